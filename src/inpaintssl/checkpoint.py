@@ -1,0 +1,291 @@
+"""Checkpoints that never execute code: safetensors weights plus pydantic-validated JSON metadata.
+
+A checkpoint is a folder::
+
+    model.safetensors        the network's state_dict
+    meta.json                :class:`CheckpointMeta` (architecture, classes, activation, epoch, ...)
+    <extra>.safetensors      optional tensor groups (optimizer state, RNG states)
+    <extra>.json             optional JSON documents (trainer state)
+    COMPLETE.json            sha256 of every file above, written last
+
+The folder is first written under a temporary name and then swapped in with renames, so a run
+killed at any instant leaves either the previous complete checkpoint or the new one (a
+half-swapped folder is recovered from its ``.old`` twin). Foreign ``.pt``/``.pth`` files are read
+with ``torch.load(weights_only=True)`` only, which refuses pickled code.
+
+Example:
+    >>> import tempfile, pathlib, torch
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "best"
+    >>> meta = CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
+    >>> save_checkpoint(d, {"w": torch.ones(2)}, meta)
+    >>> state, loaded = load_checkpoint(d)
+    >>> loaded.kind, state["w"].tolist()
+    ('pretrain', [1.0, 1.0])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from inpaintssl._version import __version__
+from inpaintssl.atomic import atomic_write_text, fsync_dir
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointMeta",
+    "load_checkpoint",
+    "load_state_dict",
+    "read_checkpoint_dir",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
+
+FORMAT_VERSION = 1
+_FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, corrupt, unsafe or incompatible; the message names the file."""
+
+
+class CheckpointMeta(BaseModel):
+    """What a checkpoint's weights are, validated on load.
+
+    Attributes:
+        kind: ``pretrain`` (inpainting) or ``finetune`` (segmentation).
+        backbone: Registered backbone name.
+        backbone_params: Keyword arguments that rebuild the backbone (besides channel counts).
+        in_channels: Network input channels.
+        out_channels: Network output channels.
+        class_names: Segmentation classes (empty for pretraining).
+        activation: ``sigmoid`` (one channel per class) or ``softmax`` (background first) or
+            ``none`` for inpainting.
+        epoch: Epoch whose weights these are (0-based).
+        val_loss: Validation loss of these weights.
+        pretext: Pretext task settings for pretraining checkpoints.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    kind: Literal["pretrain", "finetune"]
+    backbone: str
+    backbone_params: dict[str, Any] = Field(default_factory=dict)
+    in_channels: int = Field(gt=0)
+    out_channels: int = Field(gt=0)
+    class_names: list[str] = Field(default_factory=list)
+    activation: Literal["sigmoid", "softmax", "none"] = "none"
+    epoch: int = -1
+    val_loss: float | None = None
+    pretext: dict[str, Any] = Field(default_factory=dict)
+    inpaintssl_version: str = __version__
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _contiguous_cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage; clone so views of one buffer save cleanly.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def save_checkpoint(
+    folder: str | Path,
+    state_dict: Mapping[str, torch.Tensor],
+    meta: CheckpointMeta,
+    *,
+    tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    documents: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a complete checkpoint folder atomically (see the module docstring).
+
+    Args:
+        folder: Destination folder, e.g. ``run/checkpoints/last``.
+        state_dict: Model weights.
+        meta: Validated metadata.
+        tensors: Extra tensor groups, each saved as ``<name>.safetensors``.
+        documents: Extra JSON-serialisable documents, each saved as ``<name>.json``.
+
+    Raises:
+        OSError: Writing failed (e.g. disk full); the previous checkpoint is left intact.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        files: dict[str, str] = {}
+        save_file(_contiguous_cpu(state_dict), str(tmp / "model.safetensors"))
+        (tmp / "meta.json").write_text(meta.model_dump_json(indent=2), encoding="utf-8")
+        for name, group in (tensors or {}).items():
+            save_file(_contiguous_cpu(group), str(tmp / f"{name}.safetensors"))
+        for name, doc in (documents or {}).items():
+            (tmp / f"{name}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        for path in sorted(tmp.iterdir()):
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+            files[path.name] = _sha256(path)
+        atomic_write_text(tmp / "COMPLETE.json", json.dumps({"files": files}, indent=1))
+        old = folder.with_name(folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        fsync_dir(folder.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(exc.errno, f"could not write checkpoint {folder}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _verified_folder(folder: Path) -> Path:
+    """Return ``folder`` or its ``.old`` twin, whichever is complete and intact."""
+    problems: list[str] = []
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        marker = candidate / "COMPLETE.json"
+        if not marker.is_file():
+            if candidate.exists():
+                problems.append(f"{candidate} has no COMPLETE.json (interrupted write)")
+            continue
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            problems.append(f"{marker} is unreadable: {exc}")
+            continue
+        bad = [n for n, h in files.items() if not (candidate / n).is_file() or _sha256(candidate / n) != h]
+        if bad:
+            problems.append(f"{candidate}: files changed or missing since written: {', '.join(bad)}")
+            continue
+        return candidate
+    if not problems:
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    raise CheckpointError("no complete checkpoint: " + "; ".join(problems))
+
+
+def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "best") -> Path:
+    """Find the weights a path refers to.
+
+    Accepts a run folder (uses ``checkpoints/<which>``), a checkpoint folder, a
+    ``.safetensors`` file, or a foreign ``.pt``/``.pth``/``.bin``/``.ckpt`` file.
+
+    Raises:
+        CheckpointError: Nothing usable at ``path``; the message says what was looked for.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix == ".safetensors" or path.suffix in _FOREIGN_SUFFIXES:
+            return path
+        raise CheckpointError(
+            f"{path}: expected a .safetensors file (or a .pt/.pth/.bin/.ckpt tensor file), "
+            f"found a '{path.suffix or 'suffix-less'}' file"
+        )
+    run_ckpt = path / "checkpoints" / which
+    if run_ckpt.exists() or run_ckpt.with_name(which + ".old").exists():
+        return _verified_folder(run_ckpt)
+    if (path / "model.safetensors").exists() or (path / "COMPLETE.json").exists():
+        return _verified_folder(path)
+    if path.with_name(path.name + ".old").exists():
+        return _verified_folder(path)
+    raise CheckpointError(
+        f"{path}: not a checkpoint (expected a .safetensors file, a checkpoint folder with "
+        f"model.safetensors, or a run folder with checkpoints/{which})"
+    )
+
+
+def _load_foreign(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure means "refused"
+        raise CheckpointError(
+            f"{path}: refused to load: it is not a plain tensor checkpoint loadable with "
+            f"weights_only=True (it may carry pickled code): {type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
+    return {str(k): v for k, v in obj.items()}
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
+
+
+def read_checkpoint_dir(folder: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Read every tensor group and JSON document of a verified checkpoint folder.
+
+    Returns:
+        ``(tensors, documents)`` keyed by file stem (``tensors["model"]`` is the state_dict).
+    """
+    folder = _verified_folder(Path(folder))
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    documents: dict[str, Any] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".safetensors":
+            tensors[path.stem] = _load_safetensors(path)
+        elif path.suffix == ".json" and path.name != "COMPLETE.json":
+            try:
+                documents[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"{path}: invalid JSON: {exc}") from exc
+    return tensors, documents
+
+
+def load_checkpoint(
+    path: str | Path, *, which: Literal["best", "last"] = "best"
+) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
+    """Load weights (and metadata when present) without unpickling anything.
+
+    Returns:
+        ``(state_dict, meta)``; ``meta`` is ``None`` for bare weight files.
+
+    Raises:
+        CheckpointError: Missing, incomplete, corrupt or unsafe checkpoint.
+    """
+    target = resolve_checkpoint(path, which=which)
+    if target.is_file():
+        if target.suffix in _FOREIGN_SUFFIXES:
+            return _load_foreign(target), None
+        return _load_safetensors(target), None
+    weights = target / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{target}: missing model.safetensors")
+    meta_path = target / "meta.json"
+    meta: CheckpointMeta | None = None
+    if meta_path.is_file():
+        try:
+            meta = CheckpointMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {exc}") from exc
+    return _load_safetensors(weights), meta
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Only the weights of :func:`load_checkpoint`."""
+    return load_checkpoint(path)[0]

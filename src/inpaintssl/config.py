@@ -1,0 +1,416 @@
+"""Typed run configuration (pydantic v2) with YAML/JSON loading and dotted overrides.
+
+Defaults are the paper's settings (Dominic et al. 2023, sec. 2.3-2.5 and Appendix A.1): Adam with
+beta1 = 0.99 and beta2 = 0.995, batch size 9, initial learning rate 1e-3 decayed by 0.9 every two
+epochs, early stopping on validation loss (pretraining min-delta 50 / patience 4, segmentation
+min-delta 1e-3 / patience 10), context restoration with 32x32 Poisson-disc patches covering 1/4 of
+the image.
+
+Every model forbids unknown fields, so a typo fails with the field's dotted path.
+
+Example:
+    >>> from inpaintssl.config import PretrainConfig, apply_overrides
+    >>> cfg = apply_overrides(PretrainConfig(), ["optim.lr=1e-4", "pretext.patch_size=16"])
+    >>> cfg.optim.lr, cfg.pretext.patch_size
+    (0.0001, 16)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "EvaluateConfig",
+    "FinetuneConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PretextConfig",
+    "PretrainConfig",
+    "RunConfig",
+    "SourceConfig",
+    "TransferConfig",
+    "apply_overrides",
+    "config_to_yaml",
+    "load_config",
+]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration could not be read or failed validation; the message names each field path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class SourceConfig(_Strict):
+    """One data source: a registered dataset name and its parameters.
+
+    Attributes:
+        dataset: Name in :data:`inpaintssl.registry.DATASETS` (``mni152``, ``skmtea``, ``ct``,
+            ``nifti``, ``numpy``, ``hdf5`` or a plugin).
+        params: Keyword arguments for the dataset factory (paths, slice axis, windows, ...).
+        fraction: Share of this source's volumes used (seeded, nested), in (0, 1].
+    """
+
+    dataset: str = "mni152"
+    params: dict[str, Any] = Field(default_factory=dict)
+    fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+class DataConfig(_Strict):
+    """Training data (sec. 2.1, 2.2, 2.6).
+
+    Attributes:
+        dataset: Registered dataset name of the labelled (fine-tuning) or main (pretraining) source.
+        params: Keyword arguments for the dataset factory.
+        image_size: ``(H, W)`` every slice is cropped/padded or resized to; ``None`` keeps the
+            dataset's own size (it must then be divisible by ``2**(depth-1)``).
+        resize_mode: ``crop_or_pad`` (centre) or ``resize`` (bilinear images, nearest labels).
+        label_fraction: Share of training volumes with labels used for fine-tuning (sec. 2.1:
+            1.0, 0.5, 0.25, 0.1, 0.05); subsets are nested and seeded by ``subset_seed``.
+        subset_seed: Seed of the label-limited subset draw.
+        splits_file: A split JSON written by an earlier run; when given, its subsets are reused.
+        unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
+        num_workers: DataLoader worker processes.
+        val_max_images: Cap on validation slices (evenly spaced), ``None`` for all.
+    """
+
+    dataset: str = "mni152"
+    params: dict[str, Any] = Field(default_factory=dict)
+    image_size: tuple[int, int] | None = None
+    resize_mode: Literal["crop_or_pad", "resize"] = "crop_or_pad"
+    label_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    subset_seed: int = 0
+    splits_file: Path | None = None
+    unlabelled: list[SourceConfig] = Field(default_factory=list)
+    num_workers: int = Field(default=0, ge=0)
+    val_max_images: int | None = Field(default=None, gt=0)
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and (value[0] <= 0 or value[1] <= 0):
+            raise ValueError(f"image_size must be two positive integers, got {value}")
+        return value
+
+
+class ModelConfig(_Strict):
+    """Backbone (sec. 2.3, Appendix A.1).
+
+    Attributes:
+        backbone: Name in :data:`inpaintssl.registry.BACKBONES`.
+        params: Extra keyword arguments (``depth``, ``base_width``, ``groups``, ...); the input
+            and output channel counts are filled in from the data.
+    """
+
+    backbone: str = "unet2d"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PretextConfig(_Strict):
+    """Inpainting pretext task (sec. 2.4, 2.5.2).
+
+    Attributes:
+        task: ``context_prediction`` or ``context_restoration`` (or a plugin).
+        patch_size: Square patch side K in pixels.
+        sampler: ``poisson_disc`` or ``random`` (or a plugin).
+        coverage: Share of the image area corrupted (the paper fixes 1/4).
+        bank_size: Masks precomputed per run before 0/90/180/270 degree rotation.
+        params: Extra keyword arguments for the task factory.
+    """
+
+    task: str = "context_restoration"
+    patch_size: int = Field(default=32, gt=0)
+    sampler: str = "poisson_disc"
+    coverage: float = Field(default=0.25, gt=0.0, lt=1.0)
+    bank_size: int = Field(default=100, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Strict):
+    """Optimiser and schedule (Appendix A.1).
+
+    The learning rate at epoch ``e`` (0-based) is
+    ``max(lr * lr_decay ** floor((1 + e) / lr_decay_every), min_lr)``.
+    """
+
+    lr: float = Field(default=1e-3, gt=0.0)
+    betas: tuple[float, float] = (0.99, 0.995)
+    eps: float = Field(default=1e-8, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    lr_decay: float = Field(default=0.9, gt=0.0, le=1.0)
+    lr_decay_every: int = Field(default=2, gt=0)
+    min_lr: float = Field(default=1e-8, ge=0.0)
+    batch_size: int = Field(default=9, gt=0)
+    max_epochs: int = Field(default=100, gt=0)
+    steps_per_epoch: int | None = Field(default=None, gt=0)
+    grad_clip: float | None = Field(default=None, gt=0.0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"betas must lie in [0, 1), got {value}")
+        return value
+
+
+class EarlyStoppingConfig(_Strict):
+    """Stop when validation loss has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    min_delta: float = Field(default=1e-3, ge=0.0)
+    patience: int = Field(default=10, gt=0)
+
+
+class LossConfig(_Strict):
+    """Segmentation loss: a name in :data:`inpaintssl.registry.LOSSES` and its parameters."""
+
+    name: str = "dice"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransferConfig(_Strict):
+    """How pretrained weights enter fine-tuning (sec. 2.5.1, Appendix B).
+
+    Attributes:
+        pretrained: A pretraining run folder, its checkpoint folder or a ``.safetensors`` file;
+            ``None`` trains from scratch (the fully supervised baseline).
+        weights: Transfer strategy name: ``encoder`` or ``encoder_decoder``.
+        schedule: ``immediate`` (fine-tune everything at ``optim.lr``) or
+            ``freeze_then_unfreeze`` (train only the fresh parts to convergence, then unfreeze all
+            and train again at ``second_lr``).
+        second_lr: Initial learning rate of the unfrozen phase (defaults to ``optim.lr / 10``).
+        in_channels: What to do when pretrained and fine-tuned input channels differ:
+            ``error``, ``repeat`` (tile the first-layer kernels, scaled) or ``average``.
+    """
+
+    pretrained: Path | None = None
+    weights: str = "encoder"
+    schedule: Literal["immediate", "freeze_then_unfreeze"] = "immediate"
+    second_lr: float | None = Field(default=None, gt=0.0)
+    in_channels: Literal["error", "repeat", "average"] = "error"
+
+
+class RunConfig(_Strict):
+    """Where and how a run executes.
+
+    Attributes:
+        output_dir: Run folder (config, manifest, metrics CSV, checkpoints).
+        seed: Seed of weights, data order, corruption and workers.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: Mixed precision on CUDA: ``auto`` (bf16 where supported, else fp16), ``bf16``,
+            ``fp16`` or ``off``. Ignored on CPU.
+        channels_last: Use the ``channels_last`` memory format (the largest CPU speed-up).
+        deterministic: Seed everything and use deterministic algorithms (bit-identical CPU runs).
+        resume: Continue from the run folder's last checkpoint.
+        quiet: No progress bars; log lines only.
+        checkpoint_every: Save the ``last`` checkpoint every this many epochs.
+    """
+
+    output_dir: Path = Path("runs/run")
+    seed: int = 0
+    device: str = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool = True
+    deterministic: bool = False
+    resume: bool = False
+    quiet: bool = False
+    checkpoint_every: int = Field(default=1, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+def _pretrain_stopping() -> EarlyStoppingConfig:
+    return EarlyStoppingConfig(min_delta=50.0, patience=4)
+
+
+class PretrainConfig(_Strict):
+    """Everything :func:`inpaintssl.pretrain` needs (sec. 2.3-2.5)."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    pretext: PretextConfig = Field(default_factory=PretextConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=_pretrain_stopping)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+
+class FinetuneConfig(_Strict):
+    """Everything :func:`inpaintssl.finetune` needs (sec. 2.5.1, Appendix B)."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _second_lr_needs_schedule(self) -> FinetuneConfig:
+        if self.transfer.schedule == "freeze_then_unfreeze" and self.transfer.pretrained is None:
+            raise ValueError(
+                "transfer.schedule 'freeze_then_unfreeze' needs transfer.pretrained "
+                "(there is nothing to freeze when training from scratch)"
+            )
+        return self
+
+
+class EvaluateConfig(_Strict):
+    """Everything :func:`inpaintssl.evaluate` needs when driven from a file or the CLI.
+
+    Attributes:
+        checkpoint: A run folder, checkpoint folder or ``.safetensors`` file.
+        data: The data to evaluate (the ``test`` split of ``data.dataset``).
+        split: Which split to evaluate.
+        output: CSV path for the per-image table (defaults to ``<run>/eval_<split>.csv``).
+        device: As in :class:`RunConfig`.
+    """
+
+    checkpoint: Path
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: Literal["train", "val", "test"] = "test"
+    output: Path | None = None
+    device: str = "auto"
+    batch_size: int = Field(default=9, gt=0)
+
+
+def _format_validation_error(exc: ValidationError, *, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        detail = err["msg"]
+        if err["type"] == "extra_forbidden":
+            detail = "unknown field (check the spelling; see `inpaintssl config schema`)"
+        got = err.get("input")
+        found = "" if err["type"] in ("extra_forbidden", "missing") else f" (found {got!r})"
+        lines.append(f"  {path}: {detail}{found}")
+    return "\n".join(lines)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like 'section.field=value'")
+    key, raw = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {item!r} has an empty field path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    return path, value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any, *, item: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section (found {child!r})")
+        node = child
+    node[path[-1]] = value
+
+
+def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
+    """Return a copy of ``config`` with dotted ``key=value`` overrides applied and re-validated.
+
+    Values are parsed as YAML (``1e-4`` -> float, ``[64, 64]`` -> list, ``null`` -> None).
+
+    Raises:
+        ConfigError: Malformed override or a value that fails validation; names the field path.
+    """
+    data = config.model_dump(mode="json")
+    for item in overrides:
+        path, value = _parse_override(item)
+        _set_path(data, path, value, item=item)
+    try:
+        return type(config).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source="overrides")) from exc
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def load_config(
+    source: ModelT | Mapping[str, Any] | str | Path,
+    cls: type[ModelT],
+    *,
+    overrides: Sequence[str] = (),
+) -> ModelT:
+    """Build a validated ``cls`` from a model, a mapping, or a YAML/JSON file, then apply overrides.
+
+    Args:
+        source: An instance of ``cls``, a plain mapping, or a path to ``.yaml``/``.yml``/``.json``.
+        cls: The config model, e.g. :class:`PretrainConfig`.
+        overrides: Dotted ``key=value`` strings applied last.
+
+    Raises:
+        ConfigError: Unreadable file or invalid content; the message names each field path.
+
+    Example:
+        >>> cfg = load_config({"optim": {"lr": 0.01}}, PretrainConfig)
+        >>> cfg.optim.lr
+        0.01
+    """
+    if isinstance(source, cls):
+        config = source
+    elif isinstance(source, BaseModel):
+        raise ConfigError(f"expected a {cls.__name__}, got a {type(source).__name__}")
+    else:
+        if isinstance(source, (str, Path)):
+            where = str(source)
+            data = _read_mapping(Path(source))
+        elif isinstance(source, Mapping):
+            where = f"{cls.__name__} mapping"
+            data = dict(source)
+        else:
+            raise ConfigError(
+                f"config must be a {cls.__name__}, a mapping or a path, got {type(source).__name__}"
+            )
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_validation_error(exc, source=where)) from exc
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    """Serialise a config to YAML that :func:`load_config` reads back to an equal model."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
