@@ -5,26 +5,38 @@ Segmentation Using Inpainting-Based Self-Supervised Learning", Bioengineering 20
 U-Net to restore corrupted slices (context prediction or context restoration), transfer its
 weights, fine-tune on few labels, and measure what pretraining bought.
 
+The training API is imported on first use, so ``import inpaintssl`` stays light and a component
+module that fails to import cannot break the package itself.
+
 Example:
     >>> import inpaintssl as issl
     >>> sorted(issl.registry.PRETEXT_TASKS.names())[:2]
     ['context_prediction', 'context_restoration']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from inpaintssl import registry
 from inpaintssl._version import __version__
-from inpaintssl.api import (
-    FinetuneResult,
-    PretrainResult,
-    TransferReport,
-    evaluate,
-    finetune,
-    pretrain,
-    transfer,
-)
 from inpaintssl.config import FinetuneConfig, PretrainConfig
 
+if TYPE_CHECKING:
+    from inpaintssl.api import (
+        EvaluationTable,
+        FinetuneResult,
+        PretrainResult,
+        TransferReport,
+        evaluate,
+        finetune,
+        pretrain,
+        transfer,
+    )
+
 __all__ = [
+    "EvaluationTable",
     "FinetuneConfig",
     "FinetuneResult",
     "PretrainConfig",
@@ -37,3 +49,19 @@ __all__ = [
     "registry",
     "transfer",
 ]
+
+_API_NAMES = frozenset(
+    {"EvaluationTable", "FinetuneResult", "PretrainResult", "TransferReport", "evaluate", "finetune", "pretrain", "transfer"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API_NAMES:
+        value = getattr(importlib.import_module("inpaintssl.api"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'inpaintssl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _API_NAMES)

@@ -1,0 +1,234 @@
+"""The ``inpaintssl`` command line: a thin layer over :mod:`inpaintssl.api`.
+
+Each training subcommand takes an optional YAML/JSON config followed by dotted overrides::
+
+    inpaintssl pretrain pretrain.yaml optim.lr=1e-4 run.output_dir=runs/pre
+    inpaintssl finetune finetune.yaml transfer.pretrained=runs/pre data.label_fraction=0.05
+    inpaintssl evaluate runs/ft --data data.yaml --split test --output test.csv
+    inpaintssl experiment run study.yaml --shard 0/4
+    inpaintssl demo --quick
+    inpaintssl plugins
+    inpaintssl config schema finetune
+
+Example:
+    >>> main(["config", "show", "pretrain", "optim.lr=0.01"])  # doctest: +ELLIPSIS
+    data:
+    ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inpaintssl._version import __version__
+
+__all__ = ["main"]
+
+
+def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    config: str | None = None
+    overrides: list[str] = []
+    for item in items:
+        if "=" in item or config is not None:
+            overrides.append(item)
+        else:
+            config = item
+    return config, overrides
+
+
+def _common_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE", help="config file, then overrides")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--output", type=Path, help="run folder (same as run.output_dir=...)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as run.device=...)")
+    parser.add_argument("--deterministic", action="store_true", help="bit-reproducible CPU runs")
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    extra: list[str] = []
+    if args.resume:
+        extra.append("run.resume=true")
+    if args.quiet:
+        extra.append("run.quiet=true")
+    if args.output is not None:
+        extra.append(f"run.output_dir={args.output}")
+    if args.device is not None:
+        extra.append(f"run.device={args.device}")
+    if args.deterministic:
+        extra.append("run.deterministic=true")
+    return extra
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from inpaintssl.api import pretrain
+
+    config, overrides = _split_config_and_overrides(args.items)
+    result = pretrain(config if config is not None else {}, overrides=[*overrides, *_run_overrides(args)])
+    print(json.dumps({"run_dir": str(result.run_dir), "best_val_loss": result.best_val_loss,
+                      "epochs": result.epochs_run}))
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from inpaintssl.api import finetune
+
+    config, overrides = _split_config_and_overrides(args.items)
+    result = finetune(config if config is not None else {}, overrides=[*overrides, *_run_overrides(args)])
+    print(json.dumps({"run_dir": str(result.run_dir), "best_val_loss": result.best_val_loss,
+                      "epochs": result.epochs_run, "test_dice": result.mean_dice()}))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from inpaintssl.api import evaluate
+    from inpaintssl.config import DataConfig, apply_overrides, load_config
+
+    data = load_config(args.data if args.data is not None else {}, DataConfig)
+    if args.overrides:
+        data = apply_overrides(data, args.overrides)
+    output = args.output
+    if output is None:
+        base = Path(args.checkpoint)
+        output = (base if base.is_dir() else base.parent) / f"eval_{args.split}.csv"
+    table = evaluate(
+        args.checkpoint, data, split=args.split, device=args.device, batch_size=args.batch_size, output=output
+    )
+    means = table.select(level="image").mean()
+    print(json.dumps({"output": str(output), "images": len(table.select(level="image")), "mean": means}))
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from inpaintssl.experiments.cli import run_experiment_command
+
+    return run_experiment_command(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from inpaintssl.experiments.demo import run_demo
+
+    run_demo(output=args.output, quick=args.quick, seed=args.seed, quiet=args.quiet)
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from inpaintssl.registry import REGISTRIES
+
+    report: dict[str, list[dict[str, Any]]] = {}
+    for kind, registry in REGISTRIES.items():
+        report[kind] = [
+            {"name": e.name, "source": e.source, "target": e.target, "distribution": e.distribution}
+            for e in registry.entries()
+        ]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for kind, rows in report.items():
+        print(f"{kind} (entry-point group inpaintssl.{kind}):")
+        for row in rows:
+            origin = "built-in" if row["source"] == "builtin" else f"plugin from {row['distribution']}"
+            print(f"  {row['name']:<24} {origin}  [{row['target']}]")
+    return 0
+
+
+def _config_class(stage: str) -> Any:
+    from inpaintssl.config import EvaluateConfig, FinetuneConfig, PretrainConfig
+
+    return {"pretrain": PretrainConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig}[stage]
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from inpaintssl.config import config_to_yaml, load_config
+
+    cls = _config_class(args.stage)
+    if args.action == "schema":
+        print(json.dumps(cls.model_json_schema(), indent=2))
+        return 0
+    config, overrides = _split_config_and_overrides(args.items)
+    print(config_to_yaml(load_config(config if config is not None else {}, cls, overrides=overrides)), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation tools)."""
+    parser = argparse.ArgumentParser(
+        prog="inpaintssl",
+        description="Inpainting-based self-supervised pretraining for medical image segmentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"inpaintssl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="pretrain a backbone by inpainting (context prediction/restoration)")
+    _common_run_flags(p)
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune for segmentation from pretrained weights or from scratch")
+    _common_run_flags(p)
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a data split")
+    p.add_argument("checkpoint", help="run folder, checkpoint folder or .safetensors file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the data config")
+    p.add_argument("--data", help="data config (YAML/JSON, the `data` section schema)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--output", type=Path, help="CSV path (default: <run>/eval_<split>.csv)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=9)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("experiment", help="run or report one of the paper's studies from a spec")
+    exp = p.add_subparsers(dest="experiment_command", required=True)
+    run = exp.add_parser("run", help="run (or resume) every pending run of a study spec")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--shard", default="0/1", help="i/n: this process runs the i-th of n shards")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument("--quiet", action="store_true")
+    rep = exp.add_parser("report", help="write tables, figures and a report from a study's database")
+    rep.add_argument("spec", type=Path)
+    rep.add_argument("--output", type=Path)
+    st = exp.add_parser("status", help="how many runs are done, running, pending")
+    st.add_argument("spec", type=Path)
+    p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("demo", help="the whole method on the bundled MNI152 brain template")
+    p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
+    p.add_argument("--output", type=Path, default=Path("demo-report"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("plugins", help="list every registry's names and where they come from")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("config", help="print a resolved config or its JSON schema")
+    p.add_argument("action", choices=["show", "schema"])
+    p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"])
+    p.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")
+    p.set_defaults(func=_cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``inpaintssl`` console script; returns the exit status.
+
+    Known user errors (bad config, bad data, bad checkpoint) print one clear message and exit 2.
+    """
+    from inpaintssl.checkpoint import CheckpointError
+    from inpaintssl.config import ConfigError
+    from inpaintssl.data.base import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, DataError, CheckpointError, KeyError, ValueError, FileExistsError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"inpaintssl {args.command}: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,78 @@
+"""Per-run set-up shared by pretraining and fine-tuning: device, process group, seeding, run folder.
+
+Example:
+    >>> from inpaintssl.config import RunConfig
+    >>> import tempfile, pathlib
+    >>> ctx = RunContext.start(RunConfig(output_dir=pathlib.Path(tempfile.mkdtemp()) / "r", device="cpu"))
+    >>> ctx.device.type, ctx.dist.world_size
+    ('cpu', 1)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inpaintssl.config import RunConfig
+from inpaintssl.training.device import autocast_dtype, resolve_device
+from inpaintssl.training.distributed import DistInfo, init_distributed
+
+__all__ = ["RunContext", "RunFolderInUseError", "seed_everything"]
+
+
+class RunFolderInUseError(FileExistsError):
+    """A new run would overwrite a folder that already holds a run."""
+
+
+def seed_everything(seed: int, *, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic``, also force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace for reproducible GEMMs on CUDA >= 10.2.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how this process trains."""
+
+    run: RunConfig
+    device: torch.device
+    dist: DistInfo
+    amp_dtype: torch.dtype | None
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder."""
+        return self.run.output_dir
+
+    @classmethod
+    def start(cls, run: RunConfig) -> RunContext:
+        """Resolve the device, join a torchrun group if any, seed, and claim the run folder.
+
+        Raises:
+            RunFolderInUseError: ``run.output_dir`` already holds checkpoints and ``resume`` is off.
+        """
+        info = DistInfo.from_env()
+        device = resolve_device(run.device, local_rank=info.local_rank if info.distributed else None)
+        info = init_distributed(device)
+        seed_everything(run.seed, deterministic=run.deterministic)
+        checkpoints = run.output_dir / "checkpoints"
+        if not run.resume and checkpoints.exists() and any(checkpoints.iterdir()):
+            raise RunFolderInUseError(
+                f"run.output_dir={str(run.output_dir)!r} already holds a run (found {checkpoints}); "
+                "pass --resume (run.resume=true) to continue it, or choose another run.output_dir"
+            )
+        if info.is_main:
+            run.output_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run=run, device=device, dist=info, amp_dtype=autocast_dtype(device, run.amp))

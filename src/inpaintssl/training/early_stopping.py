@@ -1,0 +1,74 @@
+"""Early stopping on validation loss with min-delta and patience (Appendix A.1).
+
+Example:
+    >>> stop = EarlyStopping(min_delta=1.0, patience=2)
+    >>> [stop.update(v) for v in (10.0, 9.5, 9.2, 8.0)]
+    [True, False, False, True]
+    >>> stop.should_stop
+    False
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+__all__ = ["EarlyStopping"]
+
+
+@dataclass
+class EarlyStopping:
+    """Keras-style early stopping: an epoch improves when ``loss < best - min_delta``.
+
+    After ``patience`` consecutive epochs without improvement, :attr:`should_stop` turns true.
+    Pretraining uses ``min_delta=50`` (its L2 loss is a per-image sum), segmentation ``1e-3``.
+
+    Attributes:
+        min_delta: Minimum decrease that counts as an improvement.
+        patience: Epochs without improvement tolerated.
+        best: Best loss that counted as an improvement.
+        wait: Epochs since the last improvement.
+    """
+
+    min_delta: float
+    patience: int
+    best: float = math.inf
+    wait: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+        if self.patience <= 0:
+            raise ValueError(f"patience must be > 0, got {self.patience}")
+
+    def update(self, loss: float) -> bool:
+        """Record one epoch's validation loss; return whether it counted as an improvement."""
+        if loss < self.best - self.min_delta:
+            self.best = loss
+            self.wait = 0
+            return True
+        self.wait += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether ``patience`` epochs have passed without improvement."""
+        return self.wait >= self.patience
+
+    def state_dict(self) -> dict[str, float | int]:
+        """JSON-serialisable state for resuming (``inf`` is stored as ``None``)."""
+        state = asdict(self)
+        if math.isinf(self.best):
+            state["best"] = None
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, float | int | None]) -> EarlyStopping:
+        """Rebuild from :meth:`state_dict`."""
+        best = state.get("best")
+        return cls(
+            min_delta=float(state["min_delta"] or 0.0),
+            patience=int(state["patience"] or 1),
+            best=math.inf if best is None else float(best),
+            wait=int(state.get("wait") or 0),
+        )

@@ -1,0 +1,184 @@
+"""Fine-tuning for segmentation, from transferred weights or from scratch (sec. 2.5.1, Appendix B).
+
+``transfer.schedule = "immediate"`` trains every weight at ``optim.lr`` (the paper's best choice
+with encoder-only transfer, sec. 3.1). ``"freeze_then_unfreeze"`` first trains only the fresh
+parts with the transferred ones frozen until early stopping, restores the best weights, then
+unfreezes everything and trains again from ``transfer.second_lr`` (the authors' two manual runs,
+as one run with one folder and one resume point).
+
+Example:
+    >>> phases_for(lr=1e-3, schedule="freeze_then_unfreeze", second_lr=None, transferred=("encoder",))
+    [Phase(name='frozen', lr=0.001, frozen_parts=('encoder',)), Phase(name='unfrozen', lr=0.0001, frozen_parts=())]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.config import FinetuneConfig
+from inpaintssl.data.build import build_datasets
+from inpaintssl.registry import LOSSES, TRANSFER_STRATEGIES
+from inpaintssl.training.components import build_backbone, size_multiple_of
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.distributed import shutdown_distributed
+from inpaintssl.training.evaluation import evaluate_segmentation
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.results import FinetuneResult
+from inpaintssl.training.run_folder import build_manifest, write_config, write_manifest
+from inpaintssl.transfer import transfer
+
+__all__ = ["phases_for", "run_finetuning"]
+
+
+def phases_for(
+    *, lr: float, schedule: str, second_lr: float | None, transferred: Sequence[str]
+) -> list[Phase]:
+    """The training phases of a fine-tuning schedule.
+
+    Args:
+        lr: Initial learning rate of the first (or only) phase.
+        schedule: ``immediate`` or ``freeze_then_unfreeze``.
+        second_lr: Initial learning rate after unfreezing (default ``lr / 10``, the paper's best pair).
+        transferred: Submodules that received pretrained weights.
+
+    Raises:
+        ValueError: Unknown schedule.
+    """
+    if schedule == "immediate":
+        return [Phase(name="finetune", lr=lr)]
+    if schedule == "freeze_then_unfreeze":
+        return [
+            Phase(name="frozen", lr=lr, frozen_parts=tuple(transferred)),
+            Phase(name="unfrozen", lr=second_lr if second_lr is not None else lr / 10),
+        ]
+    raise ValueError(f"transfer.schedule must be 'immediate' or 'freeze_then_unfreeze', got {schedule!r}")
+
+
+def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
+    """Fine-tune (or train from scratch) for segmentation; see :func:`inpaintssl.finetune`."""
+    ctx = RunContext.start(config.run)
+    try:
+        return _finetune(config, ctx)
+    finally:
+        shutdown_distributed()
+
+
+def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
+    multiple = size_multiple_of(config.model.backbone, config.model.params)
+    bundle = build_datasets(config.data, stage="finetune", seed=config.run.seed, size_multiple=multiple)
+    class_names = tuple(bundle.class_names)
+    if not class_names:
+        raise ValueError(
+            f"data.dataset={config.data.dataset!r} yields no label classes: fine-tuning needs labelled data"
+        )
+    loss = LOSSES.build(config.loss.name, **config.loss.params)
+    out_channels = int(loss.out_channels(len(class_names)))
+    model = build_backbone(
+        config.model.backbone,
+        config.model.params,
+        in_channels=bundle.in_channels,
+        out_channels=out_channels,
+        seed=config.run.seed,
+    )
+    report = None
+    transferred: tuple[str, ...] = ()
+    if config.transfer.pretrained is not None:
+        report = transfer(
+            config.transfer.pretrained,
+            model,
+            weights=config.transfer.weights,
+            in_channels=config.transfer.in_channels,
+        )
+        transferred = tuple(TRANSFER_STRATEGIES.build(config.transfer.weights).parts)
+    model = model.to(ctx.device)
+    if config.run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    phases = phases_for(
+        lr=config.optim.lr,
+        schedule=config.transfer.schedule,
+        second_lr=config.transfer.second_lr,
+        transferred=transferred,
+    )
+    if ctx.dist.is_main:
+        write_config(ctx.run_dir, config)
+        bundle.splits.save(ctx.run_dir / "splits.json")
+        write_manifest(
+            ctx.run_dir,
+            build_manifest(
+                seed=config.run.seed,
+                data_files=bundle.data_files,
+                num_workers=config.data.num_workers,
+                extra={
+                    "stage": "finetune",
+                    "world_size": ctx.dist.world_size,
+                    "device": str(ctx.device),
+                    "transfer": None if report is None else report.summary(),
+                },
+            ),
+        )
+    meta = CheckpointMeta(
+        kind="finetune",
+        backbone=config.model.backbone,
+        backbone_params=dict(config.model.params),
+        in_channels=bundle.in_channels,
+        out_channels=out_channels,
+        class_names=list(class_names),
+        activation=loss.activation,
+    )
+    trainer = Trainer(
+        model=model,
+        objective=SegmentationObjective(loss=loss),
+        train_set=bundle.train,
+        val_set=bundle.val,
+        phases=phases,
+        optim=config.optim,
+        stopping=config.early_stopping,
+        meta=meta,
+        run_dir=ctx.run_dir,
+        device=ctx.device,
+        seed=config.run.seed,
+        amp_dtype=ctx.amp_dtype,
+        channels_last=config.run.channels_last,
+        num_workers=config.data.num_workers,
+        dist=ctx.dist,
+        resume=config.run.resume,
+        quiet=config.run.quiet,
+        checkpoint_every=config.run.checkpoint_every,
+    )
+    outcome = trainer.fit()
+    test = None
+    if ctx.dist.is_main and bundle.test is not None and len(bundle.test) > 0:
+        test = evaluate_segmentation(
+            model,
+            bundle.test,
+            predict_onehot=loss.predict_onehot,
+            class_names=class_names,
+            device=ctx.device,
+            batch_size=config.optim.batch_size,
+            channels_last=config.run.channels_last,
+            amp_dtype=ctx.amp_dtype,
+        )
+        test.to_csv(ctx.run_dir / "test_metrics.csv")
+    result = FinetuneResult(
+        run_dir=ctx.run_dir,
+        best_val_loss=outcome.best_val_loss,
+        best_epoch=outcome.best_epoch,
+        epochs_run=outcome.epochs_run,
+        stopped_early=outcome.stopped_early,
+        history=outcome.history,
+        transfer=report,
+        test=test,
+        class_names=class_names,
+        model=model,
+    )
+    if not config.run.quiet and ctx.dist.is_main:
+        dice = ", ".join(f"{k}={v:.3f}" for k, v in result.mean_dice().items())
+        print(
+            f"finetune done: {outcome.epochs_run} epochs, best val Dice loss {outcome.best_val_loss:.4g} "
+            f"at epoch {outcome.best_epoch}; test Dice {dice or 'n/a'} -> {ctx.run_dir}"
+        )
+    return result

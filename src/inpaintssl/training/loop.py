@@ -1,0 +1,534 @@
+"""One training loop for both stages: Adam, step decay, early stopping, best restore, resume.
+
+The loop follows Appendix A.1: Adam(beta1=0.99, beta2=0.995), the learning rate decayed by 0.9
+every two epochs, early stopping on the validation loss, and the best checkpoint restored at the
+end. A run is a list of :class:`Phase` objects: pretraining and immediate fine-tuning have one
+phase, ``freeze_then_unfreeze`` has two (sec. 2.5.1), each with a fresh optimiser (no stale
+moments for parameters that were frozen), schedule and early stopping.
+
+Every epoch ends with ``checkpoints/last`` written atomically (weights, optimizer moments,
+early-stopping state, history, RNG states). Data order and corruption are pure functions of
+(seed, phase, epoch, sample index), so a run killed at any instant and resumed from ``last``
+ends with the same weights as one that never stopped (bit-identical on CPU).
+
+Example:
+    >>> Phase(name="finetune", lr=1e-3).frozen_parts
+    ()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm.auto import tqdm
+
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, read_checkpoint_dir, save_checkpoint
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.data.loading import seed_worker
+from inpaintssl.training.device import autocast_context
+from inpaintssl.training.distributed import DistInfo, all_reduce_sum
+from inpaintssl.training.early_stopping import EarlyStopping
+from inpaintssl.training.objectives import Objective
+from inpaintssl.training.run_folder import write_metrics_csv
+from inpaintssl.training.schedule import step_decay_lr
+from inpaintssl.training.state import (
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    restore_rng_states,
+    rng_states,
+)
+from inpaintssl.transfer.schedules import set_trainable
+
+__all__ = ["IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
+
+log = logging.getLogger("inpaintssl.training")
+
+# Phases and epochs are folded into per-sample keys with these strides; far apart so keys never collide.
+_EPOCH_STRIDE = 1_000_003
+_PHASE_STRIDE = 7_919 * _EPOCH_STRIDE
+_VALIDATION_SALT = -1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training with its own optimiser, schedule and early stopping.
+
+    Attributes:
+        name: Shown in logs and the metrics CSV (``pretrain``, ``finetune``, ``frozen``, ``unfrozen``).
+        lr: Initial learning rate of the phase.
+        frozen_parts: Submodules (e.g. ``("encoder",)``) whose parameters do not train.
+    """
+
+    name: str
+    lr: float
+    frozen_parts: tuple[str, ...] = ()
+
+
+@dataclass
+class TrainOutcome:
+    """What :meth:`Trainer.fit` returns."""
+
+    history: list[dict[str, Any]]
+    best_val_loss: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    resumed_from_epoch: int | None = None
+    phase_best: list[float] = field(default_factory=list)
+
+
+class IndexedDataset(Dataset[dict[str, Any]]):
+    """Adds each item's dataset index as ``index`` (the key its corruption is drawn from)."""
+
+    def __init__(self, base: Dataset[dict[str, Any]]) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.base[index])
+        item["index"] = index
+        return item
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    assert isinstance(inner, nn.Module)
+    return inner
+
+
+class Trainer:
+    """Train ``model`` on ``objective`` through one or more :class:`Phase`.
+
+    Args:
+        model: The network (already on ``device``).
+        objective: Turns a batch into a loss.
+        train_set: Items as in :mod:`inpaintssl.data.base`.
+        val_set: Validation items; its loss drives early stopping and best-checkpoint choice.
+        phases: One or two phases.
+        optim: Optimiser, schedule, batch size, epochs, clipping.
+        stopping: Early-stopping rule.
+        meta: Metadata stored with every checkpoint.
+        run_dir: The run folder (only rank 0 writes).
+        device: Training device.
+        seed: Run seed (data order, corruption keys).
+        amp_dtype: Autocast dtype on CUDA or ``None``.
+        channels_last: Use the channels_last memory format.
+        num_workers: DataLoader workers.
+        dist: This process's place in a torchrun job.
+        resume: Continue from ``checkpoints/last`` when it exists.
+        quiet: No progress bars.
+        checkpoint_every: Write ``last`` every this many epochs (always at a phase's end).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        objective: Objective,
+        train_set: Dataset[dict[str, Any]],
+        val_set: Dataset[dict[str, Any]],
+        phases: Sequence[Phase],
+        optim: OptimConfig,
+        stopping: EarlyStoppingConfig,
+        meta: CheckpointMeta,
+        run_dir: Path,
+        device: torch.device,
+        seed: int,
+        amp_dtype: torch.dtype | None = None,
+        channels_last: bool = True,
+        num_workers: int = 0,
+        dist: DistInfo | None = None,
+        resume: bool = False,
+        quiet: bool = False,
+        checkpoint_every: int = 1,
+    ) -> None:
+        if not phases:
+            raise ValueError("phases must name at least one training phase")
+        if len(train_set) == 0:  # type: ignore[arg-type]
+            raise ValueError("the training set is empty: nothing to train on")
+        if len(val_set) == 0:  # type: ignore[arg-type]
+            raise ValueError("the validation set is empty: early stopping needs validation data")
+        self.model = model
+        self.objective = objective
+        self.phases = list(phases)
+        self.optim = optim
+        self.stopping_config = stopping
+        self.meta = meta
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.seed = seed
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
+        self.dist = dist or DistInfo()
+        self.resume = resume
+        self.quiet = quiet
+        self.checkpoint_every = checkpoint_every
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.train_set = IndexedDataset(train_set)
+        val_indices = range(self.dist.rank, len(val_set), self.dist.world_size)  # type: ignore[arg-type]
+        self.val_set = Subset(IndexedDataset(val_set), list(val_indices))
+        self.num_workers = num_workers
+        self.ddp_model: nn.Module = model
+        if self.dist.distributed:
+            self.ddp_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+
+    # -- data -------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset[dict[str, Any]], *, epoch_key: int | None) -> DataLoader[Any]:
+        sampler = None
+        if epoch_key is not None:
+            sampler = DistributedSampler(
+                dataset,
+                num_replicas=self.dist.world_size,
+                rank=self.dist.rank,
+                shuffle=True,
+                seed=self.seed,
+                drop_last=False,
+            )
+            sampler.set_epoch(epoch_key)
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.optim.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        moved: dict[str, Any] = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor) and key in ("image", "label"):
+                moved[key] = value.to(self.device, non_blocking=True, memory_format=fmt)
+            elif isinstance(value, torch.Tensor) and key == "index":
+                moved[key] = value.to(self.device, non_blocking=True)
+            else:
+                moved[key] = value
+        return moved
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save(
+        self,
+        which: str,
+        *,
+        epoch: int,
+        val_loss: float,
+        optimizer: torch.optim.Optimizer | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        if not self.dist.is_main:
+            return
+        meta = self.meta.model_copy(update={"epoch": epoch, "val_loss": val_loss})
+        tensors: dict[str, dict[str, torch.Tensor]] = {}
+        documents: dict[str, Any] = {}
+        if optimizer is not None and state is not None:
+            opt_tensors, opt_doc = optimizer_to_tensors(optimizer)
+            rng_tensors, rng_doc = rng_states()
+            tensors = {"optimizer": opt_tensors, "rng": rng_tensors}
+            documents = {"optimizer": opt_doc, "trainer_state": {**state, "rng": rng_doc}}
+        save_checkpoint(
+            self.run_dir / "checkpoints" / which,
+            _unwrap(self.model).state_dict(),
+            meta,
+            tensors=tensors,
+            documents=documents,
+        )
+
+    def _load_weights(self, which: str) -> None:
+        tensors, _ = read_checkpoint_dir(self.run_dir / "checkpoints" / which)
+        _unwrap(self.model).load_state_dict(tensors["model"])
+
+    def _try_resume(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
+        last = self.run_dir / "checkpoints" / "last"
+        if not (last.exists() or last.with_name("last.old").exists()):
+            return None
+        try:
+            tensors, documents = read_checkpoint_dir(last)
+        except CheckpointError as exc:
+            raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
+        if "trainer_state" not in documents or "optimizer" not in tensors:
+            raise CheckpointError(f"cannot resume from {last}: it has no trainer state")
+        _unwrap(self.model).load_state_dict(tensors["model"])
+        return documents["trainer_state"], tensors, documents
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
+        model = _unwrap(self.model)
+        set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
+        if phase.frozen_parts:
+            set_trainable(model, phase.frozen_parts, trainable=False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"phase {phase.name!r}: every parameter is frozen, nothing to train")
+        return torch.optim.Adam(
+            params,
+            lr=phase.lr,
+            betas=self.optim.betas,
+            eps=self.optim.eps,
+            weight_decay=self.optim.weight_decay,
+        )
+
+    def _epoch_batches(self, loader: DataLoader[Any], *, desc: str) -> Iterator[dict[str, Any]]:
+        limit = self.optim.steps_per_epoch
+        total = len(loader) if limit is None else min(limit, len(loader))
+        bar = tqdm(
+            loader, total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main
+        )
+        for step, batch in enumerate(bar):
+            if limit is not None and step >= limit:
+                break
+            yield batch
+        bar.close()
+
+    def _check_finite(self, losses: list[torch.Tensor], *, first_step: int, phase: Phase, epoch: int) -> None:
+        if not losses:
+            return
+        stacked = torch.stack(losses)
+        finite = torch.isfinite(stacked)
+        if bool(finite.all()):
+            return
+        bad = int((~finite).nonzero()[0, 0]) + first_step
+        raise NonFiniteLossError(
+            f"non-finite training loss ({float(stacked[bad - first_step])}) in phase {phase.name!r} at "
+            f"epoch {epoch} step {bad}; stopped. The last good checkpoint is kept in "
+            f"{self.run_dir / 'checkpoints'} (try a lower optim.lr or set optim.grad_clip)"
+        )
+
+    def _train_epoch(
+        self, optimizer: torch.optim.Optimizer, *, phase_index: int, epoch: int, global_epoch: int
+    ) -> float:
+        phase = self.phases[phase_index]
+        epoch_key = phase_index * _PHASE_STRIDE + epoch * _EPOCH_STRIDE
+        loader = self._loader(self.train_set, epoch_key=phase_index * 10_000 + epoch)
+        self.ddp_model.train()
+        pending: list[torch.Tensor] = []
+        pending_start = 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        step = -1
+        for step, raw in enumerate(self._epoch_batches(loader, desc=f"{phase.name} epoch {global_epoch}")):
+            batch = self._to_device(raw)
+            keys = batch["index"] + (self.seed * 7 + epoch_key)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast_context(self.device, self.amp_dtype):
+                loss = self.objective.loss(self.ddp_model, batch, keys=keys)
+            self.scaler.scale(loss).backward()
+            if self.optim.grad_clip is not None:
+                self.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad], self.optim.grad_clip
+                )
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            detached = loss.detach()
+            pending.append(detached)
+            n = int(batch["image"].shape[0])
+            loss_sum += detached.double() * n
+            count += n
+            if len(pending) >= 50:
+                self._check_finite(pending, first_step=pending_start, phase=phase, epoch=global_epoch)
+                pending, pending_start = [], step + 1
+        self._check_finite(pending, first_step=pending_start, phase=phase, epoch=global_epoch)
+        totals = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=self.device)]))
+        return float(totals[0] / totals[1].clamp_min(1))
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean validation loss (sample-weighted over batches, summed across ranks)."""
+        loader = self._loader(self.val_set, epoch_key=None)
+        self.ddp_model.eval()
+        model = _unwrap(self.model)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = torch.zeros((), dtype=torch.float64, device=self.device)
+        for raw in loader:
+            batch = self._to_device(raw)
+            keys = batch["index"] + _VALIDATION_SALT * (self.seed * 7 + 1)
+            with autocast_context(self.device, self.amp_dtype):
+                loss = self.objective.loss(model, batch, keys=keys)
+            n = batch["image"].shape[0]
+            loss_sum += loss.detach().double() * n
+            count += n
+        totals = all_reduce_sum(torch.stack([loss_sum, count]))
+        value = float(totals[0] / totals[1].clamp_min(1))
+        return value
+
+    def fit(self) -> TrainOutcome:
+        """Run every phase to early stopping or ``max_epochs``; return the history and best loss.
+
+        On return the model holds the best weights of the last phase.
+
+        Raises:
+            NonFiniteLossError: A training or validation loss became NaN/inf.
+            CheckpointError: ``resume`` was asked for but the last checkpoint is unusable.
+        """
+        history: list[dict[str, Any]] = []
+        start_phase, start_epoch, global_epoch = 0, 0, 0
+        resumed_from: int | None = None
+        stopper: EarlyStopping | None = None
+        best_val = math.inf
+        best_epoch = -1
+        stopped_early = False
+        phase_best: list[float] = []
+        restored_optimizer: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        if self.resume:
+            resumed = self._try_resume()
+            if resumed is not None:
+                state, tensors, documents = resumed
+                history = list(state["history"])
+                start_phase, start_epoch = int(state["phase"]), int(state["epoch"])
+                global_epoch = int(state["global_epoch"])
+                best_val = math.inf if state["best_val"] is None else float(state["best_val"])
+                best_epoch = int(state["best_epoch"])
+                stopped_early = bool(state.get("stopped_early", False))
+                phase_best = [float(v) for v in state.get("phase_best", [])]
+                stopper = EarlyStopping.from_state_dict(state["stopping"]) if state.get("stopping") else None
+                restored_optimizer = (tensors["optimizer"], documents["optimizer"])
+                restore_rng_states(tensors["rng"], state["rng"])
+                resumed_from = global_epoch
+                log.info("resumed from %s at phase %d epoch %d", self.run_dir, start_phase, start_epoch)
+
+        for phase_index in range(start_phase, len(self.phases)):
+            phase = self.phases[phase_index]
+            optimizer = self._make_optimizer(phase)
+            # Only the phase a resumed run stopped in carries optimizer moments and stopping state.
+            if restored_optimizer is not None and stopper is not None:
+                optimizer_from_tensors(optimizer, *restored_optimizer)
+                epoch = start_epoch
+            else:
+                stopper = EarlyStopping(
+                    min_delta=self.stopping_config.min_delta, patience=self.stopping_config.patience
+                )
+                best_val, best_epoch, epoch = math.inf, -1, 0
+            restored_optimizer = None
+            stopped_early = False
+            while epoch < self.optim.max_epochs:
+                lr = step_decay_lr(
+                    epoch,
+                    lr=phase.lr,
+                    decay=self.optim.lr_decay,
+                    every=self.optim.lr_decay_every,
+                    min_lr=self.optim.min_lr,
+                )
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                started = time.perf_counter()
+                train_loss = self._train_epoch(optimizer, phase_index=phase_index, epoch=epoch, global_epoch=global_epoch)
+                val_loss = self.validate()
+                if not math.isfinite(val_loss):
+                    raise NonFiniteLossError(
+                        f"non-finite validation loss ({val_loss}) in phase {phase.name!r} at epoch "
+                        f"{global_epoch}; stopped. The last good checkpoint is kept in "
+                        f"{self.run_dir / 'checkpoints'}"
+                    )
+                is_best = val_loss < best_val
+                if is_best:
+                    best_val, best_epoch = val_loss, global_epoch
+                    self._save("best", epoch=global_epoch, val_loss=val_loss)
+                stopper.update(val_loss)
+                history.append(
+                    {
+                        "phase": phase.name,
+                        "epoch": global_epoch,
+                        "phase_epoch": epoch,
+                        "lr": lr,
+                        "train_loss": train_loss,
+                        "val_loss": val_loss,
+                        "best": int(is_best),
+                        "seconds": round(time.perf_counter() - started, 3),
+                    }
+                )
+                if not self.quiet and self.dist.is_main:
+                    tqdm.write(
+                        f"[{phase.name}] epoch {global_epoch}: lr={lr:.3g} train_loss={train_loss:.5g} "
+                        f"val_loss={val_loss:.5g}{' *' if is_best else ''}"
+                    )
+                epoch += 1
+                global_epoch += 1
+                stopped_early = stopper.should_stop
+                phase_done = stopped_early or epoch >= self.optim.max_epochs
+                if self.dist.is_main:
+                    write_metrics_csv(self.run_dir / "metrics.csv", history)
+                if phase_done:
+                    break
+                if epoch % self.checkpoint_every == 0:
+                    self._save(
+                        "last",
+                        epoch=global_epoch - 1,
+                        val_loss=val_loss,
+                        optimizer=optimizer,
+                        state={
+                            "phase": phase_index,
+                            "epoch": epoch,
+                            "global_epoch": global_epoch,
+                            "best_val": None if math.isinf(best_val) else best_val,
+                            "best_epoch": best_epoch,
+                            "stopping": stopper.state_dict(),
+                            "stopped_early": stopped_early,
+                            "phase_best": phase_best,
+                            "history": history,
+                        },
+                    )
+            # Restore the phase's best weights (Keras' restore-best) before the next phase or the end.
+            self._barrier()
+            self._load_weights("best")
+            phase_best.append(best_val)
+            stopper = None
+            self._save(
+                "last",
+                epoch=global_epoch - 1,
+                val_loss=best_val,
+                optimizer=optimizer,
+                state={
+                    "phase": phase_index + 1,
+                    "epoch": 0,
+                    "global_epoch": global_epoch,
+                    "best_val": best_val,
+                    "best_epoch": best_epoch,
+                    "stopping": None,
+                    "stopped_early": stopped_early,
+                    "phase_best": phase_best,
+                    "history": history,
+                },
+            )
+        if start_phase >= len(self.phases):
+            self._load_weights("best")
+        self._barrier()
+        set_trainable(_unwrap(self.model), [n for n, _ in _unwrap(self.model).named_children()], trainable=True)
+        return TrainOutcome(
+            history=history,
+            best_val_loss=best_val,
+            best_epoch=best_epoch,
+            epochs_run=global_epoch,
+            stopped_early=stopped_early,
+            resumed_from_epoch=resumed_from,
+            phase_best=phase_best,
+        )
+
+    def _barrier(self) -> None:
+        # Non-zero ranks read checkpoints rank 0 wrote: wait until they exist.
+        from inpaintssl.training.distributed import barrier
+
+        barrier()

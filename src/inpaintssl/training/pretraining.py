@@ -1,0 +1,128 @@
+"""Pretraining: learn to inpaint corrupted slices (sec. 2.4, Appendix A.1).
+
+Example:
+    >>> from inpaintssl.config import PretrainConfig
+    >>> PretrainConfig().pretext.task
+    'context_restoration'
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.config import PretrainConfig
+from inpaintssl.data.build import build_datasets
+from inpaintssl.registry import LOSSES, PRETEXT_TASKS
+from inpaintssl.training.components import build_backbone, size_multiple_of
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.distributed import shutdown_distributed
+from inpaintssl.training.evaluation import evaluate_inpainting
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import InpaintingObjective
+from inpaintssl.training.results import PretrainResult
+from inpaintssl.training.run_folder import build_manifest, write_config, write_manifest
+
+__all__ = ["run_pretraining"]
+
+
+def run_pretraining(config: PretrainConfig) -> PretrainResult:
+    """Pretrain a backbone on an inpainting pretext task; see :func:`inpaintssl.pretrain`."""
+    ctx = RunContext.start(config.run)
+    try:
+        return _pretrain(config, ctx)
+    finally:
+        shutdown_distributed()
+
+
+def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
+    multiple = size_multiple_of(config.model.backbone, config.model.params)
+    bundle = build_datasets(config.data, stage="pretrain", seed=config.run.seed, size_multiple=multiple)
+    channels = bundle.in_channels
+    model = build_backbone(
+        config.model.backbone, config.model.params, in_channels=channels, out_channels=channels, seed=config.run.seed
+    ).to(ctx.device)
+    if config.run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    task = PRETEXT_TASKS.build(
+        config.pretext.task,
+        patch_size=config.pretext.patch_size,
+        sampler=config.pretext.sampler,
+        coverage=config.pretext.coverage,
+        bank_size=config.pretext.bank_size,
+        seed=config.run.seed,
+        **config.pretext.params,
+    )
+    objective = InpaintingObjective(task, loss=LOSSES.build("l2"))
+    # Fail at the door: an impossible patch size or coverage raises here, not hours into training.
+    probe = bundle.val[0]["image"].unsqueeze(0).to(ctx.device)
+    objective.corrupt(probe, torch.zeros(1, dtype=torch.long, device=ctx.device))
+    if ctx.dist.is_main:
+        write_config(ctx.run_dir, config)
+        bundle.splits.save(ctx.run_dir / "splits.json")
+        write_manifest(
+            ctx.run_dir,
+            build_manifest(
+                seed=config.run.seed,
+                data_files=bundle.data_files,
+                num_workers=config.data.num_workers,
+                extra={"stage": "pretrain", "world_size": ctx.dist.world_size, "device": str(ctx.device)},
+            ),
+        )
+    meta = CheckpointMeta(
+        kind="pretrain",
+        backbone=config.model.backbone,
+        backbone_params=dict(config.model.params),
+        in_channels=channels,
+        out_channels=channels,
+        activation="none",
+        pretext=config.pretext.model_dump(mode="json"),
+    )
+    trainer = Trainer(
+        model=model,
+        objective=objective,
+        train_set=bundle.train,
+        val_set=bundle.val,
+        phases=[Phase(name="pretrain", lr=config.optim.lr)],
+        optim=config.optim,
+        stopping=config.early_stopping,
+        meta=meta,
+        run_dir=ctx.run_dir,
+        device=ctx.device,
+        seed=config.run.seed,
+        amp_dtype=ctx.amp_dtype,
+        channels_last=config.run.channels_last,
+        num_workers=config.data.num_workers,
+        dist=ctx.dist,
+        resume=config.run.resume,
+        quiet=config.run.quiet,
+        checkpoint_every=config.run.checkpoint_every,
+    )
+    outcome = trainer.fit()
+    evaluation = None
+    if ctx.dist.is_main:
+        evaluation = evaluate_inpainting(
+            model,
+            bundle.val,
+            corrupt=objective.corrupt,
+            device=ctx.device,
+            batch_size=config.optim.batch_size,
+            channels_last=config.run.channels_last,
+            amp_dtype=ctx.amp_dtype,
+        )
+        evaluation.to_csv(ctx.run_dir / "val_inpainting.csv")
+    if not config.run.quiet and ctx.dist.is_main:
+        print(
+            f"pretrain done: {outcome.epochs_run} epochs, best val L2 {outcome.best_val_loss:.4g} at epoch "
+            f"{outcome.best_epoch}{' (early stop)' if outcome.stopped_early else ''} -> {ctx.run_dir}"
+        )
+    return PretrainResult(
+        run_dir=ctx.run_dir,
+        best_val_loss=outcome.best_val_loss,
+        best_epoch=outcome.best_epoch,
+        epochs_run=outcome.epochs_run,
+        stopped_early=outcome.stopped_early,
+        history=outcome.history,
+        model=model,
+        evaluation=evaluation,
+    )

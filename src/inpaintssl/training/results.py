@@ -1,0 +1,94 @@
+"""What :func:`inpaintssl.pretrain` and :func:`inpaintssl.finetune` return.
+
+Example:
+    >>> from pathlib import Path
+    >>> r = PretrainResult(run_dir=Path("runs/a"), best_val_loss=1.0, best_epoch=0, epochs_run=1,
+    ...                    stopped_early=False, history=[])
+    >>> r.checkpoint
+    PosixPath('runs/a/checkpoints/best')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from inpaintssl.training.evaluation import EvaluationTable
+from inpaintssl.transfer import TransferReport
+
+__all__ = ["FinetuneResult", "PretrainResult"]
+
+
+@dataclass
+class PretrainResult:
+    """Outcome of a pretraining run.
+
+    Attributes:
+        run_dir: The run folder.
+        best_val_loss: Best validation L2 loss (eq. A1).
+        best_epoch: Epoch of the best weights.
+        epochs_run: Epochs trained in total (including those of a resumed run).
+        stopped_early: Whether early stopping ended the run.
+        history: Per-epoch metrics (as in ``metrics.csv``).
+        model: The network with the best weights loaded (``None`` on non-zero ranks).
+        evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
+    """
+
+    run_dir: Path
+    best_val_loss: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]]
+    model: nn.Module | None = None
+    evaluation: EvaluationTable | None = None
+
+    @property
+    def checkpoint(self) -> Path:
+        """The best checkpoint folder, ready for :func:`inpaintssl.transfer`."""
+        return self.run_dir / "checkpoints" / "best"
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of a fine-tuning (or supervised-baseline) run.
+
+    Attributes:
+        run_dir: The run folder.
+        best_val_loss: Best validation Dice loss of the final phase.
+        best_epoch: Epoch of the best weights.
+        epochs_run: Epochs trained in total over all phases.
+        stopped_early: Whether early stopping ended the final phase.
+        history: Per-epoch metrics (as in ``metrics.csv``).
+        transfer: What was copied from the pretrained model (``None`` from scratch).
+        test: Per-image/per-volume Dice on the test split (``None`` when there is none).
+        class_names: Foreground classes.
+        model: The network with the best weights loaded.
+    """
+
+    run_dir: Path
+    best_val_loss: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]]
+    transfer: TransferReport | None = None
+    test: EvaluationTable | None = None
+    class_names: tuple[str, ...] = ()
+    model: nn.Module | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def checkpoint(self) -> Path:
+        """The best checkpoint folder."""
+        return self.run_dir / "checkpoints" / "best"
+
+    def mean_dice(self) -> dict[str, float]:
+        """Mean per-image test Dice per class (empty without a test split)."""
+        if self.test is None:
+            return {}
+        means = self.test.select(level="image").mean()
+        return {k[len("dice_"):]: v for k, v in means.items() if k.startswith("dice_")}

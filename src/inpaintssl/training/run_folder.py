@@ -1,0 +1,110 @@
+"""The run folder: resolved config, manifest, per-epoch metrics CSV (and TensorBoard when installed).
+
+Layout::
+
+    <output_dir>/
+        config.yaml          the resolved configuration
+        manifest.json        versions, seed, worker seeds, git commit, data-file hash
+        splits.json          the exact subsets used (written by the data layer)
+        metrics.csv          one row per epoch
+        checkpoints/best/    best validation loss (see inpaintssl.checkpoint)
+        checkpoints/last/    latest epoch, with optimizer and trainer state for --resume
+
+Example:
+    >>> m = build_manifest(seed=3, data_files=["a.h5"], num_workers=2)
+    >>> m["seed"], m["worker_seeds"]
+    (3, [3000, 3001])
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from inpaintssl.atomic import atomic_write_text
+from inpaintssl.config import config_to_yaml
+
+__all__ = ["build_manifest", "data_files_hash", "worker_seed", "write_config", "write_manifest", "write_metrics_csv"]
+
+_PACKAGES = ("inpaintssl", "torch", "numpy", "scipy", "numba", "h5py", "pydantic", "safetensors", "nibabel", "pydicom")
+
+
+def worker_seed(seed: int, worker_id: int) -> int:
+    """The seed of DataLoader worker ``worker_id`` in a run seeded with ``seed``."""
+    return seed * 1000 + worker_id
+
+
+def data_files_hash(data_files: Sequence[str]) -> str:
+    """sha256 over the sorted data-file list with each file's size (cheap, content-sensitive enough)."""
+    digest = hashlib.sha256()
+    for name in sorted(set(data_files)):
+        path = Path(name)
+        size = path.stat().st_size if path.is_file() else -1
+        digest.update(f"{name}\t{size}\n".encode())
+    return digest.hexdigest()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def build_manifest(
+    *, seed: int, data_files: Sequence[str], num_workers: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything needed to say what produced a run."""
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "seed": seed,
+        "worker_seeds": [worker_seed(seed, w) for w in range(max(num_workers, 1))],
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+        "data_files": len(set(data_files)),
+        "data_files_sha256": data_files_hash(data_files),
+        **(extra or {}),
+    }
+
+
+def write_config(run_dir: Path, config: BaseModel) -> None:
+    """Write the resolved config as ``config.yaml`` (atomically)."""
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` (atomically)."""
+    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2))
+
+
+def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the whole per-epoch table atomically (columns: union of row keys, first-seen order)."""
+    columns: list[str] = []
+    for row in history:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buffer.getvalue(), fsync=False)

@@ -1,0 +1,83 @@
+"""Trainer state that survives a restart without pickle: optimizer and RNG state as tensors + JSON.
+
+Example:
+    >>> import torch
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = torch.optim.Adam([p])
+    >>> p.grad = torch.ones(2); opt.step()
+    >>> tensors, doc = optimizer_to_tensors(opt)
+    >>> opt2 = torch.optim.Adam([p]); optimizer_from_tensors(opt2, tensors, doc)
+    >>> torch.equal(opt2.state[p]["exp_avg"], opt.state[p]["exp_avg"])
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "optimizer_from_tensors",
+    "optimizer_to_tensors",
+    "restore_rng_states",
+    "rng_states",
+]
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into flat tensors and a JSON document."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, slot in state_dict["state"].items():
+        for key, value in slot.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{param_id}.{key}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    document = {"param_groups": state_dict["param_groups"], "scalars": scalars}
+    return tensors, document
+
+
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], document: dict[str, Any]
+) -> None:
+    """Inverse of :func:`optimizer_to_tensors`; loads into ``optimizer`` in place."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = value
+    for param_id, slot in document.get("scalars", {}).items():
+        state.setdefault(int(param_id), {}).update(slot)
+    optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
+
+
+def rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Python, NumPy and torch (CPU and CUDA) global RNG states as tensors + JSON."""
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{index}"] = cuda_state
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached_gauss = np.random.get_state(legacy=True)
+    document = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached_gauss)],
+    }
+    return tensors, document
+
+
+def restore_rng_states(tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_states`."""
+    torch.set_rng_state(tensors["torch_cpu"])
+    if torch.cuda.is_available():
+        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    version, internal, gauss = document["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached_gauss = document["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gauss))

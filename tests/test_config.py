@@ -1,0 +1,118 @@
+"""Typed configuration: paper defaults, strict fields, YAML round-trip, dotted overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inpaintssl.config import (
+    ConfigError,
+    FinetuneConfig,
+    PretrainConfig,
+    apply_overrides,
+    config_to_yaml,
+    load_config,
+)
+
+
+def test_defaults_are_the_papers_settings() -> None:
+    pre, fine = PretrainConfig(), FinetuneConfig()
+    assert pre.optim.betas == (0.99, 0.995) and pre.optim.eps == 1e-8
+    assert pre.optim.batch_size == 9 and pre.optim.lr == 1e-3
+    assert (pre.optim.lr_decay, pre.optim.lr_decay_every) == (0.9, 2)
+    assert (pre.early_stopping.min_delta, pre.early_stopping.patience) == (50.0, 4)
+    assert (fine.early_stopping.min_delta, fine.early_stopping.patience) == (1e-3, 10)
+    assert (pre.pretext.task, pre.pretext.patch_size, pre.pretext.sampler) == (
+        "context_restoration",
+        32,
+        "poisson_disc",
+    )
+    assert pre.pretext.coverage == 0.25
+    assert fine.transfer.weights == "encoder" and fine.transfer.schedule == "immediate"
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"optim": {"learning_rate": 0.1}}, "optim.learning_rate"),
+        ({"optm": {"lr": 0.1}}, "optm"),
+        ({"data": {"image_sise": [64, 64]}}, "data.image_sise"),
+        ({"pretext": {"patch_size": "big"}}, "pretext.patch_size"),
+        ({"data": {"unlabelled": [{"dataset": "x", "fractoin": 0.5}]}}, "data.unlabelled.0.fractoin"),
+    ],
+)
+def test_unknown_or_mistyped_field_names_its_path(data: dict[str, object], path: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(data, PretrainConfig)
+    assert path in str(info.value)
+
+
+@pytest.mark.parametrize("lr", [0.0, -1e-3])
+def test_non_positive_learning_rate_is_refused(lr: float) -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        load_config({"optim": {"lr": lr}}, FinetuneConfig)
+
+
+def test_freeze_then_unfreeze_needs_a_pretrained_model() -> None:
+    with pytest.raises(ConfigError, match="freeze_then_unfreeze"):
+        load_config({"transfer": {"schedule": "freeze_then_unfreeze"}}, FinetuneConfig)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
+    cfg = apply_overrides(
+        FinetuneConfig(),
+        ["optim.lr=1e-4", "data.image_size=[96, 112]", "transfer.pretrained=runs/pre", "loss.params={activation: softmax}"],
+    )
+    path = tmp_path / f"cfg{suffix}"
+    data = yaml.safe_load(config_to_yaml(cfg))
+    path.write_text(json.dumps(data) if suffix == ".json" else config_to_yaml(cfg))
+    assert load_config(path, FinetuneConfig) == cfg
+
+
+@given(
+    lr=st.floats(min_value=1e-8, max_value=1.0, allow_nan=False),
+    patch=st.integers(min_value=1, max_value=512),
+    size=st.tuples(st.integers(1, 1024), st.integers(1, 1024)),
+    task=st.sampled_from(["context_prediction", "context_restoration"]),
+)
+def test_yaml_round_trips_to_the_same_model(lr: float, patch: int, size: tuple[int, int], task: str) -> None:
+    cfg = PretrainConfig.model_validate(
+        {"optim": {"lr": lr}, "pretext": {"patch_size": patch, "task": task}, "data": {"image_size": size}}
+    )
+    assert load_config(yaml.safe_load(config_to_yaml(cfg)), PretrainConfig) == cfg
+
+
+def test_overrides_parse_yaml_values_and_validate() -> None:
+    cfg = apply_overrides(PretrainConfig(), ["optim.max_epochs=3", "run.deterministic=true", "data.image_size=null"])
+    assert cfg.optim.max_epochs == 3 and cfg.run.deterministic is True and cfg.data.image_size is None
+    with pytest.raises(ConfigError, match="must look like"):
+        apply_overrides(cfg, ["optim.lr"])
+    with pytest.raises(ConfigError, match=r"optim\.batch_size"):
+        apply_overrides(cfg, ["optim.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"optim\.nope"):
+        apply_overrides(cfg, ["optim.nope=1"])
+
+
+def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml", PretrainConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad, PretrainConfig)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar, PretrainConfig)
+
+
+def test_json_schema_exports() -> None:
+    schema = FinetuneConfig.model_json_schema()
+    assert {"data", "model", "loss", "optim", "early_stopping", "transfer", "run"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
