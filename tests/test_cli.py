@@ -40,6 +40,10 @@ def test_config_error_exits_2_with_the_field_path(capsys: pytest.CaptureFixture[
 
 def test_python_dash_m_runs_the_cli() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "inpaintssl", "--version"], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "inpaintssl", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0 and out.stdout.startswith("inpaintssl ")

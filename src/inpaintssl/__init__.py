@@ -51,7 +51,16 @@ __all__ = [
 ]
 
 _API_NAMES = frozenset(
-    {"EvaluationTable", "FinetuneResult", "PretrainResult", "TransferReport", "evaluate", "finetune", "pretrain", "transfer"}
+    {
+        "EvaluationTable",
+        "FinetuneResult",
+        "PretrainResult",
+        "TransferReport",
+        "evaluate",
+        "finetune",
+        "pretrain",
+        "transfer",
+    }
 )
 
 

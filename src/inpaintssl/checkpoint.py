@@ -218,7 +218,7 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
 def _load_foreign(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure means "refused"
+    except Exception as exc:
         raise CheckpointError(
             f"{path}: refused to load: it is not a plain tensor checkpoint loadable with "
             f"weights_only=True (it may carry pickled code): {type(exc).__name__}: {exc}"

@@ -43,7 +43,9 @@ def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[
 
 def _common_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE", help="config file, then overrides")
-    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--output", type=Path, help="run folder (same as run.output_dir=...)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as run.device=...)")
@@ -70,8 +72,15 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     config, overrides = _split_config_and_overrides(args.items)
     result = pretrain(config if config is not None else {}, overrides=[*overrides, *_run_overrides(args)])
-    print(json.dumps({"run_dir": str(result.run_dir), "best_val_loss": result.best_val_loss,
-                      "epochs": result.epochs_run}))
+    print(
+        json.dumps(
+            {
+                "run_dir": str(result.run_dir),
+                "best_val_loss": result.best_val_loss,
+                "epochs": result.epochs_run,
+            }
+        )
+    )
     return 0
 
 
@@ -80,8 +89,16 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     config, overrides = _split_config_and_overrides(args.items)
     result = finetune(config if config is not None else {}, overrides=[*overrides, *_run_overrides(args)])
-    print(json.dumps({"run_dir": str(result.run_dir), "best_val_loss": result.best_val_loss,
-                      "epochs": result.epochs_run, "test_dice": result.mean_dice()}))
+    print(
+        json.dumps(
+            {
+                "run_dir": str(result.run_dir),
+                "best_val_loss": result.best_val_loss,
+                "epochs": result.epochs_run,
+                "test_dice": result.mean_dice(),
+            }
+        )
+    )
     return 0
 
 
@@ -107,7 +124,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from inpaintssl.experiments.cli import run_experiment_command
 
-    return run_experiment_command(args)
+    return int(run_experiment_command(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

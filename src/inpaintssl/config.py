@@ -364,7 +364,9 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a mapping at the top level, found {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path}: expected a mapping at the top level, found {type(data).__name__}"
+        )
     return data
 
 

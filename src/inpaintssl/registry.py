@@ -181,7 +181,7 @@ class Registry(Generic[T]):
         ep = eps[0]
         try:
             factory = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any plugin failure is reported the same way
+        except Exception as exc:
             raise PluginLoadError(
                 f"registry {self.kind!r}: plugin {name!r} ({ep.value}) from distribution "
                 f"{_distribution_name(ep)} failed to load: {type(exc).__name__}: {exc}"
@@ -248,16 +248,16 @@ def _qualname(obj: object) -> str:
     return f"{module}:{qual}"
 
 
-PRETEXT_TASKS: Registry[Any] = Registry(
-    "pretext_tasks", builtin_modules=("inpaintssl.corruption.tasks",)
-)
+PRETEXT_TASKS: Registry[Any] = Registry("pretext_tasks", builtin_modules=("inpaintssl.corruption.tasks",))
 SAMPLERS: Registry[Any] = Registry("samplers", builtin_modules=("inpaintssl.corruption.samplers",))
 BACKBONES: Registry[Any] = Registry("backbones", builtin_modules=("inpaintssl.models.unet",))
 LOSSES: Registry[Any] = Registry("losses", builtin_modules=("inpaintssl.losses",))
 TRANSFER_STRATEGIES: Registry[Any] = Registry(
     "transfer_strategies", builtin_modules=("inpaintssl.transfer.strategies",)
 )
-DATASETS: Registry[Any] = Registry("datasets", builtin_modules=("inpaintssl.data.datasets",))
+DATASETS: Registry[Any] = Registry(
+    "datasets", builtin_modules=("inpaintssl.data.datasets", "inpaintssl.data.synthetic")
+)
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "pretext_tasks": PRETEXT_TASKS,

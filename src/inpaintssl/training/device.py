@@ -13,8 +13,9 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+from torch import nn
 
-__all__ = ["autocast_context", "autocast_dtype", "resolve_device"]
+__all__ = ["autocast_context", "autocast_dtype", "resolve_device", "to_memory_format"]
 
 
 def resolve_device(device: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:
@@ -34,7 +35,9 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
     resolved = torch.device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"run.device={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'")
+            raise ValueError(
+                f"run.device={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'"
+            )
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank or 0)
     return resolved
@@ -61,3 +64,10 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Iterato
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def to_memory_format(module: nn.Module, *, channels_last: bool) -> nn.Module:
+    """Move a module's 4D weights to ``channels_last`` (the largest CPU speed-up, cpu-budget notes)."""
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return module

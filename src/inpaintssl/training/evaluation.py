@@ -61,11 +61,11 @@ class EvaluationTable:
         return np.array([float(r.get(name, math.nan)) for r in self.rows], dtype=np.float64)
 
     def mean(self) -> dict[str, float]:
-        """NaN-aware mean of every numeric column."""
+        """NaN-aware mean of every float column (integer columns such as indices are skipped)."""
         out: dict[str, float] = {}
         for name in self.columns:
             values = [r.get(name) for r in self.rows]
-            if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            if values and all(isinstance(v, float) for v in values):
                 arr = np.asarray(values, dtype=np.float64)
                 out[name] = float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
         return out
@@ -169,7 +169,8 @@ def evaluate_segmentation(
 
 def _channel_l2_norm(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Per-image L2 norm, per channel then averaged over channels: (N, C, H, W) -> (N,)."""
-    return torch.linalg.vector_norm((restored - clean).flatten(2), ord=2, dim=2).mean(dim=1)
+    norms: torch.Tensor = torch.linalg.vector_norm((restored - clean).flatten(2), ord=2, dim=2)
+    return norms.mean(dim=1)
 
 
 @torch.no_grad()
@@ -220,7 +221,9 @@ def evaluate_inpainting(
             rows.append(
                 {
                     "level": "image",
-                    "volume_id": str(batch["volume_id"][i]) if "volume_id" in batch else str(start - clean.shape[0] + i),
+                    "volume_id": str(batch["volume_id"][i])
+                    if "volume_id" in batch
+                    else str(start - clean.shape[0] + i),
                     "slice_index": int(batch["slice_index"][i]) if "slice_index" in batch else -1,
                     "l2_norm": norm[i],
                     "l2_norm_corrupted": norm_in[i],

@@ -7,15 +7,16 @@ unfreezes everything and trains again from ``transfer.second_lr`` (the authors' 
 as one run with one folder and one resume point).
 
 Example:
-    >>> phases_for(lr=1e-3, schedule="freeze_then_unfreeze", second_lr=None, transferred=("encoder",))
-    [Phase(name='frozen', lr=0.001, frozen_parts=('encoder',)), Phase(name='unfrozen', lr=0.0001, frozen_parts=())]
+    >>> frozen, unfrozen = phases_for(
+    ...     lr=1e-3, schedule="freeze_then_unfreeze", second_lr=None, transferred=("encoder",)
+    ... )
+    >>> frozen.frozen_parts, unfrozen.lr
+    (('encoder',), 0.0001)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
 
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig
@@ -23,6 +24,7 @@ from inpaintssl.data.build import build_datasets
 from inpaintssl.registry import LOSSES, TRANSFER_STRATEGIES
 from inpaintssl.training.components import build_backbone, size_multiple_of
 from inpaintssl.training.context import RunContext
+from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.distributed import shutdown_distributed
 from inpaintssl.training.evaluation import evaluate_segmentation
 from inpaintssl.training.loop import Phase, Trainer
@@ -95,8 +97,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         )
         transferred = tuple(TRANSFER_STRATEGIES.build(config.transfer.weights).parts)
     model = model.to(ctx.device)
-    if config.run.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = to_memory_format(model, channels_last=config.run.channels_last)
     phases = phases_for(
         lr=config.optim.lr,
         schedule=config.transfer.schedule,

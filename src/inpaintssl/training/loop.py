@@ -56,7 +56,8 @@ log = logging.getLogger("inpaintssl.training")
 # Phases and epochs are folded into per-sample keys with these strides; far apart so keys never collide.
 _EPOCH_STRIDE = 1_000_003
 _PHASE_STRIDE = 7_919 * _EPOCH_STRIDE
-_VALIDATION_SALT = -1
+# Validation keys live far above any training key, so validation corruption never repeats a training one.
+_VALIDATION_OFFSET = 1 << 62
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -192,7 +193,7 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset[dict[str, Any]], *, epoch_key: int | None) -> DataLoader[Any]:
-        sampler = None
+        sampler: DistributedSampler[Any] | None = None
         if epoch_key is not None:
             sampler = DistributedSampler(
                 dataset,
@@ -294,9 +295,7 @@ class Trainer:
     def _epoch_batches(self, loader: DataLoader[Any], *, desc: str) -> Iterator[dict[str, Any]]:
         limit = self.optim.steps_per_epoch
         total = len(loader) if limit is None else min(limit, len(loader))
-        bar = tqdm(
-            loader, total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main
-        )
+        bar = tqdm(loader, total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
         for step, batch in enumerate(bar):
             if limit is not None and step >= limit:
                 break
@@ -335,7 +334,8 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             with autocast_context(self.device, self.amp_dtype):
                 loss = self.objective.loss(self.ddp_model, batch, keys=keys)
-            self.scaler.scale(loss).backward()
+            scaled: torch.Tensor = self.scaler.scale(loss)
+            scaled.backward()  # type: ignore[no-untyped-call]
             if self.optim.grad_clip is not None:
                 self.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(
@@ -352,7 +352,9 @@ class Trainer:
                 self._check_finite(pending, first_step=pending_start, phase=phase, epoch=global_epoch)
                 pending, pending_start = [], step + 1
         self._check_finite(pending, first_step=pending_start, phase=phase, epoch=global_epoch)
-        totals = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=self.device)]))
+        totals = all_reduce_sum(
+            torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=self.device)])
+        )
         return float(totals[0] / totals[1].clamp_min(1))
 
     @torch.no_grad()
@@ -365,7 +367,7 @@ class Trainer:
         count = torch.zeros((), dtype=torch.float64, device=self.device)
         for raw in loader:
             batch = self._to_device(raw)
-            keys = batch["index"] + _VALIDATION_SALT * (self.seed * 7 + 1)
+            keys = batch["index"] + _VALIDATION_OFFSET
             with autocast_context(self.device, self.amp_dtype):
                 loss = self.objective.loss(model, batch, keys=keys)
             n = batch["image"].shape[0]
@@ -435,7 +437,9 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 started = time.perf_counter()
-                train_loss = self._train_epoch(optimizer, phase_index=phase_index, epoch=epoch, global_epoch=global_epoch)
+                train_loss = self._train_epoch(
+                    optimizer, phase_index=phase_index, epoch=epoch, global_epoch=global_epoch
+                )
                 val_loss = self.validate()
                 if not math.isfinite(val_loss):
                     raise NonFiniteLossError(
@@ -516,7 +520,9 @@ class Trainer:
         if start_phase >= len(self.phases):
             self._load_weights("best")
         self._barrier()
-        set_trainable(_unwrap(self.model), [n for n, _ in _unwrap(self.model).named_children()], trainable=True)
+        set_trainable(
+            _unwrap(self.model), [n for n, _ in _unwrap(self.model).named_children()], trainable=True
+        )
         return TrainOutcome(
             history=history,
             best_val_loss=best_val,

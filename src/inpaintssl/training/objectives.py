@@ -62,7 +62,17 @@ class InpaintingObjective:
         self.loss_fn = loss
 
     def corrupt(self, clean: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Corrupt ``clean`` (N, C, H, W) reproducibly from the per-sample ``keys`` (N,)."""
+        """Corrupt ``clean`` (N, C, H, W) reproducibly from the per-sample ``keys`` (N,) >= 0.
+
+        Tasks derived from :class:`~inpaintssl.corruption.PretextTask` pick each image's mask
+        from its own key, so the corruption of a sample does not depend on which batch or which
+        rank it landed in (a torchrun job matches a single process). Other tasks get a generator
+        seeded from the batch's keys.
+        """
+        corrupt_fixed = getattr(self.task, "corrupt_fixed", None)
+        if callable(corrupt_fixed):
+            keyed: torch.Tensor = corrupt_fixed(clean, key=[int(k) for k in keys.tolist()])
+            return keyed
         generator = torch.Generator(device=clean.device)
         generator.manual_seed(per_sample_generator_seed(keys))
         corrupted: torch.Tensor = self.task.corrupt(clean, generator=generator)

@@ -16,6 +16,7 @@ from inpaintssl.data.build import build_datasets
 from inpaintssl.registry import LOSSES, PRETEXT_TASKS
 from inpaintssl.training.components import build_backbone, size_multiple_of
 from inpaintssl.training.context import RunContext
+from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.distributed import shutdown_distributed
 from inpaintssl.training.evaluation import evaluate_inpainting
 from inpaintssl.training.loop import Phase, Trainer
@@ -40,10 +41,13 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     bundle = build_datasets(config.data, stage="pretrain", seed=config.run.seed, size_multiple=multiple)
     channels = bundle.in_channels
     model = build_backbone(
-        config.model.backbone, config.model.params, in_channels=channels, out_channels=channels, seed=config.run.seed
+        config.model.backbone,
+        config.model.params,
+        in_channels=channels,
+        out_channels=channels,
+        seed=config.run.seed,
     ).to(ctx.device)
-    if config.run.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = to_memory_format(model, channels_last=config.run.channels_last)
     task = PRETEXT_TASKS.build(
         config.pretext.task,
         patch_size=config.pretext.patch_size,

@@ -91,4 +91,4 @@ class FinetuneResult:
         if self.test is None:
             return {}
         means = self.test.select(level="image").mean()
-        return {k[len("dice_"):]: v for k, v in means.items() if k.startswith("dice_")}
+        return {name: means[f"dice_{name}"] for name in self.class_names}

@@ -35,9 +35,27 @@ from pydantic import BaseModel
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import config_to_yaml
 
-__all__ = ["build_manifest", "data_files_hash", "worker_seed", "write_config", "write_manifest", "write_metrics_csv"]
+__all__ = [
+    "build_manifest",
+    "data_files_hash",
+    "worker_seed",
+    "write_config",
+    "write_manifest",
+    "write_metrics_csv",
+]
 
-_PACKAGES = ("inpaintssl", "torch", "numpy", "scipy", "numba", "h5py", "pydantic", "safetensors", "nibabel", "pydicom")
+_PACKAGES = (
+    "inpaintssl",
+    "torch",
+    "numpy",
+    "scipy",
+    "numba",
+    "h5py",
+    "pydantic",
+    "safetensors",
+    "nibabel",
+    "pydicom",
+)
 
 
 def worker_seed(seed: int, worker_id: int) -> int:

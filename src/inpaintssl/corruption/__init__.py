@@ -1,0 +1,51 @@
+"""The corruption engine: patch samplers, mask banks and the inpainting pretext tasks.
+
+Paper sec. 2.4 and 2.5.2; DESIGN.md sections 1 and 2. Samplers (``poisson_disc``, ``random``)
+place ``K x K`` patches covering at least 1/4 of the image; a :class:`MaskBank` precomputes masks
+for the real input shape; the pretext tasks (``context_prediction``, ``context_restoration``)
+corrupt ``(N, C, H, W)`` batches on any device; :func:`render_corruption_figure` draws Figure 1.
+
+Example:
+    >>> import torch
+    >>> from inpaintssl.registry import PRETEXT_TASKS
+    >>> task = PRETEXT_TASKS.build("context_prediction", patch_size=16, bank_size=4)
+    >>> isinstance(task, PretextTask), task.corrupt(torch.randn(2, 1, 64, 64)).shape
+    (True, torch.Size([2, 1, 64, 64]))
+"""
+
+from inpaintssl.corruption.base import PretextTask
+from inpaintssl.corruption.figure import render_corruption_figure
+from inpaintssl.corruption.masks import (
+    ORIENTATIONS,
+    MaskBank,
+    orient_corners,
+    patch_union,
+    swap_permutation,
+)
+from inpaintssl.corruption.samplers import (
+    PoissonDiscSampler,
+    RandomSampler,
+    Sampler,
+    required_patch_count,
+    target_pixels,
+    validate_request,
+)
+from inpaintssl.corruption.tasks import ContextPrediction, ContextRestoration
+
+__all__ = [
+    "ORIENTATIONS",
+    "ContextPrediction",
+    "ContextRestoration",
+    "MaskBank",
+    "PoissonDiscSampler",
+    "PretextTask",
+    "RandomSampler",
+    "Sampler",
+    "orient_corners",
+    "patch_union",
+    "render_corruption_figure",
+    "required_patch_count",
+    "swap_permutation",
+    "target_pixels",
+    "validate_request",
+]

@@ -1,0 +1,230 @@
+"""The pretext-task base class: mask banks, seeded mask selection, fixed validation corruption.
+
+Subclass :class:`PretextTask` and implement :meth:`PretextTask.apply` to add a pretext task (for
+example pixel shuffling inside the patches); the base class validates inputs, builds one
+:class:`~inpaintssl.corruption.masks.MaskBank` per input shape and device on first use, and draws
+one bank entry per image. Register the subclass under the entry-point group
+``inpaintssl.pretext_tasks`` and every registry-parametrized test in ``tests/corruption`` runs on it.
+
+Example:
+    >>> import torch
+    >>> class Invert(PretextTask):
+    ...     def apply(self, images, *, bank, choice):
+    ...         return torch.where(bank.masks_for(choice)[:, None], -images, images)
+    >>> task = Invert(patch_size=8, bank_size=2)
+    >>> task.corrupt(torch.ones(2, 1, 32, 32)).eq(-1).float().mean().item() >= 0.25
+    True
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from inpaintssl.corruption.masks import MaskBank
+from inpaintssl.corruption.samplers import Sampler, validate_request
+from inpaintssl.registry import SAMPLERS
+
+__all__ = ["PretextTask"]
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(values: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    # A bijective 64-bit mixer: nearby keys (0, 1, 2, ...) give unrelated bank entries.
+    with np.errstate(over="ignore"):
+        z = values + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _check_seed(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < 2**63:
+        raise ValueError(f"{name}={value!r} must be an integer in [0, 2**63)")
+    return int(value)
+
+
+class PretextTask(abc.ABC):
+    """Corrupts ``(N, C, H, W)`` float images for an inpainting pretext task (paper sec. 2.4).
+
+    All channels of an image get the same corruption. Masks come from a bank of ``bank_size``
+    base masks in 4 orientations (:class:`~inpaintssl.corruption.masks.MaskBank`), built lazily
+    for each ``(H, W)`` and device from ``seed``, so equal seeds give equal banks everywhere.
+
+    Args:
+        patch_size: Patch side ``K`` in pixels (the paper compares 64, 32, 16, 8).
+        sampler: A registered sampler name (``"poisson_disc"``, ``"random"``) or a
+            :class:`~inpaintssl.corruption.samplers.Sampler` instance.
+        coverage: Share of the image area the patches cover at least (the paper fixes 1/4).
+        bank_size: Base masks per input shape (the authors used 100, i.e. 400 with rotations).
+        seed: Seeds the banks, the internal generator and :meth:`corrupt_fixed`.
+        sampler_params: Keyword arguments for ``SAMPLERS.build(sampler, ...)``.
+
+    Raises:
+        ValueError: A bad option, naming it.
+        KeyError: An unknown sampler name (with close matches).
+    """
+
+    pairs: ClassVar[bool] = False
+    """Whether the task needs patch pairs and swap permutations in its banks."""
+
+    def __init__(
+        self,
+        *,
+        patch_size: int = 32,
+        sampler: str | Sampler = "poisson_disc",
+        coverage: float = 0.25,
+        bank_size: int = 100,
+        seed: int = 0,
+        sampler_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        # A huge dummy shape checks patch_size and coverage now rather than at the first batch.
+        validate_request(shape=(2**20, 2**20), patch_size=patch_size, coverage=coverage)
+        if isinstance(bank_size, bool) or not isinstance(bank_size, int) or bank_size < 1:
+            raise ValueError(f"bank_size={bank_size!r} must be a positive integer")
+        self.patch_size = int(patch_size)
+        self.coverage = float(coverage)
+        self.bank_size = bank_size
+        self.seed = _check_seed("seed", seed)
+        if isinstance(sampler, str):
+            self.sampler_name = sampler
+            self.sampler: Sampler = SAMPLERS.build(sampler, **dict(sampler_params or {}))
+        else:
+            if sampler_params:
+                raise ValueError("sampler_params only apply when sampler is a registered name")
+            self.sampler_name = type(sampler).__name__
+            self.sampler = sampler
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._banks: dict[tuple[int, int, torch.device], MaskBank] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(patch_size={self.patch_size}, sampler={self.sampler_name!r}, "
+            f"coverage={self.coverage}, bank_size={self.bank_size}, seed={self.seed})"
+        )
+
+    @abc.abstractmethod
+    def apply(self, images: Tensor, *, bank: MaskBank, choice: Tensor) -> Tensor:
+        """Corrupt ``images[i]`` with bank entry ``choice[i]``.
+
+        Args:
+            images: ``(N, C, H, W)`` float tensor on ``bank.device``.
+            bank: The bank for ``(H, W)`` on the images' device.
+            choice: ``(N,)`` int64 bank entries on the images' device.
+
+        Returns:
+            ``(N, C, H, W)`` tensor of the same dtype and device; must not modify ``images``.
+        """
+
+    def bank(self, *, shape: tuple[int, int], device: torch.device | str = "cpu") -> MaskBank:
+        """The mask bank for ``shape`` ``(H, W)`` on ``device``, built on first use and cached.
+
+        Raises:
+            ValueError: If the patches cannot reach the coverage in that shape.
+        """
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            # Tensors report "cuda:0", never "cuda": one cache key per physical device.
+            device = torch.device("cuda", torch.cuda.current_device())
+        height, width = (int(side) for side in shape)
+        key = (height, width, device)
+        if key not in self._banks:
+            host = self._banks.get((height, width, torch.device("cpu")))
+            if host is None:
+                host = MaskBank.build(
+                    sampler=self.sampler,
+                    shape=(height, width),
+                    patch_size=self.patch_size,
+                    coverage=self.coverage,
+                    size=self.bank_size,
+                    seed=self.seed,
+                    pairs=self.pairs,
+                )
+                self._banks[(height, width, torch.device("cpu"))] = host
+            self._banks[key] = host.to(device)
+        return self._banks[key]
+
+    def corrupt(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Corrupt a batch, one bank entry per image drawn from ``generator``.
+
+        Works under :func:`torch.no_grad` and autocast; half-precision inputs stay half.
+
+        Args:
+            images: ``(N, C, H, W)`` floating-point tensor on any device.
+            generator: Draws the bank entries, on the CPU (results identical on every device)
+                or on the images' device. ``None`` uses the task's CPU generator seeded with
+                ``seed``, which advances on every call.
+
+        Returns:
+            ``(N, C, H, W)`` corrupted copy, same dtype and device.
+
+        Raises:
+            TypeError: ``images`` is not a floating-point tensor or ``generator`` not a Generator.
+            ValueError: ``images`` is not 4-D, ``generator`` is on another accelerator, or the
+                coverage is unreachable for ``(H, W)``.
+        """
+        bank = self._bank_for(images)
+        gen = self._generator if generator is None else generator
+        if not isinstance(gen, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(gen).__name__}")
+        if gen.device.type != "cpu" and gen.device != images.device:
+            raise ValueError(
+                f"generator is on {gen.device} but images are on {images.device}; "
+                "expected a CPU generator or one on the images' device"
+            )
+        choice = torch.randint(len(bank), (images.shape[0],), generator=gen, device=gen.device)
+        return self.apply(images, bank=bank, choice=choice.to(images.device))
+
+    def corrupt_fixed(self, images: Tensor, *, key: int | Sequence[int]) -> Tensor:
+        """Reproducible corruption for validation: the same key gives the same output, always.
+
+        Bank entries are a hash of ``(seed, key)``, independent of any generator state, so the
+        corrupted validation set is identical every epoch, every run and on every device.
+
+        Args:
+            images: ``(N, C, H, W)`` floating-point tensor.
+            key: One int for the batch (image ``i`` uses ``(key, i)``; pass the batch index with a
+                fixed, unshuffled loader), or ``N`` ints, one per image (e.g. dataset indices,
+                which also makes the result independent of the batch size).
+
+        Returns:
+            ``(N, C, H, W)`` corrupted copy, same dtype and device.
+
+        Example:
+            >>> from inpaintssl.corruption import ContextRestoration
+            >>> x = torch.randn(2, 1, 64, 64)
+            >>> a = ContextRestoration(patch_size=8, bank_size=4).corrupt_fixed(x, key=3)
+            >>> b = ContextRestoration(patch_size=8, bank_size=4).corrupt_fixed(x, key=3)
+            >>> torch.equal(a, b)
+            True
+        """
+        bank = self._bank_for(images)
+        count = images.shape[0]
+        salt = _splitmix64(np.array([self.seed], dtype=np.uint64))
+        if isinstance(key, int | np.integer):
+            batch = _splitmix64(salt ^ np.uint64(_check_seed("key", key)))
+            mixed = _splitmix64(batch ^ np.arange(count, dtype=np.uint64))
+        else:
+            keys = [_check_seed("key", k) for k in key]
+            if len(keys) != count:
+                raise ValueError(
+                    f"key has {len(keys)} entries but images has {count}; expected one per image"
+                )
+            mixed = _splitmix64(salt ^ np.asarray(keys, dtype=np.uint64))
+        choice = torch.from_numpy((mixed % np.uint64(len(bank))).astype(np.int64))
+        return self.apply(images, bank=bank, choice=choice.to(images.device))
+
+    def _bank_for(self, images: Tensor) -> MaskBank:
+        if not isinstance(images, Tensor) or not images.is_floating_point():
+            found = images.dtype if isinstance(images, Tensor) else type(images).__name__
+            raise TypeError(f"images must be a floating-point tensor (N, C, H, W), got {found}")
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+        return self.bank(shape=(images.shape[-2], images.shape[-1]), device=images.device)

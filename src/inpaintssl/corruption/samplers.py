@@ -1,0 +1,313 @@
+"""Patch samplers: where the ``K x K`` corruption patches go (paper sec. 2.4 and 2.5.2).
+
+A sampler turns an image shape, a patch side ``K`` and a coverage into the top-left corners of
+patches whose union covers at least that share of the image. Two are registered in
+:data:`inpaintssl.registry.SAMPLERS`:
+
+``poisson_disc``
+    Bridson's Poisson-disc sampling (the paper's ref. 31) with centre spacing ``K*sqrt(2)``, so no
+    two patches overlap; it places the smallest count of patches that reaches the coverage.
+``random``
+    Uniformly placed patches, fully inside the image and free to overlap, drawn until their
+    union reaches the coverage ("fully-random sampling", sec. 2.5.2).
+
+``pairs=True`` asks for the patches context restoration swaps: an even count in which rows
+``2i`` and ``2i + 1`` form a pair of mutually non-overlapping patches.
+
+Example:
+    >>> import numpy as np
+    >>> from inpaintssl.registry import SAMPLERS
+    >>> corners = SAMPLERS.build("poisson_disc").sample(
+    ...     shape=(64, 64), patch_size=8, coverage=0.25, rng=np.random.default_rng(0)
+    ... )
+    >>> corners.shape, corners.dtype.name
+    ((16, 2), 'int64')
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from inpaintssl.corruption._bridson import bridson_corners, random_corners
+from inpaintssl.registry import SAMPLERS
+
+__all__ = [
+    "PoissonDiscSampler",
+    "RandomSampler",
+    "Sampler",
+    "required_patch_count",
+    "target_pixels",
+    "validate_request",
+]
+
+# Numba's Mersenne Twister takes a 32-bit seed.
+_SEED_BOUND = 2**32
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """What the pretext tasks need from a sampler (DESIGN.md section 1)."""
+
+    def sample(
+        self,
+        *,
+        shape: tuple[int, int],
+        patch_size: int,
+        coverage: float = 0.25,
+        rng: np.random.Generator,
+        pairs: bool = False,
+    ) -> NDArray[np.int64]:
+        """Return ``(N, 2)`` int64 top-left corners ``(row, col)`` of ``K x K`` patches.
+
+        Every patch ``[r, r+K) x [c, c+K)`` lies inside the ``(H, W)`` image and the union covers
+        at least ``coverage * H * W`` pixels. With ``pairs`` the count is even and rows ``2i``,
+        ``2i + 1`` do not overlap each other. Impossible requests raise :class:`ValueError`.
+        """
+        ...
+
+
+def validate_request(
+    *, shape: tuple[int, int], patch_size: int, coverage: float, pairs: bool = False
+) -> tuple[int, int]:
+    """Check a sampling request and return ``(H, W)`` as plain ints.
+
+    Raises:
+        ValueError: Naming the argument, what was expected and what was found.
+
+    Example:
+        >>> validate_request(shape=(96, 160), patch_size=16, coverage=0.25)
+        (96, 160)
+    """
+    if len(shape) != 2:
+        raise ValueError(f"shape={shape!r} must be (H, W)")
+    height, width = (int(side) for side in shape)
+    if height < 1 or width < 1:
+        raise ValueError(f"shape={shape!r} must have positive sides")
+    if isinstance(patch_size, bool) or int(patch_size) != patch_size or patch_size < 1:
+        raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
+    if patch_size > min(height, width):
+        raise ValueError(
+            f"patch_size={patch_size} is larger than the image {(height, width)}; "
+            "expected patch_size <= min(H, W)"
+        )
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage={coverage!r} must lie in (0, 1]")
+    if pairs and 2 * patch_size > max(height, width):
+        raise ValueError(
+            f"two non-overlapping {patch_size}x{patch_size} patches do not fit in the image "
+            f"{(height, width)}; pairs need 2 * patch_size <= max(H, W)"
+        )
+    return height, width
+
+
+def required_patch_count(
+    *, shape: tuple[int, int], patch_size: int, coverage: float, pairs: bool = False
+) -> int:
+    """Smallest count of non-overlapping ``K x K`` patches covering ``coverage`` of the image.
+
+    The authors used ``floor(H*W*coverage/K**2)``, which falls short of the coverage when ``H*W``
+    is not a multiple of ``K**2`` (DESIGN.md section 2); this rounds up, then up to even for pairs.
+
+    Example:
+        >>> required_patch_count(shape=(100, 100), patch_size=30, coverage=0.25, pairs=True)
+        4
+    """
+    height, width = shape
+    count = max(1, -(-target_pixels(shape=(height, width), coverage=coverage) // patch_size**2))
+    return count + count % 2 if pairs else count
+
+
+def target_pixels(*, shape: tuple[int, int], coverage: float) -> int:
+    """Pixels the union of the patches must cover: ``ceil(coverage * H * W)``.
+
+    Example:
+        >>> target_pixels(shape=(200, 72), coverage=0.25)
+        3600
+    """
+    return math.ceil(coverage * shape[0] * shape[1])
+
+
+def _draw_seed(rng: np.random.Generator) -> int:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return int(rng.integers(0, _SEED_BOUND))
+
+
+def _poisson_capacity(height: int, width: int, patch_size: int) -> int:
+    """An upper bound on how many patches any Poisson-disc draw can place.
+
+    Two bounds, the tighter wins: non-overlapping squares (``floor(H/K) * floor(W/K)``) and
+    Oler's inequality for points at mutual distance >= 1 in a convex region of area ``A`` and
+    perimeter ``P``, ``n <= 2 A / sqrt(3) + P / 2 + 1``, applied to the corner domain in units of
+    ``K*sqrt(2)``.
+    """
+    squares = (height // patch_size) * (width // patch_size)
+    spacing = patch_size * math.sqrt(2.0)
+    a = (height - patch_size) / spacing
+    b = (width - patch_size) / spacing
+    oler = math.floor(2.0 * a * b / math.sqrt(3.0) + (a + b) + 1.0 + 1e-9)
+    return min(squares, oler)
+
+
+@SAMPLERS.register("poisson_disc")
+class PoissonDiscSampler:
+    """Non-overlapping patches by Bridson's Poisson-disc sampling (sec. 2.5.2, ref. 31).
+
+    Each draw grows a maximal Poisson-disc set of corners with minimum centre distance
+    ``K*sqrt(2)`` (so two patches can touch but never overlap), then keeps a random subset of
+    exactly :func:`required_patch_count` corners, which spreads the patches over the whole image
+    instead of a blob around the first point. A draw that places too few corners is retried with
+    more candidates per point and a tighter candidate annulus (denser packings); after
+    ``attempts`` draws, or at once when a packing bound shows the count cannot fit, it raises.
+
+    Args:
+        candidates: Candidates per active point on the first draw (Bridson's ``k``; the authors
+            used 10). Draw ``i`` uses ``candidates * (i + 1)``.
+        attempts: Draws before declaring the coverage unreachable.
+
+    Example:
+        >>> import numpy as np
+        >>> sampler = PoissonDiscSampler()
+        >>> corners = sampler.sample(shape=(96, 160), patch_size=16, rng=np.random.default_rng(1))
+        >>> len(corners)  # ceil(0.25 * 96 * 160 / 16**2)
+        15
+    """
+
+    def __init__(self, *, candidates: int = 30, attempts: int = 10) -> None:
+        if candidates < 1:
+            raise ValueError(f"candidates={candidates} must be >= 1")
+        if attempts < 1:
+            raise ValueError(f"attempts={attempts} must be >= 1")
+        self.candidates = candidates
+        self.attempts = attempts
+
+    def __repr__(self) -> str:
+        return f"PoissonDiscSampler(candidates={self.candidates}, attempts={self.attempts})"
+
+    def fill(
+        self, *, shape: tuple[int, int], patch_size: int, rng: np.random.Generator, attempt: int = 0
+    ) -> NDArray[np.int64]:
+        """One maximal Poisson-disc set: every ``(M, 2)`` corner one draw ``attempt`` placed.
+
+        ``M * K**2 / (H * W)`` is the coverage that draw could reach.
+
+        Example:
+            >>> import numpy as np
+            >>> rng = np.random.default_rng(0)
+            >>> len(PoissonDiscSampler().fill(shape=(64, 64), patch_size=8, rng=rng)) >= 16
+            True
+        """
+        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=1.0)
+        # Later attempts try more candidates in a thinner annulus just outside the minimum
+        # distance, which packs closer to the hexagonal limit than Bridson's usual [d, 2d].
+        outer = 1.0 + 1.0 / (attempt + 1)
+        return bridson_corners(
+            height - patch_size,
+            width - patch_size,
+            patch_size,
+            self.candidates * (attempt + 1),
+            outer,
+            _draw_seed(rng),
+        )
+
+    def sample(
+        self,
+        *,
+        shape: tuple[int, int],
+        patch_size: int,
+        coverage: float = 0.25,
+        rng: np.random.Generator,
+        pairs: bool = False,
+    ) -> NDArray[np.int64]:
+        """``(N, 2)`` int64 corners of ``N = required_patch_count(...)`` non-overlapping patches.
+
+        Raises:
+            ValueError: The request is invalid, or no draw reached ``N`` patches (the message
+                says "coverage unreachable" with the shape, ``K`` and the best count found).
+        """
+        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        count = required_patch_count(
+            shape=(height, width), patch_size=patch_size, coverage=coverage, pairs=pairs
+        )
+        capacity = _poisson_capacity(height, width, patch_size)
+        if count > capacity:
+            raise ValueError(
+                f"coverage unreachable: coverage={coverage} of shape {(height, width)} needs {count} "
+                f"non-overlapping {patch_size}x{patch_size} patches with centre distance >= "
+                f"{patch_size}*sqrt(2), but at most {capacity} fit; lower coverage or patch_size"
+            )
+        best = 0
+        for attempt in range(self.attempts):
+            corners = self.fill(shape=(height, width), patch_size=patch_size, rng=rng, attempt=attempt)
+            if len(corners) >= count:
+                keep = rng.permutation(len(corners))[:count]
+                return corners[keep]
+            best = max(best, len(corners))
+        raise ValueError(
+            f"coverage unreachable: coverage={coverage} of shape {(height, width)} needs {count} "
+            f"Poisson-disc patches of size {patch_size}, but the best of {self.attempts} draws placed "
+            f"{best}; lower coverage or patch_size, or raise attempts"
+        )
+
+
+@SAMPLERS.register("random")
+class RandomSampler:
+    """Uniformly placed, possibly overlapping patches until the coverage is reached (sec. 2.4).
+
+    Every corner is uniform over the positions that keep the patch inside the image. With
+    ``pairs`` the second patch of each pair is uniform over the positions that do not overlap the
+    first; pairs may overlap other pairs, as in the paper's random sampling.
+
+    Args:
+        max_draws: Bound on draws per call; ``None`` means ``64 * ceil(H * W / K**2) + 1000``,
+            ample for any coverage below about 0.99, so an unreachable request fails fast instead
+            of looping.
+
+    Example:
+        >>> import numpy as np
+        >>> corners = RandomSampler().sample(shape=(32, 48), patch_size=8, rng=np.random.default_rng(0))
+        >>> covered = np.zeros((32, 48), bool)
+        >>> for r, c in corners:
+        ...     covered[r : r + 8, c : c + 8] = True
+        >>> bool(covered.mean() >= 0.25)
+        True
+    """
+
+    def __init__(self, *, max_draws: int | None = None) -> None:
+        if max_draws is not None and max_draws < 1:
+            raise ValueError(f"max_draws={max_draws} must be >= 1 or None")
+        self.max_draws = max_draws
+
+    def __repr__(self) -> str:
+        return f"RandomSampler(max_draws={self.max_draws})"
+
+    def sample(
+        self,
+        *,
+        shape: tuple[int, int],
+        patch_size: int,
+        coverage: float = 0.25,
+        rng: np.random.Generator,
+        pairs: bool = False,
+    ) -> NDArray[np.int64]:
+        """``(N, 2)`` int64 corners whose union covers at least ``coverage * H * W`` pixels.
+
+        Raises:
+            ValueError: The request is invalid, or ``max_draws`` ran out first ("coverage
+                unreachable").
+        """
+        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        target = target_pixels(shape=(height, width), coverage=coverage)
+        max_draws = self.max_draws or 64 * math.ceil(height * width / patch_size**2) + 1000
+        corners, area = random_corners(height, width, patch_size, target, pairs, max_draws, _draw_seed(rng))
+        if area < target:
+            raise ValueError(
+                f"coverage unreachable: random {patch_size}x{patch_size} patches covered {area} of the "
+                f"{target} pixels needed (coverage={coverage} of shape {(height, width)}) within "
+                f"max_draws={max_draws}; lower coverage or raise max_draws"
+            )
+        return corners

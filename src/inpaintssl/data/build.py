@@ -1,0 +1,253 @@
+"""Build the train/val/test sets of a run from its :class:`~inpaintssl.config.DataConfig`.
+
+Pretraining (sec. 2.4-2.6): ``train`` is the main dataset's train split without labels plus each
+``data.unlabelled`` source (its ``fraction`` of volumes, nested and seeded by ``subset_seed``;
+built with ``split="unlabelled"`` unless its params name a ``split``); ``val`` is the val split
+without labels. Pretraining items keep only the base keys (image, volume_id, slice_index,
+spacing) so that sources with different extras collate together. ``test`` is ``None``.
+
+Fine-tuning (sec. 2.1, 2.5): ``train`` is the label-limited subset ``label_fraction`` of the
+labelled train split (by volume, nested, seeded); ``val`` and ``test`` are the labelled val and
+test splits.
+
+``val_max_images`` keeps that many evenly spaced validation slices. ``image_size`` fits every
+slice of every set (crop/pad centred, or resize); without it, all slices of a set must already
+share one size divisible by ``size_multiple`` (the backbone's ``2**(depth - 1)``). A
+``splits_file`` from an earlier run fixes the training volumes (from its label-subset chain), the
+val/test items and the unlabelled volumes it lists.
+
+Example:
+    >>> from inpaintssl.config import DataConfig
+    >>> cfg = DataConfig(dataset="mni152", image_size=(112, 112), label_fraction=0.25)
+    >>> bundle = build_datasets(cfg, stage="finetune", seed=0, size_multiple=16)
+    >>> len(bundle.train), bundle.in_channels, bundle.class_names
+    (11, 1, ('csf', 'gm', 'wm'))
+    >>> tuple(bundle.val[0]["image"].shape)
+    (1, 112, 112)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from inpaintssl.config import DataConfig, SourceConfig
+from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.splits import (
+    DEFAULT_LABEL_FRACTIONS,
+    SplitRecord,
+    SubsetRecord,
+    fraction_key,
+    label_limited_subsets,
+    select_fraction,
+    subset_size,
+)
+from inpaintssl.data.views import (
+    ConcatSlices,
+    FitToSize,
+    ImagesOnly,
+    Subset,
+    data_files_of,
+    evenly_spaced,
+    item_refs,
+    select_items,
+    select_volumes,
+    slice_shape_of,
+)
+from inpaintssl.registry import DATASETS
+
+__all__ = ["DataBundle", "Stage", "build_datasets"]
+
+Stage = Literal["pretrain", "finetune"]
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """The datasets of one run and what was used to make them.
+
+    Attributes:
+        train: Training items (labelled for fine-tuning, images only for pretraining).
+        val: Validation items.
+        test: Test items (fine-tuning), else ``None``.
+        in_channels: Image channels C.
+        class_names: Foreground classes (``()`` for pretraining).
+        splits: The exact subsets; ``splits.save(run / "splits.json")``.
+        data_files: Every data file read (for the run manifest).
+    """
+
+    train: SliceDataset
+    val: SliceDataset
+    test: SliceDataset | None
+    in_channels: int
+    class_names: tuple[str, ...]
+    splits: SplitRecord
+    data_files: list[str] = field(default_factory=list)
+
+
+def _build_source(name: str, params: dict[str, Any], *, split: str, labelled: bool) -> SliceDataset:
+    dataset = DATASETS.build(name, split=split, labelled=labelled, **params)
+    if not isinstance(dataset, SliceDataset):
+        raise DataError(f"dataset {name!r} returned {type(dataset).__name__}; expected a SliceDataset")
+    if len(dataset) == 0:
+        raise DataError(f"dataset {name!r} split {split!r} is empty; expected at least one slice")
+    return dataset
+
+
+def _record(dataset: str, split: str, view: SliceDataset, *, fraction: float = 1.0) -> SubsetRecord:
+    refs = item_refs(view)
+    return SubsetRecord(
+        dataset=dataset,
+        split=split,
+        fraction=fraction,
+        volume_ids=sorted({v for v, _ in refs}),
+        items=refs,
+    )
+
+
+def _check_size(dataset: SliceDataset, *, what: str, size_multiple: int) -> None:
+    sizes = {slice_shape_of(dataset, i) for i in range(len(dataset))}
+    hint = "set data.image_size (e.g. [112, 112]) to crop/pad or resize every slice to one size"
+    if len(sizes) > 1:
+        raise DataError(f"{what}: slices have different sizes {sorted(sizes)[:5]}; {hint}")
+    h, w = sizes.pop()
+    if h % size_multiple or w % size_multiple:
+        raise DataError(
+            f"{what}: slice size ({h}, {w}) is not divisible by {size_multiple} (the backbone's size "
+            f"multiple); {hint} with both sides divisible by {size_multiple}"
+        )
+
+
+class _Builder:
+    def __init__(self, cfg: DataConfig, *, stage: Stage, size_multiple: int) -> None:
+        self.cfg = cfg
+        self.stage = stage
+        self.size_multiple = size_multiple
+        self.reuse = SplitRecord.load(cfg.splits_file) if cfg.splits_file is not None else None
+        self.reuse_source = f"splits file {cfg.splits_file}"
+        self.subsets: dict[str, SubsetRecord] = {}
+
+    def main(self, split: str, *, labelled: bool) -> SliceDataset:
+        return _build_source(self.cfg.dataset, dict(self.cfg.params), split=split, labelled=labelled)
+
+    def label_subsets(self, train: SliceDataset, *, fraction: float) -> dict[str, list[str]]:
+        """The nested chain: the default fractions that select a volume, plus ``fraction``."""
+        if self.reuse is not None:
+            return {k: list(v) for k, v in self.reuse.label_subsets.items()}
+        ids = [v for v, _ in item_refs(train)]
+        count = len(set(ids))
+        fractions = sorted(
+            {fraction, *(f for f in DEFAULT_LABEL_FRACTIONS if subset_size(count, f) > 0)}, reverse=True
+        )
+        chain = label_limited_subsets(ids, fractions=fractions, seed=self.cfg.subset_seed)
+        return {fraction_key(f): list(v) for f, v in chain.items()}
+
+    def evaluation_set(self, name: str, *, labelled: bool) -> SliceDataset:
+        dataset = self.main(name, labelled=labelled)
+        if self.reuse is not None and name in self.reuse.subsets:
+            view: SliceDataset = select_items(dataset, self.reuse.subsets[name].items, what=self.reuse_source)
+        else:
+            limit = self.cfg.val_max_images if name == "val" else None
+            view = Subset(dataset, evenly_spaced(len(dataset), limit))
+        self.subsets[name] = _record(self.cfg.dataset, name, view)
+        return view
+
+    def unlabelled(self, position: int, source: SourceConfig) -> SliceDataset:
+        params = dict(source.params)
+        split = str(params.pop("split", "unlabelled"))
+        dataset = _build_source(source.dataset, params, split=split, labelled=False)
+        key = f"unlabelled/{position}"
+        if self.reuse is not None and key in self.reuse.subsets:
+            chosen: Sequence[str] = self.reuse.subsets[key].volume_ids
+        else:
+            chosen = select_fraction(
+                [v for v, _ in item_refs(dataset)],
+                fraction=source.fraction,
+                seed=self.cfg.subset_seed,
+                what=f"data.unlabelled[{position}].fraction",
+            )
+        view = select_volumes(dataset, chosen, what=self.reuse_source if self.reuse else key)
+        self.subsets[key] = _record(source.dataset, split, view, fraction=source.fraction)
+        return view
+
+    def fit(self, dataset: SliceDataset, *, what: str) -> SliceDataset:
+        size = self.cfg.image_size
+        if size is None:
+            _check_size(dataset, what=what, size_multiple=self.size_multiple)
+            return dataset
+        return FitToSize(dataset, size, mode=self.cfg.resize_mode)
+
+
+def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: int = 1) -> DataBundle:
+    """Build the datasets of a pretraining or fine-tuning run.
+
+    Args:
+        cfg: The run's data configuration.
+        stage: ``pretrain`` or ``finetune``.
+        seed: The run seed. Subsets are drawn with ``cfg.subset_seed`` instead, so that runs
+            with different seeds share subsets; ``seed`` is accepted for the engine's contract.
+        size_multiple: Both sides of every slice must be divisible by this (backbone constraint).
+
+    Returns:
+        A :class:`DataBundle`.
+
+    Raises:
+        DataError: Empty split, a fraction selecting no volume, mixed channel counts, slice sizes
+            that differ or do not divide by ``size_multiple``, or a splits file that does not
+            match the data.
+    """
+    del seed  # subsets follow cfg.subset_seed; see the docstring
+    if stage not in ("pretrain", "finetune"):
+        raise ValueError(f"stage={stage!r}; expected 'pretrain' or 'finetune'")
+    if size_multiple < 1:
+        raise ValueError(f"size_multiple={size_multiple}; expected a positive integer")
+    size = cfg.image_size
+    if size is not None and (size[0] % size_multiple or size[1] % size_multiple):
+        raise DataError(
+            f"data.image_size={list(size)} is not divisible by {size_multiple} (the backbone's size "
+            f"multiple); expected both sides to be multiples of {size_multiple}"
+        )
+    builder = _Builder(cfg, stage=stage, size_multiple=size_multiple)
+    finetune = stage == "finetune"
+    train_split = builder.main("train", labelled=finetune)
+    fraction = cfg.label_fraction if finetune else 1.0
+    chain = builder.label_subsets(train_split, fraction=fraction)
+    source = builder.reuse_source if builder.reuse is not None else "label-limited subsets"
+    if builder.reuse is not None:
+        volumes = builder.reuse.label_subset(fraction, source=builder.reuse_source)
+    else:
+        volumes = chain[fraction_key(fraction)]
+    train: SliceDataset = select_volumes(train_split, volumes, what=source)
+    builder.subsets["train"] = _record(cfg.dataset, "train", train, fraction=fraction)
+    val = builder.evaluation_set("val", labelled=finetune)
+    test = builder.evaluation_set("test", labelled=True) if finetune else None
+    if not finetune:
+        parts = [ImagesOnly(train)]
+        names = [f"{cfg.dataset} train"]
+        for i, extra in enumerate(cfg.unlabelled):
+            parts.append(ImagesOnly(builder.unlabelled(i, extra)))
+            names.append(f"data.unlabelled[{i}] ({extra.dataset})")
+        train = ConcatSlices(parts, names=names)
+        val = ImagesOnly(val)
+    if train.in_channels != val.in_channels:
+        raise DataError(
+            f"{cfg.dataset}: train has {train.in_channels} channels but val has {val.in_channels}"
+        )
+    record = SplitRecord(
+        stage=stage,
+        dataset=cfg.dataset,
+        subset_seed=cfg.subset_seed,
+        label_fraction=fraction,
+        label_subsets=chain,
+        subsets=builder.subsets,
+    )
+    files = sorted({f for ds in (train, val, test) if ds is not None for f in data_files_of(ds)})
+    return DataBundle(
+        train=builder.fit(train, what=f"{cfg.dataset} train set"),
+        val=builder.fit(val, what=f"{cfg.dataset} val set"),
+        test=None if test is None else builder.fit(test, what=f"{cfg.dataset} test set"),
+        in_channels=train.in_channels,
+        class_names=tuple(train.class_names) if finetune else (),
+        splits=record,
+        data_files=files,
+    )

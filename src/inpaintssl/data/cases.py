@@ -1,0 +1,148 @@
+"""Which files make up each split of a file-based dataset (``ct``, ``nifti``, ``numpy``, ``hdf5``).
+
+The ``cases`` parameter maps a split name to its entries::
+
+    cases:
+      train: {image: "train/img/*.nii.gz", label: "train/seg/*.nii.gz"}   # globs, paired in sorted order
+      val:
+        - {image: val/case7.nii.gz, label: val/case7_seg.nii.gz}
+        - {image: val/case9.nii.gz, label: val/case9_seg.nii.gz, id: case9}
+      test: [test/a.nii.gz, test/b.nii.gz]      # plain paths or globs: images without labels
+      unlabelled: "extra/**/*.nii.gz"
+
+An entry is a path or glob (an image without a label) or a mapping with ``image``, optional
+``label`` and optional ``id``; a split's value is one entry or a list of them. A bare entry or list
+instead of a mapping is shorthand for ``{"unlabelled": ...}``, the form extra pretraining sources
+use. Relative paths are taken from ``root``. A glob that matches nothing, a missing file and an
+image/label glob pair that match different counts are errors; so is a split with no entries.
+
+A case's ``volume_id`` is its ``id`` or the image's file name without suffixes (``.nii.gz``
+counts as one); ids must be unique within a split.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for n in ("a", "b"):
+    ...     (root / f"{n}.npy").touch()
+    >>> [c.volume_id for c in resolve_cases({"train": "*.npy"}, "train", root=root, dataset="numpy")]
+    ['a', 'b']
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import existing_path
+
+__all__ = ["CaseSpec", "available_splits", "resolve_cases"]
+
+_GLOB_CHARS = frozenset("*?[")
+_DOUBLE_SUFFIXES = (".nii.gz",)
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case: its id, image path and optional label path."""
+
+    volume_id: str
+    image: Path
+    label: Path | None
+
+
+def _as_split_mapping(cases: Any) -> Mapping[str, Any]:
+    if isinstance(cases, Mapping) and not ({"image", "label"} & set(cases)):
+        return cases
+    return {"unlabelled": cases}
+
+
+def available_splits(cases: Any) -> list[str]:
+    """Split names a ``cases`` value defines."""
+    return sorted(_as_split_mapping(cases))
+
+
+def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
+    raw = Path(str(pattern)).expanduser()
+    full = raw if raw.is_absolute() or root is None else root / raw
+    if _GLOB_CHARS & set(str(pattern)):
+        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+        if not matches:
+            raise DataError(f"{what} pattern {str(full)!r} matches no files")
+        return matches
+    return [existing_path(full, what=what, directory_ok=True)]
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in _DOUBLE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem if path.suffix else name
+
+
+def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]:
+    if isinstance(entry, (str, Path)):
+        return [CaseSpec(_stem(p), p, None) for p in _expand(entry, root=root, what=f"{where} image")]
+    if not isinstance(entry, Mapping) or "image" not in entry:
+        raise DataError(f"{where}: entry {entry!r} must be a path, a glob or a mapping with an 'image' key")
+    extra = sorted(set(entry) - {"image", "label", "id"})
+    if extra:
+        raise DataError(
+            f"{where}: entry {dict(entry)!r} has unknown key(s) {extra}; expected image, label, id"
+        )
+    images = _expand(entry["image"], root=root, what=f"{where} image")
+    labels: list[Path | None]
+    if entry.get("label") is None:
+        labels = [None] * len(images)
+    else:
+        labels = list(_expand(entry["label"], root=root, what=f"{where} label"))
+        if len(labels) != len(images):
+            raise DataError(
+                f"{where}: image {entry['image']!r} matches {len(images)} file(s) but label "
+                f"{entry['label']!r} matches {len(labels)}; expected one label per image"
+            )
+    if "id" in entry:
+        if len(images) != 1:
+            raise DataError(f"{where}: 'id' {entry['id']!r} given for a glob matching {len(images)} images")
+        return [CaseSpec(str(entry["id"]), images[0], labels[0])]
+    return [CaseSpec(_stem(img), img, lab) for img, lab in zip(images, labels)]
+
+
+def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: str) -> list[CaseSpec]:
+    """The cases of ``split`` (see the module docstring for the format).
+
+    Args:
+        cases: The ``cases`` parameter.
+        split: ``train``, ``val``, ``test``, ``unlabelled`` or any name ``cases`` defines.
+        root: Folder that relative paths start from (``None``: the working directory).
+        dataset: Dataset name for messages.
+
+    Raises:
+        DataError: Unknown or empty split, missing file, unmatched glob, mismatched image/label
+            counts, or duplicate ids.
+    """
+    splits = _as_split_mapping(cases)
+    if split not in splits:
+        raise DataError(f"{dataset}: split {split!r} is not defined in 'cases'; it defines {sorted(splits)}")
+    base = Path(root).expanduser() if root is not None else None
+    value = splits[split]
+    entries: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
+    where = f"{dataset} cases[{split!r}]"
+    found: list[CaseSpec] = []
+    for entry in entries:
+        found.extend(_entry_cases(entry, root=base, where=where))
+    if not found:
+        raise DataError(f"{where} is empty; expected at least one image")
+    seen: dict[str, Path] = {}
+    for case in found:
+        if case.volume_id in seen:
+            raise DataError(
+                f"{where}: id {case.volume_id!r} is used by both {seen[case.volume_id]} and {case.image}; "
+                "give entries distinct file names or an explicit 'id'"
+            )
+        seen[case.volume_id] = case.image
+    return found

@@ -1,0 +1,79 @@
+"""Input checks shared by the dataset readers; every failure is a :class:`DataError`.
+
+Cheap checks (a file exists, an array has the right rank, image and label shapes agree) run when
+a dataset is constructed; per-pixel checks (finite values, label range) run when a slice is read,
+so a bad slice is reported with its file and index without scanning whole volumes up front.
+
+Example:
+    >>> import numpy as np
+    >>> check_finite(np.zeros((2, 2)), where="a.nii slice 0")
+    >>> check_finite(np.array([0.0, np.nan]), where="a.nii slice 3")
+    Traceback (most recent call last):
+    ...
+    inpaintssl.data.base.DataError: a.nii slice 3: 1 NaN/Inf value(s) (expected finite intensities)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+
+__all__ = ["check_finite", "check_rank", "check_same_shape", "existing_path"]
+
+
+def existing_path(path: str | Path, *, what: str, directory_ok: bool = False) -> Path:
+    """Return ``path`` as a :class:`Path` if it exists.
+
+    Args:
+        path: The file (or, with ``directory_ok``, folder) to check.
+        what: What the path is for, e.g. ``"skmtea image file"``; it starts the error message.
+        directory_ok: Accept a folder as well as a file.
+
+    Raises:
+        DataError: The path is missing, or is a folder where a file was expected.
+    """
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise DataError(f"{what} {resolved} does not exist")
+    if resolved.is_dir() and not directory_ok:
+        raise DataError(f"{what} {resolved} is a folder; expected a file")
+    return resolved
+
+
+def check_rank(shape: Sequence[int], ranks: Collection[int], *, where: str, layout: str) -> None:
+    """Raise unless ``len(shape)`` is one of ``ranks``.
+
+    Args:
+        shape: The array's shape.
+        ranks: Accepted numbers of dimensions.
+        where: The file and array, e.g. ``"MTR_001.h5 key 'echo1'"``.
+        layout: The expected layout in words, e.g. ``"(X, Y, Z)"``.
+    """
+    if len(shape) not in ranks:
+        allowed = " or ".join(str(r) for r in sorted(ranks))
+        raise DataError(
+            f"{where}: array has rank {len(shape)} (shape {tuple(shape)}); expected rank {allowed} {layout}"
+        )
+
+
+def check_same_shape(
+    image_shape: Sequence[int], label_shape: Sequence[int], *, image: str, label: str
+) -> None:
+    """Raise unless an image and its label cover the same voxels."""
+    if tuple(image_shape) != tuple(label_shape):
+        raise DataError(
+            f"label {label} has shape {tuple(label_shape)} but image {image} has shape "
+            f"{tuple(image_shape)}; expected the same voxel grid"
+        )
+
+
+def check_finite(array: np.ndarray, *, where: str) -> None:
+    """Raise if ``array`` holds NaN or +-Inf (a corrupt export would otherwise poison training)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise DataError(f"{where}: {bad} NaN/Inf value(s) (expected finite intensities)")

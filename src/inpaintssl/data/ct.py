@@ -1,0 +1,137 @@
+"""CT slices as three stacked HU windows, z-scored per channel (paper sec. 2.1.2, 2.2).
+
+Images are DICOM series folders or single ``.dcm`` slices (HU = stored pixel x RescaleSlope +
+RescaleIntercept, pydicom, ``dicom`` extra), NIfTI volumes (already in HU after the header's
+scl_slope/inter) or ``.npy`` HU arrays; labels are NIfTI, PNG or NumPy integer masks on the same
+pixel grid (for a DICOM series: rows x columns x slices, slices ordered along the slice normal).
+The paper's CT data were single L3 slices, so a case is often one ``.dcm`` with one PNG mask.
+
+Per item: HU below -1024 (scanner padding such as -2000 or -3024) is clipped to -1024; each of
+``windows`` (``(width, level)`` in HU, default soft tissue 400/50, bone 1800/400, custom 500/50 —
+see :mod:`inpaintssl.data.preprocess` for why the bone window follows the authors' code) clips the
+HU slice into one channel; each channel is z-scored with its mean and std over the whole case
+(one slice for 2D data, the series for 3D). The clipped HU slice is kept as the ``hu`` extra
+``(1, H, W)`` for mean-HU metrics (sec. 2.7). Classes default to body composition
+(``muscle``, ``imat``, ``vat``, ``sat`` stored as 1, 2, 3, 4); change them with ``class_names``
+and ``label_values``.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(root / "ct.npy", np.full((4, 4), -3024.0))
+    >>> ds = ct_dataset(split="unlabelled", labelled=False, cases="ct.npy", root=root)
+    >>> item = ds[0]
+    >>> tuple(item["image"].shape), item["hu"].min().item()
+    ((3, 4, 4), -1024.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.cases import resolve_cases
+from inpaintssl.data.preprocess import (
+    DEFAULT_CT_WINDOWS,
+    HU_FLOOR,
+    apply_windows,
+    clip_padding,
+    parse_windows,
+)
+from inpaintssl.data.readers import LABEL_RANKS, Volume, open_volume
+from inpaintssl.data.volumes import Case, VolumeSliceDataset, open_cases
+
+__all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset"]
+
+BODY_COMPOSITION_CLASSES = ("muscle", "imat", "vat", "sat")
+"""Skeletal muscle, intramuscular, visceral and subcutaneous adipose tissue (sec. 2.1.2)."""
+
+
+class CTDataset(VolumeSliceDataset):
+    """CT cases as windowed, per-channel z-scored slices with the raw HU slice as ``hu``.
+
+    Args:
+        cases: Opened cases; images must be single-channel HU volumes.
+        windows: ``(width, level)`` pairs, one channel each.
+        hu_floor: HU below this is padding and is clipped to it.
+        class_names: Foreground classes (empty: unlabelled).
+        label_values: Stored value(s) per class.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Case],
+        *,
+        windows: Sequence[Sequence[float]] = DEFAULT_CT_WINDOWS,
+        hu_floor: float = HU_FLOOR,
+        class_names: Sequence[str] = BODY_COMPOSITION_CLASSES,
+        label_values: Mapping[str, int | Sequence[int]] | None = None,
+    ) -> None:
+        self.windows = parse_windows(windows)
+        self.hu_floor = float(hu_floor)
+        super().__init__(
+            cases, name="ct", class_names=class_names, label_values=label_values, normalize="channel"
+        )
+
+    def _image_channels(self, volume: Volume) -> int:
+        if volume.channels != 1:
+            raise DataError(
+                f"ct image {volume.path} has {volume.channels} channels (shape {volume.shape}); "
+                "expected a single-channel HU slice or volume"
+            )
+        return len(self.windows)
+
+    def to_channels(self, raw: np.ndarray) -> np.ndarray:
+        """HU slice ``(H, W)`` -> clipped windows ``(len(windows), H, W)``."""
+        return apply_windows(clip_padding(raw, floor=self.hu_floor), self.windows)
+
+    def extras(self, raw: np.ndarray) -> dict[str, Any]:
+        """The padding-clipped HU slice as ``hu`` ``(1, H, W)`` float32."""
+        hu = clip_padding(raw, floor=self.hu_floor).astype(np.float32, copy=False)
+        return {"hu": torch.from_numpy(np.ascontiguousarray(hu[None]))}
+
+
+def ct_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    windows: Sequence[Sequence[float]] = DEFAULT_CT_WINDOWS,
+    hu_floor: float = HU_FLOOR,
+    class_names: Sequence[str] = BODY_COMPOSITION_CLASSES,
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    slice_axis: int = 2,
+) -> CTDataset:
+    """The registered ``ct`` dataset.
+
+    Args:
+        split: Split name defined in ``cases`` (see :mod:`inpaintssl.data.cases`).
+        labelled: Read labels.
+        cases: Images (DICOM folder, ``.dcm``, NIfTI or ``.npy``) and labels per split.
+        root: Folder relative paths start from.
+        windows: ``(width, level)`` HU windows stacked as channels.
+        hu_floor: Padding floor in HU.
+        class_names: Foreground classes.
+        label_values: Stored value(s) per class name (default ``i + 1``).
+        slice_axis: Slice axis of NIfTI/NumPy volumes (DICOM series are always rows x cols x slices).
+    """
+    specs = resolve_cases(cases, split, root=root, dataset="ct")
+    opened = open_cases(
+        specs,
+        labelled=labelled,
+        open_image=lambda p: open_volume(p, slice_axis=slice_axis),
+        open_label=lambda p: open_volume(p, slice_axis=slice_axis, ranks=LABEL_RANKS),
+    )
+    return CTDataset(
+        opened,
+        windows=windows,
+        hu_floor=hu_floor,
+        class_names=class_names if labelled else (),
+        label_values=label_values if labelled else None,
+    )

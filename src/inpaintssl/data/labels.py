@@ -1,0 +1,121 @@
+"""Turn stored label slices into one-hot foreground masks ``(K, H, W)``.
+
+Two stored forms occur: integer class maps (NIfTI/PNG/NumPy masks, CT) and one-hot channel stacks
+(SKM-TEA's ``seg``, whose six channels the paper merges into four, sec. 2.1.1). Both become a
+float32 one-hot tensor over the K foreground classes; background is where every channel is 0
+(see :mod:`inpaintssl.data.base`).
+
+Example:
+    >>> import numpy as np
+    >>> values = class_values(("a", "b"), None)
+    >>> values
+    ((1,), (2,))
+    >>> onehot_from_values(np.array([[0, 1], [2, 2]]), values, where="m.png").sum(axis=(1, 2)).tolist()
+    [1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+
+__all__ = ["class_values", "merge_onehot", "onehot_from_values"]
+
+
+def class_values(
+    class_names: Sequence[str], label_values: Mapping[str, int | Sequence[int]] | None
+) -> tuple[tuple[int, ...], ...]:
+    """The stored integer value(s) of each class, in ``class_names`` order.
+
+    Args:
+        class_names: Foreground class names.
+        label_values: ``{class name: value or list of values}``; ``None`` means class ``i``
+            (0-based) is stored as ``i + 1`` and 0 is background.
+
+    Raises:
+        DataError: A class without values, an unknown class name, value 0 (reserved for
+            background) or a value claimed by two classes.
+    """
+    if label_values is None:
+        return tuple((i + 1,) for i in range(len(class_names)))
+    unknown = sorted(set(label_values) - set(class_names))
+    if unknown:
+        raise DataError(
+            f"label_values names unknown class(es) {unknown}; class_names are {list(class_names)}"
+        )
+    out: list[tuple[int, ...]] = []
+    seen: dict[int, str] = {}
+    for name in class_names:
+        if name not in label_values:
+            raise DataError(f"label_values has no value for class {name!r}; got {dict(label_values)}")
+        raw = label_values[name]
+        values = (int(raw),) if isinstance(raw, (int, np.integer)) else tuple(int(v) for v in raw)
+        for v in values:
+            if v == 0:
+                raise DataError(f"label_values[{name!r}] uses 0, which is reserved for background")
+            if v in seen:
+                raise DataError(f"label value {v} is claimed by both {seen[v]!r} and {name!r}")
+            seen[v] = name
+        out.append(values)
+    return tuple(out)
+
+
+def onehot_from_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
+    """``(H, W)`` integer class map -> ``(K, H, W)`` float32 one-hot.
+
+    Raises:
+        DataError: A pixel holds a value that is neither 0 nor a class value, or a non-integer;
+            the message names ``where`` and the offending values.
+    """
+    if label.dtype.kind == "f" and not (np.isfinite(label).all() and np.array_equal(label, np.round(label))):
+        raise DataError(f"{where}: label holds non-integer values; expected integer class values")
+    lab = label.astype(np.int64, copy=False)
+    top = max((v for group in values for v in group), default=0)
+    # A lookup table keeps this O(pixels): no sorting on the per-item hot path.
+    lut = np.full(top + 1, -1, dtype=np.int64)
+    lut[0] = 0
+    for k, group in enumerate(values):
+        lut[list(group)] = k + 1
+    in_table = (lab >= 0) & (lab <= top)
+    mapped = np.where(in_table, lut[np.clip(lab, 0, top)], -1)
+    if (mapped < 0).any():
+        bad = np.unique(lab[mapped < 0])
+        raise DataError(
+            f"{where}: label values {bad[:10].tolist()} are out of range; expected 0 (background) "
+            f"or one of {sorted(v for group in values for v in group)}"
+        )
+    out = np.empty((len(values), *lab.shape), dtype=np.float32)
+    for k in range(len(values)):
+        np.equal(mapped, k + 1, out=out[k], casting="unsafe")
+    return out
+
+
+def _is_binary(a: np.ndarray) -> bool:
+    if a.dtype.kind == "f":
+        return bool(np.isin(a, (0.0, 1.0)).all())
+    return bool(a.min() >= 0 and a.max() <= 1)
+
+
+def merge_onehot(seg: np.ndarray, groups: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
+    """``(H, W, C)`` stored one-hot channels -> ``(K, H, W)`` float32, channel groups OR-ed.
+
+    Raises:
+        DataError: Values other than 0 and 1, or a group naming a missing channel.
+    """
+    channels = seg.shape[-1]
+    for group in groups:
+        if any(c >= channels for c in group):
+            raise DataError(f"{where}: label has {channels} channels; cannot merge channels {list(group)}")
+    if seg.size and not _is_binary(seg):
+        present = np.unique(seg)
+        bad = present[(present != 0) & (present != 1)]
+        raise DataError(
+            f"{where}: one-hot label values {bad[:10].tolist()} are out of range; expected 0 or 1"
+        )
+    out = np.empty((len(groups), *seg.shape[:-1]), dtype=np.float32)
+    for k, group in enumerate(groups):
+        out[k] = seg[..., list(group)].max(axis=-1)
+    return out

@@ -1,0 +1,292 @@
+"""Real demo data that installs offline: the ICBM152 2009a template bundled in nilearn's wheel.
+
+nilearn ships ``datasets/data/mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a_converted.nii.gz``:
+a T1 template and grey/white-matter probability maps, 197x233x189 voxels of 1 mm, RAS axes,
+stored as uint8 0..255. Nothing is downloaded; the ``demo`` extra (nilearn + nibabel) is needed.
+
+Preparation, done once per process per ``zoom`` and cached:
+
+1. Scale all three to [0, 1] by 1/255 (the stored range is exactly 0..255; the T1 is already
+   skull-stripped, so the background is 0).
+2. Resample each with ``scipy.ndimage.zoom(order=1)`` by ``zoom`` (default 0.5: 98x116x94 voxels
+   of ~2 mm, which fit-to-size 112x112 crops/pads for the demo).
+3. ``brain = T1 > 0.2``; probabilities ``bg = 1 - brain``, ``csf = clip(1 - gm - wm, 0, 1) * brain``,
+   ``gm * brain``, ``wm * brain``; ``label = argmax(bg, csf, gm, wm)`` (ties go to the first).
+   Classes are ``("csf", "gm", "wm")`` as foreground one-hot; ``csf`` means CSF and any other
+   in-brain tissue that is neither grey nor white matter.
+4. The T1 is z-scored over the **whole** volume (sec. 2.2 "per volume"). Statistics over the
+   brain only would put the background near -4.9 (cpu-budget notes: far from anything an
+   untrained restorer outputs); over the whole volume the background sits at about -0.5.
+
+Slices are shown in display orientation: axial slices have anterior at the top and the patient's
+left on the left (neurological); coronal and sagittal slices have superior at the top. A slice is
+used when at least ``min_brain_fraction`` (default 0.1) of its pixels are brain, which drops the
+caps of the head where one or more classes is missing; at the default zoom this keeps 61 of 94
+axial slices.
+
+Splits. ``train``/``val``/``test`` are axial slices. The kept slices, in order, are cut into
+blocks of ``block_size`` (default 4, about 8 mm) consecutive slices, and the blocks are dealt out
+round-robin by the pattern train, train, val, train, train, train, test (5 : 1 : 1), so
+neighbouring slices share a split except at block edges and every split samples the whole head.
+Each axial slice is its own ``volume_id`` (``"axial_045"``), so label fractions act on slices.
+``unlabelled`` holds the kept coronal and sagittal slices (``axes``) for pretraining; it has no
+labels (build it with ``labelled=False``). Those slices have other shapes than the axial ones,
+so set ``data.image_size`` when mixing them.
+
+Example:
+    >>> ds = MNI152Dataset(split="val")
+    >>> tuple(ds[0]["image"].shape), ds.class_names, ds.volume_ids[0]
+    ((1, 116, 98), ('csf', 'gm', 'wm'), 'axial_019')
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.checks import existing_path
+from inpaintssl.data.readers import import_optional
+
+__all__ = [
+    "MNI152Dataset",
+    "MNI152_CLASSES",
+    "SPLIT_PATTERN",
+    "Template",
+    "load_template",
+    "template_files",
+]
+
+MNI152_CLASSES = ("csf", "gm", "wm")
+SPLIT_PATTERN = ("train", "train", "val", "train", "train", "train", "test")
+"""Split of each consecutive block of kept axial slices, repeated round-robin."""
+
+BRAIN_THRESHOLD = 0.2
+"""Brain where the T1, scaled to [0, 1], exceeds this."""
+_STORED_MAX = 255.0
+_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+_FILE_TEMPLATE = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
+
+
+def template_files(data_dir: str | Path | None = None) -> dict[str, Path]:
+    """Paths of the T1, GM and WM files: in ``data_dir``, else in the installed nilearn wheel.
+
+    Raises:
+        ImportError: nilearn is not installed (``pip install 'inpaintssl[demo]'``).
+        DataError: A file is missing.
+    """
+    if data_dir is None:
+        spec = importlib.util.find_spec("nilearn")
+        if spec is None or spec.origin is None:
+            raise ImportError(
+                "the mni152 demo dataset reads the template bundled with nilearn: "
+                "pip install 'inpaintssl[demo]'"
+            )
+        folder = Path(spec.origin).parent / "datasets" / "data"
+    else:
+        folder = Path(data_dir)
+    return {
+        kind: existing_path(folder / _FILE_TEMPLATE.format(kind), what=f"ICBM152 {kind} file")
+        for kind in ("t1", "gm", "wm")
+    }
+
+
+@dataclass(frozen=True)
+class Template:
+    """The prepared template (RAS voxel order).
+
+    Attributes:
+        image: ``(X, Y, Z)`` float32 T1, z-scored over the volume.
+        label: ``(X, Y, Z)`` int8: 0 background, 1 csf/other, 2 gm, 3 wm.
+        brain: ``(X, Y, Z)`` bool brain mask.
+        spacing: ``(x_mm, y_mm, z_mm)`` after zooming.
+        files: The three files read.
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    brain: np.ndarray
+    spacing: tuple[float, float, float]
+    files: tuple[str, ...]
+
+
+def _load_stored(path: Path) -> np.ndarray:
+    nib = import_optional("nibabel", extra="demo", purpose="the mni152 demo dataset")
+    stored: np.ndarray = np.asanyarray(nib.load(path).dataobj)
+    return stored.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def load_template(zoom: float = 0.5, data_dir: str | None = None) -> Template:
+    """Load, zoom, label and normalise the template (see the module docstring); cached.
+
+    Example:
+        >>> t = load_template(0.25)
+        >>> t.image.shape, sorted(set(t.label.ravel().tolist()))
+        ((49, 58, 47), [0, 1, 2, 3])
+    """
+    from scipy import ndimage
+
+    files = template_files(data_dir)
+    # Work in stored units (0..255, i.e. probability x 255): float32 is exact on these integers,
+    # so at zoom=1 ties such as csf == gm are decided exactly (to the first class), not by rounding.
+    maps = {kind: _load_stored(path) for kind, path in files.items()}
+    shape = maps["t1"].shape
+    if zoom != 1.0:
+        maps = {kind: ndimage.zoom(vol, zoom, order=1) for kind, vol in maps.items()}
+    t1, gm, wm = maps["t1"], maps["gm"], maps["wm"]
+    brain = t1 > BRAIN_THRESHOLD * _STORED_MAX
+    inside = brain.astype(np.float32)
+    full = np.float32(_STORED_MAX)
+    background = (1 - inside) * full
+    csf = np.clip(full - gm - wm, 0, full) * inside
+    probs = np.stack([background, csf, gm * inside, wm * inside])
+    label = probs.argmax(axis=0).astype(np.int8)
+    # z-scoring is scale-free, so the 1/255 to [0, 1] drops out here.
+    image = ((t1 - t1.mean()) / t1.std()).astype(np.float32)
+    spacing = tuple(float(old) / new for old, new in zip(shape, t1.shape))
+    return Template(
+        image=image,
+        label=label,
+        brain=brain,
+        spacing=(spacing[0], spacing[1], spacing[2]),
+        files=tuple(str(p) for p in files.values()),
+    )
+
+
+def _display(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
+    # Put superior (coronal/sagittal) or anterior (axial) at the top: the second in-plane axis
+    # becomes the rows, flipped so it increases upwards.
+    plane = np.take(volume, index, axis=axis)
+    return np.ascontiguousarray(plane.T[::-1])
+
+
+def _plane_spacing(spacing: tuple[float, float, float], axis: int) -> tuple[float, float, float]:
+    in_plane = [a for a in range(3) if a != axis]
+    return spacing[in_plane[1]], spacing[in_plane[0]], spacing[axis]
+
+
+def kept_slices(brain: np.ndarray, axis: int, *, min_brain_fraction: float) -> list[int]:
+    """Indices along ``axis`` whose brain fraction is at least ``min_brain_fraction``."""
+    other = tuple(a for a in range(3) if a != axis)
+    fraction = brain.mean(axis=other)
+    return [int(i) for i in np.flatnonzero(fraction >= min_brain_fraction)]
+
+
+def assign_blocks(count: int, *, block_size: int, pattern: Sequence[str] = SPLIT_PATTERN) -> list[str]:
+    """Split name of each of ``count`` ordered slices: blocks of ``block_size`` dealt by ``pattern``.
+
+    Example:
+        >>> assign_blocks(9, block_size=2, pattern=("train", "val"))
+        ['train', 'train', 'val', 'val', 'train', 'train', 'val', 'val', 'train']
+    """
+    return [pattern[(i // block_size) % len(pattern)] for i in range(count)]
+
+
+class MNI152Dataset(SliceDataset):
+    """The registered ``mni152`` dataset: 2D slices of the prepared ICBM152 template.
+
+    Args:
+        split: ``train``, ``val``, ``test`` (axial) or ``unlabelled`` (other axes).
+        labelled: Attach ``label`` (not for ``unlabelled``).
+        zoom: Resampling factor applied to the 1 mm template.
+        min_brain_fraction: Smallest share of brain pixels for a slice to be used.
+        block_size: Consecutive axial slices per block of the split pattern.
+        axes: Axes of the ``unlabelled`` split (``coronal``, ``sagittal``, even ``axial``).
+        data_dir: Folder holding the three files (default: nilearn's bundled copy).
+
+    Raises:
+        DataError: Bad parameter or a split that keeps no slices.
+        ImportError: nilearn/nibabel missing (``demo`` extra).
+    """
+
+    def __init__(
+        self,
+        *,
+        split: str,
+        labelled: bool = True,
+        zoom: float = 0.5,
+        min_brain_fraction: float = 0.1,
+        block_size: int = 4,
+        axes: Sequence[str] = ("coronal", "sagittal"),
+        data_dir: str | Path | None = None,
+    ) -> None:
+        if not zoom > 0:
+            raise DataError(f"mni152: zoom={zoom} must be positive")
+        if not 0.0 <= min_brain_fraction < 1.0:
+            raise DataError(f"mni152: min_brain_fraction={min_brain_fraction}; expected 0 <= value < 1")
+        if block_size < 1:
+            raise DataError(f"mni152: block_size={block_size}; expected a positive integer")
+        if split not in ("train", "val", "test", "unlabelled"):
+            raise DataError(f"mni152: unknown split {split!r}; expected train, val, test or unlabelled")
+        if split == "unlabelled" and labelled:
+            raise DataError("mni152: split 'unlabelled' has no labels; build it with labelled=False")
+        unknown = sorted(set(axes) - set(_AXES))
+        if unknown:
+            raise DataError(f"mni152: axes {unknown} unknown; expected some of {sorted(_AXES)}")
+        template = load_template(float(zoom), None if data_dir is None else str(data_dir))
+        self.split = split
+        self.class_names = MNI152_CLASSES if labelled else ()
+        self.in_channels = 1
+        self.data_files = list(template.files)
+        self.spacing = _plane_spacing(template.spacing, _AXES["axial"])
+        chosen = self._select(
+            template, split, axes, min_brain_fraction=min_brain_fraction, block_size=block_size
+        )
+        if not chosen:
+            raise DataError(
+                f"mni152: split {split!r} keeps no slices (min_brain_fraction={min_brain_fraction}, "
+                f"block_size={block_size}); lower min_brain_fraction or block_size"
+            )
+        self._images = [_display(template.image, _AXES[a], i)[None] for a, i in chosen]
+        self._labels = [_display(template.label, _AXES[a], i) for a, i in chosen] if labelled else []
+        self._spacings = [_plane_spacing(template.spacing, _AXES[a]) for a, _ in chosen]
+        self.volume_ids = [f"{axis}_{index:03d}" for axis, index in chosen]
+        self.slice_indices = [index for _, index in chosen]
+
+    @staticmethod
+    def _select(
+        template: Template,
+        split: str,
+        axes: Sequence[str],
+        *,
+        min_brain_fraction: float,
+        block_size: int,
+    ) -> list[tuple[str, int]]:
+        if split == "unlabelled":
+            return [
+                (axis, i)
+                for axis in axes
+                for i in kept_slices(template.brain, _AXES[axis], min_brain_fraction=min_brain_fraction)
+            ]
+        axial = kept_slices(template.brain, _AXES["axial"], min_brain_fraction=min_brain_fraction)
+        names = assign_blocks(len(axial), block_size=block_size)
+        return [("axial", i) for i, name in zip(axial, names) if name == split]
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def slice_shape(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of item ``index``."""
+        h, w = self._images[index].shape[-2:]
+        return int(h), int(w)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "image": torch.from_numpy(self._images[index].copy()),
+            "volume_id": self.volume_ids[index],
+            "slice_index": self.slice_indices[index],
+            "spacing": torch.tensor(self._spacings[index], dtype=torch.float64),
+        }
+        if self.labelled:
+            label = self._labels[index]
+            onehot = np.stack([label == k for k in range(1, len(MNI152_CLASSES) + 1)]).astype(np.float32)
+            item["label"] = torch.from_numpy(onehot)
+        return item

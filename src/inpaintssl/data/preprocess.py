@@ -1,0 +1,213 @@
+"""Intensity normalisation, CT windows and fitting slices to one size (paper sec. 2.2).
+
+The paper z-scores MR images per volume and CT images per channel, after stacking three HU
+windows as channels. Statistics are accumulated slice by slice in float64
+(:class:`RunningStats`), so a volume never has to be held in memory to be normalised.
+
+CT windows are ``(width, level)`` pairs in HU; a window keeps ``[level - width/2, level + width/2]``.
+The paper's text lists soft tissue 400/50, "bone" 1800/40 and a custom 500/50, but the authors'
+code used 1800/400 for bone, the usual bone window (a 1800-wide window centred on 40 HU is mostly
+air and fat, and 40 looks like a dropped zero). :data:`DEFAULT_CT_WINDOWS` follows the code,
+which produced the published numbers; pass ``windows=`` to use the text's values.
+
+Example:
+    >>> import numpy as np, torch
+    >>> hu = np.array([[-3024.0, 0.0], [50.0, 1000.0]])
+    >>> apply_windows(clip_padding(hu), ((400.0, 50.0),))[0].tolist()
+    [[-150.0, 0.0], [50.0, 250.0]]
+    >>> fit_to_size(torch.zeros(1, 5, 7), (4, 4), mode="crop_or_pad", kind="image").shape
+    torch.Size([1, 4, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inpaintssl.data.base import DataError
+
+__all__ = [
+    "DEFAULT_CT_WINDOWS",
+    "HU_FLOOR",
+    "ResizeMode",
+    "RunningStats",
+    "Stats",
+    "apply_windows",
+    "clip_padding",
+    "fit_to_size",
+    "parse_windows",
+    "zscore",
+]
+
+ResizeMode = Literal["crop_or_pad", "resize"]
+
+DEFAULT_CT_WINDOWS: tuple[tuple[float, float], ...] = ((400.0, 50.0), (1800.0, 400.0), (500.0, 50.0))
+"""Soft tissue 400/50, bone 1800/400 (the authors' code), custom 500/50, as ``(width, level)``."""
+
+HU_FLOOR = -1024.0
+"""Lowest physical HU kept: scanner padding (-2000, -3024, ...) below it is clipped to it."""
+
+_MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-channel mean and standard deviation, each of shape ``(C,)``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+class RunningStats:
+    """Accumulate mean and standard deviation over slices in float64.
+
+    Args:
+        per_channel: Keep one mean/std per channel (CT) instead of one for all channels (MRI).
+
+    Example:
+        >>> import numpy as np
+        >>> acc = RunningStats(per_channel=False)
+        >>> acc.update(np.array([[[1.0, 3.0]]]))
+        >>> acc.update(np.array([[[5.0, 7.0]]]))
+        >>> s = acc.result(channels=1)
+        >>> float(s.mean[0]), round(float(s.std[0]), 4)
+        (4.0, 2.2361)
+    """
+
+    def __init__(self, *, per_channel: bool) -> None:
+        self.per_channel = per_channel
+        self._count = 0
+        self._sum: np.ndarray | None = None
+        self._sum_sq: np.ndarray | None = None
+
+    def update(self, channels: np.ndarray) -> None:
+        """Add a ``(C, H, W)`` slice."""
+        flat = channels.reshape(channels.shape[0], -1).astype(np.float64)
+        if not self.per_channel:
+            flat = flat.reshape(1, -1)
+        total = flat.sum(axis=1)
+        total_sq = np.einsum("ij,ij->i", flat, flat)
+        self._sum = total if self._sum is None else self._sum + total
+        self._sum_sq = total_sq if self._sum_sq is None else self._sum_sq + total_sq
+        self._count += flat.shape[1]
+
+    def result(self, *, channels: int) -> Stats:
+        """Mean and std (population, ddof=0) broadcast to ``channels`` entries."""
+        if self._sum is None or self._sum_sq is None or self._count == 0:
+            raise ValueError("RunningStats.result() called before any update()")
+        mean = self._sum / self._count
+        # E[x^2] - E[x]^2 can dip below 0 by rounding on constant data.
+        var = np.maximum(self._sum_sq / self._count - mean**2, 0.0)
+        std = np.sqrt(var)
+        if mean.shape[0] == 1 and channels > 1:
+            mean = np.repeat(mean, channels)
+            std = np.repeat(std, channels)
+        return Stats(mean=mean, std=std)
+
+
+def zscore(channels: np.ndarray, stats: Stats) -> np.ndarray:
+    """Normalise a ``(C, H, W)`` slice with per-channel ``stats``; returns float32.
+
+    A constant channel (std below 1e-6, e.g. an all-air CT window) is only centred, not divided,
+    so it stays finite.
+    """
+    std = np.where(stats.std < _MIN_STD, 1.0, stats.std)
+    out: np.ndarray = (channels - stats.mean[:, None, None]) / std[:, None, None]
+    return out.astype(np.float32, copy=False)
+
+
+def clip_padding(hu: np.ndarray, *, floor: float = HU_FLOOR) -> np.ndarray:
+    """Clip values below ``floor`` (padding such as -2000 or -3024) up to ``floor``."""
+    clipped: np.ndarray = np.maximum(hu, floor)
+    return clipped
+
+
+def parse_windows(windows: Sequence[Sequence[float]]) -> tuple[tuple[float, float], ...]:
+    """Validate ``(width, level)`` pairs from a config (lists or tuples).
+
+    Raises:
+        DataError: No windows, a pair that is not two numbers, or a width that is not positive.
+    """
+    parsed: list[tuple[float, float]] = []
+    for i, window in enumerate(windows):
+        if len(window) != 2:
+            raise DataError(f"windows[{i}]={list(window)!r}: expected a (width, level) pair in HU")
+        width, level = float(window[0]), float(window[1])
+        if not width > 0:
+            raise DataError(f"windows[{i}]: width={width} must be positive")
+        parsed.append((width, level))
+    if not parsed:
+        raise DataError("windows is empty; expected at least one (width, level) pair")
+    return tuple(parsed)
+
+
+def apply_windows(hu: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+    """Stack HU windows as channels: ``(H, W)`` -> ``(len(windows), H, W)`` float32.
+
+    Each channel is ``hu`` clipped to ``[level - width/2, level + width/2]`` (sec. 2.2); the
+    z-scoring that follows makes a rescale to [0, 1] unnecessary.
+    """
+    out = np.empty((len(windows), *hu.shape), dtype=np.float32)
+    for c, (width, level) in enumerate(windows):
+        np.clip(hu, level - width / 2, level + width / 2, out=out[c], casting="unsafe")
+    return out
+
+
+def _crop_or_pad(x: torch.Tensor, size: tuple[int, int], fill: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    th, tw = size
+    out = fill.to(x.dtype).reshape(-1, 1, 1).expand(x.shape[0], th, tw).clone()
+    # Centre both ways: the source window and the destination window are offset symmetrically.
+    src_r, dst_r = max(0, (h - th) // 2), max(0, (th - h) // 2)
+    src_c, dst_c = max(0, (w - tw) // 2), max(0, (tw - w) // 2)
+    rows, cols = min(h, th), min(w, tw)
+    out[:, dst_r : dst_r + rows, dst_c : dst_c + cols] = x[:, src_r : src_r + rows, src_c : src_c + cols]
+    return out
+
+
+def fit_to_size(
+    x: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    mode: ResizeMode,
+    kind: Literal["image", "label"],
+) -> torch.Tensor:
+    """Fit a ``(C, H, W)`` tensor to ``size = (H', W')``.
+
+    Args:
+        x: Image-like (continuous) or one-hot label tensor.
+        size: Target ``(H', W')``.
+        mode: ``crop_or_pad`` keeps the pixel grid and centres it (padding images with each
+            channel's minimum, the background of a z-scored MR or CT slice, and labels with 0);
+            ``resize`` resamples (bilinear for images, nearest for labels so they stay one-hot).
+        kind: ``image`` or ``label``.
+
+    Returns:
+        A new ``(C, H', W')`` tensor on ``x``'s device and dtype.
+
+    Example:
+        >>> import torch
+        >>> lab = torch.zeros(1, 2, 2); lab[0, 0, 0] = 1
+        >>> fit_to_size(lab, (4, 4), mode="resize", kind="label")[0].sum().item()
+        4.0
+    """
+    if x.ndim != 3:
+        raise ValueError(f"fit_to_size: expected a (C, H, W) tensor, got shape {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode == "crop_or_pad":
+        if kind == "label" or x.numel() == 0:
+            fill = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        else:
+            fill = x.amin(dim=(1, 2))
+        return _crop_or_pad(x, size, fill)
+    if mode == "resize":
+        if kind == "label":
+            return F.interpolate(x[None], size=size, mode="nearest-exact")[0]
+        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+    raise ValueError(f"fit_to_size: mode={mode!r}; expected 'crop_or_pad' or 'resize'")

@@ -1,0 +1,443 @@
+"""Stored volumes read one 2D slice at a time: NIfTI, NumPy, HDF5, PNG and DICOM.
+
+Every reader is a :class:`Volume`: its header (shape, spacing) is read and checked when it is
+constructed, and :meth:`Volume.read` returns one slice ``(H, W)`` (or ``(H, W, C)`` for a 4D
+volume, channels last) as stored, without normalisation. A 2D file is a volume of one slice.
+
+Axis conventions: a 3D array ``(A0, A1, A2)`` is sliced along ``slice_axis``; the slice keeps the
+other two axes in order as rows and columns (``slice_axis=2``: rows ``A0``, columns ``A1``). A 4D
+array has its channels on the last axis. Spacing is ``(row_mm, col_mm, slice_mm)``.
+
+Formats that cannot be read slice by slice (``.nii.gz``, ``.npz`` members, PNG) are decompressed
+once per process on first read and kept; uncompressed ``.nii`` and ``.npy`` are memory-mapped and
+HDF5 is read per slice, so convert large gzip NIfTI collections to ``.nii`` or HDF5.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "v.npy"
+    >>> np.save(p, np.arange(24.0).reshape(2, 3, 4))
+    >>> vol = NumpyVolume(p, slice_axis=0)
+    >>> vol.slice_shape, vol.num_slices, vol.read(1)[0].tolist()
+    ((3, 4), 2, [12.0, 13.0, 14.0, 15.0])
+"""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import check_rank, existing_path
+from inpaintssl.data.loading import H5Files, open_h5
+
+__all__ = [
+    "DicomVolume",
+    "H5Volume",
+    "IMAGE_RANKS",
+    "LABEL_RANKS",
+    "NiftiVolume",
+    "NumpyVolume",
+    "PngVolume",
+    "Volume",
+    "import_optional",
+    "open_volume",
+]
+
+IMAGE_RANKS = frozenset({2, 3, 4})
+"""A 2D slice, a 3D volume, or a 3D volume with channels last."""
+LABEL_RANKS = frozenset({2, 3})
+"""Integer class maps: a 2D slice or a 3D volume."""
+
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def import_optional(module: str, *, extra: str, purpose: str) -> ModuleType:
+    """Import an optional dependency or say which ``inpaintssl`` extra installs it.
+
+    Raises:
+        ImportError: The module is missing; the message names ``pip install 'inpaintssl[extra]'``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{purpose} needs the optional package {module!r}: pip install 'inpaintssl[{extra}]'"
+        ) from exc
+
+
+class Volume(ABC):
+    """One stored image or label volume, read one 2D slice at a time.
+
+    Attributes:
+        path: The file (or DICOM folder) read.
+        shape: The stored array shape.
+        slice_shape: ``(H, W)`` of every slice.
+        num_slices: Number of slices along the slice axis.
+        channels: Channels per slice (the last axis of a 4D volume, else 1).
+        spacing: ``(row_mm, col_mm, slice_mm)``.
+        files: Every file this volume reads (for a run manifest).
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    spacing: tuple[float, float, float]
+    files: tuple[str, ...]
+
+    def __init__(
+        self,
+        path: Path,
+        shape: Sequence[int],
+        *,
+        slice_axis: int,
+        ranks: Collection[int],
+        spacing: Sequence[float],
+        what: str,
+    ) -> None:
+        self.path = path
+        self.shape = tuple(int(s) for s in shape)
+        check_rank(self.shape, ranks, where=f"{what} {path}", layout="(H, W), (X, Y, Z) or (X, Y, Z, C)")
+        spatial = 2 if len(self.shape) == 2 else 3
+        if len(self.shape) > 2 and not -spatial <= slice_axis < spatial:
+            raise DataError(f"{what} {path}: slice_axis={slice_axis} is not one of the spatial axes 0, 1, 2")
+        self.slice_axis = slice_axis % spatial if len(self.shape) > 2 else 0
+        if len(self.shape) == 2:
+            rows, cols = self.shape
+            self.num_slices = 1
+        else:
+            in_plane = [a for a in range(3) if a != self.slice_axis]
+            rows, cols = self.shape[in_plane[0]], self.shape[in_plane[1]]
+            self.num_slices = self.shape[self.slice_axis]
+        self.slice_shape = (rows, cols)
+        self.channels = self.shape[3] if len(self.shape) == 4 else 1
+        self.spacing = _plane_spacing(spacing, self.slice_axis, rank=len(self.shape))
+        self.files = (str(path),)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """``(H, W, num_slices)``: the voxel grid an image and its label must share."""
+        return (*self.slice_shape, self.num_slices)
+
+    def read(self, index: int) -> np.ndarray:
+        """Slice ``index`` as stored: ``(H, W)``, or ``(H, W, C)`` for a 4D volume."""
+        if not 0 <= index < self.num_slices:
+            raise IndexError(f"{self.path}: slice {index} out of range [0, {self.num_slices})")
+        array = self._array()
+        if len(self.shape) == 2:
+            return np.asarray(array[...])
+        where: list[Any] = [slice(None)] * len(self.shape)
+        where[self.slice_axis] = index
+        return np.asarray(array[tuple(where)])
+
+    @abstractmethod
+    def _array(self) -> Any:
+        """The stored array, or a lazy object that supports NumPy basic indexing."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Decompressed caches and open handles are per process; a spawned worker rebuilds them.
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
+
+def _plane_spacing(spacing: Sequence[float], slice_axis: int, *, rank: int) -> tuple[float, float, float]:
+    values = [float(s) for s in spacing] + [1.0] * max(0, 3 - len(spacing))
+    if rank == 2:
+        return values[0], values[1], values[2] if len(spacing) > 2 else 1.0
+    in_plane = [a for a in range(3) if a != slice_axis]
+    return values[in_plane[0]], values[in_plane[1]], values[slice_axis]
+
+
+class NiftiVolume(Volume):
+    """A ``.nii`` / ``.nii.gz`` volume (nibabel, ``nifti`` extra); scl_slope/inter are applied.
+
+    Spacing comes from the header's voxel sizes (``pixdim``).
+    """
+
+    def __init__(
+        self, path: str | Path, *, slice_axis: int = 2, ranks: Collection[int] = IMAGE_RANKS
+    ) -> None:
+        nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
+        path = existing_path(path, what="NIfTI file")
+        try:
+            image = nib.load(path)
+        except Exception as exc:  # nibabel raises many types for a bad file
+            raise DataError(f"NIfTI file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+        self._image = image
+        zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
+        super().__init__(
+            path, image.shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what="NIfTI file"
+        )
+
+    def _array(self) -> Any:
+        if not str(self.path).endswith(".gz"):
+            return self._image.dataobj
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            cache = np.asarray(self._image.dataobj)
+            self.__dict__["_cache"] = cache
+        return cache
+
+
+def _npz_member_shape(path: Path, key: str) -> tuple[int, ...]:
+    with zipfile.ZipFile(path) as archive:
+        names = [n.removesuffix(".npy") for n in archive.namelist()]
+        if key not in names:
+            raise DataError(f"NumPy archive {path} has no array {key!r}; it holds {sorted(names)}")
+        with archive.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, _, _ = np.lib.format.read_array_header_2_0(member)
+    return tuple(shape)
+
+
+class NumpyVolume(Volume):
+    """A ``.npy`` array (memory-mapped) or one array ``key`` of an ``.npz`` archive.
+
+    NumPy files carry no spacing: pass ``spacing`` (default 1 mm).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        key: str = "image",
+        slice_axis: int = 2,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        ranks: Collection[int] = IMAGE_RANKS,
+    ) -> None:
+        path = existing_path(path, what="NumPy file")
+        self.key = key
+        try:
+            if path.suffix == ".npz":
+                shape = _npz_member_shape(path, key)
+            else:
+                shape = np.load(path, mmap_mode="r").shape
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise DataError(f"NumPy file {path} cannot be read: {exc}") from exc
+        super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="NumPy file")
+
+    def _array(self) -> Any:
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            if self.path.suffix == ".npz":
+                with np.load(self.path) as archive:
+                    cache = archive[self.key]
+            else:
+                cache = np.load(self.path, mmap_mode="r")
+            self.__dict__["_cache"] = cache
+        return cache
+
+
+class H5Volume(Volume):
+    """Dataset ``key`` of an HDF5 file, read per slice through a per-process handle.
+
+    Args:
+        path: The ``.h5`` file.
+        key: The dataset path inside it, e.g. ``"image"`` or ``"scans/ct"``.
+        handles: Shared per-process handle cache (one per dataset object).
+        slice_axis: Axis sliced.
+        spacing: Voxel spacing (HDF5 carries none by convention).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        key: str,
+        handles: H5Files,
+        slice_axis: int = 2,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        ranks: Collection[int] = IMAGE_RANKS,
+    ) -> None:
+        path = existing_path(path, what="HDF5 file")
+        with open_h5(path) as handle:
+            shape = h5_dataset_shape(handle, key, path=path)
+        self.key = key
+        self._handles = handles
+        super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="HDF5 file")
+
+    def _array(self) -> Any:
+        return self._handles.get(self.path)[self.key]
+
+
+def h5_dataset_shape(handle: Any, key: str, *, path: Path) -> tuple[int, ...]:
+    """Shape of dataset ``key`` in an open file, or a :class:`DataError` naming file and key."""
+    node = handle.get(key)
+    if node is None or not hasattr(node, "shape"):
+        found = sorted(handle.keys())
+        raise DataError(f"HDF5 file {path} has no dataset {key!r}; it holds {found}")
+    return tuple(int(s) for s in node.shape)
+
+
+class PngVolume(Volume):
+    """A 2D PNG mask read with Pillow (a matplotlib dependency), integer values preserved.
+
+    Palette PNGs give their palette indices; RGB images are rejected (rank 3).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = existing_path(path, what="PNG file")
+        self._cache_array(path)
+        super().__init__(
+            path, self._cache.shape, slice_axis=0, ranks={2}, spacing=(1.0, 1.0), what="PNG file"
+        )
+
+    def _cache_array(self, path: Path) -> None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                self._cache = np.asarray(image)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"PNG file {path} cannot be read: {exc}") from exc
+
+    def _array(self) -> Any:
+        if "_cache" not in self.__dict__:
+            self._cache_array(self.path)
+        return self._cache
+
+
+class DicomVolume(Volume):
+    """A DICOM series folder (or one ``.dcm`` file) as HU: ``pixel * RescaleSlope + RescaleIntercept``.
+
+    Headers are read at construction to order the slices along the slice normal
+    (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
+    ``InstanceNumber``) and to check that every slice has one matrix size. Pixel data is read per
+    slice. Row/column spacing comes from ``PixelSpacing``; slice spacing from the sorted positions,
+    else ``SpacingBetweenSlices``, else ``SliceThickness``. Slices are rows x columns as stored.
+    Needs pydicom (``dicom`` extra).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+        path = existing_path(path, what="DICOM series", directory_ok=True)
+        candidates = sorted(_series_files(path)) if path.is_dir() else [path]
+        if not candidates:
+            raise DataError(f"DICOM series folder {path} holds no files")
+        headers = [(_read_dicom(pydicom, f, pixels=False), f) for f in candidates]
+        headers.sort(key=lambda pair: _slice_position(pair[0]))
+        first = headers[0][0]
+        size = (int(first.Rows), int(first.Columns))
+        for ds, f in headers:
+            if (int(ds.Rows), int(ds.Columns)) != size:
+                raise DataError(
+                    f"DICOM file {f} is {int(ds.Rows)}x{int(ds.Columns)} but the series {path} is "
+                    f"{size[0]}x{size[1]}; expected one matrix size per series"
+                )
+        self._files = [f for _, f in headers]
+        spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
+        super().__init__(
+            path, (*size, len(headers)), slice_axis=2, ranks={3}, spacing=spacing, what="DICOM series"
+        )
+        self.files = tuple(str(f) for f in self._files)
+
+    def _array(self) -> Any:  # pragma: no cover - read() is overridden
+        raise NotImplementedError
+
+    def read(self, index: int) -> np.ndarray:
+        """Slice ``index`` in HU (float32, before any clipping)."""
+        if not 0 <= index < self.num_slices:
+            raise IndexError(f"{self.path}: slice {index} out of range [0, {self.num_slices})")
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+        ds = _read_dicom(pydicom, self._files[index], pixels=True)
+        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
+        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+        return pixels * np.float32(slope) + np.float32(intercept)
+
+
+def _series_files(folder: Path) -> list[Path]:
+    # Hidden files and the DICOMDIR index are not slices; anything else that fails to parse is
+    # reported rather than skipped, so a half-copied series is not silently shortened.
+    return [
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR"
+    ]
+
+
+def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool) -> Any:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+        if pixels:
+            _ = ds.pixel_array
+        else:
+            _ = int(ds.Rows), int(ds.Columns)
+    except AttributeError as exc:
+        raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
+    except Exception as exc:  # pydicom raises many types for a bad file
+        raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+    return ds
+
+
+def _slice_position(ds: Any) -> float:
+    position = getattr(ds, "ImagePositionPatient", None)
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    if position is not None and orientation is not None and len(orientation) == 6:
+        normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+        return float(np.dot(normal, np.asarray(position, float)))
+    return float(getattr(ds, "InstanceNumber", 0) or 0)
+
+
+def _pixel_spacing(ds: Any) -> tuple[float, float]:
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is None or len(spacing) != 2:
+        return 1.0, 1.0
+    return float(spacing[0]), float(spacing[1])
+
+
+def _slice_spacing(headers: Sequence[Any]) -> float:
+    if len(headers) > 1 and all(getattr(ds, "ImagePositionPatient", None) is not None for ds in headers):
+        steps = np.diff([_slice_position(ds) for ds in headers])
+        if np.all(steps > 0):
+            return float(np.median(steps))
+    for tag in ("SpacingBetweenSlices", "SliceThickness"):
+        value = getattr(headers[0], tag, None)
+        if value:
+            return float(value)
+    return 1.0
+
+
+def open_volume(
+    path: str | Path,
+    *,
+    slice_axis: int = 2,
+    key: str = "image",
+    handles: H5Files | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    ranks: Collection[int] = IMAGE_RANKS,
+) -> Volume:
+    """Open ``path`` with the reader its suffix (or, for a folder, DICOM) calls for.
+
+    ``.nii``/``.nii.gz`` -> :class:`NiftiVolume`, ``.npy``/``.npz`` -> :class:`NumpyVolume`,
+    ``.h5``/``.hdf5`` -> :class:`H5Volume`, ``.png`` -> :class:`PngVolume`, ``.dcm`` or a folder
+    -> :class:`DicomVolume`.
+
+    Raises:
+        DataError: Missing path or an unsupported suffix.
+    """
+    path = existing_path(path, what="volume", directory_ok=True)
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".dcm"):
+        return DicomVolume(path)
+    if name.endswith(_NIFTI_SUFFIXES):
+        return NiftiVolume(path, slice_axis=slice_axis, ranks=ranks)
+    if name.endswith((".npy", ".npz")):
+        return NumpyVolume(path, key=key, slice_axis=slice_axis, spacing=spacing, ranks=ranks)
+    if name.endswith((".h5", ".hdf5")):
+        return H5Volume(
+            path, key=key, handles=handles or H5Files(), slice_axis=slice_axis, spacing=spacing, ranks=ranks
+        )
+    if name.endswith(".png"):
+        return PngVolume(path)
+    raise DataError(
+        f"volume {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
+        ".png, .dcm or a DICOM folder"
+    )

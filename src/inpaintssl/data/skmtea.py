@@ -1,0 +1,323 @@
+"""SKM-TEA knee MRI, DICOM track (paper sec. 2.1.1; DESIGN.md section 3).
+
+Layout read (``root`` is the dataset folder)::
+
+    image_files/MTR_005.h5          echo1, echo2 (X, Y, Z); seg (X, Y, Z, 6) one-hot; optional stats/
+    annotations/v1.0.0/{train,val,test}.json    COCO-like: images[].file_name, scan_id, voxel_spacing
+    all_metadata.csv                 MTR_ID, RepetitionTime, EchoTime1, FlipAngle,
+                                     SpoilerGradientArea, SpoilerGradientTime
+
+Items are sagittal slices (the last axis, LR), rows SI and columns AP as stored. The input image is
+the root-sum-of-squares ``sqrt(echo1**2 + echo2**2)`` of the two echoes, computed per slice, then
+z-scored with the mean and std of the whole RSS volume (sec. 2.2, per volume). Those statistics
+come from the file's ``stats/rss/{mean,std}`` (written by the dataset's authors over the same
+RSS volume) when present, else from one pass over the volume in slabs on first use; either way
+they are cached per volume in the dataset object (``stats="auto"``; force one source with
+``"file"`` or ``"compute"``). Each file is opened once per worker process and read one slice at a
+time; nothing loads a whole volume per item.
+
+The six stored classes merge into the paper's four: patellar cartilage [0], femoral cartilage
+[1], tibial cartilage [2 + 3] and meniscus [4 + 5]. Extras: ``echo1`` and ``echo2`` ``(1, X, Y)``
+as stored (for T2 maps) and, for the annotated splits, ``scan_params`` from ``all_metadata.csv``
+named as :func:`inpaintssl.metrics.qdess_t2`'s keywords (``tr_ms`` <- RepetitionTime, ``te_ms``
+<- EchoTime1, ``flip_angle_deg`` <- FlipAngle, ``gl_area`` <- SpoilerGradientArea, ``tg_us`` <-
+SpoilerGradientTime). Spacing is the annotation's ``voxel_spacing`` ``(X, Y, Z)`` mm.
+
+``split="unlabelled"`` takes the ``image_files/*.h5`` that no annotation split lists (or the files
+given by ``files``, relative to ``image_files``), for pretraining supersets (sec. 2.6).
+
+Example:
+    >>> SKMTEA_CLASSES
+    ('patellar_cartilage', 'femoral_cartilage', 'tibial_cartilage', 'meniscus')
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.checks import check_finite, check_rank, existing_path
+from inpaintssl.data.labels import merge_onehot
+from inpaintssl.data.loading import H5Files, open_h5
+from inpaintssl.data.preprocess import RunningStats, Stats, zscore
+from inpaintssl.data.readers import h5_dataset_shape
+
+__all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS"]
+
+SKMTEA_CLASSES = ("patellar_cartilage", "femoral_cartilage", "tibial_cartilage", "meniscus")
+SKMTEA_CLASS_GROUPS = ((0,), (1,), (2, 3), (4, 5))
+"""Stored ``seg`` channels merged into each of :data:`SKMTEA_CLASSES`."""
+
+SCAN_PARAM_COLUMNS = {
+    "tr_ms": "RepetitionTime",
+    "te_ms": "EchoTime1",
+    "flip_angle_deg": "FlipAngle",
+    "gl_area": "SpoilerGradientArea",
+    "tg_us": "SpoilerGradientTime",
+}
+"""``scan_params`` key -> ``all_metadata.csv`` column."""
+
+_SPLITS = ("train", "val", "test")
+_DEFAULT_SPACING = (0.3125, 0.3125, 0.8)
+_STAT_SLAB = 32  # rows of X read at a time when computing volume statistics
+
+StatsSource = Literal["auto", "file", "compute"]
+
+
+@dataclass(frozen=True)
+class _Scan:
+    scan_id: str
+    path: Path
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    file_stats: Stats | None
+    scan_params: dict[str, float] | None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"annotation file {path} is not valid JSON: {exc}") from exc
+
+
+def _annotated_scans(root: Path, version: str, split: str) -> list[dict[str, Any]]:
+    path = existing_path(root / "annotations" / version / f"{split}.json", what="SKM-TEA annotation file")
+    images = _read_json(path).get("images")
+    if not isinstance(images, list):
+        raise DataError(f"annotation file {path} has no 'images' list")
+    for i, entry in enumerate(images):
+        missing = [k for k in ("file_name", "scan_id") if k not in entry]
+        if missing:
+            raise DataError(f"annotation file {path}: images[{i}] lacks {missing}")
+    return images
+
+
+def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or ())
+        needed = ["MTR_ID", *SCAN_PARAM_COLUMNS.values()]
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise DataError(f"metadata file {csv_path} lacks column(s) {missing}; found {sorted(columns)}")
+        rows = {row["MTR_ID"]: row for row in reader}
+    out: dict[str, dict[str, float]] = {}
+    for scan_id in scan_ids:
+        row = rows.get(scan_id)
+        if row is None:
+            raise DataError(f"metadata file {csv_path} has no row with MTR_ID {scan_id!r}")
+        try:
+            out[scan_id] = {key: float(row[col]) for key, col in SCAN_PARAM_COLUMNS.items()}
+        except ValueError as exc:
+            raise DataError(f"metadata file {csv_path}, MTR_ID {scan_id!r}: {exc}") from exc
+    return out
+
+
+def _file_stats(handle: Any) -> Stats | None:
+    group = handle.get("stats/rss")
+    if group is None:
+        return None
+    values: dict[str, float] = {}
+    for key in ("mean", "std"):
+        if key in group.attrs:
+            values[key] = float(group.attrs[key])
+        elif key in group:
+            values[key] = float(np.asarray(group[key][()]))
+        else:
+            return None
+    return Stats(mean=np.array([values["mean"]]), std=np.array([values["std"]]))
+
+
+class SKMTEADataset(SliceDataset):
+    """Sagittal SKM-TEA slices: z-scored RSS image, 4-class one-hot label, echoes, scan params.
+
+    Args:
+        split: ``train``, ``val``, ``test`` (annotation files) or ``unlabelled``.
+        labelled: Read ``seg`` (not allowed for ``unlabelled``).
+        root: The SKM-TEA folder.
+        annotation_version: Subfolder of ``annotations/``.
+        metadata_csv: Scan-parameter CSV, relative to ``root``; ``None`` omits ``scan_params``.
+        files: For ``unlabelled`` only: file names or globs under ``image_files/``.
+        stats: Where the per-volume RSS mean/std come from: ``auto``, ``file`` or ``compute``.
+        echoes: Add ``echo1``/``echo2`` to each item.
+
+    Raises:
+        DataError: Missing folder/file/key, wrong ranks or shapes, an empty split, a scan
+            missing from the metadata CSV, or ``stats="file"`` without stored statistics.
+
+    Example:
+        >>> SKMTEADataset.groups
+        ((0,), (1,), (2, 3), (4, 5))
+    """
+
+    groups = SKMTEA_CLASS_GROUPS
+
+    def __init__(
+        self,
+        *,
+        split: str,
+        labelled: bool = True,
+        root: str | Path,
+        annotation_version: str = "v1.0.0",
+        metadata_csv: str | Path | None = "all_metadata.csv",
+        files: Sequence[str] | str | None = None,
+        stats: StatsSource = "auto",
+        echoes: bool = True,
+    ) -> None:
+        self.root = existing_path(root, what="SKM-TEA root", directory_ok=True)
+        if stats not in ("auto", "file", "compute"):
+            raise DataError(f"skmtea: stats={stats!r}; expected 'auto', 'file' or 'compute'")
+        if split == "unlabelled" and labelled:
+            raise DataError("skmtea: split 'unlabelled' has no labels; build it with labelled=False")
+        self.split = split
+        self.class_names = SKMTEA_CLASSES if labelled else ()
+        self.in_channels = 1
+        self.echoes = echoes
+        self._stats_source: StatsSource = stats
+        entries = self._split_entries(annotation_version, files)
+        if not entries:
+            raise DataError(f"skmtea: split {split!r} under {self.root} is empty; expected at least one scan")
+        params = None
+        if metadata_csv is not None and split != "unlabelled":
+            csv_path = existing_path(self.root / metadata_csv, what="SKM-TEA metadata file")
+            params = _read_scan_params(csv_path, [e["scan_id"] for e in entries])
+            self._metadata_file: str | None = str(csv_path)
+        else:
+            self._metadata_file = None
+        self._scans = [self._open_scan(e, params) for e in entries]
+        counts = [scan.shape[2] for scan in self._scans]
+        self._index = np.array(
+            [(v, z) for v, n in enumerate(counts) for z in range(n)], dtype=np.int64
+        ).reshape(-1, 2)
+        self.volume_ids = [self._scans[v].scan_id for v, _ in self._index]
+        self.slice_indices = [int(z) for _, z in self._index]
+        self.spacing = self._scans[0].spacing
+        self.data_files = sorted(
+            [str(s.path) for s in self._scans] + ([self._metadata_file] if self._metadata_file else [])
+        )
+        self._handles = H5Files()
+        self._stats: dict[int, Stats] = {}
+
+    # -- construction ---------------------------------------------------------------------
+    def _split_entries(self, version: str, files: Sequence[str] | str | None) -> list[dict[str, Any]]:
+        if self.split in _SPLITS:
+            if files is not None:
+                raise DataError(
+                    "skmtea: 'files' selects unlabelled scans; the annotated splits come from JSON"
+                )
+            return _annotated_scans(self.root, version, self.split)
+        if self.split != "unlabelled":
+            raise DataError(f"skmtea: unknown split {self.split!r}; expected train, val, test or unlabelled")
+        image_dir = existing_path(self.root / "image_files", what="SKM-TEA image folder", directory_ok=True)
+        if files is None:
+            annotated = {e["file_name"] for s in _SPLITS for e in _annotated_scans(self.root, version, s)}
+            paths = [p for p in sorted(image_dir.glob("*.h5")) if p.name not in annotated]
+        else:
+            patterns = [files] if isinstance(files, str) else list(files)
+            paths = []
+            for pattern in patterns:
+                matched = sorted(Path(p) for p in glob.glob(str(image_dir / pattern)))
+                if not matched:
+                    raise DataError(f"skmtea: files pattern {str(image_dir / pattern)!r} matches no files")
+                paths.extend(matched)
+        return [{"file_name": p.name, "scan_id": p.stem} for p in paths]
+
+    def _open_scan(self, entry: dict[str, Any], params: dict[str, dict[str, float]] | None) -> _Scan:
+        path = existing_path(self.root / "image_files" / entry["file_name"], what="SKM-TEA image file")
+        with open_h5(path) as handle:
+            shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
+            for key, shape in shapes.items():
+                check_rank(shape, {3}, where=f"{path} key {key!r}", layout="(X, Y, Z)")
+            if shapes["echo1"] != shapes["echo2"]:
+                raise DataError(
+                    f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape"
+                )
+            if self.labelled:
+                seg = h5_dataset_shape(handle, "seg", path=path)
+                check_rank(seg, {4}, where=f"{path} key 'seg'", layout="(X, Y, Z, 6)")
+                if seg[:3] != shapes["echo1"] or seg[3] < 6:
+                    raise DataError(
+                        f"{path}: seg has shape {seg}; expected {(*shapes['echo1'], 6)} to match echo1"
+                    )
+            file_stats = _file_stats(handle) if self._stats_source != "compute" else None
+        if self._stats_source == "file" and file_stats is None:
+            raise DataError(f"{path} has no stats/rss mean and std; use stats='auto' or 'compute'")
+        spacing = tuple(float(v) for v in entry.get("voxel_spacing", _DEFAULT_SPACING))
+        if len(spacing) != 3:
+            raise DataError(f"skmtea: voxel_spacing of {entry['scan_id']!r} is {spacing}; expected 3 numbers")
+        shape = shapes["echo1"]
+        return _Scan(
+            scan_id=str(entry["scan_id"]),
+            path=path,
+            shape=(shape[0], shape[1], shape[2]),
+            spacing=(spacing[0], spacing[1], spacing[2]),
+            file_stats=file_stats,
+            scan_params=None if params is None else params[entry["scan_id"]],
+        )
+
+    # -- reading --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def slice_shape(self, index: int) -> tuple[int, int]:
+        """``(X, Y)`` of item ``index`` without reading it."""
+        shape = self._scans[int(self._index[index, 0])].shape
+        return shape[0], shape[1]
+
+    def volume_stats(self, volume: int) -> Stats:
+        """Mean and std of the RSS volume ``volume`` (from the file or one pass), cached."""
+        stats = self._stats.get(volume)
+        if stats is None:
+            scan = self._scans[volume]
+            stats = scan.file_stats or self._compute_stats(scan)
+            self._stats[volume] = stats
+        return stats
+
+    def _compute_stats(self, scan: _Scan) -> Stats:
+        handle = self._handles.get(scan.path)
+        acc = RunningStats(per_channel=False)
+        for x0 in range(0, scan.shape[0], _STAT_SLAB):
+            e1 = np.asarray(handle["echo1"][x0 : x0 + _STAT_SLAB], dtype=np.float64)
+            e2 = np.asarray(handle["echo2"][x0 : x0 + _STAT_SLAB], dtype=np.float64)
+            check_finite(e1, where=f"{scan.path} echo1 rows {x0}..")
+            check_finite(e2, where=f"{scan.path} echo2 rows {x0}..")
+            acc.update(np.sqrt(e1**2 + e2**2)[None])
+        return acc.result(channels=1)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"skmtea: index {index} out of range for {len(self)} slices")
+        v, z = (int(i) for i in self._index[index])
+        scan = self._scans[v]
+        handle = self._handles.get(scan.path)
+        e1 = np.asarray(handle["echo1"][:, :, z], dtype=np.float32)
+        e2 = np.asarray(handle["echo2"][:, :, z], dtype=np.float32)
+        check_finite(e1, where=f"{scan.path} echo1 slice {z}")
+        check_finite(e2, where=f"{scan.path} echo2 slice {z}")
+        rss = np.sqrt(e1 * e1 + e2 * e2)[None]
+        item: dict[str, Any] = {
+            "image": torch.from_numpy(zscore(rss, self.volume_stats(v))),
+            "volume_id": scan.scan_id,
+            "slice_index": z,
+            "spacing": torch.tensor(scan.spacing, dtype=torch.float64),
+        }
+        if self.echoes:
+            item["echo1"] = torch.from_numpy(e1[None])
+            item["echo2"] = torch.from_numpy(e2[None])
+        if scan.scan_params is not None:
+            item["scan_params"] = dict(scan.scan_params)
+        if self.labelled:
+            seg = np.asarray(handle["seg"][:, :, z, :])
+            label = merge_onehot(seg, self.groups, where=f"{scan.path} seg slice {z}")
+            item["label"] = torch.from_numpy(label)
+        return item

@@ -1,0 +1,308 @@
+"""Generic volume datasets: ``nifti``, ``numpy`` and ``hdf5`` (paper sec. 2.2 preprocessing).
+
+Each case is an image volume with an optional integer label volume on the same voxel grid
+(:mod:`inpaintssl.data.cases` describes the ``cases`` parameter). Every slice along
+``slice_axis`` is one item. Images are z-scored per volume by default (``normalize="volume"``,
+the paper's MRI rule; ``"channel"`` z-scores each channel of a 4D volume separately, ``"none"``
+keeps stored values). Volume statistics are computed on the first read of a volume (one pass over
+its slices) and cached by the dataset object, i.e. once per process.
+
+Labels hold integer classes: value ``i + 1`` is ``class_names[i]`` and 0 is background, unless
+``label_values`` maps class names to other values. Any other value is an error naming the file
+and slice, as are NaN/Inf image pixels.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(root / "img.npy", np.random.default_rng(0).normal(size=(8, 8, 3)))
+    >>> np.save(root / "seg.npy", np.ones((8, 8, 3), dtype=np.uint8))
+    >>> ds = numpy_dataset(split="train", cases={"train": {"image": "img.npy", "label": "seg.npy"}},
+    ...                    root=root, class_names=("organ",))
+    >>> item = ds[0]
+    >>> len(ds), tuple(item["image"].shape), tuple(item["label"].shape), item["volume_id"]
+    (3, (1, 8, 8), (1, 8, 8), 'img')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.cases import CaseSpec, resolve_cases
+from inpaintssl.data.checks import check_finite, check_same_shape
+from inpaintssl.data.labels import class_values, onehot_from_values
+from inpaintssl.data.loading import H5Files
+from inpaintssl.data.preprocess import RunningStats, Stats, zscore
+from inpaintssl.data.readers import LABEL_RANKS, H5Volume, NiftiVolume, NumpyVolume, Volume
+
+__all__ = ["Case", "Normalize", "VolumeSliceDataset", "hdf5_dataset", "nifti_dataset", "numpy_dataset"]
+
+Normalize = Literal["volume", "channel", "none"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """An opened case: its id, image volume and optional label volume."""
+
+    volume_id: str
+    image: Volume
+    label: Volume | None
+
+
+class VolumeSliceDataset(SliceDataset):
+    """2D slices of image volumes with optional integer label volumes.
+
+    Args:
+        cases: Opened cases (all images must have one channel count).
+        name: Dataset name used in messages.
+        class_names: Foreground classes; empty for unlabelled data (labels are then ignored).
+        label_values: Stored value(s) per class name; default ``i + 1`` for ``class_names[i]``.
+        normalize: ``volume``, ``channel`` or ``none`` (see the module docstring).
+
+    Raises:
+        DataError: No cases, mixed channel counts, a label on another voxel grid, or a labelled
+            dataset with a case that has no label.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Case],
+        *,
+        name: str,
+        class_names: Sequence[str] = (),
+        label_values: Mapping[str, int | Sequence[int]] | None = None,
+        normalize: Normalize = "volume",
+    ) -> None:
+        if not cases:
+            raise DataError(f"{name}: no cases; expected at least one image volume")
+        if normalize not in ("volume", "channel", "none"):
+            raise DataError(f"{name}: normalize={normalize!r}; expected 'volume', 'channel' or 'none'")
+        self.name = name
+        self.normalize: Normalize = normalize
+        self.class_names = tuple(class_names)
+        self._values = class_values(self.class_names, label_values) if self.class_names else ()
+        self._cases = list(cases)
+        self.in_channels = self._check_cases()
+        slices = [(c, s) for c, case in enumerate(self._cases) for s in range(case.image.num_slices)]
+        self._index = np.asarray(slices, dtype=np.int64).reshape(-1, 2)
+        self.volume_ids = [self._cases[c].volume_id for c, _ in slices]
+        self.slice_indices = [s for _, s in slices]
+        self.spacing = self._cases[0].image.spacing
+        volumes = [v for case in self._cases for v in (case.image, case.label) if v is not None]
+        self.data_files = sorted({f for v in volumes for f in v.files})
+        self._stats: dict[int, Stats] = {}
+
+    def _check_cases(self) -> int:
+        channels = {self._image_channels(case.image) for case in self._cases}
+        if len(channels) > 1:
+            raise DataError(f"{self.name}: images have different channel counts {sorted(channels)}")
+        for case in self._cases:
+            if not self.labelled:
+                continue
+            if case.label is None:
+                raise DataError(
+                    f"{self.name}: case {case.volume_id!r} ({case.image.path}) has no label but the "
+                    "dataset is labelled; add a 'label' or build it with labelled=False"
+                )
+            check_same_shape(
+                case.image.grid, case.label.grid, image=str(case.image.path), label=str(case.label.path)
+            )
+        return channels.pop()
+
+    def _image_channels(self, volume: Volume) -> int:
+        return volume.channels
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def slice_shape(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of item ``index`` without reading it."""
+        case = self._cases[int(self._index[index, 0])]
+        return case.image.slice_shape
+
+    def to_channels(self, raw: np.ndarray) -> np.ndarray:
+        """A stored slice ``(H, W)`` or ``(H, W, C)`` -> ``(C, H, W)`` float32, before z-scoring."""
+        if raw.ndim == 2:
+            return raw[None].astype(np.float32)
+        return np.moveaxis(raw, -1, 0).astype(np.float32)
+
+    def extras(self, raw: np.ndarray) -> dict[str, Any]:
+        """Source-specific extra item keys computed from the stored slice (none here)."""
+        return {}
+
+    def volume_stats(self, case_index: int) -> Stats:
+        """Normalisation statistics of one case, computed on first use and cached."""
+        stats = self._stats.get(case_index)
+        if stats is None:
+            case = self._cases[case_index]
+            if self.normalize == "none":
+                zeros = np.zeros(self.in_channels)
+                stats = Stats(mean=zeros, std=np.ones(self.in_channels))
+            else:
+                acc = RunningStats(per_channel=self.normalize == "channel")
+                for s in range(case.image.num_slices):
+                    raw = case.image.read(s)
+                    check_finite(raw, where=f"{case.image.path} slice {s}")
+                    acc.update(self.to_channels(raw))
+                stats = acc.result(channels=self.in_channels)
+            self._stats[case_index] = stats
+        return stats
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self)} slices")
+        c, s = (int(v) for v in self._index[index])
+        case = self._cases[c]
+        raw = case.image.read(s)
+        check_finite(raw, where=f"{case.image.path} slice {s}")
+        image = zscore(self.to_channels(raw), self.volume_stats(c))
+        item: dict[str, Any] = {
+            "image": torch.from_numpy(image),
+            "volume_id": case.volume_id,
+            "slice_index": s,
+            "spacing": torch.tensor(case.image.spacing, dtype=torch.float64),
+        }
+        item.update(self.extras(raw))
+        if self.labelled:
+            assert case.label is not None  # checked at construction
+            label = case.label.read(s)
+            onehot = onehot_from_values(label, self._values, where=f"label {case.label.path} slice {s}")
+            item["label"] = torch.from_numpy(onehot)
+        return item
+
+
+def open_cases(
+    specs: Sequence[CaseSpec],
+    *,
+    labelled: bool,
+    open_image: Callable[[Path], Volume],
+    open_label: Callable[[Path], Volume],
+) -> list[Case]:
+    """Open each case's image (and, if ``labelled``, its label) with the given readers."""
+    return [
+        Case(
+            spec.volume_id,
+            open_image(spec.image),
+            open_label(spec.label) if labelled and spec.label is not None else None,
+        )
+        for spec in specs
+    ]
+
+
+def _labelled(name: str, labelled: bool, class_names: Sequence[str]) -> Sequence[str]:
+    if labelled and not class_names:
+        raise DataError(f"{name}: labelled=True needs class_names (the foreground class of each label value)")
+    return tuple(class_names) if labelled else ()
+
+
+def nifti_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    class_names: Sequence[str] = (),
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    slice_axis: int = 2,
+    normalize: Normalize = "volume",
+) -> VolumeSliceDataset:
+    """NIfTI image volumes (``.nii``/``.nii.gz``) with optional integer label volumes.
+
+    Args:
+        split: Split name defined in ``cases``.
+        labelled: Read labels (needs ``class_names``).
+        cases: Files per split (see :mod:`inpaintssl.data.cases`).
+        root: Folder relative paths start from.
+        class_names: Foreground classes.
+        label_values: Stored value(s) per class (default ``i + 1``).
+        slice_axis: Axis of the stored array that slices are taken along.
+        normalize: ``volume``, ``channel`` or ``none``.
+    """
+    names = _labelled("nifti", labelled, class_names)
+    specs = resolve_cases(cases, split, root=root, dataset="nifti")
+    opened = open_cases(
+        specs,
+        labelled=labelled,
+        open_image=lambda p: NiftiVolume(p, slice_axis=slice_axis),
+        open_label=lambda p: NiftiVolume(p, slice_axis=slice_axis, ranks=LABEL_RANKS),
+    )
+    return VolumeSliceDataset(
+        opened, name="nifti", class_names=names, label_values=label_values, normalize=normalize
+    )
+
+
+def numpy_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    class_names: Sequence[str] = (),
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    slice_axis: int = 2,
+    normalize: Normalize = "volume",
+    image_key: str = "image",
+    label_key: str = "label",
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> VolumeSliceDataset:
+    """``.npy`` arrays (memory-mapped) or ``.npz`` archives (``image_key``/``label_key`` members).
+
+    Args are those of :func:`nifti_dataset`, plus ``image_key``/``label_key`` (``.npz`` member
+    names) and ``spacing`` (NumPy files carry none), given in stored axis order.
+    """
+    names = _labelled("numpy", labelled, class_names)
+    specs = resolve_cases(cases, split, root=root, dataset="numpy")
+    opened = open_cases(
+        specs,
+        labelled=labelled,
+        open_image=lambda p: NumpyVolume(p, key=image_key, slice_axis=slice_axis, spacing=spacing),
+        open_label=lambda p: NumpyVolume(
+            p, key=label_key, slice_axis=slice_axis, spacing=spacing, ranks=LABEL_RANKS
+        ),
+    )
+    return VolumeSliceDataset(
+        opened, name="numpy", class_names=names, label_values=label_values, normalize=normalize
+    )
+
+
+def hdf5_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    class_names: Sequence[str] = (),
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    slice_axis: int = 2,
+    normalize: Normalize = "volume",
+    image_key: str = "image",
+    label_key: str = "label",
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> VolumeSliceDataset:
+    """HDF5 files holding the image (``image_key``) and label (``label_key``) as datasets.
+
+    A case's ``label`` may name the same file as its ``image``; each file is opened once per
+    worker process and read per slice. Args are those of :func:`numpy_dataset`.
+    """
+    names = _labelled("hdf5", labelled, class_names)
+    specs = resolve_cases(cases, split, root=root, dataset="hdf5")
+    handles = H5Files()
+    opened = open_cases(
+        [CaseSpec(s.volume_id, s.image, s.label or (s.image if labelled else None)) for s in specs],
+        labelled=labelled,
+        open_image=lambda p: H5Volume(
+            p, key=image_key, handles=handles, slice_axis=slice_axis, spacing=spacing
+        ),
+        open_label=lambda p: H5Volume(
+            p, key=label_key, handles=handles, slice_axis=slice_axis, spacing=spacing, ranks=LABEL_RANKS
+        ),
+    )
+    return VolumeSliceDataset(
+        opened, name="hdf5", class_names=names, label_values=label_values, normalize=normalize
+    )

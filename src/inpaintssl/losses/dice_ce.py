@@ -1,0 +1,71 @@
+"""Dice plus cross-entropy: an optional, common variant of the paper's Dice loss.
+
+Not used by the paper (which trains with eq. A2 alone, Appendix A.1); cross-entropy adds a dense
+per-pixel signal that helps when a class is nearly absent from early predictions.
+
+Example:
+    >>> import torch
+    >>> loss = DiceCELoss(activation="softmax")
+    >>> loss.out_channels(4)
+    5
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from inpaintssl.losses.base import Activation, SegmentationLoss
+from inpaintssl.losses.dice import dice_loss
+from inpaintssl.registry import LOSSES
+
+__all__ = ["DiceCELoss"]
+
+
+@LOSSES.register("dice_ce")
+class DiceCELoss(SegmentationLoss):
+    """``dice_loss + ce_weight * cross_entropy``.
+
+    With sigmoid the cross-entropy is per-class binary (mean over classes and pixels); with softmax
+    it is categorical over background plus the K classes.
+
+    Args:
+        activation: ``"sigmoid"`` or ``"softmax"`` (background channel first).
+        eps: Smoothing term of the Dice part, eq. (A2).
+        include_background: With softmax, score the background channel in the Dice part.
+        ce_weight: Weight of the cross-entropy term, ``>= 0``.
+
+    Example:
+        >>> import torch
+        >>> loss = DiceCELoss(ce_weight=0.0)
+        >>> logits, target = torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 2, 2)
+        >>> round(float(loss(logits, target)), 4)  # only Dice: 1 - 2*0.5*4 / (2 + 4)
+        0.3333
+    """
+
+    def __init__(
+        self,
+        *,
+        activation: Activation = "sigmoid",
+        eps: float = 1e-7,
+        include_background: bool = False,
+        ce_weight: float = 1.0,
+    ) -> None:
+        super().__init__(activation=activation, include_background=include_background)
+        if eps < 0:
+            raise ValueError(f"eps={eps} is invalid; expected a float >= 0")
+        if ce_weight < 0:
+            raise ValueError(f"ce_weight={ce_weight} is invalid; expected a float >= 0")
+        self.eps = eps
+        self.ce_weight = ce_weight
+
+    def compute(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
+        """Dice (eq. A2) plus weighted cross-entropy of ``logits`` against ``target_onehot``."""
+        probs, target = self.dice_pair(logits, target_onehot)
+        dice = dice_loss(probs, target, self.eps)
+        logits = logits.to(probs.dtype)
+        if self.activation == "sigmoid":
+            ce = F.binary_cross_entropy_with_logits(logits, target_onehot.to(probs.dtype))
+        else:
+            ce = F.cross_entropy(logits, self.class_index(target_onehot))
+        return dice + self.ce_weight * ce

@@ -1,0 +1,71 @@
+"""Input conversion shared by the metric modules: arrays or tensors in, NumPy out."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+__all__ = ["ArrayInput", "as_mask", "as_numpy", "check_same_shape"]
+
+ArrayInput: TypeAlias = npt.ArrayLike | torch.Tensor
+"""Anything the metrics accept: NumPy arrays, nested sequences, or torch tensors on any device."""
+
+
+def as_numpy(x: ArrayInput, *, name: str) -> npt.NDArray[Any]:
+    """Return ``x`` as a NumPy array, copying a tensor from its device to host memory.
+
+    Args:
+        x: Array-like or :class:`torch.Tensor` (any device, any dtype).
+        name: Argument name used in error messages.
+
+    Returns:
+        A NumPy array (a view when ``x`` already is one).
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        # NumPy cannot hold bfloat16 and float16 loses precision in the T2 log-ratio: widen first.
+        if t.is_floating_point() and t.dtype != torch.float64:
+            t = t.to(torch.float32)
+        return t.numpy()
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array or tensor; found an object array")
+    return arr
+
+
+def as_mask(x: ArrayInput, *, name: str) -> npt.NDArray[np.bool_]:
+    """Return ``x`` as a boolean mask, refusing anything that is not binary.
+
+    Probabilities or label maps passed by mistake would otherwise be silently thresholded
+    at non-zero, so values other than 0 and 1 raise.
+
+    Args:
+        x: Boolean array, or numeric array holding only 0 and 1.
+        name: Argument name used in error messages.
+
+    Raises:
+        ValueError: If ``x`` holds values other than 0 and 1.
+    """
+    arr = as_numpy(x, name=name)
+    if arr.dtype == np.bool_:
+        return arr
+    bad = (arr != 0) & (arr != 1)
+    if np.any(bad):
+        found = np.unique(arr[bad])[:5]
+        raise ValueError(
+            f"{name} must be a binary mask (bool, or only 0 and 1); found other values such as "
+            f"{found.tolist()}. Threshold probabilities first, e.g. probs > 0.5."
+        )
+    return arr.astype(bool)
+
+
+def check_same_shape(a: npt.NDArray[Any], b: npt.NDArray[Any], *, names: tuple[str, str]) -> None:
+    """Raise a ``ValueError`` naming both arguments when their shapes differ."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape; found {names[0]}.shape={a.shape} "
+            f"and {names[1]}.shape={b.shape}"
+        )

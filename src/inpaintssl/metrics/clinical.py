@@ -1,0 +1,266 @@
+"""Clinical metrics of a segmentation and their percent error against the reference (sec. 2.7).
+
+For MRI the paper reports tissue volume and mean T2 per tissue; for CT, cross-sectional area and
+mean HU per tissue. Each is computed once from the predicted mask and once from the ground-truth
+mask, and the model is scored by the percent error between the two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inpaintssl.metrics._arrays import ArrayInput, as_mask, as_numpy, check_same_shape
+
+__all__ = [
+    "ClinicalComparison",
+    "clinical_errors",
+    "cross_sectional_area",
+    "mean_hu",
+    "mean_t2",
+    "percent_error",
+    "tissue_volume",
+]
+
+
+def _element_size(spacing_mm: Sequence[float], *, ndim: int, mask_shape: tuple[int, ...]) -> float:
+    """Product of a validated spacing whose length must equal the mask's dimensionality."""
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != ndim or len(mask_shape) != ndim:
+        raise ValueError(
+            f"expected a {ndim}-D mask with {ndim} spacing values; found mask.shape={mask_shape} "
+            f"and spacing_mm={spacing}"
+        )
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing_mm must hold finite values > 0; found {spacing}")
+    return math.prod(spacing)
+
+
+def tissue_volume(mask: ArrayInput, spacing_mm: Sequence[float]) -> float:
+    """Tissue volume in mm^3: voxel count times voxel volume (paper sec. 2.7, MRI).
+
+    Args:
+        mask: Binary 3-D mask ``(X, Y, Z)`` of one tissue.
+        spacing_mm: Voxel size along each of the three axes in mm, e.g. ``(0.3125, 0.3125, 0.8)``.
+
+    Returns:
+        Volume in mm^3.
+
+    Raises:
+        ValueError: If the mask is not 3-D and binary, or the spacing is not 3 positive numbers.
+
+    Example:
+        >>> import numpy as np
+        >>> tissue_volume(np.ones((2, 2, 1), dtype=bool), (0.5, 0.5, 2.0))
+        2.0
+    """
+    m = as_mask(mask, name="mask")
+    voxel = _element_size(spacing_mm, ndim=3, mask_shape=m.shape)
+    return float(np.count_nonzero(m)) * voxel
+
+
+def cross_sectional_area(mask: ArrayInput, spacing_mm: Sequence[float]) -> float:
+    """Tissue cross-sectional area in mm^2: pixel count times pixel area (paper sec. 2.7, CT).
+
+    Args:
+        mask: Binary 2-D mask ``(H, W)`` of one tissue.
+        spacing_mm: Pixel size ``(row_mm, col_mm)``.
+
+    Returns:
+        Area in mm^2.
+
+    Raises:
+        ValueError: If the mask is not 2-D and binary, or the spacing is not 2 positive numbers.
+
+    Example:
+        >>> import numpy as np
+        >>> cross_sectional_area(np.eye(3, dtype=bool), (0.5, 2.0))
+        3.0
+    """
+    m = as_mask(mask, name="mask")
+    pixel = _element_size(spacing_mm, ndim=2, mask_shape=m.shape)
+    return float(np.count_nonzero(m)) * pixel
+
+
+def _masked_values(image: ArrayInput, mask: ArrayInput, *, image_name: str) -> npt.NDArray[Any]:
+    img = as_numpy(image, name=image_name)
+    m = as_mask(mask, name="mask")
+    check_same_shape(img, m, names=(image_name, "mask"))
+    return img[m].astype(np.float64, copy=False)
+
+
+def mean_hu(hu: ArrayInput, mask: ArrayInput) -> float:
+    """Mean Hounsfield units inside a tissue mask (paper sec. 2.7, CT).
+
+    Use the raw HU image, before windowing and normalisation (DESIGN.md sec. 2). NaN in ``hu``
+    propagates, because a NaN HU value means corrupt data rather than an excluded voxel.
+
+    Args:
+        hu: HU image, any shape, e.g. ``(H, W)``.
+        mask: Binary tissue mask, same shape.
+
+    Returns:
+        Mean HU, or NaN for an empty mask.
+
+    Example:
+        >>> import numpy as np
+        >>> mean_hu(np.array([[-100.0, 40.0], [60.0, 1000.0]]), np.array([[0, 1], [1, 0]]))
+        50.0
+    """
+    values = _masked_values(hu, mask, image_name="hu")
+    return float(values.mean()) if values.size else math.nan
+
+
+def mean_t2(t2_ms: ArrayInput, mask: ArrayInput) -> float:
+    """Mean T2 in ms over the valid voxels inside a tissue mask (paper sec. 2.7, MRI).
+
+    NaN voxels of the map (invalid fits, see :func:`~inpaintssl.metrics.qdess_t2`) are skipped,
+    unlike the authors' mean over zero-filled voxels, which biased T2 low.
+
+    Args:
+        t2_ms: T2 map in ms, any shape, e.g. ``(X, Y, Z)``.
+        mask: Binary tissue mask, same shape.
+
+    Returns:
+        Mean T2 in ms, or NaN when the mask holds no valid voxel.
+
+    Example:
+        >>> import numpy as np
+        >>> mean_t2(np.array([30.0, np.nan, 50.0, 90.0]), np.array([1, 1, 1, 0]))
+        40.0
+    """
+    values = _masked_values(t2_ms, mask, image_name="t2_ms")
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
+def percent_error(pred: ArrayInput, ref: ArrayInput) -> npt.NDArray[np.float64]:
+    """Percent error ``100 * |pred - ref| / |ref|`` (paper sec. 2.7), element-wise.
+
+    ``ref`` is the metric from the ground-truth mask. When ``ref`` is 0 the error is ``inf``
+    (or NaN when ``pred`` is 0 too, since 0/0 is undefined); NaN inputs give NaN.
+
+    Args:
+        pred: Metric from the predicted mask, scalar or array.
+        ref: Reference metric, broadcastable with ``pred``.
+
+    Returns:
+        Float64 array of the broadcast shape (0-d for scalar inputs; use ``float()``).
+
+    Example:
+        >>> float(percent_error(90.0, 100.0))
+        10.0
+        >>> percent_error([1.0, 0.0], [0.0, 0.0])
+        array([inf, nan])
+    """
+    p = as_numpy(pred, name="pred").astype(np.float64)
+    r = as_numpy(ref, name="ref").astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: npt.NDArray[np.float64] = 100.0 * np.abs(p - r) / np.abs(r)
+    return out
+
+
+@dataclass(frozen=True)
+class ClinicalComparison:
+    """One clinical metric of one tissue, from the prediction and from the reference.
+
+    Attributes:
+        class_name: Tissue name.
+        metric: ``"volume_mm3"``, ``"area_mm2"``, ``"mean_t2_ms"`` or ``"mean_hu"``.
+        predicted: Metric computed from the predicted mask.
+        reference: Metric computed from the ground-truth mask.
+        percent_error: ``100 * |predicted - reference| / |reference|``.
+    """
+
+    class_name: str
+    metric: str
+    predicted: float
+    reference: float
+    percent_error: float
+
+
+def clinical_errors(
+    pred_onehot: ArrayInput,
+    target_onehot: ArrayInput,
+    *,
+    spacing_mm: Sequence[float],
+    t2_ms: ArrayInput | None = None,
+    hu: ArrayInput | None = None,
+    class_names: Sequence[str] | None = None,
+) -> list[ClinicalComparison]:
+    """Clinical metrics of one image or volume and their percent errors (paper sec. 2.7).
+
+    Every class gets its size: tissue volume for a 3-D volume ``(K, X, Y, Z)`` (MRI) or
+    cross-sectional area for a 2-D slice ``(K, H, W)`` (CT). With ``t2_ms`` it also gets mean T2,
+    with ``hu`` mean HU.
+
+    Args:
+        pred_onehot: Predicted one-hot masks ``(K, ...)`` with 2 or 3 spatial axes.
+        target_onehot: Ground-truth one-hot masks, same shape.
+        spacing_mm: Spacing of the spatial axes in mm (2 or 3 values).
+        t2_ms: T2 map ``(...)``, or one map per class ``(K, ...)`` (each computed with its
+            tissue's T1, see :data:`~inpaintssl.metrics.T1_DEFAULTS_MS`).
+        hu: Raw HU image ``(...)``.
+        class_names: K tissue names; defaults to ``class_0``, ``class_1``, ...
+
+    Returns:
+        One :class:`ClinicalComparison` per class and metric, classes in order. A mean over an
+        empty mask is NaN (and so is its error); a tissue absent from the reference has an
+        infinite size error.
+
+    Raises:
+        ValueError: If shapes, spacing or class names do not match the masks.
+
+    Example:
+        >>> import numpy as np
+        >>> target = np.zeros((1, 4, 4), dtype=bool); target[0, :2, :2] = True
+        >>> pred = target.copy(); pred[0, 2, 0] = True
+        >>> [(r.metric, r.percent_error) for r in clinical_errors(pred, target, spacing_mm=(1, 2))]
+        [('area_mm2', 25.0)]
+    """
+    pred = as_mask(pred_onehot, name="pred_onehot")
+    target = as_mask(target_onehot, name="target_onehot")
+    check_same_shape(pred, target, names=("pred_onehot", "target_onehot"))
+    spatial = pred.shape[1:]
+    if len(spatial) not in (2, 3):
+        raise ValueError(f"pred_onehot must be (K, H, W) or (K, X, Y, Z); found shape {pred.shape}")
+    num_classes = pred.shape[0]
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"class_names must have K={num_classes} entries; found {len(names)}")
+
+    t2_maps = None
+    if t2_ms is not None:
+        t2 = as_numpy(t2_ms, name="t2_ms")
+        if t2.shape == spatial:
+            t2_maps = [t2] * num_classes
+        elif t2.shape == pred.shape:
+            t2_maps = list(t2)
+        else:
+            raise ValueError(f"t2_ms must have shape {spatial} or {pred.shape}; found {t2.shape}")
+    hu_image = None
+    if hu is not None:
+        hu_image = as_numpy(hu, name="hu")
+        check_same_shape(hu_image, pred[0], names=("hu", "a class mask of pred_onehot"))
+
+    size_name, size_fn = (
+        ("area_mm2", cross_sectional_area) if len(spatial) == 2 else ("volume_mm3", tissue_volume)
+    )
+    rows: list[ClinicalComparison] = []
+
+    def add(name: str, metric: str, predicted: float, reference: float) -> None:
+        error = float(percent_error(predicted, reference))
+        rows.append(ClinicalComparison(name, metric, predicted, reference, error))
+
+    for k, name in enumerate(names):
+        add(name, size_name, size_fn(pred[k], spacing_mm), size_fn(target[k], spacing_mm))
+        if t2_maps is not None:
+            add(name, "mean_t2_ms", mean_t2(t2_maps[k], pred[k]), mean_t2(t2_maps[k], target[k]))
+        if hu_image is not None:
+            add(name, "mean_hu", mean_hu(hu_image, pred[k]), mean_hu(hu_image, target[k]))
+    return rows

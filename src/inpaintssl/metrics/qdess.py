@@ -1,0 +1,208 @@
+"""T2 relaxation maps from the two echoes of a quantitative DESS (qDESS) knee scan.
+
+The paper's MRI clinical metric (sec. 2.7) is the mean T2 of each tissue, computed with the
+analytic qDESS model of Sveinsson et al. 2017 (paper ref. 32) as implemented in DOSMA
+``QDess.generate_t2_map``: the echo ratio ``S2 / S1`` depends on T2 through
+
+``S2 / S1 = k * exp(-2 (TR - TE) / T2 - c1)``,
+
+where ``k`` and ``c1`` depend on the flip angle, T1, the spoiler gradient and diffusion. Unlike
+DOSMA, which writes 0 into invalid voxels (and then averages over those zeros), invalid voxels are
+NaN here so a masked :func:`numpy.nanmean` ignores them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from inpaintssl.metrics._arrays import ArrayInput, as_numpy, check_same_shape
+
+__all__ = ["T1_DEFAULTS_MS", "qdess_signal_ratio", "qdess_t2"]
+
+T1_DEFAULTS_MS: Final[Mapping[str, float]] = MappingProxyType(
+    {
+        "femoral_cartilage": 1200.0,
+        "tibial_cartilage": 1000.0,
+        "patellar_cartilage": 1000.0,
+        "meniscus": 1000.0,
+    }
+)
+"""Assumed T1 per tissue in ms (DESIGN.md sec. 2, as used for SKM-TEA): pass as ``t1_ms``."""
+
+_GAMMA_RAD_PER_G_S: Final = 4258.0 * 2.0 * math.pi
+
+
+def _model_constants(
+    *,
+    tr_ms: float,
+    te_ms: float,
+    flip_angle_deg: float,
+    gl_area: float,
+    tg_us: float,
+    t1_ms: float,
+    diffusivity: float,
+) -> tuple[float, float, float]:
+    """Validate scan parameters and return ``(k, c1, TR - TE in s)`` of the qDESS model."""
+    params = {
+        "tr_ms": tr_ms,
+        "te_ms": te_ms,
+        "flip_angle_deg": flip_angle_deg,
+        "gl_area": gl_area,
+        "tg_us": tg_us,
+        "t1_ms": t1_ms,
+        "diffusivity": diffusivity,
+    }
+    for name, value in params.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; found {value!r}")
+    for name in ("tr_ms", "tg_us", "t1_ms"):
+        if params[name] <= 0:
+            raise ValueError(f"{name} must be > 0; found {params[name]!r}")
+    for name in ("te_ms", "gl_area", "diffusivity"):
+        if params[name] < 0:
+            raise ValueError(f"{name} must be >= 0; found {params[name]!r}")
+    if te_ms >= tr_ms:
+        raise ValueError(f"te_ms must be smaller than tr_ms; found te_ms={te_ms!r}, tr_ms={tr_ms!r}")
+    if not 0 < flip_angle_deg < 180:
+        raise ValueError(f"flip_angle_deg must lie in (0, 180) degrees; found {flip_angle_deg!r}")
+
+    tr, te, tg, t1 = tr_ms * 1e-3, te_ms * 1e-3, tg_us * 1e-6, t1_ms * 1e-3
+    alpha = math.radians(flip_angle_deg)
+    # DOSMA's unit conventions (gradient in G/cm from the vendor's spoiler area), kept verbatim so
+    # maps match the reference implementation.
+    gl = gl_area / (tg * 1e6) * 100.0
+    dkl = _GAMMA_RAD_PER_G_S * gl * tg
+    e = math.exp(-tr / t1 - tr * dkl**2 * diffusivity)
+    k = math.sin(alpha / 2.0) ** 2 * (1.0 + e) / (1.0 - math.cos(alpha) * e)
+    c1 = (tr - tg / 3.0) * dkl**2 * diffusivity
+    return k, c1, tr - te
+
+
+def qdess_t2(
+    echo1: ArrayInput,
+    echo2: ArrayInput,
+    *,
+    tr_ms: float,
+    te_ms: float,
+    flip_angle_deg: float,
+    gl_area: float,
+    tg_us: float,
+    t1_ms: float = 1200.0,
+    diffusivity: float = 1.25e-9,
+    t2_range_ms: tuple[float, float] = (0.0, 100.0),
+) -> npt.NDArray[np.floating[Any]]:
+    """Voxel-wise T2 map in ms from the two qDESS echoes (paper sec. 2.7, ref. 32).
+
+    ``T2 = -2000 (TR - TE) / (ln(|S2 / S1| / k) + c1)`` with TR, TE in seconds, following DOSMA
+    ``QDess.generate_t2_map``. Voxels where the ratio is undefined (``S1 = 0``, ``S2 = 0``,
+    non-finite input) or where T2 falls outside ``(lo, hi]`` of ``t2_range_ms`` are NaN (DOSMA's
+    bounds, but NaN instead of its 0 so tissue means can skip them).
+
+    Args:
+        echo1: First echo ``S1`` (the FID-like echo), any shape, e.g. ``(X, Y, Z)``.
+        echo2: Second echo ``S2``, same shape as ``echo1``.
+        tr_ms: Repetition time TR in ms (SKM-TEA metadata ``RepetitionTime``).
+        te_ms: Echo time TE in ms, smaller than TR (``EchoTime1``).
+        flip_angle_deg: Flip angle in degrees, in (0, 180) (``FlipAngle``).
+        gl_area: Spoiler gradient area as stored by the scanner (``SpoilerGradientArea``).
+        tg_us: Spoiler gradient duration in microseconds (``SpoilerGradientTime``).
+        t1_ms: Assumed tissue T1 in ms; see :data:`T1_DEFAULTS_MS` for per-tissue values.
+        diffusivity: Assumed tissue diffusivity D (DOSMA's units; 1.25e-9 for cartilage).
+        t2_range_ms: ``(lo, hi)``; T2 is kept where ``lo < T2 <= hi``.
+
+    Returns:
+        T2 map in ms with the shape of ``echo1``, float32 for float32 (or narrower) inputs and
+        float64 otherwise; NaN where invalid.
+
+    Raises:
+        ValueError: If the echo shapes differ or a scan parameter is out of its physical range.
+
+    Example:
+        >>> import numpy as np
+        >>> params = dict(tr_ms=18.0, te_ms=6.0, flip_angle_deg=20.0, gl_area=3132.0, tg_us=1800.0)
+        >>> ratio = qdess_signal_ratio(np.array([30.0, 45.0]), **params)
+        >>> np.round(qdess_t2(np.ones(2), ratio, **params), 6)
+        array([30., 45.])
+    """
+    s1 = as_numpy(echo1, name="echo1")
+    s2 = as_numpy(echo2, name="echo2")
+    check_same_shape(s1, s2, names=("echo1", "echo2"))
+    lo, hi = t2_range_ms
+    if not lo < hi:
+        raise ValueError(f"t2_range_ms must be (lo, hi) with lo < hi; found {t2_range_ms!r}")
+    k, c1, tr_minus_te = _model_constants(
+        tr_ms=tr_ms,
+        te_ms=te_ms,
+        flip_angle_deg=flip_angle_deg,
+        gl_area=gl_area,
+        tg_us=tg_us,
+        t1_ms=t1_ms,
+        diffusivity=diffusivity,
+    )
+    dtype = np.result_type(s1.dtype, s2.dtype, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.abs(s2.astype(dtype, copy=False) / s1.astype(dtype, copy=False))
+        t2 = (-2000.0 * tr_minus_te) / (np.log(ratio / k) + c1)
+        valid = np.isfinite(t2) & (t2 > lo) & (t2 <= hi)
+    return np.where(valid, t2, np.nan).astype(dtype, copy=False)
+
+
+def qdess_signal_ratio(
+    t2_ms: ArrayInput,
+    *,
+    tr_ms: float,
+    te_ms: float,
+    flip_angle_deg: float,
+    gl_area: float,
+    tg_us: float,
+    t1_ms: float = 1200.0,
+    diffusivity: float = 1.25e-9,
+) -> npt.NDArray[np.float64]:
+    """Echo ratio ``S2 / S1`` the qDESS model predicts for given T2 values (forward model).
+
+    ``S2 / S1 = k * exp(-2 (TR - TE) / T2 - c1)``: the inverse of :func:`qdess_t2`, for simulating
+    echoes and checking the T2 estimate. Parameters as in :func:`qdess_t2`.
+
+    Args:
+        t2_ms: T2 values in ms, any shape; must be > 0.
+        tr_ms: Repetition time in ms.
+        te_ms: Echo time in ms.
+        flip_angle_deg: Flip angle in degrees.
+        gl_area: Spoiler gradient area.
+        tg_us: Spoiler gradient duration in microseconds.
+        t1_ms: Assumed T1 in ms.
+        diffusivity: Assumed diffusivity.
+
+    Returns:
+        Float64 array of ratios, shape of ``t2_ms``.
+
+    Raises:
+        ValueError: If a T2 value is not positive or a scan parameter is out of range.
+
+    Example:
+        >>> r = qdess_signal_ratio([20.0, 40.0], tr_ms=18.0, te_ms=6.0, flip_angle_deg=20.0,
+        ...                        gl_area=3132.0, tg_us=1800.0)
+        >>> bool(r[0] < r[1])  # longer T2, less decay between the echoes
+        True
+    """
+    t2 = as_numpy(t2_ms, name="t2_ms").astype(np.float64)
+    bad = ~(t2 > 0)
+    if np.any(bad):
+        raise ValueError(f"t2_ms must be > 0 (and not NaN) everywhere; found {t2[bad][:5].tolist()}")
+    k, c1, tr_minus_te = _model_constants(
+        tr_ms=tr_ms,
+        te_ms=te_ms,
+        flip_angle_deg=flip_angle_deg,
+        gl_area=gl_area,
+        tg_us=tg_us,
+        t1_ms=t1_ms,
+        diffusivity=diffusivity,
+    )
+    ratio: npt.NDArray[np.float64] = k * np.exp(-2.0 * tr_minus_te / (t2 * 1e-3) - c1)
+    return ratio

@@ -1,0 +1,23 @@
+"""Backbones: the 2D U-Net of paper sec. 2.3 and its layers.
+
+Importing this package registers ``"unet2d"`` in :data:`inpaintssl.registry.BACKBONES`.
+
+Example:
+    >>> from inpaintssl.models import UNet2d
+    >>> UNet2d(in_channels=1, out_channels=1, depth=4, base_width=8).size_multiple
+    8
+"""
+
+from inpaintssl.models.layers import ConvNormAct, DoubleConv, WSConv2d, group_count
+from inpaintssl.models.unet import UNet2d, UNetDecoder, UNetEncoder, UpLevel
+
+__all__ = [
+    "ConvNormAct",
+    "DoubleConv",
+    "UNet2d",
+    "UNetDecoder",
+    "UNetEncoder",
+    "UpLevel",
+    "WSConv2d",
+    "group_count",
+]

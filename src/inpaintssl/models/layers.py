@@ -1,0 +1,165 @@
+"""Building blocks of the U-Net: weight-standardised convolution and the conv-norm-ReLU block.
+
+Paper sec. 2.3 uses Group Normalization (Wu & He 2018) and weight standardization (Qiao et al.
+2019) so that training is stable at the small batch size of 9. Normalisation is the standard
+:class:`torch.nn.GroupNorm`, which keeps no running statistics (the authors' Keras layer kept some;
+DESIGN.md sec. 2).
+
+Example:
+    >>> import torch
+    >>> block = DoubleConv(1, 8, groups=16)
+    >>> block(torch.zeros(2, 1, 16, 16)).shape
+    torch.Size([2, 8, 16, 16])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ConvNormAct", "DoubleConv", "WSConv2d", "group_count"]
+
+
+def group_count(channels: int, groups: int) -> int:
+    """Largest divisor of ``channels`` that is at most ``groups``.
+
+    :class:`torch.nn.GroupNorm` needs ``channels % num_groups == 0``; narrow layers (e.g. a base
+    width of 8 with the paper's 16 groups) therefore get fewer, evenly sized groups.
+
+    Args:
+        channels: Number of feature channels, ``>= 1``.
+        groups: Requested number of groups, ``>= 1``.
+
+    Raises:
+        ValueError: If either argument is smaller than 1.
+
+    Example:
+        >>> group_count(32, 16), group_count(8, 16), group_count(24, 16)
+        (16, 8, 12)
+    """
+    if channels < 1:
+        raise ValueError(f"channels={channels} is invalid; expected an integer >= 1")
+    if groups < 1:
+        raise ValueError(f"groups={groups} is invalid; expected an integer >= 1")
+    return max(g for g in range(1, min(channels, groups) + 1) if channels % g == 0)
+
+
+class WSConv2d(nn.Conv2d):
+    """2D convolution whose kernel is standardised per output channel on every forward pass.
+
+    Weight standardization (Qiao et al. 2019, used in paper sec. 2.3) replaces the stored kernel
+    ``W`` of shape ``(C_out, C_in / groups, kH, kW)`` by
+    ``(W - mean(W[o])) / sqrt(var(W[o]) + eps)``, with the mean and (biased) variance taken over
+    each output channel ``o``. The stored parameter is left untouched, so checkpoints hold the raw
+    weights and gradients flow through the standardisation.
+
+    Args:
+        in_channels: Input channels ``C_in``.
+        out_channels: Output channels ``C_out``.
+        kernel_size: Kernel size, as in :class:`torch.nn.Conv2d`.
+        stride: Stride, as in :class:`torch.nn.Conv2d`.
+        padding: Padding, as in :class:`torch.nn.Conv2d`.
+        dilation: Dilation, as in :class:`torch.nn.Conv2d`.
+        groups: Convolution groups (not GroupNorm groups), as in :class:`torch.nn.Conv2d`.
+        bias: Whether to add a learnable bias.
+        eps: Added to the variance; keeps near-constant kernels finite.
+
+    Example:
+        >>> import torch
+        >>> conv = WSConv2d(3, 4, kernel_size=3, padding=1)
+        >>> w = conv.standardized_weight()
+        >>> bool(w.mean(dim=(1, 2, 3)).abs().max() < 1e-6)
+        True
+        >>> conv(torch.randn(1, 3, 8, 8)).shape
+        torch.Size([1, 4, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: str | int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        eps: float = 1e-6,
+    ) -> None:
+        if not eps > 0:
+            raise ValueError(f"eps={eps} is invalid; expected a positive float")
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
+        self.eps = eps
+
+    def standardized_weight(self) -> torch.Tensor:
+        """The kernel actually used: zero mean and unit variance per output channel.
+
+        Returns:
+            Tensor of the weight's shape ``(C_out, C_in / groups, kH, kW)``.
+        """
+        weight = self.weight
+        # Elementwise ops keep the weight's memory format, so a channels_last model stays fast.
+        var, mean = torch.var_mean(weight, dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return (weight - mean) * torch.rsqrt(var + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` of shape ``(N, C_in, H, W)`` with the standardised kernel."""
+        out: torch.Tensor = self._conv_forward(x, self.standardized_weight(), self.bias)
+        return out
+
+
+class ConvNormAct(nn.Sequential):
+    """``WSConv2d`` (3x3, same padding, no bias) -> ``GroupNorm`` -> ``ReLU``.
+
+    The convolution has no bias because GroupNorm's affine shift makes one redundant.
+
+    Args:
+        in_channels: Input channels ``C_in``.
+        out_channels: Output channels ``C_out``.
+        groups: Requested GroupNorm groups, clamped by :func:`group_count`.
+
+    Example:
+        >>> import torch
+        >>> ConvNormAct(2, 6, groups=4)(torch.ones(1, 2, 4, 4)).shape
+        torch.Size([1, 6, 4, 4])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, groups: int) -> None:
+        super().__init__(
+            WSConv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.GroupNorm(group_count(out_channels, groups), out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DoubleConv(nn.Sequential):
+    """Two :class:`ConvNormAct` blocks: the unit of every U-Net level (paper Figure 2).
+
+    Maps ``(N, C_in, H, W)`` to ``(N, C_out, H, W)``.
+
+    Args:
+        in_channels: Input channels ``C_in``.
+        out_channels: Output channels ``C_out`` of both convolutions.
+        groups: Requested GroupNorm groups, clamped by :func:`group_count`.
+
+    Example:
+        >>> import torch
+        >>> DoubleConv(3, 4, groups=16)(torch.ones(1, 3, 4, 4)).shape
+        torch.Size([1, 4, 4, 4])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, groups: int) -> None:
+        super().__init__(
+            ConvNormAct(in_channels, out_channels, groups=groups),
+            ConvNormAct(out_channels, out_channels, groups=groups),
+        )

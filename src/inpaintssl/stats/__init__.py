@@ -1,0 +1,27 @@
+"""Statistics of the paper's analyses (sec. 2.5.3, 2.6, 2.8): paired Wilcoxon tests, strategy
+rankings, power-law fits and the labelled data a target score needs.
+
+Example:
+    >>> from inpaintssl.stats import fit_power_law, wilcoxon_greater
+    >>> wilcoxon_greater([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+    0.125
+    >>> round(fit_power_law([1.0, 2.0, 4.0, 8.0], [3.0, 5.0, 9.0, 17.0]).k, 6)
+    1.0
+"""
+
+from inpaintssl.stats.labels_needed import labels_needed
+from inpaintssl.stats.power_law import PowerLawFit, fit_power_law
+from inpaintssl.stats.ranking import StrategyRank, pairwise_wilcoxon, rank_strategies, top_in_all
+from inpaintssl.stats.wilcoxon import paired_samples, wilcoxon_greater
+
+__all__ = [
+    "PowerLawFit",
+    "StrategyRank",
+    "fit_power_law",
+    "labels_needed",
+    "paired_samples",
+    "pairwise_wilcoxon",
+    "rank_strategies",
+    "top_in_all",
+    "wilcoxon_greater",
+]

@@ -1,0 +1,142 @@
+"""Rank pretraining strategies by how significantly they beat supervised learning (sec. 2.5.3).
+
+The paper's procedure (sec. 2.5.3, Table 3): for each dataset, compute the class-averaged Dice of
+every test image for the fully-supervised baseline and for each SSL strategy (pretext task x patch
+size x sampler), fine-tuned on 50%, 25%, 10% and 5% of the labels. Pool the pairs
+(same image, same label fraction) of all four fractions, test "strategy > baseline" with a
+one-sided paired Wilcoxon signed-rank test, and sort the strategies by p-value, smallest first.
+The optimal strategy is the one in the top three for every dataset (context restoration, 32x32,
+Poisson-disc in the paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from inpaintssl.stats.wilcoxon import paired_samples, wilcoxon_greater
+
+__all__ = ["StrategyRank", "pairwise_wilcoxon", "rank_strategies", "top_in_all"]
+
+
+@dataclass(frozen=True)
+class StrategyRank:
+    """One row of a Table-3-style ranking.
+
+    Attributes:
+        rank: 1 for the smallest p-value.
+        name: Strategy name.
+        p_value: One-sided paired Wilcoxon p-value of "strategy > baseline".
+        n_pairs: Number of (image, label fraction) pairs tested.
+        mean_difference: Mean of strategy minus baseline score over the pairs.
+    """
+
+    rank: int
+    name: str
+    p_value: float
+    n_pairs: int
+    mean_difference: float
+
+
+def rank_strategies(scores: Mapping[str, npt.ArrayLike], baseline: npt.ArrayLike) -> list[StrategyRank]:
+    """Sort strategies by the p-value of beating the baseline, smallest first (sec. 2.5.3, Table 3).
+
+    Each strategy's scores are paired element-wise with the baseline's, so pass arrays of one
+    shape, e.g. ``(F, N)`` for F label fractions x N test images (the paper pools F = 4 fractions,
+    50/25/10/5%). Equal p-values (common when every strategy wins every pair) are ordered by the
+    larger mean difference, then by name, so the ranking is deterministic.
+
+    Args:
+        scores: Strategy name -> per-image scores (higher is better, e.g. class-averaged Dice).
+        baseline: Paired scores of the fully-supervised baseline.
+
+    Returns:
+        One :class:`StrategyRank` per strategy, best first.
+
+    Raises:
+        ValueError: If ``scores`` is empty or a strategy's scores are not paired with ``baseline``.
+
+    Example:
+        >>> base = [0.70, 0.72, 0.68, 0.75, 0.71]
+        >>> ranking = rank_strategies(
+        ...     {"prediction": [0.69, 0.73, 0.69, 0.74, 0.72],
+        ...      "restoration": [0.75, 0.76, 0.74, 0.79, 0.77]}, base)
+        >>> [(r.rank, r.name) for r in ranking]
+        [(1, 'restoration'), (2, 'prediction')]
+    """
+    if not scores:
+        raise ValueError("scores must map at least one strategy name to its scores; found none")
+    rows: list[tuple[float, float, str, int]] = []
+    for name, values in scores.items():
+        x, y = paired_samples(values, baseline, names=(f"scores[{name!r}]", "baseline"))
+        rows.append((wilcoxon_greater(x, y), float(np.mean(x - y)), name, int(x.size)))
+    rows.sort(key=lambda row: (row[0], -row[1], row[2]))
+    return [
+        StrategyRank(rank=i, name=name, p_value=p, n_pairs=n, mean_difference=diff)
+        for i, (p, diff, name, n) in enumerate(rows, start=1)
+    ]
+
+
+def top_in_all(rankings: Mapping[str, Sequence[StrategyRank]], *, top: int = 3) -> list[str]:
+    """Strategies ranked in the top ``top`` of every dataset's ranking (sec. 2.5.3 heuristic).
+
+    Args:
+        rankings: Dataset name -> ranking from :func:`rank_strategies`.
+        top: How many leading ranks count (3 in the paper).
+
+    Returns:
+        The qualifying strategy names, ordered by their worst rank over datasets, then by their
+        rank sum, then by name; empty when no strategy qualifies.
+
+    Raises:
+        ValueError: If ``rankings`` is empty or ``top < 1``.
+
+    Example:
+        >>> mri = [StrategyRank(r, name, 0.01, 10, 0.1) for r, name in enumerate("abcd", start=1)]
+        >>> ct = [StrategyRank(r, name, 0.01, 10, 0.1) for r, name in enumerate("cdba", start=1)]
+        >>> top_in_all({"mri": mri, "ct": ct}, top=3)  # b is 2nd and 3rd, c is 3rd and 1st
+        ['c', 'b']
+    """
+    if not rankings:
+        raise ValueError("rankings must hold at least one dataset's ranking; found none")
+    if top < 1:
+        raise ValueError(f"top must be >= 1; found {top}")
+    positions: dict[str, list[int]] = {}
+    for ranking in rankings.values():
+        for row in ranking:
+            positions.setdefault(row.name, []).append(row.rank)
+    qualifying = [
+        name for name, ranks in positions.items() if len(ranks) == len(rankings) and max(ranks) <= top
+    ]
+    return sorted(qualifying, key=lambda name: (max(positions[name]), sum(positions[name]), name))
+
+
+def pairwise_wilcoxon(scores: Mapping[str, npt.ArrayLike]) -> tuple[list[str], npt.NDArray[np.float64]]:
+    """One-sided paired Wilcoxon p-values between every two strategies.
+
+    Not part of the paper's ranking (which compares each strategy with the supervised baseline
+    only), but useful to see whether two top-ranked strategies differ at all.
+
+    Args:
+        scores: Strategy name -> paired per-image scores, all of one shape.
+
+    Returns:
+        ``(names, p)`` with names sorted and ``p[i, j]`` the p-value of "``names[i]`` > ``names[j]``";
+        the diagonal is NaN.
+
+    Example:
+        >>> names, p = pairwise_wilcoxon({"a": [2.0, 3.0, 4.0], "b": [1.0, 2.0, 3.0]})
+        >>> names, float(p[0, 1]), float(p[1, 0])
+        (['a', 'b'], 0.125, 1.0)
+    """
+    names = sorted(scores)
+    p = np.full((len(names), len(names)), np.nan)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if i != j:
+                x, y = paired_samples(scores[a], scores[b], names=(f"scores[{a!r}]", f"scores[{b!r}]"))
+                p[i, j] = wilcoxon_greater(x, y)
+    return names, p

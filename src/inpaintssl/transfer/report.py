@@ -1,0 +1,72 @@
+"""What :func:`inpaintssl.transfer.transfer` did, tensor by tensor.
+
+Example:
+    >>> report = TransferReport(strategy="encoder", parts=("encoder",), copied=["encoder.w"],
+    ...                         skipped=["head.w"], shape_mismatches=["head.w"],
+    ...                         shape_changes={"head.w": ((1, 8), (4, 8))})
+    >>> print(report.summary())
+    transfer 'encoder' (parts: encoder): copied 1 tensors, 0 adapted; left 1 at their fresh initialisation
+      different shape, not copied: head.w (1, 8) -> (4, 8)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["TransferReport"]
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    """Outcome of a weight transfer; every list holds state-dict keys of the fine-tuning model.
+
+    Attributes:
+        strategy: Name of the transfer strategy.
+        parts: Parts that were copied.
+        copied: Tensors overwritten with pretrained values (including adapted ones).
+        skipped: Tensors deliberately left at their fresh initialisation (outside ``parts``).
+        missing: Model tensors with no counterpart in the pretrained weights (all outside
+            ``parts``: a missing tensor inside them is an error).
+        unexpected: Pretrained tensors with no counterpart in the model (pretrained key names).
+        shape_mismatches: Tensors present in both with different shapes, outside ``parts``
+            (e.g. the head when output channels change), therefore not copied.
+        adapted: First-layer kernels rebuilt for a different number of input channels.
+        shape_changes: ``(pretrained shape, model shape)`` of every key in
+            ``shape_mismatches`` and ``adapted``.
+    """
+
+    strategy: str
+    parts: tuple[str, ...]
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatches: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    shape_changes: dict[str, tuple[Shape, Shape]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Human-readable multi-line account, for logs and run manifests."""
+        lines = [
+            f"transfer {self.strategy!r} (parts: {', '.join(self.parts)}): copied {len(self.copied)} "
+            f"tensors, {len(self.adapted)} adapted; left {len(self.skipped)} at their fresh initialisation"
+        ]
+        lines += self._section("adapted to new input channels", self.adapted, with_shapes=True)
+        lines += self._section("different shape, not copied", self.shape_mismatches, with_shapes=True)
+        lines += self._section("missing from the pretrained weights, left fresh", self.missing)
+        lines += self._section("unexpected in the pretrained weights, ignored", self.unexpected)
+        return "\n".join(lines)
+
+    def _section(self, title: str, keys: Sequence[str], *, with_shapes: bool = False) -> list[str]:
+        if not keys:
+            return []
+        shown = [
+            f"{key} {self.shape_changes[key][0]} -> {self.shape_changes[key][1]}"
+            if with_shapes and key in self.shape_changes
+            else key
+            for key in keys
+        ]
+        return [f"  {title}: {', '.join(shown)}"]

@@ -1,0 +1,146 @@
+"""Fine-tuning schedules for transferred weights (paper sec. 2.5.1, design choice #2; App. B).
+
+``immediate``
+    Every weight is trainable from the start, at the fine-tuning learning rate (``optim.lr``).
+``freeze_then_unfreeze``
+    Phase 1 freezes the transferred parts and trains the fresh ones to convergence; phase 2
+    unfreezes everything and trains again from the phase-1 result with its own initial learning
+    rate (``transfer.second_lr``). The authors ran the two phases as two separate runs; here they
+    are two phases of one run.
+
+Freezing sets ``requires_grad=False`` on every parameter of the frozen parts, GroupNorm affine
+parameters included, so no update can reach them. The trainer builds a new optimizer over
+:func:`trainable_parameters` at the start of each phase, so no Adam moment estimated in one phase
+leaks into the next.
+
+Example:
+    >>> from inpaintssl.registry import BACKBONES
+    >>> net = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
+    >>> [p.frozen_parts for p in finetune_phases("freeze_then_unfreeze", transferred_parts=("encoder",))]
+    [('encoder',), ()]
+    >>> set_trainable(net, ["encoder"], trainable=False)
+    >>> len(trainable_parameters(net)) < len(list(net.parameters()))
+    True
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from inpaintssl.transfer._modules import get_part
+
+__all__ = [
+    "FINETUNE_SCHEDULES",
+    "SCHEDULE_DESCRIPTIONS",
+    "FinetunePhase",
+    "finetune_phases",
+    "set_trainable",
+    "trainable_parameters",
+]
+
+FINETUNE_SCHEDULES: tuple[str, ...] = ("immediate", "freeze_then_unfreeze")
+"""Names of the fine-tuning schedules, as accepted by ``FinetuneConfig.transfer.schedule``."""
+
+SCHEDULE_DESCRIPTIONS: dict[str, str] = {
+    "immediate": "fine-tune all weights at once at the fine-tuning learning rate",
+    "freeze_then_unfreeze": (
+        "freeze the transferred weights and train the rest to convergence, then unfreeze all "
+        "weights and train again at the second learning rate"
+    ),
+}
+"""One-line description of each schedule, for help texts and reports."""
+
+
+@dataclass(frozen=True)
+class FinetunePhase:
+    """One training phase of a schedule.
+
+    Attributes:
+        name: ``"finetune"``, ``"frozen"`` or ``"unfrozen"``.
+        frozen_parts: Top-level parts whose parameters do not train in this phase.
+        second_lr: Whether the phase starts at the second learning rate instead of ``optim.lr``.
+    """
+
+    name: str
+    frozen_parts: tuple[str, ...]
+    second_lr: bool
+
+
+def finetune_phases(schedule: str, *, transferred_parts: Sequence[str]) -> tuple[FinetunePhase, ...]:
+    """The phases a schedule runs, in order.
+
+    Args:
+        schedule: One of :data:`FINETUNE_SCHEDULES`.
+        transferred_parts: Parts that received pretrained weights (the strategy's ``parts``).
+
+    Raises:
+        ValueError: Unknown schedule (with close matches), or ``freeze_then_unfreeze`` with no
+            transferred parts (nothing to freeze).
+
+    Example:
+        >>> finetune_phases("immediate", transferred_parts=("encoder",))
+        (FinetunePhase(name='finetune', frozen_parts=(), second_lr=False),)
+    """
+    if schedule == "immediate":
+        return (FinetunePhase("finetune", (), second_lr=False),)
+    if schedule == "freeze_then_unfreeze":
+        if not transferred_parts:
+            raise ValueError(
+                "schedule 'freeze_then_unfreeze' needs transferred_parts (e.g. ('encoder',)); "
+                "found none, so there is nothing to freeze"
+            )
+        return (
+            FinetunePhase("frozen", tuple(transferred_parts), second_lr=False),
+            FinetunePhase("unfrozen", (), second_lr=True),
+        )
+    close = difflib.get_close_matches(schedule, FINETUNE_SCHEDULES, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"schedule={schedule!r} is unknown; expected one of {FINETUNE_SCHEDULES}.{hint}")
+
+
+def set_trainable(model: nn.Module, parts: Iterable[str], *, trainable: bool) -> None:
+    """Set ``requires_grad`` on every parameter of the named top-level parts.
+
+    Freezing also drops the parameters' ``.grad``, so a stale gradient cannot be applied later.
+
+    Args:
+        model: A backbone with the named parts (DDP / compiled wrappers are looked through).
+        parts: Top-level submodule names, e.g. ``("encoder", "decoder")``.
+        trainable: ``True`` to unfreeze, ``False`` to freeze.
+
+    Raises:
+        TypeError: If ``parts`` is a single string rather than a collection of names.
+        ValueError: If the model lacks one of the parts (checked before anything changes).
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.ModuleDict({"encoder": nn.Linear(2, 2), "head": nn.Linear(2, 1)})
+        >>> set_trainable(net, ("encoder",), trainable=False)
+        >>> [p.requires_grad for p in net.parameters()]
+        [False, False, True, True]
+    """
+    if isinstance(parts, str):
+        raise TypeError(
+            f"parts must be a collection of part names such as ({parts!r},); found the string {parts!r}"
+        )
+    modules = [get_part(model, part) for part in parts]
+    for module in modules:
+        for param in module.parameters():
+            param.requires_grad_(trainable)
+            if not trainable:
+                param.grad = None
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters with ``requires_grad=True``, in module order: what a phase's optimizer gets.
+
+    Example:
+        >>> from torch import nn
+        >>> len(trainable_parameters(nn.Linear(3, 2)))
+        2
+    """
+    return [param for param in model.parameters() if param.requires_grad]

@@ -1,0 +1,218 @@
+"""Copy pretrained inpainting weights into a fresh segmentation network (paper sec. 2.5.1, App. B).
+
+A silent key or axis mismatch can wipe out the benefit of pretraining unnoticed, so the rules are
+strict: every tensor of a part being copied must exist in the pretrained weights with the same
+shape, or :func:`transfer` raises before touching the model. The only tolerated difference is the
+input-channel axis of the first convolution, and only when ``in_channels`` says how to adapt it.
+
+Example:
+    >>> from inpaintssl.registry import BACKBONES
+    >>> pre = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+    >>> seg = BACKBONES.build("unet2d", in_channels=1, out_channels=3, depth=2, base_width=4, seed=1)
+    >>> report = transfer(pre, seg, weights="encoder")
+    >>> report.parts, report.shape_mismatches
+    (('encoder',), ['head.weight', 'head.bias'])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+import torch
+from torch import nn
+
+from inpaintssl.checkpoint import load_state_dict
+from inpaintssl.registry import TRANSFER_STRATEGIES
+from inpaintssl.transfer._modules import get_part, unwrap_model
+from inpaintssl.transfer.channels import adapt_input_channels
+from inpaintssl.transfer.report import TransferReport
+from inpaintssl.transfer.strategies import TransferStrategy
+
+__all__ = ["InChannelsMode", "PretrainedSource", "TransferReport", "strip_wrapper_prefixes", "transfer"]
+
+InChannelsMode = Literal["error", "repeat", "average"]
+PretrainedSource: TypeAlias = "nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike[str]"
+_IN_CHANNELS_MODES: tuple[str, ...] = ("error", "repeat", "average")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_MAX_LISTED = 8
+
+
+def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop ``module.`` (DDP / DataParallel) and ``_orig_mod.`` (``torch.compile``) key prefixes.
+
+    A prefix is removed only when every key carries it, repeatedly, so nested wrappers unwrap too.
+
+    Example:
+        >>> import torch
+        >>> list(strip_wrapper_prefixes({"_orig_mod.module.encoder.w": torch.zeros(1)}))
+        ['encoder.w']
+    """
+    result = dict(state)
+    while result:
+        prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in result)), None)
+        if prefix is None:
+            break
+        result = {key[len(prefix) :]: value for key, value in result.items()}
+    return result
+
+
+def _load_pretrained(pretrained: PretrainedSource) -> dict[str, torch.Tensor]:
+    if isinstance(pretrained, nn.Module):
+        state = unwrap_model(pretrained).state_dict()
+    elif isinstance(pretrained, (str, os.PathLike)):
+        state = load_state_dict(Path(pretrained))
+    elif isinstance(pretrained, Mapping):
+        bad = [str(k) for k, v in pretrained.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise TypeError(f"pretrained mapping must hold tensors; these keys do not: {_listing(bad)}")
+        state = dict(pretrained)
+    else:
+        raise TypeError(
+            "pretrained must be an nn.Module, a state dict, or a path to a .safetensors file, "
+            f"checkpoint folder or run folder; found {type(pretrained).__name__}"
+        )
+    return strip_wrapper_prefixes(state)
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    more = len(keys) - _MAX_LISTED
+    return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def _resolve_strategy(weights: str | TransferStrategy) -> TransferStrategy:
+    if isinstance(weights, TransferStrategy):
+        return weights
+    strategy = TRANSFER_STRATEGIES.build(weights)
+    if not isinstance(strategy, TransferStrategy):
+        raise TypeError(
+            f"transfer strategy {weights!r} built a {type(strategy).__name__}; expected a TransferStrategy"
+        )
+    return strategy
+
+
+def _first_kernel(target: Mapping[str, torch.Tensor], strategy: TransferStrategy) -> str | None:
+    """Key of the first convolution kernel (>= 3-D) among the copied tensors, in module order."""
+    return next((k for k, v in target.items() if strategy.part_of(k) and v.ndim >= 3), None)
+
+
+def _is_channel_only_change(source: torch.Tensor, dest: torch.Tensor) -> bool:
+    return (
+        source.ndim == dest.ndim
+        and source.shape[0] == dest.shape[0]
+        and source.shape[2:] == dest.shape[2:]
+        and source.shape[1] != dest.shape[1]
+    )
+
+
+def transfer(
+    pretrained: PretrainedSource,
+    model: nn.Module,
+    *,
+    weights: str | TransferStrategy = "encoder",
+    in_channels: InChannelsMode = "error",
+) -> TransferReport:
+    """Copy the parts named by ``weights`` from ``pretrained`` into ``model`` in place.
+
+    Tensors outside those parts keep their current (fresh) values. Copies go into the model's own
+    tensors, so device, dtype, memory format and optimizer references are preserved. Nothing is
+    modified if any check fails.
+
+    Args:
+        pretrained: An ``nn.Module``, a state dict, or a path to a ``.safetensors`` file, a
+            checkpoint folder or a run folder (read with
+            :func:`inpaintssl.checkpoint.load_state_dict`; nothing is unpickled). ``module.`` and
+            ``_orig_mod.`` key prefixes from DDP and ``torch.compile`` are stripped.
+        model: The fine-tuning network (wrappers are looked through).
+        weights: A registered strategy name (``"encoder"``, ``"encoder_decoder"``) or a
+            :class:`~inpaintssl.transfer.strategies.TransferStrategy`.
+        in_channels: What to do when the first copied kernel differs only in its input channels:
+            ``"error"`` (raise), ``"repeat"`` or ``"average"`` (see
+            :func:`~inpaintssl.transfer.channels.adapt_input_channels`).
+
+    Returns:
+        A :class:`~inpaintssl.transfer.report.TransferReport`.
+
+    Raises:
+        ValueError: The model lacks a requested part; a tensor of a copied part is missing from,
+            or has a different shape in, the pretrained weights; the pretrained weights hold a
+            tensor of a copied part the model lacks; or ``in_channels`` is unknown. The message
+            names each parameter and both shapes.
+        KeyError: Unknown strategy name (with close matches).
+        inpaintssl.checkpoint.CheckpointError: Unreadable checkpoint path.
+
+    Example:
+        >>> import torch
+        >>> from inpaintssl.registry import BACKBONES
+        >>> pre = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+        >>> ct = BACKBONES.build("unet2d", in_channels=3, out_channels=4, depth=2, base_width=4, seed=1)
+        >>> report = transfer(pre, ct, weights="encoder_decoder", in_channels="repeat")
+        >>> report.adapted
+        ['encoder.levels.0.0.0.weight']
+        >>> torch.equal(ct.decoder.levels[0].up.weight, pre.decoder.levels[0].up.weight)
+        True
+    """
+    if in_channels not in _IN_CHANNELS_MODES:
+        raise ValueError(f"in_channels={in_channels!r} is invalid; expected one of {_IN_CHANNELS_MODES}")
+    strategy = _resolve_strategy(weights)
+    for part in strategy.parts:
+        get_part(model, part)
+    source = _load_pretrained(pretrained)
+    target = unwrap_model(model).state_dict()
+    first_kernel = _first_kernel(target, strategy)
+
+    report = TransferReport(strategy=strategy.name or type(strategy).__name__, parts=strategy.parts)
+    errors: list[str] = []
+    updates: dict[str, torch.Tensor] = {}
+    for key, dest in target.items():
+        src = source.get(key)
+        in_part = strategy.part_of(key) is not None
+        if not in_part:
+            report.skipped.append(key)
+        if src is None:
+            if in_part:
+                errors.append(f"{key} {tuple(dest.shape)} is missing from the pretrained weights")
+            else:
+                report.missing.append(key)
+            continue
+        if src.shape != dest.shape:
+            change = (tuple(src.shape), tuple(dest.shape))
+            if not in_part:
+                report.shape_mismatches.append(key)
+                report.shape_changes[key] = change
+                continue
+            if key == first_kernel and _is_channel_only_change(src, dest) and in_channels != "error":
+                src = adapt_input_channels(src, dest.shape[1], mode=in_channels)
+                report.adapted.append(key)
+                report.shape_changes[key] = change
+            else:
+                hint = (
+                    "; the input channels differ: pass in_channels='repeat' or 'average' to adapt them"
+                    if key == first_kernel and _is_channel_only_change(src, dest)
+                    else ""
+                )
+                errors.append(f"{key}: pretrained shape {change[0]} != model shape {change[1]}{hint}")
+                continue
+        if in_part:
+            updates[key] = src
+    extra = [k for k in source if k not in target]
+    report.unexpected.extend(extra)
+    errors += [
+        f"{k} {tuple(source[k].shape)} is in the pretrained weights but not in the model"
+        for k in extra
+        if strategy.part_of(k)
+    ]
+    if errors:
+        raise ValueError(
+            f"cannot transfer {strategy.parts} ({report.strategy!r}): {len(errors)} problem(s): "
+            + "; ".join(errors[:_MAX_LISTED])
+            + (f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else "")
+        )
+    with torch.no_grad():
+        for key, src in updates.items():
+            target[key].copy_(src)
+            report.copied.append(key)
+    return report

@@ -1,0 +1,163 @@
+"""Mask banks: orientations valid for the real shape, exact swap permutations, seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inpaintssl.corruption import (
+    ORIENTATIONS,
+    MaskBank,
+    PoissonDiscSampler,
+    orient_corners,
+    patch_union,
+    swap_permutation,
+)
+from inpaintssl.registry import SAMPLERS
+
+
+def orient_image(image: np.ndarray, k: int) -> np.ndarray:
+    """The orientation convention written with NumPy's own rotations and flips."""
+    if image.shape[0] == image.shape[1]:
+        return np.rot90(image, k)
+    return [image, image[::-1], image[:, ::-1], image[::-1, ::-1]][k]
+
+
+def unorient_image(image: np.ndarray, k: int) -> np.ndarray:
+    if image.shape[0] == image.shape[1]:
+        return np.rot90(image, -k)
+    return orient_image(image, k)  # every flip is its own inverse
+
+
+def loop_union(corners: np.ndarray, shape: tuple[int, int], k: int) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    for row, col in corners.tolist():
+        mask[row : row + k, col : col + k] = True
+    return mask
+
+
+def loop_swap(image: np.ndarray, corners: np.ndarray, k: int) -> np.ndarray:
+    out = image.copy()
+    for (r1, c1), (r2, c2) in zip(corners[0::2].tolist(), corners[1::2].tolist()):
+        held = out[r1 : r1 + k, c1 : c1 + k].copy()
+        out[r1 : r1 + k, c1 : c1 + k] = out[r2 : r2 + k, c2 : c2 + k]
+        out[r2 : r2 + k, c2 : c2 + k] = held
+    return out
+
+
+shapes = st.sampled_from([(32, 32), (48, 48), (24, 40), (40, 24), (96, 160)])
+
+
+@given(shape=shapes, k=st.integers(1, 8), seed=st.integers(0, 2**32 - 1), orientation=st.integers(0, 3))
+def test_orient_corners_matches_numpy_rotations_and_flips(
+    shape: tuple[int, int], k: int, seed: int, orientation: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    corners = np.stack(
+        [rng.integers(0, shape[0] - k + 1, size=6), rng.integers(0, shape[1] - k + 1, size=6)], axis=1
+    )
+    expected = orient_image(loop_union(corners, shape, k), orientation)
+    moved = orient_corners(corners, shape=shape, patch_size=k, orientation=orientation)
+    assert expected.shape == shape  # a valid orientation keeps the shape
+    np.testing.assert_array_equal(loop_union(moved, shape, k), expected)
+
+
+def test_orient_corners_hand_worked() -> None:
+    # 32x32, K=8, patch at rows 0..7, cols 10..17: np.rot90 puts it at rows 14..21, cols 0..7.
+    rotated = orient_corners(np.array([[0, 10]]), shape=(32, 32), patch_size=8, orientation=1)
+    np.testing.assert_array_equal(rotated, [[14, 0]])
+    flipped = orient_corners(np.array([[0, 10]]), shape=(32, 48), patch_size=8, orientation=3)
+    np.testing.assert_array_equal(flipped, [[24, 30]])
+    with pytest.raises(ValueError, match="orientation=4"):
+        orient_corners(np.array([[0, 0]]), shape=(8, 8), patch_size=8, orientation=4)
+
+
+@given(shape=shapes, k=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_kernels_match_python_loops_with_overlapping_pairs(shape: tuple[int, int], k: int, seed: int) -> None:
+    # Random pairs that overlap other pairs (the hard case for a swap permutation), never themselves.
+    rng = np.random.default_rng(seed)
+    corners = np.stack(
+        [rng.integers(0, shape[0] - k + 1, size=200), rng.integers(0, shape[1] - k + 1, size=200)], axis=1
+    ).reshape(-1, 2, 2)
+    apart = (np.abs(corners[:, 0] - corners[:, 1]) >= k).any(axis=1)
+    corners = corners[apart][:10].reshape(-1, 2)
+    np.testing.assert_array_equal(
+        patch_union(corners, shape=shape, patch_size=k), loop_union(corners, shape, k)
+    )
+    image = rng.normal(size=shape)
+    perm = swap_permutation(corners, shape=shape, patch_size=k)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(shape[0] * shape[1]))
+    np.testing.assert_array_equal(image.reshape(-1)[perm].reshape(shape), loop_swap(image, corners, k))
+
+
+def test_swap_permutation_rejects_an_odd_count_and_self_overlapping_pairs() -> None:
+    with pytest.raises(ValueError, match="even count"):
+        swap_permutation(np.zeros((3, 2), np.int64), shape=(8, 8), patch_size=2)
+    with pytest.raises(ValueError, match="pair 1 overlaps itself"):
+        swap_permutation(np.array([[0, 0], [4, 4], [0, 0], [1, 1]]), shape=(8, 8), patch_size=2)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("shape", [(48, 48), (40, 64)])
+def test_bank_entries_are_oriented_base_masks(name: str, shape: tuple[int, int]) -> None:
+    k = 8
+    bank = MaskBank.build(sampler=SAMPLERS.build(name), shape=shape, patch_size=k, size=3, seed=1, pairs=True)
+    assert len(bank) == 3 * ORIENTATIONS
+    assert bank.masks.shape == (len(bank), *shape) and bank.masks.dtype == torch.bool
+    assert bank.permutations is not None and bank.permutations.shape == (len(bank), shape[0] * shape[1])
+    image = np.random.default_rng(0).normal(size=shape)
+    for base in range(3):
+        base_corners = bank.corners[base * ORIENTATIONS]
+        base_mask = loop_union(base_corners, shape, k)
+        assert base_mask.mean() >= 0.25
+        for orientation in range(ORIENTATIONS):
+            entry = base * ORIENTATIONS + orientation
+            np.testing.assert_array_equal(bank.masks[entry].numpy(), orient_image(base_mask, orientation))
+            # Oriented swap = orient(swap(unorient(image))), all computed with NumPy loops.
+            expected = orient_image(
+                loop_swap(unorient_image(image, orientation), base_corners, k), orientation
+            )
+            index = bank.permutations_for(torch.tensor([entry]))[0].numpy()
+            np.testing.assert_array_equal(image.reshape(-1)[index].reshape(shape), expected)
+
+
+def test_bank_without_pairs_has_no_permutations() -> None:
+    bank = MaskBank.build(sampler=PoissonDiscSampler(), shape=(32, 32), patch_size=8, size=2)
+    assert bank.permutations is None
+    with pytest.raises(ValueError, match="pairs=True"):
+        bank.permutations_for(torch.tensor([0]))
+
+
+def test_bank_is_reproducible_from_its_seed() -> None:
+    def build(seed: int) -> MaskBank:
+        return MaskBank.build(sampler=PoissonDiscSampler(), shape=(40, 56), patch_size=8, size=4, seed=seed)
+
+    assert torch.equal(build(7).masks, build(7).masks)
+    assert not torch.equal(build(7).masks, build(8).masks)
+
+
+def test_masks_for_indexes_entries() -> None:
+    bank = MaskBank.build(sampler=PoissonDiscSampler(), shape=(32, 32), patch_size=4, size=2)
+    picked = bank.masks_for(torch.tensor([7, 0, 7]))
+    assert torch.equal(picked[0], bank.masks[7]) and torch.equal(picked[1], bank.masks[0])
+    with pytest.raises(ValueError, match="1-D int64"):
+        bank.masks_for(torch.tensor([[0]]))
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True])
+def test_bank_size_is_validated(size: object) -> None:
+    with pytest.raises(ValueError, match="size="):
+        MaskBank.build(sampler=PoissonDiscSampler(), shape=(32, 32), patch_size=4, size=size)  # type: ignore[arg-type]
+
+
+class _OutOfBounds:
+    def sample(self, **_: object) -> np.ndarray:
+        return np.array([[0, 0], [30, 30]], dtype=np.int64)
+
+
+def test_bank_rejects_corners_outside_the_image_from_a_plugin_sampler() -> None:
+    with pytest.raises(ValueError, match=r"outside \[0, 24\] x \[0, 24\]"):
+        MaskBank.build(sampler=_OutOfBounds(), shape=(32, 32), patch_size=8, size=1)  # type: ignore[arg-type]

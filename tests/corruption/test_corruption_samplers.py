@@ -1,0 +1,221 @@
+"""Sampler invariants (DESIGN.md section 1), checked for every registered sampler."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from scipy.spatial.distance import pdist
+
+from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
+from inpaintssl.corruption.samplers import _poisson_capacity
+from inpaintssl.registry import SAMPLERS
+
+
+def covered_fraction(corners: np.ndarray, shape: tuple[int, int], k: int) -> float:
+    covered = np.zeros(shape, dtype=bool)
+    for row, col in corners.tolist():
+        covered[row : row + k, col : col + k] = True
+    return float(covered.mean())
+
+
+def overlaps(a: np.ndarray, b: np.ndarray, k: int) -> bool:
+    return abs(int(a[0]) - int(b[0])) < k and abs(int(a[1]) - int(b[1])) < k
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[tuple[int, int], int, float, int]:
+    """Shapes (square and not), patch sizes up to a quarter of the short side, coverages, seeds."""
+    height = draw(st.integers(16, 160))
+    width = draw(st.sampled_from([height, draw(st.integers(16, 160))]))
+    k = draw(st.integers(2, min(height, width) // 4))
+    coverage = draw(st.sampled_from([0.1, 0.25, 0.3]))
+    return (height, width), k, coverage, draw(st.integers(0, 2**32 - 1))
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("pairs", [False, True])
+@given(request=requests())
+def test_corners_are_in_bounds_and_reach_coverage(
+    name: str, pairs: bool, request: tuple[tuple[int, int], int, float, int]
+) -> None:
+    shape, k, coverage, seed = request
+    corners = SAMPLERS.build(name).sample(
+        shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(seed), pairs=pairs
+    )
+    assert corners.dtype == np.int64
+    assert corners.ndim == 2 and corners.shape[1] == 2 and len(corners) > 0
+    assert corners.min() >= 0
+    assert (corners[:, 0] <= shape[0] - k).all() and (corners[:, 1] <= shape[1] - k).all()
+    assert covered_fraction(corners, shape, k) >= coverage
+    if pairs:
+        assert len(corners) % 2 == 0
+        for first, second in zip(corners[0::2], corners[1::2]):
+            assert not overlaps(first, second, k)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@given(request=requests())
+def test_same_rng_seed_gives_same_corners(
+    name: str, request: tuple[tuple[int, int], int, float, int]
+) -> None:
+    shape, k, coverage, seed = request
+    sampler = SAMPLERS.build(name)
+    first = sampler.sample(shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(seed))
+    again = sampler.sample(shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(seed))
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_different_seeds_give_different_corners(name: str) -> None:
+    sampler = SAMPLERS.build(name)
+    draws = {
+        sampler.sample(shape=(128, 96), patch_size=8, rng=np.random.default_rng(seed)).tobytes()
+        for seed in range(5)
+    }
+    assert len(draws) == 5
+
+
+@given(request=requests(), pairs=st.booleans())
+def test_poisson_centres_are_at_least_k_sqrt2_apart_with_exact_count(
+    request: tuple[tuple[int, int], int, float, int], pairs: bool
+) -> None:
+    shape, k, coverage, seed = request
+    corners = PoissonDiscSampler().sample(
+        shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(seed), pairs=pairs
+    )
+    expected = math.ceil(math.ceil(coverage * shape[0] * shape[1]) / k**2)
+    expected += expected % 2 if pairs else 0
+    assert len(corners) == expected
+    if len(corners) > 1:
+        # Integer corners: compare squared distances exactly against 2 * K**2.
+        assert pdist(corners.astype(np.float64), "sqeuclidean").min() >= 2 * k**2
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "pairs", "count"),
+    [
+        ((512, 512), 32, False, 64),  # 0.25 * 512**2 / 32**2, exact
+        ((512, 512), 8, True, 1024),
+        ((100, 100), 30, False, 3),  # 2500 / 900 = 2.78: the authors' floor gave 2 (18% coverage)
+        ((100, 100), 30, True, 4),
+        ((96, 160), 16, False, 15),
+        ((96, 160), 16, True, 16),
+        ((200, 72), 32, True, 4),  # 3600 / 1024 = 3.5
+    ],
+)
+def test_required_patch_count_hand_worked(shape: tuple[int, int], k: int, pairs: bool, count: int) -> None:
+    assert required_patch_count(shape=shape, patch_size=k, coverage=0.25, pairs=pairs) == count
+
+
+def test_poisson_narrow_image_with_large_patches_succeeds_every_time() -> None:
+    # DESIGN.md section 2: the authors' 10 candidates x 10 retries failed about half the time here.
+    sampler = PoissonDiscSampler()
+    for seed in range(100):
+        corners = sampler.sample(shape=(200, 72), patch_size=32, rng=np.random.default_rng(seed), pairs=True)
+        assert len(corners) == 4
+        assert pdist(corners.astype(np.float64), "sqeuclidean").min() >= 2 * 32**2
+
+
+def test_poisson_reaches_more_than_the_paper_coverage_at_512() -> None:
+    corners = PoissonDiscSampler().sample(
+        shape=(512, 512), patch_size=32, coverage=0.35, rng=np.random.default_rng(0)
+    )
+    assert covered_fraction(corners, (512, 512), 32) >= 0.35
+
+
+@given(
+    height=st.integers(8, 300),
+    width=st.integers(8, 300),
+    k=st.integers(1, 64),
+)
+def test_poisson_capacity_bound_admits_a_constructed_packing(height: int, width: int, k: int) -> None:
+    # A valid packing built independently: a square lattice with spacing ceil(K*sqrt(2)).
+    assume(k <= min(height, width))
+    step = math.ceil(k * math.sqrt(2))
+    assert step**2 >= 2 * k**2  # distinct lattice points are at least `step` apart
+    points = [(r, c) for r in range(0, height - k + 1, step) for c in range(0, width - k + 1, step)]
+    assert _poisson_capacity(height, width, k) >= len(points)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("shape", [(64, 64), (40, 90)])
+def test_patch_larger_than_image_raises_naming_patch_size(name: str, shape: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match=r"patch_size=80 is larger than the image"):
+        SAMPLERS.build(name).sample(shape=shape, patch_size=80, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("coverage", [0.0, -0.1, 1.5, float("nan")])
+def test_bad_coverage_raises(name: str, coverage: float) -> None:
+    with pytest.raises(ValueError, match="coverage"):
+        SAMPLERS.build(name).sample(
+            shape=(64, 64), patch_size=8, coverage=coverage, rng=np.random.default_rng(0)
+        )
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_pairs_that_cannot_fit_raise(name: str) -> None:
+    with pytest.raises(ValueError, match="non-overlapping"):
+        SAMPLERS.build(name).sample(shape=(20, 30), patch_size=16, rng=np.random.default_rng(0), pairs=True)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_rng_must_be_a_numpy_generator(name: str) -> None:
+    with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
+        SAMPLERS.build(name).sample(shape=(64, 64), patch_size=8, rng=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "coverage"),
+    [
+        ((512, 512), 32, 0.6),  # above any packing: rejected by the bound, instantly
+        ((512, 512), 32, 0.45),  # below the bound but beyond what Bridson packs: bounded retries
+        ((48, 48), 32, 0.9),
+        ((200, 72), 32, 0.5),
+    ],
+)
+def test_poisson_unreachable_coverage_raises_quickly(shape: tuple[int, int], k: int, coverage: float) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="coverage unreachable"):
+        PoissonDiscSampler().sample(
+            shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(0)
+        )
+    assert time.perf_counter() - start < 5.0
+
+
+def test_random_sampler_gives_up_within_max_draws() -> None:
+    sampler = SAMPLERS.build("random", max_draws=3)
+    with pytest.raises(ValueError, match=r"coverage unreachable.*max_draws=3"):
+        sampler.sample(shape=(128, 128), patch_size=8, coverage=0.5, rng=np.random.default_rng(0))
+
+
+def test_random_sampler_reaches_full_coverage() -> None:
+    # Every pixel lies in some valid patch, so coverage 1.0 is reachable (if slowly) and must end.
+    corners = SAMPLERS.build("random").sample(
+        shape=(24, 40), patch_size=8, coverage=1.0, rng=np.random.default_rng(3)
+    )
+    assert covered_fraction(corners, (24, 40), 8) == 1.0
+
+
+def test_random_pairs_in_the_tightest_fit() -> None:
+    # H = 2K and W = K: the only non-overlapping pair is the top and the bottom patch.
+    corners = SAMPLERS.build("random").sample(
+        shape=(16, 8), patch_size=8, coverage=1.0, rng=np.random.default_rng(0), pairs=True
+    )
+    assert sorted(map(tuple, corners[:2].tolist())) == [(0, 0), (8, 0)]
+
+
+@pytest.mark.parametrize("kwargs", [{"candidates": 0}, {"attempts": 0}])
+def test_poisson_options_are_validated(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        PoissonDiscSampler(**kwargs)
+
+
+def test_unknown_sampler_name_suggests_close_match() -> None:
+    with pytest.raises(KeyError, match="poisson_disc"):
+        SAMPLERS.build("poisson")

@@ -1,0 +1,318 @@
+"""Pretext tasks: the contract every registered task keeps, then each built-in's own invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inpaintssl.config import PretextConfig
+from inpaintssl.corruption import ContextPrediction, ContextRestoration, MaskBank, PretextTask
+from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def build(name: str, **options: object) -> PretextTask:
+    options = {"patch_size": 8, "bank_size": 3, **options}
+    return PRETEXT_TASKS.build(name, **options)  # type: ignore[no-any-return]
+
+
+def loop_union(corners: np.ndarray, shape: tuple[int, int], k: int) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    for row, col in corners.tolist():
+        mask[row : row + k, col : col + k] = True
+    return mask
+
+
+def loop_swap(image: np.ndarray, corners: np.ndarray, k: int) -> np.ndarray:
+    """Swap the pairs of an (C, H, W) array one after another, the way a reader would write it."""
+    out = image.copy()
+    for (r1, c1), (r2, c2) in zip(corners[0::2].tolist(), corners[1::2].tolist()):
+        held = out[:, r1 : r1 + k, c1 : c1 + k].copy()
+        out[:, r1 : r1 + k, c1 : c1 + k] = out[:, r2 : r2 + k, c2 : c2 + k]
+        out[:, r2 : r2 + k, c2 : c2 + k] = held
+    return out
+
+
+# -- the contract, for every registered task (plugins included) ------------------------------
+
+
+def test_builtin_names_are_registered() -> None:
+    assert {"context_prediction", "context_restoration"} <= set(PRETEXT_TASKS.names())
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_every_task_is_a_pretext_task(name: str) -> None:
+    assert isinstance(build(name), PretextTask)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (3, 3, 40, 64), (1, 2, 96, 160)])
+def test_output_keeps_shape_dtype_device_and_leaves_input_alone(
+    name: str, shape: tuple[int, int, int, int]
+) -> None:
+    images = torch.randn(shape)
+    before = images.clone()
+    out = build(name).corrupt(images)
+    assert out.shape == images.shape and out.dtype == images.dtype and out.device == images.device
+    assert torch.equal(images, before)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
+def test_every_channel_gets_the_same_corruption_covering_a_quarter(name: str, sampler: str) -> None:
+    images = torch.randn(4, 3, 48, 64, dtype=torch.float64)
+    out = build(name, sampler=sampler, seed=5).corrupt(images)
+    changed = out != images  # continuous random pixels: a corrupted pixel always changes
+    assert torch.equal(changed, changed[:, :1].expand_as(changed))
+    assert changed[:, 0].double().mean(dim=(1, 2)).min() >= 0.25
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_same_generator_seed_gives_same_output(name: str) -> None:
+    images = torch.randn(6, 2, 32, 48)
+    task = build(name)
+    first = task.corrupt(images, torch.Generator().manual_seed(11))
+    task.corrupt(images, torch.Generator().manual_seed(99))
+    again = build(name).corrupt(images, torch.Generator().manual_seed(11))
+    assert torch.equal(first, again)
+    assert torch.equal(first, task.corrupt(images, torch.Generator().manual_seed(11)))
+    assert not torch.equal(first, task.corrupt(images, torch.Generator().manual_seed(12)))
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_internal_generator_is_seeded_and_advances(name: str) -> None:
+    images = torch.randn(8, 1, 32, 32)
+    task, twin = build(name, seed=3), build(name, seed=3)
+    first = task.corrupt(images)
+    assert torch.equal(first, twin.corrupt(images))
+    assert not torch.equal(first, task.corrupt(images))
+    assert not torch.equal(first, build(name, seed=4).corrupt(images))
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_fixed_corruption_is_reproducible_across_calls_and_instances(name: str) -> None:
+    images = torch.randn(5, 2, 40, 40)
+    task = build(name, seed=2)
+    first = task.corrupt_fixed(images, key=7)
+    task.corrupt(images)  # advancing the training generator must not matter
+    assert torch.equal(first, task.corrupt_fixed(images, key=7))
+    assert torch.equal(first, build(name, seed=2).corrupt_fixed(images, key=7))
+    assert not torch.equal(first, task.corrupt_fixed(images, key=8))
+    assert not torch.equal(first, build(name, seed=3).corrupt_fixed(images, key=7))
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_per_image_keys_do_not_depend_on_the_batch(name: str) -> None:
+    images = torch.randn(4, 1, 32, 32)
+    task = build(name)
+    whole = task.corrupt_fixed(images, key=[10, 11, 12, 13])
+    part = task.corrupt_fixed(images[2:], key=[12, 13])
+    assert torch.equal(whole[2:], part)
+    with pytest.raises(ValueError, match="key has 2 entries but images has 4"):
+        task.corrupt_fixed(images, key=[1, 2])
+    with pytest.raises(ValueError, match="key=-1"):
+        task.corrupt_fixed(images, key=-1)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_works_under_no_grad_and_with_autograd(name: str) -> None:
+    images = torch.randn(2, 1, 32, 32, requires_grad=True)
+    task = build(name)
+    with torch.no_grad():
+        assert not task.corrupt(images).requires_grad
+    task.corrupt(images).sum().backward()
+    assert images.grad is not None
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_matches_float32(name: str, dtype: torch.dtype) -> None:
+    images = torch.randn(3, 2, 32, 32).to(dtype)
+    task = build(name)
+    out = task.corrupt_fixed(images, key=1)
+    assert out.dtype == dtype
+    reference = task.corrupt_fixed(images.float(), key=1)
+    torch.testing.assert_close(out.float(), reference, atol=1e-2, rtol=1e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert task.corrupt_fixed(images.float(), key=1).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_empty_batch(name: str) -> None:
+    assert build(name).corrupt(torch.empty(0, 1, 32, 32)).shape == (0, 1, 32, 32)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_bad_inputs_raise_clear_errors(name: str) -> None:
+    task = build(name)
+    with pytest.raises(TypeError, match="floating-point"):
+        task.corrupt(torch.zeros(1, 1, 32, 32, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\), got \(32, 32\)"):
+        task.corrupt(torch.zeros(32, 32))
+    with pytest.raises(TypeError, match="torch.Generator"):
+        task.corrupt(torch.zeros(1, 1, 32, 32), generator=np.random.default_rng(0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="patch_size=8 is larger than the image"):
+        task.corrupt(torch.zeros(1, 1, 6, 32))
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"patch_size": 0}, "patch_size=0"),
+        ({"coverage": 1.5}, "coverage=1.5"),
+        ({"bank_size": 0}, "bank_size=0"),
+        ({"seed": -1}, "seed=-1"),
+    ],
+)
+def test_bad_options_raise_naming_them(name: str, options: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build(name, **options)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_unknown_sampler_and_option(name: str) -> None:
+    with pytest.raises(KeyError, match="Did you mean 'poisson_disc'"):
+        build(name, sampler="poisson_dsc")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        build(name, patch_sizes=8)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_builds_from_the_pretext_config(name: str) -> None:
+    cfg = PretextConfig(
+        task=name, patch_size=16, sampler="random", bank_size=2, params={"sampler_params": {}}
+    )
+    task = PRETEXT_TASKS.build(
+        cfg.task,
+        patch_size=cfg.patch_size,
+        sampler=cfg.sampler,
+        coverage=cfg.coverage,
+        bank_size=cfg.bank_size,
+        seed=0,
+        **cfg.params,
+    )
+    assert task.corrupt(torch.randn(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_pretext_task_is_abstract() -> None:
+    with pytest.raises(TypeError, match="abstract"):
+        PretextTask()  # type: ignore[abstract]
+
+
+# -- each built-in against an independent NumPy computation ----------------------------------
+
+tasks_inputs = st.tuples(
+    st.sampled_from([(32, 32), (48, 48), (40, 64), (96, 160)]),
+    st.sampled_from([4, 8, 16]),
+    st.sampled_from(SAMPLERS.names()),
+    st.integers(0, 2**32 - 1),
+)
+
+
+@given(case=tasks_inputs)
+def test_prediction_fills_exactly_the_union_with_the_channel_mean(case: tuple) -> None:
+    (height, width), k, sampler, seed = case
+    task = ContextPrediction(patch_size=k, sampler=sampler, bank_size=2, seed=seed % 1000)
+    images = torch.randn(
+        3, 2, height, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+    bank = task.bank(shape=(height, width))
+    choice = torch.tensor([0, 5, len(bank) - 1])
+    out = task.apply(images, bank=bank, choice=choice).numpy()
+    x = images.numpy()
+    for i, entry in enumerate(choice.tolist()):
+        mask = loop_union(bank.corners[entry], (height, width), k)
+        assert mask.mean() >= 0.25
+        expected = np.where(mask, x[i].mean(axis=(1, 2), keepdims=True), x[i])
+        np.testing.assert_allclose(out[i], expected, rtol=0, atol=1e-12)
+
+
+def test_prediction_zero_fill_is_the_authors_variant() -> None:
+    task = ContextPrediction(patch_size=8, bank_size=2, fill="zero")
+    images = torch.randn(2, 1, 32, 32) + 5.0
+    out = task.corrupt(images)
+    assert torch.equal(out[out != images], torch.zeros_like(out[out != images]))
+    with pytest.raises(ValueError, match="fill='median'"):
+        ContextPrediction(fill="median")  # type: ignore[arg-type]
+
+
+@given(case=tasks_inputs)
+def test_restoration_equals_a_python_loop_over_the_pairs(case: tuple) -> None:
+    (height, width), k, sampler, seed = case
+    task = ContextRestoration(patch_size=k, sampler=sampler, bank_size=2, seed=seed % 1000)
+    images = torch.randn(
+        3, 2, height, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+    bank = task.bank(shape=(height, width))
+    choice = torch.tensor([1, 4, len(bank) - 2])
+    out = task.apply(images, bank=bank, choice=choice).numpy()
+    for i, entry in enumerate(choice.tolist()):
+        np.testing.assert_array_equal(out[i], loop_swap(images[i].numpy(), bank.corners[entry], k))
+
+
+@given(
+    shape=st.sampled_from([(32, 32), (40, 64), (96, 160)]),
+    k=st.sampled_from([4, 8, 16]),
+    sampler=st.sampled_from(SAMPLERS.names()),
+    seed=st.integers(0, 2**16),
+)
+def test_restoration_is_one_permutation_shared_by_all_channels(
+    shape: tuple[int, int], k: int, sampler: str, seed: int
+) -> None:
+    height, width = shape
+    rng = np.random.default_rng(seed)
+    # Distinct integer pixel values (exact in float32) reveal the permutation itself.
+    base = np.stack([rng.permutation(height * width) for _ in range(4)]).astype(np.float32)
+    images = torch.from_numpy(np.stack([base, base * 2 + 1, -base], axis=1).reshape(4, 3, height, width))
+    out = ContextRestoration(patch_size=k, sampler=sampler, bank_size=2, seed=seed).corrupt(images)
+    flat_in, flat_out = images.flatten(2), out.flatten(2)
+    assert torch.equal(flat_out.sort(dim=2).values, flat_in.sort(dim=2).values)
+    for n in range(4):
+        position = {int(v): p for p, v in enumerate(flat_in[n, 0].tolist())}
+        perm = torch.tensor([position[int(v)] for v in flat_out[n, 0].tolist()])
+        assert torch.equal(flat_out[n], flat_in[n][:, perm])
+
+
+def test_restoration_poisson_moves_exactly_the_patch_union() -> None:
+    task = ContextRestoration(patch_size=8, sampler="poisson_disc", bank_size=2)
+    bank: MaskBank = task.bank(shape=(64, 96))
+    assert bank.permutations is not None
+    moved = bank.permutations != torch.arange(64 * 96, dtype=torch.int32)
+    assert torch.equal(moved, bank.masks.flatten(1))
+    assert moved.double().mean(dim=1).min() >= 0.25
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_cuda_matches_cpu(name: str) -> None:
+    images = torch.randn(5, 3, 64, 96)
+    task = build(name)
+    cuda = torch.device("cuda")
+    cpu_out = task.corrupt(images, torch.Generator().manual_seed(4))
+    cuda_out = task.corrupt(images.to(cuda), torch.Generator().manual_seed(4))
+    assert cuda_out.device.type == "cuda"
+    assert torch.equal(cpu_out, cuda_out.cpu())
+    assert torch.equal(task.corrupt_fixed(images, key=3), task.corrupt_fixed(images.to(cuda), key=3).cpu())
+    on_device = task.corrupt(images.to(cuda), torch.Generator(device=cuda).manual_seed(4))
+    assert torch.equal(on_device, task.corrupt(images.to(cuda), torch.Generator(device=cuda).manual_seed(4)))
+    half = task.corrupt_fixed(images.to(cuda, torch.bfloat16), key=3)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float().cpu(), task.corrupt_fixed(images, key=3), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_cuda_generator_with_cpu_images_is_rejected() -> None:
+    with pytest.raises(ValueError, match="expected a CPU generator or one on the images' device"):
+        build("context_restoration").corrupt(
+            torch.randn(1, 1, 32, 32), torch.Generator(device="cuda").manual_seed(0)
+        )

@@ -1,0 +1,165 @@
+"""Normalisation, windows, fit-to-size and label conversion against NumPy and hand-worked values."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.labels import class_values, merge_onehot, onehot_from_values
+from inpaintssl.data.preprocess import (
+    RunningStats,
+    apply_windows,
+    clip_padding,
+    fit_to_size,
+    parse_windows,
+    zscore,
+)
+
+finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
+
+
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.integers(1, 4)),
+        elements=finite,
+    )
+)
+def test_running_stats_match_numpy_over_the_whole_volume(volume: np.ndarray) -> None:
+    # volume: (C, H, W, slices), fed one slice at a time
+    for per_channel in (False, True):
+        acc = RunningStats(per_channel=per_channel)
+        for s in range(volume.shape[-1]):
+            acc.update(volume[..., s])
+        stats = acc.result(channels=volume.shape[0])
+        v = volume.astype(np.float64)
+        axis = (1, 2, 3) if per_channel else None
+        expected_mean = np.broadcast_to(v.mean(axis=axis), (volume.shape[0],))
+        expected_std = np.broadcast_to(v.std(axis=axis), (volume.shape[0],))
+        np.testing.assert_allclose(stats.mean, expected_mean, rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(stats.std, expected_std, rtol=1e-6, atol=1e-3)
+
+
+def test_zscore_hand_values_and_constant_channel() -> None:
+    acc = RunningStats(per_channel=True)
+    x = np.array([[[1.0, 3.0]], [[5.0, 5.0]]])  # channel 0: mean 2, std 1; channel 1 constant
+    acc.update(x)
+    out = zscore(x, acc.result(channels=2))
+    assert out.dtype == np.float32
+    assert out.tolist() == [[[-1.0, 1.0]], [[0.0, 0.0]]]
+
+
+def test_padding_is_clipped_and_windows_clip_to_level_plus_minus_half_width() -> None:
+    hu = clip_padding(np.array([[-3024.0, -2000.0, -1024.0, -1000.0, 40.0, 2000.0]]))
+    assert hu.tolist() == [[-1024.0, -1024.0, -1024.0, -1000.0, 40.0, 2000.0]]
+    out = apply_windows(hu, ((400.0, 50.0), (1800.0, 400.0), (500.0, 50.0)))
+    assert out.tolist() == [
+        [[-150.0, -150.0, -150.0, -150.0, 40.0, 250.0]],
+        [[-500.0, -500.0, -500.0, -500.0, 40.0, 1300.0]],
+        [[-200.0, -200.0, -200.0, -200.0, 40.0, 300.0]],
+    ]
+
+
+def test_parse_windows_rejects_bad_pairs() -> None:
+    assert parse_windows([[400, 50]]) == ((400.0, 50.0),)
+    with pytest.raises(DataError, match=r"windows\[0\]=\[400\]"):
+        parse_windows([[400]])
+    with pytest.raises(DataError, match="windows is empty"):
+        parse_windows([])
+
+
+def test_crop_or_pad_is_centred_by_hand() -> None:
+    x = torch.arange(1, 13, dtype=torch.float32).reshape(1, 3, 4)
+    # crop 3x4 -> 1x2: rows from (3-1)//2 = 1, cols from (4-2)//2 = 1
+    assert fit_to_size(x, (1, 2), mode="crop_or_pad", kind="image").tolist() == [[[6.0, 7.0]]]
+    # pad 3x4 -> 5x5 with the channel minimum (1): 1 row above, 1 below; 0 columns left, 1 right
+    padded = fit_to_size(x, (5, 5), mode="crop_or_pad", kind="image")
+    assert padded[0, 1:4, 0:4].tolist() == x[0].tolist()
+    assert padded[0, 0].tolist() == [1.0] * 5 and padded[0, :, 4].tolist() == [1.0] * 5
+    label = torch.ones(2, 3, 4)
+    assert fit_to_size(label, (5, 5), mode="crop_or_pad", kind="label").sum().item() == 2 * 12
+
+
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 12), st.integers(1, 12))
+def test_pad_then_crop_back_is_the_identity(h: int, w: int, th: int, tw: int) -> None:
+    x = torch.randn(2, h, w)
+    big = (max(h, th), max(w, tw))
+    restored = fit_to_size(
+        fit_to_size(x, big, mode="crop_or_pad", kind="image"), (h, w), mode="crop_or_pad", kind="image"
+    )
+    torch.testing.assert_close(restored, x)
+
+
+@given(st.integers(2, 12), st.integers(2, 12), st.integers(2, 20), st.integers(2, 20))
+def test_resized_labels_stay_one_hot(h: int, w: int, th: int, tw: int) -> None:
+    classes = torch.randint(0, 4, (h, w))
+    onehot = torch.stack([classes == k for k in (1, 2, 3)]).float()
+    out = fit_to_size(onehot, (th, tw), mode="resize", kind="label")
+    assert out.shape == (3, th, tw)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    assert out.sum(0).max() <= 1
+
+
+def test_resize_images_bilinear_preserves_a_constant() -> None:
+    out = fit_to_size(torch.full((1, 7, 5), 3.5), (16, 16), mode="resize", kind="image")
+    torch.testing.assert_close(out, torch.full((1, 16, 16), 3.5))
+
+
+def test_fit_to_size_rejects_other_ranks() -> None:
+    with pytest.raises(ValueError, match=r"expected a \(C, H, W\) tensor, got shape \(4, 4\)"):
+        fit_to_size(torch.zeros(4, 4), (2, 2), mode="resize", kind="image")
+
+
+def test_onehot_from_values_hand_example() -> None:
+    label = np.array([[0, 1, 2], [2, 0, 1]])
+    out = onehot_from_values(label, class_values(("a", "b"), None), where="x")
+    assert out.tolist() == [[[0, 1, 0], [0, 0, 1]], [[0, 0, 1], [1, 0, 0]]]
+
+
+@given(arrays(np.int64, (4, 5), elements=st.integers(-3, 8)))
+def test_onehot_rejects_exactly_the_values_outside_the_classes(label: np.ndarray) -> None:
+    values = ((1,), (2, 5))
+    allowed = {0, 1, 2, 5}
+    bad = sorted(set(label.ravel().tolist()) - allowed)
+    if bad:
+        with pytest.raises(DataError, match=re.escape(f"label values {bad[:10]} are out of range")):
+            onehot_from_values(label, values, where="m")
+    else:
+        out = onehot_from_values(label, values, where="m")
+        np.testing.assert_array_equal(out[1], np.isin(label, [2, 5]))
+        np.testing.assert_array_equal(out.sum(0), label != 0)
+
+
+def test_float_labels_must_be_integers() -> None:
+    with pytest.raises(DataError, match="non-integer"):
+        onehot_from_values(np.array([[0.0, 1.5]]), ((1,),), where="m")
+
+
+def test_class_values_checks_the_mapping() -> None:
+    assert class_values(("a", "b"), {"a": [1, 3], "b": 2}) == ((1, 3), (2,))
+    with pytest.raises(DataError, match="unknown class"):
+        class_values(("a",), {"z": 1})
+    with pytest.raises(DataError, match="reserved for background"):
+        class_values(("a",), {"a": 0})
+    with pytest.raises(DataError, match="claimed by both"):
+        class_values(("a", "b"), {"a": 1, "b": 1})
+    with pytest.raises(DataError, match="no value for class 'b'"):
+        class_values(("a", "b"), {"a": 1})
+
+
+def test_merge_onehot_ors_channel_groups() -> None:
+    seg = np.zeros((1, 3, 6), np.uint8)
+    seg[0, 0, 2] = 1
+    seg[0, 1, 3] = 1
+    seg[0, 2, 5] = 1
+    out = merge_onehot(seg, ((0,), (1,), (2, 3), (4, 5)), where="s")
+    assert out[:, 0].tolist() == [[0, 0, 0], [0, 0, 0], [1, 1, 0], [0, 0, 1]]
+    with pytest.raises(DataError, match=r"s: one-hot label values \[3\]"):
+        merge_onehot(seg * 3, ((0,),), where="s")

@@ -1,0 +1,211 @@
+"""SKM-TEA reader against hand-computed NumPy expectations on a written SKM-TEA-layout folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from data_builders import SKMTEA_SHAPE, SkmteaFixture, make_skmtea, write_skmtea_scan
+from torch.utils.data import DataLoader
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.loading import seed_worker
+from inpaintssl.data.skmtea import SKMTEA_CLASSES, SKMTEADataset
+from inpaintssl.registry import DATASETS
+
+
+def _expected_image(fx: SkmteaFixture, scan: str, z: int) -> np.ndarray:
+    rss = np.sqrt(fx.echo1[scan].astype(np.float64) ** 2 + fx.echo2[scan].astype(np.float64) ** 2)
+    return (rss[:, :, z] - rss.mean()) / rss.std()
+
+
+def test_items_are_sagittal_rss_slices_zscored_per_volume(skmtea: SkmteaFixture) -> None:
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    assert len(ds) == 4 * SKMTEA_SHAPE[2]
+    for index in (0, 3, 7, 19):
+        item = ds[index]
+        scan, z = item["volume_id"], item["slice_index"]
+        assert item["image"].dtype == torch.float32
+        assert item["image"].shape == (1, SKMTEA_SHAPE[0], SKMTEA_SHAPE[1])
+        np.testing.assert_allclose(item["image"][0].numpy(), _expected_image(skmtea, scan, z), atol=1e-4)
+
+
+@pytest.mark.parametrize("stats", ["auto", "compute"])
+def test_whole_volume_of_zscored_slices_has_zero_mean_unit_std(skmtea: SkmteaFixture, stats: str) -> None:
+    ds = SKMTEADataset(split="val", root=skmtea.root, stats=stats)  # type: ignore[arg-type]
+    volume = np.stack([ds[i]["image"][0].numpy() for i in range(len(ds))], axis=-1).astype(np.float64)
+    assert volume.mean() == pytest.approx(0.0, abs=1e-5)
+    assert volume.std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_file_statistics_are_used_when_present(tmp_path: Path) -> None:
+    fx = make_skmtea(tmp_path / "s", splits={"train": 1}, unlabelled=0)
+    scan = fx.splits["train"][0]
+    path = fx.root / "image_files" / f"{scan}.h5"
+    with h5py.File(path, "a") as f:  # deliberately "wrong" stored statistics
+        group = f.require_group("stats/rss")
+        for key, value in (("mean", 100.0), ("std", 4.0)):
+            if key in group:
+                del group[key]
+            group[key] = value
+    from_file = SKMTEADataset(split="train", root=fx.root, stats="file")[2]["image"][0].numpy()
+    computed = SKMTEADataset(split="train", root=fx.root, stats="compute")[2]["image"][0].numpy()
+    rss = np.sqrt(fx.echo1[scan].astype(np.float64) ** 2 + fx.echo2[scan].astype(np.float64) ** 2)[:, :, 2]
+    np.testing.assert_allclose(from_file, (rss - 100.0) / 4.0, atol=1e-4)
+    np.testing.assert_allclose(computed, _expected_image(fx, scan, 2), atol=1e-4)
+
+
+def test_stats_file_without_stored_statistics_is_an_error(tmp_path: Path) -> None:
+    fx = make_skmtea(tmp_path / "s", splits={"train": 1}, unlabelled=0)  # scan 1 has no stats group
+    with pytest.raises(DataError, match=r"MTR_001\.h5 has no stats/rss"):
+        SKMTEADataset(split="train", root=fx.root, stats="file")
+
+
+def test_six_classes_collapse_to_the_papers_four(skmtea: SkmteaFixture) -> None:
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    assert ds.class_names == SKMTEA_CLASSES
+    for index in (1, 12):
+        item = ds[index]
+        seg = skmtea.seg[item["volume_id"]][:, :, item["slice_index"], :].astype(bool)
+        expected = np.stack([seg[..., 0], seg[..., 1], seg[..., 2] | seg[..., 3], seg[..., 4] | seg[..., 5]])
+        assert item["label"].dtype == torch.float32
+        np.testing.assert_array_equal(item["label"].numpy(), expected.astype(np.float32))
+
+
+def test_echoes_spacing_and_scan_parameters(skmtea: SkmteaFixture) -> None:
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    item = ds[2 * SKMTEA_SHAPE[2] + 1]  # second slice of the third scan
+    scan = item["volume_id"]
+    assert scan == skmtea.splits["train"][2]
+    np.testing.assert_array_equal(item["echo1"][0].numpy(), skmtea.echo1[scan][:, :, 1])
+    np.testing.assert_array_equal(item["echo2"][0].numpy(), skmtea.echo2[scan][:, :, 1])
+    assert item["spacing"].tolist() == skmtea.spacing[scan]
+    assert item["scan_params"] == pytest.approx(skmtea.params[scan])
+
+
+def test_splits_follow_the_annotation_files(skmtea: SkmteaFixture) -> None:
+    for split in ("train", "val", "test"):
+        ds = DATASETS.build("skmtea", split=split, labelled=True, root=str(skmtea.root))
+        assert sorted(set(ds.volume_ids)) == skmtea.splits[split]
+    unlabelled = DATASETS.build("skmtea", split="unlabelled", labelled=False, root=str(skmtea.root))
+    assert sorted(set(unlabelled.volume_ids)) == skmtea.splits["unlabelled"]
+    assert "label" not in unlabelled[0] and "scan_params" not in unlabelled[0]
+
+
+def test_unlabelled_split_refuses_labels(skmtea: SkmteaFixture) -> None:
+    with pytest.raises(DataError, match="unlabelled"):
+        SKMTEADataset(split="unlabelled", labelled=True, root=skmtea.root)
+
+
+def _open_count(ds: SKMTEADataset) -> int:
+    return len(ds._handles)
+
+
+def test_each_file_is_opened_once_per_process(skmtea: SkmteaFixture) -> None:
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    for i in range(len(ds)):
+        ds[i]
+    assert _open_count(ds) == 4
+    handle = ds._handles.get(skmtea.root / "image_files" / "MTR_001.h5")
+    ds[0]
+    assert ds._handles.get(skmtea.root / "image_files" / "MTR_001.h5") is handle
+
+
+def test_worker_processes_read_the_same_items(skmtea: SkmteaFixture) -> None:
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    ds[0]  # the parent opens a handle first: forked workers must not reuse it
+    serial = [ds[i]["image"] for i in range(len(ds))]
+    loader = DataLoader(ds, batch_size=5, num_workers=2, worker_init_fn=seed_worker)
+    parallel = torch.cat([batch["image"] for batch in loader])
+    torch.testing.assert_close(parallel, torch.stack(serial))
+    assert os.getpid() == ds._handles._pid
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_missing_h5_file(skmtea: SkmteaFixture) -> None:
+    (skmtea.root / "image_files" / "MTR_002.h5").unlink()
+    with pytest.raises(DataError, match=r"MTR_002\.h5 does not exist"):
+        SKMTEADataset(split="train", root=skmtea.root)
+
+
+def test_missing_h5_key(skmtea: SkmteaFixture) -> None:
+    with h5py.File(skmtea.root / "image_files" / "MTR_003.h5", "a") as f:
+        del f["echo2"]
+    with pytest.raises(DataError, match=r"MTR_003\.h5 has no dataset 'echo2'"):
+        SKMTEADataset(split="train", root=skmtea.root)
+
+
+def test_wrong_rank(skmtea: SkmteaFixture) -> None:
+    path = skmtea.root / "image_files" / "MTR_001.h5"
+    e = np.ones((16, 12), np.float32)
+    write_skmtea_scan(path, e, e, None, with_stats=False)
+    with pytest.raises(DataError, match=r"MTR_001\.h5 key 'echo1'.*rank 2.*expected rank 3"):
+        SKMTEADataset(split="train", root=skmtea.root, labelled=False)
+
+
+def test_seg_shape_mismatch(skmtea: SkmteaFixture) -> None:
+    path = skmtea.root / "image_files" / "MTR_004.h5"
+    with h5py.File(path, "a") as f:
+        del f["seg"]
+        f["seg"] = np.zeros((16, 12, 4, 6), np.uint8)
+    with pytest.raises(DataError, match=r"MTR_004\.h5: seg has shape \(16, 12, 4, 6\)"):
+        SKMTEADataset(split="train", root=skmtea.root)
+
+
+def test_label_values_out_of_range_name_file_and_slice(skmtea: SkmteaFixture) -> None:
+    path = skmtea.root / "image_files" / "MTR_001.h5"
+    with h5py.File(path, "a") as f:
+        f["seg"][3, 4, 2, 1] = 7
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    ds[1]  # other slices still read
+    with pytest.raises(DataError, match=r"MTR_001\.h5 seg slice 2: one-hot label values \[7\]"):
+        ds[2]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_pixels_name_file_and_slice(skmtea: SkmteaFixture, bad: float) -> None:
+    path = skmtea.root / "image_files" / "MTR_002.h5"  # has stored statistics
+    with h5py.File(path, "a") as f:
+        f["echo1"][0, 0, 3] = bad
+    ds = SKMTEADataset(split="train", root=skmtea.root, stats="auto")
+    ds[SKMTEA_SHAPE[2] + 2]
+    with pytest.raises(DataError, match=r"MTR_002\.h5 echo1 slice 3: 1 NaN/Inf"):
+        ds[SKMTEA_SHAPE[2] + 3]
+    with pytest.raises(DataError, match=r"MTR_002\.h5 echo1 rows 0"):
+        SKMTEADataset(split="train", root=skmtea.root, stats="compute")[SKMTEA_SHAPE[2]]
+
+
+def test_truncated_h5_file(skmtea: SkmteaFixture) -> None:
+    path = skmtea.root / "image_files" / "MTR_002.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(DataError, match=r"MTR_002\.h5 cannot be opened"):
+        SKMTEADataset(split="train", root=skmtea.root)
+
+
+def test_empty_split(skmtea: SkmteaFixture) -> None:
+    ann = skmtea.root / "annotations" / "v1.0.0" / "val.json"
+    ann.write_text(json.dumps({"images": []}))
+    with pytest.raises(DataError, match=r"split 'val' .* is empty"):
+        SKMTEADataset(split="val", root=skmtea.root)
+
+
+def test_missing_annotation_file(skmtea: SkmteaFixture) -> None:
+    with pytest.raises(DataError, match=r"annotation file .*v9/train\.json does not exist"):
+        SKMTEADataset(split="train", root=skmtea.root, annotation_version="v9")
+
+
+def test_scan_missing_from_metadata(skmtea: SkmteaFixture) -> None:
+    csv_path = skmtea.root / "all_metadata.csv"
+    lines = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join(line for line in lines if not line.startswith("MTR_005")) + "\n")
+    with pytest.raises(DataError, match=r"all_metadata\.csv has no row with MTR_ID 'MTR_005'"):
+        SKMTEADataset(split="val", root=skmtea.root)
+    assert "scan_params" not in SKMTEADataset(split="val", root=skmtea.root, metadata_csv=None)[0]

@@ -1,0 +1,247 @@
+"""Generic nifti / numpy / hdf5 datasets and the ``cases`` format, on files written in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from data_builders import onehot_reference, write_nifti
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.cases import resolve_cases
+from inpaintssl.data.volumes import hdf5_dataset, nifti_dataset, numpy_dataset
+
+RNG = np.random.default_rng(42)
+IMAGE = RNG.normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
+LABEL = RNG.integers(0, 3, size=(6, 5, 4)).astype(np.uint8)
+
+
+def _write(fmt: str, folder: Path, image: np.ndarray = IMAGE, label: np.ndarray = LABEL) -> dict[str, Any]:
+    """Write one case in ``fmt``; returns the dataset factory and its ``cases``/params."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "nifti":
+        write_nifti(folder / "img.nii.gz", image, spacing=(0.5, 0.6, 2.0))
+        write_nifti(folder / "seg.nii.gz", label)
+        return {"factory": nifti_dataset, "cases": {"train": {"image": "img.nii.gz", "label": "seg.nii.gz"}}}
+    if fmt == "npy":
+        np.save(folder / "img.npy", image)
+        np.save(folder / "seg.npy", label)
+        return {
+            "factory": numpy_dataset,
+            "cases": {"train": {"image": "img.npy", "label": "seg.npy"}},
+            "spacing": (0.5, 0.6, 2.0),
+        }
+    if fmt == "npz":
+        np.savez(folder / "img.npz", vol=image, mask=label)
+        return {
+            "factory": numpy_dataset,
+            "cases": {"train": {"image": "img.npz", "label": "img.npz"}},
+            "image_key": "vol",
+            "label_key": "mask",
+            "spacing": (0.5, 0.6, 2.0),
+        }
+    with h5py.File(folder / "img.h5", "w") as f:
+        f["scan/image"] = image
+        f["scan/label"] = label
+    return {
+        "factory": hdf5_dataset,
+        "cases": {"train": "img.h5"},
+        "image_key": "scan/image",
+        "label_key": "scan/label",
+        "spacing": (0.5, 0.6, 2.0),
+    }
+
+
+def _build(spec: dict[str, Any], folder: Path, **overrides: Any) -> Any:
+    params = {k: v for k, v in spec.items() if k != "factory"}
+    params.update(overrides)
+    params.setdefault("class_names", ("a", "b"))
+    params.setdefault("split", "train")
+    return spec["factory"](root=folder, **params)
+
+
+FORMATS = ["nifti", "npy", "npz", "hdf5"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slices_labels_and_volume_zscore(tmp_path: Path, fmt: str, axis: int) -> None:
+    spec = _write(fmt, tmp_path)
+    ds = _build(spec, tmp_path, slice_axis=axis)
+    assert len(ds) == IMAGE.shape[axis]
+    mean, std = IMAGE.astype(np.float64).mean(), IMAGE.astype(np.float64).std()
+    for k in range(len(ds)):
+        item = ds[k]
+        expected = (np.take(IMAGE, k, axis=axis).astype(np.float64) - mean) / std
+        np.testing.assert_allclose(item["image"][0].numpy(), expected, atol=1e-5)
+        np.testing.assert_array_equal(
+            item["label"].numpy(), onehot_reference(np.take(LABEL, k, axis=axis), 2)
+        )
+        assert item["slice_index"] == k
+    in_plane = [s for a, s in enumerate((0.5, 0.6, 2.0)) if a != axis]
+    assert ds[0]["spacing"].tolist() == pytest.approx([*in_plane, (0.5, 0.6, 2.0)[axis]])
+
+
+def test_four_dimensional_images_put_channels_first_and_normalise_per_channel(tmp_path: Path) -> None:
+    image = np.stack([IMAGE, 10 * IMAGE + 5], axis=-1)
+    np.save(tmp_path / "img.npy", image)
+    ds = numpy_dataset(
+        split="train", labelled=False, cases={"train": "img.npy"}, root=tmp_path, normalize="channel"
+    )
+    assert ds.in_channels == 2
+    volume = np.stack([ds[k]["image"].numpy() for k in range(len(ds))], axis=-1)  # (C, X, Y, Z)
+    np.testing.assert_allclose(volume.mean(axis=(1, 2, 3)), [0, 0], atol=1e-5)
+    np.testing.assert_allclose(volume.std(axis=(1, 2, 3)), [1, 1], atol=1e-5)
+    np.testing.assert_allclose(volume[0], volume[1], atol=1e-4)  # an affine copy z-scores identically
+
+
+def test_normalize_none_keeps_stored_values(tmp_path: Path) -> None:
+    np.save(tmp_path / "img.npy", IMAGE)
+    ds = numpy_dataset(split="unlabelled", labelled=False, cases="img.npy", root=tmp_path, normalize="none")
+    np.testing.assert_array_equal(ds[1]["image"][0].numpy(), IMAGE[:, :, 1])
+
+
+def test_label_values_map_classes(tmp_path: Path) -> None:
+    label = np.where(LABEL == 2, 7, LABEL)
+    spec = _write("npy", tmp_path, label=label)
+    ds = _build(spec, tmp_path, class_names=("x", "y"), label_values={"x": 1, "y": 7})
+    np.testing.assert_array_equal(ds[0]["label"].numpy(), onehot_reference(LABEL[:, :, 0], 2))
+
+
+def test_cases_globs_pair_images_and_labels_in_sorted_order(tmp_path: Path) -> None:
+    for name in ("c2", "c1", "c3"):
+        (tmp_path / "img").mkdir(exist_ok=True)
+        (tmp_path / "seg").mkdir(exist_ok=True)
+        (tmp_path / "img" / f"{name}.nii.gz").touch()
+        (tmp_path / "seg" / f"{name}_seg.nii.gz").touch()
+    cases = resolve_cases(
+        {"val": {"image": "img/*.nii.gz", "label": "seg/*.nii.gz"}}, "val", root=tmp_path, dataset="nifti"
+    )
+    assert [c.volume_id for c in cases] == ["c1", "c2", "c3"]
+    assert [c.label.name for c in cases if c.label is not None] == [
+        "c1_seg.nii.gz",
+        "c2_seg.nii.gz",
+        "c3_seg.nii.gz",
+    ]
+
+
+def test_bare_entries_are_the_unlabelled_split(tmp_path: Path) -> None:
+    (tmp_path / "x.npy").touch()
+    assert [c.volume_id for c in resolve_cases(["x.npy"], "unlabelled", root=tmp_path, dataset="numpy")] == [
+        "x"
+    ]
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nifti cases\['train'\] image .*absent\.nii\.gz does not exist"):
+        nifti_dataset(
+            split="train", cases={"train": {"image": "absent.nii.gz"}}, root=tmp_path, class_names=("a",)
+        )
+
+
+def test_glob_matching_nothing(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"pattern .*\*\.npy' matches no files"):
+        numpy_dataset(split="train", labelled=False, cases={"train": "*.npy"}, root=tmp_path)
+
+
+def test_glob_pair_with_different_counts(tmp_path: Path) -> None:
+    for name in ("a.npy", "b.npy", "a_seg.npz"):
+        (tmp_path / name).touch()
+    with pytest.raises(DataError, match=r"matches 2 file\(s\) but label '\*_seg.npz' matches 1"):
+        resolve_cases(
+            {"train": {"image": "?.npy", "label": "*_seg.npz"}}, "train", root=tmp_path, dataset="numpy"
+        )
+
+
+def test_empty_split(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"numpy cases\['val'\] is empty"):
+        numpy_dataset(split="val", cases={"val": []}, root=tmp_path, class_names=("a",))
+
+
+def test_undefined_split(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"split 'test' is not defined in 'cases'; it defines \['train'\]"):
+        numpy_dataset(split="test", cases={"train": []}, root=tmp_path, class_names=("a",))
+
+
+def test_duplicate_ids(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.save(tmp_path / "a" / "x.npy", IMAGE)
+    np.save(tmp_path / "b" / "x.npy", IMAGE)
+    with pytest.raises(DataError, match=r"id 'x' is used by both"):
+        numpy_dataset(split="train", labelled=False, cases={"train": "*/x.npy"}, root=tmp_path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_wrong_rank(tmp_path: Path, fmt: str) -> None:
+    spec = _write(
+        fmt, tmp_path, image=np.zeros((2, 2, 2, 2, 2), np.float32), label=np.zeros((2, 2), np.uint8)
+    )
+    with pytest.raises(
+        DataError, match=r"array has rank 5 \(shape \(2, 2, 2, 2, 2\)\); expected rank 2 or 3 or 4"
+    ):
+        _build(spec, tmp_path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_image_label_shape_mismatch(tmp_path: Path, fmt: str) -> None:
+    spec = _write(fmt, tmp_path, label=LABEL[:, :3])
+    with pytest.raises(DataError, match=r"has shape \(6, 3, 4\) but image .* has shape \(6, 5, 4\)"):
+        _build(spec, tmp_path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_label_out_of_range_names_file_and_slice(tmp_path: Path, fmt: str) -> None:
+    label = LABEL.copy()
+    label[0, 0, 2] = 5
+    spec = _write(fmt, tmp_path, label=label)
+    ds = _build(spec, tmp_path)
+    ds[1]
+    with pytest.raises(
+        DataError, match=r"slice 2: label values \[5\] are out of range; expected 0 .* \[1, 2\]"
+    ):
+        ds[2]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_nan_or_inf_pixels(tmp_path: Path, fmt: str, bad: float) -> None:
+    image = IMAGE.copy()
+    image[3, 1, 1] = bad
+    spec = _write(fmt, tmp_path, image=image)
+    ds = _build(spec, tmp_path, normalize="none")
+    ds[0]
+    with pytest.raises(DataError, match=r"img\.\w+(\.gz)? slice 1: 1 NaN/Inf value"):
+        ds[1]
+
+
+def test_missing_h5_key(tmp_path: Path) -> None:
+    spec = _write("hdf5", tmp_path)
+    with pytest.raises(DataError, match=r"img\.h5 has no dataset 'scan/labels'; it holds \['scan'\]"):
+        _build(spec, tmp_path, label_key="scan/labels")
+
+
+def test_missing_npz_member(tmp_path: Path) -> None:
+    spec = _write("npz", tmp_path)
+    with pytest.raises(DataError, match=r"img\.npz has no array 'image'; it holds \['mask', 'vol'\]"):
+        _build(spec, tmp_path, image_key="image")
+
+
+def test_truncated_h5(tmp_path: Path) -> None:
+    _write("hdf5", tmp_path)
+    data = (tmp_path / "img.h5").read_bytes()
+    (tmp_path / "img.h5").write_bytes(data[:100])
+    with pytest.raises(DataError, match=r"img\.h5 cannot be opened"):
+        hdf5_dataset(split="train", labelled=False, cases={"train": "img.h5"}, root=tmp_path)
+
+
+def test_labelled_without_class_names(tmp_path: Path) -> None:
+    spec = _write("npy", tmp_path)
+    with pytest.raises(DataError, match="labelled=True needs class_names"):
+        _build(spec, tmp_path, class_names=())

@@ -1,0 +1,179 @@
+"""Clinical metrics against hand counts with anisotropic spacing, and their percent errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inpaintssl.metrics import (
+    ClinicalComparison,
+    clinical_errors,
+    cross_sectional_area,
+    mean_hu,
+    mean_t2,
+    percent_error,
+    tissue_volume,
+)
+
+SKM_TEA_SPACING = (0.3125, 0.3125, 0.8)  # voxel volume 0.078125 mm^3
+
+
+def test_volume_is_hand_count_times_anisotropic_voxel() -> None:
+    mask = np.zeros((4, 5, 6), dtype=bool)
+    mask[1, 2, :4] = True  # 4 voxels
+    mask[3, 0, 5] = True  # 1 voxel
+    mask[0, 4, 0:2] = True  # 2 voxels
+    assert tissue_volume(mask, SKM_TEA_SPACING) == pytest.approx(7 * 0.078125)
+    assert tissue_volume(mask.astype(np.float32), (1.0, 2.0, 3.0)) == pytest.approx(42.0)
+
+
+def test_area_is_hand_count_times_anisotropic_pixel() -> None:
+    mask = np.zeros((6, 8), dtype=np.uint8)
+    mask[1:4, 2:6] = 1  # 3 x 4 = 12 pixels
+    mask[5, 7] = 1  # 13
+    assert cross_sectional_area(mask, (0.7, 0.9)) == pytest.approx(13 * 0.63)
+    assert cross_sectional_area(torch.from_numpy(mask), [0.5, 0.5]) == pytest.approx(3.25)
+
+
+@pytest.mark.parametrize(
+    ("fn", "mask_shape", "spacing", "message"),
+    [
+        (tissue_volume, (3, 3, 3), (1.0, 1.0), r"3-D mask with 3 spacing values"),
+        (tissue_volume, (3, 3), (1.0, 1.0, 1.0), r"found mask\.shape=\(3, 3\)"),
+        (cross_sectional_area, (3, 3), (1.0, 1.0, 1.0), r"2-D mask with 2 spacing values"),
+        (cross_sectional_area, (3, 3), (1.0, 0.0), r"spacing_mm must hold finite values > 0"),
+        (tissue_volume, (3, 3, 3), (1.0, -1.0, 1.0), r"spacing_mm must hold finite values > 0"),
+    ],
+)
+def test_spacing_and_dimensionality_are_validated(fn, mask_shape, spacing, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        fn(np.ones(mask_shape, dtype=bool), spacing)
+
+
+def test_label_maps_are_not_masks() -> None:
+    with pytest.raises(ValueError, match=r"mask must be a binary mask.*\[2"):
+        tissue_volume(np.full((2, 2, 2), 2), SKM_TEA_SPACING)
+
+
+def test_mean_hu_hand_values() -> None:
+    hu = np.array([[-1000.0, 30.0, 50.0], [-100.0, 1200.0, 40.0]])
+    mask = np.array([[0, 1, 1], [0, 0, 1]])
+    assert mean_hu(hu, mask) == pytest.approx(40.0)
+    assert math.isnan(mean_hu(hu, np.zeros_like(mask)))
+
+
+def test_mean_hu_shape_mismatch_names_arguments() -> None:
+    with pytest.raises(ValueError, match=r"hu\.shape=\(2, 3\) and mask\.shape=\(3, 2\)"):
+        mean_hu(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_mean_t2_skips_invalid_voxels() -> None:
+    t2 = np.array([[30.0, np.nan], [50.0, 10.0]])
+    mask = np.array([[1, 1], [1, 0]])
+    assert mean_t2(t2, mask) == pytest.approx(40.0)
+    assert math.isnan(mean_t2(t2, np.array([[0, 1], [0, 0]])))  # only a NaN voxel
+    assert math.isnan(mean_t2(t2, np.zeros((2, 2))))
+
+
+def test_percent_error_hand_values_and_zero_reference() -> None:
+    assert float(percent_error(90.0, 120.0)) == pytest.approx(25.0)
+    assert float(percent_error(-3.0, -2.0)) == pytest.approx(50.0)
+    got = percent_error([5.0, 0.0, np.nan], [0.0, 0.0, 1.0])
+    assert got[0] == np.inf
+    assert np.isnan(got[1:]).all()
+    np.testing.assert_allclose(percent_error([[1.0], [3.0]], [2.0, 4.0]), [[50.0, 75.0], [50.0, 25.0]])
+
+
+@given(
+    st.floats(min_value=1e-3, max_value=1e6) | st.floats(min_value=-1e6, max_value=-1e-3),
+    st.floats(min_value=-200.0, max_value=200.0),
+)
+def test_percent_error_recovers_a_relative_offset(ref: float, percent: float) -> None:
+    pred = ref * (1 + percent / 100)
+    assert float(percent_error(pred, ref)) == pytest.approx(abs(percent), rel=1e-9, abs=1e-9)
+
+
+def _volume_case():
+    target = np.zeros((2, 3, 4, 5), dtype=bool)
+    pred = np.zeros_like(target)
+    target[0, 0, 0, :4] = True  # 4 voxels
+    pred[0, 0, 0, :5] = True  # 5 voxels: +25% volume
+    target[1, 2, 1:3, 1:3] = True  # 4 voxels
+    pred[1, 2, 1:3, 1:2] = True  # 2 voxels: -50% volume
+    t2 = np.full((3, 4, 5), np.nan)
+    t2[0, 0, :] = [30.0, 30.0, 30.0, 30.0, 80.0]  # class 0: ref mean 30, pred mean 40
+    t2[2, 1:3, 1:3] = [[20.0, 40.0], [20.0, 40.0]]  # class 1: ref mean 30, pred mean 20
+    return pred, target, t2
+
+
+def test_clinical_errors_for_a_volume() -> None:
+    pred, target, t2 = _volume_case()
+    rows = clinical_errors(
+        pred, target, spacing_mm=(0.5, 0.5, 2.0), t2_ms=t2, class_names=["femoral", "tibial"]
+    )
+    got = [(r.class_name, r.metric, r.predicted, r.reference, r.percent_error) for r in rows]
+    expected = [
+        ("femoral", "volume_mm3", 2.5, 2.0, 25.0),
+        ("femoral", "mean_t2_ms", 40.0, 30.0, 100 / 3),
+        ("tibial", "volume_mm3", 1.0, 2.0, 50.0),
+        ("tibial", "mean_t2_ms", 20.0, 30.0, 100 / 3),
+    ]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    np.testing.assert_allclose([g[2:] for g in got], [e[2:] for e in expected])
+    assert all(isinstance(r, ClinicalComparison) for r in rows)
+
+
+def test_clinical_errors_accepts_one_t2_map_per_class() -> None:
+    pred, target, t2 = _volume_case()
+    per_class = np.stack([t2, t2 + 10.0])
+    rows = clinical_errors(pred, target, spacing_mm=(1.0, 1.0, 1.0), t2_ms=per_class)
+    t2_rows = [r for r in rows if r.metric == "mean_t2_ms"]
+    assert [r.class_name for r in t2_rows] == ["class_0", "class_1"]
+    np.testing.assert_allclose([r.reference for r in t2_rows], [30.0, 40.0])
+
+
+def test_clinical_errors_for_a_ct_slice() -> None:
+    hu = np.arange(16, dtype=np.float64).reshape(4, 4) * 10.0 - 50.0
+    target = np.zeros((1, 4, 4), dtype=bool)
+    target[0, 0, :2] = True  # HU -50, -40 -> mean -45, 2 pixels
+    pred = np.zeros_like(target)
+    pred[0, 0, :3] = True  # HU -50, -40, -30 -> mean -40, 3 pixels
+    rows = clinical_errors(pred, target, spacing_mm=(0.8, 0.6), hu=hu, class_names=["muscle"])
+    assert [(r.metric, r.predicted, r.reference) for r in rows] == [
+        ("area_mm2", pytest.approx(3 * 0.48), pytest.approx(2 * 0.48)),
+        ("mean_hu", -40.0, -45.0),
+    ]
+    assert [r.percent_error for r in rows] == [pytest.approx(50.0), pytest.approx(100 * 5 / 45)]
+
+
+def test_class_absent_from_reference_gives_infinite_error() -> None:
+    target = np.zeros((1, 3, 3), dtype=bool)
+    pred = target.copy()
+    pred[0, 0, 0] = True
+    (row,) = clinical_errors(pred, target, spacing_mm=(1.0, 1.0))
+    assert row.reference == 0.0
+    assert row.percent_error == math.inf
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"class_names": ["a"]}, r"class_names must have K=2 entries; found 1"),
+        ({"t2_ms": np.zeros((3, 4))}, r"t2_ms must have shape \(3, 4, 5\) or \(2, 3, 4, 5\)"),
+        ({"hu": np.zeros((4, 5))}, r"hu\.shape=\(4, 5\)"),
+    ],
+)
+def test_clinical_errors_validates_inputs(kwargs, message) -> None:
+    pred, target, _ = _volume_case()
+    with pytest.raises(ValueError, match=message):
+        clinical_errors(pred, target, spacing_mm=(1.0, 1.0, 1.0), **kwargs)
+
+
+def test_clinical_errors_needs_two_or_three_spatial_axes() -> None:
+    with pytest.raises(ValueError, match=r"\(K, H, W\) or \(K, X, Y, Z\); found shape \(2, 5\)"):
+        clinical_errors(np.zeros((2, 5)), np.zeros((2, 5)), spacing_mm=(1.0,))

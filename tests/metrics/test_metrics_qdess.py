@@ -1,0 +1,134 @@
+"""qDESS T2 maps: recover known T2 from simulated echoes, NaN where the model has no answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inpaintssl.metrics import T1_DEFAULTS_MS, qdess_signal_ratio, qdess_t2
+
+# (tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms): an SKM-TEA-like protocol and variations.
+SETTINGS = [
+    (18.176, 5.656, 20.0, 3132.0, 1800.0, 1200.0),
+    (18.176, 5.656, 20.0, 3132.0, 1800.0, 1000.0),
+    (25.0, 8.0, 30.0, 3132.0, 1800.0, 1200.0),
+    (12.0, 4.0, 10.0, 1500.0, 1000.0, 1000.0),
+    (20.0, 6.0, 25.0, 0.0, 1800.0, 1200.0),  # no spoiler: the diffusion term vanishes
+]
+
+
+def _simulated_ratio(t2_ms, tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity=1.25e-9):
+    """S2/S1 from Sveinsson et al. 2017 / DOSMA, solved for the ratio: S2/S1 = k exp(-2(TR-TE)/T2 - c1)."""
+    tr_s, te_s, tg_s, t1_s = tr_ms / 1000, te_ms / 1000, tg_us / 1e6, t1_ms / 1000
+    flip = flip_angle_deg * math.pi / 180
+    gradient = gl_area / tg_us * 100  # DOSMA: Gl = area / (Tg[s] * 1e6) * 100
+    dk = 2 * math.pi * 4258 * gradient * tg_s
+    decay = math.exp(-tr_s / t1_s - tr_s * dk * dk * diffusivity)
+    k = math.sin(flip / 2) ** 2 * (1 + decay) / (1 - math.cos(flip) * decay)
+    c1 = (tr_s - tg_s / 3) * dk * dk * diffusivity
+    return k * np.exp(-2 * (tr_s - te_s) / (np.asarray(t2_ms) / 1000) - c1)
+
+
+def _params(setting):
+    tr, te, fa, gl, tg, t1 = setting
+    return dict(tr_ms=tr, te_ms=te, flip_angle_deg=fa, gl_area=gl, tg_us=tg, t1_ms=t1)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_recovers_known_t2_within_a_tenth_of_a_ms(setting, dtype) -> None:
+    rng = np.random.default_rng(0)
+    t2_true = rng.uniform(10.0, 80.0, size=(6, 7, 5))
+    echo1 = rng.uniform(50.0, 800.0, size=t2_true.shape)
+    echo2 = echo1 * _simulated_ratio(t2_true, *setting)
+    t2 = qdess_t2(echo1.astype(dtype), echo2.astype(dtype), **_params(setting))
+    assert t2.shape == t2_true.shape
+    assert t2.dtype == dtype
+    assert np.max(np.abs(t2 - t2_true)) < 0.1
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_forward_model_matches_independent_formula(setting) -> None:
+    t2 = np.linspace(10.0, 80.0, 15)
+    np.testing.assert_allclose(
+        qdess_signal_ratio(t2, **_params(setting)), _simulated_ratio(t2, *setting), rtol=1e-12
+    )
+
+
+def test_invalid_ratios_are_nan() -> None:
+    setting = SETTINGS[0]
+    params = _params(setting)
+    at_t2_50 = float(_simulated_ratio(50.0, *setting))
+    at_t2_150 = float(_simulated_ratio(150.0, *setting))
+    echo1 = np.array([0.0, 100.0, 100.0, 100.0, np.nan, 100.0])
+    echo2 = np.array(
+        [
+            10.0,  # S1 = 0: division by zero
+            0.0,  # S2 = 0: log(0)
+            100.0 * at_t2_150,  # T2 = 150 ms, above DOSMA's 100 ms bound
+            100.0,  # S2 = S1 exceeds k exp(-c1): no positive T2 gives it
+            10.0,  # NaN input
+            100.0 * at_t2_50,  # the one valid voxel
+        ]
+    )
+    t2 = qdess_t2(echo1, echo2, **params)
+    assert np.isnan(t2[:5]).all()
+    assert abs(t2[5] - 50.0) < 0.1
+
+
+def test_sign_of_echoes_is_ignored_like_dosma() -> None:
+    params = _params(SETTINGS[0])
+    ratio = float(_simulated_ratio(40.0, *SETTINGS[0]))
+    t2 = qdess_t2(np.array([-200.0]), np.array([200.0 * ratio]), **params)
+    assert abs(t2[0] - 40.0) < 0.1
+
+
+def test_custom_range_and_tensor_input() -> None:
+    params = _params(SETTINGS[0])
+    t2_true = np.array([20.0, 60.0])
+    echo2 = torch.from_numpy(_simulated_ratio(t2_true, *SETTINGS[0]))
+    t2 = qdess_t2(torch.ones(2, dtype=torch.float64), echo2, t2_range_ms=(0.0, 50.0), **params)
+    assert isinstance(t2, np.ndarray)
+    assert abs(t2[0] - 20.0) < 0.1
+    assert np.isnan(t2[1])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"te_ms": 20.0}, r"te_ms must be smaller than tr_ms"),
+        ({"tg_us": 0.0}, r"tg_us must be > 0; found 0\.0"),
+        ({"flip_angle_deg": 0.0}, r"flip_angle_deg must lie in \(0, 180\)"),
+        ({"t1_ms": float("nan")}, r"t1_ms must be a finite number"),
+        ({"gl_area": -1.0}, r"gl_area must be >= 0"),
+        ({"t2_range_ms": (100.0, 0.0)}, r"t2_range_ms must be \(lo, hi\)"),
+    ],
+)
+def test_bad_scan_parameters_name_the_argument(override, message) -> None:
+    params = {**_params(SETTINGS[0]), **override}
+    with pytest.raises(ValueError, match=message):
+        qdess_t2(np.ones(3), np.ones(3), **params)
+
+
+def test_echo_shapes_must_match() -> None:
+    with pytest.raises(ValueError, match=r"echo1\.shape=\(3,\) and echo2\.shape=\(4,\)"):
+        qdess_t2(np.ones(3), np.ones(4), **_params(SETTINGS[0]))
+
+
+def test_forward_model_refuses_non_positive_t2() -> None:
+    with pytest.raises(ValueError, match=r"t2_ms must be > 0"):
+        qdess_signal_ratio([10.0, 0.0], **_params(SETTINGS[0]))
+
+
+def test_t1_defaults_per_tissue_are_read_only() -> None:
+    assert dict(T1_DEFAULTS_MS) == {
+        "femoral_cartilage": 1200.0,
+        "tibial_cartilage": 1000.0,
+        "patellar_cartilage": 1000.0,
+        "meniscus": 1000.0,
+    }
+    with pytest.raises(TypeError):
+        T1_DEFAULTS_MS["meniscus"] = 900.0  # type: ignore[index]

@@ -1,0 +1,179 @@
+"""The unet2d backbone against the paper's architecture (sec. 2.3, Figure 2) and its contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from inpaintssl.models import UNet2d, WSConv2d
+from inpaintssl.registry import BACKBONES
+
+
+def small(**overrides: object) -> nn.Module:
+    params: dict[str, object] = {"in_channels": 1, "out_channels": 2, "depth": 3, "base_width": 8, "seed": 0}
+    params.update(overrides)
+    return BACKBONES.build("unet2d", **params)
+
+
+def paper_parameter_count(in_channels: int, out_channels: int, widths: list[int]) -> int:
+    """Parameters of the U-Net as the paper describes it, counted layer by layer.
+
+    Two bias-free 3x3 weight-standardised convs per level, each followed by GroupNorm (scale and
+    shift); 2x2 transposed convs with bias; the decoder's first conv sees skip + upsampled
+    channels; a 1x1 head with bias.
+    """
+    count = 0
+    previous = in_channels
+    for width in widths:
+        count += 9 * previous * width + 2 * width
+        count += 9 * width * width + 2 * width
+        previous = width
+    for deeper, width in zip(widths[:0:-1], widths[-2::-1]):
+        count += 4 * deeper * width + width
+        count += 9 * 2 * width * width + 2 * width
+        count += 9 * width * width + 2 * width
+    return count + widths[0] * out_channels + out_channels
+
+
+def test_build_through_registry_returns_unet2d() -> None:
+    assert isinstance(small(), UNet2d)
+
+
+def test_default_is_the_papers_five_level_32_to_512_network() -> None:
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=4, seed=0)
+    assert net.widths == (32, 64, 128, 256, 512)
+    assert net.size_multiple == 16
+    encoder_widths = [level[1][0].out_channels for level in net.encoder.levels]
+    assert encoder_widths == [32, 64, 128, 256, 512]
+    assert sum(p.numel() for p in net.parameters()) == paper_parameter_count(1, 4, [32, 64, 128, 256, 512])
+
+
+def test_parameter_count_hand_worked_for_a_tiny_network() -> None:
+    # in=1, out=1, widths (4, 8): encoder 36+8+144+8 + 288+16+576+16 = 1092,
+    # decoder up 128+4, convs 288+8 and 144+8 = 580, head 4+1 = 5.
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+    assert sum(p.numel() for p in net.parameters()) == 1677
+
+
+def test_layer_types_follow_the_paper() -> None:
+    depth = 4
+    net = small(depth=depth)
+    convs = [m for m in net.modules() if isinstance(m, WSConv2d)]
+    assert len(convs) == 2 * depth + 2 * (depth - 1)
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    ups = [m for m in net.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(ups) == depth - 1
+    assert all(u.kernel_size == (2, 2) and u.stride == (2, 2) for u in ups)
+    pools = [m for m in net.modules() if isinstance(m, nn.MaxPool2d)]
+    assert pools and all(p.kernel_size == 2 and p.stride == 2 for p in pools)
+    assert type(net.head) is nn.Conv2d and net.head.kernel_size == (1, 1)
+
+
+def test_normalisation_is_standard_group_norm_without_running_statistics() -> None:
+    net = small(base_width=8, groups=16)
+    norms = [
+        m
+        for m in net.modules()
+        if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+    ]
+    assert norms and all(type(m) is nn.GroupNorm for m in norms)
+    assert {m.num_channels: m.num_groups for m in norms} == {8: 8, 16: 16, 32: 16}
+    assert list(net.buffers()) == []
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_size_multiple_is_two_to_the_depth_minus_one(depth: int) -> None:
+    net = small(depth=depth, base_width=4)
+    assert net.size_multiple == 2 ** (depth - 1)
+    side = 3 * net.size_multiple
+    assert net(torch.zeros(1, 1, side, 2 * side)).shape == (1, 2, side, 2 * side)
+
+
+def test_depth_one_accepts_odd_sizes() -> None:
+    assert small(depth=1)(torch.zeros(1, 1, 7, 5)).shape == (1, 2, 7, 5)
+
+
+def test_indivisible_size_error_names_the_size_and_the_multiple() -> None:
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=5, base_width=4)
+    with pytest.raises(ValueError, match=r"\(33, 48\).*size_multiple=16"):
+        net(torch.zeros(1, 1, 33, 48))
+
+
+def test_wrong_channel_count_and_rank_are_rejected() -> None:
+    net = small()
+    with pytest.raises(ValueError, match=r"3 channels.*in_channels=1"):
+        net(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\).*\(1, 16, 16\)"):
+        net(torch.zeros(1, 16, 16))
+
+
+@pytest.mark.parametrize("name", ["in_channels", "out_channels", "depth", "base_width", "groups"])
+@pytest.mark.parametrize("value", [0, -1, 2.0, True])
+def test_invalid_sizes_are_rejected_with_the_argument_name(name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"{name}={value!r}"):
+        small(**{name: value})
+
+
+def test_kaiming_normal_statistics_and_zeroed_biases() -> None:
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=4, seed=0)
+    checked = 0
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            w = module.weight.detach()
+            fan_in = w.shape[1] * w.shape[2] * w.shape[3]  # PyTorch's fan-in convention
+            if w.numel() >= 5000:
+                assert w.std().item() == pytest.approx(math.sqrt(2.0 / fan_in), rel=0.05)
+                assert abs(w.mean().item()) < 0.1 * math.sqrt(2.0 / fan_in)
+                checked += 1
+            if module.bias is not None:
+                assert torch.count_nonzero(module.bias) == 0
+        if isinstance(module, nn.GroupNorm):
+            assert torch.all(module.weight == 1) and torch.all(module.bias == 0)
+    assert checked >= 10
+
+
+def test_unseeded_builds_differ_and_leave_the_global_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    first, second = small(seed=None), small(seed=None)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert not torch.equal(first.encoder.levels[0][0][0].weight, second.encoder.levels[0][0][0].weight)
+
+
+def test_reset_parameters_reproduces_the_seeded_init() -> None:
+    net = small(seed=5)
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net.reset_parameters(seed=5)
+    assert all(torch.equal(v, expected[k]) for k, v in net.state_dict().items())
+
+
+def test_channels_last_backward_matches_default_layout() -> None:
+    ref, net = small(), small().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 16, 24, generator=torch.Generator().manual_seed(0))
+    ref(x).square().mean().backward()
+    net(x.contiguous(memory_format=torch.channels_last)).square().mean().backward()
+    for (name, p_ref), p in zip(ref.named_parameters(), net.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_matches_cpu_float32(dtype: torch.dtype) -> None:
+    cpu = BACKBONES.build("unet2d", in_channels=1, out_channels=3, seed=0)
+    gpu = BACKBONES.build("unet2d", in_channels=1, out_channels=3, seed=0).cuda()
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu.state_dict().values(), gpu.state_dict().values()))
+    gpu = gpu.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = cpu(x)
+        with torch.autocast("cuda", dtype=dtype):
+            out = gpu(x.cuda().contiguous(memory_format=torch.channels_last))
+    assert out.device.type == "cuda" and torch.isfinite(out).all()
+    error = (out.float().cpu() - expected).abs().mean() / expected.abs().mean()
+    assert error < 0.05

@@ -1,0 +1,147 @@
+"""Checkpoints: atomic folder swap, integrity check, safe loading (never unpickles code)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from inpaintssl.atomic import atomic_write_text
+from inpaintssl.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    load_checkpoint,
+    read_checkpoint_dir,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+
+META = CheckpointMeta(
+    kind="finetune", backbone="unet2d", in_channels=1, out_channels=3, class_names=["a", "b", "c"]
+)
+
+
+def test_round_trip_with_extra_groups(tmp_path: Path) -> None:
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3)}
+    folder = tmp_path / "run" / "checkpoints" / "best"
+    save_checkpoint(
+        folder, state, META, tensors={"optimizer": {"0.exp_avg": torch.ones(2)}}, documents={"s": {"x": 1}}
+    )
+    loaded, meta = load_checkpoint(tmp_path / "run")
+    assert meta is not None and meta.class_names == ["a", "b", "c"]
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    tensors, docs = read_checkpoint_dir(folder)
+    assert torch.equal(tensors["optimizer"]["0.exp_avg"], torch.ones(2)) and docs["s"] == {"x": 1}
+
+
+def test_views_of_one_buffer_save(tmp_path: Path) -> None:
+    base = torch.arange(8.0)
+    save_checkpoint(tmp_path / "c", {"a": base[:4], "b": base[4:]}, META)
+    loaded, _ = load_checkpoint(tmp_path / "c")
+    assert loaded["b"].tolist() == [4.0, 5.0, 6.0, 7.0]
+
+
+def test_overwrite_keeps_only_the_new_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "last"
+    save_checkpoint(folder, {"w": torch.zeros(1)}, META)
+    save_checkpoint(folder, {"w": torch.ones(1)}, META)
+    assert load_checkpoint(folder)[0]["w"].item() == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_half_swapped_folder_recovers_from_old(tmp_path: Path) -> None:
+    folder = tmp_path / "last"
+    save_checkpoint(folder, {"w": torch.full((1,), 7.0)}, META)
+    # Simulate a kill between the two renames: only the .old twin exists.
+    os.replace(folder, folder.with_name("last.old"))
+    assert load_checkpoint(folder)[0]["w"].item() == 7.0
+
+
+def test_tampered_or_incomplete_checkpoints_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "best"
+    save_checkpoint(folder, {"w": torch.zeros(4)}, META)
+    with open(folder / "model.safetensors", "r+b") as handle:
+        handle.seek(-4, os.SEEK_END)
+        handle.write(b"\x01\x02\x03\x04")
+    with pytest.raises(CheckpointError, match="changed or missing"):
+        load_checkpoint(folder)
+    (folder / "COMPLETE.json").unlink()
+    with pytest.raises(CheckpointError, match="interrupted write"):
+        load_checkpoint(folder)
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch PWNED_MARKER",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"w": _Payload()}, handle)
+    torch_style = tmp_path / "evil2.pth"
+    torch.save({"w": torch.zeros(1), "x": _Payload()}, torch_style)
+    for path in (evil, torch_style):
+        with pytest.raises(CheckpointError, match="refused"):
+            load_checkpoint(path)
+    assert not (tmp_path / "PWNED_MARKER").exists()
+
+
+def test_plain_torch_state_dict_loads_with_weights_only(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}}, path)
+    state, meta = load_checkpoint(path)
+    assert meta is None and state["w"].tolist() == [1.0, 1.0]
+
+
+def test_invalid_metadata_names_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "best"
+    save_checkpoint(folder, {"w": torch.zeros(1)}, META)
+    meta_path = folder / "meta.json"
+    bad = json.loads(meta_path.read_text())
+    bad["in_channels"] = -3
+    meta_path.write_text(json.dumps(bad))
+    # Re-seal so only the metadata validation can fail.
+    import hashlib
+
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.iterdir()
+        if p.name != "COMPLETE.json"
+    }
+    atomic_write_text(folder / "COMPLETE.json", json.dumps({"files": files}))
+    with pytest.raises(CheckpointError, match=r"meta\.json"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("name", ["weights.txt", "nothing-here"])
+def test_unusable_paths_say_what_was_expected(tmp_path: Path, name: str) -> None:
+    target = tmp_path / name
+    if name.endswith(".txt"):
+        target.write_text("hello")
+    with pytest.raises(CheckpointError, match="expected"):
+        resolve_checkpoint(target)
+
+
+def test_disk_full_on_write_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "last"
+    save_checkpoint(folder, {"w": torch.zeros(1)}, META)
+    import errno
+
+    import inpaintssl.checkpoint as ckpt
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(OSError, match="could not write checkpoint"):
+        save_checkpoint(folder, {"w": torch.ones(1)}, META)
+    assert load_checkpoint(folder)[0]["w"].item() == 0.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]

@@ -1,0 +1,104 @@
+"""inpaintssl.testing: unet2d passes the backbone contract, and the contract catches broken backbones."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from inpaintssl.models import UNet2d
+from inpaintssl.registry import BACKBONES
+from inpaintssl.testing import BackboneContract
+
+
+class TestUNet2dContract(BackboneContract):
+    backbone = "unet2d"
+    params: ClassVar[Mapping[str, Any]] = {"depth": 3, "base_width": 8, "groups": 4}
+
+
+class TestUNet2dSingleLevelContract(BackboneContract):
+    backbone = "unet2d"
+    params: ClassVar[Mapping[str, Any]] = {"depth": 1, "base_width": 4}
+    in_channels = 1
+    out_channels = 1
+
+
+# -- deliberately broken backbones: each must fail exactly the check that guards its defect ----------
+class ExtraParameter(UNet2d):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.gain = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.gain
+
+
+class IgnoresSeed(UNet2d):
+    def __init__(self, *, seed: int | None = None, **kwargs: object) -> None:
+        super().__init__(seed=None, **kwargs)  # type: ignore[arg-type]
+
+
+class UsesGlobalRng(UNet2d):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        nn.Conv2d(1, 1, 3)  # default init draws from the global RNG
+
+
+class AcceptsAnySize(UNet2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        multiple = self.size_multiple
+        h, w = x.shape[-2:]
+        padded = nn.functional.pad(x, (0, -w % multiple, 0, -h % multiple))
+        return super().forward(padded)[..., :h, :w]
+
+
+class DeadHead(UNet2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.zeros_like(self.decoder(self.encoder(x))))
+
+
+class FlippedOutput(UNet2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).transpose(-1, -2)
+
+
+BROKEN = {
+    "broken_extra_parameter": (ExtraParameter, "test_parts_cover_every_parameter"),
+    "broken_ignores_seed": (IgnoresSeed, "test_seed_is_deterministic"),
+    "broken_global_rng": (UsesGlobalRng, "test_seed_leaves_global_rng_untouched"),
+    "broken_any_size": (AcceptsAnySize, "test_rejects_indivisible_size"),
+    "broken_dead_head": (DeadHead, "test_gradient_flows_to_every_parameter"),
+    "broken_flipped": (FlippedOutput, "test_output_shape"),
+}
+
+
+@pytest.fixture
+def broken_backbone(request: pytest.FixtureRequest) -> Iterator[str]:
+    name: str = request.param
+    BACKBONES.register(name)(BROKEN[name][0])
+    yield name
+    BACKBONES.unregister(name)
+
+
+@pytest.mark.parametrize("broken_backbone", sorted(BROKEN), indirect=True)
+def test_the_contract_catches_a_broken_backbone(broken_backbone: str) -> None:
+    failing_check = BROKEN[broken_backbone][1]
+    contract = type(
+        "Contract",
+        (BackboneContract,),
+        {"backbone": broken_backbone, "params": {"depth": 3, "base_width": 8}},
+    )()
+    with pytest.raises(AssertionError, match=broken_backbone):
+        getattr(contract, failing_check)()
+
+
+def test_import_does_not_need_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest", None)  # makes `import pytest` raise ImportError
+    monkeypatch.delitem(sys.modules, "inpaintssl.testing")
+    module = importlib.import_module("inpaintssl.testing")
+    assert module.BackboneContract.check_names()

@@ -1,0 +1,174 @@
+"""The training loop against hand-made expectations: freezing phases, resume state, torchrun parity."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.loop import NonFiniteLossError, Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+
+SIZE = (16, 16)
+
+
+def _trainer(tmp_path: Path, model: torch.nn.Module, phases: list[Phase], **optim: object) -> Trainer:
+    loss = LOSSES.build("dice")
+    return Trainer(
+        model=model,
+        objective=SegmentationObjective(loss=loss),
+        train_set=SyntheticShapes(split="train", num_images=8, size=SIZE),
+        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE),
+        phases=phases,
+        optim=OptimConfig(batch_size=4, **optim),  # type: ignore[arg-type]
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        run_dir=tmp_path,
+        device=torch.device("cpu"),
+        seed=0,
+        quiet=True,
+    )
+
+
+def _model(seed: int = 0) -> torch.nn.Module:
+    model: torch.nn.Module = BACKBONES.build(
+        "unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=seed
+    )
+    return model
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_frozen_phase_leaves_transferred_weights_bit_identical(tmp_path: Path) -> None:
+    model = _model()
+    before = _snapshot(model)
+    _trainer(tmp_path, model, [Phase(name="frozen", lr=1e-2, frozen_parts=("encoder",))], max_epochs=3).fit()
+    after = model.state_dict()
+    encoder = [k for k in before if k.startswith("encoder.")]
+    others = [k for k in before if not k.startswith("encoder.")]
+    assert encoder and others
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in others)
+    assert all(p.requires_grad for p in model.parameters()), "fit() must leave every weight trainable"
+
+
+def test_unfrozen_phase_moves_the_transferred_weights(tmp_path: Path) -> None:
+    model = _model()
+    before = _snapshot(model)
+    outcome = _trainer(
+        tmp_path,
+        model,
+        [Phase(name="frozen", lr=1e-2, frozen_parts=("encoder",)), Phase(name="unfrozen", lr=1e-3)],
+        max_epochs=2,
+    ).fit()
+    assert [row["phase"] for row in outcome.history] == ["frozen", "frozen", "unfrozen", "unfrozen"]
+    # Each phase restarts the schedule from its own initial learning rate.
+    assert [row["lr"] for row in outcome.history] == pytest.approx([1e-2, 9e-3, 1e-3, 9e-4])
+    assert len(outcome.phase_best) == 2
+    encoder = [k for k in before if k.startswith("encoder.")]
+    assert any(not torch.equal(before[k], model.state_dict()[k]) for k in encoder)
+
+
+def test_every_phase_ends_with_its_best_weights(tmp_path: Path) -> None:
+    model = _model()
+    outcome = _trainer(tmp_path, model, [Phase(name="finetune", lr=0.3)], max_epochs=4).fit()
+    losses = [row["val_loss"] for row in outcome.history]
+    assert outcome.best_val_loss == min(losses)
+    state, meta = load_checkpoint(tmp_path)
+    assert meta is not None and meta.epoch == losses.index(min(losses))
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(losses)
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
+    model = _model()
+
+    class Exploding(SegmentationObjective):
+        calls = 0
+
+        def loss(
+            self, model: torch.nn.Module, batch: dict[str, object], *, keys: torch.Tensor
+        ) -> torch.Tensor:
+            Exploding.calls += 1
+            value = super().loss(model, batch, keys=keys)
+            return value * float("nan") if Exploding.calls == 4 else value
+
+    trainer = _trainer(tmp_path, model, [Phase(name="finetune", lr=1e-3)], max_epochs=3)
+    trainer.objective = Exploding(loss=LOSSES.build("dice"))
+    # 8 images / batch 4 = 2 steps per epoch plus 1 validation batch: call 4 is epoch 1, step 0.
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0"):
+        trainer.fit()
+    _, meta = load_checkpoint(tmp_path, which="last")
+    assert meta is not None and meta.epoch == 0
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, check=False, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
+    common = [
+        "data.dataset=synthetic",
+        "data.params={num_images: 16, num_val: 6, size: [16, 16]}",
+        "model.params={depth: 2, base_width: 4}",
+        "pretext.patch_size=4",
+        "pretext.bank_size=4",
+        "optim.max_epochs=2",
+        "run.channels_last=false",
+        "run.device=cpu",
+        "run.quiet=true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = _cli(
+        sys.executable,
+        "-m",
+        "inpaintssl",
+        "pretrain",
+        *common,
+        "optim.batch_size=8",
+        f"run.output_dir={tmp_path / 'single'}",
+        env=env,
+    )
+    assert single.returncode == 0, single.stderr
+    double = _cli(
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "inpaintssl",
+        "pretrain",
+        *common,
+        "optim.batch_size=4",
+        f"run.output_dir={tmp_path / 'ddp'}",
+        env=env,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, _ = load_checkpoint(tmp_path / "single")
+    two, meta = load_checkpoint(tmp_path / "ddp")
+    assert meta is not None and meta.epoch >= 0
+    for name, tensor in one.items():
+        torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-4, msg=name)
+    rows1 = list(csv.DictReader(open(tmp_path / "single" / "metrics.csv")))
+    rows2 = list(csv.DictReader(open(tmp_path / "ddp" / "metrics.csv")))
+    assert [float(r["val_loss"]) for r in rows2] == pytest.approx(
+        [float(r["val_loss"]) for r in rows1], rel=1e-4
+    )
+    assert [float(r["train_loss"]) for r in rows2] == pytest.approx(
+        [float(r["train_loss"]) for r in rows1], rel=1e-4
+    )

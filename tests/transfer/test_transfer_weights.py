@@ -1,0 +1,263 @@
+"""transfer(): which tensors move, from which sources, and how mismatches are refused (sec. 2.5.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
+from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
+from inpaintssl.transfer import TransferReport, TransferStrategy, strip_wrapper_prefixes, transfer
+
+SMALL = {"depth": 3, "base_width": 8, "groups": 4}
+
+
+def unet(*, in_channels: int = 1, out_channels: int = 4, seed: int = 0, **params: int) -> nn.Module:
+    kwargs = {**SMALL, **params}
+    return BACKBONES.build("unet2d", in_channels=in_channels, out_channels=out_channels, seed=seed, **kwargs)
+
+
+def pretrained_inpainter(**params: int) -> nn.Module:
+    """An inpainting network (output channels = input channels) whose weights moved away from init."""
+    net = unet(out_channels=params.pop("in_channels", 1), seed=123, **params)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return net
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", TRANSFER_STRATEGIES.names())
+def test_copied_parts_equal_pretrained_and_the_rest_equals_a_fresh_seeded_init(name: str) -> None:
+    pretrained = pretrained_inpainter()
+    model, fresh = unet(seed=7), unet(seed=7)
+    report = transfer(pretrained, model, weights=name)
+    parts = TRANSFER_STRATEGIES.build(name).parts
+    source, result, fresh_state = pretrained.state_dict(), model.state_dict(), fresh.state_dict()
+    in_parts = [k for k in result if k.split(".")[0] in parts]
+    assert in_parts and sorted(report.copied) == sorted(in_parts)
+    assert sorted(report.skipped) == sorted(k for k in result if k not in in_parts)
+    for key, value in result.items():
+        expected = source[key] if key in in_parts else fresh_state[key]
+        assert torch.equal(value, expected), key
+
+
+def test_encoder_strategy_leaves_decoder_and_head_fresh() -> None:
+    report = transfer(pretrained_inpainter(), unet(), weights="encoder")
+    assert {k.split(".")[0] for k in report.copied} == {"encoder"}
+    assert {k.split(".")[0] for k in report.skipped} == {"decoder", "head"}
+    assert report.shape_mismatches == ["head.weight", "head.bias"]
+    assert report.shape_changes["head.weight"] == ((1, 8, 1, 1), (4, 8, 1, 1))
+    assert report.missing == [] and report.unexpected == [] and report.adapted == []
+
+
+def test_encoder_decoder_strategy_leaves_only_the_head_fresh() -> None:
+    report = transfer(pretrained_inpainter(), unet(), weights="encoder_decoder")
+    assert {k.split(".")[0] for k in report.copied} == {"encoder", "decoder"}
+    assert report.skipped == ["head.weight", "head.bias"]
+
+
+def test_default_strategy_is_encoder() -> None:
+    assert transfer(pretrained_inpainter(), unet()).parts == ("encoder",)
+
+
+def test_summary_reports_counts_and_shapes() -> None:
+    report = transfer(pretrained_inpainter(), unet(), weights="encoder")
+    text = report.summary()
+    assert f"copied {len(report.copied)} tensors" in text
+    assert "head.weight (1, 8, 1, 1) -> (4, 8, 1, 1)" in text
+    assert isinstance(report, TransferReport)
+
+
+def write_sources(tmp_path: Path, state: dict[str, torch.Tensor]) -> dict[str, Path]:
+    meta = CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "weights.safetensors"))
+    save_checkpoint(tmp_path / "ckpt", state, meta)
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best", state, meta)
+    return {
+        "safetensors": tmp_path / "weights.safetensors",
+        "checkpoint": tmp_path / "ckpt",
+        "run": tmp_path / "run",
+    }
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "checkpoint", "run"])
+def test_paths_load_the_same_weights_as_the_module(tmp_path: Path, kind: str) -> None:
+    pretrained = pretrained_inpainter()
+    path = write_sources(tmp_path, pretrained.state_dict())[kind]
+    from_module, from_path = unet(), unet()
+    transfer(pretrained, from_module, weights="encoder_decoder")
+    report = transfer(str(path) if kind == "run" else path, from_path, weights="encoder_decoder")
+    assert report.copied
+    assert all(
+        torch.equal(a, b) for a, b in zip(from_module.state_dict().values(), from_path.state_dict().values())
+    )
+
+
+def test_a_missing_path_raises_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="nothing-here"):
+        transfer(tmp_path / "nothing-here", unet())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's import of torch.jit
+def test_wrapper_prefixes_are_stripped_from_sources_and_targets() -> None:
+    pretrained = pretrained_inpainter()
+    ddp_state = {f"module.{k}": v for k, v in pretrained.state_dict().items()}
+    model = unet()
+    transfer(ddp_state, nn.DataParallel(model), weights="encoder")
+    assert torch.equal(model.encoder.levels[1][0][0].weight, pretrained.encoder.levels[1][0][0].weight)
+    compiled_source = torch.compile(pretrained)
+    assert next(iter(compiled_source.state_dict())).startswith("_orig_mod.")
+    other = unet()
+    report = transfer(compiled_source, other, weights="encoder")
+    assert report.copied and torch.equal(
+        other.encoder.levels[0][0][0].weight, pretrained.encoder.levels[0][0][0].weight
+    )
+
+
+def test_strip_wrapper_prefixes_only_strips_prefixes_shared_by_every_key() -> None:
+    t = torch.zeros(1)
+    assert list(strip_wrapper_prefixes({"module._orig_mod.a": t, "module._orig_mod.b": t})) == ["a", "b"]
+    assert list(strip_wrapper_prefixes({"module.a": t, "b": t})) == ["module.a", "b"]
+
+
+def test_copies_in_place_keeping_parameters_layout_and_dtype() -> None:
+    model = unet().to(memory_format=torch.channels_last)
+    ids = [id(p) for p in model.parameters()]
+    transfer(pretrained_inpainter(), model, weights="encoder_decoder")
+    assert ids == [id(p) for p in model.parameters()]
+    assert model.encoder.levels[1][0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_half_precision_source_is_cast_to_the_model_dtype() -> None:
+    pretrained = pretrained_inpainter()
+    half_state = {k: v.half() for k, v in pretrained.state_dict().items()}
+    model = unet()
+    transfer(half_state, model, weights="encoder")
+    weight = model.encoder.levels[0][0][0].weight
+    assert weight.dtype == torch.float32
+    assert torch.equal(weight, pretrained.encoder.levels[0][0][0].weight.half().float())
+
+
+def test_shape_mismatch_in_a_copied_part_raises_and_changes_nothing() -> None:
+    model = unet(base_width=4)
+    before = snapshot(model)
+    with pytest.raises(
+        ValueError,
+        match=r"encoder\.levels\.0\.0\.0\.weight: pretrained shape \(8, 1, 3, 3\) "
+        r"!= model shape \(4, 1, 3, 3\)",
+    ):
+        transfer(pretrained_inpainter(base_width=8), model, weights="encoder")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_missing_tensor_in_a_copied_part_raises_with_its_name() -> None:
+    state = dict(pretrained_inpainter().state_dict())
+    del state["decoder.levels.0.up.bias"]
+    transfer(state, unet(), weights="encoder")  # not a copied part: fine
+    with pytest.raises(ValueError, match=r"decoder\.levels\.0\.up\.bias \(16,\) is missing"):
+        transfer(state, unet(), weights="encoder_decoder")
+
+
+def test_extra_pretrained_levels_in_a_copied_part_raise() -> None:
+    # A deeper pretrained encoder shares the first levels' shapes exactly: without this check a
+    # depth-3 model would silently take a truncated depth-4 encoder.
+    with pytest.raises(
+        ValueError, match=r"encoder\.levels\.3\..* is in the pretrained weights but not in the model"
+    ):
+        transfer(pretrained_inpainter(depth=4), unet(depth=3), weights="encoder")
+
+
+def test_unexpected_keys_outside_copied_parts_are_reported_not_raised() -> None:
+    state = dict(pretrained_inpainter().state_dict())
+    state["head.extra"] = torch.zeros(3)
+    report = transfer(state, unet(), weights="encoder")
+    assert report.unexpected == ["head.extra"]
+    assert "head.extra" in report.summary()
+
+
+def test_input_channel_difference_needs_an_explicit_choice() -> None:
+    with pytest.raises(
+        ValueError, match=r"\(8, 1, 3, 3\) != model shape \(8, 3, 3, 3\).*in_channels='repeat' or 'average'"
+    ):
+        transfer(pretrained_inpainter(), unet(in_channels=3), weights="encoder")
+
+
+@pytest.mark.parametrize("mode", ["repeat", "average"])
+def test_input_channel_adaptation_is_reported(mode: str) -> None:
+    pretrained, model = pretrained_inpainter(), unet(in_channels=3)
+    report = transfer(pretrained, model, weights="encoder", in_channels=mode)  # type: ignore[arg-type]
+    assert report.adapted == ["encoder.levels.0.0.0.weight"]
+    assert report.shape_changes["encoder.levels.0.0.0.weight"] == ((8, 1, 3, 3), (8, 3, 3, 3))
+    assert "encoder.levels.0.0.0.weight" in report.copied
+    old = pretrained.encoder.levels[0][0][0].weight
+    new = model.encoder.levels[0][0][0].weight
+    expected = old.repeat(1, 3, 1, 1) / 3 if mode == "repeat" else old.expand(-1, 3, -1, -1)
+    torch.testing.assert_close(new, expected)
+
+
+def test_repeat_adaptation_preserves_the_network_output_on_replicated_input() -> None:
+    pretrained, model = pretrained_inpainter(), unet(in_channels=3, out_channels=1)
+    transfer(pretrained, model, weights="encoder_decoder", in_channels="repeat")
+    model.head.load_state_dict(pretrained.head.state_dict())
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    # Not bit-exact: weight standardisation and GroupNorm each add an eps to a variance that the
+    # adaptation rescales, which moves outputs by ~1e-4.
+    with torch.no_grad():
+        torch.testing.assert_close(model(x.repeat(1, 3, 1, 1)), pretrained(x), atol=1e-3, rtol=1e-3)
+
+
+def test_only_the_first_kernel_may_be_adapted() -> None:
+    state = dict(pretrained_inpainter().state_dict())
+    state["encoder.levels.1.0.0.weight"] = state["encoder.levels.1.0.0.weight"][:, :4]
+    with pytest.raises(ValueError, match=r"encoder\.levels\.1\.0\.0\.weight: pretrained shape"):
+        transfer(state, unet(), weights="encoder", in_channels="repeat")
+
+
+def test_bad_arguments_are_rejected() -> None:
+    pretrained, model = pretrained_inpainter(), unet()
+    with pytest.raises(KeyError, match="Did you mean 'encoder'"):
+        transfer(pretrained, model, weights="encodr")
+    with pytest.raises(ValueError, match="in_channels='tile'"):
+        transfer(pretrained, model, in_channels="tile")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="found int"):
+        transfer(3, model)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"no part 'encoder'.*\['0', '1'\]"):
+        transfer(pretrained, nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU()))
+
+
+def test_a_plugin_strategy_instance_can_be_passed_directly() -> None:
+    class DecoderOnly(TransferStrategy):
+        name = "decoder_only"
+        parts = ("decoder",)
+
+    pretrained, model = pretrained_inpainter(), unet()
+    report = transfer(pretrained, model, weights=DecoderOnly())
+    assert {k.split(".")[0] for k in report.copied} == {"decoder"}
+    assert torch.equal(model.decoder.levels[0].up.weight, pretrained.decoder.levels[0].up.weight)
+
+
+def test_strategy_without_parts_is_rejected() -> None:
+    class Empty(TransferStrategy):
+        name = "empty"
+
+    with pytest.raises(TypeError, match="parts must be a non-empty tuple"):
+        Empty()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_weights_transfer_into_a_cuda_model() -> None:
+    pretrained, model = pretrained_inpainter(), unet().cuda()
+    transfer(pretrained, model, weights="encoder")
+    weight = model.encoder.levels[0][0][0].weight
+    assert weight.device.type == "cuda" and torch.equal(
+        weight.cpu(), pretrained.encoder.levels[0][0][0].weight
+    )
