@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,9 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
     extra: list[str] = []
+    if args.quiet:
+        # Quiet means no progress bars, not silence: one log line per epoch instead.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.resume:
         extra.append("run.resume=true")
     if args.quiet:

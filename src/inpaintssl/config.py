@@ -145,6 +145,12 @@ class OptimConfig(_Strict):
 
     The learning rate at epoch ``e`` (0-based) is
     ``max(lr * lr_decay ** floor((1 + e) / lr_decay_every), min_lr)``.
+
+    Attributes:
+        steps_per_epoch: ``None`` (the paper): an epoch is one pass over the training data.
+            A number fixes the optimisation steps per epoch: shorter data is passed over again
+            (re-shuffled), longer data is cut, so tiny label fractions still train properly.
+        grad_clip: Clip the global gradient norm to this value (``None``: no clipping).
     """
 
     lr: float = Field(default=1e-3, gt=0.0)

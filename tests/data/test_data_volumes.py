@@ -184,7 +184,7 @@ def test_wrong_rank(tmp_path: Path, fmt: str) -> None:
         fmt, tmp_path, image=np.zeros((2, 2, 2, 2, 2), np.float32), label=np.zeros((2, 2), np.uint8)
     )
     with pytest.raises(
-        DataError, match=r"array has rank 5 \(shape \(2, 2, 2, 2, 2\)\); expected rank 2 or 3 or 4"
+        DataError, match=r"array has rank 5 \(shape \(2, 2, 2, 2, 2\)\); expected rank 2, 3 or 4"
     ):
         _build(spec, tmp_path)
 

@@ -46,6 +46,11 @@ def _model(seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -88,7 +93,7 @@ def test_every_phase_ends_with_its_best_weights(tmp_path: Path) -> None:
     state, meta = load_checkpoint(tmp_path)
     assert meta is not None and meta.epoch == losses.index(min(losses))
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    rows = _read_csv(tmp_path / "metrics.csv")
     assert [float(r["val_loss"]) for r in rows] == pytest.approx(losses)
 
 
@@ -164,8 +169,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
     assert meta is not None and meta.epoch >= 0
     for name, tensor in one.items():
         torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-4, msg=name)
-    rows1 = list(csv.DictReader(open(tmp_path / "single" / "metrics.csv")))
-    rows2 = list(csv.DictReader(open(tmp_path / "ddp" / "metrics.csv")))
+    rows1 = _read_csv(tmp_path / "single" / "metrics.csv")
+    rows2 = _read_csv(tmp_path / "ddp" / "metrics.csv")
     assert [float(r["val_loss"]) for r in rows2] == pytest.approx(
         [float(r["val_loss"]) for r in rows1], rel=1e-4
     )

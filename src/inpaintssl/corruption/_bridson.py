@@ -13,7 +13,7 @@ seed from a :class:`numpy.random.Generator`) fully controls reproducibility. The
 use :mod:`inpaintssl.corruption.samplers`.
 
 Example:
-    >>> corners = bridson_corners(480, 480, 32, 30, 2.0, 7)
+    >>> corners = bridson_corners(480, 480, 32, 30, 2.0, False, 7)
     >>> corners.shape[1], corners.dtype.name
     (2, 'int64')
 """
@@ -50,7 +50,7 @@ def _is_far(
 
 @njit_cached
 def bridson_corners(
-    max_row: int, max_col: int, patch: int, candidates: int, outer: float, seed: int
+    max_row: int, max_col: int, patch: int, candidates: int, outer: float, boundary: bool, seed: int
 ) -> NDArray[np.int64]:
     """Maximal Poisson-disc set of corners in ``[0, max_row] x [0, max_col]``, spacing ``patch*sqrt(2)``.
 
@@ -61,6 +61,10 @@ def bridson_corners(
         candidates: Candidates tried around an active point before it retires.
         outer: Candidates fall in the annulus ``[d, outer * d]`` (uniform in area); values near 1
             pack tighter than Bridson's usual 2.
+        boundary: Start at a random corner of the domain and move candidates that fall outside
+            onto its edge instead of dropping them. Dense packings of small or narrow domains
+            put points on the edges (e.g. K=16 pairs in 32x32 fit only on a diagonal), which
+            uniform candidates almost never hit exactly.
         seed: Seed for Numba's generator (``0 <= seed < 2**32``).
 
     Returns:
@@ -75,8 +79,12 @@ def bridson_corners(
     points = np.empty((capacity, 2), dtype=np.int64)
     active = np.empty(capacity, dtype=np.int64)
 
-    row = np.random.randint(0, max_row + 1)
-    col = np.random.randint(0, max_col + 1)
+    if boundary:
+        row = max_row * np.random.randint(0, 2)
+        col = max_col * np.random.randint(0, 2)
+    else:
+        row = np.random.randint(0, max_row + 1)
+        col = np.random.randint(0, max_col + 1)
     points[0, 0] = row
     points[0, 1] = col
     grid[row // patch, col // patch] = 0
@@ -93,7 +101,10 @@ def bridson_corners(
             theta = 2.0 * math.pi * np.random.random()
             row = round(points[base, 0] + rho * math.sin(theta))
             col = round(points[base, 1] + rho * math.cos(theta))
-            if row < 0 or row > max_row or col < 0 or col > max_col:
+            if boundary:
+                row = min(max(row, 0), max_row)
+                col = min(max(col, 0), max_col)
+            elif row < 0 or row > max_row or col < 0 or col > max_col:
                 continue
             if _is_far(grid, points, row, col, patch, min_dist_sq):
                 points[count, 0] = row

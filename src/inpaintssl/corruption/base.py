@@ -51,6 +51,19 @@ def _check_seed(name: str, value: object) -> int:
     return int(value)
 
 
+def _per_image_keys(key: Sequence[int] | NDArray[np.integer] | Tensor, count: int) -> NDArray[np.uint64]:
+    values = key.detach().cpu().numpy() if isinstance(key, Tensor) else np.asarray(key)
+    if values.ndim != 1 or (values.size and not np.issubdtype(values.dtype, np.integer)):
+        raise ValueError(
+            f"key must be an int or a 1-D sequence of ints, got {values.dtype} of shape {values.shape}"
+        )
+    if len(values) != count:
+        raise ValueError(f"key has {len(values)} entries but images has {count}; expected one per image")
+    if values.size and values.min() < 0:
+        raise ValueError(f"key values must be >= 0, got {int(values.min())}")
+    return values.astype(np.uint64)
+
+
 class PretextTask(abc.ABC):
     """Corrupts ``(N, C, H, W)`` float images for an inpainting pretext task (paper sec. 2.4).
 
@@ -182,7 +195,9 @@ class PretextTask(abc.ABC):
         choice = torch.randint(len(bank), (images.shape[0],), generator=gen, device=gen.device)
         return self.apply(images, bank=bank, choice=choice.to(images.device))
 
-    def corrupt_fixed(self, images: Tensor, *, key: int | Sequence[int]) -> Tensor:
+    def corrupt_fixed(
+        self, images: Tensor, *, key: int | Sequence[int] | NDArray[np.integer] | Tensor
+    ) -> Tensor:
         """Reproducible corruption for validation: the same key gives the same output, always.
 
         Bank entries are a hash of ``(seed, key)``, independent of any generator state, so the
@@ -191,8 +206,9 @@ class PretextTask(abc.ABC):
         Args:
             images: ``(N, C, H, W)`` floating-point tensor.
             key: One int for the batch (image ``i`` uses ``(key, i)``; pass the batch index with a
-                fixed, unshuffled loader), or ``N`` ints, one per image (e.g. dataset indices,
-                which also makes the result independent of the batch size).
+                fixed, unshuffled loader), or ``N`` non-negative ints, one per image, as a
+                sequence, array or tensor (e.g. dataset indices, which also makes the result
+                independent of the batch size and of which rank a sample lands on).
 
         Returns:
             ``(N, C, H, W)`` corrupted copy, same dtype and device.
@@ -212,12 +228,7 @@ class PretextTask(abc.ABC):
             batch = _splitmix64(salt ^ np.uint64(_check_seed("key", key)))
             mixed = _splitmix64(batch ^ np.arange(count, dtype=np.uint64))
         else:
-            keys = [_check_seed("key", k) for k in key]
-            if len(keys) != count:
-                raise ValueError(
-                    f"key has {len(keys)} entries but images has {count}; expected one per image"
-                )
-            mixed = _splitmix64(salt ^ np.asarray(keys, dtype=np.uint64))
+            mixed = _splitmix64(salt ^ _per_image_keys(key, count))
         choice = torch.from_numpy((mixed % np.uint64(len(bank))).astype(np.int64))
         return self.apply(images, bank=bank, choice=choice.to(images.device))
 

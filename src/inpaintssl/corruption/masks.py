@@ -11,9 +11,10 @@ each in the four orientations valid for that shape:
 
 Entry ``c`` of the bank is base mask ``c // 4`` in orientation ``c % 4``. Orientations are
 applied to the patch corners, then rasterised, so every entry is exactly what the sampler's
-invariants promise, and using an entry is a single row lookup. Memory: ``4 * B * H * W`` bytes of
-bool masks, plus ``16 * B * H * W`` bytes of int32 permutations for swap tasks (about 105 MB and
-420 MB for the default ``B = 100`` at 512x512; lower ``bank_size`` to trade variety for memory).
+invariants promise, and using an entry is a single row lookup. Dense forms are built on first
+use: ``4 * B * H * W`` bytes of bool masks (context prediction) and ``16 * B * H * W`` bytes of
+int32 permutations (context restoration off the CPU or under autograd), about 105 MB and 420 MB
+for the default ``B = 100`` at 512x512; lower ``bank_size`` to trade variety for memory.
 
 Example:
     >>> from inpaintssl.corruption.samplers import PoissonDiscSampler
@@ -26,15 +27,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from inpaintssl.corruption._raster import swap_index, union_mask
+from inpaintssl.corruption._raster import swap_blocks, swap_index, union_mask
 from inpaintssl.corruption.samplers import Sampler
 
 __all__ = ["ORIENTATIONS", "MaskBank", "orient_corners", "patch_union", "swap_permutation"]
@@ -116,24 +117,49 @@ def swap_permutation(
     return out.reshape(-1)
 
 
-@dataclass(frozen=True, eq=False)
 class MaskBank:
     """Precomputed corruption masks for one image shape, on one device.
 
-    Attributes:
-        shape: Image shape ``(H, W)`` the bank was built for.
+    The bank keeps every entry's patch corners; the dense forms are derived on first use, so a
+    task only pays for what it needs: ``masks`` (context prediction), ``permutations`` (context
+    restoration with autograd or off the CPU) or neither (restoration on the CPU swaps patches in
+    place with :meth:`swap_patches_`).
+
+    Args:
+        shape: Image shape ``(H, W)``.
         patch_size: Patch side ``K``.
-        corners: ``4 * B`` arrays of ``(N_c, 2)`` patch corners, one per entry (pairs in rows
-            ``2i, 2i + 1`` when built with ``pairs=True``).
-        masks: ``(4 * B, H, W)`` bool union of each entry's patches.
-        permutations: ``(4 * B, H*W)`` int32 swap permutations (``None`` unless built with pairs).
+        corners: One ``(N_e, 2)`` int64 array of patch corners per entry (pairs in rows
+            ``2i, 2i + 1`` when ``pairs``), already validated and oriented.
+        pairs: Whether the entries are patch pairs to swap.
+        device: Where :attr:`masks` and :attr:`permutations` live.
+
+    Attributes:
+        shape: Image shape ``(H, W)``.
+        patch_size: Patch side ``K``.
+        corners: The entries' corners.
+        pairs: Whether the entries are patch pairs.
+        device: Device of the dense tensors.
     """
 
-    shape: tuple[int, int]
-    patch_size: int
-    corners: tuple[NDArray[np.int64], ...]
-    masks: Tensor
-    permutations: Tensor | None
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, int],
+        patch_size: int,
+        corners: Sequence[NDArray[np.int64]],
+        pairs: bool,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not corners:
+            raise ValueError("corners must hold at least one entry")
+        self.shape = shape
+        self.patch_size = patch_size
+        self.corners = tuple(corners)
+        self.pairs = pairs
+        self.device = torch.device(device)
+        # All entries back to back, for kernels that take one entry per image.
+        self._packed = np.ascontiguousarray(np.concatenate(self.corners), dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum([len(c) for c in self.corners])]).astype(np.int64)
 
     @classmethod
     def build(
@@ -147,7 +173,7 @@ class MaskBank:
         seed: int = 0,
         pairs: bool = False,
     ) -> MaskBank:
-        """Sample ``size`` base masks on the CPU with ``numpy.random.default_rng(seed)``.
+        """Sample ``size`` base masks with ``numpy.random.default_rng(seed)``, in 4 orientations.
 
         Args:
             sampler: Any :class:`~inpaintssl.corruption.samplers.Sampler`.
@@ -156,10 +182,11 @@ class MaskBank:
             coverage: Share of the image each mask covers at least.
             size: Base masks ``B`` (the bank holds ``4 * B`` entries).
             seed: Seed of the bank; equal seeds give equal banks on every device.
-            pairs: Sample patch pairs and precompute swap permutations (context restoration).
+            pairs: Sample patch pairs to swap (context restoration).
 
         Raises:
-            ValueError: Bad ``size`` or an impossible sampling request (from the sampler).
+            ValueError: Bad ``size``, an impossible sampling request (from the sampler) or a
+                sampler that broke its contract.
         """
         if isinstance(size, bool) or int(size) != size or size < 1:
             raise ValueError(f"size={size!r} must be a positive integer (base masks in the bank)")
@@ -178,47 +205,54 @@ class MaskBank:
             )
             for _ in range(size)
         ]
-        corners = tuple(
+        corners = [
             orient_corners(base, shape=size_hw, patch_size=patch_size, orientation=k)
             for base in bases
             for k in range(ORIENTATIONS)
-        )
-        # The kernels write straight into the bank's rows: no per-entry arrays to stack afterwards.
-        masks = np.empty((len(corners), height, width), dtype=bool)
-        permutations = np.empty((len(corners), height, width), dtype=np.int32) if pairs else None
-        for entry, entry_corners in enumerate(corners):
-            union_mask(entry_corners, patch_size, masks[entry])
-            if permutations is not None:
-                swap_index(entry_corners, patch_size, permutations[entry])
-        return cls(
-            shape=(height, width),
-            patch_size=patch_size,
-            corners=corners,
-            masks=torch.from_numpy(masks),
-            permutations=None
-            if permutations is None
-            else torch.from_numpy(permutations.reshape(len(corners), -1)),
-        )
+        ]
+        return cls(shape=size_hw, patch_size=patch_size, corners=corners, pairs=pairs)
 
     def __len__(self) -> int:
         return len(self.corners)
 
-    @property
-    def device(self) -> torch.device:
-        """Device holding the bank's tensors."""
-        return self.masks.device
+    def __repr__(self) -> str:
+        return (
+            f"MaskBank(shape={self.shape}, patch_size={self.patch_size}, entries={len(self)}, "
+            f"pairs={self.pairs}, device={self.device})"
+        )
 
     def to(self, device: torch.device | str) -> MaskBank:
-        """A copy of the bank with its tensors on ``device``."""
-        return dataclasses.replace(
-            self,
-            masks=self.masks.to(device),
-            permutations=None if self.permutations is None else self.permutations.to(device),
+        """The same entries with the dense tensors (built on demand) on ``device``."""
+        return MaskBank(
+            shape=self.shape,
+            patch_size=self.patch_size,
+            corners=self.corners,
+            pairs=self.pairs,
+            device=device,
         )
+
+    @functools.cached_property
+    def masks(self) -> Tensor:
+        """``(E, H, W)`` bool union of each entry's patches (``4 * H * W`` bytes per base mask)."""
+        host = np.empty((len(self), *self.shape), dtype=bool)
+        for entry, corners in enumerate(self.corners):
+            union_mask(corners, self.patch_size, host[entry])
+        return torch.from_numpy(host).to(self.device)
+
+    @functools.cached_property
+    def permutations(self) -> Tensor | None:
+        """``(E, H*W)`` int32 swap permutations (``16 * H * W`` bytes per base mask), or ``None``."""
+        if not self.pairs:
+            return None
+        host = np.empty((len(self), *self.shape), dtype=np.int32)
+        for entry, corners in enumerate(self.corners):
+            swap_index(corners, self.patch_size, host[entry])
+        return torch.from_numpy(host.reshape(len(self), -1)).to(self.device)
 
     def masks_for(self, choice: Tensor) -> Tensor:
         """``(N, H, W)`` bool masks of entries ``choice`` (``(N,)`` int64, True where corrupted)."""
-        return self.masks[_as_index(choice, self.device)]
+        # index_select, not masks[choice]: advanced indexing is ~50x slower for bool rows on CPU.
+        return self.masks.index_select(0, _as_index(choice, self.device))
 
     def permutations_for(self, choice: Tensor) -> Tensor:
         """``(N, H*W)`` int64 gather indices of entries ``choice`` (``(N,)`` int64).
@@ -229,7 +263,45 @@ class MaskBank:
         if self.permutations is None:
             raise ValueError("this MaskBank has no permutations; build it with pairs=True")
         # Stored as int32 to halve the bank; gather needs int64, so only the chosen rows are widened.
-        return self.permutations[_as_index(choice, self.device)].long()
+        return self.permutations.index_select(0, _as_index(choice, self.device)).long()
+
+    def swap_patches_(self, images: Tensor, choice: Tensor) -> Tensor:
+        """Swap entry ``choice[n]``'s patch pairs in every channel of ``images[n]``, in place.
+
+        Equal to gathering with :meth:`permutations_for`, but moves only the swapped pixels and
+        needs no permutation table; CPU tensors only, and not differentiable.
+
+        Args:
+            images: ``(N, C, H, W)`` CPU tensor of any dtype and memory layout.
+            choice: ``(N,)`` int64 entries.
+
+        Returns:
+            ``images``, modified.
+
+        Raises:
+            ValueError: Not pairs, not on the CPU, a shape other than the bank's, or an entry
+                out of range.
+        """
+        if not self.pairs:
+            raise ValueError("this MaskBank has no pairs to swap; build it with pairs=True")
+        if images.device.type != "cpu" or images.ndim != 4 or tuple(images.shape[-2:]) != self.shape:
+            raise ValueError(
+                f"images must be a CPU tensor (N, C, {self.shape[0]}, {self.shape[1]}), got "
+                f"{tuple(images.shape)} on {images.device}"
+            )
+        entries = _as_index(choice, torch.device("cpu")).numpy()
+        if len(entries) != images.shape[0] or (
+            len(entries) and not 0 <= entries.min() <= entries.max() < len(self)
+        ):
+            raise ValueError(f"choice must hold {images.shape[0]} entries in [0, {len(self)}), got {entries}")
+        # Swapping only moves bits, so an integer view of the same width serves every float dtype
+        # (bfloat16 included, which NumPy cannot hold).
+        bits = images.view(_SAME_WIDTH_INT[images.element_size()]).numpy()
+        swap_blocks(bits, self._packed, self._offsets, entries, self.patch_size)
+        return images
+
+
+_SAME_WIDTH_INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def _checked(

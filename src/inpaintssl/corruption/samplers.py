@@ -161,8 +161,9 @@ class PoissonDiscSampler:
     ``K*sqrt(2)`` (so two patches can touch but never overlap), then keeps a random subset of
     exactly :func:`required_patch_count` corners, which spreads the patches over the whole image
     instead of a blob around the first point. A draw that places too few corners is retried with
-    more candidates per point and a tighter candidate annulus (denser packings); after
-    ``attempts`` draws, or at once when a packing bound shows the count cannot fit, it raises.
+    more candidates per point, a tighter candidate annulus and points pushed onto the image edges
+    (denser packings); after ``attempts`` draws, or at once when a packing bound shows the count
+    cannot fit, it raises.
 
     Args:
         candidates: Candidates per active point on the first draw (Bridson's ``k``; the authors
@@ -191,9 +192,16 @@ class PoissonDiscSampler:
     def fill(
         self, *, shape: tuple[int, int], patch_size: int, rng: np.random.Generator, attempt: int = 0
     ) -> NDArray[np.int64]:
-        """One maximal Poisson-disc set: every ``(M, 2)`` corner one draw ``attempt`` placed.
+        """One maximal Poisson-disc set: every ``(M, 2)`` corner one draw placed.
 
         ``M * K**2 / (H * W)`` is the coverage that draw could reach.
+
+        Args:
+            shape: Image shape ``(H, W)``.
+            patch_size: Patch side ``K``.
+            rng: Source of the draw's seed.
+            attempt: 0 is Bridson's algorithm with ``candidates`` per point; ``i > 0`` is the
+                ``i``-th, denser retry that :meth:`sample` makes.
 
         Example:
             >>> import numpy as np
@@ -202,8 +210,11 @@ class PoissonDiscSampler:
             True
         """
         height, width = validate_request(shape=shape, patch_size=patch_size, coverage=1.0)
-        # Later attempts try more candidates in a thinner annulus just outside the minimum
-        # distance, which packs closer to the hexagonal limit than Bridson's usual [d, 2d].
+        if attempt < 0:
+            raise ValueError(f"attempt={attempt} must be >= 0")
+        # Retries try more candidates in a thinner annulus just outside the minimum distance, and
+        # start from a domain corner with candidates pushed onto the edges: both pack closer to the
+        # limit, which matters only for tight requests (narrow images, large K).
         outer = 1.0 + 1.0 / (attempt + 1)
         return bridson_corners(
             height - patch_size,
@@ -211,6 +222,7 @@ class PoissonDiscSampler:
             patch_size,
             self.candidates * (attempt + 1),
             outer,
+            attempt > 0,
             _draw_seed(rng),
         )
 

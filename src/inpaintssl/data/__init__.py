@@ -7,8 +7,8 @@ register in :data:`inpaintssl.registry.DATASETS`; :func:`build_datasets` turns a
 
 Example:
     >>> from inpaintssl.data import label_limited_subsets
-    >>> len(label_limited_subsets([str(i) for i in range(10)], seed=0)[0.5])
-    5
+    >>> len(label_limited_subsets([str(i) for i in range(20)], seed=0)[0.5])
+    10
 """
 
 from inpaintssl.data.base import DataError, SliceDataset

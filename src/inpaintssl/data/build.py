@@ -119,18 +119,20 @@ def _check_size(dataset: SliceDataset, *, what: str, size_multiple: int) -> None
 
 
 class _Builder:
-    def __init__(self, cfg: DataConfig, *, stage: Stage, size_multiple: int) -> None:
+    """Builds the views of one run and records what each contains."""
+
+    def __init__(self, cfg: DataConfig, *, size_multiple: int) -> None:
         self.cfg = cfg
-        self.stage = stage
         self.size_multiple = size_multiple
         self.reuse = SplitRecord.load(cfg.splits_file) if cfg.splits_file is not None else None
         self.reuse_source = f"splits file {cfg.splits_file}"
         self.subsets: dict[str, SubsetRecord] = {}
+        self.chain: dict[str, list[str]] = {}
 
     def main(self, split: str, *, labelled: bool) -> SliceDataset:
         return _build_source(self.cfg.dataset, dict(self.cfg.params), split=split, labelled=labelled)
 
-    def label_subsets(self, train: SliceDataset, *, fraction: float) -> dict[str, list[str]]:
+    def _label_chain(self, train: SliceDataset, *, fraction: float) -> dict[str, list[str]]:
         """The nested chain: the default fractions that select a volume, plus ``fraction``."""
         if self.reuse is not None:
             return {k: list(v) for k, v in self.reuse.label_subsets.items()}
@@ -142,7 +144,20 @@ class _Builder:
         chain = label_limited_subsets(ids, fractions=fractions, seed=self.cfg.subset_seed)
         return {fraction_key(f): list(v) for f, v in chain.items()}
 
+    def training_subset(self, *, fraction: float, labelled: bool) -> SliceDataset:
+        """The label-limited subset ``fraction`` of the train split, by volume."""
+        split = self.main("train", labelled=labelled)
+        self.chain = self._label_chain(split, fraction=fraction)
+        if self.reuse is not None:
+            volumes = self.reuse.label_subset(fraction, source=self.reuse_source)
+            train = select_volumes(split, volumes, what=self.reuse_source)
+        else:
+            train = select_volumes(split, self.chain[fraction_key(fraction)], what="label-limited subsets")
+        self.subsets["train"] = _record(self.cfg.dataset, "train", train, fraction=fraction)
+        return train
+
     def evaluation_set(self, name: str, *, labelled: bool) -> SliceDataset:
+        """The ``val``/``test`` split (``val`` capped at ``val_max_images`` evenly spaced slices)."""
         dataset = self.main(name, labelled=labelled)
         if self.reuse is not None and name in self.reuse.subsets:
             view: SliceDataset = select_items(dataset, self.reuse.subsets[name].items, what=self.reuse_source)
@@ -153,6 +168,7 @@ class _Builder:
         return view
 
     def unlabelled(self, position: int, source: SourceConfig) -> SliceDataset:
+        """The ``fraction`` of volumes of one extra pretraining source."""
         params = dict(source.params)
         split = str(params.pop("split", "unlabelled"))
         dataset = _build_source(source.dataset, params, split=split, labelled=False)
@@ -170,12 +186,35 @@ class _Builder:
         self.subsets[key] = _record(source.dataset, split, view, fraction=source.fraction)
         return view
 
+    def pretraining_set(self, train: SliceDataset) -> SliceDataset:
+        """``train`` plus every unlabelled source, images only (so all sources collate)."""
+        parts: list[SliceDataset] = [ImagesOnly(train)]
+        names = [f"{self.cfg.dataset} train"]
+        for i, extra in enumerate(self.cfg.unlabelled):
+            parts.append(ImagesOnly(self.unlabelled(i, extra)))
+            names.append(f"data.unlabelled[{i}] ({extra.dataset})")
+        return ConcatSlices(parts, names=names)
+
     def fit(self, dataset: SliceDataset, *, what: str) -> SliceDataset:
+        """Fit to ``image_size``, or check that the slices already share a usable size."""
         size = self.cfg.image_size
         if size is None:
             _check_size(dataset, what=what, size_multiple=self.size_multiple)
             return dataset
         return FitToSize(dataset, size, mode=self.cfg.resize_mode)
+
+
+def _check_arguments(cfg: DataConfig, stage: str, size_multiple: int) -> None:
+    if stage not in ("pretrain", "finetune"):
+        raise ValueError(f"stage={stage!r}; expected 'pretrain' or 'finetune'")
+    if size_multiple < 1:
+        raise ValueError(f"size_multiple={size_multiple}; expected a positive integer")
+    size = cfg.image_size
+    if size is not None and (size[0] % size_multiple or size[1] % size_multiple):
+        raise DataError(
+            f"data.image_size={list(size)} is not divisible by {size_multiple} (the backbone's size "
+            f"multiple); expected both sides to be multiples of {size_multiple}"
+        )
 
 
 def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: int = 1) -> DataBundle:
@@ -197,38 +236,15 @@ def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: i
             match the data.
     """
     del seed  # subsets follow cfg.subset_seed; see the docstring
-    if stage not in ("pretrain", "finetune"):
-        raise ValueError(f"stage={stage!r}; expected 'pretrain' or 'finetune'")
-    if size_multiple < 1:
-        raise ValueError(f"size_multiple={size_multiple}; expected a positive integer")
-    size = cfg.image_size
-    if size is not None and (size[0] % size_multiple or size[1] % size_multiple):
-        raise DataError(
-            f"data.image_size={list(size)} is not divisible by {size_multiple} (the backbone's size "
-            f"multiple); expected both sides to be multiples of {size_multiple}"
-        )
-    builder = _Builder(cfg, stage=stage, size_multiple=size_multiple)
+    _check_arguments(cfg, stage, size_multiple)
+    builder = _Builder(cfg, size_multiple=size_multiple)
     finetune = stage == "finetune"
-    train_split = builder.main("train", labelled=finetune)
     fraction = cfg.label_fraction if finetune else 1.0
-    chain = builder.label_subsets(train_split, fraction=fraction)
-    source = builder.reuse_source if builder.reuse is not None else "label-limited subsets"
-    if builder.reuse is not None:
-        volumes = builder.reuse.label_subset(fraction, source=builder.reuse_source)
-    else:
-        volumes = chain[fraction_key(fraction)]
-    train: SliceDataset = select_volumes(train_split, volumes, what=source)
-    builder.subsets["train"] = _record(cfg.dataset, "train", train, fraction=fraction)
+    train = builder.training_subset(fraction=fraction, labelled=finetune)
     val = builder.evaluation_set("val", labelled=finetune)
     test = builder.evaluation_set("test", labelled=True) if finetune else None
     if not finetune:
-        parts = [ImagesOnly(train)]
-        names = [f"{cfg.dataset} train"]
-        for i, extra in enumerate(cfg.unlabelled):
-            parts.append(ImagesOnly(builder.unlabelled(i, extra)))
-            names.append(f"data.unlabelled[{i}] ({extra.dataset})")
-        train = ConcatSlices(parts, names=names)
-        val = ImagesOnly(val)
+        train, val = builder.pretraining_set(train), ImagesOnly(val)
     if train.in_channels != val.in_channels:
         raise DataError(
             f"{cfg.dataset}: train has {train.in_channels} channels but val has {val.in_channels}"
@@ -238,7 +254,7 @@ def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: i
         dataset=cfg.dataset,
         subset_seed=cfg.subset_seed,
         label_fraction=fraction,
-        label_subsets=chain,
+        label_subsets=builder.chain,
         subsets=builder.subsets,
     )
     files = sorted({f for ds in (train, val, test) if ds is not None for f in data_files_of(ds)})

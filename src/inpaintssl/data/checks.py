@@ -54,7 +54,8 @@ def check_rank(shape: Sequence[int], ranks: Collection[int], *, where: str, layo
         layout: The expected layout in words, e.g. ``"(X, Y, Z)"``.
     """
     if len(shape) not in ranks:
-        allowed = " or ".join(str(r) for r in sorted(ranks))
+        names = [str(r) for r in sorted(ranks)]
+        allowed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
         raise DataError(
             f"{where}: array has rank {len(shape)} (shape {tuple(shape)}); expected rank {allowed} {layout}"
         )

@@ -71,6 +71,9 @@ class H5Files:
     """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._pid = os.getpid()
         self._files: dict[Path, h5py.File] = {}
         self._lock = threading.Lock()
@@ -105,4 +108,4 @@ class H5Files:
         return {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
+        self._reset()

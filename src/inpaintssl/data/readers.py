@@ -102,7 +102,8 @@ class Volume(ABC):
     ) -> None:
         self.path = path
         self.shape = tuple(int(s) for s in shape)
-        check_rank(self.shape, ranks, where=f"{what} {path}", layout="(H, W), (X, Y, Z) or (X, Y, Z, C)")
+        layout = "(H, W), (X, Y, Z) or (X, Y, Z, C)" if 4 in ranks else "(H, W) or (X, Y, Z)"
+        check_rank(self.shape, ranks, where=f"{what} {path}", layout=layout)
         spatial = 2 if len(self.shape) == 2 else 3
         if len(self.shape) > 2 and not -spatial <= slice_axis < spatial:
             raise DataError(f"{what} {path}: slice_axis={slice_axis} is not one of the spatial axes 0, 1, 2")
@@ -149,7 +150,7 @@ class Volume(ABC):
 def _plane_spacing(spacing: Sequence[float], slice_axis: int, *, rank: int) -> tuple[float, float, float]:
     values = [float(s) for s in spacing] + [1.0] * max(0, 3 - len(spacing))
     if rank == 2:
-        return values[0], values[1], values[2] if len(spacing) > 2 else 1.0
+        return values[0], values[1], values[2]
     in_plane = [a for a in range(3) if a != slice_axis]
     return values[in_plane[0]], values[in_plane[1]], values[slice_axis]
 

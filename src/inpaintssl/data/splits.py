@@ -101,7 +101,7 @@ def select_fraction(
     if n == 0:
         raise DataError(
             f"{what}={fraction:g} of {len(ranked)} training volumes selects 0 volumes; "
-            f"expected a fraction of at least {0.5 / max(len(ranked), 1):.3g} (one volume)"
+            f"expected a fraction above {0.5 / max(len(ranked), 1):.3g} so that at least one is used"
         )
     return tuple(sorted(ranked[:n]))
 

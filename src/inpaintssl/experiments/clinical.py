@@ -74,6 +74,7 @@ CLINICAL_METRICS: Mapping[str, str] = {
 """Metric key -> display name, in the paper's order (MRI, then CT)."""
 
 _DEFAULT_T1_MS = 1200.0
+_SCAN_KEYS = ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -83,7 +84,9 @@ class _Items(Protocol):
     def __getitem__(self, index: int) -> dict[str, Any]: ...
 
 
-def _rows(volume_id: str, slice_index: int, level: str, name: str, metric: str, pred: float, ref: float) -> list[Measurement]:
+def _rows(
+    volume_id: str, slice_index: int, level: str, name: str, metric: str, pred: float, ref: float
+) -> list[Measurement]:
     error = float(percent_error(pred, ref))
     return [
         Measurement(volume_id, slice_index, level, name, f"{metric}_pred", float(pred)),
@@ -111,13 +114,33 @@ def _scan_t2(item: Mapping[str, Any], class_name: str) -> FloatArray | None:
         return None
     e1 = np.asarray(item["echo1"], dtype=np.float32).reshape(np.shape(item["echo1"])[-2:])
     e2 = np.asarray(item["echo2"], dtype=np.float32).reshape(np.shape(item["echo2"])[-2:])
-    params = {k: float(v) for k, v in dict(item["scan_params"]).items()}
-    t1 = T1_DEFAULTS_MS.get(class_name, _DEFAULT_T1_MS)
-    return np.asarray(qdess_t2(e1, e2, t1_ms=t1, **params), dtype=np.float64)
+    params = dict(item["scan_params"])
+    missing = sorted(set(_SCAN_KEYS) - set(params))
+    if missing:
+        raise ValueError(
+            f"volume {item['volume_id']!r}: scan_params lacks {missing}; expected {list(_SCAN_KEYS)} "
+            "(qdess_t2's scan parameters)"
+        )
+    t2 = qdess_t2(
+        e1,
+        e2,
+        tr_ms=float(params["tr_ms"]),
+        te_ms=float(params["te_ms"]),
+        flip_angle_deg=float(params["flip_angle_deg"]),
+        gl_area=float(params["gl_area"]),
+        tg_us=float(params["tg_us"]),
+        t1_ms=T1_DEFAULTS_MS.get(class_name, _DEFAULT_T1_MS),
+    )
+    return np.asarray(t2, dtype=np.float64)
 
 
-def _add_slice(sums: _VolumeSums, item: Mapping[str, Any], pred: npt.NDArray[np.bool_], ref: npt.NDArray[np.bool_],
-               names: Sequence[str]) -> None:
+def _add_slice(
+    sums: _VolumeSums,
+    item: Mapping[str, Any],
+    pred: npt.NDArray[np.bool_],
+    ref: npt.NDArray[np.bool_],
+    names: Sequence[str],
+) -> None:
     row_mm, col_mm, slice_mm = (float(v) for v in np.asarray(item["spacing"]).ravel()[:3])
     for k, name in enumerate(names):
         sums.size_pred[k] += tissue_volume(pred[k][..., None], (row_mm, col_mm, slice_mm))
@@ -127,7 +150,8 @@ def _add_slice(sums: _VolumeSums, item: Mapping[str, Any], pred: npt.NDArray[np.
             continue
         if t2.shape != pred[k].shape:
             raise ValueError(
-                f"volume {item['volume_id']!r} slice {item['slice_index']}: echo shape {t2.shape} differs from "
+                f"volume {item['volume_id']!r} slice {item['slice_index']}: echo shape {t2.shape} differs "
+                "from "
                 f"the label shape {pred[k].shape}; the dataset must fit echoes like images"
             )
         if sums.t2 is None:
@@ -152,14 +176,18 @@ def _volume_rows(volume_id: str, sums: _VolumeSums, names: Sequence[str]) -> lis
     return out
 
 
-def _image_rows(item: Mapping[str, Any], pred: npt.NDArray[np.bool_], ref: npt.NDArray[np.bool_],
-                names: Sequence[str]) -> list[Measurement]:
+def _image_rows(
+    item: Mapping[str, Any], pred: npt.NDArray[np.bool_], ref: npt.NDArray[np.bool_], names: Sequence[str]
+) -> list[Measurement]:
     row_mm, col_mm = (float(v) for v in np.asarray(item["spacing"]).ravel()[:2])
     hu = np.asarray(item["hu"], dtype=np.float64).reshape(pred.shape[1:])
     vid, sidx = str(item["volume_id"]), int(item["slice_index"])
     out: list[Measurement] = []
     for k, name in enumerate(names):
-        area = (cross_sectional_area(pred[k], (row_mm, col_mm)), cross_sectional_area(ref[k], (row_mm, col_mm)))
+        area = (
+            cross_sectional_area(pred[k], (row_mm, col_mm)),
+            cross_sectional_area(ref[k], (row_mm, col_mm)),
+        )
         out += _rows(vid, sidx, "image", name, "area_mm2", *area)
         out += _rows(vid, sidx, "image", name, "mean_hu", mean_hu(hu, pred[k]), mean_hu(hu, ref[k]))
     return out
@@ -260,8 +288,10 @@ def agreement_table(results: ResultsTable) -> Table:
     rows = []
     for metric in _present_metrics(results):
         pred = _metric_rows(results, metric, "pred")
-        ref = {(*_item_key(r), r.get("run_id"), r.get("class_name")): float(r["value"])
-               for r in _metric_rows(results, metric, "ref")}
+        ref = {
+            (*_item_key(r), r.get("run_id"), r.get("class_name")): float(r["value"])
+            for r in _metric_rows(results, metric, "ref")
+        }
         for (name, fraction, arm), table in pred.groups("class_name", "label_fraction", "arm").items():
             pairs = [
                 (float(r["value"]), ref[(*_item_key(r), r.get("run_id"), r.get("class_name"))])
@@ -274,14 +304,36 @@ def agreement_table(results: ResultsTable) -> Table:
                 ba = bland_altman(arr[:, 0], arr[:, 1])
                 bias, lower, upper, agreement = ba.bias, ba.lower, ba.upper, icc(arr)
             median, _ = medians.get((metric, str(name), float(fraction), str(arm)), (math.nan, 0))
-            rows.append((CLINICAL_METRICS[metric], name, fraction, arm, int(arr.shape[0]), median, bias, lower,
-                         upper, agreement))
+            rows.append(
+                (
+                    CLINICAL_METRICS[metric],
+                    name,
+                    fraction,
+                    arm,
+                    int(arr.shape[0]),
+                    median,
+                    bias,
+                    lower,
+                    upper,
+                    agreement,
+                )
+            )
     return Table(
         "clinical_agreement",
         "Clinical metrics: median percent error (Figure 6), Bland-Altman bias and 95% limits of agreement "
         "(predicted - reference), ICC(2,1) absolute agreement",
-        ("metric", "class", "label_fraction", "arm", "n", "median_pct_error", "bias", "loa_lower", "loa_upper",
-         "icc_2_1"),
+        (
+            "metric",
+            "class",
+            "label_fraction",
+            "arm",
+            "n",
+            "median_pct_error",
+            "bias",
+            "loa_lower",
+            "loa_upper",
+            "icc_2_1",
+        ),
         tuple(rows),
     )
 
@@ -309,7 +361,7 @@ def image_errors(results: ResultsTable, metric: str) -> tuple[FloatArray, FloatA
 
 
 def per_image_comparison_table(results: ResultsTable) -> Table:
-    """One-sided paired Wilcoxon test that supervised per-image errors exceed SSL ones (sec. 2.8, Figure 7)."""
+    """One-sided paired Wilcoxon test: supervised per-image errors exceed SSL ones (sec. 2.8, Figure 7)."""
     rows = []
     for metric in _present_metrics(results):
         sup, ssl = image_errors(results, metric)

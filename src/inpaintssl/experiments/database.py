@@ -31,7 +31,8 @@ Example:
     >>> claimed = store.claim(me, max_attempts=2)
     >>> claimed.id, claimed.attempts
     ('pt-1', 1)
-    >>> store.record("pt-1", me, result={"loss": 1.0}, rows=[Measurement("v0", 0, "image", "", "l2_norm", 3.5)])
+    >>> row = Measurement("v0", 0, "image", "", "l2_norm", 3.5)
+    >>> store.record("pt-1", me, result={"loss": 1.0}, rows=[row])
     True
     >>> store.counts()
     {'pretrain': {'done': 1}}
@@ -200,8 +201,22 @@ class RunRecord:
 
 
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
-    (run_id, kind, depends_on, config, labels, status, worker, heartbeat, started, finished,
-     attempts, failures, result, error) = tuple(row)
+    (
+        run_id,
+        kind,
+        depends_on,
+        config,
+        labels,
+        status,
+        worker,
+        heartbeat,
+        started,
+        finished,
+        attempts,
+        failures,
+        result,
+        error,
+    ) = tuple(row)
     return RunRecord(
         id=run_id,
         kind=kind,
@@ -298,7 +313,8 @@ class StudyStore:
             for run in runs:
                 labels = json.dumps(run.labels, sort_keys=True)
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO runs (id, kind, depends_on, config, labels) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO runs (id, kind, depends_on, config, labels) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     (run.id, run.kind, run.depends_on, json.dumps(run.config, sort_keys=True), labels),
                 )
                 if cur.rowcount:
@@ -312,10 +328,14 @@ class StudyStore:
         with self._transaction() as conn:
             failed = [r[0] for r in conn.execute("SELECT id FROM runs WHERE status = 'failed'")]
             chosen = [i for i in failed if ids is None or i in ids]
-            conn.executemany("UPDATE runs SET status = 'pending', failures = 0 WHERE id = ?", [(i,) for i in chosen])
+            conn.executemany(
+                "UPDATE runs SET status = 'pending', failures = 0 WHERE id = ?", [(i,) for i in chosen]
+            )
         return len(chosen)
 
-    def _is_stale(self, row: tuple[Any, ...], *, now: float, stale_after_s: float, me: WorkerId | None) -> bool:
+    def _is_stale(
+        self, row: tuple[Any, ...], *, now: float, stale_after_s: float, me: WorkerId | None
+    ) -> bool:
         worker, host, pid, heartbeat = row
         if heartbeat is None or now - heartbeat > stale_after_s:
             return True
@@ -340,7 +360,8 @@ class StudyStore:
         ).fetchall()
         stale = [r[0] for r in rows if self._is_stale(r[1:], now=now, stale_after_s=stale_after_s, me=me)]
         self._conn.executemany(
-            "UPDATE runs SET status = 'pending', error = 'reclaimed from a dead worker: ' || worker WHERE id = ?",
+            "UPDATE runs SET status = 'pending', error = 'reclaimed from a dead worker: ' || worker "
+            "WHERE id = ?",
             [(i,) for i in stale],
         )
         return stale
@@ -417,7 +438,9 @@ class StudyStore:
         )
         return cur.rowcount == 1
 
-    def record(self, run_id: str, worker: WorkerId, *, result: dict[str, Any], rows: Iterable[Measurement]) -> bool:
+    def record(
+        self, run_id: str, worker: WorkerId, *, result: dict[str, Any], rows: Iterable[Measurement]
+    ) -> bool:
         """Insert a run's measurements and mark it ``done``, in one transaction.
 
         Returns:
@@ -434,11 +457,15 @@ class StudyStore:
                 return False
             conn.executemany(
                 "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, m.level, m.volume_id, m.slice_index, m.class_name, m.metric, m.value) for m in rows],
+                [
+                    (run_id, m.level, m.volume_id, m.slice_index, m.class_name, m.metric, m.value)
+                    for m in rows
+                ],
             )
             now = time.time()
             conn.execute(
-                "UPDATE runs SET status = 'done', result = ?, finished = ?, heartbeat = ?, error = NULL WHERE id = ?",
+                "UPDATE runs SET status = 'done', result = ?, finished = ?, heartbeat = ?, error = NULL "
+                "WHERE id = ?",
                 (json.dumps(result, sort_keys=True), now, now, run_id),
             )
         return True
@@ -485,7 +512,9 @@ class StudyStore:
             if run_ids is None or run_id in run_ids:
                 # SQLite stores NaN as NULL.
                 number = math.nan if value is None else float(value)
-                out.append((run_id, Measurement(volume_id, int(slice_index), level, class_name, metric, number)))
+                out.append(
+                    (run_id, Measurement(volume_id, int(slice_index), level, class_name, metric, number))
+                )
         return out
 
 

@@ -73,7 +73,7 @@ def table_measurements(table: EvaluationTable) -> list[Measurement]:
             if column == "dice_mean" or column in _PRETRAIN_METRICS:
                 out.append(Measurement(*key, "", column, float(value)))
             elif column.startswith("dice_"):
-                out.append(Measurement(*key, column[len("dice_"):], "dice", float(value)))
+                out.append(Measurement(*key, column[len("dice_") :], "dice", float(value)))
     return out
 
 
@@ -123,7 +123,11 @@ def _clinical_rows(config: FinetuneConfig, result: FinetuneResult) -> list[Measu
         return out
 
     return clinical_measurements(
-        bundle.test, predict, class_names=result.class_names, device=device, batch_size=config.optim.batch_size
+        bundle.test,
+        predict,
+        class_names=result.class_names,
+        device=device,
+        batch_size=config.optim.batch_size,
     )
 
 
@@ -135,7 +139,9 @@ def _runtime(config: PretrainConfig | FinetuneConfig, *, quiet: bool, device: st
     return apply_overrides(config, overrides), resume
 
 
-def execute_job(job: Job, *, quiet: bool = True, device: str | None = None, clinical: bool = False) -> RunOutcome:
+def execute_job(
+    job: Job, *, quiet: bool = True, device: str | None = None, clinical: bool = False
+) -> RunOutcome:
     """Train and evaluate one job; resume it when its folder holds a checkpoint.
 
     Args:
@@ -152,7 +158,9 @@ def execute_job(job: Job, *, quiet: bool = True, device: str | None = None, clin
     if isinstance(config, PretrainConfig):
         pre = run_pretraining(config)
         rows = table_measurements(pre.evaluation) if pre.evaluation is not None else []
-        return RunOutcome({**_common(pre, resumed=resumed, started=started), **_pretrain_counts(pre.run_dir)}, rows)
+        return RunOutcome(
+            {**_common(pre, resumed=resumed, started=started), **_pretrain_counts(pre.run_dir)}, rows
+        )
     assert isinstance(config, FinetuneConfig)
     fine = run_finetuning(config)
     rows = table_measurements(fine.test) if fine.test is not None else []

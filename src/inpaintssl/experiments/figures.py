@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ class FigureFiles:
     paths: tuple[Path, ...]
 
 
-def _panels(count: int, *, width: float = 3.4, height: float = 3.0, ncols: int = 4) -> tuple[Figure, list[Axes]]:
+def _panels(
+    count: int, *, width: float = 3.4, height: float = 3.0, ncols: int = 4
+) -> tuple[Figure, list[Axes]]:
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
     figure = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
@@ -87,7 +90,7 @@ def _save(figure: Figure, path: str | Path) -> FigureFiles:
     written = []
     for fmt in FORMATS:
         target = stem.parent / f"{stem.name}.{fmt}"
-        atomic_write_with(target, lambda tmp, fmt=fmt: figure.savefig(tmp, format=fmt, dpi=150))
+        atomic_write_with(target, functools.partial(figure.savefig, format=fmt, dpi=150))
         written.append(target)
     return FigureFiles(figure, tuple(written))
 
@@ -133,10 +136,19 @@ def plot_dice_vs_label_fraction(
             if np.any(curve.high > curve.low):
                 ax.fill_between(100 * curve.x, curve.low, curve.high, color=line.get_color(), alpha=0.15)
         for curve in dice_curves(supervised, class_name=name, level=level):
-            ax.plot(100 * curve.x, curve.mean, color=SUPERVISED_COLOR, linewidth=2.5, marker="s", label="supervised")
+            ax.plot(
+                100 * curve.x,
+                curve.mean,
+                color=SUPERVISED_COLOR,
+                linewidth=2.5,
+                marker="s",
+                label="supervised",
+            )
             full = curve.x == 1.0
             if full.any():
-                ax.axhline(float(curve.mean[full][0]), color="black", linestyle=":", label="supervised, 100% labels")
+                ax.axhline(
+                    float(curve.mean[full][0]), color="black", linestyle=":", label="supervised, 100% labels"
+                )
         _percent_axis(ax, fractions)
         ax.set_title(name)
         ax.set_xlabel("labelled training data")
@@ -146,7 +158,9 @@ def plot_dice_vs_label_fraction(
     return _save(figure, path)
 
 
-def plot_dice_vs_pretraining_data(results: ResultsTable, path: str | Path, *, level: str | None = None) -> FigureFiles:
+def plot_dice_vs_pretraining_data(
+    results: ResultsTable, path: str | Path, *, level: str | None = None
+) -> FigureFiles:
     """Figure 5: class-averaged Dice vs % pretraining data per label fraction, with power-law fits (sec. 2.6).
 
     Raises:
@@ -160,8 +174,13 @@ def plot_dice_vs_pretraining_data(results: ResultsTable, path: str | Path, *, le
         ax.plot(s.x, s.y, marker="o", linestyle="none", color=color, label=f"{s.label_fraction:.0%} labels")
         if s.fit is not None:
             grid = np.linspace(0.0, float(s.x.max()), 200)
-            ax.plot(grid, s.fit.predict(grid), linestyle="--", color=color,
-                    label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, S={s.fit.rse:.2g}")
+            ax.plot(
+                grid,
+                s.fit.predict(grid),
+                linestyle="--",
+                color=color,
+                label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, S={s.fit.rse:.2g}",
+            )
     full = [s for s in series if s.label_fraction == 1.0 and s.x.size and s.x[0] == 0.0]
     if full:
         ax.axhline(float(full[0].y[0]), color="black", linestyle=":", label="supervised, 100% labels")
@@ -190,8 +209,14 @@ def plot_percent_error_bars(results: ResultsTable, path: str | Path) -> FigureFi
         for i, (fraction, arm) in enumerate(groups):
             values = {r[1]: r[4] for r in rows if (r[2], r[3]) == (fraction, arm)}
             x = np.arange(len(classes)) + (i - (len(groups) - 1) / 2) * width
-            ax.bar(x, [values.get(c, math.nan) for c in classes], width, color=ARM_COLORS.get(arm, "gray"),
-                   alpha=0.35 + 0.65 * (i + 1) / len(groups), label=f"{arm} {fraction:.0%}")
+            ax.bar(
+                x,
+                [values.get(c, math.nan) for c in classes],
+                width,
+                color=ARM_COLORS.get(arm, "gray"),
+                alpha=0.35 + 0.65 * (i + 1) / len(groups),
+                label=f"{arm} {fraction:.0%}",
+            )
         ax.set_xticks(np.arange(len(classes)), classes, rotation=20)
         ax.set_title(CLINICAL_METRICS[metric])
         ax.set_ylabel("median % error")
@@ -221,7 +246,9 @@ def plot_ssl_vs_supervised(results: ResultsTable, path: str | Path) -> FigureFil
     return _save(figure, path)
 
 
-def plot_transfer_boxplots(results: ResultsTable, path: str | Path, *, level: str | None = None) -> FigureFiles:
+def plot_transfer_boxplots(
+    results: ResultsTable, path: str | Path, *, level: str | None = None
+) -> FigureFiles:
     """Figure A1: Dice per test item of each transfer strategy, grouped by first learning rate (App. B).
 
     Raises:
@@ -237,8 +264,14 @@ def plot_transfer_boxplots(results: ResultsTable, path: str | Path, *, level: st
         for j, name in enumerate(names):
             keys = [(lr, name) for lr in rates if (lr, name) in boxes]
             positions = [rates.index(lr) + (j - (len(names) - 1) / 2) * width for lr, _ in keys]
-            art = ax.boxplot([boxes[k] for k in keys], positions=positions, widths=width * 0.9,
-                             patch_artist=True, manage_ticks=False)
+            art = ax.boxplot(
+                [boxes[k] for k in keys],
+                positions=positions,
+                widths=width * 0.9,
+                patch_artist=True,
+                medianprops={"color": "black"},
+                manage_ticks=False,
+            )
             for patch in art["boxes"]:
                 patch.set_facecolor(f"C{j}")
             art["boxes"][0].set_label(name)

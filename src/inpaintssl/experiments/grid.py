@@ -62,18 +62,6 @@ _RUNTIME_FIELDS = (
     ("data", "num_workers"),
     ("transfer", "pretrained"),
 )
-# Labels every job carries (other grid keys are added under their dotted names).
-_STANDARD_KEYS = frozenset(
-    {
-        "pretrain.pretext.task",
-        "pretrain.pretext.patch_size",
-        "pretrain.pretext.sampler",
-        "finetune.transfer.weights",
-        "finetune.transfer.schedule",
-        "finetune.optim.lr",
-        "finetune.transfer.second_lr",
-    }
-)
 
 
 def _canonical(config: PretrainConfig | FinetuneConfig) -> dict[str, Any]:
@@ -114,8 +102,10 @@ def transfer_acronym(weights: str, schedule: str) -> str:
     unfrozen one, so it is the paper's ``FF?S``; ``immediate`` is ``F?F``.
 
     Example:
-        >>> transfer_acronym("encoder", "immediate"), transfer_acronym("encoder_decoder", "freeze_then_unfreeze")
-        ('FEF', 'FFBS')
+        >>> transfer_acronym("encoder", "immediate")
+        'FEF'
+        >>> transfer_acronym("encoder_decoder", "freeze_then_unfreeze")
+        'FFBS'
     """
     part = {"encoder": "E", "encoder_decoder": "B"}.get(weights, f"[{weights}]")
     return f"F{part}F" if schedule == "immediate" else f"FF{part}S"
@@ -237,27 +227,40 @@ def _overrides(combo: Mapping[str, Any]) -> list[str]:
 
 
 def _with_unlabelled_fraction(config: PretrainConfig, fraction: float) -> PretrainConfig:
-    sources = [] if fraction == 0 else [
-        {**s.model_dump(mode="json"), "fraction": fraction} for s in config.data.unlabelled
-    ]
+    sources = (
+        []
+        if fraction == 0
+        else [{**s.model_dump(mode="json"), "fraction": fraction} for s in config.data.unlabelled]
+    )
     return apply_overrides(config, [grid_override("data.unlabelled", sources)])
 
 
-def _extra_labels(combo: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in combo.items() if k not in _STANDARD_KEYS}
+_PRETEXT_KEYS = ("pretrain.pretext.task", "pretrain.pretext.patch_size", "pretrain.pretext.sampler")
+_TRANSFER_KEYS = (
+    "finetune.transfer.weights",
+    "finetune.transfer.schedule",
+    "finetune.optim.lr",
+    "finetune.transfer.second_lr",
+)
 
 
-def _strategy(spec: StudySpec, labels: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
-    if spec.study == "data_scaling":
+def _strategy(spec: StudySpec, labels: Mapping[str, Any], combo: Mapping[str, Any]) -> str:
+    """A readable name that tells the study's strategies apart; other grid values are appended."""
+    encoded: tuple[str, ...] = ()
+    if spec.study == "transfer_design" and labels["arm"] == "ssl":
+        name = f"{labels['acronym']} lr={labels['lr']:g}"
+        if labels["second_lr"] is not None:
+            name += f"/{labels['second_lr']:g}"
+        encoded = _TRANSFER_KEYS
+    elif spec.study == "data_scaling":
         name = f"+{labels['unlabelled_fraction']:.0%} unlabelled"
-    elif spec.study == "transfer_design" and labels["arm"] == "ssl":
-        name = transfer_acronym(labels["weights"], labels["schedule"])
     elif spec.study == "clinical" and labels["arm"] == "ssl":
         name = "ssl"
     else:
         k = labels["patch_size"]
         name = f"{labels['task']} {k}x{k} {labels['sampler']}"
-    tail = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in extra.items()]
+        encoded = _PRETEXT_KEYS
+    tail = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in combo.items() if key not in encoded]
     return " ".join([name, *tail])
 
 
@@ -298,14 +301,15 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
                 "arm": "ssl",
                 "weights": cfg.transfer.weights,
                 "schedule": cfg.transfer.schedule,
+                "acronym": transfer_acronym(cfg.transfer.weights, cfg.transfer.schedule),
                 "lr": cfg.optim.lr,
                 "second_lr": second if cfg.transfer.schedule == "freeze_then_unfreeze" else None,
                 "label_fraction": fraction,
                 "subset_seed": seed,
             }
-            extra = {**_extra_labels(pre_combo), **_extra_labels(combo)}
-            labels.update(extra)
-            labels["strategy"] = _strategy(spec, labels, extra)
+            both = {**pre_combo, **combo}
+            labels.update({k: v for k, v in both.items() if k not in _PRETEXT_KEYS + _TRANSFER_KEYS})
+            labels["strategy"] = _strategy(spec, labels, both)
             yield Job(job_id, "finetune", cfg, labels, depends_on=pre.id)
 
 
@@ -349,9 +353,8 @@ def expand_study(spec: StudySpec) -> StudyPlan:
             pre_id = run_id("pretrain", cfg)
             cfg = _placed(cfg, "run.output_dir", spec.runs_dir() / pre_id)
             labels = _pretrain_labels(spec, cfg, fraction)
-            extra = _extra_labels(combo)
-            labels.update(extra)
-            labels["strategy"] = _strategy(spec, labels, extra)
+            labels.update({k: v for k, v in combo.items() if k not in _PRETEXT_KEYS})
+            labels["strategy"] = _strategy(spec, labels, combo)
             pre = Job(pre_id, "pretrain", cfg, labels)
             jobs.setdefault(pre.id, pre)
             for job in _ssl_jobs(spec, pre, combo):

@@ -84,7 +84,9 @@ class ResultsTable:
 
     def column(self, name: str) -> npt.NDArray[np.float64]:
         """A numeric column as float64 (missing or ``None`` -> NaN)."""
-        return np.array([math.nan if r.get(name) is None else float(r[name]) for r in self.rows], dtype=np.float64)
+        return np.array(
+            [math.nan if r.get(name) is None else float(r[name]) for r in self.rows], dtype=np.float64
+        )
 
     def groups(self, *columns: str) -> dict[tuple[Any, ...], ResultsTable]:
         """Split by the values of ``columns``; keys sorted like :meth:`unique`."""

@@ -152,7 +152,9 @@ def _say(quiet: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def run_worker(spec: StudySpec, *, shard: tuple[int, int] = (0, 1), index: int = 0, quiet: bool = False) -> WorkerReport:
+def run_worker(
+    spec: StudySpec, *, shard: tuple[int, int] = (0, 1), index: int = 0, quiet: bool = False
+) -> WorkerReport:
     """Claim and execute runs of ``shard`` until none is left (what each worker process does).
 
     Args:
@@ -170,15 +172,20 @@ def run_worker(spec: StudySpec, *, shard: tuple[int, int] = (0, 1), index: int =
     path = spec.database_path(shard)
     with StudyStore(path) as store:
         while True:
-            claimed = store.claim(me, allowed=allowed, max_attempts=spec.max_attempts, stale_after_s=spec.stale_after_s)
+            claimed = store.claim(
+                me, allowed=allowed, max_attempts=spec.max_attempts, stale_after_s=spec.stale_after_s
+            )
             if claimed is None:
                 break
             if not isinstance(claimed, RunRecord):  # WAIT: runs remain, none can start yet
                 time.sleep(_POLL_S)
                 continue
             job = plan.get(claimed.id)
-            _say(quiet, f"[worker {index}] {job.kind} {job.id} ({job.labels.get('strategy', '')}, "
-                        f"labels {job.labels.get('label_fraction', '-')}), attempt {claimed.attempts}")
+            _say(
+                quiet,
+                f"[worker {index}] {job.kind} {job.id} ({job.labels.get('strategy', '')}, "
+                f"labels {job.labels.get('label_fraction', '-')}), attempt {claimed.attempts}",
+            )
             started = time.time()
             try:
                 with Heartbeat(path, job.id, me, interval_s=spec.heartbeat_s):
@@ -199,13 +206,17 @@ def run_worker(spec: StudySpec, *, shard: tuple[int, int] = (0, 1), index: int =
     return WorkerReport(str(me), executed, failed, lost)
 
 
-def _worker_process(spec_json: str, shard: tuple[int, int], index: int, workers: int, quiet: bool) -> WorkerReport:
+def _worker_process(
+    spec_json: str, shard: tuple[int, int], index: int, workers: int, quiet: bool
+) -> WorkerReport:
     # Share the cores: N workers each running torch on every core would thrash.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     return run_worker(StudySpec.model_validate_json(spec_json), shard=shard, index=index, quiet=quiet)
 
 
-def _summarise(spec: StudySpec, plan: StudyPlan, shard: tuple[int, int], reports: list[WorkerReport]) -> StudySummary:
+def _summarise(
+    spec: StudySpec, plan: StudyPlan, shard: tuple[int, int], reports: list[WorkerReport]
+) -> StudySummary:
     ids = {job.id for job in plan}
     with StudyStore(spec.database_path(shard)) as store:
         runs = [r for r in store.runs() if r.id in ids]
@@ -217,7 +228,9 @@ def _summarise(spec: StudySpec, plan: StudyPlan, shard: tuple[int, int], reports
         for kind, n in report.executed.items():
             executed[kind] = executed.get(kind, 0) + n
     errors = {r.id: r.error or "" for r in runs if r.status == "failed"}
-    return StudySummary(spec.study, spec.database_path(shard), shard, len(ids), status, executed, tuple(reports), errors)
+    return StudySummary(
+        spec.study, spec.database_path(shard), shard, len(ids), status, executed, tuple(reports), errors
+    )
 
 
 def run_study(
@@ -254,14 +267,17 @@ def run_study(
         store.add_runs(_new_run(job) for job in plan)
         # A new invocation gives failed runs a fresh budget: the cause may have been fixed.
         store.requeue_failed({job.id for job in plan})
-    _say(quiet, f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {spec.database_path(shard)}")
+    _say(
+        quiet, f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {spec.database_path(shard)}"
+    )
     if workers == 1:
         reports = [run_worker(spec, shard=shard, index=0, quiet=quiet)]
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
-                pool.submit(_worker_process, spec.model_dump_json(), shard, i, workers, quiet) for i in range(workers)
+                pool.submit(_worker_process, spec.model_dump_json(), shard, i, workers, quiet)
+                for i in range(workers)
             ]
             reports = [f.result() for f in futures]
     return _summarise(spec, plan, shard, reports)

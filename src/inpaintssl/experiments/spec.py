@@ -154,7 +154,9 @@ class StudySpec(BaseModel):
             return None
         bad = [f for f in value if not 0.0 <= f <= 1.0]
         if bad or not value:
-            raise ValueError(f"unlabelled_fractions must be a non-empty list of values in [0, 1]; found {value}")
+            raise ValueError(
+                f"unlabelled_fractions must be a non-empty list of values in [0, 1]; found {value}"
+            )
         if len(set(value)) != len(value):
             raise ValueError(f"unlabelled_fractions must be distinct; found {value}")
         return value
@@ -258,7 +260,9 @@ def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
         except yaml.YAMLError as exc:
             raise ConfigError(f"study spec {path} is not valid YAML/JSON: {exc}") from exc
         if not isinstance(data, dict):
-            raise ConfigError(f"study spec {path}: expected a mapping at the top level, found {type(data).__name__}")
+            raise ConfigError(
+                f"study spec {path}: expected a mapping at the top level, found {type(data).__name__}"
+            )
         where = str(path)
     elif isinstance(source, Mapping):
         data, where = dict(source), "mapping"

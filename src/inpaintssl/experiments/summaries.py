@@ -57,7 +57,9 @@ def class_names(results: ResultsTable) -> list[str]:
     return list(seen)
 
 
-def dice_rows(results: ResultsTable, *, class_name: str | None = None, level: str | None = None) -> ResultsTable:
+def dice_rows(
+    results: ResultsTable, *, class_name: str | None = None, level: str | None = None
+) -> ResultsTable:
     """Dice rows of one class (``None``: the class average) at one level (``None``: :func:`dice_level`)."""
     level = level or dice_level(results)
     if class_name is None:
@@ -85,7 +87,9 @@ class Curve:
 
 
 def _curve(name: Any, table: ResultsTable, x: str) -> Curve:
-    per_seed = {key: float(np.nanmean(t.column("value"))) for key, t in table.groups(x, "subset_seed").items()}
+    per_seed = {
+        key: float(np.nanmean(t.column("value"))) for key, t in table.groups(x, "subset_seed").items()
+    }
     xs = sorted({key[0] for key in per_seed})
     values = [[v for key, v in per_seed.items() if key[0] == xv] for xv in xs]
     return Curve(
@@ -249,8 +253,12 @@ def transfer_boxes(
     """
     rows = dice_rows(results, level=level).select(arm="ssl")
     panels: dict[tuple[float, str], dict[tuple[float, str], FloatArray]] = {}
-    for (schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "strategy").items():
+    for (schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "acronym").items():
         # "trained once" first, then the two-phase panels by decreasing second learning rate.
-        panel = (math.inf, "trained once") if schedule == "immediate" else (float(second), f"second lr {second:g}")
+        panel = (
+            (math.inf, "trained once")
+            if schedule == "immediate"
+            else (float(second), f"second lr {second:g}")
+        )
         panels.setdefault(panel, {})[(float(lr), str(name))] = table.column("value")
     return {label: boxes for (_, label), boxes in sorted(panels.items(), key=lambda kv: -kv[0][0])}

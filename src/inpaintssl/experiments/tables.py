@@ -5,6 +5,8 @@
 - :func:`table3_ranking`: Table 3, SSL strategies ranked by the p-value of a one-sided paired
   Wilcoxon test that they beat the supervised baseline (sec. 2.5.3), pooled over the label
   fractions below 100%.
+- :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
+  numbers behind Figures 3/4).
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (a, k, c, the usual
   RSE ``sqrt(SSR / (n - 3))`` and the paper's ``SSR / (n - 2)``).
 - :func:`labels_needed_table`: labelled volumes each arm needs to reach a target Dice.
@@ -25,11 +27,17 @@ import math
 import numpy as np
 
 from inpaintssl.experiments.results import ResultsTable
-from inpaintssl.experiments.summaries import labels_needed_rows, paired_scores, scaling_series
+from inpaintssl.experiments.summaries import (
+    class_names,
+    dice_curves,
+    labels_needed_rows,
+    paired_scores,
+    scaling_series,
+)
 from inpaintssl.experiments.tabular import Table
 from inpaintssl.stats import rank_strategies
 
-__all__ = ["labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
+__all__ = ["dice_table", "labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
 
 
 def table2_l2_norm(results: ResultsTable) -> Table:
@@ -55,7 +63,8 @@ def table2_l2_norm(results: ResultsTable) -> Table:
         columns += [f"{sampler}_mean", f"{sampler}_std", f"{sampler}_n"]
     return Table(
         "table2_l2_norm",
-        "Table 2: L2 norm of inpainted validation images (mean, std, n) by pretext task, patch size and sampler",
+        "Table 2: L2 norm of inpainted validation images (mean, std, n) by pretext task, patch size "
+        "and sampler",
         tuple(columns),
         tuple(out),
     )
@@ -92,7 +101,9 @@ def power_law_table(results: ResultsTable, *, level: str | None = None) -> Table
     for series in scaling_series(results, level=level):
         fit = series.fit
         if fit is None:
-            rows.append((series.label_fraction, int(series.x.size), math.nan, math.nan, math.nan, math.nan, math.nan))
+            rows.append(
+                (series.label_fraction, int(series.x.size), math.nan, math.nan, math.nan, math.nan, math.nan)
+            )
         else:
             rows.append((series.label_fraction, fit.n, fit.a, fit.k, fit.c, fit.rse, fit.ssr_over_n_minus_2))
     return Table(
@@ -104,7 +115,9 @@ def power_law_table(results: ResultsTable, *, level: str | None = None) -> Table
     )
 
 
-def labels_needed_table(results: ResultsTable, *, target: float | None = None, level: str | None = None) -> Table:
+def labels_needed_table(
+    results: ResultsTable, *, target: float | None = None, level: str | None = None
+) -> Table:
     """Labelled volumes each arm needs to reach ``target`` Dice, and how many SSL saves (sec. 2.6, 4).
 
     See :func:`inpaintssl.experiments.summaries.labels_needed_rows`; ``inf`` means the fitted curve
@@ -120,5 +133,39 @@ def labels_needed_table(results: ResultsTable, *, target: float | None = None, l
         "labels_needed",
         f"Labelled volumes needed to reach Dice {target_dice:.3f} (power law of Dice vs labelled volumes)",
         ("arm", "target_dice", "a", "k", "c", "labelled_volumes_needed", "saved_vs_supervised"),
+        tuple(rows),
+    )
+
+
+def dice_table(results: ResultsTable, *, level: str | None = None) -> Table:
+    """Test-set mean Dice per strategy and label fraction: class average, then each class.
+
+    With several subset seeds each cell is the mean over seeds; ``seeds`` says how many.
+    """
+    classes = class_names(results)
+    curves = {name: dice_curves(results, class_name=name, level=level) for name in [None, *classes]}
+    cells: dict[tuple[str, float], dict[str | None, float]] = {}
+    for name, found in curves.items():
+        for curve in found:
+            for x, y in zip(curve.x, curve.mean):
+                cells.setdefault((str(curve.name), float(x)), {})[name] = float(y)
+    seeds = {
+        (str(k[0]), float(k[1])): len(t.unique("subset_seed"))
+        for k, t in results.select(metric="dice_mean").groups("strategy", "label_fraction").items()
+        if k[1] is not None
+    }
+    rows = [
+        (
+            strategy,
+            fraction,
+            seeds.get((strategy, fraction), 0),
+            *(v.get(n, math.nan) for n in [None, *classes]),
+        )
+        for (strategy, fraction), v in sorted(cells.items(), key=lambda kv: (kv[0][0], -kv[0][1]))
+    ]
+    return Table(
+        "dice",
+        "Test Dice (mean over the test set, then over subset seeds) per strategy and label fraction",
+        ("strategy", "label_fraction", "seeds", "dice_mean", *(f"dice_{n}" for n in classes)),
         tuple(rows),
     )

@@ -78,7 +78,10 @@ class Table:
 
     def to_markdown(self, *, digits: int = 3) -> str:
         """The table as a GitHub-flavoured Markdown table with rounded numbers."""
-        lines = ["| " + " | ".join(self.columns) + " |", "| " + " | ".join("---" for _ in self.columns) + " |"]
+        lines = [
+            "| " + " | ".join(self.columns) + " |",
+            "| " + " | ".join("---" for _ in self.columns) + " |",
+        ]
         for row in self.rows:
             lines.append("| " + " | ".join(format_value(v, digits=digits) for v in row) + " |")
         return "\n".join(lines)

@@ -53,9 +53,11 @@ __all__ = ["IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Tra
 
 log = logging.getLogger("inpaintssl.training")
 
-# Phases and epochs are folded into per-sample keys with these strides; far apart so keys never collide.
-_EPOCH_STRIDE = 1_000_003
-_PHASE_STRIDE = 7_919 * _EPOCH_STRIDE
+# A sample's corruption key folds (phase, epoch, pass over the data, dataset index) into one
+# integer; these bounds keep distinct tuples distinct and the result below 2**62.
+_MAX_ITEMS = 10_000_019
+_MAX_PASSES = 1_009
+_MAX_EPOCHS = 100_003
 # Validation keys live far above any training key, so validation corruption never repeats a training one.
 _VALIDATION_OFFSET = 1 << 62
 
@@ -105,6 +107,49 @@ class IndexedDataset(Dataset[dict[str, Any]]):
         item = dict(self.base[index])
         item["index"] = index
         return item
+
+
+@dataclass
+class _FitState:
+    """Where a run stands; saved as JSON in ``checkpoints/last`` so a killed run can resume."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    phase: int = 0
+    epoch: int = 0
+    global_epoch: int = 0
+    best_val: float = math.inf
+    best_epoch: int = -1
+    stopped_early: bool = False
+    phase_best: list[float] = field(default_factory=list)
+    stopping: EarlyStopping | None = None
+    resumed_from: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "phase": self.phase,
+            "epoch": self.epoch,
+            "global_epoch": self.global_epoch,
+            "best_val": None if math.isinf(self.best_val) else self.best_val,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "phase_best": self.phase_best,
+            "stopping": None if self.stopping is None else self.stopping.state_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _FitState:
+        return cls(
+            history=list(data["history"]),
+            phase=int(data["phase"]),
+            epoch=int(data["epoch"]),
+            global_epoch=int(data["global_epoch"]),
+            best_val=math.inf if data["best_val"] is None else float(data["best_val"]),
+            best_epoch=int(data["best_epoch"]),
+            stopped_early=bool(data["stopped_early"]),
+            phase_best=[float(v) for v in data["phase_best"]],
+            stopping=None if data["stopping"] is None else EarlyStopping.from_state_dict(data["stopping"]),
+        )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -292,14 +337,35 @@ class Trainer:
             weight_decay=self.optim.weight_decay,
         )
 
-    def _epoch_batches(self, loader: DataLoader[Any], *, desc: str) -> Iterator[dict[str, Any]]:
+    def _epoch_batches(
+        self, *, phase_index: int, epoch: int, desc: str
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield ``(pass, batch)``: one pass over the data, or exactly ``steps_per_epoch`` batches.
+
+        With ``steps_per_epoch`` larger than one pass (a few labelled slices), the data is
+        re-shuffled and passed over again, so every epoch trains the same number of steps
+        whatever the label fraction.
+        """
         limit = self.optim.steps_per_epoch
-        total = len(loader) if limit is None else min(limit, len(loader))
-        bar = tqdm(loader, total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
-        for step, batch in enumerate(bar):
-            if limit is not None and step >= limit:
-                break
-            yield batch
+        first = self._loader(self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES)
+        total = len(first) if limit is None else limit
+        bar = tqdm(total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
+        step = 0
+        for data_pass in range(_MAX_PASSES):
+            loader = (
+                first
+                if data_pass == 0
+                else self._loader(
+                    self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass
+                )
+            )
+            for batch in loader:
+                yield data_pass, batch
+                bar.update(1)
+                step += 1
+                if step >= total:
+                    bar.close()
+                    return
         bar.close()
 
     def _check_finite(self, losses: list[torch.Tensor], *, first_step: int, phase: Phase, epoch: int) -> None:
@@ -320,17 +386,24 @@ class Trainer:
         self, optimizer: torch.optim.Optimizer, *, phase_index: int, epoch: int, global_epoch: int
     ) -> float:
         phase = self.phases[phase_index]
-        epoch_key = phase_index * _PHASE_STRIDE + epoch * _EPOCH_STRIDE
-        loader = self._loader(self.train_set, epoch_key=phase_index * 10_000 + epoch)
+        if len(self.train_set) >= _MAX_ITEMS or epoch >= _MAX_EPOCHS:
+            raise ValueError(
+                f"at most {_MAX_ITEMS - 1} training items and {_MAX_EPOCHS - 1} epochs are supported"
+            )
         self.ddp_model.train()
         pending: list[torch.Tensor] = []
         pending_start = 0
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
         step = -1
-        for step, raw in enumerate(self._epoch_batches(loader, desc=f"{phase.name} epoch {global_epoch}")):
+        batches = self._epoch_batches(
+            phase_index=phase_index, epoch=epoch, desc=f"{phase.name} epoch {global_epoch}"
+        )
+        for step, (data_pass, raw) in enumerate(batches):
             batch = self._to_device(raw)
-            keys = batch["index"] + (self.seed * 7 + epoch_key)
+            keys = (
+                batch["index"] + ((phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass) * _MAX_ITEMS
+            )
             optimizer.zero_grad(set_to_none=True)
             with autocast_context(self.device, self.amp_dtype):
                 loss = self.objective.loss(self.ddp_model, batch, keys=keys)
@@ -386,151 +459,138 @@ class Trainer:
             NonFiniteLossError: A training or validation loss became NaN/inf.
             CheckpointError: ``resume`` was asked for but the last checkpoint is unusable.
         """
-        history: list[dict[str, Any]] = []
-        start_phase, start_epoch, global_epoch = 0, 0, 0
-        resumed_from: int | None = None
-        stopper: EarlyStopping | None = None
-        best_val = math.inf
-        best_epoch = -1
-        stopped_early = False
-        phase_best: list[float] = []
-        restored_optimizer: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        state = _FitState()
+        restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
         if self.resume:
             resumed = self._try_resume()
             if resumed is not None:
-                state, tensors, documents = resumed
-                history = list(state["history"])
-                start_phase, start_epoch = int(state["phase"]), int(state["epoch"])
-                global_epoch = int(state["global_epoch"])
-                best_val = math.inf if state["best_val"] is None else float(state["best_val"])
-                best_epoch = int(state["best_epoch"])
-                stopped_early = bool(state.get("stopped_early", False))
-                phase_best = [float(v) for v in state.get("phase_best", [])]
-                stopper = EarlyStopping.from_state_dict(state["stopping"]) if state.get("stopping") else None
-                restored_optimizer = (tensors["optimizer"], documents["optimizer"])
-                restore_rng_states(tensors["rng"], state["rng"])
-                resumed_from = global_epoch
-                log.info("resumed from %s at phase %d epoch %d", self.run_dir, start_phase, start_epoch)
-
-        for phase_index in range(start_phase, len(self.phases)):
-            phase = self.phases[phase_index]
-            optimizer = self._make_optimizer(phase)
-            # Only the phase a resumed run stopped in carries optimizer moments and stopping state.
-            if restored_optimizer is not None and stopper is not None:
-                optimizer_from_tensors(optimizer, *restored_optimizer)
-                epoch = start_epoch
-            else:
-                stopper = EarlyStopping(
-                    min_delta=self.stopping_config.min_delta, patience=self.stopping_config.patience
-                )
-                best_val, best_epoch, epoch = math.inf, -1, 0
-            restored_optimizer = None
-            stopped_early = False
-            while epoch < self.optim.max_epochs:
-                lr = step_decay_lr(
-                    epoch,
-                    lr=phase.lr,
-                    decay=self.optim.lr_decay,
-                    every=self.optim.lr_decay_every,
-                    min_lr=self.optim.min_lr,
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                started = time.perf_counter()
-                train_loss = self._train_epoch(
-                    optimizer, phase_index=phase_index, epoch=epoch, global_epoch=global_epoch
-                )
-                val_loss = self.validate()
-                if not math.isfinite(val_loss):
-                    raise NonFiniteLossError(
-                        f"non-finite validation loss ({val_loss}) in phase {phase.name!r} at epoch "
-                        f"{global_epoch}; stopped. The last good checkpoint is kept in "
-                        f"{self.run_dir / 'checkpoints'}"
-                    )
-                is_best = val_loss < best_val
-                if is_best:
-                    best_val, best_epoch = val_loss, global_epoch
-                    self._save("best", epoch=global_epoch, val_loss=val_loss)
-                stopper.update(val_loss)
-                history.append(
-                    {
-                        "phase": phase.name,
-                        "epoch": global_epoch,
-                        "phase_epoch": epoch,
-                        "lr": lr,
-                        "train_loss": train_loss,
-                        "val_loss": val_loss,
-                        "best": int(is_best),
-                        "seconds": round(time.perf_counter() - started, 3),
-                    }
-                )
-                if not self.quiet and self.dist.is_main:
-                    tqdm.write(
-                        f"[{phase.name}] epoch {global_epoch}: lr={lr:.3g} train_loss={train_loss:.5g} "
-                        f"val_loss={val_loss:.5g}{' *' if is_best else ''}"
-                    )
-                epoch += 1
-                global_epoch += 1
-                stopped_early = stopper.should_stop
-                phase_done = stopped_early or epoch >= self.optim.max_epochs
-                if self.dist.is_main:
-                    write_metrics_csv(self.run_dir / "metrics.csv", history)
-                if phase_done:
-                    break
-                if epoch % self.checkpoint_every == 0:
-                    self._save(
-                        "last",
-                        epoch=global_epoch - 1,
-                        val_loss=val_loss,
-                        optimizer=optimizer,
-                        state={
-                            "phase": phase_index,
-                            "epoch": epoch,
-                            "global_epoch": global_epoch,
-                            "best_val": None if math.isinf(best_val) else best_val,
-                            "best_epoch": best_epoch,
-                            "stopping": stopper.state_dict(),
-                            "stopped_early": stopped_early,
-                            "phase_best": phase_best,
-                            "history": history,
-                        },
-                    )
-            # Restore the phase's best weights (Keras' restore-best) before the next phase or the end.
-            self._barrier()
+                saved, tensors, documents = resumed
+                state = _FitState.from_json(saved)
+                state.resumed_from = state.global_epoch
+                restore = (tensors["optimizer"], documents["optimizer"])
+                restore_rng_states(tensors["rng"], saved["rng"])
+                log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
+        if state.phase >= len(self.phases):
             self._load_weights("best")
-            phase_best.append(best_val)
-            stopper = None
-            self._save(
-                "last",
-                epoch=global_epoch - 1,
-                val_loss=best_val,
-                optimizer=optimizer,
-                state={
-                    "phase": phase_index + 1,
-                    "epoch": 0,
-                    "global_epoch": global_epoch,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "stopping": None,
-                    "stopped_early": stopped_early,
-                    "phase_best": phase_best,
-                    "history": history,
-                },
-            )
-        if start_phase >= len(self.phases):
-            self._load_weights("best")
+        while state.phase < len(self.phases):
+            self._run_phase(state, restore)
+            restore = None
         self._barrier()
-        set_trainable(
-            _unwrap(self.model), [n for n, _ in _unwrap(self.model).named_children()], trainable=True
-        )
+        model = _unwrap(self.model)
+        set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
         return TrainOutcome(
-            history=history,
-            best_val_loss=best_val,
-            best_epoch=best_epoch,
-            epochs_run=global_epoch,
-            stopped_early=stopped_early,
-            resumed_from_epoch=resumed_from,
-            phase_best=phase_best,
+            history=state.history,
+            best_val_loss=state.best_val,
+            best_epoch=state.best_epoch,
+            epochs_run=state.global_epoch,
+            stopped_early=state.stopped_early,
+            resumed_from_epoch=state.resumed_from,
+            phase_best=state.phase_best,
+        )
+
+    def _run_phase(
+        self, state: _FitState, restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None
+    ) -> None:
+        phase = self.phases[state.phase]
+        optimizer = self._make_optimizer(phase)
+        # Only the phase a resumed run stopped in carries optimizer moments and stopping state.
+        if restore is not None and state.stopping is not None:
+            optimizer_from_tensors(optimizer, *restore)
+        else:
+            state.stopping = EarlyStopping(
+                min_delta=self.stopping_config.min_delta, patience=self.stopping_config.patience
+            )
+            state.best_val, state.best_epoch, state.epoch = math.inf, -1, 0
+        state.stopped_early = False
+        bar = tqdm(
+            total=self.optim.max_epochs,
+            initial=state.epoch,
+            desc=phase.name,
+            unit="epoch",
+            leave=False,
+            disable=self.quiet or not self.dist.is_main,
+        )
+        while state.epoch < self.optim.max_epochs:
+            row = self._run_epoch(optimizer, state, phase)
+            bar.update(1)
+            bar.set_postfix(
+                train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}", lr=f"{row['lr']:.2g}"
+            )
+            log.info(
+                "[%s] epoch %d: lr=%.3g train_loss=%.5g val_loss=%.5g%s",
+                phase.name,
+                row["epoch"],
+                row["lr"],
+                row["train_loss"],
+                row["val_loss"],
+                " *" if row["best"] else "",
+            )
+            if state.stopped_early or state.epoch >= self.optim.max_epochs:
+                break
+            if state.epoch % self.checkpoint_every == 0:
+                self._save_last(optimizer, state, val_loss=row["val_loss"])
+        bar.close()
+        # Restore the phase's best weights (Keras' restore-best) before the next phase or the end.
+        self._barrier()
+        self._load_weights("best")
+        state.phase_best.append(state.best_val)
+        state.phase, state.epoch, state.stopping = state.phase + 1, 0, None
+        self._save_last(optimizer, state, val_loss=state.best_val)
+
+    def _run_epoch(self, optimizer: torch.optim.Optimizer, state: _FitState, phase: Phase) -> dict[str, Any]:
+        assert state.stopping is not None
+        lr = step_decay_lr(
+            state.epoch,
+            lr=phase.lr,
+            decay=self.optim.lr_decay,
+            every=self.optim.lr_decay_every,
+            min_lr=self.optim.min_lr,
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        started = time.perf_counter()
+        train_loss = self._train_epoch(
+            optimizer, phase_index=state.phase, epoch=state.epoch, global_epoch=state.global_epoch
+        )
+        train_seconds = time.perf_counter() - started
+        val_loss = self.validate()
+        if not math.isfinite(val_loss):
+            raise NonFiniteLossError(
+                f"non-finite validation loss ({val_loss}) in phase {phase.name!r} at epoch "
+                f"{state.global_epoch}; stopped. The last good checkpoint is kept in "
+                f"{self.run_dir / 'checkpoints'}"
+            )
+        is_best = val_loss < state.best_val
+        if is_best:
+            state.best_val, state.best_epoch = val_loss, state.global_epoch
+            self._save("best", epoch=state.global_epoch, val_loss=val_loss)
+        state.stopping.update(val_loss)
+        row = {
+            "phase": phase.name,
+            "epoch": state.global_epoch,
+            "phase_epoch": state.epoch,
+            "lr": lr,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best": int(is_best),
+            "train_seconds": round(train_seconds, 4),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        state.history.append(row)
+        state.epoch += 1
+        state.global_epoch += 1
+        state.stopped_early = state.stopping.should_stop
+        if self.dist.is_main:
+            write_metrics_csv(self.run_dir / "metrics.csv", state.history)
+        return row
+
+    def _save_last(self, optimizer: torch.optim.Optimizer, state: _FitState, *, val_loss: float) -> None:
+        self._save(
+            "last",
+            epoch=state.global_epoch - 1,
+            val_loss=val_loss,
+            optimizer=optimizer,
+            state=state.to_json(),
         )
 
     def _barrier(self) -> None:

@@ -1,0 +1,162 @@
+"""Training-loop throughput: the library's pretraining loop vs. a bare PyTorch loop (and MONAI).
+
+All three train the same 5-level U-Net (or MONAI's BasicUNet, its closest peer) on the same
+in-memory 256x256 batches of 9, channels_last, with context-restoration corruption on the device,
+L2 loss and the paper's Adam. The library's number is its own epoch timer (``train_seconds`` in
+``metrics.csv``), so it includes the DataLoader, device moves, corruption keys, finiteness checks
+and progress bookkeeping that a real run pays; validation and checkpoint writing are excluded.
+
+Usage::
+
+    python benchmarks/bench_training.py [--quick] [--out PATH]
+
+Targets (issue #5): library >= 0.95x bare loop; library >= 1.5x MONAI BasicUNet when installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inpaintssl.config import PretrainConfig
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.losses import l2_loss
+from inpaintssl.registry import BACKBONES, DATASETS, PRETEXT_TASKS
+from inpaintssl.training.pretraining import run_pretraining
+
+
+class InMemorySlices(SliceDataset):
+    """Pre-generated random slices, so data loading costs the same in every contender."""
+
+    def __init__(self, *, split: str = "train", labelled: bool = False, count: int = 36, size: int = 256) -> None:
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        self.images = torch.randn(count, 1, size, size, generator=generator)
+        self.volume_ids = [f"{split}{i}" for i in range(count)]
+        self.in_channels = 1
+        self.class_names = ()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.images[index], "volume_id": self.volume_ids[index], "slice_index": 0,
+                "spacing": (1.0, 1.0, 1.0)}
+
+
+def _bare_loop(*, size: int, batch: int, steps: int, warmup: int) -> float:
+    model = BACKBONES.build("unet2d", in_channels=1, out_channels=1, seed=0).to(memory_format=torch.channels_last)
+    task = PRETEXT_TASKS.build("context_restoration", patch_size=32, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.99, 0.995), eps=1e-8)
+    data = InMemorySlices(count=batch * 4, size=size).images
+    model.train()
+
+    def step(i: int) -> None:
+        clean = data[(i % 4) * batch : (i % 4 + 1) * batch].contiguous(memory_format=torch.channels_last)
+        corrupted = task.corrupt_fixed(clean, key=i)
+        optimizer.zero_grad(set_to_none=True)
+        loss = l2_loss(model(corrupted), clean)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    started = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * batch / (time.perf_counter() - started)
+
+
+def _monai_loop(*, size: int, batch: int, steps: int, warmup: int) -> float | None:
+    try:
+        from monai.networks.nets import BasicUNet
+    except ImportError:
+        return None
+    model = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(32, 64, 128, 256, 512, 32))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.99, 0.995), eps=1e-8)
+    task = PRETEXT_TASKS.build("context_restoration", patch_size=32, seed=0)
+    data = InMemorySlices(count=batch * 4, size=size).images
+    model.train()
+
+    def step(i: int) -> None:
+        clean = data[(i % 4) * batch : (i % 4 + 1) * batch]
+        corrupted = task.corrupt_fixed(clean, key=i)
+        optimizer.zero_grad(set_to_none=True)
+        loss = l2_loss(model(corrupted), clean)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    started = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * batch / (time.perf_counter() - started)
+
+
+def _library_loop(*, size: int, batch: int, steps: int) -> float:
+    name = "bench_in_memory"
+    if name not in DATASETS.names():
+        DATASETS.register(name)(InMemorySlices)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = PretrainConfig.model_validate(
+            {
+                "data": {"dataset": name, "params": {"count": batch * steps, "size": size}, "val_max_images": 1},
+                "pretext": {"task": "context_restoration", "patch_size": 32, "bank_size": 100},
+                "optim": {"batch_size": batch, "max_epochs": 2, "steps_per_epoch": steps},
+                "early_stopping": {"min_delta": 0.0, "patience": 10},
+                "run": {"output_dir": str(Path(tmp) / "run"), "quiet": True, "device": "cpu"},
+            }
+        )
+        result = run_pretraining(config)
+    # Epoch 0 warms up allocators and oneDNN kernels; epoch 1 is measured.
+    seconds = float(result.history[-1]["train_seconds"])
+    return steps * batch / seconds
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the comparison and return (and optionally write) the JSON record."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="128x128 and fewer steps (smoke run)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    size, steps, warmup = (128, 3, 1) if args.quick else (256, 6, 2)
+    batch = 9
+    torch.manual_seed(0)
+    bare = _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup)
+    library = _library_loop(size=size, batch=batch, steps=steps)
+    monai = _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup)
+    record: dict[str, Any] = {
+        "benchmark": "training_loop",
+        "machine": platform.node(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "image_size": size,
+        "batch_size": batch,
+        "steps": steps,
+        "images_per_s": {"library": library, "bare_loop": bare, "monai_basicunet": monai},
+        "ratios": {
+            "library_vs_bare": library / bare,
+            "library_vs_monai": None if monai is None else library / monai,
+        },
+    }
+    record["targets"] = {
+        "library_vs_bare>=0.95": record["ratios"]["library_vs_bare"] >= 0.95,
+        "library_vs_monai>=1.5": None if monai is None else record["ratios"]["library_vs_monai"] >= 1.5,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2))
+    print(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()

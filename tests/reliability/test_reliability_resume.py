@@ -1,0 +1,95 @@
+"""Hard kills: SIGKILL real training processes at seeded random moments, resume, compare weights.
+
+Each resumed run must end with exactly (bit-for-bit, CPU, deterministic mode) the weights of a run
+that was never interrupted, in pretraining and in a two-phase fine-tuning.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from inpaintssl.checkpoint import load_checkpoint
+
+COMMON = [
+    "data.dataset=synthetic",
+    "data.params={num_images: 24, num_val: 6, num_test: 6, size: [16, 16]}",
+    "model.params={depth: 2, base_width: 4}",
+    "optim.batch_size=4",
+    "optim.max_epochs=6",
+    "run.deterministic=true",
+    "run.device=cpu",
+    "run.quiet=true",
+]
+STAGES = {
+    "pretrain": ["pretext.patch_size=4", "pretext.bank_size=4", "early_stopping.min_delta=0"],
+    "finetune": ["transfer.schedule=freeze_then_unfreeze", "optim.max_epochs=3", "early_stopping.patience=50"],
+}
+KILLS_PER_STAGE = 5
+
+
+def _command(stage: str, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "inpaintssl", stage, *COMMON, *STAGES[stage], f"run.output_dir={out}", *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def _run(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return time.perf_counter() - started
+
+
+def _kill_after(cmd: list[str], delay: float) -> None:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    for which in ("best", "last"):
+        wa, _ = load_checkpoint(a, which=which)
+        wb, _ = load_checkpoint(b, which=which)
+        assert wa.keys() == wb.keys()
+        for name in wa:
+            assert torch.equal(wa[name], wb[name]), f"{which}:{name} differs after resume"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path: Path, stage: str) -> None:
+    extra: list[str] = []
+    if stage == "finetune":
+        _run(_command("pretrain", tmp_path / "pre", "optim.max_epochs=2"))
+        extra = [f"transfer.pretrained={tmp_path / 'pre'}"]
+    reference = tmp_path / "reference"
+    duration = _run(_command(stage, reference, *extra))
+    rng = random.Random(20231125 + len(stage))
+    # Kill anywhere from start-up (nothing written yet) to near the end of a normal run.
+    delays = sorted(rng.uniform(0.3, 0.95) * duration for _ in range(KILLS_PER_STAGE))
+    for i, delay in enumerate(delays):
+        out = tmp_path / f"killed{i}"
+        _kill_after(_command(stage, out, *extra), delay)
+        _run(_command(stage, out, *extra, "run.resume=true"))
+        _assert_same_weights(reference, out)
+
+
+@pytest.mark.slow
+def test_deterministic_runs_are_bit_identical(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        _run(_command("pretrain", tmp_path / name, "optim.max_epochs=2"))
+    _assert_same_weights(tmp_path / "a", tmp_path / "b")

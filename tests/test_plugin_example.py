@@ -1,0 +1,120 @@
+"""The example plugin in ``examples/plugin_example`` installs with pip and works through the registry.
+
+The package is pip-installed into the running interpreter's environment, exercised in fresh
+subprocesses (entry points are read from the installed metadata, as a user's process would), and
+uninstalled at the end so the environment stays as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "examples" / "plugin_example"
+DISTRIBUTION = "inpaintssl-pixel-shuffle"
+NAME = "local_pixel_shuffle"
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def pip(*args: str) -> None:
+    result = run("-m", "pip", *args, "--disable-pip-version-check", "--no-input")
+    assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Install a copy (the build writes build/ and egg-info next to the sources), then uninstall."""
+    source = tmp_path_factory.mktemp("plugin") / "plugin_example"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    # Offline: build with the setuptools already installed; otherwise pip must fetch it.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    pip("install", "--no-deps", "--no-index", *isolation, str(source))
+    try:
+        yield source
+    finally:
+        pip("uninstall", "-y", DISTRIBUTION)
+
+
+def test_plugins_command_lists_the_task(installed: Path) -> None:
+    result = run("-m", "inpaintssl", "plugins")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.split()[:1] == [NAME]]
+    assert len(lines) == 1, result.stdout
+    assert f"plugin from {DISTRIBUTION} 0.1.0" in lines[0]
+    assert "[inpaintssl_pixel_shuffle:LocalPixelShuffle]" in lines[0]
+
+
+def test_pretrains_through_the_api(installed: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "pre"
+    script = textwrap.dedent(
+        f"""
+        import json, math
+        import inpaintssl as issl
+        from inpaintssl.registry import PRETEXT_TASKS
+        from inpaintssl_pixel_shuffle import LocalPixelShuffle
+
+        result = issl.pretrain({{
+            "data": {{"dataset": "synthetic",
+                      "params": {{"size": [16, 16], "num_images": 8, "num_val": 4, "num_test": 4}}}},
+            "model": {{"params": {{"depth": 2, "base_width": 4}}}},
+            "pretext": {{"task": "{NAME}", "patch_size": 4, "bank_size": 4}},
+            "optim": {{"max_epochs": 1, "batch_size": 4}},
+            "run": {{"output_dir": {str(run_dir)!r}, "device": "cpu", "quiet": True}},
+        }})
+        task = PRETEXT_TASKS.build("{NAME}", patch_size=4, bank_size=4)
+        print(json.dumps({{
+            "is_plugin_class": isinstance(task, LocalPixelShuffle),
+            "epochs": result.epochs_run,
+            "loss_finite": math.isfinite(result.best_val_loss),
+            "checkpoint": str(result.checkpoint),
+        }}))
+        """
+    )
+    result = run("-c", script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {
+        "is_plugin_class": True,
+        "epochs": 1,
+        "loss_finite": True,
+        "checkpoint": str(run_dir / "checkpoints" / "best"),
+    }
+    assert f"task: {NAME}" in (run_dir / "config.yaml").read_text()
+    assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()
+    rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 2  # header + the one epoch
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "tests/corruption/test_corruption_tasks.py",
+        "tests/experiments/test_experiments_grid.py::test_every_registered_task_and_sampler_expands",
+    ],
+)
+def test_registry_parametrized_tests_accept_it(installed: Path, target: str) -> None:
+    result = run("-m", "pytest", target, "-k", NAME, "-q", "-p", "no:cacheprovider")
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+def test_plugin_own_tests_pass(installed: Path) -> None:
+    result = run("-m", "pytest", str(installed / "tests"), "-q", "-p", "no:cacheprovider", cwd=installed)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
