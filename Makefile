@@ -5,6 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev,nifti,dicom,demo,docs,tensorboard
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 
@@ -39,7 +40,8 @@ demo-quick: $(STAMP)
 	$(BIN)/inpaintssl demo --quick --output demo-report-quick
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),bench]"
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) docs/_build docs/auto_examples demo-report demo-report-quick .pytest_cache .mypy_cache .ruff_cache

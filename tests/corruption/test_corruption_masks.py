@@ -166,7 +166,7 @@ def test_bank_rejects_corners_outside_the_image_from_a_plugin_sampler() -> None:
 @pytest.mark.parametrize("name", SAMPLERS.names())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_in_place_swap_equals_the_permutation_gather(
+def test_compiled_swap_equals_the_permutation_gather(
     name: str, dtype: torch.dtype, channels_last: bool
 ) -> None:
     shape = (40, 56)
@@ -177,19 +177,22 @@ def test_in_place_swap_equals_the_permutation_gather(
     choice = torch.tensor([0, 3, 5, 7, 11, 3])
     index = bank.permutations_for(choice)[:, None, :].expand(6, 3, -1)
     expected = torch.gather(images.reshape(6, 3, -1), 2, index).reshape(images.shape)
-    swapped = bank.swap_patches_(images.clone(), choice)
+    before = images.clone()
+    swapped = bank.swap_patches(images, choice)
     assert torch.equal(swapped, expected)
+    assert torch.equal(images, before)
+    assert swapped.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
-def test_in_place_swap_validates_its_inputs() -> None:
+def test_compiled_swap_validates_its_inputs() -> None:
     bank = MaskBank.build(sampler=PoissonDiscSampler(), shape=(32, 32), patch_size=4, size=1, pairs=True)
     with pytest.raises(ValueError, match=r"CPU tensor \(N, C, 32, 32\), got \(1, 1, 16, 32\)"):
-        bank.swap_patches_(torch.zeros(1, 1, 16, 32), torch.tensor([0]))
+        bank.swap_patches(torch.zeros(1, 1, 16, 32), torch.tensor([0]))
     with pytest.raises(ValueError, match=r"choice must hold 1 entries in \[0, 4\)"):
-        bank.swap_patches_(torch.zeros(1, 1, 32, 32), torch.tensor([4]))
+        bank.swap_patches(torch.zeros(1, 1, 32, 32), torch.tensor([4]))
     unpaired = MaskBank.build(sampler=PoissonDiscSampler(), shape=(32, 32), patch_size=4, size=1)
     with pytest.raises(ValueError, match="no pairs to swap"):
-        unpaired.swap_patches_(torch.zeros(1, 1, 32, 32), torch.tensor([0]))
+        unpaired.swap_patches(torch.zeros(1, 1, 32, 32), torch.tensor([0]))
 
 
 def test_bank_moves_to_a_device_with_the_same_entries() -> None:

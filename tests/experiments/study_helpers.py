@@ -33,7 +33,7 @@ def tiny_spec(output: Path, *, study: str = "pretext_design", **changes: Any) ->
     data = {"dataset": "synthetic", "params": params}
     model = {"params": {"depth": 3, "base_width": 4}}
     run = {"device": "cpu", "channels_last": False}
-    optim = {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 4}
+    optim = {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4}
     spec: dict[str, Any] = {
         "study": study,
         "output": str(output),

@@ -36,16 +36,23 @@ def _pretext_spec(output: Path, **changes: Any) -> StudySpec:
 def test_pretext_grid_counts_and_sharing(tmp_path: Path) -> None:
     plan = expand_study(_pretext_spec(tmp_path))
     pretrain = plan.pretrain_jobs()
-    strategies, fractions, seeds = 2 * 3 * 2, 5, 2
+    strategies = 2 * 3 * 2
+    # 4 label-limited fractions x 2 subset seeds, plus all labels once (every seed draws the same set).
+    subsets = 4 * 2 + 1
     assert len(pretrain) == strategies
     ssl = [j for j in plan.finetune_jobs() if j.depends_on is not None]
     baseline = [j for j in plan.finetune_jobs() if j.depends_on is None]
-    assert len(ssl) == strategies * fractions * seeds
-    assert len(baseline) == fractions * seeds
+    assert len(ssl) == strategies * subsets
+    assert len(baseline) == subsets
+    assert sorted((j.labels["label_fraction"], j.labels["subset_seed"]) for j in baseline)[-3:] == [
+        (0.5, 0),
+        (0.5, 1),
+        (1.0, 0),
+    ]
     # Each pretrained model serves exactly the fine-tuning runs of its strategy.
     for pre in pretrain:
         dependants = plan.dependants(pre.id)
-        assert len(dependants) == fractions * seeds
+        assert len(dependants) == subsets
         assert {j.labels["strategy"] for j in dependants} == {pre.labels["strategy"]}
     assert len({j.id for j in plan}) == len(plan)
 

@@ -62,10 +62,15 @@ def test_a_study_runs_shares_pretraining_and_skips_done_runs(spec_factory: Any) 
     grown = run_study(spec, quiet=True)
     assert grown.executed == {"finetune": 3}
     _assert_recorded_exactly_once(spec)
-    results = load_results(load_spec(spec))
+    results = load_results(load_spec(spec), finetune_slices=True)
     ssl = results.select(arm="ssl", metric="dice_mean", level="image")
     assert len(ssl) == 2 * 3 * TEST_SLICES
     assert set(ssl.unique("task")) == {"context_prediction", "context_restoration"}
+    # By default a study with per-volume Dice is loaded per volume (plus the pretraining rows).
+    default = load_results(load_spec(spec))
+    assert not default.select(kind="finetune", level="image").rows
+    assert len(default.select(arm="ssl", metric="dice_mean", level="volume")) == 2 * 3 * TEST_VOLUMES
+    assert len(default.select(kind="pretrain", metric="l2_norm")) == 2 * VAL_SLICES
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 
 ``union_mask`` and ``swap_index`` run once per mask-bank entry (hundreds of entries, each with up
 to about a thousand patches at K = 8), where a Python loop over patches would dominate the build.
-``swap_blocks`` is context restoration's CPU hot path: it moves only the swapped pixels, in
-place, where a full-image gather reads and writes every pixel plus an ``(N, H*W)`` int64 index.
+``swap_blocks`` is context restoration's CPU hot path: a plane copy plus the swapped pixels,
+where a full-image gather also reads an ``(N, H*W)`` int64 index and pays a cache miss per pixel.
 Private; use :mod:`inpaintssl.corruption.masks`.
 
 Each kernel fills a caller-owned ``out`` array, so a bank writes straight into its rows.
@@ -61,34 +61,41 @@ def swap_index(corners: NDArray[np.int64], patch: int, out: NDArray[np.int32]) -
 
 @njit_cached
 def swap_blocks(
-    images: NDArray[np.integer],
+    source: NDArray[np.integer],
+    out: NDArray[np.integer],
     corners: NDArray[np.int64],
     offsets: NDArray[np.int64],
     choice: NDArray[np.int64],
     patch: int,
 ) -> None:
-    """Swap, in place, the patch pairs of entry ``choice[n]`` in every channel of ``images[n]``.
+    """Write into ``out`` the ``source`` images with entry ``choice[n]``'s pairs swapped in image ``n``.
 
     Args:
-        images: ``(N, C, H, W)`` array, any layout; an integer view of float data works because
+        source: ``(N, C, H, W)`` array, any layout; an integer view of float data works because
             swapping only moves bits.
+        out: Array of the same shape and dtype, overwritten.
         corners: ``(M, 2)`` corners of all bank entries, concatenated.
         offsets: ``(E + 1,)``; entry ``e`` owns ``corners[offsets[e]:offsets[e + 1]]``.
         choice: ``(N,)`` entry per image.
         patch: Patch side ``K``.
     """
-    for n in range(images.shape[0]):
+    for n in range(out.shape[0]):
         entry = choice[n]
-        # One channel plane at a time, row slices innermost: contiguous runs that Numba vectorises
-        # (about 10x faster than indexing single pixels of the 4-D array).
-        for channel in range(images.shape[1]):
-            plane = images[n, channel]
+        for channel in range(out.shape[1]):
+            # Copy one plane, then swap inside it while it is still in cache: about the cost of
+            # the copy alone, where copying the whole batch first sends the swaps back to memory.
+            plane = out[n, channel]
+            original = source[n, channel]
+            for r in range(plane.shape[0]):
+                plane[r, :] = original[r, :]
             for i in range(offsets[entry], offsets[entry + 1] - 1, 2):
                 r1 = corners[i, 0]
                 c1 = corners[i, 1]
                 r2 = corners[i + 1, 0]
                 c2 = corners[i + 1, 1]
                 for dr in range(patch):
+                    # Row slices are contiguous runs that Numba vectorises, ~10x faster than
+                    # indexing single pixels of the 4-D array.
                     first = plane[r1 + dr, c1 : c1 + patch]
                     second = plane[r2 + dr, c2 : c2 + patch]
                     for dc in range(patch):

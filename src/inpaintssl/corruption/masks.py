@@ -122,8 +122,8 @@ class MaskBank:
 
     The bank keeps every entry's patch corners; the dense forms are derived on first use, so a
     task only pays for what it needs: ``masks`` (context prediction), ``permutations`` (context
-    restoration with autograd or off the CPU) or neither (restoration on the CPU swaps patches in
-    place with :meth:`swap_patches_`).
+    restoration with autograd or off the CPU) or neither (restoration on the CPU swaps patches with
+    the compiled :meth:`swap_patches`).
 
     Args:
         shape: Image shape ``(H, W)``.
@@ -265,18 +265,19 @@ class MaskBank:
         # Stored as int32 to halve the bank; gather needs int64, so only the chosen rows are widened.
         return self.permutations.index_select(0, _as_index(choice, self.device)).long()
 
-    def swap_patches_(self, images: Tensor, choice: Tensor) -> Tensor:
-        """Swap entry ``choice[n]``'s patch pairs in every channel of ``images[n]``, in place.
+    def swap_patches(self, images: Tensor, choice: Tensor) -> Tensor:
+        """A copy of ``images`` with entry ``choice[n]``'s pairs swapped in every channel of image ``n``.
 
-        Equal to gathering with :meth:`permutations_for`, but moves only the swapped pixels and
-        needs no permutation table; CPU tensors only, and not differentiable.
+        Equal to gathering with :meth:`permutations_for`, but a compiled kernel copies each plane
+        and swaps inside it, close to the cost of a plain copy, and needs no permutation table.
+        CPU tensors only, and not differentiable.
 
         Args:
-            images: ``(N, C, H, W)`` CPU tensor of any dtype and memory layout.
+            images: ``(N, C, H, W)`` CPU tensor of any dtype and memory layout (kept).
             choice: ``(N,)`` int64 entries.
 
         Returns:
-            ``images``, modified.
+            ``(N, C, H, W)`` new tensor.
 
         Raises:
             ValueError: Not pairs, not on the CPU, a shape other than the bank's, or an entry
@@ -294,11 +295,19 @@ class MaskBank:
             len(entries) and not 0 <= entries.min() <= entries.max() < len(self)
         ):
             raise ValueError(f"choice must hold {images.shape[0]} entries in [0, {len(self)}), got {entries}")
+        out = torch.empty_like(images)
         # Swapping only moves bits, so an integer view of the same width serves every float dtype
         # (bfloat16 included, which NumPy cannot hold).
-        bits = images.view(_SAME_WIDTH_INT[images.element_size()]).numpy()
-        swap_blocks(bits, self._packed, self._offsets, entries, self.patch_size)
-        return images
+        bits = _SAME_WIDTH_INT[images.element_size()]
+        swap_blocks(
+            images.detach().view(bits).numpy(),
+            out.view(bits).numpy(),
+            self._packed,
+            self._offsets,
+            entries,
+            self.patch_size,
+        )
+        return out
 
 
 _SAME_WIDTH_INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}

@@ -8,7 +8,7 @@
 
 Both run vectorised on any device, with no Python loop over images or patches: one
 ``torch.where`` (prediction) or one ``gather`` with a precomputed permutation (restoration; on the
-CPU a compiled in-place block swap, which gives identical results) per batch.
+CPU a compiled block swap, which gives identical results) per batch.
 
 Example:
     >>> import torch
@@ -99,7 +99,7 @@ class ContextRestoration(PretextTask):
     """Context restoration: swap pairs of non-overlapping ``K x K`` patches (sec. 2.4, ref. 8).
 
     Off the CPU (or under autograd) each image's permutation is precomputed in its mask bank, so a
-    batch costs one ``gather``; on the CPU a compiled kernel swaps the patches in place. Either way
+    batch costs one ``gather``; on the CPU a compiled kernel copies and swaps the patches. Either way
     every output channel is an exact permutation of the input channel, with the same permutation
     in every channel, even where random-sampled pairs overlap other pairs. With ``poisson_disc``
     the moved pixels are exactly the patches' union (at least ``coverage`` of the image); with
@@ -122,9 +122,9 @@ class ContextRestoration(PretextTask):
     def apply(self, images: Tensor, *, bank: MaskBank, choice: Tensor) -> Tensor:
         """``(N, C, H, W)`` with each image's patch pairs swapped, identically in every channel."""
         if images.device.type == "cpu" and not (images.requires_grad and torch.is_grad_enabled()):
-            # On the CPU the full-image gather is memory-bound (it reads an (N, H*W) int64 index
-            # and every pixel); compiled in-place block swaps move only the swapped pixels.
-            return bank.swap_patches_(images.clone(), choice)
+            # On the CPU the full-image gather is memory-bound (it also reads an (N, H*W) int64
+            # index, with a cache miss per pixel); the compiled block swap costs about one copy.
+            return bank.swap_patches(images, choice)
         batch, channels, height, width = images.shape
         index = bank.permutations_for(choice)[:, None, :].expand(batch, channels, height * width)
         return torch.gather(images.reshape(batch, channels, height * width), 2, index).reshape(images.shape)

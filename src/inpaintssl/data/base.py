@@ -15,7 +15,7 @@ Each item is a dict:
 ``slice_index``
     Index of the slice inside its volume.
 ``spacing``
-    ``(row_mm, col_mm, slice_mm)`` voxel spacing.
+    ``(3,)`` float64 tensor ``(row_mm, col_mm, slice_mm)``: the voxel spacing.
 
 Datasets may add more keys (e.g. ``hu`` for CT, ``echo1``/``echo2``/``scan_params`` for
 SKM-TEA); collation keeps them.

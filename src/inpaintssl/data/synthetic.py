@@ -117,7 +117,7 @@ class SyntheticShapes(SliceDataset):
             "image": torch.from_numpy(image),
             "volume_id": self.volume_ids[index],
             "slice_index": index % self._slices_per_volume,
-            "spacing": (1.0, 1.0, 1.0),
+            "spacing": torch.ones(3, dtype=torch.float64),
         }
         if self.class_names:
             item["label"] = torch.from_numpy(labels.astype(np.float32))

@@ -501,11 +501,27 @@ class StudyStore:
             out.setdefault(kind, {})[status] = int(n)
         return out
 
-    def measurements(self, run_ids: Collection[str] | None = None) -> list[tuple[str, Measurement]]:
-        """``(run_id, measurement)`` pairs of every recorded run (or of ``run_ids``)."""
+    def has_level(self, level: str) -> bool:
+        """Whether any measurement has this level (e.g. ``volume``: the study has 3D test data)."""
+        return (
+            self._conn.execute("SELECT 1 FROM measurements WHERE level = ? LIMIT 1", (level,)).fetchone()
+            is not None
+        )
+
+    def measurements(
+        self, run_ids: Collection[str] | None = None, *, finetune_slices: bool = True
+    ) -> list[tuple[str, Measurement]]:
+        """``(run_id, measurement)`` pairs of every recorded run (or of ``run_ids``).
+
+        Args:
+            run_ids: Only these runs.
+            finetune_slices: Keep the per-slice (``image``) rows of fine-tuning runs; 3D studies
+                that report per volume can skip them (they are most of the table).
+        """
+        skip = "" if finetune_slices else "WHERE NOT (m.level = 'image' AND r.kind = 'finetune')"
         rows = self._conn.execute(
-            "SELECT run_id, volume_id, slice_index, level, class_name, metric, value FROM measurements "
-            "ORDER BY rowid"
+            "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
+            f"FROM measurements AS m JOIN runs AS r ON r.id = m.run_id {skip} ORDER BY m.rowid"
         )
         out = []
         for run_id, volume_id, slice_index, level, class_name, metric, value in rows:

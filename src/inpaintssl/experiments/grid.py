@@ -4,7 +4,8 @@ Every grid combination resolves to a full :class:`~inpaintssl.config.PretrainCon
 label fraction and subset seed, a full :class:`~inpaintssl.config.FinetuneConfig`. A job's id is a
 hash of its resolved config (plus, for fine-tuning, the id of the pretraining job it starts from),
 so the same experiment has the same id in every process, on every machine and after any restart;
-two grid points that resolve to one config are one job. Fields that change where or how a run
+two grid points that resolve to one config are one job (so is 100% of the labels under several subset
+seeds: it is trained with the first seed only). Fields that change where or how a run
 executes but not what it computes (output folder, resume flag, device, loader workers) are left
 out of the hash, and so is ``transfer.second_lr`` under the ``immediate`` schedule, which never
 reads it.
@@ -275,6 +276,12 @@ def _pretrain_labels(spec: StudySpec, cfg: PretrainConfig, fraction: float | Non
     }
 
 
+def _subsets(spec: StudySpec) -> list[tuple[float, int]]:
+    """``(label fraction, subset seed)`` pairs; all labels (1.0) are one set whatever the seed: once."""
+    first = spec.subset_seeds[0]
+    return [(f, s) for f in spec.label_fractions for s in spec.subset_seeds if f < 1.0 or s == first]
+
+
 def _subset_overrides(fraction: float, seed: int) -> list[str]:
     return [grid_override("data.label_fraction", fraction), grid_override("data.subset_seed", seed)]
 
@@ -286,7 +293,7 @@ def _placed(config: ModelT, field: str, path: Path) -> ModelT:
 def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterator[Job]:
     runs = spec.runs_dir()
     for combo in _combinations(spec.grid, "finetune"):
-        for fraction, seed in itertools.product(spec.label_fractions, spec.subset_seeds):
+        for fraction, seed in _subsets(spec):
             cfg = _placed(spec.finetune, "transfer.pretrained", runs / pre.id)
             cfg = apply_overrides(cfg, [*_overrides(combo), *_subset_overrides(fraction, seed)])
             if cfg.transfer.schedule == "immediate":
@@ -316,7 +323,7 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
 def _baseline_jobs(spec: StudySpec) -> Iterator[Job]:
     runs = spec.runs_dir()
     fresh = grid_override("transfer", TransferConfig().model_dump(mode="json"))
-    for fraction, seed in itertools.product(spec.label_fractions, spec.subset_seeds):
+    for fraction, seed in _subsets(spec):
         cfg = apply_overrides(spec.finetune, [fresh, *_subset_overrides(fraction, seed)])
         job_id = run_id("finetune", cfg)
         cfg = _placed(cfg, "run.output_dir", runs / job_id)

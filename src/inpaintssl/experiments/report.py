@@ -70,10 +70,10 @@ class ReportFiles:
 
 @dataclass
 class _Sections:
-    """Report parts in order: ``("table", Table)``, ``("figure", caption, FigureFiles)``."""
+    """Report parts in order, each ``(table or figure, caption)``, and the parts skipped with why."""
 
     folder: Path
-    parts: list[tuple[str, Table | FigureFiles, str]] = field(default_factory=list)
+    parts: list[tuple[Table | FigureFiles, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def table(self, name: str, build: Callable[[], Table]) -> None:
@@ -82,7 +82,7 @@ class _Sections:
         except ValueError as exc:
             self.skipped.append((name, str(exc)))
             return
-        self.parts.append(("table", table, table.title))
+        self.parts.append((table, table.title))
 
     def figure(self, name: str, caption: str, draw: Callable[[Path], FigureFiles]) -> None:
         try:
@@ -90,7 +90,7 @@ class _Sections:
         except ValueError as exc:
             self.skipped.append((caption, str(exc)))
             return
-        self.parts.append(("figure", files, caption))
+        self.parts.append((files, caption))
 
 
 def _status_table(spec: StudySpec) -> Table:
@@ -154,7 +154,7 @@ def _study_parts(spec: StudySpec, results: ResultsTable, parts: _Sections) -> No
 
 def _markdown(spec: StudySpec, parts: _Sections, folder: Path) -> str:
     lines = [f"# {spec.title}", "", f"Study `{spec.study}`; results from `{spec.database_pattern()}`.", ""]
-    for _, item, caption in parts.parts:
+    for item, caption in parts.parts:
         if isinstance(item, Table):
             lines += [
                 f"## {caption}",
@@ -201,7 +201,7 @@ def _html(spec: StudySpec, parts: _Sections, folder: Path) -> str:
         f"<h1>{html.escape(spec.title)}</h1>",
         f"<p>Study <code>{html.escape(spec.study)}</code>.</p>",
     ]
-    for _, item, caption in parts.parts:
+    for item, caption in parts.parts:
         out.append(f"<h2>{html.escape(caption)}</h2>")
         if isinstance(item, Table):
             out.append(_html_table(item))
@@ -240,7 +240,7 @@ def write_report(
     _study_parts(spec, results, parts)
     tables: list[Path] = [results.to_csv(folder / "results.csv")]
     figures: list[Path] = []
-    for _, item, _caption in parts.parts:
+    for item, _ in parts.parts:
         if isinstance(item, Table):
             tables += item.write(folder)
         else:

@@ -135,8 +135,14 @@ def _run_columns(run: RunRecord, runs: Mapping[str, RunRecord]) -> dict[str, Any
     return extra
 
 
-def load_results(spec: StudySpec) -> ResultsTable:
+def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> ResultsTable:
     """The long results table of every ``done`` run of a study (see the module docstring).
+
+    Args:
+        spec: The study.
+        finetune_slices: Keep per-slice rows of fine-tuning runs. ``None`` keeps them only when
+            the study has no per-volume rows: 3D studies are reported per volume (sec. 2.5.2), and
+            their per-slice rows (160 per scan) would dominate memory.
 
     Example:
         >>> from inpaintssl.experiments.spec import StudySpec
@@ -144,13 +150,19 @@ def load_results(spec: StudySpec) -> ResultsTable:
         >>> len(load_results(StudySpec(study="clinical", output=tempfile.mkdtemp())))
         0
     """
+    paths = study_databases(spec)
+    if finetune_slices is None:
+        finetune_slices = True
+        for path in paths:
+            with StudyStore(path) as store:
+                finetune_slices = finetune_slices and not store.has_level("volume")
     runs = load_runs(spec)
     rows: list[dict[str, Any]] = []
     taken: set[str] = set()
-    for path in study_databases(spec):
+    for path in paths:
         found: set[str] = set()
         with StudyStore(path) as store:
-            for run_id, m in store.measurements():
+            for run_id, m in store.measurements(finetune_slices=finetune_slices):
                 run = runs.get(run_id)
                 # A run recorded in two shard files (the shard count changed) counts once.
                 if run is None or run_id in taken:

@@ -73,7 +73,7 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -152,6 +152,24 @@ def _say(quiet: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _attempt(
+    store: StudyStore, job: Job, me: WorkerId, *, spec: StudySpec, path: Path, device: str | None, quiet: bool
+) -> Literal["done", "failed", "lost"]:
+    """Execute a claimed job and record it; any error marks the run failed instead of ending the worker."""
+    try:
+        with Heartbeat(path, job.id, me, interval_s=spec.heartbeat_s):
+            outcome = execute_job(job, quiet=quiet, device=device, clinical=spec.study == "clinical")
+        recorded = store.record(job.id, me, result=outcome.result, rows=outcome.rows)
+    except KeyboardInterrupt:
+        store.release(job.id, me)
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study
+        store.fail(job.id, me, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        _say(quiet, f"{job.id} failed: {type(exc).__name__}: {exc}")
+        return "failed"
+    return "done" if recorded else "lost"
+
+
 def run_worker(
     spec: StudySpec, *, shard: tuple[int, int] = (0, 1), index: int = 0, quiet: bool = False
 ) -> WorkerReport:
@@ -168,7 +186,7 @@ def run_worker(
     me = WorkerId.current()
     device = _worker_device(plan, index)
     executed: dict[str, int] = {}
-    failed = lost = 0
+    outcomes = {"failed": 0, "lost": 0}
     path = spec.database_path(shard)
     with StudyStore(path) as store:
         while True:
@@ -187,23 +205,13 @@ def run_worker(
                 f"labels {job.labels.get('label_fraction', '-')}), attempt {claimed.attempts}",
             )
             started = time.time()
-            try:
-                with Heartbeat(path, job.id, me, interval_s=spec.heartbeat_s):
-                    outcome = execute_job(job, quiet=quiet, device=device, clinical=spec.study == "clinical")
-            except KeyboardInterrupt:
-                store.release(job.id, me)
-                raise
-            except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study
-                store.fail(job.id, me, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
-                failed += 1
-                _say(quiet, f"[worker {index}] {job.id} failed: {type(exc).__name__}: {exc}")
-                continue
-            if store.record(job.id, me, result=outcome.result, rows=outcome.rows):
+            outcome = _attempt(store, job, me, spec=spec, path=path, device=device, quiet=quiet)
+            if outcome == "done":
                 executed[job.kind] = executed.get(job.kind, 0) + 1
                 _say(quiet, f"[worker {index}] {job.id} done in {time.time() - started:.1f} s")
             else:
-                lost += 1
-    return WorkerReport(str(me), executed, failed, lost)
+                outcomes[outcome] += 1
+    return WorkerReport(str(me), executed, outcomes["failed"], outcomes["lost"])
 
 
 def _worker_process(

@@ -96,7 +96,8 @@ class StudySpec(BaseModel):
         grid: ``"pretrain.<field>"`` or ``"finetune.<field>"`` -> list of values.
         label_fractions: Label-limited training subsets (sec. 2.1), each in (0, 1].
         subset_seeds: Seeds of the nested label-limited subset draws; several seeds show the
-            spread that per-image p-values alone hide.
+            spread that per-image p-values alone hide (label fraction 1.0 is the whole training
+            set for every seed, so it runs with the first seed only).
         unlabelled_fractions: ``data_scaling`` only: share of each unlabelled source added to the
             pretraining set, each in [0, 1].
         baseline: Also train the fully supervised baseline per label fraction and subset seed.

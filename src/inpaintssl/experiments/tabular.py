@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,3 @@ class Table:
         i = self.columns.index(name)
         return [row[i] for row in self.rows]
 
-
-def rows_of(records: Sequence[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
-    """Freeze a list of row sequences into tuples."""
-    return tuple(tuple(r) for r in records)
