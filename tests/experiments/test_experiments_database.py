@@ -218,3 +218,16 @@ def test_concurrent_worker_processes_never_record_a_run_twice(tmp_path: Path) ->
     assert len(keys) == len(set(keys)) == 5 * len(runs)
     workers = {json.dumps(r.result) for r in records}
     assert len(workers) >= 2, "the workers did not share the runs"
+
+
+def test_finetune_slices_can_be_left_out(store: StudyStore) -> None:
+    store.add_runs([_run("pt-1"), _run("ft-1", depends_on="pt-1")])
+    me = WorkerId.current()
+    for run_id in ("pt-1", "ft-1"):
+        _claimed(store.claim(me))
+        rows = [Measurement("v", 0, "image", "", "m", 1.0), Measurement("v", -1, "volume", "", "m", 2.0)]
+        store.record(run_id, me, result={}, rows=rows)
+    assert store.has_level("volume") and not store.has_level("patch")
+    kept = [(run_id, m.level) for run_id, m in store.measurements(finetune_slices=False)]
+    assert kept == [("pt-1", "image"), ("pt-1", "volume"), ("ft-1", "volume")]
+    assert len(store.measurements()) == 4

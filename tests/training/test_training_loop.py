@@ -97,6 +97,18 @@ def test_every_phase_ends_with_its_best_weights(tmp_path: Path) -> None:
     assert [float(r["val_loss"]) for r in rows] == pytest.approx(losses)
 
 
+def test_tensorboard_events_are_written_when_installed(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _trainer(tmp_path, _model(), [Phase(name="finetune", lr=1e-2)], max_epochs=2).fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("finetune/val_loss")] == pytest.approx(
+        [float(r["val_loss"]) for r in _read_csv(tmp_path / "metrics.csv")], rel=1e-6
+    )
+
+
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
     model = _model()
 

@@ -33,7 +33,7 @@ from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.evaluation import EvaluationTable
 from inpaintssl.training.finetuning import run_finetuning
 from inpaintssl.training.pretraining import run_pretraining
-from inpaintssl.training.results import FinetuneResult
+from inpaintssl.training.results import FinetuneResult, PretrainResult
 
 __all__ = ["RunOutcome", "execute_job", "has_checkpoint", "table_measurements"]
 
@@ -95,7 +95,7 @@ def _finetune_counts(run_dir: Path) -> dict[str, Any]:
     return {"train_images": len(train.items), "labelled_volumes": len(train.volume_ids)}
 
 
-def _common(result: Any, *, resumed: bool, started: float) -> dict[str, Any]:
+def _common(result: PretrainResult | FinetuneResult, *, resumed: bool, started: float) -> dict[str, Any]:
     return {
         "run_dir": str(result.run_dir),
         "best_val_loss": float(result.best_val_loss),
@@ -131,7 +131,9 @@ def _clinical_rows(config: FinetuneConfig, result: FinetuneResult) -> list[Measu
     )
 
 
-def _runtime(config: PretrainConfig | FinetuneConfig, *, quiet: bool, device: str | None) -> tuple[Any, bool]:
+def _runtime(
+    config: PretrainConfig | FinetuneConfig, *, quiet: bool, device: str | None
+) -> tuple[PretrainConfig | FinetuneConfig, bool]:
     resume = has_checkpoint(config.run.output_dir)
     overrides = [grid_override("run.resume", resume), grid_override("run.quiet", quiet)]
     if device is not None:

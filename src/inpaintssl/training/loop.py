@@ -39,7 +39,7 @@ from inpaintssl.training.device import autocast_context
 from inpaintssl.training.distributed import DistInfo, all_reduce_sum
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import Objective
-from inpaintssl.training.run_folder import write_metrics_csv
+from inpaintssl.training.run_folder import TensorBoardLog, write_metrics_csv
 from inpaintssl.training.schedule import step_decay_lr
 from inpaintssl.training.state import (
     optimizer_from_tensors,
@@ -230,6 +230,7 @@ class Trainer:
         val_indices = range(self.dist.rank, len(val_set), self.dist.world_size)  # type: ignore[arg-type]
         self.val_set = Subset(IndexedDataset(val_set), list(val_indices))
         self.num_workers = num_workers
+        self._tensorboard: TensorBoardLog | None = None
         self.ddp_model: nn.Module = model
         if self.dist.distributed:
             self.ddp_model = DistributedDataParallel(
@@ -472,9 +473,13 @@ class Trainer:
                 log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
         if state.phase >= len(self.phases):
             self._load_weights("best")
-        while state.phase < len(self.phases):
-            self._run_phase(state, restore)
-            restore = None
+        try:
+            while state.phase < len(self.phases):
+                self._run_phase(state, restore)
+                restore = None
+        finally:
+            if self._tensorboard is not None:
+                self._tensorboard.close()
         self._barrier()
         model = _unwrap(self.model)
         set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
@@ -582,6 +587,9 @@ class Trainer:
         state.stopped_early = state.stopping.should_stop
         if self.dist.is_main:
             write_metrics_csv(self.run_dir / "metrics.csv", state.history)
+            if self._tensorboard is None:
+                self._tensorboard = TensorBoardLog(self.run_dir)
+            self._tensorboard.log(row, step=state.global_epoch - 1)
         return row
 
     def _save_last(self, optimizer: torch.optim.Optimizer, state: _FitState, *, val_loss: float) -> None:

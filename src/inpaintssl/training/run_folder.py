@@ -126,3 +126,38 @@ def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, buffer.getvalue(), fsync=False)
+
+
+class TensorBoardLog:
+    """Per-epoch scalars in ``<run>/tensorboard`` when the ``tensorboard`` package is installed.
+
+    Without it every call is a no-op: the CSV stays the record of truth.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self._writer: Any = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    @property
+    def active(self) -> bool:
+        """Whether scalars are being written."""
+        return self._writer is not None
+
+    def log(self, row: dict[str, Any], *, step: int) -> None:
+        """Write every numeric value of one metrics row."""
+        if self._writer is None:
+            return
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._writer.add_scalar(f"{row.get('phase', 'train')}/{key}", value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
