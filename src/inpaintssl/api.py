@@ -33,8 +33,8 @@ from inpaintssl.training.finetuning import run_finetuning
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.pretraining import run_pretraining
 from inpaintssl.training.results import FinetuneResult, PretrainResult
-from inpaintssl.transfer import TransferReport
-from inpaintssl.transfer import transfer as _transfer
+from inpaintssl.transfer_learning import TransferReport
+from inpaintssl.transfer_learning import transfer as _transfer
 
 __all__ = [
     "EvaluationTable",

@@ -253,7 +253,7 @@ SAMPLERS: Registry[Any] = Registry("samplers", builtin_modules=("inpaintssl.corr
 BACKBONES: Registry[Any] = Registry("backbones", builtin_modules=("inpaintssl.models.unet",))
 LOSSES: Registry[Any] = Registry("losses", builtin_modules=("inpaintssl.losses",))
 TRANSFER_STRATEGIES: Registry[Any] = Registry(
-    "transfer_strategies", builtin_modules=("inpaintssl.transfer.strategies",)
+    "transfer_strategies", builtin_modules=("inpaintssl.transfer_learning.strategies",)
 )
 DATASETS: Registry[Any] = Registry(
     "datasets", builtin_modules=("inpaintssl.data.datasets", "inpaintssl.data.synthetic")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
-from inpaintssl.transfer import transfer
+from inpaintssl.transfer_learning import transfer
 
 __all__ = ["BackboneContract"]
 

@@ -279,8 +279,10 @@ def test_restoration_is_one_permutation_shared_by_all_channels(
     flat_in, flat_out = images.flatten(2), out.flatten(2)
     assert torch.equal(flat_out.sort(dim=2).values, flat_in.sort(dim=2).values)
     for n in range(4):
-        position = {int(v): p for p, v in enumerate(flat_in[n, 0].tolist())}
-        perm = torch.tensor([position[int(v)] for v in flat_out[n, 0].tolist()])
+        # Channel 0 holds a permutation of 0..H*W-1, so each output value names its source pixel.
+        position = np.empty(height * width, dtype=np.int64)
+        position[base[n].astype(np.int64)] = np.arange(height * width)
+        perm = torch.from_numpy(position[flat_out[n, 0].numpy().astype(np.int64)])
         assert torch.equal(flat_out[n], flat_in[n][:, perm])
 
 

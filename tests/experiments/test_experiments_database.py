@@ -172,10 +172,11 @@ def test_released_runs_go_back_to_pending(store: StudyStore) -> None:
 
 _WORKER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from inpaintssl.experiments.database import Measurement, RunRecord, StudyStore, WorkerId
     path, flag = Path(sys.argv[1]), Path(sys.argv[2])
+    (flag.parent / f"ready-{os.getpid()}").touch()
     while not flag.exists():
         time.sleep(0.005)
     me = WorkerId.current()
@@ -206,6 +207,11 @@ def test_concurrent_worker_processes_never_record_a_run_twice(tmp_path: Path) ->
         )
         for _ in range(3)
     ]
+    # Start them together, once all have imported, so that they really compete for the runs.
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < len(procs):
+        assert time.monotonic() < deadline, "the worker processes did not start"
+        time.sleep(0.01)
     flag.touch()
     for proc in procs:
         _, err = proc.communicate(timeout=120)
@@ -228,6 +234,7 @@ def test_finetune_slices_can_be_left_out(store: StudyStore) -> None:
         rows = [Measurement("v", 0, "image", "", "m", 1.0), Measurement("v", -1, "volume", "", "m", 2.0)]
         store.record(run_id, me, result={}, rows=rows)
     assert store.has_level("volume") and not store.has_level("patch")
+    assert store.has_level("volume", metric="m") and not store.has_level("volume", metric="dice_mean")
     kept = [(run_id, m.level) for run_id, m in store.measurements(finetune_slices=False)]
     assert kept == [("pt-1", "image"), ("pt-1", "volume"), ("ft-1", "volume")]
     assert len(store.measurements()) == 4

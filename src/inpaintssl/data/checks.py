@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintssl.data.base import DataError
+from inpaintssl.data.base import DataError, SliceDataset
 
-__all__ = ["check_finite", "check_rank", "check_same_shape", "existing_path"]
+__all__ = ["check_finite", "check_has_foreground", "check_rank", "check_same_shape", "existing_path"]
 
 
 def existing_path(path: str | Path, *, what: str, directory_ok: bool = False) -> Path:
@@ -78,3 +78,34 @@ def check_finite(array: np.ndarray, *, where: str) -> None:
     if not finite.all():
         bad = int(finite.size - np.count_nonzero(finite))
         raise DataError(f"{where}: {bad} NaN/Inf value(s) (expected finite intensities)")
+
+
+def check_has_foreground(dataset: SliceDataset, *, what: str) -> None:
+    """Raise unless some item of a labelled dataset has at least one foreground pixel.
+
+    A training set whose labels are all background (label files exported empty, or a
+    ``label_values`` mapping that matches nothing) trains without any error to a constant Dice
+    loss of 1 (eq. A2). Items are read in order and the scan stops at the first foreground pixel,
+    so usable data costs a few reads; only data without any foreground is read to the end.
+
+    Args:
+        dataset: Items with a one-hot ``label`` ``(K, H, W)``.
+        what: Which dataset, e.g. ``"data.dataset='ct' train set"``; it starts the message.
+
+    Raises:
+        DataError: No item has a foreground pixel; the message names the volumes and classes.
+
+    Example:
+        >>> from inpaintssl.data.synthetic import SyntheticShapes
+        >>> check_has_foreground(SyntheticShapes(split="train", num_images=2, size=(16, 16)), what="demo")
+    """
+    for index in range(len(dataset)):
+        if bool(dataset[index]["label"].any()):
+            return
+    volumes = sorted(set(dataset.volume_ids))
+    shown = ", ".join(volumes[:5]) + (f" and {len(volumes) - 5} more" if len(volumes) > 5 else "")
+    raise DataError(
+        f"{what}: none of its {len(dataset)} labelled slice(s) (volumes {shown}) has a foreground pixel "
+        f"of any class {list(dataset.class_names)}; expected at least one (check the label files and "
+        "label_values)"
+    )

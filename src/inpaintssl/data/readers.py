@@ -315,7 +315,8 @@ class DicomVolume(Volume):
     ``InstanceNumber``) and to check that every slice has one matrix size. Pixel data is read per
     slice. Row/column spacing comes from ``PixelSpacing``; slice spacing from the sorted positions,
     else ``SpacingBetweenSlices``, else ``SliceThickness``. Slices are rows x columns as stored.
-    Needs pydicom (``dicom`` extra).
+    A CT slice (``Modality`` CT) must carry both rescale tags; other modalities default to slope 1,
+    intercept 0. Needs pydicom (``dicom`` extra).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -334,6 +335,7 @@ class DicomVolume(Volume):
                     f"DICOM file {f} is {int(ds.Rows)}x{int(ds.Columns)} but the series {path} is "
                     f"{size[0]}x{size[1]}; expected one matrix size per series"
                 )
+            _check_ct_rescale(ds, f)
         self._files = [f for _, f in headers]
         spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
         super().__init__(
@@ -376,6 +378,22 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool) -> Any:
     except Exception as exc:  # pydicom raises many types for a bad file
         raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     return ds
+
+
+def _check_ct_rescale(ds: Any, path: Path) -> None:
+    """Refuse a CT slice without RescaleSlope/RescaleIntercept (Type 1 in the CT Image module).
+
+    Without them the stored values are not HU (often off by the usual -1024 intercept), and every
+    HU window of sec. 2.2 would silently clip the wrong tissue.
+    """
+    if str(getattr(ds, "Modality", "")).upper() != "CT":
+        return
+    missing = [tag for tag in ("RescaleSlope", "RescaleIntercept") if getattr(ds, tag, None) in (None, "")]
+    if missing:
+        raise DataError(
+            f"DICOM file {path} (Modality CT) has no {' or '.join(missing)}; expected both, to convert "
+            "stored pixel values to HU (HU = pixel * RescaleSlope + RescaleIntercept)"
+        )
 
 
 def _slice_position(ds: Any) -> float:

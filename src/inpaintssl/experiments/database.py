@@ -501,12 +501,13 @@ class StudyStore:
             out.setdefault(kind, {})[status] = int(n)
         return out
 
-    def has_level(self, level: str) -> bool:
-        """Whether any measurement has this level (e.g. ``volume``: the study has 3D test data)."""
-        return (
-            self._conn.execute("SELECT 1 FROM measurements WHERE level = ? LIMIT 1", (level,)).fetchone()
-            is not None
+    def has_level(self, level: str, *, metric: str | None = None) -> bool:
+        """Whether any measurement (of ``metric``, if given) has this level, e.g. ``volume``."""
+        query = (
+            "SELECT 1 FROM measurements WHERE level = ?" + (" AND metric = ?" if metric else "") + " LIMIT 1"
         )
+        args = (level, metric) if metric else (level,)
+        return self._conn.execute(query, args).fetchone() is not None
 
     def measurements(
         self, run_ids: Collection[str] | None = None, *, finetune_slices: bool = True

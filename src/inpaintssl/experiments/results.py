@@ -141,7 +141,7 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Res
     Args:
         spec: The study.
         finetune_slices: Keep per-slice rows of fine-tuning runs. ``None`` keeps them only when
-            the study has no per-volume rows: 3D studies are reported per volume (sec. 2.5.2), and
+            the study has no per-volume Dice: 3D studies are reported per volume (sec. 2.5.2), and
             their per-slice rows (160 per scan) would dominate memory.
 
     Example:
@@ -155,7 +155,7 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Res
         finetune_slices = True
         for path in paths:
             with StudyStore(path) as store:
-                finetune_slices = finetune_slices and not store.has_level("volume")
+                finetune_slices = finetune_slices and not store.has_level("volume", metric="dice_mean")
     runs = load_runs(spec)
     rows: list[dict[str, Any]] = []
     taken: set[str] = set()

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig
 from inpaintssl.data.build import build_datasets
+from inpaintssl.data.checks import check_has_foreground
 from inpaintssl.registry import LOSSES, TRANSFER_STRATEGIES
 from inpaintssl.training.components import build_backbone, size_multiple_of
 from inpaintssl.training.context import RunContext
@@ -31,7 +32,7 @@ from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
 from inpaintssl.training.results import FinetuneResult
 from inpaintssl.training.run_folder import build_manifest, write_config, write_manifest
-from inpaintssl.transfer import transfer
+from inpaintssl.transfer_learning import transfer
 
 __all__ = ["phases_for", "run_finetuning"]
 
@@ -77,6 +78,9 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         raise ValueError(
             f"data.dataset={config.data.dataset!r} yields no label classes: fine-tuning needs labelled data"
         )
+    # Fail at the door: all-background labels would train to a constant loss without any error.
+    where = f"data.dataset={config.data.dataset!r} train set (label_fraction={config.data.label_fraction:g})"
+    check_has_foreground(bundle.train, what=where)
     loss = LOSSES.build(config.loss.name, **config.loss.params)
     out_channels = int(loss.out_channels(len(class_names)))
     model = build_backbone(

@@ -47,7 +47,7 @@ from inpaintssl.training.state import (
     restore_rng_states,
     rng_states,
 )
-from inpaintssl.transfer.schedules import set_trainable
+from inpaintssl.transfer_learning.schedules import set_trainable
 
 __all__ = ["IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
 
@@ -379,9 +379,17 @@ class Trainer:
         bad = int((~finite).nonzero()[0, 0]) + first_step
         raise NonFiniteLossError(
             f"non-finite training loss ({float(stacked[bad - first_step])}) in phase {phase.name!r} at "
-            f"epoch {epoch} step {bad}; stopped. The last good checkpoint is kept in "
-            f"{self.run_dir / 'checkpoints'} (try a lower optim.lr or set optim.grad_clip)"
+            f"epoch {epoch} step {bad}; stopped. {self._kept_checkpoint()}. "
+            "Try a lower optim.lr or set optim.grad_clip."
         )
+
+    def _kept_checkpoint(self) -> str:
+        # A run that fails in its first epoch has no checkpoint: saying one is kept would send the
+        # user looking for weights that do not exist.
+        folder = self.run_dir / "checkpoints"
+        if (folder / "best").exists() or (folder / "best.old").exists():
+            return f"The last good checkpoint is kept in {folder}"
+        return f"No checkpoint had been written yet, so {folder} holds none"
 
     def _train_epoch(
         self, optimizer: torch.optim.Optimizer, *, phase_index: int, epoch: int, global_epoch: int
@@ -562,8 +570,7 @@ class Trainer:
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(
                 f"non-finite validation loss ({val_loss}) in phase {phase.name!r} at epoch "
-                f"{state.global_epoch}; stopped. The last good checkpoint is kept in "
-                f"{self.run_dir / 'checkpoints'}"
+                f"{state.global_epoch}; stopped. {self._kept_checkpoint()}."
             )
         is_best = val_loss < state.best_val
         if is_best:

@@ -5,11 +5,10 @@ An objective turns a collated batch into a scalar loss. The trainer owns everyth
 
 Example:
     >>> import torch
-    >>> from inpaintssl.losses import l2_loss
     >>> obj = SegmentationObjective(loss=lambda logits, y: ((logits - y) ** 2).mean())
     >>> net = torch.nn.Conv2d(1, 1, 1)
     >>> batch = {"image": torch.zeros(2, 1, 4, 4), "label": torch.zeros(2, 1, 4, 4)}
-    >>> float(obj.loss(net, batch, keys=torch.arange(2))) >= 0
+    >>> float(obj.loss(net, batch, keys=torch.arange(2)).detach()) >= 0
     True
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from inpaintssl.training.evaluation import EvaluationTable
-from inpaintssl.transfer import TransferReport
+from inpaintssl.transfer_learning import TransferReport
 
 __all__ = ["FinetuneResult", "PretrainResult"]
 

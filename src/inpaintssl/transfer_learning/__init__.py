@@ -5,16 +5,16 @@ Importing this package registers the ``"encoder"`` and ``"encoder_decoder"`` str
 
 Example:
     >>> from inpaintssl.registry import BACKBONES
-    >>> from inpaintssl.transfer import transfer
+    >>> from inpaintssl.transfer_learning import transfer
     >>> pre = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
     >>> seg = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=1)
     >>> len(transfer(pre, seg).copied) > 0
     True
 """
 
-from inpaintssl.transfer.channels import AdaptMode, adapt_input_channels
-from inpaintssl.transfer.report import TransferReport
-from inpaintssl.transfer.schedules import (
+from inpaintssl.transfer_learning.channels import AdaptMode, adapt_input_channels
+from inpaintssl.transfer_learning.report import TransferReport
+from inpaintssl.transfer_learning.schedules import (
     FINETUNE_SCHEDULES,
     SCHEDULE_DESCRIPTIONS,
     FinetunePhase,
@@ -22,8 +22,8 @@ from inpaintssl.transfer.schedules import (
     set_trainable,
     trainable_parameters,
 )
-from inpaintssl.transfer.strategies import EncoderDecoderTransfer, EncoderTransfer, TransferStrategy
-from inpaintssl.transfer.transfer import InChannelsMode, PretrainedSource, strip_wrapper_prefixes, transfer
+from inpaintssl.transfer_learning.strategies import EncoderDecoderTransfer, EncoderTransfer, TransferStrategy
+from inpaintssl.transfer_learning.transfer import InChannelsMode, PretrainedSource, strip_wrapper_prefixes, transfer
 
 __all__ = [
     "FINETUNE_SCHEDULES",

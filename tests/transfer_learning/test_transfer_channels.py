@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintssl.transfer import adapt_input_channels
+from inpaintssl.transfer_learning import adapt_input_channels
 
 
 @given(old=st.integers(1, 4), new=st.integers(1, 9), seed=st.integers(0, 2**31 - 1))

@@ -1,4 +1,4 @@
-"""What :func:`inpaintssl.transfer.transfer` did, tensor by tensor.
+"""What :func:`inpaintssl.transfer_learning.transfer` did, tensor by tensor.
 
 Example:
     >>> report = TransferReport(strategy="encoder", parts=("encoder",), copied=["encoder.w"],

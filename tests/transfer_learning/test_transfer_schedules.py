@@ -10,7 +10,7 @@ from torch import nn
 
 from inpaintssl.config import TransferConfig
 from inpaintssl.registry import BACKBONES
-from inpaintssl.transfer import (
+from inpaintssl.transfer_learning import (
     FINETUNE_SCHEDULES,
     SCHEDULE_DESCRIPTIONS,
     FinetunePhase,

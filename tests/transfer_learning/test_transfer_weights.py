@@ -11,7 +11,7 @@ from torch import nn
 
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
-from inpaintssl.transfer import TransferReport, TransferStrategy, strip_wrapper_prefixes, transfer
+from inpaintssl.transfer_learning import TransferReport, TransferStrategy, strip_wrapper_prefixes, transfer
 
 SMALL = {"depth": 3, "base_width": 8, "groups": 4}
 

@@ -1,7 +1,7 @@
 """Adapting a pretrained first layer to a different number of input channels.
 
 Pretraining and fine-tuning images may differ in channels (e.g. single-channel pretraining and
-three-window CT, paper sec. 2.2). :func:`inpaintssl.transfer.transfer` applies this only when
+three-window CT, paper sec. 2.2). :func:`inpaintssl.transfer_learning.transfer` applies this only when
 asked (``in_channels="repeat"`` or ``"average"``), never by accident.
 
 Example:

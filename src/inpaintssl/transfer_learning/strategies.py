@@ -1,7 +1,7 @@
 """Which pretrained weights move into the segmentation network (paper sec. 2.5.1, design choice #1).
 
 A strategy names top-level parts of the backbone (``encoder``, ``decoder``, ``head``); the
-parts it lists are copied by :func:`inpaintssl.transfer.transfer`, every other part keeps its
+parts it lists are copied by :func:`inpaintssl.transfer_learning.transfer`, every other part keeps its
 fresh initialisation. The paper compares ``encoder`` (ref. [7]) with ``encoder_decoder``
 (ref. [8]); the head ("post-processing" layer) is never transferred because its output channels
 change from image channels to classes.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from inpaintssl.transfer._modules import get_part
+from inpaintssl.transfer_learning._modules import get_part
 
 __all__ = [
     "FINETUNE_SCHEDULES",

@@ -26,10 +26,10 @@ from torch import nn
 
 from inpaintssl.checkpoint import load_state_dict
 from inpaintssl.registry import TRANSFER_STRATEGIES
-from inpaintssl.transfer._modules import get_part, unwrap_model
-from inpaintssl.transfer.channels import adapt_input_channels
-from inpaintssl.transfer.report import TransferReport
-from inpaintssl.transfer.strategies import TransferStrategy
+from inpaintssl.transfer_learning._modules import get_part, unwrap_model
+from inpaintssl.transfer_learning.channels import adapt_input_channels
+from inpaintssl.transfer_learning.report import TransferReport
+from inpaintssl.transfer_learning.strategies import TransferStrategy
 
 __all__ = ["InChannelsMode", "PretrainedSource", "TransferReport", "strip_wrapper_prefixes", "transfer"]
 
@@ -128,13 +128,13 @@ def transfer(
             ``_orig_mod.`` key prefixes from DDP and ``torch.compile`` are stripped.
         model: The fine-tuning network (wrappers are looked through).
         weights: A registered strategy name (``"encoder"``, ``"encoder_decoder"``) or a
-            :class:`~inpaintssl.transfer.strategies.TransferStrategy`.
+            :class:`~inpaintssl.transfer_learning.strategies.TransferStrategy`.
         in_channels: What to do when the first copied kernel differs only in its input channels:
             ``"error"`` (raise), ``"repeat"`` or ``"average"`` (see
-            :func:`~inpaintssl.transfer.channels.adapt_input_channels`).
+            :func:`~inpaintssl.transfer_learning.channels.adapt_input_channels`).
 
     Returns:
-        A :class:`~inpaintssl.transfer.report.TransferReport`.
+        A :class:`~inpaintssl.transfer_learning.report.TransferReport`.
 
     Raises:
         ValueError: The model lacks a requested part; a tensor of a copied part is missing from,
