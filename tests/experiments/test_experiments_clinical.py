@@ -243,3 +243,26 @@ def test_non_finite_errors_are_left_out_of_medians() -> None:
     rows = [{**base, "volume_id": v, "value": x} for v, x in [("a", 10.0), ("b", math.inf), ("c", 30.0)]]
     ((_, _, _, _, median, n),) = percent_error_medians(ResultsTable(rows))
     assert (median, n) == (20.0, 2)
+
+
+def test_per_image_errors_also_average_subset_seeds() -> None:
+    base = {
+        "level": "volume",
+        "slice_index": -1,
+        "class_name": "gm",
+        "label_fraction": 0.1,
+        "metric": "volume_mm3_pct_error",
+    }
+    rows = [
+        {**base, "arm": arm, "subset_seed": seed, "volume_id": v, "value": value}
+        for arm, seed, v, value in [
+            ("supervised", 0, "a", 10.0),
+            ("supervised", 1, "a", 30.0),
+            ("ssl", 0, "a", 5.0),
+            ("ssl", 1, "a", 7.0),
+            ("supervised", 0, "b", 1.0),
+            ("ssl", 0, "b", 2.0),
+        ]
+    ]
+    sup, ssl = image_errors(ResultsTable(rows), "volume_mm3")
+    assert sup.tolist() == [20.0, 1.0] and ssl.tolist() == [6.0, 2.0]

@@ -35,34 +35,32 @@ def test_to_csv_writes_the_union_of_columns(tmp_path: Path) -> None:
         assert list(csv.reader(handle)) == [["a", "b"], ["1", ""], ["", "2"]]
 
 
-def _record(store: StudyStore, run_id: str, result: dict[str, object], rows: list[Measurement]) -> None:
-    claimed = store.claim(WorkerId.current())
-    assert isinstance(claimed, RunRecord) and claimed.id == run_id
-    # The worker that claimed is this process's newest id; record with the same token.
-    assert store.record(run_id, WorkerId(*str(claimed.worker).rsplit(":", 2)[:1], 0, ""), result=result, rows=rows) is False
-    # (a stranger cannot record; reclaim and record properly)
-    me = WorkerId.current()
-    again = store.claim(me)
-    assert isinstance(again, RunRecord)
-    assert store.record(run_id, me, result=result, rows=rows)
-
-
 def _study(tmp_path: Path) -> StudySpec:
     spec = StudySpec(study="clinical", output=tmp_path)
     with StudyStore(spec.database_path()) as store:
         store.add_runs(
             [
                 NewRun("pt-1", "pretrain", None, {}, {"arm": "pretrain", "strategy": "s"}),
-                NewRun("ft-1", "finetune", "pt-1", {}, {"arm": "ssl", "strategy": "ssl", "label_fraction": 0.5}),
+                NewRun(
+                    "ft-1", "finetune", "pt-1", {}, {"arm": "ssl", "strategy": "ssl", "label_fraction": 0.5}
+                ),
             ]
         )
         me = WorkerId.current()
         for run_id, result, rows in (
-            ("pt-1", {"train_images": 30, "pretrain_data_pct": 300.0},
-             [Measurement("v0", 0, "image", "", "l2_norm", 7.0)]),
-            ("ft-1", {"train_images": 4, "labelled_volumes": 4},
-             [Measurement("v0", 0, "image", "gm", "dice", 0.8),
-              Measurement("v0", -1, "volume", "gm", "volume_mm3_pct_error", 12.0)]),
+            (
+                "pt-1",
+                {"train_images": 30, "pretrain_data_pct": 300.0},
+                [Measurement("v0", 0, "image", "", "l2_norm", 7.0)],
+            ),
+            (
+                "ft-1",
+                {"train_images": 4, "labelled_volumes": 4},
+                [
+                    Measurement("v0", 0, "image", "gm", "dice", 0.8),
+                    Measurement("v0", -1, "volume", "gm", "volume_mm3_pct_error", 12.0),
+                ],
+            ),
         ):
             claimed = store.claim(me)
             assert isinstance(claimed, RunRecord) and claimed.id == run_id

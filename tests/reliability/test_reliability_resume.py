@@ -31,13 +31,26 @@ COMMON = [
 ]
 STAGES = {
     "pretrain": ["pretext.patch_size=4", "pretext.bank_size=4", "early_stopping.min_delta=0"],
-    "finetune": ["transfer.schedule=freeze_then_unfreeze", "optim.max_epochs=3", "early_stopping.patience=50"],
+    "finetune": [
+        "transfer.schedule=freeze_then_unfreeze",
+        "optim.max_epochs=3",
+        "early_stopping.patience=50",
+    ],
 }
 KILLS_PER_STAGE = 5
 
 
 def _command(stage: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "inpaintssl", stage, *COMMON, *STAGES[stage], f"run.output_dir={out}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "inpaintssl",
+        stage,
+        *COMMON,
+        *STAGES[stage],
+        f"run.output_dir={out}",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:

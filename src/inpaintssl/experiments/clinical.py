@@ -342,7 +342,8 @@ def image_errors(results: ResultsTable, metric: str) -> tuple[FloatArray, FloatA
     """Per-image percent errors of supervised and SSL segmentations, paired (Figure 7).
 
     As in the paper (sec. 2.7), an image's error is averaged over classes and label fractions (and
-    over SSL strategies if there are several); non-finite errors are left out of the average.
+    over subset seeds, and SSL strategies if there are several); non-finite errors are left out of
+    the average.
 
     Returns:
         ``(supervised (M,), ssl (M,))`` over the images both arms have.
@@ -353,7 +354,8 @@ def image_errors(results: ResultsTable, metric: str) -> tuple[FloatArray, FloatA
         arm = row.get("arm")
         value = float(row["value"])
         if arm in per_arm and math.isfinite(value):
-            per_arm[str(arm)].setdefault(_item_key(row), []).append(value)
+            image = (row.get("level"), row.get("volume_id"), row.get("slice_index"))
+            per_arm[str(arm)].setdefault(image, []).append(value)
     keys = sorted(set(per_arm["supervised"]) & set(per_arm["ssl"]), key=lambda k: tuple(str(v) for v in k))
     sup = np.asarray([np.mean(per_arm["supervised"][k]) for k in keys], dtype=np.float64)
     ssl = np.asarray([np.mean(per_arm["ssl"][k]) for k in keys], dtype=np.float64)

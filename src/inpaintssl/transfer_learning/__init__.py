@@ -23,7 +23,12 @@ from inpaintssl.transfer_learning.schedules import (
     trainable_parameters,
 )
 from inpaintssl.transfer_learning.strategies import EncoderDecoderTransfer, EncoderTransfer, TransferStrategy
-from inpaintssl.transfer_learning.transfer import InChannelsMode, PretrainedSource, strip_wrapper_prefixes, transfer
+from inpaintssl.transfer_learning.transfer import (
+    InChannelsMode,
+    PretrainedSource,
+    strip_wrapper_prefixes,
+    transfer,
+)
 
 __all__ = [
     "FINETUNE_SCHEDULES",
