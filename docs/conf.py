@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 # Gallery scripts plot with pyplot; build machines have no display.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The gallery trains tiny networks, for which one thread is as fast as several and, on a shared
+# CI runner, far steadier (preempted OpenMP threads made steps 3-10x slower in our builds).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import inpaintssl  # noqa: E402  (after the path set-up above)
+import inpaintssl  # after the path set-up above
 
 project = "inpaintssl"
 author = "inpaintssl developers"

@@ -107,7 +107,7 @@ fig.tight_layout()
 ssl_dice = results["SSL"].test.select(level="image").column("dice_mean")
 sup_dice = results["supervised"].test.select(level="image").column("dice_mean")
 p_value = wilcoxon_greater(ssl_dice, sup_dice)
-print(f"mean Dice over {len(ssl_dice)} test slices: SSL {ssl_dice.mean():.3f}, supervised {sup_dice.mean():.3f}")
+print(f"mean Dice, {len(ssl_dice)} test slices: SSL {ssl_dice.mean():.3f}, supervised {sup_dice.mean():.3f}")
 print(f"one-sided Wilcoxon p-value (SSL > supervised): {p_value:.3f}")
 
 # %%

@@ -209,6 +209,10 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
         return _verified_folder(path)
     if path.with_name(path.name + ".old").exists():
         return _verified_folder(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"{path} does not exist (expected a .safetensors file, a checkpoint folder or a run folder)"
+        )
     raise CheckpointError(
         f"{path}: not a checkpoint (expected a .safetensors file, a checkpoint folder with "
         f"model.safetensors, or a run folder with checkpoints/{which})"
@@ -282,7 +286,11 @@ def load_checkpoint(
         try:
             meta = CheckpointMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
         except ValidationError as exc:
-            raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {exc}") from exc
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']} (found {e.get('input')!r})"
+                for e in exc.errors()
+            )
+            raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {problems}") from exc
     return _load_safetensors(weights), meta
 
 

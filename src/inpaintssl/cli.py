@@ -244,12 +244,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inpaintssl.checkpoint import CheckpointError
     from inpaintssl.config import ConfigError
     from inpaintssl.data.base import DataError
+    from inpaintssl.registry import PluginLoadError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, DataError, CheckpointError, KeyError, ValueError, FileExistsError) as exc:
+    except (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        PluginLoadError,
+        KeyError,
+        ValueError,
+        TypeError,
+        FloatingPointError,
+        OSError,
+    ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"inpaintssl {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -194,17 +194,18 @@ class TransferConfig(_Strict):
         pretrained: A pretraining run folder, its checkpoint folder or a ``.safetensors`` file;
             ``None`` trains from scratch (the fully supervised baseline).
         weights: Transfer strategy name: ``encoder`` or ``encoder_decoder``.
-        schedule: ``immediate`` (fine-tune everything at ``optim.lr``) or
-            ``freeze_then_unfreeze`` (train only the fresh parts to convergence, then unfreeze all
-            and train again at ``second_lr``).
-        second_lr: Initial learning rate of the unfrozen phase (defaults to ``optim.lr / 10``).
+        schedule: ``immediate`` (fine-tune everything at ``optim.lr``, the paper's F?F),
+            ``immediate_twice`` (then train everything again at ``second_lr``, F?S), ``frozen``
+            (train only the fresh parts, FF?F) or ``freeze_then_unfreeze`` (train only the fresh
+            parts to convergence, then unfreeze all and train again at ``second_lr``, FF?S).
+        second_lr: Initial learning rate of the second run (defaults to ``optim.lr / 10``).
         in_channels: What to do when pretrained and fine-tuned input channels differ:
             ``error``, ``repeat`` (tile the first-layer kernels, scaled) or ``average``.
     """
 
     pretrained: Path | None = None
     weights: str = "encoder"
-    schedule: Literal["immediate", "freeze_then_unfreeze"] = "immediate"
+    schedule: Literal["immediate", "immediate_twice", "frozen", "freeze_then_unfreeze"] = "immediate"
     second_lr: float | None = Field(default=None, gt=0.0)
     in_channels: Literal["error", "repeat", "average"] = "error"
 
@@ -271,9 +272,9 @@ class FinetuneConfig(_Strict):
 
     @model_validator(mode="after")
     def _second_lr_needs_schedule(self) -> FinetuneConfig:
-        if self.transfer.schedule == "freeze_then_unfreeze" and self.transfer.pretrained is None:
+        if self.transfer.schedule in ("frozen", "freeze_then_unfreeze") and self.transfer.pretrained is None:
             raise ValueError(
-                "transfer.schedule 'freeze_then_unfreeze' needs transfer.pretrained "
+                f"transfer.schedule {self.transfer.schedule!r} needs transfer.pretrained "
                 "(there is nothing to freeze when training from scratch)"
             )
         return self
@@ -306,7 +307,9 @@ def _format_validation_error(exc: ValidationError, *, source: str) -> str:
         if err["type"] == "extra_forbidden":
             detail = "unknown field (check the spelling; see `inpaintssl config schema`)"
         got = err.get("input")
-        found = "" if err["type"] in ("extra_forbidden", "missing") else f" (found {got!r})"
+        # A model-level error (empty location) would echo the whole config: say only what is wrong.
+        quiet = err["type"] in ("extra_forbidden", "missing") or not err["loc"]
+        found = "" if quiet else f" (found {got!r})"
         lines.append(f"  {path}: {detail}{found}")
     return "\n".join(lines)
 

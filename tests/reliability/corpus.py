@@ -5,7 +5,7 @@ naming what is wrong and where, never hang, and never leave partial output that 
 Each :class:`BadInputCase` here builds one malformed input with the real libraries (h5py,
 nibabel, pydicom, Pillow, safetensors, torch, YAML) and calls the public entry point a user would
 call (:func:`inpaintssl.pretrain`, :func:`inpaintssl.finetune`, :func:`inpaintssl.evaluate`,
-:func:`inpaintssl.api.transfer`, :func:`~inpaintssl.config.load_config`,
+:func:`inpaintssl.transfer`, :func:`~inpaintssl.config.load_config`,
 :func:`~inpaintssl.checkpoint.load_checkpoint`, the ``inpaintssl`` command line, a registered
 dataset, ...).
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import inspect
 import io
 import json
@@ -42,12 +43,9 @@ from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file
 
 import inpaintssl as issl
-# ``inpaintssl.transfer`` resolves to the subpackage, not the API function, once anything has imported
-# ``inpaintssl.transfer_learning.*`` (as training does); the API module holds the same function unshadowed.
-from inpaintssl.api import transfer
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
 from inpaintssl.cli import main as cli_main
-from inpaintssl.config import ConfigError, PretrainConfig, load_config
+from inpaintssl.config import ConfigError, DataConfig, PretrainConfig, load_config
 from inpaintssl.data import DataError, SplitRecord, build_datasets
 from inpaintssl.registry import BACKBONES, DATASETS
 from inpaintssl.training.context import RunFolderInUseError
@@ -160,12 +158,12 @@ def _write_h5(path: Path, **datasets: np.ndarray) -> None:
 def _write_ct_dicom(path: Path, stored: np.ndarray, *, rescale: bool = True) -> None:
     """One CT slice as a real DICOM file (signed 16-bit pixels)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     # Fixed UIDs keep the file, and so any message about it, identical from run to run.
-    meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.8.498.1")
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
@@ -225,6 +223,25 @@ def _h5_data(folder: Path, *, train: dict[str, np.ndarray] | None = None) -> dic
     return {"dataset": "hdf5", "params": {"cases": cases, "root": str(folder), "class_names": _CLASSES}}
 
 
+def _skmtea_root(folder: Path, *, echo2: bool = True, seg_value: int = 1) -> Path:
+    """The SKM-TEA layout with one annotated 16x16x4 scan."""
+    (folder / "image_files").mkdir()
+    (folder / "annotations" / "v1.0.0").mkdir(parents=True)
+    seg = np.zeros((16, 16, 4, 6), dtype=np.uint8)
+    seg[4:8, 4:8, :, 1] = seg_value
+    arrays = {"echo1": _image(0, (16, 16, 4)), "seg": seg}
+    if echo2:
+        arrays["echo2"] = _image(1, (16, 16, 4))
+    _write_h5(folder / "image_files" / "MTR_001.h5", **arrays)
+    images = {"images": [{"file_name": "MTR_001.h5", "scan_id": "MTR_001"}]}
+    _write_text(folder / "annotations" / "v1.0.0" / "train.json", json.dumps(images))
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _tiny_unet(*, base_width: int = 4, in_channels: int = 1, out_channels: int = 1) -> torch.nn.Module:
     model: torch.nn.Module = BACKBONES.build(
         "unet2d",
@@ -237,9 +254,7 @@ def _tiny_unet(*, base_width: int = 4, in_channels: int = 1, out_channels: int =
     return model
 
 
-def _save_pretrained(
-    folder: Path, *, base_width: int = 4, in_channels: int = 1, documents: dict[str, Any] | None = None
-) -> Path:
+def _save_pretrained(folder: Path, *, base_width: int = 4, in_channels: int = 1) -> Path:
     """A real pretraining checkpoint folder, written by the library's own writer."""
     model = _tiny_unet(base_width=base_width, in_channels=in_channels, out_channels=in_channels)
     meta = CheckpointMeta(
@@ -249,7 +264,7 @@ def _save_pretrained(
         in_channels=in_channels,
         out_channels=in_channels,
     )
-    save_checkpoint(folder, model.state_dict(), meta, documents=documents)
+    save_checkpoint(folder, model.state_dict(), meta)
     return folder
 
 
@@ -306,7 +321,9 @@ class _OpensAFile:
 # -- config ------------------------------------------------------------------------------------
 
 
-@_case("config-unknown-field", "config", ConfigError, r"pretrain\.yaml", r"optim\.learning_rate", "unknown field")
+@_case(
+    "config-unknown-field", "config", ConfigError, r"pretrain\.yaml", r"optim\.learning_rate", "unknown field"
+)
 def _unknown_field(folder: Path) -> Call:
     """A YAML config with a misspelt field (``optim.learning_rate`` instead of ``optim.lr``)."""
     path = _write_text(folder / "pretrain.yaml", "optim:\n  learning_rate: 0.01\n")
@@ -374,7 +391,7 @@ def _top_level_list(folder: Path) -> Call:
     r"^exit status 2: inpaintssl finetune: error:",
     r"config file .*finetune\.yaml does not exist",
 )
-def _missing_file(folder: Path) -> Call:
+def _missing_config_file(folder: Path) -> Call:
     """A command line naming a config file that does not exist."""
     return lambda: _cli("finetune", str(folder / "finetune.yaml"))
 
@@ -392,13 +409,27 @@ def _override_into_a_value(folder: Path) -> Call:
     return lambda: _cli("config", "show", "pretrain", "optim.lr.value=1")
 
 
-@_case("config-zero-image-size", "config", ConfigError, r"data\.image_size", r"two positive integers", r"\(0, 16\)")
+@_case(
+    "config-zero-image-size",
+    "config",
+    ConfigError,
+    r"data\.image_size",
+    r"two positive integers",
+    r"\(0, 16\)",
+)
 def _zero_image_size(folder: Path) -> Call:
     """An ``image_size`` with a zero side."""
     return lambda: issl.pretrain(_pretrain_config(folder, data={"image_size": [0, 16]}))
 
 
-@_case("config-unknown-device", "config", ConfigError, r"run\.device", r"'auto', 'cpu', 'cuda' or 'cuda:N'", "'gpu'")
+@_case(
+    "config-unknown-device",
+    "config",
+    ConfigError,
+    r"run\.device",
+    r"'auto', 'cpu', 'cuda' or 'cuda:N'",
+    "'gpu'",
+)
 def _unknown_device(folder: Path) -> Call:
     """A device name torch does not know (``run.device=gpu``)."""
     return lambda: issl.pretrain(_pretrain_config(folder, run={"device": "gpu"}))
@@ -439,7 +470,13 @@ def _unknown_dataset(folder: Path) -> Call:
     return lambda: issl.pretrain(_pretrain_config(folder, data={"dataset": "synthetc"}))
 
 
-@_case("config-unknown-backbone", "config", KeyError, r"unknown backbones name 'unet'", r"Did you mean 'unet2d'\?")
+@_case(
+    "config-unknown-backbone",
+    "config",
+    KeyError,
+    r"unknown backbones name 'unet'",
+    r"Did you mean 'unet2d'\?",
+)
 def _unknown_backbone(folder: Path) -> Call:
     """A backbone name that is not registered (``model.backbone=unet``)."""
     return lambda: issl.finetune(_config(folder, model={"backbone": "unet"}))
@@ -463,7 +500,9 @@ def _unknown_sampler(folder: Path) -> Call:
     return lambda: issl.pretrain(_pretrain_config(folder, pretext={"sampler": "poisson"}))
 
 
-@_case("config-unknown-loss", "config", KeyError, r"unknown losses name 'dice_loss'", r"Did you mean .*'dice'")
+@_case(
+    "config-unknown-loss", "config", KeyError, r"unknown losses name 'dice_loss'", r"Did you mean .*'dice'"
+)
 def _unknown_loss(folder: Path) -> Call:
     """A segmentation loss name that is not registered (``loss.name=dice_loss``)."""
     return lambda: issl.finetune(_config(folder, loss={"name": "dice_loss"}))
@@ -478,7 +517,7 @@ def _unknown_loss(folder: Path) -> Call:
 )
 def _unknown_strategy(folder: Path) -> Call:
     """A transfer strategy name that is not registered (``weights="encoder_only"``)."""
-    return lambda: transfer(_tiny_unet(), _tiny_unet(out_channels=2), weights="encoder_only")
+    return lambda: issl.transfer(_tiny_unet(), _tiny_unet(out_channels=2), weights="encoder_only")
 
 
 @_case(
@@ -583,21 +622,6 @@ def _skmtea_seg_not_onehot(folder: Path) -> Call:
     return lambda: DATASETS.build("skmtea", split="train", root=root, metadata_csv=None)[0]
 
 
-def _skmtea_root(folder: Path, *, echo2: bool = True, seg_value: int = 1) -> Path:
-    """The SKM-TEA layout with one annotated 16x16x4 scan."""
-    (folder / "image_files").mkdir()
-    (folder / "annotations" / "v1.0.0").mkdir(parents=True)
-    seg = np.zeros((16, 16, 4, 6), dtype=np.uint8)
-    seg[4:8, 4:8, :, 1] = seg_value
-    arrays = {"echo1": _image(0, (16, 16, 4)), "seg": seg}
-    if echo2:
-        arrays["echo2"] = _image(1, (16, 16, 4))
-    _write_h5(folder / "image_files" / "MTR_001.h5", **arrays)
-    images = {"images": [{"file_name": "MTR_001.h5", "scan_id": "MTR_001"}]}
-    _write_text(folder / "annotations" / "v1.0.0" / "train.json", json.dumps(images))
-    return folder
-
-
 @_case(
     "data-image-wrong-rank",
     "data",
@@ -622,7 +646,7 @@ def _label_wrong_rank(folder: Path) -> Call:
     """A label volume stored one-hot as 4-D, where integer class maps are expected."""
     onehot = np.eye(3, dtype=np.uint8)[_label(0)]
     data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti, train_label=onehot)
-    return lambda: build_datasets(issl.FinetuneConfig(data=data).data, stage="finetune", seed=0)
+    return lambda: build_datasets(DataConfig.model_validate(data), stage="finetune", seed=0)
 
 
 @_case(
@@ -664,7 +688,9 @@ def _label_out_of_range(folder: Path) -> Call:
     return lambda: issl.finetune(_config(folder, data=data))
 
 
-@_case("data-label-not-integer", "data", DataError, r"train_seg\.npy slice 0", "label holds non-integer values")
+@_case(
+    "data-label-not-integer", "data", DataError, r"train_seg\.npy slice 0", "label holds non-integer values"
+)
 def _label_not_integer(folder: Path) -> Call:
     """A float label volume holding 0.5 (an interpolated mask)."""
     label = _label(0).astype(np.float32)
@@ -805,13 +831,18 @@ def _mni152_files_missing(folder: Path) -> Call:
 
 
 @_case("data-missing-file", "data", DataError, r"numpy cases\['train'\] image .*missing\.npy does not exist")
-def _missing_file(folder: Path) -> Call:
+def _missing_data_file(folder: Path) -> Call:
     """A case whose image file does not exist."""
     cases = {"train": {"image": "missing.npy"}}
     return lambda: DATASETS.build("numpy", split="train", labelled=False, cases=cases, root=folder)
 
 
-@_case("data-glob-matches-nothing", "data", DataError, r"nifti cases\['train'\] image pattern .*scans/\*\.nii\.gz")
+@_case(
+    "data-glob-matches-nothing",
+    "data",
+    DataError,
+    r"nifti cases\['train'\] image pattern .*scans/\*\.nii\.gz",
+)
 def _glob_matches_nothing(folder: Path) -> Call:
     """A file pattern that matches no file (a wrong folder name)."""
     cases = {"train": "scans/*.nii.gz"}
@@ -864,7 +895,7 @@ def _other_architecture(folder: Path) -> Call:
 def _other_input_channels(folder: Path) -> Call:
     """Weights pretrained on 3-channel images for a 1-channel model, without ``in_channels``."""
     pretrained = _save_pretrained(folder / "pre", in_channels=3)
-    return lambda: transfer(pretrained, _tiny_unet(out_channels=2))
+    return lambda: issl.transfer(pretrained, _tiny_unet(out_channels=2))
 
 
 @_case(
@@ -878,7 +909,7 @@ def _truncated_safetensors(folder: Path) -> Call:
     path = folder / "encoder.safetensors"
     save_file(_tiny_unet().state_dict(), path)
     path.write_bytes(path.read_bytes()[:1000])
-    return lambda: transfer(path, _tiny_unet(out_channels=2))
+    return lambda: issl.transfer(path, _tiny_unet(out_channels=2))
 
 
 @_case(
@@ -931,12 +962,6 @@ def _invalid_metadata(folder: Path) -> Call:
     return lambda: load_checkpoint(best)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @_case(
     "checkpoint-malicious-pickle",
     "checkpoint",
@@ -952,7 +977,13 @@ def _malicious_pickle(folder: Path) -> Call:
     return lambda: load_checkpoint(path)
 
 
-@_case("checkpoint-missing-path", "checkpoint", CheckpointError, r"runs/pretrain: not a checkpoint", r"expected a")
+@_case(
+    "checkpoint-missing-path",
+    "checkpoint",
+    CheckpointError,
+    r"runs/pretrain: not a checkpoint",
+    r"expected a",
+)
 def _missing_path(folder: Path) -> Call:
     """``transfer.pretrained`` naming a run folder that does not exist."""
     missing = folder / "runs" / "pretrain"

@@ -28,7 +28,16 @@ from corpus import CASES, BadInputCase, CommandLineError
 
 from inpaintssl.atomic import atomic_write_text
 
-__all__ = ["DOC", "MAX_MESSAGE", "error_name", "message_of", "normalise", "render_page", "run_case", "table_row"]
+__all__ = [
+    "DOC",
+    "MAX_MESSAGE",
+    "error_name",
+    "message_of",
+    "normalise",
+    "render_page",
+    "run_case",
+    "table_row",
+]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.rst"
 MAX_MESSAGE = 360
@@ -75,7 +84,8 @@ def run_case(case: BadInputCase, folder: Path) -> BaseException:
         raise RuntimeError(f"bad-input case {case.id!r} raised nothing; expected {case.error.__name__}")
     if type(raised) is not case.error:
         raise RuntimeError(
-            f"bad-input case {case.id!r} raised {type(raised).__name__}: {raised}; expected {case.error.__name__}"
+            f"bad-input case {case.id!r} raised {type(raised).__name__}: {raised}; "
+            f"expected {case.error.__name__}"
         ) from raised
     missing = [pattern for pattern in case.match if not re.search(pattern, message_of(raised))]
     if missing:
@@ -93,7 +103,13 @@ def _literal(text: str) -> str:
 
 def table_row(case: BadInputCase, message: str) -> str:
     """The ``list-table`` row of ``case`` with its normalised ``message``."""
-    cells = [_literal(case.id), case.category, case.description, _literal(error_name(case)), _literal(message)]
+    cells = [
+        _literal(case.id),
+        case.category,
+        case.description,
+        _literal(error_name(case)),
+        _literal(message),
+    ]
     return "   * - " + "\n     - ".join(cells) + "\n"
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from inpaintssl_pixel_shuffle import LocalPixelShuffle, local_shuffle_permutation, patch_cells
 
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
-from inpaintssl_pixel_shuffle import LocalPixelShuffle, local_shuffle_permutation, patch_cells
 
 
 def window_of(corners: np.ndarray, k: int, pixel: tuple[int, int]) -> set[int]:

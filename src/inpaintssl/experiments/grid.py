@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from inpaintssl.config import FinetuneConfig, PretrainConfig, TransferConfig, apply_overrides
 from inpaintssl.experiments.spec import StudySpec, grid_override
+from inpaintssl.transfer_learning.schedules import TWO_RUN_SCHEDULES
 
 __all__ = [
     "Job",
@@ -97,19 +98,22 @@ def run_id(kind: JobKind, config: PretrainConfig | FinetuneConfig, *, depends_on
 def transfer_acronym(weights: str, schedule: str) -> str:
     """Figure A1's model name for a transfer strategy (paper Appendix B).
 
-    ``A B C``: A is ``F`` (fine-tuned immediately) or ``FF`` (frozen, then fine-tuned); B is ``E``
-    (encoder weights) or ``B`` (encoder and decoder); C is ``F`` (one training run) or ``S`` (a
-    second run). The training engine's ``freeze_then_unfreeze`` is the frozen run followed by the
-    unfrozen one, so it is the paper's ``FF?S``; ``immediate`` is ``F?F``.
+    ``A B C``: A is ``F`` (fine-tuned immediately) or ``FF`` (frozen first); B is ``E`` (encoder
+    weights) or ``B`` (encoder and decoder); C is ``F`` (one training run) or ``S`` (a second
+    run). The schedules map as ``immediate`` = ``F?F``, ``immediate_twice`` = ``F?S``,
+    ``frozen`` = ``FF?F`` and ``freeze_then_unfreeze`` = ``FF?S``.
 
     Example:
         >>> transfer_acronym("encoder", "immediate")
         'FEF'
         >>> transfer_acronym("encoder_decoder", "freeze_then_unfreeze")
         'FFBS'
+        >>> transfer_acronym("encoder", "frozen"), transfer_acronym("encoder", "immediate_twice")
+        ('FFEF', 'FES')
     """
     part = {"encoder": "E", "encoder_decoder": "B"}.get(weights, f"[{weights}]")
-    return f"F{part}F" if schedule == "immediate" else f"FF{part}S"
+    first = "F" if schedule.startswith("immediate") else "FF"
+    return f"{first}{part}{'S' if schedule in TWO_RUN_SCHEDULES else 'F'}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -296,12 +300,13 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
         for fraction, seed in _subsets(spec):
             cfg = _placed(spec.finetune, "transfer.pretrained", runs / pre.id)
             cfg = apply_overrides(cfg, [*_overrides(combo), *_subset_overrides(fraction, seed)])
-            if cfg.transfer.schedule == "immediate":
+            two_runs = cfg.transfer.schedule in TWO_RUN_SCHEDULES
+            if not two_runs:
                 cfg = apply_overrides(cfg, ["transfer.second_lr=null"])
             job_id = run_id("finetune", cfg, depends_on=pre.id)
             cfg = _placed(cfg, "run.output_dir", runs / job_id)
             second = cfg.transfer.second_lr
-            if cfg.transfer.schedule == "freeze_then_unfreeze" and second is None:
+            if two_runs and second is None:
                 second = cfg.optim.lr / 10  # the engine's default (training.finetuning.phases_for)
             labels: dict[str, Any] = {
                 **pre.labels,
@@ -310,7 +315,7 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
                 "schedule": cfg.transfer.schedule,
                 "acronym": transfer_acronym(cfg.transfer.weights, cfg.transfer.schedule),
                 "lr": cfg.optim.lr,
-                "second_lr": second if cfg.transfer.schedule == "freeze_then_unfreeze" else None,
+                "second_lr": second if two_runs else None,
                 "label_fraction": fraction,
                 "subset_seed": seed,
             }

@@ -4,9 +4,10 @@ The four studies
 ----------------
 ``transfer_design`` (sec. 2.5.1, Appendix B)
     One pretrained model; fine-tuning varies the transferred weights (``encoder``,
-    ``encoder_decoder``), the schedule (``immediate``; ``freeze_then_unfreeze``, the frozen run then
-    the unfrozen one), the first learning rate and the second one, at one label fraction (the
-    paper used 5%). Figure A1 and a ranking of the strategies against the supervised baseline.
+    ``encoder_decoder``), the schedule (``immediate`` = F?F, ``immediate_twice`` = F?S, ``frozen``
+    = FF?F, ``freeze_then_unfreeze`` = FF?S: all eight models of Figure A1), the first learning
+    rate and the second one, at one label fraction (the paper used 5%). Figure A1 and a ranking
+    of the strategies against the supervised baseline.
 ``pretext_design`` (sec. 2.5.2, 2.5.3)
     Pretext task x patch size x sampler, each fine-tuned at every label fraction, plus the
     supervised baseline per label fraction. Table 2 (L2 norm), Table 3 (ranking), Figures 3/4.

@@ -248,16 +248,16 @@ def transfer_boxes(
     """Per-item class-averaged Dice of the transfer-design runs (paper Figure A1).
 
     Returns:
-        ``{panel: {(first lr, acronym): scores}}``; panel ``"trained once"`` holds the
-        ``immediate`` runs, ``"second lr <v>"`` the two-phase runs by their unfrozen-phase rate.
+        ``{panel: {(first lr, acronym): scores}}``; panel ``"trained once"`` holds the one-run
+        schedules, ``"second lr <v>"`` the two-run schedules by their second run's rate.
     """
     rows = dice_rows(results, level=level).select(arm="ssl")
     panels: dict[tuple[float, str], dict[tuple[float, str], FloatArray]] = {}
-    for (schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "acronym").items():
+    for (_schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "acronym").items():
         # "trained once" first, then the two-phase panels by decreasing second learning rate.
         panel = (
             (math.inf, "trained once")
-            if schedule == "immediate"
+            if second is None
             else (float(second), f"second lr {second:g}")
         )
         panels.setdefault(panel, {})[(float(lr), str(name))] = table.column("value")

@@ -103,4 +103,3 @@ class Table:
             raise KeyError(f"table {self.name!r} has no column {name!r}; columns are {list(self.columns)}")
         i = self.columns.index(name)
         return [row[i] for row in self.rows]
-

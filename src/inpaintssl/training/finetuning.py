@@ -4,7 +4,8 @@
 with encoder-only transfer, sec. 3.1). ``"freeze_then_unfreeze"`` first trains only the fresh
 parts with the transferred ones frozen until early stopping, restores the best weights, then
 unfreezes everything and trains again from ``transfer.second_lr`` (the authors' two manual runs,
-as one run with one folder and one resume point).
+as one run with one folder and one resume point). ``"immediate_twice"`` and ``"frozen"`` complete
+Appendix B's grid (see :mod:`inpaintssl.transfer_learning.schedules`).
 
 Example:
     >>> frozen, unfrozen = phases_for(
@@ -31,8 +32,9 @@ from inpaintssl.training.evaluation import evaluate_segmentation
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
 from inpaintssl.training.results import FinetuneResult
-from inpaintssl.training.run_folder import build_manifest, write_config, write_manifest
+from inpaintssl.training.run_folder import build_manifest, record_run
 from inpaintssl.transfer_learning import transfer
+from inpaintssl.transfer_learning.schedules import finetune_phases
 
 __all__ = ["phases_for", "run_finetuning"]
 
@@ -40,25 +42,22 @@ __all__ = ["phases_for", "run_finetuning"]
 def phases_for(
     *, lr: float, schedule: str, second_lr: float | None, transferred: Sequence[str]
 ) -> list[Phase]:
-    """The training phases of a fine-tuning schedule.
+    """The training phases of a fine-tuning schedule, with their learning rates.
 
     Args:
         lr: Initial learning rate of the first (or only) phase.
-        schedule: ``immediate`` or ``freeze_then_unfreeze``.
-        second_lr: Initial learning rate after unfreezing (default ``lr / 10``, the paper's best pair).
+        schedule: A name in :data:`~inpaintssl.transfer_learning.schedules.FINETUNE_SCHEDULES`.
+        second_lr: Initial learning rate of a second run (default ``lr / 10``, the paper's best pair).
         transferred: Submodules that received pretrained weights.
 
     Raises:
-        ValueError: Unknown schedule.
+        ValueError: Unknown schedule, or a freezing schedule with nothing transferred.
     """
-    if schedule == "immediate":
-        return [Phase(name="finetune", lr=lr)]
-    if schedule == "freeze_then_unfreeze":
-        return [
-            Phase(name="frozen", lr=lr, frozen_parts=tuple(transferred)),
-            Phase(name="unfrozen", lr=second_lr if second_lr is not None else lr / 10),
-        ]
-    raise ValueError(f"transfer.schedule must be 'immediate' or 'freeze_then_unfreeze', got {schedule!r}")
+    second = second_lr if second_lr is not None else lr / 10
+    return [
+        Phase(name=p.name, lr=second if p.second_lr else lr, frozen_parts=p.frozen_parts)
+        for p in finetune_phases(schedule, transferred_parts=transferred)
+    ]
 
 
 def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
@@ -109,11 +108,12 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         transferred=transferred,
     )
     if ctx.dist.is_main:
-        write_config(ctx.run_dir, config)
-        bundle.splits.save(ctx.run_dir / "splits.json")
-        write_manifest(
+        record_run(
             ctx.run_dir,
-            build_manifest(
+            config,
+            resume=config.run.resume,
+            splits=bundle.splits,
+            manifest=build_manifest(
                 seed=config.run.seed,
                 data_files=bundle.data_files,
                 num_workers=config.data.num_workers,

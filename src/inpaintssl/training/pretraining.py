@@ -22,7 +22,7 @@ from inpaintssl.training.evaluation import evaluate_inpainting
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.results import PretrainResult
-from inpaintssl.training.run_folder import build_manifest, write_config, write_manifest
+from inpaintssl.training.run_folder import build_manifest, record_run
 
 __all__ = ["run_pretraining"]
 
@@ -62,11 +62,12 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     probe = bundle.val[0]["image"].unsqueeze(0).to(ctx.device)
     objective.corrupt(probe, torch.zeros(1, dtype=torch.long, device=ctx.device))
     if ctx.dist.is_main:
-        write_config(ctx.run_dir, config)
-        bundle.splits.save(ctx.run_dir / "splits.json")
-        write_manifest(
+        record_run(
             ctx.run_dir,
-            build_manifest(
+            config,
+            resume=config.run.resume,
+            splits=bundle.splits,
+            manifest=build_manifest(
                 seed=config.run.seed,
                 data_files=bundle.data_files,
                 num_workers=config.data.num_workers,

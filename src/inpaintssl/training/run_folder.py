@@ -33,10 +33,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
-from inpaintssl.config import config_to_yaml
+from inpaintssl.checkpoint import resolve_checkpoint
+from inpaintssl.config import ConfigError, config_to_yaml, load_config
 
 __all__ = [
+    "RESUMABLE_CHANGES",
+    "TensorBoardLog",
     "build_manifest",
+    "changed_fields",
+    "record_run",
     "data_files_hash",
     "worker_seed",
     "write_config",
@@ -161,3 +166,57 @@ class TensorBoardLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+RESUMABLE_CHANGES = ("run", "optim.max_epochs", "data.num_workers")
+"""Config fields a resumed run may change: where/how it runs, how long it trains, loader workers."""
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data}
+
+
+def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()) -> list[str]:
+    """Dotted paths whose values differ between two configs, skipping ``ignore`` and their children."""
+    a, b = _flatten(old.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
+    return [
+        key
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key) and not any(key == i or key.startswith(i + ".") for i in ignore)
+    ]
+
+
+def record_run(
+    run_dir: Path, config: BaseModel, *, resume: bool, splits: Any, manifest: dict[str, Any]
+) -> None:
+    """Write ``config.yaml``, ``splits.json`` and ``manifest.json`` for a new run.
+
+    A resumed run keeps the folder's original record, after checking that its last checkpoint is
+    intact and that nothing but :data:`RESUMABLE_CHANGES` differs from the recorded config, so a
+    failed or mistaken resume never rewrites what produced the weights.
+
+    Raises:
+        inpaintssl.checkpoint.CheckpointError: The last checkpoint is incomplete or corrupt.
+        ConfigError: The resumed config changes data, model, task, loss or transfer settings.
+    """
+    recorded = run_dir / "config.yaml"
+    if resume:
+        last = run_dir / "checkpoints" / "last"
+        if last.exists() or last.with_name("last.old").exists():
+            resolve_checkpoint(run_dir, which="last")
+        if recorded.is_file():
+            changed = changed_fields(load_config(recorded, type(config)), config, ignore=RESUMABLE_CHANGES)
+            if changed:
+                raise ConfigError(
+                    f"cannot resume {run_dir}: these settings differ from its recorded config.yaml: "
+                    f"{', '.join(changed)}. Resume with the original settings, or start a new run.output_dir"
+                )
+            return
+    write_config(run_dir, config)
+    splits.save(run_dir / "splits.json")
+    write_manifest(run_dir, manifest)

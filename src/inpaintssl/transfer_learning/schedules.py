@@ -1,8 +1,14 @@
 """Fine-tuning schedules for transferred weights (paper sec. 2.5.1, design choice #2; App. B).
 
-``immediate``
+``immediate`` (the paper's ``F?F``)
     Every weight is trainable from the start, at the fine-tuning learning rate (``optim.lr``).
-``freeze_then_unfreeze``
+``immediate_twice`` (``F?S``)
+    As ``immediate``, then a second training run of every weight from the first run's best
+    weights at ``transfer.second_lr`` (Appendix B.1 trained the immediate models twice so the
+    comparison with the two-run schedules is fair).
+``frozen`` (``FF?F``)
+    The transferred parts stay frozen; only the fresh parts train (one run).
+``freeze_then_unfreeze`` (``FF?S``)
     Phase 1 freezes the transferred parts and trains the fresh ones to convergence; phase 2
     unfreezes everything and trains again from the phase-1 result with its own initial learning
     rate (``transfer.second_lr``). The authors ran the two phases as two separate runs; here they
@@ -36,17 +42,26 @@ from inpaintssl.transfer_learning._modules import get_part
 __all__ = [
     "FINETUNE_SCHEDULES",
     "SCHEDULE_DESCRIPTIONS",
+    "TWO_RUN_SCHEDULES",
     "FinetunePhase",
     "finetune_phases",
     "set_trainable",
     "trainable_parameters",
 ]
 
-FINETUNE_SCHEDULES: tuple[str, ...] = ("immediate", "freeze_then_unfreeze")
+FINETUNE_SCHEDULES: tuple[str, ...] = ("immediate", "immediate_twice", "frozen", "freeze_then_unfreeze")
 """Names of the fine-tuning schedules, as accepted by ``FinetuneConfig.transfer.schedule``."""
+
+TWO_RUN_SCHEDULES: tuple[str, ...] = ("immediate_twice", "freeze_then_unfreeze")
+"""Schedules with a second training run at ``transfer.second_lr`` (the paper's ``??S`` models)."""
 
 SCHEDULE_DESCRIPTIONS: dict[str, str] = {
     "immediate": "fine-tune all weights at once at the fine-tuning learning rate",
+    "immediate_twice": (
+        "fine-tune all weights at once, then train all weights again from the best weights at the "
+        "second learning rate"
+    ),
+    "frozen": "freeze the transferred weights and train only the fresh ones",
     "freeze_then_unfreeze": (
         "freeze the transferred weights and train the rest to convergence, then unfreeze all "
         "weights and train again at the second learning rate"
@@ -60,7 +75,7 @@ class FinetunePhase:
     """One training phase of a schedule.
 
     Attributes:
-        name: ``"finetune"``, ``"frozen"`` or ``"unfrozen"``.
+        name: ``"finetune"``, ``"again"``, ``"frozen"`` or ``"unfrozen"``.
         frozen_parts: Top-level parts whose parameters do not train in this phase.
         second_lr: Whether the phase starts at the second learning rate instead of ``optim.lr``.
     """
@@ -78,7 +93,7 @@ def finetune_phases(schedule: str, *, transferred_parts: Sequence[str]) -> tuple
         transferred_parts: Parts that received pretrained weights (the strategy's ``parts``).
 
     Raises:
-        ValueError: Unknown schedule (with close matches), or ``freeze_then_unfreeze`` with no
+        ValueError: Unknown schedule (with close matches), or a freezing schedule with no
             transferred parts (nothing to freeze).
 
     Example:
@@ -87,16 +102,18 @@ def finetune_phases(schedule: str, *, transferred_parts: Sequence[str]) -> tuple
     """
     if schedule == "immediate":
         return (FinetunePhase("finetune", (), second_lr=False),)
-    if schedule == "freeze_then_unfreeze":
+    if schedule == "immediate_twice":
+        return (FinetunePhase("finetune", (), second_lr=False), FinetunePhase("again", (), second_lr=True))
+    if schedule in ("frozen", "freeze_then_unfreeze"):
         if not transferred_parts:
             raise ValueError(
-                "schedule 'freeze_then_unfreeze' needs transferred_parts (e.g. ('encoder',)); "
+                f"schedule {schedule!r} needs transferred_parts (e.g. ('encoder',)); "
                 "found none, so there is nothing to freeze"
             )
-        return (
-            FinetunePhase("frozen", tuple(transferred_parts), second_lr=False),
-            FinetunePhase("unfrozen", (), second_lr=True),
-        )
+        frozen = FinetunePhase("frozen", tuple(transferred_parts), second_lr=False)
+        if schedule == "frozen":
+            return (frozen,)
+        return (frozen, FinetunePhase("unfrozen", (), second_lr=True))
     close = difflib.get_close_matches(schedule, FINETUNE_SCHEDULES, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"schedule={schedule!r} is unknown; expected one of {FINETUNE_SCHEDULES}.{hint}")
