@@ -981,7 +981,7 @@ def _malicious_pickle(folder: Path) -> Call:
     "checkpoint-missing-path",
     "checkpoint",
     CheckpointError,
-    r"runs/pretrain: not a checkpoint",
+    r"runs/pretrain does not exist",
     r"expected a",
 )
 def _missing_path(folder: Path) -> Call:

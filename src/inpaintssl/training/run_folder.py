@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
-from inpaintssl.checkpoint import resolve_checkpoint
+from inpaintssl.checkpoint import CheckpointError, resolve_checkpoint
 from inpaintssl.config import ConfigError, config_to_yaml, load_config
 
 __all__ = [
@@ -208,7 +208,10 @@ def record_run(
     if resume:
         last = run_dir / "checkpoints" / "last"
         if last.exists() or last.with_name("last.old").exists():
-            resolve_checkpoint(run_dir, which="last")
+            try:
+                resolve_checkpoint(run_dir, which="last")
+            except CheckpointError as exc:
+                raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
         if recorded.is_file():
             changed = changed_fields(load_config(recorded, type(config)), config, ignore=RESUMABLE_CHANGES)
             if changed:

@@ -62,10 +62,10 @@ def patch_cells(corners: NDArray[np.int64], *, shape: tuple[int, int], patch_siz
         cells[row : row + k, col : col + k] = index
     counts = np.bincount(cells[cells >= 0], minlength=len(corners))
     # Increasing order: a patch's other pixels belong to earlier patches, already merged by now.
-    for index in np.flatnonzero(counts == 1):
-        row, col = (int(v) for v in corners[index])
+    for single in np.flatnonzero(counts == 1).tolist():
+        row, col = (int(v) for v in corners[single])
         window = cells[row : row + k, col : col + k]
-        own = window == index
+        own = window == single
         window[own] = window[~own][0]
     return cells
 

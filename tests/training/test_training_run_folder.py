@@ -1,0 +1,70 @@
+"""The run record: written once, kept on resume, and a resume with other settings is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
+from inpaintssl.training.finetuning import phases_for
+from inpaintssl.training.run_folder import changed_fields, record_run
+
+
+class _Splits:
+    def __init__(self) -> None:
+        self.saved: list[Path] = []
+
+    def save(self, path: Path) -> None:
+        path.write_text("{}")
+        self.saved.append(path)
+
+
+def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
+    splits = _Splits()
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=splits, manifest={"seed": 0})
+    assert (tmp_path / "config.yaml").is_file() and splits.saved == [tmp_path / "splits.json"]
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
+
+
+def test_resume_keeps_the_record_and_allows_longer_training(tmp_path: Path) -> None:
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest={"seed": 0})
+    before = (tmp_path / "config.yaml").read_text()
+    longer = apply_overrides(FinetuneConfig(), ["optim.max_epochs=500", "run.quiet=true", "run.resume=true"])
+    splits = _Splits()
+    record_run(tmp_path, longer, resume=True, splits=splits, manifest={"seed": 99})
+    assert (tmp_path / "config.yaml").read_text() == before
+    assert splits.saved == [] and json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
+
+
+def test_resume_with_other_data_or_model_is_refused(tmp_path: Path) -> None:
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest={})
+    other = apply_overrides(FinetuneConfig(), ["data.label_fraction=0.5", "model.params={depth: 3}"])
+    with pytest.raises(ConfigError, match=r"data\.label_fraction, model\.params\.depth"):
+        record_run(tmp_path, other, resume=True, splits=_Splits(), manifest={})
+
+
+def test_changed_fields_ignores_whole_sections() -> None:
+    a = FinetuneConfig()
+    b = apply_overrides(a, ["run.seed=5", "optim.lr=0.1", "run.output_dir=x"])
+    assert changed_fields(a, b) == ["optim.lr", "run.output_dir", "run.seed"]
+    assert changed_fields(a, b, ignore=("run",)) == ["optim.lr"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "names", "lrs", "frozen"),
+    [
+        ("immediate", ["finetune"], [1e-3], [()]),
+        ("immediate_twice", ["finetune", "again"], [1e-3, 1e-4], [(), ()]),
+        ("frozen", ["frozen"], [1e-3], [("encoder",)]),
+        ("freeze_then_unfreeze", ["frozen", "unfrozen"], [1e-3, 1e-4], [("encoder",), ()]),
+    ],
+)
+def test_schedules_map_to_the_papers_runs(
+    schedule: str, names: list[str], lrs: list[float], frozen: list[tuple[str, ...]]
+) -> None:
+    phases = phases_for(lr=1e-3, schedule=schedule, second_lr=None, transferred=("encoder",))
+    assert [p.name for p in phases] == names
+    assert [p.lr for p in phases] == pytest.approx(lrs)
+    assert [p.frozen_parts for p in phases] == frozen
