@@ -134,7 +134,8 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         class_names=list(class_names),
         activation=loss.activation,
     )
-    trainer = Trainer(
+    trainer = Trainer.for_run(
+        ctx,
         model=model,
         objective=SegmentationObjective(loss=loss),
         train_set=bundle.train,
@@ -143,16 +144,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         optim=config.optim,
         stopping=config.early_stopping,
         meta=meta,
-        run_dir=ctx.run_dir,
-        device=ctx.device,
-        seed=config.run.seed,
-        amp_dtype=ctx.amp_dtype,
-        channels_last=config.run.channels_last,
         num_workers=config.data.num_workers,
-        dist=ctx.dist,
-        resume=config.run.resume,
-        quiet=config.run.quiet,
-        checkpoint_every=config.run.checkpoint_every,
     )
     outcome = trainer.fit()
     test = None

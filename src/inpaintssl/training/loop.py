@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, read_checkpoint_dir, save_checkpoint
 from inpaintssl.config import EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
+from inpaintssl.training.context import RunContext
 from inpaintssl.training.device import autocast_context
 from inpaintssl.training.distributed import DistInfo, all_reduce_sum
 from inpaintssl.training.early_stopping import EarlyStopping
@@ -236,6 +237,44 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
+
+    @classmethod
+    def for_run(
+        cls,
+        ctx: RunContext,
+        *,
+        model: nn.Module,
+        objective: Objective,
+        train_set: Dataset[dict[str, Any]],
+        val_set: Dataset[dict[str, Any]],
+        phases: Sequence[Phase],
+        optim: OptimConfig,
+        stopping: EarlyStoppingConfig,
+        meta: CheckpointMeta,
+        num_workers: int = 0,
+    ) -> Trainer:
+        """A trainer for a run set up by :class:`~inpaintssl.training.context.RunContext`."""
+        run = ctx.run
+        return cls(
+            model=model,
+            objective=objective,
+            train_set=train_set,
+            val_set=val_set,
+            phases=phases,
+            optim=optim,
+            stopping=stopping,
+            meta=meta,
+            run_dir=ctx.run_dir,
+            device=ctx.device,
+            seed=run.seed,
+            amp_dtype=ctx.amp_dtype,
+            channels_last=run.channels_last,
+            num_workers=num_workers,
+            dist=ctx.dist,
+            resume=run.resume,
+            quiet=run.quiet,
+            checkpoint_every=run.checkpoint_every,
+        )
 
     # -- data -------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset[dict[str, Any]], *, epoch_key: int | None) -> DataLoader[Any]:

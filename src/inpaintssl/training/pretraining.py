@@ -83,7 +83,8 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         activation="none",
         pretext=config.pretext.model_dump(mode="json"),
     )
-    trainer = Trainer(
+    trainer = Trainer.for_run(
+        ctx,
         model=model,
         objective=objective,
         train_set=bundle.train,
@@ -92,16 +93,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         optim=config.optim,
         stopping=config.early_stopping,
         meta=meta,
-        run_dir=ctx.run_dir,
-        device=ctx.device,
-        seed=config.run.seed,
-        amp_dtype=ctx.amp_dtype,
-        channels_last=config.run.channels_last,
         num_workers=config.data.num_workers,
-        dist=ctx.dist,
-        resume=config.run.resume,
-        quiet=config.run.quiet,
-        checkpoint_every=config.run.checkpoint_every,
     )
     outcome = trainer.fit()
     evaluation = None
