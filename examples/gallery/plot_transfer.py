@@ -59,12 +59,13 @@ with torch.no_grad():
 print(f"deepest encoder features differ by at most {(before - after).abs().max():.2e}")
 
 # %%
-# Two fine-tuning schedules
-# -------------------------
+# Two of the fine-tuning schedules
+# --------------------------------
 # ``immediate`` trains every weight from the start. ``freeze_then_unfreeze`` first trains only
 # the fresh parts with the transferred ones frozen, until early stopping, then unfreezes
 # everything and trains again from ``transfer.second_lr`` (the authors' two manual runs, as two
-# phases of one run). A tiny pretraining on the synthetic shapes provides the weights.
+# phases of one run). ``immediate_twice`` and ``frozen`` complete the paper's four (see
+# :doc:`/concepts`). A tiny pretraining on the synthetic shapes provides the weights.
 workdir = Path(tempfile.mkdtemp(prefix="inpaintssl-gallery-"))
 data = {"dataset": "synthetic", "params": {"num_images": 32, "num_val": 8, "num_test": 8, "size": [32, 32]}}
 pre = issl.pretrain(

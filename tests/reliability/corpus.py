@@ -876,7 +876,7 @@ def _splits_file_other_data(folder: Path) -> Call:
     "checkpoint-other-architecture",
     "checkpoint",
     ValueError,
-    r"cannot transfer \('encoder',\)",
+    r"cannot transfer weights='encoder' \(parts: encoder\)",
     r"encoder\.levels\.0\.0\.0\.weight: pretrained shape \(8, 1, 3, 3\) != model shape \(4, 1, 3, 3\)",
 )
 def _other_architecture(folder: Path) -> Call:

@@ -254,7 +254,7 @@ def run_study(
     Args:
         spec: A :class:`~inpaintssl.experiments.spec.StudySpec`, a mapping or a YAML/JSON path.
         shard: ``(i, n)``: run the i-th of n disjoint shards.
-        workers: Worker processes on this machine (``spawn``ed; they share the database).
+        workers: Worker processes on this machine (started with ``spawn``; they share the database).
         quiet: No progress output.
 
     Returns:

@@ -207,7 +207,8 @@ def transfer(
     ]
     if errors:
         raise ValueError(
-            f"cannot transfer {strategy.parts} ({report.strategy!r}): {len(errors)} problem(s): "
+            f"cannot transfer weights={report.strategy!r} (parts: {', '.join(strategy.parts)}): "
+            f"{len(errors)} problem(s): "
             + "; ".join(errors[:_MAX_LISTED])
             + (f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else "")
         )
