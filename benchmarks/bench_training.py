@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
-    size, steps, warmup = (128, 3, 1) if args.quick else (256, 6, 2)
+    size, steps, warmup = (128, 3, 1) if args.quick else (256, 10, 2)
     batch = 9
     torch.manual_seed(0)
     bare = _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=args.device)

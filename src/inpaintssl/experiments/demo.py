@@ -134,8 +134,8 @@ def settings_for(*, quick: bool) -> DemoSettings:
         depth=4,
         base_width=16,
         pretrain_epochs=8,
-        pretrain_steps_per_epoch=25,
-        finetune_max_epochs=20,
+        pretrain_steps_per_epoch=20,
+        finetune_max_epochs=16,
         finetune_steps_per_epoch=10,
         patience=10,
         seeds={0.05: 3},
@@ -449,7 +449,7 @@ def run_demo(
     files["corruption"] = render_corruption_figure(
         panel_image,
         output / "corruption_panel.png",
-        patch_sizes=(2 * k, k, max(k // 2, 2), max(k // 4, 1)),
+        patch_sizes=(2 * k, k, max(k // 2, 2), max(k // 4, 2)),
         seed=seed,
     )
 
