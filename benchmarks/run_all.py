@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quick = ["--quick"] if args.quick else []
     results: dict[str, Any] = {
         "machine": _machine(),
+        "quick": args.quick,
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "corruption": bench_corruption.main(
@@ -74,10 +75,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ),
             "training": bench_training.main([*quick, "--device", "cuda"]),
         }
-    out = HERE / "results" / f"{results['machine']}.json"
+    out = HERE / "results" / f"{results['machine']}{'-quick' if args.quick else ''}.json"
     atomic_write_text(out, json.dumps(results, indent=2, default=str))
     lines = [
-        f"# Benchmarks on {results['machine']} (torch {results['torch']})",
+        f"# Benchmarks on {results['machine']} (torch {results['torch']}, "
+        f"{'smoke-test sizes, --quick' if args.quick else 'full sizes'})",
         "",
         "| benchmark | target | met |",
         "|---|---|---|",
