@@ -37,7 +37,7 @@ from inpaintssl.config import EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.device import autocast_context
-from inpaintssl.training.distributed import DistInfo, all_reduce_sum
+from inpaintssl.training.distributed import DistInfo, all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import Objective
 from inpaintssl.training.run_folder import TensorBoardLog, write_metrics_csv
@@ -527,7 +527,7 @@ class Trainer:
         finally:
             if self._tensorboard is not None:
                 self._tensorboard.close()
-        self._barrier()
+        barrier()
         model = _unwrap(self.model)
         set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
         return TrainOutcome(
@@ -582,8 +582,9 @@ class Trainer:
             if state.epoch % self.checkpoint_every == 0:
                 self._save_last(optimizer, state, val_loss=row["val_loss"])
         bar.close()
-        # Restore the phase's best weights (Keras' restore-best) before the next phase or the end.
-        self._barrier()
+        # Restore the phase's best weights (Keras' restore-best) before the next phase or the end;
+        # other ranks wait until rank 0 has written them.
+        barrier()
         self._load_weights("best")
         state.phase_best.append(state.best_val)
         state.phase, state.epoch, state.stopping = state.phase + 1, 0, None
@@ -647,8 +648,3 @@ class Trainer:
             state=state.to_json(),
         )
 
-    def _barrier(self) -> None:
-        # Non-zero ranks read checkpoints rank 0 wrote: wait until they exist.
-        from inpaintssl.training.distributed import barrier
-
-        barrier()
