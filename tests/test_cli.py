@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -47,3 +48,23 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=False,
     )
     assert out.returncode == 0 and out.stdout.startswith("inpaintssl ")
+
+
+@pytest.mark.slow
+def test_finetune_then_evaluate_reuses_the_runs_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "ft"
+    overrides = [
+        "data.dataset=synthetic",
+        "data.params={num_images: 8, num_val: 2, num_test: 3, size: [16, 16]}",
+        "model.params={depth: 2, base_width: 4}",
+        "optim.max_epochs=1",
+        f"run.output_dir={run}",
+    ]
+    assert main(["finetune", *overrides, "--quiet", "--device", "cpu"]) == 0
+    finetuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["images"] == 3 and Path(report["output"]) == run / "eval_test.csv"
+    assert report["mean"]["dice_disc"] == pytest.approx(finetuned["test_dice"]["disc"], abs=1e-6)

@@ -106,11 +106,27 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded_data(checkpoint: Path) -> dict[str, Any]:
+    """The ``data`` section a run folder recorded in its ``config.yaml`` (empty if none)."""
+    import yaml
+
+    recorded = checkpoint / "config.yaml"
+    if not recorded.is_file():
+        return {}
+    section = (yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}).get("data", {})
+    # A fine-tuning run's label subset is irrelevant for evaluation: every split is read whole.
+    return {
+        k: v for k, v in dict(section).items() if k not in ("label_fraction", "splits_file", "unlabelled")
+    }
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from inpaintssl.api import evaluate
     from inpaintssl.config import DataConfig, apply_overrides, load_config
 
-    data = load_config(args.data if args.data is not None else {}, DataConfig)
+    data = load_config(
+        args.data if args.data is not None else _recorded_data(Path(args.checkpoint)), DataConfig
+    )
     if args.overrides:
         data = apply_overrides(data, args.overrides)
     output = args.output
@@ -196,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a data split")
     p.add_argument("checkpoint", help="run folder, checkpoint folder or .safetensors file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the data config")
-    p.add_argument("--data", help="data config (YAML/JSON, the `data` section schema)")
+    p.add_argument(
+        "--data",
+        help="data config (YAML/JSON, the `data` section schema); default: the run's own data section",
+    )
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--output", type=Path, help="CSV path (default: <run>/eval_<split>.csv)")
     p.add_argument("--device", default="auto")
