@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +22,9 @@ import torch
 
 from inpaintssl.config import RunConfig
 from inpaintssl.training.device import autocast_dtype, resolve_device
-from inpaintssl.training.distributed import DistInfo, init_distributed
+from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
 
-__all__ = ["RunContext", "RunFolderInUseError", "seed_everything"]
+__all__ = ["RunContext", "RunFolderInUseError", "run_session", "seed_everything"]
 
 
 class RunFolderInUseError(FileExistsError):
@@ -76,3 +78,13 @@ class RunContext:
         if info.is_main:
             run.output_dir.mkdir(parents=True, exist_ok=True)
         return cls(run=run, device=device, dist=info, amp_dtype=autocast_dtype(device, run.amp))
+
+
+@contextlib.contextmanager
+def run_session(run: RunConfig) -> Iterator[RunContext]:
+    """Start a run (:meth:`RunContext.start`) and always leave the process group afterwards."""
+    ctx = RunContext.start(run)
+    try:
+        yield ctx
+    finally:
+        shutdown_distributed()

@@ -25,9 +25,8 @@ from inpaintssl.data.build import build_datasets
 from inpaintssl.data.checks import check_has_foreground
 from inpaintssl.registry import LOSSES, TRANSFER_STRATEGIES
 from inpaintssl.training.components import build_backbone, size_multiple_of
-from inpaintssl.training.context import RunContext
+from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
-from inpaintssl.training.distributed import shutdown_distributed
 from inpaintssl.training.evaluation import evaluate_segmentation
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
@@ -62,11 +61,8 @@ def phases_for(
 
 def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     """Fine-tune (or train from scratch) for segmentation; see :func:`inpaintssl.finetune`."""
-    ctx = RunContext.start(config.run)
-    try:
+    with run_session(config.run) as ctx:
         return _finetune(config, ctx)
-    finally:
-        shutdown_distributed()
 
 
 def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:

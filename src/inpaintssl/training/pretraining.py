@@ -15,9 +15,8 @@ from inpaintssl.config import PretrainConfig
 from inpaintssl.data.build import build_datasets
 from inpaintssl.registry import LOSSES, PRETEXT_TASKS
 from inpaintssl.training.components import build_backbone, size_multiple_of
-from inpaintssl.training.context import RunContext
+from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
-from inpaintssl.training.distributed import shutdown_distributed
 from inpaintssl.training.evaluation import evaluate_inpainting
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import InpaintingObjective
@@ -29,11 +28,8 @@ __all__ = ["run_pretraining"]
 
 def run_pretraining(config: PretrainConfig) -> PretrainResult:
     """Pretrain a backbone on an inpainting pretext task; see :func:`inpaintssl.pretrain`."""
-    ctx = RunContext.start(config.run)
-    try:
+    with run_session(config.run) as ctx:
         return _pretrain(config, ctx)
-    finally:
-        shutdown_distributed()
 
 
 def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
