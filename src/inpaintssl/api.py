@@ -35,6 +35,7 @@ from inpaintssl.training.pretraining import run_pretraining
 from inpaintssl.training.results import FinetuneResult, PretrainResult
 from inpaintssl.transfer_learning import TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
+from inpaintssl.transfer_learning.transfer import InChannelsMode
 
 __all__ = [
     "EvaluationTable",
@@ -98,7 +99,7 @@ def transfer(
     model: nn.Module,
     *,
     weights: str = "encoder",
-    in_channels: str = "error",
+    in_channels: InChannelsMode = "error",
 ) -> TransferReport:
     """Copy pretrained ``encoder`` (or ``encoder`` + ``decoder``) weights into ``model`` (sec. 2.5.1).
 
@@ -119,7 +120,7 @@ def transfer(
         >>> len(transfer(a, b, weights="encoder").copied) > 0
         True
     """
-    return _transfer(pretrained, model, weights=weights, in_channels=in_channels)  # type: ignore[arg-type]
+    return _transfer(pretrained, model, weights=weights, in_channels=in_channels)
 
 
 def _dataset_for(
