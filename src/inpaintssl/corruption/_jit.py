@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import numba
 
-__all__ = ["njit_cached"]
+__all__ = ["njit_cached", "njit_cached_parallel"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -31,3 +31,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def njit_cached(func: _F) -> _F:
     """Compile ``func`` in nopython mode with an on-disk cache."""
     return cast(_F, numba.njit(cache=True)(func))
+
+
+def njit_cached_parallel(func: _F) -> _F:
+    """As :func:`njit_cached`, with ``numba.prange`` loops spread over Numba's thread pool."""
+    return cast(_F, numba.njit(cache=True, parallel=True)(func))

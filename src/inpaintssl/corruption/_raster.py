@@ -19,9 +19,10 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 from numpy.typing import NDArray
 
-from inpaintssl.corruption._jit import njit_cached
+from inpaintssl.corruption._jit import njit_cached, njit_cached_parallel
 
 __all__ = ["swap_blocks", "swap_index", "union_mask"]
 
@@ -59,7 +60,7 @@ def swap_index(corners: NDArray[np.int64], patch: int, out: NDArray[np.int32]) -
                 out[r2 + dr, c2 + dc] = held
 
 
-@njit_cached
+@njit_cached_parallel
 def swap_blocks(
     source: NDArray[np.integer],
     out: NDArray[np.integer],
@@ -79,26 +80,30 @@ def swap_blocks(
         choice: ``(N,)`` entry per image.
         patch: Patch side ``K``.
     """
-    for n in range(out.shape[0]):
+    channels = out.shape[1]
+    # Planes are independent, so they are spread over threads; the result does not depend on
+    # how many there are.
+    for flat in prange(out.shape[0] * channels):
+        n = flat // channels
+        channel = flat % channels
         entry = choice[n]
-        for channel in range(out.shape[1]):
-            # Copy one plane, then swap inside it while it is still in cache: about the cost of
-            # the copy alone, where copying the whole batch first sends the swaps back to memory.
-            plane = out[n, channel]
-            original = source[n, channel]
-            for r in range(plane.shape[0]):
-                plane[r, :] = original[r, :]
-            for i in range(offsets[entry], offsets[entry + 1] - 1, 2):
-                r1 = corners[i, 0]
-                c1 = corners[i, 1]
-                r2 = corners[i + 1, 0]
-                c2 = corners[i + 1, 1]
-                for dr in range(patch):
-                    # Row slices are contiguous runs that Numba vectorises, ~10x faster than
-                    # indexing single pixels of the 4-D array.
-                    first = plane[r1 + dr, c1 : c1 + patch]
-                    second = plane[r2 + dr, c2 : c2 + patch]
-                    for dc in range(patch):
-                        held = first[dc]
-                        first[dc] = second[dc]
-                        second[dc] = held
+        # Copy one plane, then swap inside it while it is still in cache: about the cost of
+        # the copy alone, where copying the whole batch first sends the swaps back to memory.
+        plane = out[n, channel]
+        original = source[n, channel]
+        for r in range(plane.shape[0]):
+            plane[r, :] = original[r, :]
+        for i in range(offsets[entry], offsets[entry + 1] - 1, 2):
+            r1 = corners[i, 0]
+            c1 = corners[i, 1]
+            r2 = corners[i + 1, 0]
+            c2 = corners[i + 1, 1]
+            for dr in range(patch):
+                # Row slices are contiguous runs that Numba vectorises, ~10x faster than
+                # indexing single pixels of the 4-D array.
+                first = plane[r1 + dr, c1 : c1 + patch]
+                second = plane[r2 + dr, c2 : c2 + patch]
+                for dc in range(patch):
+                    held = first[dc]
+                    first[dc] = second[dc]
+                    second[dc] = held
