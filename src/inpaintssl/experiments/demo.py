@@ -135,7 +135,7 @@ def settings_for(*, quick: bool) -> DemoSettings:
         base_width=16,
         pretrain_epochs=8,
         pretrain_steps_per_epoch=20,
-        finetune_max_epochs=16,
+        finetune_max_epochs=12,
         finetune_steps_per_epoch=10,
         patience=10,
         seeds={0.05: 3},
