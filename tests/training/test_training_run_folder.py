@@ -23,26 +23,26 @@ class _Splits:
 
 def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
     splits = _Splits()
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=splits, manifest={"seed": 0})
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=splits, manifest=lambda: {"seed": 0})
     assert (tmp_path / "config.yaml").is_file() and splits.saved == [tmp_path / "splits.json"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
 
 
 def test_resume_keeps_the_record_and_allows_longer_training(tmp_path: Path) -> None:
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest={"seed": 0})
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
     before = (tmp_path / "config.yaml").read_text()
     longer = apply_overrides(FinetuneConfig(), ["optim.max_epochs=500", "run.quiet=true", "run.resume=true"])
     splits = _Splits()
-    record_run(tmp_path, longer, resume=True, splits=splits, manifest={"seed": 99})
+    record_run(tmp_path, longer, resume=True, splits=splits, manifest=lambda: {"seed": 99})
     assert (tmp_path / "config.yaml").read_text() == before
     assert splits.saved == [] and json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
 
 
 def test_resume_with_other_data_or_model_is_refused(tmp_path: Path) -> None:
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest={})
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
     other = apply_overrides(FinetuneConfig(), ["data.label_fraction=0.5", "model.params={depth: 3}"])
     with pytest.raises(ConfigError, match=r"data\.label_fraction, model\.params\.depth"):
-        record_run(tmp_path, other, resume=True, splits=_Splits(), manifest={})
+        record_run(tmp_path, other, resume=True, splits=_Splits(), manifest=lambda: {})
 
 
 def test_changed_fields_ignores_whole_sections() -> None:

@@ -109,7 +109,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             config,
             resume=config.run.resume,
             splits=bundle.splits,
-            manifest=build_manifest(
+            manifest=lambda: build_manifest(
                 seed=config.run.seed,
                 data_files=bundle.data_files,
                 num_workers=config.data.num_workers,

@@ -647,4 +647,3 @@ class Trainer:
             optimizer=optimizer,
             state=state.to_json(),
         )
-

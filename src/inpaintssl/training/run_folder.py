@@ -25,7 +25,7 @@ import json
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -192,9 +192,17 @@ def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()
 
 
 def record_run(
-    run_dir: Path, config: BaseModel, *, resume: bool, splits: Any, manifest: dict[str, Any]
+    run_dir: Path,
+    config: BaseModel,
+    *,
+    resume: bool,
+    splits: Any,
+    manifest: Callable[[], dict[str, Any]],
 ) -> None:
     """Write ``config.yaml``, ``splits.json`` and ``manifest.json`` for a new run.
+
+    ``manifest`` is called only when the record is written (it stats data files and asks git),
+    not on a resume, which keeps the original.
 
     A resumed run keeps the folder's original record, after checking that its last checkpoint is
     intact and that nothing but :data:`RESUMABLE_CHANGES` differs from the recorded config, so a
@@ -222,4 +230,4 @@ def record_run(
             return
     write_config(run_dir, config)
     splits.save(run_dir / "splits.json")
-    write_manifest(run_dir, manifest)
+    write_manifest(run_dir, manifest())
