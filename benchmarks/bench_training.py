@@ -106,7 +106,7 @@ def _bare_loop(*, size: int, batch: int, steps: int, warmup: int, device: str = 
     )
 
 
-def _monai_loop(*, size: int, batch: int, steps: int, warmup: int) -> float | None:
+def _monai_loop(*, size: int, batch: int, steps: int, warmup: int, device: str = "cpu") -> float | None:
     """MONAI's BasicUNet, trained eagerly in its default layout (how its users run it)."""
     try:
         from monai.networks.nets import BasicUNet
@@ -114,7 +114,7 @@ def _monai_loop(*, size: int, batch: int, steps: int, warmup: int) -> float | No
         return None
     model = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(32, 64, 128, 256, 512, 32))
     return _timed_loop(
-        model, size=size, batch=batch, steps=steps, warmup=warmup, device="cpu", channels_last=False
+        model, size=size, batch=batch, steps=steps, warmup=warmup, device=device, channels_last=False
     )
 
 
@@ -148,13 +148,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="128x128 and fewer steps (smoke run)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--steps", type=int, help="timed steps (default 10; 3 with --quick)")
     args = parser.parse_args(argv)
     size, steps, warmup = (128, 3, 1) if args.quick else (256, 10, 2)
+    if args.steps is not None:
+        steps = args.steps
     batch = 9
     torch.manual_seed(0)
     bare = _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=args.device)
     library = _library_loop(size=size, batch=batch, steps=steps, device=args.device)
-    monai = _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup) if args.device == "cpu" else None
+    monai = _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=args.device)
     record: dict[str, Any] = {
         "benchmark": "training_loop",
         "machine": platform.node(),

@@ -25,7 +25,7 @@ def _pretrain_config(out: Path, **optim: Any) -> dict[str, Any]:
         "model": TINY_MODEL,
         "pretext": {"task": "context_restoration", "patch_size": 4, "bank_size": 8},
         "optim": {"max_epochs": 4, "batch_size": 8, "lr": 3e-3, **optim},
-        "run": {"output_dir": str(out), "quiet": True, "seed": 1},
+        "run": {"output_dir": str(out), "quiet": True, "seed": 1, "device": "cpu"},
     }
 
 
@@ -35,7 +35,7 @@ def _finetune_config(out: Path, pretrained: Path | None, **transfer: Any) -> dic
         "model": TINY_MODEL,
         "optim": {"max_epochs": 8, "steps_per_epoch": 10, "batch_size": 8, "lr": 3e-3},
         "transfer": {"pretrained": None if pretrained is None else str(pretrained), **transfer},
-        "run": {"output_dir": str(out), "quiet": True, "seed": 2},
+        "run": {"output_dir": str(out), "quiet": True, "seed": 2, "device": "cpu"},
     }
 
 
@@ -101,3 +101,34 @@ def test_best_checkpoint_is_restored_and_matches_history(tmp_path: Path) -> None
     assert result.model is not None
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(tensor.cpu(), state[name]), name
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_mixed_precision_pipeline_beats_chance(tmp_path: Path, amp: str) -> None:
+    # The same pipeline and margins as the CPU test, on the GPU under autocast (fp16 also runs the
+    # gradient scaler); checkpoints stay float32 and portable to the CPU.
+    cuda_run = {"device": "cuda", "amp": amp}
+    pre_config = _pretrain_config(tmp_path / "pre")
+    pre_config["run"].update(cuda_run)
+    pre = issl.pretrain(pre_config)
+    val_losses = [row["val_loss"] for row in pre.history]
+    assert all(np.isfinite(val_losses)) and val_losses[-1] < 0.7 * val_losses[0], val_losses
+
+    ft_config = _finetune_config(tmp_path / "ft", pre.run_dir)
+    ft_config["run"].update(cuda_run)
+    ft = issl.finetune(ft_config)
+    assert ft.model is not None and next(ft.model.parameters()).device.type == "cuda"
+    dice = ft.mean_dice()
+    chance = _chance_dice()
+    assert min(dice.values()) > chance + 0.3, (dice, chance)
+
+    state, _ = load_checkpoint(tmp_path / "ft")
+    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in state.values() if t.is_floating_point())
+    on_cpu = issl.evaluate(tmp_path / "ft", DATA, split="test", device="cpu").select(level="image").mean()
+    on_gpu = issl.evaluate(tmp_path / "ft", DATA, split="test", device="cuda").select(level="image").mean()
+    # Evaluation runs without autocast on both devices; only kernel rounding (TF32 convolutions on
+    # CUDA) may flip a few thresholded pixels.
+    assert on_gpu["dice_mean"] == pytest.approx(on_cpu["dice_mean"], abs=5e-3)

@@ -111,8 +111,9 @@ def test_wrapper_prefixes_are_stripped_from_sources_and_targets() -> None:
     pretrained = pretrained_inpainter()
     ddp_state = {f"module.{k}": v for k, v in pretrained.state_dict().items()}
     model = unet()
+    # DataParallel moves the module to the first GPU when one is present.
     transfer(ddp_state, nn.DataParallel(model), weights="encoder")
-    assert torch.equal(model.encoder.levels[1][0][0].weight, pretrained.encoder.levels[1][0][0].weight)
+    assert torch.equal(model.encoder.levels[1][0][0].weight.cpu(), pretrained.encoder.levels[1][0][0].weight)
     compiled_source = torch.compile(pretrained)
     assert next(iter(compiled_source.state_dict())).startswith("_orig_mod.")
     other = unet()

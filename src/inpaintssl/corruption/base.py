@@ -64,6 +64,14 @@ def _per_image_keys(key: Sequence[int] | NDArray[np.integer] | Tensor, count: in
     return values.astype(np.uint64)
 
 
+def _indexed(device: torch.device) -> torch.device:
+    """``device`` with its index filled in: ``torch.Generator(device="cuda")`` reports ``cuda``
+    while tensors on the same GPU report ``cuda:0``."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 class PretextTask(abc.ABC):
     """Corrupts ``(N, C, H, W)`` float images for an inpainting pretext task (paper sec. 2.4).
 
@@ -187,7 +195,7 @@ class PretextTask(abc.ABC):
         gen = self._generator if generator is None else generator
         if not isinstance(gen, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(gen).__name__}")
-        if gen.device.type != "cpu" and gen.device != images.device:
+        if gen.device.type != "cpu" and _indexed(gen.device) != _indexed(images.device):
             raise ValueError(
                 f"generator is on {gen.device} but images are on {images.device}; "
                 "expected a CPU generator or one on the images' device"
