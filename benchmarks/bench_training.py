@@ -99,10 +99,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _bare_loop(*, size: int, batch: int, steps: int, warmup: int, device: str = "cpu") -> float:
+def _bare_loop(
+    *, size: int, batch: int, steps: int, warmup: int, device: str = "cpu", channels_last: bool = True
+) -> float:
     model = BACKBONES.build("unet2d", in_channels=1, out_channels=1, seed=0)
     return _timed_loop(
-        model, size=size, batch=batch, steps=steps, warmup=warmup, device=device, channels_last=True
+        model, size=size, batch=batch, steps=steps, warmup=warmup, device=device, channels_last=channels_last
     )
 
 
@@ -118,7 +120,9 @@ def _monai_loop(*, size: int, batch: int, steps: int, warmup: int, device: str =
     )
 
 
-def _library_loop(*, size: int, batch: int, steps: int, device: str = "cpu") -> float:
+def _library_loop(
+    *, size: int, batch: int, steps: int, device: str = "cpu", channels_last: bool = True
+) -> float:
     name = "bench_in_memory"
     if name not in DATASETS.names():
         DATASETS.register(name)(InMemorySlices)
@@ -133,7 +137,12 @@ def _library_loop(*, size: int, batch: int, steps: int, device: str = "cpu") -> 
                 "pretext": {"task": "context_restoration", "patch_size": 32, "bank_size": 100},
                 "optim": {"batch_size": batch, "max_epochs": 2, "steps_per_epoch": steps},
                 "early_stopping": {"min_delta": 0.0, "patience": 10},
-                "run": {"output_dir": str(Path(tmp) / "run"), "quiet": True, "device": device},
+                "run": {
+                    "output_dir": str(Path(tmp) / "run"),
+                    "quiet": True,
+                    "device": device,
+                    "channels_last": channels_last,
+                },
             }
         )
         result = run_pretraining(config)
@@ -149,14 +158,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--steps", type=int, help="timed steps (default 10; 3 with --quick)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="memory format of the library and bare loops (MONAI always runs in its default layout)",
+    )
     args = parser.parse_args(argv)
     size, steps, warmup = (128, 3, 1) if args.quick else (256, 10, 2)
     if args.steps is not None:
         steps = args.steps
     batch = 9
     torch.manual_seed(0)
-    bare = _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=args.device)
-    library = _library_loop(size=size, batch=batch, steps=steps, device=args.device)
+    layout = {"device": args.device, "channels_last": args.channels_last}
+    bare = _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup, **layout)
+    library = _library_loop(size=size, batch=batch, steps=steps, **layout)
     monai = _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=args.device)
     record: dict[str, Any] = {
         "benchmark": "training_loop",
@@ -168,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "image_size": size,
         "batch_size": batch,
         "steps": steps,
+        "channels_last": args.channels_last,
         "images_per_s": {"library": library, "bare_loop": bare, "monai_basicunet": monai},
         "ratios": {
             "library_vs_bare": library / bare,

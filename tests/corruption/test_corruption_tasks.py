@@ -322,7 +322,10 @@ def test_cuda_matches_cpu(name: str) -> None:
     # are bit-exact; a computed fill (the per-channel mean) may differ in the last bit, since the
     # GPU sums in another order.
     assert torch.equal(cpu_out != images, cuda_out.cpu() != images)
-    fixed_cpu, fixed_cuda = task.corrupt_fixed(images, key=3), task.corrupt_fixed(images.to(cuda), key=3).cpu()
+    fixed_cpu, fixed_cuda = (
+        task.corrupt_fixed(images, key=3),
+        task.corrupt_fixed(images.to(cuda), key=3).cpu(),
+    )
     if task.pairs:
         assert torch.equal(cpu_out, cuda_out.cpu()) and torch.equal(fixed_cpu, fixed_cuda)
     torch.testing.assert_close(cuda_out.cpu(), cpu_out, rtol=1e-6, atol=1e-6)

@@ -126,7 +126,9 @@ def test_cuda_mixed_precision_pipeline_beats_chance(tmp_path: Path, amp: str) ->
     assert min(dice.values()) > chance + 0.3, (dice, chance)
 
     state, _ = load_checkpoint(tmp_path / "ft")
-    assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in state.values() if t.is_floating_point())
+    assert all(
+        t.dtype == torch.float32 and t.device.type == "cpu" for t in state.values() if t.is_floating_point()
+    )
     on_cpu = issl.evaluate(tmp_path / "ft", DATA, split="test", device="cpu").select(level="image").mean()
     on_gpu = issl.evaluate(tmp_path / "ft", DATA, split="test", device="cuda").select(level="image").mean()
     # Evaluation runs without autocast on both devices; only kernel rounding (TF32 convolutions on

@@ -201,7 +201,7 @@ class PretextTask(abc.ABC):
                 "expected a CPU generator or one on the images' device"
             )
         choice = torch.randint(len(bank), (images.shape[0],), generator=gen, device=gen.device)
-        return self.apply(images, bank=bank, choice=choice.to(images.device))
+        return self.apply(images, bank=bank, choice=choice.to(images.device, non_blocking=True))
 
     def corrupt_fixed(
         self, images: Tensor, *, key: int | Sequence[int] | NDArray[np.integer] | Tensor
@@ -238,7 +238,9 @@ class PretextTask(abc.ABC):
         else:
             mixed = _splitmix64(salt ^ _per_image_keys(key, count))
         choice = torch.from_numpy((mixed % np.uint64(len(bank))).astype(np.int64))
-        return self.apply(images, bank=bank, choice=choice.to(images.device))
+        # A blocking host-to-GPU copy would wait for all queued GPU work on every training step;
+        # CUDA stages a pageable source before returning, so the non-blocking copy is safe.
+        return self.apply(images, bank=bank, choice=choice.to(images.device, non_blocking=True))
 
     def _bank_for(self, images: Tensor) -> MaskBank:
         if not isinstance(images, Tensor) or not images.is_floating_point():

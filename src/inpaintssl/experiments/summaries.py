@@ -255,10 +255,6 @@ def transfer_boxes(
     panels: dict[tuple[float, str], dict[tuple[float, str], FloatArray]] = {}
     for (_schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "acronym").items():
         # "trained once" first, then the two-phase panels by decreasing second learning rate.
-        panel = (
-            (math.inf, "trained once")
-            if second is None
-            else (float(second), f"second lr {second:g}")
-        )
+        panel = (math.inf, "trained once") if second is None else (float(second), f"second lr {second:g}")
         panels.setdefault(panel, {})[(float(lr), str(name))] = table.column("value")
     return {label: boxes for (_, label), boxes in sorted(panels.items(), key=lambda kv: -kv[0][0])}

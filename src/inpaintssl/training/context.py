@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from inpaintssl.config import RunConfig
-from inpaintssl.training.device import autocast_dtype, resolve_device
+from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
 
 __all__ = ["RunContext", "RunFolderInUseError", "run_session", "seed_everything"]
@@ -52,6 +52,11 @@ class RunContext:
     device: torch.device
     dist: DistInfo
     amp_dtype: torch.dtype | None
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether this run uses the ``channels_last`` memory format on its device."""
+        return use_channels_last(self.device, self.run.channels_last)
 
     @property
     def run_dir(self) -> Path:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["autocast_context", "autocast_dtype", "resolve_device", "to_memory_format"]
+__all__ = ["autocast_context", "autocast_dtype", "resolve_device", "to_memory_format", "use_channels_last"]
 
 
 def resolve_device(device: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:
@@ -64,6 +64,22 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Iterato
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def use_channels_last(device: torch.device, setting: bool | str) -> bool:
+    """Resolve ``run.channels_last``: ``auto`` means on for the CPU and off for CUDA.
+
+    Example:
+        >>> use_channels_last(torch.device("cpu"), "auto"), use_channels_last(torch.device("cpu"), False)
+        (True, False)
+    """
+    if isinstance(setting, bool):
+        return setting
+    if setting != "auto":
+        raise ValueError(f"channels_last={setting!r} is invalid; expected 'auto', True or False")
+    # On an H200, GroupNorm on channels_last activations spent a third of the step copying to
+    # contiguous and back (benchmarks/README.md); oneDNN's CPU convolutions prefer channels_last.
+    return device.type == "cpu"
 
 
 def to_memory_format(module: nn.Module, *, channels_last: bool) -> nn.Module:

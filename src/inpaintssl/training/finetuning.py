@@ -96,7 +96,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         )
         transferred = tuple(TRANSFER_STRATEGIES.build(config.transfer.weights).parts)
     model = model.to(ctx.device)
-    model = to_memory_format(model, channels_last=config.run.channels_last)
+    model = to_memory_format(model, channels_last=ctx.channels_last)
     phases = phases_for(
         lr=config.optim.lr,
         schedule=config.transfer.schedule,
@@ -152,7 +152,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             class_names=class_names,
             device=ctx.device,
             batch_size=config.optim.batch_size,
-            channels_last=config.run.channels_last,
+            channels_last=ctx.channels_last,
             amp_dtype=ctx.amp_dtype,
         )
         test.to_csv(ctx.run_dir / "test_metrics.csv")

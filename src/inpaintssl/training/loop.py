@@ -268,7 +268,7 @@ class Trainer:
             device=ctx.device,
             seed=run.seed,
             amp_dtype=ctx.amp_dtype,
-            channels_last=run.channels_last,
+            channels_last=ctx.channels_last,
             num_workers=num_workers,
             dist=ctx.dist,
             resume=run.resume,
@@ -309,9 +309,9 @@ class Trainer:
         for key, value in batch.items():
             if isinstance(value, torch.Tensor) and key in ("image", "label"):
                 moved[key] = value.to(self.device, non_blocking=True, memory_format=fmt)
-            elif isinstance(value, torch.Tensor) and key == "index":
-                moved[key] = value.to(self.device, non_blocking=True)
             else:
+                # "index" stays on the host: corruption keys are hashed there, and reading them back
+                # from the GPU would stall every step until the device caught up.
                 moved[key] = value
         return moved
 

@@ -43,7 +43,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         out_channels=channels,
         seed=config.run.seed,
     ).to(ctx.device)
-    model = to_memory_format(model, channels_last=config.run.channels_last)
+    model = to_memory_format(model, channels_last=ctx.channels_last)
     task = PRETEXT_TASKS.build(
         config.pretext.task,
         patch_size=config.pretext.patch_size,
@@ -100,7 +100,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
             corrupt=objective.corrupt,
             device=ctx.device,
             batch_size=config.optim.batch_size,
-            channels_last=config.run.channels_last,
+            channels_last=ctx.channels_last,
             amp_dtype=ctx.amp_dtype,
         )
         evaluation.to_csv(ctx.run_dir / "val_inpainting.csv")

@@ -1,0 +1,47 @@
+"""Device resolution, autocast choice and the channels_last setting, against the documented rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inpaintssl.config import PretrainConfig
+from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize(
+    ("device", "setting", "expected"),
+    [(CPU, "auto", True), (CUDA, "auto", False), (CPU, False, False), (CUDA, True, True)],
+)
+def test_channels_last_auto_is_on_for_cpu_only(device: torch.device, setting: object, expected: bool) -> None:
+    assert use_channels_last(device, setting) is expected  # type: ignore[arg-type]
+
+
+def test_channels_last_rejects_unknown_words() -> None:
+    with pytest.raises(ValueError, match="channels_last='always'"):
+        use_channels_last(CPU, "always")
+
+
+def test_config_accepts_auto_and_booleans_and_names_the_field() -> None:
+    assert PretrainConfig().run.channels_last == "auto"
+    assert PretrainConfig.model_validate({"run": {"channels_last": False}}).run.channels_last is False
+    with pytest.raises(ValueError, match="channels_last"):
+        PretrainConfig.model_validate({"run": {"channels_last": "sometimes"}})
+
+
+def test_autocast_is_off_on_cpu_whatever_is_asked() -> None:
+    assert all(autocast_dtype(CPU, amp) is None for amp in ("auto", "bf16", "fp16", "off"))
+    assert autocast_dtype(CUDA, "off") is None
+    assert autocast_dtype(CUDA, "fp16") is torch.float16 and autocast_dtype(CUDA, "bf16") is torch.bfloat16
+
+
+def test_cpu_resolves_and_missing_cuda_is_a_clear_error() -> None:
+    assert resolve_device("cpu") == CPU and resolve_device(CPU) is CPU
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == CPU
+        with pytest.raises(ValueError, match=r"run.device='cuda' but CUDA is not available"):
+            resolve_device("cuda")
+    else:
+        assert resolve_device("auto").type == "cuda" and resolve_device("cuda").index is not None
