@@ -1,0 +1,111 @@
+"""Where a CPU training step goes: each 3x3 convolution of the U-Net, per pass and memory format.
+
+The training-loop benchmark (``bench_training.py``) compares whole steps. This one splits the
+U-Net's 3x3 convolutions (256x256 input, batch 9, widths 32..512) into the three passes a training
+step runs, forward, gradient of the input and gradient of the weight, each timed through
+``torch.ops.aten.convolution_backward`` (oneDNN on the CPU) in the default (NCHW) and the
+``channels_last`` (NHWC) layout. It shows which pass decides the speed on a given processor.
+
+Usage::
+
+    python benchmarks/bench_conv_layers.py [--quick] [--out PATH]
+
+Each entry is the best of ``--repeats`` timings after one warm-up, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# (C_in, C_out, side): the U-Net's distinct 3x3 convolutions at 256x256 (encoder and decoder).
+LAYERS = [
+    (32, 32, 256),
+    (64, 32, 256),
+    (64, 64, 128),
+    (128, 64, 128),
+    (128, 128, 64),
+    (256, 128, 64),
+    (256, 256, 32),
+    (512, 256, 32),
+    (512, 512, 16),
+]
+
+
+def _best_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def _passes(
+    c_in: int, c_out: int, side: int, *, channels_last: bool, batch: int, repeats: int
+) -> dict[str, float]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, c_in, side, side, generator=generator).contiguous(memory_format=fmt)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=generator).contiguous(memory_format=fmt)
+    grad = torch.randn(batch, c_out, side, side, generator=generator).contiguous(memory_format=fmt)
+
+    def backward(mask: list[bool]) -> object:
+        return torch.ops.aten.convolution_backward(
+            grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask
+        )
+
+    return {
+        "forward_ms": _best_ms(lambda: torch.nn.functional.conv2d(x, weight, None, 1, 1), repeats),
+        "grad_input_ms": _best_ms(lambda: backward([True, False, False]), repeats),
+        "grad_weight_ms": _best_ms(lambda: backward([False, True, False]), repeats),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Time every layer in both layouts; print and return (and optionally write) the JSON record."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 2 and one repeat (smoke run)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    batch, repeats = (2, 1) if args.quick else (9, args.repeats)
+    layers = []
+    for c_in, c_out, side in LAYERS:
+        entry: dict[str, Any] = {"c_in": c_in, "c_out": c_out, "side": side}
+        for name, channels_last in (("nchw", False), ("nhwc", True)):
+            entry[name] = _passes(
+                c_in, c_out, side, channels_last=channels_last, batch=batch, repeats=repeats
+            )
+        layers.append(entry)
+        print(json.dumps(entry), flush=True)
+    totals = {
+        layout: {key: sum(entry[layout][key] for entry in layers) for key in layers[0][layout]}
+        for layout in ("nchw", "nhwc")
+    }
+    record: dict[str, Any] = {
+        "benchmark": "conv_layers",
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch_size": batch,
+        "layers": layers,
+        "totals_ms": totals,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({"totals_ms": totals}, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()
