@@ -1,14 +1,17 @@
 """Training-loop throughput: the library's pretraining loop vs. a bare PyTorch loop (and MONAI).
 
 All three train the same 5-level U-Net (or MONAI's BasicUNet, its closest peer) on the same
-in-memory 256x256 batches of 9, channels_last, with context-restoration corruption on the device,
-L2 loss and the paper's Adam. The library's number is its own epoch timer (``train_seconds`` in
-``metrics.csv``), so it includes the DataLoader, device moves, corruption keys, finiteness checks
-and progress bookkeeping that a real run pays; validation and checkpoint writing are excluded.
+in-memory 256x256 batches of 9 with context-restoration corruption on the device, L2 loss and
+the paper's Adam; the library and bare loops use channels_last unless ``--no-channels-last`` is
+given, MONAI runs in its default layout, and on CUDA all three run under bf16 autocast. The
+library's number is its own epoch timer (``train_seconds`` in ``metrics.csv``), so it includes
+the DataLoader, device moves, corruption keys, finiteness checks and progress bookkeeping that a
+real run pays; validation and checkpoint writing are excluded.
 
 Usage::
 
-    python benchmarks/bench_training.py [--quick] [--out PATH]
+    python benchmarks/bench_training.py [--quick] [--out PATH] [--device cpu|cuda] [--steps N]
+        [--channels-last|--no-channels-last]
 
 Targets (issue #5): library >= 0.95x bare loop; library >= 1.5x MONAI BasicUNet when installed.
 """
