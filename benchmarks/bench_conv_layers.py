@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from bench_corruption import per_second
 
 # (C_in, C_out, side): the U-Net's distinct 3x3 convolutions at 256x256 (encoder and decoder).
 LAYERS = [
@@ -40,13 +40,8 @@ LAYERS = [
 
 
 def _best_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best * 1000
+    calls_per_s = per_second(fn, items=1, min_time=0.0, min_calls=repeats, device=torch.device("cpu"))
+    return 1000 / calls_per_s
 
 
 def _passes(

@@ -111,13 +111,23 @@ def _bare_loop(
     )
 
 
+def monai_basicunet() -> torch.nn.Module:
+    """MONAI's BasicUNet with this U-Net's widths (32..512), the peer every comparison uses.
+
+    Raises:
+        ImportError: MONAI is not installed.
+    """
+    from monai.networks.nets import BasicUNet
+
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(32, 64, 128, 256, 512, 32))
+
+
 def _monai_loop(*, size: int, batch: int, steps: int, warmup: int, device: str = "cpu") -> float | None:
     """MONAI's BasicUNet, trained eagerly in its default layout (how its users run it)."""
     try:
-        from monai.networks.nets import BasicUNet
+        model = monai_basicunet()
     except ImportError:
         return None
-    model = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(32, 64, 128, 256, 512, 32))
     return _timed_loop(
         model, size=size, batch=batch, steps=steps, warmup=warmup, device=device, channels_last=False
     )

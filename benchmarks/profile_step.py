@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from bench_training import monai_basicunet
 from torch.profiler import ProfilerActivity, profile
 
 from inpaintssl.registry import BACKBONES
@@ -22,9 +23,7 @@ from inpaintssl.registry import BACKBONES
 
 def _model(name: str) -> torch.nn.Module:
     if name == "monai":
-        from monai.networks.nets import BasicUNet
-
-        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=(32, 64, 128, 256, 512, 32))
+        return monai_basicunet()
     return BACKBONES.build("unet2d", in_channels=1, out_channels=1, seed=0)
 
 
