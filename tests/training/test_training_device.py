@@ -15,8 +15,10 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
     ("device", "setting", "expected"),
     [(CPU, "auto", True), (CUDA, "auto", False), (CPU, False, False), (CUDA, True, True)],
 )
-def test_channels_last_auto_is_on_for_cpu_only(device: torch.device, setting: object, expected: bool) -> None:
-    assert use_channels_last(device, setting) is expected  # type: ignore[arg-type]
+def test_channels_last_auto_is_on_for_cpu_only(
+    device: torch.device, setting: bool | str, expected: bool
+) -> None:
+    assert use_channels_last(device, setting) is expected
 
 
 def test_channels_last_rejects_unknown_words() -> None:
