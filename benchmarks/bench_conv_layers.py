@@ -4,11 +4,18 @@ The training-loop benchmark (``bench_training.py``) compares whole steps. This o
 U-Net's 3x3 convolutions (256x256 input, batch 9, widths 32..512) into the three passes a training
 step runs, forward, gradient of the input and gradient of the weight, each timed through
 ``torch.ops.aten.convolution_backward`` (oneDNN on the CPU) in the default (NCHW) and the
-``channels_last`` (NHWC) layout. It shows which pass decides the speed on a given processor.
+``channels_last`` (NHWC) layout, and the NHWC weight gradient also by the library's blocked GEMMs
+(:func:`inpaintssl.models.conv3x3_weight_gradient`, what channels_last training uses). It shows
+which pass decides the speed on a given processor. The layers are the U-Net's eighteen 3x3
+convolutions, so a column's total is one training step's share.
+
+By default the process first applies the allocator setting of the library's CPU runs
+(``run.reuse_host_memory``), so fresh output tensors do not page-fault; ``--no-reuse-host-memory``
+times PyTorch's default.
 
 Usage::
 
-    python benchmarks/bench_conv_layers.py [--quick] [--out PATH]
+    python benchmarks/bench_conv_layers.py [--quick] [--out PATH] [--no-reuse-host-memory]
 
 Each entry is the best of ``--repeats`` timings after one warm-up, in milliseconds.
 """
@@ -25,17 +32,29 @@ from typing import Any
 import torch
 from bench_corruption import per_second
 
-# (C_in, C_out, side): the U-Net's distinct 3x3 convolutions at 256x256 (encoder and decoder).
+from inpaintssl.models import conv3x3_weight_gradient
+from inpaintssl.training.host_memory import keep_freed_host_memory
+
+# (C_in, C_out, side): the U-Net's 3x3 convolutions at 256x256, encoder then decoder.
 LAYERS = [
+    (1, 32, 256),
     (32, 32, 256),
-    (64, 32, 256),
+    (32, 64, 128),
     (64, 64, 128),
-    (128, 64, 128),
+    (64, 128, 64),
     (128, 128, 64),
-    (256, 128, 64),
+    (128, 256, 32),
     (256, 256, 32),
-    (512, 256, 32),
+    (256, 512, 16),
     (512, 512, 16),
+    (512, 256, 32),
+    (256, 256, 32),
+    (256, 128, 64),
+    (128, 128, 64),
+    (128, 64, 128),
+    (64, 64, 128),
+    (64, 32, 256),
+    (32, 32, 256),
 ]
 
 
@@ -58,11 +77,14 @@ def _passes(
             grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask
         )
 
-    return {
+    times = {
         "forward_ms": _best_ms(lambda: torch.nn.functional.conv2d(x, weight, None, 1, 1), repeats),
         "grad_input_ms": _best_ms(lambda: backward([True, False, False]), repeats),
         "grad_weight_ms": _best_ms(lambda: backward([False, True, False]), repeats),
     }
+    if channels_last:
+        times["grad_weight_blocked_gemm_ms"] = _best_ms(lambda: conv3x3_weight_gradient(grad, x), repeats)
+    return times
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -71,7 +93,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="batch 2 and one repeat (smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--reuse-host-memory", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
+    if args.reuse_host_memory:
+        keep_freed_host_memory()
     batch, repeats = (2, 1) if args.quick else (9, args.repeats)
     layers = []
     for c_in, c_out, side in LAYERS:
@@ -92,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch_size": batch,
+        "reuse_host_memory": args.reuse_host_memory,
         "layers": layers,
         "totals_ms": totals,
     }

@@ -8,6 +8,13 @@ library's number is its own epoch timer (``train_seconds`` in ``metrics.csv``), 
 the DataLoader, device moves, corruption keys, finiteness checks and progress bookkeeping that a
 real run pays; validation and checkpoint writing are excluded.
 
+Each contender runs in a fresh process, each as its users would run it: the library with its
+defaults (on the CPU: ``run.reuse_host_memory`` tunes the process's allocator and the U-Net's 3x3
+weight gradients use blocked GEMMs), the bare loop and MONAI with PyTorch's defaults (the bare
+loop's U-Net brings its blocked-GEMM weight gradient with it; the allocator setting is a run
+option it does not use). Three more CPU contenders say where the library's lead comes from: MONAI
+with the library's allocator setting, and the library without each of its two CPU settings.
+
 Usage::
 
     python benchmarks/bench_training.py [--quick] [--out PATH] [--device cpu|cuda] [--steps N]
@@ -21,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +41,7 @@ from inpaintssl.config import PretrainConfig
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.losses import l2_loss
 from inpaintssl.registry import BACKBONES, DATASETS, PRETEXT_TASKS
+from inpaintssl.training.host_memory import keep_freed_host_memory
 from inpaintssl.training.pretraining import run_pretraining
 
 
@@ -134,7 +144,14 @@ def _monai_loop(*, size: int, batch: int, steps: int, warmup: int, device: str =
 
 
 def _library_loop(
-    *, size: int, batch: int, steps: int, device: str = "cpu", channels_last: bool = True
+    *,
+    size: int,
+    batch: int,
+    steps: int,
+    device: str = "cpu",
+    channels_last: bool = True,
+    cpu_weight_gradient: str = "blocked_gemm",
+    reuse_host_memory: bool = True,
 ) -> float:
     name = "bench_in_memory"
     if name not in DATASETS.names():
@@ -155,6 +172,8 @@ def _library_loop(
                     "quiet": True,
                     "device": device,
                     "channels_last": channels_last,
+                    "cpu_weight_gradient": cpu_weight_gradient,
+                    "reuse_host_memory": reuse_host_memory,
                 },
             }
         )
@@ -164,9 +183,62 @@ def _library_loop(
     return steps * batch / seconds
 
 
+# Each contender runs in a fresh process: the allocator setting is process-wide, and a contender
+# timed after another would inherit its heap. The last three explain the first three's ratios.
+CONTENDERS = (
+    "bare_loop",
+    "library",
+    "monai_basicunet",
+    "monai_basicunet_reused_host_memory",
+    "library_onednn_weight_gradient",
+    "library_system_allocator",
+)
+_CPU_ONLY = CONTENDERS[3:]
+
+
+def _run_contender(
+    name: str, *, size: int, batch: int, steps: int, warmup: int, device: str, channels_last: bool
+) -> float | None:
+    """Images/s of one contender, measured in this process."""
+    layout = {"device": device, "channels_last": channels_last}
+    if name == "bare_loop":
+        return _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup, **layout)
+    if name == "library":
+        return _library_loop(size=size, batch=batch, steps=steps, **layout)
+    if name == "library_onednn_weight_gradient":
+        return _library_loop(size=size, batch=batch, steps=steps, cpu_weight_gradient="onednn", **layout)
+    if name == "library_system_allocator":
+        return _library_loop(size=size, batch=batch, steps=steps, reuse_host_memory=False, **layout)
+    if name == "monai_basicunet":
+        return _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=device)
+    if name == "monai_basicunet_reused_host_memory":
+        keep_freed_host_memory()
+        return _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=device)
+    raise ValueError(f"--contender {name!r} is unknown; expected one of {', '.join(CONTENDERS)}")
+
+
+def _in_fresh_process(name: str, argv: list[str]) -> float | None:
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *argv, "--contender", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"contender {name} failed:\n{done.stderr[-3000:]}")
+    value: float | None = json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"]
+    return value
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or denominator is None else numerator / denominator
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the comparison and return (and optionally write) the JSON record."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="128x128 and fewer steps (smoke run)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -177,16 +249,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=True,
         help="memory format of the library and bare loops (MONAI always runs in its default layout)",
     )
+    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     size, steps, warmup = (128, 3, 1) if args.quick else (256, 10, 2)
     if args.steps is not None:
         steps = args.steps
     batch = 9
     torch.manual_seed(0)
-    layout = {"device": args.device, "channels_last": args.channels_last}
-    bare = _bare_loop(size=size, batch=batch, steps=steps, warmup=warmup, **layout)
-    library = _library_loop(size=size, batch=batch, steps=steps, **layout)
-    monai = _monai_loop(size=size, batch=batch, steps=steps, warmup=warmup, device=args.device)
+    if args.contender is not None:
+        speed = _run_contender(
+            args.contender,
+            size=size,
+            batch=batch,
+            steps=steps,
+            warmup=warmup,
+            device=args.device,
+            channels_last=args.channels_last,
+        )
+        print(json.dumps({"contender": args.contender, "images_per_s": speed}))
+        return {"images_per_s": speed}
+    forwarded = [
+        *(["--quick"] if args.quick else []),
+        "--device",
+        args.device,
+        "--steps",
+        str(steps),
+        "--channels-last" if args.channels_last else "--no-channels-last",
+    ]
+    names = [name for name in CONTENDERS if args.device == "cpu" or name not in _CPU_ONLY]
+    speeds = {name: _in_fresh_process(name, forwarded) for name in names}
+    library, bare, monai = speeds["library"], speeds["bare_loop"], speeds["monai_basicunet"]
     record: dict[str, Any] = {
         "benchmark": "training_loop",
         "machine": platform.node(),
@@ -198,12 +290,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch_size": batch,
         "steps": steps,
         "channels_last": args.channels_last,
-        "images_per_s": {"library": library, "bare_loop": bare, "monai_basicunet": monai},
+        "images_per_s": speeds,
         "ratios": {
-            "library_vs_bare": library / bare,
-            "library_vs_monai": None if monai is None else library / monai,
+            "library_vs_bare": _ratio(library, bare),
+            "library_vs_monai": _ratio(library, monai),
         },
     }
+    if args.device == "cpu":
+        record["ratios"].update(
+            {
+                "library_vs_monai_reused_host_memory": _ratio(
+                    library, speeds["monai_basicunet_reused_host_memory"]
+                ),
+                "blocked_gemm_vs_onednn_weight_gradient": _ratio(
+                    library, speeds["library_onednn_weight_gradient"]
+                ),
+                "reused_vs_system_allocator": _ratio(library, speeds["library_system_allocator"]),
+            }
+        )
     record["targets"] = {
         "library_vs_bare>=0.95": record["ratios"]["library_vs_bare"] >= 0.95,
         "library_vs_monai>=1.5": None if monai is None else record["ratios"]["library_vs_monai"] >= 1.5,

@@ -1,4 +1,4 @@
-"""Backbones: the 2D U-Net of paper sec. 2.3 and its layers.
+"""Backbones: the 2D U-Net of paper sec. 2.3, its layers, and its CPU training convolution.
 
 Importing this package registers ``"unet2d"`` in :data:`inpaintssl.registry.BACKBONES`.
 
@@ -8,6 +8,13 @@ Example:
     8
 """
 
+from inpaintssl.models.conv3x3 import (
+    conv3x3,
+    conv3x3_weight_gradient,
+    cpu_weight_gradient,
+    set_cpu_weight_gradient,
+    using_cpu_weight_gradient,
+)
 from inpaintssl.models.layers import ConvNormAct, DoubleConv, WSConv2d, group_count
 from inpaintssl.models.unet import UNet2d, UNetDecoder, UNetEncoder, UpLevel
 
@@ -19,5 +26,10 @@ __all__ = [
     "UNetEncoder",
     "UpLevel",
     "WSConv2d",
+    "conv3x3",
+    "conv3x3_weight_gradient",
+    "cpu_weight_gradient",
     "group_count",
+    "set_cpu_weight_gradient",
+    "using_cpu_weight_gradient",
 ]

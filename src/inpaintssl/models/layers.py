@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inpaintssl.models.conv3x3 import conv3x3
+
 __all__ = ["ConvNormAct", "DoubleConv", "WSConv2d", "group_count"]
 
 
@@ -100,6 +102,16 @@ class WSConv2d(nn.Conv2d):
             bias=bias,
         )
         self.eps = eps
+        # The U-Net's own convolution: eligible for the blocked-GEMM weight gradient on the CPU.
+        self._plain_3x3 = (
+            self.kernel_size == (3, 3)
+            and self.stride == (1, 1)
+            and self.padding == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and self.bias is None
+        )
 
     def standardized_weight(self) -> torch.Tensor:
         """The kernel actually used: zero mean and unit variance per output channel.
@@ -113,8 +125,15 @@ class WSConv2d(nn.Conv2d):
         return (weight - mean) * torch.rsqrt(var + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolve ``x`` of shape ``(N, C_in, H, W)`` with the standardised kernel."""
-        out: torch.Tensor = self._conv_forward(x, self.standardized_weight(), self.bias)
+        """Convolve ``x`` of shape ``(N, C_in, H, W)`` with the standardised kernel.
+
+        A bias-free 3x3 same-padding kernel goes through :func:`~inpaintssl.models.conv3x3.conv3x3`,
+        which computes the weight gradient of channels_last CPU training by blocked GEMMs.
+        """
+        weight = self.standardized_weight()
+        if self._plain_3x3:
+            return conv3x3(x, weight)
+        out: torch.Tensor = self._conv_forward(x, weight, self.bias)
         return out
 
 

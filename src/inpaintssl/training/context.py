@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from inpaintssl.config import RunConfig
+from inpaintssl.models.conv3x3 import using_cpu_weight_gradient
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
+from inpaintssl.training.host_memory import keep_freed_host_memory
 
 __all__ = ["RunContext", "RunFolderInUseError", "run_session", "seed_everything"]
 
@@ -87,9 +89,16 @@ class RunContext:
 
 @contextlib.contextmanager
 def run_session(run: RunConfig) -> Iterator[RunContext]:
-    """Start a run (:meth:`RunContext.start`) and always leave the process group afterwards."""
+    """Start a run (:meth:`RunContext.start`) and always leave the process group afterwards.
+
+    Inside the session the U-Net's CPU weight gradients use ``run.cpu_weight_gradient``; on the
+    CPU, ``run.reuse_host_memory`` also tunes the process's allocator (which stays tuned).
+    """
     ctx = RunContext.start(run)
+    if ctx.device.type == "cpu" and run.reuse_host_memory:
+        keep_freed_host_memory()
     try:
-        yield ctx
+        with using_cpu_weight_gradient(run.cpu_weight_gradient):
+            yield ctx
     finally:
         shutdown_distributed()

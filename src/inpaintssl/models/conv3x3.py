@@ -1,0 +1,263 @@
+"""The U-Net's 3x3 convolution for channels_last training on the CPU, with a blocked-GEMM weight gradient.
+
+Why it exists: on AVX2 processors oneDNN's channels_last (NHWC) kernel for the *weight* gradient of
+a 3x3 convolution runs at well under half the speed of its forward pass and of the NCHW kernel
+(``benchmarks/bench_conv_layers.py``; on the project's 2-core EPYC it is 1.66x slower than NCHW and
+takes about 45 % of a whole training step), while its NHWC forward pass and input gradient are the
+fastest available. :func:`conv3x3` therefore keeps oneDNN for the forward pass and the input
+gradient and computes the weight gradient itself:
+
+.. math::
+
+    \\frac{\\partial L}{\\partial W_{o,c,i,j}} = \\sum_{n,h,w} G_{n,o,h,w}\\,X_{n,c,h+i-1,w+j-1},
+
+block by block of image rows: the nine shifted copies of a block of ``X`` (an im2col matrix of
+``rows x 9C``, small enough to stay in cache) are built with one strided copy, the taps that fall
+outside the image are zeroed, and one GEMM ``im2col^T @ G`` accumulates the block's share. ``G``
+and ``X`` are read from memory once, the GEMM has ``9C`` columns, and nothing is padded.
+
+The path is used by :class:`inpaintssl.models.layers.WSConv2d` only where it applies (CPU,
+channels_last, float32/float64, gradients wanted) and can be switched off with
+:func:`set_cpu_weight_gradient` for comparison; everywhere else the convolution is
+:func:`torch.nn.functional.conv2d`. Paper sec. 2.3 fixes the network, not the kernels: both paths
+compute the same gradient (to float32 rounding; the summation order differs).
+
+Example:
+    >>> import torch
+    >>> x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
+    >>> w = torch.randn(4, 3, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
+    >>> conv3x3(x, w).sum().backward()
+    >>> reference = torch.nn.grad.conv2d_weight(x, w.shape, torch.ones(2, 4, 8, 8), padding=1)
+    >>> torch.allclose(w.grad, reference, atol=1e-4)
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "WeightGradientKernel",
+    "blocked_weight_gradient_applies",
+    "conv3x3",
+    "conv3x3_weight_gradient",
+    "cpu_weight_gradient",
+    "set_cpu_weight_gradient",
+    "using_cpu_weight_gradient",
+]
+
+WeightGradientKernel = Literal["blocked_gemm", "onednn"]
+
+# Rows of the im2col block: 2,048 rows x 9C columns stays within the L2/L3 caches for C <= 512
+# and keeps the Python loop to a few hundred iterations per 256x256 layer.
+_BLOCK_ROWS = 2048
+_kernel: WeightGradientKernel = "blocked_gemm"
+
+
+def set_cpu_weight_gradient(kernel: WeightGradientKernel) -> None:
+    """Choose how channels_last CPU training computes 3x3 weight gradients.
+
+    Args:
+        kernel: ``"blocked_gemm"`` (default) for :func:`conv3x3_weight_gradient`, ``"onednn"`` for
+            PyTorch's own convolution backward (use it to compare, or on processors where oneDNN's
+            NHWC weight-gradient kernel is fast, e.g. with AVX-512).
+
+    Raises:
+        ValueError: If ``kernel`` is not one of the two names.
+
+    Example:
+        >>> set_cpu_weight_gradient("onednn"); cpu_weight_gradient()
+        'onednn'
+        >>> set_cpu_weight_gradient("blocked_gemm")
+    """
+    global _kernel
+    if kernel not in ("blocked_gemm", "onednn"):
+        raise ValueError(f"kernel={kernel!r} is invalid; expected 'blocked_gemm' or 'onednn'")
+    _kernel = kernel
+
+
+def cpu_weight_gradient() -> WeightGradientKernel:
+    """The kernel chosen by :func:`set_cpu_weight_gradient` (``"blocked_gemm"`` unless changed)."""
+    return _kernel
+
+
+@contextlib.contextmanager
+def using_cpu_weight_gradient(kernel: WeightGradientKernel) -> Iterator[None]:
+    """Select ``kernel`` (see :func:`set_cpu_weight_gradient`) inside a ``with`` block, then restore.
+
+    Example:
+        >>> with using_cpu_weight_gradient("onednn"):
+        ...     cpu_weight_gradient()
+        'onednn'
+        >>> cpu_weight_gradient()
+        'blocked_gemm'
+    """
+    previous = _kernel
+    set_cpu_weight_gradient(kernel)
+    try:
+        yield
+    finally:
+        set_cpu_weight_gradient(previous)
+
+
+def blocked_weight_gradient_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`conv3x3` would compute this convolution's weight gradient itself.
+
+    True for 4-D CPU float32/float64 inputs in channels_last with a ``(C_out, C_in, 3, 3)`` kernel,
+    when a gradient is wanted and the ``"blocked_gemm"`` kernel is selected.
+    """
+    return (
+        _kernel == "blocked_gemm"
+        and torch.is_grad_enabled()
+        and (x.requires_grad or weight.requires_grad)
+        and x.device.type == "cpu"
+        and weight.device == x.device
+        and x.dtype in (torch.float32, torch.float64)
+        and weight.dtype == x.dtype
+        and x.ndim == 4
+        and weight.shape[1:] == (x.shape[1], 3, 3)
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """3x3 convolution, stride 1, padding 1, no bias; blocked-GEMM weight gradient where it applies.
+
+    Args:
+        x: Input ``(N, C_in, H, W)``.
+        weight: Kernel ``(C_out, C_in, 3, 3)``.
+
+    Returns:
+        ``(N, C_out, H, W)``, equal to ``F.conv2d(x, weight, padding=1)``.
+
+    Example:
+        >>> import torch
+        >>> conv3x3(torch.ones(1, 2, 4, 4), torch.ones(3, 2, 3, 3))[0, 0]
+        tensor([[ 8., 12., 12.,  8.],
+                [12., 18., 18., 12.],
+                [12., 18., 18., 12.],
+                [ 8., 12., 12.,  8.]])
+    """
+    if blocked_weight_gradient_applies(x, weight):
+        out: torch.Tensor = _Conv3x3ChannelsLast.apply(x, weight)  # type: ignore[no-untyped-call]
+        return out
+    return F.conv2d(x, weight, None, 1, 1)
+
+
+class _Conv3x3ChannelsLast(torch.autograd.Function):
+    """oneDNN forward and input gradient; :func:`conv3x3_weight_gradient` for the kernel."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, None, 1, 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad_output = grad_output.contiguous(memory_format=torch.channels_last)
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.ops.aten.convolution_backward(
+                grad_output, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
+            )[0]
+        if ctx.needs_input_grad[1]:
+            # Same layout as the parameter, so accumulating into .grad copies nothing.
+            channels_last = weight.is_contiguous(memory_format=torch.channels_last)
+            layout = torch.channels_last if channels_last else torch.contiguous_format
+            grad_weight = conv3x3_weight_gradient(grad_output, x).contiguous(memory_format=layout)
+        return grad_input, grad_weight
+
+
+def conv3x3_weight_gradient(
+    grad_output: torch.Tensor, x: torch.Tensor, *, block_rows: int = _BLOCK_ROWS
+) -> torch.Tensor:
+    """Weight gradient of a 3x3, stride-1, padding-1 convolution by blocked im2col GEMMs.
+
+    Equal (to rounding) to ``torch.nn.grad.conv2d_weight(x, (C_out, C_in, 3, 3), grad_output,
+    padding=1)``. Fastest for channels_last inputs, which it reads without copying.
+
+    Args:
+        grad_output: Gradient of the convolution's output, ``(N, C_out, H, W)``.
+        x: The convolution's input, ``(N, C_in, H, W)``, on the same device and dtype.
+        block_rows: Pixels per im2col block (rounded to whole image rows or whole images).
+
+    Returns:
+        ``(C_out, C_in, 3, 3)``.
+
+    Raises:
+        ValueError: If the shapes do not match or ``block_rows < 1``.
+
+    Example:
+        >>> import torch
+        >>> x, g = torch.randn(2, 3, 5, 6), torch.randn(2, 4, 5, 6)
+        >>> reference = torch.nn.grad.conv2d_weight(x, (4, 3, 3, 3), g, padding=1)
+        >>> torch.allclose(conv3x3_weight_gradient(g, x), reference, atol=1e-5)
+        True
+    """
+    if (
+        x.ndim != 4
+        or grad_output.ndim != 4
+        or grad_output.shape[::2] != x.shape[::2]
+        or (grad_output.shape[3] != x.shape[3])
+    ):
+        raise ValueError(
+            "grad_output and x must be (N, C_out, H, W) and (N, C_in, H, W) with equal N, H, W; "
+            f"found {tuple(grad_output.shape)} and {tuple(x.shape)}"
+        )
+    if block_rows < 1:
+        raise ValueError(f"block_rows={block_rows} is invalid; expected an integer >= 1")
+    batch, channels, height, width = x.shape
+    out_channels = grad_output.shape[1]
+    image = height * width
+    total = batch * image
+    # (pixel, channel) matrices; views when the tensors are channels_last.
+    pixels = x.permute(0, 2, 3, 1).reshape(total, channels)
+    grads = grad_output.permute(0, 2, 3, 1).reshape(total, out_channels)
+    if image <= block_rows:
+        images_per_block, rows_per_block = max(1, block_rows // image), height
+    else:
+        images_per_block, rows_per_block = 1, max(1, block_rows // width)
+    capacity = images_per_block * rows_per_block * width
+    halo = width + 1
+    columns = x.new_empty((capacity, 3, 3, channels))
+    edge_window = x.new_zeros((capacity + 2 * halo, channels))
+    result = x.new_zeros((3, 3, channels, out_channels))
+    flat_result = result.view(9 * channels, out_channels)
+    for first_image in range(0, batch, images_per_block):
+        images = min(images_per_block, batch - first_image)
+        for top in range(0, height, rows_per_block):
+            rows = min(rows_per_block, height - top)
+            start = (first_image * height + top) * width
+            count = images * rows * width
+            low, high = start - halo, start + count + halo
+            if low >= 0 and high <= total:
+                window = pixels[low:high]
+            else:
+                # First or last block of the batch: its halo lies outside the tensor.
+                inside = slice(max(low, 0), min(high, total))
+                edge_window.zero_()
+                edge_window[inside.start - low : inside.stop - low] = pixels[inside]
+                window = edge_window
+            block = columns[:count]
+            # Row r, tap (i, j) reads pixel r + (i - 1) * width + (j - 1) of the window's centre.
+            taps = (channels, width * channels, channels, 1)
+            block.copy_(window.as_strided((count, 3, 3, channels), taps, window.storage_offset()))
+            # Taps beyond the left/right edge wrapped to the neighbouring row, and taps beyond
+            # the top/bottom edge to the neighbouring image: they are the zero padding.
+            grid = block.view(images, rows, width, 3, 3, channels)
+            grid[:, :, 0, :, 0].zero_()
+            grid[:, :, width - 1, :, 2].zero_()
+            if top == 0:
+                grid[:, 0, :, 0].zero_()
+            if top + rows == height:
+                grid[:, rows - 1, :, 2].zero_()
+            flat_result.addmm_(block.view(count, 9 * channels).t(), grads[start : start + count])
+    return result.permute(3, 2, 0, 1)

@@ -1,0 +1,176 @@
+"""The blocked-GEMM weight gradient of the U-Net's 3x3 convolution, against independent references.
+
+References: a float64 NumPy sum over the nine shifted, zero-padded copies of the input (the
+definition), PyTorch's own ``conv2d`` autograd, and ``gradcheck`` finite differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inpaintssl.models import (
+    UNet2d,
+    WSConv2d,
+    conv3x3,
+    conv3x3_weight_gradient,
+    cpu_weight_gradient,
+    set_cpu_weight_gradient,
+    using_cpu_weight_gradient,
+)
+from inpaintssl.models.conv3x3 import blocked_weight_gradient_applies
+
+CL = torch.channels_last
+
+
+def numpy_weight_gradient(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dL/dW[o, c, i, j] = sum over n, h, w of G[n, o, h, w] * Xpad[n, c, h + i, w + j]."""
+    height, width = x.shape[2:]
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros((grad_output.shape[1], x.shape[1], 3, 3))
+    for i in range(3):
+        for j in range(3):
+            shifted = padded[:, :, i : i + height, j : j + width]
+            out[:, :, i, j] = np.einsum("nohw,nchw->oc", grad_output.astype(np.float64), shifted)
+    return out
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    batch=st.integers(1, 3),
+    c_in=st.integers(1, 5),
+    c_out=st.integers(1, 5),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    block_rows=st.integers(1, 200),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_weight_gradient_matches_the_numpy_definition(
+    batch: int,
+    c_in: int,
+    c_out: int,
+    height: int,
+    width: int,
+    block_rows: int,
+    channels_last: bool,
+    seed: int,
+) -> None:
+    # Every block shape: single rows, several rows, whole images, several images, ragged ends.
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, c_in, height, width, generator=generator, dtype=torch.float64)
+    grad = torch.randn(batch, c_out, height, width, generator=generator, dtype=torch.float64)
+    layout = CL if channels_last else torch.contiguous_format
+    got = conv3x3_weight_gradient(
+        grad.contiguous(memory_format=layout), x.contiguous(memory_format=layout), block_rows=block_rows
+    )
+    np.testing.assert_allclose(got.numpy(), numpy_weight_gradient(grad.numpy(), x.numpy()), atol=1e-10)
+
+
+def test_weight_gradient_spans_a_whole_unet_layer_in_float32() -> None:
+    # A 64x64 layer of batch 9: many blocks per image, the batch-edge windows, float32 sums.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 16, 64, 64, generator=generator).contiguous(memory_format=CL)
+    grad = torch.randn(9, 8, 64, 64, generator=generator).contiguous(memory_format=CL)
+    expected = numpy_weight_gradient(grad.numpy(), x.numpy())
+    got = conv3x3_weight_gradient(grad, x, block_rows=512).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("needs", ["both", "input", "weight"])
+def test_conv3x3_passes_gradcheck(needs: str) -> None:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 5, 4, generator=generator, dtype=torch.float64).contiguous(memory_format=CL)
+    weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64).contiguous(memory_format=CL)
+    x.requires_grad_(needs in ("both", "input"))
+    weight.requires_grad_(needs in ("both", "weight"))
+    assert blocked_weight_gradient_applies(x, weight)
+    assert torch.autograd.gradcheck(conv3x3, (x, weight))
+
+
+def test_conv3x3_equals_conv2d_forward_and_backward_in_both_kernels() -> None:
+    generator = torch.Generator().manual_seed(2)
+    x0 = torch.randn(3, 6, 12, 10, generator=generator).contiguous(memory_format=CL)
+    w0 = torch.randn(5, 6, 3, 3, generator=generator).contiguous(memory_format=CL)
+    upstream = torch.randn(3, 5, 12, 10, generator=generator)
+    x_ref, w_ref = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+    expected = F.conv2d(x_ref, w_ref, padding=1)
+    expected.backward(upstream)
+    for kernel in ("blocked_gemm", "onednn"):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        with using_cpu_weight_gradient(kernel):
+            out = conv3x3(x, w)
+            out.backward(upstream)
+        torch.testing.assert_close(out, expected)
+        assert x.grad is not None and w.grad is not None
+        torch.testing.assert_close(x.grad, x_ref.grad)
+        torch.testing.assert_close(w.grad, w_ref.grad, rtol=1e-4, atol=1e-4)
+        assert w.grad.is_contiguous(memory_format=CL)
+
+
+def test_fast_path_applies_only_where_it_is_valid() -> None:
+    x = torch.randn(1, 2, 4, 4).contiguous(memory_format=CL)
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    assert blocked_weight_gradient_applies(x, w)
+    assert not blocked_weight_gradient_applies(x.contiguous(), w)  # NCHW: oneDNN's kernel is fine
+    assert not blocked_weight_gradient_applies(x, w.detach())  # no gradient wanted
+    assert not blocked_weight_gradient_applies(x.half(), w.half())
+    assert not blocked_weight_gradient_applies(x, torch.randn(3, 2, 5, 5, requires_grad=True))
+    with torch.no_grad():
+        assert not blocked_weight_gradient_applies(x, w)
+    with using_cpu_weight_gradient("onednn"):
+        assert not blocked_weight_gradient_applies(x, w)
+
+
+def test_unet_gradients_agree_between_kernels() -> None:
+    # The whole U-Net (WSConv2d routes every 3x3 conv through conv3x3) in channels_last.
+    images = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(3)).contiguous(
+        memory_format=CL
+    )
+    grads = {}
+    for kernel in ("onednn", "blocked_gemm"):
+        net = UNet2d(in_channels=1, out_channels=1, depth=3, base_width=8, seed=0).to(memory_format=CL)
+        with using_cpu_weight_gradient(kernel):
+            ((net(images) - images) ** 2).mean().backward()
+        grads[kernel] = {name: p.grad for name, p in net.named_parameters()}
+    assert grads["onednn"].keys() == grads["blocked_gemm"].keys()
+    for name, reference in grads["onednn"].items():
+        torch.testing.assert_close(grads["blocked_gemm"][name], reference, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_wsconv2d_uses_conv3x3_only_for_bias_free_same_padding_3x3() -> None:
+    assert WSConv2d(2, 3, kernel_size=3, padding=1, bias=False)._plain_3x3
+    assert not WSConv2d(2, 3, kernel_size=3, padding=1, bias=True)._plain_3x3
+    assert not WSConv2d(2, 3, kernel_size=3, padding=0, bias=False)._plain_3x3
+    assert not WSConv2d(2, 3, kernel_size=3, padding=1, stride=2, bias=False)._plain_3x3
+    assert not WSConv2d(2, 3, kernel_size=1, bias=False)._plain_3x3
+
+
+def test_kernel_switch_validates_and_restores() -> None:
+    assert cpu_weight_gradient() == "blocked_gemm"
+    with pytest.raises(ValueError, match="kernel='mkl' is invalid; expected 'blocked_gemm' or 'onednn'"):
+        set_cpu_weight_gradient("mkl")  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="boom"), using_cpu_weight_gradient("onednn"):
+        assert cpu_weight_gradient() == "onednn"
+        raise RuntimeError("boom")
+    assert cpu_weight_gradient() == "blocked_gemm"
+
+
+@pytest.mark.parametrize(
+    ("grad_shape", "x_shape", "block_rows", "message"),
+    [
+        ((1, 2, 4, 4), (1, 3, 4, 5), 64, r"equal N, H, W; found \(1, 2, 4, 4\) and \(1, 3, 4, 5\)"),
+        ((2, 2, 4, 4), (1, 3, 4, 4), 64, "equal N, H, W"),
+        ((2, 4, 4), (2, 3, 4, 4), 64, "must be"),
+        ((1, 2, 4, 4), (1, 3, 4, 4), 0, "block_rows=0 is invalid; expected an integer >= 1"),
+    ],
+)
+def test_weight_gradient_rejects_bad_shapes(
+    grad_shape: tuple[int, ...], x_shape: tuple[int, ...], block_rows: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        conv3x3_weight_gradient(torch.zeros(grad_shape), torch.zeros(x_shape), block_rows=block_rows)
