@@ -224,12 +224,12 @@ class RunConfig(_Strict):
             channels-last kernel and copies every activation), ``true`` or ``false``.
         deterministic: Seed everything and use deterministic algorithms (bit-identical CPU runs).
         reuse_host_memory: On the CPU, make glibc keep freed large blocks for reuse instead of
-            unmapping them, so a step does not page-fault its activations back in (about 1.7x
-            faster steps on the project machine; the process keeps its peak heap).
+            unmapping them, so a step does not page-fault its activations back in (1.25-1.33x
+            faster steps on the project machine, at 19-29% more peak memory: off by default).
             Process-wide; Linux/glibc only. See :mod:`inpaintssl.training.host_memory`.
         cpu_weight_gradient: How channels_last CPU training computes the U-Net's 3x3 weight
-            gradients: ``blocked_gemm`` (blocked im2col GEMMs, about 1.9x faster than oneDNN's
-            NHWC kernel on AVX2 processors) or ``onednn`` (PyTorch's own). See
+            gradients: ``blocked_gemm`` (blocked im2col GEMMs, 2x faster than oneDNN's NHWC
+            kernel on the project's AVX2 processor) or ``onednn`` (PyTorch's own). See
             :mod:`inpaintssl.models.conv3x3`.
         resume: Continue from the run folder's last checkpoint.
         quiet: No progress bars; log lines only.
@@ -242,7 +242,7 @@ class RunConfig(_Strict):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
     deterministic: bool = False
-    reuse_host_memory: bool = True
+    reuse_host_memory: bool = False
     cpu_weight_gradient: Literal["blocked_gemm", "onednn"] = "blocked_gemm"
     resume: bool = False
     quiet: bool = False

@@ -436,6 +436,19 @@ def _unknown_device(folder: Path) -> Call:
 
 
 @_case(
+    "config-unknown-weight-gradient-kernel",
+    "config",
+    ConfigError,
+    r"run\.cpu_weight_gradient",
+    r"'blocked_gemm' or 'onednn'",
+    "'mkl'",
+)
+def _unknown_weight_gradient_kernel(folder: Path) -> Call:
+    """A CPU weight-gradient kernel the library does not have (``run.cpu_weight_gradient=mkl``)."""
+    return lambda: issl.pretrain(_pretrain_config(folder, run={"cpu_weight_gradient": "mkl"}))
+
+
+@_case(
     "config-freeze-without-pretrained",
     "config",
     ConfigError,

@@ -76,9 +76,9 @@ def test_run_session_selects_and_restores_the_weight_gradient_kernel(tmp_path: P
     assert cpu_weight_gradient() == "blocked_gemm"
 
 
-def test_config_fields_default_on_and_name_bad_values() -> None:
+def test_config_fields_defaults_and_bad_values_name_the_field() -> None:
     run = RunConfig()
-    assert run.reuse_host_memory is True and run.cpu_weight_gradient == "blocked_gemm"
+    assert run.reuse_host_memory is False and run.cpu_weight_gradient == "blocked_gemm"
     with pytest.raises(ValueError, match="cpu_weight_gradient"):
         RunConfig.model_validate({"cpu_weight_gradient": "mkl"})
     with pytest.raises(ValueError, match="reuse_host_memory"):

@@ -102,8 +102,11 @@ class WSConv2d(nn.Conv2d):
             bias=bias,
         )
         self.eps = eps
+
+    @property
+    def _plain_3x3(self) -> bool:
         # The U-Net's own convolution: eligible for the blocked-GEMM weight gradient on the CPU.
-        self._plain_3x3 = (
+        return (
             self.kernel_size == (3, 3)
             and self.stride == (1, 1)
             and self.padding == (1, 1)

@@ -92,7 +92,7 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     """Start a run (:meth:`RunContext.start`) and always leave the process group afterwards.
 
     Inside the session the U-Net's CPU weight gradients use ``run.cpu_weight_gradient``; on the
-    CPU, ``run.reuse_host_memory`` also tunes the process's allocator (which stays tuned).
+    CPU, ``run.reuse_host_memory: true`` also tunes the process's allocator (which stays tuned).
     """
     ctx = RunContext.start(run)
     if ctx.device.type == "cpu" and run.reuse_host_memory:

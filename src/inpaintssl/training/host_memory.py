@@ -1,17 +1,20 @@
 """Keep freed host memory in the process so CPU training steps stop page-faulting.
 
 Why: glibc's ``malloc`` serves every block above its mmap threshold (128 KiB to 32 MiB, adaptive)
-with a fresh ``mmap`` and hands it back to the kernel on ``free``. A U-Net step at 256x256 and
-batch 9 allocates and frees dozens of 5-150 MB activations and gradients, so every step touches
-all of them again as new pages: on the project's 2-core machine a ReLU backward over a 75 MB tensor
-took 39 ms that way and 5 ms with the memory reused, and a whole step ran about 2x faster
-(``benchmarks/README.md``). PyTorch's CPU tuning guide fixes this by preloading jemalloc or
-tcmalloc; :func:`keep_freed_host_memory` gets the same effect from the C library already loaded,
-through ``mallopt``: no mmap for large blocks and no trimming of the heap's top.
+with a fresh ``mmap`` and hands it back to the kernel on ``free``. A U-Net step at 256x256 and batch
+9 allocates and frees dozens of 5-150 MB activations and gradients, so every step touches all of
+them again as new pages: on the project's 2-core machine a ReLU backward over a 75 MB tensor took 39
+ms that way and 5 ms with the memory reused, and a whole training step of the U-Net ran 1.33x faster
+(MONAI's BasicUNet: 1.96x; ``benchmarks/README.md``). PyTorch's CPU tuning guide fixes this by
+preloading jemalloc or tcmalloc; :func:`keep_freed_host_memory` gets the same effect from the C
+library already loaded, through ``mallopt``: no mmap for large blocks and no trimming of the heap's
+top.
 
-The cost is that the process keeps its peak heap until it exits (a training process reaches that
-peak every step anyway). The setting is process-wide, applies on Linux with glibc only, and is
-what ``run.reuse_host_memory`` (on by default for CPU runs) switches.
+The cost is memory: the process keeps its heap until it exits, and blocks freed in one size are
+not always reusable in another, so the heap grows past the bare peak. A 256x256 pretraining run
+of the U-Net peaked at 19-29% more resident memory with it (``benchmarks/bench_system.py``), which
+is why ``run.reuse_host_memory``, the run option that applies it to CPU runs, is off by default.
+The setting is process-wide and applies on Linux with glibc only.
 
 Example:
     >>> import platform
