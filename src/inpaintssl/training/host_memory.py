@@ -3,12 +3,12 @@
 Why: glibc's ``malloc`` serves every block above its mmap threshold (128 KiB to 32 MiB, adaptive)
 with a fresh ``mmap`` and hands it back to the kernel on ``free``. A U-Net step at 256x256 and batch
 9 allocates and frees dozens of 5-150 MB activations and gradients, so every step touches all of
-them again as new pages: on the project's 2-core machine a ReLU backward over a 75 MB tensor took 39
-ms that way and 5 ms with the memory reused, and a whole training step of the U-Net ran 1.33x faster
-(MONAI's BasicUNet: 1.96x; ``benchmarks/README.md``). PyTorch's CPU tuning guide fixes this by
-preloading jemalloc or tcmalloc; :func:`keep_freed_host_memory` gets the same effect from the C
-library already loaded, through ``mallopt``: no mmap for large blocks and no trimming of the heap's
-top.
+them again as new pages: on the project's 2-core machine a ReLU backward over a 75 MB tensor took
+39 ms that way and 5 ms with the memory reused, and a whole training step of the U-Net ran
+1.25-1.33x faster (MONAI's BasicUNet: 1.70-1.96x; ``benchmarks/README.md``). PyTorch's CPU tuning
+guide fixes this by preloading jemalloc or tcmalloc; :func:`keep_freed_host_memory` gets the same
+effect from the C library already loaded, through ``mallopt``: no mmap for large blocks and no
+trimming of the heap's top.
 
 The cost is memory: the process keeps its heap until it exits, and blocks freed in one size are
 not always reusable in another, so the heap grows past the bare peak. A 256x256 pretraining run
