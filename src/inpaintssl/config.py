@@ -230,7 +230,7 @@ class RunConfig(_Strict):
         cpu_weight_gradient: How channels_last CPU training computes the U-Net's 3x3 weight
             gradients: ``blocked_gemm`` (blocked im2col GEMMs, 2x faster than oneDNN's NHWC
             kernel on the project's AVX2 processor) or ``onednn`` (PyTorch's own). See
-            :mod:`inpaintssl.models.conv3x3`.
+            :mod:`inpaintssl.models.cpu_convolution`.
         resume: Continue from the run folder's last checkpoint.
         quiet: No progress bars; log lines only.
         checkpoint_every: Save the ``last`` checkpoint every this many epochs.

@@ -8,7 +8,7 @@ Example:
     8
 """
 
-from inpaintssl.models.conv3x3 import (
+from inpaintssl.models.cpu_convolution import (
     conv3x3,
     conv3x3_weight_gradient,
     cpu_weight_gradient,

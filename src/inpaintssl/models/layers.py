@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inpaintssl.models.conv3x3 import conv3x3
+from inpaintssl.models.cpu_convolution import conv3x3
 
 __all__ = ["ConvNormAct", "DoubleConv", "WSConv2d", "group_count"]
 
@@ -130,7 +130,7 @@ class WSConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve ``x`` of shape ``(N, C_in, H, W)`` with the standardised kernel.
 
-        A bias-free 3x3 same-padding kernel goes through :func:`~inpaintssl.models.conv3x3.conv3x3`,
+        A bias-free 3x3 same-padding kernel goes through :func:`~inpaintssl.models.cpu_convolution.conv3x3`,
         which computes the weight gradient of channels_last CPU training by blocked GEMMs.
         """
         weight = self.standardized_weight()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from inpaintssl.config import RunConfig
-from inpaintssl.models.conv3x3 import using_cpu_weight_gradient
+from inpaintssl.models.cpu_convolution import using_cpu_weight_gradient
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from inpaintssl.training.host_memory import keep_freed_host_memory

@@ -220,8 +220,9 @@ def conv3x3_weight_gradient(
     out_channels = grad_output.shape[1]
     image = height * width
     total = batch * image
-    # (pixel, channel) matrices; views when the tensors are channels_last.
-    pixels = x.permute(0, 2, 3, 1).reshape(total, channels)
+    # (pixel, channel) matrices; views when the tensors are channels_last. The im2col below reads
+    # ``pixels`` through its storage, so it must be row-major (reshape may return a strided view).
+    pixels = x.permute(0, 2, 3, 1).reshape(total, channels).contiguous()
     grads = grad_output.permute(0, 2, 3, 1).reshape(total, out_channels)
     if image <= block_rows:
         images_per_block, rows_per_block = max(1, block_rows // image), height
