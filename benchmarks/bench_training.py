@@ -185,7 +185,8 @@ def _library_loop(
 
 
 # Each contender runs in a fresh process: the allocator setting is process-wide, and a contender
-# timed after another would inherit its heap. The last three explain the first three's ratios.
+# timed after another would inherit its heap. The last three (CPU only) say where the library's
+# lead comes from and what the opt-in reused heap adds.
 CONTENDERS = (
     "bare_loop",
     "library",
