@@ -32,30 +32,30 @@ from typing import Any
 import torch
 from bench_corruption import per_second
 
-from inpaintssl.models import conv3x3_weight_gradient
+from inpaintssl.models import WSConv2d, conv3x3_weight_gradient
+from inpaintssl.registry import BACKBONES
 from inpaintssl.training.host_memory import keep_freed_host_memory
 
-# (C_in, C_out, side): the U-Net's 3x3 convolutions at 256x256, encoder then decoder.
-LAYERS = [
-    (1, 32, 256),
-    (32, 32, 256),
-    (32, 64, 128),
-    (64, 64, 128),
-    (64, 128, 64),
-    (128, 128, 64),
-    (128, 256, 32),
-    (256, 256, 32),
-    (256, 512, 16),
-    (512, 512, 16),
-    (512, 256, 32),
-    (256, 256, 32),
-    (256, 128, 64),
-    (128, 128, 64),
-    (128, 64, 128),
-    (64, 64, 128),
-    (64, 32, 256),
-    (32, 32, 256),
-]
+
+def unet_convolutions(side: int = 256) -> list[tuple[int, int, int]]:
+    """``(C_in, C_out, side)`` of each 3x3 convolution of the default U-Net, in the order it runs.
+
+    Read off the network itself (one batch-1 forward pass with hooks), so the list cannot drift
+    from the model the training benchmark trains.
+    """
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=1, seed=0)
+    found: list[tuple[int, int, int]] = []
+
+    def record(conv: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        assert isinstance(conv, WSConv2d)
+        found.append((conv.in_channels, conv.out_channels, inputs[0].shape[-1]))
+
+    for module in net.modules():
+        if isinstance(module, WSConv2d) and module.kernel_size == (3, 3):
+            module.register_forward_pre_hook(record)
+    with torch.no_grad():
+        net(torch.zeros(1, 1, side, side))
+    return found
 
 
 def _best_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         keep_freed_host_memory()
     batch, repeats = (2, 1) if args.quick else (9, args.repeats)
     layers = []
-    for c_in, c_out, side in LAYERS:
+    for c_in, c_out, side in unet_convolutions():
         entry: dict[str, Any] = {"c_in": c_in, "c_out": c_out, "side": side}
         for name, channels_last in (("nchw", False), ("nhwc", True)):
             entry[name] = _passes(
