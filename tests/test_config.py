@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inpaintssl.config import (
+    RECIPES,
     ConfigError,
     FinetuneConfig,
+    OptimConfig,
     PretrainConfig,
     apply_overrides,
     config_to_yaml,
@@ -20,11 +22,14 @@ from inpaintssl.config import (
 )
 
 
-def test_defaults_are_the_papers_settings() -> None:
-    pre, fine = PretrainConfig(), FinetuneConfig()
-    assert pre.optim.betas == (0.99, 0.995) and pre.optim.eps == 1e-8
-    assert pre.optim.batch_size == 9 and pre.optim.lr == 1e-3
-    assert (pre.optim.lr_decay, pre.optim.lr_decay_every) == (0.9, 2)
+def test_paper_recipe_is_the_papers_settings() -> None:
+    pre = PretrainConfig(optim=OptimConfig(recipe="paper"))
+    fine = FinetuneConfig(optim=OptimConfig(recipe="paper"))
+    assert pre.optim.effective_betas == (0.99, 0.995) and pre.optim.eps == 1e-8
+    assert pre.optim.batch_size == 9 and pre.optim.effective_lr == 1e-3
+    assert pre.optim.effective_schedule == "step_decay"
+    assert (pre.optim.lr_decay, pre.optim.lr_decay_every, pre.optim.min_lr) == (0.9, 2, 1e-8)
+    assert (fine.loss_name, fine.loss_params) == ("dice", {})
     assert (pre.early_stopping.min_delta, pre.early_stopping.patience) == (50.0, 4)
     assert (fine.early_stopping.min_delta, fine.early_stopping.patience) == (1e-3, 10)
     assert (pre.pretext.task, pre.pretext.patch_size, pre.pretext.sampler) == (
@@ -34,6 +39,37 @@ def test_defaults_are_the_papers_settings() -> None:
     )
     assert pre.pretext.coverage == 0.25
     assert fine.transfer.weights == "encoder" and fine.transfer.schedule == "immediate"
+
+
+def test_default_recipe_is_budget_and_explicit_fields_win() -> None:
+    optim = OptimConfig()
+    assert optim.recipe == "budget" and optim.effective_schedule == "warmup_cosine"
+    assert optim.effective_betas == (0.9, 0.999)
+    assert optim.effective_lr == RECIPES["budget"].lr
+    mixed = OptimConfig(recipe="paper", lr=5e-4, schedule="warmup_cosine")
+    assert (mixed.effective_lr, mixed.effective_schedule, mixed.effective_betas) == (
+        5e-4,
+        "warmup_cosine",
+        (0.99, 0.995),
+    )
+
+
+def test_recipe_switch_by_override_changes_every_recipe_field(tmp_path: Path) -> None:
+    # The recipe's values are not written into the fields, so switching recipes later still works.
+    budget = FinetuneConfig()
+    paper = apply_overrides(budget, ["optim.recipe=paper"])
+    assert paper.optim.effective_lr == 1e-3 and paper.optim.effective_schedule == "step_decay"
+    assert paper.loss_name == "dice"
+    (tmp_path / "paper.yaml").write_text(config_to_yaml(paper))
+    again = load_config(tmp_path / "paper.yaml", FinetuneConfig)
+    assert again == paper and again.optim.lr is None
+
+
+def test_min_lr_above_lr_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"optim.min_lr \(0.1\) must not exceed the learning rate \(0.001\)"
+    ):
+        load_config({"optim": {"lr": 1e-3, "min_lr": 0.1}}, PretrainConfig)
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,7 @@ def _clinical_rows(config: FinetuneConfig, result: FinetuneResult) -> list[Measu
         return []
     model = result.model.eval()
     device = next(model.parameters()).device
-    loss = LOSSES.build(config.loss.name, **config.loss.params)
+    loss = LOSSES.build(config.loss_name, **config.loss_params)
 
     def predict(images: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = loss.predict_onehot(model(images).float())

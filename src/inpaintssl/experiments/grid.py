@@ -307,14 +307,14 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
             cfg = _placed(cfg, "run.output_dir", runs / job_id)
             second = cfg.transfer.second_lr
             if two_runs and second is None:
-                second = cfg.optim.lr / 10  # the engine's default (training.finetuning.phases_for)
+                second = cfg.optim.effective_lr / 10  # the engine's default (training.finetuning.phases_for)
             labels: dict[str, Any] = {
                 **pre.labels,
                 "arm": "ssl",
                 "weights": cfg.transfer.weights,
                 "schedule": cfg.transfer.schedule,
                 "acronym": transfer_acronym(cfg.transfer.weights, cfg.transfer.schedule),
-                "lr": cfg.optim.lr,
+                "lr": cfg.optim.effective_lr,
                 "second_lr": second if two_runs else None,
                 "label_fraction": fraction,
                 "subset_seed": seed,
@@ -336,7 +336,7 @@ def _baseline_jobs(spec: StudySpec) -> Iterator[Job]:
             "study": spec.study,
             "arm": "supervised",
             "strategy": "supervised",
-            "lr": cfg.optim.lr,
+            "lr": cfg.optim.effective_lr,
             "label_fraction": fraction,
             "subset_seed": seed,
         }

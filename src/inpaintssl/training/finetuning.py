@@ -76,7 +76,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
     # Fail at the door: all-background labels would train to a constant loss without any error.
     where = f"data.dataset={config.data.dataset!r} train set (label_fraction={config.data.label_fraction:g})"
     check_has_foreground(bundle.train, what=where)
-    loss = LOSSES.build(config.loss.name, **config.loss.params)
+    loss = LOSSES.build(config.loss_name, **config.loss_params)
     out_channels = int(loss.out_channels(len(class_names)))
     model = build_backbone(
         config.model.backbone,
@@ -98,7 +98,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
     model = model.to(ctx.device)
     model = to_memory_format(model, channels_last=ctx.channels_last)
     phases = phases_for(
-        lr=config.optim.lr,
+        lr=config.optim.effective_lr,
         schedule=config.transfer.schedule,
         second_lr=config.transfer.second_lr,
         transferred=transferred,
@@ -133,7 +133,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
     trainer = Trainer.for_run(
         ctx,
         model=model,
-        objective=SegmentationObjective(loss=loss),
+        objective=SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
         train_set=bundle.train,
         val_set=bundle.val,
         phases=phases,
@@ -163,6 +163,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         epochs_run=outcome.epochs_run,
         stopped_early=outcome.stopped_early,
         history=outcome.history,
+        converged=outcome.converged,
         transfer=report,
         test=test,
         class_names=class_names,
@@ -172,6 +173,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         dice = ", ".join(f"{k}={v:.3f}" for k, v in result.mean_dice().items())
         print(
             f"finetune done: {outcome.epochs_run} epochs, best val Dice loss {outcome.best_val_loss:.4g} "
-            f"at epoch {outcome.best_epoch}; test Dice {dice or 'n/a'} -> {ctx.run_dir}"
+            f"at epoch {outcome.best_epoch}; {outcome.convergence[-1].describe()}; test Dice {dice or 'n/a'} "
+            f"-> {ctx.run_dir}"
         )
     return result

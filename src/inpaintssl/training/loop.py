@@ -1,10 +1,15 @@
-"""One training loop for both stages: Adam, step decay, early stopping, best restore, resume.
+"""One training loop for both stages: Adam, a learning-rate schedule, early stopping, best restore, resume.
 
-The loop follows Appendix A.1: Adam(beta1=0.99, beta2=0.995), the learning rate decayed by 0.9
-every two epochs, early stopping on the validation loss, and the best checkpoint restored at the
-end. A run is a list of :class:`Phase` objects: pretraining and immediate fine-tuning have one
-phase, ``freeze_then_unfreeze`` has two (sec. 2.5.1), each with a fresh optimiser (no stale
-moments for parameters that were frozen), schedule and early stopping.
+The loop runs the config's recipe (:class:`~inpaintssl.config.OptimConfig`): by default Adam(0.9,
+0.999) with a warm-up + cosine schedule over the run's whole budget, or the paper's Appendix A.1
+(Adam(0.99, 0.995), the learning rate decayed by 0.9 every two epochs). It stops early on the
+validation loss and restores the best checkpoint at the end. After every epoch it judges whether
+the run has converged (:mod:`inpaintssl.training.convergence`); at the end it writes the
+learning curve (``learning_curve.png``) and warns when the run was still improving.
+
+A run is a list of :class:`Phase` objects: pretraining and immediate fine-tuning have one phase,
+``freeze_then_unfreeze`` has two (sec. 2.5.1), each with a fresh optimiser (no stale moments for
+parameters that were frozen), schedule and early stopping.
 
 Every epoch ends with ``checkpoints/last`` written atomically (weights, optimizer moments,
 early-stopping state, history, RNG states). Data order and corruption are pure functions of
@@ -21,10 +26,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -36,12 +42,14 @@ from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, read_checkpoi
 from inpaintssl.config import EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
 from inpaintssl.training.context import RunContext
+from inpaintssl.training.convergence import Convergence, ConvergenceWarning, assess_convergence
 from inpaintssl.training.device import autocast_context
+from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.distributed import DistInfo, all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import Objective
 from inpaintssl.training.run_folder import TensorBoardLog, write_metrics_csv
-from inpaintssl.training.schedule import step_decay_lr
+from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
 from inpaintssl.training.state import (
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -50,7 +58,7 @@ from inpaintssl.training.state import (
 )
 from inpaintssl.transfer_learning.schedules import set_trainable
 
-__all__ = ["IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
+__all__ = ["EpochHook", "IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
 
 log = logging.getLogger("inpaintssl.training")
 
@@ -60,11 +68,17 @@ _MAX_ITEMS = 10_000_019
 _MAX_PASSES = 1_009
 _MAX_EPOCHS = 100_003
 # Validation keys live far above any training key, so validation corruption never repeats a training one.
-_VALIDATION_OFFSET = 1 << 62
+VALIDATION_KEY_OFFSET = 1 << 62
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+class EpochHook(Protocol):
+    """Called on rank 0 after every epoch, e.g. to draw what the network restores now."""
+
+    def __call__(self, model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,12 @@ class TrainOutcome:
     stopped_early: bool
     resumed_from_epoch: int | None = None
     phase_best: list[float] = field(default_factory=list)
+    convergence: list[Convergence] = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        """Whether every phase converged (:mod:`inpaintssl.training.convergence`)."""
+        return bool(self.convergence) and all(c.converged for c in self.convergence)
 
 
 class IndexedDataset(Dataset[dict[str, Any]]):
@@ -181,6 +201,7 @@ class Trainer:
         resume: Continue from ``checkpoints/last`` when it exists.
         quiet: No progress bars.
         checkpoint_every: Write ``last`` every this many epochs (always at a phase's end).
+        epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).
     """
 
     def __init__(
@@ -204,6 +225,7 @@ class Trainer:
         resume: bool = False,
         quiet: bool = False,
         checkpoint_every: int = 1,
+        epoch_hooks: Sequence[EpochHook] = (),
     ) -> None:
         if not phases:
             raise ValueError("phases must name at least one training phase")
@@ -226,6 +248,7 @@ class Trainer:
         self.resume = resume
         self.quiet = quiet
         self.checkpoint_every = checkpoint_every
+        self.epoch_hooks = list(epoch_hooks)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         self.train_set = IndexedDataset(train_set)
         val_indices = range(self.dist.rank, len(val_set), self.dist.world_size)  # type: ignore[arg-type]
@@ -252,6 +275,7 @@ class Trainer:
         stopping: EarlyStoppingConfig,
         meta: CheckpointMeta,
         num_workers: int = 0,
+        epoch_hooks: Sequence[EpochHook] = (),
     ) -> Trainer:
         """A trainer for a run set up by :class:`~inpaintssl.training.context.RunContext`."""
         run = ctx.run
@@ -274,6 +298,7 @@ class Trainer:
             resume=run.resume,
             quiet=run.quiet,
             checkpoint_every=run.checkpoint_every,
+            epoch_hooks=epoch_hooks,
         )
 
     # -- data -------------------------------------------------------------------------------
@@ -372,9 +397,37 @@ class Trainer:
         return torch.optim.Adam(
             params,
             lr=phase.lr,
-            betas=self.optim.betas,
+            betas=self.optim.effective_betas,
             eps=self.optim.eps,
             weight_decay=self.optim.weight_decay,
+        )
+
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps in one epoch: ``optim.steps_per_epoch`` or one pass over this rank's share."""
+        if self.optim.steps_per_epoch is not None:
+            return self.optim.steps_per_epoch
+        per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
+        return math.ceil(per_rank / self.optim.batch_size)
+
+    def learning_rate(self, phase: Phase, *, epoch: int, step: int) -> float:
+        """The learning rate at 0-based ``step`` of 0-based ``epoch`` of ``phase``.
+
+        ``step_decay`` (the paper) is constant within an epoch; ``warmup_cosine`` is defined
+        over the phase's whole budget, ``max_epochs`` x :meth:`steps_per_epoch` steps.
+        """
+        optim = self.optim
+        if optim.effective_schedule == "step_decay":
+            return step_decay_lr(
+                epoch, lr=phase.lr, decay=optim.lr_decay, every=optim.lr_decay_every, min_lr=optim.min_lr
+            )
+        per_epoch = self.steps_per_epoch()
+        total = optim.max_epochs * per_epoch
+        return warmup_cosine_lr(
+            epoch * per_epoch + step,
+            lr=phase.lr,
+            total_steps=total,
+            warmup_steps=warmup_steps_for(total, warmup_fraction=optim.warmup_fraction),
+            min_lr=optim.min_lr,
         )
 
     def _epoch_batches(
@@ -386,9 +439,8 @@ class Trainer:
         re-shuffled and passed over again, so every epoch trains the same number of steps
         whatever the label fraction.
         """
-        limit = self.optim.steps_per_epoch
         first = self._loader(self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES)
-        total = len(first) if limit is None else limit
+        total = self.steps_per_epoch()
         bar = tqdm(total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
         step = 0
         for data_pass in range(_MAX_PASSES):
@@ -448,6 +500,9 @@ class Trainer:
             phase_index=phase_index, epoch=epoch, desc=f"{phase.name} epoch {global_epoch}"
         )
         for step, (data_pass, raw) in enumerate(batches):
+            lr = self.learning_rate(phase, epoch=epoch, step=step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             batch = self._to_device(raw)
             keys = (
                 batch["index"] + ((phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass) * _MAX_ITEMS
@@ -481,22 +536,43 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean validation loss (sample-weighted over batches, summed across ranks)."""
+        return self._validate()[0]
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[float, float | None]:
+        """Mean validation loss and, for objectives that score overlaps, the validation Dice.
+
+        The Dice is pooled per class over every validation pixel (intersections and totals summed
+        over slices and ranks), then averaged over the classes present.
+        """
         loader = self._loader(self.val_set, epoch_key=None)
         self.ddp_model.eval()
         model = _unwrap(self.model)
+        score = getattr(self.objective, "loss_and_overlaps", None)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count = torch.zeros((), dtype=torch.float64, device=self.device)
+        overlaps: torch.Tensor | None = None
         for raw in loader:
             batch = self._to_device(raw)
-            keys = batch["index"] + _VALIDATION_OFFSET
+            keys = batch["index"] + VALIDATION_KEY_OFFSET
             with autocast_context(self.device, self.amp_dtype):
-                loss = self.objective.loss(model, batch, keys=keys)
+                if callable(score):
+                    loss, batch_overlaps = score(model, batch, keys=keys)
+                    if batch_overlaps is not None:
+                        overlaps = batch_overlaps if overlaps is None else overlaps + batch_overlaps
+                else:
+                    loss = self.objective.loss(model, batch, keys=keys)
             n = batch["image"].shape[0]
             loss_sum += loss.detach().double() * n
             count += n
         totals = all_reduce_sum(torch.stack([loss_sum, count]))
         value = float(totals[0] / totals[1].clamp_min(1))
-        return value
+        if overlaps is None:
+            return value, None
+        pooled = all_reduce_sum(overlaps.double())
+        present = pooled[1] > 0
+        dice = 2 * pooled[0][present] / pooled[1][present]
+        return value, float(dice.mean()) if bool(present.any()) else None
 
     def fit(self) -> TrainOutcome:
         """Run every phase to early stopping or ``max_epochs``; return the history and best loss.
@@ -527,10 +603,11 @@ class Trainer:
         finally:
             if self._tensorboard is not None:
                 self._tensorboard.close()
+                self._tensorboard = None
         barrier()
         model = _unwrap(self.model)
         set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
-        return TrainOutcome(
+        outcome = TrainOutcome(
             history=state.history,
             best_val_loss=state.best_val,
             best_epoch=state.best_epoch,
@@ -538,7 +615,47 @@ class Trainer:
             stopped_early=state.stopped_early,
             resumed_from_epoch=state.resumed_from,
             phase_best=state.phase_best,
+            convergence=[self._phase_convergence(state.history, p.name) for p in self.phases],
         )
+        if self.dist.is_main:
+            self._report_convergence(outcome)
+        return outcome
+
+    def _phase_convergence(self, history: Sequence[dict[str, Any]], phase: str) -> Convergence:
+        rows = [row for row in history if row["phase"] == phase]
+        if not rows:
+            return Convergence(False, "too short to judge", math.nan)
+        return assess_convergence(
+            [float(row["val_loss"]) for row in rows],
+            stopped_early=bool(rows[-1].get("stopped_early", False)),
+            tolerance=self.stopping_config.convergence_tolerance,
+        )
+
+    def _report_convergence(self, outcome: TrainOutcome) -> None:
+        """Write the learning curve; warn, naming the settings to raise, when a phase was still improving."""
+        plot_learning_curve(
+            outcome.history,
+            self.run_dir / "learning_curve.png",
+            title=self.run_dir.name,
+            converged=outcome.converged,
+        )
+        for phase, verdict in zip(self.phases, outcome.convergence, strict=True):
+            log.info("[%s] %s", phase.name, verdict.describe())
+            if verdict.converged:
+                continue
+            optim = self.optim
+            budget = (
+                f"optim.max_epochs (now {optim.max_epochs}) or optim.steps_per_epoch "
+                f"(now {self.steps_per_epoch()})"
+            )
+            if optim.effective_schedule == "step_decay":
+                budget += " or optim.lr, or use optim.recipe=budget (a schedule over the run's length)"
+            warnings.warn(
+                f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}; its validation loss was "
+                f"still falling, so the model is not fully trained. Raise {budget}.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
     def _run_phase(
         self, state: _FitState, restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None
@@ -592,21 +709,13 @@ class Trainer:
 
     def _run_epoch(self, optimizer: torch.optim.Optimizer, state: _FitState, phase: Phase) -> dict[str, Any]:
         assert state.stopping is not None
-        lr = step_decay_lr(
-            state.epoch,
-            lr=phase.lr,
-            decay=self.optim.lr_decay,
-            every=self.optim.lr_decay_every,
-            min_lr=self.optim.min_lr,
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.learning_rate(phase, epoch=state.epoch, step=0)
         started = time.perf_counter()
         train_loss = self._train_epoch(
             optimizer, phase_index=state.phase, epoch=state.epoch, global_epoch=state.global_epoch
         )
         train_seconds = time.perf_counter() - started
-        val_loss = self.validate()
+        val_loss, val_dice = self._validate()
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(
                 f"non-finite validation loss ({val_loss}) in phase {phase.name!r} at epoch "
@@ -617,6 +726,12 @@ class Trainer:
             state.best_val, state.best_epoch = val_loss, state.global_epoch
             self._save("best", epoch=state.global_epoch, val_loss=val_loss)
         state.stopping.update(val_loss)
+        phase_losses = [r["val_loss"] for r in state.history if r["phase"] == phase.name] + [val_loss]
+        verdict = assess_convergence(
+            phase_losses,
+            stopped_early=state.stopping.should_stop,
+            tolerance=self.stopping_config.convergence_tolerance,
+        )
         row = {
             "phase": phase.name,
             "epoch": state.global_epoch,
@@ -624,7 +739,10 @@ class Trainer:
             "lr": lr,
             "train_loss": train_loss,
             "val_loss": val_loss,
+            **({} if val_dice is None else {"val_dice": val_dice}),
             "best": int(is_best),
+            "stopped_early": int(state.stopping.should_stop),
+            "converged": int(verdict.converged),
             "train_seconds": round(train_seconds, 4),
             "seconds": round(time.perf_counter() - started, 3),
         }
@@ -637,6 +755,10 @@ class Trainer:
             if self._tensorboard is None:
                 self._tensorboard = TensorBoardLog(self.run_dir)
             self._tensorboard.log(row, step=state.global_epoch - 1)
+            if self.epoch_hooks:
+                self.ddp_model.eval()
+                for hook in self.epoch_hooks:
+                    hook(_unwrap(self.model), epoch=state.global_epoch - 1, tensorboard=self._tensorboard)
         return row
 
     def _save_last(self, optimizer: torch.optim.Optimizer, state: _FitState, *, val_loss: float) -> None:

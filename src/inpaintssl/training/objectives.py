@@ -90,11 +90,35 @@ class SegmentationObjective:
 
     Args:
         loss: ``(logits, target_onehot) -> scalar``, e.g. ``LOSSES.build("dice")``.
+        predict_onehot: ``logits -> (N, K, H, W)`` hard foreground predictions (a segmentation
+            loss's ``predict_onehot``); when given, validation also reports Dice.
     """
 
-    def __init__(self, *, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        *,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        predict_onehot: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.loss_fn = loss
+        self.predict_onehot = predict_onehot
 
     def loss(self, model: nn.Module, batch: dict[str, Any], *, keys: torch.Tensor) -> torch.Tensor:
         logits = model(batch["image"])
         return self.loss_fn(logits.float(), batch["label"].float())
+
+    def loss_and_overlaps(
+        self, model: nn.Module, batch: dict[str, Any], *, keys: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch loss and a ``(2, K)`` tensor: per-class intersections and totals (|P| + |G|)
+        of the hard predictions, summed over the batch, for a pooled validation Dice (``None``
+        without ``predict_onehot``)."""
+        logits = model(batch["image"]).float()
+        target = batch["label"].float()
+        if self.predict_onehot is None:
+            return self.loss_fn(logits, target), None
+        predicted = self.predict_onehot(logits).to(target.dtype)
+        dims = (0, *range(2, target.ndim))
+        intersection = (predicted * target).sum(dim=dims)
+        total = predicted.sum(dim=dims) + target.sum(dim=dims)
+        return self.loss_fn(logits, target), torch.stack([intersection, total])

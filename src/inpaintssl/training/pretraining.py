@@ -1,5 +1,9 @@
 """Pretraining: learn to inpaint corrupted slices (sec. 2.4, Appendix A.1).
 
+After every epoch a :class:`ReconstructionPanel` draws fixed validation slices, their
+corruption and the network's restoration into ``<run>/reconstructions/epoch_NNN.png`` (and
+TensorBoard), so a user sees what the network has learned, not only a falling loss.
+
 Example:
     >>> from inpaintssl.config import PretrainConfig
     >>> PretrainConfig().pretext.task
@@ -8,7 +12,11 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import PretrainConfig
@@ -17,13 +25,64 @@ from inpaintssl.registry import LOSSES, PRETEXT_TASKS
 from inpaintssl.training.components import build_backbone, size_multiple_of
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
+from inpaintssl.training.diagnostics import reconstruction_grid, write_reconstruction_panel
 from inpaintssl.training.evaluation import evaluate_inpainting
-from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.results import PretrainResult
-from inpaintssl.training.run_folder import build_manifest, record_run
+from inpaintssl.training.run_folder import TensorBoardLog, build_manifest, record_run
 
-__all__ = ["run_pretraining"]
+__all__ = ["ReconstructionPanel", "run_pretraining"]
+
+PANEL_SLICES = 4
+
+
+class ReconstructionPanel:
+    """An epoch hook: fixed slices, corrupted and restored, as a PNG per epoch and in TensorBoard.
+
+    Args:
+        objective: The run's inpainting objective (its corruption is the one trained on).
+        images: ``(N, C, H, W)`` clean slices on the training device.
+        keys: ``(N,)`` corruption keys, fixed so every epoch shows the same corruption.
+        folder: Where ``epoch_NNN.png`` files go.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from inpaintssl.registry import PRETEXT_TASKS
+        >>> task = PRETEXT_TASKS.build("context_prediction", patch_size=4, sampler="random")
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> panel = ReconstructionPanel(InpaintingObjective(task), images=torch.rand(2, 1, 16, 16),
+        ...                             keys=torch.arange(2), folder=folder)
+        >>> panel.write(torch.nn.Identity(), epoch=0).name
+        'epoch_000.png'
+    """
+
+    def __init__(
+        self, objective: InpaintingObjective, *, images: torch.Tensor, keys: torch.Tensor, folder: Path
+    ) -> None:
+        self.objective = objective
+        self.images = images
+        self.keys = keys
+        self.folder = Path(folder)
+
+    def write(self, model: nn.Module, *, epoch: int) -> Path:
+        """Write ``epoch_NNN.png`` and return its path."""
+        return self._draw(model, epoch=epoch, tensorboard=None)
+
+    def __call__(self, model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog) -> None:
+        self._draw(model, epoch=epoch, tensorboard=tensorboard)
+
+    @torch.no_grad()
+    def _draw(self, model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog | None) -> Path:
+        corrupted = self.objective.corrupt(self.images, self.keys)
+        restored = model(corrupted).float()
+        path = write_reconstruction_panel(
+            self.images, corrupted, restored, self.folder / f"epoch_{epoch:03d}.png", title=f"epoch {epoch}"
+        )
+        if tensorboard is not None and tensorboard.active:
+            grid = reconstruction_grid(self.images, corrupted, restored)
+            tensorboard.log_image("pretrain/reconstruction", grid, step=epoch)
+        return path
 
 
 def run_pretraining(config: PretrainConfig) -> PretrainResult:
@@ -79,17 +138,25 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         activation="none",
         pretext=config.pretext.model_dump(mode="json"),
     )
+    picks = np.linspace(0, len(bundle.val) - 1, num=min(PANEL_SLICES, len(bundle.val))).round().astype(int)
+    panel = ReconstructionPanel(
+        objective,
+        images=torch.stack([bundle.val[int(i)]["image"] for i in picks]).to(ctx.device),
+        keys=torch.as_tensor(picks, dtype=torch.long) + VALIDATION_KEY_OFFSET,
+        folder=ctx.run_dir / "reconstructions",
+    )
     trainer = Trainer.for_run(
         ctx,
         model=model,
         objective=objective,
         train_set=bundle.train,
         val_set=bundle.val,
-        phases=[Phase(name="pretrain", lr=config.optim.lr)],
+        phases=[Phase(name="pretrain", lr=config.optim.effective_lr)],
         optim=config.optim,
         stopping=config.early_stopping,
         meta=meta,
         num_workers=config.data.num_workers,
+        epoch_hooks=[panel],
     )
     outcome = trainer.fit()
     evaluation = None
@@ -107,7 +174,8 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     if not config.run.quiet and ctx.dist.is_main:
         print(
             f"pretrain done: {outcome.epochs_run} epochs, best val L2 {outcome.best_val_loss:.4g} at epoch "
-            f"{outcome.best_epoch}{' (early stop)' if outcome.stopped_early else ''} -> {ctx.run_dir}"
+            f"{outcome.best_epoch}{' (early stop)' if outcome.stopped_early else ''}; "
+            f"{outcome.convergence[-1].describe()} -> {ctx.run_dir}"
         )
     return PretrainResult(
         run_dir=ctx.run_dir,
@@ -116,6 +184,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         epochs_run=outcome.epochs_run,
         stopped_early=outcome.stopped_early,
         history=outcome.history,
+        converged=outcome.converged,
         model=model,
         evaluation=evaluation,
     )

@@ -33,6 +33,7 @@ class PretrainResult:
         epochs_run: Epochs trained in total (including those of a resumed run).
         stopped_early: Whether early stopping ended the run.
         history: Per-epoch metrics (as in ``metrics.csv``).
+        converged: Whether the run converged (:mod:`inpaintssl.training.convergence`).
         model: The network with the best weights loaded (``None`` on non-zero ranks).
         evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
     """
@@ -43,6 +44,7 @@ class PretrainResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]]
+    converged: bool = False
     model: nn.Module | None = None
     evaluation: EvaluationTable | None = None
 
@@ -63,6 +65,7 @@ class FinetuneResult:
         epochs_run: Epochs trained in total over all phases.
         stopped_early: Whether early stopping ended the final phase.
         history: Per-epoch metrics (as in ``metrics.csv``).
+        converged: Whether every phase converged (:mod:`inpaintssl.training.convergence`).
         transfer: What was copied from the pretrained model (``None`` from scratch).
         test: Per-image/per-volume Dice on the test split (``None`` when there is none).
         class_names: Foreground classes.
@@ -75,6 +78,7 @@ class FinetuneResult:
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]]
+    converged: bool = False
     transfer: TransferReport | None = None
     test: EvaluationTable | None = None
     class_names: tuple[str, ...] = ()

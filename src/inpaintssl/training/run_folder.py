@@ -134,7 +134,7 @@ def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
 
 
 class TensorBoardLog:
-    """Per-epoch scalars in ``<run>/tensorboard`` when the ``tensorboard`` package is installed.
+    """Per-epoch scalars and images in ``<run>/tensorboard`` when the ``tensorboard`` package is installed.
 
     Without it every call is a no-op: the CSV stays the record of truth.
     """
@@ -159,6 +159,13 @@ class TensorBoardLog:
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._writer.add_scalar(f"{row.get('phase', 'train')}/{key}", value, step)
+        self._writer.flush()
+
+    def log_image(self, tag: str, image: Any, *, step: int) -> None:
+        """Write one greyscale ``(H, W)`` image with values in [0, 1]."""
+        if self._writer is None:
+            return
+        self._writer.add_image(tag, image, step, dataformats="HW")
         self._writer.flush()
 
     def close(self) -> None:

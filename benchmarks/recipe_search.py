@@ -1,0 +1,220 @@
+"""How the training recipe was chosen: measured runs on the demo data, selected on validation Dice.
+
+Three measurements, each a list of runs at the demo's size (MNI152 axial slices at 112x96, U-Net
+depth 4 width 16, batch 9), every run given the same budget:
+
+- ``finetune``: supervised fine-tuning with 100 % of the labels under candidate recipes (the
+  paper's and ``budget`` variants: peak learning rate, Dice vs Dice+CE, sigmoid vs softmax).
+  The recipe is chosen on the *validation* Dice of each run's best checkpoint; test Dice is
+  recorded for the report, never used to choose.
+- ``pretrain``: context-restoration pretraining under the paper's recipe and ``budget`` peak
+  learning rates, compared on the validation L2 of the best checkpoint.
+- ``transfer``: SSL (encoder transfer) against supervised at 5 % labels over three label-subset
+  seeds and at 10 %, for several fine-tuning learning rates (``immediate``) and for
+  ``freeze_then_unfreeze``; both arms get the same recipe at each learning rate, so the table
+  shows how the SSL gain moves with the fine-tuning learning rate once both arms converge.
+
+Usage::
+
+    python benchmarks/recipe_search.py finetune|pretrain|transfer [--epochs 20] [--steps 10]
+        [--out benchmarks/results/recipe_search_<what>.json]
+
+Results are appended run by run (a killed search resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import inpaintssl as issl
+from inpaintssl.atomic import atomic_write_text
+from inpaintssl.training.convergence import ConvergenceWarning
+
+IMAGE_SIZE = [112, 96]
+MODEL = {"backbone": "unet2d", "params": {"depth": 4, "base_width": 16}}
+
+FINETUNE_VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {"optim": {"recipe": "paper"}, "loss": {"name": "dice"}},
+    "budget lr 1e-3 dice": {"optim": {"lr": 1e-3}, "loss": {"name": "dice"}},
+    "budget lr 3e-3 dice": {"optim": {"lr": 3e-3}, "loss": {"name": "dice"}},
+    "budget lr 1e-2 dice": {"optim": {"lr": 1e-2}, "loss": {"name": "dice"}},
+    "budget lr 3e-3 dice_ce": {"optim": {"lr": 3e-3}, "loss": {"name": "dice_ce"}},
+    "budget lr 1e-2 dice_ce": {"optim": {"lr": 1e-2}, "loss": {"name": "dice_ce"}},
+    "budget lr 3e-3 dice softmax": {
+        "optim": {"lr": 3e-3},
+        "loss": {"name": "dice", "params": {"activation": "softmax"}},
+    },
+    "budget lr 1e-2 dice softmax": {
+        "optim": {"lr": 1e-2},
+        "loss": {"name": "dice", "params": {"activation": "softmax"}},
+    },
+    "budget lr 3e-2 dice": {"optim": {"lr": 3e-2}, "loss": {"name": "dice"}},
+}
+PRETRAIN_VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {"optim": {"recipe": "paper"}},
+    "budget lr 1e-3": {"optim": {"lr": 1e-3}},
+    "budget lr 3e-3": {"optim": {"lr": 3e-3}},
+    "budget lr 1e-2": {"optim": {"lr": 1e-2}},
+}
+TRANSFER_LRS = (1e-3, 3e-3, 1e-2)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _budget(args: argparse.Namespace, **optim: Any) -> dict[str, Any]:
+    return {"batch_size": 9, "max_epochs": args.epochs, "steps_per_epoch": args.steps, **optim}
+
+
+def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("phase", "epoch", "lr", "train_loss", "val_loss", "val_dice", "converged")
+    return [{k: row[k] for k in keep if k in row} for row in history]
+
+
+def _finetune_run(config: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = issl.finetune(config)
+    best = next(r for r in result.history if r["epoch"] == result.best_epoch)
+    return {
+        "val_dice": best.get("val_dice"),
+        "best_val_loss": result.best_val_loss,
+        "test_dice": result.mean_dice(),
+        "test_mean_dice": statistics.fmean(result.mean_dice().values()),
+        "converged": result.converged,
+        "epochs_run": result.epochs_run,
+        "seconds": round(time.perf_counter() - started, 1),
+        "curve": _curve(result.history),
+    }
+
+
+def _pretrain_run(config: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = issl.pretrain(config)
+    return {
+        "best_val_loss": result.best_val_loss,
+        "converged": result.converged,
+        "epochs_run": result.epochs_run,
+        "seconds": round(time.perf_counter() - started, 1),
+        "curve": _curve(result.history),
+    }
+
+
+def _data(fraction: float = 1.0, seed: int = 0) -> dict[str, Any]:
+    return {"dataset": "mni152", "image_size": IMAGE_SIZE, "label_fraction": fraction, "subset_seed": seed}
+
+
+def _pretrain_config(args: argparse.Namespace, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    base = {
+        "data": {**_data(), "unlabelled": [{"dataset": "mni152"}]},
+        "model": MODEL,
+        "pretext": {"task": "context_restoration", "sampler": "poisson_disc", "patch_size": 6},
+        "optim": _budget(args),
+        "run": {"output_dir": str(folder), "quiet": True, "resume": True},
+    }
+    return _merge(base, extra)
+
+
+def _finetune_config(args: argparse.Namespace, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    base = {
+        "data": _data(),
+        "model": MODEL,
+        "optim": _budget(args),
+        "run": {"output_dir": str(folder), "quiet": True, "resume": True},
+    }
+    return _merge(base, extra)
+
+
+def _jobs(args: argparse.Namespace, root: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, kind, config) of every run of the chosen measurement."""
+    if args.what == "finetune":
+        return [
+            (name, "finetune", _finetune_config(args, root / f"ft{i}", extra))
+            for i, (name, extra) in enumerate(FINETUNE_VARIANTS.items())
+        ]
+    if args.what == "pretrain":
+        return [
+            (name, "pretrain", _pretrain_config(args, root / f"pre{i}", extra))
+            for i, (name, extra) in enumerate(PRETRAIN_VARIANTS.items())
+        ]
+    pre = root / "pretrain"
+    jobs = [
+        (
+            "pretrain",
+            "pretrain",
+            _pretrain_config(args, pre, {"optim": _budget(args, max_epochs=args.pretrain_epochs)}),
+        )
+    ]
+    subsets = [(0.05, s) for s in range(3)] + [(0.1, 0)]
+    for lr in TRANSFER_LRS:
+        for fraction, seed in subsets:
+            for arm in ("ssl", "supervised"):
+                transfer = {"pretrained": str(pre), "weights": "encoder"} if arm == "ssl" else {}
+                extra = {"data": _data(fraction, seed), "optim": {"lr": lr}, "transfer": transfer}
+                name = f"{arm} lr {lr:g} {100 * fraction:g}% seed {seed}"
+                jobs.append((name, "finetune", _finetune_config(args, root / name.replace(" ", "_"), extra)))
+    for fraction, seed in subsets:
+        extra = {
+            "data": _data(fraction, seed),
+            "optim": {"lr": 3e-3},
+            "transfer": {"pretrained": str(pre), "weights": "encoder", "schedule": "freeze_then_unfreeze"},
+        }
+        name = f"ssl freeze_then_unfreeze lr 0.003 {100 * fraction:g}% seed {seed}"
+        jobs.append((name, "finetune", _finetune_config(args, root / name.replace(" ", "_"), extra)))
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("finetune", "pretrain", "transfer"))
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--pretrain-epochs", type=int, default=40)
+    parser.add_argument("--root", type=Path, default=None, help="run folders (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    out = args.out or Path(__file__).parent / "results" / f"recipe_search_{args.what}.json"
+    root = args.root or Path(tempfile.mkdtemp(prefix=f"recipe_{args.what}_"))
+    record: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/recipe_search.py", *(argv or sys.argv[1:])]),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "budget": {"epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": 9},
+        "runs": {},
+    }
+    if out.exists():
+        record["runs"] = json.loads(out.read_text())["runs"]
+    for name, kind, config in _jobs(args, root):
+        if name in record["runs"]:
+            continue
+        run = _pretrain_run(config) if kind == "pretrain" else _finetune_run(config)
+        record["runs"][name] = run
+        summary = {k: v for k, v in run.items() if k != "curve"}
+        print(f"{name}: {summary}", flush=True)
+        atomic_write_text(out, json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

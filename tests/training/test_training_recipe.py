@@ -1,0 +1,255 @@
+"""Training recipes and convergence: schedules against their formulas, the paper preset's exact
+learning-rate sequence, the convergence criterion, and what every run writes about it."""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from matplotlib.image import imread
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+import inpaintssl as issl
+from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.convergence import ConvergenceWarning, assess_convergence
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.schedule import warmup_cosine_lr, warmup_steps_for
+
+SIZE = (16, 16)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _trainer(tmp_path: Path, optim: OptimConfig, *, phases: list[Phase] | None = None) -> Trainer:
+    loss = LOSSES.build("dice")
+    return Trainer(
+        model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
+        objective=SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
+        train_set=SyntheticShapes(split="train", num_images=8, size=SIZE),
+        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE),
+        phases=phases or [Phase(name="finetune", lr=optim.effective_lr)],
+        optim=optim,
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        run_dir=tmp_path,
+        device=torch.device("cpu"),
+        seed=0,
+        quiet=True,
+    )
+
+
+@pytest.fixture
+def step_rates() -> Iterator[list[float]]:
+    """The learning rate of every optimiser step taken while the fixture is active."""
+    seen: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        seen.append(float(optimizer.param_groups[0]["lr"]))
+
+    handle = register_optimizer_step_pre_hook(record)
+    yield seen
+    handle.remove()
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+def test_warmup_cosine_hand_values() -> None:
+    # 10 steps, 2 warm-up: 0.5, 1.0, then cos over 8 steps: (1 + cos(pi * j / 8)) / 2 for j = 0..7.
+    got = [warmup_cosine_lr(k, lr=1.0, total_steps=10, warmup_steps=2) for k in range(10)]
+    expected = [0.5, 1.0] + [(1 + math.cos(math.pi * j / 8)) / 2 for j in range(8)]
+    assert got == pytest.approx(expected, abs=1e-15)
+
+
+@given(
+    total=st.integers(2, 5_000),
+    fraction=st.floats(0.0, 0.5),
+    lr=st.floats(1e-6, 1.0),
+    min_fraction=st.floats(0.0, 0.5),
+)
+def test_warmup_cosine_rises_then_falls_within_bounds(
+    total: int, fraction: float, lr: float, min_fraction: float
+) -> None:
+    warm = warmup_steps_for(total, warmup_fraction=fraction)
+    min_lr = lr * min_fraction
+    rates = np.array(
+        [
+            warmup_cosine_lr(k, lr=lr, total_steps=total, warmup_steps=warm, min_lr=min_lr)
+            for k in range(total)
+        ]
+    )
+    assert rates.max() == pytest.approx(lr)
+    assert np.all(np.diff(rates[:warm]) > 0), "the warm-up rises"
+    assert np.all(np.diff(rates[warm:]) <= 1e-15 * lr), "then the cosine only falls"
+    assert np.all(rates > 0) and np.all(rates[warm:] >= min_lr - 1e-15) and np.all(rates <= lr * (1 + 1e-12))
+
+
+@pytest.mark.parametrize("bad", [{"step": -1}, {"lr": 0.0}, {"total_steps": 0}, {"warmup_steps": 10}])
+def test_warmup_cosine_rejects_bad_input(bad: dict[str, float]) -> None:
+    kwargs = {"step": 0, "lr": 1e-3, "total_steps": 10, "warmup_steps": 1, **bad}
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        warmup_cosine_lr(
+            int(kwargs["step"]),
+            lr=kwargs["lr"],
+            total_steps=int(kwargs["total_steps"]),
+            warmup_steps=int(kwargs["warmup_steps"]),
+        )
+
+
+def test_budget_schedule_in_the_loop_follows_the_formula_over_the_whole_run(
+    tmp_path: Path, step_rates: list[float]
+) -> None:
+    optim = OptimConfig(lr=1e-2, batch_size=4, max_epochs=4, steps_per_epoch=5, warmup_fraction=0.1)
+    _trainer(tmp_path, optim).fit()
+    total, warm = 20, 2  # 4 epochs x 5 steps; 10 % warm-up
+    expected = [
+        1e-2 * (k + 1) / warm
+        if k < warm
+        else 1e-8 + (1e-2 - 1e-8) * (1 + math.cos(math.pi * (k - warm) / (total - warm))) / 2
+        for k in range(total)
+    ]
+    assert step_rates == pytest.approx(expected, rel=1e-12)
+
+
+def test_budget_schedule_without_steps_per_epoch_counts_passes_over_the_data(
+    tmp_path: Path, step_rates: list[float]
+) -> None:
+    # 8 training slices in batches of 3: 3 steps per epoch, 2 epochs -> a 6-step schedule; no warm-up.
+    optim = OptimConfig(lr=1e-2, batch_size=3, max_epochs=2, warmup_fraction=0.0)
+    _trainer(tmp_path, optim).fit()
+    assert len(step_rates) == 6
+    assert step_rates[-1] == pytest.approx(1e-8 + (1e-2 - 1e-8) * (1 + math.cos(math.pi * 5 / 6)) / 2)
+
+
+def test_paper_preset_reproduces_the_papers_learning_rate_sequence_exactly(
+    tmp_path: Path, step_rates: list[float]
+) -> None:
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=7, steps_per_epoch=3)
+    outcome = _trainer(tmp_path, optim).fit()
+    # Appendix A.1: lr_e = 1e-3 * 0.9 ** floor((1 + e) / 2), constant within an epoch.
+    paper = [1e-3 * 0.9 ** ((1 + e) // 2) for e in range(7)]
+    assert step_rates == [paper[e] for e in range(7) for _ in range(3)]
+    assert [row["lr"] for row in outcome.history] == paper
+
+
+# -- convergence criterion --------------------------------------------------------------------
+
+
+@given(
+    n=st.integers(5, 200), start=st.floats(0.1, 1e4), slope=st.floats(1e-3, 10.0), scale=st.floats(1e-3, 1e3)
+)
+def test_a_curve_still_falling_steadily_is_flagged(n: int, start: float, slope: float, scale: float) -> None:
+    curve = [scale * (start + slope * (n - i)) for i in range(n)]  # linear, falling to the end
+    verdict = assess_convergence(curve, stopped_early=False)
+    assert not verdict.converged and verdict.reason == "still improving"
+    assert verdict.recent_share == pytest.approx(math.ceil(n / 5) / (n - 1))
+
+
+@given(
+    n=st.integers(10, 200), level=st.floats(-10.0, 1e4), drop=st.floats(1e-3, 1e4), noise=st.floats(0.0, 0.04)
+)
+def test_a_plateau_is_not_flagged(n: int, level: float, drop: float, noise: float) -> None:
+    # Falls within the first half, then stays flat, wobbling upward by at most 4 % of the drop.
+    curve = [level + drop * max(0.0, 1 - i / (n // 2)) + noise * drop * (i % 2) for i in range(n)]
+    verdict = assess_convergence(curve, stopped_early=False)
+    assert verdict.converged and verdict.reason == "plateau"
+
+
+@pytest.mark.parametrize(
+    ("curve", "stopped", "converged", "reason"),
+    [
+        ([0.9, 0.8, 0.7, 0.6, 0.5], True, True, "early stopping"),
+        ([0.5], False, False, "too short to judge"),
+        ([0.5, 0.5, 0.6, 0.7], False, True, "plateau"),  # no improvement at all: nothing left to gain
+        # 10 epochs, last fifth = 2: 1.00 -> 0.50 overall, 0.52 -> 0.50 in the window: 4 % <= 5 %.
+        ([1.0, 0.8, 0.7, 0.6, 0.55, 0.53, 0.52, 0.52, 0.51, 0.50], False, True, "plateau"),
+        # Same but 0.56 -> 0.50 in the window: 12 % > 5 %.
+        ([1.0, 0.8, 0.7, 0.6, 0.58, 0.57, 0.56, 0.56, 0.53, 0.50], False, False, "still improving"),
+    ],
+)
+def test_convergence_hand_worked_cases(
+    curve: list[float], stopped: bool, converged: bool, reason: str
+) -> None:
+    verdict = assess_convergence(curve, stopped_early=stopped)
+    assert (verdict.converged, verdict.reason) == (converged, reason)
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, math.nan]])
+def test_convergence_rejects_empty_or_non_finite_curves(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="val_losses"):
+        assess_convergence(bad, stopped_early=False)
+
+
+# -- what a run writes --------------------------------------------------------------------------
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_unfinished_run_warns_naming_the_budget_and_records_it(tmp_path: Path) -> None:
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=2, steps_per_epoch=2)
+    with pytest.warns(
+        ConvergenceWarning, match=r"optim.max_epochs \(now 2\) or optim.steps_per_epoch \(now 2\)"
+    ):
+        outcome = _trainer(tmp_path, optim).fit()
+    assert not outcome.converged
+    rows = _read_csv(tmp_path / "metrics.csv")
+    assert [r["converged"] for r in rows] == ["0", "0"]
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == PNG
+
+
+def test_validation_dice_matches_an_independent_count(tmp_path: Path) -> None:
+    optim = OptimConfig(batch_size=4, max_epochs=3, steps_per_epoch=3)
+    trainer = _trainer(tmp_path, optim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        outcome = trainer.fit()
+    # fit() leaves the best weights loaded: recount their Dice by hand over the validation slices.
+    val = SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE)
+    images = torch.stack([val[i]["image"] for i in range(len(val))])
+    labels = torch.stack([val[i]["label"] for i in range(len(val))]).numpy() > 0.5
+    trainer.model.eval()
+    with torch.no_grad():
+        predicted = torch.sigmoid(trainer.model(images)).numpy() > 0.5
+    dice = [
+        2 * (predicted[:, k] & labels[:, k]).sum() / (predicted[:, k].sum() + labels[:, k].sum())
+        for k in range(2)
+    ]
+    best = next(r for r in outcome.history if r["epoch"] == outcome.best_epoch)
+    assert best["val_dice"] == pytest.approx(float(np.mean(dice)), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_pretraining_writes_a_reconstruction_panel_every_epoch(tmp_path: Path) -> None:
+    data = {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "size": [32, 32]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = issl.pretrain(
+            {
+                "data": data,
+                "model": {"params": {"depth": 2, "base_width": 4}},
+                "pretext": {"patch_size": 4, "bank_size": 4},
+                "optim": {"max_epochs": 3, "steps_per_epoch": 2, "batch_size": 4},
+                "run": {"output_dir": str(tmp_path / "pre"), "quiet": True, "device": "cpu"},
+            }
+        )
+    panels = sorted((result.run_dir / "reconstructions").glob("*.png"))
+    assert [p.name for p in panels] == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
+    pixels = imread(panels[-1])
+    assert pixels.ndim == 3 and pixels.shape[0] > 100  # 4 validation slices as rows
+    assert (result.run_dir / "learning_curve.png").read_bytes()[:8] == PNG
+    rows = _read_csv(result.run_dir / "metrics.csv")
+    assert {"converged", "stopped_early"} <= set(rows[0]) and "val_dice" not in rows[0]
