@@ -33,28 +33,31 @@ import torch
 from bench_corruption import per_second
 
 from inpaintssl.models import WSConv2d, conv3x3_weight_gradient
+from inpaintssl.models.cpu_convolution import auto_weight_gradient_kernel
 from inpaintssl.registry import BACKBONES
 from inpaintssl.training.host_memory import keep_freed_host_memory
 
 
-def unet_convolutions(side: int = 256) -> list[tuple[int, int, int]]:
-    """``(C_in, C_out, side)`` of each 3x3 convolution of the default U-Net, in the order it runs.
+def unet_convolutions(
+    size: tuple[int, int] = (256, 256), *, depth: int = 5, base_width: int = 32
+) -> list[tuple[int, int, int, int]]:
+    """``(C_in, C_out, H, W)`` of each 3x3 convolution of a U-Net, in the order it runs.
 
     Read off the network itself (one batch-1 forward pass with hooks), so the list cannot drift
     from the model the training benchmark trains.
     """
-    net = BACKBONES.build("unet2d", in_channels=1, out_channels=1, seed=0)
-    found: list[tuple[int, int, int]] = []
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=depth, base_width=base_width, seed=0)
+    found: list[tuple[int, int, int, int]] = []
 
     def record(conv: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         assert isinstance(conv, WSConv2d)
-        found.append((conv.in_channels, conv.out_channels, inputs[0].shape[-1]))
+        found.append((conv.in_channels, conv.out_channels, *inputs[0].shape[-2:]))
 
     for module in net.modules():
         if isinstance(module, WSConv2d) and module.kernel_size == (3, 3):
             module.register_forward_pre_hook(record)
     with torch.no_grad():
-        net(torch.zeros(1, 1, side, side))
+        net(torch.zeros(1, 1, *size))
     return found
 
 
@@ -64,13 +67,13 @@ def _best_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def _passes(
-    c_in: int, c_out: int, side: int, *, channels_last: bool, batch: int, repeats: int
+    c_in: int, c_out: int, height: int, width: int, *, channels_last: bool, batch: int, repeats: int
 ) -> dict[str, float]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, c_in, side, side, generator=generator).contiguous(memory_format=fmt)
+    x = torch.randn(batch, c_in, height, width, generator=generator).contiguous(memory_format=fmt)
     weight = torch.randn(c_out, c_in, 3, 3, generator=generator).contiguous(memory_format=fmt)
-    grad = torch.randn(batch, c_out, side, side, generator=generator).contiguous(memory_format=fmt)
+    grad = torch.randn(batch, c_out, height, width, generator=generator).contiguous(memory_format=fmt)
 
     def backward(mask: list[bool]) -> object:
         return torch.ops.aten.convolution_backward(
@@ -81,9 +84,12 @@ def _passes(
         "forward_ms": _best_ms(lambda: torch.nn.functional.conv2d(x, weight, None, 1, 1), repeats),
         "grad_input_ms": _best_ms(lambda: backward([True, False, False]), repeats),
         "grad_weight_ms": _best_ms(lambda: backward([False, True, False]), repeats),
+        # What oneDNN-only training runs: both gradients in one call.
+        "grad_both_ms": _best_ms(lambda: backward([True, True, False]), repeats),
     }
     if channels_last:
         times["grad_weight_blocked_gemm_ms"] = _best_ms(lambda: conv3x3_weight_gradient(grad, x), repeats)
+        times["auto_chooses"] = auto_weight_gradient_kernel(x, weight)  # type: ignore[assignment]
     return times
 
 
@@ -94,29 +100,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reuse-host-memory", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--base-width", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=9)
     args = parser.parse_args(argv)
     if args.reuse_host_memory:
         keep_freed_host_memory()
-    batch, repeats = (2, 1) if args.quick else (9, args.repeats)
+    batch, repeats = (2, 1) if args.quick else (args.batch, args.repeats)
     layers = []
-    for c_in, c_out, side in unet_convolutions():
-        entry: dict[str, Any] = {"c_in": c_in, "c_out": c_out, "side": side}
+    convolutions = unet_convolutions(tuple(args.size), depth=args.depth, base_width=args.base_width)
+    for c_in, c_out, height, width in convolutions:
+        entry: dict[str, Any] = {"c_in": c_in, "c_out": c_out, "height": height, "width": width}
         for name, channels_last in (("nchw", False), ("nhwc", True)):
             entry[name] = _passes(
-                c_in, c_out, side, channels_last=channels_last, batch=batch, repeats=repeats
+                c_in, c_out, height, width, channels_last=channels_last, batch=batch, repeats=repeats
             )
         layers.append(entry)
         print(json.dumps(entry), flush=True)
     totals = {
-        layout: {key: sum(entry[layout][key] for entry in layers) for key in layers[0][layout]}
+        layout: {
+            key: sum(entry[layout][key] for entry in layers)
+            for key in layers[0][layout]
+            if key != "auto_chooses"
+        }
         for layout in ("nchw", "nhwc")
     }
+    # What the default ("auto") pays: per layer, the time of the kernel it picks.
+    totals["nhwc"]["grad_weight_auto_ms"] = sum(
+        entry["nhwc"][
+            "grad_weight_blocked_gemm_ms"
+            if entry["nhwc"]["auto_chooses"] == "blocked_gemm"
+            else "grad_weight_ms"
+        ]
+        for entry in layers
+    )
     record: dict[str, Any] = {
         "benchmark": "conv_layers",
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch_size": batch,
+        "image_size": list(args.size),
+        "depth": args.depth,
+        "base_width": args.base_width,
         "reuse_host_memory": args.reuse_host_memory,
         "layers": layers,
         "totals_ms": totals,

@@ -165,7 +165,7 @@ def _jobs(args: argparse.Namespace, root: Path) -> list[tuple[str, str, dict[str
             _pretrain_config(args, pre, {"optim": _budget(args, max_epochs=args.pretrain_epochs)}),
         )
     ]
-    subsets = [(0.05, s) for s in range(3)] + [(0.1, 0)]
+    subsets = [(0.05, s) for s in range(3)] + [(0.1, 0), (1.0, 0)]
     for lr in TRANSFER_LRS:
         for fraction, seed in subsets:
             for arm in ("ssl", "supervised"):
@@ -176,10 +176,10 @@ def _jobs(args: argparse.Namespace, root: Path) -> list[tuple[str, str, dict[str
     for fraction, seed in subsets:
         extra = {
             "data": _data(fraction, seed),
-            "optim": {"lr": 3e-3},
+            "optim": {"lr": 1e-2},
             "transfer": {"pretrained": str(pre), "weights": "encoder", "schedule": "freeze_then_unfreeze"},
         }
-        name = f"ssl freeze_then_unfreeze lr 0.003 {100 * fraction:g}% seed {seed}"
+        name = f"ssl freeze_then_unfreeze lr 0.01 {100 * fraction:g}% seed {seed}"
         jobs.append((name, "finetune", _finetune_config(args, root / name.replace(" ", "_"), extra)))
     return jobs
 

@@ -22,7 +22,7 @@ from inpaintssl.models import (
     set_cpu_weight_gradient,
     using_cpu_weight_gradient,
 )
-from inpaintssl.models.cpu_convolution import blocked_weight_gradient_applies
+from inpaintssl.models.cpu_convolution import auto_weight_gradient_kernel, blocked_weight_gradient_applies
 
 CL = torch.channels_last
 
@@ -90,8 +90,9 @@ def test_conv3x3_passes_gradcheck(needs: str) -> None:
     weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64).contiguous(memory_format=CL)
     x.requires_grad_(needs in ("both", "input"))
     weight.requires_grad_(needs in ("both", "weight"))
-    assert blocked_weight_gradient_applies(x, weight)
-    assert torch.autograd.gradcheck(conv3x3, (x, weight))
+    with using_cpu_weight_gradient("blocked_gemm"):
+        assert blocked_weight_gradient_applies(x, weight)
+        assert torch.autograd.gradcheck(conv3x3, (x, weight))
 
 
 def test_conv3x3_equals_conv2d_forward_and_backward_in_both_kernels() -> None:
@@ -117,15 +118,29 @@ def test_conv3x3_equals_conv2d_forward_and_backward_in_both_kernels() -> None:
 def test_fast_path_applies_only_where_it_is_valid() -> None:
     x = torch.randn(1, 2, 4, 4).contiguous(memory_format=CL)
     w = torch.randn(3, 2, 3, 3, requires_grad=True)
-    assert blocked_weight_gradient_applies(x, w)
-    assert not blocked_weight_gradient_applies(x.contiguous(), w)  # NCHW: oneDNN's kernel is fine
-    assert not blocked_weight_gradient_applies(x, w.detach())  # no gradient wanted
-    assert not blocked_weight_gradient_applies(x.half(), w.half())
-    assert not blocked_weight_gradient_applies(x, torch.randn(3, 2, 5, 5, requires_grad=True))
-    with torch.no_grad():
-        assert not blocked_weight_gradient_applies(x, w)
+    with using_cpu_weight_gradient("blocked_gemm"):
+        assert blocked_weight_gradient_applies(x, w)
+        assert not blocked_weight_gradient_applies(x.contiguous(), w)  # NCHW: oneDNN's kernel is fine
+        assert not blocked_weight_gradient_applies(x, w.detach())  # no gradient wanted
+        assert not blocked_weight_gradient_applies(x.half(), w.half())
+        assert not blocked_weight_gradient_applies(x, torch.randn(3, 2, 5, 5, requires_grad=True))
+        with torch.no_grad():
+            assert not blocked_weight_gradient_applies(x, w)
     with using_cpu_weight_gradient("onednn"):
         assert not blocked_weight_gradient_applies(x, w)
+
+
+@pytest.mark.parametrize(
+    ("batch", "channels", "side"),
+    [(9, 1, 256), (9, 32, 256), (9, 16, 112), (9, 128, 14), (2, 8, 32), (1, 2, 4)],
+)
+def test_auto_follows_its_rule_per_layer_shape(batch: int, channels: int, side: int) -> None:
+    x = torch.randn(batch, channels, side, side).contiguous(memory_format=CL)
+    w = torch.randn(4, channels, 3, 3, requires_grad=True)
+    chosen = auto_weight_gradient_kernel(x, w)
+    assert chosen in ("blocked_gemm", "onednn")
+    with using_cpu_weight_gradient("auto"):
+        assert blocked_weight_gradient_applies(x, w) == (chosen == "blocked_gemm")
 
 
 def test_unet_gradients_agree_between_kernels() -> None:
@@ -153,13 +168,15 @@ def test_wsconv2d_uses_conv3x3_only_for_bias_free_same_padding_3x3() -> None:
 
 
 def test_kernel_switch_validates_and_restores() -> None:
-    assert cpu_weight_gradient() == "blocked_gemm"
-    with pytest.raises(ValueError, match="kernel='mkl' is invalid; expected 'blocked_gemm' or 'onednn'"):
+    assert cpu_weight_gradient() == "auto"
+    with pytest.raises(
+        ValueError, match="kernel='mkl' is invalid; expected 'auto', 'blocked_gemm' or 'onednn'"
+    ):
         set_cpu_weight_gradient("mkl")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="boom"), using_cpu_weight_gradient("onednn"):
         assert cpu_weight_gradient() == "onednn"
         raise RuntimeError("boom")
-    assert cpu_weight_gradient() == "blocked_gemm"
+    assert cpu_weight_gradient() == "auto"
 
 
 @pytest.mark.parametrize(

@@ -69,16 +69,16 @@ def test_reused_host_memory_stops_the_page_faults_of_large_allocations(tmp_path:
 
 
 def test_run_session_selects_and_restores_the_weight_gradient_kernel(tmp_path: Path) -> None:
-    assert cpu_weight_gradient() == "blocked_gemm"
+    assert cpu_weight_gradient() == "auto"
     run = RunConfig(output_dir=tmp_path / "run", device="cpu", cpu_weight_gradient="onednn")
     with run_session(run):
         assert cpu_weight_gradient() == "onednn"
-    assert cpu_weight_gradient() == "blocked_gemm"
+    assert cpu_weight_gradient() == "auto"
 
 
 def test_config_fields_defaults_and_bad_values_name_the_field() -> None:
     run = RunConfig()
-    assert run.reuse_host_memory is False and run.cpu_weight_gradient == "blocked_gemm"
+    assert run.reuse_host_memory is False and run.cpu_weight_gradient == "auto"
     with pytest.raises(ValueError, match="cpu_weight_gradient"):
         RunConfig.model_validate({"cpu_weight_gradient": "mkl"})
     with pytest.raises(ValueError, match="reuse_host_memory"):

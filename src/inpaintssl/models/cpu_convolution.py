@@ -46,6 +46,7 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "WeightGradientKernel",
+    "auto_weight_gradient_kernel",
     "blocked_weight_gradient_applies",
     "conv3x3",
     "conv3x3_weight_gradient",
@@ -54,39 +55,70 @@ __all__ = [
     "using_cpu_weight_gradient",
 ]
 
-WeightGradientKernel = Literal["blocked_gemm", "onednn"]
+WeightGradientKernel = Literal["auto", "blocked_gemm", "onednn"]
+_KERNELS = ("auto", "blocked_gemm", "onednn")
 
 # Pixels per im2col block: 2,048 x 9C floats (2.4 MB at C = 32) stays in cache for the wide,
 # shallow layers that cost the most, and keeps the Python loop to a few hundred blocks per
 # 256x256 layer. A 4 MiB cap for the deep layers changed nothing measurable (benchmarks/README.md).
 _BLOCK_ROWS = 2048
-_kernel: WeightGradientKernel = "blocked_gemm"
+_kernel: WeightGradientKernel = "auto"
+
+# "auto" picks the blocked GEMMs for a layer whose input and output gradient together take at
+# least _AUTO_MIN_BYTES, or that has at least _AUTO_MIN_CHANNELS channels on either side; oneDNN's
+# NHWC weight gradient is fast while its operands stay in cache and slow once they spill, or
+# once the channels are wide. On the project's 2-core AVX2 EPYC (benchmarks/README.md,
+# bench_conv_layers.py): every layer of the 256x256 width-32 U-Net won with the blocked GEMMs
+# (1.3-3.2x; the smallest 28 MB at 128 channels, or 7 MB at 256-512 channels), every layer of
+# the 112x96 width-16 demo U-Net lost (18.6 MB at 16-32 channels at most: 1.3-3.5x slower).
+_AUTO_MIN_BYTES = 24 * 2**20
+_AUTO_MIN_CHANNELS = 256
+
+
+def auto_weight_gradient_kernel(x: torch.Tensor, weight: torch.Tensor) -> Literal["blocked_gemm", "onednn"]:
+    """The kernel ``"auto"`` uses for one convolution, from its input and kernel shapes.
+
+    Example:
+        >>> import torch
+        >>> auto_weight_gradient_kernel(torch.zeros(9, 32, 256, 256), torch.zeros(32, 32, 3, 3))
+        'blocked_gemm'
+        >>> auto_weight_gradient_kernel(torch.zeros(9, 16, 112, 96), torch.zeros(16, 16, 3, 3))
+        'onednn'
+    """
+    c_out, c_in = int(weight.shape[0]), int(weight.shape[1])
+    pixels = int(x.shape[0]) * int(x.shape[-2]) * int(x.shape[-1])
+    operand_bytes = pixels * (c_in + c_out) * x.element_size()
+    if operand_bytes >= _AUTO_MIN_BYTES or max(c_in, c_out) >= _AUTO_MIN_CHANNELS:
+        return "blocked_gemm"
+    return "onednn"
 
 
 def set_cpu_weight_gradient(kernel: WeightGradientKernel) -> None:
     """Choose how channels_last CPU training computes 3x3 weight gradients.
 
     Args:
-        kernel: ``"blocked_gemm"`` (default) for :func:`conv3x3_weight_gradient`, ``"onednn"`` for
-            PyTorch's own convolution backward (use it to compare, or on processors where oneDNN's
-            NHWC weight-gradient kernel is fast, e.g. with AVX-512).
+        kernel: ``"auto"`` (default): per layer, whichever of the two measured faster for its
+            shape (:func:`auto_weight_gradient_kernel`); ``"blocked_gemm"`` for
+            :func:`conv3x3_weight_gradient` everywhere; ``"onednn"`` for PyTorch's own convolution
+            backward everywhere (use it to compare, or on processors where oneDNN's NHWC
+            weight-gradient kernel is fast, e.g. with AVX-512).
 
     Raises:
-        ValueError: If ``kernel`` is not one of the two names.
+        ValueError: If ``kernel`` is not one of the three names.
 
     Example:
         >>> set_cpu_weight_gradient("onednn"); cpu_weight_gradient()
         'onednn'
-        >>> set_cpu_weight_gradient("blocked_gemm")
+        >>> set_cpu_weight_gradient("auto")
     """
     global _kernel
-    if kernel not in ("blocked_gemm", "onednn"):
-        raise ValueError(f"kernel={kernel!r} is invalid; expected 'blocked_gemm' or 'onednn'")
+    if kernel not in _KERNELS:
+        raise ValueError(f"kernel={kernel!r} is invalid; expected 'auto', 'blocked_gemm' or 'onednn'")
     _kernel = kernel
 
 
 def cpu_weight_gradient() -> WeightGradientKernel:
-    """The kernel chosen by :func:`set_cpu_weight_gradient` (``"blocked_gemm"`` unless changed)."""
+    """The kernel chosen by :func:`set_cpu_weight_gradient` (``"auto"`` unless changed)."""
     return _kernel
 
 
@@ -99,7 +131,7 @@ def using_cpu_weight_gradient(kernel: WeightGradientKernel) -> Iterator[None]:
         ...     cpu_weight_gradient()
         'onednn'
         >>> cpu_weight_gradient()
-        'blocked_gemm'
+        'auto'
     """
     previous = _kernel
     set_cpu_weight_gradient(kernel)
@@ -113,10 +145,11 @@ def blocked_weight_gradient_applies(x: torch.Tensor, weight: torch.Tensor) -> bo
     """Whether :func:`conv3x3` would compute this convolution's weight gradient itself.
 
     True for 4-D CPU float32/float64 inputs in channels_last with a ``(C_out, C_in, 3, 3)`` kernel,
-    when a gradient is wanted and the ``"blocked_gemm"`` kernel is selected.
+    when a gradient is wanted and the ``"blocked_gemm"`` kernel is selected (or ``"auto"`` picks it
+    for this shape).
     """
     return (
-        _kernel == "blocked_gemm"
+        _kernel != "onednn"
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad)
         and x.device.type == "cpu"
@@ -126,6 +159,7 @@ def blocked_weight_gradient_applies(x: torch.Tensor, weight: torch.Tensor) -> bo
         and x.ndim == 4
         and weight.shape[1:] == (x.shape[1], 3, 3)
         and x.is_contiguous(memory_format=torch.channels_last)
+        and (_kernel == "blocked_gemm" or auto_weight_gradient_kernel(x, weight) == "blocked_gemm")
     )
 
 
