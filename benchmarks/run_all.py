@@ -22,6 +22,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_convergence
 import bench_corruption
 import bench_dataloader
 import bench_system
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dataloader": bench_dataloader.main(quick),
         "training": bench_training.main(quick),
         "system": bench_system.main([*quick, *(["--full"] if args.full_demo else [])]),
+        "convergence": bench_convergence.main(
+            [*quick, "--out", str(HERE / "results" / f"bench_convergence{'_quick' if quick else ''}.json")]
+        ),
     }
     if torch.cuda.is_available():
         results["gpu"] = {

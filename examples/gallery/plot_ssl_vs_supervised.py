@@ -42,8 +42,9 @@ print(f"fine-tuning on {len(labelled.train)} labelled slices, testing on {len(la
 # -----------
 # The paper's optimal pretext task: context restoration with Poisson-disc patches (sec. 3.3).
 # Its 32x32 patches on 512x512 slices span 1/16 of the side; on 48 pixels that is 3, rounded up
-# to 4 here. The rest is the paper's recipe (Adam, the L2 loss of eq. A1, step decay), with short
-# epochs of 10 steps.
+# to 4 here. The loss is the paper's L2 (eq. A1); the optimiser follows the library's default
+# recipe (``optim.recipe: budget``: Adam with a warm-up and cosine decay over the 60-step budget),
+# with short epochs of 10 steps.
 pretext = {"task": "context_restoration", "patch_size": 4, "bank_size": 10}
 pre = issl.pretrain(
     {

@@ -94,9 +94,10 @@ for schedule in ("immediate", "freeze_then_unfreeze"):
     print(f"{schedule}: phases {phases}, {runs[schedule].epochs_run} epochs, test Dice {dice}")
 
 # %%
-# The learning rate follows the paper's step decay within each phase
-# (``lr * 0.9 ** floor((1 + epoch) / 2)``, Appendix A.1) and restarts at the second learning rate
-# (default ``lr / 10``) when the frozen phase ends.
+# Within each phase the learning rate warms up and then follows a cosine over the phase's budget
+# (the default recipe, ``optim.recipe: budget``; ``optim.recipe: paper`` gives Appendix A.1's
+# ``lr * 0.9 ** floor((1 + epoch) / 2)``), and it restarts at the second learning rate (default
+# ``lr / 10``) when the frozen phase ends. The plot shows each epoch's first step.
 fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.4))
 for (schedule, result), style in zip(runs.items(), ("--", "-")):
     epochs = [row["epoch"] for row in result.history]

@@ -32,7 +32,13 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "p (SSL>sup)" in done.stdout and "Caveat" in done.stdout
-    for name in ("corruption_panel.png", "dice_vs_label_fraction.png", "example_segmentations.png"):
+    assert "convergence:" in done.stdout and "time: pretraining steps" in done.stdout
+    for name in (
+        "corruption_panel.png",
+        "dice_vs_label_fraction.png",
+        "example_segmentations.png",
+        "learning_curves.png",
+    ):
         _png_ok(out / name)
     assert (out / "dice_vs_label_fraction.pdf").read_bytes()[:4] == b"%PDF"
     with open(out / "results.csv", newline="") as handle:
@@ -45,11 +51,26 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
     with open(out / "summary.csv", newline="") as handle:
         summary = list(csv.DictReader(handle))
     assert [float(s["label_fraction"]) for s in summary] == list(settings.fractions)
+    assert list(summary[0]) == [
+        "label_fraction",
+        *[f"{arm}_{name}" for name in ("csf", "gm", "wm", "mean") for arm in ("ssl", "supervised")],
+        "pairs",
+        "p_value",
+        "seed_differences",
+    ]
+    with open(out / "runs.csv", newline="") as handle:
+        run_rows = list(csv.DictReader(handle))
+    assert run_rows[0]["run"] == "pretrain" and len(run_rows) == 1 + len(runs)
+    assert {r["converged"] for r in run_rows} <= {"0", "1"}
+    for r in run_rows:
+        # Every run's time splits into steps, validation and the rest, none negative.
+        assert 0 < float(r["train_seconds"]) <= float(r["seconds"]) + 1e-6
+        assert float(r["validation_seconds"]) >= 0
     assert len(summary[0]["seed_differences"].split()) == 3  # three label-subset seeds at 5 %
     report = (out / "report.md").read_text()
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (out / link).is_file(), link
-    assert (out / "report.html").read_text().count("<img") == 3
+    assert (out / "report.html").read_text().count("<img") == 4
     assert (out / "runs" / "pretrain" / "checkpoints" / "best" / "model.safetensors").is_file()
 
 

@@ -364,6 +364,17 @@ def _negative_lr(folder: Path) -> Call:
     return lambda: issl.finetune(_config(folder, optim={"lr": -1e-3}))
 
 
+@_case(
+    "config-min-lr-above-lr",
+    "config",
+    ConfigError,
+    r"optim: Value error, optim\.min_lr \(0\.1\) must not exceed the learning rate \(0\.01\)",
+)
+def _min_lr_above_lr(folder: Path) -> Call:
+    """A learning-rate floor above the learning rate (``optim.min_lr=0.1`` with the default 1e-2)."""
+    return lambda: issl.finetune(_config(folder, optim={"min_lr": 0.1}))
+
+
 @_case("config-invalid-yaml", "config", ConfigError, r"config file .*broken\.yaml is not valid yaml")
 def _invalid_yaml(folder: Path) -> Call:
     """A YAML file that does not parse (an unclosed bracket)."""

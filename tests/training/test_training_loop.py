@@ -76,9 +76,10 @@ def test_unfrozen_phase_moves_the_transferred_weights(tmp_path: Path) -> None:
         model,
         [Phase(name="frozen", lr=1e-2, frozen_parts=("encoder",)), Phase(name="unfrozen", lr=1e-3)],
         max_epochs=2,
+        recipe="paper",
     ).fit()
     assert [row["phase"] for row in outcome.history] == ["frozen", "frozen", "unfrozen", "unfrozen"]
-    # Each phase restarts the schedule from its own initial learning rate.
+    # Each phase restarts the schedule from its own initial learning rate (the paper's step decay).
     assert [row["lr"] for row in outcome.history] == pytest.approx([1e-2, 9e-3, 1e-3, 9e-4])
     assert len(outcome.phase_best) == 2
     encoder = [k for k in before if k.startswith("encoder.")]
@@ -120,11 +121,12 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
         ) -> torch.Tensor:
             Exploding.calls += 1
             value = super().loss(model, batch, keys=keys)
-            return value * float("nan") if Exploding.calls == 4 else value
+            return value * float("nan") if Exploding.calls == 3 else value
 
     trainer = _trainer(tmp_path, model, [Phase(name="finetune", lr=1e-3)], max_epochs=3)
     trainer.objective = Exploding(loss=LOSSES.build("dice"))
-    # 8 images / batch 4 = 2 steps per epoch plus 1 validation batch: call 4 is epoch 1, step 0.
+    # 8 images / batch 4 = 2 training steps per epoch (validation scores through
+    # loss_and_overlaps, not loss): call 3 is epoch 1, step 0.
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0"):
         trainer.fit()
     _, meta = load_checkpoint(tmp_path, which="last")

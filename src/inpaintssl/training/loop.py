@@ -726,12 +726,6 @@ class Trainer:
             state.best_val, state.best_epoch = val_loss, state.global_epoch
             self._save("best", epoch=state.global_epoch, val_loss=val_loss)
         state.stopping.update(val_loss)
-        phase_losses = [r["val_loss"] for r in state.history if r["phase"] == phase.name] + [val_loss]
-        verdict = assess_convergence(
-            phase_losses,
-            stopped_early=state.stopping.should_stop,
-            tolerance=self.stopping_config.convergence_tolerance,
-        )
         row = {
             "phase": phase.name,
             "epoch": state.global_epoch,
@@ -742,11 +736,12 @@ class Trainer:
             **({} if val_dice is None else {"val_dice": val_dice}),
             "best": int(is_best),
             "stopped_early": int(state.stopping.should_stop),
-            "converged": int(verdict.converged),
             "train_seconds": round(train_seconds, 4),
             "seconds": round(time.perf_counter() - started, 3),
         }
         state.history.append(row)
+        # The verdict on the curve so far: the last row of a phase carries the phase's verdict.
+        row["converged"] = int(self._phase_convergence(state.history, phase.name).converged)
         state.epoch += 1
         state.global_epoch += 1
         state.stopped_early = state.stopping.should_stop
