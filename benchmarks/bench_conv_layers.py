@@ -61,6 +61,17 @@ def unet_convolutions(
     return found
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or the platform's machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def _best_ms(fn: Callable[[], object], repeats: int) -> float:
     calls_per_s = per_second(fn, items=1, min_time=0.0, min_calls=repeats, device=torch.device("cpu"))
     return 1000 / calls_per_s
@@ -138,6 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {
         "benchmark": "conv_layers",
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch_size": batch,

@@ -18,6 +18,7 @@ from inpaintssl.models import (
     WSConv2d,
     conv3x3,
     conv3x3_weight_gradient,
+    cpu_convolution,
     cpu_weight_gradient,
     set_cpu_weight_gradient,
     using_cpu_weight_gradient,
@@ -128,6 +129,32 @@ def test_fast_path_applies_only_where_it_is_valid() -> None:
             assert not blocked_weight_gradient_applies(x, w)
     with using_cpu_weight_gradient("onednn"):
         assert not blocked_weight_gradient_applies(x, w)
+
+
+@pytest.mark.parametrize(
+    ("capability", "shape", "c_out", "expected"),
+    [
+        # AVX2: operands of at least 24 MiB, or 256+ channels, take the blocked GEMMs.
+        ("AVX2", (9, 32, 256, 256), 32, "blocked_gemm"),  # 9*65536*64*4 B = 144 MiB
+        ("AVX2", (9, 128, 64, 64), 128, "blocked_gemm"),  # 36 MiB
+        ("AVX2", (9, 256, 16, 16), 512, "blocked_gemm"),  # 6.8 MiB but 512 channels
+        ("AVX2", (9, 32, 112, 96), 16, "onednn"),  # 17.7 MiB, 32 channels: the demo's largest layer
+        ("AVX2", (9, 128, 14, 12), 128, "onednn"),
+        # Elsewhere oneDNN's kernel was the faster or was never measured slower.
+        ("AVX512", (9, 32, 256, 256), 32, "onednn"),
+        ("DEFAULT", (9, 256, 16, 16), 512, "onednn"),
+    ],
+)
+def test_auto_rule_by_processor_and_operand_size(
+    monkeypatch: pytest.MonkeyPatch,
+    capability: str,
+    shape: tuple[int, int, int, int],
+    c_out: int,
+    expected: str,
+) -> None:
+    monkeypatch.setattr(cpu_convolution, "_cpu_capability", lambda: capability)
+    x, w = torch.empty(shape), torch.empty(c_out, shape[1], 3, 3)
+    assert auto_weight_gradient_kernel(x, w) == expected
 
 
 @pytest.mark.parametrize(

@@ -253,3 +253,22 @@ def test_pretraining_writes_a_reconstruction_panel_every_epoch(tmp_path: Path) -
     assert (result.run_dir / "learning_curve.png").read_bytes()[:8] == PNG
     rows = _read_csv(result.run_dir / "metrics.csv")
     assert {"converged", "stopped_early"} <= set(rows[0]) and "val_dice" not in rows[0]
+
+
+@pytest.mark.slow
+def test_defaults_with_only_a_budget_converge_on_data_the_recipe_was_not_chosen_on(tmp_path: Path) -> None:
+    # The recipe was chosen on MNI152 slices; the generated shapes are another dataset entirely.
+    # Only the budget is set: network, recipe, loss and early stopping are the library's defaults.
+    data = {
+        "dataset": "synthetic",
+        "params": {"num_images": 64, "num_val": 16, "num_test": 32, "size": [64, 64]},
+    }
+    result = issl.finetune(
+        {
+            "data": data,
+            "optim": {"max_epochs": 20, "steps_per_epoch": 10},
+            "run": {"output_dir": str(tmp_path / "ft"), "quiet": True, "device": "cpu"},
+        }
+    )
+    assert result.converged, [row["val_loss"] for row in result.history]
+    assert min(result.mean_dice().values()) > 0.8

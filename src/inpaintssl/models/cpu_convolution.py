@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -64,27 +65,36 @@ _KERNELS = ("auto", "blocked_gemm", "onednn")
 _BLOCK_ROWS = 2048
 _kernel: WeightGradientKernel = "auto"
 
-# "auto" picks the blocked GEMMs for a layer whose input and output gradient together take at
-# least _AUTO_MIN_BYTES, or that has at least _AUTO_MIN_CHANNELS channels on either side; oneDNN's
-# NHWC weight gradient is fast while its operands stay in cache and slow once they spill, or
-# once the channels are wide. On the project's 2-core AVX2 EPYC (benchmarks/README.md,
-# bench_conv_layers.py): every layer of the 256x256 width-32 U-Net won with the blocked GEMMs
-# (1.3-3.2x; the smallest 28 MB at 128 channels, or 7 MB at 256-512 channels), every layer of
-# the 112x96 width-16 demo U-Net lost (18.6 MB at 16-32 channels at most: 1.3-3.5x slower).
+# "auto" uses the blocked GEMMs only where they were measured faster (benchmarks/README.md,
+# bench_conv_layers.py): on AVX2 processors (PyTorch's CPU capability "AVX2"), for a layer whose
+# input and output gradient together take at least _AUTO_MIN_BYTES or that has at least
+# _AUTO_MIN_CHANNELS channels on either side. On the project's 2-core AVX2 EPYC every layer of
+# the 256x256 width-32 U-Net was 1.3-3.2x faster with them (the smallest: 28 MB at 128 channels,
+# 7 MB at 256-512 channels), while a whole training step of the 112x96 width-16 demo U-Net (18.6
+# MB and 32 channels at most) was 1.13x slower. On a 2-core AVX-512 Xeon oneDNN's NHWC kernel was
+# faster at both sizes (749 against 1,072 ms over the 256x256 network's eighteen convolutions).
 _AUTO_MIN_BYTES = 24 * 2**20
 _AUTO_MIN_CHANNELS = 256
 
 
+@functools.cache
+def _cpu_capability() -> str:
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def auto_weight_gradient_kernel(x: torch.Tensor, weight: torch.Tensor) -> Literal["blocked_gemm", "onednn"]:
-    """The kernel ``"auto"`` uses for one convolution, from its input and kernel shapes.
+    """The kernel ``"auto"`` uses for one convolution, from the processor and the layer's shapes.
 
     Example:
         >>> import torch
-        >>> auto_weight_gradient_kernel(torch.zeros(9, 32, 256, 256), torch.zeros(32, 32, 3, 3))
-        'blocked_gemm'
+        >>> big = auto_weight_gradient_kernel(torch.zeros(9, 32, 256, 256), torch.zeros(32, 32, 3, 3))
+        >>> big == ("blocked_gemm" if torch.backends.cpu.get_cpu_capability() == "AVX2" else "onednn")
+        True
         >>> auto_weight_gradient_kernel(torch.zeros(9, 16, 112, 96), torch.zeros(16, 16, 3, 3))
         'onednn'
     """
+    if _cpu_capability() != "AVX2":
+        return "onednn"
     c_out, c_in = int(weight.shape[0]), int(weight.shape[1])
     pixels = int(x.shape[0]) * int(x.shape[-2]) * int(x.shape[-1])
     operand_bytes = pixels * (c_in + c_out) * x.element_size()

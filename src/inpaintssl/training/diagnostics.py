@@ -1,9 +1,8 @@
 """Diagnostic figures written at the end of a run: learning curves and reconstruction panels.
 
-Learning curves show whether a run followed the training recipe of Dominic et al. (2023,
-sec. 2.5 and Appendix A.1: Adam, step decay, early stopping on the validation loss, best weights
-restored), i.e. whether it stopped because the validation loss stopped improving or merely ran
-out of epochs. Reconstruction panels show what the pretext network learned to restore
+Learning curves show how a run trained (Dominic et al. 2023, Appendix A.1: early stopping on the
+validation loss, best weights restored) and whether it converged
+(:mod:`inpaintssl.training.convergence`) or merely ran out of budget. Reconstruction panels show what the pretext network learned to restore
 (sec. 2.4): original, corrupted input, restoration and the absolute error, slice by slice.
 
 Everything here is pure plotting (matplotlib's object API, no pyplot state, no display needed)
