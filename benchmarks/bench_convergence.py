@@ -13,6 +13,9 @@ Usage::
 
     python benchmarks/bench_convergence.py [--epochs 30] [--steps 10] [--quick]
         [--dataset mni152|synthetic] [--out benchmarks/results/bench_convergence.json]
+    python benchmarks/bench_convergence.py --figure docs/_static/recipe_curves.png RECORD.json [...]
+
+The second form draws the learning curves of saved records, one panel per recipe and dataset.
 
 Target (issue #14): the default recipe reaches 95 % of the better final validation Dice in fewer
 steps than the paper's recipe, and converges within the budget.
@@ -34,6 +37,7 @@ import torch
 
 import inpaintssl as issl
 from inpaintssl.training.convergence import ConvergenceWarning
+from inpaintssl.training.diagnostics import plot_learning_curves_grid
 
 RECIPES = ("paper", "budget")
 
@@ -97,6 +101,17 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def figure(records: list[Path], path: Path) -> Path:
+    """One learning-curve panel per recipe of each saved record."""
+    runs = []
+    for source in records:
+        record = json.loads(source.read_text())
+        for name, run in record["recipes"].items():
+            runs.append((f"{record['dataset']['dataset']}: {name}", run["curve"], bool(run["converged"])))
+    title = "Fine-tuning with all labels, validation every 10 steps: paper recipe vs budget recipe"
+    return plot_learning_curves_grid(runs, path, title=title)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -104,7 +119,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a smaller network and 5 epochs (smoke run)")
     parser.add_argument("--dataset", choices=sorted(DATA), default="mni152")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--figure", type=Path, help="draw the curves of the RECORD files instead of running")
+    parser.add_argument("records", type=Path, nargs="*")
     args = parser.parse_args(argv)
+    if args.figure:
+        print(figure(args.records, args.figure))
+        return {}
     epochs = 5 if args.quick else args.epochs
     folder = Path(tempfile.mkdtemp(prefix="bench_convergence_"))
     runs = {
