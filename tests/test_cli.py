@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inpaintssl.cli import main
+from inpaintssl.cli import _data_overrides, main
 
 
 def test_plugins_lists_every_registry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,3 +68,17 @@ def test_finetune_then_evaluate_reuses_the_runs_data(
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["images"] == 3 and Path(report["output"]) == run / "eval_test.csv"
     assert report["mean"]["dice_disc"] == pytest.approx(finetuned["test_dice"]["disc"], abs=1e-6)
+
+
+def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "show", "evaluate"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["checkpoint"].startswith("<required") and shown["split"] == "test"
+    assert main(["config", "show", "evaluate", "checkpoint=runs/ft"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["checkpoint"] == "runs/ft"
+
+
+def test_evaluate_overrides_take_the_data_prefix_and_warn_without_it() -> None:
+    assert _data_overrides(["data.image_size=[64, 64]"]) == ["image_size=[64, 64]"]
+    with pytest.warns(DeprecationWarning, match=r"write 'data.image_size=\[64, 64\]'"):
+        assert _data_overrides(["image_size=[64, 64]"]) == ["image_size=[64, 64]"]

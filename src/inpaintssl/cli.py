@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                 "run_dir": str(result.run_dir),
                 "best_val_loss": result.best_val_loss,
                 "epochs": result.epochs_run,
+                "converged": result.converged,
             }
         )
     )
@@ -99,6 +101,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                 "run_dir": str(result.run_dir),
                 "best_val_loss": result.best_val_loss,
                 "epochs": result.epochs_run,
+                "converged": result.converged,
                 "test_dice": result.mean_dice(),
             }
         )
@@ -120,6 +123,26 @@ def _recorded_data(checkpoint: Path) -> dict[str, Any]:
     }
 
 
+def _data_overrides(items: Sequence[str]) -> list[str]:
+    """``data.key=value`` (as ``pretrain`` and ``finetune`` spell it) -> ``key=value`` of the data config.
+
+    The old unprefixed spelling still works, with a deprecation warning.
+    """
+    stripped: list[str] = []
+    for item in items:
+        if item.startswith("data."):
+            stripped.append(item[len("data.") :])
+            continue
+        warnings.warn(
+            f"inpaintssl evaluate: override {item!r} without the 'data.' prefix is deprecated; "
+            f"write 'data.{item}' as pretrain and finetune do",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        stripped.append(item)
+    return stripped
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from inpaintssl.api import evaluate
     from inpaintssl.config import DataConfig, apply_overrides, load_config
@@ -128,7 +151,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.data if args.data is not None else _recorded_data(Path(args.checkpoint)), DataConfig
     )
     if args.overrides:
-        data = apply_overrides(data, args.overrides)
+        data = apply_overrides(data, _data_overrides(args.overrides))
     output = args.output
     if output is None:
         base = Path(args.checkpoint)
@@ -188,7 +211,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(json.dumps(cls.model_json_schema(), indent=2))
         return 0
     config, overrides = _split_config_and_overrides(args.items)
-    print(config_to_yaml(load_config(config if config is not None else {}, cls, overrides=overrides)), end="")
+    source: Any = config if config is not None else {}
+    if args.stage == "evaluate" and config is None:
+        # The one required field: show where it goes instead of failing on its absence (an
+        # override checkpoint=... replaces the placeholder).
+        source = {"checkpoint": "<required: a run folder, checkpoint folder or .safetensors file>"}
+    print(config_to_yaml(load_config(source, cls, overrides=overrides)), end="")
     return 0
 
 
@@ -211,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a data split")
     p.add_argument("checkpoint", help="run folder, checkpoint folder or .safetensors file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the data config")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="data.KEY=VALUE",
+        help="overrides of the data config, e.g. data.image_size=[64,64]",
+    )
     p.add_argument(
         "--data",
         help="data config (YAML/JSON, the `data` section schema); default: the run's own data section",

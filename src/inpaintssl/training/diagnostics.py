@@ -2,8 +2,9 @@
 
 Learning curves show how a run trained (Dominic et al. 2023, Appendix A.1: early stopping on the
 validation loss, best weights restored) and whether it converged
-(:mod:`inpaintssl.training.convergence`) or merely ran out of budget. Reconstruction panels show what the pretext network learned to restore
-(sec. 2.4): original, corrupted input, restoration and the absolute error, slice by slice.
+(:mod:`inpaintssl.training.convergence`) or merely ran out of budget. Reconstruction panels show
+what the pretext network learned to restore (sec. 2.4): original, corrupted input, restoration and
+the absolute error, slice by slice.
 
 Everything here is pure plotting (matplotlib's object API, no pyplot state, no display needed)
 and every file is replaced atomically, so a killed run never leaves a torn image behind.

@@ -82,6 +82,15 @@ class EvaluationTable:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __repr__(self) -> str:
+        # The rows can number thousands: show their count, columns and means, not the rows.
+        levels = sorted({str(r.get("level")) for r in self.rows if "level" in r})
+        means = ", ".join(f"{k}={v:.4g}" for k, v in self.select(level="image").mean().items())
+        return (
+            f"EvaluationTable({len(self.rows)} rows, levels {levels or '-'}, columns {self.columns}"
+            f"{'; image means: ' + means if means else ''})"
+        )
+
 
 def _loader(dataset: Dataset[dict[str, Any]], batch_size: int) -> DataLoader[Any]:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)

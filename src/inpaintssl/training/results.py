@@ -53,6 +53,14 @@ class PretrainResult:
         """The best checkpoint folder, ready for :func:`inpaintssl.transfer`."""
         return self.run_dir / "checkpoints" / "best"
 
+    def __repr__(self) -> str:
+        # The network and the evaluation rows stay out: print() of a result should fit a line.
+        return (
+            f"PretrainResult(run_dir={str(self.run_dir)!r}, epochs_run={self.epochs_run}, "
+            f"best_val_loss={self.best_val_loss:.5g}, best_epoch={self.best_epoch}, "
+            f"converged={self.converged}, stopped_early={self.stopped_early})"
+        )
+
 
 @dataclass
 class FinetuneResult:
@@ -89,6 +97,16 @@ class FinetuneResult:
     def checkpoint(self) -> Path:
         """The best checkpoint folder."""
         return self.run_dir / "checkpoints" / "best"
+
+    def __repr__(self) -> str:
+        # The network and the per-image rows stay out: print() of a result should fit a line.
+        dice = ", ".join(f"{k}: {v:.3f}" for k, v in self.mean_dice().items())
+        return (
+            f"FinetuneResult(run_dir={str(self.run_dir)!r}, epochs_run={self.epochs_run}, "
+            f"best_val_loss={self.best_val_loss:.5g}, best_epoch={self.best_epoch}, "
+            f"converged={self.converged}, test_dice={{{dice}}}, "
+            f"transferred={self.transfer is not None})"
+        )
 
     def mean_dice(self) -> dict[str, float]:
         """Mean per-image test Dice per class (empty without a test split)."""
