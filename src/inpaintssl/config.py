@@ -461,10 +461,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 def _set_path(data: dict[str, Any], path: list[str], value: Any, *, item: str) -> None:
     node = data
     for part in path[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = {}
-            node[part] = child
+        # Only a missing key starts a new section: a field present as null (optim.lr left to the
+        # recipe) is a value, and descending into it is the same mistake as into a number.
+        if part not in node:
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section (found {child!r})")
         node = child

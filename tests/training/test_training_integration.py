@@ -24,7 +24,7 @@ def _pretrain_config(out: Path, **optim: Any) -> dict[str, Any]:
         "data": DATA,
         "model": TINY_MODEL,
         "pretext": {"task": "context_restoration", "patch_size": 4, "bank_size": 8},
-        "optim": {"max_epochs": 4, "batch_size": 8, "lr": 3e-3, **optim},
+        "optim": {"max_epochs": 4, "batch_size": 8, **optim},
         "run": {"output_dir": str(out), "quiet": True, "seed": 1, "device": "cpu"},
     }
 
