@@ -48,6 +48,7 @@ __all__ = [
     "apply_overrides",
     "config_to_yaml",
     "load_config",
+    "read_config_text",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -490,17 +491,64 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
         raise ConfigError(_format_validation_error(exc, source="overrides")) from exc
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain YAML keeps the last value silently, so a config with ``lr`` twice trains at whichever
+    came second and nobody notices.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {line} (first given at line {seen[key]})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate key(s) {', '.join(map(repr, duplicates))} in one JSON object")
+    return dict(pairs)
+
+
+def read_config_text(text: str, *, source: str, json_format: bool = False) -> Any:
+    """Parse YAML (or JSON) config text; a key repeated within one mapping is an error.
+
+    Raises:
+        ConfigError: Invalid syntax or a duplicate key; the message names ``source``, the key
+            and (YAML) both lines.
+
+    Example:
+        >>> read_config_text("optim: {lr: 0.1}", source="example")
+        {'optim': {'lr': 0.1}}
+        >>> read_config_text("{lr: 0.1, lr: 0.2}", source="example")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.config.ConfigError: example is not valid YAML: duplicate key 'lr' at line 1 ...
+    """
+    try:
+        if json_format:
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except (json.JSONDecodeError, ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if json_format else "YAML"
+        detail = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else str(exc)
+        raise ConfigError(f"{source} is not valid {kind}: {detail}") from exc
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from exc
+    data = read_config_text(text, source=f"config file {path}", json_format=path.suffix.lower() == ".json")
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -47,6 +47,7 @@ from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, load_checkpoi
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import ConfigError, DataConfig, PretrainConfig, load_config
 from inpaintssl.data import DataError, SplitRecord, build_datasets
+from inpaintssl.experiments.spec import load_spec
 from inpaintssl.registry import BACKBONES, DATASETS
 from inpaintssl.training.context import RunFolderInUseError
 from inpaintssl.training.loop import NonFiniteLossError
@@ -375,11 +376,52 @@ def _min_lr_above_lr(folder: Path) -> Call:
     return lambda: issl.finetune(_config(folder, optim={"min_lr": 0.1}))
 
 
-@_case("config-invalid-yaml", "config", ConfigError, r"config file .*broken\.yaml is not valid yaml")
+@_case("config-invalid-yaml", "config", ConfigError, r"config file .*broken\.yaml is not valid YAML")
 def _invalid_yaml(folder: Path) -> Call:
     """A YAML file that does not parse (an unclosed bracket)."""
     path = _write_text(folder / "broken.yaml", "optim: {lr: [0.001\n")
     return lambda: issl.pretrain(path)
+
+
+@_case(
+    "config-duplicate-yaml-key",
+    "config",
+    ConfigError,
+    r"config file .*twice\.yaml is not valid YAML",
+    r"duplicate key 'lr' at line 4 \(first given at line 2\)",
+)
+def _duplicate_yaml_key(folder: Path) -> Call:
+    """A YAML config that gives ``optim.lr`` twice (plain YAML would keep the second silently)."""
+    path = _write_text(folder / "twice.yaml", "optim:\n  lr: 0.001\n  max_epochs: 1\n  lr: 0.1\n")
+    return lambda: issl.pretrain(path)
+
+
+@_case(
+    "config-duplicate-json-key",
+    "config",
+    ConfigError,
+    r"config file .*twice\.json is not valid JSON",
+    r"duplicate key\(s\) 'lr'",
+)
+def _duplicate_json_key(folder: Path) -> Call:
+    """A JSON config that gives ``optim.lr`` twice."""
+    path = _write_text(folder / "twice.json", '{"optim": {"lr": 0.001, "lr": 0.1}}')
+    return lambda: issl.pretrain(path)
+
+
+@_case(
+    "study-duplicate-yaml-key",
+    "config",
+    ConfigError,
+    r"study spec .*study\.yaml is not valid YAML",
+    r"duplicate key 'label_fractions' at line 3 \(first given at line 2\)",
+)
+def _duplicate_study_key(folder: Path) -> Call:
+    """A study spec that lists ``label_fractions`` twice."""
+    path = _write_text(
+        folder / "study.yaml", "study: clinical\nlabel_fractions: [0.1]\nlabel_fractions: [1.0]\n"
+    )
+    return lambda: load_spec(path)
 
 
 @_case(

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, apply_overrides
+from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, apply_overrides, read_config_text
 
 __all__ = [
     "GRID_STAGES",
@@ -256,10 +256,7 @@ def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"study spec {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"study spec {path} is not valid YAML/JSON: {exc}") from exc
+        data = read_config_text(path.read_text(encoding="utf-8"), source=f"study spec {path}")
         if not isinstance(data, dict):
             raise ConfigError(
                 f"study spec {path}: expected a mapping at the top level, found {type(data).__name__}"
