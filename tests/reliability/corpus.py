@@ -410,7 +410,7 @@ def _duplicate_json_key(folder: Path) -> Call:
 
 
 @_case(
-    "study-duplicate-yaml-key",
+    "config-study-duplicate-yaml-key",
     "config",
     ConfigError,
     r"study spec .*study\.yaml is not valid YAML",
