@@ -3,13 +3,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,nifti,dicom,demo,docs,tensorboard
+EXTRAS ?= dev,nifti,dicom,demo,docs,tensorboard,onnx,monai
 PYTEST_ARGS ?=
+# segmentation_models_pytorch needs timm and torchvision, and PyPI's torchvision does not import
+# beside the CPU torch 2.13 wheel; its backbone is tested in a virtualenv of its own with a matching pair.
+SMP_VENV ?= .venv-smp
+SMP_TORCH ?= torch==2.14.1 torchvision==0.29.1
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 
-.PHONY: venv test test-fast lint docs demo demo-quick bench clean
+.PHONY: venv test test-fast test-smp lint docs demo demo-quick bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +29,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-smp:
+	test -x $(SMP_VENV)/bin/python || $(PYTHON) -m venv $(SMP_VENV)
+	$(SMP_VENV)/bin/python -m pip install --quiet $(SMP_TORCH) -e ".[dev,nifti,demo,smp]"
+	$(SMP_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) \
+		tests/models/test_models_external.py tests/models/test_models_registered_backbones.py
+	cd "$$(mktemp -d)" && $(CURDIR)/$(SMP_VENV)/bin/python $(CURDIR)/examples/gallery/plot_smp_backbone.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
@@ -44,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) docs/_build docs/auto_examples demo-report demo-report-quick .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SMP_VENV) docs/_build docs/auto_examples demo-report demo-report-quick .pytest_cache .mypy_cache .ruff_cache

@@ -15,12 +15,17 @@ def test_top_level_exports_exactly_all() -> None:
             "EvaluationTable",
             "FinetuneConfig",
             "FinetuneResult",
+            "PredictionError",
+            "PredictionReport",
             "PretrainConfig",
             "PretrainResult",
             "TransferReport",
             "__version__",
             "evaluate",
+            "export_model",
             "finetune",
+            "load_model",
+            "predict",
             "pretrain",
             "registry",
             "transfer",
@@ -39,6 +44,11 @@ def test_api_signatures() -> None:
     assert transfer["weights"].kind is inspect.Parameter.KEYWORD_ONLY
     assert transfer["weights"].default == "encoder"
     assert list(inspect.signature(issl.evaluate).parameters)[:2] == ["checkpoint_or_model", "data"]
+    # Second wave (DESIGN.md section 1): load_model(run_or_checkpoint), predict(run, inputs, *, output).
+    assert list(inspect.signature(issl.load_model).parameters)[:1] == ["run_or_checkpoint"]
+    predict = inspect.signature(issl.predict).parameters
+    assert list(predict)[:2] == ["run_or_checkpoint", "inputs"]
+    assert predict["output"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_registries_and_their_methods() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -173,3 +174,145 @@ def test_entries_report_sources(plugin_dist: Path) -> None:
     assert entries["grid_test"].source == "plugin"
     assert entries["grid_test"].distribution is not None
     assert entries["grid_test"].distribution.startswith("issl-test-plugins")
+
+
+# -- issue 16: shadowed and broken plugins, parameters vs bugs inside a factory -------------------
+
+
+@pytest.fixture
+def diagnosis_dists(plugin_dist: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Besides ``plugin_dist``: a plugin that is not callable and two plugins of one name."""
+    # Underscored names: importlib.metadata tells distributions apart by the folder name up to
+    # its first "-", so "issl-test-more" would collapse into "issl-test-plugins".
+    more = plugin_dist / "more"
+    more.mkdir()
+    _write_distribution(
+        more,
+        name="issl_test_more",
+        entry_points="""
+            [inpaintssl.samplers]
+            constant_test = issl_more_plugin:CONSTANT
+            twin_test = issl_more_plugin:TwinSampler
+        """,
+        modules={
+            "issl_more_plugin": """
+                CONSTANT = 3
+
+                class TwinSampler:
+                    pass
+            """
+        },
+    )
+    _write_distribution(
+        more,
+        name="issl_test_twin",
+        entry_points="""
+            [inpaintssl.samplers]
+            twin_test = issl_more_plugin:TwinSampler
+        """,
+        modules={},
+    )
+    monkeypatch.syspath_prepend(str(more))
+    importlib.invalidate_caches()
+    yield more
+    for name in ("constant_test", "twin_test"):
+        SAMPLERS.unregister(name)
+    sys.modules.pop("issl_more_plugin", None)
+
+
+def test_entries_without_check_import_nothing_and_show_shadowed(diagnosis_dists: Path) -> None:
+    entries = {e.name: e for e in SAMPLERS.entries()}
+    assert "issl_good_plugin" not in sys.modules and "issl_more_plugin" not in sys.modules
+    assert entries["broken_test"].status == "unchecked"
+    random = entries["random"]
+    assert (random.source, random.status) == ("builtin", "ok")
+    assert [(e.source, e.status, e.target) for e in random.shadowed] == [
+        ("plugin", "shadowed", "issl_good_plugin:GridSampler")
+    ]
+    reason = random.shadowed[0].reason or ""
+    assert "the built-in" in reason and "RandomSampler" in reason
+    twin = entries["twin_test"]
+    assert len(twin.shadowed) == 1 and twin.shadowed[0].distribution != twin.distribution
+    assert f"the plugin from {twin.distribution}" in (twin.shadowed[0].reason or "")
+
+
+def test_entries_with_check_tell_broken_from_healthy(diagnosis_dists: Path) -> None:
+    entries = {e.name: e for e in SAMPLERS.entries(check=True)}
+    assert entries["grid_test"].status == "ok" and entries["grid_test"].reason is None
+    broken = entries["broken_test"]
+    assert broken.status == "broken"
+    assert "RuntimeError: plugin exploded on import" in (broken.reason or "")
+    constant = entries["constant_test"]
+    assert constant.status == "broken" and "not callable (got int)" in (constant.reason or "")
+    # A builtin never becomes broken, and shadowed plugins are never imported to be checked.
+    assert entries["random"].status == "ok" and entries["random"].shadowed[0].status == "shadowed"
+
+
+def test_plugins_command_lists_shadowed_and_broken(
+    diagnosis_dists: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inpaintssl.cli import main
+
+    assert main(["plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    random_lines = [line for line in lines if line.split()[:1] == ["random"]]
+    assert len(random_lines) == 2
+    assert "built-in" in random_lines[0] and "SHADOWED" not in random_lines[0]
+    assert "SHADOWED: shadowed by the built-in" in random_lines[1] and "issl-test-plugins" in random_lines[1]
+    broken = next(line for line in lines if line.split()[:1] == ["broken_test"])
+    assert "BROKEN: fails to import: RuntimeError: plugin exploded on import" in broken
+    grid = next(line for line in lines if line.split()[:1] == ["grid_test"])
+    assert "BROKEN" not in grid and "SHADOWED" not in grid
+
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["samplers"]
+    statuses = {(r["name"], r["source"]): r["status"] for r in rows}
+    assert statuses[("random", "builtin")] == "ok"
+    assert statuses[("random", "plugin")] == "shadowed"
+    assert statuses[("broken_test", "plugin")] == "broken"
+    assert statuses[("constant_test", "plugin")] == "broken"
+
+
+def test_build_separates_wrong_parameters_from_a_bug_inside_the_factory() -> None:
+    registry: Registry[object] = Registry("widgets_test4")
+    bug = TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+    calls: list[int] = []
+
+    @registry.register("buggy")
+    def make_buggy(*, size: int) -> object:
+        calls.append(size)
+        raise bug
+
+    with pytest.raises(TypeError) as info:
+        registry.build("buggy", size=1)
+    assert info.value is bug  # unchanged, not relabelled as "invalid parameters"
+    assert calls == [1]
+    assert any(frame.name == "make_buggy" for frame in info.traceback)
+
+    with pytest.raises(TypeError, match=r"widgets_test4 'buggy': invalid parameters \['colour'\]") as wrong:
+        registry.build("buggy", colour="red")
+    assert "it accepts size" in str(wrong.value)
+    with pytest.raises(TypeError, match="missing a required argument: 'size'"):
+        registry.build("buggy")
+    assert calls == [1]  # a signature that does not bind never runs the factory
+
+
+def _plain_factories() -> list[tuple[str, str]]:
+    """Every registered (kind, name) whose factory takes no ``**kwargs``."""
+    import inspect
+
+    cases = []
+    for kind, registry in REGISTRIES.items():
+        for entry in registry.entries():
+            if entry.source != "builtin":
+                continue
+            parameters = inspect.signature(registry.get(entry.name)).parameters.values()
+            if all(p.kind is not p.VAR_KEYWORD for p in parameters):
+                cases.append((kind, entry.name))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "name"), _plain_factories())
+def test_every_builtin_reports_an_unknown_parameter_without_running(kind: str, name: str) -> None:
+    with pytest.raises(TypeError, match=rf"{kind} '{name}': invalid parameters \['not_a_parameter_xyz'\]"):
+        REGISTRIES[kind].build(name, not_a_parameter_xyz=1)

@@ -25,6 +25,9 @@ from torch.utils.data import Dataset
 from inpaintssl.checkpoint import load_checkpoint
 from inpaintssl.config import DataConfig, FinetuneConfig, PretrainConfig, load_config
 from inpaintssl.data.build import build_datasets
+from inpaintssl.data.preflight import preflight
+from inpaintssl.inference import PredictionError, PredictionReport, export_model, load_model, predict
+from inpaintssl.options import check_option
 from inpaintssl.registry import LOSSES, PRETEXT_TASKS
 from inpaintssl.training.components import build_backbone
 from inpaintssl.training.device import resolve_device
@@ -42,8 +45,13 @@ __all__ = [
     "FinetuneResult",
     "PretrainResult",
     "TransferReport",
+    "PredictionError",
+    "PredictionReport",
     "evaluate",
+    "export_model",
     "finetune",
+    "load_model",
+    "predict",
     "pretrain",
     "transfer",
 ]
@@ -64,6 +72,9 @@ def pretrain(config: PretrainConfig | ConfigSource, *, overrides: Sequence[str] 
     Raises:
         inpaintssl.config.ConfigError: Invalid configuration (names the field path).
         inpaintssl.data.base.DataError: Malformed data (names the file).
+        inpaintssl.training.context.RunFolderInUseError: ``run.output_dir`` holds an earlier run
+            (without ``run.resume``), or another run is writing it (``RunFolderLockedError``,
+            naming that run's pid, host and start time).
 
     Example:
         >>> result = pretrain("pretrain.yaml", overrides=["optim.max_epochs=2"])  # doctest: +SKIP
@@ -133,6 +144,8 @@ def _dataset_for(
     chosen = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
     if chosen is None or len(chosen) == 0:
         raise ValueError(f"data.dataset={cfg.dataset!r} has no {split!r} split to evaluate")
+    # Every file of the split, read in full before the first batch, so a bad one is named.
+    preflight({split: chosen}, progress=False, what=f"data.dataset={cfg.dataset!r}")
     return chosen, tuple(bundle.class_names)
 
 
@@ -169,8 +182,7 @@ def evaluate(
         >>> table = evaluate("runs/finetune", {"dataset": "mni152"})  # doctest: +SKIP
         >>> table.select(level="image").mean()["dice_mean"]            # doctest: +SKIP
     """
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    check_option(split, ("train", "val", "test"), field="split")
     target_device = resolve_device(device)
     pretext: dict[str, Any] = {}
     kind = "finetune"

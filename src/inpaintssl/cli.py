@@ -5,6 +5,8 @@ Each training subcommand takes an optional YAML/JSON config followed by dotted o
     inpaintssl pretrain pretrain.yaml optim.lr=1e-4 run.output_dir=runs/pre
     inpaintssl finetune finetune.yaml transfer.pretrained=runs/pre data.label_fraction=0.05
     inpaintssl evaluate runs/ft --data data.yaml --split test --output test.csv
+    inpaintssl predict runs/ft scans/*.nii.gz --output segmentations
+    inpaintssl export runs/ft --format onnx --output model.onnx
     inpaintssl experiment run study.yaml --shard 0/4
     inpaintssl demo --quick
     inpaintssl plugins
@@ -164,6 +166,55 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from inpaintssl.inference import predict
+
+    report = predict(
+        args.run,
+        args.inputs,
+        output=args.output,
+        batch_size=args.batch_size,
+        device=args.device,
+        probabilities=args.probabilities,
+        progress=not args.quiet,
+        slice_axis=args.slice_axis,
+        key=args.key,
+        spacing=args.spacing,
+        amp=args.amp,
+    )
+    print(
+        json.dumps(
+            {
+                "output": str(report.output),
+                "cases": len(report),
+                "volumes_csv": str(report.volumes_csv),
+                "classes": list(report.class_names),
+            }
+        )
+    )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from inpaintssl.inference import export_model
+
+    try:
+        path = export_model(
+            args.run,
+            format=args.format,
+            output=args.output,
+            opset=args.opset,
+            which=args.which,
+            atol=args.atol,
+        )
+    except ImportError as exc:
+        # A missing optional extra (onnx) is a user's setup problem, not a crash.
+        print(f"inpaintssl export: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"output": str(path), "format": args.format}))
+    return 0
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from inpaintssl.experiments.cli import run_experiment_command
 
@@ -180,12 +231,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from inpaintssl.registry import REGISTRIES
 
+    # Every plugin is imported here (check=True): a listing that calls a broken entry point
+    # healthy is worse than a slower one.
     report: dict[str, list[dict[str, Any]]] = {}
     for kind, registry in REGISTRIES.items():
-        report[kind] = [
-            {"name": e.name, "source": e.source, "target": e.target, "distribution": e.distribution}
-            for e in registry.entries()
-        ]
+        report[kind] = []
+        for entry in registry.entries(check=True):
+            for e in (entry, *entry.shadowed):
+                report[kind].append(
+                    {
+                        "name": e.name,
+                        "source": e.source,
+                        "target": e.target,
+                        "distribution": e.distribution,
+                        "status": e.status,
+                        "reason": e.reason,
+                    }
+                )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -193,7 +255,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{kind} (entry-point group inpaintssl.{kind}):")
         for row in rows:
             origin = "built-in" if row["source"] == "builtin" else f"plugin from {row['distribution']}"
-            print(f"  {row['name']:<24} {origin}  [{row['target']}]")
+            state = "" if row["status"] == "ok" else f"  {row['status'].upper()}: {row['reason']}"
+            print(f"  {row['name']:<24} {origin}  [{row['target']}]{state}")
     return 0
 
 
@@ -229,15 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inpaintssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pretrain", help="pretrain a backbone by inpainting (context prediction/restoration)")
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain a backbone by inpainting (context prediction/restoration)",
+        epilog="example: inpaintssl pretrain pre.yaml pretext.task=context_restoration --output runs/pre",
+    )
     _common_run_flags(p)
     p.set_defaults(func=_cmd_pretrain)
 
-    p = sub.add_parser("finetune", help="fine-tune for segmentation from pretrained weights or from scratch")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune for segmentation from pretrained weights or from scratch",
+        epilog="example: inpaintssl finetune ft.yaml transfer.pretrained=runs/pre data.label_fraction=0.1",
+    )
     _common_run_flags(p)
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="per-image metrics of a checkpoint on a data split")
+    p = sub.add_parser(
+        "evaluate",
+        help="per-image metrics of a checkpoint on a data split",
+        epilog="example: inpaintssl evaluate runs/ft --split test --output test.csv",
+    )
     p.add_argument("checkpoint", help="run folder, checkpoint folder or .safetensors file")
     p.add_argument(
         "overrides",
@@ -255,7 +330,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=9)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("experiment", help="run or report one of the paper's studies from a spec")
+    p = sub.add_parser(
+        "predict",
+        help="label maps for new scans, on each scan's own voxel grid",
+        description=(
+            "Segment scans with a fine-tuned run: the run's preprocessing is applied and inverted, so "
+            "each <case>_seg.nii.gz has its input's shape and affine; volumes.csv holds each class's "
+            "volume in mL. Nothing is written to --output unless every input succeeds."
+        ),
+        epilog="example: inpaintssl predict runs/ft 'scans/*.nii.gz' dicom/series-01 --output segmentations",
+    )
+    p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="fine-tuning run folder or checkpoint folder")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="NIfTI, NumPy or HDF5 files, folders of them, DICOM series folders, or glob patterns",
+    )
+    p.add_argument("--output", type=Path, required=True, help="folder for the label maps and volumes.csv")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
+    p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
+    p.add_argument("--key", help="HDF5 dataset or .npz member holding the image (default: the first)")
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="voxel size in mm of NumPy/HDF5 inputs",
+    )
+    p.add_argument(
+        "--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="CUDA mixed precision"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="write a trained network as ONNX, TorchScript or a plain safetensors state dict",
+        description=(
+            "Export with weight standardisation folded into plain convolutions; the file is checked "
+            "against the PyTorch model before it is kept (onnxruntime for ONNX)."
+        ),
+        epilog="example: inpaintssl export runs/ft --format onnx --output model.onnx",
+    )
+    p.add_argument(
+        "run", metavar="RUN_OR_CHECKPOINT", help="run folder, checkpoint folder or .safetensors file"
+    )
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    p.add_argument("--output", type=Path, required=True, help="the file to write")
+    p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run folder")
+    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "experiment",
+        help="run or report one of the paper's studies from a spec",
+        epilog="example: inpaintssl experiment run examples/studies/transfer_design.yaml --shard 0/4",
+    )
     exp = p.add_subparsers(dest="experiment_command", required=True)
     run = exp.add_parser("run", help="run (or resume) every pending run of a study spec")
     run.add_argument("spec", type=Path)
@@ -269,18 +403,30 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("spec", type=Path)
     p.set_defaults(func=_cmd_experiment)
 
-    p = sub.add_parser("demo", help="the whole method on the bundled MNI152 brain template")
+    p = sub.add_parser(
+        "demo",
+        help="the whole method on the bundled MNI152 brain template",
+        epilog="example: inpaintssl demo --output demo-report",
+    )
     p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
     p.add_argument("--output", type=Path, default=Path("demo-report"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("plugins", help="list every registry's names and where they come from")
+    p = sub.add_parser(
+        "plugins",
+        help="list every registry's names and where they come from",
+        epilog="example: inpaintssl plugins --json",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
 
-    p = sub.add_parser("config", help="print a resolved config or its JSON schema")
+    p = sub.add_parser(
+        "config",
+        help="print a resolved config or its JSON schema",
+        epilog="example: inpaintssl config show finetune finetune.yaml optim.recipe=paper",
+    )
     p.add_argument("action", choices=["show", "schema"])
     p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"])
     p.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")
@@ -296,6 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inpaintssl.checkpoint import CheckpointError
     from inpaintssl.config import ConfigError
     from inpaintssl.data.base import DataError
+    from inpaintssl.inference.export import ExportError
     from inpaintssl.registry import PluginLoadError
 
     parser = build_parser()
@@ -307,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataError,
         CheckpointError,
         PluginLoadError,
+        ExportError,
         KeyError,
         ValueError,
         TypeError,

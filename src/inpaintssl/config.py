@@ -20,14 +20,27 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from inpaintssl.options import check_option
 
 __all__ = [
     "RECIPES",
@@ -58,8 +71,47 @@ class ConfigError(ValueError):
     """A configuration could not be read or failed validation; the message names each field path."""
 
 
+@functools.cache
+def _option_choices(model: type[BaseModel], name: str) -> tuple[str, ...] | None:
+    """The names a string-choice field accepts, or ``None`` for any other kind of field.
+
+    Only fields whose every member is a string ``Literal`` (``None`` aside) count: a field such
+    as ``Literal["auto"] | bool`` also takes ``"true"``, which is pydantic's to parse.
+    """
+    field = model.model_fields.get(name)
+    if field is None:
+        return None
+    members = [field.annotation]
+    choices: list[str] = []
+    while members:
+        member = members.pop(0)
+        origin = typing.get_origin(member)
+        if origin is typing.Union or origin is types.UnionType:
+            members.extend(typing.get_args(member))
+        elif origin is Literal and all(isinstance(arg, str) for arg in typing.get_args(member)):
+            choices.extend(typing.get_args(member))
+        elif member is not type(None):
+            return None
+    return tuple(choices) or None
+
+
+def _check_device(value: str, *, field: str) -> str:
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    return check_option(value, ("auto", "cpu", "cuda", "cuda:N"), field=field)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _known_option(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs before pydantic's own Literal check, whose message has no "did you mean".
+        choices = _option_choices(cls, info.field_name) if info.field_name else None
+        if choices is not None and isinstance(value, str):
+            return check_option(value, choices, field=info.field_name or "option")
+        return value
 
 
 class SourceConfig(_Strict):
@@ -359,17 +411,61 @@ class RunConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
-            return value
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+        return _check_device(value, field="device")
 
 
 def _pretrain_stopping() -> EarlyStoppingConfig:
     return EarlyStoppingConfig(min_delta=50.0, patience=4)
 
 
+def _corruption_problem(pretext: PretextConfig, image_size: tuple[int, int]) -> str | None:
+    """Why ``pretext`` cannot corrupt ``image_size`` images, or ``None`` when it can (or is unknown).
+
+    The same checks the sampler makes at the first batch, made at validation time: patch larger
+    than the image, one patch covering more than the coverage, pairs that do not fit, and (for
+    ``poisson_disc``) more non-overlapping patches than any packing holds.
+    """
+    # Imported here: the samplers pull in NumPy and Numba, which reading a config does not need.
+    from inpaintssl.corruption.samplers import check_request
+    from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
+
+    try:
+        pairs = bool(getattr(PRETEXT_TASKS.get(pretext.task), "pairs", False))
+        sampler: object = SAMPLERS.build(pretext.sampler, **dict(pretext.params.get("sampler_params") or {}))
+    except Exception:  # noqa: BLE001 - an unknown or broken name is reported when the run builds it
+        return None
+    try:
+        check_request(
+            sampler=sampler,
+            shape=image_size,
+            patch_size=pretext.patch_size,
+            coverage=pretext.coverage,
+            pairs=pairs,
+        )
+    except ValueError as exc:
+        return (
+            f"pretext.patch_size={pretext.patch_size} with pretext.coverage={pretext.coverage} "
+            f"(task {pretext.task!r}, sampler {pretext.sampler!r}) does not fit "
+            f"data.image_size={tuple(image_size)}: {exc}"
+        )
+    return None
+
+
 class PretrainConfig(_Strict):
-    """Everything :func:`inpaintssl.pretrain` needs (sec. 2.3-2.5)."""
+    """Everything :func:`inpaintssl.pretrain` needs (sec. 2.3-2.5).
+
+    When ``data.image_size`` is set, the pretext task's patches are checked against it here, so
+    a request the sampler cannot meet fails when the config is read, not at the first batch.
+
+    Example:
+        >>> PretrainConfig.model_validate(
+        ...     {"data": {"image_size": [64, 64]}, "pretext": {"patch_size": 64}}
+        ... )  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for PretrainConfig
+          Value error, pretext.patch_size=64 with pretext.coverage=0.25 ... one patch alone covers 100%...
+    """
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -377,6 +473,14 @@ class PretrainConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=_pretrain_stopping)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _patches_fit_the_image(self) -> PretrainConfig:
+        if self.data.image_size is not None:
+            problem = _corruption_problem(self.pretext, self.data.image_size)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
 
 class FinetuneConfig(_Strict):
@@ -428,6 +532,11 @@ class EvaluateConfig(_Strict):
     output: Path | None = None
     device: str = "auto"
     batch_size: int = Field(default=9, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return _check_device(value, field="device")
 
 
 def _format_validation_error(exc: ValidationError, *, source: str) -> str:

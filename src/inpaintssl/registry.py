@@ -15,14 +15,16 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
+import inspect
 import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 __all__ = [
     "BACKBONES",
@@ -35,6 +37,7 @@ __all__ = [
     "PluginLoadError",
     "Registry",
     "RegistryEntry",
+    "RegistryStatus",
 ]
 
 T = TypeVar("T")
@@ -48,21 +51,33 @@ class PluginLoadError(ImportError):
     """
 
 
+RegistryStatus = Literal["ok", "unchecked", "broken", "shadowed"]
+"""How usable a registry entry is: ``ok`` (a built-in, or a plugin that loaded), ``unchecked`` (a
+plugin not imported yet), ``broken`` (its entry point fails to import or is not callable) or
+``shadowed`` (another entry of the same name wins, so this one is never used)."""
+
+
 @dataclass(frozen=True)
 class RegistryEntry:
-    """Where a registered name comes from.
+    """Where a registered name comes from, and whether it can be used.
 
     Attributes:
         name: The registered name.
         source: ``"builtin"`` or ``"plugin"``.
         target: ``module:attribute`` of the factory.
         distribution: The installed distribution providing a plugin (``None`` for built-ins).
+        status: See :data:`RegistryStatus`.
+        reason: Why an entry is ``broken`` or ``shadowed`` (``None`` otherwise).
+        shadowed: Entries of the same name that lose to this one (each with status ``shadowed``).
     """
 
     name: str
     source: str
     target: str
     distribution: str | None = None
+    status: RegistryStatus = "ok"
+    reason: str | None = None
+    shadowed: tuple[RegistryEntry, ...] = ()
 
 
 def _distribution_name(ep: EntryPoint) -> str:
@@ -178,35 +193,73 @@ class Registry(Generic[T]):
             return self._plugins[name]
         if not eps:
             raise KeyError(self._unknown_message(name))
-        ep = eps[0]
+        # With two plugins of one name the first found wins, as entries() reports.
+        return self._load_plugin(eps[0])
+
+    def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:
         try:
             factory = ep.load()
         except Exception as exc:
             raise PluginLoadError(
-                f"registry {self.kind!r}: plugin {name!r} ({ep.value}) from distribution "
+                f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value}) from distribution "
                 f"{_distribution_name(ep)} failed to load: {type(exc).__name__}: {exc}"
             ) from exc
         if not callable(factory):
             raise PluginLoadError(
-                f"registry {self.kind!r}: plugin {name!r} ({ep.value}) from distribution "
+                f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value}) from distribution "
                 f"{_distribution_name(ep)} is not callable (got {type(factory).__name__})"
             )
         with self._lock:
-            self._plugins[name] = factory
+            self._plugins[ep.name] = factory
         return factory  # type: ignore[no-any-return]
 
     def build(self, name: str, /, **params: Any) -> T:
         """Look up ``name`` and call its factory with keyword ``params``.
 
+        The parameters are bound to the factory's signature first, so a misspelt or missing
+        parameter is reported as such; an exception raised while the factory runs (a
+        ``TypeError`` included) propagates unchanged, with its own traceback, because it is a
+        problem inside the component, not in what was passed.
+
         Raises:
             KeyError: Unknown name (see :meth:`get`).
-            TypeError: If the factory rejects ``params``; the message names the component.
+            TypeError: If ``params`` do not fit the factory's signature; the message names the
+                component, the parameters given and those it accepts.
+
+        Example:
+            >>> reg: Registry[object] = Registry("gadgets")
+            >>> @reg.register("pair")
+            ... def make_pair(*, left: int, right: int = 0) -> object:
+            ...     return (left, right)
+            >>> reg.build("pair", left=1)
+            (1, 0)
+            >>> reg.build("pair", left=1, rihgt=2)
+            Traceback (most recent call last):
+            ...
+            TypeError: gadgets 'pair': invalid parameters ['left', 'rihgt'] (it accepts left, right): \
+got an unexpected keyword argument 'rihgt'
         """
         factory = self.get(name)
+        self._bind(name, factory, params)
+        return factory(**params)
+
+    def _bind(self, name: str, factory: Callable[..., T], params: dict[str, Any]) -> None:
         try:
-            return factory(**params)
+            signature = inspect.signature(factory)
+        except (TypeError, ValueError):
+            return  # no introspectable signature (some extension types): the call itself decides
+        try:
+            signature.bind(**params)
         except TypeError as exc:
-            raise TypeError(f"{self.kind} {name!r}: invalid parameters {sorted(params)}: {exc}") from exc
+            accepts = ", ".join(
+                p.name if p.kind is not p.VAR_KEYWORD else f"**{p.name}"
+                for p in signature.parameters.values()
+                if p.kind is not p.VAR_POSITIONAL
+            )
+            raise TypeError(
+                f"{self.kind} {name!r}: invalid parameters {sorted(params)} "
+                f"(it accepts {accepts or 'no parameters'}): {exc}"
+            ) from exc
 
     def names(self) -> list[str]:
         """Sorted names of built-ins and installed plugins (plugins are not imported)."""
@@ -215,19 +268,62 @@ class Registry(Generic[T]):
         found.update(ep.name for ep in self._entry_points())
         return sorted(found)
 
-    def entries(self) -> list[RegistryEntry]:
-        """Where each name comes from, without importing any plugin."""
+    def entries(self, *, check: bool = False) -> list[RegistryEntry]:
+        """One row per name: the entry :meth:`get` uses, with the entries it shadows.
+
+        A built-in shadows any plugin of its name, and among plugins of one name the first
+        found shadows the rest; shadowed entries are listed in the winner's ``shadowed`` with
+        the reason, since they are otherwise invisible.
+
+        Args:
+            check: Import every winning plugin to tell ``ok`` from ``broken`` (with the
+                reason). Without it no plugin is imported and those not loaded yet are
+                ``unchecked``.
+
+        Example:
+            >>> from inpaintssl.registry import SAMPLERS
+            >>> [(e.name, e.source, e.status) for e in SAMPLERS.entries() if e.name == "random"]
+            [('random', 'builtin', 'ok')]
+        """
         self._load_builtins()
-        rows = {
+        rows: dict[str, RegistryEntry] = {
             name: RegistryEntry(name, "builtin", _qualname(factory))
             for name, factory in self._builtins.items()
         }
+        losers: dict[str, list[RegistryEntry]] = {}
         for ep in self._entry_points():
-            if ep.name not in rows:
-                rows[ep.name] = RegistryEntry(ep.name, "plugin", ep.value, _distribution_name(ep))
+            row = RegistryEntry(ep.name, "plugin", ep.value, _distribution_name(ep))
+            winner = rows.get(ep.name)
+            if winner is None:
+                rows[ep.name] = self._checked(row, ep) if check else self._loaded_status(row)
+                continue
+            who = "the built-in" if winner.source == "builtin" else f"the plugin from {winner.distribution}"
+            reason = f"shadowed by {who} {winner.target} of the same name, which is used instead"
+            losers.setdefault(ep.name, []).append(
+                RegistryEntry(ep.name, "plugin", ep.value, row.distribution, "shadowed", reason)
+            )
         for name, factory in self._plugins.items():
             rows.setdefault(name, RegistryEntry(name, "plugin", _qualname(factory)))
+        for name, shadowed in losers.items():
+            rows[name] = dataclasses.replace(rows[name], shadowed=tuple(shadowed))
         return [rows[n] for n in sorted(rows)]
+
+    def _loaded_status(self, row: RegistryEntry) -> RegistryEntry:
+        status: RegistryStatus = "ok" if row.name in self._plugins else "unchecked"
+        return dataclasses.replace(row, status=status)
+
+    def _checked(self, row: RegistryEntry, ep: EntryPoint) -> RegistryEntry:
+        try:
+            self._load_plugin(ep)
+        except PluginLoadError as exc:
+            cause = exc.__cause__
+            reason = (
+                f"fails to import: {type(cause).__name__}: {cause}"
+                if cause is not None
+                else str(exc).rsplit(f"{_distribution_name(ep)} ", 1)[-1]
+            )
+            return dataclasses.replace(row, status="broken", reason=reason)
+        return dataclasses.replace(row, status="ok")
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()

@@ -231,8 +231,10 @@ class BackboneContract:
         )
 
     def test_autocast_bfloat16(self) -> None:
-        """A forward pass under CPU bfloat16 autocast is finite and close to float32."""
-        model = self.build()
+        """A forward pass under CPU bfloat16 autocast is finite and close to float32 (inference mode)."""
+        # Inference mode: batch statistics of a tiny batch (BatchNorm at the coarsest level sees a
+        # few values) would turn bfloat16 rounding into large output changes in any precision.
+        model = self.build().eval()
         x = self.sample(model)
         with torch.no_grad():
             expected = model(x)

@@ -13,6 +13,7 @@ PUBLIC = {
     "PretextTask",
     "RandomSampler",
     "Sampler",
+    "check_request",
     "orient_corners",
     "patch_union",
     "render_corruption_figure",

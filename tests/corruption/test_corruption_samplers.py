@@ -161,7 +161,10 @@ def test_bad_coverage_raises(name: str, coverage: float) -> None:
 @pytest.mark.parametrize("name", SAMPLERS.names())
 def test_pairs_that_cannot_fit_raise(name: str) -> None:
     with pytest.raises(ValueError, match="non-overlapping"):
-        SAMPLERS.build(name).sample(shape=(20, 30), patch_size=16, rng=np.random.default_rng(0), pairs=True)
+        # coverage=1.0 so that one patch is within the coverage and only the pair is too large.
+        SAMPLERS.build(name).sample(
+            shape=(20, 30), patch_size=16, coverage=1.0, rng=np.random.default_rng(0), pairs=True
+        )
 
 
 @pytest.mark.parametrize("name", SAMPLERS.names())

@@ -212,5 +212,6 @@ def test_a_fraction_selecting_no_volume() -> None:
 def test_empty_split_from_a_plugin_like_dataset(tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", np.zeros((4, 4, 0)))
     cfg = DataConfig(dataset="numpy", params={"cases": {"train": "a.npy"}, "root": str(tmp_path)})
-    with pytest.raises(DataError, match=r"dataset 'numpy' split 'train' is empty"):
+    # A zero-slice file is refused when opened, naming it (issue 16), before the split is counted.
+    with pytest.raises(DataError, match=r"a\.npy: array has shape \(4, 4, 0\), an empty axis"):
         build_datasets(cfg, stage="pretrain", seed=0)

@@ -124,7 +124,7 @@ def test_bad_parameters() -> None:
         MNI152Dataset(split="unlabelled")
     with pytest.raises(DataError, match=r"axes \['oblique'\] unknown"):
         MNI152Dataset(split="unlabelled", labelled=False, axes=("oblique",))
-    with pytest.raises(DataError, match="unknown split 'validation'"):
+    with pytest.raises(DataError, match=r"split='validation' is not a valid option.*did you mean 'val'\?"):
         MNI152Dataset(split="validation")
     with pytest.raises(DataError, match=r"split 'test' keeps no slices"):
         MNI152Dataset(split="test", min_brain_fraction=0.43)

@@ -101,7 +101,7 @@ def test_icc_all_identical_is_nan() -> None:
         (
             np.ones((3, 2)),
             {"kind": "absolute"},
-            r"kind must be 'agreement' or 'consistency'; found 'absolute'",
+            r"kind='absolute' is not a valid option: expected 'agreement' or 'consistency'",
         ),
     ],
 )

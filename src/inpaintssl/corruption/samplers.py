@@ -39,6 +39,7 @@ __all__ = [
     "PoissonDiscSampler",
     "RandomSampler",
     "Sampler",
+    "check_request",
     "required_patch_count",
     "target_pixels",
     "validate_request",
@@ -75,12 +76,25 @@ def validate_request(
 ) -> tuple[int, int]:
     """Check a sampling request and return ``(H, W)`` as plain ints.
 
+    Besides the plain argument checks, a request is refused when one ``K x K`` patch alone
+    covers more than ``coverage`` of the image: every mask would then overshoot the coverage
+    asked by more than a patch (a 64x64 patch on a 64x64 image corrupts 100 %, not the 25 %
+    asked). So a sampler that stops as soon as the coverage is reached never exceeds it by more
+    than one patch's area (one pair's area when ``pairs``, which come two at a time).
+
     Raises:
-        ValueError: Naming the argument, what was expected and what was found.
+        ValueError: Naming the argument, what was expected and what was found; an impossible
+            request names the image size, the patch size and the coverage.
 
     Example:
         >>> validate_request(shape=(96, 160), patch_size=16, coverage=0.25)
         (96, 160)
+        >>> validate_request(shape=(64, 64), patch_size=64, coverage=0.25)
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot cover 25% of a 64x64 image with 64x64 patches (shape=(64, 64), \
+patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size <= 32 \
+(the largest K with K**2 <= coverage * H * W)
     """
     if len(shape) != 2:
         raise ValueError(f"shape={shape!r} must be (H, W)")
@@ -89,19 +103,84 @@ def validate_request(
         raise ValueError(f"shape={shape!r} must have positive sides")
     if isinstance(patch_size, bool) or int(patch_size) != patch_size or patch_size < 1:
         raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
-    if patch_size > min(height, width):
-        raise ValueError(
-            f"patch_size={patch_size} is larger than the image {(height, width)}; "
-            "expected patch_size <= min(H, W)"
-        )
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage={coverage!r} must lie in (0, 1]")
+    if patch_size > min(height, width):
+        raise ValueError(
+            _impossible(
+                shape=(height, width),
+                patch_size=patch_size,
+                coverage=coverage,
+                why=(
+                    f"patch_size={patch_size} is larger than the image; "
+                    f"expected patch_size <= min(H, W) = {min(height, width)}"
+                ),
+            )
+        )
+    target = target_pixels(shape=(height, width), coverage=coverage)
+    if patch_size**2 > target:
+        raise ValueError(
+            _impossible(
+                shape=(height, width),
+                patch_size=patch_size,
+                coverage=coverage,
+                why=(
+                    f"one patch alone covers {_percent(patch_size**2 / (height * width))}; expected "
+                    f"patch_size <= {math.isqrt(target)} (the largest K with K**2 <= coverage * H * W)"
+                ),
+            )
+        )
     if pairs and 2 * patch_size > max(height, width):
         raise ValueError(
-            f"two non-overlapping {patch_size}x{patch_size} patches do not fit in the image "
-            f"{(height, width)}; pairs need 2 * patch_size <= max(H, W)"
+            _impossible(
+                shape=(height, width),
+                patch_size=patch_size,
+                coverage=coverage,
+                why=(
+                    f"two non-overlapping {patch_size}x{patch_size} patches do not fit; "
+                    "pairs need 2 * patch_size <= max(H, W)"
+                ),
+            )
         )
     return height, width
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.3g}%"
+
+
+def _impossible(*, shape: tuple[int, int], patch_size: int, coverage: float, why: str) -> str:
+    """The one wording of an impossible request: image size, patch size and coverage, then why."""
+    height, width = shape
+    return (
+        f"cannot cover {_percent(coverage)} of a {height}x{width} image with {patch_size}x{patch_size} "
+        f"patches (shape={(height, width)}, patch_size={patch_size}, coverage={coverage}): {why}"
+    )
+
+
+def check_request(
+    *, sampler: object, shape: tuple[int, int], patch_size: int, coverage: float, pairs: bool = False
+) -> tuple[int, int]:
+    """Refuse, without sampling, a request ``sampler`` cannot meet; return ``(H, W)``.
+
+    Uses the sampler's own ``check_request`` when it has one (the built-ins do: Poisson-disc adds
+    a packing bound), else :func:`validate_request`, which holds for any sampler.
+
+    Raises:
+        ValueError: Naming the image size, the patch size and the coverage.
+
+    Example:
+        >>> check_request(sampler=PoissonDiscSampler(), shape=(64, 64), patch_size=8, coverage=0.9)
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot cover 90% of a 64x64 image with 8x8 patches (shape=(64, 64), patch_size=8, \
+coverage=0.9): coverage unreachable: it needs 58 non-overlapping patches with centre distance >= \
+8*sqrt(2), but at most 39 fit; lower coverage or patch_size
+    """
+    own = getattr(sampler, "check_request", None)
+    if callable(own):
+        return own(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)  # type: ignore[no-any-return]
+    return validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
 
 
 def required_patch_count(
@@ -241,17 +320,10 @@ class PoissonDiscSampler:
             ValueError: The request is invalid, or no draw reached ``N`` patches (the message
                 says "coverage unreachable" with the shape, ``K`` and the best count found).
         """
-        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
         count = required_patch_count(
             shape=(height, width), patch_size=patch_size, coverage=coverage, pairs=pairs
         )
-        capacity = _poisson_capacity(height, width, patch_size)
-        if count > capacity:
-            raise ValueError(
-                f"coverage unreachable: coverage={coverage} of shape {(height, width)} needs {count} "
-                f"non-overlapping {patch_size}x{patch_size} patches with centre distance >= "
-                f"{patch_size}*sqrt(2), but at most {capacity} fit; lower coverage or patch_size"
-            )
         best = 0
         for attempt in range(self.attempts):
             corners = self.fill(shape=(height, width), patch_size=patch_size, rng=rng, attempt=attempt)
@@ -260,10 +332,53 @@ class PoissonDiscSampler:
                 return corners[keep]
             best = max(best, len(corners))
         raise ValueError(
-            f"coverage unreachable: coverage={coverage} of shape {(height, width)} needs {count} "
-            f"Poisson-disc patches of size {patch_size}, but the best of {self.attempts} draws placed "
-            f"{best}; lower coverage or patch_size, or raise attempts"
+            _impossible(
+                shape=(height, width),
+                patch_size=patch_size,
+                coverage=coverage,
+                why=(
+                    f"coverage unreachable: it needs {count} Poisson-disc patches, but the best of "
+                    f"{self.attempts} draws placed {best}; lower coverage or patch_size, or raise attempts"
+                ),
+            )
         )
+
+    def check_request(
+        self, *, shape: tuple[int, int], patch_size: int, coverage: float = 0.25, pairs: bool = False
+    ) -> tuple[int, int]:
+        """Refuse, without sampling, a request no draw can meet; return ``(H, W)``.
+
+        On top of :func:`validate_request`, the patch count the coverage needs must fit a
+        packing bound for centre distance ``K*sqrt(2)``. Passing does not promise that a draw
+        succeeds (the bound is an upper one), only that failing here is certain.
+
+        Raises:
+            ValueError: Naming the image size, the patch size and the coverage ("coverage
+                unreachable" when too many patches are needed).
+
+        Example:
+            >>> PoissonDiscSampler().check_request(shape=(64, 64), patch_size=8, coverage=0.25)
+            (64, 64)
+        """
+        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        count = required_patch_count(
+            shape=(height, width), patch_size=patch_size, coverage=coverage, pairs=pairs
+        )
+        capacity = _poisson_capacity(height, width, patch_size)
+        if count > capacity:
+            raise ValueError(
+                _impossible(
+                    shape=(height, width),
+                    patch_size=patch_size,
+                    coverage=coverage,
+                    why=(
+                        f"coverage unreachable: it needs {count} non-overlapping patches with centre "
+                        f"distance >= {patch_size}*sqrt(2), but at most {capacity} fit; lower coverage "
+                        "or patch_size"
+                    ),
+                )
+            )
+        return height, width
 
 
 @SAMPLERS.register("random")
@@ -312,14 +427,33 @@ class RandomSampler:
             ValueError: The request is invalid, or ``max_draws`` ran out first ("coverage
                 unreachable").
         """
-        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
         target = target_pixels(shape=(height, width), coverage=coverage)
         max_draws = self.max_draws or 64 * math.ceil(height * width / patch_size**2) + 1000
         corners, area = random_corners(height, width, patch_size, target, pairs, max_draws, _draw_seed(rng))
         if area < target:
             raise ValueError(
-                f"coverage unreachable: random {patch_size}x{patch_size} patches covered {area} of the "
-                f"{target} pixels needed (coverage={coverage} of shape {(height, width)}) within "
-                f"max_draws={max_draws}; lower coverage or raise max_draws"
+                _impossible(
+                    shape=(height, width),
+                    patch_size=patch_size,
+                    coverage=coverage,
+                    why=(
+                        f"coverage unreachable: random patches covered {area} of the {target} pixels "
+                        f"needed within max_draws={max_draws}; lower coverage or raise max_draws"
+                    ),
+                )
             )
         return corners
+
+    def check_request(
+        self, *, shape: tuple[int, int], patch_size: int, coverage: float = 0.25, pairs: bool = False
+    ) -> tuple[int, int]:
+        """Refuse, without sampling, a request no draw can meet; return ``(H, W)``.
+
+        Overlapping patches can reach any coverage up to 1, so this is :func:`validate_request`.
+
+        Example:
+            >>> RandomSampler().check_request(shape=(64, 64), patch_size=8, coverage=0.25)
+            (64, 64)
+        """
+        return validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)

@@ -34,6 +34,7 @@ from inpaintssl.corruption import samplers as _samplers  # noqa: F401
 from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.masks import MaskBank
 from inpaintssl.corruption.samplers import Sampler
+from inpaintssl.options import check_option
 from inpaintssl.registry import PRETEXT_TASKS
 
 __all__ = ["ContextPrediction", "ContextRestoration"]
@@ -70,8 +71,7 @@ class ContextPrediction(PretextTask):
         seed: int = 0,
         sampler_params: Mapping[str, Any] | None = None,
     ) -> None:
-        if fill not in ("mean", "zero"):
-            raise ValueError(f"fill={fill!r} must be 'mean' or 'zero'")
+        check_option(fill, ("mean", "zero"), field="fill")
         super().__init__(
             patch_size=patch_size,
             sampler=sampler,

@@ -55,6 +55,7 @@ from inpaintssl.data.views import (
     select_volumes,
     slice_shape_of,
 )
+from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
 __all__ = ["DataBundle", "Stage", "build_datasets"]
@@ -205,8 +206,7 @@ class _Builder:
 
 
 def _check_arguments(cfg: DataConfig, stage: str, size_multiple: int) -> None:
-    if stage not in ("pretrain", "finetune"):
-        raise ValueError(f"stage={stage!r}; expected 'pretrain' or 'finetune'")
+    check_option(stage, ("pretrain", "finetune"), field="stage")
     if size_multiple < 1:
         raise ValueError(f"size_multiple={size_multiple}; expected a positive integer")
     size = cfg.image_size

@@ -22,7 +22,14 @@ import numpy as np
 
 from inpaintssl.data.base import DataError, SliceDataset
 
-__all__ = ["check_finite", "check_has_foreground", "check_rank", "check_same_shape", "existing_path"]
+__all__ = [
+    "check_finite",
+    "check_has_foreground",
+    "check_rank",
+    "check_real",
+    "check_same_shape",
+    "existing_path",
+]
 
 
 def existing_path(path: str | Path, *, what: str, directory_ok: bool = False) -> Path:
@@ -78,6 +85,19 @@ def check_finite(array: np.ndarray, *, where: str) -> None:
     if not finite.all():
         bad = int(finite.size - np.count_nonzero(finite))
         raise DataError(f"{where}: {bad} NaN/Inf value(s) (expected finite intensities)")
+
+
+def check_real(array: np.ndarray, *, where: str) -> None:
+    """Raise unless ``array`` holds real numbers (complex or RGB-record voxels would be mangled).
+
+    Example:
+        >>> check_real(np.zeros(2, dtype=np.complex64), where="a.nii slice 0")
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: a.nii slice 0: values have dtype complex64; expected real numbers
+    """
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{where}: values have dtype {array.dtype}; expected real numbers")
 
 
 def check_has_foreground(dataset: SliceDataset, *, what: str) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 
-__all__ = ["class_values", "merge_onehot", "onehot_from_values"]
+__all__ = ["check_label_values", "class_values", "merge_onehot", "onehot_from_values"]
 
 
 def class_values(
@@ -63,15 +63,37 @@ def class_values(
     return tuple(out)
 
 
-def onehot_from_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
-    """``(H, W)`` integer class map -> ``(K, H, W)`` float32 one-hot.
+def check_label_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> None:
+    """Raise unless every voxel of ``label`` is 0 or one of the class ``values``.
+
+    Works on a slice or a whole volume of any shape; :func:`onehot_from_values` applies the same
+    rules per slice.
 
     Raises:
-        DataError: A pixel holds a value that is neither 0 nor a class value, or a non-integer;
-            the message names ``where`` and the offending values.
+        DataError: NaN/Inf, non-integer or complex values, or values no class maps to; the
+            message names ``where`` and the offending values.
+
+    Example:
+        >>> check_label_values(np.array([0, 2, 1]), ((1,), (2,)), where="seg.nii")
+        >>> check_label_values(np.array([0.0, np.inf]), ((1,),), where="seg.nii")
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: seg.nii: label holds 1 NaN/Inf value(s); expected integer class values
     """
-    if label.dtype.kind == "f" and not (np.isfinite(label).all() and np.array_equal(label, np.round(label))):
-        raise DataError(f"{where}: label holds non-integer values; expected integer class values")
+    _class_indices(label, values, where=where)
+
+
+def _class_indices(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
+    """Each voxel's class index (0 background, k + 1 for class k), after checking the values."""
+    if label.dtype.kind not in "biuf":
+        raise DataError(f"{where}: label has dtype {label.dtype}; expected integer class values")
+    if label.dtype.kind == "f":
+        finite = np.isfinite(label)
+        if not finite.all():
+            count = int(finite.size - np.count_nonzero(finite))
+            raise DataError(f"{where}: label holds {count} NaN/Inf value(s); expected integer class values")
+        if not np.array_equal(label, np.round(label)):
+            raise DataError(f"{where}: label holds non-integer values; expected integer class values")
     lab = label.astype(np.int64, copy=False)
     top = max((v for group in values for v in group), default=0)
     # A lookup table keeps this O(pixels): no sorting on the per-item hot path.
@@ -87,7 +109,18 @@ def onehot_from_values(label: np.ndarray, values: Sequence[Sequence[int]], *, wh
             f"{where}: label values {bad[:10].tolist()} are out of range; expected 0 (background) "
             f"or one of {sorted(v for group in values for v in group)}"
         )
-    out = np.empty((len(values), *lab.shape), dtype=np.float32)
+    return mapped
+
+
+def onehot_from_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
+    """``(H, W)`` integer class map -> ``(K, H, W)`` float32 one-hot.
+
+    Raises:
+        DataError: A pixel holds a value that is neither 0 nor a class value, or a non-integer;
+            the message names ``where`` and the offending values.
+    """
+    mapped = _class_indices(label, values, where=where)
+    out = np.empty((len(values), *mapped.shape), dtype=np.float32)
     for k in range(len(values)):
         np.equal(mapped, k + 1, out=out[k], casting="unsafe")
     return out

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,9 @@ import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.checks import existing_path
+from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.readers import import_optional
+from inpaintssl.options import check_option
 
 __all__ = [
     "MNI152Dataset",
@@ -119,7 +121,10 @@ class Template:
 
 def _load_stored(path: Path) -> np.ndarray:
     nib = import_optional("nibabel", extra="demo", purpose="the mni152 demo dataset")
-    stored: np.ndarray = np.asanyarray(nib.load(path).dataobj)
+    try:
+        stored: np.ndarray = np.asanyarray(nib.load(path).dataobj)
+    except (EOFError, OSError, ValueError) as exc:  # e.g. a truncated gzip stream
+        raise DataError(f"ICBM152 file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     return stored.astype(np.float32)
 
 
@@ -224,8 +229,7 @@ class MNI152Dataset(SliceDataset):
             raise DataError(f"mni152: min_brain_fraction={min_brain_fraction}; expected 0 <= value < 1")
         if block_size < 1:
             raise DataError(f"mni152: block_size={block_size}; expected a positive integer")
-        if split not in ("train", "val", "test", "unlabelled"):
-            raise DataError(f"mni152: unknown split {split!r}; expected train, val, test or unlabelled")
+        check_option(split, ("train", "val", "test", "unlabelled"), field="mni152: split", error=DataError)
         if split == "unlabelled" and labelled:
             raise DataError("mni152: split 'unlabelled' has no labels; build it with labelled=False")
         unknown = sorted(set(axes) - set(_AXES))
@@ -272,6 +276,10 @@ class MNI152Dataset(SliceDataset):
 
     def __len__(self) -> int:
         return len(self._images)
+
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        """No checks: the template was read in full and prepared in memory when this was built."""
+        return []
 
     def slice_shape(self, index: int) -> tuple[int, int]:
         """``(H, W)`` of item ``index``."""

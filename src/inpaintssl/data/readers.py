@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import zipfile
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -56,6 +57,9 @@ LABEL_RANKS = frozenset({2, 3})
 """Integer class maps: a 2D slice or a 3D volume."""
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
+# file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError).
+_READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error)
 
 
 def import_optional(module: str, *, extra: str, purpose: str) -> ModuleType:
@@ -89,6 +93,10 @@ class Volume(ABC):
     shape: tuple[int, ...]
     spacing: tuple[float, float, float]
     files: tuple[str, ...]
+    has_geometry: bool = False
+    """Whether ``spacing`` comes from the file (NIfTI, DICOM) rather than from parameters."""
+    affine: np.ndarray | None = None
+    """The voxel-to-world ``(4, 4)`` matrix, for formats that store one (NIfTI)."""
 
     def __init__(
         self,
@@ -104,6 +112,12 @@ class Volume(ABC):
         self.shape = tuple(int(s) for s in shape)
         layout = "(H, W), (X, Y, Z) or (X, Y, Z, C)" if 4 in ranks else "(H, W) or (X, Y, Z)"
         check_rank(self.shape, ranks, where=f"{what} {path}", layout=layout)
+        if 0 in self.shape:
+            raise DataError(
+                f"{what} {path}: array has shape {self.shape}, an empty axis; expected at least one "
+                "voxel along every axis"
+            )
+        self._what = what
         spatial = 2 if len(self.shape) == 2 else 3
         if len(self.shape) > 2 and not -spatial <= slice_axis < spatial:
             raise DataError(f"{what} {path}: slice_axis={slice_axis} is not one of the spatial axes 0, 1, 2")
@@ -129,12 +143,20 @@ class Volume(ABC):
         """Slice ``index`` as stored: ``(H, W)``, or ``(H, W, C)`` for a 4D volume."""
         if not 0 <= index < self.num_slices:
             raise IndexError(f"{self.path}: slice {index} out of range [0, {self.num_slices})")
-        array = self._array()
-        if len(self.shape) == 2:
-            return np.asarray(array[...])
-        where: list[Any] = [slice(None)] * len(self.shape)
-        where[self.slice_axis] = index
-        return np.asarray(array[tuple(where)])
+        try:
+            array = self._array()
+            if len(self.shape) == 2:
+                return np.asarray(array[...])
+            where: list[Any] = [slice(None)] * len(self.shape)
+            where[self.slice_axis] = index
+            return np.asarray(array[tuple(where)])
+        except _READ_ERRORS as exc:
+            # A header that parsed says nothing about the data after it: a truncated gzip stream
+            # or HDF5 chunk only fails here, and the reader's own error names no file.
+            raise DataError(
+                f"{getattr(self, '_what', 'volume')} {self.path} cannot be read at slice {index} (truncated "
+                f"or corrupt data?): {type(exc).__name__}: {exc}"
+            ) from exc
 
     @abstractmethod
     def _array(self) -> Any:
@@ -175,6 +197,8 @@ class NiftiVolume(Volume):
         super().__init__(
             path, image.shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what="NIfTI file"
         )
+        self.has_geometry = True
+        self.affine = np.asarray(image.affine, dtype=np.float64)
 
     def _array(self) -> Any:
         if not str(self.path).endswith(".gz"):
@@ -342,6 +366,8 @@ class DicomVolume(Volume):
             path, (*size, len(headers)), slice_axis=2, ranks={3}, spacing=spacing, what="DICOM series"
         )
         self.files = tuple(str(f) for f in self._files)
+        # Spacing is geometry only when the file states it; the 1 mm fallbacks are placeholders.
+        self.has_geometry = getattr(first, "PixelSpacing", None) is not None
 
     def _array(self) -> Any:  # pragma: no cover - read() is overridden
         raise NotImplementedError

@@ -34,9 +34,10 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,11 +46,13 @@ import numpy as np
 import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
-from inpaintssl.data.checks import check_finite, check_rank, existing_path
+from inpaintssl.data.checks import check_finite, check_rank, check_real, existing_path
 from inpaintssl.data.labels import merge_onehot
 from inpaintssl.data.loading import H5Files, open_h5
+from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import h5_dataset_shape
+from inpaintssl.options import check_option
 
 __all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS"]
 
@@ -175,8 +178,7 @@ class SKMTEADataset(SliceDataset):
         echoes: bool = True,
     ) -> None:
         self.root = existing_path(root, what="SKM-TEA root", directory_ok=True)
-        if stats not in ("auto", "file", "compute"):
-            raise DataError(f"skmtea: stats={stats!r}; expected 'auto', 'file' or 'compute'")
+        check_option(stats, ("auto", "file", "compute"), field="skmtea: stats", error=DataError)
         if split == "unlabelled" and labelled:
             raise DataError("skmtea: split 'unlabelled' has no labels; build it with labelled=False")
         self.split = split
@@ -293,6 +295,32 @@ class SKMTEADataset(SliceDataset):
             check_finite(e2, where=f"{scan.path} echo2 rows {x0}..")
             acc.update(np.sqrt(e1**2 + e2**2)[None])
         return acc.result(channels=1)
+
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        """One complete read of each scan in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
+        return [
+            CaseCheck(f"skmtea scan {scan.scan_id!r} ({scan.path})", functools.partial(self._preflight, scan))
+            for scan in self._scans
+            if scan.scan_id in volume_ids
+        ]
+
+    def _preflight(self, scan: _Scan) -> None:
+        handle = self._handles.get(scan.path)
+        keys = ("echo1", "echo2", "seg") if self.labelled else ("echo1", "echo2")
+        for x0 in range(0, scan.shape[0], _STAT_SLAB):
+            for key in keys:
+                where = f"{scan.path} {key} rows {x0}..{min(x0 + _STAT_SLAB, scan.shape[0]) - 1}"
+                try:
+                    block = np.asarray(handle[key][x0 : x0 + _STAT_SLAB])
+                except (OSError, RuntimeError, ValueError) as exc:
+                    raise DataError(
+                        f"HDF5 file {where} cannot be read (truncated or corrupt?): {exc}"
+                    ) from exc
+                check_real(block, where=where)
+                if key == "seg":
+                    merge_onehot(block, self.groups, where=where)
+                else:
+                    check_finite(block, where=where)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):

@@ -13,12 +13,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.registry import DATASETS
 
 __all__ = ["SyntheticShapes"]
@@ -80,6 +82,10 @@ class SyntheticShapes(SliceDataset):
 
     def __len__(self) -> int:
         return self.count
+
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        """No checks: slices are generated in memory, there is no stored data to go bad."""
+        return []
 
     def _draw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, _SPLIT_OFFSETS[self.split] + index])

@@ -25,7 +25,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,11 +36,13 @@ import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.cases import CaseSpec, resolve_cases
-from inpaintssl.data.checks import check_finite, check_same_shape
-from inpaintssl.data.labels import class_values, onehot_from_values
+from inpaintssl.data.checks import check_finite, check_real, check_same_shape
+from inpaintssl.data.labels import check_label_values, class_values, onehot_from_values
 from inpaintssl.data.loading import H5Files
+from inpaintssl.data.preflight import CaseCheck, check_same_geometry
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import LABEL_RANKS, H5Volume, NiftiVolume, NumpyVolume, Volume
+from inpaintssl.options import check_option
 
 __all__ = ["Case", "Normalize", "VolumeSliceDataset", "hdf5_dataset", "nifti_dataset", "numpy_dataset"]
 
@@ -81,8 +84,7 @@ class VolumeSliceDataset(SliceDataset):
     ) -> None:
         if not cases:
             raise DataError(f"{name}: no cases; expected at least one image volume")
-        if normalize not in ("volume", "channel", "none"):
-            raise DataError(f"{name}: normalize={normalize!r}; expected 'volume', 'channel' or 'none'")
+        check_option(normalize, ("volume", "channel", "none"), field=f"{name}: normalize", error=DataError)
         self.name = name
         self.normalize: Normalize = normalize
         self.class_names = tuple(class_names)
@@ -140,19 +142,48 @@ class VolumeSliceDataset(SliceDataset):
         """Normalisation statistics of one case, computed on first use and cached."""
         stats = self._stats.get(case_index)
         if stats is None:
-            case = self._cases[case_index]
             if self.normalize == "none":
                 zeros = np.zeros(self.in_channels)
                 stats = Stats(mean=zeros, std=np.ones(self.in_channels))
             else:
-                acc = RunningStats(per_channel=self.normalize == "channel")
-                for s in range(case.image.num_slices):
-                    raw = case.image.read(s)
-                    check_finite(raw, where=f"{case.image.path} slice {s}")
-                    acc.update(self.to_channels(raw))
-                stats = acc.result(channels=self.in_channels)
+                stats = self._scan_image(case_index)
             self._stats[case_index] = stats
         return stats
+
+    def _scan_image(self, case_index: int) -> Stats:
+        """Read every slice of a case's image, check it, and return its normalisation statistics."""
+        case = self._cases[case_index]
+        acc = RunningStats(per_channel=self.normalize == "channel")
+        for s in range(case.image.num_slices):
+            raw = case.image.read(s)
+            check_real(raw, where=f"{case.image.path} slice {s}")
+            check_finite(raw, where=f"{case.image.path} slice {s}")
+            acc.update(self.to_channels(raw))
+        return acc.result(channels=self.in_channels)
+
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
+        return [
+            CaseCheck(
+                f"{self.name} case {case.volume_id!r} ({case.image.path})",
+                functools.partial(self._preflight, c),
+            )
+            for c, case in enumerate(self._cases)
+            if case.volume_id in volume_ids
+        ]
+
+    def _preflight(self, case_index: int) -> None:
+        case = self._cases[case_index]
+        if self.labelled and case.label is not None:
+            check_same_geometry(case.image, case.label)
+        stats = self._scan_image(case_index)
+        # The scan is the volume-normalisation pass: keep it, so the first epoch does not repeat it.
+        if self.normalize != "none":
+            self._stats.setdefault(case_index, stats)
+        if self.labelled and case.label is not None:
+            for s in range(case.label.num_slices):
+                raw = case.label.read(s)
+                check_label_values(raw, self._values, where=f"label {case.label.path} slice {s}")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):

@@ -18,6 +18,12 @@ run; a worker whose run was reclaimed records nothing. A ``running`` row is stal
 runs on this host and its process is gone, or when its heartbeat is older than the spec's
 ``stale_after_s`` (a worker on another machine).
 
+**Damaged files and full disks.** A file at the database path that is not SQLite (a text file,
+random bytes), or an SQLite file of another program, is refused before anything is written to
+it: :class:`StudyDatabaseError` names the path and what to do. Every write is one transaction,
+so a write that fails (disk full, I/O error) is rolled back whole and loses no earlier result;
+the error (an ``OSError``, ``ENOSPC`` for a full disk) names the database.
+
 SQLite's locking needs a local file system (WAL does not work over NFS): give each shard its own
 database on a network file system (``database: results/{shard}.sqlite``, see
 :class:`~inpaintssl.experiments.spec.StudySpec`).
@@ -42,6 +48,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import math
 import os
@@ -56,6 +64,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
+from inpaintssl.config import ConfigError
+
 __all__ = [
     "RUN_STATUSES",
     "WAIT",
@@ -63,6 +73,7 @@ __all__ = [
     "Measurement",
     "NewRun",
     "RunRecord",
+    "StudyDatabaseError",
     "StudyStore",
     "WorkerId",
     "pid_alive",
@@ -108,6 +119,48 @@ _RUN_COLUMNS = (
     "id, kind, depends_on, config, labels, status, worker, heartbeat, started, finished, "
     "attempts, failures, result, error"
 )
+
+
+class StudyDatabaseError(ConfigError):
+    """The study database file is damaged, foreign or unusable; the message names it and what to do.
+
+    A :class:`~inpaintssl.config.ConfigError` like every other bad input of a study, so the
+    ``inpaintssl experiment`` command prints it and exits 2.
+    """
+
+
+# What to tell the user, by SQLite's primary result code, when the file itself is the problem.
+_UNUSABLE = {
+    "SQLITE_NOTADB": "it is not an SQLite database (a damaged file or another kind of file)",
+    "SQLITE_CORRUPT": "the database file is damaged",
+    "SQLITE_CANTOPEN": "the file cannot be opened (the path may be a directory or its folder not writable)",
+    "SQLITE_READONLY": "the database is read-only",
+}
+# sqlite3_errstr() of each code above, plus the full disk and I/O errors.
+_CODE_BY_MESSAGE = {
+    "database or disk is full": "SQLITE_FULL",
+    "disk I/O error": "SQLITE_IOERR",
+    "file is not a database": "SQLITE_NOTADB",
+    "database disk image is malformed": "SQLITE_CORRUPT",
+    "unable to open database file": "SQLITE_CANTOPEN",
+    "attempt to write a readonly database": "SQLITE_READONLY",
+}
+_WHAT_TO_DO = (
+    "move it away or point the study's `database` at a new file, then run again "
+    "(runs missing from the new database are run again)"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Columns of each table of this schema version, read back from SQLite itself."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: frozenset(r[1] for r in conn.execute(f"PRAGMA table_info({n})")) for n in names}
+    finally:
+        conn.close()
 
 
 class _Wait:
@@ -243,29 +296,68 @@ class StudyStore:
         timeout_s: How long a statement waits for another process's lock before failing.
 
     Raises:
-        sqlite3.DatabaseError: ``path`` exists but is not a study database of this version.
+        StudyDatabaseError: ``path`` exists but is not a study database of this version (not
+            SQLite, another program's database, another schema version, a directory); nothing
+            was written to it.
+        OSError: A write failed, e.g. ``ENOSPC`` (disk full); the message names the database.
     """
 
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode survives a killed process; only power loss can drop the newest commits.
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        with self._transaction():
-            # executescript() would COMMIT the open transaction first, so run statements one by one.
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._conn.execute(statement)
-            found = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if found is None:
-                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"{self.path}: schema version {found[0]}, expected {SCHEMA_VERSION}; "
-                    "use a new database file for this version of inpaintssl"
+        with self._guard("open"):
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        try:
+            with self._guard("open"):
+                self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+                # Check what the file holds before the first write: switching a foreign database to
+                # WAL or adding our tables to it would change another program's file.
+                self._check_existing()
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode survives a killed process; only power loss can drop the newest commits.
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction("create the tables of"):
+                # executescript() would COMMIT the open transaction first, so run statements one by one.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._conn.execute(statement)
+                found = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if found is None:
+                    self._conn.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_existing(self) -> None:
+        """Refuse a file that holds tables but is not a study database of this schema version."""
+        tables = {
+            r[0]
+            for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not str(r[0]).startswith("sqlite_")
+        }
+        if not tables:
+            return  # a new or empty file: the schema is created next
+        expected = _expected_columns()
+        missing = sorted(set(expected) - tables)
+        if missing:
+            raise StudyDatabaseError(
+                f"{self.path} is an SQLite database but not an inpaintssl study database: it has "
+                f"tables {sorted(tables)}, expected {sorted(expected)}; {_WHAT_TO_DO}"
+            )
+        for table, columns in sorted(expected.items()):
+            found = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if not columns <= found:
+                raise StudyDatabaseError(
+                    f"{self.path} is not an inpaintssl study database of this version: table "
+                    f"{table!r} lacks columns {sorted(columns - found)}; {_WHAT_TO_DO}"
                 )
+        version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is not None and str(version[0]) != str(SCHEMA_VERSION):
+            raise StudyDatabaseError(
+                f"{self.path}: schema version {version[0]}, expected {SCHEMA_VERSION}; open it with "
+                f"the inpaintssl version that wrote it, or {_WHAT_TO_DO}"
+            )
 
     # -- plumbing -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -280,25 +372,71 @@ class StudyStore:
     ) -> None:
         self.close()
 
+    def _error(self, exc: sqlite3.DatabaseError | OSError, action: str) -> BaseException:
+        """The error to raise for ``exc``: one naming the database, or ``exc`` itself."""
+        if isinstance(exc, OSError):
+            if str(self.path) in str(exc):
+                return exc
+            return OSError(exc.errno, f"could not {action} study database {self.path}: {exc.strerror or exc}")
+        # An error raised by SQLite carries its result code; one raised elsewhere (a wrapper, a
+        # test double) only SQLite's standard wording, so fall back to that.
+        code = str(getattr(exc, "sqlite_errorname", "") or _CODE_BY_MESSAGE.get(str(exc), ""))
+        if code.startswith("SQLITE_FULL"):
+            return OSError(
+                errno.ENOSPC,
+                f"could not {action} study database {self.path}: {os.strerror(errno.ENOSPC)} "
+                f"({exc}); the write was rolled back and every earlier result is kept. "
+                "Free disk space and run again",
+            )
+        if code.startswith("SQLITE_IOERR"):
+            return OSError(
+                errno.EIO,
+                f"could not {action} study database {self.path}: {exc}; the write was rolled back",
+            )
+        for prefix, reason in _UNUSABLE.items():
+            if code.startswith(prefix):
+                return StudyDatabaseError(
+                    f"could not {action} study database {self.path}: {reason} ({exc}); {_WHAT_TO_DO}"
+                )
+        return exc  # a lock timeout or a caller's bug (IntegrityError): SQLite's own words suffice
+
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _guard(self, action: str) -> Iterator[None]:
+        """Raise errors of the database file as errors naming it (see :meth:`_error`)."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, OSError) as exc:
+            error = self._error(exc, action)
+            if error is exc:
+                raise
+            raise error from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str = "write to") -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front: no other writer can slip in between our read
         # of the runs table and the update that depends on it.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with self._guard(action):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR); a
+                # second ROLLBACK would fail and hide the error that matters.
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
 
     def set_meta(self, key: str, value: str) -> None:
         """Store a string under ``key``."""
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        with self._guard("write to"):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def get_meta(self, key: str) -> str | None:
         """The string stored under ``key``, or ``None``."""
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._guard("read"):
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     # -- registering and claiming ---------------------------------------------------------------
@@ -309,7 +447,7 @@ class StudyStore:
             How many runs were new.
         """
         new = 0
-        with self._transaction() as conn:
+        with self._transaction("register runs in") as conn:
             for run in runs:
                 labels = json.dumps(run.labels, sort_keys=True)
                 cur = conn.execute(
@@ -325,7 +463,7 @@ class StudyStore:
 
     def requeue_failed(self, ids: Collection[str] | None = None) -> int:
         """Give failed runs a fresh retry budget (a new invocation retries them). Returns the count."""
-        with self._transaction() as conn:
+        with self._transaction("requeue failed runs in") as conn:
             failed = [r[0] for r in conn.execute("SELECT id FROM runs WHERE status = 'failed'")]
             chosen = [i for i in failed if ids is None or i in ids]
             conn.executemany(
@@ -351,7 +489,7 @@ class StudyStore:
 
         Their folders keep the last checkpoint, so the next worker resumes them mid-run.
         """
-        with self._transaction():
+        with self._transaction("reclaim stale runs in"):
             return self._reclaim(now=time.time(), stale_after_s=stale_after_s, me=me)
 
     def _reclaim(self, *, now: float, stale_after_s: float, me: WorkerId | None) -> list[str]:
@@ -392,7 +530,7 @@ class StudyStore:
             allowed run is done or failed for good.
         """
         now = time.time()
-        with self._transaction() as conn:
+        with self._transaction("claim a run in") as conn:
             self._reclaim(now=now, stale_after_s=stale_after_s, me=worker)
             state = {
                 r[0]: (r[1], r[2], r[3])
@@ -432,10 +570,11 @@ class StudyStore:
     # -- a worker's updates ---------------------------------------------------------------------
     def heartbeat(self, run_id: str, worker: WorkerId) -> bool:
         """Refresh the heartbeat of a run ``worker`` owns; ``False`` if it no longer owns it."""
-        cur = self._conn.execute(
-            "UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running' AND worker = ?",
-            (time.time(), run_id, str(worker)),
-        )
+        with self._guard(f"refresh the heartbeat of run {run_id} in"):
+            cur = self._conn.execute(
+                "UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running' AND worker = ?",
+                (time.time(), run_id, str(worker)),
+            )
         return cur.rowcount == 1
 
     def record(
@@ -450,8 +589,10 @@ class StudyStore:
         Raises:
             sqlite3.IntegrityError: Two measurements share a key (a bug in the caller); nothing
                 is written.
+            OSError: The write failed (``ENOSPC`` when the disk is full); nothing of it is kept,
+                earlier results are intact, and the message names the database.
         """
-        with self._transaction() as conn:
+        with self._transaction(f"record the result of run {run_id} in") as conn:
             owner = conn.execute("SELECT status, worker FROM runs WHERE id = ?", (run_id,)).fetchone()
             if owner is None or owner[0] != "running" or owner[1] != str(worker):
                 return False
@@ -472,33 +613,37 @@ class StudyStore:
 
     def fail(self, run_id: str, worker: WorkerId, error: str) -> None:
         """Mark a run ``worker`` owns as failed with an error message."""
-        self._conn.execute(
-            "UPDATE runs SET status = 'failed', failures = failures + 1, error = ?, finished = ? "
-            "WHERE id = ? AND status = 'running' AND worker = ?",
-            (error, time.time(), run_id, str(worker)),
-        )
+        with self._guard(f"mark run {run_id} failed in"):
+            self._conn.execute(
+                "UPDATE runs SET status = 'failed', failures = failures + 1, error = ?, finished = ? "
+                "WHERE id = ? AND status = 'running' AND worker = ?",
+                (error, time.time(), run_id, str(worker)),
+            )
 
     def release(self, run_id: str, worker: WorkerId) -> None:
         """Hand a run back unfinished (e.g. on Ctrl-C); the next worker resumes it."""
-        self._conn.execute(
-            "UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'running' AND worker = ?",
-            (run_id, str(worker)),
-        )
+        with self._guard(f"release run {run_id} in"):
+            self._conn.execute(
+                "UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'running' AND worker = ?",
+                (run_id, str(worker)),
+            )
 
     # -- reading --------------------------------------------------------------------------------
     def runs(self, *, status: str | None = None) -> list[RunRecord]:
         """Every run (or those with ``status``), in registration order."""
         where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
-        rows = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY rowid", args)
-        return [_record(r) for r in rows]
+        with self._guard("read"):
+            rows = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY rowid", args)
+            return [_record(r) for r in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{kind: {status: count}}``."""
         out: dict[str, dict[str, int]] = {}
-        for kind, status, n in self._conn.execute(
-            "SELECT kind, status, COUNT(*) FROM runs GROUP BY kind, status ORDER BY kind, status"
-        ):
-            out.setdefault(kind, {})[status] = int(n)
+        with self._guard("read"):
+            for kind, status, n in self._conn.execute(
+                "SELECT kind, status, COUNT(*) FROM runs GROUP BY kind, status ORDER BY kind, status"
+            ):
+                out.setdefault(kind, {})[status] = int(n)
         return out
 
     def has_level(self, level: str, *, metric: str | None = None) -> bool:
@@ -507,7 +652,8 @@ class StudyStore:
             "SELECT 1 FROM measurements WHERE level = ?" + (" AND metric = ?" if metric else "") + " LIMIT 1"
         )
         args = (level, metric) if metric else (level,)
-        return self._conn.execute(query, args).fetchone() is not None
+        with self._guard("read"):
+            return self._conn.execute(query, args).fetchone() is not None
 
     def measurements(
         self, run_ids: Collection[str] | None = None, *, finetune_slices: bool = True
@@ -520,10 +666,11 @@ class StudyStore:
                 that report per volume can skip them (they are most of the table).
         """
         skip = "" if finetune_slices else "WHERE NOT (m.level = 'image' AND r.kind = 'finetune')"
-        rows = self._conn.execute(
-            "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
-            f"FROM measurements AS m JOIN runs AS r ON r.id = m.run_id {skip} ORDER BY m.rowid"
-        )
+        with self._guard("read"):
+            rows = self._conn.execute(
+                "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
+                f"FROM measurements AS m JOIN runs AS r ON r.id = m.run_id {skip} ORDER BY m.rowid"
+            ).fetchall()
         out = []
         for run_id, volume_id, slice_index, level, class_name, metric, value in rows:
             if run_ids is None or run_id in run_ids:

@@ -48,7 +48,6 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from inpaintssl.atomic import atomic_path, atomic_write_text
 from inpaintssl.config import (
@@ -67,6 +66,7 @@ from inpaintssl.corruption import render_corruption_figure
 from inpaintssl.data.build import build_datasets
 from inpaintssl.experiments.figures import plot_dice_vs_label_fraction
 from inpaintssl.experiments.results import ResultsTable
+from inpaintssl.progress import progress_iter
 from inpaintssl.registry import LOSSES
 from inpaintssl.stats import wilcoxon_greater
 from inpaintssl.training.convergence import ConvergenceWarning
@@ -590,7 +590,9 @@ def _finetune_all(
     rows: list[dict[str, Any]] = []
     examples: dict[str, FinetuneResult] = {}
     smallest = min(settings.fractions)
-    for fraction, subset_seed, arm in tqdm(jobs, desc="fine-tuning runs", disable=quiet):
+    for fraction, subset_seed, arm in progress_iter(
+        jobs, desc="fine-tuning runs", unit="run", disable=quiet, lines=True
+    ):
         name = f"{arm}_{round(100 * fraction)}pct_seed{subset_seed}"
         timer = time.perf_counter()
         result = _finetune(

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from inpaintssl.losses._tensors import as_loss_dtype
+from inpaintssl.options import check_option
 
 __all__ = ["Activation", "SegmentationLoss"]
 
@@ -59,8 +60,7 @@ class SegmentationLoss(nn.Module, abc.ABC):
 
     def __init__(self, *, activation: Activation = "sigmoid", include_background: bool = False) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is invalid; expected one of {_ACTIVATIONS}")
+        check_option(activation, _ACTIVATIONS, field="activation")
         if include_background and activation != "softmax":
             raise ValueError(
                 "include_background=True needs activation='softmax'; a sigmoid head has no background channel"

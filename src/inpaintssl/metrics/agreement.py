@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy, check_same_shape
+from inpaintssl.options import check_option
 
 __all__ = ["BlandAltman", "bland_altman", "icc"]
 
@@ -119,8 +120,7 @@ def icc(ratings: ArrayInput, *, kind: Literal["agreement", "consistency"] = "agr
         )
     if not np.all(np.isfinite(x)):
         raise ValueError("ratings must be finite; found NaN or inf")
-    if kind not in ("agreement", "consistency"):
-        raise ValueError(f"kind must be 'agreement' or 'consistency'; found {kind!r}")
+    check_option(kind, ("agreement", "consistency"), field="kind")
     n, k = x.shape
     grand = x.mean()
     ss_rows = k * float(np.sum((x.mean(axis=1) - grand) ** 2))

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from inpaintssl.models.input_checks import check_backbone_input
 from inpaintssl.models.layers import DoubleConv
 from inpaintssl.registry import BACKBONES
 
@@ -214,19 +215,11 @@ class UNet2d(nn.Module):
             ValueError: If ``x`` is not 4-D, has the wrong channel count, or ``H``/``W`` is not a
                 multiple of :attr:`size_multiple`.
         """
-        if x.ndim != 4:
-            raise ValueError(f"input must have shape (N, C, H, W); found shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"input has {x.shape[1]} channels; this network expects in_channels={self.in_channels}"
-            )
-        height, width = x.shape[-2:]
-        multiple = self.size_multiple
-        if height % multiple or width % multiple:
-            fit = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
-            raise ValueError(
-                f"input size (H, W) = ({height}, {width}) is not divisible by size_multiple={multiple} "
-                f"(2**(depth-1) for depth={self.depth}); crop or pad it, e.g. to {fit}"
-            )
+        check_backbone_input(
+            x,
+            in_channels=self.in_channels,
+            size_multiple=self.size_multiple,
+            why=f"2**(depth-1) for depth={self.depth}",
+        )
         out: torch.Tensor = self.head(self.decoder(self.encoder(x)))
         return out

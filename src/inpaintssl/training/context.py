@@ -1,5 +1,10 @@
 """Per-run set-up shared by pretraining and fine-tuning: device, process group, seeding, run folder.
 
+:func:`run_session` also makes the run the folder's only writer (a lock file, see
+:mod:`~inpaintssl.training.lock`), puts back every process-wide setting it changed (see
+:mod:`~inpaintssl.training.process_state`), and removes a run folder it created when the run
+fails before writing anything into it.
+
 Example:
     >>> from inpaintssl.config import RunConfig
     >>> import tempfile, pathlib
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +31,21 @@ from inpaintssl.models.cpu_convolution import using_cpu_weight_gradient
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from inpaintssl.training.host_memory import keep_freed_host_memory
+from inpaintssl.training.lock import RunFolderInUseError, RunFolderLockedError, acquire_run_lock
+from inpaintssl.training.process_state import preserved_process_state
 
-__all__ = ["RunContext", "RunFolderInUseError", "run_session", "seed_everything"]
+__all__ = [
+    "FreshStartWarning",
+    "RunContext",
+    "RunFolderInUseError",
+    "RunFolderLockedError",
+    "run_session",
+    "seed_everything",
+]
 
 
-class RunFolderInUseError(FileExistsError):
-    """A new run would overwrite a folder that already holds a run."""
+class FreshStartWarning(UserWarning):
+    """``run.resume`` was asked for, but the run folder holds nothing to resume: the run starts fresh."""
 
 
 def seed_everything(seed: int, *, deterministic: bool) -> None:
@@ -87,18 +102,105 @@ class RunContext:
         return cls(run=run, device=device, dist=info, amp_dtype=autocast_dtype(device, run.amp))
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder on the way to ``folder`` that does not exist yet (``None``: all exist)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_if_empty(folder: Path, *, up_to: Path) -> None:
+    """Remove ``folder`` if nothing but empty folders is left in it, then its parents up to ``up_to``."""
+    for root, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            Path(root).rmdir()  # fails on a folder that holds a file: that output stays
+    for parent in folder.parents:
+        if not parent.is_relative_to(up_to):
+            break
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+
+
+def _warn_if_nothing_to_resume(folder: Path, *, existed: bool) -> None:
+    checkpoints = folder / "checkpoints"
+    if (checkpoints / "last").exists() or (checkpoints / "last.old").exists():
+        return
+    found = f"holds no resumable checkpoint ({checkpoints}/last)" if existed else "did not exist"
+    warnings.warn(
+        f"run.resume=true, but run.output_dir={str(folder)!r} {found}: starting a fresh run there",
+        FreshStartWarning,
+        stacklevel=2,
+    )
+
+
+@contextlib.contextmanager
+def _sole_writer(folder: Path, *, resume: bool) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block; on failure, remove the folder if this call created it
+    and nothing was written into it."""
+    created = _first_missing(folder)
+    try:
+        lock = acquire_run_lock(folder)
+    except BaseException:
+        if created is not None:
+            _remove_if_empty(folder, up_to=created)
+        raise
+    if resume:
+        # After the lock: a folder another run is writing gets the lock error, not this warning.
+        _warn_if_nothing_to_resume(folder, existed=created is None)
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        if created is not None:
+            _remove_if_empty(folder, up_to=created)
+        raise
+    lock.release()
+
+
 @contextlib.contextmanager
 def run_session(run: RunConfig) -> Iterator[RunContext]:
-    """Start a run (:meth:`RunContext.start`) and always leave the process group afterwards.
+    """Start a run (:meth:`RunContext.start`) as the folder's only writer, and clean up after it.
+
+    Before anything else, the main process takes the run folder's lock
+    (:func:`~inpaintssl.training.lock.acquire_run_lock`), so a second run into the same folder
+    stops with :class:`RunFolderLockedError` naming the first. On exit, normal or not, the
+    session leaves the process group, releases the lock, and restores every process-wide
+    setting it changed (seeded random generators, deterministic-kernel flags,
+    ``CUBLAS_WORKSPACE_CONFIG``; :func:`~inpaintssl.training.process_state.preserved_process_state`).
+    A run that fails before writing anything leaves no folder it created behind.
 
     Inside the session the U-Net's CPU weight gradients use ``run.cpu_weight_gradient``; on the
     CPU, ``run.reuse_host_memory: true`` also tunes the process's allocator (which stays tuned).
+
+    Raises:
+        RunFolderLockedError: Another run holds the folder's lock.
+        RunFolderInUseError: The folder holds an earlier run and ``run.resume`` is off.
+
+    Warns:
+        FreshStartWarning: ``run.resume`` is on but the folder holds no checkpoint to resume.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from inpaintssl.config import RunConfig
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> with run_session(RunConfig(output_dir=folder, device="cpu", deterministic=True)) as ctx:
+        ...     sorted(p.name for p in ctx.run_dir.iterdir()), torch.are_deterministic_algorithms_enabled()
+        (['.inpaintssl.lock'], True)
+        >>> torch.are_deterministic_algorithms_enabled(), list(folder.iterdir())
+        (False, [])
     """
-    ctx = RunContext.start(run)
-    if ctx.device.type == "cpu" and run.reuse_host_memory:
-        keep_freed_host_memory()
-    try:
-        with using_cpu_weight_gradient(run.cpu_weight_gradient):
-            yield ctx
-    finally:
-        shutdown_distributed()
+    info = DistInfo.from_env()
+    with preserved_process_state():
+        claim = _sole_writer(run.output_dir, resume=run.resume) if info.is_main else contextlib.nullcontext()
+        with claim:
+            ctx = RunContext.start(run)
+            if ctx.device.type == "cpu" and run.reuse_host_memory:
+                keep_freed_host_memory()
+            try:
+                with using_cpu_weight_gradient(run.cpu_weight_gradient):
+                    yield ctx
+            finally:
+                shutdown_distributed()

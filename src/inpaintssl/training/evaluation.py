@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from inpaintssl.atomic import atomic_write_text
+from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_context
 
 __all__ = ["EvaluationTable", "evaluate_inpainting", "evaluate_segmentation"]
@@ -139,7 +139,7 @@ def evaluate_segmentation(
     volumes: dict[str, list[np.ndarray]] = {}
     volume_slices: dict[str, int] = {}
     names = list(class_names)
-    for batch in tqdm(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
+    for batch in progress_iter(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
         images = batch["image"].to(device, memory_format=fmt)
         target = batch["label"].to(device) > 0.5
         with autocast_context(device, amp_dtype):
@@ -215,7 +215,7 @@ def evaluate_inpainting(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     rows: list[dict[str, Any]] = []
     start = 0
-    for batch in tqdm(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
+    for batch in progress_iter(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
         clean = batch["image"].to(device, memory_format=fmt)
         keys = torch.arange(start, start + clean.shape[0], device=device)
         start += clean.shape[0]

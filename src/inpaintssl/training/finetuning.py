@@ -23,12 +23,14 @@ from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.checks import check_has_foreground
+from inpaintssl.data.preflight import preflight
 from inpaintssl.registry import LOSSES, TRANSFER_STRATEGIES
 from inpaintssl.training.components import build_backbone, size_multiple_of
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.evaluation import evaluate_segmentation
 from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import SegmentationObjective
 from inpaintssl.training.results import FinetuneResult
 from inpaintssl.training.run_folder import build_manifest, record_run
@@ -73,11 +75,28 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         raise ValueError(
             f"data.dataset={config.data.dataset!r} yields no label classes: fine-tuning needs labelled data"
         )
-    # Fail at the door: all-background labels would train to a constant loss without any error.
-    where = f"data.dataset={config.data.dataset!r} train set (label_fraction={config.data.label_fraction:g})"
-    check_has_foreground(bundle.train, what=where)
     loss = LOSSES.build(config.loss_name, **config.loss_params)
     out_channels = int(loss.out_channels(len(class_names)))
+    # Fail at the door, before a slice is read or the run folder written: first a size or batch
+    # that cannot fit, then any unreadable, truncated or inconsistent data file.
+    check_run_memory(
+        backbone=config.model.backbone,
+        params=config.model.params,
+        train_set=bundle.train,
+        image_size=config.data.image_size,
+        in_channels=bundle.in_channels,
+        out_channels=out_channels,
+        batch_size=config.optim.batch_size,
+        ctx=ctx,
+    )
+    preflight(
+        {"train": bundle.train, "val": bundle.val, "test": bundle.test},
+        progress=not config.run.quiet and ctx.dist.is_main,
+        what=f"data.dataset={config.data.dataset!r}",
+    )
+    # All-background labels would train to a constant loss without any error.
+    where = f"data.dataset={config.data.dataset!r} train set (label_fraction={config.data.label_fraction:g})"
+    check_has_foreground(bundle.train, what=where)
     model = build_backbone(
         config.model.backbone,
         config.model.params,

@@ -36,11 +36,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
 
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, read_checkpoint_dir, save_checkpoint
 from inpaintssl.config import EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
+from inpaintssl.progress import progress_bar
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.convergence import Convergence, ConvergenceWarning, assess_convergence
 from inpaintssl.training.device import autocast_context
@@ -441,7 +441,7 @@ class Trainer:
         """
         first = self._loader(self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES)
         total = self.steps_per_epoch()
-        bar = tqdm(total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
+        bar = progress_bar(total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
         step = 0
         for data_pass in range(_MAX_PASSES):
             loader = (
@@ -671,20 +671,25 @@ class Trainer:
             )
             state.best_val, state.best_epoch, state.epoch = math.inf, -1, 0
         state.stopped_early = False
-        bar = tqdm(
+        # Outside a terminal this is one plain line per epoch (see inpaintssl.progress).
+        bar = progress_bar(
             total=self.optim.max_epochs,
             initial=state.epoch,
             desc=phase.name,
             unit="epoch",
             leave=False,
             disable=self.quiet or not self.dist.is_main,
+            lines=True,
         )
         while state.epoch < self.optim.max_epochs:
             row = self._run_epoch(optimizer, state, phase)
-            bar.update(1)
             bar.set_postfix(
-                train=f"{row['train_loss']:.4g}", val=f"{row['val_loss']:.4g}", lr=f"{row['lr']:.2g}"
+                train=f"{row['train_loss']:.4g}",
+                val=f"{row['val_loss']:.4g}",
+                lr=f"{row['lr']:.2g}",
+                refresh=False,
             )
+            bar.update(1)
             log.info(
                 "[%s] epoch %d: lr=%.3g train_loss=%.5g val_loss=%.5g%s",
                 phase.name,

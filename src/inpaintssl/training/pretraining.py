@@ -21,6 +21,7 @@ from torch import nn
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import PretrainConfig
 from inpaintssl.data.build import build_datasets
+from inpaintssl.data.preflight import preflight
 from inpaintssl.registry import LOSSES, PRETEXT_TASKS
 from inpaintssl.training.components import build_backbone, size_multiple_of
 from inpaintssl.training.context import RunContext, run_session
@@ -28,6 +29,7 @@ from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.diagnostics import reconstruction_grid, write_reconstruction_panel
 from inpaintssl.training.evaluation import evaluate_inpainting
 from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
+from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.results import PretrainResult
 from inpaintssl.training.run_folder import TensorBoardLog, build_manifest, record_run
@@ -95,6 +97,23 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     multiple = size_multiple_of(config.model.backbone, config.model.params)
     bundle = build_datasets(config.data, stage="pretrain", seed=config.run.seed, size_multiple=multiple)
     channels = bundle.in_channels
+    # Fail at the door, before a slice is read or the run folder written: first a size or batch
+    # that cannot fit, then any unreadable, truncated or inconsistent data file.
+    check_run_memory(
+        backbone=config.model.backbone,
+        params=config.model.params,
+        train_set=bundle.train,
+        image_size=config.data.image_size,
+        in_channels=channels,
+        out_channels=channels,
+        batch_size=config.optim.batch_size,
+        ctx=ctx,
+    )
+    preflight(
+        {"train": bundle.train, "val": bundle.val},
+        progress=not config.run.quiet and ctx.dist.is_main,
+        what=f"data.dataset={config.data.dataset!r}",
+    )
     model = build_backbone(
         config.model.backbone,
         config.model.params,

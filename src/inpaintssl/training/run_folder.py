@@ -9,6 +9,7 @@ Layout::
         metrics.csv          one row per epoch
         checkpoints/best/    best validation loss (see inpaintssl.checkpoint)
         checkpoints/last/    latest epoch, with optimizer and trainer state for --resume
+        .inpaintssl.lock     present only while a run writes the folder (inpaintssl.training.lock)
 
 Example:
     >>> m = build_manifest(seed=3, data_files=["a.h5"], num_workers=2)

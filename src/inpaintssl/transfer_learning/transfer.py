@@ -24,7 +24,8 @@ from typing import Literal, TypeAlias
 import torch
 from torch import nn
 
-from inpaintssl.checkpoint import load_state_dict
+from inpaintssl.checkpoint import CheckpointError, load_state_dict
+from inpaintssl.options import check_option
 from inpaintssl.registry import TRANSFER_STRATEGIES
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
 from inpaintssl.transfer_learning.channels import adapt_input_channels
@@ -75,6 +76,33 @@ def _load_pretrained(pretrained: PretrainedSource) -> dict[str, torch.Tensor]:
             f"checkpoint folder or run folder; found {type(pretrained).__name__}"
         )
     return strip_wrapper_prefixes(state)
+
+
+def _unusable(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], keys: list[str]
+) -> list[str]:
+    """Problems of the pretrained tensors at ``keys``: not floating point, or not finite.
+
+    ``copy_`` would cast an integer or bool tensor into a float parameter without a word (a
+    file of quantised or wrongly exported weights), and a NaN or Inf would surface only as a
+    non-finite loss at the first step. A non-float tensor is fine where the model's own tensor is
+    not float either (a counter buffer such as BatchNorm's ``num_batches_tracked``).
+    """
+    problems: list[str] = []
+    for key in keys:
+        src = source[key]
+        if not src.is_floating_point():
+            # Complex is refused too: copy_ into a real tensor would drop the imaginary part.
+            if target[key].is_floating_point() or src.is_complex():
+                problems.append(f"{key} has dtype {src.dtype}, expected a floating-point dtype")
+            continue
+        bad = int((~torch.isfinite(src)).sum())
+        if bad:
+            nan = int(torch.isnan(src).sum())
+            problems.append(
+                f"{key} has {bad} non-finite value(s) of {src.numel()} ({nan} NaN, {bad - nan} Inf)"
+            )
+    return problems
 
 
 def _listing(keys: list[str]) -> str:
@@ -140,9 +168,12 @@ def transfer(
         ValueError: The model lacks a requested part; a tensor of a copied part is missing from,
             or has a different shape in, the pretrained weights; the pretrained weights hold a
             tensor of a copied part the model lacks; or ``in_channels`` is unknown. The message
-            names each parameter and both shapes.
+            names each parameter and both shapes. Also a pretrained tensor of a copied part that
+            holds NaN/Inf or is not floating point (when ``pretrained`` is in memory).
         KeyError: Unknown strategy name (with close matches).
-        inpaintssl.checkpoint.CheckpointError: Unreadable checkpoint path.
+        inpaintssl.checkpoint.CheckpointError: Unreadable checkpoint path, or a pretrained
+            file whose tensors of a copied part hold NaN/Inf or are not floating point (the
+            message names the file and each tensor).
 
     Example:
         >>> import torch
@@ -155,13 +186,28 @@ def transfer(
         >>> torch.equal(ct.decoder.levels[0].up.weight, pre.decoder.levels[0].up.weight)
         True
     """
-    if in_channels not in _IN_CHANNELS_MODES:
-        raise ValueError(f"in_channels={in_channels!r} is invalid; expected one of {_IN_CHANNELS_MODES}")
+    check_option(in_channels, _IN_CHANNELS_MODES, field="in_channels")
     strategy = _resolve_strategy(weights)
     for part in strategy.parts:
         get_part(model, part)
     source = _load_pretrained(pretrained)
     target = unwrap_model(model).state_dict()
+    copied = [key for key in target if key in source and strategy.part_of(key) is not None]
+    unusable = _unusable(source, target, copied)
+    if unusable:
+        origin = (
+            f"pretrained weights {os.fspath(pretrained)}"
+            if isinstance(pretrained, (str, os.PathLike))
+            else "pretrained weights"
+        )
+        message = (
+            f"{origin}: {len(unusable)} tensor(s) of the transferred parts "
+            f"({', '.join(strategy.parts)}) cannot be used: "
+            + "; ".join(unusable[:_MAX_LISTED])
+            + (f"; and {len(unusable) - _MAX_LISTED} more" if len(unusable) > _MAX_LISTED else "")
+        )
+        # A file is a bad checkpoint, as with any other unreadable pretrained file.
+        raise CheckpointError(message) if isinstance(pretrained, (str, os.PathLike)) else ValueError(message)
     first_kernel = _first_kernel(target, strategy)
 
     report = TransferReport(strategy=strategy.name or type(strategy).__name__, parts=strategy.parts)

@@ -1,0 +1,395 @@
+"""Export a trained network to ONNX, TorchScript or a plain safetensors state dict.
+
+Every format holds the *folded* network: each weight-standardised convolution
+(:class:`~inpaintssl.models.layers.WSConv2d`, paper sec. 2.3) becomes an ordinary
+:class:`torch.nn.Conv2d` whose kernel is the standardised kernel the trained layer computes on
+every forward pass. The folded network computes the same function with no inpaintssl code, so any
+runtime that knows ``Conv2d``, ``GroupNorm``, ``MaxPool2d`` and ``ConvTranspose2d`` can run it.
+Every file carries the :class:`~inpaintssl.inference.loading.ModelInfo` JSON (with
+``folded=True``): in the safetensors header, in the ONNX model's ``metadata_props`` and as the
+TorchScript archive's extra file ``inpaintssl.json`` (all under the key ``inpaintssl``).
+
+ONNX uses the ``torch.export``-based exporter (``dynamo=True``, PyTorch's default since 2.9; the
+TorchScript-based ``dynamo=False`` path is deprecated). The batch, height and width axes are
+dynamic and named ``batch``, ``height`` and ``width``; because the U-Net only accepts sides that
+are multiples of ``2**(depth - 1)``, height and width are exported as that multiple times a free
+dimension (a plain free dimension fails ``torch.export``'s check that the decoder's skip
+concatenation lines up). ONNX Runtime runs any batch size and any multiple; other sizes fail
+inside the graph (the PyTorch model's readable size check cannot travel into ONNX), so crop or pad
+inputs to ``size_multiple`` (stored in the metadata) first. Right after writing, the file is run
+in ONNX Runtime on two inputs of different batch and spatial sizes and compared with the PyTorch
+model; a max absolute difference above ``atol`` (default 1e-4) raises :class:`ExportError` and
+leaves no file. TorchScript is traced in eval mode under :func:`torch.no_grad` (traced in train
+mode or with autograd on, ``torch.jit.trace``'s sanity check fails) and checked the same way at
+1e-5; PyTorch 2.13 deprecates ``torch.jit`` (it warns), so prefer ONNX for new deployments. The
+safetensors state dict is checked in memory (folded against unfolded) before it is written. Files
+are written atomically (:mod:`inpaintssl.atomic`): a failed check leaves any earlier file as it was.
+
+Example:
+    >>> import torch
+    >>> from inpaintssl.models import UNet2d, WSConv2d
+    >>> net = UNet2d(in_channels=1, out_channels=2, depth=2, base_width=4, seed=0).eval()
+    >>> plain = fold_weight_standardisation(net)
+    >>> any(isinstance(m, WSConv2d) for m in plain.modules())
+    False
+    >>> x = torch.randn(1, 1, 8, 8)
+    >>> bool((plain(x) - net(x)).abs().max() < 1e-5)
+    True
+    >>> export_model("runs/finetune", format="onnx", output="model.onnx")  # doctest: +SKIP
+    PosixPath('model.onnx')
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.jit._trace import TracerWarning
+
+from inpaintssl.atomic import atomic_path, atomic_write_with
+from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, backbone_class, load_model
+from inpaintssl.models.layers import WSConv2d
+from inpaintssl.models.unet import UNet2d
+
+__all__ = [
+    "DEFAULT_ATOL",
+    "ExportError",
+    "ExportFormat",
+    "export_model",
+    "fold_weight_standardisation",
+    "plain_unet",
+]
+
+ExportFormat = Literal["onnx", "torchscript", "safetensors"]
+FORMATS: tuple[str, ...] = ("onnx", "torchscript", "safetensors")
+
+DEFAULT_ATOL: dict[str, float] = {"onnx": 1e-4, "torchscript": 1e-5, "safetensors": 1e-5}
+"""Largest max-absolute difference from the PyTorch model each format's check accepts."""
+
+TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
+"""Name of the :class:`ModelInfo` JSON inside a TorchScript archive (``torch.jit.load(_extra_files=)``)."""
+
+ONNX_INPUT, ONNX_OUTPUT = "image", "output"
+"""Names of the ONNX graph's input ``(batch, C_in, height, width)`` and output ``(batch, C_out, ...)``."""
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+class ExportError(RuntimeError):
+    """An exported file does not reproduce the PyTorch model; nothing was written."""
+
+
+def _plain_conv(layer: WSConv2d) -> nn.Conv2d:
+    conv = nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,  # type: ignore[arg-type]
+        stride=layer.stride,  # type: ignore[arg-type]
+        padding=layer.padding,  # type: ignore[arg-type]
+        dilation=layer.dilation,  # type: ignore[arg-type]
+        groups=layer.groups,
+        bias=layer.bias is not None,
+        padding_mode=layer.padding_mode,
+        device=layer.weight.device,
+        dtype=layer.weight.dtype,
+    )
+    with torch.no_grad():
+        # Same dtype and formula as WSConv2d.forward, so the folded layer uses the very same kernel.
+        conv.weight.copy_(layer.standardized_weight())
+        if layer.bias is not None and conv.bias is not None:
+            conv.bias.copy_(layer.bias)
+    conv.weight.requires_grad_(layer.weight.requires_grad)
+    return conv.train(layer.training)
+
+
+def fold_weight_standardisation(model: ModuleT, *, inplace: bool = False) -> ModuleT:
+    """Fold weight standardisation: each ``WSConv2d`` becomes an ``nn.Conv2d`` with its standardised kernel.
+
+    Weight standardisation (Qiao et al. 2019; paper sec. 2.3) re-standardises the stored kernel on
+    every forward pass; folding computes it once, so the network runs anywhere ``Conv2d`` does and
+    computes the same outputs (the folded kernel is the tensor the trained layer convolves with).
+    State-dict keys stay the same; only the convolution weights' values change.
+
+    Args:
+        model: Any module; a :class:`~inpaintssl.inference.loading.LoadedModel` keeps its
+            ``inference_meta``, with ``folded=True``.
+        inplace: Fold ``model`` itself instead of a deep copy.
+
+    Returns:
+        The folded module (a deep copy unless ``inplace``).
+
+    Example:
+        >>> from inpaintssl.models import UNet2d
+        >>> net = UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+        >>> type(fold_weight_standardisation(net).encoder.levels[0][0][0]).__name__
+        'Conv2d'
+        >>> type(net.encoder.levels[0][0][0]).__name__
+        'WSConv2d'
+    """
+    folded = model if inplace else copy.deepcopy(model)
+    for parent in list(folded.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, WSConv2d):
+                setattr(parent, name, _plain_conv(child))
+    if isinstance(folded, LoadedModel):
+        folded.inference_meta = replace(folded.inference_meta, folded=True)
+    return folded
+
+
+def plain_unet(
+    *, in_channels: int, out_channels: int, depth: int = 5, base_width: int = 32, groups: int = 16
+) -> UNet2d:
+    """The paper's U-Net (sec. 2.3) built with plain ``nn.Conv2d``: the architecture of exported state dicts.
+
+    Load ``export_model(format="safetensors")`` files into it with ``load_state_dict`` (or use
+    :func:`~inpaintssl.inference.loading.load_model`, which reads the architecture from the header).
+
+    Example:
+        >>> from safetensors.torch import load_file
+        >>> net = plain_unet(in_channels=1, out_channels=2, depth=3, base_width=8)
+        >>> net.load_state_dict(load_file("model.safetensors"))  # doctest: +SKIP
+        <All keys matched successfully>
+        >>> net.size_multiple
+        4
+    """
+    net = UNet2d(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        depth=depth,
+        base_width=base_width,
+        groups=groups,
+        seed=0,
+    )
+    return fold_weight_standardisation(net, inplace=True)
+
+
+def _require_onnx() -> tuple[ModuleType, ModuleType]:
+    # Optional extra: imported only when ONNX is asked for.
+    try:
+        onnx = importlib.import_module("onnx")
+        importlib.import_module("onnxscript")
+        onnxruntime = importlib.import_module("onnxruntime")
+    except ImportError as exc:
+        raise ImportError(
+            f'export_model(format="onnx") needs onnx, onnxscript and onnxruntime ({exc.name or exc} is '
+            'missing); install them with: pip install "inpaintssl[onnx]"'
+        ) from exc
+    return onnx, onnxruntime
+
+
+def _plain_copy(model: LoadedModel) -> nn.Module:
+    """A folded CPU copy whose class is the backbone's own (what exporters and tracers see)."""
+    plain: nn.Module = fold_weight_standardisation(model)
+    plain.__class__ = backbone_class(type(plain))
+    plain.__dict__.pop("inference_meta", None)
+    return plain.to("cpu").eval()
+
+
+def _samples(info: ModelInfo, example: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trace input and a second check input with other batch and spatial sizes."""
+    multiple = info.size_multiple
+    # At least 32 pixels a side and at least 2 blocks, so no dimension is 0/1-specialised by torch.export.
+    blocks = max(2, math.ceil(32 / multiple))
+    generator = torch.Generator().manual_seed(0)
+    if example is None:
+        example = torch.randn(2, info.in_channels, blocks * multiple, blocks * multiple, generator=generator)
+    elif example.ndim != 4 or example.shape[1] != info.in_channels:
+        raise ValueError(
+            f"example must have shape (N, {info.in_channels}, H, W) for this model; "
+            f"found {tuple(example.shape)}"
+        )
+    example = example.detach().to("cpu", torch.float32)
+    # torch.export specialises a side of a single block to that size: tile such a side to two blocks.
+    example = example.repeat(
+        1, 1, 2 if example.shape[2] < 2 * multiple else 1, 2 if example.shape[3] < 2 * multiple else 1
+    )
+    height, width = (int(s) for s in example.shape[-2:])
+    other = torch.randn(
+        int(example.shape[0]) + 1,
+        info.in_channels,
+        height + multiple,
+        width + 2 * multiple,
+        generator=generator,
+    )
+    return example, other
+
+
+def _max_diff(found: torch.Tensor | np.ndarray, expected: torch.Tensor) -> float:
+    return float((torch.as_tensor(np.asarray(found)) - expected).abs().max())
+
+
+def _check(name: str, diffs: list[tuple[tuple[int, ...], float]], atol: float, output: Path) -> None:
+    worst = max(diffs, key=lambda item: item[1])
+    if not worst[1] <= atol:
+        raise ExportError(
+            f"{output}: the {name} model differs from the PyTorch model by max |diff| = {worst[1]:.3g} on an "
+            f"input of shape {worst[0]} (expected <= atol={atol:g}); nothing was written"
+        )
+
+
+def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return [model(x.to(device)).float().cpu() for x in inputs]
+
+
+def _export_safetensors(plain: nn.Module, info: ModelInfo, output: Path) -> None:
+    # Clones: safetensors refuses tensors that share storage or are not contiguous.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in plain.state_dict().items()}
+    metadata = {HEADER_KEY: info.to_json(), "format": "pt"}
+    atomic_write_with(output, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+
+def _export_torchscript(
+    plain: nn.Module,
+    info: ModelInfo,
+    output: Path,
+    samples: tuple[torch.Tensor, torch.Tensor],
+    expected: list[torch.Tensor],
+    atol: float,
+) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        # The backbone's Python size checks are constants in a trace; the graph itself is shape-generic
+        # (the second sample, of other sizes, checks that below).
+        warnings.filterwarnings("ignore", category=TracerWarning)
+        traced = torch.jit.trace(  # type: ignore[no-untyped-call]
+            plain, samples[0], check_inputs=[(samples[1],)]
+        )
+    extra = {TORCHSCRIPT_EXTRA_FILE: info.to_json()}
+    with atomic_path(output) as tmp:
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
+        reloaded = torch.jit.load(str(tmp), map_location="cpu")  # type: ignore[no-untyped-call]
+        with torch.no_grad():
+            diffs = [(tuple(x.shape), _max_diff(reloaded(x), e)) for x, e in zip(samples, expected)]
+        _check("TorchScript", diffs, atol, output)
+
+
+def _export_onnx(
+    plain: nn.Module,
+    info: ModelInfo,
+    output: Path,
+    samples: tuple[torch.Tensor, torch.Tensor],
+    expected: list[torch.Tensor],
+    atol: float,
+    opset: int | None,
+) -> None:
+    _, onnxruntime = _require_onnx()
+    dim = torch.export.Dim
+    multiple = info.size_multiple
+    # torch.export must see H and W as multiples of 2**(depth-1), or it cannot prove that the
+    # decoder's skip concatenations line up (see the module docstring).
+    height = dim("height") if multiple == 1 else multiple * dim("height_blocks")
+    width = dim("width") if multiple == 1 else multiple * dim("width_blocks")
+    shapes = ({0: dim("batch"), 2: height, 3: width},)
+    with warnings.catch_warnings():
+        # PyTorch-internal deprecation noise of torch.export (pytree LeafSpec); nothing a caller can act on.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+        program: Any = torch.onnx.export(
+            plain,
+            (samples[0],),
+            dynamo=True,
+            dynamic_shapes=shapes,
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
+            opset_version=opset,
+            verbose=False,
+        )
+    dims = program.model.graph.inputs[0].shape
+    program.rename_axes({dims[0]: "batch", dims[2]: "height", dims[3]: "width"})
+    program.model.metadata_props[HEADER_KEY] = info.to_json()
+    payload: bytes = program.model_proto.SerializeToString()
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(payload)
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        diffs = [
+            (tuple(x.shape), _max_diff(session.run(None, {ONNX_INPUT: x.numpy()})[0], e))
+            for x, e in zip(samples, expected)
+        ]
+        _check("ONNX Runtime", diffs, atol, output)
+
+
+def export_model(
+    run_or_checkpoint: str | Path | LoadedModel,
+    *,
+    format: ExportFormat,
+    output: str | Path,
+    opset: int | None = None,
+    which: Literal["best", "last"] = "best",
+    example: torch.Tensor | None = None,
+    atol: float | None = None,
+) -> Path:
+    """Write a trained network, weight standardisation folded in, as ONNX, TorchScript or safetensors.
+
+    Args:
+        run_or_checkpoint: A run folder, checkpoint folder, ``.safetensors`` file (anything
+            :func:`~inpaintssl.inference.loading.load_model` reads) or an already loaded model.
+        format: ``onnx`` (dynamic ``batch``/``height``/``width``; needs the ``onnx`` extra),
+            ``torchscript`` (traced; ``torch.jit.load`` runs it without inpaintssl) or
+            ``safetensors`` (the plain-convolution state dict, for :func:`plain_unet`).
+        output: The file to write (its folder is created; an existing file is replaced atomically).
+        opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
+        which: For a run folder: the ``best`` or ``last`` checkpoint.
+        example: An input ``(N, C_in, H, W)`` (e.g. real slices) to trace and check with, ``H`` and
+            ``W`` multiples of ``size_multiple`` (a side of a single block is tiled to two, since
+            ``torch.export`` would fix it); default seeded standard-normal noise (inputs are
+            z-scored) of at least 32x32 pixels.
+        atol: Largest max-absolute difference from the PyTorch model the post-export check accepts
+            (default :data:`DEFAULT_ATOL`: 1e-4 for ONNX, 1e-5 otherwise).
+
+    Returns:
+        ``output`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: Unknown ``format``, ``opset`` given for a non-ONNX format, a folder as
+            ``output``, a negative ``atol``, or an ``example`` of the wrong shape.
+        ImportError: ``format="onnx"`` without onnx/onnxscript/onnxruntime
+            (``pip install "inpaintssl[onnx]"``).
+        ExportError: The exported model does not reproduce the PyTorch model within ``atol``.
+        inpaintssl.checkpoint.CheckpointError: The model could not be loaded.
+
+    Example:
+        >>> export_model("runs/finetune", format="torchscript", output="model.pt")  # doctest: +SKIP
+        PosixPath('model.pt')
+        >>> torch.jit.load("model.pt")(torch.zeros(1, 1, 112, 112)).shape          # doctest: +SKIP
+        torch.Size([1, 3, 112, 112])
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r} is invalid; expected one of {FORMATS}")
+    if opset is not None and format != "onnx":
+        raise ValueError(f"opset={opset} applies to format='onnx' only; found format={format!r}")
+    destination = Path(output)
+    if destination.is_dir():
+        raise ValueError(f"output={str(destination)!r} is a folder; expected a file path")
+    if atol is not None and not atol >= 0:
+        raise ValueError(f"atol={atol} is invalid; expected a non-negative float")
+    if format == "onnx":
+        _require_onnx()  # fail before loading or tracing anything
+    if isinstance(run_or_checkpoint, LoadedModel):
+        model = run_or_checkpoint
+    else:
+        model = load_model(run_or_checkpoint, which=which, device="cpu")
+    info = replace(model.inference_meta, folded=True)
+    tolerance = DEFAULT_ATOL[format] if atol is None else float(atol)
+    samples = _samples(info, example)
+    expected = _reference(model, samples)
+    plain = _plain_copy(model)
+    with torch.no_grad():
+        folded = [(tuple(x.shape), _max_diff(plain(x), e)) for x, e in zip(samples, expected)]
+    _check("folded PyTorch", folded, DEFAULT_ATOL["safetensors"], destination)
+    if format == "safetensors":
+        _export_safetensors(plain, info, destination)
+    elif format == "torchscript":
+        _export_torchscript(plain, info, destination, samples, expected, tolerance)
+    else:
+        _export_onnx(plain, info, destination, samples, expected, tolerance, opset)
+    return destination

@@ -1,0 +1,139 @@
+"""A model trained here, in the key layouts of the libraries its backbone came from.
+
+A network pretrained with inpainting is most useful where its users already work: an encoder
+pretrained on unlabelled scans here loads with ``load_state_dict`` into a fresh
+segmentation_models_pytorch model (the self-supervised encoder weights smp users ask for in its
+issues #702 and #787), and a MONAI ``BasicUNet`` trained here loads into MONAI's own class. The
+wrappers in :mod:`inpaintssl.models.external` keep the third-party modules intact under
+``encoder`` / ``decoder`` / ``head``, so these maps only drop or rename that top level.
+
+Example:
+    >>> import torch
+    >>> smp_encoder_state_dict({"encoder.conv1.weight": torch.zeros(1), "head.0.bias": torch.zeros(1)})
+    {'conv1.weight': tensor([0.])}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inpaintssl.atomic import atomic_write_with
+from inpaintssl.checkpoint import load_state_dict
+from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
+from inpaintssl.transfer_learning._modules import get_part, unwrap_model
+from inpaintssl.transfer_learning.transfer import strip_wrapper_prefixes
+
+__all__ = ["EncoderSource", "basic_unet_state_dict", "save_smp_encoder", "smp_encoder_state_dict"]
+
+EncoderSource = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike[str]
+
+
+def basic_unet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of a ``MonaiBasicUNet`` backbone in MONAI's own ``BasicUNet`` key layout.
+
+    ``monai.networks.nets.BasicUNet(spatial_dims=2, ...)`` with the same settings loads the result
+    with ``strict=True`` and computes the same outputs.
+
+    Args:
+        model: A :class:`~inpaintssl.models.external.MonaiBasicUNet`, possibly inside a DDP,
+            DataParallel or compiled wrapper.
+
+    Returns:
+        Detached tensors keyed ``conv_0.*``, ``down_1.*`` ... ``upcat_1.*``, ``final_conv.*``.
+
+    Raises:
+        TypeError: If ``model`` is not a :class:`~inpaintssl.models.external.MonaiBasicUNet`.
+
+    Example:
+        >>> net = MonaiBasicUNet(in_channels=1, out_channels=1, features=(2, 2, 2, 2, 2, 2), seed=0)
+        >>> sorted({key.split(".")[0] for key in basic_unet_state_dict(net)})[:3]
+        ['conv_0', 'down_1', 'down_2']
+    """
+    inner = unwrap_model(model)
+    if not isinstance(inner, MonaiBasicUNet):
+        raise TypeError(f"expected a MonaiBasicUNet; found {type(inner).__name__}")
+    state: dict[str, torch.Tensor] = {}
+    for part in ("encoder", "decoder"):
+        for key, tensor in getattr(inner, part).state_dict().items():
+            state[key] = tensor.detach()
+    for key, tensor in inner.head.state_dict().items():
+        state[f"{HEAD_LAYER}.{key}"] = tensor.detach()
+    return state
+
+
+def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
+    """The encoder weights in smp's own key layout, ready for ``smp_model.encoder.load_state_dict``.
+
+    Args:
+        source: A model with an ``encoder`` part (an
+            :class:`~inpaintssl.models.external.SmpUNet`, an smp model, or either inside a DDP,
+            DataParallel or compiled wrapper); a full state dict with ``encoder.*`` keys; or a run
+            folder, checkpoint folder or weight file of an
+            ``smp_unet`` run (read without unpickling).
+
+    Returns:
+        Detached CPU tensors keyed as in ``smp.<Arch>(encoder_name, ...).encoder.state_dict()``.
+
+    Raises:
+        ValueError: If the source has no encoder weights.
+
+    Example:
+        >>> import torch
+        >>> smp_encoder_state_dict({"encoder.conv1.weight": torch.zeros(1), "head.0.bias": torch.zeros(1)})
+        {'conv1.weight': tensor([0.])}
+    """
+    if isinstance(source, nn.Module):
+        state: Mapping[str, torch.Tensor] = get_part(source, "encoder").state_dict()
+    else:
+        full = load_state_dict(Path(source)) if isinstance(source, (str, os.PathLike)) else source
+        prefix = "encoder."
+        state = {
+            key[len(prefix) :]: value
+            for key, value in strip_wrapper_prefixes(full).items()
+            if key.startswith(prefix)
+        }
+        if not state:
+            raise ValueError(
+                f"no encoder weights found: expected keys starting with {prefix!r}; "
+                f"found e.g. {sorted(full)[:3]}"
+            )
+    return {key: value.detach().to("cpu") for key, value in state.items()}
+
+
+def save_smp_encoder(source: EncoderSource, path: str | os.PathLike[str]) -> Path:
+    """Write the encoder weights in smp's key layout (see :func:`smp_encoder_state_dict`).
+
+    A ``.safetensors`` path gets a safetensors file (load it with
+    ``safetensors.torch.load_file``); any other suffix gets a plain ``torch.save`` dict of tensors
+    that ``torch.load(path, weights_only=True)`` reads. The write is atomic.
+
+    Args:
+        source: As for :func:`smp_encoder_state_dict`.
+        path: Output file.
+
+    Returns:
+        The written path.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from safetensors.torch import load_file
+        >>> path = tempfile.mkdtemp() + "/encoder.safetensors"
+        >>> load_file(save_smp_encoder({"encoder.conv1.weight": torch.ones(2)}, path))
+        {'conv1.weight': tensor([1., 1.])}
+    """
+    # safetensors refuses shared or non-contiguous storage; clone so views save cleanly.
+    tensors = {key: value.contiguous().clone() for key, value in smp_encoder_state_dict(source).items()}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        atomic_write_with(target, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    else:
+        atomic_write_with(target, lambda tmp: torch.save(tensors, tmp))
+    return target

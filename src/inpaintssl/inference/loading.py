@@ -1,0 +1,513 @@
+"""Load a trained network for inference: the module, in eval mode, with what it is and how to feed it.
+
+:func:`load_model` accepts a run folder (``checkpoints/best`` or ``checkpoints/last`` inside it),
+a checkpoint folder, a checkpoint's ``model.safetensors`` or a ``.safetensors`` file written by
+:func:`inpaintssl.inference.export.export_model`. Nothing is unpickled: weights are read with
+:mod:`safetensors` and metadata is validated JSON (:mod:`inpaintssl.checkpoint`).
+
+The module returned *is* the trained backbone (an ``nn.Module`` whose state-dict keys are those of
+the checkpoint), made an instance of :class:`LoadedModel` so that it also carries
+``inference_meta`` (a :class:`ModelInfo`: kind, architecture, classes, output activation and the
+run's :class:`Preprocessing`) and :meth:`LoadedModel.predict_onehot`, the hard prediction of the
+run's loss (sigmoid heads threshold at 0.5; softmax heads take the arg-max, background first).
+
+Preprocessing is read from the run folder's ``config.yaml`` (paper sec. 2.2: MRI z-scored per
+volume, CT as three HU windows z-scored per channel, slices fitted to ``data.image_size``); a
+checkpoint outside a run folder has none (``None``), unless it is an exported file that stored it.
+
+Example:
+    >>> import torch
+    >>> import inpaintssl as issl
+    >>> model = issl.load_model("runs/finetune")                 # doctest: +SKIP
+    >>> model.inference_meta.class_names                         # doctest: +SKIP
+    ('csf', 'gm', 'wm')
+    >>> with torch.no_grad():                                    # doctest: +SKIP
+    ...     onehot = model.predict_onehot(model(images))
+    >>> info = ModelInfo(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2,
+    ...                  class_names=("disc", "square"), activation="sigmoid")
+    >>> ModelInfo.from_json(info.to_json()) == info
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import torch
+import yaml
+from pydantic import TypeAdapter, ValidationError
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, resolve_checkpoint
+from inpaintssl.config import DataConfig
+from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
+from inpaintssl.losses.base import SegmentationLoss
+from inpaintssl.registry import DATASETS
+from inpaintssl.training.components import build_backbone
+from inpaintssl.training.device import resolve_device
+
+__all__ = [
+    "HEADER_KEY",
+    "ChannelSource",
+    "LoadedModel",
+    "ModelInfo",
+    "Normalization",
+    "Preprocessing",
+    "backbone_class",
+    "load_model",
+]
+
+HEADER_KEY = "inpaintssl"
+"""Key of the :class:`ModelInfo` JSON in exported files (safetensors header, ONNX metadata)."""
+
+Normalization = Literal["volume", "channel", "none", "unknown"]
+ChannelSource = Literal["image", "ct_windows", "rss_echoes", "unknown"]
+
+_SLICED_VOLUMES = ("nifti", "numpy", "hdf5", "ct")
+
+
+def _factory_default(dataset: str, name: str, fallback: Any) -> Any:
+    # The dataset factory's own default, so this table cannot drift from the readers.
+    try:
+        factory = DATASETS.get(dataset)
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (KeyError, TypeError, ValueError):
+        return fallback
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return fallback
+    return parameter.default
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a run turned stored images into network inputs (paper sec. 2.2).
+
+    Attributes:
+        dataset: Registered dataset name of the run (``data.dataset``).
+        image_size: ``(H, W)`` every slice was fitted to, or ``None`` (the data's own size).
+        resize_mode: ``crop_or_pad`` (centred) or ``resize`` (bilinear images, nearest labels).
+        normalization: Intensity z-scoring: ``volume`` (one mean/std per volume: MRI, the
+            ``mni152`` template), ``channel`` (per channel over the volume: CT windows),
+            ``none`` (values used as stored) or ``unknown`` (a plugin dataset).
+        channels: How input channels were made: ``image`` (the stored channels),
+            ``ct_windows`` (HU clipped at ``hu_floor``, then one channel per window),
+            ``rss_echoes`` (root-sum-of-squares of the two qDESS echoes, SKM-TEA) or ``unknown``.
+        ct_windows: ``(width, level)`` HU windows, one channel each (CT only).
+        hu_floor: HU below this (scanner padding) was clipped to it (CT only).
+        slice_axis: Axis of the stored volume that 2D slices were taken along, ``None`` when the
+            data are not volumes (``synthetic``) or unknown.
+        dataset_params: The run's ``data.params`` as written in ``config.yaml``.
+
+    Example:
+        >>> from inpaintssl.config import DataConfig
+        >>> p = Preprocessing.from_data_config(DataConfig(dataset="ct", image_size=(256, 256)))
+        >>> p.normalization, p.channels, p.ct_windows[1], p.image_size
+        ('channel', 'ct_windows', (1800.0, 400.0), (256, 256))
+    """
+
+    dataset: str
+    image_size: tuple[int, int] | None = None
+    resize_mode: ResizeMode = "crop_or_pad"
+    normalization: Normalization = "unknown"
+    channels: ChannelSource = "unknown"
+    ct_windows: tuple[tuple[float, float], ...] = ()
+    hu_floor: float | None = None
+    slice_axis: int | None = None
+    dataset_params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_data_config(cls, data: DataConfig) -> Preprocessing:
+        """The preprocessing the built-in readers apply for ``data`` (unknown for plugin datasets)."""
+        name, params = data.dataset, dict(data.params)
+        common: dict[str, Any] = {
+            "dataset": name,
+            "image_size": None if data.image_size is None else tuple(data.image_size),
+            "resize_mode": data.resize_mode,
+            "dataset_params": params,
+        }
+        if name == "synthetic":
+            return cls(**common, normalization="none", channels="image")
+        if name == "mni152":
+            # The template is z-scored over the whole volume and sliced axially (RAS axis 2).
+            return cls(**common, normalization="volume", channels="image", slice_axis=2)
+        if name == "skmtea":
+            return cls(**common, normalization="volume", channels="rss_echoes", slice_axis=2)
+        if name in _SLICED_VOLUMES:
+            axis = int(params.get("slice_axis", _factory_default(name, "slice_axis", 2)))
+            if name == "ct":
+                windows = params.get("windows", _factory_default(name, "windows", DEFAULT_CT_WINDOWS))
+                return cls(
+                    **common,
+                    normalization="channel",
+                    channels="ct_windows",
+                    ct_windows=tuple((float(w), float(lv)) for w, lv in windows),
+                    hu_floor=float(params.get("hu_floor", _factory_default(name, "hu_floor", HU_FLOOR))),
+                    slice_axis=axis,
+                )
+            normalize = params.get("normalize", _factory_default(name, "normalize", "volume"))
+            return cls(**common, normalization=normalize, channels="image", slice_axis=axis)
+        axis_param = params.get("slice_axis")
+        return cls(**common, slice_axis=None if axis_param is None else int(axis_param))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded network is and how it was trained; ``LoadedModel.inference_meta``.
+
+    Attributes:
+        kind: ``pretrain`` (inpainting, sec. 2.4) or ``finetune`` (segmentation, sec. 2.5).
+        backbone: Registered backbone name (``unet2d``).
+        backbone_params: Its keyword arguments besides channel counts (``depth``, ``base_width``...).
+        in_channels: Input channels ``C_in``.
+        out_channels: Output channels ``C_out``.
+        class_names: Foreground classes (``()`` for pretraining).
+        activation: Output activation of the run's loss: ``sigmoid`` (``C_out = K``), ``softmax``
+            (``C_out = K + 1``, background first) or ``none`` (inpainting outputs images).
+        size_multiple: Input height and width must be multiples of this (``2**(depth - 1)``).
+        epoch: Epoch the weights are from (0-based; -1 unknown).
+        val_loss: Validation loss of these weights, when recorded.
+        pretext: Pretext-task settings of a pretraining run.
+        preprocessing: The run's input preprocessing; ``None`` when not known (a bare checkpoint).
+        folded: The weights have weight standardisation folded in (plain convolutions, as
+            written by ``export_model(format="safetensors")``).
+        source: The path the model was loaded from (not serialised, not compared).
+
+    Example:
+        >>> info = ModelInfo(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
+        >>> info.checkpoint_meta().kind, info.activation
+        ('pretrain', 'none')
+    """
+
+    kind: Literal["pretrain", "finetune"]
+    backbone: str
+    in_channels: int
+    out_channels: int
+    backbone_params: Mapping[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+    activation: Literal["sigmoid", "softmax", "none"] = "none"
+    size_multiple: int = 1
+    epoch: int = -1
+    val_loss: float | None = None
+    pretext: Mapping[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
+    folded: bool = False
+    source: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_checkpoint_meta(
+        cls,
+        meta: CheckpointMeta,
+        *,
+        size_multiple: int = 1,
+        preprocessing: Preprocessing | None = None,
+        source: Path | None = None,
+    ) -> ModelInfo:
+        """Combine a checkpoint's validated metadata with what loading found out."""
+        return cls(
+            kind=meta.kind,
+            backbone=meta.backbone,
+            backbone_params=dict(meta.backbone_params),
+            in_channels=meta.in_channels,
+            out_channels=meta.out_channels,
+            class_names=tuple(meta.class_names),
+            activation=meta.activation,
+            size_multiple=size_multiple,
+            epoch=meta.epoch,
+            val_loss=meta.val_loss,
+            pretext=dict(meta.pretext),
+            preprocessing=preprocessing,
+            source=source,
+        )
+
+    def checkpoint_meta(self) -> CheckpointMeta:
+        """The architecture part as :class:`~inpaintssl.checkpoint.CheckpointMeta` (to save a checkpoint)."""
+        return CheckpointMeta(
+            kind=self.kind,
+            backbone=self.backbone,
+            backbone_params=dict(self.backbone_params),
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            class_names=list(self.class_names),
+            activation=self.activation,
+            epoch=self.epoch,
+            val_loss=self.val_loss,
+            pretext=dict(self.pretext),
+        )
+
+    def to_json(self) -> str:
+        """Compact JSON of every field but ``source`` (what exported files store)."""
+        return _MODEL_INFO.dump_json(self, exclude={"source"}).decode("utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: Path | None = None) -> ModelInfo:
+        """Validate :meth:`to_json` output.
+
+        Raises:
+            CheckpointError: Not valid model metadata; the message names ``source`` and each field.
+        """
+        try:
+            info = _MODEL_INFO.validate_json(text)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+            )
+            raise CheckpointError(
+                f"{source or '<json>'}: invalid inpaintssl model metadata: {problems}"
+            ) from exc
+        return replace(info, source=source)
+
+
+_MODEL_INFO: TypeAdapter[ModelInfo] = TypeAdapter(ModelInfo)
+
+
+class _Activation(SegmentationLoss):
+    """The run loss's activation and hard prediction, without a loss (only its shared base is used)."""
+
+    def compute(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("_Activation only maps logits; it is not a loss")
+
+
+@functools.cache
+def _activation(activation: Literal["sigmoid", "softmax"]) -> _Activation:
+    return _Activation(activation=activation)
+
+
+class LoadedModel(nn.Module):
+    """What :func:`load_model` returns: the trained backbone plus ``inference_meta``.
+
+    A loaded module is an instance of both its backbone class (e.g.
+    :class:`~inpaintssl.models.unet.UNet2d`) and this class: :func:`load_model` gives it a
+    subclass of the two (as :mod:`torch.nn.utils.parametrize` does), so ``forward``, submodules
+    and state-dict keys are the backbone's own. It pickles and deep-copies like any module. Do not
+    instantiate it directly.
+
+    Attributes:
+        inference_meta: What the network is and how it was trained (:class:`ModelInfo`).
+    """
+
+    inference_meta: ModelInfo
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Apply the run's output activation (sigmoid/softmax); inpainting outputs are returned as is."""
+        activation = self.inference_meta.activation
+        if activation == "none":
+            return logits
+        return _activation(activation).probabilities(logits)
+
+    def predict_onehot(self, logits: torch.Tensor) -> torch.Tensor:
+        """Hard prediction ``(N, K, H, W)`` in {0, 1} over the foreground classes, as the run's loss makes it.
+
+        Sigmoid heads: a class is on where its probability exceeds 0.5 (classes may overlap).
+        Softmax heads: the arg-max channel wins; background pixels are all zero.
+
+        Raises:
+            ValueError: The model is an inpainting (``pretrain``) network: it has no classes.
+        """
+        activation = self.inference_meta.activation
+        if activation == "none":
+            raise ValueError(
+                f"predict_onehot: {self.inference_meta.source or 'this model'} is a "
+                f"{self.inference_meta.kind} (inpainting) network; its outputs are images, not class scores"
+            )
+        return _activation(activation).predict_onehot(logits)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # The dynamic class is not importable by name: pickle the plain backbone and re-wrap on load.
+        base = backbone_class(type(self))
+        plain = base.__new__(base)
+        plain.__dict__ = self.__dict__
+        return (_as_loaded, (plain,))
+
+
+_LOADED_CLASSES: dict[type[nn.Module], type[LoadedModel]] = {}
+
+
+def _loaded_class(base: type[nn.Module]) -> type[LoadedModel]:
+    # One subclass per backbone class, shared by every load, so isinstance and pickling stay cheap.
+    if base not in _LOADED_CLASSES:
+        _LOADED_CLASSES[base] = cast(
+            type[LoadedModel], type(f"Loaded{base.__name__}", (LoadedModel, base), {})
+        )
+    return _LOADED_CLASSES[base]
+
+
+def backbone_class(cls: type[nn.Module]) -> type[nn.Module]:
+    """The backbone class behind a :class:`LoadedModel` subclass (``cls`` itself otherwise).
+
+    Example:
+        >>> from inpaintssl.models import UNet2d
+        >>> backbone_class(UNet2d).__name__
+        'UNet2d'
+    """
+    if issubclass(cls, LoadedModel):
+        for base in cls.__mro__[1:]:
+            if issubclass(base, nn.Module) and not issubclass(base, LoadedModel):
+                return base
+    return cls
+
+
+def _as_loaded(module: nn.Module, info: ModelInfo | None = None) -> LoadedModel:
+    """Make ``module`` (in place) an instance of its :class:`LoadedModel` subclass."""
+    module.__class__ = _loaded_class(backbone_class(type(module)))
+    loaded = cast(LoadedModel, module)
+    if info is not None:
+        loaded.inference_meta = info
+    return loaded
+
+
+def _run_folder_of(checkpoint: Path) -> Path | None:
+    folder = checkpoint.parent if checkpoint.is_file() else checkpoint
+    if folder.parent.name == "checkpoints":
+        return folder.parent.parent
+    return None
+
+
+def _read_preprocessing(run_dir: Path | None) -> Preprocessing | None:
+    if run_dir is None:
+        return None
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        return None
+    try:
+        document = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{config_path}: unreadable run configuration: {exc}") from exc
+    section = document.get("data", {}) if isinstance(document, Mapping) else None
+    if not isinstance(section, Mapping):
+        raise CheckpointError(f"{config_path}: expected a mapping with a 'data' section, found {document!r}")
+    try:
+        data = DataConfig.model_validate(dict(section))
+    except ValidationError as exc:
+        problems = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise CheckpointError(f"{config_path}: invalid data section: {problems}") from exc
+    return Preprocessing.from_data_config(data)
+
+
+def _header_info(path: Path) -> ModelInfo | None:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
+    text = header.get(HEADER_KEY)
+    return None if text is None else ModelInfo.from_json(text, source=path)
+
+
+def _read_meta_json(path: Path) -> CheckpointMeta:
+    try:
+        return CheckpointMeta.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as exc:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata: {exc}") from exc
+
+
+def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    """Weights and metadata of whatever ``path`` names (the size multiple is filled in later)."""
+    target = resolve_checkpoint(path, which=which)
+    if target.is_file():
+        if target.suffix != ".safetensors":
+            raise CheckpointError(
+                f"{target}: a {target.suffix} weights file has no architecture metadata; expected a run "
+                "folder, a checkpoint folder or a .safetensors file with inpaintssl metadata"
+            )
+        info = _header_info(target)
+        if info is not None:
+            state, _ = load_checkpoint(target)
+            return state, info
+        meta_path = target.with_name("meta.json")
+        if not meta_path.is_file():
+            raise CheckpointError(
+                f"{target}: no architecture metadata: expected an '{HEADER_KEY}' entry in its header "
+                "(from export_model) or a meta.json next to it (a checkpoint folder)"
+            )
+        if target.name == "model.safetensors" and target.with_name("COMPLETE.json").is_file():
+            # Inside a checkpoint folder: load the folder so its checksums are verified.
+            return _read(target.parent, which=which)
+        state, _ = load_checkpoint(target)
+        meta = _read_meta_json(meta_path)
+    else:
+        state, maybe_meta = load_checkpoint(target)
+        if maybe_meta is None:
+            raise CheckpointError(
+                f"{target}: checkpoint folder without meta.json; cannot tell its architecture"
+            )
+        meta = maybe_meta
+    preprocessing = _read_preprocessing(_run_folder_of(target))
+    return state, ModelInfo.from_checkpoint_meta(meta, preprocessing=preprocessing, source=target)
+
+
+def _build(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    where = info.source or "<weights>"
+    try:
+        model = build_backbone(
+            info.backbone,
+            dict(info.backbone_params),
+            in_channels=info.in_channels,
+            out_channels=info.out_channels,
+            seed=0,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{where}: cannot build backbone {info.backbone!r} "
+            f"with params {dict(info.backbone_params)}: {exc}"
+        ) from exc
+    if info.folded:
+        # Imported here: export builds on this module.
+        from inpaintssl.inference.export import fold_weight_standardisation
+
+        model = fold_weight_standardisation(model, inplace=True)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{where}: the weights do not fit backbone {info.backbone!r} with params "
+            f"{dict(info.backbone_params)}, in_channels={info.in_channels}, out_channels={info.out_channels} "
+            f"(folded={info.folded}): {exc}"
+        ) from exc
+    return model
+
+
+def load_model(
+    run_or_checkpoint: str | Path,
+    *,
+    which: Literal["best", "last"] = "best",
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Load a trained backbone for inference, without unpickling anything.
+
+    Args:
+        run_or_checkpoint: A run folder, a checkpoint folder (``run/checkpoints/best``), a
+            checkpoint's ``model.safetensors`` (its ``meta.json`` is read next to it) or a
+            ``.safetensors`` file from ``export_model(format="safetensors")``.
+        which: For a run folder: the ``best`` (lowest validation loss) or ``last`` checkpoint.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+
+    Returns:
+        The backbone in eval mode on ``device``, with ``inference_meta``
+        (:class:`ModelInfo`) and :meth:`LoadedModel.predict_onehot`.
+
+    Raises:
+        inpaintssl.checkpoint.CheckpointError: Nothing at the path, no checkpoint in it, a corrupt,
+            interrupted or incomplete checkpoint, missing metadata, or weights that do not fit the
+            recorded architecture; the message names the path and what was expected.
+        ValueError: ``which`` or ``device`` is invalid.
+
+    Example:
+        >>> model = load_model("runs/finetune", which="best")           # doctest: +SKIP
+        >>> model.inference_meta.kind, model.inference_meta.activation  # doctest: +SKIP
+        ('finetune', 'sigmoid')
+    """
+    if which not in ("best", "last"):
+        raise ValueError(f"which={which!r} is invalid; expected 'best' or 'last'")
+    target_device = resolve_device(device)
+    path = Path(run_or_checkpoint)
+    state, info = _read(path, which=which)
+    model = _build(info, state)
+    info = replace(info, size_multiple=int(getattr(model, "size_multiple", 1)))
+    model = model.to(target_device).eval()
+    return _as_loaded(model, info)

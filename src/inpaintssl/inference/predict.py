@@ -1,0 +1,760 @@
+"""Label maps on new scans: run a trained segmentation model on whole volumes (paper sec. 2.2, 2.7).
+
+:func:`predict` reads each input with the library's own readers (:mod:`inpaintssl.data.readers`),
+puts every slice through the preprocessing the run's training data went through, runs the model
+on batches of slices, then undoes the preprocessing, so that each label map lies on its input's
+own voxel grid (same shape and affine) and can be overlaid on the scan in any viewer.
+
+The preprocessing is the run's, as :func:`~inpaintssl.inference.loading.load_model` reads it
+from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Preprocessing`):
+
+- **Reading and slicing.** NIfTI (``.nii``/``.nii.gz``), NumPy (``.npy``/``.npz``), HDF5
+  (``.h5``/``.hdf5``) and DICOM series (a folder, or one ``.dcm``; HU = pixel x RescaleSlope +
+  RescaleIntercept) are read as the ``nifti``/``numpy``/``hdf5``/``ct`` datasets read them: a 3D
+  volume ``(X, Y, Z)`` or a channels-last 4D volume ``(X, Y, Z, C)``, sliced along the run's
+  ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series are always
+  rows x columns x slices, sliced along the slices.
+- **Intensities.** The dataset class that trained the model normalises the slices: a
+  :class:`~inpaintssl.data.volumes.VolumeSliceDataset` z-scores per volume (``normalize:
+  volume``, the paper's MRI rule), per channel (``channel``) or not at all (``none``); a run on
+  the ``ct`` dataset stacks its HU windows as channels and z-scores each over the case (sec. 2.2).
+  Runs on ``mni152`` (the demo) z-score per volume and slice axially in the template's display
+  orientation; runs on ``skmtea`` z-score per volume, so give them the root-sum-of-squares image
+  of the two echoes; ``synthetic`` runs take values as stored. Inputs must have the resolution
+  the model was trained at: nothing is resampled across scans. A run on a plugin dataset (or a
+  checkpoint without its run folder) is predicted with per-volume z-scoring and a warning.
+- **Slice size.** Every slice is cropped/padded (centred) or resized to ``data.image_size``
+  with ``data.resize_mode``, exactly as :class:`~inpaintssl.data.views.FitToSize` did in
+  training (:func:`~inpaintssl.data.preprocess.fit_to_size`). Without ``image_size``, slices
+  are padded up to the backbone's size multiple (a no-op for the slices the run trained on).
+
+Inverting it: after ``crop_or_pad`` the prediction is cropped/padded back, and pixels the model
+never saw (cropped away) are background; after ``resize`` the class probabilities are resized
+back bilinearly and then turned into labels.
+
+Labels: the output is ``uint8``, 0 for background and ``k + 1`` for class ``k`` of the run's
+``class_names`` (whatever stored values the training labels used). A softmax head takes the most
+probable of background and the classes. A sigmoid head (one independent probability per class,
+the paper's) can call a pixel two classes at once; the label map takes, among the classes whose
+probability exceeds 0.5, the most probable one, and background where none does. On the model's
+own grid this is exactly the prediction :func:`inpaintssl.evaluate` scores wherever the classes
+do not overlap.
+
+Outputs, per case: ``<output>/<case>_seg.nii.gz`` with the input's affine and header (DICOM: an
+affine built from ImagePositionPatient, ImageOrientationPatient, PixelSpacing and the slice
+positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing)``), optionally
+``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and
+one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``): voxel count x voxel volume from the
+header's zooms, in mL (:func:`inpaintssl.metrics.tissue_volume` / 1000; sec. 2.7). Everything is
+written to a hidden folder next to ``output`` and moved in only when every case succeeded, so a
+failure leaves nothing partial in ``output``.
+
+Example:
+    >>> report = predict("runs/brain-ft", ["scans/*.nii.gz"], output="preds")  # doctest: +SKIP
+    >>> [c.segmentation.name for c in report.cases]                            # doctest: +SKIP
+    ['sub-01_seg.nii.gz', 'sub-02_seg.nii.gz']
+    >>> import torch
+    >>> scores = torch.tensor([[[[0.9]], [[0.7]], [[0.2]]]])  # sigmoid: two classes above 0.5
+    >>> label_map(scores, activation="sigmoid").tolist()
+    [[[1]]]
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import math
+import os
+import shutil
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from inpaintssl.atomic import atomic_path, atomic_write_text, fsync_dir
+from inpaintssl.config import DataConfig
+from inpaintssl.data.base import DataError
+from inpaintssl.data.ct import CTDataset
+from inpaintssl.data.loading import H5Files, open_h5
+from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode, fit_to_size
+from inpaintssl.data.readers import (
+    DicomVolume,
+    H5Volume,
+    NiftiVolume,
+    NumpyVolume,
+    Volume,
+    import_optional,
+)
+from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset
+from inpaintssl.inference.loading import Preprocessing, load_model
+from inpaintssl.metrics import tissue_volume
+from inpaintssl.progress import progress_iter
+from inpaintssl.training.device import autocast_context, autocast_dtype, resolve_device
+
+__all__ = ["CasePrediction", "PredictionError", "PredictionReport", "label_map", "predict"]
+
+_NIFTI = (".nii", ".nii.gz")
+_NUMPY = (".npy", ".npz")
+_HDF5 = (".h5", ".hdf5")
+_DICOM = (".dcm",)
+_GLOB_CHARS = frozenset("*?[")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# Reading errors that mean a damaged file (truncated gzip, short array data), not a library bug.
+_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
+
+InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+class PredictionError(DataError):
+    """An input or model that :func:`predict` cannot use; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class CasePrediction:
+    """What :func:`predict` wrote for one input.
+
+    Attributes:
+        case: The case name (the input's file or folder name without suffixes).
+        source: The input file (or DICOM folder).
+        segmentation: ``<output>/<case>_seg.nii.gz``.
+        probabilities: ``<output>/<case>_prob.nii.gz``, or ``None`` when not asked for.
+        shape: The label map's shape: the input's spatial grid.
+        volumes_ml: Volume of each class in mL.
+    """
+
+    case: str
+    source: Path
+    segmentation: Path
+    probabilities: Path | None
+    shape: tuple[int, ...]
+    volumes_ml: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PredictionReport:
+    """Everything one :func:`predict` call wrote.
+
+    Attributes:
+        output: The output folder.
+        volumes_csv: ``<output>/volumes.csv``.
+        class_names: The run's classes (label ``k + 1`` is ``class_names[k]``).
+        cases: One entry per input, in input order.
+    """
+
+    output: Path
+    volumes_csv: Path
+    class_names: tuple[str, ...]
+    cases: tuple[CasePrediction, ...]
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model and the run's preprocessing
+
+
+@dataclass(frozen=True)
+class _Model:
+    module: nn.Module
+    source: Path
+    in_channels: int
+    class_names: tuple[str, ...]
+    activation: Literal["sigmoid", "softmax"]
+    size_multiple: int
+    preprocessing: Preprocessing | None
+
+
+def _load_model(run_or_checkpoint: str | os.PathLike[str], device: torch.device) -> _Model:
+    path = Path(run_or_checkpoint).expanduser()
+    loaded = load_model(path, device=device)
+    info = loaded.inference_meta
+    if info.kind != "finetune" or info.activation == "none":
+        raise PredictionError(
+            f"{path} is a {info.kind} (inpainting) checkpoint: it outputs images, not labels; "
+            "expected a fine-tuning (segmentation) run folder or checkpoint"
+        )
+    if info.preprocessing is None:
+        warnings.warn(
+            f"{path}: no run config.yaml (nor stored preprocessing) found for this checkpoint; predicting "
+            "with per-volume z-scoring along axis 2 and no resizing (the nifti dataset's defaults)",
+            stacklevel=3,
+        )
+    return _Model(
+        module=loaded,
+        source=path,
+        in_channels=info.in_channels,
+        class_names=tuple(info.class_names),
+        activation="softmax" if info.activation == "softmax" else "sigmoid",
+        size_multiple=info.size_multiple,
+        preprocessing=info.preprocessing,
+    )
+
+
+@dataclass(frozen=True)
+class _Preprocessing:
+    """How the run's training slices were made, as far as predicting on new scans needs it."""
+
+    dataset: str
+    slice_axis: int
+    normalize: Normalize
+    windows: tuple[tuple[float, float], ...] | None
+    hu_floor: float
+    image_size: tuple[int, int] | None
+    resize_mode: ResizeMode
+    display: bool
+
+
+def _preprocessing(recorded: Preprocessing | None, *, slice_axis: int | None) -> _Preprocessing:
+    pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
+    if pre.normalization == "unknown" or pre.channels == "unknown":
+        warnings.warn(
+            f"the run was trained on the plugin dataset {pre.dataset!r}, whose preprocessing predict "
+            "cannot know; predicting with per-volume z-scoring (the nifti dataset's default)",
+            stacklevel=3,
+        )
+    normalize: Normalize = "volume" if pre.normalization == "unknown" else pre.normalization
+    if normalize not in ("volume", "channel", "none"):
+        raise PredictionError(
+            f"the run's data.params.normalize={normalize!r}; expected 'volume', 'channel' or 'none'"
+        )
+    windows = pre.ct_windows if pre.channels == "ct_windows" else None
+    if slice_axis is not None:
+        axis = slice_axis
+    else:
+        axis = 2 if pre.slice_axis is None else pre.slice_axis
+    return _Preprocessing(
+        dataset=pre.dataset,
+        slice_axis=axis,
+        normalize=normalize,
+        windows=windows,
+        hu_floor=HU_FLOOR if pre.hu_floor is None else pre.hu_floor,
+        image_size=pre.image_size,
+        resize_mode=pre.resize_mode,
+        display=pre.dataset == "mni152",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
+    return path.name.lower().endswith(tuple(suffixes))
+
+
+def _folder_inputs(folder: Path) -> list[Path]:
+    """Every NIfTI in ``folder``; a folder without any is a DICOM series."""
+    niftis = sorted(p for p in folder.iterdir() if p.is_file() and _has_suffix(p, _NIFTI))
+    if niftis:
+        return niftis
+    if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        raise PredictionError(f"input folder {folder} is empty; expected NIfTI files or a DICOM series")
+    return [folder]
+
+
+def _expand(inputs: InputPaths) -> list[Path]:
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise PredictionError("no inputs given; expected NIfTI/NumPy/HDF5 files, folders or globs")
+    found: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if _GLOB_CHARS & set(text):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            if not matches:
+                raise PredictionError(f"input pattern {text!r} matched no files")
+            for match in matches:
+                found.extend(_folder_inputs(match) if match.is_dir() else [match])
+            continue
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise PredictionError(f"input {path} does not exist")
+        found.extend(_folder_inputs(path) if path.is_dir() else [path])
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", *_NIFTI, *_NUMPY, *_HDF5, *_DICOM):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _case_names(paths: Sequence[Path]) -> list[str]:
+    """File names without suffixes; where two clash, their paths below the common folder."""
+    names = [_stem(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    out = []
+    for name, path in zip(names, resolved):
+        if names.count(name) == 1:
+            out.append(name)
+        else:
+            parts = path.relative_to(common).parts
+            out.append("_".join([*parts[:-1], _stem(path)]))
+    return out
+
+
+@dataclass
+class _Geometry:
+    """Where the output goes in space: affine, the NIfTI header to copy and zooms in stored order."""
+
+    affine: np.ndarray
+    header: Any | None
+    zooms: tuple[float, float, float]
+    qform_code: int | None = None
+
+
+def _first_dataset(path: Path) -> str:
+    with open_h5(path) as handle:
+        names: list[str] = []
+        handle.visititems(lambda name, node: names.append(name) if hasattr(node, "shape") else None)
+    if not names:
+        raise PredictionError(f"HDF5 file {path} holds no dataset; expected an image array")
+    return str(names[0])
+
+
+def _first_member(path: Path) -> str:
+    with np.load(path) as archive:
+        members = list(archive.files)
+    if not members:
+        raise PredictionError(f"NumPy archive {path} holds no array; expected an image array")
+    return str(members[0])
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a damaged file's low-level error (truncated gzip, short data) into one naming it."""
+    try:
+        yield
+    except PredictionError:
+        raise
+    except DataError as exc:
+        # The readers already name the file; one error type for every input predict refuses.
+        raise PredictionError(str(exc)) from exc
+    except _READ_ERRORS as exc:
+        raise PredictionError(
+            f"input {path} cannot be read ({type(exc).__name__}: {exc}); expected a complete, readable "
+            "image file (is it truncated or still being copied?)"
+        ) from exc
+
+
+def _dicom_geometry(volume: DicomVolume) -> _Geometry:
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    first = pydicom.dcmread(volume.files[0], stop_before_pixels=True)
+    last = pydicom.dcmread(volume.files[-1], stop_before_pixels=True)
+    rows_mm, cols_mm, slice_mm = volume.spacing
+    position = getattr(first, "ImagePositionPatient", None)
+    orientation = getattr(first, "ImageOrientationPatient", None)
+    if position is None or orientation is None or len(orientation) != 6:
+        # No patient geometry: keep the voxel sizes, place the grid at the origin.
+        return _Geometry(np.diag([rows_mm, cols_mm, slice_mm, 1.0]), None, volume.spacing, 1)
+    along_row = np.asarray(orientation[:3], dtype=np.float64)  # direction of increasing column
+    along_col = np.asarray(orientation[3:], dtype=np.float64)  # direction of increasing row
+    origin = np.asarray(position, dtype=np.float64)
+    if volume.num_slices > 1 and getattr(last, "ImagePositionPatient", None) is not None:
+        step = (np.asarray(last.ImagePositionPatient, dtype=np.float64) - origin) / (volume.num_slices - 1)
+    else:
+        step = np.cross(along_row, along_col) * slice_mm
+    lps = np.eye(4)
+    # Array axis 0 walks down the rows (column direction cosine), axis 1 along a row.
+    lps[:3, 0] = along_col * rows_mm
+    lps[:3, 1] = along_row * cols_mm
+    lps[:3, 2] = step
+    lps[:3, 3] = origin
+    return _Geometry(_LPS_TO_RAS @ lps, None, volume.spacing, 1)
+
+
+def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
+    padded = [float(v) for v in values[:3]] + [1.0] * max(0, 3 - len(values))
+    return padded[0], padded[1], padded[2]
+
+
+def _open(
+    path: Path, *, prep: _Preprocessing, key: str | None, spacing: Sequence[float] | None
+) -> tuple[Volume, _Geometry]:
+    """The input's :class:`Volume` (header checked) and its geometry."""
+    axis = prep.slice_axis
+    if path.is_dir() or _has_suffix(path, _DICOM):
+        volume: Volume = DicomVolume(path)
+        assert isinstance(volume, DicomVolume)
+        return volume, _dicom_geometry(volume)
+    stored = _zooms3(spacing if spacing is not None else (1.0, 1.0, 1.0))
+    if _has_suffix(path, _NIFTI):
+        nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
+        volume = NiftiVolume(path, slice_axis=axis)
+        image = nib.load(path)
+        zooms = _zooms3(image.header.get_zooms()[: len(volume.shape[:3])])
+        return volume, _Geometry(np.asarray(image.affine, dtype=np.float64), image.header, zooms)
+    if _has_suffix(path, _NUMPY):
+        member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
+        volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=stored)
+    elif _has_suffix(path, _HDF5):
+        dataset = key if key is not None else _first_dataset(path)
+        volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=stored)
+    else:
+        raise PredictionError(
+            f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
+            ".dcm or a folder (of NIfTI files, or a DICOM series)"
+        )
+    return volume, _Geometry(np.diag([*stored, 1.0]), None, stored)
+
+
+def _slices(volume: Volume, prep: _Preprocessing, case: str) -> VolumeSliceDataset:
+    """The dataset class the run trained with, over this one unlabelled case."""
+    cases = [Case(case, volume, None)]
+    if prep.windows is not None:
+        return CTDataset(cases, windows=prep.windows, hu_floor=prep.hu_floor, class_names=())
+    return VolumeSliceDataset(cases, name="predict", normalize=prep.normalize)
+
+
+def _channels_hint(channels: int) -> str:
+    if channels == 1:
+        return "a 3D (X, Y, Z) volume or a 4D volume with one channel"
+    return f"a 4D (X, Y, Z, {channels}) volume, channels last"
+
+
+@dataclass
+class _Input:
+    case: str
+    path: Path
+    volume: Volume
+    geometry: _Geometry
+    dataset: VolumeSliceDataset
+
+
+def _prepare(
+    paths: Sequence[Path],
+    *,
+    model: _Model,
+    prep: _Preprocessing,
+    key: str | None,
+    spacing: Sequence[float] | None,
+) -> list[_Input]:
+    """Open every input and check it fits the model before any prediction is made."""
+    prepared = []
+    for case, path in zip(_case_names(paths), paths):
+        with _reading(path):
+            volume, geometry = _open(path, prep=prep, key=key, spacing=spacing)
+            dataset = _slices(volume, prep, case)
+        if dataset.in_channels != model.in_channels:
+            raise PredictionError(
+                f"input {path}: the model takes {model.in_channels} input channel(s) "
+                f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
+                f"(shape {volume.shape})"
+            )
+        prepared.append(_Input(case, path, volume, geometry, dataset))
+    return prepared
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+
+def label_map(scores: torch.Tensor, *, activation: str, threshold: float = 0.5) -> torch.Tensor:
+    """Integer labels ``(N, H, W)`` from class scores ``(N, C_out, H, W)``: 0 background, k+1 class k.
+
+    Args:
+        scores: Probabilities (or logits, with ``threshold=0``) in the head's layout: K sigmoid
+            channels, or K + 1 softmax channels with background first.
+        activation: ``sigmoid`` or ``softmax``.
+        threshold: A sigmoid class is present above this (0.5 for probabilities, 0 for logits).
+
+    Returns:
+        ``int64`` labels. Softmax: the arg-max channel. Sigmoid: among the classes above
+        ``threshold``, the highest scoring (classes may overlap in a sigmoid head); background
+        where none is.
+
+    Example:
+        >>> import torch
+        >>> probs = torch.tensor([[[[0.2, 0.6]], [[0.4, 0.9]]]])  # (1, K=2, 1, 2)
+        >>> label_map(probs, activation="sigmoid").tolist()
+        [[[0, 2]]]
+    """
+    if activation == "softmax":
+        return scores.argmax(dim=1)
+    present = scores > threshold
+    best = scores.masked_fill(~present, -math.inf).argmax(dim=1) + 1
+    return torch.where(present.any(dim=1), best, torch.zeros_like(best))
+
+
+def _probabilities(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "softmax":
+        return torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits)
+
+
+def _to_display(planes: torch.Tensor) -> torch.Tensor:
+    # The mni152 dataset's orientation: the second in-plane axis becomes the rows, flipped upwards.
+    return planes.transpose(-1, -2).flip(-2)
+
+
+def _from_display(planes: torch.Tensor) -> torch.Tensor:
+    return planes.flip(-2).transpose(-1, -2)
+
+
+def _model_size(shape: tuple[int, int], prep: _Preprocessing, multiple: int) -> tuple[int, int]:
+    if prep.image_size is not None:
+        return prep.image_size
+    return (-(-shape[0] // multiple) * multiple, -(-shape[1] // multiple) * multiple)
+
+
+def _place(volume: np.ndarray, plane: np.ndarray, *, axis: int, index: int, rank: int) -> None:
+    """Write one slice back where :meth:`Volume.read` took it from."""
+    if rank == 2:
+        volume[...] = plane
+        return
+    where: list[Any] = [slice(None)] * 3
+    where[axis] = index
+    volume[tuple(where)] = plane
+
+
+@torch.no_grad()
+def _predict_case(
+    item: _Input,
+    *,
+    model: _Model,
+    prep: _Preprocessing,
+    device: torch.device,
+    amp: torch.dtype | None,
+    batch_size: int,
+    probabilities: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    volume, dataset = item.volume, item.dataset
+    rank = 2 if len(volume.shape) == 2 else 3
+    spatial = volume.shape[:rank]
+    labels = np.zeros(spatial, dtype=np.uint8)
+    k = len(model.class_names)
+    probs = np.zeros((*spatial, k), dtype=np.float32) if probabilities else None
+    resize_back = prep.image_size is not None and prep.resize_mode == "resize"
+    for start in range(0, len(dataset), batch_size):
+        indices = range(start, min(start + batch_size, len(dataset)))
+        with _reading(item.path):
+            planes = [dataset[i]["image"] for i in indices]
+        if prep.display:
+            planes = [_to_display(p) for p in planes]
+        grid = (int(planes[0].shape[-2]), int(planes[0].shape[-1]))
+        size = _model_size(grid, prep, model.size_multiple)
+        mode: ResizeMode = prep.resize_mode if prep.image_size is not None else "crop_or_pad"
+        batch = torch.stack([fit_to_size(p, size, mode=mode, kind="image") for p in planes]).to(device)
+        with autocast_context(device, amp):
+            logits = model.module(batch)
+        logits = logits.float()
+        if logits.shape[1] != (k + 1 if model.activation == "softmax" else k):
+            raise PredictionError(
+                f"{model.source}: the model outputs {logits.shape[1]} channels, which does not fit its "
+                f"{k} class(es) with a {model.activation} head"
+            )
+        prob_maps: torch.Tensor | None = None
+        if resize_back:
+            # Resample probabilities, not labels, so class borders move smoothly back to the input grid.
+            on_model_grid = _probabilities(logits, model.activation)
+            scores = torch.stack([fit_to_size(p, grid, mode="resize", kind="image") for p in on_model_grid])
+            hard = label_map(scores, activation=model.activation, threshold=0.5)
+            prob_maps = scores if probabilities else None
+        else:
+            # Labels from the logits, exactly as evaluate() scores them, then crop/pad back; pixels
+            # the model never saw are background.
+            hard = label_map(logits, activation=model.activation, threshold=0.0)
+            hard = fit_to_size(hard.to(torch.uint8), grid, mode="crop_or_pad", kind="label")
+            if probabilities:
+                on_model_grid = _probabilities(logits, model.activation)
+                prob_maps = torch.stack(
+                    [fit_to_size(p, grid, mode="crop_or_pad", kind="label") for p in on_model_grid]
+                )
+        if prep.display:
+            hard = _from_display(hard)
+            prob_maps = None if prob_maps is None else _from_display(prob_maps)
+        hard_np = hard.to(torch.uint8).cpu().numpy()
+        foreground = None
+        if prob_maps is not None:
+            foreground = (prob_maps[:, 1:] if model.activation == "softmax" else prob_maps).cpu().numpy()
+        for j, i in enumerate(indices):
+            index = dataset.slice_indices[i]
+            _place(labels, hard_np[j], axis=volume.slice_axis, index=index, rank=rank)
+            if probs is not None and foreground is not None:
+                _place(
+                    probs, np.moveaxis(foreground[j], 0, -1), axis=volume.slice_axis, index=index, rank=rank
+                )
+    return labels, probs
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _nifti(data: np.ndarray, geometry: _Geometry, *, dtype: type[np.generic]) -> Any:
+    nib = import_optional("nibabel", extra="nifti", purpose="writing NIfTI predictions")
+    header = None if geometry.header is None else geometry.header.copy()
+    image = nib.Nifti1Image(data.astype(dtype, copy=False), geometry.affine, header=header)
+    image.header.set_data_dtype(dtype)
+    # The input's intensity scaling and display range describe the scan, not these values.
+    image.header.set_slope_inter(1.0, 0.0)
+    image.header["cal_min"], image.header["cal_max"] = 0.0, 0.0
+    if geometry.header is None and geometry.qform_code is not None:
+        image.set_qform(geometry.affine, code=geometry.qform_code)
+        image.set_sform(geometry.affine, code=geometry.qform_code)
+    return image
+
+
+def _save(image: Any, target: Path) -> None:
+    nib = import_optional("nibabel", extra="nifti", purpose="writing NIfTI predictions")
+    with atomic_path(target) as tmp:
+        # nibabel picks the format from the suffix, so save under the real name, then move.
+        named = tmp.with_name(tmp.name + ".nii.gz")
+        try:
+            nib.save(image, named)
+            os.replace(named, tmp)
+        finally:
+            named.unlink(missing_ok=True)
+
+
+def _volumes_ml(
+    labels: np.ndarray, zooms: tuple[float, float, float], names: Sequence[str]
+) -> dict[str, float]:
+    mask_3d = labels if labels.ndim == 3 else labels[..., None]
+    return {name: tissue_volume(mask_3d == k + 1, zooms) / 1000.0 for k, name in enumerate(names)}
+
+
+def _volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["case", "file", *(f"{n}_ml" for n in names)])
+    for c in cases:
+        writer.writerow([c.case, str(c.source), *(repr(c.volumes_ml[n]) for n in names)])
+    return buffer.getvalue()
+
+
+def _commit(staging: Path, output: Path) -> None:
+    """Move the finished files into ``output``: one rename when it is new, else file by file."""
+    if not output.exists():
+        os.replace(staging, output)
+        fsync_dir(output.parent)
+        return
+    names = sorted(p.name for p in staging.iterdir())
+    # volumes.csv last: its presence says the case files it lists are all in place.
+    for name in sorted(names, key=lambda n: n == "volumes.csv"):
+        os.replace(staging / name, output / name)
+    fsync_dir(output)
+    staging.rmdir()
+
+
+def _check_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise PredictionError(f"output {output} is a file; expected a folder (new or existing)")
+
+
+def predict(
+    run_or_checkpoint: str | os.PathLike[str],
+    inputs: InputPaths,
+    *,
+    output: str | os.PathLike[str],
+    batch_size: int = 16,
+    device: str = "auto",
+    probabilities: bool = False,
+    progress: bool = True,
+    slice_axis: int | None = None,
+    key: str | None = None,
+    spacing: Sequence[float] | None = None,
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto",
+) -> PredictionReport:
+    """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
+
+    Args:
+        run_or_checkpoint: A fine-tuning run folder (its ``checkpoints/best``) or a checkpoint
+            folder inside one; the run's ``config.yaml`` gives the preprocessing.
+        inputs: Files, folders (every NIfTI inside, or a DICOM series), or glob patterns; one or
+            a list.
+        output: Folder for ``<case>_seg.nii.gz``, ``<case>_prob.nii.gz`` and ``volumes.csv``
+            (created if missing; files of the same name are replaced).
+        batch_size: Slices per forward pass.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        probabilities: Also write the per-class probability maps.
+        progress: Show a progress bar over cases (on a terminal).
+        slice_axis: Slice along this axis of 3D/4D arrays instead of the run's ``slice_axis``.
+        key: HDF5 dataset or ``.npz`` member holding the image (default: the first one).
+        spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm);
+            NIfTI and DICOM inputs carry their own.
+        amp: Mixed precision on CUDA (``auto``: bf16 where supported, else fp16; ``off``: float32).
+
+    Returns:
+        What was written, with each case's class volumes in mL.
+
+    Raises:
+        PredictionError: No input matched; an input is unreadable, truncated or of an unsupported
+            type; its channel count does not fit the model; the checkpoint is a pretraining
+            (inpainting) one; ``output`` is a file. The message names the file.
+        inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
+            has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
+        inpaintssl.data.DataError: The readers' own checks (array rank, NaN pixels, a missing HDF5
+            key, ...). All three are ``ValueError`` subclasses.
+        ValueError: ``batch_size`` below 1 or an unknown ``device``.
+
+    Example:
+        >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
+        >>> report.cases[0].volumes_ml                                            # doctest: +SKIP
+        {'csf': 152.3, 'gm': 611.0, 'wm': 498.7}
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+    out = Path(output).expanduser()
+    _check_output(out)
+    target = resolve_device(device)
+    model = _load_model(run_or_checkpoint, target)
+    prep = _preprocessing(model.preprocessing, slice_axis=slice_axis)
+    prepared = _prepare(_expand(inputs), model=model, prep=prep, key=key, spacing=spacing)
+    amp_dtype = autocast_dtype(target, amp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".predict.tmp", dir=out.parent))
+    try:
+        done: list[CasePrediction] = []
+        for item in progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True):
+            labels, probs = _predict_case(
+                item,
+                model=model,
+                prep=prep,
+                device=target,
+                amp=amp_dtype,
+                batch_size=batch_size,
+                probabilities=probabilities,
+            )
+            seg_name = f"{item.case}_seg.nii.gz"
+            _save(_nifti(labels, item.geometry, dtype=np.uint8), staging / seg_name)
+            prob_name = None
+            if probs is not None:
+                prob_name = f"{item.case}_prob.nii.gz"
+                _save(_nifti(probs, item.geometry, dtype=np.float32), staging / prob_name)
+            done.append(
+                CasePrediction(
+                    case=item.case,
+                    source=item.path,
+                    segmentation=out / seg_name,
+                    probabilities=None if prob_name is None else out / prob_name,
+                    shape=labels.shape,
+                    volumes_ml=_volumes_ml(labels, item.geometry.zooms, model.class_names),
+                )
+            )
+        atomic_write_text(staging / "volumes.csv", _volumes_csv(done, model.class_names))
+        _commit(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return PredictionReport(
+        output=out, volumes_csv=out / "volumes.csv", class_names=model.class_names, cases=tuple(done)
+    )

@@ -1,0 +1,118 @@
+"""segmentation_models_pytorch's ``Unet`` as an inpaintssl backbone.
+
+Registered as ``"smp_unet"`` through the ``inpaintssl.backbones`` entry point; needs the ``smp``
+extra (``pip install "inpaintssl[smp]"``, which brings timm and torchvision). Any smp or timm
+encoder works (``"resnet18"``, ``"efficientnet-b0"``, ``"tu-resnet10t"``, ...), always randomly
+initialised: nothing is downloaded. The model's ``encoder`` *is* smp's encoder module, so
+:func:`inpaintssl.inference.smp_encoder_state_dict` and
+:func:`~inpaintssl.inference.save_smp_encoder` hand an inpainting-pretrained encoder to any smp
+architecture (``Unet``, ``UnetPlusPlus``, ``FPN``, ...) built with the same encoder.
+
+Example:
+    >>> import segmentation_models_pytorch as smp  # doctest: +SKIP
+    >>> net = SmpUNet(in_channels=1, out_channels=2, encoder_name="resnet18", seed=0)  # doctest: +SKIP
+    >>> fresh = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2)  # doctest: +SKIP
+    >>> from inpaintssl.inference import smp_encoder_state_dict
+    >>> fresh.encoder.load_state_dict(smp_encoder_state_dict(net), strict=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construction
+
+__all__ = ["SmpUNet"]
+
+
+def _require_smp() -> Any:
+    try:
+        import segmentation_models_pytorch as smp  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError as exc:
+        raise ImportError(
+            "backbone 'smp_unet' needs segmentation_models_pytorch (with timm and torchvision); "
+            f"install it with: pip install 'inpaintssl[smp]' ({type(exc).__name__}: {exc})"
+        ) from exc
+    return smp
+
+
+class SmpUNet(ThreePartBackbone):
+    """smp ``Unet`` with the ``encoder`` / ``decoder`` / ``head`` parts transfer needs.
+
+    ``encoder``, ``decoder`` and ``head`` are smp's ``encoder``, ``decoder`` and
+    ``segmentation_head`` modules, initialised by smp's defaults under ``seed``; the forward pass
+    equals ``smp.Unet``'s. The output is raw (no activation, no classification head).
+
+    Args:
+        in_channels: Image channels ``C_in``.
+        out_channels: Output channels ``C_out`` of the head (smp's ``classes``).
+        encoder_name: Any smp encoder, or a timm one as ``"tu-<timm name>"``.
+        encoder_depth: Encoder stages (3 to 5); inputs must be divisible by the encoder's
+            output stride, ``2**encoder_depth`` for plain encoders.
+        decoder_channels: One width per decoder block, ``encoder_depth`` of them.
+        decoder_use_norm: smp's decoder normalisation (``"batchnorm"``, ``"groupnorm"``,
+            ``"instancenorm"``, ``"layernorm"``, ``"identity"`` or ``True``/``False``).
+        decoder_attention_type: ``None`` or ``"scse"``.
+        decoder_interpolation: Upsampling mode of the decoder blocks (``"nearest"``, ``"bilinear"``, ...).
+        encoder_params: Extra keyword arguments for the encoder (for ``"tu-"`` encoders, timm's
+            ``create_model``), e.g. ``{"zero_init_last": False}``: timm ResNets start each residual
+            branch at zero, so before the first update those branches get no gradient.
+        seed: Seed of the initialisation; the global torch RNG is left untouched. ``None`` draws
+            fresh entropy.
+
+    Attributes:
+        encoder: smp's encoder (keys and layout exactly as in ``smp.Unet(...).encoder``).
+        decoder: smp's ``UnetDecoder``.
+        head: smp's ``SegmentationHead`` (3x3 convolution).
+        size_multiple: The encoder's output stride.
+        encoder_name: The encoder's smp name.
+
+    Raises:
+        ImportError: If segmentation_models_pytorch (or its timm / torchvision) is not importable.
+
+    Example:
+        >>> net = SmpUNet(in_channels=1, out_channels=3, encoder_name="resnet18")  # doctest: +SKIP
+        >>> net.size_multiple  # doctest: +SKIP
+        32
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        encoder_name: str = "resnet34",
+        encoder_depth: int = 5,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        decoder_use_norm: bool | str = "batchnorm",
+        decoder_attention_type: str | None = None,
+        decoder_interpolation: str = "nearest",
+        encoder_params: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        smp = _require_smp()
+        # The size multiple is the encoder's output stride, known once it is built.
+        super().__init__(in_channels=in_channels, out_channels=out_channels, size_multiple=1)
+        self.encoder_name = encoder_name
+        self.encoder_depth = encoder_depth
+        self.size_reason = f"the output stride of encoder {encoder_name!r}"
+        with seeded_construction(seed):
+            net = smp.Unet(
+                encoder_name=encoder_name,
+                encoder_depth=encoder_depth,
+                encoder_weights=None,  # never download: pretraining is what inpaintssl is for
+                decoder_channels=tuple(decoder_channels),
+                decoder_use_norm=decoder_use_norm,
+                decoder_attention_type=decoder_attention_type,
+                decoder_interpolation=decoder_interpolation,
+                in_channels=in_channels,
+                classes=out_channels,
+                **dict(encoder_params or {}),
+            )
+        self.encoder: nn.Module = net.encoder
+        self.decoder: nn.Module = net.decoder
+        self.head: nn.Module = net.segmentation_head
+        self.size_multiple = int(net.encoder.output_stride)

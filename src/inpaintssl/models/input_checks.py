@@ -1,0 +1,45 @@
+"""The one input check every backbone's ``forward`` makes before touching its layers.
+
+A U-Net pools its input several times, so height and width must be multiples of its
+``size_multiple``; libraries that pad silently (MONAI's ``BasicUNet``) shift the image borders
+instead, so inpaintssl refuses such inputs with a message that says how to fit them.
+
+Example:
+    >>> import torch
+    >>> check_backbone_input(torch.zeros(2, 1, 32, 48), in_channels=1, size_multiple=16, why="4 poolings")
+    >>> check_backbone_input(torch.zeros(2, 1, 30, 48), in_channels=1, size_multiple=16, why="4 poolings")
+    Traceback (most recent call last):
+    ...
+    ValueError: input size (H, W) = (30, 48) is not divisible by size_multiple=16 (4 poolings); ...
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_backbone_input"]
+
+
+def check_backbone_input(x: torch.Tensor, *, in_channels: int, size_multiple: int, why: str) -> None:
+    """Refuse a batch unless it is ``(N, in_channels, H, W)``, ``H`` and ``W`` multiples of ``size_multiple``.
+
+    Args:
+        x: The batch given to ``forward``.
+        in_channels: The channel count the network was built for.
+        size_multiple: The factor ``H`` and ``W`` must be multiples of.
+        why: Where ``size_multiple`` comes from, for the message (e.g. ``"2**(depth-1) for depth=4"``).
+
+    Raises:
+        ValueError: Naming the shape found and, for a size that does not fit, the nearest size that does.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"input must have shape (N, C, H, W); found shape {tuple(x.shape)}")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"input has {x.shape[1]} channels; this network expects in_channels={in_channels}")
+    height, width = x.shape[-2:]
+    if height % size_multiple or width % size_multiple:
+        fit = (-(-height // size_multiple) * size_multiple, -(-width // size_multiple) * size_multiple)
+        raise ValueError(
+            f"input size (H, W) = ({height}, {width}) is not divisible by size_multiple={size_multiple} "
+            f"({why}); crop or pad it, e.g. to {fit}"
+        )

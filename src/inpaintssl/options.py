@@ -1,0 +1,104 @@
+"""One check for string options: a value outside its choices fails naming the field and the closest choice.
+
+Every keyword that takes one of a few names (``run.device``, ``optim.schedule``, ``fill``,
+``in_channels``, ...) goes through :func:`check_option`, so a typo always reads the same way:
+what was given, where, every valid name, and "did you mean ..." when one is close (MONAI's
+``look_up_option`` does the same). This module imports nothing from inpaintssl, so every package,
+leaf packages included, may use it.
+
+Example:
+    >>> check_option("mean", ("mean", "zero"), field="fill")
+    'mean'
+    >>> check_option("maen", ("mean", "zero"), field="fill")
+    Traceback (most recent call last):
+    ...
+    ValueError: fill='maen' is not a valid option: expected 'mean' or 'zero'; did you mean 'mean'?
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import TypeVar
+
+__all__ = ["check_option", "closest_option", "format_choices"]
+
+OptionT = TypeVar("OptionT", bound=str)
+
+# difflib's ratio for one wrong letter in a 4-letter word is 0.75; 0.6 keeps short typos
+# ("cdua" -> "cuda") while not suggesting unrelated names.
+_CUTOFF = 0.6
+
+
+def format_choices(choices: Iterable[str]) -> str:
+    """``'a', 'b' or 'c'``: the valid names as a message lists them.
+
+    Example:
+        >>> format_choices(["auto", "cpu", "cuda"])
+        "'auto', 'cpu' or 'cuda'"
+    """
+    quoted = [repr(choice) for choice in choices]
+    if len(quoted) < 2:
+        return "".join(quoted) or "nothing"
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def closest_option(value: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``value`` (case-insensitive), or ``None`` when none is close.
+
+    Example:
+        >>> closest_option("poisson_disk", ["random", "poisson_disc"])
+        'poisson_disc'
+        >>> closest_option("validation", ["train", "val", "test"])
+        'val'
+        >>> closest_option("xyz", ["random", "poisson_disc"]) is None
+        True
+    """
+    by_lower = {choice.lower(): choice for choice in choices}
+    lowered = value.lower()
+    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=_CUTOFF)
+    if match:
+        return by_lower[match[0]]
+    # A spelled-out or cut-short name ("validation" for "val", "enc" for "encoder") is far in
+    # edit ratio but plainly meant: take the longest choice that one is a prefix of the other.
+    prefixed = [c for c in by_lower if c and lowered and (lowered.startswith(c) or c.startswith(lowered))]
+    return by_lower[max(prefixed, key=len)] if prefixed else None
+
+
+def check_option(
+    value: object, choices: Iterable[OptionT], *, field: str, error: type[Exception] = ValueError
+) -> OptionT:
+    """Return ``value`` when it is one of ``choices``; otherwise raise naming ``field``.
+
+    Matching is exact (case-sensitive): a near miss such as ``"CPU"`` is refused with the right
+    spelling suggested, rather than silently accepted in one place and not in another.
+
+    Args:
+        value: What the user gave.
+        choices: The valid names, in the order the message lists them.
+        field: Where the value came from (``"run.device"``, ``"fill"``), named in the message.
+        error: The exception type to raise, for callers with their own (a ``ValueError``
+            subclass such as ``DataError``).
+
+    Returns:
+        ``value``, typed as one of the choices.
+
+    Raises:
+        ValueError: (or ``error``) ``value`` is not a string or not one of ``choices``; the message lists the
+            choices and, when one is close, asks "did you mean ...?".
+
+    Example:
+        >>> check_option("onednn", ("auto", "blocked_gemm", "onednn"), field="run.cpu_weight_gradient")
+        'onednn'
+    """
+    options = list(choices)
+    if isinstance(value, str):
+        for option in options:
+            if value == option:
+                return option
+        suggestion = closest_option(value, options)
+        hint = f"; did you mean {suggestion!r}?" if suggestion is not None else ""
+        raise error(f"{field}={value!r} is not a valid option: expected {format_choices(options)}{hint}")
+    raise error(
+        f"{field} must be a string, one of {format_choices(options)}; found {type(value).__name__} {value!r}"
+    )

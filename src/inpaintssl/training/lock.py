@@ -1,0 +1,284 @@
+"""One writer per run folder: a lock file that names its owner, taken before anything is written.
+
+Two runs started into one folder would interleave their checkpoints, TensorBoard files and
+config, and both exit 0. :func:`acquire_run_lock` creates ``<run>/.inpaintssl.lock`` atomically
+(the file appears whole or not at all), holding the owner's pid, host and start time; a second
+run finds it and stops with :class:`RunFolderLockedError` naming that owner.
+
+A lock left by a run that died without cleaning up (``kill -9``, a power cut) is *stale* when its
+owner ran on this host and its pid is gone (or now belongs to a newer process): it is taken over
+with a warning. A lock from another host is never judged stale, because this host cannot see that
+host's processes; the error says to delete the file once that run is known to be over.
+
+Example:
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with acquire_run_lock(folder) as lock:
+    ...     lock.path.name, lock.owner.pid == os.getpid()
+    ('.inpaintssl.lock', True)
+    >>> (folder / LOCK_NAME).exists()
+    False
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "LOCK_NAME",
+    "LockOwner",
+    "RunFolderInUseError",
+    "RunFolderLockedError",
+    "RunLock",
+    "StaleLockWarning",
+    "acquire_run_lock",
+    "read_lock",
+]
+
+LOCK_NAME = ".inpaintssl.lock"
+
+
+class RunFolderInUseError(FileExistsError):
+    """A new run would overwrite a folder that already holds a run, or another run is writing it."""
+
+
+class RunFolderLockedError(RunFolderInUseError):
+    """Another live run holds the run folder's lock (or its owner cannot be checked from here)."""
+
+
+class StaleLockWarning(UserWarning):
+    """A run folder's lock was left by a process that no longer runs; it was taken over."""
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (Linux ``/proc``); ``None`` where unknown.
+
+    Why: a pid is reused after its process exits, so "pid alive" alone can mistake a stale lock
+    for a live one; the start time tells the original process from a newcomer.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after the last ')' are fixed.
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by another user
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a run folder: the lock file's content.
+
+    Attributes:
+        pid: The owner's process id.
+        host: The owner's host name (``socket.gethostname()``).
+        since: When the lock was taken (ISO 8601, local time with offset).
+        token: A random id, so a process releases only a lock it created.
+        pid_start: The owner's start time in clock ticks since boot, where the OS tells it.
+    """
+
+    pid: int
+    host: str
+    since: str
+    token: str = ""
+    pid_start: int | None = None
+
+    @classmethod
+    def current(cls) -> LockOwner:
+        """This process, now."""
+        return cls(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            since=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            token=uuid.uuid4().hex,
+            pid_start=_process_start_ticks(os.getpid()),
+        )
+
+    def describe(self) -> str:
+        """``pid 123 on host 'node7' since 2024-05-01T10:00:00+02:00``."""
+        return f"pid {self.pid} on host {self.host!r} since {self.since}"
+
+    def is_stale(self) -> bool:
+        """Whether the owner ran on this host and is gone (its pid is dead or belongs to a newer process)."""
+        if self.host != socket.gethostname():
+            return False
+        if not _pid_alive(self.pid):
+            return True
+        if self.pid_start is None:
+            return False
+        now = _process_start_ticks(self.pid)
+        return now is not None and now != self.pid_start
+
+
+def read_lock(folder: Path) -> LockOwner | None:
+    """The owner recorded in ``folder``'s lock file, or ``None`` when there is no lock.
+
+    Raises:
+        RunFolderLockedError: The lock file exists but is not a lock this library wrote.
+    """
+    path = Path(folder) / LOCK_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data: Any = json.loads(text)
+        return LockOwner(
+            pid=int(data["pid"]),
+            host=str(data["host"]),
+            since=str(data["since"]),
+            token=str(data.get("token", "")),
+            pid_start=None if data.get("pid_start") is None else int(data["pid_start"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunFolderLockedError(
+            f"run folder {str(folder)!r} is locked by {path}, which is not a readable lock "
+            f"(expected JSON with pid, host and since; {type(exc).__name__}: {exc}). "
+            "If no run is writing this folder, delete that file and start again"
+        ) from exc
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` only if it does not exist; ``False`` when it does.
+
+    The text goes into a private temporary file first, then is hard-linked into place: ``link``
+    fails on an existing name just as ``O_CREAT | O_EXCL`` does, and a reader never sees a lock
+    half-written. Filesystems without hard links fall back to ``O_EXCL`` and a plain write.
+    """
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass
+    finally:
+        temporary.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return True
+
+
+class RunLock:
+    """A held run-folder lock; :meth:`release` (or leaving the ``with`` block) removes it.
+
+    Attributes:
+        path: The lock file.
+        owner: This process's entry in it.
+    """
+
+    def __init__(self, path: Path, owner: LockOwner) -> None:
+        self.path = path
+        self.owner = owner
+        self._held = True
+
+    def release(self) -> None:
+        """Remove the lock file if it is still this process's (calling it again does nothing)."""
+        if not self._held:
+            return
+        self._held = False
+        try:
+            current = read_lock(self.path.parent)
+        except RunFolderLockedError:
+            return
+        if current is not None and current.token == self.owner.token:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def acquire_run_lock(folder: Path) -> RunLock:
+    """Take ``folder``'s lock (creating the folder if needed) before anything is written into it.
+
+    Args:
+        folder: The run folder.
+
+    Returns:
+        The held lock; release it when the run ends, also on error.
+
+    Raises:
+        RunFolderLockedError: Another live process holds the lock (its pid, host and start time
+            are named), a process on another host holds it, or the lock file is unreadable.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    owner = LockOwner.current()
+    text = json.dumps(asdict(owner), indent=2)
+    # Two attempts: the second follows the removal of a stale lock.
+    for _ in range(2):
+        if _create_exclusive(path, text):
+            return RunLock(path, owner)
+        holder = read_lock(folder)
+        if holder is None:
+            continue  # released between our attempt and the read: try again
+        if holder.host != owner.host:
+            raise RunFolderLockedError(
+                f"run folder {str(folder)!r} is in use by another run: {holder.describe()} "
+                f"(lock file {path}). This host cannot check a process on another host; if that run "
+                "is over, delete the lock file and start again, or choose another run.output_dir"
+            )
+        if not holder.is_stale():
+            raise RunFolderLockedError(
+                f"run folder {str(folder)!r} is in use by another run: {holder.describe()} "
+                f"(lock file {path}). Wait for it to finish, or choose another run.output_dir"
+            )
+        warnings.warn(
+            f"run folder {str(folder)!r} had a stale lock from {holder.describe()}, a process that "
+            "no longer runs; taking it over",
+            StaleLockWarning,
+            stacklevel=2,
+        )
+        # Remove the lock only if it is still the stale one just read: another process taking
+        # it over at the same time may already have replaced it with its own live lock. (Between
+        # this read and the unlink a tiny window remains; a lock file cannot close it.)
+        with contextlib.suppress(RunFolderLockedError):
+            again = read_lock(folder)
+            if again is not None and again.token == holder.token and again.pid == holder.pid:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+    holder = read_lock(folder)
+    raise RunFolderLockedError(
+        f"run folder {str(folder)!r} is in use by another run: "
+        f"{holder.describe() if holder else 'an unknown process'} (lock file {path}); "
+        "it was taken while this run replaced a stale lock"
+    )

@@ -1,0 +1,299 @@
+"""Resource pre-flight: refuse an image size or batch whose training memory cannot fit the device.
+
+``data.image_size=[65536, 65536]`` used to fit the first slice to 65536x65536 (17 GB) before any
+model ran, then fail deep inside an allocator. :func:`check_training_memory` estimates what one
+training step keeps alive and refuses the run, before any slice is read or anything written, when
+the estimate exceeds the memory the device has free.
+
+The estimate works for any registered backbone: the model is built on PyTorch's ``meta`` device
+(shapes without storage) and run forward at the full batch and image size under
+:func:`torch.autograd.graph.saved_tensors_hooks`, which sees every tensor autograd keeps for the
+backward pass; distinct storages are summed. A backbone that cannot run on ``meta`` is run for
+real on the CPU at two small sizes and the saved bytes extrapolated linearly in the pixel count
+(activations of a convolutional network scale with it). Parameters count four times (weights,
+gradients and the two Adam moments). Mixed precision halves the activation estimate.
+
+The estimate leaves out transient buffers (the backward pass's own temporaries, cuDNN
+workspaces, the allocator's fragmentation), so it is a lower bound: a refused run could not
+have trained, and a run that passes may still need somewhat more.
+
+The limit is what is free now: ``torch.cuda.mem_get_info`` on CUDA; on the CPU, ``MemAvailable``
+from ``/proc/meminfo`` (``os.sysconf`` elsewhere), lowered to the cgroup's remaining allowance in
+a container.
+
+Example:
+    >>> from inpaintssl.training.components import build_backbone
+    >>> factory = lambda: build_backbone("unet2d", {"depth": 2, "base_width": 4},
+    ...                                  in_channels=1, out_channels=1, seed=0)
+    >>> small = estimate_training_memory(factory, batch_size=2, channels=1, image_size=(32, 32))
+    >>> large = estimate_training_memory(factory, batch_size=2, channels=1, image_size=(64, 64))
+    >>> round(large.activation_bytes / small.activation_bytes)
+    4
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.views import slice_shape_of
+from inpaintssl.training.components import build_backbone
+
+if TYPE_CHECKING:
+    from inpaintssl.training.context import RunContext
+
+__all__ = [
+    "InsufficientMemoryError",
+    "MemoryEstimate",
+    "available_memory",
+    "check_run_memory",
+    "check_training_memory",
+    "estimate_training_memory",
+    "format_bytes",
+]
+
+# Pixel counts of the two small real forward passes that the fallback extrapolates from.
+_PROBE_SIDES = (32, 64)
+
+
+class InsufficientMemoryError(RuntimeError):
+    """A run whose training step cannot fit the device's free memory; refused before it starts."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one training step keeps alive.
+
+    Attributes:
+        activation_bytes: Tensors saved for the backward pass, for the whole batch.
+        parameter_bytes: Weights, gradients and Adam's two moments (4 x the parameters).
+        method: ``meta`` (exact shapes at full size) or ``extrapolated`` (small CPU passes).
+    """
+
+    activation_bytes: int
+    parameter_bytes: int
+    method: str
+
+    @property
+    def total_bytes(self) -> int:
+        """Activations plus parameter state."""
+        return self.activation_bytes + self.parameter_bytes
+
+
+def format_bytes(count: float) -> str:
+    """Bytes in binary units, two significant figures at least.
+
+    Example:
+        >>> format_bytes(170 * 2**30), format_bytes(3 * 2**20), format_bytes(1.6 * 2**40)
+        ('170 GiB', '3.0 MiB', '1.6 TiB')
+    """
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _saved_bytes(model: nn.Module, images: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves during one forward pass of ``model``."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        # Several ops save the same tensor (a conv input is also the previous ReLU's output):
+        # count each storage once. Meta storages have no address; their handle is unique.
+        key = storage.data_ptr() if storage.device.type != "meta" else storage._cdata
+        storages[key] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model(images)
+    del output
+    return sum(storages.values())
+
+
+def _parameter_bytes(model: nn.Module) -> int:
+    return 4 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def estimate_training_memory(
+    build_model: Callable[[], nn.Module],
+    *,
+    batch_size: int,
+    channels: int,
+    image_size: tuple[int, int],
+    amp: bool = False,
+) -> MemoryEstimate:
+    """Estimate the memory of one training step (see the module docstring for the method).
+
+    Args:
+        build_model: Builds the model (called under ``torch.device("meta")`` first).
+        batch_size: Images per step and process.
+        channels: Input channels C.
+        image_size: ``(H, W)``.
+        amp: Mixed precision (activations counted at half size).
+
+    Returns:
+        A :class:`MemoryEstimate`.
+    """
+    h, w = image_size
+    try:
+        with torch.device("meta"):
+            model = build_model()
+            activations = _saved_bytes(model, torch.empty(batch_size, channels, h, w))
+        method = "meta"
+    except (NotImplementedError, RuntimeError, TypeError, ValueError):
+        # Data-dependent control flow or a custom kernel without a meta implementation.
+        model = build_model()
+        sizes = [(side, side) for side in _PROBE_SIDES]
+        measured = [_saved_bytes(model, torch.zeros(1, channels, *size)) for size in sizes]
+        pixels = [a * b for a, b in sizes]
+        slope = (measured[1] - measured[0]) / (pixels[1] - pixels[0])
+        per_image = max(measured[0] + slope * (h * w - pixels[0]), 0.0)
+        activations = int(per_image * batch_size)
+        method = "extrapolated"
+    if amp:
+        activations //= 2
+    return MemoryEstimate(activations, _parameter_bytes(model), method)
+
+
+def _cgroup_allowance() -> int | None:
+    """Bytes the process's cgroup (v2) may still allocate, or ``None`` when unlimited or unknown."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((root / "memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _host_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def available_memory(device: torch.device) -> tuple[int, str] | None:
+    """Free memory of ``device`` in bytes and the device in words, or ``None`` when unknown.
+
+    Example:
+        >>> found = available_memory(torch.device("cpu"))
+        >>> found is None or (found[0] >= 0 and found[1] == "this CPU")
+        True
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type != "cpu":
+        return None
+    candidates = [v for v in (_host_available(), _cgroup_allowance()) if v is not None]
+    if not candidates:
+        return None
+    return max(min(candidates), 0), "this CPU"
+
+
+def check_training_memory(
+    build_model: Callable[[], nn.Module],
+    *,
+    batch_size: int,
+    channels: int,
+    image_size: tuple[int, int],
+    device: torch.device,
+    amp: bool = False,
+    what: str,
+) -> MemoryEstimate:
+    """Refuse a run whose training step cannot fit ``device``'s free memory.
+
+    Args:
+        build_model: Builds the run's model (see :func:`estimate_training_memory`).
+        batch_size: Images per step and process.
+        channels: Input channels.
+        image_size: ``(H, W)`` of the training slices.
+        device: The training device.
+        amp: Mixed precision on.
+        what: The settings that chose the size and batch, for the message, e.g.
+            ``"data.image_size=[65536, 65536] with optim.batch_size=8"``.
+
+    Returns:
+        The estimate (also when no limit is known, e.g. on an accelerator other than CUDA).
+
+    Raises:
+        InsufficientMemoryError: The estimate exceeds the free memory; the message gives both.
+    """
+    estimate = estimate_training_memory(
+        build_model, batch_size=batch_size, channels=channels, image_size=image_size, amp=amp
+    )
+    found = available_memory(device)
+    if found is not None and estimate.total_bytes > found[0]:
+        free, name = found
+        raise InsufficientMemoryError(
+            f"{what} needs about {format_bytes(estimate.total_bytes)} for training "
+            f"({format_bytes(estimate.activation_bytes)} of activations, "
+            f"{format_bytes(estimate.parameter_bytes)} of weights, gradients and optimizer state); "
+            f"{name} has {format_bytes(free)} available. Lower data.image_size or optim.batch_size"
+        )
+    return estimate
+
+
+def check_run_memory(
+    *,
+    backbone: str,
+    params: dict[str, Any],
+    train_set: SliceDataset,
+    image_size: tuple[int, int] | None,
+    in_channels: int,
+    out_channels: int,
+    batch_size: int,
+    ctx: RunContext,
+) -> MemoryEstimate:
+    """:func:`check_training_memory` for a run, before any training slice is read.
+
+    Args:
+        backbone: ``model.backbone``.
+        params: ``model.params``.
+        train_set: The (lazily fitted) training set; only its first slice's shape is asked for.
+        image_size: ``data.image_size`` (named in the message when set).
+        in_channels: Input channels.
+        out_channels: Output channels.
+        batch_size: ``optim.batch_size``; a process never batches more than its share of the set.
+        ctx: The run's device, precision and process group.
+
+    Raises:
+        InsufficientMemoryError: The run cannot fit; the message names the settings to change.
+    """
+    h, w = slice_shape_of(train_set, 0)
+    per_process = math.ceil(len(train_set) / ctx.dist.world_size)
+    batch = min(batch_size, per_process)
+    source = (
+        f"data.image_size={[h, w]}" if image_size is not None else f"{h}x{w} slices (data.image_size unset)"
+    )
+    what = f"{source} with optim.batch_size={batch_size}"
+    if batch < batch_size:
+        what += f" (batches of {batch}, the training set's share per process)"
+    return check_training_memory(
+        lambda: build_backbone(backbone, params, in_channels=in_channels, out_channels=out_channels, seed=0),
+        batch_size=batch,
+        channels=in_channels,
+        image_size=(h, w),
+        device=ctx.device,
+        amp=ctx.amp_dtype is not None,
+        what=what,
+    )

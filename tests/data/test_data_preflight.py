@@ -1,0 +1,274 @@
+"""The pre-flight data check: every case read in full and checked before training starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from inpaintssl.config import DataConfig
+from inpaintssl.data import DataError, build_datasets
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.preflight import check_same_geometry, preflight
+from inpaintssl.data.readers import NiftiVolume, NumpyVolume
+from inpaintssl.data.volumes import hdf5_dataset, nifti_dataset, numpy_dataset
+
+CLASSES = ("a", "b")
+
+
+def _image(seed: int, shape: tuple[int, ...] = (16, 16, 4)) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _label(seed: int, shape: tuple[int, ...] = (16, 16, 4)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 3, size=shape).astype(np.uint8)
+
+
+def _save_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), path)  # type: ignore[no-untyped-call]
+    return path
+
+
+def _nifti_cases(root: Path, **arrays: np.ndarray) -> dict[str, Any]:
+    """One image/label pair per split; ``arrays`` (e.g. ``train_seg=...``) replace the defaults."""
+    cases: dict[str, Any] = {}
+    for seed, split in enumerate(("train", "val", "test")):
+        _save_nifti(root / f"{split}.nii.gz", arrays.get(split, _image(seed)))
+        _save_nifti(root / f"{split}_seg.nii.gz", arrays.get(f"{split}_seg", _label(seed)))
+        cases[split] = {"image": f"{split}.nii.gz", "label": f"{split}_seg.nii.gz"}
+    return cases
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _finetune_config(root: Path, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data": data,
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "optim": {"max_epochs": 1, "batch_size": 4},
+        "run": {"output_dir": str(root / "run"), "device": "cpu", "quiet": True},
+    }
+
+
+def _run_folder_files(run: Path) -> list[str]:
+    if not run.exists():
+        return []
+    # A lock file may be claimed before the check; nothing else may be written.
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and "lock" not in p.name)
+
+
+# -- acceptance: truncated files stop the run before training, naming the file -----------------
+
+
+def test_truncated_gzip_nifti_stops_finetuning_before_training_naming_the_file(tmp_path: Path) -> None:
+    cases = _nifti_cases(tmp_path, test=_image(2, (32, 32, 6)), test_seg=_label(2, (32, 32, 6)))
+    _truncate(tmp_path / "test.nii.gz")
+    # The header still parses: building the datasets succeeds, only the voxel data are cut.
+    assert NiftiVolume(tmp_path / "test.nii.gz").shape == (32, 32, 6)
+    params = {"cases": cases, "root": str(tmp_path), "class_names": CLASSES}
+    data: dict[str, Any] = {"dataset": "nifti", "image_size": [16, 16], "params": params}
+
+    with pytest.raises(DataError, match=r"NIfTI file .*test\.nii\.gz cannot be read .*EOFError"):
+        issl.finetune(_finetune_config(tmp_path, data))
+
+    assert _run_folder_files(tmp_path / "run") == []
+
+
+def test_truncated_hdf5_stops_pretraining_before_training_naming_the_file(tmp_path: Path) -> None:
+    cases = {}
+    for seed, split in enumerate(("train", "val")):
+        with h5py.File(tmp_path / f"{split}.h5", "w") as handle:
+            handle.create_dataset("image", data=_image(seed, (16, 16, 64)))
+        cases[split] = f"{split}.h5"
+    _truncate(tmp_path / "val.h5", keep=0.9)
+    data = {"dataset": "hdf5", "params": {"cases": cases, "root": str(tmp_path)}}
+    config = _finetune_config(tmp_path, data)
+    config["pretext"] = {"patch_size": 4, "bank_size": 4, "sampler": "random"}
+
+    with pytest.raises(DataError, match=r"HDF5 file .*val\.h5 cannot be (opened|read)"):
+        issl.pretrain(config)
+
+    assert _run_folder_files(tmp_path / "run") == []
+
+
+# -- one test per check: each fails without its check ------------------------------------------
+
+
+def _nifti_set(root: Path, split: str = "train", **arrays: np.ndarray) -> SliceDataset:
+    cases = _nifti_cases(root, **arrays)
+    return nifti_dataset(split=split, cases=cases, root=root, class_names=CLASSES)
+
+
+def test_truncated_nifti_is_found_only_by_reading_every_voxel(tmp_path: Path) -> None:
+    dataset = _nifti_set(tmp_path, train=_image(0, (64, 64, 4)), train_seg=_label(0, (64, 64, 4)))
+    _truncate(tmp_path / "train.nii.gz", keep=0.7)
+    with pytest.raises(DataError, match=r"train\.nii\.gz cannot be read at slice 0 .*truncated"):
+        preflight({"train": dataset}, progress=False)
+
+
+def test_truncated_uncompressed_nifti_is_named(tmp_path: Path) -> None:
+    _save_nifti(tmp_path / "a.nii", _image(0))
+    _truncate(tmp_path / "a.nii", keep=0.6)
+    dataset = nifti_dataset(split="unlabelled", labelled=False, cases="a.nii", root=tmp_path)
+    with pytest.raises(DataError, match=r"NIfTI file .*a\.nii cannot be read"):
+        preflight({"train": dataset}, progress=False)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_image_voxel_in_a_late_slice_is_found(tmp_path: Path, bad: float) -> None:
+    image = _image(1)
+    image[7, 9, 3] = bad
+    dataset = _nifti_set(tmp_path, split="val", val=image)
+    with pytest.raises(DataError, match=r"val\.nii\.gz slice 3: 1 NaN/Inf value"):
+        preflight({"val": dataset}, progress=False)
+
+
+def test_complex_image_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "c.npy", _image(0).astype(np.complex64))
+    dataset = numpy_dataset(split="unlabelled", labelled=False, cases="c.npy", root=tmp_path)
+    with pytest.raises(DataError, match=r"c\.npy slice 0: values have dtype complex64; expected real"):
+        preflight({"train": dataset}, progress=False)
+
+
+def test_empty_volume_is_refused_when_opened(tmp_path: Path) -> None:
+    np.save(tmp_path / "e.npy", np.zeros((16, 0, 4), np.float32))
+    with pytest.raises(DataError, match=r"e\.npy: array has shape \(16, 0, 4\), an empty axis"):
+        NumpyVolume(tmp_path / "e.npy")
+
+
+def test_label_values_outside_the_classes_are_found_in_any_slice(tmp_path: Path) -> None:
+    label = _label(0)
+    label[0, 0, 3] = 9
+    dataset = _nifti_set(tmp_path, train_seg=label)
+    with pytest.raises(DataError, match=r"train_seg\.nii\.gz slice 3: label values \[9\] are out of range"):
+        preflight({"train": dataset}, progress=False)
+
+
+@pytest.mark.parametrize(("bad", "message"), [(0.5, "non-integer"), (np.nan, "1 NaN/Inf value")])
+def test_float_labels_must_hold_integers(tmp_path: Path, bad: float, message: str) -> None:
+    label = _label(0).astype(np.float32)
+    label[3, 3, 2] = bad
+    np.save(tmp_path / "i.npy", _image(0))
+    np.save(tmp_path / "l.npy", label)
+    cases = {"train": {"image": "i.npy", "label": "l.npy"}}
+    dataset = numpy_dataset(split="train", cases=cases, root=tmp_path, class_names=CLASSES)
+    with pytest.raises(DataError, match=rf"l\.npy slice 2: label holds {message}"):
+        preflight({"train": dataset}, progress=False)
+
+
+def test_label_affine_must_match_the_image(tmp_path: Path) -> None:
+    rotated = np.array([[0.0, -1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    cases = _nifti_cases(tmp_path)
+    _save_nifti(tmp_path / "val_seg.nii.gz", _label(1), rotated)
+    dataset = nifti_dataset(split="val", cases=cases, root=tmp_path, class_names=CLASSES)
+    with pytest.raises(DataError, match=r"val_seg\.nii\.gz has affine .*\(largest difference 1 mm\)"):
+        preflight({"val": dataset}, progress=False)
+
+
+def test_label_spacing_must_match_the_image(tmp_path: Path) -> None:
+    cases = _nifti_cases(tmp_path)
+    _save_nifti(tmp_path / "test_seg.nii.gz", _label(2), np.diag([0.5, 0.5, 1.0, 1.0]))
+    dataset = nifti_dataset(split="test", cases=cases, root=tmp_path, class_names=CLASSES)
+    with pytest.raises(DataError, match=r"voxel spacing \(0\.5, 0\.5, 1\) mm but image .* \(1, 1, 1\) mm"):
+        preflight({"test": dataset}, progress=False)
+
+
+def test_geometry_within_float32_rounding_is_accepted(tmp_path: Path) -> None:
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [-101.3, 87.25, 40.1]
+    nudged = affine.copy()
+    nudged[:3, 3] += 4e-5  # what a float32 srow round trip moves a 100 mm origin by
+    image = NiftiVolume(_save_nifti(tmp_path / "i.nii", _image(0), affine))
+    label = NiftiVolume(_save_nifti(tmp_path / "l.nii", _label(0), nudged))
+    check_same_geometry(image, label)
+
+
+def test_geometry_of_formats_without_it_is_not_compared(tmp_path: Path) -> None:
+    np.save(tmp_path / "i.npy", _image(0))
+    image = NumpyVolume(tmp_path / "i.npy", spacing=(0.5, 0.5, 3.0))
+    label = NiftiVolume(_save_nifti(tmp_path / "l.nii", _label(0), np.diag([2.0, 2.0, 2.0, 1.0])))
+    check_same_geometry(image, label)
+
+
+def test_image_and_label_shapes_must_agree(tmp_path: Path) -> None:
+    cases = _nifti_cases(tmp_path, train_seg=_label(0, (16, 16, 3)))
+    with pytest.raises(DataError, match=r"train_seg\.nii\.gz has shape \(16, 16, 3\) but image"):
+        nifti_dataset(split="train", cases=cases, root=tmp_path, class_names=CLASSES)
+
+
+# -- scope and cost ---------------------------------------------------------------------------
+
+
+def test_only_volumes_the_run_uses_are_checked_and_good_data_passes(tmp_path: Path) -> None:
+    cases: dict[str, Any] = {"train": [], "val": [], "test": []}
+    for i in range(4):
+        _save_nifti(tmp_path / f"c{i}.nii.gz", _image(i))
+        _save_nifti(tmp_path / f"c{i}_seg.nii.gz", _label(i))
+        cases["train"].append({"image": f"c{i}.nii.gz", "label": f"c{i}_seg.nii.gz"})
+    cases["val"] = cases["test"] = cases["train"][0]
+    params = {"cases": cases, "root": tmp_path, "class_names": CLASSES}
+    data = {"dataset": "nifti", "label_fraction": 0.5, "params": params}
+    bundle = build_datasets(DataConfig.model_validate(data), stage="finetune", seed=0)
+    chosen = set(bundle.train.volume_ids)
+    unused = sorted({f"c{i}" for i in range(4)} - chosen - {"c0"})
+    _truncate(tmp_path / f"{unused[0]}.nii.gz")  # outside the label-limited subset: never read
+
+    report = preflight({"train": bundle.train, "val": bundle.val, "test": bundle.test}, progress=False)
+
+    assert len(chosen) == 2
+    assert report.cases == len(chosen) + 2  # the train subset, then c0 as val and as test
+    assert report.items == 0
+
+
+def test_image_statistics_from_the_check_are_reused(tmp_path: Path) -> None:
+    dataset = _nifti_set(tmp_path)
+    preflight({"train": dataset}, progress=False)
+    reads: list[int] = []
+    volume = dataset._cases[0].image  # type: ignore[attr-defined]
+    original = volume.read
+
+    def counting_read(index: int) -> np.ndarray:
+        reads.append(index)
+        return original(index)
+
+    volume.read = counting_read
+    dataset[1]
+    assert reads == [1]  # the item's slice only: no second normalisation pass
+
+
+def test_plugin_dataset_without_checks_is_read_item_by_item() -> None:
+    import torch
+
+    class Plugin(SliceDataset):
+        def __init__(self) -> None:
+            self.volume_ids = ["v0", "v1"]
+
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            image = torch.zeros(1, 8, 8)
+            image[0, 0, 0] = float("nan") if index == 1 else 0.0
+            return {"image": image, "volume_id": f"v{index}", "slice_index": 0}
+
+    with pytest.raises(DataError, match=r"my data train set item 1 \(volume 'v1', slice 0\): .*NaN"):
+        preflight({"train": Plugin()}, progress=False, what="my data")
+
+
+def test_hdf5_dataset_is_checked_per_case(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "a.h5", "w") as handle:
+        handle.create_dataset("image", data=_image(0))
+        label = _label(0)
+        label[1, 1, 1] = 5
+        handle.create_dataset("label", data=label)
+    dataset = hdf5_dataset(split="train", cases={"train": "a.h5"}, root=tmp_path, class_names=CLASSES)
+    with pytest.raises(DataError, match=r"label .*a\.h5 slice 1: label values \[5\]"):
+        preflight({"train": dataset}, progress=False)

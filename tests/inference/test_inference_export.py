@@ -1,0 +1,259 @@
+"""``export_model``: ONNX, TorchScript and a folded safetensors state dict (issue 15, item 3).
+
+Each format is compared with the PyTorch model on real slices: the run's own ``synthetic`` test
+slices (32x32) and the ``mni152`` template's test slices fitted to 112x96, at batch sizes 1 and 3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import inpaintssl as issl
+from inpaintssl.cli import main as cli_main
+from inpaintssl.config import DataConfig
+from inpaintssl.data.build import build_datasets
+from inpaintssl.inference import export as export_module
+from inpaintssl.inference.export import (
+    TORCHSCRIPT_EXTRA_FILE,
+    ExportError,
+    export_model,
+    fold_weight_standardisation,
+    plain_unet,
+)
+from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, load_model
+from inpaintssl.models import UNet2d, WSConv2d
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+SIZES = ((32, 32), (112, 96))
+BATCHES = (1, 3)
+
+
+@pytest.fixture(scope="module")
+def model(trained_run: issl.FinetuneResult) -> LoadedModel:
+    return load_model(trained_run.run_dir)
+
+
+@pytest.fixture(scope="module")
+def slices(trained_run: issl.FinetuneResult) -> dict[tuple[int, int], torch.Tensor]:
+    """Three real test slices per size: the run's synthetic ones and mni152 brains at 112x96."""
+    found: dict[tuple[int, int], torch.Tensor] = {}
+    sources = {
+        (32, 32): DataConfig(dataset="synthetic", params={"num_test": 4, "size": [32, 32]}),
+        (112, 96): DataConfig(dataset="mni152", image_size=(112, 96)),
+    }
+    for size, data in sources.items():
+        test = build_datasets(data, stage="finetune", seed=0, size_multiple=4).test
+        assert test is not None
+        found[size] = torch.stack([test[i]["image"] for i in range(3)])
+        assert tuple(found[size].shape[-2:]) == size
+    return found
+
+
+def _reference(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(images)
+
+
+def _batches(slices: dict[tuple[int, int], torch.Tensor]) -> list[torch.Tensor]:
+    return [slices[size][:batch] for size in SIZES for batch in BATCHES]
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())
+
+
+@pytest.fixture(scope="module")
+def onnx_file(model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(model, format="onnx", output=tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def test_onnx_runtime_matches_pytorch_on_real_slices(
+    onnx_file: Path, model: LoadedModel, slices: dict[tuple[int, int], torch.Tensor]
+) -> None:
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (graph_input,), (graph_output,) = session.get_inputs(), session.get_outputs()
+    assert graph_input.shape == ["batch", 1, "height", "width"]
+    assert graph_output.shape == ["batch", 2, "height", "width"]
+    for images in _batches(slices):
+        (found,) = session.run(None, {graph_input.name: images.numpy()})
+        assert found.shape == (images.shape[0], 2, *images.shape[-2:])
+        assert _max_diff(torch.from_numpy(found), _reference(model, images)) <= 1e-4, tuple(images.shape)
+
+
+def test_onnx_file_carries_the_metadata(onnx_file: Path, model: LoadedModel) -> None:
+    proto = onnx.load(str(onnx_file))
+    props = {p.key: p.value for p in proto.metadata_props}
+    stored = ModelInfo.from_json(props[HEADER_KEY])
+    assert stored == dataclasses.replace(model.inference_meta, folded=True)
+    assert stored.size_multiple == 4 and stored.class_names == ("disc", "square")
+
+
+def test_torchscript_matches_pytorch(
+    model: LoadedModel, slices: dict[tuple[int, int], torch.Tensor], tmp_path: Path
+) -> None:
+    path = export_model(model, format="torchscript", output=tmp_path / "model.pt")
+    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+    scripted = torch.jit.load(str(path), _extra_files=extra)
+    with torch.no_grad():
+        for images in _batches(slices):
+            assert _max_diff(scripted(images), _reference(model, images)) <= 1e-5, tuple(images.shape)
+    stored = ModelInfo.from_json(extra[TORCHSCRIPT_EXTRA_FILE])
+    assert stored.folded and stored.class_names == model.inference_meta.class_names
+
+
+def test_folded_state_dict_in_a_plain_conv_unet(
+    model: LoadedModel, slices: dict[tuple[int, int], torch.Tensor], tmp_path: Path
+) -> None:
+    path = export_model(model, format="safetensors", output=tmp_path / "model.safetensors")
+    state = load_file(str(path))
+    plain = plain_unet(in_channels=1, out_channels=2, depth=3, base_width=8).eval()
+    assert not any(isinstance(m, WSConv2d) for m in plain.modules())
+    assert set(state) == set(plain.state_dict())
+    plain.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        for images in _batches(slices):
+            assert _max_diff(plain(images), _reference(model, images)) <= 1e-5, tuple(images.shape)
+    with safe_open(str(path), framework="pt") as handle:
+        header = handle.metadata()
+    stored = json.loads(header[HEADER_KEY])
+    assert stored["folded"] is True and stored["class_names"] == ["disc", "square"]
+    assert stored["preprocessing"]["dataset"] == "synthetic"
+
+
+def test_exported_safetensors_loads_back(
+    model: LoadedModel, slices: dict[tuple[int, int], torch.Tensor], tmp_path: Path
+) -> None:
+    path = export_model(model, format="safetensors", output=tmp_path / "out" / "model.safetensors")
+    again = load_model(path)
+    info = again.inference_meta
+    assert info.folded and info.source == path
+    assert info.preprocessing == model.inference_meta.preprocessing
+    assert (info.kind, info.class_names, info.activation) == ("finetune", ("disc", "square"), "sigmoid")
+    images = slices[(112, 96)]
+    assert _max_diff(_reference(again, images), _reference(model, images)) <= 1e-5
+
+
+def test_pretraining_run_exports_from_its_folder(pretrained_run: issl.PretrainResult, tmp_path: Path) -> None:
+    path = export_model(pretrained_run.run_dir, format="torchscript", output=tmp_path / "pre.pt")
+    loaded = load_model(pretrained_run.run_dir)
+    images = torch.randn(2, 1, 16, 24)
+    with torch.no_grad():
+        assert _max_diff(torch.jit.load(str(path))(images), loaded(images)) <= 1e-5
+
+
+def test_fold_leaves_the_original_alone(model: LoadedModel) -> None:
+    folded = fold_weight_standardisation(model)
+    assert isinstance(folded, LoadedModel) and isinstance(folded, UNet2d)
+    assert folded.inference_meta.folded and not model.inference_meta.folded
+    assert not any(isinstance(m, WSConv2d) for m in folded.modules())
+    assert any(isinstance(m, WSConv2d) for m in model.modules())
+    conv = model.encoder.levels[0][0][0]
+    assert torch.equal(folded.encoder.levels[0][0][0].weight, conv.standardized_weight())
+
+
+def test_a_failed_check_leaves_the_old_file(
+    model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "model.pt"
+    target.write_text("previous export")
+    monkeypatch.setattr(export_module, "_max_diff", lambda found, expected: 1.0)
+    with pytest.raises(ExportError, match=r"model\.pt: the .* differs .* by max \|diff\| = 1"):
+        export_model(model, format="torchscript", output=target)
+    assert target.read_text() == "previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_missing_onnx_packages_name_the_extra(
+    model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r'pip install "inpaintssl\[onnx\]"'):
+        export_model(model, format="onnx", output=tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="format='tflite'"):
+        export_model(model, format="tflite", output=tmp_path / "m")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="opset=17 applies to format='onnx' only"):
+        export_model(model, format="torchscript", output=tmp_path / "m.pt", opset=17)
+    with pytest.raises(ValueError, match="is a folder"):
+        export_model(model, format="safetensors", output=tmp_path)
+    with pytest.raises(ValueError, match=r"example must have shape \(N, 1, H, W\)"):
+        export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="atol=-1"):
+        export_model(model, format="torchscript", output=tmp_path / "m.pt", atol=-1)
+
+
+def test_onnx_from_a_small_example_at_another_opset(model: LoadedModel, tmp_path: Path) -> None:
+    # A single 4-pixel block per side would be fixed by torch.export; the exporter tiles it.
+    example = torch.randn(1, 1, 4, 8)
+    path = export_model(model, format="onnx", output=tmp_path / "m.onnx", example=example, opset=18)
+    assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == 18
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = torch.randn(2, 1, 36, 20)
+    (found,) = session.run(None, {"image": images.numpy()})
+    assert _max_diff(torch.from_numpy(found), _reference(model, images)) <= 1e-4
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_cli_export_matches_the_api(
+    fmt: str,
+    trained_run: issl.FinetuneResult,
+    model: LoadedModel,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    output = tmp_path / f"model.{fmt}"
+    assert cli_main(["export", str(trained_run.run_dir), "--format", fmt, "--output", str(output)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "output": str(output),
+        "format": fmt,
+    }
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = _reference(model, x)
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        found = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+        assert _max_diff(found, expected) <= 1e-4
+    elif fmt == "torchscript":
+        with torch.no_grad():
+            assert _max_diff(torch.jit.load(str(output))(x), expected) <= 1e-5
+    else:
+        assert _max_diff(load_model(output)(x), expected) <= 1e-5
+
+
+def test_cli_export_bad_inputs_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trained_run: issl.FinetuneResult,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    missing = [
+        "export",
+        str(tmp_path / "no-such-run"),
+        "--format",
+        "safetensors",
+        "--output",
+        str(tmp_path / "m"),
+    ]
+    assert cli_main(missing) == 2
+    err = capsys.readouterr().err
+    assert "no-such-run does not exist" in err and "Traceback" not in err
+    # Without the onnx extra: exit 2 naming the extra to install, and no file.
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    output = tmp_path / "model.onnx"
+    assert cli_main(["export", str(trained_run.run_dir), "--format", "onnx", "--output", str(output)]) == 2
+    assert 'pip install "inpaintssl[onnx]"' in capsys.readouterr().err and not output.exists()

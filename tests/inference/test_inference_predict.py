@@ -1,0 +1,443 @@
+"""``predict``: label maps on new scans, on the input's own voxel grid (issue 15, item 1).
+
+The scans are the ICBM152 template bundled with nilearn (``load_template(0.25)``, cropped to
+48x56x40) written as NIfTI with a rotated, translated, anisotropic affine. Three tiny runs are
+trained by the library on that data through the ``nifti`` dataset: a softmax run on the slices'
+own size (its predictions must match what ``evaluate`` scores, Dice for Dice), a 2-channel run
+that crops slices to 48x48 and a run that resizes them to 32x32.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import inpaintssl as issl
+from inpaintssl.checkpoint import CheckpointError
+from inpaintssl.cli import main as cli_main
+from inpaintssl.config import DataConfig, FinetuneConfig, load_config
+from inpaintssl.data.build import build_datasets
+from inpaintssl.data.mni152 import load_template
+from inpaintssl.inference.loading import load_model
+from inpaintssl.inference.predict import PredictionError, label_map, predict
+
+CLASSES = ("csf", "gm", "wm")
+# Exactly representable in float32, so header round trips and voxel volumes are exact.
+AFFINE = np.array(
+    [[0.0, -3.5, 0.0, 90.0], [3.0, 0.0, 0.0, -120.0], [0.0, 0.0, 4.25, -70.0], [0.0, 0.0, 0.0, 1.0]]
+)
+VOXEL_MM3 = 3.0 * 3.5 * 4.25
+TINY = {"backbone": "unet2d", "params": {"depth": 3, "base_width": 8}}
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(array, AFFINE), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def brains(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three brains a (train), b (val), c (test), 3D and 2-channel 4D, with integer labels."""
+    root = tmp_path_factory.mktemp("brains")
+    t = load_template(0.25)
+    image = t.image[:48, 1:57, 4:44] * 80.0 + 400.0
+    label = t.label[:48, 1:57, 4:44].astype(np.uint8)
+    rng = np.random.default_rng(0)
+    variants = {
+        "a": (image, label),
+        "b": (image[::-1], label[::-1]),
+        "c": (image * 1.1 + rng.normal(0, 8.0, image.shape), label),
+    }
+    for name, (img, lab) in variants.items():
+        img = np.ascontiguousarray(img, dtype=np.float32)
+        _save(root / f"{name}.nii.gz", img)
+        _save(root / f"{name}_seg.nii.gz", np.ascontiguousarray(lab))
+        # A second contrast: inverted intensities, as a T2 next to a T1.
+        _save(root / f"{name}_4d.nii.gz", np.stack([img, 1000.0 - 0.5 * img], axis=-1))
+    return root
+
+
+def _finetune(root: Path, out: Path, *, suffix: str = "", **data: Any) -> Path:
+    cases = {
+        split: {"image": f"{n}{suffix}.nii.gz", "label": f"{n}_seg.nii.gz"}
+        for split, n in (("train", "a"), ("val", "b"), ("test", "c"))
+    }
+    params = {"root": str(root), "cases": cases, "class_names": list(CLASSES), **data.pop("params", {})}
+    loss = data.pop("loss", {})
+    result = issl.finetune(
+        {
+            "data": {"dataset": "nifti", "params": params, **data},
+            "model": TINY,
+            "loss": loss,
+            "optim": {"max_epochs": 4, "batch_size": 8},
+            "run": {"output_dir": str(out), "device": "cpu", "quiet": True},
+        }
+    )
+    return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def softmax_run(brains: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Softmax head on the slices' own 48x56 size (no fitting): predictions are evaluate's."""
+    return _finetune(
+        brains, tmp_path_factory.mktemp("softmax") / "run", loss={"params": {"activation": "softmax"}}
+    )
+
+
+@pytest.fixture(scope="module")
+def crop_run_4d(brains: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sigmoid heads, 2-channel input z-scored per channel, slices cropped to 48x48."""
+    return _finetune(
+        brains,
+        tmp_path_factory.mktemp("crop4d") / "run",
+        suffix="_4d",
+        params={"normalize": "channel"},
+        image_size=[48, 48],
+    )
+
+
+@pytest.fixture(scope="module")
+def resize_run(brains: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sigmoid heads, slices resized to 32x32."""
+    return _finetune(
+        brains, tmp_path_factory.mktemp("resize") / "run", image_size=[32, 32], resize_mode="resize"
+    )
+
+
+def _data_config(run: Path) -> DataConfig:
+    return load_config(run / "config.yaml", FinetuneConfig).data
+
+
+def _model_outputs(run: Path) -> tuple[list[torch.Tensor], Any]:
+    """Logits of the run's own test slices (as training fitted them), and the loaded model."""
+    model = load_model(run)
+    test = build_datasets(_data_config(run), stage="finetune", seed=0, size_multiple=4).test
+    assert test is not None
+    with torch.no_grad():
+        logits = [model(test[i]["image"][None])[0] for i in range(len(test))]
+    return logits, model
+
+
+def _nifti(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
+    image = nib.load(path)
+    return np.asarray(image.dataobj), np.asarray(image.affine), image.header
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _dice(pred: np.ndarray, target: np.ndarray) -> float:
+    total = pred.sum() + target.sum()
+    return 1.0 if total == 0 else 2.0 * float((pred & target).sum()) / float(total)
+
+
+def test_label_map_is_on_the_input_grid_and_scores_as_evaluate(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pred"
+    report = predict(softmax_run, brains / "c.nii.gz", output=out, batch_size=9, device="cpu", progress=False)
+    seg, affine, header = _nifti(out / "c_seg.nii.gz")
+    source = nib.load(brains / "c.nii.gz")
+    assert seg.shape == source.shape == report.cases[0].shape
+    assert np.array_equal(affine, source.affine)
+    assert header.get_data_dtype() == np.uint8
+    assert header.get_sform(coded=True)[1] == source.header.get_sform(coded=True)[1]
+    assert set(np.unique(seg)) <= {0, 1, 2, 3} and (seg > 0).any()
+
+    # The same model and data through evaluate(): per-slice Dice identical to the written labels'.
+    table = issl.evaluate(softmax_run, _data_config(softmax_run), split="test", device="cpu", batch_size=9)
+    truth = np.asarray(nib.load(brains / "c_seg.nii.gz").dataobj)
+    rows = table.select(level="image").rows
+    assert len(rows) == seg.shape[2]
+    for row in rows:
+        s = row["slice_index"]
+        for k, name in enumerate(CLASSES):
+            assert _dice(seg[..., s] == k + 1, truth[..., s] == k + 1) == row[f"dice_{name}"], (s, name)
+
+    # volumes.csv: voxel count x voxel volume from the header zooms, in mL.
+    (row,) = _read_csv(out / "volumes.csv")
+    assert row["case"] == "c" and Path(row["file"]) == brains / "c.nii.gz"
+    assert np.prod(header.get_zooms()) == VOXEL_MM3
+    for k, name in enumerate(CLASSES):
+        expected = np.count_nonzero(seg == k + 1) * VOXEL_MM3 / 1000.0
+        assert float(row[f"{name}_ml"]) == pytest.approx(expected, rel=1e-12)
+        assert report.cases[0].volumes_ml[name] == pytest.approx(expected, rel=1e-12)
+    assert sorted(p.name for p in out.iterdir()) == ["c_seg.nii.gz", "volumes.csv"]
+
+
+def test_crop_or_pad_4d_inverts_the_crop(crop_run_4d: Path, brains: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    predict(
+        crop_run_4d, [brains / "c_4d.nii.gz"], output=out, device="cpu", probabilities=True, progress=False
+    )
+    seg, affine, _ = _nifti(out / "c_4d_seg.nii.gz")
+    prob, prob_affine, prob_header = _nifti(out / "c_4d_prob.nii.gz")
+    assert (
+        seg.shape == (48, 56, 40) and np.array_equal(affine, AFFINE) and np.array_equal(prob_affine, AFFINE)
+    )
+    assert prob.shape == (48, 56, 40, 3) and prob_header.get_data_dtype() == np.float32
+
+    # Training cropped columns 4..51 of each 48x56 slice: inside, the written labels are the
+    # model's predictions on the run's own test slices; outside, background.
+    logits, model = _model_outputs(crop_run_4d)
+    assert seg[:, :4].max() == 0 and seg[:, 52:].max() == 0 and prob[:, :4].max() == 0
+    for s, lg in enumerate(logits):
+        onehot = model.predict_onehot(lg[None])[0].numpy() > 0.5  # evaluate's prediction
+        window = seg[:, 4:52, s]
+        count = onehot.sum(axis=0)
+        single = count == 1
+        assert np.array_equal(window[single], onehot.argmax(axis=0)[single] + 1)
+        assert (window[count == 0] == 0).all()
+        # Overlapping sigmoid classes: the most probable of those above 0.5.
+        probs = torch.sigmoid(lg).numpy()
+        assert np.allclose(prob[:, 4:52, s].transpose(2, 0, 1), probs, atol=1e-6)
+        many = count > 1
+        best = np.where(onehot, probs, -1.0).argmax(axis=0) + 1
+        assert np.array_equal(window[many], best[many])
+
+
+def test_resize_resamples_probabilities_back(resize_run: Path, brains: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    predict(resize_run, str(brains / "c.nii.gz"), output=out, device="cpu", progress=False)
+    seg, affine, _ = _nifti(out / "c_seg.nii.gz")
+    assert seg.shape == (48, 56, 40) and np.array_equal(affine, AFFINE)
+    logits, _ = _model_outputs(resize_run)
+    for s, lg in enumerate(logits):
+        probs = F.interpolate(torch.sigmoid(lg)[None], size=(48, 56), mode="bilinear", align_corners=False)
+        p = probs[0].numpy()
+        on = p > 0.5
+        expected = np.where(on.any(axis=0), np.where(on, p, -1.0).argmax(axis=0) + 1, 0)
+        assert np.array_equal(seg[..., s], expected), s
+
+
+def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    array = np.asarray(nib.load(brains / "c.nii.gz").dataobj)
+    np.save(scans / "c_npy.npy", array)
+    with h5py.File(scans / "c_h5.h5", "w") as handle:
+        handle.create_dataset("scan/t1", data=array)
+    shutil.copy(brains / "c.nii.gz", scans / "c_nii.nii.gz")
+    out = tmp_path / "pred"
+    report = predict(
+        softmax_run,
+        [scans, str(scans / "*.npy"), scans / "c_h5.h5"],
+        output=out,
+        device="cpu",
+        progress=False,
+        spacing=(3.0, 3.5, 4.25),
+    )
+    assert [c.case for c in report.cases] == ["c_nii", "c_npy", "c_h5"]
+    reference, _, _ = _nifti(out / "c_nii_seg.nii.gz")
+    for case in ("c_npy", "c_h5"):
+        seg, affine, _ = _nifti(out / f"{case}_seg.nii.gz")
+        assert np.array_equal(seg, reference)
+        assert np.array_equal(affine, np.diag([3.0, 3.5, 4.25, 1.0]))
+    rows = _read_csv(out / "volumes.csv")
+    assert [r["case"] for r in rows] == ["c_nii", "c_npy", "c_h5"]
+    assert len({r["gm_ml"] for r in rows}) == 1
+
+
+def _write_dicom(path: Path, pixels: np.ndarray, *, z: float, instance: int) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelSpacing = ["0.5", "0.75"]
+    ds.SliceThickness = "2"
+    # Rows run along +y (posterior), columns along +x (patient left), slices along +z.
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-10, 20, f"{z:g}"]
+    ds.InstanceNumber = instance
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_dicom_series_gets_its_patient_geometry(softmax_run: Path, tmp_path: Path) -> None:
+    series = tmp_path / "series"
+    series.mkdir()
+    rng = np.random.default_rng(1)
+    for i, z in enumerate((4.0, 0.0, 2.0)):  # written out of order: sorted by position
+        _write_dicom(series / f"im{i}.dcm", rng.integers(0, 1000, (20, 26)), z=z, instance=i + 1)
+    out = tmp_path / "pred"
+    report = predict(softmax_run, series, output=out, device="cpu", progress=False)
+    seg, affine, header = _nifti(out / "series_seg.nii.gz")
+    assert seg.shape == (20, 26, 3) == report.cases[0].shape
+    # LPS -> RAS: x and y flip sign.
+    expected = np.array([[0, -0.75, 0, 10], [-0.5, 0, 0, -20], [0, 0, 2.0, 0.0], [0, 0, 0, 1]])
+    assert np.allclose(affine, expected)
+    assert header.get_qform(coded=True)[1] == 1 and header.get_sform(coded=True)[1] == 1
+
+
+def test_label_map_sigmoid_overlap_and_softmax() -> None:
+    probs = torch.tensor([[[[0.9, 0.2, 0.7]], [[0.6, 0.1, 0.8]]]])  # (1, K=2, 1, 3)
+    assert label_map(probs, activation="sigmoid").tolist() == [[[1, 0, 2]]]
+    logits = torch.tensor([[[[3.0, -1.0]], [[1.0, 2.0]], [[0.0, 5.0]]]])  # background first
+    assert label_map(logits, activation="softmax").tolist() == [[[0, 2]]]
+
+
+# --- bad inputs: a clear error naming the file, nothing left in output ------------------------
+
+
+def _nothing_written(out: Path) -> bool:
+    leftovers = [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    return not out.exists() and not leftovers
+
+
+def test_missing_run_folder(brains: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    with pytest.raises(CheckpointError, match=r"no-such-run does not exist"):
+        predict(tmp_path / "no-such-run", brains / "c.nii.gz", output=out, progress=False)
+    assert _nothing_written(out)
+
+
+def test_pretraining_checkpoint_is_refused(pretrained_run: Any, brains: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    with pytest.raises(
+        PredictionError, match=r"pretrain \(inpainting\) checkpoint: it outputs images"
+    ) as err:
+        predict(pretrained_run.run_dir, brains / "c.nii.gz", output=out, device="cpu", progress=False)
+    assert str(pretrained_run.run_dir) in str(err.value)
+    assert _nothing_written(out)
+
+
+def test_wrong_channel_count(softmax_run: Path, crop_run_4d: Path, brains: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    with pytest.raises(PredictionError, match=r"c_4d\.nii\.gz: the model takes 1 input channel.*gives 2"):
+        predict(softmax_run, [brains / "c.nii.gz", brains / "c_4d.nii.gz"], output=out, progress=False)
+    with pytest.raises(
+        PredictionError, match=r"c\.nii\.gz: the model takes 2 input channel.*\(X, Y, Z, 2\).*gives 1"
+    ):
+        predict(crop_run_4d, brains / "c.nii.gz", output=out, progress=False)
+    assert _nothing_written(out)
+
+
+def test_truncated_file_leaves_output_as_it_was(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(brains / "c.nii.gz", scans / "a_good.nii.gz")
+    data = (brains / "c.nii.gz").read_bytes()
+    (scans / "b_cut.nii.gz").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    # The good case is predicted first; the truncated one fails while its slices are read.
+    with pytest.raises(PredictionError, match=r"b_cut\.nii\.gz cannot be read .*truncated"):
+        predict(softmax_run, scans, output=out, device="cpu", progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+    # Into an existing folder, a successful call adds its files beside what was there.
+    predict(softmax_run, scans / "a_good.nii.gz", output=out, device="cpu", progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["a_good_seg.nii.gz", "keep.txt", "volumes.csv"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+
+
+def test_no_inputs_matched(softmax_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    with pytest.raises(PredictionError, match=r"'.*nothing-\*\.nii\.gz' matched no files"):
+        predict(softmax_run, str(tmp_path / "nothing-*.nii.gz"), output=out, progress=False)
+    with pytest.raises(PredictionError, match=r"absent\.nii\.gz does not exist"):
+        predict(softmax_run, tmp_path / "absent.nii.gz", output=out, progress=False)
+    assert _nothing_written(out)
+
+
+def test_mni152_run_predicts_in_the_templates_display_orientation(tmp_path: Path) -> None:
+    # The demo dataset shows axial slices transposed and flipped; predict must undo that.
+    run = issl.finetune(
+        {
+            "data": {"dataset": "mni152", "image_size": [112, 112]},
+            "model": TINY,
+            "optim": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
+            "run": {"output_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True},
+        }
+    ).run_dir
+    template = load_template(0.5)
+    scan = tmp_path / "mni.nii.gz"
+    nib.save(nib.Nifti1Image(template.image, np.diag([*template.spacing, 1.0])), scan)
+    predict(run, scan, output=tmp_path / "pred", device="cpu", progress=False)
+    seg, _, _ = _nifti(tmp_path / "pred" / "mni_seg.nii.gz")
+    assert seg.shape == template.image.shape
+    model = load_model(run)
+    val = build_datasets(_data_config(run), stage="finetune", seed=0, size_multiple=4).val
+    for i in (0, len(val) // 2, len(val) - 1):
+        item = val[i]
+        with torch.no_grad():
+            onehot = model.predict_onehot(model(item["image"][None]))[0].numpy() > 0.5
+        expected = np.where(onehot.any(axis=0), onehot.argmax(axis=0) + 1, 0)
+        # Display slice (116, 98) was cropped to 112 rows (from row 2) and padded to 112 columns (at 7).
+        shown = seg[:, :, item["slice_index"]].T[::-1][2:114]
+        inside = expected[:, 7:105]
+        single = onehot.sum(axis=0)[:, 7:105] <= 1
+        assert (inside[single] > 0).any()
+        # z-scoring the already z-scored template again can move a logit by a rounding error.
+        assert (shown[single] == inside[single]).mean() > 0.999
+
+
+# --- the command line: the same call, JSON on stdout, exit code 2 and no traceback on bad input --
+
+
+def test_cli_predict_writes_what_the_api_writes(
+    softmax_run: Path, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api_out, cli_out = tmp_path / "api", tmp_path / "cli"
+    predict(softmax_run, brains / "c.nii.gz", output=api_out, device="cpu", progress=False)
+    argv = ["predict", str(softmax_run), str(brains / "c.nii.gz"), "--output", str(cli_out)]
+    assert cli_main([*argv, "--device", "cpu", "--quiet", "--probabilities"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {
+        "output": str(cli_out),
+        "cases": 1,
+        "volumes_csv": str(cli_out / "volumes.csv"),
+        "classes": list(CLASSES),
+    }
+    assert np.array_equal(_nifti(cli_out / "c_seg.nii.gz")[0], _nifti(api_out / "c_seg.nii.gz")[0])
+    probabilities = _nifti(cli_out / "c_prob.nii.gz")[0]
+    assert probabilities.shape == (*nib.load(brains / "c.nii.gz").shape, len(CLASSES))
+
+
+def test_cli_predict_bad_inputs_exit_2_naming_them(
+    softmax_run: Path, pretrained_run: Any, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truncated = tmp_path / "cut.nii.gz"
+    data = (brains / "c.nii.gz").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    out = tmp_path / "pred"
+    cases = [
+        ([str(tmp_path / "no-such-run"), str(brains / "c.nii.gz")], r"no-such-run does not exist"),
+        ([str(pretrained_run.run_dir), str(brains / "c.nii.gz")], r"pretrain \(inpainting\) checkpoint"),
+        ([str(softmax_run), str(brains / "c_4d.nii.gz")], r"c_4d\.nii\.gz: the model takes 1 input channel"),
+        ([str(softmax_run), str(truncated)], r"cut\.nii\.gz cannot be read"),
+    ]
+    for args, message in cases:
+        assert cli_main(["predict", *args, "--output", str(out), "--device", "cpu", "--quiet"]) == 2, args
+        err = capsys.readouterr().err
+        assert re.search(message, err) and err.startswith("inpaintssl predict: error: "), err
+        assert "Traceback" not in err
+        assert _nothing_written(out)

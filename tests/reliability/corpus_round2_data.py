@@ -1,0 +1,260 @@
+"""Bad-input cases of issue 16 (reliability, second round): data.
+
+Cases register themselves into :data:`corpus.CASES` through :func:`corpus._case`; corpus.py
+imports this module at its end, so every name it defines above is available here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import h5py
+import nibabel as nib
+import numpy as np
+from corpus import (
+    _CLASSES,
+    Call,
+    _case,
+    _config,
+    _h5_data,
+    _image,
+    _label,
+    _pretrain_config,
+    _volume_data,
+    _write_nifti,
+)
+
+import inpaintssl as issl
+from inpaintssl.data import DataError
+from inpaintssl.training.memory_check import InsufficientMemoryError
+
+# The device's free memory as the checks see it, fixed so the message is the same on every machine.
+_FREE = 2 * 2**30
+
+
+def _truncate(path: Path, *, keep: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _with_free_memory(call: Call) -> Call:
+    def run() -> object:
+        with mock.patch(
+            "inpaintssl.training.memory_check.available_memory", return_value=(_FREE, "this CPU")
+        ):
+            return call()
+
+    return run
+
+
+def _nifti_pair(folder: Path, *, label_affine: np.ndarray) -> dict[str, Any]:
+    """NIfTI volumes per split; the train label written with ``label_affine``."""
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    nib.save(nib.Nifti1Image(_label(0), label_affine), folder / "train_seg.nii.gz")  # type: ignore[no-untyped-call]
+    return data
+
+
+@_case(
+    "data-nifti-image-truncated",
+    "data",
+    DataError,
+    r"NIfTI file .*train\.nii\.gz cannot be read at slice 0",
+    r"truncated or corrupt data",
+    r"EOFError",
+)
+def _nifti_image_truncated(folder: Path) -> Call:
+    """A ``.nii.gz`` image cut short (an interrupted download): its header reads, its voxels do not."""
+    data = _volume_data(
+        folder,
+        "nifti",
+        ".nii.gz",
+        _write_nifti,
+        train_image=_image(0, (64, 64, 8)),
+        train_label=_label(0, (64, 64, 8)),
+    )
+    _truncate(folder / "train.nii.gz", keep=0.6)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-nifti-label-truncated",
+    "data",
+    DataError,
+    r"NIfTI file .*val_seg\.nii\.gz cannot be read at slice 0",
+    r"truncated or corrupt data",
+)
+def _nifti_label_truncated(folder: Path) -> Call:
+    """A ``.nii.gz`` label of the validation split cut short."""
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    _write_nifti(folder / "val_seg.nii.gz", _label(1, (64, 64, 8)))
+    _write_nifti(folder / "val.nii.gz", _image(1, (64, 64, 8)))
+    _truncate(folder / "val_seg.nii.gz", keep=0.5)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-h5-truncated-tail",
+    "data",
+    DataError,
+    r"HDF5 file .*test\.h5 cannot be opened",
+    r"truncated",
+)
+def _h5_truncated_tail(folder: Path) -> Call:
+    """An HDF5 test file missing only its last kilobyte."""
+    data = _h5_data(folder)
+    path = folder / "test.h5"
+    path.write_bytes(path.read_bytes()[:-1024])
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-nan-in-val-image",
+    "data",
+    DataError,
+    r"val\.nii\.gz slice 2: 1 NaN/Inf value\(s\)",
+    "expected finite intensities",
+)
+def _nan_in_val_image(folder: Path) -> Call:
+    """A NaN voxel in the last slice of a validation image, found before the first training step."""
+    image = _image(1)
+    image[0, 0, 2] = np.nan
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    _write_nifti(folder / "val.nii.gz", image)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-inf-in-label",
+    "data",
+    DataError,
+    r"label .*test_seg\.npy slice 1: label holds 1 NaN/Inf value\(s\)",
+    "expected integer class values",
+)
+def _inf_in_label(folder: Path) -> Call:
+    """An infinite value in a float label volume of the test split."""
+    data = _volume_data(folder, "numpy", ".npy", np.save)
+    label = _label(2).astype(np.float32)
+    label[4, 4, 1] = np.inf
+    np.save(folder / "test_seg.npy", label)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-empty-volume",
+    "data",
+    DataError,
+    r"NIfTI file .*val\.nii\.gz: array has shape \(16, 16, 0\), an empty axis",
+    "expected at least one voxel along every axis",
+)
+def _empty_volume(folder: Path) -> Call:
+    """A validation image with zero slices (an export that wrote the header only)."""
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    _write_nifti(folder / "val.nii.gz", np.zeros((16, 16, 0), np.float32))
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-label-affine-mismatch",
+    "data",
+    DataError,
+    r"label .*train_seg\.nii\.gz has affine .* but image .*train\.nii\.gz has",
+    r"largest difference 12 mm",
+    "expected the same voxel-to-world mapping",
+)
+def _label_affine_mismatch(folder: Path) -> Call:
+    """A label volume whose origin is 12 mm away from its image's (exported from another frame)."""
+    shifted = np.eye(4)
+    shifted[0, 3] = 12.0
+    data = _nifti_pair(folder, label_affine=shifted)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-label-spacing-mismatch",
+    "data",
+    DataError,
+    r"label .*train_seg\.nii\.gz has voxel spacing \(1, 1, 2\.5\) mm",
+    r"but image .*train\.nii\.gz has \(1, 1, 1\) mm",
+    "was the label resampled",
+)
+def _label_spacing_mismatch(folder: Path) -> Call:
+    """A label volume with 2.5 mm slices on an image with 1 mm slices (same voxel counts)."""
+    data = _nifti_pair(folder, label_affine=np.diag([1.0, 1.0, 2.5, 1.0]))
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-val-label-out-of-range",
+    "data",
+    DataError,
+    r"label .*val_seg\.nii\.gz slice 1: label values \[3\] are out of range",
+    r"expected 0 \(background\) or one of \[1, 2\]",
+)
+def _val_label_out_of_range(folder: Path) -> Call:
+    """A validation label with a third class (3) where ``class_names`` lists two."""
+    label = _label(1)
+    label[2, 2, 1] = len(_CLASSES) + 1
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    _write_nifti(folder / "val_seg.nii.gz", label)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-test-label-not-integer",
+    "data",
+    DataError,
+    r"label .*test_seg\.npy slice 0: label holds non-integer values",
+)
+def _test_label_not_integer(folder: Path) -> Call:
+    """A float test label holding 1.5 (a mask resampled with linear interpolation)."""
+    data = _volume_data(folder, "numpy", ".npy", np.save)
+    label = _label(2).astype(np.float32)
+    label[8, 8, 0] = 1.5
+    np.save(folder / "test_seg.npy", label)
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-h5-nan-in-unread-slice",
+    "data",
+    DataError,
+    r"train\.h5 slice 2: 1 NaN/Inf value\(s\)",
+)
+def _h5_nan_late_slice(folder: Path) -> Call:
+    """A NaN voxel in the last slice of an HDF5 image used for pretraining."""
+    data = _h5_data(folder)
+    with h5py.File(folder / "train.h5", "r+") as handle:
+        handle["image"][5, 5, 2] = np.nan
+    return lambda: issl.pretrain(_pretrain_config(folder, data=data))
+
+
+@_case(
+    "runtime-image-size-too-large",
+    "runtime",
+    InsufficientMemoryError,
+    r"data\.image_size=\[65536, 65536\] with optim\.batch_size=4 needs about \S+ TiB for training",
+    r"this CPU has 2\.0 GiB available",
+    r"Lower data\.image_size or optim\.batch_size",
+)
+def _image_size_too_large(folder: Path) -> Call:
+    """``data.image_size=[65536, 65536]``, whose activations no machine holds (17 GB per slice alone)."""
+    data = {"image_size": [65536, 65536]}
+    return _with_free_memory(lambda: issl.pretrain(_pretrain_config(folder, data=data)))
+
+
+@_case(
+    "runtime-batch-too-large",
+    "runtime",
+    InsufficientMemoryError,
+    r"data\.image_size=\[1024, 1024\] with optim\.batch_size=64 needs about \d+ GiB for training",
+    r"this CPU has 2\.0 GiB available",
+)
+def _batch_too_large(folder: Path) -> Call:
+    """A batch of 64 slices of 1024x1024 on a device with 2 GiB free."""
+    data = {
+        "image_size": [1024, 1024],
+        "params": {"num_images": 64, "num_val": 2, "num_test": 2, "size": [16, 16]},
+    }
+    return _with_free_memory(lambda: issl.finetune(_config(folder, data=data, optim={"batch_size": 64})))

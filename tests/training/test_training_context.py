@@ -1,0 +1,158 @@
+"""A run session leaves the caller's process as it found it, and an early failure leaves no folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import inpaintssl as issl
+from inpaintssl.config import RunConfig
+from inpaintssl.data import DataError
+from inpaintssl.training.context import FreshStartWarning, RunFolderLockedError, run_session
+from inpaintssl.training.lock import LOCK_NAME
+
+
+def _tiny(run: Path, **run_options: Any) -> dict[str, Any]:
+    return {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
+        "optim": {"max_epochs": 2, "batch_size": 4},
+        "run": {"output_dir": str(run), "device": "cpu", "quiet": True, **run_options},
+    }
+
+
+def _globals() -> dict[str, Any]:
+    return {
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "threads": torch.get_num_threads(),
+        "matmul": torch.get_float32_matmul_precision(),
+        # The next draw of each generator: equal only if its state was put back.
+        "python_rng": random.getstate(),
+        "numpy_rng": np.random.get_state()[1].tolist(),
+        "torch_rng": torch.get_rng_state().tolist(),
+    }
+
+
+@pytest.fixture
+def caller_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A caller with non-default settings, distinct from what a deterministic run sets."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    previous = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    random.seed(123)
+    np.random.seed(456)
+    torch.manual_seed(789)
+    yield _globals()
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["normal-exit", "exception"])
+def test_session_restores_every_global_it_changes(
+    caller_state: dict[str, Any], tmp_path: Path, fails: bool
+) -> None:
+    run = RunConfig(output_dir=tmp_path / "run", device="cpu", deterministic=True, seed=3)
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext(), run_session(run):
+        inside = _globals()
+        if fails:
+            raise RuntimeError("boom")
+    # Inside, the run's settings held (so the comparison below can tell restoring from never changing).
+    assert inside["deterministic"] and inside["cudnn_deterministic"] and not inside["cudnn_benchmark"]
+    assert inside["cublas"] == ":4096:8"
+    assert inside["torch_rng"] != caller_state["torch_rng"]
+    assert inside["python_rng"] != caller_state["python_rng"]
+    assert _globals() == caller_state
+
+
+def test_session_keeps_a_callers_own_cublas_setting(caller_state: dict[str, Any], tmp_path: Path) -> None:
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
+    with run_session(RunConfig(output_dir=tmp_path / "run", device="cpu", deterministic=True)):
+        pass
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_pretrain_leaves_the_callers_generators_and_flags_alone(
+    caller_state: dict[str, Any], tmp_path: Path
+) -> None:
+    issl.pretrain(_tiny(tmp_path / "run", deterministic=True))
+    assert _globals() == caller_state
+
+
+def test_early_failure_removes_the_folders_it_created(tmp_path: Path) -> None:
+    run = tmp_path / "new" / "nested" / "run"
+    config = _tiny(run)
+    config["data"]["params"]["size"] = [0, 16]
+    with pytest.raises(DataError, match="size must be at least 8x8"):
+        issl.pretrain(config)  # fails in the session, after the folder and its lock were made
+    assert not (tmp_path / "new").exists()
+
+
+def test_early_failure_keeps_a_folder_that_existed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine", encoding="utf-8")
+    config = _tiny(run)
+    config["data"]["params"]["size"] = [0, 16]
+    with pytest.raises(DataError, match="size must be at least 8x8"):
+        issl.pretrain(config)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_late_failure_keeps_what_was_written_and_drops_the_lock(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = _tiny(run)
+    config["optim"]["lr"] = 1e30  # the loss becomes NaN after the run recorded its config
+    with pytest.raises(FloatingPointError):
+        issl.pretrain(config)
+    names = {p.name for p in run.iterdir()}
+    assert "config.yaml" in names and LOCK_NAME not in names
+
+
+def test_resume_into_a_missing_folder_warns_that_it_starts_fresh(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with pytest.warns(
+        FreshStartWarning, match=r"run\.output_dir='.*run' did not exist: starting a fresh run"
+    ):
+        result = issl.pretrain(_tiny(run, resume=True))
+    assert result.epochs_run == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FreshStartWarning)
+        issl.pretrain(_tiny(run, resume=True))  # now there is a checkpoint: no warning
+
+
+def test_resume_into_a_folder_without_checkpoints_warns(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    config = RunConfig(output_dir=run, device="cpu", resume=True)
+    expected = r"holds no resumable checkpoint .*checkpoints/last"
+    with pytest.warns(FreshStartWarning, match=expected), run_session(config):
+        pass
+
+
+def test_pretrain_into_a_locked_folder_writes_nothing(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = {"pid": 1, "host": socket.gethostname(), "since": "2024-05-01T10:00:00+00:00"}
+    (run / LOCK_NAME).write_text(json.dumps(lock), encoding="utf-8")
+    with pytest.raises(RunFolderLockedError, match=r"in use by another run: pid 1 on host"):
+        issl.pretrain(_tiny(run))
+    assert [p.name for p in run.iterdir()] == [LOCK_NAME]

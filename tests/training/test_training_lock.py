@@ -1,0 +1,217 @@
+"""One writer per run folder: the lock file, its stale-lock rules, and two real runs racing for a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from inpaintssl.training.lock import (
+    LOCK_NAME,
+    RunFolderInUseError,
+    RunFolderLockedError,
+    StaleLockWarning,
+    acquire_run_lock,
+    read_lock,
+)
+
+
+def _write_lock(folder: Path, **fields: object) -> dict[str, object]:
+    lock = {"pid": 1, "host": socket.gethostname(), "since": "2024-05-01T10:00:00+00:00", "token": "x"}
+    lock.update(fields)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK_NAME).write_text(json.dumps(lock), encoding="utf-8")
+    return lock
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+def test_lock_records_this_process_and_is_removed_on_release(tmp_path: Path) -> None:
+    folder = tmp_path / "a" / "run"
+    lock = acquire_run_lock(folder)
+    recorded = json.loads((folder / LOCK_NAME).read_text(encoding="utf-8"))
+    assert (recorded["pid"], recorded["host"]) == (os.getpid(), socket.gethostname())
+    assert recorded["since"][:4].isdigit() and "T" in recorded["since"]
+    assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME], "no temporary file is left"
+    lock.release()
+    lock.release()  # a second release does nothing
+    assert not (folder / LOCK_NAME).exists()
+
+
+def test_second_acquire_in_the_same_folder_names_the_owner(tmp_path: Path) -> None:
+    with acquire_run_lock(tmp_path) as first:
+        with pytest.raises(RunFolderLockedError) as caught:
+            acquire_run_lock(tmp_path)
+        assert isinstance(caught.value, RunFolderInUseError)
+        message = str(caught.value)
+        assert f"pid {os.getpid()} on host {socket.gethostname()!r} since {first.owner.since}" in message
+        assert str(tmp_path) in message
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_live_process_on_this_host_holds_the_folder(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _write_lock(tmp_path, pid=sleeper.pid)
+        with pytest.raises(
+            RunFolderLockedError, match=rf"pid {sleeper.pid} on host .* Wait for it to finish"
+        ):
+            acquire_run_lock(tmp_path)
+        assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8")) == lock, "the lock is untouched"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_lock_of_a_dead_process_on_this_host_is_taken_over_with_a_warning(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    _write_lock(tmp_path, pid=dead)
+    with pytest.warns(StaleLockWarning, match=rf"stale lock from pid {dead} .*taking it over"):
+        lock = acquire_run_lock(tmp_path)
+    owner = read_lock(tmp_path)
+    assert owner is not None and owner.pid == os.getpid() and owner.token == lock.owner.token
+    lock.release()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
+def test_lock_whose_pid_now_belongs_to_a_newer_process_is_stale(tmp_path: Path) -> None:
+    # Our own pid, but a start time that is not ours: the pid was reused after the owner died.
+    _write_lock(tmp_path, pid=os.getpid(), pid_start=1)
+    with pytest.warns(StaleLockWarning):
+        acquire_run_lock(tmp_path).release()
+
+
+def test_lock_from_another_host_is_never_stale(tmp_path: Path) -> None:
+    _write_lock(tmp_path, pid=_dead_pid(), host="elsewhere.example")
+    with pytest.raises(RunFolderLockedError, match=r"on host 'elsewhere\.example'.*delete the lock file"):
+        acquire_run_lock(tmp_path)
+    assert (tmp_path / LOCK_NAME).exists()
+
+
+def test_unreadable_lock_is_an_error_not_a_takeover(tmp_path: Path) -> None:
+    (tmp_path / LOCK_NAME).write_text("{", encoding="utf-8")
+    with pytest.raises(RunFolderLockedError, match=r"not a readable lock .*expected JSON with pid, host"):
+        acquire_run_lock(tmp_path)
+    assert (tmp_path / LOCK_NAME).read_text(encoding="utf-8") == "{"
+
+
+def test_release_leaves_a_lock_that_another_process_took_over(tmp_path: Path) -> None:
+    lock = acquire_run_lock(tmp_path)
+    replacement = _write_lock(tmp_path, token="someone-else")
+    lock.release()
+    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8")) == replacement
+
+
+# -- two real processes ---------------------------------------------------------------------------
+
+# The first run holds the lock and waits at a gate (a file the test creates) before it trains, so
+# the second run is certain to start while the first is still running, however slow the machine.
+_GATED_RUN = """
+import json, sys, time
+from pathlib import Path
+import inpaintssl as issl
+from inpaintssl.training import pretraining
+
+gate, config = Path(sys.argv[1]), json.loads(sys.argv[2])
+real = pretraining._pretrain
+
+def gated(config, ctx):
+    deadline = time.monotonic() + 300
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return real(config, ctx)
+
+pretraining._pretrain = gated
+print(json.dumps({"epochs": issl.pretrain(config).epochs_run}))
+"""
+
+
+def _tiny_pretrain(run: Path) -> dict[str, object]:
+    return {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
+        "optim": {"max_epochs": 3, "batch_size": 4},
+        "run": {"output_dir": str(run), "device": "cpu", "quiet": True, "seed": 5},
+    }
+
+
+def _wait_for(path: Path, process: subprocess.Popen[str], *, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the first run exited ({process.returncode}): {process.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {seconds} s")
+        time.sleep(0.05)
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_one_trains_the_other_stops_with_the_owner(tmp_path: Path) -> None:
+    run, gate = tmp_path / "run", tmp_path / "go"
+    config = tmp_path / "pretrain.json"
+    config.write_text(json.dumps(_tiny_pretrain(run)), encoding="utf-8")
+    first = subprocess.Popen(
+        [sys.executable, "-c", _GATED_RUN, str(gate), json.dumps(_tiny_pretrain(run))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(run / LOCK_NAME, first, seconds=120)
+        before = _files(run)
+        second = subprocess.run(
+            [sys.executable, "-m", "inpaintssl", "pretrain", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"is in use by another run: pid {first.pid} on host {socket.gethostname()!r}" in second.stderr
+        assert str(run) in second.stderr
+        assert _files(run) == before, "the refused run wrote into the folder"
+        gate.touch()
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == {"epochs": 3}
+    assert not (run / LOCK_NAME).exists()
+    assert {"config.yaml", "manifest.json", "splits.json", "metrics.csv"} <= {p.name for p in run.iterdir()}
+    assert (run / "checkpoints" / "last" / "COMPLETE.json").is_file()
+    assert len((run / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 1 + 3
+    events = list((run / "tensorboard").glob("events.*")) if (run / "tensorboard").exists() else []
+    assert len(events) <= 1, f"TensorBoard files from more than one run: {events}"
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "inpaintssl", "pretrain", str(config), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs"] == 3
+    assert "starting a fresh run" not in resumed.stderr
+    assert not (run / LOCK_NAME).exists()

@@ -1,0 +1,164 @@
+"""The resource pre-flight: training memory estimated, and impossible runs refused before they start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import torch
+from torch import nn
+
+import inpaintssl as issl
+from inpaintssl.training.components import build_backbone
+from inpaintssl.training.memory_check import (
+    InsufficientMemoryError,
+    available_memory,
+    check_training_memory,
+    estimate_training_memory,
+)
+
+
+def _unet(**params: Any) -> nn.Module:
+    return build_backbone(
+        "unet2d", {"depth": 3, "base_width": 4, **params}, in_channels=1, out_channels=2, seed=0
+    )
+
+
+def _activation_bytes_by_hooks(model: nn.Module, images: torch.Tensor) -> int:
+    """Sum of every leaf module's output size in one real forward pass (an independent tally)."""
+    total = 0
+
+    def record(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    try:
+        model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def test_estimate_scales_with_pixel_count_and_batch() -> None:
+    sizes = {
+        side: estimate_training_memory(_unet, batch_size=2, channels=1, image_size=(side, side))
+        for side in (64, 128, 256)
+    }
+    assert {e.method for e in sizes.values()} == {"meta"}
+    # Activations of a convolutional network are proportional to the pixels (4x per doubled side),
+    # up to the weights some layers save, which do not grow with the image.
+    growth = (sizes[256].activation_bytes - sizes[128].activation_bytes) / (
+        sizes[128].activation_bytes - sizes[64].activation_bytes
+    )
+    assert growth == pytest.approx(4.0, rel=1e-6)
+    by_batch = [
+        estimate_training_memory(_unet, batch_size=b, channels=1, image_size=(64, 64)).activation_bytes
+        for b in (1, 2, 4)
+    ]
+    assert by_batch[2] - by_batch[1] == 2 * (by_batch[1] - by_batch[0])
+    assert sizes[64].parameter_bytes == 4 * sum(p.numel() * 4 for p in _unet().parameters())
+
+
+def test_estimate_matches_the_order_of_the_measured_activations() -> None:
+    model = _unet()
+    images = torch.randn(2, 1, 128, 128)
+    measured = _activation_bytes_by_hooks(model, images)
+    estimate = estimate_training_memory(_unet, batch_size=2, channels=1, image_size=(128, 128))
+    # Autograd keeps most layer outputs (some ops save their input instead, some save nothing).
+    assert 0.3 * measured < estimate.activation_bytes < 3 * measured
+
+
+def test_meta_estimate_equals_a_real_cpu_forward() -> None:
+    model = _unet()
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(torch.randn(2, 1, 64, 64))
+    estimate = estimate_training_memory(_unet, batch_size=2, channels=1, image_size=(64, 64))
+    assert estimate.activation_bytes == sum(storages.values())
+
+
+class _NoMeta(nn.Module):
+    """A backbone with data-dependent control flow, which the meta device cannot run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x))
+        return y * 2 if bool(y.sum() > -1) else y
+
+
+def test_backbones_that_cannot_run_on_meta_are_extrapolated_from_small_passes() -> None:
+    estimate = estimate_training_memory(_NoMeta, batch_size=3, channels=1, image_size=(512, 512))
+    assert estimate.method == "extrapolated"
+    # Saved per pixel: the conv input (4 B, for the weight gradient) and the ReLU output (8 x 4 B).
+    per_image = 512 * 512 * (4 + 32)
+    assert estimate.activation_bytes == pytest.approx(3 * per_image, rel=0.01)
+
+
+def test_a_run_that_cannot_fit_is_refused_with_estimate_and_limit() -> None:
+    with (
+        mock.patch("inpaintssl.training.memory_check.available_memory", return_value=(2**30, "this CPU")),
+        pytest.raises(InsufficientMemoryError) as caught,
+    ):
+        check_training_memory(
+            _unet,
+            batch_size=8,
+            channels=1,
+            image_size=(4096, 4096),
+            device=torch.device("cpu"),
+            what="data.image_size=[4096, 4096] with optim.batch_size=8",
+        )
+    message = str(caught.value)
+    assert message.startswith("data.image_size=[4096, 4096] with optim.batch_size=8 needs about ")
+    assert "this CPU has 1.0 GiB available" in message
+
+
+def test_a_run_that_fits_passes() -> None:
+    estimate = check_training_memory(
+        _unet, batch_size=2, channels=1, image_size=(32, 32), device=torch.device("cpu"), what="x"
+    )
+    assert 0 < estimate.total_bytes < 2**30
+
+
+def test_cpu_limit_is_the_available_memory() -> None:
+    found = available_memory(torch.device("cpu"))
+    assert found is not None
+    free, name = found
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        line = next(x for x in meminfo.read_text().splitlines() if x.startswith("MemAvailable:"))
+        assert free <= int(line.split()[1]) * 1024 * 1.2  # memory moves a little between the two reads
+    assert free > 0 and name == "this CPU"
+
+
+def test_huge_image_size_is_refused_before_any_slice_is_fitted(tmp_path: Path) -> None:
+    config = {
+        "data": {
+            "dataset": "synthetic",
+            "image_size": [65536, 65536],
+            "params": {"num_images": 4, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "optim": {"max_epochs": 1, "batch_size": 8},
+        "run": {"output_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True},
+    }
+    with (
+        mock.patch("inpaintssl.data.views.fit_to_size", side_effect=AssertionError("a slice was fitted")),
+        pytest.raises(InsufficientMemoryError) as caught,
+    ):
+        issl.finetune(config)
+    message = str(caught.value)
+    assert message.startswith("data.image_size=[65536, 65536] with optim.batch_size=8 (batches of 4")
+    assert "TiB for training" in message
+    assert not any(p.is_file() for p in (tmp_path / "run").rglob("*"))
