@@ -105,7 +105,7 @@ def test_pretrains_through_the_api(installed: Path, tmp_path: Path) -> None:
     "target",
     [
         "tests/corruption/test_corruption_tasks.py",
-        "tests/experiments/test_experiments_grid.py::test_every_registered_task_and_sampler_expands",
+        "tests/studies/test_studies_grid.py::test_every_registered_task_and_sampler_expands",
     ],
 )
 def test_registry_parametrized_tests_accept_it(installed: Path, target: str) -> None:

@@ -23,13 +23,19 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from inpaintssl.checkpoint import load_checkpoint
-from inpaintssl.config import DataConfig, FinetuneConfig, PretrainConfig, load_config
+from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.preflight import preflight
-from inpaintssl.inference import PredictionError, PredictionReport, export_model, load_model, predict
+from inpaintssl.inference import (
+    ExportError,
+    PredictionError,
+    PredictionReport,
+    export_model,
+    load_model,
+    predict,
+)
 from inpaintssl.options import check_option
-from inpaintssl.registry import LOSSES, PRETEXT_TASKS
-from inpaintssl.training.components import build_backbone
+from inpaintssl.training.components import build_backbone, build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device
 from inpaintssl.training.evaluation import EvaluationTable, evaluate_inpainting, evaluate_segmentation
 from inpaintssl.training.finetuning import run_finetuning
@@ -42,6 +48,7 @@ from inpaintssl.transfer_learning.transfer import InChannelsMode
 
 __all__ = [
     "EvaluationTable",
+    "ExportError",
     "FinetuneResult",
     "PretrainResult",
     "TransferReport",
@@ -213,15 +220,8 @@ def evaluate(
     multiple = int(getattr(model, "size_multiple", 1))
     dataset, data_classes = _dataset_for(data, split=split, multiple=multiple)
     if kind == "pretrain":
-        task = PRETEXT_TASKS.build(
-            pretext.get("task", "context_restoration"),
-            patch_size=pretext.get("patch_size", 32),
-            sampler=pretext.get("sampler", "poisson_disc"),
-            coverage=pretext.get("coverage", 0.25),
-            bank_size=pretext.get("bank_size", 100),
-            seed=0,
-            **pretext.get("params", {}),
-        )
+        # A checkpoint records the whole pretext section; missing fields take the config's defaults.
+        task = build_pretext_task(PretextConfig.model_validate(dict(pretext)), seed=0)
         table = evaluate_inpainting(
             model,
             dataset,
@@ -234,7 +234,7 @@ def evaluate(
         names = tuple(class_names) if class_names is not None else data_classes
         if not names:
             raise ValueError("evaluate: no class names (neither in the checkpoint nor in the dataset)")
-        predictor = LOSSES.build("dice", activation=activation)
+        predictor = build_segmentation_loss("dice", {"activation": activation})
         table = evaluate_segmentation(
             model,
             dataset,

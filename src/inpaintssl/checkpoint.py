@@ -42,10 +42,12 @@ from safetensors.torch import load_file, save_file
 
 from inpaintssl._version import __version__
 from inpaintssl.atomic import atomic_write_text, fsync_dir
+from inpaintssl.layout import RunFolder
 
 __all__ = [
     "CheckpointError",
     "CheckpointMeta",
+    "checkpoint_exists",
     "load_checkpoint",
     "load_state_dict",
     "read_checkpoint_dir",
@@ -144,7 +146,7 @@ def save_checkpoint(
                 os.fsync(handle.fileno())
             files[path.name] = _sha256(path)
         atomic_write_text(tmp / "COMPLETE.json", json.dumps({"files": files}, indent=1))
-        old = folder.with_name(folder.name + ".old")
+        old = _old_twin(folder)
         if old.exists():
             shutil.rmtree(old)
         if folder.exists():
@@ -161,10 +163,34 @@ def save_checkpoint(
         raise
 
 
+def _old_twin(folder: Path) -> Path:
+    """Where :func:`save_checkpoint` parks the previous checkpoint while it swaps the new one in."""
+    return folder.with_name(folder.name + ".old")
+
+
+def checkpoint_exists(folder: str | Path) -> bool:
+    """Whether a checkpoint was (at least partly) written at ``folder``, itself or its ``.old`` twin.
+
+    A run killed between the two renames of :func:`save_checkpoint` leaves only the twin, which
+    still counts: :func:`resolve_checkpoint` recovers it. Nothing is verified here.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp()) / "last"
+        >>> checkpoint_exists(folder)
+        False
+        >>> folder.with_name("last.old").mkdir()
+        >>> checkpoint_exists(folder)
+        True
+    """
+    folder = Path(folder)
+    return folder.exists() or _old_twin(folder).exists()
+
+
 def _verified_folder(folder: Path) -> Path:
     """Return ``folder`` or its ``.old`` twin, whichever is complete and intact."""
     problems: list[str] = []
-    for candidate in (folder, folder.with_name(folder.name + ".old")):
+    for candidate in (folder, _old_twin(folder)):
         marker = candidate / "COMPLETE.json"
         if not marker.is_file():
             if candidate.exists():
@@ -202,12 +228,12 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
             f"{path}: expected a .safetensors file (or a .pt/.pth/.bin/.ckpt tensor file), "
             f"found a '{path.suffix or 'suffix-less'}' file"
         )
-    run_ckpt = path / "checkpoints" / which
-    if run_ckpt.exists() or run_ckpt.with_name(which + ".old").exists():
+    run_ckpt = RunFolder(path).checkpoint(which)
+    if checkpoint_exists(run_ckpt):
         return _verified_folder(run_ckpt)
     if (path / "model.safetensors").exists() or (path / "COMPLETE.json").exists():
         return _verified_folder(path)
-    if path.with_name(path.name + ".old").exists():
+    if _old_twin(path).exists():
         return _verified_folder(path)
     if not path.exists():
         raise CheckpointError(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaintssl._version import __version__
+from inpaintssl.layout import RunFolder
 
 __all__ = ["main"]
 
@@ -115,7 +116,7 @@ def _recorded_data(checkpoint: Path) -> dict[str, Any]:
     """The ``data`` section a run folder recorded in its ``config.yaml`` (empty if none)."""
     import yaml
 
-    recorded = checkpoint / "config.yaml"
+    recorded = RunFolder(checkpoint).config
     if not recorded.is_file():
         return {}
     section = (yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}).get("data", {})
@@ -157,7 +158,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     output = args.output
     if output is None:
         base = Path(args.checkpoint)
-        output = (base if base.is_dir() else base.parent) / f"eval_{args.split}.csv"
+        output = RunFolder(base if base.is_dir() else base.parent).eval_csv(args.split)
     table = evaluate(
         args.checkpoint, data, split=args.split, device=args.device, batch_size=args.batch_size, output=output
     )
@@ -167,7 +168,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from inpaintssl.inference import predict
+    from inpaintssl.api import predict
 
     report = predict(
         args.run,
@@ -196,7 +197,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from inpaintssl.inference import export_model
+    from inpaintssl.api import export_model
 
     try:
         path = export_model(
@@ -216,13 +217,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from inpaintssl.experiments.cli import run_experiment_command
+    from inpaintssl.studies.cli import run_experiment_command
 
     return int(run_experiment_command(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from inpaintssl.experiments.demo import run_demo
+    from inpaintssl.studies.demo import run_demo
 
     run_demo(output=args.output, quick=args.quick, seed=args.seed, quiet=args.quiet)
     return 0
@@ -439,10 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Known user errors (bad config, bad data, bad checkpoint) print one clear message and exit 2.
     """
+    from inpaintssl.api import ExportError
     from inpaintssl.checkpoint import CheckpointError
     from inpaintssl.config import ConfigError
     from inpaintssl.data.base import DataError
-    from inpaintssl.inference.export import ExportError
     from inpaintssl.registry import PluginLoadError
 
     parser = build_parser()

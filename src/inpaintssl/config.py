@@ -59,6 +59,7 @@ __all__ = [
     "SourceConfig",
     "TransferConfig",
     "apply_overrides",
+    "update_fields",
     "config_to_yaml",
     "load_config",
     "read_config_text",
@@ -222,15 +223,19 @@ class RecipeDefaults:
     loss_params: Mapping[str, Any]
 
 
-RECIPES: Mapping[str, RecipeDefaults] = {
-    # Chosen on validation data of the demo (docs/training.rst, benchmarks/recipe_search.py):
-    # the best pretraining L2 and fine-tuning Dice of the candidates within 200 steps.
-    "budget": RecipeDefaults(
-        lr=1e-2, betas=(0.9, 0.999), schedule="warmup_cosine", loss="dice_ce", loss_params={}
-    ),
-    # Appendix A.1, exactly: Adam(0.99, 0.995), 1e-3 decayed x0.9 every 2 epochs, Dice with sigmoid heads.
-    "paper": RecipeDefaults(lr=1e-3, betas=(0.99, 0.995), schedule="step_decay", loss="dice", loss_params={}),
-}
+RECIPES: Mapping[str, RecipeDefaults] = types.MappingProxyType(
+    {
+        # Chosen on validation data of the demo (docs/training.rst, benchmarks/recipe_search.py):
+        # the best pretraining L2 and fine-tuning Dice of the candidates within 200 steps.
+        "budget": RecipeDefaults(
+            lr=1e-2, betas=(0.9, 0.999), schedule="warmup_cosine", loss="dice_ce", loss_params={}
+        ),
+        # Appendix A.1, exactly: Adam(0.99, 0.995), 1e-3 decayed x0.9 every 2 epochs, Dice with sigmoid heads.
+        "paper": RecipeDefaults(
+            lr=1e-3, betas=(0.99, 0.995), schedule="step_decay", loss="dice", loss_params={}
+        ),
+    }
+)
 """The named training recipes: ``budget`` (the default) and ``paper`` (Appendix A.1)."""
 
 
@@ -598,6 +603,33 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
         return type(config).model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source="overrides")) from exc
+
+
+def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
+    """Return a copy of ``config`` with typed values set at dotted field paths, re-validated.
+
+    The typed twin of :func:`apply_overrides` for code (the study grid, the runner): values are
+    Python objects (numbers, paths, lists, other config models), never YAML text, so nothing is
+    formatted and parsed back (``1e-05`` stays a float, a path stays a path).
+
+    Raises:
+        ConfigError: A path that descends into a non-section, or a value that fails validation;
+            names the field path.
+
+    Example:
+        >>> config = update_fields(PretrainConfig(), {"optim.lr": 1e-5, "run.output_dir": Path("runs/a")})
+        >>> config.optim.lr, config.run.output_dir
+        (1e-05, PosixPath('runs/a'))
+    """
+    data = config.model_dump(mode="python")
+    for dotted, value in updates.items():
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="python")
+        _set_path(data, dotted.split("."), value, item=f"{dotted}={value!r}")
+    try:
+        return type(config).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source="field updates")) from exc
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

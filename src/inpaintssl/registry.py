@@ -1,8 +1,11 @@
 """Named-component registries with lazy entry-point plugins.
 
 Every swappable part of inpaintssl (pretext tasks, patch samplers, backbones, losses, transfer
-strategies, datasets) lives in one :class:`Registry`. Built-in components register with the
-:meth:`Registry.register` decorator when their module is imported; third-party packages add
+strategies, datasets) lives in one :class:`Registry`, typed by what its factories build
+(``BACKBONES.build(...)`` is an ``nn.Module``, ``SAMPLERS.build(...)`` a ``Sampler``). A built-in
+component registers in exactly one way: the :meth:`Registry.register` decorator on its class or
+factory function, in a module that its package's ``__init__`` imports; the registry imports that
+package on its first lookup. Third-party packages add
 components through the standard entry-point groups ``inpaintssl.<kind>``, read with
 :func:`importlib.metadata.entry_points` and imported only when their name is asked for, so one
 broken plugin never breaks ``import inpaintssl`` or the other names.
@@ -15,16 +18,26 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
 import inspect
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Generic, Literal, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:  # the component types; importing them here would load torch and NumPy
+    from torch import nn
+
+    from inpaintssl.corruption.base import PretextTask
+    from inpaintssl.corruption.samplers import Sampler
+    from inpaintssl.data.base import SliceDataset
+    from inpaintssl.transfer_learning.strategies import TransferStrategy
 
 __all__ = [
     "BACKBONES",
@@ -38,9 +51,30 @@ __all__ = [
     "Registry",
     "RegistryEntry",
     "RegistryStatus",
+    "registrations",
 ]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
+
+REGISTERED_AS = "__inpaintssl_registry__"
+"""Attribute the :meth:`Registry.register` decorator sets on what it registers: a tuple of
+``(kind, name)`` pairs (read it with :func:`registrations`)."""
+
+
+def registrations(factory: object) -> tuple[tuple[str, str], ...]:
+    """The ``(kind, name)`` pairs ``factory`` was registered under by the decorator.
+
+    A class's own registrations only: a subclass of a registered class is not registered.
+
+    Example:
+        >>> from inpaintssl.models import UNet2d
+        >>> registrations(UNet2d)
+        (('backbones', 'unet2d'),)
+    """
+    own = vars(factory) if isinstance(factory, type) else getattr(factory, "__dict__", {})
+    found: tuple[tuple[str, str], ...] = own.get(REGISTERED_AS, ())
+    return found
 
 
 class PluginLoadError(ImportError):
@@ -93,9 +127,12 @@ class Registry(Generic[T]):
     Args:
         kind: The component kind, e.g. ``"samplers"``; the entry-point group is
             ``inpaintssl.<kind>``.
-        builtin_modules: Modules whose import registers the built-in components. They are
-            imported on the first lookup, so ``import inpaintssl.registry`` stays cheap and the
-            registry module imports nothing above it.
+        package: The package whose import registers the built-in components: its ``__init__``
+            imports every module holding a decorated component. It is imported on the first
+            lookup, so ``import inpaintssl.registry`` stays cheap and the registry module imports
+            nothing above it.
+        component: ``"module:qualname"`` of the type every factory builds (the registry's type
+            parameter, checked by the tests); see :meth:`component_type`.
 
     Example:
         >>> reg: Registry[type] = Registry("widgets")
@@ -107,21 +144,41 @@ class Registry(Generic[T]):
         3
     """
 
-    def __init__(self, kind: str, *, builtin_modules: Iterable[str] = ()) -> None:
+    def __init__(self, kind: str, *, package: str | None = None, component: str = "builtins:object") -> None:
         self.kind = kind
         self.group = f"inpaintssl.{kind}"
-        self._builtin_modules = tuple(builtin_modules)
+        self.package = package
+        self.component = component
         self._builtins: dict[str, Callable[..., T]] = {}
         self._plugins: dict[str, Callable[..., T]] = {}
-        self._builtins_loaded = not self._builtin_modules
+        self._builtins_loaded = package is None
         self._lock = threading.RLock()
+
+    def component_type(self) -> type:
+        """Import and return the type every factory of this registry builds.
+
+        Example:
+            >>> from inpaintssl.registry import BACKBONES
+            >>> BACKBONES.component_type()
+            <class 'torch.nn.modules.module.Module'>
+        """
+        module, _, qualname = self.component.partition(":")
+        found: object = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        if not isinstance(found, type):
+            raise TypeError(f"registry {self.kind!r}: component {self.component!r} is not a type")
+        return found
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, names={self.names()})"
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str) -> Callable[[F], F]:
         """Decorator that registers a built-in factory (a class or function) under ``name``.
+
+        The factory is returned unchanged but for one attribute, ``__inpaintssl_registry__``
+        (see :func:`registrations`), by which the tests find components left unregistered.
 
         Raises:
             ValueError: If ``name`` is already registered or is not a valid identifier-like name.
@@ -132,7 +189,7 @@ class Registry(Generic[T]):
                 f"'_', '-' or '.', got {name!r}"
             )
 
-        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+        def decorator(factory: F) -> F:
             with self._lock:
                 if name in self._builtins:
                     existing = self._builtins[name]
@@ -140,7 +197,10 @@ class Registry(Generic[T]):
                         f"registry {self.kind!r}: name {name!r} is already registered "
                         f"to {_qualname(existing)}; cannot register {_qualname(factory)}"
                     )
-                self._builtins[name] = factory
+                self._builtins[name] = factory  # type: ignore[assignment]
+            # An extension type or bound method takes no attributes; it is registered all the same.
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(factory, REGISTERED_AS, (*registrations(factory), (self.kind, name)))
             return factory
 
         return decorator
@@ -159,8 +219,8 @@ class Registry(Generic[T]):
             if self._builtins_loaded:
                 return
             self._builtins_loaded = True
-            for module in self._builtin_modules:
-                importlib.import_module(module)
+            if self.package is not None:
+                importlib.import_module(self.package)
 
     def _entry_points(self, name: str | None = None) -> list[EntryPoint]:
         if name is None:
@@ -344,22 +404,33 @@ def _qualname(obj: object) -> str:
     return f"{module}:{qual}"
 
 
-PRETEXT_TASKS: Registry[Any] = Registry("pretext_tasks", builtin_modules=("inpaintssl.corruption.tasks",))
-SAMPLERS: Registry[Any] = Registry("samplers", builtin_modules=("inpaintssl.corruption.samplers",))
-BACKBONES: Registry[Any] = Registry("backbones", builtin_modules=("inpaintssl.models.unet",))
-LOSSES: Registry[Any] = Registry("losses", builtin_modules=("inpaintssl.losses",))
-TRANSFER_STRATEGIES: Registry[Any] = Registry(
-    "transfer_strategies", builtin_modules=("inpaintssl.transfer_learning.strategies",)
+PRETEXT_TASKS: Registry[PretextTask] = Registry(
+    "pretext_tasks", package="inpaintssl.corruption", component="inpaintssl.corruption.base:PretextTask"
 )
-DATASETS: Registry[Any] = Registry(
-    "datasets", builtin_modules=("inpaintssl.data.datasets", "inpaintssl.data.synthetic")
+SAMPLERS: Registry[Sampler] = Registry(
+    "samplers", package="inpaintssl.corruption", component="inpaintssl.corruption.samplers:Sampler"
+)
+BACKBONES: Registry[nn.Module] = Registry(
+    "backbones", package="inpaintssl.models", component="torch.nn:Module"
+)
+LOSSES: Registry[nn.Module] = Registry("losses", package="inpaintssl.losses", component="torch.nn:Module")
+TRANSFER_STRATEGIES: Registry[TransferStrategy] = Registry(
+    "transfer_strategies",
+    package="inpaintssl.transfer_learning",
+    component="inpaintssl.transfer_learning.strategies:TransferStrategy",
+)
+DATASETS: Registry[SliceDataset] = Registry(
+    "datasets", package="inpaintssl.data", component="inpaintssl.data.base:SliceDataset"
 )
 
-REGISTRIES: dict[str, Registry[Any]] = {
-    "pretext_tasks": PRETEXT_TASKS,
-    "samplers": SAMPLERS,
-    "backbones": BACKBONES,
-    "losses": LOSSES,
-    "transfer_strategies": TRANSFER_STRATEGIES,
-    "datasets": DATASETS,
-}
+REGISTRIES: Mapping[str, Registry[Any]] = MappingProxyType(
+    {
+        "pretext_tasks": PRETEXT_TASKS,
+        "samplers": SAMPLERS,
+        "backbones": BACKBONES,
+        "losses": LOSSES,
+        "transfer_strategies": TRANSFER_STRATEGIES,
+        "datasets": DATASETS,
+    }
+)
+"""Every registry by kind (read-only)."""

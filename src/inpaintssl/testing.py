@@ -87,7 +87,7 @@ class BackboneContract:
         _check(
             isinstance(model, nn.Module), f"{self.backbone}: built a {type(model).__name__}, not an nn.Module"
         )
-        return model  # type: ignore[no-any-return]
+        return model
 
     def size_multiple(self, model: nn.Module) -> int:
         """The model's ``size_multiple``, checked to be a positive int."""

@@ -6,6 +6,9 @@ definition), PyTorch's own ``conv2d`` autograd, and ``gradcheck`` finite differe
 
 from __future__ import annotations
 
+import threading
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -91,9 +94,8 @@ def test_conv3x3_passes_gradcheck(needs: str) -> None:
     weight = torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64).contiguous(memory_format=CL)
     x.requires_grad_(needs in ("both", "input"))
     weight.requires_grad_(needs in ("both", "weight"))
-    with using_cpu_weight_gradient("blocked_gemm"):
-        assert blocked_weight_gradient_applies(x, weight)
-        assert torch.autograd.gradcheck(conv3x3, (x, weight))
+    assert blocked_weight_gradient_applies(x, weight, kernel="blocked_gemm")
+    assert torch.autograd.gradcheck(lambda a, b: conv3x3(a, b, kernel="blocked_gemm"), (x, weight))
 
 
 def test_conv3x3_equals_conv2d_forward_and_backward_in_both_kernels() -> None:
@@ -106,9 +108,8 @@ def test_conv3x3_equals_conv2d_forward_and_backward_in_both_kernels() -> None:
     expected.backward(upstream)
     for kernel in ("blocked_gemm", "onednn"):
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
-        with using_cpu_weight_gradient(kernel):
-            out = conv3x3(x, w)
-            out.backward(upstream)
+        out = conv3x3(x, w, kernel=kernel)
+        out.backward(upstream)
         torch.testing.assert_close(out, expected)
         assert x.grad is not None and w.grad is not None
         torch.testing.assert_close(x.grad, x_ref.grad)
@@ -119,16 +120,20 @@ def test_conv3x3_equals_conv2d_forward_and_backward_in_both_kernels() -> None:
 def test_fast_path_applies_only_where_it_is_valid() -> None:
     x = torch.randn(1, 2, 4, 4).contiguous(memory_format=CL)
     w = torch.randn(3, 2, 3, 3, requires_grad=True)
-    with using_cpu_weight_gradient("blocked_gemm"):
-        assert blocked_weight_gradient_applies(x, w)
-        assert not blocked_weight_gradient_applies(x.contiguous(), w)  # NCHW: oneDNN's kernel is fine
-        assert not blocked_weight_gradient_applies(x, w.detach())  # no gradient wanted
-        assert not blocked_weight_gradient_applies(x.half(), w.half())
-        assert not blocked_weight_gradient_applies(x, torch.randn(3, 2, 5, 5, requires_grad=True))
-        with torch.no_grad():
-            assert not blocked_weight_gradient_applies(x, w)
+    blocked = "blocked_gemm"
+    assert blocked_weight_gradient_applies(x, w, kernel=blocked)
+    assert not blocked_weight_gradient_applies(x.contiguous(), w, kernel=blocked)  # NCHW: oneDNN is fine
+    assert not blocked_weight_gradient_applies(x, w.detach(), kernel=blocked)  # no gradient wanted
+    assert not blocked_weight_gradient_applies(x.half(), w.half(), kernel=blocked)
+    assert not blocked_weight_gradient_applies(x, torch.randn(3, 2, 5, 5, requires_grad=True), kernel=blocked)
+    with torch.no_grad():
+        assert not blocked_weight_gradient_applies(x, w, kernel=blocked)
+    assert not blocked_weight_gradient_applies(x, w, kernel="onednn")
+    # The thread's override wins over the argument, in both directions.
     with using_cpu_weight_gradient("onednn"):
-        assert not blocked_weight_gradient_applies(x, w)
+        assert not blocked_weight_gradient_applies(x, w, kernel=blocked)
+    with using_cpu_weight_gradient("blocked_gemm"):
+        assert blocked_weight_gradient_applies(x, w, kernel="onednn")
 
 
 @pytest.mark.parametrize(
@@ -166,8 +171,7 @@ def test_auto_follows_its_rule_per_layer_shape(batch: int, channels: int, side: 
     w = torch.randn(4, channels, 3, 3, requires_grad=True)
     chosen = auto_weight_gradient_kernel(x, w)
     assert chosen in ("blocked_gemm", "onednn")
-    with using_cpu_weight_gradient("auto"):
-        assert blocked_weight_gradient_applies(x, w) == (chosen == "blocked_gemm")
+    assert blocked_weight_gradient_applies(x, w) == (chosen == "blocked_gemm")
 
 
 def test_unet_gradients_agree_between_kernels() -> None:
@@ -177,9 +181,9 @@ def test_unet_gradients_agree_between_kernels() -> None:
     )
     grads = {}
     for kernel in ("onednn", "blocked_gemm"):
-        net = UNet2d(in_channels=1, out_channels=1, depth=3, base_width=8, seed=0).to(memory_format=CL)
-        with using_cpu_weight_gradient(kernel):
-            ((net(images) - images) ** 2).mean().backward()
+        net = UNet2d(in_channels=1, out_channels=1, depth=3, base_width=8, seed=0, weight_gradient=kernel)
+        net = net.to(memory_format=CL)
+        ((net(images) - images) ** 2).mean().backward()
         grads[kernel] = {name: p.grad for name, p in net.named_parameters()}
     assert grads["onednn"].keys() == grads["blocked_gemm"].keys()
     for name, reference in grads["onednn"].items():
@@ -196,14 +200,96 @@ def test_wsconv2d_uses_conv3x3_only_for_bias_free_same_padding_3x3() -> None:
 
 def test_kernel_switch_validates_and_restores() -> None:
     assert cpu_weight_gradient() == "auto"
-    with pytest.raises(
-        ValueError, match="kernel='mkl' is invalid; expected 'auto', 'blocked_gemm' or 'onednn'"
-    ):
-        set_cpu_weight_gradient("mkl")  # type: ignore[arg-type]
+    message = "kernel='mkl' is invalid; expected 'auto', 'blocked_gemm' or 'onednn'"
+    with pytest.raises(ValueError, match=message), using_cpu_weight_gradient("mkl"):  # type: ignore[arg-type]
+        pass
+    with pytest.raises(ValueError, match=message):
+        UNet2d(in_channels=1, out_channels=1, depth=2, weight_gradient="mkl")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="boom"), using_cpu_weight_gradient("onednn"):
         assert cpu_weight_gradient() == "onednn"
         raise RuntimeError("boom")
     assert cpu_weight_gradient() == "auto"
+
+
+def _kernels_used(net: torch.nn.Module) -> set[str]:
+    # Which kernel each 3x3 layer's forward pass would pick for a channels_last training input.
+    x = torch.zeros(1, 2, 4, 4).contiguous(memory_format=CL)
+    w = torch.zeros(3, 2, 3, 3, requires_grad=True)
+    return {
+        "blocked_gemm" if blocked_weight_gradient_applies(x, w, kernel=m.weight_gradient) else "onednn"
+        for m in net.modules()
+        if isinstance(m, WSConv2d)
+    }
+
+
+def test_unet_passes_its_kernel_to_every_3x3_convolution() -> None:
+    net = UNet2d(in_channels=1, out_channels=1, depth=3, base_width=4, seed=0, weight_gradient="blocked_gemm")
+    convs = [m for m in net.modules() if isinstance(m, WSConv2d)]
+    assert len(convs) == 2 * 3 + 2 * 2  # two per encoder level and two per decoder level
+    assert {m.weight_gradient for m in convs} == {"blocked_gemm"} and net.weight_gradient == "blocked_gemm"
+    assert _kernels_used(net) == {"blocked_gemm"}
+    assert _kernels_used(net.set_weight_gradient("onednn")) == {"onednn"}
+    assert "weight_gradient='onednn'" in repr(convs[0])
+    assert {
+        m.weight_gradient
+        for m in UNet2d(in_channels=1, out_channels=1, depth=2).modules()
+        if isinstance(m, WSConv2d)
+    } == {"auto"}
+
+
+def test_an_override_in_one_thread_never_reaches_another() -> None:
+    # The finding of issue 17: a process-wide setting made one thread's choice every model's.
+    net = UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0, weight_gradient="blocked_gemm")
+    inside, entered, release = {}, threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        with using_cpu_weight_gradient("onednn"):
+            inside["other"] = (cpu_weight_gradient(), _kernels_used(net))
+            entered.set()
+            release.wait(timeout=30)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    try:
+        assert entered.wait(timeout=30)
+        assert cpu_weight_gradient() == "auto"
+        assert _kernels_used(net) == {"blocked_gemm"}  # this thread: the layer's own argument
+    finally:
+        release.set()
+        worker.join()
+    assert inside["other"] == ("onednn", {"onednn"})
+
+
+def test_set_cpu_weight_gradient_is_deprecated_and_per_thread() -> None:
+    with pytest.warns(DeprecationWarning, match="weight_gradient="):
+        set_cpu_weight_gradient("onednn")
+    try:
+        assert cpu_weight_gradient() == "onednn"
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(cpu_weight_gradient()))
+        worker.start()
+        worker.join()
+        assert seen == ["auto"]
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            set_cpu_weight_gradient("auto")
+    assert cpu_weight_gradient() == "auto"
+
+
+def test_kernel_choice_leaves_cpu_results_bit_identical_for_the_default() -> None:
+    # "auto" as an argument and no argument at all take the same path, so the numbers are the same.
+    images = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(4)).contiguous(
+        memory_format=CL
+    )
+    grads = []
+    for params in ({}, {"weight_gradient": "auto"}):
+        net = UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0, **params).to(
+            memory_format=CL
+        )
+        net(images).square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,8 @@ from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, load_checkpoi
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import ConfigError, DataConfig, PretrainConfig, load_config
 from inpaintssl.data import DataError, SplitRecord, build_datasets
-from inpaintssl.experiments.spec import load_spec
 from inpaintssl.registry import BACKBONES, DATASETS
+from inpaintssl.studies.spec import load_spec
 from inpaintssl.training.context import RunFolderInUseError
 from inpaintssl.training.loop import NonFiniteLossError
 

@@ -28,9 +28,11 @@ from corpus import (
 from safetensors.torch import save as safetensors_bytes
 
 from inpaintssl.checkpoint import CheckpointMeta, save_checkpoint
-from inpaintssl.experiments.database import Measurement, NewRun, StudyDatabaseError, StudyStore, WorkerId
-from inpaintssl.experiments.results import load_results, load_runs
-from inpaintssl.experiments.spec import load_spec
+from inpaintssl.studies.database import StudyDatabaseError
+from inpaintssl.studies.queue import NewRun, WorkerId
+from inpaintssl.studies.results import load_results, load_runs
+from inpaintssl.studies.spec import load_spec
+from inpaintssl.studies.store import Measurement, StudyStore
 
 # -- building blocks ---------------------------------------------------------------------------
 
@@ -71,7 +73,7 @@ def _sqlite_disk_full() -> Iterator[None]:
         conn.execute(f"PRAGMA max_page_count = {max(int(pages), 1)}")
         return conn
 
-    with mock.patch("inpaintssl.experiments.database.sqlite3.connect", connect):
+    with mock.patch("inpaintssl.studies.database.sqlite3.connect", connect):
         yield
 
 

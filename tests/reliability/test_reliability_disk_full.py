@@ -22,10 +22,12 @@ from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file as real_save_file
 
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint_dir, save_checkpoint
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
-from inpaintssl.experiments.database import Measurement, NewRun, RunRecord, StudyStore, WorkerId
 from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
+from inpaintssl.studies.store import Measurement, StudyStore
+from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
 
@@ -137,11 +139,9 @@ def test_disk_full_in_training_keeps_the_run_resumable(tmp_path: Path) -> None:
             optim=OptimConfig(batch_size=4, max_epochs=3),
             stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
             meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-            run_dir=tmp_path,
-            device=torch.device("cpu"),
-            seed=0,
-            quiet=True,
-            resume=resume,
+            context=RunContext.local(
+                RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True, resume=resume)
+            ),
         )
 
     checkpoints = tmp_path / "checkpoints"
@@ -234,7 +234,7 @@ def _disk(kind: str) -> Iterator[None]:
         )
         return _FailingWrites(conn, error)
 
-    with mock.patch("inpaintssl.experiments.database.sqlite3.connect", full):
+    with mock.patch("inpaintssl.studies.database.sqlite3.connect", full):
         yield
 
 

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES
+from inpaintssl.training.context import RunContext
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
 from inpaintssl.training.run_folder import TensorBoardLog
@@ -87,10 +88,7 @@ def _fit(
         optim=OptimConfig(batch_size=4, max_epochs=max_epochs),
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=patience),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        run_dir=tmp_path,
-        device=torch.device("cpu"),
-        seed=0,
-        quiet=True,
+        context=RunContext.local(RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True)),
         epoch_hooks=[hook],
     )
     outcome = trainer.fit()

@@ -18,7 +18,7 @@ import torch
 import inpaintssl as issl
 from inpaintssl.config import RunConfig
 from inpaintssl.data import DataError
-from inpaintssl.training.context import FreshStartWarning, RunFolderLockedError, run_session
+from inpaintssl.training.context import FreshStartWarning, RunContext, RunFolderLockedError, run_session
 from inpaintssl.training.lock import LOCK_NAME
 
 
@@ -156,3 +156,15 @@ def test_pretrain_into_a_locked_folder_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(RunFolderLockedError, match=r"in use by another run: pid 1 on host"):
         issl.pretrain(_tiny(run))
     assert [p.name for p in run.iterdir()] == [LOCK_NAME]
+
+
+def test_a_local_context_changes_nothing_around_it(tmp_path: Path) -> None:
+    # Trainer tests build their context with RunContext.local: it must neither seed the global
+    # generators (the resume test checks those streams) nor claim or create the run folder.
+    run = RunConfig(output_dir=tmp_path / "run", device="cpu", seed=7, resume=True, checkpoint_every=3)
+    before = _globals()
+    ctx = RunContext.local(run)
+    assert _globals() == before, "building a local context seeded or reconfigured the process"
+    assert not run.output_dir.exists()
+    assert (ctx.device.type, ctx.dist.world_size, ctx.amp_dtype) == ("cpu", 1, None)
+    assert ctx.run_folder.root == run.output_dir and ctx.run is run

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import NonFiniteLossError, Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
 
@@ -32,10 +33,7 @@ def _trainer(tmp_path: Path, model: torch.nn.Module, phases: list[Phase], **opti
         optim=OptimConfig(batch_size=4, **optim),  # type: ignore[arg-type]
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        run_dir=tmp_path,
-        device=torch.device("cpu"),
-        seed=0,
-        quiet=True,
+        context=RunContext.local(RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True)),
     )
 
 

@@ -19,9 +19,10 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.context import RunContext
 from inpaintssl.training.convergence import ConvergenceWarning, assess_convergence
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
@@ -42,10 +43,7 @@ def _trainer(tmp_path: Path, optim: OptimConfig, *, phases: list[Phase] | None =
         optim=optim,
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        run_dir=tmp_path,
-        device=torch.device("cpu"),
-        seed=0,
-        quiet=True,
+        context=RunContext.local(RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True)),
     )
 
 

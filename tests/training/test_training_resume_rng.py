@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES
+from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
 
 STEPS_PER_EPOCH = 2  # 8 training images, batch size 4
@@ -64,11 +65,9 @@ def _trainer(run_dir: Path, objective: GlobalRandomness, *, resume: bool) -> tup
         optim=OptimConfig(batch_size=4, max_epochs=EPOCHS),
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        run_dir=run_dir,
-        device=torch.device("cpu"),
-        seed=0,
-        quiet=True,
-        resume=resume,
+        context=RunContext.local(
+            RunConfig(output_dir=run_dir, device="cpu", seed=0, quiet=True, resume=resume)
+        ),
     )
     return trainer, model
 

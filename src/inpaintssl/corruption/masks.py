@@ -28,7 +28,8 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -310,7 +311,9 @@ class MaskBank:
         return out
 
 
-_SAME_WIDTH_INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_SAME_WIDTH_INT: Mapping[int, torch.dtype] = MappingProxyType(
+    {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+)
 
 
 def _checked(

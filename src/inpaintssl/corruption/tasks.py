@@ -31,7 +31,13 @@ from torch import Tensor
 # Importing the samplers registers them: PRETEXT_TASKS.build(..., sampler="poisson_disc") works
 # even when SAMPLERS was never touched.
 from inpaintssl.corruption import samplers as _samplers  # noqa: F401
-from inpaintssl.corruption.base import PretextTask
+from inpaintssl.corruption.base import (
+    DEFAULT_BANK_SIZE,
+    DEFAULT_COVERAGE,
+    DEFAULT_PATCH_SIZE,
+    DEFAULT_SAMPLER,
+    PretextTask,
+)
 from inpaintssl.corruption.masks import MaskBank
 from inpaintssl.corruption.samplers import Sampler
 from inpaintssl.options import check_option
@@ -64,10 +70,10 @@ class ContextPrediction(PretextTask):
         self,
         *,
         fill: Literal["mean", "zero"] = "mean",
-        patch_size: int = 32,
-        sampler: str | Sampler = "poisson_disc",
-        coverage: float = 0.25,
-        bank_size: int = 100,
+        patch_size: int = DEFAULT_PATCH_SIZE,
+        sampler: str | Sampler = DEFAULT_SAMPLER,
+        coverage: float = DEFAULT_COVERAGE,
+        bank_size: int = DEFAULT_BANK_SIZE,
         seed: int = 0,
         sampler_params: Mapping[str, Any] | None = None,
     ) -> None:

@@ -73,7 +73,8 @@ class DataBundle:
         test: Test items (fine-tuning), else ``None``.
         in_channels: Image channels C.
         class_names: Foreground classes (``()`` for pretraining).
-        splits: The exact subsets; ``splits.save(run / "splits.json")``.
+        splits: The exact subsets; a run saves them with
+            ``splits.save(RunFolder(run).splits)`` (:class:`~inpaintssl.layout.RunFolder`).
         data_files: Every data file read (for the run manifest).
     """
 

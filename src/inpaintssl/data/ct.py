@@ -45,6 +45,7 @@ from inpaintssl.data.preprocess import (
 )
 from inpaintssl.data.readers import LABEL_RANKS, Volume, open_volume
 from inpaintssl.data.volumes import Case, VolumeSliceDataset, open_cases
+from inpaintssl.registry import DATASETS
 
 __all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset"]
 
@@ -96,6 +97,7 @@ class CTDataset(VolumeSliceDataset):
         return {"hu": torch.from_numpy(np.ascontiguousarray(hu[None]))}
 
 
+@DATASETS.register("ct")
 def ct_dataset(
     *,
     split: str,

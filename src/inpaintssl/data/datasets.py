@@ -1,6 +1,10 @@
-"""Registers the built-in datasets in :data:`inpaintssl.registry.DATASETS`.
+"""The built-in datasets of :data:`inpaintssl.registry.DATASETS` (a reference table).
 
-The registry imports this module on its first lookup. Each name builds a
+Each registers with the ``@DATASETS.register(name)`` decorator on its own class or factory, in
+the module named below; :mod:`inpaintssl.data` imports every such module, and the registry
+imports :mod:`inpaintssl.data` on its first lookup. A new built-in therefore needs the decorator
+and, in a new module, an import in ``inpaintssl/data/__init__.py``
+(``tests/test_registration.py`` fails otherwise). Each name builds a
 :class:`~inpaintssl.data.base.SliceDataset` as ``DATASETS.build(name, split=..., labelled=...,
 **params)``:
 
@@ -24,26 +28,4 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import inpaintssl.data.synthetic  # noqa: F401  (registers "synthetic" with its own decorator)
-from inpaintssl.data.ct import ct_dataset
-from inpaintssl.data.mni152 import MNI152Dataset
-from inpaintssl.data.skmtea import SKMTEADataset
-from inpaintssl.data.volumes import hdf5_dataset, nifti_dataset, numpy_dataset
-from inpaintssl.registry import DATASETS
-
-__all__ = ["BUILTIN_DATASETS"]
-
-BUILTIN_DATASETS: dict[str, Callable[..., Any]] = {
-    "mni152": MNI152Dataset,
-    "skmtea": SKMTEADataset,
-    "ct": ct_dataset,
-    "nifti": nifti_dataset,
-    "numpy": numpy_dataset,
-    "hdf5": hdf5_dataset,
-}
-
-for _name, _factory in BUILTIN_DATASETS.items():
-    DATASETS.register(_name)(_factory)
+__all__: list[str] = []

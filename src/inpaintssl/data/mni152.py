@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ from inpaintssl.data.checks import existing_path
 from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.readers import import_optional
 from inpaintssl.options import check_option
+from inpaintssl.registry import DATASETS
 
 __all__ = [
     "MNI152Dataset",
@@ -73,7 +75,7 @@ SPLIT_PATTERN = ("train", "train", "val", "train", "train", "train", "test")
 BRAIN_THRESHOLD = 0.2
 """Brain where the T1, scaled to [0, 1], exceeds this."""
 _STORED_MAX = 255.0
-_AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+_AXES: Mapping[str, int] = MappingProxyType({"sagittal": 0, "coronal": 1, "axial": 2})
 _FILE_TEMPLATE = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 
 
@@ -195,6 +197,7 @@ def assign_blocks(count: int, *, block_size: int, pattern: Sequence[str] = SPLIT
     return [pattern[(i // block_size) % len(pattern)] for i in range(count)]
 
 
+@DATASETS.register("mni152")
 class MNI152Dataset(SliceDataset):
     """The registered ``mni152`` dataset: 2D slices of the prepared ICBM152 template.
 

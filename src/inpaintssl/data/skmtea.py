@@ -37,9 +37,10 @@ import csv
 import functools
 import glob
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +54,7 @@ from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import h5_dataset_shape
 from inpaintssl.options import check_option
+from inpaintssl.registry import DATASETS
 
 __all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS"]
 
@@ -60,13 +62,15 @@ SKMTEA_CLASSES = ("patellar_cartilage", "femoral_cartilage", "tibial_cartilage",
 SKMTEA_CLASS_GROUPS = ((0,), (1,), (2, 3), (4, 5))
 """Stored ``seg`` channels merged into each of :data:`SKMTEA_CLASSES`."""
 
-SCAN_PARAM_COLUMNS = {
-    "tr_ms": "RepetitionTime",
-    "te_ms": "EchoTime1",
-    "flip_angle_deg": "FlipAngle",
-    "gl_area": "SpoilerGradientArea",
-    "tg_us": "SpoilerGradientTime",
-}
+SCAN_PARAM_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {
+        "tr_ms": "RepetitionTime",
+        "te_ms": "EchoTime1",
+        "flip_angle_deg": "FlipAngle",
+        "gl_area": "SpoilerGradientArea",
+        "tg_us": "SpoilerGradientTime",
+    }
+)
 """``scan_params`` key -> ``all_metadata.csv`` column."""
 
 _SPLITS = ("train", "val", "test")
@@ -141,6 +145,7 @@ def _file_stats(handle: Any) -> Stats | None:
     return Stats(mean=np.array([values["mean"]]), std=np.array([values["std"]]))
 
 
+@DATASETS.register("skmtea")
 class SKMTEADataset(SliceDataset):
     """Sagittal SKM-TEA slices: z-scored RSS image, 4-class one-hot label, echoes, scan params.
 

@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,9 @@ from inpaintssl.registry import DATASETS
 
 __all__ = ["SyntheticShapes"]
 
-_SPLIT_OFFSETS = {"train": 0, "val": 1_000_000, "test": 2_000_000, "unlabelled": 3_000_000}
+_SPLIT_OFFSETS: Mapping[str, int] = MappingProxyType(
+    {"train": 0, "val": 1_000_000, "test": 2_000_000, "unlabelled": 3_000_000}
+)
 
 
 @DATASETS.register("synthetic")

@@ -43,6 +43,7 @@ from inpaintssl.data.preflight import CaseCheck, check_same_geometry
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import LABEL_RANKS, H5Volume, NiftiVolume, NumpyVolume, Volume
 from inpaintssl.options import check_option
+from inpaintssl.registry import DATASETS
 
 __all__ = ["Case", "Normalize", "VolumeSliceDataset", "hdf5_dataset", "nifti_dataset", "numpy_dataset"]
 
@@ -232,6 +233,7 @@ def _labelled(name: str, labelled: bool, class_names: Sequence[str]) -> Sequence
     return tuple(class_names) if labelled else ()
 
 
+@DATASETS.register("nifti")
 def nifti_dataset(
     *,
     split: str,
@@ -268,6 +270,7 @@ def nifti_dataset(
     )
 
 
+@DATASETS.register("numpy")
 def numpy_dataset(
     *,
     split: str,
@@ -302,6 +305,7 @@ def numpy_dataset(
     )
 
 
+@DATASETS.register("hdf5")
 def hdf5_dataset(
     *,
     split: str,

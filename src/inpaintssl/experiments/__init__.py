@@ -1,139 +1,104 @@
-"""The paper's four studies as declarative, resumable experiments (Dominic et al. 2023, sec. 2.5-2.8).
+"""Deprecated: use :mod:`inpaintssl.studies` (running studies) and :mod:`inpaintssl.analysis` (results).
 
-A study spec (:class:`StudySpec`, usually a YAML file) names base pretraining and fine-tuning
-configs, a grid over their fields, label fractions and subset seeds. :func:`expand_study` turns
-it into jobs with stable ids, sharing each pretrained model among the fine-tuning runs that need
-it; :func:`run_study` executes them with any number of worker processes or shards, recording
-every run and every evaluated image in one SQLite database per study (:class:`StudyStore`);
-:func:`write_report` turns the results into the paper's tables and figures. See
-:mod:`inpaintssl.experiments.runner` for the studies, resuming and a Slurm example.
+The old names (``from inpaintssl.experiments import run_study``) and submodules
+(``import inpaintssl.experiments.runner``) keep working with a :class:`DeprecationWarning`; each
+old submodule is a view that looks its names up in the modules that now hold them.
+``ResultsTable`` and ``Table`` are both :class:`inpaintssl.analysis.table.Table`, whose options
+are keyword-only (``Table(rows, name=..., title=..., columns=...)``).
 
 Example:
-    >>> from inpaintssl.experiments import StudySpec, expand_study
-    >>> plan = expand_study(StudySpec(study="transfer_design", label_fractions=[0.05],
-    ...                               grid={"finetune.optim.lr": [1e-2, 1e-3]}))
-    >>> [j.labels["strategy"] for j in plan.finetune_jobs()]
-    ['supervised', 'FEF lr=0.01', 'FEF lr=0.001']
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DeprecationWarning)
+    ...     from inpaintssl.experiments import ResultsTable
+    >>> ResultsTable.__module__
+    'inpaintssl.analysis.table'
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+import warnings
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
-if TYPE_CHECKING:
-    from inpaintssl.experiments.database import Measurement, RunRecord, StudyStore, WorkerId
-    from inpaintssl.experiments.figures import (
-        FigureFiles,
-        plot_dice_vs_label_fraction,
-        plot_dice_vs_pretraining_data,
-        plot_percent_error_bars,
-        plot_ssl_vs_supervised,
-        plot_transfer_boxplots,
-    )
-    from inpaintssl.experiments.grid import (
-        Job,
-        StudyPlan,
-        expand_study,
-        parse_shard,
-        run_id,
-        transfer_acronym,
-    )
-    from inpaintssl.experiments.report import ReportFiles, write_report
-    from inpaintssl.experiments.results import ResultsTable, load_results, load_runs
-    from inpaintssl.experiments.runner import StudySummary, WorkerReport, run_study, run_worker
-    from inpaintssl.experiments.spec import StudySpec, load_spec
-    from inpaintssl.experiments.tables import (
-        dice_table,
-        labels_needed_table,
-        power_law_table,
-        table2_l2_norm,
-        table3_ranking,
-    )
-    from inpaintssl.experiments.tabular import Table
+# Old submodule -> the modules that now hold its names, searched in order.
+_MOVED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "cli": ("inpaintssl.studies.cli",),
+        "clinical": ("inpaintssl.analysis.clinical", "inpaintssl.studies.clinical"),
+        "database": ("inpaintssl.studies.store", "inpaintssl.studies.queue", "inpaintssl.studies.database"),
+        "demo": ("inpaintssl.studies.demo",),
+        "execute": ("inpaintssl.studies.execute",),
+        "figures": ("inpaintssl.analysis.figures",),
+        "grid": ("inpaintssl.studies.grid",),
+        "report": ("inpaintssl.studies.report",),
+        "results": ("inpaintssl.studies.results", "inpaintssl.analysis.table"),
+        "runner": ("inpaintssl.studies.runner",),
+        "spec": ("inpaintssl.studies.spec",),
+        "summaries": ("inpaintssl.analysis.summaries",),
+        "tables": ("inpaintssl.analysis.paper_tables",),
+        "tabular": ("inpaintssl.analysis.table",),
+    }
+)
+_RENAMED = MappingProxyType({"ResultsTable": "Table"})
+_PACKAGE_NAMES = ("inpaintssl.studies", "inpaintssl.analysis")
 
-__all__ = [
-    "FigureFiles",
-    "Job",
-    "Measurement",
-    "ReportFiles",
-    "ResultsTable",
-    "RunRecord",
-    "StudyPlan",
-    "StudySpec",
-    "StudyStore",
-    "StudySummary",
-    "Table",
-    "WorkerId",
-    "WorkerReport",
-    "dice_table",
-    "expand_study",
-    "labels_needed_table",
-    "load_results",
-    "load_runs",
-    "load_spec",
-    "parse_shard",
-    "plot_dice_vs_label_fraction",
-    "plot_dice_vs_pretraining_data",
-    "plot_percent_error_bars",
-    "plot_ssl_vs_supervised",
-    "plot_transfer_boxplots",
-    "power_law_table",
-    "run_id",
-    "run_study",
-    "run_worker",
-    "table2_l2_norm",
-    "table3_ranking",
-    "transfer_acronym",
-    "write_report",
-]
 
-# Submodules load on first use: a worker that only needs the database does not import torch.
-_EXPORTS = {
-    "FigureFiles": "inpaintssl.experiments.figures",
-    "Job": "inpaintssl.experiments.grid",
-    "Measurement": "inpaintssl.experiments.database",
-    "ReportFiles": "inpaintssl.experiments.report",
-    "ResultsTable": "inpaintssl.experiments.results",
-    "RunRecord": "inpaintssl.experiments.database",
-    "StudyPlan": "inpaintssl.experiments.grid",
-    "StudySpec": "inpaintssl.experiments.spec",
-    "StudyStore": "inpaintssl.experiments.database",
-    "StudySummary": "inpaintssl.experiments.runner",
-    "Table": "inpaintssl.experiments.tabular",
-    "WorkerId": "inpaintssl.experiments.database",
-    "WorkerReport": "inpaintssl.experiments.runner",
-    "dice_table": "inpaintssl.experiments.tables",
-    "expand_study": "inpaintssl.experiments.grid",
-    "labels_needed_table": "inpaintssl.experiments.tables",
-    "load_results": "inpaintssl.experiments.results",
-    "load_runs": "inpaintssl.experiments.results",
-    "load_spec": "inpaintssl.experiments.spec",
-    "parse_shard": "inpaintssl.experiments.grid",
-    "plot_dice_vs_label_fraction": "inpaintssl.experiments.figures",
-    "plot_dice_vs_pretraining_data": "inpaintssl.experiments.figures",
-    "plot_percent_error_bars": "inpaintssl.experiments.figures",
-    "plot_ssl_vs_supervised": "inpaintssl.experiments.figures",
-    "plot_transfer_boxplots": "inpaintssl.experiments.figures",
-    "power_law_table": "inpaintssl.experiments.tables",
-    "run_id": "inpaintssl.experiments.grid",
-    "run_study": "inpaintssl.experiments.runner",
-    "run_worker": "inpaintssl.experiments.runner",
-    "table2_l2_norm": "inpaintssl.experiments.tables",
-    "table3_ranking": "inpaintssl.experiments.tables",
-    "transfer_acronym": "inpaintssl.experiments.grid",
-    "write_report": "inpaintssl.experiments.report",
-}
+def _warn(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
+def _lookup(name: str, modules: Sequence[str], where: str) -> Any:
+    wanted = _RENAMED.get(name, name)
+    for module in modules:
+        found = importlib.import_module(module)
+        if hasattr(found, wanted):
+            _warn(f"{where}.{name}", f"{module}.{wanted}")
+            return getattr(found, wanted)
+    raise AttributeError(f"module {where!r} has no attribute {name!r}")
+
+
+class _Shim(types.ModuleType):
+    """An old submodule: attribute access is forwarded to the modules that now hold the names."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _lookup(name, _MOVED[self.__name__.rsplit(".", 1)[-1]], self.__name__)
+
+
+class _ShimLoader(importlib.abc.Loader):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        _warn(spec.name, " or ".join(_MOVED[spec.name.rsplit(".", 1)[-1]]))
+        return _Shim(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Nothing to run: the shim only forwards attribute access."""
+
+
+class _ShimFinder(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        parent, _, child = fullname.rpartition(".")
+        if parent != __name__ or child not in _MOVED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _ShimLoader())
+
+
+if not any(isinstance(f, _ShimFinder) for f in sys.meta_path):
+    sys.meta_path.append(_ShimFinder())
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'inpaintssl.experiments' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _MOVED:  # ``inpaintssl.experiments.runner`` as an attribute
+        return importlib.import_module(f"{__name__}.{name}")
+    return _lookup(name, _PACKAGE_NAMES, __name__)

@@ -45,9 +45,10 @@ import copy
 import importlib
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -73,7 +74,7 @@ __all__ = [
 ExportFormat = Literal["onnx", "torchscript", "safetensors"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript", "safetensors")
 
-DEFAULT_ATOL: dict[str, float] = {"onnx": 1e-4, "torchscript": 1e-5, "safetensors": 1e-5}
+DEFAULT_ATOL: Mapping[str, float] = MappingProxyType({"onnx": 1e-4, "torchscript": 1e-5, "safetensors": 1e-5})
 """Largest max-absolute difference from the PyTorch model each format's check accepts."""
 
 TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -47,6 +47,7 @@ from torch import nn
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, resolve_checkpoint
 from inpaintssl.config import DataConfig
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
+from inpaintssl.layout import RunFolder
 from inpaintssl.losses.base import SegmentationLoss
 from inpaintssl.registry import DATASETS
 from inpaintssl.training.components import build_backbone
@@ -325,16 +326,12 @@ class LoadedModel(nn.Module):
         return (_as_loaded, (plain,))
 
 
-_LOADED_CLASSES: dict[type[nn.Module], type[LoadedModel]] = {}
-
-
-def _loaded_class(base: type[nn.Module]) -> type[LoadedModel]:
+@functools.cache
+def _loaded_class(base: Hashable) -> type[LoadedModel]:
     # One subclass per backbone class, shared by every load, so isinstance and pickling stay cheap.
-    if base not in _LOADED_CLASSES:
-        _LOADED_CLASSES[base] = cast(
-            type[LoadedModel], type(f"Loaded{base.__name__}", (LoadedModel, base), {})
-        )
-    return _LOADED_CLASSES[base]
+    # (Typed Hashable: mypy does not see nn.Module classes as hashable keys of the cache.)
+    backbone = cast(type[nn.Module], base)
+    return cast(type[LoadedModel], type(f"Loaded{backbone.__name__}", (LoadedModel, backbone), {}))
 
 
 def backbone_class(cls: type[nn.Module]) -> type[nn.Module]:
@@ -354,24 +351,17 @@ def backbone_class(cls: type[nn.Module]) -> type[nn.Module]:
 
 def _as_loaded(module: nn.Module, info: ModelInfo | None = None) -> LoadedModel:
     """Make ``module`` (in place) an instance of its :class:`LoadedModel` subclass."""
-    module.__class__ = _loaded_class(backbone_class(type(module)))
+    module.__class__ = _loaded_class(cast(Hashable, backbone_class(type(module))))
     loaded = cast(LoadedModel, module)
     if info is not None:
         loaded.inference_meta = info
     return loaded
 
 
-def _run_folder_of(checkpoint: Path) -> Path | None:
-    folder = checkpoint.parent if checkpoint.is_file() else checkpoint
-    if folder.parent.name == "checkpoints":
-        return folder.parent.parent
-    return None
-
-
-def _read_preprocessing(run_dir: Path | None) -> Preprocessing | None:
-    if run_dir is None:
+def _read_preprocessing(run: RunFolder | None) -> Preprocessing | None:
+    if run is None:
         return None
-    config_path = run_dir / "config.yaml"
+    config_path = run.config
     if not config_path.is_file():
         return None
     try:
@@ -437,7 +427,7 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
                 f"{target}: checkpoint folder without meta.json; cannot tell its architecture"
             )
         meta = maybe_meta
-    preprocessing = _read_preprocessing(_run_folder_of(target))
+    preprocessing = _read_preprocessing(RunFolder.of_checkpoint(target))
     return state, ModelInfo.from_checkpoint_meta(meta, preprocessing=preprocessing, source=target)
 
 

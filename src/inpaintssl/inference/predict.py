@@ -108,6 +108,7 @@ _HDF5 = (".h5", ".hdf5")
 _DICOM = (".dcm",)
 _GLOB_CHARS = frozenset("*?[")
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_LPS_TO_RAS.flags.writeable = False
 # Reading errors that mean a damaged file (truncated gzip, short array data), not a library bug.
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 

@@ -65,7 +65,7 @@ class SegmentationLoss(nn.Module, abc.ABC):
             raise ValueError(
                 "include_background=True needs activation='softmax'; a sigmoid head has no background channel"
             )
-        self.activation: str = activation
+        self.activation: Activation = activation
         self.include_background = include_background
 
     def extra_repr(self) -> str:

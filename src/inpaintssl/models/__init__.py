@@ -9,6 +9,7 @@ Example:
 """
 
 from inpaintssl.models.cpu_convolution import (
+    WeightGradientKernel,
     conv3x3,
     conv3x3_weight_gradient,
     cpu_weight_gradient,
@@ -26,6 +27,7 @@ __all__ = [
     "UNetEncoder",
     "UpLevel",
     "WSConv2d",
+    "WeightGradientKernel",
     "conv3x3",
     "conv3x3_weight_gradient",
     "cpu_weight_gradient",

@@ -19,10 +19,13 @@ eighteen convolutions it is 2.0x faster than oneDNN's NHWC kernel and a little f
 NCHW kernel.
 
 The path is used by :class:`inpaintssl.models.layers.WSConv2d` only where it applies (CPU,
-channels_last, float32/float64, gradients wanted) and can be switched off with
-:func:`set_cpu_weight_gradient` for comparison; everywhere else the convolution is
-:func:`torch.nn.functional.conv2d`. Paper sec. 2.3 fixes the network, not the kernels: both paths
-compute the same gradient (to float32 rounding; the summation order differs).
+channels_last, float32/float64, gradients wanted); everywhere else the convolution is
+:func:`torch.nn.functional.conv2d`. Which kernel computes the weight gradient is an argument:
+``conv3x3(..., kernel=...)``, passed down from ``UNet2d(weight_gradient=...)`` through every
+``WSConv2d`` (training passes ``run.cpu_weight_gradient``). For comparisons,
+:func:`using_cpu_weight_gradient` overrides it for the current thread only, inside a ``with``
+block; no setting is shared between threads or left behind. Paper sec. 2.3 fixes the network,
+not the kernels: both paths compute the same gradient (to float32 rounding; the summation order differs).
 
 Example:
     >>> import torch
@@ -38,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -46,9 +51,11 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 __all__ = [
+    "KERNELS",
     "WeightGradientKernel",
     "auto_weight_gradient_kernel",
     "blocked_weight_gradient_applies",
+    "check_weight_gradient_kernel",
     "conv3x3",
     "conv3x3_weight_gradient",
     "cpu_weight_gradient",
@@ -57,13 +64,24 @@ __all__ = [
 ]
 
 WeightGradientKernel = Literal["auto", "blocked_gemm", "onednn"]
-_KERNELS = ("auto", "blocked_gemm", "onednn")
+KERNELS: tuple[WeightGradientKernel, ...] = ("auto", "blocked_gemm", "onednn")
 
 # Pixels per im2col block: 2,048 x 9C floats (2.4 MB at C = 32) stays in cache for the wide,
 # shallow layers that cost the most, and keeps the Python loop to a few hundred blocks per
 # 256x256 layer. A 4 MiB cap for the deep layers changed nothing measurable (benchmarks/README.md).
 _BLOCK_ROWS = 2048
-_kernel: WeightGradientKernel = "auto"
+
+
+class _Override(threading.local):
+    """The current thread's kernel override (``None``: each layer's own ``weight_gradient``).
+
+    Thread-local so that two threads training two models never see each other's choice.
+    """
+
+    kernel: WeightGradientKernel | None = None
+
+
+_override = _Override()
 
 # "auto" uses the blocked GEMMs only where they were measured faster (benchmarks/README.md,
 # bench_conv_layers.py): on AVX2 processors (PyTorch's CPU capability "AVX2"), for a layer whose
@@ -103,38 +121,49 @@ def auto_weight_gradient_kernel(x: torch.Tensor, weight: torch.Tensor) -> Litera
     return "onednn"
 
 
-def set_cpu_weight_gradient(kernel: WeightGradientKernel) -> None:
-    """Choose how channels_last CPU training computes 3x3 weight gradients.
+def check_weight_gradient_kernel(kernel: object) -> WeightGradientKernel:
+    """Return ``kernel`` if it names a weight-gradient kernel.
+
+    Raises:
+        ValueError: If ``kernel`` is not ``"auto"``, ``"blocked_gemm"`` or ``"onednn"``.
+
+    Example:
+        >>> check_weight_gradient_kernel("onednn")
+        'onednn'
+    """
+    for known in KERNELS:
+        if kernel == known:
+            return known
+    raise ValueError(f"kernel={kernel!r} is invalid; expected 'auto', 'blocked_gemm' or 'onednn'")
+
+
+def cpu_weight_gradient() -> WeightGradientKernel:
+    """The current thread's override (see :func:`using_cpu_weight_gradient`); ``"auto"`` when none.
+
+    Example:
+        >>> cpu_weight_gradient()
+        'auto'
+    """
+    return _override.kernel or "auto"
+
+
+@contextlib.contextmanager
+def using_cpu_weight_gradient(kernel: WeightGradientKernel) -> Iterator[None]:
+    """Make every 3x3 convolution of this thread use ``kernel`` inside a ``with`` block.
+
+    The override wins over the layers' own ``weight_gradient`` argument, applies to the current
+    thread only, and is restored on exit. Prefer the argument (``UNet2d(weight_gradient=...)``);
+    this is for comparing kernels on a model built elsewhere.
 
     Args:
-        kernel: ``"auto"`` (default): per layer, whichever of the two measured faster for its
-            shape (:func:`auto_weight_gradient_kernel`); ``"blocked_gemm"`` for
-            :func:`conv3x3_weight_gradient` everywhere; ``"onednn"`` for PyTorch's own convolution
+        kernel: ``"auto"``: per layer, whichever of the two measured faster for its shape
+            (:func:`auto_weight_gradient_kernel`); ``"blocked_gemm"``:
+            :func:`conv3x3_weight_gradient` everywhere; ``"onednn"``: PyTorch's own convolution
             backward everywhere (use it to compare, or on processors where oneDNN's NHWC
             weight-gradient kernel is fast, e.g. with AVX-512).
 
     Raises:
         ValueError: If ``kernel`` is not one of the three names.
-
-    Example:
-        >>> set_cpu_weight_gradient("onednn"); cpu_weight_gradient()
-        'onednn'
-        >>> set_cpu_weight_gradient("auto")
-    """
-    global _kernel
-    if kernel not in _KERNELS:
-        raise ValueError(f"kernel={kernel!r} is invalid; expected 'auto', 'blocked_gemm' or 'onednn'")
-    _kernel = kernel
-
-
-def cpu_weight_gradient() -> WeightGradientKernel:
-    """The kernel chosen by :func:`set_cpu_weight_gradient` (``"auto"`` unless changed)."""
-    return _kernel
-
-
-@contextlib.contextmanager
-def using_cpu_weight_gradient(kernel: WeightGradientKernel) -> Iterator[None]:
-    """Select ``kernel`` (see :func:`set_cpu_weight_gradient`) inside a ``with`` block, then restore.
 
     Example:
         >>> with using_cpu_weight_gradient("onednn"):
@@ -143,23 +172,65 @@ def using_cpu_weight_gradient(kernel: WeightGradientKernel) -> Iterator[None]:
         >>> cpu_weight_gradient()
         'auto'
     """
-    previous = _kernel
-    set_cpu_weight_gradient(kernel)
+    checked = check_weight_gradient_kernel(kernel)
+    previous = _override.kernel
+    _override.kernel = checked
     try:
         yield
     finally:
-        set_cpu_weight_gradient(previous)
+        _override.kernel = previous
 
 
-def blocked_weight_gradient_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def set_cpu_weight_gradient(kernel: WeightGradientKernel) -> None:
+    """Deprecated: override the kernel for the rest of the current thread's life.
+
+    Use ``UNet2d(weight_gradient=...)`` or, to compare kernels, :func:`using_cpu_weight_gradient`.
+    The setting is per thread (it used to be process-wide); ``"auto"`` clears it.
+
+    Raises:
+        ValueError: If ``kernel`` is not one of the three names.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     set_cpu_weight_gradient("onednn"); print(cpu_weight_gradient())
+        ...     set_cpu_weight_gradient("auto")
+        onednn
+    """
+    warnings.warn(
+        "set_cpu_weight_gradient is deprecated: pass weight_gradient= to UNet2d/WSConv2d, "
+        "or use the thread-local `with using_cpu_weight_gradient(...)`",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    checked = check_weight_gradient_kernel(kernel)
+    # "auto" clears the override, so the layers' own setting applies again.
+    _override.kernel = None if checked == "auto" else checked
+
+
+def blocked_weight_gradient_applies(
+    x: torch.Tensor, weight: torch.Tensor, *, kernel: WeightGradientKernel = "auto"
+) -> bool:
     """Whether :func:`conv3x3` would compute this convolution's weight gradient itself.
 
     True for 4-D CPU float32/float64 inputs in channels_last with a ``(C_out, C_in, 3, 3)`` kernel,
     when a gradient is wanted and the ``"blocked_gemm"`` kernel is selected (or ``"auto"`` picks it
-    for this shape).
+    for this shape). ``kernel`` is the layer's choice; the thread's override
+    (:func:`using_cpu_weight_gradient`), when set, replaces it.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(1, 2, 4, 4).contiguous(memory_format=torch.channels_last)
+        >>> w = torch.zeros(3, 2, 3, 3, requires_grad=True)
+        >>> blocked_weight_gradient_applies(x, w, kernel="blocked_gemm")
+        True
+        >>> blocked_weight_gradient_applies(x, w, kernel="onednn")
+        False
     """
+    kernel = _override.kernel or kernel
     return (
-        _kernel != "onednn"
+        kernel != "onednn"
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad)
         and x.device.type == "cpu"
@@ -169,16 +240,18 @@ def blocked_weight_gradient_applies(x: torch.Tensor, weight: torch.Tensor) -> bo
         and x.ndim == 4
         and weight.shape[1:] == (x.shape[1], 3, 3)
         and x.is_contiguous(memory_format=torch.channels_last)
-        and (_kernel == "blocked_gemm" or auto_weight_gradient_kernel(x, weight) == "blocked_gemm")
+        and (kernel == "blocked_gemm" or auto_weight_gradient_kernel(x, weight) == "blocked_gemm")
     )
 
 
-def conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def conv3x3(x: torch.Tensor, weight: torch.Tensor, *, kernel: WeightGradientKernel = "auto") -> torch.Tensor:
     """3x3 convolution, stride 1, padding 1, no bias; blocked-GEMM weight gradient where it applies.
 
     Args:
         x: Input ``(N, C_in, H, W)``.
         weight: Kernel ``(C_out, C_in, 3, 3)``.
+        kernel: How a channels_last CPU backward pass computes the weight gradient
+            (see :func:`using_cpu_weight_gradient` for the names and for the thread's override).
 
     Returns:
         ``(N, C_out, H, W)``, equal to ``F.conv2d(x, weight, padding=1)``.
@@ -191,7 +264,7 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
                 [12., 18., 18., 12.],
                 [ 8., 12., 12.,  8.]])
     """
-    if blocked_weight_gradient_applies(x, weight):
+    if blocked_weight_gradient_applies(x, weight, kernel=kernel):
         out: torch.Tensor = _Conv3x3ChannelsLast.apply(x, weight)  # type: ignore[no-untyped-call]
         return out
     return F.conv2d(x, weight, None, 1, 1)

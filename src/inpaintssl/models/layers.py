@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inpaintssl.models.cpu_convolution import conv3x3
+from inpaintssl.models.cpu_convolution import WeightGradientKernel, check_weight_gradient_kernel, conv3x3
 
 __all__ = ["ConvNormAct", "DoubleConv", "WSConv2d", "group_count"]
 
@@ -65,10 +65,13 @@ class WSConv2d(nn.Conv2d):
         groups: Convolution groups (not GroupNorm groups), as in :class:`torch.nn.Conv2d`.
         bias: Whether to add a learnable bias.
         eps: Added to the variance; keeps near-constant kernels finite.
+        weight_gradient: How channels_last CPU training computes a bias-free 3x3 same-padding
+            kernel's gradient: ``"auto"``, ``"blocked_gemm"`` or ``"onednn"``
+            (:mod:`~inpaintssl.models.cpu_convolution`). The results agree to float32 rounding.
 
     Example:
         >>> import torch
-        >>> conv = WSConv2d(3, 4, kernel_size=3, padding=1)
+        >>> conv = WSConv2d(3, 4, kernel_size=3, padding=1, weight_gradient="onednn")
         >>> w = conv.standardized_weight()
         >>> bool(w.mean(dim=(1, 2, 3)).abs().max() < 1e-6)
         True
@@ -88,6 +91,7 @@ class WSConv2d(nn.Conv2d):
         bias: bool = True,
         *,
         eps: float = 1e-6,
+        weight_gradient: WeightGradientKernel = "auto",
     ) -> None:
         if not eps > 0:
             raise ValueError(f"eps={eps} is invalid; expected a positive float")
@@ -102,6 +106,7 @@ class WSConv2d(nn.Conv2d):
             bias=bias,
         )
         self.eps = eps
+        self.weight_gradient = check_weight_gradient_kernel(weight_gradient)
 
     @property
     def _plain_3x3(self) -> bool:
@@ -135,9 +140,14 @@ class WSConv2d(nn.Conv2d):
         """
         weight = self.standardized_weight()
         if self._plain_3x3:
-            return conv3x3(x, weight)
+            return conv3x3(x, weight, kernel=self.weight_gradient)
         out: torch.Tensor = self._conv_forward(x, weight, self.bias)
         return out
+
+    def extra_repr(self) -> str:
+        """The :class:`torch.nn.Conv2d` description, plus a weight-gradient kernel that is not ``auto``."""
+        base: str = super().extra_repr()  # type: ignore[no-untyped-call]
+        return base if self.weight_gradient == "auto" else f"{base}, weight_gradient={self.weight_gradient!r}"
 
 
 class ConvNormAct(nn.Sequential):
@@ -149,6 +159,7 @@ class ConvNormAct(nn.Sequential):
         in_channels: Input channels ``C_in``.
         out_channels: Output channels ``C_out``.
         groups: Requested GroupNorm groups, clamped by :func:`group_count`.
+        weight_gradient: The convolution's weight-gradient kernel (see :class:`WSConv2d`).
 
     Example:
         >>> import torch
@@ -156,9 +167,19 @@ class ConvNormAct(nn.Sequential):
         torch.Size([1, 6, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, groups: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        groups: int,
+        weight_gradient: WeightGradientKernel = "auto",
+    ) -> None:
+        conv = WSConv2d(
+            in_channels, out_channels, kernel_size=3, padding=1, bias=False, weight_gradient=weight_gradient
+        )
         super().__init__(
-            WSConv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            conv,
             nn.GroupNorm(group_count(out_channels, groups), out_channels),
             nn.ReLU(inplace=True),
         )
@@ -173,6 +194,7 @@ class DoubleConv(nn.Sequential):
         in_channels: Input channels ``C_in``.
         out_channels: Output channels ``C_out`` of both convolutions.
         groups: Requested GroupNorm groups, clamped by :func:`group_count`.
+        weight_gradient: The convolutions' weight-gradient kernel (see :class:`WSConv2d`).
 
     Example:
         >>> import torch
@@ -180,8 +202,15 @@ class DoubleConv(nn.Sequential):
         torch.Size([1, 4, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, groups: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        groups: int,
+        weight_gradient: WeightGradientKernel = "auto",
+    ) -> None:
         super().__init__(
-            ConvNormAct(in_channels, out_channels, groups=groups),
-            ConvNormAct(out_channels, out_channels, groups=groups),
+            ConvNormAct(in_channels, out_channels, groups=groups, weight_gradient=weight_gradient),
+            ConvNormAct(out_channels, out_channels, groups=groups, weight_gradient=weight_gradient),
         )

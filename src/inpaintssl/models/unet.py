@@ -24,8 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from inpaintssl.models.cpu_convolution import WeightGradientKernel, check_weight_gradient_kernel
 from inpaintssl.models.input_checks import check_backbone_input
-from inpaintssl.models.layers import DoubleConv
+from inpaintssl.models.layers import DoubleConv, WSConv2d
 from inpaintssl.registry import BACKBONES
 
 __all__ = ["UNet2d", "UNetDecoder", "UNetEncoder", "UpLevel"]
@@ -44,6 +45,8 @@ class UNetEncoder(nn.Module):
         in_channels: Image channels ``C_in``.
         widths: Output channels of each level, shallowest first (the paper: 32, 64, 128, 256, 512).
         groups: Requested GroupNorm groups.
+        weight_gradient: The 3x3 convolutions' CPU weight-gradient kernel (see
+            :class:`~inpaintssl.models.layers.WSConv2d`).
 
     Example:
         >>> import torch
@@ -52,11 +55,19 @@ class UNetEncoder(nn.Module):
         [(1, 4, 8, 8), (1, 8, 4, 4)]
     """
 
-    def __init__(self, in_channels: int, widths: Sequence[int], *, groups: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        widths: Sequence[int],
+        *,
+        groups: int,
+        weight_gradient: WeightGradientKernel = "auto",
+    ) -> None:
         super().__init__()
         channels = (in_channels, *widths)
         self.levels = nn.ModuleList(
-            DoubleConv(c_in, c_out, groups=groups) for c_in, c_out in itertools.pairwise(channels)
+            DoubleConv(c_in, c_out, groups=groups, weight_gradient=weight_gradient)
+            for c_in, c_out in itertools.pairwise(channels)
         )
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
 
@@ -76,6 +87,7 @@ class UpLevel(nn.Module):
         in_channels: Channels of the deeper feature map.
         out_channels: Channels of the skip connection and of the output.
         groups: Requested GroupNorm groups.
+        weight_gradient: The 3x3 convolutions' CPU weight-gradient kernel.
 
     Example:
         >>> import torch
@@ -84,10 +96,17 @@ class UpLevel(nn.Module):
         torch.Size([1, 4, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, groups: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        groups: int,
+        weight_gradient: WeightGradientKernel = "auto",
+    ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-        self.conv = DoubleConv(2 * out_channels, out_channels, groups=groups)
+        self.conv = DoubleConv(2 * out_channels, out_channels, groups=groups, weight_gradient=weight_gradient)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` ``(N, C_in, h, w)`` and fuse it with ``skip`` ``(N, C_out, 2h, 2w)``."""
@@ -101,6 +120,7 @@ class UNetDecoder(nn.Module):
     Args:
         widths: The encoder's level widths, shallowest first.
         groups: Requested GroupNorm groups.
+        weight_gradient: The 3x3 convolutions' CPU weight-gradient kernel.
 
     Example:
         >>> import torch
@@ -109,11 +129,14 @@ class UNetDecoder(nn.Module):
         torch.Size([1, 4, 8, 8])
     """
 
-    def __init__(self, widths: Sequence[int], *, groups: int) -> None:
+    def __init__(
+        self, widths: Sequence[int], *, groups: int, weight_gradient: WeightGradientKernel = "auto"
+    ) -> None:
         super().__init__()
         deep_to_shallow = tuple(reversed(widths))
         self.levels = nn.ModuleList(
-            UpLevel(c_in, c_out, groups=groups) for c_in, c_out in itertools.pairwise(deep_to_shallow)
+            UpLevel(c_in, c_out, groups=groups, weight_gradient=weight_gradient)
+            for c_in, c_out in itertools.pairwise(deep_to_shallow)
         )
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -142,6 +165,11 @@ class UNet2d(nn.Module):
         seed: Seed of the Kaiming-normal initialisation. The same seed gives bit-identical weights;
             a local generator is used, so the global torch RNG is left untouched. ``None`` draws
             fresh entropy.
+        weight_gradient: How channels_last CPU training computes the 3x3 weight gradients:
+            ``"auto"`` (per layer, the kernel measured faster for its shape), ``"blocked_gemm"``
+            or ``"onednn"`` (:mod:`~inpaintssl.models.cpu_convolution`). Gradients agree to float32
+            rounding; no effect on CUDA or in evaluation. Not part of the architecture: checkpoints
+            do not record it. Change it later with :meth:`set_weight_gradient`.
 
     Attributes:
         encoder: :class:`UNetEncoder`.
@@ -149,6 +177,7 @@ class UNet2d(nn.Module):
         head: 1x1 convolution, the "post-processing" layer.
         size_multiple: ``2**(depth - 1)``; input height and width must be multiples of it.
         widths: Channels per level, shallowest first.
+        weight_gradient: The 3x3 convolutions' weight-gradient kernel.
 
     Raises:
         ValueError: If a size argument is not a positive integer.
@@ -171,8 +200,10 @@ class UNet2d(nn.Module):
         base_width: int = 32,
         groups: int = 16,
         seed: int | None = None,
+        weight_gradient: WeightGradientKernel = "auto",
     ) -> None:
         super().__init__()
+        self.weight_gradient = check_weight_gradient_kernel(weight_gradient)
         self.in_channels = _check_positive_int("in_channels", in_channels)
         self.out_channels = _check_positive_int("out_channels", out_channels)
         self.depth = _check_positive_int("depth", depth)
@@ -183,10 +214,30 @@ class UNet2d(nn.Module):
         # torch layers draw their default init from the global RNG; restore it, since every
         # weight is re-drawn below from a local generator anyway.
         with torch.random.fork_rng(devices=()):
-            self.encoder = UNetEncoder(in_channels, self.widths, groups=groups)
-            self.decoder = UNetDecoder(self.widths, groups=groups)
+            self.encoder = UNetEncoder(
+                in_channels, self.widths, groups=groups, weight_gradient=self.weight_gradient
+            )
+            self.decoder = UNetDecoder(self.widths, groups=groups, weight_gradient=self.weight_gradient)
             self.head = nn.Conv2d(self.widths[0], out_channels, kernel_size=1)
         self.reset_parameters(seed=seed)
+
+    def set_weight_gradient(self, kernel: WeightGradientKernel) -> UNet2d:
+        """Make every 3x3 convolution compute its CPU weight gradient with ``kernel``; returns ``self``.
+
+        Raises:
+            ValueError: If ``kernel`` is not ``"auto"``, ``"blocked_gemm"`` or ``"onednn"``.
+
+        Example:
+            >>> net = UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+            >>> net.set_weight_gradient("onednn").weight_gradient
+            'onednn'
+        """
+        checked = check_weight_gradient_kernel(kernel)
+        self.weight_gradient = checked
+        for module in self.modules():
+            if isinstance(module, WSConv2d):
+                module.weight_gradient = checked
+        return self
 
     @torch.no_grad()
     def reset_parameters(self, *, seed: int | None = None) -> None:

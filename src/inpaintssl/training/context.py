@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inpaintssl.checkpoint import checkpoint_exists
 from inpaintssl.config import RunConfig
-from inpaintssl.models.cpu_convolution import using_cpu_weight_gradient
+from inpaintssl.layout import RunFolder
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from inpaintssl.training.host_memory import keep_freed_host_memory
@@ -80,6 +81,28 @@ class RunContext:
         """The run folder."""
         return self.run.output_dir
 
+    @property
+    def run_folder(self) -> RunFolder:
+        """The paths inside the run folder."""
+        return RunFolder(self.run.output_dir)
+
+    @classmethod
+    def local(cls, run: RunConfig) -> RunContext:
+        """A context for this process alone that changes nothing around it.
+
+        Unlike :meth:`start` it seeds nothing, joins no process group and neither checks nor
+        creates the run folder: for building a :class:`~inpaintssl.training.loop.Trainer` in a
+        test or a notebook.
+
+        Example:
+            >>> from inpaintssl.config import RunConfig
+            >>> ctx = RunContext.local(RunConfig(output_dir=Path("runs/x"), device="cpu"))
+            >>> ctx.device.type, ctx.dist.is_main, ctx.run_folder.last
+            ('cpu', True, PosixPath('runs/x/checkpoints/last'))
+        """
+        device = resolve_device(run.device)
+        return cls(run=run, device=device, dist=DistInfo(), amp_dtype=autocast_dtype(device, run.amp))
+
     @classmethod
     def start(cls, run: RunConfig) -> RunContext:
         """Resolve the device, join a torchrun group if any, seed, and claim the run folder.
@@ -91,7 +114,7 @@ class RunContext:
         device = resolve_device(run.device, local_rank=info.local_rank if info.distributed else None)
         info = init_distributed(device)
         seed_everything(run.seed, deterministic=run.deterministic)
-        checkpoints = run.output_dir / "checkpoints"
+        checkpoints = RunFolder(run.output_dir).checkpoints
         if not run.resume and checkpoints.exists() and any(checkpoints.iterdir()):
             raise RunFolderInUseError(
                 f"run.output_dir={str(run.output_dir)!r} already holds a run (found {checkpoints}); "
@@ -125,10 +148,10 @@ def _remove_if_empty(folder: Path, *, up_to: Path) -> None:
 
 
 def _warn_if_nothing_to_resume(folder: Path, *, existed: bool) -> None:
-    checkpoints = folder / "checkpoints"
-    if (checkpoints / "last").exists() or (checkpoints / "last.old").exists():
+    last = RunFolder(folder).last
+    if checkpoint_exists(last):
         return
-    found = f"holds no resumable checkpoint ({checkpoints}/last)" if existed else "did not exist"
+    found = f"holds no resumable checkpoint ({last})" if existed else "did not exist"
     warnings.warn(
         f"run.resume=true, but run.output_dir={str(folder)!r} {found}: starting a fresh run there",
         FreshStartWarning,
@@ -172,8 +195,9 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     ``CUBLAS_WORKSPACE_CONFIG``; :func:`~inpaintssl.training.process_state.preserved_process_state`).
     A run that fails before writing anything leaves no folder it created behind.
 
-    Inside the session the U-Net's CPU weight gradients use ``run.cpu_weight_gradient``; on the
-    CPU, ``run.reuse_host_memory: true`` also tunes the process's allocator (which stays tuned).
+    On the CPU, ``run.reuse_host_memory: true`` also tunes the process's allocator (which stays
+    tuned). ``run.cpu_weight_gradient`` is not a session setting: training builds the backbone
+    with it (:func:`~inpaintssl.training.components.build_backbone`).
 
     Raises:
         RunFolderLockedError: Another run holds the folder's lock.
@@ -200,7 +224,6 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
             if ctx.device.type == "cpu" and run.reuse_host_memory:
                 keep_freed_host_memory()
             try:
-                with using_cpu_weight_gradient(run.cpu_weight_gradient):
-                    yield ctx
+                yield ctx
             finally:
                 shutdown_distributed()

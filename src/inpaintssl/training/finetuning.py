@@ -24,8 +24,8 @@ from inpaintssl.config import FinetuneConfig
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.checks import check_has_foreground
 from inpaintssl.data.preflight import preflight
-from inpaintssl.registry import LOSSES, TRANSFER_STRATEGIES
-from inpaintssl.training.components import build_backbone, size_multiple_of
+from inpaintssl.registry import TRANSFER_STRATEGIES
+from inpaintssl.training.components import build_backbone, build_segmentation_loss, size_multiple_of
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.evaluation import evaluate_segmentation
@@ -75,7 +75,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         raise ValueError(
             f"data.dataset={config.data.dataset!r} yields no label classes: fine-tuning needs labelled data"
         )
-    loss = LOSSES.build(config.loss_name, **config.loss_params)
+    loss = build_segmentation_loss(config.loss_name, config.loss_params)
     out_channels = int(loss.out_channels(len(class_names)))
     # Fail at the door, before a slice is read or the run folder written: first a size or batch
     # that cannot fit, then any unreadable, truncated or inconsistent data file.
@@ -103,6 +103,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         in_channels=bundle.in_channels,
         out_channels=out_channels,
         seed=config.run.seed,
+        weight_gradient=config.run.cpu_weight_gradient,
     )
     report = None
     transferred: tuple[str, ...] = ()
@@ -149,8 +150,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         class_names=list(class_names),
         activation=loss.activation,
     )
-    trainer = Trainer.for_run(
-        ctx,
+    trainer = Trainer(
         model=model,
         objective=SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
         train_set=bundle.train,
@@ -159,6 +159,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         optim=config.optim,
         stopping=config.early_stopping,
         meta=meta,
+        context=ctx,
         num_workers=config.data.num_workers,
     )
     outcome = trainer.fit()
@@ -174,7 +175,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             channels_last=ctx.channels_last,
             amp_dtype=ctx.amp_dtype,
         )
-        test.to_csv(ctx.run_dir / "test_metrics.csv")
+        test.to_csv(ctx.run_folder.test_metrics)
     result = FinetuneResult(
         run_dir=ctx.run_dir,
         best_val_loss=outcome.best_val_loss,
@@ -187,6 +188,8 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         test=test,
         class_names=class_names,
         model=model,
+        test_set=bundle.test if bundle.test is not None and len(bundle.test) > 0 else None,
+        predict_onehot=loss.predict_onehot,
     )
     if not config.run.quiet and ctx.dist.is_main:
         dice = ", ".join(f"{k}={v:.3f}" for k, v in result.mean_dice().items())

@@ -34,6 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from inpaintssl.layout import RunFolder
+
 __all__ = [
     "LOCK_NAME",
     "LockOwner",
@@ -45,7 +47,8 @@ __all__ = [
     "read_lock",
 ]
 
-LOCK_NAME = ".inpaintssl.lock"
+LOCK_NAME = RunFolder.LOCK
+"""The lock file's name inside a run folder (kept for callers; the path is ``RunFolder(run).lock``)."""
 
 
 class RunFolderInUseError(FileExistsError):
@@ -143,7 +146,7 @@ def read_lock(folder: Path) -> LockOwner | None:
     Raises:
         RunFolderLockedError: The lock file exists but is not a lock this library wrote.
     """
-    path = Path(folder) / LOCK_NAME
+    path = RunFolder(Path(folder)).lock
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -241,7 +244,7 @@ def acquire_run_lock(folder: Path) -> RunLock:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = RunFolder(folder).lock
     owner = LockOwner.current()
     text = json.dumps(asdict(owner), indent=2)
     # Two attempts: the second follows the removal of a stale lock.

@@ -16,6 +16,9 @@ early-stopping state, history, RNG states). Data order and corruption are pure f
 (seed, phase, epoch, sample index), so a run killed at any instant and resumed from ``last``
 ends with the same weights as one that never stopped (bit-identical on CPU).
 
+The trainer takes where and how it runs (device, seed, run folder, process group, resume,
+progress bars, checkpoint interval) from the run's :class:`~inpaintssl.training.context.RunContext`.
+
 Example:
     >>> Phase(name="finetune", lr=1e-3).frozen_parts
     ()
@@ -30,14 +33,20 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, read_checkpoint_dir, save_checkpoint
+from inpaintssl.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    checkpoint_exists,
+    read_checkpoint_dir,
+    save_checkpoint,
+)
 from inpaintssl.config import EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
 from inpaintssl.progress import progress_bar
@@ -45,7 +54,7 @@ from inpaintssl.training.context import RunContext
 from inpaintssl.training.convergence import Convergence, ConvergenceWarning, assess_convergence
 from inpaintssl.training.device import autocast_context
 from inpaintssl.training.diagnostics import plot_learning_curve
-from inpaintssl.training.distributed import DistInfo, all_reduce_sum, barrier
+from inpaintssl.training.distributed import all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import Objective
 from inpaintssl.training.run_folder import TensorBoardLog, write_metrics_csv
@@ -183,7 +192,7 @@ class Trainer:
     """Train ``model`` on ``objective`` through one or more :class:`Phase`.
 
     Args:
-        model: The network (already on ``device``).
+        model: The network (already on ``context.device``).
         objective: Turns a batch into a loss.
         train_set: Items as in :mod:`inpaintssl.data.base`.
         val_set: Validation items; its loss drives early stopping and best-checkpoint choice.
@@ -191,17 +200,32 @@ class Trainer:
         optim: Optimiser, schedule, batch size, epochs, clipping.
         stopping: Early-stopping rule.
         meta: Metadata stored with every checkpoint.
-        run_dir: The run folder (only rank 0 writes).
-        device: Training device.
-        seed: Run seed (data order, corruption keys).
-        amp_dtype: Autocast dtype on CUDA or ``None``.
-        channels_last: Use the channels_last memory format.
+        context: Where and how the run trains: its device, autocast dtype, memory format and
+            process group, and from ``context.run`` the run folder (only rank 0 writes), the
+            seed (data order, corruption keys), ``resume`` (continue from ``checkpoints/last``
+            when it exists), ``quiet`` (no progress bars) and ``checkpoint_every`` (write
+            ``last`` every this many epochs, always at a phase's end).
         num_workers: DataLoader workers.
-        dist: This process's place in a torchrun job.
-        resume: Continue from ``checkpoints/last`` when it exists.
-        quiet: No progress bars.
-        checkpoint_every: Write ``last`` every this many epochs (always at a phase's end).
         epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).
+
+    Example:
+        >>> from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+        >>> from inpaintssl.data.synthetic import SyntheticShapes
+        >>> from inpaintssl.registry import BACKBONES, LOSSES
+        >>> from inpaintssl.training.objectives import SegmentationObjective
+        >>> trainer = Trainer(
+        ...     model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4),
+        ...     objective=SegmentationObjective(loss=LOSSES.build("dice")),
+        ...     train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
+        ...     val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
+        ...     phases=[Phase(name="finetune", lr=1e-2)],
+        ...     optim=OptimConfig(batch_size=4, max_epochs=1),
+        ...     stopping=EarlyStoppingConfig(),
+        ...     meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        ...     context=RunContext.local(RunConfig(output_dir=Path("runs/doc"), device="cpu")),
+        ... )
+        >>> trainer.run_folder.last, trainer.steps_per_epoch()
+        (PosixPath('runs/doc/checkpoints/last'), 2)
     """
 
     def __init__(
@@ -215,16 +239,8 @@ class Trainer:
         optim: OptimConfig,
         stopping: EarlyStoppingConfig,
         meta: CheckpointMeta,
-        run_dir: Path,
-        device: torch.device,
-        seed: int,
-        amp_dtype: torch.dtype | None = None,
-        channels_last: bool = True,
+        context: RunContext,
         num_workers: int = 0,
-        dist: DistInfo | None = None,
-        resume: bool = False,
-        quiet: bool = False,
-        checkpoint_every: int = 1,
         epoch_hooks: Sequence[EpochHook] = (),
     ) -> None:
         if not phases:
@@ -239,17 +255,19 @@ class Trainer:
         self.optim = optim
         self.stopping_config = stopping
         self.meta = meta
-        self.run_dir = Path(run_dir)
-        self.device = device
-        self.seed = seed
-        self.amp_dtype = amp_dtype
-        self.channels_last = channels_last
-        self.dist = dist or DistInfo()
-        self.resume = resume
-        self.quiet = quiet
-        self.checkpoint_every = checkpoint_every
+        self.context = context
+        # Read on every step: resolved once here rather than through the context each time.
+        self.run_folder = context.run_folder
+        self.device = context.device
+        self.seed = context.run.seed
+        self.amp_dtype = context.amp_dtype
+        self.channels_last = context.channels_last
+        self.dist = context.dist
+        self.resume = context.run.resume
+        self.quiet = context.run.quiet
+        self.checkpoint_every = context.run.checkpoint_every
         self.epoch_hooks = list(epoch_hooks)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.train_set = IndexedDataset(train_set)
         val_indices = range(self.dist.rank, len(val_set), self.dist.world_size)  # type: ignore[arg-type]
         self.val_set = Subset(IndexedDataset(val_set), list(val_indices))
@@ -258,48 +276,13 @@ class Trainer:
         self.ddp_model: nn.Module = model
         if self.dist.distributed:
             self.ddp_model = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
 
-    @classmethod
-    def for_run(
-        cls,
-        ctx: RunContext,
-        *,
-        model: nn.Module,
-        objective: Objective,
-        train_set: Dataset[dict[str, Any]],
-        val_set: Dataset[dict[str, Any]],
-        phases: Sequence[Phase],
-        optim: OptimConfig,
-        stopping: EarlyStoppingConfig,
-        meta: CheckpointMeta,
-        num_workers: int = 0,
-        epoch_hooks: Sequence[EpochHook] = (),
-    ) -> Trainer:
-        """A trainer for a run set up by :class:`~inpaintssl.training.context.RunContext`."""
-        run = ctx.run
-        return cls(
-            model=model,
-            objective=objective,
-            train_set=train_set,
-            val_set=val_set,
-            phases=phases,
-            optim=optim,
-            stopping=stopping,
-            meta=meta,
-            run_dir=ctx.run_dir,
-            device=ctx.device,
-            seed=run.seed,
-            amp_dtype=ctx.amp_dtype,
-            channels_last=ctx.channels_last,
-            num_workers=num_workers,
-            dist=ctx.dist,
-            resume=run.resume,
-            quiet=run.quiet,
-            checkpoint_every=run.checkpoint_every,
-            epoch_hooks=epoch_hooks,
-        )
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (only rank 0 writes it)."""
+        return self.run_folder.root
 
     # -- data -------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset[dict[str, Any]], *, epoch_key: int | None) -> DataLoader[Any]:
@@ -343,7 +326,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     def _save(
         self,
-        which: str,
+        which: Literal["best", "last"],
         *,
         epoch: int,
         val_loss: float,
@@ -361,20 +344,20 @@ class Trainer:
             tensors = {"optimizer": opt_tensors, "rng": rng_tensors}
             documents = {"optimizer": opt_doc, "trainer_state": {**state, "rng": rng_doc}}
         save_checkpoint(
-            self.run_dir / "checkpoints" / which,
+            self.run_folder.checkpoint(which),
             _unwrap(self.model).state_dict(),
             meta,
             tensors=tensors,
             documents=documents,
         )
 
-    def _load_weights(self, which: str) -> None:
-        tensors, _ = read_checkpoint_dir(self.run_dir / "checkpoints" / which)
+    def _load_weights(self, which: Literal["best", "last"]) -> None:
+        tensors, _ = read_checkpoint_dir(self.run_folder.checkpoint(which))
         _unwrap(self.model).load_state_dict(tensors["model"])
 
     def _try_resume(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
-        last = self.run_dir / "checkpoints" / "last"
-        if not (last.exists() or last.with_name("last.old").exists()):
+        last = self.run_folder.last
+        if not checkpoint_exists(last):
             return None
         try:
             tensors, documents = read_checkpoint_dir(last)
@@ -477,8 +460,8 @@ class Trainer:
     def _kept_checkpoint(self) -> str:
         # A run that fails in its first epoch has no checkpoint: saying one is kept would send the
         # user looking for weights that do not exist.
-        folder = self.run_dir / "checkpoints"
-        if (folder / "best").exists() or (folder / "best.old").exists():
+        folder = self.run_folder.checkpoints
+        if checkpoint_exists(self.run_folder.best):
             return f"The last good checkpoint is kept in {folder}"
         return f"No checkpoint had been written yet, so {folder} holds none"
 
@@ -635,7 +618,7 @@ class Trainer:
         """Write the learning curve; warn, naming the settings to raise, when a phase was still improving."""
         plot_learning_curve(
             outcome.history,
-            self.run_dir / "learning_curve.png",
+            self.run_folder.learning_curve,
             title=self.run_dir.name,
             converged=outcome.converged,
         )
@@ -751,7 +734,7 @@ class Trainer:
         state.global_epoch += 1
         state.stopped_early = state.stopping.should_stop
         if self.dist.is_main:
-            write_metrics_csv(self.run_dir / "metrics.csv", state.history)
+            write_metrics_csv(self.run_folder.metrics_csv, state.history)
             if self._tensorboard is None:
                 self._tensorboard = TensorBoardLog(self.run_dir)
             self._tensorboard.log(row, step=state.global_epoch - 1)

@@ -22,8 +22,8 @@ from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import PretrainConfig
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.preflight import preflight
-from inpaintssl.registry import LOSSES, PRETEXT_TASKS
-from inpaintssl.training.components import build_backbone, size_multiple_of
+from inpaintssl.registry import LOSSES
+from inpaintssl.training.components import build_backbone, build_pretext_task, size_multiple_of
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.diagnostics import reconstruction_grid, write_reconstruction_panel
@@ -120,17 +120,10 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         in_channels=channels,
         out_channels=channels,
         seed=config.run.seed,
+        weight_gradient=config.run.cpu_weight_gradient,
     ).to(ctx.device)
     model = to_memory_format(model, channels_last=ctx.channels_last)
-    task = PRETEXT_TASKS.build(
-        config.pretext.task,
-        patch_size=config.pretext.patch_size,
-        sampler=config.pretext.sampler,
-        coverage=config.pretext.coverage,
-        bank_size=config.pretext.bank_size,
-        seed=config.run.seed,
-        **config.pretext.params,
-    )
+    task = build_pretext_task(config.pretext, seed=config.run.seed)
     objective = InpaintingObjective(task, loss=LOSSES.build("l2"))
     # Fail at the door: an impossible patch size or coverage raises here, not hours into training.
     probe = bundle.val[0]["image"].unsqueeze(0).to(ctx.device)
@@ -162,10 +155,9 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         objective,
         images=torch.stack([bundle.val[int(i)]["image"] for i in picks]).to(ctx.device),
         keys=torch.as_tensor(picks, dtype=torch.long) + VALIDATION_KEY_OFFSET,
-        folder=ctx.run_dir / "reconstructions",
+        folder=ctx.run_folder.reconstructions,
     )
-    trainer = Trainer.for_run(
-        ctx,
+    trainer = Trainer(
         model=model,
         objective=objective,
         train_set=bundle.train,
@@ -174,6 +166,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         optim=config.optim,
         stopping=config.early_stopping,
         meta=meta,
+        context=ctx,
         num_workers=config.data.num_workers,
         epoch_hooks=[panel],
     )
@@ -189,7 +182,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
             channels_last=ctx.channels_last,
             amp_dtype=ctx.amp_dtype,
         )
-        evaluation.to_csv(ctx.run_dir / "val_inpainting.csv")
+        evaluation.to_csv(ctx.run_folder.val_inpainting)
     if not config.run.quiet and ctx.dist.is_main:
         print(
             f"pretrain done: {outcome.epochs_run} epochs, best val L2 {outcome.best_val_loss:.4g} at epoch "

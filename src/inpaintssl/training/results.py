@@ -10,12 +10,16 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.layout import RunFolder
 from inpaintssl.training.evaluation import EvaluationTable
 from inpaintssl.transfer_learning import TransferReport
 
@@ -49,9 +53,14 @@ class PretrainResult:
     evaluation: EvaluationTable | None = None
 
     @property
+    def run_folder(self) -> RunFolder:
+        """The paths inside the run folder."""
+        return RunFolder(self.run_dir)
+
+    @property
     def checkpoint(self) -> Path:
         """The best checkpoint folder, ready for :func:`inpaintssl.transfer`."""
-        return self.run_dir / "checkpoints" / "best"
+        return self.run_folder.best
 
     def __repr__(self) -> str:
         # The network and the evaluation rows stay out: print() of a result should fit a line.
@@ -78,6 +87,11 @@ class FinetuneResult:
         test: Per-image/per-volume Dice on the test split (``None`` when there is none).
         class_names: Foreground classes.
         model: The network with the best weights loaded.
+        test_set: The test slices fine-tuning evaluated (``None`` without a test split), so later
+            steps (clinical measurements, figures) use them without rebuilding the data.
+        predict_onehot: The run's loss's hard prediction from logits (sigmoid heads threshold at
+            0.5, softmax heads take the arg-max); with :attr:`model` it is the run's predictor,
+            :meth:`predict`.
     """
 
     run_dir: Path
@@ -92,11 +106,29 @@ class FinetuneResult:
     class_names: tuple[str, ...] = ()
     model: nn.Module | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    test_set: SliceDataset | None = field(default=None, repr=False)
+    predict_onehot: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """One-hot masks ``(N, K, H, W)`` for a batch of images, as the run's evaluation makes them.
+
+        Raises:
+            ValueError: The result carries no model or no predictor (a non-zero distributed rank).
+        """
+        if self.model is None or self.predict_onehot is None:
+            raise ValueError(f"FinetuneResult of {self.run_dir}: no model or predictor on this process")
+        with torch.no_grad():
+            return self.predict_onehot(self.model(images).float())
+
+    @property
+    def run_folder(self) -> RunFolder:
+        """The paths inside the run folder."""
+        return RunFolder(self.run_dir)
 
     @property
     def checkpoint(self) -> Path:
         """The best checkpoint folder."""
-        return self.run_dir / "checkpoints" / "best"
+        return self.run_folder.best
 
     def __repr__(self) -> str:
         # The network and the per-image rows stay out: print() of a result should fit a line.

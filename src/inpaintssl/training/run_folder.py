@@ -1,15 +1,7 @@
 """The run folder: resolved config, manifest, per-epoch metrics CSV (and TensorBoard when installed).
 
-Layout::
-
-    <output_dir>/
-        config.yaml          the resolved configuration
-        manifest.json        versions, seed, worker seeds, git commit, data-file hash
-        splits.json          the exact subsets used (written by the data layer)
-        metrics.csv          one row per epoch
-        checkpoints/best/    best validation loss (see inpaintssl.checkpoint)
-        checkpoints/last/    latest epoch, with optimizer and trainer state for --resume
-        .inpaintssl.lock     present only while a run writes the folder (inpaintssl.training.lock)
+Where each file lives is :class:`~inpaintssl.layout.RunFolder` (re-exported here); this module
+writes the record of a run into it.
 
 Example:
     >>> m = build_manifest(seed=3, data_files=["a.h5"], num_workers=2)
@@ -34,11 +26,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
-from inpaintssl.checkpoint import CheckpointError, resolve_checkpoint
+from inpaintssl.checkpoint import CheckpointError, checkpoint_exists, resolve_checkpoint
 from inpaintssl.config import ConfigError, config_to_yaml, load_config
+from inpaintssl.layout import RunFolder
 
 __all__ = [
     "RESUMABLE_CHANGES",
+    "RunFolder",
     "TensorBoardLog",
     "build_manifest",
     "changed_fields",
@@ -114,12 +108,12 @@ def build_manifest(
 
 def write_config(run_dir: Path, config: BaseModel) -> None:
     """Write the resolved config as ``config.yaml`` (atomically)."""
-    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+    atomic_write_text(RunFolder(run_dir).config, config_to_yaml(config))
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` (atomically)."""
-    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(RunFolder(run_dir).manifest, json.dumps(manifest, indent=2))
 
 
 def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
@@ -146,7 +140,7 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self._writer = SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard))
 
     @property
     def active(self) -> bool:
@@ -220,10 +214,11 @@ def record_run(
         inpaintssl.checkpoint.CheckpointError: The last checkpoint is incomplete or corrupt.
         ConfigError: The resumed config changes data, model, task, loss or transfer settings.
     """
-    recorded = run_dir / "config.yaml"
+    folder = RunFolder(run_dir)
+    recorded = folder.config
     if resume:
-        last = run_dir / "checkpoints" / "last"
-        if last.exists() or last.with_name("last.old").exists():
+        last = folder.last
+        if checkpoint_exists(last):
             try:
                 resolve_checkpoint(run_dir, which="last")
             except CheckpointError as exc:
@@ -237,5 +232,5 @@ def record_run(
                 )
             return
     write_config(run_dir, config)
-    splits.save(run_dir / "splits.json")
+    splits.save(folder.splits)
     write_manifest(run_dir, manifest())

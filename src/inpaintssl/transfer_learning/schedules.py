@@ -32,8 +32,9 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from torch import nn
 
@@ -55,18 +56,20 @@ FINETUNE_SCHEDULES: tuple[str, ...] = ("immediate", "immediate_twice", "frozen",
 TWO_RUN_SCHEDULES: tuple[str, ...] = ("immediate_twice", "freeze_then_unfreeze")
 """Schedules with a second training run at ``transfer.second_lr`` (the paper's ``??S`` models)."""
 
-SCHEDULE_DESCRIPTIONS: dict[str, str] = {
-    "immediate": "fine-tune all weights at once at the fine-tuning learning rate",
-    "immediate_twice": (
-        "fine-tune all weights at once, then train all weights again from the best weights at the "
-        "second learning rate"
-    ),
-    "frozen": "freeze the transferred weights and train only the fresh ones",
-    "freeze_then_unfreeze": (
-        "freeze the transferred weights and train the rest to convergence, then unfreeze all "
-        "weights and train again at the second learning rate"
-    ),
-}
+SCHEDULE_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "immediate": "fine-tune all weights at once at the fine-tuning learning rate",
+        "immediate_twice": (
+            "fine-tune all weights at once, then train all weights again from the best weights at the "
+            "second learning rate"
+        ),
+        "frozen": "freeze the transferred weights and train only the fresh ones",
+        "freeze_then_unfreeze": (
+            "freeze the transferred weights and train the rest to convergence, then unfreeze all "
+            "weights and train again at the second learning rate"
+        ),
+    }
+)
 """One-line description of each schedule, for help texts and reports."""
 
 

@@ -1,0 +1,286 @@
+"""The paper's figures from a study's results, as PNG and PDF (matplotlib, Agg; no pyplot state).
+
+Each function takes the long results table (:mod:`inpaintssl.studies.results`) and a path
+(its suffix is replaced: ``out/fig3`` writes ``out/fig3.png`` and ``out/fig3.pdf``, atomically) and
+returns a :class:`FigureFiles` with the written paths and the figure, whose axes can be inspected.
+
+- :func:`plot_dice_vs_label_fraction`: Figures 3/4, Dice vs label fraction, one panel per class,
+  one line per SSL strategy, the supervised baseline in light blue and the supervised model with
+  all labels as a black dotted line; a band shows the spread over subset seeds.
+- :func:`plot_dice_vs_pretraining_data`: Figure 5, Dice vs % pretraining data per label fraction
+  (0% = supervised) with dashed power-law fits ``y = a x^k + c``.
+- :func:`plot_percent_error_bars`: Figure 6, median percent error per class, label fraction and arm,
+  one panel per clinical metric.
+- :func:`plot_ssl_vs_supervised`: Figure 7, per-image percent error, SSL against supervised, one
+  panel per clinical metric, with the identity line.
+- :func:`plot_transfer_boxplots`: Figure A1, per-item Dice of each transfer strategy by first
+  learning rate, one panel for single-phase runs and one per second learning rate.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from inpaintssl.analysis.table import Table
+    >>> rows = [{"arm": "supervised", "strategy": "supervised", "label_fraction": f, "subset_seed": 0,
+    ...          "level": "image", "volume_id": "a", "slice_index": 0, "class_name": "gm",
+    ...          "metric": "dice", "value": 0.5 + f / 4} for f in (0.1, 0.5, 1.0)]
+    >>> out = plot_dice_vs_label_fraction(Table(rows), pathlib.Path(tempfile.mkdtemp()) / "fig3")
+    >>> [p.suffix for p in out.paths], len(out.figure.axes)
+    (['.png', '.pdf'], 1)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from inpaintssl.analysis.clinical import CLINICAL_METRICS, image_errors, percent_error_medians
+from inpaintssl.analysis.summaries import class_names, dice_curves, scaling_series, transfer_boxes
+from inpaintssl.analysis.table import Table
+from inpaintssl.atomic import atomic_write_with
+
+__all__ = [
+    "FigureFiles",
+    "plot_dice_vs_label_fraction",
+    "plot_dice_vs_pretraining_data",
+    "plot_percent_error_bars",
+    "plot_ssl_vs_supervised",
+    "plot_transfer_boxplots",
+    "save_figure",
+]
+
+SUPERVISED_COLOR = "#7ec8f0"  # the paper's light-blue supervised curve
+ARM_COLORS = MappingProxyType({"supervised": "#4c72b0", "ssl": "#dd8452"})
+FORMATS = ("png", "pdf")
+
+
+@dataclass(frozen=True)
+class FigureFiles:
+    """A rendered figure and the files it was written to.
+
+    Attributes:
+        figure: The matplotlib figure (inspect ``figure.axes`` for panels and series); ``None``
+            for a figure drawn elsewhere (e.g. learning curves by :mod:`inpaintssl.training`).
+        paths: The written files, PNG first.
+    """
+
+    figure: Figure | None
+    paths: tuple[Path, ...]
+
+
+def _panels(
+    count: int, *, width: float = 3.4, height: float = 3.0, ncols: int = 4
+) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    figure = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = [figure.add_subplot(nrows, ncols, i + 1) for i in range(count)]
+    return figure, axes
+
+
+def save_figure(figure: Figure, path: str | Path, *, formats: Sequence[str] = FORMATS) -> FigureFiles:
+    """Write ``figure`` as ``<path stem>.<format>`` for each format, atomically (PNG first by default)."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix.lower() in {f".{f}" for f in (*FORMATS, *formats)} else path
+    written = []
+    for fmt in formats:
+        target = stem.parent / f"{stem.name}.{fmt}"
+        atomic_write_with(target, functools.partial(figure.savefig, format=fmt, dpi=150))
+        written.append(target)
+    return FigureFiles(figure, tuple(written))
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _percent_axis(ax: Axes, fractions: Sequence[float]) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator([100 * f for f in fractions]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
+
+
+def plot_dice_vs_label_fraction(
+    results: Table, path: str | Path, *, task: str | None = None, level: str | None = None
+) -> FigureFiles:
+    """Figures 3/4: test Dice vs label fraction, one panel per class (paper sec. 3.2).
+
+    Args:
+        results: The long results table.
+        path: Output path without (or with a replaced) suffix.
+        task: Keep only SSL strategies pretrained with this pretext task (the paper draws one
+            figure per task); ``None`` keeps all.
+        level: ``image`` or ``volume`` Dice (default: volume for 3D data).
+
+    Raises:
+        ValueError: No per-class Dice in ``results``.
+    """
+    classes = class_names(results)
+    _require(bool(classes), "plot_dice_vs_label_fraction: results hold no per-class 'dice' rows")
+    ssl = results.select(arm="ssl")
+    if task is not None:
+        ssl = ssl.select(task=task)
+    supervised = results.select(arm="supervised")
+    fractions = [float(f) for f in results.unique("label_fraction") if f is not None]
+    figure, axes = _panels(len(classes))
+    for ax, name in zip(axes, classes):
+        for curve in dice_curves(ssl, class_name=name, level=level):
+            (line,) = ax.plot(100 * curve.x, curve.mean, marker="o", markersize=3, label=str(curve.name))
+            if np.any(curve.high > curve.low):
+                ax.fill_between(100 * curve.x, curve.low, curve.high, color=line.get_color(), alpha=0.15)
+        for curve in dice_curves(supervised, class_name=name, level=level):
+            ax.plot(
+                100 * curve.x,
+                curve.mean,
+                color=SUPERVISED_COLOR,
+                linewidth=2.5,
+                marker="s",
+                label="supervised",
+            )
+            full = curve.x == 1.0
+            if full.any():
+                ax.axhline(
+                    float(curve.mean[full][0]), color="black", linestyle=":", label="supervised, 100% labels"
+                )
+        _percent_axis(ax, fractions)
+        ax.set_title(name)
+        ax.set_xlabel("labelled training data")
+        ax.set_ylabel("Dice")
+    axes[0].legend(fontsize="x-small")
+    figure.suptitle(f"Dice vs label fraction{f' ({task})' if task else ''}")
+    return save_figure(figure, path)
+
+
+def plot_dice_vs_pretraining_data(
+    results: Table, path: str | Path, *, level: str | None = None
+) -> FigureFiles:
+    """Figure 5: class-averaged Dice vs % pretraining data per label fraction, with power-law fits (sec. 2.6).
+
+    Raises:
+        ValueError: No class-averaged Dice with a label fraction in ``results``.
+    """
+    series = scaling_series(results, level=level)
+    _require(bool(series), "plot_dice_vs_pretraining_data: results hold no 'dice_mean' rows")
+    figure, (ax,) = _panels(1, width=6.0, height=4.5)
+    colors = [f"C{i}" for i in range(len(series))]
+    for color, s in zip(colors, series):
+        ax.plot(s.x, s.y, marker="o", linestyle="none", color=color, label=f"{s.label_fraction:.0%} labels")
+        if s.fit is not None:
+            grid = np.linspace(0.0, float(s.x.max()), 200)
+            ax.plot(
+                grid,
+                s.fit.predict(grid),
+                linestyle="--",
+                color=color,
+                label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, S={s.fit.rse:.2g}",
+            )
+    full = [s for s in series if s.label_fraction == 1.0 and s.x.size and s.x[0] == 0.0]
+    if full:
+        ax.axhline(float(full[0].y[0]), color="black", linestyle=":", label="supervised, 100% labels")
+    ax.set_xlabel("pretraining data (% of the training set; 0 = supervised)")
+    ax.set_ylabel("Dice (class average)")
+    ax.legend(fontsize="x-small")
+    figure.suptitle("Dice vs amount of pretraining data")
+    return save_figure(figure, path)
+
+
+def plot_percent_error_bars(results: Table, path: str | Path) -> FigureFiles:
+    """Figure 6: median percent error per class, label fraction and arm; one panel per metric (sec. 2.7).
+
+    Raises:
+        ValueError: No clinical ``*_pct_error`` rows in ``results``.
+    """
+    medians = percent_error_medians(results)
+    metrics = [m for m in CLINICAL_METRICS if any(row[0] == m for row in medians)]
+    _require(bool(metrics), "plot_percent_error_bars: results hold no clinical '*_pct_error' rows")
+    figure, axes = _panels(len(metrics), width=4.5)
+    for ax, metric in zip(axes, metrics):
+        rows = [r for r in medians if r[0] == metric]
+        classes = list(dict.fromkeys(r[1] for r in rows))
+        groups = sorted({(r[2], r[3]) for r in rows}, key=lambda g: (-g[0], g[1] != "supervised"))
+        width = 0.8 / len(groups)
+        for i, (fraction, arm) in enumerate(groups):
+            values = {r[1]: r[4] for r in rows if (r[2], r[3]) == (fraction, arm)}
+            x = np.arange(len(classes)) + (i - (len(groups) - 1) / 2) * width
+            ax.bar(
+                x,
+                [values.get(c, math.nan) for c in classes],
+                width,
+                color=ARM_COLORS.get(arm, "gray"),
+                alpha=0.35 + 0.65 * (i + 1) / len(groups),
+                label=f"{arm} {fraction:.0%}",
+            )
+        ax.set_xticks(np.arange(len(classes)), classes, rotation=20)
+        ax.set_title(CLINICAL_METRICS[metric])
+        ax.set_ylabel("median % error")
+    axes[0].legend(fontsize="xx-small", ncols=2)
+    figure.suptitle("Percent error of clinical metrics: supervised vs SSL")
+    return save_figure(figure, path)
+
+
+def plot_ssl_vs_supervised(results: Table, path: str | Path) -> FigureFiles:
+    """Figure 7: per-image percent error with SSL vs with supervised segmentation, one panel per metric.
+
+    Raises:
+        ValueError: No image has clinical errors from both arms.
+    """
+    pairs = {m: image_errors(results, m) for m in CLINICAL_METRICS}
+    pairs = {m: p for m, p in pairs.items() if p[0].size}
+    _require(bool(pairs), "plot_ssl_vs_supervised: no image has clinical percent errors from both arms")
+    figure, axes = _panels(len(pairs))
+    for ax, (metric, (sup, ssl)) in zip(axes, pairs.items()):
+        ax.scatter(sup, ssl, s=10, color=ARM_COLORS["supervised"])
+        top = float(max(sup.max(), ssl.max(), 1e-9))
+        ax.plot([0.0, top], [0.0, top], color="black", linestyle=":", linewidth=1)
+        ax.set_title(CLINICAL_METRICS[metric])
+        ax.set_xlabel("supervised % error")
+        ax.set_ylabel("SSL % error")
+    figure.suptitle("Per-image percent error (mean over classes and label fractions)")
+    return save_figure(figure, path)
+
+
+def plot_transfer_boxplots(results: Table, path: str | Path, *, level: str | None = None) -> FigureFiles:
+    """Figure A1: Dice per test item of each transfer strategy, grouped by first learning rate (App. B).
+
+    Raises:
+        ValueError: No SSL class-averaged Dice in ``results``.
+    """
+    panels = transfer_boxes(results, level=level)
+    _require(bool(panels), "plot_transfer_boxplots: results hold no SSL 'dice_mean' rows")
+    figure, axes = _panels(len(panels), width=5.0, ncols=1)
+    for ax, (title, boxes) in zip(axes, panels.items()):
+        rates = sorted({lr for lr, _ in boxes}, reverse=True)
+        names = sorted({name for _, name in boxes})
+        width = 0.8 / len(names)
+        for j, name in enumerate(names):
+            keys = [(lr, name) for lr in rates if (lr, name) in boxes]
+            positions = [rates.index(lr) + (j - (len(names) - 1) / 2) * width for lr, _ in keys]
+            art = ax.boxplot(
+                [boxes[k] for k in keys],
+                positions=positions,
+                widths=width * 0.9,
+                patch_artist=True,
+                medianprops={"color": "black"},
+                manage_ticks=False,
+            )
+            for patch in art["boxes"]:
+                patch.set_facecolor(f"C{j}")
+            art["boxes"][0].set_label(name)
+        ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates])
+        ax.set_xlabel("initial learning rate")
+        ax.set_ylabel("Dice")
+        ax.set_title(title)
+        ax.legend(fontsize="x-small")
+    figure.suptitle("Transfer design: Dice per test item")
+    return save_figure(figure, path)

@@ -1,0 +1,170 @@
+"""The paper's tables from a study's results (CSV and Markdown via :class:`Table`).
+
+- :func:`table2_l2_norm`: Table 2, L2 norm of the inpainted validation images (mean and standard
+  deviation) by pretext task, patch size K and sampler.
+- :func:`table3_ranking`: Table 3, SSL strategies ranked by the p-value of a one-sided paired
+  Wilcoxon test that they beat the supervised baseline (sec. 2.5.3), pooled over the label
+  fractions below 100%.
+- :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
+  numbers behind Figures 3/4).
+- :func:`power_law_table`: the Figure 5 fit parameters per label fraction (a, k, c, the usual
+  RSE ``sqrt(SSR / (n - 3))`` and the paper's ``SSR / (n - 2)``).
+- :func:`labels_needed_table`: labelled volumes each arm needs to reach a target Dice.
+
+Example:
+    >>> from inpaintssl.analysis.table import Table
+    >>> rows = [{"arm": "pretrain", "task": "context_restoration", "patch_size": 32, "sampler": s,
+    ...          "metric": "l2_norm", "value": v}
+    ...         for s, v in [("random", 80.0), ("random", 90.0), ("poisson_disc", 70.0)]]
+    >>> table2_l2_norm(Table(rows)).tuples()
+    (('context_restoration', 32, 70.0, nan, 1, 85.0, 7.0710678118654755, 2),)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from inpaintssl.analysis.summaries import (
+    class_names,
+    dice_curves,
+    labels_needed_rows,
+    paired_scores,
+    scaling_series,
+)
+from inpaintssl.analysis.table import Table
+from inpaintssl.stats import rank_strategies
+
+__all__ = ["dice_table", "labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
+
+
+def table2_l2_norm(results: Table) -> Table:
+    """Table 2: per-image L2 norm (mean, sample std, n) by task x patch size, one column group per sampler.
+
+    Uses the pretraining runs' ``l2_norm`` rows (validation images under the fixed evaluation
+    corruption; per channel, averaged over channels, as the paper did for CT).
+    """
+    rows = results.select(metric="l2_norm", arm="pretrain")
+    samplers = [str(s) for s in rows.unique("sampler")]
+    out = []
+    for (task, size), table in rows.groups("task", "patch_size").items():
+        cells: list[object] = [task, size]
+        for sampler in samplers:
+            values = table.select(sampler=sampler).column("value")
+            values = values[np.isfinite(values)]
+            mean = float(values.mean()) if values.size else math.nan
+            std = float(values.std(ddof=1)) if values.size > 1 else math.nan
+            cells += [mean, std, int(values.size)]
+        out.append(tuple(cells))
+    columns = ["pretext_task", "patch_size"]
+    for sampler in samplers:
+        columns += [f"{sampler}_mean", f"{sampler}_std", f"{sampler}_n"]
+    return Table(
+        tuple(out),
+        name="table2_l2_norm",
+        title="Table 2: L2 norm of inpainted validation images (mean, std, n) by pretext task, patch size "
+        "and sampler",
+        columns=tuple(columns),
+    )
+
+
+def table3_ranking(results: Table, *, level: str | None = None) -> Table:
+    """Table 3: SSL strategies sorted by the p-value of beating the supervised baseline (sec. 2.5.3).
+
+    Class-averaged Dice per test item (volume for 3D data, slice for 2D), paired with the
+    baseline on the same item, label fraction and subset seed; label fractions below 100% are
+    pooled (all fractions if 100% is the only one).
+
+    Raises:
+        ValueError: No SSL strategy shares test items with the baseline.
+    """
+    scores, baseline = paired_scores(results, level=level)
+    if not scores or baseline.size == 0:
+        raise ValueError(
+            "table 3 needs supervised-baseline and SSL Dice on the same test items; found "
+            f"{len(scores)} SSL strategies and {baseline.size} shared items"
+        )
+    ranking = rank_strategies(scores, baseline)
+    return Table(
+        tuple((r.rank, r.name, r.p_value, r.n_pairs, r.mean_difference) for r in ranking),
+        name="table3_ranking",
+        title="Table 3: strategies ranked by one-sided paired Wilcoxon p-value (SSL > supervised Dice)",
+        columns=("rank", "strategy", "p_value", "pairs", "mean_dice_difference"),
+    )
+
+
+def power_law_table(results: Table, *, level: str | None = None) -> Table:
+    """Figure 5's fits: ``Dice = a * x**k + c`` against % pretraining data, per label fraction (sec. 2.6)."""
+    rows = []
+    for series in scaling_series(results, level=level):
+        fit = series.fit
+        if fit is None:
+            rows.append(
+                (series.label_fraction, int(series.x.size), math.nan, math.nan, math.nan, math.nan, math.nan)
+            )
+        else:
+            rows.append((series.label_fraction, fit.n, fit.a, fit.k, fit.c, fit.rse, fit.ssr_over_n_minus_2))
+    return Table(
+        tuple(rows),
+        name="power_law_fits",
+        title="Figure 5 fits: Dice = a * x^k + c, x = % pretraining data (0 = supervised); "
+        "rse = sqrt(SSR/(n-3)), "
+        "paper_s = SSR/(n-2) as printed in the paper",
+        columns=("label_fraction", "points", "a", "k", "c", "rse", "paper_s"),
+    )
+
+
+def labels_needed_table(results: Table, *, target: float | None = None, level: str | None = None) -> Table:
+    """Labelled volumes each arm needs to reach ``target`` Dice, and how many SSL saves (sec. 2.6, 4).
+
+    See :func:`inpaintssl.analysis.summaries.labels_needed_rows`; ``inf`` means the fitted curve
+    levels off below the target, NaN that no curve could be fitted (fewer than 3 label fractions).
+    """
+    target_dice, found = labels_needed_rows(results, target=target, level=level)
+    supervised = next((n for name, _, n in found if name == "supervised"), math.nan)
+    rows = []
+    for name, fit, needed in found:
+        a, k, c = (fit.a, fit.k, fit.c) if fit is not None else (math.nan,) * 3
+        rows.append((name, target_dice, a, k, c, needed, supervised - needed))
+    return Table(
+        tuple(rows),
+        name="labels_needed",
+        title=f"Labelled volumes needed to reach Dice {target_dice:.3f} "
+        "(power law of Dice vs labelled volumes)",
+        columns=("arm", "target_dice", "a", "k", "c", "labelled_volumes_needed", "saved_vs_supervised"),
+    )
+
+
+def dice_table(results: Table, *, level: str | None = None) -> Table:
+    """Test-set mean Dice per strategy and label fraction: class average, then each class.
+
+    With several subset seeds each cell is the mean over seeds; ``seeds`` says how many.
+    """
+    classes = class_names(results)
+    curves = {name: dice_curves(results, class_name=name, level=level) for name in [None, *classes]}
+    cells: dict[tuple[str, float], dict[str | None, float]] = {}
+    for name, found in curves.items():
+        for curve in found:
+            for x, y in zip(curve.x, curve.mean):
+                cells.setdefault((str(curve.name), float(x)), {})[name] = float(y)
+    seeds = {
+        (str(k[0]), float(k[1])): len(t.unique("subset_seed"))
+        for k, t in results.select(metric="dice_mean").groups("strategy", "label_fraction").items()
+        if k[1] is not None
+    }
+    rows = [
+        (
+            strategy,
+            fraction,
+            seeds.get((strategy, fraction), 0),
+            *(v.get(n, math.nan) for n in [None, *classes]),
+        )
+        for (strategy, fraction), v in sorted(cells.items(), key=lambda kv: (kv[0][0], -kv[0][1]))
+    ]
+    return Table(
+        tuple(rows),
+        name="dice",
+        title="Test Dice (mean over the test set, then over subset seeds) per strategy and label fraction",
+        columns=("strategy", "label_fraction", "seeds", "dice_mean", *(f"dice_{n}" for n in classes)),
+    )

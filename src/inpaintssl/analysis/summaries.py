@@ -1,0 +1,355 @@
+"""The numbers behind the paper's tables and figures, computed from a long results table.
+
+Dice is averaged the way the paper does (sec. 2.5.2): per test volume for 3D data (the
+``volume`` rows) or per slice for 2D data (``image`` rows), then over the test set. With several
+subset seeds a point is the mean over seeds, with their minimum and maximum as the spread.
+
+Example:
+    >>> from inpaintssl.analysis.table import Table
+    >>> rows = [{"arm": "supervised", "strategy": "supervised", "label_fraction": f, "subset_seed": 0,
+    ...          "level": "image", "volume_id": v, "slice_index": 0, "class_name": "gm",
+    ...          "metric": "dice", "value": d}
+    ...         for f, v, d in [(1.0, "a", 0.9), (1.0, "b", 0.7), (0.5, "a", 0.6), (0.5, "b", 0.6)]]
+    >>> [(c.name, c.x.tolist(), c.mean.tolist()) for c in dice_curves(Table(rows), class_name="gm")]
+    [('supervised', [0.5, 1.0], [0.6, 0.8])]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inpaintssl.analysis.table import Table
+from inpaintssl.stats import PowerLawFit, fit_power_law, labels_needed, wilcoxon_greater
+
+__all__ = [
+    "Curve",
+    "ScalingSeries",
+    "class_names",
+    "dice_curves",
+    "dice_level",
+    "dice_rows",
+    "label_fraction_summary",
+    "labels_needed_rows",
+    "paired_scores",
+    "with_mean_class",
+    "scaling_series",
+    "transfer_boxes",
+]
+
+FloatArray = npt.NDArray[np.float64]
+ItemKey = tuple[Any, ...]
+
+
+def dice_level(results: Table) -> str:
+    """``volume`` when the results hold per-volume Dice (3D data), else ``image``."""
+    return "volume" if results.select(metric="dice_mean", level="volume").rows else "image"
+
+
+def class_names(results: Table) -> list[str]:
+    """Segmentation classes with per-class Dice, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in results.select(metric="dice"):
+        seen.setdefault(str(row["class_name"]), None)
+    return list(seen)
+
+
+def dice_rows(results: Table, *, class_name: str | None = None, level: str | None = None) -> Table:
+    """Dice rows of one class (``None``: the class average) at one level (``None``: :func:`dice_level`)."""
+    level = level or dice_level(results)
+    if class_name is None:
+        return results.select(metric="dice_mean", level=level)
+    return results.select(metric="dice", class_name=class_name, level=level)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Mean score against ``x`` for one series, with the spread over subset seeds.
+
+    Attributes:
+        name: Series name (e.g. a strategy).
+        x: Sorted x values ``(P,)``.
+        mean: Mean over seeds of the test-set mean ``(P,)``.
+        low: Minimum over seeds ``(P,)``.
+        high: Maximum over seeds ``(P,)``.
+    """
+
+    name: Any
+    x: FloatArray
+    mean: FloatArray
+    low: FloatArray
+    high: FloatArray
+
+
+def _curve(name: Any, table: Table, x: str) -> Curve:
+    per_seed = {
+        key: float(np.nanmean(t.column("value"))) for key, t in table.groups(x, "subset_seed").items()
+    }
+    xs = sorted({key[0] for key in per_seed})
+    values = [[v for key, v in per_seed.items() if key[0] == xv] for xv in xs]
+    return Curve(
+        name=name,
+        x=np.asarray(xs, dtype=np.float64),
+        mean=np.asarray([np.mean(v) for v in values]),
+        low=np.asarray([np.min(v) for v in values]),
+        high=np.asarray([np.max(v) for v in values]),
+    )
+
+
+def dice_curves(
+    results: Table,
+    *,
+    class_name: str | None = None,
+    level: str | None = None,
+    x: str = "label_fraction",
+    series: str = "strategy",
+) -> list[Curve]:
+    """Test-set mean Dice against ``x`` (default the label fraction), one curve per ``series``.
+
+    Args:
+        results: The long results table.
+        class_name: A class, or ``None`` for the class-averaged Dice.
+        level: ``image`` or ``volume`` (default :func:`dice_level`).
+        x: The column on the x axis.
+        series: The column that names the curves.
+    """
+    rows = dice_rows(results, class_name=class_name, level=level).where(lambda r: r.get(x) is not None)
+    return [_curve(key[0], table, x) for key, table in rows.groups(series).items()]
+
+
+@dataclass(frozen=True)
+class ScalingSeries:
+    """Dice against the amount of pretraining data for one label fraction (paper Figure 5).
+
+    Attributes:
+        label_fraction: The fine-tuning label fraction.
+        x: Pretraining data in % of the training set ``(P,)``; 0 is the supervised baseline.
+        y: Test-set mean class-averaged Dice ``(P,)``.
+        fit: ``y = a * x**k + c`` (``None`` with fewer than 3 distinct x or when the fit fails).
+    """
+
+    label_fraction: float
+    x: FloatArray
+    y: FloatArray
+    fit: PowerLawFit | None
+
+
+def _try_fit(x: FloatArray, y: FloatArray) -> PowerLawFit | None:
+    if np.unique(x).size < 3:
+        return None
+    try:
+        return fit_power_law(x, y)
+    except (RuntimeError, ValueError):
+        return None
+
+
+def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingSeries]:
+    """Per label fraction: Dice at each amount of pretraining data, with its power-law fit (sec. 2.6).
+
+    SSL runs sit at their pretraining run's ``pretrain_data_pct`` (100% = the training set alone);
+    the supervised baseline sits at 0%, as in the paper's Figure 5.
+    """
+    rows = dice_rows(results, level=level)
+    out = []
+    for (fraction,), table in rows.groups("label_fraction").items():
+        points: dict[float, list[float]] = {}
+        for curve in dice_curves(table.select(arm="ssl"), level=level, x="pretrain_data_pct", series="arm"):
+            for xv, yv in zip(curve.x, curve.mean):
+                points.setdefault(float(xv), []).append(float(yv))
+        for curve in dice_curves(table.select(arm="supervised"), level=level, series="arm"):
+            points.setdefault(0.0, []).extend(float(v) for v in curve.mean)
+        xs = np.asarray(sorted(points), dtype=np.float64)
+        ys = np.asarray([np.mean(points[v]) for v in sorted(points)], dtype=np.float64)
+        out.append(ScalingSeries(float(fraction), xs, ys, _try_fit(xs, ys)))
+    return out
+
+
+def labels_needed_rows(
+    results: Table, *, target: float | None = None, level: str | None = None
+) -> tuple[float, list[tuple[str, PowerLawFit | None, float]]]:
+    """Labelled volumes each arm needs to reach a target Dice, from power laws of Dice vs labels.
+
+    For the supervised baseline and for each amount of pretraining data, Dice is fitted against
+    the number of labelled training volumes (the unit label-limited subsets are drawn by: scans for
+    3D data, slices for 2D data) and the fit is solved for ``target`` with
+    :func:`inpaintssl.stats.labels_needed`.
+
+    Args:
+        results: The long results table.
+        target: Target Dice; default the supervised Dice with the most labels.
+        level: ``image`` or ``volume`` (default :func:`dice_level`).
+
+    Returns:
+        ``(target, [(arm name, fit or None, labelled volumes needed (NaN without a fit))])``.
+    """
+    rows = dice_rows(results, level=level)
+    arms: dict[str, Table] = {"supervised": rows.select(arm="supervised")}
+    for (pct,), table in rows.select(arm="ssl").groups("pretrain_data_pct").items():
+        arms[f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"] = table
+    if target is None:
+        supervised = dice_curves(arms["supervised"], level=level, x="labelled_volumes", series="arm")
+        if not supervised or supervised[0].x.size == 0:
+            raise ValueError("labels needed: no supervised results to take the default target Dice from")
+        target = float(supervised[0].mean[-1])
+    out: list[tuple[str, PowerLawFit | None, float]] = []
+    for name, table in arms.items():
+        curves = dice_curves(table, level=level, x="labelled_volumes", series="arm")
+        fit = _try_fit(curves[0].x, curves[0].mean) if curves else None
+        out.append((name, fit, labels_needed(fit, target) if fit is not None else math.nan))
+    return target, out
+
+
+def _item_key(row: Mapping[str, Any]) -> ItemKey:
+    return (row.get("label_fraction"), row.get("subset_seed"), row.get("volume_id"), row.get("slice_index"))
+
+
+def paired_scores(
+    results: Table,
+    *,
+    level: str | None = None,
+    label_fractions: Sequence[float] | None = None,
+    class_name: str | None = None,
+) -> tuple[dict[str, FloatArray], FloatArray]:
+    """Class-averaged Dice of each SSL strategy and of the baseline on the same test items (sec. 2.5.3).
+
+    Items are ``(label fraction, subset seed, volume, slice)``; only items that every strategy and
+    the baseline have are kept, in one order, so the arrays pair element-wise.
+
+    Args:
+        results: The long results table.
+        level: ``image`` or ``volume`` (default :func:`dice_level`).
+        label_fractions: Fractions to pool (default: all but 1.0, the paper's 50/25/10/5%, when
+            other fractions exist).
+        class_name: Pair one class's Dice instead of the class average.
+
+    Returns:
+        ``(strategy -> scores (M,), baseline scores (M,))``.
+    """
+    rows = dice_rows(results, class_name=class_name, level=level)
+    if label_fractions is None:
+        available = [f for f in rows.unique("label_fraction") if f is not None]
+        label_fractions = [f for f in available if f != 1.0] or available
+    chosen = set(label_fractions)
+    rows = rows.where(lambda r: r.get("label_fraction") in chosen)
+    tables = {"__baseline__": rows.select(arm="supervised")}
+    for (name,), table in rows.select(arm="ssl").groups("strategy").items():
+        tables[str(name)] = table
+    maps = {name: {_item_key(r): float(r["value"]) for r in t} for name, t in tables.items()}
+    common = set.intersection(*(set(m) for m in maps.values())) if maps else set()
+    keys = sorted(common, key=lambda k: tuple(str(v) for v in k))
+    arrays = {name: np.asarray([m[k] for k in keys], dtype=np.float64) for name, m in maps.items()}
+    baseline = arrays.pop("__baseline__")
+    return arrays, baseline
+
+
+def transfer_boxes(
+    results: Table, *, level: str | None = None
+) -> dict[str, dict[tuple[float, str], FloatArray]]:
+    """Per-item class-averaged Dice of the transfer-design runs (paper Figure A1).
+
+    Returns:
+        ``{panel: {(first lr, acronym): scores}}``; panel ``"trained once"`` holds the one-run
+        schedules, ``"second lr <v>"`` the two-run schedules by their second run's rate.
+    """
+    rows = dice_rows(results, level=level).select(arm="ssl")
+    panels: dict[tuple[float, str], dict[tuple[float, str], FloatArray]] = {}
+    for (_schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "acronym").items():
+        # "trained once" first, then the two-phase panels by decreasing second learning rate.
+        panel = (math.inf, "trained once") if second is None else (float(second), f"second lr {second:g}")
+        panels.setdefault(panel, {})[(float(lr), str(name))] = table.column("value")
+    return {label: boxes for (_, label), boxes in sorted(panels.items(), key=lambda kv: -kv[0][0])}
+
+
+def _ssl_and_baseline(
+    results: Table, *, level: str | None, fraction: float, class_name: str | None
+) -> tuple[FloatArray, FloatArray]:
+    scores, baseline = paired_scores(results, level=level, label_fractions=[fraction], class_name=class_name)
+    if len(scores) > 1:
+        raise ValueError(
+            f"one SSL strategy expected for an SSL-vs-supervised summary; found {sorted(scores)}"
+        )
+    ssl = next(iter(scores.values()), np.zeros(0))
+    return ssl, baseline if ssl.size else np.zeros(0)
+
+
+def label_fraction_summary(results: Table, *, class_names: Sequence[str], level: str | None = None) -> Table:
+    """SSL vs supervised per label fraction: mean Dice per class and arm, p-value, per-seed differences.
+
+    One SSL strategy against the baseline on the same test items (:func:`paired_scores`): the mean
+    Dice of each class and of the class average (``mean``) per arm, the number of pairs, the
+    one-sided paired Wilcoxon p-value that SSL beats supervised on the class-averaged Dice, and the
+    mean SSL - supervised difference of each subset seed (which shows the spread a per-slice
+    p-value hides when slices are correlated).
+
+    Args:
+        results: The long results table.
+        class_names: The segmentation classes, in column order.
+        level: ``image`` or ``volume`` (default :func:`dice_level`).
+
+    Returns:
+        Table ``summary``: ``label_fraction``, ``ssl_<class>``, ``supervised_<class>`` (classes,
+        then ``mean``), ``pairs``, ``p_value``, ``seed_differences`` (a list per fraction).
+
+    Example:
+        >>> rows = [{"arm": a, "strategy": a, "label_fraction": 0.1, "subset_seed": 0, "level": "image",
+        ...          "volume_id": f"s{i}", "slice_index": 0, "class_name": "", "metric": "dice_mean",
+        ...          "value": 0.5 + 0.1 * i + (0.05 if a == "ssl" else 0.0)}
+        ...         for i in range(3) for a in ("ssl", "supervised")]
+        >>> row = label_fraction_summary(Table(rows), class_names=[]).rows[0]
+        >>> row["ssl_mean"], row["pairs"], row["seed_differences"]
+        (0.65, 3, [0.05])
+    """
+    names: list[str | None] = [*class_names, None]
+    columns = ["label_fraction"]
+    columns += [f"{arm}_{name or 'mean'}" for name in names for arm in ("ssl", "supervised")]
+    columns += ["pairs", "p_value", "seed_differences"]
+    out = []
+    for fraction in [f for f in dice_rows(results, level=level).unique("label_fraction") if f is not None]:
+        entry: dict[str, Any] = {"label_fraction": float(fraction)}
+        for name in names:
+            ssl, sup = _ssl_and_baseline(results, level=level, fraction=fraction, class_name=name)
+            entry[f"ssl_{name or 'mean'}"] = float(np.mean(ssl)) if ssl.size else math.nan
+            entry[f"supervised_{name or 'mean'}"] = float(np.mean(sup)) if sup.size else math.nan
+        ssl, sup = _ssl_and_baseline(results, level=level, fraction=fraction, class_name=None)
+        entry["pairs"] = int(ssl.size)
+        entry["p_value"] = wilcoxon_greater(ssl, sup) if ssl.size else math.nan
+        entry["seed_differences"] = [
+            round(float(np.mean(a - b)), 12)
+            for (_,), seed_rows in results.select(label_fraction=fraction).groups("subset_seed").items()
+            for a, b in [_ssl_and_baseline(seed_rows, level=level, fraction=fraction, class_name=None)]
+            if a.size
+        ]
+        out.append(entry)
+    return Table(
+        out,
+        name="summary",
+        title="SSL vs supervised per label fraction: mean Dice per class, one-sided paired Wilcoxon "
+        "p-value (SSL > supervised, class-averaged Dice) and SSL - supervised per subset seed",
+        columns=columns,
+    )
+
+
+def with_mean_class(results: Table, *, level: str = "image") -> Table:
+    """Per-class Dice rows with the class average as class ``mean`` (one metric ``dice``).
+
+    The shape of the demo's ``results.csv``: one row per item, class (and ``mean``), arm, label
+    fraction and subset seed.
+
+    Example:
+        >>> rows = [{"level": "image", "class_name": "", "metric": "dice_mean", "value": 0.5},
+        ...         {"level": "image", "class_name": "gm", "metric": "dice", "value": 0.4}]
+        >>> [(r["class_name"], r["metric"]) for r in with_mean_class(Table(rows))]
+        [('mean', 'dice'), ('gm', 'dice')]
+    """
+    out: list[Mapping[str, Any]] = []
+    for row in results.select(level=level):
+        if row.get("metric") == "dice_mean":
+            out.append({**row, "class_name": "mean", "metric": "dice"})
+        elif row.get("metric") == "dice":
+            out.append(row)
+    return Table(out, name=results.name, title=results.title)

@@ -1,0 +1,215 @@
+"""The one row table of the analysis: filter and group rows, write them as CSV and Markdown.
+
+A :class:`Table` holds rows of ``column -> value`` mappings: the long results of a study (one
+row per run, item, class and metric), a paper table (one row per strategy), or the rows of a
+training run's :class:`~inpaintssl.training.evaluation.EvaluationTable` (``Table(evaluation.rows)``).
+Filters and group-bys return tables, so the numbers behind every table and figure are plain
+filters over one type. CSV keeps full precision; Markdown rounds.
+
+Example:
+    >>> t = Table([{"arm": "ssl", "metric": "dice", "value": 0.8},
+    ...            {"arm": "supervised", "metric": "dice", "value": 0.6}])
+    >>> t.select(arm="ssl").column("value").tolist(), t.unique("arm")
+    ([0.8], ['ssl', 'supervised'])
+    >>> print(Table([("FEF", 1.5e-18)], name="demo", columns=("strategy", "p_value")).to_markdown())
+    | strategy | p_value |
+    | --- | --- |
+    | FEF | 1.5e-18 |
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inpaintssl.atomic import atomic_write_text
+
+__all__ = ["Table", "format_value"]
+
+
+def format_value(value: Any, *, digits: int = 3) -> str:
+    """Human-readable cell: ``digits`` significant digits, scientific notation for tiny p-values.
+
+    Example:
+        >>> format_value(0.123456), format_value(1.05e-17), format_value(None), format_value(93.6)
+        ('0.123', '1.05e-17', '', '93.6')
+        >>> format_value([0.1234, -0.02])
+        '+0.123 -0.02'
+    """
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(f"{v:+.{digits}g}" for v in value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}g}"
+
+
+def _csv_cell(value: Any) -> Any:
+    # A list cell (e.g. one difference per seed) stays one CSV field: signed values, space-separated.
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(f"{float(v):+}" for v in value)
+    return value
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    # None sorts last; numbers numerically; everything else as text.
+    if value is None:
+        return (2, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value))
+    return (1, str(value))
+
+
+class Table:
+    """Rows of ``column -> value`` mappings with a name (file stem) and a title (caption).
+
+    Args:
+        rows: Mappings, or sequences aligned with ``columns``. Missing keys read as ``None``.
+        name: File stem used by :meth:`write`, e.g. ``table2_l2_norm``.
+        title: Caption, citing the paper's table or figure it mirrors.
+        columns: Column order; default: every key in first-seen order.
+
+    Raises:
+        ValueError: A sequence row whose length differs from ``columns`` (or no ``columns``).
+    """
+
+    __slots__ = ("_columns", "_rows", "name", "title")
+
+    def __init__(
+        self,
+        rows: Iterable[Mapping[str, Any] | Sequence[Any]] = (),
+        *,
+        name: str = "table",
+        title: str = "",
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.title = title
+        self._columns = tuple(columns) if columns is not None else None
+        self._rows = tuple(self._as_mapping(i, row) for i, row in enumerate(rows))
+
+    def _as_mapping(self, index: int, row: Mapping[str, Any] | Sequence[Any]) -> Mapping[str, Any]:
+        if isinstance(row, Mapping):
+            return row
+        if self._columns is None or len(row) != len(self._columns):
+            expected = "no columns given" if self._columns is None else f"expected {len(self._columns)}"
+            raise ValueError(
+                f"table {self.name!r}: row {index} has {len(row)} cells, {expected} "
+                f"(columns {list(self._columns or ())})"
+            )
+        return dict(zip(self._columns, row))
+
+    def _like(self, rows: Iterable[Mapping[str, Any]]) -> Table:
+        return Table(rows, name=self.name, title=self.title, columns=self._columns)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self._rows)
+
+    def __repr__(self) -> str:
+        return f"Table(name={self.name!r}, rows={len(self._rows)}, columns={list(self.columns)})"
+
+    @property
+    def rows(self) -> tuple[Mapping[str, Any], ...]:
+        """The rows."""
+        return self._rows
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Column names: the given order, else every key in first-seen order."""
+        if self._columns is not None:
+            return self._columns
+        names: dict[str, None] = {}
+        for row in self._rows:
+            names.update(dict.fromkeys(row))
+        return tuple(names)
+
+    def tuples(self) -> tuple[tuple[Any, ...], ...]:
+        """The rows as tuples aligned with :attr:`columns`."""
+        columns = self.columns
+        return tuple(tuple(row.get(c) for c in columns) for row in self._rows)
+
+    def select(self, **equals: Any) -> Table:
+        """Rows whose columns equal the given values, e.g. ``select(metric="dice", level="image")``."""
+        return self._like(r for r in self._rows if all(r.get(k) == v for k, v in equals.items()))
+
+    def where(self, predicate: Callable[[Mapping[str, Any]], bool]) -> Table:
+        """Rows for which ``predicate(row)`` is true."""
+        return self._like(r for r in self._rows if predicate(r))
+
+    def unique(self, column: str) -> list[Any]:
+        """Distinct values of a column, sorted (numbers numerically, ``None`` last)."""
+        return sorted({r.get(column) for r in self._rows}, key=_sort_key)
+
+    def column(self, name: str) -> npt.NDArray[np.float64]:
+        """A numeric column as float64 (missing or ``None`` -> NaN)."""
+        return np.array(
+            [math.nan if r.get(name) is None else float(r[name]) for r in self._rows], dtype=np.float64
+        )
+
+    def cells(self, name: str) -> list[Any]:
+        """The raw cells of one column.
+
+        Raises:
+            KeyError: No such column (the message lists the columns).
+        """
+        if name not in self.columns:
+            raise KeyError(f"table {self.name!r} has no column {name!r}; columns are {list(self.columns)}")
+        return [row.get(name) for row in self._rows]
+
+    def groups(self, *columns: str) -> dict[tuple[Any, ...], Table]:
+        """Split by the values of ``columns``; keys sorted like :meth:`unique`."""
+        parts: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+        for row in self._rows:
+            parts.setdefault(tuple(row.get(c) for c in columns), []).append(row)
+        ordered = sorted(parts, key=lambda key: tuple(_sort_key(v) for v in key))
+        return {key: self._like(parts[key]) for key in ordered}
+
+    def to_csv_text(self) -> str:
+        """The table as CSV at full precision (NaN and inf as ``nan``/``inf``, ``None`` empty)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([_csv_cell(v) for v in row] for row in self.tuples())
+        return buffer.getvalue()
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write :meth:`to_csv_text` to ``path`` atomically; return the path."""
+        atomic_write_text(path, self.to_csv_text())
+        return Path(path)
+
+    def to_markdown(self, *, digits: int = 3) -> str:
+        """The table as a GitHub-flavoured Markdown table with rounded numbers."""
+        lines = [
+            "| " + " | ".join(self.columns) + " |",
+            "| " + " | ".join("---" for _ in self.columns) + " |",
+        ]
+        for row in self.tuples():
+            lines.append("| " + " | ".join(format_value(v, digits=digits) for v in row) + " |")
+        return "\n".join(lines)
+
+    def write(self, folder: str | Path) -> tuple[Path, Path]:
+        """Write ``<folder>/<name>.csv`` and ``<folder>/<name>.md`` atomically; return both paths."""
+        folder = Path(folder)
+        csv_path, md_path = folder / f"{self.name}.csv", folder / f"{self.name}.md"
+        self.to_csv(csv_path)
+        atomic_write_text(md_path, f"**{self.title}**\n\n{self.to_markdown()}\n")
+        return csv_path, md_path

@@ -1,0 +1,170 @@
+"""The run folder's layout: every file and folder a run writes, named in this module only.
+
+A run folder (``run.output_dir``) holds::
+
+    <run>/
+        config.yaml          the resolved configuration
+        manifest.json        versions, seed, worker seeds, git commit, data-file hash
+        splits.json          the exact subsets used
+        metrics.csv          one row per epoch
+        learning_curve.png   losses per epoch and whether the run converged
+        checkpoints/best/    best validation loss (see inpaintssl.checkpoint)
+        checkpoints/last/    latest epoch, with optimizer and trainer state for --resume
+        tensorboard/         event files, when the tensorboard package is installed
+        reconstructions/     pretraining: what the network restores, one image per epoch
+        val_inpainting.csv   pretraining: per-image L2 norms of the inpainted validation images
+        test_metrics.csv     fine-tuning: per-image and per-volume Dice on the test split
+        eval_<split>.csv     ``inpaintssl evaluate`` output when no ``--output`` is given
+        .inpaintssl.lock     present only while a run writes the folder (inpaintssl.training.lock)
+
+Code that reads or writes any of these goes through :class:`RunFolder`, so renaming one is a
+one-line change and a reader finds every user of a file by its property. This module imports
+nothing from ``inpaintssl``: the checkpoint and data layers, which sit below training, use it too.
+
+Example:
+    >>> from pathlib import Path
+    >>> run = RunFolder(Path("runs/ft"))
+    >>> run.config, run.best
+    (PosixPath('runs/ft/config.yaml'), PosixPath('runs/ft/checkpoints/best'))
+    >>> run.eval_csv("test").name
+    'eval_test.csv'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+__all__ = ["RunFolder"]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths inside one run folder (nothing is created or checked: these are names only).
+
+    Attributes:
+        root: The run folder itself.
+
+    Example:
+        >>> from pathlib import Path
+        >>> RunFolder(Path("runs/pre")).checkpoint("last")
+        PosixPath('runs/pre/checkpoints/last')
+        >>> RunFolder.of_checkpoint(Path("runs/pre/checkpoints/best"))
+        RunFolder(root=PosixPath('runs/pre'))
+    """
+
+    root: Path
+
+    # The names themselves, for code that must match a name rather than build a path (and for
+    # the test that no other module spells them).
+    CONFIG: ClassVar[str] = "config.yaml"
+    MANIFEST: ClassVar[str] = "manifest.json"
+    SPLITS: ClassVar[str] = "splits.json"
+    METRICS_CSV: ClassVar[str] = "metrics.csv"
+    LEARNING_CURVE: ClassVar[str] = "learning_curve.png"
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+    TENSORBOARD: ClassVar[str] = "tensorboard"
+    RECONSTRUCTIONS: ClassVar[str] = "reconstructions"
+    VAL_INPAINTING: ClassVar[str] = "val_inpainting.csv"
+    TEST_METRICS: ClassVar[str] = "test_metrics.csv"
+    LOCK: ClassVar[str] = ".inpaintssl.lock"
+    NAMES: ClassVar[tuple[str, ...]] = (
+        CONFIG,
+        MANIFEST,
+        SPLITS,
+        METRICS_CSV,
+        LEARNING_CURVE,
+        CHECKPOINTS,
+        TENSORBOARD,
+        RECONSTRUCTIONS,
+        VAL_INPAINTING,
+        TEST_METRICS,
+        LOCK,
+    )
+    """Every fixed name above (``best``/``last`` are the checkpoint choices, not listed)."""
+
+    def __post_init__(self) -> None:
+        # Accept a str too (frozen: set through object.__setattr__), so RunFolder("runs/a") works.
+        object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunFolder | None:
+        """The run folder a checkpoint folder (or a file inside one) belongs to, if it is in one."""
+        folder = checkpoint.parent if checkpoint.is_file() else checkpoint
+        if folder.parent.name == cls.CHECKPOINTS:
+            return cls(folder.parent.parent)
+        return None
+
+    @property
+    def config(self) -> Path:
+        """``config.yaml``: the resolved configuration."""
+        return self.root / self.CONFIG
+
+    @property
+    def manifest(self) -> Path:
+        """``manifest.json``: versions, seeds, git commit, data-file hash."""
+        return self.root / self.MANIFEST
+
+    @property
+    def splits(self) -> Path:
+        """``splits.json``: the exact subsets used."""
+        return self.root / self.SPLITS
+
+    @property
+    def metrics_csv(self) -> Path:
+        """``metrics.csv``: one row per epoch."""
+        return self.root / self.METRICS_CSV
+
+    @property
+    def learning_curve(self) -> Path:
+        """``learning_curve.png``: the losses per epoch."""
+        return self.root / self.LEARNING_CURVE
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``: the folder holding ``best`` and ``last``."""
+        return self.root / self.CHECKPOINTS
+
+    def checkpoint(self, which: Literal["best", "last"]) -> Path:
+        """``checkpoints/<which>``."""
+        return self.checkpoints / which
+
+    @property
+    def best(self) -> Path:
+        """``checkpoints/best``: the weights of the best validation loss."""
+        return self.checkpoint("best")
+
+    @property
+    def last(self) -> Path:
+        """``checkpoints/last``: the latest epoch with the state to resume from."""
+        return self.checkpoint("last")
+
+    @property
+    def tensorboard(self) -> Path:
+        """``tensorboard/``: event files."""
+        return self.root / self.TENSORBOARD
+
+    @property
+    def reconstructions(self) -> Path:
+        """``reconstructions/``: pretraining's per-epoch restoration images."""
+        return self.root / self.RECONSTRUCTIONS
+
+    @property
+    def val_inpainting(self) -> Path:
+        """``val_inpainting.csv``: pretraining's per-image inpainting L2 norms."""
+        return self.root / self.VAL_INPAINTING
+
+    @property
+    def test_metrics(self) -> Path:
+        """``test_metrics.csv``: fine-tuning's test-split Dice table."""
+        return self.root / self.TEST_METRICS
+
+    @property
+    def lock(self) -> Path:
+        """``.inpaintssl.lock``: present while a run writes the folder."""
+        return self.root / self.LOCK
+
+    def eval_csv(self, split: str) -> Path:
+        """``eval_<split>.csv``: where ``inpaintssl evaluate`` writes by default."""
+        return self.root / f"eval_{split}.csv"

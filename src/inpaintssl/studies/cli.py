@@ -1,0 +1,117 @@
+"""``inpaintssl experiment run|report|status``: the study runner on the command line.
+
+::
+
+    inpaintssl experiment run spec.yaml [--shard i/n] [--workers N] [--quiet]
+    inpaintssl experiment status spec.yaml
+    inpaintssl experiment report spec.yaml [--output DIR]
+
+``run`` exits 0 when every run of its shard is done, 1 when some failed (they are listed; running
+the command again retries them). On a Slurm cluster, one array task per shard::
+
+    #SBATCH --array=0-7
+    inpaintssl experiment run spec.yaml --shard $SLURM_ARRAY_TASK_ID/8
+
+Example:
+    >>> import argparse, tempfile, pathlib, yaml
+    >>> spec = pathlib.Path(tempfile.mkdtemp()) / "spec.yaml"
+    >>> _ = spec.write_text(yaml.safe_dump({"study": "clinical", "output": str(spec.parent / "out")}))
+    >>> args = argparse.Namespace(experiment_command="status", spec=spec)
+    >>> run_experiment_command(args)  # doctest: +ELLIPSIS
+    clinical: 0 of 11 runs done
+      finetune: 10 not started
+      pretrain: 1 not started
+    databases: none yet
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from inpaintssl.studies.grid import expand_study, parse_shard
+from inpaintssl.studies.report import write_report
+from inpaintssl.studies.results import load_runs, study_databases
+from inpaintssl.studies.runner import run_study
+from inpaintssl.studies.spec import load_spec
+
+__all__ = ["run_experiment_command"]
+
+
+def _run(args: argparse.Namespace) -> int:
+    summary = run_study(args.spec, shard=parse_shard(args.shard), workers=args.workers, quiet=args.quiet)
+    print(
+        json.dumps(
+            {
+                "study": summary.study,
+                "shard": f"{summary.shard[0]}/{summary.shard[1]}",
+                "database": str(summary.database),
+                "runs": summary.total,
+                "status": summary.status,
+                "executed": summary.executed,
+            }
+        )
+    )
+    for run_id, error in summary.errors.items():
+        print(f"failed: {run_id}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+    return 0 if summary.complete else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    plan = expand_study(spec)
+    runs = load_runs(spec)
+    counts: dict[str, dict[str, int]] = {}
+    for job in plan:
+        run = runs.get(job.id)
+        status = run.status if run is not None else "not started"
+        counts.setdefault(job.kind, {})
+        counts[job.kind][status] = counts[job.kind].get(status, 0) + 1
+    done = sum(c.get("done", 0) for c in counts.values())
+    print(f"{spec.study}: {done} of {len(plan)} runs done")
+    for kind, by_status in counts.items():
+        print(f"  {kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
+    print("databases: " + (", ".join(str(p) for p in study_databases(spec)) or "none yet"))
+    for job in plan:
+        run = runs.get(job.id)
+        if run is not None and run.status == "failed" and run.error:
+            print(f"  failed {job.id}: {run.error.splitlines()[0]}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    files = write_report(load_spec(args.spec), output=args.output)
+    print(
+        json.dumps(
+            {
+                "markdown": str(files.markdown),
+                "html": str(files.html),
+                "tables": len(files.tables),
+                "figures": len(files.figures),
+                "skipped": [name for name, _ in files.skipped],
+            }
+        )
+    )
+    return 0
+
+
+def run_experiment_command(args: argparse.Namespace) -> int:
+    """Dispatch ``inpaintssl experiment <run|report|status>``; returns the exit status.
+
+    Args:
+        args: Parsed arguments of :func:`inpaintssl.cli.build_parser`'s ``experiment`` command:
+            ``experiment_command`` and ``spec``, plus ``shard``, ``workers``, ``quiet`` (run) or
+            ``output`` (report).
+
+    Raises:
+        inpaintssl.config.ConfigError: Invalid spec (the CLI prints it and exits 2).
+        ValueError: Invalid ``--shard`` or ``--workers``.
+    """
+    commands = {"run": _run, "status": _status, "report": _report}
+    if args.experiment_command not in commands:
+        raise ValueError(
+            f"experiment command {args.experiment_command!r}; expected one of {sorted(commands)}"
+        )
+    return commands[args.experiment_command](args)

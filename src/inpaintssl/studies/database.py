@@ -1,0 +1,291 @@
+"""One SQLite file per study, shared by its job queue and its result store (stdlib ``sqlite3``).
+
+
+Tables::
+
+    runs          id (the job id), kind, depends_on, config JSON, labels JSON,
+                  status pending | running | done | failed, worker, host, pid, heartbeat,
+                  started, finished, attempts (times claimed), failures (this invocation),
+                  result JSON, error
+    measurements  run_id, level (image | volume), volume_id, slice_index, class_name, metric,
+                  value; UNIQUE over everything but the value, so a run's rows exist once
+    meta          key -> value (the spec, the schema version)
+
+Concurrency: the database runs in WAL mode, so readers never block the writer. Claiming a run is
+one ``BEGIN IMMEDIATE`` transaction (reclaim stale runs, pick the first runnable one, mark it
+``running``), so two workers can never claim the same run. Recording a result inserts the run's
+measurements and marks it ``done`` in one transaction that first checks the worker still owns the
+run; a worker whose run was reclaimed records nothing. A ``running`` row is stale when its worker
+runs on this host and its process is gone, or when its heartbeat is older than the spec's
+``stale_after_s`` (a worker on another machine).
+
+**Damaged files and full disks.** A file at the database path that is not SQLite (a text file,
+random bytes), or an SQLite file of another program, is refused before anything is written to
+it: :class:`StudyDatabaseError` names the path and what to do. Every write is one transaction,
+so a write that fails (disk full, I/O error) is rolled back whole and loses no earlier result;
+the error (an ``OSError``, ``ENOSPC`` for a full disk) names the database.
+
+SQLite's locking needs a local file system (WAL does not work over NFS): give each shard its own
+database on a network file system (``database: results/{shard}.sqlite``, see
+:class:`~inpaintssl.studies.spec.StudySpec`).
+
+This module opens and checks the file (:class:`StudyDatabase`); :mod:`inpaintssl.studies.queue`
+holds the runs and their state (:class:`~inpaintssl.studies.queue.JobQueue`),
+:mod:`inpaintssl.studies.store` every evaluated image (:class:`~inpaintssl.studies.store.ResultStore`)
+and :class:`~inpaintssl.studies.store.StudyStore`, the two in one connection.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> with StudyDatabase(pathlib.Path(tempfile.mkdtemp()) / "study.sqlite") as db:
+    ...     db.set_meta("spec", "{}")
+    ...     db.get_meta("spec")
+    '{}'
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import contextlib
+import errno
+import functools
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from inpaintssl.config import ConfigError
+
+__all__ = ["RUN_STATUSES", "SCHEMA_VERSION", "StudyDatabase", "StudyDatabaseError"]
+
+SCHEMA_VERSION: Final = 1
+RUN_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('pretrain', 'finetune')),
+    depends_on TEXT,
+    config TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    worker TEXT,
+    host TEXT,
+    pid INTEGER,
+    heartbeat REAL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    level TEXT NOT NULL,
+    volume_id TEXT NOT NULL,
+    slice_index INTEGER NOT NULL,
+    class_name TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    UNIQUE (run_id, level, volume_id, slice_index, class_name, metric)
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+"""
+
+
+class StudyDatabaseError(ConfigError):
+    """The study database file is damaged, foreign or unusable; the message names it and what to do.
+
+    A :class:`~inpaintssl.config.ConfigError` like every other bad input of a study, so the
+    ``inpaintssl experiment`` command prints it and exits 2.
+    """
+
+
+# What to tell the user, by SQLite's primary result code, when the file itself is the problem.
+_UNUSABLE = MappingProxyType({
+    "SQLITE_NOTADB": "it is not an SQLite database (a damaged file or another kind of file)",
+    "SQLITE_CORRUPT": "the database file is damaged",
+    "SQLITE_CANTOPEN": "the file cannot be opened (the path may be a directory or its folder not writable)",
+    "SQLITE_READONLY": "the database is read-only",
+})
+# sqlite3_errstr() of each code above, plus the full disk and I/O errors.
+_CODE_BY_MESSAGE = MappingProxyType({
+    "database or disk is full": "SQLITE_FULL",
+    "disk I/O error": "SQLITE_IOERR",
+    "file is not a database": "SQLITE_NOTADB",
+    "database disk image is malformed": "SQLITE_CORRUPT",
+    "unable to open database file": "SQLITE_CANTOPEN",
+    "attempt to write a readonly database": "SQLITE_READONLY",
+})
+_WHAT_TO_DO = (
+    "move it away or point the study's `database` at a new file, then run again "
+    "(runs missing from the new database are run again)"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Columns of each table of this schema version, read back from SQLite itself."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: frozenset(r[1] for r in conn.execute(f"PRAGMA table_info({n})")) for n in names}
+    finally:
+        conn.close()
+
+
+class StudyDatabase:
+    """The study database file (see the module docstring): opening, checking, transactions, meta.
+
+    Args:
+        path: The SQLite file (created with its folder when missing).
+        timeout_s: How long a statement waits for another process's lock before failing.
+
+    Raises:
+        StudyDatabaseError: ``path`` exists but is not a study database of this version (not
+            SQLite, another program's database, another schema version, a directory); nothing
+            was written to it.
+        OSError: A write failed, e.g. ``ENOSPC`` (disk full); the message names the database.
+    """
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._guard("open"):
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        try:
+            with self._guard("open"):
+                self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+                # Check what the file holds before the first write: switching a foreign database to
+                # WAL or adding our tables to it would change another program's file.
+                self._check_existing()
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode survives a killed process; only power loss can drop the newest commits.
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction("create the tables of"):
+                # executescript() would COMMIT the open transaction first, so run statements one by one.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._conn.execute(statement)
+                found = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if found is None:
+                    self._conn.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_existing(self) -> None:
+        """Refuse a file that holds tables but is not a study database of this schema version."""
+        tables = {
+            r[0]
+            for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not str(r[0]).startswith("sqlite_")
+        }
+        if not tables:
+            return  # a new or empty file: the schema is created next
+        expected = _expected_columns()
+        missing = sorted(set(expected) - tables)
+        if missing:
+            raise StudyDatabaseError(
+                f"{self.path} is an SQLite database but not an inpaintssl study database: it has "
+                f"tables {sorted(tables)}, expected {sorted(expected)}; {_WHAT_TO_DO}"
+            )
+        for table, columns in sorted(expected.items()):
+            found = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if not columns <= found:
+                raise StudyDatabaseError(
+                    f"{self.path} is not an inpaintssl study database of this version: table "
+                    f"{table!r} lacks columns {sorted(columns - found)}; {_WHAT_TO_DO}"
+                )
+        version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is not None and str(version[0]) != str(SCHEMA_VERSION):
+            raise StudyDatabaseError(
+                f"{self.path}: schema version {version[0]}, expected {SCHEMA_VERSION}; open it with "
+                f"the inpaintssl version that wrote it, or {_WHAT_TO_DO}"
+            )
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _error(self, exc: sqlite3.DatabaseError | OSError, action: str) -> BaseException:
+        """The error to raise for ``exc``: one naming the database, or ``exc`` itself."""
+        if isinstance(exc, OSError):
+            if str(self.path) in str(exc):
+                return exc
+            return OSError(exc.errno, f"could not {action} study database {self.path}: {exc.strerror or exc}")
+        # An error raised by SQLite carries its result code; one raised elsewhere (a wrapper, a
+        # test double) only SQLite's standard wording, so fall back to that.
+        code = str(getattr(exc, "sqlite_errorname", "") or _CODE_BY_MESSAGE.get(str(exc), ""))
+        if code.startswith("SQLITE_FULL"):
+            return OSError(
+                errno.ENOSPC,
+                f"could not {action} study database {self.path}: {os.strerror(errno.ENOSPC)} "
+                f"({exc}); the write was rolled back and every earlier result is kept. "
+                "Free disk space and run again",
+            )
+        if code.startswith("SQLITE_IOERR"):
+            return OSError(
+                errno.EIO,
+                f"could not {action} study database {self.path}: {exc}; the write was rolled back",
+            )
+        for prefix, reason in _UNUSABLE.items():
+            if code.startswith(prefix):
+                return StudyDatabaseError(
+                    f"could not {action} study database {self.path}: {reason} ({exc}); {_WHAT_TO_DO}"
+                )
+        return exc  # a lock timeout or a caller's bug (IntegrityError): SQLite's own words suffice
+
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Raise errors of the database file as errors naming it (see :meth:`_error`)."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, OSError) as exc:
+            error = self._error(exc, action)
+            if error is exc:
+                raise
+            raise error from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str = "write to") -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: no other writer can slip in between our read
+        # of the runs table and the update that depends on it.
+        with self._guard(action):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # SQLite has already rolled back after some errors (SQLITE_FULL, SQLITE_IOERR); a
+                # second ROLLBACK would fail and hide the error that matters.
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a string under ``key``."""
+        with self._guard("write to"):
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        """The string stored under ``key``, or ``None``."""
+        with self._guard("read"):
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])

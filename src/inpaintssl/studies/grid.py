@@ -1,0 +1,386 @@
+"""Expand a study spec into pretraining and fine-tuning jobs with stable ids (paper sec. 2.5-2.7).
+
+Every grid combination resolves to a full :class:`~inpaintssl.config.PretrainConfig` and, per
+label fraction and subset seed, a full :class:`~inpaintssl.config.FinetuneConfig`. A job's id is a
+hash of its resolved config (plus, for fine-tuning, the id of the pretraining job it starts from),
+so the same experiment has the same id in every process, on every machine and after any restart;
+two grid points that resolve to one config are one job (so is 100% of the labels under several subset
+seeds: it is trained with the first seed only). Fields that change where or how a run
+executes but not what it computes (output folder, resume flag, device, loader workers) are left
+out of the hash, and so is ``transfer.second_lr`` under the ``immediate`` schedule, which never
+reads it.
+
+Every SSL fine-tuning job depends on exactly one pretraining job, shared by all fine-tuning jobs
+that need that pretrained model: a pretext-design grid of 16 strategies x 5 label fractions trains
+16 pretraining models, not 80. :meth:`StudyPlan.shard` splits the jobs so that a pretraining job
+and all its dependants land in the same shard; shards never wait for each other.
+
+Example:
+    >>> from inpaintssl.studies.spec import StudySpec
+    >>> spec = StudySpec(study="pretext_design", label_fractions=[0.5, 0.1],
+    ...                  grid={"pretrain.pretext.patch_size": [16, 32]})
+    >>> plan = expand_study(spec)
+    >>> len(plan.pretrain_jobs()), len(plan.finetune_jobs())   # 2 pretrained models, 4 SSL + 2 baseline
+    (2, 6)
+    >>> sorted({j.labels["strategy"] for j in plan.finetune_jobs()})
+    ['context_restoration 16x16 poisson_disc', 'context_restoration 32x32 poisson_disc', 'supervised']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from inpaintssl.config import FinetuneConfig, PretrainConfig, TransferConfig, update_fields
+from inpaintssl.studies.spec import StudySpec
+from inpaintssl.transfer_learning.schedules import TWO_RUN_SCHEDULES
+
+__all__ = [
+    "Job",
+    "JobKind",
+    "StudyPlan",
+    "expand_study",
+    "parse_shard",
+    "run_id",
+    "transfer_acronym",
+]
+
+JobKind = Literal["pretrain", "finetune"]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# (section, field) pairs that say where/how a run executes, not what it computes.
+_RUNTIME_FIELDS = (
+    ("run", "output_dir"),
+    ("run", "resume"),
+    ("run", "quiet"),
+    ("run", "device"),
+    ("data", "num_workers"),
+    ("transfer", "pretrained"),
+)
+
+
+def _canonical(config: PretrainConfig | FinetuneConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    for section, name in _RUNTIME_FIELDS:
+        if section in data:
+            data[section].pop(name, None)
+    return data
+
+
+def run_id(kind: JobKind, config: PretrainConfig | FinetuneConfig, *, depends_on: str | None = None) -> str:
+    """Stable id of a run: ``pt-``/``ft-`` + 16 hex digits of SHA-256 over the resolved config.
+
+    Args:
+        kind: ``pretrain`` or ``finetune``.
+        config: The resolved config; runtime-only fields (see the module docstring) are ignored.
+        depends_on: Id of the pretraining run a fine-tuning run starts from.
+
+    Example:
+        >>> from inpaintssl.config import PretrainConfig
+        >>> a = run_id("pretrain", PretrainConfig())
+        >>> a == run_id("pretrain", update_fields(PretrainConfig(), {"run.output_dir": "elsewhere"}))
+        True
+        >>> a == run_id("pretrain", update_fields(PretrainConfig(), {"pretext.patch_size": 16}))
+        False
+    """
+    payload = {"kind": kind, "config": _canonical(config), "depends_on": depends_on}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{'pt' if kind == 'pretrain' else 'ft'}-{digest[:16]}"
+
+
+def transfer_acronym(weights: str, schedule: str) -> str:
+    """Figure A1's model name for a transfer strategy (paper Appendix B).
+
+    ``A B C``: A is ``F`` (fine-tuned immediately) or ``FF`` (frozen first); B is ``E`` (encoder
+    weights) or ``B`` (encoder and decoder); C is ``F`` (one training run) or ``S`` (a second
+    run). The schedules map as ``immediate`` = ``F?F``, ``immediate_twice`` = ``F?S``,
+    ``frozen`` = ``FF?F`` and ``freeze_then_unfreeze`` = ``FF?S``.
+
+    Example:
+        >>> transfer_acronym("encoder", "immediate")
+        'FEF'
+        >>> transfer_acronym("encoder_decoder", "freeze_then_unfreeze")
+        'FFBS'
+        >>> transfer_acronym("encoder", "frozen"), transfer_acronym("encoder", "immediate_twice")
+        ('FFEF', 'FES')
+    """
+    part = {"encoder": "E", "encoder_decoder": "B"}.get(weights, f"[{weights}]")
+    first = "F" if schedule.startswith("immediate") else "FF"
+    return f"{first}{part}{'S' if schedule in TWO_RUN_SCHEDULES else 'F'}"
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One run of a study.
+
+    Attributes:
+        id: Stable run id (:func:`run_id`).
+        kind: ``pretrain`` or ``finetune``.
+        config: The resolved config; ``run.output_dir`` is the run's folder and, for SSL
+            fine-tuning, ``transfer.pretrained`` is the pretraining run's folder.
+        labels: The factors of this run for tables and figures (``arm``, ``strategy``,
+            ``label_fraction``, ``task``, ``patch_size``, ``sampler``, ...), JSON-serialisable.
+        depends_on: Id of the pretraining job an SSL fine-tuning job needs.
+    """
+
+    id: str
+    kind: JobKind
+    config: PretrainConfig | FinetuneConfig
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    depends_on: str | None = None
+
+    @property
+    def group(self) -> str:
+        """The pretraining job this job belongs with (itself for pretraining and baselines)."""
+        return self.depends_on or self.id
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The jobs of a study, each pretraining job before the fine-tuning jobs that need it."""
+
+    jobs: tuple[Job, ...]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id.
+
+        Raises:
+            KeyError: No such job in the plan.
+        """
+        for job in self.jobs:
+            if job.id == job_id:
+                return job
+        raise KeyError(f"run id {job_id!r} is not part of this study plan ({len(self.jobs)} jobs)")
+
+    def pretrain_jobs(self) -> list[Job]:
+        """The pretraining jobs."""
+        return [j for j in self.jobs if j.kind == "pretrain"]
+
+    def finetune_jobs(self) -> list[Job]:
+        """The fine-tuning jobs (SSL and baseline)."""
+        return [j for j in self.jobs if j.kind == "finetune"]
+
+    def dependants(self, pretrain_id: str) -> list[Job]:
+        """Fine-tuning jobs that start from the pretraining job ``pretrain_id``."""
+        return [j for j in self.jobs if j.depends_on == pretrain_id]
+
+    def shard(self, index: int, count: int) -> StudyPlan:
+        """The jobs of shard ``index`` of ``count``: whole groups, balanced by job count.
+
+        Groups (a pretraining job with its dependants; a baseline alone) are assigned largest
+        first to the least loaded shard, ties to the lowest index, so every process computes the
+        same split from the same spec.
+
+        Raises:
+            ValueError: ``index`` is not in ``[0, count)``.
+        """
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard {index}/{count} is invalid; expected 0 <= i < n")
+        sizes: dict[str, int] = {}
+        for job in self.jobs:
+            sizes[job.group] = sizes.get(job.group, 0) + 1
+        order = sorted(sizes, key=lambda g: -sizes[g])  # stable: ties keep plan order
+        loads = [0] * count
+        owner: dict[str, int] = {}
+        for group in order:
+            target = min(range(count), key=lambda s: (loads[s], s))
+            owner[group] = target
+            loads[target] += sizes[group]
+        return StudyPlan(tuple(j for j in self.jobs if owner[j.group] == index))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (0-based shard ``i`` of ``n``).
+
+    Raises:
+        ValueError: Not two integers with ``0 <= i < n``.
+
+    Example:
+        >>> parse_shard("3/8")
+        (3, 8)
+    """
+    head, sep, tail = text.partition("/")
+    try:
+        index, count = int(head), int(tail)
+    except ValueError:
+        index, count = -1, 0
+    if not sep or count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text!r} is invalid; expected 'i/n' with 0 <= i < n, e.g. '0/4'")
+    return index, count
+
+
+def _combinations(grid: Mapping[str, Sequence[Any]], stage: str) -> list[dict[str, Any]]:
+    keys = [k for k in grid if k.startswith(f"{stage}.")]
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def _updates(combo: Mapping[str, Any]) -> dict[str, Any]:
+    """Grid values keyed by their field path inside the stage's config (``pretrain.`` dropped)."""
+    return {key.split(".", 1)[1]: value for key, value in combo.items()}
+
+
+def _with_unlabelled_fraction(config: PretrainConfig, fraction: float) -> PretrainConfig:
+    sources = (
+        [] if fraction == 0 else [s.model_copy(update={"fraction": fraction}) for s in config.data.unlabelled]
+    )
+    return update_fields(config, {"data.unlabelled": sources})
+
+
+_PRETEXT_KEYS = ("pretrain.pretext.task", "pretrain.pretext.patch_size", "pretrain.pretext.sampler")
+_TRANSFER_KEYS = (
+    "finetune.transfer.weights",
+    "finetune.transfer.schedule",
+    "finetune.optim.lr",
+    "finetune.transfer.second_lr",
+)
+
+
+def _strategy(spec: StudySpec, labels: Mapping[str, Any], combo: Mapping[str, Any]) -> str:
+    """A readable name that tells the study's strategies apart; other grid values are appended."""
+    encoded: tuple[str, ...] = ()
+    if spec.study == "transfer_design" and labels["arm"] == "ssl":
+        name = f"{labels['acronym']} lr={labels['lr']:g}"
+        if labels["second_lr"] is not None:
+            name += f"/{labels['second_lr']:g}"
+        encoded = _TRANSFER_KEYS
+    elif spec.study == "data_scaling":
+        name = f"+{labels['unlabelled_fraction']:.0%} unlabelled"
+    elif spec.study == "clinical" and labels["arm"] == "ssl":
+        name = "ssl"
+    elif spec.study == "demo" and labels["arm"] == "ssl":
+        name = str(labels["task"])
+    else:
+        k = labels["patch_size"]
+        name = f"{labels['task']} {k}x{k} {labels['sampler']}"
+        encoded = _PRETEXT_KEYS
+    tail = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in combo.items() if key not in encoded]
+    return " ".join([name, *tail])
+
+
+def _pretrain_labels(spec: StudySpec, cfg: PretrainConfig, fraction: float | None) -> dict[str, Any]:
+    return {
+        "study": spec.study,
+        "arm": "pretrain",
+        "task": cfg.pretext.task,
+        "patch_size": cfg.pretext.patch_size,
+        "sampler": cfg.pretext.sampler,
+        "unlabelled_fraction": fraction,
+    }
+
+
+def _subsets(spec: StudySpec) -> list[tuple[float, int]]:
+    """``(label fraction, subset seed)`` pairs; all labels (1.0) are one set whatever the seed: once."""
+    return [
+        (f, s) for f in spec.label_fractions for s in spec.seeds_at(f) if f < 1.0 or s == spec.seeds_at(f)[0]
+    ]
+
+
+def _subset(fraction: float, seed: int) -> dict[str, Any]:
+    return {"data.label_fraction": fraction, "data.subset_seed": seed}
+
+
+def _placed(config: ModelT, field: str, path: Path) -> ModelT:
+    return update_fields(config, {field: path})
+
+
+def _folder(spec: StudySpec, job_id: str, labels: Mapping[str, Any]) -> Path:
+    """A run's folder: its id, or for the demo a readable name (``pretrain``, ``ssl_5pct_seed0``)."""
+    if spec.study != "demo":
+        return spec.runs_dir() / job_id
+    if labels["arm"] == "pretrain":
+        return spec.runs_dir() / "pretrain"
+    return (
+        spec.runs_dir()
+        / f"{labels['arm']}_{round(100 * labels['label_fraction'])}pct_seed{labels['subset_seed']}"
+    )
+
+
+def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterator[Job]:
+    for combo in _combinations(spec.grid, "finetune"):
+        for fraction, seed in _subsets(spec):
+            cfg = _placed(spec.finetune, "transfer.pretrained", pre.config.run.output_dir)
+            cfg = update_fields(cfg, {**_updates(combo), **_subset(fraction, seed)})
+            two_runs = cfg.transfer.schedule in TWO_RUN_SCHEDULES
+            if not two_runs:
+                cfg = update_fields(cfg, {"transfer.second_lr": None})
+            job_id = run_id("finetune", cfg, depends_on=pre.id)
+            subset = {"arm": "ssl", "label_fraction": fraction, "subset_seed": seed}
+            cfg = _placed(cfg, "run.output_dir", _folder(spec, job_id, subset))
+            second = cfg.transfer.second_lr
+            if two_runs and second is None:
+                second = cfg.optim.effective_lr / 10  # the engine's default (training.finetuning.phases_for)
+            labels: dict[str, Any] = {
+                **pre.labels,
+                "arm": "ssl",
+                "weights": cfg.transfer.weights,
+                "schedule": cfg.transfer.schedule,
+                "acronym": transfer_acronym(cfg.transfer.weights, cfg.transfer.schedule),
+                "lr": cfg.optim.effective_lr,
+                "second_lr": second if two_runs else None,
+                "label_fraction": fraction,
+                "subset_seed": seed,
+            }
+            both = {**pre_combo, **combo}
+            labels.update({k: v for k, v in both.items() if k not in _PRETEXT_KEYS + _TRANSFER_KEYS})
+            labels["strategy"] = _strategy(spec, labels, both)
+            yield Job(job_id, "finetune", cfg, labels, depends_on=pre.id)
+
+
+def _baseline_jobs(spec: StudySpec) -> Iterator[Job]:
+    for fraction, seed in _subsets(spec):
+        cfg = update_fields(spec.finetune, {"transfer": TransferConfig(), **_subset(fraction, seed)})
+        job_id = run_id("finetune", cfg)
+        labels = {
+            "study": spec.study,
+            "arm": "supervised",
+            "strategy": "supervised",
+            "lr": cfg.optim.effective_lr,
+            "label_fraction": fraction,
+            "subset_seed": seed,
+        }
+        cfg = _placed(cfg, "run.output_dir", _folder(spec, job_id, labels))
+        yield Job(job_id, "finetune", cfg, labels)
+
+
+def expand_study(spec: StudySpec) -> StudyPlan:
+    """All jobs of a study: baselines first, then each pretraining job followed by its dependants.
+
+    Args:
+        spec: A validated study spec.
+
+    Returns:
+        The plan; job order is deterministic (grid order, then label fraction, then seed).
+    """
+    jobs: dict[str, Job] = {}
+    if spec.baseline:
+        for job in _baseline_jobs(spec):
+            jobs.setdefault(job.id, job)
+    fractions: Sequence[float | None] = spec.unlabelled_fractions or [None]
+    for combo in _combinations(spec.grid, "pretrain"):
+        for fraction in fractions:
+            cfg = update_fields(spec.pretrain, _updates(combo))
+            if fraction is not None:
+                cfg = _with_unlabelled_fraction(cfg, fraction)
+            pre_id = run_id("pretrain", cfg)
+            labels = _pretrain_labels(spec, cfg, fraction)
+            cfg = _placed(cfg, "run.output_dir", _folder(spec, pre_id, labels))
+            labels.update({k: v for k, v in combo.items() if k not in _PRETEXT_KEYS})
+            labels["strategy"] = _strategy(spec, labels, combo)
+            pre = Job(pre_id, "pretrain", cfg, labels)
+            jobs.setdefault(pre.id, pre)
+            for job in _ssl_jobs(spec, pre, combo):
+                jobs.setdefault(job.id, job)
+    return StudyPlan(tuple(jobs.values()))

@@ -1,0 +1,112 @@
+"""A study's results as one long table: one row per run, image (or volume), class and metric.
+
+Each row joins a measurement with the labels of its run (``arm``, ``strategy``,
+``label_fraction``, ``task``, ``patch_size``, ``sampler``, ``weights``, ``schedule``, ``lr``,
+``second_lr``, ``unlabelled_fraction``, ...) and a few numbers from the run's result
+(``train_images`` and ``labelled_volumes`` of the run, ``pretrain_images`` and
+``pretrain_data_pct`` of the pretraining run an SSL run started from), so that tables and figures
+are plain filters and group-bys over it. Long format keeps every metric of every study in the same
+shape: ``level``, ``volume_id``, ``slice_index``, ``class_name`` (``""`` when the metric is not per
+class), ``metric``, ``value``.
+
+The rows form an :class:`inpaintssl.analysis.table.Table`.
+
+Example:
+    >>> import tempfile
+    >>> len(load_results(StudySpec(study="clinical", output=tempfile.mkdtemp())))
+    0
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from inpaintssl.analysis.table import Table
+from inpaintssl.studies.queue import RunRecord
+from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.store import StudyStore
+
+__all__ = ["load_results", "load_runs", "study_databases"]
+
+
+def study_databases(spec: StudySpec) -> list[Path]:
+    """Every database file of a study (one, or one per shard with a ``{shard}`` placeholder)."""
+    return sorted(Path(p) for p in glob.glob(spec.database_pattern()))
+
+
+def load_runs(spec: StudySpec) -> dict[str, RunRecord]:
+    """Every run recorded in the study's database file(s); a ``done`` copy wins over others."""
+    runs: dict[str, RunRecord] = {}
+    for path in study_databases(spec):
+        with StudyStore(path) as store:
+            for run in store.runs():
+                if run.id not in runs or run.status == "done":
+                    runs[run.id] = run
+    return runs
+
+
+def _run_columns(run: RunRecord, runs: Mapping[str, RunRecord]) -> dict[str, Any]:
+    result = run.result or {}
+    extra: dict[str, Any] = {
+        "train_images": result.get("train_images"),
+        "labelled_volumes": result.get("labelled_volumes"),
+    }
+    parent = runs.get(run.depends_on) if run.depends_on else None
+    if parent is not None and parent.result is not None:
+        extra["pretrain_images"] = parent.result.get("train_images")
+        extra["pretrain_data_pct"] = parent.result.get("pretrain_data_pct")
+    return extra
+
+
+def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Table:
+    """The long results table of every ``done`` run of a study (see the module docstring).
+
+    Args:
+        spec: The study.
+        finetune_slices: Keep per-slice rows of fine-tuning runs. ``None`` keeps them only when
+            the study has no per-volume Dice: 3D studies are reported per volume (sec. 2.5.2), and
+            their per-slice rows (160 per scan) would dominate memory.
+
+    Example:
+        >>> from inpaintssl.studies.spec import StudySpec
+        >>> import tempfile
+        >>> len(load_results(StudySpec(study="clinical", output=tempfile.mkdtemp())))
+        0
+    """
+    paths = study_databases(spec)
+    if finetune_slices is None:
+        finetune_slices = True
+        for path in paths:
+            with StudyStore(path) as store:
+                finetune_slices = finetune_slices and not store.has_level("volume", metric="dice_mean")
+    runs = load_runs(spec)
+    rows: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for path in paths:
+        found: set[str] = set()
+        with StudyStore(path) as store:
+            for run_id, m in store.measurements(finetune_slices=finetune_slices):
+                run = runs.get(run_id)
+                # A run recorded in two shard files (the shard count changed) counts once.
+                if run is None or run_id in taken:
+                    continue
+                found.add(run_id)
+                rows.append(
+                    {
+                        **run.labels,
+                        **_run_columns(run, runs),
+                        "run_id": run_id,
+                        "kind": run.kind,
+                        "level": m.level,
+                        "volume_id": m.volume_id,
+                        "slice_index": m.slice_index,
+                        "class_name": m.class_name,
+                        "metric": m.metric,
+                        "value": m.value,
+                    }
+                )
+        taken |= found
+    return Table(rows, name="results", title="Every measurement of every finished run")

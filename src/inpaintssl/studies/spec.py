@@ -1,0 +1,276 @@
+"""The declarative description of one study: what to vary, where results go (paper sec. 2.5-2.8).
+
+A study spec is a YAML (or JSON) file, validated by :class:`StudySpec`::
+
+    study: pretext_design            # transfer_design | pretext_design | data_scaling | clinical | demo
+    name: mni152-pretext
+    output: studies/mni152-pretext   # run folders, database, report (relative to the CWD)
+    pretrain: {data: {dataset: mni152}, optim: {max_epochs: 20}}     # base PretrainConfig
+    finetune: {data: {dataset: mni152}, optim: {max_epochs: 30}}     # base FinetuneConfig
+    grid:                            # dotted fields of the two configs, each with its values
+      pretrain.pretext.task: [context_prediction, context_restoration]
+      pretrain.pretext.patch_size: [8, 16, 32]
+      pretrain.pretext.sampler: [random, poisson_disc]
+    label_fractions: [1.0, 0.5, 0.25, 0.1, 0.05]
+    subset_seeds: [0]
+    baseline: true                   # also train the fully supervised model per label fraction
+
+Every combination of grid values is one pretraining run (``pretrain.*`` keys) times one
+fine-tuning run (``finetune.*`` keys) per label fraction and subset seed; identical pretraining
+configurations are trained once and shared (:mod:`inpaintssl.studies.grid`). The supervised
+baseline is the base fine-tuning config trained from scratch for each label fraction and subset
+seed; it ignores the grid, as the paper's baseline did (sec. 2.5.2).
+
+``data_scaling`` (sec. 2.6) adds ``unlabelled_fractions``: each value sets the ``fraction`` of
+every source in ``pretrain.data.unlabelled`` (0 drops them: the training set alone, the paper's
+100% pretraining data).
+
+Example:
+    >>> spec = StudySpec(study="pretext_design", grid={"pretrain.pretext.patch_size": [16, 32]})
+    >>> spec.database_path()
+    PosixPath('studies/pretext_design/study.sqlite')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, read_config_text, update_fields
+
+__all__ = [
+    "GRID_STAGES",
+    "MANAGED_FIELDS",
+    "STUDY_KINDS",
+    "StudyKind",
+    "StudySpec",
+    "load_spec",
+]
+
+StudyKind = Literal["transfer_design", "pretext_design", "data_scaling", "clinical", "demo"]
+STUDY_KINDS: tuple[str, ...] = ("transfer_design", "pretext_design", "data_scaling", "clinical", "demo")
+GRID_STAGES = ("pretrain", "finetune")
+
+MANAGED_FIELDS = frozenset(
+    {
+        "run.output_dir",
+        "run.resume",
+        "data.label_fraction",
+        "data.subset_seed",
+        "transfer.pretrained",
+    }
+)
+"""Fields the runner sets itself; a grid may not vary them (use the spec's own fields instead)."""
+
+
+class StudySpec(BaseModel):
+    """One study: the base configs, the grid, the label-limited subsets and where results go.
+
+    Attributes:
+        study: Which of the paper's studies this is; it picks the strategy names, tables and
+            figures of the report.
+        name: Title of the report (defaults to ``study``).
+        pretrain: Base pretraining config (sec. 2.4; Appendix A.2: pretrain on all training data).
+        finetune: Base fine-tuning config (sec. 2.5.1).
+        grid: ``"pretrain.<field>"`` or ``"finetune.<field>"`` -> list of values.
+        label_fractions: Label-limited training subsets (sec. 2.1), each in (0, 1].
+        subset_seeds: Seeds of the nested label-limited subset draws; several seeds show the
+            spread that per-image p-values alone hide (label fraction 1.0 is the whole training
+            set for every seed, so it runs with the first seed only).
+        fraction_seeds: Subset seeds for particular label fractions, replacing ``subset_seeds``
+            there (the demo repeats only its smallest fraction).
+        unlabelled_fractions: ``data_scaling`` only: share of each unlabelled source added to the
+            pretraining set, each in [0, 1].
+        baseline: Also train the fully supervised baseline per label fraction and subset seed.
+        target_dice: Dice the labels-needed estimate aims for (default: the supervised Dice with
+            all labels).
+        output: Study folder: ``runs/<run_id>/``, the database and the report.
+        database: SQLite file (default ``<output>/study.sqlite``). A ``{shard}`` placeholder gives
+            each shard its own file (e.g. for shards on machines without a shared local disk);
+            reports read every matching file.
+        max_attempts: A run that raised is retried until it has been attempted this often.
+        heartbeat_s: How often a worker refreshes the heartbeat of the run it executes.
+        stale_after_s: A ``running`` run whose heartbeat is older than this is reclaimed (its
+            worker is presumed dead, e.g. on another machine).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: StudyKind
+    name: str | None = None
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    label_fractions: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.25, 0.1, 0.05], min_length=1)
+    subset_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    fraction_seeds: dict[float, list[int]] = Field(default_factory=dict)
+    unlabelled_fractions: list[float] | None = None
+    baseline: bool = True
+    target_dice: float | None = Field(default=None, gt=0.0, le=1.0)
+    output: Path | None = None
+    database: Path | None = None
+    max_attempts: int = Field(default=2, ge=1)
+    heartbeat_s: float = Field(default=30.0, gt=0.0)
+    stale_after_s: float = Field(default=900.0, gt=0.0)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _fractions_in_range(cls, value: list[float]) -> list[float]:
+        bad = [f for f in value if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"label_fractions must lie in (0, 1]; found {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"label_fractions must be distinct; found {value}")
+        return value
+
+    @field_validator("subset_seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"subset_seeds must be distinct; found {value}")
+        return value
+
+    @field_validator("fraction_seeds")
+    @classmethod
+    def _fraction_seeds(cls, value: dict[float, list[int]]) -> dict[float, list[int]]:
+        for fraction, seeds in value.items():
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ValueError(
+                    f"fraction_seeds[{fraction}] must be distinct seeds, at least one; found {seeds}"
+                )
+        return value
+
+    @field_validator("unlabelled_fractions")
+    @classmethod
+    def _unlabelled_in_range(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        bad = [f for f in value if not 0.0 <= f <= 1.0]
+        if bad or not value:
+            raise ValueError(
+                f"unlabelled_fractions must be a non-empty list of values in [0, 1]; found {value}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"unlabelled_fractions must be distinct; found {value}")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            stage, _, field = key.partition(".")
+            if stage not in GRID_STAGES or not field:
+                raise ValueError(
+                    f"grid key {key!r} must start with 'pretrain.' or 'finetune.' followed by a dotted "
+                    "config field, e.g. 'pretrain.pretext.patch_size'"
+                )
+            if field in MANAGED_FIELDS:
+                raise ValueError(
+                    f"grid key {key!r}: {field} is set by the runner; use label_fractions, subset_seeds "
+                    "or output instead"
+                )
+            if not values:
+                raise ValueError(f"grid key {key!r} has no values; expected a non-empty list")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        # SSL fine-tuning always has pretrained weights; a placeholder lets freeze_then_unfreeze validate.
+        finetune = update_fields(self.finetune, {"transfer.pretrained": "pretrained"})
+        for key, values in self.grid.items():
+            stage, _, field = key.partition(".")
+            base: BaseModel = self.pretrain if stage == "pretrain" else finetune
+            for value in values:
+                try:
+                    update_fields(base, {field: value})
+                except ConfigError as exc:
+                    raise ValueError(f"grid key {key!r}, value {value!r} is not valid: {exc}") from exc
+        unknown = sorted(set(self.fraction_seeds) - set(self.label_fractions))
+        if unknown:
+            raise ValueError(
+                f"fraction_seeds names label fractions {unknown} that are not in label_fractions"
+            )
+        if self.study == "data_scaling":
+            if self.unlabelled_fractions is None:
+                raise ValueError("study 'data_scaling' needs unlabelled_fractions, e.g. [0.0, 0.5, 1.0]")
+            if not self.pretrain.data.unlabelled:
+                raise ValueError(
+                    "study 'data_scaling' needs at least one source in pretrain.data.unlabelled "
+                    "(the unlabelled data the pretraining superset grows with)"
+                )
+        elif self.unlabelled_fractions is not None:
+            raise ValueError(
+                f"unlabelled_fractions applies to study 'data_scaling' only; this study is {self.study!r}"
+            )
+        return self
+
+    def seeds_at(self, fraction: float) -> list[int]:
+        """The subset seeds run at a label fraction (``fraction_seeds``, else ``subset_seeds``)."""
+        return self.fraction_seeds.get(fraction, self.subset_seeds)
+
+    @property
+    def title(self) -> str:
+        """The report title."""
+        return self.name or self.study
+
+    def output_dir(self) -> Path:
+        """The study folder (``studies/<name or study>`` unless ``output`` is given)."""
+        return self.output if self.output is not None else Path("studies") / (self.name or self.study)
+
+    def runs_dir(self) -> Path:
+        """Where each run gets its folder ``<runs_dir>/<run_id>``."""
+        return self.output_dir() / "runs"
+
+    def database_path(self, shard: tuple[int, int] = (0, 1)) -> Path:
+        """This shard's database file (the ``{shard}`` placeholder becomes ``<i>-of-<n>``)."""
+        path = self.database if self.database is not None else self.output_dir() / "study.sqlite"
+        return Path(str(path).replace("{shard}", f"{shard[0]}-of-{shard[1]}"))
+
+    def database_pattern(self) -> str:
+        """A glob matching the database file of every shard."""
+        path = self.database if self.database is not None else self.output_dir() / "study.sqlite"
+        return str(path).replace("{shard}", "*")
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    lines = [f"invalid study spec {where}:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        detail = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {path}: {detail}")
+    return "\n".join(lines)
+
+
+def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
+    """Read and validate a study spec from a model, a mapping or a YAML/JSON file.
+
+    Raises:
+        ConfigError: Unreadable file or invalid content; the message names every bad field.
+
+    Example:
+        >>> load_spec({"study": "clinical", "label_fractions": [0.1]}).label_fractions
+        [0.1]
+    """
+    if isinstance(source, StudySpec):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"study spec {path} does not exist")
+        data = read_config_text(path.read_text(encoding="utf-8"), source=f"study spec {path}")
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"study spec {path}: expected a mapping at the top level, found {type(data).__name__}"
+            )
+        where = str(path)
+    elif isinstance(source, Mapping):
+        data, where = dict(source), "mapping"
+    else:
+        raise ConfigError(f"study spec must be a StudySpec, a mapping or a path; got {type(source).__name__}")
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, where)) from exc

@@ -1,0 +1,268 @@
+"""Clinical metrics from predictions (hand counts, forward-model T2) and their summaries (NumPy, SciPy)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from inpaintssl.analysis.clinical import (
+    agreement_table,
+    image_errors,
+    per_image_comparison_table,
+    percent_error_medians,
+)
+from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.metrics import T1_DEFAULTS_MS, mean_t2, qdess_signal_ratio
+from inpaintssl.studies.clinical import clinical_measurements
+from inpaintssl.studies.store import Measurement
+
+SCAN = {"tr_ms": 18.0, "te_ms": 6.0, "flip_angle_deg": 20.0, "gl_area": 3132.0, "tg_us": 1800.0}
+
+
+def _item(
+    volume: str, index: int, label: np.ndarray, *, spacing: tuple[float, float, float], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "image": torch.zeros(1, *label.shape[1:]),
+        "label": torch.from_numpy(label.astype(np.float32)),
+        "volume_id": volume,
+        "slice_index": index,
+        "spacing": torch.tensor(spacing, dtype=torch.float64),
+        **extra,
+    }
+
+
+def _by_metric(rows: list[Measurement]) -> dict[tuple[str, str, str], float]:
+    return {(m.volume_id, m.class_name, m.metric): m.value for m in rows}
+
+
+class _Replay:
+    """Returns prepared predictions batch by batch (the prediction itself is what we test around)."""
+
+    def __init__(self, masks: np.ndarray) -> None:
+        self.masks = torch.from_numpy(masks.astype(np.float32))
+        self.start = 0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.masks[self.start : self.start + images.shape[0]]
+        self.start += images.shape[0]
+        return out
+
+
+def test_tissue_volume_is_summed_over_a_volumes_slices() -> None:
+    # Two slices of one volume, spacing 0.5 x 0.25 mm in plane, 2 mm thick: voxel = 0.25 mm^3.
+    ref = np.zeros((2, 2, 4, 4), dtype=bool)  # (slices, K, H, W)
+    ref[0, 0, :2, :2] = True  # 4 voxels of class a
+    ref[1, 0, :3, :1] = True  # 3 voxels of class a
+    ref[1, 1, 3, :] = True  # 4 voxels of class b
+    pred = ref.copy()
+    pred[1, 0, 3, 3] = True  # one extra voxel of class a
+    pred[1, 1, 3, :2] = False  # two missed voxels of class b
+    items = [_item("v", s, ref[s], spacing=(0.5, 0.25, 2.0)) for s in range(2)]
+    rows = _by_metric(clinical_measurements(items, _Replay(pred), class_names=["a", "b"], batch_size=1))
+    voxel = 0.5 * 0.25 * 2.0
+    assert rows[("v", "a", "volume_mm3_ref")] == pytest.approx(7 * voxel)
+    assert rows[("v", "a", "volume_mm3_pred")] == pytest.approx(8 * voxel)
+    assert rows[("v", "a", "volume_mm3_pct_error")] == pytest.approx(100 / 7)
+    assert rows[("v", "b", "volume_mm3_pred")] == pytest.approx(2 * voxel)
+    assert rows[("v", "b", "volume_mm3_pct_error")] == pytest.approx(50.0)
+    assert all(
+        m.level == "volume" and m.slice_index == -1
+        for m in clinical_measurements(items, _Replay(pred), class_names=["a", "b"])
+    )
+
+
+def test_mean_t2_matches_the_forward_model_and_skips_invalid_voxels() -> None:
+    rng = np.random.default_rng(0)
+    names = ["femoral_cartilage", "meniscus"]
+    t2_true = rng.uniform(10.0, 80.0, size=(3, 6, 6))  # (slices, H, W)
+    ref = rng.random((3, 2, 6, 6)) < 0.5
+    pred = rng.random((3, 2, 6, 6)) < 0.5
+    echo1 = np.ones((3, 6, 6))
+    echo1[0, 0, :] = 0.0  # undefined ratio: these voxels must not count
+    valid_t2 = np.where(echo1 > 0, t2_true, np.nan)
+    # One class at a time: the echoes are simulated with that tissue's T1 (1200 vs 1000 ms), so a
+    # wrong T1 lookup would shift the recovered T2.
+    for k, name in enumerate(names):
+        echo2 = qdess_signal_ratio(t2_true, t1_ms=T1_DEFAULTS_MS[name], **SCAN)  # S2 / S1 with S1 = 1
+        items = [
+            _item(
+                "knee",
+                s,
+                ref[s, k : k + 1],
+                spacing=(0.3, 0.3, 0.8),
+                echo1=torch.from_numpy(echo1[s][None]),
+                echo2=torch.from_numpy(echo2[s][None]),
+                scan_params=dict(SCAN),
+            )
+            for s in range(3)
+        ]
+        rows = _by_metric(clinical_measurements(items, _Replay(pred[:, k : k + 1]), class_names=[name]))
+        for quantity, mask in (("pred", pred[:, k]), ("ref", ref[:, k])):
+            expected = mean_t2(valid_t2, mask)  # the metrics module on the stacked volume
+            assert rows[("knee", name, f"mean_t2_ms_{quantity}")] == pytest.approx(expected, abs=1e-3)
+        assert math.isfinite(rows[("knee", name, "mean_t2_ms_pct_error")])
+
+
+def test_ct_slices_get_area_and_mean_hu_per_image() -> None:
+    hu = np.array([[100.0, -50.0, 30.0], [0.0, 60.0, -1000.0]])
+    ref = np.zeros((1, 2, 3), dtype=bool)
+    ref[0, 0, :2] = True  # HU 100, -50 -> mean 25, area 2 px
+    pred = np.zeros((1, 1, 2, 3), dtype=bool)
+    pred[0, 0, 0, :] = True  # HU 100, -50, 30 -> mean 26.67, area 3 px
+    item = _item("ct1", 0, ref, spacing=(0.7, 0.8, 5.0), hu=torch.from_numpy(hu[None]))
+    rows = clinical_measurements([item], _Replay(pred), class_names=["muscle"])
+    values = {m.metric: m.value for m in rows}
+    assert values["area_mm2_ref"] == pytest.approx(2 * 0.7 * 0.8)
+    assert values["area_mm2_pred"] == pytest.approx(3 * 0.7 * 0.8)
+    assert values["area_mm2_pct_error"] == pytest.approx(50.0)
+    assert values["mean_hu_ref"] == pytest.approx(25.0)
+    assert values["mean_hu_pred"] == pytest.approx(80.0 / 3)
+    assert values["mean_hu_pct_error"] == pytest.approx(100 * abs(80 / 3 - 25) / 25)
+    assert {(m.level, m.volume_id, m.slice_index) for m in rows} == {("image", "ct1", 0)}
+
+
+def test_prediction_shape_mismatch_is_an_error() -> None:
+    item = _item("v", 0, np.ones((2, 4, 4), dtype=bool), spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(
+        ValueError, match=r"prediction shape \(1, 4, 4\) does not match label shape \(2, 4, 4\)"
+    ):
+        clinical_measurements([item], _Replay(np.ones((1, 1, 4, 4))), class_names=["a", "b"])
+
+
+def test_missing_scan_parameters_are_named() -> None:
+    item = _item(
+        "knee",
+        0,
+        np.ones((1, 2, 2), dtype=bool),
+        spacing=(1.0, 1.0, 1.0),
+        echo1=torch.ones(1, 2, 2),
+        echo2=torch.ones(1, 2, 2),
+        scan_params={"tr_ms": 18.0},
+    )
+    with pytest.raises(ValueError, match="scan_params lacks"):
+        clinical_measurements([item], _Replay(np.ones((1, 1, 2, 2))), class_names=["meniscus"])
+
+
+def _clinical_results(seed: int = 0) -> tuple[ResultsTable, dict[tuple[str, float, str, str], np.ndarray]]:
+    """Random predicted/reference volumes for 2 arms x 2 fractions x 2 classes x 6 volumes."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    errors: dict[tuple[str, float, str, str], np.ndarray] = {}
+    for arm, spread in (("supervised", 0.3), ("ssl", 0.1)):
+        for fraction in (0.5, 0.1):
+            run = f"{arm}-{fraction}"
+            for name in ("gm", "wm"):
+                ref = rng.uniform(100, 200, size=6)
+                pred = ref * (1 + rng.normal(0, spread, size=6))
+                errors[(arm, fraction, name, "pct")] = 100 * np.abs(pred - ref) / ref
+                errors[(arm, fraction, name, "pair")] = np.column_stack([pred, ref])
+                for v in range(6):
+                    for quantity, value in (
+                        ("pred", pred[v]),
+                        ("ref", ref[v]),
+                        ("pct_error", 100 * abs(pred[v] - ref[v]) / ref[v]),
+                    ):
+                        rows.append(
+                            {
+                                "arm": arm,
+                                "label_fraction": fraction,
+                                "subset_seed": 0,
+                                "run_id": run,
+                                "level": "volume",
+                                "volume_id": f"v{v}",
+                                "slice_index": -1,
+                                "class_name": name,
+                                "metric": f"volume_mm3_{quantity}",
+                                "value": value,
+                            }
+                        )
+    return ResultsTable(rows), errors
+
+
+def _icc_2_1(x: np.ndarray) -> float:
+    # Shrout & Fleiss ICC(2,1) written out independently from the library's implementation.
+    n, k = x.shape
+    grand = x.mean()
+    msr = k * ((x.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    msc = n * ((x.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + grand
+    mse = (resid**2).sum() / ((n - 1) * (k - 1))
+    return float((msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n))
+
+
+def test_medians_and_agreement_match_numpy() -> None:
+    results, errors = _clinical_results()
+    medians = {(c, f, a): (m, n) for _, c, f, a, m, n in percent_error_medians(results)}
+    table = agreement_table(results)
+    assert len(table) == 2 * 2 * 2
+    for row in table.tuples():
+        _, name, fraction, arm, n, median, bias, lower, upper, icc_value = row
+        pct, pair = errors[(arm, fraction, name, "pct")], errors[(arm, fraction, name, "pair")]
+        assert medians[(name, fraction, arm)] == (pytest.approx(np.median(pct)), 6)
+        assert median == pytest.approx(np.median(pct)) and n == 6
+        diff = pair[:, 0] - pair[:, 1]
+        assert bias == pytest.approx(diff.mean())
+        assert (lower, upper) == (
+            pytest.approx(diff.mean() - 1.96 * diff.std(ddof=1)),
+            pytest.approx(diff.mean() + 1.96 * diff.std(ddof=1)),
+        )
+        assert icc_value == pytest.approx(_icc_2_1(pair))
+
+
+def test_per_image_errors_average_classes_and_fractions_and_match_scipy() -> None:
+    results, errors = _clinical_results(seed=1)
+    sup, ssl = image_errors(results, "volume_mm3")
+    expected_sup = np.mean(
+        [errors[("supervised", f, c, "pct")] for f in (0.5, 0.1) for c in ("gm", "wm")], axis=0
+    )
+    expected_ssl = np.mean([errors[("ssl", f, c, "pct")] for f in (0.5, 0.1) for c in ("gm", "wm")], axis=0)
+    np.testing.assert_allclose(sup, expected_sup)
+    np.testing.assert_allclose(ssl, expected_ssl)
+    (row,) = per_image_comparison_table(results).tuples()
+    assert row[1] == 6
+    assert row[-1] == pytest.approx(stats.wilcoxon(expected_sup, expected_ssl, alternative="greater").pvalue)
+
+
+def test_non_finite_errors_are_left_out_of_medians() -> None:
+    base = {
+        "arm": "ssl",
+        "label_fraction": 0.5,
+        "subset_seed": 0,
+        "run_id": "r",
+        "level": "image",
+        "slice_index": 0,
+        "class_name": "imat",
+        "metric": "area_mm2_pct_error",
+    }
+    rows = [{**base, "volume_id": v, "value": x} for v, x in [("a", 10.0), ("b", math.inf), ("c", 30.0)]]
+    ((_, _, _, _, median, n),) = percent_error_medians(ResultsTable(rows))
+    assert (median, n) == (20.0, 2)
+
+
+def test_per_image_errors_also_average_subset_seeds() -> None:
+    base = {
+        "level": "volume",
+        "slice_index": -1,
+        "class_name": "gm",
+        "label_fraction": 0.1,
+        "metric": "volume_mm3_pct_error",
+    }
+    rows = [
+        {**base, "arm": arm, "subset_seed": seed, "volume_id": v, "value": value}
+        for arm, seed, v, value in [
+            ("supervised", 0, "a", 10.0),
+            ("supervised", 1, "a", 30.0),
+            ("ssl", 0, "a", 5.0),
+            ("ssl", 1, "a", 7.0),
+            ("supervised", 0, "b", 1.0),
+            ("ssl", 0, "b", 2.0),
+        ]
+    ]
+    sup, ssl = image_errors(ResultsTable(rows), "volume_mm3")
+    assert sup.tolist() == [20.0, 1.0] and ssl.tolist() == [6.0, 2.0]

@@ -1,0 +1,138 @@
+"""Each figure renders from a small results table to valid PNG and PDF files with the expected series."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.container import BarContainer
+from matplotlib.image import imread
+from matplotlib.patches import PathPatch
+from study_helpers import (
+    FRACTIONS,
+    RESULT_CLASSES,
+    RESULT_IMAGES,
+    clinical_results,
+    pretext_results,
+    scaling_results,
+    transfer_results,
+)
+
+from inpaintssl.analysis.figures import (
+    FigureFiles,
+    plot_dice_vs_label_fraction,
+    plot_dice_vs_pretraining_data,
+    plot_percent_error_bars,
+    plot_ssl_vs_supervised,
+    plot_transfer_boxplots,
+)
+from inpaintssl.analysis.table import Table as ResultsTable
+
+
+def _assert_valid_files(out: FigureFiles) -> None:
+    png, pdf = out.paths
+    assert png.suffix == ".png" and pdf.suffix == ".pdf"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = imread(png)
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_figure_3_has_a_panel_per_class_and_a_line_per_strategy(tmp_path: Path) -> None:
+    out = plot_dice_vs_label_fraction(pretext_results(), tmp_path / "fig3", task="context_restoration")
+    _assert_valid_files(out)
+    assert [ax.get_title() for ax in out.figure.axes] == list(RESULT_CLASSES)
+    for ax in out.figure.axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        # 4 restoration strategies, the supervised curve and the all-labels dotted line.
+        assert len(labels) == 4 + 2
+        assert labels.count("supervised") == 1 and "supervised, 100% labels" in labels
+        assert all("prediction" not in label for label in labels)
+        for line in ax.get_lines()[:4]:
+            assert len(line.get_xdata()) == len(FRACTIONS)
+        assert len(ax.collections) == 4  # seed spread bands of the 2-seed strategies
+
+
+def test_figure_3_values_are_test_set_means(tmp_path: Path) -> None:
+    results = pretext_results()
+    out = plot_dice_vs_label_fraction(results, tmp_path / "fig3")
+    supervised = next(line for line in out.figure.axes[1].get_lines() if line.get_label() == "supervised")
+    expected = [
+        np.mean(results.select(arm="supervised", label_fraction=f, class_name="gm").column("value"))
+        for f in sorted(FRACTIONS)
+    ]
+    np.testing.assert_allclose(supervised.get_ydata(), expected)
+    np.testing.assert_allclose(supervised.get_xdata(), [100 * f for f in sorted(FRACTIONS)])
+
+
+def test_figure_5_has_points_and_a_fit_per_label_fraction(tmp_path: Path) -> None:
+    out = plot_dice_vs_pretraining_data(scaling_results(), tmp_path / "fig5.png")
+    _assert_valid_files(out)
+    (ax,) = out.figure.axes
+    lines = ax.get_lines()
+    points = [line for line in lines if line.get_linestyle() == "None"]
+    fits = [line for line in lines if line.get_linestyle() == "--"]
+    assert len(points) == len(fits) == len(FRACTIONS)
+    for line in points:
+        np.testing.assert_allclose(line.get_xdata(), [0.0, 100.0, 150.0, 200.0])
+    assert sum(line.get_linestyle() == ":" for line in lines) == 1
+
+
+def test_figure_6_has_a_panel_per_metric_and_a_bar_group_per_fraction_and_arm(tmp_path: Path) -> None:
+    results = clinical_results()
+    out = plot_percent_error_bars(results, tmp_path / "fig6")
+    _assert_valid_files(out)
+    assert len(out.figure.axes) == 2
+    for ax in out.figure.axes:
+        bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+        assert len(bars) == 2 * 2  # label fractions x arms
+        assert all(len(b.patches) == 2 for b in bars)  # classes
+    first = out.figure.axes[0]  # tissue volume, in the paper's order
+    label = "supervised 50%"
+    bar = next(b for b in first.containers if b.get_label() == label)
+    expected = np.median(
+        results.select(
+            arm="supervised", label_fraction=0.5, class_name="gm", metric="volume_mm3_pct_error"
+        ).column("value")
+    )
+    assert bar.patches[0].get_height() == pytest.approx(expected)
+
+
+def test_figure_7_has_a_point_per_image_and_the_identity_line(tmp_path: Path) -> None:
+    out = plot_ssl_vs_supervised(clinical_results(), tmp_path / "fig7")
+    _assert_valid_files(out)
+    assert len(out.figure.axes) == 2
+    for ax in out.figure.axes:
+        (scatter,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(scatter.get_offsets()) == RESULT_IMAGES
+        assert len(ax.get_lines()) == 1
+
+
+def test_figure_a1_has_a_panel_per_training_schedule_and_a_box_per_strategy_and_rate(tmp_path: Path) -> None:
+    out = plot_transfer_boxplots(transfer_results(), tmp_path / "figA1")
+    _assert_valid_files(out)
+    titles = [ax.get_title() for ax in out.figure.axes]
+    assert titles == ["trained once", "second lr 0.001", "second lr 0.0001"]
+    for ax in out.figure.axes:
+        boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
+        assert len(boxes) == 2 * 3  # 2 strategies x 3 first learning rates
+        assert len(ax.get_legend().get_texts()) == 2
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        plot_dice_vs_label_fraction,
+        plot_dice_vs_pretraining_data,
+        plot_percent_error_bars,
+        plot_ssl_vs_supervised,
+        plot_transfer_boxplots,
+    ],
+)
+def test_figures_refuse_results_without_their_data(draw: Callable[..., FigureFiles], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=draw.__name__):
+        draw(ResultsTable([]), tmp_path / "empty")
+    assert not list(tmp_path.iterdir())

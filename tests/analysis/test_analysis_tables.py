@@ -1,0 +1,203 @@
+"""Tables 2 and 3, power-law fits and labels needed, checked against NumPy/SciPy and hand orderings."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from inpaintssl.analysis.paper_tables import (
+    dice_table,
+    labels_needed_table,
+    power_law_table,
+    table2_l2_norm,
+    table3_ranking,
+)
+from inpaintssl.analysis.table import Table
+from inpaintssl.analysis.table import Table as ResultsTable
+
+
+def _dice_row(
+    arm: str, strategy: str, fraction: float, image: int, value: float, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "arm": arm,
+        "strategy": strategy,
+        "label_fraction": fraction,
+        "subset_seed": 0,
+        "level": "image",
+        "volume_id": f"img{image}",
+        "slice_index": 0,
+        "class_name": "",
+        "metric": "dice_mean",
+        "value": value,
+        **extra,
+    }
+
+
+def test_table2_means_and_stds_match_numpy() -> None:
+    rng = np.random.default_rng(0)
+    rows, values = [], {}
+    for task in ("context_prediction", "context_restoration"):
+        for size in (8, 32):
+            for sampler in ("random", "poisson_disc"):
+                v = rng.normal(50 + size, 5, size=7)
+                values[(task, size, sampler)] = v
+                rows += [
+                    {
+                        "arm": "pretrain",
+                        "task": task,
+                        "patch_size": size,
+                        "sampler": sampler,
+                        "metric": "l2_norm",
+                        "value": x,
+                    }
+                    for x in v
+                ]
+    rows.append(
+        {
+            "arm": "pretrain",
+            "task": "context_prediction",
+            "patch_size": 8,
+            "sampler": "random",
+            "metric": "l2_loss",
+            "value": 1e6,
+        }
+    )  # another metric: ignored
+    table = table2_l2_norm(ResultsTable(rows))
+    assert table.columns == (
+        "pretext_task",
+        "patch_size",
+        "poisson_disc_mean",
+        "poisson_disc_std",
+        "poisson_disc_n",
+        "random_mean",
+        "random_std",
+        "random_n",
+    )
+    assert [(r[0], r[1]) for r in table.tuples()] == [
+        ("context_prediction", 8),
+        ("context_prediction", 32),
+        ("context_restoration", 8),
+        ("context_restoration", 32),
+    ]
+    for row in table.tuples():
+        for offset, sampler in ((2, "poisson_disc"), (5, "random")):
+            v = values[(row[0], row[1], sampler)]
+            assert row[offset] == pytest.approx(v.mean())
+            assert row[offset + 1] == pytest.approx(v.std(ddof=1))
+            assert row[offset + 2] == 7
+
+
+def test_table3_reproduces_a_hand_made_ordering() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.6, 0.8, size=(2, 12))  # 2 label fractions x 12 test images
+    # Hand-made: "big" wins every pair clearly, "small" wins most pairs, "worse" loses.
+    shifts = {
+        "big": 0.05 + 0.001 * np.arange(24).reshape(2, 12),
+        "small": rng.normal(0.01, 0.01, (2, 12)),
+        "worse": -0.03 + rng.normal(0, 0.005, (2, 12)),
+    }
+    rows = []
+    for f_index, fraction in enumerate((0.5, 0.1)):
+        for i in range(12):
+            rows.append(_dice_row("supervised", "supervised", fraction, i, base[f_index, i]))
+            for name, shift in shifts.items():
+                rows.append(_dice_row("ssl", name, fraction, i, base[f_index, i] + shift[f_index, i]))
+    # 100% labels are left out of the pooled test: make them contradict the ordering.
+    rows += [_dice_row("ssl", "worse", 1.0, i, 1.0) for i in range(12)]
+    rows += [_dice_row("supervised", "supervised", 1.0, i, 0.0) for i in range(12)]
+    table = table3_ranking(ResultsTable(rows))
+    assert table.cells("strategy") == ["big", "small", "worse"]
+    assert table.cells("rank") == [1, 2, 3]
+    for name, p in zip(table.cells("strategy"), table.cells("p_value")):
+        expected = stats.wilcoxon((base + shifts[name]).ravel(), base.ravel(), alternative="greater").pvalue
+        assert p == pytest.approx(expected)
+    assert table.cells("pairs") == [24, 24, 24]
+
+
+def test_table3_needs_paired_baseline_results() -> None:
+    rows = [_dice_row("ssl", "a", 0.5, i, 0.7) for i in range(3)]
+    with pytest.raises(ValueError, match="table 3 needs supervised-baseline and SSL Dice"):
+        table3_ranking(ResultsTable(rows))
+
+
+def test_power_law_fits_recover_noiseless_curves() -> None:
+    # Dice = a * x^k + c against % pretraining data; the supervised point at x = 0 is c.
+    truth = {0.5: (0.004, 0.45, 0.70), 0.1: (0.01, 0.3, 0.55)}
+    rows = []
+    for fraction, (a, k, c) in truth.items():
+        rows += [_dice_row("supervised", "supervised", fraction, i, c) for i in range(3)]
+        for pct in (100.0, 150.0, 200.0, 400.0):
+            rows += [
+                _dice_row("ssl", f"+{pct}", fraction, i, a * pct**k + c, pretrain_data_pct=pct)
+                for i in range(3)
+            ]
+    table = power_law_table(ResultsTable(rows))
+    found = {row[0]: row for row in table.tuples()}
+    for fraction, (a, k, c) in truth.items():
+        _, points, fa, fk, fc, rse, paper_s = found[fraction]
+        assert points == 5
+        assert (fa, fk, fc) == (
+            pytest.approx(a, rel=1e-3),
+            pytest.approx(k, rel=1e-3),
+            pytest.approx(c, rel=1e-3),
+        )
+        assert rse == pytest.approx(0.0, abs=1e-6) and paper_s == pytest.approx(0.0, abs=1e-9)
+
+
+def test_labels_needed_inverts_the_supervised_curve() -> None:
+    # Supervised Dice = 0.9 - 0.5 * n^-0.5 over n labelled volumes; target 0.8 -> n = 25.
+    rows = []
+    for fraction, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5)):
+        dice = 0.9 - 0.5 * n**-0.5
+        rows += [
+            _dice_row("supervised", "supervised", fraction, i, dice, labelled_volumes=n) for i in range(2)
+        ]
+    table = labels_needed_table(ResultsTable(rows), target=0.8)
+    (row,) = table.tuples()
+    assert row[0] == "supervised" and row[1] == 0.8
+    assert row[2:5] == (
+        pytest.approx(-0.5, rel=1e-3),
+        pytest.approx(-0.5, rel=1e-3),
+        pytest.approx(0.9, rel=1e-3),
+    )
+    assert row[5] == 25.0
+    # The default target is the supervised Dice with the most labels.
+    assert labels_needed_table(ResultsTable(rows)).tuples()[0][1] == pytest.approx(0.9 - 0.05)
+
+
+def test_dice_table_averages_images_then_seeds() -> None:
+    rows = []
+    for seed, values in ((0, [0.5, 0.7]), (1, [0.9, 0.9])):
+        for i, v in enumerate(values):
+            rows.append({**_dice_row("ssl", "s", 0.5, i, v), "subset_seed": seed})
+            rows.append(
+                {
+                    **_dice_row("ssl", "s", 0.5, i, v / 2),
+                    "subset_seed": seed,
+                    "metric": "dice",
+                    "class_name": "gm",
+                }
+            )
+    table = dice_table(ResultsTable(rows))
+    assert table.columns == ("strategy", "label_fraction", "seeds", "dice_mean", "dice_gm")
+    assert table.tuples() == (("s", 0.5, 2, pytest.approx(0.75), pytest.approx(0.375)),)
+
+
+def test_tables_write_csv_and_markdown(tmp_path: Path) -> None:
+    table = Table(
+        (("a", 1.234567e-17), ("b", float("nan"))), name="t", title="A title", columns=("name", "p")
+    )
+    csv_path, md_path = table.write(tmp_path)
+    with open(csv_path, newline="") as handle:
+        read = list(csv.reader(handle))
+    assert read[0] == ["name", "p"] and float(read[1][1]) == 1.234567e-17 and read[2][1] == "nan"
+    text = md_path.read_text()
+    assert "**A title**" in text and "| a | 1.23e-17 |" in text
+    with pytest.raises(ValueError, match="row 0 has 1 cells, expected 2"):
+        Table((("x",),), name="bad", columns=("a", "b"))

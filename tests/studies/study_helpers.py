@@ -1,0 +1,154 @@
+"""Tiny study specs on the registered ``synthetic`` dataset: 32x32 slices, a 3-level U-Net of width 4.
+
+Imported by the experiment tests (pytest puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.analysis.table import Table as ResultsTable
+
+# Test split of every tiny study: 4 slices in 2 volumes of 2 slices (so Dice has volume rows too).
+TEST_SLICES = 4
+TEST_VOLUMES = 2
+VAL_SLICES = 4
+CLASSES = ("disc", "square")
+
+
+def tiny_spec(output: Path, *, study: str = "pretext_design", **changes: Any) -> dict[str, Any]:
+    """A study spec that trains in about a second per run on two CPU cores."""
+    params = {
+        "num_images": 8,
+        "num_val": VAL_SLICES,
+        "num_test": TEST_SLICES,
+        "size": [32, 32],
+        "slices_per_volume": TEST_SLICES // TEST_VOLUMES,
+    }
+    data = {"dataset": "synthetic", "params": params}
+    model = {"params": {"depth": 3, "base_width": 4}}
+    run = {"device": "cpu", "channels_last": False}
+    optim = {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4}
+    spec: dict[str, Any] = {
+        "study": study,
+        "output": str(output),
+        "pretrain": {
+            "data": data,
+            "model": model,
+            "run": run,
+            "pretext": {"patch_size": 4, "bank_size": 4},
+            "optim": optim,
+        },
+        "finetune": {"data": data, "model": model, "run": run, "optim": optim},
+        "grid": {"pretrain.pretext.task": ["context_prediction", "context_restoration"]},
+        "label_fractions": [1.0, 0.5],
+        "heartbeat_s": 0.2,
+    }
+    spec.update(changes)
+    return spec
+
+
+# -- small hand-made results tables (figures and reports) --------------------------------------
+FRACTIONS = (1.0, 0.5, 0.25, 0.1)
+RESULT_CLASSES = ("csf", "gm", "wm")
+RESULT_IMAGES = 4
+
+
+def dice_rows(arm: str, strategy: str, fraction: float, seed: int = 0, **labels: Any) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(zlib.crc32(repr((strategy, fraction, seed)).encode()))
+    base = {
+        "arm": arm,
+        "strategy": strategy,
+        "label_fraction": fraction,
+        "subset_seed": seed,
+        "level": "image",
+        "slice_index": 0,
+        **labels,
+    }
+    rows = []
+    for i in range(RESULT_IMAGES):
+        dice = rng.uniform(0.5, 0.9, size=len(RESULT_CLASSES))
+        rows += [
+            {**base, "volume_id": f"img{i}", "class_name": c, "metric": "dice", "value": d}
+            for c, d in zip(RESULT_CLASSES, dice)
+        ]
+        rows.append(
+            {**base, "volume_id": f"img{i}", "class_name": "", "metric": "dice_mean", "value": dice.mean()}
+        )
+    return rows
+
+
+def pretext_results() -> ResultsTable:
+    rows = []
+    for fraction in FRACTIONS:
+        rows += dice_rows("supervised", "supervised", fraction)
+        for size, sampler in itertools.product((16, 32), ("random", "poisson_disc")):
+            for seed in (0, 1):
+                rows += dice_rows(
+                    "ssl", f"context_restoration {size} {sampler}", fraction, seed, task="context_restoration"
+                )
+        rows += dice_rows("ssl", "context_prediction 16 random", fraction, task="context_prediction")
+    return ResultsTable(rows)
+
+
+def scaling_results() -> ResultsTable:
+    rows = []
+    for fraction in FRACTIONS:
+        labelled = round(40 * fraction)  # labelled training volumes at this fraction
+        rows += dice_rows("supervised", "supervised", fraction, labelled_volumes=labelled)
+        for pct in (100.0, 150.0, 200.0):
+            rows += dice_rows("ssl", f"+{pct}", fraction, pretrain_data_pct=pct, labelled_volumes=labelled)
+    return ResultsTable(rows)
+
+
+def clinical_results() -> ResultsTable:
+    rng = np.random.default_rng(3)
+    rows = []
+    for arm, fraction, metric, name, image in itertools.product(
+        ("supervised", "ssl"), (0.5, 0.1), ("volume_mm3", "mean_t2_ms"), ("gm", "wm"), range(RESULT_IMAGES)
+    ):
+        rows.append(
+            {
+                "arm": arm,
+                "label_fraction": fraction,
+                "subset_seed": 0,
+                "level": "volume",
+                "volume_id": f"v{image}",
+                "slice_index": -1,
+                "class_name": name,
+                "metric": f"{metric}_pct_error",
+                "value": rng.uniform(1, 40),
+            }
+        )
+    return ResultsTable(rows)
+
+
+def transfer_results() -> ResultsTable:
+    rows = []
+    for lr in (1e-2, 1e-3, 1e-4):
+        for acronym in ("FEF", "FBF"):
+            rows += dice_rows(
+                "ssl",
+                f"{acronym} lr={lr}",
+                0.05,
+                schedule="immediate",
+                second_lr=None,
+                lr=lr,
+                acronym=acronym,
+            )
+        for second, acronym in itertools.product((1e-3, 1e-4), ("FFES", "FFBS")):
+            rows += dice_rows(
+                "ssl",
+                f"{acronym} lr={lr}/{second}",
+                0.05,
+                schedule="freeze_then_unfreeze",
+                second_lr=second,
+                lr=lr,
+                acronym=acronym,
+            )
+    return ResultsTable(rows)

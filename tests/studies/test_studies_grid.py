@@ -1,0 +1,245 @@
+"""Grid expansion: job counts, shared pretraining, stable ids, whole-group shards."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inpaintssl.config import apply_overrides
+from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
+from inpaintssl.studies.grid import expand_study, parse_shard, run_id, transfer_acronym
+from inpaintssl.studies.spec import StudySpec
+
+
+def _pretext_spec(output: Path, **changes: Any) -> StudySpec:
+    data = {
+        "study": "pretext_design",
+        "output": str(output),
+        "grid": {
+            "pretrain.pretext.task": ["context_prediction", "context_restoration"],
+            "pretrain.pretext.patch_size": [8, 16, 32],
+            "pretrain.pretext.sampler": ["random", "poisson_disc"],
+        },
+        "label_fractions": [1.0, 0.5, 0.25, 0.1, 0.05],
+        "subset_seeds": [0, 1],
+    }
+    data.update(changes)
+    return StudySpec.model_validate(data)
+
+
+def test_pretext_grid_counts_and_sharing(tmp_path: Path) -> None:
+    plan = expand_study(_pretext_spec(tmp_path))
+    pretrain = plan.pretrain_jobs()
+    strategies = 2 * 3 * 2
+    # 4 label-limited fractions x 2 subset seeds, plus all labels once (every seed draws the same set).
+    subsets = 4 * 2 + 1
+    assert len(pretrain) == strategies
+    ssl = [j for j in plan.finetune_jobs() if j.depends_on is not None]
+    baseline = [j for j in plan.finetune_jobs() if j.depends_on is None]
+    assert len(ssl) == strategies * subsets
+    assert len(baseline) == subsets
+    assert sorted((j.labels["label_fraction"], j.labels["subset_seed"]) for j in baseline)[-3:] == [
+        (0.5, 0),
+        (0.5, 1),
+        (1.0, 0),
+    ]
+    # Each pretrained model serves exactly the fine-tuning runs of its strategy.
+    for pre in pretrain:
+        dependants = plan.dependants(pre.id)
+        assert len(dependants) == subsets
+        assert {j.labels["strategy"] for j in dependants} == {pre.labels["strategy"]}
+    assert len({j.id for j in plan}) == len(plan)
+
+
+def test_configs_point_at_their_folders_and_pretrained_runs(tmp_path: Path) -> None:
+    plan = expand_study(_pretext_spec(tmp_path, label_fractions=[0.25], subset_seeds=[3]))
+    runs = tmp_path / "runs"
+    for job in plan:
+        assert job.config.run.output_dir == runs / job.id
+    for job in plan.finetune_jobs():
+        assert job.config.data.label_fraction == 0.25 and job.config.data.subset_seed == 3
+        expected = None if job.depends_on is None else runs / job.depends_on
+        assert job.config.transfer.pretrained == expected
+    pre = plan.pretrain_jobs()[0]
+    assert (pre.config.pretext.task, pre.config.pretext.patch_size, pre.config.pretext.sampler) == (
+        pre.labels["task"],
+        pre.labels["patch_size"],
+        pre.labels["sampler"],
+    )
+
+
+def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> None:
+    first = [j.id for j in expand_study(_pretext_spec(tmp_path / "a"))]
+    again = [j.id for j in expand_study(_pretext_spec(tmp_path / "a"))]
+    moved = [j.id for j in expand_study(_pretext_spec(tmp_path / "b"))]
+    assert first == again == moved
+    job = expand_study(_pretext_spec(tmp_path)).pretrain_jobs()[0]
+    cpu = apply_overrides(job.config, ["run.device=cpu", "run.resume=true", "data.num_workers=3"])
+    assert run_id("pretrain", cpu) == job.id
+    assert run_id("pretrain", apply_overrides(job.config, ["run.seed=7"])) != job.id
+    assert run_id("finetune", job.config, depends_on="pt-x") != run_id(
+        "finetune", job.config, depends_on="pt-y"
+    )
+
+
+def test_transfer_grid_does_not_duplicate_immediate_runs(tmp_path: Path) -> None:
+    spec = StudySpec(
+        study="transfer_design",
+        output=tmp_path,
+        label_fractions=[0.05],
+        baseline=False,
+        grid={
+            "finetune.transfer.weights": ["encoder", "encoder_decoder"],
+            "finetune.transfer.schedule": ["immediate", "freeze_then_unfreeze"],
+            "finetune.optim.lr": [1e-2, 1e-3, 1e-4, 1e-5],
+            "finetune.transfer.second_lr": [1e-2, 1e-3, 1e-4, 1e-5],
+        },
+    )
+    plan = expand_study(spec)
+    assert len(plan.pretrain_jobs()) == 1
+    # immediate: weights x lr; freeze_then_unfreeze: weights x lr x second lr.
+    assert len(plan.finetune_jobs()) == 2 * 4 + 2 * 4 * 4
+    acronyms = {j.labels["acronym"] for j in plan.finetune_jobs()}
+    assert acronyms == {"FEF", "FBF", "FFES", "FFBS"}
+    for job in plan.finetune_jobs():
+        if job.labels["schedule"] == "immediate":
+            assert job.config.transfer.second_lr is None and job.labels["second_lr"] is None
+        else:
+            assert job.labels["second_lr"] == job.config.transfer.second_lr
+    assert len({j.labels["strategy"] for j in plan.finetune_jobs()}) == len(plan.finetune_jobs())
+
+
+@pytest.mark.parametrize(
+    ("weights", "schedule", "expected"),
+    [
+        ("encoder", "immediate", "FEF"),
+        ("encoder_decoder", "immediate", "FBF"),
+        ("encoder", "freeze_then_unfreeze", "FFES"),
+        ("encoder_decoder", "freeze_then_unfreeze", "FFBS"),
+        ("decoder_only", "immediate", "F[decoder_only]F"),
+    ],
+)
+def test_transfer_acronyms_follow_figure_a1(weights: str, schedule: str, expected: str) -> None:
+    assert transfer_acronym(weights, schedule) == expected
+
+
+def test_data_scaling_sets_every_unlabelled_fraction(tmp_path: Path) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "data_scaling",
+            "output": str(tmp_path),
+            "pretrain": {"data": {"unlabelled": [{"dataset": "synthetic"}, {"dataset": "mni152"}]}},
+            "unlabelled_fractions": [0.0, 0.5, 1.0],
+            "label_fractions": [0.5, 0.1],
+        }
+    )
+    plan = expand_study(spec)
+    found = {j.labels["unlabelled_fraction"]: j.config.data.unlabelled for j in plan.pretrain_jobs()}
+    assert sorted(found) == [0.0, 0.5, 1.0]
+    assert found[0.0] == []
+    for fraction in (0.5, 1.0):
+        assert [s.fraction for s in found[fraction]] == [fraction, fraction]
+        assert [s.dataset for s in found[fraction]] == ["synthetic", "mni152"]
+    assert len(plan.finetune_jobs()) == 3 * 2 + 2
+
+
+@pytest.mark.parametrize("task", PRETEXT_TASKS.names())
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
+def test_every_registered_task_and_sampler_expands(tmp_path: Path, task: str, sampler: str) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "pretext_design",
+            "output": str(tmp_path),
+            "grid": {"pretrain.pretext.task": [task], "pretrain.pretext.sampler": [sampler]},
+            "label_fractions": [0.5],
+        }
+    )
+    (pre,) = expand_study(spec).pretrain_jobs()
+    assert (pre.config.pretext.task, pre.config.pretext.sampler) == (task, sampler)
+    assert task in pre.labels["strategy"] and sampler in pre.labels["strategy"]
+
+
+def test_extra_grid_keys_become_labels_and_split_strategies(tmp_path: Path) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "clinical",
+            "output": str(tmp_path),
+            "label_fractions": [0.5],
+            "baseline": False,
+            "grid": {"finetune.loss.name": ["dice", "l2"]},
+        }
+    )
+    jobs = expand_study(spec).finetune_jobs()
+    assert sorted(j.labels["finetune.loss.name"] for j in jobs) == ["dice", "l2"]
+    assert sorted(j.labels["strategy"] for j in jobs) == ["ssl name=dice", "ssl name=l2"]
+
+
+@given(
+    patch_sizes=st.lists(st.sampled_from([4, 8, 16, 32, 64]), min_size=1, max_size=4, unique=True),
+    fractions=st.lists(st.sampled_from([1.0, 0.5, 0.25, 0.1, 0.05]), min_size=1, max_size=3, unique=True),
+    baseline=st.booleans(),
+    count=st.integers(1, 6),
+)
+def test_shards_partition_the_plan_into_whole_groups(
+    patch_sizes: list[int], fractions: list[float], baseline: bool, count: int
+) -> None:
+    spec = StudySpec(
+        study="pretext_design",
+        output=Path("unused"),
+        label_fractions=fractions,
+        baseline=baseline,
+        grid={"pretrain.pretext.patch_size": patch_sizes},
+    )
+    plan = expand_study(spec)
+    shards = [plan.shard(i, count) for i in range(count)]
+    ids = [j.id for shard in shards for j in shard]
+    assert sorted(ids) == sorted(j.id for j in plan)  # a partition: every job once
+    for shard in shards:
+        members = {j.id for j in shard}
+        for job in shard:
+            assert job.group in members  # the pretraining job travels with its dependants
+    sizes = [len(s) for s in shards]
+    largest_group = max(1 + len(fractions), 1)
+    assert max(sizes) - min(sizes) <= largest_group
+    # Deterministic: another process computes the same split.
+    assert [j.id for j in expand_study(spec).shard(count - 1, count)] == [j.id for j in shards[-1]]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0/1", (0, 1)), ("3/8", (3, 8)), ("7/8", (7, 8))])
+def test_parse_shard(text: str, expected: tuple[int, int]) -> None:
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8/8", "-1/4", "1", "a/b", "1/0", ""])
+def test_parse_shard_rejects_bad_values(text: str) -> None:
+    with pytest.raises(ValueError, match="expected 'i/n' with 0 <= i < n"):
+        parse_shard(text)
+
+
+def test_shard_rejects_an_index_outside_the_count(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shard 4/4 is invalid"):
+        expand_study(_pretext_spec(tmp_path)).shard(4, 4)
+
+
+def test_grid_order_is_baselines_then_each_pretraining_job_before_its_dependants(tmp_path: Path) -> None:
+    plan = expand_study(_pretext_spec(tmp_path, label_fractions=[0.5, 0.1], subset_seeds=[0]))
+    position = {j.id: i for i, j in enumerate(plan)}
+    for job in plan.finetune_jobs():
+        if job.depends_on is not None:
+            assert position[job.depends_on] < position[job.id]
+    kinds = [j.labels["arm"] for j in plan]
+    assert kinds[:2] == ["supervised", "supervised"]
+    expected = list(
+        itertools.product(
+            ["context_prediction", "context_restoration"], [8, 16, 32], ["random", "poisson_disc"]
+        )
+    )
+    found = [(j.labels["task"], j.labels["patch_size"], j.labels["sampler"]) for j in plan.pretrain_jobs()]
+    assert found == expected
+    assert math.isclose(sum(j.config.data.label_fraction for j in plan.finetune_jobs()), 13 * (0.5 + 0.1))

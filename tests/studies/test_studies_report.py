@@ -1,0 +1,101 @@
+"""Reports collect each study's tables and figures into Markdown and HTML that reference real files."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from study_helpers import clinical_results, pretext_results, scaling_results, transfer_results
+
+from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.studies.report import write_report
+from inpaintssl.studies.spec import StudySpec
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img" and values.get("src"):
+            self.images.append(str(values["src"]))
+        if tag == "a" and values.get("href"):
+            self.links.append(str(values["href"]))
+
+
+def _with_l2(results: ResultsTable) -> ResultsTable:
+    l2 = [
+        {
+            "arm": "pretrain",
+            "task": "context_restoration",
+            "patch_size": k,
+            "sampler": "random",
+            "metric": "l2_norm",
+            "value": 40.0 + k + i,
+        }
+        for k in (16, 32)
+        for i in range(3)
+    ]
+    return ResultsTable([*results.rows, *l2])
+
+
+@pytest.mark.parametrize(
+    ("study", "results", "figures", "tables"),
+    [
+        (
+            "pretext_design",
+            _with_l2(pretext_results()),
+            {"fig3_dice_context_prediction", "fig3_dice_context_restoration"},
+            {"status", "dice", "table2_l2_norm", "table3_ranking"},
+        ),
+        ("transfer_design", transfer_results(), {"figA1_transfer"}, {"status", "dice"}),
+        (
+            "data_scaling",
+            scaling_results(),
+            {"fig5_scaling", "fig3_dice"},
+            {"status", "dice", "power_law_fits", "labels_needed"},
+        ),
+        (
+            "clinical",
+            clinical_results(),
+            {"fig6_percent_error", "fig7_per_image"},
+            {"status", "dice", "clinical_agreement", "clinical_per_image"},
+        ),
+    ],
+)
+def test_each_study_report_links_its_tables_and_figures(
+    tmp_path: Path, study: str, results: ResultsTable, figures: set[str], tables: set[str]
+) -> None:
+    extra = {}
+    if study == "data_scaling":
+        extra = {
+            "unlabelled_fractions": [0.0, 1.0],
+            "pretrain": {"data": {"unlabelled": [{"dataset": "mni152"}]}},
+        }
+    spec = StudySpec.model_validate({"study": study, "output": str(tmp_path / "study"), **extra})
+    files = write_report(spec, output=tmp_path / "report", results=results)
+    assert {p.stem for p in files.figures} >= figures
+    assert {p.stem for p in files.tables} >= tables | {"results"}
+    for path in (*files.figures, *files.tables):
+        assert path.is_file() and path.stat().st_size > 0
+    markdown = files.markdown.read_text()
+    for name in figures:
+        assert f"({name}.png)" in markdown
+    parser = _Links()
+    parser.feed(files.html.read_text())
+    assert {Path(src).stem for src in parser.images} == {p.stem for p in files.figures}
+    for target in [*parser.images, *parser.links]:
+        assert (files.html.parent / target).is_file(), target
+
+
+def test_parts_without_data_are_listed_not_fatal(tmp_path: Path) -> None:
+    spec = StudySpec(study="pretext_design", output=tmp_path / "study")
+    files = write_report(spec, output=tmp_path / "report", results=ResultsTable([]))
+    skipped = dict(files.skipped)
+    assert "table 3" in skipped and "needs supervised-baseline" in skipped["table 3"]
+    assert "Not available yet" in files.markdown.read_text()
+    assert files.figures == ()

@@ -1,0 +1,82 @@
+"""The long results table: filters and group-bys, and loading it from study databases."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
+from inpaintssl.studies.results import load_results, load_runs
+from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.store import Measurement, StudyStore
+
+
+def test_filters_groups_and_columns() -> None:
+    table = ResultsTable(
+        [
+            {"arm": "ssl", "f": 0.5, "value": 1.0},
+            {"arm": "ssl", "f": 0.1, "value": 3.0},
+            {"arm": "supervised", "f": 0.5, "value": None},
+            {"arm": "ssl", "value": 5.0},
+        ]
+    )
+    assert table.unique("f") == [0.1, 0.5, None]
+    assert list(table.groups("arm")) == [("ssl",), ("supervised",)]
+    assert [len(t) for t in table.groups("arm", "f").values()] == [1, 1, 1, 1]
+    column = table.select(arm="supervised").column("value")
+    assert math.isnan(column[0])
+    assert table.where(lambda r: (r.get("f") or 0) > 0.2).column("value").tolist()[0] == 1.0
+    assert table.columns == ("arm", "f", "value")
+
+
+def test_to_csv_writes_the_union_of_columns(tmp_path: Path) -> None:
+    path = ResultsTable([{"a": 1}, {"b": 2}]).to_csv(tmp_path / "r.csv")
+    with open(path, newline="") as handle:
+        assert list(csv.reader(handle)) == [["a", "b"], ["1", ""], ["", "2"]]
+
+
+def _study(tmp_path: Path) -> StudySpec:
+    spec = StudySpec(study="clinical", output=tmp_path)
+    with StudyStore(spec.database_path()) as store:
+        store.add_runs(
+            [
+                NewRun("pt-1", "pretrain", None, {}, {"arm": "pretrain", "strategy": "s"}),
+                NewRun(
+                    "ft-1", "finetune", "pt-1", {}, {"arm": "ssl", "strategy": "ssl", "label_fraction": 0.5}
+                ),
+            ]
+        )
+        me = WorkerId.current()
+        for run_id, result, rows in (
+            (
+                "pt-1",
+                {"train_images": 30, "pretrain_data_pct": 300.0},
+                [Measurement("v0", 0, "image", "", "l2_norm", 7.0)],
+            ),
+            (
+                "ft-1",
+                {"train_images": 4, "labelled_volumes": 4},
+                [
+                    Measurement("v0", 0, "image", "gm", "dice", 0.8),
+                    Measurement("v0", -1, "volume", "gm", "volume_mm3_pct_error", 12.0),
+                ],
+            ),
+        ):
+            claimed = store.claim(me)
+            assert isinstance(claimed, RunRecord) and claimed.id == run_id
+            assert store.record(run_id, me, result=result, rows=rows)
+    return spec
+
+
+def test_load_results_joins_labels_and_the_pretraining_run(tmp_path: Path) -> None:
+    spec = _study(tmp_path)
+    assert set(load_runs(spec)) == {"pt-1", "ft-1"}
+    results = load_results(spec)
+    (dice,) = results.select(metric="dice").rows
+    assert dice["arm"] == "ssl" and dice["label_fraction"] == 0.5 and dice["value"] == 0.8
+    assert dice["pretrain_images"] == 30 and dice["pretrain_data_pct"] == 300.0
+    assert dice["labelled_volumes"] == 4 and dice["kind"] == "finetune"
+    # Per-volume clinical rows do not make this a per-volume-Dice study: the Dice slices stay.
+    assert len(results) == 3

@@ -1,0 +1,163 @@
+"""End to end on CPU: tiny studies run, share pretrained models, skip done runs, survive SIGKILL."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES
+
+from inpaintssl.experiments import StudyStore, expand_study, load_results, load_spec, run_study
+from inpaintssl.studies.runner import StudySummary
+
+# Per fine-tuning run: per image and per volume, Dice of each class and the class mean.
+FINETUNE_ROWS = (TEST_SLICES + TEST_VOLUMES) * (len(CLASSES) + 1)
+# Per pretraining run: per validation image, l2_norm, l2_norm_corrupted, l2_loss.
+PRETRAIN_ROWS = VAL_SLICES * 3
+
+
+def _measurement_counts(database: Path) -> dict[str, int]:
+    conn = sqlite3.connect(database)
+    try:
+        return dict(conn.execute("SELECT run_id, COUNT(*) FROM measurements GROUP BY run_id").fetchall())
+    finally:
+        conn.close()
+
+
+def _assert_recorded_exactly_once(spec: dict[str, Any]) -> None:
+    study = load_spec(spec)
+    plan = expand_study(study)
+    counts = _measurement_counts(study.database_path())
+    expected = {j.id: PRETRAIN_ROWS if j.kind == "pretrain" else FINETUNE_ROWS for j in plan}
+    assert counts == expected
+    with StudyStore(study.database_path()) as store:
+        assert {r.id: r.status for r in store.runs()} == {j.id: "done" for j in plan}
+
+
+@pytest.mark.slow
+def test_a_study_runs_shares_pretraining_and_skips_done_runs(spec_factory: Any) -> None:
+    spec = spec_factory(label_fractions=[1.0, 0.5])
+    first = run_study(spec, quiet=True)
+    plan = expand_study(load_spec(spec))
+    # 2 pretext tasks -> 2 pretrained models, each shared by 2 fine-tuning runs; 2 baselines.
+    assert first.executed == {"pretrain": 2, "finetune": 2 * 2 + 2}
+    assert first.complete and first.total == len(plan) == 8
+    pretrain_dirs = sorted(p.name for p in (Path(spec["output"]) / "runs").glob("pt-*"))
+    assert pretrain_dirs == sorted(j.id for j in plan.pretrain_jobs())
+    _assert_recorded_exactly_once(spec)
+    again = run_study(spec, quiet=True)
+    assert again.executed == {} and again.complete
+    # A new grid value trains only what is new, reusing the recorded runs.
+    spec["label_fractions"] = [1.0, 0.5, 0.25]
+    grown = run_study(spec, quiet=True)
+    assert grown.executed == {"finetune": 3}
+    _assert_recorded_exactly_once(spec)
+    results = load_results(load_spec(spec), finetune_slices=True)
+    ssl = results.select(arm="ssl", metric="dice_mean", level="image")
+    assert len(ssl) == 2 * 3 * TEST_SLICES
+    assert set(ssl.unique("task")) == {"context_prediction", "context_restoration"}
+    # By default a study with per-volume Dice is loaded per volume (plus the pretraining rows).
+    default = load_results(load_spec(spec))
+    assert not default.select(kind="finetune", level="image").rows
+    assert len(default.select(arm="ssl", metric="dice_mean", level="volume")) == 2 * 3 * TEST_VOLUMES
+    assert len(default.select(kind="pretrain", metric="l2_norm")) == 2 * VAL_SLICES
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_database(spec_factory: Any) -> None:
+    spec = spec_factory(label_fractions=[1.0, 0.5])
+    summary = run_study(spec, workers=2, quiet=True)
+    assert summary.complete and len(summary.workers) == 2
+    assert sum(sum(w.executed.values()) for w in summary.workers) == summary.total
+    _assert_recorded_exactly_once(spec)
+    with StudyStore(load_spec(spec).database_path()) as store:
+        assert all(r.attempts == 1 for r in store.runs())
+
+
+def test_shards_run_disjoint_parts(spec_factory: Any) -> None:
+    spec = spec_factory(label_fractions=[0.5], baseline=False)
+    summaries: list[StudySummary] = [run_study(spec, shard=(i, 2), quiet=True) for i in range(2)]
+    # Each shard owns one pretrained model and its fine-tuning run; neither needed the other.
+    assert [s.executed for s in summaries] == [{"pretrain": 1, "finetune": 1}] * 2
+    _assert_recorded_exactly_once(spec)
+
+
+def test_a_failing_run_is_reported_and_blocks_its_dependants(spec_factory: Any) -> None:
+    # A 64x64 patch cannot fit a 32x32 image: pretraining fails at its first check.
+    spec = spec_factory(
+        grid={"pretrain.pretext.patch_size": [4, 64]}, label_fractions=[0.5], max_attempts=1, baseline=False
+    )
+    summary = run_study(spec, quiet=True)
+    assert not summary.complete
+    assert summary.status == {"done": 2, "failed": 2}
+    errors = list(summary.errors.values())
+    assert any("patch" in e.lower() for e in errors) and any(e.startswith("blocked") for e in errors)
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_mid_run_and_records_every_run_once(spec_factory: Any, tmp_path: Path) -> None:
+    # A pretraining run of 6 epochs (no early stop): the kill lands after its first checkpoint.
+    spec = spec_factory(label_fractions=[0.5])
+    spec["grid"] = {"pretrain.pretext.task": ["context_restoration"]}
+    spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
+    spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study = load_spec(spec)
+    (pre,) = expand_study(study).pretrain_jobs()
+    last = study.runs_dir() / pre.id / "checkpoints" / "last"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inpaintssl", "experiment", "run", str(path), "--quiet"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not last.exists():
+            assert proc.poll() is None, (
+                f"the study ended before the kill: {proc.stderr.read() if proc.stderr else ''}"
+            )
+            assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with StudyStore(study.database_path()) as store:
+        killed = {r.id: r for r in store.runs()}[pre.id]
+    assert killed.status == "running"  # its worker died without a word
+
+    summary = run_study(spec, quiet=True)
+    assert summary.complete
+    _assert_recorded_exactly_once(spec)
+    with StudyStore(study.database_path()) as store:
+        resumed = {r.id: r for r in store.runs()}[pre.id]
+    assert resumed.attempts == 2
+    assert resumed.result is not None and resumed.result["resumed"] is True
+    assert resumed.result["epochs_run"] == 6
+    # Every epoch is in the history once: the resumed run continued, it did not start over.
+    with open(study.runs_dir() / pre.id / "metrics.csv", newline="") as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    assert epochs == list(range(6))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_study_runs_on_cuda(spec_factory: Any) -> None:
+    spec = spec_factory(label_fractions=[0.5], study="clinical", grid={})
+    for stage in ("pretrain", "finetune"):
+        spec[stage]["run"] = {"device": "cuda"}
+    summary = run_study(spec, quiet=True)
+    assert summary.complete, summary.errors
+    results = load_results(load_spec(spec))
+    assert results.select(metric="volume_mm3_pct_error").rows

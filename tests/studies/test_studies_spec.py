@@ -1,0 +1,102 @@
+"""Study specs: validation names the bad field, overrides round-trip, paths follow the spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inpaintssl.config import ConfigError, PretrainConfig, update_fields
+from inpaintssl.studies.spec import StudySpec, load_spec
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    return {"study": "pretext_design", **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"grid": {"pretext.patch_size": [16]}}, "must start with 'pretrain.' or 'finetune.'"),
+        ({"grid": {"finetune.data.label_fraction": [0.5]}}, "set by the runner"),
+        ({"grid": {"pretrain.pretext.patch_size": []}}, "has no values"),
+        ({"grid": {"pretrain.pretext.patch_sise": [16]}}, "pretext.patch_sise"),
+        ({"grid": {"pretrain.pretext.patch_size": [-4]}}, "value -4 is not valid"),
+        ({"label_fractions": [0.5, 1.5]}, "label_fractions must lie in (0, 1]"),
+        ({"label_fractions": [0.5, 0.5]}, "label_fractions must be distinct"),
+        ({"subset_seeds": [1, 1]}, "subset_seeds must be distinct"),
+        ({"unlabelled_fractions": [0.5]}, "applies to study 'data_scaling' only"),
+        ({"study": "data_scaling"}, "needs unlabelled_fractions"),
+        ({"study": "data_scaling", "unlabelled_fractions": [0.0, 1.0]}, "pretrain.data.unlabelled"),
+        ({"study": "ablation"}, "study"),
+        ({"stale_after": 3}, "unknown field"),
+    ],
+)
+def test_invalid_specs_name_the_problem(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        load_spec(_spec(**changes))
+    assert message in str(info.value)
+
+
+def test_freeze_then_unfreeze_is_valid_in_a_grid() -> None:
+    # The base finetune config has no pretrained weights; the grid still accepts the two-phase schedule.
+    spec = load_spec(_spec(grid={"finetune.transfer.schedule": ["immediate", "freeze_then_unfreeze"]}))
+    assert spec.grid["finetune.transfer.schedule"] == ["immediate", "freeze_then_unfreeze"]
+
+
+def test_load_spec_reads_yaml_and_reports_missing_files(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(_spec(grid={"pretrain.pretext.patch_size": [8, 16]})))
+    assert load_spec(path).grid == {"pretrain.pretext.patch_size": [8, 16]}
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_spec(path)
+
+
+def test_default_paths_and_shard_placeholder(tmp_path: Path) -> None:
+    spec = StudySpec(study="clinical", name="knee")
+    assert spec.output_dir() == Path("studies/knee")
+    assert spec.database_path() == Path("studies/knee/study.sqlite")
+    sharded = StudySpec(study="clinical", output=tmp_path, database=tmp_path / "db-{shard}.sqlite")
+    assert sharded.database_path((2, 8)) == tmp_path / "db-2-of-8.sqlite"
+    assert sharded.database_pattern() == str(tmp_path / "db-*.sqlite")
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False, width=64)
+    | st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text("abc", min_size=1, max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(value=_values)
+def test_grid_values_are_set_exactly_as_given(value: Any) -> None:
+    # The grid sets typed values (update_fields): no text in between that could change them.
+    cfg = update_fields(PretrainConfig(), {"pretext.params.x": value})
+    assert cfg.pretext.params["x"] == value
+
+
+def test_typed_updates_keep_small_floats_numeric() -> None:
+    # PyYAML reads a bare "1e-05" as a string; a typed update never goes through text.
+    cfg = update_fields(PretrainConfig(), {"optim.lr": 1e-5})
+    assert cfg.optim.lr == 1e-5 and isinstance(cfg.optim.lr, float)
+
+
+def test_typed_updates_are_validated_and_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        update_fields(PretrainConfig(), {"optim.lr": -1.0})
+    with pytest.raises(ConfigError, match=r"'lr' is not a section"):
+        update_fields(PretrainConfig(), {"optim.lr.x": 1})

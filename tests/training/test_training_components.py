@@ -1,0 +1,163 @@
+"""Runs build their components in one place, from the config, with no process-wide settings.
+
+Issue 17: the pretext defaults were written in four places and the task built twice; the CPU
+weight-gradient kernel reached the U-Net through a module global.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+from torch import nn
+
+import inpaintssl
+from inpaintssl.config import FinetuneConfig, PretextConfig, PretrainConfig
+from inpaintssl.corruption import base as corruption_base
+from inpaintssl.corruption.tasks import ContextPrediction
+from inpaintssl.models import WSConv2d, cpu_weight_gradient
+from inpaintssl.registry import BACKBONES
+from inpaintssl.training import finetuning, pretraining
+from inpaintssl.training.components import build_backbone, build_pretext_task, build_segmentation_loss
+
+PACKAGE = Path(inpaintssl.__file__).parent
+DATA = {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "num_test": 4, "size": [16, 16]}}
+TINY_MODEL = {"backbone": "unet2d", "params": {"depth": 2, "base_width": 4}}
+
+
+def test_build_pretext_task_uses_every_config_field() -> None:
+    pretext = PretextConfig(
+        task="context_prediction",
+        patch_size=8,
+        sampler="random",
+        coverage=0.3,
+        bank_size=3,
+        params={"fill": "zero", "sampler_params": {"max_draws": 50}},
+    )
+    task = build_pretext_task(pretext, seed=7)
+    assert isinstance(task, ContextPrediction)
+    assert (task.patch_size, task.sampler_name, task.coverage, task.bank_size, task.seed) == (
+        8,
+        "random",
+        0.3,
+        3,
+        7,
+    )
+    assert task.fill == "zero" and task.sampler.max_draws == 50  # type: ignore[attr-defined]
+
+
+def test_pretext_defaults_agree_between_the_config_and_the_tasks() -> None:
+    # The config may not import torch, so the numbers live in two modules; this holds them equal.
+    config = PretextConfig()
+    expected = {
+        "patch_size": config.patch_size,
+        "sampler": config.sampler,
+        "coverage": config.coverage,
+        "bank_size": config.bank_size,
+    }
+    assert expected == {
+        "patch_size": corruption_base.DEFAULT_PATCH_SIZE,
+        "sampler": corruption_base.DEFAULT_SAMPLER,
+        "coverage": corruption_base.DEFAULT_COVERAGE,
+        "bank_size": corruption_base.DEFAULT_BANK_SIZE,
+    }
+    for cls in (corruption_base.PretextTask, ContextPrediction):
+        parameters = inspect.signature(cls.__init__).parameters
+        assert {name: parameters[name].default for name in expected} == expected, cls
+    task = build_pretext_task(config, seed=0)
+    assert (task.patch_size, task.sampler_name, task.coverage, task.bank_size) == tuple(expected.values())
+
+
+def _pretext_builds(source: str) -> list[int]:
+    """Lines calling ``PRETEXT_TASKS.build`` outside docstrings."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "build"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "PRETEXT_TASKS"
+    ]
+
+
+def test_only_the_component_builder_builds_pretext_tasks() -> None:
+    assert _pretext_builds('"""PRETEXT_TASKS.build("x")"""\nt = PRETEXT_TASKS.build(name)\n') == [2]
+    callers = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if _pretext_builds(path.read_text(encoding="utf-8"))
+    }
+    assert callers == {"training/components.py"}
+
+
+def test_build_backbone_passes_the_kernel_only_to_backbones_that_take_it() -> None:
+    net = build_backbone(
+        "unet2d", {"depth": 2}, in_channels=1, out_channels=1, seed=0, weight_gradient="onednn"
+    )
+    assert {m.weight_gradient for m in net.modules() if isinstance(m, WSConv2d)} == {"onednn"}
+    received: dict[str, Any] = {}
+
+    @BACKBONES.register("kernel_probe_test")
+    def probe(*, in_channels: int, out_channels: int, seed: int) -> nn.Module:
+        received.update(in_channels=in_channels, out_channels=out_channels, seed=seed)
+        return nn.Conv2d(in_channels, out_channels, 1)
+
+    try:
+        build_backbone(
+            "kernel_probe_test", {}, in_channels=2, out_channels=3, seed=4, weight_gradient="onednn"
+        )
+    finally:
+        BACKBONES.unregister("kernel_probe_test")
+    assert received == {"in_channels": 2, "out_channels": 3, "seed": 4}
+
+
+def test_build_segmentation_loss_refuses_the_inpainting_loss() -> None:
+    assert build_segmentation_loss("dice", {"activation": "softmax"}).activation == "softmax"
+    with pytest.raises(TypeError, match="loss 'l2' builds a L2Loss, not a SegmentationLoss"):
+        build_segmentation_loss("l2", {})
+
+
+class _BuiltError(Exception):
+    """Stops a run right after its backbone is built."""
+
+
+def _capture_backbone(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[nn.Module]:
+    built: list[nn.Module] = []
+
+    def recording(*args: Any, **kwargs: Any) -> nn.Module:
+        built.append(build_backbone(*args, **kwargs))
+        raise _BuiltError
+
+    monkeypatch.setattr(module, "build_backbone", recording)
+    return built
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_runs_build_the_backbone_with_run_cpu_weight_gradient(
+    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = {
+        "output_dir": str(tmp_path / stage),
+        "quiet": True,
+        "device": "cpu",
+        "cpu_weight_gradient": "onednn",
+    }
+    if stage == "pretrain":
+        built = _capture_backbone(monkeypatch, pretraining)
+        config = PretrainConfig.model_validate(
+            {"data": DATA, "model": TINY_MODEL, "pretext": {"patch_size": 4, "bank_size": 2}, "run": run}
+        )
+        with pytest.raises(_BuiltError):
+            pretraining.run_pretraining(config)
+    else:
+        built = _capture_backbone(monkeypatch, finetuning)
+        finetune = FinetuneConfig.model_validate({"data": DATA, "model": TINY_MODEL, "run": run})
+        with pytest.raises(_BuiltError):
+            finetuning.run_finetuning(finetune)
+    (model,) = built
+    assert {m.weight_gradient for m in model.modules() if isinstance(m, WSConv2d)} == {"onednn"}
+    assert cpu_weight_gradient() == "auto"  # nothing left behind for the next model in this thread
