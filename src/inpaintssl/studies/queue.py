@@ -1,0 +1,391 @@
+"""The job queue of a study: its runs, their state, claiming and heartbeats (in the study database).
+
+Claiming a run is one ``BEGIN IMMEDIATE`` transaction (reclaim stale runs, pick the first runnable
+one, mark it ``running``), so two workers can never claim the same run. A ``running`` row is stale
+when its worker runs on this host and its process is gone, or when its heartbeat is older than the
+spec's ``stale_after_s`` (a worker on another machine). Finishing a run with its measurements is
+:meth:`inpaintssl.studies.store.StudyStore.record`.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> queue = JobQueue(pathlib.Path(tempfile.mkdtemp()) / "study.sqlite")
+    >>> queue.add_runs([NewRun("pt-1", "pretrain", None, {}, {})])
+    1
+    >>> claimed = queue.claim(WorkerId.current(), max_attempts=2)
+    >>> claimed.id, claimed.attempts, queue.counts()
+    ('pt-1', 1, {'pretrain': {'running': 1}})
+    >>> queue.close()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+
+from inpaintssl.studies.database import StudyDatabase
+
+__all__ = ["WAIT", "Heartbeat", "JobQueue", "NewRun", "RunRecord", "WorkerId", "pid_alive"]
+
+_RUN_COLUMNS = (
+    "id, kind, depends_on, config, labels, status, worker, heartbeat, started, finished, "
+    "attempts, failures, result, error"
+)
+
+
+class _Wait:
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT: Final = _Wait()
+"""Returned by :meth:`StudyStore.claim` when runs remain but none can start yet."""
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (POSIX; elsewhere assumed alive).
+
+    Example:
+        >>> pid_alive(os.getpid())
+        True
+    """
+    if pid <= 0:
+        return False
+    if os.name != "posix":
+        # Windows' os.kill(pid, 0) sends CTRL_C_EVENT; rely on the heartbeat timeout there.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class WorkerId:
+    """Who executes a run: host, process id and a token unique to this worker."""
+
+    host: str
+    pid: int
+    token: str
+
+    @classmethod
+    def current(cls) -> WorkerId:
+        """A new id for a worker in this process."""
+        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.token}"
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to register: id, kind, dependency, resolved config and labels (both JSON-able)."""
+
+    id: str
+    kind: Literal["pretrain", "finetune"]
+    depends_on: str | None
+    config: dict[str, Any]
+    labels: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A row of the ``runs`` table."""
+
+    id: str
+    kind: str
+    depends_on: str | None
+    config: dict[str, Any]
+    labels: dict[str, Any]
+    status: str
+    worker: str | None
+    heartbeat: float | None
+    started: float | None
+    finished: float | None
+    attempts: int
+    failures: int
+    result: dict[str, Any] | None
+    error: str | None
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+    (
+        run_id,
+        kind,
+        depends_on,
+        config,
+        labels,
+        status,
+        worker,
+        heartbeat,
+        started,
+        finished,
+        attempts,
+        failures,
+        result,
+        error,
+    ) = tuple(row)
+    return RunRecord(
+        id=run_id,
+        kind=kind,
+        depends_on=depends_on,
+        config=json.loads(config),
+        labels=json.loads(labels),
+        status=status,
+        worker=worker,
+        heartbeat=heartbeat,
+        started=started,
+        finished=finished,
+        attempts=int(attempts),
+        failures=int(failures),
+        result=None if result is None else json.loads(result),
+        error=error,
+    )
+
+
+class JobQueue(StudyDatabase):
+    """The runs of a study and their state (see the module docstring; arguments of :class:`StudyDatabase`)."""
+
+    # -- registering and claiming ---------------------------------------------------------------
+    def add_runs(self, runs: Iterable[NewRun]) -> int:
+        """Register runs; existing ids keep their state (their labels are refreshed).
+
+        Returns:
+            How many runs were new.
+        """
+        new = 0
+        with self._transaction("register runs in") as conn:
+            for run in runs:
+                labels = json.dumps(run.labels, sort_keys=True)
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO runs (id, kind, depends_on, config, labels) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (run.id, run.kind, run.depends_on, json.dumps(run.config, sort_keys=True), labels),
+                )
+                if cur.rowcount:
+                    new += 1
+                else:
+                    conn.execute("UPDATE runs SET labels = ? WHERE id = ?", (labels, run.id))
+        return new
+
+    def requeue_failed(self, ids: Collection[str] | None = None) -> int:
+        """Give failed runs a fresh retry budget (a new invocation retries them). Returns the count."""
+        with self._transaction("requeue failed runs in") as conn:
+            failed = [r[0] for r in conn.execute("SELECT id FROM runs WHERE status = 'failed'")]
+            chosen = [i for i in failed if ids is None or i in ids]
+            conn.executemany(
+                "UPDATE runs SET status = 'pending', failures = 0 WHERE id = ?", [(i,) for i in chosen]
+            )
+        return len(chosen)
+
+    def _is_stale(
+        self, row: tuple[Any, ...], *, now: float, stale_after_s: float, me: WorkerId | None
+    ) -> bool:
+        worker, host, pid, heartbeat = row
+        if heartbeat is None or now - heartbeat > stale_after_s:
+            return True
+        if host != socket.gethostname():
+            return False
+        if me is not None and pid == me.pid:
+            # Same process, another worker token: an earlier worker in this process that died.
+            return bool(worker != str(me))
+        return not pid_alive(int(pid))
+
+    def reclaim_stale(self, *, stale_after_s: float, me: WorkerId | None = None) -> list[str]:
+        """Return ``running`` runs of dead workers to ``pending``; returns their ids.
+
+        Their folders keep the last checkpoint, so the next worker resumes them mid-run.
+        """
+        with self._transaction("reclaim stale runs in"):
+            return self._reclaim(now=time.time(), stale_after_s=stale_after_s, me=me)
+
+    def _reclaim(self, *, now: float, stale_after_s: float, me: WorkerId | None) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT id, worker, host, pid, heartbeat FROM runs WHERE status = 'running'"
+        ).fetchall()
+        stale = [r[0] for r in rows if self._is_stale(r[1:], now=now, stale_after_s=stale_after_s, me=me)]
+        self._conn.executemany(
+            "UPDATE runs SET status = 'pending', error = 'reclaimed from a dead worker: ' || worker "
+            "WHERE id = ?",
+            [(i,) for i in stale],
+        )
+        return stale
+
+    def claim(
+        self,
+        worker: WorkerId,
+        *,
+        allowed: Collection[str] | None = None,
+        max_attempts: int = 2,
+        stale_after_s: float = math.inf,
+    ) -> RunRecord | _Wait | None:
+        """Atomically take the first runnable run (in registration order) for ``worker``.
+
+        A run is runnable when it is ``pending`` (or ``failed`` fewer than ``max_attempts`` times
+        in this invocation) and the run it depends on is ``done``. A run whose dependency failed
+        for good is marked ``failed`` too.
+
+        Args:
+            worker: The claiming worker.
+            allowed: Ids this worker may take (its shard); ``None`` for all.
+            max_attempts: Failures after which a run is not retried.
+            stale_after_s: Heartbeat age after which a ``running`` run is reclaimed.
+
+        Returns:
+            The claimed run (``attempts`` already counts this claim), :data:`WAIT` when runs
+            remain that are running elsewhere or wait for a dependency, or ``None`` when every
+            allowed run is done or failed for good.
+        """
+        now = time.time()
+        with self._transaction("claim a run in") as conn:
+            self._reclaim(now=now, stale_after_s=stale_after_s, me=worker)
+            state = {
+                r[0]: (r[1], r[2], r[3])
+                for r in conn.execute("SELECT id, status, failures, depends_on FROM runs ORDER BY rowid")
+            }
+            waiting = False
+            for run_id, (status, failures, dep) in state.items():
+                if allowed is not None and run_id not in allowed:
+                    continue
+                if status == "done" or (status == "failed" and failures >= max_attempts):
+                    continue
+                if status == "running":
+                    waiting = True
+                    continue
+                if dep is not None:
+                    dep_status, dep_failures, _ = state.get(dep, ("missing", 0, None))
+                    if dep_status in ("pending", "running") or (
+                        dep_status == "failed" and dep_failures < max_attempts
+                    ):
+                        waiting = True
+                        continue
+                    if dep_status != "done":
+                        conn.execute(
+                            "UPDATE runs SET status = 'failed', error = ? WHERE id = ?",
+                            (f"blocked: the pretraining run {dep} it needs is {dep_status}", run_id),
+                        )
+                        continue
+                conn.execute(
+                    "UPDATE runs SET status = 'running', worker = ?, host = ?, pid = ?, heartbeat = ?, "
+                    "started = ?, finished = NULL, attempts = attempts + 1, error = NULL WHERE id = ?",
+                    (str(worker), worker.host, worker.pid, now, now, run_id),
+                )
+                row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+                return _record(row)
+        return WAIT if waiting else None
+
+    # -- a worker's updates ---------------------------------------------------------------------
+    def heartbeat(self, run_id: str, worker: WorkerId) -> bool:
+        """Refresh the heartbeat of a run ``worker`` owns; ``False`` if it no longer owns it."""
+        with self._guard(f"refresh the heartbeat of run {run_id} in"):
+            cur = self._conn.execute(
+                "UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running' AND worker = ?",
+                (time.time(), run_id, str(worker)),
+            )
+        return cur.rowcount == 1
+
+    def _owns(self, conn: sqlite3.Connection, run_id: str, worker: WorkerId) -> bool:
+        """Whether ``worker`` still holds the run ``running`` (inside an open transaction)."""
+        owner = conn.execute("SELECT status, worker FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return owner is not None and owner[0] == "running" and owner[1] == str(worker)
+
+    def _mark_done(self, conn: sqlite3.Connection, run_id: str, result: dict[str, Any]) -> None:
+        """Mark a run ``done`` with its result summary (inside an open transaction)."""
+        now = time.time()
+        conn.execute(
+            "UPDATE runs SET status = 'done', result = ?, finished = ?, heartbeat = ?, error = NULL "
+            "WHERE id = ?",
+            (json.dumps(result, sort_keys=True), now, now, run_id),
+        )
+
+    def fail(self, run_id: str, worker: WorkerId, error: str) -> None:
+        """Mark a run ``worker`` owns as failed with an error message."""
+        with self._guard(f"mark run {run_id} failed in"):
+            self._conn.execute(
+                "UPDATE runs SET status = 'failed', failures = failures + 1, error = ?, finished = ? "
+                "WHERE id = ? AND status = 'running' AND worker = ?",
+                (error, time.time(), run_id, str(worker)),
+            )
+
+    def release(self, run_id: str, worker: WorkerId) -> None:
+        """Hand a run back unfinished (e.g. on Ctrl-C); the next worker resumes it."""
+        with self._guard(f"release run {run_id} in"):
+            self._conn.execute(
+                "UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'running' AND worker = ?",
+                (run_id, str(worker)),
+            )
+
+    # -- reading --------------------------------------------------------------------------------
+    def runs(self, *, status: str | None = None) -> list[RunRecord]:
+        """Every run (or those with ``status``), in registration order."""
+        where, args = ("WHERE status = ?", (status,)) if status is not None else ("", ())
+        with self._guard("read"):
+            rows = self._conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY rowid", args)
+            return [_record(r) for r in rows]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{kind: {status: count}}``."""
+        out: dict[str, dict[str, int]] = {}
+        with self._guard("read"):
+            for kind, status, n in self._conn.execute(
+                "SELECT kind, status, COUNT(*) FROM runs GROUP BY kind, status ORDER BY kind, status"
+            ):
+                out.setdefault(kind, {})[status] = int(n)
+        return out
+
+
+class Heartbeat:
+    """Refresh a run's heartbeat from a background thread while the run executes.
+
+    Args:
+        path: The study database.
+        run_id: The run being executed.
+        worker: Its worker.
+        interval_s: Seconds between refreshes.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.sqlite"
+        >>> with Heartbeat(path, "pt-1", WorkerId.current(), interval_s=0.01):
+        ...     time.sleep(0.03)
+    """
+
+    def __init__(self, path: Path, run_id: str, worker: WorkerId, *, interval_s: float) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.worker = worker
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        # The thread needs its own connection: sqlite3 connections are bound to their thread.
+        store = JobQueue(self.path)
+        try:
+            while not self._stop.wait(self.interval_s):
+                store.heartbeat(self.run_id, self.worker)
+        finally:
+            store.close()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,129 @@
+"""The result store of a study: every evaluated image or volume of every finished run.
+
+:class:`ResultStore` reads the ``measurements`` table; :class:`StudyStore` is the study database as
+the runner uses it, the job queue (:class:`~inpaintssl.studies.queue.JobQueue`) and the result store
+in one connection, so that a run's measurements and its ``done`` mark are written in one
+transaction: a worker whose run was reclaimed records nothing.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from inpaintssl.studies.queue import NewRun, WorkerId
+    >>> store = StudyStore(pathlib.Path(tempfile.mkdtemp()) / "study.sqlite")
+    >>> store.add_runs([NewRun("pt-1", "pretrain", None, {}, {})])
+    1
+    >>> me = WorkerId.current()
+    >>> claimed = store.claim(me, max_attempts=2)
+    >>> row = Measurement("v0", 0, "image", "", "l2_norm", 3.5)
+    >>> store.record("pt-1", me, result={"loss": 1.0}, rows=[row])
+    True
+    >>> store.counts(), [m.value for _, m in store.measurements()]
+    ({'pretrain': {'done': 1}}, [3.5])
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from inpaintssl.studies.database import StudyDatabase
+from inpaintssl.studies.queue import JobQueue, WorkerId
+
+__all__ = ["Measurement", "ResultStore", "StudyStore"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One evaluated value: ``metric`` of ``class_name`` (``""``: not per class) on one image/volume."""
+
+    volume_id: str
+    slice_index: int
+    level: str
+    class_name: str
+    metric: str
+    value: float
+
+
+class ResultStore(StudyDatabase):
+    """The measurements of a study's runs (arguments of :class:`StudyDatabase`)."""
+
+    def _insert(self, conn: sqlite3.Connection, run_id: str, rows: Iterable[Measurement]) -> None:
+        """Insert a run's measurements inside an open transaction."""
+        conn.executemany(
+            "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, m.level, m.volume_id, m.slice_index, m.class_name, m.metric, m.value) for m in rows],
+        )
+
+    def has_level(self, level: str, *, metric: str | None = None) -> bool:
+        """Whether any measurement (of ``metric``, if given) has this level, e.g. ``volume``."""
+        query = (
+            "SELECT 1 FROM measurements WHERE level = ?" + (" AND metric = ?" if metric else "") + " LIMIT 1"
+        )
+        args = (level, metric) if metric else (level,)
+        with self._guard("read"):
+            return self._conn.execute(query, args).fetchone() is not None
+
+    def measurements(
+        self, run_ids: Collection[str] | None = None, *, finetune_slices: bool = True
+    ) -> list[tuple[str, Measurement]]:
+        """``(run_id, measurement)`` pairs of every recorded run (or of ``run_ids``).
+
+        Args:
+            run_ids: Only these runs.
+            finetune_slices: Keep the per-slice (``image``) rows of fine-tuning runs; 3D studies
+                that report per volume can skip them (they are most of the table).
+        """
+        skip = "" if finetune_slices else "WHERE NOT (m.level = 'image' AND r.kind = 'finetune')"
+        with self._guard("read"):
+            rows = self._conn.execute(
+                "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
+                f"FROM measurements AS m JOIN runs AS r ON r.id = m.run_id {skip} ORDER BY m.rowid"
+            ).fetchall()
+        out = []
+        for run_id, volume_id, slice_index, level, class_name, metric, value in rows:
+            if run_ids is None or run_id in run_ids:
+                # SQLite stores NaN as NULL.
+                number = math.nan if value is None else float(value)
+                out.append(
+                    (run_id, Measurement(volume_id, int(slice_index), level, class_name, metric, number))
+                )
+        return out
+
+
+class StudyStore(JobQueue, ResultStore):
+    """The study database: the job queue and the result store in one connection.
+
+    Args:
+        path: The SQLite file (created with its folder when missing).
+        timeout_s: How long a statement waits for another process's lock before failing.
+
+    Raises:
+        StudyDatabaseError: ``path`` exists but is not a study database of this version; nothing
+            was written to it.
+        OSError: A write failed, e.g. ``ENOSPC`` (disk full); the message names the database.
+    """
+
+    def record(
+        self, run_id: str, worker: WorkerId, *, result: dict[str, Any], rows: Iterable[Measurement]
+    ) -> bool:
+        """Insert a run's measurements and mark it ``done``, in one transaction.
+
+        Returns:
+            ``False`` (and writes nothing) when ``worker`` no longer owns the run, e.g. because
+            it was reclaimed as stale and another worker finished it.
+
+        Raises:
+            sqlite3.IntegrityError: Two measurements share a key (a bug in the caller); nothing
+                is written.
+            OSError: The write failed (``ENOSPC`` when the disk is full); nothing of it is kept,
+                earlier results are intact, and the message names the database.
+        """
+        with self._transaction(f"record the result of run {run_id} in") as conn:
+            if not self._owns(conn, run_id, worker):
+                return False
+            self._insert(conn, run_id, rows)
+            self._mark_done(conn, run_id, result)
+        return True
