@@ -60,23 +60,8 @@ __all__ = [
     "transfer",
 ]
 
-_API_NAMES = frozenset(
-    {
-        "EvaluationTable",
-        "FinetuneResult",
-        "PredictionError",
-        "PredictionReport",
-        "PretrainResult",
-        "TransferReport",
-        "evaluate",
-        "export_model",
-        "finetune",
-        "load_model",
-        "predict",
-        "pretrain",
-        "transfer",
-    }
-)
+# Everything in __all__ but these few is served, on first use, by inpaintssl.api.
+_API_NAMES = frozenset(__all__) - {"FinetuneConfig", "PretrainConfig", "__version__", "registry"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,46 +22,33 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from inpaintssl import _API_NAMES
 from inpaintssl.checkpoint import load_checkpoint
 from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.preflight import preflight
-from inpaintssl.inference import (
-    ExportError,
-    PredictionError,
-    PredictionReport,
-    export_model,
-    load_model,
-    predict,
-)
+from inpaintssl.inference import ExportError as ExportError
+from inpaintssl.inference import PredictionError as PredictionError
+from inpaintssl.inference import PredictionReport as PredictionReport
+from inpaintssl.inference import export_model as export_model
+from inpaintssl.inference import load_model as load_model
+from inpaintssl.inference import predict as predict
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_backbone, build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device
-from inpaintssl.training.evaluation import EvaluationTable, evaluate_inpainting, evaluate_segmentation
+from inpaintssl.training.evaluation import EvaluationTable as EvaluationTable
+from inpaintssl.training.evaluation import evaluate_inpainting, evaluate_segmentation
 from inpaintssl.training.finetuning import run_finetuning
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.pretraining import run_pretraining
-from inpaintssl.training.results import FinetuneResult, PretrainResult
-from inpaintssl.transfer_learning import TransferReport
+from inpaintssl.training.results import FinetuneResult as FinetuneResult
+from inpaintssl.training.results import PretrainResult as PretrainResult
+from inpaintssl.transfer_learning import TransferReport as TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
 from inpaintssl.transfer_learning.transfer import InChannelsMode
 
-__all__ = [
-    "EvaluationTable",
-    "ExportError",
-    "FinetuneResult",
-    "PretrainResult",
-    "TransferReport",
-    "PredictionError",
-    "PredictionReport",
-    "evaluate",
-    "export_model",
-    "finetune",
-    "load_model",
-    "predict",
-    "pretrain",
-    "transfer",
-]
+# What ``import inpaintssl`` serves from here, plus ExportError (the imports above re-export with ``as``).
+__all__ = [*sorted(_API_NAMES), "ExportError"]
 
 ConfigSource = Mapping[str, Any] | str | Path
 

@@ -27,10 +27,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inpaintssl._version import __version__
 from inpaintssl.layout import RunFolder
+
+if TYPE_CHECKING:
+    from inpaintssl.api import FinetuneResult, PretrainResult
 
 __all__ = ["main"]
 
@@ -75,41 +78,37 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def _training_input(args: argparse.Namespace) -> tuple[str | dict[str, Any], list[str]]:
+    """The config (file, or ``{}`` for the defaults) and overrides a training subcommand was given."""
+    config, overrides = _split_config_and_overrides(args.items)
+    return config if config is not None else {}, [*overrides, *_run_overrides(args)]
+
+
+def _print_run(result: PretrainResult | FinetuneResult, **more: Any) -> int:
+    """Print a training run's one-line JSON summary (plus ``more``); return the exit status."""
+    summary = {
+        "run_dir": str(result.run_dir),
+        "best_val_loss": result.best_val_loss,
+        "epochs": result.epochs_run,
+        "converged": result.converged,
+    }
+    print(json.dumps({**summary, **more}))
+    return 0
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from inpaintssl.api import pretrain
 
-    config, overrides = _split_config_and_overrides(args.items)
-    result = pretrain(config if config is not None else {}, overrides=[*overrides, *_run_overrides(args)])
-    print(
-        json.dumps(
-            {
-                "run_dir": str(result.run_dir),
-                "best_val_loss": result.best_val_loss,
-                "epochs": result.epochs_run,
-                "converged": result.converged,
-            }
-        )
-    )
-    return 0
+    config, overrides = _training_input(args)
+    return _print_run(pretrain(config, overrides=overrides))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from inpaintssl.api import finetune
 
-    config, overrides = _split_config_and_overrides(args.items)
-    result = finetune(config if config is not None else {}, overrides=[*overrides, *_run_overrides(args)])
-    print(
-        json.dumps(
-            {
-                "run_dir": str(result.run_dir),
-                "best_val_loss": result.best_val_loss,
-                "epochs": result.epochs_run,
-                "converged": result.converged,
-                "test_dice": result.mean_dice(),
-            }
-        )
-    )
-    return 0
+    config, overrides = _training_input(args)
+    result = finetune(config, overrides=overrides)
+    return _print_run(result, test_dice=result.mean_dice())
 
 
 def _recorded_data(checkpoint: Path) -> dict[str, Any]:
@@ -395,7 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
     run = exp.add_parser("run", help="run (or resume) every pending run of a study spec")
     run.add_argument("spec", type=Path)
     run.add_argument("--shard", default="0/1", help="i/n: this process runs the i-th of n shards")
-    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (local)")
+    run.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "slurm", "ray"],
+        help="local: worker processes here; slurm: a job array (submitit); ray: Ray tasks",
+    )
+    res = run.add_argument_group("resources of --executor slurm|ray (override the spec's executor section)")
+    res.add_argument("--partition", help="Slurm partition")
+    res.add_argument("--gpus-per-task", type=int, dest="gpus_per_task")
+    res.add_argument("--cpus-per-task", type=int, dest="cpus_per_task")
+    res.add_argument("--timeout-min", type=int, dest="timeout_min", help="wall time of a Slurm task")
+    res.add_argument("--mem-gb", type=float, dest="mem_gb")
+    res.add_argument("--array-parallelism", type=int, dest="array_parallelism")
+    res.add_argument("--chunk-size", type=int, dest="chunk_size", help="runs per task")
+    res.add_argument("--cluster", choices=["slurm", "local"], help="submitit cluster (local: try it here)")
+    res.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: a local one)")
     run.add_argument("--quiet", action="store_true")
     rep = exp.add_parser("report", help="write tables, figures and a report from a study's database")
     rep.add_argument("spec", type=Path)

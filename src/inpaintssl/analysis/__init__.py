@@ -19,9 +19,10 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from inpaintssl._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from inpaintssl.analysis.clinical import agreement_table, per_image_comparison_table
@@ -91,14 +92,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'inpaintssl.analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"inpaintssl.analysis.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -27,6 +27,8 @@ Example:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -105,42 +107,22 @@ patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size 
         raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"coverage={coverage!r} must lie in (0, 1]")
+    request = _Request(height, width, patch_size, coverage, pairs)
     if patch_size > min(height, width):
-        raise ValueError(
-            _impossible(
-                shape=(height, width),
-                patch_size=patch_size,
-                coverage=coverage,
-                why=(
-                    f"patch_size={patch_size} is larger than the image; "
-                    f"expected patch_size <= min(H, W) = {min(height, width)}"
-                ),
-            )
+        raise request.refuse(
+            f"patch_size={patch_size} is larger than the image; "
+            f"expected patch_size <= min(H, W) = {min(height, width)}"
         )
     target = target_pixels(shape=(height, width), coverage=coverage)
     if patch_size**2 > target:
-        raise ValueError(
-            _impossible(
-                shape=(height, width),
-                patch_size=patch_size,
-                coverage=coverage,
-                why=(
-                    f"one patch alone covers {_percent(patch_size**2 / (height * width))}; expected "
-                    f"patch_size <= {math.isqrt(target)} (the largest K with K**2 <= coverage * H * W)"
-                ),
-            )
+        raise request.refuse(
+            f"one patch alone covers {_percent(patch_size**2 / (height * width))}; expected "
+            f"patch_size <= {math.isqrt(target)} (the largest K with K**2 <= coverage * H * W)"
         )
     if pairs and 2 * patch_size > max(height, width):
-        raise ValueError(
-            _impossible(
-                shape=(height, width),
-                patch_size=patch_size,
-                coverage=coverage,
-                why=(
-                    f"two non-overlapping {patch_size}x{patch_size} patches do not fit; "
-                    "pairs need 2 * patch_size <= max(H, W)"
-                ),
-            )
+        raise request.refuse(
+            f"two non-overlapping {patch_size}x{patch_size} patches do not fit; "
+            "pairs need 2 * patch_size <= max(H, W)"
         )
     return height, width
 
@@ -149,13 +131,28 @@ def _percent(share: float) -> str:
     return f"{100 * share:.3g}%"
 
 
-def _impossible(*, shape: tuple[int, int], patch_size: int, coverage: float, why: str) -> str:
-    """The one wording of an impossible request: image size, patch size and coverage, then why."""
-    height, width = shape
-    return (
-        f"cannot cover {_percent(coverage)} of a {height}x{width} image with {patch_size}x{patch_size} "
-        f"patches (shape={(height, width)}, patch_size={patch_size}, coverage={coverage}): {why}"
-    )
+@dataclass(frozen=True)
+class _Request:
+    """A sampling request past the plain argument checks, and the one wording of its refusal."""
+
+    height: int
+    width: int
+    patch_size: int
+    coverage: float
+    pairs: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def refuse(self, why: str) -> ValueError:
+        """The error for an impossible request: image size, patch size and coverage, then why."""
+        size, k = f"{self.height}x{self.width}", f"{self.patch_size}x{self.patch_size}"
+        return ValueError(
+            f"cannot cover {_percent(self.coverage)} of a {size} image with {k} patches "
+            f"(shape={self.shape}, patch_size={self.patch_size}, coverage={self.coverage}): "
+            f"{why}"
+        )
 
 
 def check_request(
@@ -232,8 +229,47 @@ def _poisson_capacity(height: int, width: int, patch_size: int) -> int:
     return min(squares, oler)
 
 
+class _CheckedSampler(ABC):
+    """The built-ins' :meth:`sample`: refuse what :meth:`check_request` refuses, then :meth:`_draw`."""
+
+    def sample(
+        self,
+        *,
+        shape: tuple[int, int],
+        patch_size: int,
+        coverage: float = 0.25,
+        rng: np.random.Generator,
+        pairs: bool = False,
+    ) -> NDArray[np.int64]:
+        """``(N, 2)`` int64 corners of patches whose union covers ``coverage`` of the image.
+
+        Raises:
+            ValueError: The request is invalid, or the draws fell short of the coverage (the
+                message says "coverage unreachable", with the shape, ``K`` and what was reached).
+        """
+        height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        return self._draw(_Request(height, width, patch_size, coverage, pairs), rng)
+
+    def check_request(
+        self, *, shape: tuple[int, int], patch_size: int, coverage: float = 0.25, pairs: bool = False
+    ) -> tuple[int, int]:
+        """Refuse, without sampling, a request no draw can meet; return ``(H, W)``.
+
+        Overlapping patches can reach any coverage up to 1, so here this is :func:`validate_request`.
+
+        Example:
+            >>> RandomSampler().check_request(shape=(64, 64), patch_size=8, coverage=0.25)
+            (64, 64)
+        """
+        return validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+
+    @abstractmethod
+    def _draw(self, request: _Request, rng: np.random.Generator) -> NDArray[np.int64]:
+        """The corners for a request :meth:`check_request` let through."""
+
+
 @SAMPLERS.register("poisson_disc")
-class PoissonDiscSampler:
+class PoissonDiscSampler(_CheckedSampler):
     """Non-overlapping patches by Bridson's Poisson-disc sampling (sec. 2.5.2, ref. 31).
 
     Each draw grows a maximal Poisson-disc set of corners with minimum centre distance
@@ -305,42 +341,21 @@ class PoissonDiscSampler:
             _draw_seed(rng),
         )
 
-    def sample(
-        self,
-        *,
-        shape: tuple[int, int],
-        patch_size: int,
-        coverage: float = 0.25,
-        rng: np.random.Generator,
-        pairs: bool = False,
-    ) -> NDArray[np.int64]:
-        """``(N, 2)`` int64 corners of ``N = required_patch_count(...)`` non-overlapping patches.
-
-        Raises:
-            ValueError: The request is invalid, or no draw reached ``N`` patches (the message
-                says "coverage unreachable" with the shape, ``K`` and the best count found).
-        """
-        height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+    def _draw(self, request: _Request, rng: np.random.Generator) -> NDArray[np.int64]:
+        """``N = required_patch_count(...)`` non-overlapping patches, the best of ``attempts`` draws."""
         count = required_patch_count(
-            shape=(height, width), patch_size=patch_size, coverage=coverage, pairs=pairs
+            shape=request.shape, patch_size=request.patch_size, coverage=request.coverage, pairs=request.pairs
         )
         best = 0
         for attempt in range(self.attempts):
-            corners = self.fill(shape=(height, width), patch_size=patch_size, rng=rng, attempt=attempt)
+            corners = self.fill(shape=request.shape, patch_size=request.patch_size, rng=rng, attempt=attempt)
             if len(corners) >= count:
                 keep = rng.permutation(len(corners))[:count]
                 return corners[keep]
             best = max(best, len(corners))
-        raise ValueError(
-            _impossible(
-                shape=(height, width),
-                patch_size=patch_size,
-                coverage=coverage,
-                why=(
-                    f"coverage unreachable: it needs {count} Poisson-disc patches, but the best of "
-                    f"{self.attempts} draws placed {best}; lower coverage or patch_size, or raise attempts"
-                ),
-            )
+        raise request.refuse(
+            f"coverage unreachable: it needs {count} Poisson-disc patches, but the best of "
+            f"{self.attempts} draws placed {best}; lower coverage or patch_size, or raise attempts"
         )
 
     def check_request(
@@ -360,29 +375,25 @@ class PoissonDiscSampler:
             >>> PoissonDiscSampler().check_request(shape=(64, 64), patch_size=8, coverage=0.25)
             (64, 64)
         """
-        height, width = validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
+        height, width = super().check_request(
+            shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs
+        )
+        request = _Request(height, width, patch_size, coverage, pairs)
         count = required_patch_count(
-            shape=(height, width), patch_size=patch_size, coverage=coverage, pairs=pairs
+            shape=request.shape, patch_size=patch_size, coverage=coverage, pairs=pairs
         )
         capacity = _poisson_capacity(height, width, patch_size)
         if count > capacity:
-            raise ValueError(
-                _impossible(
-                    shape=(height, width),
-                    patch_size=patch_size,
-                    coverage=coverage,
-                    why=(
-                        f"coverage unreachable: it needs {count} non-overlapping patches with centre "
-                        f"distance >= {patch_size}*sqrt(2), but at most {capacity} fit; lower coverage "
-                        "or patch_size"
-                    ),
-                )
+            raise request.refuse(
+                f"coverage unreachable: it needs {count} non-overlapping patches with centre "
+                f"distance >= {patch_size}*sqrt(2), but at most {capacity} fit; lower coverage "
+                "or patch_size"
             )
         return height, width
 
 
 @SAMPLERS.register("random")
-class RandomSampler:
+class RandomSampler(_CheckedSampler):
     """Uniformly placed, possibly overlapping patches until the coverage is reached (sec. 2.4).
 
     Every corner is uniform over the positions that keep the patch inside the image. With
@@ -412,48 +423,17 @@ class RandomSampler:
     def __repr__(self) -> str:
         return f"RandomSampler(max_draws={self.max_draws})"
 
-    def sample(
-        self,
-        *,
-        shape: tuple[int, int],
-        patch_size: int,
-        coverage: float = 0.25,
-        rng: np.random.Generator,
-        pairs: bool = False,
-    ) -> NDArray[np.int64]:
-        """``(N, 2)`` int64 corners whose union covers at least ``coverage * H * W`` pixels.
-
-        Raises:
-            ValueError: The request is invalid, or ``max_draws`` ran out first ("coverage
-                unreachable").
-        """
-        height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
-        target = target_pixels(shape=(height, width), coverage=coverage)
+    def _draw(self, request: _Request, rng: np.random.Generator) -> NDArray[np.int64]:
+        """Random patches until their union covers the target, within ``max_draws`` draws."""
+        height, width, patch_size = request.height, request.width, request.patch_size
+        target = target_pixels(shape=request.shape, coverage=request.coverage)
         max_draws = self.max_draws or 64 * math.ceil(height * width / patch_size**2) + 1000
-        corners, area = random_corners(height, width, patch_size, target, pairs, max_draws, _draw_seed(rng))
+        corners, area = random_corners(
+            height, width, patch_size, target, request.pairs, max_draws, _draw_seed(rng)
+        )
         if area < target:
-            raise ValueError(
-                _impossible(
-                    shape=(height, width),
-                    patch_size=patch_size,
-                    coverage=coverage,
-                    why=(
-                        f"coverage unreachable: random patches covered {area} of the {target} pixels "
-                        f"needed within max_draws={max_draws}; lower coverage or raise max_draws"
-                    ),
-                )
+            raise request.refuse(
+                f"coverage unreachable: random patches covered {area} of the {target} pixels "
+                f"needed within max_draws={max_draws}; lower coverage or raise max_draws"
             )
         return corners
-
-    def check_request(
-        self, *, shape: tuple[int, int], patch_size: int, coverage: float = 0.25, pairs: bool = False
-    ) -> tuple[int, int]:
-        """Refuse, without sampling, a request no draw can meet; return ``(H, W)``.
-
-        Overlapping patches can reach any coverage up to 1, so this is :func:`validate_request`.
-
-        Example:
-            >>> RandomSampler().check_request(shape=(64, 64), patch_size=8, coverage=0.25)
-            (64, 64)
-        """
-        return validate_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)

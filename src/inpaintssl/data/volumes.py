@@ -227,10 +227,37 @@ def open_cases(
     ]
 
 
-def _labelled(name: str, labelled: bool, class_names: Sequence[str]) -> Sequence[str]:
+def _volume_dataset(
+    name: str,
+    *,
+    split: str,
+    labelled: bool,
+    cases: Any,
+    root: str | Path | None,
+    class_names: Sequence[str],
+    label_values: Mapping[str, int | Sequence[int]] | None,
+    normalize: Normalize,
+    open_image: Callable[[Path], Volume],
+    open_label: Callable[[Path], Volume],
+    label_in_image_file: bool = False,
+) -> VolumeSliceDataset:
+    """The body every volume factory shares: resolve the split's cases, open them, build the dataset.
+
+    ``label_in_image_file``: a labelled case without its own ``label`` reads it from its image file.
+    """
     if labelled and not class_names:
         raise DataError(f"{name}: labelled=True needs class_names (the foreground class of each label value)")
-    return tuple(class_names) if labelled else ()
+    specs = resolve_cases(cases, split, root=root, dataset=name)
+    if label_in_image_file and labelled:
+        specs = [CaseSpec(s.volume_id, s.image, s.label or s.image) for s in specs]
+    opened = open_cases(specs, labelled=labelled, open_image=open_image, open_label=open_label)
+    return VolumeSliceDataset(
+        opened,
+        name=name,
+        class_names=tuple(class_names) if labelled else (),
+        label_values=label_values,
+        normalize=normalize,
+    )
 
 
 @DATASETS.register("nifti")
@@ -257,16 +284,17 @@ def nifti_dataset(
         slice_axis: Axis of the stored array that slices are taken along.
         normalize: ``volume``, ``channel`` or ``none``.
     """
-    names = _labelled("nifti", labelled, class_names)
-    specs = resolve_cases(cases, split, root=root, dataset="nifti")
-    opened = open_cases(
-        specs,
+    return _volume_dataset(
+        "nifti",
+        split=split,
         labelled=labelled,
+        cases=cases,
+        root=root,
+        class_names=class_names,
+        label_values=label_values,
+        normalize=normalize,
         open_image=lambda p: NiftiVolume(p, slice_axis=slice_axis),
         open_label=lambda p: NiftiVolume(p, slice_axis=slice_axis, ranks=LABEL_RANKS),
-    )
-    return VolumeSliceDataset(
-        opened, name="nifti", class_names=names, label_values=label_values, normalize=normalize
     )
 
 
@@ -290,18 +318,19 @@ def numpy_dataset(
     Args are those of :func:`nifti_dataset`, plus ``image_key``/``label_key`` (``.npz`` member
     names) and ``spacing`` (NumPy files carry none), given in stored axis order.
     """
-    names = _labelled("numpy", labelled, class_names)
-    specs = resolve_cases(cases, split, root=root, dataset="numpy")
-    opened = open_cases(
-        specs,
+    return _volume_dataset(
+        "numpy",
+        split=split,
         labelled=labelled,
+        cases=cases,
+        root=root,
+        class_names=class_names,
+        label_values=label_values,
+        normalize=normalize,
         open_image=lambda p: NumpyVolume(p, key=image_key, slice_axis=slice_axis, spacing=spacing),
         open_label=lambda p: NumpyVolume(
             p, key=label_key, slice_axis=slice_axis, spacing=spacing, ranks=LABEL_RANKS
         ),
-    )
-    return VolumeSliceDataset(
-        opened, name="numpy", class_names=names, label_values=label_values, normalize=normalize
     )
 
 
@@ -325,19 +354,21 @@ def hdf5_dataset(
     A case's ``label`` may name the same file as its ``image``; each file is opened once per
     worker process and read per slice. Args are those of :func:`numpy_dataset`.
     """
-    names = _labelled("hdf5", labelled, class_names)
-    specs = resolve_cases(cases, split, root=root, dataset="hdf5")
     handles = H5Files()
-    opened = open_cases(
-        [CaseSpec(s.volume_id, s.image, s.label or (s.image if labelled else None)) for s in specs],
+    return _volume_dataset(
+        "hdf5",
+        split=split,
         labelled=labelled,
+        cases=cases,
+        root=root,
+        class_names=class_names,
+        label_values=label_values,
+        normalize=normalize,
         open_image=lambda p: H5Volume(
             p, key=image_key, handles=handles, slice_axis=slice_axis, spacing=spacing
         ),
         open_label=lambda p: H5Volume(
             p, key=label_key, handles=handles, slice_axis=slice_axis, spacing=spacing, ranks=LABEL_RANKS
         ),
-    )
-    return VolumeSliceDataset(
-        opened, name="hdf5", class_names=names, label_values=label_values, normalize=normalize
+        label_in_image_file=True,
     )

@@ -45,11 +45,11 @@ import copy
 import importlib
 import math
 import warnings
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 ExportFormat = Literal["onnx", "torchscript", "safetensors"]
-FORMATS: tuple[str, ...] = ("onnx", "torchscript", "safetensors")
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 DEFAULT_ATOL: Mapping[str, float] = MappingProxyType({"onnx": 1e-4, "torchscript": 1e-5, "safetensors": 1e-5})
 """Largest max-absolute difference from the PyTorch model each format's check accepts."""
@@ -229,13 +229,25 @@ def _max_diff(found: torch.Tensor | np.ndarray, expected: torch.Tensor) -> float
     return float((torch.as_tensor(np.asarray(found)) - expected).abs().max())
 
 
-def _check(name: str, diffs: list[tuple[tuple[int, ...], float]], atol: float, output: Path) -> None:
-    worst = max(diffs, key=lambda item: item[1])
-    if not worst[1] <= atol:
-        raise ExportError(
-            f"{output}: the {name} model differs from the PyTorch model by max |diff| = {worst[1]:.3g} on an "
-            f"input of shape {worst[0]} (expected <= atol={atol:g}); nothing was written"
-        )
+@dataclass(frozen=True)
+class _Reference:
+    """The PyTorch model's outputs on the samples: what every exported form must reproduce."""
+
+    samples: tuple[torch.Tensor, torch.Tensor]
+    expected: list[torch.Tensor]
+    output: Path
+
+    def check(self, name: str, run: Callable[[torch.Tensor], torch.Tensor | np.ndarray], atol: float) -> None:
+        """Raise :class:`ExportError` (nothing written) when ``run`` differs by more than ``atol``."""
+        with torch.no_grad():
+            diffs = [(tuple(x.shape), _max_diff(run(x), e)) for x, e in zip(self.samples, self.expected)]
+        worst = max(diffs, key=lambda item: item[1])
+        if not worst[1] <= atol:
+            raise ExportError(
+                f"{self.output}: the {name} model differs from the PyTorch model by max |diff| = "
+                f"{worst[1]:.3g} on an input of shape {worst[0]} (expected <= atol={atol:g}); "
+                "nothing was written"
+            )
 
 
 def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
@@ -251,14 +263,8 @@ def _export_safetensors(plain: nn.Module, info: ModelInfo, output: Path) -> None
     atomic_write_with(output, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
-def _export_torchscript(
-    plain: nn.Module,
-    info: ModelInfo,
-    output: Path,
-    samples: tuple[torch.Tensor, torch.Tensor],
-    expected: list[torch.Tensor],
-    atol: float,
-) -> None:
+def _export_torchscript(plain: nn.Module, info: ModelInfo, reference: _Reference, atol: float) -> None:
+    samples = reference.samples
     with torch.no_grad(), warnings.catch_warnings():
         # The backbone's Python size checks are constants in a trace; the graph itself is shape-generic
         # (the second sample, of other sizes, checks that below).
@@ -267,23 +273,16 @@ def _export_torchscript(
             plain, samples[0], check_inputs=[(samples[1],)]
         )
     extra = {TORCHSCRIPT_EXTRA_FILE: info.to_json()}
-    with atomic_path(output) as tmp:
+    with atomic_path(reference.output) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files=extra)
         reloaded = torch.jit.load(str(tmp), map_location="cpu")  # type: ignore[no-untyped-call]
-        with torch.no_grad():
-            diffs = [(tuple(x.shape), _max_diff(reloaded(x), e)) for x, e in zip(samples, expected)]
-        _check("TorchScript", diffs, atol, output)
+        reference.check("TorchScript", reloaded, atol)
 
 
 def _export_onnx(
-    plain: nn.Module,
-    info: ModelInfo,
-    output: Path,
-    samples: tuple[torch.Tensor, torch.Tensor],
-    expected: list[torch.Tensor],
-    atol: float,
-    opset: int | None,
+    plain: nn.Module, info: ModelInfo, reference: _Reference, atol: float, opset: int | None
 ) -> None:
+    samples = reference.samples
     _, onnxruntime = _require_onnx()
     dim = torch.export.Dim
     multiple = info.size_multiple
@@ -309,14 +308,10 @@ def _export_onnx(
     program.rename_axes({dims[0]: "batch", dims[2]: "height", dims[3]: "width"})
     program.model.metadata_props[HEADER_KEY] = info.to_json()
     payload: bytes = program.model_proto.SerializeToString()
-    with atomic_path(output) as tmp:
+    with atomic_path(reference.output) as tmp:
         tmp.write_bytes(payload)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        diffs = [
-            (tuple(x.shape), _max_diff(session.run(None, {ONNX_INPUT: x.numpy()})[0], e))
-            for x, e in zip(samples, expected)
-        ]
-        _check("ONNX Runtime", diffs, atol, output)
+        reference.check("ONNX Runtime", lambda x: session.run(None, {ONNX_INPUT: x.numpy()})[0], atol)
 
 
 def export_model(
@@ -382,15 +377,13 @@ def export_model(
     info = replace(model.inference_meta, folded=True)
     tolerance = DEFAULT_ATOL[format] if atol is None else float(atol)
     samples = _samples(info, example)
-    expected = _reference(model, samples)
+    reference = _Reference(samples, _reference(model, samples), destination)
     plain = _plain_copy(model)
-    with torch.no_grad():
-        folded = [(tuple(x.shape), _max_diff(plain(x), e)) for x, e in zip(samples, expected)]
-    _check("folded PyTorch", folded, DEFAULT_ATOL["safetensors"], destination)
+    reference.check("folded PyTorch", plain, DEFAULT_ATOL["safetensors"])
     if format == "safetensors":
         _export_safetensors(plain, info, destination)
     elif format == "torchscript":
-        _export_torchscript(plain, info, destination, samples, expected, tolerance)
+        _export_torchscript(plain, info, reference, tolerance)
     else:
-        _export_onnx(plain, info, destination, samples, expected, tolerance, opset)
+        _export_onnx(plain, info, reference, tolerance, opset)
     return destination

@@ -44,7 +44,7 @@ import functools
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 WeightGradientKernel = Literal["auto", "blocked_gemm", "onednn"]
-KERNELS: tuple[WeightGradientKernel, ...] = ("auto", "blocked_gemm", "onednn")
+KERNELS: tuple[WeightGradientKernel, ...] = get_args(WeightGradientKernel)
 
 # Pixels per im2col block: 2,048 x 9C floats (2.4 MB at C = 32) stays in cache for the wide,
 # shallow layers that cost the most, and keeps the Python loop to a few hundred blocks per

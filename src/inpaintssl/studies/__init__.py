@@ -5,9 +5,10 @@ configs, a grid over their fields, label fractions and subset seeds. :func:`expa
 it into jobs with stable ids, sharing each pretrained model among the fine-tuning runs that need
 it; :func:`run_study` executes them with any number of worker processes or shards, with a job
 queue (:mod:`~inpaintssl.studies.queue`) and a result store (:mod:`~inpaintssl.studies.store`) in
-one SQLite file per study; :func:`write_report` turns the results into the paper's tables and
-figures with :mod:`inpaintssl.analysis`. See :mod:`inpaintssl.studies.runner` for the studies,
-resuming and a Slurm example.
+one SQLite file per study, or on Slurm or Ray (:mod:`~inpaintssl.studies.executors`), whose
+workers write result files that :func:`merge_results` records; :func:`write_report` turns the
+results into the paper's tables and figures with :mod:`inpaintssl.analysis`. See
+:mod:`inpaintssl.studies.runner` for the studies and resuming, and :doc:`/scaling` for clusters.
 
 Example:
     >>> from inpaintssl.studies import StudySpec, expand_study
@@ -20,50 +21,58 @@ Example:
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from inpaintssl._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from inpaintssl.studies.demo import run_demo
     from inpaintssl.studies.grid import Job, StudyPlan, expand_study, parse_shard, run_id, transfer_acronym
+    from inpaintssl.studies.merge import MergeReport, merge_results
     from inpaintssl.studies.queue import JobQueue, RunRecord, WorkerId
     from inpaintssl.studies.report import ReportFiles, write_report
     from inpaintssl.studies.results import load_results, load_runs
     from inpaintssl.studies.runner import StudySummary, WorkerReport, run_study, run_worker
-    from inpaintssl.studies.spec import StudySpec, load_spec
+    from inpaintssl.studies.spec import ExecutorSpec, StudySpec, load_spec
     from inpaintssl.studies.store import Measurement, ResultStore, StudyStore
 
 # Submodules load on first use: a worker that only needs the database does not import torch.
-_EXPORTS = MappingProxyType({
-    "Job": "grid",
-    "JobQueue": "queue",
-    "Measurement": "store",
-    "ReportFiles": "report",
-    "ResultStore": "store",
-    "RunRecord": "queue",
-    "StudyPlan": "grid",
-    "StudySpec": "spec",
-    "StudyStore": "store",
-    "StudySummary": "runner",
-    "WorkerId": "queue",
-    "WorkerReport": "runner",
-    "expand_study": "grid",
-    "load_results": "results",
-    "load_runs": "results",
-    "load_spec": "spec",
-    "parse_shard": "grid",
-    "run_demo": "demo",
-    "run_id": "grid",
-    "run_study": "runner",
-    "run_worker": "runner",
-    "transfer_acronym": "grid",
-    "write_report": "report",
-})
+_EXPORTS = MappingProxyType(
+    {
+        "ExecutorSpec": "spec",
+        "Job": "grid",
+        "JobQueue": "queue",
+        "Measurement": "store",
+        "MergeReport": "merge",
+        "ReportFiles": "report",
+        "ResultStore": "store",
+        "RunRecord": "queue",
+        "StudyPlan": "grid",
+        "StudySpec": "spec",
+        "StudyStore": "store",
+        "StudySummary": "runner",
+        "WorkerId": "queue",
+        "WorkerReport": "runner",
+        "expand_study": "grid",
+        "load_results": "results",
+        "load_runs": "results",
+        "load_spec": "spec",
+        "merge_results": "merge",
+        "parse_shard": "grid",
+        "run_demo": "demo",
+        "run_id": "grid",
+        "run_study": "runner",
+        "run_worker": "runner",
+        "transfer_acronym": "grid",
+        "write_report": "report",
+    }
+)
 __all__ = [
+    "ExecutorSpec",
     "Job",
     "JobQueue",
     "Measurement",
+    "MergeReport",
     "ReportFiles",
     "ResultStore",
     "RunRecord",
@@ -77,6 +86,7 @@ __all__ = [
     "load_results",
     "load_runs",
     "load_spec",
+    "merge_results",
     "parse_shard",
     "run_demo",
     "run_id",
@@ -87,14 +97,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'inpaintssl.studies' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"inpaintssl.studies.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

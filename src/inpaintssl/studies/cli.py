@@ -3,14 +3,18 @@
 ::
 
     inpaintssl experiment run spec.yaml [--shard i/n] [--workers N] [--quiet]
+    inpaintssl experiment run spec.yaml --executor slurm [--partition P --gpus-per-task 1 ...]
+    inpaintssl experiment run spec.yaml --executor ray [--ray-address auto]
     inpaintssl experiment status spec.yaml
     inpaintssl experiment report spec.yaml [--output DIR]
 
 ``run`` exits 0 when every run of its shard is done, 1 when some failed (they are listed; running
-the command again retries them). On a Slurm cluster, one array task per shard::
+the command again retries them). On a Slurm cluster, run the driver on the login node (in
+``tmux`` or ``screen``: it waits for the array) and let it submit::
 
-    #SBATCH --array=0-7
-    inpaintssl experiment run spec.yaml --shard $SLURM_ARRAY_TASK_ID/8
+    inpaintssl experiment run spec.yaml --executor slurm --partition gpu --gpus-per-task 1
+
+``report`` first merges result files that remote workers wrote and no driver merged yet.
 
 Example:
     >>> import argparse, tempfile, pathlib, yaml
@@ -32,7 +36,9 @@ import json
 import sys
 
 from inpaintssl.studies.grid import expand_study, parse_shard
+from inpaintssl.studies.merge import merge_results
 from inpaintssl.studies.report import write_report
+from inpaintssl.studies.resultfiles import result_files
 from inpaintssl.studies.results import load_runs, study_databases
 from inpaintssl.studies.runner import run_study
 from inpaintssl.studies.spec import load_spec
@@ -40,12 +46,41 @@ from inpaintssl.studies.spec import load_spec
 __all__ = ["run_experiment_command"]
 
 
+# Command-line flags that override the spec's ``executor`` section.
+_RESOURCE_FLAGS = (
+    "partition",
+    "gpus_per_task",
+    "cpus_per_task",
+    "timeout_min",
+    "mem_gb",
+    "array_parallelism",
+    "chunk_size",
+    "cluster",
+    "ray_address",
+)
+
+
 def _run(args: argparse.Namespace) -> int:
-    summary = run_study(args.spec, shard=parse_shard(args.shard), workers=args.workers, quiet=args.quiet)
+    resources = {k: getattr(args, k) for k in _RESOURCE_FLAGS if getattr(args, k, None) is not None}
+    executor = getattr(args, "executor", "local")
+    if executor == "local" and resources:
+        raise ValueError(
+            f"--{sorted(resources)[0].replace('_', '-')} applies to --executor slurm or ray; "
+            "the local executor runs on this machine with --workers"
+        )
+    summary = run_study(
+        args.spec,
+        shard=parse_shard(args.shard),
+        workers=args.workers,
+        quiet=args.quiet,
+        executor=executor,
+        resources=resources,
+    )
     print(
         json.dumps(
             {
                 "study": summary.study,
+                "executor": executor,
                 "shard": f"{summary.shard[0]}/{summary.shard[1]}",
                 "database": str(summary.database),
                 "runs": summary.total,
@@ -74,6 +109,13 @@ def _status(args: argparse.Namespace) -> int:
     for kind, by_status in counts.items():
         print(f"  {kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
     print("databases: " + (", ".join(str(p) for p in study_databases(spec)) or "none yet"))
+    unmerged = [
+        p
+        for p in result_files(spec.results_dir())
+        if runs.get(p.stem) is None or runs[p.stem].status != "done"
+    ]
+    if unmerged:
+        print(f"result files not merged yet: {len(unmerged)} (`experiment run` or `report` merges them)")
     for job in plan:
         run = runs.get(job.id)
         if run is not None and run.status == "failed" and run.error:
@@ -82,7 +124,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    files = write_report(load_spec(args.spec), output=args.output)
+    spec = load_spec(args.spec)
+    # A driver killed after its workers finished leaves result files unmerged: take them in first.
+    merged = merge_results(spec)
+    if merged.merged:
+        print(f"merged {merged.merged} result files into {spec.database_path()}", file=sys.stderr)
+    files = write_report(spec, output=args.output)
     print(
         json.dumps(
             {
@@ -102,12 +149,12 @@ def run_experiment_command(args: argparse.Namespace) -> int:
 
     Args:
         args: Parsed arguments of :func:`inpaintssl.cli.build_parser`'s ``experiment`` command:
-            ``experiment_command`` and ``spec``, plus ``shard``, ``workers``, ``quiet`` (run) or
-            ``output`` (report).
+            ``experiment_command`` and ``spec``, plus ``shard``, ``workers``, ``quiet``,
+            ``executor`` and the resource flags (run) or ``output`` (report).
 
     Raises:
         inpaintssl.config.ConfigError: Invalid spec (the CLI prints it and exits 2).
-        ValueError: Invalid ``--shard`` or ``--workers``.
+        ValueError: Invalid ``--shard``, ``--workers`` or a resource flag with ``--executor local``.
     """
     commands = {"run": _run, "status": _status, "report": _report}
     if args.experiment_command not in commands:

@@ -10,6 +10,7 @@ Tables::
     measurements  run_id, level (image | volume), volume_id, slice_index, class_name, metric,
                   value; UNIQUE over everything but the value, so a run's rows exist once
     meta          key -> value (the spec, the schema version)
+    owner         host: the machine that created the file, the only one that may write it
 
 Concurrency: the database runs in WAL mode, so readers never block the writer. Claiming a run is
 one ``BEGIN IMMEDIATE`` transaction (reclaim stale runs, pick the first runnable one, mark it
@@ -25,9 +26,14 @@ it: :class:`StudyDatabaseError` names the path and what to do. Every write is on
 so a write that fails (disk full, I/O error) is rolled back whole and loses no earlier result;
 the error (an ``OSError``, ``ENOSPC`` for a full disk) names the database.
 
-SQLite's locking needs a local file system (WAL does not work over NFS): give each shard its own
-database on a network file system (``database: results/{shard}.sqlite``, see
-:class:`~inpaintssl.studies.spec.StudySpec`).
+**One host writes a database.** SQLite's locking needs a local file system: WAL's shared memory
+is per machine and network file systems do not honour its locks, so two machines writing one file
+can corrupt it. The file therefore records the host that created it (table ``owner``), and opening
+it for writing on any other host raises :class:`StudyDatabaseError` naming both hosts. Studies
+spread over machines with ``--executor slurm`` or ``--executor ray``
+(:mod:`inpaintssl.studies.executors`): their workers write one result file per run and only the
+driver, on one host, writes the database. Opening with ``read_only=True`` (status, reports) works
+from any host and writes nothing to an existing database.
 
 This module opens and checks the file (:class:`StudyDatabase`); :mod:`inpaintssl.studies.queue`
 holds the runs and their state (:class:`~inpaintssl.studies.queue.JobQueue`),
@@ -44,21 +50,20 @@ Example:
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import contextlib
 import errno
 import functools
 import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Final, Self
 
 from inpaintssl.config import ConfigError
 
-__all__ = ["RUN_STATUSES", "SCHEMA_VERSION", "StudyDatabase", "StudyDatabaseError"]
+__all__ = ["RUN_STATUSES", "SCHEMA_VERSION", "StudyDatabase", "StudyDatabaseError", "current_host"]
 
 SCHEMA_VERSION: Final = 1
 RUN_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
@@ -95,6 +100,19 @@ CREATE TABLE IF NOT EXISTS measurements (
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 """
+# Kept out of _SCHEMA so that databases written before it existed still open: the first host that
+# writes such a file becomes its owner.
+_OWNER_TABLE = "CREATE TABLE IF NOT EXISTS owner (host TEXT NOT NULL)"
+
+
+def current_host() -> str:
+    """The name of this machine, as the ``owner`` table records it.
+
+    Example:
+        >>> current_host() == socket.gethostname()
+        True
+    """
+    return socket.gethostname()
 
 
 class StudyDatabaseError(ConfigError):
@@ -106,21 +124,27 @@ class StudyDatabaseError(ConfigError):
 
 
 # What to tell the user, by SQLite's primary result code, when the file itself is the problem.
-_UNUSABLE = MappingProxyType({
-    "SQLITE_NOTADB": "it is not an SQLite database (a damaged file or another kind of file)",
-    "SQLITE_CORRUPT": "the database file is damaged",
-    "SQLITE_CANTOPEN": "the file cannot be opened (the path may be a directory or its folder not writable)",
-    "SQLITE_READONLY": "the database is read-only",
-})
+_UNUSABLE = MappingProxyType(
+    {
+        "SQLITE_NOTADB": "it is not an SQLite database (a damaged file or another kind of file)",
+        "SQLITE_CORRUPT": "the database file is damaged",
+        "SQLITE_CANTOPEN": (
+            "the file cannot be opened (the path may be a directory or its folder not writable)"
+        ),
+        "SQLITE_READONLY": "the database is read-only",
+    }
+)
 # sqlite3_errstr() of each code above, plus the full disk and I/O errors.
-_CODE_BY_MESSAGE = MappingProxyType({
-    "database or disk is full": "SQLITE_FULL",
-    "disk I/O error": "SQLITE_IOERR",
-    "file is not a database": "SQLITE_NOTADB",
-    "database disk image is malformed": "SQLITE_CORRUPT",
-    "unable to open database file": "SQLITE_CANTOPEN",
-    "attempt to write a readonly database": "SQLITE_READONLY",
-})
+_CODE_BY_MESSAGE = MappingProxyType(
+    {
+        "database or disk is full": "SQLITE_FULL",
+        "disk I/O error": "SQLITE_IOERR",
+        "file is not a database": "SQLITE_NOTADB",
+        "database disk image is malformed": "SQLITE_CORRUPT",
+        "unable to open database file": "SQLITE_CANTOPEN",
+        "attempt to write a readonly database": "SQLITE_READONLY",
+    }
+)
 _WHAT_TO_DO = (
     "move it away or point the study's `database` at a new file, then run again "
     "(runs missing from the new database are run again)"
@@ -145,16 +169,18 @@ class StudyDatabase:
     Args:
         path: The SQLite file (created with its folder when missing).
         timeout_s: How long a statement waits for another process's lock before failing.
+        read_only: Only read: any host may open it, and an existing database is not written.
 
     Raises:
         StudyDatabaseError: ``path`` exists but is not a study database of this version (not
-            SQLite, another program's database, another schema version, a directory); nothing
-            was written to it.
+            SQLite, another program's database, another schema version, a directory), or
+            another host created it and ``read_only`` is false; nothing was written to it.
         OSError: A write failed, e.g. ``ENOSPC`` (disk full); the message names the database.
     """
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | Path, *, timeout_s: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._guard("open"):
             self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
@@ -163,7 +189,8 @@ class StudyDatabase:
                 self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
                 # Check what the file holds before the first write: switching a foreign database to
                 # WAL or adding our tables to it would change another program's file.
-                self._check_existing()
+                if self._check_existing() and read_only:
+                    return  # a complete database: a reader writes nothing, not even the owner row
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 # NORMAL in WAL mode survives a killed process; only power loss can drop the newest commits.
                 self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -176,19 +203,59 @@ class StudyDatabase:
                     self._conn.execute(
                         "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                     )
+                self._claim_owner()
         except BaseException:
             self._conn.close()
             raise
 
-    def _check_existing(self) -> None:
-        """Refuse a file that holds tables but is not a study database of this schema version."""
+    def _claim_owner(self) -> None:
+        """Record this host as the owner of a new file; refuse a writer on another host (in a transaction).
+
+        A rollback of the enclosing transaction undoes nothing here that matters: the refusal
+        happens before any write of the caller, and the tables it may have created are empty.
+        """
+        self._conn.execute(_OWNER_TABLE)
+        row = self._conn.execute("SELECT host FROM owner LIMIT 1").fetchone()
+        here = current_host()
+        if row is None:
+            self._conn.execute("INSERT INTO owner VALUES (?)", (here,))
+            return
+        owner = str(row[0])
+        if owner != here and not self.read_only:
+            raise StudyDatabaseError(
+                f"study database {self.path} belongs to host {owner!r} and this is host {here!r}: "
+                "SQLite cannot be written safely from two machines (its locks do not work over "
+                "network file systems). Run the study from its own host, or spread it over machines "
+                "with `--executor slurm` or `--executor ray`, whose workers write one result file per "
+                "run and leave the database to the driver; to read it from here, open it read-only "
+                "(`experiment status` and `experiment report` do)"
+            )
+
+    @property
+    def owner(self) -> str | None:
+        """The host that created this database (``None`` for a file written before owners existed)."""
+        with self._guard("read"):
+            found = self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'owner'"
+            ).fetchone()
+            if found is None:
+                return None
+            row = self._conn.execute("SELECT host FROM owner LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def _check_existing(self) -> bool:
+        """Refuse a file that holds tables but is not a study database of this schema version.
+
+        Returns:
+            Whether the file already holds a complete study database.
+        """
         tables = {
             r[0]
             for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             if not str(r[0]).startswith("sqlite_")
         }
         if not tables:
-            return  # a new or empty file: the schema is created next
+            return False  # a new or empty file: the schema is created next
         expected = _expected_columns()
         missing = sorted(set(expected) - tables)
         if missing:
@@ -209,6 +276,7 @@ class StudyDatabase:
                 f"{self.path}: schema version {version[0]}, expected {SCHEMA_VERSION}; open it with "
                 f"the inpaintssl version that wrote it, or {_WHAT_TO_DO}"
             )
+        return True
 
     # -- plumbing -----------------------------------------------------------------------------
     def close(self) -> None:

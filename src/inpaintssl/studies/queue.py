@@ -287,6 +287,26 @@ class JobQueue(StudyDatabase):
                 return _record(row)
         return WAIT if waiting else None
 
+    def mark_submitted(self, run_ids: Collection[str], driver: WorkerId) -> None:
+        """Mark runs ``running`` on behalf of a remote executor's job, owned by its driver.
+
+        The driver refreshes their heartbeats while it waits (:meth:`heartbeat`), so another
+        invocation sees them as running; when the driver dies they go stale like any worker's
+        runs and the next invocation submits them again.
+        """
+        now = time.time()
+        with self._transaction("mark submitted runs in") as conn:
+            conn.executemany(
+                "UPDATE runs SET status = 'running', worker = ?, host = ?, pid = ?, heartbeat = ?, "
+                "started = ?, finished = NULL, attempts = attempts + 1, error = NULL WHERE id = ?",
+                [(str(driver), driver.host, driver.pid, now, now, run_id) for run_id in run_ids],
+            )
+
+    def block(self, run_id: str, error: str) -> None:
+        """Mark a run that cannot start (its pretraining run failed for good) ``failed``."""
+        with self._guard(f"mark run {run_id} failed in"):
+            self._conn.execute("UPDATE runs SET status = 'failed', error = ? WHERE id = ?", (error, run_id))
+
     # -- a worker's updates ---------------------------------------------------------------------
     def heartbeat(self, run_id: str, worker: WorkerId) -> bool:
         """Refresh the heartbeat of a run ``worker`` owns; ``False`` if it no longer owns it."""

@@ -41,7 +41,7 @@ def load_runs(spec: StudySpec) -> dict[str, RunRecord]:
     """Every run recorded in the study's database file(s); a ``done`` copy wins over others."""
     runs: dict[str, RunRecord] = {}
     for path in study_databases(spec):
-        with StudyStore(path) as store:
+        with StudyStore(path, read_only=True) as store:
             for run in store.runs():
                 if run.id not in runs or run.status == "done":
                     runs[run.id] = run
@@ -80,14 +80,14 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Tab
     if finetune_slices is None:
         finetune_slices = True
         for path in paths:
-            with StudyStore(path) as store:
+            with StudyStore(path, read_only=True) as store:
                 finetune_slices = finetune_slices and not store.has_level("volume", metric="dice_mean")
     runs = load_runs(spec)
     rows: list[dict[str, Any]] = []
     taken: set[str] = set()
     for path in paths:
         found: set[str] = set()
-        with StudyStore(path) as store:
+        with StudyStore(path, read_only=True) as store:
             for run_id, m in store.measurements(finetune_slices=finetune_slices):
                 run = runs.get(run_id)
                 # A run recorded in two shard files (the shard count changed) counts once.

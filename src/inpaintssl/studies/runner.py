@@ -26,8 +26,10 @@ Running, resuming, parallel workers
 -----------------------------------
 ::
 
-    inpaintssl experiment run study.yaml                 # every pending run, one process
-    inpaintssl experiment run study.yaml --workers 4     # four worker processes, one database
+    inpaintssl experiment run study.yaml                     # every pending run, one process
+    inpaintssl experiment run study.yaml --workers 4         # four worker processes, one database
+    inpaintssl experiment run study.yaml --executor slurm    # a Slurm job array (submitit)
+    inpaintssl experiment run study.yaml --executor ray      # Ray tasks
     inpaintssl experiment status study.yaml
     inpaintssl experiment report study.yaml --output report/
 
@@ -37,21 +39,19 @@ again after a crash, a kill or a new grid value only trains what is missing; a r
 mid-way resumes from its last checkpoint. Each pretrained model is trained once and shared by all
 fine-tuning runs that start from it.
 
-Sharding across machines
-------------------------
+Across machines
+---------------
+The database is written from one host only (it refuses writers on any other host: SQLite's locks
+do not work over network file systems). ``--executor slurm`` and ``--executor ray``
+(:mod:`inpaintssl.studies.executors`) keep it that way: this process submits the runs, the
+workers write one result file per run, and this process merges them into the database.
+
 ``--shard i/n`` runs the i-th of n disjoint parts of the study. A pretraining run and every
-fine-tuning run that needs it are always in the same shard, so shards never wait for each other
-and any scheduler can launch them. A Slurm array of 8 shards::
-
-    #!/bin/bash
-    #SBATCH --array=0-7
-    #SBATCH --gres=gpu:1
-    #SBATCH --time=24:00:00
-    inpaintssl experiment run spec.yaml --shard $SLURM_ARRAY_TASK_ID/8
-
-SQLite needs a local file system for its locks: on a shared network file system give every shard
-its own database with ``database: studies/x/shard-{shard}.sqlite`` in the spec; ``status`` and
-``report`` read all of them.
+fine-tuning run that needs it are always in the same shard, so shards never wait for each other.
+Shards on several machines need a database each (``database: studies/x/shard-{shard}.sqlite`` in
+the spec; ``status`` and ``report`` read every matching file), and each file can be written again
+only from the host that created it: where a scheduler may restart a shard on another node, use
+``--executor slurm`` instead.
 
 Example:
     >>> import tempfile, yaml
@@ -72,73 +72,25 @@ import time
 import traceback
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from pydantic import ValidationError
 
 from inpaintssl.atomic import atomic_write_text
+from inpaintssl.config import ConfigError
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
-from inpaintssl.studies.queue import Heartbeat, NewRun, RunRecord, WorkerId
-from inpaintssl.studies.spec import StudySpec, load_spec
+from inpaintssl.studies.merge import merge_results, new_run
+from inpaintssl.studies.queue import Heartbeat, RunRecord, WorkerId
+from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, load_spec
 from inpaintssl.studies.store import StudyStore
+from inpaintssl.studies.summary import StudySummary, WorkerReport, summarise
 
 __all__ = ["StudySummary", "WorkerReport", "run_study", "run_worker"]
 
 _POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class WorkerReport:
-    """What one worker did.
-
-    Attributes:
-        worker: Its id (``host:pid:token``).
-        executed: Runs it trained and recorded, per kind (``pretrain``, ``finetune``).
-        failed: Runs that raised.
-        lost: Runs it finished after another worker had reclaimed them (not recorded).
-    """
-
-    worker: str
-    executed: dict[str, int] = field(default_factory=dict)
-    failed: int = 0
-    lost: int = 0
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    """The state of a shard of a study after :func:`run_study`.
-
-    Attributes:
-        study: The study kind.
-        database: This shard's database file.
-        shard: ``(i, n)``.
-        total: Runs in this shard.
-        status: ``{status: count}`` over this shard's runs.
-        executed: Runs executed by this call, per kind (0 pretraining runs on a finished study).
-        workers: Each worker's report.
-        errors: ``{run_id: error}`` of runs that failed for good.
-    """
-
-    study: str
-    database: Path
-    shard: tuple[int, int]
-    total: int
-    status: dict[str, int]
-    executed: dict[str, int]
-    workers: tuple[WorkerReport, ...]
-    errors: dict[str, str]
-
-    @property
-    def complete(self) -> bool:
-        """Whether every run of this shard is done."""
-        return self.status.get("done", 0) == self.total
-
-
-def _new_run(job: Job) -> NewRun:
-    return NewRun(job.id, job.kind, job.depends_on, job.config.model_dump(mode="json"), dict(job.labels))
 
 
 def _worker_device(plan: StudyPlan, index: int) -> str | None:
@@ -224,63 +176,68 @@ def _worker_process(
     return run_worker(StudySpec.model_validate_json(spec_json), shard=shard, index=index, quiet=quiet)
 
 
-def _summarise(
-    spec: StudySpec, plan: StudyPlan, shard: tuple[int, int], reports: list[WorkerReport]
-) -> StudySummary:
-    ids = {job.id for job in plan}
-    with StudyStore(spec.database_path(shard)) as store:
-        runs = [r for r in store.runs() if r.id in ids]
-    status: dict[str, int] = {}
-    for run in runs:
-        status[run.status] = status.get(run.status, 0) + 1
-    executed: dict[str, int] = {}
-    for report in reports:
-        for kind, n in report.executed.items():
-            executed[kind] = executed.get(kind, 0) + n
-    errors = {r.id: r.error or "" for r in runs if r.status == "failed"}
-    return StudySummary(
-        spec.study, spec.database_path(shard), shard, len(ids), status, executed, tuple(reports), errors
-    )
-
-
 def run_study(
     spec: StudySpec | Mapping[str, Any] | str | Path,
     *,
     shard: tuple[int, int] = (0, 1),
     workers: int = 1,
     quiet: bool = False,
+    executor: str = "local",
+    resources: Mapping[str, Any] | None = None,
 ) -> StudySummary:
     """Run every run of a study shard that is not done yet (see the module docstring).
 
     Args:
         spec: A :class:`~inpaintssl.studies.spec.StudySpec`, a mapping or a YAML/JSON path.
         shard: ``(i, n)``: run the i-th of n disjoint shards.
-        workers: Worker processes on this machine (started with ``spawn``; they share the database).
+        workers: Worker processes on this machine (started with ``spawn``; they share the
+            database). Local executor only.
         quiet: No progress output.
+        executor: ``local`` (worker processes on this machine and its job queue), ``slurm``
+            (a job array through submitit) or ``ray`` (Ray tasks); see
+            :mod:`inpaintssl.studies.executors`.
+        resources: Fields of the spec's ``executor`` section to override (``partition``,
+            ``gpus_per_task``, ``ray_address``, ...), e.g. from command-line flags.
 
     Returns:
         The shard's state afterwards; runs that failed for good are listed in ``errors`` and the
         next call retries them.
 
     Raises:
-        inpaintssl.config.ConfigError: Invalid spec.
-        ValueError: Invalid ``shard`` or ``workers``.
+        inpaintssl.config.ConfigError: Invalid spec or resources, or the study database belongs
+            to another host.
+        ValueError: Invalid ``shard``, ``workers`` or ``executor``.
     """
-    spec = load_spec(spec)
+    spec = _with_resources(load_spec(spec), resources or {})
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    if executor != "local" and workers != 1:
+        raise ValueError(
+            f"workers={workers} applies to the local executor only; with executor {executor!r} set "
+            "chunk_size and array_parallelism (slurm) or the cluster's size (ray) instead"
+        )
     plan = expand_study(spec).shard(*shard)
     spec.output_dir().mkdir(parents=True, exist_ok=True)
     atomic_write_text(spec.output_dir() / "spec.json", spec.model_dump_json(indent=2))
     with StudyStore(spec.database_path(shard)) as store:
         store.set_meta("spec", spec.model_dump_json())
-        store.add_runs(_new_run(job) for job in plan)
+        store.add_runs(new_run(job) for job in plan)
         # A new invocation gives failed runs a fresh budget: the cause may have been fixed.
         store.requeue_failed({job.id for job in plan})
+    # Results that remote workers finished (e.g. while a driver was down) count before planning.
+    merge_results(spec, shard=shard)
     _say(
-        quiet, f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {spec.database_path(shard)}"
+        quiet,
+        f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {spec.database_path(shard)}"
+        f" ({executor} executor)",
     )
-    if workers == 1:
+    if executor != "local":
+        from inpaintssl.studies.executors import run_with_executor
+
+        reports = run_with_executor(spec, executor=executor, plan=plan, shard=shard, quiet=quiet)
+    elif workers == 1:
         reports = [run_worker(spec, shard=shard, index=0, quiet=quiet)]
     else:
         context = multiprocessing.get_context("spawn")
@@ -290,4 +247,17 @@ def run_study(
                 for i in range(workers)
             ]
             reports = [f.result() for f in futures]
-    return _summarise(spec, plan, shard, reports)
+    return summarise(spec, plan, shard, reports)
+
+
+def _with_resources(spec: StudySpec, resources: Mapping[str, Any]) -> StudySpec:
+    """The spec with its ``executor`` section updated (and validated) by ``resources``."""
+    if not resources:
+        return spec
+    merged = {**spec.executor.model_dump(), **resources}
+    try:
+        section = ExecutorSpec.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid executor resources {dict(resources)}: {problems}") from exc
+    return spec.model_copy(update={"executor": section})

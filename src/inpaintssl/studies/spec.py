@@ -14,6 +14,11 @@ A study spec is a YAML (or JSON) file, validated by :class:`StudySpec`::
     label_fractions: [1.0, 0.5, 0.25, 0.1, 0.05]
     subset_seeds: [0]
     baseline: true                   # also train the fully supervised model per label fraction
+    executor:                        # resources of --executor slurm | ray (optional)
+      partition: gpu
+      gpus_per_task: 1
+      cpus_per_task: 8
+      timeout_min: 720
 
 Every combination of grid values is one pretraining run (``pretrain.*`` keys) times one
 fine-tuning run (``finetune.*`` keys) per label fraction and subset seed; identical pretraining
@@ -42,13 +47,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, read_config_text, update_fields
 
 __all__ = [
+    "EXECUTORS",
     "GRID_STAGES",
     "MANAGED_FIELDS",
     "STUDY_KINDS",
+    "ExecutorName",
+    "ExecutorSpec",
     "StudyKind",
     "StudySpec",
     "load_spec",
 ]
+
+ExecutorName = Literal["local", "slurm", "ray"]
+EXECUTORS: tuple[str, ...] = ("local", "slurm", "ray")
 
 StudyKind = Literal["transfer_design", "pretext_design", "data_scaling", "clinical", "demo"]
 STUDY_KINDS: tuple[str, ...] = ("transfer_design", "pretext_design", "data_scaling", "clinical", "demo")
@@ -64,6 +75,45 @@ MANAGED_FIELDS = frozenset(
     }
 )
 """Fields the runner sets itself; a grid may not vary them (use the spec's own fields instead)."""
+
+
+class ExecutorSpec(BaseModel):
+    """Resources of the remote executors (``--executor slurm`` or ``ray``); the local one ignores them.
+
+    Every field can also be given on the command line (``--partition``, ``--gpus-per-task``, ...),
+    which wins over the spec.
+
+    Attributes:
+        partition: Slurm partition (``None``: the cluster's default).
+        gpus_per_task: GPUs of each array task or Ray task.
+        cpus_per_task: CPU cores of each task (also torch's thread count there); ``None``: the
+            scheduler's default for Slurm, 1 for Ray.
+        timeout_min: Wall time of each Slurm array task; a task that reaches it is requeued and
+            its run resumes from its checkpoint.
+        mem_gb: Memory of each Slurm task (``None``: the cluster's default).
+        array_parallelism: Most Slurm array tasks running at once.
+        chunk_size: Runs per task: several short runs share one task's start-up cost.
+        max_requeues: How often a preempted or timed-out Slurm task is requeued.
+        setup: Shell lines a Slurm task runs first (``source .venv/bin/activate``, ``module load ...``).
+        cluster: ``slurm``, or ``local`` for submitit's local executor: the same submission and
+            merge path as on a cluster, in subprocesses on this machine (to try a spec out).
+        ray_address: Address of a running Ray cluster (``auto``, ``ray://host:10001``); ``None``
+            starts a local Ray instance.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    gpus_per_task: int = Field(default=0, ge=0)
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    timeout_min: int = Field(default=24 * 60, ge=1)
+    mem_gb: float | None = Field(default=None, gt=0)
+    array_parallelism: int | None = Field(default=None, ge=1)
+    chunk_size: int = Field(default=1, ge=1)
+    max_requeues: int = Field(default=3, ge=0)
+    setup: list[str] = Field(default_factory=list)
+    cluster: Literal["slurm", "local"] = "slurm"
+    ray_address: str | None = None
 
 
 class StudySpec(BaseModel):
@@ -88,13 +138,15 @@ class StudySpec(BaseModel):
         target_dice: Dice the labels-needed estimate aims for (default: the supervised Dice with
             all labels).
         output: Study folder: ``runs/<run_id>/``, the database and the report.
-        database: SQLite file (default ``<output>/study.sqlite``). A ``{shard}`` placeholder gives
-            each shard its own file (e.g. for shards on machines without a shared local disk);
-            reports read every matching file.
+        database: SQLite file (default ``<output>/study.sqlite``), written from the host that
+            created it only. A ``{shard}`` placeholder gives each shard its own file (shards on
+            several machines); reports read every matching file.
         max_attempts: A run that raised is retried until it has been attempted this often.
         heartbeat_s: How often a worker refreshes the heartbeat of the run it executes.
         stale_after_s: A ``running`` run whose heartbeat is older than this is reclaimed (its
             worker is presumed dead, e.g. on another machine).
+        executor: Resources of ``--executor slurm`` and ``--executor ray``
+            (:class:`ExecutorSpec`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -115,6 +167,7 @@ class StudySpec(BaseModel):
     max_attempts: int = Field(default=2, ge=1)
     heartbeat_s: float = Field(default=30.0, gt=0.0)
     stale_after_s: float = Field(default=900.0, gt=0.0)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     @field_validator("label_fractions")
     @classmethod
@@ -223,6 +276,10 @@ class StudySpec(BaseModel):
     def runs_dir(self) -> Path:
         """Where each run gets its folder ``<runs_dir>/<run_id>``."""
         return self.output_dir() / "runs"
+
+    def results_dir(self) -> Path:
+        """Where remote workers write one result file per finished run (``<output>/results``)."""
+        return self.output_dir() / "results"
 
     def database_path(self, shard: tuple[int, int] = (0, 1)) -> Path:
         """This shard's database file (the ``{shard}`` placeholder becomes ``<i>-of-<n>``)."""

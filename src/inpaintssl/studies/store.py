@@ -27,12 +27,16 @@ import math
 import sqlite3
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from inpaintssl.studies.database import StudyDatabase
 from inpaintssl.studies.queue import JobQueue, WorkerId
 
-__all__ = ["Measurement", "ResultStore", "StudyStore"]
+__all__ = ["MergeOutcome", "Measurement", "ResultStore", "StudyStore"]
+
+MergeOutcome = Literal["merged", "same", "different", "unknown"]
+"""What :meth:`StudyStore.merge` did with a result: recorded it, found it recorded already (equal
+or different), or found no such run."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ class ResultStore(StudyDatabase):
             "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(run_id, m.level, m.volume_id, m.slice_index, m.class_name, m.metric, m.value) for m in rows],
         )
+
+    def run_measurements(self, run_id: str) -> list[Measurement]:
+        """The measurements of one run, in the order they were recorded."""
+        with self._guard("read"):
+            rows = self._conn.execute(
+                "SELECT volume_id, slice_index, level, class_name, metric, value FROM measurements "
+                "WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+        return [_measurement(row) for row in rows]
 
     def has_level(self, level: str, *, metric: str | None = None) -> bool:
         """Whether any measurement (of ``metric``, if given) has this level, e.g. ``volume``."""
@@ -82,15 +96,26 @@ class ResultStore(StudyDatabase):
                 "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
                 f"FROM measurements AS m JOIN runs AS r ON r.id = m.run_id {skip} ORDER BY m.rowid"
             ).fetchall()
-        out = []
-        for run_id, volume_id, slice_index, level, class_name, metric, value in rows:
-            if run_ids is None or run_id in run_ids:
-                # SQLite stores NaN as NULL.
-                number = math.nan if value is None else float(value)
-                out.append(
-                    (run_id, Measurement(volume_id, int(slice_index), level, class_name, metric, number))
-                )
-        return out
+        return [(row[0], _measurement(row[1:])) for row in rows if run_ids is None or row[0] in run_ids]
+
+
+def _measurement(row: tuple[Any, ...]) -> Measurement:
+    volume_id, slice_index, level, class_name, metric, value = row
+    # SQLite stores NaN as NULL.
+    number = math.nan if value is None else float(value)
+    return Measurement(volume_id, int(slice_index), level, class_name, metric, number)
+
+
+def _key(m: Measurement) -> tuple[Any, ...]:
+    # NaN != NaN, so compare NaN as a marker; floats survive JSON and SQLite bit for bit.
+    return (
+        m.volume_id,
+        m.slice_index,
+        m.level,
+        m.class_name,
+        m.metric,
+        "nan" if math.isnan(m.value) else m.value,
+    )
 
 
 class StudyStore(JobQueue, ResultStore):
@@ -127,3 +152,32 @@ class StudyStore(JobQueue, ResultStore):
             self._insert(conn, run_id, rows)
             self._mark_done(conn, run_id, result)
         return True
+
+    def merge(self, run_id: str, *, result: dict[str, Any], rows: Iterable[Measurement]) -> MergeOutcome:
+        """Record a result that a remote worker wrote to a file; idempotent.
+
+        Only the process that drives a study calls this (the database's one writer), so no
+        worker ownership is checked. A run that is ``done`` already is left alone and its
+        recorded measurements are compared with ``rows``.
+
+        Returns:
+            ``"merged"`` (recorded now), ``"same"`` (recorded before, equal measurements),
+            ``"different"`` (recorded before with other measurements: the recorded ones are
+            kept) or ``"unknown"`` (no run with this id in this database).
+
+        Raises:
+            OSError: The write failed; nothing of it is kept and the message names the database.
+        """
+        rows = list(rows)
+        with self._transaction(f"merge the result of run {run_id} into") as conn:
+            found = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if found is None:
+                return "unknown"
+            if found[0] != "done":
+                # A failed or stale attempt may have left rows behind; the file is the whole result.
+                conn.execute("DELETE FROM measurements WHERE run_id = ?", (run_id,))
+                self._insert(conn, run_id, rows)
+                self._mark_done(conn, run_id, result)
+                return "merged"
+        recorded = sorted(map(_key, self.run_measurements(run_id)), key=repr)
+        return "same" if recorded == sorted(map(_key, rows), key=repr) else "different"

@@ -21,19 +21,16 @@ from collections.abc import Sequence
 
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig
-from inpaintssl.data.build import build_datasets
 from inpaintssl.data.checks import check_has_foreground
-from inpaintssl.data.preflight import preflight
 from inpaintssl.registry import TRANSFER_STRATEGIES
-from inpaintssl.training.components import build_backbone, build_segmentation_loss, size_multiple_of
+from inpaintssl.training.components import build_backbone, build_segmentation_loss
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.evaluation import evaluate_segmentation
-from inpaintssl.training.loop import Phase, Trainer
-from inpaintssl.training.memory_check import check_run_memory
+from inpaintssl.training.loop import Phase
 from inpaintssl.training.objectives import SegmentationObjective
 from inpaintssl.training.results import FinetuneResult
-from inpaintssl.training.run_folder import build_manifest, record_run
+from inpaintssl.training.stages import build_stage_data, build_trainer, check_at_the_door, record_stage
 from inpaintssl.transfer_learning import transfer
 from inpaintssl.transfer_learning.schedules import finetune_phases
 
@@ -68,8 +65,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
 
 
 def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
-    multiple = size_multiple_of(config.model.backbone, config.model.params)
-    bundle = build_datasets(config.data, stage="finetune", seed=config.run.seed, size_multiple=multiple)
+    bundle = build_stage_data(config, stage="finetune")
     class_names = tuple(bundle.class_names)
     if not class_names:
         raise ValueError(
@@ -77,22 +73,12 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         )
     loss = build_segmentation_loss(config.loss_name, config.loss_params)
     out_channels = int(loss.out_channels(len(class_names)))
-    # Fail at the door, before a slice is read or the run folder written: first a size or batch
-    # that cannot fit, then any unreadable, truncated or inconsistent data file.
-    check_run_memory(
-        backbone=config.model.backbone,
-        params=config.model.params,
-        train_set=bundle.train,
-        image_size=config.data.image_size,
-        in_channels=bundle.in_channels,
+    check_at_the_door(
+        config,
+        ctx,
+        bundle,
         out_channels=out_channels,
-        batch_size=config.optim.batch_size,
-        ctx=ctx,
-    )
-    preflight(
-        {"train": bundle.train, "val": bundle.val, "test": bundle.test},
-        progress=not config.run.quiet and ctx.dist.is_main,
-        what=f"data.dataset={config.data.dataset!r}",
+        splits={"train": bundle.train, "val": bundle.val, "test": bundle.test},
     )
     # All-background labels would train to a constant loss without any error.
     where = f"data.dataset={config.data.dataset!r} train set (label_fraction={config.data.label_fraction:g})"
@@ -123,24 +109,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         second_lr=config.transfer.second_lr,
         transferred=transferred,
     )
-    if ctx.dist.is_main:
-        record_run(
-            ctx.run_dir,
-            config,
-            resume=config.run.resume,
-            splits=bundle.splits,
-            manifest=lambda: build_manifest(
-                seed=config.run.seed,
-                data_files=bundle.data_files,
-                num_workers=config.data.num_workers,
-                extra={
-                    "stage": "finetune",
-                    "world_size": ctx.dist.world_size,
-                    "device": str(ctx.device),
-                    "transfer": None if report is None else report.summary(),
-                },
-            ),
-        )
+    record_stage(config, ctx, bundle, stage="finetune", transfer=None if report is None else report.summary())
     meta = CheckpointMeta(
         kind="finetune",
         backbone=config.model.backbone,
@@ -150,17 +119,14 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         class_names=list(class_names),
         activation=loss.activation,
     )
-    trainer = Trainer(
+    trainer = build_trainer(
+        config,
+        ctx,
+        bundle,
         model=model,
         objective=SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
-        train_set=bundle.train,
-        val_set=bundle.val,
         phases=phases,
-        optim=config.optim,
-        stopping=config.early_stopping,
         meta=meta,
-        context=ctx,
-        num_workers=config.data.num_workers,
     )
     outcome = trainer.fit()
     test = None
@@ -176,14 +142,9 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             amp_dtype=ctx.amp_dtype,
         )
         test.to_csv(ctx.run_folder.test_metrics)
-    result = FinetuneResult(
-        run_dir=ctx.run_dir,
-        best_val_loss=outcome.best_val_loss,
-        best_epoch=outcome.best_epoch,
-        epochs_run=outcome.epochs_run,
-        stopped_early=outcome.stopped_early,
-        history=outcome.history,
-        converged=outcome.converged,
+    result = FinetuneResult.from_outcome(
+        ctx.run_dir,
+        outcome,
         transfer=report,
         test=test,
         class_names=class_names,

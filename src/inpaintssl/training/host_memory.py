@@ -16,8 +16,10 @@ of the U-Net peaked at 19-29% more resident memory with it (``benchmarks/bench_s
 is why ``run.reuse_host_memory``, the run option that applies it to CPU runs, is off by default.
 The setting is process-wide and applies on Linux with glibc only.
 
-Example (not run as a doctest: it would tune the test process's own allocator for good;
-``tests/training/test_training_host_memory.py`` runs it in a fresh process):
+Example:
+    Not run as a doctest, since it would tune the test process's own allocator for good;
+    ``tests/training/test_training_host_memory.py`` runs it in a fresh process.
+
     >>> import platform
     >>> applied = keep_freed_host_memory()  # doctest: +SKIP
     >>> applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")  # doctest: +SKIP

@@ -20,19 +20,17 @@ from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import PretrainConfig
-from inpaintssl.data.build import build_datasets
-from inpaintssl.data.preflight import preflight
 from inpaintssl.registry import LOSSES
-from inpaintssl.training.components import build_backbone, build_pretext_task, size_multiple_of
+from inpaintssl.training.components import build_backbone, build_pretext_task
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.diagnostics import reconstruction_grid, write_reconstruction_panel
 from inpaintssl.training.evaluation import evaluate_inpainting
-from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
-from inpaintssl.training.memory_check import check_run_memory
+from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.results import PretrainResult
-from inpaintssl.training.run_folder import TensorBoardLog, build_manifest, record_run
+from inpaintssl.training.run_folder import TensorBoardLog
+from inpaintssl.training.stages import build_stage_data, build_trainer, check_at_the_door, record_stage
 
 __all__ = ["ReconstructionPanel", "run_pretraining"]
 
@@ -94,25 +92,10 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
 
 
 def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
-    multiple = size_multiple_of(config.model.backbone, config.model.params)
-    bundle = build_datasets(config.data, stage="pretrain", seed=config.run.seed, size_multiple=multiple)
+    bundle = build_stage_data(config, stage="pretrain")
     channels = bundle.in_channels
-    # Fail at the door, before a slice is read or the run folder written: first a size or batch
-    # that cannot fit, then any unreadable, truncated or inconsistent data file.
-    check_run_memory(
-        backbone=config.model.backbone,
-        params=config.model.params,
-        train_set=bundle.train,
-        image_size=config.data.image_size,
-        in_channels=channels,
-        out_channels=channels,
-        batch_size=config.optim.batch_size,
-        ctx=ctx,
-    )
-    preflight(
-        {"train": bundle.train, "val": bundle.val},
-        progress=not config.run.quiet and ctx.dist.is_main,
-        what=f"data.dataset={config.data.dataset!r}",
+    check_at_the_door(
+        config, ctx, bundle, out_channels=channels, splits={"train": bundle.train, "val": bundle.val}
     )
     model = build_backbone(
         config.model.backbone,
@@ -128,19 +111,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     # Fail at the door: an impossible patch size or coverage raises here, not hours into training.
     probe = bundle.val[0]["image"].unsqueeze(0).to(ctx.device)
     objective.corrupt(probe, torch.zeros(1, dtype=torch.long, device=ctx.device))
-    if ctx.dist.is_main:
-        record_run(
-            ctx.run_dir,
-            config,
-            resume=config.run.resume,
-            splits=bundle.splits,
-            manifest=lambda: build_manifest(
-                seed=config.run.seed,
-                data_files=bundle.data_files,
-                num_workers=config.data.num_workers,
-                extra={"stage": "pretrain", "world_size": ctx.dist.world_size, "device": str(ctx.device)},
-            ),
-        )
+    record_stage(config, ctx, bundle, stage="pretrain")
     meta = CheckpointMeta(
         kind="pretrain",
         backbone=config.model.backbone,
@@ -157,17 +128,14 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         keys=torch.as_tensor(picks, dtype=torch.long) + VALIDATION_KEY_OFFSET,
         folder=ctx.run_folder.reconstructions,
     )
-    trainer = Trainer(
+    trainer = build_trainer(
+        config,
+        ctx,
+        bundle,
         model=model,
         objective=objective,
-        train_set=bundle.train,
-        val_set=bundle.val,
         phases=[Phase(name="pretrain", lr=config.optim.effective_lr)],
-        optim=config.optim,
-        stopping=config.early_stopping,
         meta=meta,
-        context=ctx,
-        num_workers=config.data.num_workers,
         epoch_hooks=[panel],
     )
     outcome = trainer.fit()
@@ -189,14 +157,4 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
             f"{outcome.best_epoch}{' (early stop)' if outcome.stopped_early else ''}; "
             f"{outcome.convergence[-1].describe()} -> {ctx.run_dir}"
         )
-    return PretrainResult(
-        run_dir=ctx.run_dir,
-        best_val_loss=outcome.best_val_loss,
-        best_epoch=outcome.best_epoch,
-        epochs_run=outcome.epochs_run,
-        stopped_early=outcome.stopped_early,
-        history=outcome.history,
-        converged=outcome.converged,
-        model=model,
-        evaluation=evaluation,
-    )
+    return PretrainResult.from_outcome(ctx.run_dir, outcome, model=model, evaluation=evaluation)

@@ -11,9 +11,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -21,25 +21,26 @@ from torch import nn
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.evaluation import EvaluationTable
+from inpaintssl.training.loop import TrainOutcome
 from inpaintssl.transfer_learning import TransferReport
 
-__all__ = ["FinetuneResult", "PretrainResult"]
+__all__ = ["FinetuneResult", "PretrainResult", "RunResult"]
+
+_Result = TypeVar("_Result", bound="RunResult")
 
 
 @dataclass
-class PretrainResult:
-    """Outcome of a pretraining run.
+class RunResult:
+    """What every training run's result holds: its folder and how training went.
 
     Attributes:
         run_dir: The run folder.
-        best_val_loss: Best validation L2 loss (eq. A1).
+        best_val_loss: Best validation loss (of the final phase).
         best_epoch: Epoch of the best weights.
-        epochs_run: Epochs trained in total (including those of a resumed run).
-        stopped_early: Whether early stopping ended the run.
+        epochs_run: Epochs trained in total (over all phases, including those of a resumed run).
+        stopped_early: Whether early stopping ended the (final phase of the) run.
         history: Per-epoch metrics (as in ``metrics.csv``).
-        converged: Whether the run converged (:mod:`inpaintssl.training.convergence`).
-        model: The network with the best weights loaded (``None`` on non-zero ranks).
-        evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
+        converged: Whether every phase converged (:mod:`inpaintssl.training.convergence`).
     """
 
     run_dir: Path
@@ -49,8 +50,15 @@ class PretrainResult:
     stopped_early: bool
     history: list[dict[str, Any]]
     converged: bool = False
-    model: nn.Module | None = None
-    evaluation: EvaluationTable | None = None
+
+    @classmethod
+    def from_outcome(cls: type[_Result], run_dir: Path, outcome: TrainOutcome, **extra: Any) -> _Result:
+        """The result of a run whose :meth:`~inpaintssl.training.loop.Trainer.fit` gave ``outcome``.
+
+        Every :class:`RunResult` field but ``run_dir`` is the outcome's attribute of that name.
+        """
+        trained = {f.name: getattr(outcome, f.name) for f in fields(RunResult) if f.name != "run_dir"}
+        return cls(run_dir=run_dir, **trained, **extra)
 
     @property
     def run_folder(self) -> RunFolder:
@@ -62,6 +70,21 @@ class PretrainResult:
         """The best checkpoint folder, ready for :func:`inpaintssl.transfer`."""
         return self.run_folder.best
 
+
+@dataclass
+class PretrainResult(RunResult):
+    """Outcome of a pretraining run; its ``best_val_loss`` is the validation L2 loss (eq. A1).
+
+    The fields of :class:`RunResult`, and:
+
+    Attributes:
+        model: The network with the best weights loaded (``None`` on non-zero ranks).
+        evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
+    """
+
+    model: nn.Module | None = None
+    evaluation: EvaluationTable | None = None
+
     def __repr__(self) -> str:
         # The network and the evaluation rows stay out: print() of a result should fit a line.
         return (
@@ -72,17 +95,14 @@ class PretrainResult:
 
 
 @dataclass
-class FinetuneResult:
+class FinetuneResult(RunResult):
     """Outcome of a fine-tuning (or supervised-baseline) run.
 
+    Its ``best_val_loss`` is the final phase's validation Dice loss.
+
+    The fields of :class:`RunResult`, and:
+
     Attributes:
-        run_dir: The run folder.
-        best_val_loss: Best validation Dice loss of the final phase.
-        best_epoch: Epoch of the best weights.
-        epochs_run: Epochs trained in total over all phases.
-        stopped_early: Whether early stopping ended the final phase.
-        history: Per-epoch metrics (as in ``metrics.csv``).
-        converged: Whether every phase converged (:mod:`inpaintssl.training.convergence`).
         transfer: What was copied from the pretrained model (``None`` from scratch).
         test: Per-image/per-volume Dice on the test split (``None`` when there is none).
         class_names: Foreground classes.
@@ -94,13 +114,6 @@ class FinetuneResult:
             :meth:`predict`.
     """
 
-    run_dir: Path
-    best_val_loss: float
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
-    history: list[dict[str, Any]]
-    converged: bool = False
     transfer: TransferReport | None = None
     test: EvaluationTable | None = None
     class_names: tuple[str, ...] = ()
@@ -119,16 +132,6 @@ class FinetuneResult:
             raise ValueError(f"FinetuneResult of {self.run_dir}: no model or predictor on this process")
         with torch.no_grad():
             return self.predict_onehot(self.model(images).float())
-
-    @property
-    def run_folder(self) -> RunFolder:
-        """The paths inside the run folder."""
-        return RunFolder(self.run_dir)
-
-    @property
-    def checkpoint(self) -> Path:
-        """The best checkpoint folder."""
-        return self.run_folder.best
 
     def __repr__(self) -> str:
         # The network and the per-image rows stay out: print() of a result should fit a line.

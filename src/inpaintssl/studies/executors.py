@@ -1,0 +1,263 @@
+"""Run a study on an existing engine: Slurm job arrays through submitit, or Ray tasks.
+
+``inpaintssl experiment run SPEC --executor slurm|ray`` drives the study from one process (the
+*driver*, e.g. on a login node) and leaves the training to the engine:
+
+1. The driver merges any result files already present (:mod:`inpaintssl.studies.merge`), then
+   submits every run that is ready: not ``done``, and, for a fine-tuning run that starts from a
+   pretrained model, whose pretraining run is ``done``. Runs are grouped ``chunk_size`` at a time
+   into one Slurm array task or one Ray task.
+2. Each task runs :func:`inpaintssl.studies.worker.run_tasks`: it trains its runs (resuming any
+   run folder that holds a checkpoint) and writes one result file per run. It has no database
+   path.
+3. As tasks finish, the driver merges their result files into the study database (it is the
+   database's only writer) and submits the runs that became ready, until none is left.
+
+A run that raised is submitted again until it has failed ``max_attempts`` times in this
+invocation; its dependants are then marked failed. A task killed mid-run (preemption, time
+limit, a lost node) is requeued by Slurm (``max_requeues``) or retried by Ray, and the next
+attempt, or the next ``experiment run``, resumes the run from its last checkpoint. The database
+records submitted runs as ``running`` with the driver's heartbeat, so a second driver started by
+mistake leaves them alone while the first one lives.
+
+Example:
+    >>> chunks([1, 2, 3, 4, 5], 2)
+    [[1, 2], [3, 4], [5]]
+    >>> from inpaintssl.studies.spec import StudySpec
+    >>> run_with_executor(StudySpec(study="clinical"), executor="ray", quiet=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from inpaintssl.studies.grid import Job, StudyPlan, expand_study
+from inpaintssl.studies.merge import merge_results, new_run
+from inpaintssl.studies.queue import RunRecord, WorkerId
+from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.store import StudyStore
+from inpaintssl.studies.summary import WorkerReport
+from inpaintssl.studies.worker import Task, TaskReport
+
+__all__ = ["Backend", "Submission", "chunks", "make_backend", "run_with_executor"]
+
+T = TypeVar("T")
+_POLL_S = 0.5
+
+
+class Submission(Protocol):
+    """One submitted task of an engine: a Slurm array task or a Ray task."""
+
+    @property
+    def label(self) -> str:
+        """Who ran it, for the summary (``slurm:1234_0``, ``ray:<id>``)."""
+
+    def done(self) -> bool:
+        """Whether the task has ended, in any way."""
+
+    def reports(self) -> list[TaskReport]:
+        """The task's reports (call when :meth:`done`); raises when the task itself died."""
+
+    def cancel(self) -> None:
+        """Stop the task."""
+
+
+class Backend(Protocol):
+    """An engine that runs batches of tasks somewhere else."""
+
+    def submit(self, batches: Sequence[Sequence[Task]]) -> Sequence[Submission]:
+        """Submit each batch as one task (a Slurm array for all of them)."""
+
+    def close(self) -> None:
+        """Release what the backend holds (a Ray connection it opened)."""
+
+
+def chunks(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` in consecutive groups of ``size`` (the last one may be shorter)."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def make_backend(name: str, spec: StudySpec, *, quiet: bool = True) -> Backend:
+    """The backend of ``--executor name`` with the spec's resources.
+
+    Raises:
+        inpaintssl.config.ConfigError: Its package is not installed (the message says which extra).
+        ValueError: Unknown executor name.
+    """
+    results = spec.results_dir().absolute()
+    if name == "slurm":
+        from inpaintssl.studies.submitit_backend import SubmititBackend
+
+        return SubmititBackend(
+            spec.executor,
+            folder=spec.output_dir().absolute() / "slurm",
+            results=results,
+            name=f"inpaintssl-{spec.study}",
+            quiet=quiet,
+        )
+    if name == "ray":
+        from inpaintssl.studies.ray_backend import RayBackend
+
+        return RayBackend(spec.executor, results=results, quiet=quiet)
+    raise ValueError(f"executor {name!r}; expected 'slurm' or 'ray' (the local executor needs no backend)")
+
+
+@dataclass
+class _Driver:
+    """The driver's bookkeeping while a study runs on an engine."""
+
+    spec: StudySpec
+    plan: StudyPlan
+    shard: tuple[int, int]
+    store: StudyStore
+    me: WorkerId
+    quiet: bool
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def _runs(self) -> dict[str, RunRecord]:
+        return {r.id: r for r in self.store.runs()}
+
+    def ready(self, in_flight: set[str]) -> list[Job]:
+        """Runs to submit now; marks those whose pretraining run failed for good as blocked."""
+        runs = self._runs()
+        limit = self.spec.max_attempts
+        out = []
+        for job in self.plan:
+            run = runs[job.id]
+            if job.id in in_flight or run.status in ("done", "running"):
+                continue
+            if run.status == "failed" and run.failures >= limit:
+                continue
+            if job.depends_on is not None:
+                dep = runs[job.depends_on]
+                if dep.status == "failed" and dep.failures >= limit:
+                    self.store.block(job.id, f"blocked: the pretraining run {dep.id} it needs failed")
+                    continue
+                if dep.status != "done":
+                    continue
+            out.append(job)
+        return out
+
+    def finish(self, ids: Sequence[str], reports: dict[str, TaskReport], died: str | None) -> None:
+        """Merge the files of ended runs; a run without a file failed (with its error)."""
+        merge_results(self.spec, shard=self.shard)
+        runs = self._runs()
+        for run_id in ids:
+            if runs[run_id].status == "done":
+                continue
+            report = reports.get(run_id)
+            error = (
+                report.error
+                if report is not None and report.error
+                else (died or "the task ended without writing this run's result file")
+            )
+            self.store.fail(run_id, self.me, error)
+            self._say(f"{run_id} failed: {error.splitlines()[0] if error else ''}")
+
+    def report(self, submission: Submission, batch: Sequence[Job]) -> WorkerReport:
+        """Merge an ended task's results and say what it did."""
+        by_run, died = _task_reports(submission)
+        self.finish([j.id for j in batch], by_run, died)
+        runs = self._runs()
+        executed: dict[str, int] = {}
+        for job in batch:
+            mine = by_run.get(job.id)
+            # "skipped": the file was there before this task ran, so another task trained it.
+            if runs[job.id].status == "done" and mine is not None and mine.status == "done":
+                executed[job.kind] = executed.get(job.kind, 0) + 1
+        failed = sum(runs[j.id].status != "done" for j in batch)
+        return WorkerReport(submission.label, executed, failed)
+
+    def drive(self, backend: Backend, executor: str) -> list[WorkerReport]:
+        """Submit what is ready, wait for a task to end, merge, repeat; returns one report per task."""
+        clinical = self.spec.study == "clinical"
+        in_flight: list[tuple[Submission, list[Job]]] = []
+        reports: list[WorkerReport] = []
+        self.store.reclaim_stale(stale_after_s=self.spec.stale_after_s, me=self.me)
+        merge_results(self.spec, shard=self.shard)
+        try:
+            while True:
+                ready = self.ready({j.id for _, batch in in_flight for j in batch})
+                if ready:
+                    batches = chunks(ready, self.spec.executor.chunk_size)
+                    self.store.mark_submitted([j.id for j in ready], self.me)
+                    tasks = [[Task.from_job(j, clinical=clinical) for j in b] for b in batches]
+                    for submission, batch in zip(backend.submit(tasks), batches):
+                        in_flight.append((submission, batch))
+                        self._say(f"[{executor}] {submission.label}: " + ", ".join(j.id for j in batch))
+                if not in_flight:
+                    return reports
+                self._wait(in_flight)
+                for submission, batch in [entry for entry in in_flight if entry[0].done()]:
+                    in_flight.remove((submission, batch))
+                    reports.append(self.report(submission, batch))
+        finally:
+            # Ctrl-C or an error in the driver: stop the tasks and hand their runs back, so that the
+            # next invocation resumes them instead of training them twice at once.
+            for submission, batch in in_flight:
+                with contextlib.suppress(Exception):  # a task that ended meanwhile cannot be cancelled
+                    submission.cancel()
+                for job in batch:
+                    self.store.release(job.id, self.me)
+
+    def _wait(self, in_flight: Sequence[tuple[Submission, Sequence[Job]]]) -> None:
+        """Sleep until a task ends, refreshing the heartbeats of the submitted runs."""
+        last_beat = time.monotonic()
+        while not any(submission.done() for submission, _ in in_flight):
+            time.sleep(_POLL_S)
+            if time.monotonic() - last_beat > self.spec.heartbeat_s:
+                for _, batch in in_flight:
+                    for job in batch:
+                        self.store.heartbeat(job.id, self.me)
+                last_beat = time.monotonic()
+
+
+def _task_reports(submission: Submission) -> tuple[dict[str, TaskReport], str | None]:
+    try:
+        return {r.run_id: r for r in submission.reports()}, None
+    except Exception as exc:  # noqa: BLE001 - a dead task fails its runs, not the driver
+        return {}, f"{submission.label} died: {type(exc).__name__}: {exc}"
+
+
+def run_with_executor(
+    spec: StudySpec,
+    *,
+    executor: str,
+    plan: StudyPlan | None = None,
+    shard: tuple[int, int] = (0, 1),
+    quiet: bool = False,
+    backend: Backend | None = None,
+) -> list[WorkerReport]:
+    """Run every pending run of ``plan`` on an engine (see the module docstring).
+
+    Usually called by :func:`inpaintssl.studies.runner.run_study`, which also gives failed runs a
+    fresh budget first; the plan's runs are registered here if they are new.
+
+    Args:
+        spec: The study; ``spec.executor`` holds the resources.
+        executor: ``slurm`` or ``ray``.
+        plan: The runs (default: the whole study's shard).
+        shard: ``(i, n)``: the database to record in.
+        quiet: No progress output (also passed to the tasks).
+        backend: An engine to use instead of ``executor``'s (tests).
+
+    Returns:
+        One report per submitted task.
+    """
+    plan = plan if plan is not None else expand_study(spec).shard(*shard)
+    backend = backend if backend is not None else make_backend(executor, spec, quiet=quiet)
+    try:
+        with StudyStore(spec.database_path(shard)) as store:
+            store.add_runs(new_run(job) for job in plan)
+            driver = _Driver(spec, plan, shard, store, WorkerId.current(), quiet)
+            return driver.drive(backend, executor)
+    finally:
+        backend.close()

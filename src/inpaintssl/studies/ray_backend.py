@@ -1,0 +1,101 @@
+"""``--executor ray``: study runs as Ray tasks on an existing Ray cluster (or a local instance).
+
+Each batch of runs is one Ray task (``num_cpus`` = ``cpus_per_task`` or 1, ``num_gpus`` =
+``gpus_per_task``; Ray sets ``CUDA_VISIBLE_DEVICES`` for it). A task whose worker process or node
+dies is retried by Ray up to ``max_requeues`` times, and the retry resumes the interrupted run
+from its checkpoint. The driver connects with ``ray.init(address=...)`` (``ray_address`` in the
+spec or ``--ray-address``; none starts a local instance) and disconnects at the end if it was the
+one that connected. The results folder must be shared by the cluster's nodes, like the run folders.
+
+Example:
+    >>> from inpaintssl.studies.spec import ExecutorSpec
+    >>> ray_options(ExecutorSpec(gpus_per_task=1, max_requeues=2))
+    {'num_cpus': 1, 'num_gpus': 1, 'max_retries': 2}
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inpaintssl.config import ConfigError
+from inpaintssl.studies.spec import ExecutorSpec
+from inpaintssl.studies.worker import Task, TaskReport, run_tasks
+
+__all__ = ["RayBackend", "ray_options"]
+
+
+def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
+    """``ray.remote`` options of one task for the spec's resources."""
+    return {
+        "num_cpus": resources.cpus_per_task or 1,
+        "num_gpus": resources.gpus_per_task,
+        "max_retries": resources.max_requeues,
+    }
+
+
+class _Submission:
+    def __init__(self, ray: Any, ref: Any) -> None:
+        self.ray = ray
+        self.ref = ref
+
+    @property
+    def label(self) -> str:
+        return f"ray:{self.ref.task_id().hex()[:16]}"
+
+    def done(self) -> bool:
+        finished, _ = self.ray.wait([self.ref], timeout=0)
+        return bool(finished)
+
+    def reports(self) -> list[TaskReport]:
+        return list(self.ray.get(self.ref))
+
+    def cancel(self) -> None:
+        self.ray.cancel(self.ref, force=True)
+
+
+class RayBackend:
+    """Run batches of study runs as Ray tasks (see the module docstring).
+
+    Args:
+        resources: The spec's ``executor`` section (``ray_address`` picks the cluster).
+        results: The study's results folder (absolute).
+        quiet: No progress output from the tasks.
+
+    Raises:
+        inpaintssl.config.ConfigError: Ray is not installed.
+    """
+
+    def __init__(self, resources: ExecutorSpec, *, results: Path, quiet: bool) -> None:
+        try:
+            # Through importlib, so ray is typed loosely: its stubs describe remote functions
+            # without arguments only.
+            ray: Any = importlib.import_module("ray")
+        except ImportError as exc:  # pragma: no cover - the extra is not installed
+            raise ConfigError("--executor ray needs Ray: pip install 'inpaintssl[ray]'") from exc
+        self.ray = ray
+        # A caller that connected already (a notebook, a test) keeps its connection.
+        self.owns_connection = not ray.is_initialized()
+        if self.owns_connection:
+            ray.init(address=resources.ray_address, include_dashboard=False, log_to_driver=not quiet)
+        self.remote = ray.remote(run_tasks).options(**ray_options(resources))
+        self.results = results
+        self.quiet = quiet
+        self.threads = resources.cpus_per_task or 1
+
+    def submit(self, batches: Sequence[Sequence[Task]]) -> Sequence[_Submission]:
+        """Start one Ray task per batch."""
+        return [
+            _Submission(
+                self.ray,
+                self.remote.remote(list(b), results=self.results, quiet=self.quiet, threads=self.threads),
+            )
+            for b in batches
+        ]
+
+    def close(self) -> None:
+        """Disconnect from Ray if this backend connected."""
+        if self.owns_connection:
+            self.ray.shutdown()

@@ -1,0 +1,138 @@
+"""One JSON file per finished run: how remote workers hand their results to the study's driver.
+
+A worker started by ``--executor slurm`` or ``--executor ray`` never opens the study database (it
+may run on another machine, and SQLite cannot be shared between machines). It writes each
+finished run to ``<study output>/results/<run_id>.json`` instead, atomically (a reader sees the
+whole file or none), and the driver merges the files into the database
+(:func:`inpaintssl.studies.merge.merge_results`). A run whose file exists is finished: it is
+never submitted again, and merging it twice changes nothing.
+
+The file holds::
+
+    {"format": 1, "run_id": "pt-...", "kind": "pretrain", "host": "node17",
+     "result": {... the run's summary ...},
+     "rows": [[volume_id, slice_index, level, class_name, metric, value], ...]}
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = [Measurement("v0", 0, "image", "", "l2_norm", 3.5)]
+    >>> path = write_result_file(folder, "pt-1", kind="pretrain", result={"loss": 1.0}, rows=rows)
+    >>> path.name, read_result_file(path).rows == rows
+    ('pt-1.json', True)
+    >>> [p.name for p in result_files(folder)]
+    ['pt-1.json']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from inpaintssl.atomic import atomic_write_text
+from inpaintssl.config import ConfigError
+from inpaintssl.studies.database import current_host
+from inpaintssl.studies.store import Measurement
+
+__all__ = [
+    "RESULT_FORMAT",
+    "ResultFile",
+    "ResultFileError",
+    "read_result_file",
+    "result_files",
+    "result_path",
+    "write_result_file",
+]
+
+RESULT_FORMAT: Final = 1
+
+
+class ResultFileError(ConfigError):
+    """A result file is unreadable or not a result of this format; the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A run's result as read back from its file."""
+
+    path: Path
+    run_id: str
+    kind: str
+    host: str
+    result: dict[str, Any]
+    rows: list[Measurement]
+
+
+def result_path(folder: Path, run_id: str) -> Path:
+    """The result file of ``run_id`` in a study's results folder."""
+    return folder / f"{run_id}.json"
+
+
+def result_files(folder: Path) -> list[Path]:
+    """Every finished result file in ``folder``, sorted (the temporary files of writers are not)."""
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def write_result_file(
+    folder: Path, run_id: str, *, kind: str, result: dict[str, Any], rows: list[Measurement]
+) -> Path:
+    """Write a run's result atomically; returns the file.
+
+    Raises:
+        OSError: The write failed (e.g. ``ENOSPC``); no partial file is left and the message
+            names the file.
+    """
+    payload = {
+        "format": RESULT_FORMAT,
+        "run_id": run_id,
+        "kind": kind,
+        "host": current_host(),
+        "result": result,
+        # NaN (a Dice of an absent class) is written as JSON's non-standard NaN, which json reads back.
+        "rows": [[m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value] for m in rows],
+    }
+    path = result_path(folder, run_id)
+    atomic_write_text(path, json.dumps(payload, sort_keys=True))
+    return path
+
+
+def _row(values: list[Any]) -> Measurement:
+    volume_id, slice_index, level, class_name, metric, value = values
+    number = math.nan if value is None else float(value)
+    return Measurement(str(volume_id), int(slice_index), str(level), str(class_name), str(metric), number)
+
+
+def read_result_file(path: Path) -> ResultFile:
+    """Read and check a result file.
+
+    Raises:
+        ResultFileError: Not JSON, another format, or a run id that does not match its file name.
+    """
+    what_to_do = "delete it and run the study again (that run is trained again, resuming its checkpoint)"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != RESULT_FORMAT:
+            raise ResultFileError(
+                f"result file {path}: format {data.get('format')!r}, expected {RESULT_FORMAT}; {what_to_do}"
+            )
+        if data["run_id"] != path.stem:
+            raise ResultFileError(
+                f"result file {path} holds run {data['run_id']!r}, expected {path.stem!r}; {what_to_do}"
+            )
+        return ResultFile(
+            path,
+            str(data["run_id"]),
+            str(data["kind"]),
+            str(data["host"]),
+            dict(data["result"]),
+            [_row(list(r)) for r in data["rows"]],
+        )
+    except ResultFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ResultFileError(
+            f"result file {path} is unreadable ({type(exc).__name__}: {exc}); {what_to_do}"
+        ) from exc

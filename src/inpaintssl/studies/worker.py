@@ -1,0 +1,131 @@
+"""What a remote worker (a Slurm array task, a Ray task) runs: jobs in, result files out.
+
+A :class:`Task` is plain data (the run id, its kind and its resolved config as JSON), so it
+pickles the same way for submitit and Ray. :func:`run_tasks` executes each task with
+:func:`~inpaintssl.studies.execute.execute_job` (which resumes a run folder holding a
+checkpoint) and writes the result to ``<results>/<run_id>.json``
+(:mod:`inpaintssl.studies.resultfiles`). It takes no database path and opens no database: that
+is what makes the study database single-writer by construction, whatever machine the task lands
+on. A task whose result file exists already (a requeued array task that had finished some of its
+runs) is skipped.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from inpaintssl.studies.spec import StudySpec
+    >>> from inpaintssl.studies.grid import expand_study
+    >>> plan = expand_study(StudySpec(study="clinical", output=tempfile.mkdtemp()))
+    >>> task = Task.from_job(plan.jobs[0], clinical=True)
+    >>> task.run_id == plan.jobs[0].id, task.kind
+    (True, 'finetune')
+    >>> reports = run_tasks([task], results=pathlib.Path(tempfile.mkdtemp()))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from inpaintssl.config import FinetuneConfig, PretrainConfig
+from inpaintssl.studies.execute import execute_job
+from inpaintssl.studies.grid import Job
+from inpaintssl.studies.resultfiles import result_path, write_result_file
+
+__all__ = ["Task", "TaskReport", "run_tasks"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run for a remote worker: plain strings, no database path.
+
+    Attributes:
+        run_id: The run's id (and the name of its result file).
+        kind: ``pretrain`` or ``finetune``.
+        config: The resolved config as JSON (it names the run folder).
+        clinical: Also measure the clinical metrics (a ``clinical`` study's fine-tuning runs).
+        cwd: The driver's working folder: relative paths in the config (data, run folders) mean
+            the same on the worker when the folder is shared.
+    """
+
+    run_id: str
+    kind: Literal["pretrain", "finetune"]
+    config: str
+    clinical: bool = False
+    cwd: str = ""
+
+    @classmethod
+    def from_job(cls, job: Job, *, clinical: bool = False) -> Task:
+        """The task of a study job."""
+        return cls(job.id, job.kind, job.config.model_dump_json(), clinical, os.getcwd())
+
+    def job(self) -> Job:
+        """The job again, on the worker."""
+        model = PretrainConfig if self.kind == "pretrain" else FinetuneConfig
+        return Job(self.run_id, self.kind, model.model_validate_json(self.config))
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """What became of one task: ``done`` (its result file is written), ``skipped`` (it was already)
+    or ``failed`` (with the error)."""
+
+    run_id: str
+    status: Literal["done", "skipped", "failed"]
+    error: str = ""
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _working_directory(folder: str) -> Iterator[None]:
+    # A Ray worker process serves many tasks: restore its folder afterwards.
+    before = os.getcwd()
+    if folder and Path(folder).is_dir():
+        os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_tasks(
+    tasks: Sequence[Task], *, results: Path, quiet: bool = True, threads: int | None = None
+) -> list[TaskReport]:
+    """Execute tasks one after another, each result to its own file (see the module docstring).
+
+    Args:
+        tasks: The runs, in order (a pretraining run before the fine-tuning runs that need it).
+        results: The study's results folder (absolute, or relative to each task's ``cwd``).
+        quiet: No progress output.
+        threads: CPU threads for torch (e.g. the cores Slurm gave the task); ``None`` leaves
+            torch's default.
+
+    Returns:
+        One report per task; a task that raised is ``failed`` and the next ones still run.
+    """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    reports = []
+    for task in tasks:
+        started = time.time()
+        with _working_directory(task.cwd):
+            if result_path(results, task.run_id).is_file():
+                reports.append(TaskReport(task.run_id, "skipped"))
+                continue
+            try:
+                outcome = execute_job(task.job(), quiet=quiet, clinical=task.clinical)
+                write_result_file(
+                    results, task.run_id, kind=task.kind, result=outcome.result, rows=outcome.rows
+                )
+            except Exception as exc:  # noqa: BLE001 - one failing run must not stop the others
+                error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+                reports.append(TaskReport(task.run_id, "failed", error, time.time() - started))
+                continue
+        reports.append(TaskReport(task.run_id, "done", seconds=time.time() - started))
+    return reports

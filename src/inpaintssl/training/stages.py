@@ -1,0 +1,111 @@
+"""What a pretraining and a fine-tuning run share: the checks at the door, the run record, the trainer.
+
+:mod:`~inpaintssl.training.pretraining` and :mod:`~inpaintssl.training.finetuning` differ in
+their model, objective and evaluation; these three steps are the same for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.config import FinetuneConfig, PretrainConfig
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.build import DataBundle, Stage, build_datasets
+from inpaintssl.data.preflight import preflight
+from inpaintssl.training.components import size_multiple_of
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.loop import EpochHook, Phase, Trainer
+from inpaintssl.training.memory_check import check_run_memory
+from inpaintssl.training.objectives import Objective
+from inpaintssl.training.run_folder import build_manifest, record_run
+
+__all__ = ["build_stage_data", "build_trainer", "check_at_the_door", "record_stage"]
+
+StageConfig = PretrainConfig | FinetuneConfig
+
+
+def build_stage_data(config: StageConfig, *, stage: Stage) -> DataBundle:
+    """The run's datasets, their image sizes fitted to the backbone's size multiple."""
+    multiple = size_multiple_of(config.model.backbone, config.model.params)
+    return build_datasets(config.data, stage=stage, seed=config.run.seed, size_multiple=multiple)
+
+
+def check_at_the_door(
+    config: StageConfig,
+    ctx: RunContext,
+    bundle: DataBundle,
+    *,
+    out_channels: int,
+    splits: Mapping[str, SliceDataset | None],
+) -> None:
+    """Fail before a slice is read or the run folder written.
+
+    First a size or batch that cannot fit, then any unreadable, truncated or inconsistent data
+    file in ``splits``.
+    """
+    check_run_memory(
+        backbone=config.model.backbone,
+        params=config.model.params,
+        train_set=bundle.train,
+        image_size=config.data.image_size,
+        in_channels=bundle.in_channels,
+        out_channels=out_channels,
+        batch_size=config.optim.batch_size,
+        ctx=ctx,
+    )
+    preflight(
+        splits,
+        progress=not config.run.quiet and ctx.dist.is_main,
+        what=f"data.dataset={config.data.dataset!r}",
+    )
+
+
+def record_stage(
+    config: StageConfig, ctx: RunContext, bundle: DataBundle, *, stage: Stage, **extra: Any
+) -> None:
+    """On rank 0, record the run (config, splits, a manifest naming ``stage`` and ``extra``)."""
+    if not ctx.dist.is_main:
+        return
+    record_run(
+        ctx.run_dir,
+        config,
+        resume=config.run.resume,
+        splits=bundle.splits,
+        manifest=lambda: build_manifest(
+            seed=config.run.seed,
+            data_files=bundle.data_files,
+            num_workers=config.data.num_workers,
+            extra={"stage": stage, "world_size": ctx.dist.world_size, "device": str(ctx.device), **extra},
+        ),
+    )
+
+
+def build_trainer(
+    config: StageConfig,
+    ctx: RunContext,
+    bundle: DataBundle,
+    *,
+    model: nn.Module,
+    objective: Objective,
+    phases: Sequence[Phase],
+    meta: CheckpointMeta,
+    epoch_hooks: Sequence[EpochHook] = (),
+) -> Trainer:
+    """The run's :class:`~inpaintssl.training.loop.Trainer` on the bundle's train and val sets."""
+    return Trainer(
+        model=model,
+        objective=objective,
+        train_set=bundle.train,
+        val_set=bundle.val,
+        phases=phases,
+        optim=config.optim,
+        stopping=config.early_stopping,
+        meta=meta,
+        context=ctx,
+        num_workers=config.data.num_workers,
+        epoch_hooks=epoch_hooks,
+    )

@@ -1,0 +1,340 @@
+"""Study executors on existing engines: submitit (its local executor, real subprocesses) and Ray.
+
+Results must match the local executor's exactly; only the driver writes the database, once per
+result, and another host can never write it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from inpaintssl.cli import main
+from inpaintssl.studies import StudyStore, expand_study, load_spec, run_study
+from inpaintssl.studies.database import StudyDatabase, StudyDatabaseError
+from inpaintssl.studies.executors import run_with_executor
+from inpaintssl.studies.merge import merge_results
+from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
+from inpaintssl.studies.worker import Task, TaskReport, run_tasks
+from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES, tiny_spec
+
+# One pretext task, one label fraction: a pretraining run, its fine-tuning run and the baseline.
+RUNS = 3
+PRETRAIN_ROWS = VAL_SLICES * 3  # l2_norm, l2_norm_corrupted, l2_loss per validation image
+FINETUNE_ROWS = (TEST_SLICES + TEST_VOLUMES) * (len(CLASSES) + 1)  # Dice per class and mean
+
+
+def _spec(output: Path, **executor: Any) -> dict[str, Any]:
+    spec = tiny_spec(output, label_fractions=[0.5], grid={"pretrain.pretext.task": ["context_restoration"]})
+    # Submitit's local executor starts every array task at once: two chunks keep this 2-core
+    # machine from running three torch processes side by side.
+    spec["executor"] = {
+        "cluster": "local",
+        "cpus_per_task": 1,
+        "chunk_size": 2,
+        "timeout_min": 10,
+        **executor,
+    }
+    return spec
+
+
+def _tables(database: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What a study computed: its runs and every measurement.
+
+    Left out: timing, attempts, and the config, which names each study's own run folders (the run
+    ids hash everything else in it).
+    """
+    conn = sqlite3.connect(database)
+    try:
+        runs = conn.execute("SELECT id, kind, depends_on, config, labels, status FROM runs ORDER BY id")
+        rows = conn.execute(
+            "SELECT * FROM measurements ORDER BY run_id, level, volume_id, slice_index, metric, class_name"
+        )
+        return {
+            "runs": [(*r[:3], json.loads(r[4]), r[5]) for r in runs.fetchall()],
+            "measurements": rows.fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[Any, ...]]]:
+    """The tiny study run by the local executor (today's behaviour), once for this module."""
+    spec = _spec(tmp_path_factory.mktemp("local") / "study")
+    summary = run_study(spec, quiet=True)
+    assert summary.complete, summary.errors
+    return _tables(load_spec(spec).database_path())
+
+
+def _assert_same_study(database: Path, reference: dict[str, list[tuple[Any, ...]]]) -> None:
+    got = _tables(database)
+    assert [r[:2] for r in got["runs"]] == [r[:2] for r in reference["runs"]]  # same run ids and kinds
+    assert [r[2:] for r in got["runs"]] == [r[2:] for r in reference["runs"]]  # dependencies, labels, done
+    assert got["measurements"] == reference["measurements"]  # every metric, bit for bit
+
+
+# -- one writer per database ------------------------------------------------------------------
+def test_a_database_refuses_a_writer_on_another_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "study.sqlite"
+    here = socket.gethostname()
+    with StudyStore(path) as store:
+        assert store.owner == here
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-b")
+    with pytest.raises(StudyDatabaseError) as caught:
+        StudyStore(path)
+    message = str(caught.value)
+    assert str(path) in message and repr("node-b") in message and repr(here) in message
+    assert "--executor slurm" in message
+    # Readers may look from anywhere, and writing nothing leaves the owner as it was.
+    with StudyStore(path, read_only=True) as store:
+        assert store.runs() == [] and store.owner == here
+
+
+def test_a_study_run_from_another_host_exits_2(
+    spec_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = spec_factory(label_fractions=[0.5], baseline=False)
+    StudyDatabase(load_spec(spec).database_path()).close()  # created on this host
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-b")
+    assert main(["experiment", "run", str(path), "--quiet"]) == 2
+    assert "belongs to host" in capsys.readouterr().err
+    assert main(["experiment", "status", str(path)]) == 0  # reading from elsewhere is fine
+
+
+def test_the_remote_worker_opens_no_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(_spec(tmp_path / "study"))
+    (pre,) = expand_study(spec).pretrain_jobs()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a remote worker opened a study database")
+
+    monkeypatch.setattr(StudyDatabase, "__init__", refuse)
+    assert not hasattr(Task, "database") and "database" not in run_tasks.__code__.co_varnames
+    (report,) = run_tasks([Task.from_job(pre)], results=spec.results_dir())
+    assert report.status == "done", report.error
+    assert read_result_file(spec.results_dir() / f"{pre.id}.json").kind == "pretrain"
+    # A task whose result file exists (a requeued array task) does not train it again.
+    assert run_tasks([Task.from_job(pre)], results=spec.results_dir())[0].status == "skipped"
+
+
+# -- merging ----------------------------------------------------------------------------------
+def _dump(database: Path) -> list[str]:
+    conn = sqlite3.connect(database)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def test_merging_the_same_result_files_twice_changes_nothing(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path / "study"))
+    (pre,) = expand_study(spec).pretrain_jobs()
+    run_tasks([Task.from_job(pre)], results=spec.results_dir())
+    first = merge_results(spec)
+    assert (first.merged, first.same) == (1, 0)
+    before = _dump(spec.database_path())
+    again = merge_results(spec)
+    assert (again.merged, again.same, again.different) == (0, 1, ())
+    assert _dump(spec.database_path()) == before
+    with StudyStore(spec.database_path()) as store:
+        assert {r.id: r.status for r in store.runs()} == {pre.id: "done"}
+
+    # A second result of the same run with other numbers (trained again elsewhere) is reported and
+    # the recorded one kept.
+    path = spec.results_dir() / f"{pre.id}.json"
+    data = json.loads(path.read_text())
+    data["rows"][0][-1] += 1.0
+    path.write_text(json.dumps(data))
+    assert merge_results(spec).different == (pre.id,)
+    assert _dump(spec.database_path()) == before
+
+    path.write_text("{not json")
+    with pytest.raises(ResultFileError, match=f"result file {path}"):
+        merge_results(spec)
+
+
+class _InProcess:
+    """A backend that runs each batch at submission, in this process (dependency order checks)."""
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+        self.submitted: list[list[str]] = []
+
+    def submit(self, batches: Sequence[Sequence[Task]]) -> list[_Done]:
+        self.submitted += [[t.run_id for t in b] for b in batches]
+        return [_Done(run_tasks(list(b), results=self.results)) for b in batches]
+
+    def close(self) -> None:
+        pass
+
+
+class _Done:
+    label = "inprocess"
+
+    def __init__(self, reports: list[TaskReport]) -> None:
+        self._reports = reports
+
+    def done(self) -> bool:
+        return True
+
+    def reports(self) -> list[TaskReport]:
+        return self._reports
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_a_failing_pretraining_run_is_retried_then_blocks_its_dependants(tmp_path: Path) -> None:
+    # A 64x64 patch cannot fit a 32x32 image: pretraining fails at its first check, nothing trains.
+    spec = _spec(tmp_path / "study", chunk_size=1)
+    spec.update(grid={"pretrain.pretext.patch_size": [64]}, baseline=False, max_attempts=2)
+    study = load_spec(spec)
+    (pre,), (fine,) = expand_study(study).pretrain_jobs(), expand_study(study).finetune_jobs()
+    backend = _InProcess(study.results_dir())
+    reports = run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    assert backend.submitted == [[pre.id], [pre.id]]  # retried once, the dependant never submitted
+    assert [r.failed for r in reports] == [1, 1]
+    with StudyStore(study.database_path()) as store:
+        runs = {r.id: r for r in store.runs()}
+    assert runs[pre.id].status == "failed" and "patch" in (runs[pre.id].error or "")
+    assert runs[fine.id].status == "failed" and (runs[fine.id].error or "").startswith("blocked")
+
+
+def test_resource_flags_need_a_remote_executor(
+    spec_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec_factory()))
+    assert main(["experiment", "run", str(path), "--partition", "gpu"]) == 2
+    assert "--partition applies to --executor slurm or ray" in capsys.readouterr().err
+    assert main(["experiment", "run", str(path), "--executor", "ray", "--workers", "2"]) == 2
+    assert "workers=2 applies to the local executor only" in capsys.readouterr().err
+    assert main(["experiment", "run", str(path), "--executor", "slurm", "--chunk-size", "0"]) == 2
+    assert "chunk_size" in capsys.readouterr().err
+
+
+# -- end to end through the engines ------------------------------------------------------------
+@pytest.mark.slow
+def test_submitit_runs_a_study_like_the_local_executor(
+    tmp_path: Path, local_reference: dict[str, list[tuple[Any, ...]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("submitit")
+    spec = _spec(tmp_path / "study")
+    summary = run_study(spec, executor="slurm", quiet=True)
+    assert summary.complete, summary.errors
+    assert summary.executed == {"pretrain": 1, "finetune": 2}
+    # Baseline and pretraining in one array task, then the fine-tuning run that needed the model.
+    assert [sum(w.executed.values()) for w in summary.workers] == [2, 1]
+    study = load_spec(spec)
+    _assert_same_study(study.database_path(), local_reference)
+    assert len(result_files(study.results_dir())) == RUNS
+    assert list((study.output_dir() / "slurm").iterdir()), "submitit kept no job folders"
+
+    # Nothing is submitted twice; a lost database is rebuilt from the result files by `report`.
+    assert run_study(spec, executor="slurm", quiet=True).workers == ()
+    study.database_path().rename(tmp_path / "lost.sqlite")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["experiment", "report", str(path), "--output", str(tmp_path / "report")]) == 0
+    assert f"merged {RUNS} result files" in capsys.readouterr().err
+    _assert_same_study(study.database_path(), local_reference)
+
+
+@pytest.mark.slow
+def test_ray_runs_a_study_like_the_local_executor(
+    tmp_path: Path, local_reference: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    ray = pytest.importorskip("ray")
+    spec = _spec(tmp_path / "study")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_study(spec, executor="ray", quiet=True)
+    finally:
+        ray.shutdown()
+    assert summary.complete, summary.errors
+    assert summary.executed == {"pretrain": 1, "finetune": 2}
+    assert all(w.worker.startswith("ray:") for w in summary.workers)
+    _assert_same_study(load_spec(spec).database_path(), local_reference)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_resumed_by_the_next_submission(tmp_path: Path) -> None:
+    pytest.importorskip("submitit")
+    # A pretraining run of 6 epochs (no early stop): the kill lands after its first checkpoint.
+    spec = _spec(tmp_path / "study", chunk_size=1)
+    spec["baseline"] = False
+    spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
+    spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study = load_spec(spec)
+    (pre,) = expand_study(study).pretrain_jobs()
+    last = study.runs_dir() / pre.id / "checkpoints" / "last"
+    # The driver and its submitit job in one process group: SIGKILL takes the worker down mid-run
+    # (a lost node), and the driver with it.
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inpaintssl",
+            "experiment",
+            "run",
+            str(path),
+            "--executor",
+            "slurm",
+            "--quiet",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not last.exists():
+            ended = driver.stderr.read() if driver.poll() is not None and driver.stderr else b""
+            assert driver.poll() is None, f"the study ended before the kill: {ended!r}"
+            assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
+            time.sleep(0.02)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert not result_files(study.results_dir())
+    with StudyStore(study.database_path()) as store:
+        assert {r.id: r.status for r in store.runs()}[pre.id] == "running"  # its driver died silently
+
+    summary = run_study(spec, executor="slurm", quiet=True)
+    assert summary.complete, summary.errors
+    with StudyStore(study.database_path()) as store:
+        runs = {r.id: r for r in store.runs()}
+    resumed = runs[pre.id]
+    assert resumed.attempts == 2
+    assert resumed.result is not None and resumed.result["resumed"] is True
+    assert resumed.result["epochs_run"] == 6
+    # Every epoch once: the resumed run continued where the killed one stopped.
+    with open(study.runs_dir() / pre.id / "metrics.csv", newline="") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(6))
+    # Every result recorded exactly once, none lost.
+    measured: dict[str, int] = {}
+    for row in _tables(study.database_path())["measurements"]:
+        measured[row[0]] = measured.get(row[0], 0) + 1
+    assert measured == {
+        pre.id: PRETRAIN_ROWS,
+        **{j.id: FINETUNE_ROWS for j in expand_study(study).finetune_jobs()},
+    }
+    assert len(result_files(study.results_dir())) == len(runs) == 2
