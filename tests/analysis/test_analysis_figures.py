@@ -11,15 +11,6 @@ from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer
 from matplotlib.image import imread
 from matplotlib.patches import PathPatch
-from study_helpers import (
-    FRACTIONS,
-    RESULT_CLASSES,
-    RESULT_IMAGES,
-    clinical_results,
-    pretext_results,
-    scaling_results,
-    transfer_results,
-)
 
 from inpaintssl.analysis.figures import (
     FigureFiles,
@@ -30,6 +21,15 @@ from inpaintssl.analysis.figures import (
     plot_transfer_boxplots,
 )
 from inpaintssl.analysis.table import Table as ResultsTable
+from study_helpers import (
+    FRACTIONS,
+    RESULT_CLASSES,
+    RESULT_IMAGES,
+    clinical_results,
+    pretext_results,
+    scaling_results,
+    transfer_results,
+)
 
 
 def _assert_valid_files(out: FigureFiles) -> None:

@@ -6,11 +6,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from study_helpers import clinical_results, pretext_results, scaling_results, transfer_results
 
 from inpaintssl.analysis.table import Table as ResultsTable
 from inpaintssl.studies.report import write_report
 from inpaintssl.studies.spec import StudySpec
+from study_helpers import clinical_results, pretext_results, scaling_results, transfer_results
 
 
 class _Links(HTMLParser):

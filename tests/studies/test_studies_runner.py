@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES
 
-from inpaintssl.experiments import StudyStore, expand_study, load_results, load_spec, run_study
+from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study
 from inpaintssl.studies.runner import StudySummary
+from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES
 
 # Per fine-tuning run: per image and per volume, Dice of each class and the class mean.
 FINETUNE_ROWS = (TEST_SLICES + TEST_VOLUMES) * (len(CLASSES) + 1)
