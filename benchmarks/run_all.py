@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 import bench_convergence
 import bench_corruption
 import bench_dataloader
+import bench_gpu_throughput
 import bench_system
 import bench_training
 
@@ -73,11 +74,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
     }
     if torch.cuda.is_available():
+        quick_gpu = HERE / "results" / "bench_gpu_throughput_quick.json"
         results["gpu"] = {
             "corruption": bench_corruption.main(
                 [*quick, "--device", "cuda", "--out", str(HERE / "results" / "bench_corruption_cuda.json")]
             ),
             "training": bench_training.main([*quick, "--device", "cuda"]),
+            # GPU only: 512x512, batch 16, bf16; --quick times fewer steps and keeps its record apart.
+            "throughput": bench_gpu_throughput.main(
+                [
+                    "--device",
+                    "cuda",
+                    *(["--steps", "10", "--warmup", "3", "--output", str(quick_gpu)] if quick else []),
+                ]
+            ),
         }
     out = HERE / "results" / f"{results['machine']}{'-quick' if args.quick else ''}.json"
     atomic_write_text(out, json.dumps(results, indent=2, default=str))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from inpaintssl.cli import _data_overrides, main
+from inpaintssl.cli import _data_overrides, build_parser, main
 
 
 def test_plugins_lists_every_registry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,3 +84,23 @@ def test_evaluate_overrides_take_the_data_prefix_and_warn_without_it() -> None:
     assert _data_overrides(["data.image_size=[64, 64]"]) == ["image_size=[64, 64]"]
     with pytest.warns(DeprecationWarning, match=r"write 'data.image_size=\[64, 64\]'"):
         assert _data_overrides(["image_size=[64, 64]"]) == ["image_size=[64, 64]"]
+
+
+def _subparsers(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                path = (*prefix, name)
+                yield path, sub
+                yield from _subparsers(sub, path)
+
+
+def test_every_subcommand_help_shows_an_example_of_itself() -> None:
+    found = dict(_subparsers(build_parser()))
+    assert {("predict",), ("export",), ("experiment", "run"), ("config",)} <= set(found)
+    for path, sub in found.items():
+        epilog = sub.epilog or ""
+        # The example runs this very subcommand (for a group such as `experiment`, one of its own).
+        assert epilog.startswith(f"example: inpaintssl {' '.join(path)}"), (path, epilog)

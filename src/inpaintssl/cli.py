@@ -391,7 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: inpaintssl experiment run examples/studies/transfer_design.yaml --shard 0/4",
     )
     exp = p.add_subparsers(dest="experiment_command", required=True)
-    run = exp.add_parser("run", help="run (or resume) every pending run of a study spec")
+    run = exp.add_parser(
+        "run",
+        help="run (or resume) every pending run of a study spec",
+        epilog="example: inpaintssl experiment run study.yaml --executor slurm --partition gpu",
+    )
     run.add_argument("spec", type=Path)
     run.add_argument("--shard", default="0/1", help="i/n: this process runs the i-th of n shards")
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (local)")
@@ -412,10 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--cluster", choices=["slurm", "local"], help="submitit cluster (local: try it here)")
     res.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: a local one)")
     run.add_argument("--quiet", action="store_true")
-    rep = exp.add_parser("report", help="write tables, figures and a report from a study's database")
+    rep = exp.add_parser(
+        "report",
+        help="write tables, figures and a report from a study's database",
+        epilog="example: inpaintssl experiment report study.yaml --output report/",
+    )
     rep.add_argument("spec", type=Path)
     rep.add_argument("--output", type=Path)
-    st = exp.add_parser("status", help="how many runs are done, running, pending")
+    st = exp.add_parser(
+        "status",
+        help="how many runs are done, running, pending",
+        epilog="example: inpaintssl experiment status study.yaml",
+    )
     st.add_argument("spec", type=Path)
     p.set_defaults(func=_cmd_experiment)
 

@@ -1,0 +1,404 @@
+"""GPU training throughput and model FLOPs utilisation: library step vs. MONAI vs. a bare loop.
+
+Three arms train on the same device-resident batches (random ``(batch, 1, size, size)`` images,
+four batches cycled) in one process, one after the other, each timed with CUDA events between
+``torch.cuda.synchronize()`` calls (``time.perf_counter`` on the CPU):
+
+* **library**: the paper's U-Net (``unet2d``, depth 5, base width 32, built through
+  ``build_backbone``) trained with the library's own step: ``InpaintingObjective`` (the pretext
+  task's keyed corruption on the device, then the L2 loss of eq. A1) under the library's autocast
+  context, its GradScaler (active for fp16 only) and the paper's Adam;
+* **monai**: MONAI's ``BasicUNet`` (features 32..512) with exactly the same step;
+* **bare**: the same library network, plain PyTorch: forward on a batch corrupted once before the
+  timing, ``F.mse_loss``, backward, Adam. No objective, no per-step corruption: a floor.
+
+FLOPs per training image are counted with ``torch.utils.flop_counter.FlopCounterMode`` over one
+forward + backward at batch 1 for each network (convolutions and matrix products; the corruption,
+loss and optimiser are not counted). MFU = FLOPs per image x images/s / peak. The peak is
+``--peak-tflops`` when given, else the NVIDIA datasheet's dense BF16 tensor-core figure for the
+card (table below, matched on ``torch.cuda.get_device_name()``); on the CPU, or for a card not in
+the table, it is unknown and MFU is null. ``peak_source`` in the record names where it came from.
+
+Usage::
+
+    python benchmarks/bench_gpu_throughput.py --device cuda --size 512 --batch 16 --dtype bf16
+        [--steps N] [--warmup N] [--channels-last|--no-channels-last] [--compile] [--cudnn-benchmark]
+        [--peak-tflops T] [--output PATH]
+
+Targets (issue 18): library >= 1.5x MONAI images/s; library MFU >= 25 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from inpaintssl.atomic import atomic_write_text
+from inpaintssl.config import PretextConfig
+from inpaintssl.training.components import build_backbone, build_pretext_task
+from inpaintssl.training.device import autocast_context, use_channels_last
+from inpaintssl.training.objectives import InpaintingObjective
+
+HERE = Path(__file__).resolve().parent
+
+# NVIDIA datasheet, dense BF16 tensor core, no sparsity, in TFLOP/s (the datasheets print the
+# sparse figure, twice this, first). Matched in order on torch.cuda.get_device_name(); the
+# lower-clocked PCIe/NVL parts of Hopper are excluded rather than given the SXM figure.
+PEAK_SOURCE = "NVIDIA datasheet, dense BF16 tensor core, no sparsity"
+PEAK_BF16_DENSE_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.4),  # H200 SXM: the same Hopper SXM tensor cores as H100 SXM
+    ("H100", 989.4),  # H100 SXM
+    ("A100", 312.0),
+    ("L40S", 362.05),
+)
+_EXCLUDED_VARIANTS = ("PCIE", "NVL")  # H100 PCIe, H100 NVL, H200 NVL: lower peaks, not in the table
+
+DEPTH, BASE_WIDTH = 5, 32
+MONAI_FEATURES = (32, 64, 128, 256, 512, 32)
+ADAM = {"lr": 1e-3, "betas": (0.99, 0.995), "eps": 1e-8}  # the paper's recipe
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+ARMS = ("library", "monai", "bare")
+DISTINCT_BATCHES = 4
+
+
+def datasheet_peak(device_name: str) -> tuple[float | None, str | None]:
+    """The table's dense BF16 peak (TFLOP/s) for a CUDA device name, and the row it matched.
+
+    Example:
+        >>> datasheet_peak("NVIDIA H200")
+        (989.4, 'H200')
+        >>> datasheet_peak("NVIDIA H100 PCIe")
+        (None, None)
+    """
+    upper = device_name.upper()
+    if any(variant in upper for variant in _EXCLUDED_VARIANTS) and ("H100" in upper or "H200" in upper):
+        return None, None
+    for key, tflops in PEAK_BF16_DENSE_TFLOPS:
+        if key in upper:
+            return tflops, key
+    return None, None
+
+
+def library_unet() -> nn.Module:
+    """The paper's U-Net, built the way a pretraining run builds it."""
+    return build_backbone(
+        "unet2d", {"depth": DEPTH, "base_width": BASE_WIDTH}, in_channels=1, out_channels=1, seed=0
+    )
+
+
+def monai_basicunet() -> nn.Module:
+    """MONAI's BasicUNet with the same widths (32..512)."""
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=MONAI_FEATURES)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def flops_per_image(model: nn.Module, *, size: int, device: torch.device) -> dict[str, int]:
+    """FLOPs of one forward and one backward at batch 1 (``FlopCounterMode``, fp32, eager model)."""
+    x = torch.randn(1, 1, size, size, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = model(x)
+    forward = int(counter.get_total_flops())
+    with counter:  # FlopCounterMode resets its counts on entry
+        out.float().square().mean().backward()
+    backward = int(counter.get_total_flops())
+    model.zero_grad(set_to_none=True)
+    return {"forward": forward, "backward": backward, "total": forward + backward}
+
+
+def _make_step(
+    arm: str,
+    model: nn.Module,
+    *,
+    objective: InpaintingObjective,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    batch: int,
+) -> Callable[[torch.Tensor, torch.Tensor, int], None]:
+    optimizer = torch.optim.Adam(model.parameters(), **ADAM)  # type: ignore[arg-type]
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    def library_step(clean: torch.Tensor, corrupted: torch.Tensor, i: int) -> None:
+        # What Trainer._train_epoch does per batch, minus the DataLoader, the learning-rate
+        # schedule and the finiteness bookkeeping; keys stay on the host as in the loop.
+        keys = torch.arange(i * batch, (i + 1) * batch)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_context(device, amp_dtype):
+            loss = objective.loss(model, {"image": clean}, keys=keys)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def bare_step(clean: torch.Tensor, corrupted: torch.Tensor, i: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            restored = model(corrupted)
+        loss = F.mse_loss(restored.float(), clean)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return bare_step if arm == "bare" else library_step
+
+
+def _time_arm(
+    arm: str,
+    *,
+    data: torch.Tensor,
+    corrupted: torch.Tensor,
+    objective: InpaintingObjective,
+    args: argparse.Namespace,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    peak_flops: float | None,
+) -> dict[str, Any]:
+    model = monai_basicunet() if arm == "monai" else library_unet()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
+    model.train()
+    flops = flops_per_image(model, size=args.size, device=device)
+    if args.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    step = _make_step(arm, model, objective=objective, device=device, amp_dtype=amp_dtype, batch=args.batch)
+    batches = [
+        (
+            data[j].contiguous(memory_format=fmt),
+            corrupted[j].contiguous(memory_format=fmt),
+        )
+        for j in range(DISTINCT_BATCHES)
+    ]
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    warm_started = time.perf_counter()
+    for i in range(args.warmup):
+        step(*batches[i % DISTINCT_BATCHES], i)
+    _sync(device)
+    warmup_s = time.perf_counter() - warm_started
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for i in range(args.warmup, args.warmup + args.steps):
+            step(*batches[i % DISTINCT_BATCHES], i)
+        end.record()
+        torch.cuda.synchronize(device)
+        seconds = start.elapsed_time(end) / 1000.0
+        peak_memory: int | None = int(torch.cuda.max_memory_allocated(device))
+    else:
+        started = time.perf_counter()
+        for i in range(args.warmup, args.warmup + args.steps):
+            step(*batches[i % DISTINCT_BATCHES], i)
+        seconds = time.perf_counter() - started
+        peak_memory = None
+    images_per_s = args.steps * args.batch / seconds
+    achieved = flops["total"] * images_per_s
+    return {
+        "network": "MONAI BasicUNet" if arm == "monai" else f"inpaintssl unet2d (depth {DEPTH})",
+        "step": "bare (forward, mse_loss, backward, Adam)" if arm == "bare" else "InpaintingObjective",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "images_per_s": images_per_s,
+        "seconds_per_step": seconds / args.steps,
+        "timed_seconds": seconds,
+        "warmup_seconds": warmup_s,
+        "flops_per_image": flops,
+        "achieved_tflops": achieved / 1e12,
+        "mfu": None if peak_flops is None else achieved / peak_flops,
+        "peak_memory_bytes": peak_memory,
+        "peak_memory_gib": None if peak_memory is None else peak_memory / 2**30,
+    }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or not denominator else numerator / denominator
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug.removeprefix("nvidia_") or "device"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Time the three arms and return (and write) the JSON record."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per arm (default 50)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per arm first (default 10)")
+    parser.add_argument(
+        "--dtype",
+        default="bf16",
+        choices=list(DTYPES),
+        help="autocast dtype on CUDA (default bf16); the CPU always runs fp32",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="memory format of all three arms (default: the library's 'auto', off on CUDA, on on the CPU)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile each network")
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="set torch.backends.cudnn.benchmark for all arms (the library leaves it off)",
+    )
+    parser.add_argument("--patch-size", type=int, default=32, help="pretext patch side K (default 32)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="peak TFLOP/s for MFU; default: the datasheet table (dense BF16), none on the CPU",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="JSON record (default benchmarks/results/bench_gpu_throughput_<device>.json)",
+    )
+    args = parser.parse_args(argv)
+    if min(args.size, args.batch, args.steps) < 1 or args.warmup < 0:
+        parser.error("--size, --batch and --steps must be >= 1 and --warmup >= 0")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    amp_dtype = DTYPES[args.dtype] if device.type == "cuda" else None
+    channels_last = use_channels_last(device, "auto" if args.channels_last is None else args.channels_last)
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    if args.peak_tflops is not None:
+        peak_tflops: float | None = args.peak_tflops
+        peak_source: str | None = "--peak-tflops (given on the command line)"
+    elif device.type == "cuda":
+        peak_tflops, matched = datasheet_peak(device_name)
+        peak_source = None if matched is None else f"{PEAK_SOURCE} ({matched}: {peak_tflops} TFLOP/s)"
+        if peak_tflops is not None and amp_dtype != torch.bfloat16:
+            peak_source = f"{peak_source}; note: the run's dtype is {args.dtype}, not bf16"
+    else:
+        peak_tflops, peak_source = None, None
+    peak_flops = None if peak_tflops is None else peak_tflops * 1e12
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(DISTINCT_BATCHES, args.batch, 1, args.size, args.size, generator=generator).to(device)
+    task = build_pretext_task(PretextConfig(task="context_restoration", patch_size=args.patch_size), seed=0)
+    objective = InpaintingObjective(task)
+    with torch.no_grad():  # the bare arm's input: corrupted once, outside any timing
+        corrupted = torch.stack(
+            [
+                objective.corrupt(data[j], torch.arange(j * args.batch, (j + 1) * args.batch))
+                for j in range(DISTINCT_BATCHES)
+            ]
+        )
+    _sync(device)
+
+    results: dict[str, Any] = {}
+    for arm in args.arms:
+        if arm == "monai":
+            try:
+                import monai  # noqa: F401
+            except ImportError:
+                results[arm] = None
+                continue
+        results[arm] = _time_arm(
+            arm,
+            data=data,
+            corrupted=corrupted,
+            objective=objective,
+            args=args,
+            device=device,
+            amp_dtype=amp_dtype,
+            channels_last=channels_last,
+            peak_flops=peak_flops,
+        )
+        print(f"{arm}: {results[arm]['images_per_s']:.2f} images/s", file=sys.stderr)
+
+    def speed(arm: str) -> float | None:
+        entry = results.get(arm)
+        return None if entry is None else float(entry["images_per_s"])
+
+    library_mfu = None if results.get("library") is None else results["library"]["mfu"]
+    lib_vs_monai = _ratio(speed("library"), speed("monai"))
+    record: dict[str, Any] = {
+        "benchmark": "gpu_throughput",
+        "machine": {
+            "node": platform.node(),
+            "processor": platform.processor() or platform.machine(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "monai": _monai_version(),
+        "device": device_name,
+        "device_type": device.type,
+        "image_size": args.size,
+        "batch_size": args.batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "dtype": args.dtype if amp_dtype is not None else "fp32",
+        "channels_last": channels_last,
+        "compile": args.compile,
+        "cudnn_benchmark": args.cudnn_benchmark,
+        "pretext": {"task": "context_restoration", "patch_size": args.patch_size},
+        "optimizer": {"name": "Adam", **ADAM},
+        "flop_counter": "torch.utils.flop_counter.FlopCounterMode, forward + backward at batch 1",
+        "peak_tflops": peak_tflops,
+        "peak_source": peak_source,
+        "arms": results,
+        "ratios": {
+            "library_vs_monai": lib_vs_monai,
+            "library_vs_bare": _ratio(speed("library"), speed("bare")),
+        },
+        "targets": {
+            "library_vs_monai>=1.5": None if lib_vs_monai is None else lib_vs_monai >= 1.5,
+            "library_mfu>=0.25": None if library_mfu is None else library_mfu >= 0.25,
+        },
+    }
+    output = args.output or HERE / "results" / f"bench_gpu_throughput_{_slug(device_name)}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    print(f"wrote {output}", file=sys.stderr)
+    return record
+
+
+def _monai_version() -> str | None:
+    try:
+        import monai
+    except ImportError:
+        return None
+    return str(monai.__version__)
+
+
+if __name__ == "__main__":
+    main()
