@@ -97,6 +97,7 @@ class Volume(ABC):
     """Whether ``spacing`` comes from the file (NIfTI, DICOM) rather than from parameters."""
     affine: np.ndarray | None = None
     """The voxel-to-world ``(4, 4)`` matrix, for formats that store one (NIfTI)."""
+    _what: str = "volume"
 
     def __init__(
         self,
@@ -154,7 +155,7 @@ class Volume(ABC):
             # A header that parsed says nothing about the data after it: a truncated gzip stream
             # or HDF5 chunk only fails here, and the reader's own error names no file.
             raise DataError(
-                f"{getattr(self, '_what', 'volume')} {self.path} cannot be read at slice {index} (truncated "
+                f"{self._what} {self.path} cannot be read at slice {index} (truncated "
                 f"or corrupt data?): {type(exc).__name__}: {exc}"
             ) from exc
 

@@ -61,6 +61,7 @@ from inpaintssl.atomic import atomic_path, atomic_write_with
 from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, backbone_class, load_model
 from inpaintssl.models.layers import WSConv2d
 from inpaintssl.models.unet import UNet2d
+from inpaintssl.options import check_option
 
 __all__ = [
     "DEFAULT_ATOL",
@@ -359,8 +360,7 @@ def export_model(
         >>> torch.jit.load("model.pt")(torch.zeros(1, 1, 112, 112)).shape          # doctest: +SKIP
         torch.Size([1, 3, 112, 112])
     """
-    if format not in FORMATS:
-        raise ValueError(f"format={format!r} is invalid; expected one of {FORMATS}")
+    check_option(format, FORMATS, field="format")
     if opset is not None and format != "onnx":
         raise ValueError(f"opset={opset} applies to format='onnx' only; found format={format!r}")
     destination = Path(output)

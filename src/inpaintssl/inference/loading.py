@@ -49,6 +49,7 @@ from inpaintssl.config import DataConfig
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
 from inpaintssl.layout import RunFolder
 from inpaintssl.losses.base import SegmentationLoss
+from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 from inpaintssl.training.components import build_backbone
 from inpaintssl.training.device import resolve_device
@@ -492,8 +493,7 @@ def load_model(
         >>> model.inference_meta.kind, model.inference_meta.activation  # doctest: +SKIP
         ('finetune', 'sigmoid')
     """
-    if which not in ("best", "last"):
-        raise ValueError(f"which={which!r} is invalid; expected 'best' or 'last'")
+    check_option(which, ("best", "last"), field="which")
     target_device = resolve_device(device)
     path = Path(run_or_checkpoint)
     state, info = _read(path, which=which)

@@ -97,6 +97,7 @@ from inpaintssl.data.readers import (
 from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset
 from inpaintssl.inference.loading import Preprocessing, load_model
 from inpaintssl.metrics import tissue_volume
+from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_context, autocast_dtype, resolve_device
 
@@ -224,10 +225,12 @@ def _preprocessing(recorded: Preprocessing | None, *, slice_axis: int | None) ->
             stacklevel=3,
         )
     normalize: Normalize = "volume" if pre.normalization == "unknown" else pre.normalization
-    if normalize not in ("volume", "channel", "none"):
-        raise PredictionError(
-            f"the run's data.params.normalize={normalize!r}; expected 'volume', 'channel' or 'none'"
-        )
+    check_option(
+        normalize,
+        ("volume", "channel", "none"),
+        field="the run's data.params.normalize",
+        error=PredictionError,
+    )
     windows = pre.ct_windows if pre.channels == "ct_windows" else None
     if slice_axis is not None:
         axis = slice_axis

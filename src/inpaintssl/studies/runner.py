@@ -80,6 +80,7 @@ from pydantic import ValidationError
 
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import ConfigError
+from inpaintssl.options import check_option
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
@@ -211,8 +212,7 @@ def run_study(
     spec = _with_resources(load_spec(spec), resources or {})
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    check_option(executor, EXECUTORS, field="executor")
     if executor != "local" and workers != 1:
         raise ValueError(
             f"workers={workers} applies to the local executor only; with executor {executor!r} set "
