@@ -25,8 +25,9 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from inpaintssl._version import __version__
@@ -283,6 +284,51 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+_HELP: Mapping[str, str] = MappingProxyType(
+    {
+        "pretrain": "pretrain a backbone by inpainting (context prediction/restoration)",
+        "finetune": "fine-tune for segmentation from pretrained weights or from scratch",
+        "evaluate": "per-image metrics of a checkpoint on a data split",
+        "predict": "label maps for new scans, on each scan's own voxel grid",
+        "export": "write a trained network as ONNX, TorchScript or a plain safetensors state dict",
+        "experiment": "run or report one of the paper's studies from a spec",
+        "experiment run": "run (or resume) every pending run of a study spec",
+        "experiment report": "write tables, figures and a report from a study's database",
+        "experiment status": "how many runs are done, running, pending",
+        "demo": "the whole method on the bundled MNI152 brain template",
+        "plugins": "list every registry's names and where they come from",
+        "config": "print a resolved config or its JSON schema",
+    }
+)
+"""The one-line help of every subcommand, keyed by its words."""
+
+_EXAMPLES: Mapping[str, str] = MappingProxyType(
+    {
+        "pretrain": "inpaintssl pretrain pre.yaml pretext.task=context_restoration --output runs/pre",
+        "finetune": "inpaintssl finetune ft.yaml transfer.pretrained=runs/pre data.label_fraction=0.1",
+        "evaluate": "inpaintssl evaluate runs/ft --split test --output test.csv",
+        "predict": "inpaintssl predict runs/ft 'scans/*.nii.gz' dicom/series-01 --output segmentations",
+        "export": "inpaintssl export runs/ft --format onnx --output model.onnx",
+        "experiment": "inpaintssl experiment run examples/studies/transfer_design.yaml --shard 0/4",
+        "experiment run": "inpaintssl experiment run study.yaml --executor slurm --partition gpu",
+        "experiment report": "inpaintssl experiment report study.yaml --output report/",
+        "experiment status": "inpaintssl experiment status study.yaml",
+        "demo": "inpaintssl demo --output demo-report",
+        "plugins": "inpaintssl plugins --json",
+        "config": "inpaintssl config show finetune finetune.yaml optim.recipe=paper",
+    }
+)
+"""An example command line of every subcommand (its help epilog; a test runs none, it checks the words)."""
+
+
+def _command(parent: Any, words: str, *, description: str | None = None) -> argparse.ArgumentParser:
+    """Add the subcommand ``words`` (its last word) to ``parent``, with its help line and example."""
+    parser: argparse.ArgumentParser = parent.add_parser(
+        words.split()[-1], help=_HELP[words], description=description, epilog=f"example: {_EXAMPLES[words]}"
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation tools)."""
     parser = argparse.ArgumentParser(
@@ -292,27 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inpaintssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser(
-        "pretrain",
-        help="pretrain a backbone by inpainting (context prediction/restoration)",
-        epilog="example: inpaintssl pretrain pre.yaml pretext.task=context_restoration --output runs/pre",
-    )
+    p = _command(sub, "pretrain")
     _common_run_flags(p)
     p.set_defaults(func=_cmd_pretrain)
 
-    p = sub.add_parser(
-        "finetune",
-        help="fine-tune for segmentation from pretrained weights or from scratch",
-        epilog="example: inpaintssl finetune ft.yaml transfer.pretrained=runs/pre data.label_fraction=0.1",
-    )
+    p = _command(sub, "finetune")
     _common_run_flags(p)
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser(
-        "evaluate",
-        help="per-image metrics of a checkpoint on a data split",
-        epilog="example: inpaintssl evaluate runs/ft --split test --output test.csv",
-    )
+    p = _command(sub, "evaluate")
     p.add_argument("checkpoint", help="run folder, checkpoint folder or .safetensors file")
     p.add_argument(
         "overrides",
@@ -330,16 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=9)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser(
-        "predict",
-        help="label maps for new scans, on each scan's own voxel grid",
-        description=(
-            "Segment scans with a fine-tuned run: the run's preprocessing is applied and inverted, so "
-            "each <case>_seg.nii.gz has its input's shape and affine; volumes.csv holds each class's "
-            "volume in mL. Nothing is written to --output unless every input succeeds."
-        ),
-        epilog="example: inpaintssl predict runs/ft 'scans/*.nii.gz' dicom/series-01 --output segmentations",
+    predict_text = (
+        "Segment scans with a fine-tuned run: the run's preprocessing is applied and inverted, so "
+        "each <case>_seg.nii.gz has its input's shape and affine; volumes.csv holds each class's "
+        "volume in mL. Nothing is written to --output unless every input succeeds."
     )
+    p = _command(sub, "predict", description=predict_text)
     p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="fine-tuning run folder or checkpoint folder")
     p.add_argument(
         "inputs",
@@ -366,15 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser(
-        "export",
-        help="write a trained network as ONNX, TorchScript or a plain safetensors state dict",
-        description=(
-            "Export with weight standardisation folded into plain convolutions; the file is checked "
-            "against the PyTorch model before it is kept (onnxruntime for ONNX)."
-        ),
-        epilog="example: inpaintssl export runs/ft --format onnx --output model.onnx",
+    export_text = (
+        "Export with weight standardisation folded into plain convolutions; the file is checked "
+        "against the PyTorch model before it is kept (onnxruntime for ONNX)."
     )
+    p = _command(sub, "export", description=export_text)
     p.add_argument(
         "run", metavar="RUN_OR_CHECKPOINT", help="run folder, checkpoint folder or .safetensors file"
     )
@@ -385,17 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser(
-        "experiment",
-        help="run or report one of the paper's studies from a spec",
-        epilog="example: inpaintssl experiment run examples/studies/transfer_design.yaml --shard 0/4",
-    )
+    p = _command(sub, "experiment")
     exp = p.add_subparsers(dest="experiment_command", required=True)
-    run = exp.add_parser(
-        "run",
-        help="run (or resume) every pending run of a study spec",
-        epilog="example: inpaintssl experiment run study.yaml --executor slurm --partition gpu",
-    )
+    run = _command(exp, "experiment run")
     run.add_argument("spec", type=Path)
     run.add_argument("--shard", default="0/1", help="i/n: this process runs the i-th of n shards")
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (local)")
@@ -416,45 +434,25 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--cluster", choices=["slurm", "local"], help="submitit cluster (local: try it here)")
     res.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: a local one)")
     run.add_argument("--quiet", action="store_true")
-    rep = exp.add_parser(
-        "report",
-        help="write tables, figures and a report from a study's database",
-        epilog="example: inpaintssl experiment report study.yaml --output report/",
-    )
+    rep = _command(exp, "experiment report")
     rep.add_argument("spec", type=Path)
     rep.add_argument("--output", type=Path)
-    st = exp.add_parser(
-        "status",
-        help="how many runs are done, running, pending",
-        epilog="example: inpaintssl experiment status study.yaml",
-    )
+    st = _command(exp, "experiment status")
     st.add_argument("spec", type=Path)
     p.set_defaults(func=_cmd_experiment)
 
-    p = sub.add_parser(
-        "demo",
-        help="the whole method on the bundled MNI152 brain template",
-        epilog="example: inpaintssl demo --output demo-report",
-    )
+    p = _command(sub, "demo")
     p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
     p.add_argument("--output", type=Path, default=Path("demo-report"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser(
-        "plugins",
-        help="list every registry's names and where they come from",
-        epilog="example: inpaintssl plugins --json",
-    )
+    p = _command(sub, "plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
 
-    p = sub.add_parser(
-        "config",
-        help="print a resolved config or its JSON schema",
-        epilog="example: inpaintssl config show finetune finetune.yaml optim.recipe=paper",
-    )
+    p = _command(sub, "config")
     p.add_argument("action", choices=["show", "schema"])
     p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"])
     p.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")

@@ -456,7 +456,14 @@ def _corruption_problem(pretext: PretextConfig, image_size: tuple[int, int]) -> 
     return None
 
 
-class PretrainConfig(_Strict):
+class _StageConfig(_Strict):
+    """The sections both training stages open with: the data and the network."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+
+
+class PretrainConfig(_StageConfig):
     """Everything :func:`inpaintssl.pretrain` needs (sec. 2.3-2.5).
 
     When ``data.image_size`` is set, the pretext task's patches are checked against it here, so
@@ -472,8 +479,6 @@ class PretrainConfig(_Strict):
           Value error, pretext.patch_size=64 with pretext.coverage=0.25 ... one patch alone covers 100%...
     """
 
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
     pretext: PretextConfig = Field(default_factory=PretextConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=_pretrain_stopping)
@@ -481,18 +486,16 @@ class PretrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _patches_fit_the_image(self) -> PretrainConfig:
-        if self.data.image_size is not None:
-            problem = _corruption_problem(self.pretext, self.data.image_size)
-            if problem is not None:
-                raise ValueError(problem)
+        size = self.data.image_size
+        problem = None if size is None else _corruption_problem(self.pretext, size)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
-class FinetuneConfig(_Strict):
+class FinetuneConfig(_StageConfig):
     """Everything :func:`inpaintssl.finetune` needs (sec. 2.5.1, Appendix B)."""
 
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)

@@ -34,9 +34,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, overload
 
 __all__ = ["RunFolder"]
+
+
+class _Entry:
+    """A file or folder directly inside a run folder: on a :class:`RunFolder`, its path."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        self.__doc__ = f"``{name}``: {what}."
+
+    @overload
+    def __get__(self, folder: None, owner: type[RunFolder]) -> _Entry: ...
+    @overload
+    def __get__(self, folder: RunFolder, owner: type[RunFolder]) -> Path: ...
+    def __get__(self, folder: RunFolder | None, owner: type[RunFolder]) -> Path | _Entry:
+        return self if folder is None else folder.root / self.name
 
 
 @dataclass(frozen=True)
@@ -96,35 +111,17 @@ class RunFolder:
             return cls(folder.parent.parent)
         return None
 
-    @property
-    def config(self) -> Path:
-        """``config.yaml``: the resolved configuration."""
-        return self.root / self.CONFIG
-
-    @property
-    def manifest(self) -> Path:
-        """``manifest.json``: versions, seeds, git commit, data-file hash."""
-        return self.root / self.MANIFEST
-
-    @property
-    def splits(self) -> Path:
-        """``splits.json``: the exact subsets used."""
-        return self.root / self.SPLITS
-
-    @property
-    def metrics_csv(self) -> Path:
-        """``metrics.csv``: one row per epoch."""
-        return self.root / self.METRICS_CSV
-
-    @property
-    def learning_curve(self) -> Path:
-        """``learning_curve.png``: the losses per epoch."""
-        return self.root / self.LEARNING_CURVE
-
-    @property
-    def checkpoints(self) -> Path:
-        """``checkpoints/``: the folder holding ``best`` and ``last``."""
-        return self.root / self.CHECKPOINTS
+    config = _Entry(CONFIG, "the resolved configuration")
+    manifest = _Entry(MANIFEST, "versions, seeds, git commit, data-file hash")
+    splits = _Entry(SPLITS, "the exact subsets used")
+    metrics_csv = _Entry(METRICS_CSV, "one row per epoch")
+    learning_curve = _Entry(LEARNING_CURVE, "the losses per epoch")
+    checkpoints = _Entry(CHECKPOINTS, "the folder holding ``best`` and ``last``")
+    tensorboard = _Entry(TENSORBOARD, "event files")
+    reconstructions = _Entry(RECONSTRUCTIONS, "pretraining's per-epoch restoration images")
+    val_inpainting = _Entry(VAL_INPAINTING, "pretraining's per-image inpainting L2 norms")
+    test_metrics = _Entry(TEST_METRICS, "fine-tuning's test-split Dice table")
+    lock = _Entry(LOCK, "present while a run writes the folder")
 
     def checkpoint(self, which: Literal["best", "last"]) -> Path:
         """``checkpoints/<which>``."""
@@ -139,31 +136,6 @@ class RunFolder:
     def last(self) -> Path:
         """``checkpoints/last``: the latest epoch with the state to resume from."""
         return self.checkpoint("last")
-
-    @property
-    def tensorboard(self) -> Path:
-        """``tensorboard/``: event files."""
-        return self.root / self.TENSORBOARD
-
-    @property
-    def reconstructions(self) -> Path:
-        """``reconstructions/``: pretraining's per-epoch restoration images."""
-        return self.root / self.RECONSTRUCTIONS
-
-    @property
-    def val_inpainting(self) -> Path:
-        """``val_inpainting.csv``: pretraining's per-image inpainting L2 norms."""
-        return self.root / self.VAL_INPAINTING
-
-    @property
-    def test_metrics(self) -> Path:
-        """``test_metrics.csv``: fine-tuning's test-split Dice table."""
-        return self.root / self.TEST_METRICS
-
-    @property
-    def lock(self) -> Path:
-        """``.inpaintssl.lock``: present while a run writes the folder."""
-        return self.root / self.LOCK
 
     def eval_csv(self, split: str) -> Path:
         """``eval_<split>.csv``: where ``inpaintssl evaluate`` writes by default."""

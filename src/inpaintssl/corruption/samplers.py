@@ -294,10 +294,9 @@ class PoissonDiscSampler(_CheckedSampler):
     """
 
     def __init__(self, *, candidates: int = 30, attempts: int = 10) -> None:
-        if candidates < 1:
-            raise ValueError(f"candidates={candidates} must be >= 1")
-        if attempts < 1:
-            raise ValueError(f"attempts={attempts} must be >= 1")
+        for name, value in (("candidates", candidates), ("attempts", attempts)):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
         self.candidates = candidates
         self.attempts = attempts
 

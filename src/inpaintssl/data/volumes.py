@@ -229,7 +229,6 @@ def open_cases(
 
 def _volume_dataset(
     name: str,
-    *,
     split: str,
     labelled: bool,
     cases: Any,
@@ -237,6 +236,8 @@ def _volume_dataset(
     class_names: Sequence[str],
     label_values: Mapping[str, int | Sequence[int]] | None,
     normalize: Normalize,
+    /,
+    *,
     open_image: Callable[[Path], Volume],
     open_label: Callable[[Path], Volume],
     label_in_image_file: bool = False,
@@ -284,15 +285,10 @@ def nifti_dataset(
         slice_axis: Axis of the stored array that slices are taken along.
         normalize: ``volume``, ``channel`` or ``none``.
     """
+    common = (split, labelled, cases, root, class_names, label_values, normalize)
     return _volume_dataset(
         "nifti",
-        split=split,
-        labelled=labelled,
-        cases=cases,
-        root=root,
-        class_names=class_names,
-        label_values=label_values,
-        normalize=normalize,
+        *common,
         open_image=lambda p: NiftiVolume(p, slice_axis=slice_axis),
         open_label=lambda p: NiftiVolume(p, slice_axis=slice_axis, ranks=LABEL_RANKS),
     )
@@ -318,15 +314,10 @@ def numpy_dataset(
     Args are those of :func:`nifti_dataset`, plus ``image_key``/``label_key`` (``.npz`` member
     names) and ``spacing`` (NumPy files carry none), given in stored axis order.
     """
+    common = (split, labelled, cases, root, class_names, label_values, normalize)
     return _volume_dataset(
         "numpy",
-        split=split,
-        labelled=labelled,
-        cases=cases,
-        root=root,
-        class_names=class_names,
-        label_values=label_values,
-        normalize=normalize,
+        *common,
         open_image=lambda p: NumpyVolume(p, key=image_key, slice_axis=slice_axis, spacing=spacing),
         open_label=lambda p: NumpyVolume(
             p, key=label_key, slice_axis=slice_axis, spacing=spacing, ranks=LABEL_RANKS
@@ -354,16 +345,11 @@ def hdf5_dataset(
     A case's ``label`` may name the same file as its ``image``; each file is opened once per
     worker process and read per slice. Args are those of :func:`numpy_dataset`.
     """
+    common = (split, labelled, cases, root, class_names, label_values, normalize)
     handles = H5Files()
     return _volume_dataset(
         "hdf5",
-        split=split,
-        labelled=labelled,
-        cases=cases,
-        root=root,
-        class_names=class_names,
-        label_values=label_values,
-        normalize=normalize,
+        *common,
         open_image=lambda p: H5Volume(
             p, key=image_key, handles=handles, slice_axis=slice_axis, spacing=spacing
         ),

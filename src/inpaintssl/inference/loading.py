@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -211,36 +211,14 @@ class ModelInfo:
         source: Path | None = None,
     ) -> ModelInfo:
         """Combine a checkpoint's validated metadata with what loading found out."""
-        return cls(
-            kind=meta.kind,
-            backbone=meta.backbone,
-            backbone_params=dict(meta.backbone_params),
-            in_channels=meta.in_channels,
-            out_channels=meta.out_channels,
-            class_names=tuple(meta.class_names),
-            activation=meta.activation,
-            size_multiple=size_multiple,
-            epoch=meta.epoch,
-            val_loss=meta.val_loss,
-            pretext=dict(meta.pretext),
-            preprocessing=preprocessing,
-            source=source,
-        )
+        shared = meta.model_dump(include=set(_fields_shared_with_checkpoint_meta()))
+        shared["class_names"] = tuple(shared["class_names"])
+        return cls(**shared, size_multiple=size_multiple, preprocessing=preprocessing, source=source)
 
     def checkpoint_meta(self) -> CheckpointMeta:
         """The architecture part as :class:`~inpaintssl.checkpoint.CheckpointMeta` (to save a checkpoint)."""
-        return CheckpointMeta(
-            kind=self.kind,
-            backbone=self.backbone,
-            backbone_params=dict(self.backbone_params),
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            class_names=list(self.class_names),
-            activation=self.activation,
-            epoch=self.epoch,
-            val_loss=self.val_loss,
-            pretext=dict(self.pretext),
-        )
+        shared = {name: getattr(self, name) for name in _fields_shared_with_checkpoint_meta()}
+        return CheckpointMeta.model_validate(shared)
 
     def to_json(self) -> str:
         """Compact JSON of every field but ``source`` (what exported files store)."""
@@ -266,6 +244,11 @@ class ModelInfo:
 
 
 _MODEL_INFO: TypeAdapter[ModelInfo] = TypeAdapter(ModelInfo)
+
+
+@functools.cache
+def _fields_shared_with_checkpoint_meta() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(ModelInfo) if f.name in CheckpointMeta.model_fields)
 
 
 class _Activation(SegmentationLoss):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -38,50 +38,44 @@ T1_DEFAULTS_MS: Final[Mapping[str, float]] = MappingProxyType(
 _GAMMA_RAD_PER_G_S: Final = 4258.0 * 2.0 * math.pi
 
 
-def _model_constants(
-    *,
-    tr_ms: float,
-    te_ms: float,
-    flip_angle_deg: float,
-    gl_area: float,
-    tg_us: float,
-    t1_ms: float,
-    diffusivity: float,
-) -> tuple[float, float, float]:
-    """Validate scan parameters and return ``(k, c1, TR - TE in s)`` of the qDESS model."""
-    params = {
-        "tr_ms": tr_ms,
-        "te_ms": te_ms,
-        "flip_angle_deg": flip_angle_deg,
-        "gl_area": gl_area,
-        "tg_us": tg_us,
-        "t1_ms": t1_ms,
-        "diffusivity": diffusivity,
-    }
-    for name, value in params.items():
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number; found {value!r}")
-    for name in ("tr_ms", "tg_us", "t1_ms"):
-        if params[name] <= 0:
-            raise ValueError(f"{name} must be > 0; found {params[name]!r}")
-    for name in ("te_ms", "gl_area", "diffusivity"):
-        if params[name] < 0:
-            raise ValueError(f"{name} must be >= 0; found {params[name]!r}")
-    if te_ms >= tr_ms:
-        raise ValueError(f"te_ms must be smaller than tr_ms; found te_ms={te_ms!r}, tr_ms={tr_ms!r}")
-    if not 0 < flip_angle_deg < 180:
-        raise ValueError(f"flip_angle_deg must lie in (0, 180) degrees; found {flip_angle_deg!r}")
+class _Scan(NamedTuple):
+    """The scan and tissue parameters of the qDESS model, in the units of :func:`qdess_t2`."""
 
-    tr, te, tg, t1 = tr_ms * 1e-3, te_ms * 1e-3, tg_us * 1e-6, t1_ms * 1e-3
-    alpha = math.radians(flip_angle_deg)
-    # DOSMA's unit conventions (gradient in G/cm from the vendor's spoiler area), kept verbatim so
-    # maps match the reference implementation.
-    gl = gl_area / (tg * 1e6) * 100.0
-    dkl = _GAMMA_RAD_PER_G_S * gl * tg
-    e = math.exp(-tr / t1 - tr * dkl**2 * diffusivity)
-    k = math.sin(alpha / 2.0) ** 2 * (1.0 + e) / (1.0 - math.cos(alpha) * e)
-    c1 = (tr - tg / 3.0) * dkl**2 * diffusivity
-    return k, c1, tr - te
+    tr_ms: float
+    te_ms: float
+    flip_angle_deg: float
+    gl_area: float
+    tg_us: float
+    t1_ms: float
+    diffusivity: float
+
+    def constants(self) -> tuple[float, float, float]:
+        """Validate the parameters and return ``(k, c1, TR - TE in s)`` of the model."""
+        for name, value in self._asdict().items():
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number; found {value!r}")
+        tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity = self
+        for name, value in (("tr_ms", tr_ms), ("tg_us", tg_us), ("t1_ms", t1_ms)):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0; found {value!r}")
+        for name, value in (("te_ms", te_ms), ("gl_area", gl_area), ("diffusivity", diffusivity)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0; found {value!r}")
+        if te_ms >= tr_ms:
+            raise ValueError(f"te_ms must be smaller than tr_ms; found te_ms={te_ms!r}, tr_ms={tr_ms!r}")
+        if not 0 < flip_angle_deg < 180:
+            raise ValueError(f"flip_angle_deg must lie in (0, 180) degrees; found {flip_angle_deg!r}")
+
+        tr, te, tg, t1 = tr_ms * 1e-3, te_ms * 1e-3, tg_us * 1e-6, t1_ms * 1e-3
+        alpha = math.radians(flip_angle_deg)
+        # DOSMA's unit conventions (gradient in G/cm from the vendor's spoiler area), kept verbatim so
+        # maps match the reference implementation.
+        gl = gl_area / (tg * 1e6) * 100.0
+        dkl = _GAMMA_RAD_PER_G_S * gl * tg
+        e = math.exp(-tr / t1 - tr * dkl**2 * diffusivity)
+        k = math.sin(alpha / 2.0) ** 2 * (1.0 + e) / (1.0 - math.cos(alpha) * e)
+        c1 = (tr - tg / 3.0) * dkl**2 * diffusivity
+        return k, c1, tr - te
 
 
 def qdess_t2(
@@ -136,15 +130,7 @@ def qdess_t2(
     lo, hi = t2_range_ms
     if not lo < hi:
         raise ValueError(f"t2_range_ms must be (lo, hi) with lo < hi; found {t2_range_ms!r}")
-    k, c1, tr_minus_te = _model_constants(
-        tr_ms=tr_ms,
-        te_ms=te_ms,
-        flip_angle_deg=flip_angle_deg,
-        gl_area=gl_area,
-        tg_us=tg_us,
-        t1_ms=t1_ms,
-        diffusivity=diffusivity,
-    )
+    k, c1, tr_minus_te = _Scan(tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity).constants()
     dtype = np.result_type(s1.dtype, s2.dtype, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.abs(s2.astype(dtype, copy=False) / s1.astype(dtype, copy=False))
@@ -156,13 +142,13 @@ def qdess_t2(
 def qdess_signal_ratio(
     t2_ms: ArrayInput,
     *,
+    t1_ms: float = 1200.0,
+    diffusivity: float = 1.25e-9,
     tr_ms: float,
     te_ms: float,
     flip_angle_deg: float,
     gl_area: float,
     tg_us: float,
-    t1_ms: float = 1200.0,
-    diffusivity: float = 1.25e-9,
 ) -> npt.NDArray[np.float64]:
     """Echo ratio ``S2 / S1`` the qDESS model predicts for given T2 values (forward model).
 
@@ -195,14 +181,6 @@ def qdess_signal_ratio(
     bad = ~(t2 > 0)
     if np.any(bad):
         raise ValueError(f"t2_ms must be > 0 (and not NaN) everywhere; found {t2[bad][:5].tolist()}")
-    k, c1, tr_minus_te = _model_constants(
-        tr_ms=tr_ms,
-        te_ms=te_ms,
-        flip_angle_deg=flip_angle_deg,
-        gl_area=gl_area,
-        tg_us=tg_us,
-        t1_ms=t1_ms,
-        diffusivity=diffusivity,
-    )
+    k, c1, tr_minus_te = _Scan(tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity).constants()
     ratio: npt.NDArray[np.float64] = k * np.exp(-2.0 * tr_minus_te / (t2 * 1e-3) - c1)
     return ratio

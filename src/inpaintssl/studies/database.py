@@ -59,9 +59,12 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final
 
 from inpaintssl.config import ConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 __all__ = ["RUN_STATUSES", "SCHEMA_VERSION", "StudyDatabase", "StudyDatabaseError", "current_host"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,10 @@ def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
 class _Submission:
-    def __init__(self, ray: Any, ref: Any) -> None:
-        self.ray = ray
-        self.ref = ref
+    ray: Any  # the imported module
+    ref: Any  # the task's ObjectRef
 
     @property
     def label(self) -> str:

@@ -22,26 +22,15 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-from inpaintssl.analysis.clinical import agreement_table, per_image_comparison_table
-from inpaintssl.analysis.figures import (
-    plot_dice_vs_label_fraction,
-    plot_dice_vs_pretraining_data,
-    plot_percent_error_bars,
-    plot_ssl_vs_supervised,
-    plot_transfer_boxplots,
-)
+from inpaintssl.analysis import clinical, paper_tables
+from inpaintssl.analysis import figures as plots
+from inpaintssl.analysis.figures import FigureFiles
 from inpaintssl.analysis.pages import ReportParts, write_pages
-from inpaintssl.analysis.paper_tables import (
-    dice_table,
-    labels_needed_table,
-    power_law_table,
-    table2_l2_norm,
-    table3_ranking,
-)
 from inpaintssl.analysis.summaries import with_mean_class
 from inpaintssl.analysis.table import Table
 from inpaintssl.studies.results import load_results, load_runs
@@ -81,55 +70,50 @@ def _status_table(spec: StudySpec) -> Table:
     )
 
 
+_CAPTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "figA1_transfer": "Figure A1: Dice per test item by transfer strategy and learning rates",
+        "fig5_scaling": "Figure 5: Dice vs amount of pretraining data, with power-law fits",
+        "fig6_percent_error": "Figure 6: median percent error of the clinical metrics",
+        "fig7_per_image": "Figure 7: per-image percent error, SSL vs supervised",
+        "fig3_dice": "Dice vs label fraction",
+    }
+)
+
+
 def _study_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
+    def figure(name: str, plot: Callable[..., FigureFiles], caption: str = "", **options: str) -> None:
+        parts.figure(name, caption or _CAPTIONS[name], functools.partial(plot, results, **options))
+
+    def table(name: str, build: Callable[..., Table], **options: float | None) -> None:
+        parts.table(name, functools.partial(build, results, **options))
+
     study = spec.study
     if study == "pretext_design":
-        parts.table("table 2", lambda: table2_l2_norm(results))
-        parts.table("table 3", lambda: table3_ranking(results))
-        for task in [t for t in results.select(arm="ssl").unique("task") if t is not None]:
-            parts.figure(
-                f"fig3_dice_{task}",
-                f"Figure 3/4: Dice vs label fraction ({task})",
-                functools.partial(plot_dice_vs_label_fraction, results, task=str(task)),
-            )
+        table("table 2", paper_tables.table2_l2_norm)
+        table("table 3", paper_tables.table3_ranking)
+        for task in [str(t) for t in results.select(arm="ssl").unique("task") if t is not None]:
+            caption = f"Figure 3/4: Dice vs label fraction ({task})"
+            figure(f"fig3_dice_{task}", plots.plot_dice_vs_label_fraction, caption, task=task)
     elif study == "transfer_design":
-        parts.figure(
-            "figA1_transfer",
-            "Figure A1: Dice per test item by transfer strategy and learning rates",
-            lambda p: plot_transfer_boxplots(results, p),
-        )
-        parts.table("strategy ranking", lambda: table3_ranking(results))
+        figure("figA1_transfer", plots.plot_transfer_boxplots)
+        table("strategy ranking", paper_tables.table3_ranking)
     elif study == "data_scaling":
-        parts.figure(
-            "fig5_scaling",
-            "Figure 5: Dice vs amount of pretraining data, with power-law fits",
-            lambda p: plot_dice_vs_pretraining_data(results, p),
-        )
-        parts.table("power-law fits", lambda: power_law_table(results))
-        parts.table("labels needed", lambda: labels_needed_table(results, target=spec.target_dice))
-        parts.figure(
-            "fig3_dice",
-            "Dice vs label fraction per amount of unlabelled data",
-            lambda p: plot_dice_vs_label_fraction(results, p),
-        )
+        figure("fig5_scaling", plots.plot_dice_vs_pretraining_data)
+        table("power-law fits", paper_tables.power_law_table)
+        table("labels needed", paper_tables.labels_needed_table, target=spec.target_dice)
+        caption = "Dice vs label fraction per amount of unlabelled data"
+        figure("fig3_dice", plots.plot_dice_vs_label_fraction, caption)
     elif study == "demo":
         from inpaintssl.studies.demo import demo_parts  # the demo's extras need torch and the data
 
         demo_parts(spec, results, parts)
     else:
-        parts.figure(
-            "fig6_percent_error",
-            "Figure 6: median percent error of the clinical metrics",
-            lambda p: plot_percent_error_bars(results, p),
-        )
-        parts.figure(
-            "fig7_per_image",
-            "Figure 7: per-image percent error, SSL vs supervised",
-            lambda p: plot_ssl_vs_supervised(results, p),
-        )
-        parts.table("clinical agreement", lambda: agreement_table(results))
-        parts.table("per-image comparison", lambda: per_image_comparison_table(results))
-        parts.figure("fig3_dice", "Dice vs label fraction", lambda p: plot_dice_vs_label_fraction(results, p))
+        figure("fig6_percent_error", plots.plot_percent_error_bars)
+        figure("fig7_per_image", plots.plot_ssl_vs_supervised)
+        table("clinical agreement", clinical.agreement_table)
+        table("per-image comparison", clinical.per_image_comparison_table)
+        figure("fig3_dice", plots.plot_dice_vs_label_fraction)
 
 
 def write_report(
@@ -156,7 +140,7 @@ def write_report(
     parts = ReportParts(folder)
     parts.table("status", lambda: _status_table(spec))
     if spec.study != "demo":  # the demo's summary table holds its Dice
-        parts.table("dice", lambda: dice_table(results))
+        parts.table("dice", lambda: paper_tables.dice_table(results))
     _study_parts(spec, results, parts)
     # The demo's results.csv has one row per slice and class, with the class average as "mean".
     written = (with_mean_class(results) if spec.study == "demo" else results).to_csv(folder / "results.csv")

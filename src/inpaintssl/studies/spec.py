@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core.core_schema import ValidationInfo
 
 from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, read_config_text, update_fields
 
@@ -175,15 +176,23 @@ class StudySpec(BaseModel):
         bad = [f for f in value if not 0.0 < f <= 1.0]
         if bad:
             raise ValueError(f"label_fractions must lie in (0, 1]; found {bad}")
-        if len(set(value)) != len(value):
-            raise ValueError(f"label_fractions must be distinct; found {value}")
         return value
 
-    @field_validator("subset_seeds")
+    @field_validator("unlabelled_fractions")
     @classmethod
-    def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"subset_seeds must be distinct; found {value}")
+    def _unlabelled_in_range(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or any(not 0.0 <= f <= 1.0 for f in value)):
+            raise ValueError(
+                f"unlabelled_fractions must be a non-empty list of values in [0, 1]; found {value}"
+            )
+        return value
+
+    # Runs after the range checks above (pydantic applies a field's validators in order).
+    @field_validator("label_fractions", "subset_seeds", "unlabelled_fractions")
+    @classmethod
+    def _distinct(cls, value: list[Any] | None, info: ValidationInfo) -> list[Any] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"{info.field_name} must be distinct; found {value}")
         return value
 
     @field_validator("fraction_seeds")
@@ -194,20 +203,6 @@ class StudySpec(BaseModel):
                 raise ValueError(
                     f"fraction_seeds[{fraction}] must be distinct seeds, at least one; found {seeds}"
                 )
-        return value
-
-    @field_validator("unlabelled_fractions")
-    @classmethod
-    def _unlabelled_in_range(cls, value: list[float] | None) -> list[float] | None:
-        if value is None:
-            return None
-        bad = [f for f in value if not 0.0 <= f <= 1.0]
-        if bad or not value:
-            raise ValueError(
-                f"unlabelled_fractions must be a non-empty list of values in [0, 1]; found {value}"
-            )
-        if len(set(value)) != len(value):
-            raise ValueError(f"unlabelled_fractions must be distinct; found {value}")
         return value
 
     @field_validator("grid")

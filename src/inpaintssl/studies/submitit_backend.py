@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,10 @@ class _Batch:
         return submitit.helpers.DelayedSubmission(self, tasks)
 
 
+@dataclass(frozen=True)
 class _Submission:
-    def __init__(self, job: Any, cluster: str) -> None:
-        self.job = job
-        self.cluster = cluster
+    job: Any  # a submitit Job
+    cluster: str
 
     @property
     def label(self) -> str:

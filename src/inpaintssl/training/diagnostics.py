@@ -287,11 +287,11 @@ def plot_learning_curves_grid(
     Args:
         runs: ``(name, history, converged)`` per run; ``history`` as in :func:`plot_learning_curve`
             (an empty history gives a panel saying so); ``converged`` may be ``None`` (unknown).
-        path: Image file to write; its suffix picks the format (``.png`` expected).
+        path: Image file to write, as in :func:`plot_learning_curve`.
         title: Figure title.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        The written ``path``.
 
     Raises:
         ValueError: ``runs`` is empty, or ``path`` has no suffix.

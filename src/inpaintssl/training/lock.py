@@ -195,7 +195,7 @@ def _create_exclusive(path: Path, text: str) -> bool:
     return True
 
 
-class RunLock:
+class RunLock(contextlib.AbstractContextManager["RunLock"]):
     """A held run-folder lock; :meth:`release` (or leaving the ``with`` block) removes it.
 
     Attributes:
@@ -219,9 +219,6 @@ class RunLock:
             return
         if current is not None and current.token == self.owner.token:
             self.path.unlink(missing_ok=True)
-
-    def __enter__(self) -> RunLock:
-        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
