@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,11 +34,35 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    try:  # Linux says it without changing it
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Elsewhere it can only be read by setting it, for an instant.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(target: Path) -> int:
+    """The permissions ``open(target, "w")`` would leave: the existing file's, else 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed over ``target``.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched. The new file
+    gets the permissions a plain write would give it (the old file's, or the umask's for a new
+    one), not the owner-only mode of a temporary file.
 
     Raises:
         OSError: Creating, writing or renaming failed (e.g. ``ENOSPC``); the message names the target.
@@ -49,6 +74,7 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _plain_mode(target))
         if fsync:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,24 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
         assert (out / link).is_file(), link
     assert (out / "report.html").read_text().count("<img") == 4
     assert (out / "runs" / "pretrain" / "checkpoints" / "best" / "model.safetensors").is_file()
+    # The report folder holds the files the demo always wrote, and the study's state sits in runs/.
+    assert sorted(p.name for p in out.iterdir()) == [
+        "corruption_panel.png",
+        "dice_vs_label_fraction.pdf",
+        "dice_vs_label_fraction.png",
+        "example_segmentations.png",
+        "learning_curves.png",
+        "report.html",
+        "report.md",
+        "results.csv",
+        "runs",
+        "runs.csv",
+        "summary.csv",
+    ]
+    assert {"study.sqlite", "spec.json"} <= {p.name for p in (out / "runs").iterdir()}
+    probe = tmp_path / "probe.txt"
+    probe.write_text("a plain write under the same umask")
+    assert stat.S_IMODE((out / "report.md").stat().st_mode) == stat.S_IMODE(probe.stat().st_mode)
 
 
 def test_summary_pairs_slices_and_reports_per_seed_differences() -> None:

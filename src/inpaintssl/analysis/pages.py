@@ -41,11 +41,14 @@ class ReportParts:
         folder: The report folder (figures are drawn into it, links are relative to it).
         parts: ``(item, caption)`` in page order.
         skipped: ``(part, reason)`` of parts the results could not support.
+        markdown_tables: Also write each table as ``<name>.md`` beside its CSV (the pages
+            embed every table either way).
     """
 
     folder: Path
     parts: list[tuple[Table | FigureFiles, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    markdown_tables: bool = True
 
     def table(self, name: str, build: Callable[[], Table]) -> None:
         """Add ``build()``, or record why it could not be built (it raised ``ValueError``)."""
@@ -143,7 +146,8 @@ def write_pages(
     written: list[Path] = []
     for item, _ in parts.parts:
         if isinstance(item, Table):
-            written += item.write(parts.folder)
+            csv = parts.folder / f"{item.name}.csv"
+            written += item.write(parts.folder) if parts.markdown_tables else (item.to_csv(csv),)
     markdown, page = parts.folder / "report.md", parts.folder / "report.html"
     atomic_write_text(markdown, render_markdown(parts, title=title, notes=notes))
     atomic_write_text(page, render_html(parts, title=title, notes=notes))

@@ -24,13 +24,12 @@ Report folder::
     dice_vs_label_fraction.png/.pdf
     example_segmentations.png
     results.csv              one row per test slice, class, arm, fraction and seed
-    summary.csv/.md          mean Dice per class, arm and fraction; p-values
-    runs.csv/.md             every run: epochs, best epoch, converged, seconds (training, validation, other)
+    summary.csv              mean Dice per class, arm and fraction; p-values
+    runs.csv                 every run: epochs, best epoch, converged, seconds (training, validation, other)
     learning_curves.png      every run's learning curve, unconverged runs marked in red
-    status.csv/.md           runs by kind and status (every study report has it)
     report.md, report.html   everything above, linked
-    runs/                    every run folder (config, manifest, metrics, checkpoints)
-    study.sqlite, spec.json  the study's job queue and result store, and its spec
+    runs/                    every run folder (config, manifest, metrics, checkpoints), and the
+                             study's database and spec (study.sqlite, spec.json)
 
 Example:
     >>> settings_for(quick=True).fractions
@@ -211,7 +210,7 @@ def demo_spec(settings: DemoSettings, *, output: Path | str, seed: int = 0) -> S
             f: list(range(settings.seeds_for(f))) for f in settings.fractions if settings.seeds_for(f) > 1
         },
         output=Path(output),
-        database=Path(output) / "study.sqlite",
+        database=Path(output) / "runs" / "study.sqlite",  # the report folder keeps its own files
     )
 
 

@@ -137,9 +137,12 @@ def write_report(
     folder = Path(output) if output is not None else spec.output_dir() / "report"
     folder.mkdir(parents=True, exist_ok=True)
     results = load_results(spec) if results is None else results
-    parts = ReportParts(folder)
-    parts.table("status", lambda: _status_table(spec))
-    if spec.study != "demo":  # the demo's summary table holds its Dice
+    # The demo's report keeps the files it always had: its summary table holds the Dice, its runs
+    # table the status, and the pages show its tables (no Markdown copies).
+    demo = spec.study == "demo"
+    parts = ReportParts(folder, markdown_tables=not demo)
+    if not demo:
+        parts.table("status", lambda: _status_table(spec))
         parts.table("dice", lambda: paper_tables.dice_table(results))
     _study_parts(spec, results, parts)
     # The demo's results.csv has one row per slice and class, with the class average as "mean".

@@ -219,9 +219,12 @@ def run_study(
             "chunk_size and array_parallelism (slurm) or the cluster's size (ray) instead"
         )
     plan = expand_study(spec).shard(*shard)
-    spec.output_dir().mkdir(parents=True, exist_ok=True)
-    atomic_write_text(spec.output_dir() / "spec.json", spec.model_dump_json(indent=2))
-    with StudyStore(spec.database_path(shard)) as store:
+    database = spec.database_path(shard)
+    for folder in (spec.output_dir(), database.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    # Beside the database it describes (the study folder unless the spec moves the database).
+    atomic_write_text(database.parent / "spec.json", spec.model_dump_json(indent=2))
+    with StudyStore(database) as store:
         store.set_meta("spec", spec.model_dump_json())
         store.add_runs(new_run(job) for job in plan)
         # A new invocation gives failed runs a fresh budget: the cause may have been fixed.
@@ -230,7 +233,7 @@ def run_study(
     merge_results(spec, shard=shard)
     _say(
         quiet,
-        f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {spec.database_path(shard)}"
+        f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {database}"
         f" ({executor} executor)",
     )
     if executor != "local":
