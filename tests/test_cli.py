@@ -70,6 +70,12 @@ def test_finetune_then_evaluate_reuses_the_runs_data(
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["images"] == 3 and Path(report["output"]) == run / "eval_test.csv"
     assert report["mean"]["dice_disc"] == pytest.approx(finetuned["test_dice"]["disc"], abs=1e-6)
+    # A checkpoint folder: the run's data, and the table goes to the run folder.
+    for target in (run / "checkpoints" / "best", run / "checkpoints" / "last"):
+        (run / "eval_test.csv").unlink()
+        assert main(["evaluate", str(target), "--device", "cpu"]) == 0
+        again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert Path(again["output"]) == run / "eval_test.csv" and again["mean"] == report["mean"]
 
 
 def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,11 +112,20 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return _print_run(result, test_dice=result.mean_dice())
 
 
+def _owning_run(checkpoint: Path) -> RunFolder:
+    """The run folder ``checkpoint`` names or lies in (``checkpoints/best``, a file inside it).
+
+    A file outside any run folder gets its own folder, which has no ``config.yaml``.
+    """
+    own = RunFolder(checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    return RunFolder.of_checkpoint(checkpoint) or own
+
+
 def _recorded_data(checkpoint: Path) -> dict[str, Any]:
-    """The ``data`` section a run folder recorded in its ``config.yaml`` (empty if none)."""
+    """The ``data`` section the run of ``checkpoint`` recorded in its ``config.yaml`` (empty if none)."""
     import yaml
 
-    recorded = RunFolder(checkpoint).config
+    recorded = _owning_run(checkpoint).config
     if not recorded.is_file():
         return {}
     section = (yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}).get("data", {})
@@ -157,8 +166,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         data = apply_overrides(data, _data_overrides(args.overrides))
     output = args.output
     if output is None:
-        base = Path(args.checkpoint)
-        output = RunFolder(base if base.is_dir() else base.parent).eval_csv(args.split)
+        output = _owning_run(Path(args.checkpoint)).eval_csv(args.split)
     table = evaluate(
         args.checkpoint, data, split=args.split, device=args.device, batch_size=args.batch_size, output=output
     )

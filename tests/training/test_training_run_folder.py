@@ -9,7 +9,7 @@ import pytest
 
 from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
 from inpaintssl.training.finetuning import phases_for
-from inpaintssl.training.run_folder import changed_fields, record_run
+from inpaintssl.training.run_folder import changed_fields, record_run, recorded_config
 
 
 class _Splits:
@@ -68,3 +68,18 @@ def test_schedules_map_to_the_papers_runs(
     assert [p.name for p in phases] == names
     assert [p.lr for p in phases] == pytest.approx(lrs)
     assert [p.frozen_parts for p in phases] == frozen
+
+
+def test_a_run_recorded_before_recipes_resumes_only_under_the_papers_recipe(tmp_path: Path) -> None:
+    # Written by a version without optim.recipe: the paper's optimiser was the only one.
+    old = apply_overrides(FinetuneConfig(), ["optim.lr=0.001", "optim.betas=[0.99, 0.995]"])
+    record_run(tmp_path, old, resume=False, splits=_Splits(), manifest=lambda: {})
+    config_yaml = tmp_path / "config.yaml"
+    text = config_yaml.read_text()
+    assert "  recipe: budget\n" in text
+    config_yaml.write_text(text.replace("  recipe: budget\n", ""))
+    assert recorded_config(config_yaml, FinetuneConfig).optim.effective_schedule == "step_decay"
+    with pytest.raises(ConfigError, match=r"optim\.recipe"):
+        record_run(tmp_path, old, resume=True, splits=_Splits(), manifest=lambda: {})
+    paper = apply_overrides(old, ["optim.recipe=paper"])
+    record_run(tmp_path, paper, resume=True, splits=_Splits(), manifest=lambda: {})

@@ -21,14 +21,17 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.checkpoint import CheckpointError, checkpoint_exists, resolve_checkpoint
-from inpaintssl.config import ConfigError, config_to_yaml, load_config
+from inpaintssl.config import ConfigError, OptimConfig, config_to_yaml, load_config
 from inpaintssl.layout import RunFolder
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -36,7 +39,6 @@ __all__ = [
     "TensorBoardLog",
     "build_manifest",
     "changed_fields",
-    "record_run",
     "data_files_hash",
     "worker_seed",
     "write_config",
@@ -193,6 +195,22 @@ def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()
     ]
 
 
+def recorded_config(path: Path, cls: type[ConfigT]) -> ConfigT:
+    """Read a run's ``config.yaml`` as ``cls``, as the run that wrote it understood it.
+
+    A training config written before ``optim.recipe`` existed trained with the paper's recipe
+    (Appendix A.1), the only one then; read under today's default it would resume with another
+    schedule, so its missing recipe reads as ``paper``.
+    """
+    config = load_config(path, cls)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    written = raw.get("optim") if isinstance(raw, dict) else None
+    optim = getattr(config, "optim", None)
+    if isinstance(optim, OptimConfig) and isinstance(written, dict) and "recipe" not in written:
+        return config.model_copy(update={"optim": optim.model_copy(update={"recipe": "paper"})})
+    return config
+
+
 def record_run(
     run_dir: Path,
     config: BaseModel,
@@ -224,7 +242,8 @@ def record_run(
             except CheckpointError as exc:
                 raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
         if recorded.is_file():
-            changed = changed_fields(load_config(recorded, type(config)), config, ignore=RESUMABLE_CHANGES)
+            before = recorded_config(recorded, type(config))
+            changed = changed_fields(before, config, ignore=RESUMABLE_CHANGES)
             if changed:
                 raise ConfigError(
                     f"cannot resume {run_dir}: these settings differ from its recorded config.yaml: "
