@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -344,3 +346,39 @@ def test_cuda_generator_with_cpu_images_is_rejected() -> None:
         build("context_restoration").corrupt(
             torch.randn(1, 1, 32, 32), torch.Generator(device="cuda").manual_seed(0)
         )
+
+
+_BASE_OPTIONS = ("patch_size", "sampler", "coverage", "bank_size", "seed", "sampler_params")
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_every_task_lists_the_shared_options_so_a_misspelt_one_is_named(name: str) -> None:
+    parameters = inspect.signature(PRETEXT_TASKS.get(name)).parameters
+    assert set(_BASE_OPTIONS) <= set(parameters)
+    assert all(p.kind is not p.VAR_KEYWORD for p in parameters.values())
+    with pytest.raises(TypeError, match=r"invalid parameters \['patch_sise'\].*patch_size"):
+        PRETEXT_TASKS.build(name, patch_sise=8)
+
+
+def test_a_subclass_passing_options_on_lists_its_own_and_every_base_option() -> None:
+    class Dimmed(ContextPrediction):
+        def __init__(self, *, factor: float = 0.5, **options: object) -> None:
+            super().__init__(**options)  # type: ignore[arg-type]
+            self.factor = factor
+
+    names = list(inspect.signature(Dimmed).parameters)
+    assert names == ["factor", "fill", *_BASE_OPTIONS]
+    task = Dimmed(factor=0.25, fill="zero", patch_size=8, bank_size=2)
+    assert (task.factor, task.fill, task.patch_size) == (0.25, "zero", 8)
+
+
+def test_a_subclass_with_a_closed_signature_keeps_exactly_its_own() -> None:
+    class Fixed(PretextTask):
+        def __init__(self, *, strength: float = 1.0) -> None:
+            super().__init__(patch_size=8, bank_size=2)
+            self.strength = strength
+
+        def apply(self, images: torch.Tensor, *, bank: MaskBank, choice: torch.Tensor) -> torch.Tensor:
+            return images * self.strength
+
+    assert list(inspect.signature(Fixed).parameters) == ["strength"]

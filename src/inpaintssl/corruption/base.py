@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -80,6 +81,16 @@ def _indexed(device: torch.device) -> torch.device:
     return device
 
 
+def _constructor_signature(cls: type) -> inspect.Signature:
+    """``cls(...)``'s parameters: its ``__init__``'s own, with ``**options`` replaced by the base's."""
+    own = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return inspect.Signature(own)
+    named = own[:-1]
+    inherited = inspect.signature(cls.__mro__[1]).parameters.values()
+    return inspect.Signature([*named, *(p for p in inherited if p.name not in {q.name for q in named})])
+
+
 class PretextTask(abc.ABC):
     """Corrupts ``(N, C, H, W)`` float images for an inpainting pretext task (paper sec. 2.4).
 
@@ -96,6 +107,10 @@ class PretextTask(abc.ABC):
         seed: Seeds the banks, the internal generator and :meth:`corrupt_fixed`.
         sampler_params: Keyword arguments for ``SAMPLERS.build(sampler, ...)``.
 
+    A subclass with options of its own takes them keyword-only and passes the rest on, e.g.
+    ``def __init__(self, *, fill="mean", **options): super().__init__(**options)``; its
+    signature (``inspect.signature``) lists its options and these.
+
     Raises:
         ValueError: A bad option, naming it.
         KeyError: An unknown sampler name (with close matches).
@@ -103,6 +118,12 @@ class PretextTask(abc.ABC):
 
     pairs: ClassVar[bool] = False
     """Whether the task needs patch pairs and swap permutations in its banks."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass may take its own options and pass the rest on as ``**options``; its
+        # signature then lists both, so PRETEXT_TASKS.build reports a misspelt option by name.
+        cls.__signature__ = _constructor_signature(cls)  # type: ignore[attr-defined]
 
     def __init__(
         self,

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -32,14 +31,9 @@ from torch import Tensor
 # even when SAMPLERS was never touched.
 from inpaintssl.corruption import samplers as _samplers  # noqa: F401
 from inpaintssl.corruption.base import (
-    DEFAULT_BANK_SIZE,
-    DEFAULT_COVERAGE,
-    DEFAULT_PATCH_SIZE,
-    DEFAULT_SAMPLER,
     PretextTask,
 )
 from inpaintssl.corruption.masks import MaskBank
-from inpaintssl.corruption.samplers import Sampler
 from inpaintssl.options import check_option
 from inpaintssl.registry import PRETEXT_TASKS
 
@@ -66,26 +60,9 @@ class ContextPrediction(PretextTask):
 
     pairs: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        fill: Literal["mean", "zero"] = "mean",
-        patch_size: int = DEFAULT_PATCH_SIZE,
-        sampler: str | Sampler = DEFAULT_SAMPLER,
-        coverage: float = DEFAULT_COVERAGE,
-        bank_size: int = DEFAULT_BANK_SIZE,
-        seed: int = 0,
-        sampler_params: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, *, fill: Literal["mean", "zero"] = "mean", **options: Any) -> None:
         check_option(fill, ("mean", "zero"), field="fill")
-        super().__init__(
-            patch_size=patch_size,
-            sampler=sampler,
-            coverage=coverage,
-            bank_size=bank_size,
-            seed=seed,
-            sampler_params=sampler_params,
-        )
+        super().__init__(**options)
         self.fill = fill
 
     def apply(self, images: Tensor, *, bank: MaskBank, choice: Tensor) -> Tensor:

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from inpaintssl.corruption import MaskBank, PretextTask, Sampler
+from inpaintssl.corruption import MaskBank, PretextTask
 
 __all__ = ["LocalPixelShuffle", "local_shuffle_permutation", "patch_cells"]
 
@@ -145,28 +144,14 @@ class LocalPixelShuffle(PretextTask):
 
     pairs: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        patch_size: int = 32,
-        sampler: str | Sampler = "poisson_disc",
-        coverage: float = 0.25,
-        bank_size: int = 100,
-        seed: int = 0,
-        sampler_params: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            patch_size=patch_size,
-            sampler=sampler,
-            coverage=coverage,
-            bank_size=bank_size,
-            seed=seed,
-            sampler_params=sampler_params,
-        )
+    def __init__(self, **options: Any) -> None:
+        # The base class takes every option; its signature becomes this task's (PretextTask
+        # composes it), so PRETEXT_TASKS.build still names a misspelt option.
+        super().__init__(**options)
         if self.patch_size < 2:
             raise ValueError(
-                f"patch_size={patch_size!r} is too small for local_pixel_shuffle; expected patch_size >= 2 "
-                "(a 1x1 patch has no other pixel to swap with)"
+                f"patch_size={self.patch_size!r} is too small for local_pixel_shuffle; expected "
+                "patch_size >= 2 (a 1x1 patch has no other pixel to swap with)"
             )
         self._permutations: dict[tuple[int, int, torch.device], Tensor] = {}
 
