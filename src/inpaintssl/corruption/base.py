@@ -87,7 +87,9 @@ def _constructor_signature(cls: type) -> inspect.Signature:
     if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
         return inspect.Signature(own)
     named = own[:-1]
-    inherited = inspect.signature(cls.__mro__[1]).parameters.values()
+    # ``super().__init__(**options)`` reaches the next pretext task in the MRO (past any mixin).
+    parent = next(base for base in cls.__mro__[1:] if issubclass(base, PretextTask))
+    inherited = inspect.signature(parent).parameters.values()
     return inspect.Signature([*named, *(p for p in inherited if p.name not in {q.name for q in named})])
 
 

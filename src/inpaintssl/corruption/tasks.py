@@ -30,9 +30,7 @@ from torch import Tensor
 # Importing the samplers registers them: PRETEXT_TASKS.build(..., sampler="poisson_disc") works
 # even when SAMPLERS was never touched.
 from inpaintssl.corruption import samplers as _samplers  # noqa: F401
-from inpaintssl.corruption.base import (
-    PretextTask,
-)
+from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.masks import MaskBank
 from inpaintssl.options import check_option
 from inpaintssl.registry import PRETEXT_TASKS
