@@ -65,7 +65,7 @@ def test_pretext_defaults_agree_between_the_config_and_the_tasks() -> None:
         "bank_size": corruption_base.DEFAULT_BANK_SIZE,
     }
     for cls in (corruption_base.PretextTask, ContextPrediction):
-        parameters = inspect.signature(cls.__init__).parameters
+        parameters = inspect.signature(cls).parameters  # ContextPrediction: the composed signature
         assert {name: parameters[name].default for name in expected} == expected, cls
     task = build_pretext_task(config, seed=0)
     assert (task.patch_size, task.sampler_name, task.coverage, task.bank_size) == tuple(expected.values())
