@@ -81,6 +81,11 @@ def _item_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (row.get("subset_seed"), row.get("level"), row.get("volume_id"), row.get("slice_index"))
 
 
+def _pair_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What pairs a predicted measurement with its reference: the item, the run and the class."""
+    return (*_item_key(row), row.get("run_id"), row.get("class_name"))
+
+
 def agreement_table(results: Table) -> Table:
     """Percent error beside Bland-Altman and ICC(2,1) per metric, class, label fraction and arm.
 
@@ -92,15 +97,12 @@ def agreement_table(results: Table) -> Table:
     rows = []
     for metric in _present_metrics(results):
         pred = _metric_rows(results, metric, "pred")
-        ref = {
-            (*_item_key(r), r.get("run_id"), r.get("class_name")): float(r["value"])
-            for r in _metric_rows(results, metric, "ref")
-        }
+        ref = {_pair_key(r): float(r["value"]) for r in _metric_rows(results, metric, "ref")}
         for (name, fraction, arm), table in pred.groups("class_name", "label_fraction", "arm").items():
             pairs = [
-                (float(r["value"]), ref[(*_item_key(r), r.get("run_id"), r.get("class_name"))])
+                (float(r["value"]), ref[_pair_key(r)])
                 for r in table
-                if (*_item_key(r), r.get("run_id"), r.get("class_name")) in ref
+                if _pair_key(r) in ref
             ]
             arr = np.asarray([p for p in pairs if np.isfinite(p).all()], dtype=np.float64).reshape(-1, 2)
             bias = lower = upper = agreement = math.nan

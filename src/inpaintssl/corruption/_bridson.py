@@ -118,7 +118,8 @@ def bridson_corners(
         if not placed:
             n_active -= 1
             active[slot] = active[n_active]
-    return points[:count].copy()
+    placed_points: NDArray[np.int64] = points[:count].copy()
+    return placed_points
 
 
 @njit_cached

@@ -51,7 +51,8 @@ def _splitmix64(values: NDArray[np.uint64]) -> NDArray[np.uint64]:
         z = values + _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        mixed: NDArray[np.uint64] = z ^ (z >> np.uint64(31))
+        return mixed
 
 
 def _check_seed(name: str, value: object) -> int:

@@ -382,7 +382,8 @@ class DicomVolume(Volume):
         pixels = np.asarray(ds.pixel_array, dtype=np.float32)
         slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
         intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        return pixels * np.float32(slope) + np.float32(intercept)
+        values: np.ndarray = pixels * np.float32(slope) + np.float32(intercept)
+        return values
 
 
 def _series_files(folder: Path) -> list[Path]:
