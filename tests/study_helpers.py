@@ -1,6 +1,7 @@
-"""Tiny study specs on the registered ``synthetic`` dataset: 32x32 slices, a 3-level U-Net of width 4.
+"""Tiny study specs on the registered ``synthetic`` dataset: 32x32 slices, a 3-level U-Net of width 4,
+and a tiny pretraining config on 16x16 slices.
 
-Imported by the experiment tests (pytest puts this folder on ``sys.path``).
+Imported by the tests (pytest puts this folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,27 @@ TEST_SLICES = 4
 TEST_VOLUMES = 2
 VAL_SLICES = 4
 CLASSES = ("disc", "square")
+
+
+def tiny_pretrain_config(output_dir: Path, /, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A pretraining config that runs in about a second: 8 synthetic 16x16 slices, a 2-level U-Net.
+
+    ``sections`` update the defaults section by section, e.g. ``optim={"max_epochs": 3}``; the run
+    writes to ``output_dir``.
+    """
+    config: dict[str, Any] = {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
+        "optim": {"max_epochs": 2, "batch_size": 4},
+        "run": {"output_dir": str(output_dir), "device": "cpu", "quiet": True},
+    }
+    for name, values in sections.items():
+        config[name] = {**config[name], **values}
+    return config
 
 
 def tiny_spec(output: Path, *, study: str = "pretext_design", **changes: Any) -> dict[str, Any]:

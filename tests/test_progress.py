@@ -11,6 +11,7 @@ import pytest
 
 import inpaintssl as issl
 from inpaintssl.progress import live_progress, progress_bar, progress_iter
+from study_helpers import tiny_pretrain_config
 
 CONTROL = re.compile(r"[\r\x1b\x08]")  # carriage return, escape sequences, backspace
 
@@ -20,23 +21,11 @@ class _Terminal(io.StringIO):
         return True
 
 
-def _tiny(run: Path, epochs: int) -> dict[str, object]:
-    return {
-        "data": {
-            "dataset": "synthetic",
-            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
-        },
-        "model": {"params": {"depth": 2, "base_width": 4}},
-        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
-        "optim": {"max_epochs": epochs, "batch_size": 4},
-        "run": {"output_dir": str(run), "device": "cpu", "quiet": False},
-    }
-
 
 def test_pretrain_into_a_log_file_prints_one_plain_line_per_epoch(tmp_path: Path) -> None:
     log = tmp_path / "job.err"
     with log.open("w", encoding="utf-8") as handle, contextlib.redirect_stderr(handle):
-        issl.pretrain(_tiny(tmp_path / "run", epochs=3))
+        issl.pretrain(tiny_pretrain_config(tmp_path / "run", optim={"max_epochs": 3}, run={"quiet": False}))
     text = log.read_text(encoding="utf-8")
     assert not CONTROL.search(text), repr(text[:300])
     epochs = [line for line in text.splitlines() if line.startswith("pretrain: epoch ")]

@@ -20,19 +20,7 @@ from inpaintssl.config import RunConfig
 from inpaintssl.data import DataError
 from inpaintssl.training.context import FreshStartWarning, RunContext, RunFolderLockedError, run_session
 from inpaintssl.training.lock import LOCK_NAME
-
-
-def _tiny(run: Path, **run_options: Any) -> dict[str, Any]:
-    return {
-        "data": {
-            "dataset": "synthetic",
-            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
-        },
-        "model": {"params": {"depth": 2, "base_width": 4}},
-        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
-        "optim": {"max_epochs": 2, "batch_size": 4},
-        "run": {"output_dir": str(run), "device": "cpu", "quiet": True, **run_options},
-    }
+from study_helpers import tiny_pretrain_config
 
 
 def _globals() -> dict[str, Any]:
@@ -93,13 +81,13 @@ def test_session_keeps_a_callers_own_cublas_setting(caller_state: dict[str, Any]
 def test_pretrain_leaves_the_callers_generators_and_flags_alone(
     caller_state: dict[str, Any], tmp_path: Path
 ) -> None:
-    issl.pretrain(_tiny(tmp_path / "run", deterministic=True))
+    issl.pretrain(tiny_pretrain_config(tmp_path / "run", run={"deterministic": True}))
     assert _globals() == caller_state
 
 
 def test_early_failure_removes_the_folders_it_created(tmp_path: Path) -> None:
     run = tmp_path / "new" / "nested" / "run"
-    config = _tiny(run)
+    config = tiny_pretrain_config(run)
     config["data"]["params"]["size"] = [0, 16]
     with pytest.raises(DataError, match="size must be at least 8x8"):
         issl.pretrain(config)  # fails in the session, after the folder and its lock were made
@@ -110,7 +98,7 @@ def test_early_failure_keeps_a_folder_that_existed(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("mine", encoding="utf-8")
-    config = _tiny(run)
+    config = tiny_pretrain_config(run)
     config["data"]["params"]["size"] = [0, 16]
     with pytest.raises(DataError, match="size must be at least 8x8"):
         issl.pretrain(config)
@@ -119,7 +107,7 @@ def test_early_failure_keeps_a_folder_that_existed(tmp_path: Path) -> None:
 
 def test_late_failure_keeps_what_was_written_and_drops_the_lock(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    config = _tiny(run)
+    config = tiny_pretrain_config(run)
     config["optim"]["lr"] = 1e30  # the loss becomes NaN after the run recorded its config
     with pytest.raises(FloatingPointError):
         issl.pretrain(config)
@@ -132,11 +120,12 @@ def test_resume_into_a_missing_folder_warns_that_it_starts_fresh(tmp_path: Path)
     with pytest.warns(
         FreshStartWarning, match=r"run\.output_dir='.*run' did not exist: starting a fresh run"
     ):
-        result = issl.pretrain(_tiny(run, resume=True))
+        result = issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))
     assert result.epochs_run == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error", FreshStartWarning)
-        issl.pretrain(_tiny(run, resume=True))  # now there is a checkpoint: no warning
+        # Now there is a checkpoint: no warning.
+        issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))
 
 
 def test_resume_into_a_folder_without_checkpoints_warns(tmp_path: Path) -> None:
@@ -154,7 +143,7 @@ def test_pretrain_into_a_locked_folder_writes_nothing(tmp_path: Path) -> None:
     lock = {"pid": 1, "host": socket.gethostname(), "since": "2024-05-01T10:00:00+00:00"}
     (run / LOCK_NAME).write_text(json.dumps(lock), encoding="utf-8")
     with pytest.raises(RunFolderLockedError, match=r"in use by another run: pid 1 on host"):
-        issl.pretrain(_tiny(run))
+        issl.pretrain(tiny_pretrain_config(run))
     assert [p.name for p in run.iterdir()] == [LOCK_NAME]
 
 

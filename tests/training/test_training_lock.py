@@ -20,6 +20,7 @@ from inpaintssl.training.lock import (
     acquire_run_lock,
     read_lock,
 )
+from study_helpers import tiny_pretrain_config
 
 
 def _write_lock(folder: Path, **fields: object) -> dict[str, object]:
@@ -137,18 +138,6 @@ print(json.dumps({"epochs": issl.pretrain(config).epochs_run}))
 """
 
 
-def _tiny_pretrain(run: Path) -> dict[str, object]:
-    return {
-        "data": {
-            "dataset": "synthetic",
-            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
-        },
-        "model": {"params": {"depth": 2, "base_width": 4}},
-        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
-        "optim": {"max_epochs": 3, "batch_size": 4},
-        "run": {"output_dir": str(run), "device": "cpu", "quiet": True, "seed": 5},
-    }
-
 
 def _wait_for(path: Path, process: subprocess.Popen[str], *, seconds: float) -> None:
     deadline = time.monotonic() + seconds
@@ -167,10 +156,11 @@ def _files(folder: Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_two_runs_into_one_folder_one_trains_the_other_stops_with_the_owner(tmp_path: Path) -> None:
     run, gate = tmp_path / "run", tmp_path / "go"
+    settings = json.dumps(tiny_pretrain_config(run, optim={"max_epochs": 3}, run={"seed": 5}))
     config = tmp_path / "pretrain.json"
-    config.write_text(json.dumps(_tiny_pretrain(run)), encoding="utf-8")
+    config.write_text(settings, encoding="utf-8")
     first = subprocess.Popen(
-        [sys.executable, "-c", _GATED_RUN, str(gate), json.dumps(_tiny_pretrain(run))],
+        [sys.executable, "-c", _GATED_RUN, str(gate), settings],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
