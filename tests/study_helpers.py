@@ -7,13 +7,21 @@ Imported by the tests (pytest puts this folder on ``sys.path``).
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.studies import StudySpec, expand_study, load_spec
+from inpaintssl.studies.grid import Job
 
 # Test split of every tiny study: 4 slices in 2 volumes of 2 slices (so Dice has volume rows too).
 TEST_SLICES = 4
@@ -174,3 +182,38 @@ def transfer_results() -> ResultsTable:
                 acronym=acronym,
             )
     return ResultsTable(rows)
+
+
+def kill_study_after_first_checkpoint(
+    spec: dict[str, Any], folder: Path, *flags: str
+) -> tuple[StudySpec, Job]:
+    """Run ``inpaintssl experiment run`` on ``spec`` and SIGKILL it, whole process group, mid-run.
+
+    The spec's pretraining is lengthened to 6 epochs without early stopping, so the kill lands
+    after its first checkpoint and before it ends. ``flags`` go to the command (e.g.
+    ``--executor slurm``). Returns the study and its pretraining job.
+    """
+    spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
+    spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study = load_spec(spec)
+    (pre,) = expand_study(study).pretrain_jobs()
+    last = study.runs_dir() / pre.id / "checkpoints" / "last"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inpaintssl", "experiment", "run", str(path), *flags, "--quiet"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not last.exists():
+            ended = proc.stderr.read() if proc.poll() is not None and proc.stderr else b""
+            assert proc.poll() is None, f"the study ended before the kill: {ended!r}"
+            assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return study, pre

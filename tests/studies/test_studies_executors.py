@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +24,14 @@ from inpaintssl.studies.executors import run_with_executor
 from inpaintssl.studies.merge import merge_results
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
-from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES, tiny_spec
+from study_helpers import (
+    CLASSES,
+    TEST_SLICES,
+    TEST_VOLUMES,
+    VAL_SLICES,
+    kill_study_after_first_checkpoint,
+    tiny_spec,
+)
 
 # One pretext task, one label fraction: a pretraining run, its fine-tuning run and the baseline.
 RUNS = 3
@@ -276,44 +278,11 @@ def test_ray_runs_a_study_like_the_local_executor(
 @pytest.mark.slow
 def test_a_killed_worker_is_resumed_by_the_next_submission(tmp_path: Path) -> None:
     pytest.importorskip("submitit")
-    # A pretraining run of 6 epochs (no early stop): the kill lands after its first checkpoint.
     spec = _spec(tmp_path / "study", chunk_size=1)
     spec["baseline"] = False
-    spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
-    spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    study = load_spec(spec)
-    (pre,) = expand_study(study).pretrain_jobs()
-    last = study.runs_dir() / pre.id / "checkpoints" / "last"
     # The driver and its submitit job in one process group: SIGKILL takes the worker down mid-run
     # (a lost node), and the driver with it.
-    driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "inpaintssl",
-            "experiment",
-            "run",
-            str(path),
-            "--executor",
-            "slurm",
-            "--quiet",
-        ],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not last.exists():
-            ended = driver.stderr.read() if driver.poll() is not None and driver.stderr else b""
-            assert driver.poll() is None, f"the study ended before the kill: {ended!r}"
-            assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
-            time.sleep(0.02)
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+    study, pre = kill_study_after_first_checkpoint(spec, tmp_path, "--executor", "slurm")
     assert not result_files(study.results_dir())
     with StudyStore(study.database_path()) as store:
         assert {r.id: r.status for r in store.runs()}[pre.id] == "running"  # its driver died silently

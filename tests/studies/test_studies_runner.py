@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import yaml
 
 from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study
 from inpaintssl.studies.runner import StudySummary
-from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES
+from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES, kill_study_after_first_checkpoint
 
 # Per fine-tuning run: per image and per volume, Dice of each class and the class mean.
 FINETUNE_ROWS = (TEST_SLICES + TEST_VOLUMES) * (len(CLASSES) + 1)
@@ -106,33 +100,9 @@ def test_a_failing_run_is_reported_and_blocks_its_dependants(spec_factory: Any) 
 
 @pytest.mark.slow
 def test_a_killed_study_resumes_mid_run_and_records_every_run_once(spec_factory: Any, tmp_path: Path) -> None:
-    # A pretraining run of 6 epochs (no early stop): the kill lands after its first checkpoint.
     spec = spec_factory(label_fractions=[0.5])
     spec["grid"] = {"pretrain.pretext.task": ["context_restoration"]}
-    spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
-    spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    study = load_spec(spec)
-    (pre,) = expand_study(study).pretrain_jobs()
-    last = study.runs_dir() / pre.id / "checkpoints" / "last"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inpaintssl", "experiment", "run", str(path), "--quiet"],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not last.exists():
-            assert proc.poll() is None, (
-                f"the study ended before the kill: {proc.stderr.read() if proc.stderr else ''}"
-            )
-            assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    study, pre = kill_study_after_first_checkpoint(spec, tmp_path)
     with StudyStore(study.database_path()) as store:
         killed = {r.id: r for r in store.runs()}[pre.id]
     assert killed.status == "running"  # its worker died without a word
