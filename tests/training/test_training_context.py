@@ -137,6 +137,19 @@ def test_resume_into_a_folder_without_checkpoints_warns(tmp_path: Path) -> None:
         pass
 
 
+def test_a_fresh_start_warning_raised_as_an_error_leaves_no_lock_behind(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    config = RunConfig(output_dir=run, device="cpu", resume=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FreshStartWarning)
+        with pytest.raises(FreshStartWarning), run_session(config):
+            pass
+    assert not (run / LOCK_NAME).exists()
+    with run_session(RunConfig(output_dir=run, device="cpu")):  # the folder is free again
+        pass
+
+
 def test_pretrain_into_a_locked_folder_writes_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

@@ -165,22 +165,17 @@ def _sole_writer(folder: Path, *, resume: bool) -> Iterator[None]:
     and nothing was written into it."""
     created = _first_missing(folder)
     try:
-        lock = acquire_run_lock(folder)
+        with acquire_run_lock(folder):
+            if resume:
+                # After the lock: a folder another run is writing gets the lock error, not this
+                # warning (which may be raised as an error, and then releases the lock too).
+                _warn_if_nothing_to_resume(folder, existed=created is None)
+            yield
     except BaseException:
+        # The lock is released first, so the lock file does not keep the folder from going.
         if created is not None:
             _remove_if_empty(folder, up_to=created)
         raise
-    if resume:
-        # After the lock: a folder another run is writing gets the lock error, not this warning.
-        _warn_if_nothing_to_resume(folder, existed=created is None)
-    try:
-        yield
-    except BaseException:
-        lock.release()
-        if created is not None:
-            _remove_if_empty(folder, up_to=created)
-        raise
-    lock.release()
 
 
 @contextlib.contextmanager

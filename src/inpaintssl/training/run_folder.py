@@ -23,7 +23,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
@@ -203,10 +202,10 @@ def recorded_config(path: Path, cls: type[ConfigT]) -> ConfigT:
     schedule, so its missing recipe reads as ``paper``.
     """
     config = load_config(path, cls)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    written = raw.get("optim") if isinstance(raw, dict) else None
     optim = getattr(config, "optim", None)
-    if isinstance(optim, OptimConfig) and isinstance(written, dict) and "recipe" not in written:
+    # pydantic records which fields the file gave: no second read of the YAML.
+    written = "optim" in config.model_fields_set
+    if isinstance(optim, OptimConfig) and written and "recipe" not in optim.model_fields_set:
         return config.model_copy(update={"optim": optim.model_copy(update={"recipe": "paper"})})
     return config
 
