@@ -169,3 +169,11 @@ def test_random_sampler_configs_pass_exactly_when_the_rules_hold(
     else:
         with pytest.raises(ConfigError, match=rf"does not fit data\.image_size=\({height}, {width}\)"):
             load_config(call, PretrainConfig)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune", "evaluate"])
+def test_the_gpu_index_placeholder_is_not_a_device(stage: str) -> None:
+    path = "device" if stage == "evaluate" else "run.device"
+    expected = r"'cuda:N' is not a valid option: .* N a GPU index, e\.g\. 'cuda:0'"
+    with pytest.raises(ConfigError, match=expected):
+        load_config({**_base(stage), **_nest(path, "cuda:N")}, ROOTS[stage])

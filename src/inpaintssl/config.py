@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from inpaintssl.options import check_option
+from inpaintssl.options import check_option, format_choices
 
 __all__ = [
     "RECIPES",
@@ -99,7 +99,13 @@ def _option_choices(model: type[BaseModel], name: str) -> tuple[str, ...] | None
 def _check_device(value: str, *, field: str) -> str:
     if value.startswith("cuda:") and value[5:].isdigit():
         return value
-    return check_option(value, ("auto", "cpu", "cuda", "cuda:N"), field=field)
+    choices = ("auto", "cpu", "cuda", "cuda:N")
+    if value == "cuda:N":  # the message's placeholder for a GPU index, not a device
+        raise ValueError(
+            f"{field}={value!r} is not a valid option: expected {format_choices(choices)} with N a GPU "
+            "index, e.g. 'cuda:0'"
+        )
+    return check_option(value, choices, field=field)
 
 
 class _Strict(BaseModel):
