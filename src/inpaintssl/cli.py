@@ -205,7 +205,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from inpaintssl.api import export_model
+    from inpaintssl.api import ExportError, export_model
 
     try:
         path = export_model(
@@ -216,8 +216,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             which=args.which,
             atol=args.atol,
         )
-    except ImportError as exc:
-        # A missing optional extra (onnx) is a user's setup problem, not a crash.
+    except (ImportError, ExportError) as exc:
+        # A missing optional extra (onnx) is a user's setup problem, not a crash. ExportError is
+        # caught here rather than in main(), which would import the whole API for every command.
         print(f"inpaintssl export: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"output": str(path), "format": args.format}))
@@ -473,7 +474,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Known user errors (bad config, bad data, bad checkpoint) print one clear message and exit 2.
     """
-    from inpaintssl.api import ExportError
     from inpaintssl.checkpoint import CheckpointError
     from inpaintssl.config import ConfigError
     from inpaintssl.data.base import DataError
@@ -488,7 +488,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataError,
         CheckpointError,
         PluginLoadError,
-        ExportError,
         KeyError,
         ValueError,
         TypeError,
