@@ -49,7 +49,9 @@ __all__ = [
     "CheckpointMeta",
     "checkpoint_exists",
     "load_checkpoint",
+    "load_resolved_checkpoint",
     "load_state_dict",
+    "read_checkpoint_meta",
     "read_checkpoint_dir",
     "resolve_checkpoint",
     "save_checkpoint",
@@ -287,6 +289,24 @@ def read_checkpoint_dir(folder: str | Path) -> tuple[dict[str, dict[str, torch.T
     return tensors, documents
 
 
+def read_checkpoint_meta(meta_path: Path) -> CheckpointMeta:
+    """A checkpoint's ``meta.json``, validated.
+
+    Raises:
+        CheckpointError: The file cannot be read or is not valid metadata (each problem named).
+    """
+    try:
+        return CheckpointMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']} (found {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {problems}") from exc
+
+
 def load_checkpoint(
     path: str | Path, *, which: Literal["best", "last"] = "best"
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
@@ -298,7 +318,12 @@ def load_checkpoint(
     Raises:
         CheckpointError: Missing, incomplete, corrupt or unsafe checkpoint.
     """
-    target = resolve_checkpoint(path, which=which)
+    return load_resolved_checkpoint(resolve_checkpoint(path, which=which))
+
+
+def load_resolved_checkpoint(target: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
+    """:func:`load_checkpoint` of what :func:`resolve_checkpoint` returned (its checksums already
+    verified, so they are not computed again)."""
     if target.is_file():
         if target.suffix in _FOREIGN_SUFFIXES:
             return _load_foreign(target), None
@@ -307,16 +332,7 @@ def load_checkpoint(
     if not weights.is_file():
         raise CheckpointError(f"{target}: missing model.safetensors")
     meta_path = target / "meta.json"
-    meta: CheckpointMeta | None = None
-    if meta_path.is_file():
-        try:
-            meta = CheckpointMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']} (found {e.get('input')!r})"
-                for e in exc.errors()
-            )
-            raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {problems}") from exc
+    meta = read_checkpoint_meta(meta_path) if meta_path.is_file() else None
     return _load_safetensors(weights), meta
 
 

@@ -44,7 +44,13 @@ from pydantic import TypeAdapter, ValidationError
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, resolve_checkpoint
+from inpaintssl.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    load_resolved_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+)
 from inpaintssl.config import DataConfig
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
 from inpaintssl.layout import RunFolder
@@ -373,13 +379,6 @@ def _header_info(path: Path) -> ModelInfo | None:
     return None if text is None else ModelInfo.from_json(text, source=path)
 
 
-def _read_meta_json(path: Path) -> CheckpointMeta:
-    try:
-        return CheckpointMeta.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError) as exc:
-        raise CheckpointError(f"{path}: invalid checkpoint metadata: {exc}") from exc
-
-
 def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torch.Tensor], ModelInfo]:
     """Weights and metadata of whatever ``path`` names (the size multiple is filled in later)."""
     target = resolve_checkpoint(path, which=which)
@@ -391,7 +390,7 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
             )
         info = _header_info(target)
         if info is not None:
-            state, _ = load_checkpoint(target)
+            state, _ = load_resolved_checkpoint(target)
             return state, info
         meta_path = target.with_name("meta.json")
         if not meta_path.is_file():
@@ -402,10 +401,10 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
         if target.name == "model.safetensors" and target.with_name("COMPLETE.json").is_file():
             # Inside a checkpoint folder: load the folder so its checksums are verified.
             return _read(target.parent, which=which)
-        state, _ = load_checkpoint(target)
-        meta = _read_meta_json(meta_path)
+        state, _ = load_resolved_checkpoint(target)
+        meta = read_checkpoint_meta(meta_path)
     else:
-        state, maybe_meta = load_checkpoint(target)
+        state, maybe_meta = load_resolved_checkpoint(target)
         if maybe_meta is None:
             raise CheckpointError(
                 f"{target}: checkpoint folder without meta.json; cannot tell its architecture"
