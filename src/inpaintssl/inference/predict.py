@@ -78,7 +78,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from inpaintssl.atomic import atomic_path, atomic_write_text, fsync_dir
 from inpaintssl.config import DataConfig
@@ -95,7 +94,7 @@ from inpaintssl.data.readers import (
     import_optional,
 )
 from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset
-from inpaintssl.inference.loading import Preprocessing, load_model
+from inpaintssl.inference.loading import LoadedModel, Preprocessing, load_model
 from inpaintssl.metrics import tissue_volume
 from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
@@ -167,7 +166,7 @@ class PredictionReport:
 
 @dataclass(frozen=True)
 class _Model:
-    module: nn.Module
+    module: LoadedModel
     source: Path
     in_channels: int
     class_names: tuple[str, ...]
@@ -498,12 +497,6 @@ def label_map(scores: torch.Tensor, *, activation: str, threshold: float = 0.5) 
     return torch.where(present.any(dim=1), best, torch.zeros_like(best))
 
 
-def _probabilities(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    if activation == "softmax":
-        return torch.softmax(logits, dim=1)
-    return torch.sigmoid(logits)
-
-
 def _to_display(planes: torch.Tensor) -> torch.Tensor:
     # The mni152 dataset's orientation: the second in-plane axis becomes the rows, flipped upwards.
     return planes.transpose(-1, -2).flip(-2)
@@ -568,7 +561,7 @@ def _predict_case(
         prob_maps: torch.Tensor | None = None
         if resize_back:
             # Resample probabilities, not labels, so class borders move smoothly back to the input grid.
-            on_model_grid = _probabilities(logits, model.activation)
+            on_model_grid = model.module.probabilities(logits)
             scores = torch.stack([fit_to_size(p, grid, mode="resize", kind="image") for p in on_model_grid])
             hard = label_map(scores, activation=model.activation, threshold=0.5)
             prob_maps = scores if probabilities else None
@@ -578,7 +571,7 @@ def _predict_case(
             hard = label_map(logits, activation=model.activation, threshold=0.0)
             hard = fit_to_size(hard.to(torch.uint8), grid, mode="crop_or_pad", kind="label")
             if probabilities:
-                on_model_grid = _probabilities(logits, model.activation)
+                on_model_grid = model.module.probabilities(logits)
                 prob_maps = torch.stack(
                     [fit_to_size(p, grid, mode="crop_or_pad", kind="label") for p in on_model_grid]
                 )
