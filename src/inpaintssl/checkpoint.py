@@ -41,13 +41,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from inpaintssl._version import __version__
-from inpaintssl.atomic import atomic_write_text, fsync_dir
+from inpaintssl.atomic import atomic_write_text, atomic_write_with, fsync_dir
 from inpaintssl.layout import RunFolder
 
 __all__ = [
     "CheckpointError",
     "CheckpointMeta",
     "checkpoint_exists",
+    "contiguous_cpu",
     "load_checkpoint",
     "load_resolved_checkpoint",
     "load_state_dict",
@@ -55,6 +56,7 @@ __all__ = [
     "read_checkpoint_dir",
     "resolve_checkpoint",
     "save_checkpoint",
+    "save_safetensors",
 ]
 
 FORMAT_VERSION = 1
@@ -107,9 +109,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _contiguous_cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared or non-contiguous storage; clone so views of one buffer save cleanly.
+def contiguous_cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies: safetensors refuses shared or non-contiguous storage, and
+    cloning lets views of one buffer save cleanly."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def save_safetensors(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` (any device, views allowed) as one ``.safetensors`` file, atomically."""
+    copies, header = contiguous_cpu(tensors), None if metadata is None else dict(metadata)
+    atomic_write_with(path, lambda tmp: save_file(copies, str(tmp), metadata=header))
 
 
 def save_checkpoint(
@@ -137,10 +148,10 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         files: dict[str, str] = {}
-        save_file(_contiguous_cpu(state_dict), str(tmp / "model.safetensors"))
+        save_file(contiguous_cpu(state_dict), str(tmp / "model.safetensors"))
         (tmp / "meta.json").write_text(meta.model_dump_json(indent=2), encoding="utf-8")
         for name, group in (tensors or {}).items():
-            save_file(_contiguous_cpu(group), str(tmp / f"{name}.safetensors"))
+            save_file(contiguous_cpu(group), str(tmp / f"{name}.safetensors"))
         for name, doc in (documents or {}).items():
             (tmp / f"{name}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
         for path in sorted(tmp.iterdir()):

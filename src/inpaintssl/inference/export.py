@@ -53,11 +53,11 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from torch.jit._trace import TracerWarning
 
-from inpaintssl.atomic import atomic_path, atomic_write_with
+from inpaintssl.atomic import atomic_path
+from inpaintssl.checkpoint import save_safetensors
 from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, backbone_class, load_model
 from inpaintssl.models.layers import WSConv2d
 from inpaintssl.models.unet import UNet2d
@@ -258,10 +258,7 @@ def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[tor
 
 
 def _export_safetensors(plain: nn.Module, info: ModelInfo, output: Path) -> None:
-    # Clones: safetensors refuses tensors that share storage or are not contiguous.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in plain.state_dict().items()}
-    metadata = {HEADER_KEY: info.to_json(), "format": "pt"}
-    atomic_write_with(output, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    save_safetensors(output, plain.state_dict(), metadata={HEADER_KEY: info.to_json(), "format": "pt"})
 
 
 def _export_torchscript(plain: nn.Module, info: ModelInfo, reference: _Reference, atol: float) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from inpaintssl.atomic import atomic_write_with
-from inpaintssl.checkpoint import load_state_dict
+from inpaintssl.checkpoint import contiguous_cpu, load_state_dict, save_safetensors
 from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
 from inpaintssl.transfer_learning.transfer import strip_wrapper_prefixes
@@ -126,14 +126,11 @@ def save_smp_encoder(source: EncoderSource, path: str | os.PathLike[str]) -> Pat
         >>> load_file(save_smp_encoder({"encoder.conv1.weight": torch.ones(2)}, path))
         {'conv1.weight': tensor([1., 1.])}
     """
-    # safetensors refuses shared or non-contiguous storage; clone so views save cleanly.
-    tensors = {key: value.contiguous().clone() for key, value in smp_encoder_state_dict(source).items()}
+    tensors = contiguous_cpu(smp_encoder_state_dict(source))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        atomic_write_with(target, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+        save_safetensors(target, tensors, metadata={"format": "pt"})
     else:
         atomic_write_with(target, lambda tmp: torch.save(tensors, tmp))
     return target
