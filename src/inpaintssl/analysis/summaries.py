@@ -311,11 +311,10 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
     out = []
     for fraction in [f for f in dice_rows(results, level=level).unique("label_fraction") if f is not None]:
         entry: dict[str, Any] = {"label_fraction": float(fraction)}
-        for name in names:
+        for name in names:  # the class average (None) last: its pairs feed the test below
             ssl, sup = _ssl_and_baseline(results, level=level, fraction=fraction, class_name=name)
             entry[f"ssl_{name or 'mean'}"] = float(np.mean(ssl)) if ssl.size else math.nan
             entry[f"supervised_{name or 'mean'}"] = float(np.mean(sup)) if sup.size else math.nan
-        ssl, sup = _ssl_and_baseline(results, level=level, fraction=fraction, class_name=None)
         entry["pairs"] = int(ssl.size)
         entry["p_value"] = wilcoxon_greater(ssl, sup) if ssl.size else math.nan
         entry["seed_differences"] = [
