@@ -41,27 +41,15 @@ from inpaintssl.studies.report import write_report
 from inpaintssl.studies.resultfiles import result_files
 from inpaintssl.studies.results import load_runs, study_databases
 from inpaintssl.studies.runner import run_study
-from inpaintssl.studies.spec import load_spec
+from inpaintssl.studies.spec import ExecutorSpec, load_spec
 
 __all__ = ["run_experiment_command"]
 
 
-# Command-line flags that override the spec's ``executor`` section.
-_RESOURCE_FLAGS = (
-    "partition",
-    "gpus_per_task",
-    "cpus_per_task",
-    "timeout_min",
-    "mem_gb",
-    "array_parallelism",
-    "chunk_size",
-    "cluster",
-    "ray_address",
-)
-
-
 def _run(args: argparse.Namespace) -> int:
-    resources = {k: getattr(args, k) for k in _RESOURCE_FLAGS if getattr(args, k, None) is not None}
+    # Command-line flags override the spec's executor section (fields without a flag read None).
+    given = {k: getattr(args, k, None) for k in ExecutorSpec.model_fields}
+    resources = {k: v for k, v in given.items() if v is not None}
     executor = getattr(args, "executor", "local")
     if executor == "local" and resources:
         raise ValueError(

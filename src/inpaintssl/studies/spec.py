@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo
@@ -60,10 +60,10 @@ __all__ = [
 ]
 
 ExecutorName = Literal["local", "slurm", "ray"]
-EXECUTORS: tuple[str, ...] = ("local", "slurm", "ray")
+EXECUTORS: tuple[str, ...] = get_args(ExecutorName)
 
 StudyKind = Literal["transfer_design", "pretext_design", "data_scaling", "clinical", "demo"]
-STUDY_KINDS: tuple[str, ...] = ("transfer_design", "pretext_design", "data_scaling", "clinical", "demo")
+STUDY_KINDS: tuple[str, ...] = get_args(StudyKind)
 GRID_STAGES = ("pretrain", "finetune")
 
 MANAGED_FIELDS = frozenset(
