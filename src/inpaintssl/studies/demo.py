@@ -68,17 +68,18 @@ from inpaintssl.config import (
     TransferConfig,
 )
 from inpaintssl.corruption import render_corruption_figure
-from inpaintssl.data.build import build_datasets
+from inpaintssl.data.base import SliceDataset
 from inpaintssl.inference import load_model
 from inpaintssl.layout import RunFolder
+from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.report import write_report
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.runner import run_study
 from inpaintssl.studies.spec import StudySpec
-from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.convergence import ConvergenceWarning
 from inpaintssl.training.diagnostics import plot_learning_curves_grid
+from inpaintssl.training.stages import build_stage_data
 
 __all__ = ["DemoResult", "DemoSettings", "demo_parts", "demo_spec", "run_demo", "settings_for"]
 
@@ -321,16 +322,11 @@ def _label_map(onehot: torch.Tensor) -> np.ndarray:
     return labels
 
 
-def _test_set(spec: StudySpec) -> Any:
-    config = spec.finetune
-    multiple = size_multiple_of(config.model.backbone, config.model.params)
-    return build_datasets(config.data, stage="finetune", seed=config.run.seed, size_multiple=multiple)
-
-
 @torch.no_grad()
-def _example_figure(bundle: Any, folders: Mapping[str, Path], path: Path, *, count: int = 3) -> FigureFiles:
+def _example_figure(
+    test: SliceDataset, folders: Mapping[str, Path], path: Path, *, count: int = 3
+) -> FigureFiles:
     """Test slices, their ground truth and both arms' predictions (models loaded from their runs)."""
-    test = bundle.test
     picks = np.linspace(0, len(test) - 1, num=min(count, len(test))).round().astype(int)
     models = {arm: load_model(folder) for arm, folder in folders.items()}
     figure = Figure(figsize=(8, 2.2 * len(picks)))
@@ -353,7 +349,7 @@ def _example_figure(bundle: Any, folders: Mapping[str, Path], path: Path, *, cou
             if row == 0:
                 ax.set_title(titles[col], fontsize=9)
     figure.suptitle(
-        f"Test slices: {', '.join(bundle.class_names)} = 1, 2, 3 (smallest label fraction, seed 0)"
+        f"Test slices: {', '.join(test.class_names)} = 1, 2, 3 (smallest label fraction, seed 0)"
     )
     return save_figure(figure, path, formats=("png",))
 
@@ -386,8 +382,9 @@ def demo_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
             ),
         ),
     )
-    bundle = _test_set(spec)
-    if bundle.test is None or len(bundle.test) == 0:
+    bundle = build_stage_data(spec.finetune, stage="finetune")
+    test = bundle.test
+    if test is None or len(test) == 0:
         parts.skipped.append(("corruption panel and examples", "the data set has no test split"))
         return
     k = spec.pretrain.pretext.patch_size
@@ -398,7 +395,7 @@ def demo_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
             None,
             (
                 render_corruption_figure(
-                    bundle.test[len(bundle.test) // 2]["image"][0].numpy(),
+                    test[len(test) // 2]["image"][0].numpy(),
                     p,
                     patch_sizes=(2 * k, k, max(k // 2, 2), max(k // 4, 2)),
                     seed=spec.pretrain.run.seed,
@@ -412,14 +409,16 @@ def demo_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
         lambda p: plot_dice_vs_label_fraction(results.select(level="image"), p),
     )
     smallest, seed = min(spec.label_fractions), spec.seeds_at(min(spec.label_fractions))[0]
-    folders = {
-        arm: spec.runs_dir() / f"{arm}_{round(100 * smallest)}pct_seed{seed}" for arm in ("ssl", "supervised")
+    folders = {  # the two runs at the smallest fraction and its first seed, where the plan put them
+        job.labels["arm"]: job.config.run.output_dir
+        for job in expand_study(spec).finetune_jobs()
+        if job.labels["label_fraction"] == smallest and job.labels["subset_seed"] == seed
     }
     if all(RunFolder(f).checkpoints.is_dir() for f in folders.values()):
         parts.figure(
             "example_segmentations.png",
             "Example segmentations",
-            lambda p: _example_figure(bundle, folders, p),
+            lambda p: _example_figure(test, folders, p),
         )
     else:
         parts.skipped.append(
