@@ -186,6 +186,14 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+# The paper's pretext defaults (sec. 2.4, 2.5.2): K = 32, 1/4 of the area, 100 masks. The pretext
+# tasks take theirs from here too, so a bare PRETEXT_TASKS.build(name) and a run agree.
+DEFAULT_PATCH_SIZE = 32
+DEFAULT_SAMPLER = "poisson_disc"
+DEFAULT_COVERAGE = 0.25
+DEFAULT_BANK_SIZE = 100
+
+
 class PretextConfig(_Strict):
     """Inpainting pretext task (sec. 2.4, 2.5.2).
 
@@ -199,10 +207,10 @@ class PretextConfig(_Strict):
     """
 
     task: str = "context_restoration"
-    patch_size: int = Field(default=32, gt=0)
-    sampler: str = "poisson_disc"
-    coverage: float = Field(default=0.25, gt=0.0, lt=1.0)
-    bank_size: int = Field(default=100, gt=0)
+    patch_size: int = Field(default=DEFAULT_PATCH_SIZE, gt=0)
+    sampler: str = DEFAULT_SAMPLER
+    coverage: float = Field(default=DEFAULT_COVERAGE, gt=0.0, lt=1.0)
+    bank_size: int = Field(default=DEFAULT_BANK_SIZE, gt=0)
     params: dict[str, Any] = Field(default_factory=dict)
 
 

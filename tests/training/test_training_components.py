@@ -50,7 +50,7 @@ def test_build_pretext_task_uses_every_config_field() -> None:
 
 
 def test_pretext_defaults_agree_between_the_config_and_the_tasks() -> None:
-    # The config may not import torch, so the numbers live in two modules; this holds them equal.
+    # One set of numbers: a run (PretextConfig), a bare PRETEXT_TASKS.build and the task signatures agree.
     config = PretextConfig()
     expected = {
         "patch_size": config.patch_size,

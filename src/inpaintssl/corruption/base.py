@@ -28,19 +28,13 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+# A bare PRETEXT_TASKS.build(name)'s options are PretextConfig's defaults, defined once in config.
+from inpaintssl.config import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
 from inpaintssl.corruption.masks import MaskBank
 from inpaintssl.corruption.samplers import Sampler, validate_request
 from inpaintssl.registry import SAMPLERS
 
 __all__ = ["DEFAULT_BANK_SIZE", "DEFAULT_COVERAGE", "DEFAULT_PATCH_SIZE", "DEFAULT_SAMPLER", "PretextTask"]
-
-# A bare PRETEXT_TASKS.build(name)'s options: the paper's K = 32, 1/4 of the area, 100 masks
-# (sec. 2.4, 2.5.2). Runs take theirs from inpaintssl.config.PretextConfig, whose defaults a test
-# holds equal to these (the config module may not import torch, so it cannot import them).
-DEFAULT_PATCH_SIZE = 32
-DEFAULT_SAMPLER = "poisson_disc"
-DEFAULT_COVERAGE = 0.25
-DEFAULT_BANK_SIZE = 100
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
