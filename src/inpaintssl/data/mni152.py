@@ -55,7 +55,7 @@ import torch
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.preflight import CaseCheck
-from inpaintssl.data.readers import import_optional
+from inpaintssl.data.readers import READ_ERRORS, import_optional
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
@@ -125,7 +125,7 @@ def _load_stored(path: Path) -> np.ndarray:
     nib = import_optional("nibabel", extra="demo", purpose="the mni152 demo dataset")
     try:
         stored: np.ndarray = np.asanyarray(nib.load(path).dataobj)
-    except (EOFError, OSError, ValueError) as exc:  # e.g. a truncated gzip stream
+    except READ_ERRORS as exc:  # e.g. a truncated or corrupt gzip stream
         raise DataError(f"ICBM152 file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     return stored.astype(np.float32)
 

@@ -39,6 +39,7 @@ from inpaintssl.data.checks import check_rank, existing_path
 from inpaintssl.data.loading import H5Files, open_h5
 
 __all__ = [
+    "READ_ERRORS",
     "DicomVolume",
     "H5Volume",
     "IMAGE_RANKS",
@@ -57,9 +58,9 @@ LABEL_RANKS = frozenset({2, 3})
 """Integer class maps: a 2D slice or a 3D volume."""
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
-# What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
-# file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError).
-_READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error)
+READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error)
+"""What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
+file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError)."""
 
 
 def import_optional(module: str, *, extra: str, purpose: str) -> ModuleType:
@@ -151,7 +152,7 @@ class Volume(ABC):
             where: list[Any] = [slice(None)] * len(self.shape)
             where[self.slice_axis] = index
             return np.asarray(array[tuple(where)])
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             # A header that parsed says nothing about the data after it: a truncated gzip stream
             # or HDF5 chunk only fails here, and the reader's own error names no file.
             raise DataError(

@@ -52,7 +52,7 @@ from inpaintssl.data.labels import merge_onehot
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
-from inpaintssl.data.readers import h5_dataset_shape
+from inpaintssl.data.readers import READ_ERRORS, h5_dataset_shape
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
@@ -317,7 +317,7 @@ class SKMTEADataset(SliceDataset):
                 where = f"{scan.path} {key} rows {x0}..{min(x0 + _STAT_SLAB, scan.shape[0]) - 1}"
                 try:
                     block = np.asarray(handle[key][x0 : x0 + _STAT_SLAB])
-                except (OSError, RuntimeError, ValueError) as exc:
+                except READ_ERRORS as exc:
                     raise DataError(
                         f"HDF5 file {where} cannot be read (truncated or corrupt?): {exc}"
                     ) from exc
