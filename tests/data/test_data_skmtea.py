@@ -209,3 +209,20 @@ def test_scan_missing_from_metadata(skmtea: SkmteaFixture) -> None:
     with pytest.raises(DataError, match=r"all_metadata\.csv has no row with MTR_ID 'MTR_005'"):
         SKMTEADataset(split="val", root=skmtea.root)
     assert "scan_params" not in SKMTEADataset(split="val", root=skmtea.root, metadata_csv=None)[0]
+
+
+def test_the_pre_flight_check_keeps_the_statistics_it_read(skmtea: SkmteaFixture) -> None:
+    from inpaintssl.data.preflight import preflight
+
+    checked = SKMTEADataset(split="train", root=skmtea.root, stats="compute")
+    fresh = SKMTEADataset(split="train", root=skmtea.root, stats="compute")
+    preflight({"train": checked}, progress=False)
+    volumes = range(len(checked._scans))
+    assert set(checked._stats) == set(volumes)
+    for v in volumes:  # bit-identical to the first epoch's own pass
+        kept, own = checked._stats[v], fresh.volume_stats(v)
+        assert np.array_equal(kept.mean, own.mean) and np.array_equal(kept.std, own.std)
+    calls: list[int] = []
+    checked._compute_stats = lambda scan: calls.append(1)  # type: ignore[method-assign,assignment,misc,return-value]
+    checked[0]
+    assert calls == []

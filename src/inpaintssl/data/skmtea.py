@@ -304,15 +304,21 @@ class SKMTEADataset(SliceDataset):
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
         """One complete read of each scan in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
         return [
-            CaseCheck(f"skmtea scan {scan.scan_id!r} ({scan.path})", functools.partial(self._preflight, scan))
-            for scan in self._scans
+            CaseCheck(f"skmtea scan {scan.scan_id!r} ({scan.path})", functools.partial(self._preflight, v))
+            for v, scan in enumerate(self._scans)
             if scan.scan_id in volume_ids
         ]
 
-    def _preflight(self, scan: _Scan) -> None:
+    def _preflight(self, volume: int) -> None:
+        scan = self._scans[volume]
         handle = self._handles.get(scan.path)
         keys = ("echo1", "echo2", "seg") if self.labelled else ("echo1", "echo2")
+        # The check reads every echo anyway: the volume's statistics come with it, the same numbers
+        # as _compute_stats (same slabs, same float64 sums), so the first epoch does not read it again.
+        computing = scan.file_stats is None and volume not in self._stats
+        acc = RunningStats(per_channel=False)
         for x0 in range(0, scan.shape[0], _STAT_SLAB):
+            echoes: list[np.ndarray] = []
             for key in keys:
                 where = f"{scan.path} {key} rows {x0}..{min(x0 + _STAT_SLAB, scan.shape[0]) - 1}"
                 try:
@@ -326,6 +332,12 @@ class SKMTEADataset(SliceDataset):
                     merge_onehot(block, self.groups, where=where)
                 else:
                     check_finite(block, where=where)
+                    echoes.append(block)
+            if computing:
+                e1, e2 = (np.asarray(echo, dtype=np.float64) for echo in echoes)
+                acc.update(np.sqrt(e1**2 + e2**2)[None])
+        if computing:
+            self._stats.setdefault(volume, acc.result(channels=1))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
