@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
-from inpaintssl.studies.merge import merge_results, new_run
+from inpaintssl.studies.merge import merge_files, merge_results, new_run
 from inpaintssl.studies.queue import RunRecord, WorkerId
+from inpaintssl.studies.resultfiles import result_files
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import WorkerReport
@@ -146,9 +147,20 @@ class _Driver:
             out.append(job)
         return out
 
-    def finish(self, ids: Sequence[str], reports: dict[str, TaskReport], died: str | None) -> None:
-        """Merge the files of ended runs; a run without a file failed (with its error)."""
-        merge_results(self.spec, shard=self.shard)
+    def finish(
+        self, ids: Sequence[str], reports: dict[str, TaskReport], died: str | None
+    ) -> dict[str, RunRecord]:
+        """Merge the files of ended runs; a run without a file failed (with its error).
+
+        Returns:
+            Every run's record after the merge, before the failures are recorded (which change
+            no run that is done).
+        """
+        ended = set(ids)
+        # Only the ended runs' files: merging every file again at each task's end would cost
+        # the whole study each time (files left by an earlier driver were merged at the start).
+        files = [p for p in result_files(self.spec.results_dir()) if p.stem in ended]
+        merge_files(self.store, {job.id: job for job in self.plan}, files)
         runs = self._runs()
         for run_id in ids:
             if runs[run_id].status == "done":
@@ -161,12 +173,12 @@ class _Driver:
             )
             self.store.fail(run_id, self.me, error)
             self._say(f"{run_id} failed: {error.splitlines()[0] if error else ''}")
+        return runs
 
     def report(self, submission: Submission, batch: Sequence[Job]) -> WorkerReport:
         """Merge an ended task's results and say what it did."""
         by_run, died = _task_reports(submission)
-        self.finish([j.id for j in batch], by_run, died)
-        runs = self._runs()
+        runs = self.finish([j.id for j in batch], by_run, died)
         executed: dict[str, int] = {}
         for job in batch:
             mine = by_run.get(job.id)

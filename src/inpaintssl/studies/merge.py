@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from inpaintssl.studies.grid import Job, expand_study
 from inpaintssl.studies.queue import NewRun
@@ -27,7 +29,7 @@ from inpaintssl.studies.resultfiles import read_result_file, result_files
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
 
-__all__ = ["MergeReport", "merge_results", "new_run"]
+__all__ = ["MergeReport", "merge_files", "merge_results", "new_run"]
 
 
 def new_run(job: Job) -> NewRun:
@@ -71,24 +73,35 @@ def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeR
     files = result_files(spec.results_dir())
     if not files:
         return MergeReport()
-    plan = expand_study(spec).shard(*shard)
-    jobs = {job.id: job for job in plan}
+    jobs = {job.id: job for job in expand_study(spec).shard(*shard)}
+    with StudyStore(spec.database_path(shard)) as store:
+        return merge_files(store, jobs, files)
+
+
+def merge_files(store: StudyStore, jobs: Mapping[str, Job], files: Sequence[Path]) -> MergeReport:
+    """Record the result ``files`` in an open ``store``; ``jobs`` are the shard's runs by id.
+
+    What :func:`merge_results` does for every file of a study; a driver calls it with the files of
+    the runs a task just ended, so each merge costs what the task produced, not the whole study.
+
+    Raises:
+        inpaintssl.studies.resultfiles.ResultFileError: A damaged result file (the message names it).
+    """
     merged = same = 0
     different: list[str] = []
     unknown: list[str] = []
-    with StudyStore(spec.database_path(shard)) as store:
-        # Register the runs that have files (a report may merge into a database that never saw them).
-        store.add_runs(new_run(jobs[p.stem]) for p in files if p.stem in jobs)
-        for path in files:
-            if path.stem not in jobs:
-                unknown.append(path.stem)
-                continue
-            data = read_result_file(path)
-            outcome = store.merge(data.run_id, result=data.result, rows=data.rows)
-            if outcome == "merged":
-                merged += 1
-            elif outcome == "same":
-                same += 1
-            else:
-                different.append(data.run_id)
+    # Register the runs that have files (a report may merge into a database that never saw them).
+    store.add_runs(new_run(jobs[p.stem]) for p in files if p.stem in jobs)
+    for path in files:
+        if path.stem not in jobs:
+            unknown.append(path.stem)
+            continue
+        data = read_result_file(path)
+        outcome = store.merge(data.run_id, result=data.result, rows=data.rows)
+        if outcome == "merged":
+            merged += 1
+        elif outcome == "same":
+            same += 1
+        else:
+            different.append(data.run_id)
     return MergeReport(merged, same, tuple(different), tuple(unknown))
