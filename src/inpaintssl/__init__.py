@@ -16,10 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from inpaintssl import registry
+from inpaintssl._lazy import lazy_exports
 from inpaintssl._version import __version__
 from inpaintssl.config import FinetuneConfig, PretrainConfig
 
@@ -64,13 +64,4 @@ __all__ = [
 _API_NAMES = frozenset(__all__) - {"FinetuneConfig", "PretrainConfig", "__version__", "registry"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API_NAMES:
-        value = getattr(importlib.import_module("inpaintssl.api"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'inpaintssl' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _API_NAMES)
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_API_NAMES, "api"), globals())
