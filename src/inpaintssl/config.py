@@ -27,10 +27,11 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -106,6 +107,10 @@ def _check_device(value: str, *, field: str) -> str:
             "index, e.g. 'cuda:0'"
         )
     return check_option(value, choices, field=field)
+
+
+Device = Annotated[str, AfterValidator(functools.partial(_check_device, field="device"))]
+"""``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked with a "did you mean"."""
 
 
 class _Strict(BaseModel):
@@ -417,7 +422,7 @@ class RunConfig(_Strict):
 
     output_dir: Path = Path("runs/run")
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
     deterministic: bool = False
@@ -426,11 +431,6 @@ class RunConfig(_Strict):
     resume: bool = False
     quiet: bool = False
     checkpoint_every: int = Field(default=1, gt=0)
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        return _check_device(value, field="device")
 
 
 def _pretrain_stopping() -> EarlyStoppingConfig:
@@ -552,13 +552,8 @@ class EvaluateConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     split: Literal["train", "val", "test"] = "test"
     output: Path | None = None
-    device: str = "auto"
+    device: Device = "auto"
     batch_size: int = Field(default=9, gt=0)
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        return _check_device(value, field="device")
 
 
 def _format_validation_error(exc: ValidationError, *, source: str) -> str:
@@ -604,6 +599,14 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any, *, item: str) -
     node[path[-1]] = value
 
 
+def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str) -> ModelT:
+    """``cls`` validated from ``data`` (an updated dump); a failure names ``source`` and the field."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source=source)) from exc
+
+
 def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     """Return a copy of ``config`` with dotted ``key=value`` overrides applied and re-validated.
 
@@ -616,10 +619,7 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     for item in overrides:
         path, value = _parse_override(item)
         _set_path(data, path, value, item=item)
-    try:
-        return type(config).model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source="overrides")) from exc
+    return _revalidated(type(config), data, source="overrides")
 
 
 def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
@@ -643,10 +643,7 @@ def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
         if isinstance(value, BaseModel):
             value = value.model_dump(mode="python")
         _set_path(data, dotted.split("."), value, item=f"{dotted}={value!r}")
-    try:
-        return type(config).model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source="field updates")) from exc
+    return _revalidated(type(config), data, source="field updates")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
