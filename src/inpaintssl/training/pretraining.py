@@ -94,9 +94,7 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
 def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     bundle = build_stage_data(config, stage="pretrain")
     channels = bundle.in_channels
-    check_at_the_door(
-        config, ctx, bundle, out_channels=channels, splits={"train": bundle.train, "val": bundle.val}
-    )
+    check_at_the_door(config, ctx, bundle, out_channels=channels)
     model = build_backbone(
         config.model.backbone,
         config.model.params,

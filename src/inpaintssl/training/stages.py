@@ -6,14 +6,13 @@ their model, objective and evaluation; these three steps are the same for both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig, PretrainConfig
-from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
 from inpaintssl.data.preflight import preflight
 from inpaintssl.training.components import size_multiple_of
@@ -40,12 +39,11 @@ def check_at_the_door(
     bundle: DataBundle,
     *,
     out_channels: int,
-    splits: Mapping[str, SliceDataset | None],
 ) -> None:
     """Fail before a slice is read or the run folder written.
 
     First a size or batch that cannot fit, then any unreadable, truncated or inconsistent data
-    file in ``splits``.
+    file of the bundle's sets (pretraining has no test set).
     """
     check_run_memory(
         backbone=config.model.backbone,
@@ -58,7 +56,7 @@ def check_at_the_door(
         ctx=ctx,
     )
     preflight(
-        splits,
+        {"train": bundle.train, "val": bundle.val, "test": bundle.test},
         progress=not config.run.quiet and ctx.dist.is_main,
         what=f"data.dataset={config.data.dataset!r}",
     )
