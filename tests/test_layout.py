@@ -8,7 +8,6 @@ from pathlib import Path
 import inpaintssl
 from inpaintssl.checkpoint import CheckpointMeta, resolve_checkpoint, save_checkpoint
 from inpaintssl.layout import RunFolder
-from inpaintssl.training.lock import LOCK_NAME
 from inpaintssl.training.results import PretrainResult
 
 PACKAGE = Path(inpaintssl.__file__).parent
@@ -81,7 +80,7 @@ def test_paths_sit_where_the_documented_layout_puts_them(tmp_path: Path) -> None
     assert run.val_inpainting == tmp_path / "val_inpainting.csv"
     assert run.test_metrics == tmp_path / "test_metrics.csv"
     assert run.eval_csv("val") == tmp_path / "eval_val.csv"
-    assert run.lock == tmp_path / LOCK_NAME == tmp_path / ".inpaintssl.lock"
+    assert run.lock == tmp_path / RunFolder.LOCK == tmp_path / ".inpaintssl.lock"
     assert RunFolder(str(tmp_path)).root == tmp_path  # type: ignore[arg-type]
 
 

@@ -13,7 +13,8 @@ from unittest import mock
 from corpus import Call, CommandLineError, _case, _cli, _pretrain_config, _save_pretrained
 
 import inpaintssl as issl
-from inpaintssl.training.lock import LOCK_NAME, RunFolderLockedError
+from inpaintssl.layout import RunFolder
+from inpaintssl.training.lock import RunFolderLockedError
 
 # The docs table shows each case's message, so it must not change from machine to machine: the
 # live owner is pid 1 (init, alive in every Linux system or container) and this host is called
@@ -33,7 +34,7 @@ def _write_lock(run: Path, *, pid: int, host: str) -> None:
     """A lock as another run writes it (no ``pid_start``: only the pid's liveness is checked)."""
     run.mkdir(parents=True, exist_ok=True)
     lock = {"pid": pid, "host": host, "since": "2024-05-01T10:00:00+00:00", "token": "other-run"}
-    (run / LOCK_NAME).write_text(json.dumps(lock), encoding="utf-8")
+    (run / RunFolder.LOCK).write_text(json.dumps(lock), encoding="utf-8")
 
 
 @_case(
@@ -77,7 +78,7 @@ def _run_folder_lock_unreadable(folder: Path) -> Call:
     """A run folder whose lock file is not a lock (a user wrote or truncated it by hand)."""
     run = folder / "run"
     run.mkdir()
-    (run / LOCK_NAME).write_text("locked by alice\n", encoding="utf-8")
+    (run / RunFolder.LOCK).write_text("locked by alice\n", encoding="utf-8")
     return lambda: issl.pretrain(_pretrain_config(folder))
 
 

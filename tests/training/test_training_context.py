@@ -18,8 +18,8 @@ import torch
 import inpaintssl as issl
 from inpaintssl.config import RunConfig
 from inpaintssl.data import DataError
+from inpaintssl.layout import RunFolder
 from inpaintssl.training.context import FreshStartWarning, RunContext, RunFolderLockedError, run_session
-from inpaintssl.training.lock import LOCK_NAME
 from study_helpers import tiny_pretrain_config
 
 
@@ -112,7 +112,7 @@ def test_late_failure_keeps_what_was_written_and_drops_the_lock(tmp_path: Path) 
     with pytest.raises(FloatingPointError):
         issl.pretrain(config)
     names = {p.name for p in run.iterdir()}
-    assert "config.yaml" in names and LOCK_NAME not in names
+    assert "config.yaml" in names and RunFolder.LOCK not in names
 
 
 def test_resume_into_a_missing_folder_warns_that_it_starts_fresh(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_a_fresh_start_warning_raised_as_an_error_leaves_no_lock_behind(tmp_path
         warnings.simplefilter("error", FreshStartWarning)
         with pytest.raises(FreshStartWarning), run_session(config):
             pass
-    assert not (run / LOCK_NAME).exists()
+    assert not (run / RunFolder.LOCK).exists()
     with run_session(RunConfig(output_dir=run, device="cpu")):  # the folder is free again
         pass
 
@@ -154,10 +154,10 @@ def test_pretrain_into_a_locked_folder_writes_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     lock = {"pid": 1, "host": socket.gethostname(), "since": "2024-05-01T10:00:00+00:00"}
-    (run / LOCK_NAME).write_text(json.dumps(lock), encoding="utf-8")
+    (run / RunFolder.LOCK).write_text(json.dumps(lock), encoding="utf-8")
     with pytest.raises(RunFolderLockedError, match=r"in use by another run: pid 1 on host"):
         issl.pretrain(tiny_pretrain_config(run))
-    assert [p.name for p in run.iterdir()] == [LOCK_NAME]
+    assert [p.name for p in run.iterdir()] == [RunFolder.LOCK]
 
 
 def test_a_local_context_changes_nothing_around_it(tmp_path: Path) -> None:

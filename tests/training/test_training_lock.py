@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from inpaintssl.layout import RunFolder
 from inpaintssl.training.lock import (
-    LOCK_NAME,
     RunFolderInUseError,
     RunFolderLockedError,
     StaleLockWarning,
@@ -27,7 +27,7 @@ def _write_lock(folder: Path, **fields: object) -> dict[str, object]:
     lock = {"pid": 1, "host": socket.gethostname(), "since": "2024-05-01T10:00:00+00:00", "token": "x"}
     lock.update(fields)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / LOCK_NAME).write_text(json.dumps(lock), encoding="utf-8")
+    (folder / RunFolder.LOCK).write_text(json.dumps(lock), encoding="utf-8")
     return lock
 
 
@@ -41,13 +41,13 @@ def _dead_pid() -> int:
 def test_lock_records_this_process_and_is_removed_on_release(tmp_path: Path) -> None:
     folder = tmp_path / "a" / "run"
     lock = acquire_run_lock(folder)
-    recorded = json.loads((folder / LOCK_NAME).read_text(encoding="utf-8"))
+    recorded = json.loads((folder / RunFolder.LOCK).read_text(encoding="utf-8"))
     assert (recorded["pid"], recorded["host"]) == (os.getpid(), socket.gethostname())
     assert recorded["since"][:4].isdigit() and "T" in recorded["since"]
-    assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME], "no temporary file is left"
+    assert sorted(p.name for p in folder.iterdir()) == [RunFolder.LOCK], "no temporary file is left"
     lock.release()
     lock.release()  # a second release does nothing
-    assert not (folder / LOCK_NAME).exists()
+    assert not (folder / RunFolder.LOCK).exists()
 
 
 def test_second_acquire_in_the_same_folder_names_the_owner(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_second_acquire_in_the_same_folder_names_the_owner(tmp_path: Path) -> No
         message = str(caught.value)
         assert f"pid {os.getpid()} on host {socket.gethostname()!r} since {first.owner.since}" in message
         assert str(tmp_path) in message
-    assert not (tmp_path / LOCK_NAME).exists()
+    assert not (tmp_path / RunFolder.LOCK).exists()
 
 
 def test_live_process_on_this_host_holds_the_folder(tmp_path: Path) -> None:
@@ -69,7 +69,8 @@ def test_live_process_on_this_host_holds_the_folder(tmp_path: Path) -> None:
             RunFolderLockedError, match=rf"pid {sleeper.pid} on host .* Wait for it to finish"
         ):
             acquire_run_lock(tmp_path)
-        assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8")) == lock, "the lock is untouched"
+        recorded = json.loads((tmp_path / RunFolder.LOCK).read_text(encoding="utf-8"))
+        assert recorded == lock, "the lock is untouched"
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -97,21 +98,21 @@ def test_lock_from_another_host_is_never_stale(tmp_path: Path) -> None:
     _write_lock(tmp_path, pid=_dead_pid(), host="elsewhere.example")
     with pytest.raises(RunFolderLockedError, match=r"on host 'elsewhere\.example'.*delete the lock file"):
         acquire_run_lock(tmp_path)
-    assert (tmp_path / LOCK_NAME).exists()
+    assert (tmp_path / RunFolder.LOCK).exists()
 
 
 def test_unreadable_lock_is_an_error_not_a_takeover(tmp_path: Path) -> None:
-    (tmp_path / LOCK_NAME).write_text("{", encoding="utf-8")
+    (tmp_path / RunFolder.LOCK).write_text("{", encoding="utf-8")
     with pytest.raises(RunFolderLockedError, match=r"not a readable lock .*expected JSON with pid, host"):
         acquire_run_lock(tmp_path)
-    assert (tmp_path / LOCK_NAME).read_text(encoding="utf-8") == "{"
+    assert (tmp_path / RunFolder.LOCK).read_text(encoding="utf-8") == "{"
 
 
 def test_release_leaves_a_lock_that_another_process_took_over(tmp_path: Path) -> None:
     lock = acquire_run_lock(tmp_path)
     replacement = _write_lock(tmp_path, token="someone-else")
     lock.release()
-    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8")) == replacement
+    assert json.loads((tmp_path / RunFolder.LOCK).read_text(encoding="utf-8")) == replacement
 
 
 # -- two real processes ---------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_two_runs_into_one_folder_one_trains_the_other_stops_with_the_owner(tmp_
         text=True,
     )
     try:
-        _wait_for(run / LOCK_NAME, first, seconds=120)
+        _wait_for(run / RunFolder.LOCK, first, seconds=120)
         before = _files(run)
         second = subprocess.run(
             [sys.executable, "-m", "inpaintssl", "pretrain", str(config)],
@@ -187,7 +188,7 @@ def test_two_runs_into_one_folder_one_trains_the_other_stops_with_the_owner(tmp_
             first.communicate()
     assert first.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == {"epochs": 3}
-    assert not (run / LOCK_NAME).exists()
+    assert not (run / RunFolder.LOCK).exists()
     assert {"config.yaml", "manifest.json", "splits.json", "metrics.csv"} <= {p.name for p in run.iterdir()}
     assert (run / "checkpoints" / "last" / "COMPLETE.json").is_file()
     assert len((run / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 1 + 3
@@ -204,4 +205,4 @@ def test_two_runs_into_one_folder_one_trains_the_other_stops_with_the_owner(tmp_
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs"] == 3
     assert "starting a fresh run" not in resumed.stderr
-    assert not (run / LOCK_NAME).exists()
+    assert not (run / RunFolder.LOCK).exists()

@@ -16,7 +16,7 @@ Example:
     >>> with acquire_run_lock(folder) as lock:
     ...     lock.path.name, lock.owner.pid == os.getpid()
     ('.inpaintssl.lock', True)
-    >>> (folder / LOCK_NAME).exists()
+    >>> RunFolder(folder).lock.exists()
     False
 """
 
@@ -37,7 +37,6 @@ from typing import Any
 from inpaintssl.layout import RunFolder
 
 __all__ = [
-    "LOCK_NAME",
     "LockOwner",
     "RunFolderInUseError",
     "RunFolderLockedError",
@@ -46,9 +45,6 @@ __all__ = [
     "acquire_run_lock",
     "read_lock",
 ]
-
-LOCK_NAME = RunFolder.LOCK
-"""The lock file's name inside a run folder (kept for callers; the path is ``RunFolder(run).lock``)."""
 
 
 class RunFolderInUseError(FileExistsError):
