@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bench_training import monai_basicunet
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -67,7 +68,6 @@ PEAK_BF16_DENSE_TFLOPS: tuple[tuple[str, float], ...] = (
 _EXCLUDED_VARIANTS = ("PCIE", "NVL")  # H100 PCIe, H100 NVL, H200 NVL: lower peaks, not in the table
 
 DEPTH, BASE_WIDTH = 5, 32
-MONAI_FEATURES = (32, 64, 128, 256, 512, 32)
 ADAM = {"lr": 1e-3, "betas": (0.99, 0.995), "eps": 1e-8}  # the paper's recipe
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 ARMS = ("library", "monai", "bare")
@@ -97,14 +97,6 @@ def library_unet() -> nn.Module:
     return build_backbone(
         "unet2d", {"depth": DEPTH, "base_width": BASE_WIDTH}, in_channels=1, out_channels=1, seed=0
     )
-
-
-def monai_basicunet() -> nn.Module:
-    """MONAI's BasicUNet with the same widths (32..512)."""
-    from monai.networks.nets import BasicUNet
-
-    torch.manual_seed(0)
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=MONAI_FEATURES)
 
 
 def _sync(device: torch.device) -> None:
@@ -151,7 +143,7 @@ def _make_step(
 
     def bare_step(clean: torch.Tensor, corrupted: torch.Tensor, i: int) -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast_context(device, amp_dtype):
             restored = model(corrupted)
         loss = F.mse_loss(restored.float(), clean)
         scaler.scale(loss).backward()
@@ -173,6 +165,8 @@ def _time_arm(
     channels_last: bool,
     peak_flops: float | None,
 ) -> dict[str, Any]:
+    if arm == "monai":
+        torch.manual_seed(0)  # the peer's initial weights, the same every run
     model = monai_basicunet() if arm == "monai" else library_unet()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
