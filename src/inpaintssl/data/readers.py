@@ -200,7 +200,9 @@ class NiftiVolume(Volume):
             path, image.shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what="NIfTI file"
         )
         self.has_geometry = True
-        self.affine = np.asarray(image.affine, dtype=np.float64)
+        self.affine: np.ndarray = np.asarray(image.affine, dtype=np.float64)  # always known here
+        self.header = image.header
+        """The file's NIfTI header (what a label map written for this image copies)."""
 
     def _array(self) -> Any:
         if not str(self.path).endswith(".gz"):

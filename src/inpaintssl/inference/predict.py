@@ -400,11 +400,9 @@ def _open(
         return volume, _dicom_geometry(volume)
     stored = _zooms3(spacing if spacing is not None else (1.0, 1.0, 1.0))
     if _has_suffix(path, _NIFTI):
-        nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
-        volume = NiftiVolume(path, slice_axis=axis)
-        image = nib.load(path)
-        zooms = _zooms3(image.header.get_zooms()[: len(volume.shape[:3])])
-        return volume, _Geometry(np.asarray(image.affine, dtype=np.float64), image.header, zooms)
+        nifti = NiftiVolume(path, slice_axis=axis)
+        zooms = _zooms3(nifti.header.get_zooms()[: len(nifti.shape[:3])])
+        return nifti, _Geometry(nifti.affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):
         member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
         volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=stored)
