@@ -27,8 +27,7 @@ Example:
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -92,17 +91,11 @@ def write_result_file(
         "host": current_host(),
         "result": result,
         # NaN (a Dice of an absent class) is written as JSON's non-standard NaN, which json reads back.
-        "rows": [[m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value] for m in rows],
+        "rows": [list(astuple(m)) for m in rows],
     }
     path = result_path(folder, run_id)
     atomic_write_text(path, json.dumps(payload, sort_keys=True))
     return path
-
-
-def _row(values: list[Any]) -> Measurement:
-    volume_id, slice_index, level, class_name, metric, value = values
-    number = math.nan if value is None else float(value)
-    return Measurement(str(volume_id), int(slice_index), str(level), str(class_name), str(metric), number)
 
 
 def read_result_file(path: Path) -> ResultFile:
@@ -128,7 +121,7 @@ def read_result_file(path: Path) -> ResultFile:
             str(data["kind"]),
             str(data["host"]),
             dict(data["result"]),
-            [_row(list(r)) for r in data["rows"]],
+            [Measurement.from_values(r) for r in data["rows"]],
         )
     except ResultFileError:
         raise

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,6 +50,14 @@ class Measurement:
     metric: str
     value: float
 
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> Measurement:
+        """The measurement of six stored values in field order; ``None`` reads as NaN (SQLite stores
+        NaN as NULL)."""
+        volume_id, slice_index, level, class_name, metric, value = values
+        number = math.nan if value is None else float(value)
+        return cls(str(volume_id), int(slice_index), str(level), str(class_name), str(metric), number)
+
 
 class ResultStore(StudyDatabase):
     """The measurements of a study's runs (arguments of :class:`StudyDatabase`)."""
@@ -69,7 +77,7 @@ class ResultStore(StudyDatabase):
                 "WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             ).fetchall()
-        return [_measurement(row) for row in rows]
+        return [Measurement.from_values(row) for row in rows]
 
     def has_level(self, level: str, *, metric: str | None = None) -> bool:
         """Whether any measurement (of ``metric``, if given) has this level, e.g. ``volume``."""
@@ -96,14 +104,8 @@ class ResultStore(StudyDatabase):
                 "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
                 f"FROM measurements AS m JOIN runs AS r ON r.id = m.run_id {skip} ORDER BY m.rowid"
             ).fetchall()
-        return [(row[0], _measurement(row[1:])) for row in rows if run_ids is None or row[0] in run_ids]
-
-
-def _measurement(row: tuple[Any, ...]) -> Measurement:
-    volume_id, slice_index, level, class_name, metric, value = row
-    # SQLite stores NaN as NULL.
-    number = math.nan if value is None else float(value)
-    return Measurement(volume_id, int(slice_index), level, class_name, metric, number)
+        wanted = (row for row in rows if run_ids is None or row[0] in run_ids)
+        return [(row[0], Measurement.from_values(row[1:])) for row in wanted]
 
 
 def _key(m: Measurement) -> tuple[Any, ...]:
