@@ -205,7 +205,6 @@ def _load_model(run_or_checkpoint: str | os.PathLike[str], device: torch.device)
 class _Preprocessing:
     """How the run's training slices were made, as far as predicting on new scans needs it."""
 
-    dataset: str
     slice_axis: int
     normalize: Normalize
     windows: tuple[tuple[float, float], ...] | None
@@ -236,7 +235,6 @@ def _preprocessing(recorded: Preprocessing | None, *, slice_axis: int | None) ->
     else:
         axis = 2 if pre.slice_axis is None else pre.slice_axis
     return _Preprocessing(
-        dataset=pre.dataset,
         slice_axis=axis,
         normalize=normalize,
         windows=windows,
