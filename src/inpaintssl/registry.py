@@ -82,7 +82,15 @@ class PluginLoadError(ImportError):
 
     The message names the registry, the plugin name, the distribution that provides it and the
     original exception, which is also chained as ``__cause__``.
+
+    Attributes:
+        reason: What is wrong with the plugin, without the names (for listings; the whole
+            message when not given).
     """
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 RegistryStatus = Literal["ok", "unchecked", "broken", "shadowed"]
@@ -257,18 +265,18 @@ class Registry(Generic[T]):
         return self._load_plugin(eps[0])
 
     def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:
+        where = f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value})"
+        where += f" from distribution {_distribution_name(ep)}"
         try:
             factory = ep.load()
         except Exception as exc:
+            reason = f"fails to import: {type(exc).__name__}: {exc}"
             raise PluginLoadError(
-                f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value}) from distribution "
-                f"{_distribution_name(ep)} failed to load: {type(exc).__name__}: {exc}"
+                f"{where} failed to load: {type(exc).__name__}: {exc}", reason=reason
             ) from exc
         if not callable(factory):
-            raise PluginLoadError(
-                f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value}) from distribution "
-                f"{_distribution_name(ep)} is not callable (got {type(factory).__name__})"
-            )
+            reason = f"is not callable (got {type(factory).__name__})"
+            raise PluginLoadError(f"{where} {reason}", reason=reason)
         with self._lock:
             self._plugins[ep.name] = factory
         return factory  # type: ignore[no-any-return]
@@ -376,13 +384,7 @@ got an unexpected keyword argument 'rihgt'
         try:
             self._load_plugin(ep)
         except PluginLoadError as exc:
-            cause = exc.__cause__
-            reason = (
-                f"fails to import: {type(cause).__name__}: {cause}"
-                if cause is not None
-                else str(exc).rsplit(f"{_distribution_name(ep)} ", 1)[-1]
-            )
-            return dataclasses.replace(row, status="broken", reason=reason)
+            return dataclasses.replace(row, status="broken", reason=exc.reason)
         return dataclasses.replace(row, status="ok")
 
     def __contains__(self, name: object) -> bool:
