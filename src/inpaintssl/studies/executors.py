@@ -38,7 +38,7 @@ from typing import Protocol, TypeVar
 
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_files, merge_results, new_run
-from inpaintssl.studies.queue import RunRecord, WorkerId
+from inpaintssl.studies.queue import RunRecord, WorkerId, readiness
 from inpaintssl.studies.resultfiles import result_files
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
@@ -132,19 +132,16 @@ class _Driver:
         limit = self.spec.max_attempts
         out = []
         for job in self.plan:
+            if job.id in in_flight:
+                continue
             run = runs[job.id]
-            if job.id in in_flight or run.status in ("done", "running"):
-                continue
-            if run.status == "failed" and run.failures >= limit:
-                continue
-            if job.depends_on is not None:
-                dep = runs[job.depends_on]
-                if dep.status == "failed" and dep.failures >= limit:
-                    self.store.block(job.id, f"blocked: the pretraining run {dep.id} it needs failed")
-                    continue
-                if dep.status != "done":
-                    continue
-            out.append(job)
+            dep = None if job.depends_on is None else runs[job.depends_on]
+            needs = None if dep is None else (dep.status, dep.failures)
+            step = readiness(run.status, run.failures, needs, max_attempts=limit)
+            if step == "block":
+                self.store.block(job.id, f"blocked: the pretraining run {job.depends_on} it needs failed")
+            elif step == "start":
+                out.append(job)
         return out
 
     def finish(

@@ -35,12 +35,18 @@ from typing import Any, Final, Literal
 
 from inpaintssl.studies.database import StudyDatabase
 
-__all__ = ["WAIT", "Heartbeat", "JobQueue", "NewRun", "RunRecord", "WorkerId", "pid_alive"]
+__all__ = ["WAIT", "Heartbeat", "JobQueue", "NewRun", "RunRecord", "WorkerId", "pid_alive", "readiness"]
 
 _RUN_COLUMNS = (
     "id, kind, depends_on, config, labels, status, worker, heartbeat, started, finished, "
     "attempts, failures, result, error"
 )
+# A run starts (claimed by a worker, or submitted by a driver) / cannot start (with why).
+_START = (
+    "UPDATE runs SET status = 'running', worker = ?, host = ?, pid = ?, heartbeat = ?, "
+    "started = ?, finished = NULL, attempts = attempts + 1, error = NULL WHERE id = ?"
+)
+_BLOCK = "UPDATE runs SET status = 'failed', error = ? WHERE id = ?"
 
 
 class _Wait:
@@ -50,6 +56,41 @@ class _Wait:
 
 WAIT: Final = _Wait()
 """Returned by :meth:`StudyStore.claim` when runs remain but none can start yet."""
+
+
+def readiness(
+    status: str, failures: int, needs: tuple[str, int] | None, *, max_attempts: int
+) -> Literal["skip", "wait", "block", "start"]:
+    """What to do with a run now, the one rule of every scheduler (worker claims, remote drivers).
+
+    Args:
+        status: The run's status.
+        failures: Its failed attempts.
+        needs: ``(status, failures)`` of the pretraining run it needs, if any.
+        max_attempts: Failures after which a run is not retried.
+
+    Returns:
+        ``skip`` (done, or failed for good), ``wait`` (running elsewhere, or its pretraining run
+        may still finish), ``block`` (its pretraining run failed for good or is missing) or
+        ``start``.
+
+    Example:
+        >>> readiness("pending", 0, ("failed", 1), max_attempts=2)  # the pretraining run gets a retry
+        'wait'
+        >>> readiness("pending", 0, ("failed", 2), max_attempts=2)
+        'block'
+    """
+    if status == "done" or (status == "failed" and failures >= max_attempts):
+        return "skip"
+    if status == "running":
+        return "wait"
+    if needs is not None:
+        dep_status, dep_failures = needs
+        if dep_status in ("pending", "running") or (dep_status == "failed" and dep_failures < max_attempts):
+            return "wait"
+        if dep_status != "done":
+            return "block"
+    return "start"
 
 
 def pid_alive(pid: int) -> bool:
@@ -260,29 +301,16 @@ class JobQueue(StudyDatabase):
             for run_id, (status, failures, dep) in state.items():
                 if allowed is not None and run_id not in allowed:
                     continue
-                if status == "done" or (status == "failed" and failures >= max_attempts):
+                dep_status, dep_failures, _ = state.get(dep, ("missing", 0, None))
+                needs = None if dep is None else (dep_status, dep_failures)
+                step = readiness(status, failures, needs, max_attempts=max_attempts)
+                waiting = waiting or step == "wait"
+                if step == "block":
+                    why = f"blocked: the pretraining run {dep} it needs is {dep_status}"
+                    conn.execute(_BLOCK, (why, run_id))
+                if step != "start":
                     continue
-                if status == "running":
-                    waiting = True
-                    continue
-                if dep is not None:
-                    dep_status, dep_failures, _ = state.get(dep, ("missing", 0, None))
-                    if dep_status in ("pending", "running") or (
-                        dep_status == "failed" and dep_failures < max_attempts
-                    ):
-                        waiting = True
-                        continue
-                    if dep_status != "done":
-                        conn.execute(
-                            "UPDATE runs SET status = 'failed', error = ? WHERE id = ?",
-                            (f"blocked: the pretraining run {dep} it needs is {dep_status}", run_id),
-                        )
-                        continue
-                conn.execute(
-                    "UPDATE runs SET status = 'running', worker = ?, host = ?, pid = ?, heartbeat = ?, "
-                    "started = ?, finished = NULL, attempts = attempts + 1, error = NULL WHERE id = ?",
-                    (str(worker), worker.host, worker.pid, now, now, run_id),
-                )
+                conn.execute(_START, (str(worker), worker.host, worker.pid, now, now, run_id))
                 row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
                 return _record(row)
         return WAIT if waiting else None
@@ -296,16 +324,13 @@ class JobQueue(StudyDatabase):
         """
         now = time.time()
         with self._transaction("mark submitted runs in") as conn:
-            conn.executemany(
-                "UPDATE runs SET status = 'running', worker = ?, host = ?, pid = ?, heartbeat = ?, "
-                "started = ?, finished = NULL, attempts = attempts + 1, error = NULL WHERE id = ?",
-                [(str(driver), driver.host, driver.pid, now, now, run_id) for run_id in run_ids],
-            )
+            rows = [(str(driver), driver.host, driver.pid, now, now, run_id) for run_id in run_ids]
+            conn.executemany(_START, rows)
 
     def block(self, run_id: str, error: str) -> None:
         """Mark a run that cannot start (its pretraining run failed for good) ``failed``."""
         with self._guard(f"mark run {run_id} failed in"):
-            self._conn.execute("UPDATE runs SET status = 'failed', error = ? WHERE id = ?", (error, run_id))
+            self._conn.execute(_BLOCK, (error, run_id))
 
     # -- a worker's updates ---------------------------------------------------------------------
     def heartbeat(self, run_id: str, worker: WorkerId) -> bool:
