@@ -216,4 +216,13 @@ def kill_study_after_first_checkpoint(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        # Its workers die with it but may linger a moment (until reaped): while their pid exists
+        # the run folder's lock is not stale, and a resumed attempt would find it held.
+        gone_by = time.monotonic() + 30
+        while time.monotonic() < gone_by:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
     return study, pre
