@@ -5,12 +5,15 @@ four batches cycled) in one process, one after the other, each timed with CUDA e
 ``torch.cuda.synchronize()`` calls (``time.perf_counter`` on the CPU):
 
 * **library**: the paper's U-Net (``unet2d``, depth 5, base width 32, built through
-  ``build_backbone``) trained with the library's own step: ``InpaintingObjective`` (the pretext
-  task's keyed corruption on the device, then the L2 loss of eq. A1) under the library's autocast
-  context, its GradScaler (active for fp16 only) and the paper's Adam;
-* **monai**: MONAI's ``BasicUNet`` (features 32..512) with exactly the same step;
-* **bare**: the same library network, plain PyTorch: forward on a batch corrupted once before the
-  timing, ``F.mse_loss``, backward, Adam. No objective, no per-step corruption: a floor.
+  ``build_backbone``) trained by the library's own step, :class:`inpaintssl.training.step.TrainStep`,
+  the object the training loop calls for every batch: ``InpaintingObjective`` (the pretext task's
+  keyed corruption on the device, then the L2 loss of eq. A1) under autocast, the gradient scaler
+  (active for fp16 only), the network compiled as ``run.compile`` would (``--compile``), and the
+  paper's Adam as the loop builds it (:func:`inpaintssl.training.step.adam`: fused on CUDA);
+* **monai**: MONAI's ``BasicUNet`` (features 32..512) in exactly the same step, compiled alike;
+* **bare**: the library's network, plain PyTorch: forward on a batch corrupted once before the
+  timing, ``F.mse_loss``, backward, ``torch.optim.Adam`` with its defaults. Never compiled, no
+  per-step corruption: the eager floor.
 
 FLOPs per training image are counted with ``torch.utils.flop_counter.FlopCounterMode`` over one
 forward + backward at batch 1 for each network (convolutions and matrix products; the corruption,
@@ -22,7 +25,8 @@ the table, it is unknown and MFU is null. ``peak_source`` in the record names wh
 Usage::
 
     python benchmarks/bench_gpu_throughput.py --device cuda --size 512 --batch 16 --dtype bf16
-        [--steps N] [--warmup N] [--channels-last|--no-channels-last] [--compile] [--cudnn-benchmark]
+        [--steps N] [--warmup N] [--channels-last|--no-channels-last]
+        [--compile {off,default,reduce-overhead,max-autotune}] [--cudnn-benchmark]
         [--peak-tflops T] [--output PATH]
 
 Targets (issue 18): library >= 1.5x MONAI images/s; library MFU >= 25 %.
@@ -39,7 +43,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
@@ -48,10 +52,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from inpaintssl.atomic import atomic_write_text
-from inpaintssl.config import PretextConfig
+from inpaintssl.config import CompileMode, PretextConfig
 from inpaintssl.training.components import build_backbone, build_pretext_task
 from inpaintssl.training.device import autocast_context, use_channels_last
 from inpaintssl.training.objectives import InpaintingObjective
+from inpaintssl.training.step import TrainStep, adam
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,7 +73,8 @@ PEAK_BF16_DENSE_TFLOPS: tuple[tuple[str, float], ...] = (
 _EXCLUDED_VARIANTS = ("PCIE", "NVL")  # H100 PCIe, H100 NVL, H200 NVL: lower peaks, not in the table
 
 DEPTH, BASE_WIDTH = 5, 32
-ADAM = {"lr": 1e-3, "betas": (0.99, 0.995), "eps": 1e-8}  # the paper's recipe
+ADAM_LR, ADAM_BETAS, ADAM_EPS = 1e-3, (0.99, 0.995), 1e-8  # the paper's recipe
+ADAM = {"lr": ADAM_LR, "betas": ADAM_BETAS, "eps": ADAM_EPS}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 ARMS = ("library", "monai", "bare")
 DISTINCT_BATCHES = 4
@@ -126,20 +132,22 @@ def _make_step(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     batch: int,
+    compile: CompileMode,
 ) -> Callable[[torch.Tensor, torch.Tensor, int], None]:
+    if arm != "bare":
+        step = TrainStep(model, objective, device=device, amp_dtype=amp_dtype, compile=compile)
+        library_optimizer = adam(
+            model.parameters(), lr=ADAM_LR, device=device, betas=ADAM_BETAS, eps=ADAM_EPS
+        )
+
+        def library_step(clean: torch.Tensor, corrupted: torch.Tensor, i: int) -> None:
+            # The loop's step, minus the DataLoader, the learning-rate schedule and the finiteness
+            # check every 50 steps; keys stay on the host as in the loop.
+            step(library_optimizer, {"image": clean}, keys=torch.arange(i * batch, (i + 1) * batch))
+
+        return library_step
     optimizer = torch.optim.Adam(model.parameters(), **ADAM)  # type: ignore[arg-type]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    def library_step(clean: torch.Tensor, corrupted: torch.Tensor, i: int) -> None:
-        # What Trainer._train_epoch does per batch, minus the DataLoader, the learning-rate
-        # schedule and the finiteness bookkeeping; keys stay on the host as in the loop.
-        keys = torch.arange(i * batch, (i + 1) * batch)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_context(device, amp_dtype):
-            loss = objective.loss(model, {"image": clean}, keys=keys)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
 
     def bare_step(clean: torch.Tensor, corrupted: torch.Tensor, i: int) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -150,7 +158,7 @@ def _make_step(
         scaler.step(optimizer)
         scaler.update()
 
-    return bare_step if arm == "bare" else library_step
+    return bare_step
 
 
 def _time_arm(
@@ -172,9 +180,15 @@ def _time_arm(
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
     model.train()
     flops = flops_per_image(model, size=args.size, device=device)
-    if args.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
-    step = _make_step(arm, model, objective=objective, device=device, amp_dtype=amp_dtype, batch=args.batch)
+    step = _make_step(
+        arm,
+        model,
+        objective=objective,
+        device=device,
+        amp_dtype=amp_dtype,
+        batch=args.batch,
+        compile="off" if arm == "bare" else args.compile,
+    )
     batches = [
         (
             data[j].contiguous(memory_format=fmt),
@@ -210,7 +224,8 @@ def _time_arm(
     achieved = flops["total"] * images_per_s
     return {
         "network": "MONAI BasicUNet" if arm == "monai" else f"inpaintssl unet2d (depth {DEPTH})",
-        "step": "bare (forward, mse_loss, backward, Adam)" if arm == "bare" else "InpaintingObjective",
+        "step": "bare (forward, mse_loss, backward, Adam)" if arm == "bare" else "TrainStep",
+        "compile": "off" if arm == "bare" else args.compile,
         "parameters": sum(p.numel() for p in model.parameters()),
         "images_per_s": images_per_s,
         "seconds_per_step": seconds / args.steps,
@@ -255,7 +270,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="memory format of all three arms (default: the library's 'auto', off on CUDA, on on the CPU)",
     )
-    parser.add_argument("--compile", action="store_true", help="torch.compile each network")
+    parser.add_argument(
+        "--compile",
+        default="off",
+        choices=list(get_args(CompileMode)),
+        help="run.compile for the library and MONAI arms (default off; the bare arm stays eager)",
+    )
     parser.add_argument(
         "--cudnn-benchmark",
         action="store_true",

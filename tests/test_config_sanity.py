@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import typing
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -88,6 +89,29 @@ def test_a_misspelt_option_names_the_field_and_suggests_the_choice(
     assert all(repr(choice) in message for choice in choices)
     # The right spelling is accepted.
     assert load_config({**_base(stage), **_nest(path, intended)}, ROOTS[stage]) is not None
+
+
+OFF_FIELDS = [(stage, path) for stage, path, choices in OPTION_FIELDS if "off" in choices]
+
+
+def test_the_off_fields_are_found() -> None:
+    expected = {("pretrain", "run.amp"), ("pretrain", "run.compile"), ("finetune", "run.compile")}
+    assert expected <= set(OFF_FIELDS)
+
+
+@pytest.mark.parametrize(("stage", "path"), OFF_FIELDS, ids=[f"{s}-{p}" for s, p in OFF_FIELDS])
+def test_a_bare_yaml_off_reads_as_the_off_option(stage: str, path: str, tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) reads an unquoted `off` as the boolean false; the field means its option.
+    head, _, leaf = path.rpartition(".")
+    text = f"{head}:\n  {leaf}: off\n" if head else f"{leaf}: off\n"
+    if stage == "evaluate":
+        text += "checkpoint: run\n"
+    file = tmp_path / "config.yaml"
+    file.write_text(text)
+    config: object = load_config(file, ROOTS[stage])
+    for part in path.split("."):
+        config = getattr(config, part)
+    assert config == "off"
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "finetune", "evaluate"])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintssl.config import apply_overrides
+from inpaintssl.config import FinetuneConfig, PretrainConfig, apply_overrides
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
 from inpaintssl.studies.grid import expand_study, parse_shard, run_id, transfer_acronym
 from inpaintssl.studies.spec import StudySpec
@@ -80,12 +80,21 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
     moved = [j.id for j in expand_study(_pretext_spec(tmp_path / "b"))]
     assert first == again == moved
     job = expand_study(_pretext_spec(tmp_path)).pretrain_jobs()[0]
-    cpu = apply_overrides(job.config, ["run.device=cpu", "run.resume=true", "data.num_workers=3"])
+    cpu = apply_overrides(
+        job.config, ["run.device=cpu", "run.resume=true", "data.num_workers=3", "run.compile=reduce-overhead"]
+    )
     assert run_id("pretrain", cpu) == job.id
     assert run_id("pretrain", apply_overrides(job.config, ["run.seed=7"])) != job.id
     assert run_id("finetune", job.config, depends_on="pt-x") != run_id(
         "finetune", job.config, depends_on="pt-y"
     )
+
+
+def test_run_ids_of_the_default_configs_are_those_earlier_releases_computed() -> None:
+    # Computed by the code of commit e889ce7 (before run.compile existed): a study folder written by
+    # an earlier release keeps its run ids, so resuming it after an upgrade re-trains nothing.
+    assert run_id("pretrain", PretrainConfig()) == "pt-b4f41ded7d3e2909"
+    assert run_id("finetune", FinetuneConfig(), depends_on="pt-x") == "ft-de65d72a1cc2ab26"
 
 
 def test_transfer_grid_does_not_duplicate_immediate_runs(tmp_path: Path) -> None:

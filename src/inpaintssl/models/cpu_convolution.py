@@ -264,7 +264,9 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, *, kernel: WeightGradientKern
                 [12., 18., 18., 12.],
                 [ 8., 12., 12.,  8.]])
     """
-    if blocked_weight_gradient_applies(x, weight, kernel=kernel):
+    # Under torch.compile the compiler owns the backward pass (``run.compile``); it gets the plain
+    # convolution to trace rather than an opaque autograd function.
+    if not torch.compiler.is_compiling() and blocked_weight_gradient_applies(x, weight, kernel=kernel):
         out: torch.Tensor = _Conv3x3ChannelsLast.apply(x, weight)  # type: ignore[no-untyped-call]
         return out
     return F.conv2d(x, weight, None, 1, 1)

@@ -6,9 +6,9 @@ hash of its resolved config (plus, for fine-tuning, the id of the pretraining jo
 so the same experiment has the same id in every process, on every machine and after any restart;
 two grid points that resolve to one config are one job (so is 100% of the labels under several subset
 seeds: it is trained with the first seed only). Fields that change where or how a run
-executes but not what it computes (output folder, resume flag, device, loader workers) are left
-out of the hash, and so is ``transfer.second_lr`` under the ``immediate`` schedule, which never
-reads it.
+executes but not what it computes (output folder, resume flag, device, ``torch.compile`` mode,
+loader workers) are left out of the hash, and so is ``transfer.second_lr`` under the
+``immediate`` schedule, which never reads it.
 
 Every SSL fine-tuning job depends on exactly one pretraining job, shared by all fine-tuning jobs
 that need that pretrained model: a pretext-design grid of 16 strategies x 5 label fractions trains
@@ -61,6 +61,7 @@ _RUNTIME_FIELDS = (
     ("run", "resume"),
     ("run", "quiet"),
     ("run", "device"),
+    ("run", "compile"),
     ("data", "num_workers"),
     ("transfer", "pretrained"),
 )

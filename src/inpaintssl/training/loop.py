@@ -65,6 +65,7 @@ from inpaintssl.training.state import (
     restore_rng_states,
     rng_states,
 )
+from inpaintssl.training.step import TrainStep, adam
 from inpaintssl.transfer_learning.schedules import set_trainable
 
 __all__ = ["EpochHook", "IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
@@ -202,7 +203,8 @@ class Trainer:
         meta: Metadata stored with every checkpoint.
         context: Where and how the run trains: its device, autocast dtype, memory format and
             process group, and from ``context.run`` the run folder (only rank 0 writes), the
-            seed (data order, corruption keys), ``resume`` (continue from ``checkpoints/last``
+            seed (data order, corruption keys), ``compile`` (the training steps' network, see
+            :mod:`inpaintssl.training.step`), ``resume`` (continue from ``checkpoints/last``
             when it exists), ``quiet`` (no progress bars) and ``checkpoint_every`` (write
             ``last`` every this many epochs, always at a phase's end).
         num_workers: DataLoader workers.
@@ -250,7 +252,6 @@ class Trainer:
         if len(val_set) == 0:  # type: ignore[arg-type]
             raise ValueError("the validation set is empty: early stopping needs validation data")
         self.model = model
-        self.objective = objective
         self.phases = list(phases)
         self.optim = optim
         self.stopping_config = stopping
@@ -267,7 +268,6 @@ class Trainer:
         self.quiet = context.run.quiet
         self.checkpoint_every = context.run.checkpoint_every
         self.epoch_hooks = list(epoch_hooks)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.train_set = IndexedDataset(train_set)
         val_indices = range(self.dist.rank, len(val_set), self.dist.world_size)  # type: ignore[arg-type]
         self.val_set = Subset(IndexedDataset(val_set), list(val_indices))
@@ -278,6 +278,23 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        self.step = TrainStep(
+            self.ddp_model,
+            objective,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
+            grad_clip=optim.grad_clip,
+            compile=context.run.compile,
+        )
+
+    @property
+    def objective(self) -> Objective:
+        """What a batch's loss is; training steps and validation both read it from here."""
+        return self.step.objective
+
+    @objective.setter
+    def objective(self, objective: Objective) -> None:
+        self.step.objective = objective
 
     @property
     def run_dir(self) -> Path:
@@ -377,9 +394,10 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"phase {phase.name!r}: every parameter is frozen, nothing to train")
-        return torch.optim.Adam(
+        return adam(
             params,
             lr=phase.lr,
+            device=self.device,
             betas=self.optim.effective_betas,
             eps=self.optim.eps,
             weight_decay=self.optim.weight_decay,
@@ -490,19 +508,7 @@ class Trainer:
             keys = (
                 batch["index"] + ((phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass) * _MAX_ITEMS
             )
-            optimizer.zero_grad(set_to_none=True)
-            with autocast_context(self.device, self.amp_dtype):
-                loss = self.objective.loss(self.ddp_model, batch, keys=keys)
-            scaled: torch.Tensor = self.scaler.scale(loss)
-            scaled.backward()  # type: ignore[no-untyped-call]
-            if self.optim.grad_clip is not None:
-                self.scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in self.model.parameters() if p.requires_grad], self.optim.grad_clip
-                )
-            self.scaler.step(optimizer)
-            self.scaler.update()
-            detached = loss.detach()
+            detached = self.step(optimizer, batch, keys=keys)
             pending.append(detached)
             n = int(batch["image"].shape[0])
             loss_sum += detached.double() * n

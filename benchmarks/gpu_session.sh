@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 18, prepared so that a session lent a GPU spends its device time on them
+# and not on setting up (a lease is 15 minutes of device time, machine start included).
+#
+#   here, once (a machine that reaches the package registry):
+#       bash benchmarks/gpu_session.sh wheels
+#   there, through the device tool, each as one call with carry [".whl"] and timeout_s 600:
+#       bash benchmarks/gpu_session.sh bench     # 512x512 throughput, eager and compiled
+#       bash benchmarks/gpu_session.sh tests     # the gpu-marked tests, then the whole suite
+#
+# The device image has PyTorch, NumPy, SciPy, h5py, Numba, safetensors, matplotlib, tqdm, PyYAML,
+# tensorboard, onnx/onnxruntime, pytest and hypothesis, but not pydantic, MONAI, nibabel, pydicom or
+# submitit: `wheels` downloads those (about 10 MB) into .whl/, which git ignores. Ray (about 70 MB)
+# does not fit the 64 MiB a call may carry, so its tests skip there; they run on every CPU CI.
+# What a stage writes lands in $OUT (the device tool's folder; benchmarks/results/gpu_session here),
+# at most eight files: copy the JSON records you keep into benchmarks/results/ under the card's name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="$(realpath -m "${OUT:-benchmarks/results/gpu_session}")"
+mkdir -p "$OUT"
+
+# The versions this project's CPU virtualenv resolves (pip list in .venv), for CPython 3.12.
+WHEELS=(
+    pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+    monai==1.6.1 nibabel==5.4.2 pydicom==3.0.2 submitit==1.5.4
+)
+
+wheels() {
+    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}"
+    du -sh .whl
+}
+
+setup() {
+    # The image's python3 holds CUDA PyTorch; the project goes in beside it, its pins aside.
+    ls .whl/*.whl >/dev/null || { echo "no .whl/: run 'bash benchmarks/gpu_session.sh wheels' here first" >&2; exit 2; }
+    python3 -m pip install --quiet --no-index --no-deps --no-compile .whl/*.whl
+    python3 -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+    export PYTHONUNBUFFERED=1
+    {
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+        python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
+            "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name())'
+        lscpu | grep -E '^(Model name|CPU\(s\))'
+    } 2>&1 | tee "$OUT/machine.txt"
+}
+
+bench() {
+    setup
+    local common=(--device cuda --size 512 --batch 16 --dtype bf16 --steps 50 --warmup 10)
+    cd benchmarks
+    # Eager, the CUDA default layout: all three arms (library, MONAI, bare floor).
+    python3 bench_gpu_throughput.py "${common[@]}" --output "$OUT/gpu_eager.json"
+    # Eager channels_last: what GroupNorm's missing NHWC kernel costs.
+    python3 bench_gpu_throughput.py "${common[@]}" --channels-last --arms library monai \
+        --output "$OUT/gpu_eager_channels_last.json"
+    # run.compile: library and MONAI compiled alike (compilation falls in the warm-up).
+    python3 bench_gpu_throughput.py "${common[@]}" --compile default --channels-last --arms library monai \
+        --output "$OUT/gpu_compile_channels_last.json"
+    python3 bench_gpu_throughput.py "${common[@]}" --compile reduce-overhead --channels-last \
+        --arms library monai --output "$OUT/gpu_cudagraphs_channels_last.json"
+    python3 bench_gpu_throughput.py "${common[@]}" --compile reduce-overhead --arms library monai \
+        --output "$OUT/gpu_cudagraphs.json"
+    python3 gpu_throughput_table.py "$OUT"/gpu_*.json | tee "$OUT/table.md"
+}
+
+tests() {
+    setup
+    local status=0
+    # The gpu-marked tests first, so that a failure elsewhere cannot hide them; then everything,
+    # spread over the machine's cores (pytest-xdist is in the image).
+    python3 -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
+    python3 -m pytest -p no:cacheprovider -q -n 12 --timeout 400 2>&1 | tee "$OUT/tests_all.log" || status=1
+    return "$status"
+}
+
+case "${1:-}" in
+    wheels | bench | tests) "$1" ;;
+    *)
+        echo "usage: bash benchmarks/gpu_session.sh wheels|bench|tests" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,79 @@
+"""The GPU throughput benchmark (``benchmarks/bench_gpu_throughput.py``) times the library's own
+``TrainStep`` and counts FLOPs consistently; run here on the CPU at a small size."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling bench_training
+    return importlib.import_module("bench_gpu_throughput")
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("gpu_throughput_table")
+
+
+def test_convolution_flops_grow_with_the_pixel_count(bench: ModuleType) -> None:
+    # Every layer of the U-Net is a convolution or a transposed convolution over the whole
+    # (down- or up-sampled) image, so doubling the side quadruples the count, and the backward
+    # pass (input and weight gradients, the first layer's input gradient excepted) is a little
+    # under twice the forward pass.
+    model = bench.library_unet()
+    small = bench.flops_per_image(model, size=32, device=torch.device("cpu"))
+    large = bench.flops_per_image(model, size=64, device=torch.device("cpu"))
+    assert large["forward"] == 4 * small["forward"]
+    assert large["total"] == small["total"] * 4
+    assert 1.9 * small["forward"] < small["backward"] <= 2 * small["forward"]
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA H100 PCIe", None),
+        ("NVIDIA H200 NVL", None),
+        ("NVIDIA GeForce RTX 4090", None),
+    ],
+)
+def test_datasheet_peak_matches_only_the_listed_parts(
+    bench: ModuleType, name: str, expected: float | None
+) -> None:
+    assert bench.datasheet_peak(name)[0] == expected
+
+
+@pytest.mark.slow
+def test_cpu_record_names_the_step_and_its_settings(
+    bench: ModuleType, table: ModuleType, tmp_path: Path
+) -> None:
+    output = tmp_path / "cpu_smoke.json"
+    record = bench.main(
+        ["--device", "cpu", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
+         "--patch-size", "8", "--arms", "library", "bare", "--output", str(output)]
+    )  # fmt: skip
+    assert json.loads(output.read_text()) == json.loads(json.dumps(record))
+    library, bare = record["arms"]["library"], record["arms"]["bare"]
+    assert library["step"] == "TrainStep" and library["compile"] == "off"
+    assert bare["compile"] == "off"
+    assert record["peak_tflops"] is None and library["mfu"] is None  # no datasheet peak for a CPU
+    assert library["flops_per_image"] == bare["flops_per_image"]  # one network, counted once each
+    assert library["achieved_tflops"] == pytest.approx(
+        library["flops_per_image"]["total"] * library["images_per_s"] / 1e12
+    )
+    rendered = table.main([str(output)])
+    assert rendered.count("| cpu_smoke |") == 2 and "| library |" in rendered and "| bare |" in rendered
