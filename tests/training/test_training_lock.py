@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from inpaintssl.layout import RunFolder
+from inpaintssl.training import lock as lock_module
 from inpaintssl.training.lock import (
     RunFolderInUseError,
     RunFolderLockedError,
@@ -206,3 +207,14 @@ def test_two_runs_into_one_folder_one_trains_the_other_stops_with_the_owner(tmp_
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs"] == 3
     assert "starting a fresh run" not in resumed.stderr
     assert not (run / RunFolder.LOCK).exists()
+
+
+def test_pid_alive_never_signals_a_process_where_kill_does_not_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Windows os.kill(pid, 0) sends CTRL_C_EVENT to the process instead of probing it.
+    def refuse(pid: int, signal: int) -> None:
+        raise AssertionError(f"os.kill({pid}, {signal}) was called")
+
+    monkeypatch.setattr(lock_module.os, "name", "nt")
+    monkeypatch.setattr(lock_module.os, "kill", refuse)
+    assert lock_module.pid_alive(4242) is True
+    assert lock_module.pid_alive(0) is False

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 from inpaintssl.studies.database import StudyDatabase
+from inpaintssl.training.lock import pid_alive
 
 __all__ = ["WAIT", "Heartbeat", "JobQueue", "NewRun", "RunRecord", "WorkerId", "pid_alive", "readiness"]
 
@@ -91,27 +92,6 @@ def readiness(
         if dep_status != "done":
             return "block"
     return "start"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (POSIX; elsewhere assumed alive).
-
-    Example:
-        >>> pid_alive(os.getpid())
-        True
-    """
-    if pid <= 0:
-        return False
-    if os.name != "posix":
-        # Windows' os.kill(pid, 0) sends CTRL_C_EVENT; rely on the heartbeat timeout there.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
