@@ -316,3 +316,26 @@ def _plain_factories() -> list[tuple[str, str]]:
 def test_every_builtin_reports_an_unknown_parameter_without_running(kind: str, name: str) -> None:
     with pytest.raises(TypeError, match=rf"{kind} '{name}': invalid parameters \['not_a_parameter_xyz'\]"):
         REGISTRIES[kind].build(name, not_a_parameter_xyz=1)
+
+
+def test_a_builtin_is_checked_for_a_shadowing_plugin_once_per_import_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import inpaintssl.registry as registry_module
+
+    scans: list[object] = []
+    real = registry_module.entry_points
+
+    def counting(**kwargs: object) -> object:
+        scans.append(kwargs.get("name"))
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry_module, "entry_points", counting)
+    registry: Registry[object] = Registry("scan_count_test")
+    registry.register("thing")(object)
+    for _ in range(5):
+        assert registry.get("thing") is object
+    assert scans == ["thing"]
+    monkeypatch.syspath_prepend(str(tmp_path))  # a new place plugins could come from
+    assert registry.get("thing") is object
+    assert scans == ["thing", "thing"]

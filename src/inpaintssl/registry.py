@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -159,6 +160,10 @@ class Registry(Generic[T]):
         self.component = component
         self._builtins: dict[str, Callable[..., T]] = {}
         self._plugins: dict[str, Callable[..., T]] = {}
+        # Built-in names already checked for a same-named plugin, with the import path they were
+        # checked under: scanning the installed distributions costs milliseconds, and a config
+        # validation asks for names many times. A changed sys.path (a plugin folder added) rescans.
+        self._shadow_checked: dict[str, tuple[str, ...]] = {}
         self._builtins_loaded = package is None
         self._lock = threading.RLock()
 
@@ -218,6 +223,7 @@ class Registry(Generic[T]):
         with self._lock:
             self._builtins.pop(name, None)
             self._plugins.pop(name, None)
+            self._shadow_checked.pop(name, None)
 
     # -- lookup -------------------------------------------------------------------------------
     def _load_builtins(self) -> None:
@@ -238,7 +244,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> Callable[..., T]:
         """Return the factory registered as ``name``.
 
-        Built-ins win over a plugin of the same name (the plugin is ignored with a warning).
+        Built-ins win over a plugin of the same name (the plugin is ignored, with a warning the
+        first time the name is asked for under the current ``sys.path``). A plugin is imported
+        once and then served from memory.
 
         Raises:
             KeyError: If no built-in or installed plugin has that name; the message lists close
@@ -248,17 +256,20 @@ class Registry(Generic[T]):
         if not isinstance(name, str):
             raise TypeError(f"registry {self.kind!r}: name must be a str, got {type(name).__name__}")
         self._load_builtins()
-        eps = self._entry_points(name)
         if name in self._builtins:
-            for ep in eps:
-                warnings.warn(
-                    f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
-                    f"({ep.value}) has the same name as a built-in; the built-in is used",
-                    stacklevel=2,
-                )
+            search_path = tuple(sys.path)
+            if self._shadow_checked.get(name) != search_path:
+                for ep in self._entry_points(name):
+                    warnings.warn(
+                        f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
+                        f"({ep.value}) has the same name as a built-in; the built-in is used",
+                        stacklevel=2,
+                    )
+                self._shadow_checked[name] = search_path
             return self._builtins[name]
         if name in self._plugins:
             return self._plugins[name]
+        eps = self._entry_points(name)
         if not eps:
             raise KeyError(self._unknown_message(name))
         # With two plugins of one name the first found wins, as entries() reports.

@@ -169,3 +169,20 @@ def test_cuda_step_never_waits_for_the_device(compile: CompileMode) -> None:
     values = torch.stack(losses).float().cpu()
     assert bool(torch.isfinite(values).all())
     assert float(values[4:].mean()) < float(values[:2].mean())
+
+
+def test_fused_adam_takes_the_steps_of_the_reference_adam() -> None:
+    # adam() swaps in PyTorch's fused kernel on CUDA; the kernel also runs on the CPU, where it
+    # must follow the reference implementation the CPU keeps, step for step.
+    torch.manual_seed(0)
+    reference = torch.nn.Parameter(torch.randn(64))
+    fused = torch.nn.Parameter(reference.detach().clone())
+    hyper = {"lr": 1e-2, "betas": (0.99, 0.995), "eps": 1e-8, "weight_decay": 1e-4}
+    plain = adam([reference], device=CPU, **hyper)  # type: ignore[arg-type]
+    kernel = torch.optim.Adam([fused], fused=True, **hyper)  # type: ignore[arg-type]
+    for i in range(20):
+        gradient = torch.randn(64, generator=torch.Generator().manual_seed(i))
+        for parameter, optimizer in ((reference, plain), (fused, kernel)):
+            parameter.grad = gradient.clone()
+            optimizer.step()
+    assert torch.allclose(fused.detach(), reference.detach(), rtol=1e-5, atol=1e-6)
