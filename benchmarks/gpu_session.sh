@@ -5,7 +5,7 @@
 #   here, once (a machine that reaches the package registry):
 #       bash benchmarks/gpu_session.sh wheels
 #   there, through the device tool, each as one call with carry [".whl"] and timeout_s 600:
-#       bash benchmarks/gpu_session.sh bench     # 512x512 throughput, eager and compiled
+#       bash benchmarks/gpu_session.sh bench     # 512x512 throughput, eager and compiled; a profile
 #       bash benchmarks/gpu_session.sh tests     # the gpu-marked tests, then the whole suite
 #
 # The device image has PyTorch, NumPy, SciPy, h5py, Numba, safetensors, matplotlib, tqdm, PyYAML,
@@ -14,9 +14,14 @@
 # does not fit the 64 MiB a call may carry, so its tests skip there; they run on every CPU CI.
 # What a stage writes lands in $OUT (the device tool's folder; benchmarks/results/gpu_session here),
 # at most eight files: copy the JSON records you keep into benchmarks/results/ under the card's name.
+#
+# SMOKE=1 PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh bench   runs the same sequence on
+# the CPU at 64x64 (a check of this script, not a measurement; nothing is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="$(realpath -m "${OUT:-benchmarks/results/gpu_session}")"
+PYTHON="${PYTHON:-python3}"
+SMOKE="${SMOKE:-0}"
 mkdir -p "$OUT"
 
 # The versions this project's CPU virtualenv resolves (pip list in .venv), for CPython 3.12.
@@ -27,43 +32,54 @@ WHEELS=(
 
 wheels() {
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}"
     du -sh .whl
 }
 
 setup() {
-    # The image's python3 holds CUDA PyTorch; the project goes in beside it, its pins aside.
-    ls .whl/*.whl >/dev/null || { echo "no .whl/: run 'bash benchmarks/gpu_session.sh wheels' here first" >&2; exit 2; }
-    python3 -m pip install --quiet --no-index --no-deps --no-compile .whl/*.whl
-    python3 -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
     export PYTHONUNBUFFERED=1
+    : >"$OUT/machine.txt"
+    if [[ "$SMOKE" != 1 ]]; then
+        # The image's python3 holds CUDA PyTorch; the project goes in beside it, its pins aside.
+        ls .whl/*.whl >/dev/null || { echo "no .whl/: run 'bash benchmarks/gpu_session.sh wheels' here first" >&2; exit 2; }
+        "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile .whl/*.whl
+        "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/machine.txt"
+    fi
     {
-        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-        python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
-            "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name())'
+        "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
+            "cudnn", torch.backends.cudnn.version(),
+            torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")'
         lscpu | grep -E '^(Model name|CPU\(s\))'
-    } 2>&1 | tee "$OUT/machine.txt"
+    } 2>&1 | tee -a "$OUT/machine.txt"
 }
 
 bench() {
     setup
     local common=(--device cuda --size 512 --batch 16 --dtype bf16 --steps 50 --warmup 10)
+    if [[ "$SMOKE" == 1 ]]; then
+        common=(--device cpu --size 64 --batch 2 --dtype fp32 --steps 1 --warmup 1 --patch-size 8)
+    fi
     cd benchmarks
     # Eager, the CUDA default layout: all three arms (library, MONAI, bare floor).
-    python3 bench_gpu_throughput.py "${common[@]}" --output "$OUT/gpu_eager.json"
+    "$PYTHON" bench_gpu_throughput.py "${common[@]}" --output "$OUT/gpu_eager.json"
     # Eager channels_last: what GroupNorm's missing NHWC kernel costs.
-    python3 bench_gpu_throughput.py "${common[@]}" --channels-last --arms library monai \
+    "$PYTHON" bench_gpu_throughput.py "${common[@]}" --channels-last --arms library monai \
         --output "$OUT/gpu_eager_channels_last.json"
     # run.compile: library and MONAI compiled alike (compilation falls in the warm-up).
-    python3 bench_gpu_throughput.py "${common[@]}" --compile default --channels-last --arms library monai \
+    "$PYTHON" bench_gpu_throughput.py "${common[@]}" --compile default --channels-last --arms library monai \
         --output "$OUT/gpu_compile_channels_last.json"
-    python3 bench_gpu_throughput.py "${common[@]}" --compile reduce-overhead --channels-last \
+    "$PYTHON" bench_gpu_throughput.py "${common[@]}" --compile reduce-overhead --channels-last \
         --arms library monai --output "$OUT/gpu_cudagraphs_channels_last.json"
-    python3 bench_gpu_throughput.py "${common[@]}" --compile reduce-overhead --arms library monai \
+    "$PYTHON" bench_gpu_throughput.py "${common[@]}" --compile reduce-overhead --arms library monai \
         --output "$OUT/gpu_cudagraphs.json"
-    python3 gpu_throughput_table.py "$OUT"/gpu_*.json | tee "$OUT/table.md"
+    "$PYTHON" gpu_throughput_table.py "$OUT"/gpu_*.json | tee "$OUT/table.md"
+    # Where an eager step's GPU time goes, by operator (the eighth and last file $OUT may return).
+    local device=cuda size=512
+    [[ "$SMOKE" == 1 ]] && device=cpu size=64
+    "$PYTHON" profile_step.py --device "$device" --size "$size" --no-channels-last --rows 25 >"$OUT/profile.txt"
 }
 
 tests() {
@@ -71,8 +87,8 @@ tests() {
     local status=0
     # The gpu-marked tests first, so that a failure elsewhere cannot hide them; then everything,
     # spread over the machine's cores (pytest-xdist is in the image).
-    python3 -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
-    python3 -m pytest -p no:cacheprovider -q -n 12 --timeout 400 2>&1 | tee "$OUT/tests_all.log" || status=1
+    "$PYTHON" -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
+    "$PYTHON" -m pytest -p no:cacheprovider -q -n 12 --timeout 400 2>&1 | tee "$OUT/tests_all.log" || status=1
     return "$status"
 }
 

@@ -418,7 +418,8 @@ class RunConfig(_Strict):
             gradients: ``auto`` (per layer, whichever measured faster for its shape),
             ``blocked_gemm`` (blocked im2col GEMMs everywhere, 2x faster than oneDNN's NHWC
             kernel at 256x256 on the project's AVX2 processor) or ``onednn`` (PyTorch's own
-            everywhere). See :mod:`inpaintssl.models.cpu_convolution`.
+            everywhere). See :mod:`inpaintssl.models.cpu_convolution`. Under ``compile`` the
+            compiler generates the backward pass itself and this setting does not apply.
         compile: ``torch.compile`` the network for the training steps: ``off`` (the default;
             eager PyTorch, bit-identical CPU runs), ``default``, ``reduce-overhead`` (also
             replays each step as a CUDA graph, which saves the launch cost of the many small
