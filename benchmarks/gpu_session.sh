@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="$(realpath -m "${OUT:-benchmarks/results/gpu_session}")"
 PYTHON="${PYTHON:-python3}"
+# A path to an interpreter (a virtualenv's) must survive the `cd benchmarks` below; keep its links.
+[[ "$PYTHON" == */* ]] && PYTHON="$(realpath -s "$PYTHON")"
 SMOKE="${SMOKE:-0}"
 mkdir -p "$OUT"
 

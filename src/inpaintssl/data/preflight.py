@@ -36,10 +36,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.readers import Volume
+from inpaintssl.progress import progress_bar
 
 __all__ = [
     "GEOMETRY_TOLERANCE_MM",
@@ -209,14 +209,16 @@ def preflight(
             if not source.volume_ids:
                 items.extend((source, i, label) for i in range(len(source)))
     total = len(checks) + len(items)
-    with tqdm(
-        total=total, desc="checking data", unit="case", leave=False, disable=not progress or None
-    ) as bar:
+    # Fine-grained steps: a bar on a terminal, nothing in a log file (inpaintssl.progress).
+    bar = progress_bar(total=total, desc="checking data", unit="case", disable=not progress)
+    try:
         for check in checks:
-            bar.set_postfix_str(check.what[-40:], refresh=False)
+            bar.set_postfix(case=check.what[-40:], refresh=False)
             check.run()
             bar.update()
         for source, index, label in items:
             _check_item(source, index, name=label)
             bar.update()
+    finally:
+        bar.close()
     return PreflightReport(cases=len(checks), items=len(items), seconds=time.perf_counter() - start)
