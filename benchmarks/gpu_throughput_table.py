@@ -27,7 +27,7 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def rows(record: dict[str, Any], *, name: str) -> list[str]:
-    """The table rows of one record (arms that did not run are left out).
+    """The table rows of one record (arms that did not run are left out; a failed arm says why).
 
     Example:
         >>> record = {"channels_last": False, "compile": "off", "ratios": {"library_vs_monai": 2.0},
@@ -41,6 +41,11 @@ def rows(record: dict[str, Any], *, name: str) -> list[str]:
     out = []
     for arm, entry in record["arms"].items():
         if entry is None:
+            continue
+        if "error" in entry:
+            failed = entry["error"].splitlines()[0][:80].replace("|", "/")
+            cells = [name, layout, str(record.get("compile")), arm, f"failed: {failed}", *[""] * 5]
+            out.append("| " + " | ".join(cells) + " |")
             continue
         mfu = entry.get("mfu")
         ratio = record["ratios"].get("library_vs_monai") if arm == "library" else None

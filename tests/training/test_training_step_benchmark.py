@@ -58,14 +58,21 @@ def test_datasheet_peak_matches_only_the_listed_parts(
 
 
 @pytest.mark.slow
-def test_cpu_record_names_the_step_and_its_settings(
-    bench: ModuleType, table: ModuleType, tmp_path: Path
+def test_cpu_record_names_the_step_its_settings_and_a_failed_arm(
+    bench: ModuleType, table: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def broken_peer() -> torch.nn.Module:
+        raise RuntimeError("planted failure of the peer network")
+
+    # One arm failing (a compiler bug, say) is recorded; the other arms still run.
+    monkeypatch.setattr(bench, "monai_basicunet", broken_peer)
     output = tmp_path / "cpu_smoke.json"
     record = bench.main(
         ["--device", "cpu", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
-         "--patch-size", "8", "--arms", "library", "bare", "--output", str(output)]
+         "--patch-size", "8", "--arms", "library", "monai", "bare", "--output", str(output)]
     )  # fmt: skip
+    assert record["arms"]["monai"] == {"error": "RuntimeError: planted failure of the peer network"}
+    assert record["ratios"]["library_vs_monai"] is None
     assert json.loads(output.read_text()) == json.loads(json.dumps(record))
     library, bare = record["arms"]["library"], record["arms"]["bare"]
     assert library["step"] == "TrainStep" and library["compile"] == "off"
@@ -76,4 +83,5 @@ def test_cpu_record_names_the_step_and_its_settings(
         library["flops_per_image"]["total"] * library["images_per_s"] / 1e12
     )
     rendered = table.main([str(output)])
-    assert rendered.count("| cpu_smoke |") == 2 and "| library |" in rendered and "| bare |" in rendered
+    assert "| library |" in rendered and "| bare |" in rendered
+    assert rendered.count("| cpu_smoke |") == 3 and "failed: RuntimeError: planted" in rendered
