@@ -30,6 +30,30 @@ VAL_SLICES = 4
 CLASSES = ("disc", "square")
 
 
+def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: Any) -> Any:
+    """A ``Trainer`` that fine-tunes a 2-level width-4 U-Net on 8 synthetic 16x16 slices, 2 steps an
+    epoch, on the CPU; ``run`` sets more ``RunConfig`` fields (``resume``, ``compile``)."""
+    from inpaintssl.checkpoint import CheckpointMeta
+    from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+    from inpaintssl.data.synthetic import SyntheticShapes
+    from inpaintssl.registry import BACKBONES, LOSSES
+    from inpaintssl.training.context import RunContext
+    from inpaintssl.training.loop import Phase, Trainer
+    from inpaintssl.training.objectives import SegmentationObjective
+
+    return Trainer(
+        model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
+        objective=SegmentationObjective(loss=LOSSES.build("dice")),
+        train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
+        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
+        phases=[Phase(name="finetune", lr=1e-2)],
+        optim=OptimConfig(batch_size=4, max_epochs=max_epochs),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext.local(RunConfig(output_dir=output_dir, device="cpu", seed=0, quiet=True, **run)),
+    )
+
+
 def tiny_pretrain_config(output_dir: Path, /, **sections: dict[str, Any]) -> dict[str, Any]:
     """A pretraining config that runs in about a second: 8 synthetic 16x16 slices, a 2-level U-Net.
 

@@ -22,14 +22,10 @@ from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file as real_save_file
 
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint_dir, save_checkpoint
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
-from inpaintssl.data.synthetic import SyntheticShapes
-from inpaintssl.registry import BACKBONES, LOSSES
 from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
 from inpaintssl.studies.store import Measurement, StudyStore
-from inpaintssl.training.context import RunContext
-from inpaintssl.training.loop import Phase, Trainer
-from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.loop import Trainer
+from study_helpers import tiny_segmentation_trainer
 
 META = CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
 
@@ -130,19 +126,8 @@ def test_disk_full_in_training_keeps_the_run_resumable(tmp_path: Path) -> None:
     """A full disk at the second epoch's checkpoint stops the run; what it had written survives."""
 
     def trainer(resume: bool) -> Trainer:
-        return Trainer(
-            model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
-            objective=SegmentationObjective(loss=LOSSES.build("dice")),
-            train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
-            val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
-            phases=[Phase(name="finetune", lr=1e-2)],
-            optim=OptimConfig(batch_size=4, max_epochs=3),
-            stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
-            meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-            context=RunContext.local(
-                RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True, resume=resume)
-            ),
-        )
+        trainer: Trainer = tiny_segmentation_trainer(tmp_path, max_epochs=3, resume=resume)
+        return trainer
 
     checkpoints = tmp_path / "checkpoints"
     at_failure: dict[str, bytes] = {}

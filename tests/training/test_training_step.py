@@ -9,15 +9,13 @@ from typing import get_args
 import pytest
 import torch
 
-from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
-from inpaintssl.config import CompileMode, EarlyStoppingConfig, OptimConfig, PretextConfig, RunConfig
-from inpaintssl.data.synthetic import SyntheticShapes
-from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.checkpoint import load_checkpoint
+from inpaintssl.config import CompileMode, PretextConfig, RunConfig
+from inpaintssl.registry import BACKBONES
 from inpaintssl.training.components import build_pretext_task
-from inpaintssl.training.context import RunContext
-from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import InpaintingObjective, SegmentationObjective
 from inpaintssl.training.step import TrainStep, adam, compile_network
+from study_helpers import tiny_segmentation_trainer
 
 CPU = torch.device("cpu")
 
@@ -97,29 +95,12 @@ def test_every_compile_mode_wraps_the_same_parameters(mode: CompileMode) -> None
     assert RunConfig(compile=mode).compile == mode
 
 
-def _segmentation_trainer(folder: Path, *, compile: CompileMode) -> Trainer:
-    model = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
-    return Trainer(
-        model=model,
-        objective=SegmentationObjective(loss=LOSSES.build("dice")),
-        train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
-        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
-        phases=[Phase(name="finetune", lr=1e-2)],
-        optim=OptimConfig(batch_size=4, max_epochs=2),
-        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
-        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        context=RunContext.local(
-            RunConfig(output_dir=folder, device="cpu", seed=0, quiet=True, compile=compile)
-        ),
-    )
-
-
 @pytest.mark.slow
 def test_compiled_training_matches_eager_training(tmp_path: Path) -> None:
     # The compiler reorders floating-point work, so agreement is to rounding, not bit for bit;
     # the checkpoints must be interchangeable (no "_orig_mod." keys).
-    eager = _segmentation_trainer(tmp_path / "eager", compile="off")
-    compiled = _segmentation_trainer(tmp_path / "compiled", compile="default")
+    eager = tiny_segmentation_trainer(tmp_path / "eager", max_epochs=2, compile="off")
+    compiled = tiny_segmentation_trainer(tmp_path / "compiled", max_epochs=2, compile="default")
     assert compiled.step.network is not compiled.model
     eager_outcome, compiled_outcome = eager.fit(), compiled.fit()
     for a, b in zip(eager_outcome.history, compiled_outcome.history, strict=True):
