@@ -82,8 +82,8 @@ bench() {
     # run.compile: library and MONAI compiled alike (compilation falls in the warm-up, reported as
     # warmup_seconds); reduce-overhead = the compiler's kernels replayed as CUDA graphs. In
     # channels_last, where the compiled GroupNorm needs no copies, then in the default layout.
-    # Compiling two networks took 2 minutes on the 2-core CPU at 64x64 with a cold cache; the limits
-    # leave the GPU's compilation as long. (To split the compiler's gain from the graphs', run
+    # Compiling (library and a failing MONAI) took 1.5 minutes on the 2-core CPU at 64x64 with a cold
+    # cache; the limits leave the GPU's compilation of both networks longer. (To split the compiler's gain from the graphs', run
     # `--compile default` the same way if time is left.)
     timed 200 gpu_cudagraphs_channels_last --compile reduce-overhead --channels-last --arms library monai
     timed 180 gpu_cudagraphs --compile reduce-overhead --arms library monai
