@@ -10,8 +10,8 @@
 #       bash benchmarks/gpu_session.sh tests     # the gpu-marked tests, then the whole suite
 #
 # The device image has PyTorch, NumPy, SciPy, h5py, Numba, safetensors, matplotlib, tqdm, PyYAML,
-# tensorboard, onnx/onnxruntime, pytest and hypothesis, but not pydantic, MONAI, nibabel, pydicom or
-# submitit: `wheels` downloads those (about 10 MB) into .whl/, which git ignores. Ray (about 70 MB)
+# tensorboard, onnx/onnxruntime, pytest and hypothesis, but not pydantic, MONAI, nibabel, pydicom,
+# submitit or nilearn: `wheels` downloads those (about 21 MB) into .whl/, which git ignores. Ray (about 70 MB)
 # does not fit the 64 MiB a call may carry, so its tests skip there; they run on every CPU CI.
 # What a stage writes lands in $OUT (the device tool's folder; benchmarks/results/gpu_session here),
 # at most eight files: copy the JSON records you keep into benchmarks/results/ under the card's name.
@@ -30,7 +30,9 @@ mkdir -p "$OUT"
 # The versions this project's CPU virtualenv resolves (pip list in .venv), for CPython 3.12.
 WHEELS=(
     pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+    typing_extensions==4.16.0 # pydantic 2.14 needs >= 4.16; the image's may be older
     monai==1.6.1 nibabel==5.4.2 pydicom==3.0.2 submitit==1.5.4
+    nilearn==0.14.1 # only for the demo's MNI152 template files, found with find_spec, never imported
 )
 
 wheels() {
