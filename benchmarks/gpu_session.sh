@@ -50,7 +50,10 @@ setup() {
         # The image's python3 holds CUDA PyTorch; the project goes in beside it, its pins aside.
         ls .whl/*.whl >/dev/null || { echo "no .whl/: run 'bash benchmarks/gpu_session.sh wheels' here first" >&2; exit 2; }
         "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile .whl/*.whl
-        "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+        "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation -e . || {
+            echo "editable install failed (setuptools too old?); importing from src/ instead" >&2
+            export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+        }
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/machine.txt"
     fi
     {
