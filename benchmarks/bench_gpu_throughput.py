@@ -12,8 +12,8 @@ four batches cycled) in one process, one after the other, each timed with CUDA e
   paper's Adam as the loop builds it (:func:`inpaintssl.training.step.adam`: fused on CUDA);
 * **monai**: MONAI's ``BasicUNet`` (features 32..512) in exactly the same step, compiled alike;
 * **bare**: the library's network, plain PyTorch: forward on a batch corrupted once before the
-  timing, ``F.mse_loss``, backward, ``torch.optim.Adam`` with its defaults. Never compiled, no
-  per-step corruption: the eager floor.
+  timing, ``F.mse_loss``, backward, ``torch.optim.Adam`` (the paper's hyperparameters, PyTorch's
+  default implementation). Never compiled, no per-step corruption: the eager floor.
 
 FLOPs per training image are counted with ``torch.utils.flop_counter.FlopCounterMode`` over one
 forward + backward at batch 1 for each network (convolutions and matrix products; the corruption,
