@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--cudnn-benchmark",
         action="store_true",
-        help="set torch.backends.cudnn.benchmark for all arms (the library leaves it off)",
+        help="set torch.backends.cudnn.benchmark for all arms (run.cudnn_benchmark; off by default)",
     )
     parser.add_argument("--patch-size", type=int, default=32, help="pretext patch side K (default 32)")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))

@@ -430,6 +430,11 @@ class RunConfig(_Strict):
             floating-point rounding, not bit for bit; compiling costs tens of seconds to minutes
             at the first step and after a change of batch shape. Validation stays eager. See
             :mod:`inpaintssl.training.step` and ``benchmarks/README.md``.
+        cudnn_benchmark: On CUDA, let cuDNN time its convolution algorithms for every new input
+            shape and keep the fastest (``torch.backends.cudnn.benchmark``): faster steps when
+            every batch has one shape, but the algorithms, and so the last bits of the results,
+            may differ from run to run. Cannot be combined with ``deterministic``. No effect on
+            the CPU.
         resume: Continue from the run folder's last checkpoint.
         quiet: No progress bars; log lines only.
         checkpoint_every: Save the ``last`` checkpoint every this many epochs.
@@ -444,9 +449,20 @@ class RunConfig(_Strict):
     reuse_host_memory: bool = False
     cpu_weight_gradient: Literal["auto", "blocked_gemm", "onednn"] = "auto"
     compile: CompileMode = "off"
+    cudnn_benchmark: bool = False
     resume: bool = False
     quiet: bool = False
     checkpoint_every: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _reproducible_or_autotuned(self) -> RunConfig:
+        if self.deterministic and self.cudnn_benchmark:
+            raise ValueError(
+                "run.deterministic=true and run.cudnn_benchmark=true contradict each other: cuDNN's "
+                "autotuning picks algorithms by timing, so results may differ from run to run; "
+                "set one of them to false"
+            )
+        return self
 
 
 def _pretrain_stopping() -> EarlyStoppingConfig:

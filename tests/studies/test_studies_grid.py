@@ -80,9 +80,14 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
     moved = [j.id for j in expand_study(_pretext_spec(tmp_path / "b"))]
     assert first == again == moved
     job = expand_study(_pretext_spec(tmp_path)).pretrain_jobs()[0]
-    cpu = apply_overrides(
-        job.config, ["run.device=cpu", "run.resume=true", "data.num_workers=3", "run.compile=reduce-overhead"]
-    )
+    runtime_only = [
+        "run.device=cpu",
+        "run.resume=true",
+        "data.num_workers=3",
+        "run.compile=reduce-overhead",
+        "run.cudnn_benchmark=true",
+    ]
+    cpu = apply_overrides(job.config, runtime_only)
     assert run_id("pretrain", cpu) == job.id
     assert run_id("pretrain", apply_overrides(job.config, ["run.seed=7"])) != job.id
     assert run_id("finetune", job.config, depends_on="pt-x") != run_id(

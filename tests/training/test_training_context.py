@@ -71,6 +71,22 @@ def test_session_restores_every_global_it_changes(
     assert _globals() == caller_state
 
 
+def test_cudnn_autotuning_holds_inside_the_run_only(tmp_path: Path) -> None:
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        with run_session(RunConfig(output_dir=tmp_path / "run", device="cpu", cudnn_benchmark=True)):
+            inside = torch.backends.cudnn.benchmark
+        assert inside is True and torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def test_cudnn_autotuning_and_determinism_are_refused_together() -> None:
+    with pytest.raises(ValueError, match=r"run\.deterministic=true and run\.cudnn_benchmark=true contradict"):
+        RunConfig(deterministic=True, cudnn_benchmark=True)
+
+
 def test_session_keeps_a_callers_own_cublas_setting(caller_state: dict[str, Any], tmp_path: Path) -> None:
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
     with run_session(RunConfig(output_dir=tmp_path / "run", device="cpu", deterministic=True)):

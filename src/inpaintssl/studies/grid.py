@@ -7,7 +7,7 @@ so the same experiment has the same id in every process, on every machine and af
 two grid points that resolve to one config are one job (so is 100% of the labels under several subset
 seeds: it is trained with the first seed only). Fields that change where or how a run
 executes but not what it computes (output folder, resume flag, device, ``torch.compile`` mode,
-loader workers) are left out of the hash, and so is ``transfer.second_lr`` under the
+cuDNN autotuning, loader workers) are left out of the hash, and so is ``transfer.second_lr`` under the
 ``immediate`` schedule, which never reads it.
 
 Every SSL fine-tuning job depends on exactly one pretraining job, shared by all fine-tuning jobs
@@ -62,6 +62,7 @@ _RUNTIME_FIELDS = (
     ("run", "quiet"),
     ("run", "device"),
     ("run", "compile"),
+    ("run", "cudnn_benchmark"),
     ("data", "num_workers"),
     ("transfer", "pretrained"),
 )

@@ -49,8 +49,9 @@ class FreshStartWarning(UserWarning):
     """``run.resume`` was asked for, but the run folder holds nothing to resume: the run starts fresh."""
 
 
-def seed_everything(seed: int, *, deterministic: bool) -> None:
-    """Seed Python, NumPy and torch; with ``deterministic``, also force deterministic kernels."""
+def seed_everything(seed: int, *, deterministic: bool, cudnn_benchmark: bool = False) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic``, also force deterministic kernels;
+    with ``cudnn_benchmark``, let cuDNN autotune its convolutions (``run.cudnn_benchmark``)."""
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
@@ -60,6 +61,8 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    elif cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class RunContext:
         info = DistInfo.from_env()
         device = resolve_device(run.device, local_rank=info.local_rank if info.distributed else None)
         info = init_distributed(device)
-        seed_everything(run.seed, deterministic=run.deterministic)
+        seed_everything(run.seed, deterministic=run.deterministic, cudnn_benchmark=run.cudnn_benchmark)
         checkpoints = RunFolder(run.output_dir).checkpoints
         if not run.resume and checkpoints.exists() and any(checkpoints.iterdir()):
             raise RunFolderInUseError(
@@ -186,7 +189,7 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     (:func:`~inpaintssl.training.lock.acquire_run_lock`), so a second run into the same folder
     stops with :class:`RunFolderLockedError` naming the first. On exit, normal or not, the
     session leaves the process group, releases the lock, and restores every process-wide
-    setting it changed (seeded random generators, deterministic-kernel flags,
+    setting it changed (seeded random generators, deterministic-kernel and cuDNN autotuning flags,
     ``CUBLAS_WORKSPACE_CONFIG``; :func:`~inpaintssl.training.process_state.preserved_process_state`).
     A run that fails before writing anything leaves no folder it created behind.
 
