@@ -17,8 +17,9 @@ memory format, where eager CUDA GroupNorm has no channels-last kernel and copies
 (``benchmarks/README.md``); ``reduce-overhead`` also replays the step as a CUDA graph. The default
 is ``off``: eager PyTorch, whose CPU runs are bit-identical from run to run.
 
-On CUDA, Adam runs as PyTorch's fused multi-tensor kernel (:func:`adam`): one launch per step
-instead of a few per parameter tensor; the CPU keeps the reference implementation.
+On CUDA, Adam runs as PyTorch's fused kernel (:func:`adam`), which reads and writes each
+parameter's state once per step where the default multi-tensor implementation makes several
+elementwise passes; the CPU keeps the reference implementation.
 
 Example:
     >>> import torch
