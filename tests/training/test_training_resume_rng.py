@@ -17,12 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
-from inpaintssl.data.synthetic import SyntheticShapes
-from inpaintssl.registry import BACKBONES
-from inpaintssl.training.context import RunContext
-from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
+from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Trainer
+from study_helpers import tiny_segmentation_trainer
 
 STEPS_PER_EPOCH = 2  # 8 training images, batch size 4
 EPOCHS = 4
@@ -55,21 +51,9 @@ class GlobalRandomness:
 
 
 def _trainer(run_dir: Path, objective: GlobalRandomness, *, resume: bool) -> tuple[Trainer, nn.Module]:
-    model: nn.Module = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
-    trainer = Trainer(
-        model=model,
-        objective=objective,
-        train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
-        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
-        phases=[Phase(name="finetune", lr=1e-2)],
-        optim=OptimConfig(batch_size=4, max_epochs=EPOCHS),
-        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
-        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        context=RunContext.local(
-            RunConfig(output_dir=run_dir, device="cpu", seed=0, quiet=True, resume=resume)
-        ),
-    )
-    return trainer, model
+    trainer: Trainer = tiny_segmentation_trainer(run_dir, max_epochs=EPOCHS, resume=resume)
+    trainer.objective = objective
+    return trainer, trainer.model
 
 
 def _seed_globals(seed: int) -> None:
