@@ -11,7 +11,7 @@
 #
 # The device image has PyTorch, NumPy, SciPy, h5py, Numba, safetensors, matplotlib, tqdm, PyYAML,
 # tensorboard, onnx/onnxruntime, pytest and hypothesis, but not pydantic, MONAI, nibabel, pydicom,
-# submitit or nilearn: `wheels` downloads those (about 21 MB) into .whl/, which git ignores. Ray (about 70 MB)
+# submitit or nilearn: `wheels` downloads those (about 21 MB) into .whl/, which git ignores. Ray (a 79 MB wheel)
 # does not fit the 64 MiB a call may carry, so its tests skip there; they run on every CPU CI.
 # What a stage writes lands in $OUT (the device tool's folder; benchmarks/results/gpu_session here),
 # at most eight files: copy the JSON records you keep into benchmarks/results/ under the card's name.
