@@ -101,7 +101,7 @@ def test_compiled_training_matches_eager_training(tmp_path: Path) -> None:
     # the checkpoints must be interchangeable (no "_orig_mod." keys).
     eager = tiny_segmentation_trainer(tmp_path / "eager", max_epochs=2, compile="off")
     compiled = tiny_segmentation_trainer(tmp_path / "compiled", max_epochs=2, compile="default")
-    assert compiled.step.network is not compiled.model
+    assert compiled.train_step.network is not compiled.model
     eager_outcome, compiled_outcome = eager.fit(), compiled.fit()
     for a, b in zip(eager_outcome.history, compiled_outcome.history, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)

@@ -278,7 +278,7 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.step = TrainStep(
+        self.train_step = TrainStep(
             self.ddp_model,
             objective,
             device=self.device,
@@ -290,11 +290,11 @@ class Trainer:
     @property
     def objective(self) -> Objective:
         """What a batch's loss is; training steps and validation both read it from here."""
-        return self.step.objective
+        return self.train_step.objective
 
     @objective.setter
     def objective(self, objective: Objective) -> None:
-        self.step.objective = objective
+        self.train_step.objective = objective
 
     @property
     def run_dir(self) -> Path:
@@ -508,7 +508,7 @@ class Trainer:
             keys = (
                 batch["index"] + ((phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass) * _MAX_ITEMS
             )
-            detached = self.step(optimizer, batch, keys=keys)
+            detached = self.train_step(optimizer, batch, keys=keys)
             pending.append(detached)
             n = int(batch["image"].shape[0])
             loss_sum += detached.double() * n
