@@ -105,8 +105,8 @@ tests() {
     local status=0
     # The gpu-marked tests first, so that a failure elsewhere cannot hide them; then everything,
     # spread over the machine's cores (pytest-xdist is in the image).
-    timeout 150 "$PYTHON" -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
-    timeout 400 "$PYTHON" -m pytest -p no:cacheprovider -q -n 12 --timeout 300 2>&1 | tee "$OUT/tests_all.log" \
+    timeout 200 "$PYTHON" -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
+    timeout 360 "$PYTHON" -m pytest -p no:cacheprovider -q -n 12 --timeout 300 2>&1 | tee "$OUT/tests_all.log" \
         || status=1
     return "$status"
 }

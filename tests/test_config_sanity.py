@@ -114,6 +114,26 @@ def test_a_bare_yaml_off_reads_as_the_off_option(stage: str, path: str, tmp_path
     assert config == "off"
 
 
+@pytest.mark.parametrize(
+    ("stage", "path", "choices"), OPTION_FIELDS, ids=[f"{s}-{p}" for s, p, _ in OPTION_FIELDS]
+)
+def test_a_bare_yaml_on_names_the_field_and_its_choices(
+    stage: str, path: str, choices: tuple[str, ...], tmp_path: Path
+) -> None:
+    # An unquoted `on` is the boolean true, which names none of a string option's choices.
+    head, _, leaf = path.rpartition(".")
+    text = f"{head}:\n  {leaf}: on\n" if head else f"{leaf}: on\n"
+    if stage == "evaluate":
+        text += "checkpoint: run\n"
+    file = tmp_path / "config.yaml"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(file, ROOTS[stage])
+    message = str(info.value)
+    assert str(file) in message and f"{leaf}=true" in message and "YAML reads a bare on" in message
+    assert all(repr(choice) in message for choice in choices)
+
+
 @pytest.mark.parametrize("stage", ["pretrain", "finetune", "evaluate"])
 @pytest.mark.parametrize(("device", "close"), [("gpu", "cpu"), ("cdua", "cuda"), ("cuda:x", "cuda:N")])
 def test_a_misspelt_device_suggests_the_closest(stage: str, device: str, close: str) -> None:

@@ -124,6 +124,12 @@ class _Strict(BaseModel):
         if choices is not None and value is False and "off" in choices:
             # YAML 1.1 reads a bare `off` (and `no`, `false`) as the boolean false.
             return "off"
+        if choices is not None and value is True:
+            # A bare `on` (or `yes`, `true`) arrives as the boolean true, which names no choice.
+            raise ValueError(
+                f"{info.field_name}=true is not a valid option: expected {format_choices(choices)} "
+                "(YAML reads a bare on, yes or true as the boolean true; write one of these names)"
+            )
         if choices is not None and isinstance(value, str):
             return check_option(value, choices, field=info.field_name or "option")
         return value

@@ -80,6 +80,26 @@ def test_metadata_is_what_was_trained(trained_run: issl.FinetuneResult) -> None:
     )
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cpu_trained_run_loads_onto_cuda(trained_run: issl.FinetuneResult) -> None:
+    on_cpu = load_model(trained_run.run_dir)
+    on_gpu = load_model(trained_run.run_dir, device="cuda")
+    assert isinstance(on_gpu, LoadedModel) and not on_gpu.training
+    assert {p.device.type for p in on_gpu.parameters()} == {"cuda"}
+    assert on_gpu.inference_meta == on_cpu.inference_meta
+    assert all(torch.equal(t.cpu(), on_cpu.state_dict()[k]) for k, t in on_gpu.state_dict().items())
+    images = _test_images(trained_run)
+    with torch.no_grad():
+        expected = on_cpu(images)
+        found = on_gpu(images.cuda()).cpu()
+        # TF32 convolutions on the card round differently: logits agree to within 1 % of their
+        # scale, and the thresholded masks on all but a few border pixels.
+        torch.testing.assert_close(found, expected, rtol=0, atol=1e-2 * float(expected.abs().max()))
+        agree = (on_gpu.predict_onehot(found.cuda()).cpu() == on_cpu.predict_onehot(expected)).float().mean()
+    assert float(agree) > 0.99
+
+
 def test_every_way_of_naming_the_checkpoint_loads_the_same(trained_run: issl.FinetuneResult) -> None:
     run = trained_run.run_dir
     reference = load_model(run)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from inpaintssl.cli import main
@@ -307,3 +308,24 @@ def test_a_killed_worker_is_resumed_by_the_next_submission(tmp_path: Path) -> No
         **{j.id: FINETUNE_ROWS for j in expand_study(study).finetune_jobs()},
     }
     assert len(result_files(study.results_dir())) == len(runs) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_submitit_tasks_train_on_their_gpu_like_the_local_executor(tmp_path: Path) -> None:
+    # submitit hands each array task its GPU through CUDA_VISIBLE_DEVICES; with deterministic
+    # kernels the runs in those subprocesses must compute what the driver's own process computes.
+    pytest.importorskip("submitit")
+    on_gpu = {"device": "cuda", "channels_last": False, "deterministic": True}
+    local = _spec(tmp_path / "local")
+    remote = _spec(tmp_path / "remote", gpus_per_task=1)
+    for spec in (local, remote):
+        for stage in ("pretrain", "finetune"):
+            spec[stage]["run"] = dict(on_gpu)
+    reference = run_study(local, quiet=True)
+    assert reference.complete, reference.errors
+    summary = run_study(remote, executor="slurm", quiet=True)
+    assert summary.complete, summary.errors
+    assert summary.executed == {"pretrain": 1, "finetune": 2}
+    _assert_same_study(load_spec(remote).database_path(), _tables(load_spec(local).database_path()))
