@@ -85,3 +85,29 @@ def test_cpu_record_names_the_step_its_settings_and_a_failed_arm(
     rendered = table.main([str(output)])
     assert "| library |" in rendered and "| bare |" in rendered
     assert rendered.count("| cpu_smoke |") == 3 and "failed: RuntimeError: planted" in rendered
+
+
+def _record(**arms: dict[str, float] | str | None) -> dict[str, object]:
+    return {"arms": {arm: {"error": e} if isinstance(e, str) else e for arm, e in arms.items()}}
+
+
+def test_the_verdict_takes_each_network_at_its_fastest(table: ModuleType) -> None:
+    records = {
+        "eager": _record(library={"images_per_s": 120.0, "mfu": 0.10}, monai={"images_per_s": 90.0}),
+        "compiled": _record(library={"images_per_s": 200.0, "mfu": 0.24}, monai="inductor failed"),
+        "graphs": _record(library={"images_per_s": 180.0, "mfu": 0.22}, monai={"images_per_s": 150.0}),
+    }
+    # Fastest library 200 (compiled) over fastest MONAI 150 (graphs): 1.33, under 1.5; MFU 24 %.
+    assert table.verdict(records).splitlines() == [
+        "fastest library: 200.0 images/s (compiled), MFU 24.0 %; fastest MONAI: 150.0 images/s (graphs)",
+        "library / MONAI = 1.33 (target >= 1.5: not met); MFU target >= 25 %: not met",
+    ]
+    records["graphs"]["arms"]["monai"] = {"images_per_s": 100.0}  # type: ignore[index]
+    assert "library / MONAI = 2.00 (target >= 1.5: met)" in table.verdict(records)
+    assert "MFU target >= 20 %: met" in table.verdict(records, mfu=0.20)
+    no_peer = {"eager": _record(library={"images_per_s": 50.0, "mfu": None}, monai="import failed")}
+    assert table.verdict(no_peer).splitlines() == [
+        "fastest library: 50.0 images/s (eager), MFU n/a; MONAI ran in no record",
+        "library / MONAI: n/a; MFU target >= 25 %: n/a",
+    ]
+    assert "no verdict" in table.verdict({"eager": _record(library="out of memory", monai=None)})
