@@ -196,8 +196,10 @@ def test_mixed_sizes_without_image_size_are_an_error() -> None:
 def test_size_not_divisible_by_the_backbone_multiple() -> None:
     with pytest.raises(
         DataError, match=r"mni152 train set: slice size \(116, 98\) is not divisible by 16.*data\.image_size"
-    ):
+    ) as info:
         build_datasets(DataConfig(dataset="mni152"), stage="finetune", seed=0, size_multiple=16)
+    # The suggestion is the largest crop of 116x98 with both sides a multiple of 16: 7 x 16, 6 x 16.
+    assert "(e.g. [112, 96])" in str(info.value)
     with pytest.raises(DataError, match=r"data\.image_size=\[100, 112\] is not divisible by 16"):
         build_datasets(
             DataConfig(dataset="mni152", image_size=(100, 112)), stage="finetune", seed=0, size_multiple=16

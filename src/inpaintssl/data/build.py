@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -107,9 +107,27 @@ def _record(dataset: str, split: str, view: SliceDataset, *, fraction: float = 1
     )
 
 
+def _fitting_size(sizes: Collection[tuple[int, int]], size_multiple: int) -> tuple[int, int]:
+    """The ``data.image_size`` an error suggests: the largest size that every slice can be cropped
+    to with both sides divisible by ``size_multiple`` (one multiple where a slice is smaller).
+
+    Example:
+        >>> _fitting_size({(116, 98)}, 4), _fitting_size({(116, 98), (120, 90)}, 16)
+        ((116, 96), (112, 80))
+        >>> _fitting_size({(5, 9)}, 8)
+        (8, 8)
+    """
+    height, width = min(h for h, _ in sizes), min(w for _, w in sizes)
+    return (
+        max(height // size_multiple, 1) * size_multiple,
+        max(width // size_multiple, 1) * size_multiple,
+    )
+
+
 def _check_size(dataset: SliceDataset, *, what: str, size_multiple: int) -> None:
     sizes = {slice_shape_of(dataset, i) for i in range(len(dataset))}
-    hint = "set data.image_size (e.g. [112, 112]) to crop/pad or resize every slice to one size"
+    h, w = _fitting_size(sizes, size_multiple)
+    hint = f"set data.image_size (e.g. [{h}, {w}]) to crop/pad or resize every slice to one size"
     if len(sizes) > 1:
         raise DataError(f"{what}: slices have different sizes {sorted(sizes)[:5]}; {hint}")
     h, w = sizes.pop()
