@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -206,6 +207,20 @@ def test_onnx_from_a_small_example_at_another_opset(model: LoadedModel, tmp_path
     images = torch.randn(2, 1, 36, 20)
     (found,) = session.run(None, {"image": images.numpy()})
     assert _max_diff(torch.from_numpy(found), _reference(model, images)) <= 1e-4
+
+
+def test_onnx_export_prints_nothing(
+    model: LoadedModel, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without torchvision, torch.onnx logs a line per torchvision operator it skips (nms,
+    # roi_align, ...) at every export; none of them is in a backbone, so none reaches the user.
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        export_model(model, format="onnx", output=tmp_path / "m.onnx")
+    out, err = capfd.readouterr()
+    assert "torchvision" not in out + err + caplog.text
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    assert logger.level == logging.NOTSET  # the level is restored after the export
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])

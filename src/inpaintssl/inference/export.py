@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType, ModuleType
@@ -277,6 +279,23 @@ def _export_torchscript(plain: nn.Module, info: ModelInfo, reference: _Reference
         reference.check("TorchScript", reloaded, atol)
 
 
+# Where torch.onnx says, at every export without torchvision installed, that it skips
+# torchvision's detection operators (nms, roi_align, ...), which no backbone here uses.
+_TORCHVISION_NOTICE_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Raise logger ``name`` to ERROR for the duration (its warnings are not the caller's concern)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _export_onnx(
     plain: nn.Module, info: ModelInfo, reference: _Reference, atol: float, opset: int | None
 ) -> None:
@@ -289,7 +308,7 @@ def _export_onnx(
     height = dim("height") if multiple == 1 else multiple * dim("height_blocks")
     width = dim("width") if multiple == 1 else multiple * dim("width_blocks")
     shapes = ({0: dim("batch"), 2: height, 3: width},)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_logger(_TORCHVISION_NOTICE_LOGGER):
         # PyTorch-internal deprecation noise of torch.export (pytree LeafSpec); nothing a caller can act on.
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
         program: Any = torch.onnx.export(
