@@ -72,7 +72,7 @@ def _batches(slices: dict[tuple[int, int], torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max())
+    return float((a - b).detach().abs().max())
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,16 @@ from inpaintssl.inference.external_weights import (
     smp_encoder_state_dict,
 )
 from inpaintssl.inference.loading import LoadedModel, ModelInfo, Preprocessing, load_model
-from inpaintssl.inference.predict import CasePrediction, PredictionError, PredictionReport, predict
+from inpaintssl.inference.predict import (
+    CUT_EDGE_WARN_SHARE,
+    CasePrediction,
+    PredictionError,
+    PredictionReport,
+    predict,
+)
 
 __all__ = [
+    "CUT_EDGE_WARN_SHARE",
     "CasePrediction",
     "ExportError",
     "LoadedModel",
