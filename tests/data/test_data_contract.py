@@ -19,6 +19,14 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.views import (
+    ConcatSlices,
+    FitToSize,
+    ImagesOnly,
+    Subset,
+    slice_shape_of,
+    slice_spacing_of,
+)
 from inpaintssl.registry import DATASETS
 
 
@@ -40,19 +48,21 @@ def _params(name: str, root: Path) -> dict[str, Any]:
     image = rng.normal(size=(6, 8, 3)).astype(np.float32)
     label = rng.integers(0, 3, size=(6, 8, 3)).astype(np.uint8)
     common = {"root": str(root), "class_names": ["a", "b"]}
+    # Anisotropic voxels, so that a spacing told in the wrong axis order shows.
+    spacing = (0.5, 0.75, 2.0)
     if name == "nifti":
-        write_nifti(root / "i.nii.gz", image)
-        write_nifti(root / "l.nii.gz", label)
+        write_nifti(root / "i.nii.gz", image, spacing=spacing)
+        write_nifti(root / "l.nii.gz", label, spacing=spacing)
         return {"cases": {"train": {"image": "i.nii.gz", "label": "l.nii.gz"}}, **common}
     if name == "numpy":
         np.savez(root / "c.npz", image=image, label=label)
-        return {"cases": {"train": {"image": "c.npz", "label": "c.npz"}}, **common}
+        return {"cases": {"train": {"image": "c.npz", "label": "c.npz"}}, "spacing": list(spacing), **common}
     if name == "hdf5":
         import h5py
 
         with h5py.File(root / "c.h5", "w") as f:
             f["image"], f["label"] = image, label
-        return {"cases": {"train": "c.h5"}, **common}
+        return {"cases": {"train": "c.h5"}, "spacing": list(spacing), **common}
     if name == "synthetic":
         return {"num_images": 4, "size": [32, 32]}
     return {}
@@ -68,6 +78,9 @@ def _check_item(ds: SliceDataset, index: int) -> dict[str, Any]:
     assert isinstance(item["slice_index"], int)
     spacing = torch.as_tensor(item["spacing"], dtype=torch.float64)
     assert spacing.shape == (3,) and (spacing > 0).all()
+    # What the dataset tells without reading an item is what the item holds.
+    assert slice_shape_of(ds, index) == tuple(image.shape[-2:])
+    assert slice_spacing_of(ds, index) == pytest.approx(tuple(spacing[:2].tolist()), rel=1e-12)
     if ds.labelled:
         label = item["label"]
         assert label.dtype == torch.float32 and label.shape == (ds.num_classes, *image.shape[1:])
@@ -100,3 +113,22 @@ def test_registered_dataset_survives_pickling_after_use(name: str, tmp_path: Pat
     after = clone[len(clone) - 1]
     torch.testing.assert_close(after["image"], before["image"])
     torch.testing.assert_close(after["label"], before["label"])
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_views_tell_shape_and_spacing_as_their_items_hold_them(name: str, tmp_path: Path) -> None:
+    ds = DATASETS.build(name, split="train", labelled=True, **_params(name, tmp_path))
+    views = {
+        "subset": Subset(ds, list(range(len(ds)))[::-1]),
+        "images_only": ImagesOnly(ds),
+        "concat": ConcatSlices([ds, ds], names=["a", "b"]),
+        "crop": FitToSize(ds, (4, 12), mode="crop_or_pad"),
+        # Resizing scales the spacing, so that physical sizes (areas, volumes) are kept.
+        "resize": FitToSize(ds, (12, 4), mode="resize"),
+    }
+    for kind, view in views.items():
+        for index in (0, len(view) - 1):
+            item = view[index]
+            spacing = torch.as_tensor(item["spacing"], dtype=torch.float64)[:2].tolist()
+            assert slice_shape_of(view, index) == tuple(item["image"].shape[-2:]), kind
+            assert slice_spacing_of(view, index) == pytest.approx(tuple(spacing), rel=1e-12), kind

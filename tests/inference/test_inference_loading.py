@@ -18,6 +18,7 @@ from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoi
 from inpaintssl.config import DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR
+from inpaintssl.data.spacing import SpacingRange
 from inpaintssl.inference.loading import (
     LoadedModel,
     ModelInfo,
@@ -77,6 +78,7 @@ def test_metadata_is_what_was_trained(trained_run: issl.FinetuneResult) -> None:
         normalization="none",
         channels="image",
         dataset_params={"num_images": 16, "num_val": 4, "num_test": 4, "size": [32, 32]},
+        in_plane_spacing_mm=SpacingRange((1.0, 1.0), (1.0, 1.0)),  # synthetic slices: 1 mm
     )
 
 
@@ -236,6 +238,23 @@ def test_invalid_run_config(trained_run: issl.FinetuneResult, tmp_path: Path) ->
     run = _copy_run(trained_run, tmp_path)
     (run / "config.yaml").write_text("data:\n  resize_mode: stretch\n")
     with pytest.raises(CheckpointError, match=r"config\.yaml: invalid data section: data\.resize_mode"):
+        load_model(run)
+
+
+def test_damaged_spacing_record_in_the_manifest(trained_run: issl.FinetuneResult, tmp_path: Path) -> None:
+    run = _copy_run(trained_run, tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["in_plane_spacing_mm"] = {"smallest": [0.5]}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"manifest\.json: in_plane_spacing_mm=.*expected"):
+        load_model(run)
+    # A run from before the spacing was recorded loads, with no range to check scans against.
+    del manifest["in_plane_spacing_mm"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    info = load_model(run).inference_meta
+    assert info.preprocessing is not None and info.preprocessing.in_plane_spacing_mm is None
+    (run / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"manifest\.json: unreadable run manifest"):
         load_model(run)
 
 

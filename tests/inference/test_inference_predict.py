@@ -227,7 +227,10 @@ def test_crop_or_pad_4d_inverts_the_crop(crop_run_4d: Path, brains: Path, tmp_pa
 
 def test_resize_resamples_probabilities_back(resize_run: Path, brains: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred"
-    report = predict(resize_run, str(brains / "c.nii.gz"), output=out, device="cpu", progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = predict(resize_run, str(brains / "c.nii.gz"), output=out, device="cpu", progress=False)
+    assert not [w for w in caught if "voxel spacing" in str(w.message)]  # the training data's own
     assert report.cases[0].cut_edge_voxels == 0  # resizing cuts nothing off
     seg, affine, _ = _nifti(out / "c_seg.nii.gz")
     assert seg.shape == (48, 56, 40) and np.array_equal(affine, AFFINE)
@@ -268,6 +271,68 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
     assert len({r["gm_ml"] for r in rows}) == 1
 
 
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        # The brains' zooms (3.0, 3.5, 4.25) mm, sliced along axis 2: 3 x 3.5 mm in plane.
+        ("softmax_run", {"smallest": [3.0, 3.5], "largest": [3.0, 3.5]}),
+        # Resized from 48x56 to 32x32: each pixel covers 3.0 * 48 / 32 by 3.5 * 56 / 32 mm.
+        ("resize_run", {"smallest": [4.5, 6.125], "largest": [4.5, 6.125]}),
+    ],
+)
+def test_the_run_records_the_spacing_its_network_saw(
+    run: str, expected: dict[str, list[float]], request: pytest.FixtureRequest
+) -> None:
+    folder: Path = request.getfixturevalue(run)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    approx = {key: pytest.approx(value) for key, value in expected.items()}
+    assert manifest["in_plane_spacing_mm"] == approx
+    recorded = load_model(folder).inference_meta.preprocessing
+    assert recorded is not None and recorded.in_plane_spacing_mm is not None
+    assert recorded.in_plane_spacing_mm.to_json() == approx
+
+
+def _resaved(source: Path, target: Path, *, scale: float) -> Path:
+    """``source`` with voxels ``scale`` times as large (same array, stretched affine)."""
+    image = nib.load(source)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), image.affine @ np.diag([scale, scale, 1, 1])), target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("scale", "warned"), [(1.1, False), (0.85, False), (1.3, True), (2.0, True), (0.5, True)]
+)
+def test_a_scan_at_another_resolution_is_predicted_with_a_warning(
+    softmax_run: Path, brains: Path, tmp_path: Path, scale: float, warned: bool
+) -> None:
+    # The run saw 3 x 3.5 mm pixels; predict warns beyond 20 % either way (3 / 1.2 = 2.5 mm).
+    scan = _resaved(brains / "c.nii.gz", tmp_path / "c.nii.gz", scale=scale)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = predict(softmax_run, scan, output=tmp_path / "pred", device="cpu", progress=False)
+    messages = [str(w.message) for w in caught if "voxel spacing" in str(w.message)]
+    assert len(messages) == int(warned), messages
+    if warned:
+        (message,) = messages
+        assert f"input {scan}: in-plane voxel spacing {3 * scale:.3g} x {3.5 * scale:.3g} mm" in message
+        assert "trained on 3 x 3.5 mm" in message and "resample the scan" in message
+    assert (tmp_path / "pred" / "c_seg.nii.gz").is_file() and len(report) == 1  # predicted all the same
+
+
+def test_an_array_without_spacing_is_told_how_to_give_it(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    array = tmp_path / "c.npy"
+    np.save(array, np.asarray(nib.load(brains / "c.nii.gz").dataobj))
+    told = r"1 x 1 mm as the model sees it \(this file type carries no spacing"
+    with pytest.warns(UserWarning, match=told):
+        predict(softmax_run, array, output=tmp_path / "a", device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spacing = (3.0, 3.5, 4.25)
+        predict(softmax_run, array, output=tmp_path / "b", device="cpu", progress=False, spacing=spacing)
+
+
 def _write_dicom(path: Path, pixels: np.ndarray, *, z: float, instance: int) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -304,7 +369,10 @@ def test_dicom_series_gets_its_patient_geometry(softmax_run: Path, tmp_path: Pat
     for i, z in enumerate((4.0, 0.0, 2.0)):  # written out of order: sorted by position
         _write_dicom(series / f"im{i}.dcm", rng.integers(0, 1000, (20, 26)), z=z, instance=i + 1)
     out = tmp_path / "pred"
-    report = predict(softmax_run, series, output=out, device="cpu", progress=False)
+    # The series' 0.5 x 0.75 mm pixels are not the run's 3 x 3.5 mm: predicted, with a warning.
+    told = r"series: in-plane voxel spacing 0.5 x 0.75 mm .* trained on 3 x 3.5 mm"
+    with pytest.warns(UserWarning, match=told):
+        report = predict(softmax_run, series, output=out, device="cpu", progress=False)
     seg, affine, header = _nifti(out / "series_seg.nii.gz")
     assert seg.shape == (20, 26, 3) == report.cases[0].shape
     # LPS -> RAS: x and y flip sign.

@@ -289,6 +289,11 @@ class MNI152Dataset(SliceDataset):
         h, w = self._images[index].shape[-2:]
         return int(h), int(w)
 
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """``(row_mm, col_mm)`` of item ``index``."""
+        row, col, _ = self._spacings[index]
+        return row, col
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item: dict[str, Any] = {
             "image": torch.from_numpy(self._images[index].copy()),

@@ -281,6 +281,11 @@ class SKMTEADataset(SliceDataset):
         shape = self._scans[int(self._index[index, 0])].shape
         return shape[0], shape[1]
 
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """``(X, Y)`` spacing of item ``index`` (the annotation's ``voxel_spacing``)."""
+        spacing = self._scans[int(self._index[index, 0])].spacing
+        return spacing[0], spacing[1]
+
     def volume_stats(self, volume: int) -> Stats:
         """Mean and std of the RSS volume ``volume`` (from the file or one pass), cached."""
         stats = self._stats.get(volume)

@@ -1,9 +1,10 @@
 """Dataset views: subsets by volume or item, label-free views, concatenation, fit-to-size.
 
 Views are :class:`~inpaintssl.data.base.SliceDataset` objects over other datasets; they read
-nothing until an item is asked for. They rely on two optional attributes that the built-in
-datasets provide and a plugin may: ``slice_indices`` (one per item, like ``volume_ids``) and
-``slice_shape(index) -> (H, W)``; without them the item itself is read.
+nothing until an item is asked for. They rely on optional attributes that the built-in datasets
+provide and a plugin may: ``slice_indices`` (one per item, like ``volume_ids``),
+``slice_shape(index) -> (H, W)`` and ``slice_spacing(index) -> (row_mm, col_mm)``; without them
+the item itself is read.
 
 Example:
     >>> import torch
@@ -42,6 +43,7 @@ __all__ = [
     "select_items",
     "select_volumes",
     "slice_shape_of",
+    "slice_spacing_of",
 ]
 
 BASE_KEYS = ("image", "volume_id", "slice_index", "spacing")
@@ -69,6 +71,17 @@ def slice_shape_of(dataset: SliceDataset, index: int) -> tuple[int, int]:
         return int(h), int(w)
     h, w = dataset[index]["image"].shape[-2:]
     return int(h), int(w)
+
+
+def slice_spacing_of(dataset: SliceDataset, index: int) -> tuple[float, float]:
+    """In-plane voxel spacing ``(row_mm, col_mm)`` of item ``index`` as the network sees it, without
+    reading the item when the dataset can tell."""
+    method = getattr(dataset, "slice_spacing", None)
+    if callable(method):
+        row, col = method(index)
+    else:
+        row, col = (float(v) for v in torch.as_tensor(dataset[index]["spacing"])[:2])
+    return float(row), float(col)
 
 
 def data_files_of(dataset: SliceDataset) -> list[str]:
@@ -104,6 +117,10 @@ class Subset(_View):
     def slice_shape(self, index: int) -> tuple[int, int]:
         """``(H, W)`` of item ``index``."""
         return slice_shape_of(self.parent, self.indices[index])
+
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """In-plane spacing of item ``index``."""
+        return slice_spacing_of(self.parent, self.indices[index])
 
 
 def select_volumes(parent: SliceDataset, volume_ids: Iterable[str], *, what: str) -> Subset:
@@ -179,6 +196,10 @@ class ImagesOnly(_View):
         """``(H, W)`` of item ``index``."""
         return slice_shape_of(self.parent, index)
 
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """In-plane spacing of item ``index``."""
+        return slice_spacing_of(self.parent, index)
+
 
 class ConcatSlices(SliceDataset):
     """Items of several datasets one after another.
@@ -225,6 +246,11 @@ class ConcatSlices(SliceDataset):
         part, local = self._locate(index)
         return slice_shape_of(part, local)
 
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """In-plane spacing of item ``index``."""
+        part, local = self._locate(index)
+        return slice_spacing_of(part, local)
+
 
 class FitToSize(_View):
     """``parent`` with every item fitted to ``size = (H, W)`` (:func:`fit_to_size`).
@@ -247,6 +273,14 @@ class FitToSize(_View):
     def slice_shape(self, index: int) -> tuple[int, int]:
         """The target size."""
         return self.size
+
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """The parent's spacing, scaled as ``__getitem__`` scales it under ``resize``."""
+        row, col = slice_spacing_of(self.parent, index)
+        if self.mode != "resize":
+            return row, col
+        grid = slice_shape_of(self.parent, index)
+        return row * grid[0] / self.size[0], col * grid[1] / self.size[1]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = dict(self.parent[index])

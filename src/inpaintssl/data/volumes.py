@@ -129,6 +129,11 @@ class VolumeSliceDataset(SliceDataset):
         case = self._cases[int(self._index[index, 0])]
         return case.image.slice_shape
 
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """``(row_mm, col_mm)`` of item ``index`` without reading it."""
+        row, col, _ = self._cases[int(self._index[index, 0])].image.spacing
+        return row, col
+
     def to_channels(self, raw: np.ndarray) -> np.ndarray:
         """A stored slice ``(H, W)`` or ``(H, W, C)`` -> ``(C, H, W)`` float32, before z-scoring."""
         if raw.ndim == 2:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -53,6 +54,7 @@ from inpaintssl.checkpoint import (
 )
 from inpaintssl.config import DataConfig
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
+from inpaintssl.data.spacing import SpacingRange
 from inpaintssl.layout import RunFolder
 from inpaintssl.losses.base import SegmentationLoss
 from inpaintssl.options import check_option
@@ -111,6 +113,9 @@ class Preprocessing:
         slice_axis: Axis of the stored volume that 2D slices were taken along, ``None`` when the
             data are not volumes (``synthetic``) or unknown.
         dataset_params: The run's ``data.params`` as written in ``config.yaml``.
+        in_plane_spacing_mm: In-plane spacing range of the training slices as the network saw
+            them (from the run's ``manifest.json``; :mod:`inpaintssl.data.spacing`), ``None``
+            for runs that did not record it.
 
     Example:
         >>> from inpaintssl.config import DataConfig
@@ -128,6 +133,7 @@ class Preprocessing:
     hu_floor: float | None = None
     slice_axis: int | None = None
     dataset_params: Mapping[str, Any] = field(default_factory=dict)
+    in_plane_spacing_mm: SpacingRange | None = None
 
     @classmethod
     def from_data_config(cls, data: DataConfig) -> Preprocessing:
@@ -366,7 +372,24 @@ def _read_preprocessing(run: RunFolder | None) -> Preprocessing | None:
     except ValidationError as exc:
         problems = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise CheckpointError(f"{config_path}: invalid data section: {problems}") from exc
-    return Preprocessing.from_data_config(data)
+    return replace(Preprocessing.from_data_config(data), in_plane_spacing_mm=_read_spacing(run))
+
+
+def _read_spacing(run: RunFolder) -> SpacingRange | None:
+    """The training spacing a run's ``manifest.json`` recorded (runs before it was recorded: none)."""
+    if not run.manifest.is_file():
+        return None
+    try:
+        document = json.loads(run.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{run.manifest}: unreadable run manifest: {exc}") from exc
+    recorded = document.get("in_plane_spacing_mm") if isinstance(document, Mapping) else None
+    if recorded is None:
+        return None
+    try:
+        return SpacingRange.from_json(recorded)
+    except ValueError as exc:
+        raise CheckpointError(f"{run.manifest}: {exc}") from exc
 
 
 def _header_info(path: Path) -> ModelInfo | None:

@@ -21,8 +21,10 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   Runs on ``mni152`` (the demo) z-score per volume and slice axially in the template's display
   orientation; runs on ``skmtea`` z-score per volume, so give them the root-sum-of-squares image
   of the two echoes; ``synthetic`` runs take values as stored. Inputs must have the resolution
-  the model was trained at: nothing is resampled across scans. A run on a plugin dataset (or a
-  checkpoint without its run folder) is predicted with per-volume z-scoring and a warning.
+  the model was trained at: nothing is resampled across scans. A scan whose in-plane spacing lies
+  more than 20 % outside the range the run recorded (:mod:`inpaintssl.data.spacing`) is predicted
+  with a warning naming both. A run on a plugin dataset (or a checkpoint without its run
+  folder) is predicted with per-volume z-scoring and a warning.
 - **Slice size.** Every slice is cropped/padded (centred) or resized to ``data.image_size``
   with ``data.resize_mode``, exactly as :class:`~inpaintssl.data.views.FitToSize` did in
   training (:func:`~inpaintssl.data.preprocess.fit_to_size`). Without ``image_size``, slices
@@ -96,6 +98,8 @@ from inpaintssl.data.readers import (
     Volume,
     import_optional,
 )
+from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
+from inpaintssl.data.views import slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset
 from inpaintssl.inference.loading import LoadedModel, Preprocessing, load_model
 from inpaintssl.metrics import tissue_volume
@@ -483,8 +487,39 @@ def _prepare(
                 f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
                 f"(shape {volume.shape})"
             )
+        trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
+        if trained is not None and len(dataset) > 0:
+            seen = _spacing_seen(dataset, prep)
+            if not trained.fits(seen):
+                warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
         prepared.append(_Input(case, path, volume, geometry, dataset))
     return prepared
+
+
+def _spacing_seen(dataset: VolumeSliceDataset, prep: _Preprocessing) -> tuple[float, float]:
+    """In-plane spacing of the input's slices as the network will see them (after any resize)."""
+    row, col = slice_spacing_of(dataset, 0)
+    if prep.image_size is None or prep.resize_mode != "resize":
+        return row, col
+    # Slices shown in the display orientation are transposed before fitting: there the model's
+    # rows are the stored columns, so each stored axis pairs with the other target length.
+    grid = slice_shape_of(dataset, 0)
+    size = prep.image_size[::-1] if prep.display else prep.image_size
+    return row * grid[0] / size[0], col * grid[1] / size[1]
+
+
+def _spacing_message(path: Path, seen: tuple[float, float], trained: SpacingRange, volume: Volume) -> str:
+    stated = (
+        ""
+        if volume.has_geometry
+        else " (this file type carries no spacing: give the scan's with spacing=... / --spacing)"
+    )
+    return (
+        f"input {path}: in-plane voxel spacing {seen[0]:.3g} x {seen[1]:.3g} mm as the model sees it"
+        f"{stated}, but the run trained on {trained.describe()} (more than {SPACING_TOLERANCE:.0%} "
+        "apart). predict resamples nothing, so the anatomy appears at another scale and the labels "
+        "and volumes are unreliable: resample the scan to the training spacing first"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig, PretrainConfig
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
 from inpaintssl.data.preflight import preflight
+from inpaintssl.data.spacing import training_spacing
 from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
@@ -65,21 +66,31 @@ def check_at_the_door(
 def record_stage(
     config: StageConfig, ctx: RunContext, bundle: DataBundle, *, stage: Stage, **extra: Any
 ) -> None:
-    """On rank 0, record the run (config, splits, a manifest naming ``stage`` and ``extra``)."""
+    """On rank 0, record the run (config, splits, a manifest naming ``stage`` and ``extra``).
+
+    The manifest also holds the training slices' in-plane spacing range as the network saw it
+    (``in_plane_spacing_mm``, :mod:`inpaintssl.data.spacing`), against which prediction checks
+    new scans.
+    """
     if not ctx.dist.is_main:
         return
-    record_run(
-        ctx.run_dir,
-        config,
-        resume=config.run.resume,
-        splits=bundle.splits,
-        manifest=lambda: build_manifest(
+
+    def manifest() -> dict[str, Any]:
+        spacing = training_spacing(bundle.train)
+        return build_manifest(
             seed=config.run.seed,
             data_files=bundle.data_files,
             num_workers=config.data.num_workers,
-            extra={"stage": stage, "world_size": ctx.dist.world_size, "device": str(ctx.device), **extra},
-        ),
-    )
+            extra={
+                "stage": stage,
+                "world_size": ctx.dist.world_size,
+                "device": str(ctx.device),
+                "in_plane_spacing_mm": None if spacing is None else spacing.to_json(),
+                **extra,
+            },
+        )
+
+    record_run(ctx.run_dir, config, resume=config.run.resume, splits=bundle.splits, manifest=manifest)
 
 
 def build_trainer(

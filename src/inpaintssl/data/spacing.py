@@ -1,0 +1,116 @@
+"""In-plane voxel spacing of a run's training slices, and whether a new scan's spacing fits it.
+
+A segmentation network learns anatomy at the pixel size it was trained at (paper sec. 2.2: the
+slices keep their acquired resolution; nothing is resampled). A scan at another resolution shows
+the same anatomy larger or smaller in pixels, and the network's labels, and the volumes computed
+from them (sec. 2.7), become unreliable without any error. Training records the range of its
+slices' in-plane spacing (``manifest.json``, ``in_plane_spacing_mm``); prediction compares each
+new scan with it and warns when the scan lies outside, beyond :data:`SPACING_TOLERANCE`.
+
+The spacing is the one the network sees: after ``data.resize_mode: resize`` a slice's pixels
+cover ``spacing * stored size / image_size``. Each pair is sorted (finer axis first), so a scan
+stored in another in-plane orientation (rows and columns swapped) compares equal.
+
+Example:
+    >>> seen = SpacingRange.of([(0.5, 0.5), (0.55, 0.6)])
+    >>> seen.smallest, seen.largest, seen.describe()
+    ((0.5, 0.5), (0.55, 0.6), '0.5 x 0.5 to 0.55 x 0.6 mm')
+    >>> seen.fits((0.6, 0.52)), seen.fits((1.0, 1.0))
+    (True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.views import evenly_spaced, slice_spacing_of
+
+__all__ = ["SPACING_TOLERANCE", "SpacingRange", "training_spacing"]
+
+SPACING_TOLERANCE = 0.2
+"""How far (relative) a scan's spacing may lie outside the training range before prediction
+warns: scanners differ by a few percent, and training sets often span one range (CT in-plane
+spacing follows the patient's size); a change of resolution, such as 0.3 to 0.5 mm, is far more."""
+
+
+@dataclass(frozen=True)
+class SpacingRange:
+    """Smallest and largest in-plane spacing ``(finer, coarser)`` in mm over a set of slices.
+
+    Attributes:
+        smallest: Per sorted axis, the smallest spacing seen.
+        largest: Per sorted axis, the largest spacing seen.
+    """
+
+    smallest: tuple[float, float]
+    largest: tuple[float, float]
+
+    @classmethod
+    def of(cls, spacings: Iterable[tuple[float, float]]) -> SpacingRange:
+        """The range of ``spacings`` (``(row_mm, col_mm)`` pairs, any order within a pair).
+
+        Raises:
+            ValueError: No spacing, or one that is not positive and finite.
+        """
+        pairs = [tuple(sorted((float(a), float(b)))) for a, b in spacings]
+        if not pairs:
+            raise ValueError("no slice spacing to take a range of")
+        bad = [p for p in pairs if not all(0.0 < v < float("inf") for v in p)]
+        if bad:
+            raise ValueError(f"in-plane spacing {bad[0]} mm; expected positive, finite millimetres")
+        return cls(
+            (min(p[0] for p in pairs), min(p[1] for p in pairs)),
+            (max(p[0] for p in pairs), max(p[1] for p in pairs)),
+        )
+
+    def fits(self, spacing: tuple[float, float], *, tolerance: float = SPACING_TOLERANCE) -> bool:
+        """Whether ``spacing`` lies in the range widened by ``tolerance`` on each side."""
+        pair = sorted(float(v) for v in spacing)
+        return all(
+            low / (1.0 + tolerance) <= value <= high * (1.0 + tolerance)
+            for value, low, high in zip(pair, self.smallest, self.largest)
+        )
+
+    def describe(self) -> str:
+        """``0.5 x 0.5 mm``, or ``0.5 x 0.5 to 0.55 x 0.6 mm`` for a range."""
+        low = f"{self.smallest[0]:.3g} x {self.smallest[1]:.3g}"
+        if self.smallest == self.largest:
+            return f"{low} mm"
+        return f"{low} to {self.largest[0]:.3g} x {self.largest[1]:.3g} mm"
+
+    def to_json(self) -> dict[str, list[float]]:
+        """``{"smallest": [a, b], "largest": [c, d]}`` (what ``manifest.json`` stores)."""
+        return {"smallest": list(self.smallest), "largest": list(self.largest)}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> SpacingRange:
+        """Read :meth:`to_json` output.
+
+        Raises:
+            ValueError: Not two pairs of positive numbers; the message shows what was found.
+        """
+        try:
+            smallest, largest = value["smallest"], value["largest"]
+            return cls.of([(float(smallest[0]), float(smallest[1])), (float(largest[0]), float(largest[1]))])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"in_plane_spacing_mm={value!r}; expected {{'smallest': [a, b], 'largest': [c, d]}} in mm"
+            ) from exc
+
+
+def training_spacing(dataset: SliceDataset, *, limit: int | None = 256) -> SpacingRange | None:
+    """The in-plane spacing range of ``dataset``'s slices as the network sees them.
+
+    Reads no image where the dataset tells a slice's spacing (the built-in datasets and views);
+    otherwise reads at most ``limit`` items, spread evenly over the dataset.
+
+    Returns:
+        The range, or ``None`` for an empty dataset.
+    """
+    indices = evenly_spaced(len(dataset), limit)
+    if not indices:
+        return None
+    return SpacingRange.of(slice_spacing_of(dataset, i) for i in indices)
