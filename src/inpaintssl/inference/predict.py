@@ -568,17 +568,16 @@ def _model_size(shape: tuple[int, int], prep: _Preprocessing, multiple: int) -> 
     return (-(-shape[0] // multiple) * multiple, -(-shape[1] // multiple) * multiple)
 
 
-def _cut_edges(grid: tuple[int, int], size: tuple[int, int], device: torch.device) -> torch.Tensor | None:
-    """``(H, W)`` mask of the model-grid pixels on a border where the centred crop cut the slice."""
+def _cut_edges(grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor | None:
+    """``(H, W)`` host mask of the model-grid pixels on a border where the centred crop cut the slice."""
     if grid[0] <= size[0] and grid[1] <= size[1]:
         return None
-    # Built on the host and copied once: indexing a device tensor here would wait for the device.
     edges = torch.zeros(size, dtype=torch.bool)
     if grid[0] > size[0]:
         edges[[0, -1], :] = True
     if grid[1] > size[1]:
         edges[:, [0, -1]] = True
-    return edges.to(device)
+    return edges
 
 
 def _place(volume: np.ndarray, plane: np.ndarray, *, axis: int, index: int, rank: int) -> None:
@@ -641,10 +640,11 @@ def _predict_case(
             # Labels from the logits, exactly as evaluate() scores them, then crop/pad back; pixels
             # the model never saw are background.
             hard = label_map(logits, activation=model.activation, threshold=0.0)
-            edges = _cut_edges(grid, size, hard.device)
+            edges = _cut_edges(grid, size)
             if edges is not None:
-                on_cut_edges += ((hard > 0) & edges).sum()
+                # Counted on the host; only the mask goes to the device, and the sum stays there.
                 cut_edges += int(edges.sum()) * len(planes)
+                on_cut_edges += ((hard > 0) & edges.to(hard.device)).sum()
             hard = fit_to_size(hard.to(torch.uint8), grid, mode="crop_or_pad", kind="label")
             if probabilities:
                 on_model_grid = model.module.probabilities(logits)
