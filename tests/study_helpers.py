@@ -32,7 +32,7 @@ CLASSES = ("disc", "square")
 
 def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: Any) -> Any:
     """A ``Trainer`` that fine-tunes a 2-level width-4 U-Net on 8 synthetic 16x16 slices, 2 steps an
-    epoch, on the CPU; ``run`` sets more ``RunConfig`` fields (``resume``, ``compile``)."""
+    epoch, on the CPU; ``run`` sets more ``RunConfig`` fields (``resume``, ``compile``, ``device``)."""
     from inpaintssl.checkpoint import CheckpointMeta
     from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
     from inpaintssl.data.synthetic import SyntheticShapes
@@ -50,7 +50,9 @@ def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: An
         optim=OptimConfig(batch_size=4, max_epochs=max_epochs),
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        context=RunContext.local(RunConfig(output_dir=output_dir, device="cpu", seed=0, quiet=True, **run)),
+        context=RunContext.local(
+            RunConfig(**{"output_dir": output_dir, "device": "cpu", "seed": 0, "quiet": True, **run})
+        ),
     )
 
 
