@@ -108,8 +108,8 @@ tests() {
     # The gpu-marked tests first, so that a failure elsewhere cannot hide them; then the rest,
     # spread over the machine's 16 cores: 8 workers of 2 torch threads each (tests/conftest.py),
     # pytest-xdist and pytest-timeout being in the image.
-    timeout 160 "$PYTHON" -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
-    timeout 240 "$PYTHON" -m pytest -p no:cacheprovider -q -m "not gpu" -n 8 --timeout 200 2>&1 \
+    timeout 200 "$PYTHON" -m pytest -p no:cacheprovider -q -m gpu 2>&1 | tee "$OUT/tests_gpu.log" || status=1
+    timeout 200 "$PYTHON" -m pytest -p no:cacheprovider -q -m "not gpu" -n 8 --timeout 180 2>&1 \
         | tee "$OUT/tests_all.log" || status=1
     return "$status"
 }
