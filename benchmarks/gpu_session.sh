@@ -2,7 +2,7 @@
 # The GPU checks of issue 18, prepared so that a session lent a GPU spends its device time on them
 # and not on setting up. A session has 15 minutes of device time in all, the machine's start
 # (one to two minutes) and its idle time included, so the two calls below have 12 minutes of
-# limits between them (bench 5, tests 6.5) and the second must follow the first at once: the
+# limits between them (bench 5, tests 7) and the second must follow the first at once: the
 # machine stays warm 30 s after a call, and a fresh start costs minutes more. Then give it back.
 #
 #   here, once (a machine that reaches the package registry):
