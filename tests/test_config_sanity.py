@@ -99,16 +99,21 @@ def test_the_off_fields_are_found() -> None:
     assert expected <= set(OFF_FIELDS)
 
 
+def _bare_yaml(stage: str, path: str, word: str, folder: Path) -> Path:
+    """A config file setting the dotted ``path`` to the unquoted YAML ``word``."""
+    head, _, leaf = path.rpartition(".")
+    text = f"{head}:\n  {leaf}: {word}\n" if head else f"{leaf}: {word}\n"
+    if stage == "evaluate":
+        text += "checkpoint: run\n"
+    file = folder / "config.yaml"
+    file.write_text(text)
+    return file
+
+
 @pytest.mark.parametrize(("stage", "path"), OFF_FIELDS, ids=[f"{s}-{p}" for s, p in OFF_FIELDS])
 def test_a_bare_yaml_off_reads_as_the_off_option(stage: str, path: str, tmp_path: Path) -> None:
     # YAML 1.1 (PyYAML) reads an unquoted `off` as the boolean false; the field means its option.
-    head, _, leaf = path.rpartition(".")
-    text = f"{head}:\n  {leaf}: off\n" if head else f"{leaf}: off\n"
-    if stage == "evaluate":
-        text += "checkpoint: run\n"
-    file = tmp_path / "config.yaml"
-    file.write_text(text)
-    config: object = load_config(file, ROOTS[stage])
+    config: object = load_config(_bare_yaml(stage, path, "off", tmp_path), ROOTS[stage])
     for part in path.split("."):
         config = getattr(config, part)
     assert config == "off"
@@ -121,12 +126,8 @@ def test_a_bare_yaml_on_names_the_field_and_its_choices(
     stage: str, path: str, choices: tuple[str, ...], tmp_path: Path
 ) -> None:
     # An unquoted `on` is the boolean true, which names none of a string option's choices.
-    head, _, leaf = path.rpartition(".")
-    text = f"{head}:\n  {leaf}: on\n" if head else f"{leaf}: on\n"
-    if stage == "evaluate":
-        text += "checkpoint: run\n"
-    file = tmp_path / "config.yaml"
-    file.write_text(text)
+    file = _bare_yaml(stage, path, "on", tmp_path)
+    leaf = path.rpartition(".")[2]
     with pytest.raises(ConfigError) as info:
         load_config(file, ROOTS[stage])
     message = str(info.value)
