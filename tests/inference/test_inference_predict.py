@@ -177,6 +177,9 @@ def test_label_map_is_on_the_input_grid_and_scores_as_evaluate(
         expected = np.count_nonzero(seg == k + 1) * VOXEL_MM3 / 1000.0
         assert float(row[f"{name}_ml"]) == pytest.approx(expected, rel=1e-12)
         assert report.cases[0].volumes_ml[name] == pytest.approx(expected, rel=1e-12)
+    # Then the checks: the training data's own 3 x 3.5 mm pixels, nothing cropped.
+    checks = (row["in_plane_spacing_mm"], row["spacing_fits_training"], row["cut_edge_share"])
+    assert checks == ("3x3.5", "true", "0")
     assert sorted(p.name for p in out.iterdir()) == ["c_seg.nii.gz", "volumes.csv"]
 
 
@@ -201,6 +204,8 @@ def test_crop_or_pad_4d_inverts_the_crop(crop_run_4d: Path, brains: Path, tmp_pa
     assert case.cut_edge_voxels == on_edges
     assert case.cut_edge_share == pytest.approx(on_edges / (48 * 2 * 40))
     assert case.cut_edge_share >= CUT_EDGE_WARN_SHARE
+    (row,) = _read_csv(out / "volumes.csv")
+    assert float(row["cut_edge_share"]) == pytest.approx(case.cut_edge_share, rel=1e-3)
     messages = [str(w.message) for w in caught]
     (warned,) = [m for m in messages if "on the edges where its slices were cropped" in m]
     assert f"input {brains / 'c_4d.nii.gz'}: {on_edges} of the 3840 voxels" in warned
@@ -317,6 +322,11 @@ def test_a_scan_at_another_resolution_is_predicted_with_a_warning(
         assert f"input {scan}: in-plane voxel spacing {3 * scale:.3g} x {3.5 * scale:.3g} mm" in message
         assert "trained on 3 x 3.5 mm" in message and "resample the scan" in message
     assert (tmp_path / "pred" / "c_seg.nii.gz").is_file() and len(report) == 1  # predicted all the same
+    (case,) = report.cases
+    assert case.spacing_mm == pytest.approx((3 * scale, 3.5 * scale))
+    assert case.spacing_fits_training is (not warned)
+    (row,) = _read_csv(tmp_path / "pred" / "volumes.csv")
+    assert row["spacing_fits_training"] == str(not warned).lower()
 
 
 def test_an_array_without_spacing_is_told_how_to_give_it(

@@ -49,8 +49,9 @@ Outputs, per case: ``<output>/<case>_seg.nii.gz`` with the input's affine and he
 affine built from ImagePositionPatient, ImageOrientationPatient, PixelSpacing and the slice
 positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing)``), optionally
 ``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and
-one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``): voxel count x voxel volume from the
-header's zooms, in mL (:func:`inpaintssl.metrics.tissue_volume` / 1000; sec. 2.7). Everything is
+one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
+header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
+``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``). Everything is
 written to a hidden folder next to ``output`` and moved in only when every case succeeded, so a
 failure leaves nothing partial in ``output``.
 
@@ -157,6 +158,10 @@ class CasePrediction:
         cut_edge_share: ``cut_edge_voxels`` over all voxels on those edges (0 where nothing was
             cut). Anatomy that reaches the cut usually goes on beyond it, unseen and labelled
             background; ``predict`` warns from :data:`CUT_EDGE_WARN_SHARE` on.
+        spacing_mm: The input's in-plane voxel spacing ``(row_mm, col_mm)`` as the model saw it
+            (after any resize to ``data.image_size``).
+        spacing_fits_training: Whether ``spacing_mm`` lies within the run's recorded training
+            range (:mod:`inpaintssl.data.spacing`); ``None`` when the run recorded none.
     """
 
     case: str
@@ -167,6 +172,8 @@ class CasePrediction:
     volumes_ml: dict[str, float]
     cut_edge_voxels: int = 0
     cut_edge_share: float = 0.0
+    spacing_mm: tuple[float, float] | None = None
+    spacing_fits_training: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -465,6 +472,8 @@ class _Input:
     volume: Volume
     geometry: _Geometry
     dataset: VolumeSliceDataset
+    spacing: tuple[float, float] | None
+    spacing_fits: bool | None
 
 
 def _prepare(
@@ -488,11 +497,13 @@ def _prepare(
                 f"(shape {volume.shape})"
             )
         trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
-        if trained is not None and len(dataset) > 0:
-            seen = _spacing_seen(dataset, prep)
-            if not trained.fits(seen):
+        seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
+        fits: bool | None = None
+        if trained is not None and seen is not None:
+            fits = trained.fits(seen)
+            if not fits:
                 warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
-        prepared.append(_Input(case, path, volume, geometry, dataset))
+        prepared.append(_Input(case, path, volume, geometry, dataset, seen, fits))
     return prepared
 
 
@@ -719,9 +730,14 @@ def _volumes_ml(
 def _volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["case", "file", *(f"{n}_ml" for n in names)])
+    # After the volumes, the checks a reader of many rows wants beside them (see CasePrediction).
+    checks = ["in_plane_spacing_mm", "spacing_fits_training", "cut_edge_share"]
+    writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *checks])
     for c in cases:
-        writer.writerow([c.case, str(c.source), *(repr(c.volumes_ml[n]) for n in names)])
+        spacing = "" if c.spacing_mm is None else f"{c.spacing_mm[0]:.6g}x{c.spacing_mm[1]:.6g}"
+        fits = "" if c.spacing_fits_training is None else str(c.spacing_fits_training).lower()
+        volumes = (repr(c.volumes_ml[n]) for n in names)
+        writer.writerow([c.case, str(c.source), *volumes, spacing, fits, f"{c.cut_edge_share:.4g}"])
     return buffer.getvalue()
 
 
@@ -834,6 +850,8 @@ def predict(
                     volumes_ml=_volumes_ml(labels, item.geometry.zooms, model.class_names),
                     cut_edge_voxels=cut,
                     cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
+                    spacing_mm=item.spacing,
+                    spacing_fits_training=item.spacing_fits,
                 )
             )
             if done[-1].cut_edge_share >= CUT_EDGE_WARN_SHARE:
