@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,17 @@ from torch.utils.data import Dataset
 from inpaintssl import _API_NAMES
 from inpaintssl.checkpoint import load_checkpoint
 from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
+from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.preflight import preflight
+from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
 from inpaintssl.inference import ExportError as ExportError
 from inpaintssl.inference import PredictionError as PredictionError
 from inpaintssl.inference import PredictionReport as PredictionReport
 from inpaintssl.inference import export_model as export_model
 from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
+from inpaintssl.inference.loading import recorded_spacing
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_backbone, build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device
@@ -143,6 +147,22 @@ def _dataset_for(
     return chosen, tuple(bundle.class_names)
 
 
+def _warn_on_other_spacing(source: str | Path, dataset: Dataset[dict[str, Any]]) -> None:
+    """Warn when the evaluated slices' spacing is not the one the run trained at (sec. 2.2)."""
+    trained = recorded_spacing(source)
+    if trained is None or not isinstance(dataset, SliceDataset):
+        return
+    seen = training_spacing(dataset)
+    if seen is None or (trained.fits(seen.smallest) and trained.fits(seen.largest)):
+        return
+    warnings.warn(
+        f"evaluate: the data's in-plane voxel spacing as the model sees it, {seen.describe()}, lies "
+        f"more than {SPACING_TOLERANCE:.0%} outside the {trained.describe()} of the run {source} "
+        "trained on; nothing is resampled, so its scores measure the model at another scale",
+        stacklevel=3,
+    )
+
+
 def evaluate(
     checkpoint_or_model: nn.Module | str | Path,
     data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]],
@@ -157,7 +177,9 @@ def evaluate(
     """Per-image (and per-volume) metrics of a model on a dataset.
 
     A segmentation checkpoint gives Dice per class (sec. 2.5.2); a pretraining checkpoint gives
-    the L2 norm of the inpainted images (Table 2) under a fixed, reproducible corruption.
+    the L2 norm of the inpainted images (Table 2) under a fixed, reproducible corruption. A run
+    whose data were at another in-plane voxel spacing than ``data`` (beyond the tolerance of
+    :mod:`inpaintssl.data.spacing`) is evaluated with a warning naming both.
 
     Args:
         checkpoint_or_model: A run folder, checkpoint folder, ``.safetensors`` file, or a module.
@@ -206,6 +228,8 @@ def evaluate(
     model = model.to(target_device)
     multiple = int(getattr(model, "size_multiple", 1))
     dataset, data_classes = _dataset_for(data, split=split, multiple=multiple)
+    if not isinstance(checkpoint_or_model, nn.Module):
+        _warn_on_other_spacing(checkpoint_or_model, dataset)
     if kind == "pretrain":
         # A checkpoint records the whole pretext section; missing fields take the config's defaults.
         task = build_pretext_task(PretextConfig.model_validate(dict(pretext)), seed=0)

@@ -30,7 +30,7 @@ from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.mni152 import load_template
-from inpaintssl.inference.loading import load_model
+from inpaintssl.inference.loading import load_model, recorded_spacing
 from inpaintssl.inference.predict import CUT_EDGE_WARN_SHARE, PredictionError, label_map, predict
 
 CLASSES = ("csf", "gm", "wm")
@@ -295,6 +295,9 @@ def test_the_run_records_the_spacing_its_network_saw(
     recorded = load_model(folder).inference_meta.preprocessing
     assert recorded is not None and recorded.in_plane_spacing_mm is not None
     assert recorded.in_plane_spacing_mm.to_json() == approx
+    for inside in (folder / "checkpoints" / "best", folder / "checkpoints" / "last" / "model.safetensors"):
+        assert recorded_spacing(inside) == recorded.in_plane_spacing_mm
+    assert recorded_spacing(folder.parent) is None  # not a run folder
 
 
 def _resaved(source: Path, target: Path, *, scale: float) -> Path:
@@ -327,6 +330,26 @@ def test_a_scan_at_another_resolution_is_predicted_with_a_warning(
     assert case.spacing_fits_training is (not warned)
     (row,) = _read_csv(tmp_path / "pred" / "volumes.csv")
     assert row["spacing_fits_training"] == str(not warned).lower()
+
+
+def test_evaluate_on_data_at_another_resolution_warns(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # The run's own test scan is at its spacing: no warning. The same scans with voxels twice as
+    # large (image and label alike) are scored with a warning naming both spacings.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        issl.evaluate(softmax_run, _data_config(softmax_run), split="test", device="cpu")
+    for name in ("a", "b", "c"):
+        for suffix in ("", "_seg"):
+            _resaved(brains / f"{name}{suffix}.nii.gz", tmp_path / f"{name}{suffix}.nii.gz", scale=2.0)
+    coarse = _data_config(softmax_run).model_copy(
+        update={"params": {**_data_config(softmax_run).params, "root": str(tmp_path)}}
+    )
+    told = r"evaluate: the data's in-plane voxel spacing as the model sees it, 6 x 7 mm, .* 3 x 3.5 mm"
+    with pytest.warns(UserWarning, match=told):
+        table = issl.evaluate(softmax_run, coarse, split="test", device="cpu")
+    assert table.select(level="image").rows  # scored all the same
 
 
 def test_an_array_without_spacing_is_told_how_to_give_it(

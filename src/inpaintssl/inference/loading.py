@@ -71,6 +71,7 @@ __all__ = [
     "Preprocessing",
     "backbone_class",
     "load_model",
+    "recorded_spacing",
 ]
 
 HEADER_KEY = "inpaintssl"
@@ -390,6 +391,23 @@ def _read_spacing(run: RunFolder) -> SpacingRange | None:
         return SpacingRange.from_json(recorded)
     except ValueError as exc:
         raise CheckpointError(f"{run.manifest}: {exc}") from exc
+
+
+def recorded_spacing(run_or_checkpoint: str | Path) -> SpacingRange | None:
+    """The in-plane spacing range a run's training slices had, as its ``manifest.json`` records it.
+
+    Args:
+        run_or_checkpoint: A run folder, or a checkpoint folder (or a file in one) inside a run.
+
+    Returns:
+        The range, or ``None`` for a path outside a run folder or a run that recorded none.
+
+    Raises:
+        inpaintssl.checkpoint.CheckpointError: The manifest is unreadable or its record damaged.
+    """
+    path = Path(run_or_checkpoint)
+    run = RunFolder(path) if RunFolder(path).checkpoints.is_dir() else RunFolder.of_checkpoint(path)
+    return None if run is None else _read_spacing(run)
 
 
 def _header_info(path: Path) -> ModelInfo | None:
