@@ -190,6 +190,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         key=args.key,
         spacing=args.spacing,
         amp=args.amp,
+        large_slices=args.large_slices,
+        overlap=args.overlap,
     )
     print(
         json.dumps(
@@ -401,6 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="CUDA mixed precision"
+    )
+    p.add_argument(
+        "--large-slices",
+        default="crop",
+        choices=["crop", "sliding_window"],
+        help="slices larger than a crop_or_pad run's data.image_size: crop to the centre, as training "
+        "did, or cover with overlapping windows of that size",
+    )
+    p.add_argument(
+        "--overlap", type=float, default=0.5, help="share of a sliding window its neighbours overlap"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)

@@ -230,6 +230,73 @@ def test_crop_or_pad_4d_inverts_the_crop(crop_run_4d: Path, brains: Path, tmp_pa
         assert np.array_equal(window[many], best[many])
 
 
+def test_sliding_windows_cover_the_whole_slice(crop_run_4d: Path, brains: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = predict(
+            crop_run_4d,
+            brains / "c_4d.nii.gz",
+            output=out,
+            device="cpu",
+            probabilities=True,
+            progress=False,
+            large_slices="sliding_window",
+            batch_size=3,
+        )
+    assert not [w for w in caught if "cropped" in str(w.message)] and report.cases[0].cut_edge_voxels == 0
+    seg, _, _ = _nifti(out / "c_4d_seg.nii.gz")
+    prob, _, _ = _nifti(out / "c_4d_prob.nii.gz")
+    assert seg[:, :4].max() > 0 and seg[:, 52:].max() > 0  # the columns the centre crop never saw
+
+    # The same by hand: the run's own test slices uncropped (48x56), windows of 48x48 at columns
+    # 0 and 8, sigmoid probabilities blended with Gaussian weights (sigma = side / 8).
+    model = load_model(crop_run_4d)
+    whole = _data_config(crop_run_4d).model_copy(update={"image_size": None})
+    test = build_datasets(whole, stage="finetune", seed=0, size_multiple=4).test
+    assert test is not None and len(test) == seg.shape[2]
+    axis = (np.arange(48) - 23.5) / 6.0
+    weight = np.exp(-0.5 * axis[:, None] ** 2) * np.exp(-0.5 * axis[None, :] ** 2)
+    for s in (0, len(test) // 2, len(test) - 1):
+        image = test[s]["image"]
+        assert tuple(image.shape[-2:]) == (48, 56)
+        blended, norm = np.zeros((len(CLASSES), 48, 56)), np.zeros((48, 56))
+        for left in (0, 8):
+            with torch.no_grad():
+                window = torch.sigmoid(model(image[None, :, :, left : left + 48]))[0].numpy()
+            blended[:, :, left : left + 48] += window * weight
+            norm[:, left : left + 48] += weight
+        blended /= norm
+        np.testing.assert_allclose(prob[:, :, s].transpose(2, 0, 1), blended, atol=1e-5)
+        clear = np.abs(blended - 0.5).min(axis=0) > 1e-4  # no class on the 0.5 knife edge
+        on = blended > 0.5
+        expected = np.where(on.any(axis=0), np.where(on, blended, -1.0).argmax(axis=0) + 1, 0)
+        assert np.array_equal(seg[:, :, s][clear], expected[clear])
+
+    # The command line gives the same files.
+    args = ["predict", str(crop_run_4d), str(brains / "c_4d.nii.gz"), "--output", str(tmp_path / "cli")]
+    flags = ["--device", "cpu", "--quiet", "--large-slices", "sliding_window", "--batch-size", "3"]
+    assert cli_main([*args, *flags]) == 0
+    assert np.array_equal(_nifti(tmp_path / "cli" / "c_4d_seg.nii.gz")[0], seg)
+
+
+def test_sliding_windows_change_nothing_where_nothing_is_cropped(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    for mode in ("crop", "sliding_window"):
+        predict(softmax_run, brains / "c.nii.gz", output=tmp_path / mode, device="cpu", progress=False,
+                large_slices=mode)  # fmt: skip
+    assert np.array_equal(
+        _nifti(tmp_path / "crop" / "c_seg.nii.gz")[0], _nifti(tmp_path / "sliding_window" / "c_seg.nii.gz")[0]
+    )
+
+
+def test_an_unknown_large_slices_mode_is_refused(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"large_slices='sliding'.*did you mean 'sliding_window'\?"):
+        predict(softmax_run, brains / "c.nii.gz", output=tmp_path / "p", large_slices="sliding")  # type: ignore[arg-type]
+    assert not (tmp_path / "p").exists()
+
+
 def test_resize_resamples_probabilities_back(resize_run: Path, brains: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred"
     with warnings.catch_warnings(record=True) as caught:
@@ -554,6 +621,7 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
         ([str(pretrained_run.run_dir), str(brains / "c.nii.gz")], r"pretrain \(inpainting\) checkpoint"),
         ([str(softmax_run), str(brains / "c_4d.nii.gz")], r"c_4d\.nii\.gz: the model takes 1 input channel"),
         ([str(softmax_run), str(truncated)], r"cut\.nii\.gz cannot be read"),
+        ([str(softmax_run), str(brains / "c.nii.gz"), "--overlap", "1"], r"overlap=1\.0; expected a share"),
     ]
     for args, message in cases:
         assert cli_main(["predict", *args, "--output", str(out), "--device", "cpu", "--quiet"]) == 2, args

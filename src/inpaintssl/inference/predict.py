@@ -31,7 +31,9 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   are padded up to the backbone's size multiple (a no-op for the slices the run trained on).
 
 Inverting it: after ``crop_or_pad`` the prediction is cropped/padded back, and pixels the model
-never saw (cropped away) are background; after ``resize`` the class probabilities are resized
+never saw (cropped away) are background, unless ``large_slices="sliding_window"`` covers slices
+larger than ``data.image_size`` with overlapping windows of that size
+(:mod:`inpaintssl.inference.tiling`); after ``resize`` the class probabilities are resized
 back bilinearly and then turned into labels. Where the crop cut the input's slices, the labelled
 share of the cut edges is reported (:attr:`CasePrediction.cut_edge_share`), with a warning from
 :data:`CUT_EDGE_WARN_SHARE` on: anatomy across the cut usually means a scan at another resolution
@@ -103,6 +105,7 @@ from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset
 from inpaintssl.inference.loading import LoadedModel, Preprocessing, load_model
+from inpaintssl.inference.tiling import sliding_window_probabilities
 from inpaintssl.metrics import tissue_volume
 from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
@@ -128,6 +131,9 @@ _LPS_TO_RAS.flags.writeable = False
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+LargeSlices = Literal["crop", "sliding_window"]
+"""What :func:`predict` does with slices larger than a ``crop_or_pad`` run's ``data.image_size``:
+``crop`` to the centre as training did, or cover them with overlapping windows of that size."""
 
 CUT_EDGE_WARN_SHARE = 0.05
 """Share of the cut edges' voxels that are labelled from which :func:`predict` warns that the
@@ -611,6 +617,8 @@ def _predict_case(
     amp: torch.dtype | None,
     batch_size: int,
     probabilities: bool,
+    large_slices: LargeSlices,
+    overlap: float,
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
     """The case's label map (and probabilities) on its grid; its labelled and all cut-edge voxels."""
     volume, dataset = item.volume, item.dataset
@@ -622,6 +630,17 @@ def _predict_case(
     resize_back = prep.image_size is not None and prep.resize_mode == "resize"
     on_cut_edges = torch.zeros((), dtype=torch.int64, device=device)  # summed on the device: no syncs
     cut_edges = 0
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        with autocast_context(device, amp):
+            logits: torch.Tensor = model.module(batch)
+        if logits.shape[1] != (k + 1 if model.activation == "softmax" else k):
+            raise PredictionError(
+                f"{model.source}: the model outputs {logits.shape[1]} channels, which does not fit its "
+                f"{k} class(es) with a {model.activation} head"
+            )
+        return logits.float()
+
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
         with _reading(item.path):
@@ -631,17 +650,25 @@ def _predict_case(
         grid = (int(planes[0].shape[-2]), int(planes[0].shape[-1]))
         size = _model_size(grid, prep, model.size_multiple)
         mode: ResizeMode = prep.resize_mode if prep.image_size is not None else "crop_or_pad"
-        batch = torch.stack([fit_to_size(p, size, mode=mode, kind="image") for p in planes]).to(device)
-        with autocast_context(device, amp):
-            logits = model.module(batch)
-        logits = logits.float()
-        if logits.shape[1] != (k + 1 if model.activation == "softmax" else k):
-            raise PredictionError(
-                f"{model.source}: the model outputs {logits.shape[1]} channels, which does not fit its "
-                f"{k} class(es) with a {model.activation} head"
-            )
+        larger = grid[0] > size[0] or grid[1] > size[1]
+        tiled = larger and not resize_back and large_slices == "sliding_window"
+        logits = None
+        if not tiled:
+            fitted = torch.stack([fit_to_size(p, size, mode=mode, kind="image") for p in planes])
+            logits = forward(fitted.to(device))
         prob_maps: torch.Tensor | None = None
-        if resize_back:
+        if logits is None:
+            # Windows of the training size over the whole slice (inference/tiling.py): nothing cut.
+            scores = sliding_window_probabilities(
+                torch.stack(planes).to(device),
+                size=size,
+                probabilities_of=lambda windows: model.module.probabilities(forward(windows)),
+                batch_size=batch_size,
+                overlap=overlap,
+            )
+            hard = label_map(scores, activation=model.activation, threshold=0.5)
+            prob_maps = scores if probabilities else None
+        elif resize_back:
             # Resample probabilities, not labels, so class borders move smoothly back to the input grid.
             on_model_grid = model.module.probabilities(logits)
             scores = torch.stack([fit_to_size(p, grid, mode="resize", kind="image") for p in on_model_grid])
@@ -689,8 +716,8 @@ def _cut_message(item: _Input, prep: _Preprocessing, voxels: int, edge_voxels: i
         f"the edges where its slices were cropped to the model's data.image_size="
         f"{list(prep.image_size or ())} (centred crop_or_pad, as in training) are labelled: the anatomy "
         "probably goes on beyond the crop, where every voxel is labelled background, so the volumes "
-        "are too small. Predict with a model trained on slices of this scan's size and voxel spacing, "
-        "or crop the scan around the anatomy first"
+        "are too small. Predict the whole slice with large_slices='sliding_window' (--large-slices "
+        "sliding_window) if the scan has the training data's voxel spacing; otherwise resample it"
     )
 
 
@@ -773,6 +800,8 @@ def predict(
     key: str | None = None,
     spacing: Sequence[float] | None = None,
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto",
+    large_slices: LargeSlices = "crop",
+    overlap: float = 0.5,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -792,6 +821,11 @@ def predict(
         spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm);
             NIfTI and DICOM inputs carry their own.
         amp: Mixed precision on CUDA (``auto``: bf16 where supported, else fp16; ``off``: float32).
+        large_slices: For a ``crop_or_pad`` run, slices larger than its ``data.image_size``:
+            ``crop`` them to the centre, as training did (the rest is background), or cover
+            them with overlapping windows of that size, blended (``sliding_window``,
+            :mod:`inpaintssl.inference.tiling`).
+        overlap: Share of a window that neighbouring sliding windows overlap by at least.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -804,7 +838,8 @@ def predict(
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, NaN pixels, a missing HDF5
             key, ...). All three are ``ValueError`` subclasses.
-        ValueError: ``batch_size`` below 1 or an unknown ``device``.
+        ValueError: ``batch_size`` below 1, an unknown ``device`` or ``large_slices``, or
+            ``overlap`` outside ``[0, 1)``.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -813,6 +848,9 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+    check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
     out = Path(output).expanduser()
     _check_output(out)
     target = resolve_device(device)
@@ -833,6 +871,8 @@ def predict(
                 amp=amp_dtype,
                 batch_size=batch_size,
                 probabilities=probabilities,
+                large_slices=large_slices,
+                overlap=overlap,
             )
             seg_name = f"{item.case}_seg.nii.gz"
             _save(_nifti(labels, item.geometry, dtype=np.uint8), staging / seg_name)
