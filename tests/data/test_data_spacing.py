@@ -93,3 +93,16 @@ def test_training_spacing_of_a_concatenation_resized() -> None:
     assert training_spacing(fine, limit=3) == SpacingRange((0.5, 0.5), (0.5, 0.5))
     assert fine.reads == 3  # a dataset that cannot tell its spacing is read at most `limit` times
     assert training_spacing(Subset(fine, [])) is None  # an empty set has no range
+
+
+class _Unspaced(SyntheticShapes):
+    def __getitem__(self, index: int) -> dict[str, object]:
+        item = dict(super().__getitem__(index))
+        del item["spacing"]
+        return item
+
+
+def test_a_dataset_without_usable_spacing_records_none() -> None:
+    # Recording the spacing must never fail a run: a plugin that states none gets no check.
+    assert training_spacing(_Unspaced(num_images=3, size=(8, 8))) is None
+    assert training_spacing(_Spaced((0.0, 1.0, 1.0), num_images=3, size=(8, 8))) is None

@@ -108,9 +108,14 @@ def training_spacing(dataset: SliceDataset, *, limit: int | None = 256) -> Spaci
     otherwise reads at most ``limit`` items, spread evenly over the dataset.
 
     Returns:
-        The range, or ``None`` for an empty dataset.
+        The range, or ``None`` for an empty dataset or one whose items state no usable spacing
+        (a plugin without the ``spacing`` key, or with a zero or infinite one): the run then
+        records none and its scans are not checked, rather than training failing over it.
     """
     indices = evenly_spaced(len(dataset), limit)
     if not indices:
         return None
-    return SpacingRange.of(slice_spacing_of(dataset, i) for i in indices)
+    try:
+        return SpacingRange.of(slice_spacing_of(dataset, i) for i in indices)
+    except (KeyError, ValueError):
+        return None
