@@ -634,32 +634,46 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("amp", ["off", "bf16"])
+@pytest.mark.parametrize(
+    ("run", "case", "large_slices"),
+    [("softmax_run", "c", "crop"), ("crop_run_4d", "c_4d", "sliding_window")],
+)
 def test_cuda_prediction_agrees_with_the_cpu(
-    softmax_run: Path, brains: Path, tmp_path: Path, amp: str
+    run: str,
+    case: str,
+    large_slices: str,
+    amp: str,
+    brains: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     # The same run on both devices: the same files and geometry; only kernel rounding (TF32
     # convolutions, bf16 under autocast) may move a few voxels that sit on a class border.
+    folder: Path = request.getfixturevalue(run)
     written = {}
     for device in ("cpu", "cuda"):
         written[device] = predict(
-            softmax_run,
-            brains / "c.nii.gz",
+            folder,
+            brains / f"{case}.nii.gz",
             output=tmp_path / device,
             device=device,
             amp=amp,
             probabilities=True,
             progress=False,
+            large_slices=large_slices,  # type: ignore[arg-type]
         )
         files = sorted(p.name for p in (tmp_path / device).iterdir())
-        assert files == ["c_prob.nii.gz", "c_seg.nii.gz", "volumes.csv"], device
-    seg_cpu, affine_cpu, _ = _nifti(tmp_path / "cpu" / "c_seg.nii.gz")
-    seg_gpu, affine_gpu, _ = _nifti(tmp_path / "cuda" / "c_seg.nii.gz")
+        assert files == [f"{case}_prob.nii.gz", f"{case}_seg.nii.gz", "volumes.csv"], device
+    seg_cpu, affine_cpu, _ = _nifti(tmp_path / "cpu" / f"{case}_seg.nii.gz")
+    seg_gpu, affine_gpu, _ = _nifti(tmp_path / "cuda" / f"{case}_seg.nii.gz")
     assert np.array_equal(affine_gpu, affine_cpu) and seg_gpu.dtype == seg_cpu.dtype == np.uint8
     assert np.mean(seg_gpu != seg_cpu) < (0.005 if amp == "off" else 0.02)
-    prob_cpu, _, _ = _nifti(tmp_path / "cpu" / "c_prob.nii.gz")
-    prob_gpu, _, _ = _nifti(tmp_path / "cuda" / "c_prob.nii.gz")
+    prob_cpu, _, _ = _nifti(tmp_path / "cpu" / f"{case}_prob.nii.gz")
+    prob_gpu, _, _ = _nifti(tmp_path / "cuda" / f"{case}_prob.nii.gz")
     assert float(np.mean(np.abs(prob_gpu - prob_cpu))) < (2e-3 if amp == "off" else 2e-2)
     for cpu_case, gpu_case in zip(written["cpu"].cases, written["cuda"].cases, strict=True):
+        if large_slices == "sliding_window":  # windows cover every slice: nothing is cut
+            assert gpu_case.cut_edge_voxels == cpu_case.cut_edge_voxels == 0
         for name in CLASSES:
             expected = pytest.approx(cpu_case.volumes_ml[name], rel=0.03, abs=0.5)
             assert gpu_case.volumes_ml[name] == expected, name
