@@ -77,7 +77,6 @@ import os
 import shutil
 import tempfile
 import warnings
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,6 +93,7 @@ from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode, fit_to_size
 from inpaintssl.data.readers import (
+    READ_ERRORS,
     DicomVolume,
     H5Volume,
     NiftiVolume,
@@ -127,8 +127,6 @@ _DICOM = (".dcm",)
 _GLOB_CHARS = frozenset("*?[")
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LPS_TO_RAS.flags.writeable = False
-# Reading errors that mean a damaged file (truncated gzip, short array data), not a library bug.
-_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LargeSlices = Literal["crop", "sliding_window"]
@@ -391,7 +389,7 @@ def _reading(path: Path) -> Iterator[None]:
     except DataError as exc:
         # The readers already name the file; one error type for every input predict refuses.
         raise PredictionError(str(exc)) from exc
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise PredictionError(
             f"input {path} cannot be read ({type(exc).__name__}: {exc}); expected a complete, readable "
             "image file (is it truncated or still being copied?)"
