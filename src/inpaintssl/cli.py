@@ -193,6 +193,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         large_slices=args.large_slices,
         overlap=args.overlap,
     )
+    cases = report.cases
     print(
         json.dumps(
             {
@@ -200,6 +201,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "cases": len(report),
                 "volumes_csv": str(report.volumes_csv),
                 "classes": list(report.class_names),
+                # The cases a pipeline should look at (the warnings on stderr say why).
+                "spacing_outside_training": [c.case for c in cases if c.spacing_fits_training is False],
+                "anatomy_cut_by_crop": [c.case for c in cases if c.anatomy_cut_by_crop],
             }
         )
     )

@@ -230,7 +230,9 @@ def test_crop_or_pad_4d_inverts_the_crop(crop_run_4d: Path, brains: Path, tmp_pa
         assert np.array_equal(window[many], best[many])
 
 
-def test_sliding_windows_cover_the_whole_slice(crop_run_4d: Path, brains: Path, tmp_path: Path) -> None:
+def test_sliding_windows_cover_the_whole_slice(
+    crop_run_4d: Path, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "pred"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -278,6 +280,11 @@ def test_sliding_windows_cover_the_whole_slice(crop_run_4d: Path, brains: Path, 
     flags = ["--device", "cpu", "--quiet", "--large-slices", "sliding_window", "--batch-size", "3"]
     assert cli_main([*args, *flags]) == 0
     assert np.array_equal(_nifti(tmp_path / "cli" / "c_4d_seg.nii.gz")[0], seg)
+    # Cropped instead, the summary line names the case whose anatomy the crop cut.
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="large_slices='sliding_window'"):
+        assert cli_main([*args[:-1], str(tmp_path / "cropped"), "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["anatomy_cut_by_crop"] == ["c_4d"]
 
 
 def test_sliding_windows_change_nothing_where_nothing_is_cropped(
@@ -603,6 +610,8 @@ def test_cli_predict_writes_what_the_api_writes(
         "cases": 1,
         "volumes_csv": str(cli_out / "volumes.csv"),
         "classes": list(CLASSES),
+        "spacing_outside_training": [],
+        "anatomy_cut_by_crop": [],
     }
     assert np.array_equal(_nifti(cli_out / "c_seg.nii.gz")[0], _nifti(api_out / "c_seg.nii.gz")[0])
     probabilities = _nifti(cli_out / "c_prob.nii.gz")[0]

@@ -179,6 +179,11 @@ class CasePrediction:
     spacing_mm: tuple[float, float] | None = None
     spacing_fits_training: bool | None = None
 
+    @property
+    def anatomy_cut_by_crop(self) -> bool:
+        """Whether enough of the cut edges are labelled for :func:`predict` to have warned."""
+        return self.cut_edge_share >= CUT_EDGE_WARN_SHARE
+
 
 @dataclass(frozen=True)
 class PredictionReport:
@@ -892,7 +897,7 @@ def predict(
                     spacing_fits_training=item.spacing_fits,
                 )
             )
-            if done[-1].cut_edge_share >= CUT_EDGE_WARN_SHARE:
+            if done[-1].anatomy_cut_by_crop:
                 warnings.warn(_cut_message(item, prep, cut, edge_voxels), stacklevel=2)
         atomic_write_text(staging / "volumes.csv", _volumes_csv(done, model.class_names))
         _commit(staging, out)
