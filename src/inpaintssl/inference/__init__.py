@@ -1,7 +1,9 @@
 """Using a trained model: load it, predict label maps on new scans, export it to other runtimes.
 
 - :func:`load_model`: the network of a run or checkpoint with its metadata, never unpickled.
-- :func:`predict`: label maps (and class volumes) on the input scans' own voxel grids.
+- :func:`predict`: label maps (and class volumes) on the input scans' own voxel grids, with
+  checks of each scan against the training data (voxel spacing, anatomy cut by the crop) and,
+  for runs trained on crops, sliding windows over whole slices (:mod:`inpaintssl.inference.tiling`).
 - :func:`export_model`: ONNX, TorchScript, or a plain safetensors state dict with weight
   standardisation folded into ordinary convolutions.
 - :func:`smp_encoder_state_dict`, :func:`basic_unet_state_dict`: weights in the key layouts of
