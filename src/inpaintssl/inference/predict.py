@@ -494,6 +494,7 @@ def _prepare(
     spacing: Sequence[float] | None,
 ) -> list[_Input]:
     """Open every input and check it fits the model before any prediction is made."""
+    trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
     prepared = []
     for case, path in zip(_case_names(paths), paths):
         with _reading(path):
@@ -505,7 +506,6 @@ def _prepare(
                 f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
                 f"(shape {volume.shape})"
             )
-        trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         if trained is not None and seen is not None:

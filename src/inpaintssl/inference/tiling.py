@@ -92,16 +92,16 @@ def sliding_window_probabilities(
     padded = (max(height, size[0]), max(width, size[1]))
     if padded != (height, width):
         images = torch.stack([fit_to_size(i, padded, mode="crop_or_pad", kind="image") for i in images])
-    windows = [
-        (n, top, left)
-        for n in range(images.shape[0])
+    # Every image has the same windows, so their summed weight is one (H, W) map.
+    corners = [
+        (top, left)
         for top in tile_starts(padded[0], size[0], overlap=overlap)
         for left in tile_starts(padded[1], size[1], overlap=overlap)
     ]
+    windows = [(n, top, left) for n in range(images.shape[0]) for top, left in corners]
     weights = gaussian_weights(size).to(images.device)
-    # Every image has the same windows: their summed weight is one (H, W) map.
     norm = torch.zeros(padded, dtype=torch.float32, device=images.device)
-    for _, top, left in windows[: len(windows) // images.shape[0]]:
+    for top, left in corners:
         norm[top : top + size[0], left : left + size[1]] += weights
     chunks = [windows[first : first + batch_size] for first in range(0, len(windows), batch_size)]
     total = torch.zeros(0)
