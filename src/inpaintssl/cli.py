@@ -192,6 +192,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         amp=args.amp,
         large_slices=args.large_slices,
         overlap=args.overlap,
+        orientation=args.orientation,
     )
     cases = report.cases
     print(
@@ -417,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--overlap", type=float, default=0.5, help="share of a sliding window its neighbours overlap"
+    )
+    p.add_argument(
+        "--orientation",
+        default="auto",
+        help="axis order NIfTI/DICOM inputs are read in before slicing: auto (the training volumes' "
+        "one), stored, or axis codes such as RAS",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)

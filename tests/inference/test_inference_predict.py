@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from nibabel.orientations import axcodes2ornt, ornt_transform
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointError
@@ -440,7 +441,15 @@ def test_an_array_without_spacing_is_told_how_to_give_it(
         predict(softmax_run, array, output=tmp_path / "b", device="cpu", progress=False, spacing=spacing)
 
 
-def _write_dicom(path: Path, pixels: np.ndarray, *, z: float, instance: int) -> None:
+def _write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    z: float,
+    instance: int,
+    pixel_spacing: tuple[str, str] = ("0.5", "0.75"),
+    thickness: str = "2",
+) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -459,8 +468,8 @@ def _write_dicom(path: Path, pixels: np.ndarray, *, z: float, instance: int) -> 
     ds.BitsAllocated = ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
-    ds.PixelSpacing = ["0.5", "0.75"]
-    ds.SliceThickness = "2"
+    ds.PixelSpacing = list(pixel_spacing)
+    ds.SliceThickness = thickness
     # Rows run along +y (posterior), columns along +x (patient left), slices along +z.
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.ImagePositionPatient = [-10, 20, f"{z:g}"]
@@ -486,6 +495,100 @@ def test_dicom_series_gets_its_patient_geometry(softmax_run: Path, tmp_path: Pat
     expected = np.array([[0, -0.75, 0, 10], [-0.5, 0, 0, -20], [0, 0, 2.0, 0.0], [0, 0, 0, 1]])
     assert np.allclose(affine, expected)
     assert header.get_qform(coded=True)[1] == 1 and header.get_sform(coded=True)[1] == 1
+
+
+def _stored_as(image: Any, codes: str) -> Any:
+    """The same voxels in world space stored in the axis order ``codes`` (nibabel's reorientation)."""
+    ornt = ornt_transform(axcodes2ornt(nib.aff2axcodes(image.affine)), axcodes2ornt(tuple(codes)))
+    return image.as_reoriented(ornt)
+
+
+def test_the_run_records_the_orientation_of_its_training_volumes(softmax_run: Path) -> None:
+    # The brains are stored with AFFINE: axis 0 runs anterior, 1 left, 2 superior; 40 slices of "a".
+    assert json.loads((softmax_run / "manifest.json").read_text())["orientations"] == {"ALS": 40}
+    recorded = load_model(softmax_run).inference_meta.preprocessing
+    assert recorded is not None and dict(recorded.training_orientations) == {"ALS": 40}
+
+
+@pytest.mark.parametrize("codes", ["RAS", "SPR", "ILA"])
+def test_a_scan_stored_in_another_axis_order_is_predicted_as_in_training(
+    softmax_run: Path, brains: Path, tmp_path: Path, codes: str
+) -> None:
+    source = nib.load(brains / "c.nii.gz")
+    moved = _stored_as(source, codes)
+    nib.save(moved, tmp_path / "moved.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: read in the training orientation
+        report = predict(
+            softmax_run,
+            [brains / "c.nii.gz", tmp_path / "moved.nii.gz"],
+            output=tmp_path / "p",
+            progress=False,
+        )
+    original, moved_case = report.cases
+    assert (original.orientation, original.reoriented_to) == ("ALS", None)
+    assert (moved_case.orientation, moved_case.reoriented_to) == (codes, "ALS")
+    seg, affine, _ = _nifti(tmp_path / "p" / "moved_seg.nii.gz")
+    # On the scan's own grid, and the very labels of the scan stored as in training.
+    assert seg.shape == moved.shape and np.array_equal(affine, moved.affine)
+    reference = nib.load(tmp_path / "p" / "c_seg.nii.gz")
+    assert np.array_equal(seg, np.asarray(_stored_as(reference, codes).dataobj))
+    assert moved_case.volumes_ml == original.volumes_ml
+    rows = _read_csv(tmp_path / "p" / "volumes.csv")
+    assert [(r["orientation"], r["reoriented_to"]) for r in rows] == [("ALS", ""), (codes, "ALS")]
+
+    # Read as stored, the scan shows the network other planes (at other pixel sizes, too): predicted,
+    # with a warning.
+    told = (
+        rf"moved.nii.gz: stored in {codes} orientation, which none of the run's training volumes had \(ALS\)"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stored = predict(
+            softmax_run,
+            tmp_path / "moved.nii.gz",
+            output=tmp_path / "q",
+            progress=False,
+            orientation="stored",
+        )
+    assert any(re.search(told, str(w.message)) for w in caught), [str(w.message) for w in caught]
+    assert stored.cases[0].reoriented_to is None
+
+
+def test_a_dicom_series_of_a_nifti_trained_run_is_read_in_the_training_orientation(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # Scan "c" written as a DICOM series: rows x columns x slices run posterior, left, superior
+    # ("PLS"), against the run's "ALS" NIfTI volumes: the rows are the NIfTI's axis 0 reversed.
+    source = nib.load(brains / "c.nii.gz")
+    values = np.rint(np.asarray(source.dataobj)).astype(np.float32)  # DICOM stores integers
+    nib.save(nib.Nifti1Image(values, AFFINE), tmp_path / "c_int.nii.gz")
+    series = tmp_path / "series"
+    series.mkdir()
+    as_dicom = values[::-1]
+    for k in range(as_dicom.shape[2]):
+        _write_dicom(
+            series / f"im{k:03d}.dcm",
+            as_dicom[:, :, k],
+            z=4.25 * k,
+            instance=k + 1,
+            pixel_spacing=("3", "3.5"),
+            thickness="4.25",
+        )
+    report = predict(softmax_run, [tmp_path / "c_int.nii.gz", series], output=tmp_path / "p", progress=False)
+    assert [(c.orientation, c.reoriented_to) for c in report.cases] == [("ALS", None), ("PLS", "ALS")]
+    nifti_seg, _, _ = _nifti(tmp_path / "p" / "c_int_seg.nii.gz")
+    dicom_seg, _, _ = _nifti(tmp_path / "p" / "series_seg.nii.gz")
+    assert (nifti_seg > 0).any() and np.array_equal(dicom_seg, nifti_seg[::-1])
+
+
+def test_an_orientation_that_is_no_axis_code_is_refused(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"orientation='up' is invalid; expected three letters.*'auto' or 'stored'"
+    ):
+        predict(softmax_run, brains / "c.nii.gz", output=tmp_path / "p", progress=False, orientation="up")
 
 
 def test_label_map_sigmoid_overlap_and_softmax() -> None:
@@ -631,6 +734,7 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
         ([str(softmax_run), str(brains / "c_4d.nii.gz")], r"c_4d\.nii\.gz: the model takes 1 input channel"),
         ([str(softmax_run), str(truncated)], r"cut\.nii\.gz cannot be read"),
         ([str(softmax_run), str(brains / "c.nii.gz"), "--overlap", "1"], r"overlap=1\.0; expected a share"),
+        ([str(softmax_run), str(brains / "c.nii.gz"), "--orientation", "RAX"], r"orientation='RAX' is"),
     ]
     for args, message in cases:
         assert cli_main(["predict", *args, "--output", str(out), "--device", "cpu", "--quiet"]) == 2, args

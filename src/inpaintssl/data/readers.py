@@ -37,6 +37,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import check_rank, existing_path
 from inpaintssl.data.loading import H5Files, open_h5
+from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
 
 __all__ = [
     "READ_ERRORS",
@@ -82,7 +83,8 @@ class Volume(ABC):
 
     Attributes:
         path: The file (or DICOM folder) read.
-        shape: The stored array shape.
+        shape: The array shape as read: the stored shape, permuted after :meth:`reorient`.
+        stored_shape: The stored array shape.
         slice_shape: ``(H, W)`` of every slice.
         num_slices: Number of slices along the slice axis.
         channels: Channels per slice (the last axis of a 4D volume, else 1).
@@ -98,6 +100,8 @@ class Volume(ABC):
     """Whether ``spacing`` comes from the file (NIfTI, DICOM) rather than from parameters."""
     affine: np.ndarray | None = None
     """The voxel-to-world ``(4, 4)`` matrix, for formats that store one (NIfTI)."""
+    reorientation: Reorientation | None = None
+    """How the stored array is permuted and flipped on reading (:meth:`reorient`); ``None``: as stored."""
     _what: str = "volume"
 
     def __init__(
@@ -124,17 +128,90 @@ class Volume(ABC):
         if len(self.shape) > 2 and not -spatial <= slice_axis < spatial:
             raise DataError(f"{what} {path}: slice_axis={slice_axis} is not one of the spatial axes 0, 1, 2")
         self.slice_axis = slice_axis % spatial if len(self.shape) > 2 else 0
-        if len(self.shape) == 2:
-            rows, cols = self.shape
+        self.stored_shape = self.shape
+        self._stored_zooms = tuple(float(s) for s in spacing)
+        self._set_grid(self.shape, self._stored_zooms)
+        self.files = (str(path),)
+
+    def _set_grid(self, shape: tuple[int, ...], zooms: Sequence[float]) -> None:
+        """Slice geometry of an array of ``shape`` with voxel sizes ``zooms`` (array axis order)."""
+        self.shape = shape
+        if len(shape) == 2:
+            rows, cols = shape
             self.num_slices = 1
         else:
             in_plane = [a for a in range(3) if a != self.slice_axis]
-            rows, cols = self.shape[in_plane[0]], self.shape[in_plane[1]]
-            self.num_slices = self.shape[self.slice_axis]
+            rows, cols = shape[in_plane[0]], shape[in_plane[1]]
+            self.num_slices = shape[self.slice_axis]
         self.slice_shape = (rows, cols)
-        self.channels = self.shape[3] if len(self.shape) == 4 else 1
-        self.spacing = _plane_spacing(spacing, self.slice_axis, rank=len(self.shape))
-        self.files = (str(path),)
+        self.channels = shape[3] if len(shape) == 4 else 1
+        self.spacing = _plane_spacing(zooms, self.slice_axis, rank=len(shape))
+
+    @property
+    def world_affine(self) -> np.ndarray | None:
+        """Voxel-to-world ``(4, 4)`` matrix (RAS+) of the array as read, where the format states one."""
+        return self.affine
+
+    @property
+    def stored_orientation(self) -> str | None:
+        """Axis codes of the stored array (:mod:`~inpaintssl.data.orientation`), ``None`` if unknown.
+
+        Unknown for formats without patient geometry (NumPy, HDF5, PNG, DICOM without
+        ImageOrientationPatient), 2D files and singular affines.
+        """
+        if self.reorientation is not None:
+            return self.reorientation.source
+        affine = self.world_affine
+        if len(self.shape) < 3 or affine is None:
+            return None
+        return axis_codes(affine)
+
+    @property
+    def orientation(self) -> str | None:
+        """Axis codes of the array as :meth:`read` returns it: the target after :meth:`reorient`."""
+        return self.reorientation.target if self.reorientation is not None else self.stored_orientation
+
+    def reorient(self, target: str) -> None:
+        """Read this volume in the axis order ``target`` (e.g. ``"RAS"``) from now on.
+
+        The stored array is permuted and flipped, never resampled, and read lazily as before:
+        ``shape``, ``spacing``, ``affine`` and every slice :meth:`read` returns then describe the
+        reoriented array, and ``slice_axis`` counts its axes. Reorienting to the stored order
+        changes nothing.
+
+        Raises:
+            DataError: The file states no orientation (see :attr:`stored_orientation`), or
+                ``target`` is not an axis code.
+        """
+        try:
+            target = check_axis_codes(target, where="orientation")
+        except ValueError as exc:
+            raise DataError(f"{self._what} {self.path}: {exc}") from exc
+        source = self.stored_orientation
+        if source is None:
+            raise DataError(
+                f"{self._what} {self.path} cannot be reoriented to {target}: it states no orientation "
+                f"(shape {self.stored_shape}; a 3D volume with a voxel-to-world affine is needed: NIfTI, "
+                "or DICOM with ImageOrientationPatient and ImagePositionPatient)"
+            )
+        stored_affine = self._stored_world_affine()
+        change = Reorientation.between(source, target)
+        self.reorientation = None if change.is_identity else change
+        shape = change.shape(self.stored_shape)
+        self._set_grid(shape, change.spacing(self._stored_zooms))
+        self._set_world_affine(change.affine(stored_affine, self.stored_shape))
+
+    def _stored_world_affine(self) -> np.ndarray:
+        affine = self.world_affine
+        assert affine is not None  # stored_orientation is known
+        if self.reorientation is None:
+            return affine
+        # Undo the current reorientation: the stored affine maps stored indices.
+        undo = Reorientation.between(self.reorientation.target, self.reorientation.source)
+        return undo.affine(affine, self.shape)
+
+    def _set_world_affine(self, affine: np.ndarray) -> None:
+        self.affine = affine
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -146,12 +223,11 @@ class Volume(ABC):
         if not 0 <= index < self.num_slices:
             raise IndexError(f"{self.path}: slice {index} out of range [0, {self.num_slices})")
         try:
-            array = self._array()
-            if len(self.shape) == 2:
-                return np.asarray(array[...])
-            where: list[Any] = [slice(None)] * len(self.shape)
-            where[self.slice_axis] = index
-            return np.asarray(array[tuple(where)])
+            change = self.reorientation
+            if change is None:
+                return self._read_stored(self.slice_axis, index)
+            axis, stored_index = change.stored_slice(self.slice_axis, index, self.stored_shape)
+            return np.ascontiguousarray(change.plane(self._read_stored(axis, stored_index), self.slice_axis))
         except READ_ERRORS as exc:
             # A header that parsed says nothing about the data after it: a truncated gzip stream
             # or HDF5 chunk only fails here, and the reader's own error names no file.
@@ -159,6 +235,15 @@ class Volume(ABC):
                 f"{self._what} {self.path} cannot be read at slice {index} (truncated "
                 f"or corrupt data?): {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _read_stored(self, axis: int, index: int) -> np.ndarray:
+        """Slice ``index`` along ``axis`` of the stored array (the other axes in stored order)."""
+        array = self._array()
+        if len(self.stored_shape) == 2:
+            return np.asarray(array[...])
+        where: list[Any] = [slice(None)] * len(self.stored_shape)
+        where[axis] = index
+        return np.asarray(array[tuple(where)])
 
     @abstractmethod
     def _array(self) -> Any:
@@ -182,11 +267,17 @@ def _plane_spacing(spacing: Sequence[float], slice_axis: int, *, rank: int) -> t
 class NiftiVolume(Volume):
     """A ``.nii`` / ``.nii.gz`` volume (nibabel, ``nifti`` extra); scl_slope/inter are applied.
 
-    Spacing comes from the header's voxel sizes (``pixdim``).
+    Spacing comes from the header's voxel sizes (``pixdim``). ``orientation`` (axis codes such as
+    ``"RAS"``) reads the volume in that axis order (:meth:`Volume.reorient`).
     """
 
     def __init__(
-        self, path: str | Path, *, slice_axis: int = 2, ranks: Collection[int] = IMAGE_RANKS
+        self,
+        path: str | Path,
+        *,
+        slice_axis: int = 2,
+        ranks: Collection[int] = IMAGE_RANKS,
+        orientation: str | None = None,
     ) -> None:
         nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
         path = existing_path(path, what="NIfTI file")
@@ -203,6 +294,8 @@ class NiftiVolume(Volume):
         self.affine: np.ndarray = np.asarray(image.affine, dtype=np.float64)  # always known here
         self.header = image.header
         """The file's NIfTI header (what a label map written for this image copies)."""
+        if orientation is not None:
+            self.reorient(orientation)
 
     def _array(self) -> Any:
         if not str(self.path).endswith(".gz"):
@@ -372,14 +465,29 @@ class DicomVolume(Volume):
         self.files = tuple(str(f) for f in self._files)
         # Spacing is geometry only when the file states it; the 1 mm fallbacks are placeholders.
         self.has_geometry = getattr(first, "PixelSpacing", None) is not None
+        self.patient_affine = _patient_affine(headers[0][0], headers[-1][0], self.spacing, len(headers))
+        """Voxel-to-world (RAS+) matrix from the series' patient geometry; ``None`` without it."""
 
-    def _array(self) -> Any:  # pragma: no cover - read() is overridden
-        raise NotImplementedError
+    @property
+    def world_affine(self) -> np.ndarray | None:
+        """:attr:`patient_affine`: DICOM states its geometry per slice, not as one affine."""
+        return self.patient_affine
 
-    def read(self, index: int) -> np.ndarray:
-        """Slice ``index`` in HU (float32, before any clipping)."""
-        if not 0 <= index < self.num_slices:
-            raise IndexError(f"{self.path}: slice {index} out of range [0, {self.num_slices})")
+    def _set_world_affine(self, affine: np.ndarray) -> None:
+        self.patient_affine = affine
+
+    def _array(self) -> np.ndarray:
+        # Only a reorientation that slices across the stored slices reads the whole series.
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            cache = np.stack([self._read_stored(2, i) for i in range(len(self._files))], axis=-1)
+            self.__dict__["_cache"] = cache
+        return cache
+
+    def _read_stored(self, axis: int, index: int) -> np.ndarray:
+        """Slice ``index`` in HU (float32, before any clipping): one file along the stored slices."""
+        if axis != 2:
+            return np.asarray(np.take(self._array(), index, axis=axis))
         pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
         ds = _read_dicom(pydicom, self._files[index], pixels=True)
         pixels = np.asarray(ds.pixel_array, dtype=np.float32)
@@ -387,6 +495,39 @@ class DicomVolume(Volume):
         intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
         values: np.ndarray = pixels * np.float32(slope) + np.float32(intercept)
         return values
+
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_LPS_TO_RAS.flags.writeable = False
+
+
+def _patient_affine(
+    first: Any, last: Any, spacing: tuple[float, float, float], num_slices: int
+) -> np.ndarray | None:
+    """A series' voxel-to-world matrix in NIfTI's RAS+ (DICOM's patient space is LPS+).
+
+    Array axis 0 walks down the rows (ImageOrientationPatient's column direction), axis 1 along
+    a row, axis 2 from the first slice to the last, whose ImagePositionPatient fix the step.
+    """
+    position = getattr(first, "ImagePositionPatient", None)
+    orientation = getattr(first, "ImageOrientationPatient", None)
+    if position is None or orientation is None or len(orientation) != 6:
+        return None
+    rows_mm, cols_mm, slice_mm = spacing
+    along_row = np.asarray(orientation[:3], dtype=np.float64)  # direction of increasing column
+    along_col = np.asarray(orientation[3:], dtype=np.float64)  # direction of increasing row
+    origin = np.asarray(position, dtype=np.float64)
+    if num_slices > 1 and getattr(last, "ImagePositionPatient", None) is not None:
+        step = (np.asarray(last.ImagePositionPatient, dtype=np.float64) - origin) / (num_slices - 1)
+    else:
+        step = np.cross(along_row, along_col) * slice_mm
+    lps = np.eye(4)
+    lps[:3, 0] = along_col * rows_mm
+    lps[:3, 1] = along_row * cols_mm
+    lps[:3, 2] = step
+    lps[:3, 3] = origin
+    affine: np.ndarray = _LPS_TO_RAS @ lps
+    return affine
 
 
 def _series_files(folder: Path) -> list[Path]:

@@ -3,8 +3,9 @@
 Views are :class:`~inpaintssl.data.base.SliceDataset` objects over other datasets; they read
 nothing until an item is asked for. They rely on optional attributes that the built-in datasets
 provide and a plugin may: ``slice_indices`` (one per item, like ``volume_ids``),
-``slice_shape(index) -> (H, W)`` and ``slice_spacing(index) -> (row_mm, col_mm)``; without them
-the item itself is read.
+``slice_shape(index) -> (H, W)``, ``slice_spacing(index) -> (row_mm, col_mm)`` and
+``slice_orientation(index) -> axis codes or None``; without them the item itself is read (the
+orientation is then unknown).
 
 Example:
     >>> import torch
@@ -42,6 +43,7 @@ __all__ = [
     "item_refs",
     "select_items",
     "select_volumes",
+    "slice_orientation_of",
     "slice_shape_of",
     "slice_spacing_of",
 ]
@@ -84,6 +86,19 @@ def slice_spacing_of(dataset: SliceDataset, index: int) -> tuple[float, float]:
     return float(row), float(col)
 
 
+def slice_orientation_of(dataset: SliceDataset, index: int) -> str | None:
+    """Axis codes of the volume item ``index`` comes from (:mod:`~inpaintssl.data.orientation`).
+
+    ``None`` when the dataset cannot tell (a plugin without ``slice_orientation``) or the volume
+    states no orientation (NumPy, HDF5, PNG).
+    """
+    method = getattr(dataset, "slice_orientation", None)
+    if not callable(method):
+        return None
+    codes = method(index)
+    return None if codes is None else str(codes)
+
+
 def data_files_of(dataset: SliceDataset) -> list[str]:
     """The files a dataset reads (its ``data_files`` attribute, else none known)."""
     return list(getattr(dataset, "data_files", []))
@@ -121,6 +136,10 @@ class Subset(_View):
     def slice_spacing(self, index: int) -> tuple[float, float]:
         """In-plane spacing of item ``index``."""
         return slice_spacing_of(self.parent, self.indices[index])
+
+    def slice_orientation(self, index: int) -> str | None:
+        """Axis codes of item ``index``'s volume."""
+        return slice_orientation_of(self.parent, self.indices[index])
 
 
 def select_volumes(parent: SliceDataset, volume_ids: Iterable[str], *, what: str) -> Subset:
@@ -200,6 +219,10 @@ class ImagesOnly(_View):
         """In-plane spacing of item ``index``."""
         return slice_spacing_of(self.parent, index)
 
+    def slice_orientation(self, index: int) -> str | None:
+        """Axis codes of item ``index``'s volume."""
+        return slice_orientation_of(self.parent, index)
+
 
 class ConcatSlices(SliceDataset):
     """Items of several datasets one after another.
@@ -251,6 +274,11 @@ class ConcatSlices(SliceDataset):
         part, local = self._locate(index)
         return slice_spacing_of(part, local)
 
+    def slice_orientation(self, index: int) -> str | None:
+        """Axis codes of item ``index``'s volume."""
+        part, local = self._locate(index)
+        return slice_orientation_of(part, local)
+
 
 class FitToSize(_View):
     """``parent`` with every item fitted to ``size = (H, W)`` (:func:`fit_to_size`).
@@ -273,6 +301,10 @@ class FitToSize(_View):
     def slice_shape(self, index: int) -> tuple[int, int]:
         """The target size."""
         return self.size
+
+    def slice_orientation(self, index: int) -> str | None:
+        """Axis codes of item ``index``'s volume (fitting to size keeps them)."""
+        return slice_orientation_of(self.parent, index)
 
     def slice_spacing(self, index: int) -> tuple[float, float]:
         """The parent's spacing, scaled as ``__getitem__`` scales it under ``resize``."""

@@ -39,6 +39,7 @@ from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_finite, check_real, check_same_shape
 from inpaintssl.data.labels import check_label_values, class_values, onehot_from_values
 from inpaintssl.data.loading import H5Files
+from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preflight import CaseCheck, check_same_geometry
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import LABEL_RANKS, H5Volume, NiftiVolume, NumpyVolume, Volume
@@ -133,6 +134,10 @@ class VolumeSliceDataset(SliceDataset):
         """``(row_mm, col_mm)`` of item ``index`` without reading it."""
         row, col, _ = self._cases[int(self._index[index, 0])].image.spacing
         return row, col
+
+    def slice_orientation(self, index: int) -> str | None:
+        """Axis codes of the volume item ``index`` is sliced from, as read (``None``: unknown)."""
+        return self._cases[int(self._index[index, 0])].image.orientation
 
     def to_channels(self, raw: np.ndarray) -> np.ndarray:
         """A stored slice ``(H, W)`` or ``(H, W, C)`` -> ``(C, H, W)`` float32, before z-scoring."""
@@ -277,6 +282,7 @@ def nifti_dataset(
     label_values: Mapping[str, int | Sequence[int]] | None = None,
     slice_axis: int = 2,
     normalize: Normalize = "volume",
+    orientation: str | None = None,
 ) -> VolumeSliceDataset:
     """NIfTI image volumes (``.nii``/``.nii.gz``) with optional integer label volumes.
 
@@ -287,15 +293,27 @@ def nifti_dataset(
         root: Folder relative paths start from.
         class_names: Foreground classes.
         label_values: Stored value(s) per class (default ``i + 1``).
-        slice_axis: Axis of the stored array that slices are taken along.
+        slice_axis: Axis of the stored array that slices are taken along (of the reoriented
+            array with ``orientation``).
         normalize: ``volume``, ``channel`` or ``none``.
+        orientation: Axis codes (:mod:`~inpaintssl.data.orientation`) every image and label is
+            read in, e.g. ``"RAS"``: volumes stored in other axis orders are permuted and flipped
+            (not resampled) on reading, so ``slice_axis`` cuts every case along one anatomical
+            axis. ``None`` (default): as stored.
     """
+    if orientation is not None:
+        try:
+            orientation = check_axis_codes(orientation, where="nifti: orientation")
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
     common = (split, labelled, cases, root, class_names, label_values, normalize)
     return _volume_dataset(
         "nifti",
         *common,
-        open_image=lambda p: NiftiVolume(p, slice_axis=slice_axis),
-        open_label=lambda p: NiftiVolume(p, slice_axis=slice_axis, ranks=LABEL_RANKS),
+        open_image=lambda p: NiftiVolume(p, slice_axis=slice_axis, orientation=orientation),
+        open_label=lambda p: NiftiVolume(
+            p, slice_axis=slice_axis, ranks=LABEL_RANKS, orientation=orientation
+        ),
     )
 
 

@@ -53,6 +53,7 @@ from inpaintssl.checkpoint import (
     resolve_checkpoint,
 )
 from inpaintssl.config import DataConfig
+from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
 from inpaintssl.data.spacing import SpacingRange
 from inpaintssl.layout import RunFolder
@@ -117,6 +118,9 @@ class Preprocessing:
         in_plane_spacing_mm: In-plane spacing range of the training slices as the network saw
             them (from the run's ``manifest.json``; :mod:`inpaintssl.data.spacing`), ``None``
             for runs that did not record it.
+        training_orientations: Axis codes -> number of training slices from volumes read in
+            that orientation (``manifest.json``; :mod:`inpaintssl.data.orientation`); empty for
+            runs that did not record it and for data without orientation (NumPy, HDF5).
 
     Example:
         >>> from inpaintssl.config import DataConfig
@@ -135,6 +139,7 @@ class Preprocessing:
     slice_axis: int | None = None
     dataset_params: Mapping[str, Any] = field(default_factory=dict)
     in_plane_spacing_mm: SpacingRange | None = None
+    training_orientations: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_data_config(cls, data: DataConfig) -> Preprocessing:
@@ -373,18 +378,45 @@ def _read_preprocessing(run: RunFolder | None) -> Preprocessing | None:
     except ValidationError as exc:
         problems = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise CheckpointError(f"{config_path}: invalid data section: {problems}") from exc
-    return replace(Preprocessing.from_data_config(data), in_plane_spacing_mm=_read_spacing(run))
+    manifest = _read_manifest(run)
+    return replace(
+        Preprocessing.from_data_config(data),
+        in_plane_spacing_mm=_read_spacing(run, manifest),
+        training_orientations=_read_orientations(run, manifest),
+    )
 
 
-def _read_spacing(run: RunFolder) -> SpacingRange | None:
-    """The training spacing a run's ``manifest.json`` recorded (runs before it was recorded: none)."""
+def _read_manifest(run: RunFolder) -> Mapping[str, Any]:
+    """A run's ``manifest.json`` (empty for a run without one)."""
     if not run.manifest.is_file():
-        return None
+        return {}
     try:
         document = json.loads(run.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{run.manifest}: unreadable run manifest: {exc}") from exc
-    recorded = document.get("in_plane_spacing_mm") if isinstance(document, Mapping) else None
+    return document if isinstance(document, Mapping) else {}
+
+
+def _read_orientations(run: RunFolder, manifest: Mapping[str, Any]) -> dict[str, int]:
+    """The slices per orientation a manifest recorded (runs before it was recorded: none)."""
+    recorded = manifest.get("orientations")
+    if recorded is None:
+        return {}
+    try:
+        if not isinstance(recorded, Mapping):
+            raise ValueError("not a mapping")
+        return {check_axis_codes(codes, where="orientation"): int(n) for codes, n in recorded.items()}
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run.manifest}: orientations={recorded!r}; expected axis codes -> slice count, such as "
+            f"{{'RAS': 120}} ({exc})"
+        ) from exc
+
+
+def _read_spacing(run: RunFolder, manifest: Mapping[str, Any] | None = None) -> SpacingRange | None:
+    """The training spacing a run's ``manifest.json`` recorded (runs before it was recorded: none)."""
+    document = _read_manifest(run) if manifest is None else manifest
+    recorded = document.get("in_plane_spacing_mm")
     if recorded is None:
         return None
     try:

@@ -77,7 +77,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +91,7 @@ from inpaintssl.config import DataConfig
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.loading import H5Files, open_h5
+from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode, fit_to_size
 from inpaintssl.data.readers import (
     READ_ERRORS,
@@ -125,8 +126,6 @@ _NUMPY = (".npy", ".npz")
 _HDF5 = (".h5", ".hdf5")
 _DICOM = (".dcm",)
 _GLOB_CHARS = frozenset("*?[")
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_LPS_TO_RAS.flags.writeable = False
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 LargeSlices = Literal["crop", "sliding_window"]
@@ -166,6 +165,10 @@ class CasePrediction:
             (after any resize to ``data.image_size``).
         spacing_fits_training: Whether ``spacing_mm`` lies within the run's recorded training
             range (:mod:`inpaintssl.data.spacing`); ``None`` when the run recorded none.
+        orientation: The input's axis codes as stored (:mod:`inpaintssl.data.orientation`);
+            ``None`` for inputs without patient geometry (NumPy, HDF5).
+        reoriented_to: The axis codes the input was read in for the model (the training
+            volumes'), or ``None`` when it was used as stored.
     """
 
     case: str
@@ -178,6 +181,8 @@ class CasePrediction:
     cut_edge_share: float = 0.0
     spacing_mm: tuple[float, float] | None = None
     spacing_fits_training: bool | None = None
+    orientation: str | None = None
+    reoriented_to: str | None = None
 
     @property
     def anatomy_cut_by_crop(self) -> bool:
@@ -257,9 +262,29 @@ class _Preprocessing:
     image_size: tuple[int, int] | None
     resize_mode: ResizeMode
     display: bool
+    orientation: str | None
+    """The axis codes inputs are read in, or ``None``: as stored."""
+    training_orientations: Mapping[str, int]
 
 
-def _preprocessing(recorded: Preprocessing | None, *, slice_axis: int | None) -> _Preprocessing:
+def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
+    """``predict(orientation=...)`` resolved: axis codes to read inputs in, or ``None`` (as stored)."""
+    if requested == "stored":
+        return None
+    if requested != "auto":
+        try:
+            return check_axis_codes(requested, where="orientation")
+        except ValueError as exc:
+            raise ValueError(f"{exc}, 'auto' or 'stored'") from exc
+    seen = {} if recorded is None else recorded.training_orientations
+    # One orientation in training: read every input in it. Several: the run itself mixed them
+    # (it warned), and no single order is the right one.
+    return next(iter(seen)) if len(seen) == 1 else None
+
+
+def _preprocessing(
+    recorded: Preprocessing | None, *, slice_axis: int | None, orientation: str = "auto"
+) -> _Preprocessing:
     pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
     if pre.normalization == "unknown" or pre.channels == "unknown":
         warnings.warn(
@@ -287,6 +312,8 @@ def _preprocessing(recorded: Preprocessing | None, *, slice_axis: int | None) ->
         image_size=pre.image_size,
         resize_mode=pre.resize_mode,
         display=pre.dataset == "mni152",
+        orientation=_orientation(recorded, orientation),
+        training_orientations=dict(pre.training_orientations),
     )
 
 
@@ -402,29 +429,10 @@ def _reading(path: Path) -> Iterator[None]:
 
 
 def _dicom_geometry(volume: DicomVolume) -> _Geometry:
-    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
-    first = pydicom.dcmread(volume.files[0], stop_before_pixels=True)
-    last = pydicom.dcmread(volume.files[-1], stop_before_pixels=True)
-    rows_mm, cols_mm, slice_mm = volume.spacing
-    position = getattr(first, "ImagePositionPatient", None)
-    orientation = getattr(first, "ImageOrientationPatient", None)
-    if position is None or orientation is None or len(orientation) != 6:
+    if volume.patient_affine is None:
         # No patient geometry: keep the voxel sizes, place the grid at the origin.
-        return _Geometry(np.diag([rows_mm, cols_mm, slice_mm, 1.0]), None, volume.spacing, 1)
-    along_row = np.asarray(orientation[:3], dtype=np.float64)  # direction of increasing column
-    along_col = np.asarray(orientation[3:], dtype=np.float64)  # direction of increasing row
-    origin = np.asarray(position, dtype=np.float64)
-    if volume.num_slices > 1 and getattr(last, "ImagePositionPatient", None) is not None:
-        step = (np.asarray(last.ImagePositionPatient, dtype=np.float64) - origin) / (volume.num_slices - 1)
-    else:
-        step = np.cross(along_row, along_col) * slice_mm
-    lps = np.eye(4)
-    # Array axis 0 walks down the rows (column direction cosine), axis 1 along a row.
-    lps[:3, 0] = along_col * rows_mm
-    lps[:3, 1] = along_row * cols_mm
-    lps[:3, 2] = step
-    lps[:3, 3] = origin
-    return _Geometry(_LPS_TO_RAS @ lps, None, volume.spacing, 1)
+        return _Geometry(np.diag([*volume.spacing, 1.0]), None, volume.spacing, 1)
+    return _Geometry(volume.patient_affine.copy(), None, volume.spacing, 1)
 
 
 def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
@@ -483,6 +491,7 @@ class _Input:
     dataset: VolumeSliceDataset
     spacing: tuple[float, float] | None
     spacing_fits: bool | None
+    orientation: str | None
 
 
 def _prepare(
@@ -499,6 +508,8 @@ def _prepare(
     for case, path in zip(_case_names(paths), paths):
         with _reading(path):
             volume, geometry = _open(path, prep=prep, key=key, spacing=spacing)
+            stored = volume.stored_orientation
+            _orient(volume, prep)
             dataset = _slices(volume, prep, case)
         if dataset.in_channels != model.in_channels:
             raise PredictionError(
@@ -512,8 +523,29 @@ def _prepare(
             fits = trained.fits(seen)
             if not fits:
                 warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
-        prepared.append(_Input(case, path, volume, geometry, dataset, seen, fits))
+        prepared.append(_Input(case, path, volume, geometry, dataset, seen, fits, stored))
     return prepared
+
+
+def _orient(volume: Volume, prep: _Preprocessing) -> None:
+    """Read ``volume`` in the run's orientation, or warn where it is none of the training ones."""
+    stored = volume.stored_orientation
+    if stored is None:
+        # NumPy, HDF5, geometry-less DICOM: nothing says how they lie; used as stored.
+        return
+    if prep.orientation is not None:
+        volume.reorient(prep.orientation)
+        return
+    trained = prep.training_orientations
+    if trained and stored not in trained:
+        seen = ", ".join(trained)
+        warnings.warn(
+            f"input {volume.path}: stored in {stored} orientation, which none of the run's training "
+            f"volumes had ({seen}); its slices show the anatomy in another plane or mirrored, and the "
+            "labels are unreliable: pass orientation=... (--orientation) with the axis codes the model "
+            "should see it in",
+            stacklevel=4,
+        )
 
 
 def _spacing_seen(dataset: VolumeSliceDataset, prep: _Preprocessing) -> tuple[float, float]:
@@ -706,6 +738,11 @@ def _predict_case(
                 _place(
                     probs, np.moveaxis(foreground[j], 0, -1), axis=volume.slice_axis, index=index, rank=rank
                 )
+    change = volume.reorientation
+    if change is not None:
+        # Back onto the input's own grid, where its affine and header describe the voxels.
+        labels = np.ascontiguousarray(change.invert(labels))
+        probs = None if probs is None else np.ascontiguousarray(change.invert(probs))
     return labels, probs, (int(on_cut_edges), cut_edges)
 
 
@@ -761,13 +798,22 @@ def _volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     # After the volumes, the checks a reader of many rows wants beside them (see CasePrediction).
-    checks = ["in_plane_spacing_mm", "spacing_fits_training", "cut_edge_share"]
+    checks = [
+        "in_plane_spacing_mm",
+        "spacing_fits_training",
+        "cut_edge_share",
+        "orientation",
+        "reoriented_to",
+    ]
     writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *checks])
     for c in cases:
         spacing = "" if c.spacing_mm is None else f"{c.spacing_mm[0]:.6g}x{c.spacing_mm[1]:.6g}"
         fits = "" if c.spacing_fits_training is None else str(c.spacing_fits_training).lower()
         volumes = (repr(c.volumes_ml[n]) for n in names)
-        writer.writerow([c.case, str(c.source), *volumes, spacing, fits, f"{c.cut_edge_share:.4g}"])
+        orientation = [c.orientation or "", c.reoriented_to or ""]
+        writer.writerow(
+            [c.case, str(c.source), *volumes, spacing, fits, f"{c.cut_edge_share:.4g}", *orientation]
+        )
     return buffer.getvalue()
 
 
@@ -805,6 +851,7 @@ def predict(
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto",
     large_slices: LargeSlices = "crop",
     overlap: float = 0.5,
+    orientation: str = "auto",
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -829,6 +876,11 @@ def predict(
             them with overlapping windows of that size, blended (``sliding_window``,
             :mod:`inpaintssl.inference.tiling`).
         overlap: Share of a window that neighbouring sliding windows overlap by at least.
+        orientation: The axis order NIfTI and DICOM inputs are read in before slicing: ``auto``
+            (the one every training volume had, when the run recorded a single one; else as
+            stored), ``stored``, or axis codes such as ``"RAS"`` (:mod:`inpaintssl.data.orientation`).
+            Inputs are permuted and flipped, never resampled, and the label maps are written on
+            each input's own grid.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -858,7 +910,7 @@ def predict(
     _check_output(out)
     target = resolve_device(device)
     model = _load_model(run_or_checkpoint, target)
-    prep = _preprocessing(model.preprocessing, slice_axis=slice_axis)
+    prep = _preprocessing(model.preprocessing, slice_axis=slice_axis, orientation=orientation)
     prepared = _prepare(_expand(inputs), model=model, prep=prep, key=key, spacing=spacing)
     amp_dtype = autocast_dtype(target, amp)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -895,6 +947,8 @@ def predict(
                     cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
                     spacing_mm=item.spacing,
                     spacing_fits_training=item.spacing_fits,
+                    orientation=item.orientation,
+                    reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
                 )
             )
             if done[-1].anatomy_cut_by_crop:

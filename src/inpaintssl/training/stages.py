@@ -6,6 +6,7 @@ their model, objective and evaluation; these three steps are the same for both.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch import nn
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig, PretrainConfig
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
+from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import training_spacing
 from inpaintssl.training.components import size_multiple_of
@@ -70,10 +72,16 @@ def record_stage(
 
     The manifest also holds the training slices' in-plane spacing range as the network saw it
     (``in_plane_spacing_mm``, :mod:`inpaintssl.data.spacing`), against which prediction checks
-    new scans.
+    new scans, and how many slices came from volumes in each orientation (``orientations``,
+    :mod:`inpaintssl.data.orientation`), which prediction reorients new scans to. Slices from
+    volumes in several orientations get a warning here.
     """
     if not ctx.dist.is_main:
         return
+    orientations = training_orientations(bundle.train)
+    mixed = mixed_orientation_message(orientations, where=f"data.dataset={config.data.dataset!r}")
+    if mixed is not None:
+        warnings.warn(mixed, UserWarning, stacklevel=2)
 
     def manifest() -> dict[str, Any]:
         spacing = training_spacing(bundle.train)
@@ -86,6 +94,7 @@ def record_stage(
                 "world_size": ctx.dist.world_size,
                 "device": str(ctx.device),
                 "in_plane_spacing_mm": None if spacing is None else spacing.to_json(),
+                "orientations": orientations,
                 **extra,
             },
         )

@@ -1,0 +1,175 @@
+"""Volumes read in another axis order: readers, the ``nifti`` dataset's ``orientation``, the run's record.
+
+The reference for every reoriented array and affine is nibabel's own ``as_reoriented``; the
+datasets are checked by invariance: one scan stored in two axis orders gives the same items once
+both are read in one orientation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from data_builders import write_dicom_slice
+from nibabel.orientations import axcodes2ornt, ornt_transform
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
+from inpaintssl.data.readers import DicomVolume, NiftiVolume, NumpyVolume
+from inpaintssl.data.views import ConcatSlices, FitToSize, ImagesOnly, Subset, slice_orientation_of
+from inpaintssl.data.volumes import nifti_dataset
+
+# An oblique-free affine with anisotropic voxels, stored in "ALS" order (not RAS).
+AFFINE = np.array([[0.0, -3.5, 0.0, 90.0], [3.0, 0.0, 0.0, -120.0], [0.0, 0.0, 4.25, -70.0], [0, 0, 0, 1]])
+SHAPE = (6, 5, 4)
+
+
+def _volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    image = rng.normal(100.0, 20.0, SHAPE).astype(np.float32)
+    label = rng.integers(0, 3, SHAPE).astype(np.uint8)
+    return image, label
+
+
+def _stored_as(image: nib.Nifti1Image, codes: str) -> nib.Nifti1Image:
+    """The same voxels in world space, stored in the axis order ``codes`` (nibabel's reorientation)."""
+    ornt = ornt_transform(axcodes2ornt(nib.aff2axcodes(image.affine)), axcodes2ornt(tuple(codes)))
+    return image.as_reoriented(ornt)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("target", ["RAS", "LPS", "SAR", "ALS"])
+@pytest.mark.parametrize("slice_axis", [0, 1, 2])
+def test_a_reoriented_nifti_reads_as_nibabel_reorients_it(
+    tmp_path: Path, gz: bool, target: str, slice_axis: int
+) -> None:
+    image, _ = _volume()
+    stored = nib.Nifti1Image(image, AFFINE)
+    path = tmp_path / ("v.nii.gz" if gz else "v.nii")
+    nib.save(stored, path)
+    expected = _stored_as(stored, target)
+    volume = NiftiVolume(path, slice_axis=slice_axis, orientation=target)
+    assert volume.stored_orientation == "ALS" and volume.orientation == target
+    assert volume.shape == expected.shape and volume.stored_shape == SHAPE
+    assert np.allclose(volume.affine, expected.affine)
+    array = np.asarray(expected.dataobj)
+    for index in range(volume.num_slices):
+        assert np.array_equal(volume.read(index), np.take(array, index, axis=slice_axis))
+    zooms = expected.header.get_zooms()
+    in_plane = [zooms[a] for a in range(3) if a != slice_axis]
+    assert volume.spacing == pytest.approx((*in_plane, zooms[slice_axis]))
+    assert (volume.reorientation is None) == (target == "ALS")  # the stored order: read as before
+
+
+def test_a_4d_volume_keeps_its_channels_last(tmp_path: Path) -> None:
+    image, _ = _volume()
+    four = np.stack([image, -image], axis=-1)
+    stored = nib.Nifti1Image(four, AFFINE)
+    nib.save(stored, tmp_path / "v.nii")
+    volume = NiftiVolume(tmp_path / "v.nii", slice_axis=1, orientation="RAS")
+    array = np.asarray(_stored_as(stored, "RAS").dataobj)
+    assert volume.channels == 2 and volume.shape == array.shape
+    for index in range(volume.num_slices):
+        assert np.array_equal(volume.read(index), array[:, index])
+
+
+def test_the_same_scan_stored_two_ways_gives_the_same_items(tmp_path: Path) -> None:
+    image, label = _volume()
+    for name, codes in (("als", "ALS"), ("ipr", "IPR")):
+        nib.save(_stored_as(nib.Nifti1Image(image, AFFINE), codes), tmp_path / f"{name}.nii.gz")
+        nib.save(_stored_as(nib.Nifti1Image(label, AFFINE), codes), tmp_path / f"{name}_seg.nii.gz")
+
+    def items(name: str, orientation: str | None) -> list[dict[str, object]]:
+        ds = nifti_dataset(
+            split="train",
+            cases={"train": {"image": f"{name}.nii.gz", "label": f"{name}_seg.nii.gz"}},
+            root=tmp_path,
+            class_names=("a", "b"),
+            orientation=orientation,
+        )
+        return [ds[i] for i in range(len(ds))]
+
+    stored_als, stored_ipr = items("als", None), items("ipr", None)
+    assert [tuple(i["image"].shape) for i in stored_ipr] != [tuple(i["image"].shape) for i in stored_als]
+    for orientation in ("RAS", "ALS", "PIR"):
+        first, second = items("als", orientation), items("ipr", orientation)
+        assert len(first) == len(second)
+        for a, b in zip(first, second):
+            assert a["image"].equal(b["image"]) and a["label"].equal(b["label"])
+            assert a["spacing"].equal(b["spacing"])
+    # Read in its own stored order, a volume gives exactly what it gave without the option.
+    for a, b in zip(items("als", "ALS"), stored_als):
+        assert a["image"].equal(b["image"]) and a["label"].equal(b["label"])
+
+
+def test_an_image_and_label_stored_differently_line_up_once_reoriented(tmp_path: Path) -> None:
+    image, label = _volume()
+    nib.save(nib.Nifti1Image(image, AFFINE), tmp_path / "img.nii")
+    nib.save(_stored_as(nib.Nifti1Image(label, AFFINE), "RAS"), tmp_path / "seg.nii")
+    cases = {"train": {"image": "img.nii", "label": "seg.nii"}}
+    with pytest.raises(DataError, match=r"seg\.nii"):  # as stored, the grids differ
+        nifti_dataset(split="train", cases=cases, root=tmp_path, class_names=("a", "b"))
+    ds = nifti_dataset(split="train", cases=cases, root=tmp_path, class_names=("a", "b"), orientation="ras")
+    ras_label = np.asarray(_stored_as(nib.Nifti1Image(label, AFFINE), "RAS").dataobj)
+    for i in range(len(ds)):
+        onehot = ds[i]["label"].numpy()
+        assert np.array_equal(onehot[0] + 2 * onehot[1], ras_label[:, :, i])
+    (check,) = ds.preflight_checks({"img"})
+    check.run()  # the geometry check compares the reoriented affines: they agree
+
+
+def test_a_bad_orientation_parameter_names_the_field(tmp_path: Path) -> None:
+    image, _ = _volume()
+    nib.save(nib.Nifti1Image(image, AFFINE), tmp_path / "v.nii")
+    with pytest.raises(DataError, match=r"nifti: orientation='RAR' is invalid; expected three letters"):
+        nifti_dataset(split="u", labelled=False, cases={"u": "v.nii"}, root=tmp_path, orientation="RAR")
+
+
+def test_a_file_without_orientation_cannot_be_reoriented(tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.zeros(SHAPE))
+    volume = NumpyVolume(tmp_path / "v.npy")
+    assert volume.stored_orientation is None and volume.orientation is None
+    with pytest.raises(DataError, match=r"v.npy cannot be reoriented to RAS: it states no orientation"):
+        volume.reorient("RAS")
+
+
+def test_a_dicom_series_reads_across_its_slices_once_reoriented(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    stored = rng.integers(-500, 500, (3, 4, 5)).astype(np.int16)  # rows x columns x slices
+    for k in range(stored.shape[2]):
+        write_dicom_slice(
+            tmp_path / f"s{k}.dcm", stored[:, :, k], slope=1.0, intercept=0.0, z=2.5 * k, instance=k + 1
+        )
+    series = DicomVolume(tmp_path)
+    # Rows run toward the patient's posterior, columns to the left (DICOM LPS): "PLS" in RAS terms.
+    assert series.stored_orientation == "PLS"
+    stored_affine = np.asarray(series.world_affine)
+    series.reorient("SAR")
+    reference = _stored_as(nib.Nifti1Image(stored.astype(np.float32), stored_affine), "SAR")
+    expected = np.asarray(reference.dataobj)
+    assert series.shape == (5, 3, 4) and np.allclose(np.asarray(series.world_affine), reference.affine)
+    for index in range(series.num_slices):
+        assert np.array_equal(series.read(index), expected[:, :, index])
+
+
+def test_the_run_record_counts_slices_per_orientation_through_views(tmp_path: Path) -> None:
+    image, _ = _volume()
+    for name, codes in (("a", "ALS"), ("b", "RAS"), ("c", "ALS")):
+        nib.save(_stored_as(nib.Nifti1Image(image, AFFINE), codes), tmp_path / f"{name}.nii")
+    np.save(tmp_path / "d.npy", image)
+    mixed = nifti_dataset(split="u", labelled=False, cases={"u": ["a.nii", "b.nii", "c.nii"]}, root=tmp_path)
+    # a and c stored ALS: 4 slices each along axis 2; b stored RAS: 4 slices along its axis 2.
+    assert training_orientations(mixed) == {"ALS": 8, "RAS": 4}
+    message = mixed_orientation_message(training_orientations(mixed), where="data")
+    assert message is not None and "2 orientations (ALS: 8 slices, RAS: 4 slices)" in message
+    one = nifti_dataset(
+        split="u", labelled=False, cases={"u": ["a.nii", "b.nii"]}, root=tmp_path, orientation="LPS"
+    )
+    assert training_orientations(one) == {"LPS": 8}  # both read LPS: 4 axial slices each
+    assert mixed_orientation_message(training_orientations(one), where="data") is None
+    fitted = FitToSize(ImagesOnly(Subset(one, [0, 7])), (8, 8), mode="crop_or_pad")
+    viewed = ConcatSlices([fitted], names=["x"])
+    assert [slice_orientation_of(viewed, i) for i in range(2)] == ["LPS", "LPS"]
+    assert training_orientations(viewed) == {"LPS": 2}
