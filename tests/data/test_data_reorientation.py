@@ -13,13 +13,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 from data_builders import write_dicom_slice
-from nibabel.orientations import axcodes2ornt, ornt_transform
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.readers import DicomVolume, NiftiVolume, NumpyVolume
 from inpaintssl.data.views import ConcatSlices, FitToSize, ImagesOnly, Subset, slice_orientation_of
 from inpaintssl.data.volumes import nifti_dataset
+from nifti_helpers import stored_as
 
 # An oblique-free affine with anisotropic voxels, stored in "ALS" order (not RAS).
 AFFINE = np.array([[0.0, -3.5, 0.0, 90.0], [3.0, 0.0, 0.0, -120.0], [0.0, 0.0, 4.25, -70.0], [0, 0, 0, 1]])
@@ -33,12 +33,6 @@ def _volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-def _stored_as(image: nib.Nifti1Image, codes: str) -> nib.Nifti1Image:
-    """The same voxels in world space, stored in the axis order ``codes`` (nibabel's reorientation)."""
-    ornt = ornt_transform(axcodes2ornt(nib.aff2axcodes(image.affine)), axcodes2ornt(tuple(codes)))
-    return image.as_reoriented(ornt)
-
-
 @pytest.mark.parametrize("gz", [False, True])
 @pytest.mark.parametrize("target", ["RAS", "LPS", "SAR", "ALS"])
 @pytest.mark.parametrize("slice_axis", [0, 1, 2])
@@ -49,7 +43,7 @@ def test_a_reoriented_nifti_reads_as_nibabel_reorients_it(
     stored = nib.Nifti1Image(image, AFFINE)
     path = tmp_path / ("v.nii.gz" if gz else "v.nii")
     nib.save(stored, path)
-    expected = _stored_as(stored, target)
+    expected = stored_as(stored, target)
     volume = NiftiVolume(path, slice_axis=slice_axis, orientation=target)
     assert volume.stored_orientation == "ALS" and volume.orientation == target
     assert volume.shape == expected.shape and volume.stored_shape == SHAPE
@@ -69,7 +63,7 @@ def test_a_4d_volume_keeps_its_channels_last(tmp_path: Path) -> None:
     stored = nib.Nifti1Image(four, AFFINE)
     nib.save(stored, tmp_path / "v.nii")
     volume = NiftiVolume(tmp_path / "v.nii", slice_axis=1, orientation="RAS")
-    array = np.asarray(_stored_as(stored, "RAS").dataobj)
+    array = np.asarray(stored_as(stored, "RAS").dataobj)
     assert volume.channels == 2 and volume.shape == array.shape
     for index in range(volume.num_slices):
         assert np.array_equal(volume.read(index), array[:, index])
@@ -78,8 +72,8 @@ def test_a_4d_volume_keeps_its_channels_last(tmp_path: Path) -> None:
 def test_the_same_scan_stored_two_ways_gives_the_same_items(tmp_path: Path) -> None:
     image, label = _volume()
     for name, codes in (("als", "ALS"), ("ipr", "IPR")):
-        nib.save(_stored_as(nib.Nifti1Image(image, AFFINE), codes), tmp_path / f"{name}.nii.gz")
-        nib.save(_stored_as(nib.Nifti1Image(label, AFFINE), codes), tmp_path / f"{name}_seg.nii.gz")
+        nib.save(stored_as(nib.Nifti1Image(image, AFFINE), codes), tmp_path / f"{name}.nii.gz")
+        nib.save(stored_as(nib.Nifti1Image(label, AFFINE), codes), tmp_path / f"{name}_seg.nii.gz")
 
     def items(name: str, orientation: str | None) -> list[dict[str, object]]:
         ds = nifti_dataset(
@@ -107,12 +101,12 @@ def test_the_same_scan_stored_two_ways_gives_the_same_items(tmp_path: Path) -> N
 def test_an_image_and_label_stored_differently_line_up_once_reoriented(tmp_path: Path) -> None:
     image, label = _volume()
     nib.save(nib.Nifti1Image(image, AFFINE), tmp_path / "img.nii")
-    nib.save(_stored_as(nib.Nifti1Image(label, AFFINE), "RAS"), tmp_path / "seg.nii")
+    nib.save(stored_as(nib.Nifti1Image(label, AFFINE), "RAS"), tmp_path / "seg.nii")
     cases = {"train": {"image": "img.nii", "label": "seg.nii"}}
     with pytest.raises(DataError, match=r"seg\.nii"):  # as stored, the grids differ
         nifti_dataset(split="train", cases=cases, root=tmp_path, class_names=("a", "b"))
     ds = nifti_dataset(split="train", cases=cases, root=tmp_path, class_names=("a", "b"), orientation="ras")
-    ras_label = np.asarray(_stored_as(nib.Nifti1Image(label, AFFINE), "RAS").dataobj)
+    ras_label = np.asarray(stored_as(nib.Nifti1Image(label, AFFINE), "RAS").dataobj)
     for i in range(len(ds)):
         onehot = ds[i]["label"].numpy()
         assert np.array_equal(onehot[0] + 2 * onehot[1], ras_label[:, :, i])
@@ -147,7 +141,7 @@ def test_a_dicom_series_reads_across_its_slices_once_reoriented(tmp_path: Path) 
     assert series.stored_orientation == "PLS"
     stored_affine = np.asarray(series.world_affine)
     series.reorient("SAR")
-    reference = _stored_as(nib.Nifti1Image(stored.astype(np.float32), stored_affine), "SAR")
+    reference = stored_as(nib.Nifti1Image(stored.astype(np.float32), stored_affine), "SAR")
     expected = np.asarray(reference.dataobj)
     assert series.shape == (5, 3, 4) and np.allclose(np.asarray(series.world_affine), reference.affine)
     for index in range(series.num_slices):
@@ -157,7 +151,7 @@ def test_a_dicom_series_reads_across_its_slices_once_reoriented(tmp_path: Path) 
 def test_the_run_record_counts_slices_per_orientation_through_views(tmp_path: Path) -> None:
     image, _ = _volume()
     for name, codes in (("a", "ALS"), ("b", "RAS"), ("c", "ALS")):
-        nib.save(_stored_as(nib.Nifti1Image(image, AFFINE), codes), tmp_path / f"{name}.nii")
+        nib.save(stored_as(nib.Nifti1Image(image, AFFINE), codes), tmp_path / f"{name}.nii")
     np.save(tmp_path / "d.npy", image)
     mixed = nifti_dataset(split="u", labelled=False, cases={"u": ["a.nii", "b.nii", "c.nii"]}, root=tmp_path)
     # a and c stored ALS: 4 slices each along axis 2; b stored RAS: 4 slices along its axis 2.

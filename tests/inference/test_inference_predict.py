@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from nibabel.orientations import axcodes2ornt, ornt_transform
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointError
@@ -33,6 +32,7 @@ from inpaintssl.data.build import build_datasets
 from inpaintssl.data.mni152 import load_template
 from inpaintssl.inference.loading import load_model, recorded_spacing
 from inpaintssl.inference.predict import CUT_EDGE_WARN_SHARE, PredictionError, label_map, predict
+from nifti_helpers import stored_as
 
 CLASSES = ("csf", "gm", "wm")
 # Exactly representable in float32, so header round trips and voxel volumes are exact.
@@ -497,12 +497,6 @@ def test_dicom_series_gets_its_patient_geometry(softmax_run: Path, tmp_path: Pat
     assert header.get_qform(coded=True)[1] == 1 and header.get_sform(coded=True)[1] == 1
 
 
-def _stored_as(image: Any, codes: str) -> Any:
-    """The same voxels in world space stored in the axis order ``codes`` (nibabel's reorientation)."""
-    ornt = ornt_transform(axcodes2ornt(nib.aff2axcodes(image.affine)), axcodes2ornt(tuple(codes)))
-    return image.as_reoriented(ornt)
-
-
 def test_the_run_records_the_orientation_of_its_training_volumes(softmax_run: Path) -> None:
     # The brains are stored with AFFINE: axis 0 runs anterior, 1 left, 2 superior; 40 slices of "a".
     assert json.loads((softmax_run / "manifest.json").read_text())["orientations"] == {"ALS": 40}
@@ -515,7 +509,7 @@ def test_a_scan_stored_in_another_axis_order_is_predicted_as_in_training(
     softmax_run: Path, brains: Path, tmp_path: Path, codes: str
 ) -> None:
     source = nib.load(brains / "c.nii.gz")
-    moved = _stored_as(source, codes)
+    moved = stored_as(source, codes)
     nib.save(moved, tmp_path / "moved.nii.gz")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about: read in the training orientation
@@ -532,7 +526,7 @@ def test_a_scan_stored_in_another_axis_order_is_predicted_as_in_training(
     # On the scan's own grid, and the very labels of the scan stored as in training.
     assert seg.shape == moved.shape and np.array_equal(affine, moved.affine)
     reference = nib.load(tmp_path / "p" / "c_seg.nii.gz")
-    assert np.array_equal(seg, np.asarray(_stored_as(reference, codes).dataobj))
+    assert np.array_equal(seg, np.asarray(stored_as(reference, codes).dataobj))
     assert moved_case.volumes_ml == original.volumes_ml
     rows = _read_csv(tmp_path / "p" / "volumes.csv")
     assert [(r["orientation"], r["reoriented_to"]) for r in rows] == [("ALS", ""), (codes, "ALS")]
