@@ -146,6 +146,13 @@ def test_a_dicom_series_reads_across_its_slices_once_reoriented(tmp_path: Path) 
     assert series.shape == (5, 3, 4) and np.allclose(np.asarray(series.world_affine), reference.affine)
     for index in range(series.num_slices):
         assert np.array_equal(series.read(index), expected[:, :, index])
+    series.reorient("ALS", slice_axis=0)  # across the stored slices: the whole series is read
+    expected = np.asarray(stored_as(nib.Nifti1Image(stored.astype(np.float32), stored_affine), "ALS").dataobj)
+    assert (series.num_slices, series.slice_shape) == (3, (4, 5))
+    for index in range(series.num_slices):
+        assert np.array_equal(series.read(index), expected[index])
+    with pytest.raises(DataError, match=r"slice_axis=3 is not one of the axes 0, 1, 2"):
+        series.reorient("ALS", slice_axis=3)
 
 
 def test_the_run_record_counts_slices_per_orientation_through_views(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import shutil
@@ -256,6 +257,27 @@ def test_damaged_spacing_record_in_the_manifest(trained_run: issl.FinetuneResult
     (run / "manifest.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"manifest\.json: unreadable run manifest"):
         load_model(run)
+
+
+@pytest.mark.parametrize("record", [["RAS"], {"RAX": 3}, {"RAS": "many"}])
+def test_damaged_orientation_record_in_the_manifest(
+    trained_run: issl.FinetuneResult, tmp_path: Path, record: object
+) -> None:
+    run = _copy_run(trained_run, tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["orientations"] == {}  # synthetic slices come from no volume with an affine
+    manifest["orientations"] = record
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"manifest\.json: orientations=.*expected axis codes -> slice"):
+        load_model(run)
+    manifest["orientations"] = {"ras": 5, "LPS": 2}  # codes are read in any case
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    info = load_model(run).inference_meta
+    assert info.preprocessing is not None and dict(info.preprocessing.training_orientations) == {
+        "RAS": 5,
+        "LPS": 2,
+    }
+    assert ModelInfo.from_json(info.to_json()) == dataclasses.replace(info, source=None)
 
 
 def test_invalid_arguments(trained_run: issl.FinetuneResult) -> None:

@@ -171,7 +171,7 @@ class Volume(ABC):
         """Axis codes of the array as :meth:`read` returns it: the target after :meth:`reorient`."""
         return self.reorientation.target if self.reorientation is not None else self.stored_orientation
 
-    def reorient(self, target: str) -> None:
+    def reorient(self, target: str, *, slice_axis: int | None = None) -> None:
         """Read this volume in the axis order ``target`` (e.g. ``"RAS"``) from now on.
 
         The stored array is permuted and flipped, never resampled, and read lazily as before:
@@ -179,14 +179,23 @@ class Volume(ABC):
         reoriented array, and ``slice_axis`` counts its axes. Reorienting to the stored order
         changes nothing.
 
+        Args:
+            target: Axis codes (:mod:`~inpaintssl.data.orientation`).
+            slice_axis: Slice the reoriented array along this axis (default: the volume's own
+                ``slice_axis``; a DICOM series' is 2, its stored slices).
+
         Raises:
             DataError: The file states no orientation (see :attr:`stored_orientation`), or
-                ``target`` is not an axis code.
+                ``target`` is not an axis code, or ``slice_axis`` not one of 0, 1, 2.
         """
         try:
             target = check_axis_codes(target, where="orientation")
         except ValueError as exc:
             raise DataError(f"{self._what} {self.path}: {exc}") from exc
+        if slice_axis is not None and not -3 <= slice_axis < 3:
+            raise DataError(
+                f"{self._what} {self.path}: slice_axis={slice_axis} is not one of the axes 0, 1, 2"
+            )
         source = self.stored_orientation
         if source is None:
             raise DataError(
@@ -196,6 +205,8 @@ class Volume(ABC):
             )
         stored_affine = self._stored_world_affine()
         change = Reorientation.between(source, target)
+        if slice_axis is not None:
+            self.slice_axis = slice_axis % 3
         self.reorientation = None if change.is_identity else change
         shape = change.shape(self.stored_shape)
         self._set_grid(shape, change.spacing(self._stored_zooms))

@@ -12,8 +12,11 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   (``.h5``/``.hdf5``) and DICOM series (a folder, or one ``.dcm``; HU = pixel x RescaleSlope +
   RescaleIntercept) are read as the ``nifti``/``numpy``/``hdf5``/``ct`` datasets read them: a 3D
   volume ``(X, Y, Z)`` or a channels-last 4D volume ``(X, Y, Z, C)``, sliced along the run's
-  ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series are always
-  rows x columns x slices, sliced along the slices.
+  ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series are
+  rows x columns x slices, sliced along the slices. First, NIfTI and DICOM inputs are read in the
+  axis order of the run's training volumes (``orientation="auto"``; the orientations
+  ``manifest.json`` records, :mod:`inpaintssl.data.orientation`), permuted and flipped but not
+  resampled; the slice axis then counts the axes of that order, for DICOM series too.
 - **Intensities.** The dataset class that trained the model normalises the slices: a
   :class:`~inpaintssl.data.volumes.VolumeSliceDataset` z-scores per volume (``normalize:
   volume``, the paper's MRI rule), per channel (``channel``) or not at all (``none``); a run on
@@ -534,7 +537,8 @@ def _orient(volume: Volume, prep: _Preprocessing) -> None:
         # NumPy, HDF5, geometry-less DICOM: nothing says how they lie; used as stored.
         return
     if prep.orientation is not None:
-        volume.reorient(prep.orientation)
+        # In the training volumes' axis order, the run's slice axis is theirs, for DICOM too.
+        volume.reorient(prep.orientation, slice_axis=prep.slice_axis)
         return
     trained = prep.training_orientations
     if trained and stored not in trained:
