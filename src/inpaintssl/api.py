@@ -28,6 +28,7 @@ from inpaintssl.checkpoint import load_checkpoint
 from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
+from inpaintssl.data.orientation import training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
 from inpaintssl.inference import ExportError as ExportError
@@ -36,7 +37,7 @@ from inpaintssl.inference import PredictionReport as PredictionReport
 from inpaintssl.inference import export_model as export_model
 from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
-from inpaintssl.inference.loading import recorded_spacing
+from inpaintssl.inference.loading import recorded_orientations, recorded_spacing
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_backbone, build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device
@@ -163,6 +164,25 @@ def _warn_on_other_spacing(source: str | Path, dataset: Dataset[dict[str, Any]])
     )
 
 
+def _warn_on_other_orientation(source: str | Path, dataset: Dataset[dict[str, Any]]) -> None:
+    """Warn when evaluated volumes are read in an orientation the run's training volumes never had."""
+    trained = recorded_orientations(source)
+    if not trained or not isinstance(dataset, SliceDataset):
+        return
+    seen = training_orientations(dataset)
+    other = {codes: n for codes, n in seen.items() if codes not in trained}
+    if not other:
+        return
+    found = ", ".join(f"{codes}: {n} slices" for codes, n in other.items())
+    warnings.warn(
+        f"evaluate: the data's volumes are read in orientations the run {source} never trained on "
+        f"({found}; it trained on {', '.join(trained)}), so the model sees other planes or mirror "
+        "images and its scores measure that; read them in the training order (the nifti dataset's "
+        "data.params.orientation)",
+        stacklevel=3,
+    )
+
+
 def evaluate(
     checkpoint_or_model: nn.Module | str | Path,
     data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]],
@@ -179,7 +199,8 @@ def evaluate(
     A segmentation checkpoint gives Dice per class (sec. 2.5.2); a pretraining checkpoint gives
     the L2 norm of the inpainted images (Table 2) under a fixed, reproducible corruption. A run
     whose data were at another in-plane voxel spacing than ``data`` (beyond the tolerance of
-    :mod:`inpaintssl.data.spacing`) is evaluated with a warning naming both.
+    :mod:`inpaintssl.data.spacing`), or whose volumes were read in other orientations
+    (:mod:`inpaintssl.data.orientation`), is evaluated with a warning naming both.
 
     Args:
         checkpoint_or_model: A run folder, checkpoint folder, ``.safetensors`` file, or a module.
@@ -230,6 +251,7 @@ def evaluate(
     dataset, data_classes = _dataset_for(data, split=split, multiple=multiple)
     if not isinstance(checkpoint_or_model, nn.Module):
         _warn_on_other_spacing(checkpoint_or_model, dataset)
+        _warn_on_other_orientation(checkpoint_or_model, dataset)
     if kind == "pretrain":
         # A checkpoint records the whole pretext section; missing fields take the config's defaults.
         task = build_pretext_task(PretextConfig.model_validate(dict(pretext)), seed=0)

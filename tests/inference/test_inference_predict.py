@@ -784,3 +784,32 @@ def test_cuda_prediction_agrees_with_the_cpu(
         for name in CLASSES:
             expected = pytest.approx(cpu_case.volumes_ml[name], rel=0.03, abs=0.5)
             assert gpu_case.volumes_ml[name] == expected, name
+
+
+def test_evaluate_on_volumes_in_another_orientation_warns(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # The run's own data, stored as trained: no warning. The same scans stored "RAS" (nibabel's
+    # reorientation, every voxel in place) are scored with a warning naming both orders; read in
+    # the training order through data.params.orientation they score exactly as the originals.
+    data = _data_config(softmax_run)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*orientation")
+        original = issl.evaluate(softmax_run, data, split="test", device="cpu")
+    for name in ("a", "b", "c"):
+        for suffix in ("", "_seg"):
+            nib.save(
+                stored_as(nib.load(brains / f"{name}{suffix}.nii.gz"), "RAS"),
+                tmp_path / f"{name}{suffix}.nii.gz",
+            )
+    moved = data.model_copy(update={"params": {**data.params, "root": str(tmp_path)}})
+    told = (
+        r"volumes are read in orientations the run .* never trained on \(RAS: 40 slices; it trained on ALS\)"
+    )
+    with pytest.warns(UserWarning, match=told):
+        issl.evaluate(softmax_run, moved, split="test", device="cpu")
+    aligned = moved.model_copy(update={"params": {**moved.params, "orientation": "ALS"}})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*orientation")
+        table = issl.evaluate(softmax_run, aligned, split="test", device="cpu")
+    assert table.select(level="image").rows == original.select(level="image").rows

@@ -72,6 +72,7 @@ __all__ = [
     "Preprocessing",
     "backbone_class",
     "load_model",
+    "recorded_orientations",
     "recorded_spacing",
 ]
 
@@ -437,9 +438,29 @@ def recorded_spacing(run_or_checkpoint: str | Path) -> SpacingRange | None:
     Raises:
         inpaintssl.checkpoint.CheckpointError: The manifest is unreadable or its record damaged.
     """
-    path = Path(run_or_checkpoint)
-    run = RunFolder(path) if RunFolder(path).checkpoints.is_dir() else RunFolder.of_checkpoint(path)
+    run = _run_of(Path(run_or_checkpoint))
     return None if run is None else _read_spacing(run)
+
+
+def recorded_orientations(run_or_checkpoint: str | Path) -> dict[str, int]:
+    """The orientations of a run's training volumes, as its ``manifest.json`` records them.
+
+    Args:
+        run_or_checkpoint: A run folder, or a checkpoint folder (or a file in one) inside a run.
+
+    Returns:
+        Axis codes -> training slices (:mod:`inpaintssl.data.orientation`); empty for a path
+        outside a run folder, a run that recorded none, or data without orientation.
+
+    Raises:
+        inpaintssl.checkpoint.CheckpointError: The manifest is unreadable or its record damaged.
+    """
+    run = _run_of(Path(run_or_checkpoint))
+    return {} if run is None else _read_orientations(run, _read_manifest(run))
+
+
+def _run_of(path: Path) -> RunFolder | None:
+    return RunFolder(path) if RunFolder(path).checkpoints.is_dir() else RunFolder.of_checkpoint(path)
 
 
 def _header_info(path: Path) -> ModelInfo | None:
