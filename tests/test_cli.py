@@ -6,13 +6,15 @@ import argparse
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from inpaintssl.cli import _data_overrides, build_parser, main
+from inpaintssl import cli
+from inpaintssl.cli import _cli_warnings, _data_overrides, build_parser, main
 
 
 def test_plugins_lists_every_registry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,8 +90,30 @@ def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.Captu
 
 def test_evaluate_overrides_take_the_data_prefix_and_warn_without_it() -> None:
     assert _data_overrides(["data.image_size=[64, 64]"]) == ["image_size=[64, 64]"]
-    with pytest.warns(DeprecationWarning, match=r"write 'data.image_size=\[64, 64\]'"):
+    with pytest.warns(FutureWarning, match=r"write 'data.image_size=\[64, 64\]'"):
         assert _data_overrides(["image_size=[64, 64]"]) == ["image_size=[64, 64]"]
+
+
+def test_the_librarys_warnings_print_as_command_line_messages(tmp_path: Path) -> None:
+    # A real console: the warning goes through Python's own showwarning to stderr, before the error.
+    argv = ["evaluate", str(tmp_path / "no-run"), "image_size=[64, 64]"]
+    done = subprocess.run([sys.executable, "-m", "inpaintssl", *argv], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "inpaintssl evaluate: warning: override 'image_size=[64, 64]' without the 'data.' prefix is "
+        "deprecated; write 'data.image_size=[64, 64]' as pretrain and finetune do",
+        f"inpaintssl evaluate: error: {tmp_path / 'no-run'} does not exist (expected a .safetensors "
+        "file, a checkpoint folder or a run folder)",
+    ]
+
+
+def test_other_packages_warnings_keep_their_source_line() -> None:
+    with _cli_warnings("predict"):
+        other = warnings.formatwarning("careful", UserWarning, "/site-packages/torch/nn.py", 7)
+        ours = warnings.formatwarning("careful", UserWarning, str(Path(cli.__file__)), 7)
+    assert other.startswith("/site-packages/torch/nn.py:7: UserWarning: careful")
+    assert ours == "inpaintssl predict: warning: careful\n"
+    assert warnings.formatwarning("x", UserWarning, str(Path(cli.__file__)), 1).startswith(cli.__file__)
 
 
 def _subparsers(

@@ -21,11 +21,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -146,9 +147,10 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
             stripped.append(item[len("data.") :])
             continue
         warnings.warn(
-            f"inpaintssl evaluate: override {item!r} without the 'data.' prefix is deprecated; "
+            f"override {item!r} without the 'data.' prefix is deprecated; "
             f"write 'data.{item}' as pretrain and finetune do",
-            DeprecationWarning,
+            # FutureWarning: the deprecation is the command-line user's, and Python shows it.
+            FutureWarning,
             stacklevel=2,
         )
         stripped.append(item)
@@ -492,6 +494,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _cli_warnings(command: str) -> Iterator[None]:
+    """Print the library's warnings as ``inpaintssl <command>: warning: <message>``.
+
+    Python's default form names the library's source line and repeats the ``warnings.warn`` call,
+    which tells a command-line user nothing. Only the format changes: filters, and callers that
+    record warnings (``warnings.catch_warnings(record=True)``, pytest), see every warning as before.
+    Other packages' warnings keep their default form, whose source line helps report them.
+    """
+    package = str(Path(__file__).resolve().parent)
+    default = warnings.formatwarning
+
+    def short(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+    ) -> str:
+        if issubclass(category, (UserWarning, FutureWarning)) and filename.startswith(package):
+            return f"inpaintssl {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = short
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inpaintssl`` console script; returns the exit status.
 
@@ -505,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with _cli_warnings(args.command):
+            return int(args.func(args))
     except (
         ConfigError,
         DataError,
