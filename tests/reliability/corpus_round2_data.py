@@ -258,3 +258,38 @@ def _batch_too_large(folder: Path) -> Call:
         "params": {"num_images": 64, "num_val": 2, "num_test": 2, "size": [16, 16]},
     }
     return _with_free_memory(lambda: issl.finetune(_config(folder, data=data, optim={"batch_size": 64})))
+
+
+@_case(
+    "data-orientation-not-axis-codes",
+    "data",
+    DataError,
+    r"nifti: orientation='RAR' is invalid",
+    r"expected three letters, one from each of R/L, A/P and S/I",
+)
+def _orientation_not_axis_codes(folder: Path) -> Call:
+    """``data.params.orientation: RAR``, which names the left-right axis twice and no front-back one."""
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    data["params"]["orientation"] = "RAR"
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-orientation-of-a-2d-slice",
+    "data",
+    DataError,
+    r"NIfTI file .*train\.nii\.gz cannot be reoriented to RAS: it states no orientation",
+    r"a 3D volume with a voxel-to-world affine is needed",
+)
+def _orientation_of_a_2d_slice(folder: Path) -> Call:
+    """``data.params.orientation: RAS`` over a training image stored as one 2D slice (no third axis)."""
+    data = _volume_data(
+        folder,
+        "nifti",
+        ".nii.gz",
+        _write_nifti,
+        train_image=_image(0, (16, 16)),
+        train_label=_label(0, (16, 16)),
+    )
+    data["params"]["orientation"] = "RAS"
+    return lambda: issl.finetune(_config(folder, data=data))

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -54,9 +55,9 @@ __all__ = [
 AXIS_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))
 """Per world axis (x, y, z of RAS+), the letters for its negative and positive direction."""
 
-_WORLD_AXIS = {
-    letter: (axis, sign) for axis, pair in enumerate(AXIS_LETTERS) for sign, letter in zip((-1, 1), pair)
-}
+_WORLD_AXIS = MappingProxyType(
+    {letter: (axis, sign) for axis, pair in enumerate(AXIS_LETTERS) for sign, letter in zip((-1, 1), pair)}
+)
 
 
 def check_axis_codes(codes: object, *, where: str) -> str:
