@@ -177,8 +177,8 @@ def _warn_on_other_orientation(source: str | Path, dataset: Dataset[dict[str, An
     warnings.warn(
         f"evaluate: the data's volumes are read in orientations the run {source} never trained on "
         f"({found}; it trained on {', '.join(trained)}), so the model sees other planes or mirror "
-        "images and its scores measure that; read them in the training order (the nifti dataset's "
-        "data.params.orientation)",
+        "images and its scores measure that; read them in the training order (data.params.orientation "
+        "of the nifti and ct datasets)",
         stacklevel=3,
     )
 

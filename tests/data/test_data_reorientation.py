@@ -15,6 +15,7 @@ import pytest
 from data_builders import write_dicom_slice
 
 from inpaintssl.data.base import DataError
+from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.readers import DicomVolume, NiftiVolume, NumpyVolume
 from inpaintssl.data.views import ConcatSlices, FitToSize, ImagesOnly, Subset, slice_orientation_of
@@ -174,3 +175,52 @@ def test_the_run_record_counts_slices_per_orientation_through_views(tmp_path: Pa
     viewed = ConcatSlices([fitted], names=["x"])
     assert [slice_orientation_of(viewed, i) for i in range(2)] == ["LPS", "LPS"]
     assert training_orientations(viewed) == {"LPS": 2}
+
+
+def _ct_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 3x4x5 CT series (rows x columns x slices); its HU and its patient affine."""
+    folder.mkdir()
+    stored = np.random.default_rng(3).integers(-900, 900, (3, 4, 5)).astype(np.int16)
+    for k in range(stored.shape[2]):
+        write_dicom_slice(
+            folder / f"s{k}.dcm", stored[:, :, k], slope=1.0, intercept=-24.0, z=2.5 * k, instance=k + 1
+        )
+    return stored.astype(np.float32) - 24.0, np.asarray(DicomVolume(folder).world_affine)
+
+
+def test_a_ct_series_and_a_label_stored_by_another_tool_line_up_once_reoriented(tmp_path: Path) -> None:
+    hu, affine = _ct_series(tmp_path / "series")
+    mask = np.random.default_rng(4).integers(0, 5, hu.shape).astype(np.uint8)
+    # The label as a tool working in RAS writes it: other axis order, the series' world geometry.
+    nib.save(stored_as(nib.Nifti1Image(mask, affine), "RAS"), tmp_path / "seg.nii.gz")
+    cases = {"train": {"image": "series", "label": "seg.nii.gz"}}
+    with pytest.raises(DataError, match=r"seg\.nii\.gz"):  # as stored: (3, 4, 5) against (4, 3, 5)
+        ct_dataset(split="train", cases=cases, root=tmp_path)
+    ds = ct_dataset(split="train", cases=cases, root=tmp_path, orientation="LPS")
+    expected_hu = np.asarray(stored_as(nib.Nifti1Image(hu, affine), "LPS").dataobj)
+    expected_mask = np.asarray(stored_as(nib.Nifti1Image(mask, affine), "LPS").dataobj)
+    assert len(ds) == expected_hu.shape[2]
+    for i in range(len(ds)):
+        item = ds[i]
+        assert np.array_equal(item["hu"][0].numpy(), np.maximum(expected_hu[:, :, i], -1024.0))
+        onehot = item["label"].numpy()
+        assert np.array_equal((onehot * np.arange(1, 5)[:, None, None]).sum(0), expected_mask[:, :, i])
+    (check,) = ds.preflight_checks({"series"})
+    check.run()  # the series' patient geometry is the label's affine
+
+
+def test_a_ct_label_with_another_world_geometry_is_refused_when_reoriented(tmp_path: Path) -> None:
+    hu, affine = _ct_series(tmp_path / "series")
+    shifted = affine.copy()
+    shifted[0, 3] += 12.0  # the same axis order, 12 mm off: a label of another frame
+    nib.save(nib.Nifti1Image(np.zeros(hu.shape, np.uint8), shifted), tmp_path / "seg.nii.gz")
+    cases = {"train": {"image": "series", "label": "seg.nii.gz"}}
+    ds = ct_dataset(split="train", cases=cases, root=tmp_path, orientation="PLS")  # the series' own order
+    (check,) = ds.preflight_checks({"series"})
+    with pytest.raises(
+        DataError, match=r"seg\.nii\.gz has affine .* but image .*series has .*difference 12 mm"
+    ):
+        check.run()
+    # As stored, nothing rests on the geometry, and a label without one is accepted as before.
+    (plain,) = ct_dataset(split="train", cases=cases, root=tmp_path).preflight_checks({"series"})
+    plain.run()

@@ -27,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import torch
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
+from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
     HU_FLOOR,
@@ -43,7 +44,7 @@ from inpaintssl.data.preprocess import (
     clip_padding,
     parse_windows,
 )
-from inpaintssl.data.readers import LABEL_RANKS, Volume, open_volume
+from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, Volume, open_volume
 from inpaintssl.data.volumes import Case, VolumeSliceDataset, open_cases
 from inpaintssl.registry import DATASETS
 
@@ -109,6 +110,7 @@ def ct_dataset(
     class_names: Sequence[str] = BODY_COMPOSITION_CLASSES,
     label_values: Mapping[str, int | Sequence[int]] | None = None,
     slice_axis: int = 2,
+    orientation: str | None = None,
 ) -> CTDataset:
     """The registered ``ct`` dataset.
 
@@ -121,14 +123,32 @@ def ct_dataset(
         hu_floor: Padding floor in HU.
         class_names: Foreground classes.
         label_values: Stored value(s) per class name (default ``i + 1``).
-        slice_axis: Slice axis of NIfTI/NumPy volumes (DICOM series are always rows x cols x slices).
+        slice_axis: Slice axis of NIfTI/NumPy volumes (DICOM series are rows x cols x slices,
+            sliced along the slices), and of every volume read in ``orientation``.
+        orientation: Axis codes (:mod:`~inpaintssl.data.orientation`) every image and label is
+            read in, e.g. ``"LPS"``: DICOM series and NIfTI files stored in other axis orders are
+            permuted and flipped (not resampled), and an image's patient geometry must match its
+            label's affine. Images and labels then need geometry (DICOM or NIfTI, not PNG or
+            NumPy). ``None`` (default): as stored.
     """
+    if orientation is not None:
+        try:
+            orientation = check_axis_codes(orientation, where="ct: orientation")
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+
+    def read(path: Path, ranks: Collection[int]) -> Volume:
+        volume = open_volume(path, slice_axis=slice_axis, ranks=ranks)
+        if orientation is not None:
+            volume.reorient(orientation, slice_axis=slice_axis)
+        return volume
+
     specs = resolve_cases(cases, split, root=root, dataset="ct")
     opened = open_cases(
         specs,
         labelled=labelled,
-        open_image=lambda p: open_volume(p, slice_axis=slice_axis),
-        open_label=lambda p: open_volume(p, slice_axis=slice_axis, ranks=LABEL_RANKS),
+        open_image=lambda p: read(p, IMAGE_RANKS),
+        open_label=lambda p: read(p, LABEL_RANKS),
     )
     return CTDataset(
         opened,

@@ -259,6 +259,6 @@ def mixed_orientation_message(counts: Mapping[str, int], *, where: str) -> str |
     return (
         f"{where}: the training slices come from volumes in {len(counts)} orientations ({seen}), so one "
         "slice_axis cuts them along different anatomical planes or flips them, and the network learns "
-        "each as different anatomy; read every volume in one axis order (the nifti dataset's "
-        "data.params.orientation, e.g. RAS) or convert the files"
+        "each as different anatomy; read every volume in one axis order (data.params.orientation of "
+        "the nifti and ct datasets, e.g. RAS) or convert the files"
     )

@@ -96,8 +96,10 @@ def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = G
     """Raise unless a label volume lies on its image's grid in space, not only in shape.
 
     Spacing is compared when both files carry one (NIfTI ``pixdim``, DICOM ``PixelSpacing``);
-    affines when both carry one (NIfTI). Formats without geometry (NumPy, HDF5, PNG) are not
-    compared: their spacing is whatever the dataset's parameters say.
+    affines when both carry one (NIfTI), and the patient geometry of a DICOM series against its
+    label's affine when both were read in one orientation (:meth:`Volume.reorient`), which rests
+    on that geometry. Formats without geometry (NumPy, HDF5, PNG) are not compared: their spacing
+    is whatever the dataset's parameters say.
 
     Raises:
         DataError: Spacing or affine differ by more than ``tolerance_mm``; the message names both
@@ -123,12 +125,15 @@ def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = G
             f"{_mm(image.spacing)} mm; expected the same spacing within {tolerance_mm:g} mm "
             "(was the label resampled?)"
         )
-    if image.affine is None or label.affine is None:
+    image_affine, label_affine = image.affine, label.affine
+    if image.read_in is not None and label.read_in is not None:
+        image_affine, label_affine = image.world_affine, label.world_affine
+    if image_affine is None or label_affine is None:
         return
-    if not np.allclose(image.affine, label.affine, rtol=0.0, atol=tolerance_mm):
-        worst = float(np.abs(image.affine - label.affine).max())
+    if not np.allclose(image_affine, label_affine, rtol=0.0, atol=tolerance_mm):
+        worst = float(np.abs(image_affine - label_affine).max())
         raise DataError(
-            f"{where} affine {_rows(label.affine)} but image {image.path} has {_rows(image.affine)} "
+            f"{where} affine {_rows(label_affine)} but image {image.path} has {_rows(image_affine)} "
             f"(largest difference {worst:.4g} mm); expected the same voxel-to-world mapping within "
             f"{tolerance_mm:g} mm (different origin or orientation?)"
         )

@@ -102,6 +102,8 @@ class Volume(ABC):
     """The voxel-to-world ``(4, 4)`` matrix, for formats that store one (NIfTI)."""
     reorientation: Reorientation | None = None
     """How the stored array is permuted and flipped on reading (:meth:`reorient`); ``None``: as stored."""
+    read_in: str | None = None
+    """The axis codes :meth:`reorient` was asked for (also when they are the stored ones)."""
     _what: str = "volume"
 
     def __init__(
@@ -207,6 +209,7 @@ class Volume(ABC):
         change = Reorientation.between(source, target)
         if slice_axis is not None:
             self.slice_axis = slice_axis % 3
+        self.read_in = target
         self.reorientation = None if change.is_identity else change
         shape = change.shape(self.stored_shape)
         self._set_grid(shape, change.spacing(self._stored_zooms))
