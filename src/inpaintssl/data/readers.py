@@ -163,10 +163,14 @@ class Volume(ABC):
         """
         if self.reorientation is not None:
             return self.reorientation.source
-        affine = self.world_affine
-        if len(self.shape) < 3 or affine is None:
-            return None
-        return axis_codes(affine)
+        if "_stored_codes" not in self.__dict__:
+            # Asked once per training slice when a run records its orientations: computed once.
+            affine = self.world_affine
+            self.__dict__["_stored_codes"] = (
+                None if len(self.shape) < 3 or affine is None else axis_codes(affine)
+            )
+        codes: str | None = self.__dict__["_stored_codes"]
+        return codes
 
     @property
     def orientation(self) -> str | None:
