@@ -19,11 +19,13 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.orientation import check_axis_codes, training_orientations
 from inpaintssl.data.views import (
     ConcatSlices,
     FitToSize,
     ImagesOnly,
     Subset,
+    slice_orientation_of,
     slice_shape_of,
     slice_spacing_of,
 )
@@ -81,6 +83,8 @@ def _check_item(ds: SliceDataset, index: int) -> dict[str, Any]:
     # What the dataset tells without reading an item is what the item holds.
     assert slice_shape_of(ds, index) == tuple(image.shape[-2:])
     assert slice_spacing_of(ds, index) == pytest.approx(tuple(spacing[:2].tolist()), rel=1e-12)
+    codes = slice_orientation_of(ds, index)  # unknown (None) or three valid axis codes
+    assert codes is None or check_axis_codes(codes, where="slice_orientation") == codes
     if ds.labelled:
         label = item["label"]
         assert label.dtype == torch.float32 and label.shape == (ds.num_classes, *image.shape[1:])
@@ -132,3 +136,5 @@ def test_views_tell_shape_and_spacing_as_their_items_hold_them(name: str, tmp_pa
             spacing = torch.as_tensor(item["spacing"], dtype=torch.float64)[:2].tolist()
             assert slice_shape_of(view, index) == tuple(item["image"].shape[-2:]), kind
             assert slice_spacing_of(view, index) == pytest.approx(tuple(spacing), rel=1e-12), kind
+        # Views keep the orientation of the volume a slice comes from.
+        assert set(training_orientations(view)) == set(training_orientations(ds)), kind

@@ -659,6 +659,12 @@ def test_no_inputs_matched(softmax_run: Path, tmp_path: Path) -> None:
 
 # The two-step model labels far too much, the cut rows too: the warning is right, and not this test's concern.
 @pytest.mark.filterwarnings("ignore:input .* on the edges where its slices were cropped")
+def _train_set(run: Path) -> Any:
+    train = build_datasets(_data_config(run), stage="finetune", seed=0, size_multiple=4).train
+    assert train is not None
+    return train
+
+
 def test_mni152_run_predicts_in_the_templates_display_orientation(tmp_path: Path) -> None:
     # The demo dataset shows axial slices transposed and flipped; predict must undo that.
     run = issl.finetune(
@@ -671,10 +677,21 @@ def test_mni152_run_predicts_in_the_templates_display_orientation(tmp_path: Path
     ).run_dir
     template = load_template(0.5)
     scan = tmp_path / "mni.nii.gz"
-    nib.save(nib.Nifti1Image(template.image, np.diag([*template.spacing, 1.0])), scan)
-    predict(run, scan, output=tmp_path / "pred", device="cpu", progress=False)
+    as_trained = nib.Nifti1Image(template.image, np.diag([*template.spacing, 1.0]))
+    nib.save(as_trained, scan)
+    nib.save(stored_as(as_trained, "PIL"), tmp_path / "mni_pil.nii.gz")  # another converter's order
+    with warnings.catch_warnings():
+        # Two steps of training label the whole crop, its cut edges too; that warning is not tested here.
+        warnings.filterwarnings("ignore", message=r".* on the edges where its slices were cropped")
+        report = predict(run, [scan, tmp_path / "mni_pil.nii.gz"], output=tmp_path / "pred", progress=False)
+    assert json.loads((run / "manifest.json").read_text())["orientations"] == {"RAS": len(_train_set(run))}
+    assert [c.reoriented_to for c in report.cases] == [None, "RAS"]
     seg, _, _ = _nifti(tmp_path / "pred" / "mni_seg.nii.gz")
     assert seg.shape == template.image.shape
+    other = np.asarray(nib.load(tmp_path / "pred" / "mni_pil_seg.nii.gz").dataobj)
+    assert np.array_equal(
+        other, np.asarray(stored_as(nib.Nifti1Image(seg, as_trained.affine), "PIL").dataobj)
+    )
     model = load_model(run)
     val = build_datasets(_data_config(run), stage="finetune", seed=0, size_multiple=4).val
     for i in (0, len(val) // 2, len(val) - 1):

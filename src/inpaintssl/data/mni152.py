@@ -294,6 +294,15 @@ class MNI152Dataset(SliceDataset):
         row, col, _ = self._spacings[index]
         return row, col
 
+    def slice_orientation(self, index: int) -> str:
+        """``RAS``: every slice is cut from the template in its stored RAS voxel order.
+
+        A run records it (:mod:`~inpaintssl.data.orientation`), so ``predict`` reads a brain
+        stored in any other axis order in the template's before showing its slices in display
+        orientation.
+        """
+        return "RAS"
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item: dict[str, Any] = {
             "image": torch.from_numpy(self._images[index].copy()),
