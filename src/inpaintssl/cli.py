@@ -195,6 +195,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         large_slices=args.large_slices,
         overlap=args.overlap,
         orientation=args.orientation,
+        resample=args.resample,
     )
     cases = report.cases
     print(
@@ -420,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--overlap", type=float, default=0.5, help="share of a sliding window its neighbours overlap"
+    )
+    p.add_argument(
+        "--resample",
+        default="off",
+        choices=["off", "outside"],
+        help="outside: resample scans whose in-plane spacing lies outside the run's training range to "
+        "the nearest spacing in it (and the labels back); off: use them as they are, with a warning",
     )
     p.add_argument(
         "--orientation",

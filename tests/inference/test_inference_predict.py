@@ -407,6 +407,119 @@ def test_a_scan_at_another_resolution_is_predicted_with_a_warning(
     assert row["spacing_fits_training"] == str(not warned).lower()
 
 
+def _twice_as_fine(source_path: Path, target: Path) -> tuple[Any, np.ndarray]:
+    """``source_path`` at twice its in-plane resolution: each voxel repeated 2 x 2, half as large."""
+    source = nib.load(source_path)
+    fine = np.repeat(np.repeat(np.asarray(source.dataobj), 2, axis=0), 2, axis=1)
+    nib.save(nib.Nifti1Image(fine, source.affine @ np.diag([0.5, 0.5, 1.0, 1.0])), target)
+    return source, fine
+
+
+def _upsample_twice(values: np.ndarray, *, axis: int) -> np.ndarray:
+    """Linear interpolation to twice the samples along ``axis``, sample centres aligned (no corners)."""
+    n = values.shape[axis]
+    source = np.clip((np.arange(2 * n) + 0.5) / 2.0 - 0.5, 0.0, None)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, n - 1)
+    weight = (source - low).reshape([-1 if a == axis else 1 for a in range(values.ndim)])
+    return np.take(values, low, axis=axis) * (1 - weight) + np.take(values, high, axis=axis) * weight
+
+
+def test_a_finer_scan_is_resampled_to_the_training_spacing_and_labelled_on_its_own_grid(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # Scan "c" at twice the in-plane resolution: each voxel repeated 2 x 2, voxels half as large.
+    # Resampled to the run's 3 x 3.5 mm, bilinear averaging of each 2 x 2 block of equal values
+    # gives back the original slices exactly (z-scoring is unchanged by the repetition), so the
+    # network sees what it sees for "c" itself, and its labels come back onto the fine grid.
+    source, fine = _twice_as_fine(brains / "c.nii.gz", tmp_path / "fine.nii.gz")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*voxel spacing")  # resampled, not warned about
+        report = predict(
+            softmax_run,
+            [brains / "c.nii.gz", tmp_path / "fine.nii.gz"],
+            output=tmp_path / "p",
+            progress=False,
+            resample="outside",
+            probabilities=True,
+        )
+    coarse_case, fine_case = report.cases
+    assert coarse_case.resampled_to_mm is None  # at the training spacing: predicted as with "off"
+    assert fine_case.resampled_to_mm == (3.0, 3.5) and fine_case.spacing_fits_training is False
+    assert fine_case.shape == fine.shape
+    coarse, _, _ = _nifti(tmp_path / "p" / "c_seg.nii.gz")
+    seg, affine, _ = _nifti(tmp_path / "p" / "fine_seg.nii.gz")
+    assert np.array_equal(affine, source.affine @ np.diag([0.5, 0.5, 1.0, 1.0]))
+    # The fine probabilities are the coarse ones, bilinearly interpolated (a NumPy reference of the
+    # half-pixel-centred interpolation), and the labels their arg-max.
+    coarse_prob = np.asarray(nib.load(tmp_path / "p" / "c_prob.nii.gz").dataobj)
+    fine_prob = np.asarray(nib.load(tmp_path / "p" / "fine_prob.nii.gz").dataobj)
+    expected = _upsample_twice(_upsample_twice(coarse_prob, axis=0), axis=1)
+    assert np.abs(fine_prob - expected).max() < 1e-4
+    background = 1.0 - expected.sum(axis=-1)  # softmax: the K + 1 probabilities sum to one
+    assert (seg == np.concatenate([background[..., None], expected], axis=-1).argmax(axis=-1)).mean() > 0.999
+    repeated = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)
+    assert (seg == repeated).mean() > 0.9  # the coarse labels, but where interpolation moves a border
+    # Volumes are measured on the fine grid with its own voxel size: the labelled brain keeps its
+    # volume (a class one coarse voxel thin, here some of the CSF, can thin out under interpolation).
+    assert sum(fine_case.volumes_ml.values()) == pytest.approx(sum(coarse_case.volumes_ml.values()), rel=0.02)
+    (_, row) = _read_csv(tmp_path / "p" / "volumes.csv")
+    assert (row["resampled_to_mm"], row["spacing_fits_training"]) == ("3x3.5", "false")
+
+    # Without resampling, the fine scan is the anatomy at twice the size: warned, and worse.
+    with pytest.warns(UserWarning, match=r"fine\.nii\.gz: in-plane voxel spacing 1\.5 x 1\.75 mm"):
+        as_is = predict(softmax_run, tmp_path / "fine.nii.gz", output=tmp_path / "q", progress=False)
+    assert as_is.cases[0].resampled_to_mm is None
+    unresampled, _, _ = _nifti(tmp_path / "q" / "fine_seg.nii.gz")
+    assert (unresampled == repeated).mean() < (seg == repeated).mean()
+
+
+def test_a_cropped_run_resamples_the_probabilities_its_crop_kept(
+    crop_run_4d: Path, brains: Path, tmp_path: Path
+) -> None:
+    # The 2-channel run crops 48x56 slices to 48x48 and has sigmoid heads: outside the crop the
+    # probabilities are 0, and the fine grid gets all of them interpolated.
+    _, fine = _twice_as_fine(brains / "c_4d.nii.gz", tmp_path / "fine.nii.gz")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".* on the edges where its slices were cropped")
+        report = predict(
+            crop_run_4d,
+            [brains / "c_4d.nii.gz", tmp_path / "fine.nii.gz"],
+            output=tmp_path / "p",
+            progress=False,
+            resample="outside",
+            probabilities=True,
+        )
+    assert [c.resampled_to_mm for c in report.cases] == [None, (3.0, 3.5)]
+    coarse_prob = np.asarray(nib.load(tmp_path / "p" / "c_4d_prob.nii.gz").dataobj)
+    expected = _upsample_twice(_upsample_twice(coarse_prob, axis=0), axis=1)
+    fine_prob = np.asarray(nib.load(tmp_path / "p" / "fine_prob.nii.gz").dataobj)
+    assert fine_prob.shape == (*fine.shape[:3], len(CLASSES))
+    assert np.abs(fine_prob - expected).max() < 1e-4
+    seg, _, _ = _nifti(tmp_path / "p" / "fine_seg.nii.gz")
+    # Sigmoid heads: the most probable class above 0.5, else background.
+    above = np.where(expected > 0.5, expected, -1.0)
+    labels = np.where(above.max(axis=-1) > 0, above.argmax(axis=-1) + 1, 0)
+    assert (seg == labels).mean() > 0.999
+
+
+def test_resampling_needs_a_run_that_kept_the_pixel_grid_and_its_spacing(
+    resize_run: Path, softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    scan = brains / "c.nii.gz"
+    with pytest.raises(ValueError, match=r"resample='outside' needs a run that kept the pixel grid"):
+        predict(resize_run, scan, output=tmp_path / "p", progress=False, resample="outside")
+    with pytest.raises(ValueError, match=r"resample='sometimes' is not a valid option: expected 'off' or"):
+        predict(softmax_run, scan, output=tmp_path / "p", progress=False, resample="sometimes")
+    older = shutil.copytree(softmax_run, tmp_path / "older")  # a run from before spacing was recorded
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["in_plane_spacing_mm"]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"needs the training spacing, but .*older recorded none"):
+        predict(older, scan, output=tmp_path / "p", progress=False, resample="outside")
+    assert not (tmp_path / "p").exists()
+
+
 def test_evaluate_on_data_at_another_resolution_warns(
     softmax_run: Path, brains: Path, tmp_path: Path
 ) -> None:

@@ -74,6 +74,23 @@ class SpacingRange:
             for value, low, high in zip(pair, self.smallest, self.largest)
         )
 
+    def nearest(self, spacing: tuple[float, float]) -> tuple[float, float]:
+        """The spacing in the range closest to ``spacing``, in ``spacing``'s axis order.
+
+        The finer axis is clamped to the range of the finer axes seen, the coarser to that of the
+        coarser ones; a spacing inside the range is returned as is.
+
+        Example:
+            >>> SpacingRange.of([(0.5, 0.5), (0.6, 0.7)]).nearest((1.0, 0.4))
+            (0.7, 0.5)
+        """
+        first, second = (float(v) for v in spacing)
+        swapped = first > second
+        finer, coarser = (second, first) if swapped else (first, second)
+        finer = min(max(finer, self.smallest[0]), self.largest[0])
+        coarser = min(max(coarser, self.smallest[1]), self.largest[1])
+        return (coarser, finer) if swapped else (finer, coarser)
+
     def describe(self) -> str:
         """``0.5 x 0.5 mm``, or ``0.5 x 0.5 to 0.55 x 0.6 mm`` for a range."""
         low = f"{self.smallest[0]:.3g} x {self.smallest[1]:.3g}"

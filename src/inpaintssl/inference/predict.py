@@ -23,11 +23,13 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   the ``ct`` dataset stacks its HU windows as channels and z-scores each over the case (sec. 2.2).
   Runs on ``mni152`` (the demo) z-score per volume and slice axially in the template's display
   orientation; runs on ``skmtea`` z-score per volume, so give them the root-sum-of-squares image
-  of the two echoes; ``synthetic`` runs take values as stored. Inputs must have the resolution
-  the model was trained at: nothing is resampled across scans. A scan whose in-plane spacing lies
-  more than 20 % outside the range the run recorded (:mod:`inpaintssl.data.spacing`) is predicted
-  with a warning naming both. A run on a plugin dataset (or a checkpoint without its run
-  folder) is predicted with per-volume z-scoring and a warning.
+  of the two echoes; ``synthetic`` runs take values as stored. A run on a plugin dataset (or a
+  checkpoint without its run folder) is predicted with per-volume z-scoring and a warning.
+- **Resolution.** A scan whose in-plane spacing lies more than 20 % outside the range the run
+  recorded (:mod:`inpaintssl.data.spacing`) is predicted at its own spacing with a warning
+  naming both (``resample="off"``), or, with ``resample="outside"``, its slices are resampled
+  in-plane (bilinear, after z-scoring) to the nearest spacing in the range, and the class
+  probabilities are resampled back to its own grid before they become labels.
 - **Slice size.** Every slice is cropped/padded (centred) or resized to ``data.image_size``
   with ``data.resize_mode``, exactly as :class:`~inpaintssl.data.views.FitToSize` did in
   training (:func:`~inpaintssl.data.preprocess.fit_to_size`). Without ``image_size``, slices
@@ -131,6 +133,8 @@ _DICOM = (".dcm",)
 _GLOB_CHARS = frozenset("*?[")
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+Resample = Literal["off", "outside"]
+"""Whether :func:`predict` resamples scans whose in-plane spacing lies outside the run's range."""
 LargeSlices = Literal["crop", "sliding_window"]
 """What :func:`predict` does with slices larger than a ``crop_or_pad`` run's ``data.image_size``:
 ``crop`` to the centre as training did, or cover them with overlapping windows of that size."""
@@ -168,6 +172,8 @@ class CasePrediction:
             (after any resize to ``data.image_size``).
         spacing_fits_training: Whether ``spacing_mm`` lies within the run's recorded training
             range (:mod:`inpaintssl.data.spacing`); ``None`` when the run recorded none.
+        resampled_to_mm: The in-plane spacing the input's slices were resampled to before the
+            model saw them (``resample="outside"``), or ``None`` where they were not.
         orientation: The input's axis codes as stored (:mod:`inpaintssl.data.orientation`);
             ``None`` for inputs without patient geometry (NumPy, HDF5).
         reoriented_to: The axis codes the input was read in for the model (the training
@@ -186,6 +192,7 @@ class CasePrediction:
     spacing_fits_training: bool | None = None
     orientation: str | None = None
     reoriented_to: str | None = None
+    resampled_to_mm: tuple[float, float] | None = None
 
     @property
     def anatomy_cut_by_crop(self) -> bool:
@@ -495,6 +502,8 @@ class _Input:
     spacing: tuple[float, float] | None
     spacing_fits: bool | None
     orientation: str | None
+    resample_to: tuple[float, float] | None
+    """In-plane ``(row_mm, col_mm)`` of the dataset's slices to resample to; ``None``: as read."""
 
 
 def _prepare(
@@ -504,6 +513,7 @@ def _prepare(
     prep: _Preprocessing,
     key: str | None,
     spacing: Sequence[float] | None,
+    resample: Resample = "off",
 ) -> list[_Input]:
     """Open every input and check it fits the model before any prediction is made."""
     trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
@@ -522,12 +532,26 @@ def _prepare(
             )
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
+        resample_to: tuple[float, float] | None = None
         if trained is not None and seen is not None:
             fits = trained.fits(seen)
-            if not fits:
+            if not fits and resample == "outside":
+                # The slices' own spacing: without a resize to image_size it is what the model sees.
+                resample_to = trained.nearest(slice_spacing_of(dataset, 0))
+            elif not fits:
                 warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
-        prepared.append(_Input(case, path, volume, geometry, dataset, seen, fits, stored))
+        prepared.append(_Input(case, path, volume, geometry, dataset, seen, fits, stored, resample_to))
     return prepared
+
+
+def _resampled_grid(
+    grid: tuple[int, int], spacing: tuple[float, float], target: tuple[float, float]
+) -> tuple[int, int]:
+    """The slice size that covers the same field of view at the ``target`` spacing."""
+    return (
+        max(1, round(grid[0] * spacing[0] / target[0])),
+        max(1, round(grid[1] * spacing[1] / target[1])),
+    )
 
 
 def _orient(volume: Volume, prep: _Preprocessing) -> None:
@@ -573,8 +597,9 @@ def _spacing_message(path: Path, seen: tuple[float, float], trained: SpacingRang
     return (
         f"input {path}: in-plane voxel spacing {seen[0]:.3g} x {seen[1]:.3g} mm as the model sees it"
         f"{stated}, but the run trained on {trained.describe()} (more than {SPACING_TOLERANCE:.0%} "
-        "apart). predict resamples nothing, so the anatomy appears at another scale and the labels "
-        "and volumes are unreliable: resample the scan to the training spacing first"
+        "apart). Nothing was resampled, so the anatomy appears at another scale and the labels and "
+        "volumes are unreliable: predict with resample='outside' (--resample outside), or resample "
+        "the scan to the training spacing first"
     )
 
 
@@ -684,6 +709,12 @@ def _predict_case(
         indices = range(start, min(start + batch_size, len(dataset)))
         with _reading(item.path):
             planes = [dataset[i]["image"] for i in indices]
+        own_grid = (int(planes[0].shape[-2]), int(planes[0].shape[-1]))
+        if item.resample_to is not None:
+            # In-plane to the training spacing, bilinear; the probabilities come back the same way.
+            spacing = slice_spacing_of(dataset, indices[0])
+            resampled = _resampled_grid(own_grid, spacing, item.resample_to)
+            planes = [fit_to_size(p, resampled, mode="resize", kind="image") for p in planes]
         if prep.display:
             planes = [_to_display(p) for p in planes]
         grid = (int(planes[0].shape[-2]), int(planes[0].shape[-1]))
@@ -706,7 +737,7 @@ def _predict_case(
                 overlap=overlap,
             )
             hard = label_map(scores, activation=model.activation, threshold=0.5)
-            prob_maps = scores if probabilities else None
+            prob_maps = scores if probabilities or item.resample_to is not None else None
         elif resize_back:
             # Resample probabilities, not labels, so class borders move smoothly back to the input grid.
             on_model_grid = model.module.probabilities(logits)
@@ -723,7 +754,7 @@ def _predict_case(
                 cut_edges += int(edges.sum()) * len(planes)
                 on_cut_edges += ((hard > 0) & edges.to(hard.device)).sum()
             hard = fit_to_size(hard.to(torch.uint8), grid, mode="crop_or_pad", kind="label")
-            if probabilities:
+            if probabilities or item.resample_to is not None:
                 on_model_grid = model.module.probabilities(logits)
                 prob_maps = torch.stack(
                     [fit_to_size(p, grid, mode="crop_or_pad", kind="label") for p in on_model_grid]
@@ -731,6 +762,11 @@ def _predict_case(
         if prep.display:
             hard = _from_display(hard)
             prob_maps = None if prob_maps is None else _from_display(prob_maps)
+        if item.resample_to is not None:
+            assert prob_maps is not None  # computed on every path when resampling
+            scores = torch.stack([fit_to_size(p, own_grid, mode="resize", kind="image") for p in prob_maps])
+            hard = label_map(scores, activation=model.activation, threshold=0.5)
+            prob_maps = scores if probabilities else None
         hard_np = hard.to(torch.uint8).cpu().numpy()
         foreground = None
         if prob_maps is not None:
@@ -808,13 +844,17 @@ def _volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
         "cut_edge_share",
         "orientation",
         "reoriented_to",
+        "resampled_to_mm",
     ]
     writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *checks])
     for c in cases:
         spacing = "" if c.spacing_mm is None else f"{c.spacing_mm[0]:.6g}x{c.spacing_mm[1]:.6g}"
         fits = "" if c.spacing_fits_training is None else str(c.spacing_fits_training).lower()
         volumes = (repr(c.volumes_ml[n]) for n in names)
-        orientation = [c.orientation or "", c.reoriented_to or ""]
+        resampled = (
+            "" if c.resampled_to_mm is None else f"{c.resampled_to_mm[0]:.6g}x{c.resampled_to_mm[1]:.6g}"
+        )
+        orientation = [c.orientation or "", c.reoriented_to or "", resampled]
         writer.writerow(
             [c.case, str(c.source), *volumes, spacing, fits, f"{c.cut_edge_share:.4g}", *orientation]
         )
@@ -833,6 +873,24 @@ def _commit(staging: Path, output: Path) -> None:
         os.replace(staging / name, output / name)
     fsync_dir(output)
     staging.rmdir()
+
+
+def _check_resample(resample: str, model: _Model, prep: _Preprocessing) -> None:
+    check_option(resample, ("off", "outside"), field="resample")
+    if resample == "off":
+        return
+    if prep.image_size is not None and prep.resize_mode == "resize":
+        raise ValueError(
+            f"resample={resample!r} needs a run that kept the pixel grid, but {model.source} resized every "
+            f"slice to data.image_size={list(prep.image_size)}: the spacing it saw follows each scan's field "
+            "of view, which resampling does not change"
+        )
+    recorded = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
+    if recorded is None:
+        raise ValueError(
+            f"resample={resample!r} needs the training spacing, but {model.source} recorded none (a run "
+            "from before it was recorded, or a checkpoint without its run folder)"
+        )
 
 
 def _check_output(output: Path) -> None:
@@ -856,6 +914,7 @@ def predict(
     large_slices: LargeSlices = "crop",
     overlap: float = 0.5,
     orientation: str = "auto",
+    resample: Resample = "off",
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -885,6 +944,13 @@ def predict(
             stored), ``stored``, or axis codes such as ``"RAS"`` (:mod:`inpaintssl.data.orientation`).
             Inputs are permuted and flipped, never resampled, and the label maps are written on
             each input's own grid.
+        resample: ``off``: scans are used at their own voxel spacing, and one more than 20 %
+            outside the run's training range (:mod:`inpaintssl.data.spacing`) gets a warning.
+            ``outside``: such a scan's slices are resampled in-plane (bilinear) to the nearest
+            spacing in the range before the model sees them, and the class probabilities are
+            resampled back onto the scan's own grid before they become labels; scans within
+            the range are predicted exactly as with ``off``. Needs a run that keeps the pixel
+            grid (``crop_or_pad``, or no ``data.image_size``) and recorded its spacing.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -897,8 +963,9 @@ def predict(
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, NaN pixels, a missing HDF5
             key, ...). All three are ``ValueError`` subclasses.
-        ValueError: ``batch_size`` below 1, an unknown ``device`` or ``large_slices``, or
-            ``overlap`` outside ``[0, 1)``.
+        ValueError: ``batch_size`` below 1, an unknown ``device``, ``large_slices`` or
+            ``resample``, ``overlap`` outside ``[0, 1)``, or ``resample="outside"`` with a run that
+            resized its slices or recorded no spacing.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -915,7 +982,8 @@ def predict(
     target = resolve_device(device)
     model = _load_model(run_or_checkpoint, target)
     prep = _preprocessing(model.preprocessing, slice_axis=slice_axis, orientation=orientation)
-    prepared = _prepare(_expand(inputs), model=model, prep=prep, key=key, spacing=spacing)
+    _check_resample(resample, model, prep)
+    prepared = _prepare(_expand(inputs), model=model, prep=prep, key=key, spacing=spacing, resample=resample)
     amp_dtype = autocast_dtype(target, amp)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".predict.tmp", dir=out.parent))
@@ -953,6 +1021,7 @@ def predict(
                     spacing_fits_training=item.spacing_fits,
                     orientation=item.orientation,
                     reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
+                    resampled_to_mm=item.resample_to,
                 )
             )
             if done[-1].anatomy_cut_by_crop:
