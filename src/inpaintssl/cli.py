@@ -206,7 +206,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "volumes_csv": str(report.volumes_csv),
                 "classes": list(report.class_names),
                 # The cases a pipeline should look at (the warnings on stderr say why).
-                "spacing_outside_training": [c.case for c in cases if c.spacing_fits_training is False],
+                # Predicted at a spacing the run never saw (resampled cases were brought into it).
+                "spacing_outside_training": [
+                    c.case for c in cases if c.spacing_fits_training is False and c.resampled_to_mm is None
+                ],
                 "anatomy_cut_by_crop": [c.case for c in cases if c.anatomy_cut_by_crop],
             }
         )

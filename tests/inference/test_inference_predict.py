@@ -474,6 +474,21 @@ def test_a_finer_scan_is_resampled_to_the_training_spacing_and_labelled_on_its_o
     assert (unresampled == repeated).mean() < (seg == repeated).mean()
 
 
+def test_cli_predict_lists_only_scans_left_outside_the_training_spacing(
+    softmax_run: Path, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twice_as_fine(brains / "c.nii.gz", tmp_path / "fine.nii.gz")
+    argv = ["predict", str(softmax_run), str(tmp_path / "fine.nii.gz"), "--device", "cpu", "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli_main([*argv, "--output", str(tmp_path / "a")]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["spacing_outside_training"] == ["fine"]
+        assert cli_main([*argv, "--output", str(tmp_path / "b"), "--resample", "outside"]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["spacing_outside_training"] == []
+    (row,) = _read_csv(tmp_path / "b" / "volumes.csv")
+    assert row["resampled_to_mm"] == "3x3.5"
+
+
 def test_a_cropped_run_resamples_the_probabilities_its_crop_kept(
     crop_run_4d: Path, brains: Path, tmp_path: Path
 ) -> None:
