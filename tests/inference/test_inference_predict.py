@@ -958,3 +958,30 @@ def test_evaluate_on_volumes_in_another_orientation_warns(
         warnings.filterwarnings("error", message=".*orientation")
         table = issl.evaluate(softmax_run, aligned, split="test", device="cpu")
     assert table.select(level="image").rows == original.select(level="image").rows
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reorients_and_resamples_as_the_cpu(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
+    # A scan stored in another axis order at twice the resolution: reoriented on the host,
+    # resampled (and its probabilities resampled back) on the device.
+    _twice_as_fine(brains / "c.nii.gz", tmp_path / "fine.nii.gz")
+    nib.save(stored_as(nib.load(tmp_path / "fine.nii.gz"), "SPR"), tmp_path / "moved.nii.gz")
+    reports = {
+        device: predict(
+            softmax_run,
+            tmp_path / "moved.nii.gz",
+            output=tmp_path / device,
+            device=device,
+            amp="off",
+            progress=False,
+            resample="outside",
+        )
+        for device in ("cpu", "cuda")
+    }
+    cases = [(r.cases[0].reoriented_to, r.cases[0].resampled_to_mm) for r in reports.values()]
+    assert cases == [("ALS", (3.0, 3.5))] * 2
+    seg_cpu, affine_cpu, _ = _nifti(tmp_path / "cpu" / "moved_seg.nii.gz")
+    seg_gpu, affine_gpu, _ = _nifti(tmp_path / "cuda" / "moved_seg.nii.gz")
+    assert np.array_equal(affine_gpu, affine_cpu) and seg_gpu.shape == seg_cpu.shape
+    assert np.mean(seg_gpu != seg_cpu) < 0.005
