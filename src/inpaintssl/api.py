@@ -28,7 +28,7 @@ from inpaintssl.checkpoint import load_checkpoint
 from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
-from inpaintssl.data.orientation import training_orientations
+from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
 from inpaintssl.inference import ExportError as ExportError
@@ -173,12 +173,11 @@ def _warn_on_other_orientation(source: str | Path, dataset: Dataset[dict[str, An
     other = {codes: n for codes, n in seen.items() if codes not in trained}
     if not other:
         return
-    found = ", ".join(f"{codes}: {n} slices" for codes, n in other.items())
     warnings.warn(
         f"evaluate: the data's volumes are read in orientations the run {source} never trained on "
-        f"({found}; it trained on {', '.join(trained)}), so the model sees other planes or mirror "
-        "images and its scores measure that; read them in the training order (data.params.orientation "
-        "of the nifti and ct datasets)",
+        f"({describe_orientations(other)}; it trained on {', '.join(trained)}), so the model sees other "
+        "planes or mirror images and its scores measure that; read them in the training order "
+        "(data.params.orientation of the nifti and ct datasets)",
         stacklevel=3,
     )
 

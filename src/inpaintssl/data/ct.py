@@ -132,10 +132,7 @@ def ct_dataset(
             NumPy). ``None`` (default): as stored.
     """
     if orientation is not None:
-        try:
-            orientation = check_axis_codes(orientation, where="ct: orientation")
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
+        orientation = check_axis_codes(orientation, where="ct: orientation", error=DataError)
 
     def read(path: Path, ranks: Collection[int]) -> Volume:
         volume = open_volume(path, slice_axis=slice_axis, ranks=ranks)

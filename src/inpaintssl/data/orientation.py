@@ -48,6 +48,7 @@ __all__ = [
     "Reorientation",
     "axis_codes",
     "check_axis_codes",
+    "describe_orientations",
     "mixed_orientation_message",
     "training_orientations",
 ]
@@ -60,15 +61,18 @@ _WORLD_AXIS = MappingProxyType(
 )
 
 
-def check_axis_codes(codes: object, *, where: str) -> str:
+def check_axis_codes(codes: object, *, where: str, error: type[Exception] = ValueError) -> str:
     """``codes`` as three upper-case letters naming each world axis once, e.g. ``"RAS"``.
 
     Args:
         codes: The value to check (any case: ``"ras"`` is ``"RAS"``).
         where: The argument or field it came from, for the message.
+        error: The exception type to raise, for callers with their own (a ``ValueError``
+            subclass such as ``DataError``), as :func:`inpaintssl.options.check_option` takes.
 
     Raises:
-        ValueError: Not a string of three letters from ``R/L``, ``A/P`` and ``S/I``, one of each.
+        ValueError: (or ``error``) Not a string of three letters from ``R/L``, ``A/P`` and
+            ``S/I``, one of each.
 
     Example:
         >>> check_axis_codes("lps", where="orientation")
@@ -79,11 +83,11 @@ def check_axis_codes(codes: object, *, where: str) -> str:
         "points toward), such as 'RAS' or 'LPS'"
     )
     if not isinstance(codes, str) or len(codes) != 3:
-        raise ValueError(f"{where}={codes!r} is invalid; {expected}")
+        raise error(f"{where}={codes!r} is invalid; {expected}")
     upper = codes.upper()
     axes = [_WORLD_AXIS[c][0] if c in _WORLD_AXIS else None for c in upper]
     if None in axes or sorted(a for a in axes if a is not None) != [0, 1, 2]:
-        raise ValueError(f"{where}={codes!r} is invalid; {expected}")
+        raise error(f"{where}={codes!r} is invalid; {expected}")
     return upper
 
 
@@ -244,6 +248,11 @@ def training_orientations(dataset: SliceDataset) -> dict[str, int]:
     return {str(codes): n for codes, n in counts.most_common()}
 
 
+def describe_orientations(counts: Mapping[str, int]) -> str:
+    """``"LAS: 120 slices, ASL: 40 slices"``: slice counts per orientation, for messages."""
+    return ", ".join(f"{codes}: {n} slices" for codes, n in counts.items())
+
+
 def mixed_orientation_message(counts: Mapping[str, int], *, where: str) -> str | None:
     """A warning for slices from volumes in more than one orientation, or ``None`` for one (or none).
 
@@ -255,9 +264,9 @@ def mixed_orientation_message(counts: Mapping[str, int], *, where: str) -> str |
     """
     if len(counts) < 2:
         return None
-    seen = ", ".join(f"{codes}: {n} slices" for codes, n in counts.items())
     return (
-        f"{where}: the training slices come from volumes in {len(counts)} orientations ({seen}), so one "
+        f"{where}: the training slices come from volumes in {len(counts)} orientations "
+        f"({describe_orientations(counts)}), so one "
         "slice_axis cuts them along different anatomical planes or flips them, and the network learns "
         "each as different anatomy; read every volume in one axis order (data.params.orientation of "
         "the nifti and ct datasets, e.g. RAS) or convert the files"

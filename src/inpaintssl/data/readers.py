@@ -194,10 +194,7 @@ class Volume(ABC):
             DataError: The file states no orientation (see :attr:`stored_orientation`), or
                 ``target`` is not an axis code, or ``slice_axis`` not one of 0, 1, 2.
         """
-        try:
-            target = check_axis_codes(target, where="orientation")
-        except ValueError as exc:
-            raise DataError(f"{self._what} {self.path}: {exc}") from exc
+        target = check_axis_codes(target, where=f"{self._what} {self.path}: orientation", error=DataError)
         if slice_axis is not None and not -3 <= slice_axis < 3:
             raise DataError(
                 f"{self._what} {self.path}: slice_axis={slice_axis} is not one of the axes 0, 1, 2"
@@ -209,7 +206,9 @@ class Volume(ABC):
                 f"(shape {self.stored_shape}; a 3D volume with a voxel-to-world affine is needed: NIfTI, "
                 "or DICOM with ImageOrientationPatient and ImagePositionPatient)"
             )
-        stored_affine = self._stored_world_affine()
+        # Kept from the first call, before any reorientation changed the affine.
+        stored_affine = self.__dict__.setdefault("_stored_world_affine", self.world_affine)
+        assert stored_affine is not None  # stored_orientation is known
         change = Reorientation.between(source, target)
         if slice_axis is not None:
             self.slice_axis = slice_axis % 3
@@ -218,15 +217,6 @@ class Volume(ABC):
         shape = change.shape(self.stored_shape)
         self._set_grid(shape, change.spacing(self._stored_zooms))
         self._set_world_affine(change.affine(stored_affine, self.stored_shape))
-
-    def _stored_world_affine(self) -> np.ndarray:
-        affine = self.world_affine
-        assert affine is not None  # stored_orientation is known
-        if self.reorientation is None:
-            return affine
-        # Undo the current reorientation: the stored affine maps stored indices.
-        undo = Reorientation.between(self.reorientation.target, self.reorientation.source)
-        return undo.affine(affine, self.shape)
 
     def _set_world_affine(self, affine: np.ndarray) -> None:
         self.affine = affine

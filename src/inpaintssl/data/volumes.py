@@ -302,10 +302,7 @@ def nifti_dataset(
             axis. ``None`` (default): as stored.
     """
     if orientation is not None:
-        try:
-            orientation = check_axis_codes(orientation, where="nifti: orientation")
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
+        orientation = check_axis_codes(orientation, where="nifti: orientation", error=DataError)
     common = (split, labelled, cases, root, class_names, label_values, normalize)
     return _volume_dataset(
         "nifti",

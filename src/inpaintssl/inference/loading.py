@@ -414,10 +414,9 @@ def _read_orientations(run: RunFolder, manifest: Mapping[str, Any]) -> dict[str,
         ) from exc
 
 
-def _read_spacing(run: RunFolder, manifest: Mapping[str, Any] | None = None) -> SpacingRange | None:
+def _read_spacing(run: RunFolder, manifest: Mapping[str, Any]) -> SpacingRange | None:
     """The training spacing a run's ``manifest.json`` recorded (runs before it was recorded: none)."""
-    document = _read_manifest(run) if manifest is None else manifest
-    recorded = document.get("in_plane_spacing_mm")
+    recorded = manifest.get("in_plane_spacing_mm")
     if recorded is None:
         return None
     try:
@@ -439,7 +438,7 @@ def recorded_spacing(run_or_checkpoint: str | Path) -> SpacingRange | None:
         inpaintssl.checkpoint.CheckpointError: The manifest is unreadable or its record damaged.
     """
     run = _run_of(Path(run_or_checkpoint))
-    return None if run is None else _read_spacing(run)
+    return None if run is None else _read_spacing(run, _read_manifest(run))
 
 
 def recorded_orientations(run_or_checkpoint: str | Path) -> dict[str, int]:

@@ -536,8 +536,8 @@ def _prepare(
         if trained is not None and seen is not None:
             fits = trained.fits(seen)
             if not fits and resample == "outside":
-                # The slices' own spacing: without a resize to image_size it is what the model sees.
-                resample_to = trained.nearest(slice_spacing_of(dataset, 0))
+                # Without a resize to image_size (_check_resample), ``seen`` is the slices' own spacing.
+                resample_to = trained.nearest(seen)
             elif not fits:
                 warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
         prepared.append(_Input(case, path, volume, geometry, dataset, seen, fits, stored, resample_to))
@@ -712,8 +712,8 @@ def _predict_case(
         own_grid = (int(planes[0].shape[-2]), int(planes[0].shape[-1]))
         if item.resample_to is not None:
             # In-plane to the training spacing, bilinear; the probabilities come back the same way.
-            spacing = slice_spacing_of(dataset, indices[0])
-            resampled = _resampled_grid(own_grid, spacing, item.resample_to)
+            assert item.spacing is not None  # the spacing the resampling was decided on
+            resampled = _resampled_grid(own_grid, item.spacing, item.resample_to)
             planes = [fit_to_size(p, resampled, mode="resize", kind="image") for p in planes]
         if prep.display:
             planes = [_to_display(p) for p in planes]
