@@ -339,3 +339,88 @@ def test_a_builtin_is_checked_for_a_shadowing_plugin_once_per_import_path(
     monkeypatch.syspath_prepend(str(tmp_path))  # a new place plugins could come from
     assert registry.get("thing") is object
     assert scans == ["thing", "thing"]
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRIES))
+def test_a_plugin_that_builds_the_wrong_type_is_refused_naming_it(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A class with none of the component's methods and no base class: what a plugin author gets
+    # by pointing the entry point at the wrong object, or forgetting to subclass.
+    _write_distribution(
+        tmp_path,
+        name="issl-wrong-type",
+        entry_points=f"""
+            [inpaintssl.{kind}]
+            wrong_type_test = issl_wrong_type:NotAComponent
+        """,
+        modules={
+            "issl_wrong_type": "class NotAComponent:\n    def __init__(self, **options):\n        pass\n"
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    registry = REGISTRIES[kind]
+    try:
+        with pytest.raises(TypeError) as info:
+            registry.build("wrong_type_test")
+    finally:
+        registry.unregister("wrong_type_test")
+        sys.modules.pop("issl_wrong_type", None)
+    message = str(info.value)
+    expected = registry.component_type()
+    assert f"{kind} 'wrong_type_test'" in message
+    assert "issl_wrong_type:NotAComponent from distribution issl-wrong-type" in message
+    assert (
+        f"built a issl_wrong_type:NotAComponent; expected a {expected.__module__}:{expected.__qualname__}"
+        in message
+    )
+
+
+def test_entries_with_check_call_a_class_of_the_wrong_type_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_distribution(
+        tmp_path,
+        name="issl-wrong-class",
+        entry_points="""
+            [inpaintssl.backbones]
+            not_a_module_test = issl_wrong_class:NotAModule
+            module_test = issl_wrong_class:AModule
+        """,
+        modules={
+            "issl_wrong_class": (
+                "import torch\nclass NotAModule:\n    pass\nclass AModule(torch.nn.Module):\n    pass\n"
+            )
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    registry = REGISTRIES["backbones"]
+    try:
+        entries = {e.name: e for e in registry.entries(check=True)}
+    finally:
+        for name in ("not_a_module_test", "module_test"):
+            registry.unregister(name)
+        sys.modules.pop("issl_wrong_class", None)
+    wrong = entries["not_a_module_test"]
+    assert wrong.status == "broken" and "not a torch.nn.modules.module:Module" in (wrong.reason or "")
+    assert entries["module_test"].status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "params"),
+    [
+        ("samplers", "random", {}),
+        ("samplers", "poisson_disc", {}),
+        ("pretext_tasks", "context_prediction", {"patch_size": 4, "bank_size": 1, "sampler": "random"}),
+        ("losses", "dice", {}),
+        ("transfer_strategies", "encoder", {}),
+        ("backbones", "unet2d", {"in_channels": 1, "out_channels": 1, "depth": 2, "base_width": 2}),
+    ],
+)
+def test_builtins_build_their_registrys_component_type(
+    kind: str, name: str, params: dict[str, object]
+) -> None:
+    registry = REGISTRIES[kind]
+    assert isinstance(registry.build(name, **params), registry.component_type())

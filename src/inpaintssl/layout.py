@@ -83,6 +83,7 @@ class RunFolder:
     RECONSTRUCTIONS: ClassVar[str] = "reconstructions"
     VAL_INPAINTING: ClassVar[str] = "val_inpainting.csv"
     TEST_METRICS: ClassVar[str] = "test_metrics.csv"
+    DATA_CHECK: ClassVar[str] = "data_check.json"
     LOCK: ClassVar[str] = ".inpaintssl.lock"
     NAMES: ClassVar[tuple[str, ...]] = (
         CONFIG,
@@ -95,6 +96,7 @@ class RunFolder:
         RECONSTRUCTIONS,
         VAL_INPAINTING,
         TEST_METRICS,
+        DATA_CHECK,
         LOCK,
     )
     """Every fixed name above (``best``/``last`` are the checkpoint choices, not listed)."""
@@ -121,6 +123,7 @@ class RunFolder:
     reconstructions = _Entry(RECONSTRUCTIONS, "pretraining's per-epoch restoration images")
     val_inpainting = _Entry(VAL_INPAINTING, "pretraining's per-image inpainting L2 norms")
     test_metrics = _Entry(TEST_METRICS, "fine-tuning's test-split Dice table")
+    data_check = _Entry(DATA_CHECK, "the data files the pre-flight check passed, for a resume to skip")
     lock = _Entry(LOCK, "present while a run writes the folder")
 
     def checkpoint(self, which: Literal["best", "last"]) -> Path:

@@ -300,10 +300,16 @@ class Registry(Generic[T]):
         ``TypeError`` included) propagates unchanged, with its own traceback, because it is a
         problem inside the component, not in what was passed.
 
+        What the factory returns must be an instance of the registry's :meth:`component_type`
+        (a backbone an ``nn.Module``, a sampler an object with ``sample``, ...), so a plugin that
+        builds something else fails here, named, not at its first use deep inside a run.
+
         Raises:
             KeyError: Unknown name (see :meth:`get`).
             TypeError: If ``params`` do not fit the factory's signature; the message names the
-                component, the parameters given and those it accepts.
+                component, the parameters given and those it accepts. Or if the factory built
+                something other than the registry's component type; the message names the
+                factory (and the plugin's distribution), what it built and what was expected.
 
         Example:
             >>> reg: Registry[object] = Registry("gadgets")
@@ -320,7 +326,22 @@ got an unexpected keyword argument 'rihgt'
         """
         factory = self.get(name)
         self._bind(name, factory, params)
-        return factory(**params)
+        built = factory(**params)
+        expected = self.component_type()
+        if not isinstance(built, expected):
+            raise TypeError(
+                f"{self.kind} {name!r} ({self._origin(name, factory)}) built a {_qualname(type(built))}; "
+                f"expected a {_qualname(expected)} (the type every {self.kind} factory returns)"
+            )
+        return built
+
+    def _origin(self, name: str, factory: Callable[..., T]) -> str:
+        if name in self._builtins:
+            return f"built-in {_qualname(factory)}"
+        eps = self._entry_points(name)
+        if not eps:
+            return _qualname(factory)
+        return f"plugin {eps[0].value} from distribution {_distribution_name(eps[0])}"
 
     def _bind(self, name: str, factory: Callable[..., T], params: dict[str, Any]) -> None:
         try:
@@ -393,9 +414,15 @@ got an unexpected keyword argument 'rihgt'
 
     def _checked(self, row: RegistryEntry, ep: EntryPoint) -> RegistryEntry:
         try:
-            self._load_plugin(ep)
+            factory = self._load_plugin(ep)
         except PluginLoadError as exc:
             return dataclasses.replace(row, status="broken", reason=exc.reason)
+        # A class can be checked without building it; a factory function only by calling it
+        # (build() does), which needs its parameters.
+        expected = self.component_type()
+        if isinstance(factory, type) and not issubclass(factory, expected):
+            reason = f"is a class that is not a {_qualname(expected)}: build() would refuse it"
+            return dataclasses.replace(row, status="broken", reason=reason)
         return dataclasses.replace(row, status="ok")
 
     def __contains__(self, name: object) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import nibabel as nib
@@ -13,8 +16,9 @@ import pytest
 import inpaintssl as issl
 from inpaintssl.config import DataConfig
 from inpaintssl.data import DataError, build_datasets
+from inpaintssl.data import preflight as preflight_module
 from inpaintssl.data.base import SliceDataset
-from inpaintssl.data.preflight import check_same_geometry, preflight
+from inpaintssl.data.preflight import CaseCheck, check_same_geometry, preflight
 from inpaintssl.data.readers import NiftiVolume, NumpyVolume
 from inpaintssl.data.volumes import hdf5_dataset, nifti_dataset, numpy_dataset
 
@@ -272,3 +276,146 @@ def test_hdf5_dataset_is_checked_per_case(tmp_path: Path) -> None:
     dataset = hdf5_dataset(split="train", cases={"train": "a.h5"}, root=tmp_path, class_names=CLASSES)
     with pytest.raises(DataError, match=r"label .*a\.h5 slice 1: label values \[5\]"):
         preflight({"train": dataset}, progress=False)
+
+
+# -- a resumed run reads again only what changed --------------------------------------------------
+
+
+def _three_sets(root: Path) -> dict[str, SliceDataset | None]:
+    """Each split as a new process would build it (no statistics cached from an earlier check)."""
+    cases = {
+        split: {"image": f"{split}.nii.gz", "label": f"{split}_seg.nii.gz"}
+        for split in ("train", "val", "test")
+    }
+    return {s: nifti_dataset(split=s, cases=cases, root=root, class_names=CLASSES) for s in cases}
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    original = NiftiVolume.read
+
+    def counting_read(self: NiftiVolume, index: int) -> np.ndarray:
+        reads.append(self.path.name)
+        return original(self, index)
+
+    monkeypatch.setattr(NiftiVolume, "read", counting_read)
+    return reads
+
+
+def test_cases_whose_files_are_unchanged_are_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _nifti_cases(tmp_path)
+    first = preflight(_three_sets(tmp_path), progress=False)
+    reads = _count_reads(monkeypatch)
+
+    again = preflight(_three_sets(tmp_path), progress=False, passed=first.passed)
+
+    assert (first.cases, first.skipped) == (3, 0)
+    assert (again.cases, again.skipped) == (0, 3)
+    assert reads == []
+    assert again.passed == first.passed
+    # Each case's fingerprint names its image and label file with their sizes on disk.
+    for split in ("train", "val", "test"):
+        (what,) = [w for w in first.passed if f"'{split}'" in w]
+        files = [tmp_path / f"{split}.nii.gz", tmp_path / f"{split}_seg.nii.gz"]
+        assert [(name, size) for name, size, _ in first.passed[what]] == [
+            (str(f), f.stat().st_size) for f in files
+        ]
+
+
+def test_a_file_changed_since_the_check_is_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _nifti_cases(tmp_path)
+    first = preflight(_three_sets(tmp_path), progress=False)
+    bad = _label(1)
+    bad[2, 3, 1] = 7  # not a class
+    _save_nifti(tmp_path / "val_seg.nii.gz", bad)
+
+    with pytest.raises(DataError, match=r"label .*val_seg\.nii\.gz slice 1: label values \[7\]"):
+        preflight(_three_sets(tmp_path), progress=False, passed=first.passed)
+
+    # Only touching a file (same bytes, new modification time) also makes its case read again.
+    _save_nifti(tmp_path / "val_seg.nii.gz", _label(1))
+    second = preflight(_three_sets(tmp_path), progress=False)
+    stat = (tmp_path / "test.nii.gz").stat()
+    os.utime(tmp_path / "test.nii.gz", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    reads = _count_reads(monkeypatch)
+    third = preflight(_three_sets(tmp_path), progress=False, passed=second.passed)
+    assert (third.cases, third.skipped) == (1, 2)
+    assert set(reads) == {"test.nii.gz", "test_seg.nii.gz"}
+
+
+def test_a_vanished_file_is_never_taken_as_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _nifti_cases(tmp_path)
+    sets = _three_sets(tmp_path)  # opened while every file is there; the readers keep what they read
+    first = preflight(sets, progress=False)
+    (tmp_path / "train_seg.nii.gz").unlink()
+    reads = _count_reads(monkeypatch)
+
+    again = preflight(sets, progress=False, passed=first.passed)
+
+    assert (again.cases, again.skipped) == (1, 2)
+    assert set(reads) == {"train.nii.gz", "train_seg.nii.gz"}
+    assert not [what for what in again.passed if "'train'" in what]
+
+
+def test_checks_that_name_no_files_always_run() -> None:
+    import torch
+
+    runs: list[str] = []
+
+    class Checked(SliceDataset):
+        volume_ids: ClassVar[list[str]] = ["v0"]
+
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return {"image": torch.zeros(1, 4, 4), "volume_id": "v0", "slice_index": 0}
+
+        def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+            return [CaseCheck("plugin case v0", lambda: runs.append("v0"))]
+
+    first = preflight({"train": Checked()}, progress=False)
+    again = preflight({"train": Checked()}, progress=False, passed={"plugin case v0": []})
+    assert runs == ["v0", "v0"]
+    assert first.passed == again.passed == {}
+    assert (again.cases, again.skipped) == (1, 0)
+
+
+def test_resumed_finetuning_rechecks_only_changed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = _nifti_cases(tmp_path)
+    data: dict[str, Any] = {
+        "dataset": "nifti",
+        "image_size": [16, 16],
+        "params": {"cases": cases, "root": str(tmp_path), "class_names": CLASSES},
+    }
+    config = _finetune_config(tmp_path, data)
+    issl.finetune(config)
+    record = json.loads((tmp_path / "run" / "data_check.json").read_text())
+    assert sorted(what.split()[2] for what in record["passed"]) == ["'test'", "'train'", "'val'"]
+
+    resumed = {**config, "optim": {**config["optim"], "max_epochs": 2}}
+    resumed["run"] = {**config["run"], "resume": True}
+    bad = _label(1)
+    bad[0, 0, 3] = 9
+    _save_nifti(tmp_path / "val_seg.nii.gz", bad)
+    with pytest.raises(DataError, match=r"val_seg\.nii\.gz slice 3: label values \[9\]"):
+        issl.finetune(resumed)
+
+    _save_nifti(tmp_path / "val_seg.nii.gz", _label(1))
+    checked: list[int] = []
+    original = preflight_module.preflight
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        report = original(*args, **kwargs)
+        checked.append(report.cases)
+        return report
+
+    monkeypatch.setattr("inpaintssl.training.stages.preflight", spy)
+    issl.finetune(resumed)
+    assert checked == [1]  # the rewritten val case; train and test were not read again

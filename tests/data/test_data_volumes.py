@@ -245,3 +245,33 @@ def test_labelled_without_class_names(tmp_path: Path) -> None:
     spec = _write("npy", tmp_path)
     with pytest.raises(DataError, match="labelled=True needs class_names"):
         _build(spec, tmp_path, class_names=())
+
+
+@pytest.mark.parametrize(
+    ("unit", "mm_per_unit"), [("meter", 1000.0), ("micron", 0.001), ("mm", 1.0), ("unknown", 1.0)]
+)
+def test_nifti_geometry_is_in_mm_whatever_unit_the_header_states(
+    tmp_path: Path, unit: str, mm_per_unit: float
+) -> None:
+    import nibabel as nib
+
+    from inpaintssl.data.preflight import check_same_geometry
+    from inpaintssl.data.readers import NiftiVolume
+
+    in_mm = np.array([[0.0, -0.8, 0.0, 90.0], [0.9, 0.0, 0.0, -120.0], [0.0, 0.0, 3.0, -70.0], [0, 0, 0, 1]])
+    in_unit = in_mm.copy()
+    in_unit[:3] /= mm_per_unit
+    image = nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), in_unit)
+    image.header.set_xyzt_units(unit)
+    nib.save(image, tmp_path / "scan.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.uint8), in_mm), tmp_path / "seg_mm.nii.gz")
+
+    volume = NiftiVolume(tmp_path / "scan.nii.gz")
+
+    # Stored axes x, y, z are 0.9, 0.8 and 3 mm apart (the columns' lengths of the mm affine).
+    assert np.allclose(volume.spacing, (0.9, 0.8, 3.0))
+    assert np.allclose(volume.affine, in_mm)
+    assert np.allclose(volume.file_affine, in_unit)
+    assert volume.stored_orientation == "ALS"  # as nibabel.aff2axcodes(in_mm) says
+    # The same grid, stated in mm by its label, is the same grid.
+    check_same_geometry(volume, NiftiVolume(tmp_path / "seg_mm.nii.gz", ranks={3}))

@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointError
@@ -31,7 +33,14 @@ from inpaintssl.config import DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.mni152 import load_template
 from inpaintssl.inference.loading import load_model, recorded_spacing
-from inpaintssl.inference.predict import CUT_EDGE_WARN_SHARE, PredictionError, label_map, predict
+from inpaintssl.inference.predict import (
+    CUT_EDGE_WARN_SHARE,
+    PredictionError,
+    _case_names,
+    _stem,
+    label_map,
+    predict,
+)
 from nifti_helpers import stored_as
 
 CLASSES = ("csf", "gm", "wm")
@@ -349,6 +358,87 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
     rows = _read_csv(out / "volumes.csv")
     assert [r["case"] for r in rows] == ["c_nii", "c_npy", "c_h5"]
     assert len({r["gm_ml"] for r in rows}) == 1
+
+
+def test_inputs_with_one_name_never_write_over_each_other(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(brains / "c.nii.gz", tmp_path / "one" / "scan.nii.gz")
+    shutil.copy(brains / "a.nii.gz", tmp_path / "two" / "scan.nii.gz")
+    np.save(tmp_path / "one" / "scan.npy", np.asarray(nib.load(brains / "b.nii.gz").dataobj))
+    out = tmp_path / "pred"
+    inputs = [
+        tmp_path / "one" / "scan.nii.gz",
+        tmp_path / "two" / "scan.nii.gz",
+        tmp_path / "one" / "scan.npy",
+    ]
+
+    report = predict(softmax_run, inputs, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25))
+
+    names = [c.case for c in report.cases]
+    assert names == ["one_scan_nii_gz", "two_scan", "one_scan_npy"]
+    assert len({c.segmentation for c in report.cases}) == 3
+    # Each file holds its own scan's labels: the same as predicting that scan alone.
+    for case, scan in zip(report.cases, ("c", "a", "b")):
+        alone = predict(
+            softmax_run,
+            [brains / f"{scan}.nii.gz"],
+            output=tmp_path / f"alone_{scan}",
+            device="cpu",
+            progress=False,
+        )
+        seg, _, _ = _nifti(case.segmentation)
+        assert np.array_equal(seg, _nifti(alone.cases[0].segmentation)[0])
+    assert [r["case"] for r in _read_csv(out / "volumes.csv")] == names
+
+
+def test_a_scan_stored_in_metres_is_measured_in_mm(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
+    image = nib.load(brains / "c.nii.gz")
+    in_metres = AFFINE.copy()
+    in_metres[:3] /= 1000.0
+    scan = nib.Nifti1Image(np.asarray(image.dataobj), in_metres)
+    scan.header.set_xyzt_units("meter")
+    nib.save(scan, tmp_path / "c_m.nii.gz")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # in metres, 0.003 x 0.0035 would be far outside the training spacing
+        report = predict(
+            softmax_run,
+            [brains / "c.nii.gz", tmp_path / "c_m.nii.gz"],
+            output=tmp_path / "p",
+            device="cpu",
+            progress=False,
+        )
+
+    mm, metres = report.cases
+    assert np.array_equal(_nifti(metres.segmentation)[0], _nifti(mm.segmentation)[0])
+    assert metres.volumes_ml == pytest.approx(mm.volumes_ml, rel=1e-6)
+    # The label map says where it lies as its scan does: the same affine, in the same unit.
+    written = nib.load(metres.segmentation)
+    assert np.allclose(written.affine, in_metres) and written.header.get_xyzt_units()[0] == "meter"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "a/b"]),
+            st.sampled_from(["s", "s_npy", "t"]),
+            st.sampled_from([".nii.gz", ".nii", ".NII.GZ", ".npy", ".npz", ".h5", ".dcm", ""]),
+        ),
+        min_size=1,
+        max_size=8,
+        unique=True,
+    )
+)
+def test_case_names_are_unique_for_any_distinct_inputs(parts: list[tuple[str, str, str]]) -> None:
+    paths = [Path("/data") / folder / f"{stem}{suffix}" for folder, stem, suffix in parts]
+    names = _case_names(paths)
+    assert len(set(names)) == len(names) == len(paths)
+    # A name no other input has is kept as it is, whatever names the others are given.
+    stems = [_stem(p) for p in paths]
+    assert all(name == stem for name, stem in zip(names, stems) if stems.count(stem) == 1)
 
 
 @pytest.mark.parametrize(

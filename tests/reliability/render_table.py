@@ -147,6 +147,10 @@ checkpoint left off: ``tests/reliability/test_reliability_resume.py`` kills real
 two-phase fine-tuning processes with ``SIGKILL`` at five seeded random moments each and checks
 that every resumed run ends with the same weights, bit for bit, as a run never interrupted (CPU,
 ``run.deterministic``). A run killed before its first checkpoint starts afresh on ``--resume``.
+Before the first step, every run reads each data case it uses in full (the pre-flight check:
+truncated files, non-finite voxels, label values, image/label geometry) and records the cases that
+passed in ``data_check.json`` with each file's size and modification time; a resumed run reads
+again only the cases whose files changed since, so a requeued job starts training at once.
 Without ``--resume``, a run refuses a folder that already holds checkpoints.
 
 Safe checkpoint loading

@@ -9,7 +9,13 @@ import pytest
 
 from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
 from inpaintssl.training.finetuning import phases_for
-from inpaintssl.training.run_folder import changed_fields, record_run, recorded_config
+from inpaintssl.training.run_folder import (
+    changed_fields,
+    read_data_check,
+    record_run,
+    recorded_config,
+    write_data_check,
+)
 
 
 class _Splits:
@@ -83,3 +89,26 @@ def test_a_run_recorded_before_recipes_resumes_only_under_the_papers_recipe(tmp_
         record_run(tmp_path, old, resume=True, splits=_Splits(), manifest=lambda: {})
     paper = apply_overrides(old, ["optim.recipe=paper"])
     record_run(tmp_path, paper, resume=True, splits=_Splits(), manifest=lambda: {})
+
+
+def test_data_check_record_is_read_back_only_for_the_same_data_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passed = {"nifti case 'a' (/d/a.nii)": [["/d/a.nii", 352, 17], ["/d/a_seg.nii", 300, 18]]}
+    data = FinetuneConfig().data
+    write_data_check(tmp_path, passed, data_config=data)
+
+    assert read_data_check(tmp_path, data_config=data) == passed
+    assert read_data_check(tmp_path, data_config=data.model_copy(update={"num_workers": 3})) == passed
+    other = data.model_copy(update={"image_size": (64, 64)})
+    assert read_data_check(tmp_path, data_config=other) == {}
+    # Checked by another library version: its checks may have been weaker, so nothing is skipped.
+    monkeypatch.setattr("inpaintssl.training.run_folder._version_of", lambda package: "0.0.0-other")
+    assert read_data_check(tmp_path, data_config=data) == {}
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[1, 2]", '{"passed": 3}'])
+def test_unreadable_data_check_record_means_check_everything(tmp_path: Path, content: str) -> None:
+    (tmp_path / "data_check.json").write_text(content)
+    assert read_data_check(tmp_path, data_config=FinetuneConfig().data) == {}
+    assert read_data_check(tmp_path / "missing", data_config=FinetuneConfig().data) == {}

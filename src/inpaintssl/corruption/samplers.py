@@ -53,7 +53,11 @@ _SEED_BOUND = 2**32
 
 @runtime_checkable
 class Sampler(Protocol):
-    """What the pretext tasks need from a sampler (DESIGN.md section 1)."""
+    """What the pretext tasks need from a sampler (DESIGN.md section 1).
+
+    Runtime-checkable: ``isinstance(obj, Sampler)`` holds for any object with a ``sample``
+    method, which is how :meth:`~inpaintssl.registry.Registry.build` checks a sampler plugin.
+    """
 
     def sample(
         self,

@@ -20,6 +20,13 @@ Views (subsets, concatenations, fit-to-size) are walked down to their sources, a
 volumes the run's views select are checked. Image statistics computed by the check are kept by
 the dataset, so the volume-normalisation pass of the first epoch is not repeated.
 
+A resumed run need not read everything again: each check that names its files
+(``CaseCheck.files``) is returned in ``PreflightReport.passed`` with their fingerprints (size and
+modification time, :func:`file_fingerprints`), and a later :func:`preflight` given that mapping
+skips a case whose files still have the same fingerprints. The training stages keep it in the run
+folder (``data_check.json``), so a run requeued after preemption starts training at once instead
+of re-reading a whole dataset; a changed, replaced or vanished file is checked again.
+
 Example:
     >>> from inpaintssl.data.synthetic import SyntheticShapes
     >>> report = preflight({"train": SyntheticShapes(num_images=4, size=(16, 16))}, progress=False)
@@ -29,9 +36,10 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -45,10 +53,15 @@ __all__ = [
     "GEOMETRY_TOLERANCE_MM",
     "CaseCheck",
     "Checkable",
+    "Fingerprints",
     "PreflightReport",
     "check_same_geometry",
+    "file_fingerprints",
     "preflight",
 ]
+
+Fingerprints = list[list[str | int]]
+"""``[[path, size_bytes, mtime_ns], ...]`` of a case's files, JSON-ready."""
 
 GEOMETRY_TOLERANCE_MM = 1e-3
 """How far image and label spacing/affine entries may differ (mm): float32 header rounding of a
@@ -62,10 +75,13 @@ class CaseCheck:
     Attributes:
         what: The case, e.g. ``"nifti case 'case7' (/data/case7.nii.gz)"`` (progress and errors).
         run: Reads the case completely and checks it.
+        files: Every file ``run`` reads. A check that names them can be skipped by a later
+            :func:`preflight` while they are unchanged; one that names none is always run.
     """
 
     what: str
     run: Callable[[], None]
+    files: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -85,11 +101,41 @@ class PreflightReport:
         cases: Case checks run (file-backed cases).
         items: Items read one by one (datasets without their own checks).
         seconds: Wall time of the whole check.
+        skipped: Case checks skipped because their files were unchanged since they last passed.
+        passed: Each passed or skipped check that names its files: ``what`` -> the files'
+            fingerprints as they were checked (the ``passed`` argument of a later call).
     """
 
     cases: int
     items: int
     seconds: float
+    skipped: int = 0
+    passed: Mapping[str, Fingerprints] = field(default_factory=dict)
+
+
+def file_fingerprints(files: Collection[str]) -> Fingerprints | None:
+    """Path, size and modification time (ns) of each file; ``None`` if one cannot be stat'ed.
+
+    Rewriting a file in place, replacing it or touching it changes its fingerprint, so a check
+    keyed on it runs again; reading the file does not.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.nii"
+        >>> _ = path.write_bytes(b"1234")
+        >>> [(name == str(path), size) for name, size, _ in file_fingerprints([str(path)])]
+        [(True, 4)]
+        >>> file_fingerprints([str(path) + ".missing"]) is None
+        True
+    """
+    prints: Fingerprints = []
+    for name in files:
+        try:
+            stat = os.stat(name)
+        except OSError:
+            return None
+        prints.append([str(name), int(stat.st_size), int(stat.st_mtime_ns)])
+    return prints
 
 
 def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = GEOMETRY_TOLERANCE_MM) -> None:
@@ -180,7 +226,11 @@ def _check_item(dataset: SliceDataset, index: int, *, name: str) -> None:
 
 
 def preflight(
-    datasets: Mapping[str, SliceDataset | None], *, progress: bool = True, what: str = "data"
+    datasets: Mapping[str, SliceDataset | None],
+    *,
+    progress: bool = True,
+    what: str = "data",
+    passed: Mapping[str, Fingerprints] | None = None,
 ) -> PreflightReport:
     """Check every case (or item) the given datasets use; see the module docstring.
 
@@ -188,6 +238,8 @@ def preflight(
         datasets: The run's sets by name, e.g. ``{"train": ..., "val": ..., "test": None}``.
         progress: Show a progress bar over cases (on a terminal).
         what: Names the data in messages about item-by-item checks (e.g. ``data.dataset='x'``).
+        passed: ``PreflightReport.passed`` of an earlier check of the same data: its cases whose
+            files have the same fingerprints now are not read again.
 
     Returns:
         A :class:`PreflightReport`.
@@ -213,11 +265,21 @@ def preflight(
             items.extend((source, i, label) for i, v in enumerate(source.volume_ids) if v in ids)
             if not source.volume_ids:
                 items.extend((source, i, label) for i in range(len(source)))
-    total = len(checks) + len(items)
+    earlier = passed or {}
+    now: dict[str, Fingerprints] = {}
+    to_run: list[CaseCheck] = []
+    for check in checks:
+        # Stat'ed before the read: a file rewritten while it is being checked no longer matches.
+        prints = file_fingerprints(check.files) if check.files else None
+        if prints is not None:
+            now[check.what] = prints
+        if prints is None or earlier.get(check.what) != prints:
+            to_run.append(check)
+    total = len(to_run) + len(items)
     # Fine-grained steps: a bar on a terminal, nothing in a log file (inpaintssl.progress).
     bar = progress_bar(total=total, desc="checking data", unit="case", disable=not progress)
     try:
-        for check in checks:
+        for check in to_run:
             bar.set_postfix(case=check.what[-40:], refresh=False)
             check.run()
             bar.update()
@@ -226,4 +288,10 @@ def preflight(
             bar.update()
     finally:
         bar.close()
-    return PreflightReport(cases=len(checks), items=len(items), seconds=time.perf_counter() - start)
+    return PreflightReport(
+        cases=len(to_run),
+        items=len(items),
+        seconds=time.perf_counter() - start,
+        skipped=len(checks) - len(to_run),
+        passed=now,
+    )

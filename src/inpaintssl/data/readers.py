@@ -29,7 +29,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import numpy as np
@@ -272,11 +272,40 @@ def _plane_spacing(spacing: Sequence[float], slice_axis: int, *, rank: int) -> t
     return values[in_plane[0]], values[in_plane[1]], values[slice_axis]
 
 
+_MM_PER_NIFTI_UNIT = MappingProxyType({"mm": 1.0, "meter": 1000.0, "micron": 0.001, "unknown": 1.0})
+"""Millimetres per NIfTI spatial unit (``xyzt_units``). ``unknown`` is read as mm, as FSL, ITK
+and nibabel's own tools do: most files that do not say are in mm."""
+
+
+def nifti_mm_per_unit(header: Any, *, path: Path) -> float:
+    """How many millimetres one unit of a NIfTI header's ``pixdim`` and affine is.
+
+    Raises:
+        DataError: The header's spatial unit is not one NIfTI defines.
+
+    Example:
+        >>> import nibabel as nib, numpy as np
+        >>> header = nib.Nifti1Header()
+        >>> header.set_xyzt_units("meter")
+        >>> nifti_mm_per_unit(header, path=Path("a.nii"))
+        1000.0
+    """
+    unit = header.get_xyzt_units()[0]
+    if unit not in _MM_PER_NIFTI_UNIT:
+        raise DataError(
+            f"NIfTI file {path}: spatial unit {unit!r} in xyzt_units; "
+            f"expected one of {sorted(_MM_PER_NIFTI_UNIT)}"
+        )
+    return _MM_PER_NIFTI_UNIT[unit]
+
+
 class NiftiVolume(Volume):
     """A ``.nii`` / ``.nii.gz`` volume (nibabel, ``nifti`` extra); scl_slope/inter are applied.
 
-    Spacing comes from the header's voxel sizes (``pixdim``). ``orientation`` (axis codes such as
-    ``"RAS"``) reads the volume in that axis order (:meth:`Volume.reorient`).
+    Spacing comes from the header's voxel sizes (``pixdim``), in mm whatever spatial unit the
+    header states (``xyzt_units``: a file in metres or microns is converted); ``affine`` is in mm
+    too, ``file_affine`` as the file holds it. ``orientation`` (axis codes such as ``"RAS"``)
+    reads the volume in that axis order (:meth:`Volume.reorient`).
     """
 
     def __init__(
@@ -294,12 +323,15 @@ class NiftiVolume(Volume):
         except Exception as exc:  # nibabel raises many types for a bad file
             raise DataError(f"NIfTI file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         self._image = image
-        zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
+        mm = nifti_mm_per_unit(image.header, path=path)
+        zooms = tuple(float(z) * mm for z in image.header.get_zooms()[:3])
         super().__init__(
             path, image.shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what="NIfTI file"
         )
         self.has_geometry = True
-        self.affine: np.ndarray = np.asarray(image.affine, dtype=np.float64)  # always known here
+        self.file_affine: np.ndarray = np.asarray(image.affine, dtype=np.float64)
+        """The voxel-to-world matrix in the file's own unit (what a label map written for it copies)."""
+        self.affine: np.ndarray = np.diag([mm, mm, mm, 1.0]) @ self.file_affine  # always known here
         self.header = image.header
         """The file's NIfTI header (what a label map written for this image copies)."""
         if orientation is not None:

@@ -309,7 +309,11 @@ class SKMTEADataset(SliceDataset):
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
         """One complete read of each scan in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
         return [
-            CaseCheck(f"skmtea scan {scan.scan_id!r} ({scan.path})", functools.partial(self._preflight, v))
+            CaseCheck(
+                f"skmtea scan {scan.scan_id!r} ({scan.path})",
+                functools.partial(self._preflight, v),
+                files=(str(scan.path),),
+            )
             for v, scan in enumerate(self._scans)
             if scan.scan_id in volume_ids
         ]

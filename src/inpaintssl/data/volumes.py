@@ -178,6 +178,7 @@ class VolumeSliceDataset(SliceDataset):
             CaseCheck(
                 f"{self.name} case {case.volume_id!r} ({case.image.path})",
                 functools.partial(self._preflight, c),
+                files=(*case.image.files, *(case.label.files if self.labelled and case.label else ())),
             )
             for c, case in enumerate(self._cases)
             if case.volume_id in volume_ids

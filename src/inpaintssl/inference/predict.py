@@ -106,6 +106,7 @@ from inpaintssl.data.readers import (
     NumpyVolume,
     Volume,
     import_optional,
+    nifti_mm_per_unit,
 )
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
@@ -378,20 +379,36 @@ def _stem(path: Path) -> str:
 
 
 def _case_names(paths: Sequence[Path]) -> list[str]:
-    """File names without suffixes; where two clash, their paths below the common folder."""
+    """Unique case names: file names without suffixes, told apart where two clash.
+
+    First by their folders below the common folder (``a/scan.nii.gz``, ``b/scan.nii.gz`` ->
+    ``a_scan``, ``b_scan``), then by format (``scan.nii.gz`` beside ``scan.npy`` -> ``scan_nii_gz``,
+    ``scan_npy``), then by a counter. A name no other input has is kept as it is. Each case's
+    outputs are named after it, so two equal names would write one segmentation over the other.
+    """
     names = [_stem(p) for p in paths]
     if len(set(names)) == len(names):
         return names
     resolved = [p.resolve() for p in paths]
     common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
-    out = []
-    for name, path in zip(names, resolved):
-        if names.count(name) == 1:
-            out.append(name)
-        else:
-            parts = path.relative_to(common).parts
-            out.append("_".join([*parts[:-1], _stem(path)]))
-    return out
+    by_folder = [
+        name if names.count(name) == 1 else "_".join([*path.relative_to(common).parts[:-1], name])
+        for name, path in zip(names, resolved)
+    ]
+    by_format = [
+        f"{name}_{path.name[len(_stem(path)) :].lstrip('.').replace('.', '_').lower() or 'folder'}"
+        if by_folder.count(name) > 1
+        else name
+        for name, path in zip(by_folder, paths)
+    ]
+    kept = {name for name in names if names.count(name) == 1}
+    unique: list[str] = []
+    for name, told_apart in zip(names, by_format):
+        candidate, k = told_apart, 2
+        while candidate in unique or (candidate != name and candidate in kept):
+            candidate, k = f"{told_apart}_{k}", k + 1
+        unique.append(candidate)
+    return unique
 
 
 @dataclass
@@ -462,8 +479,9 @@ def _open(
     stored = _zooms3(spacing if spacing is not None else (1.0, 1.0, 1.0))
     if _has_suffix(path, _NIFTI):
         nifti = NiftiVolume(path, slice_axis=axis)
-        zooms = _zooms3(nifti.header.get_zooms()[: len(nifti.shape[:3])])
-        return nifti, _Geometry(nifti.affine, nifti.header, zooms)
+        mm = nifti_mm_per_unit(nifti.header, path=path)
+        zooms = _zooms3([z * mm for z in nifti.header.get_zooms()[: len(nifti.shape[:3])]])
+        return nifti, _Geometry(nifti.file_affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):
         member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
         volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=stored)

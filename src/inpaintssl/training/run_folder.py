@@ -18,7 +18,7 @@ import json
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,9 @@ __all__ = [
     "build_manifest",
     "changed_fields",
     "data_files_hash",
+    "read_data_check",
     "worker_seed",
+    "write_data_check",
     "write_config",
     "write_manifest",
     "write_metrics_csv",
@@ -74,6 +76,13 @@ def data_files_hash(data_files: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def _version_of(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -88,12 +97,7 @@ def build_manifest(
     *, seed: int, data_files: Sequence[str], num_workers: int, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Everything needed to say what produced a run."""
-    versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
+    versions = {name: _version_of(name) for name in _PACKAGES}
     return {
         "seed": seed,
         "worker_seeds": [worker_seed(seed, w) for w in range(max(num_workers, 1))],
@@ -115,6 +119,46 @@ def write_config(run_dir: Path, config: BaseModel) -> None:
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` (atomically)."""
     atomic_write_text(RunFolder(run_dir).manifest, json.dumps(manifest, indent=2))
+
+
+def _data_check_key(data_config: BaseModel) -> dict[str, str]:
+    # A check passed under another library version or other data settings (label convention,
+    # orientation, ...) says nothing about this run: the record is keyed on both. The loader's
+    # worker count, which a resume may change, is not a data setting here.
+    settings = json.dumps(data_config.model_dump(mode="json", exclude={"num_workers"}), sort_keys=True)
+    return {
+        "inpaintssl": _version_of("inpaintssl") or "",
+        "data": hashlib.sha256(settings.encode()).hexdigest(),
+    }
+
+
+def write_data_check(run_dir: Path, passed: Mapping[str, Any], *, data_config: BaseModel) -> None:
+    """Write ``data_check.json``: the cases the pre-flight check passed, by file fingerprint.
+
+    A resumed run reads it back (:func:`read_data_check`) and skips those cases while their files
+    are unchanged (:func:`inpaintssl.data.preflight.preflight`). Written atomically; merely a
+    saving of time, so it is rewritten on every start.
+    """
+    record = {**_data_check_key(data_config), "passed": dict(passed)}
+    atomic_write_text(RunFolder(run_dir).data_check, json.dumps(record, indent=1))
+
+
+def read_data_check(run_dir: Path, *, data_config: BaseModel) -> dict[str, Any]:
+    """The cases an earlier start of this run passed, if checked with these data settings.
+
+    Empty when there is no record, it is unreadable, or it was written by another library version
+    or for other data settings: then every case is checked again.
+    """
+    try:
+        record = json.loads(RunFolder(run_dir).data_check.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or any(
+        record.get(k) != v for k, v in _data_check_key(data_config).items()
+    ):
+        return {}
+    passed = record.get("passed")
+    return passed if isinstance(passed, dict) else {}
 
 
 def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:

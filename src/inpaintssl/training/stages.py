@@ -23,7 +23,7 @@ from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
 from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import Objective
-from inpaintssl.training.run_folder import build_manifest, record_run
+from inpaintssl.training.run_folder import build_manifest, read_data_check, record_run, write_data_check
 
 __all__ = ["build_stage_data", "build_trainer", "check_at_the_door", "record_stage"]
 
@@ -46,7 +46,9 @@ def check_at_the_door(
     """Fail before a slice is read or the run folder written.
 
     First a size or batch that cannot fit, then any unreadable, truncated or inconsistent data
-    file of the bundle's sets (pretraining has no test set).
+    file of the bundle's sets (pretraining has no test set). The cases that pass are recorded in
+    the run folder (``data_check.json``); a resumed run checks again only the cases whose files
+    changed since (:func:`inpaintssl.data.preflight.preflight`).
     """
     check_run_memory(
         backbone=config.model.backbone,
@@ -58,11 +60,14 @@ def check_at_the_door(
         batch_size=config.optim.batch_size,
         ctx=ctx,
     )
-    preflight(
+    report = preflight(
         {"train": bundle.train, "val": bundle.val, "test": bundle.test},
         progress=not config.run.quiet and ctx.dist.is_main,
         what=f"data.dataset={config.data.dataset!r}",
+        passed=read_data_check(ctx.run_dir, data_config=config.data) if config.run.resume else None,
     )
+    if ctx.dist.is_main and report.passed:
+        write_data_check(ctx.run_dir, report.passed, data_config=config.data)
 
 
 def record_stage(
