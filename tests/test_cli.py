@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from inpaintssl import cli
-from inpaintssl.cli import _cli_warnings, _data_overrides, build_parser, main
+from inpaintssl.cli import _cli_warnings, _data_overrides, build_parser, main, parse_args
 
 
 def test_plugins_lists_every_registry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,3 +134,43 @@ def test_every_subcommand_help_shows_an_example_of_itself() -> None:
         epilog = sub.epilog or ""
         # The example runs this very subcommand (for a group such as `experiment`, one of its own).
         assert epilog.startswith(f"example: inpaintssl {' '.join(path)}"), (path, epilog)
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "words"),
+    [
+        (["pretrain", "pre.yaml", "--quiet", "optim.lr=0.1"], "items", ["pre.yaml", "optim.lr=0.1"]),
+        (
+            ["finetune", "--resume", "ft.yaml", "--output", "r", "a=1", "b=2"],
+            "items",
+            ["ft.yaml", "a=1", "b=2"],
+        ),
+        (
+            ["evaluate", "runs/ft", "--split", "val", "data.image_size=[8,8]"],
+            "overrides",
+            ["data.image_size=[8,8]"],
+        ),
+        (["predict", "runs/ft", "a.nii", "--output", "o", "b.nii"], "inputs", ["a.nii", "b.nii"]),
+        (["config", "show", "pretrain", "optim.lr=1"], "items", ["optim.lr=1"]),
+    ],
+)
+def test_overrides_and_inputs_may_follow_the_flags(argv: list[str], field: str, words: list[str]) -> None:
+    assert getattr(parse_args(argv), field) == words
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["pretrain", "pre.yaml", "--ouput", "r"], "pretrain"),
+        (["experiment", "status", "spec.yaml", "extra"], "experiment status"),
+        (["plugins", "optim.lr=1"], "plugins"),
+    ],
+)
+def test_unknown_arguments_are_reported_by_their_subcommand(
+    argv: list[str], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    unknown = " ".join(argv[-2:]) if argv[-2].startswith("-") else argv[-1]
+    assert f"inpaintssl {command}: error: unrecognized arguments: {unknown}" in capsys.readouterr().err

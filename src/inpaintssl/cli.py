@@ -37,7 +37,7 @@ from inpaintssl.layout import RunFolder
 if TYPE_CHECKING:
     from inpaintssl.api import FinetuneResult, PretrainResult
 
-__all__ = ["main"]
+__all__ = ["main", "parse_args"]
 
 
 def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -53,6 +53,7 @@ def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[
 
 def _common_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE", help="config file, then overrides")
+    _trailing_list(parser, "items")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last checkpoint"
     )
@@ -348,7 +349,18 @@ def _command(parent: Any, words: str, *, description: str | None = None) -> argp
     parser: argparse.ArgumentParser = parent.add_parser(
         words.split()[-1], help=_HELP[words], description=description, epilog=f"example: {_EXAMPLES[words]}"
     )
+    # The innermost subcommand's parser, to report an argument error under its own name.
+    parser.set_defaults(command_parser=parser)
     return parser
+
+
+def _trailing_list(parser: argparse.ArgumentParser, dest: str) -> None:
+    """Mark ``dest`` (a ``nargs`` list positional) as taking words given after the flags too.
+
+    argparse fills a list positional from one run of words: ``pretrain cfg.yaml --quiet
+    optim.lr=0.1`` would reject ``optim.lr=0.1``. :func:`main` adds such words to ``dest``.
+    """
+    parser.set_defaults(trailing_list=dest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="data.KEY=VALUE",
         help="overrides of the data config, e.g. data.image_size=[64,64]",
     )
+    _trailing_list(p, "overrides")
     p.add_argument(
         "--data",
         help="data config (YAML/JSON, the `data` section schema); default: the run's own data section",
@@ -399,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="INPUT",
         help="NIfTI, NumPy or HDF5 files, folders of them, DICOM series folders, or glob patterns",
     )
+    _trailing_list(p, "inputs")
     p.add_argument("--output", type=Path, required=True, help="folder for the label maps and volumes.csv")
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -501,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "schema"])
     p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"])
     p.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")
+    _trailing_list(p, "items")
     p.set_defaults(func=_cmd_config)
     return parser
 
@@ -531,6 +546,27 @@ def _cli_warnings(command: str) -> Iterator[None]:
         warnings.formatwarning = default
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; overrides and inputs may also come after the flags.
+
+    Raises:
+        SystemExit: With status 2 and the subcommand's usage, for an unknown flag or a missing
+            argument (argparse's own behaviour).
+
+    Example:
+        >>> parse_args(["pretrain", "pre.yaml", "--quiet", "optim.lr=0.1"]).items
+        ['pre.yaml', 'optim.lr=0.1']
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        trailing = getattr(args, "trailing_list", None)
+        if trailing is None or any(word.startswith("-") for word in extra):
+            getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, trailing).extend(extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inpaintssl`` console script; returns the exit status.
 
@@ -541,8 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inpaintssl.data.base import DataError
     from inpaintssl.registry import PluginLoadError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
         with _cli_warnings(args.command):
             return int(args.func(args))

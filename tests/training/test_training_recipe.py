@@ -19,7 +19,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
 from inpaintssl.training.context import RunContext
@@ -32,7 +32,9 @@ SIZE = (16, 16)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _trainer(tmp_path: Path, optim: OptimConfig, *, phases: list[Phase] | None = None) -> Trainer:
+def _trainer(
+    tmp_path: Path, optim: OptimConfig, *, phases: list[Phase] | None = None, resume: bool = False
+) -> Trainer:
     loss = LOSSES.build("dice")
     return Trainer(
         model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
@@ -43,7 +45,9 @@ def _trainer(tmp_path: Path, optim: OptimConfig, *, phases: list[Phase] | None =
         optim=optim,
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        context=RunContext.local(RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True)),
+        context=RunContext.local(
+            RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True, resume=resume)
+        ),
     )
 
 
@@ -207,6 +211,32 @@ def test_unfinished_run_warns_naming_the_budget_and_records_it(tmp_path: Path) -
     rows = _read_csv(tmp_path / "metrics.csv")
     assert [r["converged"] for r in rows] == ["0", "0"]
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == PNG
+
+
+def test_a_one_epoch_run_is_too_short_to_judge_and_says_so(tmp_path: Path) -> None:
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=1, steps_per_epoch=1)
+    with pytest.warns(ConvergenceWarning) as caught:
+        _trainer(tmp_path, optim).fit()
+    (message,) = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert "too few epochs to tell" in message and "still falling" not in message
+    assert "in a new run (a finished run is not extended)" in message
+
+
+def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_path: Path) -> None:
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=2, steps_per_epoch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        first = _trainer(tmp_path, optim).fit()
+        # Resumed with its own budget, a finished run returns what it did, training nothing.
+        again = _trainer(tmp_path, optim, resume=True).fit()
+    assert again.history == first.history and again.best_val_loss == first.best_val_loss
+
+    longer = optim.model_copy(update={"max_epochs": 5})
+    with pytest.raises(
+        ConfigError, match=r"optim.max_epochs=5: the run has finished \(phase 'finetune' ran its 2 epochs"
+    ):
+        _trainer(tmp_path, longer, resume=True).fit()
+    assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
 
 
 def test_validation_dice_matches_an_independent_count(tmp_path: Path) -> None:

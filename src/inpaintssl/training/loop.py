@@ -47,7 +47,7 @@ from inpaintssl.checkpoint import (
     read_checkpoint_dir,
     save_checkpoint,
 )
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
 from inpaintssl.progress import progress_bar
 from inpaintssl.training.context import RunContext
@@ -211,7 +211,7 @@ class Trainer:
         epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).
 
     Example:
-        >>> from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+        >>> from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, RunConfig
         >>> from inpaintssl.data.synthetic import SyntheticShapes
         >>> from inpaintssl.registry import BACKBONES, LOSSES
         >>> from inpaintssl.training.objectives import SegmentationObjective
@@ -584,6 +584,7 @@ class Trainer:
                 restore_rng_states(tensors["rng"], saved["rng"])
                 log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
         if state.phase >= len(self.phases):
+            self._refuse_to_extend(state)
             self._load_weights("best")
         try:
             while state.phase < len(self.phases):
@@ -609,6 +610,24 @@ class Trainer:
         if self.dist.is_main:
             self._report_convergence(outcome)
         return outcome
+
+    def _refuse_to_extend(self, state: _FitState) -> None:
+        """A finished run resumed with a larger ``optim.max_epochs`` is an error, not a silent no-op.
+
+        Its phases ended: each holds its best weights, not its last, and a ``warmup_cosine``
+        schedule ran down to its floor, so no continuation would be the longer run the user asks
+        for (a run killed mid-phase does continue to the new budget).
+        """
+        for phase in self.phases:
+            rows = [row for row in state.history if row["phase"] == phase.name]
+            if not rows or rows[-1].get("stopped_early") or len(rows) >= self.optim.max_epochs:
+                continue
+            raise ConfigError(
+                f"cannot resume {self.run_dir} with optim.max_epochs={self.optim.max_epochs}: the run "
+                f"has finished (phase {phase.name!r} ran its {len(rows)} epochs and was set to its best "
+                "weights), and a finished run is not extended. Start a new run with the larger budget "
+                "(another run.output_dir), or resume with the recorded optim.max_epochs"
+            )
 
     def _phase_convergence(self, history: Sequence[dict[str, Any]], phase: str) -> Convergence:
         rows = [row for row in history if row["phase"] == phase]
@@ -639,9 +658,14 @@ class Trainer:
             )
             if optim.effective_schedule == "step_decay":
                 budget += " or optim.lr, or use optim.recipe=budget (a schedule over the run's length)"
+            why = (
+                "it ran too few epochs to tell whether its validation loss had levelled off"
+                if verdict.reason == "too short to judge"
+                else "its validation loss was still falling"
+            )
             warnings.warn(
-                f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}; its validation loss was "
-                f"still falling, so the model is not fully trained. Raise {budget}.",
+                f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}; {why}, so the model "
+                f"may not be fully trained. Raise {budget} in a new run (a finished run is not extended).",
                 ConvergenceWarning,
                 stacklevel=4,
             )
