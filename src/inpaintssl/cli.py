@@ -560,7 +560,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        trailing = getattr(args, "trailing_list", None)
+        trailing: str | None = getattr(args, "trailing_list", None)
         if trailing is None or any(word.startswith("-") for word in extra):
             getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
         getattr(args, trailing).extend(extra)
