@@ -561,8 +561,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         trailing: str | None = getattr(args, "trailing_list", None)
+        command_parser: argparse.ArgumentParser = getattr(args, "command_parser", parser)
         if trailing is None or any(word.startswith("-") for word in extra):
-            getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+            command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
         getattr(args, trailing).extend(extra)
     return args
 
