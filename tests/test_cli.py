@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -174,3 +175,36 @@ def test_unknown_arguments_are_reported_by_their_subcommand(
     assert info.value.code == 2
     unknown = " ".join(argv[-2:]) if argv[-2].startswith("-") else argv[-1]
     assert f"inpaintssl {command}: error: unrecognized arguments: {unknown}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{{", r"config file .*config\.yaml is not valid YAML"),
+        ("- a\n", r"config\.yaml: expected a mapping at the top level, found list"),
+        ("data: 5\n", r"config\.yaml: 'data' holds a int; expected the data section"),
+        (b"\xff\xfe", r"config\.yaml is not UTF-8 text"),
+    ],
+)
+def test_evaluate_names_a_damaged_run_config(
+    content: str | bytes, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    if isinstance(content, bytes):
+        (run / "config.yaml").write_bytes(content)
+    else:
+        (run / "config.yaml").write_text(content)
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.startswith("inpaintssl evaluate: error: "), err
+
+
+def test_evaluate_without_a_recorded_config_asks_for_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, the defaults (the demo's brain data) were used without a word.
+    (tmp_path / "run").mkdir()
+    assert main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no config.yaml recorded beside it" in err and "pass --data FILE" in err

@@ -292,9 +292,27 @@ def test_build_separates_wrong_parameters_from_a_bug_inside_the_factory() -> Non
     with pytest.raises(TypeError, match=r"widgets_test4 'buggy': invalid parameters \['colour'\]") as wrong:
         registry.build("buggy", colour="red")
     assert "it accepts size" in str(wrong.value)
-    with pytest.raises(TypeError, match="missing a required argument: 'size'"):
+    with pytest.raises(
+        TypeError, match=r"missing parameters \['size'\].*missing a required argument: 'size'"
+    ):
         registry.build("buggy")
     assert calls == [1]  # a signature that does not bind never runs the factory
+
+
+def test_bad_parameters_name_only_the_culprits_with_a_guess() -> None:
+    registry: Registry[object] = Registry("widgets_test5")
+
+    @registry.register("net")
+    def make_net(*, in_channels: int, depth: int = 5, base_width: int = 32) -> object:
+        return (in_channels, depth, base_width)
+
+    with pytest.raises(TypeError) as info:
+        registry.build("net", in_channels=1, depth=4, widht=8)
+    message = str(info.value)
+    assert "invalid parameters ['widht']" in message and "did you mean 'widht' -> 'base_width'" in message
+    assert "'depth'" not in message and "'in_channels'" not in message  # valid ones are not blamed
+    with pytest.raises(TypeError, match=r"missing parameters \['in_channels'\]"):
+        registry.build("net", depth=4)
 
 
 def _plain_factories() -> list[tuple[str, str]]:

@@ -24,7 +24,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from inpaintssl import _API_NAMES
-from inpaintssl.checkpoint import load_checkpoint
 from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
@@ -39,7 +38,7 @@ from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
 from inpaintssl.inference.loading import recorded_orientations, recorded_spacing
 from inpaintssl.options import check_option
-from inpaintssl.training.components import build_backbone, build_pretext_task, build_segmentation_loss
+from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device
 from inpaintssl.training.evaluation import EvaluationTable as EvaluationTable
 from inpaintssl.training.evaluation import evaluate_inpainting, evaluate_segmentation
@@ -205,7 +204,7 @@ def evaluate(
         checkpoint_or_model: A run folder, checkpoint folder, ``.safetensors`` file, or a module.
         data: A data config (its ``split`` is used) or a dataset.
         split: ``train``, ``val`` or ``test`` when ``data`` is a config.
-        activation: For a bare module or weights file: ``sigmoid`` or ``softmax`` output.
+        activation: For a bare module: ``sigmoid`` or ``softmax`` output.
         class_names: For a bare module: class names (default from the dataset).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: Inference batch size.
@@ -225,26 +224,16 @@ def evaluate(
     if isinstance(checkpoint_or_model, nn.Module):
         model = checkpoint_or_model
     else:
-        state, meta = load_checkpoint(checkpoint_or_model)
-        if meta is None:
-            raise ValueError(
-                f"{checkpoint_or_model}: a bare weights file has no architecture metadata; build the model "
-                "yourself, load the weights, and pass the module to evaluate()"
-            )
-        model = build_backbone(
-            meta.backbone,
-            meta.backbone_params,
-            in_channels=meta.in_channels,
-            out_channels=meta.out_channels,
-            seed=0,
-        )
-        model.load_state_dict(state)
-        kind = meta.kind
-        pretext = meta.pretext
-        if meta.activation != "none":
-            activation = meta.activation
-        if class_names is None and meta.class_names:
-            class_names = meta.class_names
+        # The loader every other entry point uses: a checkpoint's meta.json or an exported
+        # file's header metadata tells the architecture, classes and activation.
+        model = load_model(checkpoint_or_model)
+        info = model.inference_meta
+        kind = info.kind
+        pretext = dict(info.pretext)
+        if info.activation != "none":
+            activation = info.activation
+        if class_names is None and info.class_names:
+            class_names = info.class_names
     model = model.to(target_device)
     multiple = int(getattr(model, "size_multiple", 1))
     dataset, data_classes = _dataset_for(data, split=split, multiple=multiple)

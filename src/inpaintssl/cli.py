@@ -123,18 +123,42 @@ def _owning_run(checkpoint: Path) -> RunFolder:
     return RunFolder.of_checkpoint(checkpoint) or own
 
 
-def _recorded_data(checkpoint: Path) -> dict[str, Any]:
-    """The ``data`` section the run of ``checkpoint`` recorded in its ``config.yaml`` (empty if none)."""
-    import yaml
+_NOT_FOR_EVALUATION = ("label_fraction", "splits_file", "unlabelled")
+"""Data fields of a training config that evaluation ignores: every split is read whole."""
 
-    recorded = _owning_run(checkpoint).config
-    if not recorded.is_file():
+
+def _data_section(path: Path) -> dict[str, Any] | Path:
+    """The ``data`` section of a file holding a whole run config, else the file itself."""
+    from inpaintssl.config import ConfigError, read_config_file
+
+    loaded = read_config_file(path)
+    if "data" not in loaded:
+        return path  # read by load_config, whose errors name the file
+    section = loaded["data"]
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"config file {path}: 'data' holds a {type(section).__name__}; expected the data section"
+        )
+    # A run config's label subset is irrelevant for evaluation: every split is read whole.
+    return {k: v for k, v in section.items() if k not in _NOT_FOR_EVALUATION}
+
+
+def _evaluation_data(args: argparse.Namespace) -> dict[str, Any] | Path:
+    """The data to evaluate on: ``--data``, else the run's recorded config, else overrides alone."""
+    from inpaintssl.config import ConfigError
+
+    if args.data is not None:
+        return _data_section(Path(args.data))
+    recorded = _owning_run(Path(args.checkpoint)).config
+    if recorded.is_file():
+        return _data_section(recorded)
+    if args.overrides:
         return {}
-    section = (yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}).get("data", {})
-    # A fine-tuning run's label subset is irrelevant for evaluation: every split is read whole.
-    return {
-        k: v for k, v in dict(section).items() if k not in ("label_fraction", "splits_file", "unlabelled")
-    }
+    # Without a record the defaults would be the demo's brain data: never a silent choice.
+    raise ConfigError(
+        f"{args.checkpoint}: no {recorded.name} recorded beside it to say what data it was trained on; "
+        "pass --data FILE (a data section or a run config) or data.KEY=VALUE overrides (data.dataset=...)"
+    )
 
 
 def _data_overrides(items: Sequence[str]) -> list[str]:
@@ -162,9 +186,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from inpaintssl.api import evaluate
     from inpaintssl.config import DataConfig, apply_overrides, load_config
 
-    data = load_config(
-        args.data if args.data is not None else _recorded_data(Path(args.checkpoint)), DataConfig
-    )
+    data = load_config(_evaluation_data(args), DataConfig)
     if args.overrides:
         data = apply_overrides(data, _data_overrides(args.overrides))
     output = args.output
@@ -391,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     _trailing_list(p, "overrides")
     p.add_argument(
         "--data",
-        help="data config (YAML/JSON, the `data` section schema); default: the run's own data section",
+        help="data config: a YAML/JSON file holding the data section's fields, or a whole run config "
+        "(its data section is used); default: the run's own data section",
     )
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--output", type=Path, help="CSV path (default: <run>/eval_<split>.csv)")

@@ -63,6 +63,7 @@ __all__ = [
     "update_fields",
     "config_to_yaml",
     "load_config",
+    "read_config_file",
     "read_config_text",
 ]
 
@@ -737,10 +738,31 @@ def read_config_text(text: str, *, source: str, json_format: bool = False) -> An
         raise ConfigError(f"{source} is not valid {kind}: {detail}") from exc
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML (or ``.json``) config file, not validated against a schema.
+
+    Raises:
+        ConfigError: The file is missing, a folder, not UTF-8 text, not valid YAML/JSON (with
+            duplicate keys refused), or not a mapping; the message names the file.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.yaml"
+        >>> _ = path.write_text("optim: {lr: 0.1}")
+        >>> read_config_file(path)
+        {'optim': {'lr': 0.1}}
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; expected a YAML or JSON file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc}); expected a YAML or JSON file"
+        ) from exc
     data = read_config_text(text, source=f"config file {path}", json_format=path.suffix.lower() == ".json")
     if data is None:
         data = {}
@@ -779,7 +801,7 @@ def load_config(
     else:
         if isinstance(source, (str, Path)):
             where = str(source)
-            data = _read_mapping(Path(source))
+            data = read_config_file(source)
         elif isinstance(source, Mapping):
             where = f"{cls.__name__} mapping"
             data = dict(source)

@@ -321,8 +321,8 @@ class Registry(Generic[T]):
             >>> reg.build("pair", left=1, rihgt=2)
             Traceback (most recent call last):
             ...
-            TypeError: gadgets 'pair': invalid parameters ['left', 'rihgt'] (it accepts left, right): \
-got an unexpected keyword argument 'rihgt'
+            TypeError: gadgets 'pair': invalid parameters ['rihgt'] (it accepts left, right; did you mean \
+'rihgt' -> 'right'?): got an unexpected keyword argument 'rihgt'
         """
         factory = self.get(name)
         self._bind(name, factory, params)
@@ -356,10 +356,28 @@ got an unexpected keyword argument 'rihgt'
                 for p in signature.parameters.values()
                 if p.kind is not p.VAR_POSITIONAL
             )
-            raise TypeError(
-                f"{self.kind} {name!r}: invalid parameters {sorted(params)} "
-                f"(it accepts {accepts or 'no parameters'}): {exc}"
-            ) from exc
+            named = {
+                p.name: p
+                for p in signature.parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            }
+            open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+            # Name only the culprits: listing every parameter given made valid ones look wrong.
+            unknown = [] if open_ended else sorted(k for k in params if k not in named)
+            missing = [k for k, p in named.items() if p.default is p.empty and k not in params]
+            problems = []
+            if unknown:
+                close = {u: difflib.get_close_matches(u, list(named), n=1, cutoff=0.5) for u in unknown}
+                hints = [f"{u!r} -> {c[0]!r}" for u, c in close.items() if c]
+                guess = f"; did you mean {', '.join(hints)}?" if hints else ""
+                accepted = accepts or "no parameters"
+                problems.append(f"invalid parameters {unknown} (it accepts {accepted}{guess})")
+            if missing:
+                problems.append(f"missing parameters {missing} (it accepts {accepts})")
+            if not problems:  # something bind() refuses that is neither (a positional-only name)
+                accepted = accepts or "no parameters"
+                problems.append(f"invalid parameters {sorted(params)} (it accepts {accepted})")
+            raise TypeError(f"{self.kind} {name!r}: {'; '.join(problems)}: {exc}") from exc
 
     def names(self) -> list[str]:
         """Sorted names of built-ins and installed plugins (plugins are not imported)."""

@@ -138,8 +138,17 @@ def write_dicom_slice(
     instance: int,
     pixel_spacing: tuple[float, float] = (0.7, 0.8),
     thickness: float = 2.5,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    position: tuple[float, float, float] | None = None,
+    series_uid: str | None = None,
+    series_description: str | None = None,
+    series_number: int | None = None,
 ) -> None:
-    """One CT slice written by pydicom, with modality rescale and geometry tags."""
+    """One CT slice written by pydicom, with modality rescale and geometry tags.
+
+    ``position`` (default ``(0, 0, z)``) and ``orientation`` are ImagePositionPatient and
+    ImageOrientationPatient; the series tags are written only when given.
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -163,9 +172,15 @@ def write_dicom_slice(
     ds.RescaleIntercept = f"{intercept:g}"
     ds.PixelSpacing = [f"{pixel_spacing[0]:g}", f"{pixel_spacing[1]:g}"]
     ds.SliceThickness = f"{thickness:g}"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [0, 0, f"{z:g}"]
+    ds.ImageOrientationPatient = [f"{v:g}" for v in orientation]
+    ds.ImagePositionPatient = [f"{v:g}" for v in (position if position is not None else (0, 0, z))]
     ds.InstanceNumber = instance
+    if series_uid is not None:
+        ds.SeriesInstanceUID = series_uid
+    if series_description is not None:
+        ds.SeriesDescription = series_description
+    if series_number is not None:
+        ds.SeriesNumber = series_number
     ds.PixelData = stored.astype("<i2").tobytes()
     ds.save_as(path, enforce_file_format=True)
 

@@ -207,3 +207,17 @@ def test_items_collate(tmp_path: Path) -> None:
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     assert batch["image"].shape == (2, 3, 2, 4) and batch["hu"].shape == (2, 1, 2, 4)
     assert batch["spacing"].shape == (2, 3)
+
+
+def test_a_class_named_twice_is_refused(tmp_path: Path) -> None:
+    _single_slice_case(tmp_path, np.zeros((3, 4)))
+    cases = {"train": {"image": "l3.dcm", "label": "l3_mask.png"}}
+    with pytest.raises(DataError, match=r"^ct: class_names \['muscle', 'muscle'\] name 'muscle' 2 times"):
+        ct_dataset(split="train", cases=cases, root=tmp_path, class_names=["muscle", "muscle"])
+
+
+def test_a_slice_axis_that_is_not_an_integer_is_refused(tmp_path: Path) -> None:
+    _series(tmp_path / "series")
+    # A DICOM series is sliced along its slices without a reorientation: "z" went unnoticed.
+    with pytest.raises(DataError, match=r"^ct: slice_axis='z' \(str\) is not one of the axes 0, 1, 2"):
+        ct_dataset(split="unlabelled", labelled=False, cases=str(tmp_path / "series"), slice_axis="z")

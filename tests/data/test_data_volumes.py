@@ -275,3 +275,104 @@ def test_nifti_geometry_is_in_mm_whatever_unit_the_header_states(
     assert volume.stored_orientation == "ALS"  # as nibabel.aff2axcodes(in_mm) says
     # The same grid, stated in mm by its label, is the same grid.
     check_same_geometry(volume, NiftiVolume(tmp_path / "seg_mm.nii.gz", ranks={3}))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_class_named_twice_is_refused(tmp_path: Path, fmt: str) -> None:
+    spec = _write(fmt, tmp_path)
+    # Accepted, this trained 3 output channels and kept 2 results columns.
+    with pytest.raises(
+        DataError, match=r"class_names \['a', 'b', 'a'\] name 'a' 2 times; expected each class"
+    ):
+        _build(spec, tmp_path, class_names=["a", "b", "a"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("axis", "shown"), [("z", r"'z' \(str\)"), (1.0, r"1\.0 \(float\)"), (True, "True")])
+def test_a_slice_axis_that_is_not_an_integer_is_refused(
+    tmp_path: Path, fmt: str, axis: Any, shown: str
+) -> None:
+    spec = _write(fmt, tmp_path)
+    name = "nifti" if fmt == "nifti" else "hdf5" if fmt == "hdf5" else "numpy"
+    with pytest.raises(DataError, match=rf"^{name}: slice_axis={shown} .*is not one of the axes 0, 1, 2"):
+        _build(spec, tmp_path, slice_axis=axis)
+
+
+def test_a_reader_names_its_file_for_a_slice_axis_that_is_not_an_integer(tmp_path: Path) -> None:
+    from inpaintssl.data.readers import NumpyVolume
+
+    np.save(tmp_path / "img.npy", IMAGE)
+    with pytest.raises(
+        DataError, match=r"NumPy file .*img\.npy: slice_axis='z' \(str\) is not one of the axes"
+    ):
+        NumpyVolume(tmp_path / "img.npy", slice_axis="z")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "hdf5"])
+@pytest.mark.parametrize(
+    ("spacing", "found"),
+    [
+        ([0, 0, 0], r"spacing=\[0, 0, 0\] holds 0 \(values 1, 2, 3\); expected finite values > 0 in mm"),
+        (
+            [0.5, -1.0, 2.0],
+            r"spacing=\[0\.5, -1\.0, 2\.0\] holds -1\.0 \(value 2\); expected finite values > 0",
+        ),
+        ([0.5, 0.5, float("nan")], r"holds nan \(value 3\)"),
+        ([0.5], r"spacing=\[0\.5\] has 1 value\(s\); expected 2 or 3 voxel sizes in mm"),
+        ("0.5", r"spacing='0\.5' is not a list of numbers"),
+        ([0.5, "x", 1.0], r"spacing=\[0\.5, 'x', 1\.0\] holds 'x', not a number"),
+    ],
+)
+def test_a_bad_spacing_parameter_is_refused(tmp_path: Path, fmt: str, spacing: Any, found: str) -> None:
+    spec = _write(fmt, tmp_path)
+    name = "hdf5" if fmt == "hdf5" else "numpy"
+    with pytest.raises(DataError, match=rf"^{name}: {found}"):
+        _build(spec, tmp_path, spacing=spacing)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "hdf5"])
+def test_two_spacing_values_are_refused_for_a_volume(tmp_path: Path, fmt: str) -> None:
+    spec = _write(fmt, tmp_path)
+    # Before, the slice spacing silently became 1 mm.
+    with pytest.raises(
+        DataError,
+        match=r"img\.\w+.*: spacing=\[0\.5, 0\.6\] has 2 value\(s\); expected 3 voxel sizes in mm for a 3D",
+    ):
+        _build(spec, tmp_path, spacing=[0.5, 0.6])
+
+
+def test_two_spacing_values_are_enough_for_2d_slices(tmp_path: Path) -> None:
+    np.save(tmp_path / "img.npy", IMAGE[:, :, 0])
+    np.save(tmp_path / "seg.npy", LABEL[:, :, 0])
+    cases = {"train": {"image": "img.npy", "label": "seg.npy"}}
+    ds = numpy_dataset(
+        split="train", cases=cases, root=tmp_path, class_names=("a", "b"), spacing=["0.5", 0.6]
+    )
+    # A 2D slice's thickness is not stated: 1 mm, as before.
+    assert ds[0]["spacing"].tolist() == pytest.approx([0.5, 0.6, 1.0])
+
+
+def test_an_h5_key_naming_a_group_says_so(tmp_path: Path) -> None:
+    spec = _write("hdf5", tmp_path)
+    with h5py.File(tmp_path / "img.h5", "a") as f:
+        f.create_group("empty")
+    with pytest.raises(
+        DataError,
+        match=r"img\.h5: 'scan' is a group, not a dataset; it holds datasets \['scan/image', 'scan/label'\]",
+    ):
+        _build(spec, tmp_path, image_key="scan")
+    with pytest.raises(DataError, match=r"img\.h5: 'empty' is a group, not a dataset; it holds no datasets"):
+        _build(spec, tmp_path, label_key="empty")
+
+
+def test_mixed_channel_counts_name_the_files(tmp_path: Path) -> None:
+    write_nifti(tmp_path / "a.nii", IMAGE)
+    write_nifti(tmp_path / "b.nii", np.stack([IMAGE, IMAGE], axis=-1))
+    write_nifti(tmp_path / "c.nii", IMAGE)
+    with pytest.raises(DataError) as caught:
+        nifti_dataset(split="u", labelled=False, cases={"u": ["a.nii", "b.nii", "c.nii"]}, root=tmp_path)
+    a, b, c = (tmp_path / n for n in ("a.nii", "b.nii", "c.nii"))
+    assert str(caught.value) == (
+        f"nifti: images have different channel counts (1 channel(s): {a}, {c}; 2 channel(s): {b}); "
+        "expected one channel count for every image"
+    )

@@ -929,6 +929,26 @@ def test_mni152_run_predicts_in_the_templates_display_orientation(tmp_path: Path
 # --- the command line: the same call, JSON on stdout, exit code 2 and no traceback on bad input --
 
 
+def test_evaluate_reads_the_architecture_of_safetensors_files_as_load_model_does(
+    softmax_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _data_config(softmax_run)
+    reference = issl.evaluate(softmax_run, data, split="test", device="cpu").select(level="image").mean()
+    exported = tmp_path / "model.safetensors"
+    issl.export_model(softmax_run, format="safetensors", output=exported)
+    for weights in (softmax_run / "checkpoints" / "best" / "model.safetensors", exported):
+        table = issl.evaluate(weights, data, split="test", device="cpu")
+        assert table.select(level="image").mean() == pytest.approx(reference, abs=1e-6), weights
+    # The command line too, with the data section given as the run's whole config file.
+    out = tmp_path / "eval.csv"
+    config = softmax_run / "config.yaml"
+    assert (
+        cli_main(["evaluate", str(exported), "--data", str(config), "--device", "cpu", "--output", str(out)])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["mean"] == pytest.approx(reference, abs=1e-6)
+
+
 def test_cli_predict_writes_what_the_api_writes(
     softmax_run: Path, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -950,6 +970,26 @@ def test_cli_predict_writes_what_the_api_writes(
     assert probabilities.shape == (*nib.load(brains / "c.nii.gz").shape, len(CLASSES))
 
 
+def test_spacing_given_for_a_file_that_states_its_own_warns_and_is_not_used(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    with pytest.warns(
+        UserWarning,
+        match=r"c\.nii\.gz: spacing=\(9\.0, 9\.0, 9\.0\) is not used; the file states its own voxel "
+        r"size \(3 x 3\.5 x 4\.25 mm\)",
+    ):
+        given = predict(
+            softmax_run,
+            [brains / "c.nii.gz"],
+            output=tmp_path / "a",
+            device="cpu",
+            progress=False,
+            spacing=(9, 9, 9),
+        )
+    plain = predict(softmax_run, [brains / "c.nii.gz"], output=tmp_path / "b", device="cpu", progress=False)
+    assert given.cases[0].volumes_ml == plain.cases[0].volumes_ml
+
+
 def test_cli_predict_bad_inputs_exit_2_naming_them(
     softmax_run: Path, pretrained_run: Any, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -964,6 +1004,18 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
         ([str(softmax_run), str(truncated)], r"cut\.nii\.gz cannot be read"),
         ([str(softmax_run), str(brains / "c.nii.gz"), "--overlap", "1"], r"overlap=1\.0; expected a share"),
         ([str(softmax_run), str(brains / "c.nii.gz"), "--orientation", "RAX"], r"orientation='RAX' is"),
+        (
+            [str(softmax_run), str(brains / "c.nii.gz"), "--spacing", "0", "2", "2"],
+            r"spacing=\(0\.0, 2\.0, 2\.0\); expected",
+        ),
+        (
+            [str(softmax_run), str(brains / "c.nii.gz"), "--spacing", "nan", "1", "1"],
+            r"spacing=\(nan, 1\.0, 1\.0\)",
+        ),
+        (
+            [str(softmax_run), str(brains / "c.nii.gz"), "--spacing", "-2", "2", "2"],
+            r"finite voxel sizes in mm, each > 0",
+        ),
     ]
     for args, message in cases:
         assert cli_main(["predict", *args, "--output", str(out), "--device", "cpu", "--quiet"]) == 2, args

@@ -1072,9 +1072,9 @@ def _wrong_file_type(folder: Path) -> Call:
 @_case(
     "checkpoint-bare-weights-to-evaluate",
     "checkpoint",
-    ValueError,
-    r"model\.safetensors: a bare weights file has no architecture metadata",
-    "pass the module to evaluate",
+    CheckpointError,
+    r"model\.safetensors: no architecture metadata",
+    "or a meta.json next to it",
 )
 def _bare_weights_to_evaluate(folder: Path) -> Call:
     """A bare ``.safetensors`` file given to ``evaluate``, which cannot tell its architecture."""

@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,8 @@ __all__ = [
     "check_rank",
     "check_real",
     "check_same_shape",
+    "check_slice_axis",
+    "check_spacing",
     "existing_path",
 ]
 
@@ -66,6 +70,94 @@ def check_rank(shape: Sequence[int], ranks: Collection[int], *, where: str, layo
         raise DataError(
             f"{where}: array has rank {len(shape)} (shape {tuple(shape)}); expected rank {allowed} {layout}"
         )
+
+
+def check_slice_axis(slice_axis: Any, *, where: str) -> int:
+    """Return ``slice_axis`` as an ``int`` if it is one of a volume's three axes.
+
+    Negative axes count from the last one, as in NumPy (-1 is axis 2).
+
+    Args:
+        slice_axis: The value given, e.g. from a config file.
+        where: The dataset or file it is for; it starts the error message.
+
+    Raises:
+        DataError: ``slice_axis`` is not an integer (a name such as ``"z"``, a float, a bool), or
+            is out of range.
+
+    Example:
+        >>> check_slice_axis(-1, where="nifti")
+        -1
+        >>> check_slice_axis("z", where="nifti")
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: nifti: slice_axis='z' (str) is not one of the axes 0, 1, 2
+    """
+    # bool is an int subclass, but True/False in a config is a mistake, not axis 1/0.
+    if isinstance(slice_axis, bool) or not isinstance(slice_axis, (int, np.integer)):
+        raise DataError(
+            f"{where}: slice_axis={slice_axis!r} ({type(slice_axis).__name__}) is not one of the axes 0, 1, 2"
+        )
+    if not -3 <= slice_axis < 3:
+        raise DataError(f"{where}: slice_axis={slice_axis} is not one of the axes 0, 1, 2")
+    return int(slice_axis)
+
+
+def check_spacing(spacing: Any, *, where: str, rank: int | None = None) -> tuple[float, ...]:
+    """Return ``spacing`` as floats if it is a valid voxel spacing in mm for an array of ``rank``.
+
+    A 3D or 4D array (channels last, which have no spacing) needs one value per spatial axis, 3;
+    a 2D slice 2 (rows, columns) or 3 (with its thickness). With ``rank=None`` (before any file
+    is read) 2 or 3 values are accepted.
+
+    Args:
+        spacing: The value given, e.g. a dataset's ``spacing`` parameter.
+        where: The parameter and its dataset or file, e.g. ``"numpy: spacing"``; it starts the message.
+        rank: Number of dimensions of the array the spacing is for.
+
+    Raises:
+        DataError: Not a sequence of numbers, the wrong number of values, or a value that is
+            zero, negative, NaN or infinite.
+
+    Example:
+        >>> check_spacing([0.5, 0.5, 2], where="numpy: spacing", rank=3)
+        (0.5, 0.5, 2.0)
+        >>> check_spacing([0, 0, 0], where="numpy: spacing", rank=3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: numpy: spacing=[0, 0, 0] holds 0 (values 1, 2, 3); expected ...
+    """
+    counts = (2, 3) if rank is None or rank <= 2 else (3,)
+    expected = " or ".join(str(c) for c in counts)
+    shown = list(spacing) if isinstance(spacing, (list, tuple)) else spacing
+    for_rank = "" if rank is None else f" for a {rank}D array"
+    if isinstance(spacing, (str, bytes)) or not isinstance(spacing, Sequence):
+        raise DataError(
+            f"{where}={shown!r} is not a list of numbers; expected {expected} voxel sizes in mm{for_rank}"
+        )
+    if len(spacing) not in counts:
+        raise DataError(
+            f"{where}={shown!r} has {len(spacing)} value(s); expected {expected} voxel sizes in mm"
+            f"{for_rank} (one per spatial axis, in stored axis order)"
+        )
+    values: list[float] = []
+    for v in spacing:
+        try:
+            # A YAML "1e-3" (no dot) loads as a string; float() reads it as before.
+            if isinstance(v, bool):
+                raise TypeError
+            values.append(float(v))
+        except (TypeError, ValueError):
+            found = f"{where}={shown!r} holds {v!r}"
+            raise DataError(f"{found}, not a number; expected voxel sizes in mm") from None
+    bad = [i for i, v in enumerate(values) if not (math.isfinite(v) and v > 0)]
+    if bad:
+        which = ", ".join(str(i + 1) for i in bad)
+        raise DataError(
+            f"{where}={shown!r} holds {spacing[bad[0]]!r} (value{'s' if len(bad) > 1 else ''} {which}); "
+            "expected finite values > 0 in mm"
+        )
+    return tuple(values)
 
 
 def check_same_shape(

@@ -36,6 +36,7 @@ import torch
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
+from inpaintssl.data.checks import check_slice_axis
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
@@ -133,6 +134,8 @@ def ct_dataset(
     """
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="ct: orientation", error=DataError)
+    # Checked here too: a DICOM series ignores slice_axis unless it is reoriented.
+    slice_axis = check_slice_axis(slice_axis, where="ct")
 
     def read(path: Path, ranks: Collection[int]) -> Volume:
         volume = open_volume(path, slice_axis=slice_axis, ranks=ranks)

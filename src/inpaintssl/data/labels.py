@@ -22,7 +22,36 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 
-__all__ = ["check_label_values", "class_values", "merge_onehot", "onehot_from_values"]
+__all__ = ["check_class_names", "check_label_values", "class_values", "merge_onehot", "onehot_from_values"]
+
+
+def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, ...]:
+    """Return ``class_names`` as a tuple if no name occurs twice.
+
+    Each name is one output channel and one results column: a repeated name would train an extra
+    channel and lose a column when results are keyed by name.
+
+    Args:
+        class_names: Foreground class names.
+        where: The dataset they are for, e.g. ``"nifti"``; it starts the error message.
+
+    Raises:
+        DataError: A name occurs more than once; the message names it.
+
+    Example:
+        >>> check_class_names(["wm", "gm"], where="nifti")
+        ('wm', 'gm')
+        >>> check_class_names(["wm", "gm", "wm"], where="nifti")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: nifti: class_names ['wm', 'gm', 'wm'] name 'wm' 2 times; ...
+    """
+    names = tuple(class_names)
+    repeated = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    if repeated:
+        counts = ", ".join(f"{n!r} {names.count(n)} times" for n in repeated)
+        raise DataError(f"{where}: class_names {list(names)} name {counts}; expected each class once")
+    return names
 
 
 def class_values(

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from inpaintssl.data.base import DataError
-from inpaintssl.data.checks import check_rank, existing_path
+from inpaintssl.data.checks import check_rank, check_slice_axis, check_spacing, existing_path
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
 
@@ -126,10 +126,12 @@ class Volume(ABC):
                 "voxel along every axis"
             )
         self._what = what
-        spatial = 2 if len(self.shape) == 2 else 3
-        if len(self.shape) > 2 and not -spatial <= slice_axis < spatial:
-            raise DataError(f"{what} {path}: slice_axis={slice_axis} is not one of the spatial axes 0, 1, 2")
-        self.slice_axis = slice_axis % spatial if len(self.shape) > 2 else 0
+        if len(self.shape) > 2:
+            self.slice_axis = check_slice_axis(slice_axis, where=f"{what} {path}") % 3
+        else:
+            # A 2D file is one slice whatever axis the dataset slices its volumes along.
+            check_slice_axis(slice_axis, where=f"{what} {path}")
+            self.slice_axis = 0
         self.stored_shape = self.shape
         self._stored_zooms = tuple(float(s) for s in spacing)
         self._set_grid(self.shape, self._stored_zooms)
@@ -195,10 +197,8 @@ class Volume(ABC):
                 ``target`` is not an axis code, or ``slice_axis`` not one of 0, 1, 2.
         """
         target = check_axis_codes(target, where=f"{self._what} {self.path}: orientation", error=DataError)
-        if slice_axis is not None and not -3 <= slice_axis < 3:
-            raise DataError(
-                f"{self._what} {self.path}: slice_axis={slice_axis} is not one of the axes 0, 1, 2"
-            )
+        if slice_axis is not None:
+            slice_axis = check_slice_axis(slice_axis, where=f"{self._what} {self.path}")
         source = self.stored_orientation
         if source is None:
             raise DataError(
@@ -385,6 +385,7 @@ class NumpyVolume(Volume):
                 shape = np.load(path, mmap_mode="r").shape
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise DataError(f"NumPy file {path} cannot be read: {exc}") from exc
+        spacing = _given_spacing(spacing, shape, where=f"NumPy file {path}")
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="NumPy file")
 
     def _array(self) -> Any:
@@ -423,6 +424,7 @@ class H5Volume(Volume):
         path = existing_path(path, what="HDF5 file")
         with open_h5(path) as handle:
             shape = h5_dataset_shape(handle, key, path=path)
+        spacing = _given_spacing(spacing, shape, where=f"HDF5 file {path} key {key!r}")
         self.key = key
         self._handles = handles
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="HDF5 file")
@@ -431,12 +433,41 @@ class H5Volume(Volume):
         return self._handles.get(self.path)[self.key]
 
 
+def _given_spacing(spacing: Sequence[float], shape: Sequence[int], *, where: str) -> tuple[float, ...]:
+    """``spacing`` told for a format that stores none, checked against the array's rank."""
+    return check_spacing(spacing, where=f"{where}: spacing", rank=len(shape))
+
+
+_H5_LISTED = 20
+"""How many dataset names a message about an HDF5 group lists."""
+
+
 def h5_dataset_shape(handle: Any, key: str, *, path: Path) -> tuple[int, ...]:
-    """Shape of dataset ``key`` in an open file, or a :class:`DataError` naming file and key."""
+    """Shape of dataset ``key`` in an open file, or a :class:`DataError` naming file and key.
+
+    Raises:
+        DataError: ``key`` is missing (the message lists the file's top-level names) or names a
+            group (the message lists the datasets inside it).
+    """
     node = handle.get(key)
-    if node is None or not hasattr(node, "shape"):
+    if node is None:
         found = sorted(handle.keys())
         raise DataError(f"HDF5 file {path} has no dataset {key!r}; it holds {found}")
+    if not hasattr(node, "shape"):
+        inside: list[str] = []
+
+        def collect(name: str, obj: Any) -> None:
+            if hasattr(obj, "shape"):
+                inside.append(f"{key.rstrip('/')}/{name}")
+
+        node.visititems(collect)
+        listed = sorted(inside)
+        more = f" and {len(listed) - _H5_LISTED} more" if len(listed) > _H5_LISTED else ""
+        holds = f"datasets {listed[:_H5_LISTED]}{more}" if listed else "no datasets"
+        raise DataError(
+            f"HDF5 file {path}: {key!r} is a group, not a dataset; it holds {holds}; "
+            f"expected {key!r} to name the array itself (e.g. the key of one of those datasets)"
+        )
     return tuple(int(s) for s in node.shape)
 
 
@@ -473,9 +504,11 @@ class DicomVolume(Volume):
 
     Headers are read at construction to order the slices along the slice normal
     (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
-    ``InstanceNumber``) and to check that every slice has one matrix size. Pixel data is read per
-    slice. Row/column spacing comes from ``PixelSpacing``; slice spacing from the sorted positions,
-    else ``SpacingBetweenSlices``, else ``SliceThickness``. Slices are rows x columns as stored.
+    ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID``
+    (files without one are taken as one series), one ``ImageOrientationPatient``, one slice per
+    position and one matrix size. Pixel data is read per slice. Row/column spacing comes from
+    ``PixelSpacing``; slice spacing from the sorted positions, else ``SpacingBetweenSlices``, else
+    ``SliceThickness``. Slices are rows x columns as stored.
     A CT slice (``Modality`` CT) must carry both rescale tags; other modalities default to slope 1,
     intercept 0. Needs pydicom (``dicom`` extra).
     """
@@ -487,7 +520,10 @@ class DicomVolume(Volume):
         if not candidates:
             raise DataError(f"DICOM series folder {path} holds no files")
         headers = [(_read_dicom(pydicom, f, pixels=False), f) for f in candidates]
+        _check_one_series(headers, path)
+        _check_one_orientation(headers, path)
         headers.sort(key=lambda pair: _slice_position(pair[0]))
+        _check_distinct_positions(headers, path)
         first = headers[0][0]
         size = (int(first.Rows), int(first.Columns))
         for ds, f in headers:
@@ -590,6 +626,107 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool) -> Any:
     except Exception as exc:  # pydicom raises many types for a bad file
         raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     return ds
+
+
+_ORIENTATION_TOLERANCE = 1e-3
+"""How far two slices' ImageOrientationPatient direction cosines may differ within one series:
+scanners write them rounded to a few decimals, while another plane differs by far more (a 1 degree
+tilt changes a cosine by 0.017)."""
+_SAME_POSITION_MM = 1e-3
+"""Slices closer than this along the slice normal (mm) are at one position: far below any real
+slice spacing, far above the rounding of ImagePositionPatient's decimal strings."""
+
+
+def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse files of more than one SeriesInstanceUID (files without one count as one series).
+
+    Stacked together, a T1 and a T2 (or two reconstructions) at the same positions would make one
+    volume of twice the slices, with a wrong slice spacing and doubled tissue volumes.
+    """
+    groups: dict[str | None, list[Path]] = {}
+    first: dict[str | None, Any] = {}
+    for ds, f in headers:
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None
+        groups.setdefault(uid, []).append(f)
+        first.setdefault(uid, ds)
+    if len(groups) <= 1:
+        return
+    found = "; ".join(_describe_series(uid, first[uid], files) for uid, files in groups.items())
+    raise DataError(
+        f"DICOM series folder {folder} holds {len(groups)} series: {found}; expected one series per "
+        "folder (it is read as one volume): move each series into a folder of its own"
+    )
+
+
+def _describe_series(uid: str | None, ds: Any, files: Sequence[Path]) -> str:
+    details = []
+    description = str(getattr(ds, "SeriesDescription", "") or "").strip()
+    if description:
+        details.append(f"SeriesDescription {description!r}")
+    number = getattr(ds, "SeriesNumber", None)
+    if number is not None and str(number).strip():
+        details.append(f"SeriesNumber {number}")
+    name = "files without SeriesInstanceUID" if uid is None else f"SeriesInstanceUID {uid}"
+    shown = f" ({', '.join(details)})" if details else ""
+    return f"{name}{shown}: {len(files)} file(s), e.g. {files[0].name}"
+
+
+def _orientation(ds: Any) -> np.ndarray | None:
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    if orientation is None or len(orientation) != 6:
+        return None
+    return np.asarray([float(v) for v in orientation])
+
+
+def _orientation_text(orientation: np.ndarray | None) -> str:
+    if orientation is None:
+        return "no ImageOrientationPatient"
+    return "ImageOrientationPatient [" + ", ".join(f"{v:g}" for v in orientation) + "]"
+
+
+def _check_one_orientation(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse slices of different planes: sorted along one normal they would not form a volume."""
+    reference_ds, reference_file = headers[0]
+    reference = _orientation(reference_ds)
+    for ds, f in headers[1:]:
+        orientation = _orientation(ds)
+        same = (orientation is None and reference is None) or (
+            orientation is not None
+            and reference is not None
+            and float(np.max(np.abs(orientation - reference))) <= _ORIENTATION_TOLERANCE
+        )
+        if not same:
+            raise DataError(
+                f"DICOM file {f} has {_orientation_text(orientation)} but {reference_file} has "
+                f"{_orientation_text(reference)} (series folder {folder}); expected one orientation per "
+                f"series (within {_ORIENTATION_TOLERANCE:g}): slices of another plane, such as a coronal "
+                "series next to an axial one, belong in a folder of their own"
+            )
+
+
+def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse two slices at one position along the normal (``headers`` sorted by position).
+
+    Only where every slice states its position: without ImagePositionPatient the InstanceNumber
+    order is all there is, and files without either keep their name order as before.
+    """
+    if not all(
+        getattr(ds, "ImagePositionPatient", None) is not None and _orientation(ds) is not None
+        for ds, _ in headers
+    ):
+        return
+    positions = [_slice_position(ds) for ds, _ in headers]
+    same = [i for i in range(len(positions) - 1) if positions[i + 1] - positions[i] < _SAME_POSITION_MM]
+    if not same:
+        return
+    i = same[0]
+    more = f" ({len(same) - 1} more pair(s) too)" if len(same) > 1 else ""
+    raise DataError(
+        f"DICOM files {headers[i][1]} and {headers[i + 1][1]} are both at {positions[i]:g} mm along the "
+        f"slice normal (ImagePositionPatient projected on it){more}, in series folder {folder}; "
+        "expected one slice per position: repeated acquisitions (echoes, time points) or copied "
+        "files belong in folders of their own"
+    )
 
 
 def _check_ct_rescale(ds: Any, path: Path) -> None:

@@ -36,8 +36,8 @@ import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.cases import CaseSpec, resolve_cases
-from inpaintssl.data.checks import check_finite, check_real, check_same_shape
-from inpaintssl.data.labels import check_label_values, class_values, onehot_from_values
+from inpaintssl.data.checks import check_finite, check_real, check_same_shape, check_slice_axis, check_spacing
+from inpaintssl.data.labels import check_class_names, check_label_values, class_values, onehot_from_values
 from inpaintssl.data.loading import H5Files
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preflight import CaseCheck, check_same_geometry
@@ -71,8 +71,8 @@ class VolumeSliceDataset(SliceDataset):
         normalize: ``volume``, ``channel`` or ``none`` (see the module docstring).
 
     Raises:
-        DataError: No cases, mixed channel counts, a label on another voxel grid, or a labelled
-            dataset with a case that has no label.
+        DataError: No cases, a class named twice, mixed channel counts, a label on another voxel
+            grid, or a labelled dataset with a case that has no label.
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class VolumeSliceDataset(SliceDataset):
         check_option(normalize, ("volume", "channel", "none"), field=f"{name}: normalize", error=DataError)
         self.name = name
         self.normalize: Normalize = normalize
-        self.class_names = tuple(class_names)
+        self.class_names = check_class_names(class_names, where=name)
         self._values = class_values(self.class_names, label_values) if self.class_names else ()
         self._cases = list(cases)
         self.in_channels = self._check_cases()
@@ -103,9 +103,17 @@ class VolumeSliceDataset(SliceDataset):
         self._stats: dict[int, Stats] = {}
 
     def _check_cases(self) -> int:
-        channels = {self._image_channels(case.image) for case in self._cases}
-        if len(channels) > 1:
-            raise DataError(f"{self.name}: images have different channel counts {sorted(channels)}")
+        by_count: dict[int, list[str]] = {}
+        for case in self._cases:
+            by_count.setdefault(self._image_channels(case.image), []).append(str(case.image.path))
+        if len(by_count) > 1:
+            found = "; ".join(
+                f"{count} channel(s): {_some(paths)}" for count, paths in sorted(by_count.items())
+            )
+            raise DataError(
+                f"{self.name}: images have different channel counts ({found}); expected one channel "
+                "count for every image"
+            )
         for case in self._cases:
             if not self.labelled:
                 continue
@@ -117,7 +125,7 @@ class VolumeSliceDataset(SliceDataset):
             check_same_shape(
                 case.image.grid, case.label.grid, image=str(case.image.path), label=str(case.label.path)
             )
-        return channels.pop()
+        return next(iter(by_count))
 
     def _image_channels(self, volume: Volume) -> int:
         return volume.channels
@@ -220,6 +228,15 @@ class VolumeSliceDataset(SliceDataset):
         return item
 
 
+_LISTED_FILES = 3
+"""How many files a message lists per group before it counts the rest."""
+
+
+def _some(paths: Sequence[str]) -> str:
+    more = f" and {len(paths) - _LISTED_FILES} more" if len(paths) > _LISTED_FILES else ""
+    return ", ".join(paths[:_LISTED_FILES]) + more
+
+
 def open_cases(
     specs: Sequence[CaseSpec],
     *,
@@ -304,6 +321,7 @@ def nifti_dataset(
     """
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="nifti: orientation", error=DataError)
+    slice_axis = check_slice_axis(slice_axis, where="nifti")
     common = (split, labelled, cases, root, class_names, label_values, normalize)
     return _volume_dataset(
         "nifti",
@@ -333,8 +351,11 @@ def numpy_dataset(
     """``.npy`` arrays (memory-mapped) or ``.npz`` archives (``image_key``/``label_key`` members).
 
     Args are those of :func:`nifti_dataset`, plus ``image_key``/``label_key`` (``.npz`` member
-    names) and ``spacing`` (NumPy files carry none), given in stored axis order.
+    names) and ``spacing`` (NumPy files carry none): finite voxel sizes > 0 in mm in stored axis
+    order, 3 for volumes (2 are enough when every array is a 2D slice).
     """
+    slice_axis = check_slice_axis(slice_axis, where="numpy")
+    spacing = check_spacing(spacing, where="numpy: spacing")
     common = (split, labelled, cases, root, class_names, label_values, normalize)
     return _volume_dataset(
         "numpy",
@@ -366,6 +387,8 @@ def hdf5_dataset(
     A case's ``label`` may name the same file as its ``image``; each file is opened once per
     worker process and read per slice. Args are those of :func:`numpy_dataset`.
     """
+    slice_axis = check_slice_axis(slice_axis, where="hdf5")
+    spacing = check_spacing(spacing, where="hdf5: spacing")
     common = (split, labelled, cases, root, class_names, label_values, normalize)
     handles = H5Files()
     return _volume_dataset(

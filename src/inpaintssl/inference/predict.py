@@ -467,6 +467,16 @@ def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
     return padded[0], padded[1], padded[2]
 
 
+def _warn_spacing_unused(spacing: Sequence[float] | None, path: Path, own: Sequence[float]) -> None:
+    if spacing is not None:
+        warnings.warn(
+            f"input {path}: spacing={tuple(float(v) for v in spacing)} is not used; the file states its "
+            f"own voxel size ({' x '.join(f'{v:g}' for v in own)} mm). spacing applies to NumPy/HDF5 inputs",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _open(
     path: Path, *, prep: _Preprocessing, key: str | None, spacing: Sequence[float] | None
 ) -> tuple[Volume, _Geometry]:
@@ -475,12 +485,14 @@ def _open(
     if path.is_dir() or _has_suffix(path, _DICOM):
         volume: Volume = DicomVolume(path)
         assert isinstance(volume, DicomVolume)
+        _warn_spacing_unused(spacing, path, volume.spacing)
         return volume, _dicom_geometry(volume)
     stored = _zooms3(spacing if spacing is not None else (1.0, 1.0, 1.0))
     if _has_suffix(path, _NIFTI):
         nifti = NiftiVolume(path, slice_axis=axis)
         mm = nifti_mm_per_unit(nifti.header, path=path)
         zooms = _zooms3([z * mm for z in nifti.header.get_zooms()[: len(nifti.shape[:3])]])
+        _warn_spacing_unused(spacing, path, zooms)
         return nifti, _Geometry(nifti.file_affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):
         member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
@@ -982,8 +994,9 @@ def predict(
         inpaintssl.data.DataError: The readers' own checks (array rank, NaN pixels, a missing HDF5
             key, ...). All three are ``ValueError`` subclasses.
         ValueError: ``batch_size`` below 1, an unknown ``device``, ``large_slices`` or
-            ``resample``, ``overlap`` outside ``[0, 1)``, or ``resample="outside"`` with a run that
-            resized its slices or recorded no spacing.
+            ``resample``, ``overlap`` outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite
+            sizes > 0, or ``resample="outside"`` with a run that resized its slices or recorded no
+            spacing.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -995,6 +1008,10 @@ def predict(
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
+    if spacing is not None:
+        values = tuple(float(v) for v in spacing)
+        if len(values) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f"spacing={values}; expected 2 or 3 finite voxel sizes in mm, each > 0")
     out = Path(output).expanduser()
     _check_output(out)
     target = resolve_device(device)

@@ -1,0 +1,162 @@
+"""A DICOM folder is read as one series: other series, planes or repeated positions are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from data_builders import write_dicom_slice
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.ct import ct_dataset
+from inpaintssl.data.readers import DicomVolume
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # slice normal +y (posterior)
+T1_UID, T2_UID = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+
+
+def _slices(folder: Path, prefix: str, positions: list[float], **tags: Any) -> list[np.ndarray]:
+    """Axial slices ``prefix0.dcm``... at z = ``positions``; returns the stored pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(prefix) + len(positions))
+    stored = []
+    for k, z in enumerate(positions):
+        pixels = rng.integers(-500, 500, (2, 3)).astype(np.int16)
+        write_dicom_slice(
+            folder / f"{prefix}{k}.dcm", pixels, slope=1.0, intercept=0.0, z=z, instance=k + 1, **tags
+        )
+        stored.append(pixels)
+    return stored
+
+
+def test_one_series_with_its_uid_reads_as_before(tmp_path: Path) -> None:
+    stored = _slices(tmp_path / "s", "im", [5.0, 0.0, 2.5], series_uid=T1_UID, series_number=3)
+    volume = DicomVolume(tmp_path / "s")
+    # Sorted along +z: 0.0 (im1), 2.5 (im2), 5.0 (im0); the 2.5 mm step is the slice spacing.
+    assert volume.num_slices == 3 and volume.spacing == pytest.approx((0.7, 0.8, 2.5))
+    for index, k in enumerate([1, 2, 0]):
+        assert np.array_equal(volume.read(index), stored[k].astype(np.float32))
+
+
+def test_two_series_at_the_same_positions_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "mr"
+    t1 = {"series_uid": T1_UID, "series_description": "T1 axial", "series_number": 3}
+    _slices(folder, "t1_", [0.0, 2.5, 5.0], **t1)
+    t2 = {"series_uid": T2_UID, "series_description": "T2 axial", "series_number": 4}
+    _slices(folder, "t2_", [0.0, 2.5, 5.0, 7.5], **t2)
+    with pytest.raises(DataError) as caught:
+        DicomVolume(folder)
+    message = str(caught.value)
+    assert f"DICOM series folder {folder} holds 2 series" in message
+    assert f"SeriesInstanceUID {T1_UID} (SeriesDescription 'T1 axial', SeriesNumber 3): 3 file(s)" in message
+    assert f"SeriesInstanceUID {T2_UID} (SeriesDescription 'T2 axial', SeriesNumber 4): 4 file(s)" in message
+    assert "expected one series per folder" in message
+    # The dataset refuses it too, rather than training on 7 stacked slices.
+    with pytest.raises(DataError, match="holds 2 series"):
+        ct_dataset(split="unlabelled", labelled=False, cases=str(folder))
+
+
+def test_an_axial_and_a_coronal_series_are_refused_by_their_uids(tmp_path: Path) -> None:
+    folder = tmp_path / "ct"
+    _slices(folder, "ax", [0.0, 2.5], series_uid=T1_UID)
+    write_dicom_slice(
+        folder / "cor0.dcm",
+        np.zeros((2, 3), np.int16),
+        slope=1.0,
+        intercept=0.0,
+        z=0.0,
+        instance=1,
+        orientation=CORONAL,
+        position=(0.0, 10.0, 0.0),
+        series_uid=T2_UID,
+    )
+    with pytest.raises(
+        DataError, match=rf"{T1_UID}: 2 file\(s\), e\.g\. ax0\.dcm; SeriesInstanceUID {T2_UID}: 1"
+    ):
+        DicomVolume(folder)
+
+
+def test_files_with_and_without_a_series_uid_are_two_series(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    _slices(folder, "a", [0.0, 2.5], series_uid=T1_UID)
+    _slices(folder, "b", [5.0])
+    with pytest.raises(DataError, match=r"files without SeriesInstanceUID: 1 file\(s\), e\.g\. b0\.dcm"):
+        DicomVolume(folder)
+
+
+def test_slices_of_another_plane_without_uids_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    _slices(folder, "a", [0.0, 2.5])
+    write_dicom_slice(
+        folder / "b0.dcm",
+        np.zeros((2, 3), np.int16),
+        slope=1.0,
+        intercept=0.0,
+        z=0.0,
+        instance=3,
+        orientation=CORONAL,
+        position=(0.0, 10.0, 0.0),
+    )
+    expected = (
+        rf"DICOM file {folder / 'b0.dcm'} has ImageOrientationPatient \[1, 0, 0, 0, 0, -1\] but "
+        rf"{folder / 'a0.dcm'} has ImageOrientationPatient \[1, 0, 0, 0, 1, 0\] .* one orientation per series"
+    )
+    with pytest.raises(DataError, match=expected):
+        DicomVolume(folder)
+
+
+def test_orientations_within_rounding_are_one_series(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    _slices(folder, "a", [0.0])
+    # A scanner's rounding of the same plane: 2e-5 off in one cosine.
+    _slices(folder, "b", [2.5], orientation=(1.0, 0.0, 0.0, 0.0, 0.99998, 0.0))
+    assert DicomVolume(folder).num_slices == 2
+
+
+def test_two_slices_at_one_position_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    _slices(folder, "im", [0.0, 2.5, 5.0], series_uid=T1_UID)
+    # Another echo of the same series at z = 2.5: the same position along the +z normal.
+    write_dicom_slice(
+        folder / "im9.dcm",
+        np.zeros((2, 3), np.int16),
+        slope=1,
+        intercept=0,
+        z=2.5,
+        instance=9,
+        series_uid=T1_UID,
+    )
+    expected = (
+        rf"DICOM files {folder / 'im1.dcm'} and {folder / 'im9.dcm'} are both at 2\.5 mm along the slice "
+        r"normal .* expected one slice per position"
+    )
+    with pytest.raises(DataError, match=expected):
+        DicomVolume(folder)
+
+
+def test_a_copied_slice_without_uids_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    _slices(folder, "im", [0.0, 2.5])
+    (folder / "im1 copy.dcm").write_bytes((folder / "im1.dcm").read_bytes())
+    with pytest.raises(DataError, match=r"im1 copy\.dcm and .*im1\.dcm are both at 2\.5 mm"):
+        DicomVolume(folder)
+
+
+def test_slices_without_geometry_keep_their_order(tmp_path: Path) -> None:
+    # No ImagePositionPatient / orientation: the InstanceNumber order stands and nothing is refused.
+    from pydicom import dcmread
+
+    folder = tmp_path / "s"
+    stored = _slices(folder, "im", [0.0, 0.0])
+    for k in range(2):
+        ds = dcmread(folder / f"im{k}.dcm")
+        del ds.ImagePositionPatient
+        del ds.ImageOrientationPatient
+        ds.InstanceNumber = 2 - k
+        ds.save_as(folder / f"im{k}.dcm")
+    volume = DicomVolume(folder)
+    assert volume.num_slices == 2
+    assert np.array_equal(volume.read(0), stored[1].astype(np.float32))
