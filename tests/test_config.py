@@ -174,3 +174,11 @@ def test_a_config_path_that_is_a_folder_or_not_text_is_named(tmp_path: Path) -> 
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe garbage")
     with pytest.raises(ConfigError, match=r"config file .*bin\.yaml is not UTF-8 text"):
         load_config(tmp_path / "bin.yaml", PretrainConfig)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**20])
+def test_seeds_outside_what_the_generators_take_are_refused_by_name(seed: int) -> None:
+    with pytest.raises(ConfigError, match=r"run\.seed: Input should be"):
+        load_config({"run": {"seed": seed}}, PretrainConfig)
+    with pytest.raises(ConfigError, match=r"data\.subset_seed: Input should be"):
+        load_config({"data": {"subset_seed": seed}}, FinetuneConfig)

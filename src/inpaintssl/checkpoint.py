@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +54,7 @@ __all__ = [
     "load_state_dict",
     "read_checkpoint_meta",
     "read_checkpoint_dir",
+    "remove_partial_writes",
     "resolve_checkpoint",
     "save_checkpoint",
     "save_safetensors",
@@ -174,6 +175,41 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_partial_writes(folder: str | Path, *, names: Collection[str]) -> list[Path]:
+    """Remove what a killed writer of ``names`` left in ``folder``: ``.<name>.<random>.tmp`` entries.
+
+    :func:`save_checkpoint` and :func:`~inpaintssl.atomic.atomic_write_text` write under such
+    names and rename into place; a ``SIGKILL`` in between leaves them behind, a whole checkpoint
+    each. Only the temporaries of ``names`` are touched, so a user's own files are safe even in a
+    run folder that is a shared directory. Call it only while holding the folder's run lock:
+    another live writer's temporary would go too.
+
+    Returns:
+        What was removed.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / ".last.k2x9.tmp").mkdir()
+        >>> _ = (root / ".notes.txt.a81.tmp").write_text("a user's")
+        >>> [p.name for p in remove_partial_writes(root, names=["best", "last"])]
+        ['.last.k2x9.tmp']
+        >>> sorted(p.name for p in root.iterdir())
+        ['.notes.txt.a81.tmp']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    prefixes = tuple(f".{name}." for name in names)
+    removed = sorted(p for p in folder.iterdir() if p.name.startswith(prefixes) and p.name.endswith(".tmp"))
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
 
 
 def _old_twin(folder: Path) -> Path:

@@ -610,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataError,
         CheckpointError,
         PluginLoadError,
+        ImportError,  # an optional extra that is not installed; its message names the pip extra
         KeyError,
         ValueError,
         TypeError,

@@ -174,7 +174,7 @@ class DataConfig(_Strict):
     image_size: tuple[int, int] | None = None
     resize_mode: Literal["crop_or_pad", "resize"] = "crop_or_pad"
     label_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
-    subset_seed: int = 0
+    subset_seed: int = Field(default=0, ge=0, lt=2**32)
     splits_file: Path | None = None
     unlabelled: list[SourceConfig] = Field(default_factory=list)
     num_workers: int = Field(default=0, ge=0)
@@ -409,7 +409,8 @@ class RunConfig(_Strict):
 
     Attributes:
         output_dir: Run folder (config, manifest, metrics CSV, checkpoints).
-        seed: Seed of weights, data order, corruption and workers.
+        seed: Seed of weights, data order, corruption and workers, in ``[0, 2**32)`` (what every
+            random generator involved takes, DataLoader workers' ``seed * 1000 + worker`` included).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: Mixed precision on CUDA: ``auto`` (bf16 where supported, else fp16), ``bf16``,
             ``fp16`` or ``off``. Ignored on CPU.
@@ -448,7 +449,7 @@ class RunConfig(_Strict):
     """
 
     output_dir: Path = Path("runs/run")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)
     device: Device = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"

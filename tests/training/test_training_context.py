@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import inpaintssl as issl
-from inpaintssl.config import RunConfig
+from inpaintssl.config import ConfigError, RunConfig
 from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.context import FreshStartWarning, RunContext, RunFolderLockedError, run_session
@@ -186,3 +186,15 @@ def test_a_local_context_changes_nothing_around_it(tmp_path: Path) -> None:
     assert not run.output_dir.exists()
     assert (ctx.device.type, ctx.dist.world_size, ctx.amp_dtype) == ("cpu", 1, None)
     assert ctx.run_folder.root == run.output_dir and ctx.run is run
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_an_output_dir_that_is_a_file_is_named(tmp_path: Path, below: str) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    folder = tmp_path / "afile" / below if below else tmp_path / "afile"
+    with pytest.raises(
+        ConfigError, match=r"run.output_dir=.*afile.*: '.*afile' is a file; expected a folder"
+    ):
+        with run_session(RunConfig(output_dir=folder, device="cpu", quiet=True)):
+            pass
+    assert (tmp_path / "afile").read_text() == "not a folder"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,6 +238,22 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
     ):
         _trainer(tmp_path, longer, resume=True).fit()
     assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
+
+
+def test_a_run_clears_the_temporaries_a_killed_writer_left(tmp_path: Path) -> None:
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=2, steps_per_epoch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _trainer(tmp_path, optim).fit()
+        # What SIGKILL during a checkpoint or CSV write leaves: a whole checkpoint under a temporary name.
+        stale = tmp_path / "checkpoints" / ".last.k2x9.tmp"
+        shutil.copytree(tmp_path / "checkpoints" / "last", stale)
+        (tmp_path / ".metrics.csv.a81.tmp").write_text("phase,epoch")
+        (tmp_path / ".my-notes.tmp").write_text("a user's own file")
+        _trainer(tmp_path, optim, resume=True).fit()
+    assert not stale.exists() and not (tmp_path / ".metrics.csv.a81.tmp").exists()
+    assert (tmp_path / ".my-notes.tmp").read_text() == "a user's own file"
+    assert (tmp_path / "checkpoints" / "last" / "COMPLETE.json").is_file()
 
 
 def test_validation_dice_matches_an_independent_count(tmp_path: Path) -> None:

@@ -112,3 +112,17 @@ def test_unreadable_data_check_record_means_check_everything(tmp_path: Path, con
     (tmp_path / "data_check.json").write_text(content)
     assert read_data_check(tmp_path, data_config=FinetuneConfig().data) == {}
     assert read_data_check(tmp_path / "missing", data_config=FinetuneConfig().data) == {}
+
+
+def test_resuming_a_run_of_the_other_stage_names_the_stage(tmp_path: Path) -> None:
+    from inpaintssl.config import PretrainConfig
+
+    record_run(
+        tmp_path, PretrainConfig(), resume=False, splits=_Splits(), manifest=lambda: {"stage": "pretrain"}
+    )
+    with pytest.raises(ConfigError, match=r"cannot resume .* as a finetune run: it holds a pretrain run"):
+        record_run(tmp_path, FinetuneConfig(), resume=True, splits=_Splits(), manifest=lambda: {})
+    # A damaged config of the same stage is still reported as what it is.
+    (tmp_path / "config.yaml").write_text("optim: {lr: [1]}\n")
+    with pytest.raises(ConfigError, match=r"optim.lr"):
+        record_run(tmp_path, PretrainConfig(), resume=True, splits=_Splits(), manifest=lambda: {})

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from inpaintssl.checkpoint import checkpoint_exists
-from inpaintssl.config import RunConfig
+from inpaintssl.config import ConfigError, RunConfig
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
@@ -166,6 +166,13 @@ def _warn_if_nothing_to_resume(folder: Path, *, existed: bool) -> None:
 def _sole_writer(folder: Path, *, resume: bool) -> Iterator[None]:
     """Hold ``folder``'s lock for the block; on failure, remove the folder if this call created it
     and nothing was written into it."""
+    for part in (folder, *folder.parents):
+        # A file where the folder (or one above it) should be: say so, not "[Errno 17] File exists".
+        if part.exists() and not part.is_dir():
+            raise ConfigError(
+                f"run.output_dir={str(folder)!r}: {str(part)!r} is a file; "
+                "expected a folder (new or existing)"
+            )
     created = _first_missing(folder)
     try:
         with acquire_run_lock(folder):

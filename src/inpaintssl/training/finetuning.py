@@ -149,8 +149,10 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
     if not config.run.quiet and ctx.dist.is_main:
         dice = ", ".join(f"{k}={v:.3f}" for k, v in result.mean_dice().items())
         print(
-            f"finetune done: {outcome.epochs_run} epochs, best val Dice loss {outcome.best_val_loss:.4g} "
-            f"at epoch {outcome.best_epoch}; {outcome.convergence[-1].describe()}; test Dice {dice or 'n/a'} "
+            # Epochs counted from 1 here, as the progress lines count them (metrics.csv: from 0).
+            f"finetune done: {outcome.epochs_run} epochs, best val {config.loss_name} loss "
+            f"{outcome.best_val_loss:.4g} in epoch {outcome.best_epoch + 1}; "
+            f"{outcome.convergence[-1].describe()}; test Dice {dice or 'n/a'} "
             f"-> {ctx.run_dir}"
         )
     return result

@@ -45,6 +45,7 @@ from inpaintssl.checkpoint import (
     CheckpointMeta,
     checkpoint_exists,
     read_checkpoint_dir,
+    remove_partial_writes,
     save_checkpoint,
 )
 from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig
@@ -57,7 +58,7 @@ from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.distributed import all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import Objective
-from inpaintssl.training.run_folder import TensorBoardLog, write_metrics_csv
+from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, write_metrics_csv
 from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
 from inpaintssl.training.state import (
     optimizer_from_tensors,
@@ -574,6 +575,12 @@ class Trainer:
         """
         state = _FitState()
         restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        if self.dist.is_main:
+            # This process holds the run folder's lock: temporaries there are a killed run's.
+            swept = ((self.run_dir, RunFolder.NAMES), (self.run_folder.checkpoints, ("best", "last")))
+            for folder, names in swept:
+                for path in remove_partial_writes(folder, names=names):
+                    log.info("removed %s, left by an interrupted write", path)
         if self.resume:
             resumed = self._try_resume()
             if resumed is not None:

@@ -27,7 +27,14 @@ from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.checkpoint import CheckpointError, checkpoint_exists, resolve_checkpoint
-from inpaintssl.config import ConfigError, OptimConfig, config_to_yaml, load_config
+from inpaintssl.config import (
+    ConfigError,
+    FinetuneConfig,
+    OptimConfig,
+    PretrainConfig,
+    config_to_yaml,
+    load_config,
+)
 from inpaintssl.layout import RunFolder
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -254,6 +261,24 @@ def recorded_config(path: Path, cls: type[ConfigT]) -> ConfigT:
     return config
 
 
+def _recorded_for_resume(folder: RunFolder, cls: type[ConfigT]) -> ConfigT:
+    """The folder's recorded config; a run of the other stage is named as such, not as bad fields."""
+    try:
+        return recorded_config(folder.config, cls)
+    except ConfigError as exc:
+        wanted = {FinetuneConfig: "finetune", PretrainConfig: "pretrain"}.get(cls)
+        try:
+            stage = json.loads(folder.manifest.read_text(encoding="utf-8")).get("stage")
+        except (OSError, ValueError, AttributeError):
+            stage = None
+        if wanted is not None and stage in ("pretrain", "finetune") and stage != wanted:
+            raise ConfigError(
+                f"cannot resume {folder.root} as a {wanted} run: it holds a {stage} run (manifest.json); "
+                f"resume it with 'inpaintssl {stage}', or choose another run.output_dir"
+            ) from exc
+        raise
+
+
 def record_run(
     run_dir: Path,
     config: BaseModel,
@@ -285,7 +310,7 @@ def record_run(
             except CheckpointError as exc:
                 raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
         if recorded.is_file():
-            before = recorded_config(recorded, type(config))
+            before = _recorded_for_resume(folder, type(config))
             changed = changed_fields(before, config, ignore=RESUMABLE_CHANGES)
             if changed:
                 raise ConfigError(
