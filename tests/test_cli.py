@@ -208,3 +208,22 @@ def test_evaluate_without_a_recorded_config_asks_for_the_data(
     assert main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "no config.yaml recorded beside it" in err and "pass --data FILE" in err
+
+
+@pytest.mark.parametrize("recipe", ["budget", "paper"])
+def test_config_show_says_what_the_recipe_fills_in_and_stays_a_config(
+    recipe: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inpaintssl.config import RECIPES, FinetuneConfig
+
+    assert main(["config", "show", "finetune", f"optim.recipe={recipe}", "optim.betas=[0.5, 0.6]"]) == 0
+    out = capsys.readouterr().out
+    shown = yaml.safe_load(out)  # the comments do not change the config it prints
+    assert FinetuneConfig.model_validate(shown).optim.recipe == recipe
+    filled = [line for line in out.splitlines() if line.startswith("#   ")]
+    defaults = RECIPES[recipe]
+    assert filled == [
+        f"#   optim.lr: {json.dumps(defaults.lr)}",
+        f'#   optim.schedule: "{defaults.schedule}"',
+        f'#   loss.name: "{defaults.loss}"',
+    ]  # optim.betas was given, so the recipe does not fill it

@@ -169,7 +169,7 @@ def test_json_schema_exports() -> None:
 
 def test_a_config_path_that_is_a_folder_or_not_text_is_named(tmp_path: Path) -> None:
     (tmp_path / "dir.yaml").mkdir()
-    with pytest.raises(ConfigError, match=r"config file .*dir\.yaml is a folder; expected a YAML or JSON file"):
+    with pytest.raises(ConfigError, match=r"config file .*dir\.yaml is a folder; expected a YAML or JSON"):
         load_config(tmp_path / "dir.yaml", PretrainConfig)
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe garbage")
     with pytest.raises(ConfigError, match=r"config file .*bin\.yaml is not UTF-8 text"):

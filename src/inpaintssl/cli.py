@@ -313,7 +313,7 @@ def _config_class(stage: str) -> Any:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from inpaintssl.config import config_to_yaml, load_config
+    from inpaintssl.config import config_to_yaml, load_config, recipe_filled
 
     cls = _config_class(args.stage)
     if args.action == "schema":
@@ -325,7 +325,15 @@ def _cmd_config(args: argparse.Namespace) -> int:
         # The one required field: show where it goes instead of failing on its absence (an
         # override checkpoint=... replaces the placeholder).
         source = {"checkpoint": "<required: a run folder, checkpoint folder or .safetensors file>"}
-    print(config_to_yaml(load_config(source, cls, overrides=overrides)), end="")
+    resolved = load_config(source, cls, overrides=overrides)
+    print(config_to_yaml(resolved), end="")
+    filled = recipe_filled(resolved)
+    if filled:
+        # Comments: the output stays a config to feed back, with the recipe still deciding.
+        recipe = getattr(getattr(resolved, "optim", None), "recipe", "")
+        print(f"# filled in by optim.recipe={recipe} for the fields left null above:")
+        for field, value in filled.items():
+            print(f"#   {field}: {json.dumps(value)}")
     return 0
 
 

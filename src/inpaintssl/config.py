@@ -65,6 +65,7 @@ __all__ = [
     "load_config",
     "read_config_file",
     "read_config_text",
+    "recipe_filled",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -737,6 +738,36 @@ def read_config_text(text: str, *, source: str, json_format: bool = False) -> An
         kind = "JSON" if json_format else "YAML"
         detail = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else str(exc)
         raise ConfigError(f"{source} is not valid {kind}: {detail}") from exc
+
+
+def recipe_filled(config: BaseModel) -> dict[str, Any]:
+    """The values ``optim.recipe`` gives the fields a training config leaves at ``None``.
+
+    ``config.yaml`` keeps those fields ``null`` (the recipe decides, and a resume must compare
+    like with like); this says what they were: the run's manifest records it, and ``inpaintssl
+    config show`` prints it under the config.
+
+    Example:
+        >>> recipe_filled(FinetuneConfig())["optim.lr"], recipe_filled(FinetuneConfig())["loss.name"]
+        (0.01, 'dice_ce')
+        >>> recipe_filled(FinetuneConfig.model_validate({"optim": {"lr": 0.5}})).get("optim.lr") is None
+        True
+    """
+    optim = getattr(config, "optim", None)
+    if not isinstance(optim, OptimConfig):
+        return {}
+    filled: dict[str, Any] = {}
+    if optim.lr is None:
+        filled["optim.lr"] = optim.effective_lr
+    if optim.betas is None:
+        filled["optim.betas"] = list(optim.effective_betas)
+    if optim.schedule is None:
+        filled["optim.schedule"] = optim.effective_schedule
+    if isinstance(config, FinetuneConfig) and config.loss.name is None:
+        filled["loss.name"] = config.loss_name
+        if config.loss_params:
+            filled["loss.params"] = config.loss_params
+    return filled
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import inpaintssl as issl
-from inpaintssl.config import DataConfig
+from inpaintssl.config import RECIPES, DataConfig
 from inpaintssl.data import DataError, build_datasets
 from inpaintssl.data import preflight as preflight_module
 from inpaintssl.data.base import SliceDataset
@@ -397,10 +397,16 @@ def test_resumed_finetuning_rechecks_only_changed_files(
     config = _finetune_config(tmp_path, data)
     issl.finetune(config)
     record = json.loads((tmp_path / "run" / "data_check.json").read_text())
+    # The manifest also says what the (default) budget recipe filled in.
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    budget = RECIPES["budget"]
+    assert (
+        manifest["recipe_filled"]["optim.lr"] == budget.lr
+        and manifest["recipe_filled"]["loss.name"] == budget.loss
+    )
     assert sorted(what.split()[2] for what in record["passed"]) == ["'test'", "'train'", "'val'"]
 
-    resumed = {**config, "optim": {**config["optim"], "max_epochs": 2}}
-    resumed["run"] = {**config["run"], "resume": True}
+    resumed = {**config, "run": {**config["run"], "resume": True}}
     bad = _label(1)
     bad[0, 0, 3] = 9
     _save_nifti(tmp_path / "val_seg.nii.gz", bad)

@@ -317,7 +317,7 @@ def test_a_reader_names_its_file_for_a_slice_axis_that_is_not_an_integer(tmp_pat
             [0.5, -1.0, 2.0],
             r"spacing=\[0\.5, -1\.0, 2\.0\] holds -1\.0 \(value 2\); expected finite values > 0",
         ),
-        ([0.5, 0.5, float("nan")], r"holds nan \(value 3\)"),
+        ([0.5, 0.5, float("nan")], r"spacing=\[0\.5, 0\.5, nan\] holds nan \(value 3\)"),
         ([0.5], r"spacing=\[0\.5\] has 1 value\(s\); expected 2 or 3 voxel sizes in mm"),
         ("0.5", r"spacing='0\.5' is not a list of numbers"),
         ([0.5, "x", 1.0], r"spacing=\[0\.5, 'x', 1\.0\] holds 'x', not a number"),
@@ -331,25 +331,18 @@ def test_a_bad_spacing_parameter_is_refused(tmp_path: Path, fmt: str, spacing: A
 
 
 @pytest.mark.parametrize("fmt", ["npy", "npz", "hdf5"])
-def test_two_spacing_values_are_refused_for_a_volume(tmp_path: Path, fmt: str) -> None:
+def test_two_spacing_values_are_enough_for_2d_slices_only(tmp_path: Path, fmt: str) -> None:
+    two_d = _write(fmt, tmp_path / "2d", image=IMAGE[:, :, 0], label=LABEL[:, :, 0])
+    ds = _build(two_d, tmp_path / "2d", spacing=["0.5", 0.6])
+    # A 2D slice's thickness is not stated: 1 mm, as before.
+    assert ds[0]["spacing"].tolist() == pytest.approx([0.5, 0.6, 1.0])
     spec = _write(fmt, tmp_path)
-    # Before, the slice spacing silently became 1 mm.
+    # For a volume the slice spacing silently became 1 mm.
     with pytest.raises(
         DataError,
         match=r"img\.\w+.*: spacing=\[0\.5, 0\.6\] has 2 value\(s\); expected 3 voxel sizes in mm for a 3D",
     ):
         _build(spec, tmp_path, spacing=[0.5, 0.6])
-
-
-def test_two_spacing_values_are_enough_for_2d_slices(tmp_path: Path) -> None:
-    np.save(tmp_path / "img.npy", IMAGE[:, :, 0])
-    np.save(tmp_path / "seg.npy", LABEL[:, :, 0])
-    cases = {"train": {"image": "img.npy", "label": "seg.npy"}}
-    ds = numpy_dataset(
-        split="train", cases=cases, root=tmp_path, class_names=("a", "b"), spacing=["0.5", 0.6]
-    )
-    # A 2D slice's thickness is not stated: 1 mm, as before.
-    assert ds[0]["spacing"].tolist() == pytest.approx([0.5, 0.6, 1.0])
 
 
 def test_an_h5_key_naming_a_group_says_so(tmp_path: Path) -> None:

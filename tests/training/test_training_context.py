@@ -194,7 +194,6 @@ def test_an_output_dir_that_is_a_file_is_named(tmp_path: Path, below: str) -> No
     folder = tmp_path / "afile" / below if below else tmp_path / "afile"
     with pytest.raises(
         ConfigError, match=r"run.output_dir=.*afile.*: '.*afile' is a file; expected a folder"
-    ):
-        with run_session(RunConfig(output_dir=folder, device="cpu", quiet=True)):
-            pass
+    ), run_session(RunConfig(output_dir=folder, device="cpu", quiet=True)):
+        pass
     assert (tmp_path / "afile").read_text() == "not a folder"

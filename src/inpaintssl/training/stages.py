@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import FinetuneConfig, PretrainConfig
+from inpaintssl.config import FinetuneConfig, PretrainConfig, recipe_filled
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.preflight import preflight
@@ -78,8 +78,9 @@ def record_stage(
     The manifest also holds the training slices' in-plane spacing range as the network saw it
     (``in_plane_spacing_mm``, :mod:`inpaintssl.data.spacing`), against which prediction checks
     new scans, and how many slices came from volumes in each orientation (``orientations``,
-    :mod:`inpaintssl.data.orientation`), which prediction reorients new scans to. Slices from
-    volumes in several orientations get a warning here.
+    :mod:`inpaintssl.data.orientation`), which prediction reorients new scans to, and the values
+    ``optim.recipe`` gave the fields left ``null`` (``recipe_filled``). Slices from volumes in
+    several orientations get a warning here.
     """
     if not ctx.dist.is_main:
         return
@@ -100,6 +101,7 @@ def record_stage(
                 "device": str(ctx.device),
                 "in_plane_spacing_mm": None if spacing is None else spacing.to_json(),
                 "orientations": orientations,
+                "recipe_filled": recipe_filled(config),
                 **extra,
             },
         )
