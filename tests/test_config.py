@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,11 @@ def test_seeds_outside_what_the_generators_take_are_refused_by_name(seed: int) -
         load_config({"run": {"seed": seed}}, PretrainConfig)
     with pytest.raises(ConfigError, match=r"data\.subset_seed: Input should be"):
         load_config({"data": {"subset_seed": seed}}, FinetuneConfig)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("optim.lr", ".inf"), ("optim.min_lr", ".nan"), ("data.label_fraction", ".nan")]
+)
+def test_infinite_or_nan_numbers_are_refused_at_validation(field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{re.escape(field)}: Input should be a finite number"):
+        load_config({}, FinetuneConfig, overrides=[f"{field}={value}"])

@@ -116,7 +116,9 @@ Device = Annotated[str, AfterValidator(functools.partial(_check_device, field="d
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # allow_inf_nan=False: an infinite or NaN rate, fraction or tolerance is a typo; caught here,
+    # not as a non-finite loss at the first step.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod

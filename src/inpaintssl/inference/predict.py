@@ -169,8 +169,9 @@ class CasePrediction:
         cut_edge_share: ``cut_edge_voxels`` over all voxels on those edges (0 where nothing was
             cut). Anatomy that reaches the cut usually goes on beyond it, unseen and labelled
             background; ``predict`` warns from :data:`CUT_EDGE_WARN_SHARE` on.
-        spacing_mm: The input's in-plane voxel spacing ``(row_mm, col_mm)`` as the model saw it
-            (after any resize to ``data.image_size``).
+        spacing_mm: The input's own in-plane voxel spacing ``(row_mm, col_mm)``, after any resize
+            to ``data.image_size``; where the slices were resampled, ``resampled_to_mm`` is what
+            the model saw.
         spacing_fits_training: Whether ``spacing_mm`` lies within the run's recorded training
             range (:mod:`inpaintssl.data.spacing`); ``None`` when the run recorded none.
         resampled_to_mm: The in-plane spacing the input's slices were resampled to before the
