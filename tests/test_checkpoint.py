@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,19 @@ def test_disk_full_on_write_keeps_the_previous_checkpoint(
         save_checkpoint(folder, {"w": torch.ones(1)}, META)
     assert load_checkpoint(folder)[0]["w"].item() == 0.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_a_checkpoint_has_the_permissions_a_plain_write_would_give(tmp_path: Path, umask: int) -> None:
+    # mkdtemp's folder and safetensors' files are owner-only; on a shared file system a colleague
+    # could not read the weights. The folder and every file follow the umask instead.
+    folder = tmp_path / "best"
+    previous = os.umask(umask)
+    try:
+        save_checkpoint(folder, {"w": torch.ones(2)}, META, tensors={"optimizer": {"m": torch.zeros(1)}})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert set(modes) == {"model.safetensors", "optimizer.safetensors", "meta.json", "COMPLETE.json"}
+    assert set(modes.values()) == {0o666 & ~umask}

@@ -191,3 +191,9 @@ def test_seeds_outside_what_the_generators_take_are_refused_by_name(seed: int) -
 def test_infinite_or_nan_numbers_are_refused_at_validation(field: str, value: str) -> None:
     with pytest.raises(ConfigError, match=rf"{re.escape(field)}: Input should be a finite number"):
         load_config({}, FinetuneConfig, overrides=[f"{field}={value}"])
+
+
+@pytest.mark.parametrize("item", ["optim..lr=1", ".optim.lr=1", "optim.lr.=1", "=1"])
+def test_an_override_with_an_empty_name_is_refused(item: str) -> None:
+    with pytest.raises(ConfigError, match="an empty name in the field path"):
+        load_config({}, PretrainConfig, overrides=[item])

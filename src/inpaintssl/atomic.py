@@ -20,7 +20,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_with", "fsync_dir"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_with",
+    "fsync_dir",
+    "give_plain_permissions",
+]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -54,6 +61,29 @@ def _plain_mode(target: Path) -> int:
         return stat.S_IMODE(target.stat().st_mode)
     except OSError:
         return 0o666 & ~_umask()
+
+
+def give_plain_permissions(folder: Path) -> None:
+    """Give a staging folder and everything in it the modes ``mkdir`` and ``open`` would have.
+
+    ``tempfile.mkdtemp`` makes an owner-only (``0o700``) folder and some writers (``safetensors``)
+    owner-only files; renamed into place as a checkpoint or a prediction folder, they would keep
+    colleagues on a shared file system out. Folders get ``0o777``, files ``0o666``, less the umask.
+
+    Example:
+        >>> import os, stat, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> give_plain_permissions(d)
+        >>> stat.S_IMODE(d.stat().st_mode) == 0o777 & ~_umask()
+        True
+    """
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 @contextlib.contextmanager

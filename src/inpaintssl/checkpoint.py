@@ -41,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from inpaintssl._version import __version__
-from inpaintssl.atomic import atomic_write_text, atomic_write_with, fsync_dir
+from inpaintssl.atomic import atomic_write_text, atomic_write_with, fsync_dir, give_plain_permissions
 from inpaintssl.layout import RunFolder
 
 __all__ = [
@@ -160,6 +160,7 @@ def save_checkpoint(
                 os.fsync(handle.fileno())
             files[path.name] = _sha256(path)
         atomic_write_text(tmp / "COMPLETE.json", json.dumps({"files": files}, indent=1))
+        give_plain_permissions(tmp)
         old = _old_twin(folder)
         if old.exists():
             shutil.rmtree(old)

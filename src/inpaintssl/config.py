@@ -618,9 +618,12 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like 'section.field=value'")
     key, raw = item.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ConfigError(f"override {item!r} has an empty field path")
+    path = key.strip().split(".")
+    if not all(path):
+        # optim..lr or .optim.lr: a slip the user should see, not a path silently mended.
+        raise ConfigError(
+            f"override {item!r}: an empty name in the field path; expected e.g. 'optim.lr=0.01'"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:

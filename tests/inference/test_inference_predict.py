@@ -168,6 +168,11 @@ def test_label_map_is_on_the_input_grid_and_scores_as_evaluate(
     assert header.get_data_dtype() == np.uint8
     assert header.get_sform(coded=True)[1] == source.header.get_sform(coded=True)[1]
     assert set(np.unique(seg)) <= {0, 1, 2, 3} and (seg > 0).any()
+    # The output folder and files have the modes a plain mkdir and write give (not mkdtemp's 0o700).
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain.txt").write_text("")
+    assert out.stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert {p.stat().st_mode for p in out.iterdir()} == {(tmp_path / "plain.txt").stat().st_mode}
 
     # The same model and data through evaluate(): per-slice Dice identical to the written labels'.
     table = issl.evaluate(softmax_run, _data_config(softmax_run), split="test", device="cpu", batch_size=9)

@@ -260,7 +260,8 @@ def _plugin_factory_type_error(folder: Path) -> Call:
     "config-plugin-wrong-params",
     "config",
     TypeError,
-    r"samplers 'poisson_disc': invalid parameters \['candidatez'\] \(it accepts candidates, attempts\)",
+    r"samplers 'poisson_disc': invalid parameters \['candidatez'\] \(it accepts candidates, attempts; "
+    r"did you mean 'candidatez' -> 'candidates'\?\)",
     r"got an unexpected keyword argument 'candidatez'",
 )
 def _plugin_wrong_params(folder: Path) -> Call:

@@ -91,7 +91,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from inpaintssl.atomic import atomic_path, atomic_write_text, fsync_dir
+from inpaintssl.atomic import atomic_path, atomic_write_text, fsync_dir, give_plain_permissions
 from inpaintssl.config import DataConfig
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import CTDataset
@@ -894,6 +894,7 @@ def _volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
 
 def _commit(staging: Path, output: Path) -> None:
     """Move the finished files into ``output``: one rename when it is new, else file by file."""
+    give_plain_permissions(staging)
     if not output.exists():
         os.replace(staging, output)
         fsync_dir(output.parent)

@@ -73,7 +73,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         )
     loss = build_segmentation_loss(config.loss_name, config.loss_params)
     out_channels = int(loss.out_channels(len(class_names)))
-    check_at_the_door(config, ctx, bundle, out_channels=out_channels)
+    checked = check_at_the_door(config, ctx, bundle, out_channels=out_channels)
     # All-background labels would train to a constant loss without any error.
     where = f"data.dataset={config.data.dataset!r} train set (label_fraction={config.data.label_fraction:g})"
     check_has_foreground(bundle.train, what=where)
@@ -103,7 +103,14 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         second_lr=config.transfer.second_lr,
         transferred=transferred,
     )
-    record_stage(config, ctx, bundle, stage="finetune", transfer=None if report is None else report.summary())
+    record_stage(
+        config,
+        ctx,
+        bundle,
+        stage="finetune",
+        checked=checked,
+        transfer=None if report is None else report.summary(),
+    )
     meta = CheckpointMeta(
         kind="finetune",
         backbone=config.model.backbone,

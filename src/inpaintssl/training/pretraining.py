@@ -94,7 +94,7 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
 def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     bundle = build_stage_data(config, stage="pretrain")
     channels = bundle.in_channels
-    check_at_the_door(config, ctx, bundle, out_channels=channels)
+    checked = check_at_the_door(config, ctx, bundle, out_channels=channels)
     model = build_backbone(
         config.model.backbone,
         config.model.params,
@@ -109,7 +109,7 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     # Fail at the door: an impossible patch size or coverage raises here, not hours into training.
     probe = bundle.val[0]["image"].unsqueeze(0).to(ctx.device)
     objective.corrupt(probe, torch.zeros(1, dtype=torch.long, device=ctx.device))
-    record_stage(config, ctx, bundle, stage="pretrain")
+    record_stage(config, ctx, bundle, stage="pretrain", checked=checked)
     meta = CheckpointMeta(
         kind="pretrain",
         backbone=config.model.backbone,

@@ -16,7 +16,7 @@ from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig, PretrainConfig, recipe_filled
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
-from inpaintssl.data.preflight import preflight
+from inpaintssl.data.preflight import PreflightReport, preflight
 from inpaintssl.data.spacing import training_spacing
 from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.context import RunContext
@@ -42,13 +42,13 @@ def check_at_the_door(
     bundle: DataBundle,
     *,
     out_channels: int,
-) -> None:
+) -> PreflightReport:
     """Fail before a slice is read or the run folder written.
 
     First a size or batch that cannot fit, then any unreadable, truncated or inconsistent data
-    file of the bundle's sets (pretraining has no test set). The cases that pass are recorded in
-    the run folder (``data_check.json``); a resumed run checks again only the cases whose files
-    changed since (:func:`inpaintssl.data.preflight.preflight`).
+    file of the bundle's sets (pretraining has no test set). A resumed run checks again only the
+    cases whose files changed since its last start (:func:`inpaintssl.data.preflight.preflight`,
+    ``data_check.json``, which :func:`record_stage` writes from the report returned here).
     """
     check_run_memory(
         backbone=config.model.backbone,
@@ -66,12 +66,17 @@ def check_at_the_door(
         what=f"data.dataset={config.data.dataset!r}",
         passed=read_data_check(ctx.run_dir, data_config=config.data) if config.run.resume else None,
     )
-    if ctx.dist.is_main and report.passed:
-        write_data_check(ctx.run_dir, report.passed, data_config=config.data)
+    return report
 
 
 def record_stage(
-    config: StageConfig, ctx: RunContext, bundle: DataBundle, *, stage: Stage, **extra: Any
+    config: StageConfig,
+    ctx: RunContext,
+    bundle: DataBundle,
+    *,
+    stage: Stage,
+    checked: PreflightReport | None = None,
+    **extra: Any,
 ) -> None:
     """On rank 0, record the run (config, splits, a manifest naming ``stage`` and ``extra``).
 
@@ -80,7 +85,8 @@ def record_stage(
     new scans, and how many slices came from volumes in each orientation (``orientations``,
     :mod:`inpaintssl.data.orientation`), which prediction reorients new scans to, and the values
     ``optim.recipe`` gave the fields left ``null`` (``recipe_filled``). Slices from volumes in
-    several orientations get a warning here.
+    several orientations get a warning here. ``checked`` (from :func:`check_at_the_door`) is kept
+    as ``data_check.json`` for a resume to skip the cases it read in full.
     """
     if not ctx.dist.is_main:
         return
@@ -107,6 +113,9 @@ def record_stage(
         )
 
     record_run(ctx.run_dir, config, resume=config.run.resume, splits=bundle.splits, manifest=manifest)
+    # After the record: a run that fails before it starts leaves nothing behind, this included.
+    if checked is not None and checked.passed:
+        write_data_check(ctx.run_dir, checked.passed, data_config=config.data)
 
 
 def build_trainer(
