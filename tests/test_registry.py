@@ -442,3 +442,55 @@ def test_builtins_build_their_registrys_component_type(
 ) -> None:
     registry = REGISTRIES[kind]
     assert isinstance(registry.build(name, **params), registry.component_type())
+
+
+def test_entries_with_check_say_which_plugins_miss_a_package_they_require(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_distribution(
+        tmp_path,
+        name="issl-needs-more",
+        entry_points="""
+            [inpaintssl.samplers]
+            needs_missing_test = issl_needs_more:NeedsMissing
+            needs_numpy_test = issl_needs_more:NeedsNumpy
+        """,
+        modules={
+            "issl_needs_more": """
+                class NeedsMissing:
+                    requires = {"issl_no_such_module_xyz": "issl-needs-more[extra]"}
+
+                    def sample(self, **request):
+                        raise AssertionError("never built here")
+
+                class NeedsNumpy(NeedsMissing):
+                    requires = {"numpy": "numpy"}
+            """
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        entries = {e.name: e for e in SAMPLERS.entries(check=True)}
+    finally:
+        for name in ("needs_missing_test", "needs_numpy_test"):
+            SAMPLERS.unregister(name)
+        sys.modules.pop("issl_needs_more", None)
+    missing = entries["needs_missing_test"]
+    assert missing.status == "unavailable"
+    assert (
+        missing.reason == "needs issl_no_such_module_xyz, not installed: pip install 'issl-needs-more[extra]'"
+    )
+    assert (entries["needs_numpy_test"].status, entries["needs_numpy_test"].reason) == ("ok", None)
+
+
+def test_the_external_backbones_are_listed_unavailable_exactly_when_their_library_is_missing() -> None:
+    from importlib.util import find_spec
+
+    entries = {e.name: e for e in REGISTRIES["backbones"].entries(check=True)}
+    for name, modules in (
+        ("smp_unet", ("segmentation_models_pytorch", "timm")),
+        ("monai_basic_unet", ("monai",)),
+    ):
+        installed = all(find_spec(m) is not None for m in modules)
+        assert entries[name].status == ("ok" if installed else "unavailable"), name

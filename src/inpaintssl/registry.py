@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import difflib
 import importlib
+import importlib.util
 import inspect
 import sys
 import threading
@@ -46,6 +47,7 @@ __all__ = [
     "LOSSES",
     "PRETEXT_TASKS",
     "REGISTRIES",
+    "REQUIRES_ATTRIBUTE",
     "SAMPLERS",
     "TRANSFER_STRATEGIES",
     "PluginLoadError",
@@ -94,10 +96,16 @@ class PluginLoadError(ImportError):
         self.reason = reason or message
 
 
-RegistryStatus = Literal["ok", "unchecked", "broken", "shadowed"]
+RegistryStatus = Literal["ok", "unchecked", "broken", "shadowed", "unavailable"]
 """How usable a registry entry is: ``ok`` (a built-in, or a plugin that loaded), ``unchecked`` (a
-plugin not imported yet), ``broken`` (its entry point fails to import or is not callable) or
-``shadowed`` (another entry of the same name wins, so this one is never used)."""
+plugin not imported yet), ``broken`` (its entry point fails to import or is not callable),
+``shadowed`` (another entry of the same name wins, so this one is never used) or ``unavailable``
+(it loads, but a package it names in ``REQUIRES_ATTRIBUTE`` is not installed)."""
+
+REQUIRES_ATTRIBUTE = "requires"
+"""A factory attribute mapping each module it imports only when built to the pip extra (or
+requirement) that provides it, e.g. ``{"monai": "inpaintssl[monai]"}``: listings with
+``check=True`` then say ``unavailable`` instead of ``ok`` while one is missing."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class RegistryEntry:
         target: ``module:attribute`` of the factory.
         distribution: The installed distribution providing a plugin (``None`` for built-ins).
         status: See :data:`RegistryStatus`.
-        reason: Why an entry is ``broken`` or ``shadowed`` (``None`` otherwise).
+        reason: Why an entry is ``broken``, ``shadowed`` or ``unavailable`` (``None`` otherwise).
         shadowed: Entries of the same name that lose to this one (each with status ``shadowed``).
     """
 
@@ -441,6 +449,9 @@ class Registry(Generic[T]):
         if isinstance(factory, type) and not issubclass(factory, expected):
             reason = f"is a class that is not a {_qualname(expected)}: build() would refuse it"
             return dataclasses.replace(row, status="broken", reason=reason)
+        missing = _missing_requirements(factory)
+        if missing:
+            return dataclasses.replace(row, status="unavailable", reason=missing)
         return dataclasses.replace(row, status="ok")
 
     def __contains__(self, name: object) -> bool:
@@ -454,6 +465,25 @@ class Registry(Generic[T]):
             f"unknown {self.kind} name {name!r}.{hint} Available: {', '.join(available) or 'none'}. "
             f"Plugins register under the entry-point group {self.group!r}."
         )
+
+
+def _missing_requirements(factory: object) -> str | None:
+    """What a factory's ``requires`` names that is not installed, as advice; ``None`` if nothing."""
+    requires = getattr(factory, REQUIRES_ATTRIBUTE, None)
+    if not isinstance(requires, Mapping):
+        return None
+    missing = {}
+    for module, provider in requires.items():
+        try:
+            found = importlib.util.find_spec(str(module)) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing[str(module)] = str(provider)
+    if not missing:
+        return None
+    providers = " ".join(sorted({f"'{p}'" for p in missing.values()}))
+    return f"needs {', '.join(sorted(missing))}, not installed: pip install {providers}"
 
 
 def _qualname(obj: object) -> str:

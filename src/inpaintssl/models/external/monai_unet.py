@@ -19,7 +19,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -135,6 +136,9 @@ class MonaiBasicUNet(ThreePartBackbone):
         >>> sorted(name for name, _ in net.named_children())
         ['decoder', 'encoder', 'head']
     """
+
+    # Imported only when built: `inpaintssl plugins` says "unavailable" while these are missing.
+    requires: ClassVar[Mapping[str, str]] = MappingProxyType({"monai": "inpaintssl[monai]"})
 
     def __init__(
         self,

@@ -19,7 +19,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -78,6 +79,11 @@ class SmpUNet(ThreePartBackbone):
         >>> net.size_multiple  # doctest: +SKIP
         32
     """
+
+    # Imported only when built: `inpaintssl plugins` says "unavailable" while these are missing.
+    requires: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"segmentation_models_pytorch": "inpaintssl[smp]", "timm": "inpaintssl[smp]"}
+    )
 
     def __init__(
         self,
