@@ -13,7 +13,7 @@ from PIL import Image
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import BODY_COMPOSITION_CLASSES, ct_dataset
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS
-from inpaintssl.data.readers import import_optional
+from inpaintssl.data.readers import DicomVolume, import_optional
 
 # Stored values and rescale of three slices, written under names whose order is not z order.
 STORED = np.array(
@@ -221,3 +221,14 @@ def test_a_slice_axis_that_is_not_an_integer_is_refused(tmp_path: Path) -> None:
     # A DICOM series is sliced along its slices without a reorientation: "z" went unnoticed.
     with pytest.raises(DataError, match=r"^ct: slice_axis='z' \(str\) is not one of the axes 0, 1, 2"):
         ct_dataset(split="unlabelled", labelled=False, cases=str(tmp_path / "series"), slice_axis="z")
+
+
+def test_a_rescale_slope_of_zero_is_refused_not_mended(tmp_path: Path) -> None:
+    # Before, a slope of 0 was read as 1: the stored values passed for HU without a word.
+    folder = tmp_path / "series"
+    folder.mkdir()
+    write_dicom_slice(
+        folder / "a.dcm", np.full((2, 3), 1064, np.int16), slope=0.0, intercept=-1024, z=0, instance=1
+    )
+    with pytest.raises(DataError, match=r"a\.dcm has RescaleSlope 0\.0; expected a finite number, not 0"):
+        DicomVolume(folder)

@@ -211,6 +211,25 @@ def test_scan_missing_from_metadata(skmtea: SkmteaFixture) -> None:
     assert "scan_params" not in SKMTEADataset(split="val", root=skmtea.root, metadata_csv=None)[0]
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_non_finite_scan_parameter_is_refused_naming_the_file_and_scan(
+    skmtea: SkmteaFixture, bad: str
+) -> None:
+    csv_path = skmtea.root / "all_metadata.csv"
+    lines = csv_path.read_text().splitlines()
+    header = lines[0].split(",")
+    column = header.index("RepetitionTime")
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows:
+        if row[0] == "MTR_005":
+            row[column] = bad
+    csv_path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    with pytest.raises(
+        DataError, match=rf"all_metadata\.csv, MTR_ID 'MTR_005': \{{'RepetitionTime': {bad}\}} are not finite"
+    ):
+        SKMTEADataset(split="val", root=skmtea.root)
+
+
 def test_the_pre_flight_check_keeps_the_statistics_it_read(skmtea: SkmteaFixture) -> None:
     from inpaintssl.data.preflight import preflight
 

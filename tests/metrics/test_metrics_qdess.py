@@ -105,6 +105,13 @@ def test_custom_range_and_tensor_input() -> None:
         ({"t1_ms": float("nan")}, r"t1_ms must be a finite number"),
         ({"gl_area": -1.0}, r"gl_area must be >= 0"),
         ({"t2_range_ms": (100.0, 0.0)}, r"t2_range_ms must be \(lo, hi\)"),
+        # Units slipped: SKM-TEA's TR and TE in seconds, 20 degrees in radians, T1 in seconds.
+        (
+            {"tr_ms": 0.018176, "te_ms": 0.005784},
+            r"tr_ms=0\.018176 is implausibly small .*milliseconds, was it given in seconds",
+        ),
+        ({"flip_angle_deg": 0.349}, r"flip_angle_deg=0\.349 .*expected degrees, was it given in radians"),
+        ({"t1_ms": 1.2}, r"t1_ms=1\.2 .*given in seconds"),
     ],
 )
 def test_bad_scan_parameters_name_the_argument(override, message) -> None:

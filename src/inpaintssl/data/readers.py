@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import math
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
@@ -533,6 +534,7 @@ class DicomVolume(Volume):
                     f"{size[0]}x{size[1]}; expected one matrix size per series"
                 )
             _check_ct_rescale(ds, f)
+            _check_rescale_values(ds, f)
         self._files = [f for _, f in headers]
         spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
         super().__init__(
@@ -567,8 +569,10 @@ class DicomVolume(Volume):
         pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
         ds = _read_dicom(pydicom, self._files[index], pixels=True)
         pixels = np.asarray(ds.pixel_array, dtype=np.float32)
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+        # Absent or empty tags mean identity (non-CT modalities); a present slope of 0 was refused
+        # when the series was opened, not mended to 1.
+        slope = _rescale_value(ds, "RescaleSlope", 1.0)
+        intercept = _rescale_value(ds, "RescaleIntercept", 0.0)
         values: np.ndarray = pixels * np.float32(slope) + np.float32(intercept)
         return values
 
@@ -743,6 +747,25 @@ def _check_ct_rescale(ds: Any, path: Path) -> None:
             f"DICOM file {path} (Modality CT) has no {' or '.join(missing)}; expected both, to convert "
             "stored pixel values to HU (HU = pixel * RescaleSlope + RescaleIntercept)"
         )
+
+
+def _check_rescale_values(ds: Any, path: Path) -> None:
+    """Refuse a RescaleSlope of 0 (every pixel one value) and non-numeric or non-finite rescale tags."""
+    for tag, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        try:
+            value = _rescale_value(ds, tag, default)
+        except (TypeError, ValueError):
+            raise DataError(f"DICOM file {path} has {tag} {getattr(ds, tag)!r}; expected a number") from None
+        if not math.isfinite(value) or (tag == "RescaleSlope" and value == 0.0):
+            raise DataError(
+                f"DICOM file {path} has {tag} {value!r}; expected a finite number"
+                + (", not 0 (it would map every pixel to the intercept)" if tag == "RescaleSlope" else "")
+            )
+
+
+def _rescale_value(ds: Any, tag: str, default: float) -> float:
+    value = getattr(ds, tag, None)
+    return default if value is None or value == "" else float(value)
 
 
 def _slice_position(ds: Any) -> float:

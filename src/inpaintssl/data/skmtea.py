@@ -37,6 +37,7 @@ import csv
 import functools
 import glob
 import json
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,13 @@ def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict
             out[scan_id] = {key: float(row[col]) for key, col in SCAN_PARAM_COLUMNS.items()}
         except ValueError as exc:
             raise DataError(f"metadata file {csv_path}, MTR_ID {scan_id!r}: {exc}") from exc
+        # float() reads "nan" and "inf": refuse them here, naming the file, not at the T2 map.
+        bad = {SCAN_PARAM_COLUMNS[k]: v for k, v in out[scan_id].items() if not math.isfinite(v)}
+        if bad:
+            raise DataError(
+                f"metadata file {csv_path}, MTR_ID {scan_id!r}: {bad} are not finite numbers; "
+                "expected the scan's parameters"
+            )
     return out
 
 

@@ -38,6 +38,14 @@ T1_DEFAULTS_MS: Final[Mapping[str, float]] = MappingProxyType(
 _GAMMA_RAD_PER_G_S: Final = 4258.0 * 2.0 * math.pi
 
 
+_MIN_TR_MS: Final = 1.0
+"""No qDESS repetition time is below 1 ms (SKM-TEA: about 18 ms); 0.018 is TR in seconds."""
+_MIN_FLIP_DEG: Final = 1.0
+"""qDESS flip angles are 10-30 degrees; a value below 1 is one in radians (20 deg = 0.35 rad)."""
+_MIN_T1_MS: Final = 50.0
+"""Tissue T1 at 3 T is hundreds of ms (cartilage about 1200); a value below 50 is one in seconds."""
+
+
 class _Scan(NamedTuple):
     """The scan and tissue parameters of the qDESS model, in the units of :func:`qdess_t2`."""
 
@@ -65,6 +73,18 @@ class _Scan(NamedTuple):
             raise ValueError(f"te_ms must be smaller than tr_ms; found te_ms={te_ms!r}, tr_ms={tr_ms!r}")
         if not 0 < flip_angle_deg < 180:
             raise ValueError(f"flip_angle_deg must lie in (0, 180) degrees; found {flip_angle_deg!r}")
+        # Values in the wrong unit are finite and positive, and gave T2 maps of 0.02 ms or all NaN
+        # without a word; these bounds hold for every qDESS protocol by a wide margin.
+        for name, value, low, slip, unit in (
+            ("tr_ms", tr_ms, _MIN_TR_MS, "seconds", "milliseconds"),
+            ("flip_angle_deg", flip_angle_deg, _MIN_FLIP_DEG, "radians", "degrees"),
+            ("t1_ms", t1_ms, _MIN_T1_MS, "seconds", "milliseconds"),
+        ):
+            if value < low:
+                raise ValueError(
+                    f"{name}={value!r} is implausibly small (below {low:g}); expected {unit}, "
+                    f"was it given in {slip}?"
+                )
 
         tr, te, tg, t1 = tr_ms * 1e-3, te_ms * 1e-3, tg_us * 1e-6, t1_ms * 1e-3
         alpha = math.radians(flip_angle_deg)
