@@ -17,8 +17,10 @@ from inpaintssl.analysis.clinical import (
     percent_error_medians,
 )
 from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.views import FitToSize
 from inpaintssl.metrics import T1_DEFAULTS_MS, mean_t2, qdess_signal_ratio
-from inpaintssl.studies.clinical import clinical_measurements
+from inpaintssl.studies.clinical import clinical_measurements, on_source_grid
 from inpaintssl.studies.store import Measurement
 
 SCAN = {"tr_ms": 18.0, "te_ms": 6.0, "flip_angle_deg": 20.0, "gl_area": 3132.0, "tg_us": 1800.0}
@@ -202,7 +204,8 @@ def test_medians_and_agreement_match_numpy() -> None:
     table = agreement_table(results)
     assert len(table) == 2 * 2 * 2
     for row in table.tuples():
-        _, name, fraction, arm, n, median, bias, lower, upper, icc_value = row
+        _, name, fraction, arm, n, not_comparable, median, bias, lower, upper, icc_value = row
+        assert not_comparable == 0
         pct, pair = errors[(arm, fraction, name, "pct")], errors[(arm, fraction, name, "pair")]
         assert medians[(name, fraction, arm)] == (pytest.approx(np.median(pct)), 6)
         assert median == pytest.approx(np.median(pct)) and n == 6
@@ -245,6 +248,39 @@ def test_non_finite_errors_are_left_out_of_medians() -> None:
     assert (median, n) == (20.0, 2)
 
 
+def test_the_agreement_table_counts_the_tissues_an_arm_missed() -> None:
+    # Arm "misses" finds no mean T2 for 3 of 4 scans and is 2 % off on the fourth; arm "close" is
+    # 5 % off on all four. The statistics of "misses" rest on one pair: the table must say so.
+    rows: list[dict[str, Any]] = []
+    for arm, predicted in (
+        ("misses", [math.nan, math.nan, math.nan, 40.8]),
+        ("close", [42.0, 42.0, 42.0, 42.0]),
+    ):
+        for v, pred in enumerate(predicted):
+            for quantity, value in (
+                ("pred", pred),
+                ("ref", 40.0),
+                ("pct_error", 100 * abs(pred - 40.0) / 40.0),
+            ):
+                rows.append(
+                    {
+                        "arm": arm,
+                        "label_fraction": 0.1,
+                        "subset_seed": 0,
+                        "run_id": arm,
+                        "level": "volume",
+                        "volume_id": f"v{v}",
+                        "slice_index": -1,
+                        "class_name": "patellar_cartilage",
+                        "metric": f"mean_t2_ms_{quantity}",
+                        "value": value,
+                    }
+                )
+    table = {row[3]: row for row in agreement_table(ResultsTable(rows)).tuples()}
+    assert (table["misses"][4], table["misses"][5]) == (1, 3)
+    assert (table["close"][4], table["close"][5]) == (4, 0)
+
+
 def test_per_image_errors_also_average_subset_seeds() -> None:
     base = {
         "level": "volume",
@@ -266,3 +302,106 @@ def test_per_image_errors_also_average_subset_seeds() -> None:
     ]
     sup, ssl = image_errors(ResultsTable(rows), "volume_mm3")
     assert sup.tolist() == [20.0, 1.0] and ssl.tolist() == [6.0, 2.0]
+
+
+class _Slices(SliceDataset):
+    """CT slices of two matrix sizes whose image is the label map itself (so a "model" can read it)."""
+
+    def __init__(self, labels: list[np.ndarray], spacing: tuple[float, float, float]) -> None:
+        self.labels, self.spacing = labels, spacing
+        self.volume_ids = [f"ct{i}" for i in range(len(labels))]
+        self.class_names = ("muscle", "fat")
+        self.in_channels = 1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        label_map = self.labels[index]
+        onehot = np.stack([label_map == k for k in (1, 2)]).astype(np.float32)
+        hu = np.where(label_map == 1, 40.0, np.where(label_map == 2, -100.0, -1000.0))
+        return {
+            "image": torch.from_numpy(label_map[None].astype(np.float32)),
+            "label": torch.from_numpy(onehot),
+            "hu": torch.from_numpy(hu[None]),
+            "volume_id": self.volume_ids[index],
+            "slice_index": 0,
+            "spacing": torch.tensor(self.spacing, dtype=torch.float64),
+        }
+
+
+def _reads_the_image(images: torch.Tensor) -> torch.Tensor:
+    """A perfect model of _Slices: one-hot masks of classes 1 and 2 of the image it is shown."""
+    codes = images[:, 0].round()
+    return torch.stack([codes == 1, codes == 2], dim=1).float()
+
+
+@pytest.mark.parametrize("mode", ["crop_or_pad", "resize"])
+def test_references_of_a_fitted_test_set_are_measured_on_the_source_grid(mode: str) -> None:
+    # A 40 x 36 slice with fat out to its edges, and a 28 x 30 one: fitted to 32 x 32 for the model.
+    rng = np.random.default_rng(0)
+    big = np.full((40, 36), 2)
+    big[6:34, 6:30] = 1
+    small = rng.integers(0, 3, size=(28, 30))
+    source = _Slices([big, small], spacing=(0.8, 0.8, 5.0))
+    items, predict = on_source_grid(FitToSize(source, (32, 32), mode=mode), _reads_the_image)
+
+    rows = clinical_measurements(items, predict, class_names=["muscle", "fat"], batch_size=4)
+
+    values = {(m.volume_id, m.class_name, m.metric): m.value for m in rows}
+    pixel_mm2 = 0.8 * 0.8
+    for volume_id, label_map in (("ct0", big), ("ct1", small)):
+        for k, name in ((1, "muscle"), (2, "fat")):
+            # The reference is the source label's own area, whatever the model's input size.
+            assert values[(volume_id, name, "area_mm2_ref")] == pytest.approx(
+                (label_map == k).sum() * pixel_mm2
+            )
+            assert values[(volume_id, name, "mean_hu_ref")] == pytest.approx(40.0 if k == 1 else -100.0)
+    # The centre crop shows the model rows 4..35 and columns 2..33 of the big slice: the fat it
+    # never saw is missing from the prediction, not from the reference.
+    seen = big[4:36, 2:34]
+    expected_fat = (seen == 2).sum() * pixel_mm2 if mode == "crop_or_pad" else None
+    if expected_fat is not None:
+        assert values[("ct0", "fat", "area_mm2_pred")] == pytest.approx(expected_fat)
+        assert values[("ct0", "muscle", "area_mm2_pred")] == pytest.approx((big == 1).sum() * pixel_mm2)
+    else:  # resized there and back: the masks return to the source grid within a pixel's rounding
+        for name in ("muscle", "fat"):
+            assert values[("ct0", name, "area_mm2_pct_error")] < 15.0
+
+
+def test_the_agreement_table_counts_each_scan_once_whatever_the_subset_seeds() -> None:
+    # Two seeds of one arm measure the same 5 scans: Bland-Altman and the ICC see 5 subjects, each
+    # the mean of its two predictions, not 10 pairs.
+    rng = np.random.default_rng(3)
+    reference = rng.uniform(100, 200, size=5)
+    predicted = {seed: reference * (1 + rng.normal(0, 0.1, size=5)) for seed in (0, 1)}
+    rows: list[dict[str, Any]] = []
+    for seed, values in predicted.items():
+        for v in range(5):
+            for quantity, value in (("pred", values[v]), ("ref", reference[v]), ("pct_error", 1.0)):
+                rows.append(
+                    {
+                        "arm": "ssl",
+                        "label_fraction": 0.1,
+                        "subset_seed": seed,
+                        "run_id": f"ssl-{seed}",
+                        "level": "volume",
+                        "volume_id": f"v{v}",
+                        "slice_index": -1,
+                        "class_name": "gm",
+                        "metric": f"volume_mm3_{quantity}",
+                        "value": value,
+                    }
+                )
+    ((_, _, _, _, n, not_comparable, _, bias, lower, upper, icc_value),) = agreement_table(
+        ResultsTable(rows)
+    ).tuples()
+    means = (predicted[0] + predicted[1]) / 2
+    diff = means - reference
+    assert (n, not_comparable) == (5, 0)
+    assert bias == pytest.approx(diff.mean())
+    assert (lower, upper) == (
+        pytest.approx(diff.mean() - 1.96 * diff.std(ddof=1)),
+        pytest.approx(diff.mean() + 1.96 * diff.std(ddof=1)),
+    )
+    assert icc_value == pytest.approx(_icc_2_1(np.column_stack([means, reference])))

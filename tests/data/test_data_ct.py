@@ -232,3 +232,21 @@ def test_a_rescale_slope_of_zero_is_refused_not_mended(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"a\.dcm has RescaleSlope 0\.0; expected a finite number, not 0"):
         DicomVolume(folder)
+
+
+def test_numpy_images_take_their_spacing_from_the_parameters_or_warn(tmp_path: Path) -> None:
+    hu = np.full((6, 5, 2), 40.0, np.float32)
+    np.save(tmp_path / "scan.npy", hu)
+    np.save(tmp_path / "seg.npy", np.ones((6, 5, 2), np.uint8))
+    cases = {"test": [{"image": "scan.npy", "label": "seg.npy"}]}
+
+    with pytest.warns(
+        UserWarning, match=r"ct: 1 image\(s\) state no pixel spacing \(.*scan\.npy\); 1 mm is assumed"
+    ):
+        assumed = ct_dataset(split="test", cases=cases, root=tmp_path)
+    assert assumed[0]["spacing"].tolist() == [1.0, 1.0, 1.0]
+
+    given = ct_dataset(split="test", cases=cases, root=tmp_path, spacing=[0.8, 0.7, 5.0])
+    assert given[0]["spacing"].tolist() == pytest.approx([0.8, 0.7, 5.0])
+    with pytest.raises(DataError, match=r"ct: spacing=\[0\.8, 0\] holds 0"):
+        ct_dataset(split="test", cases=cases, root=tmp_path, spacing=[0.8, 0])

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -86,12 +86,35 @@ def _pair_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (*_item_key(row), row.get("run_id"), row.get("class_name"))
 
 
+def _scan_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The scan (or CT image) a measurement is of, whichever run and subset seed measured it."""
+    return (row.get("level"), row.get("volume_id"), row.get("slice_index"))
+
+
+def _per_scan_means(pairs: Sequence[tuple[tuple[Any, ...], float, float]]) -> np.ndarray:
+    """``(predicted, reference)`` per scan, the predictions of its runs (subset seeds) averaged.
+
+    A scan measured by several runs of one arm is one subject, not several: as pairs of their own
+    they would count it once per seed in Bland-Altman's limits and the ICC (pseudo-replication).
+    """
+    by_scan: dict[tuple[Any, ...], tuple[list[float], float]] = {}
+    for scan, predicted, reference in pairs:
+        by_scan.setdefault(scan, ([], reference))[0].append(predicted)
+    return np.asarray(
+        [(float(np.mean(values)), reference) for values, reference in by_scan.values()], dtype=np.float64
+    ).reshape(-1, 2)
+
+
 def agreement_table(results: Table) -> Table:
     """Percent error beside Bland-Altman and ICC(2,1) per metric, class, label fraction and arm.
 
     Bland-Altman: bias and 95% limits of ``predicted - reference`` (Bland & Altman 1986). ICC:
     two-way random, absolute agreement, single measure (:func:`inpaintssl.metrics.icc`). Pairs with
-    a non-finite value are dropped; fewer than 2 pairs give NaN.
+    a non-finite value are dropped; fewer than 2 scans give NaN. ``not_comparable`` counts the
+    dropped pairs: a tissue the model missed (no predicted mean T2 or HU) or found where the
+    reference has none. Each scan is one pair, its runs' (subset seeds') predictions averaged, so
+    ``n`` counts scans, not scans times seeds; an arm's statistics cover only those, so read them
+    beside ``not_comparable``.
     """
     medians = {(m, c, f, a): (med, n) for m, c, f, a, med, n in percent_error_medians(results)}
     rows = []
@@ -100,11 +123,13 @@ def agreement_table(results: Table) -> Table:
         ref = {_pair_key(r): float(r["value"]) for r in _metric_rows(results, metric, "ref")}
         for (name, fraction, arm), table in pred.groups("class_name", "label_fraction", "arm").items():
             pairs = [
-                (float(r["value"]), ref[_pair_key(r)])
-                for r in table
-                if _pair_key(r) in ref
+                (_scan_key(r), float(r["value"]), ref[_pair_key(r)]) for r in table if _pair_key(r) in ref
             ]
-            arr = np.asarray([p for p in pairs if np.isfinite(p).all()], dtype=np.float64).reshape(-1, 2)
+            finite = [(scan, p, q) for scan, p, q in pairs if math.isfinite(p) and math.isfinite(q)]
+            # A tissue the model missed has no mean T2 or HU: its pair drops out of every statistic
+            # here, which would flatter the arm that misses most; the count says so.
+            not_comparable = len(pairs) - len(finite)
+            arr = _per_scan_means(finite)
             bias = lower = upper = agreement = math.nan
             if arr.shape[0] >= 2:
                 ba = bland_altman(arr[:, 0], arr[:, 1])
@@ -117,6 +142,7 @@ def agreement_table(results: Table) -> Table:
                     fraction,
                     arm,
                     int(arr.shape[0]),
+                    not_comparable,
                     median,
                     bias,
                     lower,
@@ -136,6 +162,7 @@ def agreement_table(results: Table) -> Table:
             "label_fraction",
             "arm",
             "n",
+            "not_comparable",
             "median_pct_error",
             "bias",
             "loa_lower",

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ import torch
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
-from inpaintssl.data.checks import check_slice_axis
+from inpaintssl.data.checks import check_slice_axis, check_spacing
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
@@ -45,7 +46,7 @@ from inpaintssl.data.preprocess import (
     clip_padding,
     parse_windows,
 )
-from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, Volume, open_volume
+from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, NumpyVolume, Volume, open_volume
 from inpaintssl.data.volumes import Case, VolumeSliceDataset, open_cases
 from inpaintssl.registry import DATASETS
 
@@ -100,6 +101,27 @@ class CTDataset(VolumeSliceDataset):
 
 
 @DATASETS.register("ct")
+def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
+    """Say which images are read at an assumed 1 mm: their areas in mm^2 would be pixel counts."""
+    assumed = [
+        case.image
+        for case in cases
+        if not case.image.has_geometry and not (given and isinstance(case.image, NumpyVolume))
+    ]
+    if not assumed:
+        return
+    shown = ", ".join(str(v.path) for v in assumed[:3]) + (
+        f" and {len(assumed) - 3} more" if len(assumed) > 3 else ""
+    )
+    warnings.warn(
+        f"ct: {len(assumed)} image(s) state no pixel spacing ({shown}); 1 mm is assumed, so their "
+        "areas (mm^2) and volumes are in pixels. Give data.params.spacing for NumPy images, or use "
+        "DICOM series with PixelSpacing or NIfTI files",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def ct_dataset(
     *,
     split: str,
@@ -112,6 +134,7 @@ def ct_dataset(
     label_values: Mapping[str, int | Sequence[int]] | None = None,
     slice_axis: int = 2,
     orientation: str | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> CTDataset:
     """The registered ``ct`` dataset.
 
@@ -131,14 +154,20 @@ def ct_dataset(
             permuted and flipped (not resampled), and an image's patient geometry must match its
             label's affine. Images and labels then need geometry (DICOM or NIfTI, not PNG or
             NumPy). ``None`` (default): as stored.
+        spacing: Pixel spacing in mm of ``.npy`` images, which carry none (rows, columns and, for
+            volumes, slices, in stored axis order). Images without a spacing of their own (NumPy
+            without this, a DICOM series without PixelSpacing) are read at 1 mm with a warning:
+            their areas and volumes are then in pixels, not mm.
     """
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="ct: orientation", error=DataError)
     # Checked here too: a DICOM series ignores slice_axis unless it is reoriented.
     slice_axis = check_slice_axis(slice_axis, where="ct")
 
+    given = None if spacing is None else check_spacing(spacing, where="ct: spacing")
+
     def read(path: Path, ranks: Collection[int]) -> Volume:
-        volume = open_volume(path, slice_axis=slice_axis, ranks=ranks)
+        volume = open_volume(path, slice_axis=slice_axis, ranks=ranks, spacing=given or (1.0, 1.0, 1.0))
         if orientation is not None:
             volume.reorient(orientation, slice_axis=slice_axis)
         return volume
@@ -150,6 +179,7 @@ def ct_dataset(
         open_image=lambda p: read(p, IMAGE_RANKS),
         open_label=lambda p: read(p, LABEL_RANKS),
     )
+    _warn_without_spacing(opened, given=given is not None)
     return CTDataset(
         opened,
         windows=windows,

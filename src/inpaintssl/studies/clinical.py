@@ -10,6 +10,12 @@ Per class, from the predicted and the ground-truth masks, with :mod:`inpaintssl.
   valid (non-NaN) voxels of the mask in the whole volume. The demo's ``mni152`` data has one
   axial slice per volume, so its "volume" is that slice's area times the slice spacing.
 
+References are measured on the data's own pixel grid. A test set fitted to the model's
+``data.image_size`` (:class:`~inpaintssl.data.views.FitToSize`) is measured on its source items:
+the model sees each slice fitted as in training and its masks are mapped back (the crop padded
+with background, a resize undone), so a crop that cuts off tissue counts against the prediction,
+never shrinks the reference (:func:`on_source_grid`).
+
 Each metric ``m`` is stored as three measurements, ``m_pred``, ``m_ref`` and ``m_pct_error``
 (``100 |pred - ref| / |ref|``; ``inf`` when the tissue is absent from the reference but predicted).
 Volumes are accumulated slice by slice, so a 512 x 512 x 160 scan never sits in memory at once.
@@ -27,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +41,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from inpaintssl.data.preprocess import fit_to_size
+from inpaintssl.data.views import FitToSize
 from inpaintssl.metrics import (
     T1_DEFAULTS_MS,
     cross_sectional_area,
@@ -45,7 +53,7 @@ from inpaintssl.metrics import (
 )
 from inpaintssl.studies.store import Measurement
 
-__all__ = ["clinical_measurements"]
+__all__ = ["clinical_measurements", "on_source_grid"]
 
 _DEFAULT_T1_MS = 1200.0
 _SCAN_KEYS = ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")
@@ -56,6 +64,25 @@ class _Items(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+def _batches_of_one_size(items: _Items, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive items in batches of at most ``batch_size`` whose images share one size.
+
+    Source slices (:func:`on_source_grid`) keep each scan's own matrix size, so one batch must
+    not stack two sizes.
+    """
+    batch: list[dict[str, Any]] = []
+    for index in range(len(items)):
+        item = items[index]
+        if batch and (
+            len(batch) == batch_size or tuple(batch[0]["image"].shape) != tuple(item["image"].shape)
+        ):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 def _rows(
@@ -168,6 +195,40 @@ def _image_rows(
 
 
 @torch.no_grad()
+def on_source_grid(
+    items: _Items, predict: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[_Items, Callable[[torch.Tensor], torch.Tensor]]:
+    """The items before any fit to the model's size, with ``predict`` answering on their grid.
+
+    For a :class:`~inpaintssl.data.views.FitToSize` view, its parent's items (their own labels,
+    HU, echoes and spacing), and a ``predict`` that fits each image as the view does, runs the
+    model, and maps the masks back: ``crop_or_pad`` is undone by the same centred crop/pad (the
+    parts the model never saw become background), ``resize`` by a nearest-neighbour resize of the
+    masks. Anything else is returned as it is.
+
+    Example:
+        >>> import torch
+        >>> from inpaintssl.data.synthetic import SyntheticShapes
+        >>> fitted = FitToSize(SyntheticShapes(num_images=2, size=(20, 20)), (16, 16), mode="crop_or_pad")
+        >>> items, predict = on_source_grid(fitted, lambda x: torch.ones(x.shape[0], 2, 16, 16))
+        >>> tuple(items[0]["label"].shape), tuple(predict(items[0]["image"][None]).shape)
+        ((2, 20, 20), (1, 2, 20, 20))
+        >>> predict(items[0]["image"][None])[0, 0].sum().item()  # the centre 16 x 16 only
+        256.0
+    """
+    if not isinstance(items, FitToSize):
+        return items, predict
+    size, mode = items.size, items.mode
+
+    def predict_on_own_grid(images: torch.Tensor) -> torch.Tensor:
+        own = (int(images.shape[-2]), int(images.shape[-1]))
+        fitted = torch.stack([fit_to_size(image, size, mode=mode, kind="image") for image in images])
+        masks = predict(fitted).float()
+        return torch.stack([fit_to_size(mask, own, mode=mode, kind="label") for mask in masks])
+
+    return items.parent, predict_on_own_grid
+
+
 def clinical_measurements(
     items: _Items,
     predict: Callable[[torch.Tensor], torch.Tensor],
@@ -197,8 +258,7 @@ def clinical_measurements(
     names = list(class_names)
     volumes: dict[str, _VolumeSums] = {}
     out: list[Measurement] = []
-    for start in range(0, len(items), batch_size):
-        batch = [items[i] for i in range(start, min(start + batch_size, len(items)))]
+    for batch in _batches_of_one_size(items, batch_size):
         images = torch.stack([torch.as_tensor(item["image"]) for item in batch]).to(device)
         masks = (predict(images) > 0.5).cpu().numpy()
         for item, pred in zip(batch, masks):

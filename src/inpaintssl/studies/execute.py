@@ -22,7 +22,7 @@ from typing import Any
 from inpaintssl.config import FinetuneConfig, PretrainConfig, update_fields
 from inpaintssl.data.splits import SplitRecord
 from inpaintssl.layout import RunFolder
-from inpaintssl.studies.clinical import clinical_measurements
+from inpaintssl.studies.clinical import clinical_measurements, on_source_grid
 from inpaintssl.studies.grid import Job
 from inpaintssl.studies.store import Measurement
 from inpaintssl.training.evaluation import EvaluationTable
@@ -111,9 +111,11 @@ def _clinical_rows(config: FinetuneConfig, result: FinetuneResult) -> list[Measu
         return []
     model = result.model.eval()
     device = next(model.parameters()).device
+    # References on the data's own grid, not on slices cropped or resized to the model's size.
+    items, predict = on_source_grid(result.test_set, result.predict)
     return clinical_measurements(
-        result.test_set,
-        result.predict,
+        items,
+        predict,
         class_names=result.class_names,
         device=device,
         batch_size=config.optim.batch_size,
