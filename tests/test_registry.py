@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -359,32 +361,44 @@ def test_a_builtin_is_checked_for_a_shadowing_plugin_once_per_import_path(
     assert scans == ["thing", "thing"]
 
 
+@contextlib.contextmanager
+def _one_module_plugin(
+    root: Path, monkeypatch: pytest.MonkeyPatch, *, kind: str, module: str, source: str, names: dict[str, str]
+) -> Iterator[Registry[Any]]:
+    """A distribution of one module whose ``names`` (entry name -> attribute) join ``kind``'s registry."""
+    lines = "\n".join(f"{name} = {module}:{attribute}" for name, attribute in names.items())
+    _write_distribution(
+        root,
+        name=module.replace("_", "-"),
+        entry_points=f"[inpaintssl.{kind}]\n{lines}\n",
+        modules={module: source},
+    )
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    registry = REGISTRIES[kind]
+    try:
+        yield registry
+    finally:
+        for name in names:
+            registry.unregister(name)
+        sys.modules.pop(module, None)
+
+
 @pytest.mark.parametrize("kind", sorted(REGISTRIES))
 def test_a_plugin_that_builds_the_wrong_type_is_refused_naming_it(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A class with none of the component's methods and no base class: what a plugin author gets
     # by pointing the entry point at the wrong object, or forgetting to subclass.
-    _write_distribution(
-        tmp_path,
-        name="issl-wrong-type",
-        entry_points=f"""
-            [inpaintssl.{kind}]
-            wrong_type_test = issl_wrong_type:NotAComponent
-        """,
-        modules={
-            "issl_wrong_type": "class NotAComponent:\n    def __init__(self, **options):\n        pass\n"
-        },
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    registry = REGISTRIES[kind]
-    try:
-        with pytest.raises(TypeError) as info:
-            registry.build("wrong_type_test")
-    finally:
-        registry.unregister("wrong_type_test")
-        sys.modules.pop("issl_wrong_type", None)
+    source = "class NotAComponent:\n    def __init__(self, **options):\n        pass\n"
+    names = {"wrong_type_test": "NotAComponent"}
+    with (
+        _one_module_plugin(
+            tmp_path, monkeypatch, kind=kind, module="issl_wrong_type", source=source, names=names
+        ) as registry,
+        pytest.raises(TypeError) as info,
+    ):
+        registry.build("wrong_type_test")
     message = str(info.value)
     expected = registry.component_type()
     assert f"{kind} 'wrong_type_test'" in message
@@ -398,29 +412,12 @@ def test_a_plugin_that_builds_the_wrong_type_is_refused_naming_it(
 def test_entries_with_check_call_a_class_of_the_wrong_type_broken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write_distribution(
-        tmp_path,
-        name="issl-wrong-class",
-        entry_points="""
-            [inpaintssl.backbones]
-            not_a_module_test = issl_wrong_class:NotAModule
-            module_test = issl_wrong_class:AModule
-        """,
-        modules={
-            "issl_wrong_class": (
-                "import torch\nclass NotAModule:\n    pass\nclass AModule(torch.nn.Module):\n    pass\n"
-            )
-        },
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    registry = REGISTRIES["backbones"]
-    try:
+    source = "import torch\nclass NotAModule:\n    pass\nclass AModule(torch.nn.Module):\n    pass\n"
+    names = {"not_a_module_test": "NotAModule", "module_test": "AModule"}
+    with _one_module_plugin(
+        tmp_path, monkeypatch, kind="backbones", module="issl_wrong_class", source=source, names=names
+    ) as registry:
         entries = {e.name: e for e in registry.entries(check=True)}
-    finally:
-        for name in ("not_a_module_test", "module_test"):
-            registry.unregister(name)
-        sys.modules.pop("issl_wrong_class", None)
     wrong = entries["not_a_module_test"]
     assert wrong.status == "broken" and "not a torch.nn.modules.module:Module" in (wrong.reason or "")
     assert entries["module_test"].status == "ok"
@@ -447,35 +444,23 @@ def test_builtins_build_their_registrys_component_type(
 def test_entries_with_check_say_which_plugins_miss_a_package_they_require(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _write_distribution(
-        tmp_path,
-        name="issl-needs-more",
-        entry_points="""
-            [inpaintssl.samplers]
-            needs_missing_test = issl_needs_more:NeedsMissing
-            needs_numpy_test = issl_needs_more:NeedsNumpy
-        """,
-        modules={
-            "issl_needs_more": """
-                class NeedsMissing:
-                    requires = {"issl_no_such_module_xyz": "issl-needs-more[extra]"}
+    source = textwrap.dedent(
+        """
+        class NeedsMissing:
+            requires = {"issl_no_such_module_xyz": "issl-needs-more[extra]"}
 
-                    def sample(self, **request):
-                        raise AssertionError("never built here")
+            def sample(self, **request):
+                raise AssertionError("never built here")
 
-                class NeedsNumpy(NeedsMissing):
-                    requires = {"numpy": "numpy"}
-            """
-        },
+        class NeedsNumpy(NeedsMissing):
+            requires = {"numpy": "numpy"}
+        """
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    try:
-        entries = {e.name: e for e in SAMPLERS.entries(check=True)}
-    finally:
-        for name in ("needs_missing_test", "needs_numpy_test"):
-            SAMPLERS.unregister(name)
-        sys.modules.pop("issl_needs_more", None)
+    names = {"needs_missing_test": "NeedsMissing", "needs_numpy_test": "NeedsNumpy"}
+    with _one_module_plugin(
+        tmp_path, monkeypatch, kind="samplers", module="issl_needs_more", source=source, names=names
+    ) as registry:
+        entries = {e.name: e for e in registry.entries(check=True)}
     missing = entries["needs_missing_test"]
     assert missing.status == "unavailable"
     assert (
