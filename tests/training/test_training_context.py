@@ -7,6 +7,8 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -192,8 +194,43 @@ def test_a_local_context_changes_nothing_around_it(tmp_path: Path) -> None:
 def test_an_output_dir_that_is_a_file_is_named(tmp_path: Path, below: str) -> None:
     (tmp_path / "afile").write_text("not a folder")
     folder = tmp_path / "afile" / below if below else tmp_path / "afile"
-    with pytest.raises(
-        ConfigError, match=r"run.output_dir=.*afile.*: '.*afile' is a file; expected a folder"
-    ), run_session(RunConfig(output_dir=folder, device="cpu", quiet=True)):
+    with (
+        pytest.raises(ConfigError, match=r"run.output_dir=.*afile.*: '.*afile' is a file; expected a folder"),
+        run_session(RunConfig(output_dir=folder, device="cpu", quiet=True)),
+    ):
         pass
     assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+_TWO_RUNS = """
+import json, sys, tempfile, torch
+import inpaintssl as issl
+from safetensors.torch import load_file
+threads = []
+def run():
+    out = tempfile.mkdtemp() + "/run"
+    issl.pretrain({
+        "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "size": [16, 16]}},
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "pretext": {"patch_size": 4, "bank_size": 2},
+        "optim": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
+        "run": {"output_dir": out, "device": "cpu", "quiet": True, "deterministic": True},
+    })
+    threads.append(torch.get_num_threads())
+    return load_file(out + "/checkpoints/last/model.safetensors")
+first, second = run(), run()
+print(json.dumps({"same": all(torch.equal(first[k], second[k]) for k in first), "threads": threads}))
+"""
+
+
+def test_two_runs_in_one_process_train_the_same_bits_whatever_numba_does_to_the_threads() -> None:
+    # Numba's OpenMP pool shares libgomp with PyTorch and, started by a run's first corruption, set
+    # both to NUMBA_NUM_THREADS: the first run of a process then trained on other threads than
+    # the next (a study worker's runs), and their weights differed in the last bits.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": str(max(2, os.cpu_count() or 2))}
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_RUNS], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"same": True, "threads": [1, 1]}

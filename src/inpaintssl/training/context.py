@@ -28,6 +28,7 @@ import torch
 
 from inpaintssl.checkpoint import checkpoint_exists
 from inpaintssl.config import ConfigError, RunConfig
+from inpaintssl.corruption._jit import launch_thread_pool
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
@@ -222,6 +223,8 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
         (False, [])
     """
     info = DistInfo.from_env()
+    # Before anything computes: Numba's pool would otherwise change the thread count mid-run.
+    launch_thread_pool()
     with preserved_process_state():
         claim = _sole_writer(run.output_dir, resume=run.resume) if info.is_main else contextlib.nullcontext()
         with claim:
