@@ -136,3 +136,21 @@ def test_figures_refuse_results_without_their_data(draw: Callable[..., FigureFil
     with pytest.raises(ValueError, match=draw.__name__):
         draw(ResultsTable([]), tmp_path / "empty")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A PDF records its creation time unless told not to: a report made twice differed there.
+    import datetime
+
+    from matplotlib.figure import Figure
+
+    from inpaintssl.analysis.figures import save_figure
+
+    figure = Figure()
+    figure.add_subplot().plot([1.0, 3.0, 2.0])
+    first = save_figure(figure, tmp_path / "a" / "fig")
+    later = datetime.datetime(2031, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(later.timestamp())))  # what matplotlib would stamp
+    second = save_figure(figure, tmp_path / "b" / "fig")
+    for a, b in zip(first.paths, second.paths, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -87,6 +87,13 @@ def _panels(
     return figure, axes
 
 
+_NO_DATES: Mapping[str, Mapping[str, None]] = MappingProxyType(
+    {"pdf": MappingProxyType({"CreationDate": None})}
+)
+"""The metadata matplotlib would fill with the time of writing, per format of :data:`FORMATS`
+(PNG carries none), left out."""
+
+
 def save_figure(figure: Figure, path: str | Path, *, formats: Sequence[str] = FORMATS) -> FigureFiles:
     """Write ``figure`` as ``<path stem>.<format>`` for each format, atomically (PNG first by default)."""
     path = Path(path)
@@ -94,7 +101,10 @@ def save_figure(figure: Figure, path: str | Path, *, formats: Sequence[str] = FO
     written = []
     for fmt in formats:
         target = stem.parent / f"{stem.name}.{fmt}"
-        atomic_write_with(target, functools.partial(figure.savefig, format=fmt, dpi=150))
+        # No creation date in the file: the same results draw the same bytes, so a report made
+        # twice (or compared across machines) differs only where its numbers do.
+        metadata = _NO_DATES.get(fmt)
+        atomic_write_with(target, functools.partial(figure.savefig, format=fmt, dpi=150, metadata=metadata))
         written.append(target)
     return FigureFiles(figure, tuple(written))
 
