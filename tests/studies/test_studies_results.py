@@ -80,3 +80,25 @@ def test_load_results_joins_labels_and_the_pretraining_run(tmp_path: Path) -> No
     assert dice["labelled_volumes"] == 4 and dice["kind"] == "finetune"
     # Per-volume clinical rows do not make this a per-volume-Dice study: the Dice slices stay.
     assert len(results) == 3
+
+
+def test_a_database_of_another_study_kind_is_refused_not_merged(tmp_path: Path) -> None:
+    import pytest
+
+    from inpaintssl.config import ConfigError
+    from inpaintssl.studies.runner import run_study
+
+    design = StudySpec(study="pretext_design", output=tmp_path / "study")
+    with StudyStore(design.database_path((0, 1))) as store:
+        store.set_meta("spec", design.model_dump_json())
+        store.add_runs([NewRun("pt-1", "pretrain", None, {}, {})])
+    clinical = StudySpec(study="clinical", output=tmp_path / "study")
+    message = (
+        r"study database .*study\.sqlite holds a 'pretext_design' study, and this spec is a 'clinical' study"
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_runs(clinical)
+    with pytest.raises(ConfigError, match=message):
+        run_study(clinical, quiet=True)
+    assert set(load_runs(design)) == {"pt-1"}  # its own study still reads
+    assert not (tmp_path / "study" / "spec.json").exists()  # the refused spec wrote nothing

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 
 from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study
 from inpaintssl.studies.runner import StudySummary
@@ -131,3 +134,47 @@ def test_a_study_runs_on_cuda(spec_factory: Any) -> None:
     assert summary.complete, summary.errors
     results = load_results(load_spec(spec))
     assert results.select(metric="volume_mm3_pct_error").rows
+
+
+@pytest.mark.slow
+def test_a_killed_worker_process_is_reported_and_the_next_call_finishes_the_study(
+    spec_factory: Any, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = spec_factory(label_fractions=[1.0])
+    spec["pretrain"]["optim"] = {**spec["pretrain"]["optim"], "max_epochs": 40, "steps_per_epoch": 4}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "inpaintssl", "experiment", "run", str(path), "--workers", "2", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        worker = None
+        for _ in range(600):  # the spawned workers: children of the driver running spawn_main
+            children = Path(f"/proc/{driver.pid}/task/{driver.pid}/children")
+            pids = children.read_text().split() if children.exists() else []
+            found = [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+            if len(found) == 2 and (Path(spec["output"]) / "runs").exists():
+                worker = int(found[0])
+                break
+            time.sleep(0.1)
+        assert worker is not None, "no worker process started"
+        time.sleep(1.0)
+        os.kill(worker, signal.SIGKILL)
+        out, err = driver.communicate(timeout=300)
+    finally:
+        driver.kill()
+    assert driver.returncode == 1, err[-2000:]
+    assert "inpaintssl experiment: warning: a worker process of 'pretext_design' died" in err
+    assert "Traceback" not in err
+    assert json.loads(out.strip().splitlines()[-1])["study"] == "pretext_design"
+    # The next call takes over what the dead workers held and finishes, recording each run once.
+    assert run_study(spec, quiet=True).complete
+    _assert_recorded_exactly_once(spec)

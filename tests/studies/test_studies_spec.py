@@ -24,6 +24,7 @@ def _spec(**changes: Any) -> dict[str, Any]:
         ({"grid": {"pretext.patch_size": [16]}}, "must start with 'pretrain.' or 'finetune.'"),
         ({"grid": {"finetune.data.label_fraction": [0.5]}}, "set by the runner"),
         ({"grid": {"pretrain.pretext.patch_size": []}}, "has no values"),
+        ({"grid": {"pretrain.pretext.patch_size": [4, 8, 4.0]}}, "holds [4, 8, 4.0], repeating [4.0]"),
         ({"grid": {"pretrain.pretext.patch_sise": [16]}}, "pretext.patch_sise"),
         ({"grid": {"pretrain.pretext.patch_size": [-4]}}, "value -4 is not valid"),
         ({"label_fractions": [0.5, 1.5]}, "label_fractions must lie in (0, 1]"),

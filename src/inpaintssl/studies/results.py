@@ -20,16 +20,18 @@ Example:
 from __future__ import annotations
 
 import glob
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from inpaintssl.analysis.table import Table
+from inpaintssl.config import ConfigError
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
 
-__all__ = ["load_results", "load_runs", "study_databases"]
+__all__ = ["check_same_study", "load_results", "load_runs", "study_databases"]
 
 
 def study_databases(spec: StudySpec) -> list[Path]:
@@ -37,11 +39,39 @@ def study_databases(spec: StudySpec) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(spec.database_pattern()))
 
 
+def check_same_study(store: StudyStore, spec: StudySpec, path: Path) -> None:
+    """Refuse a database that holds another kind of study than ``spec``.
+
+    Two specs pointed at one study folder would otherwise share a database: a ``clinical``
+    report would list another study's strategies, and its runs would be counted as this one's.
+
+    Raises:
+        ConfigError: The database's recorded spec is of another study; the message names both.
+    """
+    recorded = store.get_meta("spec")
+    if recorded is None:
+        return
+    try:
+        kind = json.loads(recorded).get("study")
+    except (ValueError, AttributeError):
+        return  # an unreadable record says nothing about the kind; the runs themselves still load
+    if kind is not None and kind != spec.study:
+        raise ConfigError(
+            f"study database {path} holds a {kind!r} study, and this spec is a {spec.study!r} study; "
+            "give this spec an output (or database) of its own"
+        )
+
+
 def load_runs(spec: StudySpec) -> dict[str, RunRecord]:
-    """Every run recorded in the study's database file(s); a ``done`` copy wins over others."""
+    """Every run recorded in the study's database file(s); a ``done`` copy wins over others.
+
+    Raises:
+        ConfigError: A database holds another kind of study (:func:`check_same_study`).
+    """
     runs: dict[str, RunRecord] = {}
     for path in study_databases(spec):
         with StudyStore(path, read_only=True) as store:
+            check_same_study(store, spec, path)
             for run in store.runs():
                 if run.id not in runs or run.status == "done":
                     runs[run.id] = run

@@ -70,8 +70,10 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +87,7 @@ from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
 from inpaintssl.studies.queue import Heartbeat, RunRecord, WorkerId
+from inpaintssl.studies.results import check_same_study
 from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, load_spec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import StudySummary, WorkerReport, summarise
@@ -222,9 +225,10 @@ def run_study(
     database = spec.database_path(shard)
     for folder in (spec.output_dir(), database.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    # Beside the database it describes (the study folder unless the spec moves the database).
-    atomic_write_text(database.parent / "spec.json", spec.model_dump_json(indent=2))
     with StudyStore(database) as store:
+        check_same_study(store, spec, database)
+        # Beside the database it describes (the study folder unless the spec moves the database).
+        atomic_write_text(database.parent / "spec.json", spec.model_dump_json(indent=2))
         store.set_meta("spec", spec.model_dump_json())
         store.add_runs(new_run(job) for job in plan)
         # A new invocation gives failed runs a fresh budget: the cause may have been fixed.
@@ -233,8 +237,7 @@ def run_study(
     merge_results(spec, shard=shard)
     _say(
         quiet,
-        f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {database}"
-        f" ({executor} executor)",
+        f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {database} ({executor} executor)",
     )
     if executor != "local":
         from inpaintssl.studies.executors import run_with_executor
@@ -249,7 +252,19 @@ def run_study(
                 pool.submit(_worker_process, spec.model_dump_json(), shard, i, workers, quiet)
                 for i in range(workers)
             ]
-            reports = [f.result() for f in futures]
+            try:
+                reports = [f.result() for f in futures]
+            except BrokenProcessPool:
+                # A worker killed (by the OOM killer, a user, a scheduler) takes the pool and its
+                # siblings down; their runs stay claimed until the next call takes them over.
+                reports = []
+                warnings.warn(
+                    f"a worker process of {spec.study!r} died (killed, or out of memory), and the "
+                    "others were stopped with it; finished runs are kept, and runs in progress resume "
+                    "from their last checkpoint when the same command runs again",
+                    UserWarning,
+                    stacklevel=2,
+                )
     return summarise(spec, plan, shard, reports)
 
 

@@ -222,6 +222,12 @@ class StudySpec(BaseModel):
                 )
             if not values:
                 raise ValueError(f"grid key {key!r} has no values; expected a non-empty list")
+            # 4 and 4.0 are one run: a repeated value was silently one run fewer than the spec says.
+            repeated = [v for i, v in enumerate(values) if any(v == w for w in values[:i])]
+            if repeated:
+                raise ValueError(
+                    f"grid key {key!r} holds {values}, repeating {repeated}; expected distinct values"
+                )
         return value
 
     @model_validator(mode="after")
