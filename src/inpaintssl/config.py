@@ -602,8 +602,9 @@ class EvaluateConfig(_Strict):
 def _format_validation_error(exc: ValidationError, *, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
-        detail = err["msg"]
+        # A check across sections has no single field: it names its fields itself.
+        path = ".".join(str(p) for p in err["loc"]) or "config"
+        detail = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             detail = "unknown field (check the spelling; see `inpaintssl config schema`)"
         got = err.get("input")

@@ -369,7 +369,7 @@ def _negative_lr(folder: Path) -> Call:
     "config-min-lr-above-lr",
     "config",
     ConfigError,
-    r"optim: Value error, optim\.min_lr \(0\.1\) must not exceed the learning rate \(0\.01\)",
+    r"optim: optim\.min_lr \(0\.1\) must not exceed the learning rate \(0\.01\)",
 )
 def _min_lr_above_lr(folder: Path) -> Call:
     """A learning-rate floor above the learning rate (``optim.min_lr=0.1`` with the default 1e-2)."""

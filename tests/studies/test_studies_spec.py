@@ -35,6 +35,12 @@ def _spec(**changes: Any) -> dict[str, Any]:
         ({"study": "data_scaling", "unlabelled_fractions": [0.0, 1.0]}, "pretrain.data.unlabelled"),
         ({"study": "ablation"}, "study"),
         ({"stale_after": 3}, "unknown field"),
+        (
+            {"pretrain": {"optim": {"lr": "fast"}}},
+            "pretrain.optim.lr: Input should be a valid number, unable to parse string as a number "
+            "(found 'fast')",
+        ),
+        ({"max_attempts": "two"}, "(found 'two')"),
     ],
 )
 def test_invalid_specs_name_the_problem(changes: dict[str, Any], message: str) -> None:

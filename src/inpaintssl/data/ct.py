@@ -100,7 +100,6 @@ class CTDataset(VolumeSliceDataset):
         return {"hu": torch.from_numpy(np.ascontiguousarray(hu[None]))}
 
 
-@DATASETS.register("ct")
 def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     """Say which images are read at an assumed 1 mm: their areas in mm^2 would be pixel counts."""
     assumed = [
@@ -122,6 +121,7 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     )
 
 
+@DATASETS.register("ct")
 def ct_dataset(
     *,
     split: str,

@@ -172,12 +172,23 @@ def run_worker(
     return WorkerReport(str(me), executed, outcomes["failed"], outcomes["lost"])
 
 
+def _local_threads(spec: StudySpec, workers: int) -> int:
+    """Torch threads of a local worker: the spec's ``cpus_per_task``, else the cores shared out.
+
+    N workers each running torch on every core would thrash; and a run's summation order follows
+    its thread count, so a spec that states one trains the same bits here as on Slurm or Ray.
+    """
+    if spec.executor.cpus_per_task is not None:
+        return spec.executor.cpus_per_task
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _worker_process(
     spec_json: str, shard: tuple[int, int], index: int, workers: int, quiet: bool
 ) -> WorkerReport:
-    # Share the cores: N workers each running torch on every core would thrash.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    return run_worker(StudySpec.model_validate_json(spec_json), shard=shard, index=index, quiet=quiet)
+    spec = StudySpec.model_validate_json(spec_json)
+    torch.set_num_threads(_local_threads(spec, workers))
+    return run_worker(spec, shard=shard, index=index, quiet=quiet)
 
 
 def run_study(
@@ -244,7 +255,14 @@ def run_study(
 
         reports = run_with_executor(spec, executor=executor, plan=plan, shard=shard, quiet=quiet)
     elif workers == 1:
-        reports = [run_worker(spec, shard=shard, index=0, quiet=quiet)]
+        # In this process: the caller's thread count comes back afterwards.
+        threads = torch.get_num_threads()
+        if spec.executor.cpus_per_task is not None:
+            torch.set_num_threads(spec.executor.cpus_per_task)
+        try:
+            reports = [run_worker(spec, shard=shard, index=0, quiet=quiet)]
+        finally:
+            torch.set_num_threads(threads)
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:

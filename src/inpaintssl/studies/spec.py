@@ -88,7 +88,10 @@ class ExecutorSpec(BaseModel):
         partition: Slurm partition (``None``: the cluster's default).
         gpus_per_task: GPUs of each array task or Ray task.
         cpus_per_task: CPU cores of each task (also torch's thread count there); ``None``: the
-            scheduler's default for Slurm, 1 for Ray.
+            scheduler's default for Slurm, 1 for Ray. The local executor's workers train on this
+            many threads too when it is given (else the cores shared among them): a run's last
+            bits depend on its thread count, so one count gives the same results on every
+            executor.
         timeout_min: Wall time of each Slurm array task; a task that reaches it is requeued and
             its run resumes from its checkpoint.
         mem_gb: Memory of each Slurm task (``None``: the cluster's default).
@@ -296,9 +299,13 @@ class StudySpec(BaseModel):
 def _format_errors(exc: ValidationError, where: str) -> str:
     lines = [f"invalid study spec {where}:"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        path = ".".join(str(p) for p in err["loc"]) or "spec"
         detail = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {path}: {detail}")
+        # Our own validators' messages name the value already; pydantic's own ones do not.
+        detail = detail.removeprefix("Value error, ")
+        quiet = err["type"] in ("extra_forbidden", "missing", "value_error") or not err["loc"]
+        found = "" if quiet else f" (found {err.get('input')!r})"
+        lines.append(f"  {path}: {detail}{found}")
     return "\n".join(lines)
 
 
