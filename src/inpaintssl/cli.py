@@ -388,7 +388,7 @@ def _trailing_list(parser: argparse.ArgumentParser, dest: str) -> None:
     """Mark ``dest`` (a ``nargs`` list positional) as taking words given after the flags too.
 
     argparse fills a list positional from one run of words: ``pretrain cfg.yaml --quiet
-    optim.lr=0.1`` would reject ``optim.lr=0.1``. :func:`main` adds such words to ``dest``.
+    optim.lr=0.1`` would reject ``optim.lr=0.1``. :func:`parse_args` adds such words to ``dest``.
     """
     parser.set_defaults(trailing_list=dest)
 
