@@ -227,3 +227,14 @@ def test_config_show_says_what_the_recipe_fills_in_and_stays_a_config(
         f'#   optim.schedule: "{defaults.schedule}"',
         f'#   loss.name: "{defaults.loss}"',
     ]  # optim.betas was given, so the recipe does not fill it
+
+
+def test_a_shard_given_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse keeps the last value: a script that appends --shard would run another shard silently.
+    with pytest.raises(SystemExit) as info:
+        parse_args(["experiment", "run", "spec.yaml", "--shard", "0/2", "--shard", "1/2"])
+    assert info.value.code == 2
+    assert (
+        "inpaintssl experiment run: error: --shard given twice ('0/2' and '1/2')" in capsys.readouterr().err
+    )
+    assert parse_args(["experiment", "run", "spec.yaml", "--shard", "1/2"]).shard == "1/2"

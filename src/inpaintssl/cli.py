@@ -384,6 +384,24 @@ def _command(parent: Any, words: str, *, description: str | None = None) -> argp
     return parser
 
 
+class _Once(argparse.Action):
+    """Store a flag's value, refusing the flag given twice (argparse keeps the last silently)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option: str | None = None,
+    ) -> None:
+        if getattr(namespace, f"_{self.dest}_given", False):
+            parser.error(
+                f"{option} given twice ({getattr(namespace, self.dest)!r} and {values!r}); give it once"
+            )
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)
+
+
 def _trailing_list(parser: argparse.ArgumentParser, dest: str) -> None:
     """Mark ``dest`` (a ``nargs`` list positional) as taking words given after the flags too.
 
@@ -505,7 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = p.add_subparsers(dest="experiment_command", required=True)
     run = _command(exp, "experiment run")
     run.add_argument("spec", type=Path)
-    run.add_argument("--shard", default="0/1", help="i/n: this process runs the i-th of n shards")
+    run.add_argument(
+        "--shard", default="0/1", action=_Once, help="i/n: this process runs the i-th of n shards"
+    )
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (local)")
     run.add_argument(
         "--executor",

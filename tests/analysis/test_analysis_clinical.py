@@ -304,6 +304,28 @@ def test_per_image_errors_also_average_subset_seeds() -> None:
     assert sup.tolist() == [20.0, 1.0] and ssl.tolist() == [6.0, 2.0]
 
 
+def test_a_fraction_drawn_with_more_seeds_does_not_weigh_more_in_an_images_error() -> None:
+    # Fraction 1.0 runs once (every label), 0.5 with two seeds: the image's error is the mean of
+    # the two fractions' errors, (10 + (30 + 50) / 2) / 2 = 25, not the mean of three runs (30).
+    rows = [
+        {
+            "level": "volume",
+            "slice_index": -1,
+            "class_name": "gm",
+            "metric": "volume_mm3_pct_error",
+            "arm": arm,
+            "label_fraction": fraction,
+            "subset_seed": seed,
+            "volume_id": "a",
+            "value": value,
+        }
+        for arm in ("supervised", "ssl")
+        for fraction, seed, value in [(1.0, 0, 10.0), (0.5, 0, 30.0), (0.5, 1, 50.0)]
+    ]
+    sup, ssl = image_errors(ResultsTable(rows), "volume_mm3")
+    assert sup.tolist() == ssl.tolist() == [25.0]
+
+
 class _Slices(SliceDataset):
     """CT slices of two matrix sizes whose image is the label map itself (so a "model" can read it)."""
 

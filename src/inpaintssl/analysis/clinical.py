@@ -172,27 +172,37 @@ def agreement_table(results: Table) -> Table:
     )
 
 
+_Repeats = dict[tuple[Any, ...], list[float]]
+"""An image's errors by (label fraction, class): the repeats of each, by seed or strategy."""
+
+
 def image_errors(results: Table, metric: str) -> tuple[FloatArray, FloatArray]:
     """Per-image percent errors of supervised and SSL segmentations, paired (Figure 7).
 
-    As in the paper (sec. 2.7), an image's error is averaged over classes and label fractions (and
-    over subset seeds, and SSL strategies if there are several); non-finite errors are left out of
-    the average.
+    As in the paper (sec. 2.7), an image's error is averaged over classes and label fractions;
+    repeats within one class and fraction (subset seeds, and SSL strategies if there are several)
+    are averaged first, so a fraction drawn with more seeds does not weigh more. Non-finite errors
+    are left out of the average.
 
     Returns:
         ``(supervised (M,), ssl (M,))`` over the images both arms have.
     """
     rows = _metric_rows(results, metric, "pct_error")
-    per_arm: dict[str, dict[tuple[Any, ...], list[float]]] = {"supervised": {}, "ssl": {}}
+    per_arm: dict[str, dict[tuple[Any, ...], _Repeats]] = {"supervised": {}, "ssl": {}}
     for row in rows:
         arm = row.get("arm")
         value = float(row["value"])
         if arm in per_arm and math.isfinite(value):
             image = (row.get("level"), row.get("volume_id"), row.get("slice_index"))
-            per_arm[str(arm)].setdefault(image, []).append(value)
+            cell = (row.get("label_fraction"), row.get("class_name"))
+            per_arm[str(arm)].setdefault(image, {}).setdefault(cell, []).append(value)
+
+    def image_mean(cells: _Repeats) -> float:
+        return float(np.mean([np.mean(values) for values in cells.values()]))
+
     keys = sorted(set(per_arm["supervised"]) & set(per_arm["ssl"]), key=lambda k: tuple(str(v) for v in k))
-    sup = np.asarray([np.mean(per_arm["supervised"][k]) for k in keys], dtype=np.float64)
-    ssl = np.asarray([np.mean(per_arm["ssl"][k]) for k in keys], dtype=np.float64)
+    sup = np.asarray([image_mean(per_arm["supervised"][k]) for k in keys], dtype=np.float64)
+    ssl = np.asarray([image_mean(per_arm["ssl"][k]) for k in keys], dtype=np.float64)
     return sup, ssl
 
 
