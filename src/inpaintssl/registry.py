@@ -373,17 +373,16 @@ class Registry(Generic[T]):
             # Name only the culprits: listing every parameter given made valid ones look wrong.
             unknown = [] if open_ended else sorted(k for k in params if k not in named)
             missing = [k for k, p in named.items() if p.default is p.empty and k not in params]
+            accepted = accepts or "no parameters"
             problems = []
             if unknown:
                 close = {u: difflib.get_close_matches(u, list(named), n=1, cutoff=0.5) for u in unknown}
                 hints = [f"{u!r} -> {c[0]!r}" for u, c in close.items() if c]
                 guess = f"; did you mean {', '.join(hints)}?" if hints else ""
-                accepted = accepts or "no parameters"
                 problems.append(f"invalid parameters {unknown} (it accepts {accepted}{guess})")
             if missing:
-                problems.append(f"missing parameters {missing} (it accepts {accepts})")
+                problems.append(f"missing parameters {missing} (it accepts {accepted})")
             if not problems:  # something bind() refuses that is neither (a positional-only name)
-                accepted = accepts or "no parameters"
                 problems.append(f"invalid parameters {sorted(params)} (it accepts {accepted})")
             raise TypeError(f"{self.kind} {name!r}: {'; '.join(problems)}: {exc}") from exc
 

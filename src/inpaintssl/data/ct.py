@@ -47,7 +47,7 @@ from inpaintssl.data.preprocess import (
     parse_windows,
 )
 from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, NumpyVolume, Volume, open_volume
-from inpaintssl.data.volumes import Case, VolumeSliceDataset, open_cases
+from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some, open_cases
 from inpaintssl.registry import DATASETS
 
 __all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset"]
@@ -109,13 +109,10 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     ]
     if not assumed:
         return
-    shown = ", ".join(str(v.path) for v in assumed[:3]) + (
-        f" and {len(assumed) - 3} more" if len(assumed) > 3 else ""
-    )
     warnings.warn(
-        f"ct: {len(assumed)} image(s) state no pixel spacing ({shown}); 1 mm is assumed, so their "
-        "areas (mm^2) and volumes are in pixels. Give data.params.spacing for NumPy images, or use "
-        "DICOM series with PixelSpacing or NIfTI files",
+        f"ct: {len(assumed)} image(s) state no pixel spacing ({_some([str(v.path) for v in assumed])}); "
+        "1 mm is assumed, so their areas (mm^2) and volumes are in pixels. Give data.params.spacing "
+        "for NumPy images, or use DICOM series with PixelSpacing or NIfTI files",
         UserWarning,
         stacklevel=3,
     )

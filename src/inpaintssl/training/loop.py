@@ -212,7 +212,7 @@ class Trainer:
         epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).
 
     Example:
-        >>> from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, RunConfig
+        >>> from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
         >>> from inpaintssl.data.synthetic import SyntheticShapes
         >>> from inpaintssl.registry import BACKBONES, LOSSES
         >>> from inpaintssl.training.objectives import SegmentationObjective
