@@ -238,3 +238,15 @@ def test_a_shard_given_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> N
         "inpaintssl experiment run: error: --shard given twice ('0/2' and '1/2')" in capsys.readouterr().err
     )
     assert parse_args(["experiment", "run", "spec.yaml", "--shard", "1/2"]).shard == "1/2"
+
+
+@pytest.mark.parametrize("shard", ["-1/2", "-0/0"])
+def test_a_shard_starting_with_a_minus_gets_the_library_message(
+    shard: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # argparse reads "-1/2" as a flag and says "expected one argument", which hides the bad value.
+    assert parse_args(["experiment", "run", "spec.yaml", "--shard", shard]).shard == shard
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: s\n", encoding="utf-8")
+    assert main(["experiment", "run", str(spec), "--shard", shard]) == 2
+    assert f"--shard '{shard}' is invalid; expected 'i/n' with 0 <= i < n" in capsys.readouterr().err

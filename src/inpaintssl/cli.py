@@ -597,6 +597,21 @@ def _cli_warnings(command: str) -> Iterator[None]:
         warnings.formatwarning = default
 
 
+def _joined_shard(argv: Sequence[str]) -> list[str]:
+    """``--shard -1/2`` as ``--shard=-1/2``, so that the library's own check names the bad value.
+
+    argparse takes any word starting with ``-`` that is not a plain negative number for a flag, and
+    answers ``expected one argument``, which hides what was wrong.
+    """
+    joined: list[str] = []
+    for word in argv:
+        if joined and joined[-1] == "--shard" and word.startswith("-") and not word.startswith("--"):
+            joined[-1] = f"--shard={word}"
+        else:
+            joined.append(word)
+    return joined
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse a command line; overrides and inputs may also come after the flags.
 
@@ -609,7 +624,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ['pre.yaml', 'optim.lr=0.1']
     """
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_joined_shard(sys.argv[1:] if argv is None else argv))
     if extra:
         trailing: str | None = getattr(args, "trailing_list", None)
         command_parser: argparse.ArgumentParser = getattr(args, "command_parser", parser)

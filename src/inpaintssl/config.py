@@ -24,7 +24,7 @@ import functools
 import json
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -62,6 +62,7 @@ __all__ = [
     "apply_overrides",
     "update_fields",
     "config_to_yaml",
+    "format_validation_error",
     "load_config",
     "read_config_file",
     "read_config_text",
@@ -599,20 +600,56 @@ class EvaluateConfig(_Strict):
     batch_size: int = Field(default=9, gt=0)
 
 
-def _format_validation_error(exc: ValidationError, *, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def format_validation_error(
+    exc: ValidationError,
+    *,
+    header: str,
+    root: str,
+    unknown: str = "unknown field",
+    quiet: Collection[str] = ("extra_forbidden", "missing"),
+) -> str:
+    """One line per error under ``header``: the field's dotted path, what is wrong and the value found.
+
+    Shared by run configs and study specs, so both read alike: pydantic's "Value error, " prefix is
+    dropped, and an error with no location (a check across sections) is named ``root``.
+
+    Args:
+        exc: pydantic's error.
+        header: The first line, e.g. ``"invalid configuration in pre.yaml:"``.
+        root: The name for an error with no field path.
+        unknown: What an unknown field is called.
+        quiet: Error types whose value is not repeated (the message names it, or there is none).
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Optim(BaseModel):
+        ...     lr: float
+        >>> try:
+        ...     Optim.model_validate({"lr": "fast"})
+        ... except ValidationError as exc:
+        ...     print(format_validation_error(exc, header="invalid optim:", root="optim"))
+        invalid optim:
+          lr: Input should be a valid number, unable to parse string as a number (found 'fast')
+    """
+    lines = [header]
     for err in exc.errors():
         # A check across sections has no single field: it names its fields itself.
-        path = ".".join(str(p) for p in err["loc"]) or "config"
-        detail = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            detail = "unknown field (check the spelling; see `inpaintssl config schema`)"
-        got = err.get("input")
-        # A model-level error (empty location) would echo the whole config: say only what is wrong.
-        quiet = err["type"] in ("extra_forbidden", "missing") or not err["loc"]
-        found = "" if quiet else f" (found {got!r})"
+        path = ".".join(str(p) for p in err["loc"]) or root
+        detail = unknown if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        # A model-level error (empty location) would echo the whole input: say only what is wrong.
+        silent = err["type"] in quiet or not err["loc"]
+        found = "" if silent else f" (found {err.get('input')!r})"
         lines.append(f"  {path}: {detail}{found}")
     return "\n".join(lines)
+
+
+def _format_validation_error(exc: ValidationError, *, source: str) -> str:
+    return format_validation_error(
+        exc,
+        header=f"invalid configuration in {source}:",
+        root="config",
+        unknown="unknown field (check the spelling; see `inpaintssl config schema`)",
+    )
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -135,3 +135,28 @@ def test_a_copied_slice_without_uids_is_refused(tmp_path: Path) -> None:
     (folder / "im1 copy.dcm").write_bytes((folder / "im1.dcm").read_bytes())
     with pytest.raises(DataError, match=r"im1 copy\.dcm and .*im1\.dcm are both at 2\.5 mm"):
         DicomVolume(folder)
+
+
+def test_a_series_where_only_some_slices_state_their_position_is_refused(tmp_path: Path) -> None:
+    import pydicom
+
+    folder = tmp_path / "s"
+    # im0 at z = 10 mm (InstanceNumber 1) and im1 at z = 20 mm (InstanceNumber 2): sorted by one key
+    # they are im0, im1. Without im1's position, 10 (mm) and 2 (a count) would put im1 first.
+    _slices(folder, "im", [10.0, 20.0])
+    assert DicomVolume(folder).files == (str(folder / "im0.dcm"), str(folder / "im1.dcm"))
+    ds = pydicom.dcmread(folder / "im1.dcm")
+    del ds.ImagePositionPatient
+    ds.save_as(folder / "im1.dcm")
+    expected = (
+        rf"DICOM file {folder / 'im1.dcm'} has no ImagePositionPatient or ImageOrientationPatient but "
+        rf"{folder / 'im0.dcm'} has both \(1 of 2 files lack them, series folder {folder}\); expected every "
+        "slice of a series to state its position, or none"
+    )
+    with pytest.raises(DataError, match=expected):
+        DicomVolume(folder)
+    # With no slice stating a position, InstanceNumber orders them.
+    ds = pydicom.dcmread(folder / "im0.dcm")
+    del ds.ImagePositionPatient
+    ds.save_as(folder / "im0.dcm")
+    assert DicomVolume(folder).files == (str(folder / "im0.dcm"), str(folder / "im1.dcm"))

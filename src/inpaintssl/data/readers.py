@@ -523,6 +523,7 @@ class DicomVolume(Volume):
         headers = [(_read_dicom(pydicom, f, pixels=False), f) for f in candidates]
         _check_one_series(headers, path)
         _check_one_orientation(headers, path)
+        _check_one_ordering(headers, path)
         headers.sort(key=lambda pair: _slice_position(pair[0]))
         _check_distinct_positions(headers, path)
         first = headers[0][0]
@@ -708,16 +709,35 @@ def _check_one_orientation(headers: Sequence[tuple[Any, Path]], folder: Path) ->
             )
 
 
+def _has_position(ds: Any) -> bool:
+    """Whether a slice's place along the normal comes from its position (else its InstanceNumber)."""
+    return getattr(ds, "ImagePositionPatient", None) is not None and _orientation(ds) is not None
+
+
+def _check_one_ordering(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse a series where only some slices state ImagePositionPatient and ImageOrientationPatient.
+
+    The slices are sorted by one key: millimetres along the normal for slices with both tags,
+    InstanceNumber for the rest. A mix compares millimetres with counts and interleaves the slices.
+    """
+    with_position = [f for ds, f in headers if _has_position(ds)]
+    if 0 < len(with_position) < len(headers):
+        without = next(f for ds, f in headers if not _has_position(ds))
+        raise DataError(
+            f"DICOM file {without} has no ImagePositionPatient or ImageOrientationPatient but "
+            f"{with_position[0]} has both ({len(headers) - len(with_position)} of {len(headers)} files "
+            f"lack them, series folder {folder}); expected every slice of a series to state its "
+            "position, or none (then InstanceNumber orders them), so that the slices sort in one order"
+        )
+
+
 def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
     """Refuse two slices at one position along the normal (``headers`` sorted by position).
 
     Only where every slice states its position: without ImagePositionPatient the InstanceNumber
     order is all there is, and files without either keep their name order as before.
     """
-    if not all(
-        getattr(ds, "ImagePositionPatient", None) is not None and _orientation(ds) is not None
-        for ds, _ in headers
-    ):
+    if not all(_has_position(ds) for ds, _ in headers):
         return
     positions = [_slice_position(ds) for ds, _ in headers]
     same = [i for i in range(len(positions) - 1) if positions[i + 1] - positions[i] < _SAME_POSITION_MM]

@@ -45,7 +45,14 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo
 
-from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, read_config_text, update_fields
+from inpaintssl.config import (
+    ConfigError,
+    FinetuneConfig,
+    PretrainConfig,
+    format_validation_error,
+    read_config_text,
+    update_fields,
+)
 
 __all__ = [
     "EXECUTORS",
@@ -297,16 +304,13 @@ class StudySpec(BaseModel):
 
 
 def _format_errors(exc: ValidationError, where: str) -> str:
-    lines = [f"invalid study spec {where}:"]
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "spec"
-        detail = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        # Our own validators' messages name the value already; pydantic's own ones do not.
-        detail = detail.removeprefix("Value error, ")
-        quiet = err["type"] in ("extra_forbidden", "missing", "value_error") or not err["loc"]
-        found = "" if quiet else f" (found {err.get('input')!r})"
-        lines.append(f"  {path}: {detail}{found}")
-    return "\n".join(lines)
+    # The spec's own validators name the value already, so their errors do not repeat it.
+    return format_validation_error(
+        exc,
+        header=f"invalid study spec {where}:",
+        root="spec",
+        quiet=("extra_forbidden", "missing", "value_error"),
+    )
 
 
 def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
