@@ -140,14 +140,24 @@ def test_power_law_fits_recover_noiseless_curves() -> None:
     table = power_law_table(ResultsTable(rows))
     found = {row[0]: row for row in table.tuples()}
     for fraction, (a, k, c) in truth.items():
-        _, points, fa, fk, fc, rse, paper_s = found[fraction]
-        assert points == 5
+        _, points, fa, fk, fc, rse, paper_s, at_bound = found[fraction]
+        assert points == 5 and at_bound is False
         assert (fa, fk, fc) == (
             pytest.approx(a, rel=1e-3),
             pytest.approx(k, rel=1e-3),
             pytest.approx(c, rel=1e-3),
         )
         assert rse == pytest.approx(0.0, abs=1e-6) and paper_s == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_fit_whose_exponent_stops_at_its_bound_is_flagged() -> None:
+    # A step: supervised and +100 % at 0.5, +400 % at 0.8. No power law passes through a step, and
+    # k runs to its upper bound; a table that printed a, k, c alone would present them as estimates.
+    rows = [_dice_row("supervised", "supervised", 0.5, i, 0.5) for i in range(2)]
+    for pct, dice in ((100.0, 0.5), (200.0, 0.5), (400.0, 0.8)):
+        rows += [_dice_row("ssl", f"+{pct}", 0.5, i, dice, pretrain_data_pct=pct) for i in range(2)]
+    (row,) = power_law_table(ResultsTable(rows)).tuples()
+    assert row[3] == pytest.approx(5.0) and row[7] is True
 
 
 def test_labels_needed_inverts_the_supervised_curve() -> None:
@@ -166,7 +176,7 @@ def test_labels_needed_inverts_the_supervised_curve() -> None:
         pytest.approx(-0.5, rel=1e-3),
         pytest.approx(0.9, rel=1e-3),
     )
-    assert row[5] == 25.0
+    assert row[5] == 25.0 and row[7] is False
     # The default target is the supervised Dice with the most labels.
     assert labels_needed_table(ResultsTable(rows)).tuples()[0][1] == pytest.approx(0.9 - 0.05)
 

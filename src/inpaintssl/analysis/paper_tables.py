@@ -101,17 +101,29 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
         fit = series.fit
         if fit is None:
             rows.append(
-                (series.label_fraction, int(series.x.size), math.nan, math.nan, math.nan, math.nan, math.nan)
+                (series.label_fraction, int(series.x.size), *(math.nan,) * 5, None)
             )
         else:
-            rows.append((series.label_fraction, fit.n, fit.a, fit.k, fit.c, fit.rse, fit.ssr_over_n_minus_2))
+            rows.append(
+                (
+                    series.label_fraction,
+                    fit.n,
+                    fit.a,
+                    fit.k,
+                    fit.c,
+                    fit.rse,
+                    fit.ssr_over_n_minus_2,
+                    fit.k_at_bound,
+                )
+            )
     return Table(
         tuple(rows),
         name="power_law_fits",
         title="Figure 5 fits: Dice = a * x^k + c, x = % pretraining data (0 = supervised); "
         "rse = sqrt(SSR/(n-3)), "
-        "paper_s = SSR/(n-2) as printed in the paper",
-        columns=("label_fraction", "points", "a", "k", "c", "rse", "paper_s"),
+        "paper_s = SSR/(n-2) as printed in the paper; "
+        "k_at_bound: k stopped at the end of its range, so the points do not pin the curve",
+        columns=("label_fraction", "points", "a", "k", "c", "rse", "paper_s", "k_at_bound"),
     )
 
 
@@ -126,13 +138,24 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
     rows = []
     for name, fit, needed in found:
         a, k, c = (fit.a, fit.k, fit.c) if fit is not None else (math.nan,) * 3
-        rows.append((name, target_dice, a, k, c, needed, supervised - needed))
+        at_bound = fit.k_at_bound if fit is not None else None
+        rows.append((name, target_dice, a, k, c, needed, supervised - needed, at_bound))
     return Table(
         tuple(rows),
         name="labels_needed",
         title=f"Labelled volumes needed to reach Dice {target_dice:.3f} "
-        "(power law of Dice vs labelled volumes)",
-        columns=("arm", "target_dice", "a", "k", "c", "labelled_volumes_needed", "saved_vs_supervised"),
+        "(power law of Dice vs labelled volumes; k_at_bound: k stopped at the end of its range, "
+        "so the count read off the curve is not an estimate)",
+        columns=(
+            "arm",
+            "target_dice",
+            "a",
+            "k",
+            "c",
+            "labelled_volumes_needed",
+            "saved_vs_supervised",
+            "k_at_bound",
+        ),
     )
 
 

@@ -22,6 +22,8 @@ __all__ = ["PowerLawFit", "fit_power_law"]
 
 # Below this |k| the model is a + c for every x, so a and c cannot be told apart.
 _MIN_ABS_K = 1e-3
+# An exponent within this fraction of the range from an end is taken as stopped there.
+_AT_BOUND = 1e-6
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class PowerLawFit:
         ssr: Sum of squared residuals.
         ssr_over_n_minus_2: ``SSR / (n - 2)``, the quantity the paper calls RSE (sec. 2.6).
         n: Number of points fitted.
+        k_at_bound: The exponent stopped at an end of its allowed range (``k_bounds``, or the
+            smallest positive ``k`` when ``x`` holds 0): the data do not pin the curve's shape (a
+            step, a plateau, noise), so ``a``, ``k``, ``c`` and anything read off the curve
+            between or beyond the points are not estimates to rely on.
     """
 
     a: float
@@ -46,6 +52,7 @@ class PowerLawFit:
     ssr: float
     ssr_over_n_minus_2: float
     n: int
+    k_at_bound: bool = False
 
     def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Evaluate ``a * x**k + c`` element-wise (0-d array for a scalar).
@@ -125,7 +132,8 @@ def fit_power_law(
         k_bounds: ``(lo, hi)`` allowed exponent range.
 
     Returns:
-        A :class:`PowerLawFit`.
+        A :class:`PowerLawFit`; :attr:`PowerLawFit.k_at_bound` says whether ``k`` stopped at an
+        end of its range, where the fit describes the points but not a curve through them.
 
     Raises:
         ValueError: On malformed input (non-1-D, unequal lengths, NaN, negative x, fewer than 3
@@ -136,8 +144,10 @@ def fit_power_law(
         >>> import numpy as np
         >>> x = np.array([0.0, 100.0, 150.0, 200.0, 400.0])
         >>> fit = fit_power_law(x, 0.02 * x**0.4 + 0.6)
-        >>> round(fit.a, 4), round(fit.k, 4), round(fit.c, 4)
-        (0.02, 0.4, 0.6)
+        >>> round(fit.a, 4), round(fit.k, 4), round(fit.c, 4), fit.k_at_bound
+        (0.02, 0.4, 0.6, False)
+        >>> fit_power_law(x, [0.5, 0.5, 0.5, 0.5, 0.8]).k_at_bound  # a step: k runs to its bound 5
+        True
     """
     xs, ys = _validated(x, y)
     lo, hi = k_bounds
@@ -191,4 +201,5 @@ def fit_power_law(
         ssr=ssr,
         ssr_over_n_minus_2=ssr / (n - 2),
         n=n,
+        k_at_bound=min(k - lo, hi - k) <= _AT_BOUND * (hi - lo),
     )
