@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from inpaintssl import cli
-from inpaintssl.cli import _cli_warnings, _data_overrides, build_parser, main, parse_args
+from inpaintssl.cli import _data_overrides, build_parser, main, parse_args
+from inpaintssl.warning_format import command_warnings
 
 
 def test_plugins_lists_every_registry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,7 +110,7 @@ def test_the_librarys_warnings_print_as_command_line_messages(tmp_path: Path) ->
 
 
 def test_other_packages_warnings_keep_their_source_line() -> None:
-    with _cli_warnings("predict"):
+    with command_warnings("predict"):
         other = warnings.formatwarning("careful", UserWarning, "/site-packages/torch/nn.py", 7)
         ours = warnings.formatwarning("careful", UserWarning, str(Path(cli.__file__)), 7)
     assert other.startswith("/site-packages/torch/nn.py:7: UserWarning: careful")

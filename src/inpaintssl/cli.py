@@ -21,18 +21,18 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from inpaintssl._version import __version__
 from inpaintssl.layout import RunFolder
+from inpaintssl.warning_format import command_warnings
 
 if TYPE_CHECKING:
     from inpaintssl.api import FinetuneResult, PretrainResult
@@ -571,32 +571,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _cli_warnings(command: str) -> Iterator[None]:
-    """Print the library's warnings as ``inpaintssl <command>: warning: <message>``.
-
-    Python's default form names the library's source line and repeats the ``warnings.warn`` call,
-    which tells a command-line user nothing. Only the format changes: filters, and callers that
-    record warnings (``warnings.catch_warnings(record=True)``, pytest), see every warning as before.
-    Other packages' warnings keep their default form, whose source line helps report them.
-    """
-    package = str(Path(__file__).resolve().parent)
-    default = warnings.formatwarning
-
-    def short(
-        message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
-    ) -> str:
-        if issubclass(category, (UserWarning, FutureWarning)) and filename.startswith(package):
-            return f"inpaintssl {command}: warning: {message}\n"
-        return default(message, category, filename, lineno, line)
-
-    warnings.formatwarning = short
-    try:
-        yield
-    finally:
-        warnings.formatwarning = default
-
-
 def _joined_shard(argv: Sequence[str]) -> list[str]:
     """``--shard -1/2`` as ``--shard=-1/2``, so that the library's own check names the bad value.
 
@@ -646,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        with _cli_warnings(args.command):
+        with command_warnings(args.command):
             return int(args.func(args))
     except (
         ConfigError,

@@ -178,3 +178,26 @@ def test_a_killed_worker_process_is_reported_and_the_next_call_finishes_the_stud
     # The next call takes over what the dead workers held and finishes, recording each run once.
     assert run_study(spec, quiet=True).complete
     _assert_recorded_exactly_once(spec)
+
+
+@pytest.mark.slow
+def test_worker_processes_print_warnings_in_the_commands_form(spec_factory: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # One epoch per run: every run warns that it ran too few epochs to judge convergence, from
+    # inside a spawned worker, which starts with Python's own warning form.
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec_factory(label_fractions=[1.0])))
+    done = subprocess.run(
+        [sys.executable, "-m", "inpaintssl", "experiment", "run", str(path), "--workers", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    converged = [line for line in lines if "ended NOT converged" in line]
+    assert len(converged) == 5  # two pretraining and three fine-tuning runs
+    assert all(line.startswith("inpaintssl experiment: warning: ") for line in converged)
+    assert "ConvergenceWarning" not in done.stderr and "warnings.warn" not in done.stderr

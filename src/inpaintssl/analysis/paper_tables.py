@@ -96,13 +96,11 @@ def table3_ranking(results: Table, *, level: str | None = None) -> Table:
 
 def power_law_table(results: Table, *, level: str | None = None) -> Table:
     """Figure 5's fits: ``Dice = a * x**k + c`` against % pretraining data, per label fraction (sec. 2.6)."""
-    rows = []
+    rows: list[tuple[float, int, float, float, float, float, float, bool | None]] = []
     for series in scaling_series(results, level=level):
         fit = series.fit
         if fit is None:
-            rows.append(
-                (series.label_fraction, int(series.x.size), *(math.nan,) * 5, None)
-            )
+            rows.append((series.label_fraction, int(series.x.size), *(math.nan,) * 5, None))
         else:
             rows.append(
                 (

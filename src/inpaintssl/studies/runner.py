@@ -91,6 +91,7 @@ from inpaintssl.studies.results import check_same_study
 from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, load_spec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import StudySummary, WorkerReport, summarise
+from inpaintssl.warning_format import command_in_effect, install_command_warnings
 
 __all__ = ["StudySummary", "WorkerReport", "run_study", "run_worker"]
 
@@ -184,8 +185,11 @@ def _local_threads(spec: StudySpec, workers: int) -> int:
 
 
 def _worker_process(
-    spec_json: str, shard: tuple[int, int], index: int, workers: int, quiet: bool
+    spec_json: str, shard: tuple[int, int], index: int, workers: int, quiet: bool, command: str | None
 ) -> WorkerReport:
+    if command is not None:
+        # A spawned process starts with Python's warning form; its warnings reach the same terminal.
+        install_command_warnings(command)
     spec = StudySpec.model_validate_json(spec_json)
     torch.set_num_threads(_local_threads(spec, workers))
     return run_worker(spec, shard=shard, index=index, quiet=quiet)
@@ -267,7 +271,9 @@ def run_study(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
-                pool.submit(_worker_process, spec.model_dump_json(), shard, i, workers, quiet)
+                pool.submit(
+                    _worker_process, spec.model_dump_json(), shard, i, workers, quiet, command_in_effect()
+                )
                 for i in range(workers)
             ]
             try:

@@ -1,0 +1,80 @@
+"""The command line's form of the library's warnings: ``inpaintssl <command>: warning: <message>``.
+
+Python's default form names the library's source line and repeats the ``warnings.warn`` call,
+which tells a command-line user nothing. The ``inpaintssl`` command installs this form for the
+library's own ``UserWarning`` and ``FutureWarning``; other packages' warnings keep their default
+form, whose source line helps report them. Only the format changes: filters, and callers that
+record warnings (``warnings.catch_warnings(record=True)``, pytest), see every warning as before.
+
+Processes a command starts (a study's ``--workers``) begin with Python's defaults, so the study
+runner asks :func:`command_in_effect` and installs the same form in each of them.
+
+Example:
+    >>> import warnings
+    >>> with command_warnings("pretrain"):
+    ...     command_in_effect()
+    'pretrain'
+    >>> command_in_effect() is None
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["command_in_effect", "command_warnings", "install_command_warnings"]
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+class _Formatter(Protocol):
+    def __call__(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str: ...
+
+
+def _command_form(command: str, default: _Formatter) -> _Formatter:
+    def short(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+    ) -> str:
+        if issubclass(category, (UserWarning, FutureWarning)) and filename.startswith(_PACKAGE):
+            return f"inpaintssl {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    short.inpaintssl_command = command  # type: ignore[attr-defined]
+    return short
+
+
+def install_command_warnings(command: str) -> None:
+    """Print the library's warnings in this process as ``inpaintssl <command>: warning: ...``.
+
+    For a process that runs on behalf of a command until it exits (a worker process); a command
+    itself uses :func:`command_warnings`, which restores the previous form.
+    """
+    warnings.formatwarning = _command_form(command, warnings.formatwarning)
+
+
+@contextlib.contextmanager
+def command_warnings(command: str) -> Iterator[None]:
+    """The command line's form of the library's warnings inside the ``with`` block."""
+    default = warnings.formatwarning
+    warnings.formatwarning = _command_form(command, default)
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
+
+
+def command_in_effect() -> str | None:
+    """The command whose warning form is installed in this process, or ``None`` (Python's default)."""
+    command = getattr(warnings.formatwarning, "inpaintssl_command", None)
+    return command if isinstance(command, str) else None
