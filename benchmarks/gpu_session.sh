@@ -30,19 +30,44 @@ PYTHON="${PYTHON:-python3}"
 SMOKE="${SMOKE:-0}"
 mkdir -p "$OUT"
 
-# The versions this project's CPU virtualenv resolves (pip list in .venv), for CPython 3.12.
-WHEELS=(
-    pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
-    typing_extensions==4.16.0 # pydantic 2.14 needs >= 4.16; the image's may be older
-    monai==1.6.1 nibabel==5.4.2 pydicom==3.0.2 submitit==1.5.4
-    nilearn==0.14.1 # only for the demo's MNI152 template files, found with find_spec, never imported
+# What the device image lacks, at the versions this project's CPU virtualenv resolved (read from
+# its `pip freeze` when `wheels` runs, so they follow pyproject.toml), for CPython 3.12.
+NEEDED=(
+    pydantic pydantic_core annotated-types typing-inspection
+    typing_extensions # pydantic 2.14 needs >= 4.16; the image's may be older
+    monai nibabel pydicom submitit
+    nilearn # only for the demo's MNI152 template files, found with find_spec, never imported
 )
+VENV_PYTHON="${VENV_PYTHON:-.venv/bin/python}"
+
+# "name==version" for each of NEEDED as the virtualenv has it; fails naming what it lacks.
+pinned() {
+    [[ -x "$VENV_PYTHON" ]] || { echo "no $VENV_PYTHON: run 'make venv' first" >&2; return 2; }
+    "$VENV_PYTHON" - "${NEEDED[@]}" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+found, missing = [], []
+for name in sys.argv[1:]:
+    try:
+        found.append(f"{name}=={version(name)}")
+    except PackageNotFoundError:
+        missing.append(name)
+if missing:
+    sys.exit(f"the virtualenv lacks {', '.join(missing)}: run 'make venv' first")
+print("\n".join(found))
+PY
+}
 
 wheels() {
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
+    local wheels
+    wheels="$(pinned)"
+    echo "$wheels" | tr '\n' ' ' && echo
+    # shellcheck disable=SC2086  # one requirement per word
     "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}"
+        --platform manylinux2014_x86_64 -d .whl $wheels
     du -sh .whl
 }
 
