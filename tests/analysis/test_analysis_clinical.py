@@ -13,6 +13,7 @@ from scipy import stats
 from inpaintssl.analysis.clinical import (
     agreement_table,
     image_errors,
+    paired_image_errors,
     per_image_comparison_table,
     percent_error_medians,
 )
@@ -200,14 +201,14 @@ def _icc_2_1(x: np.ndarray) -> float:
 
 def test_medians_and_agreement_match_numpy() -> None:
     results, errors = _clinical_results()
-    medians = {(c, f, a): (m, n) for _, c, f, a, m, n in percent_error_medians(results)}
+    medians = {(c, f, a): (m, n, k) for _, c, f, a, m, n, k in percent_error_medians(results)}
     table = agreement_table(results)
     assert len(table) == 2 * 2 * 2
     for row in table.tuples():
         _, name, fraction, arm, n, not_comparable, median, bias, lower, upper, icc_value = row
         assert not_comparable == 0
         pct, pair = errors[(arm, fraction, name, "pct")], errors[(arm, fraction, name, "pair")]
-        assert medians[(name, fraction, arm)] == (pytest.approx(np.median(pct)), 6)
+        assert medians[(name, fraction, arm)] == (pytest.approx(np.median(pct)), 6, 0)
         assert median == pytest.approx(np.median(pct)) and n == 6
         diff = pair[:, 0] - pair[:, 1]
         assert bias == pytest.approx(diff.mean())
@@ -244,8 +245,8 @@ def test_non_finite_errors_are_left_out_of_medians() -> None:
         "metric": "area_mm2_pct_error",
     }
     rows = [{**base, "volume_id": v, "value": x} for v, x in [("a", 10.0), ("b", math.inf), ("c", 30.0)]]
-    ((_, _, _, _, median, n),) = percent_error_medians(ResultsTable(rows))
-    assert (median, n) == (20.0, 2)
+    ((_, _, _, _, median, n, not_comparable),) = percent_error_medians(ResultsTable(rows))
+    assert (median, n, not_comparable) == (20.0, 2, 1)
 
 
 def test_the_agreement_table_counts_the_tissues_an_arm_missed() -> None:
@@ -305,8 +306,8 @@ def test_per_image_errors_also_average_subset_seeds() -> None:
 
 
 def test_a_fraction_drawn_with_more_seeds_does_not_weigh_more_in_an_images_error() -> None:
-    # Fraction 1.0 runs once (every label), 0.5 with two seeds: the image's error is the mean of
-    # the two fractions' errors, (10 + (30 + 50) / 2) / 2 = 25, not the mean of three runs (30).
+    # Fraction 0.5 runs once, 0.25 with two seeds: the image's error is the mean of the two
+    # fractions' errors, (10 + (30 + 50) / 2) / 2 = 25, not the mean of three runs (30).
     rows = [
         {
             "level": "volume",
@@ -320,10 +321,103 @@ def test_a_fraction_drawn_with_more_seeds_does_not_weigh_more_in_an_images_error
             "value": value,
         }
         for arm in ("supervised", "ssl")
-        for fraction, seed, value in [(1.0, 0, 10.0), (0.5, 0, 30.0), (0.5, 1, 50.0)]
+        for fraction, seed, value in [(0.5, 0, 10.0), (0.25, 0, 30.0), (0.25, 1, 50.0)]
     ]
     sup, ssl = image_errors(ResultsTable(rows), "volume_mm3")
     assert sup.tolist() == ssl.tolist() == [25.0]
+
+
+def _pct_rows(
+    cells: list[tuple[str, float, int, str, str, float]], metric: str = "mean_hu"
+) -> list[dict[str, Any]]:
+    """``(arm, label_fraction, subset_seed, volume_id, class_name, pct_error)`` as result rows."""
+    return [
+        {
+            "arm": arm,
+            "label_fraction": fraction,
+            "subset_seed": seed,
+            "run_id": f"{arm}-{fraction}-{seed}",
+            "level": "image",
+            "volume_id": volume,
+            "slice_index": 0,
+            "class_name": name,
+            "metric": f"{metric}_pct_error",
+            "value": value,
+        }
+        for arm, fraction, seed, volume, name, value in cells
+    ]
+
+
+def test_per_image_errors_compare_the_cells_both_arms_measured() -> None:
+    # Supervised misses the IMAT on every image (no predicted mean HU: a NaN error); SSL finds it,
+    # 40 % off, and is closer on muscle everywhere. Averaging each arm over its own finite cells
+    # would score supervised on muscle alone (7.5 %) against SSL on muscle and IMAT (21.75 %), and
+    # call SSL worse; on the cells both measured SSL is better on every image.
+    cells = []
+    for i in range(6):
+        cells += [
+            ("supervised", 0.1, 0, f"ct{i}", "muscle", 7.5),
+            ("supervised", 0.1, 0, f"ct{i}", "imat", math.nan),
+            ("ssl", 0.1, 0, f"ct{i}", "muscle", 3.5),
+            ("ssl", 0.1, 0, f"ct{i}", "imat", 40.0),
+        ]
+    results = ResultsTable(_pct_rows(cells))
+    found = paired_image_errors(results, "mean_hu")
+    assert found.supervised.tolist() == [7.5] * 6 and found.ssl.tolist() == [3.5] * 6
+    assert found.not_comparable == 6
+    ((_, images, not_comparable, mean_sup, mean_ssl, reduction, p),) = per_image_comparison_table(
+        results
+    ).tuples()
+    assert (images, not_comparable, mean_sup, mean_ssl, reduction) == (6, 6, 7.5, 3.5, 4.0)
+    assert p == pytest.approx(stats.wilcoxon([7.5] * 6, [3.5] * 6, alternative="greater").pvalue)
+    assert p == pytest.approx(1 / 64)  # six positive differences: only the all-positive signing
+
+
+def test_a_cell_missed_by_one_seed_is_left_out_for_both_arms() -> None:
+    # Seed 1 of SSL misses the tissue on ct0: the cell is not an SSL measurement of ct0 any more,
+    # and supervised is not scored on it alone either. ct1 is measured throughout.
+    cells = [
+        ("supervised", 0.1, 0, "ct0", "imat", 10.0),
+        ("supervised", 0.1, 1, "ct0", "imat", 12.0),
+        ("ssl", 0.1, 0, "ct0", "imat", 4.0),
+        ("ssl", 0.1, 1, "ct0", "imat", math.inf),
+        ("supervised", 0.1, 0, "ct1", "imat", 20.0),
+        ("ssl", 0.1, 0, "ct1", "imat", 6.0),
+    ]
+    found = paired_image_errors(ResultsTable(_pct_rows(cells)), "mean_hu")
+    assert (found.supervised.tolist(), found.ssl.tolist(), found.not_comparable) == ([20.0], [6.0], 1)
+
+
+def test_per_image_errors_leave_out_the_full_label_set_as_the_paper_does() -> None:
+    # Sec. 2.7 averages over the label-limited runs (50/25/10/5 %): with them present, 100 % is out.
+    cells = [
+        (arm, fraction, 0, "ct0", "muscle", value)
+        for arm, values in (("supervised", (2.0, 10.0, 20.0)), ("ssl", (4.0, 8.0, 15.0)))
+        for fraction, value in zip((1.0, 0.1, 0.05), values)
+    ]
+    found = paired_image_errors(ResultsTable(_pct_rows(cells)), "mean_hu")
+    assert (found.supervised.tolist(), found.ssl.tolist()) == ([15.0], [11.5])
+    everything = paired_image_errors(
+        ResultsTable(_pct_rows(cells)), "mean_hu", label_fractions=[1.0, 0.1, 0.05]
+    )
+    assert everything.supervised.tolist() == [pytest.approx(32 / 3)]
+    # A study of the full label set alone still compares it.
+    alone = [c for c in cells if c[1] == 1.0]
+    assert paired_image_errors(ResultsTable(_pct_rows(alone)), "mean_hu").supervised.tolist() == [2.0]
+
+
+def test_medians_count_a_scan_once_and_leave_out_a_scan_any_seed_missed() -> None:
+    # ct0: seeds 10 and 30 -> 20; ct1: 50 and 70 -> 60; ct2: seed 1 missed it -> left out.
+    cells = [
+        ("ssl", 0.1, 0, "ct0", "imat", 10.0),
+        ("ssl", 0.1, 1, "ct0", "imat", 30.0),
+        ("ssl", 0.1, 0, "ct1", "imat", 50.0),
+        ("ssl", 0.1, 1, "ct1", "imat", 70.0),
+        ("ssl", 0.1, 0, "ct2", "imat", 1.0),
+        ("ssl", 0.1, 1, "ct2", "imat", math.nan),
+    ]
+    ((_, _, _, _, median, n, not_comparable),) = percent_error_medians(ResultsTable(_pct_rows(cells)))
+    assert (median, n, not_comparable) == (40.0, 2, 1)
 
 
 class _Slices(SliceDataset):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,6 +100,24 @@ def test_figure_6_has_a_panel_per_metric_and_a_bar_group_per_fraction_and_arm(tm
         ).column("value")
     )
     assert bar.patches[0].get_height() == pytest.approx(expected)
+
+
+def test_figure_6_labels_a_bar_whose_arm_missed_scans(tmp_path: Path) -> None:
+    results = clinical_results()
+    # Supervised at 10 % misses the wm tissue on two volumes: no mean T2, a NaN error.
+    missed = {"v0", "v1"}
+    rows = [
+        {**r, "value": math.nan}
+        if (r["arm"], r["label_fraction"], r["class_name"], r["metric"], r["volume_id"])
+        in {("supervised", 0.1, "wm", "mean_t2_ms_pct_error", v) for v in missed}
+        else r
+        for r in results
+    ]
+    out = plot_percent_error_bars(ResultsTable(rows), tmp_path / "fig6")
+    t2 = out.figure.axes[1]
+    labels = [t.get_text() for t in t2.texts]
+    assert labels == [f"{RESULT_IMAGES - 2}/{RESULT_IMAGES}"]
+    assert len(out.figure.axes[0].texts) == 0  # every scan measured: no label
 
 
 def test_figure_7_has_a_point_per_image_and_the_identity_line(tmp_path: Path) -> None:

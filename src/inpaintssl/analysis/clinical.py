@@ -9,15 +9,17 @@ that supervised errors exceed SSL errors (sec. 2.8).
 
 Example:
     >>> rows = [{"metric": "volume_mm3_pct_error", "class_name": "wm", "label_fraction": 0.5,
-    ...          "arm": a, "value": v} for a, v in [("ssl", 2.0), ("ssl", 4.0), ("supervised", 9.0)]]
+    ...          "arm": a, "volume_id": v, "value": x}
+    ...         for a, v, x in [("ssl", "a", 2.0), ("ssl", "b", 4.0), ("supervised", "a", 9.0)]]
     >>> percent_error_medians(Table(rows))
-    [('volume_mm3', 'wm', 0.5, 'ssl', 3.0, 2), ('volume_mm3', 'wm', 0.5, 'supervised', 9.0, 1)]
+    [('volume_mm3', 'wm', 0.5, 'ssl', 3.0, 2, 0), ('volume_mm3', 'wm', 0.5, 'supervised', 9.0, 1, 0)]
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -30,8 +32,10 @@ from inpaintssl.stats import wilcoxon_greater
 
 __all__ = [
     "CLINICAL_METRICS",
+    "ImageErrors",
     "agreement_table",
     "image_errors",
+    "paired_image_errors",
     "percent_error_medians",
     "per_image_comparison_table",
 ]
@@ -58,22 +62,41 @@ def _present_metrics(results: Table) -> list[str]:
     return [m for m in CLINICAL_METRICS if f"{m}_pct_error" in found]
 
 
-def percent_error_medians(results: Table) -> list[tuple[str, str, float, str, float, int]]:
-    """Median percent error over the test set per metric, class, label fraction and arm (Figure 6).
+def percent_error_medians(results: Table) -> list[tuple[str, str, float, str, float, int, int]]:
+    """Median percent error over the test scans per metric, class, label fraction and arm (Figure 6).
 
-    Non-finite errors (a tissue absent from the reference) are left out of the median.
+    A scan measured by several runs of one arm (subset seeds) counts once, with its runs' errors
+    averaged, as in :func:`agreement_table`. A scan with a non-finite error in any of those runs
+    is left out and counted: the model missed the tissue (no predicted mean T2 or HU), or the
+    reference has none. Read a median beside its ``n`` and ``not_comparable``: an arm that misses
+    a tissue on hard scans keeps only its easy ones.
 
     Returns:
-        ``(metric, class, label_fraction, arm, median, n)`` rows.
+        ``(metric, class, label_fraction, arm, median, n, not_comparable)`` rows; ``n`` counts the
+        scans in the median.
     """
     out = []
     for metric in _present_metrics(results):
         rows = _metric_rows(results, metric, "pct_error")
         for (name, fraction, arm), table in rows.groups("class_name", "label_fraction", "arm").items():
-            values = table.column("value")
-            values = values[np.isfinite(values)]
+            by_scan: dict[tuple[Any, ...], list[float]] = {}
+            for row in table:
+                by_scan.setdefault(_scan_key(row), []).append(float(row["value"]))
+            values = np.asarray(
+                [np.mean(v) for v in by_scan.values() if np.all(np.isfinite(v))], dtype=np.float64
+            )
             median = float(np.median(values)) if values.size else math.nan
-            out.append((metric, str(name), float(fraction), str(arm), median, int(values.size)))
+            out.append(
+                (
+                    metric,
+                    str(name),
+                    float(fraction),
+                    str(arm),
+                    median,
+                    int(values.size),
+                    len(by_scan) - values.size,
+                )
+            )
     return out
 
 
@@ -91,32 +114,37 @@ def _scan_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (row.get("level"), row.get("volume_id"), row.get("slice_index"))
 
 
-def _per_scan_means(pairs: Sequence[tuple[tuple[Any, ...], float, float]]) -> np.ndarray:
+def _per_scan_means(pairs: Sequence[tuple[tuple[Any, ...], float, float]]) -> tuple[np.ndarray, int]:
     """``(predicted, reference)`` per scan, the predictions of its runs (subset seeds) averaged.
 
     A scan measured by several runs of one arm is one subject, not several: as pairs of their own
     they would count it once per seed in Bland-Altman's limits and the ICC (pseudo-replication).
+    A scan with a non-finite value in any run is left out; the second item counts those scans.
     """
     by_scan: dict[tuple[Any, ...], tuple[list[float], float]] = {}
     for scan, predicted, reference in pairs:
         by_scan.setdefault(scan, ([], reference))[0].append(predicted)
-    return np.asarray(
-        [(float(np.mean(values)), reference) for values, reference in by_scan.values()], dtype=np.float64
-    ).reshape(-1, 2)
+    kept = [
+        (float(np.mean(values)), reference)
+        for values, reference in by_scan.values()
+        if math.isfinite(reference) and all(math.isfinite(v) for v in values)
+    ]
+    return np.asarray(kept, dtype=np.float64).reshape(-1, 2), len(by_scan) - len(kept)
 
 
 def agreement_table(results: Table) -> Table:
     """Percent error beside Bland-Altman and ICC(2,1) per metric, class, label fraction and arm.
 
     Bland-Altman: bias and 95% limits of ``predicted - reference`` (Bland & Altman 1986). ICC:
-    two-way random, absolute agreement, single measure (:func:`inpaintssl.metrics.icc`). Pairs with
-    a non-finite value are dropped; fewer than 2 scans give NaN. ``not_comparable`` counts the
-    dropped pairs: a tissue the model missed (no predicted mean T2 or HU) or found where the
-    reference has none. Each scan is one pair, its runs' (subset seeds') predictions averaged, so
-    ``n`` counts scans, not scans times seeds; an arm's statistics cover only those, so read them
-    beside ``not_comparable``.
+    two-way random, absolute agreement, single measure (:func:`inpaintssl.metrics.icc`). Each
+    scan is one pair, its runs' (subset seeds') predictions averaged, so ``n`` counts scans, not
+    scans times seeds; fewer than 2 give NaN. A scan with a non-finite value in any run is left out
+    of every column and counted in ``not_comparable``: a tissue the model missed (no predicted mean
+    T2 or HU) or found where the reference has none. An arm's statistics cover only its ``n``
+    scans, so read them beside ``not_comparable``. The median percent error is
+    :func:`percent_error_medians`', over the same scans.
     """
-    medians = {(m, c, f, a): (med, n) for m, c, f, a, med, n in percent_error_medians(results)}
+    medians = {(m, c, f, a): med for m, c, f, a, med, _, _ in percent_error_medians(results)}
     rows = []
     for metric in _present_metrics(results):
         pred = _metric_rows(results, metric, "pred")
@@ -125,16 +153,14 @@ def agreement_table(results: Table) -> Table:
             pairs = [
                 (_scan_key(r), float(r["value"]), ref[_pair_key(r)]) for r in table if _pair_key(r) in ref
             ]
-            finite = [(scan, p, q) for scan, p, q in pairs if math.isfinite(p) and math.isfinite(q)]
-            # A tissue the model missed has no mean T2 or HU: its pair drops out of every statistic
+            # A tissue the model missed has no mean T2 or HU: its scan drops out of every statistic
             # here, which would flatter the arm that misses most; the count says so.
-            not_comparable = len(pairs) - len(finite)
-            arr = _per_scan_means(finite)
+            arr, not_comparable = _per_scan_means(pairs)
             bias = lower = upper = agreement = math.nan
             if arr.shape[0] >= 2:
                 ba = bland_altman(arr[:, 0], arr[:, 1])
                 bias, lower, upper, agreement = ba.bias, ba.lower, ba.upper, icc(arr)
-            median, _ = medians.get((metric, str(name), float(fraction), str(arm)), (math.nan, 0))
+            median = medians.get((metric, str(name), float(fraction), str(arm)), math.nan)
             rows.append(
                 (
                     CLINICAL_METRICS[metric],
@@ -172,57 +198,117 @@ def agreement_table(results: Table) -> Table:
     )
 
 
-_Repeats = dict[tuple[Any, ...], list[float]]
-"""An image's errors by (label fraction, class): the repeats of each, by seed or strategy."""
+@dataclass(frozen=True)
+class ImageErrors:
+    """Per-image percent errors of the two arms, paired, and the cells left out (Figure 7).
+
+    Attributes:
+        supervised: ``(M,)`` an image's error with supervised segmentations.
+        ssl: ``(M,)`` the same image's error with SSL segmentations.
+        not_comparable: ``(image, label fraction, class)`` cells left out because one arm has no
+            finite error there in some run (a missed tissue, a reference without the tissue), or
+            has no run there at all.
+    """
+
+    supervised: FloatArray
+    ssl: FloatArray
+    not_comparable: int
+
+
+_Cells = dict[tuple[Any, ...], dict[tuple[Any, ...], list[float]]]
+"""Per image, its errors by (label fraction, class): the repeats of each, by seed or strategy."""
+
+
+def paired_image_errors(
+    results: Table, metric: str, *, label_fractions: Sequence[float] | None = None
+) -> ImageErrors:
+    """Per-image percent errors of supervised and SSL segmentations, paired (sec. 2.7, Figure 7).
+
+    As in the paper, an image's error is averaged over classes and label-limited fractions (by
+    default every fraction but 1.0, the paper's 50/25/10/5 %, when others exist). Repeats within a
+    fraction and class (subset seeds, and SSL strategies if there are several) are averaged first,
+    so a fraction drawn with more seeds does not weigh more. Both arms average the same cells: a
+    cell enters only where every repeat of both arms has a finite error, so an arm that misses a
+    tissue is not scored on the other tissues alone; :attr:`ImageErrors.not_comparable` counts
+    the cells left out.
+
+    Args:
+        results: The long results table (``<metric>_pct_error`` rows).
+        metric: A key of :data:`CLINICAL_METRICS`.
+        label_fractions: The fractions to average over.
+
+    Returns:
+        The paired errors of the images with at least one cell both arms measured.
+    """
+    rows = _metric_rows(results, metric, "pct_error")
+    if label_fractions is None:
+        available = [f for f in rows.unique("label_fraction") if f is not None]
+        label_fractions = [f for f in available if f != 1.0] or available
+    chosen = set(label_fractions)
+    per_arm: dict[str, _Cells] = {"supervised": {}, "ssl": {}}
+    for row in rows:
+        arm = row.get("arm")
+        if arm in per_arm and row.get("label_fraction") in chosen:
+            cell = (row.get("label_fraction"), row.get("class_name"))
+            per_arm[str(arm)].setdefault(_scan_key(row), {}).setdefault(cell, []).append(float(row["value"]))
+
+    def comparable(arm: str, image: tuple[Any, ...]) -> dict[tuple[Any, ...], float]:
+        cells = per_arm[arm].get(image, {})
+        return {cell: float(np.mean(v)) for cell, v in cells.items() if np.all(np.isfinite(v))}
+
+    every_cell = {(image, cell) for arm in per_arm.values() for image, cells in arm.items() for cell in cells}
+    images = sorted({image for image, _ in every_cell}, key=lambda k: tuple(str(v) for v in k))
+    sup, ssl = [], []
+    for image in images:
+        a, b = comparable("supervised", image), comparable("ssl", image)
+        shared = sorted(set(a) & set(b), key=lambda k: tuple(str(v) for v in k))
+        if shared:
+            sup.append(float(np.mean([a[c] for c in shared])))
+            ssl.append(float(np.mean([b[c] for c in shared])))
+    used = sum(len(set(comparable("supervised", i)) & set(comparable("ssl", i))) for i in images)
+    return ImageErrors(
+        supervised=np.asarray(sup, dtype=np.float64),
+        ssl=np.asarray(ssl, dtype=np.float64),
+        not_comparable=len(every_cell) - used,
+    )
 
 
 def image_errors(results: Table, metric: str) -> tuple[FloatArray, FloatArray]:
-    """Per-image percent errors of supervised and SSL segmentations, paired (Figure 7).
-
-    As in the paper (sec. 2.7), an image's error is averaged over classes and label fractions;
-    repeats within one class and fraction (subset seeds, and SSL strategies if there are several)
-    are averaged first, so a fraction drawn with more seeds does not weigh more. Non-finite errors
-    are left out of the average.
-
-    Returns:
-        ``(supervised (M,), ssl (M,))`` over the images both arms have.
-    """
-    rows = _metric_rows(results, metric, "pct_error")
-    per_arm: dict[str, dict[tuple[Any, ...], _Repeats]] = {"supervised": {}, "ssl": {}}
-    for row in rows:
-        arm = row.get("arm")
-        value = float(row["value"])
-        if arm in per_arm and math.isfinite(value):
-            image = (row.get("level"), row.get("volume_id"), row.get("slice_index"))
-            cell = (row.get("label_fraction"), row.get("class_name"))
-            per_arm[str(arm)].setdefault(image, {}).setdefault(cell, []).append(value)
-
-    def image_mean(cells: _Repeats) -> float:
-        return float(np.mean([np.mean(values) for values in cells.values()]))
-
-    keys = sorted(set(per_arm["supervised"]) & set(per_arm["ssl"]), key=lambda k: tuple(str(v) for v in k))
-    sup = np.asarray([image_mean(per_arm["supervised"][k]) for k in keys], dtype=np.float64)
-    ssl = np.asarray([image_mean(per_arm["ssl"][k]) for k in keys], dtype=np.float64)
-    return sup, ssl
+    """``(supervised (M,), ssl (M,))`` of :func:`paired_image_errors`, over the images both arms have."""
+    found = paired_image_errors(results, metric)
+    return found.supervised, found.ssl
 
 
 def per_image_comparison_table(results: Table) -> Table:
     """One-sided paired Wilcoxon test: supervised per-image errors exceed SSL ones (sec. 2.8, Figure 7)."""
     rows = []
     for metric in _present_metrics(results):
-        sup, ssl = image_errors(results, metric)
+        found = paired_image_errors(results, metric)
+        sup, ssl = found.supervised, found.ssl
         p = wilcoxon_greater(sup, ssl) if sup.size else math.nan
         mean_sup = float(sup.mean()) if sup.size else math.nan
         mean_ssl = float(ssl.mean()) if ssl.size else math.nan
-        rows.append((CLINICAL_METRICS[metric], int(sup.size), mean_sup, mean_ssl, mean_sup - mean_ssl, p))
+        rows.append(
+            (
+                CLINICAL_METRICS[metric],
+                int(sup.size),
+                found.not_comparable,
+                mean_sup,
+                mean_ssl,
+                mean_sup - mean_ssl,
+                p,
+            )
+        )
     return Table(
         tuple(rows),
         name="clinical_per_image",
-        title="Per-image percent error, averaged over classes and label fractions: supervised vs SSL "
-        "(one-sided paired Wilcoxon, supervised > SSL)",
+        title="Per-image percent error, averaged over classes and label-limited fractions that both arms "
+        "measured: supervised vs SSL (one-sided paired Wilcoxon, supervised > SSL); not_comparable: "
+        "(image, fraction, class) cells left out",
         columns=(
             "metric",
             "images",
+            "not_comparable",
             "mean_pct_error_supervised",
             "mean_pct_error_ssl",
             "reduction",

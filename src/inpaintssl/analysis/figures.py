@@ -208,6 +208,9 @@ def plot_dice_vs_pretraining_data(
 def plot_percent_error_bars(results: Table, path: str | Path) -> FigureFiles:
     """Figure 6: median percent error per class, label fraction and arm; one panel per metric (sec. 2.7).
 
+    Medians are :func:`~inpaintssl.analysis.clinical.percent_error_medians`'. A bar whose arm
+    left scans out (a missed tissue) is labelled ``n/N``: the scans in its median of the scans tested.
+
     Raises:
         ValueError: No clinical ``*_pct_error`` rows in ``results``.
     """
@@ -221,16 +224,29 @@ def plot_percent_error_bars(results: Table, path: str | Path) -> FigureFiles:
         groups = sorted({(r[2], r[3]) for r in rows}, key=lambda g: (-g[0], g[1] != "supervised"))
         width = 0.8 / len(groups)
         for i, (fraction, arm) in enumerate(groups):
-            values = {r[1]: r[4] for r in rows if (r[2], r[3]) == (fraction, arm)}
+            found = {r[1]: r for r in rows if (r[2], r[3]) == (fraction, arm)}
             x = np.arange(len(classes)) + (i - (len(groups) - 1) / 2) * width
+            heights = [found[c][4] if c in found else math.nan for c in classes]
             ax.bar(
                 x,
-                [values.get(c, math.nan) for c in classes],
+                heights,
                 width,
                 color=ARM_COLORS.get(arm, "gray"),
                 alpha=0.35 + 0.65 * (i + 1) / len(groups),
                 label=f"{arm} {fraction:.0%}",
             )
+            for xi, height, name in zip(x, heights, classes):
+                n, left_out = (found[name][5], found[name][6]) if name in found else (0, 0)
+                if left_out:  # the median rests on fewer scans than the test set holds
+                    ax.text(
+                        xi,
+                        height if math.isfinite(height) else 0.0,
+                        f"{n}/{n + left_out}",
+                        ha="center",
+                        va="bottom",
+                        fontsize=5,
+                        rotation=90,
+                    )
         ax.set_xticks(np.arange(len(classes)), classes, rotation=20)
         ax.set_title(CLINICAL_METRICS[metric])
         ax.set_ylabel("median % error")
