@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
@@ -38,18 +36,32 @@ def paired_samples(
     return x.ravel(), y.ravel()
 
 
+_EXACT_UP_TO = 50
+"""Non-zero differences up to which the p-value is exact (SciPy's own limit for untied samples)."""
+
+
 def wilcoxon_greater(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """p-value of the one-sided paired Wilcoxon signed-rank test of ``a > b`` (sec. 2.5.3, 2.8).
 
     The paper tests whether SSL Dice scores are higher than fully-supervised ones, pair by pair
-    (same test image, same label fraction), with SciPy's ``wilcoxon(..., alternative="greater")``;
-    this calls it with SciPy's defaults: zero differences are dropped (``zero_method="wilcox"``)
-    and the exact null distribution is used for small samples without ties, the normal
-    approximation otherwise.
+    (same test image, same label fraction), with SciPy's ``wilcoxon(..., alternative="greater")``.
+    This computes the same test itself, so that a p-value does not depend on the SciPy version
+    installed (SciPy's automatic choice of method for tied samples changed in 1.13):
+
+    - zero differences are dropped (Wilcoxon's method, SciPy's ``zero_method="wilcox"``), and tied
+      absolute differences get their average rank;
+    - up to 50 non-zero differences, the p-value is exact: the share of the ``2**n`` sign patterns
+      whose positive-rank sum reaches the observed one, counted with the tied ranks as they are
+      (the permutation distribution);
+    - beyond 50, the normal approximation with the tie correction of the variance and no
+      continuity correction.
+
+    Without ties this equals SciPy's default (exact up to 50 pairs). With ties or zeros it equals
+    SciPy 1.13+'s default up to 13 non-zero differences and beyond 50; between, SciPy uses the
+    normal approximation where this stays exact.
 
     When every difference is zero there is no evidence that ``a`` exceeds ``b`` and the statistic
-    is undefined; this returns ``1.0`` in that case instead of relying on SciPy, whose behaviour
-    there changed between versions (error, NaN, or 1.0 with a warning).
+    is undefined; this returns ``1.0``.
 
     Args:
         a: Scores of the method hypothesised to be better, any shape, e.g. ``(N,)`` per image.
@@ -66,7 +78,28 @@ def wilcoxon_greater(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
         0.0625
     """
     x, y = paired_samples(a, b)
-    if np.all(x == y):
+    differences = x - y
+    differences = differences[differences != 0]
+    n = differences.size
+    if n == 0:
         return 1.0
-    result: Any = stats.wilcoxon(x, y, alternative="greater")
-    return float(result.pvalue)
+    ranks = stats.rankdata(np.abs(differences))  # average ranks for ties: multiples of 1/2
+    positive = float(ranks[differences > 0].sum())
+    if n <= _EXACT_UP_TO:
+        return _exact_p_at_least(ranks, positive)
+    _, tie_counts = np.unique(ranks, return_counts=True)
+    mean = n * (n + 1) / 4
+    variance = n * (n + 1) * (2 * n + 1) / 24 - float(np.sum(tie_counts**3 - tie_counts)) / 48
+    return float(stats.norm.sf((positive - mean) / np.sqrt(variance)))
+
+
+def _exact_p_at_least(ranks: npt.NDArray[np.float64], observed: float) -> float:
+    """P(sum of the ranks given a + sign >= observed), every sign pattern equally likely."""
+    doubled = np.rint(2 * ranks).astype(np.int64)  # integers, so the sums index an array
+    # counts[s]: sign patterns whose positive ranks sum to s / 2; at most 2**50 < 2**53, exact.
+    counts = np.zeros(int(doubled.sum()) + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for rank in doubled:
+        counts[rank:] = counts[rank:] + counts[:-rank].copy()
+    at_least = int(round(2 * observed))
+    return float(counts[at_least:].sum() / 2.0**ranks.size)

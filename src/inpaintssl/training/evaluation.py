@@ -127,7 +127,8 @@ def evaluate_segmentation(
         batch_size: Inference batch size.
         channels_last: Memory format.
         amp_dtype: Autocast dtype (CUDA) or ``None``.
-        per_volume: Add ``level="volume"`` rows for volumes with more than one slice.
+        per_volume: Add a ``level="volume"`` row per volume (Dice over its slices' pooled
+            voxels) when some volume has more than one slice; a set of single slices has none.
         quiet: No progress bar.
 
     Returns:
@@ -164,10 +165,11 @@ def evaluate_segmentation(
             acc[0] += inter[i]
             acc[1] += total[i]
             volume_slices[vid] = volume_slices.get(vid, 0) + 1
-    if per_volume:
+    # Volumes of one slice each are a 2-D data set: its images are the items. Once any volume has
+    # more, every volume gets its row, a one-slice volume too: the analyses switch to volume rows
+    # when there are any, and a volume without one would drop out of every statistic.
+    if per_volume and any(count > 1 for count in volume_slices.values()):
         for vid, (inter_v, total_v) in volumes.items():
-            if volume_slices[vid] < 2:
-                continue
             dice_v = _dice(inter_v, total_v)
             vrow: dict[str, Any] = {"level": "volume", "volume_id": vid, "slice_index": -1}
             vrow.update({f"dice_{n}": float(dice_v[k]) for k, n in enumerate(names)})
