@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import pdist
 
 from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
-from inpaintssl.corruption.samplers import _poisson_capacity
+from inpaintssl.corruption.samplers import _poisson_capacity, lattice_corners
 from inpaintssl.registry import SAMPLERS
 
 
@@ -177,9 +177,11 @@ def test_rng_must_be_a_numpy_generator(name: str) -> None:
     ("shape", "k", "coverage"),
     [
         ((512, 512), 32, 0.6),  # above any packing: rejected by the bound, instantly
-        ((512, 512), 32, 0.45),  # below the bound but beyond what Bridson packs: bounded retries
+        # Below the bound (152 and 9 patches) but beyond Bridson's draws and every staggered
+        # lattice (137 and 8): bounded retries, then the lattices, then the refusal.
+        ((512, 512), 32, 0.57),
         ((48, 48), 32, 0.9),
-        ((200, 72), 32, 0.5),
+        ((200, 72), 32, 0.6),
     ],
 )
 def test_poisson_unreachable_coverage_raises_quickly(shape: tuple[int, int], k: int, coverage: float) -> None:
@@ -222,3 +224,45 @@ def test_poisson_options_are_validated(kwargs: dict[str, int]) -> None:
 def test_unknown_sampler_name_suggests_close_match() -> None:
     with pytest.raises(KeyError, match="poisson_disc"):
         SAMPLERS.build("poisson")
+
+
+@pytest.mark.parametrize(
+    ("shape", "k"), [((33, 65), 16), ((65, 33), 16), ((34, 64), 16), ((64, 144), 32), ((17, 100), 8)]
+)
+def test_tight_poisson_requests_that_a_zigzag_fits_always_succeed(shape: tuple[int, int], k: int) -> None:
+    # 33 x 65 with K = 16 and pairs needs 4 patches; a random maximal Poisson-disc set of 3 often
+    # blocks the zig-zag (0, 0), (17, 15), (0, 31), (17, 46) that fits, which made
+    # context_restoration fail on such images at its first mask bank.
+    sampler = PoissonDiscSampler()
+    for seed in range(40):
+        corners = sampler.sample(shape=shape, patch_size=k, rng=np.random.default_rng(seed), pairs=True)
+        assert len(corners) == required_patch_count(shape=shape, patch_size=k, coverage=0.25, pairs=True)
+        assert corners.min() >= 0 and (corners <= np.array(shape) - k).all()
+        assert pdist(corners.astype(float)).min() >= k * math.sqrt(2) - 1e-9
+        assert covered_fraction(corners, shape, k) >= 0.25
+
+
+@given(
+    height=st.integers(2, 120),
+    width=st.integers(2, 120),
+    k=st.integers(1, 40),
+    count=st.integers(1, 30),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_lattice_corners_keep_the_poisson_disc_distance_inside_the_image(
+    height: int, width: int, k: int, count: int, seed: int
+) -> None:
+    assume(k <= min(height, width))
+    corners = lattice_corners(
+        shape=(height, width), patch_size=k, count=count, rng=np.random.default_rng(seed)
+    )
+    if corners is None:
+        # Refused only where no staggered lattice of the spacing fits: a packing bound may still
+        # allow more, but never fewer than a single row or column of patches at the spacing.
+        row = (max(height, width) - k) // math.ceil(k * math.sqrt(2)) + 1
+        assert count > row
+        return
+    assert corners.shape == (count, 2) and corners.dtype == np.int64
+    assert corners.min() >= 0 and (corners[:, 0] <= height - k).all() and (corners[:, 1] <= width - k).all()
+    if count > 1:
+        assert pdist(corners.astype(float)).min() >= k * math.sqrt(2) - 1e-9

@@ -39,6 +39,7 @@ from inpaintssl.registry import SAMPLERS
 
 __all__ = [
     "PoissonDiscSampler",
+    "lattice_corners",
     "RandomSampler",
     "Sampler",
     "check_request",
@@ -233,6 +234,72 @@ def _poisson_capacity(height: int, width: int, patch_size: int) -> int:
     return min(squares, oler)
 
 
+def _zigzag_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[NDArray[np.int64]]:
+    """Corner sets of the staggered lattices that fit the corner domain ``[0, R] x [0, C]``.
+
+    Rows ``a`` apart, ``b`` apart within a row, every other row shifted by ``b // 2``: the densest
+    packings of a strip (a zig-zag) and, for ``b`` near ``K*sqrt(2)``, near-hexagonal ones. Each set
+    starts at the domain's corner and keeps its exact integer spacings, so every pair of its
+    points is at least ``K*sqrt(2)`` apart (checked, not assumed, since the spacings are rounded).
+    """
+    min_sq = 2 * patch_size * patch_size
+    spacing = math.ceil(patch_size * math.sqrt(2.0))
+    found = []
+    for across in range(spacing, 2 * spacing + 1):
+        half = across // 2
+        # Neighbours one row apart are (rows, half) away; two rows apart, (2 * rows, 0).
+        rows = max(math.ceil(math.sqrt(max(min_sq - half * half, 0))), math.ceil(spacing / 2), 1)
+        while rows * rows + half * half < min_sq or 4 * rows * rows < min_sq:
+            rows += 1
+        points = [
+            (r, c)
+            for i, r in enumerate(range(0, span_rows + 1, rows))
+            for c in range(half * (i % 2), span_cols + 1, across)
+        ]
+        corners = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+        if len(corners) > 1:
+            gaps = ((corners[:, None, :] - corners[None, :, :]) ** 2).sum(-1)
+            np.fill_diagonal(gaps, min_sq)
+            if gaps.min() < min_sq:
+                continue
+        found.append(corners)
+    return found
+
+
+def lattice_corners(
+    *, shape: tuple[int, int], patch_size: int, count: int, rng: np.random.Generator
+) -> NDArray[np.int64] | None:
+    """``count`` corners with centre distance >= ``K*sqrt(2)`` from a staggered lattice, or ``None``.
+
+    The fallback of :class:`PoissonDiscSampler` for tight requests (narrow images, large ``K``),
+    where a random maximal Poisson-disc set often blocks the zig-zag packing that fits. Among the
+    lattices (both orientations, every within-row spacing up to ``2*K*sqrt(2)``) that hold at
+    least ``count`` corners, one is chosen at random, shifted by a random offset within the room
+    left over, and ``count`` of its corners kept at random.
+
+    Example:
+        >>> import numpy as np
+        >>> corners = lattice_corners(shape=(33, 65), patch_size=16, count=4, rng=np.random.default_rng(0))
+        >>> len(corners), int(((corners[0] - corners[1]) ** 2).sum()) >= 2 * 16**2
+        (4, True)
+    """
+    height, width = shape
+    span_rows, span_cols = height - patch_size, width - patch_size
+    options = []
+    for transpose in (False, True):
+        rows, cols = (span_cols, span_rows) if transpose else (span_rows, span_cols)
+        for corners in _zigzag_lattices(rows, cols, patch_size):
+            if len(corners) >= count:
+                options.append(corners[:, ::-1] if transpose else corners)
+    if not options:
+        return None
+    corners = options[int(rng.integers(len(options)))]
+    room = np.array([span_rows, span_cols]) - corners.max(axis=0)
+    shift = np.array([rng.integers(0, room[0] + 1), rng.integers(0, room[1] + 1)], dtype=np.int64)
+    keep = rng.permutation(len(corners))[:count]
+    return np.ascontiguousarray(corners[keep] + shift, dtype=np.int64)
+
+
 class _CheckedSampler(ABC):
     """The built-ins' :meth:`sample`: refuse what :meth:`check_request` refuses, then :meth:`_draw`."""
 
@@ -281,8 +348,10 @@ class PoissonDiscSampler(_CheckedSampler):
     exactly :func:`required_patch_count` corners, which spreads the patches over the whole image
     instead of a blob around the first point. A draw that places too few corners is retried with
     more candidates per point, a tighter candidate annulus and points pushed onto the image edges
-    (denser packings); after ``attempts`` draws, or at once when a packing bound shows the count
-    cannot fit, it raises.
+    (denser packings). After ``attempts`` short draws, a tight request (a narrow image, a large
+    ``K``) takes its corners from a randomly shifted staggered lattice (:func:`lattice_corners`),
+    the zig-zag packing a random maximal set often blocks; only when no lattice holds the count
+    either, or at once when a packing bound shows it cannot fit, it raises.
 
     Args:
         candidates: Candidates per active point on the first draw (Bridson's ``k``; the authors
@@ -356,9 +425,13 @@ class PoissonDiscSampler(_CheckedSampler):
                 keep = rng.permutation(len(corners))[:count]
                 return corners[keep]
             best = max(best, len(corners))
+        packed = lattice_corners(shape=request.shape, patch_size=request.patch_size, count=count, rng=rng)
+        if packed is not None:
+            return packed
         raise request.refuse(
             f"coverage unreachable: it needs {count} Poisson-disc patches, but the best of "
-            f"{self.attempts} draws placed {best}; lower coverage or patch_size, or raise attempts"
+            f"{self.attempts} draws placed {best} and no staggered lattice packing holds {count}; "
+            "lower coverage or patch_size, or raise attempts"
         )
 
     def check_request(
