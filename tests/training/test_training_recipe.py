@@ -19,7 +19,7 @@ from matplotlib.image import imread
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import inpaintssl as issl
-from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
 from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
@@ -34,7 +34,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _trainer(
-    tmp_path: Path, optim: OptimConfig, *, phases: list[Phase] | None = None, resume: bool = False
+    tmp_path: Path,
+    optim: OptimConfig,
+    *,
+    phases: list[Phase] | None = None,
+    resume: bool = False,
+    stopping: EarlyStoppingConfig | None = None,
 ) -> Trainer:
     loss = LOSSES.build("dice")
     return Trainer(
@@ -44,7 +49,7 @@ def _trainer(
         val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE),
         phases=phases or [Phase(name="finetune", lr=optim.effective_lr)],
         optim=optim,
-        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        stopping=stopping or EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
         context=RunContext.local(
             RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True, resume=resume)
@@ -234,10 +239,49 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
 
     longer = optim.model_copy(update={"max_epochs": 5})
     with pytest.raises(
-        ConfigError, match=r"optim.max_epochs=5: the run has finished \(phase 'finetune' ran its 2 epochs"
+        ConfigError, match=r"optim.max_epochs=5: the run has finished \(with optim.max_epochs=2,"
     ):
         _trainer(tmp_path, longer, resume=True).fit()
     assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
+
+
+def test_an_early_stopped_run_is_not_extended_either(tmp_path: Path) -> None:
+    # min_delta 10 on a Dice loss (<= 1): no epoch improves enough, so patience 1 stops at epoch 2.
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)
+    stopping = EarlyStoppingConfig(min_delta=10.0, patience=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        first = _trainer(tmp_path, optim, stopping=stopping).fit()
+    assert first.stopped_early and first.epochs_run == 2
+    longer = optim.model_copy(update={"max_epochs": 30})
+    with pytest.raises(ConfigError, match=r"max_epochs=30: the run has finished \(with optim.max_epochs=6,"):
+        _trainer(tmp_path, longer, resume=True, stopping=stopping).fit()
+
+
+def test_the_kept_weights_are_the_best_over_both_phases_and_last_is_the_last_epoch(tmp_path: Path) -> None:
+    # Phase 2 at a learning rate of 1000 wrecks the network: its epochs validate far worse than
+    # phase 1's best, which the run must keep (the best validation loss of the run), while
+    # checkpoints/last holds what the last epoch left.
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=3, steps_per_epoch=2)
+    phases = [Phase(name="first", lr=1e-2), Phase(name="second", lr=1e3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        trainer = _trainer(tmp_path, optim, phases=phases)
+        outcome = trainer.fit()
+    first = [r["val_loss"] for r in outcome.history if r["phase"] == "first"]
+    second = [r["val_loss"] for r in outcome.history if r["phase"] == "second"]
+    assert min(second) > min(first)  # the premise: phase 2 never beat phase 1
+    assert outcome.best_val_loss == min(first) and outcome.best_epoch == first.index(min(first))
+    assert outcome.phase_best == [min(first), min(second)]
+    assert [bool(r["best"]) for r in outcome.history][3:] == [False] * 3
+    best, best_meta = load_checkpoint(tmp_path, which="best")
+    last, last_meta = load_checkpoint(tmp_path, which="last")
+    assert best_meta is not None and last_meta is not None
+    assert best_meta.val_loss == min(first) and last_meta.val_loss == second[-1]
+    assert last_meta.epoch == len(outcome.history) - 1
+    model_state = trainer.model.state_dict()
+    assert all(torch.equal(model_state[k], v) for k, v in best.items())
+    assert any(not torch.equal(best[k], v) for k, v in last.items())
 
 
 def test_a_run_clears_the_temporaries_a_killed_writer_left(tmp_path: Path) -> None:

@@ -153,6 +153,8 @@ class _FitState:
     best_epoch: int = -1
     stopped_early: bool = False
     phase_best: list[float] = field(default_factory=list)
+    phase_best_val: float = math.inf
+    max_epochs: int | None = None
     stopping: EarlyStopping | None = None
     resumed_from: int | None = None
 
@@ -166,6 +168,8 @@ class _FitState:
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
             "phase_best": self.phase_best,
+            "phase_best_val": None if math.isinf(self.phase_best_val) else self.phase_best_val,
+            "max_epochs": self.max_epochs,
             "stopping": None if self.stopping is None else self.stopping.state_dict(),
         }
 
@@ -180,8 +184,15 @@ class _FitState:
             best_epoch=int(data["best_epoch"]),
             stopped_early=bool(data["stopped_early"]),
             phase_best=[float(v) for v in data["phase_best"]],
+            # States written before these keys: the best was reset per phase, the budget unknown.
+            phase_best_val=_optional_float(data.get("phase_best_val", data["best_val"])),
+            max_epochs=data.get("max_epochs"),
             stopping=None if data["stopping"] is None else EarlyStopping.from_state_dict(data["stopping"]),
         )
+
+
+def _optional_float(value: Any) -> float:
+    return math.inf if value is None else float(value)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -619,22 +630,28 @@ class Trainer:
         return outcome
 
     def _refuse_to_extend(self, state: _FitState) -> None:
-        """A finished run resumed with a larger ``optim.max_epochs`` is an error, not a silent no-op.
+        """A finished run resumed with another ``optim.max_epochs`` is an error, not a silent no-op.
 
-        Its phases ended: each holds its best weights, not its last, and a ``warmup_cosine``
-        schedule ran down to its floor, so no continuation would be the longer run the user asks
-        for (a run killed mid-phase does continue to the new budget).
+        Its phases ended (by their budget or by early stopping) and it holds its best weights, not
+        its last, and a ``warmup_cosine`` schedule ran down to its floor, so no continuation would
+        be the longer run the user asks for (a run killed mid-phase does continue to a new budget).
         """
-        for phase in self.phases:
-            rows = [row for row in state.history if row["phase"] == phase.name]
-            if not rows or rows[-1].get("stopped_early") or len(rows) >= self.optim.max_epochs:
-                continue
-            raise ConfigError(
-                f"cannot resume {self.run_dir} with optim.max_epochs={self.optim.max_epochs}: the run "
-                f"has finished (phase {phase.name!r} ran its {len(rows)} epochs and was set to its best "
-                "weights), and a finished run is not extended. Start a new run with the larger budget "
-                "(another run.output_dir), or resume with the recorded optim.max_epochs"
-            )
+        recorded = state.max_epochs
+        if recorded is None:  # a state from before the budget was recorded: infer it
+            for phase in self.phases:
+                rows = [row for row in state.history if row["phase"] == phase.name]
+                if rows and not rows[-1].get("stopped_early") and len(rows) < self.optim.max_epochs:
+                    recorded = len(rows)
+                    break
+        if recorded is None or recorded == self.optim.max_epochs:
+            return
+        raise ConfigError(
+            f"cannot resume {self.run_dir} with optim.max_epochs={self.optim.max_epochs}: the run has "
+            f"finished (with optim.max_epochs={recorded}, each phase ended by its budget or by early "
+            "stopping, and the run was set to its best weights), and a finished run is not extended. "
+            "Start a new run with the new budget (another run.output_dir), or resume with the "
+            "recorded optim.max_epochs"
+        )
 
     def _phase_convergence(self, history: Sequence[dict[str, Any]], phase: str) -> Convergence:
         rows = [row for row in history if row["phase"] == phase]
@@ -689,8 +706,11 @@ class Trainer:
             state.stopping = EarlyStopping(
                 min_delta=self.stopping_config.min_delta, patience=self.stopping_config.patience
             )
-            state.best_val, state.best_epoch, state.epoch = math.inf, -1, 0
+            # The best weights are the best over every phase: a later phase is kept only where it
+            # beats the validation loss of the weights it started from.
+            state.phase_best_val, state.epoch = math.inf, 0
         state.stopped_early = False
+        state.max_epochs = self.optim.max_epochs
         # Outside a terminal this is one plain line per epoch (see inpaintssl.progress).
         bar = progress_bar(
             total=self.optim.max_epochs,
@@ -724,13 +744,19 @@ class Trainer:
             if state.epoch % self.checkpoint_every == 0:
                 self._save_last(optimizer, state, val_loss=row["val_loss"])
         bar.close()
-        # Restore the phase's best weights (Keras' restore-best) before the next phase or the end;
+        state.phase_best.append(state.phase_best_val)
+        state.phase, state.epoch, state.stopping = state.phase + 1, 0, None
+        final = state.phase >= len(self.phases)
+        if final:
+            # The end of the run: ``last`` keeps the last epoch's weights, as its name says.
+            self._save_last(optimizer, state, val_loss=float(state.history[-1]["val_loss"]))
+        # Restore the best weights so far (Keras' restore-best) before the next phase or the end;
         # other ranks wait until rank 0 has written them.
         barrier()
         self._load_weights("best")
-        state.phase_best.append(state.best_val)
-        state.phase, state.epoch, state.stopping = state.phase + 1, 0, None
-        self._save_last(optimizer, state, val_loss=state.best_val)
+        if not final:
+            # A resume after this point starts the next phase from these weights.
+            self._save_last(optimizer, state, val_loss=state.best_val)
 
     def _run_epoch(self, optimizer: torch.optim.Optimizer, state: _FitState, phase: Phase) -> dict[str, Any]:
         assert state.stopping is not None
@@ -746,6 +772,7 @@ class Trainer:
                 f"non-finite validation loss ({val_loss}) in phase {phase.name!r} at epoch "
                 f"{state.global_epoch}; stopped. {self._kept_checkpoint()}."
             )
+        state.phase_best_val = min(state.phase_best_val, val_loss)
         is_best = val_loss < state.best_val
         if is_best:
             state.best_val, state.best_epoch = val_loss, state.global_epoch

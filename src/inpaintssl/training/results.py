@@ -35,7 +35,7 @@ class RunResult:
 
     Attributes:
         run_dir: The run folder.
-        best_val_loss: Best validation loss (of the final phase).
+        best_val_loss: Best validation loss over every phase (the kept weights').
         best_epoch: Epoch of the best weights.
         epochs_run: Epochs trained in total (over all phases, including those of a resumed run).
         stopped_early: Whether early stopping ended the (final phase of the) run.
