@@ -217,3 +217,12 @@ def test_empty_split_from_a_plugin_like_dataset(tmp_path: Path) -> None:
     # A zero-slice file is refused when opened, naming it (issue 16), before the split is counted.
     with pytest.raises(DataError, match=r"a\.npy: array has shape \(4, 4, 0\), an empty axis"):
         build_datasets(cfg, stage="pretrain", seed=0)
+
+
+@pytest.mark.parametrize(("split", "field"), [("val", "num_val"), ("test", "num_test")])
+def test_synthetic_zero_images_in_a_split_is_refused_not_taken_as_unset(split: str, field: str) -> None:
+    from inpaintssl.data.synthetic import SyntheticShapes
+
+    with pytest.raises(DataError, match=rf"synthetic: {field}=0 would leave split '{split}' with no images"):
+        SyntheticShapes(split=split, num_images=12, **{field: 0})
+    assert len(SyntheticShapes(split=split, num_images=12)) == 12  # not given: num_images

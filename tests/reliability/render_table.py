@@ -147,10 +147,15 @@ checkpoint left off: ``tests/reliability/test_reliability_resume.py`` kills real
 two-phase fine-tuning processes with ``SIGKILL`` at five seeded random moments each and checks
 that every resumed run ends with the same weights, bit for bit, as a run never interrupted (CPU,
 ``run.deterministic``). A run killed before its first checkpoint starts afresh on ``--resume``.
-A resume may change only the ``run`` settings, ``optim.max_epochs`` and ``data.num_workers``
-(other changes are refused, naming them): a larger ``optim.max_epochs`` carries an interrupted
-run on to the new budget, but a run that has finished is not extended (it holds its best weights
-and its schedule has run out), which is an error that says to start a new run.
+A resume may change only the ``run`` settings other than ``run.seed`` (data order and
+corruption follow the seed), ``optim.max_epochs`` and ``data.num_workers`` (other changes are
+refused, naming them). A new ``optim.max_epochs`` carries an interrupted ``step_decay`` run on to
+the new budget, recorded in its ``config.yaml``; a ``warmup_cosine`` run refuses it, since its
+schedule is laid over the whole budget and would jump mid-run. A run that has finished, by its
+budget or by early stopping, is not extended (it holds its best weights and its schedule has run
+out), which is an error that says to start a new run. A run killed after writing
+``config.yaml`` but before the rest of its record gets ``splits.json`` and ``manifest.json`` on
+``--resume``. TensorBoard drops what a killed process logged for the epochs its resume redoes.
 Before the first step, every run reads each data case it uses in full (the pre-flight check:
 truncated files, non-finite voxels, label values, image/label geometry) and records the cases that
 passed in ``data_check.json`` with each file's size and modification time; a resumed run reads

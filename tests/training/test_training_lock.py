@@ -140,7 +140,6 @@ print(json.dumps({"epochs": issl.pretrain(config).epochs_run}))
 """
 
 
-
 def _wait_for(path: Path, process: subprocess.Popen[str], *, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():

@@ -108,6 +108,47 @@ def test_tensorboard_events_are_written_when_installed(tmp_path: Path) -> None:
     )
 
 
+def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_logging_epoch_2(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        # Epoch 2 (index 1) is in metrics.csv and TensorBoard, but its checkpoint is not written.
+        if epoch == 1:
+            raise Killed
+
+    def trainer(*, resume: bool, hooks: list[object]) -> Trainer:
+        loss = LOSSES.build("dice")
+        return Trainer(
+            model=_model(),
+            objective=SegmentationObjective(loss=loss),
+            train_set=SyntheticShapes(split="train", num_images=8, size=SIZE),
+            val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE),
+            phases=[Phase(name="finetune", lr=1e-2)],
+            optim=OptimConfig(batch_size=4, max_epochs=3),
+            stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+            meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+            context=RunContext.local(
+                RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True, resume=resume)
+            ),
+            epoch_hooks=hooks,  # type: ignore[arg-type]
+        )
+
+    with pytest.raises(Killed):
+        trainer(resume=False, hooks=[kill_after_logging_epoch_2]).fit()
+    trainer(resume=True, hooks=[]).fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("finetune/val_loss")
+    assert [e.step for e in scalars] == [0, 1, 2]
+    assert [e.value for e in scalars] == pytest.approx(
+        [float(r["val_loss"]) for r in _read_csv(tmp_path / "metrics.csv")], rel=1e-6
+    )
+
+
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
     model = _model()
 

@@ -20,13 +20,21 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
-from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.config import (
+    ConfigError,
+    EarlyStoppingConfig,
+    FinetuneConfig,
+    OptimConfig,
+    RunConfig,
+    load_config,
+)
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.convergence import ConvergenceWarning, assess_convergence
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.run_folder import write_config
 from inpaintssl.training.schedule import warmup_cosine_lr, warmup_steps_for
 
 SIZE = (16, 16)
@@ -243,6 +251,36 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
     ):
         _trainer(tmp_path, longer, resume=True).fit()
     assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
+
+
+def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(tmp_path: Path) -> None:
+    class Killed(Exception):
+        pass
+
+    def kill_at_epoch_2(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        if epoch == 1:
+            raise Killed
+
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=3, steps_per_epoch=1)
+    longer = optim.model_copy(update={"max_epochs": 5})
+    run = tmp_path / "run"
+    write_config(run, FinetuneConfig(optim=optim))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        killed = _trainer(run, optim)
+        killed.epoch_hooks = [kill_at_epoch_2]
+        with pytest.raises(Killed):
+            killed.fit()
+        resumed = _trainer(run, longer, resume=True).fit()
+        straight = _trainer(tmp_path / "straight", longer).fit()
+    assert resumed.epochs_run == 5 and [r["lr"] for r in resumed.history] == [
+        r["lr"] for r in straight.history
+    ]
+    assert load_config(run / "config.yaml", FinetuneConfig).optim.max_epochs == 5
+    for which in ("best", "last"):
+        a, _ = load_checkpoint(run, which=which)
+        b, _ = load_checkpoint(tmp_path / "straight", which=which)
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_an_early_stopped_run_is_not_extended_either(tmp_path: Path) -> None:

@@ -35,13 +35,44 @@ def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
 
 
 def test_resume_keeps_the_record_and_allows_longer_training(tmp_path: Path) -> None:
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    # The paper's step decay is a function of the epoch alone: a longer budget continues the run.
+    paper = apply_overrides(FinetuneConfig(), ["optim.recipe=paper"])
+    record_run(tmp_path, paper, resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
     before = (tmp_path / "config.yaml").read_text()
-    longer = apply_overrides(FinetuneConfig(), ["optim.max_epochs=500", "run.quiet=true", "run.resume=true"])
+    longer = apply_overrides(paper, ["optim.max_epochs=500", "run.quiet=true", "run.resume=true"])
     splits = _Splits()
     record_run(tmp_path, longer, resume=True, splits=splits, manifest=lambda: {"seed": 99})
-    assert (tmp_path / "config.yaml").read_text() == before
+    assert (tmp_path / "config.yaml").read_text() == before  # the trainer records the new budget
     assert splits.saved == [] and json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
+
+
+def test_a_new_budget_is_refused_where_the_schedule_spans_the_budget(tmp_path: Path) -> None:
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
+    longer = apply_overrides(FinetuneConfig(), ["optim.max_epochs=500"])
+    with pytest.raises(
+        ConfigError, match=r"optim.max_epochs=500 \(recorded: 100\): its warmup_cosine schedule is laid over"
+    ):
+        record_run(tmp_path, longer, resume=True, splits=_Splits(), manifest=lambda: {})
+
+
+def test_resume_under_another_seed_is_refused(tmp_path: Path) -> None:
+    # Data order and corruption follow the seed: the resumed run would mix two runs.
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
+    other = apply_overrides(FinetuneConfig(), ["run.seed=1", "run.device=cpu", "run.resume=true"])
+    with pytest.raises(ConfigError, match=r"differ from its recorded config.yaml: run\.seed\. Resume"):
+        record_run(tmp_path, other, resume=True, splits=_Splits(), manifest=lambda: {})
+
+
+def test_a_resume_completes_a_record_a_kill_cut_short(tmp_path: Path) -> None:
+    # Killed after config.yaml and before the rest: the resume writes splits and manifest, which
+    # predict's spacing and orientation checks read.
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    (tmp_path / "manifest.json").unlink()
+    (tmp_path / "splits.json").unlink()
+    splits = _Splits()
+    record_run(tmp_path, FinetuneConfig(), resume=True, splits=splits, manifest=lambda: {"seed": 0})
+    assert splits.saved == [tmp_path / "splits.json"]
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
 
 
 def test_resume_with_other_data_or_model_is_refused(tmp_path: Path) -> None:

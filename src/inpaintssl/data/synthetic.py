@@ -65,9 +65,13 @@ class SyntheticShapes(SliceDataset):
     ) -> None:
         if split not in _SPLIT_OFFSETS:
             raise DataError(f"synthetic: split must be one of {sorted(_SPLIT_OFFSETS)}, got {split!r}")
-        count = {"val": num_val, "test": num_test}.get(split) or num_images
+        given = {"val": num_val, "test": num_test}.get(split)
+        count = num_images if given is None else given  # 0 is a count, not "unset"
         if count <= 0:
-            raise DataError(f"synthetic: split {split!r} would hold {count} images; expected at least 1")
+            field = {"val": "num_val", "test": "num_test"}.get(split) if given is not None else "num_images"
+            raise DataError(
+                f"synthetic: {field}={count} would leave split {split!r} with no images; expected at least 1"
+            )
         height, width = (int(s) for s in size)
         if min(height, width) < 8:
             raise DataError(f"synthetic: size must be at least 8x8, got {tuple(size)}")

@@ -58,7 +58,7 @@ from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.distributed import all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import Objective
-from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, write_metrics_csv
+from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, record_budget, write_metrics_csv
 from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
 from inpaintssl.training.state import (
     optimizer_from_tensors,
@@ -604,6 +604,9 @@ class Trainer:
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
             self._load_weights("best")
+        elif state.max_epochs not in (None, self.optim.max_epochs) and self.dist.is_main:
+            if self.run_folder.config.is_file():
+                record_budget(self.run_dir, self.optim.max_epochs)
         try:
             while state.phase < len(self.phases):
                 self._run_phase(state, restore)
@@ -800,7 +803,12 @@ class Trainer:
         if self.dist.is_main:
             write_metrics_csv(self.run_folder.metrics_csv, state.history)
             if self._tensorboard is None:
-                self._tensorboard = TensorBoardLog(self.run_dir)
+                # A resumed run redoes the epochs after its last checkpoint: TensorBoard drops
+                # what the killed process logged from this step on, as metrics.csv does.
+                resumed = state.resumed_from is not None
+                self._tensorboard = TensorBoardLog(
+                    self.run_dir, purge_step=state.global_epoch - 1 if resumed else None
+                )
             self._tensorboard.log(row, step=state.global_epoch - 1)
             if self.epoch_hooks:
                 self.ddp_model.eval()

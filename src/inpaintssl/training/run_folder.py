@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel
 
 from inpaintssl.atomic import atomic_write_text
@@ -32,6 +33,7 @@ from inpaintssl.config import (
     FinetuneConfig,
     OptimConfig,
     PretrainConfig,
+    RunConfig,
     config_to_yaml,
     load_config,
 )
@@ -42,6 +44,7 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 __all__ = [
     "RESUMABLE_CHANGES",
     "RunFolder",
+    "record_budget",
     "TensorBoardLog",
     "build_manifest",
     "changed_fields",
@@ -184,15 +187,20 @@ class TensorBoardLog:
     """Per-epoch scalars and images in ``<run>/tensorboard`` when the ``tensorboard`` package is installed.
 
     Without it every call is a no-op: the CSV stays the record of truth.
+
+    Args:
+        run_dir: The run folder.
+        purge_step: For a resumed run, the first step it logs: TensorBoard's readers drop the
+            events an earlier process wrote from this step on (the epochs redone after a kill).
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, purge_step: int | None = None) -> None:
         self._writer: Any = None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return
-        self._writer = SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard))
+        self._writer = SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard), purge_step=purge_step)
 
     @property
     def active(self) -> bool:
@@ -222,8 +230,16 @@ class TensorBoardLog:
             self._writer = None
 
 
-RESUMABLE_CHANGES = ("run", "optim.max_epochs", "data.num_workers")
-"""Config fields a resumed run may change: where/how it runs, how long it trains, loader workers."""
+RESUMABLE_CHANGES = (
+    *(f"run.{name}" for name in RunConfig.model_fields if name != "seed"),
+    "optim.max_epochs",
+    "data.num_workers",
+)
+"""Config fields a resumed run may change: where/how it runs, how long it trains, loader workers.
+
+Not ``run.seed``: data order and corruption are functions of it, so a run resumed under another
+seed would mix two runs under the first one's record.
+"""
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -317,7 +333,42 @@ def record_run(
                     f"cannot resume {run_dir}: these settings differ from its recorded config.yaml: "
                     f"{', '.join(changed)}. Resume with the original settings, or start a new run.output_dir"
                 )
+            _check_budget_change(run_dir, before, config)
+            # A run killed between config.yaml and the rest of its record (before its first
+            # checkpoint) completes the record now: predict's spacing and orientation checks read
+            # the manifest.
+            if not folder.splits.is_file():
+                splits.save(folder.splits)
+            if not folder.manifest.is_file():
+                write_manifest(run_dir, manifest())
             return
     write_config(run_dir, config)
     splits.save(folder.splits)
     write_manifest(run_dir, manifest())
+
+
+def _check_budget_change(run_dir: Path, before: BaseModel, config: BaseModel) -> None:
+    """Refuse a new ``optim.max_epochs`` where the schedule is laid over the whole budget."""
+    old, new = getattr(before, "optim", None), getattr(config, "optim", None)
+    if not isinstance(old, OptimConfig) or not isinstance(new, OptimConfig):
+        return
+    if old.max_epochs != new.max_epochs and new.effective_schedule == "warmup_cosine":
+        raise ConfigError(
+            f"cannot resume {run_dir} with optim.max_epochs={new.max_epochs} (recorded: {old.max_epochs}): "
+            "its warmup_cosine schedule is laid over the whole budget, so a new budget would re-lay it "
+            "mid-run and the learning rate would jump. Resume with the recorded optim.max_epochs, or "
+            "start a new run.output_dir with the new budget"
+        )
+
+
+def record_budget(run_dir: Path, max_epochs: int) -> None:
+    """Rewrite ``optim.max_epochs`` in ``config.yaml``: a resumed run trains on to a new budget.
+
+    The record says what produced the weights. Only a ``step_decay`` run gets here (its rate is a
+    function of the epoch alone, so the continued run is the run with the new budget from the
+    start); :func:`record_run` refuses a new budget for a ``warmup_cosine`` one.
+    """
+    path = RunFolder(run_dir).config
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data.setdefault("optim", {})["max_epochs"] = max_epochs
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
