@@ -112,13 +112,13 @@ def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> N
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    class Killed(Exception):
+    class KilledError(Exception):
         pass
 
     def kill_after_logging_epoch_2(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
         # Epoch 2 (index 1) is in metrics.csv and TensorBoard, but its checkpoint is not written.
         if epoch == 1:
-            raise Killed
+            raise KilledError
 
     def trainer(*, resume: bool, hooks: list[object]) -> Trainer:
         loss = LOSSES.build("dice")
@@ -137,7 +137,7 @@ def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> N
             epoch_hooks=hooks,  # type: ignore[arg-type]
         )
 
-    with pytest.raises(Killed):
+    with pytest.raises(KilledError):
         trainer(resume=False, hooks=[kill_after_logging_epoch_2]).fit()
     trainer(resume=True, hooks=[]).fit()
     events = EventAccumulator(str(tmp_path / "tensorboard"))

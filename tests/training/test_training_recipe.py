@@ -254,12 +254,12 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
 
 
 def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(tmp_path: Path) -> None:
-    class Killed(Exception):
+    class KilledError(Exception):
         pass
 
     def kill_at_epoch_2(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
         if epoch == 1:
-            raise Killed
+            raise KilledError
 
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=3, steps_per_epoch=1)
     longer = optim.model_copy(update={"max_epochs": 5})
@@ -269,7 +269,7 @@ def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(
         warnings.simplefilter("ignore", ConvergenceWarning)
         killed = _trainer(run, optim)
         killed.epoch_hooks = [kill_at_epoch_2]
-        with pytest.raises(Killed):
+        with pytest.raises(KilledError):
             killed.fit()
         resumed = _trainer(run, longer, resume=True).fit()
         straight = _trainer(tmp_path / "straight", longer).fit()

@@ -101,5 +101,5 @@ def _exact_p_at_least(ranks: npt.NDArray[np.float64], observed: float) -> float:
     counts[0] = 1.0
     for rank in doubled:
         counts[rank:] = counts[rank:] + counts[:-rank].copy()
-    at_least = int(round(2 * observed))
+    at_least = round(2 * observed)
     return float(counts[at_least:].sum() / 2.0**ranks.size)

@@ -604,9 +604,12 @@ class Trainer:
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
             self._load_weights("best")
-        elif state.max_epochs not in (None, self.optim.max_epochs) and self.dist.is_main:
-            if self.run_folder.config.is_file():
-                record_budget(self.run_dir, self.optim.max_epochs)
+        elif (
+            state.max_epochs not in (None, self.optim.max_epochs)
+            and self.dist.is_main
+            and self.run_folder.config.is_file()
+        ):
+            record_budget(self.run_dir, self.optim.max_epochs)
         try:
             while state.phase < len(self.phases):
                 self._run_phase(state, restore)
