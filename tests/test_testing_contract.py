@@ -1,19 +1,21 @@
-"""inpaintssl.testing: unet2d passes the backbone contract, and the contract catches broken backbones."""
+"""inpaintssl.testing: unet2d and synthetic pass their contracts, which catch broken components."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import torch
 from torch import nn
 
+from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.models import UNet2d
-from inpaintssl.registry import BACKBONES
-from inpaintssl.testing import BackboneContract
+from inpaintssl.registry import BACKBONES, DATASETS
+from inpaintssl.testing import BackboneContract, DatasetContract
 
 
 class TestUNet2dContract(BackboneContract):
@@ -102,3 +104,63 @@ def test_import_does_not_need_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "inpaintssl.testing")
     module = importlib.import_module("inpaintssl.testing")
     assert module.BackboneContract.check_names()
+
+
+# -- the dataset contract: synthetic passes, deliberately broken datasets fail their check ------------
+class TestSyntheticContract(DatasetContract):
+    dataset = "synthetic"
+
+    def params(self, root: Path) -> dict[str, Any]:
+        return {"num_images": 3, "size": [16, 24]}
+
+
+class _Tiny(SyntheticShapes):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(num_images=3, size=(16, 24), **kwargs)
+
+
+class OverlappingClasses(_Tiny):
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if "label" in item:
+            item["label"] = torch.ones_like(item["label"])  # every pixel in every class
+        return item
+
+
+class DoubleImages(_Tiny):
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        item["image"] = item["image"].double()
+        return item
+
+
+class WrongVolumeIds(_Tiny):
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**super().__getitem__(index), "volume_id": "same"}
+
+
+class LabelWhenUnlabelled(_Tiny):
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        item.setdefault("label", torch.zeros(1, *item["image"].shape[1:]))
+        return item
+
+
+BROKEN_DATASETS = {
+    "broken_overlapping_classes": (OverlappingClasses, "test_labelled_items", "belongs to two classes"),
+    "broken_double_images": (DoubleImages, "test_labelled_items", "must be a float32"),
+    "broken_volume_ids": (WrongVolumeIds, "test_labelled_items", "is not volume_ids"),
+    "broken_label_when_unlabelled": (LabelWhenUnlabelled, "test_unlabelled_items", "has a label"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_DATASETS))
+def test_the_contract_catches_a_broken_dataset(name: str, tmp_path: Path) -> None:
+    cls, failing_check, message = BROKEN_DATASETS[name]
+    DATASETS.register(name)(cls)
+    try:
+        contract = type("Contract", (DatasetContract,), {"dataset": name})()
+        with pytest.raises(AssertionError, match=message):
+            getattr(contract, failing_check)(tmp_path)
+    finally:
+        DATASETS.unregister(name)
