@@ -202,3 +202,27 @@ def test_bank_moves_to_a_device_with_the_same_entries() -> None:
     assert "entries=8" in repr(moved)
     with pytest.raises(ValueError, match="at least one entry"):
         MaskBank(shape=(8, 8), patch_size=2, corners=[], pairs=False)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_every_bank_entry_moves_at_least_the_coverage(name: str) -> None:
+    # Random pairs may overlap earlier pairs and carry pixels back: on 16 x 16 with K = 4, about 1
+    # layout in 300 moves fewer than 64 pixels although its union covers 64 (3 of the 2000 drawn
+    # here for the random sampler, without the redraw). The bank redraws them.
+    bank = MaskBank.build(sampler=SAMPLERS.build(name), shape=(16, 16), patch_size=4, size=2000, pairs=True)
+    permutations = bank.permutations
+    assert permutations is not None
+    moved = (permutations != torch.arange(256, dtype=torch.int32)).sum(dim=1)
+    assert int(moved.min()) >= 64
+
+
+class _SwapsBack:
+    """A sampler whose second pair undoes its first: nothing moves."""
+
+    def sample(self, **_: object) -> np.ndarray:
+        return np.array([[0, 0], [8, 8], [0, 0], [8, 8]], dtype=np.int64)
+
+
+def test_a_sampler_whose_pairs_move_nothing_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"21 pair layouts in a row .* moved fewer than 64 pixels"):
+        MaskBank.build(sampler=_SwapsBack(), shape=(16, 16), patch_size=4, size=1, pairs=True)  # type: ignore[arg-type]

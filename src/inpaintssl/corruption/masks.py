@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from inpaintssl.corruption._raster import swap_blocks, swap_index, union_mask
-from inpaintssl.corruption.samplers import Sampler
+from inpaintssl.corruption.samplers import Sampler, target_pixels
 
 __all__ = ["ORIENTATIONS", "MaskBank", "orient_corners", "patch_union", "swap_permutation"]
 
@@ -196,16 +196,34 @@ class MaskBank:
             raise ValueError(f"shape={shape} has too many pixels for int32 permutations")
         size_hw = (height, width)
         rng = np.random.default_rng(seed)
-        bases = [
-            _checked(
+
+        def draw() -> NDArray[np.int64]:
+            return _checked(
                 sampler.sample(shape=size_hw, patch_size=patch_size, coverage=coverage, rng=rng, pairs=pairs),
                 sampler=sampler,
                 shape=size_hw,
                 patch_size=patch_size,
                 pairs=pairs,
             )
-            for _ in range(size)
-        ]
+
+        bases = [draw() for _ in range(size)] if not pairs else []
+        if pairs:
+            # Pairs that overlap earlier pairs (random sampling) can carry pixels back where they
+            # started: what moves may then fall short of the coverage the union reaches. Such a
+            # layout is drawn again, so every entry moves at least ``coverage`` of the image.
+            target = target_pixels(shape=size_hw, coverage=coverage)
+            for _ in range(size):
+                base, redraws = draw(), 0
+                while _moved_pixels(base, patch_size=patch_size, shape=size_hw) < target:
+                    if redraws == _SWAP_REDRAWS:
+                        raise ValueError(
+                            f"sampler {sampler!r}: {redraws + 1} pair layouts in a row for "
+                            f"shape={size_hw}, patch_size={patch_size} moved fewer than {target} pixels "
+                            f"(coverage={coverage}): later pairs swapped earlier ones back; expected pairs "
+                            "that move at least the coverage, as non-overlapping pairs do"
+                        )
+                    base, redraws = draw(), redraws + 1
+                bases.append(base)
         corners = [
             orient_corners(base, shape=size_hw, patch_size=patch_size, orientation=k)
             for base in bases
@@ -314,6 +332,16 @@ class MaskBank:
 _SAME_WIDTH_INT: Mapping[int, torch.dtype] = MappingProxyType(
     {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 )
+
+
+_SWAP_REDRAWS = 20
+"""Pair layouts drawn again, at most, for one bank entry whose swaps moved too few pixels."""
+
+
+def _moved_pixels(corners: NDArray[np.int64], *, patch_size: int, shape: tuple[int, int]) -> int:
+    """Pixels that swapping ``corners``' pairs one after another leaves somewhere else."""
+    permutation = swap_permutation(corners, shape=shape, patch_size=patch_size)
+    return int(np.count_nonzero(permutation != np.arange(permutation.size, dtype=np.int32)))
 
 
 def _checked(

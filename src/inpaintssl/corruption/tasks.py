@@ -83,9 +83,10 @@ class ContextRestoration(PretextTask):
     batch costs one ``gather``; on the CPU a compiled kernel copies and swaps the patches. Either way
     every output channel is an exact permutation of the input channel, with the same permutation
     in every channel, even where random-sampled pairs overlap other pairs. With ``poisson_disc``
-    the moved pixels are exactly the patches' union (at least ``coverage`` of the image); with
-    ``random`` they lie in that union, and only a later pair carrying a pixel straight back to
-    where it started (rare) leaves one in place.
+    the moved pixels are exactly the patches' union; with ``random`` they lie in that union, and
+    a later pair can carry a pixel straight back to where it started: the mask bank draws such a
+    layout again when it moves less than ``coverage`` of the image, so every entry moves at least
+    that much.
 
     Args:
         **options: The :class:`~inpaintssl.corruption.base.PretextTask` options.
