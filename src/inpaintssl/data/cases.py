@@ -17,7 +17,9 @@ use. Relative paths are taken from ``root``. A glob that matches nothing, a miss
 image/label glob pair that match different counts are errors; so is a split with no entries.
 
 A case's ``volume_id`` is its ``id`` or the image's file name without suffixes (``.nii.gz``
-counts as one); ids must be unique within a split.
+counts as one); ids must be unique within a split. One image in two of ``train``, ``val`` and
+``test`` is refused (it would leak into model selection or the test scores); ``unlabelled``, for
+pretraining only, may repeat them.
 
 Example:
     >>> import tempfile, pathlib
@@ -145,4 +147,36 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
                 "give entries distinct file names or an explicit 'id'"
             )
         seen[case.volume_id] = case.image
+    if split in _EVALUATED_SPLITS:
+        _check_disjoint(found, splits, split=split, root=base, dataset=dataset)
     return found
+
+
+_EVALUATED_SPLITS = ("train", "val", "test")
+"""Splits that must not share an image: one scan in two of them leaks into model selection or test."""
+
+
+def _check_disjoint(
+    found: Sequence[CaseSpec], splits: Mapping[str, Any], *, split: str, root: Path | None, dataset: str
+) -> None:
+    """Refuse an image of ``split`` that another of train, val and test lists too."""
+    mine = {case.image.resolve(): case.image for case in found}
+    for other in _EVALUATED_SPLITS:
+        if other == split or other not in splits:
+            continue
+        value = splits[other]
+        entries: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
+        try:
+            theirs = [
+                c for e in entries for c in _entry_cases(e, root=root, where=f"{dataset} cases[{other!r}]")
+            ]
+        except DataError:
+            continue  # that split's own problem, reported when it is built
+        shared = [mine[c.image.resolve()] for c in theirs if c.image.resolve() in mine]
+        if shared:
+            more = f" ({len(shared) - 1} more)" if len(shared) > 1 else ""
+            raise DataError(
+                f"{dataset}: {shared[0]}{more} is in both cases[{split!r}] and cases[{other!r}]; expected "
+                "each image in one of train, val and test, since a scan in two of them leaks into model "
+                "selection or the test scores (list images for pretraining only under 'unlabelled')"
+            )
