@@ -163,3 +163,24 @@ def test_merge_onehot_ors_channel_groups() -> None:
     assert out[:, 0].tolist() == [[0, 0, 0], [0, 0, 0], [1, 1, 0], [0, 0, 1]]
     with pytest.raises(DataError, match=r"s: one-hot label values \[3\]"):
         merge_onehot(seg * 3, ((0,),), where="s")
+
+
+def test_antialiased_shrinking_averages_detail_finer_than_the_new_pixels() -> None:
+    # Stripes one pixel wide: at 64 -> 24 pixels no stripe survives on the new grid, so the
+    # honest image is their mean, 0.5, everywhere. Plain bilinear sampling picks stripes and
+    # gaps unevenly: a false pattern of the same contrast order (aliasing).
+    stripes = torch.zeros(1, 64, 64)
+    stripes[:, ::2, :] = 1.0
+    plain = fit_to_size(stripes, (24, 24), mode="resize", kind="image")
+    smooth = fit_to_size(stripes, (24, 24), mode="resize", kind="image", antialias=True)
+    assert float(plain.std()) > 0.2
+    assert float(smooth.std()) < 0.05 and float(smooth.mean()) == pytest.approx(0.5, abs=1e-4)
+    # Enlarging is unaffected (another kernel, so equal up to rounding).
+    up = (32, 40)
+    small = torch.rand(2, 8, 10, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        fit_to_size(small, up, mode="resize", kind="image", antialias=True),
+        fit_to_size(small, up, mode="resize", kind="image"),
+        rtol=0,
+        atol=1e-6,
+    )

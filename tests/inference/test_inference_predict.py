@@ -1132,3 +1132,22 @@ def test_cuda_reorients_and_resamples_as_the_cpu(softmax_run: Path, brains: Path
     seg_gpu, affine_gpu, _ = _nifti(tmp_path / "cuda" / "moved_seg.nii.gz")
     assert np.array_equal(affine_gpu, affine_cpu) and seg_gpu.shape == seg_cpu.shape
     assert np.mean(seg_gpu != seg_cpu) < 0.005
+
+
+@pytest.mark.parametrize(
+    ("grid", "target", "smooth"),
+    [
+        ((96, 112), (48, 56), False),
+        ((96, 112), (47, 56), True),
+        ((30, 30), (10, 12), True),
+        ((8, 8), (32, 32), False),
+    ],
+)
+def test_resampling_low_passes_only_past_a_twofold_shrink(
+    grid: tuple[int, int], target: tuple[int, int], smooth: bool
+) -> None:
+    # Twofold bilinear averages each pixel pair (the finer-scan test above relies on it); beyond,
+    # pixels are skipped and the image is low-passed first.
+    from inpaintssl.inference.predict import _shrinks_past_bilinear
+
+    assert _shrinks_past_bilinear(grid, target) is smooth

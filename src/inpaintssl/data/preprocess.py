@@ -176,6 +176,7 @@ def fit_to_size(
     *,
     mode: ResizeMode,
     kind: Literal["image", "label"],
+    antialias: bool = False,
 ) -> torch.Tensor:
     """Fit a ``(C, H, W)`` tensor to ``size = (H', W')``.
 
@@ -186,6 +187,10 @@ def fit_to_size(
             channel's minimum, the background of a z-scored MR or CT slice, and labels with 0);
             ``resize`` resamples (bilinear for images, nearest for labels so they stay one-hot).
         kind: ``image`` or ``label``.
+        antialias: Low-pass an image before shrinking it (``resize`` only), so that detail finer
+            than the new pixel spacing is averaged instead of folding into false patterns
+            (aliasing); enlarging is unaffected. Off by default, which keeps the training data of
+            ``resize`` runs as they were.
 
     Returns:
         A new ``(C, H', W')`` tensor on ``x``'s device and dtype.
@@ -209,5 +214,5 @@ def fit_to_size(
     if mode == "resize":
         if kind == "label":
             return F.interpolate(x[None], size=size, mode="nearest-exact")[0]
-        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=antialias)[0]
     raise ValueError(f"fit_to_size: mode={mode!r}; expected 'crop_or_pad' or 'resize'")

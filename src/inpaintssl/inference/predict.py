@@ -585,6 +585,16 @@ def _resampled_grid(
     )
 
 
+def _shrinks_past_bilinear(grid: tuple[int, int], target: tuple[int, int]) -> bool:
+    """Whether resizing ``grid`` to ``target`` shrinks an axis more than twofold.
+
+    Up to twofold, bilinear sampling weighs every input pixel (at exactly two, it averages each
+    pair); beyond, it skips pixels and finer detail folds into false patterns (aliasing), so the
+    image is low-passed first.
+    """
+    return any(old > 2 * new for old, new in zip(grid, target))
+
+
 def _orient(volume: Volume, prep: _Preprocessing) -> None:
     """Read ``volume`` in the run's orientation, or warn where it is none of the training ones."""
     stored = volume.stored_orientation
@@ -745,7 +755,10 @@ def _predict_case(
             # In-plane to the training spacing, bilinear; the probabilities come back the same way.
             assert item.spacing is not None  # the spacing the resampling was decided on
             resampled = _resampled_grid(own_grid, item.spacing, item.resample_to)
-            planes = [fit_to_size(p, resampled, mode="resize", kind="image") for p in planes]
+            smooth = _shrinks_past_bilinear(own_grid, resampled)
+            planes = [
+                fit_to_size(p, resampled, mode="resize", kind="image", antialias=smooth) for p in planes
+            ]
         if prep.display:
             planes = [_to_display(p) for p in planes]
         grid = (int(planes[0].shape[-2]), int(planes[0].shape[-1]))
@@ -795,7 +808,10 @@ def _predict_case(
             prob_maps = None if prob_maps is None else _from_display(prob_maps)
         if item.resample_to is not None:
             assert prob_maps is not None  # computed on every path when resampling
-            scores = torch.stack([fit_to_size(p, own_grid, mode="resize", kind="image") for p in prob_maps])
+            smooth = _shrinks_past_bilinear((int(prob_maps.shape[-2]), int(prob_maps.shape[-1])), own_grid)
+            scores = torch.stack(
+                [fit_to_size(p, own_grid, mode="resize", kind="image", antialias=smooth) for p in prob_maps]
+            )
             hard = label_map(scores, activation=model.activation, threshold=0.5)
             prob_maps = scores if probabilities else None
         hard_np = hard.to(torch.uint8).cpu().numpy()
