@@ -30,6 +30,7 @@ from inpaintssl.data.build import build_datasets
 from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
+from inpaintssl.data.views import ClassOrder
 from inpaintssl.inference import ExportError as ExportError
 from inpaintssl.inference import PredictionError as PredictionError
 from inpaintssl.inference import PredictionReport as PredictionReport
@@ -147,6 +148,23 @@ def _dataset_for(
     return chosen, tuple(bundle.class_names)
 
 
+def _in_model_class_order(
+    dataset: Dataset[dict[str, Any]], *, data_classes: tuple[str, ...], names: tuple[str, ...]
+) -> Dataset[dict[str, Any]]:
+    """The data's labels in the model's class order; other classes than the model's are refused.
+
+    Output channel ``k`` is the model's ``k``-th class: scored by position against data that list
+    their classes otherwise, each Dice column would compare two different tissues under one name.
+    """
+    if sorted(data_classes) != sorted(names) or not isinstance(dataset, SliceDataset):
+        raise ValueError(
+            f"evaluate: the model segments {list(names)} but the data's classes are {list(data_classes)}; "
+            "expected the same classes: give the data the model's class_names (with label_values "
+            "mapping stored label values to them), or evaluate a model trained on these classes"
+        )
+    return ClassOrder(dataset, names)
+
+
 def _warn_on_other_spacing(source: str | Path, dataset: Dataset[dict[str, Any]]) -> None:
     """Warn when the evaluated slices' spacing is not the one the run trained at (sec. 2.2)."""
     trained = recorded_spacing(source)
@@ -194,8 +212,11 @@ def evaluate(
 ) -> EvaluationTable:
     """Per-image (and per-volume) metrics of a model on a dataset.
 
-    A segmentation checkpoint gives Dice per class (sec. 2.5.2); a pretraining checkpoint gives
-    the L2 norm of the inpainted images (Table 2) under a fixed, reproducible corruption. A run
+    A segmentation checkpoint gives Dice per class (sec. 2.5.2), the data's classes matched to
+    the model's by name (the same classes in another order are reordered; others are refused). A
+    pretraining checkpoint gives the L2 norm of the inpainted images (Table 2) under one fixed
+    corruption for every model: the pretext task seeded 0, each image keyed as in validation, so
+    for a run of ``run.seed`` 0 the masks of its validation loss and ``val_inpainting.csv``. A run
     whose data were at another in-plane voxel spacing than ``data`` (beyond the tolerance of
     :mod:`inpaintssl.data.spacing`), or whose volumes were read in other orientations
     (:mod:`inpaintssl.data.orientation`), is evaluated with a warning naming both.
@@ -255,6 +276,8 @@ def evaluate(
         names = tuple(class_names) if class_names is not None else data_classes
         if not names:
             raise ValueError("evaluate: no class names (neither in the checkpoint nor in the dataset)")
+        if data_classes and tuple(data_classes) != names:
+            dataset = _in_model_class_order(dataset, data_classes=tuple(data_classes), names=names)
         predictor = build_segmentation_loss("dice", {"activation": activation})
         table = evaluate_segmentation(
             model,

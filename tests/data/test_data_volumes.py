@@ -376,9 +376,8 @@ def test_an_image_listed_in_two_evaluated_splits_is_refused(tmp_path: Path) -> N
         np.save(tmp_path / f"{name}.npy", np.zeros((4, 4, 2), np.float32))
     cases = {"train": ["a.npy", "b.npy"], "val": "c.npy", "test": ["./b.npy"], "unlabelled": "*.npy"}
     for split, other in (("train", "test"), ("test", "train")):
-        with pytest.raises(
-            DataError, match=rf"numpy: .*b\.npy is in both cases\['{split}'\] and cases\['{other}'\]; expected"
-        ):
+        both = rf"numpy: .*b\.npy is in both cases\['{split}'\] and cases\['{other}'\]; expected"
+        with pytest.raises(DataError, match=both):
             resolve_cases(cases, split, root=tmp_path, dataset="numpy")
     # val is disjoint from both; pretraining-only images may repeat the others.
     assert [c.volume_id for c in resolve_cases(cases, "val", root=tmp_path, dataset="numpy")] == ["c"]

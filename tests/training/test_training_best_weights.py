@@ -23,7 +23,8 @@ from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.early_stopping import EarlyStopping
-from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase, Trainer
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 from inpaintssl.training.run_folder import TensorBoardLog
 
 STEPS_PER_EPOCH = 2  # 8 training images, batch size 4

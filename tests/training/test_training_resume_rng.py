@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Trainer
+from inpaintssl.training.loop import Trainer
+from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 from study_helpers import tiny_segmentation_trainer
 
 STEPS_PER_EPOCH = 2  # 8 training images, batch size 4

@@ -157,6 +157,11 @@ def test_shape_mismatch_in_a_copied_part_raises_and_changes_nothing() -> None:
     ):
         transfer(pretrained_inpainter(base_width=8), model, weights="encoder")
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # Twelve shape lines say what differs; the last sentence says what to do about it.
+    with pytest.raises(
+        ValueError, match=r"The two networks differ: build the model with the pretraining run's"
+    ):
+        transfer(pretrained_inpainter(base_width=8), model, weights="encoder")
 
 
 def test_missing_tensor_in_a_copied_part_raises_with_its_name() -> None:
@@ -187,8 +192,10 @@ def test_unexpected_keys_outside_copied_parts_are_reported_not_raised() -> None:
 def test_input_channel_difference_needs_an_explicit_choice() -> None:
     with pytest.raises(
         ValueError, match=r"\(8, 1, 3, 3\) != model shape \(8, 3, 3, 3\).*in_channels='repeat' or 'average'"
-    ):
+    ) as info:
         transfer(pretrained_inpainter(), unet(in_channels=3), weights="encoder")
+    assert "(transfer.in_channels in a fine-tuning config)" in str(info.value)
+    assert "The two networks differ" not in str(info.value)  # only the channels do
 
 
 @pytest.mark.parametrize("mode", ["repeat", "average"])

@@ -34,6 +34,7 @@ from inpaintssl.data.preprocess import ResizeMode, fit_to_size
 
 __all__ = [
     "BASE_KEYS",
+    "ClassOrder",
     "ConcatSlices",
     "FitToSize",
     "ImagesOnly",
@@ -210,6 +211,58 @@ class ImagesOnly(_View):
         # One spacing type across sources, so that mixed sources collate together.
         out["spacing"] = torch.as_tensor(out["spacing"], dtype=torch.float64)
         return out
+
+    def slice_shape(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of item ``index``."""
+        return slice_shape_of(self.parent, index)
+
+    def slice_spacing(self, index: int) -> tuple[float, float]:
+        """In-plane spacing of item ``index``."""
+        return slice_spacing_of(self.parent, index)
+
+    def slice_orientation(self, index: int) -> str | None:
+        """Axis codes of item ``index``'s volume."""
+        return slice_orientation_of(self.parent, index)
+
+
+class ClassOrder(_View):
+    """``parent`` with its label channels put in the order of ``class_names`` (the same classes).
+
+    A model's output channel ``k`` is its ``k``-th class; data that list the same classes in
+    another order are scored against the right channel only once their labels follow the model's.
+
+    Raises:
+        DataError: ``class_names`` are not the parent's classes (in any order).
+
+    Example:
+        >>> from inpaintssl.data.synthetic import SyntheticShapes
+        >>> data = SyntheticShapes(num_images=2, size=(16, 16))
+        >>> swapped = ClassOrder(data, ("square", "disc"))
+        >>> bool((swapped[0]["label"][0] == data[0]["label"][1]).all()), swapped.class_names
+        (True, ('square', 'disc'))
+    """
+
+    def __init__(self, parent: SliceDataset, class_names: Sequence[str]) -> None:
+        super().__init__(parent)
+        own = tuple(parent.class_names)
+        wanted = tuple(class_names)
+        if sorted(own) != sorted(wanted) or len(set(own)) != len(own):
+            raise DataError(
+                f"the data's classes {list(own)} are not the classes {list(wanted)} in another order"
+            )
+        self.class_names = wanted
+        self.order = [own.index(name) for name in wanted]
+        self.volume_ids = list(getattr(parent, "volume_ids", ()))
+        self.slice_indices = list(getattr(parent, "slice_indices", ()))
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.parent[index])
+        if "label" in item:
+            item["label"] = item["label"][self.order]
+        return item
 
     def slice_shape(self, index: int) -> tuple[int, int]:
         """``(H, W)`` of item ``index``."""

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_context
+from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 
 __all__ = ["EvaluationTable", "evaluate_inpainting", "evaluate_segmentation"]
 
@@ -201,8 +202,10 @@ def evaluate_inpainting(
     Args:
         model: Inpainting network.
         dataset: Items with ``image``.
-        corrupt: ``(clean (N, C, H, W), keys (N,)) -> corrupted``; keys are dataset indices so
-            the corruption is fixed and reproducible.
+        corrupt: ``(clean (N, C, H, W), keys (N,)) -> corrupted``; keys are the dataset indices
+            plus :data:`~inpaintssl.training.objectives.VALIDATION_KEY_OFFSET`, as in validation, so the
+            corruption is fixed, reproducible, and for a run's validation set the one its
+            validation loss used.
         device: Where to run.
         batch_size: Inference batch size.
         channels_last: Memory format.
@@ -219,7 +222,8 @@ def evaluate_inpainting(
     start = 0
     for batch in progress_iter(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
         clean = batch["image"].to(device, memory_format=fmt)
-        keys = torch.arange(start, start + clean.shape[0], device=device)
+        # The validation keys: the masks the validation loss (and checkpoint selection) saw.
+        keys = torch.arange(start, start + clean.shape[0], device=device) + VALIDATION_KEY_OFFSET
         start += clean.shape[0]
         corrupted = corrupt(clean, keys)
         with autocast_context(device, amp_dtype):

@@ -57,7 +57,7 @@ from inpaintssl.training.device import autocast_context
 from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.distributed import all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
-from inpaintssl.training.objectives import Objective
+from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET, Objective
 from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, record_budget, write_metrics_csv
 from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
 from inpaintssl.training.state import (
@@ -78,8 +78,6 @@ log = logging.getLogger("inpaintssl.training")
 _MAX_ITEMS = 10_000_019
 _MAX_PASSES = 1_009
 _MAX_EPOCHS = 100_003
-# Validation keys live far above any training key, so validation corruption never repeats a training one.
-VALIDATION_KEY_OFFSET = 1 << 62
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -22,7 +22,17 @@ from torch import nn
 
 from inpaintssl.losses import l2_loss
 
-__all__ = ["InpaintingObjective", "Objective", "SegmentationObjective", "per_sample_generator_seed"]
+__all__ = [
+    "VALIDATION_KEY_OFFSET",
+    "InpaintingObjective",
+    "Objective",
+    "SegmentationObjective",
+    "per_sample_generator_seed",
+]
+
+VALIDATION_KEY_OFFSET = 1 << 62
+"""Added to a validation item's index to key its corruption: far above any training key, so
+validation corruption never repeats a training one (and evaluation reuses the validation masks)."""
 
 
 class Objective(Protocol):

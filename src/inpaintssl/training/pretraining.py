@@ -26,8 +26,8 @@ from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.diagnostics import reconstruction_grid, write_reconstruction_panel
 from inpaintssl.training.evaluation import evaluate_inpainting
-from inpaintssl.training.loop import VALIDATION_KEY_OFFSET, Phase
-from inpaintssl.training.objectives import InpaintingObjective
+from inpaintssl.training.loop import Phase
+from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET, InpaintingObjective
 from inpaintssl.training.results import PretrainResult
 from inpaintssl.training.run_folder import TensorBoardLog
 from inpaintssl.training.stages import build_stage_data, build_trainer, check_at_the_door, record_stage

@@ -236,7 +236,8 @@ def transfer(
                 report.shape_changes[key] = change
             else:
                 hint = (
-                    "; the input channels differ: pass in_channels='repeat' or 'average' to adapt them"
+                    "; the input channels differ: pass in_channels='repeat' or 'average' to adapt them "
+                    "(transfer.in_channels in a fine-tuning config)"
                     if key == first_kernel and _is_channel_only_change(src, dest)
                     else ""
                 )
@@ -252,11 +253,18 @@ def transfer(
         if strategy.part_of(k)
     ]
     if errors:
+        only_channels = len(errors) == 1 and "the input channels differ" in errors[0]
         raise ValueError(
             f"cannot transfer weights={report.strategy!r} (parts: {', '.join(strategy.parts)}): "
             f"{len(errors)} problem(s): "
             + "; ".join(errors[:_MAX_LISTED])
             + (f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else "")
+            + (
+                ""
+                if only_channels
+                else ". The two networks differ: build the model with the pretraining run's backbone "
+                "and model.params (depth, base_width, ...), as its config.yaml records them"
+            )
         )
     with torch.no_grad():
         for key, src in updates.items():

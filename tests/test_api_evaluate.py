@@ -1,0 +1,63 @@
+"""issl.evaluate: classes matched by name, and the fixed corruption of pretraining checkpoints."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.data.views import ClassOrder
+
+DATA = {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "num_test": 4, "size": [16, 16]}}
+MODEL = {"backbone": "unet2d", "params": {"depth": 2, "base_width": 4}}
+
+
+def _run(kind: str, out: Path, **extra: Any) -> Path:
+    config: dict[str, Any] = {
+        "data": DATA,
+        "model": MODEL,
+        "optim": {"max_epochs": 2, "batch_size": 4},
+        "run": {"output_dir": str(out), "quiet": True, "device": "cpu", "seed": 0},
+        **extra,
+    }
+    with pytest.warns(UserWarning):  # two epochs: too short to judge convergence
+        (issl.pretrain if kind == "pretrain" else issl.finetune)(config)
+    return out
+
+
+def test_the_datas_classes_are_matched_to_the_models_by_name(tmp_path: Path) -> None:
+    run = _run("finetune", tmp_path / "ft")
+    test = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))
+    assert test.class_names == ("disc", "square")
+    straight = issl.evaluate(run, test, device="cpu").select(level="image")
+    # The same labels stored square first: scored by position, disc would be compared with squares.
+    swapped = issl.evaluate(run, ClassOrder(test, ("square", "disc")), device="cpu").select(level="image")
+    for name in ("dice_disc", "dice_square", "dice_mean"):
+        np.testing.assert_array_equal(swapped.column(name), straight.column(name))
+    assert straight.column("dice_disc").tolist() != straight.column("dice_square").tolist()
+
+    organs = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))
+    organs.class_names = ("liver", "kidney")  # other anatomy, two classes all the same
+    with pytest.raises(
+        ValueError,
+        match=r"the model segments \['disc', 'square'\] but the data's classes are \['liver', 'kidney'\]",
+    ):
+        issl.evaluate(run, organs, device="cpu")
+
+
+def test_a_pretraining_checkpoint_is_scored_under_its_validation_corruption(tmp_path: Path) -> None:
+    # Seed 0: evaluate's fixed corruption is the run's own validation corruption, so the L2 of
+    # each validation image is the run's val_inpainting.csv, whose mean is the best validation loss.
+    run = _run("pretrain", tmp_path / "pre", pretext={"patch_size": 4, "bank_size": 4})
+    with open(run / "val_inpainting.csv", newline="") as handle:
+        recorded = [float(row["l2_loss"]) for row in csv.DictReader(handle)]
+    table = issl.evaluate(run, DATA, split="val", device="cpu")
+    np.testing.assert_allclose(table.column("l2_loss"), recorded, rtol=1e-6)
+    with open(run / "metrics.csv", newline="") as handle:
+        best = min(float(row["val_loss"]) for row in csv.DictReader(handle))
+    assert float(np.mean(recorded)) == pytest.approx(best, rel=1e-5)
