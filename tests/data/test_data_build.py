@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -165,8 +166,12 @@ def test_fit_to_size_applies_to_image_like_extras_and_resize_scales_spacing(tmp_
         tmp_path / "a.dcm", stored, slope=1, intercept=-1024, z=0, instance=1, pixel_spacing=(0.5, 0.5)
     )
     Image.fromarray((np.arange(48).reshape(6, 8) % 5).astype(np.uint8)).save(tmp_path / "a.png")
-    case = {"image": "a.dcm", "label": "a.png"}
-    params = {"cases": {"train": case, "val": case, "test": case}, "root": str(tmp_path)}
+    for copy in ("b", "c"):  # one scan per split: a scan in two of them is refused as a leak
+        shutil.copy(tmp_path / "a.dcm", tmp_path / f"{copy}.dcm")
+        shutil.copy(tmp_path / "a.png", tmp_path / f"{copy}.png")
+    splits = {"train": "a", "val": "b", "test": "c"}
+    cases = {split: {"image": f"{n}.dcm", "label": f"{n}.png"} for split, n in splits.items()}
+    params = {"cases": cases, "root": str(tmp_path)}
     resized = DataConfig(dataset="ct", params=params, image_size=(12, 4), resize_mode="resize")
     item = build_datasets(resized, stage="finetune", seed=0).test[0]
     assert item["image"].shape == (3, 12, 4) and item["hu"].shape == (1, 12, 4)

@@ -212,23 +212,23 @@ def test_image_and_label_shapes_must_agree(tmp_path: Path) -> None:
 
 
 def test_only_volumes_the_run_uses_are_checked_and_good_data_passes(tmp_path: Path) -> None:
-    cases: dict[str, Any] = {"train": [], "val": [], "test": []}
-    for i in range(4):
+    entries = []
+    for i in range(6):
         _save_nifti(tmp_path / f"c{i}.nii.gz", _image(i))
         _save_nifti(tmp_path / f"c{i}_seg.nii.gz", _label(i))
-        cases["train"].append({"image": f"c{i}.nii.gz", "label": f"c{i}_seg.nii.gz"})
-    cases["val"] = cases["test"] = cases["train"][0]
+        entries.append({"image": f"c{i}.nii.gz", "label": f"c{i}_seg.nii.gz"})
+    cases: dict[str, Any] = {"train": entries[:4], "val": entries[4], "test": entries[5]}
     params = {"cases": cases, "root": tmp_path, "class_names": CLASSES}
     data = {"dataset": "nifti", "label_fraction": 0.5, "params": params}
     bundle = build_datasets(DataConfig.model_validate(data), stage="finetune", seed=0)
     chosen = set(bundle.train.volume_ids)
-    unused = sorted({f"c{i}" for i in range(4)} - chosen - {"c0"})
+    unused = sorted({f"c{i}" for i in range(4)} - chosen)
     _truncate(tmp_path / f"{unused[0]}.nii.gz")  # outside the label-limited subset: never read
 
     report = preflight({"train": bundle.train, "val": bundle.val, "test": bundle.test}, progress=False)
 
     assert len(chosen) == 2
-    assert report.cases == len(chosen) + 2  # the train subset, then c0 as val and as test
+    assert report.cases == len(chosen) + 2  # the train subset, then c4 (val) and c5 (test)
     assert report.items == 0
 
 
