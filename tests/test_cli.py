@@ -251,3 +251,21 @@ def test_a_shard_starting_with_a_minus_gets_the_library_message(
     spec.write_text("name: s\n", encoding="utf-8")
     assert main(["experiment", "run", str(spec), "--shard", shard]) == 2
     assert f"--shard '{shard}' is invalid; expected 'i/n' with 0 <= i < n" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["exp #3", "2024", "true", "2024-05-01", "@x", "'q'", "~/runs/a"])
+def test_output_is_a_path_not_yaml(name: str) -> None:
+    from inpaintssl.cli import _training_input
+    from inpaintssl.config import PretrainConfig, apply_overrides
+
+    # "exp #3" read as YAML lost its " #3" and trained into ./exp; "2024" was a number.
+    _, overrides = _training_input(parse_args(["pretrain", "--output", name]))
+    config = apply_overrides(PretrainConfig(), overrides)
+    assert config.run.output_dir == Path(name).expanduser()
+
+
+def test_evaluate_on_a_missing_path_says_it_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'} does not exist (expected a .safetensors file" in capsys.readouterr().err

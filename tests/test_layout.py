@@ -93,6 +93,16 @@ def test_of_checkpoint_finds_the_run_only_for_a_checkpoint_inside_one(tmp_path: 
     assert RunFolder.of_checkpoint(tmp_path / "elsewhere" / "best") is None
 
 
+def test_of_checkpoint_follows_a_link_to_a_checkpoint(tmp_path: Path) -> None:
+    # A "current model" link: predict and evaluate read the run's preprocessing through it.
+    run = RunFolder(tmp_path / "runs" / "ft")
+    run.best.mkdir(parents=True)
+    (tmp_path / "current").symlink_to(run.best, target_is_directory=True)
+    found = RunFolder.of_checkpoint(tmp_path / "current")
+    assert found is not None and found.root.resolve() == run.root.resolve()
+    assert RunFolder.of_checkpoint(tmp_path / "runs") is None
+
+
 def test_readers_and_writers_agree_on_the_layout(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "run")
     save_checkpoint(

@@ -58,9 +58,14 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the run folder's last checkpoint"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--output", type=Path, help="run folder (same as run.output_dir=...)")
+    parser.add_argument("--output", type=_user_path, help="run folder (same as run.output_dir=...)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as run.device=...)")
     parser.add_argument("--deterministic", action="store_true", help="bit-reproducible CPU runs")
+
+
+def _user_path(text: str) -> Path:
+    """A path argument, ``~`` expanded (a quoted ``"~/runs"`` reaches the command unexpanded)."""
+    return Path(text).expanduser()
 
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
@@ -73,7 +78,8 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     if args.quiet:
         extra.append("run.quiet=true")
     if args.output is not None:
-        extra.append(f"run.output_dir={args.output}")
+        # Quoted: overrides are YAML, where "exp #3" would lose its " #3" and "2024" be a number.
+        extra.append(f"run.output_dir={json.dumps(str(args.output))}")
     if args.device is not None:
         extra.append(f"run.device={args.device}")
     if args.deterministic:
@@ -154,6 +160,11 @@ def _evaluation_data(args: argparse.Namespace) -> dict[str, Any] | Path:
         return _data_section(recorded)
     if args.overrides:
         return {}
+    if not Path(args.checkpoint).exists():
+        raise ConfigError(
+            f"{args.checkpoint} does not exist (expected a .safetensors file, a checkpoint folder or a "
+            "run folder)"
+        )
     # Without a record the defaults would be the demo's brain data: never a silent choice.
     raise ConfigError(
         f"{args.checkpoint}: no {recorded.name} recorded beside it to say what data it was trained on; "
@@ -429,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_finetune)
 
     p = _command(sub, "evaluate")
-    p.add_argument("checkpoint", help="run folder, checkpoint folder or .safetensors file")
+    p.add_argument("checkpoint", type=_user_path, help="run folder, checkpoint folder or .safetensors file")
     p.add_argument(
         "overrides",
         nargs="*",
@@ -443,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(its data section is used); default: the run's own data section",
     )
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--output", type=Path, help="CSV path (default: <run>/eval_<split>.csv)")
+    p.add_argument("--output", type=_user_path, help="CSV path (default: <run>/eval_<split>.csv)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=9)
     p.set_defaults(func=_cmd_evaluate)
@@ -454,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
         "volume in mL. Nothing is written to --output unless every input succeeds."
     )
     p = _command(sub, "predict", description=predict_text)
-    p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="fine-tuning run folder or checkpoint folder")
+    p.add_argument(
+        "run",
+        metavar="RUN_OR_CHECKPOINT",
+        type=_user_path,
+        help="fine-tuning run folder or checkpoint folder",
+    )
     p.add_argument(
         "inputs",
         nargs="+",
@@ -462,7 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="NIfTI, NumPy or HDF5 files, folders of them, DICOM series folders, or glob patterns",
     )
     _trailing_list(p, "inputs")
-    p.add_argument("--output", type=Path, required=True, help="folder for the label maps and volumes.csv")
+    p.add_argument(
+        "--output", type=_user_path, required=True, help="folder for the label maps and volumes.csv"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
@@ -510,10 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = _command(sub, "export", description=export_text)
     p.add_argument(
-        "run", metavar="RUN_OR_CHECKPOINT", help="run folder, checkpoint folder or .safetensors file"
+        "run",
+        metavar="RUN_OR_CHECKPOINT",
+        type=_user_path,
+        help="run folder, checkpoint folder or .safetensors file",
     )
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
-    p.add_argument("--output", type=Path, required=True, help="the file to write")
+    p.add_argument("--output", type=_user_path, required=True, help="the file to write")
     p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run folder")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")
@@ -522,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "experiment")
     exp = p.add_subparsers(dest="experiment_command", required=True)
     run = _command(exp, "experiment run")
-    run.add_argument("spec", type=Path)
+    run.add_argument("spec", type=_user_path)
     run.add_argument(
         "--shard", default="0/1", action=_Once, help="i/n: this process runs the i-th of n shards"
     )
@@ -545,15 +566,15 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: a local one)")
     run.add_argument("--quiet", action="store_true")
     rep = _command(exp, "experiment report")
-    rep.add_argument("spec", type=Path)
-    rep.add_argument("--output", type=Path)
+    rep.add_argument("spec", type=_user_path)
+    rep.add_argument("--output", type=_user_path)
     st = _command(exp, "experiment status")
-    st.add_argument("spec", type=Path)
+    st.add_argument("spec", type=_user_path)
     p.set_defaults(func=_cmd_experiment)
 
     p = _command(sub, "demo")
     p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
-    p.add_argument("--output", type=Path, default=Path("demo-report"))
+    p.add_argument("--output", type=_user_path, default=Path("demo-report"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)

@@ -407,6 +407,11 @@ class TransferConfig(_Strict):
     second_lr: float | None = Field(default=None, gt=0.0)
     in_channels: Literal["error", "repeat", "average"] = "error"
 
+    @field_validator("pretrained")
+    @classmethod
+    def _home(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
 
 class RunConfig(_Strict):
     """Where and how a run executes.
@@ -465,6 +470,12 @@ class RunConfig(_Strict):
     resume: bool = False
     quiet: bool = False
     checkpoint_every: int = Field(default=1, gt=0)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        # "~" reaches a config from YAML and job scripts unexpanded; data paths expand it too.
+        return value.expanduser()
 
     @model_validator(mode="after")
     def _reproducible_or_autotuned(self) -> RunConfig:

@@ -107,10 +107,15 @@ class RunFolder:
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Path) -> RunFolder | None:
-        """The run folder a checkpoint folder (or a file inside one) belongs to, if it is in one."""
-        folder = checkpoint.parent if checkpoint.is_file() else checkpoint
-        if folder.parent.name == cls.CHECKPOINTS:
-            return cls(folder.parent.parent)
+        """The run folder a checkpoint folder (or a file inside one) belongs to, if it is in one.
+
+        A symbolic link (``current -> runs/ft/checkpoints/best``) names the checkpoint it points
+        to, so the run it came from is found through it.
+        """
+        for path in (checkpoint, checkpoint.resolve()):
+            folder = path.parent if path.is_file() else path
+            if folder.parent.name == cls.CHECKPOINTS:
+                return cls(folder.parent.parent)
         return None
 
     config = _Entry(CONFIG, "the resolved configuration")
