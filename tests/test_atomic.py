@@ -50,3 +50,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         raise RuntimeError("writer died")
     assert target.read_text() == "complete"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+
+
+def test_a_target_name_near_the_limit_is_written(tmp_path: Path) -> None:
+    # 250 characters is a legal name (255); a temporary of ".<name>.<random>.tmp" would not be.
+    target = tmp_path / ("a" * 246 + ".csv")
+    atomic_write_text(target, "x")
+    assert target.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_a_temporary_that_cannot_be_created_names_the_target(tmp_path: Path) -> None:
+    # A destination below a file: the error names what was to be written, not a hidden temporary.
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "out.csv"
+    with pytest.raises(OSError, match=rf"could not write {target}"):
+        atomic_write_text(target, "y")

@@ -86,6 +86,10 @@ def give_plain_permissions(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
+_TEMPORARY_NAME_PREFIX = 200
+"""Characters of the target's name a temporary's name starts with."""
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed over ``target``.
@@ -98,8 +102,14 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
         OSError: Creating, writing or renaming failed (e.g. ``ENOSPC``); the message names the target.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary's name adds ~14 characters: a target name near the file system's limit
+        # (255) keeps only its start there, so that its own legal length is not refused.
+        prefix = f".{target.name[:_TEMPORARY_NAME_PREFIX]}."
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"could not write {target}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:

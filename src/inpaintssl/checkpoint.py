@@ -145,8 +145,11 @@ def save_checkpoint(
         OSError: Writing failed (e.g. disk full); the previous checkpoint is left intact.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, f"could not write checkpoint {folder}: {exc.strerror or exc}") from exc
     try:
         files: dict[str, str] = {}
         save_file(contiguous_cpu(state_dict), str(tmp / "model.safetensors"))

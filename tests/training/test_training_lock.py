@@ -217,3 +217,30 @@ def test_pid_alive_never_signals_a_process_where_kill_does_not_probe(monkeypatch
     monkeypatch.setattr(lock_module.os, "kill", refuse)
     assert lock_module.pid_alive(4242) is True
     assert lock_module.pid_alive(0) is False
+
+
+def test_a_lock_that_cannot_be_removed_does_not_hide_the_runs_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run folder made read-only mid-run: writing metrics.csv fails, and so does removing the
+    # lock. The error the user sees must be the first one, which names the file not written.
+    folder = tmp_path / "run"
+    lock = acquire_run_lock(folder)
+    real_unlink = Path.unlink
+
+    def read_only(path: Path, missing_ok: bool = False) -> None:
+        if path.name == RunFolder.LOCK:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(PermissionError, match=r"metrics\.csv"), pytest.warns(
+        UserWarning, match=r"could not remove the run lock .*\.inpaintssl\.lock"
+    ), lock:
+        raise PermissionError(13, "Permission denied", str(folder / "metrics.csv"))
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    # Without an error in flight, a failed removal is the error.
+    other = acquire_run_lock(tmp_path / "other")
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(PermissionError, match=r"\.inpaintssl\.lock"), other:
+        pass

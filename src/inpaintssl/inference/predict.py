@@ -1038,8 +1038,11 @@ def predict(
     _check_resample(resample, model, prep)
     prepared = _prepare(_expand(inputs), model=model, prep=prep, key=key, spacing=spacing, resample=resample)
     amp_dtype = autocast_dtype(target, amp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".predict.tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", suffix=".predict.tmp", dir=out.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, f"could not write predictions to {out}: {exc.strerror or exc}") from exc
     try:
         done: list[CasePrediction] = []
         for item in progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True):

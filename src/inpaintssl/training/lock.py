@@ -232,7 +232,16 @@ class RunLock(contextlib.AbstractContextManager["RunLock"]):
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.release()
+        if value is None:
+            self.release()
+            return
+        # A run leaving with an error (a folder made read-only, a full disk) may be unable to
+        # remove its lock too: that must not replace the error that says what went wrong. The
+        # lock left behind is taken over as stale by the next run on this host.
+        try:
+            self.release()
+        except OSError as exc:
+            warnings.warn(f"could not remove the run lock {self.path}: {exc}", stacklevel=2)
 
 
 def acquire_run_lock(folder: Path) -> RunLock:
