@@ -382,3 +382,13 @@ def test_an_image_listed_in_two_evaluated_splits_is_refused(tmp_path: Path) -> N
     # val is disjoint from both; pretraining-only images may repeat the others.
     assert [c.volume_id for c in resolve_cases(cases, "val", root=tmp_path, dataset="numpy")] == ["c"]
     assert len(resolve_cases(cases, "unlabelled", root=tmp_path, dataset="numpy")) == 3
+
+
+def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tmp_path: Path) -> None:
+    np.save(tmp_path / "case[1].npy", np.zeros((4, 4, 2), np.float32))
+    np.save(tmp_path / "case1.npy", np.zeros((4, 4, 2), np.float32))
+    (found,) = resolve_cases({"train": "case[1].npy"}, "train", root=tmp_path, dataset="numpy")
+    assert found.image.name == "case[1].npy" and found.volume_id == "case[1]"
+    # Not an existing file: a pattern, whose [1] is a character class.
+    (matched,) = resolve_cases({"train": "cas[e]1.npy"}, "train", root=tmp_path, dataset="numpy")
+    assert matched.image.name == "case1.npy"

@@ -1151,3 +1151,17 @@ def test_resampling_low_passes_only_past_a_twofold_shrink(
     from inpaintssl.inference.predict import _shrinks_past_bilinear
 
     assert _shrinks_past_bilinear(grid, target) is smooth
+
+
+def test_inputs_a_folder_of_arrays_and_names_with_glob_characters(tmp_path: Path) -> None:
+    from inpaintssl.inference.predict import _expand
+
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    for name in ("b.npy", "a.npz", "c.h5", "notes.txt"):
+        (arrays / name).write_bytes(b"")
+    assert [p.name for p in _expand(arrays)] == ["a.npz", "b.npy", "c.h5"]  # not a DICOM series
+    (tmp_path / "scan[1].nii.gz").write_bytes(b"")
+    assert [p.name for p in _expand(tmp_path / "scan[1].nii.gz")] == ["scan[1].nii.gz"]
+    with pytest.raises(PredictionError, match=r"input pattern .*scan\[2\]\.nii\.gz' matched no files"):
+        _expand(str(tmp_path / "scan[2].nii.gz"))

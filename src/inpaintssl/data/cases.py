@@ -70,7 +70,8 @@ def available_splits(cases: Any) -> list[str]:
 def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
     raw = Path(str(pattern)).expanduser()
     full = raw if raw.is_absolute() or root is None else root / raw
-    if _GLOB_CHARS & set(str(pattern)):
+    # An existing file is that file, even when its name has glob characters (scan[1].nii.gz).
+    if _GLOB_CHARS & set(str(pattern)) and not full.exists():
         matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
         if not matches:
             raise DataError(f"{what} pattern {str(full)!r} matches no files")

@@ -338,13 +338,22 @@ def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
 
 
 def _folder_inputs(folder: Path) -> list[Path]:
-    """Every NIfTI in ``folder``; a folder without any is a DICOM series."""
-    niftis = sorted(p for p in folder.iterdir() if p.is_file() and _has_suffix(p, _NIFTI))
-    if niftis:
-        return niftis
+    """Every NIfTI, NumPy or HDF5 file in ``folder``; a folder without any is a DICOM series."""
+    volumes = sorted(
+        p for p in folder.iterdir() if p.is_file() and _has_suffix(p, (*_NIFTI, *_NUMPY, *_HDF5))
+    )
+    if volumes:
+        return volumes
     if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
-        raise PredictionError(f"input folder {folder} is empty; expected NIfTI files or a DICOM series")
+        raise PredictionError(
+            f"input folder {folder} is empty; expected NIfTI, NumPy or HDF5 files or a DICOM series"
+        )
     return [folder]
+
+
+def _is_pattern(text: str) -> bool:
+    """Whether ``text`` is a glob: it has ``*?[`` and names no existing file (``scan[1].nii.gz`` does)."""
+    return bool(_GLOB_CHARS & set(text)) and not Path(text).expanduser().exists()
 
 
 def _expand(inputs: InputPaths) -> list[Path]:
@@ -354,7 +363,7 @@ def _expand(inputs: InputPaths) -> list[Path]:
     found: list[Path] = []
     for item in items:
         text = os.fspath(item)
-        if _GLOB_CHARS & set(text):
+        if _is_pattern(text):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
             if not matches:
                 raise PredictionError(f"input pattern {text!r} matched no files")
