@@ -150,7 +150,8 @@ that every resumed run ends with the same weights, bit for bit, as a run never i
 A resume may change only the ``run`` settings other than ``run.seed`` (data order and
 corruption follow the seed), ``optim.max_epochs`` and ``data.num_workers`` (other changes are
 refused, naming them). A new ``optim.max_epochs`` carries an interrupted ``step_decay`` run on to
-the new budget, recorded in its ``config.yaml``; a ``warmup_cosine`` run refuses it, since its
+the new budget, recorded in its ``config.yaml`` (a budget the run has already trained past is
+refused); a ``warmup_cosine`` run refuses it, since its
 schedule is laid over the whole budget and would jump mid-run. A run that has finished, by its
 budget or by early stopping, is not extended (it holds its best weights and its schedule has run
 out), which is an error that says to start a new run. A run killed after writing

@@ -283,6 +283,27 @@ def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_resume_with_a_budget_the_run_has_passed_is_refused(tmp_path: Path) -> None:
+    class KilledError(Exception):
+        pass
+
+    def kill_at_epoch_4(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        if epoch == 3:
+            raise KilledError
+
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        killed = _trainer(tmp_path, optim)
+        killed.epoch_hooks = [kill_at_epoch_4]
+        with pytest.raises(KilledError):
+            killed.fit()
+    # Three epochs are checkpointed (the fourth was logged, then killed): a budget of 2 is behind it.
+    shorter = optim.model_copy(update={"max_epochs": 2})
+    with pytest.raises(ConfigError, match=r"max_epochs=2: its phase 'finetune' has already trained 3 epochs"):
+        _trainer(tmp_path, shorter, resume=True).fit()
+
+
 def test_an_early_stopped_run_is_not_extended_either(tmp_path: Path) -> None:
     # min_delta 10 on a Dice loss (<= 1): no epoch improves enough, so patience 1 stops at epoch 2.
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)

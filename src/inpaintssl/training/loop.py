@@ -602,12 +602,16 @@ class Trainer:
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
             self._load_weights("best")
-        elif (
-            state.max_epochs not in (None, self.optim.max_epochs)
-            and self.dist.is_main
-            and self.run_folder.config.is_file()
-        ):
-            record_budget(self.run_dir, self.optim.max_epochs)
+        elif state.max_epochs not in (None, self.optim.max_epochs):
+            if self.optim.max_epochs <= state.epoch:
+                raise ConfigError(
+                    f"cannot resume {self.run_dir} with optim.max_epochs={self.optim.max_epochs}: its "
+                    f"phase {self.phases[state.phase].name!r} has already trained {state.epoch} epochs "
+                    f"(of optim.max_epochs={state.max_epochs}), so that budget is behind it. Resume with a "
+                    f"budget above {state.epoch}, or start a new run.output_dir"
+                )
+            if self.dist.is_main and self.run_folder.config.is_file():
+                record_budget(self.run_dir, self.optim.max_epochs)
         try:
             while state.phase < len(self.phases):
                 self._run_phase(state, restore)
