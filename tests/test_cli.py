@@ -269,3 +269,16 @@ def test_evaluate_on_a_missing_path_says_it_does_not_exist(
 ) -> None:
     assert main(["evaluate", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'} does not exist (expected a .safetensors file" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_one_line_that_says_how_to_resume(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_pretrain", interrupted)
+    assert main(["pretrain"]) == 130
+    assert capsys.readouterr().err == (
+        "inpaintssl pretrain: interrupted; the same command with --resume continues from the last checkpoint\n"
+    )

@@ -21,11 +21,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -592,6 +595,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RESUME_HINT = MappingProxyType(
+    {
+        "pretrain": "; the same command with --resume continues from the last checkpoint",
+        "finetune": "; the same command with --resume continues from the last checkpoint",
+        "experiment": "; the same command continues the study (finished runs are kept)",
+    }
+)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (``scancel``, a scheduler's preemption, ``kill``) into ``SystemExit(143)``.
+
+    Python's default for SIGTERM ends the process at once: the run folder's lock stays behind,
+    and a requeued job on another node is refused the folder. As an exception, the ``with``
+    blocks on the way out release the lock and remove temporaries, as for Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _joined_shard(argv: Sequence[str]) -> list[str]:
     """``--shard -1/2`` as ``--shard=-1/2``, so that the library's own check names the bad value.
 
@@ -641,8 +675,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        with command_warnings(args.command):
+        with command_warnings(args.command), _terminate_as_exit():
             return int(args.func(args))
+    except KeyboardInterrupt:
+        # The run's lock and temporaries are cleaned up on the way out; its last checkpoint stays.
+        print(f"inpaintssl {args.command}: interrupted{_RESUME_HINT.get(args.command, '')}", file=sys.stderr)
+        return 130
     except (
         ConfigError,
         DataError,

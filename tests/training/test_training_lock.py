@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -244,3 +245,29 @@ def test_a_lock_that_cannot_be_removed_does_not_hide_the_runs_own_error(
     monkeypatch.setattr(Path, "unlink", read_only)
     with pytest.raises(PermissionError, match=r"\.inpaintssl\.lock"), other:
         pass
+
+
+@pytest.mark.slow
+def test_sigterm_releases_the_lock_so_a_requeue_on_another_node_may_resume(tmp_path: Path) -> None:
+    # scancel and preemption send SIGTERM: by Python's default the process ends where it is, and
+    # its lock stays behind, which another node cannot tell from a live run. The command exits
+    # 143 through its cleanups instead, leaving the folder free for --resume anywhere.
+    run = tmp_path / "run"
+    config = tmp_path / "pretrain.json"
+    settings = tiny_pretrain_config(run, optim={"max_epochs": 400, "steps_per_epoch": 1})
+    config.write_text(json.dumps(settings), encoding="utf-8")
+    command = [sys.executable, "-m", "inpaintssl", "pretrain", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(run / "checkpoints" / "last" / "COMPLETE.json", process, seconds=120)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    assert not (run / RunFolder.LOCK).exists()
+    assert not list(run.rglob("*.tmp")), "temporaries left behind"
+    assert read_lock(run) is None
