@@ -197,3 +197,13 @@ def test_infinite_or_nan_numbers_are_refused_at_validation(field: str, value: st
 def test_an_override_with_an_empty_name_is_refused(item: str) -> None:
     with pytest.raises(ConfigError, match="an empty name in the field path"):
         load_config({}, PretrainConfig, overrides=[item])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("batch_size", 2**63), ("max_epochs", 1e30), ("max_epochs", 100_001), ("steps_per_epoch", 10**12)],
+)
+def test_absurd_budgets_are_refused_naming_the_field(field: str, value: float) -> None:
+    # A batch of 2**63 failed deep in the loader; 1e30 epochs warmed up for ever at lr ~ 1e-31.
+    with pytest.raises(ConfigError, match=rf"optim\.{field}: Input should be less than or equal to"):
+        load_config({"optim": {field: value}}, PretrainConfig)

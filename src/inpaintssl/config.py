@@ -71,6 +71,9 @@ __all__ = [
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+_MAX_BATCH = 100_000
+"""The largest batch size a config accepts."""
+
 
 class ConfigError(ValueError):
     """A configuration could not be read or failed validation; the message names each field path."""
@@ -317,9 +320,10 @@ class OptimConfig(_Strict):
     lr_decay: float = Field(default=0.9, gt=0.0, le=1.0)
     lr_decay_every: int = Field(default=2, gt=0)
     min_lr: float = Field(default=1e-8, ge=0.0)
-    batch_size: int = Field(default=9, gt=0)
-    max_epochs: int = Field(default=100, gt=0)
-    steps_per_epoch: int | None = Field(default=None, gt=0)
+    # Upper bounds far above any real run, so that a slip (1e30 epochs) fails here, naming the field.
+    batch_size: int = Field(default=9, gt=0, le=_MAX_BATCH)
+    max_epochs: int = Field(default=100, gt=0, le=100_000)
+    steps_per_epoch: int | None = Field(default=None, gt=0, le=10_000_000)
     grad_clip: float | None = Field(default=None, gt=0.0)
 
     @field_validator("betas")
@@ -608,7 +612,7 @@ class EvaluateConfig(_Strict):
     split: Literal["train", "val", "test"] = "test"
     output: Path | None = None
     device: Device = "auto"
-    batch_size: int = Field(default=9, gt=0)
+    batch_size: int = Field(default=9, gt=0, le=_MAX_BATCH)
 
 
 def format_validation_error(
