@@ -280,5 +280,6 @@ def test_ctrl_c_prints_one_line_that_says_how_to_resume(
     monkeypatch.setattr(cli, "_cmd_pretrain", interrupted)
     assert main(["pretrain"]) == 130
     assert capsys.readouterr().err == (
-        "inpaintssl pretrain: interrupted; the same command with --resume continues from the last checkpoint\n"
+        "inpaintssl pretrain: interrupted; the same command with --resume continues from the last "
+        "checkpoint\n"
     )
