@@ -206,5 +206,6 @@ def test_an_override_with_an_empty_name_is_refused(item: str) -> None:
 def test_absurd_budgets_are_refused_naming_the_field(field: str, value: float) -> None:
     # A batch of 2**63 failed deep in the loader; 1e30 epochs warmed up for ever at lr ~ 1e-31.
     # 1e30 is refused before the bound: pydantic will not make an int that large.
-    with pytest.raises(ConfigError, match=rf"optim\.{field}: .*(less than or equal to|exceeded maximum size)"):
+    refused = rf"optim\.{field}: .*(less than or equal to|exceeded maximum size)"
+    with pytest.raises(ConfigError, match=refused):
         load_config({"optim": {field: value}}, PretrainConfig)
