@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import warnings
@@ -1165,3 +1166,55 @@ def test_inputs_a_folder_of_arrays_and_names_with_glob_characters(tmp_path: Path
     assert [p.name for p in _expand(tmp_path / "scan[1].nii.gz")] == ["scan[1].nii.gz"]
     with pytest.raises(PredictionError, match=r"input pattern .*scan\[2\]\.nii\.gz' matched no files"):
         _expand(str(tmp_path / "scan[2].nii.gz"))
+
+
+def test_committing_into_an_existing_folder_is_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    predict_module = importlib.import_module("inpaintssl.inference.predict")  # the package exports a function
+
+    def staged() -> Path:
+        staging = tmp_path / f".out.{len(list(tmp_path.iterdir()))}.predict.tmp"
+        staging.mkdir()
+        for name in ("s1_seg.nii.gz", "s2_seg.nii.gz", "volumes.csv"):
+            (staging / name).write_text(f"new {name}")
+        return staging
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("s1_seg.nii.gz", "s2_seg.nii.gz", "volumes.csv", "s0_seg.nii.gz"):
+        (out / name).write_text(f"old {name}")
+    before = {p.name: p.read_text() for p in out.iterdir()}
+
+    # The second file cannot be moved in: the first is taken out again, the old ones put back.
+    real_replace = os.replace
+
+    def failing(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == out / "s2_seg.nii.gz" and ".predict.tmp" in str(src):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(predict_module.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        predict_module._commit(staged(), out)
+    monkeypatch.setattr(predict_module.os, "replace", real_replace)
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob(".out.*.old.tmp"))
+
+    # A folder where a file goes is refused before anything moves.
+    (out / "s2_seg.nii.gz").unlink()
+    (out / "s2_seg.nii.gz").mkdir()
+    with pytest.raises(
+        PredictionError, match=r"holds a folder 's2_seg\.nii\.gz' where a prediction file goes"
+    ):
+        predict_module._commit(staged(), out)
+    assert (out / "s1_seg.nii.gz").read_text() == "old s1_seg.nii.gz"
+
+    # Success: the new files replace the old, other files stay, nothing temporary is left.
+    (out / "s2_seg.nii.gz").rmdir()
+    predict_module._commit(staged(), out)
+    assert (out / "s1_seg.nii.gz").read_text() == "new s1_seg.nii.gz"
+    assert (out / "s0_seg.nii.gz").read_text() == "old s0_seg.nii.gz"
+    assert not list(tmp_path.glob(".out.*.old.tmp"))

@@ -918,17 +918,43 @@ def _volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
 
 
 def _commit(staging: Path, output: Path) -> None:
-    """Move the finished files into ``output``: one rename when it is new, else file by file."""
+    """Move the finished files into ``output``: one rename when it is new, else all or nothing.
+
+    Into an existing folder, the files they replace are first set aside; if any move fails, the
+    new files are taken out again and the old ones put back, so ``output`` is as it was.
+    """
     give_plain_permissions(staging)
     if not output.exists():
         os.replace(staging, output)
         fsync_dir(output.parent)
         return
-    names = sorted(p.name for p in staging.iterdir())
     # volumes.csv last: its presence says the case files it lists are all in place.
-    for name in sorted(names, key=lambda n: n == "volumes.csv"):
-        os.replace(staging / name, output / name)
+    names = sorted((p.name for p in staging.iterdir()), key=lambda n: (n == "volumes.csv", n))
+    folders = [name for name in names if (output / name).is_dir() and not (output / name).is_symlink()]
+    if folders:
+        raise PredictionError(
+            f"output {output} holds a folder {folders[0]!r} where a prediction file goes; expected a file "
+            "or nothing there (nothing was written)"
+        )
+    aside = Path(tempfile.mkdtemp(prefix=f".{output.name[:200]}.", suffix=".old.tmp", dir=output.parent))
+    replaced: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in names:
+            if (output / name).exists() or (output / name).is_symlink():
+                os.replace(output / name, aside / name)
+                replaced.append(name)
+            os.replace(staging / name, output / name)
+            placed.append(name)
+    except BaseException:
+        for name in placed:
+            (output / name).unlink(missing_ok=True)
+        for name in replaced:
+            os.replace(aside / name, output / name)
+        aside.rmdir()
+        raise
     fsync_dir(output)
+    shutil.rmtree(aside)
     staging.rmdir()
 
 
