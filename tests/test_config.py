@@ -209,3 +209,13 @@ def test_absurd_budgets_are_refused_naming_the_field(field: str, value: float) -
     refused = rf"optim\.{field}: .*(less than or equal to|exceeded maximum size)"
     with pytest.raises(ConfigError, match=refused):
         load_config({"optim": {field: value}}, PretrainConfig)
+
+
+def test_a_yaml_syntax_error_names_its_line_and_a_json_bom_is_read(tmp_path: Path) -> None:
+    tabs = tmp_path / "tabs.yaml"
+    tabs.write_text("optim:\n  lr: 0.1\n\tbatch_size: 4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cannot start any token \(line 3, column 1\)"):
+        load_config(tabs, PretrainConfig)
+    bom = tmp_path / "windows.json"
+    bom.write_text('\ufeff{"optim": {"batch_size": 4}}', encoding="utf-8")
+    assert load_config(bom, PretrainConfig).optim.batch_size == 4

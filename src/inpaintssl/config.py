@@ -790,11 +790,16 @@ def read_config_text(text: str, *, source: str, json_format: bool = False) -> An
     """
     try:
         if json_format:
-            return json.loads(text, object_pairs_hook=_unique_pairs)
+            # Windows editors start UTF-8 files with a byte-order mark; YAML skips it, so JSON does too.
+            return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_pairs)
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
     except (json.JSONDecodeError, ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if json_format else "YAML"
-        detail = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else str(exc)
+        detail = str(exc)
+        if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+            mark = exc.problem_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            detail = exc.problem if "line" in exc.problem else f"{exc.problem}{where}"
         raise ConfigError(f"{source} is not valid {kind}: {detail}") from exc
 
 
