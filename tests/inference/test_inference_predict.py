@@ -363,7 +363,7 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
         assert np.array_equal(seg, reference)
         assert np.array_equal(affine, np.diag([3.0, 3.5, 4.25, 1.0]))
     rows = _read_csv(out / "volumes.csv")
-    assert [r["case"] for r in rows] == ["c_nii", "c_npy", "c_h5"]
+    assert [r["case"] for r in rows] == ["c_h5", "c_nii", "c_npy"]
     assert len({r["gm_ml"] for r in rows}) == 1
 
 
