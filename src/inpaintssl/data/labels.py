@@ -20,9 +20,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from inpaintssl.data.base import DataError
+from inpaintssl.data.base import DataError, SliceDataset
 
-__all__ = ["check_class_names", "check_label_values", "class_values", "merge_onehot", "onehot_from_values"]
+__all__ = [
+    "ABSENT_CLASS_CHECK_LIMIT",
+    "absent_classes",
+    "check_class_names",
+    "check_label_values",
+    "class_values",
+    "merge_onehot",
+    "onehot_from_values",
+]
 
 
 def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, ...]:
@@ -181,3 +189,30 @@ def merge_onehot(seg: np.ndarray, groups: Sequence[Sequence[int]], *, where: str
     for k, group in enumerate(groups):
         out[k] = seg[..., list(group)].max(axis=-1)
     return out
+
+
+ABSENT_CLASS_CHECK_LIMIT = 2000
+"""Training slices up to which a fine-tuning run counts each class's labelled pixels at its start."""
+
+
+def absent_classes(dataset: SliceDataset) -> list[str]:
+    """The classes no item of ``dataset`` labels a single pixel of (reads every item's label).
+
+    At small label fractions, drawn by volume, a class can vanish from the training subset; a
+    ``label_values`` or ``class_names`` slip can leave it empty everywhere. Either way its output
+    channel learns from nothing and its Dice measures chance.
+
+    Example:
+        >>> from inpaintssl.data.synthetic import SyntheticShapes
+        >>> absent_classes(SyntheticShapes(num_images=4, size=(16, 16)))
+        []
+    """
+    names = tuple(dataset.class_names)
+    if not names:
+        return []
+    counts = np.zeros(len(names), dtype=np.int64)
+    for index in range(len(dataset)):
+        label = dataset[index].get("label")
+        if label is not None:
+            counts += np.asarray(label.reshape(len(names), -1).sum(-1) > 0, dtype=np.int64)
+    return [name for name, count in zip(names, counts) if count == 0]

@@ -15,6 +15,7 @@ from torch import nn
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig, PretrainConfig, recipe_filled
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
+from inpaintssl.data.labels import ABSENT_CLASS_CHECK_LIMIT, absent_classes
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.preflight import PreflightReport, preflight
 from inpaintssl.data.spacing import training_spacing
@@ -66,6 +67,18 @@ def check_at_the_door(
         what=f"data.dataset={config.data.dataset!r}",
         passed=read_data_check(ctx.run_dir, data_config=config.data) if config.run.resume else None,
     )
+    if bundle.class_names and len(bundle.train) <= ABSENT_CLASS_CHECK_LIMIT and ctx.dist.is_main:
+        missing = absent_classes(bundle.train)
+        if missing:
+            warnings.warn(
+                f"data.dataset={config.data.dataset!r}: class(es) {missing} have no labelled pixel in the "
+                f"{len(bundle.train)} training slice(s) (data.label_fraction={config.data.label_fraction}, "
+                f"data.subset_seed={config.data.subset_seed}): their output channels learn from nothing "
+                "and their Dice measures chance. Raise data.label_fraction, or check data.params "
+                "class_names and label_values",
+                UserWarning,
+                stacklevel=2,
+            )
     return report
 
 
