@@ -239,30 +239,25 @@ def _zigzag_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[ND
 
     Rows ``a`` apart, ``b`` apart within a row, every other row shifted by ``b // 2``: the densest
     packings of a strip (a zig-zag) and, for ``b`` near ``K*sqrt(2)``, near-hexagonal ones. Each set
-    starts at the domain's corner and keeps its exact integer spacings, so every pair of its
-    points is at least ``K*sqrt(2)`` apart (checked, not assumed, since the spacings are rounded).
+    starts at the domain's corner and keeps exact integer spacings. Its closest pairs are a row's
+    neighbours (``b`` apart), the next row's nearest points (``(a, b // 2)`` away, as
+    ``b // 2 <= b - b // 2``) and the row after next (``2a``); all three are at least
+    ``K*sqrt(2)``, so every pair is, without comparing all pairs.
     """
     min_sq = 2 * patch_size * patch_size
-    spacing = math.ceil(patch_size * math.sqrt(2.0))
+    spacing = math.ceil(patch_size * math.sqrt(2.0))  # spacing**2 >= min_sq
     found = []
     for across in range(spacing, 2 * spacing + 1):
         half = across // 2
-        # Neighbours one row apart are (rows, half) away; two rows apart, (2 * rows, 0).
         rows = max(math.ceil(math.sqrt(max(min_sq - half * half, 0))), math.ceil(spacing / 2), 1)
-        while rows * rows + half * half < min_sq or 4 * rows * rows < min_sq:
+        while rows * rows + half * half < min_sq or 4 * rows * rows < min_sq:  # integer rounding
             rows += 1
         points = [
             (r, c)
             for i, r in enumerate(range(0, span_rows + 1, rows))
             for c in range(half * (i % 2), span_cols + 1, across)
         ]
-        corners = np.asarray(points, dtype=np.int64).reshape(-1, 2)
-        if len(corners) > 1:
-            gaps = ((corners[:, None, :] - corners[None, :, :]) ** 2).sum(-1)
-            np.fill_diagonal(gaps, min_sq)
-            if gaps.min() < min_sq:
-                continue
-        found.append(corners)
+        found.append(np.asarray(points, dtype=np.int64).reshape(-1, 2))
     return found
 
 
