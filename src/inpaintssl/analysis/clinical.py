@@ -259,13 +259,14 @@ def paired_image_errors(
     every_cell = {(image, cell) for arm in per_arm.values() for image, cells in arm.items() for cell in cells}
     images = sorted({image for image, _ in every_cell}, key=lambda k: tuple(str(v) for v in k))
     sup, ssl = [], []
+    used = 0
     for image in images:
         a, b = comparable("supervised", image), comparable("ssl", image)
         shared = sorted(set(a) & set(b), key=lambda k: tuple(str(v) for v in k))
+        used += len(shared)
         if shared:
             sup.append(float(np.mean([a[c] for c in shared])))
             ssl.append(float(np.mean([b[c] for c in shared])))
-    used = sum(len(set(comparable("supervised", i)) & set(comparable("ssl", i))) for i in images)
     return ImageErrors(
         supervised=np.asarray(sup, dtype=np.float64),
         ssl=np.asarray(ssl, dtype=np.float64),
