@@ -27,6 +27,8 @@ __all__ = [
     "atomic_write_with",
     "fsync_dir",
     "give_plain_permissions",
+    "temporary_prefix",
+    "write_error",
 ]
 
 
@@ -90,6 +92,31 @@ _TEMPORARY_NAME_PREFIX = 200
 """Characters of the target's name a temporary's name starts with."""
 
 
+def temporary_prefix(target: Path) -> str:
+    """``.<name>.``, the start of a temporary's name beside ``target``: hidden, and traceable to it.
+
+    The temporary's name adds ~14 characters: a target name near the file system's limit (255)
+    keeps only its first 200 there, so that its own legal length is not refused.
+
+    Example:
+        >>> temporary_prefix(Path("runs/a/metrics.csv"))
+        '.metrics.csv.'
+    """
+    return f".{target.name[:_TEMPORARY_NAME_PREFIX]}."
+
+
+def write_error(what: str, exc: OSError) -> OSError:
+    """``exc`` restated as ``could not write <what>: <reason>`` (its errno kept), to raise from it.
+
+    A failed write names what was being written, not a hidden temporary beside it.
+
+    Example:
+        >>> str(write_error("runs/a/metrics.csv", OSError(28, "No space left on device")))
+        '[Errno 28] could not write runs/a/metrics.csv: No space left on device'
+    """
+    return OSError(exc.errno, f"could not write {what}: {exc.strerror or exc}")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed over ``target``.
@@ -104,12 +131,9 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # The temporary's name adds ~14 characters: a target name near the file system's limit
-        # (255) keeps only its start there, so that its own legal length is not refused.
-        prefix = f".{target.name[:_TEMPORARY_NAME_PREFIX]}."
-        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise OSError(exc.errno, f"could not write {target}: {exc.strerror or exc}") from exc
+        raise write_error(str(target), exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -123,7 +147,7 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
             fsync_dir(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"could not write {target}: {exc.strerror or exc}") from exc
+        raise write_error(str(target), exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

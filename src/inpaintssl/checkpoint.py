@@ -41,7 +41,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from inpaintssl._version import __version__
-from inpaintssl.atomic import atomic_write_text, atomic_write_with, fsync_dir, give_plain_permissions
+from inpaintssl.atomic import (
+    atomic_write_text,
+    atomic_write_with,
+    fsync_dir,
+    give_plain_permissions,
+    temporary_prefix,
+    write_error,
+)
 from inpaintssl.layout import RunFolder
 
 __all__ = [
@@ -147,9 +154,9 @@ def save_checkpoint(
     folder = Path(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(folder), suffix=".tmp", dir=folder.parent))
     except OSError as exc:
-        raise OSError(exc.errno, f"could not write checkpoint {folder}: {exc.strerror or exc}") from exc
+        raise write_error(f"checkpoint {folder}", exc) from exc
     try:
         files: dict[str, str] = {}
         save_file(contiguous_cpu(state_dict), str(tmp / "model.safetensors"))
@@ -175,7 +182,7 @@ def save_checkpoint(
             shutil.rmtree(old)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OSError(exc.errno, f"could not write checkpoint {folder}: {exc.strerror or exc}") from exc
+        raise write_error(f"checkpoint {folder}", exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

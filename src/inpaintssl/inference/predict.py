@@ -91,7 +91,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from inpaintssl.atomic import atomic_path, atomic_write_text, fsync_dir, give_plain_permissions
+from inpaintssl.atomic import (
+    atomic_path,
+    atomic_write_text,
+    fsync_dir,
+    give_plain_permissions,
+    temporary_prefix,
+    write_error,
+)
 from inpaintssl.config import DataConfig
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import CTDataset
@@ -936,7 +943,7 @@ def _commit(staging: Path, output: Path) -> None:
             f"output {output} holds a folder {folders[0]!r} where a prediction file goes; expected a file "
             "or nothing there (nothing was written)"
         )
-    aside = Path(tempfile.mkdtemp(prefix=f".{output.name[:200]}.", suffix=".old.tmp", dir=output.parent))
+    aside = Path(tempfile.mkdtemp(prefix=temporary_prefix(output), suffix=".old.tmp", dir=output.parent))
     replaced: list[str] = []
     placed: list[str] = []
     try:
@@ -1075,9 +1082,9 @@ def predict(
     amp_dtype = autocast_dtype(target, amp)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", suffix=".predict.tmp", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".predict.tmp", dir=out.parent))
     except OSError as exc:
-        raise OSError(exc.errno, f"could not write predictions to {out}: {exc.strerror or exc}") from exc
+        raise write_error(f"predictions to {out}", exc) from exc
     try:
         done: list[CasePrediction] = []
         for item in progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True):
