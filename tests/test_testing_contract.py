@@ -146,11 +146,18 @@ class LabelWhenUnlabelled(_Tiny):
         return item
 
 
+class HoldsALambda(_Tiny):
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        self.cache = lambda: index  # an open handle or a closure: nothing pickle can send a worker
+        return super().__getitem__(index)
+
+
 BROKEN_DATASETS = {
     "broken_overlapping_classes": (OverlappingClasses, "test_labelled_items", "belongs to two classes"),
     "broken_double_images": (DoubleImages, "test_labelled_items", "must be a float32"),
     "broken_volume_ids": (WrongVolumeIds, "test_labelled_items", "is not volume_ids"),
     "broken_label_when_unlabelled": (LabelWhenUnlabelled, "test_unlabelled_items", "has a label"),
+    "broken_unpicklable": (HoldsALambda, "test_survives_pickling_after_use", "does not pickle after use"),
 }
 
 

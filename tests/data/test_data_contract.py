@@ -8,11 +8,13 @@ Built-ins that need files get them from :func:`_params`.
 from __future__ import annotations
 
 import inspect
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from data_builders import make_skmtea, write_dicom_slice, write_nifti
 from PIL import Image
 
@@ -100,3 +102,14 @@ def test_every_built_in_dataset_is_checked() -> None:
 @pytest.mark.parametrize("check", DatasetContract.check_names())
 def test_registered_dataset_keeps_the_contract(name: str, check: str, tmp_path: Path) -> None:
     getattr(_contract(name), check)(tmp_path)
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_registered_dataset_round_trips_through_pickle_after_use(name: str, tmp_path: Path) -> None:
+    # The transport of spawned DataLoader workers itself (the contract copies the pickled state
+    # with deepcopy, since the library loads no pickles).
+    dataset = DATASETS.build(name, split="train", labelled=True, **_params(name, tmp_path))
+    before = dataset[len(dataset) - 1]
+    after = pickle.loads(pickle.dumps(dataset))[len(dataset) - 1]
+    torch.testing.assert_close(after["image"], before["image"])
+    torch.testing.assert_close(after["label"], before["label"])
