@@ -253,24 +253,31 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
     assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
 
 
-def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(tmp_path: Path) -> None:
-    class KilledError(Exception):
-        pass
+class KilledError(Exception):
+    """Stands for a SIGKILL between an epoch's record and its checkpoint."""
 
-    def kill_at_epoch_2(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
-        if epoch == 1:
+
+def _kill_after_logging(trainer: Trainer, *, epoch: int) -> None:
+    """Run ``trainer`` until epoch ``epoch`` (0-based) is logged, then stop it before its checkpoint."""
+    last = epoch
+
+    def kill(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        if epoch == last:
             raise KilledError
 
+    trainer.epoch_hooks = [kill]
+    with pytest.raises(KilledError):
+        trainer.fit()
+
+
+def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(tmp_path: Path) -> None:
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=3, steps_per_epoch=1)
     longer = optim.model_copy(update={"max_epochs": 5})
     run = tmp_path / "run"
     write_config(run, FinetuneConfig(optim=optim))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        killed = _trainer(run, optim)
-        killed.epoch_hooks = [kill_at_epoch_2]
-        with pytest.raises(KilledError):
-            killed.fit()
+        _kill_after_logging(_trainer(run, optim), epoch=1)
         resumed = _trainer(run, longer, resume=True).fit()
         straight = _trainer(tmp_path / "straight", longer).fit()
     assert resumed.epochs_run == 5 and [r["lr"] for r in resumed.history] == [
@@ -284,20 +291,10 @@ def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(
 
 
 def test_a_resume_with_a_budget_the_run_has_passed_is_refused(tmp_path: Path) -> None:
-    class KilledError(Exception):
-        pass
-
-    def kill_at_epoch_4(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
-        if epoch == 3:
-            raise KilledError
-
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        killed = _trainer(tmp_path, optim)
-        killed.epoch_hooks = [kill_at_epoch_4]
-        with pytest.raises(KilledError):
-            killed.fit()
+        _kill_after_logging(_trainer(tmp_path, optim), epoch=3)
     # Three epochs are checkpointed (the fourth was logged, then killed): a budget of 2 is behind it.
     shorter = optim.model_copy(update={"max_epochs": 2})
     with pytest.raises(ConfigError, match=r"max_epochs=2: its phase 'finetune' has already trained 3 epochs"):
