@@ -41,7 +41,7 @@ from typing import Any
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 
-__all__ = ["CaseSpec", "available_splits", "resolve_cases"]
+__all__ = ["CaseSpec", "available_splits", "is_glob", "resolve_cases"]
 
 _GLOB_CHARS = frozenset("*?[")
 _DOUBLE_SUFFIXES = (".nii.gz",)
@@ -67,11 +67,22 @@ def available_splits(cases: Any) -> list[str]:
     return sorted(_as_split_mapping(cases))
 
 
+def is_glob(text: str, path: Path) -> bool:
+    """Whether ``text`` (naming ``path``) is a glob pattern: it has ``*?[`` and ``path`` does not exist.
+
+    An existing file is that file, even when its name has glob characters (``scan[1].nii.gz``).
+
+    Example:
+        >>> is_glob("train/*.nii.gz", Path("train/*.nii.gz")), is_glob("a.npy", Path("a.npy"))
+        (True, False)
+    """
+    return bool(_GLOB_CHARS & set(text)) and not path.exists()
+
+
 def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
     raw = Path(str(pattern)).expanduser()
     full = raw if raw.is_absolute() or root is None else root / raw
-    # An existing file is that file, even when its name has glob characters (scan[1].nii.gz).
-    if _GLOB_CHARS & set(str(pattern)) and not full.exists():
+    if is_glob(str(pattern), full):
         matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
         if not matches:
             raise DataError(f"{what} pattern {str(full)!r} matches no files")

@@ -101,6 +101,7 @@ from inpaintssl.atomic import (
 )
 from inpaintssl.config import DataConfig
 from inpaintssl.data.base import DataError
+from inpaintssl.data.cases import is_glob
 from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import check_axis_codes
@@ -138,7 +139,6 @@ _NIFTI = (".nii", ".nii.gz")
 _NUMPY = (".npy", ".npz")
 _HDF5 = (".h5", ".hdf5")
 _DICOM = (".dcm",)
-_GLOB_CHARS = frozenset("*?[")
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 Resample = Literal["off", "outside"]
@@ -358,11 +358,6 @@ def _folder_inputs(folder: Path) -> list[Path]:
     return [folder]
 
 
-def _is_pattern(text: str) -> bool:
-    """Whether ``text`` is a glob: it has ``*?[`` and names no existing file (``scan[1].nii.gz`` does)."""
-    return bool(_GLOB_CHARS & set(text)) and not Path(text).expanduser().exists()
-
-
 def _expand(inputs: InputPaths) -> list[Path]:
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not items:
@@ -370,7 +365,7 @@ def _expand(inputs: InputPaths) -> list[Path]:
     found: list[Path] = []
     for item in items:
         text = os.fspath(item)
-        if _is_pattern(text):
+        if is_glob(text, Path(text).expanduser()):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
             if not matches:
                 raise PredictionError(f"input pattern {text!r} matched no files")
