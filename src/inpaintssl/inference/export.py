@@ -45,6 +45,7 @@ import copy
 import importlib
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -79,6 +80,9 @@ FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 DEFAULT_ATOL: Mapping[str, float] = MappingProxyType({"onnx": 1e-4, "torchscript": 1e-5, "safetensors": 1e-5})
 """Largest max-absolute difference from the PyTorch model each format's check accepts."""
+
+FILE_SUFFIXES: Mapping[str, str] = MappingProxyType({"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"})
+"""The usual file name ending of each format, used to suggest a file name in error messages."""
 
 TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
 """Name of the :class:`ModelInfo` JSON inside a TorchScript archive (``torch.jit.load(_extra_files=)``)."""
@@ -379,9 +383,13 @@ def export_model(
     check_option(format, FORMATS, field="format")
     if opset is not None and format != "onnx":
         raise ValueError(f"opset={opset} applies to format='onnx' only; found format={format!r}")
-    destination = Path(output)
-    if destination.is_dir():
-        raise ValueError(f"output={str(destination)!r} is a folder; expected a file path")
+    destination = Path(output).expanduser()
+    # Path() drops a trailing separator, so "exports/" would otherwise become a file named exports.
+    if destination.is_dir() or str(output).endswith(("/", os.sep)):
+        raise ValueError(
+            f"output={str(output)!r} is a folder; expected a file path such as "
+            f"{str(destination / ('model' + FILE_SUFFIXES[format]))!r}"
+        )
     if atol is not None and not atol >= 0:
         raise ValueError(f"atol={atol} is invalid; expected a non-negative float")
     if format == "onnx":

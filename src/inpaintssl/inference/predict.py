@@ -979,6 +979,12 @@ def _check_resample(resample: str, model: _Model, prep: _Preprocessing) -> None:
 
 
 def _check_output(output: Path) -> None:
+    if output.is_symlink() and not output.exists():
+        # Caught here because the final rename onto a dangling link would fail only after every case ran.
+        raise PredictionError(
+            f"output {output} is a symbolic link to {os.readlink(output)}, which does not exist; expected "
+            "a folder (new or existing): create the link's target or choose another output"
+        )
     if output.exists() and not output.is_dir():
         raise PredictionError(f"output {output} is a file; expected a folder (new or existing)")
 
@@ -1043,7 +1049,7 @@ def predict(
     Raises:
         PredictionError: No input matched; an input is unreadable, truncated or of an unsupported
             type; its channel count does not fit the model; the checkpoint is a pretraining
-            (inpainting) one; ``output`` is a file. The message names the file.
+            (inpainting) one; ``output`` is a file or a link to nothing. The message names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, NaN pixels, a missing HDF5
