@@ -193,7 +193,9 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is a folder"):
         export_model(model, format="safetensors", output=tmp_path)
     # A trailing separator names a folder even before it exists; Path() alone would drop it.
-    with pytest.raises(ValueError, match=r"'.*exports/' is a folder; expected a file path such as '.*model\.pt'"):
+    with pytest.raises(
+        ValueError, match=r"'.*exports/' is a folder; expected a file path such as '.*model\.pt'"
+    ):
         export_model(model, format="torchscript", output=f"{tmp_path}/exports/")
     assert not (tmp_path / "exports").exists()
     with pytest.raises(ValueError, match=r"example must have shape \(N, 1, H, W\)"):

@@ -877,13 +877,18 @@ def test_output_through_a_symbolic_link(softmax_run: Path, brains: Path, tmp_pat
     dangling = tmp_path / "pred"
     dangling.symlink_to(tmp_path / "scratch" / "pred")
     # Refused before the model is loaded, not by the final rename after every case ran.
-    with pytest.raises(PredictionError, match=r"pred is a symbolic link to .*scratch/pred, which does not exist"):
+    with pytest.raises(
+        PredictionError, match=r"pred is a symbolic link to .*scratch/pred, which does not exist"
+    ):
         predict(tmp_path / "no-such-run", brains / "c.nii.gz", output=dangling, progress=False)
     # A link to an existing folder is that folder.
     (tmp_path / "scratch" / "pred").mkdir(parents=True)
     predict(softmax_run, brains / "c.nii.gz", output=dangling, device="cpu", progress=False)
     assert dangling.is_symlink()
-    assert sorted(p.name for p in (tmp_path / "scratch" / "pred").iterdir()) == ["c_seg.nii.gz", "volumes.csv"]
+    assert sorted(p.name for p in (tmp_path / "scratch" / "pred").iterdir()) == [
+        "c_seg.nii.gz",
+        "volumes.csv",
+    ]
 
 
 def test_no_inputs_matched(softmax_run: Path, tmp_path: Path) -> None:

@@ -81,7 +81,9 @@ FORMATS: tuple[str, ...] = get_args(ExportFormat)
 DEFAULT_ATOL: Mapping[str, float] = MappingProxyType({"onnx": 1e-4, "torchscript": 1e-5, "safetensors": 1e-5})
 """Largest max-absolute difference from the PyTorch model each format's check accepts."""
 
-FILE_SUFFIXES: Mapping[str, str] = MappingProxyType({"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"})
+FILE_SUFFIXES: Mapping[str, str] = MappingProxyType(
+    {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+)
 """The usual file name ending of each format, used to suggest a file name in error messages."""
 
 TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
