@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ def test_pretrain_transfer_finetune_beats_chance(tmp_path: Path) -> None:
         assert (tmp_path / "pre" / name).is_file(), name
     manifest = json.loads((tmp_path / "pre" / "manifest.json").read_text())
     assert manifest["seed"] == 1 and len(manifest["data_files_sha256"]) == 64
+    # run.amp and run.channels_last are left "auto": on the CPU that is float32 and channels_last.
+    assert manifest["autocast_dtype"] is None and manifest["channels_last"] is True
+    assert manifest["working_directory"] == os.getcwd()
     # Pretraining must learn: validation L2 falls well below its first epoch.
     val_losses = [row["val_loss"] for row in pre.history]
     assert val_losses[-1] < 0.7 * val_losses[0], val_losses

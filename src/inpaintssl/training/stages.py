@@ -6,6 +6,7 @@ their model, objective and evaluation; these three steps are the same for both.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -97,7 +98,10 @@ def record_stage(
     (``in_plane_spacing_mm``, :mod:`inpaintssl.data.spacing`), against which prediction checks
     new scans, and how many slices came from volumes in each orientation (``orientations``,
     :mod:`inpaintssl.data.orientation`), which prediction reorients new scans to, and the values
-    ``optim.recipe`` gave the fields left ``null`` (``recipe_filled``). Slices from volumes in
+    ``optim.recipe`` gave the fields left ``null`` (``recipe_filled``), and what ``run.amp`` and
+    ``run.channels_last`` became on the device (``autocast_dtype``: ``null`` for float32, which
+    the CPU always uses; ``channels_last``) and the working directory that relative data paths
+    started from (``working_directory``). Slices from volumes in
     several orientations get a warning here. ``checked`` (from :func:`check_at_the_door`) is kept
     as ``data_check.json`` for a resume to skip the cases it read in full.
     """
@@ -118,6 +122,11 @@ def record_stage(
                 "stage": stage,
                 "world_size": ctx.dist.world_size,
                 "device": str(ctx.device),
+                # What the run options became on this device: amp and channels_last say "auto" or
+                # name something the CPU path does not use, so the request alone does not say it.
+                "autocast_dtype": None if ctx.amp_dtype is None else str(ctx.amp_dtype).removeprefix("torch."),
+                "channels_last": ctx.channels_last,
+                "working_directory": os.getcwd(),
                 "in_plane_spacing_mm": None if spacing is None else spacing.to_json(),
                 "orientations": orientations,
                 "recipe_filled": recipe_filled(config),
