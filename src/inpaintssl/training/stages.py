@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
@@ -83,6 +84,10 @@ def check_at_the_door(
     return report
 
 
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def record_stage(
     config: StageConfig,
     ctx: RunContext,
@@ -124,7 +129,7 @@ def record_stage(
                 "device": str(ctx.device),
                 # What the run options became on this device: amp and channels_last say "auto" or
                 # name something the CPU path does not use, so the request alone does not say it.
-                "autocast_dtype": None if ctx.amp_dtype is None else str(ctx.amp_dtype).removeprefix("torch."),
+                "autocast_dtype": _dtype_name(ctx.amp_dtype),
                 "channels_last": ctx.channels_last,
                 "working_directory": os.getcwd(),
                 "in_plane_spacing_mm": None if spacing is None else spacing.to_json(),
