@@ -147,8 +147,22 @@ def test_duplicate_registration_raises() -> None:
     def make_one() -> object:
         return object()
 
-    with pytest.raises(ValueError, match="already registered"):
-        registry.register("one")(make_one)
+    def make_other() -> object:
+        return object()
+
+    with pytest.raises(ValueError, match=r"already registered .*make_one; cannot register .*make_other"):
+        registry.register("one")(make_other)
+
+
+def test_registering_the_same_definition_again_replaces_it() -> None:
+    """A notebook cell that defines and registers a class, run twice, registers the newer class."""
+    registry: Registry[object] = Registry("widgets_rerun")
+    namespace: dict[str, Any] = {"registry": registry}
+    cell = "@registry.register('mine')\nclass Mine:\n    pass\n"
+    exec(cell, namespace)
+    first = registry.get("mine")
+    exec(cell, namespace)
+    assert registry.get("mine") is namespace["Mine"] is not first
 
 
 def test_build_reports_bad_parameters_with_the_component_name() -> None:
@@ -233,9 +247,47 @@ def test_entries_without_check_import_nothing_and_show_shadowed(diagnosis_dists:
     ]
     reason = random.shadowed[0].reason or ""
     assert "the built-in" in reason and "RandomSampler" in reason
+    # Two distributions providing one name: refused as ambiguous, both named, neither imported.
     twin = entries["twin_test"]
+    assert twin.status == "broken" and "provided by 2 installed distributions" in (twin.reason or "")
     assert len(twin.shadowed) == 1 and twin.shadowed[0].distribution != twin.distribution
-    assert f"the plugin from {twin.distribution}" in (twin.shadowed[0].reason or "")
+    assert f"also provided by {twin.distribution}" in (twin.shadowed[0].reason or "")
+
+
+def test_two_plugins_of_one_name_are_refused_naming_both(diagnosis_dists: Path) -> None:
+    with pytest.raises(PluginLoadError, match=r"'twin_test' is provided by 2 installed distributions") as info:
+        SAMPLERS.get("twin_test")
+    assert "issl_test_more 1.0" in str(info.value) and "issl_test_twin 1.0" in str(info.value)
+    assert "issl_more_plugin" not in sys.modules
+
+
+def test_a_backbone_inpaintssl_ships_wins_over_a_plugin_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundled = REGISTRIES["backbones"].get("monai_basic_unet")
+    with _one_module_plugin(
+        tmp_path,
+        monkeypatch,
+        kind="backbones",
+        module="issl_usurper",
+        source="def net(**params):\n    raise AssertionError('never built')\n",
+        names={"monai_basic_unet": "net"},
+    ) as backbones:
+        backbones.unregister("monai_basic_unet")  # the cached load, so that the name is resolved again
+        with pytest.warns(UserWarning, match=r"'monai_basic_unet' from issl-usurper 1\.0") as seen:
+            assert backbones.get("monai_basic_unet") is bundled
+        # The warning points at the code that asked for the name, not inside the registry.
+        assert [w.filename for w in seen] == [__file__]
+        assert backbones.origin("monai_basic_unet").endswith("from distribution inpaintssl " + _version())
+        listed = {e.name: e for e in backbones.entries()}["monai_basic_unet"]
+        assert listed.target == "inpaintssl.models.external.monai_unet:MonaiBasicUNet"
+        assert [e.distribution for e in listed.shadowed] == ["issl-usurper 1.0"]
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("inpaintssl")
 
 
 def test_entries_with_check_tell_broken_from_healthy(diagnosis_dists: Path) -> None:

@@ -24,6 +24,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import threading
 import warnings
@@ -138,6 +139,30 @@ def _distribution_name(ep: EntryPoint) -> str:
     return f"{dist.name} {dist.version}"
 
 
+def _bundled(ep: EntryPoint) -> bool:
+    """Whether ``ep`` is one of inpaintssl's own entry points (an optional backbone it ships)."""
+    dist = getattr(ep, "dist", None)
+    return dist is not None and str(dist.name).lower().replace("_", "-") == "inpaintssl"
+
+
+def _ambiguity(kind: str, name: str, eps: list[EntryPoint]) -> str:
+    providers = "; ".join(f"{_distribution_name(ep)} ({ep.value})" for ep in eps)
+    return (
+        f"registry {kind!r}: plugin name {name!r} is provided by {len(eps)} installed distributions: "
+        f"{providers}. Which one a run would use is not defined, so the name is refused; expected "
+        "one provider: uninstall the others (pip uninstall), or have one register another name"
+    )
+
+
+def _outside_the_package() -> int:
+    """``stacklevel`` for a warning raised in this package that points at the caller's code."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class Registry(Generic[T]):
     """A name -> factory mapping for one kind of component.
 
@@ -201,8 +226,12 @@ class Registry(Generic[T]):
         The factory is returned unchanged but for one attribute, ``__inpaintssl_registry__``
         (see :func:`registrations`), by which the tests find components left unregistered.
 
+        Registering the same ``module:qualname`` again (a notebook cell run twice) replaces the
+        earlier definition; another factory under a taken name is refused.
+
         Raises:
-            ValueError: If ``name`` is already registered or is not a valid identifier-like name.
+            ValueError: If ``name`` is already registered to another factory or is not a valid
+                identifier-like name.
         """
         if not name or not all(ch.isalnum() or ch in "_-." for ch in name):
             raise ValueError(
@@ -212,11 +241,14 @@ class Registry(Generic[T]):
 
         def decorator(factory: F) -> F:
             with self._lock:
-                if name in self._builtins:
-                    existing = self._builtins[name]
+                existing = self._builtins.get(name)
+                # The same module:qualname again is the same definition run twice (a notebook
+                # cell re-run, a module reloaded): the newer object replaces the older one.
+                if existing is not None and _qualname(existing) != _qualname(factory):
                     raise ValueError(
                         f"registry {self.kind!r}: name {name!r} is already registered "
-                        f"to {_qualname(existing)}; cannot register {_qualname(factory)}"
+                        f"to {_qualname(existing)}; cannot register {_qualname(factory)} "
+                        f"(call {self.kind.upper()}.unregister({name!r}) first to replace it)"
                     )
                 self._builtins[name] = factory  # type: ignore[assignment]
             # An extension type or bound method takes no attributes; it is registered all the same.
@@ -252,14 +284,18 @@ class Registry(Generic[T]):
     def get(self, name: str) -> Callable[..., T]:
         """Return the factory registered as ``name``.
 
-        Built-ins win over a plugin of the same name (the plugin is ignored, with a warning the
-        first time the name is asked for under the current ``sys.path``). A plugin is imported
-        once and then served from memory.
+        Built-ins, and the optional backbones inpaintssl ships as entry points of its own
+        distribution, win over a plugin of the same name (the plugin is ignored, with a warning
+        the first time the name is asked for under the current ``sys.path``). Two plugins of one
+        name from different distributions are refused: which one is found first depends on the
+        file system, so a run could silently change component. A plugin is imported once and
+        then served from memory.
 
         Raises:
             KeyError: If no built-in or installed plugin has that name; the message lists close
                 matches and every available name.
-            PluginLoadError: If the plugin's entry point fails to import.
+            PluginLoadError: If the plugin's entry point fails to import, or two distributions
+                provide the name (the message names both).
         """
         if not isinstance(name, str):
             raise TypeError(f"registry {self.kind!r}: name must be a str, got {type(name).__name__}")
@@ -267,12 +303,7 @@ class Registry(Generic[T]):
         if name in self._builtins:
             search_path = tuple(sys.path)
             if self._shadow_checked.get(name) != search_path:
-                for ep in self._entry_points(name):
-                    warnings.warn(
-                        f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
-                        f"({ep.value}) has the same name as a built-in; the built-in is used",
-                        stacklevel=2,
-                    )
+                self._warn_shadowed(name, self._entry_points(name), "a built-in")
                 self._shadow_checked[name] = search_path
             return self._builtins[name]
         if name in self._plugins:
@@ -280,8 +311,26 @@ class Registry(Generic[T]):
         eps = self._entry_points(name)
         if not eps:
             raise KeyError(self._unknown_message(name))
-        # With two plugins of one name the first found wins, as entries() reports.
-        return self._load_plugin(eps[0])
+        chosen = self._choose(name, eps)
+        self._warn_shadowed(name, [ep for ep in eps if ep is not chosen], "a backbone inpaintssl ships")
+        return self._load_plugin(chosen)
+
+    def _choose(self, name: str, eps: list[EntryPoint]) -> EntryPoint:
+        """The entry point a name resolves to among installed ones: inpaintssl's own, or the only one."""
+        bundled = [ep for ep in eps if _bundled(ep)]
+        if bundled:
+            return bundled[0]
+        if len(eps) > 1:
+            raise PluginLoadError(_ambiguity(self.kind, name, eps), reason=_ambiguity(self.kind, name, eps))
+        return eps[0]
+
+    def _warn_shadowed(self, name: str, eps: list[EntryPoint], winner: str) -> None:
+        for ep in eps:
+            warnings.warn(
+                f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
+                f"({ep.value}) has the same name as {winner}; {winner.removeprefix('a ')} is used",
+                stacklevel=_outside_the_package(),
+            )
 
     def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:
         where = f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value})"
@@ -349,7 +398,21 @@ class Registry(Generic[T]):
         eps = self._entry_points(name)
         if not eps:
             return _qualname(factory)
-        return f"plugin {eps[0].value} from distribution {_distribution_name(eps[0])}"
+        chosen = self._choose(name, eps)
+        return f"plugin {chosen.value} from distribution {_distribution_name(chosen)}"
+
+    def origin(self, name: str) -> str:
+        """Where ``name`` comes from: ``built-in module:qualname`` or the plugin and its distribution.
+
+        For the run record (``manifest.json``): a plugin's distribution and version say which
+        code built a component.
+
+        Example:
+            >>> from inpaintssl.registry import SAMPLERS
+            >>> SAMPLERS.origin("random")
+            'built-in inpaintssl.corruption.samplers:RandomSampler'
+        """
+        return self._origin(name, self.get(name))
 
     def _bind(self, name: str, factory: Callable[..., T], params: dict[str, Any]) -> None:
         try:
@@ -396,9 +459,10 @@ class Registry(Generic[T]):
     def entries(self, *, check: bool = False) -> list[RegistryEntry]:
         """One row per name: the entry :meth:`get` uses, with the entries it shadows.
 
-        A built-in shadows any plugin of its name, and among plugins of one name the first
-        found shadows the rest; shadowed entries are listed in the winner's ``shadowed`` with
-        the reason, since they are otherwise invisible.
+        A built-in (or a backbone inpaintssl ships) shadows any plugin of its name; two plugins
+        of one name make it ``broken`` (refused as ambiguous, the first listed with the others
+        in its ``shadowed``). Shadowed entries are listed in the winner's ``shadowed`` with the
+        reason, since they are otherwise invisible.
 
         Args:
             check: Import every winning plugin to tell ``ok`` from ``broken`` (with the
@@ -416,17 +480,35 @@ class Registry(Generic[T]):
             for name, factory in self._builtins.items()
         }
         losers: dict[str, list[RegistryEntry]] = {}
+        by_name: dict[str, list[EntryPoint]] = {}
         for ep in self._entry_points():
-            row = RegistryEntry(ep.name, "plugin", ep.value, _distribution_name(ep))
-            winner = rows.get(ep.name)
-            if winner is None:
-                rows[ep.name] = self._checked(row, ep) if check else self._loaded_status(row)
-                continue
-            who = "the built-in" if winner.source == "builtin" else f"the plugin from {winner.distribution}"
-            reason = f"shadowed by {who} {winner.target} of the same name, which is used instead"
-            losers.setdefault(ep.name, []).append(
-                RegistryEntry(ep.name, "plugin", ep.value, row.distribution, "shadowed", reason)
-            )
+            by_name.setdefault(ep.name, []).append(ep)
+        for name, eps in by_name.items():
+            ambiguous = name not in rows and len(eps) > 1 and not any(_bundled(ep) for ep in eps)
+            first = next((ep for ep in eps if _bundled(ep)), eps[0])
+            if name not in rows:
+                row = RegistryEntry(name, "plugin", first.value, _distribution_name(first))
+                if ambiguous:
+                    reason = _ambiguity(self.kind, name, eps).split(": ", 1)[1]
+                    rows[name] = dataclasses.replace(row, status="broken", reason=reason)
+                else:
+                    rows[name] = self._checked(row, first) if check else self._loaded_status(row)
+            winner = rows[name]
+            for ep in eps:
+                if ep is first and winner.source == "plugin":
+                    continue
+                if ambiguous:
+                    reason = f"also provided by {winner.distribution} ({winner.target}): the name is refused"
+                else:
+                    who = (
+                        "the built-in"
+                        if winner.source == "builtin"
+                        else f"the plugin from {winner.distribution}"
+                    )
+                    reason = f"shadowed by {who} {winner.target} of the same name, which is used instead"
+                losers.setdefault(name, []).append(
+                    RegistryEntry(name, "plugin", ep.value, _distribution_name(ep), "shadowed", reason)
+                )
         for name, factory in self._plugins.items():
             rows.setdefault(name, RegistryEntry(name, "plugin", _qualname(factory)))
         for name, shadowed in losers.items():
