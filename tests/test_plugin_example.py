@@ -96,6 +96,15 @@ def test_pretrains_through_the_api(installed: Path, tmp_path: Path) -> None:
         "checkpoint": str(run_dir / "checkpoints" / "best"),
     }
     assert f"task: {NAME}" in (run_dir / "config.yaml").read_text()
+    # The run record names the plugin's entry point, distribution and version beside the built-ins.
+    components = json.loads((run_dir / "manifest.json").read_text())["components"]
+    assert components["pretext_tasks"] == {
+        NAME: f"plugin inpaintssl_pixel_shuffle:LocalPixelShuffle from distribution {DISTRIBUTION} 0.1.0"
+    }
+    assert components["samplers"] == {
+        "poisson_disc": "built-in inpaintssl.corruption.samplers:PoissonDiscSampler"
+    }
+    assert components["datasets"] == {"synthetic": "built-in inpaintssl.data.synthetic:SyntheticShapes"}
     assert (run_dir / "checkpoints" / "best" / "model.safetensors").is_file()
     rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 2  # header + the one epoch

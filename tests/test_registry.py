@@ -255,7 +255,9 @@ def test_entries_without_check_import_nothing_and_show_shadowed(diagnosis_dists:
 
 
 def test_two_plugins_of_one_name_are_refused_naming_both(diagnosis_dists: Path) -> None:
-    with pytest.raises(PluginLoadError, match=r"'twin_test' is provided by 2 installed distributions") as info:
+    with pytest.raises(
+        PluginLoadError, match=r"'twin_test' is provided by 2 installed distributions"
+    ) as info:
         SAMPLERS.get("twin_test")
     assert "issl_test_more 1.0" in str(info.value) and "issl_test_twin 1.0" in str(info.value)
     assert "issl_more_plugin" not in sys.modules

@@ -72,6 +72,12 @@ def test_pretrain_transfer_finetune_beats_chance(tmp_path: Path) -> None:
 
     ft = issl.finetune(_finetune_config(tmp_path / "ft", pre.run_dir))
     assert ft.transfer is not None and ft.transfer.copied
+    components = json.loads((tmp_path / "ft" / "manifest.json").read_text())["components"]
+    assert components["transfer_strategies"] == {
+        "encoder": "built-in inpaintssl.transfer_learning.strategies:EncoderTransfer"
+    }
+    ((loss, origin),) = components["losses"].items()  # the recipe's loss, whichever it is
+    assert loss in issl.registry.LOSSES.names() and origin.startswith("built-in inpaintssl.losses.")
     dice = ft.mean_dice()
     assert set(dice) == {"disc", "square"}
     chance = _chance_dice()

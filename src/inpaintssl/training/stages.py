@@ -21,6 +21,7 @@ from inpaintssl.data.labels import ABSENT_CLASS_CHECK_LIMIT, absent_classes
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.preflight import PreflightReport, preflight
 from inpaintssl.data.spacing import training_spacing
+from inpaintssl.registry import REGISTRIES
 from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
@@ -84,6 +85,30 @@ def check_at_the_door(
     return report
 
 
+def component_origins(config: StageConfig) -> dict[str, dict[str, str]]:
+    """Where each registered component a run uses comes from, by registry kind and name.
+
+    A built-in says ``built-in module:qualname``; a plugin names its entry point, distribution and
+    version, so the run record says which code built a component that a package provides.
+
+    Example:
+        >>> component_origins(PretrainConfig())["samplers"]
+        {'poisson_disc': 'built-in inpaintssl.corruption.samplers:PoissonDiscSampler'}
+    """
+    used: dict[str, list[str]] = {
+        "datasets": [config.data.dataset, *(source.dataset for source in config.data.unlabelled)],
+        "backbones": [config.model.backbone],
+    }
+    if isinstance(config, PretrainConfig):
+        used["pretext_tasks"] = [config.pretext.task]
+        used["samplers"] = [config.pretext.sampler]
+    else:
+        used["losses"] = [config.loss_name]
+        if config.transfer.pretrained is not None:
+            used["transfer_strategies"] = [config.transfer.weights]
+    return {kind: {name: REGISTRIES[kind].origin(name) for name in names} for kind, names in used.items()}
+
+
 def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
@@ -106,7 +131,8 @@ def record_stage(
     ``optim.recipe`` gave the fields left ``null`` (``recipe_filled``), and what ``run.amp`` and
     ``run.channels_last`` became on the device (``autocast_dtype``: ``null`` for float32, which
     the CPU always uses; ``channels_last``) and the working directory that relative data paths
-    started from (``working_directory``). Slices from volumes in
+    started from (``working_directory``), and where each registered component came from
+    (``components``, :func:`component_origins`). Slices from volumes in
     several orientations get a warning here. ``checked`` (from :func:`check_at_the_door`) is kept
     as ``data_check.json`` for a resume to skip the cases it read in full.
     """
@@ -135,6 +161,7 @@ def record_stage(
                 "in_plane_spacing_mm": None if spacing is None else spacing.to_json(),
                 "orientations": orientations,
                 "recipe_filled": recipe_filled(config),
+                "components": component_origins(config),
                 **extra,
             },
         )
