@@ -163,6 +163,27 @@ def test_bank_rejects_corners_outside_the_image_from_a_plugin_sampler() -> None:
         MaskBank.build(sampler=_OutOfBounds(), shape=(32, 32), patch_size=8, size=1)  # type: ignore[arg-type]
 
 
+class _TooFew:
+    """A sampler that ignores the coverage: one patch, or none."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def sample(self, **_: object) -> np.ndarray:
+        return np.array([[0, 0]] * self.count, dtype=np.int64).reshape(-1, 2)
+
+
+@pytest.mark.parametrize(("count", "covered"), [(0, 0), (1, 64), (3, 64)])
+def test_a_sampler_that_falls_short_of_the_coverage_is_refused_naming_it(count: int, covered: int) -> None:
+    # 32 x 32 at coverage 1/4 needs 256 pixels; stacked 8 x 8 patches cover 64 however many.
+    with pytest.raises(
+        ValueError,
+        match=rf"sampler ([\w.]+\.)?_TooFew returned {count} patches covering {covered} of "
+        r"the 1024 pixels .*coverage=0\.25 of the image \(256 pixels\)",
+    ):
+        MaskBank.build(sampler=_TooFew(count), shape=(32, 32), patch_size=8, coverage=0.25, size=1)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", SAMPLERS.names())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -212,6 +212,62 @@ def test_pretext_task_is_abstract() -> None:
         PretextTask()  # type: ignore[abstract]
 
 
+class _InPlace(PretextTask):
+    def apply(self, images: torch.Tensor, *, bank: MaskBank, choice: torch.Tensor) -> torch.Tensor:
+        return images.masked_fill_(bank.masks_for(choice)[:, None], 0.0)
+
+
+class _TouchesInput(PretextTask):
+    def apply(self, images: torch.Tensor, *, bank: MaskBank, choice: torch.Tensor) -> torch.Tensor:
+        images.mul_(1.0)  # a no-op in value, so change something real:
+        images[:, :, 0, 0] = 7.0
+        return images.clone()
+
+
+class _TwoChannels(PretextTask):
+    def apply(self, images: torch.Tensor, *, bank: MaskBank, choice: torch.Tensor) -> torch.Tensor:
+        return torch.cat([images, images], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("task", "match"),
+    [
+        (_InPlace, r"_InPlace: apply returned its input \(corrupted in place\); expected a new tensor"),
+        (_TouchesInput, r"_TouchesInput: apply modified its input images; expected a corrupted copy"),
+        (
+            _TwoChannels,
+            r"_TwoChannels: apply returned a torch.float32 tensor of shape \(2, 2, 32, 32\) .*"
+            r"batch of shape \(2, 1, 32, 32\) .*expected the same shape, dtype and device",
+        ),
+    ],
+)
+@pytest.mark.parametrize("method", ["corrupt", "corrupt_fixed"])
+def test_a_task_breaking_the_apply_contract_is_named(
+    task: type[PretextTask], match: str, method: str
+) -> None:
+    """A plugin task that corrupts in place would train the network to copy its input, silently."""
+    built = task(patch_size=8, bank_size=2)
+    images = torch.randn(2, 1, 32, 32)
+    call = built.corrupt if method == "corrupt" else lambda x: built.corrupt_fixed(x, key=0)
+    with pytest.raises(ValueError, match=match):
+        call(images)
+
+
+class _PositionalSampler:
+    def sample(self, shape: tuple[int, int], patch_size: int) -> np.ndarray:
+        return np.zeros((0, 2), dtype=np.int64)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_a_sampler_with_another_signature_is_refused_when_the_task_is_built(name: str) -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"sampler [\w.]*_PositionalSampler: sample\(shape.*patch_size.* cannot be called as "
+        r"sample\(\*, shape, patch_size, coverage, rng, pairs\)",
+    ):
+        PRETEXT_TASKS.build(name, sampler=_PositionalSampler())  # type: ignore[arg-type]
+
+
 # -- each built-in against an independent NumPy computation ----------------------------------
 
 tasks_inputs = st.tuples(

@@ -31,7 +31,7 @@ from torch import Tensor
 # A bare PRETEXT_TASKS.build(name)'s options are PretextConfig's defaults, defined once in config.
 from inpaintssl.config import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
 from inpaintssl.corruption.masks import MaskBank
-from inpaintssl.corruption.samplers import Sampler, validate_request
+from inpaintssl.corruption.samplers import Sampler, check_sampler_signature, validate_request
 from inpaintssl.registry import SAMPLERS
 
 __all__ = ["DEFAULT_BANK_SIZE", "DEFAULT_COVERAGE", "DEFAULT_PATCH_SIZE", "DEFAULT_SAMPLER", "PretextTask"]
@@ -148,8 +148,10 @@ class PretextTask(abc.ABC):
                 raise ValueError("sampler_params only apply when sampler is a registered name")
             self.sampler_name = type(sampler).__name__
             self.sampler = sampler
+        check_sampler_signature(self.sampler)
         self._generator = torch.Generator().manual_seed(self.seed)
         self._banks: dict[tuple[int, int, torch.device], MaskBank] = {}
+        self._apply_checked = False
 
     def __repr__(self) -> str:
         return (
@@ -227,7 +229,7 @@ class PretextTask(abc.ABC):
                 "expected a CPU generator or one on the images' device"
             )
         choice = torch.randint(len(bank), (images.shape[0],), generator=gen, device=gen.device)
-        return self.apply(images, bank=bank, choice=choice.to(images.device, non_blocking=True))
+        return self._applied(images, bank=bank, choice=choice.to(images.device, non_blocking=True))
 
     def corrupt_fixed(
         self, images: Tensor, *, key: int | Sequence[int] | NDArray[np.integer] | Tensor
@@ -266,7 +268,37 @@ class PretextTask(abc.ABC):
         choice = torch.from_numpy((mixed % np.uint64(len(bank))).astype(np.int64))
         # A blocking host-to-GPU copy would wait for all queued GPU work on every training step;
         # CUDA stages a pageable source before returning, so the non-blocking copy is safe.
-        return self.apply(images, bank=bank, choice=choice.to(images.device, non_blocking=True))
+        return self._applied(images, bank=bank, choice=choice.to(images.device, non_blocking=True))
+
+    def _applied(self, images: Tensor, *, bank: MaskBank, choice: Tensor) -> Tensor:
+        """:meth:`apply`, with its contract checked: a plugin's mistake would otherwise train silently.
+
+        An output that is the input itself (an in-place ``apply``) makes the clean target equal
+        to the corrupted input, so the network learns to copy. Shape, dtype and device are
+        compared on every call (metadata only); whether the input was left alone is compared
+        once per task, on its first batch, since that costs a copy and a host sync.
+        """
+        first = not getattr(self, "_apply_checked", False)  # a subclass may skip our __init__
+        before = images.clone() if first else None
+        out = self.apply(images, bank=bank, choice=choice)
+        where = f"pretext task {type(self).__module__}.{type(self).__qualname__}: apply"
+        if not isinstance(out, Tensor):
+            raise TypeError(f"{where} returned a {type(out).__name__}; expected a tensor")
+        if out.shape != images.shape or out.dtype != images.dtype or out.device != images.device:
+            raise ValueError(
+                f"{where} returned a {out.dtype} tensor of shape {tuple(out.shape)} on {out.device} for a "
+                f"{images.dtype} batch of shape {tuple(images.shape)} on {images.device}; expected the "
+                "same shape, dtype and device"
+            )
+        if images.numel() and out.untyped_storage().data_ptr() == images.untyped_storage().data_ptr():
+            raise ValueError(f"{where} returned its input (corrupted in place); expected a new tensor")
+        if before is not None:
+            if not torch.equal(images.isnan(), before.isnan()) or not torch.equal(
+                images.nan_to_num(), before.nan_to_num()
+            ):
+                raise ValueError(f"{where} modified its input images; expected a corrupted copy")
+            self._apply_checked = True
+        return out
 
     def _bank_for(self, images: Tensor) -> MaskBank:
         if not isinstance(images, Tensor) or not images.is_floating_point():

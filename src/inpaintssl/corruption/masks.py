@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from inpaintssl.corruption._raster import swap_blocks, swap_index, union_mask
-from inpaintssl.corruption.samplers import Sampler, target_pixels
+from inpaintssl.corruption.samplers import Sampler, describe_sampler, target_pixels
 
 __all__ = ["ORIENTATIONS", "MaskBank", "orient_corners", "patch_union", "swap_permutation"]
 
@@ -203,6 +203,7 @@ class MaskBank:
                 sampler=sampler,
                 shape=size_hw,
                 patch_size=patch_size,
+                coverage=coverage,
                 pairs=pairs,
             )
 
@@ -217,7 +218,7 @@ class MaskBank:
                 while _moved_pixels(base, patch_size=patch_size, shape=size_hw) < target:
                     if redraws == _SWAP_REDRAWS:
                         raise ValueError(
-                            f"sampler {sampler!r}: {redraws + 1} pair layouts in a row for "
+                            f"sampler {describe_sampler(sampler)}: {redraws + 1} pair layouts in a row for "
                             f"shape={size_hw}, patch_size={patch_size} moved fewer than {target} pixels "
                             f"(coverage={coverage}): later pairs swapped earlier ones back; expected pairs "
                             "that move at least the coverage, as non-overlapping pairs do"
@@ -345,19 +346,26 @@ def _moved_pixels(corners: NDArray[np.int64], *, patch_size: int, shape: tuple[i
 
 
 def _checked(
-    corners: NDArray[np.int64], *, sampler: Sampler, shape: tuple[int, int], patch_size: int, pairs: bool
+    corners: NDArray[np.int64],
+    *,
+    sampler: Sampler,
+    shape: tuple[int, int],
+    patch_size: int,
+    coverage: float,
+    pairs: bool,
 ) -> NDArray[np.int64]:
     # The kernels index without bounds checks, so a plugin sampler's output is verified first.
+    name = describe_sampler(sampler)
     corners = np.asarray(corners)
     if corners.ndim != 2 or corners.shape[1] != 2 or not np.issubdtype(corners.dtype, np.integer):
         raise ValueError(
-            f"sampler {sampler!r} returned {corners.dtype} corners of shape {corners.shape}; "
+            f"sampler {name} returned {corners.dtype} corners of shape {corners.shape}; "
             "expected an (N, 2) integer array"
         )
     limit = np.array([shape[0] - patch_size, shape[1] - patch_size])
     if len(corners) and ((corners < 0).any() or (corners > limit).any()):
         raise ValueError(
-            f"sampler {sampler!r} returned corners outside [0, {limit[0]}] x [0, {limit[1]}] for "
+            f"sampler {name} returned corners outside [0, {limit[0]}] x [0, {limit[1]}] for "
             f"shape {shape} and patch_size {patch_size}"
         )
     corners = np.ascontiguousarray(corners, dtype=np.int64)
@@ -365,7 +373,18 @@ def _checked(
         try:
             _check_pairs(corners, patch_size)
         except ValueError as exc:
-            raise ValueError(f"sampler {sampler!r} returned invalid pairs: {exc}") from exc
+            raise ValueError(f"sampler {name} returned invalid pairs: {exc}") from exc
+        return corners  # what the swaps move is checked against the coverage by the caller
+    # Too few patches would corrupt less than asked, or nothing: pretraining would then learn to
+    # copy its input, with a loss that looks like any other.
+    target = target_pixels(shape=shape, coverage=coverage)
+    covered = int(patch_union(corners, shape=shape, patch_size=patch_size).sum())
+    if covered < target:
+        raise ValueError(
+            f"sampler {name} returned {len(corners)} patches covering {covered} of the {shape[0] * shape[1]} "
+            f"pixels for shape {shape}, patch_size {patch_size}; expected their union to cover at least "
+            f"coverage={coverage} of the image ({target} pixels)"
+        )
     return corners
 
 

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "check_request",
+    "check_sampler_signature",
+    "describe_sampler",
     "required_patch_count",
     "target_pixels",
     "validate_request",
@@ -76,6 +79,56 @@ class Sampler(Protocol):
         ``2i + 1`` do not overlap each other. Impossible requests raise :class:`ValueError`.
         """
         ...
+
+
+def describe_sampler(sampler: object) -> str:
+    """A sampler as messages name it: its own ``repr``, else ``module.Class`` (not an address).
+
+    Example:
+        >>> from inpaintssl.corruption.samplers import RandomSampler
+        >>> describe_sampler(RandomSampler()), describe_sampler(object())
+        ('RandomSampler(max_draws=None)', 'builtins.object')
+    """
+    kind = type(sampler)
+    if kind.__repr__ is object.__repr__:
+        return f"{kind.__module__}.{kind.__qualname__}"
+    return repr(sampler)
+
+
+def check_sampler_signature(sampler: object) -> None:
+    """Refuse a sampler whose ``sample`` cannot take the keyword call every bank makes.
+
+    Checked when a task is built, so that a plugin written against another signature fails
+    there, named, rather than at the first batch.
+
+    Raises:
+        TypeError: Naming the sampler, its signature and the call expected.
+
+    Example:
+        >>> class Positional:
+        ...     def sample(self, shape, patch_size):
+        ...         return None
+        >>> check_sampler_signature(Positional())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: sampler ...Positional: sample(shape, patch_size) cannot be called as \
+sample(*, shape, patch_size, coverage, rng, pairs): ...
+    """
+    method = getattr(sampler, "sample", None)
+    if not callable(method):
+        raise TypeError(f"sampler {describe_sampler(sampler)} has no callable sample method")
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        return  # not introspectable (an extension type): the first call decides
+    try:
+        signature.bind(shape=(1, 1), patch_size=1, coverage=0.25, rng=None, pairs=False)
+    except TypeError as exc:
+        raise TypeError(
+            f"sampler {describe_sampler(sampler)}: sample{signature} cannot be called as "
+            f"sample(*, shape, patch_size, coverage, rng, pairs): {exc}; expected the keyword "
+            "parameters of inpaintssl.corruption.samplers.Sampler.sample"
+        ) from exc
 
 
 def validate_request(
