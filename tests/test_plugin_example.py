@@ -1,19 +1,21 @@
 """The example plugin in ``examples/plugin_example`` installs with pip and works through the registry.
 
-The package is pip-installed into the running interpreter's environment, exercised in fresh
-subprocesses (entry points are read from the installed metadata, as a user's process would), and
-uninstalled at the end so the environment stays as it was.
+The package is pip-installed (``pip install --target``) into a folder of its own and exercised in
+fresh subprocesses that have that folder on their path: entry points are read from the installed
+metadata, as a user's process would, while the environment itself is never changed, so parallel
+test workers cannot uninstall it under each other.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,33 +28,51 @@ DISTRIBUTION = "inpaintssl-pixel-shuffle"
 NAME = "local_pixel_shuffle"
 
 
-def run(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path = ROOT, timeout: float = 300, site: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
-def pip(*args: str) -> None:
-    result = run("-m", "pip", *args, "--disable-pip-version-check", "--no-input")
-    assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+@dataclass(frozen=True)
+class Installed:
+    """The plugin's sources and the folder it is installed into."""
+
+    source: Path
+    site: Path
+
+    def run(self, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+        """Run ``python *args`` in a process that sees the installed plugin."""
+        return run(*args, cwd=cwd, site=self.site)
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Install a copy (the build writes build/ and egg-info next to the sources), then uninstall."""
-    source = tmp_path_factory.mktemp("plugin") / "plugin_example"
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """Install a copy (the build writes build/ and egg-info next to the sources) into a folder of its own."""
+    root = tmp_path_factory.mktemp("plugin")
+    source, site = root / "plugin_example", root / "site"
     shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     # Offline: build with the setuptools already installed; otherwise pip must fetch it.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    pip("install", "--no-deps", "--no-index", *isolation, str(source))
-    try:
-        yield source
-    finally:
-        pip("uninstall", "-y", DISTRIBUTION)
+    args = ("install", "--no-deps", "--no-index", *isolation, "--target", str(site), str(source))
+    result = run("-m", "pip", *args, "--disable-pip-version-check", "--no-input")
+    assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return Installed(source, site)
 
 
-def test_plugins_command_lists_the_task(installed: Path) -> None:
-    result = run("-m", "inpaintssl", "plugins")
+def test_plugins_command_lists_the_task(installed: Installed) -> None:
+    result = installed.run("-m", "inpaintssl", "plugins")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.split()[:1] == [NAME]]
     assert len(lines) == 1, result.stdout
@@ -60,7 +80,7 @@ def test_plugins_command_lists_the_task(installed: Path) -> None:
     assert "[inpaintssl_pixel_shuffle:LocalPixelShuffle]" in lines[0]
 
 
-def test_pretrains_through_the_api(installed: Path, tmp_path: Path) -> None:
+def test_pretrains_through_the_api(installed: Installed, tmp_path: Path) -> None:
     run_dir = tmp_path / "pre"
     script = textwrap.dedent(
         f"""
@@ -86,7 +106,7 @@ def test_pretrains_through_the_api(installed: Path, tmp_path: Path) -> None:
         }}))
         """
     )
-    result = run("-c", script, cwd=tmp_path)
+    result = installed.run("-c", script, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {
@@ -117,13 +137,14 @@ def test_pretrains_through_the_api(installed: Path, tmp_path: Path) -> None:
         "tests/studies/test_studies_grid.py::test_every_registered_task_and_sampler_expands",
     ],
 )
-def test_registry_parametrized_tests_accept_it(installed: Path, target: str) -> None:
-    result = run("-m", "pytest", target, "-k", NAME, "-q", "-p", "no:cacheprovider")
+def test_registry_parametrized_tests_accept_it(installed: Installed, target: str) -> None:
+    result = installed.run("-m", "pytest", target, "-k", NAME, "-q", "-p", "no:cacheprovider")
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
 
 
-def test_plugin_own_tests_pass(installed: Path) -> None:
-    result = run("-m", "pytest", str(installed / "tests"), "-q", "-p", "no:cacheprovider", cwd=installed)
+def test_plugin_own_tests_pass(installed: Installed) -> None:
+    tests = str(installed.source / "tests")
+    result = installed.run("-m", "pytest", tests, "-q", "-p", "no:cacheprovider", cwd=installed.source)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
