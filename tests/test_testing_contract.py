@@ -154,7 +154,11 @@ class HoldsALambda(_Tiny):
 
 BROKEN_DATASETS = {
     "broken_overlapping_classes": (OverlappingClasses, "test_labelled_items", "belongs to two classes"),
-    "broken_double_images": (DoubleImages, "test_labelled_items", "must be a float32"),
+    "broken_double_images": (
+        DoubleImages,
+        "test_labelled_items",
+        "image is a torch.float64 tensor; expected float32",
+    ),
     "broken_volume_ids": (WrongVolumeIds, "test_labelled_items", "is not volume_ids"),
     "broken_label_when_unlabelled": (LabelWhenUnlabelled, "test_unlabelled_items", "has a label"),
     "broken_unpicklable": (HoldsALambda, "test_survives_pickling_after_use", "does not pickle after use"),

@@ -38,7 +38,8 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.checks import check_item_tensors
 from inpaintssl.data.orientation import check_axis_codes, training_orientations
 from inpaintssl.data.views import (
     ConcatSlices,
@@ -359,16 +360,18 @@ class DatasetContract:
         """Item ``index`` of ``dataset``, checked against the item contract."""
         where = f"{self.dataset}[{index}]"
         item = dataset[index]
+        _check(
+            ("label" in item) is dataset.labelled,
+            f"{where}: a {'labelled' if dataset.labelled else 'unlabelled'} dataset's item "
+            f"{'lacks' if dataset.labelled else 'has'} a label",
+        )
+        try:  # the same check a run makes on a plugin dataset's items before training
+            check_item_tensors(
+                item, where=where, in_channels=dataset.in_channels, num_classes=dataset.num_classes
+            )
+        except DataError as exc:
+            raise AssertionError(str(exc)) from exc
         image = item["image"]
-        _check(
-            isinstance(image, torch.Tensor) and image.dtype == torch.float32 and image.ndim == 3,
-            f"{where}: image must be a float32 (C, H, W) tensor; found {_describe(image)}",
-        )
-        _check(
-            image.shape[0] == dataset.in_channels,
-            f"{where}: image has {image.shape[0]} channels but in_channels is {dataset.in_channels}",
-        )
-        _check(bool(torch.isfinite(image).all()), f"{where}: image holds NaN or inf")
         _check(
             isinstance(item["volume_id"], str) and item["volume_id"] == dataset.volume_ids[index],
             f"{where}: volume_id {item['volume_id']!r} is not volume_ids[{index}] "
@@ -396,20 +399,6 @@ class DatasetContract:
             codes is None or check_axis_codes(codes, where="slice_orientation") == codes,
             f"{where}: slice_orientation_of gave {codes!r}",
         )
-        if dataset.labelled:
-            label = item["label"]
-            _check(
-                isinstance(label, torch.Tensor)
-                and label.dtype == torch.float32
-                and tuple(label.shape) == (dataset.num_classes, *image.shape[1:]),
-                f"{where}: label must be float32 of shape {(dataset.num_classes, *image.shape[1:])}; "
-                f"found {_describe(label)}",
-            )
-            _check(set(label.unique().tolist()) <= {0.0, 1.0}, f"{where}: label values are not 0/1")
-            # Foreground classes are exclusive; background is all-zero.
-            _check(bool(label.sum(0).max() <= 1), f"{where}: a pixel belongs to two classes")
-        else:
-            _check("label" not in item, f"{where}: an unlabelled dataset's item has a label")
         return item
 
     # -- checks ---------------------------------------------------------------------------------

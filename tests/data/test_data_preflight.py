@@ -267,6 +267,73 @@ def test_plugin_dataset_without_checks_is_read_item_by_item() -> None:
         preflight({"train": Plugin()}, progress=False, what="my data")
 
 
+def _item_plugin(image: Any, label: Any, *, class_names: tuple[str, ...] = ("a", "b")) -> SliceDataset:
+    class Plugin(SliceDataset):
+        def __init__(self) -> None:
+            self.volume_ids = ["v0"]
+            self.class_names = class_names
+
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return {"image": image, "label": label, "volume_id": "v0", "slice_index": 0}
+
+    return Plugin()
+
+
+def _onehot(*channels: list[list[float]]) -> Any:
+    import torch
+
+    return torch.tensor(channels, dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("image", "label", "message"),
+    [
+        ("float64", "good", r"image is a torch.float64 tensor; expected float32"),
+        ("two_channels", "good", r"image has 2 channel\(s\) but the dataset's in_channels is 1"),
+        # An index map where a one-hot label belongs: the loss would blame the network's output.
+        (
+            "good",
+            "index_map",
+            r"label is a torch.int64 tensor of shape \(1, 2, 2\); expected a float32 "
+            r"one-hot tensor of shape \(2, 2, 2\): one 0/1 channel per foreground class \(2 classes\)",
+        ),
+        (
+            "good",
+            "one_channel_short",
+            r"label is a torch.float32 tensor of shape \(1, 2, 2\); expected .*\(2, 2, 2\)",
+        ),
+        ("good", "values_255", r"label holds values \[0.0, 255.0\]; expected one-hot 0/1 values"),
+        ("good", "overlapping", r"a pixel belongs to two classes"),
+        ("good", "numpy", r"label is a ndarray; expected a float32 one-hot tensor"),
+    ],
+)
+def test_plugin_items_breaking_the_contract_are_named_before_training(
+    image: str, label: str, message: str
+) -> None:
+    import torch
+
+    images = {
+        "good": torch.zeros(1, 2, 2),
+        "float64": torch.zeros(1, 2, 2, dtype=torch.float64),
+        "two_channels": torch.zeros(2, 2, 2),
+    }
+    labels = {
+        "good": _onehot([[1, 0], [0, 0]], [[0, 1], [0, 0]]),
+        "index_map": torch.tensor([[[0, 1], [2, 0]]]),
+        "one_channel_short": _onehot([[1, 0], [0, 0]]),
+        "values_255": _onehot([[255, 0], [0, 0]], [[0, 0], [0, 0]]),
+        "overlapping": _onehot([[1, 0], [0, 0]], [[1, 0], [0, 0]]),
+        "numpy": np.zeros((2, 2, 2), np.float32),
+    }
+    dataset = _item_plugin(images[image], labels[label])
+    with pytest.raises(DataError, match=r"my data train set item 0 \(volume 'v0', slice 0\): " + message):
+        preflight({"train": dataset}, progress=False, what="my data")
+    preflight({"train": _item_plugin(images["good"], labels["good"])}, progress=False, what="my data")
+
+
 def test_hdf5_dataset_is_checked_per_case(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "a.h5", "w") as handle:
         handle.create_dataset("image", data=_image(0))

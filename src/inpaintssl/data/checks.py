@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from inpaintssl.data.base import DataError, SliceDataset
 __all__ = [
     "check_finite",
     "check_has_foreground",
+    "check_item_tensors",
     "check_rank",
     "check_real",
     "check_same_shape",
@@ -190,6 +191,75 @@ def check_real(array: np.ndarray, *, where: str) -> None:
     """
     if array.dtype.kind not in "biuf":
         raise DataError(f"{where}: values have dtype {array.dtype}; expected real numbers")
+
+
+def check_item_tensors(item: Mapping[str, Any], *, where: str, in_channels: int, num_classes: int) -> None:
+    """Check an item's ``image`` and ``label`` tensors against the dataset contract.
+
+    The contract (:class:`~inpaintssl.data.base.SliceDataset`): the image is a finite float32
+    ``(C, H, W)`` tensor with ``C = in_channels``; a label, when present, a float32 one-hot
+    ``(K, H, W)`` tensor with ``K = num_classes``: 0/1 values, one channel per foreground class,
+    at most one class per pixel, background all zeros. A plugin dataset breaking it would
+    otherwise fail deep inside a convolution or a loss, naming neither dataset nor item.
+
+    Args:
+        item: What the dataset's ``__getitem__`` returned.
+        where: Names the item in messages, e.g. ``"data.dataset='mine' train set item 3"``.
+        in_channels: The dataset's ``in_channels``.
+        num_classes: The dataset's ``num_classes`` (used when the item has a label).
+
+    Raises:
+        DataError: Naming ``where``, the field, what was expected and what was found.
+
+    Example:
+        >>> import torch
+        >>> item = {"image": torch.zeros(1, 4, 4), "label": torch.zeros(1, 4, 4, dtype=torch.int64)}
+        >>> check_item_tensors(item, where="item 0", in_channels=1, num_classes=2)
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: item 0: label is a torch.int64 tensor of shape (1, 4, 4); expected \
+a float32 one-hot tensor of shape (2, 4, 4): one 0/1 channel per foreground class (2 classes), \
+background all zeros
+    """
+    import torch  # here: the readers using the other checks need NumPy only
+
+    image = item.get("image")
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or min(image.shape) == 0:
+        raise DataError(f"{where}: image is {_described(image)}; expected a non-empty (C, H, W) tensor")
+    if image.dtype != torch.float32:
+        raise DataError(
+            f"{where}: image is a {image.dtype} tensor; expected float32 (convert it in __getitem__, "
+            "e.g. image.float())"
+        )
+    if image.shape[0] != in_channels:
+        raise DataError(
+            f"{where}: image has {image.shape[0]} channel(s) but the dataset's in_channels is "
+            f"{in_channels}; expected a (C, H, W) tensor with C = in_channels"
+        )
+    if not bool(torch.isfinite(image).all()):
+        raise DataError(f"{where}: image holds NaN or Inf values; expected finite real intensities")
+    if "label" not in item:
+        return
+    label = item["label"]
+    expected = (num_classes, *image.shape[1:])
+    if not isinstance(label, torch.Tensor) or label.dtype != torch.float32 or tuple(label.shape) != expected:
+        raise DataError(
+            f"{where}: label is {_described(label)}; expected a float32 one-hot tensor of shape "
+            f"{expected}: one 0/1 channel per foreground class ({num_classes} classes), background all zeros"
+        )
+    if not bool(((label == 0) | (label == 1)).all()):
+        found = sorted({float(v) for v in label.unique()[:6].tolist()})
+        raise DataError(f"{where}: label holds values {found}; expected one-hot 0/1 values")
+    if num_classes and bool((label.sum(0) > 1).any()):
+        raise DataError(f"{where}: a pixel belongs to two classes; expected at most one class per pixel")
+
+
+def _described(value: object) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def check_has_foreground(dataset: SliceDataset, *, what: str) -> None:

@@ -15,7 +15,9 @@ Datasets provide the checks: a dataset with a ``preflight_checks(volume_ids)`` m
 :class:`Checkable` protocol: the built-in file-backed datasets) returns one check per case it
 holds among ``volume_ids``; in-memory datasets (``synthetic``, ``mni152``) return none, so the
 demo pays nothing. A dataset without the method (a plugin) is checked item by item: every item
-the run uses is read once and its image must be finite and its label on the image's grid.
+the run uses is read once and must keep the item contract
+(:func:`~inpaintssl.data.checks.check_item_tensors`: a finite float32 ``(C, H, W)`` image with
+the dataset's channels, a float32 one-hot ``(K, H, W)`` label).
 Views (subsets, concatenations, fit-to-size) are walked down to their sources, and only the
 volumes the run's views select are checked. Image statistics computed by the check are kept by
 the dataset, so the volume-normalisation pass of the first epoch is not repeated.
@@ -43,9 +45,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.checks import check_item_tensors
 from inpaintssl.data.readers import Volume
 from inpaintssl.progress import progress_bar
 
@@ -211,18 +213,7 @@ def _sources(dataset: SliceDataset, wanted: set[str] | None) -> Iterator[tuple[S
 def _check_item(dataset: SliceDataset, index: int, *, name: str) -> None:
     item = dataset[index]
     where = f"{name} item {index} (volume {item.get('volume_id')!r}, slice {item.get('slice_index')})"
-    image = item["image"]
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or min(image.shape) == 0:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise DataError(f"{where}: image is {shape}; expected a non-empty (C, H, W) tensor")
-    if image.is_complex() or not bool(torch.isfinite(image).all()):
-        raise DataError(f"{where}: image holds complex, NaN or Inf values; expected finite real intensities")
-    label = item.get("label")
-    if isinstance(label, torch.Tensor) and tuple(label.shape[-2:]) != tuple(image.shape[-2:]):
-        raise DataError(
-            f"{where}: label is {tuple(label.shape[-2:])} but image is {tuple(image.shape[-2:])}; "
-            "expected the same grid"
-        )
+    check_item_tensors(item, where=where, in_channels=dataset.in_channels, num_classes=dataset.num_classes)
 
 
 def preflight(
