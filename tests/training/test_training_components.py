@@ -161,3 +161,25 @@ def test_runs_build_the_backbone_with_run_cpu_weight_gradient(
     (model,) = built
     assert {m.weight_gradient for m in model.modules() if isinstance(m, WSConv2d)} == {"onednn"}
     assert cpu_weight_gradient() == "auto"  # nothing left behind for the next model in this thread
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_a_backbone_that_changes_the_image_size_is_named(stage: str, tmp_path: Path) -> None:
+    """A plugin backbone whose output is not at the input's size fails naming it, not inside the loss."""
+
+    @BACKBONES.register("half_size_test")
+    def half_size(*, in_channels: int, out_channels: int, seed: int) -> nn.Module:
+        return nn.Conv2d(in_channels, out_channels, kernel_size=2, stride=2)
+
+    run = {"output_dir": str(tmp_path / stage), "quiet": True, "device": "cpu"}
+    config: dict[str, Any] = {"data": DATA, "model": {"backbone": "half_size_test"}, "run": run}
+    told = r"the network torch\.nn\.modules\.conv\.Conv2d returned an output of shape \(8, \d, 8, 8\) "
+    told += r"for an input of shape \(8, 1, 16, 16\); expected \(8, (1|C_out), 16, 16\)"
+    try:
+        with pytest.raises(ValueError, match=told):
+            if stage == "pretrain":
+                inpaintssl.pretrain({**config, "pretext": {"patch_size": 4, "bank_size": 2}})
+            else:
+                inpaintssl.finetune(config)
+    finally:
+        BACKBONES.unregister("half_size_test")

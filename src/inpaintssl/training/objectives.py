@@ -27,6 +27,7 @@ __all__ = [
     "InpaintingObjective",
     "Objective",
     "SegmentationObjective",
+    "network_output",
     "per_sample_generator_seed",
 ]
 
@@ -91,8 +92,37 @@ class InpaintingObjective:
         clean = batch["image"]
         with torch.no_grad():
             corrupted = self.corrupt(clean, keys)
-        restored = model(corrupted)
+        restored = network_output(model, corrupted, channels=clean.shape[1])
         return self.loss_fn(restored.float(), clean.float())
+
+
+def network_output(model: nn.Module, images: torch.Tensor, *, channels: int | None = None) -> torch.Tensor:
+    """``model(images)``, refused unless it is ``(N, C_out, H, W)`` with the input's N, H and W.
+
+    A backbone (a plugin's, say) that changes the spatial size would otherwise fail inside the
+    loss with a shape message naming neither the network nor what it should return.
+
+    Args:
+        model: The network (possibly wrapped by DDP or ``torch.compile``).
+        images: ``(N, C, H, W)`` input batch.
+        channels: The output channels required (the input's for inpainting); ``None``: any.
+
+    Raises:
+        ValueError: Naming the network's class, both shapes and what was expected.
+    """
+    output: torch.Tensor = model(images)
+    n, _, *grid = images.shape
+    fits = output.ndim == images.ndim and output.shape[0] == n and list(output.shape[2:]) == grid
+    if not fits or (channels is not None and output.shape[1] != channels):
+        inner = getattr(model, "module", model)  # DistributedDataParallel
+        inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+        expected = f"({n}, {'C_out' if channels is None else channels}, {', '.join(map(str, grid))})"
+        raise ValueError(
+            f"the network {type(inner).__module__}.{type(inner).__qualname__} returned an output of "
+            f"shape {tuple(output.shape)} for an input of shape {tuple(images.shape)}; expected "
+            f"{expected}: one map per output channel at the input's height and width"
+        )
+    return output
 
 
 class SegmentationObjective:
@@ -114,7 +144,7 @@ class SegmentationObjective:
         self.predict_onehot = predict_onehot
 
     def loss(self, model: nn.Module, batch: dict[str, Any], *, keys: torch.Tensor) -> torch.Tensor:
-        logits = model(batch["image"])
+        logits = network_output(model, batch["image"])
         return self.loss_fn(logits.float(), batch["label"].float())
 
     def loss_and_overlaps(
@@ -123,7 +153,7 @@ class SegmentationObjective:
         """The batch loss and a ``(2, K)`` tensor: per-class intersections and totals (|P| + |G|)
         of the hard predictions, summed over the batch, for a pooled validation Dice (``None``
         without ``predict_onehot``)."""
-        logits = model(batch["image"]).float()
+        logits = network_output(model, batch["image"]).float()
         target = batch["label"].float()
         if self.predict_onehot is None:
             return self.loss_fn(logits, target), None
