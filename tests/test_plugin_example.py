@@ -133,7 +133,7 @@ def test_pretrains_through_the_api(installed: Installed, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "target",
     [
-        "tests/corruption/test_corruption_tasks.py",
+        "tests/corruption/test_corruption_contracts.py",
         "tests/studies/test_studies_grid.py::test_every_registered_task_and_sampler_expands",
     ],
 )

@@ -1,4 +1,5 @@
-"""Tests of the example plugin: its own invariants, plus that the installed entry point resolves.
+"""Tests of the example plugin: the contract every pretext task keeps, its own invariants, and that
+the installed entry point resolves.
 
 Run after installing the package: ``pip install ".[test]" && pytest tests``.
 """
@@ -11,6 +12,13 @@ import torch
 from inpaintssl_pixel_shuffle import LocalPixelShuffle, local_shuffle_permutation, patch_cells
 
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
+from inpaintssl.testing import PretextTaskContract
+
+
+class TestLocalPixelShuffleContract(PretextTaskContract):
+    """Every check inpaintssl runs on its own tasks: output, channels, coverage, seeding, dtypes."""
+
+    task = "local_pixel_shuffle"
 
 
 def window_of(corners: np.ndarray, k: int, pixel: tuple[int, int]) -> set[int]:
