@@ -248,7 +248,7 @@ background all zeros
             f"{expected}: one 0/1 channel per foreground class ({num_classes} classes), background all zeros"
         )
     if not bool(((label == 0) | (label == 1)).all()):
-        found = sorted({float(v) for v in label.unique()[:6].tolist()})
+        found = sorted({float(v) for v in torch.unique(label)[:6].tolist()})
         raise DataError(f"{where}: label holds values {found}; expected one-hot 0/1 values")
     if num_classes and bool((label.sum(0) > 1).any()):
         raise DataError(f"{where}: a pixel belongs to two classes; expected at most one class per pixel")
