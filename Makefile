@@ -1,5 +1,5 @@
 # The README's commands. Each target creates or refreshes the project's own virtualenv first.
-# TORCH pins the PyTorch wheel: the CPU build by default. CUDA users: make test TORCH="torch==2.13.0 --index-url <your CUDA index>"
+# TORCH pins the PyTorch wheel (passed to pip as separate arguments). Another build: make test TORCH="torch==2.13.0 --index-url <index>"
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -18,7 +18,7 @@ STAMP := $(VENV)/.stamp-install
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
