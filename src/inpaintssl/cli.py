@@ -492,9 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--spacing",
         type=float,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="voxel size in mm of NumPy/HDF5 inputs",
+        nargs="+",
+        metavar="MM",
+        help="voxel size in mm of NumPy/HDF5 inputs, one value per stored axis: 3 for a volume, "
+        "2 (or 3, with the thickness) for a single 2-D slice",
     )
     p.add_argument(
         "--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="CUDA mixed precision"

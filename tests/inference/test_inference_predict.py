@@ -1021,6 +1021,7 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
     truncated = tmp_path / "cut.nii.gz"
     data = (brains / "c.nii.gz").read_bytes()
     truncated.write_bytes(data[: len(data) // 3])
+    np.save(tmp_path / "c.npy", np.asarray(nib.load(brains / "c.nii.gz").dataobj))
     out = tmp_path / "pred"
     cases = [
         ([str(tmp_path / "no-such-run"), str(brains / "c.nii.gz")], r"no-such-run does not exist"),
@@ -1040,6 +1041,11 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
         (
             [str(softmax_run), str(brains / "c.nii.gz"), "--spacing", "-2", "2", "2"],
             r"finite voxel sizes in mm, each > 0",
+        ),
+        # Two sizes for a volume would leave its slice thickness, and so every mL, to a guess.
+        (
+            [str(softmax_run), str(tmp_path / "c.npy"), "--spacing", "2", "2"],
+            r"c\.npy: spacing=\[2\.0, 2\.0\] has 2 value\(s\); expected 3 voxel sizes in mm for a 3D array",
         ),
     ]
     for args, message in cases:

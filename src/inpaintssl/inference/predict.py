@@ -499,7 +499,9 @@ def _open(
         assert isinstance(volume, DicomVolume)
         _warn_spacing_unused(spacing, path, volume.spacing)
         return volume, _dicom_geometry(volume)
-    stored = _zooms3(spacing if spacing is not None else (1.0, 1.0, 1.0))
+    # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
+    # which the reader checks against the array's rank; a single 2-D slice may take two.
+    given = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
     if _has_suffix(path, _NIFTI):
         nifti = NiftiVolume(path, slice_axis=axis)
         mm = nifti_mm_per_unit(nifti.header, path=path)
@@ -508,15 +510,16 @@ def _open(
         return nifti, _Geometry(nifti.file_affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):
         member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
-        volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=stored)
+        volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
     elif _has_suffix(path, _HDF5):
         dataset = key if key is not None else _first_dataset(path)
-        volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=stored)
+        volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
     else:
         raise PredictionError(
             f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
             ".dcm or a folder (of NIfTI files, or a DICOM series)"
         )
+    stored = _zooms3(volume.spacing)
     return volume, _Geometry(np.diag([*stored, 1.0]), None, stored)
 
 
@@ -1022,7 +1025,8 @@ def predict(
         progress: Show a progress bar over cases (on a terminal).
         slice_axis: Slice along this axis of 3D/4D arrays instead of the run's ``slice_axis``.
         key: HDF5 dataset or ``.npz`` member holding the image (default: the first one).
-        spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm);
+        spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm):
+            3 values for a volume, 2 or 3 for a single 2-D slice (whose thickness is then 1 mm);
             NIfTI and DICOM inputs carry their own.
         amp: Mixed precision on CUDA (``auto``: bf16 where supported, else fp16; ``off``: float32).
         large_slices: For a ``crop_or_pad`` run, slices larger than its ``data.image_size``:
