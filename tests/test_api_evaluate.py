@@ -61,3 +61,30 @@ def test_a_pretraining_checkpoint_is_scored_under_its_validation_corruption(tmp_
     with open(run / "metrics.csv", newline="") as handle:
         best = min(float(row["val_loss"]) for row in csv.DictReader(handle))
     assert float(np.mean(recorded)) == pytest.approx(best, rel=1e-5)
+
+
+def test_evaluate_scores_the_run_as_its_own_test_pass_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same memory format as the run (run.channels_last: auto) rounds the convolutions alike:
+    # slice by slice, evaluate() reproduces test_metrics.csv exactly, not merely closely.
+    import torch
+
+    from inpaintssl import api
+
+    run = _run("finetune", tmp_path / "ft")
+    formats: list[bool] = []
+    real = api.evaluate_segmentation
+
+    def spy(model: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        weights = [p for p in model.parameters() if p.ndim == 4]
+        formats.append(all(p.is_contiguous(memory_format=torch.channels_last) for p in weights))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(api, "evaluate_segmentation", spy)
+    table = issl.evaluate(run, DATA, split="test", device="cpu").select(level="image")
+    assert formats == [True]  # channels_last on the CPU, as training's "auto" chose
+    with open(run / "test_metrics.csv", newline="") as handle:
+        recorded = [row for row in csv.DictReader(handle) if row["level"] == "image"]
+    for name in ("dice_disc", "dice_square"):
+        np.testing.assert_array_equal(table.column(name), [float(row[name]) for row in recorded])

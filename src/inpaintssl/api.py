@@ -40,7 +40,7 @@ from inpaintssl.inference import predict as predict
 from inpaintssl.inference.loading import recorded_orientations, recorded_spacing
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
-from inpaintssl.training.device import resolve_device
+from inpaintssl.training.device import resolve_device, to_memory_format, use_channels_last
 from inpaintssl.training.evaluation import EvaluationTable as EvaluationTable
 from inpaintssl.training.evaluation import evaluate_inpainting, evaluate_segmentation
 from inpaintssl.training.finetuning import run_finetuning
@@ -255,7 +255,10 @@ def evaluate(
             activation = info.activation
         if class_names is None and info.class_names:
             class_names = info.class_names
-    model = model.to(target_device)
+    # The memory format a run's own test pass uses by default (run.channels_last: auto), so the
+    # two agree to the last bit: layouts round convolutions differently.
+    channels_last = use_channels_last(target_device, "auto")
+    model = to_memory_format(model.to(target_device), channels_last=channels_last)
     multiple = int(getattr(model, "size_multiple", 1))
     dataset, data_classes = _dataset_for(data, split=split, multiple=multiple)
     if not isinstance(checkpoint_or_model, nn.Module):
@@ -270,7 +273,7 @@ def evaluate(
             corrupt=InpaintingObjective(task).corrupt,
             device=target_device,
             batch_size=batch_size,
-            channels_last=False,
+            channels_last=channels_last,
         )
     else:
         names = tuple(class_names) if class_names is not None else data_classes
@@ -286,7 +289,7 @@ def evaluate(
             class_names=names,
             device=target_device,
             batch_size=batch_size,
-            channels_last=False,
+            channels_last=channels_last,
         )
     if output is not None:
         table.to_csv(output)
