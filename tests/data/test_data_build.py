@@ -211,6 +211,32 @@ def test_size_not_divisible_by_the_backbone_multiple() -> None:
         )
 
 
+def test_a_side_of_a_few_pixels_is_suspected_to_be_channels_last() -> None:
+    import torch
+
+    from inpaintssl.data.base import SliceDataset
+    from inpaintssl.data.build import _check_size
+
+    class ChannelsLast(SliceDataset):
+        """An RGB-like (H, W, 3) array handed over as it was stored."""
+
+        def __init__(self) -> None:
+            self.volume_ids = ["v"]
+
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> dict[str, object]:
+            return {"image": torch.zeros(32, 32, 3), "volume_id": "v", "slice_index": 0}
+
+    with pytest.raises(
+        DataError,
+        match=r"slice size \(32, 3\) is not divisible by 4 .*a side of 3 pixel\(s\) suggests an image stored "
+        r"channels last: items must be \(C, H, W\), with C = in_channels \(1\)",
+    ):
+        _check_size(ChannelsLast(), what="mine train set", size_multiple=4)
+
+
 def test_a_fraction_selecting_no_volume() -> None:
     with pytest.raises(DataError, match=r"label_fraction=0.01 of 45 training volumes selects 0 volumes"):
         build_datasets(DataConfig(dataset="mni152", label_fraction=0.01), stage="finetune", seed=0)

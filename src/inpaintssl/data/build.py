@@ -132,9 +132,16 @@ def _check_size(dataset: SliceDataset, *, what: str, size_multiple: int) -> None
         raise DataError(f"{what}: slices have different sizes {sorted(sizes)[:5]}; {hint}")
     h, w = sizes.pop()
     if h % size_multiple or w % size_multiple:
+        # A side of a few pixels is rarely anatomy: more often an (H, W, C) image read as (C, H, W).
+        layout = (
+            f"; a side of {min(h, w)} pixel(s) suggests an image stored channels last: items must be "
+            f"(C, H, W), with C = in_channels ({dataset.in_channels})"
+            if min(h, w) <= 4
+            else ""
+        )
         raise DataError(
             f"{what}: slice size ({h}, {w}) is not divisible by {size_multiple} (the backbone's size "
-            f"multiple); {hint} with both sides divisible by {size_multiple}"
+            f"multiple); {hint} with both sides divisible by {size_multiple}{layout}"
         )
 
 
