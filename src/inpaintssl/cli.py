@@ -376,7 +376,7 @@ _EXAMPLES: Mapping[str, str] = MappingProxyType(
         "evaluate": "inpaintssl evaluate runs/ft --split test --output test.csv",
         "predict": "inpaintssl predict runs/ft 'scans/*.nii.gz' dicom/series-01 --output segmentations",
         "export": "inpaintssl export runs/ft --format onnx --output model.onnx",
-        "experiment": "inpaintssl experiment run examples/studies/transfer_design.yaml --shard 0/4",
+        "experiment": "inpaintssl experiment run examples/studies/pretext_design.yaml --shard 0/4",
         "experiment run": "inpaintssl experiment run study.yaml --executor slurm --partition gpu",
         "experiment report": "inpaintssl experiment report study.yaml --output report/",
         "experiment status": "inpaintssl experiment status study.yaml",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,19 @@ def test_run_status_and_report(spec_factory: Any, tmp_path: Path, capsys: pytest
     written = json.loads(capsys.readouterr().out)
     assert Path(written["html"]) == report / "report.html" and (report / "report.md").is_file()
     assert (report / "table2_l2_norm.csv").is_file()
+
+    # A later version of the spec (another label fraction): its report leaves the old run out.
+    changed = yaml.safe_load(Path(spec).read_text())
+    changed["label_fractions"] = [0.25]
+    Path(spec).write_text(yaml.safe_dump(changed))
+    assert main(["experiment", "run", spec, "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["executed"] == {"finetune": 1}
+    assert main(["experiment", "report", spec, "--output", str(tmp_path / "report2")]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 recorded run(s) that this spec does not plan" in err
+    with open(tmp_path / "report2" / "results.csv", newline="") as handle:
+        finetune_runs = {row["run_id"] for row in csv.DictReader(handle) if row["kind"] == "finetune"}
+    assert len(finetune_runs) == 1
 
 
 def test_run_exits_1_when_a_run_fails(

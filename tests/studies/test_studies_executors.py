@@ -22,7 +22,7 @@ from inpaintssl.cli import main
 from inpaintssl.studies import StudyStore, expand_study, load_spec, run_study
 from inpaintssl.studies.database import StudyDatabase, StudyDatabaseError
 from inpaintssl.studies.executors import run_with_executor
-from inpaintssl.studies.merge import merge_results
+from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 from study_helpers import (
@@ -161,14 +161,55 @@ def test_merging_the_same_result_files_twice_changes_nothing(tmp_path: Path) -> 
     # A second result of the same run with other numbers (trained again elsewhere) is reported and
     # the recorded one kept.
     path = spec.results_dir() / f"{pre.id}.json"
-    data = json.loads(path.read_text())
+    original = path.read_text()
+    data = json.loads(original)
     data["rows"][0][-1] += 1.0
     path.write_text(json.dumps(data))
     assert merge_results(spec).different == (pre.id,)
     assert _dump(spec.database_path()) == before
 
+    with pytest.warns(UserWarning, match=rf"result file {path} holds other measurements .* are kept"):
+        merge_results(spec).warn(results_dir=spec.results_dir())
+
+    # A damaged file of a run already recorded loses nothing: ignored, with a warning.
     path.write_text("{not json")
-    with pytest.raises(ResultFileError, match=f"result file {path}"):
+    damaged = merge_results(spec)
+    assert damaged.damaged == (pre.id,) and _dump(spec.database_path()) == before
+    with pytest.warns(UserWarning, match=rf"result file {path} is damaged, but run {pre.id} is recorded"):
+        damaged.warn(results_dir=spec.results_dir())
+    # A damaged file of a run not recorded yet is an error: that run's result would be lost.
+    (fine,) = [j for j in expand_study(spec).finetune_jobs() if j.depends_on == pre.id]
+    (spec.results_dir() / f"{fine.id}.json").write_text("{not json")
+    with pytest.raises(ResultFileError, match=rf"result file .*{fine.id}\.json"):
+        merge_results(spec)
+    (spec.results_dir() / f"{fine.id}.json").unlink()
+    path.write_text(original)
+    # A file of a run the spec no longer plans is named, not merged.
+    (spec.results_dir() / "ft-0123456789abcdef.json").write_text(path.read_text())
+    stray = merge_results(spec)
+    assert stray == MergeReport(same=1, unknown=("ft-0123456789abcdef",))
+    with pytest.warns(
+        UserWarning, match=r"1 result file\(s\) in .* belong to runs this spec \(shard\) does not"
+    ):
+        stray.warn(results_dir=spec.results_dir())
+
+
+def test_a_merged_study_is_compared_and_reported_from_any_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing left to write: the database is only read, which any host may do.
+    spec = load_spec(_spec(tmp_path / "study"))
+    (pre,) = expand_study(spec).pretrain_jobs()
+    run_tasks([Task.from_job(pre)], results=spec.results_dir())
+    assert merge_results(spec).merged == 1
+    before = _dump(spec.database_path())
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-b")
+    assert merge_results(spec) == MergeReport(same=1)
+    assert _dump(spec.database_path()) == before
+    # A result still to record needs the writer's host, and says so.
+    (fine,) = [j for j in expand_study(spec).finetune_jobs() if j.depends_on == pre.id]
+    (spec.results_dir() / f"{fine.id}.json").write_text((spec.results_dir() / f"{pre.id}.json").read_text())
+    with pytest.raises(StudyDatabaseError, match="belongs to host"):
         merge_results(spec)
 
 
@@ -230,6 +271,41 @@ def test_resource_flags_need_a_remote_executor(
     assert "workers=2 applies to the local executor only" in capsys.readouterr().err
     assert main(["experiment", "run", str(path), "--executor", "slurm", "--chunk-size", "0"]) == 2
     assert "chunk_size" in capsys.readouterr().err
+
+
+def test_slurm_without_slurm_says_so_and_how_to_try_the_spec_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("submitit")
+    import shutil
+
+    if shutil.which("srun") or shutil.which("sbatch"):
+        pytest.skip("this machine has Slurm")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(tmp_path / "study", cluster="slurm")))
+    assert main(["experiment", "run", str(path), "--executor", "slurm", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--executor slurm cannot submit from this machine" in err and "--cluster local" in err
+    assert "Traceback" not in err
+
+
+def test_cpus_per_task_sets_the_local_workers_threads(
+    spec_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.studies import cli as studies_cli
+
+    class AcceptedError(Exception):
+        """Stops the command once its flags reached run_study."""
+
+    def run_study(*args: Any, resources: dict[str, Any], **kwargs: Any) -> None:
+        raise AcceptedError(resources)
+
+    monkeypatch.setattr(studies_cli, "run_study", run_study)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec_factory()))
+    with pytest.raises(AcceptedError) as info:
+        main(["experiment", "run", str(path), "--cpus-per-task", "1"])
+    assert info.value.args == ({"cpus_per_task": 1},)
 
 
 # -- end to end through the engines ------------------------------------------------------------

@@ -89,6 +89,23 @@ def test_shards_run_disjoint_parts(spec_factory: Any) -> None:
     _assert_recorded_exactly_once(spec)
 
 
+def test_per_shard_databases_keep_done_runs_when_the_shard_count_changes(spec_factory: Any) -> None:
+    spec = spec_factory(label_fractions=[0.5], baseline=False)
+    spec["database"] = str(Path(spec["output"]) / "shard-{shard}.sqlite")
+    for i in range(2):
+        run_study(spec, shard=(i, 2), quiet=True)
+    # One shard now: a new database file, whose runs were all done in the two old ones.
+    again = run_study(spec, quiet=True)
+    assert again.executed == {} and again.complete and again.total == 4
+    with StudyStore(load_spec(spec).database_path((0, 1))) as store:
+        runs = store.runs()
+        assert {r.status for r in runs} == {"done"} and len(runs) == 4
+        # The measurements came along: the report reads every run once, from any of the files.
+        counts = {r.id: len(store.run_measurements(r.id)) for r in runs}
+    plan = expand_study(load_spec(spec))
+    assert counts == {j.id: PRETRAIN_ROWS if j.kind == "pretrain" else FINETUNE_ROWS for j in plan}
+
+
 def test_a_failing_run_is_reported_and_blocks_its_dependants(spec_factory: Any) -> None:
     # A 64x64 patch cannot fit a 32x32 image: pretraining fails at its first check.
     spec = spec_factory(

@@ -41,6 +41,9 @@ def _spec(**changes: Any) -> dict[str, Any]:
             "(found 'fast')",
         ),
         ({"max_attempts": "two"}, "(found 'two')"),
+        # A worker beating less often than runs go stale would lose its live run to another.
+        ({"heartbeat_s": 60, "stale_after_s": 1}, "heartbeat_s=60 must be smaller than stale_after_s=1"),
+        ({"heartbeat_s": 900}, "heartbeat_s=900 must be smaller than stale_after_s=900"),
     ],
 )
 def test_invalid_specs_name_the_problem(changes: dict[str, Any], message: str) -> None:

@@ -271,3 +271,21 @@ def test_sigterm_releases_the_lock_so_a_requeue_on_another_node_may_resume(tmp_p
     assert not (run / RunFolder.LOCK).exists()
     assert not list(run.rglob("*.tmp")), "temporaries left behind"
     assert read_lock(run) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_a_killed_child_not_yet_reaped_is_not_alive() -> None:
+    """A SIGKILLed worker stays a zombie until waited for; kill(pid, 0) alone calls it alive."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert lock_module.pid_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while lock_module.pid_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(child.pid, 0)  # the zombie still answers the probe: it is not reaped yet
+        assert not lock_module.pid_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert not lock_module.pid_alive(child.pid)  # reaped: gone altogether

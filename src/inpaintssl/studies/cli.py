@@ -51,10 +51,12 @@ def _run(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k, None) for k in ExecutorSpec.model_fields}
     resources = {k: v for k, v in given.items() if v is not None}
     executor = getattr(args, "executor", "local")
-    if executor == "local" and resources:
+    # cpus_per_task is also the local workers' thread count (as the spec's field is).
+    cluster_only = sorted(k for k in resources if k != "cpus_per_task")
+    if executor == "local" and cluster_only:
         raise ValueError(
-            f"--{sorted(resources)[0].replace('_', '-')} applies to --executor slurm or ray; "
-            "the local executor runs on this machine with --workers"
+            f"--{cluster_only[0].replace('_', '-')} applies to --executor slurm or ray; "
+            "the local executor runs on this machine with --workers (and --cpus-per-task threads each)"
         )
     summary = run_study(
         args.spec,
@@ -97,13 +99,16 @@ def _status(args: argparse.Namespace) -> int:
     for kind, by_status in counts.items():
         print(f"  {kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
     print("databases: " + (", ".join(str(p) for p in study_databases(spec)) or "none yet"))
+    planned = {job.id for job in plan}
+    files = result_files(spec.results_dir())
     unmerged = [
-        p
-        for p in result_files(spec.results_dir())
-        if runs.get(p.stem) is None or runs[p.stem].status != "done"
+        p for p in files if p.stem in planned and (p.stem not in runs or runs[p.stem].status != "done")
     ]
     if unmerged:
         print(f"result files not merged yet: {len(unmerged)} (`experiment run` or `report` merges them)")
+    unplanned = [p for p in files if p.stem not in planned]
+    if unplanned:
+        print(f"result files of runs this spec does not plan: {len(unplanned)} (ignored)")
     for job in plan:
         run = runs.get(job.id)
         if run is not None and run.status == "failed" and run.error:
@@ -115,8 +120,17 @@ def _report(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     # A driver killed after its workers finished leaves result files unmerged: take them in first.
     merged = merge_results(spec)
+    merged.warn(results_dir=spec.results_dir())
     if merged.merged:
         print(f"merged {merged.merged} result files into {spec.database_path()}", file=sys.stderr)
+    # Runs of earlier versions of the spec stay in the database but are not this spec's results.
+    left_out = len(load_runs(spec, planned_only=False)) - len(load_runs(spec))
+    if left_out:
+        print(
+            f"left out {left_out} recorded run(s) that this spec does not plan (from an earlier version "
+            "of it?); the report covers the spec's own runs",
+            file=sys.stderr,
+        )
     files = write_report(spec, output=args.output)
     print(
         json.dumps(

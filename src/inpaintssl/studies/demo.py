@@ -348,9 +348,7 @@ def _example_figure(
             ax.set_axis_off()
             if row == 0:
                 ax.set_title(titles[col], fontsize=9)
-    figure.suptitle(
-        f"Test slices: {', '.join(test.class_names)} = 1, 2, 3 (smallest label fraction, seed 0)"
-    )
+    figure.suptitle(f"Test slices: {', '.join(test.class_names)} = 1, 2, 3 (smallest label fraction, seed 0)")
     return save_figure(figure, path, formats=("png",))
 
 

@@ -157,7 +157,9 @@ class _Driver:
         # Only the ended runs' files: merging every file again at each task's end would cost
         # the whole study each time (files left by an earlier driver were merged at the start).
         files = [p for p in result_files(self.spec.results_dir()) if p.stem in ended]
-        merge_files(self.store, {job.id: job for job in self.plan}, files)
+        merge_files(self.store, {job.id: job for job in self.plan}, files).warn(
+            results_dir=self.spec.results_dir()
+        )
         runs = self._runs()
         for run_id in ids:
             if runs[run_id].status == "done":

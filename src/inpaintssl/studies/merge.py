@@ -8,24 +8,29 @@ durable record that a run finished, so a run with a file is never submitted agai
 database lost or moved aside can be rebuilt from them.
 
 ``inpaintssl experiment run`` merges before it plans (whatever the executor) and after every
-stage; ``inpaintssl experiment report`` merges what a killed driver left unmerged.
+stage; ``inpaintssl experiment report`` merges what a killed driver left unmerged, and opens the
+database for writing only when some file's run is not recorded yet (so a report of a finished
+study reads from any host). What a merge cannot take is said in a warning: a file whose
+measurements differ from those recorded (the recorded ones are kept), a file of a run the spec
+does not plan, and a damaged file of a run already recorded (ignored: delete it).
 
 Example:
     >>> import tempfile
     >>> from inpaintssl.studies.spec import StudySpec
     >>> merge_results(StudySpec(study="clinical", output=tempfile.mkdtemp()))
-    MergeReport(merged=0, same=0, different=(), unknown=())
+    MergeReport(merged=0, same=0, different=(), unknown=(), damaged=())
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from inpaintssl.studies.grid import Job, expand_study
 from inpaintssl.studies.queue import NewRun
-from inpaintssl.studies.resultfiles import read_result_file, result_files
+from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
 
@@ -47,12 +52,41 @@ class MergeReport:
         different: Runs recorded before with other measurements (e.g. trained twice on different
             hardware); the recorded measurements are kept.
         unknown: Result files of runs that are not part of this study (shard) any more.
+        damaged: Unreadable result files of runs recorded already (ignored; a damaged file of a
+            run not recorded yet is an error instead).
     """
 
     merged: int = 0
     same: int = 0
     different: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
+    damaged: tuple[str, ...] = ()
+
+    def warn(self, *, results_dir: Path) -> None:
+        """Say what was not merged, as warnings naming the files (nothing when all merged)."""
+        for run_id in self.different:
+            warnings.warn(
+                f"result file {results_dir / (run_id + '.json')} holds other measurements than those "
+                f"recorded for run {run_id} (trained twice, e.g. on other hardware?); the recorded ones "
+                "are kept",
+                UserWarning,
+                stacklevel=2,
+            )
+        if self.unknown:
+            shown = ", ".join(sorted(self.unknown)[:5]) + (", ..." if len(self.unknown) > 5 else "")
+            warnings.warn(
+                f"{len(self.unknown)} result file(s) in {results_dir} belong to runs this spec (shard) "
+                f"does not plan ({shown}); they are ignored",
+                UserWarning,
+                stacklevel=2,
+            )
+        for run_id in self.damaged:
+            warnings.warn(
+                f"result file {results_dir / (run_id + '.json')} is damaged, but run {run_id} is recorded "
+                "already; the file is ignored (delete it)",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeReport:
@@ -74,7 +108,15 @@ def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeR
     if not files:
         return MergeReport()
     jobs = {job.id: job for job in expand_study(spec).shard(*shard)}
-    with StudyStore(spec.database_path(shard)) as store:
+    database = spec.database_path(shard)
+    if database.exists():
+        # Read first: when every file's run is recorded there is nothing to write, and a study
+        # whose results are all in reads (and is compared) from any host, not only the writer's.
+        with StudyStore(database, read_only=True) as store:
+            done = {run.id for run in store.runs() if run.status == "done"}
+            if all(p.stem in done or p.stem not in jobs for p in files):
+                return _merge(store, jobs, files, write=False)
+    with StudyStore(database) as store:
         return merge_files(store, jobs, files)
 
 
@@ -87,21 +129,38 @@ def merge_files(store: StudyStore, jobs: Mapping[str, Job], files: Sequence[Path
     Raises:
         inpaintssl.studies.resultfiles.ResultFileError: A damaged result file (the message names it).
     """
+    return _merge(store, jobs, files, write=True)
+
+
+def _merge(store: StudyStore, jobs: Mapping[str, Job], files: Sequence[Path], *, write: bool) -> MergeReport:
+    """Merge (or, without ``write``, only compare: every file's run is recorded) the result files."""
     merged = same = 0
     different: list[str] = []
     unknown: list[str] = []
-    # Register the runs that have files (a report may merge into a database that never saw them).
-    store.add_runs(new_run(jobs[p.stem]) for p in files if p.stem in jobs)
+    damaged: list[str] = []
+    if write:
+        # Register the runs that have files (a report may merge into a database that never saw them).
+        store.add_runs(new_run(jobs[p.stem]) for p in files if p.stem in jobs)
+    recorded = {run.id for run in store.runs() if run.status == "done"}
     for path in files:
         if path.stem not in jobs:
             unknown.append(path.stem)
             continue
-        data = read_result_file(path)
-        outcome = store.merge(data.run_id, result=data.result, rows=data.rows)
+        try:
+            data = read_result_file(path)
+        except ResultFileError:
+            if path.stem not in recorded:
+                raise
+            damaged.append(path.stem)  # nothing is lost: the database holds the run's result
+            continue
+        if write:
+            outcome = store.merge(data.run_id, result=data.result, rows=data.rows)
+        else:
+            outcome = store.compare(data.run_id, data.rows)
         if outcome == "merged":
             merged += 1
         elif outcome == "same":
             same += 1
         else:
             different.append(data.run_id)
-    return MergeReport(merged, same, tuple(different), tuple(unknown))
+    return MergeReport(merged, same, tuple(different), tuple(unknown), tuple(damaged))

@@ -27,6 +27,7 @@ from typing import Any
 
 from inpaintssl.analysis.table import Table
 from inpaintssl.config import ConfigError
+from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
@@ -62,17 +63,27 @@ def check_same_study(store: StudyStore, spec: StudySpec, path: Path) -> None:
         )
 
 
-def load_runs(spec: StudySpec) -> dict[str, RunRecord]:
-    """Every run recorded in the study's database file(s); a ``done`` copy wins over others.
+def load_runs(spec: StudySpec, *, planned_only: bool = True) -> dict[str, RunRecord]:
+    """The runs recorded in the study's database file(s); a ``done`` copy wins over others.
+
+    Args:
+        spec: The study.
+        planned_only: Only the runs ``spec`` plans (:func:`~inpaintssl.studies.grid.expand_study`).
+            A database keeps the runs of earlier versions of a spec (another budget, a label
+            fraction dropped): counted in, they would be averaged with this version's runs of the
+            same labels. ``False`` returns every recorded run.
 
     Raises:
         ConfigError: A database holds another kind of study (:func:`check_same_study`).
     """
+    planned = {job.id for job in expand_study(spec)} if planned_only else None
     runs: dict[str, RunRecord] = {}
     for path in study_databases(spec):
         with StudyStore(path, read_only=True) as store:
             check_same_study(store, spec, path)
             for run in store.runs():
+                if planned is not None and run.id not in planned:
+                    continue
                 if run.id not in runs or run.status == "done":
                     runs[run.id] = run
     return runs
@@ -92,7 +103,7 @@ def _run_columns(run: RunRecord, runs: Mapping[str, RunRecord]) -> dict[str, Any
 
 
 def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Table:
-    """The long results table of every ``done`` run of a study (see the module docstring).
+    """The long results table of every ``done`` run the spec plans (see the module docstring).
 
     Args:
         spec: The study.

@@ -87,7 +87,7 @@ from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
 from inpaintssl.studies.queue import Heartbeat, RunRecord, WorkerId
-from inpaintssl.studies.results import check_same_study
+from inpaintssl.studies.results import check_same_study, study_databases
 from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, load_spec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import StudySummary, WorkerReport, summarise
@@ -246,10 +246,15 @@ def run_study(
         atomic_write_text(database.parent / "spec.json", spec.model_dump_json(indent=2))
         store.set_meta("spec", spec.model_dump_json())
         store.add_runs(new_run(job) for job in plan)
+        adopted = adopt_done_runs(store, spec, database=database, run_ids={job.id for job in plan})
         # A new invocation gives failed runs a fresh budget: the cause may have been fixed.
         store.requeue_failed({job.id for job in plan})
+    if adopted:
+        _say(
+            quiet, f"{spec.study}: {adopted} runs done in the study's other database files are not run again"
+        )
     # Results that remote workers finished (e.g. while a driver was down) count before planning.
-    merge_results(spec, shard=shard)
+    merge_results(spec, shard=shard).warn(results_dir=spec.results_dir())
     _say(
         quiet,
         f"{spec.study}: {len(plan)} runs in shard {shard[0]}/{shard[1]} -> {database} ({executor} executor)",
@@ -290,6 +295,30 @@ def run_study(
                     stacklevel=2,
                 )
     return summarise(spec, plan, shard, reports)
+
+
+def adopt_done_runs(store: StudyStore, spec: StudySpec, *, database: Path, run_ids: set[str]) -> int:
+    """Record in ``store`` the runs of ``run_ids`` that another database file of the study has done.
+
+    With one database per shard (``{shard}`` in its path), running the study with another shard
+    count opens new files: without this, runs finished under the old count would train again.
+    Their measurements are copied as they are; the other files are only read.
+
+    Returns:
+        How many runs were recorded from other files.
+    """
+    adopted = 0
+    for path in study_databases(spec):
+        if path.resolve() == database.resolve():
+            continue
+        with StudyStore(path, read_only=True) as other:
+            check_same_study(other, spec, path)
+            done = {run.id: run for run in other.runs() if run.status == "done" and run.id in run_ids}
+            found = {run_id: other.run_measurements(run_id) for run_id in done}
+        for run_id, run in done.items():
+            if store.merge(run_id, result=dict(run.result or {}), rows=found[run_id]) == "merged":
+                adopted += 1
+    return adopted
 
 
 def _with_resources(spec: StudySpec, resources: Mapping[str, Any]) -> StudySpec:

@@ -252,6 +252,13 @@ class StudySpec(BaseModel):
                     update_fields(base, {field: value})
                 except ConfigError as exc:
                     raise ValueError(f"grid key {key!r}, value {value!r} is not valid: {exc}") from exc
+        if self.heartbeat_s >= self.stale_after_s:
+            # A worker beating less often than a run is judged stale would lose its live run to
+            # another worker, and the two would train it at once in one folder.
+            raise ValueError(
+                f"heartbeat_s={self.heartbeat_s:g} must be smaller than stale_after_s="
+                f"{self.stale_after_s:g} (a few heartbeats per stale period, e.g. 30 and 900)"
+            )
         unknown = sorted(set(self.fraction_seeds) - set(self.label_fractions))
         if unknown:
             raise ValueError(

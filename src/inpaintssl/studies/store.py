@@ -181,5 +181,9 @@ class StudyStore(JobQueue, ResultStore):
                 self._insert(conn, run_id, rows)
                 self._mark_done(conn, run_id, result)
                 return "merged"
+        return self.compare(run_id, rows)
+
+    def compare(self, run_id: str, rows: Iterable[Measurement]) -> Literal["same", "different"]:
+        """Whether ``rows`` are the measurements recorded for ``run_id`` (in any order); reads only."""
         recorded = sorted(map(_key, self.run_measurements(run_id)), key=repr)
         return "same" if recorded == sorted(map(_key, rows), key=repr) else "different"

@@ -111,12 +111,18 @@ class SubmititBackend:
             import submitit
         except ImportError as exc:  # pragma: no cover - the extra is not installed
             raise ConfigError("--executor slurm needs submitit: pip install 'inpaintssl[slurm]'") from exc
-        self.executor = submitit.AutoExecutor(
-            folder=folder / "%j",
-            cluster=resources.cluster,
-            slurm_max_num_timeout=resources.max_requeues,
-            local_max_num_timeout=resources.max_requeues,
-        )
+        try:
+            self.executor = submitit.AutoExecutor(
+                folder=folder / "%j",
+                cluster=resources.cluster,
+                slurm_max_num_timeout=resources.max_requeues,
+                local_max_num_timeout=resources.max_requeues,
+            )
+        except RuntimeError as exc:  # submitit: no srun/sbatch on this machine
+            raise ConfigError(
+                f"--executor slurm cannot submit from this machine ({exc}); run it on a Slurm login "
+                "node, or try the spec out here with --cluster local (submitit's local executor)"
+            ) from exc
         self.executor.update_parameters(**slurm_parameters(resources, name=name))
         self.batch = _Batch(results, quiet, resources.cpus_per_task)
         self.cluster = resources.cluster

@@ -101,7 +101,21 @@ def pid_alive(pid: int) -> bool:
         return True  # it exists, owned by another user
     except OSError:
         return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped (Linux's ``/proc``; elsewhere ``False``).
+
+    A killed worker stays a zombie until its parent waits for it, and ``kill(pid, 0)`` succeeds on
+    a zombie: its lock and its claimed run would look held until a heartbeat timeout.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    # The state follows the parenthesised command name, which may itself hold spaces or ")".
+    return stat[stat.rfind(")") + 1 :].split()[:1] == ["Z"]
 
 
 @dataclass(frozen=True)
