@@ -521,3 +521,44 @@ def test_the_agreement_table_counts_each_scan_once_whatever_the_subset_seeds() -
         pytest.approx(diff.mean() + 1.96 * diff.std(ddof=1)),
     )
     assert icc_value == pytest.approx(_icc_2_1(np.column_stack([means, reference])))
+
+
+def test_rows_without_a_label_fraction_are_left_out_of_the_tables() -> None:
+    # Run "grid" fine-tuned at 10 % labels; run "loose" was measured outside a study, without a
+    # label fraction. Both tables are by fraction, so only "grid" is in them, as in the Dice
+    # summaries.
+    base = {"arm": "ssl", "subset_seed": 0, "level": "volume", "slice_index": -1, "class_name": "gm"}
+    measured = {
+        ("grid", 0.1): [("a", 110.0, 100.0), ("b", 190.0, 200.0), ("c", 306.0, 300.0)],
+        ("loose", None): [("a", 500.0, 100.0), ("d", 1.0, 400.0)],
+    }
+    rows: list[dict[str, Any]] = []
+    for (run, fraction), scans in measured.items():
+        for volume, pred, ref in scans:
+            for quantity, value in (("pred", pred), ("ref", ref), ("pct_error", 100 * abs(pred - ref) / ref)):
+                rows.append(
+                    {
+                        **base,
+                        "run_id": run,
+                        "label_fraction": fraction,
+                        "volume_id": volume,
+                        "metric": f"volume_mm3_{quantity}",
+                        "value": value,
+                    }
+                )
+    # Errors of "grid": 10 %, 5 %, 2 % -> median 5 %; differences +10, -10, +6 -> bias 2.
+    assert percent_error_medians(ResultsTable(rows)) == [("volume_mm3", "gm", 0.1, "ssl", 5.0, 3, 0)]
+    ((_, _, fraction, _, n, not_comparable, median, bias, lower, upper, _),) = agreement_table(
+        ResultsTable(rows)
+    ).tuples()
+    sd = math.sqrt((8.0**2 + 12.0**2 + 4.0**2) / 2)  # deviations from the bias 2: 8, -12, 4
+    assert (fraction, n, not_comparable, median) == (0.1, 3, 0, 5.0)
+    assert (bias, lower, upper) == (
+        pytest.approx(2.0),
+        pytest.approx(2.0 - 1.96 * sd),
+        pytest.approx(2.0 + 1.96 * sd),
+    )
+    # A table of loose runs alone has no fraction to report by: no rows, not a TypeError.
+    loose = ResultsTable([r for r in rows if r["run_id"] == "loose"])
+    assert percent_error_medians(loose) == []
+    assert agreement_table(loose).tuples() == ()

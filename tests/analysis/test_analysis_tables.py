@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,9 @@ def test_power_law_fits_recover_noiseless_curves() -> None:
     table = power_law_table(ResultsTable(rows))
     found = {row[0]: row for row in table.tuples()}
     for fraction, (a, k, c) in truth.items():
-        _, points, fa, fk, fc, rse, paper_s, at_bound = found[fraction]
+        _, points, fa, fk, fc, rse, paper_s, at_bound, x_min, x_max = found[fraction]
         assert points == 5 and at_bound is False
+        assert (x_min, x_max) == (0.0, 400.0)  # the supervised point at 0 % to the largest superset
         assert (fa, fk, fc) == (
             pytest.approx(a, rel=1e-3),
             pytest.approx(k, rel=1e-3),
@@ -177,8 +179,54 @@ def test_labels_needed_inverts_the_supervised_curve() -> None:
         pytest.approx(0.9, rel=1e-3),
     )
     assert row[5] == 25.0 and row[7] is False
+    assert row[8:] == (5.0, 100.0, False)  # 25 lies within the 5-100 labelled volumes fitted
     # The default target is the supervised Dice with the most labels.
     assert labels_needed_table(ResultsTable(rows)).tuples()[0][1] == pytest.approx(0.9 - 0.05)
+
+
+@pytest.mark.parametrize(
+    ("target", "needed", "extrapolated"),
+    [
+        (0.8, 25.0, False),  # 0.5 / sqrt(n) = 0.1 -> n = 25, inside the fitted 5-100
+        (0.75, 12.0, False),  # 0.5 / sqrt(n) = 0.15 -> n = 11.1 -> 12
+        (0.85, 100.0, False),  # 0.5 / sqrt(n) = 0.05 -> n = 100, the largest fitted count itself
+        (0.87, 278.0, True),  # 0.5 / sqrt(n) = 0.03 -> n = 277.8 -> 278, beyond the largest
+        (0.6, 3.0, True),  # 0.5 / sqrt(n) = 0.3 -> n = 2.8 -> 3, below the smallest
+        (0.95, math.inf, True),  # above the plateau 0.9: never reached, a claim beyond the data
+    ],
+)
+def test_labels_needed_flags_counts_outside_the_fitted_range(
+    target: float, needed: float, extrapolated: bool
+) -> None:
+    # Supervised Dice = 0.9 - 0.5 * n^-0.5, fitted on 5 to 100 labelled volumes (hand-solved counts).
+    rows = []
+    for fraction, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5)):
+        rows.append(
+            _dice_row("supervised", "supervised", fraction, 0, 0.9 - 0.5 * n**-0.5, labelled_volumes=n)
+        )
+    # An SSL curve on only two label fractions cannot be fitted: no count, so nothing to flag.
+    for fraction, n in ((1.0, 100), (0.5, 50)):
+        rows.append(_dice_row("ssl", "s", fraction, 0, 0.9, labelled_volumes=n, pretrain_data_pct=100.0))
+    table = labels_needed_table(ResultsTable(rows), target=target)
+    assert table.columns[-3:] == ("fitted_volumes_min", "fitted_volumes_max", "extrapolated")
+    supervised, ssl = table.tuples()
+    assert supervised[0] == "supervised" and supervised[5] == needed
+    assert supervised[8:] == (5.0, 100.0, extrapolated)
+    assert ssl[0].startswith("ssl") and math.isnan(ssl[5])
+    assert math.isnan(ssl[8]) and math.isnan(ssl[9]) and ssl[10] is None
+
+
+def test_labels_needed_of_a_decreasing_curve_is_not_flagged() -> None:
+    # Dice = 0.5 + 0.5 * n^-0.5 falls with more labels: "labels needed" is NaN, neither inside nor
+    # outside the fitted range.
+    rows = [
+        _dice_row("supervised", "supervised", f, 0, 0.5 + 0.5 * n**-0.5, labelled_volumes=n)
+        for f, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5))
+    ]
+    ((*_, needed, _, _, x_min, x_max, extrapolated),) = labels_needed_table(
+        ResultsTable(rows), target=0.6
+    ).tuples()
+    assert math.isnan(needed) and (x_min, x_max) == (5.0, 100.0) and extrapolated is None
 
 
 def test_dice_table_averages_images_then_seeds() -> None:

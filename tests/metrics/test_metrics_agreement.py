@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -56,10 +57,13 @@ def test_icc_hand_worked_anova() -> None:
     assert icc(HAND_TABLE, kind="consistency") == pytest.approx(0.85)
 
 
+# Shrout & Fleiss (1979), Table 2 data (6 targets x 4 judges); their Table 4 gives
+# ICC(2,1) = .29, ICC(3,1) = .71.
+SHROUT_FLEISS_TABLE = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+
+
 def test_icc_matches_shrout_fleiss_1979_table() -> None:
-    # Shrout & Fleiss (1979), Table 2 data (6 targets x 4 judges) and their Table 4 results:
-    # ICC(2,1) = .29, ICC(3,1) = .71.
-    ratings = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    ratings = SHROUT_FLEISS_TABLE
     assert icc(ratings, kind="agreement") == pytest.approx(0.29, abs=0.005)
     assert icc(ratings, kind="consistency") == pytest.approx(0.71, abs=0.005)
 
@@ -90,6 +94,40 @@ def test_icc_invariances(table, scale, shift, column_offsets) -> None:
 
 def test_icc_all_identical_is_nan() -> None:
     assert math.isnan(icc(np.full((3, 2), 4.0)))
+
+
+@pytest.mark.parametrize(
+    ("ratings", "kind"),
+    [
+        # Every rating identical: MSR = MSC = MSE = 0, both ICCs 0/0. 0.1 and 1234.567 are not
+        # binary fractions, so their means carry round-off that an exact zero test lets through.
+        ([[0.1, 0.1]] * 3, "agreement"),
+        ([[0.1, 0.1]] * 3, "consistency"),
+        ([[1.1, 1.1]] * 7, "agreement"),
+        ([[1234.567, 1234.567]] * 5, "consistency"),
+        # Identical subjects, methods apart by a constant: MSR = MSE = 0, so consistency is 0/0.
+        ([[0.1, 0.3]] * 3, "consistency"),
+        ([[10.1, 10.3]] * 7, "consistency"),
+    ],
+)
+def test_icc_is_nan_for_ratings_without_variation(
+    ratings: list[list[float]], kind: Literal["agreement", "consistency"]
+) -> None:
+    assert math.isnan(icc(ratings, kind=kind))
+
+
+def test_icc_tells_round_off_from_small_real_variation() -> None:
+    # 0.1 everywhere has no variation (NaN); Shrout & Fleiss's table shrunk by 1e-6 on top of it
+    # varies far above round-off (1e-6 vs ~1e-17) and keeps its published ICCs, which a shift and
+    # a scale do not change.
+    flat = np.full((6, 4), 0.1)
+    assert math.isnan(icc(flat)) and math.isnan(icc(flat, kind="consistency"))
+    small = flat + 1e-6 * np.asarray(SHROUT_FLEISS_TABLE)
+    assert icc(small, kind="agreement") == pytest.approx(0.29, abs=0.005)
+    assert icc(small, kind="consistency") == pytest.approx(0.71, abs=0.005)
+    # Identical subjects with an offset between methods: MSR = MSE = 0 < MSC, so absolute
+    # agreement is 0 / (k * MSC / n) = 0, not NaN.
+    assert icc([[10.1, 10.3]] * 7, kind="agreement") == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize(

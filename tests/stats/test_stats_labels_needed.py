@@ -45,6 +45,9 @@ def test_from_a_fitted_curve() -> None:
     # Truth: 0.6 / sqrt(n) = 0.07 -> n = (0.6 / 0.07)^2 = 73.47 -> 74 images.
     assert labels_needed(fit, 0.85, round_up=False) == pytest.approx((0.6 / 0.07) ** 2, rel=1e-3)
     assert labels_needed(fit, 0.85) == 74.0
+    # Fitted on 4-64 images: 74 lies beyond them; 0.6 / sqrt(n) = 0.12 -> n = 25 lies within.
+    assert fit.extrapolates(labels_needed(fit, 0.85)) is True
+    assert labels_needed(fit, 0.8) == 25.0 and fit.extrapolates(25.0) is False
 
 
 @given(st.floats(0.05, 0.89))

@@ -63,6 +63,21 @@ def test_fit_is_a_local_minimum() -> None:
         assert ssr(fit.a + da, fit.k + dk, fit.c + dc) >= best - 1e-15
 
 
+def test_fit_records_the_range_of_x_it_saw() -> None:
+    x = np.array([20.0, 2.0, 80.0, 5.0, 40.0, 10.0])  # unsorted: the ends are not the first and last
+    fit = fit_power_law(x, -0.5 * x**-0.7 + 0.9)
+    assert (fit.x_min, fit.x_max) == (2.0, 80.0)
+    assert [fit.extrapolates(v) for v in (2.0, 33.3, 80.0)] == [False, False, False]
+    assert [fit.extrapolates(v) for v in (1.99, 80.01, 579.0, 0.0, math.inf)] == [True] * 5
+    assert fit.extrapolates(math.nan) is None
+
+
+def test_a_hand_built_fit_has_no_known_range() -> None:
+    fit = PowerLawFit(a=1.0, k=0.5, c=2.0, rse=0.0, ssr=0.0, ssr_over_n_minus_2=0.0, n=4)
+    assert math.isnan(fit.x_min) and math.isnan(fit.x_max)
+    assert fit.extrapolates(10.0) is None
+
+
 def test_three_points_fit_exactly_without_an_rse() -> None:
     x = np.array([1.0, 2.0, 4.0])
     fit = fit_power_law(x, 2.0 * x**0.5 + 1.0)

@@ -7,6 +7,10 @@ agreement) between the metric from predicted and from true masks, beside the per
 (beyond the paper); and the per-image comparison of Figure 7 with a one-sided paired Wilcoxon test
 that supervised errors exceed SSL errors (sec. 2.8).
 
+Every table is by label fraction, so rows without a ``label_fraction`` (a run measured outside a
+study's fine-tuning grid) are left out of all of them, as :mod:`inpaintssl.analysis.summaries`
+leaves them out of the Dice summaries.
+
 Example:
     >>> rows = [{"metric": "volume_mm3_pct_error", "class_name": "wm", "label_fraction": 0.5,
     ...          "arm": a, "volume_id": v, "value": x}
@@ -57,6 +61,11 @@ def _metric_rows(results: Table, metric: str, quantity: str) -> Table:
     return results.select(metric=f"{metric}_{quantity}")
 
 
+def _with_label_fraction(rows: Table) -> Table:
+    """The rows that belong to a label fraction; the tables here have no row for the others."""
+    return rows.where(lambda r: r.get("label_fraction") is not None)
+
+
 def _present_metrics(results: Table) -> list[str]:
     found = {str(m) for m in results.unique("metric")}
     return [m for m in CLINICAL_METRICS if f"{m}_pct_error" in found]
@@ -69,7 +78,8 @@ def percent_error_medians(results: Table) -> list[tuple[str, str, float, str, fl
     averaged, as in :func:`agreement_table`. A scan with a non-finite error in any of those runs
     is left out and counted: the model missed the tissue (no predicted mean T2 or HU), or the
     reference has none. Read a median beside its ``n`` and ``not_comparable``: an arm that misses
-    a tissue on hard scans keeps only its easy ones.
+    a tissue on hard scans keeps only its easy ones. Rows without a ``label_fraction`` are left
+    out (there is no row of the table to put them in).
 
     Returns:
         ``(metric, class, label_fraction, arm, median, n, not_comparable)`` rows; ``n`` counts the
@@ -77,7 +87,7 @@ def percent_error_medians(results: Table) -> list[tuple[str, str, float, str, fl
     """
     out = []
     for metric in _present_metrics(results):
-        rows = _metric_rows(results, metric, "pct_error")
+        rows = _with_label_fraction(_metric_rows(results, metric, "pct_error"))
         for (name, fraction, arm), table in rows.groups("class_name", "label_fraction", "arm").items():
             by_scan: dict[tuple[Any, ...], list[float]] = {}
             for row in table:
@@ -142,12 +152,13 @@ def agreement_table(results: Table) -> Table:
     of every column and counted in ``not_comparable``: a tissue the model missed (no predicted mean
     T2 or HU) or found where the reference has none. An arm's statistics cover only its ``n``
     scans, so read them beside ``not_comparable``. The median percent error is
-    :func:`percent_error_medians`', over the same scans.
+    :func:`percent_error_medians`', over the same scans. Predictions without a ``label_fraction``
+    are left out, as there.
     """
     medians = {(m, c, f, a): med for m, c, f, a, med, _, _ in percent_error_medians(results)}
     rows = []
     for metric in _present_metrics(results):
-        pred = _metric_rows(results, metric, "pred")
+        pred = _with_label_fraction(_metric_rows(results, metric, "pred"))
         ref = {_pair_key(r): float(r["value"]) for r in _metric_rows(results, metric, "ref")}
         for (name, fraction, arm), table in pred.groups("class_name", "label_fraction", "arm").items():
             pairs = [

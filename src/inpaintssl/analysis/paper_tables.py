@@ -8,8 +8,9 @@
 - :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
   numbers behind Figures 3/4).
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (a, k, c, the usual
-  RSE ``sqrt(SSR / (n - 3))`` and the paper's ``SSR / (n - 2)``).
-- :func:`labels_needed_table`: labelled volumes each arm needs to reach a target Dice.
+  RSE ``sqrt(SSR / (n - 3))`` and the paper's ``SSR / (n - 2)``, the range of x fitted).
+- :func:`labels_needed_table`: labelled volumes each arm needs to reach a target Dice, flagged
+  where the count lies outside the range of labelled volumes the curve was fitted on.
 
 Example:
     >>> from inpaintssl.analysis.table import Table
@@ -95,12 +96,22 @@ def table3_ranking(results: Table, *, level: str | None = None) -> Table:
 
 
 def power_law_table(results: Table, *, level: str | None = None) -> Table:
-    """Figure 5's fits: ``Dice = a * x**k + c`` against % pretraining data, per label fraction (sec. 2.6)."""
-    rows: list[tuple[float, int, float, float, float, float, float, bool | None]] = []
+    """Figure 5's fits: ``Dice = a * x**k + c`` against % pretraining data, per label fraction (sec. 2.6).
+
+    Columns: ``label_fraction``; ``points`` fitted; ``a``, ``k``, ``c``; ``rse`` (``sqrt(SSR /
+    (n - 3))``) and ``paper_s`` (the paper's ``SSR / (n - 2)``); ``k_at_bound`` (the exponent
+    stopped at the end of its range, so the points do not pin the curve); ``x_min`` and ``x_max``,
+    the range of % pretraining data fitted (0 is the supervised baseline), outside which the curve
+    is an extrapolation. A label fraction without a fit (fewer than 3 distinct x, or a failed fit)
+    has NaN parameters and range and ``k_at_bound`` ``None``.
+    """
+    rows: list[tuple[float, int, float, float, float, float, float, bool | None, float, float]] = []
     for series in scaling_series(results, level=level):
         fit = series.fit
         if fit is None:
-            rows.append((series.label_fraction, int(series.x.size), *(math.nan,) * 5, None))
+            rows.append(
+                (series.label_fraction, int(series.x.size), *(math.nan,) * 5, None, math.nan, math.nan)
+            )
         else:
             rows.append(
                 (
@@ -112,6 +123,8 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
                     fit.rse,
                     fit.ssr_over_n_minus_2,
                     fit.k_at_bound,
+                    fit.x_min,
+                    fit.x_max,
                 )
             )
     return Table(
@@ -120,8 +133,9 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
         title="Figure 5 fits: Dice = a * x^k + c, x = % pretraining data (0 = supervised); "
         "rse = sqrt(SSR/(n-3)), "
         "paper_s = SSR/(n-2) as printed in the paper; "
-        "k_at_bound: k stopped at the end of its range, so the points do not pin the curve",
-        columns=("label_fraction", "points", "a", "k", "c", "rse", "paper_s", "k_at_bound"),
+        "k_at_bound: k stopped at the end of its range, so the points do not pin the curve; "
+        "x_min, x_max: the range of x fitted",
+        columns=("label_fraction", "points", "a", "k", "c", "rse", "paper_s", "k_at_bound", "x_min", "x_max"),
     )
 
 
@@ -129,7 +143,17 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
     """Labelled volumes each arm needs to reach ``target`` Dice, and how many SSL saves (sec. 2.6, 4).
 
     See :func:`inpaintssl.analysis.summaries.labels_needed_rows`; ``inf`` means the fitted curve
-    levels off below the target, NaN that no curve could be fitted (fewer than 3 label fractions).
+    levels off below the target, NaN that no curve could be fitted (fewer than 3 label fractions)
+    or that the fitted curve does not increase.
+
+    ``fitted_volumes_min`` and ``fitted_volumes_max`` are the range of labelled volumes the arm's
+    curve was fitted on (NaN without a fit). ``extrapolated`` says whether the count, as reported
+    (rounded up), lies outside that range: ``True`` below it (including 0, a target the curve
+    starts above) or above it (including ``inf``: that the curve never reaches the target is a
+    claim about where it goes beyond the data), ``False`` within it, ``None`` when the count is
+    NaN. An extrapolated count, above all near the curve's plateau, moves a long way with a small
+    change in the fit. ``saved_vs_supervised`` is a difference of two counts, so it is an
+    extrapolation when either its own row or the supervised row is.
     """
     target_dice, found = labels_needed_rows(results, target=target, level=level)
     supervised = next((n for name, _, n in found if name == "supervised"), math.nan)
@@ -137,13 +161,18 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
     for name, fit, needed in found:
         a, k, c = (fit.a, fit.k, fit.c) if fit is not None else (math.nan,) * 3
         at_bound = fit.k_at_bound if fit is not None else None
-        rows.append((name, target_dice, a, k, c, needed, supervised - needed, at_bound))
+        x_min, x_max = (fit.x_min, fit.x_max) if fit is not None else (math.nan, math.nan)
+        extrapolated = fit.extrapolates(needed) if fit is not None else None
+        rows.append(
+            (name, target_dice, a, k, c, needed, supervised - needed, at_bound, x_min, x_max, extrapolated)
+        )
     return Table(
         tuple(rows),
         name="labels_needed",
         title=f"Labelled volumes needed to reach Dice {target_dice:.3f} "
         "(power law of Dice vs labelled volumes; k_at_bound: k stopped at the end of its range, "
-        "so the count read off the curve is not an estimate)",
+        "so the count read off the curve is not an estimate; extrapolated: the count lies outside "
+        "the fitted range of labelled volumes, inf included)",
         columns=(
             "arm",
             "target_dice",
@@ -153,6 +182,9 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
             "labelled_volumes_needed",
             "saved_vs_supervised",
             "k_at_bound",
+            "fitted_volumes_min",
+            "fitted_volumes_max",
+            "extrapolated",
         ),
     )
 

@@ -19,6 +19,10 @@ from inpaintssl.options import check_option
 
 __all__ = ["BlandAltman", "bland_altman", "icc"]
 
+# Deviations from a mean smaller than this fraction of the ratings' largest magnitude are within
+# float64 round-off (a few ulps, even summed over millions of ratings), not variation.
+_RESOLUTION = 1e-12
+
 
 @dataclass(frozen=True)
 class BlandAltman:
@@ -85,7 +89,8 @@ def icc(ratings: ArrayInput, *, kind: Literal["agreement", "consistency"] = "agr
 
     - ``MSR = k * sum_i (r_i - m)^2 / (n - 1)`` (between subjects),
     - ``MSC = n * sum_j (c_j - m)^2 / (k - 1)`` (between methods),
-    - ``MSE = (SST - SSR - SSC) / ((n - 1)(k - 1))`` (residual).
+    - ``MSE = (SST - SSR - SSC) / ((n - 1)(k - 1))`` (residual), computed as the sum of squared
+      residuals ``x_ij - r_i - c_j + m``, which equals it without the cancellation.
 
     ``kind="agreement"`` is ICC(2,1) of Shrout & Fleiss 1979 (two-way random effects, absolute
     agreement; McGraw & Wong's ICC(A,1)):
@@ -101,7 +106,12 @@ def icc(ratings: ArrayInput, *, kind: Literal["agreement", "consistency"] = "agr
         kind: ``"agreement"`` (ICC(2,1)) or ``"consistency"`` (ICC(3,1)).
 
     Returns:
-        The ICC (at most 1; can be negative). NaN when every rating is identical (0/0).
+        The ICC (at most 1; can be negative). NaN when the ratings hold no variation to set the
+        disagreement against (0/0): every rating identical, or, for ``"consistency"``, every
+        subject rated alike with the methods apart by constant offsets. A sum of squares no larger
+        than deviations of ``1e-12`` times the largest ``|rating|`` would give is round-off, not
+        variation: a denominator no larger than such round-off gives NaN, where an exact zero
+        test would let identical ratings come out at arbitrary values such as 0.16, 1 or -1.
 
     Raises:
         ValueError: If ``ratings`` is not a finite ``(n, k)`` table with ``n, k >= 2`` or ``kind``
@@ -123,16 +133,20 @@ def icc(ratings: ArrayInput, *, kind: Literal["agreement", "consistency"] = "agr
     check_option(kind, ("agreement", "consistency"), field="kind")
     n, k = x.shape
     grand = x.mean()
-    ss_rows = k * float(np.sum((x.mean(axis=1) - grand) ** 2))
-    ss_cols = n * float(np.sum((x.mean(axis=0) - grand) ** 2))
-    ss_total = float(np.sum((x - grand) ** 2))
-    ms_rows = ss_rows / (n - 1)
-    ms_cols = ss_cols / (k - 1)
-    # Clamp round-off: SSE is a difference of sums and can come out at -1e-16 for exact fits.
-    ms_error = max(ss_total - ss_rows - ss_cols, 0.0) / ((n - 1) * (k - 1))
+    row_effects = x.mean(axis=1) - grand
+    col_effects = x.mean(axis=0) - grand
+    residuals = x - grand - row_effects[:, None] - col_effects[None, :]
+    ms_rows = k * float(row_effects @ row_effects) / (n - 1)
+    ms_cols = n * float(col_effects @ col_effects) / (k - 1)
+    ms_error = float(np.sum(residuals**2)) / ((n - 1) * (k - 1))
     denominator = ms_rows + (k - 1) * ms_error
     if kind == "agreement":
         denominator += k * (ms_cols - ms_error) / n
-    if denominator == 0:
+    # Ratings without variation still leave round-off in every mean (0.1 stored three times and
+    # averaged is not 0.1), so the 0/0 case arrives as noise / noise. Each sum of squares holds
+    # n * k squared deviations; at most _RESOLUTION * max|x| each, the denominator stays below
+    # 4 * noise / (n - 1) (its three weights sum to less than 4 / (n - 1) per unit of SS).
+    noise = x.size * (_RESOLUTION * float(np.abs(x).max())) ** 2
+    if denominator <= 4 * noise / (n - 1):
         return math.nan
     return float((ms_rows - ms_error) / denominator)

@@ -26,7 +26,10 @@ def labels_needed(fit: PowerLawFit, target: float, *, round_up: bool = True) -> 
       (``inf``).
 
     A curve that does not increase (``a * k <= 0``) makes "labels needed" meaningless: NaN.
-    The result is an extrapolation whenever it lies outside the fitted range of ``n``.
+    The result is an extrapolation whenever it lies outside the fitted range of ``n``
+    (:attr:`~inpaintssl.stats.PowerLawFit.x_min` to :attr:`~inpaintssl.stats.PowerLawFit.x_max`;
+    ``fit.extrapolates(result)`` says so, counting ``inf`` as beyond the range). Near a plateau a
+    small change in the fit moves it a long way, so read such a count as a trend, not an estimate.
 
     Args:
         fit: Power law fitted to score against number of labelled images.

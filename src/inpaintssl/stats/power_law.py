@@ -43,6 +43,9 @@ class PowerLawFit:
             smallest positive ``k`` when ``x`` holds 0): the data do not pin the curve's shape (a
             step, a plateau, noise), so ``a``, ``k``, ``c`` and anything read off the curve
             between or beyond the points are not estimates to rely on.
+        x_min: Smallest ``x`` fitted; NaN when unknown (a fit built by hand).
+        x_max: Largest ``x`` fitted; NaN when unknown. Values read off the curve outside
+            ``[x_min, x_max]`` are extrapolations (:meth:`extrapolates`).
     """
 
     a: float
@@ -53,6 +56,8 @@ class PowerLawFit:
     ssr_over_n_minus_2: float
     n: int
     k_at_bound: bool = False
+    x_min: float = math.nan
+    x_max: float = math.nan
 
     def predict(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Evaluate ``a * x**k + c`` element-wise (0-d array for a scalar).
@@ -65,6 +70,29 @@ class PowerLawFit:
         with np.errstate(divide="ignore", invalid="ignore"):
             out: npt.NDArray[np.float64] = self.a * xs**self.k + self.c
         return out
+
+    def extrapolates(self, x: float) -> bool | None:
+        """Whether ``x`` lies outside the fitted range ``[x_min, x_max]``.
+
+        An infinite ``x`` (e.g. :func:`~inpaintssl.stats.labels_needed`'s "never reached") lies
+        beyond every fitted point, so it counts as an extrapolation: it is a claim about where the
+        curve goes past the data.
+
+        Args:
+            x: A position on the x axis, e.g. a number of labelled images read off the curve.
+
+        Returns:
+            ``True`` below ``x_min`` or above ``x_max``, ``False`` within them (ends included),
+            ``None`` when ``x`` is NaN (no position to place) or the fitted range is unknown.
+
+        Example:
+            >>> fit = PowerLawFit(2.0, 0.5, 1.0, 0.0, 0.0, 0.0, 4, x_min=4.0, x_max=86.0)
+            >>> fit.extrapolates(86.0), fit.extrapolates(579.0), fit.extrapolates(float("inf"))
+            (False, True, True)
+        """
+        if math.isnan(x) or math.isnan(self.x_min) or math.isnan(self.x_max):
+            return None
+        return bool(x < self.x_min or x > self.x_max)
 
     def inverse(self, y: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The ``x >= 0`` with ``predict(x) == y``, element-wise; NaN where the curve never takes ``y``.
@@ -133,7 +161,8 @@ def fit_power_law(
 
     Returns:
         A :class:`PowerLawFit`; :attr:`PowerLawFit.k_at_bound` says whether ``k`` stopped at an
-        end of its range, where the fit describes the points but not a curve through them.
+        end of its range, where the fit describes the points but not a curve through them, and
+        :attr:`PowerLawFit.x_min` / :attr:`PowerLawFit.x_max` hold the range of ``x`` fitted.
 
     Raises:
         ValueError: On malformed input (non-1-D, unequal lengths, NaN, negative x, fewer than 3
@@ -146,6 +175,8 @@ def fit_power_law(
         >>> fit = fit_power_law(x, 0.02 * x**0.4 + 0.6)
         >>> round(fit.a, 4), round(fit.k, 4), round(fit.c, 4), fit.k_at_bound
         (0.02, 0.4, 0.6, False)
+        >>> fit.x_min, fit.x_max
+        (0.0, 400.0)
         >>> fit_power_law(x, [0.5, 0.5, 0.5, 0.5, 0.8]).k_at_bound  # a step: k runs to its bound 5
         True
     """
@@ -202,4 +233,6 @@ def fit_power_law(
         ssr_over_n_minus_2=ssr / (n - 2),
         n=n,
         k_at_bound=min(k - lo, hi - k) <= _AT_BOUND * (hi - lo),
+        x_min=float(xs.min()),
+        x_max=scale,
     )

@@ -56,9 +56,12 @@ def wilcoxon_greater(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     - beyond 50, the normal approximation with the tie correction of the variance and no
       continuity correction.
 
-    Without ties this equals SciPy's default (exact up to 50 pairs). With ties or zeros it equals
-    SciPy 1.13+'s default up to 13 non-zero differences and beyond 50; between, SciPy uses the
-    normal approximation where this stays exact.
+    Without ties or zeros this equals SciPy's default (exact up to 50 pairs, normal beyond). With
+    ties or zeros, SciPy 1.13+'s default chooses its method by the number of pairs, zeros
+    included: a permutation test (exact) up to 13 pairs, the normal approximation beyond. This
+    therefore equals it up to 13 pairs (zeros included) and where more than 50 differences are
+    non-zero; in between (more than 13 pairs, at most 50 of them non-zero) SciPy uses the normal
+    approximation where this stays exact.
 
     When every difference is zero there is no evidence that ``a`` exceeds ``b`` and the statistic
     is undefined; this returns ``1.0``.
