@@ -121,6 +121,58 @@ def test_table3_reproduces_a_hand_made_ordering() -> None:
     assert table.cells("pairs") == [24, 24, 24]
 
 
+def test_table3_counts_a_test_image_once_however_many_subset_seeds() -> None:
+    # The same five images under 1 or 3 seeds: the seeds add training repeats, not test data, so
+    # the test is SciPy's on the five seed-averaged pairs either way.
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.6, 0.8, size=5)
+    gain = np.array([0.05, 0.03, -0.02, 0.04, 0.06])
+    expected = stats.wilcoxon(base + gain, base, alternative="greater").pvalue
+    for seeds in (1, 3):
+        rows = [
+            _dice_row(arm, arm, 0.5, i, base[i] + (gain[i] if arm == "ssl" else 0.0), subset_seed=seed)
+            for seed in range(seeds)
+            for i in range(5)
+            for arm in ("ssl", "supervised")
+        ]
+        table = table3_ranking(ResultsTable(rows))
+        assert table.cells("pairs") == [5]
+        assert table.cells("p_value")[0] == pytest.approx(expected)
+
+
+def test_table3_tests_each_strategy_on_the_items_it_shares_with_the_baseline() -> None:
+    # "partial" finished its 50% runs only: it must not take the 10% items away from "full".
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0.6, 0.8, size=(2, 8))
+    full, partial = base + 0.05 + 0.001 * np.arange(16).reshape(2, 8), base + 0.02
+    rows = []
+    for f_index, fraction in enumerate((0.5, 0.1)):
+        for i in range(8):
+            rows.append(_dice_row("supervised", "supervised", fraction, i, base[f_index, i]))
+            rows.append(_dice_row("ssl", "full", fraction, i, full[f_index, i]))
+            if fraction == 0.5:
+                rows.append(_dice_row("ssl", "partial", fraction, i, partial[f_index, i]))
+    table = table3_ranking(ResultsTable(rows))
+    by_name = dict(zip(table.cells("strategy"), zip(table.cells("pairs"), table.cells("p_value"))))
+    assert by_name["full"] == (
+        16,
+        pytest.approx(stats.wilcoxon(full.ravel(), base.ravel(), alternative="greater").pvalue),
+    )
+    assert by_name["partial"] == (
+        8,
+        pytest.approx(stats.wilcoxon(partial[0], base[0], alternative="greater").pvalue),
+    )
+
+
+def test_two_scores_for_one_item_and_seed_are_refused() -> None:
+    rows = [_dice_row("supervised", "supervised", 0.5, i, 0.6) for i in range(3)]
+    rows += [_dice_row("ssl", "a", 0.5, i, 0.7) for i in range(3)] * 2  # two studies' rows merged
+    with pytest.raises(
+        ValueError, match=r"strategy 'a': two scores for test item \(0\.5, 'img0', 0\) at subset seed 0"
+    ):
+        table3_ranking(ResultsTable(rows))
+
+
 def test_table3_needs_paired_baseline_results() -> None:
     rows = [_dice_row("ssl", "a", 0.5, i, 0.7) for i in range(3)]
     with pytest.raises(ValueError, match="table 3 needs supervised-baseline and SSL Dice"):

@@ -31,11 +31,11 @@ from inpaintssl.analysis.summaries import (
     class_names,
     dice_curves,
     labels_needed_rows,
-    paired_scores,
+    paired_with_baseline,
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
-from inpaintssl.stats import rank_strategies
+from inpaintssl.stats import rank_pairs
 
 __all__ = ["dice_table", "labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
 
@@ -73,20 +73,24 @@ def table2_l2_norm(results: Table) -> Table:
 def table3_ranking(results: Table, *, level: str | None = None) -> Table:
     """Table 3: SSL strategies sorted by the p-value of beating the supervised baseline (sec. 2.5.3).
 
-    Class-averaged Dice per test item (volume for 3D data, slice for 2D), paired with the
-    baseline on the same item, label fraction and subset seed; label fractions below 100% are
-    pooled (all fractions if 100% is the only one).
+    Class-averaged Dice per test item (volume for 3D data, slice for 2D) and label fraction,
+    paired with the baseline on the same item and fraction, each arm averaged over the subset seeds
+    both measured (a test item is one observation, however many subsets were trained); label
+    fractions below 100% are pooled (all fractions if 100% is the only one). Each strategy is
+    tested on the items it shares with the baseline
+    (:func:`~inpaintssl.analysis.summaries.paired_with_baseline`), so ``pairs`` may differ between
+    strategies when some runs are missing.
 
     Raises:
         ValueError: No SSL strategy shares test items with the baseline.
     """
-    scores, baseline = paired_scores(results, level=level)
-    if not scores or baseline.size == 0:
+    pairs = {name: pair for name, pair in paired_with_baseline(results, level=level).items() if pair[0].size}
+    if not pairs:
         raise ValueError(
-            "table 3 needs supervised-baseline and SSL Dice on the same test items; found "
-            f"{len(scores)} SSL strategies and {baseline.size} shared items"
+            "table 3 needs supervised-baseline and SSL Dice on the same test items; found no SSL "
+            "strategy with test items the baseline also has"
         )
-    ranking = rank_strategies(scores, baseline)
+    ranking = rank_pairs(pairs)
     return Table(
         tuple((r.rank, r.name, r.p_value, r.n_pairs, r.mean_difference) for r in ranking),
         name="table3_ranking",

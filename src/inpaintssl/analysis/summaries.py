@@ -37,6 +37,7 @@ __all__ = [
     "label_fraction_summary",
     "labels_needed_rows",
     "paired_scores",
+    "paired_with_baseline",
     "with_mean_class",
     "scaling_series",
     "transfer_boxes",
@@ -205,7 +206,60 @@ def labels_needed_rows(
 
 
 def _item_key(row: Mapping[str, Any]) -> ItemKey:
-    return (row.get("label_fraction"), row.get("subset_seed"), row.get("volume_id"), row.get("slice_index"))
+    return (row.get("label_fraction"), row.get("volume_id"), row.get("slice_index"))
+
+
+SeedScores = dict[ItemKey, dict[Any, float]]
+"""Test item ``(label fraction, volume, slice)`` -> subset seed -> score, for one arm."""
+
+
+def _seed_scores(name: str, table: Table) -> SeedScores:
+    found: SeedScores = {}
+    for row in table:
+        seeds = found.setdefault(_item_key(row), {})
+        seed = row.get("subset_seed")
+        if seed in seeds:
+            raise ValueError(
+                f"{name}: two scores for test item {_item_key(row)} at subset seed {seed!r}; expected one "
+                "per item and seed (results of two studies merged into one table?)"
+            )
+        seeds[seed] = float(row["value"])
+    return found
+
+
+def _paired_means(arms: Sequence[SeedScores]) -> tuple[list[ItemKey], list[FloatArray]]:
+    """Items every arm has, each arm's score averaged over the subset seeds all of them measured.
+
+    A test item is one observation however many subsets were trained: pairing (item, seed) would
+    count it once per seed and shrink the p-value with the number of training repeats.
+    """
+    keys = sorted(set.intersection(*(set(arm) for arm in arms)), key=lambda k: tuple(str(v) for v in k))
+    kept: list[ItemKey] = []
+    means: list[list[float]] = [[] for _ in arms]
+    for key in keys:
+        seeds = set.intersection(*(set(arm[key]) for arm in arms))
+        if not seeds:
+            continue
+        kept.append(key)
+        for out, arm in zip(means, arms):
+            out.append(float(np.mean([arm[key][seed] for seed in seeds])))
+    return kept, [np.asarray(m, dtype=np.float64) for m in means]
+
+
+def _arm_tables(
+    results: Table, *, level: str | None, label_fractions: Sequence[float] | None, class_name: str | None
+) -> dict[str, SeedScores]:
+    """The baseline (``"__baseline__"``) and each SSL strategy, by test item and subset seed."""
+    rows = dice_rows(results, class_name=class_name, level=level)
+    if label_fractions is None:
+        available = [f for f in rows.unique("label_fraction") if f is not None]
+        label_fractions = [f for f in available if f != 1.0] or available
+    chosen = set(label_fractions)
+    rows = rows.where(lambda r: r.get("label_fraction") in chosen)
+    arms = {"__baseline__": _seed_scores("supervised baseline", rows.select(arm="supervised"))}
+    for (name,), table in rows.select(arm="ssl").groups("strategy").items():
+        arms[str(name)] = _seed_scores(f"strategy {name!r}", table)
+    return arms
 
 
 def paired_scores(
@@ -217,8 +271,11 @@ def paired_scores(
 ) -> tuple[dict[str, FloatArray], FloatArray]:
     """Class-averaged Dice of each SSL strategy and of the baseline on the same test items (sec. 2.5.3).
 
-    Items are ``(label fraction, subset seed, volume, slice)``; only items that every strategy and
-    the baseline have are kept, in one order, so the arrays pair element-wise.
+    An item is a test image (or volume) at a label fraction. With several subset seeds each arm's
+    score of an item is its mean over the seeds every arm measured: the item is one observation,
+    however many subsets were trained on. Only items that every strategy and the baseline have are
+    kept, in one order, so the arrays pair element-wise; :func:`paired_with_baseline` pairs each
+    strategy on the items it shares with the baseline instead.
 
     Args:
         results: The long results table.
@@ -229,22 +286,57 @@ def paired_scores(
 
     Returns:
         ``(strategy -> scores (M,), baseline scores (M,))``.
+
+    Raises:
+        ValueError: An arm has two scores for one item and seed (two studies in one table).
     """
-    rows = dice_rows(results, class_name=class_name, level=level)
-    if label_fractions is None:
-        available = [f for f in rows.unique("label_fraction") if f is not None]
-        label_fractions = [f for f in available if f != 1.0] or available
-    chosen = set(label_fractions)
-    rows = rows.where(lambda r: r.get("label_fraction") in chosen)
-    tables = {"__baseline__": rows.select(arm="supervised")}
-    for (name,), table in rows.select(arm="ssl").groups("strategy").items():
-        tables[str(name)] = table
-    maps = {name: {_item_key(r): float(r["value"]) for r in t} for name, t in tables.items()}
-    common = set.intersection(*(set(m) for m in maps.values())) if maps else set()
-    keys = sorted(common, key=lambda k: tuple(str(v) for v in k))
-    arrays = {name: np.asarray([m[k] for k in keys], dtype=np.float64) for name, m in maps.items()}
+    arms = _arm_tables(results, level=level, label_fractions=label_fractions, class_name=class_name)
+    names = list(arms)
+    _, means = _paired_means([arms[name] for name in names])
+    arrays = dict(zip(names, means))
     baseline = arrays.pop("__baseline__")
     return arrays, baseline
+
+
+def paired_with_baseline(
+    results: Table,
+    *,
+    level: str | None = None,
+    label_fractions: Sequence[float] | None = None,
+    class_name: str | None = None,
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Each SSL strategy and the baseline on the test items the two share (sec. 2.5.3, Table 3).
+
+    As :func:`paired_scores` (items at a label fraction, seeds averaged over those both arms
+    measured), but each strategy is paired with the baseline alone: a strategy with fewer finished
+    runs is tested on fewer items without taking items away from the others.
+
+    Returns:
+        ``strategy -> (strategy scores (M,), baseline scores (M,))``, M per strategy.
+
+    Raises:
+        ValueError: An arm has two scores for one item and seed (two studies in one table).
+
+    Example:
+        >>> rows = [{"arm": arm, "strategy": name, "label_fraction": f, "subset_seed": seed,
+        ...          "level": "image", "volume_id": "v", "slice_index": 0, "class_name": "",
+        ...          "metric": "dice_mean", "value": value}
+        ...         for arm, name, f, seed, value in [
+        ...             ("supervised", "supervised", 0.5, 0, 0.5), ("supervised", "supervised", 0.5, 1, 0.7),
+        ...             ("supervised", "supervised", 0.1, 0, 0.4),
+        ...             ("ssl", "a", 0.5, 0, 0.6), ("ssl", "a", 0.5, 1, 0.9), ("ssl", "a", 0.1, 0, 0.5),
+        ...             ("ssl", "b", 0.5, 0, 0.8)]]
+        >>> pairs = paired_with_baseline(Table(rows))
+        >>> [(name, ssl.round(3).tolist(), sup.round(3).tolist()) for name, (ssl, sup) in pairs.items()]
+        [('a', [0.5, 0.75], [0.4, 0.6]), ('b', [0.8], [0.5])]
+    """
+    arms = _arm_tables(results, level=level, label_fractions=label_fractions, class_name=class_name)
+    baseline = arms.pop("__baseline__")
+    out: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for name, scores in arms.items():
+        _, (ssl, sup) = _paired_means([scores, baseline])
+        out[name] = (ssl, sup)
+    return out
 
 
 def transfer_boxes(
@@ -281,10 +373,11 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
     """SSL vs supervised per label fraction: mean Dice per class and arm, p-value, per-seed differences.
 
     One SSL strategy against the baseline on the same test items (:func:`paired_scores`): the mean
-    Dice of each class and of the class average (``mean``) per arm, the number of pairs, the
-    one-sided paired Wilcoxon p-value that SSL beats supervised on the class-averaged Dice, and the
-    mean SSL - supervised difference of each subset seed (which shows the spread a per-slice
-    p-value hides when slices are correlated).
+    Dice of each class and of the class average (``mean``) per arm, the number of pairs (test
+    items, each arm's score averaged over the subset seeds both measured), the one-sided paired
+    Wilcoxon p-value that SSL beats supervised on the class-averaged Dice, and the mean SSL -
+    supervised difference of each subset seed (which shows the spread that the p-value over test
+    items, correlated slices of few volumes, does not).
 
     Args:
         results: The long results table.

@@ -11,7 +11,7 @@ Example:
 
 from inpaintssl.stats.labels_needed import labels_needed
 from inpaintssl.stats.power_law import PowerLawFit, fit_power_law
-from inpaintssl.stats.ranking import StrategyRank, pairwise_wilcoxon, rank_strategies, top_in_all
+from inpaintssl.stats.ranking import StrategyRank, pairwise_wilcoxon, rank_pairs, rank_strategies, top_in_all
 from inpaintssl.stats.wilcoxon import paired_samples, wilcoxon_greater
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "labels_needed",
     "paired_samples",
     "pairwise_wilcoxon",
+    "rank_pairs",
     "rank_strategies",
     "top_in_all",
     "wilcoxon_greater",

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from inpaintssl.stats.wilcoxon import paired_samples, wilcoxon_greater
 
-__all__ = ["StrategyRank", "pairwise_wilcoxon", "rank_strategies", "top_in_all"]
+__all__ = ["StrategyRank", "pairwise_wilcoxon", "rank_pairs", "rank_strategies", "top_in_all"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,35 @@ def rank_strategies(scores: Mapping[str, npt.ArrayLike], baseline: npt.ArrayLike
     """
     if not scores:
         raise ValueError("scores must map at least one strategy name to its scores; found none")
+    return rank_pairs({name: (values, baseline) for name, values in scores.items()})
+
+
+def rank_pairs(pairs: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]]) -> list[StrategyRank]:
+    """:func:`rank_strategies` with each strategy paired with its own baseline scores.
+
+    For strategies measured on different items (one finished fewer runs): each is tested on the
+    items it shares with the baseline, so one incomplete strategy does not shrink the others'
+    samples. Read a p-value beside its ``n_pairs``.
+
+    Args:
+        pairs: Strategy name -> ``(strategy scores, baseline scores on the same items)``.
+
+    Returns:
+        One :class:`StrategyRank` per strategy, best first (ties as in :func:`rank_strategies`).
+
+    Raises:
+        ValueError: If ``pairs`` is empty or a pair's arrays differ in shape.
+
+    Example:
+        >>> ranking = rank_pairs({"a": ([0.6, 0.7, 0.8], [0.5, 0.6, 0.7]), "b": ([0.9], [0.5])})
+        >>> [(r.name, r.n_pairs, r.p_value) for r in ranking]
+        [('a', 3, 0.125), ('b', 1, 0.5)]
+    """
+    if not pairs:
+        raise ValueError("pairs must map at least one strategy name to its scores; found none")
     rows: list[tuple[float, float, str, int]] = []
-    for name, values in scores.items():
-        x, y = paired_samples(values, baseline, names=(f"scores[{name!r}]", "baseline"))
+    for name, (values, baseline) in pairs.items():
+        x, y = paired_samples(values, baseline, names=(f"scores[{name!r}]", f"baseline[{name!r}]"))
         rows.append((wilcoxon_greater(x, y), float(np.mean(x - y)), name, int(x.size)))
     rows.sort(key=lambda row: (row[0], -row[1], row[2]))
     return [
