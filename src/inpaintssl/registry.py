@@ -328,7 +328,7 @@ class Registry(Generic[T]):
         for ep in eps:
             warnings.warn(
                 f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
-                f"({ep.value}) has the same name as {winner}; {winner.removeprefix('a ')} is used",
+                f"({ep.value}) has the same name as {winner}; the {winner.removeprefix('a ')} is used",
                 stacklevel=_outside_the_package(),
             )
 

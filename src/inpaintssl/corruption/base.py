@@ -279,7 +279,7 @@ class PretextTask(abc.ABC):
         once per task, on its first batch, since that costs a copy and a host sync.
         """
         first = not getattr(self, "_apply_checked", False)  # a subclass may skip our __init__
-        before = images.clone() if first else None
+        before = images.detach().clone() if first else None
         out = self.apply(images, bank=bank, choice=choice)
         where = f"pretext task {type(self).__module__}.{type(self).__qualname__}: apply"
         if not isinstance(out, Tensor):
