@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -69,6 +70,11 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
 def _user_path(text: str) -> Path:
     """A path argument, ``~`` expanded (a quoted ``"~/runs"`` reaches the command unexpanded)."""
     return Path(text).expanduser()
+
+
+def _user_file_path(text: str) -> str:
+    """A file path argument, ``~`` expanded, kept as text: a trailing ``/`` (a folder) survives."""
+    return os.path.expanduser(text)
 
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
@@ -538,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folder, checkpoint folder or .safetensors file",
     )
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
-    p.add_argument("--output", type=_user_path, required=True, help="the file to write")
+    p.add_argument("--output", type=_user_file_path, required=True, help="the file to write")
     p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run folder")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")

@@ -229,6 +229,26 @@ def test_onnx_export_prints_nothing(
     assert logger.level == logging.NOTSET  # the level is restored after the export
 
 
+def test_the_opset_asked_for_is_the_opset_written_or_the_export_fails(
+    model: LoadedModel, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    export_model(model, format="onnx", output=tmp_path / "m17.onnx", opset=17)
+    opsets = {o.domain: o.version for o in onnx.load(str(tmp_path / "m17.onnx")).opset_import}
+    assert opsets.get("", opsets.get("ai.onnx")) == 17
+    capfd.readouterr()
+    # The exporter cannot go down to 13 for this network; it used to write its own 18 silently.
+    for opset in (13, 99):
+        with pytest.raises(
+            ExportError, match=rf"opset={opset} was asked for, but the exporter could convert"
+        ):
+            export_model(model, format="onnx", output=tmp_path / f"m{opset}.onnx", opset=opset)
+        assert not (tmp_path / f"m{opset}.onnx").exists()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err  # the converters' own narration is not the caller's concern
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
 def test_cli_export_matches_the_api(
     fmt: str,
@@ -278,3 +298,8 @@ def test_cli_export_bad_inputs_exit_2(
     output = tmp_path / "model.onnx"
     assert cli_main(["export", str(trained_run.run_dir), "--format", "onnx", "--output", str(output)]) == 2
     assert 'pip install "inpaintssl[onnx]"' in capsys.readouterr().err and not output.exists()
+    # A folder that does not exist yet, named with a trailing separator: refused, not written as a file.
+    folder = f"{tmp_path}/exports/"
+    assert cli_main(["export", str(trained_run.run_dir), "--format", "safetensors", "--output", folder]) == 2
+    assert "is a folder; expected a file path such as" in capsys.readouterr().err
+    assert not (tmp_path / "exports").exists()

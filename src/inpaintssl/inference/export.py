@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import logging
@@ -290,16 +291,21 @@ def _export_torchscript(plain: nn.Module, info: ModelInfo, reference: _Reference
 _TORCHVISION_NOTICE_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
+# Where torch.onnx and onnxscript narrate a conversion to an older opset, failed ones with a whole
+# traceback; the export checks the opset written and says itself what went wrong.
+_OPSET_CONVERSION_LOGGERS = ("torch.onnx._internal.exporter._compat", "onnxscript.version_converter")
+
+
 @contextmanager
-def _quiet_logger(name: str) -> Iterator[None]:
-    """Raise logger ``name`` to ERROR for the duration (its warnings are not the caller's concern)."""
+def _quiet_logger(name: str, *, level: int = logging.ERROR) -> Iterator[None]:
+    """Raise logger ``name`` to ``level`` for the duration (its messages are not the caller's concern)."""
     logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    before = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(before)
 
 
 def _export_onnx(
@@ -314,7 +320,11 @@ def _export_onnx(
     height = dim("height") if multiple == 1 else multiple * dim("height_blocks")
     width = dim("width") if multiple == 1 else multiple * dim("width_blocks")
     shapes = ({0: dim("batch"), 2: height, 3: width},)
-    with warnings.catch_warnings(), _quiet_logger(_TORCHVISION_NOTICE_LOGGER):
+    with contextlib.ExitStack() as quiet:
+        quiet.enter_context(warnings.catch_warnings())
+        quiet.enter_context(_quiet_logger(_TORCHVISION_NOTICE_LOGGER))
+        for name in _OPSET_CONVERSION_LOGGERS:
+            quiet.enter_context(_quiet_logger(name, level=logging.CRITICAL + 1))
         # PyTorch-internal deprecation noise of torch.export (pytree LeafSpec); nothing a caller can act on.
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
         program: Any = torch.onnx.export(
@@ -330,10 +340,26 @@ def _export_onnx(
     dims = program.model.graph.inputs[0].shape
     program.rename_axes({dims[0]: "batch", dims[2]: "height", dims[3]: "width"})
     program.model.metadata_props[HEADER_KEY] = info.to_json()
-    payload: bytes = program.model_proto.SerializeToString()
+    proto: Any = program.model_proto
+    written = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:
+        # The exporter falls back to its own opset when it cannot convert to the one asked for;
+        # a runtime that needs the older opset would then refuse the file.
+        raise ExportError(
+            f"{reference.output}: opset={opset} was asked for, but the exporter could convert this network "
+            f"only to opset {written}; expected an opset it supports for it (e.g. {written}, or leave "
+            "opset unset for the exporter's default)"
+        )
+    payload: bytes = proto.SerializeToString()
     with atomic_path(reference.output) as tmp:
         tmp.write_bytes(payload)
-        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        try:
+            session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own error types (InvalidGraph, Fail, ...)
+            raise ExportError(
+                f"{reference.output}: ONNX Runtime cannot load the exported model (opset {written}): "
+                f"{type(exc).__name__}: {exc}; expected an opset this onnxruntime supports"
+            ) from exc
         reference.check("ONNX Runtime", lambda x: session.run(None, {ONNX_INPUT: x.numpy()})[0], atol)
 
 
