@@ -229,6 +229,23 @@ def test_onnx_export_prints_nothing(
     assert logger.level == logging.NOTSET  # the level is restored after the export
 
 
+@pytest.mark.parametrize(
+    "inside", ["checkpoints/best/model.safetensors", "checkpoints/last/x.pt", "checkpoints/new.pt"]
+)
+def test_an_export_never_writes_over_the_runs_checkpoints(
+    trained_run: issl.FinetuneResult, inside: str
+) -> None:
+    target = trained_run.run_dir / inside
+    before = {p: p.read_bytes() for p in (trained_run.run_dir / "checkpoints").rglob("*") if p.is_file()}
+    with pytest.raises(
+        ValueError, match=r"lies in .*checkpoints, the checkpoints the model is exported from"
+    ):
+        export_model(trained_run.run_dir, format="torchscript", output=target)
+    assert {
+        p: p.read_bytes() for p in (trained_run.run_dir / "checkpoints").rglob("*") if p.is_file()
+    } == before
+
+
 def test_the_opset_asked_for_is_the_opset_written_or_the_export_fails(
     model: LoadedModel, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -1243,3 +1243,26 @@ def test_committing_into_an_existing_folder_is_all_or_nothing(
     assert (out / "s1_seg.nii.gz").read_text() == "new s1_seg.nii.gz"
     assert (out / "s0_seg.nii.gz").read_text() == "old s0_seg.nii.gz"
     assert not list(tmp_path.glob(".out.*.old.tmp"))
+
+
+def test_a_network_failing_on_small_slices_is_named_with_the_input(tmp_path: Path) -> None:
+    """MONAI's instance norm needs more than one pixel at 1/16 of the input: 16 x 16 slices fail."""
+    pytest.importorskip("monai")
+    run = tmp_path / "monai"
+    with pytest.warns(UserWarning):  # one step: too short to judge convergence
+        issl.finetune(
+            {
+                "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "num_test": 4}},
+                "model": {"backbone": "monai_basic_unet", "params": {"features": [4, 4, 4, 4, 4, 4]}},
+                "optim": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
+                "run": {"output_dir": str(run), "quiet": True, "device": "cpu"},
+            }
+        )
+    scan = tmp_path / "small.npy"
+    np.save(scan, np.random.default_rng(0).normal(size=(16, 16, 3)).astype(np.float32))
+    with pytest.raises(
+        PredictionError,
+        match=r"input .*small\.npy: the network \(monai_basic_unet\) failed on slices of \(16, 16\)",
+    ):
+        predict(run, scan, output=tmp_path / "pred", device="cpu", progress=False, spacing=(1.0, 1.0, 1.0))
+    assert _nothing_written(tmp_path / "pred")

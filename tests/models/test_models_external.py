@@ -154,6 +154,26 @@ def test_smp_encoder_state_from_a_state_dict_needs_encoder_keys() -> None:
         smp_encoder_state_dict({"head.0.bias": torch.zeros(1)})
 
 
+def test_smp_encoder_of_another_backbones_run_is_refused(tmp_path: Path) -> None:
+    # A unet2d run's encoder has other keys and raw kernels: written in smp's layout it would only
+    # fail (or worse) when smp loads it.
+    with pytest.warns(UserWarning):  # one step: too short to judge convergence
+        issl.finetune(
+            {
+                "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "size": [16, 16]}},
+                "model": {"params": {"depth": 2, "base_width": 4}},
+                "optim": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
+                "run": {"output_dir": str(tmp_path / "ft"), "quiet": True, "device": "cpu"},
+            }
+        )
+    told = r"is a 'unet2d' network; expected an 'smp_unet' run"
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'ft'} {told}"):
+        save_smp_encoder(tmp_path / "ft", tmp_path / "encoder.safetensors")
+    with pytest.raises(ValueError, match=rf"model {told}"):
+        smp_encoder_state_dict(issl.load_model(tmp_path / "ft"))
+    assert not (tmp_path / "encoder.safetensors").exists()
+
+
 # -- pretraining with both pretext tasks, transfer with both strategies --------------------------
 def _pretrain(backbone: str, task: str, out: Path) -> issl.PretrainResult:
     return issl.pretrain(

@@ -57,7 +57,8 @@ def test_label_fractions_are_pooled_pairwise() -> None:
 def test_rank_strategies_validates() -> None:
     with pytest.raises(ValueError, match=r"at least one strategy"):
         rank_strategies({}, BASELINE)
-    with pytest.raises(ValueError, match=r"scores\['short'\]\.shape=\(3,\) and baseline\['short'\]\.shape=\(20,\)"):
+    told = r"scores\['short'\]\.shape=\(3,\) and baseline\['short'\]\.shape=\(20,\)"
+    with pytest.raises(ValueError, match=told):
         rank_strategies({"short": [0.1, 0.2, 0.3]}, BASELINE)
 
 

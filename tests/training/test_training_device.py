@@ -47,3 +47,11 @@ def test_cpu_resolves_and_missing_cuda_is_a_clear_error() -> None:
             resolve_device("cuda")
     else:
         assert resolve_device("auto").type == "cuda" and resolve_device("cuda").index is not None
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "gpu0", ""])
+def test_a_name_that_is_no_device_is_a_clear_error(name: str) -> None:
+    with pytest.raises(
+        ValueError, match=rf"device={name!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    ):
+        resolve_device(name)

@@ -363,6 +363,22 @@ def _export_onnx(
         reference.check("ONNX Runtime", lambda x: session.run(None, {ONNX_INPUT: x.numpy()})[0], atol)
 
 
+def _check_not_a_checkpoint(destination: Path, source: Path | None) -> None:
+    """Refuse an output inside the checkpoints the model came from: it would replace their weights."""
+    if source is None:
+        return
+    source = source.resolve()
+    # A run's checkpoints/ folder holds best and last, each with a checksum a replaced file breaks.
+    guarded = source.parent if source.is_dir() and source.parent.name == "checkpoints" else source
+    target = destination.resolve()
+    if target == guarded or guarded in target.parents:
+        raise ValueError(
+            f"output={str(destination)!r} lies in {guarded}, the checkpoints the model is exported from; "
+            "writing there would replace a checkpoint's weights (and break its checksum); expected a path "
+            "outside them"
+        )
+
+
 def export_model(
     run_or_checkpoint: str | Path | LoadedModel,
     *,
@@ -426,6 +442,7 @@ def export_model(
         model = run_or_checkpoint
     else:
         model = load_model(run_or_checkpoint, which=which, device="cpu")
+    _check_not_a_checkpoint(destination, model.inference_meta.source)
     info = replace(model.inference_meta, folded=True)
     tolerance = DEFAULT_ATOL[format] if atol is None else float(atol)
     samples = _samples(info, example)

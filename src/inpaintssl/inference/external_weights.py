@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from inpaintssl.atomic import atomic_write_with
-from inpaintssl.checkpoint import contiguous_cpu, load_state_dict, save_safetensors
+from inpaintssl.checkpoint import contiguous_cpu, load_checkpoint, save_safetensors
 from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
 from inpaintssl.transfer_learning.transfer import strip_wrapper_prefixes
@@ -80,7 +80,8 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
         Detached CPU tensors keyed as in ``smp.<Arch>(encoder_name, ...).encoder.state_dict()``.
 
     Raises:
-        ValueError: If the source has no encoder weights.
+        ValueError: If the source has no encoder weights, or is a run (or loaded model) of another
+            backbone than ``smp_unet``.
 
     Example:
         >>> import torch
@@ -88,9 +89,14 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
         {'conv1.weight': tensor([0.])}
     """
     if isinstance(source, nn.Module):
+        _check_smp_run(getattr(getattr(source, "inference_meta", None), "backbone", None), where="model")
         state: Mapping[str, torch.Tensor] = get_part(source, "encoder").state_dict()
     else:
-        full = load_state_dict(Path(source)) if isinstance(source, (str, os.PathLike)) else source
+        if isinstance(source, (str, os.PathLike)):
+            full, meta = load_checkpoint(Path(source))
+            _check_smp_run(None if meta is None else meta.backbone, where=str(source))
+        else:
+            full = dict(source)
         prefix = "encoder."
         state = {
             key[len(prefix) :]: value
@@ -103,6 +109,16 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
                 f"found e.g. {sorted(full)[:3]}"
             )
     return {key: value.detach().to("cpu") for key, value in state.items()}
+
+
+def _check_smp_run(backbone: str | None, *, where: str) -> None:
+    # Another backbone's encoder keys would be written in smp's layout without a word (and, for
+    # unet2d, as raw kernels before weight standardisation); smp would refuse them only later.
+    if backbone is not None and backbone != "smp_unet":
+        raise ValueError(
+            f"{where} is a {backbone!r} network; expected an 'smp_unet' run, whose encoder has smp's "
+            "architecture and key layout"
+        )
 
 
 def save_smp_encoder(source: EncoderSource, path: str | os.PathLike[str]) -> Path:

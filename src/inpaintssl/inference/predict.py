@@ -751,8 +751,20 @@ def _predict_case(
     cut_edges = 0
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
-        with autocast_context(device, amp):
-            logits: torch.Tensor = model.module(batch)
+        try:
+            with autocast_context(device, amp):
+                logits: torch.Tensor = model.module(batch)
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise
+            # A network's own failure names neither the scan nor the size it was given.
+            backbone = model.module.inference_meta.backbone
+            raise PredictionError(
+                f"input {item.path}: the network ({backbone}) failed on slices of {tuple(batch.shape[-2:])} "
+                f"pixels: {type(exc).__name__}: {exc}; expected slices the network "
+                "takes (some need more than a few pixels at their deepest level: use larger slices, or "
+                "data.image_size in training)"
+            ) from exc
         if logits.shape[1] != (k + 1 if model.activation == "softmax" else k):
             raise PredictionError(
                 f"{model.source}: the model outputs {logits.shape[1]} channels, which does not fit its "

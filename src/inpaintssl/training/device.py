@@ -24,7 +24,7 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
     ``auto`` picks CUDA when available (the process's local rank under torchrun), else CPU.
 
     Raises:
-        ValueError: ``cuda`` was asked for but is not available.
+        ValueError: ``device`` is not a device name, or ``cuda`` was asked for but is not available.
     """
     if isinstance(device, torch.device):
         return device
@@ -32,7 +32,10 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank or 0)
         return torch.device("cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(

@@ -105,8 +105,9 @@ class MonaiBasicUNet(ThreePartBackbone):
 
     The weights are MONAI's own modules, initialised by MONAI's defaults under ``seed``; the
     forward pass equals ``BasicUNet``'s. The output is raw (no activation). With instance norm (the
-    default), training needs more than one pixel at the deepest level (1/16 of the input), so
-    16 x 16 inputs only run in eval mode.
+    default) every pass, in training and in inference alike, needs more than one pixel at the
+    deepest level (1/16 of the input): inputs at least 32 pixels on each side (a 16 x 16 input
+    fails in PyTorch's instance norm).
 
     Args:
         in_channels: Image channels ``C_in``.
