@@ -63,6 +63,7 @@ from torch.jit._trace import TracerWarning
 from inpaintssl.atomic import atomic_path
 from inpaintssl.checkpoint import save_safetensors
 from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, backbone_class, load_model
+from inpaintssl.layout import RunFolder
 from inpaintssl.models.layers import WSConv2d
 from inpaintssl.models.unet import UNet2d
 from inpaintssl.options import check_option
@@ -369,7 +370,7 @@ def _check_not_a_checkpoint(destination: Path, source: Path | None) -> None:
         return
     source = source.resolve()
     # A run's checkpoints/ folder holds best and last, each with a checksum a replaced file breaks.
-    guarded = source.parent if source.is_dir() and source.parent.name == "checkpoints" else source
+    guarded = source.parent if source.is_dir() and source.parent.name == RunFolder.CHECKPOINTS else source
     target = destination.resolve()
     if target == guarded or guarded in target.parents:
         raise ValueError(
