@@ -202,6 +202,16 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
         export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="atol=-1"):
         export_model(model, format="torchscript", output=tmp_path / "m.pt", atol=-1)
+    with pytest.raises(TypeError, match=r"run_or_checkpoint is a UNet2d without inpaintssl's metadata"):
+        export_model(
+            UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4),
+            format="torchscript",
+            output=tmp_path / "m.pt",
+        )  # type: ignore[arg-type]
+    with pytest.warns(
+        UserWarning, match=r"m\.safetensors has the suffix of safetensors files; it is written as torchscript"
+    ):
+        export_model(model, format="torchscript", output=tmp_path / "m.safetensors")
 
 
 def test_onnx_from_a_small_example_at_another_opset(model: LoadedModel, tmp_path: Path) -> None:

@@ -394,11 +394,13 @@ def export_model(
 
     Args:
         run_or_checkpoint: A run folder, checkpoint folder, ``.safetensors`` file (anything
-            :func:`~inpaintssl.inference.loading.load_model` reads) or an already loaded model.
+            :func:`~inpaintssl.inference.loading.load_model` reads) or a model it loaded (a bare
+            ``nn.Module`` lacks the metadata every export records).
         format: ``onnx`` (dynamic ``batch``/``height``/``width``; needs the ``onnx`` extra),
             ``torchscript`` (traced; ``torch.jit.load`` runs it without inpaintssl) or
             ``safetensors`` (the plain-convolution state dict, for :func:`plain_unet`).
-        output: The file to write (its folder is created; an existing file is replaced atomically).
+        output: The file to write (its folder is created; an existing file is replaced atomically;
+            a suffix of another format gets a warning, a path inside the run's checkpoints an error).
         opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
         which: For a run folder: the ``best`` or ``last`` checkpoint.
         example: An input ``(N, C_in, H, W)`` (e.g. real slices) to trace and check with, ``H`` and
@@ -441,9 +443,24 @@ def export_model(
         _require_onnx()  # fail before loading or tracing anything
     if isinstance(run_or_checkpoint, LoadedModel):
         model = run_or_checkpoint
+    elif isinstance(run_or_checkpoint, nn.Module):
+        # A bare network lacks what every export records (classes, activation, preprocessing).
+        raise TypeError(
+            f"run_or_checkpoint is a {type(run_or_checkpoint).__name__} without inpaintssl's metadata; "
+            "expected a run folder, a checkpoint or a model from inpaintssl.load_model"
+        )
     else:
         model = load_model(run_or_checkpoint, which=which, device="cpu")
     _check_not_a_checkpoint(destination, model.inference_meta.source)
+    other = next(
+        (f for f, suffix in FILE_SUFFIXES.items() if f != format and destination.suffix == suffix), None
+    )
+    if other is not None:
+        warnings.warn(
+            f"output {destination} has the suffix of {other} files; it is written as {format}",
+            UserWarning,
+            stacklevel=2,
+        )
     info = replace(model.inference_meta, folded=True)
     tolerance = DEFAULT_ATOL[format] if atol is None else float(atol)
     samples = _samples(info, example)
