@@ -238,9 +238,9 @@ background all zeros
         )
     if not bool(torch.isfinite(image).all()):
         raise DataError(f"{where}: image holds NaN or Inf values; expected finite real intensities")
-    if "label" not in item:
+    label = item.get("label")
+    if label is None:  # unlabelled; pretraining's images-only view keeps no label key at all
         return
-    label = item["label"]
     expected = (num_classes, *image.shape[1:])
     if not isinstance(label, torch.Tensor) or label.dtype != torch.float32 or tuple(label.shape) != expected:
         raise DataError(
