@@ -14,6 +14,7 @@ from scipy.spatial.distance import pdist
 from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
 from inpaintssl.corruption.samplers import _poisson_capacity, lattice_corners
 from inpaintssl.registry import SAMPLERS
+from sampler_requests import requests
 
 
 def covered_fraction(corners: np.ndarray, shape: tuple[int, int], k: int) -> float:
@@ -21,16 +22,6 @@ def covered_fraction(corners: np.ndarray, shape: tuple[int, int], k: int) -> flo
     for row, col in corners.tolist():
         covered[row : row + k, col : col + k] = True
     return float(covered.mean())
-
-
-@st.composite
-def requests(draw: st.DrawFn) -> tuple[tuple[int, int], int, float, int]:
-    """Shapes (square and not), patch sizes up to a quarter of the short side, coverages, seeds."""
-    height = draw(st.integers(16, 160))
-    width = draw(st.sampled_from([height, draw(st.integers(16, 160))]))
-    k = draw(st.integers(2, min(height, width) // 4))
-    coverage = draw(st.sampled_from([0.1, 0.25, 0.3]))
-    return (height, width), k, coverage, draw(st.integers(0, 2**32 - 1))
 
 
 @given(request=requests(), pairs=st.booleans())

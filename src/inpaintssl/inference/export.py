@@ -86,7 +86,7 @@ DEFAULT_ATOL: Mapping[str, float] = MappingProxyType({"onnx": 1e-4, "torchscript
 FILE_SUFFIXES: Mapping[str, str] = MappingProxyType(
     {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 )
-"""The usual file name ending of each format, used to suggest a file name in error messages."""
+"""Each format's usual file name ending: suggested for a folder output, warned about for another format."""
 
 TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
 """Name of the :class:`ModelInfo` JSON inside a TorchScript archive (``torch.jit.load(_extra_files=)``)."""
@@ -452,10 +452,8 @@ def export_model(
     else:
         model = load_model(run_or_checkpoint, which=which, device="cpu")
     _check_not_a_checkpoint(destination, model.inference_meta.source)
-    other = next(
-        (f for f, suffix in FILE_SUFFIXES.items() if f != format and destination.suffix == suffix), None
-    )
-    if other is not None:
+    other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix, format)
+    if other != format:
         warnings.warn(
             f"output {destination} has the suffix of {other} files; it is written as {format}",
             UserWarning,

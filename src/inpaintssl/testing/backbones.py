@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
-from inpaintssl.testing._checks import check
+from inpaintssl.testing._checks import Contract, check
 from inpaintssl.transfer_learning import transfer
 
 __all__ = ["BackboneContract"]
@@ -18,7 +18,7 @@ __all__ = ["BackboneContract"]
 PARTS = ("encoder", "decoder", "head")
 
 
-class BackboneContract:
+class BackboneContract(Contract):
     """Checks one registered backbone; subclass it as ``Test<Something>`` and set the attributes.
 
     Attributes:
@@ -43,11 +43,6 @@ class BackboneContract:
     seed: ClassVar[int] = 0
 
     # -- helpers --------------------------------------------------------------------------------
-    @classmethod
-    def check_names(cls) -> list[str]:
-        """Names of all check methods, e.g. to parametrize over them."""
-        return sorted(name for name in dir(cls) if name.startswith("test_"))
-
     def build(self, **overrides: Any) -> nn.Module:
         """Build the backbone with the class settings, ``overrides`` taking precedence."""
         kwargs: dict[str, Any] = {

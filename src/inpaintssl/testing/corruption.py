@@ -22,7 +22,7 @@ from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.masks import MaskBank, patch_union
 from inpaintssl.corruption.samplers import Sampler, check_sampler_signature, target_pixels
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
-from inpaintssl.testing._checks import check
+from inpaintssl.testing._checks import Contract, check
 
 __all__ = ["PretextTaskContract", "SamplerContract"]
 
@@ -43,7 +43,7 @@ def _raises(kinds: type[Exception] | tuple[type[Exception], ...], what: str) -> 
     raise AssertionError(f"{what}: expected a {names}, nothing was raised")
 
 
-class SamplerContract:
+class SamplerContract(Contract):
     """Checks one registered patch sampler; subclass it as ``Test<Something>`` and set the attributes.
 
     The contract of :class:`~inpaintssl.corruption.Sampler` (DESIGN.md section 1): ``sample``
@@ -79,11 +79,6 @@ class SamplerContract:
     seeds: ClassVar[tuple[int, ...]] = (0, 1, 2)
 
     # -- helpers --------------------------------------------------------------------------------
-    @classmethod
-    def check_names(cls) -> list[str]:
-        """Names of all check methods, e.g. to parametrize over them."""
-        return sorted(name for name in dir(cls) if name.startswith("test_"))
-
     def build(self) -> Sampler:
         """Build the sampler with :attr:`params`."""
         return SAMPLERS.build(self.sampler, **self.params)
@@ -211,7 +206,7 @@ class SamplerContract:
             check(len(bank) == 32, f"{self.sampler}: a bank of 8 base masks has {len(bank)} entries")
 
 
-class PretextTaskContract:
+class PretextTaskContract(Contract):
     """Checks one registered pretext task; subclass it as ``Test<Something>`` and set the attributes.
 
     The contract of :class:`~inpaintssl.corruption.PretextTask` (sec. 2.4): the output keeps the
@@ -240,11 +235,6 @@ class PretextTaskContract:
     patch_size: ClassVar[int] = 8
 
     # -- helpers --------------------------------------------------------------------------------
-    @classmethod
-    def check_names(cls) -> list[str]:
-        """Names of all check methods, e.g. to parametrize over them."""
-        return sorted(name for name in dir(cls) if name.startswith("test_"))
-
     def build(self, **options: Any) -> PretextTask:
         """Build the task with :attr:`params`, a small bank and ``options`` taking precedence."""
         task = PRETEXT_TASKS.build(

@@ -24,12 +24,12 @@ from inpaintssl.data.views import (
     slice_spacing_of,
 )
 from inpaintssl.registry import DATASETS
-from inpaintssl.testing._checks import check
+from inpaintssl.testing._checks import Contract, check
 
 __all__ = ["DatasetContract"]
 
 
-class DatasetContract:
+class DatasetContract(Contract):
     """Checks one registered dataset; subclass it as ``Test<Something>`` and set the attributes.
 
     The item contract of :class:`inpaintssl.data.SliceDataset` (sec. 2.1, 2.2): ``float32``
@@ -63,11 +63,6 @@ class DatasetContract:
     split: ClassVar[str] = "train"
 
     # -- helpers --------------------------------------------------------------------------------
-    @classmethod
-    def check_names(cls) -> list[str]:
-        """Names of all check methods, e.g. to parametrize over them."""
-        return sorted(name for name in dir(cls) if name.startswith("test_"))
-
     def params(self, root: Path) -> dict[str, Any]:
         """``data.params`` for the dataset, after writing any files it reads into ``root``."""
         return {}
