@@ -367,6 +367,11 @@ def test_bad_parameters_name_only_the_culprits_with_a_guess() -> None:
     message = str(info.value)
     assert "invalid parameters ['widht']" in message and "did you mean 'widht' -> 'base_width'" in message
     assert "'depth'" not in message and "'in_channels'" not in message  # valid ones are not blamed
+    with pytest.raises(TypeError) as info:
+        registry.build("net", in_channels=1, value=8)
+    assert "invalid parameters ['value']" in str(info.value) and "did you mean" not in str(info.value)
+    with pytest.raises(TypeError, match=r"did you mean 'in_chanels' -> 'in_channels'\?"):
+        registry.build("net", in_chanels=1)
     with pytest.raises(TypeError, match=r"missing parameters \['in_channels'\]"):
         registry.build("net", depth=4)
 

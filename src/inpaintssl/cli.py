@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
     p.add_argument("--output", type=_user_file_path, required=True, help="the file to write")
-    p.add_argument("--which", default="best", choices=["best", "last"], help="checkpoint of a run folder")
+    p.add_argument("--which", choices=["best", "last"], help="checkpoint of a run folder (default: best)")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")
     p.set_defaults(func=_cmd_export)

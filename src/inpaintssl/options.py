@@ -21,13 +21,14 @@ import difflib
 from collections.abc import Iterable
 from typing import TypeVar
 
-__all__ = ["check_option", "closest_option", "format_choices"]
+__all__ = ["CLOSE_MATCH_CUTOFF", "check_option", "closest_option", "format_choices"]
 
 OptionT = TypeVar("OptionT", bound=str)
 
 # difflib's ratio for one wrong letter in a 4-letter word is 0.75; 0.6 keeps short typos
-# ("cdua" -> "cuda") while not suggesting unrelated names.
-_CUTOFF = 0.6
+# ("cdua" -> "cuda") while not suggesting unrelated names (0.5 offered 'value' -> 'sampler').
+CLOSE_MATCH_CUTOFF = 0.6
+"""Least :func:`difflib.get_close_matches` ratio for a "did you mean" hint, wherever one is given."""
 
 
 def format_choices(choices: Iterable[str]) -> str:
@@ -56,7 +57,7 @@ def closest_option(value: str, choices: Iterable[str]) -> str | None:
     """
     by_lower = {choice.lower(): choice for choice in choices}
     lowered = value.lower()
-    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=_CUTOFF)
+    match = difflib.get_close_matches(lowered, list(by_lower), n=1, cutoff=CLOSE_MATCH_CUTOFF)
     if match:
         return by_lower[match[0]]
     # A spelled-out or cut-short name ("validation" for "val", "enc" for "encoder") is far in

@@ -34,6 +34,8 @@ from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from inpaintssl.options import CLOSE_MATCH_CUTOFF
+
 if TYPE_CHECKING:  # the component types; importing them here would load torch and NumPy
     from torch import nn
 
@@ -161,6 +163,21 @@ def _outside_the_package() -> int:
     while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _close_parameter(unknown: str, parameters: list[str]) -> str | None:
+    """The parameter ``unknown`` most likely misspells, or None.
+
+    Each parameter's ``_``-separated words are candidates too, so ``widht`` finds ``base_width``
+    at the usual cutoff, which the whole name alone would only reach at one that also pairs
+    unrelated names (``value`` with ``sampler``).
+    """
+    spellings = {p: p for p in parameters}
+    for parameter in parameters:
+        for word in parameter.split("_"):
+            spellings.setdefault(word, parameter)
+    close = difflib.get_close_matches(unknown, list(spellings), n=1, cutoff=CLOSE_MATCH_CUTOFF)
+    return spellings[close[0]] if close else None
 
 
 class Registry(Generic[T]):
@@ -439,8 +456,8 @@ class Registry(Generic[T]):
             accepted = accepts or "no parameters"
             problems = []
             if unknown:
-                close = {u: difflib.get_close_matches(u, list(named), n=1, cutoff=0.5) for u in unknown}
-                hints = [f"{u!r} -> {c[0]!r}" for u, c in close.items() if c]
+                close = {u: _close_parameter(u, list(named)) for u in unknown}
+                hints = [f"{u!r} -> {c!r}" for u, c in close.items() if c]
                 guess = f"; did you mean {', '.join(hints)}?" if hints else ""
                 problems.append(f"invalid parameters {unknown} (it accepts {accepted}{guess})")
             if missing:
@@ -540,7 +557,7 @@ class Registry(Generic[T]):
 
     def _unknown_message(self, name: str) -> str:
         available = self.names()
-        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, available, n=3, cutoff=CLOSE_MATCH_CUTOFF)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return (
             f"unknown {self.kind} name {name!r}.{hint} Available: {', '.join(available) or 'none'}. "

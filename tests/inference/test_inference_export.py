@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import inpaintssl as issl
+from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig
 from inpaintssl.data.build import build_datasets
@@ -112,6 +113,13 @@ def test_torchscript_matches_pytorch(
             assert _max_diff(scripted(images), _reference(model, images)) <= 1e-5, tuple(images.shape)
     stored = ModelInfo.from_json(extra[TORCHSCRIPT_EXTRA_FILE])
     assert stored.folded and stored.class_names == model.inference_meta.class_names
+    # Reading it back would run its stored program: load_model says what the file is instead.
+    with pytest.raises(CheckpointError, match=r"model\.pt: a TorchScript export, which runs without"):
+        load_model(path)
+    plain_pickle = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), plain_pickle)
+    with pytest.raises(CheckpointError, match=r"weights\.pt: a \.pt weights file has no architecture"):
+        load_model(plain_pickle)
 
 
 def test_folded_state_dict_in_a_plain_conv_unet(
@@ -202,6 +210,8 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
         export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 3, 8, 8))
     with pytest.raises(ValueError, match="atol=-1"):
         export_model(model, format="torchscript", output=tmp_path / "m.pt", atol=-1)
+    with pytest.raises(ValueError, match=r"which='last' picks a checkpoint of a run folder; .* loaded"):
+        export_model(model, format="torchscript", output=tmp_path / "m.pt", which="last")
     with pytest.raises(TypeError, match=r"run_or_checkpoint is a UNet2d without inpaintssl's metadata"):
         export_model(
             UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4),

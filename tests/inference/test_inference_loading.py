@@ -6,9 +6,10 @@ import copy
 import dataclasses
 import io
 import json
+import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -283,6 +284,17 @@ def test_damaged_orientation_record_in_the_manifest(
 def test_invalid_arguments(trained_run: issl.FinetuneResult) -> None:
     with pytest.raises(ValueError, match="which='first'"):
         load_model(trained_run.run_dir, which="first")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("which", ["best", "last"])
+@pytest.mark.parametrize("inside", [("checkpoints", "best"), ("checkpoints", "best", "model.safetensors")])
+def test_which_for_a_checkpoint_rather_than_a_run_is_refused(
+    trained_run: issl.FinetuneResult, which: Literal["best", "last"], inside: tuple[str, ...]
+) -> None:
+    # A checkpoint names its weights already; loading 'best' when 'last' was asked would be silent.
+    path = trained_run.run_dir.joinpath(*inside)
+    with pytest.raises(ValueError, match=rf"which='{which}'.*{re.escape(str(path))} is not a run folder"):
+        load_model(path, which=which)
 
 
 # -- metadata types -------------------------------------------------------------------------------

@@ -323,7 +323,8 @@ def test_submitit_runs_a_study_like_the_local_executor(
     study = load_spec(spec)
     _assert_same_study(study.database_path(), local_reference)
     assert len(result_files(study.results_dir())) == RUNS
-    assert list((study.output_dir() / "slurm").iterdir()), "submitit kept no job folders"
+    job_folders = [p.name for p in (study.output_dir() / "slurm").iterdir()]
+    assert job_folders and all(name.isdigit() for name in job_folders), job_folders  # no stray '%j'
 
     # Nothing is submitted twice; a lost database is rebuilt from the result files by `report`.
     assert run_study(spec, executor="slurm", quiet=True).workers == ()

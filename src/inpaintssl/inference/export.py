@@ -62,7 +62,14 @@ from torch.jit._trace import TracerWarning
 
 from inpaintssl.atomic import atomic_path
 from inpaintssl.checkpoint import save_safetensors
-from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, backbone_class, load_model
+from inpaintssl.inference.loading import (
+    HEADER_KEY,
+    TORCHSCRIPT_EXTRA_FILE,
+    LoadedModel,
+    ModelInfo,
+    backbone_class,
+    load_model,
+)
 from inpaintssl.layout import RunFolder
 from inpaintssl.models.layers import WSConv2d
 from inpaintssl.models.unet import UNet2d
@@ -87,9 +94,6 @@ FILE_SUFFIXES: Mapping[str, str] = MappingProxyType(
     {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 )
 """Each format's usual file name ending: suggested for a folder output, warned about for another format."""
-
-TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
-"""Name of the :class:`ModelInfo` JSON inside a TorchScript archive (``torch.jit.load(_extra_files=)``)."""
 
 ONNX_INPUT, ONNX_OUTPUT = "image", "output"
 """Names of the ONNX graph's input ``(batch, C_in, height, width)`` and output ``(batch, C_out, ...)``."""
@@ -386,7 +390,7 @@ def export_model(
     format: ExportFormat,
     output: str | Path,
     opset: int | None = None,
-    which: Literal["best", "last"] = "best",
+    which: Literal["best", "last"] | None = None,
     example: torch.Tensor | None = None,
     atol: float | None = None,
 ) -> Path:
@@ -402,7 +406,8 @@ def export_model(
         output: The file to write (its folder is created; an existing file is replaced atomically;
             a suffix of another format gets a warning, a path inside the run's checkpoints an error).
         opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
-        which: For a run folder: the ``best`` or ``last`` checkpoint.
+        which: For a run folder: the ``best`` (default) or ``last`` checkpoint; an error for
+            anything else, as in :func:`~inpaintssl.inference.loading.load_model`.
         example: An input ``(N, C_in, H, W)`` (e.g. real slices) to trace and check with, ``H`` and
             ``W`` multiples of ``size_multiple`` (a side of a single block is tiled to two, since
             ``torch.export`` would fix it); default seeded standard-normal noise (inputs are
@@ -442,6 +447,11 @@ def export_model(
     if format == "onnx":
         _require_onnx()  # fail before loading or tracing anything
     if isinstance(run_or_checkpoint, LoadedModel):
+        if which is not None:
+            raise ValueError(
+                f"which={which!r} picks a checkpoint of a run folder; run_or_checkpoint is a model "
+                "already loaded, so leave which out (or pass the run folder)"
+            )
         model = run_or_checkpoint
     elif isinstance(run_or_checkpoint, nn.Module):
         # A bare network lacks what every export records (classes, activation, preprocessing).

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import zipfile
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -78,6 +79,9 @@ __all__ = [
 
 HEADER_KEY = "inpaintssl"
 """Key of the :class:`ModelInfo` JSON in exported files (safetensors header, ONNX metadata)."""
+
+TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
+"""Name of the :class:`ModelInfo` JSON inside a TorchScript archive (``torch.jit.load(_extra_files=)``)."""
 
 Normalization = Literal["volume", "channel", "none", "unknown"]
 ChannelSource = Literal["image", "ct_windows", "rss_echoes", "unknown"]
@@ -462,6 +466,16 @@ def _run_of(path: Path) -> RunFolder | None:
     return RunFolder(path) if RunFolder(path).checkpoints.is_dir() else RunFolder.of_checkpoint(path)
 
 
+def _is_torchscript_export(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive written by ``export_model`` (read as a zip listing only)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(name.endswith(f"/extra/{TORCHSCRIPT_EXTRA_FILE}") for name in names)
+
+
 def _header_info(path: Path) -> ModelInfo | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -472,11 +486,37 @@ def _header_info(path: Path) -> ModelInfo | None:
     return None if text is None else ModelInfo.from_json(text, source=path)
 
 
+def checked_which(which: str | None, path: Path) -> Literal["best", "last"]:
+    """The checkpoint of a run folder to load: ``which``, ``best`` when not given.
+
+    Raises:
+        ValueError: ``which`` is neither ``best`` nor ``last``, or is given for an existing path
+            that is not a run folder (a checkpoint folder or file, whose weights it cannot change).
+    """
+    if which is None:
+        return "best"
+    check_option(which, ("best", "last"), field="which")
+    if path.exists() and not RunFolder(path).checkpoints.is_dir():
+        raise ValueError(
+            f"which={which!r} picks a checkpoint of a run folder, but {path} is not a run folder "
+            f"(no {RunFolder.CHECKPOINTS}/ in it); pass the run folder, or leave which out to load "
+            f"{path} itself"
+        )
+    return cast(Literal["best", "last"], which)
+
+
 def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torch.Tensor], ModelInfo]:
     """Weights and metadata of whatever ``path`` names (the size multiple is filled in later)."""
     target = resolve_checkpoint(path, which=which)
     if target.is_file():
         if target.suffix != ".safetensors":
+            if _is_torchscript_export(target):
+                raise CheckpointError(
+                    f"{target}: a TorchScript export, which runs without inpaintssl "
+                    f"(torch.jit.load; its metadata is the extra file {TORCHSCRIPT_EXTRA_FILE!r}) but is "
+                    "not read back here, as loading it would run its stored program; pass the run "
+                    "folder it came from or an export_model(format='safetensors') file"
+                )
             raise CheckpointError(
                 f"{target}: a {target.suffix} weights file has no architecture metadata; expected a run "
                 "folder, a checkpoint folder or a .safetensors file with inpaintssl metadata"
@@ -541,7 +581,7 @@ def _build(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
 def load_model(
     run_or_checkpoint: str | Path,
     *,
-    which: Literal["best", "last"] = "best",
+    which: Literal["best", "last"] | None = None,
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
     """Load a trained backbone for inference, without unpickling anything.
@@ -550,7 +590,9 @@ def load_model(
         run_or_checkpoint: A run folder, a checkpoint folder (``run/checkpoints/best``), a
             checkpoint's ``model.safetensors`` (its ``meta.json`` is read next to it) or a
             ``.safetensors`` file from ``export_model(format="safetensors")``.
-        which: For a run folder: the ``best`` (lowest validation loss) or ``last`` checkpoint.
+        which: For a run folder: the ``best`` (lowest validation loss, the default) or ``last``
+            checkpoint. Given for anything else (a checkpoint folder or file names its weights
+            already) it is an error rather than ignored.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
 
     Returns:
@@ -561,17 +603,17 @@ def load_model(
         inpaintssl.checkpoint.CheckpointError: Nothing at the path, no checkpoint in it, a corrupt,
             interrupted or incomplete checkpoint, missing metadata, or weights that do not fit the
             recorded architecture; the message names the path and what was expected.
-        ValueError: ``which`` or ``device`` is invalid.
+        ValueError: ``which`` or ``device`` is invalid, or ``which`` is given for a path that is
+            not a run folder.
 
     Example:
         >>> model = load_model("runs/finetune", which="best")           # doctest: +SKIP
         >>> model.inference_meta.kind, model.inference_meta.activation  # doctest: +SKIP
         ('finetune', 'sigmoid')
     """
-    check_option(which, ("best", "last"), field="which")
     target_device = resolve_device(device)
     path = Path(run_or_checkpoint)
-    state, info = _read(path, which=which)
+    state, info = _read(path, which=checked_which(which, path))
     model = _build(info, state)
     info = replace(info, size_multiple=int(getattr(model, "size_multiple", 1)))
     model = model.to(target_device).eval()

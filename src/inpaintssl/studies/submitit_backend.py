@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,9 @@ class SubmititBackend:
         except ImportError as exc:  # pragma: no cover - the extra is not installed
             raise ConfigError("--executor slurm needs submitit: pip install 'inpaintssl[slurm]'") from exc
         try:
+            self.job_folders = folder / "%j"
             self.executor = submitit.AutoExecutor(
-                folder=folder / "%j",
+                folder=self.job_folders,
                 cluster=resources.cluster,
                 slurm_max_num_timeout=resources.max_requeues,
                 local_max_num_timeout=resources.max_requeues,
@@ -133,4 +135,6 @@ class SubmititBackend:
         return [_Submission(job, self.cluster) for job in jobs]
 
     def close(self) -> None:
-        """Nothing to release: the jobs belong to Slurm."""
+        """Remove the empty, unexpanded ``%j`` folder submitit leaves; the jobs belong to Slurm."""
+        with contextlib.suppress(OSError):  # not empty, or already gone: not ours to delete
+            self.job_folders.rmdir()

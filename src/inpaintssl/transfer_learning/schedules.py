@@ -38,6 +38,7 @@ from types import MappingProxyType
 
 from torch import nn
 
+from inpaintssl.options import CLOSE_MATCH_CUTOFF
 from inpaintssl.transfer_learning._modules import get_part
 
 __all__ = [
@@ -117,7 +118,7 @@ def finetune_phases(schedule: str, *, transferred_parts: Sequence[str]) -> tuple
         if schedule == "frozen":
             return (frozen,)
         return (frozen, FinetunePhase("unfrozen", (), second_lr=True))
-    close = difflib.get_close_matches(schedule, FINETUNE_SCHEDULES, n=1)
+    close = difflib.get_close_matches(schedule, FINETUNE_SCHEDULES, n=1, cutoff=CLOSE_MATCH_CUTOFF)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"schedule={schedule!r} is unknown; expected one of {FINETUNE_SCHEDULES}.{hint}")
 
