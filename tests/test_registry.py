@@ -154,15 +154,43 @@ def test_duplicate_registration_raises() -> None:
         registry.register("one")(make_other)
 
 
-def test_registering_the_same_definition_again_replaces_it() -> None:
+def test_a_notebook_cell_run_again_replaces_its_definition(monkeypatch: pytest.MonkeyPatch) -> None:
     """A notebook cell that defines and registers a class, run twice, registers the newer class."""
     registry: Registry[object] = Registry("widgets_rerun")
-    namespace: dict[str, Any] = {"registry": registry}
+    namespace: dict[str, Any] = {"registry": registry, "__name__": "__main__"}
     cell = "@registry.register('mine')\nclass Mine:\n    pass\n"
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)  # an interactive session
     exec(cell, namespace)
     first = registry.get("mine")
     exec(cell, namespace)
     assert registry.get("mine") is namespace["Mine"] is not first
+    registry.register("mine")(namespace["Mine"])  # the same object again: nothing changes
+    assert registry.get("mine") is namespace["Mine"]
+
+
+@pytest.mark.parametrize(
+    ("module", "interactive", "source"),
+    [
+        ("__main__", False, "class Mine:\n    pass\n"),  # a script defining the name twice
+        ("some_module", True, "class Mine:\n    pass\n"),  # a module, even in a session
+        ("__main__", True, "Mine = lambda: object()\n"),  # two lambdas share one qualname
+    ],
+)
+def test_a_second_definition_outside_a_rerun_cell_is_refused(
+    monkeypatch: pytest.MonkeyPatch, module: str, interactive: bool, source: str
+) -> None:
+    registry: Registry[object] = Registry("widgets_twice")
+    if interactive:
+        monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+    else:
+        monkeypatch.delattr(sys, "ps1", raising=False)
+        monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    namespace: dict[str, Any] = {"registry": registry, "__name__": module}
+    exec(source + "registry.register('mine')(Mine)\n", namespace)
+    first = registry.get("mine")
+    with pytest.raises(ValueError, match=r"name 'mine' is already registered"):
+        exec(source + "registry.register('mine')(Mine)\n", namespace)
+    assert registry.get("mine") is first
 
 
 def test_build_reports_bad_parameters_with_the_component_name() -> None:

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from inpaintssl import _API_NAMES
 from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
+from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.orientation import describe_orientations, training_orientations
@@ -52,8 +53,9 @@ from inpaintssl.transfer_learning import TransferReport as TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
 from inpaintssl.transfer_learning.transfer import InChannelsMode
 
-# What ``import inpaintssl`` serves from here, plus ExportError (the imports above re-export with ``as``).
-__all__ = [*sorted(_API_NAMES), "ExportError"]
+# What ``import inpaintssl`` serves from here, plus ExportError and the paper's Figure 1 of a
+# pretext task (the imports above re-export with ``as``).
+__all__ = [*sorted(_API_NAMES), "ExportError", "render_corruption_figure"]
 
 ConfigSource = Mapping[str, Any] | str | Path
 

@@ -675,12 +675,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Known user errors (bad config, bad data, bad checkpoint) print one clear message and exit 2.
     """
+    args = parse_args(argv)  # first: --help and a mistyped flag answer without loading PyTorch
     from inpaintssl.checkpoint import CheckpointError
     from inpaintssl.config import ConfigError
-    from inpaintssl.data.base import DataError
+    from inpaintssl.errors import DataError
     from inpaintssl.registry import PluginLoadError
 
-    args = parse_args(argv)
     try:
         with command_warnings(args.command), _terminate_as_exit():
             return int(args.func(args))

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from inpaintssl.defaults import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
 from inpaintssl.options import check_option, format_choices
 
 __all__ = [
@@ -208,12 +209,8 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-# The paper's pretext defaults (sec. 2.4, 2.5.2): K = 32, 1/4 of the area, 100 masks. The pretext
-# tasks take theirs from here too, so a bare PRETEXT_TASKS.build(name) and a run agree.
-DEFAULT_PATCH_SIZE = 32
-DEFAULT_SAMPLER = "poisson_disc"
-DEFAULT_COVERAGE = 0.25
-DEFAULT_BANK_SIZE = 100
+TWO_RUN_SCHEDULES: tuple[str, ...] = ("immediate_twice", "freeze_then_unfreeze")
+"""``transfer.schedule`` values with a second run at ``transfer.second_lr`` (the paper's ``??S`` models)."""
 
 
 class PretextConfig(_Strict):

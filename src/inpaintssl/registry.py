@@ -243,8 +243,10 @@ class Registry(Generic[T]):
         The factory is returned unchanged but for one attribute, ``__inpaintssl_registry__``
         (see :func:`registrations`), by which the tests find components left unregistered.
 
-        Registering the same ``module:qualname`` again (a notebook cell run twice) replaces the
-        earlier definition; another factory under a taken name is refused.
+        Registering the same object again changes nothing. In an interactive session (a notebook
+        or a REPL) a cell that defines and registers a factory may run again: the same
+        ``__main__`` qualified name replaces the earlier definition there. Anything else under a
+        taken name is refused, two definitions of one name in a module or script included.
 
         Raises:
             ValueError: If ``name`` is already registered to another factory or is not a valid
@@ -259,9 +261,7 @@ class Registry(Generic[T]):
         def decorator(factory: F) -> F:
             with self._lock:
                 existing = self._builtins.get(name)
-                # The same module:qualname again is the same definition run twice (a notebook
-                # cell re-run, a module reloaded): the newer object replaces the older one.
-                if existing is not None and _qualname(existing) != _qualname(factory):
+                if existing is not None and existing is not factory and not _rerun_cell(existing, factory):
                     raise ValueError(
                         f"registry {self.kind!r}: name {name!r} is already registered "
                         f"to {_qualname(existing)}; cannot register {_qualname(factory)} "
@@ -582,6 +582,18 @@ def _missing_requirements(factory: object) -> str | None:
         return None
     providers = " ".join(sorted({f"'{p}'" for p in missing.values()}))
     return f"needs {', '.join(sorted(missing))}, not installed: pip install {providers}"
+
+
+def _interactive() -> bool:
+    """Whether Python runs a REPL or a notebook kernel (where cells are re-run), not a script."""
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive) or "IPython" in sys.modules
+
+
+def _rerun_cell(existing: object, factory: object) -> bool:
+    """Whether ``factory`` is ``existing``'s definition run again in an interactive session."""
+    same = _qualname(existing) == _qualname(factory)
+    in_session = getattr(factory, "__module__", None) == "__main__" and "<lambda>" not in _qualname(factory)
+    return same and in_session and _interactive()
 
 
 def _qualname(obj: object) -> str:

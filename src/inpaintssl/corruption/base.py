@@ -28,10 +28,11 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-# A bare PRETEXT_TASKS.build(name)'s options are PretextConfig's defaults, defined once in config.
-from inpaintssl.config import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
 from inpaintssl.corruption.masks import MaskBank
 from inpaintssl.corruption.samplers import Sampler, check_sampler_signature, validate_request
+
+# A bare PRETEXT_TASKS.build(name)'s options are PretextConfig's defaults, defined once for both.
+from inpaintssl.defaults import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
 from inpaintssl.registry import SAMPLERS
 
 __all__ = ["DEFAULT_BANK_SIZE", "DEFAULT_COVERAGE", "DEFAULT_PATCH_SIZE", "DEFAULT_SAMPLER", "PretextTask"]

@@ -34,11 +34,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from inpaintssl.errors import DataError
+
 __all__ = ["DataError", "SliceDataset"]
-
-
-class DataError(ValueError):
-    """Malformed input data; the message names the file (or array), the field, and what was found."""
 
 
 class SliceDataset(Dataset[dict[str, Any]]):

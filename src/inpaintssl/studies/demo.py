@@ -55,6 +55,7 @@ from inpaintssl.analysis.figures import FigureFiles, plot_dice_vs_label_fraction
 from inpaintssl.analysis.pages import ReportParts
 from inpaintssl.analysis.summaries import class_names, label_fraction_summary
 from inpaintssl.analysis.table import Table
+from inpaintssl.api import load_model, render_corruption_figure
 from inpaintssl.config import (
     DataConfig,
     EarlyStoppingConfig,
@@ -67,9 +68,7 @@ from inpaintssl.config import (
     SourceConfig,
     TransferConfig,
 )
-from inpaintssl.corruption import render_corruption_figure
 from inpaintssl.data.base import SliceDataset
-from inpaintssl.inference import load_model
 from inpaintssl.layout import RunFolder
 from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import RunRecord

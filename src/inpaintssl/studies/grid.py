@@ -38,9 +38,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from inpaintssl.config import FinetuneConfig, PretrainConfig, TransferConfig, update_fields
+from inpaintssl.config import TWO_RUN_SCHEDULES, FinetuneConfig, PretrainConfig, TransferConfig, update_fields
 from inpaintssl.studies.spec import StudySpec
-from inpaintssl.transfer_learning.schedules import TWO_RUN_SCHEDULES
 
 __all__ = [
     "Job",

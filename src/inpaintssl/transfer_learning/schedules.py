@@ -38,6 +38,7 @@ from types import MappingProxyType
 
 from torch import nn
 
+from inpaintssl.config import TWO_RUN_SCHEDULES
 from inpaintssl.options import CLOSE_MATCH_CUTOFF
 from inpaintssl.transfer_learning._modules import get_part
 
@@ -53,9 +54,6 @@ __all__ = [
 
 FINETUNE_SCHEDULES: tuple[str, ...] = ("immediate", "immediate_twice", "frozen", "freeze_then_unfreeze")
 """Names of the fine-tuning schedules, as accepted by ``FinetuneConfig.transfer.schedule``."""
-
-TWO_RUN_SCHEDULES: tuple[str, ...] = ("immediate_twice", "freeze_then_unfreeze")
-"""Schedules with a second training run at ``transfer.second_lr`` (the paper's ``??S`` models)."""
 
 SCHEDULE_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
     {
