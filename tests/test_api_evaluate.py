@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 import inpaintssl as issl
+from inpaintssl.config import ConfigError
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.data.views import ClassOrder
 
@@ -88,3 +90,36 @@ def test_evaluate_scores_the_run_as_its_own_test_pass_did(
         recorded = [row for row in csv.DictReader(handle) if row["level"] == "image"]
     for name in ("dice_disc", "dice_square"):
         np.testing.assert_array_equal(table.column(name), [float(row[name]) for row in recorded])
+
+
+def test_without_data_the_run_is_scored_on_the_data_it_recorded(tmp_path: Path) -> None:
+    run = _run("finetune", tmp_path / "ft", data={**DATA, "label_fraction": 0.5})
+    given = issl.evaluate(run, DATA, device="cpu").select(level="image")
+    # The run's own record (its label subset ignored: every split is read whole), the same record
+    # named as a file, and a file holding the data section alone all score the same slices.
+    recorded = issl.evaluate(run, device="cpu").select(level="image")
+    from_file = issl.evaluate(run, run / "config.yaml", device="cpu").select(level="image")
+    section = tmp_path / "data.yaml"
+    section.write_text(yaml.safe_dump(DATA))
+    from_section = issl.evaluate(run / "checkpoints" / "best", section, device="cpu").select(level="image")
+    for table in (recorded, from_file, from_section):
+        np.testing.assert_array_equal(table.column("dice_mean"), given.column("dice_mean"))
+    # An override changes what is read: two more test images.
+    more = issl.evaluate(run, overrides=["data.params.num_test=6"], device="cpu").select(level="image")
+    assert len(more.column("dice_mean")) == 6 and len(given.column("dice_mean")) == 4
+
+
+def test_evaluate_data_mistakes_are_named(tmp_path: Path) -> None:
+    run = _run("finetune", tmp_path / "ft")
+    test = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))
+    with pytest.raises(ConfigError, match=r"override 'params.num_test=6': expected data.KEY=VALUE"):
+        issl.evaluate(run, overrides=["params.num_test=6"], device="cpu")
+    with pytest.raises(ValueError, match="overrides apply to a data config; data is a dataset"):
+        issl.evaluate(run, test, overrides=["data.params.num_test=6"], device="cpu")
+    with pytest.raises(ValueError, match="data is required with a module"):
+        issl.evaluate(issl.load_model(run), device="cpu")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(ConfigError, match=r"bare: no config.yaml recorded beside it"):
+        issl.evaluate(tmp_path / "bare", device="cpu")
+    with pytest.raises(ConfigError, match=r"nowhere does not exist"):
+        issl.evaluate(tmp_path / "nowhere", device="cpu")

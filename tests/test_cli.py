@@ -91,9 +91,9 @@ def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.Captu
 
 
 def test_evaluate_overrides_take_the_data_prefix_and_warn_without_it() -> None:
-    assert _data_overrides(["data.image_size=[64, 64]"]) == ["image_size=[64, 64]"]
+    assert _data_overrides(["data.image_size=[64, 64]"]) == ["data.image_size=[64, 64]"]
     with pytest.warns(FutureWarning, match=r"write 'data.image_size=\[64, 64\]'"):
-        assert _data_overrides(["image_size=[64, 64]"]) == ["image_size=[64, 64]"]
+        assert _data_overrides(["image_size=[64, 64]"]) == ["data.image_size=[64, 64]"]
 
 
 def test_the_librarys_warnings_print_as_command_line_messages(tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def test_evaluate_without_a_recorded_config_asks_for_the_data(
     (tmp_path / "run").mkdir()
     assert main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "no config.yaml recorded beside it" in err and "pass --data FILE" in err
+    assert "no config.yaml recorded beside it" in err and "--data FILE on the command line" in err
 
 
 @pytest.mark.parametrize("recipe", ["budget", "paper"])

@@ -24,7 +24,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from inpaintssl import _API_NAMES
-from inpaintssl.config import DataConfig, FinetuneConfig, PretextConfig, PretrainConfig, load_config
+from inpaintssl.config import (
+    ConfigError,
+    DataConfig,
+    FinetuneConfig,
+    PretextConfig,
+    PretrainConfig,
+    load_config,
+    read_config_file,
+)
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
@@ -39,6 +47,7 @@ from inpaintssl.inference import export_model as export_model
 from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
 from inpaintssl.inference.loading import recorded_orientations, recorded_spacing
+from inpaintssl.layout import RunFolder
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device, to_memory_format, use_channels_last
@@ -135,12 +144,73 @@ def transfer(
     return _transfer(pretrained, model, weights=weights, in_channels=in_channels)
 
 
+_NOT_FOR_EVALUATION = ("label_fraction", "splits_file", "unlabelled")
+"""Data fields of a training config that evaluation ignores: every split is read whole."""
+
+
+def _data_section(path: Path) -> dict[str, Any] | Path:
+    """The ``data`` section of a file holding a whole run config, else the file itself."""
+    loaded = read_config_file(path)
+    if "data" not in loaded:
+        return path  # a data section on its own, read by load_config, whose errors name the file
+    section = loaded["data"]
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"config file {path}: 'data' holds a {type(section).__name__}; expected the data section"
+        )
+    return {k: v for k, v in section.items() if k not in _NOT_FOR_EVALUATION}
+
+
+def _recorded_data(source: str | Path, *, overridden: bool) -> dict[str, Any] | Path:
+    """The data section the run owning ``source`` recorded (``{}`` without one but with overrides)."""
+    path = Path(source)
+    recorded = RunFolder.owning(path).config
+    if recorded.is_file():
+        return _data_section(recorded)
+    if overridden:
+        return {}
+    if not path.exists():
+        raise ConfigError(
+            f"{source} does not exist (expected a .safetensors file, a checkpoint folder or a run folder)"
+        )
+    # Without a record the defaults would be the demo's brain data: never a silent choice.
+    raise ConfigError(
+        f"{source}: no {recorded.name} recorded beside it to say what data it was trained on; pass "
+        "the data (data=..., --data FILE on the command line: a data config, or a file holding a "
+        "data section or a run config) or data.KEY=VALUE overrides (data.dataset=...)"
+    )
+
+
+def _evaluation_data(
+    source: nn.Module | str | Path,
+    data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]] | str | Path | None,
+    overrides: Sequence[str],
+) -> DataConfig | Dataset[dict[str, Any]]:
+    """What ``evaluate`` reads: ``data`` as given, from a file, or the run's own record; then overrides."""
+    keys = []
+    for item in overrides:
+        if not item.startswith("data."):
+            raise ConfigError(f"override {item!r}: expected data.KEY=VALUE (e.g. data.image_size=[64, 64])")
+        keys.append(item[len("data.") :])
+    if isinstance(data, Dataset):
+        if keys:
+            raise ValueError("evaluate: overrides apply to a data config; data is a dataset already built")
+        return data
+    if data is None:
+        if isinstance(source, nn.Module):
+            raise ValueError("evaluate: data is required with a module (it records no training data)")
+        data = _recorded_data(source, overridden=bool(keys))
+    elif isinstance(data, (str, Path)):
+        data = _data_section(Path(data))
+    return load_config(data, DataConfig, overrides=keys)
+
+
 def _dataset_for(
-    data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]], *, split: str, multiple: int
+    data: DataConfig | Dataset[dict[str, Any]], *, split: str, multiple: int
 ) -> tuple[Dataset[dict[str, Any]], tuple[str, ...]]:
     if isinstance(data, Dataset):
         return data, tuple(getattr(data, "class_names", ()))
-    cfg = data if isinstance(data, DataConfig) else DataConfig.model_validate(dict(data))
+    cfg = data
     bundle = build_datasets(cfg, stage="finetune", seed=0, size_multiple=multiple)
     chosen = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
     if chosen is None or len(chosen) == 0:
@@ -203,8 +273,9 @@ def _warn_on_other_orientation(source: str | Path, dataset: Dataset[dict[str, An
 
 def evaluate(
     checkpoint_or_model: nn.Module | str | Path,
-    data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]],
+    data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]] | str | Path | None = None,
     *,
+    overrides: Sequence[str] = (),
     split: str = "test",
     activation: str = "sigmoid",
     class_names: Sequence[str] | None = None,
@@ -225,7 +296,12 @@ def evaluate(
 
     Args:
         checkpoint_or_model: A run folder, checkpoint folder, ``.safetensors`` file, or a module.
-        data: A data config (its ``split`` is used) or a dataset.
+        data: A data config (its ``split`` is used), a dataset, or a YAML/JSON file holding a
+            data section or a whole run config (its ``data`` section). ``None``: the data the run
+            recorded in its ``config.yaml``. A run config's ``label_fraction``, ``splits_file``
+            and ``unlabelled`` are ignored: every split is read whole.
+        overrides: ``data.KEY=VALUE`` changes to the data config, as ``pretrain`` spells them
+            (``data.image_size=[64, 64]``); not for a dataset.
         split: ``train``, ``val`` or ``test`` when ``data`` is a config.
         activation: For a bare module: ``sigmoid`` or ``softmax`` output.
         class_names: For a bare module: class names (default from the dataset).
@@ -236,11 +312,17 @@ def evaluate(
     Returns:
         The per-image table (``level`` column: ``image`` or ``volume``).
 
+    Raises:
+        inpaintssl.config.ConfigError: No data given and none recorded, a malformed data file or
+            override (names the file or field).
+
     Example:
         >>> table = evaluate("runs/finetune", {"dataset": "mni152"})  # doctest: +SKIP
+        >>> table = evaluate("runs/finetune", overrides=["data.image_size=[64, 64]"])  # doctest: +SKIP
         >>> table.select(level="image").mean()["dice_mean"]            # doctest: +SKIP
     """
     check_option(split, ("train", "val", "test"), field="split")
+    evaluated = _evaluation_data(checkpoint_or_model, data, overrides)
     target_device = resolve_device(device)
     pretext: dict[str, Any] = {}
     kind = "finetune"
@@ -262,7 +344,7 @@ def evaluate(
     channels_last = use_channels_last(target_device, "auto")
     model = to_memory_format(model.to(target_device), channels_last=channels_last)
     multiple = int(getattr(model, "size_multiple", 1))
-    dataset, data_classes = _dataset_for(data, split=split, multiple=multiple)
+    dataset, data_classes = _dataset_for(evaluated, split=split, multiple=multiple)
     if not isinstance(checkpoint_or_model, nn.Module):
         _warn_on_other_spacing(checkpoint_or_model, dataset)
         _warn_on_other_orientation(checkpoint_or_model, dataset)

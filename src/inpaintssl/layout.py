@@ -118,6 +118,14 @@ class RunFolder:
                 return cls(folder.parent.parent)
         return None
 
+    @classmethod
+    def owning(cls, path: Path) -> RunFolder:
+        """The run folder ``path`` names or lies in: a run, ``checkpoints/best`` or a file in one.
+
+        A file outside any run folder gets its own folder (which holds no ``config.yaml``).
+        """
+        return cls.of_checkpoint(path) or cls(path if path.is_dir() else path.parent)
+
     config = _Entry(CONFIG, "the resolved configuration")
     manifest = _Entry(MANIFEST, "versions, seeds, git commit, data-file hash")
     splits = _Entry(SPLITS, "the exact subsets used")

@@ -292,7 +292,7 @@ def test_slurm_without_slurm_says_so_and_how_to_try_the_spec_here(
 def test_cpus_per_task_sets_the_local_workers_threads(
     spec_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from inpaintssl.studies import cli as studies_cli
+    from inpaintssl.cli import experiment as experiment_cli
 
     class AcceptedError(Exception):
         """Stops the command once its flags reached run_study."""
@@ -300,7 +300,7 @@ def test_cpus_per_task_sets_the_local_workers_threads(
     def run_study(*args: Any, resources: dict[str, Any], **kwargs: Any) -> None:
         raise AcceptedError(resources)
 
-    monkeypatch.setattr(studies_cli, "run_study", run_study)
+    monkeypatch.setattr(experiment_cli, "run_study", run_study)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec_factory()))
     with pytest.raises(AcceptedError) as info:

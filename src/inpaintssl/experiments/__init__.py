@@ -30,7 +30,7 @@ from typing import Any
 # Old submodule -> the modules that now hold its names, searched in order.
 _MOVED: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        "cli": ("inpaintssl.studies.cli",),
+        "cli": ("inpaintssl.cli.experiment",),
         "clinical": ("inpaintssl.analysis.clinical", "inpaintssl.studies.clinical"),
         "database": ("inpaintssl.studies.store", "inpaintssl.studies.queue", "inpaintssl.studies.database"),
         "demo": ("inpaintssl.studies.demo",),

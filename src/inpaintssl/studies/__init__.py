@@ -30,10 +30,11 @@ if TYPE_CHECKING:
     from inpaintssl.studies.grid import Job, StudyPlan, expand_study, parse_shard, run_id, transfer_acronym
     from inpaintssl.studies.merge import MergeReport, merge_results
     from inpaintssl.studies.queue import JobQueue, RunRecord, WorkerId
-    from inpaintssl.studies.report import ReportFiles, write_report
+    from inpaintssl.studies.report import ReportFiles, StudyReport, report_study, write_report
     from inpaintssl.studies.results import load_results, load_runs
     from inpaintssl.studies.runner import StudySummary, WorkerReport, run_study, run_worker
     from inpaintssl.studies.spec import ExecutorSpec, StudySpec, load_spec
+    from inpaintssl.studies.status import StudyStatus, study_status
     from inpaintssl.studies.store import Measurement, ResultStore, StudyStore
 
 # Submodules load on first use: a worker that only needs the database does not import torch.
@@ -48,7 +49,9 @@ _EXPORTS = MappingProxyType(
         "ResultStore": "store",
         "RunRecord": "queue",
         "StudyPlan": "grid",
+        "StudyReport": "report",
         "StudySpec": "spec",
+        "StudyStatus": "status",
         "StudyStore": "store",
         "StudySummary": "runner",
         "WorkerId": "queue",
@@ -63,6 +66,8 @@ _EXPORTS = MappingProxyType(
         "run_id": "grid",
         "run_study": "runner",
         "run_worker": "runner",
+        "report_study": "report",
+        "study_status": "status",
         "transfer_acronym": "grid",
         "write_report": "report",
     }
@@ -77,7 +82,9 @@ __all__ = [
     "ResultStore",
     "RunRecord",
     "StudyPlan",
+    "StudyReport",
     "StudySpec",
+    "StudyStatus",
     "StudyStore",
     "StudySummary",
     "WorkerId",
@@ -91,7 +98,9 @@ __all__ = [
     "run_demo",
     "run_id",
     "run_study",
+    "report_study",
     "run_worker",
+    "study_status",
     "transfer_acronym",
     "write_report",
 ]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from inpaintssl.analysis import clinical, paper_tables
 from inpaintssl.analysis import figures as plots
@@ -33,10 +34,11 @@ from inpaintssl.analysis.figures import FigureFiles
 from inpaintssl.analysis.pages import ReportParts, write_pages
 from inpaintssl.analysis.summaries import with_mean_class
 from inpaintssl.analysis.table import Table
+from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.results import load_results, load_runs
-from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.spec import StudySpec, load_spec
 
-__all__ = ["ReportFiles", "write_report"]
+__all__ = ["ReportFiles", "StudyReport", "report_study", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -155,3 +157,49 @@ def write_report(
     markdown, page, tables = write_pages(parts, title=spec.title, notes=intro)
     figures = [p for item, _ in parts.parts if not isinstance(item, Table) for p in item.paths]
     return ReportFiles(markdown, page, (written, *tables), tuple(figures), tuple(parts.skipped))
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    """What :func:`report_study` did.
+
+    Attributes:
+        files: The report's files.
+        merged: The result files merged first (and those left out, with why).
+        database: The database they were merged into.
+        left_out: Recorded runs the spec does not plan (an earlier version of it), not reported.
+    """
+
+    files: ReportFiles
+    merged: MergeReport
+    database: Path
+    left_out: int
+
+
+def report_study(
+    spec: StudySpec | Mapping[str, Any] | str | Path, *, output: str | Path | None = None
+) -> StudyReport:
+    """Merge the result files no driver merged yet, then write the report of the spec's runs.
+
+    A driver killed after its workers finished leaves their result files unmerged; a report from
+    any host takes them in first (read-only when there is nothing to merge). Result files that
+    could not be merged are named in warnings.
+
+    Args:
+        spec: The study spec (a model, a mapping or a YAML/JSON file).
+        output: Report folder (default ``<study output>/report``).
+
+    Raises:
+        inpaintssl.config.ConfigError: Invalid spec.
+
+    Example:
+        >>> done = report_study("spec.yaml")          # doctest: +SKIP
+        >>> done.files.html, done.merged.merged       # doctest: +SKIP
+        (PosixPath('out/report/report.html'), 0)
+    """
+    spec = load_spec(spec)
+    merged = merge_results(spec)
+    merged.warn(results_dir=spec.results_dir())
+    left_out = len(load_runs(spec, planned_only=False)) - len(load_runs(spec))
+    files = write_report(spec, output=output)
+    return StudyReport(files=files, merged=merged, database=spec.database_path(), left_out=left_out)

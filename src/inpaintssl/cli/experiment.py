@@ -14,7 +14,9 @@ the command again retries them). On a Slurm cluster, run the driver on the login
 
     inpaintssl experiment run spec.yaml --executor slurm --partition gpu --gpus-per-task 1
 
-``report`` first merges result files that remote workers wrote and no driver merged yet.
+``report`` first merges result files that remote workers wrote and no driver merged yet. Each
+command parses and prints only; the work is :func:`inpaintssl.studies.run_study`,
+:func:`inpaintssl.studies.study_status` and :func:`inpaintssl.studies.report_study`.
 
 Example:
     >>> import argparse, tempfile, pathlib, yaml
@@ -35,13 +37,11 @@ import argparse
 import json
 import sys
 
-from inpaintssl.studies.grid import expand_study, parse_shard
-from inpaintssl.studies.merge import merge_results
-from inpaintssl.studies.report import write_report
-from inpaintssl.studies.resultfiles import result_files
-from inpaintssl.studies.results import load_runs, study_databases
+from inpaintssl.studies.grid import parse_shard
+from inpaintssl.studies.report import report_study
 from inpaintssl.studies.runner import run_study
-from inpaintssl.studies.spec import ExecutorSpec, load_spec
+from inpaintssl.studies.spec import ExecutorSpec
+from inpaintssl.studies.status import study_status
 
 __all__ = ["run_experiment_command"]
 
@@ -85,53 +85,31 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    plan = expand_study(spec)
-    runs = load_runs(spec)
-    counts: dict[str, dict[str, int]] = {}
-    for job in plan:
-        run = runs.get(job.id)
-        status = run.status if run is not None else "not started"
-        counts.setdefault(job.kind, {})
-        counts[job.kind][status] = counts[job.kind].get(status, 0) + 1
-    done = sum(c.get("done", 0) for c in counts.values())
-    print(f"{spec.study}: {done} of {len(plan)} runs done")
-    for kind, by_status in counts.items():
-        print(f"  {kind}: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
-    print("databases: " + (", ".join(str(p) for p in study_databases(spec)) or "none yet"))
-    planned = {job.id for job in plan}
-    files = result_files(spec.results_dir())
-    unmerged = [
-        p for p in files if p.stem in planned and (p.stem not in runs or runs[p.stem].status != "done")
-    ]
-    if unmerged:
-        print(f"result files not merged yet: {len(unmerged)} (`experiment run` or `report` merges them)")
-    unplanned = [p for p in files if p.stem not in planned]
-    if unplanned:
-        print(f"result files of runs this spec does not plan: {len(unplanned)} (ignored)")
-    for job in plan:
-        run = runs.get(job.id)
-        if run is not None and run.status == "failed" and run.error:
-            print(f"  failed {job.id}: {run.error.splitlines()[0]}")
+    status = study_status(args.spec)
+    print(f"{status.study}: {status.done} of {status.planned} runs done")
+    for kind, by_status in status.counts.items():
+        print(f"  {kind}: " + ", ".join(f"{n} {name}" for name, n in sorted(by_status.items())))
+    print("databases: " + (", ".join(str(p) for p in status.databases) or "none yet"))
+    if status.unmerged:
+        print(f"result files not merged yet: {status.unmerged} (`experiment run` or `report` merges them)")
+    if status.unplanned:
+        print(f"result files of runs this spec does not plan: {status.unplanned} (ignored)")
+    for run_id, error in status.failures:
+        print(f"  failed {run_id}: {error}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    # A driver killed after its workers finished leaves result files unmerged: take them in first.
-    merged = merge_results(spec)
-    merged.warn(results_dir=spec.results_dir())
-    if merged.merged:
-        print(f"merged {merged.merged} result files into {spec.database_path()}", file=sys.stderr)
-    # Runs of earlier versions of the spec stay in the database but are not this spec's results.
-    left_out = len(load_runs(spec, planned_only=False)) - len(load_runs(spec))
-    if left_out:
+    done = report_study(args.spec, output=args.output)
+    if done.merged.merged:
+        print(f"merged {done.merged.merged} result files into {done.database}", file=sys.stderr)
+    if done.left_out:
         print(
-            f"left out {left_out} recorded run(s) that this spec does not plan (from an earlier version "
-            "of it?); the report covers the spec's own runs",
+            f"left out {done.left_out} recorded run(s) that this spec does not plan (from an earlier "
+            "version of it?); the report covers the spec's own runs",
             file=sys.stderr,
         )
-    files = write_report(spec, output=args.output)
+    files = done.files
     print(
         json.dumps(
             {

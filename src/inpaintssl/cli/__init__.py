@@ -129,91 +129,40 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return _print_run(result, test_dice=result.mean_dice())
 
 
-def _owning_run(checkpoint: Path) -> RunFolder:
-    """The run folder ``checkpoint`` names or lies in (``checkpoints/best``, a file inside it).
-
-    A file outside any run folder gets its own folder, which has no ``config.yaml``.
-    """
-    own = RunFolder(checkpoint if checkpoint.is_dir() else checkpoint.parent)
-    return RunFolder.of_checkpoint(checkpoint) or own
-
-
-_NOT_FOR_EVALUATION = ("label_fraction", "splits_file", "unlabelled")
-"""Data fields of a training config that evaluation ignores: every split is read whole."""
-
-
-def _data_section(path: Path) -> dict[str, Any] | Path:
-    """The ``data`` section of a file holding a whole run config, else the file itself."""
-    from inpaintssl.config import ConfigError, read_config_file
-
-    loaded = read_config_file(path)
-    if "data" not in loaded:
-        return path  # read by load_config, whose errors name the file
-    section = loaded["data"]
-    if not isinstance(section, dict):
-        raise ConfigError(
-            f"config file {path}: 'data' holds a {type(section).__name__}; expected the data section"
-        )
-    # A run config's label subset is irrelevant for evaluation: every split is read whole.
-    return {k: v for k, v in section.items() if k not in _NOT_FOR_EVALUATION}
-
-
-def _evaluation_data(args: argparse.Namespace) -> dict[str, Any] | Path:
-    """The data to evaluate on: ``--data``, else the run's recorded config, else overrides alone."""
-    from inpaintssl.config import ConfigError
-
-    if args.data is not None:
-        return _data_section(Path(args.data))
-    recorded = _owning_run(Path(args.checkpoint)).config
-    if recorded.is_file():
-        return _data_section(recorded)
-    if args.overrides:
-        return {}
-    if not Path(args.checkpoint).exists():
-        raise ConfigError(
-            f"{args.checkpoint} does not exist (expected a .safetensors file, a checkpoint folder or a "
-            "run folder)"
-        )
-    # Without a record the defaults would be the demo's brain data: never a silent choice.
-    raise ConfigError(
-        f"{args.checkpoint}: no {recorded.name} recorded beside it to say what data it was trained on; "
-        "pass --data FILE (a data section or a run config) or data.KEY=VALUE overrides (data.dataset=...)"
-    )
-
-
 def _data_overrides(items: Sequence[str]) -> list[str]:
-    """``data.key=value`` (as ``pretrain`` and ``finetune`` spell it) -> ``key=value`` of the data config.
+    """Overrides as ``pretrain`` and ``finetune`` spell them: ``data.key=value``.
 
     The old unprefixed spelling still works, with a deprecation warning.
     """
-    stripped: list[str] = []
+    prefixed: list[str] = []
     for item in items:
-        if item.startswith("data."):
-            stripped.append(item[len("data.") :])
-            continue
-        warnings.warn(
-            f"override {item!r} without the 'data.' prefix is deprecated; "
-            f"write 'data.{item}' as pretrain and finetune do",
-            # FutureWarning: the deprecation is the command-line user's, and Python shows it.
-            FutureWarning,
-            stacklevel=2,
-        )
-        stripped.append(item)
-    return stripped
+        if not item.startswith("data."):
+            warnings.warn(
+                f"override {item!r} without the 'data.' prefix is deprecated; "
+                f"write 'data.{item}' as pretrain and finetune do",
+                # FutureWarning: the deprecation is the command-line user's, and Python shows it.
+                FutureWarning,
+                stacklevel=2,
+            )
+            item = f"data.{item}"
+        prefixed.append(item)
+    return prefixed
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from inpaintssl.api import evaluate
-    from inpaintssl.config import DataConfig, apply_overrides, load_config
 
-    data = load_config(_evaluation_data(args), DataConfig)
-    if args.overrides:
-        data = apply_overrides(data, _data_overrides(args.overrides))
     output = args.output
     if output is None:
-        output = _owning_run(Path(args.checkpoint)).eval_csv(args.split)
+        output = RunFolder.owning(Path(args.checkpoint)).eval_csv(args.split)
     table = evaluate(
-        args.checkpoint, data, split=args.split, device=args.device, batch_size=args.batch_size, output=output
+        args.checkpoint,
+        args.data,
+        overrides=_data_overrides(args.overrides),
+        split=args.split,
+        device=args.device,
+        batch_size=args.batch_size,
+        output=output,
     )
     means = table.select(level="image").mean()
     print(json.dumps({"output": str(output), "images": len(table.select(level="image")), "mean": means}))
@@ -282,7 +231,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from inpaintssl.studies.cli import run_experiment_command
+    from inpaintssl.cli.experiment import run_experiment_command
 
     return int(run_experiment_command(args))
 

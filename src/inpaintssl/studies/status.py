@@ -1,0 +1,94 @@
+"""Where a study stands: runs done, failed and not started, and result files not merged yet.
+
+What ``inpaintssl experiment status`` prints, as data: the planned runs of the spec counted by
+kind and status, the database files, result files that workers wrote and no driver merged yet,
+result files of runs the spec does not plan, and the first line of each failed run's error.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "out"
+    >>> status = study_status({"study": "clinical", "output": str(out)})
+    >>> status.done, status.planned, dict(status.counts["pretrain"])
+    (0, 11, {'not started': 1})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from inpaintssl.studies.grid import expand_study
+from inpaintssl.studies.resultfiles import result_files
+from inpaintssl.studies.results import load_runs, study_databases
+from inpaintssl.studies.spec import StudySpec, load_spec
+
+__all__ = ["NOT_STARTED", "StudyStatus", "study_status"]
+
+NOT_STARTED = "not started"
+"""The status counted for a planned run that no database records."""
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """A study's progress.
+
+    Attributes:
+        study: The spec's study name.
+        planned: Runs the spec plans.
+        done: Planned runs recorded ``done``.
+        counts: Run kind (``pretrain``, ``finetune``) -> status -> number of planned runs.
+        databases: The study's database files.
+        unmerged: Result files of planned runs that no database records as done yet.
+        unplanned: Result files of runs the spec does not plan (ignored by reports).
+        failures: ``(run id, first line of its error)`` of each failed planned run.
+    """
+
+    study: str
+    planned: int
+    done: int
+    counts: Mapping[str, Mapping[str, int]]
+    databases: tuple[Path, ...]
+    unmerged: int
+    unplanned: int
+    failures: tuple[tuple[str, str], ...]
+
+
+def study_status(spec: StudySpec | Mapping[str, Any] | str | Path) -> StudyStatus:
+    """Count a study's planned runs by kind and status; nothing is written.
+
+    Args:
+        spec: The study spec (a model, a mapping or a YAML/JSON file).
+
+    Raises:
+        inpaintssl.config.ConfigError: Invalid spec.
+    """
+    spec = load_spec(spec)
+    plan = expand_study(spec)
+    runs = load_runs(spec)
+    counts: dict[str, dict[str, int]] = {}
+    failures: list[tuple[str, str]] = []
+    for job in plan:
+        run = runs.get(job.id)
+        status = run.status if run is not None else NOT_STARTED
+        by_status = counts.setdefault(job.kind, {})
+        by_status[status] = by_status.get(status, 0) + 1
+        if run is not None and run.status == "failed" and run.error:
+            failures.append((job.id, run.error.splitlines()[0]))
+    planned = {job.id for job in plan}
+    files = result_files(spec.results_dir())
+    unmerged = [
+        p for p in files if p.stem in planned and (p.stem not in runs or runs[p.stem].status != "done")
+    ]
+    return StudyStatus(
+        study=spec.study,
+        planned=len(plan),
+        done=sum(c.get("done", 0) for c in counts.values()),
+        counts=MappingProxyType({kind: MappingProxyType(c) for kind, c in counts.items()}),
+        databases=tuple(study_databases(spec)),
+        unmerged=len(unmerged),
+        unplanned=sum(p.stem not in planned for p in files),
+        failures=tuple(failures),
+    )
