@@ -2,13 +2,15 @@
 
 Parametrized over ``DATASETS.names()`` and :class:`inpaintssl.testing.DatasetContract`'s checks:
 an installed plugin dataset that builds from ``split`` and ``labelled`` alone is checked too.
-Built-ins that need files get them from :func:`_params`.
+Every dataset inpaintssl ships (read from the registry) is checked, with the parameters and files
+of its recipe in :data:`RECIPES`; one without a recipe fails.
 """
 
 from __future__ import annotations
 
 import inspect
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,51 +20,99 @@ import torch
 from data_builders import make_skmtea, write_dicom_slice, write_nifti
 from PIL import Image
 
-from inpaintssl.registry import DATASETS
+from inpaintssl.registry import DATASETS, PluginLoadError, RegistryEntry
 from inpaintssl.testing import DatasetContract
 
 
-def _params(name: str, root: Path) -> dict[str, Any]:
+def _ct(root: Path) -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    if name == "skmtea":
-        return {"root": str(make_skmtea(root / "skm").root)}
-    if name == "ct":
-        write_dicom_slice(
-            root / "a.dcm",
-            rng.integers(0, 2000, (6, 8)).astype(np.int16),
-            slope=1.0,
-            intercept=-1024.0,
-            z=0.0,
-            instance=1,
-        )
-        Image.fromarray(rng.integers(0, 5, (6, 8)).astype(np.uint8)).save(root / "a.png")
-        return {"cases": {"train": {"image": "a.dcm", "label": "a.png"}}, "root": str(root)}
-    image = rng.normal(size=(6, 8, 3)).astype(np.float32)
-    label = rng.integers(0, 3, size=(6, 8, 3)).astype(np.uint8)
-    common = {"root": str(root), "class_names": ["a", "b"]}
-    # Anisotropic voxels, so that a spacing told in the wrong axis order shows.
-    spacing = (0.5, 0.75, 2.0)
-    if name == "nifti":
-        write_nifti(root / "i.nii.gz", image, spacing=spacing)
-        write_nifti(root / "l.nii.gz", label, spacing=spacing)
-        return {"cases": {"train": {"image": "i.nii.gz", "label": "l.nii.gz"}}, **common}
-    if name == "numpy":
-        np.savez(root / "c.npz", image=image, label=label)
-        return {"cases": {"train": {"image": "c.npz", "label": "c.npz"}}, "spacing": list(spacing), **common}
-    if name == "hdf5":
+    write_dicom_slice(
+        root / "a.dcm",
+        rng.integers(0, 2000, (6, 8)).astype(np.int16),
+        slope=1.0,
+        intercept=-1024.0,
+        z=0.0,
+        instance=1,
+    )
+    Image.fromarray(rng.integers(0, 5, (6, 8)).astype(np.uint8)).save(root / "a.png")
+    return {"cases": {"train": {"image": "a.dcm", "label": "a.png"}}, "root": str(root)}
+
+
+def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
+    """The recipe of the volume reader ``name`` (nifti, numpy or hdf5): one case of one file format."""
+
+    def recipe(root: Path) -> dict[str, Any]:
+        rng = np.random.default_rng(0)
+        image = rng.normal(size=(6, 8, 3)).astype(np.float32)
+        label = rng.integers(0, 3, size=(6, 8, 3)).astype(np.uint8)
+        common = {"root": str(root), "class_names": ["a", "b"]}
+        # Anisotropic voxels, so that a spacing told in the wrong axis order shows.
+        spacing = (0.5, 0.75, 2.0)
+        if name == "nifti":
+            write_nifti(root / "i.nii.gz", image, spacing=spacing)
+            write_nifti(root / "l.nii.gz", label, spacing=spacing)
+            return {"cases": {"train": {"image": "i.nii.gz", "label": "l.nii.gz"}}, **common}
+        if name == "numpy":
+            np.savez(root / "c.npz", image=image, label=label)
+            return {
+                "cases": {"train": {"image": "c.npz", "label": "c.npz"}},
+                "spacing": list(spacing),
+                **common,
+            }
         import h5py
 
         with h5py.File(root / "c.h5", "w") as f:
             f["image"], f["label"] = image, label
         return {"cases": {"train": "c.h5"}, "spacing": list(spacing), **common}
-    if name == "synthetic":
-        return {"num_images": 4, "size": [32, 32]}
-    return {}
+
+    return recipe
+
+
+RECIPES: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "ct": _ct,
+    "hdf5": _volumes("hdf5"),
+    # nilearn's wheel bundles the template, so there is nothing to write.
+    "mni152": lambda root: {},
+    "nifti": _volumes("nifti"),
+    "numpy": _volumes("numpy"),
+    "skmtea": lambda root: {"root": str(make_skmtea(root / "skm").root)},
+    "synthetic": lambda root: {"num_images": 4, "size": [32, 32]},
+}
+"""The ``data.params`` of each dataset inpaintssl ships, after writing the files it reads into ``root``."""
+
+
+def _shipped(entry: RegistryEntry) -> bool:
+    """Whether inpaintssl itself provides ``entry``: a built-in, or an entry point of its own distribution."""
+    return entry.source == "builtin" or (entry.distribution or "").partition(" ")[0] == "inpaintssl"
+
+
+# From the registry, not a list kept here: a new built-in dataset is checked (and fails for want of
+# a recipe) without anyone remembering to name it in this module.
+BUILT_IN = tuple(entry.name for entry in DATASETS.entries() if _shipped(entry))
+
+
+def _params(name: str, root: Path) -> dict[str, Any]:
+    """``data.params`` of dataset ``name``, with its files written into ``root``.
+
+    Raises:
+        LookupError: If ``name`` is a built-in with no entry in :data:`RECIPES`.
+    """
+    if name in RECIPES:
+        return RECIPES[name](root)
+    if name in BUILT_IN:
+        raise LookupError(
+            f"built-in dataset {name!r} has no recipe in {__name__}.RECIPES: add the parameters "
+            "(and the files) it is built from there"
+        )
+    return {}  # a plugin checked here builds from split and labelled alone
 
 
 def _builds_without_files(name: str) -> bool:
-    """Whether a dataset other than the built-ins above builds from ``split`` and ``labelled`` alone."""
-    factory = DATASETS.get(name)
+    """Whether a plugin dataset builds from ``split`` and ``labelled`` alone."""
+    try:
+        factory = DATASETS.get(name)
+    except PluginLoadError:
+        return True  # checked, so that its import error fails its own tests, not this module's collection
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -75,10 +125,9 @@ def _builds_without_files(name: str) -> bool:
     )
 
 
-BUILT_IN = ("ct", "hdf5", "mni152", "nifti", "numpy", "skmtea", "synthetic")
 # An installed plugin that needs parameters (files of its own) is checked by its own suite, with
 # inpaintssl.testing.DatasetContract and its own params (docs/plugins.rst); one that builds from
-# split and labelled alone is checked here too.
+# split and labelled alone is checked here too. Every built-in is checked, recipe or not.
 CHECKED = [n for n in DATASETS.names() if n in BUILT_IN or _builds_without_files(n)]
 
 
@@ -94,8 +143,21 @@ def _contract(name: str) -> DatasetContract:
     return Registered()
 
 
-def test_every_built_in_dataset_is_checked() -> None:
+def test_every_built_in_dataset_is_checked_with_a_recipe() -> None:
+    # The datasets inpaintssl is known to ship: a registry that lost one would otherwise shrink
+    # this suite without failing it.
+    assert {"ct", "hdf5", "mni152", "nifti", "numpy", "skmtea", "synthetic"} <= set(BUILT_IN)
     assert set(BUILT_IN) <= set(CHECKED)
+    missing = sorted(set(BUILT_IN) - set(RECIPES))
+    assert not missing, f"built-in datasets without a recipe in RECIPES: {missing}"
+
+
+def test_a_built_in_without_a_recipe_fails_instead_of_building_with_no_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(RECIPES, "ct")
+    with pytest.raises(LookupError, match=r"built-in dataset 'ct' has no recipe"):
+        _params("ct", tmp_path)
 
 
 @pytest.mark.parametrize("name", CHECKED)

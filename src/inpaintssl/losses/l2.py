@@ -57,6 +57,14 @@ class L2Loss(nn.Module):
         tensor(4.)
     """
 
+    def __init__(self) -> None:
+        """Take no parameters: eq. A1 has none to set.
+
+        Spelled out so that the registry sees an empty signature (``nn.Module``'s is
+        ``*args, **kwargs``) and refuses a parameter by name (``LOSSES.build("l2", reduction=...)``).
+        """
+        super().__init__()
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Eq. A1 for ``pred`` and ``target`` of shape ``(N, C, H, W)``."""
         return l2_loss(pred, target)

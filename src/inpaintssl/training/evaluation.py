@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,12 +245,4 @@ def evaluate_inpainting(
                     "l2_loss": loss[i],
                 }
             )
-    return EvaluationTable(rows)
-
-
-def stack_tables(tables: Iterable[EvaluationTable], **labels: Any) -> EvaluationTable:
-    """Concatenate tables, adding constant label columns to every row."""
-    rows: list[dict[str, Any]] = []
-    for table in tables:
-        rows.extend({**labels, **row} for row in table.rows)
     return EvaluationTable(rows)
