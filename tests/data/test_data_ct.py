@@ -197,7 +197,7 @@ def test_bad_window(tmp_path: Path) -> None:
 
 
 def test_missing_optional_dependency_names_the_extra() -> None:
-    with pytest.raises(ImportError, match=r"pip install 'inpaintssl\[dicom\]'"):
+    with pytest.raises(ImportError, match=r'pip install "inpaintssl\[dicom\]"'):
         import_optional("inpaintssl_no_such_module", extra="dicom", purpose="reading DICOM")
 
 

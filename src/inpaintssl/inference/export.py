@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import logging
 import math
 import os
@@ -62,6 +61,7 @@ from torch.jit._trace import TracerWarning
 
 from inpaintssl.atomic import atomic_path
 from inpaintssl.checkpoint import save_safetensors
+from inpaintssl.extras import import_optional
 from inpaintssl.inference.loading import (
     HEADER_KEY,
     TORCHSCRIPT_EXTRA_FILE,
@@ -190,16 +190,11 @@ def plain_unet(
 
 
 def _require_onnx() -> tuple[ModuleType, ModuleType]:
-    # Optional extra: imported only when ONNX is asked for.
-    try:
-        onnx = importlib.import_module("onnx")
-        importlib.import_module("onnxscript")
-        onnxruntime = importlib.import_module("onnxruntime")
-    except ImportError as exc:
-        raise ImportError(
-            f'export_model(format="onnx") needs onnx, onnxscript and onnxruntime ({exc.name or exc} is '
-            'missing); install them with: pip install "inpaintssl[onnx]"'
-        ) from exc
+    # Optional extra: imported only when ONNX is asked for. torch's exporter needs onnxscript.
+    onnx, _, onnxruntime = (
+        import_optional(name, extra="onnx", purpose='export_model(format="onnx")')
+        for name in ("onnx", "onnxscript", "onnxruntime")
+    )
     return onnx, onnxruntime
 
 

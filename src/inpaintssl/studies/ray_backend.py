@@ -15,13 +15,13 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inpaintssl.config import ConfigError
+from inpaintssl.extras import import_optional
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 
@@ -70,12 +70,9 @@ class RayBackend:
     """
 
     def __init__(self, resources: ExecutorSpec, *, results: Path, quiet: bool) -> None:
-        try:
-            # Through importlib, so ray is typed loosely: its stubs describe remote functions
-            # without arguments only.
-            ray: Any = importlib.import_module("ray")
-        except ImportError as exc:  # pragma: no cover - the extra is not installed
-            raise ConfigError("--executor ray needs Ray: pip install 'inpaintssl[ray]'") from exc
+        # Imported by name, so ray is typed loosely: its stubs describe remote functions without
+        # arguments only.
+        ray: Any = import_optional("ray", extra="ray", purpose="--executor ray", error=ConfigError)
         self.ray = ray
         # A caller that connected already (a notebook, a test) keeps its connection.
         self.owns_connection = not ray.is_initialized()

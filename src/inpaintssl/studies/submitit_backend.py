@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaintssl.config import ConfigError
+from inpaintssl.extras import import_optional
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 
@@ -108,10 +109,7 @@ class SubmititBackend:
     def __init__(
         self, resources: ExecutorSpec, *, folder: Path, results: Path, name: str, quiet: bool
     ) -> None:
-        try:
-            import submitit
-        except ImportError as exc:  # pragma: no cover - the extra is not installed
-            raise ConfigError("--executor slurm needs submitit: pip install 'inpaintssl[slurm]'") from exc
+        submitit = import_optional("submitit", extra="slurm", purpose="--executor slurm", error=ConfigError)
         try:
             self.job_folders = folder / "%j"
             self.executor = submitit.AutoExecutor(

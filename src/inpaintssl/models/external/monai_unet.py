@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from inpaintssl.extras import import_optional
 from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construction
 
 __all__ = ["BasicUNetDecoder", "BasicUNetEncoder", "MonaiBasicUNet"]
@@ -39,14 +40,10 @@ NormOrAct = str | Sequence[Any]
 
 
 def _require_monai() -> Any:
-    try:
-        # The ignore covers environments without MONAI (mypy runs there too).
-        from monai.networks.nets.basic_unet import BasicUNet  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as exc:
-        raise ImportError(
-            "backbone 'monai_basic_unet' needs MONAI; install it with: pip install 'inpaintssl[monai]'"
-        ) from exc
-    return BasicUNet
+    basic_unet = import_optional(
+        "monai.networks.nets.basic_unet", extra="monai", purpose="backbone 'monai_basic_unet'"
+    )
+    return basic_unet.BasicUNet
 
 
 class BasicUNetEncoder(nn.Module):

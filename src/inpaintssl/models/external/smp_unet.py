@@ -24,20 +24,16 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from inpaintssl.extras import import_optional
 from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construction
 
 __all__ = ["SmpUNet"]
 
 
 def _require_smp() -> Any:
-    try:
-        import segmentation_models_pytorch as smp  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    except ImportError as exc:
-        raise ImportError(
-            "backbone 'smp_unet' needs segmentation_models_pytorch (with timm and torchvision); "
-            f"install it with: pip install 'inpaintssl[smp]' ({type(exc).__name__}: {exc})"
-        ) from exc
-    return smp
+    # smp imports timm and torchvision itself: when one of those is missing or incompatible the
+    # message shows that import's own error, not just "install smp".
+    return import_optional("segmentation_models_pytorch", extra="smp", purpose="backbone 'smp_unet'")
 
 
 class SmpUNet(ThreePartBackbone):

@@ -1,0 +1,348 @@
+"""A DICOM series (a folder of slices, or one ``.dcm`` file) read as one volume, with its checks.
+
+:class:`DicomVolume` orders the slices along the slice normal and refuses a folder that is not one
+volume: several series, several planes, slices that share a position, a mix of slices with and
+without a position, differing matrix sizes, CT slices without (or with unusable) rescale tags.
+It is re-exported by :mod:`inpaintssl.data.readers`, whose :func:`~inpaintssl.data.readers.open_volume`
+opens a folder or ``.dcm`` file with it. Needs pydicom (``dicom`` extra).
+
+Example:
+    >>> import tempfile
+    >>> DicomVolume(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    inpaintssl.data.base.DataError: DICOM series folder ... holds no files
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import existing_path
+from inpaintssl.data.readers import Volume
+from inpaintssl.extras import import_optional
+
+__all__ = ["DicomVolume"]
+
+
+class DicomVolume(Volume):
+    """A DICOM series folder (or one ``.dcm`` file) as HU: ``pixel * RescaleSlope + RescaleIntercept``.
+
+    Headers are read at construction to order the slices along the slice normal
+    (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
+    ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID``
+    (files without one are taken as one series), one ``ImageOrientationPatient``, one slice per
+    position and one matrix size. Pixel data is read per slice. Row/column spacing comes from
+    ``PixelSpacing``; slice spacing from the sorted positions, else ``SpacingBetweenSlices``, else
+    ``SliceThickness``. Slices are rows x columns as stored.
+    A CT slice (``Modality`` CT) must carry both rescale tags; other modalities default to slope 1,
+    intercept 0. Needs pydicom (``dicom`` extra).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+        path = existing_path(path, what="DICOM series", directory_ok=True)
+        candidates = sorted(_series_files(path)) if path.is_dir() else [path]
+        if not candidates:
+            raise DataError(f"DICOM series folder {path} holds no files")
+        headers = [(_read_dicom(pydicom, f, pixels=False), f) for f in candidates]
+        _check_one_series(headers, path)
+        _check_one_orientation(headers, path)
+        _check_one_ordering(headers, path)
+        headers.sort(key=lambda pair: _slice_position(pair[0]))
+        _check_distinct_positions(headers, path)
+        first = headers[0][0]
+        size = (int(first.Rows), int(first.Columns))
+        for ds, f in headers:
+            if (int(ds.Rows), int(ds.Columns)) != size:
+                raise DataError(
+                    f"DICOM file {f} is {int(ds.Rows)}x{int(ds.Columns)} but the series {path} is "
+                    f"{size[0]}x{size[1]}; expected one matrix size per series"
+                )
+            _check_ct_rescale(ds, f)
+            _check_rescale_values(ds, f)
+        self._files = [f for _, f in headers]
+        spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
+        super().__init__(
+            path, (*size, len(headers)), slice_axis=2, ranks={3}, spacing=spacing, what="DICOM series"
+        )
+        self.files = tuple(str(f) for f in self._files)
+        # Spacing is geometry only when the file states it; the 1 mm fallbacks are placeholders.
+        self.has_geometry = getattr(first, "PixelSpacing", None) is not None
+        self.patient_affine = _patient_affine(headers[0][0], headers[-1][0], self.spacing, len(headers))
+        """Voxel-to-world (RAS+) matrix from the series' patient geometry; ``None`` without it."""
+
+    @property
+    def world_affine(self) -> np.ndarray | None:
+        """:attr:`patient_affine`: DICOM states its geometry per slice, not as one affine."""
+        return self.patient_affine
+
+    def _set_world_affine(self, affine: np.ndarray) -> None:
+        self.patient_affine = affine
+
+    def _array(self) -> np.ndarray:
+        # Only a reorientation that slices across the stored slices reads the whole series.
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            cache = np.stack([self._read_stored(2, i) for i in range(len(self._files))], axis=-1)
+            self.__dict__["_cache"] = cache
+        return cache
+
+    def _read_stored(self, axis: int, index: int) -> np.ndarray:
+        """Slice ``index`` in HU (float32, before any clipping): one file along the stored slices."""
+        if axis != 2:
+            return np.asarray(np.take(self._array(), index, axis=axis))
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+        ds = _read_dicom(pydicom, self._files[index], pixels=True)
+        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
+        # Absent or empty tags mean identity (non-CT modalities); a present slope of 0 was refused
+        # when the series was opened, not mended to 1.
+        slope = _rescale_value(ds, "RescaleSlope", 1.0)
+        intercept = _rescale_value(ds, "RescaleIntercept", 0.0)
+        values: np.ndarray = pixels * np.float32(slope) + np.float32(intercept)
+        return values
+
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_LPS_TO_RAS.flags.writeable = False
+
+
+def _patient_affine(
+    first: Any, last: Any, spacing: tuple[float, float, float], num_slices: int
+) -> np.ndarray | None:
+    """A series' voxel-to-world matrix in NIfTI's RAS+ (DICOM's patient space is LPS+).
+
+    Array axis 0 walks down the rows (ImageOrientationPatient's column direction), axis 1 along
+    a row, axis 2 from the first slice to the last, whose ImagePositionPatient fix the step.
+    """
+    position = getattr(first, "ImagePositionPatient", None)
+    orientation = getattr(first, "ImageOrientationPatient", None)
+    if position is None or orientation is None or len(orientation) != 6:
+        return None
+    rows_mm, cols_mm, slice_mm = spacing
+    along_row = np.asarray(orientation[:3], dtype=np.float64)  # direction of increasing column
+    along_col = np.asarray(orientation[3:], dtype=np.float64)  # direction of increasing row
+    origin = np.asarray(position, dtype=np.float64)
+    if num_slices > 1 and getattr(last, "ImagePositionPatient", None) is not None:
+        step = (np.asarray(last.ImagePositionPatient, dtype=np.float64) - origin) / (num_slices - 1)
+    else:
+        step = np.cross(along_row, along_col) * slice_mm
+    lps = np.eye(4)
+    lps[:3, 0] = along_col * rows_mm
+    lps[:3, 1] = along_row * cols_mm
+    lps[:3, 2] = step
+    lps[:3, 3] = origin
+    affine: np.ndarray = _LPS_TO_RAS @ lps
+    return affine
+
+
+def _series_files(folder: Path) -> list[Path]:
+    # Hidden files and the DICOMDIR index are not slices; anything else that fails to parse is
+    # reported rather than skipped, so a half-copied series is not silently shortened.
+    return [
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != "DICOMDIR"
+    ]
+
+
+def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool) -> Any:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+        if pixels:
+            _ = ds.pixel_array
+        else:
+            _ = int(ds.Rows), int(ds.Columns)
+    except AttributeError as exc:
+        raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
+    except Exception as exc:  # pydicom raises many types for a bad file
+        raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+    return ds
+
+
+_ORIENTATION_TOLERANCE = 1e-3
+"""How far two slices' ImageOrientationPatient direction cosines may differ within one series:
+scanners write them rounded to a few decimals, while another plane differs by far more (a 1 degree
+tilt changes a cosine by 0.017)."""
+_SAME_POSITION_MM = 1e-3
+"""Slices closer than this along the slice normal (mm) are at one position: far below any real
+slice spacing, far above the rounding of ImagePositionPatient's decimal strings."""
+
+
+def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse files of more than one SeriesInstanceUID (files without one count as one series).
+
+    Stacked together, a T1 and a T2 (or two reconstructions) at the same positions would make one
+    volume of twice the slices, with a wrong slice spacing and doubled tissue volumes.
+    """
+    groups: dict[str | None, list[Path]] = {}
+    first: dict[str | None, Any] = {}
+    for ds, f in headers:
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None
+        groups.setdefault(uid, []).append(f)
+        first.setdefault(uid, ds)
+    if len(groups) <= 1:
+        return
+    found = "; ".join(_describe_series(uid, first[uid], files) for uid, files in groups.items())
+    raise DataError(
+        f"DICOM series folder {folder} holds {len(groups)} series: {found}; expected one series per "
+        "folder (it is read as one volume): move each series into a folder of its own"
+    )
+
+
+def _describe_series(uid: str | None, ds: Any, files: Sequence[Path]) -> str:
+    details = []
+    description = str(getattr(ds, "SeriesDescription", "") or "").strip()
+    if description:
+        details.append(f"SeriesDescription {description!r}")
+    number = getattr(ds, "SeriesNumber", None)
+    if number is not None and str(number).strip():
+        details.append(f"SeriesNumber {number}")
+    name = "files without SeriesInstanceUID" if uid is None else f"SeriesInstanceUID {uid}"
+    shown = f" ({', '.join(details)})" if details else ""
+    return f"{name}{shown}: {len(files)} file(s), e.g. {files[0].name}"
+
+
+def _orientation(ds: Any) -> np.ndarray | None:
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    if orientation is None or len(orientation) != 6:
+        return None
+    return np.asarray([float(v) for v in orientation])
+
+
+def _orientation_text(orientation: np.ndarray | None) -> str:
+    if orientation is None:
+        return "no ImageOrientationPatient"
+    return "ImageOrientationPatient [" + ", ".join(f"{v:g}" for v in orientation) + "]"
+
+
+def _check_one_orientation(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse slices of different planes: sorted along one normal they would not form a volume."""
+    reference_ds, reference_file = headers[0]
+    reference = _orientation(reference_ds)
+    for ds, f in headers[1:]:
+        orientation = _orientation(ds)
+        same = (orientation is None and reference is None) or (
+            orientation is not None
+            and reference is not None
+            and float(np.max(np.abs(orientation - reference))) <= _ORIENTATION_TOLERANCE
+        )
+        if not same:
+            raise DataError(
+                f"DICOM file {f} has {_orientation_text(orientation)} but {reference_file} has "
+                f"{_orientation_text(reference)} (series folder {folder}); expected one orientation per "
+                f"series (within {_ORIENTATION_TOLERANCE:g}): slices of another plane, such as a coronal "
+                "series next to an axial one, belong in a folder of their own"
+            )
+
+
+def _has_position(ds: Any) -> bool:
+    """Whether a slice's place along the normal comes from its position (else its InstanceNumber)."""
+    return getattr(ds, "ImagePositionPatient", None) is not None and _orientation(ds) is not None
+
+
+def _check_one_ordering(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse a series where only some slices state ImagePositionPatient and ImageOrientationPatient.
+
+    The slices are sorted by one key: millimetres along the normal for slices with both tags,
+    InstanceNumber for the rest. A mix compares millimetres with counts and interleaves the slices.
+    """
+    with_position = [f for ds, f in headers if _has_position(ds)]
+    if 0 < len(with_position) < len(headers):
+        without = next(f for ds, f in headers if not _has_position(ds))
+        raise DataError(
+            f"DICOM file {without} has no ImagePositionPatient or ImageOrientationPatient but "
+            f"{with_position[0]} has both ({len(headers) - len(with_position)} of {len(headers)} files "
+            f"lack them, series folder {folder}); expected every slice of a series to state its "
+            "position, or none (then InstanceNumber orders them), so that the slices sort in one order"
+        )
+
+
+def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse two slices at one position along the normal (``headers`` sorted by position).
+
+    Only where every slice states its position: without ImagePositionPatient the InstanceNumber
+    order is all there is, and files without either keep their name order as before.
+    """
+    if not all(_has_position(ds) for ds, _ in headers):
+        return
+    positions = [_slice_position(ds) for ds, _ in headers]
+    same = [i for i in range(len(positions) - 1) if positions[i + 1] - positions[i] < _SAME_POSITION_MM]
+    if not same:
+        return
+    i = same[0]
+    more = f" ({len(same) - 1} more pair(s) too)" if len(same) > 1 else ""
+    raise DataError(
+        f"DICOM files {headers[i][1]} and {headers[i + 1][1]} are both at {positions[i]:g} mm along the "
+        f"slice normal (ImagePositionPatient projected on it){more}, in series folder {folder}; "
+        "expected one slice per position: repeated acquisitions (echoes, time points) or copied "
+        "files belong in folders of their own"
+    )
+
+
+def _check_ct_rescale(ds: Any, path: Path) -> None:
+    """Refuse a CT slice without RescaleSlope/RescaleIntercept (Type 1 in the CT Image module).
+
+    Without them the stored values are not HU (often off by the usual -1024 intercept), and every
+    HU window of sec. 2.2 would silently clip the wrong tissue.
+    """
+    if str(getattr(ds, "Modality", "")).upper() != "CT":
+        return
+    missing = [tag for tag in ("RescaleSlope", "RescaleIntercept") if getattr(ds, tag, None) in (None, "")]
+    if missing:
+        raise DataError(
+            f"DICOM file {path} (Modality CT) has no {' or '.join(missing)}; expected both, to convert "
+            "stored pixel values to HU (HU = pixel * RescaleSlope + RescaleIntercept)"
+        )
+
+
+def _check_rescale_values(ds: Any, path: Path) -> None:
+    """Refuse a RescaleSlope of 0 (every pixel one value) and non-numeric or non-finite rescale tags."""
+    for tag, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        try:
+            value = _rescale_value(ds, tag, default)
+        except (TypeError, ValueError):
+            raise DataError(f"DICOM file {path} has {tag} {getattr(ds, tag)!r}; expected a number") from None
+        if not math.isfinite(value) or (tag == "RescaleSlope" and value == 0.0):
+            raise DataError(
+                f"DICOM file {path} has {tag} {value!r}; expected a finite number"
+                + (", not 0 (it would map every pixel to the intercept)" if tag == "RescaleSlope" else "")
+            )
+
+
+def _rescale_value(ds: Any, tag: str, default: float) -> float:
+    value = getattr(ds, tag, None)
+    return default if value is None or value == "" else float(value)
+
+
+def _slice_position(ds: Any) -> float:
+    position = getattr(ds, "ImagePositionPatient", None)
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    if position is not None and orientation is not None and len(orientation) == 6:
+        normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+        return float(np.dot(normal, np.asarray(position, float)))
+    return float(getattr(ds, "InstanceNumber", 0) or 0)
+
+
+def _pixel_spacing(ds: Any) -> tuple[float, float]:
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is None or len(spacing) != 2:
+        return 1.0, 1.0
+    return float(spacing[0]), float(spacing[1])
+
+
+def _slice_spacing(headers: Sequence[Any]) -> float:
+    if len(headers) > 1 and all(getattr(ds, "ImagePositionPatient", None) is not None for ds in headers):
+        steps = np.diff([_slice_position(ds) for ds in headers])
+        if np.all(steps > 0):
+            return float(np.median(steps))
+    for tag in ("SpacingBetweenSlices", "SliceThickness"):
+        value = getattr(headers[0], tag, None)
+        if value:
+            return float(value)
+    return 1.0
