@@ -100,6 +100,27 @@ def test_rewriting_replaces_the_file(tmp_path: Path) -> None:
     assert target.read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
+@pytest.mark.parametrize("writer", ["curve", "grid"])
+def test_learning_curves_from_the_same_history_are_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str, suffix: str
+) -> None:
+    # The demo's learning_curve(s).png are compared across runs: a time of writing (what
+    # SOURCE_DATE_EPOCH stands in for here) or a random SVG id would make equal runs differ.
+    def draw(name: str) -> bytes:
+        target = tmp_path / f"{name}{suffix}"
+        if writer == "curve":
+            plot_learning_curve(DECREASING, target, title="t", converged=True)
+        else:
+            plot_learning_curves_grid([("a", DECREASING, True), ("b", DECREASING, False)], target)
+        return target.read_bytes()
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    first = draw("first")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1956528000")
+    assert draw("second") == first
+
+
 # -- single learning curve --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("dice", "panels"),

@@ -1,8 +1,9 @@
 """The paper's figures from a study's results, as PNG and PDF (matplotlib, Agg; no pyplot state).
 
 Each function takes the long results table (:mod:`inpaintssl.studies.results`) and a path
-(its suffix is replaced: ``out/fig3`` writes ``out/fig3.png`` and ``out/fig3.pdf``, atomically) and
-returns a :class:`FigureFiles` with the written paths and the figure, whose axes can be inspected.
+(its suffix is replaced: ``out/fig3`` writes ``out/fig3.png`` and ``out/fig3.pdf``, atomically and
+with no time of writing inside, :mod:`inpaintssl.figure_files`) and returns a :class:`FigureFiles`
+with the written paths and the figure, whose axes can be inspected.
 
 - :func:`plot_dice_vs_label_fraction`: Figures 3/4, Dice vs label fraction, one panel per class,
   one line per SSL strategy, the supervised baseline in light blue and the supervised model with
@@ -29,9 +30,8 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -45,7 +45,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from inpaintssl.analysis.clinical import CLINICAL_METRICS, image_errors, percent_error_medians
 from inpaintssl.analysis.summaries import class_names, dice_curves, scaling_series, transfer_boxes
 from inpaintssl.analysis.table import Table
-from inpaintssl.atomic import atomic_write_with
+from inpaintssl.figure_files import write_figure
 
 __all__ = [
     "FigureFiles",
@@ -60,6 +60,7 @@ __all__ = [
 SUPERVISED_COLOR = "#7ec8f0"  # the paper's light-blue supervised curve
 ARM_COLORS = MappingProxyType({"supervised": "#4c72b0", "ssl": "#dd8452"})
 FORMATS = ("png", "pdf")
+_DPI = 150
 
 
 @dataclass(frozen=True)
@@ -87,26 +88,33 @@ def _panels(
     return figure, axes
 
 
-_NO_DATES: Mapping[str, Mapping[str, None]] = MappingProxyType(
-    {"pdf": MappingProxyType({"CreationDate": None})}
-)
-"""The metadata matplotlib would fill with the time of writing, per format of :data:`FORMATS`
-(PNG carries none), left out."""
-
-
 def save_figure(figure: Figure, path: str | Path, *, formats: Sequence[str] = FORMATS) -> FigureFiles:
-    """Write ``figure`` as ``<path stem>.<format>`` for each format, atomically (PNG first by default)."""
+    """Write ``figure`` as ``<path stem>.<format>`` for each format (PNG and PDF by default).
+
+    Each file is written by :func:`inpaintssl.figure_files.write_figure`: atomically, and with no
+    time of writing inside, so a report drawn twice from the same results is the same bytes.
+
+    Args:
+        figure: The figure to write.
+        path: Output path; a suffix that names one of the formats is replaced.
+        formats: Image formats, one file each, in this order.
+
+    Returns:
+        The figure and the written paths, in the order of ``formats``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> figure = Figure(figsize=(2, 2))
+        >>> out = save_figure(figure, pathlib.Path(tempfile.mkdtemp()) / "fig.png")
+        >>> [p.name for p in out.paths]
+        ['fig.png', 'fig.pdf']
+    """
     path = Path(path)
     stem = path.with_suffix("") if path.suffix.lower() in {f".{f}" for f in (*FORMATS, *formats)} else path
-    written = []
-    for fmt in formats:
-        target = stem.parent / f"{stem.name}.{fmt}"
-        # No creation date in the file: the same results draw the same bytes, so a report made
-        # twice (or compared across machines) differs only where its numbers do.
-        metadata = _NO_DATES.get(fmt)
-        atomic_write_with(target, functools.partial(figure.savefig, format=fmt, dpi=150, metadata=metadata))
-        written.append(target)
-    return FigureFiles(figure, tuple(written))
+    written = tuple(
+        write_figure(figure, stem.parent / f"{stem.name}.{fmt}", format=fmt, dpi=_DPI) for fmt in formats
+    )
+    return FigureFiles(figure, written)
 
 
 def _require(condition: bool, message: str) -> None:

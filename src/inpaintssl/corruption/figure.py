@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from inpaintssl.atomic import atomic_write_with
 from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.tasks import ContextPrediction, ContextRestoration
+from inpaintssl.figure_files import write_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,7 +77,8 @@ def render_corruption_figure(
         path: Where to write the PNG (parent folders are created; the write is atomic).
         patch_sizes: Patch sides ``K``, one column each.
         sampler: Registered sampler name placing the patches.
-        seed: Mask seed; the same seed draws the same figure.
+        seed: Mask seed; the same seed draws the same figure, byte for byte
+            (:mod:`inpaintssl.figure_files`).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -117,5 +118,5 @@ def render_corruption_figure(
         axes[row, 0].set_ylabel(task_label, fontsize=9)
     caption = f"{sampler} sampling, 1/4 of the area corrupted, seed {seed}"
     figure.suptitle("\n".join([caption, *notes]), fontsize=8)
-    atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png"))
-    return path
+    # Always a PNG, as promised above, whatever the suffix of ``path``.
+    return write_figure(figure, path, format="png")

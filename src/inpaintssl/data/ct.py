@@ -133,7 +133,11 @@ def ct_dataset(
     orientation: str | None = None,
     spacing: Sequence[float] | None = None,
 ) -> CTDataset:
-    """The registered ``ct`` dataset.
+    """The registered ``ct`` dataset: the paper's CT data (sec. 2.1.2) preprocessed as in sec. 2.2.
+
+    The paper's L3 slices with their four body-composition classes, or any CT of the user's in
+    the same form: three stacked HU windows, z-scored per channel, with the HU slice kept for the
+    mean-HU and area metrics of sec. 2.7.
 
     Args:
         split: Split name defined in ``cases`` (see :mod:`inpaintssl.data.cases`).

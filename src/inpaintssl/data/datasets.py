@@ -8,17 +8,24 @@ and, in a new module, an import in ``inpaintssl/data/__init__.py``
 :class:`~inpaintssl.data.base.SliceDataset` as ``DATASETS.build(name, split=..., labelled=...,
 **params)``:
 
-=========  =====================================================  ==============================
-name       source                                                 module
-=========  =====================================================  ==============================
-mni152     ICBM152 2009a template bundled with nilearn (demo)     :mod:`inpaintssl.data.mni152`
-skmtea     SKM-TEA knee MRI, DICOM-track HDF5 layout              :mod:`inpaintssl.data.skmtea`
-ct         CT: DICOM series/slices, NIfTI or NumPy, 3 HU windows  :mod:`inpaintssl.data.ct`
-nifti      NIfTI volumes with integer label volumes               :mod:`inpaintssl.data.volumes`
-numpy      ``.npy``/``.npz`` arrays                               :mod:`inpaintssl.data.volumes`
-hdf5       HDF5 datasets                                          :mod:`inpaintssl.data.volumes`
-synthetic  generated shapes for tests and install checks          :mod:`inpaintssl.data.synthetic`
-=========  =====================================================  ==============================
+=========  ===========================================  =================  =================================
+name       source                                       paper              module
+=========  ===========================================  =================  =================================
+mni152     ICBM152 2009a template bundled with nilearn  demo only (a)      :mod:`inpaintssl.data.mni152`
+skmtea     SKM-TEA knee MRI, DICOM-track HDF5 layout    sec. 2.1.1, 2.2    :mod:`inpaintssl.data.skmtea`
+ct         CT: DICOM, NIfTI or NumPy, 3 HU windows      sec. 2.1.2, 2.2    :mod:`inpaintssl.data.ct`
+nifti      NIfTI volumes with integer label volumes     sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
+numpy      ``.npy``/``.npz`` arrays                     sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
+hdf5       HDF5 datasets                                sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
+synthetic  generated shapes for tests and examples      stand-in (c)       :mod:`inpaintssl.data.synthetic`
+=========  ===========================================  =================  =================================
+
+(a) Not data of the paper: a real brain MRI template that installs offline, for the demo and
+    the default config.
+(b) The library's generalisation of the paper's datasets to the user's own files, with the
+    paper's preprocessing (2D slices, z-scored per volume, sec. 2.2).
+(c) Not data of the paper: in-memory slices on which every experiment (sec. 2.4-2.7) runs in
+    seconds, for tests, examples and install checks; its numbers say nothing about the paper's.
 
 Example:
     >>> from inpaintssl.registry import DATASETS

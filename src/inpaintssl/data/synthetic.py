@@ -35,6 +35,12 @@ _SPLIT_OFFSETS: Mapping[str, int] = MappingProxyType(
 class SyntheticShapes(SliceDataset):
     """Textured discs and squares on a noisy background.
 
+    Not data of the paper: a stand-in for its labelled 2D slice datasets (sec. 2.1), so that every
+    experiment the library runs (pretraining sec. 2.4, the design-choice grids of sec. 2.5, the
+    data-scaling and clinical comparisons of sec. 2.6-2.7) can be tried in seconds without data,
+    as the tests, examples and ``docs/studies.rst`` do. Its numbers say nothing about the paper's
+    findings.
+
     Args:
         split: ``train``, ``val``, ``test`` or ``unlabelled`` (disjoint random streams).
         labelled: Whether items carry ``label`` (``unlabelled`` is never labelled).

@@ -304,6 +304,10 @@ def nifti_dataset(
 ) -> VolumeSliceDataset:
     """NIfTI image volumes (``.nii``/``.nii.gz``) with optional integer label volumes.
 
+    The library's generalisation of the paper's datasets (sec. 2.1) to any NIfTI segmentation
+    data, preprocessed by the paper's rule for MRI (sec. 2.2: 2D slices, z-scored per volume):
+    what the MRI experiments (sec. 2.5-2.7) run on when the data are not SKM-TEA (``skmtea``).
+
     Args:
         split: Split name defined in ``cases``.
         labelled: Read labels (needs ``class_names``).
@@ -350,6 +354,9 @@ def numpy_dataset(
 ) -> VolumeSliceDataset:
     """``.npy`` arrays (memory-mapped) or ``.npz`` archives (``image_key``/``label_key`` members).
 
+    Like ``nifti``, the library's generalisation of the paper's datasets (sec. 2.1) with the
+    sec. 2.2 preprocessing, for data already exported as arrays.
+
     Args are those of :func:`nifti_dataset`, plus ``image_key``/``label_key`` (``.npz`` member
     names) and ``spacing`` (NumPy files carry none): finite voxel sizes > 0 in mm in stored axis
     order, 3 for volumes (2 are enough when every array is a 2D slice).
@@ -383,6 +390,10 @@ def hdf5_dataset(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> VolumeSliceDataset:
     """HDF5 files holding the image (``image_key``) and label (``label_key``) as datasets.
+
+    Like ``nifti``, the library's generalisation of the paper's datasets (sec. 2.1) with the
+    sec. 2.2 preprocessing, for data stored as HDF5 (the form the paper's SKM-TEA scans come in;
+    ``skmtea`` reads that layout itself).
 
     A case's ``label`` may name the same file as its ``image``; each file is opened once per
     worker process and read per slice. Args are those of :func:`numpy_dataset`.

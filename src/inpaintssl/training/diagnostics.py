@@ -7,7 +7,8 @@ what the pretext network learned to restore (sec. 2.4): original, corrupted inpu
 the absolute error, slice by slice.
 
 Everything here is pure plotting (matplotlib's object API, no pyplot state, no display needed)
-and every file is replaced atomically, so a killed run never leaves a torn image behind.
+and every file is replaced atomically, so a killed run never leaves a torn image behind, and holds
+no time of writing (:mod:`inpaintssl.figure_files`), so the same history draws the same bytes.
 
 Example:
     >>> import tempfile, pathlib
@@ -32,10 +33,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from inpaintssl.atomic import atomic_path
+from inpaintssl.figure_files import write_figure
 
 __all__ = [
     "plot_learning_curve",
@@ -208,7 +208,7 @@ def plot_learning_curve(
         >>> out.read_bytes()[:4]
         b'\\x89PNG'
     """
-    return _save(_learning_curve_figure(history, title=title, converged=converged), path)
+    return write_figure(_learning_curve_figure(history, title=title, converged=converged), path, dpi=_DPI)
 
 
 def _learning_curves_grid_figure(
@@ -304,7 +304,7 @@ def plot_learning_curves_grid(
         >>> plot_learning_curves_grid([("a", rows, True), ("b", rows, False)], folder / "g.png").exists()
         True
     """
-    return _save(_learning_curves_grid_figure(runs, title=title), path)
+    return write_figure(_learning_curves_grid_figure(runs, title=title), path, dpi=_DPI)
 
 
 # -- reconstructions ------------------------------------------------------------------------------
@@ -467,15 +467,5 @@ def write_reconstruction_panel(
         >>> write_reconstruction_panel(x, x * (x > 0.3), x, out, title="context restoration") == out
         True
     """
-    return _save(_reconstruction_figure(original, corrupted, restored, title=title), path)
-
-
-def _save(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    if not path.suffix:
-        raise ValueError(f"path {str(path)!r} has no suffix to pick the image format from (e.g. '.png')")
-    FigureCanvasAgg(figure)
-    # The temporary file's own suffix is ".tmp", so the format must be named explicitly.
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=path.suffix[1:].lower(), dpi=_DPI)
-    return path
+    figure = _reconstruction_figure(original, corrupted, restored, title=title)
+    return write_figure(figure, path, dpi=_DPI)

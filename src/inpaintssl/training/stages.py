@@ -35,7 +35,20 @@ StageConfig = PretrainConfig | FinetuneConfig
 
 
 def build_stage_data(config: StageConfig, *, stage: Stage) -> DataBundle:
-    """The run's datasets, their image sizes fitted to the backbone's size multiple."""
+    """The run's datasets, their slice sizes checked against the backbone's size multiple.
+
+    The multiple (a U-Net of depth ``d`` halves the size ``d - 1`` times) comes from the
+    configured backbone, so a size the network cannot take fails here, naming a
+    ``data.image_size`` that fits, before any model is built.
+
+    Example:
+        >>> config = PretrainConfig(
+        ...     data={"dataset": "synthetic", "params": {"num_images": 8, "num_val": 2, "size": [32, 32]}}
+        ... )
+        >>> bundle = build_stage_data(config, stage="pretrain")
+        >>> len(bundle.train), len(bundle.val), bundle.test, bundle.class_names
+        (8, 2, None, ())
+    """
     multiple = size_multiple_of(config.model.backbone, config.model.params)
     return build_datasets(config.data, stage=stage, seed=config.run.seed, size_multiple=multiple)
 
@@ -53,6 +66,16 @@ def check_at_the_door(
     file of the bundle's sets (pretraining has no test set). A resumed run checks again only the
     cases whose files changed since its last start (:func:`inpaintssl.data.preflight.preflight`,
     ``data_check.json``, which :func:`record_stage` writes from the report returned here).
+
+    Example:
+        As :mod:`~inpaintssl.training.pretraining` starts a run (the memory check runs the
+        backbone once on the meta device, seconds on a CPU):
+
+        >>> from inpaintssl.training.context import run_session
+        >>> config = PretrainConfig(data={"dataset": "synthetic"}, run={"output_dir": "runs/p"})
+        >>> bundle = build_stage_data(config, stage="pretrain")  # doctest: +SKIP
+        >>> with run_session(config.run) as ctx:  # doctest: +SKIP
+        ...     checked = check_at_the_door(config, ctx, bundle, out_channels=bundle.in_channels)
     """
     check_run_memory(
         backbone=config.model.backbone,
@@ -135,6 +158,14 @@ def record_stage(
     (``components``, :func:`component_origins`). Slices from volumes in
     several orientations get a warning here. ``checked`` (from :func:`check_at_the_door`) is kept
     as ``data_check.json`` for a resume to skip the cases it read in full.
+
+    Example:
+        Inside a run session, after :func:`check_at_the_door` passed (``extra`` lands in the
+        manifest as given):
+
+        >>> record_stage(config, ctx, bundle, stage="pretrain", checked=checked)  # doctest: +SKIP
+        >>> sorted(p.name for p in ctx.run_dir.iterdir())  # doctest: +SKIP
+        ['.inpaintssl.lock', 'config.yaml', 'manifest.json', 'splits.json']
     """
     if not ctx.dist.is_main:
         return
@@ -183,7 +214,22 @@ def build_trainer(
     meta: CheckpointMeta,
     epoch_hooks: Sequence[EpochHook] = (),
 ) -> Trainer:
-    """The run's :class:`~inpaintssl.training.loop.Trainer` on the bundle's train and val sets."""
+    """The run's :class:`~inpaintssl.training.loop.Trainer` on the bundle's train and val sets.
+
+    Optimiser, early stopping and loader workers come from ``config``; what differs between the
+    stages (the model, its objective, the learning-rate phases, the checkpoint's ``meta``) is
+    passed in.
+
+    Example:
+        Pretraining's single phase (:func:`~inpaintssl.training.pretraining.run_pretraining`):
+
+        >>> from inpaintssl.training.loop import Phase
+        >>> trainer = build_trainer(  # doctest: +SKIP
+        ...     config, ctx, bundle, model=model, objective=objective,
+        ...     phases=[Phase(name="pretrain", lr=config.optim.effective_lr)], meta=meta,
+        ... )
+        >>> outcome = trainer.fit()  # doctest: +SKIP
+    """
     return Trainer(
         model=model,
         objective=objective,

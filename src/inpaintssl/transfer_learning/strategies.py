@@ -68,7 +68,18 @@ class EncoderTransfer(TransferStrategy):
 
 @TRANSFER_STRATEGIES.register("encoder_decoder")
 class EncoderDecoderTransfer(TransferStrategy):
-    """Copy encoder and decoder; only the head ("post-processing" layer) starts fresh."""
+    """Copy encoder and decoder; only the head ("post-processing" layer) starts fresh.
+
+    The other arm of design choice #1 (paper sec. 2.5.1, after ref. [8]), the "B" (both) in the
+    model names of Figure A1 (App. B). The paper found the encoder alone the better starting
+    point for fine-tuning (sec. 3.1, App. B.3), so :class:`EncoderTransfer` is the default.
+
+    Example:
+        >>> EncoderDecoderTransfer().part_of("decoder.levels.0.up.weight")
+        'decoder'
+        >>> EncoderDecoderTransfer().part_of("head.weight") is None
+        True
+    """
 
     name = "encoder_decoder"
     parts = ("encoder", "decoder")
