@@ -1,6 +1,6 @@
 """``predict``: label maps on new scans, on the input's own voxel grid (issue 15, item 1).
 
-The scans are the ICBM152 template bundled with nilearn (``load_template(0.25)``, cropped to
+The scans are the ICBM152 template bundled with nilearn (``load_template(zoom=0.25)``, cropped to
 48x56x40) written as NIfTI with a rotated, translated, anisotropic affine. Three tiny runs are
 trained by the library on that data through the ``nifti`` dataset: a softmax run on the slices'
 own size (its predictions must match what ``evaluate`` scores, Dice for Dice), a 2-channel run
@@ -62,7 +62,7 @@ def _save(path: Path, array: np.ndarray) -> Path:
 def brains(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three brains a (train), b (val), c (test), 3D and 2-channel 4D, with integer labels."""
     root = tmp_path_factory.mktemp("brains")
-    t = load_template(0.25)
+    t = load_template(zoom=0.25)
     image = t.image[:48, 1:57, 4:44] * 80.0 + 400.0
     label = t.label[:48, 1:57, 4:44].astype(np.uint8)
     rng = np.random.default_rng(0)
@@ -918,7 +918,7 @@ def test_mni152_run_predicts_in_the_templates_display_orientation(tmp_path: Path
             "run": {"output_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True},
         }
     ).run_dir
-    template = load_template(0.5)
+    template = load_template(zoom=0.5)
     scan = tmp_path / "mni.nii.gz"
     as_trained = nib.Nifti1Image(template.image, np.diag([*template.spacing, 1.0]))
     nib.save(as_trained, scan)

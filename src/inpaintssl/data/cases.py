@@ -16,10 +16,11 @@ instead of a mapping is shorthand for ``{"unlabelled": ...}``, the form extra pr
 use. Relative paths are taken from ``root``. A glob that matches nothing, a missing file and an
 image/label glob pair that match different counts are errors; so is a split with no entries.
 
-A case's ``volume_id`` is its ``id`` or the image's file name without suffixes (``.nii.gz``
-counts as one); ids must be unique within a split. One image in two of ``train``, ``val`` and
-``test`` is refused (it would leak into model selection or the test scores); ``unlabelled``, for
-pretraining only, may repeat them.
+A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
+(:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name); ids
+must be unique within a split. One image in two of ``train``, ``val`` and ``test`` is refused (it
+would leak into model selection or the test scores); ``unlabelled``, for pretraining only, may
+repeat them.
 
 Example:
     >>> import tempfile, pathlib
@@ -41,10 +42,11 @@ from typing import Any
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 
-__all__ = ["CaseSpec", "available_splits", "is_glob", "resolve_cases"]
+__all__ = ["CaseSpec", "available_splits", "case_stem", "is_glob", "resolve_cases"]
 
 _GLOB_CHARS = frozenset("*?[")
-_DOUBLE_SUFFIXES = (".nii.gz",)
+_TYPE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".h5", ".hdf5", ".dcm", ".png")
+"""The suffixes of the formats the readers take (:func:`inpaintssl.data.readers.open_volume`)."""
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,36 @@ def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
     return [existing_path(full, what=what, directory_ok=True)]
 
 
-def _stem(path: Path) -> str:
+def case_stem(path: Path) -> str:
+    """The case name a scan's file or folder gives: its name without the file-type suffix.
+
+    A suffix of a format the readers take is removed in any letter case (``.nii.gz`` as one);
+    a folder (a DICOM series) keeps its whole name, since series folders are often named by
+    their UID, whose dots are not suffixes (cutting at the last one would give two series of a
+    study one name); any other file loses its last suffix. Case ids (:func:`resolve_cases`) and the
+    names of :func:`inpaintssl.inference.predict.predict`'s outputs are both made with it.
+
+    Example:
+        >>> import tempfile
+        >>> [case_stem(Path(n)) for n in ("sub-01.NII.GZ", "knee.v2.h5", "scan.hdf5", "ct.mha", "notes")]
+        ['sub-01', 'knee.v2', 'scan', 'ct', 'notes']
+        >>> series = Path(tempfile.mkdtemp()) / "1.2.840.113619.2.55.3"
+        >>> series.mkdir()
+        >>> case_stem(series)
+        '1.2.840.113619.2.55.3'
+    """
     name = path.name
-    for suffix in _DOUBLE_SUFFIXES:
+    for suffix in _TYPE_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
+    if path.is_dir():
+        return name
     return path.stem if path.suffix else name
 
 
 def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]:
     if isinstance(entry, (str, Path)):
-        return [CaseSpec(_stem(p), p, None) for p in _expand(entry, root=root, what=f"{where} image")]
+        return [CaseSpec(case_stem(p), p, None) for p in _expand(entry, root=root, what=f"{where} image")]
     if not isinstance(entry, Mapping) or "image" not in entry:
         raise DataError(f"{where}: entry {entry!r} must be a path, a glob or a mapping with an 'image' key")
     extra = sorted(set(entry) - {"image", "label", "id"})
@@ -123,7 +144,7 @@ def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]
         if len(images) != 1:
             raise DataError(f"{where}: 'id' {entry['id']!r} given for a glob matching {len(images)} images")
         return [CaseSpec(str(entry["id"]), images[0], labels[0])]
-    return [CaseSpec(_stem(img), img, lab) for img, lab in zip(images, labels)]
+    return [CaseSpec(case_stem(img), img, lab) for img, lab in zip(images, labels)]
 
 
 def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: str) -> list[CaseSpec]:

@@ -1,0 +1,234 @@
+"""The scans given to :func:`~inpaintssl.inference.predict.predict`: found, named, opened with geometry.
+
+:func:`expand_inputs` turns files, folders and globs into input paths (a folder holds NIfTI,
+NumPy or HDF5 files, or is a DICOM series); :func:`case_names` names each input's outputs, uniquely;
+:func:`open_input` opens one with the library's readers (:mod:`inpaintssl.data.readers`) and
+returns the :class:`Geometry` its label map is written with; :func:`reading` turns a damaged file's
+low-level error into a :class:`~inpaintssl.inference.results.PredictionError` naming it.
+
+Example:
+    >>> from pathlib import Path
+    >>> case_names([Path("/data/a/scan.nii.gz"), Path("/data/b/scan.nii.gz"), Path("/data/t.npy")])
+    ['a_scan', 'b_scan', 't']
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.cases import case_stem, is_glob
+from inpaintssl.data.loading import H5Files, open_h5
+from inpaintssl.data.readers import (
+    READ_ERRORS,
+    DicomVolume,
+    H5Volume,
+    NiftiVolume,
+    NumpyVolume,
+    Volume,
+    nifti_mm_per_unit,
+)
+from inpaintssl.inference.results import PredictionError
+from inpaintssl.inference.trained_run import SlicePreprocessing
+
+__all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
+
+_NIFTI = (".nii", ".nii.gz")
+_NUMPY = (".npy", ".npz")
+_HDF5 = (".h5", ".hdf5")
+_DICOM = (".dcm",)
+
+InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+"""What :func:`~inpaintssl.inference.predict.predict` takes as ``inputs``: one path or glob, or a list."""
+
+
+def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
+    return path.name.lower().endswith(tuple(suffixes))
+
+
+def _folder_inputs(folder: Path) -> list[Path]:
+    """Every NIfTI, NumPy or HDF5 file in ``folder``; a folder without any is a DICOM series."""
+    volumes = sorted(
+        p for p in folder.iterdir() if p.is_file() and _has_suffix(p, (*_NIFTI, *_NUMPY, *_HDF5))
+    )
+    if volumes:
+        return volumes
+    if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        raise PredictionError(
+            f"input folder {folder} is empty; expected NIfTI, NumPy or HDF5 files or a DICOM series"
+        )
+    return [folder]
+
+
+def expand_inputs(inputs: InputPaths) -> list[Path]:
+    """The input paths ``inputs`` names: files, each folder's volumes (or a DICOM series), glob matches.
+
+    Globs match recursively (``**``); a path that exists is itself even where its name has glob
+    characters. Each file comes once, at its first place.
+
+    Raises:
+        PredictionError: No inputs, a missing path, a glob that matches nothing, an empty folder.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise PredictionError("no inputs given; expected NIfTI/NumPy/HDF5 files, folders or globs")
+    found: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if is_glob(text, Path(text).expanduser()):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            if not matches:
+                raise PredictionError(f"input pattern {text!r} matched no files")
+            for match in matches:
+                found.extend(_folder_inputs(match) if match.is_dir() else [match])
+            continue
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise PredictionError(f"input {path} does not exist")
+        found.extend(_folder_inputs(path) if path.is_dir() else [path])
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def case_names(paths: Sequence[Path]) -> list[str]:
+    """Unique case names: file names without suffixes, told apart where two clash.
+
+    First by their folders below the common folder (``a/scan.nii.gz``, ``b/scan.nii.gz`` ->
+    ``a_scan``, ``b_scan``), then by format (``scan.nii.gz`` beside ``scan.npy`` -> ``scan_nii_gz``,
+    ``scan_npy``), then by a counter. A name no other input has is kept as it is. Each case's
+    outputs are named after it, so two equal names would write one segmentation over the other.
+    """
+    names = [case_stem(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    by_folder = [
+        name if names.count(name) == 1 else "_".join([*path.relative_to(common).parts[:-1], name])
+        for name, path in zip(names, resolved)
+    ]
+    by_format = [
+        f"{name}_{path.name[len(case_stem(path)) :].lstrip('.').replace('.', '_').lower() or 'folder'}"
+        if by_folder.count(name) > 1
+        else name
+        for name, path in zip(by_folder, paths)
+    ]
+    kept = {name for name in names if names.count(name) == 1}
+    unique: list[str] = []
+    for name, told_apart in zip(names, by_format):
+        candidate, k = told_apart, 2
+        while candidate in unique or (candidate != name and candidate in kept):
+            candidate, k = f"{told_apart}_{k}", k + 1
+        unique.append(candidate)
+    return unique
+
+
+@dataclass
+class Geometry:
+    """Where the output goes in space: affine, the NIfTI header to copy and zooms in stored order."""
+
+    affine: np.ndarray
+    header: Any | None
+    zooms: tuple[float, float, float]
+    qform_code: int | None = None
+
+
+def _first_dataset(path: Path) -> str:
+    with open_h5(path) as handle:
+        names: list[str] = []
+        handle.visititems(lambda name, node: names.append(name) if hasattr(node, "shape") else None)
+    if not names:
+        raise PredictionError(f"HDF5 file {path} holds no dataset; expected an image array")
+    return str(names[0])
+
+
+def _first_member(path: Path) -> str:
+    with np.load(path) as archive:
+        members = list(archive.files)
+    if not members:
+        raise PredictionError(f"NumPy archive {path} holds no array; expected an image array")
+    return str(members[0])
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn a damaged file's low-level error (truncated gzip, short data) into one naming it."""
+    try:
+        yield
+    except PredictionError:
+        raise
+    except DataError as exc:
+        # The readers already name the file; one error type for every input predict refuses.
+        raise PredictionError(str(exc)) from exc
+    except READ_ERRORS as exc:
+        raise PredictionError(
+            f"input {path} cannot be read ({type(exc).__name__}: {exc}); expected a complete, readable "
+            "image file (is it truncated or still being copied?)"
+        ) from exc
+
+
+def _dicom_geometry(volume: DicomVolume) -> Geometry:
+    if volume.patient_affine is None:
+        # No patient geometry: keep the voxel sizes, place the grid at the origin.
+        return Geometry(np.diag([*volume.spacing, 1.0]), None, volume.spacing, 1)
+    return Geometry(volume.patient_affine.copy(), None, volume.spacing, 1)
+
+
+def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
+    padded = [float(v) for v in values[:3]] + [1.0] * max(0, 3 - len(values))
+    return padded[0], padded[1], padded[2]
+
+
+def _warn_spacing_unused(spacing: Sequence[float] | None, path: Path, own: Sequence[float]) -> None:
+    if spacing is not None:
+        warnings.warn(
+            f"input {path}: spacing={tuple(float(v) for v in spacing)} is not used; the file states its "
+            f"own voxel size ({' x '.join(f'{v:g}' for v in own)} mm). spacing applies to NumPy/HDF5 inputs",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def open_input(
+    path: Path, *, prep: SlicePreprocessing, key: str | None, spacing: Sequence[float] | None
+) -> tuple[Volume, Geometry]:
+    """The input's :class:`Volume` (header checked) and its geometry."""
+    axis = prep.slice_axis
+    if path.is_dir() or _has_suffix(path, _DICOM):
+        volume: Volume = DicomVolume(path)
+        assert isinstance(volume, DicomVolume)
+        _warn_spacing_unused(spacing, path, volume.spacing)
+        return volume, _dicom_geometry(volume)
+    # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
+    # which the reader checks against the array's rank; a single 2-D slice may take two.
+    given = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+    if _has_suffix(path, _NIFTI):
+        nifti = NiftiVolume(path, slice_axis=axis)
+        mm = nifti_mm_per_unit(nifti.header, path=path)
+        zooms = _zooms3([z * mm for z in nifti.header.get_zooms()[: len(nifti.shape[:3])]])
+        _warn_spacing_unused(spacing, path, zooms)
+        return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
+    if _has_suffix(path, _NUMPY):
+        member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
+        volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
+    elif _has_suffix(path, _HDF5):
+        dataset = key if key is not None else _first_dataset(path)
+        volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
+    else:
+        raise PredictionError(
+            f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
+            ".dcm or a folder (of NIfTI files, or a DICOM series)"
+        )
+    stored = _zooms3(volume.spacing)
+    return volume, Geometry(np.diag([*stored, 1.0]), None, stored)

@@ -1,0 +1,160 @@
+"""Each input made ready for the model, read as the run's training scans were, and checked against them.
+
+:func:`prepare_inputs` opens every input before any prediction is made: reads it in the run's
+orientation (:mod:`inpaintssl.data.orientation`), slices and normalises it with the dataset class
+the run trained with, checks its channel count against the model's and its in-plane spacing
+against the run's recorded range (:mod:`inpaintssl.data.spacing`), deciding whether it is
+resampled (``resample="outside"``) or warned about.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from inpaintssl.data.ct import CTDataset
+from inpaintssl.data.readers import Volume
+from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
+from inpaintssl.data.views import slice_shape_of, slice_spacing_of
+from inpaintssl.data.volumes import Case, VolumeSliceDataset
+from inpaintssl.inference.inputs import Geometry, case_names, open_input, reading
+from inpaintssl.inference.results import PredictionError
+from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
+
+__all__ = ["PreparedInput", "Resample", "prepare_inputs"]
+
+Resample = Literal["off", "outside"]
+"""Whether :func:`~inpaintssl.inference.predict.predict` resamples scans whose in-plane spacing lies
+outside the run's range."""
+
+
+def _slices(volume: Volume, prep: SlicePreprocessing, case: str) -> VolumeSliceDataset:
+    """The dataset class the run trained with, over this one unlabelled case."""
+    cases = [Case(case, volume, None)]
+    if prep.windows is not None:
+        return CTDataset(cases, windows=prep.windows, hu_floor=prep.hu_floor, class_names=())
+    return VolumeSliceDataset(cases, name="predict", normalize=prep.normalize)
+
+
+def _channels_hint(channels: int) -> str:
+    if channels == 1:
+        return "a 3D (X, Y, Z) volume or a 4D volume with one channel"
+    return f"a 4D (X, Y, Z, {channels}) volume, channels last"
+
+
+@dataclass
+class PreparedInput:
+    """One input, opened and checked, ready for the model.
+
+    Attributes:
+        case: Its case name (:func:`~inpaintssl.inference.inputs.case_names`).
+        path: The input file (or DICOM folder).
+        volume: Its volume, read in the run's orientation where it has one.
+        geometry: Where its label map goes in space.
+        dataset: Its slices through the dataset class the run trained with.
+        spacing: In-plane spacing of its slices as the network sees them; ``None`` without slices.
+        spacing_fits: Whether ``spacing`` lies in the run's training range; ``None``: unknown.
+        orientation: Its axis codes as stored; ``None`` without patient geometry.
+        resample_to: See below.
+    """
+
+    case: str
+    path: Path
+    volume: Volume
+    geometry: Geometry
+    dataset: VolumeSliceDataset
+    spacing: tuple[float, float] | None
+    spacing_fits: bool | None
+    orientation: str | None
+    resample_to: tuple[float, float] | None
+    """In-plane ``(row_mm, col_mm)`` of the dataset's slices to resample to; ``None``: as read."""
+
+
+def prepare_inputs(
+    paths: Sequence[Path],
+    *,
+    model: PredictionModel,
+    prep: SlicePreprocessing,
+    key: str | None,
+    spacing: Sequence[float] | None,
+    resample: Resample = "off",
+) -> list[PreparedInput]:
+    """Open every input and check it fits the model before any prediction is made."""
+    trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
+    prepared = []
+    for case, path in zip(case_names(paths), paths):
+        with reading(path):
+            volume, geometry = open_input(path, prep=prep, key=key, spacing=spacing)
+            stored = volume.stored_orientation
+            _orient(volume, prep)
+            dataset = _slices(volume, prep, case)
+        if dataset.in_channels != model.in_channels:
+            raise PredictionError(
+                f"input {path}: the model takes {model.in_channels} input channel(s) "
+                f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
+                f"(shape {volume.shape})"
+            )
+        seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
+        fits: bool | None = None
+        resample_to: tuple[float, float] | None = None
+        if trained is not None and seen is not None:
+            fits = trained.fits(seen)
+            if not fits and resample == "outside":
+                # Without a resize to image_size (check_resample), ``seen`` is the slices' own spacing.
+                resample_to = trained.nearest(seen)
+            elif not fits:
+                warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
+        prepared.append(PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to))
+    return prepared
+
+
+def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
+    """Read ``volume`` in the run's orientation, or warn where it is none of the training ones."""
+    stored = volume.stored_orientation
+    if stored is None:
+        # NumPy, HDF5, geometry-less DICOM: nothing says how they lie; used as stored.
+        return
+    if prep.orientation is not None:
+        # In the training volumes' axis order, the run's slice axis is theirs, for DICOM too.
+        volume.reorient(prep.orientation, slice_axis=prep.slice_axis)
+        return
+    trained = prep.training_orientations
+    if trained and stored not in trained:
+        seen = ", ".join(trained)
+        warnings.warn(
+            f"input {volume.path}: stored in {stored} orientation, which none of the run's training "
+            f"volumes had ({seen}); its slices show the anatomy in another plane or mirrored, and the "
+            "labels are unreliable: pass orientation=... (--orientation) with the axis codes the model "
+            "should see it in",
+            stacklevel=4,
+        )
+
+
+def _spacing_seen(dataset: VolumeSliceDataset, prep: SlicePreprocessing) -> tuple[float, float]:
+    """In-plane spacing of the input's slices as the network will see them (after any resize)."""
+    row, col = slice_spacing_of(dataset, 0)
+    if prep.image_size is None or prep.resize_mode != "resize":
+        return row, col
+    # Slices shown in the display orientation are transposed before fitting: there the model's
+    # rows are the stored columns, so each stored axis pairs with the other target length.
+    grid = slice_shape_of(dataset, 0)
+    size = prep.image_size[::-1] if prep.display else prep.image_size
+    return row * grid[0] / size[0], col * grid[1] / size[1]
+
+
+def _spacing_message(path: Path, seen: tuple[float, float], trained: SpacingRange, volume: Volume) -> str:
+    stated = (
+        ""
+        if volume.has_geometry
+        else " (this file type carries no spacing: give the scan's with spacing=... / --spacing)"
+    )
+    return (
+        f"input {path}: in-plane voxel spacing {seen[0]:.3g} x {seen[1]:.3g} mm as the model sees it"
+        f"{stated}, but the run trained on {trained.describe()} (more than {SPACING_TOLERANCE:.0%} "
+        "apart). Nothing was resampled, so the anatomy appears at another scale and the labels and "
+        "volumes are unreliable: predict with resample='outside' (--resample outside), or resample "
+        "the scan to the training spacing first"
+    )

@@ -1,0 +1,89 @@
+"""The pixel grids a slice passes through between the input and the model, and back.
+
+The in-plane size a slice is resampled to (and whether that shrink needs a low-pass first), the
+``mni152`` display orientation, the size the model takes, the border a centred crop cut, and
+where a predicted slice goes back into its volume.
+
+Example:
+    >>> resampled_grid((48, 56), (1.0, 1.0), (2.0, 2.0)), shrinks_past_bilinear((48, 56), (16, 28))
+    ((24, 28), True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from inpaintssl.inference.trained_run import SlicePreprocessing
+
+__all__ = [
+    "cut_edge_mask",
+    "from_display",
+    "model_size",
+    "place_slice",
+    "resampled_grid",
+    "shrinks_past_bilinear",
+    "to_display",
+]
+
+
+def resampled_grid(
+    grid: tuple[int, int], spacing: tuple[float, float], target: tuple[float, float]
+) -> tuple[int, int]:
+    """The slice size that covers the same field of view at the ``target`` spacing."""
+    return (
+        max(1, round(grid[0] * spacing[0] / target[0])),
+        max(1, round(grid[1] * spacing[1] / target[1])),
+    )
+
+
+def shrinks_past_bilinear(grid: tuple[int, int], target: tuple[int, int]) -> bool:
+    """Whether resizing ``grid`` to ``target`` shrinks an axis more than twofold.
+
+    Up to twofold, bilinear sampling weighs every input pixel (at exactly two, it averages each
+    pair); beyond, it skips pixels and finer detail folds into false patterns (aliasing), so the
+    image is low-passed first.
+    """
+    return any(old > 2 * new for old, new in zip(grid, target))
+
+
+def to_display(planes: torch.Tensor) -> torch.Tensor:
+    """``(..., H, W)`` slices in the ``mni152`` dataset's display orientation, as its runs saw them."""
+    # The mni152 dataset's orientation: the second in-plane axis becomes the rows, flipped upwards.
+    return planes.transpose(-1, -2).flip(-2)
+
+
+def from_display(planes: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`to_display`."""
+    return planes.flip(-2).transpose(-1, -2)
+
+
+def model_size(shape: tuple[int, int], prep: SlicePreprocessing, multiple: int) -> tuple[int, int]:
+    """The slice size the model takes: the run's ``image_size``, else ``shape`` padded to ``multiple``."""
+    if prep.image_size is not None:
+        return prep.image_size
+    return (-(-shape[0] // multiple) * multiple, -(-shape[1] // multiple) * multiple)
+
+
+def cut_edge_mask(grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor | None:
+    """``(H, W)`` host mask of the model-grid pixels on a border where the centred crop cut the slice."""
+    if grid[0] <= size[0] and grid[1] <= size[1]:
+        return None
+    edges = torch.zeros(size, dtype=torch.bool)
+    if grid[0] > size[0]:
+        edges[[0, -1], :] = True
+    if grid[1] > size[1]:
+        edges[:, [0, -1]] = True
+    return edges
+
+
+def place_slice(volume: np.ndarray, plane: np.ndarray, *, axis: int, index: int, rank: int) -> None:
+    """Write one slice back where :meth:`Volume.read` took it from."""
+    if rank == 2:
+        volume[...] = plane
+        return
+    where: list[Any] = [slice(None)] * 3
+    where[axis] = index
+    volume[tuple(where)] = plane

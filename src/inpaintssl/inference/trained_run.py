@@ -1,0 +1,178 @@
+"""The run :func:`~inpaintssl.inference.predict.predict` uses: its segmentation network and its slicing.
+
+:func:`load_prediction_model` loads a fine-tuning run's network (refusing an inpainting one) with
+what predicting needs to know of it; :func:`slice_preprocessing` turns the run's recorded
+preprocessing (:class:`~inpaintssl.inference.loading.Preprocessing`) into the settings new scans
+are read, sliced and fitted with; :func:`check_resample` refuses ``resample`` for runs it cannot
+serve.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from inpaintssl.config import DataConfig
+from inpaintssl.data.orientation import check_axis_codes
+from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode
+from inpaintssl.data.volumes import Normalize
+from inpaintssl.inference.loading import LoadedModel, Preprocessing, load_model
+from inpaintssl.inference.results import PredictionError
+from inpaintssl.options import check_option
+
+__all__ = [
+    "PredictionModel",
+    "SlicePreprocessing",
+    "check_resample",
+    "load_prediction_model",
+    "slice_preprocessing",
+]
+
+
+@dataclass(frozen=True)
+class PredictionModel:
+    """A fine-tuned segmentation network with what predicting needs to know of it."""
+
+    module: LoadedModel
+    source: Path
+    in_channels: int
+    class_names: tuple[str, ...]
+    activation: Literal["sigmoid", "softmax"]
+    size_multiple: int
+    preprocessing: Preprocessing | None
+
+
+def load_prediction_model(run_or_checkpoint: str | os.PathLike[str], device: torch.device) -> PredictionModel:
+    """The segmentation network of a fine-tuning run or checkpoint, on ``device``.
+
+    Raises:
+        PredictionError: The checkpoint is a pretraining (inpainting) one.
+    """
+    path = Path(run_or_checkpoint).expanduser()
+    loaded = load_model(path, device=device)
+    info = loaded.inference_meta
+    if info.kind != "finetune" or info.activation == "none":
+        raise PredictionError(
+            f"{path} is a {info.kind} (inpainting) checkpoint: it outputs images, not labels; "
+            "expected a fine-tuning (segmentation) run folder or checkpoint"
+        )
+    if info.preprocessing is None:
+        warnings.warn(
+            f"{path}: no run config.yaml (nor stored preprocessing) found for this checkpoint; predicting "
+            "with per-volume z-scoring along axis 2 and no resizing (the nifti dataset's defaults)",
+            stacklevel=3,
+        )
+    return PredictionModel(
+        module=loaded,
+        source=path,
+        in_channels=info.in_channels,
+        class_names=tuple(info.class_names),
+        activation="softmax" if info.activation == "softmax" else "sigmoid",
+        size_multiple=info.size_multiple,
+        preprocessing=info.preprocessing,
+    )
+
+
+@dataclass(frozen=True)
+class SlicePreprocessing:
+    """How the run's training slices were made, as far as predicting on new scans needs it."""
+
+    slice_axis: int
+    normalize: Normalize
+    windows: tuple[tuple[float, float], ...] | None
+    hu_floor: float
+    image_size: tuple[int, int] | None
+    resize_mode: ResizeMode
+    display: bool
+    orientation: str | None
+    """The axis codes inputs are read in, or ``None``: as stored."""
+    training_orientations: Mapping[str, int]
+
+
+def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
+    """``predict(orientation=...)`` resolved: axis codes to read inputs in, or ``None`` (as stored)."""
+    if requested == "stored":
+        return None
+    if requested != "auto":
+        try:
+            return check_axis_codes(requested, where="orientation")
+        except ValueError as exc:
+            raise ValueError(f"{exc}, 'auto' or 'stored'") from exc
+    seen = {} if recorded is None else recorded.training_orientations
+    # One orientation in training: read every input in it. Several: the run itself mixed them
+    # (it warned), and no single order is the right one.
+    return next(iter(seen)) if len(seen) == 1 else None
+
+
+def slice_preprocessing(
+    recorded: Preprocessing | None, *, slice_axis: int | None, orientation: str = "auto"
+) -> SlicePreprocessing:
+    """The run's ``recorded`` preprocessing, with ``predict``'s ``slice_axis`` and ``orientation``.
+
+    A run without recorded preprocessing gets the ``nifti`` dataset's defaults (with a warning
+    from the loader); one on a plugin dataset, per-volume z-scoring with a warning.
+
+    Raises:
+        PredictionError: The run's ``normalize`` is none predict knows.
+        ValueError: ``orientation`` is not ``auto``, ``stored`` or valid axis codes.
+    """
+    pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
+    if pre.normalization == "unknown" or pre.channels == "unknown":
+        warnings.warn(
+            f"the run was trained on the plugin dataset {pre.dataset!r}, whose preprocessing predict "
+            "cannot know; predicting with per-volume z-scoring (the nifti dataset's default)",
+            stacklevel=3,
+        )
+    normalize: Normalize = "volume" if pre.normalization == "unknown" else pre.normalization
+    check_option(
+        normalize,
+        ("volume", "channel", "none"),
+        field="the run's data.params.normalize",
+        error=PredictionError,
+    )
+    windows = pre.ct_windows if pre.channels == "ct_windows" else None
+    if slice_axis is not None:
+        axis = slice_axis
+    else:
+        axis = 2 if pre.slice_axis is None else pre.slice_axis
+    return SlicePreprocessing(
+        slice_axis=axis,
+        normalize=normalize,
+        windows=windows,
+        hu_floor=HU_FLOOR if pre.hu_floor is None else pre.hu_floor,
+        image_size=pre.image_size,
+        resize_mode=pre.resize_mode,
+        display=pre.dataset == "mni152",
+        orientation=_orientation(recorded, orientation),
+        training_orientations=dict(pre.training_orientations),
+    )
+
+
+def check_resample(resample: str, model: PredictionModel, prep: SlicePreprocessing) -> None:
+    """Refuse ``resample`` where it is unknown, or ``outside`` for a run it cannot serve.
+
+    Raises:
+        ValueError: An unknown ``resample``, or ``outside`` for a run that resized its slices
+            to ``data.image_size`` or recorded no training spacing.
+    """
+    check_option(resample, ("off", "outside"), field="resample")
+    if resample == "off":
+        return
+    if prep.image_size is not None and prep.resize_mode == "resize":
+        raise ValueError(
+            f"resample={resample!r} needs a run that kept the pixel grid, but {model.source} resized every "
+            f"slice to data.image_size={list(prep.image_size)}: the spacing it saw follows each scan's field "
+            "of view, which resampling does not change"
+        )
+    recorded = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
+    if recorded is None:
+        raise ValueError(
+            f"resample={resample!r} needs the training spacing, but {model.source} recorded none (a run "
+            "from before it was recorded, or a checkpoint without its run folder)"
+        )
