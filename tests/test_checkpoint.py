@@ -7,6 +7,7 @@ import os
 import pickle
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -60,6 +61,33 @@ def test_half_swapped_folder_recovers_from_old(tmp_path: Path) -> None:
     # Simulate a kill between the two renames: only the .old twin exists.
     os.replace(folder, folder.with_name("last.old"))
     assert load_checkpoint(folder)[0]["w"].item() == 7.0
+
+
+def test_saving_after_a_recovered_half_swap_never_leaves_no_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a half-swap only last.old exists; the resumed run's next save must keep it until the
+    # new folder is in place: a second kill at any point in that save leaves a loadable checkpoint.
+    folder = tmp_path / "last"
+    save_checkpoint(folder, {"w": torch.full((1,), 7.0)}, META)
+    os.replace(folder, folder.with_name("last.old"))
+    seen: list[float] = []
+    real_replace, real_rmtree = os.replace, __import__("shutil").rmtree
+
+    def check_then(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen.append(load_checkpoint(folder)[0]["w"].item())  # a kill here: what is left?
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "replace", check_then(real_replace))
+    monkeypatch.setattr("inpaintssl.checkpoint.shutil.rmtree", check_then(real_rmtree))
+    save_checkpoint(folder, {"w": torch.full((1,), 8.0)}, META)
+    monkeypatch.undo()
+    assert seen and set(seen) <= {7.0, 8.0}
+    assert load_checkpoint(folder)[0]["w"].item() == 8.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
 def test_tampered_or_incomplete_checkpoints_are_refused(tmp_path: Path) -> None:

@@ -172,10 +172,13 @@ def save_checkpoint(
         atomic_write_text(tmp / "COMPLETE.json", json.dumps({"files": files}, indent=1))
         give_plain_permissions(tmp)
         old = _old_twin(folder)
-        if old.exists():
-            shutil.rmtree(old)
         if folder.exists():
+            # A twin beside a folder is stale: the folder is the newer complete checkpoint.
+            if old.exists():
+                shutil.rmtree(old)
             os.replace(folder, old)
+        # Without a folder, a twin is the only checkpoint (a half-swap a resume recovered from):
+        # it goes only once the new one is in place, so some checkpoint exists at every instant.
         os.replace(tmp, folder)
         fsync_dir(folder.parent)
         if old.exists():
