@@ -152,6 +152,12 @@ def test_class_values_checks_the_mapping() -> None:
         class_values(("a", "b"), {"a": 1, "b": 1})
     with pytest.raises(DataError, match="no value for class 'b'"):
         class_values(("a", "b"), {"a": 1})
+    # A string was read one digit at a time: "12" became the values 1 and 2.
+    with pytest.raises(
+        DataError,
+        match=r"label_values\['a'\]: expected an integer or a list of integers, found the string '12'",
+    ):
+        class_values(("a",), {"a": "12"})
 
 
 def test_merge_onehot_ors_channel_groups() -> None:

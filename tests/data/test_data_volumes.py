@@ -12,6 +12,7 @@ from data_builders import onehot_reference, write_nifti
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
+from inpaintssl.data.preflight import preflight
 from inpaintssl.data.volumes import hdf5_dataset, nifti_dataset, numpy_dataset
 
 RNG = np.random.default_rng(42)
@@ -233,6 +234,66 @@ def test_missing_npz_member(tmp_path: Path) -> None:
         _build(spec, tmp_path, image_key="image")
 
 
+def test_an_object_array_in_an_npz_is_refused_as_never_loaded(tmp_path: Path) -> None:
+    # np.load refuses it only when the data is read, which used to say "truncated or corrupt data?".
+    objects = np.empty(IMAGE.shape, dtype=object)
+    objects[...] = 1
+    np.savez(tmp_path / "img.npz", vol=objects, mask=LABEL)
+    spec = {"factory": numpy_dataset, "cases": {"train": {"image": "img.npz", "label": "img.npz"}}}
+    with pytest.raises(
+        DataError,
+        match=r"^NumPy archive .*img\.npz: array 'vol' has dtype object \(Python objects\), which is never "
+        r"loaded, as reading it would mean unpickling",
+    ):
+        _build(spec, tmp_path, image_key="vol", label_key="mask")
+
+
+def _write_on_one_grid(
+    fmt: str, folder: Path, image: np.ndarray, label: np.ndarray = LABEL
+) -> dict[str, Any]:
+    """:func:`_write`, with a NIfTI label on its image's grid (as the pre-flight check requires)."""
+    spec = _write(fmt, folder, image=image, label=label)
+    if fmt == "nifti":
+        write_nifti(folder / "seg.nii.gz", label, spacing=(0.5, 0.6, 2.0))
+    return spec
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("value", [0.0, 7.0])
+def test_a_blank_image_volume_is_refused_by_the_preflight_check(
+    tmp_path: Path, fmt: str, value: float
+) -> None:
+    # Accepted, an all-zero training image was trained on and a constant test image scored.
+    spec = _write_on_one_grid(fmt, tmp_path, image=np.full(IMAGE.shape, value, np.float32))
+    dataset = _build(spec, tmp_path)
+    with pytest.raises(
+        DataError,
+        match=rf"^\w+ case 'img': image .*img\.[\w.]+ holds the value {value:g} in every voxel \(a blank "
+        r"volume: .*\); expected an image whose intensities vary$",
+    ):
+        preflight({"train": dataset}, progress=False)
+
+
+def test_an_hdf5_image_allocated_but_never_written_is_refused(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "img.h5", "w") as f:
+        f.create_dataset("image", shape=IMAGE.shape, dtype="f4")  # all fill value
+        f["label"] = LABEL
+    dataset = hdf5_dataset(split="train", cases={"train": "img.h5"}, root=tmp_path, class_names=("a", "b"))
+    with pytest.raises(
+        DataError, match=r"^hdf5 case 'img': image .*img\.h5 holds the value 0 in every voxel"
+    ):
+        preflight({"train": dataset}, progress=False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_constant_label_volume_or_image_slice_passes_the_preflight_check(tmp_path: Path, fmt: str) -> None:
+    image = IMAGE.copy()
+    image[:, :, 1] = 3.0  # one blank slice of a scan: padding, not a failed export
+    spec = _write_on_one_grid(fmt, tmp_path, image=image, label=np.zeros_like(LABEL))  # all background
+    report = preflight({"train": _build(spec, tmp_path)}, progress=False)
+    assert report.cases == 1
+
+
 def test_truncated_h5(tmp_path: Path) -> None:
     _write("hdf5", tmp_path)
     data = (tmp_path / "img.h5").read_bytes()
@@ -285,6 +346,22 @@ def test_a_class_named_twice_is_refused(tmp_path: Path, fmt: str) -> None:
         DataError, match=r"class_names \['a', 'b', 'a'\] name 'a' 2 times; expected each class"
     ):
         _build(spec, tmp_path, class_names=["a", "b", "a"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("labelled", [True, False])
+def test_class_names_given_as_one_string_are_refused_not_split_into_letters(
+    tmp_path: Path, fmt: str, labelled: bool
+) -> None:
+    spec = _write(fmt, tmp_path)
+    name = "nifti" if fmt == "nifti" else "hdf5" if fmt == "hdf5" else "numpy"
+    # Accepted, 'liver' trained a 5-class model, one class per letter ('l', 'i', 'v', 'e', 'r').
+    with pytest.raises(
+        DataError,
+        match=rf"^{name}: class_names: expected a list of class names, found the string 'liver'; "
+        r"for a single class write a one-item list: \[liver\]$",
+    ):
+        _build(spec, tmp_path, class_names="liver", labelled=labelled)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointError
@@ -175,13 +177,126 @@ def test_fold_leaves_the_original_alone(model: LoadedModel) -> None:
 def test_a_failed_check_leaves_the_old_file(
     model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = tmp_path / "model.pt"
-    target.write_text("previous export")
+    target = export_model(model, format="torchscript", output=tmp_path / "model.pt")  # an earlier export
+    previous = target.read_bytes()
     monkeypatch.setattr(export_module, "_max_diff", lambda found, expected: 1.0)
     with pytest.raises(ExportError, match=r"model\.pt: the .* differs .* by max \|diff\| = 1"):
         export_model(model, format="torchscript", output=target)
-    assert target.read_text() == "previous export"
+    assert target.read_bytes() == previous
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    # The same for a file of another origin that overwrite=True was given for.
+    target.write_text("my notes")
+    with pytest.raises(ExportError, match=r"model\.pt: the .* differs"):
+        export_model(model, format="torchscript", output=target, overwrite=True)
+    assert target.read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_an_earlier_export_is_replaced_without_overwrite(
+    model: LoadedModel, tmp_path: Path, fmt: str
+) -> None:
+    target = tmp_path / f"model.{fmt}"
+    export_model(model, format=fmt, output=target)  # type: ignore[arg-type]
+    # Exporting again to the same path is the ordinary workflow; so is an empty placeholder file.
+    assert export_model(model, format=fmt, output=target) == target  # type: ignore[arg-type]
+    empty = tmp_path / f"empty.{fmt}"
+    empty.touch()
+    export_model(model, format=fmt, output=empty)  # type: ignore[arg-type]
+    assert empty.stat().st_size > 0
+    if fmt == "safetensors":
+        # An export of another format at that path is an earlier export too (with the suffix warning).
+        export_model(model, format="onnx", output=tmp_path / "other.onnx")
+        with pytest.warns(UserWarning, match="has the suffix of onnx files"):
+            export_model(model, format="safetensors", output=tmp_path / "other.onnx")
+        with safe_open(str(tmp_path / "other.onnx"), framework="pt") as handle:
+            assert HEADER_KEY in handle.metadata()
+
+
+def _foreign_files(folder: Path) -> dict[str, Path]:
+    """Files at an export's path that no export wrote: each must survive an export without overwrite."""
+    notes = folder / "notes" / "mymodel.safetensors"
+    notes.parent.mkdir()
+    notes.write_text("my model v1\n")
+    weights = folder / "weights" / "model.safetensors"
+    weights.parent.mkdir()
+    save_file({"w": torch.ones(2)}, str(weights))  # a safetensors file without inpaintssl's header
+    archive = folder / "archive" / "model.pt"
+    archive.parent.mkdir()
+    torch.save({"w": torch.ones(2)}, archive)  # a zip, but not an inpaintssl TorchScript export
+    onnx_like = folder / "onnx" / "precious.onnx"
+    onnx_like.parent.mkdir()
+    onnx_like.write_bytes(b"\x08\x07" + b"\x00" * 64)
+    return {"notes": notes, "weights": weights, "archive": archive, "onnx": onnx_like}
+
+
+@pytest.mark.parametrize("which", ["notes", "weights", "archive", "onnx"])
+def test_a_file_of_another_origin_is_replaced_only_with_overwrite(
+    model: LoadedModel, tmp_path: Path, which: str
+) -> None:
+    target = _foreign_files(tmp_path)[which]
+    fmt = {"notes": "safetensors", "weights": "safetensors", "archive": "torchscript", "onnx": "onnx"}[which]
+    found = {
+        "notes": r"a 12-byte file without inpaintssl's model metadata",
+        "weights": r"a safetensors file without an 'inpaintssl' header entry, e\.g\. a checkpoint's weights",
+        "archive": r"a zip archive, e\.g\. a PyTorch file, without the TorchScript extra file "
+        r"'inpaintssl\.json'",
+        "onnx": r"a 66-byte file without inpaintssl's model metadata",
+    }[which]
+    before = target.read_bytes()
+    # Accepted, the user's file was replaced without a word.
+    with pytest.raises(
+        FileExistsError,
+        match=rf"^output='{re.escape(str(target))}' already exists and is not an earlier inpaintssl export "
+        rf"\(found {found}\); it would be replaced and lost; .*"
+        r"overwrite=True \(inpaintssl export --overwrite\)",
+    ):
+        export_model(model, format=fmt, output=target)  # type: ignore[arg-type]
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    export_model(model, format=fmt, output=target, overwrite=True)  # type: ignore[arg-type]
+    assert target.read_bytes() != before
+
+
+def _checkpoint_files(run: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        "checkpoints/best/model.safetensors",
+        "checkpoints/last/model.safetensors",
+        "checkpoints/best/new.onnx",
+        "checkpoints/new.pt",
+        "link/model.safetensors",
+        "copy/model.safetensors",
+    ],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_export_never_writes_into_another_runs_checkpoints(
+    model: LoadedModel,
+    pretrained_run: issl.PretrainResult,
+    tmp_path: Path,
+    inside: str,
+    overwrite: bool,
+) -> None:
+    other = pretrained_run.run_dir
+    # A symbolic link to the other run's checkpoint, and a checkpoint folder copied out of a run.
+    (tmp_path / "link").symlink_to(other / "checkpoints" / "best", target_is_directory=True)
+    shutil.copytree(other / "checkpoints" / "best", tmp_path / "copy")
+    target = (tmp_path if inside.startswith(("link", "copy")) else other) / inside
+    before, copied = _checkpoint_files(other), (tmp_path / "copy" / "model.safetensors").read_bytes()
+    # Accepted, this replaced the pretraining run's best weights: it could no longer be loaded.
+    with pytest.raises(
+        ValueError,
+        match=r"lies in .*, (a checkpoint folder|the checkpoints folder of a run); writing there would "
+        r"replace or add to a checkpoint's files and break its checksums",
+    ):
+        export_model(model, format="safetensors", output=target, overwrite=overwrite)
+    assert _checkpoint_files(other) == before
+    assert (tmp_path / "copy" / "model.safetensors").read_bytes() == copied
+    assert not target.exists() or inside.endswith("model.safetensors")
 
 
 def test_missing_onnx_packages_name_the_extra(
@@ -340,3 +455,20 @@ def test_cli_export_bad_inputs_exit_2(
     assert cli_main(["export", str(trained_run.run_dir), "--format", "safetensors", "--output", folder]) == 2
     assert "is a folder; expected a file path such as" in capsys.readouterr().err
     assert not (tmp_path / "exports").exists()
+
+
+def test_cli_export_replaces_a_file_of_another_origin_only_with_overwrite(
+    trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "mymodel.safetensors"
+    output.write_text("my model v1\n")
+    command = ["export", str(trained_run.run_dir), "--format", "safetensors", "--output", str(output)]
+    assert cli_main(command) == 2
+    err = capsys.readouterr().err
+    assert f"output='{output}' already exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert output.read_text() == "my model v1\n"
+    assert cli_main([*command, "--overwrite"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output"] == str(output)
+    assert load_model(output).inference_meta.folded
+    # Now an earlier export: exported again without --overwrite.
+    assert cli_main(command) == 0

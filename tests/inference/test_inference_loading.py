@@ -286,6 +286,15 @@ def test_invalid_arguments(trained_run: issl.FinetuneResult) -> None:
         load_model(trained_run.run_dir, which="first")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("value", "found"), [(42, "int"), (None, "NoneType"), (b"runs/ft", "bytes")])
+def test_invalid_type_of_run_or_checkpoint_names_the_argument(value: object, found: str) -> None:
+    # pathlib's own TypeError ("expected str, bytes or os.PathLike object, not int") names no argument.
+    with pytest.raises(
+        TypeError, match=rf"run_or_checkpoint: expected a path \(str or os\.PathLike\).*; found {found}$"
+    ):
+        load_model(value)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("which", ["best", "last"])
 @pytest.mark.parametrize("inside", [("checkpoints", "best"), ("checkpoints", "best", "model.safetensors")])
 def test_which_for_a_checkpoint_rather_than_a_run_is_refused(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -99,6 +102,74 @@ def test_paths_load_the_same_weights_as_the_module(tmp_path: Path, kind: str) ->
     assert all(
         torch.equal(a, b) for a, b in zip(from_module.state_dict().values(), from_path.state_dict().values())
     )
+
+
+def write_finetuned_sources(tmp_path: Path) -> dict[str, Path]:
+    """A fine-tuned (segmentation) network as a run, checkpoint, its weights file and an export."""
+    state = unet(seed=5).state_dict()
+    meta = CheckpointMeta(
+        kind="finetune",
+        backbone="unet2d",
+        in_channels=1,
+        out_channels=4,
+        class_names=["a", "b", "c", "d"],
+        activation="sigmoid",
+    )
+    save_checkpoint(tmp_path / "ckpt", state, meta)
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best", state, meta)
+    header = {"inpaintssl": json.dumps({"kind": "finetune", "backbone": "unet2d"}), "format": "pt"}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "export.safetensors"), header)
+    return {
+        "run": tmp_path / "run",
+        "checkpoint": tmp_path / "ckpt",
+        "weights": tmp_path / "run" / "checkpoints" / "best" / "model.safetensors",
+        "export": tmp_path / "export.safetensors",
+    }
+
+
+@pytest.mark.parametrize("kind", ["run", "checkpoint", "weights", "export"])
+def test_a_fine_tuned_network_is_refused_as_pretrained(tmp_path: Path, kind: str) -> None:
+    # Accepted, its label-trained decoder was copied into a "self-supervised" fine-tuning run.
+    path = write_finetuned_sources(tmp_path)[kind]
+    where = "export.safetensors" if kind == "export" else "meta.json"
+    model = unet()
+    before = snapshot(model)
+    with pytest.raises(
+        CheckpointError,
+        match=rf"^pretrained {re.escape(str(path))}: a fine-tuned segmentation checkpoint \(kind 'finetune' "
+        rf"in .*{re.escape(where)}\); transfer expects a pretraining \(inpainting\) run",
+    ):
+        transfer(str(path), model, weights="encoder_decoder")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_model_loaded_from_a_fine_tuned_run_is_refused_as_pretrained() -> None:
+    finetuned = unet(seed=5)
+    # What inpaintssl.load_model attaches (the inference layer sits above transfer_learning).
+    finetuned.inference_meta = SimpleNamespace(kind="finetune", source=Path("runs/ft/checkpoints/best"))
+    with pytest.raises(
+        CheckpointError,
+        match=r"^pretrained model loaded from runs/ft/checkpoints/best: a fine-tuned segmentation checkpoint",
+    ):
+        transfer(finetuned, unet())
+
+
+def test_pretraining_exports_and_weights_without_metadata_are_still_taken(tmp_path: Path) -> None:
+    pretrained = pretrained_inpainter()
+    state = {k: v.contiguous() for k, v in pretrained.state_dict().items()}
+    header = {"inpaintssl": json.dumps({"kind": "pretrain"})}
+    save_file(state, str(tmp_path / "pre.safetensors"), header)
+    save_file(state, str(tmp_path / "plain.safetensors"))
+    for name in ("pre.safetensors", "plain.safetensors"):
+        assert transfer(tmp_path / name, unet(), weights="encoder_decoder").copied
+    assert transfer(dict(state), unet()).copied
+
+
+@pytest.mark.parametrize("model", ["not a model", None, {"encoder.weight": torch.zeros(1)}])
+def test_a_model_that_is_not_a_module_is_a_type_error_naming_it(model: object) -> None:
+    # It used to fail inside the part lookup: "'str' object has no attribute 'named_children'".
+    with pytest.raises(TypeError, match=rf"^model: expected an nn\.Module .*found {type(model).__name__}$"):
+        transfer(pretrained_inpainter(), model)  # type: ignore[arg-type]
 
 
 def test_a_missing_path_raises_checkpoint_error(tmp_path: Path) -> None:

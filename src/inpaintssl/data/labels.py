@@ -44,7 +44,9 @@ def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, .
         where: The dataset they are for, e.g. ``"nifti"``; it starts the error message.
 
     Raises:
-        DataError: A name occurs more than once; the message names it.
+        DataError: A single string rather than a list (it would be split into one class per
+            letter), or a name that occurs more than once; the message names the field and what
+            was found.
 
     Example:
         >>> check_class_names(["wm", "gm"], where="nifti")
@@ -53,7 +55,18 @@ def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, .
         Traceback (most recent call last):
         ...
         inpaintssl.data.base.DataError: nifti: class_names ['wm', 'gm', 'wm'] name 'wm' 2 times; ...
+        >>> check_class_names("liver", where="nifti")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: nifti: class_names: expected a list of class names, found ...
     """
+    if isinstance(class_names, (str, bytes)):
+        # tuple("liver") is ('l', 'i', 'v', 'e', 'r'): five classes, one per letter.
+        name = class_names.decode(errors="replace") if isinstance(class_names, bytes) else class_names
+        raise DataError(
+            f"{where}: class_names: expected a list of class names, found the string {class_names!r}; "
+            f"for a single class write a one-item list: [{name}]"
+        )
     names = tuple(class_names)
     repeated = [n for n in dict.fromkeys(names) if names.count(n) > 1]
     if repeated:
@@ -73,8 +86,8 @@ def class_values(
             (0-based) is stored as ``i + 1`` and 0 is background.
 
     Raises:
-        DataError: A class without values, an unknown class name, value 0 (reserved for
-            background) or a value claimed by two classes.
+        DataError: A class without values, an unknown class name, a value given as a string,
+            value 0 (reserved for background) or a value claimed by two classes.
     """
     if label_values is None:
         return tuple((i + 1,) for i in range(len(class_names)))
@@ -89,6 +102,11 @@ def class_values(
         if name not in label_values:
             raise DataError(f"label_values has no value for class {name!r}; got {dict(label_values)}")
         raw = label_values[name]
+        if isinstance(raw, (str, bytes)):
+            # tuple(int(v) for v in "12") would be (1, 2): one value per digit.
+            raise DataError(
+                f"label_values[{name!r}]: expected an integer or a list of integers, found the string {raw!r}"
+            )
         values = (int(raw),) if isinstance(raw, (int, np.integer)) else tuple(int(v) for v in raw)
         for v in values:
             if v == 0:

@@ -7,6 +7,8 @@ run folder, and every problem is a :class:`~inpaintssl.data.base.DataError` nami
 
 - readable and complete: every slice is read, so truncated gzip, HDF5 or NIfTI data fail here;
 - real, finite values (no complex, NaN or +-Inf voxels) and no zero-size axis;
+- an image that is not one value throughout (a blank volume: written without data, or a failed
+  export or copy; a constant label volume, all background, is fine);
 - image and label on one voxel grid, with the same voxel spacing and affine within
   ``tolerance_mm`` when both files carry geometry (NIfTI; DICOM spacing);
 - label values allowed by the dataset's convention (integers mapping to a class, or 0/1 one-hot).

@@ -351,9 +351,16 @@ def _npz_member_shape(path: Path, key: str) -> tuple[int, ...]:
         with archive.open(f"{key}.npy") as member:
             version = np.lib.format.read_magic(member)
             if version == (1, 0):
-                shape, _, _ = np.lib.format.read_array_header_1_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
             else:
-                shape, _, _ = np.lib.format.read_array_header_2_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    if dtype.hasobject:
+        # np.load refuses it (allow_pickle=False) only when the data is read, as if it were damaged.
+        raise DataError(
+            f"NumPy archive {path}: array {key!r} has dtype {dtype} (Python objects), which is never "
+            "loaded, as reading it would mean unpickling the file's data; expected a numeric array "
+            "(save it with e.g. np.savez(..., image=array.astype(np.float32)))"
+        )
     return tuple(shape)
 
 
@@ -379,6 +386,8 @@ class NumpyVolume(Volume):
                 shape = _npz_member_shape(path, key)
             else:
                 shape = np.load(path, mmap_mode="r").shape
+        except DataError:
+            raise  # already names the file and what is wrong (a missing or object-dtype member)
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise DataError(f"NumPy file {path} cannot be read: {exc}") from exc
         spacing = _given_spacing(spacing, shape, where=f"NumPy file {path}")

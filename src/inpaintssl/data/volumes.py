@@ -9,7 +9,9 @@ its slices) and cached by the dataset object, i.e. once per process.
 
 Labels hold integer classes: value ``i + 1`` is ``class_names[i]`` and 0 is background, unless
 ``label_values`` maps class names to other values. Any other value is an error naming the file
-and slice, as are NaN/Inf image pixels.
+and slice, as are NaN/Inf image pixels. The pre-flight check also refuses an image volume holding
+one value in every voxel (a blank export or copy); a constant label volume (all background) or a
+constant slice of a varying volume is fine.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -171,14 +173,21 @@ class VolumeSliceDataset(SliceDataset):
 
     def _scan_image(self, case_index: int) -> Stats:
         """Read every slice of a case's image, check it, and return its normalisation statistics."""
+        return self._scan(case_index)[0]
+
+    def _scan(self, case_index: int) -> tuple[Stats, float, float]:
+        """:meth:`_scan_image`, plus the smallest and largest stored value of the whole image."""
         case = self._cases[case_index]
         acc = RunningStats(per_channel=self.normalize == "channel")
+        low, high = np.inf, -np.inf
         for s in range(case.image.num_slices):
             raw = case.image.read(s)
             check_real(raw, where=f"{case.image.path} slice {s}")
             check_finite(raw, where=f"{case.image.path} slice {s}")
+            if raw.size:
+                low, high = min(low, float(raw.min())), max(high, float(raw.max()))
             acc.update(self.to_channels(raw))
-        return acc.result(channels=self.in_channels)
+        return acc.result(channels=self.in_channels), low, high
 
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
         """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
@@ -196,7 +205,15 @@ class VolumeSliceDataset(SliceDataset):
         case = self._cases[case_index]
         if self.labelled and case.label is not None:
             check_same_geometry(case.image, case.label)
-        stats = self._scan_image(case_index)
+        stats, low, high = self._scan(case_index)
+        if low == high:
+            # z-scoring only centres a constant channel (one all-air CT window is fine), but a whole
+            # image of one value is a blank export or copy: it would be trained on and scored as a scan.
+            raise DataError(
+                f"{self.name} case {case.volume_id!r}: image {case.image.path} holds the value {low:g} in "
+                f"every voxel (a blank volume: written without data, or a failed export or copy?); "
+                "expected an image whose intensities vary"
+            )
         # The scan is the volume-normalisation pass: keep it, so the first epoch does not repeat it.
         if self.normalize != "none":
             self._stats.setdefault(case_index, stats)
@@ -274,7 +291,9 @@ def _volume_dataset(
 
     ``label_in_image_file``: a labelled case without its own ``label`` reads it from its image file.
     """
-    if labelled and not class_names:
+    # Checked even when unlabelled: a string there is the same mistake fine-tuning would meet.
+    names = check_class_names(class_names, where=name)
+    if labelled and not names:
         raise DataError(f"{name}: labelled=True needs class_names (the foreground class of each label value)")
     specs = resolve_cases(cases, split, root=root, dataset=name)
     if label_in_image_file and labelled:
@@ -283,7 +302,7 @@ def _volume_dataset(
     return VolumeSliceDataset(
         opened,
         name=name,
-        class_names=tuple(class_names) if labelled else (),
+        class_names=names if labelled else (),
         label_values=label_values,
         normalize=normalize,
     )

@@ -24,6 +24,9 @@ mode or with autograd on, ``torch.jit.trace``'s sanity check fails) and checked 
 1e-5; PyTorch 2.13 deprecates ``torch.jit`` (it warns), so prefer ONNX for new deployments. The
 safetensors state dict is checked in memory (folded against unfolded) before it is written. Files
 are written atomically (:mod:`inpaintssl.atomic`): a failed check leaves any earlier file as it was.
+An existing output is replaced only when it is an earlier export (it carries the metadata above, in
+any of the three formats) or empty; any other file needs ``overwrite=True``, and no output may lie
+in a checkpoint folder of any run (``<run>/checkpoints/``), whatever ``overwrite`` says.
 
 Example:
     >>> import torch
@@ -45,8 +48,10 @@ import contextlib
 import copy
 import logging
 import math
+import mmap
 import os
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -56,6 +61,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.jit._trace import TracerWarning
 
@@ -379,6 +385,92 @@ def _check_not_a_checkpoint(destination: Path, source: Path | None) -> None:
         )
 
 
+_COMPLETE_MARKER = "COMPLETE.json"
+"""The file :func:`inpaintssl.checkpoint.save_checkpoint` writes last into every checkpoint folder."""
+
+_ONNX_METADATA_ENTRY = b"\x0a" + bytes([len(HEADER_KEY)]) + HEADER_KEY.encode() + b"\x12"
+"""How an ONNX file stores the ``metadata_props`` entry keyed :data:`HEADER_KEY`: the protobuf
+string ``key`` (field 1) followed by the tag of its ``value`` (field 2)."""
+
+
+def _check_not_in_any_checkpoint(destination: Path) -> None:
+    """Refuse an output inside any run's checkpoints: it would replace or add to a checkpoint's files.
+
+    A checkpoint folder is ``<run>/checkpoints/<name>/`` (``best``, ``last`` and their ``.old``
+    twins) or any folder holding a checkpoint's ``COMPLETE.json``; a run's ``checkpoints/`` folder
+    (one holding ``best`` or ``last``) is refused too. Symbolic links are followed.
+    """
+    for path in (destination, destination.resolve()):
+        folder = path.parent
+        in_checkpoint = folder.parent.name == RunFolder.CHECKPOINTS or (folder / _COMPLETE_MARKER).is_file()
+        run = RunFolder(folder.parent)
+        in_checkpoints = folder.name == RunFolder.CHECKPOINTS and (run.best.exists() or run.last.exists())
+        if in_checkpoint or in_checkpoints:
+            raise ValueError(
+                f"output={str(destination)!r} lies in {folder}, "
+                f"{'a checkpoint folder' if in_checkpoint else 'the checkpoints folder of a run'}; writing "
+                "there would replace or add to a checkpoint's files and break its checksums (COMPLETE.json), "
+                f"so that run could no longer be loaded or resumed; expected a path outside every run's "
+                f"{RunFolder.CHECKPOINTS}/ folder (overwrite=True does not apply to checkpoints)"
+            )
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str] | None:
+    """The header metadata of a safetensors file (``{}`` when it has none); ``None``: not safetensors."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+def _holds_bytes(path: Path, pattern: bytes) -> bool:
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(pattern) != -1
+
+
+def _not_an_export(path: Path) -> str | None:
+    """What the existing file ``path`` is, unless it is empty or an earlier export (then ``None``).
+
+    An export carries :data:`HEADER_KEY` in every format: the TorchScript archive as an extra file,
+    the safetensors header as an entry, the ONNX model as a ``metadata_props`` entry.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return None  # nothing to lose
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = []
+        if any(name.endswith(f"/extra/{TORCHSCRIPT_EXTRA_FILE}") for name in names):
+            return None
+        extra = TORCHSCRIPT_EXTRA_FILE
+        return f"a zip archive, e.g. a PyTorch file, without the TorchScript extra file {extra!r}"
+    header = _safetensors_metadata(path)
+    if header is not None:
+        if HEADER_KEY in header:
+            return None
+        return f"a safetensors file without an {HEADER_KEY!r} header entry, e.g. a checkpoint's weights"
+    if _holds_bytes(path, _ONNX_METADATA_ENTRY):
+        return None
+    return f"a {size}-byte file without inpaintssl's model metadata"
+
+
+def _check_replaceable(destination: Path, *, overwrite: bool) -> None:
+    """Refuse to replace an existing file that no export wrote, unless ``overwrite``."""
+    if overwrite or not destination.exists():
+        return
+    found = _not_an_export(destination)
+    if found is not None:
+        raise FileExistsError(
+            f"output={str(destination)!r} already exists and is not an earlier inpaintssl export (found "
+            f"{found}); it would be replaced and lost; expected a new path or an earlier export to "
+            "replace, or overwrite=True (inpaintssl export --overwrite) to replace it"
+        )
+
+
 def export_model(
     run_or_checkpoint: str | Path | LoadedModel,
     *,
@@ -388,6 +480,7 @@ def export_model(
     which: Literal["best", "last"] | None = None,
     example: torch.Tensor | None = None,
     atol: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a trained network, weight standardisation folded in, as ONNX, TorchScript or safetensors.
 
@@ -398,8 +491,11 @@ def export_model(
         format: ``onnx`` (dynamic ``batch``/``height``/``width``; needs the ``onnx`` extra),
             ``torchscript`` (traced; ``torch.jit.load`` runs it without inpaintssl) or
             ``safetensors`` (the plain-convolution state dict, for :func:`plain_unet`).
-        output: The file to write (its folder is created; an existing file is replaced atomically;
-            a suffix of another format gets a warning, a path inside the run's checkpoints an error).
+        output: The file to write (its folder is created; a suffix of another format gets a
+            warning). An existing file is replaced atomically when it is an earlier export (it
+            carries inpaintssl's metadata, in any format) or empty; any other file is refused
+            unless ``overwrite``. A path inside any run's checkpoints is refused whatever
+            ``overwrite`` says.
         opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
         which: For a run folder: the ``best`` (default) or ``last`` checkpoint; an error for
             anything else, as in :func:`~inpaintssl.inference.loading.load_model`.
@@ -409,13 +505,17 @@ def export_model(
             z-scored) of at least 32x32 pixels.
         atol: Largest max-absolute difference from the PyTorch model the post-export check accepts
             (default :data:`DEFAULT_ATOL`: 1e-4 for ONNX, 1e-5 otherwise).
+        overwrite: Replace an existing ``output`` that is not an earlier export (a file of another
+            origin, such as weights without inpaintssl's metadata); it is still written atomically.
 
     Returns:
         ``output`` as a :class:`~pathlib.Path`.
 
     Raises:
         ValueError: Unknown ``format``, ``opset`` given for a non-ONNX format, a folder as
-            ``output``, a negative ``atol``, or an ``example`` of the wrong shape.
+            ``output``, an ``output`` inside a run's checkpoints, a negative ``atol``, or an
+            ``example`` of the wrong shape.
+        FileExistsError: ``output`` exists and is not an earlier export, and ``overwrite`` is false.
         ImportError: ``format="onnx"`` without onnx/onnxscript/onnxruntime
             (``pip install "inpaintssl[onnx]"``).
         ExportError: The exported model does not reproduce the PyTorch model within ``atol``.
@@ -457,6 +557,8 @@ def export_model(
     else:
         model = load_model(run_or_checkpoint, which=which, device="cpu")
     _check_not_a_checkpoint(destination, model.inference_meta.source)
+    _check_not_in_any_checkpoint(destination)
+    _check_replaceable(destination, overwrite=overwrite)
     other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix, format)
     if other != format:
         warnings.warn(

@@ -605,12 +605,19 @@ def load_model(
             recorded architecture; the message names the path and what was expected.
         ValueError: ``which`` or ``device`` is invalid, or ``which`` is given for a path that is
             not a run folder.
+        TypeError: ``run_or_checkpoint`` is not a path (a ``str`` or ``os.PathLike``).
 
     Example:
         >>> model = load_model("runs/finetune", which="best")           # doctest: +SKIP
         >>> model.inference_meta.kind, model.inference_meta.activation  # doctest: +SKIP
         ('finetune', 'sigmoid')
     """
+    # os.PathLike's own test (a __fspath__ method); pathlib's error for anything else names no argument.
+    if not isinstance(run_or_checkpoint, str) and not hasattr(type(run_or_checkpoint), "__fspath__"):
+        raise TypeError(
+            "run_or_checkpoint: expected a path (str or os.PathLike) to a run folder, checkpoint folder "
+            f"or .safetensors file; found {type(run_or_checkpoint).__name__}"
+        )
     target_device = resolve_device(device)
     path = Path(run_or_checkpoint)
     state, info = _read(path, which=checked_which(which, path))

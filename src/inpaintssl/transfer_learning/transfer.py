@@ -16,15 +16,22 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from inpaintssl.checkpoint import CheckpointError, load_state_dict
+from inpaintssl.checkpoint import (
+    CheckpointError,
+    load_resolved_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+)
 from inpaintssl.options import check_option
 from inpaintssl.registry import TRANSFER_STRATEGIES
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
@@ -39,6 +46,9 @@ PretrainedSource: TypeAlias = "nn.Module | Mapping[str, torch.Tensor] | str | os
 _IN_CHANNELS_MODES: tuple[str, ...] = ("error", "repeat", "average")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _MAX_LISTED = 8
+_EXPORT_HEADER_KEY = "inpaintssl"
+"""Key of the model metadata JSON in an ``export_model`` safetensors header: the value of
+``inpaintssl.inference.loading.HEADER_KEY``, spelled here because inference sits above this layer."""
 
 
 def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -60,11 +70,68 @@ def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch
     return result
 
 
+def _header_kind(path: Path) -> str | None:
+    """The ``kind`` an ``export_model`` safetensors file records, if it is one (else ``None``)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            text = (handle.metadata() or {}).get(_EXPORT_HEADER_KEY)
+        info: Any = json.loads(text) if text is not None else None
+    except (SafetensorError, OSError, ValueError):
+        return None  # unreadable here: loading the weights says what is wrong with the file
+    kind = info.get("kind") if isinstance(info, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _recorded_kind(target: Path) -> tuple[str, Path] | None:
+    """The stage (``pretrain``/``finetune``) the resolved checkpoint ``target`` records, and where.
+
+    A checkpoint folder records it in its ``meta.json``, a checkpoint's ``model.safetensors`` in the
+    ``meta.json`` next to it, and an ``export_model`` safetensors file in its header. Plain weights
+    record nothing (``None``).
+    """
+    if target.is_dir():
+        meta_path: Path | None = target / "meta.json"
+    elif target.name == "model.safetensors" and target.with_name("meta.json").is_file():
+        meta_path = target.with_name("meta.json")
+    else:
+        meta_path = None
+    if meta_path is not None and meta_path.is_file():
+        return read_checkpoint_meta(meta_path).kind, meta_path
+    kind = _header_kind(target) if target.is_file() and target.suffix == ".safetensors" else None
+    return None if kind is None else (kind, target)
+
+
+def _refuse_finetuned(kind: str | None, *, source: str, where: str) -> None:
+    """Refuse a fine-tuned (segmentation) network: its decoder and head learned from labels."""
+    if kind != "finetune":
+        return
+    raise CheckpointError(
+        f"pretrained {source}: a fine-tuned segmentation checkpoint (kind 'finetune' in {where}); transfer "
+        "expects a pretraining (inpainting) run: the decoder and head of a fine-tuned run learned from "
+        "labels, so copying them would feed labels into a 'self-supervised' result. Expected a "
+        "pretraining run, checkpoint or export (kind 'pretrain'), or weights without inpaintssl "
+        "metadata (a plain state dict or .safetensors file)"
+    )
+
+
 def _load_pretrained(pretrained: PretrainedSource) -> dict[str, torch.Tensor]:
     if isinstance(pretrained, nn.Module):
+        # A model from inpaintssl.load_model carries the kind of the checkpoint it was loaded from.
+        info = getattr(pretrained, "inference_meta", None)
+        kind = getattr(info, "kind", None)
+        _refuse_finetuned(
+            kind if isinstance(kind, str) else None,
+            source=f"model loaded from {getattr(info, 'source', None) or 'a checkpoint'}",
+            where="its inference_meta",
+        )
         state = unwrap_model(pretrained).state_dict()
     elif isinstance(pretrained, (str, os.PathLike)):
-        state = load_state_dict(Path(pretrained))
+        path = Path(pretrained)
+        target = resolve_checkpoint(path)
+        recorded = _recorded_kind(target)
+        if recorded is not None:
+            _refuse_finetuned(recorded[0], source=str(path), where=str(recorded[1]))
+        state, _ = load_resolved_checkpoint(target)
     elif isinstance(pretrained, Mapping):
         bad = [str(k) for k, v in pretrained.items() if not isinstance(v, torch.Tensor)]
         if bad:
@@ -151,9 +218,12 @@ def transfer(
 
     Args:
         pretrained: An ``nn.Module``, a state dict, or a path to a ``.safetensors`` file, a
-            checkpoint folder or a run folder (read with
-            :func:`inpaintssl.checkpoint.load_state_dict`; nothing is unpickled). ``module.`` and
-            ``_orig_mod.`` key prefixes from DDP and ``torch.compile`` are stripped.
+            checkpoint folder or a run folder (read as
+            :func:`inpaintssl.checkpoint.load_state_dict` reads it; nothing is unpickled).
+            ``module.`` and ``_orig_mod.`` key prefixes from DDP and ``torch.compile`` are
+            stripped. A source that records its kind (a checkpoint's ``meta.json``, an export's
+            header, a loaded model's ``inference_meta``) must be a pretraining one, not
+            ``finetune``; weights that record none are taken as given.
         model: The fine-tuning network (wrappers are looked through).
         weights: A registered strategy name (``"encoder"``, ``"encoder_decoder"``) or a
             :class:`~inpaintssl.transfer_learning.strategies.TransferStrategy`.
@@ -165,15 +235,18 @@ def transfer(
         A :class:`~inpaintssl.transfer_learning.report.TransferReport`.
 
     Raises:
+        TypeError: ``model`` is not an ``nn.Module``, or ``pretrained`` is none of the sources above.
         ValueError: The model lacks a requested part; a tensor of a copied part is missing from,
             or has a different shape in, the pretrained weights; the pretrained weights hold a
             tensor of a copied part the model lacks; or ``in_channels`` is unknown. The message
             names each parameter and both shapes. Also a pretrained tensor of a copied part that
             holds NaN/Inf or is not floating point (when ``pretrained`` is in memory).
         KeyError: Unknown strategy name (with close matches).
-        inpaintssl.checkpoint.CheckpointError: Unreadable checkpoint path, or a pretrained
+        inpaintssl.checkpoint.CheckpointError: Unreadable checkpoint path; a pretrained
             file whose tensors of a copied part hold NaN/Inf or are not floating point (the
-            message names the file and each tensor).
+            message names the file and each tensor); or a fine-tuned (segmentation) run, checkpoint,
+            export or loaded model as ``pretrained`` (its recorded kind is ``finetune``: its decoder
+            and head learned from labels).
 
     Example:
         >>> import torch
@@ -187,6 +260,11 @@ def transfer(
         True
     """
     check_option(in_channels, _IN_CHANNELS_MODES, field="in_channels")
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model: expected an nn.Module (the fine-tuning network to copy weights into), found "
+            f"{type(model).__name__}"
+        )
     strategy = _resolve_strategy(weights)
     for part in strategy.parts:
         get_part(model, part)
