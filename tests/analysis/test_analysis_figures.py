@@ -27,6 +27,7 @@ from study_helpers import (
     RESULT_CLASSES,
     RESULT_IMAGES,
     clinical_results,
+    dice_rows,
     pretext_results,
     scaling_results,
     transfer_results,
@@ -173,3 +174,78 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path: Path, monkeypatch: pyt
     second = save_figure(figure, tmp_path / "b" / "fig")
     for a, b in zip(first.paths, second.paths, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def _two_baseline_results(*, same: bool = False) -> ResultsTable:
+    """A grid over two learning rates: a baseline per rate, each SSL strategy naming its rate's."""
+    rows = []
+    for fraction in FRACTIONS:
+        for lr in ("0.01", "0.001"):
+            run = f"ft-sup-{lr}-{fraction}"
+            source = "supervised lr=0.01" if same else f"supervised lr={lr}"
+            rows += [
+                {**row, "strategy": f"supervised lr={lr}", "run_id": run, "baseline_id": run}
+                for row in dice_rows("supervised", source, fraction)
+            ]
+            for task in ("context_restoration", "context_prediction"):
+                rows += dice_rows(
+                    "ssl",
+                    f"{task} lr={lr}",
+                    fraction,
+                    task=task,
+                    run_id=f"ft-{task}-{lr}-{fraction}",
+                    baseline_id=run,
+                )
+    return ResultsTable(rows)
+
+
+def test_figure_3_draws_a_named_line_per_baseline_in_styles_of_their_own(tmp_path: Path) -> None:
+    results = _two_baseline_results()
+    out = plot_dice_vs_label_fraction(results, tmp_path / "fig3")
+    names = ["supervised lr=0.001", "supervised lr=0.01"]
+    for ax, class_name in zip(out.figure.axes, RESULT_CLASSES):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert sorted(lines) == sorted(
+            [
+                f"{task} lr={lr}"
+                for task in ("context_restoration", "context_prediction")
+                for lr in ("0.01", "0.001")
+            ]
+            + names
+            + [f"{name}, 100% labels" for name in names]
+        )
+        styles = {
+            (str(lines[n].get_color()), str(lines[n].get_linestyle()), lines[n].get_marker()) for n in names
+        }
+        assert len(styles) == 2  # told apart by colour, dashes and marker
+        for name in names:  # each line is its own baseline's test-set means, not the pooled ones
+            expected = [
+                np.mean(
+                    results.select(strategy=name, label_fraction=f, class_name=class_name).column("value")
+                )
+                for f in sorted(FRACTIONS)
+            ]
+            np.testing.assert_allclose(lines[name].get_ydata(), expected)
+            full = lines[f"{name}, 100% labels"]
+            assert full.get_ydata()[0] == pytest.approx(expected[-1]) and full.get_linestyle() == ":"
+            assert full.get_color() == lines[name].get_color()
+
+
+def test_figure_3_of_one_task_shows_the_baselines_its_strategies_name(tmp_path: Path) -> None:
+    rows = [
+        r
+        for r in _two_baseline_results()
+        if r["arm"] == "supervised" or r["strategy"] != "context_prediction lr=0.01"
+    ]
+    out = plot_dice_vs_label_fraction(ResultsTable(rows), tmp_path / "fig3", task="context_prediction")
+    labels = [line.get_label() for line in out.figure.axes[0].get_lines()]
+    # The only prediction strategy left was fine-tuned at lr=0.001: one baseline, drawn as the paper did.
+    assert labels == ["context_prediction lr=0.001", "supervised lr=0.001", "supervised, 100% labels"]
+
+
+def test_figure_3_draws_coinciding_baseline_lines_once(tmp_path: Path) -> None:
+    out = plot_dice_vs_label_fraction(_two_baseline_results(same=True), tmp_path / "fig3")
+    labels = [line.get_label() for line in out.figure.axes[0].get_lines()]
+    both = "supervised lr=0.001 / supervised lr=0.01"
+    assert labels.count(both) == 1 and labels.count(f"{both}, 100% labels") == 1
+    assert not any(label in {"supervised lr=0.001", "supervised lr=0.01"} for label in labels)

@@ -11,10 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintssl.config import FinetuneConfig, PretrainConfig, apply_overrides
+from inpaintssl.config import FinetuneConfig, PretrainConfig, TransferConfig, apply_overrides, update_fields
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
-from inpaintssl.studies.grid import expand_study, parse_shard, run_id, transfer_acronym
-from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.grid import Job, StudyPlan, expand_study, parse_shard, run_id, transfer_acronym
+from inpaintssl.studies.spec import StudySpec, load_spec
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "studies"
 
 
 def _pretext_spec(output: Path, **changes: Any) -> StudySpec:
@@ -98,8 +100,13 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
 def test_run_ids_of_the_default_configs_are_those_earlier_releases_computed() -> None:
     # Computed by the code of commit e889ce7 (before run.compile existed): a study folder written by
     # an earlier release keeps its run ids, so resuming it after an upgrade re-trains nothing.
-    assert run_id("pretrain", PretrainConfig()) == "pt-b4f41ded7d3e2909"
     assert run_id("finetune", FinetuneConfig(), depends_on="pt-x") == "ft-de65d72a1cc2ab26"
+    # Pretraining's early stopping changed on purpose (min_delta 50 per 512x512 slice, scaled to
+    # the slice area): a default pretraining run is another run now. The old one keeps its id when
+    # its spec says what it trained with, so such a study resumes without re-training.
+    old_default = update_fields(PretrainConfig(), {"early_stopping.min_delta": 50.0})
+    assert run_id("pretrain", old_default) == "pt-b4f41ded7d3e2909"
+    assert run_id("pretrain", PretrainConfig()) == "pt-bc9c3577751c34a0"
 
 
 def test_transfer_grid_does_not_duplicate_immediate_runs(tmp_path: Path) -> None:
@@ -257,3 +264,210 @@ def test_grid_order_is_baselines_then_each_pretraining_job_before_its_dependants
     found = [(j.labels["task"], j.labels["patch_size"], j.labels["sampler"]) for j in plan.pretrain_jobs()]
     assert found == expected
     assert math.isclose(sum(j.config.data.label_fraction for j in plan.finetune_jobs()), 13 * (0.5 + 0.1))
+
+
+def _ssl(plan: StudyPlan) -> list[Job]:
+    return [j for j in plan.finetune_jobs() if j.labels["arm"] == "ssl"]
+
+
+def _baselines(plan: StudyPlan) -> list[Job]:
+    return [j for j in plan.finetune_jobs() if j.labels["arm"] == "supervised"]
+
+
+def _old_baseline_id(spec: StudySpec, fraction: float, seed: int) -> str:
+    # How releases before grid-following baselines built the one baseline of every study.
+    subset = {"transfer": TransferConfig(), "data.label_fraction": fraction, "data.subset_seed": seed}
+    return run_id("finetune", update_fields(spec.finetune, subset))
+
+
+def _what_it_trains(config: FinetuneConfig) -> dict[str, Any]:
+    """The config without what may differ between the arms: the transfer section and the budget."""
+    data = config.model_dump(mode="json")
+    del data["transfer"], data["run"]["output_dir"], data["optim"]["max_epochs"]
+    return data
+
+
+def test_each_ssl_run_has_a_baseline_with_its_learning_rate_and_its_total_steps(tmp_path: Path) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "transfer_design",
+            "output": str(tmp_path),
+            "finetune": {"optim": {"lr": 1e-2, "max_epochs": 10, "steps_per_epoch": 5}},
+            "grid": {
+                "finetune.optim.lr": [1e-2, 1e-3],
+                "finetune.transfer.schedule": ["immediate", "freeze_then_unfreeze"],
+            },
+            "label_fractions": [0.1],
+            "subset_seeds": [0, 1],
+        }
+    )
+    plan = expand_study(spec)
+    # Worked by hand: immediate trains one run of 10 x 5 steps, freeze_then_unfreeze two; the
+    # baseline of each trains from scratch at the same rate for as many steps, in one run.
+    expected = {
+        ("FEF", 1e-2): (1e-2, 10, 50),
+        ("FFES", 1e-2): (1e-2, 20, 100),
+        ("FEF", 1e-3): (1e-3, 10, 50),
+        ("FFES", 1e-3): (1e-3, 20, 100),
+    }
+    ssl = _ssl(plan)
+    assert len(plan.pretrain_jobs()) == 1
+    assert len(ssl) == 4 * 2  # strategies x subset seeds
+    assert len(_baselines(plan)) == 4 * 2  # (lr, budget) pairs x subset seeds
+    assert len(plan) == 1 + 8 + 8
+    paired = set()
+    for job in ssl:
+        baseline = plan.baseline_of(job)
+        assert baseline is not None and baseline.id == job.labels["baseline_id"]
+        lr, epochs, steps = expected[(job.labels["acronym"], job.config.optim.lr)]
+        phases = 2 if job.config.transfer.schedule == "freeze_then_unfreeze" else 1
+        assert phases * job.config.optim.max_epochs * 5 == steps  # the SSL run's total steps
+        assert baseline.config.optim.effective_lr == lr == job.config.optim.effective_lr
+        assert baseline.config.optim.max_epochs == epochs
+        assert baseline.config.optim.max_epochs * baseline.config.optim.steps_per_epoch == steps
+        assert job.labels["budget_epochs"] == baseline.labels["budget_epochs"] == epochs
+        assert baseline.config.transfer == TransferConfig()  # from scratch, one run
+        subset = (job.config.data.label_fraction, job.config.data.subset_seed)
+        assert (baseline.config.data.label_fraction, baseline.config.data.subset_seed) == subset
+        # Nothing else differs: loss, recipe, early stopping, model, data and run seed are shared.
+        assert _what_it_trains(baseline.config) == _what_it_trains(job.config)
+        paired.add(baseline.id)
+    assert paired == {j.id for j in _baselines(plan)}  # no baseline trains for nothing
+    names = {j.labels["strategy"] for j in _baselines(plan)}
+    assert names == {
+        "supervised lr=0.01",
+        "supervised lr=0.01 max_epochs=20",
+        "supervised lr=0.001",
+        "supervised lr=0.001 max_epochs=20",
+    }
+    for baseline in _baselines(plan):
+        assert plan.baseline_of(baseline) is baseline
+        assert baseline.config.run.output_dir == tmp_path / "runs" / baseline.id
+
+
+def test_a_grid_over_transfer_settings_alone_keeps_one_baseline_and_its_old_id(tmp_path: Path) -> None:
+    spec = StudySpec(
+        study="transfer_design",
+        output=tmp_path,
+        label_fractions=[0.5, 0.1],
+        grid={
+            "finetune.transfer.weights": ["encoder", "encoder_decoder"],
+            "finetune.transfer.schedule": ["immediate", "frozen"],
+            "finetune.transfer.second_lr": [1e-3, 1e-4],  # not read by one-run schedules
+        },
+    )
+    plan = expand_study(spec)
+    baselines = _baselines(plan)
+    # One per label fraction, exactly the runs (and ids) of a study planned before this change.
+    assert [j.id for j in baselines] == [_old_baseline_id(spec, 0.5, 0), _old_baseline_id(spec, 0.1, 0)]
+    assert [j.labels["strategy"] for j in baselines] == ["supervised", "supervised"]
+    assert len(_ssl(plan)) == 2 * 2 * 2  # weights x schedules x label fractions
+    for job in _ssl(plan):
+        fraction = job.labels["label_fraction"]
+        assert job.labels["baseline_id"] == _old_baseline_id(spec, fraction, 0)
+
+
+def test_two_run_schedules_alone_share_one_baseline_of_twice_the_epochs(tmp_path: Path) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "transfer_design",
+            "output": str(tmp_path),
+            "finetune": {"optim": {"max_epochs": 7}},
+            "label_fractions": [0.1],
+            "grid": {
+                "finetune.transfer.schedule": ["immediate_twice", "freeze_then_unfreeze"],
+                "finetune.transfer.second_lr": [1e-3, 1e-4],
+            },
+        }
+    )
+    plan = expand_study(spec)
+    (baseline,) = _baselines(plan)
+    assert baseline.config.optim.max_epochs == 14
+    assert baseline.labels["strategy"] == "supervised max_epochs=14"
+    assert len(_ssl(plan)) == 4
+    assert {j.labels["baseline_id"] for j in _ssl(plan)} == {baseline.id}
+
+
+def test_ssl_runs_with_equal_total_budgets_share_their_baseline(tmp_path: Path) -> None:
+    spec = StudySpec(
+        study="transfer_design",
+        output=tmp_path,
+        label_fractions=[0.1],
+        grid={
+            "finetune.optim.max_epochs": [10, 20],
+            "finetune.transfer.schedule": ["immediate", "immediate_twice"],
+        },
+    )
+    plan = expand_study(spec)
+    # Totals: 10 x 1 = 10, 10 x 2 = 20, 20 x 1 = 20, 20 x 2 = 40 epochs: three baselines.
+    found = {(j.config.optim.max_epochs, j.labels["schedule"]): plan.baseline_of(j) for j in _ssl(plan)}
+    epochs = {key: b.config.optim.max_epochs for key, b in found.items() if b is not None}
+    assert epochs == {
+        (10, "immediate"): 10,
+        (10, "immediate_twice"): 20,
+        (20, "immediate"): 20,
+        (20, "immediate_twice"): 40,
+    }
+    assert found[(10, "immediate_twice")] is found[(20, "immediate")]
+    assert sorted(j.labels["strategy"] for j in _baselines(plan)) == [
+        "supervised max_epochs=10",
+        "supervised max_epochs=20",
+        "supervised max_epochs=40",
+    ]
+
+
+def test_other_finetune_grid_keys_give_each_value_its_baseline(tmp_path: Path) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "clinical",
+            "output": str(tmp_path),
+            "label_fractions": [0.5],
+            "grid": {"finetune.loss.name": ["dice", "l2"], "finetune.early_stopping.patience": [3]},
+        }
+    )
+    plan = expand_study(spec)
+    loss = {j.labels["strategy"]: j.config.loss.name for j in _baselines(plan)}
+    assert loss == {"supervised name=dice patience=3": "dice", "supervised name=l2 patience=3": "l2"}
+    for job in _ssl(plan):
+        baseline = plan.baseline_of(job)
+        assert baseline is not None
+        assert baseline.config.loss.name == job.config.loss.name
+        assert baseline.config.early_stopping.patience == job.config.early_stopping.patience == 3
+        assert baseline.labels["finetune.loss.name"] == job.labels["finetune.loss.name"]
+
+
+def test_without_a_baseline_no_run_names_one(tmp_path: Path) -> None:
+    spec = StudySpec(
+        study="transfer_design",
+        output=tmp_path,
+        label_fractions=[0.1],
+        baseline=False,
+        grid={"finetune.optim.lr": [1e-2, 1e-3]},
+    )
+    plan = expand_study(spec)
+    assert len(plan.finetune_jobs()) == 2 and not _baselines(plan)
+    assert all(j.labels["baseline_id"] is None and plan.baseline_of(j) is None for j in plan.finetune_jobs())
+    assert plan.baseline_of(plan.pretrain_jobs()[0]) is None
+
+
+def test_the_shipped_transfer_study_compares_like_with_like_and_reuses_its_old_baseline() -> None:
+    spec = load_spec(EXAMPLES / "transfer_design.yaml")
+    plan = expand_study(spec)
+    baselines = _baselines(plan)
+    # Three first learning rates x one- and two-run budgets (10 and 20 epochs of 10 steps).
+    assert sorted((j.config.optim.effective_lr, j.config.optim.max_epochs) for j in baselines) == [
+        (1e-4, 10),
+        (1e-4, 20),
+        (1e-3, 10),
+        (1e-3, 20),
+        (1e-2, 10),
+        (1e-2, 20),
+    ]
+    # The paper recipe's rate is 1e-3: the 1e-3 one-run baseline is the study's old baseline run.
+    assert _old_baseline_id(spec, 0.1, 0) in {j.id for j in baselines}
+    for job in _ssl(plan):
+        baseline = plan.baseline_of(job)
+        assert baseline is not None
+        runs = 2 if job.labels["schedule"] in ("immediate_twice", "freeze_then_unfreeze") else 1
+        assert baseline.config.optim.effective_lr == job.config.optim.effective_lr
+        assert baseline.config.optim.max_epochs == runs * job.config.optim.max_epochs

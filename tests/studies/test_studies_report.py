@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from inpaintssl.analysis.table import Table as ResultsTable
 from inpaintssl.studies.report import write_report
 from inpaintssl.studies.spec import StudySpec
-from study_helpers import clinical_results, pretext_results, scaling_results, transfer_results
+from study_helpers import clinical_results, dice_rows, pretext_results, scaling_results, transfer_results
 
 
 class _Links(HTMLParser):
@@ -99,3 +100,31 @@ def test_parts_without_data_are_listed_not_fatal(tmp_path: Path) -> None:
     assert "table 3" in skipped and "needs supervised-baseline" in skipped["table 3"]
     assert "Not available yet" in files.markdown.read_text()
     assert files.figures == ()
+
+
+def test_a_ranking_over_several_baselines_names_each_strategys_baseline(tmp_path: Path) -> None:
+    # A transfer-design grid over two learning rates trains a baseline per rate; the report ranks
+    # each strategy against its own and says which that was.
+    rows = []
+    for lr in ("0.01", "0.001"):
+        run = f"ft-supervised-{lr}"
+        rows += dice_rows("supervised", f"supervised lr={lr}", 0.05, run_id=run, baseline_id=run)
+        for acronym in ("FEF", "FBF"):
+            transfer = {"schedule": "immediate", "second_lr": None, "lr": float(lr), "acronym": acronym}
+            rows += dice_rows(
+                "ssl", f"{acronym} lr={lr}", 0.05, run_id=f"ft-{acronym}-{lr}", baseline_id=run, **transfer
+            )
+    spec = StudySpec(study="transfer_design", output=tmp_path / "study")
+    files = write_report(spec, output=tmp_path / "report", results=ResultsTable(rows))
+    (ranking,) = [p for p in files.tables if p.name == "table3_ranking.csv"]
+    with open(ranking, newline="") as handle:
+        found = {row["strategy"]: row["baseline"] for row in csv.DictReader(handle)}
+    assert found == {
+        "FEF lr=0.01": "supervised lr=0.01",
+        "FBF lr=0.01": "supervised lr=0.01",
+        "FEF lr=0.001": "supervised lr=0.001",
+        "FBF lr=0.001": "supervised lr=0.001",
+    }
+    assert (
+        "| rank | strategy | baseline | p_value |" in (tmp_path / "report" / "table3_ranking.md").read_text()
+    )

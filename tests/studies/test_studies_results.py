@@ -6,8 +6,12 @@ import csv
 import math
 from pathlib import Path
 
+import pytest
+
+from inpaintssl.analysis.paper_tables import table3_ranking
 from inpaintssl.analysis.table import Table as ResultsTable
-from inpaintssl.studies.grid import expand_study
+from inpaintssl.config import TransferConfig, update_fields
+from inpaintssl.studies.grid import expand_study, run_id
 from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.spec import StudySpec
@@ -39,10 +43,12 @@ def test_to_csv_writes_the_union_of_columns(tmp_path: Path) -> None:
 
 
 def _planned_pair(spec: StudySpec) -> tuple[str, str]:
-    """Ids of a pretraining run the spec plans and of a fine-tuning run that starts from it."""
+    """Ids of a pretraining run the spec plans and of its fine-tuning run at label fraction 0.5."""
     plan = list(expand_study(spec))
     pre = next(job for job in plan if job.kind == "pretrain")
-    return pre.id, next(job.id for job in plan if job.depends_on == pre.id)
+    return pre.id, next(
+        job.id for job in plan if job.depends_on == pre.id and job.labels["label_fraction"] == 0.5
+    )
 
 
 def _study(tmp_path: Path) -> StudySpec:
@@ -52,7 +58,14 @@ def _study(tmp_path: Path) -> StudySpec:
         store.add_runs(
             [
                 NewRun(pt, "pretrain", None, {}, {"arm": "pretrain", "strategy": "s"}),
-                NewRun(ft, "finetune", pt, {}, {"arm": "ssl", "strategy": "ssl", "label_fraction": 0.5}),
+                # Labels as recorded before runs named their baseline, and one the plan does not set.
+                NewRun(
+                    ft,
+                    "finetune",
+                    pt,
+                    {},
+                    {"arm": "ssl", "strategy": "ssl", "label_fraction": 0.5, "note": "recorded"},
+                ),
                 # An earlier version of the spec planned this run too: recorded, but not the spec's.
                 NewRun(
                     "ft-old", "finetune", pt, {}, {"arm": "ssl", "strategy": "ssl", "label_fraction": 0.5}
@@ -93,13 +106,15 @@ def test_load_results_joins_labels_and_the_pretraining_run(tmp_path: Path) -> No
     assert dice["arm"] == "ssl" and dice["label_fraction"] == 0.5 and dice["value"] == 0.8
     assert dice["pretrain_images"] == 30 and dice["pretrain_data_pct"] == 300.0
     assert dice["labelled_volumes"] == 4 and dice["kind"] == "finetune"
+    # The plan's labels reach the rows of a run recorded without them; the recorded ones stay.
+    planned = expand_study(spec).get(ft).labels
+    assert dice["baseline_id"] == planned["baseline_id"] is not None
+    assert dice["budget_epochs"] == planned["budget_epochs"] and dice["note"] == "recorded"
     # Per-volume clinical rows do not make this a per-volume-Dice study: the Dice slices stay.
     assert len(results) == 3
 
 
 def test_a_database_of_another_study_kind_is_refused_not_merged(tmp_path: Path) -> None:
-    import pytest
-
     from inpaintssl.config import ConfigError
     from inpaintssl.studies.runner import run_study
 
@@ -117,3 +132,67 @@ def test_a_database_of_another_study_kind_is_refused_not_merged(tmp_path: Path) 
         run_study(clinical, quiet=True)
     assert set(load_runs(design, planned_only=False)) == {"pt-1"}  # its own study still reads
     assert not (tmp_path / "study" / "spec.json").exists()  # the refused spec wrote nothing
+
+
+def test_a_report_on_a_database_recorded_before_runs_named_their_baseline_pairs_them(tmp_path: Path) -> None:
+    # A transfer-design study over two learning rates, begun before baselines followed the grid:
+    # its database holds the SSL runs and the one old baseline (the recipe's rate, lr=0.01, whose
+    # run and id stayed the same) with the labels of that time, no baseline_id and the name
+    # "supervised"; the lr=0.001 baseline was trained since, with the new labels.
+    spec = StudySpec(
+        study="transfer_design",
+        output=tmp_path,
+        label_fractions=[0.5],
+        grid={"finetune.optim.lr": [1e-2, 1e-3]},
+    )
+    plan = expand_study(spec)
+    old_baseline = run_id(
+        "finetune",
+        update_fields(spec.finetune, {"transfer": TransferConfig(), "data.label_fraction": 0.5}),
+    )
+    by_name = {job.labels.get("strategy"): job for job in plan}
+    assert by_name["supervised lr=0.01"].id == old_baseline
+    # Dice of the 6 test images, worked by hand: FEF lr=0.01 beats its baseline on every image
+    # (p = 1/64); FEF lr=0.001 beats its own on five and loses the smallest difference (p = 2/64).
+    # Against the other rate's baseline both would be far off: 0.2 apart.
+    dice = {
+        "supervised lr=0.01": [0.5 + 0.01 * i for i in range(6)],
+        "supervised lr=0.001": [0.7 + 0.01 * i for i in range(6)],
+    }
+    dice["FEF lr=0.01"] = [
+        b + d for b, d in zip(dice["supervised lr=0.01"], (0.01, 0.02, 0.03, 0.04, 0.05, 0.06))
+    ]
+    dice["FEF lr=0.001"] = [
+        b + d for b, d in zip(dice["supervised lr=0.001"], (-0.01, 0.02, 0.03, 0.04, 0.05, 0.06))
+    ]
+    with StudyStore(spec.database_path()) as store:
+        runs = []
+        for job in plan:
+            labels = dict(job.labels)
+            if job.id == old_baseline or labels.get("arm") == "ssl":
+                labels.pop("baseline_id", None)
+                labels.pop("budget_epochs", None)
+                if labels["arm"] == "supervised":
+                    labels["strategy"] = "supervised"
+            runs.append(NewRun(job.id, job.kind, job.depends_on, {}, labels))
+        store.add_runs(runs)
+        me = WorkerId.current()
+        while isinstance(claimed := store.claim(me), RunRecord):
+            name = plan.get(claimed.id).labels["strategy"]
+            rows = [
+                Measurement(f"img{i}", 0, "image", "", "dice_mean", v)
+                for i, v in enumerate(dice.get(name, []))
+            ]
+            assert store.record(claimed.id, me, result={}, rows=rows)
+    results = load_results(spec)
+    assert {r["strategy"] for r in results.select(arm="supervised")} == {
+        "supervised lr=0.01",
+        "supervised lr=0.001",
+    }
+    table = {row["strategy"]: row for row in table3_ranking(results)}
+    assert table["FEF lr=0.01"]["baseline"] == "supervised lr=0.01"
+    assert table["FEF lr=0.001"]["baseline"] == "supervised lr=0.001"
+    assert table["FEF lr=0.01"]["p_value"] == pytest.approx(1 / 64)
+    assert table["FEF lr=0.001"]["p_value"] == pytest.approx(2 / 64)
+    assert table["FEF lr=0.01"]["mean_dice_difference"] == pytest.approx(0.035)
+    assert table["FEF lr=0.001"]["mean_dice_difference"] == pytest.approx(0.19 / 6)

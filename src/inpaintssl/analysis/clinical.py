@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inpaintssl.analysis.summaries import baseline_key, named_baselines
 from inpaintssl.analysis.table import Table
 from inpaintssl.metrics import bland_altman, icc
 from inpaintssl.stats import wilcoxon_greater
@@ -226,8 +227,10 @@ class ImageErrors:
     not_comparable: int
 
 
-_Cells = dict[tuple[Any, ...], dict[tuple[Any, ...], list[float]]]
-"""Per image, its errors by (label fraction, class): the repeats of each, by seed or strategy."""
+_Repeats = dict[tuple[Any, ...], dict[tuple[Any, ...], list[tuple[float, str | None]]]]
+"""Per image, the SSL errors by (label fraction, class): each repeat (seed, strategy) with its pair."""
+_Baselines = dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str | None, list[float]]]]
+"""Per image, the supervised errors by (label fraction, class) and baseline run."""
 
 
 def paired_image_errors(
@@ -238,10 +241,19 @@ def paired_image_errors(
     As in the paper, an image's error is averaged over classes and label-limited fractions (by
     default every fraction but 1.0, the paper's 50/25/10/5 %, when others exist). Repeats within a
     fraction and class (subset seeds, and SSL strategies if there are several) are averaged first,
-    so a fraction drawn with more seeds does not weigh more. Both arms average the same cells: a
-    cell enters only where every repeat of both arms has a finite error, so an arm that misses a
-    tissue is not scored on the other tissues alone; :attr:`ImageErrors.not_comparable` counts
-    the cells left out.
+    so a fraction drawn with more seeds does not weigh more.
+
+    Each SSL run is compared with its own baseline: the supervised run its rows name in
+    ``baseline_id``, trained with the same label fraction, subset seed and non-transfer settings
+    (a fine-tuning grid over learning rates trains one per rate). The supervised error of a cell
+    is the mean of the SSL repeats' baselines, so both arms average the same pairs; an SSL run
+    whose baseline has not measured the cell is left out of it. Rows without ``baseline_id``
+    (results recorded before runs named their baseline) are compared with every supervised row,
+    which must then be of one baseline (:func:`~inpaintssl.analysis.summaries.named_baselines`).
+
+    Both arms average the same cells: a cell enters only where every paired repeat of both arms has
+    a finite error, so an arm that misses a tissue is not scored on the other tissues alone;
+    :attr:`ImageErrors.not_comparable` counts the cells left out.
 
     Args:
         results: The long results table (``<metric>_pct_error`` rows).
@@ -250,34 +262,63 @@ def paired_image_errors(
 
     Returns:
         The paired errors of the images with at least one cell both arms measured.
+
+    Raises:
+        ValueError: The SSL rows name no baseline and the supervised rows are of several, or some
+            SSL rows name one and others do not.
     """
     rows = _metric_rows(results, metric, "pct_error")
     if label_fractions is None:
         available = [f for f in rows.unique("label_fraction") if f is not None]
         label_fractions = [f for f in available if f != 1.0] or available
     chosen = set(label_fractions)
-    per_arm: dict[str, _Cells] = {"supervised": {}, "ssl": {}}
-    for row in rows:
-        arm = row.get("arm")
-        if arm in per_arm and row.get("label_fraction") in chosen:
-            cell = (row.get("label_fraction"), row.get("class_name"))
-            per_arm[str(arm)].setdefault(_scan_key(row), {}).setdefault(cell, []).append(float(row["value"]))
+    rows = rows.where(lambda r: r.get("label_fraction") in chosen)
+    ssl_rows = rows.select(arm="ssl")
+    supervised_rows = named_baselines(rows, ssl=ssl_rows, what=f"per-image {metric} errors")
+    # Without baseline_id every SSL repeat is paired with all (one baseline's) supervised rows.
+    by_run = any(baseline_key(row) is not None for row in ssl_rows)
 
-    def comparable(arm: str, image: tuple[Any, ...]) -> dict[tuple[Any, ...], float]:
-        cells = per_arm[arm].get(image, {})
-        return {cell: float(np.mean(v)) for cell, v in cells.items() if np.all(np.isfinite(v))}
+    def pair_of(row: Mapping[str, Any]) -> str | None:
+        return baseline_key(row) if by_run else None
 
-    every_cell = {(image, cell) for arm in per_arm.values() for image, cells in arm.items() for cell in cells}
+    repeats: _Repeats = {}
+    for row in ssl_rows:
+        cell = (row.get("label_fraction"), row.get("class_name"))
+        repeats.setdefault(_scan_key(row), {}).setdefault(cell, []).append(
+            (float(row["value"]), pair_of(row))
+        )
+    baselines: _Baselines = {}
+    for row in supervised_rows:
+        cell = (row.get("label_fraction"), row.get("class_name"))
+        runs = baselines.setdefault(_scan_key(row), {}).setdefault(cell, {})
+        runs.setdefault(pair_of(row), []).append(float(row["value"]))
+
+    def compared(image: tuple[Any, ...]) -> dict[tuple[Any, ...], tuple[float, float]]:
+        """``(supervised, ssl)`` of each cell where the SSL repeats and their baselines are finite."""
+        found = {}
+        for cell, ssl_repeats in repeats.get(image, {}).items():
+            runs = baselines.get(image, {}).get(cell, {})
+            pairs = [(value, runs[key]) for value, key in ssl_repeats if key in runs]
+            ssl_values = [value for value, _ in pairs]
+            supervised_values = [value for _, partner in pairs for value in partner]
+            if pairs and np.all(np.isfinite(ssl_values)) and np.all(np.isfinite(supervised_values)):
+                supervised = float(np.mean([np.mean(partner) for _, partner in pairs]))
+                found[cell] = (supervised, float(np.mean(ssl_values)))
+        return found
+
+    every_cell = {
+        (image, cell) for arm in (repeats, baselines) for image, cells in arm.items() for cell in cells
+    }
     images = sorted({image for image, _ in every_cell}, key=lambda k: tuple(str(v) for v in k))
     sup, ssl = [], []
     used = 0
     for image in images:
-        a, b = comparable("supervised", image), comparable("ssl", image)
-        shared = sorted(set(a) & set(b), key=lambda k: tuple(str(v) for v in k))
+        cells = compared(image)
+        shared = sorted(cells, key=lambda k: tuple(str(v) for v in k))
         used += len(shared)
         if shared:
-            sup.append(float(np.mean([a[c] for c in shared])))
-            ssl.append(float(np.mean([b[c] for c in shared])))
+            sup.append(float(np.mean([cells[c][0] for c in shared])))
+            ssl.append(float(np.mean([cells[c][1] for c in shared])))
     return ImageErrors(
         supervised=np.asarray(sup, dtype=np.float64),
         ssl=np.asarray(ssl, dtype=np.float64),

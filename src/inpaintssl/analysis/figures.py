@@ -7,7 +7,8 @@ with the written paths and the figure, whose axes can be inspected.
 
 - :func:`plot_dice_vs_label_fraction`: Figures 3/4, Dice vs label fraction, one panel per class,
   one line per SSL strategy, the supervised baseline in light blue and the supervised model with
-  all labels as a black dotted line; a band shows the spread over subset seeds.
+  all labels as a black dotted line (with several baselines, one named line of its own style
+  each); a band shows the spread over subset seeds.
 - :func:`plot_dice_vs_pretraining_data`: Figure 5, Dice vs % pretraining data per label fraction
   (0% = supervised) with dashed power-law fits ``y = a x^k + c``.
 - :func:`plot_percent_error_bars`: Figure 6, median percent error per class, label fraction and arm,
@@ -43,7 +44,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from inpaintssl.analysis.clinical import CLINICAL_METRICS, image_errors, percent_error_medians
-from inpaintssl.analysis.summaries import class_names, dice_curves, scaling_series, transfer_boxes
+from inpaintssl.analysis.summaries import (
+    Curve,
+    class_names,
+    dice_curves,
+    named_baselines,
+    scaling_series,
+    transfer_boxes,
+)
 from inpaintssl.analysis.table import Table
 from inpaintssl.figure_files import write_figure
 
@@ -58,6 +66,15 @@ __all__ = [
 ]
 
 SUPERVISED_COLOR = "#7ec8f0"  # the paper's light-blue supervised curve
+# Further baselines (several learning rates or budgets): other blues, dash patterns and markers.
+_BASELINE_STYLES: tuple[tuple[str, str | tuple[int, tuple[int, ...]], str], ...] = (
+    (SUPERVISED_COLOR, "-", "s"),
+    ("#08519c", "--", "D"),
+    ("#6a51a3", "-.", "^"),
+    ("#1c9099", (0, (5, 1, 1, 1, 1, 1)), "v"),
+    ("#3182bd", (0, (1, 1)), "P"),
+    ("#252525", (0, (8, 2)), "X"),
+)
 ARM_COLORS = MappingProxyType({"supervised": "#4c72b0", "ssl": "#dd8452"})
 FORMATS = ("png", "pdf")
 _DPI = 150
@@ -129,16 +146,61 @@ def _percent_axis(ax: Axes, fractions: Sequence[float]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
 
 
+def _baseline_name(name: object) -> str:
+    return "supervised" if name is None else str(name)
+
+
+def _merged_curves(curves: Sequence[Curve]) -> list[tuple[list[str], Curve]]:
+    """Curves with their names; curves of identical points are drawn once, with every name."""
+    drawn: dict[tuple[tuple[float, ...], tuple[float, ...]], tuple[list[str], Curve]] = {}
+    for curve in curves:
+        key = (tuple(curve.x.tolist()), tuple(curve.mean.tolist()))
+        drawn.setdefault(key, ([], curve))[0].append(_baseline_name(curve.name))
+    return list(drawn.values())
+
+
+def _draw_baselines(ax: Axes, curves: Sequence[Curve], styles: dict[str, int]) -> None:
+    """The supervised curves (one per baseline) and each baseline's all-labels level, once each."""
+    single = len(styles) == 1
+    levels: dict[float, list[str]] = {}
+    for names, curve in _merged_curves(curves):
+        color, dashes, marker = _BASELINE_STYLES[styles[names[0]] % len(_BASELINE_STYLES)]
+        ax.plot(
+            100 * curve.x,
+            curve.mean,
+            color=color,
+            linestyle=dashes,
+            linewidth=2.5,
+            marker=marker,
+            label=" / ".join(names),
+        )
+        full = curve.x == 1.0
+        if full.any():
+            levels.setdefault(float(curve.mean[full][0]), []).extend(names)
+    for value, names in levels.items():
+        color = "black" if single else _BASELINE_STYLES[styles[names[0]] % len(_BASELINE_STYLES)][0]
+        label = "supervised, 100% labels" if single else f"{' / '.join(names)}, 100% labels"
+        ax.axhline(value, color=color, linestyle=":", label=label)
+
+
 def plot_dice_vs_label_fraction(
     results: Table, path: str | Path, *, task: str | None = None, level: str | None = None
 ) -> FigureFiles:
     """Figures 3/4: test Dice vs label fraction, one panel per class (paper sec. 3.2).
 
+    The supervised curves are the baselines the plotted SSL runs are compared with (their
+    ``baseline_id``; :func:`~inpaintssl.analysis.summaries.named_baselines`), or every baseline
+    when the rows name none. One baseline is drawn as the paper drew it: a light-blue line
+    ``supervised`` and a black dotted line at its Dice with all labels. Several baselines (a grid
+    over learning rates or budgets trains one per setting) get a line each, labelled with its name
+    (``supervised lr=0.001``) and drawn in a style of its own, with a dotted all-labels line in its
+    colour; lines that would coincide are drawn once, labelled with every name.
+
     Args:
         results: The long results table.
         path: Output path without (or with a replaced) suffix.
         task: Keep only SSL strategies pretrained with this pretext task (the paper draws one
-            figure per task); ``None`` keeps all.
+            figure per task), and the baselines they are compared with; ``None`` keeps all.
         level: ``image`` or ``volume`` Dice (default: volume for 3D data).
 
     Raises:
@@ -149,7 +211,8 @@ def plot_dice_vs_label_fraction(
     ssl = results.select(arm="ssl")
     if task is not None:
         ssl = ssl.select(task=task)
-    supervised = results.select(arm="supervised")
+    supervised = named_baselines(results, ssl=ssl, strict=False, what="plot_dice_vs_label_fraction")
+    styles = {_baseline_name(n): i for i, n in enumerate(supervised.unique("strategy"))}
     fractions = [float(f) for f in results.unique("label_fraction") if f is not None]
     figure, axes = _panels(len(classes))
     for ax, name in zip(axes, classes):
@@ -157,20 +220,7 @@ def plot_dice_vs_label_fraction(
             (line,) = ax.plot(100 * curve.x, curve.mean, marker="o", markersize=3, label=str(curve.name))
             if np.any(curve.high > curve.low):
                 ax.fill_between(100 * curve.x, curve.low, curve.high, color=line.get_color(), alpha=0.15)
-        for curve in dice_curves(supervised, class_name=name, level=level):
-            ax.plot(
-                100 * curve.x,
-                curve.mean,
-                color=SUPERVISED_COLOR,
-                linewidth=2.5,
-                marker="s",
-                label="supervised",
-            )
-            full = curve.x == 1.0
-            if full.any():
-                ax.axhline(
-                    float(curve.mean[full][0]), color="black", linestyle=":", label="supervised, 100% labels"
-                )
+        _draw_baselines(ax, dice_curves(supervised, class_name=name, level=level), styles)
         _percent_axis(ax, fractions)
         ax.set_title(name)
         ax.set_xlabel("labelled training data")

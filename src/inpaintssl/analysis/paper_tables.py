@@ -3,8 +3,8 @@
 - :func:`table2_l2_norm`: Table 2, L2 norm of the inpainted validation images (mean and standard
   deviation) by pretext task, patch size K and sampler.
 - :func:`table3_ranking`: Table 3, SSL strategies ranked by the p-value of a one-sided paired
-  Wilcoxon test that they beat the supervised baseline (sec. 2.5.3), pooled over the label
-  fractions below 100%.
+  Wilcoxon test that they beat their supervised baseline (sec. 2.5.3), pooled over the label
+  fractions below 100%; each strategy against the baseline trained like it, named in the table.
 - :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
   numbers behind Figures 3/4).
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (a, k, c, the usual
@@ -28,10 +28,10 @@ import math
 import numpy as np
 
 from inpaintssl.analysis.summaries import (
+    baseline_pairs,
     class_names,
     dice_curves,
     labels_needed_rows,
-    paired_with_baseline,
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
@@ -71,31 +71,39 @@ def table2_l2_norm(results: Table) -> Table:
 
 
 def table3_ranking(results: Table, *, level: str | None = None) -> Table:
-    """Table 3: SSL strategies sorted by the p-value of beating the supervised baseline (sec. 2.5.3).
+    """Table 3: SSL strategies sorted by the p-value of beating their supervised baseline (sec. 2.5.3).
 
     Class-averaged Dice per test item (volume for 3D data, slice for 2D) and label fraction,
     paired with the baseline on the same item and fraction, each arm averaged over the subset seeds
     both measured (a test item is one observation, however many subsets were trained); label
     fractions below 100% are pooled (all fractions if 100% is the only one). Each strategy is
-    tested on the items it shares with the baseline
-    (:func:`~inpaintssl.analysis.summaries.paired_with_baseline`), so ``pairs`` may differ between
-    strategies when some runs are missing.
+    tested against its own baseline, the supervised runs trained with its learning rate, budget and
+    other non-transfer settings (the ``baseline_id`` of its rows), on the items the two share
+    (:func:`~inpaintssl.analysis.summaries.baseline_pairs`), so ``pairs`` may differ between
+    strategies when some runs are missing. The ``baseline`` column names that baseline
+    (``supervised``, ``supervised lr=0.001``, ...): p-values of strategies with different
+    baselines answer different questions.
 
     Raises:
-        ValueError: No SSL strategy shares test items with the baseline.
+        ValueError: No SSL strategy shares test items with its baseline, or the rows name no
+            baseline and hold several (:func:`~inpaintssl.analysis.summaries.named_baselines`).
     """
-    pairs = {name: pair for name, pair in paired_with_baseline(results, level=level).items() if pair[0].size}
-    if not pairs:
+    found = {name: pair for name, pair in baseline_pairs(results, level=level).items() if pair.ssl.size}
+    if not found:
         raise ValueError(
             "table 3 needs supervised-baseline and SSL Dice on the same test items; found no SSL "
-            "strategy with test items the baseline also has"
+            "strategy with test items its baseline also has"
         )
-    ranking = rank_pairs(pairs)
+    ranking = rank_pairs({name: (pair.ssl, pair.baseline) for name, pair in found.items()})
     return Table(
-        tuple((r.rank, r.name, r.p_value, r.n_pairs, r.mean_difference) for r in ranking),
+        tuple(
+            (r.rank, r.name, found[r.name].baseline_name, r.p_value, r.n_pairs, r.mean_difference)
+            for r in ranking
+        ),
         name="table3_ranking",
-        title="Table 3: strategies ranked by one-sided paired Wilcoxon p-value (SSL > supervised Dice)",
-        columns=("rank", "strategy", "p_value", "pairs", "mean_dice_difference"),
+        title="Table 3: strategies ranked by one-sided paired Wilcoxon p-value (SSL > supervised Dice), "
+        "each against the supervised baseline trained like it",
+        columns=("rank", "strategy", "baseline", "p_value", "pairs", "mean_dice_difference"),
     )
 
 

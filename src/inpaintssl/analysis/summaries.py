@@ -4,6 +4,16 @@ Dice is averaged the way the paper does (sec. 2.5.2): per test volume for 3D dat
 ``volume`` rows) or per slice for 2D data (``image`` rows), then over the test set. With several
 subset seeds a point is the mean over seeds, with their minimum and maximum as the spread.
 
+Each SSL run is compared with the supervised baseline trained like it (same label fraction, subset
+seed, non-transfer fine-tuning settings and number of steps; :mod:`inpaintssl.studies.grid`): its
+rows name that baseline's run id in ``baseline_id``, and a baseline's rows carry their own
+``run_id``. A study whose grid varies the learning rate or budget has several baselines per label
+fraction and seed, so every comparison here takes a strategy's own baseline
+(:func:`named_baselines`), never all supervised rows. Results recorded before runs named their
+baseline have no ``baseline_id``; they are compared with every supervised row when those are of
+one baseline (one supervised ``strategy``), and refused when there are several, since which one a
+strategy was trained like is then unknown.
+
 Example:
     >>> from inpaintssl.analysis.table import Table
     >>> rows = [{"arm": "supervised", "strategy": "supervised", "label_fraction": f, "subset_seed": 0,
@@ -28,14 +38,18 @@ from inpaintssl.analysis.table import Table
 from inpaintssl.stats import PowerLawFit, fit_power_law, labels_needed, wilcoxon_greater
 
 __all__ = [
+    "BaselinePair",
     "Curve",
     "ScalingSeries",
+    "baseline_key",
+    "baseline_pairs",
     "class_names",
     "dice_curves",
     "dice_level",
     "dice_rows",
     "label_fraction_summary",
     "labels_needed_rows",
+    "named_baselines",
     "paired_scores",
     "paired_with_baseline",
     "with_mean_class",
@@ -45,6 +59,87 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 ItemKey = tuple[Any, ...]
+
+
+def _id_text(value: Any) -> str | None:
+    # A run id as text; None and "" (a None written to CSV) mean none was recorded.
+    return None if value is None or value == "" else str(value)
+
+
+def baseline_key(row: Mapping[str, Any]) -> str | None:
+    """The run id of the supervised baseline a result row belongs to, ``None`` when not recorded.
+
+    An SSL row's ``baseline_id`` (the baseline it is compared with); a supervised row's own run
+    (``run_id``, else its ``baseline_id``: a baseline names itself). An SSL row and a supervised
+    row are of one pair when their keys are equal.
+
+    Example:
+        >>> baseline_key({"arm": "ssl", "run_id": "ft-1", "baseline_id": "ft-0"})
+        'ft-0'
+        >>> baseline_key({"arm": "supervised", "run_id": "ft-0"}), baseline_key({"arm": "ssl"})
+        ('ft-0', None)
+    """
+    if row.get("arm") == "supervised":
+        return _id_text(row.get("run_id")) or _id_text(row.get("baseline_id"))
+    return _id_text(row.get("baseline_id"))
+
+
+def named_baselines(
+    results: Table, *, ssl: Table | None = None, strict: bool = True, what: str = "SSL vs supervised"
+) -> Table:
+    """The supervised rows of the baselines that SSL rows are compared with.
+
+    SSL rows that name their baselines (``baseline_id``) select the supervised rows of those runs
+    (:func:`baseline_key`), and no others: a baseline trained at another learning rate or budget
+    than an SSL run is not its comparison, and a baseline run at a label fraction or subset seed
+    where no SSL run names it (none trained or finished there) is left out too, so both arms cover
+    the same subsets. SSL rows without ``baseline_id`` (results recorded before runs named their
+    baseline, or no SSL rows at all) select every supervised row, which is right only when these
+    are of one baseline (one supervised ``strategy``).
+
+    Args:
+        results: Rows of both arms (other rows are ignored).
+        ssl: The SSL rows whose baselines to find (default: the SSL rows of ``results``).
+        strict: Raise when SSL rows name no baseline and the supervised rows are of several;
+            ``False`` returns every supervised row then (a figure may show every baseline).
+        what: What the rows are for, to begin error messages with.
+
+    Returns:
+        The selected supervised rows of ``results``.
+
+    Raises:
+        ValueError: Some SSL rows name their baseline and others do not; or none does and the
+            supervised rows hold several baselines (``strict``).
+
+    Example:
+        >>> rows = [{"arm": "supervised", "strategy": "supervised lr=0.01", "run_id": "ft-a", "value": 0.5},
+        ...         {"arm": "supervised", "strategy": "supervised lr=0.001", "run_id": "ft-b", "value": 0.7},
+        ...         {"arm": "ssl", "strategy": "FEF lr=0.001", "baseline_id": "ft-b", "value": 0.8}]
+        >>> named_baselines(Table(rows)).cells("strategy")
+        ['supervised lr=0.001']
+    """
+    supervised = results.select(arm="supervised")
+    ssl = results.select(arm="ssl") if ssl is None else ssl
+    ids = {baseline_key(row) for row in ssl}
+    named = {i for i in ids if i is not None}
+    if named:
+        if None in ids:
+            raise ValueError(
+                f"{what}: some SSL rows name the supervised baseline they are compared with "
+                "(baseline_id) and some do not; results of one plan name it in every row "
+                "(load_results adds the current plan's baseline_id to every run)"
+            )
+        return supervised.where(lambda row: baseline_key(row) in named)
+    strategies = [str(name) for name in supervised.unique("strategy")]
+    if strict and len(strategies) > 1:
+        raise ValueError(
+            f"{what}: the SSL rows do not name the supervised baseline they are compared with (no "
+            f"baseline_id: results recorded before each SSL run was paired with a baseline trained "
+            f"like it), and the supervised rows are of {len(strategies)} baselines {strategies}; "
+            "which one an SSL run was trained like is unknown. Load the results with load_results, "
+            "which adds each run's baseline_id from the current plan, or keep one baseline's rows"
+        )
+    return supervised
 
 
 def dice_level(results: Table) -> str:
@@ -153,17 +248,25 @@ def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingS
     """Per label fraction: Dice at each amount of pretraining data, with its power-law fit (sec. 2.6).
 
     SSL runs sit at their pretraining run's ``pretrain_data_pct`` (100% = the training set alone);
-    the supervised baseline sits at 0%, as in the paper's Figure 5.
+    the supervised baseline sits at 0%, as in the paper's Figure 5: the baselines the SSL rows
+    name (:func:`named_baselines`), not every supervised run of the study.
+
+    Raises:
+        ValueError: The SSL rows name no baseline and the supervised rows are of several.
     """
     rows = dice_rows(results, level=level)
+    supervised = named_baselines(rows, what="Dice vs pretraining data")
     out = []
     for (fraction,), table in rows.groups("label_fraction").items():
         points: dict[float, list[float]] = {}
         for curve in dice_curves(table.select(arm="ssl"), level=level, x="pretrain_data_pct", series="arm"):
             for xv, yv in zip(curve.x, curve.mean):
                 points.setdefault(float(xv), []).append(float(yv))
-        for curve in dice_curves(table.select(arm="supervised"), level=level, series="arm"):
+        baseline = supervised.select(label_fraction=fraction)
+        for curve in dice_curves(baseline, level=level, series="arm"):
             points.setdefault(0.0, []).extend(float(v) for v in curve.mean)
+        if not points:
+            continue  # only baselines no SSL run is compared with
         xs = np.asarray(sorted(points), dtype=np.float64)
         ys = np.asarray([np.mean(points[v]) for v in sorted(points)], dtype=np.float64)
         out.append(ScalingSeries(float(fraction), xs, ys, _try_fit(xs, ys)))
@@ -178,7 +281,8 @@ def labels_needed_rows(
     For the supervised baseline and for each amount of pretraining data, Dice is fitted against
     the number of labelled training volumes (the unit label-limited subsets are drawn by: scans for
     3D data, slices for 2D data) and the fit is solved for ``target`` with
-    :func:`inpaintssl.stats.labels_needed`.
+    :func:`inpaintssl.stats.labels_needed`. The supervised curve is that of the baselines the SSL
+    rows are compared with (:func:`named_baselines`), not of every supervised run of the study.
 
     Args:
         results: The long results table.
@@ -187,9 +291,13 @@ def labels_needed_rows(
 
     Returns:
         ``(target, [(arm name, fit or None, labelled volumes needed (NaN without a fit))])``.
+
+    Raises:
+        ValueError: No supervised results to take the default target from; or the SSL rows name
+            no baseline and the supervised rows are of several.
     """
     rows = dice_rows(results, level=level)
-    arms: dict[str, Table] = {"supervised": rows.select(arm="supervised")}
+    arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed")}
     for (pct,), table in rows.select(arm="ssl").groups("pretrain_data_pct").items():
         arms[f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"] = table
     if target is None:
@@ -246,20 +354,89 @@ def _paired_means(arms: Sequence[SeedScores]) -> tuple[list[ItemKey], list[Float
     return kept, [np.asarray(m, dtype=np.float64) for m in means]
 
 
+@dataclass(frozen=True)
+class BaselinePair:
+    """An SSL strategy and its own supervised baseline on the test items the two share (sec. 2.5.3).
+
+    Attributes:
+        ssl: The strategy's scores ``(M,)``, each test item's mean over the subset seeds both arms
+            measured.
+        baseline: The baseline's scores on the same items, in the same order ``(M,)``.
+        baseline_name: The baseline's ``strategy`` (``supervised``, ``supervised lr=0.001``, ...;
+            several joined by ``" + "``), ``None`` when the results hold none of its rows.
+    """
+
+    ssl: FloatArray
+    baseline: FloatArray
+    baseline_name: str | None
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """One SSL strategy's scores and the supervised rows of the baselines its runs name."""
+
+    scores: SeedScores
+    baseline: Table
+    claims: Mapping[tuple[Any, Any], frozenset[str]]
+    """(label fraction, subset seed) -> the baseline run ids its rows name there."""
+
+
 def _arm_tables(
     results: Table, *, level: str | None, label_fractions: Sequence[float] | None, class_name: str | None
-) -> dict[str, SeedScores]:
-    """The baseline (``"__baseline__"``) and each SSL strategy, by test item and subset seed."""
+) -> dict[str, _Arm]:
+    """Each SSL strategy by test item and subset seed, with its baseline's rows (:func:`named_baselines`)."""
     rows = dice_rows(results, class_name=class_name, level=level)
     if label_fractions is None:
         available = [f for f in rows.unique("label_fraction") if f is not None]
         label_fractions = [f for f in available if f != 1.0] or available
     chosen = set(label_fractions)
     rows = rows.where(lambda r: r.get("label_fraction") in chosen)
-    arms = {"__baseline__": _seed_scores("supervised baseline", rows.select(arm="supervised"))}
+    arms: dict[str, _Arm] = {}
     for (name,), table in rows.select(arm="ssl").groups("strategy").items():
-        arms[str(name)] = _seed_scores(f"strategy {name!r}", table)
+        what = f"strategy {name!r}"
+        claims: dict[tuple[Any, Any], set[str]] = {}
+        for row in table:
+            key = baseline_key(row)
+            if key is not None:
+                claims.setdefault((row.get("label_fraction"), row.get("subset_seed")), set()).add(key)
+        baseline = named_baselines(rows, ssl=table, what=what)
+        frozen = {k: frozenset(v) for k, v in claims.items()}
+        arms[str(name)] = _Arm(_seed_scores(what, table), baseline, frozen)
     return arms
+
+
+def _baseline_name(rows: Table) -> str | None:
+    names = [str(n) if n is not None else "supervised" for n in rows.unique("strategy")]
+    return " + ".join(names) if names else None
+
+
+def _one_baseline(arms: Mapping[str, _Arm]) -> Table:
+    """The baseline every strategy is compared with, refused when their runs name different ones."""
+    named: dict[tuple[Any, Any], dict[str, list[str]]] = {}
+    for name, arm in arms.items():
+        for subset, ids in arm.claims.items():
+            for run in ids:
+                named.setdefault(subset, {}).setdefault(run, []).append(name)
+    kept: dict[int, Mapping[str, Any]] = {}
+    for arm in arms.values():
+        for row in arm.baseline:
+            kept.setdefault(id(row), row)
+    baseline = Table(kept.values())
+    clashes = sorted(((k, v) for k, v in named.items() if len(v) > 1), key=lambda kv: str(kv[0]))
+    if clashes:
+        (fraction, seed), by_run = clashes[0]
+        titles = {baseline_key(row): row.get("strategy") for row in baseline}
+        found = "; ".join(
+            f"{', '.join(repr(s) for s in strategies)} with {titles.get(run) or 'baseline'} ({run})"
+            for run, strategies in sorted(by_run.items())
+        )
+        raise ValueError(
+            "paired_scores compares every SSL strategy with one supervised baseline on the same test "
+            "items, but the strategies were trained like different baselines (label fraction "
+            f"{fraction}, subset seed {seed}: {found}); pair each strategy with its own baseline with "
+            "paired_with_baseline, as Table 3 does"
+        )
+    return baseline
 
 
 def paired_scores(
@@ -277,6 +454,13 @@ def paired_scores(
     kept, in one order, so the arrays pair element-wise; :func:`paired_with_baseline` pairs each
     strategy on the items it shares with the baseline instead.
 
+    One baseline array serves every strategy, so the strategies must be compared with the same
+    baseline: their runs name (``baseline_id``) the same baseline run at each label fraction and
+    subset seed, or name none and the results hold one (:func:`named_baselines`). Strategies
+    trained like different baselines (another learning rate or budget) are refused rather than
+    measured against one they were not trained like; :func:`paired_with_baseline` pairs each with
+    its own. Without SSL strategies the baseline is empty: there is nothing to pair it with.
+
     Args:
         results: The long results table.
         level: ``image`` or ``volume`` (default :func:`dice_level`).
@@ -288,14 +472,62 @@ def paired_scores(
         ``(strategy -> scores (M,), baseline scores (M,))``.
 
     Raises:
-        ValueError: An arm has two scores for one item and seed (two studies in one table).
+        ValueError: An arm has two scores for one item and seed (two studies in one table); the
+            strategies were trained like different baselines; or their rows name no baseline and
+            the supervised rows are of several.
     """
     arms = _arm_tables(results, level=level, label_fractions=label_fractions, class_name=class_name)
+    if not arms:
+        return {}, np.zeros(0)
+    baseline = _seed_scores("supervised baseline", _one_baseline(arms))
     names = list(arms)
-    _, means = _paired_means([arms[name] for name in names])
-    arrays = dict(zip(names, means))
-    baseline = arrays.pop("__baseline__")
-    return arrays, baseline
+    _, means = _paired_means([baseline, *(arms[name].scores for name in names)])
+    return dict(zip(names, means[1:])), means[0]
+
+
+def baseline_pairs(
+    results: Table,
+    *,
+    level: str | None = None,
+    label_fractions: Sequence[float] | None = None,
+    class_name: str | None = None,
+) -> dict[str, BaselinePair]:
+    """Each SSL strategy and its own baseline on the test items the two share (sec. 2.5.3, Table 3).
+
+    As :func:`paired_scores` (items at a label fraction, seeds averaged over those both arms
+    measured), but each strategy is paired with its own baseline alone: the supervised runs its
+    runs name in ``baseline_id``, trained with the same learning rate, budget and other
+    non-transfer settings (:func:`named_baselines`), and a strategy with fewer finished runs (or
+    whose baseline has fewer) is tested on fewer items without taking items away from the others.
+
+    Returns:
+        ``strategy -> BaselinePair``, M per strategy.
+
+    Raises:
+        ValueError: An arm has two scores for one item and seed (two studies in one table), or a
+            strategy's rows name no baseline and the supervised rows are of several.
+
+    Example:
+        >>> rows = [{"arm": arm, "strategy": name, "run_id": run, "baseline_id": pair, "label_fraction": 0.5,
+        ...          "subset_seed": 0, "level": "image", "volume_id": "v", "slice_index": 0,
+        ...          "class_name": "", "metric": "dice_mean", "value": value}
+        ...         for arm, name, run, pair, value in [
+        ...             ("supervised", "supervised lr=0.01", "ft-a", "ft-a", 0.5),
+        ...             ("supervised", "supervised lr=0.001", "ft-b", "ft-b", 0.7),
+        ...             ("ssl", "FEF lr=0.01", "ft-c", "ft-a", 0.6),
+        ...             ("ssl", "FEF lr=0.001", "ft-d", "ft-b", 0.8)]]
+        >>> for name, p in baseline_pairs(Table(rows)).items():
+        ...     print(name, p.ssl.tolist(), "vs", p.baseline_name, p.baseline.tolist())
+        FEF lr=0.001 [0.8] vs supervised lr=0.001 [0.7]
+        FEF lr=0.01 [0.6] vs supervised lr=0.01 [0.5]
+    """
+    arms = _arm_tables(results, level=level, label_fractions=label_fractions, class_name=class_name)
+    out: dict[str, BaselinePair] = {}
+    for name, arm in arms.items():
+        baseline = _seed_scores(f"supervised baseline of strategy {name!r}", arm.baseline)
+        _, (ssl, sup) = _paired_means([arm.scores, baseline])
+        out[name] = BaselinePair(ssl, sup, _baseline_name(arm.baseline))
+    return out
 
 
 def paired_with_baseline(
@@ -305,17 +537,19 @@ def paired_with_baseline(
     label_fractions: Sequence[float] | None = None,
     class_name: str | None = None,
 ) -> dict[str, tuple[FloatArray, FloatArray]]:
-    """Each SSL strategy and the baseline on the test items the two share (sec. 2.5.3, Table 3).
+    """Each SSL strategy and its own baseline on the test items the two share (sec. 2.5.3, Table 3).
 
-    As :func:`paired_scores` (items at a label fraction, seeds averaged over those both arms
-    measured), but each strategy is paired with the baseline alone: a strategy with fewer finished
-    runs is tested on fewer items without taking items away from the others.
+    The arrays of :func:`baseline_pairs`: as :func:`paired_scores` (items at a label fraction,
+    seeds averaged over those both arms measured), but each strategy is paired with its own
+    baseline (the supervised runs its rows name in ``baseline_id``) alone: a strategy with fewer
+    finished runs is tested on fewer items without taking items away from the others.
 
     Returns:
         ``strategy -> (strategy scores (M,), baseline scores (M,))``, M per strategy.
 
     Raises:
-        ValueError: An arm has two scores for one item and seed (two studies in one table).
+        ValueError: An arm has two scores for one item and seed (two studies in one table), or a
+            strategy's rows name no baseline and the supervised rows are of several.
 
     Example:
         >>> rows = [{"arm": arm, "strategy": name, "label_fraction": f, "subset_seed": seed,
@@ -330,13 +564,8 @@ def paired_with_baseline(
         >>> [(name, ssl.round(3).tolist(), sup.round(3).tolist()) for name, (ssl, sup) in pairs.items()]
         [('a', [0.5, 0.75], [0.4, 0.6]), ('b', [0.8], [0.5])]
     """
-    arms = _arm_tables(results, level=level, label_fractions=label_fractions, class_name=class_name)
-    baseline = arms.pop("__baseline__")
-    out: dict[str, tuple[FloatArray, FloatArray]] = {}
-    for name, scores in arms.items():
-        _, (ssl, sup) = _paired_means([scores, baseline])
-        out[name] = (ssl, sup)
-    return out
+    pairs = baseline_pairs(results, level=level, label_fractions=label_fractions, class_name=class_name)
+    return {name: (pair.ssl, pair.baseline) for name, pair in pairs.items()}
 
 
 def transfer_boxes(
@@ -372,7 +601,7 @@ def _ssl_and_baseline(
 def label_fraction_summary(results: Table, *, class_names: Sequence[str], level: str | None = None) -> Table:
     """SSL vs supervised per label fraction: mean Dice per class and arm, p-value, per-seed differences.
 
-    One SSL strategy against the baseline on the same test items (:func:`paired_scores`): the mean
+    One SSL strategy against its baseline on the same test items (:func:`paired_scores`): the mean
     Dice of each class and of the class average (``mean``) per arm, the number of pairs (test
     items, each arm's score averaged over the subset seeds both measured), the one-sided paired
     Wilcoxon p-value that SSL beats supervised on the class-averaged Dice, and the mean SSL -

@@ -15,7 +15,7 @@ Example:
     >>> plan = expand_study(StudySpec(study="transfer_design", label_fractions=[0.05],
     ...                               grid={"finetune.optim.lr": [1e-2, 1e-3]}))
     >>> [j.labels["strategy"] for j in plan.finetune_jobs()]
-    ['supervised', 'FEF lr=0.01', 'FEF lr=0.001']
+    ['supervised lr=0.01', 'supervised lr=0.001', 'FEF lr=0.01', 'FEF lr=0.001']
 """
 
 from __future__ import annotations

@@ -10,6 +10,20 @@ executes but not what it computes (output folder, resume flag, device, ``torch.c
 cuDNN autotuning, loader workers) are left out of the hash, and so is ``transfer.second_lr`` under the
 ``immediate`` schedule, which never reads it.
 
+Every SSL fine-tuning job is compared with a supervised baseline trained the same way
+(sec. 2.5.3; docs/studies.rst). A baseline takes the SSL job's label fraction, subset seed and
+every ``finetune.*`` grid value outside ``transfer.*`` (learning rate, recipe, loss, budget, early
+stopping, model, run seed, ...), so one baseline is trained per distinct combination of those
+values; the transfer settings (weights, schedule, second learning rate) only say how pretrained
+weights enter, so grid points that differ in them alone share one baseline. A two-run schedule
+(``immediate_twice``, ``freeze_then_unfreeze``) trains ``optim.max_epochs`` twice; its baseline
+trains ``2 x optim.max_epochs`` epochs in one run, the same number of steps. Each fine-tuning
+job's ``baseline_id`` label names its baseline's run id (a baseline names itself; ``None`` with
+``baseline: false``) and ``budget_epochs`` its epochs over all its runs, so the analysis pairs
+each SSL result with its own baseline. A baseline that computes exactly what the base fine-tuning
+config computes keeps that config and its id, so the baseline of a study run before baselines
+followed the grid is not trained again.
+
 Every SSL fine-tuning job depends on exactly one pretraining job, shared by all fine-tuning jobs
 that need that pretrained model: a pretext-design grid of 16 strategies x 5 label fractions trains
 16 pretraining models, not 80. :meth:`StudyPlan.shard` splits the jobs so that a pretraining job
@@ -24,6 +38,18 @@ Example:
     (2, 6)
     >>> sorted({j.labels["strategy"] for j in plan.finetune_jobs()})
     ['context_restoration 16x16 poisson_disc', 'context_restoration 32x32 poisson_disc', 'supervised']
+
+    Each SSL run with the baseline it is compared with: same learning rate, same number of steps.
+
+    >>> grid = {"finetune.optim.lr": [1e-2, 1e-3],
+    ...         "finetune.transfer.schedule": ["immediate", "immediate_twice"]}
+    >>> plan = expand_study(StudySpec(study="transfer_design", label_fractions=[0.1], grid=grid))
+    >>> for job in plan.finetune_jobs()[4:]:
+    ...     print(job.labels["strategy"], "->", plan.baseline_of(job).labels["strategy"])
+    FEF lr=0.01 -> supervised lr=0.01
+    FES lr=0.01/0.001 -> supervised lr=0.01 max_epochs=200
+    FEF lr=0.001 -> supervised lr=0.001
+    FES lr=0.001/0.0001 -> supervised lr=0.001 max_epochs=200
 """
 
 from __future__ import annotations
@@ -38,7 +64,14 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from inpaintssl.config import TWO_RUN_SCHEDULES, FinetuneConfig, PretrainConfig, TransferConfig, update_fields
+from inpaintssl.config import (
+    TWO_RUN_SCHEDULES,
+    FinetuneConfig,
+    PretrainConfig,
+    TransferConfig,
+    recipe_filled,
+    update_fields,
+)
 from inpaintssl.studies.spec import StudySpec
 
 __all__ = [
@@ -128,6 +161,9 @@ class Job:
             fine-tuning, ``transfer.pretrained`` is the pretraining run's folder.
         labels: The factors of this run for tables and figures (``arm``, ``strategy``,
             ``label_fraction``, ``task``, ``patch_size``, ``sampler``, ...), JSON-serialisable.
+            Fine-tuning jobs also have ``baseline_id`` (the run id of the supervised baseline
+            they are compared with; a baseline's own id; ``None`` when the study trains no
+            baseline) and ``budget_epochs`` (epochs over all the job's training runs).
         depends_on: Id of the pretraining job an SSL fine-tuning job needs.
     """
 
@@ -173,6 +209,17 @@ class StudyPlan:
     def finetune_jobs(self) -> list[Job]:
         """The fine-tuning jobs (SSL and baseline)."""
         return [j for j in self.jobs if j.kind == "finetune"]
+
+    def baseline_of(self, job: Job) -> Job | None:
+        """The supervised baseline a fine-tuning job is compared with (itself for a baseline).
+
+        ``None`` for pretraining jobs and when the study trains no baseline.
+
+        Raises:
+            KeyError: The baseline is not part of this plan (a shard that holds another part).
+        """
+        baseline_id = job.labels.get("baseline_id")
+        return None if baseline_id is None else self.get(str(baseline_id))
 
     def dependants(self, pretrain_id: str) -> list[Job]:
         """Fine-tuning jobs that start from the pretraining job ``pretrain_id``."""
@@ -241,6 +288,7 @@ def _with_unlabelled_fraction(config: PretrainConfig, fraction: float) -> Pretra
 
 
 _PRETEXT_KEYS = ("pretrain.pretext.task", "pretrain.pretext.patch_size", "pretrain.pretext.sampler")
+_TRANSFER_PREFIX = "finetune.transfer."
 _TRANSFER_KEYS = (
     "finetune.transfer.weights",
     "finetune.transfer.schedule",
@@ -309,8 +357,92 @@ def _folder(spec: StudySpec, job_id: str, labels: Mapping[str, Any]) -> Path:
     )
 
 
-def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterator[Job]:
-    for combo in _combinations(spec.grid, "finetune"):
+def _explicit(config: FinetuneConfig) -> dict[str, Any]:
+    """What a config computes: its canonical form with the recipe's values written in.
+
+    ``optim.lr: null`` under a recipe whose rate is 1e-3 trains exactly as ``optim.lr: 1e-3``;
+    comparing these forms tells a baseline that the old single baseline already trained.
+    """
+    return _canonical(update_fields(config, recipe_filled(config)))
+
+
+def _value_at(config: FinetuneConfig, dotted: str) -> Any:
+    """The value a config trains with at a dotted field path (recipe defaults filled in)."""
+    value: Any = update_fields(config, recipe_filled(config)).model_dump(mode="json")
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _run_count(config: FinetuneConfig) -> int:
+    """Training runs of a fine-tuning schedule: two for ``??S``, each of the full budget."""
+    return 2 if config.transfer.schedule in TWO_RUN_SCHEDULES else 1
+
+
+def _baseline_settings(spec: StudySpec, combo: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """What a grid point's baseline shares with it: its non-transfer grid values, and its runs."""
+    shared = {k: v for k, v in combo.items() if not k.startswith(_TRANSFER_PREFIX)}
+    # The SSL run's schedule; a placeholder lets the freezing schedules validate (as in the spec).
+    ssl = update_fields(spec.finetune, {"transfer.pretrained": Path("pretrained"), **_updates(combo)})
+    return shared, _run_count(ssl)
+
+
+def _baseline_job(spec: StudySpec, shared: Mapping[str, Any], runs: int, fraction: float, seed: int) -> Job:
+    """The supervised run that SSL runs with these settings are compared with (module docstring).
+
+    Args:
+        spec: The study.
+        shared: The SSL runs' non-transfer grid values (``finetune.`` keys); the transfer section
+            is reset (no weights, one run).
+        runs: Training runs of the SSL runs' schedule; the baseline trains ``runs`` times their
+            ``optim.max_epochs`` in one run, so both arms get the same number of steps.
+        fraction: Label fraction.
+        seed: Subset seed.
+
+    A baseline that computes what the base config computes keeps the base config itself, so its
+    id is the one the single baseline of earlier releases had and a resumed study reuses that run.
+    """
+    reset = {"transfer": TransferConfig(), **_subset(fraction, seed)}
+    cfg = update_fields(spec.finetune, {**_updates(shared), **reset})
+    if runs > 1:
+        cfg = update_fields(cfg, {"optim.max_epochs": runs * cfg.optim.max_epochs})
+    base = update_fields(spec.finetune, reset)
+    if _explicit(cfg) == _explicit(base):
+        cfg = base
+    job_id = run_id("finetune", cfg)
+    # Named by what it trains with, so two grid points that share a baseline give it one name.
+    tail = [f"{key.rsplit('.', 1)[-1]}={_value_at(cfg, key.split('.', 1)[1])}" for key in shared]
+    if cfg.optim.max_epochs != spec.finetune.optim.max_epochs and "finetune.optim.max_epochs" not in shared:
+        tail.append(f"max_epochs={cfg.optim.max_epochs}")
+    labels: dict[str, Any] = {
+        "study": spec.study,
+        "arm": "supervised",
+        "strategy": " ".join(["supervised", *tail]),
+        "lr": cfg.optim.effective_lr,
+        "budget_epochs": cfg.optim.max_epochs,
+        "label_fraction": fraction,
+        "subset_seed": seed,
+        "baseline_id": job_id,
+    }
+    labels.update(
+        {k: _value_at(cfg, k.split(".", 1)[1]) for k in shared if k not in _PRETEXT_KEYS + _TRANSFER_KEYS}
+    )
+    cfg = _placed(cfg, "run.output_dir", _folder(spec, job_id, labels))
+    return Job(job_id, "finetune", cfg, labels)
+
+
+# (grid point index, label fraction, subset seed) -> the supervised run paired with it.
+_Baselines = Mapping[tuple[int, float, int], Job]
+
+
+def _ssl_jobs(
+    spec: StudySpec,
+    pre: Job,
+    pre_combo: Mapping[str, Any],
+    combos: Sequence[Mapping[str, Any]],
+    baselines: _Baselines,
+) -> Iterator[Job]:
+    for index, combo in enumerate(combos):
         for fraction, seed in _subsets(spec):
             cfg = _placed(spec.finetune, "transfer.pretrained", pre.config.run.output_dir)
             cfg = update_fields(cfg, {**_updates(combo), **_subset(fraction, seed)})
@@ -323,6 +455,7 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
             second = cfg.transfer.second_lr
             if two_runs and second is None:
                 second = cfg.optim.effective_lr / 10  # the engine's default (training.finetuning.phases_for)
+            baseline = baselines.get((index, fraction, seed))
             labels: dict[str, Any] = {
                 **pre.labels,
                 "arm": "ssl",
@@ -331,29 +464,15 @@ def _ssl_jobs(spec: StudySpec, pre: Job, pre_combo: Mapping[str, Any]) -> Iterat
                 "acronym": transfer_acronym(cfg.transfer.weights, cfg.transfer.schedule),
                 "lr": cfg.optim.effective_lr,
                 "second_lr": second if two_runs else None,
+                "budget_epochs": _run_count(cfg) * cfg.optim.max_epochs,
                 "label_fraction": fraction,
                 "subset_seed": seed,
+                "baseline_id": None if baseline is None else baseline.id,
             }
             both = {**pre_combo, **combo}
             labels.update({k: v for k, v in both.items() if k not in _PRETEXT_KEYS + _TRANSFER_KEYS})
             labels["strategy"] = _strategy(spec, labels, both)
             yield Job(job_id, "finetune", cfg, labels, depends_on=pre.id)
-
-
-def _baseline_jobs(spec: StudySpec) -> Iterator[Job]:
-    for fraction, seed in _subsets(spec):
-        cfg = update_fields(spec.finetune, {"transfer": TransferConfig(), **_subset(fraction, seed)})
-        job_id = run_id("finetune", cfg)
-        labels = {
-            "study": spec.study,
-            "arm": "supervised",
-            "strategy": "supervised",
-            "lr": cfg.optim.effective_lr,
-            "label_fraction": fraction,
-            "subset_seed": seed,
-        }
-        cfg = _placed(cfg, "run.output_dir", _folder(spec, job_id, labels))
-        yield Job(job_id, "finetune", cfg, labels)
 
 
 def expand_study(spec: StudySpec) -> StudyPlan:
@@ -366,22 +485,32 @@ def expand_study(spec: StudySpec) -> StudyPlan:
         The plan; job order is deterministic (grid order, then label fraction, then seed).
     """
     jobs: dict[str, Job] = {}
+    combos = _combinations(spec.grid, "finetune")
+    baselines: dict[tuple[int, float, int], Job] = {}
     if spec.baseline:
-        for job in _baseline_jobs(spec):
-            jobs.setdefault(job.id, job)
+        # Grid points that differ in transfer settings alone share one baseline run (built once).
+        built: dict[tuple[str, int, float, int], Job] = {}
+        for index, combo in enumerate(combos):
+            shared, runs = _baseline_settings(spec, combo)
+            key = json.dumps(shared, sort_keys=True, default=repr)
+            for labelled, seed in _subsets(spec):
+                if (key, runs, labelled, seed) not in built:
+                    job = _baseline_job(spec, shared, runs, labelled, seed)
+                    built[(key, runs, labelled, seed)] = jobs.setdefault(job.id, job)
+                baselines[(index, labelled, seed)] = built[(key, runs, labelled, seed)]
     fractions: Sequence[float | None] = spec.unlabelled_fractions or [None]
-    for combo in _combinations(spec.grid, "pretrain"):
+    for pre_combo in _combinations(spec.grid, "pretrain"):
         for fraction in fractions:
-            cfg = update_fields(spec.pretrain, _updates(combo))
+            cfg = update_fields(spec.pretrain, _updates(pre_combo))
             if fraction is not None:
                 cfg = _with_unlabelled_fraction(cfg, fraction)
             pre_id = run_id("pretrain", cfg)
             labels = _pretrain_labels(spec, cfg, fraction)
             cfg = _placed(cfg, "run.output_dir", _folder(spec, pre_id, labels))
-            labels.update({k: v for k, v in combo.items() if k not in _PRETEXT_KEYS})
-            labels["strategy"] = _strategy(spec, labels, combo)
+            labels.update({k: v for k, v in pre_combo.items() if k not in _PRETEXT_KEYS})
+            labels["strategy"] = _strategy(spec, labels, pre_combo)
             pre = Job(pre_id, "pretrain", cfg, labels)
             jobs.setdefault(pre.id, pre)
-            for job in _ssl_jobs(spec, pre, combo):
+            for job in _ssl_jobs(spec, pre, pre_combo, combos, baselines):
                 jobs.setdefault(job.id, job)
     return StudyPlan(tuple(jobs.values()))

@@ -2,12 +2,17 @@
 
 Each row joins a measurement with the labels of its run (``arm``, ``strategy``,
 ``label_fraction``, ``task``, ``patch_size``, ``sampler``, ``weights``, ``schedule``, ``lr``,
-``second_lr``, ``unlabelled_fraction``, ...) and a few numbers from the run's result
-(``train_images`` and ``labelled_volumes`` of the run, ``pretrain_images`` and
-``pretrain_data_pct`` of the pretraining run an SSL run started from), so that tables and figures
-are plain filters and group-bys over it. Long format keeps every metric of every study in the same
-shape: ``level``, ``volume_id``, ``slice_index``, ``class_name`` (``""`` when the metric is not per
-class), ``metric``, ``value``.
+``second_lr``, ``unlabelled_fraction``, ``baseline_id``, ``budget_epochs``, ...) and a few
+numbers from the run's result (``train_images`` and ``labelled_volumes`` of the run,
+``pretrain_images`` and ``pretrain_data_pct`` of the pretraining run an SSL run started from), so
+that tables and figures are plain filters and group-bys over it. Long format keeps every metric of
+every study in the same shape: ``level``, ``volume_id``, ``slice_index``, ``class_name`` (``""``
+when the metric is not per class), ``metric``, ``value``.
+
+A run's labels are those the current plan gives it (:func:`~inpaintssl.studies.grid.expand_study`)
+over those its database recorded: a run recorded before runs named the supervised baseline they
+are compared with gets its ``baseline_id`` (and the baseline its current name), so the analysis
+pairs each SSL run with its own baseline in an older study folder too.
 
 The rows form an :class:`inpaintssl.analysis.table.Table`.
 
@@ -27,7 +32,7 @@ from typing import Any
 
 from inpaintssl.analysis.table import Table
 from inpaintssl.config import ConfigError
-from inpaintssl.studies.grid import expand_study
+from inpaintssl.studies.grid import StudyPlan, expand_study
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
@@ -76,7 +81,12 @@ def load_runs(spec: StudySpec, *, planned_only: bool = True) -> dict[str, RunRec
     Raises:
         ConfigError: A database holds another kind of study (:func:`check_same_study`).
     """
-    planned = {job.id for job in expand_study(spec)} if planned_only else None
+    return _recorded_runs(spec, expand_study(spec) if planned_only else None)
+
+
+def _recorded_runs(spec: StudySpec, plan: StudyPlan | None) -> dict[str, RunRecord]:
+    """:func:`load_runs` of the runs of ``plan`` (``None``: every recorded run)."""
+    planned = {job.id for job in plan} if plan is not None else None
     runs: dict[str, RunRecord] = {}
     for path in study_databases(spec):
         with StudyStore(path, read_only=True) as store:
@@ -105,6 +115,10 @@ def _run_columns(run: RunRecord, runs: Mapping[str, RunRecord]) -> dict[str, Any
 def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Table:
     """The long results table of every ``done`` run the spec plans (see the module docstring).
 
+    Each row carries its run's labels from the current plan over those the database recorded
+    (``{**recorded, **planned}``), so ``baseline_id`` reaches rows of runs recorded before runs
+    named their baseline.
+
     Args:
         spec: The study.
         finetune_slices: Keep per-slice rows of fine-tuning runs. ``None`` keeps them only when
@@ -123,7 +137,11 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Tab
         for path in paths:
             with StudyStore(path, read_only=True) as store:
                 finetune_slices = finetune_slices and not store.has_level("volume", metric="dice_mean")
-    runs = load_runs(spec)
+    plan = expand_study(spec)
+    runs = _recorded_runs(spec, plan)
+    # The plan's labels win: a database written before runs named their baseline has no
+    # baseline_id, and an older name for a baseline whose run (and id) stayed the same.
+    labels = {job.id: {**runs[job.id].labels, **job.labels} for job in plan if job.id in runs}
     rows: list[dict[str, Any]] = []
     taken: set[str] = set()
     for path in paths:
@@ -137,7 +155,7 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Tab
                 found.add(run_id)
                 rows.append(
                     {
-                        **run.labels,
+                        **labels[run_id],
                         **_run_columns(run, runs),
                         "run_id": run_id,
                         "kind": run.kind,

@@ -13,7 +13,7 @@ A study spec is a YAML (or JSON) file, validated by :class:`StudySpec`::
       pretrain.pretext.sampler: [random, poisson_disc]
     label_fractions: [1.0, 0.5, 0.25, 0.1, 0.05]
     subset_seeds: [0]
-    baseline: true                   # also train the fully supervised model per label fraction
+    baseline: true                   # also train the supervised baselines (see below)
     executor:                        # resources of --executor slurm | ray (optional)
       partition: gpu
       gpus_per_task: 1
@@ -22,9 +22,16 @@ A study spec is a YAML (or JSON) file, validated by :class:`StudySpec`::
 
 Every combination of grid values is one pretraining run (``pretrain.*`` keys) times one
 fine-tuning run (``finetune.*`` keys) per label fraction and subset seed; identical pretraining
-configurations are trained once and shared (:mod:`inpaintssl.studies.grid`). The supervised
-baseline is the base fine-tuning config trained from scratch for each label fraction and subset
-seed; it ignores the grid, as the paper's baseline did (sec. 2.5.2).
+configurations are trained once and shared (:mod:`inpaintssl.studies.grid`). Each SSL
+fine-tuning run is compared with a supervised baseline trained like it (sec. 2.5.3): from scratch,
+at its label fraction and subset seed, with its non-transfer fine-tuning settings (every
+``finetune.*`` grid value outside ``finetune.transfer.*``: learning rate, recipe, loss, budget,
+early stopping, model, run seed) and as many optimisation steps (a two-run schedule's baseline
+trains ``2 x optim.max_epochs`` epochs in one run). One baseline is trained per label fraction,
+subset seed and distinct non-transfer setting; grid points that differ in transfer settings alone
+share one, so a grid over transfer settings alone keeps the one baseline per label fraction and
+seed. Every fine-tuning run's ``baseline_id`` label names its baseline (docs/studies.rst, "The
+supervised baseline").
 
 ``data_scaling`` (sec. 2.6) adds ``unlabelled_fractions``: each value sets the ``fraction`` of
 every source in ``pretrain.data.unlabelled`` (0 drops them: the training set alone, the paper's
@@ -145,7 +152,9 @@ class StudySpec(BaseModel):
             there (the demo repeats only its smallest fraction).
         unlabelled_fractions: ``data_scaling`` only: share of each unlabelled source added to the
             pretraining set, each in [0, 1].
-        baseline: Also train the fully supervised baseline per label fraction and subset seed.
+        baseline: Also train the fully supervised baseline per label fraction, subset seed and
+            non-transfer fine-tuning setting; each fine-tuning run names its own in its
+            ``baseline_id`` label (see the module docstring).
         target_dice: Dice the labels-needed estimate aims for (default: the supervised Dice with
             all labels).
         output: Study folder: ``runs/<run_id>/``, the database and the report.
