@@ -31,7 +31,8 @@ def test_paper_recipe_is_the_papers_settings() -> None:
     assert pre.optim.effective_schedule == "step_decay"
     assert (pre.optim.lr_decay, pre.optim.lr_decay_every, pre.optim.min_lr) == (0.9, 2, 1e-8)
     assert (fine.loss_name, fine.loss_params) == ("dice", {})
-    assert (pre.early_stopping.min_delta, pre.early_stopping.patience) == (50.0, 4)
+    # None: the paper's 50 per 512x512 slice, scaled to the slice area when the run starts.
+    assert (pre.early_stopping.min_delta, pre.early_stopping.patience) == (None, 4)
     assert (fine.early_stopping.min_delta, fine.early_stopping.patience) == (1e-3, 10)
     assert (pre.pretext.task, pre.pretext.patch_size, pre.pretext.sampler) == (
         "context_restoration",
@@ -219,3 +220,56 @@ def test_a_yaml_syntax_error_names_its_line_and_a_json_bom_is_read(tmp_path: Pat
     bom = tmp_path / "windows.json"
     bom.write_text('\ufeff{"optim": {"batch_size": 4}}', encoding="utf-8")
     assert load_config(bom, PretrainConfig).optim.batch_size == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # A boolean is an int in Python: a half-edited `max_epochs: yes # TODO` trained one epoch.
+        (["optim.batch_size=true"], r"batch_size=true is a boolean; expected a number"),
+        (["optim.max_epochs=yes"], r"max_epochs=true is a boolean; expected a number"),
+        (["optim.lr=false"], r"lr=false is a boolean; expected a number"),
+        # An empty path is the working directory, where a run would replace the user's files.
+        (["run.output_dir="], r"output_dir: the path is empty"),
+        (["transfer.pretrained=''"], r"pretrained: the path is empty"),
+        (["run.output_dir=$NO_SUCH_VARIABLE_HERE/pre"], r"names the environment variable\(s\) \$NO_SUCH"),
+        (["model.params.out_channels=2"], r"out_channels: filled in from the data"),
+        (["model.params={in_channels: 3, depth: 4}"], r"in_channels: filled in from the data"),
+    ],
+)
+def test_values_that_would_silently_mean_something_else_are_refused(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config({}, FinetuneConfig, overrides=overrides)
+
+
+def test_paths_expand_home_and_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRATCH", "/scratch/me")
+    monkeypatch.setenv("HOME", "/home/me")
+    config = load_config(
+        {"run": {"output_dir": "$SCRATCH/pre"}, "transfer": {"pretrained": "~/runs/p"}}, FinetuneConfig
+    )
+    assert config.run.output_dir == Path("/scratch/me/pre")
+    assert config.transfer.pretrained == Path("/home/me/runs/p")
+    assert load_config({"run": {"output_dir": "${SCRATCH}/x"}}, FinetuneConfig).run.output_dir == Path(
+        "/scratch/me/x"
+    )
+
+
+def test_overrides_given_as_one_string_are_refused_not_read_letter_by_letter() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"overrides: expected a list .* found the string 'optim.lr=1'; write \['optim.lr=1'\]",
+    ):
+        load_config({}, FinetuneConfig, overrides="optim.lr=1")  # type: ignore[arg-type]
+
+
+def test_an_empty_config_file_is_refused_rather_than_read_as_every_default(tmp_path: Path) -> None:
+    for text in ("", "# only a comment\n"):
+        path = tmp_path / "empty.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=r"empty.yaml is empty; expected a mapping of sections"):
+            load_config(path, PretrainConfig)
+    path.write_text("{}\n")
+    assert load_config(path, PretrainConfig) == PretrainConfig()

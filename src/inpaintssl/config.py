@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
@@ -141,7 +143,49 @@ class _Strict(BaseModel):
             )
         if choices is not None and isinstance(value, str):
             return check_option(value, choices, field=info.field_name or "option")
+        if isinstance(value, bool) and info.field_name and _is_number_field(cls, info.field_name):
+            # bool is an int in Python: `batch_size: true` (or `max_epochs: yes # TODO`) would be 1.
+            raise ValueError(
+                f"{info.field_name}={str(value).lower()} is a boolean; expected a number (YAML reads a "
+                "bare yes, no, on, off, true or false as a boolean)"
+            )
         return value
+
+
+def _is_number_field(model: type[BaseModel], name: str) -> bool:
+    """Whether the field ``name`` takes an int or float and no bool."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    annotation = field.annotation
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    return bool(set(options) & {int, float}) and bool not in options
+
+
+def user_path(value: Any, *, field: str) -> Any:
+    """A path field's value with ``~`` and ``$VAR`` expanded; an empty one is refused.
+
+    Raises:
+        ValueError: The path is empty (it would mean the working directory) or names an
+            environment variable that is not set.
+    """
+    if value is None or not isinstance(value, (str, Path)):
+        return value
+    text = str(value)
+    if not text.strip():
+        raise ValueError(f"{field}: the path is empty; expected a folder or file path (write . for here)")
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    unset = sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)))
+    if unset:
+        raise ValueError(
+            f"{field}={text!r} names the environment variable(s) {', '.join('$' + u for u in unset)}, "
+            "which are not set in this process"
+        )
+    return expanded  # a str: the field's own validation makes it a Path (in JSON mode too)
 
 
 class SourceConfig(_Strict):
@@ -207,6 +251,17 @@ class ModelConfig(_Strict):
 
     backbone: str = "unet2d"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _channels_come_from_the_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        given = sorted({"in_channels", "out_channels"} & set(value))
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: filled in from the data (its image channels, its classes, or "
+                "the image channels again for pretraining); leave them out of model.params"
+            )
+        return value
 
 
 TWO_RUN_SCHEDULES: tuple[str, ...] = ("immediate_twice", "freeze_then_unfreeze")
@@ -364,13 +419,15 @@ class EarlyStoppingConfig(_Strict):
 
     Attributes:
         min_delta: Minimum decrease of the validation loss that counts as an improvement.
+            ``None`` (pretraining's default): 50 per 512x512 slice (sec. 2.5.2), scaled to the
+            slices' area, since the L2 loss is summed over pixels; the run records the number.
         patience: Epochs without improvement before the run stops.
         convergence_tolerance: A run that did not stop early counts as converged when the last
             fifth of its epochs made at most this share of its validation-loss improvement
             (see :func:`inpaintssl.training.convergence.assess_convergence`).
     """
 
-    min_delta: float = Field(default=1e-3, ge=0.0)
+    min_delta: float | None = Field(default=1e-3, ge=0.0)
     patience: int = Field(default=10, gt=0)
     convergence_tolerance: float = Field(default=0.05, gt=0.0, lt=1.0)
 
@@ -408,10 +465,10 @@ class TransferConfig(_Strict):
     second_lr: float | None = Field(default=None, gt=0.0)
     in_channels: Literal["error", "repeat", "average"] = "error"
 
-    @field_validator("pretrained")
+    @field_validator("pretrained", mode="before")
     @classmethod
-    def _home(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+    def _home(cls, value: Any) -> Any:
+        return user_path(value, field="pretrained")
 
 
 class RunConfig(_Strict):
@@ -472,11 +529,11 @@ class RunConfig(_Strict):
     quiet: bool = False
     checkpoint_every: int = Field(default=1, gt=0)
 
-    @field_validator("output_dir")
+    @field_validator("output_dir", mode="before")
     @classmethod
-    def _home(cls, value: Path) -> Path:
-        # "~" reaches a config from YAML and job scripts unexpanded; data paths expand it too.
-        return value.expanduser()
+    def _home(cls, value: Any) -> Any:
+        # "~" and "$SCRATCH" reach a config from YAML and job scripts unexpanded; "" would be here.
+        return user_path(value, field="output_dir")
 
     @model_validator(mode="after")
     def _reproducible_or_autotuned(self) -> RunConfig:
@@ -490,7 +547,8 @@ class RunConfig(_Strict):
 
 
 def _pretrain_stopping() -> EarlyStoppingConfig:
-    return EarlyStoppingConfig(min_delta=50.0, patience=4)
+    # min_delta None: 50 per 512x512 slice, scaled to the run's slice area when it starts.
+    return EarlyStoppingConfig(min_delta=None, patience=4)
 
 
 def _corruption_problem(pretext: PretextConfig, image_size: tuple[int, int]) -> str | None:
@@ -571,6 +629,15 @@ class FinetuneConfig(_StageConfig):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _min_delta_is_a_number(self) -> FinetuneConfig:
+        if self.early_stopping.min_delta is None:
+            raise ValueError(
+                "early_stopping.min_delta: null (scaled to the slice area) applies to pretraining's "
+                "summed L2 loss; fine-tuning's losses are per-pixel means: give a number (default 1e-3)"
+            )
+        return self
 
     @property
     def loss_name(self) -> str:
@@ -703,6 +770,15 @@ def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str) -> Mod
         raise ConfigError(_format_validation_error(exc, source=source)) from exc
 
 
+def _check_override_list(overrides: Sequence[str]) -> None:
+    # A string is a sequence too: "optim.lr=1" would be read one letter at a time.
+    if isinstance(overrides, (str, bytes)):
+        raise ConfigError(
+            f"overrides: expected a list of 'section.field=value' strings, found the string {overrides!r}; "
+            f"write [{overrides!r}]"
+        )
+
+
 def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     """Return a copy of ``config`` with dotted ``key=value`` overrides applied and re-validated.
 
@@ -711,6 +787,7 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     Raises:
         ConfigError: Malformed override or a value that fails validation; names the field path.
     """
+    _check_override_list(overrides)
     data = config.model_dump(mode="json")
     for item in overrides:
         path, value = _parse_override(item)
@@ -857,7 +934,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         ) from exc
     data = read_config_text(text, source=f"config file {path}", json_format=path.suffix.lower() == ".json")
     if data is None:
-        data = {}
+        # Empty (or comments only): a truncated copy more often than a wish for every default.
+        raise ConfigError(
+            f"config file {path} is empty; expected a mapping of sections (data:, optim:, ...), "
+            "or {} for every default"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {path}: expected a mapping at the top level, found {type(data).__name__}"

@@ -201,15 +201,19 @@ def test_a_single_phase_has_no_boundary_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("converged", "expected", "colour"),
+    ("converged", "reason", "expected", "colour"),
     [
-        (None, "run 7", "black"),
-        (True, "run 7 (converged)", "black"),
-        (False, "run 7 (NOT converged: still improving)", "red"),
+        (None, None, "run 7", "black"),
+        (True, None, "run 7 (converged)", "black"),
+        (False, "still improving", "run 7 (NOT converged: still improving)", "red"),
+        (False, "too short to judge", "run 7 (NOT converged: too short to judge)", "red"),
+        (False, None, "run 7 (NOT converged)", "red"),
     ],
 )
-def test_title_states_convergence(converged: bool | None, expected: str, colour: str) -> None:
-    figure = _learning_curve_figure(DECREASING, title="run 7", converged=converged)
+def test_title_states_convergence(
+    converged: bool | None, reason: str | None, expected: str, colour: str
+) -> None:
+    figure = _learning_curve_figure(DECREASING, title="run 7", converged=converged, reason=reason)
     (suptitle,) = figure.texts
     assert suptitle.get_text() == expected
     assert to_rgba(suptitle.get_color()) == to_rgba(colour)

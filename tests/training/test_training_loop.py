@@ -230,3 +230,23 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
     assert [float(r["train_loss"]) for r in rows2] == pytest.approx(
         [float(r["train_loss"]) for r in rows1], rel=1e-4
     )
+
+
+def test_a_trainer_state_this_version_does_not_write_is_named_on_resume(tmp_path: Path) -> None:
+    # An intact checkpoint (checksums match) whose trainer state lacks a field: the error names
+    # the checkpoint and the field, not just "phase".
+    import inpaintssl as issl
+    from inpaintssl.checkpoint import CheckpointError, read_checkpoint_dir, save_checkpoint
+    from study_helpers import tiny_pretrain_config
+
+    run = tmp_path / "run"
+    issl.pretrain(tiny_pretrain_config(run))
+    last = run / "checkpoints" / "last"
+    tensors, documents = read_checkpoint_dir(last)
+    _, meta = load_checkpoint(last)
+    assert meta is not None
+    del documents["trainer_state"]["phase"]
+    model = tensors.pop("model")
+    save_checkpoint(last, model, meta, tensors=tensors, documents=documents)
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*last: its trainer state .*no 'phase'"):
+        issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from inpaintssl.training.early_stopping import EarlyStopping
+import inpaintssl as issl
+from inpaintssl.config import FinetuneConfig
+from inpaintssl.training.early_stopping import EarlyStopping, pretraining_min_delta
 from inpaintssl.training.schedule import step_decay_lr
+from study_helpers import tiny_pretrain_config
 
 
 def test_step_decay_hand_values() -> None:
@@ -45,6 +51,35 @@ def test_pretraining_rule_min_delta_50_patience_4() -> None:
     assert improved == [True, False, True, False, False, False, False]
     assert stop.best == 940.0
     assert stop.should_stop  # four epochs (900, 895, 891, 892) not below 940 - 50
+
+
+@given(height=st.integers(1, 2048), width=st.integers(1, 2048))
+def test_pretraining_min_delta_is_50_per_512x512_slice_by_area(height: int, width: int) -> None:
+    # The L2 (eq. A1) sums over pixels: the same per-pixel improvement at any slice size.
+    per_pixel = pretraining_min_delta(height, width) / (height * width)
+    assert per_pixel == pytest.approx(50.0 / 512**2, rel=1e-12)
+
+
+def test_a_pretraining_run_records_its_scaled_min_delta_and_a_resume_keeps_the_recorded_one(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "pre"
+    issl.pretrain(tiny_pretrain_config(run))
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["early_stopping"]
+    assert recorded["min_delta"] == 50.0 * 16 * 16 / 512**2 and recorded["patience"] == 4
+    # A run recorded by an earlier release (min_delta 50) resumes with 50, not the new default.
+    old = tmp_path / "old"
+    first = tiny_pretrain_config(old, optim={"max_epochs": 1})
+    issl.pretrain({**first, "early_stopping": {"min_delta": 50.0, "patience": 4}})
+    # Resumed with the default (None): the recorded 50 is kept, so the records agree.
+    resumed = issl.pretrain(tiny_pretrain_config(old, optim={"max_epochs": 1}, run={"resume": True}))
+    assert yaml.safe_load((old / "config.yaml").read_text())["early_stopping"]["min_delta"] == 50.0
+    assert resumed.epochs_run == 1
+
+
+def test_fine_tuning_refuses_an_unscaled_min_delta() -> None:
+    with pytest.raises(ValidationError, match=r"early_stopping.min_delta: null .* applies to pretraining"):
+        FinetuneConfig.model_validate({"early_stopping": {"min_delta": None}})
 
 
 def test_segmentation_rule_min_delta_1e3_patience_10() -> None:

@@ -1,25 +1,44 @@
 """Did a run converge? A criterion on its validation-loss curve, and the warning when it did not.
 
-A run counts as converged when early stopping ended it (the validation loss stopped improving
-for ``patience`` epochs), or when the last fifth of its epochs made at most ``tolerance`` (5 %
-by default, ``early_stopping.convergence_tolerance``) of the improvement it made over the whole
-run::
+A phase counts as converged when early stopping ended it (the validation loss stopped improving
+by ``early_stopping.min_delta`` for ``patience`` epochs), when its curve is flat, or when the last
+fifth of its epochs made at most ``tolerance`` (5 % by default,
+``early_stopping.convergence_tolerance``) of the improvement it made over the whole phase, for the
+learning rate it spent there::
 
-    window  = the last ceil(n / 5) of the n epochs
-    total   = v[0] - min(v)                       (improvement since the first epoch)
-    recent  = min(v[:n - window]) - min(v)        (improvement made inside the window)
-    converged  <=>  stopped early  or  total == 0  or  recent <= tolerance * total
+    v[0..n-1]  validation loss after each epoch;  r[i]  mean learning rate of epoch i's steps
+    window  = the last w = ceil(n / 5) epochs
+    total   = v[0] - min(v)                        (improvement since the first epoch)
+    recent  = min(v[:n - w]) - min(v)               (improvement made inside the window)
+    share   = (recent / total) * (sum(r[1:]) / sum(r[n-w:])) * (w / (n - 1))
+    converged  <=>  stopped early  or  flat  or  (total > 0 and share <= tolerance)
 
-Measuring against the run's own improvement makes the rule independent of the loss's scale
-(the pretraining L2 is a per-image sum in the thousands, the Dice loss lies in [0, 1]). A curve
-still falling linearly makes 20 % of its improvement in its last fifth and is flagged; a curve
-that has flattened makes almost none. A run of one epoch cannot be judged and is not converged.
+With a constant learning rate the two middle factors cancel and ``share`` is the share of the
+improvement made in the last fifth: a curve still falling linearly makes 20 % there and is
+flagged, a curve that has flattened makes almost none. A decaying schedule (warm-up + cosine)
+runs the rate down to nearly nothing over the last fifth, which flattens every curve whatever
+the network has learned; dividing by the rate spent there judges the progress per unit of
+learning rate instead, so a budget far too small, whose curve only flattens because its rate ran
+out, is still flagged. Measuring against the phase's own improvement keeps the rule free of the
+loss's scale (the pretraining L2 is a per-image sum in the hundreds, the Dice loss lies in
+[0, 1]).
+
+Two curves get a verdict of their own:
+
+* ``flat``: every epoch within a relative ``1e-5`` (float noise) of the best: nothing left to
+  learn at this rate (a second fine-tuning phase at a tiny rate, say); converged.
+* ``no improvement``: the best epoch is the first and the loss rose after it (a rate so large
+  that the loss climbs, or a phase that made its start worse); not converged.
+
+A run of one epoch cannot be judged and is not converged.
 
 Example:
     >>> assess_convergence([0.8, 0.7, 0.6, 0.5, 0.4], stopped_early=False).converged
     False
     >>> assess_convergence([0.8, 0.3, 0.2, 0.2, 0.2], stopped_early=False).converged
     True
+    >>> assess_convergence([1.0, 1.5, 3.0], stopped_early=False).reason
+    'no improvement'
 """
 
 from __future__ import annotations
@@ -32,9 +51,13 @@ __all__ = ["Convergence", "ConvergenceWarning", "assess_convergence"]
 
 DEFAULT_TOLERANCE = 0.05
 
+FLAT_TOLERANCE = 1e-5
+"""Relative spread of a curve below which it counts as flat (validation losses repeat to about
+this precision across memory formats and batch sizes)."""
+
 
 class ConvergenceWarning(UserWarning):
-    """A run ended while its validation loss was still improving."""
+    """A run ended while its validation loss was still improving, or without improving at all."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +66,10 @@ class Convergence:
 
     Attributes:
         converged: Whether the run counts as converged.
-        reason: ``early stopping``, ``plateau``, ``still improving`` or ``too short to judge``.
-        recent_share: Share of the run's improvement made in its last fifth (NaN when undefined).
+        reason: ``early stopping``, ``plateau``, ``flat``, ``still improving``,
+            ``no improvement`` or ``too short to judge``.
+        recent_share: Share of the run's improvement made in its last fifth, per unit of
+            learning rate (NaN when undefined).
     """
 
     converged: bool
@@ -60,7 +85,11 @@ class Convergence:
 
 
 def assess_convergence(
-    val_losses: Sequence[float], *, stopped_early: bool, tolerance: float = DEFAULT_TOLERANCE
+    val_losses: Sequence[float],
+    *,
+    stopped_early: bool,
+    tolerance: float = DEFAULT_TOLERANCE,
+    learning_rates: Sequence[float] | None = None,
 ) -> Convergence:
     """Judge a validation-loss curve by the rule in the module docstring.
 
@@ -68,13 +97,22 @@ def assess_convergence(
         val_losses: Validation loss per epoch of one training phase, in order.
         stopped_early: Whether early stopping ended the phase.
         tolerance: Largest share of the improvement the last fifth may make, in (0, 1).
+        learning_rates: Mean learning rate of each epoch's steps, as long as ``val_losses``
+            (default: one constant rate).
 
     Raises:
-        ValueError: On an empty or non-finite curve, or a tolerance outside (0, 1).
+        ValueError: On an empty or non-finite curve, learning rates that are not positive and
+            finite or not one per epoch, or a tolerance outside (0, 1).
 
     Example:
         >>> assess_convergence([5.0, 4.0], stopped_early=True).reason
         'early stopping'
+        >>> # Flat only because the rate ran out: 10 % of the progress per unit of rate at the end.
+        >>> curve, rates = [1.30, 1.22, 1.18, 1.165, 1.161], [0.01, 0.0097, 0.0075, 0.0041, 0.0012]
+        >>> assess_convergence(curve, stopped_early=False).converged
+        True
+        >>> assess_convergence(curve, stopped_early=False, learning_rates=rates).describe()
+        'NOT converged (10.2% of the improvement in the last fifth)'
     """
     if not 0.0 < tolerance < 1.0:
         raise ValueError(f"tolerance must lie in (0, 1), got {tolerance}")
@@ -82,18 +120,27 @@ def assess_convergence(
         raise ValueError("val_losses is empty: a run needs at least one validation epoch")
     if not all(math.isfinite(v) for v in val_losses):
         raise ValueError(f"val_losses must be finite, got {list(val_losses)}")
+    n = len(val_losses)
+    rates = [1.0] * n if learning_rates is None else [float(r) for r in learning_rates]
+    if len(rates) != n or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise ValueError(
+            f"learning_rates must hold one positive, finite rate per epoch ({n}); got {list(rates)}"
+        )
     if stopped_early:
         return Convergence(True, "early stopping", math.nan)
-    n = len(val_losses)
     if n < 2:
         return Convergence(False, "too short to judge", math.nan)
-    window = math.ceil(n / 5)
     best = min(val_losses)
+    if max(val_losses) - best <= FLAT_TOLERANCE * max(abs(best), 1e-12):
+        return Convergence(True, "flat", math.nan)
     total = val_losses[0] - best
     if total <= 0.0:
-        return Convergence(True, "plateau", 0.0)
+        return Convergence(False, "no improvement", math.nan)
+    window = math.ceil(n / 5)
     recent = max(min(val_losses[: n - window]) - best, 0.0)
-    share = recent / total
+    spent = sum(rates[n - window :]) / window
+    overall = sum(rates[1:]) / (n - 1)
+    share = (recent / total) * (overall / spent)
     if share <= tolerance:
         return Convergence(True, "plateau", share)
     return Convergence(False, "still improving", share)

@@ -135,7 +135,11 @@ def _mark_phases(axes: Axes, curve: _Curve, *, label: bool) -> None:
 
 
 def _learning_curve_figure(
-    history: Sequence[Mapping[str, Any]], *, title: str = "", converged: bool | None = None
+    history: Sequence[Mapping[str, Any]],
+    *,
+    title: str = "",
+    converged: bool | None = None,
+    reason: str | None = None,
 ) -> Figure:
     """Build (but do not save) the figure of :func:`plot_learning_curve`."""
     if not history:
@@ -173,7 +177,7 @@ def _learning_curve_figure(
         dice_axes.set_xlabel("epoch")
         dice_axes.set_ylabel("validation Dice (mean)")
     if converged is not None:
-        status = "converged" if converged else f"{_NOT_CONVERGED}: still improving"
+        status = "converged" if converged else f"{_NOT_CONVERGED}: {reason}" if reason else _NOT_CONVERGED
         title = f"{title} ({status})".strip()
     if title:
         figure.suptitle(title, color="red" if converged is False else "black", fontsize=10)
@@ -181,7 +185,12 @@ def _learning_curve_figure(
 
 
 def plot_learning_curve(
-    history: Sequence[Mapping[str, Any]], path: str | Path, *, title: str = "", converged: bool | None = None
+    history: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str = "",
+    converged: bool | None = None,
+    reason: str | None = None,
 ) -> Path:
     """Plot one run's training and validation loss (and validation Dice) per epoch.
 
@@ -192,7 +201,9 @@ def plot_learning_curve(
         path: Image file to write; its suffix picks the format (``.png`` expected).
         title: Figure title.
         converged: When given, the title says whether the run converged; an unconverged run
-            (validation loss still improving when it stopped) gets a red title.
+            gets a red title.
+        reason: Why an unconverged run is not (``still improving``, ``no improvement``, ``too
+            short to judge``, ``stopped by a non-finite loss``), added to its title.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -208,7 +219,8 @@ def plot_learning_curve(
         >>> out.read_bytes()[:4]
         b'\\x89PNG'
     """
-    return write_figure(_learning_curve_figure(history, title=title, converged=converged), path, dpi=_DPI)
+    figure = _learning_curve_figure(history, title=title, converged=converged, reason=reason)
+    return write_figure(figure, path, dpi=_DPI)
 
 
 def _learning_curves_grid_figure(

@@ -13,7 +13,25 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["EarlyStopping"]
+__all__ = ["PRETRAIN_MIN_DELTA_512", "EarlyStopping", "pretraining_min_delta"]
+
+PRETRAIN_MIN_DELTA_512 = 50.0
+"""Pretraining's least improvement of the validation L2 at the paper's 512x512 slices (sec. 2.5.2)."""
+
+
+def pretraining_min_delta(height: int, width: int) -> float:
+    """Pretraining's ``min_delta`` for ``height`` x ``width`` slices: 50 per 512x512 image, by area.
+
+    The L2 loss (eq. A1) is summed over the pixels, so a fixed 50 would ask 256 times more of each
+    pixel of a 32x32 slice than of a 512x512 one, and stop runs still improving every epoch.
+
+    Example:
+        >>> pretraining_min_delta(512, 512), pretraining_min_delta(128, 128)
+        (50.0, 3.125)
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"slice size must be positive, got {height}x{width}")
+    return PRETRAIN_MIN_DELTA_512 * height * width / 512**2
 
 
 @dataclass
@@ -21,7 +39,8 @@ class EarlyStopping:
     """Keras-style early stopping: an epoch improves when ``loss < best - min_delta``.
 
     After ``patience`` consecutive epochs without improvement, :attr:`should_stop` turns true.
-    Pretraining uses ``min_delta=50`` (its L2 loss is a per-image sum), segmentation ``1e-3``.
+    Pretraining uses ``min_delta=50`` per 512x512 image, scaled to the slice area (its L2 loss is
+    a per-image sum: :func:`pretraining_min_delta`), segmentation ``1e-3``.
 
     Attributes:
         min_delta: Minimum decrease that counts as an improvement.

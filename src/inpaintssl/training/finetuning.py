@@ -159,7 +159,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             # Epochs counted from 1 here, as the progress lines count them (metrics.csv: from 0).
             f"finetune done: {outcome.epochs_run} epochs, best val {config.loss_name} loss "
             f"{outcome.best_val_loss:.4g} in epoch {outcome.best_epoch + 1}; "
-            f"{outcome.convergence[-1].describe()}; test Dice {dice or 'n/a'} "
+            f"{outcome.describe_convergence()}; test Dice {dice or 'n/a'} "
             f"-> {ctx.run_dir}"
         )
     return result

@@ -123,6 +123,15 @@ class TrainOutcome:
         """Whether every phase converged (:mod:`inpaintssl.training.convergence`)."""
         return bool(self.convergence) and all(c.converged for c in self.convergence)
 
+    def describe_convergence(self) -> str:
+        """The run's verdict for a console line: one phase's own, or every phase's when several ran."""
+        if len(self.convergence) == 1:
+            return self.convergence[0].describe()
+        phases = list(dict.fromkeys(str(row["phase"]) for row in self.history))
+        named = zip(phases, self.convergence, strict=False)
+        verdicts = "; ".join(f"{name}: {c.describe()}" for name, c in named)
+        return f"{'converged' if self.converged else 'NOT converged'} ({verdicts})"
+
 
 class IndexedDataset(Dataset[dict[str, Any]]):
     """Adds each item's dataset index as ``index`` (the key its corruption is drawn from)."""
@@ -495,7 +504,8 @@ class Trainer:
 
     def _train_epoch(
         self, optimizer: torch.optim.Optimizer, *, phase_index: int, epoch: int, global_epoch: int
-    ) -> float:
+    ) -> tuple[float, float]:
+        """One epoch of training steps: the sample-weighted mean loss and the mean learning rate."""
         phase = self.phases[phase_index]
         if len(self.train_set) >= _MAX_ITEMS or epoch >= _MAX_EPOCHS:
             raise ValueError(
@@ -507,11 +517,13 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
         step = -1
+        lr_sum = 0.0
         batches = self._epoch_batches(
             phase_index=phase_index, epoch=epoch, desc=f"{phase.name} epoch {global_epoch}"
         )
         for step, (data_pass, raw) in enumerate(batches):
             lr = self.learning_rate(phase, epoch=epoch, step=step)
+            lr_sum += lr
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = self._to_device(raw)
@@ -530,7 +542,8 @@ class Trainer:
         totals = all_reduce_sum(
             torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=self.device)])
         )
-        return float(totals[0] / totals[1].clamp_min(1))
+        mean_lr = lr_sum / (step + 1) if step >= 0 else self.learning_rate(phase, epoch=epoch, step=0)
+        return float(totals[0] / totals[1].clamp_min(1)), mean_lr
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -538,11 +551,12 @@ class Trainer:
         return self._validate()[0]
 
     @torch.no_grad()
-    def _validate(self) -> tuple[float, float | None]:
+    def _validate(self) -> tuple[float, dict[str, float]]:
         """Mean validation loss and, for objectives that score overlaps, the validation Dice.
 
         The Dice is pooled per class over every validation pixel (intersections and totals summed
-        over slices and ranks), then averaged over the classes present.
+        over slices and ranks): ``val_dice`` averages the classes present (labelled or predicted
+        somewhere), ``val_dice_<class>`` is each present class's own.
         """
         loader = self._loader(self.val_set, epoch_key=None)
         self.ddp_model.eval()
@@ -567,11 +581,17 @@ class Trainer:
         totals = all_reduce_sum(torch.stack([loss_sum, count]))
         value = float(totals[0] / totals[1].clamp_min(1))
         if overlaps is None:
-            return value, None
+            return value, {}
         pooled = all_reduce_sum(overlaps.double())
         present = pooled[1] > 0
-        dice = 2 * pooled[0][present] / pooled[1][present]
-        return value, float(dice.mean()) if bool(present.any()) else None
+        if not bool(present.any()):
+            return value, {}
+        dice = 2 * pooled[0] / pooled[1].clamp_min(1e-12)
+        names = list(self.meta.class_names)
+        if len(names) != dice.numel():
+            names = [str(k) for k in range(dice.numel())]
+        per_class = {f"val_dice_{n}": float(d) for n, d, p in zip(names, dice, present, strict=True) if p}
+        return value, {"val_dice": float(dice[present].mean()), **per_class}
 
     def fit(self) -> TrainOutcome:
         """Run every phase to early stopping or ``max_epochs``; return the history and best loss.
@@ -594,10 +614,19 @@ class Trainer:
             resumed = self._try_resume()
             if resumed is not None:
                 saved, tensors, documents = resumed
-                state = _FitState.from_json(saved)
+                try:
+                    state = _FitState.from_json(saved)
+                    restore = (tensors["optimizer"], documents["optimizer"])
+                    rng = saved["rng"]
+                except (KeyError, TypeError, ValueError) as exc:
+                    what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+                    raise CheckpointError(
+                        f"cannot resume from {self.run_folder.checkpoint('last')}: its trainer state is "
+                        f"not one this version writes ({what}); resume it with the version that wrote "
+                        "it, or start a new run.output_dir"
+                    ) from exc
                 state.resumed_from = state.global_epoch
-                restore = (tensors["optimizer"], documents["optimizer"])
-                restore_rng_states(tensors["rng"], saved["rng"])
+                restore_rng_states(tensors["rng"], rng)
                 log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
@@ -616,6 +645,17 @@ class Trainer:
             while state.phase < len(self.phases):
                 self._run_phase(state, restore)
                 restore = None
+        except NonFiniteLossError:
+            # The curve up to the blow-up is what tells a diverging run apart; draw it before raising.
+            if self.dist.is_main and state.history:
+                plot_learning_curve(
+                    state.history,
+                    self.run_folder.learning_curve,
+                    title=self.run_dir.name,
+                    converged=False,
+                    reason="stopped by a non-finite loss",
+                )
+            raise
         finally:
             if self._tensorboard is not None:
                 self._tensorboard.close()
@@ -669,15 +709,19 @@ class Trainer:
             [float(row["val_loss"]) for row in rows],
             stopped_early=bool(rows[-1].get("stopped_early", False)),
             tolerance=self.stopping_config.convergence_tolerance,
+            # Rows of runs recorded before lr_mean was: the rate at the epoch's first step.
+            learning_rates=[float(row.get("lr_mean") or row["lr"]) for row in rows],
         )
 
     def _report_convergence(self, outcome: TrainOutcome) -> None:
         """Write the learning curve; warn, naming the settings to raise, when a phase was still improving."""
+        unconverged = [c.reason for c in outcome.convergence if not c.converged]
         plot_learning_curve(
             outcome.history,
             self.run_folder.learning_curve,
             title=self.run_dir.name,
             converged=outcome.converged,
+            reason=unconverged[0] if unconverged else None,
         )
         for phase, verdict in zip(self.phases, outcome.convergence, strict=True):
             log.info("[%s] %s", phase.name, verdict.describe())
@@ -690,16 +734,52 @@ class Trainer:
             )
             if optim.effective_schedule == "step_decay":
                 budget += " or optim.lr, or use optim.recipe=budget (a schedule over the run's length)"
+            if verdict.reason == "no improvement":
+                warnings.warn(
+                    f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}: its validation "
+                    "loss never went below its first epoch's and rose after it, so its learning rate "
+                    f"({phase.lr:.3g}) may be too large; the run keeps the best weights it saw. Try a "
+                    "smaller optim.lr (or transfer.second_lr for a second phase) in a new run.",
+                    ConvergenceWarning,
+                    stacklevel=4,
+                )
+                continue
             why = (
                 "it ran too few epochs to tell whether its validation loss had levelled off"
                 if verdict.reason == "too short to judge"
-                else "its validation loss was still falling"
+                else "its validation loss was still falling for the learning rate it spent"
             )
             warnings.warn(
                 f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}; {why}, so the model "
                 f"may not be fully trained. Raise {budget} in a new run (a finished run is not extended).",
                 ConvergenceWarning,
                 stacklevel=4,
+            )
+        self._warn_on_unpredicted_classes(outcome)
+
+    def _warn_on_unpredicted_classes(self, outcome: TrainOutcome) -> None:
+        """Warn when the kept weights score a validation Dice of 0 for a class: a collapsed model.
+
+        A learning rate far too large can drive a segmentation network to one constant output:
+        its loss then stops changing, which the convergence rule reads as a plateau.
+        """
+        kept = [row for row in outcome.history if row["epoch"] == outcome.best_epoch]
+        if not kept:
+            return
+        zero = sorted(
+            key[len("val_dice_") :]
+            for key, value in kept[0].items()
+            if key.startswith("val_dice_") and value is not None and float(value) == 0.0
+        )
+        if zero:
+            warnings.warn(
+                f"{self.run_dir}: the kept weights (epoch {outcome.best_epoch}) score a validation Dice "
+                f"of 0 for {', '.join(repr(z) for z in zero)}: its predictions and its labels on the "
+                "validation slices do not overlap at all. A learning rate far too large "
+                "(the model collapsed to one output) or a class too rare in the training labels does "
+                "this; see learning_curve.png and try a smaller optim.lr.",
+                ConvergenceWarning,
+                stacklevel=5,
             )
 
     def _run_phase(
@@ -711,9 +791,13 @@ class Trainer:
         if restore is not None and state.stopping is not None:
             optimizer_from_tensors(optimizer, *restore)
         else:
-            state.stopping = EarlyStopping(
-                min_delta=self.stopping_config.min_delta, patience=self.stopping_config.patience
-            )
+            min_delta = self.stopping_config.min_delta
+            if min_delta is None:
+                raise ValueError(
+                    "early_stopping.min_delta is None: the stage resolves it to a number before training "
+                    "(pretraining: inpaintssl.training.early_stopping.pretraining_min_delta)"
+                )
+            state.stopping = EarlyStopping(min_delta=min_delta, patience=self.stopping_config.patience)
             # The best weights are the best over every phase: a later phase is kept only where it
             # beats the validation loss of the weights it started from.
             state.phase_best_val, state.epoch = math.inf, 0
@@ -770,7 +854,7 @@ class Trainer:
         assert state.stopping is not None
         lr = self.learning_rate(phase, epoch=state.epoch, step=0)
         started = time.perf_counter()
-        train_loss = self._train_epoch(
+        train_loss, mean_lr = self._train_epoch(
             optimizer, phase_index=state.phase, epoch=state.epoch, global_epoch=state.global_epoch
         )
         train_seconds = time.perf_counter() - started
@@ -791,17 +875,24 @@ class Trainer:
             "epoch": state.global_epoch,
             "phase_epoch": state.epoch,
             "lr": lr,
+            "lr_mean": mean_lr,
             "train_loss": train_loss,
             "val_loss": val_loss,
-            **({} if val_dice is None else {"val_dice": val_dice}),
+            **val_dice,
             "best": int(is_best),
             "stopped_early": int(state.stopping.should_stop),
             "train_seconds": round(train_seconds, 4),
             "seconds": round(time.perf_counter() - started, 3),
         }
         state.history.append(row)
-        # The verdict on the curve so far: the last row of a phase carries the phase's verdict.
-        row["converged"] = int(self._phase_convergence(state.history, phase.name).converged)
+        # The verdict on the run so far: every finished phase and the curve of this one, so the
+        # last row is the run's verdict (a two-phase run is converged only when both phases are).
+        row["converged"] = int(
+            all(
+                self._phase_convergence(state.history, p.name).converged
+                for p in self.phases[: state.phase + 1]
+            )
+        )
         state.epoch += 1
         state.global_epoch += 1
         state.stopped_early = state.stopping.should_stop

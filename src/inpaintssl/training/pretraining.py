@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import PretrainConfig
+from inpaintssl.config import PretrainConfig, read_config_file
 from inpaintssl.registry import LOSSES
 from inpaintssl.training.components import build_backbone, build_pretext_task
 from inpaintssl.training.context import RunContext, run_session
 from inpaintssl.training.device import to_memory_format
 from inpaintssl.training.diagnostics import reconstruction_grid, write_reconstruction_panel
+from inpaintssl.training.early_stopping import pretraining_min_delta
 from inpaintssl.training.evaluation import evaluate_inpainting
 from inpaintssl.training.loop import Phase
 from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET, InpaintingObjective
@@ -91,6 +92,26 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
         return _pretrain(config, ctx)
 
 
+def _with_min_delta(
+    config: PretrainConfig, ctx: RunContext, *, slice_shape: tuple[int, int]
+) -> PretrainConfig:
+    """``config`` with the default ``early_stopping.min_delta`` resolved to a number, then recorded.
+
+    A resumed run keeps the number it recorded (an earlier version's default included); a new one
+    takes 50 per 512x512 slice, scaled to ``slice_shape``.
+    """
+    recorded = ctx.run_folder.config
+    resolved: float | None = None
+    if config.run.resume and recorded.is_file():
+        section = read_config_file(recorded).get("early_stopping")
+        value = section.get("min_delta") if isinstance(section, dict) else None
+        resolved = float(value) if isinstance(value, (int, float)) else None
+    if resolved is None:
+        resolved = pretraining_min_delta(*slice_shape)
+    stopping = config.early_stopping.model_copy(update={"min_delta": resolved})
+    return config.model_copy(update={"early_stopping": stopping})
+
+
 def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     bundle = build_stage_data(config, stage="pretrain")
     channels = bundle.in_channels
@@ -109,6 +130,8 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
     # Fail at the door: an impossible patch size or coverage raises here, not hours into training.
     probe = bundle.val[0]["image"].unsqueeze(0).to(ctx.device)
     objective.corrupt(probe, torch.zeros(1, dtype=torch.long, device=ctx.device))
+    if config.early_stopping.min_delta is None:
+        config = _with_min_delta(config, ctx, slice_shape=(int(probe.shape[-2]), int(probe.shape[-1])))
     record_stage(config, ctx, bundle, stage="pretrain", checked=checked)
     meta = CheckpointMeta(
         kind="pretrain",
@@ -154,6 +177,6 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
             # Epochs counted from 1 here, as the progress lines count them (metrics.csv: from 0).
             f"pretrain done: {outcome.epochs_run} epochs, best val L2 {outcome.best_val_loss:.4g} in epoch "
             f"{outcome.best_epoch + 1}{' (early stop)' if outcome.stopped_early else ''}; "
-            f"{outcome.convergence[-1].describe()} -> {ctx.run_dir}"
+            f"{outcome.describe_convergence()} -> {ctx.run_dir}"
         )
     return PretrainResult.from_outcome(ctx.run_dir, outcome, model=model, evaluation=evaluation)

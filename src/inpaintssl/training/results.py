@@ -98,7 +98,8 @@ class PretrainResult(RunResult):
 class FinetuneResult(RunResult):
     """Outcome of a fine-tuning (or supervised-baseline) run.
 
-    Its ``best_val_loss`` is the final phase's validation Dice loss.
+    Its ``best_val_loss`` is the best validation loss of the segmentation loss (``loss.name``;
+    Dice + cross-entropy by default) over every phase: the kept weights'.
 
     The fields of :class:`RunResult`, and:
 
