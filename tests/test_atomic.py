@@ -65,3 +65,34 @@ def test_a_temporary_that_cannot_be_created_names_the_target(tmp_path: Path) -> 
     target = tmp_path / "file" / "out.csv"
     with pytest.raises(OSError, match=rf"could not write {target}"):
         atomic_write_text(target, "y")
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "reason"),
+    [
+        # What safetensors (Rust) raises on a full disk, a read-only mount and a missing folder.
+        ("Error while serializing: I/O error: No space left on device (os error 28)", 28, None),
+        ("Error while serializing: I/O error: Read-only file system (os error 30)", 30, None),
+        ('I/O error: No such file or directory (os error 2) at path "/x/.tmpoYIQOM"', 2, None),
+        ("Error while serializing: I/O error: stream closed", 5, "Error while serializing: I/O error"),
+    ],
+)
+def test_another_librarys_io_failure_reads_as_the_oserror_it_is(
+    message: str, code: int, reason: str | None
+) -> None:
+    from inpaintssl.atomic import io_error_of, write_error
+
+    error = io_error_of(RuntimeError(message))
+    assert error is not None and error.errno == code
+    assert (error.strerror or "").startswith(reason or os.strerror(code))
+    assert str(write_error("checkpoint runs/a/checkpoints/last", error)).startswith(
+        f"[Errno {code}] could not write checkpoint runs/a/checkpoints/last: "
+    )
+
+
+def test_a_failure_that_is_not_io_is_not_taken_for_one() -> None:
+    from inpaintssl.atomic import io_error_of
+
+    assert io_error_of(RuntimeError("Error while serializing: tensor 'w' is not contiguous")) is None
+    own = OSError(28, "No space left on device")
+    assert io_error_of(own) is own

@@ -190,3 +190,92 @@ def test_a_checkpoint_has_the_permissions_a_plain_write_would_give(tmp_path: Pat
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert set(modes) == {"model.safetensors", "optimizer.safetensors", "meta.json", "COMPLETE.json"}
     assert set(modes.values()) == {0o666 & ~umask}
+
+
+def _safetensors_full_disk(*args: object, **kwargs: object) -> None:
+    """What ``safetensors.torch.save_file`` raises on a full disk: its own type, not an OSError."""
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_safetensors_own_disk_full_error_names_the_checkpoint_and_keeps_the_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real full disk came out as "SafetensorError: Error while serializing: I/O error: ...": not
+    # an OSError, so the command line printed a traceback and exited 1, naming no checkpoint.
+    import errno
+
+    import inpaintssl.checkpoint as ckpt
+
+    folder = tmp_path / "checkpoints" / "last"
+    save_checkpoint(folder, {"w": torch.zeros(1)}, META)
+    before = _tree(tmp_path)
+    monkeypatch.setattr(ckpt, "save_file", _safetensors_full_disk)
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(folder, {"w": torch.ones(1)}, META)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value) == f"[Errno 28] could not write checkpoint {folder}: No space left on device"
+    assert _tree(tmp_path) == before  # the previous checkpoint, and no temporary beside it
+    assert load_checkpoint(folder)[0]["w"].item() == 0.0
+
+
+def test_save_safetensors_on_a_full_disk_names_the_file_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inpaintssl.checkpoint as ckpt
+    from inpaintssl.checkpoint import save_safetensors
+
+    target = tmp_path / "export" / "model.safetensors"
+    save_safetensors(target, {"w": torch.zeros(2)})
+    before = _tree(tmp_path)
+    monkeypatch.setattr(ckpt, "save_file", _safetensors_full_disk)
+    with pytest.raises(OSError, match=rf"^\[Errno 28\] could not write {target}: No space left on device$"):
+        save_safetensors(target, {"w": torch.ones(2)})
+    assert _tree(tmp_path) == before
+
+
+def test_a_safetensors_error_that_is_no_write_failure_is_raised_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    import inpaintssl.checkpoint as ckpt
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: tensor 'w' is not contiguous")
+
+    monkeypatch.setattr(ckpt, "save_file", refuse)
+    with pytest.raises(SafetensorError, match="not contiguous"):
+        save_checkpoint(tmp_path / "best", {"w": torch.ones(1)}, META)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("beside", ["complete", "missing", "incomplete", "changed"])
+def test_a_stale_twin_goes_only_beside_a_complete_checkpoint(tmp_path: Path, beside: str) -> None:
+    from inpaintssl.checkpoint import remove_stale_twins
+
+    folder, twin = tmp_path / "last", tmp_path / "last.old"
+    if beside != "missing":
+        save_checkpoint(folder, {"w": torch.ones(1)}, META)
+    save_checkpoint(twin, {"w": torch.zeros(1)}, META)
+    if beside == "incomplete":
+        (folder / "COMPLETE.json").unlink()
+    elif beside == "changed":
+        (folder / "meta.json").write_text("{}")
+    (tmp_path / "notes.old").mkdir()  # not a checkpoint's twin: never touched
+
+    removed = remove_stale_twins(tmp_path, names=["best", "last"])
+
+    if beside == "complete":
+        assert removed == [twin] and not twin.exists()
+        assert load_checkpoint(folder)[0]["w"].item() == 1.0
+    else:
+        # The twin is the one complete checkpoint: a resume recovers it.
+        assert removed == [] and twin.is_dir()
+        assert load_checkpoint(folder)[0]["w"].item() == 0.0
+    assert (tmp_path / "notes.old").is_dir()

@@ -283,3 +283,55 @@ def test_ctrl_c_prints_one_line_that_says_how_to_resume(
         "inpaintssl pretrain: interrupted; the same command with --resume continues from the last "
         "checkpoint\n"
     )
+
+
+def test_sigterm_prints_one_line_that_says_how_to_resume(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # scancel or a preemption sends SIGTERM: the command exits 143 through its cleanups, and says
+    # so as Ctrl-C does, instead of stopping its output without a word.
+    import os
+    import signal
+    import time
+
+    def terminated(args: argparse.Namespace) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in this thread at the next bytecode
+        raise AssertionError("SIGTERM did not end the command")
+
+    monkeypatch.setattr(cli, "_cmd_pretrain", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as caught:
+        main(["pretrain"])
+    assert caught.value.code == 143
+    assert capsys.readouterr().err == (
+        "inpaintssl pretrain: terminated (SIGTERM); the same command with --resume continues from the "
+        "last checkpoint\n"
+    )
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_full_disk_in_safetensors_exits_2_naming_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # safetensors reports a full disk with its own SafetensorError: it came out as a traceback with
+    # exit status 1, naming neither the checkpoint nor the full disk as such.
+    from safetensors import SafetensorError
+
+    from study_helpers import tiny_pretrain_config
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("inpaintssl.checkpoint.save_file", full_disk)
+    config = tmp_path / "pretrain.json"
+    config.write_text(json.dumps(tiny_pretrain_config(tmp_path / "run", optim={"max_epochs": 1})))
+    assert main(["pretrain", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(
+        r"^inpaintssl pretrain: error: \[Errno 28\] could not write checkpoint "
+        r".*run/checkpoints/(best|last): No space left on device$",
+        err,
+        re.MULTILINE,
+    ), err
+    assert "Traceback" not in err and "SafetensorError" not in err

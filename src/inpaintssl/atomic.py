@@ -14,7 +14,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ __all__ = [
     "atomic_write_with",
     "fsync_dir",
     "give_plain_permissions",
+    "io_error_of",
     "temporary_prefix",
     "write_error",
 ]
@@ -115,6 +118,37 @@ def write_error(what: str, exc: OSError) -> OSError:
         '[Errno 28] could not write runs/a/metrics.csv: No space left on device'
     """
     return OSError(exc.errno, f"could not write {what}: {exc.strerror or exc}")
+
+
+_OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)")
+
+
+def io_error_of(exc: BaseException) -> OSError | None:
+    """The :class:`OSError` behind another library's I/O failure, or ``None`` when it is not one.
+
+    Libraries written in Rust (``safetensors``) raise their own exception type for a failed write,
+    with the operating system's error in the message (``I/O error: No space left on device (os
+    error 28)``): restated as an ``OSError`` with that errno, :func:`write_error` can name the file
+    and a full disk reads as one, whatever library hit it. An I/O error without a code becomes
+    ``EIO``.
+
+    Example:
+        >>> error = io_error_of(RuntimeError("I/O error: No space left on device (os error 28)"))
+        >>> error.errno == errno.ENOSPC, error.strerror
+        (True, 'No space left on device')
+        >>> io_error_of(RuntimeError("tensor 'w' is not contiguous")) is None
+        True
+    """
+    if isinstance(exc, OSError):
+        return exc
+    message = str(exc)
+    code = _OS_ERROR_CODE.search(message)
+    if code is not None:
+        number = int(code.group(1))
+        return OSError(number, os.strerror(number))
+    if "I/O error" in message:
+        return OSError(errno.EIO, message)
+    return None
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from inpaintssl.atomic import (
     atomic_write_with,
     fsync_dir,
     give_plain_permissions,
+    io_error_of,
     temporary_prefix,
     write_error,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "read_checkpoint_meta",
     "read_checkpoint_dir",
     "remove_partial_writes",
+    "remove_stale_twins",
     "resolve_checkpoint",
     "save_checkpoint",
     "save_safetensors",
@@ -123,12 +125,33 @@ def contiguous_cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
 
+def _save_file(
+    tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None
+) -> None:
+    """``safetensors``' ``save_file``, its failed writes raised as the ``OSError`` they are.
+
+    ``safetensors`` reports a full disk as its own ``SafetensorError`` (``I/O error: No space left
+    on device (os error 28)``), which no caller would read as a failed write.
+    """
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        error = io_error_of(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def save_safetensors(
     path: str | Path, tensors: Mapping[str, torch.Tensor], *, metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Write ``tensors`` (any device, views allowed) as one ``.safetensors`` file, atomically."""
+    """Write ``tensors`` (any device, views allowed) as one ``.safetensors`` file, atomically.
+
+    Raises:
+        OSError: Writing failed (e.g. disk full); the message names ``path``, which is left as it was.
+    """
     copies, header = contiguous_cpu(tensors), None if metadata is None else dict(metadata)
-    atomic_write_with(path, lambda tmp: save_file(copies, str(tmp), metadata=header))
+    atomic_write_with(path, lambda tmp: _save_file(copies, tmp, metadata=header))
 
 
 def save_checkpoint(
@@ -159,10 +182,10 @@ def save_checkpoint(
         raise write_error(f"checkpoint {folder}", exc) from exc
     try:
         files: dict[str, str] = {}
-        save_file(contiguous_cpu(state_dict), str(tmp / "model.safetensors"))
+        _save_file(contiguous_cpu(state_dict), tmp / "model.safetensors")
         (tmp / "meta.json").write_text(meta.model_dump_json(indent=2), encoding="utf-8")
         for name, group in (tensors or {}).items():
-            save_file(contiguous_cpu(group), str(tmp / f"{name}.safetensors"))
+            _save_file(contiguous_cpu(group), tmp / f"{name}.safetensors")
         for name, doc in (documents or {}).items():
             (tmp / f"{name}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
         for path in sorted(tmp.iterdir()):
@@ -223,6 +246,45 @@ def remove_partial_writes(folder: str | Path, *, names: Collection[str]) -> list
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    return removed
+
+
+def remove_stale_twins(folder: str | Path, *, names: Collection[str]) -> list[Path]:
+    """Remove each ``<name>.old`` in ``folder`` whose ``<name>`` beside it is a complete checkpoint.
+
+    :func:`save_checkpoint` parks the previous checkpoint as the ``.old`` twin while it swaps the
+    new one in, and removes it last: a run killed after the swap leaves it behind, a whole extra
+    checkpoint that a finished run never writes again to clear. Beside a complete ``<name>`` it is
+    stale (the folder is newer); beside a missing or damaged one it is the checkpoint a resume
+    recovers, and stays. Call it only while holding the folder's run lock.
+
+    Returns:
+        What was removed.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> meta = CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
+        >>> for name in ("last", "last.old", "best.old"):
+        ...     save_checkpoint(root / name, {"w": torch.ones(1)}, meta)
+        >>> [p.name for p in remove_stale_twins(root, names=["best", "last"])]
+        ['last.old']
+        >>> sorted(p.name for p in root.iterdir())
+        ['best.old', 'last']
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    for name in sorted(names):
+        checkpoint, old = folder / name, _old_twin(folder / name)
+        if not old.is_dir() or old.is_symlink() or not checkpoint.is_dir():
+            continue
+        try:
+            complete = _verified_folder(checkpoint) == checkpoint
+        except CheckpointError:
+            complete = False
+        if complete:
+            shutil.rmtree(old)
+            removed.append(old)
     return removed
 
 

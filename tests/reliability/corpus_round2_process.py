@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 from corpus import Call, CommandLineError, _case, _cli, _pretrain_config, _save_pretrained
 
 import inpaintssl as issl
+from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.lock import RunFolderLockedError
 
@@ -97,3 +99,31 @@ def _resume_while_running(folder: Path) -> Call:
     config = folder / "pretrain.json"
     config.write_text(json.dumps(_pretrain_config(folder)), encoding="utf-8")
     return _on_node01(lambda: _cli("pretrain", str(config), "--resume", "--output", str(folder / "run")))
+
+
+def _numpy_volumes(root: Path, names: dict[str, list[str]]) -> dict[str, object]:
+    """``.npy`` volumes per split, found by pattern (``<split>/*.npy``); the ``data`` section."""
+    for split, cases in names.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for seed, name in enumerate(cases):
+            np.save(root / split / f"{name}.npy", np.random.default_rng(seed).normal(size=(16, 16, 3)))
+    cases = {split: {"image": f"{split}/*.npy"} for split in names}
+    return {"dataset": "numpy", "params": {"root": str(root), "cases": cases}}
+
+
+@_case(
+    "runtime-resume-on-changed-data",
+    "runtime",
+    DataError,
+    r"cannot resume .*run: its data changed since the run started",
+    r"splits\.json: train: volumes added: c5",
+    r"3 file\(s\) recorded, 4 now",
+    r"Restore the data as it was, or start a new run\.output_dir",
+)
+def _resume_on_changed_data(folder: Path) -> Call:
+    """``--resume`` after a training volume was added to the data the run started on (the pattern
+    that finds the training files finds one more)."""
+    data = _numpy_volumes(folder / "data", {"train": ["c1", "c2"], "val": ["c3"]})
+    issl.pretrain(_pretrain_config(folder, data=data))
+    np.save(folder / "data" / "train" / "c5.npy", np.random.default_rng(5).normal(size=(16, 16, 3)))
+    return lambda: issl.pretrain(_pretrain_config(folder, data=data, run={"resume": True}))

@@ -132,8 +132,10 @@ in the same folder (``.<name>.<random>.tmp``), flushed and renamed over the targ
 (:mod:`inpaintssl.atomic`), so a reader sees the old complete file or the new one, never a torn
 one. A checkpoint folder is written under a temporary name, sealed with ``COMPLETE.json`` (the
 sha256 of every file in it) and swapped in by renames; a folder caught half-swapped is recovered
-from its ``.old`` twin. When the disk fills up, the write raises ``OSError`` naming the file, the
-temporary file is removed and the previous checkpoint is left intact
+from its ``.old`` twin, and a twin a kill left beside a complete checkpoint is removed by the next
+``--resume``. When the disk fills up, the write raises ``OSError`` naming the file (also where
+``safetensors`` reports it with its own ``SafetensorError``; the command line exits 2 with that one
+line), the temporary file is removed and the previous checkpoint is left intact
 (``runtime-disk-full-*`` below).
 
 Resume after a hard kill
@@ -149,9 +151,21 @@ that every resumed run ends with the same weights, bit for bit, as a run never i
 ``run.deterministic``). A run killed before its first checkpoint starts afresh on ``--resume``.
 A resume may change only the ``run`` settings other than ``run.seed`` (data order and
 corruption follow the seed), ``optim.max_epochs`` and ``data.num_workers`` (other changes are
-refused, naming them). A new ``optim.max_epochs`` carries an interrupted ``step_decay`` run on to
-the new budget, recorded in its ``config.yaml`` (a budget the run has already trained past is
-refused); a ``warmup_cosine`` run refuses it, since its
+refused, naming them). ``config.yaml`` keeps the settings the run started with; each resume that
+runs with other ``run`` settings or ``data.num_workers`` (``run.resume``, ``run.quiet`` and
+``run.output_dir`` aside), or on another device, Python, library version or commit, appends an
+entry to ``manifest.json``'s ``resumes`` list: its time, ``resumed_from_epoch``, and each
+``changed`` setting and ``environment`` entry as ``{"recorded": ..., "now": ...}``, which hold
+from that epoch on (once there is an entry, every later resume adds one, empty when it is back on
+the recorded values). A resume also refuses data other than the data the run started on,
+naming what changed as far as the folder records it: volumes added to or removed from a subset
+(``splits.json``), data files added, removed or resized (``manifest.json``'s
+``data_files_sha256``), and training files rewritten in place since the pre-flight check
+(``data_check.json``; for files that were only copied or touched, the message says to delete
+``data_check.json``); a rewritten validation or test file gets a warning
+(``runtime-resume-on-changed-data`` below). A new ``optim.max_epochs`` carries an interrupted
+``step_decay`` run on to the new budget, recorded in its ``config.yaml`` (a budget the run has
+already trained past is refused); a ``warmup_cosine`` run refuses it, since its
 schedule is laid over the whole budget and would jump mid-run. A run that has finished, by its
 budget or by early stopping, is not extended (it holds its best weights and its schedule has run
 out), which is an error that says to start a new run. A run killed after writing
@@ -161,7 +175,11 @@ Before the first step, every run reads each data case it uses in full (the pre-f
 truncated files, non-finite voxels, label values, image/label geometry) and records the cases that
 passed in ``data_check.json`` with each file's size and modification time; a resumed run reads
 again only the cases whose files changed since, so a requeued job starts training at once.
-Without ``--resume``, a run refuses a folder that already holds checkpoints.
+Without ``--resume``, a run refuses a folder that already holds checkpoints. ``SIGTERM``
+(``scancel``, a preemption) ends a command with exit status 143 through the same clean-up as
+Ctrl-C (lock and temporaries removed, the last checkpoint kept), with one line that says so:
+``inpaintssl pretrain: terminated (SIGTERM); the same command with --resume continues from the
+last checkpoint``.
 
 Safe checkpoint loading
 -----------------------

@@ -18,6 +18,7 @@ from unittest import mock
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file as real_save_file
 
@@ -59,6 +60,24 @@ def _torn_save_file(fail_on_call: int) -> Callable[..., None]:
     return save
 
 
+def _torn_by_safetensors(fail_on_call: int) -> Callable[..., None]:
+    """As :func:`_torn_save_file`, failing as safetensors itself does: its own ``SafetensorError``.
+
+    A real full disk (a 560 KiB tmpfs) raised ``SafetensorError: Error while serializing: I/O error:
+    No space left on device (os error 28)``, which no ``except OSError`` caught.
+    """
+    torn = _torn_save_file(fail_on_call)
+
+    def save(tensors: dict[str, torch.Tensor], filename: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            torn(tensors, filename, *args, **kwargs)
+        except OSError as exc:
+            message = f"Error while serializing: I/O error: {exc.strerror} (os error {exc.errno})"
+            raise SafetensorError(message) from None
+
+    return save
+
+
 def _torn_write_text(name: str) -> Callable[..., int]:
     real = Path.write_text
 
@@ -79,6 +98,12 @@ def _failing_fsync(fd: int) -> None:
 FAILURES: dict[str, Callable[[], Any]] = {
     "model weights": lambda: mock.patch("inpaintssl.checkpoint.save_file", _torn_save_file(1)),
     "optimizer tensors": lambda: mock.patch("inpaintssl.checkpoint.save_file", _torn_save_file(2)),
+    "model weights, safetensors' own error": lambda: mock.patch(
+        "inpaintssl.checkpoint.save_file", _torn_by_safetensors(1)
+    ),
+    "optimizer tensors, safetensors' own error": lambda: mock.patch(
+        "inpaintssl.checkpoint.save_file", _torn_by_safetensors(2)
+    ),
     "metadata JSON": lambda: mock.patch.object(Path, "write_text", _torn_write_text("meta.json")),
     "trainer-state JSON": lambda: mock.patch.object(
         Path, "write_text", _torn_write_text("trainer_state.json")

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,12 +18,20 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import inpaintssl as issl
+from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from inpaintssl.config import ConfigError, RunConfig
 from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
-from inpaintssl.training.context import FreshStartWarning, RunContext, RunFolderLockedError, run_session
+from inpaintssl.training.context import (
+    FreshStartWarning,
+    RunContext,
+    RunFolderInUseError,
+    RunFolderLockedError,
+    run_session,
+)
 from study_helpers import tiny_pretrain_config
 
 
@@ -234,3 +244,209 @@ def test_two_runs_in_one_process_train_the_same_bits_whatever_numba_does_to_the_
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"same": True, "threads": [1, 1]}
+
+
+# -- a resume clears what a kill left, refuses other data, records what it changed -----------------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _resumed(config: dict[str, Any], **run: Any) -> dict[str, Any]:
+    return {**config, "run": {**config["run"], "resume": True, **run}}
+
+
+def test_a_resume_removes_the_copy_a_kill_after_the_last_swap_left(tmp_path: Path) -> None:
+    # Killed after the final swap of checkpoints/last and before its previous copy was removed, a
+    # finished run kept a whole extra checkpoint, last.old, for ever: it never saves last again.
+    run = tmp_path / "run"
+    config = tiny_pretrain_config(run)
+    issl.pretrain(config)
+    checkpoints = run / "checkpoints"
+    shutil.copytree(checkpoints / "last", checkpoints / "last.old")
+    kept = _files(checkpoints / "last")
+
+    result = issl.pretrain(_resumed(config))
+
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best", "last"]
+    assert _files(checkpoints / "last") == kept
+    assert result.epochs_run == 2
+
+
+@pytest.mark.parametrize("last", ["missing", "incomplete", "changed"])
+def test_a_resume_keeps_the_copy_that_is_the_only_complete_checkpoint(tmp_path: Path, last: str) -> None:
+    # Beside a missing or damaged checkpoint the .old copy is what the resume recovers from.
+    checkpoints = tmp_path / "run" / "checkpoints"
+    meta = CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
+    for name in (
+        ("best", "best.old", "last.old") if last == "missing" else ("best", "best.old", "last", "last.old")
+    ):
+        save_checkpoint(checkpoints / name, {"w": torch.full((2,), float(name.endswith(".old")))}, meta)
+    if last == "incomplete":
+        (checkpoints / "last" / "COMPLETE.json").unlink()
+    elif last == "changed":
+        (checkpoints / "last" / "model.safetensors").write_bytes(b"torn")
+    # Without --resume the folder is refused, and nothing in it touched.
+    before = _files(checkpoints)
+    with (
+        pytest.raises(RunFolderInUseError),
+        run_session(RunConfig(output_dir=tmp_path / "run", device="cpu")),
+    ):
+        pass
+    assert _files(checkpoints) == before
+
+    with run_session(RunConfig(output_dir=tmp_path / "run", device="cpu", resume=True)):
+        names = sorted(p.name for p in checkpoints.iterdir())
+
+    assert "last.old" in names and "best.old" not in names  # best is complete: its copy was stale
+    state, _ = load_checkpoint(tmp_path / "run", which="last")
+    assert state["w"].tolist() == [1.0, 1.0]
+
+
+def _numpy_run(root: Path) -> dict[str, Any]:
+    """A tiny pretraining config on ``.npy`` volumes found by pattern (two train, one val)."""
+    for seed, (split, name) in enumerate([("train", "c1"), ("train", "c2"), ("val", "c3")]):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        volume = np.random.default_rng(seed).normal(size=(16, 16, 3)).astype(np.float32)
+        np.save(root / split / f"{name}_img.npy", volume)
+    cases = {split: {"image": f"{split}/*_img.npy"} for split in ("train", "val")}
+    return tiny_pretrain_config(
+        root / "run", data={"dataset": "numpy", "params": {"root": str(root), "cases": cases}}
+    )
+
+
+def _add_volume(root: Path) -> None:
+    np.save(root / "train" / "c5_img.npy", np.ones((16, 16, 3), np.float32) + np.eye(16)[:, :, None])
+
+
+def _remove_volume(root: Path) -> None:
+    (root / "train" / "c2_img.npy").unlink()
+
+
+def _rewrite_volume(root: Path) -> None:
+    path = root / "train" / "c1_img.npy"
+    np.save(path, -np.load(path))  # other voxels, the same shape and size
+
+
+DATA_CHANGES = {
+    "volume added": (
+        _add_volume,
+        [r"splits\.json: train: volumes added: c5_img", r"3 file\(s\) recorded, 4 now"],
+    ),
+    "volume removed": (
+        _remove_volume,
+        [r"splits\.json: train: volumes removed: c2_img", r"files gone or resized .*c2_img\.npy \(gone\)"],
+    ),
+    "volume rewritten": (
+        _rewrite_volume,
+        [
+            r"training files rewritten since data_check\.json recorded them \(same size, new modification "
+            r"time\): .*train/c1_img\.npy",
+            r"if their contents are unchanged .*delete .*run/data_check\.json and resume again",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(DATA_CHANGES))
+def test_a_resume_on_changed_data_is_refused_naming_the_change(tmp_path: Path, change: str) -> None:
+    # Data added or replaced between a kill and --resume was trained on, while splits.json and the
+    # manifest still described the data the run started on.
+    config = _numpy_run(tmp_path)
+    issl.pretrain(config)
+    run = tmp_path / "run"
+    record = _files(run)
+    alter, patterns = DATA_CHANGES[change]
+    alter(tmp_path)
+
+    with pytest.raises(DataError) as caught:
+        issl.pretrain(_resumed(config))
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot resume {run}: its data changed since the run started")
+    for pattern in patterns:
+        assert re.search(pattern, message), (pattern, message)
+    assert "Restore the data as it was, or start a new run.output_dir" in message
+    assert _files(run) == record  # the refused resume wrote nothing
+
+
+def test_a_rewritten_file_with_its_old_contents_resumes_once_the_data_check_is_deleted(
+    tmp_path: Path,
+) -> None:
+    config = _numpy_run(tmp_path)
+    issl.pretrain(config)
+    for path in (tmp_path / "train" / "c1_img.npy", tmp_path / "val" / "c3_img.npy"):
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # copied or touched
+    with pytest.raises(DataError, match=r"training files rewritten .*c1_img\.npy"):
+        issl.pretrain(_resumed(config))
+    (tmp_path / "run" / RunFolder.DATA_CHECK).unlink()  # the way out the message names
+    issl.pretrain(_resumed(config))
+    # A rewritten validation file is not trained on: it is named in a warning, not refused.
+    path = tmp_path / "val" / "c3_img.npy"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c3_img\.npy"):
+        issl.pretrain(_resumed(config))
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "mni152"])
+def test_a_dataset_without_files_of_its_own_still_resumes(tmp_path: Path, dataset: str) -> None:
+    # synthetic reads no file; mni152 reads the template inside the installed nilearn package.
+    if dataset == "mni152":
+        pytest.importorskip("nilearn")
+        data: dict[str, Any] = {"dataset": "mni152", "params": {"zoom": 0.25}, "image_size": [32, 32]}
+    else:
+        data = {}
+    config = tiny_pretrain_config(
+        tmp_path / "run", optim={"max_epochs": 1, "steps_per_epoch": 1}, **({"data": data} if data else {})
+    )
+    issl.pretrain(config)
+    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    result = issl.pretrain(_resumed(config))
+    assert result.epochs_run == 1
+    assert "resumes" not in json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert (
+        json.loads(manifest)["data_files_sha256"]
+        == json.loads((tmp_path / "run" / "manifest.json").read_text())["data_files_sha256"]
+    )
+
+
+def test_run_settings_a_resume_changed_are_recorded_in_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resume may change run.cpu_weight_gradient (other kernels, other last bits of the weights);
+    # config.yaml said "auto" for both halves of the run.
+    import inpaintssl.training.loop as loop
+
+    run = tmp_path / "run"
+    config = tiny_pretrain_config(run, optim={"max_epochs": 2})
+    real_save = loop.save_checkpoint
+
+    def killed_after_the_first_epoch(folder: Path, *args: Any, **kwargs: Any) -> None:
+        real_save(folder, *args, **kwargs)
+        if Path(folder).name == "last":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", killed_after_the_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        issl.pretrain(config)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    config_yaml = (run / "config.yaml").read_text()
+
+    result = issl.pretrain(_resumed(config, cpu_weight_gradient="blocked_gemm", quiet=False))
+
+    assert result.epochs_run == 2
+    assert (run / "config.yaml").read_text() == config_yaml  # the record of how the run started
+    assert yaml.safe_load(config_yaml)["run"]["cpu_weight_gradient"] == "auto"
+    (entry,) = json.loads((run / "manifest.json").read_text())["resumes"]
+    assert entry["resumed_from_epoch"] == 1
+    assert entry["changed"] == {"run.cpu_weight_gradient": {"recorded": "auto", "now": "blocked_gemm"}}
+    assert entry["environment"] == {}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", entry["time"])
+    # A later resume back on the recorded settings says so: the change held up to it.
+    issl.pretrain(_resumed(config))
+    first, second = json.loads((run / "manifest.json").read_text())["resumes"]
+    assert first == entry and second["changed"] == {} and second["resumed_from_epoch"] == 2

@@ -220,6 +220,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             which=args.which,
             atol=args.atol,
+            overwrite=args.overwrite,
         )
     except (ImportError, ExportError) as exc:
         # A missing optional extra (onnx) is a user's setup problem, not a crash. ExportError is
@@ -497,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--which", choices=["best", "last"], help="checkpoint of a run folder (default: best)")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output that is not an earlier inpaintssl export (an earlier export "
+        "is replaced without it; a run's checkpoints never are)",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = _command(sub, "experiment")
@@ -560,20 +567,29 @@ _RESUME_HINT = MappingProxyType(
 )
 
 
+class _Terminated(SystemExit):
+    """A signal ended the command: exit status ``128 + signal``, as a shell reports it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+
 @contextlib.contextmanager
 def _terminate_as_exit() -> Iterator[None]:
     """Turn SIGTERM (``scancel``, a scheduler's preemption, ``kill``) into ``SystemExit(143)``.
 
     Python's default for SIGTERM ends the process at once: the run folder's lock stays behind,
     and a requeued job on another node is refused the folder. As an exception, the ``with``
-    blocks on the way out release the lock and remove temporaries, as for Ctrl-C.
+    blocks on the way out release the lock and remove temporaries, as for Ctrl-C; :func:`main`
+    then says so in one line, as for Ctrl-C.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminated(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        raise _Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
@@ -637,6 +653,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The run's lock and temporaries are cleaned up on the way out; its last checkpoint stays.
         print(f"inpaintssl {args.command}: interrupted{_RESUME_HINT.get(args.command, '')}", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        # Cleaned up as for Ctrl-C; the exit status stays the signal's (143), which schedulers read.
+        hint = _RESUME_HINT.get(args.command, "")
+        print(f"inpaintssl {args.command}: terminated ({exc.signal_name}){hint}", file=sys.stderr)
+        raise
     except (
         ConfigError,
         DataError,

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import warnings
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inpaintssl.checkpoint import checkpoint_exists
+from inpaintssl.checkpoint import checkpoint_exists, remove_stale_twins
 from inpaintssl.config import ConfigError, RunConfig
 from inpaintssl.corruption._jit import launch_thread_pool
 from inpaintssl.layout import RunFolder
@@ -44,6 +45,9 @@ __all__ = [
     "run_session",
     "seed_everything",
 ]
+
+
+log = logging.getLogger("inpaintssl.training")
 
 
 class FreshStartWarning(UserWarning):
@@ -151,6 +155,23 @@ def _remove_if_empty(folder: Path, *, up_to: Path) -> None:
             parent.rmdir()
 
 
+def _remove_stale_twins(folder: Path) -> None:
+    """Remove the ``.old`` copy a run killed after a checkpoint swap left beside a complete checkpoint.
+
+    A finished run never writes ``last`` again, so nothing else would ever remove it; beside a
+    missing or damaged checkpoint it is what the resume recovers, and stays
+    (:func:`~inpaintssl.checkpoint.remove_stale_twins`). Failing to remove it (a read-only folder)
+    stops nothing: it is a spare copy.
+    """
+    try:
+        removed = remove_stale_twins(RunFolder(folder).checkpoints, names=("best", "last"))
+    except OSError as exc:
+        log.warning("could not remove a stale checkpoint copy in %s: %s", RunFolder(folder).checkpoints, exc)
+        return
+    for path in removed:
+        log.info("removed %s, a copy of the previous checkpoint an interrupted save left behind", path)
+
+
 def _warn_if_nothing_to_resume(folder: Path, *, existed: bool) -> None:
     last = RunFolder(folder).last
     if checkpoint_exists(last):
@@ -179,7 +200,9 @@ def _sole_writer(folder: Path, *, resume: bool) -> Iterator[None]:
         with acquire_run_lock(folder):
             if resume:
                 # After the lock: a folder another run is writing gets the lock error, not this
-                # warning (which may be raised as an error, and then releases the lock too).
+                # warning (which may be raised as an error, and then releases the lock too), and
+                # its checkpoint copies are its own.
+                _remove_stale_twins(folder)
                 _warn_if_nothing_to_resume(folder, existed=created is None)
             yield
     except BaseException:
@@ -199,7 +222,9 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     session leaves the process group, releases the lock, and restores every process-wide
     setting it changed (seeded random generators, deterministic-kernel and cuDNN autotuning flags,
     ``CUBLAS_WORKSPACE_CONFIG``; :func:`~inpaintssl.training.process_state.preserved_process_state`).
-    A run that fails before writing anything leaves no folder it created behind.
+    A run that fails before writing anything leaves no folder it created behind. A resume, once it
+    holds the lock, removes the ``checkpoints/<name>.old`` copy a kill after a checkpoint swap left
+    beside a complete ``<name>`` (:func:`~inpaintssl.checkpoint.remove_stale_twins`).
 
     On the CPU, ``run.reuse_host_memory: true`` also tunes the process's allocator (which stays
     tuned). ``run.cpu_weight_gradient`` is not a session setting: training builds the backbone

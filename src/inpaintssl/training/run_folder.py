@@ -15,10 +15,13 @@ import csv
 import hashlib
 import io
 import json
+import os
 import platform
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +40,7 @@ from inpaintssl.config import (
     config_to_yaml,
     load_config,
 )
+from inpaintssl.errors import DataError
 from inpaintssl.layout import RunFolder
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -305,24 +309,29 @@ def record_run(
 ) -> None:
     """Write ``config.yaml``, ``splits.json`` and ``manifest.json`` for a new run.
 
-    ``manifest`` is called only when the record is written (it stats data files and asks git),
-    not on a resume, which keeps the original.
+    ``manifest`` is called once (it stats data files and asks git): for a new run's record, and on
+    a resume for what the data and the environment are now.
 
     A resumed run keeps the folder's original record, after checking that its last checkpoint is
-    intact and that nothing but :data:`RESUMABLE_CHANGES` differs from the recorded config, so a
-    failed or mistaken resume never rewrites what produced the weights.
+    intact, that nothing but :data:`RESUMABLE_CHANGES` differs from the recorded config, and that
+    the data is the data it started on (:func:`_check_same_data`), so a failed or mistaken resume
+    never rewrites what produced the weights. What a resume runs with differently is appended to
+    the manifest's ``resumes`` list (:func:`_record_resume`).
 
     Raises:
         inpaintssl.checkpoint.CheckpointError: The last checkpoint is incomplete or corrupt.
         ConfigError: The resumed config changes data, model, task, loss or transfer settings.
+        inpaintssl.data.DataError: The data changed since the run started (volumes or data files
+            added or removed, files rewritten).
     """
     folder = RunFolder(run_dir)
     recorded = folder.config
     if resume:
         last = folder.last
+        resumed_from: Path | None = None
         if checkpoint_exists(last):
             try:
-                resolve_checkpoint(run_dir, which="last")
+                resumed_from = resolve_checkpoint(run_dir, which="last")
             except CheckpointError as exc:
                 raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
         if recorded.is_file():
@@ -334,17 +343,245 @@ def record_run(
                     f"{', '.join(changed)}. Resume with the original settings, or start a new run.output_dir"
                 )
             _check_budget_change(run_dir, before, config)
+            now = manifest()
+            _check_same_data(folder, config, splits=splits, manifest=now)
             # A run killed between config.yaml and the rest of its record (before its first
             # checkpoint) completes the record now: predict's spacing and orientation checks read
             # the manifest.
             if not folder.splits.is_file():
                 splits.save(folder.splits)
             if not folder.manifest.is_file():
-                write_manifest(run_dir, manifest())
+                write_manifest(run_dir, now)
+            else:
+                _record_resume(folder, before, config, manifest=now, resumed_from=resumed_from)
             return
     write_config(run_dir, config)
     splits.save(folder.splits)
     write_manifest(run_dir, manifest())
+
+
+def _read_json(path: Path) -> Any:
+    """``path``'s JSON, or ``None`` when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _listed(names: Sequence[str], *, limit: int = 8) -> str:
+    """``a, b, c`` (the first ``limit``, then how many more)."""
+    shown = ", ".join(str(name) for name in names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _subsets(record: Any) -> dict[str, Any] | None:
+    subsets = record.get("subsets") if isinstance(record, dict) else None
+    return subsets if isinstance(subsets, dict) else None
+
+
+def _split_changes(recorded: Any, splits: Any) -> list[str]:
+    """How the subsets this start built differ from the recorded ``splits.json`` (by volume)."""
+    then = _subsets(recorded)
+    now = _subsets(splits.model_dump(mode="json")) if isinstance(splits, BaseModel) else None
+    if then is None or now is None:
+        return []  # nothing recorded to compare with (or a split record of another kind)
+    changes: list[str] = []
+    for name in sorted(set(then) | set(now)):
+        old, new = then.get(name), now.get(name)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            changes.append(f"subset {name!r} {'was not there' if old is None else 'is gone'}")
+            continue
+        old_ids, new_ids = list(old.get("volume_ids") or []), list(new.get("volume_ids") or [])
+        added = [v for v in new_ids if v not in set(old_ids)]
+        removed = [v for v in old_ids if v not in set(new_ids)]
+        parts = [f"volumes added: {_listed(added)}"] if added else []
+        parts += [f"volumes removed: {_listed(removed)}"] if removed else []
+        if not parts and old.get("items") != new.get("items"):
+            count_old, count_new = len(old.get("items") or []), len(new.get("items") or [])
+            parts.append(f"the same volumes give other slices ({count_old} recorded, {count_new} now)")
+        if parts:
+            changes.append(f"{name}: {'; '.join(parts)}")
+    return changes
+
+
+def _training_volumes(recorded: Any) -> set[str]:
+    """The volume ids of the recorded subsets a run trains on (``train``, ``unlabelled/<i>``)."""
+    subsets = _subsets(recorded) or {}
+    trained = (
+        subset
+        for name, subset in subsets.items()
+        if (name == "train" or name.startswith("unlabelled/")) and isinstance(subset, dict)
+    )
+    return {str(v) for subset in trained for v in subset.get("volume_ids") or []}
+
+
+def _file_changes(passed: Mapping[str, Any], training: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """Files of ``data_check.json``'s cases that are gone or resized, and those only rewritten
+    (same size, new modification time), of training cases and of the others."""
+    gone_or_resized: list[str] = []
+    rewritten_training: list[str] = []
+    rewritten_other: list[str] = []
+    for what, prints in sorted(passed.items()):
+        # The check's name says which case it is: "<dataset> case '<volume id>' (<path>)".
+        trains = any(f"case {volume!r}" in str(what) for volume in training)
+        for entry in prints if isinstance(prints, list) else []:
+            try:
+                name, size, mtime = str(entry[0]), int(entry[1]), int(entry[2])
+            except (TypeError, ValueError, IndexError, KeyError):
+                continue
+            try:
+                stat = os.stat(name)
+            except OSError:
+                gone_or_resized.append(f"{name} (gone)")
+                continue
+            if stat.st_size != size:
+                gone_or_resized.append(f"{name} ({size} bytes recorded, {stat.st_size} now)")
+            elif stat.st_mtime_ns != mtime:
+                (rewritten_training if trains else rewritten_other).append(name)
+    return gone_or_resized, rewritten_training, rewritten_other
+
+
+def _check_same_data(
+    folder: RunFolder, config: BaseModel, *, splits: Any, manifest: Mapping[str, Any]
+) -> None:
+    """Refuse to resume on data other than the data the run started on.
+
+    Compared, as far as the folder records it: the subsets (``splits.json``: volumes added or
+    removed, or other slices of the same volumes), the data files (``manifest.json``'s
+    ``data_files_sha256``, over every file's name and size: files added, removed or resized) and
+    the cases the pre-flight check passed (``data_check.json``: each file's size and modification
+    time). A training file rewritten in place (same size, new modification time) is refused too,
+    with the way out for a file that was only copied or touched; a rewritten validation or test
+    file only gets a warning, since the weights trained so far did not learn from it.
+
+    Datasets that read no files (``synthetic``) record none, so only their subsets are compared.
+
+    Raises:
+        inpaintssl.data.DataError: What changed, and how to go on.
+    """
+    recorded_splits = _read_json(folder.splits)
+    problems = [f"{folder.splits.name}: {change}" for change in _split_changes(recorded_splits, splits)]
+    then = _read_json(folder.manifest)
+    old_hash = then.get("data_files_sha256") if isinstance(then, dict) else None
+    new_hash = manifest.get("data_files_sha256")
+    data_config = getattr(config, "data", None)
+    passed = (
+        {}
+        if not isinstance(data_config, BaseModel)
+        else read_data_check(folder.root, data_config=data_config)
+    )
+    gone, rewritten, rewritten_other = _file_changes(passed, _training_volumes(recorded_splits))
+    if gone:
+        problems.append(
+            f"files gone or resized since {folder.data_check.name} recorded them: {_listed(gone)}"
+        )
+    if old_hash is not None and new_hash is not None and old_hash != new_hash:
+        counts = f"{then.get('data_files')} file(s) recorded, {manifest.get('data_files')} now"
+        problems.append(
+            f"the data files differ from {folder.manifest.name}'s data_files_sha256 (names and sizes; "
+            f"{counts})"
+        )
+    way_out = "Restore the data as it was, or start a new run.output_dir for the data as it is"
+    if rewritten:
+        problems.append(
+            f"training files rewritten since {folder.data_check.name} recorded them (same size, new "
+            f"modification time): {_listed(rewritten)}"
+        )
+        way_out += (
+            f"; if their contents are unchanged (files copied back or only touched), delete "
+            f"{folder.data_check} and resume again"
+        )
+    if problems:
+        raise DataError(
+            f"cannot resume {folder.root}: its data changed since the run started (the rest of the run "
+            f"would train on other data than its record says): {'; '.join(problems)}. {way_out}"
+        )
+    if rewritten_other:
+        warnings.warn(
+            f"resuming {folder.root}: validation or test files rewritten since {folder.data_check.name} "
+            f"recorded them (same size, new modification time): {_listed(rewritten_other)}; the resumed "
+            "run validates and tests on them as they are now",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+_NOT_RECORDED_ON_RESUME = ("run.resume", "run.quiet", "run.output_dir", "optim.max_epochs")
+"""Resumable changes the manifest's ``resumes`` list leaves out: ``run.resume`` is what makes a
+resume, ``run.quiet`` changes no output, the folder is where it is, and a new budget is written
+into ``config.yaml`` itself (:func:`record_budget`)."""
+
+_ENVIRONMENT = ("device", "world_size", "autocast_dtype", "channels_last", "python", "git_commit", "packages")
+"""Manifest entries that say where and with what a process trained, compared on a resume."""
+
+
+def _resume_epoch(checkpoint: Path | None) -> int | None:
+    """The epochs trained before a resume from ``checkpoint`` (0 when there is none to resume)."""
+    if checkpoint is None:
+        return 0
+    state = _read_json(checkpoint / "trainer_state.json")
+    epoch = state.get("global_epoch") if isinstance(state, dict) else None
+    return epoch if isinstance(epoch, int) else None
+
+
+def _record_resume(
+    folder: RunFolder,
+    before: BaseModel,
+    config: BaseModel,
+    *,
+    manifest: Mapping[str, Any],
+    resumed_from: Path | None,
+) -> None:
+    """Append to ``manifest.json``'s ``resumes`` what this resume runs with differently.
+
+    ``config.yaml`` keeps the settings the run started with; a resume may change the ``run``
+    settings and ``data.num_workers`` (:data:`RESUMABLE_CHANGES`), and may run on another device,
+    library version or commit. Each entry holds the time, the epochs trained before it
+    (``resumed_from_epoch``), and each setting (``changed``) and environment entry (``environment``)
+    whose value differs from the recorded one, as ``{"recorded": ..., "now": ...}``: they hold from
+    that epoch on, up to the next entry's. A resume that differs in none of them adds an entry only
+    once an earlier one did (an empty one: back to the recorded values). An entry is written
+    before training continues, so a resume the trainer then refuses leaves one too, which the
+    next entry from the same epoch replaces in meaning. Written atomically; an unreadable manifest
+    is left as it is, with a warning.
+    """
+    recorded, current = _flatten(before.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
+    changed = {
+        key: {"recorded": recorded.get(key), "now": current.get(key)}
+        for key in changed_fields(before, config)
+        if any(key == name or key.startswith(name + ".") for name in RESUMABLE_CHANGES)
+        and key not in _NOT_RECORDED_ON_RESUME
+    }
+    then = _read_json(folder.manifest)
+    if not isinstance(then, dict):
+        if not changed:
+            return
+        warnings.warn(
+            f"{folder.manifest} is unreadable: this resume's changed settings ({_listed(sorted(changed))}) "
+            "are not recorded",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    old_env = _flatten({key: then[key] for key in _ENVIRONMENT if key in then})
+    new_env = _flatten({key: manifest[key] for key in _ENVIRONMENT if key in manifest})
+    environment = {
+        key: {"recorded": old_env.get(key), "now": new_env.get(key)}
+        for key in sorted(set(old_env) | set(new_env))
+        if key in old_env and key in new_env and old_env[key] != new_env[key]
+    }
+    resumes = then.get("resumes")
+    earlier = resumes if isinstance(resumes, list) else []
+    if not changed and not environment and not earlier:
+        return
+    entry = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "resumed_from_epoch": _resume_epoch(resumed_from),
+        "changed": changed,
+        "environment": environment,
+    }
+    then["resumes"] = [*earlier, entry]
+    write_manifest(folder.root, then)
 
 
 def _check_budget_change(run_dir: Path, before: BaseModel, config: BaseModel) -> None:
