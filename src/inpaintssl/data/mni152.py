@@ -31,7 +31,9 @@ neighbouring slices share a split except at block edges and every split samples 
 Each axial slice is its own ``volume_id`` (``"axial_045"``), so label fractions act on slices.
 ``unlabelled`` holds the kept coronal and sagittal slices (``axes``) for pretraining; it has no
 labels (build it with ``labelled=False``). Those slices have other shapes than the axial ones,
-so set ``data.image_size`` when mixing them.
+so set ``data.image_size`` when mixing them. Each of them crosses every axial slice, the test and
+validation ones included: pretraining on them shows the network the test anatomy, so a
+comparison with a supervised arm that never saw it is not held out (the demo leaves them out).
 
 Example:
     >>> ds = MNI152Dataset(split="val")

@@ -65,7 +65,6 @@ from inpaintssl.config import (
     PretextConfig,
     PretrainConfig,
     RunConfig,
-    SourceConfig,
     TransferConfig,
 )
 from inpaintssl.data.base import SliceDataset
@@ -175,7 +174,10 @@ def demo_spec(settings: DemoSettings, *, output: Path | str, seed: int = 0) -> S
     """
     run = RunConfig(seed=seed)
     pretrain = PretrainConfig(
-        data=_data(settings).model_copy(update={"unlabelled": [SourceConfig(dataset="mni152")]}),
+        # The training split's axial slices only, labels unused. The template's coronal and
+        # sagittal slices would add unlabelled images, but each crosses the test and validation
+        # slices' voxels, which the SSL arm would then have seen and the supervised arm not.
+        data=_data(settings),
         model=_model(settings),
         pretext=PretextConfig(
             task="context_restoration", sampler="poisson_disc", patch_size=settings.patch_size
