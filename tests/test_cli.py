@@ -335,3 +335,23 @@ def test_a_full_disk_in_safetensors_exits_2_naming_the_checkpoint(
         re.MULTILINE,
     ), err
     assert "Traceback" not in err and "SafetensorError" not in err
+
+
+def test_two_config_files_are_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = tmp_path / "pre.yaml", tmp_path / "ft.yaml"
+    first.write_text("{}\n")
+    second.write_text("{}\n")
+    assert main(["pretrain", str(first), str(second), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "two config files given" in err and "ft.yaml" in err and "must look like" not in err
+
+
+@pytest.mark.parametrize("item", ["optim.lr=1", "model.params.depth=3", "run.seed=2"])
+def test_evaluate_refuses_training_settings_instead_of_prefixing_them(
+    item: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no "write data.optim.lr" advice
+        assert main(["evaluate", str(tmp_path), item]) == 2
+    err = capsys.readouterr().err
+    assert f"override {item!r}: evaluate reads a trained network, so it takes only data.KEY=VALUE" in err

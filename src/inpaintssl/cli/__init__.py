@@ -45,10 +45,18 @@ __all__ = ["main", "parse_args"]
 
 
 def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    from inpaintssl.config import ConfigError
+
     config: str | None = None
     overrides: list[str] = []
     for item in items:
-        if "=" in item or config is not None:
+        if "=" not in item and config is not None:
+            # Without this, a second file reads as a malformed override ("must look like ...").
+            raise ConfigError(
+                f"two config files given ({config!r}, then {item!r}); expected one file, then "
+                "section.field=value overrides"
+            )
+        if "=" in item:
             overrides.append(item)
         else:
             config = item
@@ -129,6 +137,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return _print_run(result, test_dice=result.mean_dice())
 
 
+_TRAINING_SECTIONS = ("model", "pretext", "optim", "loss", "early_stopping", "transfer", "run")
+"""Top-level sections of a run config other than ``data``: none of them applies to evaluation."""
+
+
 def _data_overrides(items: Sequence[str]) -> list[str]:
     """Overrides as ``pretrain`` and ``finetune`` spell them: ``data.key=value``.
 
@@ -136,6 +148,14 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
     """
     prefixed: list[str] = []
     for item in items:
+        section = item.split("=", 1)[0].split(".", 1)[0]
+        if section in _TRAINING_SECTIONS:
+            from inpaintssl.config import ConfigError
+
+            raise ConfigError(
+                f"override {item!r}: evaluate reads a trained network, so it takes only data.KEY=VALUE "
+                f"overrides; {section!r} is a training setting"
+            )
         if not item.startswith("data."):
             warnings.warn(
                 f"override {item!r} without the 'data.' prefix is deprecated; "
