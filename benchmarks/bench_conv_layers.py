@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from bench_corruption import per_second
+from provenance import cpu_model, provenance, write_record
 
 from inpaintssl.models import WSConv2d, conv3x3_weight_gradient
 from inpaintssl.models.cpu_convolution import auto_weight_gradient_kernel
@@ -59,17 +60,6 @@ def unet_convolutions(
     with torch.no_grad():
         net(torch.zeros(1, 1, *size))
     return found
-
-
-def cpu_model() -> str:
-    """The processor's model name (``/proc/cpuinfo``), or the platform's machine name."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def _best_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -148,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     record: dict[str, Any] = {
         "benchmark": "conv_layers",
+        **provenance(__file__, argv),
+        "quick": args.quick,
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -162,8 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "totals_ms": totals,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        write_record(args.out, record)
     print(json.dumps({"totals_ms": totals}, indent=2))
     return record
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from provenance import provenance, write_record
 
 import inpaintssl as issl
 from inpaintssl.training.convergence import ConvergenceWarning
@@ -143,9 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     record: dict[str, Any] = {
         "benchmark": "convergence",
-        "command": "python benchmarks/bench_convergence.py"
-        + (" --quick" if args.quick else "")
-        + f" --dataset {args.dataset}",
+        **provenance(__file__, argv),
+        "quick": args.quick,
         "dataset": DATA[args.dataset],
         "processor": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(table(record))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        write_record(args.out, record, indent=1)
     return record
 
 

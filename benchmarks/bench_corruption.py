@@ -17,6 +17,9 @@ Usage::
 
     python benchmarks/bench_corruption.py [--quick] [--out PATH] [--device cpu|cuda] [--threads N]
 
+``--threads`` is set after Numba's thread pool has started (its start resets torch's count), and
+each entry of the record gives the torch threads it ran with (``torch_threads``).
+
 It prints Markdown tables and, with ``--out``, writes the JSON record (machine, versions, every
 measurement and ratio, pass/fail per target); ``main(argv)`` returns the same record.
 
@@ -27,11 +30,9 @@ higher reachable coverage; restoration on the CPU >= 10x the Python loop at K = 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -44,8 +45,8 @@ import scipy
 import torch
 from scipy.stats import qmc
 
-from inpaintssl.atomic import atomic_write_text
 from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
+from inpaintssl.corruption._jit import launch_thread_pool
 from inpaintssl.registry import PRETEXT_TASKS
 
 SIDE = 512
@@ -225,6 +226,7 @@ def bench_sampling(*, quick: bool) -> list[dict[str, Any]]:
                 "poisson_disc_masks_per_s": ours,
                 "scipy_masks_per_s": reference,
                 "python_bridson_masks_per_s": python,
+                "torch_threads": torch.get_num_threads(),
                 "speedup_vs_scipy": ours / reference,
                 "speedup_vs_python": ours / python,
                 "poisson_disc_reachable_coverage": float(np.mean(ours_fill)) * area,
@@ -282,6 +284,7 @@ def bench_corruption(*, quick: bool, device: torch.device) -> list[dict[str, Any
                         "patch_size": patch,
                         "channels": channels,
                         "device": str(device),
+                        "torch_threads": torch.get_num_threads(),
                         "library_images_per_s": ours,
                         "python_loop_images_per_s": loop,
                         "speedup": ours / loop,
@@ -397,9 +400,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="torch CPU threads (default: torch's choice); 1 is steadier on a machine shared with other jobs",
     )
     args = parser.parse_args(argv)
+    # Imported here, not above: the tests load this file by path, without benchmarks/ on sys.path.
+    from provenance import provenance, write_record
+
     device = torch.device(args.device)
+    # The first parallel restoration kernel starts Numba's thread pool, which resets torch's thread
+    # count: start the pool first, then set the count, so that every entry runs with it.
+    launch_thread_pool()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
 
     print("sampling (512x512, CPU):", flush=True)
     sampling = bench_sampling(quick=args.quick)
@@ -407,10 +417,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     corruption = bench_corruption(quick=args.quick, device=device)
     result: dict[str, Any] = {
         "benchmark": "corruption",
-        "command": " ".join(
-            ["python", "benchmarks/bench_corruption.py", *(argv if argv is not None else sys.argv[1:])]
-        ),
+        **provenance(__file__, argv),
         "quick": args.quick,
+        "threads_requested": args.threads,
+        # Every entry records the torch threads it ran with; true when all match the count set above.
+        "threads_constant": all(row["torch_threads"] == threads for row in [*sampling, *corruption]),
         "machine": machine(),
         "versions": {
             "python": platform.python_version(),
@@ -428,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["all_targets_passed"] = all(check["passed"] for check in checks)
     print(markdown(result))
     if args.out is not None:
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+        write_record(args.out, result)
         print(f"wrote {args.out}")
     return result
 

@@ -31,6 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+from provenance import provenance, write_record
 from torch.utils.data import DataLoader
 
 from inpaintssl.config import DataConfig
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entries.append(_entry("skmtea h5 (256x256)", skm.train, steps=steps, warmup=warmup, passes=passes))
     record: dict[str, Any] = {
         "benchmark": "dataloader",
+        **provenance(__file__, argv),
         "machine": platform.node(),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
@@ -167,8 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "all_targets_met": all(e["target_met"] for e in entries),
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2))
+        write_record(args.out, record)
     print(json.dumps(record, indent=2))
     return record
 

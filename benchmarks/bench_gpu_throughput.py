@@ -25,9 +25,13 @@ the table, it is unknown and MFU is null. ``peak_source`` in the record names wh
 Usage::
 
     python benchmarks/bench_gpu_throughput.py --device cuda --size 512 --batch 16 --dtype bf16
-        [--steps N] [--warmup N] [--channels-last|--no-channels-last]
+        [--steps N] [--warmup N] [--quick] [--channels-last|--no-channels-last]
         [--compile {off,default,reduce-overhead,max-autotune}] [--cudnn-benchmark]
-        [--peak-tflops T] [--output PATH]
+        [--peak-tflops T] [--threads N] [--output PATH]
+
+The record is written after every arm (``"complete": false`` and ``arms_pending`` until the last
+one is done), so a run stopped by ``timeout`` keeps the arms it finished; SIGTERM writes it once
+more, with ``state`` naming the arm it stopped.
 
 Targets (issue 18): library >= 1.5x MONAI images/s; library MFU >= 25 %.
 """
@@ -35,10 +39,12 @@ Targets (issue 18): library >= 1.5x MONAI images/s; library MFU >= 25 %.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -48,11 +54,12 @@ from typing import Any, get_args
 import torch
 import torch.nn.functional as F
 from bench_training import monai_basicunet
+from provenance import provenance, write_record
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import CompileMode, PretextConfig
+from inpaintssl.corruption._jit import launch_thread_pool
 from inpaintssl.training.components import build_backbone, build_pretext_task
 from inpaintssl.training.device import autocast_context, use_channels_last
 from inpaintssl.training.objectives import InpaintingObjective
@@ -249,16 +256,47 @@ def _slug(text: str) -> str:
     return slug.removeprefix("nvidia_") or "device"
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT, so that the partial record is written first."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _install_handlers() -> dict[int, Any]:
+    """SIGTERM (``timeout``) and SIGINT raise :class:`_Terminated`; returns the handlers replaced."""
+    replaced: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread: leave the signals alone
+            replaced[signum] = signal.signal(signum, _raise_terminated)
+    return replaced
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Time the three arms and return (and write) the JSON record."""
+    """Time the three arms and return (and write) the JSON record.
+
+    The record is written (atomically) before the first arm and again after every arm, marked
+    ``"complete": false`` with the arms still to run until the last is done; a SIGTERM (``timeout``)
+    or SIGINT writes it once more, naming the arm it stopped, and exits with 128 + the signal.
+    """
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
     parser.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per arm (default 50)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per arm first (default 10)")
+    parser.add_argument("--steps", type=int, help="timed steps per arm (default 50; 10 with --quick)")
+    parser.add_argument("--warmup", type=int, help="untimed steps per arm first (default 10; 3 with --quick)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer steps (see --steps, --warmup); the default record name ends in _quick",
+    )
     parser.add_argument(
         "--dtype",
         default="bf16",
@@ -289,12 +327,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=float,
         help="peak TFLOP/s for MFU; default: the datasheet table (dense BF16), none on the CPU",
     )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
     parser.add_argument(
         "--output",
+        "--out",
         type=Path,
-        help="JSON record (default benchmarks/results/bench_gpu_throughput_<device>.json)",
+        help="JSON record (default benchmarks/results/bench_gpu_throughput_<device>[_quick].json)",
     )
     args = parser.parse_args(argv)
+    if args.steps is None:
+        args.steps = 10 if args.quick else 50
+    if args.warmup is None:
+        args.warmup = 3 if args.quick else 10
     if min(args.size, args.batch, args.steps) < 1 or args.warmup < 0:
         parser.error("--size, --batch and --steps must be >= 1 and --warmup >= 0")
     if args.device == "auto":
@@ -302,6 +346,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     device = torch.device(args.device)
+    # Numba's pool (the corruption's parallel kernels) resets torch's thread count when it starts:
+    # start it first, then set the count, so that every arm runs with the same one.
+    launch_thread_pool()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     amp_dtype = DTYPES[args.dtype] if device.type == "cuda" else None
     channels_last = use_channels_last(device, "auto" if args.channels_last is None else args.channels_last)
@@ -318,56 +367,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         peak_tflops, peak_source = None, None
     peak_flops = None if peak_tflops is None else peak_tflops * 1e12
-
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    data = torch.randn(DISTINCT_BATCHES, args.batch, 1, args.size, args.size, generator=generator).to(device)
-    task = build_pretext_task(PretextConfig(task="context_restoration", patch_size=args.patch_size), seed=0)
-    objective = InpaintingObjective(task)
-    with torch.no_grad():  # the bare arm's input: corrupted once, outside any timing
-        corrupted = torch.stack(
-            [
-                objective.corrupt(data[j], torch.arange(j * args.batch, (j + 1) * args.batch))
-                for j in range(DISTINCT_BATCHES)
-            ]
-        )
-    _sync(device)
+    default_name = f"bench_gpu_throughput_{_slug(device_name)}{'_quick' if args.quick else ''}.json"
+    output = args.output or HERE / "results" / default_name
 
     results: dict[str, Any] = {}
-    for arm in args.arms:
-        if arm == "monai":
-            try:
-                import monai  # noqa: F401
-            except ImportError:
-                results[arm] = None
-                continue
-        try:
-            results[arm] = _time_arm(
-                arm,
-                data=data,
-                corrupted=corrupted,
-                objective=objective,
-                args=args,
-                device=device,
-                amp_dtype=amp_dtype,
-                channels_last=channels_last,
-                peak_flops=peak_flops,
-            )
-        except Exception as exc:  # noqa: BLE001 - one arm's failure (e.g. a compiler bug) is a result too
-            results[arm] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-            print(f"{arm}: failed: {results[arm]['error'][:300]}", file=sys.stderr)
-            continue
-        print(f"{arm}: {results[arm]['images_per_s']:.2f} images/s", file=sys.stderr)
-
-    def speed(arm: str) -> float | None:
-        entry = results.get(arm)
-        return None if entry is None or "error" in entry else float(entry["images_per_s"])
-
-    library = results.get("library")
-    library_mfu = None if library is None or "error" in library else library["mfu"]
-    lib_vs_monai = _ratio(speed("library"), speed("monai"))
     record: dict[str, Any] = {
         "benchmark": "gpu_throughput",
+        **provenance(__file__, argv),
+        "complete": False,
+        "arms_pending": list(args.arms),
         "machine": {
             "node": platform.node(),
             "processor": platform.processor() or platform.machine(),
@@ -386,8 +394,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch_size": args.batch,
         "steps": args.steps,
         "warmup": args.warmup,
+        "quick": args.quick,
         "dtype": args.dtype if amp_dtype is not None else "fp32",
         "channels_last": channels_last,
+        "channels_last_setting": "auto" if args.channels_last is None else args.channels_last,
         "compile": args.compile,
         "cudnn_benchmark": args.cudnn_benchmark,
         "pretext": {"task": "context_restoration", "patch_size": args.patch_size},
@@ -396,18 +406,93 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_tflops": peak_tflops,
         "peak_source": peak_source,
         "arms": results,
-        "ratios": {
+    }
+
+    def speed(arm: str) -> float | None:
+        entry = results.get(arm)
+        if not isinstance(entry, dict) or not isinstance(entry.get("images_per_s"), (int, float)):
+            return None
+        return float(entry["images_per_s"])
+
+    def save(state: str) -> None:
+        """Write the record as it stands (``state``: what the run is doing or how it ended)."""
+        library = results.get("library")
+        library_mfu = library.get("mfu") if isinstance(library, dict) else None
+        lib_vs_monai = _ratio(speed("library"), speed("monai"))
+        record["state"] = state
+        record["arms_pending"] = [arm for arm in args.arms if arm not in results]
+        record["ratios"] = {
             "library_vs_monai": lib_vs_monai,
             "library_vs_bare": _ratio(speed("library"), speed("bare")),
-        },
-        "targets": {
+        }
+        record["targets"] = {
             "library_vs_monai>=1.5": None if lib_vs_monai is None else lib_vs_monai >= 1.5,
             "library_mfu>=0.25": None if library_mfu is None else library_mfu >= 0.25,
-        },
-    }
-    output = args.output or HERE / "results" / f"bench_gpu_throughput_{_slug(device_name)}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output, json.dumps(record, indent=2) + "\n")
+        }
+        write_record(output, record)
+
+    replaced = _install_handlers()
+    current = "setup"
+    try:
+        save("setting up (data, corruption)")
+        torch.manual_seed(0)
+        generator = torch.Generator().manual_seed(0)
+        data = torch.randn(DISTINCT_BATCHES, args.batch, 1, args.size, args.size, generator=generator)
+        data = data.to(device)
+        pretext = PretextConfig(task="context_restoration", patch_size=args.patch_size)
+        objective = InpaintingObjective(build_pretext_task(pretext, seed=0))
+        with torch.no_grad():  # the bare arm's input: corrupted once, outside any timing
+            corrupted = torch.stack(
+                [
+                    objective.corrupt(data[j], torch.arange(j * args.batch, (j + 1) * args.batch))
+                    for j in range(DISTINCT_BATCHES)
+                ]
+            )
+        _sync(device)
+        for arm in args.arms:
+            current = arm
+            if arm == "monai":
+                try:
+                    import monai  # noqa: F401
+                except ImportError:
+                    results[arm] = None
+                    save(f"{arm}: MONAI not installed")
+                    continue
+            save(f"running arm {arm}")
+            threads_at_start = torch.get_num_threads()
+            try:
+                results[arm] = _time_arm(
+                    arm,
+                    data=data,
+                    corrupted=corrupted,
+                    objective=objective,
+                    args=args,
+                    device=device,
+                    amp_dtype=amp_dtype,
+                    channels_last=channels_last,
+                    peak_flops=peak_flops,
+                )
+            except Exception as exc:  # noqa: BLE001 - one arm's failure (e.g. a compiler bug) is a result too
+                results[arm] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                print(f"{arm}: failed: {results[arm]['error'][:300]}", file=sys.stderr)
+                save(f"{arm} failed")
+                continue
+            results[arm]["torch_threads"] = {"start": threads_at_start, "end": torch.get_num_threads()}
+            save(f"{arm} done")
+            print(f"{arm}: {results[arm]['images_per_s']:.2f} images/s", file=sys.stderr)
+        record["complete"] = True
+        save("complete")
+    except _Terminated as stop:
+        for signum in replaced:  # a second signal must not interrupt the last write
+            signal.signal(signum, signal.SIG_IGN)
+        name = signal.Signals(stop.signum).name
+        where = f"after arm {current}" if current in results else f"during {current}"
+        save(f"stopped by {name} {where}")
+        print(f"stopped by {name} {where}; wrote the partial record {output}", file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     print(json.dumps(record, indent=2))
     print(f"wrote {output}", file=sys.stderr)
     return record

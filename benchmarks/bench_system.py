@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provenance import provenance, write_record
+
 _LIBRARY = """
 import sys
 sys.path.insert(0, {bench_dir!r})
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quick_demo = _demo_seconds(quick=True)
     record: dict[str, Any] = {
         "benchmark": "system",
+        **provenance(__file__, argv),
+        "quick": args.quick,
         "machine": platform.node(),
         "processor": platform.processor() or platform.machine(),
         "peak_rss_mib": {
@@ -116,8 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         targets["full_demo<=600s"] = full <= 600.0
     record["targets"] = targets
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2))
+        write_record(args.out, record)
     print(json.dumps(record, indent=2))
     return record
 

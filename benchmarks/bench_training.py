@@ -2,24 +2,31 @@
 
 All three train the same 5-level U-Net (or MONAI's BasicUNet, its closest peer) on the same
 in-memory 256x256 batches of 9 with context-restoration corruption on the device, L2 loss and
-the paper's Adam; the library and bare loops use channels_last unless ``--no-channels-last`` is
-given, MONAI runs in its default layout, and on CUDA all three run under bf16 autocast. The
+the paper's Adam; the library and bare loops use the library's own layout default
+(``run.channels_last: auto``: channels_last on the CPU, contiguous on CUDA) unless
+``--channels-last`` or ``--no-channels-last`` says otherwise, MONAI runs in its default layout,
+and on CUDA all three run under bf16 autocast. The record names the layout each contender used. The
 library's number is its own epoch timer (``train_seconds`` in ``metrics.csv``), so it includes
 the DataLoader, device moves, corruption keys, finiteness checks and progress bookkeeping that a
 real run pays; validation and checkpoint writing are excluded.
 
 Each contender runs in a fresh process (the allocator setting below is process-wide), each as
-its users would run it: the library with its defaults (on the CPU the U-Net's 3x3 weight
-gradients use blocked GEMMs, ``run.cpu_weight_gradient``), the bare loop and MONAI with
-PyTorch's defaults (the bare loop's U-Net brings its blocked-GEMM weight gradient with it). Three
+its users would run it: the library with its defaults (on the CPU, ``run.cpu_weight_gradient:
+auto`` picks per 3x3 convolution between the library's blocked GEMMs and oneDNN for the weight
+gradient; the record's ``weight_gradient`` says what it picked), the bare loop and MONAI with
+PyTorch's defaults (the bare loop's U-Net brings the same ``auto`` weight gradient with it). Three
 more CPU contenders say where the library's lead comes from and what the opt-in
 ``run.reuse_host_memory`` adds: the library and MONAI each with the reused heap, and the library
-with oneDNN's weight gradient.
+with oneDNN's weight gradient everywhere.
+
+Threads: each contender starts Numba's thread pool before it sets torch's thread count
+(``--threads``, default torch's own), since the pool's start resets it; the record gives the
+count each contender ran with (``threads_per_contender``, read at its start and at its end).
 
 Usage::
 
     python benchmarks/bench_training.py [--quick] [--out PATH] [--device cpu|cuda] [--steps N]
-        [--channels-last|--no-channels-last]
+        [--channels-last|--no-channels-last] [--threads N]
 
 Targets (issue #5): library >= 0.95x bare loop; library >= 1.5x MONAI BasicUNet when installed.
 """
@@ -37,11 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from provenance import provenance, write_record
 
 from inpaintssl.config import PretrainConfig
+from inpaintssl.corruption._jit import launch_thread_pool
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.losses import l2_loss
 from inpaintssl.registry import BACKBONES, DATASETS, PRETEXT_TASKS
+from inpaintssl.training.device import use_channels_last
 from inpaintssl.training.host_memory import keep_freed_host_memory
 from inpaintssl.training.pretraining import run_pretraining
 
@@ -81,6 +91,9 @@ def _timed_loop(
     channels_last: bool,
 ) -> float:
     """Images/s of a hand-written corruption + forward + backward + Adam loop."""
+    # The first parallel corruption kernel starts Numba's pool, which resets torch's thread count:
+    # start it now, so that every step runs with the count the caller set.
+    launch_thread_pool()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
     task = PRETEXT_TASKS.build("context_restoration", patch_size=32, seed=0)
@@ -151,9 +164,10 @@ def _library_loop(
     steps: int,
     device: str = "cpu",
     channels_last: bool = True,
-    cpu_weight_gradient: str = "blocked_gemm",
+    cpu_weight_gradient: str | None = None,
     reuse_host_memory: bool = False,
 ) -> float:
+    """Images/s of the library's pretraining loop; ``None`` settings keep the library's default."""
     name = "bench_in_memory"
     if name not in DATASETS.names():
         DATASETS.register(name)(InMemorySlices)
@@ -173,8 +187,8 @@ def _library_loop(
                     "quiet": True,
                     "device": device,
                     "channels_last": channels_last,
-                    "cpu_weight_gradient": cpu_weight_gradient,
                     "reuse_host_memory": reuse_host_memory,
+                    **({} if cpu_weight_gradient is None else {"cpu_weight_gradient": cpu_weight_gradient}),
                 },
             }
         )
@@ -219,7 +233,8 @@ def _run_contender(
     raise ValueError(f"--contender {name!r} is unknown; expected one of {', '.join(CONTENDERS)}")
 
 
-def _in_fresh_process(name: str, argv: list[str]) -> float | None:
+def _in_fresh_process(name: str, argv: list[str]) -> dict[str, Any]:
+    """The contender's line of JSON: ``images_per_s`` and ``torch_threads`` (at its start and end)."""
     done = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *argv, "--contender", name],
         capture_output=True,
@@ -228,12 +243,41 @@ def _in_fresh_process(name: str, argv: list[str]) -> float | None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"contender {name} failed:\n{done.stderr[-3000:]}")
-    value: float | None = json.loads(done.stdout.strip().splitlines()[-1])["images_per_s"]
-    return value
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return None if numerator is None or denominator is None else numerator / denominator
+
+
+def resolved_weight_gradient(*, device: str, channels_last: bool, size: int, batch: int) -> dict[str, Any]:
+    """What ``run.cpu_weight_gradient`` resolves to for this run's U-Net, layer by layer.
+
+    The library's own kernel applies only to channels_last CPU training; ``auto`` picks it per 3x3
+    convolution from the processor and the layer's shape
+    (:func:`inpaintssl.models.cpu_convolution.auto_weight_gradient_kernel`).
+    """
+    from bench_conv_layers import unet_convolutions
+
+    from inpaintssl.models.cpu_convolution import auto_weight_gradient_kernel
+
+    found: dict[str, Any] = {"setting": "auto", "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device != "cpu":
+        found["kernels"] = "not applicable: the setting is for CPU training only"
+        return found
+    if not channels_last:
+        found["kernels"] = "onednn everywhere: the library's kernel applies to channels_last only"
+        return found
+    per_layer = []
+    for c_in, c_out, height, width in unet_convolutions((size, size)):
+        x = torch.empty(batch, c_in, height, width, device="meta")
+        weight = torch.empty(c_out, c_in, 3, 3, device="meta")
+        per_layer.append(f"{c_in}->{c_out}@{height}: {auto_weight_gradient_kernel(x, weight)}")
+    kinds = [entry.rsplit(": ", 1)[1] for entry in per_layer]
+    found["kernels"] = {kind: kinds.count(kind) for kind in sorted(set(kinds))}
+    found["per_layer"] = per_layer
+    return found
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -248,8 +292,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="memory format of the library and bare loops (MONAI always runs in its default layout)",
+        default=None,
+        help="memory format of the library and bare loops (default: the library's run.channels_last "
+        "'auto', channels_last on the CPU and contiguous on CUDA; MONAI always runs in its default layout)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads of every contender (default: torch's own), set after Numba's pool starts",
     )
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,8 +307,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.steps is not None:
         steps = args.steps
     batch = 9
+    channels_last = use_channels_last(
+        torch.device(args.device), "auto" if args.channels_last is None else args.channels_last
+    )
     torch.manual_seed(0)
     if args.contender is not None:
+        # Numba's pool resets torch's thread count when it starts: start it, then set the count.
+        launch_thread_pool()
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        threads_at_start = torch.get_num_threads()
         speed = _run_contender(
             args.contender,
             size=size,
@@ -266,32 +324,59 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             steps=steps,
             warmup=warmup,
             device=args.device,
-            channels_last=args.channels_last,
+            channels_last=channels_last,
         )
-        print(json.dumps({"contender": args.contender, "images_per_s": speed}))
-        return {"images_per_s": speed}
+        line = {
+            "contender": args.contender,
+            "images_per_s": speed,
+            "torch_threads": {"start": threads_at_start, "end": torch.get_num_threads()},
+        }
+        print(json.dumps(line))
+        return line
     forwarded = [
         *(["--quick"] if args.quick else []),
         "--device",
         args.device,
         "--steps",
         str(steps),
-        "--channels-last" if args.channels_last else "--no-channels-last",
+        "--channels-last" if channels_last else "--no-channels-last",
+        *(["--threads", str(args.threads)] if args.threads is not None else []),
     ]
     names = [name for name in CONTENDERS if args.device == "cpu" or name not in _CPU_ONLY]
-    speeds = {name: _in_fresh_process(name, forwarded) for name in names}
+    lines = {name: _in_fresh_process(name, forwarded) for name in names}
+    speeds: dict[str, float | None] = {name: line["images_per_s"] for name, line in lines.items()}
+    threads = {name: line.get("torch_threads") for name, line in lines.items()}
+    counts = {value for entry in threads.values() if entry for value in entry.values()}
     library, bare, monai = speeds["library"], speeds["bare_loop"], speeds["monai_basicunet"]
+    layout = "channels_last" if channels_last else "contiguous"
     record: dict[str, Any] = {
         "benchmark": "training_loop",
+        **provenance(__file__, argv),
+        "quick": args.quick,
         "machine": platform.node(),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "device": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(0),
-        "threads": torch.get_num_threads(),
+        # One number when every contender ran with one thread count throughout, else null.
+        "threads": counts.pop() if len(counts) == 1 else None,
+        "threads_requested": args.threads,
+        "threads_per_contender": threads,
         "image_size": size,
         "batch_size": batch,
         "steps": steps,
-        "channels_last": args.channels_last,
+        "channels_last": channels_last,
+        "channels_last_setting": "auto" if args.channels_last is None else args.channels_last,
+        "layout": {
+            "library": layout,
+            "bare_loop": layout,
+            "monai_basicunet": "contiguous (MONAI's default)",
+        },
+        "weight_gradient": {
+            "library": resolved_weight_gradient(
+                device=args.device, channels_last=channels_last, size=size, batch=batch
+            ),
+            **({"library_onednn_weight_gradient": "onednn, every layer"} if args.device == "cpu" else {}),
+        },
         "images_per_s": speeds,
         "ratios": {
             "library_vs_bare": _ratio(library, bare),
@@ -307,19 +392,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {
                 "library_reused_vs_monai_reused_host_memory": _ratio(reused, monai_reused),
                 "library_reused_host_memory_vs_monai": _ratio(reused, monai),
-                "blocked_gemm_vs_onednn_weight_gradient": _ratio(
+                # The library's default (auto) against oneDNN everywhere; where auto picked the blocked
+                # GEMMs in every layer this is the blocked-GEMM-vs-oneDNN ratio of earlier records.
+                "default_vs_onednn_weight_gradient": _ratio(
                     library, speeds["library_onednn_weight_gradient"]
                 ),
                 "reused_host_memory_vs_system_allocator": _ratio(reused, library),
             }
         )
+        kernels = record["weight_gradient"]["library"].get("kernels")
+        if isinstance(kernels, dict) and set(kernels) == {"blocked_gemm"}:
+            record["ratios"]["blocked_gemm_vs_onednn_weight_gradient"] = record["ratios"][
+                "default_vs_onednn_weight_gradient"
+            ]
+    lib_vs_bare, lib_vs_monai = record["ratios"]["library_vs_bare"], record["ratios"]["library_vs_monai"]
     record["targets"] = {
-        "library_vs_bare>=0.95": record["ratios"]["library_vs_bare"] >= 0.95,
-        "library_vs_monai>=1.5": None if monai is None else record["ratios"]["library_vs_monai"] >= 1.5,
+        "library_vs_bare>=0.95": None if lib_vs_bare is None else lib_vs_bare >= 0.95,
+        "library_vs_monai>=1.5": None if lib_vs_monai is None else lib_vs_monai >= 1.5,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2))
+        write_record(args.out, record)
     print(json.dumps(record, indent=2))
     return record
 

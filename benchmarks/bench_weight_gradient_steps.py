@@ -8,7 +8,9 @@ each run (warm-up) is dropped; the median of the rest is reported.
 
 Usage::
 
-    python benchmarks/bench_weight_gradient_steps.py [--repeats 2] [--epochs 4] [--out PATH]
+    python benchmarks/bench_weight_gradient_steps.py [--repeats 2] [--epochs 4] [--quick] [--out PATH]
+
+``--epochs`` must be at least 2 (the first epoch is dropped); ``--quick`` is one round of two epochs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_conv_layers import cpu_model
+from provenance import cpu_model, provenance, write_record
 
 import inpaintssl as issl
 from inpaintssl.training.convergence import ConvergenceWarning
@@ -34,9 +36,16 @@ KERNELS = ("auto", "blocked_gemm", "onednn")
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run, at least 2 (default 4)")
+    parser.add_argument("--quick", action="store_true", help="one round of 2 epochs (a smoke run)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.epochs = 1, 2
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2: the first epoch of every run is a warm-up and is dropped")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     seconds: dict[str, list[float]] = {kernel: [] for kernel in KERNELS}
     for _ in range(args.repeats):
         for kernel in KERNELS:
@@ -58,6 +67,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seconds[kernel].extend(float(row["train_seconds"]) for row in result.history[1:])
     record: dict[str, Any] = {
         "benchmark": "weight_gradient_steps",
+        **provenance(__file__, argv),
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "epochs": args.epochs,
         "cpu_model": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "processor": platform.machine(),
@@ -68,8 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(json.dumps(record["seconds_per_10_step_epoch"], indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        write_record(args.out, record)
     return record
 
 

@@ -8,24 +8,61 @@ Each row names the record's settings (memory format, ``--compile``), the arm, im
 achieved, model FLOPs utilisation against the record's named peak, peak memory, and the two
 ratios of issue 18's targets (library / MONAI images/s and the library's MFU) on the library row.
 Under the table, the verdict on the targets: each network at its fastest setting among the records
-(a user runs each as fast as it goes), so that a peer that failed to compile is compared as it ran.
+(a user runs each as fast as it goes), so that a peer that failed to compile is compared as it ran;
+records of different settings (image size, batch, dtype, device) get a verdict each.
+
+Records a run left unfinished (``"complete": false``, written when ``timeout`` stopped it) are
+marked "incomplete", with a row for each arm it did not reach; missing keys, null speeds and
+unreadable files print "n/a" or say what is wrong rather than stop the table. The exit status is 1
+when no record could be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("record", "layout", "compile", "arm", "images/s", "TFLOP/s", "MFU", "peak GiB", "library / MONAI",
-           "targets met")
+COLUMNS = (
+    "record",
+    "layout",
+    "compile",
+    "arm",
+    "images/s",
+    "TFLOP/s",
+    "MFU",
+    "peak GiB",
+    "library / MONAI",
+    "targets met",
+)
 HEADER = ("| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS))
 
 
-def _number(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
+NO_RECORD = "no readable record"
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: object) -> float | None:
+    """``value`` as a float, or ``None`` when it is not a finite number (null, missing, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _number(value: object, digits: int) -> str:
+    found = _num(value)
+    return "n/a" if found is None else f"{found:,.{digits}f}"
+
+
+def _layout(record: dict[str, Any]) -> str:
+    channels_last = record.get("channels_last")
+    return "n/a" if channels_last is None else ("channels_last" if channels_last else "contiguous")
 
 
 def rows(record: dict[str, Any], *, name: str) -> list[str]:
@@ -38,45 +75,57 @@ def rows(record: dict[str, Any], *, name: str) -> list[str]:
         ...                                "peak_memory_gib": 4.0, "compile": "off"}, "monai": None}}
         >>> rows(record, name="r")[0]
         '| r | contiguous | off | library | 100.0 | 30.0 | 3.0 % | 4.0 | 2.00 | 1 of 2 |'
+        >>> rows({"complete": False, "arms": {"library": {"images_per_s": None}}, "arms_pending": ["monai"],
+        ...       "state": "stopped by SIGTERM during monai"}, name="r")  # doctest: +NORMALIZE_WHITESPACE
+        ['| r (incomplete) | n/a | None | library | n/a | n/a | n/a | n/a | |  |',
+         '| r (incomplete) | n/a | None | monai | not run: stopped by SIGTERM during monai |  |  |  |  |  |']
     """
-    layout = "channels_last" if record["channels_last"] else "contiguous"
+    layout = _layout(record)
+    label = f"{name} (incomplete)" if record.get("complete") is False else name
     out = []
-    for arm, entry in record["arms"].items():
+    for arm, entry in _dict(record.get("arms")).items():
         if entry is None:
             continue
-        if "error" in entry:
-            failed = entry["error"].splitlines()[0][:80].replace("|", "/")
-            cells = [name, layout, str(record.get("compile")), arm, f"failed: {failed}", *[""] * 5]
+        if not isinstance(entry, dict) or "error" in entry:
+            error = str(entry.get("error") or "no message") if isinstance(entry, dict) else "malformed entry"
+            failed = (error.splitlines() or ["no message"])[0][:80].replace("|", "/")
+            cells = [label, layout, str(record.get("compile")), arm, f"failed: {failed}", *[""] * 5]
             out.append("| " + " | ".join(cells) + " |")
             continue
-        mfu = entry.get("mfu")
-        ratio = record["ratios"].get("library_vs_monai") if arm == "library" else None
-        targets = [v for v in record["targets"].values() if v is not None]
+        mfu = _num(entry.get("mfu"))
+        ratio = _num(_dict(record.get("ratios")).get("library_vs_monai")) if arm == "library" else None
+        targets = [v for v in _dict(record.get("targets")).values() if isinstance(v, bool)]
         met = f"{sum(targets)} of {len(targets)}" if arm == "library" and targets else ""
         cells = [
-            name,
+            label,
             layout,
             str(entry.get("compile", record.get("compile"))),
             arm,
-            _number(entry["images_per_s"], 1),
-            _number(entry["achieved_tflops"], 1),
+            _number(entry.get("images_per_s"), 1),
+            _number(entry.get("achieved_tflops"), 1),
             "n/a" if mfu is None else f"{100 * mfu:.1f} %",
             _number(entry.get("peak_memory_gib"), 1),
             "" if ratio is None else f"{ratio:.2f}",
             met,
         ]
         out.append("| " + " | ".join(cells) + " |")
+    pending = record.get("arms_pending") if record.get("complete") is False else None
+    for arm in pending if isinstance(pending, list) else []:
+        why = str(record.get("state") or "the run stopped first").replace("|", "/")
+        cells = [label, layout, str(record.get("compile")), str(arm), f"not run: {why}", *[""] * 5]
+        out.append("| " + " | ".join(cells) + " |")
     return out
 
 
 def _fastest(records: dict[str, dict[str, Any]], arm: str) -> tuple[str, dict[str, Any]] | None:
     """The record name and entry where ``arm`` ran fastest, or ``None`` where it never ran."""
-    ran = [
-        (name, record["arms"][arm])
-        for name, record in records.items()
-        if record["arms"].get(arm) and "images_per_s" in record["arms"][arm]
-    ]
-    return max(ran, key=lambda pair: pair[1]["images_per_s"], default=None)
+    ran = []
+    for name, record in records.items():
+        entry = _dict(record).get("arms")
+        entry = _dict(entry).get(arm)
+        if isinstance(entry, dict) and _num(entry.get("images_per_s")):
+            ran.append((name, entry))
+    return max(ran, key=lambda pair: float(pair[1]["images_per_s"]), default=None)
 
 
 def verdict(records: dict[str, dict[str, Any]], *, speedup: float = 1.5, mfu: float = 0.25) -> str:
@@ -97,7 +146,7 @@ def verdict(records: dict[str, dict[str, Any]], *, speedup: float = 1.5, mfu: fl
         return "the library's arm ran in no record: no verdict"
     name, entry = library
     lines = [f"fastest library: {entry['images_per_s']:,.1f} images/s ({name})"]
-    found = entry.get("mfu")
+    found = _num(entry.get("mfu"))
     lines[0] += ", MFU n/a" if found is None else f", MFU {100 * found:.1f} %"
     if monai is None:
         lines[0] += "; MONAI ran in no record"
@@ -112,26 +161,56 @@ def verdict(records: dict[str, dict[str, Any]], *, speedup: float = 1.5, mfu: fl
     return "\n".join(lines)
 
 
+def _settings(record: dict[str, Any]) -> str:
+    """The settings a verdict may compare across: records that differ in them get one each."""
+    keys = ("device", "image_size", "batch_size", "dtype")
+    return ", ".join(f"{key} {record.get(key, 'n/a')}" for key in keys)
+
+
+def _load(path: Path) -> dict[str, Any] | str:
+    """The record in ``path``, or why it could not be read."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return record if isinstance(record, dict) else f"not a JSON object but {type(record).__name__}"
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     """Print (and return) the table of the records named on the command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("records", nargs="+", type=Path, help="JSON records of bench_gpu_throughput.py")
+    parser.add_argument("records", nargs="*", type=Path, help="JSON records of bench_gpu_throughput.py")
     args = parser.parse_args(argv)
     lines = list(HEADER)
     devices = set()
-    records = {}
+    problems = []
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
     for path in args.records:
-        record = json.loads(path.read_text())
-        devices.add(f"{record['device']} (torch {record['torch']}, peak {record['peak_tflops']} TFLOP/s: "
-                    f"{record['peak_source']})")
+        record = _load(path)
+        if isinstance(record, str):
+            problems.append(f"{path}: unreadable ({record})")
+            continue
+        device, torch, peak, source = (
+            "n/a" if record.get(key) is None else record[key]
+            for key in ("device", "torch", "peak_tflops", "peak_source")
+        )
+        devices.add(f"{device} (torch {torch}, peak {peak} TFLOP/s: {source})")
         lines.extend(rows(record, name=path.stem))
-        records[path.stem] = record
-    table = "\n".join([*sorted(devices), "", *lines, "", verdict(records)])
+        groups.setdefault(_settings(record), {})[path.stem] = record
+    if not groups:
+        table = "\n".join([*problems, NO_RECORD])
+        print(table)
+        return table
+    if len(groups) == 1:
+        verdicts = [verdict(next(iter(groups.values())))]
+    else:  # a verdict compares like with like only
+        verdicts = [f"{settings}:\n{verdict(records)}" for settings, records in groups.items()]
+    table = "\n".join([*sorted(devices), *problems, "", *lines, "", *verdicts])
     print(table)
     return table
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(1 if main().endswith(NO_RECORD) else 0)

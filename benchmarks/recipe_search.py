@@ -28,7 +28,6 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from provenance import provenance
 
 import inpaintssl as issl
 from inpaintssl.atomic import atomic_write_text
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(__file__).parent / "results" / f"recipe_search_{args.what}.json"
     root = args.root or Path(tempfile.mkdtemp(prefix=f"recipe_{args.what}_"))
     record: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/recipe_search.py", *(argv or sys.argv[1:])]),
+        # date: when this invocation started (a resumed search keeps the runs of earlier ones).
+        **provenance(__file__, argv),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -1,19 +1,29 @@
 """Run every benchmark, each against its in-run baseline; write JSON and a Markdown summary.
 
-``make bench`` runs this. Results go to ``benchmarks/results/<machine>.json`` and
-``benchmarks/results/<machine>.md``; where CUDA is present, a GPU section runs too.
+``make bench`` runs this. Results go to ``<results-dir>/<machine>.json`` and
+``<results-dir>/<machine>.md`` (``-quick`` before the suffix with ``--quick``; the results folder
+is ``benchmarks/results`` unless ``--results-dir`` names another); where CUDA is present, a GPU
+section runs too (corruption, training and ``bench_gpu_throughput.py`` on the card) and its
+targets are in the summary as ``gpu.<benchmark>``. Every benchmark's record is kept inside the
+combined JSON, which is rewritten after each benchmark, so a run stopped halfway keeps what it
+measured; a benchmark that fails is recorded with its error and the others still run. Nothing
+else is written: the per-benchmark records committed in ``benchmarks/results/`` (the ones
+``benchmarks/README.md`` quotes) are never overwritten, except the GPU throughput record, which
+goes to ``<machine>[-quick]-gpu_throughput.json`` beside the summary, since that benchmark writes
+its record arm by arm.
 
 Usage::
 
-    python benchmarks/run_all.py [--quick] [--full-demo]
+    python benchmarks/run_all.py [--quick] [--full-demo] [--results-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,7 @@ import bench_dataloader
 import bench_gpu_throughput
 import bench_system
 import bench_training
+from provenance import provenance, write_record
 
 from inpaintssl.atomic import atomic_write_text
 
@@ -38,15 +49,39 @@ def _machine() -> str:
     return f"{platform.machine()}-cpu{torch.get_num_threads()}"
 
 
-def _targets(record: dict[str, Any]) -> list[tuple[str, Any]]:
-    found: list[tuple[str, Any]] = []
+def _targets(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str, Any]]:
+    """``(benchmark, target, met)`` of a record, or of each record in a section such as ``gpu``.
+
+    Example:
+        >>> section = {"training": {"targets": {"a>=1": True}}, "throughput": {"targets": {"b": None}}}
+        >>> _targets({"gpu": section}["gpu"], "gpu")
+        [('gpu.training', 'a>=1', True), ('gpu.throughput', 'b', None)]
+    """
+    found: list[tuple[str, str, Any]] = []
     targets = record.get("targets")
     if isinstance(targets, dict):
-        found.extend(targets.items())
-    for entry in record.get("entries", []) if isinstance(record.get("entries"), list) else []:
+        found.extend((prefix, str(name), met) for name, met in targets.items())
+    entries = record.get("entries")
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and "target_met" in entry:
-            found.append((str(entry.get("source", entry.get("name", "?"))), entry["target_met"]))
+            found.append((prefix, str(entry.get("source", entry.get("name", "?"))), entry["target_met"]))
+    if "error" in record and prefix:
+        found.append((prefix, "(benchmark failed)", f"error: {str(record['error']).splitlines()[0][:120]}"))
+    if not found:  # a section of records: look one level down
+        for name, sub in record.items():
+            if isinstance(sub, dict):
+                found.extend(_targets(sub, f"{prefix}.{name}" if prefix else name))
     return found
+
+
+def _run(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One benchmark's record, or its error: a failure does not cost the others their run."""
+    print(f"== {name}", flush=True)
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - recorded in the combined record and the summary
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -56,52 +91,69 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--quick", action="store_true", help="smoke-run sizes")
     parser.add_argument("--full-demo", action="store_true", help="also time the full demo (minutes)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=HERE / "results",
+        help="where the combined record and summary go (default benchmarks/results)",
+    )
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
+    stem = f"{_machine()}{'-quick' if args.quick else ''}"
+    out = args.results_dir / f"{stem}.json"
     results: dict[str, Any] = {
         "machine": _machine(),
+        **provenance(__file__, argv),
         "quick": args.quick,
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "corruption": bench_corruption.main(
-            [*quick, "--out", str(HERE / "results" / "bench_corruption.json")]
-        ),
-        "dataloader": bench_dataloader.main(quick),
-        "training": bench_training.main(quick),
-        "system": bench_system.main([*quick, *(["--full"] if args.full_demo else [])]),
-        "convergence": bench_convergence.main(
-            [*quick, "--out", str(HERE / "results" / f"bench_convergence{'_quick' if quick else ''}.json")]
-        ),
     }
+    stages: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("corruption", lambda: bench_corruption.main(quick)),
+        ("dataloader", lambda: bench_dataloader.main(quick)),
+        ("training", lambda: bench_training.main(quick)),
+        ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
+        ("convergence", lambda: bench_convergence.main(quick)),
+    ]
+    for name, run in stages:
+        results[name] = _run(name, run)
+        write_record(out, results)
     if torch.cuda.is_available():
-        quick_gpu = HERE / "results" / "bench_gpu_throughput_quick.json"
-        results["gpu"] = {
-            "corruption": bench_corruption.main(
-                [*quick, "--device", "cuda", "--out", str(HERE / "results" / "bench_corruption_cuda.json")]
-            ),
-            "training": bench_training.main([*quick, "--device", "cuda"]),
-            # GPU only: 512x512, batch 16, bf16; --quick times fewer steps and keeps its record apart.
-            "throughput": bench_gpu_throughput.main(
-                [
-                    "--device",
-                    "cuda",
-                    *(["--steps", "10", "--warmup", "3", "--output", str(quick_gpu)] if quick else []),
-                ]
-            ),
-        }
-    out = HERE / "results" / f"{results['machine']}{'-quick' if args.quick else ''}.json"
-    atomic_write_text(out, json.dumps(results, indent=2, default=str))
+        gpu: dict[str, Any] = {}
+        results["gpu"] = gpu
+        throughput = [
+            "--device",
+            "cuda",
+            *quick,
+            "--output",
+            str(args.results_dir / f"{stem}-gpu_throughput.json"),
+        ]
+        gpu_stages: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("corruption", lambda: bench_corruption.main([*quick, "--device", "cuda"])),
+            # The library's layout default (run.channels_last auto: contiguous on CUDA) for the library
+            # and bare loops; the record's channels_last and layout say what ran.
+            ("training", lambda: bench_training.main([*quick, "--device", "cuda"])),
+            # 512x512, batch 16, bf16; --quick times fewer steps.
+            ("throughput", lambda: bench_gpu_throughput.main(throughput)),
+        ]
+        for name, run in gpu_stages:
+            gpu[name] = _run(f"gpu.{name}", run)
+            write_record(out, results)
     lines = [
         f"# Benchmarks on {results['machine']} (torch {results['torch']}, "
         f"{'smoke-test sizes, --quick' if args.quick else 'full sizes'})",
+        "",
+        f"Measured {results['date']} on {results['host']['cpu_model']}"
+        + (f" with {results['cuda']}" if results["cuda"] else "")
+        + f"; rerun with `{results['command']}`; records in `{out.name}`.",
         "",
         "| benchmark | target | met |",
         "|---|---|---|",
     ]
     for name, record in results.items():
-        if isinstance(record, dict):
-            for target, met in _targets(record):
-                lines.append(f"| {name} | {target} | {met} |")
+        if isinstance(record, dict) and name != "host":
+            for benchmark, target, met in _targets(record, name):
+                lines.append(f"| {benchmark} | {target} | {met} |")
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return results

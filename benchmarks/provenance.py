@@ -1,0 +1,120 @@
+"""What every benchmark record says about itself: when it ran, the command that reruns it, the machine.
+
+Each ``bench_*.py`` adds :func:`provenance` to its JSON record: ``date`` (UTC, ISO 8601), ``command``
+(the script and its arguments, to rerun it), ``invoked_by`` (the process's own command line, when the
+script's ``main(argv)`` was called by another script such as ``run_all.py``) and ``host`` (processor
+model, core and thread counts, GPU and driver, versions). :func:`write_record` writes a record
+atomically, so a run stopped halfway never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inpaintssl.atomic import atomic_write_text
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or the platform's machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    try:
+        return str(__import__(module).__version__)
+    except Exception:  # noqa: BLE001 - absent or broken: the record says so
+        return None
+
+
+def _gpu_driver() -> str | None:
+    if not torch.cuda.is_available() or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+
+def host() -> dict[str, Any]:
+    """The machine and software a record was measured on."""
+    cuda = torch.cuda.is_available()
+    return {
+        "node": platform.node(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu_driver": _gpu_driver(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "numba": _version("numba"),
+        "monai": _version("monai"),
+    }
+
+
+def _script_path(script: str | Path) -> str:
+    path = Path(script).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def command(script: str | Path, argv: Sequence[str] | None) -> str:
+    """The command that reruns ``script`` with ``argv`` (``None``: this process's own arguments).
+
+    Example:
+        >>> command(REPO / "benchmarks" / "bench_training.py", ["--quick", "--out", "a b.json"])
+        "python benchmarks/bench_training.py --quick --out 'a b.json'"
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join(["python", _script_path(script), *args])
+
+
+def provenance(script: str | Path, argv: Sequence[str] | None) -> dict[str, Any]:
+    """``date``, ``command``, ``invoked_by`` (only when called from another script) and ``host``."""
+    found: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command(script, argv),
+    }
+    if argv is not None:
+        found["invoked_by"] = shlex.join(["python", *sys.argv])
+    found["host"] = host()
+    return found
+
+
+def write_record(path: str | Path, record: dict[str, Any], *, indent: int = 2) -> None:
+    """Write ``record`` as JSON to ``path``, atomically (parents created)."""
+    atomic_write_text(Path(path), json.dumps(record, indent=indent, default=str) + "\n")
