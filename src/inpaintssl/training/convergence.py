@@ -107,12 +107,12 @@ def assess_convergence(
     Example:
         >>> assess_convergence([5.0, 4.0], stopped_early=True).reason
         'early stopping'
-        >>> # Flat only because the rate ran out: 10 % of the progress per unit of rate at the end.
+        >>> # Flat only because the rate ran out: 13.5 % of the progress per unit of rate at the end.
         >>> curve, rates = [1.30, 1.22, 1.18, 1.165, 1.161], [0.01, 0.0097, 0.0075, 0.0041, 0.0012]
         >>> assess_convergence(curve, stopped_early=False).converged
         True
         >>> assess_convergence(curve, stopped_early=False, learning_rates=rates).describe()
-        'NOT converged (10.2% of the improvement in the last fifth)'
+        'NOT converged (13.5% of the improvement in the last fifth)'
     """
     if not 0.0 < tolerance < 1.0:
         raise ValueError(f"tolerance must lie in (0, 1), got {tolerance}")
