@@ -114,12 +114,28 @@ def test_compiled_training_matches_eager_training(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("compile", ["off", "default"])
+def test_validation_runs_compiled_exactly_when_training_does(tmp_path: Path, compile: CompileMode) -> None:
+    # Dynamo counts every Python frame it turns into a graph: validating alone (no training step
+    # yet) compiles the network under run.compile and compiles nothing when it is off.
+    from torch._dynamo.utils import counters
+
+    trainer = tiny_segmentation_trainer(tmp_path / compile, max_epochs=1, compile=compile)
+    eager_loss = tiny_segmentation_trainer(tmp_path / "eager", max_epochs=1, compile="off").validate()
+    torch._dynamo.reset()
+    counters.clear()
+    loss = trainer.validate()
+    assert (counters["frames"]["ok"] > 0) == (compile != "off")
+    assert loss == pytest.approx(eager_loss, rel=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("compile", ["default", "reduce-overhead"])
 def test_compiled_cuda_training_matches_eager_cuda_training(tmp_path: Path, compile: CompileMode) -> None:
-    # The whole loop on the card: compiled steps (replayed as CUDA graphs under reduce-overhead),
-    # eager validation and checkpoints of the same parameters. float32 on both sides (TF32
+    # The whole loop on the card: compiled steps and validation (replayed as CUDA graphs under
+    # reduce-overhead) and checkpoints of the same parameters. float32 on both sides (TF32
     # convolutions alike), so only the compiler's reordering of the fused element-wise work differs.
     runs = {"eager": "off", "compiled": compile}
     trainers = {

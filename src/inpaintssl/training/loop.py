@@ -66,7 +66,7 @@ from inpaintssl.training.state import (
     restore_rng_states,
     rng_states,
 )
-from inpaintssl.training.step import TrainStep, adam
+from inpaintssl.training.step import TrainStep, adam, compile_network
 from inpaintssl.transfer_learning.schedules import set_trainable
 
 __all__ = ["EpochHook", "IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
@@ -223,7 +223,7 @@ class Trainer:
         context: Where and how the run trains: its device, autocast dtype, memory format and
             process group, and from ``context.run`` the run folder (only rank 0 writes), the
             seed (data order, corruption keys), ``compile`` (the training steps' network, see
-            :mod:`inpaintssl.training.step`), ``resume`` (continue from ``checkpoints/last``
+            :mod:`inpaintssl.training.step`, and validation's), ``resume`` (continue from ``checkpoints/last``
             when it exists), ``quiet`` (no progress bars) and ``checkpoint_every`` (write
             ``last`` every this many epochs, always at a phase's end).
         num_workers: DataLoader workers.
@@ -305,6 +305,10 @@ class Trainer:
             grad_clip=optim.grad_clip,
             compile=context.run.compile,
         )
+        # Validation skips DDP (there are no gradients to synchronise) but, under run.compile, runs
+        # compiled like the steps: the compiler traces the eval/no-grad network as a graph of its own,
+        # so validating the paper's thousands of slices gets the same fused kernels as training.
+        self.eval_network = compile_network(model, context.run.compile)
 
     @property
     def objective(self) -> Objective:
@@ -560,7 +564,7 @@ class Trainer:
         """
         loader = self._loader(self.val_set, epoch_key=None)
         self.ddp_model.eval()
-        model = _unwrap(self.model)
+        model = self.eval_network
         score = getattr(self.objective, "loss_and_overlaps", None)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count = torch.zeros((), dtype=torch.float64, device=self.device)
