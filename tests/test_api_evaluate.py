@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,5 +122,15 @@ def test_evaluate_data_mistakes_are_named(tmp_path: Path) -> None:
     (tmp_path / "bare").mkdir()
     with pytest.raises(ConfigError, match=r"bare: no config.yaml recorded beside it"):
         issl.evaluate(tmp_path / "bare", device="cpu")
+    # A copied checkpoint, away from its run: overrides that name the dataset say what to read...
+    shutil.copytree(run / "checkpoints" / "best", tmp_path / "copied")
+    params = "data.params={num_images: 8, num_val: 2, num_test: 4, size: [16, 16]}"
+    table = issl.evaluate(tmp_path / "copied", overrides=["data.dataset=synthetic", params], device="cpu")
+    assert len(table.select(level="image").column("dice_mean")) == 4
+    # ...and overrides that leave it unnamed would evaluate on the default (demo) data: refused.
+    with pytest.raises(
+        ConfigError, match=r"bare: no config.yaml .*\(given: data.image_size, which do not name it\)"
+    ):
+        issl.evaluate(tmp_path / "bare", overrides=["data.image_size=[16, 16]"], device="cpu")
     with pytest.raises(ConfigError, match=r"nowhere does not exist"):
         issl.evaluate(tmp_path / "nowhere", device="cpu")

@@ -63,14 +63,21 @@ def test_half_swapped_folder_recovers_from_old(tmp_path: Path) -> None:
     assert load_checkpoint(folder)[0]["w"].item() == 7.0
 
 
+@pytest.mark.parametrize("beside_the_twin", ["nothing", "a damaged folder"])
 def test_saving_after_a_recovered_half_swap_never_leaves_no_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, beside_the_twin: str
 ) -> None:
-    # After a half-swap only last.old exists; the resumed run's next save must keep it until the
-    # new folder is in place: a second kill at any point in that save leaves a loadable checkpoint.
+    # After a half-swap last.old is the one complete checkpoint (alone, or beside a last torn by a
+    # later write); the resumed run's next save must keep it until the new folder is in place: a
+    # second kill at any point in that save leaves a loadable checkpoint.
     folder = tmp_path / "last"
     save_checkpoint(folder, {"w": torch.full((1,), 7.0)}, META)
     os.replace(folder, folder.with_name("last.old"))
+    if beside_the_twin == "a damaged folder":
+        save_checkpoint(tmp_path / "elsewhere", {"w": torch.full((1,), 9.0)}, META)
+        os.replace(tmp_path / "elsewhere", folder)
+        (folder / "model.safetensors").write_bytes(b"torn")
+    assert load_checkpoint(folder)[0]["w"].item() == 7.0
     seen: list[float] = []
     real_replace, real_rmtree = os.replace, __import__("shutil").rmtree
 

@@ -65,6 +65,17 @@ def test_formats_that_cannot_be_reproducible_are_refused_without_a_file(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_a_format_written_as_a_suffix_is_the_same_format(fmt: str) -> None:
+    # Path(...).suffix gives ".png": the leading dot must not send it past the refusal or fail in matplotlib.
+    assert render_figure(figure(), f".{fmt.upper()}") == render_figure(figure(), fmt)
+
+
+def test_a_refused_format_written_as_a_suffix_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot write a figure as 'svgz' reproducibly"):
+        render_figure(figure(), ".svgz")
+
+
 def test_a_figure_that_fails_to_draw_leaves_the_old_file_intact(tmp_path: Path) -> None:
     target = tmp_path / "curve.png"
     write_figure(figure(), target)

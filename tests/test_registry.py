@@ -193,6 +193,50 @@ def test_a_second_definition_outside_a_rerun_cell_is_refused(
     assert registry.get("mine") is first
 
 
+@pytest.mark.parametrize("interactive", [False, True])
+def test_reloading_a_plugin_module_registers_its_definitions_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interactive: bool
+) -> None:
+    # importlib.reload (or IPython's %autoreload) runs the module's registrations a second time;
+    # the registry lives in another module, so it keeps the first registrations.
+    import importlib
+
+    (tmp_path / "issl_reload_holder.py").write_text(
+        "from inpaintssl.registry import Registry\nWIDGETS = Registry('widgets_reload')\n"
+    )
+    plugin = tmp_path / "issl_reload_plugin.py"
+    plugin.write_text(
+        "from issl_reload_holder import WIDGETS\n\n"
+        "@WIDGETS.register('mine')\nclass Mine:\n    pass\n\n"
+        "@WIDGETS.register('made')\ndef make() -> object:\n    return object()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if interactive:
+        monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+    else:
+        monkeypatch.delattr(sys, "ps1", raising=False)
+        monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    for name in ("issl_reload_holder", "issl_reload_plugin"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    module = importlib.import_module("issl_reload_plugin")
+    holder = importlib.import_module("issl_reload_holder")
+    first = holder.WIDGETS.get("mine")
+    module = importlib.reload(module)
+    assert holder.WIDGETS.get("mine") is module.Mine is not first
+    assert holder.WIDGETS.get("made") is module.make
+    # An edited module (the definitions moved down a line): a session's reload takes it, a
+    # script's is refused, as a second definition of the name in one file would be (for the
+    # function: Python keeps where a function started, while a class is looked up in the file as it
+    # is now, so the class passes).
+    plugin.write_text("# edited\n" + plugin.read_text())
+    importlib.invalidate_caches()
+    if interactive:
+        assert importlib.reload(module).make is holder.WIDGETS.get("made")
+    else:
+        with pytest.raises(ValueError, match=r"name 'made' is already registered"):
+            importlib.reload(module)
+
+
 def test_build_reports_bad_parameters_with_the_component_name() -> None:
     registry: Registry[object] = Registry("widgets_test2")
 

@@ -161,23 +161,29 @@ def _data_section(path: Path) -> dict[str, Any] | Path:
     return {k: v for k, v in section.items() if k not in _NOT_FOR_EVALUATION}
 
 
-def _recorded_data(source: str | Path, *, overridden: bool) -> dict[str, Any] | Path:
-    """The data section the run owning ``source`` recorded (``{}`` without one but with overrides)."""
+def _recorded_data(source: str | Path, *, overridden: Sequence[str]) -> dict[str, Any] | Path:
+    """The data section the run owning ``source`` recorded (``{}`` without one, when the
+    ``overridden`` data keys name the dataset)."""
     path = Path(source)
     recorded = RunFolder.owning(path).config
     if recorded.is_file():
         return _data_section(recorded)
-    if overridden:
+    if "dataset" in overridden:
         return {}
     if not path.exists():
         raise ConfigError(
             f"{source} does not exist (expected a .safetensors file, a checkpoint folder or a run folder)"
         )
     # Without a record the defaults would be the demo's brain data: never a silent choice.
+    given = (
+        f" (given: {', '.join(f'data.{key}' for key in overridden)}, which do not name it)"
+        if overridden
+        else ""
+    )
     raise ConfigError(
         f"{source}: no {recorded.name} recorded beside it to say what data it was trained on; pass "
         "the data (data=..., --data FILE on the command line: a data config, or a file holding a "
-        "data section or a run config) or data.KEY=VALUE overrides (data.dataset=...)"
+        f"data section or a run config) or data.KEY=VALUE overrides that name it (data.dataset=...){given}"
     )
 
 
@@ -199,7 +205,7 @@ def _evaluation_data(
     if data is None:
         if isinstance(source, nn.Module):
             raise ValueError("evaluate: data is required with a module (it records no training data)")
-        data = _recorded_data(source, overridden=bool(keys))
+        data = _recorded_data(source, overridden=[key.split("=", 1)[0].strip() for key in keys])
     elif isinstance(data, (str, Path)):
         data = _data_section(Path(data))
     return load_config(data, DataConfig, overrides=keys)

@@ -195,8 +195,12 @@ def save_checkpoint(
         atomic_write_text(tmp / "COMPLETE.json", json.dumps({"files": files}, indent=1))
         give_plain_permissions(tmp)
         old = _old_twin(folder)
-        if folder.exists():
-            # A twin beside a folder is stale: the folder is the newer complete checkpoint.
+        if folder.exists() and old.exists() and not _is_complete(folder):
+            # A damaged folder beside its twin (a half-swap, then a torn write): the twin is the
+            # only complete copy, the one a resume recovered from, so the folder goes, not the twin.
+            shutil.rmtree(folder)
+        elif folder.exists():
+            # A twin beside a complete folder is stale: the folder is the newer checkpoint.
             if old.exists():
                 shutil.rmtree(old)
             os.replace(folder, old)
@@ -278,14 +282,18 @@ def remove_stale_twins(folder: str | Path, *, names: Collection[str]) -> list[Pa
         checkpoint, old = folder / name, _old_twin(folder / name)
         if not old.is_dir() or old.is_symlink() or not checkpoint.is_dir():
             continue
-        try:
-            complete = _verified_folder(checkpoint) == checkpoint
-        except CheckpointError:
-            complete = False
-        if complete:
+        if _is_complete(checkpoint):
             shutil.rmtree(old)
             removed.append(old)
     return removed
+
+
+def _is_complete(folder: Path) -> bool:
+    """Whether ``folder`` itself (not its twin) is a complete, intact checkpoint."""
+    try:
+        return _verified_folder(folder) == folder
+    except CheckpointError:
+        return False
 
 
 def _old_twin(folder: Path) -> Path:

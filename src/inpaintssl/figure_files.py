@@ -111,7 +111,8 @@ def render_figure(figure: Figure, format: str, *, dpi: float | None = None) -> b
         >>> b"Date" in render_figure(figure, "svg"), render_figure(figure, "png")[:4]
         (False, b'\\x89PNG')
     """
-    format = format.lower()
+    # A suffix as Path gives it (".png") names the same format as "png".
+    format = format.lower().removeprefix(".")
     if format in _REFUSED:
         raise ValueError(f"cannot write a figure as {format!r} reproducibly: {_REFUSED[format]}")
     buffer = io.BytesIO()

@@ -261,7 +261,12 @@ class Registry(Generic[T]):
         def decorator(factory: F) -> F:
             with self._lock:
                 existing = self._builtins.get(name)
-                if existing is not None and existing is not factory and not _rerun_cell(existing, factory):
+                if (
+                    existing is not None
+                    and existing is not factory
+                    and not _rerun_cell(existing, factory)
+                    and not _reloaded(existing, factory)
+                ):
                     raise ValueError(
                         f"registry {self.kind!r}: name {name!r} is already registered "
                         f"to {_qualname(existing)}; cannot register {_qualname(factory)} "
@@ -594,6 +599,33 @@ def _rerun_cell(existing: object, factory: object) -> bool:
     same = _qualname(existing) == _qualname(factory)
     in_session = getattr(factory, "__module__", None) == "__main__" and "<lambda>" not in _qualname(factory)
     return same and in_session and _interactive()
+
+
+def _reloaded(existing: object, factory: object) -> bool:
+    """Whether ``factory`` is ``existing``'s definition executed again by a module reload.
+
+    ``importlib.reload`` (or IPython's ``%autoreload``) runs a plugin module's registrations a
+    second time. Same module, name and source file, and the same first line (an unchanged file)
+    or an interactive session (where an edited module is reloaded); two definitions under one
+    name in one file start on different lines and stay refused.
+    """
+    if _qualname(existing) != _qualname(factory) or "<lambda>" in _qualname(factory):
+        return False
+    source = _source_position(factory)
+    earlier = _source_position(existing)
+    if source is None or earlier is None or source[0] != earlier[0]:
+        return False
+    return source[1] == earlier[1] or _interactive()
+
+
+def _source_position(obj: object) -> tuple[str, int] | None:
+    """The file that defines ``obj`` and its first line there; ``None`` for code without a file."""
+    try:
+        path = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+        line = inspect.getsourcelines(obj)[1]  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return None
+    return None if path is None else (path, line)
 
 
 def _qualname(obj: object) -> str:

@@ -172,6 +172,30 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
     assert meta is not None and meta.epoch == 0
 
 
+def test_a_learning_curve_that_cannot_be_drawn_does_not_hide_the_non_finite_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Epoch 0 trains (two steps) and is validated, so there is a curve to draw when epoch 1 diverges.
+    class Diverging(SegmentationObjective):
+        calls = 0
+
+        def loss(
+            self, model: torch.nn.Module, batch: dict[str, object], *, keys: torch.Tensor
+        ) -> torch.Tensor:
+            Diverging.calls += 1
+            value = super().loss(model, batch, keys=keys)
+            return value * float("inf") if Diverging.calls > 2 else value
+
+    def unwritable(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    trainer = _trainer(tmp_path, _model(), [Phase(name="finetune", lr=1e-3)], max_epochs=3)
+    trainer.objective = Diverging(loss=LOSSES.build("dice"))
+    monkeypatch.setattr("inpaintssl.training.loop.plot_learning_curve", unwritable)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0"):
+        trainer.fit()
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=600, check=False, env=env)
 
@@ -232,9 +256,10 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
     )
 
 
-def test_a_trainer_state_this_version_does_not_write_is_named_on_resume(tmp_path: Path) -> None:
-    # An intact checkpoint (checksums match) whose trainer state lacks a field: the error names
-    # the checkpoint and the field, not just "phase".
+@pytest.mark.parametrize("missing", ["phase", "rng tensors"])
+def test_a_trainer_state_this_version_does_not_write_is_named_on_resume(tmp_path: Path, missing: str) -> None:
+    # An intact checkpoint (checksums match) whose trainer state lacks a field or a tensor group:
+    # the error names the checkpoint and what is missing, not just a bare KeyError.
     import inpaintssl as issl
     from inpaintssl.checkpoint import CheckpointError, read_checkpoint_dir, save_checkpoint
     from study_helpers import tiny_pretrain_config
@@ -245,8 +270,12 @@ def test_a_trainer_state_this_version_does_not_write_is_named_on_resume(tmp_path
     tensors, documents = read_checkpoint_dir(last)
     _, meta = load_checkpoint(last)
     assert meta is not None
-    del documents["trainer_state"]["phase"]
+    if missing == "phase":
+        del documents["trainer_state"]["phase"]
+    else:
+        del tensors["rng"]
     model = tensors.pop("model")
     save_checkpoint(last, model, meta, tensors=tensors, documents=documents)
-    with pytest.raises(CheckpointError, match=r"cannot resume from .*last: its trainer state .*no 'phase'"):
+    named = "'phase'" if missing == "phase" else "'rng'"
+    with pytest.raises(CheckpointError, match=rf"cannot resume from .*last: its trainer state .*no {named}"):
         issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))

@@ -245,10 +245,27 @@ def test_a_budget_that_ran_out_of_learning_rate_is_not_a_plateau() -> None:
     assert verdict.recent_share == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("rates", [[0.1, 0.1], [0.1, 0.0, 0.1], [0.1, -1.0, 0.1], [0.1, math.nan, 0.1]])
+@pytest.mark.parametrize("rates", [[0.1, 0.1], [0.1, -1.0, 0.1], [0.1, math.nan, 0.1], [0.1, math.inf, 0.1]])
 def test_convergence_rejects_learning_rates_that_do_not_fit(rates: list[float]) -> None:
-    with pytest.raises(ValueError, match="learning_rates must hold one positive, finite rate per epoch"):
+    with pytest.raises(ValueError, match="learning_rates must hold one non-negative, finite rate per epoch"):
         assess_convergence([0.3, 0.2, 0.1], stopped_early=False, learning_rates=rates)
+
+
+def test_a_schedule_decayed_to_a_rate_of_zero_is_judged_not_refused() -> None:
+    # The paper's step decay with min_lr=0 can reach exactly 0.0 (OptimConfig allows it); the loop
+    # judges every epoch, so a refusal would end the run. Epochs without steps cannot improve:
+    # a last fifth at rate 0 that kept the best loss is a plateau. Hand-worked: window = 1 epoch,
+    # the best (0.5) was reached before it, so its share of the improvement is 0.
+    plateau = assess_convergence(
+        [0.9, 0.6, 0.5, 0.5, 0.5], stopped_early=False, learning_rates=[1e-3] * 4 + [0.0]
+    )
+    assert plateau.converged and plateau.reason == "plateau" and plateau.recent_share == 0.0
+    # A gain in the window is not the rate's doing (there was none): never called converged.
+    moved = assess_convergence(
+        [0.9, 0.6, 0.5, 0.5, 0.4], stopped_early=False, learning_rates=[1e-3] * 4 + [0.0]
+    )
+    assert not moved.converged and moved.recent_share == math.inf
+    assert moved.describe() == "NOT converged (improved in the last fifth at a learning rate of 0)"
 
 
 # -- what a run writes --------------------------------------------------------------------------

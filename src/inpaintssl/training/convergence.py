@@ -69,7 +69,7 @@ class Convergence:
         reason: ``early stopping``, ``plateau``, ``flat``, ``still improving``,
             ``no improvement`` or ``too short to judge``.
         recent_share: Share of the run's improvement made in its last fifth, per unit of
-            learning rate (NaN when undefined).
+            learning rate (NaN when undefined, infinite for a gain made at a rate of 0).
     """
 
     converged: bool
@@ -80,6 +80,8 @@ class Convergence:
         """A short phrase for logs and consoles."""
         if math.isnan(self.recent_share):
             return f"converged ({self.reason})" if self.converged else f"NOT converged ({self.reason})"
+        if math.isinf(self.recent_share):
+            return "NOT converged (improved in the last fifth at a learning rate of 0)"
         share = f"{100 * self.recent_share:.1f}% of the improvement in the last fifth"
         return f"converged ({self.reason}, {share})" if self.converged else f"NOT converged ({share})"
 
@@ -101,7 +103,7 @@ def assess_convergence(
             (default: one constant rate).
 
     Raises:
-        ValueError: On an empty or non-finite curve, learning rates that are not positive and
+        ValueError: On an empty or non-finite curve, learning rates that are negative, not
             finite or not one per epoch, or a tolerance outside (0, 1).
 
     Example:
@@ -122,9 +124,9 @@ def assess_convergence(
         raise ValueError(f"val_losses must be finite, got {list(val_losses)}")
     n = len(val_losses)
     rates = [1.0] * n if learning_rates is None else [float(r) for r in learning_rates]
-    if len(rates) != n or not all(math.isfinite(r) and r > 0 for r in rates):
+    if len(rates) != n or not all(math.isfinite(r) and r >= 0 for r in rates):
         raise ValueError(
-            f"learning_rates must hold one positive, finite rate per epoch ({n}); got {list(rates)}"
+            f"learning_rates must hold one non-negative, finite rate per epoch ({n}); got {list(rates)}"
         )
     if stopped_early:
         return Convergence(True, "early stopping", math.nan)
@@ -140,7 +142,9 @@ def assess_convergence(
     recent = max(min(val_losses[: n - window]) - best, 0.0)
     spent = sum(rates[n - window :]) / window
     overall = sum(rates[1:]) / (n - 1)
-    share = (recent / total) * (overall / spent)
+    # A schedule may decay to a rate of exactly 0 (min_lr=0): epochs that took no step cannot have
+    # improved, so a last fifth without steps is a plateau, and any gain in it is not the rate's.
+    share = 0.0 if recent == 0.0 else math.inf if spent == 0.0 else (recent / total) * (overall / spent)
     if share <= tolerance:
         return Convergence(True, "plateau", share)
     return Convergence(False, "still improving", share)

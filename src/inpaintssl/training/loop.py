@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +51,14 @@ from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig
 from inpaintssl.data.loading import seed_worker
 from inpaintssl.progress import progress_bar
 from inpaintssl.training.context import RunContext
-from inpaintssl.training.convergence import Convergence, ConvergenceWarning, assess_convergence
+from inpaintssl.training.convergence import Convergence
+from inpaintssl.training.convergence_report import phase_convergence, report_convergence
 from inpaintssl.training.device import autocast_context
 from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.distributed import all_reduce_sum, barrier
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET, Objective
+from inpaintssl.training.outcome import Phase, TrainOutcome
 from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, record_budget, write_metrics_csv
 from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
 from inpaintssl.training.state import (
@@ -88,49 +89,6 @@ class EpochHook(Protocol):
     """Called on rank 0 after every epoch, e.g. to draw what the network restores now."""
 
     def __call__(self, model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog) -> None: ...
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One stretch of training with its own optimiser, schedule and early stopping.
-
-    Attributes:
-        name: Shown in logs and the metrics CSV (``pretrain``, ``finetune``, ``frozen``, ``unfrozen``).
-        lr: Initial learning rate of the phase.
-        frozen_parts: Submodules (e.g. ``("encoder",)``) whose parameters do not train.
-    """
-
-    name: str
-    lr: float
-    frozen_parts: tuple[str, ...] = ()
-
-
-@dataclass
-class TrainOutcome:
-    """What :meth:`Trainer.fit` returns."""
-
-    history: list[dict[str, Any]]
-    best_val_loss: float
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
-    resumed_from_epoch: int | None = None
-    phase_best: list[float] = field(default_factory=list)
-    convergence: list[Convergence] = field(default_factory=list)
-
-    @property
-    def converged(self) -> bool:
-        """Whether every phase converged (:mod:`inpaintssl.training.convergence`)."""
-        return bool(self.convergence) and all(c.converged for c in self.convergence)
-
-    def describe_convergence(self) -> str:
-        """The run's verdict for a console line: one phase's own, or every phase's when several ran."""
-        if len(self.convergence) == 1:
-            return self.convergence[0].describe()
-        phases = list(dict.fromkeys(str(row["phase"]) for row in self.history))
-        named = zip(phases, self.convergence, strict=False)
-        verdicts = "; ".join(f"{name}: {c.describe()}" for name, c in named)
-        return f"{'converged' if self.converged else 'NOT converged'} ({verdicts})"
 
 
 class IndexedDataset(Dataset[dict[str, Any]]):
@@ -621,7 +579,7 @@ class Trainer:
                 try:
                     state = _FitState.from_json(saved)
                     restore = (tensors["optimizer"], documents["optimizer"])
-                    rng = saved["rng"]
+                    rng_tensors, rng = tensors["rng"], saved["rng"]
                 except (KeyError, TypeError, ValueError) as exc:
                     what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
                     raise CheckpointError(
@@ -630,7 +588,7 @@ class Trainer:
                         "it, or start a new run.output_dir"
                     ) from exc
                 state.resumed_from = state.global_epoch
-                restore_rng_states(tensors["rng"], rng)
+                restore_rng_states(rng_tensors, rng)
                 log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
@@ -652,13 +610,16 @@ class Trainer:
         except NonFiniteLossError:
             # The curve up to the blow-up is what tells a diverging run apart; draw it before raising.
             if self.dist.is_main and state.history:
-                plot_learning_curve(
-                    state.history,
-                    self.run_folder.learning_curve,
-                    title=self.run_dir.name,
-                    converged=False,
-                    reason="stopped by a non-finite loss",
-                )
+                try:
+                    plot_learning_curve(
+                        state.history,
+                        self.run_folder.learning_curve,
+                        title=self.run_dir.name,
+                        converged=False,
+                        reason="stopped by a non-finite loss",
+                    )
+                except Exception as exc:  # noqa: BLE001 - the non-finite loss is the error to report
+                    log.warning("could not draw %s: %s", self.run_folder.learning_curve, exc)
             raise
         finally:
             if self._tensorboard is not None:
@@ -676,9 +637,17 @@ class Trainer:
             resumed_from_epoch=state.resumed_from,
             phase_best=state.phase_best,
             convergence=[self._phase_convergence(state.history, p.name) for p in self.phases],
+            phase_names=[p.name for p in self.phases],
         )
         if self.dist.is_main:
-            self._report_convergence(outcome)
+            report_convergence(
+                outcome,
+                phases=self.phases,
+                optim=self.optim,
+                steps_per_epoch=self.steps_per_epoch(),
+                run_dir=self.run_dir,
+                learning_curve=self.run_folder.learning_curve,
+            )
         return outcome
 
     def _refuse_to_extend(self, state: _FitState) -> None:
@@ -706,85 +675,7 @@ class Trainer:
         )
 
     def _phase_convergence(self, history: Sequence[dict[str, Any]], phase: str) -> Convergence:
-        rows = [row for row in history if row["phase"] == phase]
-        if not rows:
-            return Convergence(False, "too short to judge", math.nan)
-        return assess_convergence(
-            [float(row["val_loss"]) for row in rows],
-            stopped_early=bool(rows[-1].get("stopped_early", False)),
-            tolerance=self.stopping_config.convergence_tolerance,
-            # Rows of runs recorded before lr_mean was: the rate at the epoch's first step.
-            learning_rates=[float(row.get("lr_mean") or row["lr"]) for row in rows],
-        )
-
-    def _report_convergence(self, outcome: TrainOutcome) -> None:
-        """Write the learning curve; warn, naming the settings to raise, when a phase was still improving."""
-        unconverged = [c.reason for c in outcome.convergence if not c.converged]
-        plot_learning_curve(
-            outcome.history,
-            self.run_folder.learning_curve,
-            title=self.run_dir.name,
-            converged=outcome.converged,
-            reason=unconverged[0] if unconverged else None,
-        )
-        for phase, verdict in zip(self.phases, outcome.convergence, strict=True):
-            log.info("[%s] %s", phase.name, verdict.describe())
-            if verdict.converged:
-                continue
-            optim = self.optim
-            budget = (
-                f"optim.max_epochs (now {optim.max_epochs}) or optim.steps_per_epoch "
-                f"(now {self.steps_per_epoch()})"
-            )
-            if optim.effective_schedule == "step_decay":
-                budget += " or optim.lr, or use optim.recipe=budget (a schedule over the run's length)"
-            if verdict.reason == "no improvement":
-                warnings.warn(
-                    f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}: its validation "
-                    "loss never went below its first epoch's and rose after it, so its learning rate "
-                    f"({phase.lr:.3g}) may be too large; the run keeps the best weights it saw. Try a "
-                    "smaller optim.lr (or transfer.second_lr for a second phase) in a new run.",
-                    ConvergenceWarning,
-                    stacklevel=4,
-                )
-                continue
-            why = (
-                "it ran too few epochs to tell whether its validation loss had levelled off"
-                if verdict.reason == "too short to judge"
-                else "its validation loss was still falling for the learning rate it spent"
-            )
-            warnings.warn(
-                f"{self.run_dir}: phase {phase.name!r} ended {verdict.describe()}; {why}, so the model "
-                f"may not be fully trained. Raise {budget} in a new run (a finished run is not extended).",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        self._warn_on_unpredicted_classes(outcome)
-
-    def _warn_on_unpredicted_classes(self, outcome: TrainOutcome) -> None:
-        """Warn when the kept weights score a validation Dice of 0 for a class: a collapsed model.
-
-        A learning rate far too large can drive a segmentation network to one constant output:
-        its loss then stops changing, which the convergence rule reads as a plateau.
-        """
-        kept = [row for row in outcome.history if row["epoch"] == outcome.best_epoch]
-        if not kept:
-            return
-        zero = sorted(
-            key[len("val_dice_") :]
-            for key, value in kept[0].items()
-            if key.startswith("val_dice_") and value is not None and float(value) == 0.0
-        )
-        if zero:
-            warnings.warn(
-                f"{self.run_dir}: the kept weights (epoch {outcome.best_epoch}) score a validation Dice "
-                f"of 0 for {', '.join(repr(z) for z in zero)}: its predictions and its labels on the "
-                "validation slices do not overlap at all. A learning rate far too large "
-                "(the model collapsed to one output) or a class too rare in the training labels does "
-                "this; see learning_curve.png and try a smaller optim.lr.",
-                ConvergenceWarning,
-                stacklevel=5,
-            )
+        return phase_convergence(history, phase, tolerance=self.stopping_config.convergence_tolerance)
 
     def _run_phase(
         self, state: _FitState, restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None
