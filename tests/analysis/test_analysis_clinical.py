@@ -11,6 +11,7 @@ import torch
 from scipy import stats
 
 from inpaintssl.analysis.clinical import (
+    absolute_error_medians,
     agreement_table,
     image_errors,
     paired_image_errors,
@@ -205,7 +206,7 @@ def test_medians_and_agreement_match_numpy() -> None:
     table = agreement_table(results)
     assert len(table) == 2 * 2 * 2
     for row in table.tuples():
-        _, name, fraction, arm, n, not_comparable, median, bias, lower, upper, icc_value = row
+        _, name, fraction, arm, n, not_comparable, median, bias, lower, upper, icc_value, median_abs = row
         assert not_comparable == 0
         pct, pair = errors[(arm, fraction, name, "pct")], errors[(arm, fraction, name, "pair")]
         assert medians[(name, fraction, arm)] == (pytest.approx(np.median(pct)), 6, 0)
@@ -217,6 +218,7 @@ def test_medians_and_agreement_match_numpy() -> None:
             pytest.approx(diff.mean() + 1.96 * diff.std(ddof=1)),
         )
         assert icc_value == pytest.approx(_icc_2_1(pair))
+        assert median_abs == pytest.approx(np.median(np.abs(diff)))
 
 
 def test_per_image_errors_average_classes_and_fractions_and_match_scipy() -> None:
@@ -230,7 +232,8 @@ def test_per_image_errors_average_classes_and_fractions_and_match_scipy() -> Non
     np.testing.assert_allclose(ssl, expected_ssl)
     (row,) = per_image_comparison_table(results).tuples()
     assert row[1] == 6
-    assert row[-1] == pytest.approx(stats.wilcoxon(expected_sup, expected_ssl, alternative="greater").pvalue)
+    assert row[-2] == pytest.approx(stats.wilcoxon(expected_sup, expected_ssl, alternative="greater").pvalue)
+    assert row[-1] == "%"  # volume is a ratio scale: percent errors only
 
 
 def test_non_finite_errors_are_left_out_of_medians() -> None:
@@ -365,7 +368,7 @@ def test_per_image_errors_compare_the_cells_both_arms_measured() -> None:
     found = paired_image_errors(results, "mean_hu")
     assert found.supervised.tolist() == [7.5] * 6 and found.ssl.tolist() == [3.5] * 6
     assert found.not_comparable == 6
-    ((_, images, not_comparable, mean_sup, mean_ssl, reduction, p),) = per_image_comparison_table(
+    ((_, images, not_comparable, mean_sup, mean_ssl, reduction, p, _),) = per_image_comparison_table(
         results
     ).tuples()
     assert (images, not_comparable, mean_sup, mean_ssl, reduction) == (6, 6, 7.5, 3.5, 4.0)
@@ -509,7 +512,7 @@ def test_the_agreement_table_counts_each_scan_once_whatever_the_subset_seeds() -
                         "value": value,
                     }
                 )
-    ((_, _, _, _, n, not_comparable, _, bias, lower, upper, icc_value),) = agreement_table(
+    ((_, _, _, _, n, not_comparable, _, bias, lower, upper, icc_value, _),) = agreement_table(
         ResultsTable(rows)
     ).tuples()
     means = (predicted[0] + predicted[1]) / 2
@@ -548,7 +551,7 @@ def test_rows_without_a_label_fraction_are_left_out_of_the_tables() -> None:
                 )
     # Errors of "grid": 10 %, 5 %, 2 % -> median 5 %; differences +10, -10, +6 -> bias 2.
     assert percent_error_medians(ResultsTable(rows)) == [("volume_mm3", "gm", 0.1, "ssl", 5.0, 3, 0)]
-    ((_, _, fraction, _, n, not_comparable, median, bias, lower, upper, _),) = agreement_table(
+    ((_, _, fraction, _, n, not_comparable, median, bias, lower, upper, _, _),) = agreement_table(
         ResultsTable(rows)
     ).tuples()
     sd = math.sqrt((8.0**2 + 12.0**2 + 4.0**2) / 2)  # deviations from the bias 2: 8, -12, 4
@@ -562,3 +565,59 @@ def test_rows_without_a_label_fraction_are_left_out_of_the_tables() -> None:
     loose = ResultsTable([r for r in rows if r["run_id"] == "loose"])
     assert percent_error_medians(loose) == []
     assert agreement_table(loose).tuples() == ()
+
+
+def _hu_rows(cells: list[tuple[str, str, float, float]]) -> list[dict[str, Any]]:
+    """``(arm, volume_id, predicted, reference)`` mean-HU measurements of one tissue, with the
+    ``_pct_error`` rows the study records beside them."""
+    rows = []
+    for arm, volume, pred, ref in cells:
+        pct = 100 * abs(pred - ref) / abs(ref) if ref else math.inf
+        for quantity, value in (("pred", pred), ("ref", ref), ("pct_error", pct)):
+            rows.append(
+                {
+                    "arm": arm,
+                    "label_fraction": 0.1,
+                    "subset_seed": 0,
+                    "run_id": f"{arm}-run",
+                    "level": "image",
+                    "volume_id": volume,
+                    "slice_index": 0,
+                    "class_name": "water",
+                    "metric": f"mean_hu_{quantity}",
+                    "value": value,
+                }
+            )
+    return rows
+
+
+def test_mean_hu_is_reported_in_hu_near_a_reference_of_zero() -> None:
+    # Water-like tissue: references 0, 1, -2 and 4 HU. Supervised misses by 6, 5, 4, 8 HU; SSL by
+    # 2, 1, 3, 1 HU. In percent the scans with references of 0 and 1 HU dominate (inf, 500 %, ...),
+    # so the paper's medians and means say little; in HU the errors are hand-checkable.
+    cells = [
+        ("supervised", "ct0", 6.0, 0.0),
+        ("supervised", "ct1", -4.0, 1.0),
+        ("supervised", "ct2", 2.0, -2.0),
+        ("supervised", "ct3", 12.0, 4.0),
+        ("ssl", "ct0", -2.0, 0.0),
+        ("ssl", "ct1", 2.0, 1.0),
+        ("ssl", "ct2", -5.0, -2.0),
+        ("ssl", "ct3", 3.0, 4.0),
+    ]
+    results = ResultsTable(_hu_rows(cells))
+    medians = {arm: (median, n) for _, _, _, arm, median, n, _ in absolute_error_medians(results)}
+    assert medians == {"supervised": (5.5, 4), "ssl": (1.5, 4)}  # medians of {4, 5, 6, 8}, {1, 1, 2, 3}
+    table = {row[3]: row for row in agreement_table(results).tuples()}
+    assert table["supervised"][-1] == 5.5 and table["ssl"][-1] == 1.5
+    # In percent, ct0's "inf %" is left out and 1 HU off a 1 HU reference reads as 100 %: the median
+    # of {100, 150, 25} % is 100 %, for an arm 1.5 HU off at the median.
+    assert table["ssl"][6] == 100.0
+    assert agreement_table(results).columns[-1] == "median_abs_error"
+    hu, pct = per_image_comparison_table(results).tuples()
+    # Per image, in HU: 6 - 2, 5 - 1, 4 - 3, 8 - 1: SSL better on all four -> p = 1/16.
+    assert hu == ("mean HU", 4, 0, 5.75, 1.75, 4.0, 1 / 16, "HU")
+    # The paper's percent row stays, but ct0 (reference 0 HU) has no finite percent error at all.
+    assert pct[-1] == "%" and pct[1] == 3 and pct[2] == 1
+    found = paired_image_errors(results, "mean_hu", quantity="abs_error")
+    assert found.supervised.tolist() == [6.0, 5.0, 4.0, 8.0] and found.ssl.tolist() == [2.0, 1.0, 3.0, 1.0]

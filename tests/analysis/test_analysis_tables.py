@@ -20,6 +20,7 @@ from inpaintssl.analysis.paper_tables import (
 )
 from inpaintssl.analysis.table import Table
 from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.stats import labels_needed_interval
 
 
 def _dice_row(
@@ -231,7 +232,9 @@ def test_labels_needed_inverts_the_supervised_curve() -> None:
         pytest.approx(0.9, rel=1e-3),
     )
     assert row[5] == 25.0 and row[7] is False
-    assert row[8:] == (5.0, 100.0, False)  # 25 lies within the 5-100 labelled volumes fitted
+    assert row[8:11] == (5.0, 100.0, False)  # 25 lies within the 5-100 labelled volumes fitted
+    # Both test volumes score alike: every bootstrap resample gives the same curve and count.
+    assert row[11:] == (25.0, 25.0, 0.0, 0.0, 0)
     # The default target is the supervised Dice with the most labels.
     assert labels_needed_table(ResultsTable(rows)).tuples()[0][1] == pytest.approx(0.9 - 0.05)
 
@@ -260,10 +263,10 @@ def test_labels_needed_flags_counts_outside_the_fitted_range(
     for fraction, n in ((1.0, 100), (0.5, 50)):
         rows.append(_dice_row("ssl", "s", fraction, 0, 0.9, labelled_volumes=n, pretrain_data_pct=100.0))
     table = labels_needed_table(ResultsTable(rows), target=target)
-    assert table.columns[-3:] == ("fitted_volumes_min", "fitted_volumes_max", "extrapolated")
+    assert table.columns[8:11] == ("fitted_volumes_min", "fitted_volumes_max", "extrapolated")
     supervised, ssl = table.tuples()
     assert supervised[0] == "supervised" and supervised[5] == needed
-    assert supervised[8:] == (5.0, 100.0, extrapolated)
+    assert supervised[8:11] == (5.0, 100.0, extrapolated)
     assert ssl[0].startswith("ssl") and math.isnan(ssl[5])
     assert math.isnan(ssl[8]) and math.isnan(ssl[9]) and ssl[10] is None
 
@@ -275,9 +278,9 @@ def test_labels_needed_of_a_decreasing_curve_is_not_flagged() -> None:
         _dice_row("supervised", "supervised", f, 0, 0.5 + 0.5 * n**-0.5, labelled_volumes=n)
         for f, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5))
     ]
-    ((*_, needed, _, _, x_min, x_max, extrapolated),) = labels_needed_table(
-        ResultsTable(rows), target=0.6
-    ).tuples()
+    ((*_, needed, _, _, x_min, x_max, extrapolated),) = (
+        row[:11] for row in labels_needed_table(ResultsTable(rows), target=0.6).tuples()
+    )
     assert math.isnan(needed) and (x_min, x_max) == (5.0, 100.0) and extrapolated is None
 
 
@@ -311,3 +314,53 @@ def test_tables_write_csv_and_markdown(tmp_path: Path) -> None:
     assert "**A title**" in text and "| a | 1.23e-17 |" in text
     with pytest.raises(ValueError, match="row 0 has 1 cells, expected 2"):
         Table((("x",),), name="bad", columns=("a", "b"))
+
+
+def test_labels_needed_table_reports_bootstrap_intervals_over_the_test_volumes() -> None:
+    # 12 test images, each with its own offset, at 5 label counts; SSL is 0.03 better on every
+    # image. Hand-built (P, N) case matrices give the same intervals through the stats function.
+    rng = np.random.default_rng(0)
+    counts = np.array([5.0, 10.0, 25.0, 50.0, 100.0])
+    fractions = (0.05, 0.1, 0.25, 0.5, 1.0)
+    supervised = (0.9 - 0.5 / np.sqrt(counts))[:, None] + rng.normal(0, 0.03, 12)[None, :]
+    supervised += rng.normal(0, 0.01, supervised.shape)
+    rows = []
+    for p, (fraction, n) in enumerate(zip(fractions, counts)):
+        for i in range(12):
+            rows.append(
+                _dice_row("supervised", "supervised", fraction, i, supervised[p, i], labelled_volumes=n)
+            )
+            rows.append(
+                _dice_row(
+                    "ssl",
+                    "s",
+                    fraction,
+                    i,
+                    supervised[p, i] + 0.03,
+                    labelled_volumes=n,
+                    pretrain_data_pct=100.0,
+                )
+            )
+    table = labels_needed_table(ResultsTable(rows), target=0.8, n_resamples=100, seed=3)
+    assert table.columns[11:] == (
+        "needed_ci_lower",
+        "needed_ci_upper",
+        "saved_ci_lower",
+        "saved_ci_upper",
+        "resamples_failed",
+    )
+    sup_row, ssl_row = table.tuples()
+    for row in (sup_row, ssl_row):
+        assert row[11] <= row[5] <= row[12] and row[15] == 0
+    assert ssl_row[13] <= ssl_row[6] <= ssl_row[14] and ssl_row[13] > 0  # SSL saves labels in every resample
+    assert sup_row[13:15] == (0.0, 0.0)
+    columns = sorted(range(12), key=lambda i: f"img{i}")  # the table orders test images by name
+    expected_sup = labels_needed_interval(counts, supervised[:, columns], 0.8, n_resamples=100, seed=3)
+    expected_ssl = labels_needed_interval(counts, supervised[:, columns] + 0.03, 0.8, n_resamples=100, seed=3)
+    assert sup_row[11:13] == (expected_sup.lower, expected_sup.upper)
+    assert ssl_row[11:13] == (expected_ssl.lower, expected_ssl.upper)
+    saved = expected_sup.resamples - expected_ssl.resamples  # paired: the same images per resample
+    assert ssl_row[13:15] == (
+        np.quantile(saved, 0.025, method="lower"),
+        np.quantile(saved, 0.975, method="higher"),
+    )

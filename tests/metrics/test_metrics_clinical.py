@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inpaintssl.metrics import (
+    MEASUREMENT_SCALES,
     ClinicalComparison,
+    absolute_error,
     clinical_errors,
     cross_sectional_area,
     mean_hu,
@@ -177,3 +179,31 @@ def test_clinical_errors_validates_inputs(kwargs, message) -> None:
 def test_clinical_errors_needs_two_or_three_spatial_axes() -> None:
     with pytest.raises(ValueError, match=r"\(K, H, W\) or \(K, X, Y, Z\); found shape \(2, 5\)"):
         clinical_errors(np.zeros((2, 5)), np.zeros((2, 5)), spacing_mm=(1.0,))
+
+
+def test_absolute_error_in_hu_is_defined_where_percent_error_is_not() -> None:
+    # Water-like tissue: reference mean 0 HU, prediction 3 HU -> 3 HU off, "inf %". A reference of
+    # 1 HU and a prediction of -4 HU -> 5 HU off, "500 %"; fat -100 -> -95 and muscle 40 -> 45 are
+    # 5 HU off each, though their percent errors (5 % and 12.5 %) differ by the scale's zero alone.
+    pred = np.array([3.0, -4.0, -95.0, 45.0])
+    ref = np.array([0.0, 1.0, -100.0, 40.0])
+    np.testing.assert_array_equal(absolute_error(pred, ref), [3.0, 5.0, 5.0, 5.0])
+    np.testing.assert_allclose(percent_error(pred, ref), [math.inf, 500.0, 5.0, 12.5])
+    assert math.isnan(float(absolute_error(math.nan, 0.0)))
+
+
+def test_clinical_errors_report_hu_in_hu_and_areas_in_percent() -> None:
+    hu = np.array([[-10.0, 10.0], [30.0, 50.0]])
+    target = np.zeros((1, 2, 2), dtype=bool)
+    target[0, 0, :] = True  # -10, 10 -> mean 0 HU, 2 pixels
+    pred = np.zeros_like(target)
+    pred[0, 0, 1] = pred[0, 1, 0] = True  # 10, 30 -> mean 20 HU, 2 pixels
+    pred[0, 1, 1] = True  # 50 -> mean 30 HU, 3 pixels
+    area, hu_row = clinical_errors(pred, target, spacing_mm=(1.0, 1.0), hu=hu, class_names=["water"])
+    assert (hu_row.metric, hu_row.predicted, hu_row.reference) == ("mean_hu", 30.0, 0.0)
+    assert hu_row.percent_error == math.inf  # the paper's number explodes at a reference of 0 HU
+    assert (hu_row.absolute_error, hu_row.error, hu_row.error_unit) == (30.0, 30.0, "HU")
+    # Area is a ratio scale: 3 pixels for 2 is 50 % off, and that is the error to read.
+    assert (area.percent_error, area.absolute_error, area.error, area.error_unit) == (50.0, 1.0, 50.0, "%")
+    assert MEASUREMENT_SCALES["mean_hu"] == "interval"
+    assert {MEASUREMENT_SCALES[m] for m in ("volume_mm3", "area_mm2", "mean_t2_ms")} == {"ratio"}

@@ -14,6 +14,7 @@ MODULES = [
     "inpaintssl.stats.labels_needed",
     "inpaintssl.stats.power_law",
     "inpaintssl.stats.ranking",
+    "inpaintssl.stats.ties",
     "inpaintssl.stats.wilcoxon",
 ]
 

@@ -7,6 +7,13 @@ agreement) between the metric from predicted and from true masks, beside the per
 (beyond the paper); and the per-image comparison of Figure 7 with a one-sided paired Wilcoxon test
 that supervised errors exceed SSL errors (sec. 2.8).
 
+Percent error suits ratio-scale metrics (volume, area, T2 in ms) but not mean HU: HU has an
+arbitrary zero (water), so a percent of a reference mean near 0 HU explodes and flips sign with it
+(:mod:`inpaintssl.metrics.clinical`). So the tables here also give the absolute error, in the
+metric's unit, from the ``_pred`` and ``_ref`` rows (:func:`absolute_error_medians`; the
+``median_abs_error`` column of :func:`agreement_table`), and the per-image comparison tests mean HU
+on absolute errors in HU, beside the paper's percent errors.
+
 Every table is by label fraction, so rows without a ``label_fraction`` (a run measured outside a
 study's fine-tuning grid) are left out of all of them, as :mod:`inpaintssl.analysis.summaries`
 leaves them out of the Dice summaries.
@@ -25,19 +32,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.analysis.summaries import baseline_key, named_baselines
 from inpaintssl.analysis.table import Table
-from inpaintssl.metrics import bland_altman, icc
+from inpaintssl.metrics import MEASUREMENT_SCALES, MEASUREMENT_UNITS, bland_altman, icc
 from inpaintssl.stats import wilcoxon_greater
 
 __all__ = [
     "CLINICAL_METRICS",
     "ImageErrors",
+    "absolute_error_medians",
     "agreement_table",
     "image_errors",
     "paired_image_errors",
@@ -62,6 +70,23 @@ def _metric_rows(results: Table, metric: str, quantity: str) -> Table:
     return results.select(metric=f"{metric}_{quantity}")
 
 
+def _error_rows(results: Table, metric: str, quantity: str) -> Table:
+    """``<metric>_pct_error`` rows, or absolute errors: ``<metric>_abs_error`` rows when recorded,
+    else ``|pred - ref|`` of each ``_pred`` row and the ``_ref`` row of its item, run and class."""
+    if quantity == "pct_error":
+        return _metric_rows(results, metric, "pct_error")
+    recorded = _metric_rows(results, metric, "abs_error")
+    if recorded.rows:
+        return recorded
+    ref = {_pair_key(r): float(r["value"]) for r in _metric_rows(results, metric, "ref")}
+    derived = [
+        {**row, "metric": f"{metric}_abs_error", "value": abs(float(row["value"]) - ref[_pair_key(row)])}
+        for row in _metric_rows(results, metric, "pred")
+        if _pair_key(row) in ref
+    ]
+    return Table(tuple(derived))
+
+
 def _with_label_fraction(rows: Table) -> Table:
     """The rows that belong to a label fraction; the tables here have no row for the others."""
     return rows.where(lambda r: r.get("label_fraction") is not None)
@@ -82,13 +107,39 @@ def percent_error_medians(results: Table) -> list[tuple[str, str, float, str, fl
     a tissue on hard scans keeps only its easy ones. Rows without a ``label_fraction`` are left
     out (there is no row of the table to put them in).
 
+    For mean HU, an interval scale, read :func:`absolute_error_medians` instead.
+
     Returns:
         ``(metric, class, label_fraction, arm, median, n, not_comparable)`` rows; ``n`` counts the
         scans in the median.
     """
+    return _error_medians(results, "pct_error")
+
+
+def absolute_error_medians(results: Table) -> list[tuple[str, str, float, str, float, int, int]]:
+    """Median absolute error ``|pred - ref|``, in the metric's unit, as :func:`percent_error_medians`.
+
+    The error to read for mean HU: HU is an interval scale (its zero is water's), where a percent
+    of the reference is meaningless near 0 HU. Computed from the ``_pred`` and ``_ref`` rows.
+
+    Returns:
+        ``(metric, class, label_fraction, arm, median, n, not_comparable)`` rows, as there.
+
+    Example:
+        >>> cells = [("a", "pred", 3.0), ("a", "ref", 0.0), ("a", "pct_error", float("inf")),
+        ...          ("b", "pred", -4.0), ("b", "ref", 1.0), ("b", "pct_error", 500.0)]
+        >>> rows = [{"metric": f"mean_hu_{q}", "class_name": "water", "label_fraction": 0.5, "arm": "ssl",
+        ...          "run_id": "r", "volume_id": v, "value": x} for v, q, x in cells]
+        >>> absolute_error_medians(Table(rows))  # 3 and 5 HU off; in percent: inf and 500 %
+        [('mean_hu', 'water', 0.5, 'ssl', 4.0, 2, 0)]
+    """
+    return _error_medians(results, "abs_error")
+
+
+def _error_medians(results: Table, quantity: str) -> list[tuple[str, str, float, str, float, int, int]]:
     out = []
     for metric in _present_metrics(results):
-        rows = _with_label_fraction(_metric_rows(results, metric, "pct_error"))
+        rows = _with_label_fraction(_error_rows(results, metric, quantity))
         for (name, fraction, arm), table in rows.groups("class_name", "label_fraction", "arm").items():
             by_scan: dict[tuple[Any, ...], list[float]] = {}
             for row in table:
@@ -154,9 +205,11 @@ def agreement_table(results: Table) -> Table:
     T2 or HU) or found where the reference has none. An arm's statistics cover only its ``n``
     scans, so read them beside ``not_comparable``. The median percent error is
     :func:`percent_error_medians`', over the same scans. Predictions without a ``label_fraction``
-    are left out, as there.
+    are left out, as there. ``median_abs_error`` is :func:`absolute_error_medians`', in the
+    metric's unit: for mean HU (an interval scale) read it, not the percent error.
     """
     medians = {(m, c, f, a): med for m, c, f, a, med, _, _ in percent_error_medians(results)}
+    absolute = {(m, c, f, a): med for m, c, f, a, med, _, _ in absolute_error_medians(results)}
     rows = []
     for metric in _present_metrics(results):
         pred = _with_label_fraction(_metric_rows(results, metric, "pred"))
@@ -172,7 +225,8 @@ def agreement_table(results: Table) -> Table:
             if arr.shape[0] >= 2:
                 ba = bland_altman(arr[:, 0], arr[:, 1])
                 bias, lower, upper, agreement = ba.bias, ba.lower, ba.upper, icc(arr)
-            median = medians.get((metric, str(name), float(fraction), str(arm)), math.nan)
+            key = (metric, str(name), float(fraction), str(arm))
+            median = medians.get(key, math.nan)
             rows.append(
                 (
                     CLINICAL_METRICS[metric],
@@ -186,6 +240,7 @@ def agreement_table(results: Table) -> Table:
                     lower,
                     upper,
                     agreement,
+                    absolute.get(key, math.nan),
                 )
             )
     return Table(
@@ -193,7 +248,8 @@ def agreement_table(results: Table) -> Table:
         name="clinical_agreement",
         title="Clinical metrics: median percent error (Figure 6), Bland-Altman bias and 95% limits of "
         "agreement "
-        "(predicted - reference), ICC(2,1) absolute agreement",
+        "(predicted - reference), ICC(2,1) absolute agreement, median absolute error in the metric's unit "
+        "(the error to read for mean HU, whose zero is arbitrary)",
         columns=(
             "metric",
             "class",
@@ -206,6 +262,7 @@ def agreement_table(results: Table) -> Table:
             "loa_lower",
             "loa_upper",
             "icc_2_1",
+            "median_abs_error",
         ),
     )
 
@@ -234,7 +291,11 @@ _Baselines = dict[tuple[Any, ...], dict[tuple[Any, ...], dict[str | None, list[f
 
 
 def paired_image_errors(
-    results: Table, metric: str, *, label_fractions: Sequence[float] | None = None
+    results: Table,
+    metric: str,
+    *,
+    label_fractions: Sequence[float] | None = None,
+    quantity: Literal["pct_error", "abs_error"] = "pct_error",
 ) -> ImageErrors:
     """Per-image percent errors of supervised and SSL segmentations, paired (sec. 2.7, Figure 7).
 
@@ -259,6 +320,8 @@ def paired_image_errors(
         results: The long results table (``<metric>_pct_error`` rows).
         metric: A key of :data:`CLINICAL_METRICS`.
         label_fractions: The fractions to average over.
+        quantity: ``"pct_error"`` (the paper's percent errors) or ``"abs_error"`` (``|pred -
+            ref|`` in the metric's unit, from the ``_pred`` and ``_ref`` rows; the one for mean HU).
 
     Returns:
         The paired errors of the images with at least one cell both arms measured.
@@ -267,7 +330,7 @@ def paired_image_errors(
         ValueError: The SSL rows name no baseline and the supervised rows are of several, or some
             SSL rows name one and others do not.
     """
-    rows = _metric_rows(results, metric, "pct_error")
+    rows = _error_rows(results, metric, quantity)
     if label_fractions is None:
         available = [f for f in rows.unique("label_fraction") if f is not None]
         label_fractions = [f for f in available if f != 1.0] or available
@@ -333,38 +396,51 @@ def image_errors(results: Table, metric: str) -> tuple[FloatArray, FloatArray]:
 
 
 def per_image_comparison_table(results: Table) -> Table:
-    """One-sided paired Wilcoxon test: supervised per-image errors exceed SSL ones (sec. 2.8, Figure 7)."""
+    """One-sided paired Wilcoxon test: supervised per-image errors exceed SSL ones (sec. 2.8, Figure 7).
+
+    One row per metric with the paper's percent errors (``error_unit`` ``%``); a metric on an
+    interval scale (mean HU) gets a row on absolute errors in its unit first (``error_unit`` ``HU``),
+    since its percent errors explode and flip sign for tissue near 0 HU. The ``mean_error_*`` and
+    ``reduction`` columns hold the errors in ``error_unit``.
+    """
     rows = []
     for metric in _present_metrics(results):
-        found = paired_image_errors(results, metric)
-        sup, ssl = found.supervised, found.ssl
-        p = wilcoxon_greater(sup, ssl) if sup.size else math.nan
-        mean_sup = float(sup.mean()) if sup.size else math.nan
-        mean_ssl = float(ssl.mean()) if ssl.size else math.nan
-        rows.append(
-            (
-                CLINICAL_METRICS[metric],
-                int(sup.size),
-                found.not_comparable,
-                mean_sup,
-                mean_ssl,
-                mean_sup - mean_ssl,
-                p,
+        quantities: list[Literal["pct_error", "abs_error"]] = ["pct_error"]
+        if MEASUREMENT_SCALES.get(metric) == "interval" and _error_rows(results, metric, "abs_error").rows:
+            quantities.insert(0, "abs_error")
+        for quantity in quantities:
+            found = paired_image_errors(results, metric, quantity=quantity)
+            sup, ssl = found.supervised, found.ssl
+            p = wilcoxon_greater(sup, ssl) if sup.size else math.nan
+            mean_sup = float(sup.mean()) if sup.size else math.nan
+            mean_ssl = float(ssl.mean()) if ssl.size else math.nan
+            rows.append(
+                (
+                    CLINICAL_METRICS[metric],
+                    int(sup.size),
+                    found.not_comparable,
+                    mean_sup,
+                    mean_ssl,
+                    mean_sup - mean_ssl,
+                    p,
+                    "%" if quantity == "pct_error" else MEASUREMENT_UNITS.get(metric, "abs"),
+                )
             )
-        )
     return Table(
         tuple(rows),
         name="clinical_per_image",
-        title="Per-image percent error, averaged over classes and label-limited fractions that both arms "
+        title="Per-image error, averaged over classes and label-limited fractions that both arms "
         "measured: supervised vs SSL (one-sided paired Wilcoxon, supervised > SSL); not_comparable: "
-        "(image, fraction, class) cells left out",
+        "(image, fraction, class) cells left out; errors in error_unit (% of the reference, or HU for "
+        "mean HU, whose zero is arbitrary)",
         columns=(
             "metric",
             "images",
             "not_comparable",
-            "mean_pct_error_supervised",
-            "mean_pct_error_ssl",
+            "mean_error_supervised",
+            "mean_error_ssl",
             "reduction",
             "p_value",
+            "error_unit",
         ),
     )

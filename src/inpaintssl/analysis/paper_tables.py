@@ -10,7 +10,8 @@
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (a, k, c, the usual
   RSE ``sqrt(SSR / (n - 3))`` and the paper's ``SSR / (n - 2)``, the range of x fitted).
 - :func:`labels_needed_table`: labelled volumes each arm needs to reach a target Dice, flagged
-  where the count lies outside the range of labelled volumes the curve was fitted on.
+  where the count lies outside the range of labelled volumes the curve was fitted on, with
+  bootstrap intervals over the test cases.
 
 Example:
     >>> from inpaintssl.analysis.table import Table
@@ -31,11 +32,13 @@ from inpaintssl.analysis.summaries import (
     baseline_pairs,
     class_names,
     dice_curves,
+    labels_needed_intervals,
     labels_needed_rows,
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
-from inpaintssl.stats import rank_pairs
+from inpaintssl.stats import percentile_interval, rank_pairs
+from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 
 __all__ = ["dice_table", "labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
 
@@ -151,7 +154,15 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
     )
 
 
-def labels_needed_table(results: Table, *, target: float | None = None, level: str | None = None) -> Table:
+def labels_needed_table(
+    results: Table,
+    *,
+    target: float | None = None,
+    level: str | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Table:
     """Labelled volumes each arm needs to reach ``target`` Dice, and how many SSL saves (sec. 2.6, 4).
 
     See :func:`inpaintssl.analysis.summaries.labels_needed_rows`; ``inf`` means the fitted curve
@@ -166,17 +177,52 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
     NaN. An extrapolated count, above all near the curve's plateau, moves a long way with a small
     change in the fit. ``saved_vs_supervised`` is a difference of two counts, so it is an
     extrapolation when either its own row or the supervised row is.
+
+    ``needed_ci_lower`` and ``needed_ci_upper`` are a ``confidence`` percentile bootstrap interval
+    of the count over the test cases (:func:`~inpaintssl.analysis.summaries.labels_needed_intervals`,
+    ``n_resamples`` resamples drawn with ``seed``); ``saved_ci_lower`` and ``saved_ci_upper`` the
+    same for ``saved_vs_supervised``, from the paired resamples (the same test cases for both
+    arms); ``resamples_failed`` counts resamples that gave no count (left out). NaN without a fit.
+    The intervals cover the test-set sampling, not the spread between training runs.
     """
     target_dice, found = labels_needed_rows(results, target=target, level=level)
+    _, intervals = labels_needed_intervals(
+        results, target=target_dice, level=level, confidence=confidence, n_resamples=n_resamples, seed=seed
+    )
     supervised = next((n for name, _, n in found if name == "supervised"), math.nan)
+    supervised_interval = intervals.get("supervised")
     rows = []
     for name, fit, needed in found:
         a, k, c = (fit.a, fit.k, fit.c) if fit is not None else (math.nan,) * 3
         at_bound = fit.k_at_bound if fit is not None else None
         x_min, x_max = (fit.x_min, fit.x_max) if fit is not None else (math.nan, math.nan)
         extrapolated = fit.extrapolates(needed) if fit is not None else None
+        interval = intervals.get(name) if fit is not None else None
+        needed_ci = saved_ci = (math.nan, math.nan)
+        failed: int | None = None
+        if interval is not None:
+            needed_ci, failed = (interval.lower, interval.upper), interval.n_failed
+            if supervised_interval is not None:
+                with np.errstate(invalid="ignore"):  # inf - inf: no saving to speak of, left out
+                    saved = supervised_interval.resamples - interval.resamples
+                saved_ci = percentile_interval(saved, confidence=confidence)
         rows.append(
-            (name, target_dice, a, k, c, needed, supervised - needed, at_bound, x_min, x_max, extrapolated)
+            (
+                name,
+                target_dice,
+                a,
+                k,
+                c,
+                needed,
+                supervised - needed,
+                at_bound,
+                x_min,
+                x_max,
+                extrapolated,
+                *needed_ci,
+                *saved_ci,
+                failed,
+            )
         )
     return Table(
         tuple(rows),
@@ -184,7 +230,9 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
         title=f"Labelled volumes needed to reach Dice {target_dice:.3f} "
         "(power law of Dice vs labelled volumes; k_at_bound: k stopped at the end of its range, "
         "so the count read off the curve is not an estimate; extrapolated: the count lies outside "
-        "the fitted range of labelled volumes, inf included)",
+        "the fitted range of labelled volumes, inf included; "
+        f"ci: {confidence:.0%} percentile bootstrap interval over the test cases, {n_resamples} resamples, "
+        f"seed {seed})",
         columns=(
             "arm",
             "target_dice",
@@ -197,6 +245,11 @@ def labels_needed_table(results: Table, *, target: float | None = None, level: s
             "fitted_volumes_min",
             "fitted_volumes_max",
             "extrapolated",
+            "needed_ci_lower",
+            "needed_ci_upper",
+            "saved_ci_lower",
+            "saved_ci_upper",
+            "resamples_failed",
         ),
     )
 

@@ -35,7 +35,15 @@ import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.analysis.table import Table
-from inpaintssl.stats import PowerLawFit, fit_power_law, labels_needed, wilcoxon_greater
+from inpaintssl.stats import (
+    LabelsNeededInterval,
+    PowerLawFit,
+    fit_power_law,
+    labels_needed,
+    labels_needed_interval,
+    wilcoxon_greater,
+)
+from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 
 __all__ = [
     "BaselinePair",
@@ -48,6 +56,7 @@ __all__ = [
     "dice_level",
     "dice_rows",
     "label_fraction_summary",
+    "labels_needed_intervals",
     "labels_needed_rows",
     "named_baselines",
     "paired_scores",
@@ -273,6 +282,22 @@ def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingS
     return out
 
 
+def _labels_needed_arms(results: Table, level: str | None) -> dict[str, Table]:
+    """The arms of labels needed: the named supervised baselines, then SSL by % pretraining data."""
+    rows = dice_rows(results, level=level)
+    arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed")}
+    for (pct,), table in rows.select(arm="ssl").groups("pretrain_data_pct").items():
+        arms[f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"] = table
+    return arms
+
+
+def _default_target(arms: Mapping[str, Table], level: str | None) -> float:
+    supervised = dice_curves(arms["supervised"], level=level, x="labelled_volumes", series="arm")
+    if not supervised or supervised[0].x.size == 0:
+        raise ValueError("labels needed: no supervised results to take the default target Dice from")
+    return float(supervised[0].mean[-1])
+
+
 def labels_needed_rows(
     results: Table, *, target: float | None = None, level: str | None = None
 ) -> tuple[float, list[tuple[str, PowerLawFit | None, float]]]:
@@ -283,6 +308,7 @@ def labels_needed_rows(
     3D data, slices for 2D data) and the fit is solved for ``target`` with
     :func:`inpaintssl.stats.labels_needed`. The supervised curve is that of the baselines the SSL
     rows are compared with (:func:`named_baselines`), not of every supervised run of the study.
+    :func:`labels_needed_intervals` adds bootstrap intervals over the test cases.
 
     Args:
         results: The long results table.
@@ -296,20 +322,80 @@ def labels_needed_rows(
         ValueError: No supervised results to take the default target from; or the SSL rows name
             no baseline and the supervised rows are of several.
     """
-    rows = dice_rows(results, level=level)
-    arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed")}
-    for (pct,), table in rows.select(arm="ssl").groups("pretrain_data_pct").items():
-        arms[f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"] = table
+    arms = _labels_needed_arms(results, level)
     if target is None:
-        supervised = dice_curves(arms["supervised"], level=level, x="labelled_volumes", series="arm")
-        if not supervised or supervised[0].x.size == 0:
-            raise ValueError("labels needed: no supervised results to take the default target Dice from")
-        target = float(supervised[0].mean[-1])
+        target = _default_target(arms, level)
     out: list[tuple[str, PowerLawFit | None, float]] = []
     for name, table in arms.items():
         curves = dice_curves(table, level=level, x="labelled_volumes", series="arm")
         fit = _try_fit(curves[0].x, curves[0].mean) if curves else None
         out.append((name, fit, labels_needed(fit, target) if fit is not None else math.nan))
+    return target, out
+
+
+def _case_scores(table: Table, cases: Sequence[ItemKey]) -> tuple[FloatArray, FloatArray]:
+    """``(labels (P,), scores (P, N))``: each test case's Dice per labelled-volume count.
+
+    A case's score at a count is the mean of its rows there (subset seeds, and strategies pooled in
+    one arm); NaN where the case was not measured at that count.
+    """
+    by_cell: dict[tuple[float, ItemKey], list[float]] = {}
+    for row in table.where(lambda r: r.get("labelled_volumes") is not None):
+        key = (row.get("volume_id"), row.get("slice_index"))
+        by_cell.setdefault((float(row["labelled_volumes"]), key), []).append(float(row["value"]))
+    labels = sorted({x for x, _ in by_cell})
+    column = {case: j for j, case in enumerate(cases)}
+    scores = np.full((len(labels), len(cases)), np.nan)
+    for (x, case), values in by_cell.items():
+        scores[labels.index(x), column[case]] = float(np.nanmean(values))
+    return np.asarray(labels, dtype=np.float64), scores
+
+
+def labels_needed_intervals(
+    results: Table,
+    *,
+    target: float | None = None,
+    level: str | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, dict[str, LabelsNeededInterval | None]]:
+    """Bootstrap intervals of :func:`labels_needed_rows`' counts over the test cases (sec. 2.6, 4).
+
+    Each arm's count is re-estimated on ``n_resamples`` resamples of the test cases (volumes for 3D
+    data, slices for 2D) with :func:`inpaintssl.stats.labels_needed_interval`. Every arm gets the
+    same cases in the same column order and the same ``seed``, so resample ``b`` draws the same
+    cases for every arm: the difference of two arms' resamples is a paired bootstrap of the labels
+    saved.
+
+    Args:
+        results: The long results table.
+        target: Target Dice; default the supervised Dice with the most labels.
+        level: ``image`` or ``volume`` (default :func:`dice_level`).
+        confidence: Nominal coverage, e.g. 0.95.
+        n_resamples: Bootstrap resamples per arm (default 1000).
+        seed: Seed of the resampling generator.
+
+    Returns:
+        ``(target, {arm name: interval, or None with fewer than 3 labelled-volume counts})``, arms
+        as in :func:`labels_needed_rows`.
+    """
+    arms = _labels_needed_arms(results, level)
+    if target is None:
+        target = _default_target(arms, level)
+    cases = sorted(
+        {(row.get("volume_id"), row.get("slice_index")) for table in arms.values() for row in table},
+        key=lambda k: tuple(str(v) for v in k),
+    )
+    out: dict[str, LabelsNeededInterval | None] = {}
+    for name, table in arms.items():
+        labels, scores = _case_scores(table, cases)
+        if np.unique(labels).size < 3:
+            out[name] = None
+            continue
+        out[name] = labels_needed_interval(
+            labels, scores, target, confidence=confidence, n_resamples=n_resamples, seed=seed
+        )
     return target, out
 
 

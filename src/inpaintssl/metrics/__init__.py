@@ -11,7 +11,10 @@ Example:
 
 from inpaintssl.metrics.agreement import BlandAltman, bland_altman, icc
 from inpaintssl.metrics.clinical import (
+    MEASUREMENT_SCALES,
+    MEASUREMENT_UNITS,
     ClinicalComparison,
+    absolute_error,
     clinical_errors,
     cross_sectional_area,
     mean_hu,
@@ -23,9 +26,12 @@ from inpaintssl.metrics.qdess import T1_DEFAULTS_MS, qdess_signal_ratio, qdess_t
 from inpaintssl.metrics.segmentation import dice_per_class, dice_per_image
 
 __all__ = [
+    "MEASUREMENT_SCALES",
+    "MEASUREMENT_UNITS",
     "T1_DEFAULTS_MS",
     "BlandAltman",
     "ClinicalComparison",
+    "absolute_error",
     "bland_altman",
     "clinical_errors",
     "cross_sectional_area",

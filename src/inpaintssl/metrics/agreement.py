@@ -4,6 +4,10 @@ The paper reports percent errors (sec. 2.7); agreement statistics complement the
 paired measurements: Bland-Altman bias and limits of agreement (Bland & Altman, Lancet 1986) and
 the intraclass correlation coefficient (Shrout & Fleiss, Psychol. Bull. 1979; McGraw & Wong,
 Psychol. Methods 1996).
+
+Bland-Altman's bias and limits are differences in the metric's own unit, so, unlike percent
+error, they stay meaningful for measures on an interval scale with an arbitrary zero, such as mean
+HU (see :mod:`inpaintssl.metrics.clinical`), including tissue whose reference mean is near 0 HU.
 """
 
 from __future__ import annotations

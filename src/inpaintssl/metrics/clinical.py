@@ -3,14 +3,24 @@
 For MRI the paper reports tissue volume and mean T2 per tissue; for CT, cross-sectional area and
 mean HU per tissue. Each is computed once from the predicted mask and once from the ground-truth
 mask, and the model is scored by the percent error between the two.
+
+Percent error needs a ratio scale, one whose zero means "none of it": volume, area and T2 (a time
+in ms) qualify, and 10% of a 100 mm^3 tissue means what 10% of a 1000 mm^3 one does. Hounsfield
+units do not: HU is an interval scale whose zero is set by water, so dividing by the reference mean
+HU makes the error explode for water-like tissue near 0 HU (a 2 HU miss on a 1 HU tissue is 200%),
+flip sign with the reference (fat near -100 HU, muscle near +40), and change if the scale were
+shifted. For such measures (:data:`MEASUREMENT_SCALES`) report :func:`absolute_error`, in HU:
+:class:`ClinicalComparison` carries both, and its :attr:`~ClinicalComparison.error` picks the one
+that fits the scale.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +28,10 @@ import numpy.typing as npt
 from inpaintssl.metrics._arrays import ArrayInput, as_mask, as_numpy, check_same_shape
 
 __all__ = [
+    "MEASUREMENT_SCALES",
+    "MEASUREMENT_UNITS",
     "ClinicalComparison",
+    "absolute_error",
     "clinical_errors",
     "cross_sectional_area",
     "mean_hu",
@@ -26,6 +39,17 @@ __all__ = [
     "percent_error",
     "tissue_volume",
 ]
+
+MEASUREMENT_SCALES: Mapping[str, Literal["ratio", "interval"]] = MappingProxyType(
+    {"volume_mm3": "ratio", "area_mm2": "ratio", "mean_t2_ms": "ratio", "mean_hu": "interval"}
+)
+"""Clinical metric -> its scale: ``"ratio"`` (a true zero: percent error is meaningful) or
+``"interval"`` (an arbitrary zero, as HU's water: report the absolute error instead)."""
+
+MEASUREMENT_UNITS: Mapping[str, str] = MappingProxyType(
+    {"volume_mm3": "mm^3", "area_mm2": "mm^2", "mean_t2_ms": "ms", "mean_hu": "HU"}
+)
+"""Clinical metric -> the unit of its value and of its absolute error."""
 
 
 def _element_size(spacing_mm: Sequence[float], *, ndim: int, mask_shape: tuple[int, ...]) -> float:
@@ -165,6 +189,32 @@ def percent_error(pred: ArrayInput, ref: ArrayInput) -> npt.NDArray[np.float64]:
     return out
 
 
+def absolute_error(pred: ArrayInput, ref: ArrayInput) -> npt.NDArray[np.float64]:
+    """Absolute error ``|pred - ref|`` in the metric's own unit, element-wise.
+
+    The error to report for measures on an interval scale such as mean HU (see the module notes):
+    it does not depend on where the scale puts its zero, so a reference mean of 0 HU is no special
+    case. NaN inputs give NaN.
+
+    Args:
+        pred: Metric from the predicted mask, scalar or array.
+        ref: Reference metric, broadcastable with ``pred``.
+
+    Returns:
+        Float64 array of the broadcast shape (0-d for scalar inputs; use ``float()``).
+
+    Example:
+        >>> float(absolute_error(3.0, 0.0))  # 3 HU off a water-like reference: percent error is inf
+        3.0
+        >>> absolute_error([-95.0, 45.0], [-100.0, 40.0])  # fat and muscle, 5 HU off each
+        array([5., 5.])
+    """
+    p = as_numpy(pred, name="pred").astype(np.float64)
+    r = as_numpy(ref, name="ref").astype(np.float64)
+    out: npt.NDArray[np.float64] = np.abs(p - r)
+    return out
+
+
 @dataclass(frozen=True)
 class ClinicalComparison:
     """One clinical metric of one tissue, from the prediction and from the reference.
@@ -174,7 +224,10 @@ class ClinicalComparison:
         metric: ``"volume_mm3"``, ``"area_mm2"``, ``"mean_t2_ms"`` or ``"mean_hu"``.
         predicted: Metric computed from the predicted mask.
         reference: Metric computed from the ground-truth mask.
-        percent_error: ``100 * |predicted - reference| / |reference|``.
+        percent_error: ``100 * |predicted - reference| / |reference|``; meaningful only for
+            ratio-scale metrics (not ``mean_hu``, see :data:`MEASUREMENT_SCALES`).
+        absolute_error: ``|predicted - reference|`` in the metric's unit
+            (:data:`MEASUREMENT_UNITS`); NaN for a row built by hand without it.
     """
 
     class_name: str
@@ -182,6 +235,37 @@ class ClinicalComparison:
     predicted: float
     reference: float
     percent_error: float
+    absolute_error: float = math.nan
+
+    @property
+    def error(self) -> float:
+        """The error that fits the metric's scale: absolute for interval scales (mean HU), else percent.
+
+        Example:
+            >>> ClinicalComparison("water", "mean_hu", 3.0, 0.0, math.inf, 3.0).error
+            3.0
+            >>> ClinicalComparison("fat", "area_mm2", 90.0, 100.0, 10.0, 10.0).error
+            10.0
+        """
+        if MEASUREMENT_SCALES.get(self.metric) == "interval":
+            return (
+                abs(self.predicted - self.reference)
+                if math.isnan(self.absolute_error)
+                else self.absolute_error
+            )
+        return self.percent_error
+
+    @property
+    def error_unit(self) -> str:
+        """Unit of :attr:`error`: ``"%"``, or the metric's unit for interval scales (``"HU"``).
+
+        Example:
+            >>> ClinicalComparison("water", "mean_hu", 3.0, 0.0, math.inf, 3.0).error_unit
+            'HU'
+        """
+        if MEASUREMENT_SCALES.get(self.metric) == "interval":
+            return MEASUREMENT_UNITS[self.metric]
+        return "%"
 
 
 def clinical_errors(
@@ -193,11 +277,12 @@ def clinical_errors(
     hu: ArrayInput | None = None,
     class_names: Sequence[str] | None = None,
 ) -> list[ClinicalComparison]:
-    """Clinical metrics of one image or volume and their percent errors (paper sec. 2.7).
+    """Clinical metrics of one image or volume and their percent and absolute errors (paper sec. 2.7).
 
     Every class gets its size: tissue volume for a 3-D volume ``(K, X, Y, Z)`` (MRI) or
     cross-sectional area for a 2-D slice ``(K, H, W)`` (CT). With ``t2_ms`` it also gets mean T2,
-    with ``hu`` mean HU.
+    with ``hu`` mean HU. Each row holds the percent error (the paper's) and the absolute error;
+    for mean HU, an interval scale, read the absolute error in HU (:attr:`ClinicalComparison.error`).
 
     Args:
         pred_onehot: Predicted one-hot masks ``(K, ...)`` with 2 or 3 spatial axes.
@@ -255,7 +340,8 @@ def clinical_errors(
 
     def add(name: str, metric: str, predicted: float, reference: float) -> None:
         error = float(percent_error(predicted, reference))
-        rows.append(ClinicalComparison(name, metric, predicted, reference, error))
+        absolute = float(absolute_error(predicted, reference))
+        rows.append(ClinicalComparison(name, metric, predicted, reference, error, absolute))
 
     for k, name in enumerate(names):
         add(name, size_name, size_fn(pred[k], spacing_mm), size_fn(target[k], spacing_mm))

@@ -9,20 +9,30 @@ Example:
     1.0
 """
 
-from inpaintssl.stats.labels_needed import labels_needed
+from inpaintssl.stats.labels_needed import (
+    LabelsNeededInterval,
+    labels_needed,
+    labels_needed_interval,
+    percentile_interval,
+)
 from inpaintssl.stats.power_law import PowerLawFit, fit_power_law
 from inpaintssl.stats.ranking import StrategyRank, pairwise_wilcoxon, rank_pairs, rank_strategies, top_in_all
+from inpaintssl.stats.ties import tolerant_rankdata
 from inpaintssl.stats.wilcoxon import paired_samples, wilcoxon_greater
 
 __all__ = [
+    "LabelsNeededInterval",
     "PowerLawFit",
     "StrategyRank",
     "fit_power_law",
     "labels_needed",
+    "labels_needed_interval",
     "paired_samples",
     "pairwise_wilcoxon",
+    "percentile_interval",
     "rank_pairs",
     "rank_strategies",
+    "tolerant_rankdata",
     "top_in_all",
     "wilcoxon_greater",
 ]

@@ -6,6 +6,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from inpaintssl.stats.ties import ROUND_OFF_ATOL, ROUND_OFF_RTOL, round_off_tolerance, tolerant_rankdata
+
 __all__ = ["paired_samples", "wilcoxon_greater"]
 
 
@@ -40,7 +42,9 @@ _EXACT_UP_TO = 50
 """Non-zero differences up to which the p-value is exact (SciPy's own limit for untied samples)."""
 
 
-def wilcoxon_greater(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+def wilcoxon_greater(
+    a: npt.ArrayLike, b: npt.ArrayLike, *, rtol: float = ROUND_OFF_RTOL, atol: float = ROUND_OFF_ATOL
+) -> float:
     """p-value of the one-sided paired Wilcoxon signed-rank test of ``a > b`` (sec. 2.5.3, 2.8).
 
     The paper tests whether SSL Dice scores are higher than fully-supervised ones, pair by pair
@@ -49,16 +53,21 @@ def wilcoxon_greater(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     installed (SciPy's automatic choice of method for tied samples changed in 1.13):
 
     - zero differences are dropped (Wilcoxon's method, SciPy's ``zero_method="wilcox"``), and tied
-      absolute differences get their average rank;
+      absolute differences get their average rank. "Zero" and "tied" are up to float round-off
+      (:mod:`inpaintssl.stats.ties`): a difference within ``tol = rtol * scale + atol`` of 0 is
+      zero, and absolute differences whose sorted neighbours lie within ``tol`` tie, ``scale``
+      being the largest ``|a|`` or ``|b|``. So Dice summed in another order (``0.1 + 0.2`` vs
+      ``0.3``), or in float32 on one arm, gives the same p-value;
     - up to 50 non-zero differences, the p-value is exact: the share of the ``2**n`` sign patterns
       whose positive-rank sum reaches the observed one, counted with the tied ranks as they are
       (the permutation distribution);
     - beyond 50, the normal approximation with the tie correction of the variance and no
       continuity correction.
 
-    Without ties or zeros this equals SciPy's default (exact up to 50 pairs, normal beyond). With
-    ties or zeros, SciPy 1.13+'s default chooses its method by the number of pairs, zeros
-    included: a permutation test (exact) up to 13 pairs, the normal approximation beyond. This
+    Without ties or zeros (exact or within round-off) this equals SciPy's default (exact up to 50
+    pairs, normal beyond). With ties or zeros, SciPy 1.13+'s default chooses its method by the
+    number of pairs, zeros included: a permutation test (exact) up to 13 pairs, the normal
+    approximation beyond. This
     therefore equals it up to 13 pairs (zeros included) and where more than 50 differences are
     non-zero; in between (more than 13 pairs, at most 50 of them non-zero) SciPy uses the normal
     approximation where this stays exact.
@@ -69,24 +78,32 @@ def wilcoxon_greater(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     Args:
         a: Scores of the method hypothesised to be better, any shape, e.g. ``(N,)`` per image.
         b: Paired scores of the comparator, same shape.
+        rtol: Relative round-off tolerance (default :data:`~inpaintssl.stats.ties.ROUND_OFF_RTOL`,
+            eight float32 ulps); ``rtol=0, atol=0`` compares exactly, as SciPy does.
+        atol: Absolute round-off tolerance (default :data:`~inpaintssl.stats.ties.ROUND_OFF_ATOL`).
 
     Returns:
         The one-sided p-value in ``(0, 1]``.
 
     Raises:
-        ValueError: If the shapes differ, the samples are empty, or hold NaN/inf.
+        ValueError: If the shapes differ, the samples are empty, or hold NaN/inf, or a tolerance
+            is negative.
 
     Example:
         >>> wilcoxon_greater([0.9, 0.8, 0.85, 0.7], [0.8, 0.75, 0.7, 0.68])  # 4 wins: 1 / 2**4
         0.0625
+        >>> wilcoxon_greater([0.1 + 0.2, 0.9, 0.8], [0.3, 0.5, 0.5])  # 0.1 + 0.2 - 0.3 is round-off: 2 pairs
+        0.25
     """
     x, y = paired_samples(a, b)
+    tol = round_off_tolerance(x, y, rtol=rtol, atol=atol)
     differences = x - y
-    differences = differences[differences != 0]
+    differences = differences[np.abs(differences) > tol]
     n = differences.size
     if n == 0:
         return 1.0
-    ranks = stats.rankdata(np.abs(differences))  # average ranks for ties: multiples of 1/2
+    # Average ranks for ties (multiples of 1/2), ties taken up to round-off like the zeros.
+    ranks = tolerant_rankdata(np.abs(differences), tol=tol)
     positive = float(ranks[differences > 0].sum())
     if n <= _EXACT_UP_TO:
         return _exact_p_at_least(ranks, positive)
