@@ -1,0 +1,141 @@
+"""The strict base of every config section, and the field checks several sections share.
+
+Every section forbids unknown fields, refuses infinite and NaN numbers, re-validates on
+assignment, and checks string choices with a "did you mean" before pydantic's own check.
+
+Example:
+    >>> from typing import Literal
+    >>> class Section(_Strict):
+    ...     mode: Literal["fast", "slow"] = "fast"
+    >>> Section.model_validate({"mode": "slwo"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Section
+    mode
+      Value error, mode='slwo' is not a valid option: ... did you mean 'slow'? ...
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from inpaintssl.options import check_option, format_choices
+
+__all__ = ["Device", "user_path"]
+
+_MAX_BATCH = 100_000
+"""The largest batch size a config accepts."""
+
+
+@functools.cache
+def _option_choices(model: type[BaseModel], name: str) -> tuple[str, ...] | None:
+    """The names a string-choice field accepts, or ``None`` for any other kind of field.
+
+    Only fields whose every member is a string ``Literal`` (``None`` aside) count: a field such
+    as ``Literal["auto"] | bool`` also takes ``"true"``, which is pydantic's to parse.
+    """
+    field = model.model_fields.get(name)
+    if field is None:
+        return None
+    members = [field.annotation]
+    choices: list[str] = []
+    while members:
+        member = members.pop(0)
+        origin = typing.get_origin(member)
+        if origin is typing.Union or origin is types.UnionType:
+            members.extend(typing.get_args(member))
+        elif origin is Literal and all(isinstance(arg, str) for arg in typing.get_args(member)):
+            choices.extend(typing.get_args(member))
+        elif member is not type(None):
+            return None
+    return tuple(choices) or None
+
+
+def _check_device(value: str, *, field: str) -> str:
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    choices = ("auto", "cpu", "cuda", "cuda:N")
+    if value == "cuda:N":  # the message's placeholder for a GPU index, not a device
+        raise ValueError(
+            f"{field}={value!r} is not a valid option: expected {format_choices(choices)} with N a GPU "
+            "index, e.g. 'cuda:0'"
+        )
+    return check_option(value, choices, field=field)
+
+
+Device = Annotated[str, AfterValidator(functools.partial(_check_device, field="device"))]
+"""``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked with a "did you mean"."""
+
+
+class _Strict(BaseModel):
+    # allow_inf_nan=False: an infinite or NaN rate, fraction or tolerance is a typo; caught here,
+    # not as a non-finite loss at the first step.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _known_option(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs before pydantic's own Literal check, whose message has no "did you mean".
+        choices = _option_choices(cls, info.field_name) if info.field_name else None
+        if choices is not None and value is False and "off" in choices:
+            # YAML 1.1 reads a bare `off` (and `no`, `false`) as the boolean false.
+            return "off"
+        if choices is not None and value is True:
+            # A bare `on` (or `yes`, `true`) arrives as the boolean true, which names no choice.
+            raise ValueError(
+                f"{info.field_name}=true is not a valid option: expected {format_choices(choices)} "
+                "(YAML reads a bare on, yes or true as the boolean true; write one of these names)"
+            )
+        if choices is not None and isinstance(value, str):
+            return check_option(value, choices, field=info.field_name or "option")
+        if isinstance(value, bool) and info.field_name and _is_number_field(cls, info.field_name):
+            # bool is an int in Python: `batch_size: true` (or `max_epochs: yes # TODO`) would be 1.
+            raise ValueError(
+                f"{info.field_name}={str(value).lower()} is a boolean; expected a number (YAML reads a "
+                "bare yes, no, on, off, true or false as a boolean)"
+            )
+        return value
+
+
+def _is_number_field(model: type[BaseModel], name: str) -> bool:
+    """Whether the field ``name`` takes an int or float and no bool."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    annotation = field.annotation
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    return bool(set(options) & {int, float}) and bool not in options
+
+
+def user_path(value: Any, *, field: str) -> Any:
+    """A path field's value with ``~`` and ``$VAR`` expanded; an empty one is refused.
+
+    Raises:
+        ValueError: The path is empty (it would mean the working directory) or names an
+            environment variable that is not set.
+    """
+    if value is None or not isinstance(value, (str, Path)):
+        return value
+    text = str(value)
+    if not text.strip():
+        raise ValueError(f"{field}: the path is empty; expected a folder or file path (write . for here)")
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    unset = sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)))
+    if unset:
+        raise ValueError(
+            f"{field}={text!r} names the environment variable(s) {', '.join('$' + u for u in unset)}, "
+            "which are not set in this process"
+        )
+    return expanded  # a str: the field's own validation makes it a Path (in JSON mode too)

@@ -1,0 +1,69 @@
+"""The ``data`` section: which dataset a run reads, at what size, and how much of it.
+
+Example:
+    >>> DataConfig(label_fraction=0.25, unlabelled=[SourceConfig(dataset="ct")]).unlabelled[0].fraction
+    1.0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from inpaintssl.config.base import _Strict
+
+__all__ = ["DataConfig", "SourceConfig"]
+
+
+class SourceConfig(_Strict):
+    """One data source: a registered dataset name and its parameters.
+
+    Attributes:
+        dataset: Name in :data:`inpaintssl.registry.DATASETS` (``mni152``, ``skmtea``, ``ct``,
+            ``nifti``, ``numpy``, ``hdf5`` or a plugin).
+        params: Keyword arguments for the dataset factory (paths, slice axis, windows, ...).
+        fraction: Share of this source's volumes used (seeded, nested), in (0, 1].
+    """
+
+    dataset: str = "mni152"
+    params: dict[str, Any] = Field(default_factory=dict)
+    fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+class DataConfig(_Strict):
+    """Training data (sec. 2.1, 2.2, 2.6).
+
+    Attributes:
+        dataset: Registered dataset name of the labelled (fine-tuning) or main (pretraining) source.
+        params: Keyword arguments for the dataset factory.
+        image_size: ``(H, W)`` every slice is cropped/padded or resized to; ``None`` keeps the
+            dataset's own size (it must then be divisible by ``2**(depth-1)``).
+        resize_mode: ``crop_or_pad`` (centre) or ``resize`` (bilinear images, nearest labels).
+        label_fraction: Share of training volumes with labels used for fine-tuning (sec. 2.1:
+            1.0, 0.5, 0.25, 0.1, 0.05); subsets are nested and seeded by ``subset_seed``.
+        subset_seed: Seed of the label-limited subset draw.
+        splits_file: A split JSON written by an earlier run; when given, its subsets are reused.
+        unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
+        num_workers: DataLoader worker processes.
+        val_max_images: Cap on validation slices (evenly spaced), ``None`` for all.
+    """
+
+    dataset: str = "mni152"
+    params: dict[str, Any] = Field(default_factory=dict)
+    image_size: tuple[int, int] | None = None
+    resize_mode: Literal["crop_or_pad", "resize"] = "crop_or_pad"
+    label_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    subset_seed: int = Field(default=0, ge=0, lt=2**32)
+    splits_file: Path | None = None
+    unlabelled: list[SourceConfig] = Field(default_factory=list)
+    num_workers: int = Field(default=0, ge=0)
+    val_max_images: int | None = Field(default=None, gt=0)
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and (value[0] <= 0 or value[1] <= 0):
+            raise ValueError(f"image_size must be two positive integers, got {value}")
+        return value

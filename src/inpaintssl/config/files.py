@@ -1,0 +1,169 @@
+"""Reading configs: YAML or JSON text and files (a repeated key is an error), and writing YAML.
+
+Example:
+    >>> from inpaintssl.config import PretrainConfig
+    >>> config = load_config({"optim": {"lr": 0.01}}, PretrainConfig, overrides=["run.seed=3"])
+    >>> load_config(read_config_text(config_to_yaml(config), source="round trip"), PretrainConfig) == config
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from inpaintssl.config.errors import ConfigError, format_config_error
+from inpaintssl.config.overrides import ModelT, apply_overrides
+
+__all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text"]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain YAML keeps the last value silently, so a config with ``lr`` twice trains at whichever
+    came second and nobody notices.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {line} (first given at line {seen[key]})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate key(s) {', '.join(map(repr, duplicates))} in one JSON object")
+    return dict(pairs)
+
+
+def read_config_text(text: str, *, source: str, json_format: bool = False) -> Any:
+    """Parse YAML (or JSON) config text; a key repeated within one mapping is an error.
+
+    Raises:
+        ConfigError: Invalid syntax or a duplicate key; the message names ``source``, the key
+            and (YAML) both lines.
+
+    Example:
+        >>> read_config_text("optim: {lr: 0.1}", source="example")
+        {'optim': {'lr': 0.1}}
+        >>> read_config_text("{lr: 0.1, lr: 0.2}", source="example")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.config.ConfigError: example is not valid YAML: duplicate key 'lr' at line 1 ...
+    """
+    try:
+        if json_format:
+            # Windows editors start UTF-8 files with a byte-order mark; YAML skips it, so JSON does too.
+            return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_pairs)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except (json.JSONDecodeError, ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if json_format else "YAML"
+        detail = str(exc)
+        if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+            mark = exc.problem_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            detail = exc.problem if "line" in exc.problem else f"{exc.problem}{where}"
+        raise ConfigError(f"{source} is not valid {kind}: {detail}") from exc
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML (or ``.json``) config file, not validated against a schema.
+
+    Raises:
+        ConfigError: The file is missing, a folder, not UTF-8 text, not valid YAML/JSON (with
+            duplicate keys refused), or not a mapping; the message names the file.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.yaml"
+        >>> _ = path.write_text("optim: {lr: 0.1}")
+        >>> read_config_file(path)
+        {'optim': {'lr': 0.1}}
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; expected a YAML or JSON file")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc}); expected a YAML or JSON file"
+        ) from exc
+    data = read_config_text(text, source=f"config file {path}", json_format=path.suffix.lower() == ".json")
+    if data is None:
+        # Empty (or comments only): a truncated copy more often than a wish for every default.
+        raise ConfigError(
+            f"config file {path} is empty; expected a mapping of sections (data:, optim:, ...), "
+            "or {} for every default"
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path}: expected a mapping at the top level, found {type(data).__name__}"
+        )
+    return data
+
+
+def load_config(
+    source: ModelT | Mapping[str, Any] | str | Path,
+    cls: type[ModelT],
+    *,
+    overrides: Sequence[str] = (),
+) -> ModelT:
+    """Build a validated ``cls`` from a model, a mapping, or a YAML/JSON file, then apply overrides.
+
+    Args:
+        source: An instance of ``cls``, a plain mapping, or a path to ``.yaml``/``.yml``/``.json``.
+        cls: The config model, e.g. :class:`PretrainConfig`.
+        overrides: Dotted ``key=value`` strings applied last.
+
+    Raises:
+        ConfigError: Unreadable file or invalid content; the message names each field path.
+
+    Example:
+        >>> from inpaintssl.config import PretrainConfig
+        >>> cfg = load_config({"optim": {"lr": 0.01}}, PretrainConfig)
+        >>> cfg.optim.lr
+        0.01
+    """
+    if isinstance(source, cls):
+        config = source
+    elif isinstance(source, BaseModel):
+        raise ConfigError(f"expected a {cls.__name__}, got a {type(source).__name__}")
+    else:
+        if isinstance(source, (str, Path)):
+            where = str(source)
+            data = read_config_file(source)
+        elif isinstance(source, Mapping):
+            where = f"{cls.__name__} mapping"
+            data = dict(source)
+        else:
+            raise ConfigError(
+                f"config must be a {cls.__name__}, a mapping or a path, got {type(source).__name__}"
+            )
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_config_error(exc, source=where)) from exc
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    """Serialise a config to YAML that :func:`load_config` reads back to an equal model."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
