@@ -229,6 +229,9 @@ def test_a_yaml_syntax_error_names_its_line_and_a_json_bom_is_read(tmp_path: Pat
         (["optim.batch_size=true"], r"batch_size=true is a boolean; expected a number"),
         (["optim.max_epochs=yes"], r"max_epochs=true is a boolean; expected a number"),
         (["optim.lr=false"], r"lr=false is a boolean; expected a number"),
+        # ...and so is an element: `image_size: [yes, 64]` was (1, 64).
+        (["data.image_size=[yes, 64]"], r"image_size\[0\]=true is a boolean; expected a number"),
+        (["optim.betas=[0.9, no]"], r"betas\[1\]=false is a boolean; expected a number"),
         # An empty path is the working directory, where a run would replace the user's files.
         (["run.output_dir="], r"output_dir: the path is empty"),
         (["transfer.pretrained=''"], r"pretrained: the path is empty"),

@@ -102,6 +102,18 @@ class _Strict(BaseModel):
                 f"{info.field_name}={str(value).lower()} is a boolean; expected a number (YAML reads a "
                 "bare yes, no, on, off, true or false as a boolean)"
             )
+        if (
+            isinstance(value, (list, tuple))
+            and info.field_name
+            and _is_number_sequence_field(cls, info.field_name)
+        ):
+            # The same for elements: `image_size: [yes, 64]` would be (1, 64).
+            for index, element in enumerate(value):
+                if isinstance(element, bool):
+                    raise ValueError(
+                        f"{info.field_name}[{index}]={str(element).lower()} is a boolean; expected a "
+                        "number (YAML reads a bare yes, no, on, off, true or false as a boolean)"
+                    )
         return value
 
 
@@ -110,13 +122,29 @@ def _is_number_field(model: type[BaseModel], name: str) -> bool:
     field = model.model_fields.get(name)
     if field is None:
         return False
-    annotation = field.annotation
-    options = (
+    options = _number_options(field.annotation)
+    return bool(options & {int, float}) and bool not in options
+
+
+def _number_options(annotation: Any) -> set[Any]:
+    return set(
         typing.get_args(annotation)
         if typing.get_origin(annotation) in (typing.Union, types.UnionType)
         else (annotation,)
     )
-    return bool(set(options) & {int, float}) and bool not in options
+
+
+def _is_number_sequence_field(model: type[BaseModel], name: str) -> bool:
+    """Whether the field ``name`` takes a tuple or list of ints or floats (and no bools)."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    for option in _number_options(field.annotation):
+        if typing.get_origin(option) in (tuple, list):
+            elements = {a for a in typing.get_args(option) if a is not Ellipsis}
+            if elements and elements <= {int, float}:
+                return True
+    return False
 
 
 def user_path(value: Any, *, field: str) -> Any:
