@@ -23,6 +23,12 @@ out, is still flagged. Measuring against the phase's own improvement keeps the r
 loss's scale (the pretraining L2 is a per-image sum in the hundreds, the Dice loss lies in
 [0, 1]).
 
+The price of that division: a small late gain counts as much as the rate is small. Under the
+paper's step decay over 100 epochs the last fifth runs at about 1/20 of the phase's mean rate,
+so a plateau with one late dip of 0.4 % of the phase's improvement (validation noise, say) reads
+as 8 % and the phase as not converged. That is the intended reading: a gain made at a tiny
+rate says the network was still learning when its rate ran out.
+
 Two curves get a verdict of their own:
 
 * ``flat``: every epoch within a relative ``1e-5`` (float noise) of the best: nothing left to
