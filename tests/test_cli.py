@@ -346,7 +346,18 @@ def test_two_config_files_are_named_as_such(tmp_path: Path, capsys: pytest.Captu
     assert "two config files given" in err and "ft.yaml" in err and "must look like" not in err
 
 
-@pytest.mark.parametrize("item", ["optim.lr=1", "model.params.depth=3", "run.seed=2"])
+@pytest.mark.parametrize(
+    "item",
+    [
+        "optim.lr=1",
+        "model.params.depth=3",
+        "run.seed=2",
+        "pretext.patch_size=4",
+        "loss.name=dice",
+        "early_stopping.patience=3",
+        "transfer.weights=encoder",
+    ],
+)
 def test_evaluate_refuses_training_settings_instead_of_prefixing_them(
     item: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -137,8 +137,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return _print_run(result, test_dice=result.mean_dice())
 
 
-_TRAINING_SECTIONS = ("model", "pretext", "optim", "loss", "early_stopping", "transfer", "run")
-"""Top-level sections of a run config other than ``data``: none of them applies to evaluation."""
+def _training_sections() -> set[str]:
+    """Top-level sections of a run config other than ``data``: none of them applies to evaluation."""
+    from inpaintssl.config import FinetuneConfig, PretrainConfig
+
+    return (set(PretrainConfig.model_fields) | set(FinetuneConfig.model_fields)) - {"data"}
 
 
 def _data_overrides(items: Sequence[str]) -> list[str]:
@@ -147,9 +150,10 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
     The old unprefixed spelling still works, with a deprecation warning.
     """
     prefixed: list[str] = []
+    training = _training_sections()
     for item in items:
         section = item.split("=", 1)[0].split(".", 1)[0]
-        if section in _TRAINING_SECTIONS:
+        if section in training:
             from inpaintssl.config import ConfigError
 
             raise ConfigError(
