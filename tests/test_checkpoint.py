@@ -234,13 +234,20 @@ def test_safetensors_own_disk_full_error_names_the_checkpoint_and_keeps_the_prev
 def test_save_safetensors_on_a_full_disk_names_the_file_and_keeps_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inpaintssl.checkpoint as ckpt
+    import errno
+
     from inpaintssl.checkpoint import save_safetensors
 
     target = tmp_path / "export" / "model.safetensors"
     save_safetensors(target, {"w": torch.zeros(2)})
     before = _tree(tmp_path)
-    monkeypatch.setattr(ckpt, "save_file", _safetensors_full_disk)
+    real_write = Path.write_bytes
+
+    def half_then_full(self: Path, data: bytes) -> int:
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
     with pytest.raises(OSError, match=rf"^\[Errno 28\] could not write {target}: No space left on device$"):
         save_safetensors(target, {"w": torch.ones(2)})
     assert _tree(tmp_path) == before

@@ -3,6 +3,13 @@
 A reader (or a resumed run) therefore sees either the old complete file or the new complete
 file, never a torn one, even when the writer is killed with SIGKILL or the disk fills up.
 
+A writer killed before its rename leaves its temporary behind, named ``.<name>.<8 random
+characters>.tmp`` beside the target (:func:`temporary_prefix`). While it writes, the writer holds
+an exclusive advisory lock (``flock``) on that file, which the operating system releases when the
+process dies; :func:`remove_stale_temporaries` removes a target's temporaries that nobody holds,
+so a writer that sweeps before it writes never removes a live writer's file, nor a user's file of
+another name.
+
 Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -18,6 +25,7 @@ import errno
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +38,7 @@ __all__ = [
     "fsync_dir",
     "give_plain_permissions",
     "io_error_of",
+    "remove_stale_temporaries",
     "temporary_prefix",
     "write_error",
 ]
@@ -151,13 +160,57 @@ def io_error_of(exc: BaseException) -> OSError | None:
     return None
 
 
+_CLAIM_TRIES = 5
+"""Temporaries :func:`atomic_path` creates before giving up, should a sweep claim each one first."""
+
+
+def _claim(fd: int, name: str) -> bool:
+    """Lock a new temporary ``name`` (open as ``fd``) for its writer; ``False``: a sweep took it first.
+
+    A sweep locks a temporary before removing it, so between ``mkstemp`` and this lock one could
+    have taken (and unlinked) the file: the writer then starts again with another. Where the file
+    system has no locks, the writer goes on unlocked, and sweeps there remove nothing.
+    """
+    if sys.platform == "win32":
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    try:
+        # Still the file under that name: a sweep may have locked, unlinked and released it.
+        return os.stat(name).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _temporary(target: Path) -> tuple[int | None, Path]:
+    """A new temporary beside ``target``, and the open descriptor holding its writer's lock."""
+    for _ in range(_CLAIM_TRIES):
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp", dir=target.parent)
+        if sys.platform == "win32":
+            # Windows cannot rename a file that is open; nor can it delete one, which protects it there.
+            os.close(fd)
+            return None, Path(name)
+        if _claim(fd, name):
+            return fd, Path(name)
+        os.close(fd)  # the sweep that claimed it removes it
+    raise OSError(errno.EAGAIN, f"{_CLAIM_TRIES} temporary files were removed by concurrent sweeps")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed over ``target``.
 
     On any exception the temporary file is removed and ``target`` is left untouched. The new file
     gets the permissions a plain write would give it (the old file's, or the umask's for a new
-    one), not the owner-only mode of a temporary file.
+    one), not the owner-only mode of a temporary file. Until then the temporary is locked against
+    :func:`remove_stale_temporaries`, as long as the caller writes into that file (opening the
+    path for writing does) rather than putting another file in its place.
 
     Raises:
         OSError: Creating, writing or renaming failed (e.g. ``ENOSPC``); the message names the target.
@@ -165,11 +218,9 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp", dir=target.parent)
+        lock, tmp = _temporary(target)
     except OSError as exc:
         raise write_error(str(target), exc) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, _plain_mode(target))
@@ -185,6 +236,69 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)  # and with it the lock, once the file is in place or gone
+
+
+_TEMPORARY_TOKEN = r"[a-z0-9_]{8}"
+"""The random part ``tempfile.mkstemp`` gives a temporary's name (:func:`atomic_path`)."""
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Remove the temporaries killed writers of ``target`` left beside it; return what was removed.
+
+    Only files named as :func:`atomic_path` names ``target``'s temporaries
+    (``.<name>.<8 random characters>.tmp``) are candidates, and of those only the ones no live
+    writer holds locked: a user's own file (another name, a folder, a link) is never touched, nor
+    is a temporary another process is writing now. Where the file system has no locks (and on
+    Windows) nothing is removed.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (root / ".model.onnx.k2x9ab_7.tmp").write_bytes(b"half an export")
+        >>> _ = (root / ".model.onnx.notes.tmp").write_text("a user's")
+        >>> [p.name for p in remove_stale_temporaries(root / "model.onnx")]
+        ['.model.onnx.k2x9ab_7.tmp']
+        >>> sorted(p.name for p in root.iterdir())
+        ['.model.onnx.notes.tmp']
+    """
+    target = Path(target)
+    if sys.platform == "win32":
+        return []
+    import fcntl
+
+    pattern = re.compile(re.escape(temporary_prefix(target)) + _TEMPORARY_TOKEN + r"\.tmp")
+    try:
+        candidates = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []  # no folder yet: nothing left there
+    removed: list[Path] = []
+    for path in candidates:
+        try:
+            # No link is followed; a FIFO must not block the open.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer holds it (or locks are unsupported here: it may be live)
+            try:
+                # Still that file: a writer may have renamed it into place since it was listed.
+                if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def atomic_write_bytes(target: str | Path, data: bytes, *, fsync: bool = True) -> None:

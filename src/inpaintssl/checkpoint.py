@@ -39,11 +39,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_bytes
 
 from inpaintssl._version import __version__
 from inpaintssl.atomic import (
+    atomic_write_bytes,
     atomic_write_text,
-    atomic_write_with,
     fsync_dir,
     give_plain_permissions,
     io_error_of,
@@ -147,11 +148,16 @@ def save_safetensors(
 ) -> None:
     """Write ``tensors`` (any device, views allowed) as one ``.safetensors`` file, atomically.
 
+    Serialised in memory and written through :func:`~inpaintssl.atomic.atomic_write_bytes`'s one
+    temporary, not with ``save_file``, which writes through a ``.tmpXXXXXX`` of its own beside the
+    output: a writer killed mid-write leaves only a temporary named for ``path``, which
+    :func:`~inpaintssl.atomic.remove_stale_temporaries` recognises.
+
     Raises:
         OSError: Writing failed (e.g. disk full); the message names ``path``, which is left as it was.
     """
-    copies, header = contiguous_cpu(tensors), None if metadata is None else dict(metadata)
-    atomic_write_with(path, lambda tmp: _save_file(copies, tmp, metadata=header))
+    header = None if metadata is None else dict(metadata)
+    atomic_write_bytes(path, safetensors_bytes(contiguous_cpu(tensors), metadata=header))
 
 
 def save_checkpoint(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import inpaintssl as issl
+from inpaintssl.atomic import atomic_path
 from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig
@@ -211,6 +215,81 @@ def test_an_earlier_export_is_replaced_without_overwrite(
             export_model(model, format="safetensors", output=tmp_path / "other.onnx")
         with safe_open(str(tmp_path / "other.onnx"), framework="pt") as handle:
             assert HEADER_KEY in handle.metadata()
+
+
+# An export killed inside its save, wherever it writes (safetensors writes from Rust): the kernel
+# kills a process whose write takes a file past RLIMIT_FSIZE (SIGXFSZ, which Python ignores unless
+# told otherwise). Everything is imported, and the model read, before the limit is set.
+_KILLED_EXPORT = """
+import resource, signal, sys
+from inpaintssl.inference.export import export_model
+from inpaintssl.inference.loading import load_model
+model = load_model(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[4]), resource.RLIM_INFINITY))
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+export_model(model, format=sys.argv[2], output=sys.argv[3])
+"""
+_KILLED_AT_BYTES = 4096
+"""Where the killed export's write stops; the tiny run's weights are far larger."""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE, flock and symbolic links are POSIX")
+@pytest.mark.parametrize(("fmt", "name"), [("safetensors", "model.safetensors"), ("torchscript", "model.pt")])
+def test_the_next_export_removes_what_a_killed_export_left_and_nothing_else(
+    trained_run: issl.FinetuneResult, model: LoadedModel, tmp_path: Path, fmt: str, name: str
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    target = folder / name
+    args = [str(trained_run.run_dir), fmt, str(target), str(_KILLED_AT_BYTES)]
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_EXPORT, *args],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert killed.returncode == -signal.SIGXFSZ, killed.stderr.decode()
+    # Only the export's own temporary, recognisable as the output's, cut short; no library's own.
+    left = sorted(folder.iterdir())
+    assert len(left) == 1, left
+    stale = left[0]
+    assert re.fullmatch(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp", stale.name), stale.name
+    assert 0 < stale.stat().st_size <= _KILLED_AT_BYTES
+    # A user's files that only look alike, and a live export's temporary, which its writer holds.
+    user = {
+        f"{name}.bak": b"my old weights",
+        f".{name}.notes.tmp": b"my notes",
+        f".{name}.mine1234.tmp.txt": b"mine",
+        ".other.safetensors.abcd1234.tmp": b"another output's",
+        ".tmpAbC123": b"a name any program may use",
+    }
+    for user_name, data in user.items():
+        (folder / user_name).write_bytes(data)
+    lookalikes = [f".{name}.folder12.tmp", f".{name}.link1234.tmp"]
+    (folder / lookalikes[0]).mkdir()  # named like a temporary, but a folder
+    (folder / lookalikes[1]).symlink_to(folder / f"{name}.bak")
+    with atomic_path(target) as live:
+        live.write_bytes(b"a concurrent export, still writing")
+        export_model(model, format=fmt, output=target)  # type: ignore[arg-type]
+        assert not stale.exists()
+        assert live.read_bytes() == b"a concurrent export, still writing"
+        assert json.loads(_metadata(target, fmt))["folded"] is True
+    for user_name, data in user.items():
+        assert (folder / user_name).read_bytes() == data, user_name
+    assert (folder / lookalikes[0]).is_dir() and (folder / lookalikes[1]).is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*user, *lookalikes, name])
+
+
+def _metadata(path: Path, fmt: str) -> str:
+    """The model metadata an export carries, read without inpaintssl."""
+    if fmt == "safetensors":
+        with safe_open(str(path), framework="pt") as handle:
+            return str(handle.metadata()[HEADER_KEY])
+    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+    torch.jit.load(str(path), _extra_files=extra)  # type: ignore[no-untyped-call]
+    return extra[TORCHSCRIPT_EXTRA_FILE]
 
 
 def _foreign_files(folder: Path) -> dict[str, Path]:

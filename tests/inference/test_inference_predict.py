@@ -10,6 +10,7 @@ that crops slices to 48x48 and a run that resizes them to 32x32.
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.mni152 import load_template
+from inpaintssl.inference import labelling, preparation
 from inpaintssl.inference.loading import load_model, recorded_spacing
 from inpaintssl.inference.predict import (
     CUT_EDGE_WARN_SHARE,
@@ -862,7 +864,7 @@ def test_truncated_file_leaves_output_as_it_was(softmax_run: Path, brains: Path,
     out = tmp_path / "pred"
     out.mkdir()
     (out / "keep.txt").write_text("earlier results")
-    # The good case is predicted first; the truncated one fails while its slices are read.
+    # Refused while every input is read in full, before the good case is predicted.
     with pytest.raises(PredictionError, match=r"b_cut\.nii\.gz cannot be read .*truncated"):
         predict(softmax_run, scans, output=out, device="cpu", progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
@@ -871,6 +873,77 @@ def test_truncated_file_leaves_output_as_it_was(softmax_run: Path, brains: Path,
     predict(softmax_run, scans / "a_good.nii.gz", output=out, device="cpu", progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["a_good_seg.nii.gz", "keep.txt", "volumes.csv"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+
+
+def _blank_and_nan_scans(brains: Path, folder: Path) -> dict[str, Path]:
+    """Scans on c's grid that training's pre-flight check refuses: blank (zeros, a constant), NaN."""
+    folder.mkdir()
+    image = np.asarray(nib.load(brains / "c.nii.gz").dataobj, dtype=np.float32)
+    holed = image.copy()
+    holed[20, 30, 17] = np.nan
+    return {
+        "zeros": _save(folder / "zeros.nii.gz", np.zeros_like(image)),
+        "constant": _save(folder / "constant.nii.gz", np.full_like(image, 412.5)),
+        "nan": _save(folder / "holed.nii.gz", holed),
+    }
+
+
+def test_a_blank_or_nan_scan_is_refused_before_any_case_is_predicted(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = _blank_and_nan_scans(brains, tmp_path / "scans")
+    found = {
+        "zeros": r"zeros\.nii\.gz holds the value 0 in every voxel \(a blank volume.*expected an image whose "
+        r"intensities vary",
+        "constant": r"constant\.nii\.gz holds the value 412\.5 in every voxel",
+        "nan": r"holed\.nii\.gz slice 17: 1 NaN/Inf value\(s\) \(expected finite intensities\)",
+    }
+    predicted: list[str] = []
+    real_predict_case = labelling.predict_case
+
+    def counted(item: Any, **kwargs: Any) -> Any:
+        predicted.append(item.case)
+        return real_predict_case(item, **kwargs)
+
+    # The module, not the function of that name the package exports.
+    monkeypatch.setattr(importlib.import_module("inpaintssl.inference.predict"), "predict_case", counted)
+    out = tmp_path / "pred"
+    for kind, path in bad.items():
+        # After a good scan: a check made only while predicting would label c first.
+        with pytest.raises(PredictionError, match=found[kind]) as err:
+            predict(softmax_run, [brains / "c.nii.gz", path], output=out, device="cpu", progress=False)
+        assert str(path) in str(err.value)
+        assert predicted == [], kind
+        assert _nothing_written(out)
+    # A scan with any variation is no blank: one voxel off zero is predicted.
+    nearly = np.zeros(nib.load(brains / "c.nii.gz").shape, dtype=np.float32)
+    nearly[0, 0, 0] = 1.0
+    report = predict(
+        softmax_run, _save(tmp_path / "nearly.nii.gz", nearly), output=out, device="cpu", progress=False
+    )
+    assert [c.case for c in report.cases] == predicted == ["nearly"]
+
+
+def test_the_scan_check_leaves_valid_predictions_bit_identical(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = [brains / "b.nii.gz", brains / "c.nii.gz"]
+    checked = predict(
+        softmax_run, inputs, output=tmp_path / "checked", probabilities=True, device="cpu", progress=False
+    )
+    calls: list[Any] = []
+    monkeypatch.setattr(preparation, "preflight", lambda *args, **kwargs: calls.append(args))
+    unchecked = predict(
+        softmax_run, inputs, output=tmp_path / "unchecked", probabilities=True, device="cpu", progress=False
+    )
+    assert len(calls) == 2  # the check was indeed left out
+    for case in ("b", "c"):
+        for kind in ("seg", "prob"):
+            one, affine, _ = _nifti(tmp_path / "checked" / f"{case}_{kind}.nii.gz")
+            other, affine_other, _ = _nifti(tmp_path / "unchecked" / f"{case}_{kind}.nii.gz")
+            assert one.dtype == other.dtype and np.array_equal(one, other), (case, kind)
+            assert np.array_equal(affine, affine_other)
+    assert checked.cases[1].volumes_ml == unchecked.cases[1].volumes_ml
 
 
 def test_output_through_a_symbolic_link(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
@@ -1022,12 +1095,14 @@ def test_cli_predict_bad_inputs_exit_2_naming_them(
     data = (brains / "c.nii.gz").read_bytes()
     truncated.write_bytes(data[: len(data) // 3])
     np.save(tmp_path / "c.npy", np.asarray(nib.load(brains / "c.nii.gz").dataobj))
+    blank = _save(tmp_path / "blank.nii.gz", np.zeros((48, 56, 40), dtype=np.float32))
     out = tmp_path / "pred"
     cases = [
         ([str(tmp_path / "no-such-run"), str(brains / "c.nii.gz")], r"no-such-run does not exist"),
         ([str(pretrained_run.run_dir), str(brains / "c.nii.gz")], r"pretrain \(inpainting\) checkpoint"),
         ([str(softmax_run), str(brains / "c_4d.nii.gz")], r"c_4d\.nii\.gz: the model takes 1 input channel"),
         ([str(softmax_run), str(truncated)], r"cut\.nii\.gz cannot be read"),
+        ([str(softmax_run), str(blank)], r"blank\.nii\.gz holds the value 0 in every voxel"),
         ([str(softmax_run), str(brains / "c.nii.gz"), "--overlap", "1"], r"overlap=1\.0; expected a share"),
         ([str(softmax_run), str(brains / "c.nii.gz"), "--orientation", "RAX"], r"orientation='RAX' is"),
         (

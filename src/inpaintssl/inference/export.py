@@ -24,6 +24,11 @@ mode or with autograd on, ``torch.jit.trace``'s sanity check fails) and checked 
 1e-5; PyTorch 2.13 deprecates ``torch.jit`` (it warns), so prefer ONNX for new deployments. The
 safetensors state dict is checked in memory (folded against unfolded) before it is written. Files
 are written atomically (:mod:`inpaintssl.atomic`): a failed check leaves any earlier file as it was.
+Every format is serialised in memory and written through one locked temporary beside the output
+(``.<name>.<random>.tmp``), never through a library's own temporary (``safetensors`` would write a
+``.tmpXXXXXX`` of its own there): an export killed mid-write leaves only that temporary, and the
+next export to the same output removes it (:func:`~inpaintssl.atomic.remove_stale_temporaries`),
+leaving every other file, and a concurrent export's live temporary, alone.
 An existing output is replaced only when it is an earlier export (it carries the metadata above, in
 any of the three formats) or empty; any other file needs ``overwrite=True``, and no output may lie
 in a checkpoint folder of any run (``<run>/checkpoints/``), whatever ``overwrite`` says.
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import math
 import mmap
@@ -65,7 +71,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.jit._trace import TracerWarning
 
-from inpaintssl.atomic import atomic_path
+from inpaintssl.atomic import atomic_path, remove_stale_temporaries
 from inpaintssl.checkpoint import save_safetensors
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.loading import (
@@ -105,6 +111,8 @@ ONNX_INPUT, ONNX_OUTPUT = "image", "output"
 """Names of the ONNX graph's input ``(batch, C_in, height, width)`` and output ``(batch, C_out, ...)``."""
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+log = logging.getLogger(__name__)
 
 
 class ExportError(RuntimeError):
@@ -286,8 +294,12 @@ def _export_torchscript(plain: nn.Module, info: ModelInfo, reference: _Reference
             plain, samples[0], check_inputs=[(samples[1],)]
         )
     extra = {TORCHSCRIPT_EXTRA_FILE: info.to_json()}
+    # Into memory, then into the locked temporary: torch.jit.save to a path puts a new file in its
+    # place, which the temporary's lock (inpaintssl.atomic) would not cover.
+    archive = io.BytesIO()
+    torch.jit.save(traced, archive, _extra_files=extra)
     with atomic_path(reference.output) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files=extra)
+        tmp.write_bytes(archive.getvalue())
         reloaded = torch.jit.load(str(tmp), map_location="cpu")  # type: ignore[no-untyped-call]
         reference.check("TorchScript", reloaded, atol)
 
@@ -495,7 +507,8 @@ def export_model(
             warning). An existing file is replaced atomically when it is an earlier export (it
             carries inpaintssl's metadata, in any format) or empty; any other file is refused
             unless ``overwrite``. A path inside any run's checkpoints is refused whatever
-            ``overwrite`` says.
+            ``overwrite`` says. Temporaries that an earlier export to it left when it was killed
+            (``.<name>.<random>.tmp`` beside it, unlocked) are removed before it is written.
         opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
         which: For a run folder: the ``best`` (default) or ``last`` checkpoint; an error for
             anything else, as in :func:`~inpaintssl.inference.loading.load_model`.
@@ -572,6 +585,10 @@ def export_model(
     reference = _Reference(samples, _reference(model, samples), destination)
     plain = _plain_copy(model)
     reference.check("folded PyTorch", plain, DEFAULT_ATOL["safetensors"])
+    # Only now, with the output known to be one this export may write: what an earlier export to it
+    # left when it was killed (locked temporaries of a live one stay).
+    for path in remove_stale_temporaries(destination):
+        log.info("removed %s, left by an interrupted export", path)
     if format == "safetensors":
         _export_safetensors(plain, info, destination)
     elif format == "torchscript":

@@ -212,12 +212,14 @@ def predict(
 
     Raises:
         PredictionError: No input matched; an input is unreadable, truncated or of an unsupported
-            type; its channel count does not fit the model; the checkpoint is a pretraining
-            (inpainting) one; ``output`` is a file or a link to nothing. The message names the file.
+            type, is blank (one value in every voxel) or holds NaN/Inf voxels (every input is read
+            in full and checked as training checks its images, before any is predicted); its
+            channel count does not fit the model; the checkpoint is a pretraining (inpainting)
+            one; ``output`` is a file or a link to nothing. The message names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
-        inpaintssl.data.DataError: The readers' own checks (array rank, NaN pixels, a missing HDF5
-            key, ...). All three are ``ValueError`` subclasses.
+        inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
+            All three are ``ValueError`` subclasses.
         ValueError: ``batch_size`` below 1, an unknown ``device``, ``large_slices`` or
             ``resample``, ``overlap`` outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite
             sizes > 0, or ``resample="outside"`` with a run that resized its slices or recorded no

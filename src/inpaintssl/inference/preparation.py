@@ -5,6 +5,15 @@ orientation (:mod:`inpaintssl.data.orientation`), slices and normalises it with 
 the run trained with, checks its channel count against the model's and its in-plane spacing
 against the run's recorded range (:mod:`inpaintssl.data.spacing`), deciding whether it is
 resampled (``resample="outside"``) or warned about.
+
+Each input's image is also read in full and checked as training's pre-flight check checks every
+training image (:func:`inpaintssl.data.preflight.preflight`, with the dataset's own case check):
+every slice readable, real and finite (no NaN or +-Inf voxel), and not one value throughout. A
+blank scan (all zeros, or any constant: written without data, a failed export or copy) would
+otherwise be z-scored to zeros and labelled with whatever the network makes of nothing, with no
+error. Like training's, the check has no switch to skip it. Its pass over the scan computes the
+normalisation statistics (z-scoring runs), which the dataset keeps, as in training, for the
+prediction to use: a valid scan's label maps are unchanged, bit for bit.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from inpaintssl.data.ct import CTDataset
+from inpaintssl.data.preflight import preflight
 from inpaintssl.data.readers import Volume
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
@@ -82,7 +92,12 @@ def prepare_inputs(
     spacing: Sequence[float] | None,
     resample: Resample = "off",
 ) -> list[PreparedInput]:
-    """Open every input and check it fits the model before any prediction is made."""
+    """Open and check every input (see the module docstring) before any prediction is made.
+
+    Raises:
+        PredictionError: An input is unreadable, truncated, blank (one value in every voxel) or
+            holds NaN/Inf voxels, or its channel count does not fit the model; the message names it.
+    """
     trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
     prepared = []
     for case, path in zip(case_names(paths), paths):
@@ -97,6 +112,10 @@ def prepare_inputs(
                 f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
                 f"(shape {volume.shape})"
             )
+        with reading(path):
+            # Training's check of its images, before any case is predicted: a blank or NaN scan is
+            # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
+            preflight({"predict": dataset}, progress=False, what=f"input {path}")
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
