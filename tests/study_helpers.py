@@ -115,27 +115,59 @@ RESULT_CLASSES = ("csf", "gm", "wm")
 RESULT_IMAGES = 4
 
 
-def dice_rows(arm: str, strategy: str, fraction: float, seed: int = 0, **labels: Any) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(zlib.crc32(repr((strategy, fraction, seed)).encode()))
-    base = {
+def result_row(
+    arm: str,
+    strategy: str | None,
+    fraction: float | None,
+    image: int | str,
+    value: float,
+    *,
+    seed: int = 0,
+    run: str | None = None,
+    baseline: str | None = None,
+    metric: str = "dice_mean",
+    class_name: str = "",
+    level: str = "image",
+    slice_index: int = 0,
+    **labels: Any,
+) -> dict[str, Any]:
+    """One row of a long results table (:mod:`inpaintssl.studies.results`), as the analysis reads it.
+
+    ``image`` is the test item: ``img<i>`` for an int, else the ``volume_id`` itself. ``run_id`` and
+    ``baseline_id`` are set only when given: results recorded before runs named their baseline have
+    no ``baseline_id``. ``labels`` come last, so they may also replace any column above.
+    """
+    row: dict[str, Any] = {
         "arm": arm,
         "strategy": strategy,
         "label_fraction": fraction,
         "subset_seed": seed,
-        "level": "image",
-        "slice_index": 0,
-        **labels,
+        "level": level,
+        "volume_id": f"img{image}" if isinstance(image, int) else image,
+        "slice_index": slice_index,
+        "class_name": class_name,
+        "metric": metric,
+        "value": value,
     }
+    if run is not None:
+        row["run_id"] = run
+    if baseline is not None:
+        row["baseline_id"] = baseline
+    return {**row, **labels}
+
+
+def dice_rows(arm: str, strategy: str, fraction: float, seed: int = 0, **labels: Any) -> list[dict[str, Any]]:
+    """Per-class and class-averaged Dice of ``RESULT_IMAGES`` test images, random but fixed per
+    ``(strategy, fraction, seed)``; ``labels`` are added to every row (e.g. ``run_id``)."""
+    rng = np.random.default_rng(zlib.crc32(repr((strategy, fraction, seed)).encode()))
     rows = []
     for i in range(RESULT_IMAGES):
         dice = rng.uniform(0.5, 0.9, size=len(RESULT_CLASSES))
         rows += [
-            {**base, "volume_id": f"img{i}", "class_name": c, "metric": "dice", "value": d}
+            result_row(arm, strategy, fraction, i, d, seed=seed, metric="dice", class_name=c, **labels)
             for c, d in zip(RESULT_CLASSES, dice)
         ]
-        rows.append(
-            {**base, "volume_id": f"img{i}", "class_name": "", "metric": "dice_mean", "value": dice.mean()}
-        )
+        rows.append(result_row(arm, strategy, fraction, i, dice.mean(), seed=seed, **labels))
     return rows
 
 
@@ -169,17 +201,17 @@ def clinical_results() -> ResultsTable:
         ("supervised", "ssl"), (0.5, 0.1), ("volume_mm3", "mean_t2_ms"), ("gm", "wm"), range(RESULT_IMAGES)
     ):
         rows.append(
-            {
-                "arm": arm,
-                "label_fraction": fraction,
-                "subset_seed": 0,
-                "level": "volume",
-                "volume_id": f"v{image}",
-                "slice_index": -1,
-                "class_name": name,
-                "metric": f"{metric}_pct_error",
-                "value": rng.uniform(1, 40),
-            }
+            result_row(
+                arm,
+                None,
+                fraction,
+                f"v{image}",
+                rng.uniform(1, 40),
+                level="volume",
+                slice_index=-1,
+                class_name=name,
+                metric=f"{metric}_pct_error",
+            )
         )
     return ResultsTable(rows)
 

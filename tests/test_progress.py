@@ -21,7 +21,6 @@ class _Terminal(io.StringIO):
         return True
 
 
-
 def test_pretrain_into_a_log_file_prints_one_plain_line_per_epoch(tmp_path: Path) -> None:
     log = tmp_path / "job.err"
     with log.open("w", encoding="utf-8") as handle, contextlib.redirect_stderr(handle):

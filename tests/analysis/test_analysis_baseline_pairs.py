@@ -8,13 +8,14 @@ arrays the rows were generated from.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from inpaintssl.analysis.clinical import paired_image_errors
+from inpaintssl.analysis.clinical import agreement_table, paired_image_errors, percent_error_medians
 from inpaintssl.analysis.paper_tables import labels_needed_table, table3_ranking
 from inpaintssl.analysis.summaries import (
     baseline_pairs,
@@ -26,41 +27,12 @@ from inpaintssl.analysis.summaries import (
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
+from study_helpers import result_row
 
 IMAGES = 6
 FRACTIONS = (0.5, 0.1)
 SEEDS = {0.5: (0,), 0.1: (0, 1)}
 B1, B2 = "supervised lr=0.01", "supervised lr=0.001"
-
-
-def _row(
-    arm: str,
-    strategy: str,
-    run: str,
-    baseline: str | None,
-    fraction: float,
-    seed: int,
-    image: int,
-    value: float,
-    **extra: Any,
-) -> dict[str, Any]:
-    row = {
-        "arm": arm,
-        "strategy": strategy,
-        "run_id": run,
-        "label_fraction": fraction,
-        "subset_seed": seed,
-        "level": "image",
-        "volume_id": f"img{image}",
-        "slice_index": 0,
-        "class_name": "",
-        "metric": "dice_mean",
-        "value": value,
-        **extra,
-    }
-    if baseline is not None:
-        row["baseline_id"] = baseline
-    return row
 
 
 def _baseline_run(name: str, fraction: float, seed: int) -> str:
@@ -102,14 +74,16 @@ def _two_baseline_rows(
             for name in (B1, B2):
                 run = _baseline_run(name, fraction, seed)
                 rows += [
-                    _row("supervised", name, run, run if ids else None, fraction, seed, i, v)
+                    result_row(
+                        "supervised", name, fraction, i, v, seed=seed, run=run, baseline=run if ids else None
+                    )
                     for i, v in enumerate(_supervised(name, f, seed))
                 ]
             for strategy in strategies:
                 pair = _baseline_run(_GAINS[strategy][0], fraction, seed) if ids else None
                 run = f"ft-{strategy}-{fraction}-{seed}"
                 rows += [
-                    _row("ssl", strategy, run, pair, fraction, seed, i, v)
+                    result_row("ssl", strategy, fraction, i, v, seed=seed, run=run, baseline=pair)
                     for i, v in enumerate(_ssl(strategy, f, seed))
                 ]
     return rows
@@ -149,7 +123,16 @@ def test_each_strategy_is_paired_with_the_baseline_its_runs_name() -> None:
 
 def test_the_ranking_tests_each_strategy_against_its_own_baseline_and_names_it() -> None:
     table = table3_ranking(Table(_two_baseline_rows()))
-    assert table.columns == ("rank", "strategy", "baseline", "p_value", "pairs", "mean_dice_difference")
+    assert table.columns == (
+        "rank",
+        "strategy",
+        "baseline",
+        "p_value",
+        "pairs",
+        "mean_dice_difference",
+        "note",
+    )
+    assert table.cells("note") == ["", "", ""]  # every baseline run finished
     found = {row["strategy"]: row for row in table}
     assert {name: row["baseline"] for name, row in found.items()} == {
         "FEF lr=0.01": B1,
@@ -204,13 +187,54 @@ def test_the_per_fraction_summary_compares_one_strategy_with_its_baseline() -> N
         assert row["seed_differences"] == pytest.approx([gain.mean() + 0.004 * s for s in seeds])
 
 
-def test_a_strategy_whose_baseline_has_not_finished_is_not_paired_with_another() -> None:
+def test_a_strategy_whose_baseline_has_not_finished_is_listed_unranked_and_says_why() -> None:
+    # The lr=0.001 baseline has no finished run (e.g. a 2x-epoch baseline not trained yet): its
+    # strategy is not paired with another baseline, and not silently dropped from Table 3 either.
     rows = [r for r in _two_baseline_rows() if r["strategy"] != B2]
+    waiting = sorted(_baseline_run(B2, f, s) for f in FRACTIONS for s in SEEDS[f])  # the 3 runs it names
     pairs = baseline_pairs(Table(rows))
     assert pairs["FEF lr=0.001"].ssl.size == 0 and pairs["FEF lr=0.001"].baseline_name is None
+    assert pairs["FEF lr=0.001"].missing_runs == tuple(waiting)
+    assert pairs["FEF lr=0.01"].missing_runs == ()
     table = table3_ranking(Table(rows))
-    assert table.cells("strategy") == ["FEF lr=0.01", "FBF lr=0.01"]
-    assert table.cells("baseline") == [B1, B1]
+    assert table.columns[-1] == "note"
+    assert table.cells("strategy") == ["FEF lr=0.01", "FBF lr=0.01", "FEF lr=0.001"]
+    assert table.cells("rank") == [1, 2, None]
+    assert table.cells("baseline") == [B1, B1, None]
+    assert table.cells("pairs") == [12, 12, 0]
+    unranked = table.rows[-1]
+    assert math.isnan(unranked["p_value"]) and math.isnan(unranked["mean_dice_difference"])
+    assert unranked["note"] == (
+        f"not ranked: no results of its baseline runs {', '.join(waiting)} (not finished, or failed)"
+    )
+    assert table.cells("note")[:2] == ["", ""]
+    assert "listed unranked" in table.title
+
+
+def test_a_ranked_strategy_names_the_baseline_runs_that_cost_it_pairs() -> None:
+    # The lr=0.001 baseline of fraction 0.1, seed 1 failed: FEF lr=0.001 still has 12 items, but
+    # at 0.1 they are its seed-0 scores alone (its seed-1 run has no baseline to pair with); the
+    # note says so.
+    failed = _baseline_run(B2, 0.1, 1)
+    rows = [r for r in _two_baseline_rows() if r.get("run_id") != failed]
+    found = {row["strategy"]: row for row in table3_ranking(Table(rows))}
+    assert found["FEF lr=0.001"]["note"] == (
+        f"no results of its baseline run {failed} (not finished, or failed): "
+        "its runs paired with it are left out"
+    )
+    assert found["FEF lr=0.01"]["note"] == "" and found["FEF lr=0.001"]["pairs"] == 12
+    ssl, sup = _expected("FEF lr=0.001")
+    seed0 = _ssl("FEF lr=0.001", 1, 0) - _supervised(B2, 1, 0)  # the 0.1 items: seed 0 only
+    difference = np.concatenate([(ssl - sup)[:IMAGES], seed0])
+    assert found["FEF lr=0.001"]["mean_dice_difference"] == pytest.approx(difference.mean())
+
+
+def test_table3_without_any_finished_baseline_names_what_each_strategy_waits_for() -> None:
+    rows = [r for r in _two_baseline_rows(strategies=("FEF lr=0.001",)) if r["strategy"] != B2]
+    with pytest.raises(
+        ValueError, match=r"'FEF lr=0\.001': not ranked: no results of its baseline runs ft-0\.001"
+    ):
+        table3_ranking(Table(rows))
 
 
 def test_results_without_baseline_ids_and_one_baseline_still_pair() -> None:
@@ -265,19 +289,20 @@ def _scaling_rows() -> list[dict[str, Any]]:
     for fraction in (1.0, 0.5):
         for name, dice in ((B1, 0.5), (B2, 0.7)):
             run = _baseline_run(name, fraction, 0)
-            rows += [_row("supervised", name, run, run, fraction, 0, i, dice) for i in range(3)]
+            rows += [
+                result_row("supervised", name, fraction, i, dice, run=run, baseline=run) for i in range(3)
+            ]
         for pct, dice in ((100.0, 0.75), (200.0, 0.78)):
             pair = _baseline_run(B2, fraction, 0)
             rows += [
-                _row(
+                result_row(
                     "ssl",
                     f"+{pct}",
-                    f"ft-{pct}-{fraction}",
-                    pair,
                     fraction,
-                    0,
                     i,
                     dice,
+                    run=f"ft-{pct}-{fraction}",
+                    baseline=pair,
                     pretrain_data_pct=pct,
                 )
                 for i in range(3)
@@ -293,7 +318,7 @@ def test_the_scaling_series_starts_at_the_baseline_the_ssl_runs_name() -> None:
         np.testing.assert_allclose(s.y, [0.7, 0.75, 0.78])  # 0.7, not the pooled (0.5 + 0.7) / 2
 
 
-def test_labels_needed_fits_the_curve_of_the_named_baseline() -> None:
+def _labels_needed_rows() -> list[dict[str, Any]]:
     # lr=0.001 baseline: Dice = 0.9 - 0.5 n^-0.5 (target 0.8 -> n = 25, by hand); the lr=0.01
     # baseline is 0.2 lower. The SSL runs (fine-tuned at lr=0.001) name the lr=0.001 baseline.
     rows = []
@@ -302,14 +327,21 @@ def test_labels_needed_fits_the_curve_of_the_named_baseline() -> None:
             run = _baseline_run(name, fraction, 0)
             dice = 0.9 - 0.5 * n**-0.5 + shift
             rows += [
-                _row("supervised", name, run, run, fraction, 0, i, dice, labelled_volumes=n) for i in range(2)
+                result_row("supervised", name, fraction, i, dice, run=run, baseline=run, labelled_volumes=n)
+                for i in range(2)
             ]
         pair = _baseline_run(B2, fraction, 0)
         ssl = 0.95 - 0.5 * n**-0.5
         extra = {"labelled_volumes": n, "pretrain_data_pct": 100.0}
         rows += [
-            _row("ssl", "+100", f"ft-ssl-{fraction}", pair, fraction, 0, i, ssl, **extra) for i in range(2)
+            result_row("ssl", "+100", fraction, i, ssl, run=f"ft-ssl-{fraction}", baseline=pair, **extra)
+            for i in range(2)
         ]
+    return rows
+
+
+def test_labels_needed_fits_the_curve_of_the_named_baseline() -> None:
+    rows = _labels_needed_rows()
     target, found = labels_needed_rows(Table(rows))
     assert target == pytest.approx(0.9 - 0.05)  # the named baseline's Dice with all labels
     supervised, ssl = labels_needed_table(Table(rows), target=0.8).tuples()
@@ -324,25 +356,13 @@ def test_labels_needed_fits_the_curve_of_the_named_baseline() -> None:
     assert [name for name, _, _ in found] == ["supervised", "ssl, 100% pretraining data"]
 
 
-def _pct_row(
-    arm: str, strategy: str, run: str, baseline: str | None, image: str, value: float
-) -> dict[str, Any]:
-    row = {
-        "arm": arm,
-        "strategy": strategy,
-        "run_id": run,
-        "label_fraction": 0.1,
-        "subset_seed": 0,
-        "level": "volume",
-        "volume_id": image,
-        "slice_index": -1,
-        "class_name": "gm",
-        "metric": "volume_mm3_pct_error",
-        "value": value,
-    }
-    if baseline is not None:
-        row["baseline_id"] = baseline
-    return row
+# A tissue-volume percent error of one scan at 10 % labels (the clinical study's rows).
+_VOLUME_ERROR: dict[str, Any] = {
+    "level": "volume",
+    "slice_index": -1,
+    "class_name": "gm",
+    "metric": "volume_mm3_pct_error",
+}
 
 
 def test_clinical_errors_pair_each_ssl_run_with_its_baseline() -> None:
@@ -352,11 +372,22 @@ def test_clinical_errors_pair_each_ssl_run_with_its_baseline() -> None:
     rows = []
     for image in ("v0", "v1"):
         rows += [
-            _pct_row("supervised", B1, "ft-b1", "ft-b1", image, 10.0),
-            _pct_row("supervised", B2, "ft-b2", "ft-b2", image, 20.0),
-            _pct_row("supervised", "supervised max_epochs=20", "ft-b3", "ft-b3", image, 90.0),
-            _pct_row("ssl", "ssl lr=0.01", "ft-s1", "ft-b1", image, 4.0),
-            _pct_row("ssl", "ssl lr=0.001", "ft-s2", "ft-b2", image, 6.0),
+            result_row("supervised", B1, 0.1, image, 10.0, run="ft-b1", baseline="ft-b1", **_VOLUME_ERROR),
+            result_row("supervised", B2, 0.1, image, 20.0, run="ft-b2", baseline="ft-b2", **_VOLUME_ERROR),
+            result_row(
+                "supervised",
+                "supervised max_epochs=20",
+                0.1,
+                image,
+                90.0,
+                run="ft-b3",
+                baseline="ft-b3",
+                **_VOLUME_ERROR,
+            ),
+            result_row("ssl", "ssl lr=0.01", 0.1, image, 4.0, run="ft-s1", baseline="ft-b1", **_VOLUME_ERROR),
+            result_row(
+                "ssl", "ssl lr=0.001", 0.1, image, 6.0, run="ft-s2", baseline="ft-b2", **_VOLUME_ERROR
+            ),
         ]
     found = paired_image_errors(Table(rows), "volume_mm3")
     # Per image: SSL (4 + 6) / 2 = 5 against their baselines (10 + 20) / 2 = 15.
@@ -369,14 +400,76 @@ def test_clinical_errors_pair_each_ssl_run_with_its_baseline() -> None:
     assert found.ssl.tolist() == [5.0, 4.0] and found.supervised.tolist() == [15.0, 10.0]
 
 
+def test_clinical_medians_and_agreement_take_the_baselines_the_ssl_runs_name() -> None:
+    # As above: the SSL runs name the lr=0.01 baseline (10 % too large on every scan) and the
+    # lr=0.001 baseline (20 % too large); a third baseline (90 % too large) is named by none.
+    # Figure 6 and the agreement table compare the SSL arm with the first two, as Figure 7 does.
+    references = {"v0": 100.0, "v1": 200.0, "v2": 600.0}
+    runs = [
+        ("supervised", B1, "ft-b1", "ft-b1", 1.1),
+        ("supervised", B2, "ft-b2", "ft-b2", 1.2),
+        ("supervised", "supervised max_epochs=20", "ft-b3", "ft-b3", 1.9),
+        ("ssl", "ssl lr=0.01", "ft-s1", "ft-b1", 1.04),
+        ("ssl", "ssl lr=0.001", "ft-s2", "ft-b2", 1.06),
+    ]
+    rows = []
+    for arm, strategy, run, baseline, scale in runs:
+        for image, reference in references.items():
+            for quantity, value in (
+                ("pred", scale * reference),
+                ("ref", reference),
+                ("pct_error", 100 * (scale - 1)),
+            ):
+                labels = {**_VOLUME_ERROR, "metric": f"volume_mm3_{quantity}"}
+                rows.append(
+                    result_row(arm, strategy, 0.1, image, value, run=run, baseline=baseline, **labels)
+                )
+    medians = {arm: (median, n) for _, _, _, arm, median, n, _ in percent_error_medians(Table(rows))}
+    # Each scan's supervised error is the mean of its two baselines' (10 + 20) / 2 = 15 %, not
+    # (10 + 20 + 90) / 3 = 40 %; SSL's is (4 + 6) / 2 = 5 %.
+    assert medians == {"ssl": (pytest.approx(5.0), 3), "supervised": (pytest.approx(15.0), 3)}
+    table = {row["arm"]: row for row in agreement_table(Table(rows))}
+    supervised = table["supervised"]
+    # The supervised prediction of a scan is 1.15 x its reference: bias 0.15 x mean reference = 45,
+    # absolute errors 15, 30, 90 (median 30); pooled with the third baseline it would be 1.4 x.
+    assert supervised["n"] == 3 and supervised["bias"] == pytest.approx(45.0)
+    assert supervised["median_abs_error"] == pytest.approx(30.0)
+    assert supervised["median_pct_error"] == pytest.approx(15.0)
+    assert table["ssl"]["bias"] == pytest.approx(0.05 * 300.0)
+
+
 def test_clinical_errors_without_ids_need_one_baseline() -> None:
     rows = [
-        _pct_row("supervised", B1, "ft-b1", None, "v0", 10.0),
-        _pct_row("supervised", B2, "ft-b2", None, "v0", 20.0),
-        _pct_row("ssl", "ssl", "ft-s1", None, "v0", 4.0),
+        result_row("supervised", B1, 0.1, "v0", 10.0, run="ft-b1", **_VOLUME_ERROR),
+        result_row("supervised", B2, 0.1, "v0", 20.0, run="ft-b2", **_VOLUME_ERROR),
+        result_row("ssl", "ssl", 0.1, "v0", 4.0, run="ft-s1", **_VOLUME_ERROR),
     ]
     with pytest.raises(ValueError, match="per-image volume_mm3 errors: the SSL rows do not name"):
         paired_image_errors(Table(rows), "volume_mm3")
     one = [r for r in rows if r["run_id"] != "ft-b2"]
     found = paired_image_errors(Table(one), "volume_mm3")
     assert (found.supervised.tolist(), found.ssl.tolist()) == ([10.0], [4.0])
+
+
+def test_the_baseline_curve_and_default_target_do_not_wait_for_the_ssl_runs() -> None:
+    # The SSL run at 100 % labels has not finished (or failed): no SSL row names the 100 % run of
+    # the lr=0.001 baseline. Its curve is still that setting's curve over all five fractions, so the
+    # default target stays its Dice with all labels, 0.9 - 0.5 / 10 = 0.85 (not 0.829 at 50 %, nor
+    # the unnamed lr=0.01 baseline's 0.65), and 25 volumes still reach 0.8.
+    rows = [r for r in _labels_needed_rows() if not (r["arm"] == "ssl" and r["label_fraction"] == 1.0)]
+    target, found = labels_needed_rows(Table(rows))
+    assert target == pytest.approx(0.85)
+    supervised = next(fit for name, fit, _ in found if name == "supervised")
+    assert supervised is not None and (supervised.x_min, supervised.x_max) == (5.0, 100.0)
+    (row, _) = labels_needed_table(Table(rows), target=0.8).tuples()
+    assert row[5] == 25.0
+    # Figure 5: the 100 % fraction keeps its baseline point at 0 % pretraining data (the lr=0.001
+    # baseline, 0.85), though no SSL run has finished there.
+    series = {s.label_fraction: s for s in scaling_series(Table(rows))}
+    assert series[1.0].x.tolist() == [0.0] and series[1.0].y.tolist() == [pytest.approx(0.85)]
+    # The paired tests still take the runs the SSL rows name: at 100 % there is none to pair.
+    by_run = named_baselines(Table(rows))
+    assert 1.0 not in by_run.unique("label_fraction") and by_run.unique("strategy") == [B2]
+    by_setting = named_baselines(Table(rows), by="setting")
+    assert by_setting.unique("label_fraction") == [0.05, 0.1, 0.25, 0.5, 1.0]
+    assert by_setting.unique("strategy") == [B2]

@@ -24,6 +24,7 @@ from inpaintssl.data.views import FitToSize
 from inpaintssl.metrics import T1_DEFAULTS_MS, mean_t2, qdess_signal_ratio
 from inpaintssl.studies.clinical import clinical_measurements, on_source_grid
 from inpaintssl.studies.store import Measurement
+from study_helpers import result_row
 
 SCAN = {"tr_ms": 18.0, "te_ms": 6.0, "flip_angle_deg": 20.0, "gl_area": 3132.0, "tg_us": 1800.0}
 
@@ -335,18 +336,17 @@ def _pct_rows(
 ) -> list[dict[str, Any]]:
     """``(arm, label_fraction, subset_seed, volume_id, class_name, pct_error)`` as result rows."""
     return [
-        {
-            "arm": arm,
-            "label_fraction": fraction,
-            "subset_seed": seed,
-            "run_id": f"{arm}-{fraction}-{seed}",
-            "level": "image",
-            "volume_id": volume,
-            "slice_index": 0,
-            "class_name": name,
-            "metric": f"{metric}_pct_error",
-            "value": value,
-        }
+        result_row(
+            arm,
+            None,
+            fraction,
+            volume,
+            value,
+            seed=seed,
+            run=f"{arm}-{fraction}-{seed}",
+            class_name=name,
+            metric=f"{metric}_pct_error",
+        )
         for arm, fraction, seed, volume, name, value in cells
     ]
 

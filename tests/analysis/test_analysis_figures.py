@@ -249,3 +249,20 @@ def test_figure_3_draws_coinciding_baseline_lines_once(tmp_path: Path) -> None:
     both = "supervised lr=0.001 / supervised lr=0.01"
     assert labels.count(both) == 1 and labels.count(f"{both}, 100% labels") == 1
     assert not any(label in {"supervised lr=0.001", "supervised lr=0.01"} for label in labels)
+
+
+def test_figure_3_keeps_a_baselines_full_label_point_before_the_ssl_runs_there_finish(tmp_path: Path) -> None:
+    # No SSL run at 100 % labels has finished: none names the baselines' 100 % runs. The baselines
+    # are still drawn at every fraction they ran at, with their all-labels dotted lines.
+    rows = [r for r in _two_baseline_results() if not (r["arm"] == "ssl" and r["label_fraction"] == 1.0)]
+    out = plot_dice_vs_label_fraction(ResultsTable(rows), tmp_path / "fig3")
+    lines = {line.get_label(): line for line in out.figure.axes[0].get_lines()}
+    for name in ("supervised lr=0.001", "supervised lr=0.01"):
+        np.testing.assert_allclose(lines[name].get_xdata(), [100 * f for f in sorted(FRACTIONS)])
+        expected = np.mean(
+            ResultsTable(rows)
+            .select(strategy=name, label_fraction=1.0, class_name=RESULT_CLASSES[0])
+            .column("value")
+        )
+        assert lines[f"{name}, 100% labels"].get_ydata()[0] == pytest.approx(expected)
+    assert len(lines["context_restoration lr=0.01"].get_xdata()) == len(FRACTIONS) - 1

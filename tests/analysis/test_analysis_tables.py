@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -21,24 +20,7 @@ from inpaintssl.analysis.paper_tables import (
 from inpaintssl.analysis.table import Table
 from inpaintssl.analysis.table import Table as ResultsTable
 from inpaintssl.stats import labels_needed_interval
-
-
-def _dice_row(
-    arm: str, strategy: str, fraction: float, image: int, value: float, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "arm": arm,
-        "strategy": strategy,
-        "label_fraction": fraction,
-        "subset_seed": 0,
-        "level": "image",
-        "volume_id": f"img{image}",
-        "slice_index": 0,
-        "class_name": "",
-        "metric": "dice_mean",
-        "value": value,
-        **extra,
-    }
+from study_helpers import result_row
 
 
 def test_table2_means_and_stds_match_numpy() -> None:
@@ -107,12 +89,12 @@ def test_table3_reproduces_a_hand_made_ordering() -> None:
     rows = []
     for f_index, fraction in enumerate((0.5, 0.1)):
         for i in range(12):
-            rows.append(_dice_row("supervised", "supervised", fraction, i, base[f_index, i]))
+            rows.append(result_row("supervised", "supervised", fraction, i, base[f_index, i]))
             for name, shift in shifts.items():
-                rows.append(_dice_row("ssl", name, fraction, i, base[f_index, i] + shift[f_index, i]))
+                rows.append(result_row("ssl", name, fraction, i, base[f_index, i] + shift[f_index, i]))
     # 100% labels are left out of the pooled test: make them contradict the ordering.
-    rows += [_dice_row("ssl", "worse", 1.0, i, 1.0) for i in range(12)]
-    rows += [_dice_row("supervised", "supervised", 1.0, i, 0.0) for i in range(12)]
+    rows += [result_row("ssl", "worse", 1.0, i, 1.0) for i in range(12)]
+    rows += [result_row("supervised", "supervised", 1.0, i, 0.0) for i in range(12)]
     table = table3_ranking(ResultsTable(rows))
     assert table.cells("strategy") == ["big", "small", "worse"]
     assert table.cells("rank") == [1, 2, 3]
@@ -131,7 +113,7 @@ def test_table3_counts_a_test_image_once_however_many_subset_seeds() -> None:
     expected = stats.wilcoxon(base + gain, base, alternative="greater").pvalue
     for seeds in (1, 3):
         rows = [
-            _dice_row(arm, arm, 0.5, i, base[i] + (gain[i] if arm == "ssl" else 0.0), subset_seed=seed)
+            result_row(arm, arm, 0.5, i, base[i] + (gain[i] if arm == "ssl" else 0.0), seed=seed)
             for seed in range(seeds)
             for i in range(5)
             for arm in ("ssl", "supervised")
@@ -149,10 +131,10 @@ def test_table3_tests_each_strategy_on_the_items_it_shares_with_the_baseline() -
     rows = []
     for f_index, fraction in enumerate((0.5, 0.1)):
         for i in range(8):
-            rows.append(_dice_row("supervised", "supervised", fraction, i, base[f_index, i]))
-            rows.append(_dice_row("ssl", "full", fraction, i, full[f_index, i]))
+            rows.append(result_row("supervised", "supervised", fraction, i, base[f_index, i]))
+            rows.append(result_row("ssl", "full", fraction, i, full[f_index, i]))
             if fraction == 0.5:
-                rows.append(_dice_row("ssl", "partial", fraction, i, partial[f_index, i]))
+                rows.append(result_row("ssl", "partial", fraction, i, partial[f_index, i]))
     table = table3_ranking(ResultsTable(rows))
     by_name = dict(zip(table.cells("strategy"), zip(table.cells("pairs"), table.cells("p_value"))))
     assert by_name["full"] == (
@@ -166,8 +148,8 @@ def test_table3_tests_each_strategy_on_the_items_it_shares_with_the_baseline() -
 
 
 def test_two_scores_for_one_item_and_seed_are_refused() -> None:
-    rows = [_dice_row("supervised", "supervised", 0.5, i, 0.6) for i in range(3)]
-    rows += [_dice_row("ssl", "a", 0.5, i, 0.7) for i in range(3)] * 2  # two studies' rows merged
+    rows = [result_row("supervised", "supervised", 0.5, i, 0.6) for i in range(3)]
+    rows += [result_row("ssl", "a", 0.5, i, 0.7) for i in range(3)] * 2  # two studies' rows merged
     with pytest.raises(
         ValueError, match=r"strategy 'a': two scores for test item \(0\.5, 'img0', 0\) at subset seed 0"
     ):
@@ -175,7 +157,7 @@ def test_two_scores_for_one_item_and_seed_are_refused() -> None:
 
 
 def test_table3_needs_paired_baseline_results() -> None:
-    rows = [_dice_row("ssl", "a", 0.5, i, 0.7) for i in range(3)]
+    rows = [result_row("ssl", "a", 0.5, i, 0.7) for i in range(3)]
     with pytest.raises(ValueError, match="table 3 needs supervised-baseline and SSL Dice"):
         table3_ranking(ResultsTable(rows))
 
@@ -185,10 +167,10 @@ def test_power_law_fits_recover_noiseless_curves() -> None:
     truth = {0.5: (0.004, 0.45, 0.70), 0.1: (0.01, 0.3, 0.55)}
     rows = []
     for fraction, (a, k, c) in truth.items():
-        rows += [_dice_row("supervised", "supervised", fraction, i, c) for i in range(3)]
+        rows += [result_row("supervised", "supervised", fraction, i, c) for i in range(3)]
         for pct in (100.0, 150.0, 200.0, 400.0):
             rows += [
-                _dice_row("ssl", f"+{pct}", fraction, i, a * pct**k + c, pretrain_data_pct=pct)
+                result_row("ssl", f"+{pct}", fraction, i, a * pct**k + c, pretrain_data_pct=pct)
                 for i in range(3)
             ]
     table = power_law_table(ResultsTable(rows))
@@ -208,9 +190,9 @@ def test_power_law_fits_recover_noiseless_curves() -> None:
 def test_a_fit_whose_exponent_stops_at_its_bound_is_flagged() -> None:
     # A step: supervised and +100 % at 0.5, +400 % at 0.8. No power law passes through a step, and
     # k runs to its upper bound; a table that printed a, k, c alone would present them as estimates.
-    rows = [_dice_row("supervised", "supervised", 0.5, i, 0.5) for i in range(2)]
+    rows = [result_row("supervised", "supervised", 0.5, i, 0.5) for i in range(2)]
     for pct, dice in ((100.0, 0.5), (200.0, 0.5), (400.0, 0.8)):
-        rows += [_dice_row("ssl", f"+{pct}", 0.5, i, dice, pretrain_data_pct=pct) for i in range(2)]
+        rows += [result_row("ssl", f"+{pct}", 0.5, i, dice, pretrain_data_pct=pct) for i in range(2)]
     (row,) = power_law_table(ResultsTable(rows)).tuples()
     assert row[3] == pytest.approx(5.0) and row[7] is True
 
@@ -221,7 +203,7 @@ def test_labels_needed_inverts_the_supervised_curve() -> None:
     for fraction, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5)):
         dice = 0.9 - 0.5 * n**-0.5
         rows += [
-            _dice_row("supervised", "supervised", fraction, i, dice, labelled_volumes=n) for i in range(2)
+            result_row("supervised", "supervised", fraction, i, dice, labelled_volumes=n) for i in range(2)
         ]
     table = labels_needed_table(ResultsTable(rows), target=0.8)
     (row,) = table.tuples()
@@ -257,11 +239,11 @@ def test_labels_needed_flags_counts_outside_the_fitted_range(
     rows = []
     for fraction, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5)):
         rows.append(
-            _dice_row("supervised", "supervised", fraction, 0, 0.9 - 0.5 * n**-0.5, labelled_volumes=n)
+            result_row("supervised", "supervised", fraction, 0, 0.9 - 0.5 * n**-0.5, labelled_volumes=n)
         )
     # An SSL curve on only two label fractions cannot be fitted: no count, so nothing to flag.
     for fraction, n in ((1.0, 100), (0.5, 50)):
-        rows.append(_dice_row("ssl", "s", fraction, 0, 0.9, labelled_volumes=n, pretrain_data_pct=100.0))
+        rows.append(result_row("ssl", "s", fraction, 0, 0.9, labelled_volumes=n, pretrain_data_pct=100.0))
     table = labels_needed_table(ResultsTable(rows), target=target)
     assert table.columns[8:11] == ("fitted_volumes_min", "fitted_volumes_max", "extrapolated")
     supervised, ssl = table.tuples()
@@ -275,7 +257,7 @@ def test_labels_needed_of_a_decreasing_curve_is_not_flagged() -> None:
     # Dice = 0.5 + 0.5 * n^-0.5 falls with more labels: "labels needed" is NaN, neither inside nor
     # outside the fitted range.
     rows = [
-        _dice_row("supervised", "supervised", f, 0, 0.5 + 0.5 * n**-0.5, labelled_volumes=n)
+        result_row("supervised", "supervised", f, 0, 0.5 + 0.5 * n**-0.5, labelled_volumes=n)
         for f, n in ((1.0, 100), (0.5, 50), (0.25, 25), (0.1, 10), (0.05, 5))
     ]
     ((*_, needed, _, _, x_min, x_max, extrapolated),) = (
@@ -288,15 +270,8 @@ def test_dice_table_averages_images_then_seeds() -> None:
     rows = []
     for seed, values in ((0, [0.5, 0.7]), (1, [0.9, 0.9])):
         for i, v in enumerate(values):
-            rows.append({**_dice_row("ssl", "s", 0.5, i, v), "subset_seed": seed})
-            rows.append(
-                {
-                    **_dice_row("ssl", "s", 0.5, i, v / 2),
-                    "subset_seed": seed,
-                    "metric": "dice",
-                    "class_name": "gm",
-                }
-            )
+            rows.append(result_row("ssl", "s", 0.5, i, v, seed=seed))
+            rows.append(result_row("ssl", "s", 0.5, i, v / 2, seed=seed, metric="dice", class_name="gm"))
     table = dice_table(ResultsTable(rows))
     assert table.columns == ("strategy", "label_fraction", "seeds", "dice_mean", "dice_gm")
     assert table.tuples() == (("s", 0.5, 2, pytest.approx(0.75), pytest.approx(0.375)),)
@@ -328,10 +303,10 @@ def test_labels_needed_table_reports_bootstrap_intervals_over_the_test_volumes()
     for p, (fraction, n) in enumerate(zip(fractions, counts)):
         for i in range(12):
             rows.append(
-                _dice_row("supervised", "supervised", fraction, i, supervised[p, i], labelled_volumes=n)
+                result_row("supervised", "supervised", fraction, i, supervised[p, i], labelled_volumes=n)
             )
             rows.append(
-                _dice_row(
+                result_row(
                     "ssl",
                     "s",
                     fraction,

@@ -235,9 +235,11 @@ def test_a_lock_that_cannot_be_removed_does_not_hide_the_runs_own_error(
         real_unlink(path, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", read_only)
-    with pytest.raises(PermissionError, match=r"metrics\.csv"), pytest.warns(
-        UserWarning, match=r"could not remove the run lock .*\.inpaintssl\.lock"
-    ), lock:
+    with (
+        pytest.raises(PermissionError, match=r"metrics\.csv"),
+        pytest.warns(UserWarning, match=r"could not remove the run lock .*\.inpaintssl\.lock"),
+        lock,
+    ):
         raise PermissionError(13, "Permission denied", str(folder / "metrics.csv"))
     monkeypatch.setattr(Path, "unlink", real_unlink)
     # Without an error in flight, a failed removal is the error.

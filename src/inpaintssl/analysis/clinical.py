@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from inpaintssl.analysis.summaries import baseline_key, named_baselines
+from inpaintssl.analysis.summaries import baseline_key, limited_fractions, named_baselines
 from inpaintssl.analysis.table import Table
 from inpaintssl.metrics import MEASUREMENT_SCALES, MEASUREMENT_UNITS, bland_altman, icc
 from inpaintssl.stats import wilcoxon_greater
@@ -92,6 +92,19 @@ def _with_label_fraction(rows: Table) -> Table:
     return rows.where(lambda r: r.get("label_fraction") is not None)
 
 
+def _compared_arms(rows: Table, what: str) -> Table:
+    """The rows of the arms compared: every row but the supervised ones of baselines no SSL row names.
+
+    The supervised arm is the baselines the SSL strategies are paired with, every run of their
+    settings (:func:`~inpaintssl.analysis.summaries.named_baselines` ``by="setting"``), as in
+    Figures 3 and 7: a baseline trained at a learning rate or budget no SSL run used is no one's
+    comparison. Without ``baseline_id`` (results recorded before runs named their baseline) every
+    supervised row is kept.
+    """
+    kept = {id(row) for row in named_baselines(rows, strict=False, what=what, by="setting")}
+    return rows.where(lambda row: row.get("arm") != "supervised" or id(row) in kept)
+
+
 def _present_metrics(results: Table) -> list[str]:
     found = {str(m) for m in results.unique("metric")}
     return [m for m in CLINICAL_METRICS if f"{m}_pct_error" in found]
@@ -106,6 +119,12 @@ def percent_error_medians(results: Table) -> list[tuple[str, str, float, str, fl
     reference has none. Read a median beside its ``n`` and ``not_comparable``: an arm that misses
     a tissue on hard scans keeps only its easy ones. Rows without a ``label_fraction`` are left
     out (there is no row of the table to put them in).
+
+    The supervised arm is the baselines the SSL strategies are compared with, every run of their
+    settings (their ``baseline_id``; the study's every supervised run when the rows name none), as
+    in Figure 7: not a baseline trained at a learning rate or budget no SSL run used. With several
+    such baselines (a grid over learning rates) each arm pools its runs: the SSL strategies on one
+    side, their baselines on the other.
 
     For mean HU, an interval scale, read :func:`absolute_error_medians` instead.
 
@@ -139,7 +158,9 @@ def absolute_error_medians(results: Table) -> list[tuple[str, str, float, str, f
 def _error_medians(results: Table, quantity: str) -> list[tuple[str, str, float, str, float, int, int]]:
     out = []
     for metric in _present_metrics(results):
-        rows = _with_label_fraction(_error_rows(results, metric, quantity))
+        rows = _compared_arms(
+            _with_label_fraction(_error_rows(results, metric, quantity)), f"{metric} errors by arm"
+        )
         for (name, fraction, arm), table in rows.groups("class_name", "label_fraction", "arm").items():
             by_scan: dict[tuple[Any, ...], list[float]] = {}
             for row in table:
@@ -206,13 +227,16 @@ def agreement_table(results: Table) -> Table:
     scans, so read them beside ``not_comparable``. The median percent error is
     :func:`percent_error_medians`', over the same scans. Predictions without a ``label_fraction``
     are left out, as there. ``median_abs_error`` is :func:`absolute_error_medians`', in the
-    metric's unit: for mean HU (an interval scale) read it, not the percent error.
+    metric's unit: for mean HU (an interval scale) read it, not the percent error. The supervised
+    arm is the baselines the SSL strategies are compared with, as there.
     """
     medians = {(m, c, f, a): med for m, c, f, a, med, _, _ in percent_error_medians(results)}
     absolute = {(m, c, f, a): med for m, c, f, a, med, _, _ in absolute_error_medians(results)}
     rows = []
     for metric in _present_metrics(results):
-        pred = _with_label_fraction(_metric_rows(results, metric, "pred"))
+        pred = _compared_arms(
+            _with_label_fraction(_metric_rows(results, metric, "pred")), f"{metric} agreement"
+        )
         ref = {_pair_key(r): float(r["value"]) for r in _metric_rows(results, metric, "ref")}
         for (name, fraction, arm), table in pred.groups("class_name", "label_fraction", "arm").items():
             pairs = [
@@ -300,9 +324,10 @@ def paired_image_errors(
     """Per-image percent errors of supervised and SSL segmentations, paired (sec. 2.7, Figure 7).
 
     As in the paper, an image's error is averaged over classes and label-limited fractions (by
-    default every fraction but 1.0, the paper's 50/25/10/5 %, when others exist). Repeats within a
-    fraction and class (subset seeds, and SSL strategies if there are several) are averaged first,
-    so a fraction drawn with more seeds does not weigh more.
+    default :func:`~inpaintssl.analysis.summaries.limited_fractions`: every fraction but 1.0, the
+    paper's 50/25/10/5 %, when others exist). Repeats within a fraction and class (subset seeds,
+    and SSL strategies if there are several) are averaged first, so a fraction drawn with more
+    seeds does not weigh more.
 
     Each SSL run is compared with its own baseline: the supervised run its rows name in
     ``baseline_id``, trained with the same label fraction, subset seed and non-transfer settings
@@ -331,10 +356,7 @@ def paired_image_errors(
             SSL rows name one and others do not.
     """
     rows = _error_rows(results, metric, quantity)
-    if label_fractions is None:
-        available = [f for f in rows.unique("label_fraction") if f is not None]
-        label_fractions = [f for f in available if f != 1.0] or available
-    chosen = set(label_fractions)
+    chosen = set(limited_fractions(rows) if label_fractions is None else label_fractions)
     rows = rows.where(lambda r: r.get("label_fraction") in chosen)
     ssl_rows = rows.select(arm="ssl")
     supervised_rows = named_baselines(rows, ssl=ssl_rows, what=f"per-image {metric} errors")

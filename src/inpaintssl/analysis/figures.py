@@ -46,6 +46,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from inpaintssl.analysis.clinical import CLINICAL_METRICS, image_errors, percent_error_medians
 from inpaintssl.analysis.summaries import (
     Curve,
+    baseline_name,
     class_names,
     dice_curves,
     named_baselines,
@@ -146,16 +147,12 @@ def _percent_axis(ax: Axes, fractions: Sequence[float]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
 
 
-def _baseline_name(name: object) -> str:
-    return "supervised" if name is None else str(name)
-
-
 def _merged_curves(curves: Sequence[Curve]) -> list[tuple[list[str], Curve]]:
     """Curves with their names; curves of identical points are drawn once, with every name."""
     drawn: dict[tuple[tuple[float, ...], tuple[float, ...]], tuple[list[str], Curve]] = {}
     for curve in curves:
         key = (tuple(curve.x.tolist()), tuple(curve.mean.tolist()))
-        drawn.setdefault(key, ([], curve))[0].append(_baseline_name(curve.name))
+        drawn.setdefault(key, ([], curve))[0].append(baseline_name(curve.name))
     return list(drawn.values())
 
 
@@ -189,8 +186,9 @@ def plot_dice_vs_label_fraction(
     """Figures 3/4: test Dice vs label fraction, one panel per class (paper sec. 3.2).
 
     The supervised curves are the baselines the plotted SSL runs are compared with (their
-    ``baseline_id``; :func:`~inpaintssl.analysis.summaries.named_baselines`), or every baseline
-    when the rows name none. One baseline is drawn as the paper drew it: a light-blue line
+    ``baseline_id``), each at every label fraction it ran at, whether or not an SSL run has
+    finished there (:func:`~inpaintssl.analysis.summaries.named_baselines` ``by="setting"``), or
+    every baseline when the rows name none. One baseline is drawn as the paper drew it: a light-blue line
     ``supervised`` and a black dotted line at its Dice with all labels. Several baselines (a grid
     over learning rates or budgets trains one per setting) get a line each, labelled with its name
     (``supervised lr=0.001``) and drawn in a style of its own, with a dotted all-labels line in its
@@ -211,8 +209,12 @@ def plot_dice_vs_label_fraction(
     ssl = results.select(arm="ssl")
     if task is not None:
         ssl = ssl.select(task=task)
-    supervised = named_baselines(results, ssl=ssl, strict=False, what="plot_dice_vs_label_fraction")
-    styles = {_baseline_name(n): i for i, n in enumerate(supervised.unique("strategy"))}
+    # By setting: a baseline's curve (and its 100% line) must not lose a label fraction where no
+    # SSL run has finished yet.
+    supervised = named_baselines(
+        results, ssl=ssl, strict=False, what="plot_dice_vs_label_fraction", by="setting"
+    )
+    styles = {baseline_name(n): i for i, n in enumerate(supervised.unique("strategy"))}
     fractions = [float(f) for f in results.unique("label_fraction") if f is not None]
     figure, axes = _panels(len(classes))
     for ax, name in zip(axes, classes):

@@ -25,10 +25,12 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from inpaintssl.analysis.summaries import (
+    BaselinePair,
     baseline_pairs,
     class_names,
     dice_curves,
@@ -41,6 +43,8 @@ from inpaintssl.stats import percentile_interval, rank_pairs
 from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 
 __all__ = ["dice_table", "labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
+
+_NOTE_RUNS = 3  # baseline run ids a note names before it counts the rest
 
 
 def table2_l2_norm(results: Table) -> Table:
@@ -87,27 +91,80 @@ def table3_ranking(results: Table, *, level: str | None = None) -> Table:
     (``supervised``, ``supervised lr=0.001``, ...): p-values of strategies with different
     baselines answer different questions.
 
+    No strategy is left out without a word. A strategy that shares no test item with its baseline
+    (typically: its baseline has no finished run yet, e.g. the 2x-epoch baseline of a two-run
+    schedule, or it failed) is listed after the ranked ones, unranked (``rank`` ``None``), with 0
+    pairs and NaN p-value and difference. The ``note`` column says why, naming the baseline runs
+    that have no results; for a ranked strategy it names those whose absence cost it pairs.
+
     Raises:
-        ValueError: No SSL strategy shares test items with its baseline, or the rows name no
-            baseline and hold several (:func:`~inpaintssl.analysis.summaries.named_baselines`).
+        ValueError: No SSL strategy shares test items with its baseline (the message names each
+            strategy and what its baseline lacks), or the rows name no baseline and hold several
+            (:func:`~inpaintssl.analysis.summaries.named_baselines`).
     """
-    found = {name: pair for name, pair in baseline_pairs(results, level=level).items() if pair.ssl.size}
+    pairs = baseline_pairs(results, level=level)
+    found = {name: pair for name, pair in pairs.items() if pair.ssl.size}
+    unpaired = {name: pair for name, pair in sorted(pairs.items()) if not pair.ssl.size}
     if not found:
+        waiting = "; ".join(f"{name!r}: {_unpaired_note(pair)}" for name, pair in unpaired.items())
         raise ValueError(
             "table 3 needs supervised-baseline and SSL Dice on the same test items; found no SSL "
-            "strategy with test items its baseline also has"
+            f"strategy with test items its baseline also has{f' ({waiting})' if waiting else ''}"
         )
     ranking = rank_pairs({name: (pair.ssl, pair.baseline) for name, pair in found.items()})
+    rows: list[tuple[int | None, str, str | None, float, int, float, str]] = [
+        (
+            r.rank,
+            r.name,
+            found[r.name].baseline_name,
+            r.p_value,
+            r.n_pairs,
+            r.mean_difference,
+            _ranked_note(found[r.name]),
+        )
+        for r in ranking
+    ]
+    rows += [
+        (None, name, pair.baseline_name, math.nan, 0, math.nan, _unpaired_note(pair))
+        for name, pair in unpaired.items()
+    ]
     return Table(
-        tuple(
-            (r.rank, r.name, found[r.name].baseline_name, r.p_value, r.n_pairs, r.mean_difference)
-            for r in ranking
-        ),
+        tuple(rows),
         name="table3_ranking",
         title="Table 3: strategies ranked by one-sided paired Wilcoxon p-value (SSL > supervised Dice), "
-        "each against the supervised baseline trained like it",
-        columns=("rank", "strategy", "baseline", "p_value", "pairs", "mean_dice_difference"),
+        "each against the supervised baseline trained like it; strategies whose baseline shares no "
+        "test item with them are listed unranked, note says why",
+        columns=("rank", "strategy", "baseline", "p_value", "pairs", "mean_dice_difference", "note"),
     )
+
+
+def _missing_note(runs: Sequence[str]) -> str:
+    """The baseline runs a strategy names that have no results, for a note ("" when none)."""
+    if not runs:
+        return ""
+    shown = ", ".join(runs[:_NOTE_RUNS])
+    if len(runs) > _NOTE_RUNS:
+        shown += f" and {len(runs) - _NOTE_RUNS} more"
+    return f"no results of its baseline run{'s' if len(runs) > 1 else ''} {shown} (not finished, or failed)"
+
+
+def _ranked_note(pair: BaselinePair) -> str:
+    """For a ranked strategy, the baseline runs whose absence left some of its runs unpaired."""
+    missing = _missing_note(pair.missing_runs)
+    if not missing:
+        return ""
+    return f"{missing}: its runs paired with {'them' if len(pair.missing_runs) > 1 else 'it'} are left out"
+
+
+def _unpaired_note(pair: BaselinePair) -> str:
+    """Why a strategy has no pairs with its baseline, hence no rank."""
+    if pair.missing_runs:
+        why = _missing_note(pair.missing_runs)
+    elif pair.baseline_name is None:
+        why = "no supervised baseline in the results"
+    else:
+        why = f"no test item shared with its baseline {pair.baseline_name}"
+    return f"not ranked: {why}"
 
 
 def power_law_table(results: Table, *, level: str | None = None) -> Table:

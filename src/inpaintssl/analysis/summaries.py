@@ -9,7 +9,9 @@ seed, non-transfer fine-tuning settings and number of steps; :mod:`inpaintssl.st
 rows name that baseline's run id in ``baseline_id``, and a baseline's rows carry their own
 ``run_id``. A study whose grid varies the learning rate or budget has several baselines per label
 fraction and seed, so every comparison here takes a strategy's own baseline
-(:func:`named_baselines`), never all supervised rows. Results recorded before runs named their
+(:func:`named_baselines`), never all supervised rows: the runs its rows name for paired tests,
+every run of those baselines' settings for curves and targets (a curve must not lose a label
+fraction because an SSL run there has not finished). Results recorded before runs named their
 baseline have no ``baseline_id``; they are compared with every supervised row when those are of
 one baseline (one supervised ``strategy``), and refused when there are several, since which one a
 strategy was trained like is then unknown.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +52,7 @@ __all__ = [
     "Curve",
     "ScalingSeries",
     "baseline_key",
+    "baseline_name",
     "baseline_pairs",
     "class_names",
     "dice_curves",
@@ -58,6 +61,7 @@ __all__ = [
     "label_fraction_summary",
     "labels_needed_intervals",
     "labels_needed_rows",
+    "limited_fractions",
     "named_baselines",
     "paired_scores",
     "paired_with_baseline",
@@ -94,7 +98,12 @@ def baseline_key(row: Mapping[str, Any]) -> str | None:
 
 
 def named_baselines(
-    results: Table, *, ssl: Table | None = None, strict: bool = True, what: str = "SSL vs supervised"
+    results: Table,
+    *,
+    ssl: Table | None = None,
+    strict: bool = True,
+    what: str = "SSL vs supervised",
+    by: Literal["run", "setting"] = "run",
 ) -> Table:
     """The supervised rows of the baselines that SSL rows are compared with.
 
@@ -102,9 +111,15 @@ def named_baselines(
     (:func:`baseline_key`), and no others: a baseline trained at another learning rate or budget
     than an SSL run is not its comparison, and a baseline run at a label fraction or subset seed
     where no SSL run names it (none trained or finished there) is left out too, so both arms cover
-    the same subsets. SSL rows without ``baseline_id`` (results recorded before runs named their
-    baseline, or no SSL rows at all) select every supervised row, which is right only when these
-    are of one baseline (one supervised ``strategy``).
+    the same subsets. That is what a paired test needs. A curve or a target needs the baseline's
+    setting instead: ``by="setting"`` keeps every supervised run of the settings (supervised
+    ``strategy``: the grid names a baseline by what it trains with) of the selected runs, so the
+    baseline's curve does not lose a label fraction where no SSL run has finished yet. A setting
+    is known from at least one finished run of it that an SSL row names.
+
+    SSL rows without ``baseline_id`` (results recorded before runs named their baseline, or no SSL
+    rows at all) select every supervised row, which is right only when these are of one baseline
+    (one supervised ``strategy``).
 
     Args:
         results: Rows of both arms (other rows are ignored).
@@ -112,6 +127,8 @@ def named_baselines(
         strict: Raise when SSL rows name no baseline and the supervised rows are of several;
             ``False`` returns every supervised row then (a figure may show every baseline).
         what: What the rows are for, to begin error messages with.
+        by: ``"run"``: the named runs' rows (paired tests); ``"setting"``: every run of the
+            named runs' settings (curves, targets, descriptive summaries).
 
     Returns:
         The selected supervised rows of ``results``.
@@ -126,6 +143,10 @@ def named_baselines(
         ...         {"arm": "ssl", "strategy": "FEF lr=0.001", "baseline_id": "ft-b", "value": 0.8}]
         >>> named_baselines(Table(rows)).cells("strategy")
         ['supervised lr=0.001']
+        >>> rows.append({**rows[1], "run_id": "ft-e"})  # a run of that setting no SSL row names
+        >>> by_run, by_setting = named_baselines(Table(rows)), named_baselines(Table(rows), by="setting")
+        >>> by_run.cells("run_id"), by_setting.cells("run_id")
+        (['ft-b'], ['ft-b', 'ft-e'])
     """
     supervised = results.select(arm="supervised")
     ssl = results.select(arm="ssl") if ssl is None else ssl
@@ -138,7 +159,11 @@ def named_baselines(
                 "(baseline_id) and some do not; results of one plan name it in every row "
                 "(load_results adds the current plan's baseline_id to every run)"
             )
-        return supervised.where(lambda row: baseline_key(row) in named)
+        runs = supervised.where(lambda row: baseline_key(row) in named)
+        if by == "run":
+            return runs
+        settings = set(runs.unique("strategy"))
+        return supervised.where(lambda row: row.get("strategy") in settings)
     strategies = [str(name) for name in supervised.unique("strategy")]
     if strict and len(strategies) > 1:
         raise ValueError(
@@ -257,14 +282,16 @@ def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingS
     """Per label fraction: Dice at each amount of pretraining data, with its power-law fit (sec. 2.6).
 
     SSL runs sit at their pretraining run's ``pretrain_data_pct`` (100% = the training set alone);
-    the supervised baseline sits at 0%, as in the paper's Figure 5: the baselines the SSL rows
-    name (:func:`named_baselines`), not every supervised run of the study.
+    the supervised baseline sits at 0%, as in the paper's Figure 5: the baselines of the settings
+    the SSL rows name (:func:`named_baselines` ``by="setting"``), not every supervised run of the
+    study, and at every label fraction they ran at, whether or not an SSL run has finished there.
 
     Raises:
         ValueError: The SSL rows name no baseline and the supervised rows are of several.
     """
     rows = dice_rows(results, level=level)
-    supervised = named_baselines(rows, what="Dice vs pretraining data")
+    # A curve: the baseline's point at a fraction stays whichever SSL runs have finished there.
+    supervised = named_baselines(rows, what="Dice vs pretraining data", by="setting")
     out = []
     for (fraction,), table in rows.groups("label_fraction").items():
         points: dict[float, list[float]] = {}
@@ -275,7 +302,7 @@ def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingS
         for curve in dice_curves(baseline, level=level, series="arm"):
             points.setdefault(0.0, []).extend(float(v) for v in curve.mean)
         if not points:
-            continue  # only baselines no SSL run is compared with
+            continue  # no Dice at this fraction
         xs = np.asarray(sorted(points), dtype=np.float64)
         ys = np.asarray([np.mean(points[v]) for v in sorted(points)], dtype=np.float64)
         out.append(ScalingSeries(float(fraction), xs, ys, _try_fit(xs, ys)))
@@ -283,9 +310,11 @@ def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingS
 
 
 def _labels_needed_arms(results: Table, level: str | None) -> dict[str, Table]:
-    """The arms of labels needed: the named supervised baselines, then SSL by % pretraining data."""
+    """The arms of labels needed: the named baselines' settings, then SSL by % pretraining data."""
     rows = dice_rows(results, level=level)
-    arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed")}
+    # By setting: the baseline's curve, hence the default target (its Dice with the most labels),
+    # must not lose its 100% point because the SSL run there has not finished.
+    arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed", by="setting")}
     for (pct,), table in rows.select(arm="ssl").groups("pretrain_data_pct").items():
         arms[f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"] = table
     return arms
@@ -307,7 +336,9 @@ def labels_needed_rows(
     the number of labelled training volumes (the unit label-limited subsets are drawn by: scans for
     3D data, slices for 2D data) and the fit is solved for ``target`` with
     :func:`inpaintssl.stats.labels_needed`. The supervised curve is that of the baselines the SSL
-    rows are compared with (:func:`named_baselines`), not of every supervised run of the study.
+    rows are compared with, every run of their settings (:func:`named_baselines` ``by="setting"``),
+    not of every supervised run of the study, so neither the curve nor the default target depends
+    on which SSL runs have finished.
     :func:`labels_needed_intervals` adds bootstrap intervals over the test cases.
 
     Args:
@@ -399,6 +430,22 @@ def labels_needed_intervals(
     return target, out
 
 
+def limited_fractions(results: Table) -> list[Any]:
+    """The label fractions the paired comparisons pool by default (sec. 2.5.3, 2.7).
+
+    Every label fraction of ``results`` but 1.0, the paper's label-limited 50/25/10/5%; all of them
+    when 1.0 is the only one. Rows without a label fraction are not counted.
+
+    Example:
+        >>> limited_fractions(Table([{"label_fraction": f} for f in (1.0, 0.5, 0.1, None)]))
+        [0.1, 0.5]
+        >>> limited_fractions(Table([{"label_fraction": 1.0}]))
+        [1.0]
+    """
+    available = [f for f in results.unique("label_fraction") if f is not None]
+    return [f for f in available if f != 1.0] or available
+
+
 def _item_key(row: Mapping[str, Any]) -> ItemKey:
     return (row.get("label_fraction"), row.get("volume_id"), row.get("slice_index"))
 
@@ -450,11 +497,15 @@ class BaselinePair:
         baseline: The baseline's scores on the same items, in the same order ``(M,)``.
         baseline_name: The baseline's ``strategy`` (``supervised``, ``supervised lr=0.001``, ...;
             several joined by ``" + "``), ``None`` when the results hold none of its rows.
+        missing_runs: The baseline runs the strategy's rows name (``baseline_id``) that have no
+            rows in the results (not finished, failed, or not loaded), sorted: the strategy's
+            items there have no pair.
     """
 
     ssl: FloatArray
     baseline: FloatArray
     baseline_name: str | None
+    missing_runs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -472,10 +523,7 @@ def _arm_tables(
 ) -> dict[str, _Arm]:
     """Each SSL strategy by test item and subset seed, with its baseline's rows (:func:`named_baselines`)."""
     rows = dice_rows(results, class_name=class_name, level=level)
-    if label_fractions is None:
-        available = [f for f in rows.unique("label_fraction") if f is not None]
-        label_fractions = [f for f in available if f != 1.0] or available
-    chosen = set(label_fractions)
+    chosen = set(limited_fractions(rows) if label_fractions is None else label_fractions)
     rows = rows.where(lambda r: r.get("label_fraction") in chosen)
     arms: dict[str, _Arm] = {}
     for (name,), table in rows.select(arm="ssl").groups("strategy").items():
@@ -491,9 +539,14 @@ def _arm_tables(
     return arms
 
 
-def _baseline_name(rows: Table) -> str | None:
-    names = [str(n) if n is not None else "supervised" for n in rows.unique("strategy")]
-    return " + ".join(names) if names else None
+def baseline_name(strategy: object) -> str:
+    """A supervised baseline's display name: its ``strategy``, ``supervised`` when none is recorded.
+
+    Example:
+        >>> baseline_name("supervised lr=0.001"), baseline_name(None)
+        ('supervised lr=0.001', 'supervised')
+    """
+    return "supervised" if strategy is None else str(strategy)
 
 
 def _one_baseline(arms: Mapping[str, _Arm]) -> Table:
@@ -550,8 +603,8 @@ def paired_scores(
     Args:
         results: The long results table.
         level: ``image`` or ``volume`` (default :func:`dice_level`).
-        label_fractions: Fractions to pool (default: all but 1.0, the paper's 50/25/10/5%, when
-            other fractions exist).
+        label_fractions: Fractions to pool (default :func:`limited_fractions`: all but 1.0, the
+            paper's 50/25/10/5%, when other fractions exist).
         class_name: Pair one class's Dice instead of the class average.
 
     Returns:
@@ -612,7 +665,10 @@ def baseline_pairs(
     for name, arm in arms.items():
         baseline = _seed_scores(f"supervised baseline of strategy {name!r}", arm.baseline)
         _, (ssl, sup) = _paired_means([arm.scores, baseline])
-        out[name] = BaselinePair(ssl, sup, _baseline_name(arm.baseline))
+        titles = [baseline_name(n) for n in arm.baseline.unique("strategy")]
+        found = {baseline_key(row) for row in arm.baseline}
+        missing = sorted({run for runs in arm.claims.values() for run in runs} - found)
+        out[name] = BaselinePair(ssl, sup, " + ".join(titles) or None, tuple(missing))
     return out
 
 
