@@ -31,10 +31,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "CLAIM_TRIES",
+    "TEMPORARY_TOKEN",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_with",
+    "claim_temporary",
     "fsync_dir",
     "give_plain_permissions",
     "io_error_of",
@@ -160,11 +163,11 @@ def io_error_of(exc: BaseException) -> OSError | None:
     return None
 
 
-_CLAIM_TRIES = 5
+CLAIM_TRIES = 5
 """Temporaries :func:`atomic_path` creates before giving up, should a sweep claim each one first."""
 
 
-def _claim(fd: int, name: str) -> bool:
+def claim_temporary(fd: int, name: str) -> bool:
     """Lock a new temporary ``name`` (open as ``fd``) for its writer; ``False``: a sweep took it first.
 
     A sweep locks a temporary before removing it, so between ``mkstemp`` and this lock one could
@@ -190,16 +193,16 @@ def _claim(fd: int, name: str) -> bool:
 
 def _temporary(target: Path) -> tuple[int | None, Path]:
     """A new temporary beside ``target``, and the open descriptor holding its writer's lock."""
-    for _ in range(_CLAIM_TRIES):
+    for _ in range(CLAIM_TRIES):
         fd, name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp", dir=target.parent)
         if sys.platform == "win32":
             # Windows cannot rename a file that is open; nor can it delete one, which protects it there.
             os.close(fd)
             return None, Path(name)
-        if _claim(fd, name):
+        if claim_temporary(fd, name):
             return fd, Path(name)
         os.close(fd)  # the sweep that claimed it removes it
-    raise OSError(errno.EAGAIN, f"{_CLAIM_TRIES} temporary files were removed by concurrent sweeps")
+    raise OSError(errno.EAGAIN, f"{CLAIM_TRIES} temporary files were removed by concurrent sweeps")
 
 
 @contextlib.contextmanager
@@ -241,7 +244,7 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
             os.close(lock)  # and with it the lock, once the file is in place or gone
 
 
-_TEMPORARY_TOKEN = r"[a-z0-9_]{8}"
+TEMPORARY_TOKEN = r"[a-z0-9_]{8}"
 """The random part ``tempfile.mkstemp`` gives a temporary's name (:func:`atomic_path`)."""
 
 
@@ -269,7 +272,7 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
         return []
     import fcntl
 
-    pattern = re.compile(re.escape(temporary_prefix(target)) + _TEMPORARY_TOKEN + r"\.tmp")
+    pattern = re.compile(re.escape(temporary_prefix(target)) + TEMPORARY_TOKEN + r"\.tmp")
     try:
         candidates = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
     except OSError:

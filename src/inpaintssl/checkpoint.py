@@ -54,6 +54,7 @@ from inpaintssl.atomic import (
 from inpaintssl.layout import RunFolder
 
 __all__ = [
+    "COMPLETE_MARKER",
     "CheckpointError",
     "CheckpointMeta",
     "checkpoint_exists",
@@ -71,6 +72,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+COMPLETE_MARKER = "COMPLETE.json"
+"""The file :func:`save_checkpoint` writes last into every checkpoint folder: the sha256 of every
+other file in it. A folder without it is an interrupted write; one holding it is a checkpoint."""
 _FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
@@ -198,7 +202,7 @@ def save_checkpoint(
             with open(path, "rb+") as handle:
                 os.fsync(handle.fileno())
             files[path.name] = _sha256(path)
-        atomic_write_text(tmp / "COMPLETE.json", json.dumps({"files": files}, indent=1))
+        atomic_write_text(tmp / COMPLETE_MARKER, json.dumps({"files": files}, indent=1))
         give_plain_permissions(tmp)
         old = _old_twin(folder)
         if folder.exists() and old.exists() and not _is_complete(folder):
@@ -330,10 +334,10 @@ def _verified_folder(folder: Path) -> Path:
     """Return ``folder`` or its ``.old`` twin, whichever is complete and intact."""
     problems: list[str] = []
     for candidate in (folder, _old_twin(folder)):
-        marker = candidate / "COMPLETE.json"
+        marker = candidate / COMPLETE_MARKER
         if not marker.is_file():
             if candidate.exists():
-                problems.append(f"{candidate} has no COMPLETE.json (interrupted write)")
+                problems.append(f"{candidate} has no {COMPLETE_MARKER} (interrupted write)")
             continue
         try:
             files = json.loads(marker.read_text(encoding="utf-8"))["files"]
@@ -370,7 +374,7 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
     run_ckpt = RunFolder(path).checkpoint(which)
     if checkpoint_exists(run_ckpt):
         return _verified_folder(run_ckpt)
-    if (path / "model.safetensors").exists() or (path / "COMPLETE.json").exists():
+    if (path / "model.safetensors").exists() or (path / COMPLETE_MARKER).exists():
         return _verified_folder(path)
     if _old_twin(path).exists():
         return _verified_folder(path)
@@ -418,7 +422,7 @@ def read_checkpoint_dir(folder: str | Path) -> tuple[dict[str, dict[str, torch.T
     for path in sorted(folder.iterdir()):
         if path.suffix == ".safetensors":
             tensors[path.stem] = _load_safetensors(path)
-        elif path.suffix == ".json" and path.name != "COMPLETE.json":
+        elif path.suffix == ".json" and path.name != COMPLETE_MARKER:
             try:
                 documents[path.stem] = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:

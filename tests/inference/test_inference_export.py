@@ -347,7 +347,9 @@ def _checkpoint_files(run: Path) -> dict[Path, bytes]:
         "checkpoints/best/model.safetensors",
         "checkpoints/last/model.safetensors",
         "checkpoints/best/new.onnx",
+        "checkpoints/last.old/new.onnx",
         "checkpoints/new.pt",
+        "checkpoints/onnx/model.onnx",
         "link/model.safetensors",
         "copy/model.safetensors",
     ],
@@ -376,6 +378,67 @@ def test_an_export_never_writes_into_another_runs_checkpoints(
     assert _checkpoint_files(other) == before
     assert (tmp_path / "copy" / "model.safetensors").read_bytes() == copied
     assert not target.exists() or inside.endswith("model.safetensors")
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        "checkpoints/onnx/model.safetensors",
+        "checkpoints/best/model.safetensors",
+        "checkpoints/model.safetensors",
+    ],
+)
+def test_a_folder_only_named_checkpoints_in_no_run_takes_exports(
+    model: LoadedModel, tmp_path: Path, inside: str
+) -> None:
+    # ~/checkpoints/onnx/model.onnx: no run, no checkpoint anywhere, so nothing an export could break.
+    target = tmp_path / "home" / inside
+    assert export_model(model, format="safetensors", output=target) == target
+    with safe_open(str(target), framework="pt") as handle:
+        assert json.loads(handle.metadata()[HEADER_KEY])["folded"] is True
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("record", "inside", "what"),
+    [
+        # A run that has not saved a checkpoint yet: its record says it is one.
+        ("config.yaml", "checkpoints/best/model.safetensors", "a checkpoint folder"),
+        ("manifest.json", "checkpoints/new.pt", "the checkpoints folder of a run"),
+        # A run's checkpoints copied without its record: its sealed checkpoints say it.
+        ("checkpoints", "checkpoints/onnx/model.onnx", "the checkpoints folder of a run"),
+    ],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_run_is_told_by_its_record_or_its_checkpoints(
+    model: LoadedModel,
+    pretrained_run: issl.PretrainResult,
+    tmp_path: Path,
+    record: str,
+    inside: str,
+    what: str,
+    overwrite: bool,
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    if record == "checkpoints":
+        shutil.copytree(pretrained_run.run_dir / record, run / record)
+    else:
+        shutil.copy(pretrained_run.run_dir / record, run / record)
+    target = run / inside
+    with pytest.raises(
+        ValueError, match=rf"lies in {re.escape(str(run))}/checkpoints.*, {what}; writing there"
+    ):
+        export_model(model, format="safetensors", output=target, overwrite=overwrite)
+    assert not target.parent.exists()  # refused before anything was created
+
+
+def test_an_export_never_writes_over_the_file_it_is_exported_from(model: LoadedModel, tmp_path: Path) -> None:
+    source = export_model(model, format="safetensors", output=tmp_path / "model.safetensors")
+    before = source.read_bytes()
+    with pytest.raises(ValueError, match=r"is .*model\.safetensors, the weights the model is exported from"):
+        export_model(source, format="onnx", output=source, overwrite=True)
+    assert source.read_bytes() == before
 
 
 def test_missing_onnx_packages_name_the_extra(

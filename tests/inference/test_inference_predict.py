@@ -15,6 +15,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,17 +36,18 @@ from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
+from inpaintssl.data.cases import case_stem
 from inpaintssl.data.mni152 import load_template
-from inpaintssl.inference import labelling, preparation
+from inpaintssl.inference import labelling, preparation, writing
+from inpaintssl.inference.inputs import case_names, expand_inputs
 from inpaintssl.inference.loading import load_model, recorded_spacing
 from inpaintssl.inference.predict import (
     CUT_EDGE_WARN_SHARE,
     PredictionError,
-    _case_names,
-    _stem,
     label_map,
     predict,
 )
+from inpaintssl.inference.slice_grids import shrinks_past_bilinear
 from nifti_helpers import stored_as
 
 CLASSES = ("csf", "gm", "wm")
@@ -443,10 +447,10 @@ def test_a_scan_stored_in_metres_is_measured_in_mm(softmax_run: Path, brains: Pa
 )
 def test_case_names_are_unique_for_any_distinct_inputs(parts: list[tuple[str, str, str]]) -> None:
     paths = [Path("/data") / folder / f"{stem}{suffix}" for folder, stem, suffix in parts]
-    names = _case_names(paths)
+    names = case_names(paths)
     assert len(set(names)) == len(names) == len(paths)
     # A name no other input has is kept as it is, whatever names the others are given.
-    stems = [_stem(p) for p in paths]
+    stems = [case_stem(p) for p in paths]
     assert all(name == stem for name, stem in zip(names, stems) if stems.count(stem) == 1)
 
 
@@ -973,6 +977,68 @@ def test_no_inputs_matched(softmax_run: Path, tmp_path: Path) -> None:
     assert _nothing_written(out)
 
 
+_KILLED_PREDICT = """
+import importlib, os, signal, sys
+predict_module = importlib.import_module("inpaintssl.inference.predict")
+run, scan, out = sys.argv[1:4]
+save_nifti = predict_module.save_nifti
+
+def save_then_die(image, target):
+    save_nifti(image, target)
+    os.kill(os.getpid(), signal.SIGKILL)  # mid-predict: a case staged, nothing moved into output
+
+predict_module.save_nifti = save_then_die
+predict_module.predict(run, scan, output=out, device="cpu", progress=False)
+"""
+"""A predict killed by SIGKILL right after it staged its first label map."""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL, flock and symbolic links are POSIX")
+def test_the_next_predict_removes_what_a_killed_predict_left_and_nothing_else(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pred"
+    # A live predict's folder, which it holds locked (as the library's own predict does) throughout.
+    with writing.staging_folder(out) as live:
+        (live / "c_seg.nii.gz").write_text("a concurrent predict, still writing")
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_PREDICT, str(softmax_run), str(brains / "c.nii.gz"), str(out)],
+            capture_output=True,
+            timeout=600,
+            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        # The killed predict's staging folder, named for the output, holding the case it staged.
+        (stale,) = (p for p in tmp_path.iterdir() if p != live)
+        assert re.fullmatch(r"\.pred\.[a-z0-9_]{8}\.predict\.tmp", stale.name), stale.name
+        assert [p.name for p in stale.iterdir()] == ["c_seg.nii.gz"]
+        # A user's files and folders that only look alike.
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("mine")
+        folders = [".pred.notes.predict.tmp", ".pred.abcd1234.predict.tmp.bak", ".other.abcd1234.predict.tmp"]
+        folders += ["pred.abcd1234.predict.tmp"]
+        for name in folders:
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "kept.txt").write_text(name)
+        (tmp_path / ".pred.file1234.predict.tmp").write_text("a file named like a staging folder")
+        (tmp_path / ".pred.link1234.predict.tmp").symlink_to(mine, target_is_directory=True)
+        report = predict(softmax_run, brains / "c.nii.gz", output=out, device="cpu", progress=False)
+        assert not stale.exists()
+        assert (live / "c_seg.nii.gz").read_text() == "a concurrent predict, still writing"
+        shutil.rmtree(live)  # what its predict's commit would have moved into output
+    assert [c.segmentation for c in report.cases] == [out / "c_seg.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["c_seg.nii.gz", "volumes.csv"]
+    for name in folders:
+        assert (tmp_path / name / "kept.txt").read_text() == name
+    assert (tmp_path / ".pred.file1234.predict.tmp").read_text() == "a file named like a staging folder"
+    assert (tmp_path / ".pred.link1234.predict.tmp").resolve() == mine
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*folders, ".pred.file1234.predict.tmp", ".pred.link1234.predict.tmp", "mine", "pred"]
+    )
+
+
 # The two-step model labels far too much, the cut rows too: the warning is right, and not this test's concern.
 @pytest.mark.filterwarnings("ignore:input .* on the edges where its slices were cropped")
 def _train_set(run: Path) -> Any:
@@ -1249,32 +1315,24 @@ def test_resampling_low_passes_only_past_a_twofold_shrink(
 ) -> None:
     # Twofold bilinear averages each pixel pair (the finer-scan test above relies on it); beyond,
     # pixels are skipped and the image is low-passed first.
-    from inpaintssl.inference.predict import _shrinks_past_bilinear
-
-    assert _shrinks_past_bilinear(grid, target) is smooth
+    assert shrinks_past_bilinear(grid, target) is smooth
 
 
 def test_inputs_a_folder_of_arrays_and_names_with_glob_characters(tmp_path: Path) -> None:
-    from inpaintssl.inference.predict import _expand
-
     arrays = tmp_path / "arrays"
     arrays.mkdir()
     for name in ("b.npy", "a.npz", "c.h5", "notes.txt"):
         (arrays / name).write_bytes(b"")
-    assert [p.name for p in _expand(arrays)] == ["a.npz", "b.npy", "c.h5"]  # not a DICOM series
+    assert [p.name for p in expand_inputs(arrays)] == ["a.npz", "b.npy", "c.h5"]  # not a DICOM series
     (tmp_path / "scan[1].nii.gz").write_bytes(b"")
-    assert [p.name for p in _expand(tmp_path / "scan[1].nii.gz")] == ["scan[1].nii.gz"]
+    assert [p.name for p in expand_inputs(tmp_path / "scan[1].nii.gz")] == ["scan[1].nii.gz"]
     with pytest.raises(PredictionError, match=r"input pattern .*scan\[2\]\.nii\.gz' matched no files"):
-        _expand(str(tmp_path / "scan[2].nii.gz"))
+        expand_inputs(str(tmp_path / "scan[2].nii.gz"))
 
 
 def test_committing_into_an_existing_folder_is_all_or_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib
-
-    predict_module = importlib.import_module("inpaintssl.inference.predict")  # the package exports a function
-
     def staged() -> Path:
         staging = tmp_path / f".out.{len(list(tmp_path.iterdir()))}.predict.tmp"
         staging.mkdir()
@@ -1296,10 +1354,10 @@ def test_committing_into_an_existing_folder_is_all_or_nothing(
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(predict_module.os, "replace", failing)
+    monkeypatch.setattr(writing.os, "replace", failing)
     with pytest.raises(OSError, match="No space left"):
-        predict_module._commit(staged(), out)
-    monkeypatch.setattr(predict_module.os, "replace", real_replace)
+        writing.commit(staged(), out)
+    monkeypatch.setattr(writing.os, "replace", real_replace)
     assert {p.name: p.read_text() for p in out.iterdir()} == before
     assert not list(tmp_path.glob(".out.*.old.tmp"))
 
@@ -1309,12 +1367,12 @@ def test_committing_into_an_existing_folder_is_all_or_nothing(
     with pytest.raises(
         PredictionError, match=r"holds a folder 's2_seg\.nii\.gz' where a prediction file goes"
     ):
-        predict_module._commit(staged(), out)
+        writing.commit(staged(), out)
     assert (out / "s1_seg.nii.gz").read_text() == "old s1_seg.nii.gz"
 
     # Success: the new files replace the old, other files stay, nothing temporary is left.
     (out / "s2_seg.nii.gz").rmdir()
-    predict_module._commit(staged(), out)
+    writing.commit(staged(), out)
     assert (out / "s1_seg.nii.gz").read_text() == "new s1_seg.nii.gz"
     assert (out / "s0_seg.nii.gz").read_text() == "old s0_seg.nii.gz"
     assert not list(tmp_path.glob(".out.*.old.tmp"))

@@ -31,7 +31,9 @@ next export to the same output removes it (:func:`~inpaintssl.atomic.remove_stal
 leaving every other file, and a concurrent export's live temporary, alone.
 An existing output is replaced only when it is an earlier export (it carries the metadata above, in
 any of the three formats) or empty; any other file needs ``overwrite=True``, and no output may lie
-in a checkpoint folder of any run (``<run>/checkpoints/``), whatever ``overwrite`` says.
+in a run's checkpoints (``<run>/checkpoints/``, where ``<run>`` holds a ``config.yaml``, a
+``manifest.json`` or a complete checkpoint) or in any folder holding a checkpoint's ``COMPLETE.json``,
+whatever ``overwrite`` says; a folder that is only named ``checkpoints`` is an ordinary one.
 
 Example:
     >>> import torch
@@ -67,12 +69,11 @@ from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.jit._trace import TracerWarning
 
 from inpaintssl.atomic import atomic_path, remove_stale_temporaries
-from inpaintssl.checkpoint import save_safetensors
+from inpaintssl.checkpoint import COMPLETE_MARKER, CheckpointError, save_safetensors
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.loading import (
     HEADER_KEY,
@@ -80,7 +81,9 @@ from inpaintssl.inference.loading import (
     LoadedModel,
     ModelInfo,
     backbone_class,
+    is_torchscript_export,
     load_model,
+    safetensors_metadata,
 )
 from inpaintssl.layout import RunFolder
 from inpaintssl.models.layers import WSConv2d
@@ -381,59 +384,78 @@ def _export_onnx(
         reference.check("ONNX Runtime", lambda x: session.run(None, {ONNX_INPUT: x.numpy()})[0], atol)
 
 
-def _check_not_a_checkpoint(destination: Path, source: Path | None) -> None:
-    """Refuse an output inside the checkpoints the model came from: it would replace their weights."""
-    if source is None:
-        return
-    source = source.resolve()
-    # A run's checkpoints/ folder holds best and last, each with a checksum a replaced file breaks.
-    guarded = source.parent if source.is_dir() and source.parent.name == RunFolder.CHECKPOINTS else source
-    target = destination.resolve()
-    if target == guarded or guarded in target.parents:
-        raise ValueError(
-            f"output={str(destination)!r} lies in {guarded}, the checkpoints the model is exported from; "
-            "writing there would replace a checkpoint's weights (and break its checksum); expected a path "
-            "outside them"
-        )
-
-
-_COMPLETE_MARKER = "COMPLETE.json"
-"""The file :func:`inpaintssl.checkpoint.save_checkpoint` writes last into every checkpoint folder."""
-
 _ONNX_METADATA_ENTRY = b"\x0a" + bytes([len(HEADER_KEY)]) + HEADER_KEY.encode() + b"\x12"
 """How an ONNX file stores the ``metadata_props`` entry keyed :data:`HEADER_KEY`: the protobuf
 string ``key`` (field 1) followed by the tag of its ``value`` (field 2)."""
 
+_CHECKPOINT_NAMES = ("best", "last", "best.old", "last.old")
+"""The checkpoint folders in a run's ``checkpoints/``: ``best``, ``last``, and the ``.old`` twin of
+each, where :func:`~inpaintssl.checkpoint.save_checkpoint` parks the previous checkpoint while it
+swaps the new one in."""
 
-def _check_not_in_any_checkpoint(destination: Path) -> None:
-    """Refuse an output inside any run's checkpoints: it would replace or add to a checkpoint's files.
 
-    A checkpoint folder is ``<run>/checkpoints/<name>/`` (``best``, ``last`` and their ``.old``
-    twins) or any folder holding a checkpoint's ``COMPLETE.json``; a run's ``checkpoints/`` folder
-    (one holding ``best`` or ``last``) is refused too. Symbolic links are followed.
+def _is_run_folder(root: Path) -> bool:
+    """Whether ``root`` is a run folder: it holds a run's record or a complete checkpoint in ``checkpoints/``.
+
+    A folder merely *named* ``checkpoints`` (``~/checkpoints/onnx/``) makes no run: training writes
+    ``config.yaml`` first, and a run copied without its record still has its sealed checkpoints.
     """
-    for path in (destination, destination.resolve()):
-        folder = path.parent
-        in_checkpoint = folder.parent.name == RunFolder.CHECKPOINTS or (folder / _COMPLETE_MARKER).is_file()
-        run = RunFolder(folder.parent)
-        in_checkpoints = folder.name == RunFolder.CHECKPOINTS and (run.best.exists() or run.last.exists())
-        if in_checkpoint or in_checkpoints:
+    run = RunFolder(root)
+    if run.config.is_file() or run.manifest.is_file():
+        return True
+    return any((run.checkpoints / name / COMPLETE_MARKER).is_file() for name in _CHECKPOINT_NAMES)
+
+
+def _checkpoints_holding(path: Path) -> tuple[Path, str] | None:
+    """The checkpoint folder, or run's ``checkpoints/`` folder, that the file ``path`` would lie in.
+
+    Returns:
+        That folder and what it is, or ``None`` when ``path`` lies in no checkpoint.
+    """
+    folder = path.parent
+    if (folder / COMPLETE_MARKER).is_file():
+        return folder, "a checkpoint folder"  # a checkpoint anywhere, e.g. one copied out of its run
+    for above in (folder, *folder.parents):
+        if above.name == RunFolder.CHECKPOINTS and _is_run_folder(above.parent):
+            if folder.parent == above and folder.name in _CHECKPOINT_NAMES:
+                return folder, "a checkpoint folder"
+            return above, "the checkpoints folder of a run"
+    return None
+
+
+def _check_not_a_checkpoint(destination: Path, source: Path | None) -> None:
+    """Refuse an output inside a run's checkpoints, or over the file the model was loaded from.
+
+    Refused, whatever ``overwrite`` says: anything under ``<run>/checkpoints/`` (its ``best`` and
+    ``last`` folders, their ``.old`` twins, the folder itself) where ``<run>`` is a run folder
+    (:func:`_is_run_folder`), anything in a folder holding a checkpoint's ``COMPLETE.json``, anything
+    in the checkpoints ``source`` came from, and ``source`` itself when it is a file. Each would
+    replace or add to a checkpoint's files, and a checkpoint whose checksums no longer match cannot
+    be loaded or resumed. Symbolic links are followed. A folder only *named* ``checkpoints``, in no
+    run, is an ordinary folder.
+    """
+    target = destination.resolve()
+    found: tuple[Path, str] | None = None
+    if source is not None:
+        source = source.resolve()
+        if source.is_file() and target == source:
             raise ValueError(
-                f"output={str(destination)!r} lies in {folder}, "
-                f"{'a checkpoint folder' if in_checkpoint else 'the checkpoints folder of a run'}; writing "
-                "there would replace or add to a checkpoint's files and break its checksums (COMPLETE.json), "
-                f"so that run could no longer be loaded or resumed; expected a path outside every run's "
-                f"{RunFolder.CHECKPOINTS}/ folder (overwrite=True does not apply to checkpoints)"
+                f"output={str(destination)!r} is {source}, the weights the model is exported from; writing "
+                "there would replace them; expected another path"
             )
-
-
-def _safetensors_metadata(path: Path) -> dict[str, str] | None:
-    """The header metadata of a safetensors file (``{}`` when it has none); ``None``: not safetensors."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError):
-        return None
+        # The whole checkpoints/ folder of the source's run, or the source folder outside a run.
+        own = source.parent if source.is_dir() and source.parent.name == RunFolder.CHECKPOINTS else source
+        if source.is_dir() and own in target.parents:
+            found = own, "the checkpoints the model is exported from"
+    found = found or _checkpoints_holding(destination) or _checkpoints_holding(target)
+    if found is not None:
+        folder, what = found
+        raise ValueError(
+            f"output={str(destination)!r} lies in {folder}, {what}; writing there would replace or add to "
+            f"a checkpoint's files and break its checksums ({COMPLETE_MARKER}), so that run could no longer "
+            f"be loaded or resumed; expected a path outside every run's {RunFolder.CHECKPOINTS}/ folder "
+            "(overwrite=True does not apply to checkpoints)"
+        )
 
 
 def _holds_bytes(path: Path, pattern: bytes) -> bool:
@@ -451,17 +473,15 @@ def _not_an_export(path: Path) -> str | None:
     if size == 0:
         return None  # nothing to lose
     if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError):
-            names = []
-        if any(name.endswith(f"/extra/{TORCHSCRIPT_EXTRA_FILE}") for name in names):
+        if is_torchscript_export(path):
             return None
         extra = TORCHSCRIPT_EXTRA_FILE
         return f"a zip archive, e.g. a PyTorch file, without the TorchScript extra file {extra!r}"
-    header = _safetensors_metadata(path)
-    if header is not None:
+    try:
+        header = safetensors_metadata(path)
+    except CheckpointError:
+        pass  # not safetensors: perhaps ONNX
+    else:
         if HEADER_KEY in header:
             return None
         return f"a safetensors file without an {HEADER_KEY!r} header entry, e.g. a checkpoint's weights"
@@ -526,8 +546,8 @@ def export_model(
 
     Raises:
         ValueError: Unknown ``format``, ``opset`` given for a non-ONNX format, a folder as
-            ``output``, an ``output`` inside a run's checkpoints, a negative ``atol``, or an
-            ``example`` of the wrong shape.
+            ``output``, an ``output`` inside a run's checkpoints or over the file the model is
+            loaded from, a negative ``atol``, or an ``example`` of the wrong shape.
         FileExistsError: ``output`` exists and is not an earlier export, and ``overwrite`` is false.
         ImportError: ``format="onnx"`` without onnx/onnxscript/onnxruntime
             (``pip install "inpaintssl[onnx]"``).
@@ -570,7 +590,6 @@ def export_model(
     else:
         model = load_model(run_or_checkpoint, which=which, device="cpu")
     _check_not_a_checkpoint(destination, model.inference_meta.source)
-    _check_not_in_any_checkpoint(destination)
     _check_replaceable(destination, overwrite=overwrite)
     other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix, format)
     if other != format:

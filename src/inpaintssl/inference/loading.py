@@ -47,6 +47,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from inpaintssl.checkpoint import (
+    COMPLETE_MARKER,
     CheckpointError,
     CheckpointMeta,
     load_resolved_checkpoint,
@@ -466,8 +467,11 @@ def _run_of(path: Path) -> RunFolder | None:
     return RunFolder(path) if RunFolder(path).checkpoints.is_dir() else RunFolder.of_checkpoint(path)
 
 
-def _is_torchscript_export(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript archive written by ``export_model`` (read as a zip listing only)."""
+def is_torchscript_export(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive written by ``export_model`` (read as a zip listing only).
+
+    Export and load both ask: export to replace an earlier export, load to refuse running one.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -476,13 +480,21 @@ def _is_torchscript_export(path: Path) -> bool:
     return any(name.endswith(f"/extra/{TORCHSCRIPT_EXTRA_FILE}") for name in names)
 
 
-def _header_info(path: Path) -> ModelInfo | None:
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The header metadata of a safetensors file (``{}`` when it has none), read without its tensors.
+
+    Raises:
+        inpaintssl.checkpoint.CheckpointError: ``path`` is not a readable safetensors file.
+    """
     try:
         with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
+            return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
-    text = header.get(HEADER_KEY)
+
+
+def _header_info(path: Path) -> ModelInfo | None:
+    text = safetensors_metadata(path).get(HEADER_KEY)
     return None if text is None else ModelInfo.from_json(text, source=path)
 
 
@@ -510,7 +522,7 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
     target = resolve_checkpoint(path, which=which)
     if target.is_file():
         if target.suffix != ".safetensors":
-            if _is_torchscript_export(target):
+            if is_torchscript_export(target):
                 raise CheckpointError(
                     f"{target}: a TorchScript export, which runs without inpaintssl "
                     f"(torch.jit.load; its metadata is the extra file {TORCHSCRIPT_EXTRA_FILE!r}) but is "
@@ -531,7 +543,7 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
                 f"{target}: no architecture metadata: expected an '{HEADER_KEY}' entry in its header "
                 "(from export_model) or a meta.json next to it (a checkpoint folder)"
             )
-        if target.name == "model.safetensors" and target.with_name("COMPLETE.json").is_file():
+        if target.name == "model.safetensors" and target.with_name(COMPLETE_MARKER).is_file():
             # Inside a checkpoint folder: load the folder so its checksums are verified.
             return _read(target.parent, which=which)
         state, _ = load_resolved_checkpoint(target)

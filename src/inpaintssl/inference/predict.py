@@ -59,8 +59,10 @@ positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing
 one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
 header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
 ``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``). Everything is
-written to a hidden folder next to ``output`` and moved in only when every case succeeded, so a
-failure leaves nothing partial in ``output``.
+written to a hidden folder next to ``output`` (``.<output name>.<random>.predict.tmp``) and moved
+in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
+killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
+(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's.
 
 The steps live in their own modules: the run's network and preprocessing
 (:mod:`~inpaintssl.inference.trained_run`), finding, naming and opening the inputs
@@ -83,8 +85,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,10 +92,9 @@ from typing import Literal
 
 import numpy as np
 
-from inpaintssl.atomic import atomic_write_text, temporary_prefix, write_error
-from inpaintssl.data.cases import case_stem
+from inpaintssl.atomic import atomic_write_text
 from inpaintssl.inference.inputs import InputPaths as InputPaths
-from inpaintssl.inference.inputs import case_names, expand_inputs
+from inpaintssl.inference.inputs import expand_inputs
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
 from inpaintssl.inference.labelling import predict_case
@@ -105,7 +104,6 @@ from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SH
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
 from inpaintssl.inference.results import PredictionReport as PredictionReport
-from inpaintssl.inference.slice_grids import shrinks_past_bilinear
 from inpaintssl.inference.trained_run import (
     SlicePreprocessing,
     check_resample,
@@ -117,6 +115,7 @@ from inpaintssl.inference.writing import (
     commit,
     nifti_image,
     save_nifti,
+    staging_folder,
     volumes_csv,
     volumes_ml,
 )
@@ -132,13 +131,6 @@ __all__ = [
     "label_map",
     "predict",
 ]
-
-# Helpers' names from before they moved to their own modules: tests (and perhaps users) import them here.
-_case_names = case_names
-_commit = commit
-_expand = expand_inputs
-_shrinks_past_bilinear = shrinks_past_bilinear
-_stem = case_stem
 
 
 def _cut_message(item: PreparedInput, prep: SlicePreprocessing, voxels: int, edge_voxels: int) -> str:
@@ -249,12 +241,7 @@ def predict(
         expand_inputs(inputs), model=model, prep=prep, key=key, spacing=spacing, resample=resample
     )
     amp_dtype = autocast_dtype(target, amp)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".predict.tmp", dir=out.parent))
-    except OSError as exc:
-        raise write_error(f"predictions to {out}", exc) from exc
-    try:
+    with staging_folder(out) as staging:
         done: list[CasePrediction] = []
         for item in progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True):
             labels, probs, (cut, edge_voxels) = predict_case(
@@ -295,9 +282,6 @@ def predict(
                 warnings.warn(_cut_message(item, prep, cut, edge_voxels), stacklevel=2)
         atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))
         commit(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return PredictionReport(
         output=out, volumes_csv=out / "volumes.csv", class_names=model.class_names, cases=tuple(done)
     )

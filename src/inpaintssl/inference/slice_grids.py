@@ -11,12 +11,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from inpaintssl.inference.trained_run import SlicePreprocessing
+if TYPE_CHECKING:  # a hint only: the grid arithmetic needs nothing of the run's loading
+    from inpaintssl.inference.trained_run import SlicePreprocessing
 
 __all__ = [
     "cut_edge_mask",

@@ -2,30 +2,71 @@
 
 :func:`nifti_image` puts a label (or probability) map on its input's affine and header and
 :func:`save_nifti` writes it atomically; :func:`volumes_ml` and :func:`volumes_csv` measure and
-tabulate each case's class volumes; :func:`commit` moves the staged files into ``output`` so that a
-failure leaves it as it was; :func:`check_output` refuses an ``output`` that cannot become a folder.
+tabulate each case's class volumes; :func:`staging_folder` gives the hidden folder beside ``output``
+that the files are written into, and :func:`commit` moves them into ``output`` so that a failure
+leaves it as it was; :func:`check_output` refuses an ``output`` that cannot become a folder.
+
+A predict killed while it writes leaves its staging folder, ``.<output name>.<8 random
+characters>.predict.tmp``. Like :mod:`inpaintssl.atomic`'s temporaries, the folder is locked
+(``flock`` on the folder itself) while its predict runs, and the operating system releases the lock
+when the process dies: the next predict into the same ``output`` removes the folders nobody holds
+(:func:`remove_stale_staging`), never a running predict's, nor a user's file or folder of another
+name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
+import logging
 import os
+import re
 import shutil
+import stat
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inpaintssl.atomic import atomic_path, fsync_dir, give_plain_permissions, temporary_prefix
-from inpaintssl.data.readers import import_optional
+from inpaintssl.atomic import (
+    CLAIM_TRIES,
+    TEMPORARY_TOKEN,
+    atomic_path,
+    claim_temporary,
+    fsync_dir,
+    give_plain_permissions,
+    temporary_prefix,
+    write_error,
+)
+from inpaintssl.extras import import_optional
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.metrics import tissue_volume
 
-__all__ = ["check_output", "commit", "nifti_image", "save_nifti", "volumes_csv", "volumes_ml"]
+__all__ = [
+    "STAGING_SUFFIX",
+    "check_output",
+    "commit",
+    "nifti_image",
+    "remove_stale_staging",
+    "save_nifti",
+    "staging_folder",
+    "volumes_csv",
+    "volumes_ml",
+]
+
+STAGING_SUFFIX = ".predict.tmp"
+"""How the name of the hidden folder a predict writes its files into ends (see the module docstring)."""
+
+# Opening a folder's own descriptor (to lock it) must not open a file or follow a link instead.
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+log = logging.getLogger(__name__)
 
 
 def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]) -> Any:
@@ -147,3 +188,111 @@ def check_output(output: Path) -> None:
         )
     if output.exists() and not output.is_dir():
         raise PredictionError(f"output {output} is a file; expected a folder (new or existing)")
+
+
+def _staging_name(output: Path) -> re.Pattern[str]:
+    """The names :func:`staging_folder` gives the folders of predicts into ``output``, and no others."""
+    return re.compile(re.escape(temporary_prefix(output)) + TEMPORARY_TOKEN + re.escape(STAGING_SUFFIX))
+
+
+def remove_stale_staging(output: Path) -> list[Path]:
+    """Remove the staging folders that killed predicts into ``output`` left beside it; return them.
+
+    Only folders named as :func:`staging_folder` names them (``.<name>.<8 random
+    characters>.predict.tmp``; no file, no link) are candidates, and of those only the ones no live
+    predict holds locked: a user's own files and folders, and a concurrent predict's folder, are
+    never touched. Where the file system has no locks (and on Windows) nothing is removed.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / ".preds.k2x9ab_7.predict.tmp").mkdir()
+        >>> (root / ".preds.notes.predict.tmp").mkdir()
+        >>> [p.name for p in remove_stale_staging(root / "preds")]
+        ['.preds.k2x9ab_7.predict.tmp']
+        >>> sorted(p.name for p in root.iterdir())
+        ['.preds.notes.predict.tmp']
+    """
+    if sys.platform == "win32":
+        return []
+    import fcntl
+
+    pattern = _staging_name(output)
+    try:
+        candidates = sorted(p for p in output.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []  # no folder yet: nothing left there
+    removed: list[Path] = []
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_DIRECTORY)
+        except OSError:
+            continue  # a link, a file, or gone
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live predict holds it (or locks are unsupported here: it may be live)
+            try:
+                # Still that folder: its predict may have renamed it into place as output since.
+                if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
+                    continue
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                # What is left harms no prediction; failing this one for it would.
+                log.warning("could not remove %s, left by an interrupted predict: %s", path, exc)
+                continue
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _locked_staging(output: Path) -> tuple[int | None, Path]:
+    """A new staging folder for ``output``, and the open descriptor holding its predict's lock."""
+    for _ in range(CLAIM_TRIES):
+        staging = Path(
+            tempfile.mkdtemp(prefix=temporary_prefix(output), suffix=STAGING_SUFFIX, dir=output.parent)
+        )
+        if sys.platform == "win32":
+            return None, staging  # no flock; nor does anything sweep there
+        try:
+            fd = os.open(staging, os.O_RDONLY | _O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # a concurrent sweep took it before it was locked
+        if claim_temporary(fd, str(staging)):
+            return fd, staging
+        os.close(fd)  # the sweep that claimed it removes it
+    raise OSError(errno.EAGAIN, f"{CLAIM_TRIES} staging folders were removed by concurrent sweeps")
+
+
+@contextlib.contextmanager
+def staging_folder(output: Path) -> Iterator[Path]:
+    """A new hidden folder beside ``output`` to write predictions into, locked while the block runs.
+
+    First removes what killed predicts into ``output`` left (:func:`remove_stale_staging`). The
+    folder is removed when the block raises; on success :func:`commit` has moved its files into
+    ``output`` (or the folder itself, as ``output``).
+
+    Raises:
+        OSError: The folder cannot be created; the message names ``output``.
+    """
+    for path in remove_stale_staging(output):
+        log.info("removed %s, left by an interrupted predict", path)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        lock, staging = _locked_staging(output)
+    except OSError as exc:
+        raise write_error(f"predictions to {output}", exc) from exc
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)  # and with it the lock, once the files are in place or gone
