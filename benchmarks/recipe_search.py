@@ -168,13 +168,18 @@ def _jobs(args: argparse.Namespace, root: Path) -> list[tuple[str, str, dict[str
         )
     ]
     subsets = [(0.05, s) for s in range(3)] + [(0.1, 0), (1.0, 0)]
+    immediate: dict[float, list[tuple[str, str, dict[str, Any]]]] = {}
     for lr in TRANSFER_LRS:
         for fraction, seed in subsets:
             for arm in ("ssl", "supervised"):
                 transfer = {"pretrained": str(pre), "weights": "encoder"} if arm == "ssl" else {}
                 extra = {"data": _data(fraction, seed), "optim": {"lr": lr}, "transfer": transfer}
                 name = f"{arm} lr {lr:g} {100 * fraction:g}% seed {seed}"
-                jobs.append((name, "finetune", _finetune_config(args, root / name.replace(" ", "_"), extra)))
+                config = _finetune_config(args, root / name.replace(" ", "_"), extra)
+                immediate.setdefault(lr, []).append((name, "finetune", config))
+    # The default rate (the comparison that means most) and freeze-then-unfreeze at it come first,
+    # so a search cut short has them; then the smaller rates.
+    jobs.extend(immediate.pop(1e-2))
     for fraction, seed in subsets:
         extra = {
             "data": _data(fraction, seed),
@@ -183,6 +188,8 @@ def _jobs(args: argparse.Namespace, root: Path) -> list[tuple[str, str, dict[str
         }
         name = f"ssl freeze_then_unfreeze lr 0.01 {100 * fraction:g}% seed {seed}"
         jobs.append((name, "finetune", _finetune_config(args, root / name.replace(" ", "_"), extra)))
+    for lr in sorted(immediate, reverse=True):
+        jobs.extend(immediate[lr])
     return jobs
 
 
