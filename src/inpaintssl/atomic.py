@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -42,9 +44,12 @@ __all__ = [
     "give_plain_permissions",
     "io_error_of",
     "remove_stale_temporaries",
+    "remove_unlocked",
     "temporary_prefix",
     "write_error",
 ]
+
+log = logging.getLogger("inpaintssl")
 
 
 def fsync_dir(folder: Path) -> None:
@@ -268,35 +273,59 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
         ['.model.onnx.notes.tmp']
     """
     target = Path(target)
+    pattern = re.compile(re.escape(temporary_prefix(target)) + TEMPORARY_TOKEN + r"\.tmp")
+    return remove_unlocked(target.parent, pattern, folders=False)
+
+
+def remove_unlocked(folder: Path, pattern: re.Pattern[str], *, folders: bool) -> list[Path]:
+    """Remove the entries of ``folder`` whose names match ``pattern`` that no live writer holds locked.
+
+    The sweep behind :func:`remove_stale_temporaries` (files) and predict's staging folders
+    (``folders=True``): each candidate of the kind asked for (never a link, a FIFO or the other
+    kind) is locked with ``flock`` before it is removed, so an entry whose writer still holds its
+    lock (:func:`claim_temporary`) is left alone, and is checked to be still the entry that was
+    opened (a writer may have renamed it into place since it was listed). An entry that cannot be
+    removed is logged and left: what a killed writer left must not fail the next one. Where the
+    file system has no locks (and on Windows) nothing is removed.
+
+    Returns:
+        What was removed, sorted.
+    """
     if sys.platform == "win32":
         return []
     import fcntl
 
-    pattern = re.compile(re.escape(temporary_prefix(target)) + TEMPORARY_TOKEN + r"\.tmp")
     try:
-        candidates = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
+        candidates = sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
     except OSError:
         return []  # no folder yet: nothing left there
+    # No link is followed; a FIFO must not block the open.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | (getattr(os, "O_DIRECTORY", 0) if folders else os.O_NONBLOCK)
     removed: list[Path] = []
     for path in candidates:
         try:
-            # No link is followed; a FIFO must not block the open.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(path, flags)
         except OSError:
-            continue
+            continue  # a link, the other kind, or gone
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            mode = os.fstat(fd).st_mode
+            if not (stat.S_ISDIR(mode) if folders else stat.S_ISREG(mode)):
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # a live writer holds it (or locks are unsupported here: it may be live)
             try:
-                # Still that file: a writer may have renamed it into place since it was listed.
                 if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
                     continue
-                path.unlink()
+                if folders:
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("could not remove %s, left by an interrupted write: %s", path, exc)
                 continue
             removed.append(path)
         finally:

@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,7 @@ from inpaintssl.atomic import (
     claim_temporary,
     fsync_dir,
     give_plain_permissions,
+    remove_unlocked,
     temporary_prefix,
     write_error,
 )
@@ -213,43 +213,7 @@ def remove_stale_staging(output: Path) -> list[Path]:
         >>> sorted(p.name for p in root.iterdir())
         ['.preds.notes.predict.tmp']
     """
-    if sys.platform == "win32":
-        return []
-    import fcntl
-
-    pattern = _staging_name(output)
-    try:
-        candidates = sorted(p for p in output.parent.iterdir() if pattern.fullmatch(p.name))
-    except OSError:
-        return []  # no folder yet: nothing left there
-    removed: list[Path] = []
-    for path in candidates:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_DIRECTORY)
-        except OSError:
-            continue  # a link, a file, or gone
-        try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a live predict holds it (or locks are unsupported here: it may be live)
-            try:
-                # Still that folder: its predict may have renamed it into place as output since.
-                if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
-                    continue
-                shutil.rmtree(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                # What is left harms no prediction; failing this one for it would.
-                log.warning("could not remove %s, left by an interrupted predict: %s", path, exc)
-                continue
-            removed.append(path)
-        finally:
-            os.close(fd)
-    return removed
+    return remove_unlocked(output.parent, _staging_name(output), folders=True)
 
 
 def _locked_staging(output: Path) -> tuple[int | None, Path]:
