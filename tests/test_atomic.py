@@ -96,3 +96,27 @@ def test_a_failure_that_is_not_io_is_not_taken_for_one() -> None:
     assert io_error_of(RuntimeError("Error while serializing: tensor 'w' is not contiguous")) is None
     own = OSError(28, "No space left on device")
     assert io_error_of(own) is own
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no flock: nothing is swept on Windows")
+def test_a_leftover_that_cannot_be_removed_is_logged_and_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from inpaintssl.atomic import remove_stale_temporaries
+
+    target = tmp_path / "model.onnx"
+    stuck, gone = tmp_path / ".model.onnx.aaaaaaaa.tmp", tmp_path / ".model.onnx.bbbbbbbb.tmp"
+    stuck.write_bytes(b"half")
+    gone.write_bytes(b"half")
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with caplog.at_level("WARNING", logger="inpaintssl"):
+        assert remove_stale_temporaries(target) == [gone]
+    assert stuck.exists() and not gone.exists()
+    assert f"could not remove {stuck}" in caplog.text
