@@ -43,8 +43,8 @@ class RunConfig(_Strict):
             kernel at 256x256 on the project's AVX2 processor) or ``onednn`` (PyTorch's own
             everywhere). See :mod:`inpaintssl.models.cpu_convolution`. Under ``compile`` the
             compiler generates the backward pass itself and this setting does not apply.
-        compile: ``torch.compile`` the network for the training steps: ``off`` (the default;
-            eager PyTorch, bit-identical CPU runs), ``default``, ``reduce-overhead`` (also
+        compile: ``torch.compile`` the network for the training steps and validation: ``off``
+            (the default; eager PyTorch, bit-identical CPU runs), ``default``, ``reduce-overhead`` (also
             replays each step as a CUDA graph, which saves the launch cost of the many small
             kernels of a narrow U-Net) or ``max-autotune`` (also searches kernel configurations;
             slow to compile). The compiler fuses each GroupNorm with its ReLU and the weight
