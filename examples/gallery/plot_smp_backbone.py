@@ -19,6 +19,7 @@ Budgets are a handful of steps, so the Dice shows the workflow, not the method's
 # The backbone is chosen by name in the config like the built-in ``unet2d``. ResNet encoders
 # halve the resolution five times, so the slices are cropped or padded to a multiple of 32
 # (here 64 x 64, from the template at a quarter of its resolution).
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -77,3 +78,7 @@ pretrained = pre.model.cpu().eval().to(memory_format=torch.contiguous_format)
 with torch.no_grad():
     ours, theirs = pretrained.encoder(image)[-1], fresh.eval().encoder(image)[-1]
 print(f"{path.name}: deepest features of the two encoders differ by {(ours - theirs).abs().max():.1e}")
+
+# %%
+# The run folders were only for this page: remove them (each build of the docs runs it again).
+shutil.rmtree(workdir, ignore_errors=True)

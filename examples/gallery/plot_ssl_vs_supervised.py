@@ -17,6 +17,7 @@ outputs. ``inpaintssl demo`` runs the full comparison.
 # pads every slice to 56 x 48, a multiple of ``2**(depth - 1) = 4``. Pretraining uses the axial
 # training slices plus the coronal and sagittal slices (``data.unlabelled``); fine-tuning uses a
 # quarter of the labelled axial training slices, and everything is scored on held-out slices.
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -132,3 +133,7 @@ for ax, (title, labels) in zip(axes, panels):
     ax.set_title(title)
     ax.set_axis_off()
 fig.tight_layout()
+
+# %%
+# The run folders were only for this page: remove them (each build of the docs runs it again).
+shutil.rmtree(workdir, ignore_errors=True)

@@ -14,6 +14,7 @@ input, and runs the two fine-tuning schedules on the ``synthetic`` dataset.
 # A U-Net has three parts: ``encoder``, ``decoder`` and ``head`` (the final 1x1 "post-processing"
 # layer, whose output channels differ between inpainting and segmentation). ``encoder`` copies
 # the encoder only; ``encoder_decoder`` copies both. The report says exactly what happened.
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -111,3 +112,7 @@ ax_loss.set_xlabel("epoch")
 ax_loss.set_ylabel("validation Dice loss")
 ax_loss.legend()
 fig.tight_layout()
+
+# %%
+# The run folders were only for this page: remove them (each build of the docs runs it again).
+shutil.rmtree(workdir, ignore_errors=True)

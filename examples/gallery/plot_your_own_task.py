@@ -18,6 +18,7 @@ To ship a task as an installable plugin, see :doc:`/plugins`.
 # entries on the images' device; one ``torch.where`` applies them to every channel at once. The
 # noise comes from a generator seeded by the batch's bank entries, so the same entries always
 # give the same noise and the base class's fixed validation corruption stays fixed.
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -95,3 +96,7 @@ print(
 # The registration lasts for this process only; remove it so that later code sees the built-in
 # names again.
 PRETEXT_TASKS.unregister("patch_noise")
+
+# %%
+# The run folders were only for this page: remove them (each build of the docs runs it again).
+shutil.rmtree(workdir, ignore_errors=True)
