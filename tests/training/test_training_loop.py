@@ -149,23 +149,26 @@ def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> N
     )
 
 
+class _NonFiniteFrom(SegmentationObjective):
+    """The Dice objective, its training loss multiplied by ``factor`` (NaN, inf) from call ``first`` on.
+
+    Validation scores through ``loss_and_overlaps``, not ``loss``, so only training steps count.
+    """
+
+    def __init__(self, *, first: int, factor: float) -> None:
+        super().__init__(loss=LOSSES.build("dice"))
+        self.first, self.factor, self.calls = first, factor, 0
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, object], *, keys: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        value = super().loss(model, batch, keys=keys)
+        return value * self.factor if self.calls >= self.first else value
+
+
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
-    model = _model()
-
-    class Exploding(SegmentationObjective):
-        calls = 0
-
-        def loss(
-            self, model: torch.nn.Module, batch: dict[str, object], *, keys: torch.Tensor
-        ) -> torch.Tensor:
-            Exploding.calls += 1
-            value = super().loss(model, batch, keys=keys)
-            return value * float("nan") if Exploding.calls == 3 else value
-
-    trainer = _trainer(tmp_path, model, [Phase(name="finetune", lr=1e-3)], max_epochs=3)
-    trainer.objective = Exploding(loss=LOSSES.build("dice"))
-    # 8 images / batch 4 = 2 training steps per epoch (validation scores through
-    # loss_and_overlaps, not loss): call 3 is epoch 1, step 0.
+    trainer = _trainer(tmp_path, _model(), [Phase(name="finetune", lr=1e-3)], max_epochs=3)
+    # 8 images / batch 4 = 2 training steps per epoch: call 3 is epoch 1, step 0.
+    trainer.objective = _NonFiniteFrom(first=3, factor=float("nan"))
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0"):
         trainer.fit()
     _, meta = load_checkpoint(tmp_path, which="last")
@@ -175,22 +178,12 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
 def test_a_learning_curve_that_cannot_be_drawn_does_not_hide_the_non_finite_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Epoch 0 trains (two steps) and is validated, so there is a curve to draw when epoch 1 diverges.
-    class Diverging(SegmentationObjective):
-        calls = 0
-
-        def loss(
-            self, model: torch.nn.Module, batch: dict[str, object], *, keys: torch.Tensor
-        ) -> torch.Tensor:
-            Diverging.calls += 1
-            value = super().loss(model, batch, keys=keys)
-            return value * float("inf") if Diverging.calls > 2 else value
-
     def unwritable(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     trainer = _trainer(tmp_path, _model(), [Phase(name="finetune", lr=1e-3)], max_epochs=3)
-    trainer.objective = Diverging(loss=LOSSES.build("dice"))
+    # Epoch 0 trains (two steps) and is validated, so there is a curve to draw when epoch 1 diverges.
+    trainer.objective = _NonFiniteFrom(first=3, factor=float("inf"))
     monkeypatch.setattr("inpaintssl.training.loop.plot_learning_curve", unwritable)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0"):
         trainer.fit()
