@@ -45,8 +45,7 @@ import scipy
 import torch
 from scipy.stats import qmc
 
-from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
-from inpaintssl.corruption._jit import launch_thread_pool
+from inpaintssl.corruption import PoissonDiscSampler, launch_thread_pool, required_patch_count
 from inpaintssl.registry import PRETEXT_TASKS
 
 SIDE = 512

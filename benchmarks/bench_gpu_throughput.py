@@ -59,7 +59,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from inpaintssl.config import CompileMode, PretextConfig
-from inpaintssl.corruption._jit import launch_thread_pool
+from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.training.components import build_backbone, build_pretext_task
 from inpaintssl.training.device import autocast_context, use_channels_last
 from inpaintssl.training.objectives import InpaintingObjective

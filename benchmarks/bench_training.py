@@ -47,7 +47,7 @@ import torch
 from provenance import provenance, write_record
 
 from inpaintssl.config import PretrainConfig
-from inpaintssl.corruption._jit import launch_thread_pool
+from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.losses import l2_loss
 from inpaintssl.registry import BACKBONES, DATASETS, PRETEXT_TASKS

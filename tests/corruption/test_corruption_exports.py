@@ -14,6 +14,7 @@ PUBLIC = {
     "RandomSampler",
     "Sampler",
     "check_request",
+    "launch_thread_pool",
     "orient_corners",
     "patch_union",
     "render_corruption_figure",

@@ -3,7 +3,8 @@
 Paper sec. 2.4 and 2.5.2; DESIGN.md sections 1 and 2. Samplers (``poisson_disc``, ``random``)
 place ``K x K`` patches covering at least 1/4 of the image; a :class:`MaskBank` precomputes masks
 for the real input shape; the pretext tasks (``context_prediction``, ``context_restoration``)
-corrupt ``(N, C, H, W)`` batches on any device; :func:`render_corruption_figure` draws Figure 1.
+corrupt ``(N, C, H, W)`` batches on any device; :func:`render_corruption_figure` draws Figure 1;
+:func:`launch_thread_pool` starts Numba's threads before a run so its thread count stays the same.
 
 Example:
     >>> import torch
@@ -13,6 +14,7 @@ Example:
     (True, torch.Size([2, 1, 64, 64]))
 """
 
+from inpaintssl.corruption._jit import launch_thread_pool
 from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.figure import render_corruption_figure
 from inpaintssl.corruption.masks import (
@@ -43,6 +45,7 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "check_request",
+    "launch_thread_pool",
     "orient_corners",
     "patch_union",
     "render_corruption_figure",

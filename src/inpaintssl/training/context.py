@@ -29,7 +29,7 @@ import torch
 
 from inpaintssl.checkpoint import checkpoint_exists, remove_stale_twins
 from inpaintssl.config import ConfigError, RunConfig
-from inpaintssl.corruption._jit import launch_thread_pool
+from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
