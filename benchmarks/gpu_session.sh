@@ -354,7 +354,8 @@ tests() {
     else
         echo "tests: pytest-timeout is missing: no per-test limit" >&2
     fi
-    # The gpu-marked tests first (22, in one process: they share the card), so that a failure
+    # The gpu-marked tests first (35, in one process: they share the card;
+    # tests/conftest.py marks the contract suites' CUDA checks too), so that a failure
     # elsewhere cannot hide them; then the fast (not slow) other tests of the CUDA-relevant files.
     # The rest of the suite (about 2,500 tests) runs on the CPU CI and does not fit this budget.
     stage "tests: -m gpu" "$gpu" 60 bash -c 'set -o pipefail; "$0" -m pytest -p no:cacheprovider -q -m gpu \

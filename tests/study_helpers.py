@@ -32,7 +32,8 @@ CLASSES = ("disc", "square")
 
 def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: Any) -> Any:
     """A ``Trainer`` that fine-tunes a 2-level width-4 U-Net on 8 synthetic 16x16 slices, 2 steps an
-    epoch, on the CPU; ``run`` sets more ``RunConfig`` fields (``resume``, ``compile``, ``device``)."""
+    epoch, on the CPU; ``run`` sets more ``RunConfig`` fields (``resume``, ``compile``, ``device``:
+    the model goes to the run's device)."""
     from inpaintssl.checkpoint import CheckpointMeta
     from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
     from inpaintssl.data.synthetic import SyntheticShapes
@@ -41,8 +42,13 @@ def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: An
     from inpaintssl.training.loop import Phase, Trainer
     from inpaintssl.training.objectives import SegmentationObjective
 
+    context = RunContext.local(
+        RunConfig(**{"output_dir": output_dir, "device": "cpu", "seed": 0, "quiet": True, **run})
+    )
+    # The Trainer takes the model on the run's device, as the library's stages hand it over.
+    model = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
     return Trainer(
-        model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
+        model=model.to(context.device),
         objective=SegmentationObjective(loss=LOSSES.build("dice")),
         train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
         val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
@@ -50,9 +56,7 @@ def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: An
         optim=OptimConfig(batch_size=4, max_epochs=max_epochs),
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        context=RunContext.local(
-            RunConfig(**{"output_dir": output_dir, "device": "cpu", "seed": 0, "quiet": True, **run})
-        ),
+        context=context,
     )
 
 

@@ -160,6 +160,25 @@ def test_exported_safetensors_loads_back(
     assert _max_diff(_reference(again, images), _reference(model, images)) <= 1e-5
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_model_loaded_on_the_gpu_exports_as_the_same_model_on_the_cpu(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    # The export checks every form against the model's own outputs; on the card cuDNN computes them
+    # in TF32 (about 1e-2 off), which no export tolerance admits: the reference is taken on the CPU.
+    on_gpu = load_model(trained_run.run_dir, device="cuda")
+    assert next(on_gpu.parameters()).device.type == "cuda"
+    for format, name in (("onnx", "model.onnx"), ("safetensors", "model.safetensors")):
+        from_gpu = export_model(on_gpu, format=format, output=tmp_path / "gpu" / name)
+        from_cpu = export_model(trained_run.run_dir, format=format, output=tmp_path / "cpu" / name)
+        if format == "safetensors":
+            assert load_file(from_gpu).keys() == load_file(from_cpu).keys()
+            for key, tensor in load_file(from_cpu).items():
+                assert torch.equal(load_file(from_gpu)[key], tensor), key
+    assert next(on_gpu.parameters()).device.type == "cuda"  # the caller's model stays where it was
+
+
 def test_pretraining_run_exports_from_its_folder(pretrained_run: issl.PretrainResult, tmp_path: Path) -> None:
     path = export_model(pretrained_run.run_dir, format="torchscript", output=tmp_path / "pre.pt")
     loaded = load_model(pretrained_run.run_dir)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inpaintssl.losses import DiceCELoss, dice_loss
+from inpaintssl.losses.dice_ce import categorical_cross_entropy
 from inpaintssl.registry import LOSSES
 
 
@@ -50,3 +53,45 @@ def test_gradcheck_float64() -> None:
 def test_negative_ce_weight_is_rejected() -> None:
     with pytest.raises(ValueError, match="ce_weight=-1"):
         DiceCELoss(ce_weight=-1)
+
+
+@settings(deadline=None, max_examples=40)
+@given(seed=st.integers(0, 2**31 - 1), classes=st.integers(2, 6), scale=st.floats(0.1, 30.0))
+def test_elementwise_cross_entropy_is_pytorchs_in_value_and_gradient(
+    seed: int, classes: int, scale: float
+) -> None:
+    # The form run.deterministic uses on CUDA, checked against F.cross_entropy on the CPU: logits
+    # up to +-30 * a few sigma, so log-softmax's cancellation is exercised, not only its easy middle.
+    generator = torch.Generator().manual_seed(seed)
+    logits = scale * torch.randn(3, classes, 5, 4, generator=generator, dtype=torch.float64)
+    index = torch.randint(0, classes, (3, 5, 4), generator=generator)
+    values, grads = [], []
+    for elementwise in (False, True):
+        z = logits.clone().requires_grad_(True)
+        loss = categorical_cross_entropy(z, index, elementwise=elementwise)
+        (grad,) = torch.autograd.grad(loss, z)
+        values.append(float(loss.detach()))
+        grads.append(grad)
+    assert values[1] == pytest.approx(values[0], rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_softmax_variant_trains_under_deterministic_algorithms_on_cuda() -> None:
+    # run.deterministic turns on use_deterministic_algorithms, under which CUDA's NLL loss raises.
+    rng = np.random.default_rng(3)
+    target, _ = onehot_and_labels(rng, 3)
+    logits = torch.from_numpy(rng.normal(size=(2, 4, 4, 4))).float()
+    loss = DiceCELoss(activation="softmax")
+    expected = loss(logits, torch.from_numpy(target).float())
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        z = logits.cuda().requires_grad_(True)
+        got = loss(z, torch.from_numpy(target).float().cuda())
+        (grad,) = torch.autograd.grad(got, z)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert float(got.detach()) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.isfinite(grad).all()

@@ -163,8 +163,13 @@ def test_channels_last_backward_matches_default_layout() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_autocast_matches_cpu_float32(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    # bf16 keeps 3 fewer mantissa bits than fp16, about 8x the rounding: with the convolutions
+    # rounded to each on the CPU this net's relative error is 0.006 (fp16) and 0.047-0.049 (bf16).
+    [(torch.float16, 0.02), (torch.bfloat16, 0.1)],
+)
+def test_cuda_autocast_matches_cpu_float32(dtype: torch.dtype, tolerance: float) -> None:
     cpu = BACKBONES.build("unet2d", in_channels=1, out_channels=3, seed=0)
     gpu = BACKBONES.build("unet2d", in_channels=1, out_channels=3, seed=0).cuda()
     assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu.state_dict().values(), gpu.state_dict().values()))
@@ -176,4 +181,4 @@ def test_cuda_autocast_matches_cpu_float32(dtype: torch.dtype) -> None:
             out = gpu(x.cuda().contiguous(memory_format=torch.channels_last))
     assert out.device.type == "cuda" and torch.isfinite(out).all()
     error = (out.float().cpu() - expected).abs().mean() / expected.abs().mean()
-    assert error < 0.05
+    assert error < tolerance

@@ -49,6 +49,17 @@ def test_cpu_resolves_and_missing_cuda_is_a_clear_error() -> None:
         assert resolve_device("auto").type == "cuda" and resolve_device("cuda").index is not None
 
 
+@pytest.mark.parametrize("device", ["cuda:2", torch.device("cuda", 3)])
+def test_a_card_the_machine_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, device: object) -> None:
+    # A two-card machine, as torch.cuda reports it (the check reads nothing else of CUDA).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device(torch.device("cuda")) == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match=r"resolves to cuda:[23], but this machine has 2 CUDA device\(s\) "):
+        resolve_device(device)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", ["tpu", "cuda:x", "gpu0", ""])
 def test_a_name_that_is_no_device_is_a_clear_error(name: str) -> None:
     with pytest.raises(

@@ -51,7 +51,8 @@ class RunConfig(_Strict):
             standardisation into the surrounding kernels in either memory format, so on CUDA
             it is what makes ``channels_last`` pay. Results agree with eager training to
             floating-point rounding, not bit for bit; compiling costs tens of seconds to minutes
-            at the first step and after a change of batch shape. Validation stays eager. See
+            at the first step and after a change of batch shape. Validation is compiled too (a second
+            graph, without autograd). See
             :mod:`inpaintssl.training.step` and ``benchmarks/README.md``.
         cudnn_benchmark: On CUDA, let cuDNN time its convolution algorithms for every new input
             shape and keep the fastest (``torch.backends.cudnn.benchmark``): faster steps when

@@ -19,7 +19,7 @@ from inpaintssl.losses.base import Activation, SegmentationLoss
 from inpaintssl.losses.dice import dice_loss
 from inpaintssl.registry import LOSSES
 
-__all__ = ["DiceCELoss"]
+__all__ = ["DiceCELoss", "categorical_cross_entropy"]
 
 
 @LOSSES.register("dice_ce")
@@ -67,5 +67,34 @@ class DiceCELoss(SegmentationLoss):
         if self.activation == "sigmoid":
             ce = F.binary_cross_entropy_with_logits(logits, target_onehot.to(probs.dtype))
         else:
-            ce = F.cross_entropy(logits, self.class_index(target_onehot))
+            ce = categorical_cross_entropy(
+                logits,
+                self.class_index(target_onehot),
+                # PyTorch's NLL kernel on CUDA has no deterministic version and raises under
+                # use_deterministic_algorithms (run.deterministic); the CPU keeps F.cross_entropy's bits.
+                elementwise=logits.is_cuda and torch.are_deterministic_algorithms_enabled(),
+            )
         return dice + self.ce_weight * ce
+
+
+def categorical_cross_entropy(
+    logits: torch.Tensor, index: torch.Tensor, *, elementwise: bool
+) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` ``(N, C, H, W)`` against class indices ``index`` ``(N, H, W)``.
+
+    ``elementwise=False`` is :func:`torch.nn.functional.cross_entropy`; ``elementwise=True`` gives
+    the same value (to rounding) from element-wise operations only (log-softmax times a one-hot
+    mask built by comparison), which CUDA computes deterministically in both directions.
+
+    Example:
+        >>> logits, index = torch.tensor([[[[2.0]], [[0.0]]]]), torch.tensor([[[1]]])
+        >>> a = categorical_cross_entropy(logits, index, elementwise=False)
+        >>> b = categorical_cross_entropy(logits, index, elementwise=True)
+        >>> round(float(a), 4), round(float(b), 4)  # log(1 + e**2)
+        (2.1269, 2.1269)
+    """
+    if not elementwise:
+        return F.cross_entropy(logits, index)
+    classes = torch.arange(logits.shape[1], device=logits.device).view(1, -1, *([1] * (logits.ndim - 2)))
+    onehot = (index.unsqueeze(1) == classes).to(logits.dtype)
+    return -(F.log_softmax(logits, dim=1) * onehot).sum(dim=1).mean()

@@ -24,9 +24,10 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
     ``auto`` picks CUDA when available (the process's local rank under torchrun), else CPU.
 
     Raises:
-        ValueError: ``device`` is not a device name, or ``cuda`` was asked for but is not available.
+        ValueError: ``device`` is not a device name, ``cuda`` was asked for but is not available, or
+            ``cuda:N`` names a card this machine does not have.
     """
-    if isinstance(device, torch.device):
+    if isinstance(device, torch.device) and device.type != "cuda":
         return device
     if device == "auto":
         if torch.cuda.is_available():
@@ -43,6 +44,13 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
             )
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank or 0)
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            # Caught here, naming the setting, not as "invalid device ordinal" at the first copy.
+            raise ValueError(
+                f"run.device={str(device)!r} resolves to {resolved}, but this machine has {count} CUDA "
+                f"device(s) (cuda:0 to cuda:{count - 1}); pick one of them, or 'auto'"
+            )
     return resolved
 
 

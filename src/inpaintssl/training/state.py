@@ -56,11 +56,16 @@ def optimizer_from_tensors(
 
 
 def rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Python, NumPy and torch (CPU and CUDA) global RNG states as tensors + JSON."""
+    """Python, NumPy and torch (CPU, and this process's CUDA device) global RNG states as tensors + JSON.
+
+    Only the current CUDA device's generator is saved (``torch_cuda_<index>``): a process trains on
+    one card, and reading every visible card's state would open a CUDA context on each of them (in
+    a multi-GPU job, every rank on every card).
+    """
     tensors = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
-        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"torch_cuda_{index}"] = cuda_state
+        index = torch.cuda.current_device()
+        tensors[f"torch_cuda_{index}"] = torch.cuda.get_rng_state(index)
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached_gauss = np.random.get_state(legacy=True)
     document = {
@@ -74,9 +79,12 @@ def restore_rng_states(tensors: dict[str, torch.Tensor], document: dict[str, Any
     """Inverse of :func:`rng_states`."""
     torch.set_rng_state(tensors["torch_cpu"])
     if torch.cuda.is_available():
-        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
+        # By the device's index, never by position in a sorted list ("torch_cuda_10" sorts before
+        # "torch_cuda_2"); checkpoints that saved every card's state restore this card's.
+        index = torch.cuda.current_device()
+        saved = tensors.get(f"torch_cuda_{index}")
+        if saved is not None:
+            torch.cuda.set_rng_state(saved, index)
     version, internal, gauss = document["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached_gauss = document["numpy"]
