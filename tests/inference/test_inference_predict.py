@@ -10,6 +10,7 @@ that crops slices to 48x48 and a run that resizes them to 32x32.
 from __future__ import annotations
 
 import csv
+import gc
 import importlib
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from inpaintssl.config import DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.cases import case_stem
 from inpaintssl.data.mni152 import load_template
+from inpaintssl.data.readers import NiftiVolume, Volume
 from inpaintssl.inference import labelling, preparation, writing
 from inpaintssl.inference.inputs import case_names, expand_inputs
 from inpaintssl.inference.loading import load_model, recorded_spacing
@@ -950,6 +953,151 @@ def test_the_scan_check_leaves_valid_predictions_bit_identical(
     assert checked.cases[1].volumes_ml == unchecked.cases[1].volumes_ml
 
 
+# --- memory: each input is released after its check and read again for its prediction -------------
+
+
+def _three_scans(brains: Path, folder: Path) -> list[Path]:
+    """Scans a and b as stored, and c stored in another axis order (reoriented on reading)."""
+    folder.mkdir()
+    nib.save(stored_as(nib.load(brains / "c.nii.gz"), "SPR"), folder / "moved.nii.gz")
+    return [brains / "a.nii.gz", brains / "b.nii.gz", folder / "moved.nii.gz"]
+
+
+def _decompressions(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[weakref.ref[np.ndarray]]]:
+    """The real NIfTI reader, instrumented: the file name of each ``.nii.gz`` it decompresses, in
+    order, and a weak reference to each array it decompressed (alive while anything holds it)."""
+    real = NiftiVolume._array
+    names: list[str] = []
+    arrays: list[weakref.ref[np.ndarray]] = []
+
+    def instrumented(self: NiftiVolume) -> Any:
+        fresh = "_cache" not in self.__dict__
+        array = real(self)
+        if fresh and isinstance(array, np.ndarray):
+            names.append(self.path.name)
+            arrays.append(weakref.ref(array))
+        return array
+
+    monkeypatch.setattr(NiftiVolume, "_array", instrumented)
+    return names, arrays
+
+
+def _alive(arrays: list[weakref.ref[np.ndarray]]) -> int:
+    gc.collect()
+    return sum(ref() is not None for ref in arrays)
+
+
+def test_one_input_volume_is_in_memory_at_a_time(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = _three_scans(brains, tmp_path / "scans")
+    names = [p.name for p in inputs]
+    decompressed, arrays = _decompressions(monkeypatch)
+    module = importlib.import_module("inpaintssl.inference.predict")
+    prepared: list[Any] = []
+    real_prepare, real_predict_case = module.prepare_inputs, labelling.predict_case
+
+    def held() -> tuple[list[str], int]:
+        """The cases whose volume keeps its decompressed array, and how many such arrays live."""
+        return [i.case for i in prepared if "_cache" in i.volume.__dict__], _alive(arrays)
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        items = real_prepare(*args, **kwargs)
+        prepared.extend(items)
+        assert decompressed == names  # every input read in full by its check...
+        assert held() == ([], 0)  # ...and none kept after it
+        return items
+
+    seen: list[tuple[str, tuple[list[str], int], tuple[list[str], int]]] = []
+
+    def counted(item: Any, **kwargs: Any) -> Any:
+        before = held()
+        result = real_predict_case(item, **kwargs)
+        seen.append((item.case, before, held()))
+        return result
+
+    monkeypatch.setattr(module, "prepare_inputs", prepare)
+    monkeypatch.setattr(module, "predict_case", counted)
+    predict(softmax_run, inputs, output=tmp_path / "p", probabilities=True, device="cpu", progress=False)
+    # Read again for its own case only: the one case being predicted holds its array, no other does.
+    assert seen == [(case, ([], 0), ([case], 1)) for case in ("a", "b", "moved")]
+    assert decompressed == names + names
+    assert held() == ([], 0)
+
+
+def test_released_inputs_are_labelled_bit_for_bit_as_inputs_kept_in_memory(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = _three_scans(brains, tmp_path / "scans")
+    names = [p.name for p in inputs]
+    decompressed, _ = _decompressions(monkeypatch)
+    released = predict(
+        softmax_run, inputs, output=tmp_path / "released", probabilities=True, device="cpu", progress=False
+    )
+    assert decompressed == names + names  # each read by its check, then again by its prediction
+    decompressed.clear()
+    # As before releasing existed: each input kept from its check to its prediction.
+    monkeypatch.setattr(Volume, "release", lambda self: None)
+    kept = predict(
+        softmax_run, inputs, output=tmp_path / "kept", probabilities=True, device="cpu", progress=False
+    )
+    assert decompressed == names
+    for case in ("a", "b", "moved"):
+        for kind in ("seg", "prob"):
+            one, affine, _ = _nifti(tmp_path / "released" / f"{case}_{kind}.nii.gz")
+            other, affine_other, _ = _nifti(tmp_path / "kept" / f"{case}_{kind}.nii.gz")
+            assert one.dtype == other.dtype and np.array_equal(one, other), (case, kind)
+            assert np.array_equal(affine, affine_other)
+    assert [c.volumes_ml for c in released.cases] == [c.volumes_ml for c in kept.cases]
+    assert _read_csv(tmp_path / "released" / "volumes.csv") == _read_csv(tmp_path / "kept" / "volumes.csv")
+
+
+@pytest.mark.parametrize("change", ["rewritten", "removed", "rewritten while predicted"])
+def test_an_input_changed_after_its_check_is_refused_and_nothing_is_written(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    inputs = [shutil.copy(brains / f"{n}.nii.gz", scans / f"{n}.nii.gz") for n in ("a", "b", "c")]
+    target = scans / "c.nii.gz"
+    checked = target.stat()
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier results")
+    predicted: list[str] = []
+    real_predict_case = labelling.predict_case
+
+    def rewrite() -> None:
+        # Another valid scan under the same name (a copy finishing, a re-export): other data, other size.
+        _save(target, np.asarray(nib.load(brains / "b.nii.gz").dataobj)[:, :, ::-1] * np.float32(0.5))
+
+    def changing(item: Any, **kwargs: Any) -> Any:
+        predicted.append(item.case)
+        if item.case == "b" and change == "rewritten":
+            rewrite()
+        elif item.case == "b" and change == "removed":
+            target.unlink()
+        result = real_predict_case(item, **kwargs)
+        if item.case == "c" and change == "rewritten while predicted":
+            rewrite()
+        return result
+
+    monkeypatch.setattr(importlib.import_module("inpaintssl.inference.predict"), "predict_case", changing)
+    with pytest.raises(PredictionError, match=r"changed after it was checked") as err:
+        predict(softmax_run, [str(p) for p in inputs], output=out, device="cpu", progress=False)
+    when = r"modified \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9}"
+    found = "missing" if change == "removed" else rf"{target.stat().st_size} bytes, {when}"
+    assert re.search(
+        rf"input {re.escape(str(target))} changed after it was checked: it was {checked.st_size} bytes, "
+        rf"{when} when checked, and is {found} now",
+        str(err.value),
+    ), str(err.value)
+    assert predicted == (["a", "b", "c"] if change == "rewritten while predicted" else ["a", "b"])
+    # Nothing of a, b (or c) reaches the output folder: what was there stays, and no staging is left.
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+
+
 def test_output_through_a_symbolic_link(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
     dangling = tmp_path / "pred"
     dangling.symlink_to(tmp_path / "scratch" / "pred")
@@ -1065,7 +1213,10 @@ def test_mni152_run_predicts_in_the_templates_display_orientation(tmp_path: Path
     with warnings.catch_warnings():
         # Two steps of training label the whole crop, its cut edges too; that warning is not tested here.
         warnings.filterwarnings("ignore", message=r".* on the edges where its slices were cropped")
-        report = predict(run, [scan, tmp_path / "mni_pil.nii.gz"], output=tmp_path / "pred", progress=False)
+        # On the CPU, like the reference below: on a card, bf16 autocast would differ by more than rounding.
+        report = predict(
+            run, [scan, tmp_path / "mni_pil.nii.gz"], output=tmp_path / "pred", progress=False, device="cpu"
+        )
     assert json.loads((run / "manifest.json").read_text())["orientations"] == {"RAS": len(_train_set(run))}
     assert [c.reoriented_to for c in report.cases] == [None, "RAS"]
     seg, _, _ = _nifti(tmp_path / "pred" / "mni_seg.nii.gz")

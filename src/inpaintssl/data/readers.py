@@ -12,7 +12,9 @@ array has its channels on the last axis. Spacing is ``(row_mm, col_mm, slice_mm)
 
 Formats that cannot be read slice by slice (``.nii.gz``, ``.npz`` members, PNG) are decompressed
 once per process on first read and kept; uncompressed ``.nii`` and ``.npy`` are memory-mapped and
-HDF5 is read per slice, so convert large gzip NIfTI collections to ``.nii`` or HDF5.
+HDF5 is read per slice, so convert large gzip NIfTI collections to ``.nii`` or HDF5. A caller done
+with a volume for a while (prediction, between its check of a scan and its turn) drops what is kept
+with :meth:`Volume.release`; the next read decompresses the file again.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -251,7 +253,33 @@ class Volume(ABC):
 
     @abstractmethod
     def _array(self) -> Any:
-        """The stored array, or a lazy object that supports NumPy basic indexing."""
+        """The stored array, or a lazy object that supports NumPy basic indexing.
+
+        A reader that keeps a decompressed array keeps it in ``self.__dict__["_cache"]`` and
+        rebuilds it there when it is missing, so that :meth:`release` can drop it.
+        """
+
+    def release(self) -> None:
+        """Drop the array decompressed on the first :meth:`read`; the next read reads the file again.
+
+        Only what a read built is dropped (a ``.nii.gz`` or ``.npz`` array, a PNG, a DICOM series
+        read across its slices, a ``.npy`` memory map): the header, spacing, geometry and any
+        :meth:`reorient` stay, and reads after it return the same values as before, as long as the
+        file is unchanged. Formats read per slice hold nothing to drop; an HDF5 file's handle stays
+        open, as other volumes of the same file share it. Slices :meth:`read` returned earlier may
+        be views of the dropped array and keep it in memory while they are referenced.
+
+        Example:
+            >>> import numpy as np, tempfile, pathlib
+            >>> p = pathlib.Path(tempfile.mkdtemp()) / "v.npz"
+            >>> np.savez(p, image=np.arange(8.0).reshape(2, 2, 2))
+            >>> vol = NumpyVolume(p)
+            >>> before = vol.read(1)
+            >>> vol.release()
+            >>> "_cache" in vol.__dict__, np.array_equal(vol.read(1), before)
+            (False, True)
+        """
+        self.__dict__.pop("_cache", None)
 
     def __getstate__(self) -> dict[str, Any]:
         # Decompressed caches and open handles are per process; a spawned worker rebuilds them.
@@ -479,7 +507,9 @@ def h5_dataset_shape(handle: Any, key: str, *, path: Path) -> tuple[int, ...]:
 class PngVolume(Volume):
     """A 2D PNG mask read with Pillow (a matplotlib dependency), integer values preserved.
 
-    Palette PNGs give their palette indices; RGB images are rejected (rank 3).
+    Palette PNGs give their palette indices; RGB images are rejected (rank 3). The image is
+    decoded when the volume is opened and kept; after :meth:`~Volume.release` the next read
+    decodes the file again.
     """
 
     def __init__(self, path: str | Path) -> None:

@@ -64,6 +64,16 @@ in only when every case succeeded, so a failure leaves nothing partial in ``outp
 killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
 (:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's.
 
+Memory and files read twice: every input is checked before any is predicted
+(:mod:`~inpaintssl.inference.preparation`), which reads it in full, but only one input's image is
+held in memory at a time: after its check each input's decompressed volume is released, and it is
+read again when its case is predicted and released once that case is done. So the model, the
+input being predicted and its label maps (with ``probabilities``, its probability maps too) are
+what a predict over a hundred scans holds, not the hundred scans. A file that changes between its
+check and its prediction (another size or modification time, or gone; compared before its case
+is read and again after) is refused with a :class:`PredictionError` naming it, with its size and
+time then and now; like every failure, it leaves nothing partial in ``output``.
+
 The steps live in their own modules: the run's network and preprocessing
 (:mod:`~inpaintssl.inference.trained_run`), finding, naming and opening the inputs
 (:mod:`~inpaintssl.inference.inputs`), reading them as the training scans were and checking them
@@ -98,7 +108,7 @@ from inpaintssl.inference.inputs import expand_inputs
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
 from inpaintssl.inference.labelling import predict_case
-from inpaintssl.inference.preparation import PreparedInput, prepare_inputs
+from inpaintssl.inference.preparation import PreparedInput, check_unchanged, prepare_inputs
 from inpaintssl.inference.preparation import Resample as Resample
 from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SHARE
 from inpaintssl.inference.results import CasePrediction as CasePrediction
@@ -206,8 +216,10 @@ def predict(
         PredictionError: No input matched; an input is unreadable, truncated or of an unsupported
             type, is blank (one value in every voxel) or holds NaN/Inf voxels (every input is read
             in full and checked as training checks its images, before any is predicted); its
-            channel count does not fit the model; the checkpoint is a pretraining (inpainting)
-            one; ``output`` is a file or a link to nothing. The message names the file.
+            channel count does not fit the model; an input file changed (size or modification
+            time) or vanished between its check and its prediction; the checkpoint is a
+            pretraining (inpainting) one; ``output`` is a file or a link to nothing. The message
+            names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
@@ -244,17 +256,25 @@ def predict(
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
         for item in progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True):
-            labels, probs, (cut, edge_voxels) = predict_case(
-                item,
-                model=model,
-                prep=prep,
-                device=target,
-                amp=amp_dtype,
-                batch_size=batch_size,
-                probabilities=probabilities,
-                large_slices=large_slices,
-                overlap=overlap,
-            )
+            # Released after its check, the input is read again here: it must still be what was checked.
+            check_unchanged(item)
+            try:
+                labels, probs, (cut, edge_voxels) = predict_case(
+                    item,
+                    model=model,
+                    prep=prep,
+                    device=target,
+                    amp=amp_dtype,
+                    batch_size=batch_size,
+                    probabilities=probabilities,
+                    large_slices=large_slices,
+                    overlap=overlap,
+                )
+            finally:
+                # One input's decompressed image in memory at a time: dropped before the next is read.
+                item.volume.release()
+            # A memory-mapped or per-slice read takes the data while predicting: a rewrite then shows now.
+            check_unchanged(item)
             seg_name = f"{item.case}_seg.nii.gz"
             save_nifti(nifti_image(labels, item.geometry, dtype=np.uint8), staging / seg_name)
             prob_name = None
@@ -280,6 +300,8 @@ def predict(
             )
             if done[-1].anatomy_cut_by_crop:
                 warnings.warn(_cut_message(item, prep, cut, edge_voxels), stacklevel=2)
+            # Not held while the next case is predicted: K float32 probability maps outweigh its scan.
+            del labels, probs
         atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))
         commit(staging, out)
     return PredictionReport(

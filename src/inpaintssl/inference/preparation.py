@@ -14,6 +14,17 @@ otherwise be z-scored to zeros and labelled with whatever the network makes of n
 error. Like training's, the check has no switch to skip it. Its pass over the scan computes the
 normalisation statistics (z-scoring runs), which the dataset keeps, as in training, for the
 prediction to use: a valid scan's label maps are unchanged, bit for bit.
+
+Memory: the check decompresses each scan in full (a ``.nii.gz`` cannot be read slice by slice),
+and the reader would keep that array until predict ends; a hundred CT scans held at once are tens
+of GB. So each input's volume is released (:meth:`~inpaintssl.data.readers.Volume.release`) as
+soon as it has passed, keeping its header, orientation and normalisation statistics, and predict
+reads it again when its turn comes and releases it after its case: one input's image is in memory
+at a time. Every input file is therefore read twice. Its fingerprint (size and modification time,
+:func:`~inpaintssl.data.preflight.file_fingerprints`) is recorded before the check reads it, and
+:func:`check_unchanged` refuses a file whose fingerprint differs when its case is predicted (a
+scan still being copied, or replaced meanwhile): the labels would describe data that was never
+checked.
 """
 
 from __future__ import annotations
@@ -21,11 +32,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from inpaintssl.data.ct import CTDataset
-from inpaintssl.data.preflight import preflight
+from inpaintssl.data.preflight import Fingerprints, file_fingerprints, preflight
 from inpaintssl.data.readers import Volume
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
@@ -34,7 +46,7 @@ from inpaintssl.inference.inputs import Geometry, case_names, open_input, readin
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
 
-__all__ = ["PreparedInput", "Resample", "prepare_inputs"]
+__all__ = ["PreparedInput", "Resample", "check_unchanged", "prepare_inputs"]
 
 Resample = Literal["off", "outside"]
 """Whether :func:`~inpaintssl.inference.predict.predict` resamples scans whose in-plane spacing lies
@@ -62,7 +74,9 @@ class PreparedInput:
     Attributes:
         case: Its case name (:func:`~inpaintssl.inference.inputs.case_names`).
         path: The input file (or DICOM folder).
-        volume: Its volume, read in the run's orientation where it has one.
+        volume: Its volume, read in the run's orientation where it has one; released after its
+            check (:meth:`~inpaintssl.data.readers.Volume.release`), so its next read decompresses
+            the file again.
         geometry: Where its label map goes in space.
         dataset: Its slices through the dataset class the run trained with.
         spacing: In-plane spacing of its slices as the network sees them; ``None`` without slices.
@@ -81,6 +95,8 @@ class PreparedInput:
     orientation: str | None
     resample_to: tuple[float, float] | None
     """In-plane ``(row_mm, col_mm)`` of the dataset's slices to resample to; ``None``: as read."""
+    fingerprints: Fingerprints
+    """``volume.files`` as they were checked (:func:`~inpaintssl.data.preflight.file_fingerprints`)."""
 
 
 def prepare_inputs(
@@ -93,6 +109,9 @@ def prepare_inputs(
     resample: Resample = "off",
 ) -> list[PreparedInput]:
     """Open and check every input (see the module docstring) before any prediction is made.
+
+    Returns:
+        One prepared input per path, in order, each with its volume released.
 
     Raises:
         PredictionError: An input is unreadable, truncated, blank (one value in every voxel) or
@@ -113,9 +132,15 @@ def prepare_inputs(
                 f"(shape {volume.shape})"
             )
         with reading(path):
+            # Stat'ed before the check reads the data, as training's check stats: a file rewritten
+            # while it is read here no longer matches when its case is read again to be predicted.
+            prints = _fingerprints(volume)
             # Training's check of its images, before any case is predicted: a blank or NaN scan is
             # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
             preflight({"predict": dataset}, progress=False, what=f"input {path}")
+        # Kept, the decompressed scan would stay in memory with every other input's until predict
+        # ends; the dataset keeps the statistics its check computed, which are all it needs.
+        volume.release()
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
@@ -126,8 +151,55 @@ def prepare_inputs(
                 resample_to = trained.nearest(seen)
             elif not fits:
                 warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
-        prepared.append(PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to))
+        prepared.append(
+            PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints)
+        )
     return prepared
+
+
+def _fingerprints(volume: Volume) -> Fingerprints:
+    prints = file_fingerprints(volume.files)
+    if prints is None:
+        gone = next((f for f in volume.files if file_fingerprints([f]) is None), volume.files[0])
+        raise PredictionError(
+            f"input {volume.path}: {gone} cannot be found or stat'ed any more, just after it was opened "
+            "(was it moved or deleted, or is it still being copied?); expected it to stay in place "
+            "until predict ends"
+        )
+    return prints
+
+
+def _state(size: int, mtime_ns: int) -> str:
+    seconds, nanoseconds = divmod(mtime_ns, 1_000_000_000)
+    when = datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{size} bytes, modified {when}.{nanoseconds:09d}"
+
+
+def check_unchanged(item: PreparedInput) -> None:
+    """Refuse an input whose files changed since :func:`prepare_inputs` checked them.
+
+    Every input is read in full and checked before any case is predicted, then released and read
+    again for its prediction (see the module docstring): a file rewritten, replaced or removed in
+    between would be labelled from data that was never checked. A file is taken as unchanged
+    while its size and modification time are (:func:`~inpaintssl.data.preflight.file_fingerprints`).
+
+    Raises:
+        PredictionError: A file's size or modification time differs from its check's, or the file
+            is gone; the message names the file, what was recorded and what is found.
+    """
+    for recorded in item.fingerprints:
+        name, size, mtime_ns = str(recorded[0]), int(recorded[1]), int(recorded[2])
+        found = file_fingerprints([name])
+        if found is not None and found[0] == recorded:
+            continue
+        now = "missing" if found is None else _state(int(found[0][1]), int(found[0][2]))
+        which = f"input {name}" if name == str(item.path) else f"input {item.path}: file {name}"
+        raise PredictionError(
+            f"{which} changed after it was checked: it was {_state(size, mtime_ns)} when checked, and is "
+            f"{now} now. Every input is checked before any is predicted and read again for its "
+            "prediction, so it must stay as it is until predict ends (was it still being written or "
+            "copied?); predict again once the file is complete"
+        )
 
 
 def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
