@@ -18,9 +18,10 @@ from inpaintssl.config import RECIPES, DataConfig
 from inpaintssl.data import DataError, build_datasets
 from inpaintssl.data import preflight as preflight_module
 from inpaintssl.data.base import SliceDataset
-from inpaintssl.data.preflight import CaseCheck, check_same_geometry, preflight
+from inpaintssl.data.preflight import CaseCheck, check_same_geometry, file_fingerprints, preflight
 from inpaintssl.data.readers import NiftiVolume, NumpyVolume
-from inpaintssl.data.volumes import hdf5_dataset, nifti_dataset, numpy_dataset
+from inpaintssl.data.views import select_volumes
+from inpaintssl.data.volumes import VolumeSliceDataset, hdf5_dataset, nifti_dataset, numpy_dataset
 
 CLASSES = ("a", "b")
 
@@ -492,3 +493,92 @@ def test_resumed_finetuning_rechecks_only_changed_files(
     monkeypatch.setattr("inpaintssl.training.stages.preflight", spy)
     issl.finetune(resumed)
     assert checked == [1]  # the rewritten val case; train and test were not read again
+
+
+# -- which sets each case served ------------------------------------------------------------------
+
+
+class _SpiedChecks(VolumeSliceDataset):
+    """A real NIfTI dataset that records the volume ids it is asked to check, call by call."""
+
+    asked: list[set[str]]
+
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        self.asked.append(set(volume_ids))
+        return super().preflight_checks(volume_ids)
+
+
+def _one_source(root: Path, count: int) -> _SpiedChecks:
+    """One labelled NIfTI split of ``count`` cases ``c0``, ``c1``, ... (a single source object)."""
+    entries = []
+    for i in range(count):
+        _save_nifti(root / f"c{i}.nii.gz", _image(i))
+        _save_nifti(root / f"c{i}_seg.nii.gz", _label(i))
+        entries.append({"image": f"c{i}.nii.gz", "label": f"c{i}_seg.nii.gz"})
+    dataset = nifti_dataset(split="train", cases={"train": entries}, root=root, class_names=CLASSES)
+    dataset.__class__ = _SpiedChecks
+    assert isinstance(dataset, _SpiedChecks)
+    dataset.asked = []
+    return dataset
+
+
+def _by_volume(mapping: Any) -> dict[str, Any]:
+    """A report mapping keyed by the volume id its check names (``nifti case 'c0' (...)``)."""
+    return {what.split("'")[1]: value for what, value in mapping.items()}
+
+
+def test_the_report_says_which_set_each_case_of_a_shared_source_served(tmp_path: Path) -> None:
+    # One dataset split into train and val by views: the checks of one source serve both sets.
+    source = _one_source(tmp_path, 4)
+    train = select_volumes(source, ["c0", "c1"], what="test")
+    val = select_volumes(source, ["c2"], what="test")
+
+    report = preflight({"train": train, "val": val, "test": None}, progress=False)
+
+    assert _by_volume(report.sets) == {"c0": ("train",), "c1": ("train",), "c2": ("val",)}
+    # passed is what it was: each checked case's files and fingerprints, whichever set it served.
+    assert _by_volume(report.passed) == {
+        f"c{i}": file_fingerprints([str(tmp_path / f"c{i}.nii.gz"), str(tmp_path / f"c{i}_seg.nii.gz")])
+        for i in range(3)
+    }
+    alone = preflight({"all": select_volumes(source, ["c0", "c1", "c2"], what="test")}, progress=False)
+    assert report.passed == alone.passed
+    assert (report.cases, report.items, report.skipped) == (3, 0, 0)
+
+
+def test_a_case_in_two_sets_is_checked_once_and_recorded_under_both(tmp_path: Path) -> None:
+    source = _one_source(tmp_path, 3)
+    train = select_volumes(source, ["c0", "c1"], what="test")
+    val = select_volumes(source, ["c1", "c2"], what="test")
+
+    report = preflight({"train": train, "val": val}, progress=False)
+
+    assert _by_volume(report.sets) == {"c0": ("train",), "c1": ("train", "val"), "c2": ("val",)}
+    assert report.cases == 3  # c1 once, although both sets hold it
+    assert sorted(_by_volume(report.passed)) == ["c0", "c1", "c2"]
+    again = preflight({"train": train, "val": val}, progress=False, passed=report.passed)
+    assert (again.cases, again.skipped) == (0, 3)
+    assert again.sets == report.sets
+
+
+def test_a_shared_source_is_asked_for_its_checks_once_per_group_of_sets(tmp_path: Path) -> None:
+    # Not once per volume: the ids are grouped by the sets that select them.
+    source = _one_source(tmp_path, 6)
+    sets: dict[str, SliceDataset | None] = {
+        "train": select_volumes(source, ["c0", "c1", "c2", "c3"], what="test"),
+        "val": select_volumes(source, ["c2", "c3", "c4", "c5"], what="test"),
+        "test": select_volumes(source, ["c4", "c5"], what="test"),
+    }
+
+    report = preflight(sets, progress=False)
+
+    assert source.asked == [{"c0", "c1"}, {"c2", "c3"}, {"c4", "c5"}]
+    assert _by_volume(report.sets) == {
+        "c0": ("train",),
+        "c1": ("train",),
+        "c2": ("train", "val"),
+        "c3": ("train", "val"),
+        "c4": ("test", "val"),
+        "c5": ("test", "val"),
+    }
+    assert report.cases == 6

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+import inpaintssl as issl
 from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
+from inpaintssl.data import DataError
+from inpaintssl.layout import RunFolder
 from inpaintssl.training.finetuning import phases_for
 from inpaintssl.training.run_folder import (
+    DataCheck,
     changed_fields,
     read_data_check,
     record_run,
     recorded_config,
     write_data_check,
 )
+from study_helpers import tiny_pretrain_config
 
 
 class _Splits:
@@ -126,23 +134,36 @@ def test_data_check_record_is_read_back_only_for_the_same_data_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     passed = {"nifti case 'a' (/d/a.nii)": [["/d/a.nii", 352, 17], ["/d/a_seg.nii", 300, 18]]}
+    sets = {"nifti case 'a' (/d/a.nii)": ("val", "train"), "nifti case 'b' (no files)": ("test",)}
     data = FinetuneConfig().data
-    write_data_check(tmp_path, passed, data_config=data)
+    write_data_check(tmp_path, passed, data_config=data, sets=sets)
 
-    assert read_data_check(tmp_path, data_config=data) == passed
-    assert read_data_check(tmp_path, data_config=data.model_copy(update={"num_workers": 3})) == passed
+    recorded = DataCheck(passed=passed, sets={"nifti case 'a' (/d/a.nii)": ("train", "val")})
+    assert read_data_check(tmp_path, data_config=data) == recorded
+    assert read_data_check(tmp_path, data_config=data.model_copy(update={"num_workers": 3})) == recorded
     other = data.model_copy(update={"image_size": (64, 64)})
-    assert read_data_check(tmp_path, data_config=other) == {}
+    assert read_data_check(tmp_path, data_config=other) == DataCheck()
     # Checked by another library version: its checks may have been weaker, so nothing is skipped.
     monkeypatch.setattr("inpaintssl.training.run_folder._version_of", lambda package: "0.0.0-other")
-    assert read_data_check(tmp_path, data_config=data) == {}
+    assert read_data_check(tmp_path, data_config=data) == DataCheck()
 
 
 @pytest.mark.parametrize("content", ["", "{not json", "[1, 2]", '{"passed": 3}'])
 def test_unreadable_data_check_record_means_check_everything(tmp_path: Path, content: str) -> None:
     (tmp_path / "data_check.json").write_text(content)
-    assert read_data_check(tmp_path, data_config=FinetuneConfig().data) == {}
-    assert read_data_check(tmp_path / "missing", data_config=FinetuneConfig().data) == {}
+    assert read_data_check(tmp_path, data_config=FinetuneConfig().data) == DataCheck()
+    assert read_data_check(tmp_path / "missing", data_config=FinetuneConfig().data) == DataCheck()
+
+
+def test_a_case_with_malformed_sets_is_read_back_without_them(tmp_path: Path) -> None:
+    # A hand-edited record: such a case is judged by volume id on a resume, as one recorded without sets.
+    passed = {"a": [["/d/a.nii", 1, 2]], "b": [["/d/b.nii", 1, 2]], "c": [["/d/c.nii", 1, 2]]}
+    data = FinetuneConfig().data
+    write_data_check(tmp_path, passed, data_config=data, sets={"a": ["train"]})
+    record = json.loads((tmp_path / "data_check.json").read_text())
+    record["sets"].update({"b": "train", "c": [1]})
+    (tmp_path / "data_check.json").write_text(json.dumps(record))
+    assert read_data_check(tmp_path, data_config=data) == DataCheck(passed=passed, sets={"a": ("train",)})
 
 
 def test_resuming_a_run_of_the_other_stage_names_the_stage(tmp_path: Path) -> None:
@@ -157,3 +178,94 @@ def test_resuming_a_run_of_the_other_stage_names_the_stage(tmp_path: Path) -> No
     (tmp_path / "config.yaml").write_text("optim: {lr: [1]}\n")
     with pytest.raises(ConfigError, match=r"optim.lr"):
         record_run(tmp_path, PretrainConfig(), resume=True, splits=_Splits(), manifest=lambda: {})
+
+
+# -- a rewritten file refuses a resume only when the run trained on it ----------------------------
+
+
+def _shared_id_run(root: Path) -> dict[str, Any]:
+    """A tiny pretraining config on ``.npy`` volumes found by pattern in ``train/`` and ``val/``.
+
+    ``train`` holds ``c1`` and ``c2``; ``val`` holds ``c1`` and ``c3``: its ``c1`` is another file
+    with the same volume id as the training ``c1`` (ids are unique only within a split).
+    """
+    volumes = [("train", "c1"), ("train", "c2"), ("val", "c1"), ("val", "c3")]
+    for seed, (split, name) in enumerate(volumes):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        volume = np.random.default_rng(seed).normal(size=(16, 16, 3)).astype(np.float32)
+        np.save(root / split / f"{name}_img.npy", volume)
+    cases = {split: {"image": f"{split}/*_img.npy"} for split in ("train", "val")}
+    return tiny_pretrain_config(
+        root / "run", data={"dataset": "numpy", "params": {"root": str(root), "cases": cases}}
+    )
+
+
+def _resumed(config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "run": {**config["run"], "resume": True}}
+
+
+def _touch(path: Path) -> None:
+    """A new modification time, the same contents (a file copied back, or touched)."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def _data_check(run: Path) -> dict[str, Any]:
+    record = json.loads((run / RunFolder.DATA_CHECK).read_text())
+    assert isinstance(record, dict)
+    return record
+
+
+def _as_before_sets(run: Path) -> None:
+    """Rewrite ``data_check.json`` as a version that recorded no sets wrote it."""
+    record = _data_check(run)
+    del record["sets"]
+    (run / RunFolder.DATA_CHECK).write_text(json.dumps(record, indent=1))
+
+
+def test_a_touched_validation_file_with_a_training_volume_id_only_warns(tmp_path: Path) -> None:
+    config = _shared_id_run(tmp_path)
+    issl.pretrain(config)
+    run = tmp_path / "run"
+    sets = {what.split("(")[-1].rstrip(")"): names for what, names in _data_check(run)["sets"].items()}
+    assert sets == {
+        str(tmp_path / "train" / "c1_img.npy"): ["train"],
+        str(tmp_path / "train" / "c2_img.npy"): ["train"],
+        str(tmp_path / "val" / "c1_img.npy"): ["val"],
+        str(tmp_path / "val" / "c3_img.npy"): ["val"],
+    }
+
+    _touch(tmp_path / "val" / "c1_img.npy")
+    with pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c1_img\.npy"):
+        issl.pretrain(_resumed(config))
+
+    _touch(tmp_path / "train" / "c1_img.npy")
+    with pytest.raises(DataError, match=r"training files rewritten .*train/c1_img\.npy") as caught:
+        issl.pretrain(_resumed(config))
+    assert "val/c1_img.npy" not in str(caught.value)  # the resume above recorded it as it is now
+
+
+def test_a_data_check_recorded_without_sets_still_judges_by_volume_id(tmp_path: Path) -> None:
+    # Runs started before data_check.json held sets still resume, and are refused, as they were.
+    config = _shared_id_run(tmp_path)
+    issl.pretrain(config)
+    run = tmp_path / "run"
+    _as_before_sets(run)
+    _touch(tmp_path / "val" / "c3_img.npy")  # no training volume is called c3_img
+    with pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c3_img\.npy"):
+        issl.pretrain(_resumed(config))
+    assert "sets" in _data_check(run)  # the resumed start recorded them
+
+    _as_before_sets(run)
+    _touch(tmp_path / "train" / "c1_img.npy")
+    with pytest.raises(DataError, match=r"training files rewritten .*train/c1_img\.npy"):
+        issl.pretrain(_resumed(config))
+
+    # By volume id, a validation case named like a training case is taken for one (the fallback's
+    # limit, which the recorded sets lift).
+    (run / RunFolder.DATA_CHECK).unlink()
+    issl.pretrain(_resumed(config))
+    _as_before_sets(run)
+    _touch(tmp_path / "val" / "c1_img.npy")
+    with pytest.raises(DataError, match=r"training files rewritten .*val/c1_img\.npy"):
+        issl.pretrain(_resumed(config))

@@ -29,7 +29,10 @@ A resumed run need not read everything again: each check that names its files
 modification time, :func:`file_fingerprints`), and a later :func:`preflight` given that mapping
 skips a case whose files still have the same fingerprints. The training stages keep it in the run
 folder (``data_check.json``), so a run requeued after preemption starts training at once instead
-of re-reading a whole dataset; a changed, replaced or vanished file is checked again.
+of re-reading a whole dataset; a changed, replaced or vanished file is checked again. The report
+also says which of the given sets each case check served (``PreflightReport.sets``), so a resume
+can tell a rewritten training file from a validation or test file without parsing check names:
+volume ids are unique only within a split, and a plugin may name its checks as it likes.
 
 Example:
     >>> from inpaintssl.data.synthetic import SyntheticShapes
@@ -108,6 +111,9 @@ class PreflightReport:
         skipped: Case checks skipped because their files were unchanged since they last passed.
         passed: Each passed or skipped check that names its files: ``what`` -> the files'
             fingerprints as they were checked (the ``passed`` argument of a later call).
+        sets: Each case check run or skipped: ``what`` -> the names of the given sets it served,
+            sorted (``("train",)``; ``("train", "val")`` when views of one dataset put the case in
+            both). Items read one by one have no entry.
     """
 
     cases: int
@@ -115,6 +121,7 @@ class PreflightReport:
     seconds: float
     skipped: int = 0
     passed: Mapping[str, Fingerprints] = field(default_factory=dict)
+    sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def file_fingerprints(files: Collection[str]) -> Fingerprints | None:
@@ -212,6 +219,29 @@ def _sources(dataset: SliceDataset, wanted: set[str] | None) -> Iterator[tuple[S
         yield dataset, here
 
 
+def _set_groups(by_set: Mapping[str, set[str]]) -> list[tuple[tuple[str, ...], set[str]]]:
+    """One source's volume ids grouped by the sets that select them (sorted names, ids).
+
+    One group per distinct combination of sets, so a source asked for its checks once per group
+    is asked a few times at most, however many volumes it holds. A source whose sets select no
+    volume id (in-memory data) forms one group of all its sets, so it is still asked once.
+
+    Example:
+        >>> _set_groups({"train": {"a", "b"}, "val": {"b", "c"}})
+        [(('train',), {'a'}), (('train', 'val'), {'b'}), (('val',), {'c'})]
+    """
+    order = list(by_set)
+    groups: dict[frozenset[str], set[str]] = {}
+    for volume in set().union(*by_set.values()):
+        names = frozenset(name for name, ids in by_set.items() if volume in ids)
+        groups.setdefault(names, set()).add(volume)
+    if not groups:
+        return [(tuple(sorted(by_set)), set())]
+    # In the order the sets were given, so checks run in the same order from one start to the next.
+    ranked = sorted(groups.items(), key=lambda group: sorted(order.index(name) for name in group[0]))
+    return [(tuple(sorted(names)), ids) for names, ids in ranked]
+
+
 def _check_item(dataset: SliceDataset, index: int, *, name: str) -> None:
     item = dataset[index]
     where = f"{name} item {index} (volume {item.get('volume_id')!r}, slice {item.get('slice_index')})"
@@ -228,7 +258,8 @@ def preflight(
     """Check every case (or item) the given datasets use; see the module docstring.
 
     Args:
-        datasets: The run's sets by name, e.g. ``{"train": ..., "val": ..., "test": None}``.
+        datasets: The run's sets by name, e.g. ``{"train": ..., "val": ..., "test": None}``; the
+            names are what ``PreflightReport.sets`` records.
         progress: Show a progress bar over cases (on a terminal).
         what: Names the data in messages about item-by-item checks (e.g. ``data.dataset='x'``).
         passed: ``PreflightReport.passed`` of an earlier check of the same data: its cases whose
@@ -241,19 +272,29 @@ def preflight(
         DataError: The first problem found, naming the file (or dataset item) and what is wrong.
     """
     start = time.perf_counter()
-    wanted: dict[int, tuple[SliceDataset, set[str], str]] = {}
+    # By source, the volume ids each set selects from it: views of one dataset may serve several sets.
+    wanted: dict[int, tuple[SliceDataset, dict[str, set[str]]]] = {}
     for name, dataset in datasets.items():
         if dataset is None:
             continue
         for source, ids in _sources(dataset, None):
-            _, seen, first = wanted.get(id(source), (source, set(), name))
-            wanted[id(source)] = (source, seen | ids, first)
+            wanted.setdefault(id(source), (source, {}))[1].setdefault(name, set()).update(ids)
     checks: list[CaseCheck] = []
+    served: dict[str, set[str]] = {}
     items: list[tuple[SliceDataset, int, str]] = []
-    for source, ids, name in wanted.values():
+    for source, by_set in wanted.values():
         if isinstance(source, Checkable):
-            checks.extend(source.preflight_checks(ids))
+            asked: set[str] = set()
+            for names, group in _set_groups(by_set):
+                returned = source.preflight_checks(group)
+                # A source that returns its cases whatever ids it is asked for would otherwise
+                # have each of them run once per group.
+                checks.extend(check for check in returned if check.what not in asked)
+                asked.update(check.what for check in returned)
+                for check in returned:
+                    served.setdefault(check.what, set()).update(names)
         else:
+            name, ids = next(iter(by_set)), set().union(*by_set.values())
             label = f"{what} {name} set"
             items.extend((source, i, label) for i, v in enumerate(source.volume_ids) if v in ids)
             if not source.volume_ids:
@@ -287,4 +328,5 @@ def preflight(
         seconds=time.perf_counter() - start,
         skipped=len(checks) - len(to_run),
         passed=now,
+        sets={case: tuple(sorted(names)) for case, names in served.items()},
     )

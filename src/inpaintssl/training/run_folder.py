@@ -20,7 +20,8 @@ import platform
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -47,6 +48,7 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 __all__ = [
     "RESUMABLE_CHANGES",
+    "DataCheck",
     "RunFolder",
     "record_budget",
     "TensorBoardLog",
@@ -54,6 +56,7 @@ __all__ = [
     "changed_fields",
     "data_files_hash",
     "read_data_check",
+    "trains_on",
     "worker_seed",
     "write_data_check",
     "write_config",
@@ -146,33 +149,88 @@ def _data_check_key(data_config: BaseModel) -> dict[str, str]:
     }
 
 
-def write_data_check(run_dir: Path, passed: Mapping[str, Any], *, data_config: BaseModel) -> None:
+def trains_on(name: str) -> bool:
+    """Whether a run trains on the set or subset called ``name``.
+
+    ``train`` is the training set of the pre-flight check (``data_check.json``'s ``sets``) and of
+    ``splits.json``; ``splits.json`` also records each extra pretraining source as
+    ``unlabelled/<i>``, which the pre-flight check sees inside ``train``. ``val``, ``test`` (and
+    anything else) are only evaluated on.
+
+    Example:
+        >>> [trains_on(name) for name in ("train", "unlabelled/0", "val", "test")]
+        [True, True, False, False]
+    """
+    return name == "train" or name.startswith("unlabelled/")
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """What ``data_check.json`` holds (:func:`read_data_check`).
+
+    Attributes:
+        passed: The cases the pre-flight check passed: check name -> its files' fingerprints
+            (``PreflightReport.passed``; the ``passed`` argument of the next check).
+        sets: The sets each of those cases served: check name -> set names
+            (``PreflightReport.sets``). Empty in a record written before it held them.
+    """
+
+    passed: dict[str, Any] = field(default_factory=dict)
+    sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def write_data_check(
+    run_dir: Path,
+    passed: Mapping[str, Any],
+    *,
+    data_config: BaseModel,
+    sets: Mapping[str, Collection[str]] | None = None,
+) -> None:
     """Write ``data_check.json``: the cases the pre-flight check passed, by file fingerprint.
 
     A resumed run reads it back (:func:`read_data_check`) and skips those cases while their files
     are unchanged (:func:`inpaintssl.data.preflight.preflight`). Written atomically; merely a
     saving of time, so it is rewritten on every start.
+
+    Args:
+        run_dir: The run folder.
+        passed: ``PreflightReport.passed``.
+        data_config: The run's data settings: a record written for others is not read back.
+        sets: ``PreflightReport.sets``, kept as ``sets`` for the cases in ``passed``: a resume
+            tells a rewritten training file from a validation or test file by them
+            (:func:`trains_on`). Without it the record holds none, as one written before it did.
     """
-    record = {**_data_check_key(data_config), "passed": dict(passed)}
+    record: dict[str, Any] = {**_data_check_key(data_config), "passed": dict(passed)}
+    if sets is not None:
+        record["sets"] = {what: sorted(sets[what]) for what in passed if what in sets}
     atomic_write_text(RunFolder(run_dir).data_check, json.dumps(record, indent=1))
 
 
-def read_data_check(run_dir: Path, *, data_config: BaseModel) -> dict[str, Any]:
+def read_data_check(run_dir: Path, *, data_config: BaseModel) -> DataCheck:
     """The cases an earlier start of this run passed, if checked with these data settings.
 
     Empty when there is no record, it is unreadable, or it was written by another library version
-    or for other data settings: then every case is checked again.
+    or for other data settings: then every case is checked again. A case whose sets are missing or
+    malformed has no entry in ``sets`` (a record written before it held them has none at all).
     """
     try:
         record = json.loads(RunFolder(run_dir).data_check.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return DataCheck()
     if not isinstance(record, dict) or any(
         record.get(k) != v for k, v in _data_check_key(data_config).items()
     ):
-        return {}
+        return DataCheck()
     passed = record.get("passed")
-    return passed if isinstance(passed, dict) else {}
+    if not isinstance(passed, dict):
+        return DataCheck()
+    recorded = record.get("sets")
+    sets = {
+        str(what): tuple(str(name) for name in names)
+        for what, names in (recorded.items() if isinstance(recorded, dict) else ())
+        if isinstance(names, list) and all(isinstance(name, str) for name in names)
+    }
+    return DataCheck(passed=passed, sets=sets)
 
 
 def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
@@ -405,25 +463,34 @@ def _split_changes(recorded: Any, splits: Any) -> list[str]:
 
 
 def _training_volumes(recorded: Any) -> set[str]:
-    """The volume ids of the recorded subsets a run trains on (``train``, ``unlabelled/<i>``)."""
+    """The volume ids of the recorded subsets a run trains on (:func:`trains_on`)."""
     subsets = _subsets(recorded) or {}
-    trained = (
-        subset
-        for name, subset in subsets.items()
-        if (name == "train" or name.startswith("unlabelled/")) and isinstance(subset, dict)
-    )
+    trained = (subset for name, subset in subsets.items() if trains_on(name) and isinstance(subset, dict))
     return {str(v) for subset in trained for v in subset.get("volume_ids") or []}
 
 
-def _file_changes(passed: Mapping[str, Any], training: set[str]) -> tuple[list[str], list[str], list[str]]:
+def _file_changes(check: DataCheck, training: set[str]) -> tuple[list[str], list[str], list[str]]:
     """Files of ``data_check.json``'s cases that are gone or resized, and those only rewritten
-    (same size, new modification time), of training cases and of the others."""
+    (same size, new modification time), of training cases and of the others.
+
+    A case is a training case when a set it served is trained on (:func:`trains_on`). A case
+    without recorded sets (a ``data_check.json`` written before the record held them) is judged by
+    its check's name, so that runs started before then still resume as they did: a training case
+    when the name holds ``case '<id>'`` for an id in ``training`` (the volume ids of the subsets
+    trained on). That fallback takes a validation case whose id is also a training id (ids are
+    unique only within a split) for a training case, and misses a training case of a dataset that
+    names its checks otherwise.
+    """
     gone_or_resized: list[str] = []
     rewritten_training: list[str] = []
     rewritten_other: list[str] = []
-    for what, prints in sorted(passed.items()):
-        # The check's name says which case it is: "<dataset> case '<volume id>' (<path>)".
-        trains = any(f"case {volume!r}" in str(what) for volume in training)
+    for what, prints in sorted(check.passed.items()):
+        served = check.sets.get(what)
+        if served is not None:
+            trains = any(trains_on(name) for name in served)
+        else:
+            # Recorded without sets: only the name says which case it is, "<dataset> case '<id>' (<path>)".
+            trains = any(f"case {volume!r}" in str(what) for volume in training)
         for entry in prints if isinstance(prints, list) else []:
             try:
                 name, size, mtime = str(entry[0]), int(entry[1]), int(entry[2])
@@ -452,7 +519,10 @@ def _check_same_data(
     the cases the pre-flight check passed (``data_check.json``: each file's size and modification
     time). A training file rewritten in place (same size, new modification time) is refused too,
     with the way out for a file that was only copied or touched; a rewritten validation or test
-    file only gets a warning, since the weights trained so far did not learn from it.
+    file only gets a warning, since the weights trained so far did not learn from it. Which is
+    which comes from the sets ``data_check.json`` records for each case (a file of a case that
+    served both is a training file), by volume id for a record that holds none
+    (:func:`_file_changes`).
 
     Datasets that read no files (``synthetic``) record none, so only their subsets are compared.
 
@@ -465,12 +535,12 @@ def _check_same_data(
     old_hash = then.get("data_files_sha256") if isinstance(then, dict) else None
     new_hash = manifest.get("data_files_sha256")
     data_config = getattr(config, "data", None)
-    passed = (
-        {}
+    check = (
+        DataCheck()
         if not isinstance(data_config, BaseModel)
         else read_data_check(folder.root, data_config=data_config)
     )
-    gone, rewritten, rewritten_other = _file_changes(passed, _training_volumes(recorded_splits))
+    gone, rewritten, rewritten_other = _file_changes(check, _training_volumes(recorded_splits))
     if gone:
         problems.append(
             f"files gone or resized since {folder.data_check.name} recorded them: {_listed(gone)}"

@@ -91,7 +91,7 @@ def check_at_the_door(
         {"train": bundle.train, "val": bundle.val, "test": bundle.test},
         progress=not config.run.quiet and ctx.dist.is_main,
         what=f"data.dataset={config.data.dataset!r}",
-        passed=read_data_check(ctx.run_dir, data_config=config.data) if config.run.resume else None,
+        passed=read_data_check(ctx.run_dir, data_config=config.data).passed if config.run.resume else None,
     )
     if bundle.class_names and len(bundle.train) <= ABSENT_CLASS_CHECK_LIMIT and ctx.dist.is_main:
         missing = absent_classes(bundle.train)
@@ -157,7 +157,8 @@ def record_stage(
     started from (``working_directory``), and where each registered component came from
     (``components``, :func:`component_origins`). Slices from volumes in
     several orientations get a warning here. ``checked`` (from :func:`check_at_the_door`) is kept
-    as ``data_check.json`` for a resume to skip the cases it read in full.
+    as ``data_check.json`` for a resume to skip the cases it read in full, with the sets each case
+    served (a rewritten file of a case the run trained on refuses the resume, others warn).
 
     Example:
         Inside a run session, after :func:`check_at_the_door` passed (``extra`` lands in the
@@ -200,7 +201,7 @@ def record_stage(
     record_run(ctx.run_dir, config, resume=config.run.resume, splits=bundle.splits, manifest=manifest)
     # After the record: a run that fails before it starts leaves nothing behind, this included.
     if checked is not None and checked.passed:
-        write_data_check(ctx.run_dir, checked.passed, data_config=config.data)
+        write_data_check(ctx.run_dir, checked.passed, data_config=config.data, sets=checked.sets)
 
 
 def build_trainer(
