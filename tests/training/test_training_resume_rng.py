@@ -3,11 +3,13 @@
 The trainer's own randomness is keyed by (seed, epoch, index), so nothing of the library noticed
 when a resume left the global generators alone. A plugin that draws from them (augmentation,
 dropout-like noise) would then diverge silently after a restart. Here the objective draws from
-all three generators at every step and scales its loss with the draws.
+all three generators at every step and scales its loss with the draws. float16 training's loss
+scale (its ``GradScaler``) is trainer state of the same kind and continues too.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,47 @@ def test_resume_continues_the_global_random_streams(tmp_path: Path) -> None:
         assert torch_draw == draw[2], f"torch differs at step {call}"
     reference_state = reference_model.state_dict()
     assert all(torch.equal(v, reference_state[k]) for k, v in model.state_dict().items())
+
+
+
+def _float16_style_scaler(trainer: Trainer) -> torch.amp.GradScaler:
+    # float16 autocast runs on CUDA only (amp is off on the CPU), but the GradScaler it enables is
+    # device-independent: enabled here on the CPU, doubling its scale after every finite step.
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
+    trainer.train_step.scaler = scaler
+    return scaler
+
+
+def _killed_after_two_epochs(run_dir: Path, *, scaled: bool) -> None:
+    trainer, _ = _trainer(run_dir, GlobalRandomness(stop_at_call=2 * STEPS_PER_EPOCH), resume=False)
+    if scaled:
+        _float16_style_scaler(trainer)
+    with pytest.raises(SimulatedKillError):
+        trainer.fit()
+    if scaled:
+        assert trainer.train_step.scaler.get_scale() == 1024.0 * 2**4  # 4 finite steps, each doubling
+
+
+def _resumed_scale(run_dir: Path) -> float:
+    """The scale after the resumed run's remaining epochs, from a scaler built anew at 1024."""
+    objective = GlobalRandomness()
+    objective.calls = 2 * STEPS_PER_EPOCH
+    trainer, _ = _trainer(run_dir, objective, resume=True)
+    scaler = _float16_style_scaler(trainer)
+    assert trainer.fit().resumed_from_epoch == 2
+    return scaler.get_scale()
+
+
+def test_resume_continues_at_the_loss_scale_the_run_reached(tmp_path: Path) -> None:
+    _killed_after_two_epochs(tmp_path, scaled=True)
+    remaining = (EPOCHS - 2) * STEPS_PER_EPOCH
+    # Started again from 1024 it would end at 1024 * 2**remaining, and skip steps on float16
+    # until it backed off; continued, it goes on from the scale the checkpoint reached.
+    assert _resumed_scale(tmp_path) == 1024.0 * 2 ** (4 + remaining)
+
+
+def test_a_checkpoint_without_a_loss_scale_leaves_the_scaler_as_built(tmp_path: Path) -> None:
+    _killed_after_two_epochs(tmp_path, scaled=False)  # amp off: no scale recorded
+    saved = json.loads((tmp_path / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert "grad_scaler" not in saved
+    assert _resumed_scale(tmp_path) == 1024.0 * 2 ** ((EPOCHS - 2) * STEPS_PER_EPOCH)

@@ -589,6 +589,7 @@ class Trainer:
                     ) from exc
                 state.resumed_from = state.global_epoch
                 restore_rng_states(rng_tensors, rng)
+                self._restore_grad_scaler(saved.get("grad_scaler"))
                 log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
@@ -808,10 +809,22 @@ class Trainer:
         return row
 
     def _save_last(self, optimizer: torch.optim.Optimizer, state: _FitState, *, val_loss: float) -> None:
+        # float16 training's loss scale (empty when the scaler is off: bf16, float32) is saved too:
+        # a resume would otherwise start again from 2**16 and skip steps until it backs off.
+        scaler = self.train_step.scaler.state_dict()
         self._save(
             "last",
             epoch=state.global_epoch - 1,
             val_loss=val_loss,
             optimizer=optimizer,
-            state=state.to_json(),
+            state={**state.to_json(), **({"grad_scaler": scaler} if scaler else {})},
         )
+
+    def _restore_grad_scaler(self, saved: Any) -> None:
+        """Continue float16 training at the loss scale the checkpoint reached.
+
+        A checkpoint written without a scaler (bf16 or float32, or before scales were saved), or a
+        resume without one, leaves the scaler as built.
+        """
+        if isinstance(saved, dict) and saved and self.train_step.scaler.is_enabled():
+            self.train_step.scaler.load_state_dict(saved)
