@@ -209,18 +209,49 @@ def test_a_ct_series_and_a_label_stored_by_another_tool_line_up_once_reoriented(
     check.run()  # the series' patient geometry is the label's affine
 
 
-def test_a_ct_label_with_another_world_geometry_is_refused_when_reoriented(tmp_path: Path) -> None:
+def test_a_ct_label_with_another_world_geometry_is_refused(tmp_path: Path) -> None:
     hu, affine = _ct_series(tmp_path / "series")
     shifted = affine.copy()
     shifted[0, 3] += 12.0  # the same axis order, 12 mm off: a label of another frame
     nib.save(nib.Nifti1Image(np.zeros(hu.shape, np.uint8), shifted), tmp_path / "seg.nii.gz")
     cases = {"train": {"image": "series", "label": "seg.nii.gz"}}
-    ds = ct_dataset(split="train", cases=cases, root=tmp_path, orientation="PLS")  # the series' own order
-    (check,) = ds.preflight_checks({"series"})
-    with pytest.raises(
-        DataError, match=r"seg\.nii\.gz has affine .* but image .*series has .*difference 12 mm"
-    ):
+    refused = r"seg\.nii\.gz has affine .* but image .*series has .*difference 12 mm"
+    # Read in the series' own order and as stored alike: the series states its geometry per slice.
+    for orientation in ("PLS", None):
+        ds = ct_dataset(split="train", cases=cases, root=tmp_path, orientation=orientation)
+        (check,) = ds.preflight_checks({"series"})
+        with pytest.raises(DataError, match=refused):
+            check.run()
+
+
+def test_a_square_ct_label_in_another_voxel_order_is_refused_as_stored_and_pairs_when_reoriented(
+    tmp_path: Path,
+) -> None:
+    # 512x512 CT is square, so a label converted columns-first (as dcm2niix stores a series) has
+    # the image's shape, and paired as stored each slice's label lay transposed on its image.
+    folder = tmp_path / "series"
+    folder.mkdir()
+    stored = np.random.default_rng(5).integers(-900, 900, (4, 4, 3)).astype(np.int16)
+    for k in range(stored.shape[2]):
+        write_dicom_slice(
+            folder / f"s{k}.dcm",
+            stored[:, :, k],
+            slope=1.0,
+            intercept=0.0,
+            z=2.5 * k,
+            instance=k + 1,
+            pixel_spacing=(0.7, 0.7),  # isotropic in plane, as CT is: the spacing check tells nothing
+        )
+    affine = np.asarray(DicomVolume(folder).world_affine)
+    mask = np.zeros(stored.shape, np.uint8)
+    mask[0, 1:3, :] = 1  # one row of the series, so a transposed label is a column
+    nib.save(stored_as(nib.Nifti1Image(mask, affine), "RAS"), tmp_path / "seg.nii.gz")
+    cases = {"train": {"image": "series", "label": "seg.nii.gz"}}
+    (check,) = ct_dataset(split="train", cases=cases, root=tmp_path).preflight_checks({"series"})
+    with pytest.raises(DataError, match=r"voxel axes run PLS and the label's RAS: .*orientation: PLS"):
         check.run()
-    # As stored, nothing rests on the geometry, and a label without one is accepted as before.
-    (plain,) = ct_dataset(split="train", cases=cases, root=tmp_path).preflight_checks({"series"})
-    plain.run()
+    ds = ct_dataset(split="train", cases=cases, root=tmp_path, orientation="PLS")
+    (check,) = ds.preflight_checks({"series"})
+    check.run()
+    for i in range(len(ds)):
+        assert np.array_equal(ds[i]["label"][0].numpy(), mask[:, :, i])

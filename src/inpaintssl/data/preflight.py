@@ -153,10 +153,14 @@ def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = G
     """Raise unless a label volume lies on its image's grid in space, not only in shape.
 
     Spacing is compared when both files carry one (NIfTI ``pixdim``, DICOM ``PixelSpacing``);
-    affines when both carry one (NIfTI), and the patient geometry of a DICOM series against its
-    label's affine when both were read in one orientation (:meth:`Volume.reorient`), which rests
-    on that geometry. Formats without geometry (NumPy, HDF5, PNG) are not compared: their spacing
-    is whatever the dataset's parameters say.
+    voxel-to-world matrices when both carry one (:attr:`Volume.world_affine`: a NIfTI affine, or
+    the patient geometry of a DICOM series), as read (after :meth:`Volume.reorient`, when the
+    dataset reads in an ``orientation``). A label on the same grid in space but stored in another
+    voxel order (a DICOM series' label converted by a tool that stores columns first, as dcm2niix
+    does) is refused too: paired as stored, each slice's label would lie transposed or mirrored on
+    its image; read in one ``orientation``, both have one voxel order and pair. Formats without
+    geometry (NumPy, HDF5, PNG) are not compared: their spacing is whatever the dataset's
+    parameters say.
 
     Raises:
         DataError: Spacing or affine differ by more than ``tolerance_mm``; the message names both
@@ -182,17 +186,25 @@ def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = G
             f"{_mm(image.spacing)} mm; expected the same spacing within {tolerance_mm:g} mm "
             "(was the label resampled?)"
         )
-    image_affine, label_affine = image.affine, label.affine
-    if image.read_in is not None and label.read_in is not None:
-        image_affine, label_affine = image.world_affine, label.world_affine
+    # World matrices, not only NIfTI affines: a DICOM series states its geometry per slice, and a
+    # label NIfTI beside it was compared with nothing, so one in another voxel order passed.
+    image_affine, label_affine = image.world_affine, label.world_affine
     if image_affine is None or label_affine is None:
         return
     if not np.allclose(image_affine, label_affine, rtol=0.0, atol=tolerance_mm):
         worst = float(np.abs(image_affine - label_affine).max())
+        codes = (image.orientation, label.orientation)
+        hint = "different origin or orientation?"
+        if None not in codes and codes[0] != codes[1]:
+            hint = (
+                f"the image's voxel axes run {codes[0]} and the label's {codes[1]}: if both lie on one "
+                "grid in space, give the dataset an orientation (e.g. data.params.orientation: "
+                f"{codes[0]}) so both are read in one voxel order"
+            )
         raise DataError(
             f"{where} affine {_rows(label_affine)} but image {image.path} has {_rows(image_affine)} "
             f"(largest difference {worst:.4g} mm); expected the same voxel-to-world mapping within "
-            f"{tolerance_mm:g} mm (different origin or orientation?)"
+            f"{tolerance_mm:g} mm ({hint})"
         )
 
 
