@@ -10,6 +10,7 @@ import csv
 import json
 import socket
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,16 @@ import torch
 import yaml
 
 from inpaintssl.cli import main
+from inpaintssl.layout import RunFolder
 from inpaintssl.studies import StudyStore, expand_study, load_spec, run_study
+from inpaintssl.studies import worker as worker_module
 from inpaintssl.studies.database import StudyDatabase, StudyDatabaseError
 from inpaintssl.studies.executors import run_with_executor
 from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
+from inpaintssl.training import lock as lock_module
+from inpaintssl.training.lock import StaleLockWarning
 from study_helpers import (
     CLASSES,
     TEST_SLICES,
@@ -134,6 +139,29 @@ def test_the_remote_worker_opens_no_database(tmp_path: Path, monkeypatch: pytest
     assert read_result_file(spec.results_dir() / f"{pre.id}.json").kind == "pretrain"
     # A task whose result file exists (a requeued array task) does not train it again.
     assert run_tasks([Task.from_job(pre)], results=spec.results_dir())[0].status == "skipped"
+
+
+def test_a_requeued_task_on_another_node_waits_for_its_killed_attempts_lock_to_go_silent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attempt killed on node-a left its lock, still fresh when the requeued task starts here.
+    spec = load_spec(_spec(tmp_path / "study"))
+    (pre,) = expand_study(spec).pretrain_jobs()
+    folder = Path(pre.config.run.output_dir)
+    folder.mkdir(parents=True)
+    lock_file = folder / RunFolder.LOCK
+    killed = {"pid": 4242, "host": "node-a", "since": "2026-12-01T10:00:00+00:00", "token": "t"}
+    lock_file.write_text(json.dumps({**killed, "heartbeat_s": 1.0}), encoding="utf-8")
+    monkeypatch.setattr(lock_module, "LOCK_STALE_AFTER_S", 3.0)  # two minutes in production
+    monkeypatch.setattr(worker_module, "LOCK_STALE_AFTER_S", 3.0)
+    monkeypatch.setattr(worker_module, "LOCK_HEARTBEAT_S", 1.0)
+    started = time.monotonic()
+    with pytest.warns(StaleLockWarning, match="node-a"):
+        (report,) = run_tasks([Task.from_job(pre)], results=spec.results_dir())
+    assert report.status == "done", report.error
+    assert time.monotonic() - started >= 2.0  # it waited for the silence, then trained
+    assert read_result_file(spec.results_dir() / f"{pre.id}.json").kind == "pretrain"
+    assert not lock_file.exists()
 
 
 # -- merging ----------------------------------------------------------------------------------

@@ -96,11 +96,85 @@ def test_lock_whose_pid_now_belongs_to_a_newer_process_is_stale(tmp_path: Path) 
         acquire_run_lock(tmp_path).release()
 
 
-def test_lock_from_another_host_is_never_stale(tmp_path: Path) -> None:
-    _write_lock(tmp_path, pid=_dead_pid(), host="elsewhere.example")
+def test_lock_from_another_host_without_a_heartbeat_is_never_stale(tmp_path: Path) -> None:
+    _write_lock(tmp_path, pid=_dead_pid(), host="elsewhere.example")  # written before heartbeats
+    _silence(tmp_path, 10 * lock_module.LOCK_STALE_AFTER_S)
     with pytest.raises(RunFolderLockedError, match=r"on host 'elsewhere\.example'.*delete the lock file"):
         acquire_run_lock(tmp_path)
     assert (tmp_path / RunFolder.LOCK).exists()
+
+
+def _silence(folder: Path, seconds: float) -> None:
+    """Make the lock file look untouched for ``seconds`` (its owner's heartbeat last heard then)."""
+    then = time.time() - seconds
+    os.utime(folder / RunFolder.LOCK, (then, then))
+
+
+def test_another_hosts_lock_with_a_silent_heartbeat_is_stale(tmp_path: Path) -> None:
+    # A run killed on another node (SIGKILL, a lost node): its lock stops being touched.
+    _write_lock(tmp_path, host="elsewhere.example", heartbeat_s=15.0)
+    _silence(tmp_path, lock_module.LOCK_STALE_AFTER_S + 1)
+    with pytest.warns(StaleLockWarning, match=r"'elsewhere\.example'.*heartbeat has been silent for 12\d s"):
+        held = acquire_run_lock(tmp_path)
+    assert read_lock(tmp_path) == held.owner
+    held.release()
+
+
+def test_another_hosts_lock_with_a_recent_heartbeat_is_live(tmp_path: Path) -> None:
+    _write_lock(tmp_path, host="elsewhere.example", heartbeat_s=15.0)
+    _silence(tmp_path, lock_module.LOCK_STALE_AFTER_S - 30)
+    live = r"heartbeat was heard 9\d s ago; a lock silent for over 120 s"
+    with pytest.raises(RunFolderLockedError, match=live):
+        acquire_run_lock(tmp_path)
+    holder = read_lock(tmp_path)
+    assert holder is not None and holder.host == "elsewhere.example"
+
+
+def test_a_held_lock_beats_and_stops_beating_when_released(tmp_path: Path) -> None:
+    held = acquire_run_lock(tmp_path, heartbeat_s=0.05)
+    _silence(tmp_path, 1000)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and time.time() - (tmp_path / RunFolder.LOCK).stat().st_mtime > 60:
+        time.sleep(0.02)
+    assert time.time() - (tmp_path / RunFolder.LOCK).stat().st_mtime < 60  # touched again
+    heart = held._heart
+    held.release()
+    assert heart is not None and not heart.is_alive()
+    assert not (tmp_path / RunFolder.LOCK).exists()
+
+
+def test_a_lock_taken_over_is_not_kept_alive_by_its_old_owner(tmp_path: Path) -> None:
+    # A frozen owner (SIGSTOP) whose lock went stale and was taken: its heartbeat must not revive it.
+    held = acquire_run_lock(tmp_path, heartbeat_s=0.05)
+    taken = _write_lock(tmp_path, host="elsewhere.example", token="new-owner", heartbeat_s=15.0)
+    _silence(tmp_path, 1000)
+    time.sleep(0.5)
+    assert time.time() - (tmp_path / RunFolder.LOCK).stat().st_mtime > 900
+    assert held._heart is not None and not held._heart.is_alive()
+    held.release()  # leaves the new owner's lock alone
+    assert json.loads((tmp_path / RunFolder.LOCK).read_text(encoding="utf-8")) == taken
+
+
+def test_waiting_for_live_locks_takes_over_once_the_heartbeat_goes_silent(tmp_path: Path) -> None:
+    # A requeued study task on another node finds its killed attempt's lock still fresh.
+    _write_lock(tmp_path, host="elsewhere.example", heartbeat_s=15.0)
+    _silence(tmp_path, 9.0)
+    started = time.monotonic()
+    with lock_module.waiting_for_live_locks(30.0), pytest.warns(StaleLockWarning):
+        held = acquire_run_lock(tmp_path, stale_after_s=10.0)
+    waited = time.monotonic() - started
+    assert 1.0 <= waited < 10.0, waited
+    held.release()
+    # Without the wait, and for a lock without a heartbeat even with one, it fails at once.
+    _write_lock(tmp_path, host="elsewhere.example", heartbeat_s=15.0)
+    with pytest.raises(RunFolderLockedError):
+        acquire_run_lock(tmp_path, stale_after_s=10.0)
+    _write_lock(tmp_path, host="elsewhere.example")
+    _silence(tmp_path, 1000)
+    started = time.monotonic()
+    with lock_module.waiting_for_live_locks(30.0), pytest.raises(RunFolderLockedError, match="no heartbeat"):
+        acquire_run_lock(tmp_path, stale_after_s=10.0)
+    assert time.monotonic() - started < 1.0
 
 
 def test_unreadable_lock_is_an_error_not_a_takeover(tmp_path: Path) -> None:

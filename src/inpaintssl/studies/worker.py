@@ -7,7 +7,10 @@ checkpoint) and writes the result to ``<results>/<run_id>.json``
 (:mod:`inpaintssl.studies.resultfiles`). It takes no database path and opens no database: that
 is what makes the study database single-writer by construction, whatever machine the task lands
 on. A task whose result file exists already (a requeued array task that had finished some of its
-runs) is skipped.
+runs) is skipped. A requeued task that lands on another node than its killed attempt finds that
+attempt's run-folder lock still fresh for up to two minutes; it waits for the lock's heartbeat to
+go silent and takes it over (:func:`~inpaintssl.training.lock.waiting_for_live_locks`), where
+failing at once would spend the run's attempt on a lock nobody holds.
 
 Example:
     >>> import tempfile, pathlib
@@ -35,6 +38,7 @@ from inpaintssl.config import FinetuneConfig, PretrainConfig
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job
 from inpaintssl.studies.resultfiles import result_path, write_result_file
+from inpaintssl.training.lock import LOCK_HEARTBEAT_S, LOCK_STALE_AFTER_S, waiting_for_live_locks
 
 __all__ = ["Task", "TaskReport", "run_tasks"]
 
@@ -119,7 +123,9 @@ def run_tasks(
                 reports.append(TaskReport(task.run_id, "skipped"))
                 continue
             try:
-                outcome = execute_job(task.job(), quiet=quiet, clinical=task.clinical)
+                # The silence that makes a lock stale, and two beats more for a slow shared file system.
+                with waiting_for_live_locks(LOCK_STALE_AFTER_S + 2 * LOCK_HEARTBEAT_S):
+                    outcome = execute_job(task.job(), quiet=quiet, clinical=task.clinical)
                 write_result_file(
                     results, task.run_id, kind=task.kind, result=outcome.result, rows=outcome.rows
                 )

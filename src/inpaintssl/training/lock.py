@@ -7,8 +7,17 @@ run finds it and stops with :class:`RunFolderLockedError` naming that owner.
 
 A lock left by a run that died without cleaning up (``kill -9``, a power cut) is *stale* when its
 owner ran on this host and its pid is gone (or now belongs to a newer process): it is taken over
-with a warning. A lock from another host is never judged stale, because this host cannot see that
-host's processes; the error says to delete the file once that run is known to be over.
+with a warning. This host cannot see another host's processes, so a lock's owner also keeps it
+alive with a heartbeat: a thread touches the lock file every :data:`LOCK_HEARTBEAT_S` seconds, and
+a lock from another host whose file has not been touched for :data:`LOCK_STALE_AFTER_S` seconds is
+stale too. That is what lets a run killed on one cluster node (a preemption's ``SIGKILL``, a lost
+node) resume on another: the requeued run finds the lock silent and takes it over, where it would
+otherwise wait for someone to delete the file. The threshold is eight heartbeats, far beyond
+clock differences between NTP-synchronised nodes and the stalls of a shared file system; a run
+frozen for longer (``SIGSTOP``, a suspended job) loses its lock and finds out when it releases it.
+A lock written without a heartbeat (by a version before it) is never stale from another host;
+:func:`waiting_for_live_locks` lets a caller (a study's requeued worker) wait for a fresh one to go
+silent instead of failing at once.
 
 Example:
     >>> import tempfile
@@ -23,12 +32,16 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import os
 import socket
+import threading
+import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +50,8 @@ from typing import Any
 from inpaintssl.layout import RunFolder
 
 __all__ = [
+    "LOCK_HEARTBEAT_S",
+    "LOCK_STALE_AFTER_S",
     "LockOwner",
     "RunFolderInUseError",
     "RunFolderLockedError",
@@ -45,7 +60,18 @@ __all__ = [
     "acquire_run_lock",
     "pid_alive",
     "read_lock",
+    "waiting_for_live_locks",
 ]
+
+LOCK_HEARTBEAT_S = 15.0
+"""How often a held lock's file is touched (seconds)."""
+
+LOCK_STALE_AFTER_S = 120.0
+"""How long a lock from another host may go untouched before it counts as stale (seconds)."""
+
+_WAIT_FOR_LIVE_LOCKS: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "wait_for_live_locks", default=0.0
+)
 
 
 class RunFolderInUseError(FileExistsError):
@@ -128,6 +154,8 @@ class LockOwner:
         since: When the lock was taken (ISO 8601, local time with offset).
         token: A random id, so a process releases only a lock it created.
         pid_start: The owner's start time in clock ticks since boot, where the OS tells it.
+        heartbeat_s: How often the owner touches the lock file; ``None``: it does not (a lock
+            written before heartbeats), and then the lock is never stale from another host.
     """
 
     pid: int
@@ -135,9 +163,10 @@ class LockOwner:
     since: str
     token: str = ""
     pid_start: int | None = None
+    heartbeat_s: float | None = None
 
     @classmethod
-    def current(cls) -> LockOwner:
+    def current(cls, *, heartbeat_s: float = LOCK_HEARTBEAT_S) -> LockOwner:
         """This process, now."""
         return cls(
             pid=os.getpid(),
@@ -145,16 +174,23 @@ class LockOwner:
             since=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             token=uuid.uuid4().hex,
             pid_start=_process_start_ticks(os.getpid()),
+            heartbeat_s=heartbeat_s,
         )
 
     def describe(self) -> str:
         """``pid 123 on host 'node7' since 2024-05-01T10:00:00+02:00``."""
         return f"pid {self.pid} on host {self.host!r} since {self.since}"
 
-    def is_stale(self) -> bool:
-        """Whether the owner ran on this host and is gone (its pid is dead or belongs to a newer process)."""
+    def is_stale(self, *, silent_s: float | None = None, stale_after_s: float = LOCK_STALE_AFTER_S) -> bool:
+        """Whether the owner is gone: on this host, its pid is dead or belongs to a newer process;
+        on another host, its lock has a heartbeat that has been silent for over ``stale_after_s``.
+
+        Args:
+            silent_s: Seconds since the lock file was last touched (``None``: unknown).
+            stale_after_s: The silence after which another host's lock is stale.
+        """
         if self.host != socket.gethostname():
-            return False
+            return self.heartbeat_s is not None and silent_s is not None and silent_s > stale_after_s
         if not pid_alive(self.pid):
             return True
         if self.pid_start is None:
@@ -182,6 +218,7 @@ def read_lock(folder: Path) -> LockOwner | None:
             since=str(data["since"]),
             token=str(data.get("token", "")),
             pid_start=None if data.get("pid_start") is None else int(data["pid_start"]),
+            heartbeat_s=None if data.get("heartbeat_s") is None else float(data["heartbeat_s"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise RunFolderLockedError(
@@ -230,12 +267,33 @@ class RunLock(contextlib.AbstractContextManager["RunLock"]):
         self.path = path
         self.owner = owner
         self._held = True
+        self._stop = threading.Event()
+        self._heart: threading.Thread | None = None
+        if owner.heartbeat_s is not None:
+            # A daemon thread: a process that dies (or is killed) stops beating with it.
+            self._heart = threading.Thread(
+                target=self._beat, args=(owner.heartbeat_s,), name="inpaintssl-run-lock", daemon=True
+            )
+            self._heart.start()
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                current = read_lock(self.path.parent)
+                if current is None or current.token != self.owner.token:
+                    return  # released, or taken over as stale: not this process's lock to keep alive
+                os.utime(self.path)
+            except (OSError, RunFolderLockedError):
+                continue  # a file-system hiccup: the next beat tries again, long before the lock is stale
 
     def release(self) -> None:
         """Remove the lock file if it is still this process's (calling it again does nothing)."""
         if not self._held:
             return
         self._held = False
+        self._stop.set()
+        if self._heart is not None and self._heart is not threading.current_thread():
+            self._heart.join(timeout=5.0)
         try:
             current = read_lock(self.path.parent)
         except RunFolderLockedError:
@@ -258,45 +316,110 @@ class RunLock(contextlib.AbstractContextManager["RunLock"]):
             warnings.warn(f"could not remove the run lock {self.path}: {exc}", stacklevel=2)
 
 
-def acquire_run_lock(folder: Path) -> RunLock:
+@contextlib.contextmanager
+def waiting_for_live_locks(seconds: float) -> Iterator[None]:
+    """Within this block, :func:`acquire_run_lock` waits up to ``seconds`` for a lock another host
+    holds with a heartbeat to go silent (stale) before it gives up.
+
+    For a run that is expected to find its own earlier attempt's lock: a study task requeued
+    after its node was lost starts on another node at once, while the killed attempt's lock still
+    looks fresh for up to :data:`LOCK_STALE_AFTER_S`.
+
+    Example:
+        >>> with waiting_for_live_locks(LOCK_STALE_AFTER_S + LOCK_HEARTBEAT_S):
+        ...     pass
+    """
+    token = _WAIT_FOR_LIVE_LOCKS.set(max(0.0, float(seconds)))
+    try:
+        yield
+    finally:
+        _WAIT_FOR_LIVE_LOCKS.reset(token)
+
+
+def _silent_for(path: Path) -> float | None:
+    """Seconds since ``path`` was last touched (by its owner's heartbeat), ``None`` if it is gone."""
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except OSError:
+        return None
+
+
+def acquire_run_lock(
+    folder: Path,
+    *,
+    heartbeat_s: float | None = None,
+    stale_after_s: float | None = None,
+) -> RunLock:
     """Take ``folder``'s lock (creating the folder if needed) before anything is written into it.
 
     Args:
         folder: The run folder.
+        heartbeat_s: How often the held lock's file is touched (default :data:`LOCK_HEARTBEAT_S`).
+        stale_after_s: How long another host's lock may go untouched before it is taken over
+            (default :data:`LOCK_STALE_AFTER_S`).
 
     Returns:
         The held lock; release it when the run ends, also on error.
 
     Raises:
         RunFolderLockedError: Another live process holds the lock (its pid, host and start time
-            are named), a process on another host holds it, or the lock file is unreadable.
+            are named), a process on another host holds it with a heartbeat heard in the last
+            ``stale_after_s`` (after any wait :func:`waiting_for_live_locks` allows) or without
+            one, or the lock file is unreadable.
     """
+    heartbeat_s = LOCK_HEARTBEAT_S if heartbeat_s is None else heartbeat_s
+    stale_after_s = LOCK_STALE_AFTER_S if stale_after_s is None else stale_after_s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = RunFolder(folder).lock
-    owner = LockOwner.current()
+    owner = LockOwner.current(heartbeat_s=heartbeat_s)
     text = json.dumps(asdict(owner), indent=2)
+    deadline = time.monotonic() + _WAIT_FOR_LIVE_LOCKS.get()
     # Two attempts: the second follows the removal of a stale lock.
-    for _ in range(2):
+    attempts = 0
+    while attempts < 2:
+        attempts += 1
         if _create_exclusive(path, text):
             return RunLock(path, owner)
         holder = read_lock(folder)
         if holder is None:
             continue  # released between our attempt and the read: try again
-        if holder.host != owner.host:
+        silent = _silent_for(path)
+        if holder.host != owner.host and not holder.is_stale(silent_s=silent, stale_after_s=stale_after_s):
+            if holder.heartbeat_s is not None and silent is not None and time.monotonic() < deadline:
+                # Asked to wait (a requeued study task): look again when it may have gone stale.
+                until_stale = max(stale_after_s - silent, 0.0) + 1.0
+                time.sleep(min(until_stale, max(deadline - time.monotonic(), 0.0)))
+                attempts -= 1
+                continue
+            if holder.heartbeat_s is None:
+                reason = (
+                    "This host cannot check a process on another host, and that lock has no "
+                    "heartbeat (written by an older version)"
+                )
+            else:
+                reason = (
+                    f"Its heartbeat was heard {silent or 0.0:.0f} s ago; a lock silent for over "
+                    f"{stale_after_s:g} s is taken over, so a run killed on that host can resume here "
+                    "once its lock has gone quiet"
+                )
             raise RunFolderLockedError(
                 f"run folder {str(folder)!r} is in use by another run: {holder.describe()} "
-                f"(lock file {path}). This host cannot check a process on another host; if that run "
-                "is over, delete the lock file and start again, or choose another run.output_dir"
+                f"(lock file {path}). {reason}; if that run is over, delete the lock file and start "
+                "again, or choose another run.output_dir"
             )
-        if not holder.is_stale():
+        if holder.host == owner.host and not holder.is_stale():
             raise RunFolderLockedError(
                 f"run folder {str(folder)!r} is in use by another run: {holder.describe()} "
                 f"(lock file {path}). Wait for it to finish, or choose another run.output_dir"
             )
+        gone = (
+            "a process that no longer runs"
+            if holder.host == owner.host
+            else f"whose heartbeat has been silent for {silent or 0.0:.0f} s"
+        )
         warnings.warn(
-            f"run folder {str(folder)!r} had a stale lock from {holder.describe()}, a process that "
-            "no longer runs; taking it over",
+            f"run folder {str(folder)!r} had a stale lock from {holder.describe()}, {gone}; taking it over",
             StaleLockWarning,
             stacklevel=2,
         )
