@@ -160,3 +160,149 @@ def test_a_series_where_only_some_slices_state_their_position_is_refused(tmp_pat
     del ds.ImagePositionPatient
     ds.save_as(folder / "im0.dcm")
     assert DicomVolume(folder).files == (str(folder / "im0.dcm"), str(folder / "im1.dcm"))
+
+
+def _edit(folder: Path, **tags: Any) -> None:
+    """Set (or, given ``None``, delete) ``tags`` in every slice of ``folder``, as a scanner writes them."""
+    import pydicom
+
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        for tag, value in tags.items():
+            if value is None:
+                delattr(ds, tag)
+            else:
+                setattr(ds, tag, value)
+        ds.save_as(path)
+
+
+def test_a_series_without_orientation_takes_its_slice_spacing_from_its_tags(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    # 5 mm slices at z = 0, 6, 12, 18 (1 mm gaps), positions stated but no ImageOrientationPatient.
+    _slices(folder, "im", [0.0, 6.0, 12.0, 18.0], thickness=5.0)
+    _edit(folder, ImageOrientationPatient=None, SpacingBetweenSlices="6")
+    volume = DicomVolume(folder)
+    # Without a normal to project the positions on, the slices sort by InstanceNumber, whose unit
+    # step is no spacing: SpacingBetweenSlices is (not 1 mm, which made every volume in mL 6x too small).
+    assert volume.spacing == pytest.approx((0.7, 0.8, 6.0))
+    assert volume.files == tuple(str(folder / f"im{k}.dcm") for k in range(4))
+    assert volume.patient_affine is None
+    _edit(folder, SpacingBetweenSlices=None)
+    assert DicomVolume(folder).spacing == pytest.approx((0.7, 0.8, 5.0))  # then SliceThickness
+
+
+def test_a_missing_slice_is_refused_naming_where_the_spacing_breaks(tmp_path: Path) -> None:
+    folder = tmp_path / "gap"
+    _slices(folder, "im", [0.0, 2.5, 5.0, 10.0, 12.5])  # the slice at 7.5 mm is missing
+    with pytest.raises(DataError) as caught:
+        DicomVolume(folder)
+    message = str(caught.value)
+    assert message.startswith(
+        f"DICOM series folder {folder}: slices im2.dcm and im3.dcm at 5 and 10 mm along the slice "
+        "normal are 5 mm apart where the series' other slices are 2.5 mm apart (steps between "
+        "neighbouring slices: 2.5 mm (3x), 5 mm (1x)): a missing slice or a series of mixed spacing; "
+        "the volume cannot be put on one regular grid"
+    )
+    assert "Export only the evenly spaced part" in message and "dcm2niix or 3D Slicer" in message
+
+
+def test_a_series_of_mixed_spacing_is_refused_and_rounding_is_not(tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    _slices(mixed, "im", [0.0, 2.5, 5.0, 7.5, 8.5, 9.5])  # 2.5 mm slices, then 1 mm ones
+    with pytest.raises(
+        DataError, match=r"slices im3\.dcm and im4\.dcm at 7\.5 and 8\.5 mm .* are 1 mm apart"
+    ):
+        DicomVolume(mixed)
+    # Within 1 % of the 2.5 mm step (positions rounded to two decimals): one regular grid.
+    rounded = tmp_path / "rounded"
+    _slices(rounded, "im", [0.0, 2.5, 5.01, 7.52])
+    assert DicomVolume(rounded).spacing[2] == pytest.approx(2.51)
+    beyond = tmp_path / "beyond"
+    _slices(beyond, "im", [0.0, 2.5, 5.0, 7.53])  # 2.53 mm, 1.2 % off
+    with pytest.raises(DataError, match=r"are 2\.53 mm apart where the series' other slices are 2\.5 mm"):
+        DicomVolume(beyond)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_a_multi_frame_file_is_refused_naming_it(tmp_path: Path, modality: str) -> None:
+    from pydicom.uid import EnhancedCTImageStorage, EnhancedMRImageStorage
+
+    from inpaintssl.data.readers import open_volume
+
+    folder = tmp_path / "enhanced"
+    _slices(folder, "mf", [0.0])
+    # Enhanced CT/MR: three frames in one file, their geometry and rescale in functional groups
+    # (left out here), none at the top level where single-frame slices have them.
+    storage = EnhancedCTImageStorage if modality == "CT" else EnhancedMRImageStorage
+    frames = np.arange(18, dtype="<i2").reshape(3, 2, 3)
+    _edit(
+        folder,
+        Modality=modality,
+        SOPClassUID=storage,
+        NumberOfFrames=3,
+        PixelData=frames.tobytes(),
+        RescaleSlope=None,
+        RescaleIntercept=None,
+        PixelSpacing=None,
+        ImagePositionPatient=None,
+        ImageOrientationPatient=None,
+    )
+    path = folder / "mf0.dcm"
+    expected = (
+        f"DICOM file {path} holds 3 frames (NumberOfFrames): multi-frame (Enhanced) DICOM is not "
+        "supported; convert it to single-frame DICOM or NIfTI first (e.g. dcm2niix)"
+    )
+    for opened in (folder, path):
+        with pytest.raises(DataError) as caught:
+            open_volume(opened)
+        assert str(caught.value) == expected
+
+
+def test_a_file_that_is_not_dicom_is_named_as_such(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    _slices(folder, "im", [0.0, 2.5])
+    (folder / "notes.txt").write_text("scan notes: patient moved during the last slices")
+    with pytest.raises(DataError) as caught:
+        DicomVolume(folder)
+    assert str(caught.value) == (
+        f"DICOM file {folder / 'notes.txt'} cannot be read: it is not a DICOM file (no DICM preamble); "
+        f"remove non-DICOM files from the series folder {folder}"
+    )
+    # Given on its own (a web page saved as .dcm), the file is named with what was expected.
+    (tmp_path / "l3.dcm").write_text("<html><body>404 Not Found</body></html>\n")
+    with pytest.raises(
+        DataError, match=r"l3\.dcm cannot be read: it is not a DICOM file .*; expected a DICOM"
+    ):
+        DicomVolume(tmp_path / "l3.dcm")
+    # A DICOM file cut short after its preamble is DICOM, damaged: pydicom's own error says so.
+    (folder / "notes.txt").unlink()
+    (folder / "im1.dcm").write_bytes((folder / "im1.dcm").read_bytes()[:200])
+    with pytest.raises(
+        DataError, match=rf"DICOM file {folder / 'im1.dcm'} (cannot be read|has no Rows)"
+    ) as cut:
+        DicomVolume(folder)
+    assert "not a DICOM file" not in str(cut.value)
+
+
+def test_pixel_data_without_a_decoder_is_refused_in_the_readers_own_words(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    folder = tmp_path / "s"
+    _slices(folder, "im", [0.0, 2.5])
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        # JPEG-LS needs a plugin (pyjpegls, pylibjpeg or gdcm) that a plain install lacks; without
+        # one nothing is decoded, and with one these few bytes are no image: either way refused.
+        ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+        ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 40])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(path)
+    volume = DicomVolume(folder)  # the headers are fine
+    with pytest.raises(DataError) as caught:
+        volume.read(0)
+    message = str(caught.value)
+    # The DICOM reader's own message, not re-wrapped as "truncated or corrupt data?".
+    assert message.startswith(f"DICOM file {folder / 'im0.dcm'} cannot be read: "), message
+    assert "truncated or corrupt" not in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -469,3 +470,83 @@ def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tmp_path
     # Not an existing file: a pattern, whose [1] is a character class.
     (matched,) = resolve_cases({"train": "cas[e]1.npy"}, "train", root=tmp_path, dataset="numpy")
     assert matched.image.name == "case1.npy"
+
+
+def _nifti_with_pixdim(path: Path, sform: np.ndarray, pixdim: float) -> Path:
+    """A NIfTI file whose sform is ``sform`` and whose pixdim[1:4] are ``pixdim``, written as stored."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(IMAGE, None)  # no affine: nibabel rewrites nothing on saving
+    image.header.set_sform(sform, code=1)
+    image.header.set_qform(None, code=0)
+    image.header["pixdim"][1:4] = pixdim
+    image.to_filename(path)
+    return path
+
+
+@pytest.mark.parametrize(("name", "pixdim"), [("stale", 1.0), ("zero", 0.0)])
+def test_a_nifti_pixdim_at_odds_with_its_affine_warns_and_the_affine_measures(
+    tmp_path: Path, name: str, pixdim: float
+) -> None:
+    from inpaintssl.data.readers import NiftiVolume
+    from inpaintssl.inference.inputs import open_input
+    from inpaintssl.inference.trained_run import SlicePreprocessing
+
+    # A stale pixdim (the sform rewritten by a resampling) or one of 0, which nibabel resets to 1.
+    path = _nifti_with_pixdim(tmp_path / f"{name}.nii", np.diag([0.5, 0.5, 2.0, 1.0]), pixdim)
+    with pytest.warns(UserWarning) as caught:
+        volume = NiftiVolume(path)
+    [warning] = [w for w in caught if "pixdim" in str(w.message)]
+    assert str(warning.message).startswith(
+        f"NIfTI file {path}: its header's voxel sizes (pixdim) are 1 x 1 x 1 mm but its affine (sform) "
+        "has voxels of 0.5 x 0.5 x 2 mm (the lengths of its columns), more than 1% apart; volumes in "
+        "mL and the spacing checks use the affine's 0.5 x 0.5 x 2 mm"
+    )
+    # Measured as placed: the voxel of the affine, not of the header's 1 mm.
+    assert volume.spacing == (0.5, 0.5, 2.0) and volume.stored_zooms == (0.5, 0.5, 2.0)
+    prep = SlicePreprocessing(
+        slice_axis=2,
+        normalize="volume",
+        windows=None,
+        hu_floor=-1024.0,
+        image_size=None,
+        resize_mode="crop_or_pad",
+        display=False,
+        orientation=None,
+        training_orientations={},
+    )
+    with pytest.warns(UserWarning, match="pixdim"):
+        _, geometry = open_input(path, prep=prep, key=None, spacing=None)
+    assert geometry.zooms == (0.5, 0.5, 2.0)  # predict's volumes in mL
+
+
+def test_a_nifti_pixdim_within_one_percent_of_its_affine_is_kept_without_a_warning(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from inpaintssl.data.readers import NiftiVolume
+
+    # 0.5 % off: a scanner's rounding, not a wrong header; the pixdim stays what spacing is.
+    path = _nifti_with_pixdim(tmp_path / "close.nii", np.diag([1.005, 0.995, 1.0, 1.0]), 1.0)
+    # An oblique anisotropic affine, as nibabel writes it: pixdim and sform agree to float32.
+    rotation = np.array([[np.cos(0.3), 0.0, np.sin(0.3)], [0.0, 1.0, 0.0], [-np.sin(0.3), 0.0, np.cos(0.3)]])
+    oblique = np.eye(4)
+    oblique[:3, :3] = rotation @ np.diag([0.83, 0.91, 3.3])
+    oblique[:3, 3] = (-91.3, 12.7, 40.1)
+    nib.save(nib.Nifti1Image(IMAGE, oblique), tmp_path / "oblique.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        close = NiftiVolume(path)
+        rotated = NiftiVolume(tmp_path / "oblique.nii.gz")
+    assert close.spacing == (1.0, 1.0, 1.0)
+    zooms = nib.load(tmp_path / "oblique.nii.gz").header.get_zooms()
+    assert rotated.spacing == tuple(float(z) for z in zooms)
+
+
+def test_a_gzip_nifti_named_nii_is_told_to_be_renamed(tmp_path: Path) -> None:
+    from inpaintssl.data.readers import NiftiVolume
+
+    write_nifti(tmp_path / "scan.nii.gz", IMAGE)
+    path = (tmp_path / "scan.nii.gz").rename(tmp_path / "scan.nii")
+    with pytest.raises(DataError) as caught:
+        NiftiVolume(path)
+    assert str(caught.value) == f"NIfTI file {path} is gzip-compressed: rename it to .nii.gz"

@@ -683,6 +683,8 @@ def _write_dicom(
     instance: int,
     pixel_spacing: tuple[str, str] = ("0.5", "0.75"),
     thickness: str = "2",
+    position: tuple[float, float, float] | None = None,
+    orientation: tuple[int, ...] | None = (1, 0, 0, 0, 1, 0),
 ) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -705,8 +707,9 @@ def _write_dicom(
     ds.PixelSpacing = list(pixel_spacing)
     ds.SliceThickness = thickness
     # Rows run along +y (posterior), columns along +x (patient left), slices along +z.
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [-10, 20, f"{z:g}"]
+    if orientation is not None:
+        ds.ImageOrientationPatient = list(orientation)
+    ds.ImagePositionPatient = [-10, 20, f"{z:g}"] if position is None else [f"{v:.6f}" for v in position]
     ds.InstanceNumber = instance
     ds.PixelData = pixels.astype("<u2").tobytes()
     ds.save_as(path, enforce_file_format=True)
@@ -729,6 +732,57 @@ def test_dicom_series_gets_its_patient_geometry(softmax_run: Path, tmp_path: Pat
     expected = np.array([[0, -0.75, 0, 10], [-0.5, 0, 0, -20], [0, 0, 2.0, 0.0], [0, 0, 0, 1]])
     assert np.allclose(affine, expected)
     assert header.get_qform(coded=True)[1] == 1 and header.get_sform(coded=True)[1] == 1
+
+
+def test_dicom_label_maps_code_only_the_geometry_their_series_states(
+    softmax_run: Path, tmp_path: Path
+) -> None:
+    from inpaintssl.data.dicom import DicomVolume
+
+    tilt = np.tan(np.deg2rad(15))
+    positions = {
+        "straight": lambda k: (-10.0, 20.0, 2.0 * k),
+        # A CT gantry tilted 15 degrees: each slice sits 0.54 mm further back, off its normal.
+        "tilted": lambda k: (-10.0, 20.0 + 2.0 * k * tilt, 2.0 * k),
+        "unplaced": lambda k: (-10.0, 20.0, 5.0 * k),  # and no ImageOrientationPatient
+    }
+    rng = np.random.default_rng(3)
+    for name, place in positions.items():
+        (tmp_path / name).mkdir()
+        for k in range(3):
+            _write_dicom(
+                tmp_path / name / f"im{k}.dcm",
+                rng.integers(0, 1000, (20, 26)),
+                z=0.0,
+                instance=k + 1,
+                pixel_spacing=("3", "3.5"),  # the run's own: no spacing warning
+                thickness="5" if name == "unplaced" else "2",
+                position=place(k),
+                orientation=None if name == "unplaced" else (1, 0, 0, 0, 1, 0),
+            )
+    out = tmp_path / "pred"
+    report = predict(softmax_run, [tmp_path / n for n in positions], output=out, device="cpu", progress=False)
+    headers = {n: nib.load(out / f"{n}_seg.nii.gz").header for n in positions}
+
+    straight = headers["straight"]
+    assert (int(straight["qform_code"]), int(straight["sform_code"])) == (1, 1)
+    assert np.allclose(straight.get_qform(), straight.get_sform(), atol=1e-5)
+    # The tilted series' sheared affine, exact in the sform; no qform approximates it (coded 0).
+    tilted = headers["tilted"]
+    assert (int(tilted["qform_code"]), int(tilted["sform_code"])) == (0, 1)
+    affine = DicomVolume(tmp_path / "tilted").patient_affine
+    assert affine is not None and affine[1, 2] != 0.0  # sheared: the slice step leans along y
+    assert np.array_equal(tilted.get_sform(), affine.astype(np.float32))
+    # No patient geometry: a placeholder grid, coded unknown, with the series' own voxel sizes,
+    # the 5 mm SliceThickness, not 1 mm, and the volumes in mL measured with them.
+    unplaced = headers["unplaced"]
+    assert (int(unplaced["qform_code"]), int(unplaced["sform_code"])) == (0, 0)
+    assert unplaced.get_zooms() == (3.0, 3.5, 5.0)
+    case = next(c for c in report.cases if c.case == "unplaced")
+    labels = np.asarray(nib.load(out / "unplaced_seg.nii.gz").dataobj)
+    assert (labels > 0).any()
+    for k, name in enumerate(CLASSES):
+        assert case.volumes_ml[name] == pytest.approx(np.sum(labels == k + 1) * 3.0 * 3.5 * 5.0 / 1000.0)
 
 
 def test_the_run_records_the_orientation_of_its_training_volumes(softmax_run: Path) -> None:

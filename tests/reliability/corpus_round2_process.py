@@ -59,11 +59,12 @@ def _run_folder_locked(folder: Path) -> Call:
     "runtime",
     RunFolderLockedError,
     r"in use by another run: pid 4242 on host 'gpu-node-07\.cluster' since",
-    r"cannot check a process on another host",
+    r"cannot check a process on another host, and that lock has no heartbeat",
     r"delete the lock file",
 )
 def _run_folder_locked_other_host(folder: Path) -> Call:
-    """A run folder on a shared filesystem locked by a run on another cluster node."""
+    """A run folder on a shared filesystem locked by a run on another cluster node, with a lock
+    written without a heartbeat (by an older version), so never judged stale from here."""
     _write_lock(folder / "run", pid=4242, host="gpu-node-07.cluster")
     return lambda: issl.pretrain(_pretrain_config(folder))
 

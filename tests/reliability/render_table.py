@@ -163,18 +163,23 @@ naming what changed as far as the folder records it: volumes added to or removed
 ``data_files_sha256``), and training files rewritten in place since the pre-flight check
 (``data_check.json``; for files that were only copied or touched, the message says to delete
 ``data_check.json``); a rewritten validation or test file gets a warning
-(``runtime-resume-on-changed-data`` below). A new ``optim.max_epochs`` carries an interrupted
-``step_decay`` run on to the new budget, recorded in its ``config.yaml`` (a budget the run has
-already trained past is refused); a ``warmup_cosine`` run refuses it, since its
-schedule is laid over the whole budget and would jump mid-run. A run that has finished, by its
-budget or by early stopping, is not extended (it holds its best weights and its schedule has run
-out), which is an error that says to start a new run. A run killed after writing
-``config.yaml`` but before the rest of its record gets ``splits.json`` and ``manifest.json`` on
-``--resume``. TensorBoard drops what a killed process logged for the epochs its resume redoes.
-Before the first step, every run reads each data case it uses in full (the pre-flight check:
-truncated files, non-finite voxels, label values, image/label geometry) and records the cases that
-passed in ``data_check.json`` with each file's size and modification time; a resumed run reads
-again only the cases whose files changed since, so a requeued job starts training at once.
+(``runtime-resume-on-changed-data`` below). Which files are training files comes from the sets
+``data_check.json`` records for each case (a file that served the training set and another set
+counts as a training file), so a validation case with the same volume id as a training case
+(separate ``train/`` and ``val/`` folders) is not mistaken for it; a ``data_check.json`` written
+before it recorded sets is judged by the volume ids in its case names, as it was then. A new
+``optim.max_epochs`` carries an interrupted ``step_decay`` run on to the new budget, recorded in
+its ``config.yaml`` (a budget the run has already trained past is refused); a ``warmup_cosine``
+run refuses it, since its schedule is laid over the whole budget and would jump mid-run. A run
+that has finished, by its budget or by early stopping, is not extended (it holds its best weights
+and its schedule has run out), which is an error that says to start a new run. A run killed after
+writing ``config.yaml`` but before the rest of its record gets ``splits.json`` and
+``manifest.json`` on ``--resume``. TensorBoard drops what a killed process logged for the epochs
+its resume redoes. Before the first step, every run reads each data case it uses in full (the
+pre-flight check: truncated files, non-finite voxels, label values, image/label geometry) and
+records the cases that passed in ``data_check.json`` with each file's size and modification time
+and the sets (``train``, ``val``, ``test``) each case served; a resumed run reads again only the
+cases whose files changed since, so a requeued job starts training at once.
 Without ``--resume``, a run refuses a folder that already holds checkpoints. ``SIGTERM``
 (``scancel``, a preemption) ends a command with exit status 143 through the same clean-up as
 Ctrl-C (lock and temporaries removed, the last checkpoint kept), with one line that says so:

@@ -1,8 +1,18 @@
 """A DICOM series (a folder of slices, or one ``.dcm`` file) read as one volume, with its checks.
 
 :class:`DicomVolume` orders the slices along the slice normal and refuses a folder that is not one
-volume: several series, several planes, slices that share a position, a mix of slices with and
-without a position, differing matrix sizes, CT slices without (or with unusable) rescale tags.
+volume on one regular grid: several series, several planes, slices that share a position, a mix of
+slices with and without a position, unevenly spaced slices (a missing slice, mixed spacing),
+differing matrix sizes, CT slices without (or with unusable) rescale tags, multi-frame (Enhanced)
+files, and files that are not DICOM.
+
+Geometry: row/column spacing is ``PixelSpacing``. The slice spacing is the step between
+neighbouring ``ImagePositionPatient`` projected on the slice normal (from
+``ImageOrientationPatient``) where every slice states both; otherwise (no orientation, so no
+normal to measure along) ``SpacingBetweenSlices``, else ``SliceThickness``, else 1 mm. The
+voxel-to-world affine (:attr:`DicomVolume.patient_affine`) needs both tags on the first slice; its
+slice column is the step from the first slice's position to the last's, which may lean off the
+normal (a gantry-tilted CT: a sheared affine).
 It is re-exported by :mod:`inpaintssl.data.readers`, whose :func:`~inpaintssl.data.readers.open_volume`
 opens a folder or ``.dcm`` file with it. Needs pydicom (``dicom`` extra).
 
@@ -39,8 +49,11 @@ class DicomVolume(Volume):
     (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
     ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID``
     (files without one are taken as one series), one ``ImageOrientationPatient``, one slice per
-    position and one matrix size. Pixel data is read per slice. Row/column spacing comes from
-    ``PixelSpacing``; slice spacing from the sorted positions, else ``SpacingBetweenSlices``, else
+    position, evenly spaced (steps within 1 % of their median, or 0.02 mm: the rounding of
+    positions written to two decimals), and one matrix size; files of several frames (Enhanced
+    DICOM) are refused. Pixel data is read per slice. Row/column spacing comes from
+    ``PixelSpacing``; slice spacing from the positions along the normal where every slice states
+    ``ImagePositionPatient`` and ``ImageOrientationPatient``, else ``SpacingBetweenSlices``, else
     ``SliceThickness``. Slices are rows x columns as stored.
     A CT slice (``Modality`` CT) must carry both rescale tags; other modalities default to slope 1,
     intercept 0. Needs pydicom (``dicom`` extra).
@@ -52,7 +65,8 @@ class DicomVolume(Volume):
         candidates = sorted(_series_files(path)) if path.is_dir() else [path]
         if not candidates:
             raise DataError(f"DICOM series folder {path} holds no files")
-        headers = [(_read_dicom(pydicom, f, pixels=False), f) for f in candidates]
+        folder = path if path.is_dir() else None
+        headers = [(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f) for f in candidates]
         _check_one_series(headers, path)
         _check_one_orientation(headers, path)
         _check_one_ordering(headers, path)
@@ -68,6 +82,8 @@ class DicomVolume(Volume):
                 )
             _check_ct_rescale(ds, f)
             _check_rescale_values(ds, f)
+        # After the per-file checks: a stray file of another size is named as such, not as a gap.
+        _check_regular_steps(headers, path)
         self._files = [f for _, f in headers]
         spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
         super().__init__(
@@ -151,18 +167,72 @@ def _series_files(folder: Path) -> list[Path]:
     ]
 
 
-def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool) -> Any:
+def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder: Path | None = None) -> Any:
+    """One file's dataset (with decoded pixels if ``pixels``), or a DataError naming it.
+
+    ``series_folder``: the folder ``path`` was found in, read as one series (for the message about a
+    file that is not DICOM); ``None`` for a file given on its own.
+    """
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
-        if pixels:
-            _ = ds.pixel_array
-        else:
+        if not pixels:
             _ = int(ds.Rows), int(ds.Columns)
     except AttributeError as exc:
         raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
     except Exception as exc:  # pydicom raises many types for a bad file
+        if not _has_dicm_prefix(path):
+            # pydicom's own words ("Use force=True to force reading") point the wrong way: a stray
+            # notes.txt or a viewer's index file in the folder is no slice, forced or not.
+            remedy = (
+                f"remove non-DICOM files from the series folder {series_folder}"
+                if series_folder is not None
+                else "expected a DICOM image file (a web page or text saved under a .dcm name?)"
+            )
+            raise DataError(
+                f"DICOM file {path} cannot be read: it is not a DICOM file (no DICM preamble); {remedy}"
+            ) from exc
         raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+    _check_single_frame(ds, path)
+    if pixels:
+        try:
+            _ = ds.pixel_array
+        except Exception as exc:  # pydicom raises many types for undecodable pixel data
+            raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     return ds
+
+
+_DICM_OFFSET = 128
+"""Where the File Format's ``DICM`` prefix starts, after the 128-byte preamble (PS3.10 sec. 7.1)."""
+
+
+def _has_dicm_prefix(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(_DICM_OFFSET)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return True  # unreadable: let pydicom's own error say why
+
+
+def _check_single_frame(ds: Any, path: Path) -> None:
+    """Refuse a multi-frame file: its frames are slices whose geometry this reader never sees.
+
+    Enhanced CT/MR keep PixelSpacing, positions and rescale per frame in functional group
+    sequences; read as one slice, the frames would become the channels of a slice without geometry
+    (or, for CT, be refused for want of top-level rescale tags), and fail far from the cause.
+    """
+    value = getattr(ds, "NumberOfFrames", None)
+    if value is None or value == "":
+        return
+    try:
+        frames = int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"DICOM file {path} has NumberOfFrames {value!r}; expected an integer") from None
+    if frames > 1:
+        raise DataError(
+            f"DICOM file {path} holds {frames} frames (NumberOfFrames): multi-frame (Enhanced) DICOM is "
+            "not supported; convert it to single-frame DICOM or NIfTI first (e.g. dcm2niix)"
+        )
 
 
 _ORIENTATION_TOLERANCE = 1e-3
@@ -172,6 +242,19 @@ tilt changes a cosine by 0.017)."""
 _SAME_POSITION_MM = 1e-3
 """Slices closer than this along the slice normal (mm) are at one position: far below any real
 slice spacing, far above the rounding of ImagePositionPatient's decimal strings."""
+_REGULAR_STEP_TOLERANCE = 0.01
+"""How far (relative) a step between neighbouring slices may differ from the series' median step.
+
+A series is one volume only on one regular grid: a NIfTI affine has one slice step, and every
+voxel one volume. A missing slice doubles one step (+100 %), mixed spacing changes steps by tens of
+percent, while scanners' own jitter and the decimal rounding of ImagePositionPatient stay far below
+1 %. ITK and dcm2niix warn on such series too; here they are refused, as every position and mL
+would be wrong."""
+_STEP_ROUNDING_MM = 0.02
+"""Absolute allowance (mm) on a step, for positions written to two decimals (each off by up to
+0.005 mm, a step by 0.01 mm): for sub-millimetre slices that rounding alone exceeds 1 %."""
+_STEPS_LISTED = 5
+"""How many distinct slice steps a message about an uneven series lists."""
 
 
 def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
@@ -285,6 +368,43 @@ def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path)
     )
 
 
+def _check_regular_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+    """Refuse a series whose slices are not evenly spaced (``headers`` sorted by position).
+
+    The affine steps from the first slice to the last in equal parts and the voxel volume takes one
+    slice spacing: with a missing slice or mixed spacing, slices land at the wrong places in the
+    label map and tissue volumes in mL are wrong. Resampling is a choice (and a tool) of its own,
+    so the series is refused, naming where the spacing breaks. Only where every slice states its
+    position: InstanceNumbers say nothing about spacing.
+    """
+    if len(headers) < 3 or not all(_has_position(ds) for ds, _ in headers):
+        return
+    positions = np.asarray([_slice_position(ds) for ds, _ in headers])
+    steps = np.diff(positions)
+    median = float(np.median(steps))
+    deviations = np.abs(steps - median)
+    allowed = max(_REGULAR_STEP_TOLERANCE * median, _STEP_ROUNDING_MM)
+    if float(deviations.max()) <= allowed:
+        return
+    # The step furthest off the median; of equals the larger (a missing slice is the usual cause).
+    i = max(range(len(steps)), key=lambda k: (round(float(deviations[k]), 6), float(steps[k])))
+    others = float(np.median(np.delete(steps, i)))
+    values, counts = np.unique(np.round(steps, 3), return_counts=True)
+    found = ", ".join(
+        f"{v:g} mm ({n}x)" for v, n in sorted(zip(values, counts), key=lambda vn: -vn[1])[:_STEPS_LISTED]
+    )
+    more = f" and {len(values) - _STEPS_LISTED} more" if len(values) > _STEPS_LISTED else ""
+    raise DataError(
+        f"DICOM series folder {folder}: slices {headers[i][1].name} and {headers[i + 1][1].name} at "
+        f"{positions[i]:g} and {positions[i + 1]:g} mm along the slice normal are {steps[i]:g} mm apart "
+        f"where the series' other slices are {others:g} mm apart (steps between neighbouring slices: "
+        f"{found}{more}): a missing slice or a series of mixed spacing; the volume cannot be put on "
+        "one regular grid (one affine, one voxel volume), so its labels would be misplaced and its "
+        "volumes in mL wrong. Export only the evenly spaced part as a series of its own, or resample "
+        "the series to one spacing with a tool such as dcm2niix or 3D Slicer"
+    )
+
+
 def _check_ct_rescale(ds: Any, path: Path) -> None:
     """Refuse a CT slice without RescaleSlope/RescaleIntercept (Type 1 in the CT Image module).
 
@@ -337,7 +457,13 @@ def _pixel_spacing(ds: Any) -> tuple[float, float]:
 
 
 def _slice_spacing(headers: Sequence[Any]) -> float:
-    if len(headers) > 1 and all(getattr(ds, "ImagePositionPatient", None) is not None for ds in headers):
+    """Slice spacing (mm) of a series sorted by position.
+
+    The positions' step along the normal where every slice states ImagePositionPatient and
+    ImageOrientationPatient; without the orientation there is no normal to project on, and
+    :func:`_slice_position` falls back to InstanceNumber, whose unit step is no spacing at all.
+    """
+    if len(headers) > 1 and all(_has_position(ds) for ds in headers):
         steps = np.diff([_slice_position(ds) for ds in headers])
         if np.all(steps > 0):
             return float(np.median(steps))

@@ -10,6 +10,12 @@ Axis conventions: a 3D array ``(A0, A1, A2)`` is sliced along ``slice_axis``; th
 other two axes in order as rows and columns (``slice_axis=2``: rows ``A0``, columns ``A1``). A 4D
 array has its channels on the last axis. Spacing is ``(row_mm, col_mm, slice_mm)``.
 
+Spacing and geometry: a NIfTI file's spacing is its header's voxel sizes (``pixdim``) where they
+agree with the affine (sform, else qform) within 1 %, and the lengths of the affine's columns,
+with a warning, where they do not, so that volumes in mL follow the geometry viewers show. A DICOM
+series' spacing is described in :mod:`inpaintssl.data.dicom`. NumPy, HDF5 and PNG files carry
+none; it is given.
+
 Formats that cannot be read slice by slice (``.nii.gz``, ``.npz`` members, PNG) are decompressed
 once per process on first read and kept; uncompressed ``.nii`` and ``.npy`` are memory-mapped and
 HDF5 is read per slice, so convert large gzip NIfTI collections to ``.nii`` or HDF5. A caller done
@@ -27,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import warnings
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
@@ -150,6 +158,11 @@ class Volume(ABC):
         self.spacing = _plane_spacing(zooms, self.slice_axis, rank=len(shape))
 
     @property
+    def stored_zooms(self) -> tuple[float, ...]:
+        """Voxel sizes (mm) of the stored array's axes, in stored order (what ``spacing`` is made from)."""
+        return self._stored_zooms
+
+    @property
     def world_affine(self) -> np.ndarray | None:
         """Voxel-to-world ``(4, 4)`` matrix (RAS+) of the array as read, where the format states one."""
         return self.affine
@@ -234,6 +247,11 @@ class Volume(ABC):
                 return self._read_stored(self.slice_axis, index)
             axis, stored_index = change.stored_slice(self.slice_axis, index, self.stored_shape)
             return np.ascontiguousarray(change.plane(self._read_stored(axis, stored_index), self.slice_axis))
+        except DataError:
+            # A reader's own refusal already names its file and the cause (a DICOM transfer syntax
+            # without a decoder); DataError is a ValueError, which the clause below would re-wrap
+            # as "truncated or corrupt".
+            raise
         except READ_ERRORS as exc:
             # A header that parsed says nothing about the data after it: a truncated gzip stream
             # or HDF5 chunk only fails here, and the reader's own error names no file.
@@ -323,13 +341,30 @@ def nifti_mm_per_unit(header: Any, *, path: Path) -> float:
     return _MM_PER_NIFTI_UNIT[unit]
 
 
+_ZOOMS_AGREE = 0.01
+"""How far (relative) a NIfTI header's voxel sizes may differ from the lengths of its affine's
+columns before the reader warns and takes the affine's: far above float32 rounding and the
+scanners' own inconsistencies in the last digits, far below a stale or reset ``pixdim``."""
+
+
+def _affine_zooms(affine: np.ndarray, count: int) -> tuple[float, ...]:
+    """Voxel sizes the affine implies: the lengths of its first ``count`` columns."""
+    return tuple(float(n) for n in np.sqrt((affine[:3, :count] ** 2).sum(axis=0)))
+
+
+def _zooms_text(zooms: Sequence[float]) -> str:
+    return " x ".join(f"{z:.6g}" for z in zooms) + " mm"
+
+
 class NiftiVolume(Volume):
     """A ``.nii`` / ``.nii.gz`` volume (nibabel, ``nifti`` extra); scl_slope/inter are applied.
 
     Spacing comes from the header's voxel sizes (``pixdim``), in mm whatever spatial unit the
     header states (``xyzt_units``: a file in metres or microns is converted); ``affine`` is in mm
-    too, ``file_affine`` as the file holds it. ``orientation`` (axis codes such as ``"RAS"``)
-    reads the volume in that axis order (:meth:`Volume.reorient`).
+    too, ``file_affine`` as the file holds it. Where the voxel sizes and the lengths of the
+    affine's columns differ by more than 1 %, spacing is the affine's, with a warning.
+    ``orientation`` (axis codes such as ``"RAS"``) reads the volume in that axis order
+    (:meth:`Volume.reorient`).
     """
 
     def __init__(
@@ -345,17 +380,21 @@ class NiftiVolume(Volume):
         try:
             image = nib.load(path)
         except Exception as exc:  # nibabel raises many types for a bad file
+            if not path.name.lower().endswith(".gz") and _is_gzip(path):
+                raise DataError(f"NIfTI file {path} is gzip-compressed: rename it to .nii.gz") from exc
             raise DataError(f"NIfTI file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         self._image = image
         mm = nifti_mm_per_unit(image.header, path=path)
-        zooms = tuple(float(z) * mm for z in image.header.get_zooms()[:3])
+        file_affine = np.asarray(image.affine, dtype=np.float64)
+        affine = np.diag([mm, mm, mm, 1.0]) @ file_affine
+        zooms = _checked_zooms(image.header, affine, mm, path=path)
         super().__init__(
             path, image.shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what="NIfTI file"
         )
         self.has_geometry = True
-        self.file_affine: np.ndarray = np.asarray(image.affine, dtype=np.float64)
+        self.file_affine: np.ndarray = file_affine
         """The voxel-to-world matrix in the file's own unit (what a label map written for it copies)."""
-        self.affine: np.ndarray = np.diag([mm, mm, mm, 1.0]) @ self.file_affine  # always known here
+        self.affine: np.ndarray = affine  # always known here
         self.header = image.header
         """The file's NIfTI header (what a label map written for this image copies)."""
         if orientation is not None:
@@ -369,6 +408,56 @@ class NiftiVolume(Volume):
             cache = np.asarray(self._image.dataobj)
             self.__dict__["_cache"] = cache
         return cache
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(2) == _GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _checked_zooms(header: Any, affine: np.ndarray, mm: float, *, path: Path) -> tuple[float, ...]:
+    """The voxel sizes (mm) a NIfTI volume is measured with: ``pixdim``, or the affine's where they differ.
+
+    The affine (sform, else qform) is what viewers place the voxels with, and what the label map
+    written for the file copies; ``pixdim`` is what volumes in mL and the spacing checks used. Where
+    they disagree (a stale ``pixdim`` after a resampling that rewrote only the sform, a ``pixdim``
+    of 0 that nibabel resets to 1 with only a log line), measuring by ``pixdim`` would put volumes
+    and spacing at odds with the geometry, silently. So the affine's column lengths are taken there,
+    with a warning; where they agree within 1 %, ``pixdim`` is kept, as it always was, so that
+    results for consistent files do not move by float rounding. Not refused: many real files carry
+    small inconsistencies, and the affine is a sound answer (MRtrix3 warns too).
+    """
+    zooms = tuple(float(z) * mm for z in header.get_zooms()[:3])
+    from_affine = _affine_zooms(affine, len(zooms))
+    if all(abs(a - z) <= _ZOOMS_AGREE * max(abs(a), abs(z)) for a, z in zip(from_affine, zooms)):
+        return zooms
+    source = "sform" if int(header["sform_code"]) > 0 else "qform"
+    if not all(math.isfinite(a) and a > 0 for a in from_affine):
+        # A singular affine places nothing; its zero column is no voxel size to measure with.
+        warnings.warn(
+            f"NIfTI file {path}: its affine ({source}) has voxels of {_zooms_text(from_affine)}, a "
+            f"degenerate geometry; volumes in mL and the spacing checks use the header's voxel sizes "
+            f"(pixdim), {_zooms_text(zooms)}",
+            UserWarning,
+            stacklevel=3,
+        )
+        return zooms
+    warnings.warn(
+        f"NIfTI file {path}: its header's voxel sizes (pixdim) are {_zooms_text(zooms)} but its "
+        f"affine ({source}) has voxels of {_zooms_text(from_affine)} (the lengths of its columns), "
+        f"more than {_ZOOMS_AGREE:.0%} apart; volumes in mL and the spacing checks use the affine's "
+        f"{_zooms_text(from_affine)}, as viewers and the label maps written for it do. If the pixdim "
+        "is right, correct the file's affine",
+        UserWarning,
+        stacklevel=3,
+    )
+    return from_affine
 
 
 def _npz_member_shape(path: Path, key: str) -> tuple[int, ...]:

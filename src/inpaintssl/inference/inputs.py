@@ -3,8 +3,11 @@
 :func:`expand_inputs` turns files, folders and globs into input paths (a folder holds NIfTI,
 NumPy or HDF5 files, or is a DICOM series); :func:`case_names` names each input's outputs, uniquely;
 :func:`open_input` opens one with the library's readers (:mod:`inpaintssl.data.readers`) and
-returns the :class:`Geometry` its label map is written with; :func:`reading` turns a damaged file's
-low-level error into a :class:`~inpaintssl.inference.results.PredictionError` naming it.
+returns the :class:`Geometry` its label map is written with (a NIfTI input's affine and header; a
+DICOM series' patient geometry, coded scanner, or, for a series without ImagePositionPatient and
+ImageOrientationPatient, its voxel sizes on a placeholder grid at the origin, coded unknown; a
+NumPy/HDF5 input's ``diag(spacing)``); :func:`reading` turns a damaged file's low-level error into
+a :class:`~inpaintssl.inference.results.PredictionError` naming it.
 
 Example:
     >>> from pathlib import Path
@@ -35,7 +38,6 @@ from inpaintssl.data.readers import (
     NiftiVolume,
     NumpyVolume,
     Volume,
-    nifti_mm_per_unit,
 )
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
@@ -136,7 +138,12 @@ def case_names(paths: Sequence[Path]) -> list[str]:
 
 @dataclass
 class Geometry:
-    """Where the output goes in space: affine, the NIfTI header to copy and zooms in stored order."""
+    """Where the output goes in space: affine, the NIfTI header to copy and zooms in stored order.
+
+    ``zooms`` (mm) measure every volume in mL. ``qform_code`` is the NIfTI code a label map
+    written without a header to copy gets for its sform and qform: 1 (scanner) for a DICOM series'
+    patient geometry, 0 (unknown) for a placeholder grid; ``None`` leaves nibabel's defaults.
+    """
 
     affine: np.ndarray
     header: Any | None
@@ -178,11 +185,19 @@ def reading(path: Path) -> Iterator[None]:
         ) from exc
 
 
+_SCANNER = 1
+"""NIfTI xform code of coordinates in the scanner's patient space (DICOM's, here in RAS+)."""
+_UNKNOWN = 0
+"""NIfTI xform code of a placeholder: readers place the grid by its voxel sizes alone."""
+
+
 def _dicom_geometry(volume: DicomVolume) -> Geometry:
     if volume.patient_affine is None:
-        # No patient geometry: keep the voxel sizes, place the grid at the origin.
-        return Geometry(np.diag([*volume.spacing, 1.0]), None, volume.spacing, 1)
-    return Geometry(volume.patient_affine.copy(), None, volume.spacing, 1)
+        # No patient geometry (no ImagePositionPatient/ImageOrientationPatient): keep the voxel sizes
+        # on a grid at the origin, coded unknown, so no viewer or registration takes the made-up
+        # place and axes for the scanner's.
+        return Geometry(np.diag([*volume.spacing, 1.0]), None, volume.spacing, _UNKNOWN)
+    return Geometry(volume.patient_affine.copy(), None, volume.spacing, _SCANNER)
 
 
 def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
@@ -215,8 +230,9 @@ def open_input(
     given = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
     if _has_suffix(path, _NIFTI):
         nifti = NiftiVolume(path, slice_axis=axis)
-        mm = nifti_mm_per_unit(nifti.header, path=path)
-        zooms = _zooms3([z * mm for z in nifti.header.get_zooms()[: len(nifti.shape[:3])]])
+        # The reader's voxel sizes (mm): its pixdim, or its affine's where the two disagree, so the
+        # volumes in mL agree with the affine the label map is written with.
+        zooms = _zooms3(nifti.stored_zooms)
         _warn_spacing_unused(spacing, path, zooms)
         return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):

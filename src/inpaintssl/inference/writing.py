@@ -69,8 +69,37 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 log = logging.getLogger(__name__)
 
 
+_SHEAR_TOLERANCE = 1e-3
+"""Largest cosine between two axes of an affine still taken as perpendicular: above the rounding of
+DICOM's direction cosines and positions, below any real gantry tilt (1 degree gives 0.017)."""
+
+
+def _has_shear(affine: np.ndarray) -> bool:
+    """Whether the axes of ``affine`` (its first three columns) are not mutually perpendicular.
+
+    A gantry-tilted CT series steps from slice to slice off the slice normal: its affine is sheared.
+
+    Example:
+        >>> tilt = np.tan(np.deg2rad(15))
+        >>> _has_shear(np.diag([0.7, 0.9, 2.5, 1.0])), _has_shear(np.array(
+        ...     [[0.7, 0, 0, 0], [0, 0.9, 2.5 * tilt, 0], [0, 0, 2.5, 0], [0, 0, 0, 1]]))
+        (False, True)
+    """
+    columns = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(columns, axis=0)
+    if not np.all(norms > 0):
+        return False  # singular: a zero column has no direction to compare
+    directions = columns / norms
+    cosines = directions.T @ directions - np.eye(3)
+    return bool(np.max(np.abs(cosines)) > _SHEAR_TOLERANCE)
+
+
 def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]) -> Any:
-    """``data`` as a NIfTI image of ``dtype`` on its input's affine (and header, where it had one)."""
+    """``data`` as a NIfTI image of ``dtype`` on its input's affine (and header, where it had one).
+
+    Without a header to copy (a DICOM series), the sform and qform get ``geometry.qform_code``,
+    except that the qform of a sheared affine (a gantry-tilted CT series) is coded 0 (unknown).
+    """
     nib = import_optional("nibabel", extra="nifti", purpose="writing NIfTI predictions")
     header = None if geometry.header is None else geometry.header.copy()
     image = nib.Nifti1Image(data.astype(dtype, copy=False), geometry.affine, header=header)
@@ -79,7 +108,11 @@ def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0.0, 0.0
     if geometry.header is None and geometry.qform_code is not None:
-        image.set_qform(geometry.affine, code=geometry.qform_code)
+        # A qform is a rotation, zooms and a shift: nibabel fits the nearest one to a sheared affine
+        # (a gantry-tilted CT), millimetres off at the far slices, and ITK-based viewers may prefer
+        # the qform. Coded 0 it is ignored, and every reader takes the exact sform.
+        qform_code = 0 if _has_shear(geometry.affine) else geometry.qform_code
+        image.set_qform(geometry.affine, code=qform_code)
         image.set_sform(geometry.affine, code=geometry.qform_code)
     return image
 
