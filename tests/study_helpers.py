@@ -60,6 +60,22 @@ def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: An
     )
 
 
+def tiny_numpy_pretrain_config(root: Path, volumes: list[tuple[str, str]]) -> dict[str, Any]:
+    """A :func:`tiny_pretrain_config` on ``.npy`` volumes found by pattern in ``<root>/<split>/``.
+
+    ``volumes`` lists ``(split, name)`` pairs (``train`` and ``val``); each is a seeded 16x16x3
+    volume ``<root>/<split>/<name>_img.npy``. The run writes to ``<root>/run``.
+    """
+    for seed, (split, name) in enumerate(volumes):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        volume = np.random.default_rng(seed).normal(size=(16, 16, 3)).astype(np.float32)
+        np.save(root / split / f"{name}_img.npy", volume)
+    cases = {split: {"image": f"{split}/*_img.npy"} for split in ("train", "val")}
+    return tiny_pretrain_config(
+        root / "run", data={"dataset": "numpy", "params": {"root": str(root), "cases": cases}}
+    )
+
+
 def tiny_pretrain_config(output_dir: Path, /, **sections: dict[str, Any]) -> dict[str, Any]:
     """A pretraining config that runs in about a second: 8 synthetic 16x16 slices, a 2-level U-Net.
 

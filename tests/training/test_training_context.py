@@ -32,7 +32,7 @@ from inpaintssl.training.context import (
     RunFolderLockedError,
     run_session,
 )
-from study_helpers import tiny_pretrain_config
+from study_helpers import tiny_numpy_pretrain_config, tiny_pretrain_config
 
 
 def _globals() -> dict[str, Any]:
@@ -307,14 +307,7 @@ def test_a_resume_keeps_the_copy_that_is_the_only_complete_checkpoint(tmp_path: 
 
 def _numpy_run(root: Path) -> dict[str, Any]:
     """A tiny pretraining config on ``.npy`` volumes found by pattern (two train, one val)."""
-    for seed, (split, name) in enumerate([("train", "c1"), ("train", "c2"), ("val", "c3")]):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        volume = np.random.default_rng(seed).normal(size=(16, 16, 3)).astype(np.float32)
-        np.save(root / split / f"{name}_img.npy", volume)
-    cases = {split: {"image": f"{split}/*_img.npy"} for split in ("train", "val")}
-    return tiny_pretrain_config(
-        root / "run", data={"dataset": "numpy", "params": {"root": str(root), "cases": cases}}
-    )
+    return tiny_numpy_pretrain_config(root, [("train", "c1"), ("train", "c2"), ("val", "c3")])
 
 
 def _add_volume(root: Path) -> None:

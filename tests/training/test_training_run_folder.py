@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 import inpaintssl as issl
@@ -23,7 +22,7 @@ from inpaintssl.training.run_folder import (
     recorded_config,
     write_data_check,
 )
-from study_helpers import tiny_pretrain_config
+from study_helpers import tiny_numpy_pretrain_config
 
 
 class _Splits:
@@ -189,15 +188,7 @@ def _shared_id_run(root: Path) -> dict[str, Any]:
     ``train`` holds ``c1`` and ``c2``; ``val`` holds ``c1`` and ``c3``: its ``c1`` is another file
     with the same volume id as the training ``c1`` (ids are unique only within a split).
     """
-    volumes = [("train", "c1"), ("train", "c2"), ("val", "c1"), ("val", "c3")]
-    for seed, (split, name) in enumerate(volumes):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        volume = np.random.default_rng(seed).normal(size=(16, 16, 3)).astype(np.float32)
-        np.save(root / split / f"{name}_img.npy", volume)
-    cases = {split: {"image": f"{split}/*_img.npy"} for split in ("train", "val")}
-    return tiny_pretrain_config(
-        root / "run", data={"dataset": "numpy", "params": {"root": str(root), "cases": cases}}
-    )
+    return tiny_numpy_pretrain_config(root, [("train", "c1"), ("train", "c2"), ("val", "c1"), ("val", "c3")])
 
 
 def _resumed(config: dict[str, Any]) -> dict[str, Any]:
