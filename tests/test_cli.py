@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -366,3 +367,57 @@ def test_evaluate_refuses_training_settings_instead_of_prefixing_them(
         assert main(["evaluate", str(tmp_path), item]) == 2
     err = capsys.readouterr().err
     assert f"override {item!r}: evaluate reads a trained network, so it takes only data.KEY=VALUE" in err
+
+
+class _Table:
+    """What ``evaluate`` returns, as far as the command reads it."""
+
+    def select(self, *, level: str) -> _Table:
+        return self
+
+    def mean(self) -> dict[str, float]:
+        return {"dice_mean": 0.5}
+
+    def __len__(self) -> int:
+        return 3
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "evaluate"])
+def test_under_torchrun_only_rank_0_prints_a_summary(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every rank returns from training, but only rank 0 evaluated the test set: the job printed
+    # one summary per rank, the others with "test_dice": {}. Evaluation is not data-parallel:
+    # every rank evaluated the whole split and wrote the same file.
+    import inpaintssl.api as api
+
+    called: list[str] = []
+
+    def run(*args: object, **kwargs: object) -> object:
+        rank = os.environ["RANK"]
+        called.append(rank)
+        if command == "evaluate":
+            return _Table()
+        return argparse.Namespace(
+            run_dir=tmp_path,
+            best_val_loss=0.5,
+            epochs_run=1,
+            converged=False,
+            mean_dice=lambda: {"disc": 0.25} if rank == "0" else {},
+        )
+
+    monkeypatch.setattr(api, command, run)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    printed: dict[str, str] = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        assert main([command, str(tmp_path)] if command == "evaluate" else [command]) == 0
+        printed[rank] = capsys.readouterr().out
+    assert printed["1"] == ""
+    summary = json.loads(printed["0"])
+    if command == "evaluate":
+        assert called == ["0"] and summary["images"] == 3
+    else:
+        assert called == ["0", "1"] and summary["run_dir"] == str(tmp_path)
+    if command == "finetune":
+        assert summary["test_dice"] == {"disc": 0.25}

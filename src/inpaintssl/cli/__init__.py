@@ -110,8 +110,24 @@ def _training_input(args: argparse.Namespace) -> tuple[str | dict[str, Any], lis
     return config if config is not None else {}, [*overrides, *_run_overrides(args)]
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` job, or a process ``torchrun`` did not start (no ``RANK``).
+
+    Read from torchrun's variable as :class:`inpaintssl.training.distributed.DistInfo` reads it
+    (the command line imports only the API, not the training package).
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _print_run(result: PretrainResult | FinetuneResult, **more: Any) -> int:
-    """Print a training run's one-line JSON summary (plus ``more``); return the exit status."""
+    """Print a training run's one-line JSON summary (plus ``more``) on rank 0; return the exit status.
+
+    Under ``torchrun`` every rank returns from training, but only rank 0 wrote the run folder and
+    evaluated the test set (another rank's result has no test Dice): the job prints one summary,
+    rank 0's, not one per rank that contradict each other.
+    """
+    if not _is_main_process():
+        return 0
     summary = {
         "run_dir": str(result.run_dir),
         "best_val_loss": result.best_val_loss,
@@ -176,6 +192,10 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from inpaintssl.api import evaluate
 
+    if not _is_main_process():
+        # Evaluation is not data-parallel: under torchrun every rank would evaluate the whole
+        # split, write the same file and print the same line. Rank 0 does it alone.
+        return 0
     output = args.output
     if output is None:
         output = RunFolder.owning(Path(args.checkpoint)).eval_csv(args.split)

@@ -3,6 +3,10 @@
 A process started by ``torchrun`` sees ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; everything
 else runs as a single process with world size 1. Only rank 0 writes files.
 
+The reductions, :func:`broadcast_buffers` and :func:`barrier` are collectives when a process group
+exists (every rank must call them, in the same order) and the identity, or a no-op, for a single
+process.
+
 Example:
     >>> info = DistInfo.from_env({})
     >>> info.world_size, info.is_main
@@ -12,13 +16,24 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "init_distributed", "shutdown_distributed"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_buffers",
+    "init_distributed",
+    "shutdown_distributed",
+    "use_sync_batchnorm",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,63 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of a tensor over ranks (identity for a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
+def broadcast_buffers(module: nn.Module, *, src: int = 0) -> None:
+    """Give every rank rank ``src``'s buffers (BatchNorm running statistics; no-op for one process).
+
+    DistributedDataParallel broadcasts rank 0's buffers before each training forward, but each
+    rank then updates them from its own batch: after an epoch's last step every rank holds other
+    running statistics, and rank 0's are the ones its checkpoints save.
+    """
+    if dist.is_available() and dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)
+
+
+def use_sync_batchnorm(model: nn.Module) -> Callable[[], None]:
+    """Swap ``model``'s BatchNorm layers for :class:`~torch.nn.SyncBatchNorm` in place; return the undo.
+
+    A SyncBatchNorm layer normalises with the statistics of the whole global batch, all-gathered
+    from every rank in each training forward, so its running statistics are the same on every
+    rank (plain BatchNorm under DDP sees only its rank's share). It shares the original layer's
+    parameters and buffers (not copies): the optimiser, checkpoints (same ``state_dict`` keys)
+    and the layer put back by the undo see every update. ``model`` itself must not be a
+    BatchNorm layer. In eval mode, or without a process group, SyncBatchNorm computes what
+    BatchNorm does; in training mode under a process group PyTorch (2.13) runs it on GPUs only.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+        >>> batchnorm = net[1]
+        >>> undo = use_sync_batchnorm(net)
+        >>> type(net[1]).__name__, net[1].weight is batchnorm.weight
+        ('SyncBatchNorm', True)
+        >>> undo()
+        >>> net[1] is batchnorm
+        True
+    """
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
+                synced: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(child)  # type: ignore[no-untyped-call]
+                parent.add_module(name, synced)
+                swapped.append((parent, name, child))
+
+    def undo() -> None:
+        for parent, name, child in reversed(swapped):
+            parent.add_module(name, child)
+        swapped.clear()
+
+    return undo
 
 
 def barrier() -> None:

@@ -18,6 +18,10 @@ ends with the same weights as one that never stopped (bit-identical on CPU).
 
 The trainer takes where and how it runs (device, seed, run folder, process group, resume,
 progress bars, checkpoint interval) from the run's :class:`~inpaintssl.training.context.RunContext`.
+Under ``torchrun`` every rank runs the same collectives in the same order: a DDP wrapper per
+phase, validation split into whole batches of the single-process batching, rank 0's buffers
+before each validation, non-finite losses judged over all ranks (``docs/distributed.rst``, "What
+is synchronised").
 
 Example:
     >>> Phase(name="finetune", lr=1e-3).frozen_parts
@@ -29,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -55,7 +59,13 @@ from inpaintssl.training.convergence import Convergence
 from inpaintssl.training.convergence_report import phase_convergence, report_convergence
 from inpaintssl.training.device import autocast_context
 from inpaintssl.training.diagnostics import plot_learning_curve
-from inpaintssl.training.distributed import all_reduce_sum, barrier
+from inpaintssl.training.distributed import (
+    all_reduce_max,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    use_sync_batchnorm,
+)
 from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET, Objective
 from inpaintssl.training.outcome import Phase, TrainOutcome
@@ -160,6 +170,23 @@ def _optional_float(value: Any) -> float:
     return math.inf if value is None else float(value)
 
 
+def _validation_shard(size: int, *, batch_size: int, rank: int, world_size: int) -> list[int]:
+    """The validation items ``rank`` scores: whole batches ``rank``, ``rank + world_size``, ... of
+    the single-process batching of ``size`` items.
+
+    A batch-level loss (the Dice of eq. A2 sums over the batch) depends on which items share a
+    batch, so ranks validate the very batches one process would: the validation loss of given
+    weights is then the same for every world size (to the rounding of the all-reduce). A rank may
+    get no batch at all (fewer batches than processes).
+
+    Example:
+        >>> [_validation_shard(10, batch_size=3, rank=r, world_size=2) for r in (0, 1)]
+        [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9]]
+    """
+    batches = range(rank, math.ceil(size / batch_size), world_size)
+    return [i for b in batches for i in range(b * batch_size, min(size, (b + 1) * batch_size))]
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     inner = model.module if isinstance(model, DistributedDataParallel) else model
     assert isinstance(inner, nn.Module)
@@ -246,15 +273,18 @@ class Trainer:
         self.checkpoint_every = context.run.checkpoint_every
         self.epoch_hooks = list(epoch_hooks)
         self.train_set = IndexedDataset(train_set)
-        val_indices = range(self.dist.rank, len(val_set), self.dist.world_size)  # type: ignore[arg-type]
-        self.val_set = Subset(IndexedDataset(val_set), list(val_indices))
+        val_indices = _validation_shard(
+            len(val_set),  # type: ignore[arg-type]
+            batch_size=optim.batch_size,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.val_set = Subset(IndexedDataset(val_set), val_indices)
         self.num_workers = num_workers
         self._tensorboard: TensorBoardLog | None = None
+        # Under torchrun each phase wraps the model in its own DistributedDataParallel
+        # (:meth:`_wrap_for_phase`), once the phase has fixed which parameters train.
         self.ddp_model: nn.Module = model
-        if self.dist.distributed:
-            self.ddp_model = DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
         self.train_step = TrainStep(
             self.ddp_model,
             objective,
@@ -367,6 +397,31 @@ class Trainer:
         return documents["trainer_state"], tensors, documents
 
     # -- the loop ---------------------------------------------------------------------------
+    def _wrap_for_phase(self) -> None:
+        """Wrap the model in a fresh DistributedDataParallel for this phase (distributed runs only).
+
+        DDP registers the parameters that require gradients when it is built, and its reducer
+        then waits for a gradient of every one of them in each backward: a wrapper built before a
+        phase froze the encoder would wait for gradients that never come ("Expected to have
+        finished reduction in the prior iteration"). Built after :meth:`_make_optimizer` fixed the
+        phase's trainable set, it registers exactly those, with no ``find_unused_parameters``
+        (which walks the autograd graph on every step). Building it also broadcasts rank 0's
+        weights and buffers, so every phase starts from the same state on every rank. The training
+        steps run the wrapper (compiled under ``run.compile``, as :class:`TrainStep` would);
+        validation keeps the bare module.
+        """
+        if not self.dist.distributed:
+            return
+        model = _unwrap(self.model)
+        # The previous phase's wrapper is let go first, so its gradient buckets (the size of the
+        # trained weights) are freed before the new one allocates its own.
+        self.ddp_model = self.train_step.model = self.train_step.network = model
+        self.ddp_model = DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
+        self.train_step.model = self.ddp_model
+        self.train_step.network = compile_network(self.ddp_model, self.context.run.compile)
+
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
         model = _unwrap(self.model)
         set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
@@ -443,16 +498,32 @@ class Trainer:
         bar.close()
 
     def _check_finite(self, losses: list[torch.Tensor], *, first_step: int, phase: Phase, epoch: int) -> None:
+        """Raise :class:`NonFiniteLossError` if a loss in ``losses`` is NaN or infinite on any rank.
+
+        A collective: every rank calls it at the same steps (every 50 and at the epoch's end; each
+        rank trains the same number of steps) with its own losses, and the decision is taken on
+        their sum over ranks. So every rank raises the same error at the same point, where a rank
+        that raised alone would leave the others waiting in the next collective (gloo: "Connection
+        closed by peer"; NCCL: a hang while the raising process is alive). This is the loop's one
+        host sync in 50 steps either way; the all-reduce adds a few bytes to it.
+        """
         if not losses:
             return
         stacked = torch.stack(losses)
-        finite = torch.isfinite(stacked)
-        if bool(finite.all()):
+        # Per step: how many ranks saw NaN, +inf and -inf.
+        kinds = torch.stack([stacked.isnan(), stacked == math.inf, stacked == -math.inf], dim=1)
+        counts = all_reduce_sum(kinds.to(torch.float32))
+        per_step = counts.sum(dim=1)
+        if not bool(per_step.any()):
             return
-        bad = int((~finite).nonzero()[0, 0]) + first_step
+        index = int(per_step.nonzero()[0, 0])
+        nan, positive, _ = (float(c) for c in counts[index])
+        value = "nan" if nan else "inf" if positive else "-inf"
+        if self.dist.distributed:
+            value += f" on {int(per_step[index])} of {self.dist.world_size} processes"
         raise NonFiniteLossError(
-            f"non-finite training loss ({float(stacked[bad - first_step])}) in phase {phase.name!r} at "
-            f"epoch {epoch} step {bad}; stopped. {self._kept_checkpoint()}. "
+            f"non-finite training loss ({value}) in phase {phase.name!r} at "
+            f"epoch {epoch} step {first_step + index}; stopped. {self._kept_checkpoint()}. "
             "Try a lower optim.lr or set optim.grad_clip."
         )
 
@@ -519,6 +590,9 @@ class Trainer:
         The Dice is pooled per class over every validation pixel (intersections and totals summed
         over slices and ranks): ``val_dice`` averages the classes present (labelled or predicted
         somewhere), ``val_dice_<class>`` is each present class's own.
+
+        Each rank scores whole batches of the single-process batching (:func:`_validation_shard`)
+        and every rank takes part in every all-reduce, a rank without a batch with zeros.
         """
         loader = self._loader(self.val_set, epoch_key=None)
         self.ddp_model.eval()
@@ -542,8 +616,17 @@ class Trainer:
             count += n
         totals = all_reduce_sum(torch.stack([loss_sum, count]))
         value = float(totals[0] / totals[1].clamp_min(1))
-        if overlaps is None:
+        if not callable(score):
             return value, {}
+        # A rank without a validation batch has no overlaps and does not know how many classes
+        # there are: the ranks agree on that first, so it adds zeros to the pooled sums.
+        classes = int(
+            all_reduce_max(torch.tensor(0 if overlaps is None else overlaps.shape[-1], device=self.device))
+        )
+        if classes == 0:
+            return value, {}
+        if overlaps is None:
+            overlaps = torch.zeros(2, classes, dtype=torch.float64, device=self.device)
         pooled = all_reduce_sum(overlaps.double())
         present = pooled[1] > 0
         if not bool(present.any()):
@@ -604,6 +687,7 @@ class Trainer:
                 )
             if self.dist.is_main and self.run_folder.config.is_file():
                 record_budget(self.run_dir, self.optim.max_epochs)
+        undo_sync_batchnorm = self._sync_batchnorm()
         try:
             while state.phase < len(self.phases):
                 self._run_phase(state, restore)
@@ -623,6 +707,7 @@ class Trainer:
                     log.warning("could not draw %s: %s", self.run_folder.learning_curve, exc)
             raise
         finally:
+            undo_sync_batchnorm()
             if self._tensorboard is not None:
                 self._tensorboard.close()
                 self._tensorboard = None
@@ -650,6 +735,19 @@ class Trainer:
                 learning_curve=self.run_folder.learning_curve,
             )
         return outcome
+
+    def _sync_batchnorm(self) -> Callable[[], None]:
+        """Under torchrun on GPUs, train BatchNorm layers as SyncBatchNorm; return the undo.
+
+        Without it each rank's BatchNorm normalises with the statistics of its share of the batch
+        only, and keeps running statistics of its own. On the CPU (gloo) PyTorch 2.13 refuses
+        SyncBatchNorm in training ("expected input tensor to be on GPU"), so the layers stay
+        BatchNorm there and :meth:`_run_epoch` gives every rank rank 0's running statistics before
+        validating. The caller's model gets its own layers back when :meth:`fit` returns.
+        """
+        if self.dist.distributed and self.device.type == "cuda":
+            return use_sync_batchnorm(_unwrap(self.model))  # a no-op without BatchNorm layers
+        return lambda: None
 
     def _refuse_to_extend(self, state: _FitState) -> None:
         """A finished run resumed with another ``optim.max_epochs`` is an error, not a silent no-op.
@@ -683,6 +781,7 @@ class Trainer:
     ) -> None:
         phase = self.phases[state.phase]
         optimizer = self._make_optimizer(phase)
+        self._wrap_for_phase()
         # Only the phase a resumed run stopped in carries optimizer moments and stopping state.
         if restore is not None and state.stopping is not None:
             optimizer_from_tensors(optimizer, *restore)
@@ -754,6 +853,10 @@ class Trainer:
             optimizer, phase_index=state.phase, epoch=state.epoch, global_epoch=state.global_epoch
         )
         train_seconds = time.perf_counter() - started
+        # Every rank validates, and rank 0 saves, rank 0's buffers (BatchNorm running statistics,
+        # which each rank's last steps updated from its own batches): the recorded validation loss
+        # is then the saved weights' loss.
+        broadcast_buffers(_unwrap(self.model))
         val_loss, val_dice = self._validate()
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(

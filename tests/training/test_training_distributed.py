@@ -1,0 +1,288 @@
+"""The training loop under torchrun (gloo, CPU): every rank takes part in every collective.
+
+Each test starts ``torch.distributed.run`` on a small worker script (written to ``tmp_path``) that
+builds a :class:`~inpaintssl.training.loop.Trainer` on synthetic 16x16 slices and writes what each
+rank saw to ``rank<N>.json`` / ``rank<N>.pt``; the test compares the ranks and, where it says so,
+one process. A worker that hangs in a collective prints its stack and exits after
+``_HANG_SECONDS``, so a regression fails the test instead of blocking the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.distributed import use_sync_batchnorm
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+
+pytestmark = pytest.mark.distributed
+
+_HANG_SECONDS = 60
+
+# What every worker starts with: a process group, and the test's own Trainer recipe (the same one
+# as _local_trainer below, so one process can re-check what the ranks recorded).
+_PRELUDE = f"""
+import faulthandler, json, os, sys
+from pathlib import Path
+
+faulthandler.dump_traceback_later({_HANG_SECONDS}, exit=True)
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.distributed import DistInfo
+from inpaintssl.training.loop import NonFiniteLossError, Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+
+OUT = Path(sys.argv[1])
+INFO = DistInfo.from_env()
+RANK = INFO.rank
+dist.init_process_group("gloo", rank=RANK, world_size=INFO.world_size)
+
+
+def unet():
+    return BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
+
+
+def dice_ce(objective=SegmentationObjective):
+    loss = LOSSES.build("dice_ce")
+    return objective(loss=loss, predict_onehot=loss.predict_onehot)
+
+
+def trainer(folder, *, phases, model=None, num_val=4, objective=None, max_epochs=1, batch_size=4):
+    return Trainer(
+        model=unet() if model is None else model,
+        objective=objective or dice_ce(),
+        train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+        val_set=SyntheticShapes(split="val", num_images=16, num_val=num_val, size=(16, 16)),
+        phases=phases,
+        optim=OptimConfig(batch_size=batch_size, max_epochs=max_epochs),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext(
+            run=RunConfig(output_dir=OUT / folder, device="cpu", seed=0, quiet=True, channels_last=False),
+            device=torch.device("cpu"),
+            dist=INFO,
+            amp_dtype=None,
+        ),
+    )
+
+
+def batchnorm_net():
+    # As _batchnorm_net in the test.
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+
+def report(**values):
+    (OUT / f"rank{{RANK}}.json").write_text(json.dumps(values))
+"""
+
+
+def _torchrun(tmp_path: Path, body: str, *, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "worker.py"
+    script.write_text(_PRELUDE + textwrap.dedent(body) + "\ndist.destroy_process_group()\n")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=4 * _HANG_SECONDS,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _reports(tmp_path: Path, run: subprocess.CompletedProcess[str], nproc: int = 2) -> list[dict[str, Any]]:
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(nproc)]
+
+
+def _unet() -> nn.Module:
+    model: nn.Module = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
+    return model
+
+
+def _local_trainer(folder: Path, *, model: nn.Module | None = None, num_val: int = 4) -> Trainer:
+    """One process, the workers' recipe."""
+    loss = LOSSES.build("dice_ce")
+    return Trainer(
+        model=model or _unet(),
+        objective=SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
+        train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+        val_set=SyntheticShapes(split="val", num_images=16, num_val=num_val, size=(16, 16)),
+        phases=[Phase(name="check", lr=1e-3)],
+        optim=OptimConfig(batch_size=4, max_epochs=1),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext.local(
+            RunConfig(output_dir=folder, device="cpu", seed=0, quiet=True, channels_last=False)
+        ),
+    )
+
+
+def test_freezing_phases_train_on_two_processes(tmp_path: Path) -> None:
+    # DDP registers the parameters that train when it is built: one wrapper for the whole run
+    # waited for the frozen encoder's gradients ("Expected to have finished reduction").
+    run = _torchrun(
+        tmp_path,
+        """
+        frozen = Phase(name="frozen", lr=1e-2, frozen_parts=("encoder",))
+        model = unet()
+        trainer("frozen", model=model, phases=[frozen]).fit()
+        torch.save(model.state_dict(), OUT / f"frozen{RANK}.pt")
+        model = unet()
+        outcome = trainer("two_phases", model=model, phases=[frozen, Phase(name="unfrozen", lr=1e-3)]).fit()
+        torch.save(model.state_dict(), OUT / f"two_phases{RANK}.pt")
+        report(phases=[row["phase"] for row in outcome.history], best=outcome.best_val_loss)
+        """,
+    )
+    first, second = _reports(tmp_path, run)
+    assert first == second and first["phases"] == ["frozen", "unfrozen"]
+    start = _unet().state_dict()
+    for name in ("frozen", "two_phases"):
+        ranks = [torch.load(tmp_path / f"{name}{r}.pt") for r in (0, 1)]
+        assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in start), f"{name}: the replicas differ"
+        best, _ = load_checkpoint(tmp_path / name)
+        assert all(torch.equal(best[k], ranks[0][k]) for k in start), f"{name}: not the best checkpoint"
+    frozen = torch.load(tmp_path / "frozen0.pt")
+    encoder = [k for k in start if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(frozen[k], start[k]) for k in encoder)
+    assert any(not torch.equal(frozen[k], start[k]) for k in start if not k.startswith("encoder."))
+    unfrozen = torch.load(tmp_path / "two_phases0.pt")
+    assert any(not torch.equal(unfrozen[k], start[k]) for k in encoder)
+
+
+def test_a_rank_without_validation_batches_takes_part_in_validation(tmp_path: Path) -> None:
+    # One validation slice, two processes: rank 1 scores nothing, and once returned early while
+    # rank 0 waited for it in the all-reduce of the Dice overlaps.
+    run = _torchrun(
+        tmp_path,
+        """
+        outcome = trainer("run", num_val=1, phases=[Phase(name="finetune", lr=1e-2)], max_epochs=2).fit()
+        report(val_loss=[row["val_loss"] for row in outcome.history],
+               val_dice=[row.get("val_dice") for row in outcome.history])
+        """,
+    )
+    first, second = _reports(tmp_path, run)
+    assert first == second and len(first["val_loss"]) == 2
+    assert all(dice is not None for dice in first["val_dice"])
+
+
+def test_the_validation_loss_of_given_weights_is_the_same_on_one_and_three_processes(tmp_path: Path) -> None:
+    # Six slices in batches of 4: one process scores batches {0-3} and {4, 5}. The Dice loss sums
+    # over a batch, so ranks that batch their slices otherwise (strided: {0, 3}, {1, 4}, {2, 5})
+    # get another loss; the third rank here has no batch at all.
+    run = _torchrun(
+        tmp_path,
+        """
+        loss, dice = trainer("unused", num_val=6, phases=[Phase(name="x", lr=1e-3)])._validate()
+        report(loss=loss, dice=dice)
+        """,
+        nproc=3,
+    )
+    reports = _reports(tmp_path, run, nproc=3)
+    assert reports[0] == reports[1] == reports[2]
+    loss, dice = _local_trainer(tmp_path / "single", num_val=6)._validate()
+    assert reports[0]["loss"] == pytest.approx(loss, rel=1e-12, abs=0)
+    assert reports[0]["dice"] == pytest.approx(dice, rel=1e-12, abs=0)
+
+
+def _batchnorm_net() -> nn.Sequential:
+    """A segmentation network with BatchNorm (the default U-Net has GroupNorm); as the workers'."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+
+def test_the_best_checkpoint_of_a_batchnorm_network_has_the_recorded_validation_loss(tmp_path: Path) -> None:
+    # Each rank updates BatchNorm's running statistics from its own batches; rank 0 saves its own.
+    # Validating with every rank's own statistics recorded a loss that no saved model has (two
+    # validation batches here, one per rank).
+    run = _torchrun(
+        tmp_path,
+        """
+        torch.manual_seed(0)
+        model = batchnorm_net()
+        phases = [Phase(name="finetune", lr=3e-2)]
+        outcome = trainer("bn", model=model, num_val=8, phases=phases, max_epochs=2).fit()
+        report(best=outcome.best_val_loss, epoch=outcome.best_epoch)
+        """,
+    )
+    first, second = _reports(tmp_path, run)
+    assert first == second
+    weights, meta = load_checkpoint(tmp_path / "bn")
+    assert meta is not None and meta.epoch == first["epoch"]
+    model = _batchnorm_net()
+    model.load_state_dict(weights)
+    assert _local_trainer(tmp_path / "single", model=model, num_val=8).validate() == pytest.approx(
+        first["best"], rel=1e-12, abs=0
+    )
+
+
+def test_sync_batchnorm_shares_the_layers_tensors_and_is_undone() -> None:
+    model = _batchnorm_net().eval()
+    batchnorm = model[1]
+    images = torch.randn(2, 1, 8, 8)
+    expected = model(images)
+    undo = use_sync_batchnorm(model)
+    synced = model[1]
+    assert isinstance(synced, nn.SyncBatchNorm)
+    assert synced.weight is batchnorm.weight and synced.running_mean is batchnorm.running_mean
+    assert list(model.state_dict()) == list(_batchnorm_net().state_dict())
+    torch.testing.assert_close(model(images), expected, rtol=0, atol=0)
+    undo()
+    assert model[1] is batchnorm
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_error(tmp_path: Path) -> None:
+    # Rank 0's second step is NaN: it raised alone, and rank 1 died in the next collective
+    # ("Connection closed by peer"; on NCCL it would wait while rank 0 was alive).
+    run = _torchrun(
+        tmp_path,
+        """
+        class NaNOnRankZero(SegmentationObjective):
+            calls = 0
+
+            def loss(self, model, batch, *, keys):
+                value = super().loss(model, batch, keys=keys)
+                self.calls += 1
+                return value * float("nan") if RANK == 0 and self.calls == 2 else value
+
+        objective = dice_ce(NaNOnRankZero)
+        try:
+            trainer("nan", objective=objective, phases=[Phase(name="finetune", lr=1e-3)], max_epochs=2).fit()
+            report(raised=None)
+        except Exception as exc:
+            report(raised=type(exc).__name__, message=str(exc))
+        """,
+    )
+    first, second = _reports(tmp_path, run)
+    assert first["raised"] == second["raised"] == "NonFiniteLossError", (first, second)
+    assert first["message"] == second["message"]
+    assert "(nan on 1 of 2 processes) in phase 'finetune' at epoch 0 step 1" in first["message"]
