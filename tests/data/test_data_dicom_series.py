@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -191,35 +192,43 @@ def test_a_series_without_orientation_takes_its_slice_spacing_from_its_tags(tmp_
     assert DicomVolume(folder).spacing == pytest.approx((0.7, 0.8, 5.0))  # then SliceThickness
 
 
-def test_a_missing_slice_is_refused_naming_where_the_spacing_breaks(tmp_path: Path) -> None:
+def test_a_missing_slice_is_read_with_a_warning_naming_where_the_spacing_breaks(tmp_path: Path) -> None:
     folder = tmp_path / "gap"
     _slices(folder, "im", [0.0, 2.5, 5.0, 10.0, 12.5])  # the slice at 7.5 mm is missing
-    with pytest.raises(DataError) as caught:
-        DicomVolume(folder)
-    message = str(caught.value)
-    assert message.startswith(
+    with pytest.warns(UserWarning) as caught:
+        volume = DicomVolume(folder)
+    where = (
         f"DICOM series folder {folder}: slices im2.dcm and im3.dcm at 5 and 10 mm along the slice "
         "normal are 5 mm apart where the series' other slices are 2.5 mm apart (steps between "
-        "neighbouring slices: 2.5 mm (3x), 5 mm (1x)): a missing slice or a series of mixed spacing; "
-        "the volume cannot be put on one regular grid"
+        "neighbouring slices: 2.5 mm (3x), 5 mm (1x)): a missing slice or a series of mixed spacing"
     )
-    assert "Export only the evenly spaced part" in message and "dcm2niix or 3D Slicer" in message
+    assert volume.uneven_slices is not None and volume.uneven_slices.startswith(where)
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(where) and "volumes in mL along the slice axis are approximate" in message
+    # A 2D network reads every slice as it is.
+    assert volume.num_slices == 5 and volume.spacing[2] == pytest.approx(2.5)
 
 
-def test_a_series_of_mixed_spacing_is_refused_and_rounding_is_not(tmp_path: Path) -> None:
+def _read_quietly(folder: Path) -> DicomVolume:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return DicomVolume(folder)
+
+
+def test_mixed_spacing_is_uneven_and_rounding_is_not(tmp_path: Path) -> None:
     mixed = tmp_path / "mixed"
     _slices(mixed, "im", [0.0, 2.5, 5.0, 7.5, 8.5, 9.5])  # 2.5 mm slices, then 1 mm ones
-    with pytest.raises(
-        DataError, match=r"slices im3\.dcm and im4\.dcm at 7\.5 and 8\.5 mm .* are 1 mm apart"
-    ):
+    uneven = r"slices im3\.dcm and im4\.dcm at 7\.5 and 8\.5 mm .* are 1 mm apart"
+    with pytest.warns(UserWarning, match=uneven):
         DicomVolume(mixed)
     # Within 1 % of the 2.5 mm step (positions rounded to two decimals): one regular grid.
     rounded = tmp_path / "rounded"
     _slices(rounded, "im", [0.0, 2.5, 5.01, 7.52])
-    assert DicomVolume(rounded).spacing[2] == pytest.approx(2.51)
+    volume = _read_quietly(rounded)
+    assert volume.uneven_slices is None and volume.spacing[2] == pytest.approx(2.51)
     beyond = tmp_path / "beyond"
     _slices(beyond, "im", [0.0, 2.5, 5.0, 7.53])  # 2.53 mm, 1.2 % off
-    with pytest.raises(DataError, match=r"are 2\.53 mm apart where the series' other slices are 2\.5 mm"):
+    with pytest.warns(UserWarning, match=r"are 2\.53 mm apart where the series' other slices are 2\.5 mm"):
         DicomVolume(beyond)
 
 

@@ -785,6 +785,31 @@ def test_dicom_label_maps_code_only_the_geometry_their_series_states(
         assert case.volumes_ml[name] == pytest.approx(np.sum(labels == k + 1) * 3.0 * 3.5 * 5.0 / 1000.0)
 
 
+def test_an_unevenly_spaced_series_is_refused_before_anything_is_written(
+    softmax_run: Path, tmp_path: Path
+) -> None:
+    # Slices at 0, 2, 4 and 8 mm (the one at 6 mm missing): training reads its slices, but its
+    # label map has no one grid to lie on.
+    series = tmp_path / "gap"
+    series.mkdir()
+    rng = np.random.default_rng(4)
+    for k, z in enumerate((0.0, 2.0, 4.0, 8.0)):
+        _write_dicom(
+            series / f"im{k}.dcm",
+            rng.integers(0, 1000, (20, 26)),
+            z=0.0,
+            instance=k + 1,
+            pixel_spacing=("3", "3.5"),
+            position=(-10.0, 20.0, z),
+        )
+    out = tmp_path / "pred"
+    with pytest.warns(UserWarning, match="not one regular grid"), pytest.raises(
+        PredictionError, match=r"im2\.dcm and im3\.dcm at 4 and 8 mm .*cannot be written on one grid"
+    ):
+        predict(softmax_run, [series], output=out, device="cpu", progress=False)
+    assert not out.exists()
+
+
 def test_the_run_records_the_orientation_of_its_training_volumes(softmax_run: Path) -> None:
     # The brains are stored with AFFINE: axis 0 runs anterior, 1 left, 2 superior; 40 slices of "a".
     assert json.loads((softmax_run / "manifest.json").read_text())["orientations"] == {"ALS": 40}

@@ -1,10 +1,12 @@
 """A DICOM series (a folder of slices, or one ``.dcm`` file) read as one volume, with its checks.
 
 :class:`DicomVolume` orders the slices along the slice normal and refuses a folder that is not one
-volume on one regular grid: several series, several planes, slices that share a position, a mix of
-slices with and without a position, unevenly spaced slices (a missing slice, mixed spacing),
-differing matrix sizes, CT slices without (or with unusable) rescale tags, multi-frame (Enhanced)
-files, and files that are not DICOM.
+volume: several series, several planes, slices that share a position, a mix of slices with and
+without a position, differing matrix sizes, CT slices without (or with unusable) rescale tags,
+multi-frame (Enhanced) files, and files that are not DICOM. A series whose slices are unevenly
+spaced (a missing slice, mixed spacing) is read with a warning and says so in
+:attr:`DicomVolume.uneven_slices`: its 2D slices train as they are, but no single slice spacing
+(and no one affine) describes it, so prediction refuses it (its label map would be misplaced).
 
 Geometry: row/column spacing is ``PixelSpacing``. The slice spacing is the step between
 neighbouring ``ImagePositionPatient`` projected on the slice normal (from
@@ -27,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -47,14 +50,14 @@ class DicomVolume(Volume):
 
     Headers are read at construction to order the slices along the slice normal
     (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
-    ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID``
-    (files without one are taken as one series), one ``ImageOrientationPatient``, one slice per
-    position, evenly spaced (steps within 1 % of their median, or 0.02 mm: the rounding of
-    positions written to two decimals), and one matrix size; files of several frames (Enhanced
-    DICOM) are refused. Pixel data is read per slice. Row/column spacing comes from
-    ``PixelSpacing``; slice spacing from the positions along the normal where every slice states
-    ``ImagePositionPatient`` and ``ImageOrientationPatient``, else ``SpacingBetweenSlices``, else
-    ``SliceThickness``. Slices are rows x columns as stored.
+    ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID`` (files
+    without one are taken as one series), one ``ImageOrientationPatient``, one slice per position
+    and one matrix size; files of several frames (Enhanced DICOM) are refused. Slices whose steps
+    differ from their median by more than 1 % (or 0.02 mm: the rounding of positions written to two
+    decimals) are read with a warning (:attr:`uneven_slices`). Pixel data is read per slice.
+    Row/column spacing comes from ``PixelSpacing``; slice spacing from the positions along the
+    normal where every slice states ``ImagePositionPatient`` and ``ImageOrientationPatient``, else
+    ``SpacingBetweenSlices``, else ``SliceThickness``. Slices are rows x columns as stored.
     A CT slice (``Modality`` CT) must carry both rescale tags; other modalities default to slope 1,
     intercept 0. Needs pydicom (``dicom`` extra).
     """
@@ -83,7 +86,16 @@ class DicomVolume(Volume):
             _check_ct_rescale(ds, f)
             _check_rescale_values(ds, f)
         # After the per-file checks: a stray file of another size is named as such, not as a gap.
-        _check_regular_steps(headers, path)
+        self.uneven_slices = _uneven_steps(headers, path)
+        """Where the slice spacing breaks (a missing slice, mixed spacing); ``None``: evenly spaced."""
+        if self.uneven_slices is not None:
+            warnings.warn(
+                f"{self.uneven_slices}. Its slices are read as they are, but no one slice spacing fits "
+                "them: the spacing taken (the median step) and the volumes in mL along the slice axis "
+                "are approximate, and predict refuses the series",
+                UserWarning,
+                stacklevel=2,
+            )
         self._files = [f for _, f in headers]
         spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
         super().__init__(
@@ -248,8 +260,7 @@ _REGULAR_STEP_TOLERANCE = 0.01
 A series is one volume only on one regular grid: a NIfTI affine has one slice step, and every
 voxel one volume. A missing slice doubles one step (+100 %), mixed spacing changes steps by tens of
 percent, while scanners' own jitter and the decimal rounding of ImagePositionPatient stay far below
-1 %. ITK and dcm2niix warn on such series too; here they are refused, as every position and mL
-would be wrong."""
+1 %. ITK and dcm2niix warn on such series too."""
 _STEP_ROUNDING_MM = 0.02
 """Absolute allowance (mm) on a step, for positions written to two decimals (each off by up to
 0.005 mm, a step by 0.01 mm): for sub-millimetre slices that rounding alone exceeds 1 %."""
@@ -368,24 +379,26 @@ def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path)
     )
 
 
-def _check_regular_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
-    """Refuse a series whose slices are not evenly spaced (``headers`` sorted by position).
+def _uneven_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> str | None:
+    """Where a series' slices stop being evenly spaced (``headers`` sorted by position); ``None`` if
+    they are.
 
     The affine steps from the first slice to the last in equal parts and the voxel volume takes one
-    slice spacing: with a missing slice or mixed spacing, slices land at the wrong places in the
-    label map and tissue volumes in mL are wrong. Resampling is a choice (and a tool) of its own,
-    so the series is refused, naming where the spacing breaks. Only where every slice states its
-    position: InstanceNumbers say nothing about spacing.
+    slice spacing: with a missing slice or mixed spacing, slices land at the wrong places in a
+    label map and tissue volumes in mL are off. A 2D network sees each slice on its own, so
+    training reads such a series (with a warning); prediction, which writes a label map on the
+    series' grid, refuses it. Only where every slice states its position: InstanceNumbers say
+    nothing about spacing.
     """
     if len(headers) < 3 or not all(_has_position(ds) for ds, _ in headers):
-        return
+        return None
     positions = np.asarray([_slice_position(ds) for ds, _ in headers])
     steps = np.diff(positions)
     median = float(np.median(steps))
     deviations = np.abs(steps - median)
     allowed = max(_REGULAR_STEP_TOLERANCE * median, _STEP_ROUNDING_MM)
     if float(deviations.max()) <= allowed:
-        return
+        return None
     # The step furthest off the median; of equals the larger (a missing slice is the usual cause).
     i = max(range(len(steps)), key=lambda k: (round(float(deviations[k]), 6), float(steps[k])))
     others = float(np.median(np.delete(steps, i)))
@@ -394,14 +407,11 @@ def _check_regular_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> N
         f"{v:g} mm ({n}x)" for v, n in sorted(zip(values, counts), key=lambda vn: -vn[1])[:_STEPS_LISTED]
     )
     more = f" and {len(values) - _STEPS_LISTED} more" if len(values) > _STEPS_LISTED else ""
-    raise DataError(
+    return (
         f"DICOM series folder {folder}: slices {headers[i][1].name} and {headers[i + 1][1].name} at "
         f"{positions[i]:g} and {positions[i + 1]:g} mm along the slice normal are {steps[i]:g} mm apart "
         f"where the series' other slices are {others:g} mm apart (steps between neighbouring slices: "
-        f"{found}{more}): a missing slice or a series of mixed spacing; the volume cannot be put on "
-        "one regular grid (one affine, one voxel volume), so its labels would be misplaced and its "
-        "volumes in mL wrong. Export only the evenly spaced part as a series of its own, or resample "
-        "the series to one spacing with a tool such as dcm2niix or 3D Slicer"
+        f"{found}{more}): a missing slice or a series of mixed spacing, not one regular grid"
     )
 
 

@@ -192,6 +192,14 @@ _UNKNOWN = 0
 
 
 def _dicom_geometry(volume: DicomVolume) -> Geometry:
+    if volume.uneven_slices is not None:
+        # Training reads such a series slice by slice; a label map needs one regular grid.
+        raise PredictionError(
+            f"{volume.uneven_slices}: its label map cannot be written on one grid (one affine, one "
+            "voxel volume), so its labels would be misplaced and its volumes in mL wrong. Export only "
+            "the evenly spaced part as a series of its own, or resample the series to one spacing with "
+            "a tool such as dcm2niix or 3D Slicer"
+        )
     if volume.patient_affine is None:
         # No patient geometry (no ImagePositionPatient/ImageOrientationPatient): keep the voxel sizes
         # on a grid at the origin, coded unknown, so no viewer or registration takes the made-up
