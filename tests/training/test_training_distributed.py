@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import use_sync_batchnorm
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
+from study_helpers import tiny_numpy_pretrain_config
 
 pytestmark = pytest.mark.distributed
 
@@ -286,3 +288,78 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_error(tmp_
     assert first["raised"] == second["raised"] == "NonFiniteLossError", (first, second)
     assert first["message"] == second["message"]
     assert "(nan on 1 of 2 processes) in phase 'finetune' at epoch 0 step 1" in first["message"]
+
+
+_API_WORKER = f"""
+import faulthandler, json, os, sys
+from pathlib import Path
+
+faulthandler.dump_traceback_later({_HANG_SECONDS}, exit=True)
+
+import inpaintssl as issl
+from inpaintssl.training import stages
+
+OUT = Path(sys.argv[1])
+RANK = int(os.environ["RANK"])
+calls = []
+real = stages.preflight
+
+
+def counted(*args, **kwargs):
+    calls.append(1)
+    return real(*args, **kwargs)
+
+
+stages.preflight = counted
+config = json.loads((OUT / "config.json").read_text())
+try:
+    issl.pretrain(config)
+    error = None
+except Exception as exc:
+    error = [type(exc).__name__, str(exc)]
+(OUT / f"rank{{RANK}}.json").write_text(json.dumps({{"preflights": len(calls), "error": error}}))
+"""
+
+
+def _api_torchrun(tmp_path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    script = tmp_path / "api_worker.py"
+    script.write_text(_API_WORKER)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=4 * _HANG_SECONDS,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    return _reports(tmp_path, run)
+
+
+def test_only_rank_0_reads_the_data_for_the_preflight_check_and_every_rank_hears_its_verdict(
+    tmp_path: Path,
+) -> None:
+    # Every rank reading every case in full would read a dataset once per process.
+    config = tiny_numpy_pretrain_config(tmp_path / "data", [("train", "c1"), ("train", "c2"), ("val", "c3")])
+    config["optim"] = {"max_epochs": 1, "batch_size": 2}
+    first, second = _api_torchrun(tmp_path, config)
+    assert (first, second) == ({"preflights": 1, "error": None}, {"preflights": 0, "error": None})
+    # A case with a NaN voxel, which opens fine and only a full read finds: rank 0 finds it, and
+    # rank 1 stops with the same words instead of waiting for rank 0 in its first collective.
+    volume = np.load(tmp_path / "data" / "train" / "c2_img.npy")
+    volume[3, 4, 1] = np.nan
+    np.save(tmp_path / "data" / "train" / "c2_img.npy", volume)
+    config["run"] = {**config["run"], "output_dir": str(tmp_path / "data" / "run2")}
+    first, second = _api_torchrun(tmp_path, config)
+    assert first["error"] is not None and first["error"][0] == "DataError", first
+    assert "c2_img.npy" in first["error"][1] and "NaN" in first["error"][1]
+    verdict = f"rank 0's pre-flight check of the data failed: {first['error'][1]}"
+    assert second["error"] == ["DataError", verdict]

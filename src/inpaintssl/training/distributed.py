@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -30,6 +31,7 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_buffers",
+    "broadcast_object",
     "init_distributed",
     "shutdown_distributed",
     "use_sync_batchnorm",
@@ -145,6 +147,20 @@ def use_sync_batchnorm(model: nn.Module) -> Callable[[], None]:
         swapped.clear()
 
     return undo
+
+
+def broadcast_object(value: Any, *, src: int = 0) -> Any:
+    """Rank ``src``'s ``value`` on every rank (a picklable object; ``value`` itself for one process).
+
+    Example:
+        >>> broadcast_object({"error": None})
+        {'error': None}
+    """
+    if dist.is_available() and dist.is_initialized():
+        box = [value]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+    return value
 
 
 def barrier() -> None:

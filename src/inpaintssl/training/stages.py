@@ -16,6 +16,7 @@ from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import FinetuneConfig, PretrainConfig, recipe_filled
+from inpaintssl.data.base import DataError
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
 from inpaintssl.data.labels import ABSENT_CLASS_CHECK_LIMIT, absent_classes
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
@@ -24,6 +25,7 @@ from inpaintssl.data.spacing import training_spacing
 from inpaintssl.registry import REGISTRIES
 from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.context import RunContext
+from inpaintssl.training.distributed import broadcast_object
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
 from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import Objective
@@ -87,12 +89,7 @@ def check_at_the_door(
         batch_size=config.optim.batch_size,
         ctx=ctx,
     )
-    report = preflight(
-        {"train": bundle.train, "val": bundle.val, "test": bundle.test},
-        progress=not config.run.quiet and ctx.dist.is_main,
-        what=f"data.dataset={config.data.dataset!r}",
-        passed=read_data_check(ctx.run_dir, data_config=config.data).passed if config.run.resume else None,
-    )
+    report = _preflight_on_the_main_rank(config, ctx, bundle)
     if bundle.class_names and len(bundle.train) <= ABSENT_CLASS_CHECK_LIMIT and ctx.dist.is_main:
         missing = absent_classes(bundle.train)
         if missing:
@@ -105,6 +102,43 @@ def check_at_the_door(
                 UserWarning,
                 stacklevel=2,
             )
+    return report
+
+
+def _preflight_on_the_main_rank(config: StageConfig, ctx: RunContext, bundle: DataBundle) -> PreflightReport:
+    """The pre-flight check of the bundle's sets, run by rank 0 alone under ``torchrun``.
+
+    The check reads every case in full; run by every rank, a 16-process job would read the whole
+    dataset 16 times from one shared file system. Its result is rank 0's to record
+    (``data_check.json``), and the normalisation statistics it keeps as it goes are computed on
+    first use anyway, to the same bits, by the ranks that skip it. Every rank gets rank 0's
+    verdict: where rank 0 found a problem, every rank raises it (a rank left to train alone would
+    wait in its first collective for one that has stopped).
+    """
+
+    def check() -> PreflightReport:
+        passed = read_data_check(ctx.run_dir, data_config=config.data).passed if config.run.resume else None
+        return preflight(
+            {"train": bundle.train, "val": bundle.val, "test": bundle.test},
+            progress=not config.run.quiet and ctx.dist.is_main,
+            what=f"data.dataset={config.data.dataset!r}",
+            passed=passed,
+        )
+
+    if not ctx.dist.distributed:
+        return check()
+    report = PreflightReport(cases=0, items=0, seconds=0.0)  # the other ranks record nothing
+    if ctx.dist.is_main:
+        try:
+            report = check()
+        except Exception as exc:
+            broadcast_object((type(exc).__name__, str(exc), isinstance(exc, DataError)))
+            raise
+    failure = broadcast_object(None)
+    if failure is not None:
+        name, message, data_error = failure
+        text = f"rank 0's pre-flight check of the data failed: {message}"
+        raise DataError(text) if data_error else RuntimeError(f"{text} ({name})")
     return report
 
 
