@@ -101,9 +101,8 @@ def report(**values):
 """
 
 
-def _torchrun(tmp_path: Path, body: str, *, nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "worker.py"
-    script.write_text(_PRELUDE + textwrap.dedent(body) + "\ndist.destroy_process_group()\n")
+def _launch(tmp_path: Path, script: Path, *, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """``script`` on ``nproc`` CPU processes under ``torch.distributed.run``, given ``tmp_path``."""
     return subprocess.run(
         [
             sys.executable,
@@ -120,6 +119,12 @@ def _torchrun(tmp_path: Path, body: str, *, nproc: int = 2) -> subprocess.Comple
         check=False,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+
+
+def _torchrun(tmp_path: Path, body: str, *, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "worker.py"
+    script.write_text(_PRELUDE + textwrap.dedent(body) + "\ndist.destroy_process_group()\n")
+    return _launch(tmp_path, script, nproc=nproc)
 
 
 def _reports(tmp_path: Path, run: subprocess.CompletedProcess[str], nproc: int = 2) -> list[dict[str, Any]]:
@@ -325,22 +330,7 @@ def _api_torchrun(tmp_path: Path, config: dict[str, Any]) -> list[dict[str, Any]
     (tmp_path / "config.json").write_text(json.dumps(config))
     script = tmp_path / "api_worker.py"
     script.write_text(_API_WORKER)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(script),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=4 * _HANG_SECONDS,
-        check=False,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    run = _launch(tmp_path, script)
     return _reports(tmp_path, run)
 
 
