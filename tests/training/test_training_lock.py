@@ -147,10 +147,13 @@ def test_a_lock_taken_over_is_not_kept_alive_by_its_old_owner(tmp_path: Path) ->
     # A frozen owner (SIGSTOP) whose lock went stale and was taken: its heartbeat must not revive it.
     held = acquire_run_lock(tmp_path, heartbeat_s=0.05)
     taken = _write_lock(tmp_path, host="elsewhere.example", token="new-owner", heartbeat_s=15.0)
+    heart = held._heart
+    assert heart is not None
+    heart.join(timeout=10)  # it stops at its next beat, seeing another owner's token
+    assert not heart.is_alive()
     _silence(tmp_path, 1000)
-    time.sleep(0.5)
+    time.sleep(0.2)  # four beats' time: nothing touches the new owner's lock
     assert time.time() - (tmp_path / RunFolder.LOCK).stat().st_mtime > 900
-    assert held._heart is not None and not held._heart.is_alive()
     held.release()  # leaves the new owner's lock alone
     assert json.loads((tmp_path / RunFolder.LOCK).read_text(encoding="utf-8")) == taken
 
