@@ -27,8 +27,8 @@
 #
 # The device image has PyTorch, NumPy, SciPy, h5py, Numba, safetensors, matplotlib, tqdm, PyYAML,
 # tensorboard, onnx/onnxruntime, pytest (with pytest-xdist and pytest-timeout) and hypothesis, but
-# not pydantic, MONAI, nibabel, pydicom, submitit or nilearn: `wheels` downloads those (about
-# 21 MB) into .whl/, which git ignores. Ray (a 79 MB wheel) does not fit the 64 MiB a call may
+# not pydantic, MONAI, nibabel, pydicom, submitit or nilearn: `wheels` downloads those, and a
+# setuptools >= 77 to build the project with (about 22 MB), into .whl/, which git ignores. Ray (a 79 MB wheel) does not fit the 64 MiB a call may
 # carry, so its tests skip there; they run on every CPU CI. `setup` installs them into $PYTHON
 # (the image's python3) and, where pip refuses that, with --user, then into a virtualenv that sees
 # the image's packages, then into a folder on PYTHONPATH; it says which, and the next call on the
@@ -95,6 +95,9 @@ wheels() {
     "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d .whl $wheels
+    # The project's own install builds with the machine's setuptools (--no-build-isolation), and
+    # its SPDX `license` string needs >= 77: carry one rather than trust the image's.
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: -d .whl "setuptools>=77"
     du -sh .whl
 }
 
@@ -227,7 +230,7 @@ setup_install() {
     }
     install --quiet --no-index --no-deps --no-compile "$WHEELS"/*.whl || return 1
     install --quiet --no-index --no-deps --no-build-isolation -e . ||
-        echo "setup: the project's install failed (setuptools too old?); importing it from src/" >&2
+        echo "setup: the project's install failed; importing it from src/ (no entry points)" >&2
 }
 
 setup() {
