@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,13 +24,19 @@ import torch
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, PretextConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.components import build_pretext_task
 from inpaintssl.training.context import RunContext
-from inpaintssl.training.distributed import use_sync_batchnorm
+from inpaintssl.training.distributed import DistInfo, use_sync_batchnorm
 from inpaintssl.training.loop import Phase, Trainer
-from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.objectives import (
+    REAL_LOSS_KEY,
+    REAL_ROWS_KEY,
+    InpaintingObjective,
+    SegmentationObjective,
+)
 from study_helpers import tiny_numpy_pretrain_config
 
 pytestmark = pytest.mark.distributed
@@ -49,13 +56,14 @@ import torch.distributed as dist
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, PretextConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.components import build_pretext_task
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import DistInfo
 from inpaintssl.training.loop import NonFiniteLossError, Phase, Trainer
-from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.objectives import InpaintingObjective, SegmentationObjective
 
 OUT = Path(sys.argv[1])
 INFO = DistInfo.from_env()
@@ -72,11 +80,13 @@ def dice_ce(objective=SegmentationObjective):
     return objective(loss=loss, predict_onehot=loss.predict_onehot)
 
 
-def trainer(folder, *, phases, model=None, num_val=4, objective=None, max_epochs=1, batch_size=4):
+def trainer(
+    folder, *, phases, model=None, num_val=4, objective=None, max_epochs=1, batch_size=4, num_train=16
+):
     return Trainer(
         model=unet() if model is None else model,
         objective=objective or dice_ce(),
-        train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+        train_set=SyntheticShapes(split="train", num_images=num_train, size=(16, 16)),
         val_set=SyntheticShapes(split="val", num_images=16, num_val=num_val, size=(16, 16)),
         phases=phases,
         optim=OptimConfig(batch_size=batch_size, max_epochs=max_epochs),
@@ -89,6 +99,12 @@ def trainer(folder, *, phases, model=None, num_val=4, objective=None, max_epochs
             amp_dtype=None,
         ),
     )
+
+
+def inpainting():
+    # As _inpainting in the test: the pretraining objective, whose corruption is keyed per sample.
+    task = build_pretext_task(PretextConfig(patch_size=4, bank_size=4), seed=0)
+    return InpaintingObjective(task, loss=LOSSES.build("l2"))
 
 
 def batchnorm_net():
@@ -137,21 +153,38 @@ def _unet() -> nn.Module:
     return model
 
 
-def _local_trainer(folder: Path, *, model: nn.Module | None = None, num_val: int = 4) -> Trainer:
-    """One process, the workers' recipe."""
+def _inpainting() -> InpaintingObjective:
+    """The pretraining objective (L2 of eq. A1), as the workers' ``inpainting()``."""
+    task = build_pretext_task(PretextConfig(patch_size=4, bank_size=4), seed=0)
+    return InpaintingObjective(task, loss=LOSSES.build("l2"))
+
+
+def _local_trainer(
+    folder: Path,
+    *,
+    model: nn.Module | None = None,
+    num_val: int = 4,
+    objective: Any = None,
+    num_train: int = 16,
+    batch_size: int = 4,
+    steps_per_epoch: int | None = None,
+    dist: DistInfo | None = None,
+) -> Trainer:
+    """One process, the workers' recipe; with ``dist``, one rank of a job (without a process group)."""
     loss = LOSSES.build("dice_ce")
+    run = RunConfig(output_dir=folder, device="cpu", seed=0, quiet=True, channels_last=False)
     return Trainer(
         model=model or _unet(),
-        objective=SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
-        train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+        objective=objective or SegmentationObjective(loss=loss, predict_onehot=loss.predict_onehot),
+        train_set=SyntheticShapes(split="train", num_images=num_train, size=(16, 16)),
         val_set=SyntheticShapes(split="val", num_images=16, num_val=num_val, size=(16, 16)),
         phases=[Phase(name="check", lr=1e-3)],
-        optim=OptimConfig(batch_size=4, max_epochs=1),
+        optim=OptimConfig(batch_size=batch_size, max_epochs=1, steps_per_epoch=steps_per_epoch),
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
-        context=RunContext.local(
-            RunConfig(output_dir=folder, device="cpu", seed=0, quiet=True, channels_last=False)
-        ),
+        context=RunContext.local(run)
+        if dist is None
+        else RunContext(run=run, device=torch.device("cpu"), dist=dist, amp_dtype=None),
     )
 
 
@@ -220,6 +253,107 @@ def test_the_validation_loss_of_given_weights_is_the_same_on_one_and_three_proce
     loss, dice = _local_trainer(tmp_path / "single", num_val=6)._validate()
     assert reports[0]["loss"] == pytest.approx(loss, rel=1e-12, abs=0)
     assert reports[0]["dice"] == pytest.approx(dice, rel=1e-12, abs=0)
+
+
+def test_each_rank_checks_its_share_of_the_node_memory(tmp_path: Path) -> None:
+    # Both ranks run on this node and each saw its whole free memory: with room for one and a
+    # half estimates, each passed, and together they needed two.
+    run = _torchrun(
+        tmp_path,
+        """
+        from unittest import mock
+        from inpaintssl.training import memory_check
+
+        need = memory_check.estimate_training_memory(
+            unet, batch_size=4, channels=1, image_size=(16, 16)
+        ).total_bytes
+        ctx = RunContext(
+            run=RunConfig(output_dir=OUT / "run", device="cpu"), device=torch.device("cpu"), dist=INFO,
+            amp_dtype=None,
+        )
+        free = (int(1.5 * need), "this CPU")
+        with mock.patch.object(memory_check, "available_memory", return_value=free):
+            try:
+                memory_check.check_run_memory(
+                    backbone="unet2d", params={"depth": 2, "base_width": 4},
+                    train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+                    image_size=None, in_channels=1, out_channels=2, batch_size=4, ctx=ctx,
+                )
+                report(refused=None, local_world_size=INFO.local_world_size)
+            except memory_check.InsufficientMemoryError as exc:
+                report(refused=str(exc), local_world_size=INFO.local_world_size)
+        """,
+    )
+    first, second = _reports(tmp_path, run)
+    assert first["local_world_size"] == second["local_world_size"] == 2
+    for rank in (first, second):
+        assert rank["refused"] is not None and "counted 2 processes on this node" in rank["refused"], rank
+
+
+def test_the_train_loss_of_fixed_weights_is_the_same_on_one_and_three_processes(tmp_path: Path) -> None:
+    # Ten slices on three processes: DistributedSampler deals twelve, repeating two, so ranks 1
+    # and 2 each end with a batch of one real slice and one repeat. The recorded train_loss
+    # averaged the repeats in. With the weights held still (learning rate 0) every slice's L2
+    # (a mean over the batch's images, its corruption keyed by the slice) is the same whatever
+    # batch or rank it lands in, so the epoch's mean over the ten slices is one process's.
+    run = _torchrun(
+        tmp_path,
+        """
+        Trainer.learning_rate = lambda self, phase, *, epoch, step: 0.0
+        model = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+        outcome = trainer(
+            "l2", model=model, objective=inpainting(), num_train=10, batch_size=2,
+            phases=[Phase(name="pretrain", lr=1e-3)],
+        ).fit()
+        report(train_loss=outcome.history[0]["train_loss"])
+        """,
+        nproc=3,
+    )
+    reports = _reports(tmp_path, run, nproc=3)
+    assert reports[0] == reports[1] == reports[2]
+    model = BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+    single = _local_trainer(
+        tmp_path / "single", model=model, objective=_inpainting(), num_train=10, batch_size=2
+    )
+    with mock.patch.object(Trainer, "learning_rate", lambda self, phase, *, epoch, step: 0.0):
+        expected = single.fit().history[0]["train_loss"]
+    assert reports[0]["train_loss"] == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("steps_per_epoch", [None, 7])
+def test_the_train_loss_counts_every_slice_once_per_pass_and_no_padding(steps_per_epoch: int | None) -> None:
+    # Three ranks of a job (no process group is needed to deal the data): the rows the train_loss
+    # counts are each of the ten slices once per pass over the data, the padding rows none.
+    # Seven steps of batch 2 are three and a half passes of a rank's four items.
+    counted: dict[int, list[int]] = {}
+    dealt = 0
+    for rank in range(3):
+        dist = DistInfo(rank=rank, world_size=3, local_world_size=3)
+        trainer = _local_trainer(
+            Path("unused"), num_train=10, batch_size=2, steps_per_epoch=steps_per_epoch, dist=dist
+        )
+        for data_pass, real, batch in trainer._epoch_batches(phase_index=0, epoch=0, desc="x"):
+            counted.setdefault(data_pass, []).extend(batch["index"][:real].tolist())
+            dealt += len(batch["index"])
+    full_passes = [counted[p] for p in sorted(counted)][: 1 if steps_per_epoch is None else 3]
+    assert all(sorted(indices) == list(range(10)) for indices in full_passes), counted
+    assert dealt > sum(len(indices) for indices in counted.values())  # padding was dealt, not counted
+
+
+def test_an_objective_records_the_loss_of_a_batchs_real_rows_and_optimises_them_all() -> None:
+    loss_fn = LOSSES.build("dice_ce")
+    objective = SegmentationObjective(loss=loss_fn)
+    model = _unet()
+    images = torch.randn(3, 1, 16, 16)
+    labels = torch.zeros(3, 2, 16, 16)
+    labels[:, 0, :8] = 1
+    batch: dict[str, Any] = {"image": images, "label": labels, REAL_ROWS_KEY: 2}
+    loss = objective.loss(model, batch, keys=torch.arange(3))
+    assert torch.equal(loss, objective.loss(model, {"image": images, "label": labels}, keys=torch.arange(3)))
+    with torch.no_grad():
+        real = loss_fn(model(images[:2]), labels[:2])
+    torch.testing.assert_close(batch[REAL_LOSS_KEY], real, rtol=1e-6, atol=0)
+    assert not batch[REAL_LOSS_KEY].requires_grad
 
 
 def _batchnorm_net() -> nn.Sequential:

@@ -11,10 +11,15 @@ import torch
 from torch import nn
 
 import inpaintssl as issl
+from inpaintssl.config import RunConfig
+from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.training.components import build_backbone
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.distributed import DistInfo
 from inpaintssl.training.memory_check import (
     InsufficientMemoryError,
     available_memory,
+    check_run_memory,
     check_training_memory,
     estimate_training_memory,
 )
@@ -162,3 +167,60 @@ def test_huge_image_size_is_refused_before_any_slice_is_fitted(tmp_path: Path) -
     assert message.startswith("data.image_size=[65536, 65536] with optim.batch_size=8 (batches of 4")
     assert "TiB for training" in message
     assert not any(p.is_file() for p in (tmp_path / "run").rglob("*"))
+
+
+def _check_on(dist: DistInfo, *, device: str, setting: str, free_per_process: float) -> None:
+    """:func:`check_run_memory` of a 2-level U-Net on 32 slices (batch 2) for the process ``dist``
+    says, with ``free_per_process`` times the estimate free on ``device``."""
+    need = estimate_training_memory(
+        lambda: build_backbone(
+            "unet2d", {"depth": 2, "base_width": 4}, in_channels=1, out_channels=1, seed=0
+        ),
+        batch_size=2,
+        channels=1,
+        image_size=(16, 16),
+    ).total_bytes
+    ctx = RunContext(
+        run=RunConfig(output_dir=Path("unused"), device=setting),
+        device=torch.device(device),
+        dist=dist,
+        amp_dtype=None,
+    )
+    free = (int(free_per_process * need), f"the memory of {device}")
+    with mock.patch("inpaintssl.training.memory_check.available_memory", return_value=free):
+        check_run_memory(
+            backbone="unet2d",
+            params={"depth": 2, "base_width": 4},
+            train_set=SyntheticShapes(split="train", num_images=32, size=(16, 16)),
+            image_size=None,
+            in_channels=1,
+            out_channels=1,
+            batch_size=2,
+            ctx=ctx,
+        )
+
+
+def test_each_torchrun_process_is_judged_against_its_share_of_the_node_memory() -> None:
+    # Four processes on a node each saw the whole host free and passed, then together needed
+    # four times what each had checked.
+    node_of_four = DistInfo(rank=5, local_rank=1, world_size=8, local_world_size=4)
+    with pytest.raises(InsufficientMemoryError) as caught:
+        _check_on(node_of_four, device="cpu", setting="cpu", free_per_process=3.5)
+    message = str(caught.value)
+    assert "per process; counted 4 processes on this node that share the memory of cpu" in message
+    assert message.endswith("or start fewer processes per node (torchrun --nproc_per_node)")
+    _check_on(node_of_four, device="cpu", setting="cpu", free_per_process=4.5)
+    # Eight nodes of one process each: every process has its node to itself.
+    _check_on(
+        DistInfo(rank=5, world_size=8, local_world_size=1), device="cpu", setting="cpu", free_per_process=1.5
+    )
+    _check_on(DistInfo(), device="cpu", setting="cpu", free_per_process=1.5)
+
+
+def test_torchrun_processes_share_a_card_only_when_run_device_names_one() -> None:
+    # The estimate is made on the meta device and the free memory is mocked: no card is needed.
+    node_of_four = DistInfo(rank=1, local_rank=1, world_size=4, local_world_size=4)
+    _check_on(node_of_four, device="cuda:1", setting="auto", free_per_process=1.5)
+    _check_on(node_of_four, device="cuda:1", setting="cuda", free_per_process=1.5)
+    with pytest.raises(InsufficientMemoryError, match="counted 4 processes on this node that share"):
+        _check_on(node_of_four, device="cuda:0", setting="cuda:0", free_per_process=1.5)

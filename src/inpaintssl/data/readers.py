@@ -63,6 +63,7 @@ __all__ = [
     "LABEL_RANKS",
     "NiftiVolume",
     "NumpyVolume",
+    "PIXDIM_AFFINE_TOLERANCE",
     "PngVolume",
     "Volume",
     "import_optional",
@@ -341,7 +342,7 @@ def nifti_mm_per_unit(header: Any, *, path: Path) -> float:
     return _MM_PER_NIFTI_UNIT[unit]
 
 
-_ZOOMS_AGREE = 0.01
+PIXDIM_AFFINE_TOLERANCE = 0.01
 """How far (relative) a NIfTI header's voxel sizes may differ from the lengths of its affine's
 columns before the reader warns and takes the affine's: far above float32 rounding and the
 scanners' own inconsistencies in the last digits, far below a stale or reset ``pixdim``."""
@@ -435,7 +436,7 @@ def _checked_zooms(header: Any, affine: np.ndarray, mm: float, *, path: Path) ->
     """
     zooms = tuple(float(z) * mm for z in header.get_zooms()[:3])
     from_affine = _affine_zooms(affine, len(zooms))
-    if all(abs(a - z) <= _ZOOMS_AGREE * max(abs(a), abs(z)) for a, z in zip(from_affine, zooms)):
+    if all(abs(a - z) <= PIXDIM_AFFINE_TOLERANCE * max(abs(a), abs(z)) for a, z in zip(from_affine, zooms)):
         return zooms
     source = "sform" if int(header["sform_code"]) > 0 else "qform"
     if not all(math.isfinite(a) and a > 0 for a in from_affine):
@@ -451,9 +452,9 @@ def _checked_zooms(header: Any, affine: np.ndarray, mm: float, *, path: Path) ->
     warnings.warn(
         f"NIfTI file {path}: its header's voxel sizes (pixdim) are {_zooms_text(zooms)} but its "
         f"affine ({source}) has voxels of {_zooms_text(from_affine)} (the lengths of its columns), "
-        f"more than {_ZOOMS_AGREE:.0%} apart; volumes in mL and the spacing checks use the affine's "
-        f"{_zooms_text(from_affine)}, as viewers and the label maps written for it do. If the pixdim "
-        "is right, correct the file's affine",
+        f"more than {PIXDIM_AFFINE_TOLERANCE:.0%} apart; volumes in mL and the spacing checks use the "
+        f"affine's {_zooms_text(from_affine)}, as viewers and the label maps written for it do. If the "
+        "pixdim is right, correct the file's affine",
         UserWarning,
         stacklevel=3,
     )

@@ -4,7 +4,8 @@
 NumPy or HDF5 files, or is a DICOM series); :func:`case_names` names each input's outputs, uniquely;
 :func:`open_input` opens one with the library's readers (:mod:`inpaintssl.data.readers`) and
 returns the :class:`Geometry` its label map is written with (a NIfTI input's affine and header; a
-DICOM series' patient geometry, coded scanner, or, for a series without ImagePositionPatient and
+DICOM series' patient geometry, coded scanner, or coded unknown for a series without PixelSpacing
+(its in-plane 1 mm is assumed); for a series without ImagePositionPatient and
 ImageOrientationPatient, its voxel sizes on a placeholder grid at the origin, coded unknown; a
 NumPy/HDF5 input's ``diag(spacing)``); :func:`reading` turns a damaged file's low-level error into
 a :class:`~inpaintssl.inference.results.PredictionError` naming it.
@@ -142,7 +143,8 @@ class Geometry:
 
     ``zooms`` (mm) measure every volume in mL. ``qform_code`` is the NIfTI code a label map
     written without a header to copy gets for its sform and qform: 1 (scanner) for a DICOM series'
-    patient geometry, 0 (unknown) for a placeholder grid; ``None`` leaves nibabel's defaults.
+    patient geometry, 0 (unknown) for a placeholder grid (a DICOM series without positions or
+    without PixelSpacing); ``None`` leaves nibabel's defaults (a NumPy/HDF5 array's).
     """
 
     affine: np.ndarray
@@ -205,6 +207,11 @@ def _dicom_geometry(volume: DicomVolume) -> Geometry:
         # on a grid at the origin, coded unknown, so no viewer or registration takes the made-up
         # place and axes for the scanner's.
         return Geometry(np.diag([*volume.spacing, 1.0]), None, volume.spacing, _UNKNOWN)
+    if not volume.has_geometry:
+        # Placed and oriented, but without PixelSpacing: its in-plane 1 mm is the reader's assumption,
+        # so the affine is no scanner geometry. Kept for the place and axes the series does state,
+        # coded unknown, so readers take pixdim's voxel sizes and nothing claims the scanner's.
+        return Geometry(volume.patient_affine.copy(), None, volume.spacing, _UNKNOWN)
     return Geometry(volume.patient_affine.copy(), None, volume.spacing, _SCANNER)
 
 
@@ -255,4 +262,7 @@ def open_input(
             ".dcm or a folder (of NIfTI files, or a DICOM series)"
         )
     stored = _zooms3(volume.spacing)
+    # nibabel's default codes (sform 2, aligned), as when a user turns the same array into NIfTI with
+    # nibabel: coded 0, nibabel would read the label map on its own flipped, centred grid instead,
+    # and the two would not overlay.
     return volume, Geometry(np.diag([*stored, 1.0]), None, stored)

@@ -43,6 +43,7 @@ from inpaintssl.atomic import (
     temporary_prefix,
     write_error,
 )
+from inpaintssl.data.readers import PIXDIM_AFFINE_TOLERANCE
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
@@ -94,11 +95,42 @@ def _has_shear(affine: np.ndarray) -> bool:
     return bool(np.max(np.abs(cosines)) > _SHEAR_TOLERANCE)
 
 
+def _zooms_to_affine(header: Any, affine: np.ndarray) -> None:
+    """Set ``header``'s voxel sizes (``pixdim``) to the lengths of ``affine``'s columns where they disagree.
+
+    Disagree as the reader judges it (more than 1 % apart), so that a consistent file's ``pixdim``
+    is copied bit for bit, and the label map is measured as its input was. A singular affine (a zero
+    column) has no voxel size to give: its ``pixdim`` is kept, as the reader keeps it.
+
+    Example:
+        >>> import nibabel as nib
+        >>> header = nib.Nifti1Header()
+        >>> header.set_data_shape((4, 4, 2))
+        >>> _zooms_to_affine(header, np.diag([0.5, 0.5, 2.0, 1.0]))
+        >>> tuple(float(z) for z in header.get_zooms())
+        (0.5, 0.5, 2.0)
+    """
+    zooms = np.asarray(header.get_zooms(), dtype=np.float64)
+    count = min(len(zooms), 3)
+    lengths = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :count], axis=0)
+    if not np.all(np.isfinite(lengths) & (lengths > 0)):
+        return
+    spatial = zooms[:count]
+    tolerance = PIXDIM_AFFINE_TOLERANCE * np.maximum(np.abs(lengths), np.abs(spatial))
+    if np.all(np.abs(lengths - spatial) <= tolerance):
+        return
+    zooms[:count] = lengths
+    header.set_zooms(tuple(zooms))
+
+
 def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]) -> Any:
     """``data`` as a NIfTI image of ``dtype`` on its input's affine (and header, where it had one).
 
-    Without a header to copy (a DICOM series), the sform and qform get ``geometry.qform_code``,
-    except that the qform of a sheared affine (a gantry-tilted CT series) is coded 0 (unknown).
+    A copied header's voxel sizes (``pixdim``) are set to the affine's where the two disagree (a
+    stale ``pixdim`` the reader warned about and measured around). Without a header to copy (a DICOM
+    series, a NumPy/HDF5 array), the sform and qform get ``geometry.qform_code``, except that the
+    qform of a sheared affine (a gantry-tilted CT series) is coded 0 (unknown); ``pixdim`` holds
+    the affine's voxel sizes, which readers fall back to where both codes are 0.
     """
     nib = import_optional("nibabel", extra="nifti", purpose="writing NIfTI predictions")
     header = None if geometry.header is None else geometry.header.copy()
@@ -107,6 +139,10 @@ def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]
     # The input's intensity scaling and display range describe the scan, not these values.
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0.0, 0.0
+    if geometry.header is not None:
+        # nibabel rewrites a header's pixdim only when the affine differs from the header's own; a
+        # stale pixdim beside a right sform would be copied, and readers of pixdim misled.
+        _zooms_to_affine(image.header, geometry.affine)
     if geometry.header is None and geometry.qform_code is not None:
         # A qform is a rotation, zooms and a shift: nibabel fits the nearest one to a sheared affine
         # (a gantry-tilted CT), millimetres off at the far slices, and ITK-based viewers may prefer

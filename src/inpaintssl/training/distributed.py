@@ -1,7 +1,8 @@
 """Data-parallel helpers for ``torchrun`` (DistributedDataParallel, gloo on CPU, nccl on CUDA).
 
-A process started by ``torchrun`` sees ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; everything
-else runs as a single process with world size 1. Only rank 0 writes files.
+A process started by ``torchrun`` sees ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` and
+``LOCAL_WORLD_SIZE`` (the processes on its node); everything else runs as a single process with
+world size 1. Only rank 0 writes files.
 
 The reductions, :func:`broadcast_buffers` and :func:`barrier` are collectives when a process group
 exists (every rank must call them, in the same order) and the identity, or a no-op, for a single
@@ -11,6 +12,8 @@ Example:
     >>> info = DistInfo.from_env({})
     >>> info.world_size, info.is_main
     (1, True)
+    >>> DistInfo.from_env({"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"})
+    DistInfo(rank=5, local_rank=1, world_size=8, local_world_size=4)
 """
 
 from __future__ import annotations
@@ -40,11 +43,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits in a data-parallel job."""
+    """Where this process sits in a data-parallel job.
+
+    Attributes:
+        rank: The process's rank in the job.
+        local_rank: Its rank on its node (its GPU under ``run.device: auto``).
+        world_size: Processes in the job.
+        local_world_size: Processes on this process's node, itself included: they share its
+            host memory (:mod:`~inpaintssl.training.memory_check`).
+    """
 
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -58,12 +70,17 @@ class DistInfo:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DistInfo:
-        """Read torchrun's variables (defaults: a single process)."""
+        """Read torchrun's variables (defaults: a single process).
+
+        A launcher that sets ``WORLD_SIZE`` but not ``LOCAL_WORLD_SIZE`` (torchrun always sets
+        both) is taken to run one process per node.
+        """
         env = os.environ if env is None else env
         return cls(
             rank=int(env.get("RANK", "0")),
             local_rank=int(env.get("LOCAL_RANK", "0")),
             world_size=int(env.get("WORLD_SIZE", "1")),
+            local_world_size=int(env.get("LOCAL_WORLD_SIZE", "1")),
         )
 
 

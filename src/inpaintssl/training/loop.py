@@ -20,7 +20,8 @@ The trainer takes where and how it runs (device, seed, run folder, process group
 progress bars, checkpoint interval) from the run's :class:`~inpaintssl.training.context.RunContext`.
 Under ``torchrun`` every rank runs the same collectives in the same order: a DDP wrapper per
 phase, validation split into whole batches of the single-process batching, rank 0's buffers
-before each validation, non-finite losses judged over all ranks (``docs/distributed.rst``, "What
+before each validation, non-finite losses judged over all ranks, a training loss that counts no
+sample the ``DistributedSampler`` repeated to pad a rank's share (``docs/distributed.rst``, "What
 is synchronised").
 
 Example:
@@ -67,7 +68,7 @@ from inpaintssl.training.distributed import (
     use_sync_batchnorm,
 )
 from inpaintssl.training.early_stopping import EarlyStopping
-from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET, Objective
+from inpaintssl.training.objectives import REAL_LOSS_KEY, REAL_ROWS_KEY, VALIDATION_KEY_OFFSET, Objective
 from inpaintssl.training.outcome import Phase, TrainOutcome
 from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, record_budget, write_metrics_csv
 from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
@@ -185,6 +186,21 @@ def _validation_shard(size: int, *, batch_size: int, rank: int, world_size: int)
     """
     batches = range(rank, math.ceil(size / batch_size), world_size)
     return [i for b in batches for i in range(b * batch_size, min(size, (b + 1) * batch_size))]
+
+
+def _real_items(size: int, *, rank: int, world_size: int) -> int:
+    """How many of the items ``DistributedSampler`` gives ``rank`` in one pass are real samples.
+
+    Without ``drop_last`` the sampler pads ``size`` items up to a multiple of ``world_size`` by
+    repeating the first ones, appended after the shuffled order, and deals position ``p`` to rank
+    ``p % world_size``: the repeats are the last item of the ranks from ``size % world_size`` on,
+    and each rank's real items come first.
+
+    Example:
+        >>> [_real_items(10, rank=r, world_size=4) for r in range(4)]  # 12 dealt, 2 repeats
+        [3, 3, 2, 2]
+    """
+    return len(range(rank, size, world_size))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -469,15 +485,19 @@ class Trainer:
 
     def _epoch_batches(
         self, *, phase_index: int, epoch: int, desc: str
-    ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield ``(pass, batch)``: one pass over the data, or exactly ``steps_per_epoch`` batches.
+    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """Yield ``(pass, real, batch)``: one pass over the data, or exactly ``steps_per_epoch`` batches.
 
         With ``steps_per_epoch`` larger than one pass (a few labelled slices), the data is
         re-shuffled and passed over again, so every epoch trains the same number of steps
-        whatever the label fraction.
+        whatever the label fraction. ``real`` counts the batch's leading rows that are real
+        samples: under torchrun, the rows after them repeat samples other ranks train on (the
+        ``DistributedSampler`` pads every rank to the same number of items, see
+        :func:`_real_items`); for a single process it is the whole batch.
         """
         first = self._loader(self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES)
         total = self.steps_per_epoch()
+        real_items = _real_items(len(self.train_set), rank=self.dist.rank, world_size=self.dist.world_size)
         bar = progress_bar(total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
         step = 0
         for data_pass in range(_MAX_PASSES):
@@ -488,8 +508,11 @@ class Trainer:
                     self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass
                 )
             )
+            position = 0
             for batch in loader:
-                yield data_pass, batch
+                rows = len(batch["index"])
+                yield data_pass, min(max(real_items - position, 0), rows), batch
+                position += rows
                 bar.update(1)
                 step += 1
                 if step >= total:
@@ -538,7 +561,16 @@ class Trainer:
     def _train_epoch(
         self, optimizer: torch.optim.Optimizer, *, phase_index: int, epoch: int, global_epoch: int
     ) -> tuple[float, float]:
-        """One epoch of training steps: the sample-weighted mean loss and the mean learning rate."""
+        """One epoch of training steps: the sample-weighted mean loss and the mean learning rate.
+
+        The mean is over the real samples the steps trained on, each batch's loss weighted by
+        its real rows: a padding row of a torchrun rank (:meth:`_epoch_batches`) still trains,
+        as ``DistributedSampler`` intends, but is not counted, and the objective's loss of the
+        batch's real rows alone (:data:`~inpaintssl.training.objectives.REAL_LOSS_KEY`) stands
+        for the batch where the objective gives it. For a loss that is a mean over the images of
+        a batch (the pretraining L2) that is the mean of every real sample's loss, as one process
+        records it; an objective that does not give it has its whole batch's loss weighted.
+        """
         phase = self.phases[phase_index]
         if len(self.train_set) >= _MAX_ITEMS or epoch >= _MAX_EPOCHS:
             raise ValueError(
@@ -554,7 +586,7 @@ class Trainer:
         batches = self._epoch_batches(
             phase_index=phase_index, epoch=epoch, desc=f"{phase.name} epoch {global_epoch}"
         )
-        for step, (data_pass, raw) in enumerate(batches):
+        for step, (data_pass, real, raw) in enumerate(batches):
             lr = self.learning_rate(phase, epoch=epoch, step=step)
             lr_sum += lr
             for group in optimizer.param_groups:
@@ -563,11 +595,17 @@ class Trainer:
             keys = (
                 batch["index"] + ((phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass) * _MAX_ITEMS
             )
-            detached = self.train_step(optimizer, batch, keys=keys)
-            pending.append(detached)
             n = int(batch["image"].shape[0])
-            loss_sum += detached.double() * n
-            count += n
+            if real < n:
+                batch[REAL_ROWS_KEY] = real
+            detached = self.train_step(optimizer, batch, keys=keys)
+            # The whole batch's loss: a non-finite padding row poisons the update all the same.
+            pending.append(detached)
+            if real == n:
+                loss_sum += detached.double() * n
+            elif real > 0:
+                loss_sum += batch.get(REAL_LOSS_KEY, detached).double() * real
+            count += real
             if len(pending) >= 50:
                 self._check_finite(pending, first_step=pending_start, phase=phase, epoch=global_epoch)
                 pending, pending_start = [], step + 1

@@ -21,6 +21,15 @@ The limit is what is free now: ``torch.cuda.mem_get_info`` on CUDA; on the CPU, 
 from ``/proc/meminfo`` (``os.sysconf`` elsewhere), lowered to the cgroup's remaining allowance in
 a container.
 
+Under ``torchrun`` every process trains its own replica, and every process checks itself, before
+any of them has allocated its training memory: each one sees the same free memory, which all of
+them will draw on. So each process is judged against its share: the estimate times the number of
+processes that draw on that memory (:func:`processes_sharing_memory`) must fit. On the CPU that is
+every process on the node (torchrun's ``LOCAL_WORLD_SIZE``); on CUDA it is the processes on the
+node that train on this process's card, which is each process alone under ``run.device: auto``
+or ``cuda`` (the card of its ``LOCAL_RANK``) and every process on the node when ``run.device``
+names one card (``cuda:N``).
+
 Example:
     >>> from inpaintssl.training.components import build_backbone
     >>> factory = lambda: build_backbone("unet2d", {"depth": 2, "base_width": 4},
@@ -49,6 +58,7 @@ from inpaintssl.training.components import build_backbone
 
 if TYPE_CHECKING:
     from inpaintssl.training.context import RunContext
+    from inpaintssl.training.distributed import DistInfo
 
 __all__ = [
     "InsufficientMemoryError",
@@ -58,6 +68,7 @@ __all__ = [
     "check_training_memory",
     "estimate_training_memory",
     "format_bytes",
+    "processes_sharing_memory",
 ]
 
 # Pixel counts of the two small real forward passes that the fallback extrapolates from.
@@ -219,6 +230,7 @@ def check_training_memory(
     device: torch.device,
     amp: bool = False,
     what: str,
+    processes: int = 1,
 ) -> MemoryEstimate:
     """Refuse a run whose training step cannot fit ``device``'s free memory.
 
@@ -231,26 +243,72 @@ def check_training_memory(
         amp: Mixed precision on.
         what: The settings that chose the size and batch, for the message, e.g.
             ``"data.image_size=[65536, 65536] with optim.batch_size=8"``.
+        processes: The processes on this node, this one included, that will each need the
+            estimate from the memory ``device`` has free (:func:`processes_sharing_memory`).
 
     Returns:
-        The estimate (also when no limit is known, e.g. on an accelerator other than CUDA).
+        The estimate for one process (also when no limit is known, e.g. on an accelerator other
+        than CUDA).
 
     Raises:
-        InsufficientMemoryError: The estimate exceeds the free memory; the message gives both.
+        InsufficientMemoryError: ``processes`` times the estimate exceeds the free memory; the
+            message gives both, and the number of processes it counted.
     """
     estimate = estimate_training_memory(
         build_model, batch_size=batch_size, channels=channels, image_size=image_size, amp=amp
     )
     found = available_memory(device)
-    if found is not None and estimate.total_bytes > found[0]:
+    if found is not None and processes * estimate.total_bytes > found[0]:
         free, name = found
-        raise InsufficientMemoryError(
-            f"{what} needs about {format_bytes(estimate.total_bytes)} for training "
+        need = (
+            f"{format_bytes(estimate.total_bytes)} for training "
             f"({format_bytes(estimate.activation_bytes)} of activations, "
-            f"{format_bytes(estimate.parameter_bytes)} of weights, gradients and optimizer state); "
-            f"{name} has {format_bytes(free)} available. Lower data.image_size or optim.batch_size"
+            f"{format_bytes(estimate.parameter_bytes)} of weights, gradients and optimizer state)"
+        )
+        if processes == 1:
+            raise InsufficientMemoryError(
+                f"{what} needs about {need}; {name} has {format_bytes(free)} available. "
+                "Lower data.image_size or optim.batch_size"
+            )
+        raise InsufficientMemoryError(
+            f"{what} needs about {need} per process; counted {processes} processes on this node "
+            f"that share {name}, {format_bytes(processes * estimate.total_bytes)} together, and "
+            f"{name} has {format_bytes(free)} available. Lower data.image_size or optim.batch_size, "
+            "or start fewer processes per node (torchrun --nproc_per_node)"
         )
     return estimate
+
+
+def processes_sharing_memory(device: torch.device, *, setting: str, dist: DistInfo) -> int:
+    """How many processes on this node, this one included, draw on the memory ``device`` has free.
+
+    Args:
+        device: This process's training device.
+        setting: ``run.device``, which chose it: every process of the job was given the same.
+        dist: Where this process sits in the job (``dist.local_world_size`` processes on its node).
+
+    Returns:
+        On the CPU, every process on the node (they share its memory). On CUDA, every process
+        on the node when ``setting`` names one card (``cuda:N``: they all train on it), else 1:
+        ``auto`` and ``cuda`` give each process the card of its ``LOCAL_RANK``. Elsewhere 1.
+
+    Example:
+        >>> from inpaintssl.training.distributed import DistInfo
+        >>> four = DistInfo(rank=5, local_rank=1, world_size=8, local_world_size=4)
+        >>> processes_sharing_memory(torch.device("cpu"), setting="cpu", dist=four)
+        4
+        >>> processes_sharing_memory(torch.device("cuda", 1), setting="auto", dist=four)
+        1
+        >>> processes_sharing_memory(torch.device("cuda", 0), setting="cuda:0", dist=four)
+        4
+    """
+    if not dist.distributed:
+        return 1
+    if device.type == "cpu":
+        return dist.local_world_size
+    if device.type == "cuda" and setting.startswith("cuda:"):
+        return dist.local_world_size
+    return 1
 
 
 def check_run_memory(
@@ -274,7 +332,8 @@ def check_run_memory(
         in_channels: Input channels.
         out_channels: Output channels.
         batch_size: ``optim.batch_size``; a process never batches more than its share of the set.
-        ctx: The run's device, precision and process group.
+        ctx: The run's device, precision and process group (under torchrun, each process is
+            judged against its share of the memory: :func:`processes_sharing_memory`).
 
     Raises:
         InsufficientMemoryError: The run cannot fit; the message names the settings to change.
@@ -296,4 +355,5 @@ def check_run_memory(
         device=ctx.device,
         amp=ctx.amp_dtype is not None,
         what=what,
+        processes=processes_sharing_memory(ctx.device, setting=ctx.run.device, dist=ctx.dist),
     )

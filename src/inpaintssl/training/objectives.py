@@ -23,12 +23,15 @@ from torch import nn
 from inpaintssl.losses import l2_loss
 
 __all__ = [
+    "REAL_LOSS_KEY",
+    "REAL_ROWS_KEY",
     "VALIDATION_KEY_OFFSET",
     "InpaintingObjective",
     "Objective",
     "SegmentationObjective",
     "network_output",
     "per_sample_generator_seed",
+    "record_real_rows_loss",
 ]
 
 VALIDATION_KEY_OFFSET = 1 << 62
@@ -36,10 +39,52 @@ VALIDATION_KEY_OFFSET = 1 << 62
 validation corruption never repeats a training one (and evaluation reuses the validation masks)."""
 
 
+REAL_ROWS_KEY = "real_rows"
+"""Set by the trainer on a training batch whose last rows repeat other samples (a torchrun rank's
+``DistributedSampler`` padding): how many leading rows are real samples."""
+
+REAL_LOSS_KEY = "real_loss"
+"""Where an objective puts, for a batch with :data:`REAL_ROWS_KEY`, the detached loss of the real
+rows alone: the value the epoch's ``train_loss`` records for them."""
+
+
 class Objective(Protocol):
-    """A training objective: ``loss(model, batch, keys=...)`` returns the mean-reduced batch loss."""
+    """A training objective: ``loss(model, batch, keys=...)`` returns the mean-reduced batch loss.
+
+    The returned loss, of every row, is what the step optimises. When ``batch`` holds
+    :data:`REAL_ROWS_KEY` (``r``), an objective may also store the loss of the first ``r`` rows
+    alone, detached, under :data:`REAL_LOSS_KEY` (:func:`record_real_rows_loss`); the trainer
+    records that, weighted by ``r``, in ``train_loss``, and otherwise weights the whole batch's
+    loss by ``r``.
+    """
 
     def loss(self, model: nn.Module, batch: dict[str, Any], *, keys: torch.Tensor) -> torch.Tensor: ...
+
+
+def record_real_rows_loss(
+    batch: dict[str, Any],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    output: torch.Tensor,
+    target: torch.Tensor,
+) -> None:
+    """Store ``loss_fn`` of the batch's real rows alone under :data:`REAL_LOSS_KEY` (a no-op
+    without :data:`REAL_ROWS_KEY` or without a real row).
+
+    The rows come from the forward pass the step optimises, so the recorded loss costs no other
+    pass through the network, only the loss of the real rows.
+
+    Example:
+        >>> mse = torch.nn.functional.mse_loss
+        >>> batch = {REAL_ROWS_KEY: 1}
+        >>> record_real_rows_loss(batch, mse, torch.tensor([[1.0], [5.0]]), torch.zeros(2, 1))
+        >>> batch[REAL_LOSS_KEY]
+        tensor(1.)
+    """
+    rows = batch.get(REAL_ROWS_KEY)
+    if rows is None or rows <= 0:
+        return
+    with torch.no_grad():
+        batch[REAL_LOSS_KEY] = loss_fn(output[:rows], target[:rows]).detach()
 
 
 def per_sample_generator_seed(keys: torch.Tensor) -> int:
@@ -92,8 +137,9 @@ class InpaintingObjective:
         clean = batch["image"]
         with torch.no_grad():
             corrupted = self.corrupt(clean, keys)
-        restored = network_output(model, corrupted, channels=clean.shape[1])
-        return self.loss_fn(restored.float(), clean.float())
+        restored = network_output(model, corrupted, channels=clean.shape[1]).float()
+        record_real_rows_loss(batch, self.loss_fn, restored, clean.float())
+        return self.loss_fn(restored, clean.float())
 
 
 def network_output(model: nn.Module, images: torch.Tensor, *, channels: int | None = None) -> torch.Tensor:
@@ -144,8 +190,9 @@ class SegmentationObjective:
         self.predict_onehot = predict_onehot
 
     def loss(self, model: nn.Module, batch: dict[str, Any], *, keys: torch.Tensor) -> torch.Tensor:
-        logits = network_output(model, batch["image"])
-        return self.loss_fn(logits.float(), batch["label"].float())
+        logits = network_output(model, batch["image"]).float()
+        record_real_rows_loss(batch, self.loss_fn, logits, batch["label"].float())
+        return self.loss_fn(logits, batch["label"].float())
 
     def loss_and_overlaps(
         self, model: nn.Module, batch: dict[str, Any], *, keys: torch.Tensor

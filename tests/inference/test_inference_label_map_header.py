@@ -1,0 +1,164 @@
+"""The header of a written label map says what the geometry it is written with says, and no more.
+
+Each label map is read back with nibabel and compared with what its input states, worked out here
+independently: voxel sizes as the lengths of the affine's columns, and NIfTI codes that claim a
+place in space only where the input states one (NumPy/HDF5 arrays and a DICOM series without
+PixelSpacing do not: coded 0, unknown, their voxel sizes in pixdim).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from inpaintssl.data.readers import NiftiVolume
+from inpaintssl.inference.predict import predict
+from inpaintssl.inference.results import PredictionReport
+
+SHAPE = (32, 32, 3)
+"""The tiny run's own 32x32 slices, three of them."""
+
+
+def _scan(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(100.0, 20.0, SHAPE).astype(np.float32)
+
+
+def _load(path: Path) -> Any:
+    # nibabel's stubs type a loaded file as a generic image, without NIfTI's header methods.
+    return nib.load(path)
+
+
+def _column_lengths(affine: np.ndarray) -> np.ndarray:
+    return np.asarray(np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
+
+
+def _predict_quietly(
+    run: Path, scan: Path, out: Path, *, spacing: tuple[float, float, float] | None = None
+) -> PredictionReport:
+    # Spacing and orientation warnings about the tiny run are not what these tests look at.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return predict(run, scan, output=out, device="cpu", progress=False, spacing=spacing)
+
+
+@pytest.mark.parametrize("qform_code", [0, 1])
+def test_a_stale_pixdim_is_not_copied_into_the_label_map(
+    trained_run: issl.FinetuneResult, tmp_path: Path, qform_code: int
+) -> None:
+    # Resampled by a tool that rewrote only the sform: 0.75 x 1.25 x 2.5 mm voxels, pixdim still 1 mm.
+    affine = np.array(
+        [[0.0, -1.25, 0.0, 30.0], [0.75, 0.0, 0.0, -20.0], [0.0, 0.0, 2.5, 5.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    # No affine: nibabel rewrites nothing of the header on saving.
+    image: Any = nib.Nifti1Image(_scan(0), None)  # type: ignore[no-untyped-call]
+    image.header.set_qform(affine, code=qform_code)  # the rotation and shift; pixdim follows...
+    image.header.set_sform(affine, code=1)
+    image.header["pixdim"][1:4] = 1.0  # ...and is then left behind
+    scan = tmp_path / "scan.nii.gz"
+    image.to_filename(scan)
+    with pytest.warns(UserWarning, match="pixdim"):
+        NiftiVolume(scan)  # the reader sees the disagreement too
+
+    report = _predict_quietly(trained_run.run_dir, scan, tmp_path / "pred")
+
+    written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
+    header = written.header
+    assert np.array_equal(written.affine, affine)
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (1, qform_code)
+    assert np.allclose(header.get_zooms(), _column_lengths(affine), rtol=1e-6)
+    assert np.allclose(header.get_zooms(), (0.75, 1.25, 2.5), rtol=1e-6)
+    # The qform (rotation from the input, sizes from pixdim) now places voxels where the sform does.
+    assert np.allclose(header.get_qform(), affine, atol=1e-5)
+    # Read back by the library: nothing disagrees, and its volumes are the report's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        label_volume = NiftiVolume(tmp_path / "pred" / "scan_seg.nii.gz")
+    assert np.allclose(label_volume.spacing, (0.75, 1.25, 2.5), rtol=1e-6)
+    labels = np.asarray(written.dataobj)
+    for k, name in enumerate(report.class_names):
+        expected_ml = np.sum(labels == k + 1) * 0.75 * 1.25 * 2.5 / 1000.0
+        assert report.cases[0].volumes_ml[name] == pytest.approx(expected_ml)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".h5"])
+def test_an_array_label_map_is_coded_as_nibabel_writes_the_same_array(
+    trained_run: issl.FinetuneResult, tmp_path: Path, suffix: str
+) -> None:
+    scan = tmp_path / f"scan{suffix}"
+    if suffix == ".npy":
+        np.save(scan, _scan(1))
+    else:
+        with h5py.File(scan, "w") as handle:
+            handle.create_dataset("image", data=_scan(1))
+    spacing = (0.75, 1.25, 2.5)
+
+    _predict_quietly(trained_run.run_dir, scan, tmp_path / "pred", spacing=spacing)
+
+    written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
+    # The user's own conversion of the array: the label map must overlay it in any reader.
+    own = nib.Nifti1Image(_scan(1), np.diag([*spacing, 1.0]))  # type: ignore[no-untyped-call]
+    for code in ("sform_code", "qform_code"):
+        assert int(written.header[code]) == int(own.header[code])
+    assert np.array_equal(written.affine, own.affine)
+    assert written.header.get_zooms() == spacing
+
+
+def _write_slice(path: Path, pixels: np.ndarray, *, z: float, instance: int, imager_spacing: bool) -> None:
+    """One MR slice with ImagePositionPatient and ImageOrientationPatient but no PixelSpacing."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    if imager_spacing:
+        # The detector's pixel size (projection imaging), not the patient's: the reader ignores it.
+        ds.ImagerPixelSpacing = ["0.5", "0.5"]
+    ds.SliceThickness = "2"
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-10, 20, f"{z:g}"]
+    ds.InstanceNumber = instance
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("imager_spacing", [False, True])
+def test_a_dicom_series_without_pixel_spacing_claims_no_scanner_geometry(
+    trained_run: issl.FinetuneResult, tmp_path: Path, imager_spacing: bool
+) -> None:
+    series = tmp_path / "series"
+    series.mkdir()
+    rng = np.random.default_rng(2)
+    for k in range(SHAPE[2]):
+        pixels = rng.integers(0, 1000, SHAPE[:2])
+        _write_slice(series / f"im{k}.dcm", pixels, z=2.0 * k, instance=k + 1, imager_spacing=imager_spacing)
+
+    _predict_quietly(trained_run.run_dir, series, tmp_path / "pred")
+
+    header = _load(tmp_path / "pred" / "series_seg.nii.gz").header
+    # Its in-plane size is the reader's 1 mm assumption, not the scanner's: coded 0 (unknown).
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (0, 0)
+    # pixdim: the assumed 1 mm in-plane and the 2 mm step between the slices' positions.
+    assert header.get_zooms() == (1.0, 1.0, 2.0)
+    # The stored matrix keeps the positions and axes the series does state (LPS -> RAS).
+    stated = np.array([[0, -1.0, 0, 10], [-1.0, 0, 0, -20], [0, 0, 2.0, 0], [0, 0, 0, 1]])
+    assert np.allclose(header.get_sform(), stated)
