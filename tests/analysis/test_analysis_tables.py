@@ -339,3 +339,25 @@ def test_labels_needed_table_reports_bootstrap_intervals_over_the_test_volumes()
         np.quantile(saved, 0.025, method="lower"),
         np.quantile(saved, 0.975, method="higher"),
     )
+
+
+def test_the_default_target_is_resampled_with_the_test_cases() -> None:
+    # Every image i scores 0.9 + u_i - 0.5 / sqrt(n) supervised and 0.03 more with SSL; the
+    # default target is the supervised Dice at 100 labels, measured on the same images. By hand,
+    # in every resample the curves and the target move by the same mean offset: supervised needs
+    # 100 labels, SSL solves 0.5 / sqrt(n) = 0.08, n = 39.06 -> 40, so it saves 60, in every resample.
+    counts = np.array([5.0, 10.0, 25.0, 50.0, 100.0])
+    fractions = (0.05, 0.1, 0.25, 0.5, 1.0)
+    offsets = np.linspace(-0.04, 0.04, 12)
+    rows = []
+    for fraction, n in zip(fractions, counts):
+        for i in range(12):
+            dice = 0.9 + offsets[i] - 0.5 / np.sqrt(n)
+            rows.append(result_row("supervised", "supervised", fraction, i, dice, labelled_volumes=n))
+            rows.append(
+                result_row("ssl", "s", fraction, i, dice + 0.03, labelled_volumes=n, pretrain_data_pct=100.0)
+            )
+    sup_row, ssl_row = labels_needed_table(ResultsTable(rows), n_resamples=100, seed=1).tuples()
+    assert sup_row[5] == 100.0 and sup_row[11:13] == (100.0, 100.0)
+    assert ssl_row[5] == 40.0 and ssl_row[11:13] == (40.0, 40.0)
+    assert ssl_row[13:16] == (60.0, 60.0, 0)

@@ -78,6 +78,39 @@ def test_identical_cases_collapse_the_interval_onto_the_hand_solved_count() -> N
     assert (found.estimate, found.lower, found.upper) == (25.0, 25.0, 25.0)
 
 
+def test_a_target_measured_on_the_cases_moves_with_each_resample() -> None:
+    # Each case scores 0.9 + u_i - 0.5 / sqrt(n), and the target is each case's score at 100
+    # labels. In every resample the mean curve and the mean target shift by the same mean offset,
+    # so by hand every resample needs exactly 100 labels. Held at the all-case mean, the same
+    # target is crossed earlier by resamples of easier cases, later by harder ones.
+    offsets = np.linspace(-0.03, 0.03, 13)
+    scores = (0.9 - 0.5 / np.sqrt(LABELS))[:, None] + offsets[None, :]
+    per_case = scores[-1]
+    target = float(per_case.mean())
+    moving = labels_needed_interval(LABELS, scores, target, n_resamples=100, seed=2, target_per_case=per_case)
+    assert (moving.estimate, moving.lower, moving.upper, moving.n_failed) == (100.0, 100.0, 100.0, 0)
+    fixed = labels_needed_interval(LABELS, scores, target, n_resamples=100, seed=2)
+    assert fixed.estimate == 100.0 and fixed.lower < 90.0 and fixed.upper > 110.0
+    # A target the same on every case is the fixed target, resample by resample (0.75: exact sums).
+    constant = labels_needed_interval(
+        LABELS, scores, 0.75, n_resamples=50, seed=4, target_per_case=np.full(13, 0.75)
+    )
+    np.testing.assert_array_equal(
+        constant.resamples, labels_needed_interval(LABELS, scores, 0.75, n_resamples=50, seed=4).resamples
+    )
+
+
+def test_a_resample_without_a_target_case_fails_and_is_counted() -> None:
+    # Only case 0 measures the target: resamples that miss it have no target and no count.
+    scores = _cases(5, 1)
+    per_case = np.array([0.8, np.nan, np.nan, np.nan, np.nan])
+    found = labels_needed_interval(LABELS, scores, 0.8, n_resamples=200, seed=0, target_per_case=per_case)
+    draws = np.random.default_rng(0).integers(0, 5, size=(200, 5))
+    missing = ~np.any(draws == 0, axis=1)
+    assert missing.any() and found.n_failed == int(missing.sum())
+    assert np.array_equal(np.isnan(found.resamples), missing)
+
+
 def test_a_plateau_below_the_target_gives_infinite_counts_not_nan() -> None:
     found = labels_needed_interval(LABELS, _cases(30, 0, noise=0.0), 0.95, n_resamples=30, seed=0)
     assert found.estimate == math.inf and found.lower == found.upper == math.inf and found.n_failed == 0
@@ -99,6 +132,8 @@ def test_percentile_interval_by_hand() -> None:
         ({"n_resamples": 0}, r"n_resamples must be an int >= 1"),
         ({"target": math.nan}, r"target must be a finite number"),
         ({"scores": np.zeros((4, 3))}, r"scores \(P, N\)"),
+        ({"target_per_case": np.zeros(4)}, r"target_per_case must be \(3,\).*found shape \(4,\)"),
+        ({"target_per_case": np.full(3, np.nan)}, r"target_per_case must be \(3,\)"),
     ],
 )
 def test_validates(kwargs, message) -> None:

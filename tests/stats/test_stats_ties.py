@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from inpaintssl.stats import rank_strategies, tolerant_rankdata, top_in_all, wilcoxon_greater
-from inpaintssl.stats.ties import ROUND_OFF_RTOL, round_off_tolerance
+from inpaintssl.stats.ties import (
+    ROUND_OFF_RTOL,
+    pairwise_round_off_tolerance,
+    round_off_tolerance,
+    tie_groups,
+)
 
 
 def test_round_off_zero_and_round_off_ties_by_hand() -> None:
@@ -39,6 +44,46 @@ def test_the_tolerance_scales_with_the_largest_score() -> None:
     assert round_off_tolerance([], rtol=1e-6, atol=1e-12) == 1e-12
     with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
         round_off_tolerance([1.0], rtol=-1.0)
+
+
+def test_one_extreme_pair_leaves_the_other_pairs_differences_alone() -> None:
+    # Twelve images, the first arm's percent error lower on each by 0.05..0.6 points, and a
+    # thirteenth image of a tissue of a few pixels: errors of 1e6 % in both arms, 5 points apart.
+    # By hand: no difference is round-off, all 13 favour the first arm and no two tie, so the
+    # one-sided exact p is 1 / 2**13. A tolerance scaled by the samples' largest magnitude (1e6 x
+    # 2**-20, about 0.95 points) dropped the twelve as zeros and left p = 1/2 from the one pair.
+    baseline = np.linspace(5.0, 20.0, 12)
+    better = baseline - np.linspace(0.05, 0.6, 12)
+    a = np.append(baseline, 1e6 + 5.0)  # "a > b": the baseline's error exceeds the better arm's
+    b = np.append(better, 1e6)
+    assert wilcoxon_greater(a, b) == 1 / 2**13
+    assert wilcoxon_greater(a, b) == stats.wilcoxon(a, b, alternative="greater", method="exact").pvalue
+
+
+@settings(deadline=None)
+@given(st.floats(min_value=1.0, max_value=1e12), st.integers(0, 2**32 - 1))
+def test_a_pair_of_equal_extreme_values_changes_no_p_value(extreme: float, seed: int) -> None:
+    # A zero difference is dropped whatever its size: adding one must leave the test as it was,
+    # however far its magnitude lies above the other scores'.
+    rng = np.random.default_rng(seed)
+    a, b = rng.uniform(0, 1, 15).round(3), rng.uniform(0, 1, 15).round(3)
+    assert wilcoxon_greater(np.append(a, extreme), np.append(b, extreme)) == wilcoxon_greater(a, b)
+
+
+def test_pairwise_tolerances_and_per_value_tie_groups_by_hand() -> None:
+    tol = pairwise_round_off_tolerance([0.5, -3.0, 1e6], [-2.0, 1.0, 1e6], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(tol, [2e-6 + 1e-12, 3e-6 + 1e-12, 1.0 + 1e-12], rtol=1e-15)
+    with pytest.raises(ValueError, match="same number of values"):
+        pairwise_round_off_tolerance([1.0, 2.0], [1.0])
+    # Sorted 1.0, 1.4, 2.0, 5.0: gaps 0.4, 0.6, 3.0. With tolerances 0.5, 0.1, 0.7, 0.0 each gap
+    # joins within the larger of its two ends' tolerances: 0.4 <= 0.5 and 0.6 <= 0.7 join, 3.0 does not.
+    assert tie_groups([5.0, 2.0, 1.4, 1.0], tol=[0.0, 0.7, 0.1, 0.5]).tolist() == [1, 0, 0, 0]
+    # A scalar tolerance equal to every per-value one groups alike.
+    values = [5.0, 2.0, 1.4, 1.0]
+    per_value = tie_groups(values, tol=[0.45] * 4).tolist()
+    assert per_value == tie_groups(values, tol=0.45).tolist() == [2, 1, 0, 0]
+    with pytest.raises(ValueError, match="one per value"):
+        tie_groups(values, tol=[0.1, 0.2])
 
 
 # Per-case class-averaged Dice of two arms, built from integers (per-class Dice in thousandths) so

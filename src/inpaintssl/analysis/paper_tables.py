@@ -240,11 +240,13 @@ def labels_needed_table(
     ``n_resamples`` resamples drawn with ``seed``); ``saved_ci_lower`` and ``saved_ci_upper`` the
     same for ``saved_vs_supervised``, from the paired resamples (the same test cases for both
     arms); ``resamples_failed`` counts resamples that gave no count (left out). NaN without a fit.
-    The intervals cover the test-set sampling, not the spread between training runs.
+    The intervals cover the test-set sampling, not the spread between training runs; the default
+    target, measured on the same test cases, is resampled with them.
     """
     target_dice, found = labels_needed_rows(results, target=target, level=level)
+    # The caller's target, not the one found: a default target is resampled with the test cases.
     _, intervals = labels_needed_intervals(
-        results, target=target_dice, level=level, confidence=confidence, n_resamples=n_resamples, seed=seed
+        results, target=target, level=level, confidence=confidence, n_resamples=n_resamples, seed=seed
     )
     supervised = next((n for name, _, n in found if name == "supervised"), math.nan)
     supervised_interval = intervals.get("supervised")

@@ -397,7 +397,10 @@ def labels_needed_intervals(
     data, slices for 2D) with :func:`inpaintssl.stats.labels_needed_interval`. Every arm gets the
     same cases in the same column order and the same ``seed``, so resample ``b`` draws the same
     cases for every arm: the difference of two arms' resamples is a paired bootstrap of the labels
-    saved.
+    saved. The default target is measured on the same test cases, so it is resampled with them:
+    resample ``b``'s target is the supervised Dice with the most labels on resample ``b``'s cases
+    (``target_per_case`` of :func:`~inpaintssl.stats.labels_needed_interval`); a given ``target``
+    stays fixed.
 
     Args:
         results: The long results table.
@@ -412,12 +415,15 @@ def labels_needed_intervals(
         as in :func:`labels_needed_rows`.
     """
     arms = _labels_needed_arms(results, level)
-    if target is None:
-        target = _default_target(arms, level)
     cases = sorted(
         {(row.get("volume_id"), row.get("slice_index")) for table in arms.values() for row in table},
         key=lambda k: tuple(str(v) for v in k),
     )
+    target_per_case: FloatArray | None = None
+    if target is None:
+        target = _default_target(arms, level)
+        # The same cells the default target averages: each case's supervised Dice at the most labels.
+        target_per_case = _case_scores(arms["supervised"], cases)[1][-1]
     out: dict[str, LabelsNeededInterval | None] = {}
     for name, table in arms.items():
         labels, scores = _case_scores(table, cases)
@@ -425,7 +431,13 @@ def labels_needed_intervals(
             out[name] = None
             continue
         out[name] = labels_needed_interval(
-            labels, scores, target, confidence=confidence, n_resamples=n_resamples, seed=seed
+            labels,
+            scores,
+            target,
+            confidence=confidence,
+            n_resamples=n_resamples,
+            seed=seed,
+            target_per_case=target_per_case,
         )
     return target, out
 

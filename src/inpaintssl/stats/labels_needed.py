@@ -122,8 +122,9 @@ class LabelsNeededInterval:
         upper: Upper end (``inf`` when the resamples' curves often never reach the target).
         confidence: Nominal coverage, e.g. 0.95.
         n_resamples: Bootstrap resamples drawn.
-        n_failed: Resamples without a count (a failed fit, a curve that does not increase, or a
-            label count without any case), left out of the interval; read it beside the interval.
+        n_failed: Resamples without a count (a failed fit, a curve that does not increase, a
+            label count without any case, or a target measured on none of the resample's cases),
+            left out of the interval; read it beside the interval.
         resamples: ``(n_resamples,)`` each resample's count, NaN where it failed. Two calls with the
             same ``seed`` and the same number of cases resample the same cases, so for two arms
             measured on the same test cases (same column order) their difference is a paired
@@ -158,6 +159,7 @@ def labels_needed_interval(
     seed: int | np.random.Generator = 0,
     round_up: bool = True,
     k_bounds: tuple[float, float] = (-5.0, 5.0),
+    target_per_case: npt.ArrayLike | None = None,
 ) -> LabelsNeededInterval:
     """:func:`labels_needed` with a percentile bootstrap interval over the test cases (sec. 2.6, 4).
 
@@ -175,6 +177,12 @@ def labels_needed_interval(
     sampling only, not the training runs' seed-to-seed spread, and near the curve's plateau, where
     a small change in the curve moves the count a long way, it is wide, as it should be.
 
+    A target measured on the same test cases (the default of the paper's comparison: the supervised
+    Dice with the most labels) moves with them: pass its per-case scores as ``target_per_case``,
+    and each resample's target is their mean over that resample's cases. Held fixed instead, a
+    resample of easier cases lifts the curve against an unmoved target, and the interval is that
+    much too wide.
+
     Args:
         labels: ``(P,)`` labelled images of each fine-tuning run, at least 3 distinct.
         scores: ``(P, N)`` score of each of ``N`` test cases at each label count.
@@ -184,13 +192,16 @@ def labels_needed_interval(
         seed: Seed of the ``numpy.random.Generator`` drawing the resamples, or a generator.
         round_up: As in :func:`labels_needed`.
         k_bounds: Exponent range of :func:`~inpaintssl.stats.fit_power_law`.
+        target_per_case: ``(N,)`` per-case scores whose mean (NaN cells left out) is the target,
+            in the columns' order; each resample's target is their mean over its cases. ``target``
+            stays the point estimate's (their mean over all cases, as the caller measured it).
 
     Returns:
         A :class:`LabelsNeededInterval`.
 
     Raises:
         ValueError: If the shapes disagree, ``target`` is not finite, ``confidence`` is not in
-            ``(0, 1)`` or ``n_resamples < 1``.
+            ``(0, 1)``, ``n_resamples < 1``, or ``target_per_case`` is not ``(N,)`` with a number.
 
     Example:
         >>> import numpy as np
@@ -215,22 +226,37 @@ def labels_needed_interval(
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
         raise ValueError(f"n_resamples must be an int >= 1; found {n_resamples!r}")
 
-    def solve(columns: npt.NDArray[np.float64]) -> float:
-        if np.any(np.all(np.isnan(columns), axis=1)):
-            return math.nan  # a label count without any case: no curve to fit
+    moving: npt.NDArray[np.float64] | None = None
+    if target_per_case is not None:
+        moving = np.asarray(target_per_case, dtype=np.float64)
+        if moving.shape != (ys.shape[1],) or bool(np.all(np.isnan(moving))):
+            raise ValueError(
+                f"target_per_case must be ({ys.shape[1]},), one score per test case with at least one "
+                f"number; found shape {moving.shape}"
+            )
+
+    def solve(columns: npt.NDArray[np.float64], goal: float) -> float:
+        if math.isnan(goal) or np.any(np.all(np.isnan(columns), axis=1)):
+            return math.nan  # no target, or a label count without any case: no curve to solve
         try:
             fit = fit_power_law(xs, np.nanmean(columns, axis=1), k_bounds=k_bounds)
         except (RuntimeError, ValueError):
             return math.nan
-        return labels_needed(fit, target, round_up=round_up)
+        return labels_needed(fit, goal, round_up=round_up)
+
+    def goal_of(row: npt.NDArray[np.int64]) -> float:
+        if moving is None:
+            return target
+        chosen = moving[row]
+        return float(np.nanmean(chosen)) if np.any(~np.isnan(chosen)) else math.nan
 
     rng = np.random.default_rng(seed)
     n_cases = ys.shape[1]
     indices = rng.integers(0, n_cases, size=(n_resamples, n_cases))
-    resamples = np.array([solve(ys[:, row]) for row in indices], dtype=np.float64)
+    resamples = np.array([solve(ys[:, row], goal_of(row)) for row in indices], dtype=np.float64)
     lower, upper = percentile_interval(resamples, confidence=confidence)
     return LabelsNeededInterval(
-        estimate=solve(ys),
+        estimate=solve(ys, target),
         lower=lower,
         upper=upper,
         confidence=confidence,

@@ -7,7 +7,10 @@ comparisons would call those values different and break the tie by round-off: ra
 statistics and p-values would then change with the summation order. Here two values tie when they
 differ by at most a tolerance ``rtol * scale + atol``, where ``scale`` is the largest magnitude
 among the values compared (round-off in a score, and in a difference of two scores, is relative to
-the scores' size, not to the difference's).
+the scores' size, not to the difference's). Paired differences get a tolerance each
+(:func:`pairwise_round_off_tolerance`), from the magnitudes of their own pair: one extreme score
+(a percent error of 1e6 on a tissue of a few pixels) must not make every other pair's genuine
+difference a round-off zero.
 
 Example:
     >>> tolerant_rankdata([0.1 + 0.2, 0.3, 0.5], tol=1e-12)  # scipy's rankdata gives [2, 1, 3]
@@ -21,7 +24,13 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ROUND_OFF_ATOL", "ROUND_OFF_RTOL", "round_off_tolerance", "tolerant_rankdata"]
+__all__ = [
+    "ROUND_OFF_ATOL",
+    "ROUND_OFF_RTOL",
+    "pairwise_round_off_tolerance",
+    "round_off_tolerance",
+    "tolerant_rankdata",
+]
 
 ROUND_OFF_RTOL = 2.0**-20
 """Relative tolerance, about 9.5e-7: eight float32 ulps (float32 eps is ``2**-23``).
@@ -74,26 +83,73 @@ def round_off_tolerance(
     return rtol * scale + atol
 
 
-def tie_groups(values: npt.ArrayLike, *, tol: float) -> npt.NDArray[np.int64]:
+def pairwise_round_off_tolerance(
+    a: npt.ArrayLike, b: npt.ArrayLike, *, rtol: float = ROUND_OFF_RTOL, atol: float = ROUND_OFF_ATOL
+) -> npt.NDArray[np.float64]:
+    """The tie tolerance of each paired difference ``a[i] - b[i]``: ``rtol * max(|a[i]|, |b[i]|) + atol``.
+
+    Round-off in a difference is relative to the two values differenced, so each pair's scale is
+    its own, not the samples' largest magnitude (:func:`round_off_tolerance`), which one extreme
+    value would inflate for every pair.
+
+    Args:
+        a: Values of one sample, any shape (flattened).
+        b: The paired values, same number of elements.
+        rtol: Relative tolerance (default :data:`ROUND_OFF_RTOL`).
+        atol: Absolute tolerance (default :data:`ROUND_OFF_ATOL`).
+
+    Returns:
+        ``(n,)`` float64 tolerances, each ``>= atol``.
+
+    Raises:
+        ValueError: If ``rtol`` or ``atol`` is negative or not finite, or the sizes differ.
+
+    Example:
+        >>> pairwise_round_off_tolerance([0.5, 1e6], [-2.0, 1e6], rtol=1e-6, atol=0.0).tolist()
+        [2e-06, 1.0]
+    """
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0; found {value!r}")
+    x = np.abs(np.asarray(a, dtype=np.float64).ravel())
+    y = np.abs(np.asarray(b, dtype=np.float64).ravel())
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must hold the same number of values; found {x.size} and {y.size}")
+    out: npt.NDArray[np.float64] = rtol * np.maximum(x, y) + atol
+    return out
+
+
+def tie_groups(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Group label of each value: sorted values whose neighbours lie within ``tol`` share a group.
 
     Groups are chains (single linkage): consecutive sorted values at most ``tol`` apart join, so a
     group is a run of the sorted values with no gap wider than ``tol``. Labels count up from 0 in
-    increasing order of the values.
+    increasing order of the values. With a tolerance per value (an array of the values' size), two
+    neighbours join when their gap is within the larger of their two tolerances.
 
     Example:
         >>> tie_groups([3.0, 1.0, 1.0 + 1e-9, 2.0], tol=1e-6).tolist()
         [2, 0, 0, 1]
+        >>> tie_groups([1.0, 1.5, 3.0], tol=[0.0, 0.6, 0.0]).tolist()  # 1.5's 0.6 reaches 1.0
+        [0, 0, 1]
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     order = np.argsort(x, kind="stable")
-    starts = np.concatenate([[0], (np.diff(x[order]) > tol).astype(np.int64)])
+    tolerance = np.asarray(tol, dtype=np.float64)
+    if tolerance.ndim:
+        if tolerance.size != x.size:
+            raise ValueError(f"tol must be one number or one per value ({x.size}); found {tolerance.size}")
+        ordered = tolerance.ravel()[order]
+        gap_tol: float | npt.NDArray[np.float64] = np.maximum(ordered[1:], ordered[:-1])
+    else:
+        gap_tol = float(tolerance)
+    starts = np.concatenate([[0], (np.diff(x[order]) > gap_tol).astype(np.int64)])
     groups = np.empty(x.size, dtype=np.int64)
     groups[order] = np.cumsum(starts)
     return groups
 
 
-def tolerant_rankdata(values: npt.ArrayLike, *, tol: float) -> npt.NDArray[np.float64]:
+def tolerant_rankdata(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Ranks 1..n with values within ``tol`` of each other (chained, see :func:`tie_groups`) tied.
 
     Tied values get the average of the ranks they span, as :func:`scipy.stats.rankdata` does for
@@ -102,7 +158,8 @@ def tolerant_rankdata(values: npt.ArrayLike, *, tol: float) -> npt.NDArray[np.fl
     Args:
         values: Values to rank, any shape (flattened).
         tol: Largest gap between sorted neighbours that still counts as a tie, e.g. from
-            :func:`round_off_tolerance`.
+            :func:`round_off_tolerance`; or one per value (:func:`tie_groups`), e.g. from
+            :func:`pairwise_round_off_tolerance`.
 
     Returns:
         ``(n,)`` float64 ranks, multiples of 1/2.

@@ -6,7 +6,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from inpaintssl.stats.ties import ROUND_OFF_ATOL, ROUND_OFF_RTOL, round_off_tolerance, tolerant_rankdata
+from inpaintssl.stats.ties import (
+    ROUND_OFF_ATOL,
+    ROUND_OFF_RTOL,
+    pairwise_round_off_tolerance,
+    tolerant_rankdata,
+)
 
 __all__ = ["paired_samples", "wilcoxon_greater"]
 
@@ -54,10 +59,11 @@ def wilcoxon_greater(
 
     - zero differences are dropped (Wilcoxon's method, SciPy's ``zero_method="wilcox"``), and tied
       absolute differences get their average rank. "Zero" and "tied" are up to float round-off
-      (:mod:`inpaintssl.stats.ties`): a difference within ``tol = rtol * scale + atol`` of 0 is
-      zero, and absolute differences whose sorted neighbours lie within ``tol`` tie, ``scale``
-      being the largest ``|a|`` or ``|b|``. So Dice summed in another order (``0.1 + 0.2`` vs
-      ``0.3``), or in float32 on one arm, gives the same p-value;
+      (:mod:`inpaintssl.stats.ties`): pair ``i``'s difference is zero within
+      ``tol[i] = rtol * max(|a[i]|, |b[i]|) + atol`` of 0, and absolute differences whose sorted
+      neighbours lie within the larger of their two tolerances tie. So Dice summed in another
+      order (``0.1 + 0.2`` vs ``0.3``), or in float32 on one arm, gives the same p-value, and one
+      pair of extreme values (a percent error of 1e6) widens no other pair's tolerance;
     - up to 50 non-zero differences, the p-value is exact: the share of the ``2**n`` sign patterns
       whose positive-rank sum reaches the observed one, counted with the tied ranks as they are
       (the permutation distribution);
@@ -96,9 +102,10 @@ def wilcoxon_greater(
         0.25
     """
     x, y = paired_samples(a, b)
-    tol = round_off_tolerance(x, y, rtol=rtol, atol=atol)
+    tol = pairwise_round_off_tolerance(x, y, rtol=rtol, atol=atol)
     differences = x - y
-    differences = differences[np.abs(differences) > tol]
+    kept = np.abs(differences) > tol
+    differences, tol = differences[kept], tol[kept]
     n = differences.size
     if n == 0:
         return 1.0
