@@ -483,7 +483,8 @@ def _seed_scores(name: str, table: Table) -> SeedScores:
 def _paired_means(arms: Sequence[SeedScores]) -> tuple[list[ItemKey], list[FloatArray]]:
     """Items every arm has, each arm's score averaged over the subset seeds all of them measured.
 
-    A test item is one observation however many subsets were trained: pairing (item, seed) would
+    A test item (a case at a label fraction) is one observation however many subsets were
+    trained: pairing (item, seed) would
     count it once per seed and shrink the p-value with the number of training repeats.
     """
     keys = sorted(set.intersection(*(set(arm) for arm in arms)), key=lambda k: tuple(str(v) for v in k))
