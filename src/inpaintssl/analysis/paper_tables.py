@@ -85,7 +85,7 @@ def table3_ranking(results: Table, *, level: str | None = None) -> Table:
     both measured (a test item at a label fraction is one observation, however many subsets were
     trained); label fractions below 100% are pooled (all fractions if 100% is the only one), so a
     test volume counts once per pooled fraction, as in the paper (36 volumes at 4 fractions: 144
-    pairs; read the p-value beside ``n_pairs``). Each strategy is
+    pairs; read the p-value beside ``pairs``). Each strategy is
     tested against its own baseline, the supervised runs trained with its learning rate, budget and
     other non-transfer settings (the ``baseline_id`` of its rows), on the items the two share
     (:func:`~inpaintssl.analysis.summaries.baseline_pairs`), so ``pairs`` may differ between
