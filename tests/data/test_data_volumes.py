@@ -152,6 +152,24 @@ def test_glob_matching_nothing(tmp_path: Path) -> None:
         numpy_dataset(split="train", labelled=False, cases={"train": "*.npy"}, root=tmp_path)
 
 
+def test_a_glob_ending_in_a_slash_takes_series_folders_only(tmp_path: Path) -> None:
+    # Per-patient folders of identically named slices: globbing the files gives two cases named
+    # IM0001 (refused), globbing the folders one case per patient; a loose file is not a case.
+    for patient in ("p1", "p2"):
+        (tmp_path / patient).mkdir()
+        (tmp_path / patient / "IM0001.dcm").touch()
+    (tmp_path / "notes.txt").touch()
+    found = resolve_cases("*/", "unlabelled", root=tmp_path, dataset="ct")
+    assert [(c.volume_id, c.image) for c in found] == [("p1", tmp_path / "p1"), ("p2", tmp_path / "p2")]
+    assert [c.volume_id for c in resolve_cases("*", "unlabelled", root=tmp_path, dataset="ct")] == [
+        "notes",
+        "p1",
+        "p2",
+    ]
+    with pytest.raises(DataError, match=r"id 'IM0001' is used by both .*p1.IM0001.dcm and .*p2.IM0001.dcm"):
+        resolve_cases("**/*.dcm", "unlabelled", root=tmp_path, dataset="ct")
+
+
 def test_glob_pair_with_different_counts(tmp_path: Path) -> None:
     for name in ("a.npy", "b.npy", "a_seg.npz"):
         (tmp_path / name).touch()

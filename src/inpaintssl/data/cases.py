@@ -13,7 +13,8 @@ The ``cases`` parameter maps a split name to its entries::
 An entry is a path or glob (an image without a label) or a mapping with ``image``, optional
 ``label`` and optional ``id``; a split's value is one entry or a list of them. A bare entry or list
 instead of a mapping is shorthand for ``{"unlabelled": ...}``, the form extra pretraining sources
-use. Relative paths are taken from ``root``. A glob that matches nothing, a missing file and an
+use. Relative paths are taken from ``root``; a glob ending in ``/`` matches folders only (DICOM
+series folders). A glob that matches nothing, a missing file and an
 image/label glob pair that match different counts are errors; so is a split with no entries.
 
 A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
@@ -34,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +87,9 @@ def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
     raw = Path(str(pattern)).expanduser()
     full = raw if raw.is_absolute() or root is None else root / raw
     if is_glob(str(pattern), full):
-        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+        # Path drops a trailing slash, which in a glob means "folders only" (series folders).
+        query = str(full) + (os.sep if str(pattern).endswith(("/", os.sep)) else "")
+        matches = sorted(Path(p) for p in glob.glob(query, recursive=True))
         if not matches:
             raise DataError(f"{what} pattern {str(full)!r} matches no files")
         return matches
