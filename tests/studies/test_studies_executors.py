@@ -317,6 +317,39 @@ def test_slurm_without_slurm_says_so_and_how_to_try_the_spec_here(
     assert "Traceback" not in err
 
 
+def test_each_study_submits_its_arrays_under_a_job_name_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `scancel --name <job name>` (docs/scaling.rst) must cancel one study's arrays, not every
+    # study of its kind: the name reaching submitit has to tell the study folders apart.
+    submitit = pytest.importorskip("submitit")
+    from inpaintssl.studies.executors import make_backend
+
+    submitted: list[str] = []
+    update_parameters = submitit.AutoExecutor.update_parameters
+
+    def recording(self: Any, **params: Any) -> None:
+        submitted.append(params["name"])
+        update_parameters(self, **params)
+
+    monkeypatch.setattr(submitit.AutoExecutor, "update_parameters", recording)
+    monkeypatch.chdir(tmp_path)
+    specs = {
+        "knee": {**_spec(tmp_path / "unused"), "output": None, "name": "knee"},
+        "hip": {**_spec(tmp_path / "unused"), "output": None, "name": "hip"},
+        "lab-a": _spec(tmp_path / "lab-a" / "study"),
+        "lab-b": _spec(tmp_path / "lab-b" / "study"),
+    }
+    for key in [*specs, "knee"]:  # the last: a restarted driver of the first spec
+        make_backend("slurm", load_spec(specs[key]), quiet=False).close()
+    knee, hip, lab_a, lab_b, knee_again = submitted
+    assert len({knee, hip, lab_a, lab_b}) == 4, submitted  # one kind (pretext_design), four studies
+    assert knee_again == knee  # the dead driver's arrays are found by the same name
+    assert "knee" in knee and "hip" in hip and "study" in lab_a and "study" in lab_b
+    # The driver says the name: the one the docs tell to cancel by.
+    assert f"[slurm] job name {knee}\n" in capsys.readouterr().err
+
+
 def test_cpus_per_task_sets_the_local_workers_threads(
     spec_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,6 +52,30 @@ def test_invalid_specs_name_the_problem(changes: dict[str, Any], message: str) -
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "line"),
+    [
+        # The review's case: one letter short of the field, at the spec's top level.
+        ({"label_fraction": [0.5]}, "  label_fraction: unknown field; did you mean 'label_fractions'?"),
+        (
+            {"executor": {"partitoin": "gpu"}},
+            "  executor.partitoin: unknown field; did you mean 'partition'?",
+        ),
+        # A base config inside the spec: the fields of the section the key is in.
+        (
+            {"finetune": {"optim": {"max_epoch": 30}}},
+            "  finetune.optim.max_epoch: unknown field; did you mean 'max_epochs'?",
+        ),
+        # An executor field one level too high: nothing at the top level is close, so no guess.
+        ({"partition": "gpu"}, "  partition: unknown field"),
+    ],
+)
+def test_an_unknown_spec_field_names_the_close_one(changes: dict[str, Any], line: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_spec(_spec(**changes))
+    assert line in str(info.value).splitlines()
+
+
 def test_freeze_then_unfreeze_is_valid_in_a_grid() -> None:
     # The base finetune config has no pretrained weights; the grid still accepts the two-phase schedule.
     spec = load_spec(_spec(grid={"finetune.transfer.schedule": ["immediate", "freeze_then_unfreeze"]}))

@@ -29,10 +29,10 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from inpaintssl._version import __version__
 from inpaintssl.layout import RunFolder
@@ -679,10 +679,89 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+_READER_GONE_STATUS = 141
+"""The exit status when stdout's reader went away: ``128 + SIGPIPE``, as a shell reports a command
+that SIGPIPE ended (``yes | head``), in line with 130 for Ctrl-C and 143 for SIGTERM."""
+
+
+class _StdoutWatch:
+    """``sys.stdout`` while a command runs, noting whether a write failed because its reader left.
+
+    A ``BrokenPipeError`` from stdout (``inpaintssl config show ... | head -5``) is the reader's
+    choice, not the command's failure; one from any other pipe (a worker's, a cluster client's)
+    still is. The exception does not say which file it came from, so stdout's writes pass here.
+    A process started with stdout closed (``>&-``) has ``sys.stdout`` ``None``, where ``print``
+    writes nothing: that is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self.reader_gone = False
+        self._stream: TextIO | None = None
+
+    def __enter__(self) -> _StdoutWatch:
+        self._stream = sys.stdout
+        if self._stream is not None:
+            sys.stdout = cast(TextIO, self)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._stream is not None and sys.stdout is cast(TextIO, self):
+            sys.stdout = self._stream
+
+    def write(self, text: str) -> int:
+        """Write ``text`` to the real stdout."""
+        assert self._stream is not None
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self.reader_gone = True
+            raise
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Write each of ``lines`` to the real stdout."""
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Flush the real stdout."""
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (fileno, isatty, encoding, buffer) is the real stream's.
+        return getattr(self._stream, name)
+
+
+def _exit_for_gone_reader() -> int:
+    """Point stdout at devnull and return :data:`_READER_GONE_STATUS`, saying nothing.
+
+    Python's advice for command-line tools (the :mod:`signal` module's note on SIGPIPE): the output
+    still buffered would otherwise meet the broken pipe again at interpreter exit, which prints an
+    "Exception ignored" traceback and exits 120.
+    """
+    # A stream without a file descriptor (a test's capture) has no pipe to be broken.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return _READER_GONE_STATUS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inpaintssl`` console script; returns the exit status.
 
     Known user errors (bad config, bad data, bad checkpoint) print one clear message and exit 2.
+    A reader of stdout that stops reading early (``| head``) ends the command silently with
+    status 141, as a shell reports a command that SIGPIPE ended.
     """
     args = parse_args(argv)  # first: --help and a mistyped flag answer without loading PyTorch
     from inpaintssl.checkpoint import CheckpointError
@@ -690,9 +769,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inpaintssl.errors import DataError
     from inpaintssl.registry import PluginLoadError
 
+    stdout = _StdoutWatch()
     try:
-        with command_warnings(args.command), _terminate_as_exit():
-            return int(args.func(args))
+        with command_warnings(args.command), _terminate_as_exit(), stdout:
+            status = int(args.func(args))
+            # Here, not at interpreter exit: a reader that left is then seen by the handler below.
+            stdout.flush()
+            return status
+    except BrokenPipeError as exc:
+        if stdout.reader_gone:
+            return _exit_for_gone_reader()
+        print(f"inpaintssl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # The run's lock and temporaries are cleaned up on the way out; its last checkpoint stays.
         print(f"inpaintssl {args.command}: interrupted{_RESUME_HINT.get(args.command, '')}", file=sys.stderr)

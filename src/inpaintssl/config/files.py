@@ -160,7 +160,7 @@ def load_config(
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(format_config_error(exc, source=where)) from exc
+            raise ConfigError(format_config_error(exc, source=where, model=cls)) from exc
     return apply_overrides(config, overrides) if overrides else config
 
 

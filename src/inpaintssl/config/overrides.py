@@ -60,7 +60,7 @@ def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str) -> Mod
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_config_error(exc, source=source)) from exc
+        raise ConfigError(format_config_error(exc, source=source, model=cls)) from exc
 
 
 def _check_override_list(overrides: Sequence[str]) -> None:

@@ -92,15 +92,20 @@ def make_backend(name: str, spec: StudySpec, *, quiet: bool = True) -> Backend:
     """
     results = spec.results_dir().absolute()
     if name == "slurm":
-        from inpaintssl.studies.submitit_backend import SubmititBackend
+        from inpaintssl.studies.submitit_backend import SubmititBackend, slurm_job_name
 
-        return SubmititBackend(
+        job_name = slurm_job_name(spec)
+        backend = SubmititBackend(
             spec.executor,
             folder=spec.output_dir().absolute() / "slurm",
             results=results,
-            name=f"inpaintssl-{spec.study}",
+            name=job_name,
             quiet=quiet,
         )
+        if not quiet:
+            # The name to cancel this study's arrays by, should this driver die.
+            print(f"[slurm] job name {job_name}", file=sys.stderr, flush=True)
+        return backend
     if name == "ray":
         from inpaintssl.studies.ray_backend import RayBackend
 

@@ -326,6 +326,7 @@ def _format_errors(exc: ValidationError, where: str) -> str:
         header=f"invalid study spec {where}:",
         root="spec",
         quiet=("extra_forbidden", "missing", "value_error"),
+        model=StudySpec,
     )
 
 

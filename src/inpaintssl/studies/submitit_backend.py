@@ -11,6 +11,9 @@ exists and resumes the interrupted one from its checkpoint (up to ``max_requeues
 path through submitit's local executor: real subprocesses on this machine, which is how the tests
 run it.
 
+Every array of a study has the job name :func:`slurm_job_name`, which names this study alone (its
+study folder), so ``scancel --name <it>`` cancels this study's arrays and no other's.
+
 Example:
     >>> from inpaintssl.studies.spec import ExecutorSpec
     >>> sorted(slurm_parameters(ExecutorSpec(partition="gpu", gpus_per_task=1), name="x"))[:3]
@@ -20,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +32,31 @@ from typing import Any
 
 from inpaintssl.config import ConfigError
 from inpaintssl.extras import import_optional
-from inpaintssl.studies.spec import ExecutorSpec
+from inpaintssl.studies.spec import ExecutorSpec, StudySpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 
-__all__ = ["SubmititBackend", "slurm_parameters"]
+__all__ = ["SubmititBackend", "slurm_job_name", "slurm_parameters"]
+
+
+def slurm_job_name(spec: StudySpec) -> str:
+    """The Slurm job name of the study's arrays: ``inpaintssl-<folder name>-<8 hex digits>``.
+
+    The study *is* its folder (its runs and database live there), so the name comes from it: the
+    folder's name to read (the spec's ``name`` or study kind unless ``output`` says otherwise) and
+    a digest of its absolute path, which tells apart two studies of one kind, or two folders of
+    one name. A restarted driver of the same spec, from the same working folder, gets the same
+    name, so ``scancel --name`` with it reaches the arrays of the driver that died.
+
+    Example:
+        >>> name = slurm_job_name(StudySpec(study="pretext_design", output="/data/studies/knee mri"))
+        >>> name.startswith("inpaintssl-knee-mri-"), len(name.rsplit("-", 1)[1])
+        (True, 8)
+    """
+    folder = spec.output_dir().resolve()
+    # Only characters that pass through an sbatch directive and a shell command unquoted.
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-")[:40] or "study"
+    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:8]
+    return f"inpaintssl-{label}-{digest}"
 
 
 def slurm_parameters(resources: ExecutorSpec, *, name: str) -> dict[str, Any]:

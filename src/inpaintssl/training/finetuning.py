@@ -156,9 +156,8 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
     if not config.run.quiet and ctx.dist.is_main:
         dice = ", ".join(f"{k}={v:.3f}" for k, v in result.mean_dice().items())
         print(
-            # Epochs counted from 1 here, as the progress lines count them (metrics.csv: from 0).
             f"finetune done: {outcome.epochs_run} epochs, best val {config.loss_name} loss "
-            f"{outcome.best_val_loss:.4g} in epoch {outcome.best_epoch + 1}; "
+            f"{outcome.best_val_loss:.4g} in {outcome.describe_best_epoch()}; "
             f"{outcome.describe_convergence()}; test Dice {dice or 'n/a'} "
             f"-> {ctx.run_dir}"
         )

@@ -55,6 +55,20 @@ class TrainOutcome:
         """Whether every phase converged (:mod:`inpaintssl.training.convergence`)."""
         return bool(self.convergence) and all(c.converged for c in self.convergence)
 
+    def describe_best_epoch(self) -> str:
+        """The kept epoch for a console line, as counted there and as ``metrics.csv`` records it.
+
+        The progress lines count epochs from 1 (``epoch 2/40``); ``metrics.csv``, ``best_epoch``
+        and the ``--quiet`` log lines index them from 0. A bare number would read one way or the
+        other, so the line gives both.
+
+        Example:
+            >>> TrainOutcome(history=[], best_val_loss=1.0, best_epoch=1, epochs_run=3,
+            ...              stopped_early=False).describe_best_epoch()
+            'epoch 2 of 3 (metrics.csv epoch 1)'
+        """
+        return f"epoch {self.best_epoch + 1} of {self.epochs_run} (metrics.csv epoch {self.best_epoch})"
+
     def describe_convergence(self) -> str:
         """The run's verdict for a console line: one phase's own, or every phase's when several ran."""
         if len(self.convergence) == 1:

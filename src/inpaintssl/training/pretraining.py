@@ -174,9 +174,8 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
         evaluation.to_csv(ctx.run_folder.val_inpainting)
     if not config.run.quiet and ctx.dist.is_main:
         print(
-            # Epochs counted from 1 here, as the progress lines count them (metrics.csv: from 0).
-            f"pretrain done: {outcome.epochs_run} epochs, best val L2 {outcome.best_val_loss:.4g} in epoch "
-            f"{outcome.best_epoch + 1}{' (early stop)' if outcome.stopped_early else ''}; "
+            f"pretrain done: {outcome.epochs_run} epochs{' (early stop)' if outcome.stopped_early else ''}, "
+            f"best val L2 {outcome.best_val_loss:.4g} in {outcome.describe_best_epoch()}; "
             f"{outcome.describe_convergence()} -> {ctx.run_dir}"
         )
     return PretrainResult.from_outcome(ctx.run_dir, outcome, model=model, evaluation=evaluation)
