@@ -57,6 +57,7 @@ __all__ = [
     "Registry",
     "RegistryEntry",
     "RegistryStatus",
+    "ShadowedPluginWarning",
     "registrations",
 ]
 
@@ -97,6 +98,16 @@ class PluginLoadError(ImportError):
     def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class ShadowedPluginWarning(UserWarning):
+    """An installed plugin has the name of a built-in (or of a backbone inpaintssl ships) and is ignored.
+
+    Raised pointing at the code that asked for the name. Its own category lets the command
+    line print it in its form (:mod:`inpaintssl.warning_format`, which knows the library's
+    warnings by where they are raised or by a category the library defines), and lets code that
+    knows about the clash filter it.
+    """
 
 
 RegistryStatus = Literal["ok", "unchecked", "broken", "shadowed", "unavailable"]
@@ -351,6 +362,7 @@ class Registry(Generic[T]):
             warnings.warn(
                 f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
                 f"({ep.value}) has the same name as {winner}; the {winner.removeprefix('a ')} is used",
+                ShadowedPluginWarning,
                 stacklevel=_outside_the_package(),
             )
 

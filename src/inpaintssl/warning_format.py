@@ -2,8 +2,10 @@
 
 Python's default form names the library's source line and repeats the ``warnings.warn`` call,
 which tells a command-line user nothing. The ``inpaintssl`` command installs this form for the
-library's own ``UserWarning`` and ``FutureWarning``; other packages' warnings keep their default
-form, whose source line helps report them. Only the format changes: filters, and callers that
+library's own ``UserWarning`` and ``FutureWarning``: those raised in its files, and those of a
+category it defines wherever they point (a registry warning points at the code that asked for a
+name, which under the command line is Python's own ``runpy``). Other packages' warnings keep
+their default form, whose source line helps report them. Only the format changes: filters, and callers that
 record warnings (``warnings.catch_warnings(record=True)``, pytest), see every warning as before.
 
 Processes a command starts (a study's ``--workers``) begin with Python's defaults, so the study
@@ -42,11 +44,19 @@ class _Formatter(Protocol):
     ) -> str: ...
 
 
+def _library_category(category: type[Warning]) -> bool:
+    """Whether ``category`` is a warning class inpaintssl defines (its module is in the package)."""
+    module = getattr(category, "__module__", "")
+    return module == "inpaintssl" or module.startswith("inpaintssl.")
+
+
 def _command_form(command: str, default: _Formatter) -> _Formatter:
     def short(
         message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
     ) -> str:
-        if issubclass(category, (UserWarning, FutureWarning)) and filename.startswith(_PACKAGE):
+        if issubclass(category, (UserWarning, FutureWarning)) and (
+            filename.startswith(_PACKAGE) or _library_category(category)
+        ):
             return f"inpaintssl {command}: warning: {message}\n"
         return default(message, category, filename, lineno, line)
 

@@ -230,6 +230,18 @@ def _warn_spacing_unused(spacing: Sequence[float] | None, path: Path, own: Seque
         )
 
 
+def _warn_spacing_assumed(path: Path, volume: Volume) -> None:
+    # Always, not only where 1 mm misses the training range: the volumes in mL (and the label map's
+    # affine) rest on it, whichever spacing the run trained at.
+    warnings.warn(
+        f"input {path}: a NumPy/HDF5 file states no voxel size, so 1 mm is assumed along every axis of "
+        f"its {volume.shape} array, for the spacing the model sees and for every volume in mL; give the "
+        "scan's own with spacing=... (--spacing, one size in mm per stored axis)",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def open_input(
     path: Path, *, prep: SlicePreprocessing, key: str | None, spacing: Sequence[float] | None
 ) -> tuple[Volume, Geometry]:
@@ -261,6 +273,8 @@ def open_input(
             f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
             ".dcm or a folder (of NIfTI files, or a DICOM series)"
         )
+    if spacing is None:
+        _warn_spacing_assumed(path, volume)
     stored = _zooms3(volume.spacing)
     # nibabel's default codes (sform 2, aligned), as when a user turns the same array into NIfTI with
     # nibabel: coded 0, nibabel would read the label map on its own flipped, centred grid instead,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import zipfile
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -61,13 +62,14 @@ from inpaintssl.data.spacing import SpacingRange
 from inpaintssl.layout import RunFolder
 from inpaintssl.losses.base import SegmentationLoss
 from inpaintssl.options import check_option
-from inpaintssl.registry import DATASETS
+from inpaintssl.registry import BACKBONES, DATASETS
 from inpaintssl.training.components import build_backbone
 from inpaintssl.training.device import resolve_device
 
 __all__ = [
     "HEADER_KEY",
     "ChannelSource",
+    "InPlane",
     "LoadedModel",
     "ModelInfo",
     "Normalization",
@@ -86,6 +88,16 @@ TORCHSCRIPT_EXTRA_FILE = "inpaintssl.json"
 
 Normalization = Literal["volume", "channel", "none", "unknown"]
 ChannelSource = Literal["image", "ct_windows", "rss_echoes", "unknown"]
+InPlane = Literal["identity", "transpose_flip_rows"]
+"""How a slice's two axes are laid out for the network: as cut from the volume (``identity``), or
+``transpose_flip_rows``: transposed, then its rows reversed (``s.T[::-1]`` of an ``(H, W)`` slice;
+the ``mni152`` dataset's display orientation, anterior or superior at the top)."""
+
+
+def _in_plane_of(dataset: str) -> InPlane:
+    # The one dataset that shows its slices turned; every other reader keeps them as cut.
+    return "transpose_flip_rows" if dataset == "mni152" else "identity"
+
 
 _SLICED_VOLUMES = ("nifti", "numpy", "hdf5", "ct")
 
@@ -127,6 +139,11 @@ class Preprocessing:
         training_orientations: Axis codes -> number of training slices from volumes read in
             that orientation (``manifest.json``; :mod:`inpaintssl.data.orientation`); empty for
             runs that did not record it and for data without orientation (NumPy, HDF5).
+        in_plane: The in-plane transform between a slice as cut from the (reoriented) volume
+            and the network's input (:data:`InPlane`; predict applies it before the network and
+            undoes it on the labels): ``transpose_flip_rows`` for ``mni152`` runs, ``identity``
+            otherwise (a plugin dataset's own is unknown; predict applies none). Not given (as
+            in exports written before it was recorded), it follows from ``dataset``.
 
     Example:
         >>> from inpaintssl.config import DataConfig
@@ -146,6 +163,12 @@ class Preprocessing:
     dataset_params: Mapping[str, Any] = field(default_factory=dict)
     in_plane_spacing_mm: SpacingRange | None = None
     training_orientations: Mapping[str, int] = field(default_factory=dict)
+    in_plane: InPlane | None = None
+
+    def __post_init__(self) -> None:
+        if self.in_plane is None:
+            # Frozen: set once here, so every instance (and its JSON) states the transform.
+            object.__setattr__(self, "in_plane", _in_plane_of(self.dataset))
 
     @classmethod
     def from_data_config(cls, data: DataConfig) -> Preprocessing:
@@ -559,6 +582,42 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
     return state, ModelInfo.from_checkpoint_meta(meta, preprocessing=preprocessing, source=target)
 
 
+_PLUGIN_ORIGIN = re.compile(
+    r"plugin (?P<target>\S+) from distribution (?P<name>[^\s<>]+) (?P<version>[^\s<>]+)"
+)
+"""A plugin's origin as ``Registry.origin`` words it, and the run's ``manifest.json`` records it."""
+
+
+def _recorded_origin(info: ModelInfo) -> str | None:
+    """Where the run's ``manifest.json`` says its backbone came from; ``None`` outside a run or unrecorded."""
+    run = None if info.source is None else RunFolder.of_checkpoint(info.source)
+    if run is None:
+        return None
+    try:
+        components = _read_manifest(run).get("components")
+    except CheckpointError:
+        return None  # the missing backbone is the error to report; a damaged manifest adds nothing
+    backbones = components.get("backbones") if isinstance(components, Mapping) else None
+    origin = backbones.get(info.backbone) if isinstance(backbones, Mapping) else None
+    return origin if isinstance(origin, str) else None
+
+
+def _not_installed(where: object, backbone: str, recorded: str) -> str:
+    """Why a run's backbone cannot be built: the name is unknown here; what the run recorded of it."""
+    plugin = _PLUGIN_ORIGIN.fullmatch(recorded)
+    if plugin is None:
+        return (
+            f"{where}: backbone {backbone!r} is not registered in this installation; the run's manifest.json "
+            f"records it as {recorded}: install the inpaintssl (or package) version the run was trained with"
+        )
+    name, version = plugin["name"], plugin["version"]
+    return (
+        f"{where}: backbone {backbone!r} is not installed: it is the plugin {plugin['target']}, installed by "
+        f"{name} {version} when the run was trained (its manifest.json, components); install it "
+        f"(pip install '{name}=={version}') and load the run again"
+    )
+
+
 def _build(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
     where = info.source or "<weights>"
     try:
@@ -569,7 +628,16 @@ def _build(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
             out_channels=info.out_channels,
             seed=0,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        # Only an unknown name: a KeyError raised inside an installed backbone is its own fault.
+        recorded = None if info.backbone in BACKBONES.names() else _recorded_origin(info)
+        if recorded is None:
+            raise CheckpointError(
+                f"{where}: cannot build backbone {info.backbone!r} "
+                f"with params {dict(info.backbone_params)}: {exc}"
+            ) from exc
+        raise CheckpointError(_not_installed(where, info.backbone, recorded)) from exc
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{where}: cannot build backbone {info.backbone!r} "
             f"with params {dict(info.backbone_params)}: {exc}"

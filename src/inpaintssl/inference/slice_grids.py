@@ -51,7 +51,11 @@ def shrinks_past_bilinear(grid: tuple[int, int], target: tuple[int, int]) -> boo
 
 
 def to_display(planes: torch.Tensor) -> torch.Tensor:
-    """``(..., H, W)`` slices in the ``mni152`` dataset's display orientation, as its runs saw them."""
+    """``(..., H, W)`` slices in the ``mni152`` dataset's display orientation, as its runs saw them.
+
+    The export metadata's ``in_plane: "transpose_flip_rows"``
+    (:data:`~inpaintssl.inference.loading.InPlane`): ``s.T[::-1]`` of each ``(H, W)`` slice.
+    """
     # The mni152 dataset's orientation: the second in-plane axis becomes the rows, flipped upwards.
     return planes.transpose(-1, -2).flip(-2)
 

@@ -90,6 +90,7 @@ class SlicePreprocessing:
     image_size: tuple[int, int] | None
     resize_mode: ResizeMode
     display: bool
+    """Whether slices reach the network turned (the run's ``in_plane`` is ``transpose_flip_rows``)."""
     orientation: str | None
     """The axis codes inputs are read in, or ``None``: as stored."""
     training_orientations: Mapping[str, int]
@@ -126,7 +127,9 @@ def slice_preprocessing(
     if pre.normalization == "unknown" or pre.channels == "unknown":
         warnings.warn(
             f"the run was trained on the plugin dataset {pre.dataset!r}, whose preprocessing predict "
-            "cannot know; predicting with per-volume z-scoring (the nifti dataset's default)",
+            "cannot know; predicting with per-volume z-scoring (the nifti dataset's default), right only "
+            "if the dataset z-scores each volume too (docs: plugins, 'Predicting with a run trained on "
+            "your dataset')",
             stacklevel=3,
         )
     normalize: Normalize = "volume" if pre.normalization == "unknown" else pre.normalization
@@ -148,7 +151,7 @@ def slice_preprocessing(
         hu_floor=HU_FLOOR if pre.hu_floor is None else pre.hu_floor,
         image_size=pre.image_size,
         resize_mode=pre.resize_mode,
-        display=pre.dataset == "mni152",
+        display=pre.in_plane == "transpose_flip_rows",
         orientation=_orientation(recorded, orientation),
         training_orientations=dict(pre.training_orientations),
     )

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from inpaintssl.registry import Registry, ShadowedPluginWarning
+
 
 def check(condition: bool, message: str) -> None:
     """Fail a contract check with ``message`` unless ``condition`` holds."""
@@ -17,3 +25,73 @@ class Contract:
     def check_names(cls) -> list[str]:
         """Names of all check methods, e.g. to parametrize over them."""
         return sorted(name for name in dir(cls) if name.startswith("test_"))
+
+
+@dataclass(frozen=True)
+class Usable:
+    """The names of one registry a check combines the component under test with.
+
+    Attributes:
+        kind: The registry kind, e.g. ``"samplers"``.
+        names: Built-ins, and installed plugins that load and build without parameters.
+        left_out: ``"name (why)"`` for each installed plugin that does not.
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    left_out: tuple[str, ...] = ()
+
+    def note(self) -> str:
+        """What the check left out, for its failure messages (empty when nothing was)."""
+        if not self.left_out:
+            return ""
+        return (
+            f" [checked with the {self.kind} {', '.join(self.names)}; left out the unusable "
+            f"{self.kind} of other packages: {'; '.join(self.left_out)}]"
+        )
+
+
+def usable(registry: Registry[Any]) -> Usable:
+    """The names of ``registry`` a contract check can combine the component under test with.
+
+    A contract checks *one* component; some checks combine it with every registered name of
+    another kind (a task with every sampler, a backbone with every transfer strategy). An
+    installed plugin of another package that is broken, ambiguous (two distributions provide its
+    name), unavailable (a requirement is missing) or that does not build without parameters would
+    otherwise fail the check of a component that has nothing to do with it, so it is left out
+    and named in the check's failure messages (:meth:`Usable.note`); ``inpaintssl plugins`` lists
+    why. Built-ins are always kept: a broken built-in is a fault of inpaintssl itself and fails.
+    """
+    names: list[str] = []
+    left_out: list[str] = []
+    for entry in registry.entries(check=True):
+        if entry.source == "builtin":
+            names.append(entry.name)
+            continue
+        where = f"plugin {entry.target} from {entry.distribution}"
+        if entry.status != "ok":
+            left_out.append(f"{entry.name!r} ({where}: {entry.status}: {entry.reason})")
+            continue
+        try:
+            # The checks build the component with no parameters of its own, as the runs' defaults do.
+            with combining():
+                registry.build(entry.name)
+        except Exception as exc:  # noqa: BLE001 - any failure of another package's plugin is its own
+            reason = f"does not build without parameters: {type(exc).__name__}: {exc}"
+            left_out.append(f"{entry.name!r} ({where}: {reason})")
+            continue
+        names.append(entry.name)
+    return Usable(registry.kind, tuple(names), tuple(left_out))
+
+
+@contextmanager
+def combining() -> Iterator[None]:
+    """Around a check's use of other components: another package's name clash does not fail it.
+
+    A plugin of another package named like a built-in is ignored with a
+    :class:`~inpaintssl.registry.ShadowedPluginWarning`; a test suite that turns warnings into
+    errors (``-W error``) would otherwise fail the check of an unrelated component on it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShadowedPluginWarning)
+        yield

@@ -22,7 +22,7 @@ from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.masks import MaskBank, patch_union
 from inpaintssl.corruption.samplers import Sampler, check_sampler_signature, target_pixels
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
-from inpaintssl.testing._checks import Contract, check
+from inpaintssl.testing._checks import Contract, check, combining, usable
 
 __all__ = ["PretextTaskContract", "SamplerContract"]
 
@@ -211,7 +211,8 @@ class PretextTaskContract(Contract):
 
     The contract of :class:`~inpaintssl.corruption.PretextTask` (sec. 2.4): the output keeps the
     input's shape, dtype and device and leaves the input alone; every channel of an image gets
-    the same corruption, changing at least the coverage, with every registered sampler; the
+    the same corruption, changing at least the coverage, with every usable sampler (the built-ins
+    and the installed plugins that load: another package's broken plugin is left out); the
     corruption is seeded (by a generator, by the task's seed, or by per-image keys independent of
     the batch); it works under ``no_grad`` and with autograd, in half precision, on an empty
     batch; bad inputs and options are refused naming them; and on CUDA it changes the pixels it
@@ -257,20 +258,27 @@ class PretextTaskContract(Contract):
             check(torch.equal(images, before), f"{self.task}: corrupt() modified its input")
 
     def test_every_channel_gets_the_same_corruption_covering_the_coverage(self) -> None:
-        """With every registered sampler; continuous random pixels always change when corrupted."""
-        for sampler in SAMPLERS.names():
+        """With every usable sampler; continuous random pixels always change when corrupted.
+
+        Every built-in sampler, and every installed plugin sampler that loads and builds; another
+        package's broken plugin is left out, and named in the failure messages.
+        """
+        samplers = usable(SAMPLERS)
+        for sampler in samplers.names:
             images = torch.randn(4, 3, 48, 64, dtype=torch.float64)
-            task = self.build(sampler=sampler, seed=5)
+            with combining():
+                task = self.build(sampler=sampler, seed=5)
             changed = task.corrupt(images) != images
             check(
                 torch.equal(changed, changed[:, :1].expand_as(changed)),
-                f"{self.task} with sampler {sampler!r}: the channels of an image are corrupted differently",
+                f"{self.task} with sampler {sampler!r}: the channels of an image are corrupted "
+                f"differently{samplers.note()}",
             )
             least = float(changed[:, 0].double().mean(dim=(1, 2)).min())
             check(
                 least >= task.coverage,
                 f"{self.task} with sampler {sampler!r}: an image has {least:.3f} of its pixels changed; "
-                f"expected at least coverage={task.coverage}",
+                f"expected at least coverage={task.coverage}{samplers.note()}",
             )
 
     def test_same_generator_seed_gives_same_output(self) -> None:
