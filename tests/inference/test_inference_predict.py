@@ -673,6 +673,13 @@ def test_an_array_without_spacing_is_told_how_to_give_it(
         warnings.simplefilter("error")
         spacing = (3.0, 3.5, 4.25)
         predict(softmax_run, array, output=tmp_path / "b", device="cpu", progress=False, spacing=spacing)
+    # A spacing given but not the training one: the warning names it as given, and asks for none.
+    given = r"1.5 x 1.75 mm as the model sees it \(as given by spacing=\.\.\. / --spacing\), but the run"
+    with pytest.warns(UserWarning, match=given) as caught:
+        predict(
+            softmax_run, array, output=tmp_path / "c", device="cpu", progress=False, spacing=(1.5, 1.75, 4.25)
+        )
+    assert not any("carries no spacing" in str(w.message) for w in caught)
 
 
 def _write_dicom(
@@ -803,8 +810,11 @@ def test_an_unevenly_spaced_series_is_refused_before_anything_is_written(
             position=(-10.0, 20.0, z),
         )
     out = tmp_path / "pred"
-    with pytest.warns(UserWarning, match="not one regular grid"), pytest.raises(
-        PredictionError, match=r"im2\.dcm and im3\.dcm at 4 and 8 mm .*cannot be written on one grid"
+    with (
+        pytest.warns(UserWarning, match="not one regular grid"),
+        pytest.raises(
+            PredictionError, match=r"im2\.dcm and im3\.dcm at 4 and 8 mm .*cannot be written on one grid"
+        ),
     ):
         predict(softmax_run, [series], output=out, device="cpu", progress=False)
     assert not out.exists()

@@ -150,7 +150,8 @@ def prepare_inputs(
                 # Without a resize to image_size (check_resample), ``seen`` is the slices' own spacing.
                 resample_to = trained.nearest(seen)
             elif not fits:
-                warnings.warn(_spacing_message(path, seen, trained, volume), stacklevel=3)
+                message = _spacing_message(path, seen, trained, volume, spacing_given=spacing is not None)
+                warnings.warn(message, stacklevel=3)
         prepared.append(
             PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints)
         )
@@ -236,12 +237,15 @@ def _spacing_seen(dataset: VolumeSliceDataset, prep: SlicePreprocessing) -> tupl
     return row * grid[0] / size[0], col * grid[1] / size[1]
 
 
-def _spacing_message(path: Path, seen: tuple[float, float], trained: SpacingRange, volume: Volume) -> str:
-    stated = (
-        ""
-        if volume.has_geometry
-        else " (this file type carries no spacing: give the scan's with spacing=... / --spacing)"
-    )
+def _spacing_message(
+    path: Path, seen: tuple[float, float], trained: SpacingRange, volume: Volume, *, spacing_given: bool
+) -> str:
+    if volume.has_geometry:
+        stated = ""
+    elif spacing_given:
+        stated = " (as given by spacing=... / --spacing)"
+    else:
+        stated = " (this file type carries no spacing: give the scan's with spacing=... / --spacing)"
     return (
         f"input {path}: in-plane voxel spacing {seen[0]:.3g} x {seen[1]:.3g} mm as the model sees it"
         f"{stated}, but the run trained on {trained.describe()} (more than {SPACING_TOLERANCE:.0%} "
