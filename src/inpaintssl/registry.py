@@ -24,7 +24,6 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-import os
 import sys
 import threading
 import warnings
@@ -35,6 +34,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from inpaintssl.options import CLOSE_MATCH_CUTOFF
+from inpaintssl.warning_format import caller_stacklevel
 
 if TYPE_CHECKING:  # the component types; importing them here would load torch and NumPy
     from torch import nn
@@ -165,15 +165,6 @@ def _ambiguity(kind: str, name: str, eps: list[EntryPoint]) -> str:
         f"{providers}. Which one a run would use is not defined, so the name is refused; expected "
         "one provider: uninstall the others (pip uninstall), or have one register another name"
     )
-
-
-def _outside_the_package() -> int:
-    """``stacklevel`` for a warning raised in this package that points at the caller's code."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _close_parameter(unknown: str, parameters: list[str]) -> str | None:
@@ -363,7 +354,7 @@ class Registry(Generic[T]):
                 f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
                 f"({ep.value}) has the same name as {winner}; the {winner.removeprefix('a ')} is used",
                 ShadowedPluginWarning,
-                stacklevel=_outside_the_package(),
+                stacklevel=caller_stacklevel(),
             )
 
     def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:

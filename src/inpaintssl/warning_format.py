@@ -23,14 +23,36 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["command_in_effect", "command_warnings", "install_command_warnings"]
+__all__ = ["caller_stacklevel", "command_in_effect", "command_warnings", "install_command_warnings"]
 
 _PACKAGE = str(Path(__file__).resolve().parent)
+_INSIDE = _PACKAGE + os.sep
+
+
+def caller_stacklevel() -> int:
+    """``stacklevel`` for a warning raised in this package that points at the first caller outside it.
+
+    Call it in the function that calls :func:`warnings.warn`. A fixed ``stacklevel`` counts the
+    frames between the warning and the user's call, and points at a line of the library when a
+    call path gains or loses one; this counts them as they are. Under the command line the first
+    frame outside the package is Python's own ``runpy``, which :func:`command_warnings` does not
+    show.
+
+    Example:
+        >>> caller_stacklevel() >= 1
+        True
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.realpath(frame.f_code.co_filename).startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class _Formatter(Protocol):

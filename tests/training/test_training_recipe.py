@@ -361,6 +361,24 @@ def test_a_one_epoch_run_is_too_short_to_judge_and_says_so(tmp_path: Path) -> No
     assert "in a new run (a finished run is not extended)" in message
 
 
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_a_convergence_warning_points_at_the_users_call(tmp_path: Path, stage: str) -> None:
+    # Python shows a warning's file and line: they must be the user's call, not a library line.
+    config = {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 8, "num_val": 4, "num_test": 4, "size": [32, 32]},
+        },
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "optim": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
+        "run": {"output_dir": str(tmp_path / stage), "quiet": True, "device": "cpu"},
+        **({"pretext": {"patch_size": 4}} if stage == "pretrain" else {}),
+    }
+    with pytest.warns(ConvergenceWarning) as caught:
+        getattr(issl, stage)(config)
+    assert {w.filename for w in caught if w.category is ConvergenceWarning} == {__file__}
+
+
 def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_path: Path) -> None:
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=2, steps_per_epoch=1)
     with warnings.catch_warnings():

@@ -29,14 +29,11 @@ from inpaintssl.config import OptimConfig
 from inpaintssl.training.convergence import Convergence, ConvergenceWarning, assess_convergence
 from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.outcome import Phase, TrainOutcome
+from inpaintssl.warning_format import caller_stacklevel
 
 __all__ = ["phase_convergence", "report_convergence"]
 
 log = logging.getLogger("inpaintssl.training")
-
-# The warnings below are raised three frames under the code that called Trainer.fit (this module's
-# function, fit, the stage that built the trainer), so they point at the user's call.
-_CALLER = 4
 
 
 def phase_convergence(history: Sequence[dict[str, Any]], phase: str, *, tolerance: float) -> Convergence:
@@ -105,7 +102,7 @@ def report_convergence(
                 f"({phase.lr:.3g}) may be too large; the run keeps the best weights it saw. Try a "
                 "smaller optim.lr (or transfer.second_lr for a second phase) in a new run.",
                 ConvergenceWarning,
-                stacklevel=_CALLER,
+                stacklevel=caller_stacklevel(),
             )
             continue
         why = (
@@ -117,7 +114,7 @@ def report_convergence(
             f"{run_dir}: phase {phase.name!r} ended {verdict.describe()}; {why}, so the model "
             f"may not be fully trained. Raise {budget} in a new run (a finished run is not extended).",
             ConvergenceWarning,
-            stacklevel=_CALLER,
+            stacklevel=caller_stacklevel(),
         )
     _warn_on_unpredicted_classes(outcome, run_dir=run_dir)
 
@@ -144,5 +141,5 @@ def _warn_on_unpredicted_classes(outcome: TrainOutcome, *, run_dir: Path) -> Non
             "(the model collapsed to one output) or a class too rare in the training labels does "
             "this; see learning_curve.png and try a smaller optim.lr.",
             ConvergenceWarning,
-            stacklevel=_CALLER + 1,
+            stacklevel=caller_stacklevel(),
         )
