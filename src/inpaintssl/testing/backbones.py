@@ -29,7 +29,9 @@ class BackboneContract(Contract):
         batch_size: Batch size of the sample inputs.
         size_factors: Sample inputs are ``size_multiple * size_factors`` pixels (``H``, ``W``);
             unequal factors catch transposed axes.
-        atol: Absolute tolerance of the float32 layout comparison.
+        atol: Tolerance of the float32 layout comparison, absolute for outputs up to 1 in
+            magnitude and relative to the largest output beyond (round-off of a reordered
+            reduction grows with the values summed).
         seed: Seed used to build models.
     """
 
@@ -194,8 +196,11 @@ class BackboneContract(Contract):
         with torch.no_grad():
             expected = reference_model(x)
             out = model(x.contiguous(memory_format=torch.channels_last))
+        # The layouts reduce in other orders (oneDNN picks kernels by CPU): float32 round-off of a
+        # deep encoder's outputs near 5 reaches 1.5e-4, 3e-5 of the output's scale.
+        scale = max(1.0, float(expected.abs().max()))
         check(
-            torch.allclose(out, expected, atol=self.atol, rtol=1e-4),
+            torch.allclose(out, expected, atol=self.atol * scale, rtol=1e-4),
             f"{self.backbone}: channels_last differs by {(out - expected).abs().max().item():.3g}",
         )
 
