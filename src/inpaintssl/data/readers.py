@@ -66,8 +66,10 @@ __all__ = [
     "PIXDIM_AFFINE_TOLERANCE",
     "PngVolume",
     "Volume",
+    "affine_zooms",
     "import_optional",
     "open_volume",
+    "pixdim_agrees",
 ]
 
 IMAGE_RANKS = frozenset({2, 3, 4})
@@ -348,9 +350,28 @@ columns before the reader warns and takes the affine's: far above float32 roundi
 scanners' own inconsistencies in the last digits, far below a stale or reset ``pixdim``."""
 
 
-def _affine_zooms(affine: np.ndarray, count: int) -> tuple[float, ...]:
-    """Voxel sizes the affine implies: the lengths of its first ``count`` columns."""
-    return tuple(float(n) for n in np.sqrt((affine[:3, :count] ** 2).sum(axis=0)))
+def affine_zooms(affine: np.ndarray, count: int) -> tuple[float, ...]:
+    """Voxel sizes the affine implies: the lengths of its first ``count`` columns.
+
+    Example:
+        >>> affine_zooms(np.diag([0.5, 2.0, 3.0, 1.0]), 3)
+        (0.5, 2.0, 3.0)
+    """
+    return tuple(
+        float(n) for n in np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :count] ** 2).sum(axis=0))
+    )
+
+
+def pixdim_agrees(from_affine: Sequence[float], pixdim: Sequence[float]) -> bool:
+    """Whether header voxel sizes agree with the affine's, each pair within :data:`PIXDIM_AFFINE_TOLERANCE`.
+
+    Example:
+        >>> pixdim_agrees((1.0, 1.0, 2.0), (1.005, 1.0, 2.0)), pixdim_agrees((1.0, 1.0, 2.0), (1.0, 1.0, 2.5))
+        (True, False)
+    """
+    return all(
+        abs(a - z) <= PIXDIM_AFFINE_TOLERANCE * max(abs(a), abs(z)) for a, z in zip(from_affine, pixdim)
+    )
 
 
 def _zooms_text(zooms: Sequence[float]) -> str:
@@ -435,8 +456,8 @@ def _checked_zooms(header: Any, affine: np.ndarray, mm: float, *, path: Path) ->
     small inconsistencies, and the affine is a sound answer (MRtrix3 warns too).
     """
     zooms = tuple(float(z) * mm for z in header.get_zooms()[:3])
-    from_affine = _affine_zooms(affine, len(zooms))
-    if all(abs(a - z) <= PIXDIM_AFFINE_TOLERANCE * max(abs(a), abs(z)) for a, z in zip(from_affine, zooms)):
+    from_affine = affine_zooms(affine, len(zooms))
+    if pixdim_agrees(from_affine, zooms):
         return zooms
     source = "sform" if int(header["sform_code"]) > 0 else "qform"
     if not all(math.isfinite(a) and a > 0 for a in from_affine):

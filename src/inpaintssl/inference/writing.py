@@ -21,6 +21,7 @@ import csv
 import errno
 import io
 import logging
+import math
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ from inpaintssl.atomic import (
     temporary_prefix,
     write_error,
 )
-from inpaintssl.data.readers import PIXDIM_AFFINE_TOLERANCE
+from inpaintssl.data.readers import affine_zooms, pixdim_agrees
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
@@ -110,17 +111,12 @@ def _zooms_to_affine(header: Any, affine: np.ndarray) -> None:
         >>> tuple(float(z) for z in header.get_zooms())
         (0.5, 0.5, 2.0)
     """
-    zooms = np.asarray(header.get_zooms(), dtype=np.float64)
+    zooms = tuple(float(z) for z in header.get_zooms())
     count = min(len(zooms), 3)
-    lengths = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :count], axis=0)
-    if not np.all(np.isfinite(lengths) & (lengths > 0)):
+    lengths = affine_zooms(affine, count)
+    if not all(math.isfinite(a) and a > 0 for a in lengths) or pixdim_agrees(lengths, zooms[:count]):
         return
-    spatial = zooms[:count]
-    tolerance = PIXDIM_AFFINE_TOLERANCE * np.maximum(np.abs(lengths), np.abs(spatial))
-    if np.all(np.abs(lengths - spatial) <= tolerance):
-        return
-    zooms[:count] = lengths
-    header.set_zooms(tuple(zooms))
+    header.set_zooms((*lengths, *zooms[count:]))
 
 
 def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]) -> Any:
