@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import inpaintssl as issl
+from dicom_helpers import write_mr_slice
 from inpaintssl.data.readers import NiftiVolume
 from inpaintssl.inference.predict import predict
 from inpaintssl.inference.results import PredictionReport
@@ -110,37 +111,6 @@ def test_an_array_label_map_is_coded_as_nibabel_writes_the_same_array(
     assert written.header.get_zooms() == spacing
 
 
-def _write_slice(path: Path, pixels: np.ndarray, *, z: float, instance: int, imager_spacing: bool) -> None:
-    """One MR slice with ImagePositionPatient and ImageOrientationPatient but no PixelSpacing."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    if imager_spacing:
-        # The detector's pixel size (projection imaging), not the patient's: the reader ignores it.
-        ds.ImagerPixelSpacing = ["0.5", "0.5"]
-    ds.SliceThickness = "2"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [-10, 20, f"{z:g}"]
-    ds.InstanceNumber = instance
-    ds.PixelData = pixels.astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 @pytest.mark.parametrize("imager_spacing", [False, True])
 def test_a_dicom_series_without_pixel_spacing_claims_no_scanner_geometry(
     trained_run: issl.FinetuneResult, tmp_path: Path, imager_spacing: bool
@@ -150,7 +120,15 @@ def test_a_dicom_series_without_pixel_spacing_claims_no_scanner_geometry(
     rng = np.random.default_rng(2)
     for k in range(SHAPE[2]):
         pixels = rng.integers(0, 1000, SHAPE[:2])
-        _write_slice(series / f"im{k}.dcm", pixels, z=2.0 * k, instance=k + 1, imager_spacing=imager_spacing)
+        # ImagerPixelSpacing, the detector's pixel size, is no patient geometry: the reader ignores it.
+        write_mr_slice(
+            series / f"im{k}.dcm",
+            pixels,
+            z=2.0 * k,
+            instance=k + 1,
+            pixel_spacing=None,
+            imager_pixel_spacing=("0.5", "0.5") if imager_spacing else None,
+        )
 
     _predict_quietly(trained_run.run_dir, series, tmp_path / "pred")
 

@@ -34,6 +34,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import inpaintssl as issl
+from dicom_helpers import write_mr_slice
 from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig, FinetuneConfig, load_config
@@ -682,52 +683,12 @@ def test_an_array_without_spacing_is_told_how_to_give_it(
     assert not any("carries no spacing" in str(w.message) for w in caught)
 
 
-def _write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    *,
-    z: float,
-    instance: int,
-    pixel_spacing: tuple[str, str] = ("0.5", "0.75"),
-    thickness: str = "2",
-    position: tuple[float, float, float] | None = None,
-    orientation: tuple[int, ...] | None = (1, 0, 0, 0, 1, 0),
-) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelSpacing = list(pixel_spacing)
-    ds.SliceThickness = thickness
-    # Rows run along +y (posterior), columns along +x (patient left), slices along +z.
-    if orientation is not None:
-        ds.ImageOrientationPatient = list(orientation)
-    ds.ImagePositionPatient = [-10, 20, f"{z:g}"] if position is None else [f"{v:.6f}" for v in position]
-    ds.InstanceNumber = instance
-    ds.PixelData = pixels.astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_dicom_series_gets_its_patient_geometry(softmax_run: Path, tmp_path: Path) -> None:
     series = tmp_path / "series"
     series.mkdir()
     rng = np.random.default_rng(1)
     for i, z in enumerate((4.0, 0.0, 2.0)):  # written out of order: sorted by position
-        _write_dicom(series / f"im{i}.dcm", rng.integers(0, 1000, (20, 26)), z=z, instance=i + 1)
+        write_mr_slice(series / f"im{i}.dcm", rng.integers(0, 1000, (20, 26)), z=z, instance=i + 1)
     out = tmp_path / "pred"
     # The series' 0.5 x 0.75 mm pixels are not the run's 3 x 3.5 mm: predicted, with a warning.
     told = r"series: in-plane voxel spacing 0.5 x 0.75 mm .* trained on 3 x 3.5 mm"
@@ -757,7 +718,7 @@ def test_dicom_label_maps_code_only_the_geometry_their_series_states(
     for name, place in positions.items():
         (tmp_path / name).mkdir()
         for k in range(3):
-            _write_dicom(
+            write_mr_slice(
                 tmp_path / name / f"im{k}.dcm",
                 rng.integers(0, 1000, (20, 26)),
                 z=0.0,
@@ -801,7 +762,7 @@ def test_an_unevenly_spaced_series_is_refused_before_anything_is_written(
     series.mkdir()
     rng = np.random.default_rng(4)
     for k, z in enumerate((0.0, 2.0, 4.0, 8.0)):
-        _write_dicom(
+        write_mr_slice(
             series / f"im{k}.dcm",
             rng.integers(0, 1000, (20, 26)),
             z=0.0,
@@ -884,7 +845,7 @@ def test_a_dicom_series_of_a_nifti_trained_run_is_read_in_the_training_orientati
     series.mkdir()
     as_dicom = values[::-1]
     for k in range(as_dicom.shape[2]):
-        _write_dicom(
+        write_mr_slice(
             series / f"im{k:03d}.dcm",
             as_dicom[:, :, k],
             z=4.25 * k,

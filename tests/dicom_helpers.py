@@ -1,0 +1,56 @@
+"""DICOM files for the tests, written with pydicom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_mr_slice(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    z: float,
+    instance: int,
+    pixel_spacing: tuple[str, str] | None = ("0.5", "0.75"),
+    imager_pixel_spacing: tuple[str, str] | None = None,
+    thickness: str = "2",
+    position: tuple[float, float, float] | None = None,
+    orientation: tuple[int, ...] | None = (1, 0, 0, 0, 1, 0),
+) -> None:
+    """One unsigned 16-bit MR slice written by pydicom; ``None`` leaves a geometry tag out.
+
+    ``position`` defaults to ``(-10, 20, z)``; ``imager_pixel_spacing`` is the detector's pixel
+    size (projection imaging), which readers must not take for the patient's.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    if pixel_spacing is not None:
+        ds.PixelSpacing = list(pixel_spacing)
+    if imager_pixel_spacing is not None:
+        ds.ImagerPixelSpacing = list(imager_pixel_spacing)
+    ds.SliceThickness = thickness
+    # Rows run along +y (posterior), columns along +x (patient left), slices along +z.
+    if orientation is not None:
+        ds.ImageOrientationPatient = list(orientation)
+    ds.ImagePositionPatient = [-10, 20, f"{z:g}"] if position is None else [f"{v:.6f}" for v in position]
+    ds.InstanceNumber = instance
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
