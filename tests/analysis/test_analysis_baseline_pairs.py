@@ -128,6 +128,7 @@ def test_the_ranking_tests_each_strategy_against_its_own_baseline_and_names_it()
         "strategy",
         "baseline",
         "p_value",
+        "p_holm",
         "pairs",
         "mean_dice_difference",
         "note",
@@ -148,6 +149,9 @@ def test_the_ranking_tests_each_strategy_against_its_own_baseline_and_names_it()
     # Against the lr=0.001 baseline it would lose every pair (p near 1).
     assert found["FEF lr=0.01"]["p_value"] == pytest.approx(1 / 4096)
     assert found["FEF lr=0.01"]["rank"] == 1
+    # Holm over three strategies: the smallest p-value is multiplied by 3.
+    assert found["FEF lr=0.01"]["p_holm"] == pytest.approx(3 / 4096)
+    assert all(row["p_holm"] >= row["p_value"] for row in found.values())
     # Its mean gain: the gains 0.02 + 0.003 k, plus 0.002 (half the seed-1 extra) on the 6 items at 0.1.
     assert found["FEF lr=0.01"]["mean_dice_difference"] == pytest.approx(0.02 + 0.003 * 5.5 + 0.001)
 
@@ -185,6 +189,12 @@ def test_the_per_fraction_summary_compares_one_strategy_with_its_baseline() -> N
         assert row["p_value"] == pytest.approx(stats.wilcoxon(ssl, sup, alternative="greater").pvalue)
         gain = _GAINS["FEF lr=0.001"][1][f]
         assert row["seed_differences"] == pytest.approx([gain.mean() + 0.004 * s for s in seeds])
+    # Holm over the fractions, by hand for two: the smaller p doubles, the larger stays (or is lifted
+    # to the smaller's adjusted value).
+    (small, large) = sorted(summary.values(), key=lambda row: row["p_value"])
+    assert len(summary) == 2
+    assert small["p_holm"] == pytest.approx(min(1.0, 2 * small["p_value"]))
+    assert large["p_holm"] == pytest.approx(max(small["p_holm"], large["p_value"]))
 
 
 def test_a_strategy_whose_baseline_has_not_finished_is_listed_unranked_and_says_why() -> None:
@@ -204,6 +214,10 @@ def test_a_strategy_whose_baseline_has_not_finished_is_listed_unranked_and_says_
     assert table.cells("pairs") == [12, 12, 0]
     unranked = table.rows[-1]
     assert math.isnan(unranked["p_value"]) and math.isnan(unranked["mean_dice_difference"])
+    assert math.isnan(unranked["p_holm"])
+    # An unranked strategy is no test: Holm counts the two ranked ones, so the smaller p doubles.
+    ranked = sorted(table.cells("p_value")[:2])
+    assert sorted(table.cells("p_holm")[:2]) == pytest.approx([2 * ranked[0], max(2 * ranked[0], ranked[1])])
     assert unranked["note"] == (
         f"not ranked: no results of its baseline runs {', '.join(waiting)} (not finished, or failed)"
     )

@@ -233,7 +233,8 @@ def test_per_image_errors_average_classes_and_fractions_and_match_scipy() -> Non
     np.testing.assert_allclose(ssl, expected_ssl)
     (row,) = per_image_comparison_table(results).tuples()
     assert row[1] == 6
-    assert row[-2] == pytest.approx(stats.wilcoxon(expected_sup, expected_ssl, alternative="greater").pvalue)
+    assert row[6] == pytest.approx(stats.wilcoxon(expected_sup, expected_ssl, alternative="greater").pvalue)
+    assert row[7] == row[6]  # p_holm: one test in the table, nothing to adjust for
     assert row[-1] == "%"  # volume is a ratio scale: percent errors only
 
 
@@ -368,7 +369,7 @@ def test_per_image_errors_compare_the_cells_both_arms_measured() -> None:
     found = paired_image_errors(results, "mean_hu")
     assert found.supervised.tolist() == [7.5] * 6 and found.ssl.tolist() == [3.5] * 6
     assert found.not_comparable == 6
-    ((_, images, not_comparable, mean_sup, mean_ssl, reduction, p, _),) = per_image_comparison_table(
+    ((_, images, not_comparable, mean_sup, mean_ssl, reduction, p, _, _),) = per_image_comparison_table(
         results
     ).tuples()
     assert (images, not_comparable, mean_sup, mean_ssl, reduction) == (6, 6, 7.5, 3.5, 4.0)
@@ -616,8 +617,12 @@ def test_mean_hu_is_reported_in_hu_near_a_reference_of_zero() -> None:
     assert agreement_table(results).columns[-1] == "median_abs_error"
     hu, pct = per_image_comparison_table(results).tuples()
     # Per image, in HU: 6 - 2, 5 - 1, 4 - 3, 8 - 1: SSL better on all four -> p = 1/16.
-    assert hu == ("mean HU", 4, 0, 5.75, 1.75, 4.0, 1 / 16, "HU")
+    # Holm over the table's two rows: the smaller p (1/16) doubles to 1/8; the percent row's own
+    # p is 1/8 (below), times 1: both adjust to 1/8.
+    assert hu == ("mean HU", 4, 0, 5.75, 1.75, 4.0, 1 / 16, 1 / 8, "HU")
     # The paper's percent row stays, but ct0 (reference 0 HU) has no finite percent error at all.
+    # Supervised misses the other three by 500, 200, 200 %, SSL by 100, 150, 25 %: three wins, p = 1/8.
     assert pct[-1] == "%" and pct[1] == 3 and pct[2] == 1
+    assert pct[6:8] == (1 / 8, 1 / 8)
     found = paired_image_errors(results, "mean_hu", quantity="abs_error")
     assert found.supervised.tolist() == [6.0, 5.0, 4.0, 8.0] and found.ssl.tolist() == [2.0, 1.0, 3.0, 1.0]

@@ -59,6 +59,7 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
         *[f"{arm}_{name}" for name in ("csf", "gm", "wm", "mean") for arm in ("ssl", "supervised")],
         "pairs",
         "p_value",
+        "p_holm",
         "seed_differences",
     ]
     with open(out / "runs.csv", newline="") as handle:

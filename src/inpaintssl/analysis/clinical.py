@@ -40,7 +40,7 @@ import numpy.typing as npt
 from inpaintssl.analysis.summaries import baseline_key, limited_fractions, named_baselines
 from inpaintssl.analysis.table import Table
 from inpaintssl.metrics import MEASUREMENT_SCALES, MEASUREMENT_UNITS, bland_altman, icc
-from inpaintssl.stats import wilcoxon_greater
+from inpaintssl.stats import holm_adjusted, wilcoxon_greater
 
 __all__ = [
     "CLINICAL_METRICS",
@@ -423,7 +423,9 @@ def per_image_comparison_table(results: Table) -> Table:
     One row per metric with the paper's percent errors (``error_unit`` ``%``); a metric on an
     interval scale (mean HU) gets a row on absolute errors in its unit first (``error_unit`` ``HU``),
     since its percent errors explode and flip sign for tissue near 0 HU. The ``mean_error_*`` and
-    ``reduction`` columns hold the errors in ``error_unit``.
+    ``reduction`` columns hold the errors in ``error_unit``. ``p_holm`` is ``p_value`` adjusted
+    for the table's rows together (:func:`~inpaintssl.stats.holm_adjusted`): read it to ask which
+    measurements SSL improves, ``p_value`` to read one measurement on its own.
     """
     rows = []
     for metric in _present_metrics(results):
@@ -445,16 +447,19 @@ def per_image_comparison_table(results: Table) -> Table:
                     mean_ssl,
                     mean_sup - mean_ssl,
                     p,
+                    math.nan,  # p_holm, once every row's test is known
                     "%" if quantity == "pct_error" else MEASUREMENT_UNITS.get(metric, "abs"),
                 )
             )
+    holm = holm_adjusted([row[6] for row in rows])
+    rows = [(*row[:7], float(adjusted), *row[8:]) for row, adjusted in zip(rows, holm)]
     return Table(
         tuple(rows),
         name="clinical_per_image",
         title="Per-image error, averaged over classes and label-limited fractions that both arms "
         "measured: supervised vs SSL (one-sided paired Wilcoxon, supervised > SSL); not_comparable: "
         "(image, fraction, class) cells left out; errors in error_unit (% of the reference, or HU for "
-        "mean HU, whose zero is arbitrary)",
+        "mean HU, whose zero is arbitrary); p_holm: Holm-adjusted over the rows of this table",
         columns=(
             "metric",
             "images",
@@ -463,6 +468,7 @@ def per_image_comparison_table(results: Table) -> Table:
             "mean_error_ssl",
             "reduction",
             "p_value",
+            "p_holm",
             "error_unit",
         ),
     )

@@ -41,6 +41,7 @@ from inpaintssl.stats import (
     LabelsNeededInterval,
     PowerLawFit,
     fit_power_law,
+    holm_adjusted,
     labels_needed,
     labels_needed_interval,
     wilcoxon_greater,
@@ -770,7 +771,9 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
 
     Returns:
         Table ``summary``: ``label_fraction``, ``ssl_<class>``, ``supervised_<class>`` (classes,
-        then ``mean``), ``pairs``, ``p_value``, ``seed_differences`` (a list per fraction).
+        then ``mean``), ``pairs``, ``p_value``, ``p_holm`` (``p_value`` adjusted over the
+        fractions, :func:`~inpaintssl.stats.holm_adjusted`), ``seed_differences`` (a list per
+        fraction).
 
     Example:
         >>> rows = [{"arm": a, "strategy": a, "label_fraction": 0.1, "subset_seed": 0, "level": "image",
@@ -784,7 +787,7 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
     names: list[str | None] = [*class_names, None]
     columns = ["label_fraction"]
     columns += [f"{arm}_{name or 'mean'}" for name in names for arm in ("ssl", "supervised")]
-    columns += ["pairs", "p_value", "seed_differences"]
+    columns += ["pairs", "p_value", "p_holm", "seed_differences"]
     out = []
     for fraction in [f for f in dice_rows(results, level=level).unique("label_fraction") if f is not None]:
         entry: dict[str, Any] = {"label_fraction": float(fraction)}
@@ -801,11 +804,14 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
             if a.size
         ]
         out.append(entry)
+    for entry, adjusted in zip(out, holm_adjusted([entry["p_value"] for entry in out])):
+        entry["p_holm"] = float(adjusted)
     return Table(
         out,
         name="summary",
         title="SSL vs supervised per label fraction: mean Dice per class, one-sided paired Wilcoxon "
-        "p-value (SSL > supervised, class-averaged Dice) and SSL - supervised per subset seed",
+        "p-value (SSL > supervised, class-averaged Dice; p_holm: Holm-adjusted over the fractions) and "
+        "SSL - supervised per subset seed",
         columns=columns,
     )
 

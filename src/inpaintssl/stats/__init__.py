@@ -1,5 +1,6 @@
 """Statistics of the paper's analyses (sec. 2.5.3, 2.6, 2.8): paired Wilcoxon tests, strategy
-rankings, power-law fits and the labelled data a target score needs.
+rankings, p-values adjusted for the tests a table makes, power-law fits and the labelled data a
+target score needs.
 
 Example:
     >>> from inpaintssl.stats import fit_power_law, wilcoxon_greater
@@ -15,6 +16,7 @@ from inpaintssl.stats.labels_needed import (
     labels_needed_interval,
     percentile_interval,
 )
+from inpaintssl.stats.multiplicity import holm_adjusted
 from inpaintssl.stats.power_law import PowerLawFit, fit_power_law
 from inpaintssl.stats.ranking import StrategyRank, pairwise_wilcoxon, rank_pairs, rank_strategies, top_in_all
 from inpaintssl.stats.ties import tolerant_rankdata
@@ -25,6 +27,7 @@ __all__ = [
     "PowerLawFit",
     "StrategyRank",
     "fit_power_law",
+    "holm_adjusted",
     "labels_needed",
     "labels_needed_interval",
     "paired_samples",
