@@ -14,6 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from matplotlib import colormaps
 from matplotlib.colors import to_rgba
 from matplotlib.image import imread
 
@@ -417,27 +418,45 @@ def test_bad_shapes_name_the_argument(
     assert not (tmp_path / "p.png").exists()
 
 
+def _tile(mosaic: np.ndarray, i: int, j: int, size: int, gap: int) -> np.ndarray:
+    return mosaic[i * (size + gap) : i * (size + gap) + size, j * (size + gap) : j * (size + gap) + size]
+
+
 def test_panel_layout_titles_and_colour_scales() -> None:
     original, corrupted, restored = tensors(3, 2, 6, 6)
     restored[1] += 0.5
+    restored[2, 0, 0, 0] = math.nan  # a diverged pixel: shown as the white page
     figure = _reconstruction_figure(original, corrupted, restored, title="what was learned")
-    assert len(figure.axes) == 3 * 4
-    grid = np.array(figure.axes).reshape(3, 4)
-    assert [axes.get_title() for axes in grid[0]] == [
-        "original",
-        "corrupted",
-        "restored",
-        "|restored - original|",
-    ]
-    assert all(axes.get_title() == "" for axes in grid[1:].ravel())
-    for i in range(3):
-        low, high = np.percentile(original[i, 0].numpy().astype(np.float64), [1, 99])
-        for j in range(3):
-            (image,) = grid[i, j].get_images()
-            np.testing.assert_allclose(image.get_clim(), (low, high), rtol=1e-6)
-            np.testing.assert_array_equal(image.get_array(), [original, corrupted, restored][j][i, 0])
-        (error,) = grid[i, 3].get_images()
-        expected_error = (restored[i, 0] - original[i, 0]).abs().numpy()
-        assert error.get_clim()[0] == 0.0
-        np.testing.assert_allclose(error.get_clim()[1], expected_error.max(), rtol=1e-6)
+    (axes,) = figure.axes
+    (image,) = axes.get_images()
+    mosaic = np.asarray(image.get_array())
+    gap = 2  # 6-pixel tiles: the smallest gap
+    assert mosaic.shape == (3 * 6 + 2 * gap, 4 * 6 + 3 * gap, 3)
+    texts = [text.get_text() for text in axes.texts]
+    assert texts[:4] == ["original", "corrupted", "restored", "|restored - original|"]
+    errors = (restored[:, 0] - original[:, 0]).abs().numpy().astype(np.float64)
+    assert texts[4:] == [f"max {np.nanmax(errors[i]):.3g}" for i in range(3)]
     assert [text.get_text() for text in figure.texts] == ["what was learned"]
+    for i in range(3):
+        # A linear grey scale from the 1st to the 99th percentile of the row's original, clipped;
+        # the colormap has 256 levels, so a pixel is within 1/255 of its exact grey.
+        low, high = np.percentile(original[i, 0].numpy().astype(np.float64), [1, 99])
+        for j, shown in enumerate((original, corrupted, restored)):
+            tile = _tile(mosaic, i, j, 6, gap)
+            values = shown[i, 0].numpy().astype(np.float64)
+            finite = np.isfinite(values)
+            assert np.all(tile[..., 0] == tile[..., 1]) and np.all(tile[..., 1] == tile[..., 2])
+            expected = np.clip((values - low) / (high - low), 0.0, 1.0)
+            np.testing.assert_allclose(tile[..., 0][finite], expected[finite], atol=1 / 255 + 1e-9)
+            assert np.all(tile[~finite] == 1.0)
+        # The error tile: magma from 0 to the row's largest error, so its largest error is magma's
+        # brightest colour, and a larger error is never drawn darker.
+        error_tile = _tile(mosaic, i, 3, 6, gap)
+        finite = np.isfinite(errors[i])
+        brightest = np.unravel_index(np.nanargmax(errors[i]), errors[i].shape)
+        np.testing.assert_allclose(error_tile[brightest], colormaps["magma"](1.0)[:3])
+        lightness = error_tile.sum(axis=-1)[finite]
+        assert np.all(np.diff(lightness[np.argsort(errors[i][finite], kind="stable")]) >= -1e-12)
+        assert np.all(error_tile[~finite] == 1.0)
+    # The gaps between tiles are white.
+    assert np.all(mosaic[6 : 6 + gap] == 1.0) and np.all(mosaic[:, 6 : 6 + gap] == 1.0)
