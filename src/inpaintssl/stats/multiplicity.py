@@ -1,16 +1,17 @@
 """p-values adjusted for the number of tests a table reports (Holm 1979).
 
 A study's report tests many hypotheses at once: Table 3 tests every SSL strategy against its
-baseline (the paper's grid has 12 and more), the clinical comparison one test per measurement,
-the per-fraction summary one per label fraction. The paper reads each p-value on its own
-(sec. 2.5.3 ranks by them), which is what the ``p_value`` columns keep; a reader who asks
-"which of these strategies beat supervised learning?" of a whole table needs the family-wise
-error rate controlled, or one strategy in twenty "wins" at 0.05 by chance alone. The ``p_holm``
-columns give Holm's step-down adjusted p-values: reject every hypothesis whose adjusted p-value
-is at most the chosen level, and the chance of any false rejection in the table stays below that
-level, whatever the dependence between the tests (the strategies share one baseline's scores).
-Holm is uniformly more powerful than Bonferroni under the same guarantee, and needs no
-assumption of independence or positive dependence as Hochberg's and Hommel's methods do.
+baseline (16 in the paper: 2 pretext tasks x 4 patch sizes x 2 samplers), the clinical
+comparison one test per measurement, the per-fraction summary one per label fraction. The paper
+reads each p-value on its own (sec. 2.5.3 ranks by them), which is what the ``p_value`` columns
+keep; a reader who asks "which of these strategies beat supervised learning?" of a whole table
+needs the family-wise error rate controlled, or about one strategy in twenty that does not beat
+its baseline "wins" at 0.05 by chance alone. The ``p_holm`` columns give Holm's step-down
+adjusted p-values: reject every hypothesis whose adjusted p-value is at most the chosen level,
+and the chance of any false rejection in the table stays below that level, whatever the
+dependence between the tests (the strategies share one baseline's scores). Holm is uniformly
+more powerful than Bonferroni under the same guarantee, and needs no assumption of independence
+or positive dependence as Hochberg's and Hommel's methods do.
 
 Example:
     >>> holm_adjusted([0.01, 0.04, 0.03]).tolist()
@@ -53,7 +54,7 @@ def holm_adjusted(p_values: npt.ArrayLike) -> npt.NDArray[np.float64]:
     bad = np.flatnonzero(~np.isnan(flat) & ~((flat >= 0.0) & (flat <= 1.0)))
     if bad.size:
         raise ValueError(
-            f"p_values must lie in [0, 1] (or be NaN for no test); found {flat[bad[0]]!r} at flat index "
+            f"p_values must lie in [0, 1] (or be NaN for no test); found {float(flat[bad[0]])!r} at flat index "
             f"{int(bad[0])}"
         )
     tested = np.flatnonzero(~np.isnan(flat))
