@@ -54,8 +54,8 @@ def holm_adjusted(p_values: npt.ArrayLike) -> npt.NDArray[np.float64]:
     bad = np.flatnonzero(~np.isnan(flat) & ~((flat >= 0.0) & (flat <= 1.0)))
     if bad.size:
         raise ValueError(
-            f"p_values must lie in [0, 1] (or be NaN for no test); found {float(flat[bad[0]])!r} at flat index "
-            f"{int(bad[0])}"
+            "p_values must lie in [0, 1] (or be NaN for no test); found "
+            f"{float(flat[bad[0]])!r} at flat index {int(bad[0])}"
         )
     tested = np.flatnonzero(~np.isnan(flat))
     adjusted = np.full(flat.shape, np.nan)
