@@ -15,6 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dicom_helpers import single_frame_dataset
+
 SKMTEA_SHAPE = (16, 12, 5)  # (X, Y, Z): SI, AP, LR; real data is (512, 512, ~160)
 
 
@@ -149,25 +151,9 @@ def write_dicom_slice(
     ``position`` (default ``(0, 0, z)``) and ``orientation`` are ImagePositionPatient and
     ImageOrientationPatient; the series tags are written only when given.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
+    ds = single_frame_dataset(sop_class=CTImageStorage, modality="CT", shape=stored.shape, signed=True)
     ds.RescaleSlope = f"{slope:g}"
     ds.RescaleIntercept = f"{intercept:g}"
     ds.PixelSpacing = [f"{pixel_spacing[0]:g}", f"{pixel_spacing[1]:g}"]
