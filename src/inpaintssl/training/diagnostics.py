@@ -397,20 +397,29 @@ def reconstruction_grid(
         >>> reconstruction_grid(x, x, x).shape
         (18, 38)
     """
-    rows = _slices(original, corrupted, restored)
-    height, width = rows[0].original.shape
-    step_y, step_x = height + _SEPARATOR, width + _SEPARATOR
-    grid = np.ones((len(rows) * step_y - _SEPARATOR, 4 * step_x - _SEPARATOR), dtype=np.float64)
-    for i, row in enumerate(rows):
+    tiles = []
+    for row in _slices(original, corrupted, restored):
         span = row.high - row.low
-        tiles = [(image - row.low) / span for image in (row.original, row.corrupted, row.restored)]
-        tiles.append(row.error / row.error_max if row.error_max > 0 else np.zeros_like(row.error))
-        for j, tile in enumerate(tiles):
-            grid[i * step_y : i * step_y + height, j * step_x : j * step_x + width] = tile
+        scaled = [(image - row.low) / span for image in (row.original, row.corrupted, row.restored)]
+        scaled.append(row.error / row.error_max if row.error_max > 0 else np.zeros_like(row.error))
+        tiles.append(scaled)
+    grid = _tiled(tiles, gap=_SEPARATOR)
     image: npt.NDArray[np.float32] = np.clip(
         np.nan_to_num(grid, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0
     ).astype(np.float32)
     return image
+
+
+def _tiled(tiles: Sequence[Sequence[npt.NDArray[np.float64]]], *, gap: int) -> npt.NDArray[np.float64]:
+    """Equal-sized tiles (grey ``(H, W)`` or colour ``(H, W, 3)``), a list per row, on white, gap apart."""
+    height, width = tiles[0][0].shape[:2]
+    step_y, step_x = height + gap, width + gap
+    shape = (len(tiles) * step_y - gap, len(tiles[0]) * step_x - gap, *tiles[0][0].shape[2:])
+    out = np.ones(shape, dtype=np.float64)
+    for i, row in enumerate(tiles):
+        for j, tile in enumerate(row):
+            out[i * step_y : i * step_y + height, j * step_x : j * step_x + width] = tile
+    return out
 
 
 def _panel_gap(width: int) -> int:
@@ -443,15 +452,19 @@ def _reconstruction_figure(
     height, width = rows[0].original.shape
     gap = _panel_gap(width)
     step_y, step_x = height + gap, width + gap
-    mosaic = np.ones((len(rows) * step_y - gap, 4 * step_x - gap, 3), dtype=np.float64)
-    for i, row in enumerate(rows):
-        tiles = [
-            _to_rgb(image, cmap="gray", low=row.low, high=row.high)
-            for image in (row.original, row.corrupted, row.restored)
-        ]
-        tiles.append(_to_rgb(row.error, cmap="magma", low=0.0, high=max(row.error_max, 1e-12)))
-        for j, tile in enumerate(tiles):
-            mosaic[i * step_y : i * step_y + height, j * step_x : j * step_x + width] = tile
+    mosaic = _tiled(
+        [
+            [
+                *(
+                    _to_rgb(image, cmap="gray", low=row.low, high=row.high)
+                    for image in (row.original, row.corrupted, row.restored)
+                ),
+                _to_rgb(row.error, cmap="magma", low=0.0, high=max(row.error_max, 1e-12)),
+            ]
+            for row in rows
+        ],
+        gap=gap,
+    )
     side = 1.9
     aspect = height / width
     header = 0.3 + (0.3 if title else 0.0)  # inches above the tiles: column names, then the title
