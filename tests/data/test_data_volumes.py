@@ -153,8 +153,8 @@ def test_glob_matching_nothing(tmp_path: Path) -> None:
 
 
 def test_a_glob_ending_in_a_slash_takes_series_folders_only(tmp_path: Path) -> None:
-    # Per-patient folders of identically named slices: globbing the files gives two cases named
-    # IM0001 (refused), globbing the folders one case per patient; a loose file is not a case.
+    # Per-patient folders of identically named slices: globbing the folders gives one case per
+    # patient, globbing the files one case per file (a slice each), named with its folder.
     for patient in ("p1", "p2"):
         (tmp_path / patient).mkdir()
         (tmp_path / patient / "IM0001.dcm").touch()
@@ -166,8 +166,11 @@ def test_a_glob_ending_in_a_slash_takes_series_folders_only(tmp_path: Path) -> N
         "p1",
         "p2",
     ]
-    with pytest.raises(DataError, match=r"id 'IM0001' is used by both .*p1.IM0001.dcm and .*p2.IM0001.dcm"):
-        resolve_cases("**/*.dcm", "unlabelled", root=tmp_path, dataset="ct")
+    by_file = resolve_cases("**/*.dcm", "unlabelled", root=tmp_path, dataset="ct")
+    assert [(c.volume_id, c.image.name) for c in by_file] == [
+        ("p1_IM0001", "IM0001.dcm"),
+        ("p2_IM0001", "IM0001.dcm"),
+    ]
 
 
 def test_glob_pair_with_different_counts(tmp_path: Path) -> None:
@@ -189,13 +192,57 @@ def test_undefined_split(tmp_path: Path) -> None:
         numpy_dataset(split="test", cases={"train": []}, root=tmp_path, class_names=("a",))
 
 
+def test_one_folder_per_case_with_the_same_file_names_is_named_by_the_folders(tmp_path: Path) -> None:
+    # The layout of KiTS and many hospital exports: <case>/imaging.nii.gz, <case>/segmentation.nii.gz.
+    for case in ("case_00000", "case_00001"):
+        (tmp_path / "cases" / case).mkdir(parents=True)
+        np.save(tmp_path / "cases" / case / "imaging.npy", IMAGE)
+        np.save(tmp_path / "cases" / case / "segmentation.npy", np.zeros_like(IMAGE, dtype=np.uint8))
+    np.save(tmp_path / "cases" / "extra.npy", IMAGE)
+    cases = {"image": "cases/*/imaging.npy", "label": "cases/*/segmentation.npy"}
+    found = resolve_cases({"train": [cases, "cases/extra.npy"]}, "train", root=tmp_path, dataset="numpy")
+    assert [(c.volume_id, c.image.parent.name) for c in found] == [
+        ("case_00000_imaging", "case_00000"),
+        ("case_00001_imaging", "case_00001"),
+        ("extra", "cases"),  # a name no other image of the split has is kept
+    ]
+    assert all(c.label is not None and c.label.parent == c.image.parent for c in found[:2])
+    # Deeper: the folders below the common one, joined.
+    for site in ("s1", "s2"):
+        (tmp_path / site / "p").mkdir(parents=True)
+        np.save(tmp_path / site / "p" / "ct.npy", IMAGE)
+    assert [
+        c.volume_id for c in resolve_cases("s*/*/ct.npy", "unlabelled", root=tmp_path, dataset="numpy")
+    ] == [
+        "s1_p_ct",
+        "s2_p_ct",
+    ]
+
+
 def test_duplicate_ids(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
     np.save(tmp_path / "a" / "x.npy", IMAGE)
-    np.save(tmp_path / "b" / "x.npy", IMAGE)
+    np.save(tmp_path / "x.npy", IMAGE)
+    (tmp_path / "a" / "y.npy").write_bytes((tmp_path / "x.npy").read_bytes())
+    # An id given twice, or given as another image's name, is refused, naming both images.
+    with pytest.raises(DataError, match=r"id 'x' is used by both .*a.x\.npy and .*a.y\.npy"):
+        numpy_dataset(
+            split="train",
+            labelled=False,
+            cases={"train": [{"image": "a/x.npy", "id": "x"}, {"image": "a/y.npy", "id": "x"}]},
+            root=tmp_path,
+        )
     with pytest.raises(DataError, match=r"id 'x' is used by both"):
-        numpy_dataset(split="train", labelled=False, cases={"train": "*/x.npy"}, root=tmp_path)
+        numpy_dataset(
+            split="train",
+            labelled=False,
+            cases={"train": ["x.npy", {"image": "a/y.npy", "id": "x"}]},
+            root=tmp_path,
+        )
+    # Two formats of one name in one folder: no folder tells them apart.
+    np.savez(tmp_path / "x.npz", IMAGE)
+    with pytest.raises(DataError, match=r"id 'x' is used by both .*x\.npy and .*x\.npz"):
+        resolve_cases("x.np?", "unlabelled", root=tmp_path, dataset="numpy")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -18,10 +18,14 @@ series folders). A glob that matches nothing, a missing file and an
 image/label glob pair that match different counts are errors; so is a split with no entries.
 
 A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
-(:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name); ids
-must be unique within a split. One image in two of ``train``, ``val`` and ``test`` is refused (it
-would leak into model selection or the test scores); ``unlabelled``, for pretraining only, may
-repeat them.
+(:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name). Where
+that name is the same for several images of a split, as in one folder per patient with the same
+file names in each (``case_00000/imaging.nii.gz``), each of them is named by its folders below the
+split's common folder as well (``case_00000_imaging``: :func:`folder_qualified_stems`, the names
+:func:`inpaintssl.inference.predict.predict` gives the same files). Ids must be unique within a
+split; a clash that remains (an ``id`` given twice, ``scan.nii.gz`` beside ``scan.npy``) is
+refused. One image in two of ``train``, ``val`` and ``test`` is refused (it would leak into model
+selection or the test scores); ``unlabelled``, for pretraining only, may repeat them.
 
 Example:
     >>> import tempfile, pathlib
@@ -44,7 +48,7 @@ from typing import Any
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 
-__all__ = ["CaseSpec", "available_splits", "case_stem", "is_glob", "resolve_cases"]
+__all__ = ["CaseSpec", "available_splits", "case_stem", "folder_qualified_stems", "is_glob", "resolve_cases"]
 
 _GLOB_CHARS = frozenset("*?[")
 _TYPE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".h5", ".hdf5", ".dcm", ".png")
@@ -123,6 +127,28 @@ def case_stem(path: Path) -> str:
     return path.stem if path.suffix else name
 
 
+def folder_qualified_stems(paths: Sequence[Path]) -> list[str]:
+    """:func:`case_stem` of each path, with its folders below the paths' common folder in front where
+    two stems clash.
+
+    A stem no other path has is kept as it is; stems that still clash (two files of one folder
+    that differ in format only) are returned as they are, for the caller to tell apart or refuse.
+
+    Example:
+        >>> folder_qualified_stems([Path("/d/p01/ct.nii.gz"), Path("/d/p02/ct.nii.gz"), Path("/d/x.npy")])
+        ['p01_ct', 'p02_ct', 'x']
+    """
+    names = [case_stem(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    return [
+        name if names.count(name) == 1 else "_".join([*path.relative_to(common).parts[:-1], name])
+        for name, path in zip(names, resolved)
+    ]
+
+
 def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]:
     if isinstance(entry, (str, Path)):
         return [CaseSpec(case_stem(p), p, None) for p in _expand(entry, root=root, what=f"{where} image")]
@@ -172,10 +198,17 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
     entries: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
     where = f"{dataset} cases[{split!r}]"
     found: list[CaseSpec] = []
+    named: list[bool] = []  # whether the config gave the case its id
     for entry in entries:
-        found.extend(_entry_cases(entry, root=base, where=where))
+        cases = _entry_cases(entry, root=base, where=where)
+        found.extend(cases)
+        named.extend([isinstance(entry, Mapping) and "id" in entry] * len(cases))
     if not found:
         raise DataError(f"{where} is empty; expected at least one image")
+    unnamed = [i for i, given in enumerate(named) if not given]
+    qualified = folder_qualified_stems([found[i].image for i in unnamed])
+    for i, volume_id in zip(unnamed, qualified):
+        found[i] = CaseSpec(volume_id, found[i].image, found[i].label)
     seen: dict[str, Path] = {}
     for case in found:
         if case.volume_id in seen:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from inpaintssl.data.base import DataError
-from inpaintssl.data.cases import case_stem, is_glob
+from inpaintssl.data.cases import case_stem, folder_qualified_stems, is_glob
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.readers import (
     READ_ERRORS,
@@ -115,12 +115,7 @@ def case_names(paths: Sequence[Path]) -> list[str]:
     names = [case_stem(p) for p in paths]
     if len(set(names)) == len(names):
         return names
-    resolved = [p.resolve() for p in paths]
-    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
-    by_folder = [
-        name if names.count(name) == 1 else "_".join([*path.relative_to(common).parts[:-1], name])
-        for name, path in zip(names, resolved)
-    ]
+    by_folder = folder_qualified_stems(paths)
     by_format = [
         f"{name}_{path.name[len(case_stem(path)) :].lstrip('.').replace('.', '_').lower() or 'folder'}"
         if by_folder.count(name) > 1
