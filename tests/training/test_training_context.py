@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from inpaintssl.training.context import (
     RunFolderLockedError,
     run_session,
 )
+from inpaintssl.training.process_state import preserved_process_state
 from study_helpers import tiny_numpy_pretrain_config, tiny_pretrain_config
 
 
@@ -80,6 +82,17 @@ def test_session_restores_every_global_it_changes(
     assert inside["cublas"] == ":4096:8"
     assert inside["torch_rng"] != caller_state["torch_rng"]
     assert inside["python_rng"] != caller_state["python_rng"]
+    assert _globals() == caller_state
+
+
+def test_a_deterministic_flag_left_alone_is_not_set_again(caller_state: dict[str, Any]) -> None:
+    # Setting it imports torch's compiler stack, seconds of a small run's start-up: only a change is undone.
+    with mock.patch("torch.use_deterministic_algorithms") as setter, preserved_process_state():
+        pass
+    setter.assert_not_called()
+    # warn_only alone changed is put back too.
+    with preserved_process_state():
+        torch.use_deterministic_algorithms(False, warn_only=True)
     assert _globals() == caller_state
 
 

@@ -13,6 +13,7 @@ from torch import nn
 import inpaintssl as issl
 from inpaintssl.config import RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES
 from inpaintssl.training.components import build_backbone
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import DistInfo
@@ -91,6 +92,57 @@ def test_meta_estimate_equals_a_real_cpu_forward() -> None:
     assert estimate.activation_bytes == sum(storages.values())
 
 
+def _entries_that_build() -> list[str]:
+    """Every registered backbone whose requirements are installed (smp_unet has its own virtualenv)."""
+    return [e.name for e in BACKBONES.entries(check=True) if e.status == "ok"]
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_a_small_step_is_measured_by_a_real_pass_that_equals_the_meta_estimate(name: str) -> None:
+    if name not in _entries_that_build():
+        pytest.skip(f"{name}: a required package is not installed")
+
+    def build() -> nn.Module:
+        return build_backbone(name, {}, in_channels=1, out_channels=2, seed=0)
+
+    # 2 x 32 x 32 pixels: under the 64x64 of one extrapolation probe, so measured for real.
+    measured = estimate_training_memory(build, batch_size=2, channels=1, image_size=(32, 32))
+    assert measured.method == "measured"
+    with mock.patch("inpaintssl.training.memory_check._MEASURED_PIXELS", 0):
+        on_meta = estimate_training_memory(build, batch_size=2, channels=1, image_size=(32, 32))
+    assert on_meta.method == "meta"
+    assert (measured.activation_bytes, measured.parameter_bytes) == (
+        on_meta.activation_bytes,
+        on_meta.parameter_bytes,
+    )
+    # 64x64 pixels in all is the largest step measured for real; the next size the networks take is not.
+    assert estimate_training_memory(build, batch_size=1, channels=1, image_size=(64, 64)).method == "measured"
+    assert estimate_training_memory(build, batch_size=1, channels=1, image_size=(80, 64)).method == "meta"
+
+
+class _Dropout(nn.Module):
+    """A backbone whose forward pass draws from the global generator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.conv(x))
+
+
+@pytest.mark.parametrize("image_size", [(16, 16), (512, 512)], ids=["measured", "meta"])
+def test_the_estimate_leaves_the_global_generator_where_the_run_seeded_it(
+    image_size: tuple[int, int],
+) -> None:
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    estimate_training_memory(_Dropout, batch_size=2, channels=1, image_size=image_size)
+    assert torch.equal(torch.rand(3), expected)
+
+
 class _NoMeta(nn.Module):
     """A backbone with data-dependent control flow, which the meta device cannot run."""
 
@@ -104,7 +156,11 @@ class _NoMeta(nn.Module):
 
 
 def test_backbones_that_cannot_run_on_meta_are_extrapolated_from_small_passes() -> None:
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
     estimate = estimate_training_memory(_NoMeta, batch_size=3, channels=1, image_size=(512, 512))
+    assert torch.equal(torch.rand(3), expected)  # nn.Conv2d's initialisation draws from it
     assert estimate.method == "extrapolated"
     # Saved per pixel: the conv input (4 B, for the weight gradient) and the ReLU output (8 x 4 B).
     per_image = 512 * 512 * (4 + 32)

@@ -8,9 +8,14 @@ the estimate exceeds the memory the device has free.
 The estimate works for any registered backbone: the model is built on PyTorch's ``meta`` device
 (shapes without storage) and run forward at the full batch and image size under
 :func:`torch.autograd.graph.saved_tensors_hooks`, which sees every tensor autograd keeps for the
-backward pass; distinct storages are summed. A backbone that cannot run on ``meta`` is run for
-real on the CPU at two small sizes and the saved bytes extrapolated linearly in the pixel count
-(activations of a convolutional network scale with it). Parameters count four times (weights,
+backward pass; distinct storages are summed. A small step (at most 64x64 pixels for the whole
+batch) is instead run for real on the CPU at its full batch and size, which gives the same bytes:
+it costs no more than one of the fallback's probes below, while the meta device's Python kernels
+take seconds to import, most of a small run's start-up. A backbone that cannot run on ``meta`` is
+run for real on the CPU at two small sizes and the saved bytes extrapolated linearly in the pixel
+count (activations of a convolutional network scale with it). The estimate leaves the global
+CPU generator as it found it: the run has seeded it, and building a model or running dropout for
+real would otherwise shift the run's random stream. Parameters count four times (weights,
 gradients and the two Adam moments). Mixed precision halves the activation estimate.
 
 The estimate leaves out transient buffers (the backward pass's own temporaries, cuDNN
@@ -73,6 +78,8 @@ __all__ = [
 
 # Pixel counts of the two small real forward passes that the fallback extrapolates from.
 _PROBE_SIDES = (32, 64)
+# Up to this many pixels per step (batch x H x W), one real pass at the full size is the estimate.
+_MEASURED_PIXELS = _PROBE_SIDES[-1] ** 2
 
 
 class InsufficientMemoryError(RuntimeError):
@@ -86,7 +93,8 @@ class MemoryEstimate:
     Attributes:
         activation_bytes: Tensors saved for the backward pass, for the whole batch.
         parameter_bytes: Weights, gradients and Adam's two moments (4 x the parameters).
-        method: ``meta`` (exact shapes at full size) or ``extrapolated`` (small CPU passes).
+        method: ``measured`` (a real CPU pass at full size, for a small step), ``meta`` (exact
+            shapes at full size) or ``extrapolated`` (small CPU passes).
     """
 
     activation_bytes: int
@@ -136,6 +144,29 @@ def _parameter_bytes(model: nn.Module) -> int:
     return 4 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
+def _saved_activation_bytes(
+    build_model: Callable[[], nn.Module], *, batch_size: int, channels: int, image_size: tuple[int, int]
+) -> tuple[int, nn.Module, str]:
+    """Activation bytes of one step, the model they were measured on, and how (module docstring)."""
+    h, w = image_size
+    if batch_size * h * w <= _MEASURED_PIXELS:
+        model = build_model()
+        return _saved_bytes(model, torch.zeros(batch_size, channels, h, w)), model, "measured"
+    try:
+        with torch.device("meta"):
+            model = build_model()
+            return _saved_bytes(model, torch.empty(batch_size, channels, h, w)), model, "meta"
+    except (NotImplementedError, RuntimeError, TypeError, ValueError):
+        # Data-dependent control flow or a custom kernel without a meta implementation.
+        model = build_model()
+        sizes = [(side, side) for side in _PROBE_SIDES]
+        measured = [_saved_bytes(model, torch.zeros(1, channels, *size)) for size in sizes]
+        pixels = [a * b for a, b in sizes]
+        slope = (measured[1] - measured[0]) / (pixels[1] - pixels[0])
+        per_image = max(measured[0] + slope * (h * w - pixels[0]), 0.0)
+        return int(per_image * batch_size), model, "extrapolated"
+
+
 def estimate_training_memory(
     build_model: Callable[[], nn.Module],
     *,
@@ -147,7 +178,8 @@ def estimate_training_memory(
     """Estimate the memory of one training step (see the module docstring for the method).
 
     Args:
-        build_model: Builds the model (called under ``torch.device("meta")`` first).
+        build_model: Builds the model (under ``torch.device("meta")`` for a step above 64x64
+            pixels, on the CPU otherwise).
         batch_size: Images per step and process.
         channels: Input channels C.
         image_size: ``(H, W)``.
@@ -156,22 +188,12 @@ def estimate_training_memory(
     Returns:
         A :class:`MemoryEstimate`.
     """
-    h, w = image_size
-    try:
-        with torch.device("meta"):
-            model = build_model()
-            activations = _saved_bytes(model, torch.empty(batch_size, channels, h, w))
-        method = "meta"
-    except (NotImplementedError, RuntimeError, TypeError, ValueError):
-        # Data-dependent control flow or a custom kernel without a meta implementation.
-        model = build_model()
-        sizes = [(side, side) for side in _PROBE_SIDES]
-        measured = [_saved_bytes(model, torch.zeros(1, channels, *size)) for size in sizes]
-        pixels = [a * b for a, b in sizes]
-        slope = (measured[1] - measured[0]) / (pixels[1] - pixels[0])
-        per_image = max(measured[0] + slope * (h * w - pixels[0]), 0.0)
-        activations = int(per_image * batch_size)
-        method = "extrapolated"
+    # A model built or run for real may draw from the global generator (default initialisation,
+    # dropout): the run seeded it already, so the estimate must not move it.
+    with torch.random.fork_rng(devices=()):
+        activations, model, method = _saved_activation_bytes(
+            build_model, batch_size=batch_size, channels=channels, image_size=image_size
+        )
     if amp:
         activations //= 2
     return MemoryEstimate(activations, _parameter_bytes(model), method)

@@ -75,7 +75,11 @@ class ProcessState:
 
     def restore(self) -> None:
         """Put every captured setting back."""
-        torch.use_deterministic_algorithms(self.deterministic, warn_only=self.deterministic_warn_only)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        if (deterministic, warn_only) != (self.deterministic, self.deterministic_warn_only):
+            # Only when changed: the setter imports torch's compiler stack (seconds in a fresh process).
+            torch.use_deterministic_algorithms(self.deterministic, warn_only=self.deterministic_warn_only)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         torch.backends.cudnn.deterministic = self.cudnn_deterministic
         for name, value in self.environ.items():
