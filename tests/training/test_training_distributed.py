@@ -290,6 +290,41 @@ def test_each_rank_checks_its_share_of_the_node_memory(tmp_path: Path) -> None:
         assert rank["refused"] is not None and "counted 2 processes on this node" in rank["refused"], rank
 
 
+def test_a_rank_refused_for_memory_stops_every_rank_with_its_message(tmp_path: Path) -> None:
+    # Rank 0 sees room for both processes, rank 1 (another node's view) for one and a half: rank 1
+    # is refused, and rank 0, which would have trained, stops too instead of waiting for it.
+    run = _torchrun(
+        tmp_path,
+        """
+        from unittest import mock
+        from inpaintssl.training import memory_check
+
+        need = memory_check.estimate_training_memory(
+            unet, batch_size=4, channels=1, image_size=(16, 16)
+        ).total_bytes
+        ctx = RunContext(
+            run=RunConfig(output_dir=OUT / "run", device="cpu"), device=torch.device("cpu"), dist=INFO,
+            amp_dtype=None,
+        )
+        free = (int((4.0 if RANK == 0 else 1.5) * need), f"the memory rank {RANK} sees")
+        with mock.patch.object(memory_check, "available_memory", return_value=free):
+            try:
+                memory_check.check_run_memory(
+                    backbone="unet2d", params={"depth": 2, "base_width": 4},
+                    train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+                    image_size=None, in_channels=1, out_channels=2, batch_size=4, ctx=ctx,
+                )
+                report(refused=None)
+            except memory_check.InsufficientMemoryError as exc:
+                report(refused=str(exc))
+        """,
+    )
+    first, second = _reports(tmp_path, run)
+    assert second["refused"].startswith("16x16 slices (data.image_size unset) with optim.batch_size=4")
+    assert "counted 2 processes on this node that share the memory rank 1 sees" in second["refused"]
+    assert first["refused"] == f"rank 1 of 2 refused the run, so this rank stops too: {second['refused']}"
+
+
 def test_the_train_loss_of_fixed_weights_is_the_same_on_one_and_three_processes(tmp_path: Path) -> None:
     # Ten slices on three processes: DistributedSampler deals twelve, repeating two, so ranks 1
     # and 2 each end with a batch of one real slice and one repeat. The recorded train_loss

@@ -30,6 +30,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
     "DistInfo",
+    "all_gather_object",
     "all_reduce_max",
     "all_reduce_sum",
     "barrier",
@@ -178,6 +179,20 @@ def broadcast_object(value: Any, *, src: int = 0) -> Any:
         dist.broadcast_object_list(box, src=src)
         return box[0]
     return value
+
+
+def all_gather_object(value: Any) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order, on every rank; ``[value]`` for one process.
+
+    Example:
+        >>> all_gather_object("fits")
+        ['fits']
+    """
+    if dist.is_available() and dist.is_initialized():
+        found: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(found, value)
+        return found
+    return [value]
 
 
 def barrier() -> None:

@@ -33,7 +33,8 @@ processes that draw on that memory (:func:`processes_sharing_memory`) must fit. 
 every process on the node (torchrun's ``LOCAL_WORLD_SIZE``); on CUDA it is the processes on the
 node that train on this process's card, which is each process alone under ``run.device: auto``
 or ``cuda`` (the card of its ``LOCAL_RANK``) and every process on the node when ``run.device``
-names one card (``cuda:N``).
+names one card (``cuda:N``). Nodes differ in free memory, so the ranks then exchange verdicts:
+when one is refused, every rank raises, naming it.
 
 Example:
     >>> from inpaintssl.training.components import build_backbone
@@ -60,10 +61,10 @@ from torch import nn
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.views import slice_shape_of
 from inpaintssl.training.components import build_backbone
+from inpaintssl.training.distributed import DistInfo, all_gather_object
 
 if TYPE_CHECKING:
     from inpaintssl.training.context import RunContext
-    from inpaintssl.training.distributed import DistInfo
 
 __all__ = [
     "InsufficientMemoryError",
@@ -359,6 +360,8 @@ def check_run_memory(
 
     Raises:
         InsufficientMemoryError: The run cannot fit; the message names the settings to change.
+            Under ``torchrun`` every rank raises when any rank does: a rank that found room
+            names the first rank that did not, with that rank's message.
     """
     h, w = slice_shape_of(train_set, 0)
     per_process = math.ceil(len(train_set) / ctx.dist.world_size)
@@ -369,13 +372,34 @@ def check_run_memory(
     what = f"{source} with optim.batch_size={batch_size}"
     if batch < batch_size:
         what += f" (batches of {batch}, the training set's share per process)"
-    return check_training_memory(
-        lambda: build_backbone(backbone, params, in_channels=in_channels, out_channels=out_channels, seed=0),
-        batch_size=batch,
-        channels=in_channels,
-        image_size=(h, w),
-        device=ctx.device,
-        amp=ctx.amp_dtype is not None,
-        what=what,
-        processes=processes_sharing_memory(ctx.device, setting=ctx.run.device, dist=ctx.dist),
-    )
+    refused: InsufficientMemoryError | None = None
+    try:
+        estimate = check_training_memory(
+            lambda: build_backbone(
+                backbone, params, in_channels=in_channels, out_channels=out_channels, seed=0
+            ),
+            batch_size=batch,
+            channels=in_channels,
+            image_size=(h, w),
+            device=ctx.device,
+            amp=ctx.amp_dtype is not None,
+            what=what,
+            processes=processes_sharing_memory(ctx.device, setting=ctx.run.device, dist=ctx.dist),
+        )
+    except InsufficientMemoryError as exc:
+        if not ctx.dist.distributed:
+            raise
+        refused = exc
+    if ctx.dist.distributed:
+        # Nodes differ in free memory, so the verdicts may too; a rank that stopped alone would
+        # leave the others waiting in their first collective, ended only by a launcher that
+        # watches its processes (torchrun does; srun or mpirun with a long timeout may not).
+        verdicts = all_gather_object(None if refused is None else str(refused))
+        if refused is not None:
+            raise refused
+        first = next(((rank, text) for rank, text in enumerate(verdicts) if text is not None), None)
+        if first is not None:
+            raise InsufficientMemoryError(
+                f"rank {first[0]} of {len(verdicts)} refused the run, so this rank stops too: {first[1]}"
+            )
+    return estimate
