@@ -288,6 +288,125 @@ def test_a_failing_pretraining_run_is_retried_then_blocks_its_dependants(tmp_pat
     assert runs[fine.id].status == "failed" and (runs[fine.id].error or "").startswith("blocked")
 
 
+class _Clock:
+    """``time`` for the driver: ``sleep`` moves ``monotonic`` on at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _Timed:
+    """A backend whose tasks train at submission and end ``seconds`` later on ``clock``; a task
+    listed in ``dies`` (by its submission number) dies at once instead, training nothing."""
+
+    def __init__(self, results: Path, clock: _Clock, *, seconds: float, dies: Sequence[int] = ()) -> None:
+        self.results, self.clock, self.seconds, self.dies = results, clock, seconds, set(dies)
+        self.submitted: list[list[str]] = []
+        self.ended = 0  # tasks whose reports the driver has read
+        self.most_in_flight = 0
+
+    def submit(self, batches: Sequence[Sequence[Task]]) -> list[_Ends]:
+        out = []
+        for batch in batches:
+            self.submitted.append([t.run_id for t in batch])
+            self.most_in_flight = max(self.most_in_flight, len(self.submitted) - self.ended)
+            dead = len(self.submitted) - 1 in self.dies
+            reports = None if dead else run_tasks(list(batch), results=self.results)
+            out.append(_Ends(self, reports, self.clock.now + (0.0 if dead else self.seconds)))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class _Ends:
+    label = "timed"
+
+    def __init__(self, backend: _Timed, reports: list[TaskReport] | None, at: float) -> None:
+        self.backend, self._reports, self.at = backend, reports, at
+
+    def done(self) -> bool:
+        return self.backend.clock.now >= self.at
+
+    def reports(self) -> list[TaskReport]:
+        self.backend.ended += 1
+        if self._reports is None:
+            raise RuntimeError("the node was lost")
+        return self._reports
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_the_driver_keeps_its_heartbeat_while_tasks_end_more_often_than_it_beats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tasks end every 20 s, the heartbeat is due every 30 s: the beat used to restart with each
+    # wait, so a driver whose tasks kept ending never beat and a second driver took its runs.
+    spec = {**_spec(tmp_path / "study", chunk_size=1), "heartbeat_s": 30.0, "stale_after_s": 900.0}
+    study = load_spec(spec)
+    clock = _Clock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    beats: list[float] = []
+    original = StudyStore.heartbeat
+
+    def heartbeat(self: StudyStore, run_id: str, worker: Any) -> bool:
+        beats.append(clock.now)
+        return original(self, run_id, worker)
+
+    monkeypatch.setattr(StudyStore, "heartbeat", heartbeat)
+    backend = _Timed(study.results_dir(), clock, seconds=20.0)
+    run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    # Pretraining and the baseline end at 20 s, the fine-tuning run they released at 40 s.
+    assert [len(wave) for wave in backend.submitted] == [1, 1, 1]
+    assert clock.now == pytest.approx(40.0, abs=1.0)
+    assert beats and min(beats) == pytest.approx(30.0, abs=1.0), beats
+
+
+def test_array_parallelism_caps_the_tasks_of_the_whole_study_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each wave of ready runs is an array of its own, so a per-array limit let the waves add up.
+    study = load_spec(_spec(tmp_path / "study", chunk_size=1, array_parallelism=1))
+    clock = _Clock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    backend = _Timed(study.results_dir(), clock, seconds=5.0)
+    run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    assert sorted(run for batch in backend.submitted for run in batch) == sorted(
+        job.id for job in expand_study(study)
+    )
+    assert backend.most_in_flight == 1
+    with StudyStore(study.database_path()) as store:
+        assert {r.status for r in store.runs()} == {"done"}
+
+
+def test_runs_a_dead_task_never_started_are_submitted_again_without_an_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One task holds pretraining and the baseline and dies before either has a run folder: the
+    # first counts the death (a task that always dies must end), the second did not run.
+    study = load_spec(_spec(tmp_path / "study", chunk_size=2))
+    plan = expand_study(study)
+    clock = _Clock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    backend = _Timed(study.results_dir(), clock, seconds=1.0, dies=[0])
+    reports = run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    first, second = backend.submitted[:2]
+    assert len(first) == 2 and sorted(second) == sorted(first)
+    assert reports[0].failed == 1
+    with StudyStore(study.database_path()) as store:
+        runs = {r.id: r for r in store.runs()}
+    assert {r.status for r in runs.values()} == {"done"}
+    assert {run_id: runs[run_id].failures for run_id in first} == {first[0]: 1, first[1]: 0}
+    assert len(runs) == len(list(plan))
+
+
 def test_resource_flags_need_a_remote_executor(
     spec_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -297,6 +416,11 @@ def test_resource_flags_need_a_remote_executor(
     assert "--partition applies to --executor slurm or ray" in capsys.readouterr().err
     assert main(["experiment", "run", str(path), "--executor", "ray", "--workers", "2"]) == 2
     assert "workers=2 applies to the local executor only" in capsys.readouterr().err
+    # A flag of the other engine is refused, not dropped.
+    assert main(["experiment", "run", str(path), "--executor", "ray", "--timeout-min", "60"]) == 2
+    assert "--timeout-min applies to --executor slurm only" in capsys.readouterr().err
+    assert main(["experiment", "run", str(path), "--executor", "slurm", "--ray-address", "auto"]) == 2
+    assert "--ray-address applies to --executor ray only" in capsys.readouterr().err
     assert main(["experiment", "run", str(path), "--executor", "slurm", "--chunk-size", "0"]) == 2
     assert "chunk_size" in capsys.readouterr().err
 

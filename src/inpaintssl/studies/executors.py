@@ -14,11 +14,14 @@
    database's only writer) and submits the runs that became ready, until none is left.
 
 A run that raised is submitted again until it has failed ``max_attempts`` times in this
-invocation; its dependants are then marked failed. A task killed mid-run (preemption, time
-limit, a lost node) is requeued by Slurm (``max_requeues``) or retried by Ray, and the next
-attempt, or the next ``experiment run``, resumes the run from its last checkpoint. The database
-records submitted runs as ``running`` with the driver's heartbeat, so a second driver started by
-mistake leaves them alone while the first one lives.
+invocation; its dependants are then marked failed. A task that died as a whole (a lost node, an
+out-of-memory kill) counts a failure for the first of its runs without a result; the later runs of
+its chunk that it never started (no run folder) are submitted again without one.
+``array_parallelism`` caps the tasks submitted and not yet ended, over the whole study. A task
+killed mid-run (preemption, time limit, a lost node) is requeued by Slurm (``max_requeues``) or
+retried by Ray, and the next attempt, or the next ``experiment run``, resumes the run from its
+last checkpoint. The database records submitted runs as ``running`` with the driver's heartbeat,
+so a second driver started by mistake leaves them alone while the first one lives.
 
 Example:
     >>> chunks([1, 2, 3, 4, 5], 2)
@@ -34,6 +37,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
@@ -123,6 +127,7 @@ class _Driver:
     store: StudyStore
     me: WorkerId
     quiet: bool
+    last_beat: float = 0.0  # time.monotonic() of the last heartbeat of the submitted runs
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -151,12 +156,17 @@ class _Driver:
 
     def finish(
         self, ids: Sequence[str], reports: dict[str, TaskReport], died: str | None
-    ) -> dict[str, RunRecord]:
+    ) -> tuple[dict[str, RunRecord], set[str]]:
         """Merge the files of ended runs; a run without a file failed (with its error).
+
+        A task that died (``died``: a lost node, an out-of-memory kill) trains its runs in order
+        and reached no run after the one it died in: the first run without a file counts a
+        failure, and a later one whose run folder does not exist was never started, so it is
+        handed back to be submitted again without counting an attempt.
 
         Returns:
             Every run's record after the merge, before the failures are recorded (which change
-            no run that is done).
+            no run that is done), and the runs handed back unstarted.
         """
         ended = set(ids)
         # Only the ended runs' files: merging every file again at each task's end would cost
@@ -166,9 +176,18 @@ class _Driver:
             results_dir=self.spec.results_dir()
         )
         runs = self._runs()
+        jobs = {job.id: job for job in self.plan}
+        unstarted: set[str] = set()
+        counted = False
         for run_id in ids:
             if runs[run_id].status == "done":
                 continue
+            if died is not None and counted and not Path(jobs[run_id].config.run.output_dir).exists():
+                self.store.release(run_id, self.me)
+                unstarted.add(run_id)
+                self._say(f"{run_id} was not started before the task died: submitted again")
+                continue
+            counted = True
             report = reports.get(run_id)
             error = (
                 report.error
@@ -177,19 +196,19 @@ class _Driver:
             )
             self.store.fail(run_id, self.me, error)
             self._say(f"{run_id} failed: {error.splitlines()[0] if error else ''}")
-        return runs
+        return runs, unstarted
 
     def report(self, submission: Submission, batch: Sequence[Job]) -> WorkerReport:
         """Merge an ended task's results and say what it did."""
         by_run, died = _task_reports(submission)
-        runs = self.finish([j.id for j in batch], by_run, died)
+        runs, unstarted = self.finish([j.id for j in batch], by_run, died)
         executed: dict[str, int] = {}
         for job in batch:
             mine = by_run.get(job.id)
             # "skipped": the file was there before this task ran, so another task trained it.
             if runs[job.id].status == "done" and mine is not None and mine.status == "done":
                 executed[job.kind] = executed.get(job.kind, 0) + 1
-        failed = sum(runs[j.id].status != "done" for j in batch)
+        failed = sum(runs[j.id].status != "done" and j.id not in unstarted for j in batch)
         return WorkerReport(submission.label, executed, failed)
 
     def drive(self, backend: Backend, executor: str) -> list[WorkerReport]:
@@ -199,11 +218,17 @@ class _Driver:
         reports: list[WorkerReport] = []
         self.store.reclaim_stale(stale_after_s=self.spec.stale_after_s, me=self.me)
         merge_results(self.spec, shard=self.shard)
+        self.last_beat = time.monotonic()  # mark_submitted stamps each run's first heartbeat
+        cap = self.spec.executor.array_parallelism
         try:
             while True:
                 ready = self.ready({j.id for _, batch in in_flight for j in batch})
-                if ready:
-                    batches = chunks(ready, self.spec.executor.chunk_size)
+                batches = chunks(ready, self.spec.executor.chunk_size)
+                if cap is not None:
+                    # The study's cap, not each array's: every wave is an array of its own.
+                    batches = batches[: max(cap - len(in_flight), 0)]
+                if batches:
+                    ready = [job for batch in batches for job in batch]
                     self.store.mark_submitted([j.id for j in ready], self.me)
                     tasks = [[Task.from_job(j, clinical=clinical) for j in b] for b in batches]
                     for submission, batch in zip(backend.submit(tasks), batches):
@@ -225,15 +250,21 @@ class _Driver:
                     self.store.release(job.id, self.me)
 
     def _wait(self, in_flight: Sequence[tuple[Submission, Sequence[Job]]]) -> None:
-        """Sleep until a task ends, refreshing the heartbeats of the submitted runs."""
-        last_beat = time.monotonic()
-        while not any(submission.done() for submission, _ in in_flight):
-            time.sleep(_POLL_S)
-            if time.monotonic() - last_beat > self.spec.heartbeat_s:
+        """Sleep until a task ends, refreshing the heartbeats of the submitted runs when due.
+
+        The time since the last heartbeat is kept across calls: tasks that end less than
+        ``heartbeat_s`` apart must not postpone it forever, or a second driver would take this
+        live driver's runs for abandoned ones.
+        """
+        while True:
+            if time.monotonic() - self.last_beat > self.spec.heartbeat_s:
                 for _, batch in in_flight:
                     for job in batch:
                         self.store.heartbeat(job.id, self.me)
-                last_beat = time.monotonic()
+                self.last_beat = time.monotonic()
+            if any(submission.done() for submission, _ in in_flight):
+                return
+            time.sleep(_POLL_S)
 
 
 def _task_reports(submission: Submission) -> tuple[dict[str, TaskReport], str | None]:
