@@ -45,6 +45,10 @@ from inpaintssl.studies.status import study_status
 
 __all__ = ["run_experiment_command"]
 
+_SLURM_ONLY = frozenset({"partition", "timeout_min", "cluster"})
+"""Resource flags of Slurm (submitit) alone; Ray has no partitions or wall times."""
+_RAY_ONLY = frozenset({"ray_address"})
+
 
 def _run(args: argparse.Namespace) -> int:
     # Command-line flags override the spec's executor section (fields without a flag read None).
@@ -57,6 +61,14 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--{cluster_only[0].replace('_', '-')} applies to --executor slurm or ray; "
             "the local executor runs on this machine with --workers (and --cpus-per-task threads each)"
+        )
+    # A flag the chosen engine has no use for would otherwise be dropped without a word.
+    other = sorted(k for k in resources if k in (_RAY_ONLY if executor == "slurm" else _SLURM_ONLY))
+    if executor in ("slurm", "ray") and other:
+        owner = "ray" if executor == "slurm" else "slurm"
+        raise ValueError(
+            f"--{other[0].replace('_', '-')} applies to --executor {owner} only; "
+            f"--executor {executor} has no use for it"
         )
     summary = run_study(
         args.spec,

@@ -1,16 +1,20 @@
 """``--executor ray``: study runs as Ray tasks on an existing Ray cluster (or a local instance).
 
 Each batch of runs is one Ray task (``num_cpus`` = ``cpus_per_task`` or 1, ``num_gpus`` =
-``gpus_per_task``; Ray sets ``CUDA_VISIBLE_DEVICES`` for it). A task whose worker process or node
-dies is retried by Ray up to ``max_requeues`` times, and the retry resumes the interrupted run
-from its checkpoint. The driver connects with ``ray.init(address=...)`` (``ray_address`` in the
-spec or ``--ray-address``; none starts a local instance) and disconnects at the end if it was the
-one that connected. The results folder must be shared by the cluster's nodes, like the run folders.
+``gpus_per_task``, ``memory`` = ``mem_gb`` GiB when given; Ray sets ``CUDA_VISIBLE_DEVICES`` for
+it). A task whose worker process or node dies is retried by Ray up to ``max_requeues`` times, and
+the retry resumes the interrupted run from its checkpoint. The driver connects with
+``ray.init(address=...)`` (``ray_address`` in the spec or ``--ray-address``; without one, Ray
+connects to ``RAY_ADDRESS`` or a Ray instance already running on this machine, else starts a local
+one) and disconnects at the end if it was the one that connected. The results folder must be
+shared by the cluster's nodes, like the run folders.
 
 Example:
     >>> from inpaintssl.studies.spec import ExecutorSpec
     >>> ray_options(ExecutorSpec(gpus_per_task=1, max_requeues=2))
     {'num_cpus': 1, 'num_gpus': 1, 'max_retries': 2}
+    >>> ray_options(ExecutorSpec(mem_gb=1.5))["memory"]  # bytes, which Ray reserves on a node
+    1610612736
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ __all__ = ["RayBackend", "ray_options"]
 
 def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
     """``ray.remote`` options of one task for the spec's resources."""
-    return {
+    options: dict[str, Any] = {
         "num_cpus": resources.cpus_per_task or 1,
         "num_gpus": resources.gpus_per_task,
         "max_retries": resources.max_requeues,
     }
+    if resources.mem_gb is not None:
+        options["memory"] = int(resources.mem_gb * 2**30)
+    return options
 
 
 @dataclass(frozen=True)

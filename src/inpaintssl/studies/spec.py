@@ -108,15 +108,18 @@ class ExecutorSpec(BaseModel):
             executor.
         timeout_min: Wall time of each Slurm array task; a task that reaches it is requeued and
             its run resumes from its checkpoint.
-        mem_gb: Memory of each Slurm task (``None``: the cluster's default).
-        array_parallelism: Most Slurm array tasks running at once.
+        mem_gb: Memory of each Slurm task or Ray task (``None``: the cluster's default; Ray
+            reserves none).
+        array_parallelism: Most tasks of the study submitted at once (Slurm array tasks, queued
+            or running, or Ray tasks); the driver submits more as they end.
         chunk_size: Runs per task: several short runs share one task's start-up cost.
-        max_requeues: How often a preempted or timed-out Slurm task is requeued.
+        max_requeues: How often a preempted or timed-out Slurm task is requeued, or a Ray task
+            whose worker died is retried.
         setup: Shell lines a Slurm task runs first (``source .venv/bin/activate``, ``module load ...``).
         cluster: ``slurm``, or ``local`` for submitit's local executor: the same submission and
             merge path as on a cluster, in subprocesses on this machine (to try a spec out).
-        ray_address: Address of a running Ray cluster (``auto``, ``ray://host:10001``); ``None``
-            starts a local Ray instance.
+        ray_address: Address of a running Ray cluster (``auto``, ``ray://host:10001``); ``None``:
+            ``RAY_ADDRESS``, or a Ray instance already running on this machine, else a new local one.
     """
 
     model_config = ConfigDict(extra="forbid")
