@@ -97,7 +97,6 @@ def test_resume_continues_the_global_random_streams(tmp_path: Path) -> None:
     assert all(torch.equal(v, reference_state[k]) for k, v in model.state_dict().items())
 
 
-
 def _float16_style_scaler(trainer: Trainer) -> torch.amp.GradScaler:
     # float16 autocast runs on CUDA only (amp is off on the CPU), but the GradScaler it enables is
     # device-independent: enabled here on the CPU, doubling its scale after every finite step.
