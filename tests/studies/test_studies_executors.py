@@ -26,6 +26,7 @@ from inpaintssl.studies import worker as worker_module
 from inpaintssl.studies.database import StudyDatabase, StudyDatabaseError
 from inpaintssl.studies.executors import run_with_executor
 from inpaintssl.studies.merge import MergeReport, merge_results
+from inpaintssl.studies.report import report_study
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 from inpaintssl.training import lock as lock_module
@@ -239,6 +240,11 @@ def test_a_merged_study_is_compared_and_reported_from_any_host(
     (spec.results_dir() / f"{fine.id}.json").write_text((spec.results_dir() / f"{pre.id}.json").read_text())
     with pytest.raises(StudyDatabaseError, match="belongs to host"):
         merge_results(spec)
+    # A report from there shows what is merged, and says the rest waits for the database's host.
+    with pytest.warns(UserWarning, match=r"belongs to host .* and this is host 'node-b'.*merged so far"):
+        report = report_study(spec)
+    assert report.files.html.is_file() and report.merged == MergeReport()
+    assert _dump(spec.database_path()) == before
 
 
 class _InProcess:
@@ -405,6 +411,26 @@ def test_runs_a_dead_task_never_started_are_submitted_again_without_an_attempt(
     assert {r.status for r in runs.values()} == {"done"}
     assert {run_id: runs[run_id].failures for run_id in first} == {first[0]: 1, first[1]: 0}
     assert len(runs) == len(list(plan))
+
+
+class _Refused:
+    """A backend whose scheduler refuses every submission (a bad partition, sbatch unreachable)."""
+
+    def submit(self, batches: Sequence[Sequence[Task]]) -> list[_Done]:
+        raise RuntimeError("sbatch: error: invalid partition specified: gpu")
+
+    def close(self) -> None:
+        pass
+
+
+def test_runs_of_a_refused_submission_are_handed_back(tmp_path: Path) -> None:
+    # They were marked running before the submission: left so, a next call would skip them
+    # until their heartbeat went stale (15 min by default).
+    study = load_spec(_spec(tmp_path / "study"))
+    with pytest.raises(RuntimeError, match="invalid partition"):
+        run_with_executor(study, executor="slurm", backend=_Refused(), quiet=True)
+    with StudyStore(study.database_path()) as store:
+        assert {r.status for r in store.runs()} == {"pending"}
 
 
 def test_resource_flags_need_a_remote_executor(

@@ -66,7 +66,14 @@ from inpaintssl.config import ConfigError
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
 
-__all__ = ["RUN_STATUSES", "SCHEMA_VERSION", "StudyDatabase", "StudyDatabaseError", "current_host"]
+__all__ = [
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "ForeignHostError",
+    "StudyDatabase",
+    "StudyDatabaseError",
+    "current_host",
+]
 
 SCHEMA_VERSION: Final = 1
 RUN_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
@@ -124,6 +131,15 @@ class StudyDatabaseError(ConfigError):
     A :class:`~inpaintssl.config.ConfigError` like every other bad input of a study, so the
     ``inpaintssl experiment`` command prints it and exits 2.
     """
+
+
+class ForeignHostError(StudyDatabaseError):
+    """A writer on another host than the one that created the database (``owner``, ``here``)."""
+
+    def __init__(self, message: str, *, owner: str, here: str) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.here = here
 
 
 # What to tell the user, by SQLite's primary result code, when the file itself is the problem.
@@ -225,13 +241,15 @@ class StudyDatabase:
             return
         owner = str(row[0])
         if owner != here and not self.read_only:
-            raise StudyDatabaseError(
+            raise ForeignHostError(
                 f"study database {self.path} belongs to host {owner!r} and this is host {here!r}: "
                 "SQLite cannot be written safely from two machines (its locks do not work over "
                 "network file systems). Run the study from its own host, or spread it over machines "
                 "with `--executor slurm` or `--executor ray`, whose workers write one result file per "
                 "run and leave the database to the driver; to read it from here, open it read-only "
-                "(`experiment status` and `experiment report` do)"
+                "(`experiment status` and `experiment report` do)",
+                owner=owner,
+                here=here,
             )
 
     @property

@@ -231,7 +231,13 @@ class _Driver:
                     ready = [job for batch in batches for job in batch]
                     self.store.mark_submitted([j.id for j in ready], self.me)
                     tasks = [[Task.from_job(j, clinical=clinical) for j in b] for b in batches]
-                    for submission, batch in zip(backend.submit(tasks), batches):
+                    try:
+                        submissions = backend.submit(tasks)
+                    except BaseException:
+                        for job in ready:  # nothing was queued: the next call may submit them at once
+                            self.store.release(job.id, self.me)
+                        raise
+                    for submission, batch in zip(submissions, batches):
                         in_flight.append((submission, batch))
                         self._say(f"[{executor}] {submission.label}: " + ", ".join(j.id for j in batch))
                 if not in_flight:

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from inpaintssl.analysis.figures import FigureFiles
 from inpaintssl.analysis.pages import ReportParts, write_pages
 from inpaintssl.analysis.summaries import with_mean_class
 from inpaintssl.analysis.table import Table
+from inpaintssl.studies.database import ForeignHostError
 from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.spec import StudySpec, load_spec
@@ -181,9 +183,10 @@ def report_study(
 ) -> StudyReport:
     """Merge the result files no driver merged yet, then write the report of the spec's runs.
 
-    A driver killed after its workers finished leaves their result files unmerged; a report from
-    any host takes them in first (read-only when there is nothing to merge). Result files that
-    could not be merged are named in warnings.
+    A driver killed after its workers finished leaves their result files unmerged; a report on
+    the database's host takes them in first (read-only when there is nothing to merge). From
+    another host, where a running study's files wait for its driver, the report shows the runs
+    merged so far and warns. Result files that could not be merged are named in warnings.
 
     Args:
         spec: The study spec (a model, a mapping or a YAML/JSON file).
@@ -198,7 +201,19 @@ def report_study(
         (PosixPath('out/report/report.html'), 0)
     """
     spec = load_spec(spec)
-    merged = merge_results(spec)
+    try:
+        merged = merge_results(spec)
+    except ForeignHostError as exc:
+        # A running study's driver merges its tasks' files as they end; its host alone may.
+        warnings.warn(
+            f"{spec.database_path()} belongs to host {exc.owner!r} and this is host {exc.here!r}: the "
+            f"result files in {spec.results_dir()} not merged yet are left to that host (its driver "
+            "merges them as tasks end, or run `experiment report` there); this report shows the runs "
+            "merged so far",
+            UserWarning,
+            stacklevel=2,
+        )
+        merged = MergeReport()
     merged.warn(results_dir=spec.results_dir())
     left_out = len(load_runs(spec, planned_only=False)) - len(load_runs(spec))
     files = write_report(spec, output=output)
