@@ -232,3 +232,32 @@ def test_finetune_slices_can_be_left_out(store: StudyStore) -> None:
     kept = [(run_id, m.level) for run_id, m in store.measurements(finetune_slices=False)]
     assert kept == [("pt-1", "image"), ("pt-1", "volume"), ("ft-1", "volume")]
     assert len(store.measurements()) == 4
+
+
+def test_a_reader_never_writes_the_database_file(tmp_path: Path) -> None:
+    # A writer killed with commits still in the write-ahead log: a plain connection that closes
+    # last checkpoints them into the file, which a reader on another host (status, report) whose
+    # file system hides the writer's locks must never do.
+    path = tmp_path / "study.sqlite"
+    with StudyStore(path) as store:
+        store.add_runs([_run("pt-0")])
+    writer = textwrap.dedent(
+        """
+        import os, sys
+        from inpaintssl.studies.store import StudyStore
+        from inpaintssl.studies.queue import NewRun
+        store = StudyStore(sys.argv[1])
+        store.add_runs([NewRun("pt-1", "pretrain", None, {"id": "pt-1"}, {"label": "pt-1"})])
+        os._exit(0)  # no close: the commit stays in the log
+        """
+    )
+    subprocess.run([sys.executable, "-c", writer, str(path)], check=True, timeout=120)
+    wal = path.with_name(path.name + "-wal")
+    before, logged = path.read_bytes(), wal.read_bytes()
+    assert logged, "the killed writer left no log to checkpoint"
+    with StudyStore(path, read_only=True) as reader:
+        assert [r.id for r in reader.runs()] == ["pt-0", "pt-1"]  # it reads the log
+    assert path.read_bytes() == before and wal.read_bytes() == logged
+    # The owner's next connection takes the log in as usual.
+    with StudyStore(path) as store:
+        assert [r.id for r in store.runs()] == ["pt-0", "pt-1"]

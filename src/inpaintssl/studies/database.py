@@ -29,11 +29,13 @@ the error (an ``OSError``, ``ENOSPC`` for a full disk) names the database.
 **One host writes a database.** SQLite's locking needs a local file system: WAL's shared memory
 is per machine and network file systems do not honour its locks, so two machines writing one file
 can corrupt it. The file therefore records the host that created it (table ``owner``), and opening
-it for writing on any other host raises :class:`StudyDatabaseError` naming both hosts. Studies
+it for writing on any other host raises :class:`ForeignHostError` naming both hosts. Studies
 spread over machines with ``--executor slurm`` or ``--executor ray``
 (:mod:`inpaintssl.studies.executors`): their workers write one result file per run and only the
 driver, on one host, writes the database. Opening with ``read_only=True`` (status, reports) works
-from any host and writes nothing to an existing database.
+from any host and writes nothing to an existing database: it connects read-only, so it cannot
+checkpoint the write-ahead log into the file either, which SQLite's last connection to close
+otherwise does (a reader on another host cannot see that the writer is still connected).
 
 This module opens and checks the file (:class:`StudyDatabase`); :mod:`inpaintssl.studies.queue`
 holds the runs and their state (:class:`~inpaintssl.studies.queue.JobQueue`),
@@ -201,15 +203,22 @@ class StudyDatabase:
         self.path = Path(path)
         self.read_only = read_only
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A reader of an existing file connects read-only: the last connection to close a WAL
+        # database checkpoints it into the file, and a reader on another host that could not see
+        # the writer's locks (a network file system) would take itself for the last one.
+        only_read = read_only and self.path.is_file() and self.path.stat().st_size > 0
         with self._guard("open"):
-            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+            self._conn = self._connect(timeout_s, only_read=only_read)
         try:
             with self._guard("open"):
-                self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
                 # Check what the file holds before the first write: switching a foreign database to
                 # WAL or adding our tables to it would change another program's file.
-                if self._check_existing() and read_only:
+                complete = self._check_existing()
+                if complete and read_only:
                     return  # a complete database: a reader writes nothing, not even the owner row
+                if only_read:  # a file without tables yet: the schema is created below
+                    self._conn.close()
+                    self._conn = self._connect(timeout_s, only_read=False)
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 # NORMAL in WAL mode survives a killed process; only power loss can drop the newest commits.
                 self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -226,6 +235,15 @@ class StudyDatabase:
         except BaseException:
             self._conn.close()
             raise
+
+    def _connect(self, timeout_s: float, *, only_read: bool) -> sqlite3.Connection:
+        if only_read:
+            target = f"{self.path.resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(target, uri=True, timeout=timeout_s, isolation_level=None)
+        else:
+            conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        return conn
 
     def _claim_owner(self) -> None:
         """Record this host as the owner of a new file; refuse a writer on another host (in a transaction).
