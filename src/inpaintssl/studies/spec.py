@@ -113,8 +113,8 @@ class ExecutorSpec(BaseModel):
         array_parallelism: Most tasks of the study submitted at once (Slurm array tasks, queued
             or running, or Ray tasks); the driver submits more as they end.
         chunk_size: Runs per task: several short runs share one task's start-up cost.
-        max_requeues: How often a preempted or timed-out Slurm task is requeued, or a Ray task
-            whose worker died is retried.
+        max_requeues: How often a timed-out Slurm task is requeued (submitit requeues a
+            preempted one every time), or a Ray task whose worker died is retried.
         setup: Shell lines a Slurm task runs first (``source .venv/bin/activate``, ``module load ...``).
         cluster: ``slurm``, or ``local`` for submitit's local executor: the same submission and
             merge path as on a cluster, in subprocesses on this machine (to try a spec out).

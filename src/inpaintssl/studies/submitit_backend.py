@@ -5,7 +5,8 @@ runs, with the spec's resources (:class:`~inpaintssl.studies.spec.ExecutorSpec`)
 GPUs, cores, memory, time limit, array parallelism. The task's callable is a
 ``submitit.helpers.Checkpointable``: when Slurm preempts the task or its time limit nears,
 submitit requeues it with the same runs, and the new attempt skips the runs whose result file
-exists and resumes the interrupted one from its checkpoint (up to ``max_requeues`` times).
+exists and resumes the interrupted one from its checkpoint (after a time-out up to
+``max_requeues`` times; submitit requeues a preempted task every time).
 
 ``cluster: local`` in the spec's ``executor`` section (or ``--cluster local``) takes the same
 path through submitit's local executor: real subprocesses on this machine, which is how the tests
