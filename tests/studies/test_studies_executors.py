@@ -7,6 +7,7 @@ result, and another host can never write it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import socket
 import sqlite3
@@ -140,6 +141,29 @@ def test_the_remote_worker_opens_no_database(tmp_path: Path, monkeypatch: pytest
     assert read_result_file(spec.results_dir() / f"{pre.id}.json").kind == "pretrain"
     # A task whose result file exists (a requeued array task) does not train it again.
     assert run_tasks([Task.from_job(pre)], results=spec.results_dir())[0].status == "skipped"
+
+
+def test_a_node_without_the_drivers_folder_refuses_a_relative_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The driver ran in a folder this node lacks (not on a shared file system): a relative run
+    # folder would be trained on this node's own disk and lost to the study.
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(_spec(Path("study")))
+    (pre,) = expand_study(spec).pretrain_jobs()
+    task = dataclasses.replace(Task.from_job(pre), cwd=str(tmp_path / "driver-only"))
+    (node := tmp_path / "node").mkdir()
+    monkeypatch.chdir(node)
+    (report,) = run_tasks([task], results=tmp_path / "results")
+    assert report.status == "failed"
+    assert report.error.startswith(f"run {pre.id}: its run folder 'study/runs/{pre.id}' is relative")
+    assert f"{tmp_path / 'driver-only'}, which does not exist on " in report.error
+    assert not any(node.iterdir()) and not (tmp_path / "results").exists()
+    # An absolute run folder does not depend on the driver's folder.
+    absolute = load_spec(_spec(tmp_path / "study"))
+    (pre,) = expand_study(absolute).pretrain_jobs()
+    task = dataclasses.replace(Task.from_job(pre), cwd=str(tmp_path / "driver-only"))
+    assert run_tasks([task], results=absolute.results_dir())[0].status == "done"
 
 
 def test_a_requeued_task_on_another_node_waits_for_its_killed_attempts_lock_to_go_silent(

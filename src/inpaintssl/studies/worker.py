@@ -10,7 +10,9 @@ on. A task whose result file exists already (a requeued array task that had fini
 runs) is skipped. A requeued task that lands on another node than its killed attempt finds that
 attempt's run-folder lock still fresh for up to two minutes; it waits for the lock's heartbeat to
 go silent and takes it over (:func:`~inpaintssl.training.lock.waiting_for_live_locks`), where
-failing at once would spend the run's attempt on a lock nobody holds.
+failing at once would spend the run's attempt on a lock nobody holds. A task works in the
+driver's folder (:attr:`Task.cwd`); on a node without it, a run whose folder is relative fails
+with a message naming both, since it would train on that node's own disk, lost to the study.
 
 Example:
     >>> import tempfile, pathlib
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -96,6 +99,21 @@ def _working_directory(folder: str) -> Iterator[None]:
         os.chdir(before)
 
 
+def _driver_folder_missing(task: Task) -> str:
+    """Why ``task`` cannot run here: its run folder is relative to a driver's folder this node
+    lacks (it would be written to this node's own disk and lost to the study); else ``""``."""
+    if not task.cwd or Path(task.cwd).is_dir():
+        return ""
+    output = task.job().config.run.output_dir
+    if Path(output).is_absolute():
+        return ""
+    return (
+        f"run {task.run_id}: its run folder {str(output)!r} is relative to the driver's folder "
+        f"{task.cwd}, which does not exist on {socket.gethostname()}; start the driver in a folder "
+        "that every node shares, or give the study an absolute output folder"
+    )
+
+
 def run_tasks(
     tasks: Sequence[Task], *, results: Path, quiet: bool = True, threads: int | None = None
 ) -> list[TaskReport]:
@@ -118,6 +136,10 @@ def run_tasks(
     reports = []
     for task in tasks:
         started = time.time()
+        away = _driver_folder_missing(task)
+        if away:
+            reports.append(TaskReport(task.run_id, "failed", away))
+            continue
         with _working_directory(task.cwd):
             if result_path(results, task.run_id).is_file():
                 reports.append(TaskReport(task.run_id, "skipped"))
