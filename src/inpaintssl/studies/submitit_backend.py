@@ -19,6 +19,8 @@ Example:
     >>> from inpaintssl.studies.spec import ExecutorSpec
     >>> sorted(slurm_parameters(ExecutorSpec(partition="gpu", gpus_per_task=1), name="x"))[:3]
     ['gpus_per_node', 'name', 'slurm_partition']
+    >>> "gpus_per_node" in slurm_parameters(ExecutorSpec(), name="x")  # a CPU task asks for no GPU
+    False
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def slurm_parameters(resources: ExecutorSpec, *, name: str) -> dict[str, Any]:
     params: dict[str, Any] = {
         "name": name,
         "timeout_min": resources.timeout_min,
-        # One task per node in an array task: its GPUs are the node's GPUs.
-        "gpus_per_node": resources.gpus_per_task,
+        # One task per node in an array task: its GPUs are the node's GPUs. None for none: a
+        # cluster without GPU resources configured may refuse even --gpus-per-node=0.
+        "gpus_per_node": resources.gpus_per_task or None,
         "cpus_per_task": resources.cpus_per_task,
         "mem_gb": resources.mem_gb,
         "slurm_partition": resources.partition,
