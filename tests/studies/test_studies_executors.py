@@ -466,6 +466,8 @@ def test_resource_flags_need_a_remote_executor(
     assert "--partition applies to --executor slurm or ray" in capsys.readouterr().err
     assert main(["experiment", "run", str(path), "--executor", "ray", "--workers", "2"]) == 2
     assert "workers=2 applies to the local executor only" in capsys.readouterr().err
+    assert main(["experiment", "run", str(path), "--executor", "slurm", "--shard", "0/2"]) == 2
+    assert "shard 0/2 splits a study for the local executor; executor 'slurm'" in capsys.readouterr().err
     # A flag of the other engine is refused, not dropped.
     assert main(["experiment", "run", str(path), "--executor", "ray", "--timeout-min", "60"]) == 2
     assert "--timeout-min applies to --executor slurm only" in capsys.readouterr().err

@@ -236,6 +236,12 @@ def run_study(
             f"workers={workers} applies to the local executor only; with executor {executor!r} set "
             "chunk_size and array_parallelism (slurm) or the cluster's size (ray) instead"
         )
+    if executor != "local" and shard != (0, 1):
+        # The shards' drivers would share one results folder, and a report merges unsharded.
+        raise ValueError(
+            f"shard {shard[0]}/{shard[1]} splits a study for the local executor; executor {executor!r} "
+            "spreads every run of it already: run one driver without a shard"
+        )
     plan = expand_study(spec).shard(*shard)
     database = spec.database_path(shard)
     for folder in (spec.output_dir(), database.parent):
