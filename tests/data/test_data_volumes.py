@@ -173,6 +173,46 @@ def test_a_glob_ending_in_a_slash_takes_series_folders_only(tmp_path: Path) -> N
     ]
 
 
+def test_globbed_labels_pair_with_their_images_by_name_not_by_sorted_position(tmp_path: Path) -> None:
+    # Sorted, case1_seg comes after case10_seg ('_' > '0') while case1 comes before case10: paired
+    # by position, case1 got case10's mask.
+    for folder in ("img", "seg", "a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    for n in ("1", "2", "10"):
+        (tmp_path / "img" / f"case{n}.npy").touch()
+        (tmp_path / "seg" / f"case{n}_seg.npy").touch()
+    cases = {"train": {"image": "img/case*.npy", "label": "seg/case*_seg.npy"}}
+    found = resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    assert [(c.volume_id, c.label.name if c.label else None) for c in found] == [
+        ("case1", "case1_seg.npy"),
+        ("case10", "case10_seg.npy"),
+        ("case2", "case2_seg.npy"),
+    ]
+    # Several wildcards, '?' and a character class: each pair agrees on every one of them.
+    for site, n in (("a", "1"), ("a", "10"), ("b", "1")):
+        (tmp_path / site / f"s{n}x.npy").touch()
+        (tmp_path / site / f"s{n}x_mask.npy").touch()
+    cases = {"train": {"image": "[ab]/s*?x.npy", "label": "[ab]/s*?x_mask.npy"}}
+    found = resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    assert [(c.image.parent.name, c.image.name, c.label.name if c.label else None) for c in found] == [
+        ("a", "s10x.npy", "s10x_mask.npy"),
+        ("a", "s1x.npy", "s1x_mask.npy"),
+        ("b", "s1x.npy", "s1x_mask.npy"),
+    ]
+    # Wildcards that match other names on each side (t1 / seg): paired in sorted order, as before.
+    for n in ("1", "2"):
+        (tmp_path / "c" / f"p{n}_t1.npy").touch()
+        (tmp_path / "c" / f"p{n}_seg.npy").touch()
+    cases = {"train": {"image": "c/*_t1.npy", "label": "c/*_seg.npy"}}
+    assert [
+        c.label.name if c.label else None
+        for c in resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    ] == [
+        "p1_seg.npy",
+        "p2_seg.npy",
+    ]
+
+
 def test_glob_pair_with_different_counts(tmp_path: Path) -> None:
     for name in ("a.npy", "b.npy", "a_seg.npz"):
         (tmp_path / name).touch()

@@ -3,7 +3,7 @@
 The ``cases`` parameter maps a split name to its entries::
 
     cases:
-      train: {image: "train/img/*.nii.gz", label: "train/seg/*.nii.gz"}   # globs, paired in sorted order
+      train: {image: "train/img/*.nii.gz", label: "train/seg/*.nii.gz"}   # globs, paired by name
       val:
         - {image: val/case7.nii.gz, label: val/case7_seg.nii.gz}
         - {image: val/case9.nii.gz, label: val/case9_seg.nii.gz, id: case9}
@@ -14,8 +14,11 @@ An entry is a path or glob (an image without a label) or a mapping with ``image`
 ``label`` and optional ``id``; a split's value is one entry or a list of them. A bare entry or list
 instead of a mapping is shorthand for ``{"unlabelled": ...}``, the form extra pretraining sources
 use. Relative paths are taken from ``root``; a glob ending in ``/`` matches folders only (DICOM
-series folders). A glob that matches nothing, a missing file and an
-image/label glob pair that match different counts are errors; so is a split with no entries.
+series folders). An image glob and its label glob are paired by what their wildcards matched
+(``img/case10.nii.gz`` with ``seg/case10_seg.nii.gz``; sorted lists would pair ``case1`` with
+``case10_seg``, since ``_`` sorts after ``0``), or in sorted order where the two globs' wildcards
+match different names. A glob that matches nothing, a missing file and an image/label glob pair
+that match different counts are errors; so is a split with no entries.
 
 A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
 (:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name). Where
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +92,11 @@ def is_glob(text: str, path: Path) -> bool:
 
 
 def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
+    return _expand_glob(pattern, root=root, what=what)[0]
+
+
+def _expand_glob(pattern: str | Path, *, root: Path | None, what: str) -> tuple[list[Path], str | None]:
+    """The paths ``pattern`` names, sorted, and the glob query (``None`` for a plain path)."""
     raw = Path(str(pattern)).expanduser()
     full = raw if raw.is_absolute() or root is None else root / raw
     if is_glob(str(pattern), full):
@@ -96,8 +105,63 @@ def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
         matches = sorted(Path(p) for p in glob.glob(query, recursive=True))
         if not matches:
             raise DataError(f"{what} pattern {str(full)!r} matches no files")
-        return matches
-    return [existing_path(full, what=what, directory_ok=True)]
+        return matches, query
+    return [existing_path(full, what=what, directory_ok=True)], None
+
+
+def _wildcard_parts(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] | None:
+    """What the wildcards of the glob ``query`` matched in each path (``None`` if not every path
+    can be told apart that way)."""
+    sep = re.escape(os.sep)
+    parts: list[str] = []
+    text, i = query.rstrip("/" + os.sep), 0
+    while i < len(text):
+        if text.startswith("**" + os.sep, i):
+            parts.append(f"((?:.*{sep})?)")  # zero or more folders
+            i += 3
+        elif text.startswith("**", i):
+            parts.append("(.*)")
+            i += 2
+        elif text[i] == "*":
+            parts.append(f"([^{sep}]*)")
+            i += 1
+        elif text[i] == "?":
+            parts.append(f"([^{sep}])")
+            i += 1
+        elif text[i] == "[" and "]" in text[i + 2 :]:
+            end = text.index("]", i + 2)
+            body = text[i + 1 : end]
+            body = "^" + body[1:] if body.startswith("!") else body
+            parts.append("([" + body.replace("\\", "\\\\") + "])")
+            i = end + 1
+        else:
+            parts.append(re.escape(text[i]))
+            i += 1
+    try:
+        pattern = re.compile("".join(parts))
+    except re.error:
+        return None
+    found = [pattern.fullmatch(str(path)) for path in paths]
+    if any(m is None for m in found):
+        return None
+    keys = [m.groups() for m in found if m is not None]
+    return keys if len(set(keys)) == len(keys) else None
+
+
+def _pair_labels(
+    images: list[Path], image_query: str | None, labels: list[Path], label_query: str | None
+) -> list[Path]:
+    """``labels`` in the order of ``images``: matched by what their globs' wildcards matched
+    (``case10.npy`` with ``case10_seg.npy``) where both give the same set of values, else in
+    sorted order (the two sorted lists can differ: ``case1_seg`` sorts after ``case10_seg``)."""
+    if image_query is None or label_query is None:
+        return labels
+    image_keys = _wildcard_parts(image_query, images)
+    label_keys = _wildcard_parts(label_query, labels)
+    if image_keys is None or label_keys is None or set(image_keys) != set(label_keys):
+        return labels
+    by_key = dict(zip(label_keys, labels))
+    return [by_key[key] for key in image_keys]
 
 
 def case_stem(path: Path) -> str:
@@ -159,17 +223,18 @@ def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]
         raise DataError(
             f"{where}: entry {dict(entry)!r} has unknown key(s) {extra}; expected image, label, id"
         )
-    images = _expand(entry["image"], root=root, what=f"{where} image")
+    images, image_query = _expand_glob(entry["image"], root=root, what=f"{where} image")
     labels: list[Path | None]
     if entry.get("label") is None:
         labels = [None] * len(images)
     else:
-        labels = list(_expand(entry["label"], root=root, what=f"{where} label"))
-        if len(labels) != len(images):
+        found, label_query = _expand_glob(entry["label"], root=root, what=f"{where} label")
+        if len(found) != len(images):
             raise DataError(
                 f"{where}: image {entry['image']!r} matches {len(images)} file(s) but label "
-                f"{entry['label']!r} matches {len(labels)}; expected one label per image"
+                f"{entry['label']!r} matches {len(found)}; expected one label per image"
             )
+        labels = list(_pair_labels(images, image_query, found, label_query))
     if "id" in entry:
         if len(images) != 1:
             raise DataError(f"{where}: 'id' {entry['id']!r} given for a glob matching {len(images)} images")
