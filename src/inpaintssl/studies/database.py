@@ -33,9 +33,10 @@ it for writing on any other host raises :class:`ForeignHostError` naming both ho
 spread over machines with ``--executor slurm`` or ``--executor ray``
 (:mod:`inpaintssl.studies.executors`): their workers write one result file per run and only the
 driver, on one host, writes the database. Opening with ``read_only=True`` (status, reports) works
-from any host and writes nothing to an existing database: it connects read-only, so it cannot
-checkpoint the write-ahead log into the file either, which SQLite's last connection to close
-otherwise does (a reader on another host cannot see that the writer is still connected).
+from any host and writes nothing to an existing database: where a write-ahead log exists it
+connects read-only, so it cannot checkpoint the log into the file either, which SQLite's last
+connection to close otherwise does (a reader on another host cannot see that the writer is still
+connected).
 
 This module opens and checks the file (:class:`StudyDatabase`); :mod:`inpaintssl.studies.queue`
 holds the runs and their state (:class:`~inpaintssl.studies.queue.JobQueue`),
@@ -203,10 +204,13 @@ class StudyDatabase:
         self.path = Path(path)
         self.read_only = read_only
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A reader of an existing file connects read-only: the last connection to close a WAL
-        # database checkpoints it into the file, and a reader on another host that could not see
-        # the writer's locks (a network file system) would take itself for the last one.
-        only_read = read_only and self.path.is_file() and self.path.stat().st_size > 0
+        # A reader of a file with a write-ahead log connects read-only: the last connection to
+        # close a WAL database checkpoints the log into the file, and a reader on another host that
+        # cannot see the writer's locks (a network file system) would take itself for the last one.
+        # Without a log no writer is connected and there is nothing to checkpoint: a plain
+        # connection then also removes the -wal and -shm files it makes, which a read-only one leaves.
+        log = self.path.with_name(self.path.name + "-wal")
+        only_read = read_only and self.path.is_file() and self.path.stat().st_size > 0 and log.exists()
         with self._guard("open"):
             self._conn = self._connect(timeout_s, only_read=only_read)
         try:
