@@ -130,6 +130,27 @@ def test_a_file_without_orientation_cannot_be_reoriented(tmp_path: Path) -> None
         volume.reorient("RAS")
 
 
+def test_a_nifti_header_without_sform_or_qform_states_no_orientation(tmp_path: Path) -> None:
+    # nibabel stands in an affine of the voxel sizes with x mirrored, which read as 'LAS': reoriented
+    # to RAS, the file was read mirrored left-right without a word.
+    image, _ = _volume()
+    uncoded = nib.Nifti1Image(image, None)
+    assert (int(uncoded.header["sform_code"]), int(uncoded.header["qform_code"])) == (0, 0)
+    nib.save(uncoded, tmp_path / "v.nii")
+    volume = NiftiVolume(tmp_path / "v.nii")
+    assert volume.stored_orientation is None and volume.orientation is None
+    with pytest.raises(DataError, match=r"v.nii cannot be reoriented to RAS: it states no orientation"):
+        NiftiVolume(tmp_path / "v.nii", orientation="RAS")
+    # Either code set, the affine is the file's own and the orientation is known.
+    for kept, dropped in (("sform", "qform"), ("qform", "sform")):
+        coded = nib.Nifti1Image(image, AFFINE)
+        getattr(coded, f"set_{kept}")(AFFINE, code=1)
+        getattr(coded, f"set_{dropped}")(None)
+        nib.save(coded, tmp_path / f"{kept}.nii")
+        assert int(nib.load(tmp_path / f"{kept}.nii").header[f"{dropped}_code"]) == 0
+        assert NiftiVolume(tmp_path / f"{kept}.nii").stored_orientation == "".join(nib.aff2axcodes(AFFINE))
+
+
 def test_a_dicom_series_reads_across_its_slices_once_reoriented(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     stored = rng.integers(-500, 500, (3, 4, 5)).astype(np.int16)  # rows x columns x slices

@@ -217,8 +217,9 @@ class Volume(ABC):
         if source is None:
             raise DataError(
                 f"{self._what} {self.path} cannot be reoriented to {target}: it states no orientation "
-                f"(shape {self.stored_shape}; a 3D volume with a voxel-to-world affine is needed: NIfTI, "
-                "or DICOM with ImageOrientationPatient and ImagePositionPatient)"
+                f"(shape {self.stored_shape}; a 3D volume with a voxel-to-world affine is needed: NIfTI "
+                "with sform_code or qform_code above 0, or DICOM with ImageOrientationPatient and "
+                "ImagePositionPatient)"
             )
         # Kept from the first call, before any reorientation changed the affine.
         stored_affine = self.__dict__.setdefault("_stored_world_affine", self.world_affine)
@@ -386,7 +387,10 @@ class NiftiVolume(Volume):
     too, ``file_affine`` as the file holds it. Where the voxel sizes and the lengths of the
     affine's columns differ by more than 1 %, spacing is the affine's, with a warning.
     ``orientation`` (axis codes such as ``"RAS"``) reads the volume in that axis order
-    (:meth:`Volume.reorient`).
+    (:meth:`Volume.reorient`). A header whose ``sform_code`` and ``qform_code`` are both 0 states
+    no orientation: nibabel's stand-in affine for it (the voxel sizes, x mirrored) says nothing
+    about the patient, so :attr:`Volume.stored_orientation` is ``None`` and such a file is refused
+    for reorientation instead of being read mirrored.
     """
 
     def __init__(
@@ -397,6 +401,7 @@ class NiftiVolume(Volume):
         ranks: Collection[int] = IMAGE_RANKS,
         orientation: str | None = None,
     ) -> None:
+        self._states_orientation = False
         nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
         path = existing_path(path, what="NIfTI file")
         try:
@@ -419,8 +424,16 @@ class NiftiVolume(Volume):
         self.affine: np.ndarray = affine  # always known here
         self.header = image.header
         """The file's NIfTI header (what a label map written for this image copies)."""
+        self._states_orientation = int(image.header["sform_code"]) > 0 or int(image.header["qform_code"]) > 0
         if orientation is not None:
             self.reorient(orientation)
+
+    @property
+    def stored_orientation(self) -> str | None:
+        """As :attr:`Volume.stored_orientation`; ``None`` when the header codes no sform or qform."""
+        if self.reorientation is None and not self._states_orientation:
+            return None
+        return super().stored_orientation
 
     def _array(self) -> Any:
         if not str(self.path).endswith(".gz"):
