@@ -56,6 +56,22 @@ def test_two_series_at_the_same_positions_are_refused(tmp_path: Path) -> None:
         ct_dataset(split="unlabelled", labelled=False, cases=str(folder))
 
 
+def test_a_colour_slice_is_refused_where_the_series_is_opened(tmp_path: Path) -> None:
+    import pydicom
+
+    folder = tmp_path / "ct"
+    _slices(folder, "s", [0.0, 2.5])
+    colour = pydicom.dcmread(folder / "s1.dcm")
+    colour.SamplesPerPixel, colour.PhotometricInterpretation = 3, "RGB"
+    colour.save_as(folder / "s1.dcm")
+    with pytest.raises(
+        DataError,
+        match=r"DICOM file .*s1\.dcm is a colour image \(SamplesPerPixel 3, PhotometricInterpretation RGB\); "
+        r"expected a greyscale MR or CT slice",
+    ):
+        DicomVolume(folder)
+
+
 def test_an_axial_and_a_coronal_series_are_refused_by_their_uids(tmp_path: Path) -> None:
     folder = tmp_path / "ct"
     _slices(folder, "ax", [0.0, 2.5], series_uid=T1_UID)

@@ -83,6 +83,7 @@ class DicomVolume(Volume):
                     f"DICOM file {f} is {int(ds.Rows)}x{int(ds.Columns)} but the series {path} is "
                     f"{size[0]}x{size[1]}; expected one matrix size per series"
                 )
+            _check_greyscale(ds, f)
             _check_ct_rescale(ds, f)
             _check_rescale_values(ds, f)
         # After the per-file checks: a stray file of another size is named as such, not as a gap.
@@ -428,6 +429,19 @@ def _check_ct_rescale(ds: Any, path: Path) -> None:
         raise DataError(
             f"DICOM file {path} (Modality CT) has no {' or '.join(missing)}; expected both, to convert "
             "stored pixel values to HU (HU = pixel * RescaleSlope + RescaleIntercept)"
+        )
+
+
+def _check_greyscale(ds: Any, path: Path) -> None:
+    """Refuse a colour slice (a screenshot, a fused overlay): its pixels are no MR or CT signal,
+    and their three samples would reach the network as a slice of another shape."""
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "MONOCHROME2")
+    if samples != 1 or not photometric.upper().startswith("MONOCHROME"):
+        raise DataError(
+            f"DICOM file {path} is a colour image (SamplesPerPixel {samples}, PhotometricInterpretation "
+            f"{photometric}); expected a greyscale MR or CT slice (one sample per pixel, MONOCHROME2 "
+            "or MONOCHROME1)"
         )
 
 
