@@ -148,6 +148,37 @@ def test_overrides_parse_yaml_values_and_validate() -> None:
         apply_overrides(cfg, ["optim.nope=1"])
 
 
+@pytest.mark.parametrize("text", ["1e-5", "1E-5", "-2.5e3", "+1e+2", "3.0e-4", "7e0", ".5e-1", "1_000e-3"])
+def test_an_exponent_without_a_dot_is_a_float_in_files_and_overrides(text: str, tmp_path: Path) -> None:
+    # YAML 1.1 read 1e-5 as text: typed fields converted it, a loss's free-form params did not.
+    expected = float(text.replace("_", ""))
+    by_override = apply_overrides(FinetuneConfig(), [f"loss.params={{eps: {text}}}"])
+    (tmp_path / "c.yaml").write_text(f"loss: {{params: {{eps: {text}}}}}\n")
+    by_file = load_config(tmp_path / "c.yaml", FinetuneConfig)
+    for config in (by_override, by_file):
+        (eps,) = config.loss.params.values()
+        assert isinstance(eps, float) and eps == expected
+
+
+@pytest.mark.parametrize("text", ["1e", "e5", "1e-5x", "1.2.3", "1e-5e5", "0x1p3"])
+def test_what_only_resembles_an_exponent_stays_text(text: str) -> None:
+    assert apply_overrides(FinetuneConfig(), [f"loss.params={{tag: {text}}}"]).loss.params == {"tag": text}
+
+
+def test_a_date_or_a_hash_in_a_value_is_text(tmp_path: Path) -> None:
+    # A run folder named by a date was refused as "found datetime.date(2024, 1, 5)"; one named
+    # "exp #3" trained into "exp" (YAML took " #3" for a comment).
+    for value, expected in (
+        ("2024-01-05", "2024-01-05"),
+        ("runs/exp #3", "runs/exp #3"),
+        ("'runs/a #b'", "runs/a #b"),
+        ("2024-01-05T10:00:00", "2024-01-05T10:00:00"),
+    ):
+        assert apply_overrides(PretrainConfig(), [f"run.output_dir={value}"]).run.output_dir == Path(expected)
+    (tmp_path / "c.yaml").write_text("run: {output_dir: 2024-01-05}\n")
+    assert load_config(tmp_path / "c.yaml", PretrainConfig).run.output_dir == Path("2024-01-05")
+
+
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml", PretrainConfig)

@@ -19,28 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import ModelT, apply_overrides
+from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
 __all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text"]
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
-
-    Plain YAML keeps the last value silently, so a config with ``lr`` twice trains at whichever
-    came second and nobody notices.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} at line {line} (first given at line {seen[key]})"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -70,7 +51,7 @@ def read_config_text(text: str, *, source: str, json_format: bool = False) -> An
         if json_format:
             # Windows editors start UTF-8 files with a byte-order mark; YAML skips it, so JSON does too.
             return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_pairs)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+        return yaml.load(text, Loader=ConfigYamlLoader)  # a SafeLoader subclass: no arbitrary objects
     except (json.JSONDecodeError, ValueError, yaml.YAMLError) as exc:
         kind = "JSON" if json_format else "YAML"
         detail = str(exc)

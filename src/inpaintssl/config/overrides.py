@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from inpaintssl.config.errors import ConfigError, format_config_error
+from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
 __all__ = ["ModelT", "apply_overrides", "update_fields"]
 
@@ -35,9 +36,13 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
             f"override {item!r}: an empty name in the field path; expected e.g. 'optim.lr=0.01'"
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=ConfigYamlLoader) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    if isinstance(value, str) and "#" in raw and "#" not in value:
+        # YAML took " #..." for a comment; on a command line it is part of the value (a folder
+        # named "exp #3"), and dropping it silently would train into another folder.
+        value = raw.strip()
     return path, value
 
 

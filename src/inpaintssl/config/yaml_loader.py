@@ -1,0 +1,61 @@
+"""The YAML loader of config files and ``key=value`` overrides: PyYAML's safe loader, made strict
+where YAML 1.1 surprises a config's author.
+
+* A key given twice in one mapping is an error: plain YAML keeps the last value silently, so a
+  config with ``lr`` twice trains at whichever came second and nobody notices.
+* ``1e-4`` is a float. YAML 1.1 wants a dot (``1.0e-4``) and reads ``1e-4`` as the string
+  ``"1e-4"``; typed fields convert it, but a free-form ``params`` mapping passed it on as text.
+* ``2024-01-05`` is text, not a date: no config field takes a date, and a run folder named by
+  one was refused as "found datetime.date(2024, 1, 5)".
+
+Example:
+    >>> yaml.load("{eps: 1e-5, name: 2024-01-05, lr: 1.0e-3}", Loader=ConfigYamlLoader)
+    {'eps': 1e-05, 'name': '2024-01-05', 'lr': 0.001}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigYamlLoader"]
+
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_FLOAT = "tag:yaml.org,2002:float"
+# YAML 1.1's float with the dot made optional before an exponent (YAML 1.2's core schema).
+_FLOAT_PATTERN = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+    |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+
+
+class ConfigYamlLoader(yaml.SafeLoader):
+    """See the module docstring; a :class:`yaml.SafeLoader` subclass, so no arbitrary objects."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {line} (first given at line {seen[key]})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+# The resolvers are a class-level mapping from a value's first character to (tag, pattern) pairs,
+# shared with SafeLoader until copied: replace this class's own copy.
+ConfigYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_TIMESTAMP, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigYamlLoader.add_implicit_resolver(_FLOAT, _FLOAT_PATTERN, list("-+0123456789."))
