@@ -338,6 +338,58 @@ def test_a_full_disk_in_safetensors_exits_2_naming_the_checkpoint(
     assert "Traceback" not in err and "SafetensorError" not in err
 
 
+def test_a_config_file_whose_path_holds_an_equals_sign_is_read_as_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Sweep folders are often named lr=0.1; the path was taken for a malformed override.
+    config = tmp_path / "lr=0.1" / "pre.yaml"
+    config.parent.mkdir()
+    config.write_text("optim: {lr: 0.1, max_epochs: 7}\n")
+    assert main(["config", "show", "pretrain", str(config), "optim.max_epochs=8"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert (shown["optim"]["lr"], shown["optim"]["max_epochs"]) == (0.1, 8)
+    # A missing file with "=" in its name is an override still, refused as one.
+    assert main(["config", "show", "pretrain", str(tmp_path / "lr=0.2" / "pre.yaml")]) == 2
+    assert "unknown field" in capsys.readouterr().err
+
+
+def test_a_training_step_that_cannot_fit_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The memory check names the settings to lower: a bad setting like any other, not a traceback.
+    argv = [
+        "pretrain",
+        "data.dataset=synthetic",
+        "data.image_size=[65536, 65536]",
+        "optim.batch_size=8",
+        "--device",
+        "cpu",
+        "--output",
+        str(tmp_path / "run"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "inpaintssl pretrain: error: data.image_size=[65536, 65536] with optim.batch_size=8"
+    )
+    assert "Lower data.image_size or optim.batch_size" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "x"])
+def test_a_demo_seed_out_of_range_is_refused_by_its_flag(
+    seed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["demo", "--seed", seed])
+    assert exited.value.code == 2
+    assert "argument --seed: expected an integer from 0 to 2**32 - 1, found" in capsys.readouterr().err
+
+
+def test_evaluate_data_expands_the_home_folder() -> None:
+    args = parse_args(["evaluate", "runs/ft", "--data", "~/data.yaml"])
+    assert args.data == Path.home() / "data.yaml"
+
+
 def test_two_config_files_are_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = tmp_path / "pre.yaml", tmp_path / "ft.yaml"
     first.write_text("{}\n")

@@ -50,13 +50,15 @@ def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[
     config: str | None = None
     overrides: list[str] = []
     for item in items:
-        if "=" not in item and config is not None:
+        # A file's name may hold "=" too (a sweep folder "lr=0.1/pre.yaml"): an existing file wins.
+        is_override = "=" in item and not Path(item).expanduser().is_file()
+        if not is_override and config is not None:
             # Without this, a second file reads as a malformed override ("must look like ...").
             raise ConfigError(
                 f"two config files given ({config!r}, then {item!r}); expected one file, then "
                 "section.field=value overrides"
             )
-        if "=" in item:
+        if is_override:
             overrides.append(item)
         else:
             config = item
@@ -78,6 +80,17 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
 def _user_path(text: str) -> Path:
     """A path argument, ``~`` expanded (a quoted ``"~/runs"`` reaches the command unexpanded)."""
     return Path(text).expanduser()
+
+
+def _seed(text: str) -> int:
+    """A seed argument: what NumPy's and torch's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, found {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, found {value}")
+    return value
 
 
 def _user_file_path(text: str) -> str:
@@ -453,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     _trailing_list(p, "overrides")
     p.add_argument(
         "--data",
+        type=_user_path,
         help="data config: a YAML/JSON file holding the data section's fields, or a whole run config "
         "(its data section is used); default: the run's own data section",
     )
@@ -585,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "demo")
     p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
     p.add_argument("--output", type=_user_path, default=Path("demo-report"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every run (0 to 2**32 - 1)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
 

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from inpaintssl.config import ConfigError
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.views import slice_shape_of
 from inpaintssl.training.components import build_backbone
@@ -83,8 +84,12 @@ _PROBE_SIDES = (32, 64)
 _MEASURED_PIXELS = _PROBE_SIDES[-1] ** 2
 
 
-class InsufficientMemoryError(RuntimeError):
-    """A run whose training step cannot fit the device's free memory; refused before it starts."""
+class InsufficientMemoryError(ConfigError, RuntimeError):
+    """A run whose training step cannot fit the device's free memory; refused before it starts.
+
+    A :class:`~inpaintssl.config.ConfigError` (its message names the settings to lower), so the
+    command line prints it as one line and exits 2, as for any other bad setting.
+    """
 
 
 @dataclass(frozen=True)
