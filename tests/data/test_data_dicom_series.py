@@ -72,6 +72,46 @@ def test_a_colour_slice_is_refused_where_the_series_is_opened(tmp_path: Path) ->
         DicomVolume(folder)
 
 
+def test_a_slice_with_another_pixel_spacing_is_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "ct"
+    _slices(folder, "s", [0.0, 2.5])
+    write_dicom_slice(
+        folder / "s2.dcm",
+        np.zeros((2, 3), np.int16),
+        slope=1.0,
+        intercept=0.0,
+        z=5.0,
+        instance=3,
+        pixel_spacing=(0.7, 0.9),
+    )
+    with pytest.raises(
+        DataError,
+        match=r"DICOM file .*s2\.dcm has PixelSpacing 0\.7 x 0\.9 mm but the series .* has 0\.7 x 0\.8 mm "
+        r"\(its first slice, s0\.dcm\); expected one pixel spacing per series",
+    ):
+        DicomVolume(folder)
+
+
+def test_a_series_that_states_no_slice_spacing_warns_that_1_mm_is_assumed(tmp_path: Path) -> None:
+    import pydicom
+
+    folder = tmp_path / "mr"
+    _slices(folder, "s", [0.0, 2.5, 5.0])
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f)
+        for tag in ("ImagePositionPatient", "SliceThickness", "SpacingBetweenSlices"):
+            if tag in ds:
+                delattr(ds, tag)
+        ds.save_as(f)
+    with pytest.warns(UserWarning, match=r"DICOM series .*mr states no slice spacing .*1 mm is assumed"):
+        volume = DicomVolume(folder)
+    assert volume.spacing == pytest.approx((0.7, 0.8, 1.0))
+    # One slice has no slice axis to measure: nothing to warn about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DicomVolume(folder / "s0.dcm")
+
+
 def test_an_axial_and_a_coronal_series_are_refused_by_their_uids(tmp_path: Path) -> None:
     folder = tmp_path / "ct"
     _slices(folder, "ax", [0.0, 2.5], series_uid=T1_UID)

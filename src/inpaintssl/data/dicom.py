@@ -11,7 +11,8 @@ spaced (a missing slice, mixed spacing) is read with a warning and says so in
 Geometry: row/column spacing is ``PixelSpacing``. The slice spacing is the step between
 neighbouring ``ImagePositionPatient`` projected on the slice normal (from
 ``ImageOrientationPatient``) where every slice states both; otherwise (no orientation, so no
-normal to measure along) ``SpacingBetweenSlices``, else ``SliceThickness``, else 1 mm. The
+normal to measure along) ``SpacingBetweenSlices``, else ``SliceThickness``, else 1 mm (with a
+warning for a series of several slices). Every slice must have the first one's ``PixelSpacing``. The
 voxel-to-world affine (:attr:`DicomVolume.patient_affine`) needs both tags on the first slice; its
 slice column is the step from the first slice's position to the last's, which may lean off the
 normal (a gantry-tilted CT: a sheared affine).
@@ -84,6 +85,14 @@ class DicomVolume(Volume):
                     f"{size[0]}x{size[1]}; expected one matrix size per series"
                 )
             _check_greyscale(ds, f)
+            if not all(
+                math.isclose(a, b, rel_tol=1e-4) for a, b in zip(_pixel_spacing(ds), _pixel_spacing(first))
+            ):
+                raise DataError(
+                    f"DICOM file {f} has PixelSpacing {_spacing_text(ds)} but the series {path} has "
+                    f"{_spacing_text(first)} (its first slice, {headers[0][1].name}); expected one pixel "
+                    "spacing per series"
+                )
             _check_ct_rescale(ds, f)
             _check_rescale_values(ds, f)
         # After the per-file checks: a stray file of another size is named as such, not as a gap.
@@ -98,7 +107,16 @@ class DicomVolume(Volume):
                 stacklevel=2,
             )
         self._files = [f for _, f in headers]
-        spacing = (*_pixel_spacing(first), _slice_spacing([ds for ds, _ in headers]))
+        step = _slice_spacing([ds for ds, _ in headers])
+        if step is None and len(headers) > 1:
+            warnings.warn(
+                f"DICOM series {path} states no slice spacing (no ImagePositionPatient with "
+                "ImageOrientationPatient on every slice, no SpacingBetweenSlices, no SliceThickness): "
+                "1 mm is assumed, so its volumes in mL along the slice axis are slice counts x 1 mm",
+                UserWarning,
+                stacklevel=2,
+            )
+        spacing = (*_pixel_spacing(first), 1.0 if step is None else step)
         super().__init__(
             path, (*size, len(headers)), slice_axis=2, ranks={3}, spacing=spacing, what="DICOM series"
         )
@@ -480,8 +498,8 @@ def _pixel_spacing(ds: Any) -> tuple[float, float]:
     return float(spacing[0]), float(spacing[1])
 
 
-def _slice_spacing(headers: Sequence[Any]) -> float:
-    """Slice spacing (mm) of a series sorted by position.
+def _slice_spacing(headers: Sequence[Any]) -> float | None:
+    """Slice spacing (mm) of a series sorted by position; ``None`` when no tag states it.
 
     The positions' step along the normal where every slice states ImagePositionPatient and
     ImageOrientationPatient; without the orientation there is no normal to project on, and
@@ -495,4 +513,9 @@ def _slice_spacing(headers: Sequence[Any]) -> float:
         value = getattr(headers[0], tag, None)
         if value:
             return float(value)
-    return 1.0
+    return None
+
+
+def _spacing_text(ds: Any) -> str:
+    rows, columns = _pixel_spacing(ds)
+    return f"{rows:g} x {columns:g} mm"
