@@ -255,9 +255,13 @@ def test_the_validation_loss_of_given_weights_is_the_same_on_one_and_three_proce
     assert reports[0]["dice"] == pytest.approx(dice, rel=1e-12, abs=0)
 
 
-def test_each_rank_checks_its_share_of_the_node_memory(tmp_path: Path) -> None:
-    # Both ranks run on this node and each saw its whole free memory: with room for one and a
-    # half estimates, each passed, and together they needed two.
+def test_each_rank_is_judged_by_its_share_of_the_node_and_one_refusal_stops_every_rank(
+    tmp_path: Path,
+) -> None:
+    # First both ranks see room for one and a half estimates: each alone would pass, together they
+    # need two. Then rank 0 sees room for four and rank 1 (another node's view) still for one and
+    # a half: rank 1 is refused, and rank 0, which would have trained, stops too instead of
+    # waiting for it in the first collective.
     run = _torchrun(
         tmp_path,
         """
@@ -271,58 +275,39 @@ def test_each_rank_checks_its_share_of_the_node_memory(tmp_path: Path) -> None:
             run=RunConfig(output_dir=OUT / "run", device="cpu"), device=torch.device("cpu"), dist=INFO,
             amp_dtype=None,
         )
-        free = (int(1.5 * need), "this CPU")
-        with mock.patch.object(memory_check, "available_memory", return_value=free):
-            try:
-                memory_check.check_run_memory(
-                    backbone="unet2d", params={"depth": 2, "base_width": 4},
-                    train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
-                    image_size=None, in_channels=1, out_channels=2, batch_size=4, ctx=ctx,
-                )
-                report(refused=None, local_world_size=INFO.local_world_size)
-            except memory_check.InsufficientMemoryError as exc:
-                report(refused=str(exc), local_world_size=INFO.local_world_size)
+
+        def verdict(room):
+            free = (int(room * need), f"the memory rank {RANK} sees")
+            with mock.patch.object(memory_check, "available_memory", return_value=free):
+                try:
+                    memory_check.check_run_memory(
+                        backbone="unet2d", params={"depth": 2, "base_width": 4},
+                        train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
+                        image_size=None, in_channels=1, out_channels=2, batch_size=4, ctx=ctx,
+                    )
+                    return None
+                except memory_check.InsufficientMemoryError as exc:
+                    return str(exc)
+
+        report(
+            local_world_size=INFO.local_world_size,
+            shared=verdict(1.5),
+            one_node_short=verdict(4.0 if RANK == 0 else 1.5),
+        )
         """,
     )
     first, second = _reports(tmp_path, run)
     assert first["local_world_size"] == second["local_world_size"] == 2
-    for rank in (first, second):
-        assert rank["refused"] is not None and "counted 2 processes on this node" in rank["refused"], rank
-
-
-def test_a_rank_refused_for_memory_stops_every_rank_with_its_message(tmp_path: Path) -> None:
-    # Rank 0 sees room for both processes, rank 1 (another node's view) for one and a half: rank 1
-    # is refused, and rank 0, which would have trained, stops too instead of waiting for it.
-    run = _torchrun(
-        tmp_path,
-        """
-        from unittest import mock
-        from inpaintssl.training import memory_check
-
-        need = memory_check.estimate_training_memory(
-            unet, batch_size=4, channels=1, image_size=(16, 16)
-        ).total_bytes
-        ctx = RunContext(
-            run=RunConfig(output_dir=OUT / "run", device="cpu"), device=torch.device("cpu"), dist=INFO,
-            amp_dtype=None,
+    for rank, seen in ((0, first), (1, second)):
+        shared = seen["shared"]
+        assert (
+            shared is not None
+            and f"counted 2 processes on this node that share the memory rank {rank}" in shared
         )
-        free = (int((4.0 if RANK == 0 else 1.5) * need), f"the memory rank {RANK} sees")
-        with mock.patch.object(memory_check, "available_memory", return_value=free):
-            try:
-                memory_check.check_run_memory(
-                    backbone="unet2d", params={"depth": 2, "base_width": 4},
-                    train_set=SyntheticShapes(split="train", num_images=16, size=(16, 16)),
-                    image_size=None, in_channels=1, out_channels=2, batch_size=4, ctx=ctx,
-                )
-                report(refused=None)
-            except memory_check.InsufficientMemoryError as exc:
-                report(refused=str(exc))
-        """,
-    )
-    first, second = _reports(tmp_path, run)
-    assert second["refused"].startswith("16x16 slices (data.image_size unset) with optim.batch_size=4")
-    assert "counted 2 processes on this node that share the memory rank 1 sees" in second["refused"]
-    assert first["refused"] == f"rank 1 of 2 refused the run, so this rank stops too: {second['refused']}"
+    refused = second["one_node_short"]
+    assert refused.startswith("16x16 slices (data.image_size unset) with optim.batch_size=4")
+    assert "counted 2 processes on this node that share the memory rank 1 sees" in refused
+    assert first["one_node_short"] == f"rank 1 of 2 refused the run, so this rank stops too: {refused}"
 
 
 def test_the_train_loss_of_fixed_weights_is_the_same_on_one_and_three_processes(tmp_path: Path) -> None:
