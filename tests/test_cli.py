@@ -41,6 +41,13 @@ def test_config_show_applies_overrides(capsys: pytest.CaptureFixture[str]) -> No
     assert shown["optim"]["lr"] == 0.01 and shown["transfer"]["weights"] == "encoder_decoder"
 
 
+def test_config_schema_refuses_what_it_would_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "schema", "pretrain", "optim.lr=1"]) == 2
+    assert "config schema takes only the stage; found 'optim.lr=1'" in capsys.readouterr().err
+    assert main(["config", "schema", "pretrain"]) == 0
+    assert json.loads(capsys.readouterr().out)["additionalProperties"] is False
+
+
 def test_config_error_exits_2_with_the_field_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "show", "pretrain", "optim.lrr=0.01"]) == 2
     assert "optim.lrr" in capsys.readouterr().err

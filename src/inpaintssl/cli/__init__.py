@@ -344,6 +344,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
     cls = _config_class(args.stage)
     if args.action == "schema":
+        if args.items:
+            # The schema is the stage's, whatever a config holds: extra words were ignored silently.
+            raise ValueError(
+                f"config schema takes only the stage; found {' '.join(args.items)!r} after it "
+                f"(to see a config with them applied: inpaintssl config show {args.stage} ...)"
+            )
         print(json.dumps(cls.model_json_schema(), indent=2))
         return 0
     config, overrides = _split_config_and_overrides(args.items)
