@@ -78,6 +78,7 @@ class DicomVolume(Volume):
         _check_distinct_positions(headers, path)
         first = headers[0][0]
         size = (int(first.Rows), int(first.Columns))
+        pixel_spacing = _pixel_spacing(first)
         for ds, f in headers:
             if (int(ds.Rows), int(ds.Columns)) != size:
                 raise DataError(
@@ -85,9 +86,7 @@ class DicomVolume(Volume):
                     f"{size[0]}x{size[1]}; expected one matrix size per series"
                 )
             _check_greyscale(ds, f)
-            if not all(
-                math.isclose(a, b, rel_tol=1e-4) for a, b in zip(_pixel_spacing(ds), _pixel_spacing(first))
-            ):
+            if not all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(_pixel_spacing(ds), pixel_spacing)):
                 raise DataError(
                     f"DICOM file {f} has PixelSpacing {_spacing_text(ds)} but the series {path} has "
                     f"{_spacing_text(first)} (its first slice, {headers[0][1].name}); expected one pixel "
@@ -116,7 +115,7 @@ class DicomVolume(Volume):
                 UserWarning,
                 stacklevel=2,
             )
-        spacing = (*_pixel_spacing(first), 1.0 if step is None else step)
+        spacing = (*pixel_spacing, 1.0 if step is None else step)
         super().__init__(
             path, (*size, len(headers)), slice_axis=2, ranks={3}, spacing=spacing, what="DICOM series"
         )

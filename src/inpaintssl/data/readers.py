@@ -401,7 +401,6 @@ class NiftiVolume(Volume):
         ranks: Collection[int] = IMAGE_RANKS,
         orientation: str | None = None,
     ) -> None:
-        self._states_orientation = False
         nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
         path = existing_path(path, what="NIfTI file")
         try:
@@ -424,14 +423,13 @@ class NiftiVolume(Volume):
         self.affine: np.ndarray = affine  # always known here
         self.header = image.header
         """The file's NIfTI header (what a label map written for this image copies)."""
-        self._states_orientation = int(image.header["sform_code"]) > 0 or int(image.header["qform_code"]) > 0
         if orientation is not None:
             self.reorient(orientation)
 
     @property
     def stored_orientation(self) -> str | None:
         """As :attr:`Volume.stored_orientation`; ``None`` when the header codes no sform or qform."""
-        if self.reorientation is None and not self._states_orientation:
+        if int(self.header["sform_code"]) == 0 and int(self.header["qform_code"]) == 0:
             return None
         return super().stored_orientation
 
