@@ -83,14 +83,19 @@ def _user_path(text: str) -> Path:
 
 
 def _seed(text: str) -> int:
-    """A seed argument: what NumPy's and torch's generators take."""
+    """A seed argument, checked by ``run.seed``'s own field (what NumPy's and torch's generators take)."""
+    from pydantic import ValidationError
+
+    from inpaintssl.config import RunConfig
+
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, found {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, found {value}")
-    return value
+    try:
+        return RunConfig(seed=value).seed
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, found {value}") from None
 
 
 def _user_file_path(text: str) -> str:
