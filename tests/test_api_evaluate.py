@@ -134,3 +134,22 @@ def test_evaluate_data_mistakes_are_named(tmp_path: Path) -> None:
         issl.evaluate(tmp_path / "bare", overrides=["data.image_size=[16, 16]"], device="cpu")
     with pytest.raises(ConfigError, match=r"nowhere does not exist"):
         issl.evaluate(tmp_path / "nowhere", device="cpu")
+
+
+def test_a_bad_data_field_is_named_by_its_path_and_its_file(tmp_path: Path) -> None:
+    run = _run("finetune", tmp_path / "ft")
+    # A whole run config: the field sits under data: in that file, as the error says.
+    whole = tmp_path / "run.yaml"
+    whole.write_text(yaml.safe_dump({"data": {**DATA, "imge_size": [16, 16]}, "run": {"seed": 0}}))
+    with pytest.raises(
+        ConfigError, match=r"(?s)in .*run\.yaml:\n  data\.imge_size: unknown field; did you mean"
+    ):
+        issl.evaluate(run, whole, device="cpu")
+    # A data section on its own: its fields sit at the top of the file.
+    alone = tmp_path / "data.yaml"
+    alone.write_text(yaml.safe_dump({**DATA, "imge_size": [16, 16]}))
+    with pytest.raises(ConfigError, match=r"(?s)in .*data\.yaml:\n  imge_size: unknown field"):
+        issl.evaluate(run, alone, device="cpu")
+    # An override: named as it was typed.
+    with pytest.raises(ConfigError, match=r"(?s)in overrides:\n  data\.imge_size: unknown field"):
+        issl.evaluate(run, overrides=["data.imge_size=[16, 16]"], device="cpu")

@@ -88,6 +88,21 @@ def test_finetune_then_evaluate_reuses_the_runs_data(
         assert main(["evaluate", str(target), "--device", "cpu"]) == 0
         again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert Path(again["output"]) == run / "eval_test.csv" and again["mean"] == report["mean"]
+    # An evaluate config as `config show evaluate` writes it: its fields, and flags beside it win.
+    assert main(["config", "show", "evaluate", f"checkpoint={run}", "split=val", "device=cpu"]) == 0
+    config = tmp_path / "eval.yaml"
+    config.write_text(capsys.readouterr().out)
+    assert yaml.safe_load(config.read_text())["data"] is None  # the run's own record
+    assert main(["evaluate", str(config)]) == 0
+    val = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(val["output"]) == run / "eval_val.csv" and val["images"] == 2
+    assert main(["evaluate", str(config), "--split", "test", "--output", str(tmp_path / "t.csv")]) == 0
+    flagged = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert flagged["output"] == str(tmp_path / "t.csv") and flagged["mean"] == report["mean"]
+    # A data section in the file and --data: two answers to one question, refused.
+    config.write_text(yaml.safe_dump({"checkpoint": str(run), "data": {"dataset": "synthetic"}}))
+    assert main(["evaluate", str(config), "--data", str(run / "config.yaml")]) == 2
+    assert "expected one of them" in capsys.readouterr().err
 
 
 def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,6 +405,14 @@ def test_a_demo_seed_out_of_range_is_refused_by_its_flag(
         parse_args(["demo", "--seed", seed])
     assert exited.value.code == 2
     assert "argument --seed: expected an integer from 0 to 2**32 - 1, found" in capsys.readouterr().err
+
+
+def test_evaluate_checks_its_flags_by_the_evaluate_configs_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused before anything is read, naming the field (DataLoader would have said it later).
+    assert main(["evaluate", str(tmp_path / "nope"), "--batch-size", "0"]) == 2
+    assert re.search(r"batch_size: .*greater than 0", capsys.readouterr().err)
 
 
 def test_evaluate_data_expands_the_home_folder() -> None:

@@ -33,6 +33,7 @@ from inpaintssl.config import (
     load_config,
     read_config_file,
 )
+from inpaintssl.config.evaluate import load_data_section
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_datasets
@@ -148,20 +149,21 @@ _NOT_FOR_EVALUATION = ("label_fraction", "splits_file", "unlabelled")
 """Data fields of a training config that evaluation ignores: every split is read whole."""
 
 
-def _data_section(path: Path) -> dict[str, Any] | Path:
-    """The ``data`` section of a file holding a whole run config, else the file itself."""
+def _data_section(path: Path) -> DataConfig:
+    """The ``data`` section of a file holding a whole run config, else the file as a data section."""
     loaded = read_config_file(path)
     if "data" not in loaded:
-        return path  # a data section on its own, read by load_config, whose errors name the file
+        return load_config(path, DataConfig)  # a data section on its own: errors name its fields as written
     section = loaded["data"]
     if not isinstance(section, dict):
         raise ConfigError(
             f"config file {path}: 'data' holds a {type(section).__name__}; expected the data section"
         )
-    return {k: v for k, v in section.items() if k not in _NOT_FOR_EVALUATION}
+    kept = {k: v for k, v in section.items() if k not in _NOT_FOR_EVALUATION}
+    return load_data_section(kept, source=str(path))
 
 
-def _recorded_data(source: str | Path, *, overridden: Sequence[str]) -> dict[str, Any] | Path:
+def _recorded_data(source: str | Path, *, overridden: Sequence[str]) -> DataConfig | dict[str, Any]:
     """The data section the run owning ``source`` recorded (``{}`` without one, when the
     ``overridden`` data keys name the dataset)."""
     path = Path(source)
@@ -208,7 +210,8 @@ def _evaluation_data(
         data = _recorded_data(source, overridden=[key.split("=", 1)[0].strip() for key in keys])
     elif isinstance(data, (str, Path)):
         data = _data_section(Path(data))
-    return load_config(data, DataConfig, overrides=keys)
+    # Validated as a run config's data section, so that errors name fields as the overrides do.
+    return load_data_section(data, source="evaluate's data argument", overrides=overrides)
 
 
 def _dataset_for(
@@ -321,6 +324,7 @@ def evaluate(
     Raises:
         inpaintssl.config.ConfigError: No data given and none recorded, a malformed data file or
             override (names the file or field).
+        ValueError: An unknown ``split`` or ``device``, or ``batch_size`` below 1.
 
     Example:
         >>> table = evaluate("runs/finetune", {"dataset": "mni152"})  # doctest: +SKIP
@@ -328,6 +332,8 @@ def evaluate(
         >>> table.select(level="image").mean()["dice_mean"]            # doctest: +SKIP
     """
     check_option(split, ("train", "val", "test"), field="split")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; expected a positive integer")
     evaluated = _evaluation_data(checkpoint_or_model, data, overrides)
     target_device = resolve_device(device)
     pretext: dict[str, Any] = {}

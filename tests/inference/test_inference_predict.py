@@ -869,6 +869,15 @@ def test_an_orientation_that_is_no_axis_code_is_refused(
         predict(softmax_run, brains / "c.nii.gz", output=tmp_path / "p", progress=False, orientation="up")
 
 
+def test_a_device_error_names_the_argument_not_a_config_field(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # predict takes ``device=``; "run.device" would send the user looking for a config file.
+    with pytest.raises(ValueError, match=r"^device='tpu' is invalid; expected 'auto', 'cpu'"):
+        predict(softmax_run, brains / "c.nii.gz", output=tmp_path / "p", progress=False, device="tpu")
+    assert not (tmp_path / "p").exists()
+
+
 def test_label_map_sigmoid_overlap_and_softmax() -> None:
     probs = torch.tensor([[[[0.9, 0.2, 0.7]], [[0.6, 0.1, 0.8]]]])  # (1, K=2, 1, 3)
     assert label_map(probs, activation="sigmoid").tolist() == [[[1, 0, 2]]]

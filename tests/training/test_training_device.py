@@ -43,8 +43,11 @@ def test_cpu_resolves_and_missing_cuda_is_a_clear_error() -> None:
     assert resolve_device("cpu") == CPU and resolve_device(CPU) is CPU
     if not torch.cuda.is_available():
         assert resolve_device("auto") == CPU
-        with pytest.raises(ValueError, match=r"run.device='cuda' but CUDA is not available"):
+        with pytest.raises(ValueError, match=r"^device='cuda' but CUDA is not available"):
             resolve_device("cuda")
+        # A training config's setting is named by its place in the config.
+        with pytest.raises(ValueError, match=r"^run\.device='cuda' but CUDA is not available"):
+            resolve_device("cuda", field="run.device")
     else:
         assert resolve_device("auto").type == "cuda" and resolve_device("cuda").index is not None
 

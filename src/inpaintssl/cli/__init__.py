@@ -40,6 +40,7 @@ from inpaintssl.warning_format import command_warnings
 
 if TYPE_CHECKING:
     from inpaintssl.api import FinetuneResult, PretrainResult
+    from inpaintssl.config import EvaluateConfig
 
 __all__ = ["main", "parse_args"]
 
@@ -207,6 +208,43 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
     return prefixed
 
 
+# What `evaluate` reads as a config file rather than a checkpoint (a .safetensors file or a folder).
+_CONFIG_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+
+
+def _evaluate_config(args: argparse.Namespace) -> tuple[EvaluateConfig, Path | None]:
+    """The evaluation the command line asks for, and the ``--data`` file if one was given.
+
+    The positional is a checkpoint, or an evaluate config file (as ``config show evaluate``
+    writes one); flags given beside a file take precedence over its fields.
+    """
+    from pydantic import ValidationError
+
+    from inpaintssl.config import ConfigError, EvaluateConfig, load_config, update_fields
+    from inpaintssl.config.errors import format_config_error
+
+    flags = {
+        "split": args.split,
+        "output": args.output,
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
+    given = {name: value for name, value in flags.items() if value is not None}
+    source = Path(args.checkpoint)
+    if source.suffix.lower() in _CONFIG_SUFFIXES and source.is_file():
+        config = load_config(source, EvaluateConfig)
+        if args.data is not None and config.data is not None:
+            raise ConfigError(
+                f"--data {args.data} and the data section of {source}: expected one of them "
+                "(or data: null in the file, for the run's own record)"
+            )
+        return (update_fields(config, given) if given else config), args.data
+    try:
+        return EvaluateConfig.model_validate({"checkpoint": source, **given}), args.data
+    except ValidationError as exc:
+        raise ConfigError(format_config_error(exc, source="evaluate's flags", model=EvaluateConfig)) from exc
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from inpaintssl.api import evaluate
 
@@ -214,16 +252,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         # Evaluation is not data-parallel: under torchrun every rank would evaluate the whole
         # split, write the same file and print the same line. Rank 0 does it alone.
         return 0
-    output = args.output
+    config, data_file = _evaluate_config(args)
+    output = config.output
     if output is None:
-        output = RunFolder.owning(Path(args.checkpoint)).eval_csv(args.split)
+        output = RunFolder.owning(config.checkpoint).eval_csv(config.split)
     table = evaluate(
-        args.checkpoint,
-        args.data,
+        config.checkpoint,
+        config.data if config.data is not None else data_file,
         overrides=_data_overrides(args.overrides),
-        split=args.split,
-        device=args.device,
-        batch_size=args.batch_size,
+        split=config.split,
+        device=config.device,
+        batch_size=config.batch_size,
         output=output,
     )
     means = table.select(level="image").mean()
@@ -467,7 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_finetune)
 
     p = _command(sub, "evaluate")
-    p.add_argument("checkpoint", type=_user_path, help="run folder, checkpoint folder or .safetensors file")
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT_OR_CONFIG",
+        type=_user_path,
+        help="run folder, checkpoint folder or .safetensors file; or an evaluate config file "
+        "(YAML/JSON, as `inpaintssl config show evaluate` writes one), whose fields the flags override",
+    )
     p.add_argument(
         "overrides",
         nargs="*",
@@ -481,10 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="data config: a YAML/JSON file holding the data section's fields, or a whole run config "
         "(its data section is used); default: the run's own data section",
     )
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", choices=["train", "val", "test"], help="default: test")
     p.add_argument("--output", type=_user_path, help="CSV path (default: <run>/eval_<split>.csv)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=9)
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=int, help="inference batch size (default: 9)")
     p.set_defaults(func=_cmd_evaluate)
 
     predict_text = (

@@ -108,7 +108,7 @@ class RunContext:
             >>> ctx.device.type, ctx.dist.is_main, ctx.run_folder.last
             ('cpu', True, PosixPath('runs/x/checkpoints/last'))
         """
-        device = resolve_device(run.device)
+        device = resolve_device(run.device, field="run.device")
         return cls(run=run, device=device, dist=DistInfo(), amp_dtype=autocast_dtype(device, run.amp))
 
     @classmethod
@@ -119,7 +119,9 @@ class RunContext:
             RunFolderInUseError: ``run.output_dir`` already holds checkpoints and ``resume`` is off.
         """
         info = DistInfo.from_env()
-        device = resolve_device(run.device, local_rank=info.local_rank if info.distributed else None)
+        device = resolve_device(
+            run.device, local_rank=info.local_rank if info.distributed else None, field="run.device"
+        )
         info = init_distributed(device)
         seed_everything(run.seed, deterministic=run.deterministic, cudnn_benchmark=run.cudnn_benchmark)
         checkpoints = RunFolder(run.output_dir).checkpoints

@@ -18,10 +18,18 @@ from torch import nn
 __all__ = ["autocast_context", "autocast_dtype", "resolve_device", "to_memory_format", "use_channels_last"]
 
 
-def resolve_device(device: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:
+def resolve_device(
+    device: str | torch.device = "auto", *, local_rank: int | None = None, field: str = "device"
+) -> torch.device:
     """Turn ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"`` into a :class:`torch.device`.
 
     ``auto`` picks CUDA when available (the process's local rank under torchrun), else CPU.
+
+    Args:
+        device: The device name or a :class:`torch.device`.
+        local_rank: The process's rank on its node under torchrun: its card for ``auto``/``cuda``.
+        field: The setting's name in error messages: ``run.device`` for a training config, the
+            argument's name (``device``) for ``predict``, ``evaluate`` and ``load_model``.
 
     Raises:
         ValueError: ``device`` is not a device name, ``cuda`` was asked for but is not available, or
@@ -36,11 +44,13 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        raise ValueError(
+            f"{field}={device!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"run.device={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'"
+                f"{field}={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'"
             )
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank or 0)
@@ -48,7 +58,7 @@ def resolve_device(device: str | torch.device = "auto", *, local_rank: int | Non
         if resolved.index is not None and resolved.index >= count:
             # Caught here, naming the setting, not as "invalid device ordinal" at the first copy.
             raise ValueError(
-                f"run.device={str(device)!r} resolves to {resolved}, but this machine has {count} CUDA "
+                f"{field}={str(device)!r} resolves to {resolved}, but this machine has {count} CUDA "
                 f"device(s) (cuda:0 to cuda:{count - 1}); pick one of them, or 'auto'"
             )
     return resolved
