@@ -72,6 +72,28 @@ def test_a_colour_slice_is_refused_where_the_series_is_opened(tmp_path: Path) ->
         DicomVolume(folder)
 
 
+def test_a_monochrome1_slice_is_read_as_stored_not_inverted(tmp_path: Path) -> None:
+    import pydicom
+
+    folder = tmp_path / "ct"
+    stored = _slices(folder, "s", [0.0, 2.5])
+    plain = [DicomVolume(folder).read(k) for k in range(2)]
+    # MONOCHROME1 says "draw low values bright"; HU are the stored values through the modality
+    # LUT whatever the display, so the volume reads the same numbers as pydicom's modality LUT.
+    for k in range(2):
+        ds = pydicom.dcmread(folder / f"s{k}.dcm")
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(folder / f"s{k}.dcm")
+    inverted_display = DicomVolume(folder)
+    from pydicom.pixels import apply_modality_lut
+
+    for k in range(2):
+        ds = pydicom.dcmread(folder / f"s{k}.dcm")
+        assert np.array_equal(inverted_display.read(k), apply_modality_lut(ds.pixel_array, ds))
+        assert np.array_equal(inverted_display.read(k), plain[k])
+        assert np.array_equal(inverted_display.read(k), stored[k].astype(np.float32))
+
+
 def test_a_slice_with_another_pixel_spacing_is_refused_by_name(tmp_path: Path) -> None:
     folder = tmp_path / "ct"
     _slices(folder, "s", [0.0, 2.5])

@@ -60,7 +60,10 @@ class DicomVolume(Volume):
     normal where every slice states ``ImagePositionPatient`` and ``ImageOrientationPatient``, else
     ``SpacingBetweenSlices``, else ``SliceThickness``. Slices are rows x columns as stored.
     A CT slice (``Modality`` CT) must carry both rescale tags; other modalities default to slope 1,
-    intercept 0. Needs pydicom (``dicom`` extra).
+    intercept 0. ``MONOCHROME1`` slices are read as stored, not inverted: the photometric
+    interpretation tells a viewer to draw low values bright, while HU and MR signal are the values
+    themselves (the modality LUT; pydicom's ``apply_modality_lut`` does the same). Colour slices
+    are refused. Needs pydicom (``dicom`` extra).
     """
 
     def __init__(self, path: str | Path) -> None:
