@@ -686,7 +686,13 @@ class _Terminated(SystemExit):
 
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)
+        self.signum = signum
         self.signal_name = signal.Signals(signum).name
+
+
+_REDELIVERY_DELAY_S = 0.01
+"""How long after a swallowed :class:`_Terminated` its signal is sent again: long enough for the
+unraisable hook that saw it to have returned, short against any scheduler's grace period."""
 
 
 @contextlib.contextmanager
@@ -697,18 +703,52 @@ def _terminate_as_exit() -> Iterator[None]:
     and a requeued job on another node is refused the folder. As an exception, the ``with``
     blocks on the way out release the lock and remove temporaries, as for Ctrl-C; :func:`main`
     then says so in one line, as for Ctrl-C.
+
+    A signal's handler runs wherever the main thread is, and that may be a finaliser (a
+    ``__del__``, a weakref callback such as matplotlib's): Python drops an exception raised there
+    after printing "Exception ignored in ...", and the command would go on as if never told to
+    stop. The unraisable hook sees such a drop, and the signal is then sent again, to land in the
+    command's own code.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    inside = threading.Event()
 
     def terminated(signum: int, frame: object) -> None:
         raise _Terminated(signum)
 
+    def send_again_later(signum: int) -> None:
+        def send() -> None:
+            if inside.is_set():  # once outside, the previous handler would see it: let it be
+                signal.raise_signal(signum)
+
+        timer = threading.Timer(_REDELIVERY_DELAY_S, send)
+        timer.daemon = True
+        timer.start()
+
+    previous_hook = sys.unraisablehook
+
+    def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
+        dropped = unraisable.exc_value
+        if not isinstance(dropped, _Terminated):
+            previous_hook(unraisable)
+            return
+        while True:
+            try:
+                send_again_later(dropped.signum)
+                return
+            except _Terminated:  # the signal sent again came before this hook returned
+                continue
+
     previous = signal.signal(signal.SIGTERM, terminated)
+    sys.unraisablehook = redeliver_if_dropped
+    inside.set()
     try:
         yield
     finally:
+        inside.clear()
+        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous)
 
 
