@@ -707,8 +707,8 @@ def _terminate_as_exit() -> Iterator[None]:
     A signal's handler runs wherever the main thread is, and that may be a finaliser (a
     ``__del__``, a weakref callback such as matplotlib's): Python drops an exception raised there
     after printing "Exception ignored in ...", and the command would go on as if never told to
-    stop. The unraisable hook sees such a drop, and the signal is then sent again, to land in the
-    command's own code.
+    stop. The unraisable hook sees such a drop, of SIGTERM's exit or of Ctrl-C's
+    ``KeyboardInterrupt``, and the signal is then sent again, to land in the command's own code.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -729,16 +729,26 @@ def _terminate_as_exit() -> Iterator[None]:
 
     previous_hook = sys.unraisablehook
 
+    def signal_of(dropped: BaseException | None) -> int | None:
+        if isinstance(dropped, _Terminated):
+            return dropped.signum
+        if (
+            isinstance(dropped, KeyboardInterrupt)
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            return signal.SIGINT
+        return None
+
     def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
-        dropped = unraisable.exc_value
-        if not isinstance(dropped, _Terminated):
+        signum = signal_of(unraisable.exc_value)
+        if signum is None:
             previous_hook(unraisable)
             return
         while True:
             try:
-                send_again_later(dropped.signum)
+                send_again_later(signum)
                 return
-            except _Terminated:  # the signal sent again came before this hook returned
+            except (_Terminated, KeyboardInterrupt):  # the signal sent again came before this returned
                 continue
 
     previous = signal.signal(signal.SIGTERM, terminated)
