@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study
+from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study, runner
 from inpaintssl.studies.runner import StudySummary
 from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES, kill_study_after_first_checkpoint
 
@@ -116,6 +116,25 @@ def test_a_failing_run_is_reported_and_blocks_its_dependants(spec_factory: Any) 
     assert summary.status == {"done": 2, "failed": 2}
     errors = list(summary.errors.values())
     assert any("patch" in e.lower() for e in errors) and any(e.startswith("blocked") for e in errors)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(143)], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_worker_hands_its_run_back_at_once(
+    stop: BaseException, spec_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim left running waits for the pid check (this host) or stale_after_s (any other node)
+    # before another worker may take it; a requeued Slurm job after scancel should not wait.
+    def stopped(job: Any, **kwargs: Any) -> Any:
+        raise stop
+
+    monkeypatch.setattr(runner, "execute_job", stopped)
+    spec = spec_factory(label_fractions=[0.5])
+    with pytest.raises(type(stop)):
+        run_study(spec, quiet=True)
+    with StudyStore(load_spec(spec).database_path()) as store:
+        runs = store.runs()
+    assert [r.attempts for r in runs if r.attempts] == [1], "one run was claimed, then stopped"
+    assert {r.id: r.status for r in runs} == {r.id: "pending" for r in runs}
 
 
 @pytest.mark.slow

@@ -119,7 +119,9 @@ def _attempt(
         with Heartbeat(path, job.id, me, interval_s=spec.heartbeat_s):
             outcome = execute_job(job, quiet=quiet, device=device, clinical=spec.study == "clinical")
         recorded = store.record(job.id, me, result=outcome.result, rows=outcome.rows)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C, or SIGTERM as the command line's exit (scancel, a preemption): the run goes back
+        # to the queue at once, for a requeued job on any node, instead of waiting to go stale.
         store.release(job.id, me)
         raise
     except Exception as exc:  # noqa: BLE001 - one failing run must not stop the study
