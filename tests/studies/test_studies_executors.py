@@ -28,7 +28,7 @@ from inpaintssl.studies.database import StudyDatabase, StudyDatabaseError
 from inpaintssl.studies.executors import run_with_executor
 from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.report import report_study
-from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
+from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files, result_path
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 from inpaintssl.training import lock as lock_module
 from inpaintssl.training.lock import StaleLockWarning
@@ -435,6 +435,81 @@ def test_runs_a_dead_task_never_started_are_submitted_again_without_an_attempt(
     assert {r.status for r in runs.values()} == {"done"}
     assert {run_id: runs[run_id].failures for run_id in first} == {first[0]: 1, first[1]: 0}
     assert len(runs) == len(list(plan))
+
+
+class _LateClock(_Clock):
+    """A clock whose passing time also shows the result files ``hidden`` until their hour, as a
+    network file system shows a file another node wrote once the driver's cached view expires."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden: list[tuple[float, Path, Path]] = []  # (shown at, where it waits, where it shows)
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        for entry in [e for e in self.hidden if e[0] <= self.now]:
+            entry[1].rename(entry[2])
+            self.hidden.remove(entry)
+
+
+class _SeenLate(_Timed):
+    """A ``_Timed`` backend whose result files reach the driver ``lag`` seconds after their task
+    ends (never, for ``lag=None``: the nodes wrote them to a folder the driver does not see)."""
+
+    def __init__(self, results: Path, clock: _LateClock, *, seconds: float, lag: float | None) -> None:
+        super().__init__(results, clock, seconds=seconds)
+        self.late_clock, self.lag = clock, lag
+        self.elsewhere = results.parent / "not-seen-yet"
+
+    def submit(self, batches: Sequence[Sequence[Task]]) -> list[_Ends]:
+        out = super().submit(batches)
+        self.elsewhere.mkdir(exist_ok=True)
+        for batch, task_end in zip(batches, out):
+            for task in batch:
+                path = result_path(self.results, task.run_id)
+                aside = self.elsewhere / path.name
+                path.replace(aside)
+                if self.lag is not None:
+                    self.late_clock.hidden.append((task_end.at + self.lag, aside, path))
+        return out
+
+
+def test_a_result_file_seen_late_by_the_driver_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On NFS the driver may list the results folder from a cache up to a minute old: a run whose
+    # task reported it done was counted failed and trained again.
+    study = load_spec({**_spec(tmp_path / "study", chunk_size=1), "max_attempts": 1})
+    clock = _LateClock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    backend = _SeenLate(study.results_dir(), clock, seconds=5.0, lag=45.0)
+    reports = run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    assert [len(wave) for wave in backend.submitted] == [1, 1, 1]  # each run submitted once
+    assert sum(r.failed for r in reports) == 0
+    with StudyStore(study.database_path()) as store:
+        runs = store.runs()
+    assert {(r.status, r.failures) for r in runs} == {("done", 0)}
+    # Pretraining ends at 5 s and is seen at 50 s; its fine-tuning run ends at 55 s, seen at 100 s.
+    assert clock.now == pytest.approx(100.0, abs=1.0)
+
+
+def test_a_result_file_the_driver_never_sees_fails_its_run_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The nodes wrote the results to a folder the driver does not share (a node-local disk).
+    study = load_spec({**_spec(tmp_path / "study", chunk_size=1), "max_attempts": 1})
+    clock = _LateClock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    backend = _SeenLate(study.results_dir(), clock, seconds=5.0, lag=None)
+    run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    (pre,) = expand_study(study).pretrain_jobs()
+    with StudyStore(study.database_path()) as store:
+        runs = {r.id: r for r in store.runs()}
+    error = runs[pre.id].error or ""
+    assert runs[pre.id].status == "failed"
+    assert str(result_path(study.results_dir(), pre.id)) in error and "share" in error, error
+    assert clock.now >= 5.0 + 120.0  # it was looked for, for the whole grace
+    assert {r.status for r in runs.values()} == {"failed"}  # the baseline likewise; fine-tuning blocked
 
 
 class _Refused:

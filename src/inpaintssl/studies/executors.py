@@ -11,7 +11,9 @@
    run folder that holds a checkpoint) and writes one result file per run. It has no database
    path.
 3. As tasks finish, the driver merges their result files into the study database (it is the
-   database's only writer) and submits the runs that became ready, until none is left.
+   database's only writer) and submits the runs that became ready, until none is left. A file
+   that a task reported written but the driver does not see yet (a network file system's cached
+   view) is looked for again for up to two minutes.
 
 A run that raised is submitted again until it has failed ``max_attempts`` times in this
 invocation; its dependants are then marked failed. A task that died as a whole (a lost node, an
@@ -43,7 +45,7 @@ from typing import Protocol, TypeVar
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_files, merge_results, new_run
 from inpaintssl.studies.queue import RunRecord, WorkerId, readiness
-from inpaintssl.studies.resultfiles import result_files
+from inpaintssl.studies.resultfiles import result_path
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import WorkerReport
@@ -53,6 +55,9 @@ __all__ = ["Backend", "Submission", "chunks", "make_backend", "run_with_executor
 
 T = TypeVar("T")
 _POLL_S = 0.5
+_RESULT_FILE_GRACE_S = 120.0
+"""How long the driver looks for the result file of a run that its task reported finished:
+twice NFS's default ``acdirmax`` (60 s), the longest a client's cached view of a folder lasts."""
 
 
 class Submission(Protocol):
@@ -168,10 +173,9 @@ class _Driver:
             Every run's record after the merge, before the failures are recorded (which change
             no run that is done), and the runs handed back unstarted.
         """
-        ended = set(ids)
         # Only the ended runs' files: merging every file again at each task's end would cost
         # the whole study each time (files left by an earlier driver were merged at the start).
-        files = [p for p in result_files(self.spec.results_dir()) if p.stem in ended]
+        files, unseen = self._result_files(ids, reports)
         merge_files(self.store, {job.id: job for job in self.plan}, files).warn(
             results_dir=self.spec.results_dir()
         )
@@ -189,14 +193,45 @@ class _Driver:
                 continue
             counted = True
             report = reports.get(run_id)
-            error = (
-                report.error
-                if report is not None and report.error
-                else (died or "the task ended without writing this run's result file")
-            )
+            if run_id in unseen:
+                error = (
+                    f"its task reported it {reports[run_id].status}, but its result file "
+                    f"{result_path(self.spec.results_dir(), run_id)} was not there after "
+                    f"{_RESULT_FILE_GRACE_S:.0f} s: the study's output folder must be one that the "
+                    "driver and the nodes share"
+                )
+            elif report is not None and report.error:
+                error = report.error
+            else:
+                error = died or "the task ended without writing this run's result file"
             self.store.fail(run_id, self.me, error)
             self._say(f"{run_id} failed: {error.splitlines()[0] if error else ''}")
         return runs, unstarted
+
+    def _result_files(
+        self, ids: Sequence[str], reports: dict[str, TaskReport]
+    ) -> tuple[list[Path], set[str]]:
+        """The result files of the ended runs ``ids``, and the runs reported finished whose file
+        did not appear within :data:`_RESULT_FILE_GRACE_S`.
+
+        A file another node wrote may not be seen at once on a network file system: the driver's
+        cached view of the folder (NFS's attribute cache, up to ``acdirmax``, 60 s by default)
+        may predate it. A run its task reported ``done`` or ``skipped`` has its file, so the driver
+        asks for it again until the grace runs out, rather than fail a run that finished.
+        """
+        folder = self.spec.results_dir()
+        paths = {run_id: result_path(folder, run_id) for run_id in ids}
+        reported = [
+            run_id
+            for run_id in ids
+            if (report := reports.get(run_id)) is not None and report.status in ("done", "skipped")
+        ]
+        deadline = time.monotonic() + _RESULT_FILE_GRACE_S
+        unseen = [run_id for run_id in reported if not paths[run_id].is_file()]
+        while unseen and time.monotonic() < deadline:
+            time.sleep(_POLL_S)
+            unseen = [run_id for run_id in unseen if not paths[run_id].is_file()]
+        return [paths[run_id] for run_id in ids if paths[run_id].is_file()], set(unseen)
 
     def report(self, submission: Submission, batch: Sequence[Job]) -> WorkerReport:
         """Merge an ended task's results and say what it did."""
