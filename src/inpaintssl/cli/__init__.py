@@ -691,8 +691,9 @@ class _Terminated(SystemExit):
 
 
 _REDELIVERY_DELAY_S = 0.01
-"""How long after a swallowed :class:`_Terminated` its signal is sent again: long enough for the
-unraisable hook that saw it to have returned, short against any scheduler's grace period."""
+"""How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
+long enough for the unraisable hook that saw the drop to have returned, short against any
+scheduler's grace period."""
 
 
 @contextlib.contextmanager

@@ -56,8 +56,8 @@ __all__ = ["Backend", "Submission", "chunks", "make_backend", "run_with_executor
 T = TypeVar("T")
 _POLL_S = 0.5
 _RESULT_FILE_GRACE_S = 120.0
-"""How long the driver looks for the result file of a run that its task reported finished:
-twice NFS's default ``acdirmax`` (60 s), the longest a client's cached view of a folder lasts."""
+"""How long the driver looks for the result file of a run that its task reported finished: twice
+the longest an NFS client keeps its cached view of a folder by default (``acdirmax``, 60 s)."""
 
 
 class Submission(Protocol):
