@@ -271,6 +271,15 @@ def kill_study_after_first_checkpoint(
     after its first checkpoint and before it ends. ``flags`` go to the command (e.g.
     ``--executor slurm``). Returns the study and its pretraining job.
     """
+    study, pre, _, _ = signal_study_after_first_checkpoint(spec, folder, *flags, signum=signal.SIGKILL)
+    return study, pre
+
+
+def signal_study_after_first_checkpoint(
+    spec: dict[str, Any], folder: Path, *flags: str, signum: int
+) -> tuple[StudySpec, Job, int, str]:
+    """:func:`kill_study_after_first_checkpoint` with another signal (``SIGTERM``: what Slurm sends
+    every process of a job step on ``scancel``); also returns the exit status and stderr."""
     spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
     spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
     path = folder / "spec.yaml"
@@ -283,18 +292,22 @@ def kill_study_after_first_checkpoint(
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     try:
         while not last.exists():
-            ended = proc.stderr.read() if proc.poll() is not None and proc.stderr else b""
-            assert proc.poll() is None, f"the study ended before the kill: {ended!r}"
+            ended = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+            assert proc.poll() is None, f"the study ended before the signal: {ended!r}"
             assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
             time.sleep(0.02)
+        os.killpg(proc.pid, signum)
+        _, err = proc.communicate(timeout=120)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        # Its workers die with it but may linger a moment (until reaped): while their pid exists
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+        # Its workers end with it but may linger a moment (until reaped): while their pid exists
         # the run folder's lock is not stale, and a resumed attempt would find it held.
         gone_by = time.monotonic() + 30
         while time.monotonic() < gone_by:
@@ -303,4 +316,4 @@ def kill_study_after_first_checkpoint(
             except ProcessLookupError:
                 break
             time.sleep(0.02)
-    return study, pre
+    return study, pre, proc.returncode, err

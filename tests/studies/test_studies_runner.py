@@ -13,9 +13,17 @@ import pytest
 import torch
 import yaml
 
+from inpaintssl.layout import RunFolder
 from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study, runner
 from inpaintssl.studies.runner import StudySummary
-from study_helpers import CLASSES, TEST_SLICES, TEST_VOLUMES, VAL_SLICES, kill_study_after_first_checkpoint
+from study_helpers import (
+    CLASSES,
+    TEST_SLICES,
+    TEST_VOLUMES,
+    VAL_SLICES,
+    kill_study_after_first_checkpoint,
+    signal_study_after_first_checkpoint,
+)
 
 # Per fine-tuning run: per image and per volume, Dice of each class and the class mean.
 FINETUNE_ROWS = (TEST_SLICES + TEST_VOLUMES) * (len(CLASSES) + 1)
@@ -158,6 +166,30 @@ def test_a_killed_study_resumes_mid_run_and_records_every_run_once(spec_factory:
     with open(study.runs_dir() / pre.id / "metrics.csv", newline="") as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
     assert epochs == list(range(6))
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_study_with_worker_processes_leaves_no_run_claimed_or_locked(
+    spec_factory: Any, tmp_path: Path
+) -> None:
+    # scancel signals every process of the job step. Workers that died of it left their runs
+    # claimed and their run folders locked, which a job requeued on another node can only wait out
+    # (stale_after_s, the lock's heartbeat); stopped as an exception they hand both back.
+    import signal
+
+    spec = spec_factory(label_fractions=[0.5])
+    spec["grid"] = {"pretrain.pretext.task": ["context_restoration"]}
+    study, pre, status, err = signal_study_after_first_checkpoint(
+        spec, tmp_path, "--workers", "2", signum=signal.SIGTERM
+    )
+    assert status == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    with StudyStore(study.database_path()) as store:
+        runs = {r.id: r.status for r in store.runs()}
+    assert runs[pre.id] == "pending"
+    assert "running" not in runs.values(), runs
+    assert not list(study.runs_dir().glob(f"*/{RunFolder.LOCK}")), "a run folder is still locked"
+    assert not list(study.runs_dir().rglob("*.tmp")), "temporaries left behind"
 
 
 @pytest.mark.gpu

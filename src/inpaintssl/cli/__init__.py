@@ -25,17 +25,16 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from inpaintssl._version import __version__
 from inpaintssl.layout import RunFolder
+from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.warning_format import command_warnings
 
 if TYPE_CHECKING:
@@ -681,88 +680,6 @@ _RESUME_HINT = MappingProxyType(
 )
 
 
-class _Terminated(SystemExit):
-    """A signal ended the command: exit status ``128 + signal``, as a shell reports it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(128 + signum)
-        self.signum = signum
-        self.signal_name = signal.Signals(signum).name
-
-
-_REDELIVERY_DELAY_S = 0.01
-"""How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
-long enough for the unraisable hook that saw the drop to have returned, short against any
-scheduler's grace period."""
-
-
-@contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """Turn SIGTERM (``scancel``, a scheduler's preemption, ``kill``) into ``SystemExit(143)``.
-
-    Python's default for SIGTERM ends the process at once: the run folder's lock stays behind,
-    and a requeued job on another node is refused the folder. As an exception, the ``with``
-    blocks on the way out release the lock and remove temporaries, as for Ctrl-C; :func:`main`
-    then says so in one line, as for Ctrl-C.
-
-    A signal's handler runs wherever the main thread is, and that may be a finaliser (a
-    ``__del__``, a weakref callback such as matplotlib's): Python drops an exception raised there
-    after printing "Exception ignored in ...", and the command would go on as if never told to
-    stop. The unraisable hook sees such a drop, of SIGTERM's exit or of Ctrl-C's
-    ``KeyboardInterrupt``, and the signal is then sent again, to land in the command's own code.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    inside = threading.Event()
-
-    def terminated(signum: int, frame: object) -> None:
-        raise _Terminated(signum)
-
-    def send_again_later(signum: int) -> None:
-        def send() -> None:
-            if inside.is_set():  # once outside, the previous handler would see it: let it be
-                signal.raise_signal(signum)
-
-        timer = threading.Timer(_REDELIVERY_DELAY_S, send)
-        timer.daemon = True
-        timer.start()
-
-    previous_hook = sys.unraisablehook
-
-    def signal_of(dropped: BaseException | None) -> int | None:
-        if isinstance(dropped, _Terminated):
-            return dropped.signum
-        if (
-            isinstance(dropped, KeyboardInterrupt)
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            return signal.SIGINT
-        return None
-
-    def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
-        signum = signal_of(unraisable.exc_value)
-        if signum is None:
-            previous_hook(unraisable)
-            return
-        while True:
-            try:
-                send_again_later(signum)
-                return
-            except (_Terminated, KeyboardInterrupt):  # the signal sent again came before this returned
-                continue
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    sys.unraisablehook = redeliver_if_dropped
-    inside.set()
-    try:
-        yield
-    finally:
-        inside.clear()
-        sys.unraisablehook = previous_hook
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _joined_shard(argv: Sequence[str]) -> list[str]:
     """``--shard -1/2`` as ``--shard=-1/2``, so that the library's own check names the bad value.
 
@@ -892,7 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stdout = _StdoutWatch()
     try:
-        with command_warnings(args.command), _terminate_as_exit(), stdout:
+        with command_warnings(args.command), terminate_as_exit(), stdout:
             status = int(args.func(args))
             # Here, not at interpreter exit: a reader that left is then seen by the handler below.
             stdout.flush()
@@ -906,7 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The run's lock and temporaries are cleaned up on the way out; its last checkpoint stays.
         print(f"inpaintssl {args.command}: interrupted{_RESUME_HINT.get(args.command, '')}", file=sys.stderr)
         return 130
-    except _Terminated as exc:
+    except Terminated as exc:
         # Cleaned up as for Ctrl-C; the exit status stays the signal's (143), which schedulers read.
         hint = _RESUME_HINT.get(args.command, "")
         print(f"inpaintssl {args.command}: terminated ({exc.signal_name}){hint}", file=sys.stderr)

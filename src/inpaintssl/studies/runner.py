@@ -83,6 +83,7 @@ from pydantic import ValidationError
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import ConfigError
 from inpaintssl.options import check_option
+from inpaintssl.signals import terminate_as_exit
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
@@ -194,7 +195,10 @@ def _worker_process(
         install_command_warnings(command)
     spec = StudySpec.model_validate_json(spec_json)
     torch.set_num_threads(_local_threads(spec, workers))
-    return run_worker(spec, shard=shard, index=index, quiet=quiet)
+    # Slurm signals every process of a job step: a worker stopped as an exception hands its run
+    # and the run folder's lock back, so the job requeued on another node resumes at once.
+    with terminate_as_exit():
+        return run_worker(spec, shard=shard, index=index, quiet=quiet)
 
 
 def run_study(

@@ -1,0 +1,128 @@
+"""SIGTERM as an exception, so that a stopped process cleans up on its way out, as for Ctrl-C.
+
+Slurm's ``scancel``, a preemption, a time limit and ``kill`` send SIGTERM, whose default ends a
+Python process where it stands: a run folder's lock and a study's claim on a run stay behind, and a
+job requeued on another node waits until they go stale. Inside :func:`terminate_as_exit`, SIGTERM
+raises :class:`Terminated` (a ``SystemExit`` with status 143) in the main thread instead, and the
+``with`` blocks it passes release what they hold. The command line wraps every command in it, and
+a study's local worker processes each wrap their work.
+
+Example:
+    >>> try:
+    ...     with terminate_as_exit():
+    ...         handler = signal.getsignal(signal.SIGTERM)
+    ...         handler(signal.SIGTERM, None)  # what SIGTERM's arrival calls
+    ... except Terminated as stopped:
+    ...     print(stopped.code, stopped.signal_name)
+    143 SIGTERM
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+__all__ = ["Terminated", "terminate_as_exit"]
+
+_REDELIVERY_DELAY_S = 0.01
+"""How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
+long enough for the unraisable hook that saw the drop to have returned, short against any
+scheduler's grace period."""
+
+
+class Terminated(SystemExit):
+    """A signal ended the process: exit status ``128 + signal``, as a shell reports it.
+
+    Attributes:
+        signum: The signal's number.
+        signal_name: Its name, e.g. ``SIGTERM``.
+
+    Example:
+        >>> Terminated(15).code, Terminated(15).signal_name
+        (143, 'SIGTERM')
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+
+    def __reduce__(self) -> tuple[type[Terminated], tuple[int]]:
+        # A worker process sends it to its parent pickled; the default rebuilds it from the exit
+        # status (143), which is no signal.
+        return (type(self), (self.signum,))
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (in any other
+    thread the block changes nothing: only the main thread may set a signal's handler).
+
+    A signal's handler runs wherever the main thread is, and that may be a finaliser (a
+    ``__del__``, a weakref callback such as matplotlib's): Python drops an exception raised there
+    after printing "Exception ignored in ...", and the process would go on as if never told to
+    stop. The unraisable hook sees such a drop, of :class:`Terminated` or of Ctrl-C's
+    ``KeyboardInterrupt``, and the signal is then sent again, to land in the process's own code.
+    The previous handler and hook come back when the block ends.
+
+    Example:
+        >>> before = signal.getsignal(signal.SIGTERM)
+        >>> with terminate_as_exit():
+        ...     signal.getsignal(signal.SIGTERM) is before
+        False
+        >>> signal.getsignal(signal.SIGTERM) is before
+        True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    inside = threading.Event()
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    def send_again_later(signum: int) -> None:
+        def send() -> None:
+            if inside.is_set():  # once outside, the previous handler would see it: let it be
+                signal.raise_signal(signum)
+
+        timer = threading.Timer(_REDELIVERY_DELAY_S, send)
+        timer.daemon = True
+        timer.start()
+
+    previous_hook = sys.unraisablehook
+
+    def signal_of(dropped: BaseException | None) -> int | None:
+        if isinstance(dropped, Terminated):
+            return dropped.signum
+        if (
+            isinstance(dropped, KeyboardInterrupt)
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            return signal.SIGINT
+        return None
+
+    def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
+        signum = signal_of(unraisable.exc_value)
+        if signum is None:
+            previous_hook(unraisable)
+            return
+        while True:
+            try:
+                send_again_later(signum)
+                return
+            except (Terminated, KeyboardInterrupt):  # the signal sent again came before this returned
+                continue
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    sys.unraisablehook = redeliver_if_dropped
+    inside.set()
+    try:
+        yield
+    finally:
+        inside.clear()
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,46 @@
+"""SIGTERM as an exception: what crosses a process boundary, and where the handler is set."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+import threading
+
+import pytest
+
+from inpaintssl.signals import Terminated, terminate_as_exit
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_terminated_survives_the_pickling_a_worker_process_sends_it_back_with(signum: int) -> None:
+    # Rebuilt from its exit status (143) it would name signal 143, which does not exist.
+    sent = pickle.loads(pickle.dumps(Terminated(signum)))
+    assert type(sent) is Terminated
+    assert (sent.code, sent.signum, sent.signal_name) == (128 + signum, signum, signal.Signals(signum).name)
+
+
+def test_the_handler_and_the_unraisable_hook_come_back_after_the_block() -> None:
+    handler, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    with pytest.raises(Terminated), terminate_as_exit():
+        assert signal.getsignal(signal.SIGTERM) is not handler
+        assert sys.unraisablehook is not hook
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("SIGTERM did not raise")
+    assert signal.getsignal(signal.SIGTERM) is handler and sys.unraisablehook is hook
+
+
+def test_outside_the_main_thread_the_block_changes_nothing() -> None:
+    # Only the main thread may set a handler; a block in a worker thread must neither fail nor
+    # take SIGTERM from the main thread's code.
+    seen: list[object] = []
+
+    def body() -> None:
+        with terminate_as_exit():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen == [before]
