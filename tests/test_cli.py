@@ -349,6 +349,7 @@ def test_a_signal_that_lands_in_a_finaliser_still_ends_the_command(
     # Python drops the exception with "Exception ignored in ...", and a CI run saw the command then
     # finish its training and exit 0 after scancel. The signal must still end it, as it says.
     import signal
+    import threading
     import time
     import weakref
 
@@ -359,7 +360,7 @@ def test_a_signal_that_lands_in_a_finaliser_still_ends_the_command(
 
     def collected(ref: object) -> None:
         nonlocal handled_in_the_finaliser
-        os.kill(os.getpid(), signal.Signals[signal_name])  # the handler runs right after this call
+        signal.raise_signal(signal.Signals[signal_name])  # the handler runs inside this call
         handled_in_the_finaliser = False
 
     def signalled_in_a_finaliser(args: argparse.Namespace) -> int:
@@ -367,18 +368,20 @@ def test_a_signal_that_lands_in_a_finaliser_still_ends_the_command(
         watch = weakref.ref(figure, collected)
         del figure
         assert watch() is None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Blocked, as a study's driver waits on its workers: the signal sent again must reach
+        # this thread and interrupt the wait, not only be noticed once the wait ends.
+        threading.Event().wait(30)
         raise AssertionError(f"the {signal_name} dropped in the finaliser did not end the command")
 
     monkeypatch.setattr(cli, "_cmd_pretrain", signalled_in_a_finaliser)
     hook_before = sys.unraisablehook
+    started = time.monotonic()
     try:
         returned = main(["pretrain"])
     except SystemExit as exc:  # SIGTERM's exit goes on up, for the interpreter to exit 143
         returned = exc.code
     assert returned == status
+    assert time.monotonic() - started < 15, "the wait was not interrupted; it ran out"
     assert handled_in_the_finaliser, "the signal was not handled inside the finaliser"
     err = capsys.readouterr().err
     assert "Exception ignored" not in err

@@ -80,13 +80,20 @@ def terminate_as_exit() -> Iterator[None]:
         yield
         return
     inside = threading.Event()
+    main_thread = threading.main_thread().ident
 
     def terminated(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
     def send_again_later(signum: int) -> None:
         def send() -> None:
-            if inside.is_set():  # once outside, the previous handler would see it: let it be
+            if not inside.is_set():  # once outside, the previous handler would see it: let it be
+                return
+            if hasattr(signal, "pthread_kill") and main_thread is not None:
+                # To the main thread itself, so that a wait it is blocked in (a lock, a sleep)
+                # is interrupted and the handler runs at once; raise() would signal this thread.
+                signal.pthread_kill(main_thread, signum)
+            else:
                 signal.raise_signal(signum)
 
         timer = threading.Timer(_REDELIVERY_DELAY_S, send)
