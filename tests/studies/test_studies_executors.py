@@ -493,6 +493,34 @@ def test_a_result_file_seen_late_by_the_driver_is_waited_for(
     assert clock.now == pytest.approx(100.0, abs=1.0)
 
 
+def test_the_driver_keeps_its_heartbeat_while_it_waits_for_a_late_result_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait for a late file outlasts stale_after_s here: without heartbeats meanwhile, a
+    # second driver would take the runs still in flight for abandoned ones.
+    spec = {**_spec(tmp_path / "study", chunk_size=1), "heartbeat_s": 10.0, "stale_after_s": 40.0}
+    study = load_spec(spec)
+    clock = _LateClock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    beats: dict[str, list[float]] = {}
+    original = StudyStore.heartbeat
+
+    def heartbeat(self: StudyStore, run_id: str, worker: Any) -> bool:
+        beats.setdefault(run_id, []).append(clock.now)
+        return original(self, run_id, worker)
+
+    monkeypatch.setattr(StudyStore, "heartbeat", heartbeat)
+    backend = _SeenLate(study.results_dir(), clock, seconds=5.0, lag=100.0)
+    run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    with StudyStore(study.database_path()) as store:
+        assert {r.status for r in store.runs()} == {"done"}
+    # Submitted at 0 s (the first beat), ended at 5 s, seen at 105 s: beats all along, not once.
+    (pre,) = expand_study(study).pretrain_jobs()
+    times = [0.0, *beats.get(pre.id, [])]
+    assert times[-1] >= 100.0 - 10.0, times
+    assert max(b - a for a, b in zip(times, times[1:])) <= 10.0 + 1.0, times
+
+
 def test_a_result_file_the_driver_never_sees_fails_its_run_naming_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -133,6 +133,7 @@ class _Driver:
     me: WorkerId
     quiet: bool
     last_beat: float = 0.0  # time.monotonic() of the last heartbeat of the submitted runs
+    submitted: tuple[str, ...] = ()  # the runs submitted and not yet merged, whose heartbeat it keeps
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -229,6 +230,7 @@ class _Driver:
         deadline = time.monotonic() + _RESULT_FILE_GRACE_S
         unseen = [run_id for run_id in reported if not paths[run_id].is_file()]
         while unseen and time.monotonic() < deadline:
+            self._beat_if_due()  # a long wait must not let a second driver take the live runs
             time.sleep(_POLL_S)
             unseen = [run_id for run_id in unseen if not paths[run_id].is_file()]
         return [paths[run_id] for run_id in ids if paths[run_id].is_file()], set(unseen)
@@ -279,6 +281,7 @@ class _Driver:
                     return reports
                 self._wait(in_flight)
                 for submission, batch in [entry for entry in in_flight if entry[0].done()]:
+                    self.submitted = tuple(job.id for _, jobs in in_flight for job in jobs)
                     in_flight.remove((submission, batch))
                     reports.append(self.report(submission, batch))
         finally:
@@ -297,15 +300,19 @@ class _Driver:
         ``heartbeat_s`` apart must not postpone it forever, or a second driver would take this
         live driver's runs for abandoned ones.
         """
+        self.submitted = tuple(job.id for _, batch in in_flight for job in batch)
         while True:
-            if time.monotonic() - self.last_beat > self.spec.heartbeat_s:
-                for _, batch in in_flight:
-                    for job in batch:
-                        self.store.heartbeat(job.id, self.me)
-                self.last_beat = time.monotonic()
+            self._beat_if_due()
             if any(submission.done() for submission, _ in in_flight):
                 return
             time.sleep(_POLL_S)
+
+    def _beat_if_due(self) -> None:
+        """Refresh the heartbeats of the submitted runs if ``heartbeat_s`` has passed."""
+        if time.monotonic() - self.last_beat > self.spec.heartbeat_s:
+            for run_id in self.submitted:
+                self.store.heartbeat(run_id, self.me)
+            self.last_beat = time.monotonic()
 
 
 def _task_reports(submission: Submission) -> tuple[dict[str, TaskReport], str | None]:
