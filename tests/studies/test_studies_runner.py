@@ -179,15 +179,16 @@ def test_sigterm_to_a_study_with_worker_processes_leaves_no_run_claimed_or_locke
 
     spec = spec_factory(label_fractions=[0.5])
     spec["grid"] = {"pretrain.pretext.task": ["context_restoration"]}
-    study, pre, status, err = signal_study_after_first_checkpoint(
+    study, _, status, err = signal_study_after_first_checkpoint(
         spec, tmp_path, "--workers", "2", signum=signal.SIGTERM
     )
     assert status == 143, err
     assert "terminated (SIGTERM)" in err and "Traceback" not in err, err
     with StudyStore(study.database_path()) as store:
-        runs = {r.id: r.status for r in store.runs()}
-    assert runs[pre.id] == "pending"
-    assert "running" not in runs.values(), runs
+        runs = {r.id: (r.status, r.attempts) for r in store.runs()}
+    assert "running" not in {status for status, _ in runs.values()}, runs
+    # Pretraining, signalled after its first checkpoint, at least was claimed and handed back.
+    assert any(status == "pending" and attempts for status, attempts in runs.values()), runs
     assert not list(study.runs_dir().glob(f"*/{RunFolder.LOCK}")), "a run folder is still locked"
     assert not list(study.runs_dir().rglob("*.tmp")), "temporaries left behind"
 
