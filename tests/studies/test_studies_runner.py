@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -206,9 +207,13 @@ def test_a_study_runs_on_cuda(spec_factory: Any) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_process_is_reported_and_the_next_call_finishes_the_study(
-    spec_factory: Any, tmp_path: Path
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_killed_worker_process_is_reported_and_the_study_is_finished(
+    signal_name: str, spec_factory: Any, tmp_path: Path
 ) -> None:
+    # SIGKILL (the OOM killer) breaks the pool: the next call finishes the study. SIGTERM (a
+    # user's kill of one pid) stops that worker alone: it hands its run back, and its sibling
+    # takes the run over and finishes the study in the same call.
     import signal
     import subprocess
     import sys
@@ -236,16 +241,23 @@ def test_a_killed_worker_process_is_reported_and_the_next_call_finishes_the_stud
             time.sleep(0.1)
         assert worker is not None, "no worker process started"
         time.sleep(1.0)
-        os.kill(worker, signal.SIGKILL)
+        os.kill(worker, signal.Signals[signal_name])
         out, err = driver.communicate(timeout=300)
     finally:
         driver.kill()
-    assert driver.returncode == 1, err[-2000:]
-    assert "inpaintssl experiment: warning: a worker process of 'pretext_design' died" in err
     assert "Traceback" not in err
     assert json.loads(out.strip().splitlines()[-1])["study"] == "pretext_design"
-    # The next call takes over what the dead workers held and finishes, recording each run once.
-    assert run_study(spec, quiet=True).complete
+    if signal_name == "SIGKILL":
+        assert driver.returncode == 1, err[-2000:]
+        assert "inpaintssl experiment: warning: a worker process of 'pretext_design' died" in err
+        # The next call takes over what the dead workers held and finishes.
+        assert run_study(spec, quiet=True).complete
+    else:
+        assert driver.returncode == 0, err[-2000:]
+        stopped = r"warning: worker process [01] of 'pretext_design' was stopped \(SIGTERM\)"
+        assert re.search(stopped, err), err
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["status"] == {"done": summary["runs"]}, summary
     _assert_recorded_exactly_once(spec)
 
 

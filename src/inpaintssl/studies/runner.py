@@ -72,7 +72,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
@@ -83,7 +83,7 @@ from pydantic import ValidationError
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import ConfigError
 from inpaintssl.options import check_option
-from inpaintssl.signals import terminate_as_exit
+from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
@@ -201,6 +201,27 @@ def _worker_process(
         return run_worker(spec, shard=shard, index=index, quiet=quiet)
 
 
+def _worker_report(future: Future[WorkerReport], spec: StudySpec, index: int) -> WorkerReport | None:
+    """What local worker process ``index`` did; ``None``, with a warning, if a signal stopped it alone.
+
+    A worker stopped by SIGTERM (``kill`` of its pid) handed its run back, and its siblings take
+    it; the study goes on without it. SIGTERM to this process as well stops the whole command.
+    """
+    try:
+        return future.result()
+    except Terminated as stopped:
+        if not (future.done() and future.exception() is stopped):
+            raise  # this process's own SIGTERM, raised while it waited
+        warnings.warn(
+            f"worker process {index} of {spec.study!r} was stopped ({stopped.signal_name}); its run "
+            "went back to the queue, for the other workers or the next call to resume from its last "
+            "checkpoint",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+
+
 def run_study(
     spec: StudySpec | Mapping[str, Any] | str | Path,
     *,
@@ -294,7 +315,11 @@ def run_study(
                 for i in range(workers)
             ]
             try:
-                reports = [f.result() for f in futures]
+                reports = []
+                for index, future in enumerate(futures):
+                    report = _worker_report(future, spec, index)
+                    if report is not None:
+                        reports.append(report)
             except BrokenProcessPool:
                 # A worker killed (by the OOM killer, a user, a scheduler) takes the pool and its
                 # siblings down; their runs stay claimed until the next call takes them over.
