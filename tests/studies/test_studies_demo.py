@@ -118,3 +118,24 @@ def test_summary_pairs_slices_and_reports_per_seed_differences() -> None:
     assert entry["p_value"] == pytest.approx(2.0**-6)
     table = format_table(summary, class_names=["gm"])
     assert "| 5% | 0.550 / 0.400 |" in table and "+0.100, +0.200" in table
+
+
+def test_the_console_table_gives_each_fraction_its_holm_adjusted_p_value() -> None:
+    # Two fractions: SSL wins on all six slices at 5 % (p = 2**-6) and on four of six at 50 %.
+    rows = []
+    for fraction, wins in ((0.05, 6), (0.5, 4)):
+        for i in range(6):
+            for arm in ("ssl", "supervised"):
+                bonus = (0.01 * (i + 1) if i < wins else -0.02 * (i + 1)) if arm == "ssl" else 0.0
+                item = {"arm": arm, "strategy": arm, "label_fraction": fraction, "subset_seed": 0}
+                item |= {"level": "image", "volume_id": f"s{i}", "slice_index": 0, "class_name": ""}
+                rows.append({**item, "metric": "dice_mean", "value": 0.5 + bonus})
+    summary = label_fraction_summary(Table(rows), class_names=[])
+    p_small, p_large = (entry["p_value"] for entry in summary)
+    assert p_small == pytest.approx(2.0**-6) and p_large > p_small
+    # Holm over two tests, by hand: the smaller p doubled, the larger kept (never below the first).
+    holm = [min(1.0, 2 * p_small), max(min(1.0, 2 * p_small), p_large)]
+    lines = format_table(summary, class_names=[]).splitlines()
+    assert lines[0].split(" | ")[2:4] == ["p (SSL>sup)", "p Holm"]
+    for line, expected in zip(lines[2:], holm):
+        assert line.split(" | ")[3] == f"{expected:.3g}"
