@@ -184,7 +184,9 @@ Without ``--resume``, a run refuses a folder that already holds checkpoints. ``S
 (``scancel``, a preemption) ends a command with exit status 143 through the same clean-up as
 Ctrl-C (lock and temporaries removed, the last checkpoint kept), with one line that says so:
 ``inpaintssl pretrain: terminated (SIGTERM); the same command with --resume continues from the
-last checkpoint``.
+last checkpoint``. This holds also when the signal arrives while Python runs a finaliser, which
+drops exceptions (the signal is then sent again), and in a study's local worker processes, which
+hand their runs back to the queue (:mod:`inpaintssl.signals`).
 
 Safe checkpoint loading
 -----------------------
