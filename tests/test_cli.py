@@ -375,11 +375,16 @@ def test_a_signal_that_lands_in_a_finaliser_still_ends_the_command(
 
     monkeypatch.setattr(cli, "_cmd_pretrain", signalled_in_a_finaliser)
     hook_before = sys.unraisablehook
+    # Ctrl-C as at a terminal: a shell starts a background job (``make test &``) with SIGINT
+    # ignored, and Python then leaves it so.
+    sigint_before = signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     try:
         returned = main(["pretrain"])
     except SystemExit as exc:  # SIGTERM's exit goes on up, for the interpreter to exit 143
         returned = exc.code
+    finally:
+        signal.signal(signal.SIGINT, sigint_before)
     assert returned == status
     assert time.monotonic() - started < 15, "the wait was not interrupted; it ran out"
     assert handled_in_the_finaliser, "the signal was not handled inside the finaliser"
