@@ -130,6 +130,37 @@ def test_cases_globs_pair_images_and_labels_in_sorted_order(tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.parametrize("label_glob", ["seg/*.nii.gz", "seg/*", "seg/case*", "seg/*_seg.nii.gz"])
+def test_a_label_glob_that_takes_in_a_shared_suffix_pairs_each_image_with_its_own_label(
+    tmp_path: Path, label_glob: str
+) -> None:
+    # "seg/*.nii.gz" matches case1_seg where "img/*.nii.gz" matches case1: paired in sorted order,
+    # case1 got case10_seg ('_' sorts after '0') and case10 got case1_seg, silently.
+    (tmp_path / "img").mkdir()
+    (tmp_path / "seg").mkdir()
+    names = ("case1", "case2", "case10", "case11", "case3")
+    for name in names:
+        (tmp_path / "img" / f"{name}.nii.gz").touch()
+        (tmp_path / "seg" / f"{name}_seg.nii.gz").touch()
+    cases = {"train": {"image": "img/*.nii.gz", "label": label_glob}}
+    found = resolve_cases(cases, "train", root=tmp_path, dataset="nifti")
+    assert sorted(c.volume_id for c in found) == sorted(names)
+    for case in found:
+        assert case.label is not None and case.label.name == f"{case.volume_id}_seg.nii.gz"
+
+
+def test_a_label_glob_with_a_shared_prefix_pairs_by_the_part_that_differs(tmp_path: Path) -> None:
+    for n in ("1", "9", "10"):
+        (tmp_path / f"sub{n}.npy").touch()
+        (tmp_path / f"mask_sub{n}.npy").touch()
+    found = resolve_cases(
+        {"train": {"image": "sub*.npy", "label": "mask_*.npy"}}, "train", root=tmp_path, dataset="numpy"
+    )
+    assert {c.image.name: c.label.name if c.label else None for c in found} == {
+        f"sub{n}.npy": f"mask_sub{n}.npy" for n in ("1", "9", "10")
+    }
+
+
 def test_bare_entries_are_the_unlabelled_split(tmp_path: Path) -> None:
     (tmp_path / "x.npy").touch()
     assert [c.volume_id for c in resolve_cases(["x.npy"], "unlabelled", root=tmp_path, dataset="numpy")] == [

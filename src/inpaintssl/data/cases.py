@@ -16,9 +16,11 @@ instead of a mapping is shorthand for ``{"unlabelled": ...}``, the form extra pr
 use. Relative paths are taken from ``root``; a glob ending in ``/`` matches folders only (DICOM
 series folders). An image glob and its label glob are paired by what their wildcards matched
 (``img/case10.nii.gz`` with ``seg/case10_seg.nii.gz``; sorted lists would pair ``case1`` with
-``case10_seg``, since ``_`` sorts after ``0``), or in sorted order where the two globs' wildcards
-match different names. A glob that matches nothing, a missing file and an image/label glob pair
-that match different counts are errors; so is a split with no entries.
+``case10_seg``, since ``_`` sorts after ``0``), also where the label's wildcard takes in a prefix
+or suffix every label shares (``img/*.nii.gz`` with ``seg/*.nii.gz``: ``case10`` with
+``case10_seg``), and in sorted order only where the two globs' wildcards match unrelated names.
+A glob that matches nothing, a missing file and an image/label glob pair that match different
+counts are errors; so is a split with no entries.
 
 A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
 (:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name). Where
@@ -148,18 +150,58 @@ def _wildcard_parts(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] 
     return keys if len(set(keys)) == len(keys) else None
 
 
+def _shared_length(texts: Sequence[str]) -> int:
+    """How many leading characters all ``texts`` share (character by character, not by path part)."""
+    shortest = min(len(text) for text in texts)
+    for i in range(shortest):
+        if any(text[i] != texts[0][i] for text in texts):
+            return i
+    return shortest
+
+
+def _distinct_cores(keys: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Each key with what all keys share removed: per wildcard, the common prefix, then the
+    common suffix of what is left (``case1_seg``, ``case10_seg`` -> ``1``, ``10``).
+
+    A label named ``p + image + s`` for every image (``seg/*.nii.gz`` matching ``case1_seg``
+    where ``img/*.nii.gz`` matched ``case1``) keeps exactly its image's core: the prefix shared by
+    ``p + image`` is ``p`` plus the images' shared prefix, and likewise for ``s``.
+
+    Example:
+        >>> _distinct_cores([("case1_seg",), ("case10_seg",), ("case2_seg",)])
+        [('1',), ('10',), ('2',)]
+    """
+    if not keys:
+        return []
+    columns = []
+    for parts in zip(*keys):
+        start = _shared_length(parts)
+        rests = [part[start:] for part in parts]
+        end = _shared_length([rest[::-1] for rest in rests])
+        columns.append([rest[: len(rest) - end] for rest in rests])
+    return [tuple(column[i] for column in columns) for i in range(len(keys))]
+
+
 def _pair_labels(
     images: list[Path], image_query: str | None, labels: list[Path], label_query: str | None
 ) -> list[Path]:
     """``labels`` in the order of ``images``: matched by what their globs' wildcards matched
-    (``case10.npy`` with ``case10_seg.npy``) where both give the same set of values, else in
-    sorted order (the two sorted lists can differ: ``case1_seg`` sorts after ``case10_seg``)."""
+    (``case10.npy`` with ``case10_seg.npy``) where both give the same set of values; else by
+    those values less what every image's, or every label's, share (``img/*.nii.gz`` with
+    ``seg/*.nii.gz``: ``case10`` with ``case10_seg``, :func:`_distinct_cores`) where those agree;
+    else in sorted order. Sorted order is the last resort because the two sorted lists can
+    differ (``case1_seg`` sorts after ``case10_seg``, ``case1`` before ``case10``)."""
     if image_query is None or label_query is None:
         return labels
     image_keys = _wildcard_parts(image_query, images)
     label_keys = _wildcard_parts(label_query, labels)
-    if image_keys is None or label_keys is None or set(image_keys) != set(label_keys):
+    if image_keys is None or label_keys is None or len(image_keys[0]) != len(label_keys[0]):
         return labels
+    if set(image_keys) != set(label_keys):
+        image_keys, label_keys = _distinct_cores(image_keys), _distinct_cores(label_keys)
+        unique = len(set(image_keys)) == len(image_keys) and len(set(label_keys)) == len(label_keys)
+        if not unique or set(image_keys) != set(label_keys):
+            return labels
     by_key = dict(zip(label_keys, labels))
     return [by_key[key] for key in image_keys]
 
