@@ -196,6 +196,32 @@ def test_bad_window(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        # One pair written flat, as a YAML list [400, 50] instead of [[400, 50]]: no TypeError.
+        ([400, 50], r"windows\[0\]=400: expected a \(width, level\) pair in HU"),
+        ([[400, None]], r"windows\[0\]=\[400, None\]: expected two numbers"),
+        ([[400, 50], [1800, 400, 0]], r"windows\[1\]=\[1800, 400, 0\]: expected a \(width, level\) pair"),
+        # A NaN level clips every HU value to NaN: the run would train on NaN images.
+        ([[400, float("nan")]], r"windows\[0\]: level=nan must be a finite HU value"),
+        ([[float("inf"), 50]], r"windows\[0\]: width=inf must be positive and finite"),
+    ],
+)
+def test_a_malformed_window_is_refused_naming_it(tmp_path: Path, windows: object, message: str) -> None:
+    _single_slice_case(tmp_path, np.zeros((3, 4)))
+    with pytest.raises(DataError, match=message):
+        ct_dataset(split="unlabelled", labelled=False, cases="l3.dcm", root=tmp_path, windows=windows)
+
+
+def test_windows_given_as_an_array_are_read_as_pairs(tmp_path: Path) -> None:
+    _single_slice_case(tmp_path, np.zeros((3, 4)))
+    ds = ct_dataset(
+        split="unlabelled", labelled=False, cases="l3.dcm", root=tmp_path, windows=np.array([[400, 50]])
+    )
+    assert ds.windows == ((400.0, 50.0),) and ds[0]["image"].shape == (1, 3, 4)
+
+
 def test_missing_optional_dependency_names_the_extra() -> None:
     with pytest.raises(ImportError, match=r'pip install "inpaintssl\[dicom\]"'):
         import_optional("inpaintssl_no_such_module", extra="dicom", purpose="reading DICOM")

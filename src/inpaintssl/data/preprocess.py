@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -131,15 +132,47 @@ def parse_windows(windows: Sequence[Sequence[float]]) -> tuple[tuple[float, floa
     """Validate ``(width, level)`` pairs from a config (lists or tuples).
 
     Raises:
-        DataError: No windows, a pair that is not two numbers, or a width that is not positive.
+        DataError: No windows, a pair that is not two numbers (such as a flat ``[400, 50]``
+            written for ``[[400, 50]]``), a level that is not finite, or a width that is not
+            positive and finite.
+
+    Example:
+        >>> parse_windows([[400, 50], ("1800", "400")])
+        ((400.0, 50.0), (1800.0, 400.0))
+        >>> parse_windows([400, 50])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: windows[0]=400: expected a (width, level) pair in HU, ...
     """
+    if isinstance(windows, np.ndarray):
+        windows = windows.tolist()
+    if isinstance(windows, (str, bytes)) or not isinstance(windows, Sequence):
+        raise DataError(
+            f"windows={windows!r}: expected a list of (width, level) pairs in HU, e.g. [[400, 50]]"
+        )
     parsed: list[tuple[float, float]] = []
     for i, window in enumerate(windows):
-        if len(window) != 2:
-            raise DataError(f"windows[{i}]={list(window)!r}: expected a (width, level) pair in HU")
-        width, level = float(window[0]), float(window[1])
-        if not width > 0:
-            raise DataError(f"windows[{i}]: width={width} must be positive")
+        if isinstance(window, np.ndarray):
+            window = window.tolist()
+        # One flat pair [400, 50] for [[400, 50]] is the easy slip; its items have no len().
+        if isinstance(window, (str, bytes)) or not isinstance(window, Sequence) or len(window) != 2:
+            raise DataError(
+                f"windows[{i}]={window!r}: expected a (width, level) pair in HU, such as [400, 50] "
+                "(windows is a list of pairs: [[400, 50], [1800, 400]])"
+            )
+        try:
+            if any(isinstance(v, bool) for v in window):
+                raise TypeError
+            width, level = float(window[0]), float(window[1])
+        except (TypeError, ValueError):
+            raise DataError(
+                f"windows[{i}]={list(window)!r}: expected two numbers (width, level) in HU"
+            ) from None
+        # A NaN bound makes np.clip return NaN everywhere: every image of the run would be NaN.
+        if not (width > 0 and math.isfinite(width)):
+            raise DataError(f"windows[{i}]: width={width} must be positive and finite")
+        if not math.isfinite(level):
+            raise DataError(f"windows[{i}]: level={level} must be a finite HU value")
         parsed.append((width, level))
     if not parsed:
         raise DataError("windows is empty; expected at least one (width, level) pair")
