@@ -80,7 +80,35 @@ def test_shapes_spacing_and_class_presence_in_mid_brain() -> None:
         fractions = [float((label.sum(0) == 0).mean()), *label.mean(axis=(1, 2)).tolist()]
         assert min(fractions) > 0.005, fractions  # background, csf, gm and wm all present
         assert label.sum(0).max() == 1
-    assert ds[0]["spacing"].tolist() == pytest.approx([233 / 116, 197 / 98, 189 / 94])
+    # Rows are y (233 -> 116 voxels), columns x (197 -> 98), slices z (189 -> 94).
+    assert ds[0]["spacing"].tolist() == pytest.approx(
+        [_zoomed_step(233, 0.5), _zoomed_step(197, 0.5), _zoomed_step(189, 0.5)]
+    )
+
+
+def _zoomed_step(count: int, zoom: float) -> float:
+    """The voxel step ndimage.zoom gives 1 mm voxels: where it puts the stored 1 mm ramp, measured."""
+    # mode="nearest": the default drops the last sample to cval when its coordinate rounds past the end.
+    ramp = ndimage.zoom(np.arange(count, dtype=np.float64), zoom, order=1, mode="nearest")
+    steps = np.diff(ramp)
+    assert np.allclose(steps, steps[0])
+    return float(steps[0])
+
+
+@pytest.mark.parametrize("zoom", [0.25, 0.5])
+def test_the_spacing_is_that_of_the_zoomed_grid_so_sizes_in_mm_are_kept(zoom: float) -> None:
+    # The head's extent between the first and last voxel centres is the same in mm before and
+    # after zooming; 197 / 98 per voxel put it (and every volume in mL) 1.5 % short at zoom 0.5.
+    ds = MNI152Dataset(split="val", zoom=zoom)
+    rows, cols, step = ds[0]["spacing"].tolist()
+    shape = nib.load(template_files()["t1"]).shape
+    zoomed = [round(n * zoom) for n in shape]
+    assert (rows * (zoomed[1] - 1), cols * (zoomed[0] - 1), step * (zoomed[2] - 1)) == pytest.approx(
+        (shape[1] - 1.0, shape[0] - 1.0, shape[2] - 1.0)
+    )
+    assert (rows, cols, step) == pytest.approx(
+        (_zoomed_step(233, zoom), _zoomed_step(197, zoom), _zoomed_step(189, zoom))
+    )
 
 
 def test_whole_volume_zscore_puts_background_near_minus_half() -> None:
