@@ -197,6 +197,27 @@ def test_empty_split(skmtea: SkmteaFixture) -> None:
         SKMTEADataset(split="val", root=skmtea.root)
 
 
+@pytest.mark.parametrize(
+    ("spacing", "found"),
+    [
+        (None, "is not a list of numbers"),
+        ([0.3125, 0.3125, 0], r"holds 0 \(value 3\)"),
+        ([0.3, 0.3], "has 2 value"),
+    ],
+)
+def test_a_bad_voxel_spacing_is_refused_naming_the_scan(
+    skmtea: SkmteaFixture, spacing: object, found: str
+) -> None:
+    # A null spacing crashed in float(); a zero one made every volume of the scan 0 mm^3.
+    ann = skmtea.root / "annotations" / "v1.0.0" / "val.json"
+    data = json.loads(ann.read_text())
+    data["images"][0]["voxel_spacing"] = spacing
+    ann.write_text(json.dumps(data))
+    scan = data["images"][0]["scan_id"]
+    with pytest.raises(DataError, match=rf"voxel_spacing of scan '{scan}' .*{found}"):
+        SKMTEADataset(split="val", root=skmtea.root)
+
+
 def test_missing_annotation_file(skmtea: SkmteaFixture) -> None:
     with pytest.raises(DataError, match=r"annotation file .*v9/train\.json does not exist"):
         SKMTEADataset(split="train", root=skmtea.root, annotation_version="v9")

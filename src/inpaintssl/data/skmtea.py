@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
-from inpaintssl.data.checks import check_finite, check_rank, check_real, existing_path
+from inpaintssl.data.checks import check_finite, check_rank, check_real, check_spacing, existing_path
 from inpaintssl.data.labels import merge_onehot
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.preflight import CaseCheck
@@ -267,9 +267,13 @@ class SKMTEADataset(SliceDataset):
             file_stats = _file_stats(handle) if self._stats_source != "compute" else None
         if self._stats_source == "file" and file_stats is None:
             raise DataError(f"{path} has no stats/rss mean and std; use stats='auto' or 'compute'")
-        spacing = tuple(float(v) for v in entry.get("voxel_spacing", _DEFAULT_SPACING))
-        if len(spacing) != 3:
-            raise DataError(f"skmtea: voxel_spacing of {entry['scan_id']!r} is {spacing}; expected 3 numbers")
+        # A null, zero or text spacing in a hand-edited annotation file crashed in float() or put
+        # every tissue volume of the scan at 0 mm^3; it is refused here, naming the scan.
+        spacing = check_spacing(
+            entry.get("voxel_spacing", _DEFAULT_SPACING),
+            where=f"skmtea: annotation images[].voxel_spacing of scan {entry['scan_id']!r} ({path.name})",
+            rank=3,
+        )
         shape = shapes["echo1"]
         return _Scan(
             scan_id=str(entry["scan_id"]),
