@@ -487,6 +487,10 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
     assert not (tmp_path / "exports").exists()
     with pytest.raises(ValueError, match=r"example must have shape \(N, 1, H, W\)"):
         export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 3, 8, 8))
+    told = r"example has H x W = 30 x 32; expected multiples of .*=4.* 32 x 32"
+    with pytest.raises(ValueError, match=told):
+        export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 1, 30, 32))
+    assert not (tmp_path / "m.pt").exists()
     with pytest.raises(ValueError, match="atol=-1"):
         export_model(model, format="torchscript", output=tmp_path / "m.pt", atol=-1)
     with pytest.raises(ValueError, match=r"which='last' picks a checkpoint of a run folder; .* loaded"):

@@ -256,6 +256,27 @@ def test_crop_or_pad_4d_inverts_the_crop(crop_run_4d: Path, brains: Path, tmp_pa
         assert np.array_equal(window[many], best[many])
 
 
+def test_cut_edges_of_a_slice_cut_one_way_and_padded_the_other_count_only_its_pixels(
+    crop_run_4d: Path, brains: Path, tmp_path: Path
+) -> None:
+    # 40x56 slices for a 48x48 model: the columns are cut (4..51 kept), the rows padded (4 rows of
+    # padding above and below). The cut edges are columns 4 and 51 of the scan's 40 rows, not the
+    # model grid's 48 rows, and labels the network puts on the padding are no labels of the scan.
+    source = nib.load(brains / "c_4d.nii.gz")
+    short = tmp_path / "short.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(source.dataobj)[4:44], source.affine), short)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = predict(crop_run_4d, short, output=tmp_path / "pred", device="cpu", progress=False)
+    seg, _, _ = _nifti(tmp_path / "pred" / "short_seg.nii.gz")
+    (case,) = report.cases
+    assert seg.shape == (40, 56, 40)
+    on_edges = int((seg[:, [4, 51], :] > 0).sum())
+    assert on_edges > 0  # the tightly cut brains reach the crop
+    assert case.cut_edge_voxels == on_edges
+    assert case.cut_edge_share == pytest.approx(on_edges / (40 * 2 * 40))
+
+
 def test_sliding_windows_cover_the_whole_slice(
     crop_run_4d: Path, brains: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -437,6 +458,34 @@ def test_a_scan_stored_in_metres_is_measured_in_mm(softmax_run: Path, brains: Pa
     assert np.allclose(written.affine, in_metres) and written.header.get_xyzt_units()[0] == "meter"
 
 
+def test_a_2d_nifti_slice_is_measured_with_the_thickness_its_affine_states(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # Slice 20 of scan "c" as a 2-D file, in millimetres and in metres: its header sizes two axes,
+    # but its affine (which its label map is written with) makes each voxel 4.25 mm thick, as the
+    # same slice saved as an (X, Y, 1) volume is measured.
+    plane = np.asarray(nib.load(brains / "c.nii.gz").dataobj)[:, :, 20]
+    nib.save(nib.Nifti1Image(plane, AFFINE), tmp_path / "flat.nii.gz")
+    in_metres = AFFINE.copy()
+    in_metres[:3] /= 1000.0
+    scan = nib.Nifti1Image(plane, in_metres)
+    scan.header.set_xyzt_units("meter")
+    nib.save(scan, tmp_path / "flat_m.nii.gz")
+    report = predict(
+        softmax_run,
+        [tmp_path / "flat.nii.gz", tmp_path / "flat_m.nii.gz"],
+        output=tmp_path / "p",
+        device="cpu",
+        progress=False,
+    )
+    for case in report.cases:
+        seg = _nifti(case.segmentation)[0]
+        assert seg.shape == (48, 56)
+        expected = {name: int((seg == k + 1).sum()) * VOXEL_MM3 / 1000.0 for k, name in enumerate(CLASSES)}
+        assert any(expected.values())
+        assert case.volumes_ml == pytest.approx(expected, rel=1e-6)
+
+
 @given(
     st.lists(
         st.tuples(
@@ -456,6 +505,19 @@ def test_case_names_are_unique_for_any_distinct_inputs(parts: list[tuple[str, st
     # A name no other input has is kept as it is, whatever names the others are given.
     stems = [case_stem(p) for p in paths]
     assert all(name == stem for name, stem in zip(names, stems) if stems.count(stem) == 1)
+
+
+def test_a_series_given_as_dot_or_dot_dot_is_named_after_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `inpaintssl predict runs/ft . --output ../segs` from inside a DICOM series folder: the case
+    # (and its label map's name) is the folder's, not "" ("_seg.nii.gz", a hidden file) or "..".
+    inner = tmp_path / "study" / "series-7"
+    inner.mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    assert case_names([Path(".")]) == ["series-7"]
+    assert case_names([Path("..")]) == ["study"]
+    assert case_names([Path("."), Path("..")]) == ["series-7", "study"]
 
 
 @pytest.mark.parametrize(
@@ -831,6 +893,49 @@ def test_a_scan_stored_in_another_axis_order_is_predicted_as_in_training(
         )
     assert any(re.search(told, str(w.message)) for w in caught), [str(w.message) for w in caught]
     assert stored.cases[0].reoriented_to is None
+
+
+def test_a_2d_slice_turned_against_the_training_slices_warns(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # One slice of scan "c" as a 2-D NIfTI: as in training (rows A, columns L: the run's ALS volumes
+    # sliced along axis 2), and transposed, its affine's columns swapped to match (rows L, columns A).
+    # A 2-D file cannot be reoriented, so the transposed one reaches the network turned.
+    source = nib.load(brains / "c.nii.gz")
+    plane = np.asarray(source.dataobj)[:, :, 20]
+    swapped = AFFINE[:, [1, 0, 2, 3]]
+    nib.save(nib.Nifti1Image(plane, AFFINE), tmp_path / "as_trained.nii.gz")
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(plane.T), swapped), tmp_path / "turned.nii.gz")
+    # The same turned slice as a 3-D volume of one slice, which is reoriented: the advice given.
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(plane.T[:, :, None]), swapped), tmp_path / "one.nii.gz")
+    told = r"turned\.nii\.gz: a 2-D slice whose rows run along L and columns along A .* had rows along A"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = predict(
+            softmax_run,
+            [tmp_path / "as_trained.nii.gz", tmp_path / "turned.nii.gz", tmp_path / "one.nii.gz"],
+            output=tmp_path / "p",
+            device="cpu",
+            progress=False,
+        )
+    messages = [str(w.message) for w in caught]
+    assert [m for m in messages if re.search(told, m)], messages
+    assert not [m for m in messages if "as_trained.nii.gz" in m or "one.nii.gz" in m], messages
+    assert report.cases[2].reoriented_to == "ALS"
+    reference = np.asarray(nib.load(tmp_path / "p" / "as_trained_seg.nii.gz").dataobj)
+    one = np.asarray(nib.load(tmp_path / "p" / "one_seg.nii.gz").dataobj)
+    assert np.array_equal(one[:, :, 0], reference.T)
+    # Read as stored on request: nothing to warn about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict(
+            softmax_run,
+            tmp_path / "turned.nii.gz",
+            output=tmp_path / "q",
+            device="cpu",
+            progress=False,
+            orientation="stored",
+        )
 
 
 def test_a_dicom_series_of_a_nifti_trained_run_is_read_in_the_training_orientation(

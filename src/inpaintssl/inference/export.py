@@ -236,6 +236,14 @@ def _samples(info: ModelInfo, example: torch.Tensor | None) -> tuple[torch.Tenso
             f"example must have shape (N, {info.in_channels}, H, W) for this model; "
             f"found {tuple(example.shape)}"
         )
+    elif example.shape[2] % multiple or example.shape[3] % multiple:
+        # Caught here to name the argument: the network's own size check names neither it nor export.
+        sides = tuple(int(s) for s in example.shape[-2:])
+        fitted = tuple(-(-s // multiple) * multiple for s in sides)
+        raise ValueError(
+            f"example has H x W = {sides[0]} x {sides[1]}; expected multiples of the model's "
+            f"size_multiple={multiple}: crop or pad it, e.g. to {fitted[0]} x {fitted[1]}"
+        )
     example = example.detach().to("cpu", torch.float32)
     # torch.export specialises a side of a single block to that size: tile such a side to two blocks.
     example = example.repeat(

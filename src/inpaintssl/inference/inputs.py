@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,7 @@ from inpaintssl.data.readers import (
     NiftiVolume,
     NumpyVolume,
     Volume,
+    affine_zooms,
 )
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
@@ -110,8 +112,12 @@ def case_names(paths: Sequence[Path]) -> list[str]:
     First by their folders below the common folder (``a/scan.nii.gz``, ``b/scan.nii.gz`` ->
     ``a_scan``, ``b_scan``), then by format (``scan.nii.gz`` beside ``scan.npy`` -> ``scan_nii_gz``,
     ``scan_npy``), then by a counter. A name no other input has is kept as it is. Each case's
-    outputs are named after it, so two equal names would write one segmentation over the other.
+    outputs are named after it, so two equal names would write one segmentation over the other. A
+    folder given as ``.`` or ``..`` is named after the folder it is.
     """
+    # A folder given as "." or ".." (a DICOM series predicted from inside it) has no name of its
+    # own; unresolved, its outputs would be the hidden "_seg.nii.gz" or ".._seg.nii.gz".
+    paths = [p.resolve() if p.name in ("", "..") else p for p in paths]
     names = [case_stem(p) for p in paths]
     if len(set(names)) == len(names):
         return names
@@ -255,6 +261,13 @@ def open_input(
         # The reader's voxel sizes (mm): its pixdim, or its affine's where the two disagree, so the
         # volumes in mL agree with the affine the label map is written with.
         zooms = _zooms3(nifti.stored_zooms)
+        if len(nifti.stored_zooms) == 2:
+            # A 2-D file's header sizes only its rows and columns; the slice's thickness is the
+            # length of its affine's third column, which its label map is written with too (the
+            # same slice saved as an (X, Y, 1) volume would be measured with it).
+            thickness = affine_zooms(nifti.affine, 3)[2]
+            if math.isfinite(thickness) and thickness > 0:
+                zooms = (zooms[0], zooms[1], thickness)
         _warn_spacing_unused(spacing, path, zooms)
         return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Literal
 
 from inpaintssl.data.ct import CTDataset
+from inpaintssl.data.orientation import axis_codes
 from inpaintssl.data.preflight import Fingerprints, file_fingerprints, preflight
-from inpaintssl.data.readers import Volume
+from inpaintssl.data.readers import NiftiVolume, Volume
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, VolumeSliceDataset
@@ -208,6 +209,7 @@ def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
     stored = volume.stored_orientation
     if stored is None:
         # NumPy, HDF5, geometry-less DICOM: nothing says how they lie; used as stored.
+        _warn_turned_slice(volume, prep)
         return
     if prep.orientation is not None:
         # In the training volumes' axis order, the run's slice axis is theirs, for DICOM too.
@@ -223,6 +225,33 @@ def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
             "should see it in",
             stacklevel=4,
         )
+
+
+def _warn_turned_slice(volume: Volume, prep: SlicePreprocessing) -> None:
+    """Warn where a 2-D NIfTI slice's rows and columns do not lie as the run's training slices did.
+
+    Reorienting needs a volume's three axes, so a single 2-D slice is used as stored; its affine
+    still says how its rows and columns lie, and a slice transposed or mirrored against the
+    training slices is anatomy the network never saw, labelled badly without any error.
+    """
+    if not isinstance(volume, NiftiVolume) or len(volume.shape) != 2 or prep.orientation is None:
+        return
+    if int(volume.header["sform_code"]) == 0 and int(volume.header["qform_code"]) == 0:
+        return  # nibabel's stand-in affine says nothing about the patient
+    codes = axis_codes(volume.affine)
+    trained = "".join(code for axis, code in enumerate(prep.orientation) if axis != prep.slice_axis % 3)
+    if codes is None or codes[:2] == trained:
+        return
+    warnings.warn(
+        f"input {volume.path}: a 2-D slice whose rows run along {codes[0]} and columns along {codes[1]} "
+        f"(its affine, axis codes {codes}), but the run's training slices had rows along {trained[0]} and "
+        f"columns along {trained[1]} (volumes in {prep.orientation}, sliced along axis "
+        f"{prep.slice_axis % 3}); a single slice cannot be reoriented, so it is used as stored, showing "
+        "the anatomy transposed, mirrored or in another plane, and its labels are unreliable: store it "
+        "as a 3-D volume of one slice (X, Y, 1), which is reoriented, or with its rows and columns "
+        "along the training slices' axes",
+        stacklevel=4,
+    )
 
 
 def _spacing_seen(dataset: VolumeSliceDataset, prep: SlicePreprocessing) -> tuple[float, float]:

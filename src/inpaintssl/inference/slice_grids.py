@@ -72,15 +72,34 @@ def model_size(shape: tuple[int, int], prep: SlicePreprocessing, multiple: int) 
     return (-(-shape[0] // multiple) * multiple, -(-shape[1] // multiple) * multiple)
 
 
+def _filled(length: int, size: int) -> slice:
+    """The model-grid positions a centred ``crop_or_pad`` fills with a side of ``length`` pixels."""
+    if length >= size:
+        return slice(0, size)
+    start = (size - length) // 2
+    return slice(start, start + length)
+
+
 def cut_edge_mask(grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor | None:
-    """``(H, W)`` host mask of the model-grid pixels on a border where the centred crop cut the slice."""
+    """``(H, W)`` host mask of the model-grid pixels on a border where the centred crop cut the slice.
+
+    Only the slice's own pixels count: where the other axis was padded (a slice cut in height but
+    narrower than the model), the padding on the cut rows is no edge of the scan, and its labels
+    are dropped when the prediction is cut back to the slice.
+
+    Example:
+        >>> mask = cut_edge_mask((6, 2), (4, 4))  # rows cut 6 -> 4, columns padded 2 -> 4
+        >>> mask.int().tolist()
+        [[0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 1, 0]]
+    """
     if grid[0] <= size[0] and grid[1] <= size[1]:
         return None
+    rows, cols = _filled(grid[0], size[0]), _filled(grid[1], size[1])
     edges = torch.zeros(size, dtype=torch.bool)
     if grid[0] > size[0]:
-        edges[[0, -1], :] = True
+        edges[[0, -1], cols] = True
     if grid[1] > size[1]:
-        edges[:, [0, -1]] = True
+        edges[rows, [0, -1]] = True
     return edges
 
 
