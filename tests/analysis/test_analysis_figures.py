@@ -29,6 +29,7 @@ from study_helpers import (
     clinical_results,
     dice_rows,
     pretext_results,
+    result_row,
     scaling_results,
     transfer_results,
 )
@@ -81,6 +82,26 @@ def test_figure_5_has_points_and_a_fit_per_label_fraction(tmp_path: Path) -> Non
     for line in points:
         np.testing.assert_allclose(line.get_xdata(), [0.0, 100.0, 150.0, 200.0])
     assert sum(line.get_linestyle() == ":" for line in lines) == 1
+
+
+def test_figure_5_labels_each_fit_with_the_residual_standard_error_it_shows(tmp_path: Path) -> None:
+    # The label's number is sqrt(SSR / (n - 3)) of the drawn curve through the drawn points, and is
+    # called RSE: "S" is the paper's SSR / (n - 2), the power-law table's paper_s, another number.
+    out = plot_dice_vs_pretraining_data(scaling_results(), tmp_path / "fig5.png")
+    (ax,) = out.figure.axes
+    lines = ax.get_lines()
+    points = [line for line in lines if line.get_linestyle() == "None"]
+    fits = [line for line in lines if line.get_linestyle() == "--"]
+    for point, fit in zip(points, fits):
+        x, y = np.asarray(point.get_xdata(), float), np.asarray(point.get_ydata(), float)
+        a, k, c = (float(part.split("=")[1]) for part in fit.get_label().split(", ")[:3])
+        ssr = float(np.sum((y - (a * x**k + c)) ** 2))
+        label = fit.get_label()
+        assert "RSE=" in label and " S=" not in label
+        shown = float(label.split("RSE=")[1])
+        expected = math.sqrt(ssr / (x.size - 3))
+        # a, k, c are read back at 3 significant digits: compare at the label's 2 digits, loosely.
+        assert shown == pytest.approx(expected, rel=0.2, abs=1e-4)
 
 
 def test_figure_6_has_a_panel_per_metric_and_a_bar_group_per_fraction_and_arm(tmp_path: Path) -> None:
@@ -140,6 +161,54 @@ def test_figure_a1_has_a_panel_per_training_schedule_and_a_box_per_strategy_and_
         boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
         assert len(boxes) == 2 * 3  # 2 strategies x 3 first learning rates
         assert len(ax.get_legend().get_texts()) == 2
+
+
+def test_figure_a1_gives_strategies_that_share_an_acronym_and_rate_a_box_each(tmp_path: Path) -> None:
+    # A grid that also varies the budget: "FEF lr=0.01 max_epochs=10" and "... max_epochs=20" are
+    # two strategies; pooled into one "FEF" box their medians would be lost. Likewise the same
+    # strategy at two label fractions.
+    rows = []
+    for strategy, fraction, value in [
+        ("FEF lr=0.01 max_epochs=10", 0.1, 0.2),
+        ("FEF lr=0.01 max_epochs=20", 0.1, 0.8),
+        ("FEF lr=0.01 max_epochs=10", 0.5, 0.5),
+        ("FEF lr=0.01 max_epochs=20", 0.5, 0.9),
+    ]:
+        rows += [
+            result_row(
+                "ssl",
+                strategy,
+                fraction,
+                i,
+                value,
+                schedule="immediate",
+                second_lr=None,
+                lr=0.01,
+                acronym="FEF",
+            )
+            for i in range(3)
+        ]
+    out = plot_transfer_boxplots(ResultsTable(rows), tmp_path / "figA1")
+    (ax,) = out.figure.axes
+    assert len([p for p in ax.patches if isinstance(p, PathPatch)]) == 4
+    # Each box holds its own strategy's three equal items: its median, whiskers and caps all lie at
+    # the value given (a pooled box would have a median between two of them).
+    flat = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()]
+    levels = sorted({float(y[0]) for y in flat if y.size == 2 and y[0] == y[1]})
+    assert levels == [0.2, 0.5, 0.8, 0.9]
+    names = {text.get_text() for text in ax.get_legend().get_texts()}
+    assert names == {
+        "FEF max_epochs=10 10% labels",
+        "FEF max_epochs=20 10% labels",
+        "FEF max_epochs=10 50% labels",
+        "FEF max_epochs=20 50% labels",
+    }
+
+
+def test_figure_a1_names_the_labels_it_needs(tmp_path: Path) -> None:
+    rows = [result_row("ssl", "a", 0.1, i, 0.5) for i in range(3)]  # not a transfer-design run
+    with pytest.raises(ValueError, match=r"needs the 'lr' and 'acronym' labels.*strategies \['a'\]"):
+        plot_transfer_boxplots(ResultsTable(rows), tmp_path / "figA1")
 
 
 @pytest.mark.parametrize(

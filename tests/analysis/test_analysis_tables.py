@@ -17,6 +17,7 @@ from inpaintssl.analysis.paper_tables import (
     table2_l2_norm,
     table3_ranking,
 )
+from inpaintssl.analysis.summaries import label_fraction_summary
 from inpaintssl.analysis.table import Table
 from inpaintssl.analysis.table import Table as ResultsTable
 from inpaintssl.stats import labels_needed_interval
@@ -147,6 +148,34 @@ def test_table3_tests_each_strategy_on_the_items_it_shares_with_the_baseline() -
     )
 
 
+def test_a_nan_dice_leaves_its_item_out_of_the_paired_tests() -> None:
+    # A class absent from both masks scored with empty_score=nan: items 1 and 4 have no Dice in one
+    # arm. They have no pair, so the tests are SciPy's on the other six items, per class and pooled.
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.6, 0.8, size=8)
+    gain = np.array([0.05, 0.03, -0.02, 0.04, 0.06, 0.01, 0.02, 0.07])
+    ssl = base + gain
+    ssl[1] = math.nan
+    sup = base.copy()
+    sup[4] = math.nan
+    rows = []
+    for metric, class_name in (("dice_mean", ""), ("dice", "gm")):
+        for i in range(8):
+            rows.append(result_row("ssl", "ssl", 0.5, i, ssl[i], metric=metric, class_name=class_name))
+            rows.append(
+                result_row("supervised", "supervised", 0.5, i, sup[i], metric=metric, class_name=class_name)
+            )
+    kept = np.isfinite(ssl) & np.isfinite(sup)
+    expected = stats.wilcoxon(ssl[kept], sup[kept], alternative="greater").pvalue
+    table = table3_ranking(ResultsTable(rows))
+    assert table.cells("pairs") == [6]
+    assert table.cells("p_value")[0] == pytest.approx(expected)
+    (summary,) = label_fraction_summary(ResultsTable(rows), class_names=["gm"]).rows
+    assert summary["pairs"] == 6 and summary["p_value"] == pytest.approx(expected)
+    assert summary["ssl_gm"] == pytest.approx(ssl[kept].mean())
+    assert summary["supervised_gm"] == pytest.approx(sup[kept].mean())
+
+
 def test_two_scores_for_one_item_and_seed_are_refused() -> None:
     rows = [result_row("supervised", "supervised", 0.5, i, 0.6) for i in range(3)]
     rows += [result_row("ssl", "a", 0.5, i, 0.7) for i in range(3)] * 2  # two studies' rows merged
@@ -251,6 +280,23 @@ def test_labels_needed_flags_counts_outside_the_fitted_range(
     assert supervised[8:11] == (5.0, 100.0, extrapolated)
     assert ssl[0].startswith("ssl") and math.isnan(ssl[5])
     assert math.isnan(ssl[8]) and math.isnan(ssl[9]) and ssl[10] is None
+
+
+def test_labels_needed_says_the_default_target_lacks_labelled_volume_counts() -> None:
+    # Supervised Dice exist, but no row carries labelled_volumes (a table built without
+    # load_results): the error names the missing column, not "no supervised results".
+    rows = [
+        result_row(arm, arm, f, i, 0.5 + f / 4)
+        for arm in ("ssl", "supervised")
+        for f in (0.1, 0.5, 1.0)
+        for i in range(2)
+    ]
+    with pytest.raises(
+        ValueError, match=r"found 6 supervised Dice rows, none with a 'labelled_volumes' count"
+    ):
+        labels_needed_table(ResultsTable(rows), n_resamples=10)
+    with pytest.raises(ValueError, match="found no supervised Dice rows"):
+        labels_needed_table(ResultsTable([r for r in rows if r["arm"] == "ssl"]), n_resamples=10)
 
 
 def test_labels_needed_of_a_decreasing_curve_is_not_flagged() -> None:

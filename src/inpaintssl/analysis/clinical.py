@@ -225,7 +225,11 @@ def agreement_table(results: Table) -> Table:
     of every column and counted in ``not_comparable``: a tissue the model missed (no predicted mean
     T2 or HU) or found where the reference has none. An arm's statistics cover only its ``n``
     scans, so read them beside ``not_comparable``. The median percent error is
-    :func:`percent_error_medians`', over the same scans. Predictions without a ``label_fraction``
+    :func:`percent_error_medians`' (Figure 6's), over the scans with a finite percent error: these
+    are the ``n`` scans but for those whose reference is 0 (a tissue absent from the reference, as
+    on many CT slices), whose percent error is infinite or undefined while their pair still enters
+    Bland-Altman and the ICC; :func:`percent_error_medians` counts the scans of its median.
+    Predictions without a ``label_fraction``
     are left out, as there. ``median_abs_error`` is :func:`absolute_error_medians`', in the
     metric's unit: for mean HU (an interval scale) read it, not the percent error. The supervised
     arm is the baselines the SSL strategies are compared with, as there.

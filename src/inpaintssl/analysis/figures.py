@@ -10,7 +10,8 @@ with the written paths and the figure, whose axes can be inspected.
   all labels as a black dotted line (with several baselines, one named line of its own style
   each); a band shows the spread over subset seeds.
 - :func:`plot_dice_vs_pretraining_data`: Figure 5, Dice vs % pretraining data per label fraction
-  (0% = supervised) with dashed power-law fits ``y = a x^k + c``.
+  (0% = supervised) with dashed power-law fits ``y = a x^k + c``, each labelled with a, k, c and
+  its residual standard error ``sqrt(SSR / (n - 3))`` (the ``rse`` of the power-law table).
 - :func:`plot_percent_error_bars`: Figure 6, median percent error per class, label fraction and arm,
   one panel per clinical metric.
 - :func:`plot_ssl_vs_supervised`: Figure 7, per-image percent error, SSL against supervised, one
@@ -253,7 +254,9 @@ def plot_dice_vs_pretraining_data(
                 s.fit.predict(grid),
                 linestyle="--",
                 color=color,
-                label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, S={s.fit.rse:.2g}",
+                # RSE, the power-law table's "rse" column: the paper's "S" is SSR / (n - 2), its
+                # "paper_s" column, another number under the same letter.
+                label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, RSE={s.fit.rse:.2g}",
             )
     full = [s for s in series if s.label_fraction == 1.0 and s.x.size and s.x[0] == 0.0]
     if full:

@@ -324,7 +324,17 @@ def _labels_needed_arms(results: Table, level: str | None) -> dict[str, Table]:
 def _default_target(arms: Mapping[str, Table], level: str | None) -> float:
     supervised = dice_curves(arms["supervised"], level=level, x="labelled_volumes", series="arm")
     if not supervised or supervised[0].x.size == 0:
-        raise ValueError("labels needed: no supervised results to take the default target Dice from")
+        rows = len(arms["supervised"])
+        found = (
+            f"{rows} supervised Dice rows, none with a 'labelled_volumes' count (the run result's "
+            "number of labelled training volumes, which load_results adds)"
+            if rows
+            else "no supervised Dice rows"
+        )
+        raise ValueError(
+            "labels needed: the default target is the supervised Dice with the most labelled volumes; "
+            f"found {found}. Pass a target Dice, or load the results with load_results"
+        )
     return float(supervised[0].mean[-1])
 
 
@@ -351,8 +361,8 @@ def labels_needed_rows(
         ``(target, [(arm name, fit or None, labelled volumes needed (NaN without a fit))])``.
 
     Raises:
-        ValueError: No supervised results to take the default target from; or the SSL rows name
-            no baseline and the supervised rows are of several.
+        ValueError: No supervised Dice with a labelled-volume count to take the default target
+            from; or the SSL rows name no baseline and the supervised rows are of several.
     """
     arms = _labels_needed_arms(results, level)
     if target is None:
@@ -469,15 +479,22 @@ SeedScores = dict[ItemKey, dict[Any, float]]
 
 def _seed_scores(name: str, table: Table) -> SeedScores:
     found: SeedScores = {}
+    measured: dict[ItemKey, set[Any]] = {}
     for row in table:
-        seeds = found.setdefault(_item_key(row), {})
-        seed = row.get("subset_seed")
-        if seed in seeds:
+        key, seed = _item_key(row), row.get("subset_seed")
+        seen = measured.setdefault(key, set())
+        if seed in seen:
             raise ValueError(
-                f"{name}: two scores for test item {_item_key(row)} at subset seed {seed!r}; expected one "
+                f"{name}: two scores for test item {key} at subset seed {seed!r}; expected one "
                 "per item and seed (results of two studies merged into one table?)"
             )
-        seeds[seed] = float(row["value"])
+        seen.add(seed)
+        value = float(row["value"])
+        # A NaN Dice (a class absent from both masks, scored with empty_score=nan) has no value to
+        # pair: the item is left out at that seed for every arm, as the curves' nanmean leaves it out,
+        # rather than failing the paired test.
+        if not math.isnan(value):
+            found.setdefault(key, {})[seed] = value
     return found
 
 
@@ -605,7 +622,9 @@ def paired_scores(
     score of an item is its mean over the seeds every arm measured: the item is one observation,
     however many subsets were trained on. Only items that every strategy and the baseline have are
     kept, in one order, so the arrays pair element-wise; :func:`paired_with_baseline` pairs each
-    strategy on the items it shares with the baseline instead.
+    strategy on the items it shares with the baseline instead. A NaN score (a class absent from
+    both masks, scored with ``empty_score=nan``) is no measurement: that item and seed is left
+    out of the pairs, as the curves' means leave it out.
 
     One baseline array serves every strategy, so the strategies must be compared with the same
     baseline: their runs name (``baseline_id``) the same baseline run at each label fraction and
@@ -724,21 +743,51 @@ def paired_with_baseline(
     return {name: (pair.ssl, pair.baseline) for name, pair in pairs.items()}
 
 
+def _box_name(acronym: Any, strategy: Any, fraction: Any, *, fractions: int) -> str:
+    """A box's name: the acronym and the strategy's other grid values (the first lr is the x axis)."""
+    # A transfer-design strategy is "<acronym> lr=<first>[/<second>] <other grid values>"
+    # (studies.grid); the other values tell apart runs that share an acronym and learning rates.
+    parts = str(strategy or "").split(" ")
+    tail = parts[2:] if len(parts) > 1 and parts[1].startswith("lr=") else []
+    if fractions > 1:
+        tail.append("no label fraction" if fraction is None else f"{100 * float(fraction):g}% labels")
+    return " ".join([str(acronym), *tail])
+
+
 def transfer_boxes(
     results: Table, *, level: str | None = None
 ) -> dict[str, dict[tuple[float, str], FloatArray]]:
     """Per-item class-averaged Dice of the transfer-design runs (paper Figure A1).
 
+    One box per strategy, named by its acronym (FEF, FFBS, ...) followed by any other grid value
+    that sets it apart (``FEF max_epochs=20``), so that no two strategies share a box; with several
+    label fractions each box also names its fraction (``FEF 10% labels``).
+
     Returns:
-        ``{panel: {(first lr, acronym): scores}}``; panel ``"trained once"`` holds the one-run
+        ``{panel: {(first lr, box name): scores}}``; panel ``"trained once"`` holds the one-run
         schedules, ``"second lr <v>"`` the two-run schedules by their second run's rate.
+
+    Raises:
+        ValueError: An SSL row lacks the ``lr`` or ``acronym`` label of a transfer-design run.
     """
     rows = dice_rows(results, level=level).select(arm="ssl")
+    unlabelled = rows.where(lambda r: r.get("lr") is None or r.get("acronym") is None)
+    if unlabelled.rows:
+        raise ValueError(
+            "transfer_boxes: Figure A1 needs the 'lr' and 'acronym' labels of transfer-design runs; "
+            f"found SSL rows without them (strategies {[str(s) for s in unlabelled.unique('strategy')]})"
+        )
+    fractions = len(rows.unique("label_fraction"))
     panels: dict[tuple[float, str], dict[tuple[float, str], FloatArray]] = {}
-    for (_schedule, second, lr, name), table in rows.groups("schedule", "second_lr", "lr", "acronym").items():
+    groups = rows.groups("schedule", "second_lr", "lr", "acronym", "strategy", "label_fraction")
+    for (_schedule, second, lr, acronym, strategy, fraction), table in groups.items():
         # "trained once" first, then the two-phase panels by decreasing second learning rate.
         panel = (math.inf, "trained once") if second is None else (float(second), f"second lr {second:g}")
-        panels.setdefault(panel, {})[(float(lr), str(name))] = table.column("value")
+        name = _box_name(acronym, strategy, fraction, fractions=fractions)
+        boxes = panels.setdefault(panel, {})
+        values = table.column("value")
+        # Two strategies that differ in nothing the name shows are one box: pooled, not overwritten.
+        boxes[(float(lr), name)] = np.concatenate([boxes.get((float(lr), name), np.zeros(0)), values])
     return {label: boxes for (_, label), boxes in sorted(panels.items(), key=lambda kv: -kv[0][0])}
 
 
@@ -758,7 +807,8 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
     """SSL vs supervised per label fraction: mean Dice per class and arm, p-value, per-seed differences.
 
     One SSL strategy against its baseline on the same test items (:func:`paired_scores`): the mean
-    Dice of each class and of the class average (``mean``) per arm, the number of pairs (test
+    Dice of each class and of the class average (``mean``) per arm over the pairs (a NaN Dice, a
+    class absent from both masks, is left out with its pair), the number of pairs (test
     items, each arm's score averaged over the subset seeds both measured), the one-sided paired
     Wilcoxon p-value that SSL beats supervised on the class-averaged Dice, and the mean SSL -
     supervised difference of each subset seed (which shows the spread that the p-value over test
