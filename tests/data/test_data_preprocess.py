@@ -171,6 +171,30 @@ def test_merge_onehot_ors_channel_groups() -> None:
         merge_onehot(seg * 3, ((0,),), where="s")
 
 
+def test_merge_onehot_refuses_a_voxel_in_two_merged_classes() -> None:
+    groups = ((0,), (1,), (2, 3), (4, 5))
+    seg = np.zeros((4, 3, 6), np.uint8)
+    # Two channels of one group (tibial medial + lateral) are still one class: allowed.
+    seg[0, 0, 2] = seg[0, 0, 3] = 1
+    assert merge_onehot(seg, groups, where="s").sum(axis=0).max() == 1
+    # Patellar (0) and femoral (1) at one voxel, tibial (3) and meniscus (4) at two others.
+    seg[1, 2, 0] = seg[1, 2, 1] = 1
+    seg[2, 1, 3] = seg[2, 1, 4] = 1
+    seg[3, 0, 2] = seg[3, 0, 5] = 1
+    names = ("patellar", "femoral", "tibial", "meniscus")
+    with pytest.raises(DataError) as info:
+        merge_onehot(seg, groups, where="MTR_001.h5 seg slice 7", class_names=names)
+    message = str(info.value)
+    assert message.startswith("MTR_001.h5 seg slice 7: 3 voxel(s) are set in more than one class")
+    assert "1 in both 'patellar' (channel 0) and 'femoral' (channel 1)" in message
+    assert "2 in both 'tibial' (channels [2, 3]) and 'meniscus' (channels [4, 5])" in message
+    assert "first at index (1, 2) of the (4, 3) array" in message
+    assert "expected at most one class per voxel" in message
+    # Without names the classes are numbered by output channel.
+    with pytest.raises(DataError, match=r"1 in both class 0 \(channel 0\) and class 1 \(channel 1\)"):
+        merge_onehot(seg, groups, where="s")
+
+
 def test_antialiased_shrinking_averages_detail_finer_than_the_new_pixels() -> None:
     # Stripes one pixel wide: at 64 -> 24 pixels no stripe survives on the new grid, so the
     # honest image is their mean, 0.5, everywhere. Plain bilinear sampling picks stripes and

@@ -169,6 +169,33 @@ def test_label_values_out_of_range_name_file_and_slice(skmtea: SkmteaFixture) ->
         ds[2]
 
 
+def test_a_voxel_in_two_merged_classes_is_refused_naming_file_slice_and_classes(
+    skmtea: SkmteaFixture,
+) -> None:
+    path = skmtea.root / "image_files" / "MTR_001.h5"
+    with h5py.File(path, "a") as f:
+        seg = f["seg"][:, :, 2, :]
+        seg[3, 4] = 0
+        seg[3, 4, [0, 1]] = 1  # patellar and femoral cartilage at one voxel
+        seg[5, 6] = 0
+        seg[5, 6, [0, 1]] = 1
+        f["seg"][:, :, 2, :] = seg
+    ds = SKMTEADataset(split="train", root=skmtea.root)
+    ds[1]  # other slices still read
+    with pytest.raises(
+        DataError,
+        match=r"MTR_001\.h5 seg slice 2: 2 voxel\(s\) are set in more than one class: 2 in both "
+        r"'patellar_cartilage' \(channel 0\) and 'femoral_cartilage' \(channel 1\) "
+        r"\(the first at index \(3, 4\) of the \(16, 12\) array\)",
+    ):
+        ds[2]
+    # The pre-flight check reads the whole scan and refuses it too, naming the rows it read.
+    from inpaintssl.data.preflight import preflight
+
+    with pytest.raises(DataError, match=r"MTR_001\.h5 seg rows 0\.\.15: 2 voxel\(s\) .* more than one class"):
+        preflight({"train": ds}, progress=False)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_or_inf_pixels_name_file_and_slice(skmtea: SkmteaFixture, bad: float) -> None:
     path = skmtea.root / "image_files" / "MTR_002.h5"  # has stored statistics
@@ -195,6 +222,51 @@ def test_empty_split(skmtea: SkmteaFixture) -> None:
     ann.write_text(json.dumps({"images": []}))
     with pytest.raises(DataError, match=r"split 'val' .* is empty"):
         SKMTEADataset(split="val", root=skmtea.root)
+
+
+@pytest.mark.parametrize(
+    ("added_to", "built", "also_in"),
+    [("test", "train", "test"), ("test", "test", "train"), ("val", "train", "val"), ("val", "val", "train")],
+)
+def test_a_scan_in_two_annotation_splits_is_refused(
+    skmtea: SkmteaFixture, added_to: str, built: str, also_in: str
+) -> None:
+    # A scan in train and test leaks into the test scores: neither split of such a folder builds.
+    folder = skmtea.root / "annotations" / "v1.0.0"
+    train = json.loads((folder / "train.json").read_text())["images"]
+    data = json.loads((folder / f"{added_to}.json").read_text())
+    data["images"].append(train[1])  # MTR_002
+    (folder / f"{added_to}.json").write_text(json.dumps(data))
+    with pytest.raises(
+        DataError,
+        match=rf"^skmtea: scan 'MTR_002' \(MTR_002\.h5\) is listed in both annotation files "
+        rf".*v1\.0\.0/{built}\.json and .*v1\.0\.0/{also_in}\.json; "
+        r"expected each scan in exactly one of train, val and test",
+    ):
+        SKMTEADataset(split=built, root=skmtea.root)
+    # The split that shares nothing still builds.
+    untouched = ({"val", "test"} - {added_to}).pop()
+    assert (
+        sorted(set(SKMTEADataset(split=untouched, root=skmtea.root).volume_ids)) == skmtea.splits[untouched]
+    )
+
+
+def test_a_scan_renamed_in_another_split_is_still_the_same_scan(skmtea: SkmteaFixture) -> None:
+    # Same scan_id under another file name (or the same file under another id) is one volume.
+    folder = skmtea.root / "annotations" / "v1.0.0"
+    data = json.loads((folder / "val.json").read_text())
+    data["images"].append({"file_name": "MTR_003_copy.h5", "scan_id": "MTR_003"})
+    data["images"].append({"file_name": "MTR_004.h5", "scan_id": "knee_4"})
+    (folder / "val.json").write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=r"scan 'MTR_003' \(MTR_003\.h5\) \(and 1 more: 'MTR_004' \(MTR_004\.h5\)\) is listed"
+    ):
+        SKMTEADataset(split="train", root=skmtea.root)
+
+
+def test_a_folder_with_only_a_train_annotation_file_builds(tmp_path: Path) -> None:
+    fx = make_skmtea(tmp_path / "s", splits={"train": 2}, unlabelled=0)
+    assert sorted(set(SKMTEADataset(split="train", root=fx.root).volume_ids)) == ["MTR_001", "MTR_002"]
 
 
 @pytest.mark.parametrize(

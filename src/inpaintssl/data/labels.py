@@ -187,11 +187,40 @@ def _is_binary(a: np.ndarray) -> bool:
     return bool(a.min() >= 0 and a.max() <= 1)
 
 
-def merge_onehot(seg: np.ndarray, groups: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
-    """``(H, W, C)`` stored one-hot channels -> ``(K, H, W)`` float32, channel groups OR-ed.
+def merge_onehot(
+    seg: np.ndarray,
+    groups: Sequence[Sequence[int]],
+    *,
+    where: str,
+    class_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """``(..., C)`` stored one-hot channels -> ``(K, ...)`` float32, channel groups OR-ed.
+
+    Channels of one group may overlap (they become one class); a voxel set in channels of two
+    different groups would be a pixel of two classes, which the label contract forbids
+    (:func:`~inpaintssl.data.checks.check_item_tensors`), so it is refused.
+
+    Args:
+        seg: Stored one-hot label, channels last, e.g. an ``(H, W, C)`` slice or an
+            ``(X, Y, Z, C)`` slab.
+        groups: Stored channels merged into each output class.
+        where: The file and slice the label comes from; it starts every error message.
+        class_names: Names of the output classes, for error messages; ``None`` numbers them.
 
     Raises:
-        DataError: Values other than 0 and 1, or a group naming a missing channel.
+        DataError: Values other than 0 and 1, a group naming a missing channel, or voxels set
+            in two classes; the message names ``where``, the classes and how many voxels.
+
+    Example:
+        >>> seg = np.zeros((1, 2, 3), np.uint8)
+        >>> seg[0, 0, 1] = seg[0, 0, 2] = 1  # channels 1 and 2: both of class 1
+        >>> merge_onehot(seg, ((0,), (1, 2)), where="s.h5").tolist()
+        [[[0.0, 0.0]], [[1.0, 0.0]]]
+        >>> seg[0, 1, 0] = seg[0, 1, 1] = 1  # channels 0 and 1: classes 0 and 1
+        >>> merge_onehot(seg, ((0,), (1, 2)), where="s.h5")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: s.h5: 1 voxel(s) are set in more than one class: 1 in both ...
     """
     channels = seg.shape[-1]
     for group in groups:
@@ -206,7 +235,40 @@ def merge_onehot(seg: np.ndarray, groups: Sequence[Sequence[int]], *, where: str
     out = np.empty((len(groups), *seg.shape[:-1]), dtype=np.float32)
     for k, group in enumerate(groups):
         out[k] = seg[..., list(group)].max(axis=-1)
+    if len(groups) > 1 and out.size:
+        overlap = out.sum(axis=0) > 1
+        if overlap.any():
+            raise DataError(_overlap_message(out, overlap, groups, where=where, class_names=class_names))
     return out
+
+
+def _overlap_message(
+    out: np.ndarray,
+    overlap: np.ndarray,
+    groups: Sequence[Sequence[int]],
+    *,
+    where: str,
+    class_names: Sequence[str] | None,
+) -> str:
+    """The error for voxels set in two merged classes: how many, which class pairs, the first one."""
+
+    def name(k: int) -> str:
+        label = repr(class_names[k]) if class_names is not None and k < len(class_names) else f"class {k}"
+        channels = f"channel {groups[k][0]}" if len(groups[k]) == 1 else f"channels {list(groups[k])}"
+        return f"{label} ({channels})"
+
+    pairs = []
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            count = int(np.count_nonzero((out[i] > 0) & (out[j] > 0)))
+            if count:
+                pairs.append(f"{count} in both {name(i)} and {name(j)}")
+    first = tuple(int(i) for i in np.argwhere(overlap)[0])
+    return (
+        f"{where}: {int(np.count_nonzero(overlap))} voxel(s) are set in more than one class: "
+        f"{', '.join(pairs)} (the first at index {first} of the {overlap.shape} array); "
+        "expected at most one class per voxel in the one-hot label"
+    )
 
 
 ABSENT_CLASS_CHECK_LIMIT = 2000

@@ -110,6 +110,43 @@ def _annotated_scans(root: Path, version: str, split: str) -> list[dict[str, Any
     return images
 
 
+def _check_disjoint_splits(
+    root: Path, version: str, split: str, entries: Sequence[Mapping[str, Any]]
+) -> None:
+    """Refuse a scan of ``split`` that another of the train/val/test annotation files lists too.
+
+    Both the file name and the scan id identify a scan: an entry renamed in one file is still
+    the same volume. Only the two other files' ``images`` are read, once, when a split is built.
+    """
+    folder = root / "annotations" / version
+    names = {str(e["file_name"]): e for e in entries}
+    ids = {str(e["scan_id"]): e for e in entries}
+    for other in _SPLITS:
+        path = folder / f"{other}.json"
+        # A folder with only some of the split files (a custom train-only set) has nothing to overlap.
+        if other == split or not path.is_file():
+            continue
+        try:
+            theirs = _annotated_scans(root, version, other)
+        except DataError:
+            continue  # that file's own problem, reported when its split is built
+        shared = [
+            names.get(str(e["file_name"])) or ids[str(e["scan_id"])]
+            for e in theirs
+            if str(e["file_name"]) in names or str(e["scan_id"]) in ids
+        ]
+        if shared:
+            scans = list(dict.fromkeys(f"{e['scan_id']!r} ({e['file_name']})" for e in shared))
+            listed = ", ".join(scans[1:6]) + (", ..." if len(scans) > 6 else "")
+            more = f" (and {len(scans) - 1} more: {listed})" if len(scans) > 1 else ""
+            mine = folder / f"{split}.json"
+            raise DataError(
+                f"skmtea: scan {scans[0]}{more} is listed in both annotation files {mine} "
+                f"and {path}; expected each scan in exactly one of train, val and test, since a scan in "
+                "two of them leaks into model selection or the test scores"
+            )
+
+
 def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict[str, float]]:
     with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -168,8 +205,9 @@ class SKMTEADataset(SliceDataset):
         echoes: Add ``echo1``/``echo2`` to each item.
 
     Raises:
-        DataError: Missing folder/file/key, wrong ranks or shapes, an empty split, a scan
-            missing from the metadata CSV, or ``stats="file"`` without stored statistics.
+        DataError: Missing folder/file/key, wrong ranks or shapes, an empty split, a scan listed
+            in two of the train/val/test annotation files, a scan missing from the metadata CSV,
+            or ``stats="file"`` without stored statistics.
 
     Example:
         >>> SKMTEADataset.groups
@@ -230,7 +268,9 @@ class SKMTEADataset(SliceDataset):
                 raise DataError(
                     "skmtea: 'files' selects unlabelled scans; the annotated splits come from JSON"
                 )
-            return _annotated_scans(self.root, version, self.split)
+            entries = _annotated_scans(self.root, version, self.split)
+            _check_disjoint_splits(self.root, version, self.split, entries)
+            return entries
         if self.split != "unlabelled":
             raise DataError(f"skmtea: unknown split {self.split!r}; expected train, val, test or unlabelled")
         image_dir = existing_path(self.root / "image_files", what="SKM-TEA image folder", directory_ok=True)
@@ -350,7 +390,7 @@ class SKMTEADataset(SliceDataset):
                     ) from exc
                 check_real(block, where=where)
                 if key == "seg":
-                    merge_onehot(block, self.groups, where=where)
+                    merge_onehot(block, self.groups, where=where, class_names=SKMTEA_CLASSES)
                 else:
                     check_finite(block, where=where)
                     echoes.append(block)
@@ -384,6 +424,8 @@ class SKMTEADataset(SliceDataset):
             item["scan_params"] = dict(scan.scan_params)
         if self.labelled:
             seg = np.asarray(handle["seg"][:, :, z, :])
-            label = merge_onehot(seg, self.groups, where=f"{scan.path} seg slice {z}")
+            label = merge_onehot(
+                seg, self.groups, where=f"{scan.path} seg slice {z}", class_names=SKMTEA_CLASSES
+            )
             item["label"] = torch.from_numpy(label)
         return item
