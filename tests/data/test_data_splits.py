@@ -19,6 +19,7 @@ from inpaintssl.data.splits import (
     pretraining_supersets,
     rank_volumes,
     select_fraction,
+    subset_size,
     superset_fraction,
 )
 
@@ -74,6 +75,21 @@ def test_paper_subset_sizes(count: int, expected: list[int]) -> None:
 def test_a_fraction_selecting_no_volume_is_an_error() -> None:
     with pytest.raises(DataError, match=r"^label_fraction=0.01 of 12 training volumes selects 0 volumes"):
         select_fraction([str(i) for i in range(12)], fraction=0.01, seed=0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5, 25.0, float("nan")])
+def test_a_fraction_outside_zero_one_names_the_setting(fraction: float) -> None:
+    ids = [str(i) for i in range(12)]
+    shown = f"{fraction:g}"
+    with pytest.raises(DataError, match=rf"^label_fraction={shown}: expected a share .* in \(0, 1\]"):
+        subset_size(12, fraction)
+    with pytest.raises(DataError, match=rf"^label_fraction={shown}: expected .*; found {shown}"):
+        select_fraction(ids, fraction=fraction, seed=0)
+    with pytest.raises(DataError, match=rf"^label_fraction={shown}: "):
+        label_limited_subsets(ids, fractions=[fraction], seed=0)
+    # An unlabelled source's share is named as its config field, as build.py passes it.
+    with pytest.raises(DataError, match=rf"^data\.unlabelled\[0\]\.fraction={shown}: "):
+        select_fraction(ids, fraction=fraction, seed=0, what="data.unlabelled[0].fraction")
 
 
 def test_pretraining_supersets_are_nested_and_sized_like_the_paper() -> None:

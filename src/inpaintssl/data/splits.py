@@ -74,10 +74,32 @@ def rank_volumes(volume_ids: Iterable[str], *, seed: int) -> list[str]:
     return sorted(set(volume_ids), key=lambda v: (key(v), v))
 
 
-def subset_size(count: int, fraction: float) -> int:
-    """``round(fraction * count)`` (half to even), the number of volumes a fraction selects."""
+def subset_size(count: int, fraction: float, *, what: str = "label_fraction") -> int:
+    """``round(fraction * count)`` (half to even), the number of volumes a fraction selects.
+
+    Args:
+        count: Number of volumes to select from.
+        fraction: Share to keep, in (0, 1].
+        what: The setting ``fraction`` comes from, for the error message (``data.label_fraction``
+            in a run's config).
+
+    Raises:
+        DataError: ``fraction`` outside (0, 1] or NaN; the message names ``what``.
+
+    Example:
+        >>> subset_size(86, 0.25)
+        22
+        >>> subset_size(86, 25)
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: label_fraction=25: expected a share of the volumes in (0, 1], \
+e.g. 0.25 for 25 %; found 25
+    """
     if not 0.0 < fraction <= 1.0:
-        raise DataError(f"fraction={fraction} must lie in (0, 1]")
+        raise DataError(
+            f"{what}={fraction:g}: expected a share of the volumes in (0, 1], e.g. 0.25 for 25 %; "
+            f"found {fraction!r}"
+        )
     return min(count, round(fraction * count))
 
 
@@ -93,11 +115,12 @@ def select_fraction(
         what: Name of the parameter for the error message.
 
     Raises:
-        DataError: No volumes, or a fraction that selects none (``"label_fraction=0.01 of 12
-            training volumes selects 0 volumes"``).
+        DataError: No volumes, a fraction outside (0, 1], or one that selects no volume
+            (``"label_fraction=0.01 of 12 training volumes selects 0 volumes"``); the message
+            names ``what``.
     """
     ranked = rank_volumes(volume_ids, seed=seed)
-    n = subset_size(len(ranked), fraction)
+    n = subset_size(len(ranked), fraction, what=what)
     if n == 0:
         raise DataError(
             f"{what}={fraction:g} of {len(ranked)} training volumes selects 0 volumes; "
