@@ -120,6 +120,42 @@ def test_bad_scan_parameters_name_the_argument(override, message) -> None:
         qdess_t2(np.ones(3), np.ones(3), **params)
 
 
+@pytest.mark.parametrize(
+    ("t2_range_ms", "found"),
+    [
+        ((1.0, 2.0, 3.0), r"found 3 value\(s\) \(1\.0, 2\.0, 3\.0\)"),
+        ((50.0,), r"found 1 value\(s\) \(50\.0,\)"),
+        (100.0, r"found 100\.0"),
+        ("0,100", r"found '0,100'"),
+        ((0.0, "100"), r"found \(0\.0, '100'\)"),
+        ((-10.0, 100.0), r"found \(-10\.0, 100\.0\)"),
+        ((50.0, 50.0), r"found \(50\.0, 50\.0\)"),
+        ((float("nan"), 100.0), r"found \(nan, 100\.0\)"),
+        ((0.0, float("nan")), r"found \(0\.0, nan\)"),
+        ((float("inf"), float("inf")), r"found \(inf, inf\)"),
+    ],
+    ids=["three", "one", "scalar", "string", "text-hi", "negative-lo", "empty", "nan-lo", "nan-hi", "inf-lo"],
+)
+def test_a_bad_t2_range_names_the_argument(t2_range_ms, found) -> None:
+    # (1, 2, 3) failed in tuple unpacking with "too many values to unpack", naming nothing.
+    with pytest.raises(
+        ValueError, match=rf"^t2_range_ms must be \(lo, hi\): two numbers .*0 <= lo < hi.*; {found}$"
+    ):
+        qdess_t2(np.ones(3), np.ones(3), t2_range_ms=t2_range_ms, **_params(SETTINGS[0]))
+
+
+def test_t2_range_may_be_open_above_and_given_as_an_array() -> None:
+    params = _params(SETTINGS[0])
+    t2_true = np.array([20.0, 150.0, 400.0])
+    echo2 = _simulated_ratio(t2_true, *SETTINGS[0])
+    # The default (0, 100] drops 150 and 400 ms; no upper cap keeps every positive T2.
+    assert np.isnan(qdess_t2(np.ones(3), echo2, **params)[1:]).all()
+    for t2_range_ms in ((0.0, math.inf), np.array([0.0, math.inf]), [10, 1000]):
+        np.testing.assert_allclose(
+            qdess_t2(np.ones(3), echo2, t2_range_ms=t2_range_ms, **params), t2_true, rtol=1e-6
+        )
+
+
 def test_echo_shapes_must_match() -> None:
     with pytest.raises(ValueError, match=r"echo1\.shape=\(3,\) and echo2\.shape=\(4,\)"):
         qdess_t2(np.ones(3), np.ones(4), **_params(SETTINGS[0]))

@@ -14,7 +14,8 @@ NaN here so a masked :func:`numpy.nanmean` ignores them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import numbers
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
@@ -98,6 +99,29 @@ class _Scan(NamedTuple):
         return k, c1, tr - te
 
 
+def _t2_range(t2_range_ms: Any) -> tuple[float, float]:
+    """``t2_range_ms`` as ``(lo, hi)`` floats, after checking it is a usable range of T2 values.
+
+    Raises:
+        ValueError: Not two real numbers, a NaN or negative/infinite ``lo``, or ``hi <= lo``;
+            the message names ``t2_range_ms`` and what was found.
+    """
+    expected = "(lo, hi): two numbers in ms with 0 <= lo < hi (hi may be inf), e.g. (0.0, 100.0)"
+    if isinstance(t2_range_ms, (str, bytes)) or not isinstance(t2_range_ms, Iterable):
+        raise ValueError(f"t2_range_ms must be {expected}; found {t2_range_ms!r}")
+    values = tuple(t2_range_ms)
+    if len(values) != 2:
+        raise ValueError(f"t2_range_ms must be {expected}; found {len(values)} value(s) {values!r}")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in values):
+        raise ValueError(f"t2_range_ms must be {expected}; found {values!r}")
+    lo, hi = float(values[0]), float(values[1])
+    # hi = inf is a meaningful "no upper cap"; lo must be finite and >= 0 because every T2 the
+    # model yields below 0 comes from a ratio S2 / S1 no real tissue gives, never a short T2.
+    if not (math.isfinite(lo) and lo >= 0 and not math.isnan(hi) and lo < hi):
+        raise ValueError(f"t2_range_ms must be {expected}; found {values!r}")
+    return lo, hi
+
+
 def qdess_t2(
     echo1: ArrayInput,
     echo2: ArrayInput,
@@ -128,14 +152,16 @@ def qdess_t2(
         tg_us: Spoiler gradient duration in microseconds (``SpoilerGradientTime``).
         t1_ms: Assumed tissue T1 in ms; see :data:`T1_DEFAULTS_MS` for per-tissue values.
         diffusivity: Assumed tissue diffusivity D (DOSMA's units; 1.25e-9 for cartilage).
-        t2_range_ms: ``(lo, hi)``; T2 is kept where ``lo < T2 <= hi``.
+        t2_range_ms: ``(lo, hi)`` in ms with ``0 <= lo < hi`` (``hi`` may be ``inf``); T2 is kept
+            where ``lo < T2 <= hi``.
 
     Returns:
         T2 map in ms with the shape of ``echo1``, float32 for float32 (or narrower) inputs and
         float64 otherwise; NaN where invalid.
 
     Raises:
-        ValueError: If the echo shapes differ or a scan parameter is out of its physical range.
+        ValueError: If the echo shapes differ, a scan parameter is out of its physical range, or
+            ``t2_range_ms`` is not two numbers with ``0 <= lo < hi``.
 
     Example:
         >>> import numpy as np
@@ -147,9 +173,7 @@ def qdess_t2(
     s1 = as_numpy(echo1, name="echo1")
     s2 = as_numpy(echo2, name="echo2")
     check_same_shape(s1, s2, names=("echo1", "echo2"))
-    lo, hi = t2_range_ms
-    if not lo < hi:
-        raise ValueError(f"t2_range_ms must be (lo, hi) with lo < hi; found {t2_range_ms!r}")
+    lo, hi = _t2_range(t2_range_ms)
     k, c1, tr_minus_te = _Scan(tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity).constants()
     dtype = np.result_type(s1.dtype, s2.dtype, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
