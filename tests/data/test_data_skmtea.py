@@ -251,6 +251,24 @@ def test_a_scan_in_two_annotation_splits_is_refused(
     )
 
 
+@pytest.mark.parametrize(
+    ("copy", "key"),
+    [({}, "file_name"), ({"file_name": "MTR_002_again.h5"}, "scan_id"), ({"scan_id": "knee_2"}, "file_name")],
+)
+def test_a_scan_listed_twice_in_one_split_is_refused(
+    skmtea: SkmteaFixture, copy: dict[str, str], key: str
+) -> None:
+    # Listed twice, a scan would count as two training volumes, or two test cases of the paired tests.
+    path = skmtea.root / "annotations" / "v1.0.0" / "train.json"
+    data = json.loads(path.read_text())
+    data["images"].append({**data["images"][1], **copy})
+    path.write_text(json.dumps(data))
+    last = len(data["images"]) - 1
+    told = rf"train\.json: images\[1\] and images\[{last}\] have the same {key}"
+    with pytest.raises(DataError, match=told):
+        SKMTEADataset(split="train", root=skmtea.root)
+
+
 def test_a_scan_renamed_in_another_split_is_still_the_same_scan(skmtea: SkmteaFixture) -> None:
     # Same scan_id under another file name (or the same file under another id) is one volume.
     folder = skmtea.root / "annotations" / "v1.0.0"

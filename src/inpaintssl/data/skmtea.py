@@ -107,6 +107,18 @@ def _annotated_scans(root: Path, version: str, split: str) -> list[dict[str, Any
         missing = [k for k in ("file_name", "scan_id") if k not in entry]
         if missing:
             raise DataError(f"annotation file {path}: images[{i}] lacks {missing}")
+    # A scan listed twice would count twice: twice the weight in training, two test cases in the
+    # paired statistics, which take the cases as independent.
+    for key in ("file_name", "scan_id"):
+        first: dict[str, int] = {}
+        for i, entry in enumerate(images):
+            value = str(entry[key])
+            if value in first:
+                raise DataError(
+                    f"annotation file {path}: images[{first[value]}] and images[{i}] have the same {key} "
+                    f"{value!r}; expected each scan listed once"
+                )
+            first[value] = i
     return images
 
 
