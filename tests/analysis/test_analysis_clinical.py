@@ -616,13 +616,89 @@ def test_mean_hu_is_reported_in_hu_near_a_reference_of_zero() -> None:
     assert table["ssl"][6] == 100.0
     assert agreement_table(results).columns[-1] == "median_abs_error"
     hu, pct = per_image_comparison_table(results).tuples()
-    # Per image, in HU: 6 - 2, 5 - 1, 4 - 3, 8 - 1: SSL better on all four -> p = 1/16.
-    # Holm over the table's two rows: the smaller p (1/16) doubles to 1/8; the percent row's own
-    # p is 1/8 (below), times 1: both adjust to 1/8.
-    assert hu == ("mean HU", 4, 0, 5.75, 1.75, 4.0, 1 / 16, 1 / 8, "HU")
+    # Per image, in HU: 6 - 2, 5 - 1, 4 - 3, 8 - 1: SSL better on all four -> p = 1/16. Mean HU is
+    # one hypothesis, tested on its HU row: a family of one, nothing to adjust for.
+    assert hu == ("mean HU", 4, 0, 5.75, 1.75, 4.0, 1 / 16, 1 / 16, "HU")
     # The paper's percent row stays, but ct0 (reference 0 HU) has no finite percent error at all.
     # Supervised misses the other three by 500, 200, 200 %, SSL by 100, 150, 25 %: three wins, p = 1/8.
+    # The same hypothesis tested again is outside the Holm family: no adjusted p-value.
     assert pct[-1] == "%" and pct[1] == 3 and pct[2] == 1
-    assert pct[6:8] == (1 / 8, 1 / 8)
+    assert pct[6] == 1 / 8 and math.isnan(pct[7])
     found = paired_image_errors(results, "mean_hu", quantity="abs_error")
     assert found.supervised.tolist() == [6.0, 5.0, 4.0, 8.0] and found.ssl.tolist() == [2.0, 1.0, 3.0, 1.0]
+
+
+def _paired_pct_rows(metric: str, errors: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """``(supervised, ssl)`` percent errors of one tissue per image, as ``<metric>_pct_error`` rows."""
+    return [
+        {
+            "arm": arm,
+            "label_fraction": 0.1,
+            "subset_seed": 0,
+            "run_id": f"{arm}-run",
+            "level": "image",
+            "volume_id": f"{metric}{i}",
+            "slice_index": 0,
+            "class_name": "tissue",
+            "metric": f"{metric}_pct_error",
+            "value": value,
+        }
+        for i, pair in enumerate(errors)
+        for arm, value in zip(("supervised", "ssl"), pair)
+    ]
+
+
+def _holm(p: list[float]) -> list[float]:
+    """Holm's step-down adjustment, written out: the i-th smallest p times (m - i), running maximum."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    adjusted, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_the_holm_family_counts_mean_hu_once() -> None:
+    # SSL beats supervised on every image: 6 volumes (exact one-sided p = 1/64), 2 T2 images (1/4),
+    # 4 CT images in HU (1/16). Three metrics, three hypotheses; mean HU's percent row (3 images
+    # with a finite percent error, p = 1/8) tests the same one again and is not counted.
+    volume = [(10.0 + i, 1.0 + i) for i in range(6)]
+    t2 = [(8.0, 3.0), (9.0, 2.0)]
+    hu = [
+        ("supervised", "ct0", 6.0, 0.0),
+        ("supervised", "ct1", -4.0, 1.0),
+        ("supervised", "ct2", 2.0, -2.0),
+        ("supervised", "ct3", 12.0, 4.0),
+        ("ssl", "ct0", -2.0, 0.0),
+        ("ssl", "ct1", 2.0, 1.0),
+        ("ssl", "ct2", -5.0, -2.0),
+        ("ssl", "ct3", 3.0, 4.0),
+    ]
+    measured = _paired_pct_rows("volume_mm3", volume) + _paired_pct_rows("mean_t2_ms", t2) + _hu_rows(hu)
+    results = ResultsTable(measured)
+    table = per_image_comparison_table(results)
+    rows = {(row["metric"], row["error_unit"]): row for row in table}
+    assert [(r["metric"], r["error_unit"]) for r in table] == [
+        ("tissue volume (mm^3)", "%"),
+        ("mean T2 (ms)", "%"),
+        ("mean HU", "HU"),
+        ("mean HU", "%"),
+    ]
+    family = [("tissue volume (mm^3)", "%"), ("mean T2 (ms)", "%"), ("mean HU", "HU")]
+    assert [rows[key]["p_value"] for key in family] == [1 / 64, 1 / 4, 1 / 16]
+    # By hand: 3/64, then 2 x 1/16 = 1/8, then 1 x 1/4 (a family of four would give 1/16, 3/16, ...).
+    expected = [3 / 64, 1 / 4, 1 / 8]
+    assert _holm([1 / 64, 1 / 4, 1 / 16]) == expected
+    assert [rows[key]["p_holm"] for key in family] == pytest.approx(expected)
+    assert rows[("mean HU", "%")]["p_value"] == 1 / 8 and math.isnan(rows[("mean HU", "%")]["p_holm"])
+
+
+def test_mean_hu_without_absolute_errors_keeps_its_percent_row_in_the_family() -> None:
+    # No _pred or _ref rows: mean HU's percent row is its only test, so it is in the family.
+    volume = [(10.0 + i, 1.0 + i) for i in range(6)]
+    hu = [(20.0 + i, 2.0 + i) for i in range(3)]
+    results = ResultsTable(_paired_pct_rows("volume_mm3", volume) + _paired_pct_rows("mean_hu", hu))
+    (vol, pct) = per_image_comparison_table(results)
+    assert (vol["p_value"], pct["p_value"], pct["error_unit"]) == (1 / 64, 1 / 8, "%")
+    assert [vol["p_holm"], pct["p_holm"]] == pytest.approx(_holm([1 / 64, 1 / 8]))
+    assert [vol["p_holm"], pct["p_holm"]] == pytest.approx([2 / 64, 1 / 8])

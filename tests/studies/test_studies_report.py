@@ -128,3 +128,38 @@ def test_a_ranking_over_several_baselines_names_each_strategys_baseline(tmp_path
     assert (
         "| rank | strategy | baseline | p_value |" in (tmp_path / "report" / "table3_ranking.md").read_text()
     )
+
+
+def test_a_scaling_grid_over_patch_sizes_reports_each_strategy(tmp_path: Path) -> None:
+    # A data_scaling spec with a grid over patch sizes: at each amount of pretraining data two
+    # strategies. Figure 5, its fits and labels needed keep them apart, and the report says so.
+    rows = []
+    for fraction, n in ((1.0, 40), (0.5, 20), (0.1, 4)):
+        rows += dice_rows("supervised", "supervised", fraction, labelled_volumes=n)
+        for share, pct in ((0.0, 100.0), (1.0, 200.0)):
+            for k in (16, 32):
+                name = f"+{share:.0%} unlabelled patch_size={k}"
+                rows += dice_rows("ssl", name, fraction, pretrain_data_pct=pct, labelled_volumes=n)
+    spec = StudySpec.model_validate(
+        {
+            "study": "data_scaling",
+            "output": str(tmp_path / "study"),
+            "unlabelled_fractions": [0.0, 1.0],
+            "pretrain": {"data": {"unlabelled": [{"dataset": "mni152"}]}},
+            "grid": {"pretrain.pretext.patch_size": [16, 32]},
+        }
+    )
+    files = write_report(spec, output=tmp_path / "report", results=ResultsTable(rows))
+    assert not files.skipped
+    assert {p.name for p in files.figures} >= {"fig5_scaling.png", "fig5_scaling.pdf"}
+    with open(tmp_path / "report" / "power_law_fits.csv", newline="") as handle:
+        fits = list(csv.DictReader(handle))
+    # One fit per label fraction and patch size, each named.
+    assert sorted((row["label_fraction"], row["strategy"]) for row in fits) == sorted(
+        (str(f), f"patch_size={k}") for f in (1.0, 0.5, 0.1) for k in (16, 32)
+    )
+    with open(tmp_path / "report" / "labels_needed.csv", newline="") as handle:
+        arms = [row["arm"] for row in csv.DictReader(handle)]
+    assert arms == ["supervised"] + [
+        f"ssl, {pct}% pretraining data, patch_size={k}" for k in (16, 32) for pct in (100, 200)
+    ]

@@ -11,7 +11,8 @@ with the written paths and the figure, whose axes can be inspected.
   each); a band shows the spread over subset seeds.
 - :func:`plot_dice_vs_pretraining_data`: Figure 5, Dice vs % pretraining data per label fraction
   (0% = supervised) with dashed power-law fits ``y = a x^k + c``, each labelled with a, k, c and
-  its residual standard error ``sqrt(SSR / (n - 3))`` (the ``rse`` of the power-law table).
+  its residual standard error ``sqrt(SSR / (n - 3))`` (the ``rse`` of the power-law table); one
+  panel per strategy when the study's grid varies more than the amount of data.
 - :func:`plot_percent_error_bars`: Figure 6, median percent error per class, label fraction and arm,
   one panel per clinical metric.
 - :func:`plot_ssl_vs_supervised`: Figure 7, per-image percent error, SSL against supervised, one
@@ -238,32 +239,49 @@ def plot_dice_vs_pretraining_data(
 ) -> FigureFiles:
     """Figure 5: class-averaged Dice vs % pretraining data per label fraction, with power-law fits (sec. 2.6).
 
+    The points and fits of :func:`~inpaintssl.analysis.summaries.scaling_series`, one colour per
+    label fraction, and a black dotted line at the supervised Dice with all labels. A study whose
+    grid varies more than the amount of pretraining data has several strategies at each amount:
+    each gets a panel of its own, titled with its name
+    (:func:`~inpaintssl.analysis.summaries.scaling_strategy`), each label fraction in the same
+    colour in every panel, so that no point averages two strategies. One strategy is one panel
+    without a title, the paper's figure.
+
     Raises:
         ValueError: No class-averaged Dice with a label fraction in ``results``.
     """
     series = scaling_series(results, level=level)
     _require(bool(series), "plot_dice_vs_pretraining_data: results hold no 'dice_mean' rows")
-    figure, (ax,) = _panels(1, width=6.0, height=4.5)
-    colors = [f"C{i}" for i in range(len(series))]
-    for color, s in zip(colors, series):
-        ax.plot(s.x, s.y, marker="o", linestyle="none", color=color, label=f"{s.label_fraction:.0%} labels")
-        if s.fit is not None:
-            grid = np.linspace(0.0, float(s.x.max()), 200)
+    strategies = list(dict.fromkeys(s.strategy for s in series))
+    # Colour by label fraction, in the order the series come (by fraction), alike in every panel.
+    fractions = list(dict.fromkeys(s.label_fraction for s in series))
+    figure, axes = _panels(len(strategies), width=6.0, height=4.5, ncols=2)
+    for ax, strategy in zip(axes, strategies):
+        shown = [s for s in series if s.strategy == strategy]
+        for s in shown:
+            color = f"C{fractions.index(s.label_fraction)}"
             ax.plot(
-                grid,
-                s.fit.predict(grid),
-                linestyle="--",
-                color=color,
-                # RSE, the power-law table's "rse" column: the paper's "S" is SSR / (n - 2), its
-                # "paper_s" column, another number under the same letter.
-                label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, RSE={s.fit.rse:.2g}",
+                s.x, s.y, marker="o", linestyle="none", color=color, label=f"{s.label_fraction:.0%} labels"
             )
-    full = [s for s in series if s.label_fraction == 1.0 and s.x.size and s.x[0] == 0.0]
-    if full:
-        ax.axhline(float(full[0].y[0]), color="black", linestyle=":", label="supervised, 100% labels")
-    ax.set_xlabel("pretraining data (% of the training set; 0 = supervised)")
-    ax.set_ylabel("Dice (class average)")
-    ax.legend(fontsize="x-small")
+            if s.fit is not None:
+                grid = np.linspace(0.0, float(s.x.max()), 200)
+                ax.plot(
+                    grid,
+                    s.fit.predict(grid),
+                    linestyle="--",
+                    color=color,
+                    # RSE, the power-law table's "rse" column: the paper's "S" is SSR / (n - 2), its
+                    # "paper_s" column, another number under the same letter.
+                    label=f"a={s.fit.a:.3g}, k={s.fit.k:.3g}, c={s.fit.c:.3g}, RSE={s.fit.rse:.2g}",
+                )
+        full = [s for s in shown if s.label_fraction == 1.0 and s.x.size and s.x[0] == 0.0]
+        if full:
+            ax.axhline(float(full[0].y[0]), color="black", linestyle=":", label="supervised, 100% labels")
+        if strategy is not None:
+            ax.set_title(strategy or "(no other grid value)")
+        ax.set_xlabel("pretraining data (% of the training set; 0 = supervised)")
+        ax.set_ylabel("Dice (class average)")
+        ax.legend(fontsize="x-small")
     figure.suptitle("Dice vs amount of pretraining data")
     return save_figure(figure, path)
 

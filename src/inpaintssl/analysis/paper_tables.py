@@ -8,8 +8,9 @@
   with Holm-adjusted p-values beside the paper's.
 - :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
   numbers behind Figures 3/4).
-- :func:`power_law_table`: the Figure 5 fit parameters per label fraction (a, k, c, the usual
-  RSE ``sqrt(SSR / (n - 3))`` and the paper's ``SSR / (n - 2)``, the range of x fitted).
+- :func:`power_law_table`: the Figure 5 fit parameters per label fraction (and strategy, when the
+  grid varies more than the amount of data): a, k, c, the usual RSE ``sqrt(SSR / (n - 3))`` and
+  the paper's ``SSR / (n - 2)``, the range of x fitted.
 - :func:`labels_needed_table`: labelled volumes each arm needs to reach a target Dice, flagged
   where the count lies outside the range of labelled volumes the curve was fitted on, with
   bootstrap intervals over the test cases.
@@ -198,18 +199,27 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
     the range of % pretraining data fitted (0 is the supervised baseline), outside which the curve
     is an extrapolation. A label fraction without a fit (fewer than 3 distinct x, or a failed fit)
     has NaN parameters and range and ``k_at_bound`` ``None``.
+
+    A study whose grid varies more than the amount of pretraining data has a fit per label
+    fraction and strategy (:func:`~inpaintssl.analysis.summaries.scaling_series`); a ``strategy``
+    column after ``label_fraction`` then names each row's
+    (:func:`~inpaintssl.analysis.summaries.scaling_strategy`). With one strategy the table has no
+    such column, as it never had.
     """
-    rows: list[tuple[float, int, float, float, float, float, float, bool | None, float, float]] = []
-    for series in scaling_series(results, level=level):
+    found = scaling_series(results, level=level)
+    named = any(series.strategy is not None for series in found)
+    rows: list[tuple[object, ...]] = []
+    for series in found:
         fit = series.fit
+        head: tuple[object, ...] = (series.label_fraction,)
+        if named:
+            head += (series.strategy,)
         if fit is None:
-            rows.append(
-                (series.label_fraction, int(series.x.size), *(math.nan,) * 5, None, math.nan, math.nan)
-            )
+            rows.append((*head, int(series.x.size), *(math.nan,) * 5, None, math.nan, math.nan))
         else:
             rows.append(
                 (
-                    series.label_fraction,
+                    *head,
                     fit.n,
                     fit.a,
                     fit.k,
@@ -221,6 +231,7 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
                     fit.x_max,
                 )
             )
+    head_columns = ("label_fraction", "strategy") if named else ("label_fraction",)
     return Table(
         tuple(rows),
         name="power_law_fits",
@@ -228,8 +239,9 @@ def power_law_table(results: Table, *, level: str | None = None) -> Table:
         "rse = sqrt(SSR/(n-3)), "
         "paper_s = SSR/(n-2) as printed in the paper; "
         "k_at_bound: k stopped at the end of its range, so the points do not pin the curve; "
-        "x_min, x_max: the range of x fitted",
-        columns=("label_fraction", "points", "a", "k", "c", "rse", "paper_s", "k_at_bound", "x_min", "x_max"),
+        "x_min, x_max: the range of x fitted"
+        + ("; one fit per label fraction and strategy" if named else ""),
+        columns=(*head_columns, "points", "a", "k", "c", "rse", "paper_s", "k_at_bound", "x_min", "x_max"),
     )
 
 
@@ -246,7 +258,10 @@ def labels_needed_table(
 
     See :func:`inpaintssl.analysis.summaries.labels_needed_rows`; ``inf`` means the fitted curve
     levels off below the target, NaN that no curve could be fitted (fewer than 3 label fractions)
-    or that the fitted curve does not increase.
+    or that the fitted curve does not increase. ``arm`` is ``supervised`` or ``ssl, <pct>%
+    pretraining data``; with several strategies at each amount of pretraining data (a grid over
+    patch sizes or pretext tasks too) each has its arms, named ``ssl, <pct>% pretraining data,
+    <strategy>``.
 
     ``fitted_volumes_min`` and ``fitted_volumes_max`` are the range of labelled volumes the arm's
     curve was fitted on (NaN without a fit). ``extrapolated`` says whether the count, as reported

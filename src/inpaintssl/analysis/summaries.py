@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -66,9 +67,10 @@ __all__ = [
     "named_baselines",
     "paired_scores",
     "paired_with_baseline",
-    "with_mean_class",
     "scaling_series",
+    "scaling_strategy",
     "transfer_boxes",
+    "with_mean_class",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -262,12 +264,15 @@ class ScalingSeries:
         x: Pretraining data in % of the training set ``(P,)``; 0 is the supervised baseline.
         y: Test-set mean class-averaged Dice ``(P,)``.
         fit: ``y = a * x**k + c`` (``None`` with fewer than 3 distinct x or when the fit fails).
+        strategy: The strategy whose runs the points are (:func:`scaling_strategy`), ``None``
+            when the SSL runs are of one strategy (the study's grid varies the amount of data alone).
     """
 
     label_fraction: float
     x: FloatArray
     y: FloatArray
     fit: PowerLawFit | None
+    strategy: str | None = None
 
 
 def _try_fit(x: FloatArray, y: FloatArray) -> PowerLawFit | None:
@@ -279,45 +284,106 @@ def _try_fit(x: FloatArray, y: FloatArray) -> PowerLawFit | None:
         return None
 
 
+# studies.grid names a data_scaling strategy by the unlabelled data its pretraining adds, then its
+# other grid values ("+25% unlabelled patch_size=16"): the first part is the x of Figure 5, not the
+# strategy a series follows across it.
+_ADDED_DATA = re.compile(r"^\+\S+(?: unlabelled)?(?: |$)")
+
+
+def scaling_strategy(strategy: object) -> str:
+    """The strategy an SSL run follows across amounts of pretraining data (Figure 5's series).
+
+    A ``data_scaling`` strategy is named by the unlabelled data its pretraining adds, then by its
+    other grid values (:mod:`inpaintssl.studies.grid`: ``+25% unlabelled patch_size=16``); the
+    runs at every amount of data with the same other values are one series. The name without its
+    leading ``+<amount>`` part says which: ``""`` when the grid varies the amount alone. Another
+    name is its own series.
+
+    Example:
+        >>> scaling_strategy("+25% unlabelled patch_size=16 task=context_prediction")
+        'patch_size=16 task=context_prediction'
+        >>> scaling_strategy("+0% unlabelled"), scaling_strategy("ssl")
+        ('', 'ssl')
+    """
+    return _ADDED_DATA.sub("", "" if strategy is None else str(strategy), count=1)
+
+
+def _scaling_strategies(rows: Table) -> dict[str | None, Table]:
+    """The SSL rows by :func:`scaling_strategy`, sorted; one strategy (or none) is keyed ``None``.
+
+    Keyed ``None``, a study that varies the amount of pretraining data alone keeps the names its
+    series and arms always had.
+    """
+    ssl = rows.select(arm="ssl")
+    parts: dict[str, list[Mapping[str, Any]]] = {}
+    for row in ssl:
+        parts.setdefault(scaling_strategy(row.get("strategy")), []).append(row)
+    if len(parts) < 2:
+        return {None: ssl}
+    return {name: Table(parts[name]) for name in sorted(parts)}
+
+
 def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingSeries]:
-    """Per label fraction: Dice at each amount of pretraining data, with its power-law fit (sec. 2.6).
+    """Per label fraction and strategy: Dice at each amount of pretraining data, its power-law fit (sec. 2.6).
 
     SSL runs sit at their pretraining run's ``pretrain_data_pct`` (100% = the training set alone);
     the supervised baseline sits at 0%, as in the paper's Figure 5: the baselines of the settings
     the SSL rows name (:func:`named_baselines` ``by="setting"``), not every supervised run of the
     study, and at every label fraction they ran at, whether or not an SSL run has finished there.
 
+    A ``data_scaling`` grid over other settings too (patch sizes, pretext tasks, learning rates)
+    has several strategies at each amount of data. Each is a series of its own
+    (:func:`scaling_strategy`, :attr:`ScalingSeries.strategy`), starting at the baselines its own
+    runs name, rather than being averaged with the others into one point; series are ordered by
+    label fraction, then strategy. With one strategy, :attr:`ScalingSeries.strategy` is ``None``.
+
     Raises:
         ValueError: The SSL rows name no baseline and the supervised rows are of several.
     """
     rows = dice_rows(results, level=level)
-    # A curve: the baseline's point at a fraction stays whichever SSL runs have finished there.
-    supervised = named_baselines(rows, what="Dice vs pretraining data", by="setting")
+    # A curve: the baseline's point at a fraction stays whichever SSL runs have finished there. Asked of
+    # every SSL row first, so that rows of which only some name their baseline are refused.
+    everyone = named_baselines(rows, what="Dice vs pretraining data", by="setting")
+    strategies = _scaling_strategies(rows)
+    baselines = {
+        name: everyone
+        if name is None
+        else named_baselines(rows, ssl=ssl, what=f"Dice vs pretraining data ({name})", by="setting")
+        for name, ssl in strategies.items()
+    }
     out = []
-    for (fraction,), table in rows.groups("label_fraction").items():
-        points: dict[float, list[float]] = {}
-        for curve in dice_curves(table.select(arm="ssl"), level=level, x="pretrain_data_pct", series="arm"):
-            for xv, yv in zip(curve.x, curve.mean):
-                points.setdefault(float(xv), []).append(float(yv))
-        baseline = supervised.select(label_fraction=fraction)
-        for curve in dice_curves(baseline, level=level, series="arm"):
-            points.setdefault(0.0, []).extend(float(v) for v in curve.mean)
-        if not points:
-            continue  # no Dice at this fraction
-        xs = np.asarray(sorted(points), dtype=np.float64)
-        ys = np.asarray([np.mean(points[v]) for v in sorted(points)], dtype=np.float64)
-        out.append(ScalingSeries(float(fraction), xs, ys, _try_fit(xs, ys)))
+    for fraction in rows.unique("label_fraction"):
+        for name, ssl in strategies.items():
+            points: dict[float, list[float]] = {}
+            ssl_here = ssl.select(label_fraction=fraction)
+            for curve in dice_curves(ssl_here, level=level, x="pretrain_data_pct", series="arm"):
+                for xv, yv in zip(curve.x, curve.mean):
+                    points.setdefault(float(xv), []).append(float(yv))
+            baseline = baselines[name].select(label_fraction=fraction)
+            for curve in dice_curves(baseline, level=level, series="arm"):
+                points.setdefault(0.0, []).extend(float(v) for v in curve.mean)
+            if not points:
+                continue  # no Dice of this strategy (or its baseline) at this fraction
+            xs = np.asarray(sorted(points), dtype=np.float64)
+            ys = np.asarray([np.mean(points[v]) for v in sorted(points)], dtype=np.float64)
+            out.append(ScalingSeries(float(fraction), xs, ys, _try_fit(xs, ys), name))
     return out
 
 
 def _labels_needed_arms(results: Table, level: str | None) -> dict[str, Table]:
-    """The arms of labels needed: the named baselines' settings, then SSL by % pretraining data."""
+    """The arms of labels needed: the named baselines' settings, then SSL by strategy and % pretraining data.
+
+    An SSL arm is named ``ssl, <pct>% pretraining data``, followed by its strategy
+    (:func:`scaling_strategy`) when the rows hold several, so that strategies are not averaged.
+    """
     rows = dice_rows(results, level=level)
     # By setting: the baseline's curve, hence the default target (its Dice with the most labels),
     # must not lose its 100% point because the SSL run there has not finished.
     arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed", by="setting")}
-    for (pct,), table in rows.select(arm="ssl").groups("pretrain_data_pct").items():
-        arms[f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"] = table
+    for name, ssl in _scaling_strategies(rows).items():
+        for (pct,), table in ssl.groups("pretrain_data_pct").items():
+            arm = f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"
+            arms[arm if name is None else f"{arm}, {name}"] = table
     return arms
 
 
@@ -351,6 +417,12 @@ def labels_needed_rows(
     not of every supervised run of the study, so neither the curve nor the default target depends
     on which SSL runs have finished.
     :func:`labels_needed_intervals` adds bootstrap intervals over the test cases.
+
+    The SSL arms are named ``ssl, <pct>% pretraining data``. A study whose grid varies more than
+    the amount of pretraining data (patch sizes, pretext tasks) has several strategies at each
+    amount; each is an arm of its own, named ``ssl, <pct>% pretraining data, <strategy>``
+    (:func:`scaling_strategy`), and arms are ordered by strategy, then amount, so that no arm's
+    curve averages two strategies.
 
     Args:
         results: The long results table.
