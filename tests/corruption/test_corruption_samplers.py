@@ -156,6 +156,58 @@ def test_poisson_options_are_validated(kwargs: dict[str, int]) -> None:
         PoissonDiscSampler(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        # A float reaches the Numba kernels, which fail to compile naming no option (or, for
+        # candidates, quietly truncate); a bool passes as 1 (max_draws=True: one draw, then a
+        # misleading "coverage unreachable").
+        ("poisson_disc", {"candidates": 2.5}),
+        ("poisson_disc", {"attempts": 2.5}),
+        ("poisson_disc", {"attempts": True}),
+        ("random", {"max_draws": 1e5}),  # what a JSON config gives for 1e5
+        ("random", {"max_draws": True}),
+        ("random", {"max_draws": 0}),
+    ],
+)
+def test_sampler_options_must_be_integers_named_at_construction(name: str, kwargs: dict[str, object]) -> None:
+    option, value = next(iter(kwargs.items()))
+    with pytest.raises(ValueError, match=rf"{option}={value!r} is invalid; expected an integer >= 1"):
+        SAMPLERS.build(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"patch_size": None}, r"patch_size=None must be a positive integer"),
+        ({"patch_size": "8"}, r"patch_size='8' must be a positive integer"),
+        ({"patch_size": True}, r"patch_size=True must be a positive integer"),
+        ({"patch_size": 8.5}, r"patch_size=8.5 must be a positive integer"),
+        ({"coverage": "0.25"}, r"coverage='0.25' must be a number in \(0, 1\]"),
+        ({"coverage": None}, r"coverage=None must be a number in \(0, 1\]"),
+        ({"coverage": True}, r"coverage=True must be a number in \(0, 1\]"),
+        ({"shape": 64}, r"shape=64 must be \(H, W\)"),
+        ({"shape": (64.5, 64)}, r"shape=\(64.5, 64\) must be \(H, W\), two integers"),
+    ],
+)
+def test_bad_request_arguments_are_named(name: str, kwargs: dict[str, object], message: str) -> None:
+    request: dict[str, object] = {"shape": (64, 64), "patch_size": 8, "coverage": 0.25, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SAMPLERS.build(name).sample(**request, rng=np.random.default_rng(0))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_whole_numbers_of_any_type_are_valid_request_arguments(name: str) -> None:
+    rng = np.random.default_rng(0)
+    corners = SAMPLERS.build(name).sample(
+        shape=(np.int64(64), 64), patch_size=np.int32(8), coverage=np.float64(0.25), rng=rng
+    )
+    assert covered_fraction(corners, (64, 64), 8) >= 0.25
+    # 8.0 (a YAML float) stays accepted as 8, as before.
+    assert len(SAMPLERS.build(name).sample(shape=(64, 64), patch_size=8.0, rng=np.random.default_rng(0)))
+
+
 def test_unknown_sampler_name_suggests_close_match() -> None:
     with pytest.raises(KeyError, match="poisson_disc"):
         SAMPLERS.build("poisson")

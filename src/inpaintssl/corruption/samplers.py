@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -156,15 +158,16 @@ def validate_request(
 patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size <= 32 \
 (the largest K with K**2 <= coverage * H * W)
     """
-    if len(shape) != 2:
-        raise ValueError(f"shape={shape!r} must be (H, W)")
+    if not isinstance(shape, Sequence | np.ndarray) or len(shape) != 2 or not all(map(_is_integral, shape)):
+        raise ValueError(f"shape={shape!r} must be (H, W), two integers")
     height, width = (int(side) for side in shape)
     if height < 1 or width < 1:
         raise ValueError(f"shape={shape!r} must have positive sides")
-    if isinstance(patch_size, bool) or int(patch_size) != patch_size or patch_size < 1:
+    if not _is_integral(patch_size) or patch_size < 1:
         raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
-    if not 0.0 < coverage <= 1.0:
-        raise ValueError(f"coverage={coverage!r} must lie in (0, 1]")
+    # A bool or a string would otherwise pass as 1.0 or fail in a comparison that names nothing.
+    if not isinstance(coverage, numbers.Real) or isinstance(coverage, bool) or not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage={coverage!r} must be a number in (0, 1]")
     request = _Request(height, width, patch_size, coverage, pairs)
     if patch_size > min(height, width):
         raise request.refuse(
@@ -183,6 +186,26 @@ patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size 
             "pairs need 2 * patch_size <= max(H, W)"
         )
     return height, width
+
+
+def _is_integral(value: object) -> bool:
+    """Whether ``value`` is a whole number (``8``, ``np.int64(8)``, ``8.0``), never a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or float(value).is_integer()
+
+
+def _check_count(name: str, value: object, *, allow_none: bool = False) -> None:
+    """Refuse a sampler option that is not an integer >= 1, naming it.
+
+    The options reach the Numba kernels, where a float (``max_draws: 1e5`` in a JSON config) would
+    fail to compile with a message that names no option, and a bool would pass as 1.
+    """
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        expected = "an integer >= 1" + (" or None" if allow_none else "")
+        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
 
 
 def _percent(share: float) -> str:
@@ -367,7 +390,9 @@ class _CheckedSampler(ABC):
                 message says "coverage unreachable", with the shape, ``K`` and what was reached).
         """
         height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
-        return self._draw(_Request(height, width, patch_size, coverage, pairs), rng)
+        # Plain ints for the Numba kernels: a whole float (8.0) or a NumPy integer passes the checks
+        # but would make the kernels compile for, or fail on, another type.
+        return self._draw(_Request(height, width, int(patch_size), float(coverage), bool(pairs)), rng)
 
     def check_request(
         self, *, shape: tuple[int, int], patch_size: int, coverage: float = 0.25, pairs: bool = False
@@ -415,9 +440,8 @@ class PoissonDiscSampler(_CheckedSampler):
     """
 
     def __init__(self, *, candidates: int = 30, attempts: int = 10) -> None:
-        for name, value in (("candidates", candidates), ("attempts", attempts)):
-            if value < 1:
-                raise ValueError(f"{name}={value} must be >= 1")
+        _check_count("candidates", candidates)
+        _check_count("attempts", attempts)
         self.candidates = candidates
         self.attempts = attempts
 
@@ -445,8 +469,9 @@ class PoissonDiscSampler(_CheckedSampler):
             True
         """
         height, width = validate_request(shape=shape, patch_size=patch_size, coverage=1.0)
-        if attempt < 0:
-            raise ValueError(f"attempt={attempt} must be >= 0")
+        if isinstance(attempt, bool) or not isinstance(attempt, numbers.Integral) or attempt < 0:
+            raise ValueError(f"attempt={attempt!r} is invalid; expected an integer >= 0")
+        patch_size, attempt = int(patch_size), int(attempt)
         # Retries try more candidates in a thinner annulus just outside the minimum distance, and
         # start from a domain corner with candidates pushed onto the edges: both pack closer to the
         # limit, which matters only for tight requests (narrow images, large K).
@@ -540,8 +565,7 @@ class RandomSampler(_CheckedSampler):
     """
 
     def __init__(self, *, max_draws: int | None = None) -> None:
-        if max_draws is not None and max_draws < 1:
-            raise ValueError(f"max_draws={max_draws} must be >= 1 or None")
+        _check_count("max_draws", max_draws, allow_none=True)
         self.max_draws = max_draws
 
     def __repr__(self) -> str:
