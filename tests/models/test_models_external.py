@@ -133,6 +133,13 @@ def test_monai_rejects_bad_features(monai: ModuleType) -> None:
         MonaiBasicUNet(in_channels=1, out_channels=1, features=(4, 4, 8))
 
 
+@pytest.mark.parametrize("seed", [2**64, 1.5])
+def test_monai_rejects_a_bad_seed_by_name(monai: ModuleType, seed: object) -> None:
+    # torch's manual_seed would say "Overflow when unpacking long long" / "expected a long".
+    with pytest.raises(ValueError, match=rf"seed={seed!r} is invalid; expected None or an integer"):
+        MonaiBasicUNet(in_channels=1, out_channels=1, features=(4, 4, 8, 8, 16, 4), seed=seed)  # type: ignore[arg-type]
+
+
 def test_smp_wrapper_equals_smp_unet(smp: ModuleType) -> None:
     net = SmpUNet(in_channels=1, out_channels=2, encoder_name="resnet18", seed=0).eval()
     plain = smp.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2).eval()

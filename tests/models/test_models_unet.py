@@ -117,6 +117,21 @@ def test_invalid_sizes_are_rejected_with_the_argument_name(name: str, value: obj
         small(**{name: value})
 
 
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 1.5, "0", True])
+def test_invalid_seed_is_rejected_with_the_argument_name(seed: object) -> None:
+    # torch's manual_seed would say "Overflow when unpacking long long" or "expected a long".
+    with pytest.raises(ValueError, match=rf"seed={seed!r} is invalid; expected None or an integer"):
+        small(seed=seed)
+    with pytest.raises(ValueError, match=rf"seed={seed!r} is invalid"):
+        UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0).reset_parameters(seed=seed)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64 - 1, -(2**63)])
+def test_every_seed_torch_accepts_is_accepted(seed: int) -> None:
+    first, second = small(seed=seed), small(seed=seed)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
 def test_kaiming_normal_statistics_and_zeroed_biases() -> None:
     net = BACKBONES.build("unet2d", in_channels=1, out_channels=4, seed=0)
     checked = 0

@@ -15,9 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
-__all__ = ["check_backbone_input"]
+__all__ = ["check_backbone_input", "check_init_seed"]
 
 
 def check_backbone_input(x: torch.Tensor, *, in_channels: int, size_multiple: int, why: str) -> None:
@@ -43,3 +45,24 @@ def check_backbone_input(x: torch.Tensor, *, in_channels: int, size_multiple: in
             f"input size (H, W) = ({height}, {width}) is not divisible by size_multiple={size_multiple} "
             f"({why}); crop or pad it, e.g. to {fit}"
         )
+
+
+def check_init_seed(seed: object) -> int | None:
+    """Return a backbone's initialisation ``seed`` as an ``int`` (or ``None``), or refuse it by name.
+
+    :meth:`torch.Generator.manual_seed` takes any integer in ``[-2**63, 2**64)``; outside that range,
+    or for a float, it fails with "Overflow when unpacking long long" or "expected a long", which
+    name no argument.
+
+    Raises:
+        ValueError: ``seed`` is not ``None`` or an integer in that range (a bool is refused too).
+
+    Example:
+        >>> check_init_seed(7), check_init_seed(None)
+        (7, None)
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= int(seed) < 2**64:
+        raise ValueError(f"seed={seed!r} is invalid; expected None or an integer in [-2**63, 2**64)")
+    return int(seed)

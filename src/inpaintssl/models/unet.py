@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from inpaintssl.models.cpu_convolution import WeightGradientKernel, check_weight_gradient_kernel
-from inpaintssl.models.input_checks import check_backbone_input
+from inpaintssl.models.input_checks import check_backbone_input, check_init_seed
 from inpaintssl.models.layers import DoubleConv, WSConv2d
 from inpaintssl.registry import BACKBONES
 
@@ -180,7 +180,8 @@ class UNet2d(nn.Module):
         weight_gradient: The 3x3 convolutions' weight-gradient kernel.
 
     Raises:
-        ValueError: If a size argument is not a positive integer.
+        ValueError: If a size argument is not a positive integer, or ``seed`` is not ``None`` or an
+            integer in ``[-2**63, 2**64)``.
 
     Example:
         >>> import torch
@@ -209,6 +210,7 @@ class UNet2d(nn.Module):
         self.depth = _check_positive_int("depth", depth)
         base_width = _check_positive_int("base_width", base_width)
         groups = _check_positive_int("groups", groups)
+        seed = check_init_seed(seed)
         self.widths = tuple(base_width * 2**level for level in range(depth))
         self.size_multiple = 2 ** (depth - 1)
         # torch layers draw their default init from the global RNG; restore it, since every
@@ -246,6 +248,7 @@ class UNet2d(nn.Module):
         Samples are drawn on the CPU from a generator seeded with ``seed`` and then copied to each
         parameter's device and dtype, so a seed gives the same weights on every device.
         """
+        seed = check_init_seed(seed)
         generator = torch.Generator(device="cpu")
         generator.manual_seed(secrets.randbits(63) if seed is None else seed)
         for module in self.modules():

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from inpaintssl.models.input_checks import check_backbone_input
+from inpaintssl.models.input_checks import check_backbone_input, check_init_seed
 
 __all__ = ["ThreePartBackbone", "seeded_construction"]
 
@@ -35,6 +35,7 @@ def seeded_construction(seed: int | None) -> Iterator[None]:
     CPU generator is reseeded (``torch.manual_seed`` would also reseed the CUDA generators).
     ``None`` draws fresh entropy.
     """
+    seed = check_init_seed(seed)
     with torch.random.fork_rng(devices=()):
         torch.default_generator.manual_seed(secrets.randbits(63) if seed is None else seed)
         yield
