@@ -28,7 +28,13 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int, *, mode: AdaptM
     old channel ``j % C_old``) and divides each by the number of new channels that copy it. An
     input whose channels are replicated the same way therefore gives exactly the old response;
     when ``C_new`` is a multiple of ``C_old`` the factor is ``C_old / C_new``, and when
-    ``C_new < C_old`` the first ``C_new`` kernels are kept unscaled.
+    ``C_new < C_old`` the first ``C_new`` kernels are kept unscaled. That holds for a plain
+    convolution. A weight-standardised one (``unet2d``'s :class:`~inpaintssl.models.layers.WSConv2d`)
+    standardises the rebuilt kernel again: when ``C_new`` is a multiple of ``C_old`` the scale
+    cancels there and the response is the old one times ``C_new / C_old`` (up to the
+    standardisation's ``eps``), which the GroupNorm after it removes; otherwise the copies are
+    uneven, the standardisation re-centres the kernel, and the response is only close to the old
+    one.
     ``"average"`` gives every new channel the mean of the old kernels over their channels.
 
     Args:
