@@ -118,6 +118,20 @@ def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     assert load_config(path, FinetuneConfig) == cfg
 
 
+@pytest.mark.parametrize("text", ["1e5", "7E-3", "+2e1", "1_0e2"])
+def test_a_string_that_reads_as_a_float_in_a_config_file_round_trips_as_a_string(
+    tmp_path: Path, text: str
+) -> None:
+    # Config files read 1e5 as a float (YAML 1.1 would not); PyYAML's safe dumper wrote the string
+    # "1e5" bare, so a run's config.yaml gave back 100000.0 and a folder named "1e5" failed to resume.
+    cfg = FinetuneConfig.model_validate({"data": {"params": {"case": text}}, "run": {"output_dir": text}})
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(cfg))
+    back = load_config(path, FinetuneConfig)
+    assert back.data.params == {"case": text} and back.run.output_dir == Path(text)
+    assert back == cfg
+
+
 @given(
     lr=st.floats(min_value=1e-8, max_value=1.0, allow_nan=False),
     patch=st.integers(min_value=1, max_value=256),
@@ -276,6 +290,27 @@ def test_values_that_would_silently_mean_something_else_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config({}, FinetuneConfig, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.betas=[0.9]"], r"optim\.betas: betas must hold 2 numbers, got 1 \(found \[0\.9\]\)"),
+        (["optim.betas=[]"], r"optim\.betas: betas must hold 2 numbers, got 0 \(found \[\]\)"),
+        (["optim.betas=[0.9, 0.99, 0.5]"], r"optim\.betas: betas must hold 2 numbers, got 3"),
+        (
+            ["data.image_size=[64]"],
+            r"data\.image_size: image_size must hold 2 numbers, got 1 \(found \[64\]\)",
+        ),
+    ],
+)
+def test_a_pair_of_the_wrong_length_names_the_field_the_count_and_the_value(
+    overrides: list[str], message: str
+) -> None:
+    # pydantic's own message was "optim.betas.1: Field required": no count expected, no value found.
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config({}, FinetuneConfig, overrides=overrides)
+    assert "Field required" not in str(caught.value)
 
 
 def test_paths_expand_home_and_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,6 +114,11 @@ class _Strict(BaseModel):
                         f"{info.field_name}[{index}]={str(element).lower()} is a boolean; expected a "
                         "number (YAML reads a bare yes, no, on, off, true or false as a boolean)"
                     )
+            # pydantic reports `betas: [0.9]` as "betas.1: Field required", naming neither the
+            # count expected nor the list found.
+            length = _fixed_length(cls, info.field_name)
+            if length is not None and len(value) != length:
+                raise ValueError(f"{info.field_name} must hold {length} numbers, got {len(value)}")
         return value
 
 
@@ -145,6 +150,26 @@ def _is_number_sequence_field(model: type[BaseModel], name: str) -> bool:
             if elements and elements <= {int, float}:
                 return True
     return False
+
+
+def _fixed_length(model: type[BaseModel], name: str) -> int | None:
+    """How many elements the fixed-length tuple field ``name`` takes (``None``: not such a field).
+
+    Example:
+        >>> class Section(_Strict):
+        ...     size: tuple[int, int] | None = None
+        >>> _fixed_length(Section, "size")
+        2
+    """
+    field = model.model_fields.get(name)
+    if field is None:
+        return None
+    lengths = {
+        len(typing.get_args(option))
+        for option in _number_options(field.annotation)
+        if typing.get_origin(option) is tuple and Ellipsis not in typing.get_args(option)
+    }
+    return lengths.pop() if len(lengths) == 1 else None
 
 
 def user_path(value: Any, *, field: str) -> Any:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import ModelT, apply_overrides
-from inpaintssl.config.yaml_loader import ConfigYamlLoader
+from inpaintssl.config.yaml_loader import ConfigYamlDumper, ConfigYamlLoader
 
 __all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text"]
 
@@ -146,5 +146,12 @@ def load_config(
 
 
 def config_to_yaml(config: BaseModel) -> str:
-    """Serialise a config to YAML that :func:`load_config` reads back to an equal model."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """Serialise a config to YAML that :func:`load_config` reads back to an equal model.
+
+    Example:
+        >>> from inpaintssl.config import FinetuneConfig
+        >>> config = FinetuneConfig.model_validate({"data": {"params": {"case": "1e5"}}})
+        >>> load_config(read_config_text(config_to_yaml(config), source="x"), FinetuneConfig) == config
+        True
+    """
+    return yaml.dump(config.model_dump(mode="json"), Dumper=ConfigYamlDumper, sort_keys=False)

@@ -8,6 +8,9 @@ where YAML 1.1 surprises a config's author.
 * ``2024-01-05`` is text, not a date: no config field takes a date, and a run folder named by
   one was refused as "found datetime.date(2024, 1, 5)".
 
+:class:`ConfigYamlDumper` writes what this loader reads back unchanged: it quotes a string that
+the loader would take for a float (``'1e5'``), which PyYAML's safe dumper leaves bare.
+
 Example:
     >>> yaml.load("{eps: 1e-5, name: 2024-01-05, lr: 1.0e-3}", Loader=ConfigYamlLoader)
     {'eps': 1e-05, 'name': '2024-01-05', 'lr': 0.001}
@@ -20,7 +23,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigYamlLoader"]
+__all__ = ["ConfigYamlDumper", "ConfigYamlLoader"]
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -59,3 +62,22 @@ ConfigYamlLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 ConfigYamlLoader.add_implicit_resolver(_FLOAT, _FLOAT_PATTERN, list("-+0123456789."))
+
+
+class ConfigYamlDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting every string :class:`ConfigYamlLoader` would read as a float.
+
+    The safe dumper quotes a string only where YAML 1.1 would read it as something else, and
+    YAML 1.1 reads ``1e5`` as text: written bare, a run's ``config.yaml`` turned the folder name or
+    dataset parameter ``"1e5"`` into the number 100000.0 when read back.
+
+    Example:
+        >>> print(yaml.dump({"name": "1e5", "lr": 1e-05}, Dumper=ConfigYamlDumper, sort_keys=False), end="")
+        name: '1e5'
+        lr: 1.0e-05
+    """
+
+
+# Its own copy of the safe dumper's resolvers plus the loader's float: it quotes at least what the
+# safe dumper quotes, so nothing else it writes changes.
+ConfigYamlDumper.add_implicit_resolver(_FLOAT, _FLOAT_PATTERN, list("-+0123456789."))
