@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.utils.data import Subset
 
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint
-from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training import loop
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import NonFiniteLossError, Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
@@ -272,3 +275,42 @@ def test_a_trainer_state_this_version_does_not_write_is_named_on_resume(tmp_path
     named = "'phase'" if missing == "phase" else "'rng'"
     with pytest.raises(CheckpointError, match=rf"cannot resume from .*last: its trainer state .*no {named}"):
         issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))
+
+
+def _trainer_on(tmp_path: Path, items: int, *, batch_size: int, steps_per_epoch: int) -> Trainer:
+    return Trainer(
+        model=_model(),
+        objective=SegmentationObjective(loss=LOSSES.build("dice")),
+        train_set=Subset(SyntheticShapes(split="train", num_images=8, size=SIZE), range(items)),
+        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE),
+        phases=[Phase(name="finetune", lr=1e-2)],
+        optim=OptimConfig(batch_size=batch_size, max_epochs=1, steps_per_epoch=steps_per_epoch),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext.local(RunConfig(output_dir=tmp_path, device="cpu", seed=0, quiet=True)),
+    )
+
+
+def test_steps_per_epoch_beyond_what_an_epochs_passes_hold_is_refused_not_cut_short(tmp_path: Path) -> None:
+    # 3 items in batches of 2 make 2 steps a pass; an epoch holds at most 1009 passes: 2018 steps.
+    assert _trainer_on(tmp_path, 3, batch_size=2, steps_per_epoch=2018).steps_per_epoch() == 2018
+    with pytest.raises(
+        ConfigError, match=r"optim.steps_per_epoch=2019 needs 1010 passes .* so at most 2018 steps"
+    ):
+        _trainer_on(tmp_path, 3, batch_size=2, steps_per_epoch=2019)
+
+
+def test_an_epoch_takes_its_steps_per_epoch_up_to_its_last_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One item, one step a pass, and (patched) 10 passes an epoch: 10 steps train, 11 would not fit.
+    monkeypatch.setattr(loop, "_MAX_PASSES", 10)
+    steps: list[float] = []
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: steps.append(1.0))
+    try:
+        outcome = _trainer_on(tmp_path, 1, batch_size=4, steps_per_epoch=10).fit()
+    finally:
+        handle.remove()
+    assert len(steps) == 10 and outcome.epochs_run == 1
+    with pytest.raises(ConfigError, match=r"steps_per_epoch=11 needs 11 passes over the 1 training item"):
+        _trainer_on(tmp_path / "more", 1, batch_size=4, steps_per_epoch=11)

@@ -444,6 +444,53 @@ def test_a_resume_with_a_budget_the_run_has_passed_is_refused(tmp_path: Path) ->
         _trainer(tmp_path, shorter, resume=True).fit()
 
 
+def test_a_new_budget_is_refused_where_a_finished_phase_ended_by_its_old_one(tmp_path: Path) -> None:
+    # Phase 'first' ran its whole budget of 3 epochs; the run is killed in phase 'second'. Under a
+    # budget of 5 (or 2) 'first' would have trained 5 (or 2) epochs, so config.yaml cannot say 5.
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=3, steps_per_epoch=1)
+    phases = [Phase(name="first", lr=1e-2), Phase(name="second", lr=1e-3)]
+    run = tmp_path / "run"
+    write_config(run, FinetuneConfig(optim=optim))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # Global epoch 4 is phase 'second''s second epoch: its checkpoint holds one epoch of it.
+        _kill_after_logging(_trainer(run, optim, phases=phases), epoch=4)
+    for budget, how in ((5, "trained it longer"), (2, "stopped it sooner")):
+        changed = optim.model_copy(update={"max_epochs": budget})
+        with pytest.raises(
+            ConfigError,
+            match=rf"max_epochs={budget}: its finished phase 'first' \(run with optim.max_epochs=3\) "
+            rf"ended by its budget after 3 epochs, which a budget of {budget} would have {how}",
+        ):
+            _trainer(run, changed, phases=phases, resume=True).fit()
+    assert load_config(run / "config.yaml", FinetuneConfig).optim.max_epochs == 3  # not rewritten
+
+
+def test_a_new_budget_carries_on_past_a_phase_that_stopped_early_within_it(tmp_path: Path) -> None:
+    # min_delta 10 on a Dice loss (<= 1): each phase stops after 2 epochs (patience 1), whatever
+    # its budget, so a run resumed in phase 'second' with a budget of 30 is the run with 30.
+    optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)
+    longer = optim.model_copy(update={"max_epochs": 30})
+    stopping = EarlyStoppingConfig(min_delta=10.0, patience=1)
+    phases = [Phase(name="first", lr=1e-2), Phase(name="second", lr=1e-3)]
+    run = tmp_path / "run"
+    write_config(run, FinetuneConfig(optim=optim))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _kill_after_logging(_trainer(run, optim, phases=phases, stopping=stopping), epoch=2)
+        with pytest.raises(ConfigError, match=r"'first' \(run with optim.max_epochs=6\) was stopped early "):
+            _trainer(
+                run, optim.model_copy(update={"max_epochs": 1}), phases=phases, resume=True, stopping=stopping
+            ).fit()
+        resumed = _trainer(run, longer, phases=phases, resume=True, stopping=stopping).fit()
+        straight = _trainer(tmp_path / "straight", longer, phases=phases, stopping=stopping).fit()
+    assert [(r["phase"], r["val_loss"]) for r in resumed.history] == [
+        (r["phase"], r["val_loss"]) for r in straight.history
+    ]
+    assert [r["phase"] for r in resumed.history] == ["first", "first", "second", "second"]
+    assert load_config(run / "config.yaml", FinetuneConfig).optim.max_epochs == 30
+
+
 def test_an_early_stopped_run_is_not_extended_either(tmp_path: Path) -> None:
     # min_delta 10 on a Dice loss (<= 1): no epoch improves enough, so patience 1 stops at epoch 2.
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)

@@ -18,6 +18,7 @@ from inpaintssl.training.run_folder import (
     DataCheck,
     changed_fields,
     read_data_check,
+    record_budget,
     record_run,
     recorded_config,
     write_data_check,
@@ -260,3 +261,15 @@ def test_a_data_check_recorded_without_sets_still_judges_by_volume_id(tmp_path: 
     _touch(tmp_path / "val" / "c1_img.npy")
     with pytest.raises(DataError, match=r"training files rewritten .*val/c1_img\.npy"):
         issl.pretrain(_resumed(config))
+
+
+def test_a_new_budget_rewrites_config_yaml_leaving_every_other_value_as_it_was(tmp_path: Path) -> None:
+    # "1e5" is a string a config file must read back as a string (the loader reads a bare 1e5 as a float).
+    config = FinetuneConfig.model_validate(
+        {"data": {"params": {"case": "1e5"}}, "optim": {"recipe": "paper", "max_epochs": 3, "lr": 1e-5}}
+    )
+    record_run(tmp_path, config, resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    record_budget(tmp_path, 7)
+    recorded = recorded_config(RunFolder(tmp_path).config, FinetuneConfig)
+    assert recorded.optim.max_epochs == 7
+    assert recorded == config.model_copy(update={"optim": config.optim.model_copy(update={"max_epochs": 7})})

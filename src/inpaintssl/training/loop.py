@@ -289,6 +289,7 @@ class Trainer:
         self.checkpoint_every = context.run.checkpoint_every
         self.epoch_hooks = list(epoch_hooks)
         self.train_set = IndexedDataset(train_set)
+        self._check_passes_per_epoch()
         val_indices = _validation_shard(
             len(val_set),  # type: ignore[arg-type]
             batch_size=optim.batch_size,
@@ -461,6 +462,31 @@ class Trainer:
             return self.optim.steps_per_epoch
         per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
         return math.ceil(per_rank / self.optim.batch_size)
+
+    def _check_passes_per_epoch(self) -> None:
+        """Refuse an ``optim.steps_per_epoch`` that needs more passes over the data than an epoch has.
+
+        An epoch passes over the data at most ``_MAX_PASSES`` times (each pass's corruption keys and
+        order are folded into one integer with that bound); more steps than those passes hold would
+        end the epoch short of ``steps_per_epoch``, and the ``warmup_cosine`` schedule, laid over
+        ``max_epochs`` x ``steps_per_epoch`` steps, would never reach its end.
+
+        Raises:
+            ConfigError: Naming ``optim.steps_per_epoch``, the largest that fits and the data's size.
+        """
+        wanted = self.optim.steps_per_epoch
+        items = math.ceil(len(self.train_set) / self.dist.world_size)
+        per_pass = math.ceil(items / self.optim.batch_size)
+        if wanted is None or wanted <= per_pass * _MAX_PASSES:
+            return
+        share = " per process" if self.dist.world_size > 1 else ""
+        raise ConfigError(
+            f"optim.steps_per_epoch={wanted} needs {math.ceil(wanted / per_pass)} passes over the "
+            f"{items} training item(s){share} per epoch ({per_pass} step(s) of optim.batch_size="
+            f"{self.optim.batch_size} a pass); an epoch holds at most {_MAX_PASSES} passes, so at most "
+            f"{per_pass * _MAX_PASSES} steps. Lower optim.steps_per_epoch and raise optim.max_epochs, "
+            "or train on more data"
+        )
 
     def learning_rate(self, phase: Phase, *, epoch: int, step: int) -> float:
         """The learning rate at 0-based ``step`` of 0-based ``epoch`` of ``phase``.
@@ -723,6 +749,7 @@ class Trainer:
                     f"(of optim.max_epochs={state.max_epochs}), so that budget is behind it. Resume with a "
                     f"budget above {state.epoch}, or start a new run.output_dir"
                 )
+            self._refuse_a_budget_finished_phases_contradict(state)
             if self.dist.is_main and self.run_folder.config.is_file():
                 record_budget(self.run_dir, self.optim.max_epochs)
         undo_sync_batchnorm = self._sync_batchnorm()
@@ -810,6 +837,34 @@ class Trainer:
             "Start a new run with the new budget (another run.output_dir), or resume with the "
             "recorded optim.max_epochs"
         )
+
+    def _refuse_a_budget_finished_phases_contradict(self, state: _FitState) -> None:
+        """Refuse a new ``optim.max_epochs`` under which a finished phase would have ended otherwise.
+
+        The resumed run is recorded as a run with the new budget from its start (:func:`record_budget`
+        rewrites ``config.yaml``), which holds for a phase early stopping ended within that budget.
+        A phase that its old budget ended would have trained longer (or shorter) under the new one,
+        and one that trained past the new budget has no place in it; a two-phase run resumed in its
+        second phase would then record a budget its first phase never had.
+        """
+        new, old = self.optim.max_epochs, state.max_epochs
+        for phase in self.phases[: state.phase]:
+            rows = [row for row in state.history if row["phase"] == phase.name]
+            stopped_early = bool(rows) and bool(rows[-1].get("stopped_early"))
+            if stopped_early and len(rows) <= new:
+                continue
+            if stopped_early:
+                how = f"was stopped early after {len(rows)} epochs, past a budget of {new}"
+            else:
+                longer = "trained it longer" if new > len(rows) else "stopped it sooner"
+                how = f"ended by its budget after {len(rows)} epochs, which a budget of {new} would have"
+                how += f" {longer}"
+            raise ConfigError(
+                f"cannot resume {self.run_dir} with optim.max_epochs={new}: its finished phase "
+                f"{phase.name!r} (run with optim.max_epochs={old}) {how}, so config.yaml would record "
+                f"a budget the run did not train with. Resume with optim.max_epochs={old}, or start a "
+                "new run.output_dir with the new budget"
+            )
 
     def _phase_convergence(self, history: Sequence[dict[str, Any]], phase: str) -> Convergence:
         return phase_convergence(history, phase, tolerance=self.stopping_config.convergence_tolerance)

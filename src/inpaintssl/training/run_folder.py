@@ -40,7 +40,9 @@ from inpaintssl.config import (
     RunConfig,
     config_to_yaml,
     load_config,
+    read_config_file,
 )
+from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
 from inpaintssl.layout import RunFolder
 
@@ -676,6 +678,9 @@ def record_budget(run_dir: Path, max_epochs: int) -> None:
     start); :func:`record_run` refuses a new budget for a ``warmup_cosine`` one.
     """
     path = RunFolder(run_dir).config
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data.setdefault("optim", {})["max_epochs"] = max_epochs
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    # Read and written as config files are (read_config_file, ConfigYamlDumper): PyYAML's safe pair
+    # would take a quoted '1e5' back as text and write it bare, which the next load reads as a float.
+    data = read_config_file(path)
+    optim = data.get("optim")
+    data["optim"] = {**(optim if isinstance(optim, dict) else {}), "max_epochs": max_epochs}
+    atomic_write_text(path, yaml.dump(data, Dumper=ConfigYamlDumper, sort_keys=False))
