@@ -56,16 +56,37 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_frozen_phase_leaves_transferred_weights_bit_identical(tmp_path: Path) -> None:
-    model = _model()
+class _BatchNormNet(torch.nn.Module):
+    """Encoder, decoder and head with BatchNorm, as smp's encoders have: parts with running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4))
+        self.decoder = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4))
+        self.head = torch.nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.decoder(torch.relu(self.encoder(x)))))
+
+
+@pytest.mark.parametrize("backbone", ["unet2d", "batchnorm"])
+def test_frozen_phase_leaves_transferred_weights_bit_identical(tmp_path: Path, backbone: str) -> None:
+    # Buffers too: a frozen BatchNorm in training mode would update its running statistics (and
+    # normalise with each batch's), so the frozen encoder would compute another function.
+    model = _model() if backbone == "unet2d" else _BatchNormNet()
     before = _snapshot(model)
     _trainer(tmp_path, model, [Phase(name="frozen", lr=1e-2, frozen_parts=("encoder",))], max_epochs=3).fit()
     after = model.state_dict()
     encoder = [k for k in before if k.startswith("encoder.")]
     others = [k for k in before if not k.startswith("encoder.")]
     assert encoder and others
-    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert all(torch.equal(before[k], after[k]) for k in encoder), [
+        k for k in encoder if not torch.equal(before[k], after[k])
+    ]
     assert any(not torch.equal(before[k], after[k]) for k in others)
+    if backbone == "batchnorm":  # the parts that train do update their statistics
+        assert not torch.equal(before["decoder.1.running_mean"], after["decoder.1.running_mean"])
     assert all(p.requires_grad for p in model.parameters()), "fit() must leave every weight trainable"
 
 

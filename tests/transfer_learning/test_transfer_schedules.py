@@ -15,6 +15,7 @@ from inpaintssl.transfer_learning import (
     SCHEDULE_DESCRIPTIONS,
     FinetunePhase,
     finetune_phases,
+    hold_running_statistics,
     set_trainable,
     trainable_parameters,
     transfer,
@@ -81,6 +82,39 @@ def test_set_trainable_argument_errors_change_nothing() -> None:
     with pytest.raises(ValueError, match=r"no part 'backbone'.*\['decoder', 'encoder', 'head'\]"):
         set_trainable(net, ["encoder", "backbone"], trainable=False)
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_held_running_statistics_stay_put_in_a_training_forward() -> None:
+    # The frozen encoder's layers with running statistics stop updating them; a dropout there, an
+    # InstanceNorm without statistics and the parts that train keep training mode.
+    net = nn.ModuleDict(
+        {
+            "encoder": nn.Sequential(
+                nn.BatchNorm2d(2),
+                nn.InstanceNorm2d(2, track_running_stats=True),
+                nn.InstanceNorm2d(2),
+                nn.Dropout(0.5),
+            ),
+            "head": nn.BatchNorm2d(2),
+        }
+    ).train()
+    hold_running_statistics(nn.DataParallel(net), ("encoder",))
+    assert [m.training for m in net["encoder"]] == [False, False, True, True]
+    assert net["head"].training
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(4, 2, 5, 5) * 3 + 1
+    net["head"](net["encoder"][:2](x))
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert not torch.equal(before["head.running_mean"], after["head.running_mean"])
+
+
+def test_hold_running_statistics_argument_errors() -> None:
+    net = unet(out_channels=2, seed=0)
+    with pytest.raises(TypeError, match=r"\('encoder',\)"):
+        hold_running_statistics(net, "encoder")
+    with pytest.raises(ValueError, match=r"no part 'backbone'"):
+        hold_running_statistics(net, ["backbone"])
 
 
 def test_set_trainable_sees_through_wrappers() -> None:

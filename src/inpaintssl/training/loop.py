@@ -79,7 +79,7 @@ from inpaintssl.training.state import (
     rng_states,
 )
 from inpaintssl.training.step import TrainStep, adam, compile_network
-from inpaintssl.transfer_learning.schedules import set_trainable
+from inpaintssl.transfer_learning.schedules import hold_running_statistics, set_trainable
 
 __all__ = ["EpochHook", "IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
 
@@ -603,6 +603,8 @@ class Trainer:
                 f"at most {_MAX_ITEMS - 1} training items and {_MAX_EPOCHS - 1} epochs are supported"
             )
         self.ddp_model.train()
+        if phase.frozen_parts:
+            hold_running_statistics(_unwrap(self.model), phase.frozen_parts)
         pending: list[torch.Tensor] = []
         pending_start = 0
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)

@@ -19,6 +19,7 @@ from inpaintssl.transfer_learning.schedules import (
     SCHEDULE_DESCRIPTIONS,
     FinetunePhase,
     finetune_phases,
+    hold_running_statistics,
     set_trainable,
     trainable_parameters,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "TransferStrategy",
     "adapt_input_channels",
     "finetune_phases",
+    "hold_running_statistics",
     "set_trainable",
     "strip_wrapper_prefixes",
     "trainable_parameters",

@@ -15,7 +15,12 @@
     are two phases of one run.
 
 Freezing sets ``requires_grad=False`` on every parameter of the frozen parts, GroupNorm affine
-parameters included, so no update can reach them. The trainer builds a new optimizer over
+parameters included, so no gradient update can reach them. A normalisation layer that keeps
+running statistics (BatchNorm in ``smp_unet``'s encoders, MONAI's ``norm="batch"``) would still
+update them in training mode and normalise with each batch's statistics, so the trainer holds
+those layers of the frozen parts in evaluation mode (:func:`hold_running_statistics`): a frozen
+part computes the same function throughout its phase. The paper's ``unet2d`` (GroupNorm) keeps no
+such statistics. The trainer builds a new optimizer over
 :func:`trainable_parameters` at the start of each phase, so no Adam moment estimated in one phase
 leaks into the next.
 
@@ -48,6 +53,7 @@ __all__ = [
     "TWO_RUN_SCHEDULES",
     "FinetunePhase",
     "finetune_phases",
+    "hold_running_statistics",
     "set_trainable",
     "trainable_parameters",
 ]
@@ -152,6 +158,40 @@ def set_trainable(model: nn.Module, parts: Iterable[str], *, trainable: bool) ->
             param.requires_grad_(trainable)
             if not trainable:
                 param.grad = None
+
+
+def hold_running_statistics(model: nn.Module, parts: Iterable[str]) -> None:
+    """Put the normalisation layers of ``parts`` that keep running statistics in evaluation mode.
+
+    Call it after ``model.train()`` in a phase that freezes ``parts``: in training mode a BatchNorm
+    (or an InstanceNorm with ``track_running_stats``) normalises with each batch's statistics and
+    updates its running ones, so a part whose parameters are frozen would still change what it
+    computes. Other layers keep their mode (dropout in a frozen part still drops).
+
+    Args:
+        model: A backbone with the named parts (DDP / compiled wrappers are looked through).
+        parts: Top-level submodule names, e.g. ``("encoder",)``.
+
+    Raises:
+        TypeError: If ``parts`` is a single string rather than a collection of names.
+        ValueError: If the model lacks one of the parts.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.ModuleDict({"encoder": nn.BatchNorm2d(2), "head": nn.BatchNorm2d(2)}).train()
+        >>> hold_running_statistics(net, ("encoder",))
+        >>> net["encoder"].training, net["head"].training
+        (False, True)
+    """
+    if isinstance(parts, str):
+        raise TypeError(
+            f"parts must be a collection of part names such as ({parts!r},); found the string {parts!r}"
+        )
+    for module in [get_part(model, part) for part in parts]:
+        for layer in module.modules():
+            # _NormBase: BatchNorm, SyncBatchNorm and InstanceNorm, the layers with running statistics.
+            if isinstance(layer, nn.modules.batchnorm._NormBase) and layer.track_running_stats:
+                layer.eval()
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
