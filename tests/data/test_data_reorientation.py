@@ -151,6 +151,52 @@ def test_a_nifti_header_without_sform_or_qform_states_no_orientation(tmp_path: P
         assert NiftiVolume(tmp_path / f"{kept}.nii").stored_orientation == "".join(nib.aff2axcodes(AFFINE))
 
 
+@pytest.mark.parametrize("codes", ["ALS", "LAS", "PLS", "ARS", "RPI"])
+@pytest.mark.parametrize("target", ["RAS", "ALS", "PRS"])
+def test_a_2d_nifti_slice_is_turned_within_its_plane_as_nibabel_turns_it_as_one_slice_volume(
+    tmp_path: Path, codes: str, target: str
+) -> None:
+    # One axial slice stored transposed and/or mirrored (its affine saying so), as a 2-D file. The
+    # reference is nibabel's reorientation of the same slice saved as an (X, Y, 1) volume.
+    plane = _volume()[0][:, :, 1]
+    one = stored_as(nib.Nifti1Image(plane[:, :, None], AFFINE), codes)
+    flat = nib.Nifti1Image(np.asarray(one.dataobj)[:, :, 0], one.affine)
+    nib.save(flat, tmp_path / "flat.nii.gz")
+    expected = stored_as(one, target)
+    volume = NiftiVolume(tmp_path / "flat.nii.gz", orientation=target)
+    assert volume.stored_orientation == "".join(nib.aff2axcodes(one.affine)) == codes
+    assert volume.stored_shape == flat.shape and volume.orientation == target
+    assert volume.shape == expected.shape and volume.num_slices == 1 and volume.slice_axis == 2
+    assert np.allclose(volume.affine, expected.affine)
+    assert np.array_equal(volume.read(0), np.asarray(expected.dataobj)[:, :, 0])
+    assert volume.spacing == pytest.approx(expected.header.get_zooms())  # 4.25 mm thick, as its affine says
+    # A map on the grid as read goes back onto the file's own two axes.
+    assert np.array_equal(volume.to_stored(np.asarray(expected.dataobj)), np.asarray(flat.dataobj))
+    probs = np.stack([np.asarray(expected.dataobj), -np.asarray(expected.dataobj)], axis=-1)
+    assert np.array_equal(volume.to_stored(probs)[..., 1], -np.asarray(flat.dataobj))
+
+
+def test_a_2d_nifti_slice_in_another_plane_or_without_geometry_is_not_reoriented(tmp_path: Path) -> None:
+    plane = _volume()[0][:, :, 1]
+    # Its normal (third affine axis) runs anterior: a coronal slice, which no in-plane turn makes axial.
+    nib.save(nib.Nifti1Image(plane, AFFINE[:, [1, 2, 0, 3]]), tmp_path / "coronal.nii")
+    volume = NiftiVolume(tmp_path / "coronal.nii")
+    assert volume.stored_orientation == "".join(nib.aff2axcodes(AFFINE[:, [1, 2, 0, 3]])) == "LSA"
+    with pytest.raises(
+        DataError, match=r"coronal\.nii cannot be reoriented to RAS with slices along axis 2: "
+    ):
+        volume.reorient("RAS", slice_axis=2)
+    assert volume.shape == plane.shape and volume.reorientation is None  # left as it was
+    NiftiVolume(tmp_path / "coronal.nii", slice_axis=1, orientation="RAS")  # coronal slices: fine
+    uncoded = nib.Nifti1Image(plane, None)
+    nib.save(uncoded, tmp_path / "uncoded.nii")
+    assert NiftiVolume(tmp_path / "uncoded.nii").stored_orientation is None
+    with pytest.raises(
+        DataError, match=r"uncoded\.nii cannot be reoriented to RAS: it states no orientation"
+    ):
+        NiftiVolume(tmp_path / "uncoded.nii", orientation="RAS")
+
+
 def test_a_dicom_series_reads_across_its_slices_once_reoriented(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     stored = rng.integers(-500, 500, (3, 4, 5)).astype(np.int16)  # rows x columns x slices

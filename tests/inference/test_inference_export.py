@@ -15,8 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -104,7 +106,11 @@ def test_onnx_file_carries_the_metadata(onnx_file: Path, model: LoadedModel) -> 
     proto = onnx.load(str(onnx_file))
     props = {p.key: p.value for p in proto.metadata_props}
     stored = ModelInfo.from_json(props[HEADER_KEY])
-    assert stored == dataclasses.replace(model.inference_meta, folded=True)
+    recorded = model.inference_meta.preprocessing
+    assert recorded is not None and recorded.dataset_params  # the run's data.params: not shared
+    assert stored == dataclasses.replace(
+        model.inference_meta, folded=True, preprocessing=dataclasses.replace(recorded, dataset_params={})
+    )
     assert stored.size_multiple == 4 and stored.class_names == ("disc", "square")
 
 
@@ -154,7 +160,9 @@ def test_exported_safetensors_loads_back(
     again = load_model(path)
     info = again.inference_meta
     assert info.folded and info.source == path
-    assert info.preprocessing == model.inference_meta.preprocessing
+    recorded = model.inference_meta.preprocessing
+    assert recorded is not None
+    assert info.preprocessing == dataclasses.replace(recorded, dataset_params={})
     assert (info.kind, info.class_names, info.activation) == ("finetune", ("disc", "square"), "sigmoid")
     images = slices[(112, 96)]
     assert _max_diff(_reference(again, images), _reference(model, images)) <= 1e-5
@@ -640,3 +648,116 @@ def test_cli_export_replaces_a_file_of_another_origin_only_with_overwrite(
     assert load_model(output).inference_meta.folded
     # Now an earlier export: exported again without --overwrite.
     assert cli_main(command) == 0
+
+
+# -- what an export shares: the model, never where its training data lay ----------------------
+
+DATA_FOLDER = "Zq7DataVault"
+"""A folder name found nowhere else: the run's data live under it."""
+PATIENT = "PAT_Mustermann_Erika"
+"""The stem of every case file name, as a patient identifier would be."""
+
+
+@pytest.fixture(scope="module")
+def private_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny ``nifti`` run on scans named after a patient in a distinctive folder; and one scan."""
+    nib = pytest.importorskip("nibabel")
+    root = tmp_path_factory.mktemp(DATA_FOLDER)
+    rng = np.random.default_rng(7)
+    rows, cols = np.mgrid[:32, :32]
+    for n, name in enumerate(("a", "b", "c")):
+        disc = ((rows - 14 - n) ** 2 + (cols - 17 + n) ** 2 < 60)[:, :, None].repeat(4, axis=2)
+        image = (disc * 200.0 + rng.normal(100.0, 20.0, disc.shape)).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, np.diag([0.9, 0.9, 3.0, 1.0])), root / f"{PATIENT}_{name}.nii.gz")
+        label = disc.astype(np.uint8)
+        nib.save(nib.Nifti1Image(label, np.diag([0.9, 0.9, 3.0, 1.0])), root / f"{PATIENT}_{name}_seg.nii.gz")
+    cases = {
+        split: {"image": f"{PATIENT}_{n}.nii.gz", "label": f"{PATIENT}_{n}_seg.nii.gz"}
+        for split, n in (("train", "a"), ("val", "b"), ("test", "c"))
+    }
+    run = issl.finetune(
+        {
+            "data": {
+                "dataset": "nifti",
+                "params": {"root": str(root), "cases": cases, "class_names": ["disc"]},
+            },
+            "model": {"backbone": "unet2d", "params": {"depth": 3, "base_width": 8}},
+            "optim": {"max_epochs": 1, "batch_size": 4},
+            "run": {
+                "output_dir": str(tmp_path_factory.mktemp("private") / "run"),
+                "device": "cpu",
+                "quiet": True,
+            },
+        }
+    ).run_dir
+    return run, root / f"{PATIENT}_c.nii.gz"
+
+
+def _stored_metadata(path: Path, fmt: str) -> str:
+    """The ``inpaintssl`` metadata text as each format stores it (read with its own library)."""
+    if fmt == "onnx":
+        return {p.key: p.value for p in onnx.load(str(path)).metadata_props}[HEADER_KEY]
+    if fmt == "torchscript":
+        extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+        torch.jit.load(str(path), _extra_files=extra)
+        found = extra[TORCHSCRIPT_EXTRA_FILE]
+        return found.decode("utf-8") if isinstance(found, bytes) else found
+    with safe_open(str(path), framework="pt") as handle:
+        return str(handle.metadata()[HEADER_KEY])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_an_export_holds_no_data_path_or_case_name(
+    fmt: str, private_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, _ = private_run
+    records = {name: (run / name).read_bytes() for name in ("config.yaml", "manifest.json")}
+    # Not vacuous: the run's own record names both, and so does the metadata loaded from the run.
+    assert DATA_FOLDER.encode() in records["config.yaml"] and PATIENT.encode() in records["config.yaml"]
+    recorded = load_model(run).inference_meta
+    assert recorded.preprocessing is not None and DATA_FOLDER in json.dumps(
+        dict(recorded.preprocessing.dataset_params)
+    )
+    path = export_model(run, format=fmt, output=tmp_path / f"model{export_module.FILE_SUFFIXES[fmt]}")
+    written = path.read_bytes()
+    if fmt == "torchscript":
+        # A zip archive whose members may be compressed: every member's content is searched too.
+        with zipfile.ZipFile(path) as archive:
+            written += b"".join(archive.read(name) for name in archive.namelist())
+    for secret in (DATA_FOLDER, PATIENT):
+        assert secret.encode() not in written, secret
+        assert secret.encode("utf-16-le") not in written, secret
+    text = _stored_metadata(path, fmt)
+    assert DATA_FOLDER not in text and PATIENT not in text
+    # Everything a consumer reads back is there: the run's preprocessing but its data's whereabouts.
+    stored = ModelInfo.from_json(text)
+    assert recorded.preprocessing.in_plane_spacing_mm is not None
+    assert recorded.preprocessing.training_orientations == {"RAS": 4}
+    assert stored == dataclasses.replace(
+        recorded, folded=True, preprocessing=dataclasses.replace(recorded.preprocessing, dataset_params={})
+    )
+    # The run's own records are the run's: left as they were.
+    assert {name: (run / name).read_bytes() for name in records} == records
+
+
+def test_predict_from_a_path_free_export_labels_as_from_the_run(
+    private_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    nib = pytest.importorskip("nibabel")
+    run, scan = private_run
+    exported = export_model(run, format="safetensors", output=tmp_path / "model.safetensors")
+    from_run = issl.predict(run, scan, output=tmp_path / "run", device="cpu", progress=False)
+    from_export = issl.predict(exported, scan, output=tmp_path / "export", device="cpu", progress=False)
+    (a,), (b,) = from_run.cases, from_export.cases
+    labels = np.asarray(nib.load(a.segmentation).dataobj)
+    assert labels.shape == (32, 32, 4)
+    assert np.array_equal(labels, np.asarray(nib.load(b.segmentation).dataobj))
+    # The export's spacing range and orientation record still check and orient the scan.
+    assert (a.spacing_fits_training, a.orientation, a.reoriented_to) == (True, "RAS", None)
+    assert (b.spacing_mm, b.spacing_fits_training, b.orientation, b.reoriented_to) == (
+        a.spacing_mm,
+        a.spacing_fits_training,
+        a.orientation,
+        a.reoriented_to,
+    )
+    assert b.volumes_ml == a.volumes_ml

@@ -27,6 +27,7 @@ from inpaintssl.inference.loading import (
     Preprocessing,
     backbone_class,
     load_model,
+    recorded_spacing,
 )
 from inpaintssl.models import UNet2d
 from inpaintssl.registry import LOSSES
@@ -114,6 +115,26 @@ def test_every_way_of_naming_the_checkpoint_loads_the_same(trained_run: issl.Fin
     last = load_model(run, which="last")
     assert last.inference_meta.epoch == trained_run.epochs_run - 1
     assert last.inference_meta.preprocessing == reference.inference_meta.preprocessing
+
+
+def test_a_path_under_the_home_folder_is_expanded(
+    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "~/runs/ft" as typed in a shell or config, as predict and the CLI accept it.
+    home = tmp_path / "home"
+    shutil.copytree(trained_run.run_dir, home / "runs" / "ft")
+    monkeypatch.setenv("HOME", str(home))
+    best, last = load_model(home / "runs" / "ft"), load_model(home / "runs" / "ft", which="last")
+    for path, expected in (
+        ("~/runs/ft", best),
+        (Path("~/runs/ft"), best),
+        ("~/runs/ft/checkpoints/last", last),
+    ):
+        model = load_model(path)
+        assert _state_equal(model, expected) and model.inference_meta == expected.inference_meta
+        assert model.inference_meta.source is not None and home in model.inference_meta.source.parents
+    assert _state_equal(load_model("~/runs/ft", which="last"), last)
+    assert recorded_spacing("~/runs/ft") == SpacingRange((1.0, 1.0), (1.0, 1.0))  # synthetic slices: 1 mm
 
 
 def test_pretraining_run_loads_as_an_inpainting_model(pretrained_run: issl.PretrainResult) -> None:

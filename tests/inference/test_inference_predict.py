@@ -471,16 +471,23 @@ def test_a_2d_nifti_slice_is_measured_with_the_thickness_its_affine_states(
     scan = nib.Nifti1Image(plane, in_metres)
     scan.header.set_xyzt_units("meter")
     nib.save(scan, tmp_path / "flat_m.nii.gz")
+    # Transposed, its affine's columns swapped to match: turned back for the network, just as thick.
+    nib.save(
+        nib.Nifti1Image(np.ascontiguousarray(plane.T), AFFINE[:, [1, 0, 2, 3]]), tmp_path / "flat_t.nii.gz"
+    )
     report = predict(
         softmax_run,
-        [tmp_path / "flat.nii.gz", tmp_path / "flat_m.nii.gz"],
+        [tmp_path / "flat.nii.gz", tmp_path / "flat_m.nii.gz", tmp_path / "flat_t.nii.gz"],
         output=tmp_path / "p",
         device="cpu",
         progress=False,
     )
+    reference = _nifti(report.cases[0].segmentation)[0]
+    assert np.array_equal(_nifti(report.cases[2].segmentation)[0], reference.T)
+    assert report.cases[2].volumes_ml == report.cases[0].volumes_ml
     for case in report.cases:
         seg = _nifti(case.segmentation)[0]
-        assert seg.shape == (48, 56)
+        assert seg.shape == ((56, 48) if case.case == "flat_t" else (48, 56))
         expected = {name: int((seg == k + 1).sum()) * VOXEL_MM3 / 1000.0 for k, name in enumerate(CLASSES)}
         assert any(expected.values())
         assert case.volumes_ml == pytest.approx(expected, rel=1e-6)
@@ -895,44 +902,71 @@ def test_a_scan_stored_in_another_axis_order_is_predicted_as_in_training(
     assert stored.cases[0].reoriented_to is None
 
 
-def test_a_2d_slice_turned_against_the_training_slices_warns(
-    softmax_run: Path, brains: Path, tmp_path: Path
+@pytest.mark.parametrize("codes", ["LAS", "PLS", "ARS", "RPS", "ALI"])
+def test_a_2d_slice_turned_against_the_training_slices_is_labelled_as_the_training_slice(
+    softmax_run: Path, brains: Path, tmp_path: Path, codes: str
 ) -> None:
     # One slice of scan "c" as a 2-D NIfTI: as in training (rows A, columns L: the run's ALS volumes
-    # sliced along axis 2), and transposed, its affine's columns swapped to match (rows L, columns A).
-    # A 2-D file cannot be reoriented, so the transposed one reaches the network turned.
-    source = nib.load(brains / "c.nii.gz")
-    plane = np.asarray(source.dataobj)[:, :, 20]
-    swapped = AFFINE[:, [1, 0, 2, 3]]
+    # sliced along axis 2), and stored transposed or mirrored, its affine saying so (nibabel turns
+    # the slice saved as an (X, Y, 1) volume). It is turned back for the network, and its label map
+    # is the as-trained slice's, turned as the file is stored, voxel for voxel.
+    plane = np.asarray(nib.load(brains / "c.nii.gz").dataobj)[:, :, 20]
     nib.save(nib.Nifti1Image(plane, AFFINE), tmp_path / "as_trained.nii.gz")
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(plane.T), swapped), tmp_path / "turned.nii.gz")
-    # The same turned slice as a 3-D volume of one slice, which is reoriented: the advice given.
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(plane.T[:, :, None]), swapped), tmp_path / "one.nii.gz")
-    told = r"turned\.nii\.gz: a 2-D slice whose rows run along L and columns along A .* had rows along A"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    one = stored_as(nib.Nifti1Image(plane[:, :, None], AFFINE), codes)
+    turned = nib.Nifti1Image(np.ascontiguousarray(np.asarray(one.dataobj)[:, :, 0]), one.affine)
+    nib.save(turned, tmp_path / "turned.nii.gz")
+    assert "".join(nib.aff2axcodes(turned.affine)) == codes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: turned into the training orientation
         report = predict(
             softmax_run,
-            [tmp_path / "as_trained.nii.gz", tmp_path / "turned.nii.gz", tmp_path / "one.nii.gz"],
+            [tmp_path / "as_trained.nii.gz", tmp_path / "turned.nii.gz"],
             output=tmp_path / "p",
             device="cpu",
             progress=False,
         )
+    as_trained, turned_case = report.cases
+    assert (as_trained.orientation, as_trained.reoriented_to) == ("ALS", None)
+    assert (turned_case.orientation, turned_case.reoriented_to) == (codes, "ALS")
+    reference = nib.load(tmp_path / "p" / "as_trained_seg.nii.gz")
+    labels, affine, _ = _nifti(turned_case.segmentation)
+    # In the input's own layout and affine: the reference's labels turned as nibabel turns the slice.
+    assert labels.shape == turned.shape == turned_case.shape and np.array_equal(affine, turned.affine)
+    expected = stored_as(nib.Nifti1Image(np.asarray(reference.dataobj)[:, :, None], AFFINE), codes)
+    assert np.array_equal(labels, np.asarray(expected.dataobj)[:, :, 0])
+    assert any(turned_case.volumes_ml.values()) and turned_case.volumes_ml == as_trained.volumes_ml
+    if codes == "LAS":  # the transposed slice, spelled out
+        assert np.array_equal(labels, np.asarray(reference.dataobj).T)
+
+
+def test_a_2d_slice_that_cannot_be_turned_into_the_training_plane_warns(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    plane = np.asarray(nib.load(brains / "c.nii.gz").dataobj)[:, :, 20]
+    # Its affine's third axis runs left: a sagittal slice, which no turn within its plane makes axial.
+    sagittal = AFFINE[:, [0, 2, 1, 3]]
+    nib.save(nib.Nifti1Image(plane, sagittal), tmp_path / "sagittal.nii.gz")
+    told = (
+        r"sagittal\.nii\.gz: a 2-D slice normal to L \(its affine, axis codes ASL\), but the run's "
+        r"training slices are normal to S \(volumes in ALS, sliced along axis 2\)"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = predict(softmax_run, tmp_path / "sagittal.nii.gz", output=tmp_path / "p", progress=False)
     messages = [str(w.message) for w in caught]
     assert [m for m in messages if re.search(told, m)], messages
-    assert not [m for m in messages if "as_trained.nii.gz" in m or "one.nii.gz" in m], messages
-    assert report.cases[2].reoriented_to == "ALS"
-    reference = np.asarray(nib.load(tmp_path / "p" / "as_trained_seg.nii.gz").dataobj)
-    one = np.asarray(nib.load(tmp_path / "p" / "one_seg.nii.gz").dataobj)
-    assert np.array_equal(one[:, :, 0], reference.T)
-    # Read as stored on request: nothing to warn about.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    (case,) = report.cases
+    assert (case.orientation, case.reoriented_to, case.shape) == ("ASL", None, plane.shape)
+    # Used as stored: the very labels of the same array stored as the training slices.
+    nib.save(nib.Nifti1Image(plane, AFFINE), tmp_path / "axial.nii.gz")
+    axial = predict(softmax_run, tmp_path / "axial.nii.gz", output=tmp_path / "q", progress=False)
+    assert np.array_equal(_nifti(case.segmentation)[0], _nifti(axial.cases[0].segmentation)[0])
+    # Read as stored on request, the other plane is told as a 3-D volume in another orientation is.
+    with pytest.warns(UserWarning, match=r"stored in ASL orientation, which none of the run's training"):
         predict(
             softmax_run,
-            tmp_path / "turned.nii.gz",
-            output=tmp_path / "q",
-            device="cpu",
+            tmp_path / "sagittal.nii.gz",
+            output=tmp_path / "r",
             progress=False,
             orientation="stored",
         )

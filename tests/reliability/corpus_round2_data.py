@@ -274,20 +274,25 @@ def _orientation_not_axis_codes(folder: Path) -> Call:
     return lambda: issl.finetune(_config(folder, data=data))
 
 
+def _write_uncoded_nifti(path: Path, array: np.ndarray) -> None:
+    """A NIfTI file with sform_code and qform_code 0: no statement of how it lies in the patient."""
+    nib.save(nib.Nifti1Image(array, None), path)
+
+
 @_case(
     "data-orientation-of-a-2d-slice",
     "data",
     DataError,
     r"NIfTI file .*train\.nii\.gz cannot be reoriented to RAS: it states no orientation",
-    r"a 3D volume with a voxel-to-world affine is needed",
+    r"a voxel-to-world affine is needed: NIfTI with sform_code or qform_code above 0, a 2D slice too",
 )
 def _orientation_of_a_2d_slice(folder: Path) -> Call:
-    """``data.params.orientation: RAS`` over a training image stored as one 2D slice (no third axis)."""
+    """``data.params.orientation: RAS`` over 2D slices without sform or qform (coded ones are turned)."""
     data = _volume_data(
         folder,
         "nifti",
         ".nii.gz",
-        _write_nifti,
+        _write_uncoded_nifti,
         train_image=_image(0, (16, 16)),
         train_label=_label(0, (16, 16)),
     )

@@ -138,8 +138,9 @@ class Volume(ABC):
         if len(self.shape) > 2:
             self.slice_axis = check_slice_axis(slice_axis, where=f"{what} {path}") % 3
         else:
-            # A 2D file is one slice whatever axis the dataset slices its volumes along.
-            check_slice_axis(slice_axis, where=f"{what} {path}")
+            # A 2D file is one slice whatever axis the dataset slices its volumes along; that axis
+            # is kept for reorient, which reads the slice as one of those volumes' slices.
+            self._volume_slice_axis = check_slice_axis(slice_axis, where=f"{what} {path}") % 3
             self.slice_axis = 0
         self.stored_shape = self.shape
         self._stored_zooms = tuple(float(s) for s in spacing)
@@ -171,20 +172,24 @@ class Volume(ABC):
         return self.affine
 
     @property
+    def stored_grid(self) -> tuple[int, ...]:
+        """The stored shape as a volume: a 2D file is ``(X, Y, 1)``, its affine's third axis its normal."""
+        return (*self.stored_shape, 1) if len(self.stored_shape) == 2 else self.stored_shape
+
+    @property
     def stored_orientation(self) -> str | None:
         """Axis codes of the stored array (:mod:`~inpaintssl.data.orientation`), ``None`` if unknown.
 
         Unknown for formats without patient geometry (NumPy, HDF5, PNG, DICOM without
-        ImageOrientationPatient), 2D files and singular affines.
+        ImageOrientationPatient) and singular affines. A 2D file with an affine (NIfTI) is read
+        as ``(X, Y, 1)``: its third code is the direction of the slice's normal.
         """
         if self.reorientation is not None:
             return self.reorientation.source
         if "_stored_codes" not in self.__dict__:
             # Asked once per training slice when a run records its orientations: computed once.
             affine = self.world_affine
-            self.__dict__["_stored_codes"] = (
-                None if len(self.shape) < 3 or affine is None else axis_codes(affine)
-            )
+            self.__dict__["_stored_codes"] = None if affine is None else axis_codes(affine)
         codes: str | None = self.__dict__["_stored_codes"]
         return codes
 
@@ -199,16 +204,21 @@ class Volume(ABC):
         The stored array is permuted and flipped, never resampled, and read lazily as before:
         ``shape``, ``spacing``, ``affine`` and every slice :meth:`read` returns then describe the
         reoriented array, and ``slice_axis`` counts its axes. Reorienting to the stored order
-        changes nothing.
+        changes nothing. A 2D file is read as ``(X, Y, 1)`` (:attr:`stored_grid`): its one slice
+        is turned in-plane (transposed, mirrored) into the slices of ``target`` volumes, and
+        ``shape`` becomes 3D; :meth:`to_stored` brings a label map back to its two axes.
 
         Args:
             target: Axis codes (:mod:`~inpaintssl.data.orientation`).
             slice_axis: Slice the reoriented array along this axis (default: the volume's own
-                ``slice_axis``; a DICOM series' is 2, its stored slices).
+                ``slice_axis``; a DICOM series' is 2, its stored slices; a 2D file's, the axis
+                it was opened with).
 
         Raises:
             DataError: The file states no orientation (see :attr:`stored_orientation`), or
-                ``target`` is not an axis code, or ``slice_axis`` not one of 0, 1, 2.
+                ``target`` is not an axis code, or ``slice_axis`` not one of 0, 1, 2, or the
+                file is a 2D slice in another plane than ``target``'s slices along ``slice_axis``
+                (its normal, the affine's third axis, runs along another world axis).
         """
         target = check_axis_codes(target, where=f"{self._what} {self.path}: orientation", error=DataError)
         if slice_axis is not None:
@@ -217,21 +227,52 @@ class Volume(ABC):
         if source is None:
             raise DataError(
                 f"{self._what} {self.path} cannot be reoriented to {target}: it states no orientation "
-                f"(shape {self.stored_shape}; a 3D volume with a voxel-to-world affine is needed: NIfTI "
-                "with sform_code or qform_code above 0, or DICOM with ImageOrientationPatient and "
+                f"(shape {self.stored_shape}; a voxel-to-world affine is needed: NIfTI with sform_code or "
+                "qform_code above 0, a 2D slice too, or DICOM with ImageOrientationPatient and "
                 "ImagePositionPatient)"
             )
         # Kept from the first call, before any reorientation changed the affine.
         stored_affine = self.__dict__.setdefault("_stored_world_affine", self.world_affine)
         assert stored_affine is not None  # stored_orientation is known
         change = Reorientation.between(source, target)
+        zooms = self._stored_zooms
+        if len(self.stored_shape) == 2:
+            axis = self._volume_slice_axis if slice_axis is None else slice_axis % 3
+            if change.axes[axis] != 2:
+                raise DataError(
+                    f"{self._what} {self.path} cannot be reoriented to {target} with slices along axis "
+                    f"{axis}: it is a 2D slice whose normal (its affine's third axis, axis codes "
+                    f"{source}) runs along {source[2]}, but those slices are normal to {target[axis]}; "
+                    "a single slice can be turned within its plane, never into another plane"
+                )
+            slice_axis = axis
+            zooms = (*zooms[:2], self._slice_thickness(stored_affine))
         if slice_axis is not None:
             self.slice_axis = slice_axis % 3
         self.read_in = target
         self.reorientation = None if change.is_identity else change
-        shape = change.shape(self.stored_shape)
-        self._set_grid(shape, change.spacing(self._stored_zooms))
-        self._set_world_affine(change.affine(stored_affine, self.stored_shape))
+        grid = self.stored_grid
+        self._set_grid(change.shape(grid), change.spacing(zooms))
+        self._set_world_affine(change.affine(stored_affine, grid))
+
+    @staticmethod
+    def _slice_thickness(affine: np.ndarray) -> float:
+        # A 2D header sizes rows and columns only; the slice is as thick as its affine's third column.
+        thickness = affine_zooms(affine, 3)[2]
+        return thickness if math.isfinite(thickness) and thickness > 0 else 1.0
+
+    def to_stored(self, array: np.ndarray) -> np.ndarray:
+        """``array`` on the grid as read (``shape``'s axes first, e.g. a label map) in the stored layout.
+
+        Undoes :meth:`reorient` (a view where it can be), so that the result lies on the stored
+        voxels that the file's affine and header describe; a 2D file read as ``(X, Y, 1)`` gets its
+        two axes back. An array of a volume read as stored is returned as it is.
+        """
+        if self.reorientation is not None:
+            array = self.reorientation.invert(array)
+        if len(self.stored_shape) == 2 and len(self.shape) == 3:
+            array = array.reshape(*self.stored_shape, *array.shape[3:])
+        return array
 
     def _set_world_affine(self, affine: np.ndarray) -> None:
         self.affine = affine
@@ -249,7 +290,7 @@ class Volume(ABC):
             change = self.reorientation
             if change is None:
                 return self._read_stored(self.slice_axis, index)
-            axis, stored_index = change.stored_slice(self.slice_axis, index, self.stored_shape)
+            axis, stored_index = change.stored_slice(self.slice_axis, index, self.stored_grid)
             return np.ascontiguousarray(change.plane(self._read_stored(axis, stored_index), self.slice_axis))
         except DataError:
             # A reader's own refusal already names its file and the cause (a DICOM transfer syntax
@@ -387,10 +428,11 @@ class NiftiVolume(Volume):
     too, ``file_affine`` as the file holds it. Where the voxel sizes and the lengths of the
     affine's columns differ by more than 1 %, spacing is the affine's, with a warning.
     ``orientation`` (axis codes such as ``"RAS"``) reads the volume in that axis order
-    (:meth:`Volume.reorient`). A header whose ``sform_code`` and ``qform_code`` are both 0 states
-    no orientation: nibabel's stand-in affine for it (the voxel sizes, x mirrored) says nothing
-    about the patient, so :attr:`Volume.stored_orientation` is ``None`` and such a file is refused
-    for reorientation instead of being read mirrored.
+    (:meth:`Volume.reorient`); a 2D file is read as ``(X, Y, 1)`` and turned within its plane. A
+    header whose ``sform_code`` and ``qform_code`` are both 0 states no orientation: nibabel's
+    stand-in affine for it (the voxel sizes, x mirrored) says nothing about the patient, so
+    :attr:`Volume.stored_orientation` is ``None`` and such a file is refused for reorientation
+    instead of being read mirrored.
     """
 
     def __init__(

@@ -7,7 +7,11 @@ every forward pass. The folded network computes the same function with no inpain
 runtime that knows ``Conv2d``, ``GroupNorm``, ``MaxPool2d`` and ``ConvTranspose2d`` can run it.
 Every file carries the :class:`~inpaintssl.inference.loading.ModelInfo` JSON (with
 ``folded=True``): in the safetensors header, in the ONNX model's ``metadata_props`` and as the
-TorchScript archive's extra file ``inpaintssl.json`` (all under the key ``inpaintssl``).
+TorchScript archive's extra file ``inpaintssl.json`` (all under the key ``inpaintssl``). It holds
+what a consumer needs to run the model (architecture, classes, activation and the preprocessing
+fields) and no trace of where the training data lay: the run's ``data.params``, with its data
+folders and case file names (often patient identifiers), stays in the run folder
+(:meth:`~inpaintssl.inference.loading.ModelInfo.for_export`).
 
 ONNX uses the ``torch.export``-based exporter (``dynamo=True``, PyTorch's default since 2.9; the
 TorchScript-based ``dynamo=False`` path is deprecated). The batch, height and width axes are
@@ -612,7 +616,7 @@ def export_model(
             UserWarning,
             stacklevel=2,
         )
-    info = replace(model.inference_meta, folded=True)
+    info = model.inference_meta.for_export()
     tolerance = DEFAULT_ATOL[format] if atol is None else float(atol)
     samples = _samples(info, example)
     reference = _Reference(samples, _reference(model, samples), destination)

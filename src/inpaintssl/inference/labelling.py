@@ -192,9 +192,7 @@ def predict_case(
                 place_slice(
                     probs, np.moveaxis(foreground[j], 0, -1), axis=volume.slice_axis, index=index, rank=rank
                 )
-    change = volume.reorientation
-    if change is not None:
-        # Back onto the input's own grid, where its affine and header describe the voxels.
-        labels = np.ascontiguousarray(change.invert(labels))
-        probs = None if probs is None else np.ascontiguousarray(change.invert(probs))
+    # Back onto the input's own grid (a 2-D slice's two axes), where its affine and header describe it.
+    labels = np.ascontiguousarray(volume.to_stored(labels))
+    probs = None if probs is None else np.ascontiguousarray(volume.to_stored(probs))
     return labels, probs, (int(on_cut_edges), cut_edges)

@@ -132,7 +132,9 @@ class Preprocessing:
         hu_floor: HU below this (scanner padding) was clipped to it (CT only).
         slice_axis: Axis of the stored volume that 2D slices were taken along, ``None`` when the
             data are not volumes (``synthetic``) or unknown.
-        dataset_params: The run's ``data.params`` as written in ``config.yaml``.
+        dataset_params: The run's ``data.params`` as written in ``config.yaml``; empty in
+            metadata read from an exported file, which never stores them
+            (:meth:`ModelInfo.for_export`: they name data folders and case files).
         in_plane_spacing_mm: In-plane spacing range of the training slices as the network saw
             them (from the run's ``manifest.json``; :mod:`inpaintssl.data.spacing`), ``None``
             for runs that did not record it.
@@ -267,8 +269,32 @@ class ModelInfo:
         shared = {name: getattr(self, name) for name in _fields_shared_with_checkpoint_meta()}
         return CheckpointMeta.model_validate(shared)
 
+    def for_export(self) -> ModelInfo:
+        """What an exported file stores: this metadata, folded, without the run's ``dataset_params``.
+
+        ``dataset_params`` (the run's ``data.params``) names where the training data lay: absolute
+        folders and case file names, which are often patient identifiers, and an export is what
+        people share. Nothing that reads an export uses it: the preprocessing a consumer needs
+        (normalisation, CT windows, slice axis, in-plane transform, image size, training spacing
+        and orientations) is in fields of its own. The run folder's ``config.yaml`` keeps it.
+
+        Example:
+            >>> pre = Preprocessing(dataset="nifti", dataset_params={"root": "/data/study"})
+            >>> info = ModelInfo(kind="finetune", backbone="unet2d", in_channels=1, out_channels=1,
+            ...                  preprocessing=pre)
+            >>> shared = info.for_export()
+            >>> shared.folded, dict(shared.preprocessing.dataset_params), shared.preprocessing.slice_axis
+            (True, {}, None)
+        """
+        pre = self.preprocessing
+        return replace(
+            self,
+            folded=True,
+            preprocessing=None if pre is None else replace(pre, dataset_params={}),
+        )
+
     def to_json(self) -> str:
-        """Compact JSON of every field but ``source`` (what exported files store)."""
+        """Compact JSON of every field but ``source`` (exported files store :meth:`for_export`'s)."""
         return _MODEL_INFO.dump_json(self, exclude={"source"}).decode("utf-8")
 
     @classmethod
@@ -465,7 +491,7 @@ def recorded_spacing(run_or_checkpoint: str | Path) -> SpacingRange | None:
     Raises:
         inpaintssl.checkpoint.CheckpointError: The manifest is unreadable or its record damaged.
     """
-    run = _run_of(Path(run_or_checkpoint))
+    run = _run_of(Path(run_or_checkpoint).expanduser())
     return None if run is None else _read_spacing(run, _read_manifest(run))
 
 
@@ -482,7 +508,7 @@ def recorded_orientations(run_or_checkpoint: str | Path) -> dict[str, int]:
     Raises:
         inpaintssl.checkpoint.CheckpointError: The manifest is unreadable or its record damaged.
     """
-    run = _run_of(Path(run_or_checkpoint))
+    run = _run_of(Path(run_or_checkpoint).expanduser())
     return {} if run is None else _read_orientations(run, _read_manifest(run))
 
 
@@ -669,7 +695,8 @@ def load_model(
     Args:
         run_or_checkpoint: A run folder, a checkpoint folder (``run/checkpoints/best``), a
             checkpoint's ``model.safetensors`` (its ``meta.json`` is read next to it) or a
-            ``.safetensors`` file from ``export_model(format="safetensors")``.
+            ``.safetensors`` file from ``export_model(format="safetensors")``; a leading ``~``
+            is the home folder.
         which: For a run folder: the ``best`` (lowest validation loss, the default) or ``last``
             checkpoint. Given for anything else (a checkpoint folder or file names its weights
             already) it is an error rather than ignored.
@@ -699,7 +726,8 @@ def load_model(
             f"or .safetensors file; found {type(run_or_checkpoint).__name__}"
         )
     target_device = resolve_device(device)
-    path = Path(run_or_checkpoint)
+    # As predict and the command line take it: "~/runs/ft" is the user's, not a folder named "~".
+    path = Path(run_or_checkpoint).expanduser()
     state, info = _read(path, which=checked_which(which, path))
     model = _build(info, state)
     info = replace(info, size_multiple=int(getattr(model, "size_multiple", 1)))

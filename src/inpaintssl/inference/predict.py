@@ -16,7 +16,9 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   rows x columns x slices, sliced along the slices. First, NIfTI and DICOM inputs are read in the
   axis order of the run's training volumes (``orientation="auto"``; the orientations
   ``manifest.json`` records, :mod:`inpaintssl.data.orientation`), permuted and flipped but not
-  resampled; the slice axis then counts the axes of that order, for DICOM series too.
+  resampled; the slice axis then counts the axes of that order, for DICOM series too. A 2-D
+  NIfTI slice with an sform or qform is read as ``(X, Y, 1)`` and turned within its plane to the
+  training slices' rows and columns; one in another plane is used as stored, with a warning.
 - **Intensities.** The dataset class that trained the model normalises the slices: a
   :class:`~inpaintssl.data.volumes.VolumeSliceDataset` z-scores per volume (``normalize:
   volume``, the paper's MRI rule), per channel (``channel``) or not at all (``none``); a run on

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Literal
 
 from inpaintssl.data.ct import CTDataset
-from inpaintssl.data.orientation import axis_codes
+from inpaintssl.data.orientation import Reorientation
 from inpaintssl.data.preflight import Fingerprints, file_fingerprints, preflight
-from inpaintssl.data.readers import NiftiVolume, Volume
+from inpaintssl.data.readers import Volume
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, VolumeSliceDataset
@@ -208,11 +208,13 @@ def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
     """Read ``volume`` in the run's orientation, or warn where it is none of the training ones."""
     stored = volume.stored_orientation
     if stored is None:
-        # NumPy, HDF5, geometry-less DICOM: nothing says how they lie; used as stored.
-        _warn_turned_slice(volume, prep)
+        # NumPy, HDF5, geometry-less DICOM, NIfTI without sform or qform: nothing says how they lie.
         return
     if prep.orientation is not None:
-        # In the training volumes' axis order, the run's slice axis is theirs, for DICOM too.
+        if _in_another_plane(volume, stored, prep.orientation, prep.slice_axis):
+            return
+        # In the training volumes' axis order, the run's slice axis is theirs, for DICOM too; a 2-D
+        # slice is turned within its plane into the training slices' rows and columns.
         volume.reorient(prep.orientation, slice_axis=prep.slice_axis)
         return
     trained = prep.training_orientations
@@ -227,31 +229,26 @@ def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
         )
 
 
-def _warn_turned_slice(volume: Volume, prep: SlicePreprocessing) -> None:
-    """Warn where a 2-D NIfTI slice's rows and columns do not lie as the run's training slices did.
+def _in_another_plane(volume: Volume, stored: str, target: str, slice_axis: int) -> bool:
+    """Whether ``volume`` is a 2-D slice in another plane than the training slices (then warn).
 
-    Reorienting needs a volume's three axes, so a single 2-D slice is used as stored; its affine
-    still says how its rows and columns lie, and a slice transposed or mirrored against the
-    training slices is anatomy the network never saw, labelled badly without any error.
+    A single slice can be turned within its plane but not into another one: its normal (the
+    affine's third axis) must run along the world axis the training slices are normal to. Such a
+    slice is used as stored, showing the network a plane it never saw, labelled badly without any
+    error.
     """
-    if not isinstance(volume, NiftiVolume) or len(volume.shape) != 2 or prep.orientation is None:
-        return
-    if int(volume.header["sform_code"]) == 0 and int(volume.header["qform_code"]) == 0:
-        return  # nibabel's stand-in affine says nothing about the patient
-    codes = axis_codes(volume.affine)
-    trained = "".join(code for axis, code in enumerate(prep.orientation) if axis != prep.slice_axis % 3)
-    if codes is None or codes[:2] == trained:
-        return
+    axis = slice_axis % 3
+    if len(volume.stored_shape) != 2 or Reorientation.between(stored, target).axes[axis] == 2:
+        return False
     warnings.warn(
-        f"input {volume.path}: a 2-D slice whose rows run along {codes[0]} and columns along {codes[1]} "
-        f"(its affine, axis codes {codes}), but the run's training slices had rows along {trained[0]} and "
-        f"columns along {trained[1]} (volumes in {prep.orientation}, sliced along axis "
-        f"{prep.slice_axis % 3}); a single slice cannot be reoriented, so it is used as stored, showing "
-        "the anatomy transposed, mirrored or in another plane, and its labels are unreliable: store it "
-        "as a 3-D volume of one slice (X, Y, 1), which is reoriented, or with its rows and columns "
-        "along the training slices' axes",
-        stacklevel=4,
+        f"input {volume.path}: a 2-D slice normal to {stored[2]} (its affine, axis codes {stored}), but "
+        f"the run's training slices are normal to {target[axis]} (volumes in {target}, sliced along "
+        f"axis {axis}); a single slice cannot be turned into another plane, so it is used as stored, "
+        "showing the anatomy in a plane the network never saw, and its labels are unreliable: predict "
+        "a volume that holds the training plane",
+        stacklevel=5,
     )
+    return True
 
 
 def _spacing_seen(dataset: VolumeSliceDataset, prep: SlicePreprocessing) -> tuple[float, float]:
