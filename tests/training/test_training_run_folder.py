@@ -67,7 +67,8 @@ def test_resume_under_another_seed_is_refused(tmp_path: Path) -> None:
     # Data order and corruption follow the seed: the resumed run would mix two runs.
     record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
     other = apply_overrides(FinetuneConfig(), ["run.seed=1", "run.device=cpu", "run.resume=true"])
-    with pytest.raises(ConfigError, match=r"differ from its recorded config.yaml: run\.seed\. Resume"):
+    told = r"differ from its recorded config.yaml: run\.seed \(recorded 0, now 1\)\. Resume"
+    with pytest.raises(ConfigError, match=told):
         record_run(tmp_path, other, resume=True, splits=_Splits(), manifest=lambda: {})
 
 
@@ -86,7 +87,8 @@ def test_a_resume_completes_a_record_a_kill_cut_short(tmp_path: Path) -> None:
 def test_resume_with_other_data_or_model_is_refused(tmp_path: Path) -> None:
     record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
     other = apply_overrides(FinetuneConfig(), ["data.label_fraction=0.5", "model.params={depth: 3}"])
-    with pytest.raises(ConfigError, match=r"data\.label_fraction, model\.params\.depth"):
+    told = r"data\.label_fraction \(recorded 1\.0, now 0\.5\), model\.params\.depth \(recorded unset, now 3\)"
+    with pytest.raises(ConfigError, match=told):
         record_run(tmp_path, other, resume=True, splits=_Splits(), manifest=lambda: {})
 
 

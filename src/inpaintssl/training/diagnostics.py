@@ -77,8 +77,9 @@ class _Curve:
     def best_index(self) -> int | None:
         """The row whose weights the run kept.
 
-        ``best`` restarts with every phase and the run ends on the last phase's best weights, so
-        the last flagged row is the one that counts; without flags, the lowest validation loss.
+        ``best`` flags each new lowest validation loss of the whole run (one ``best`` checkpoint
+        across its phases), so the last flagged row is the one whose weights the run kept; without
+        flags, the lowest validation loss.
         """
         flagged = np.flatnonzero(self.best)
         if flagged.size:

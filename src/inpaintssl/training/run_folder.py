@@ -325,6 +325,26 @@ def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()
     ]
 
 
+def _differences(before: BaseModel, now: BaseModel, keys: Sequence[str], *, width: int = 60) -> str:
+    """``key (recorded X, now Y)`` for each of ``keys``, each value's JSON cut to ``width`` characters.
+
+    The values tell a deliberate change from a slip (``run.seed (recorded 0, now 1)``) without
+    opening config.yaml; a long list or mapping is shortened, not dropped.
+
+    Example:
+        >>> from inpaintssl.config import RunConfig
+        >>> _differences(RunConfig(seed=0), RunConfig(seed=1), ["seed"])
+        'seed (recorded 0, now 1)'
+    """
+    recorded, current = _flatten(before.model_dump(mode="json")), _flatten(now.model_dump(mode="json"))
+
+    def shown(flat: dict[str, Any], key: str) -> str:
+        text = json.dumps(flat[key]) if key in flat else "unset"
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    return ", ".join(f"{key} (recorded {shown(recorded, key)}, now {shown(current, key)})" for key in keys)
+
+
 def recorded_config(path: Path, cls: type[ConfigT]) -> ConfigT:
     """Read a run's ``config.yaml`` as ``cls``, as the run that wrote it understood it.
 
@@ -400,7 +420,8 @@ def record_run(
             if changed:
                 raise ConfigError(
                     f"cannot resume {run_dir}: these settings differ from its recorded config.yaml: "
-                    f"{', '.join(changed)}. Resume with the original settings, or start a new run.output_dir"
+                    f"{_differences(before, config, changed)}. Resume with the original settings, or start "
+                    "a new run.output_dir"
                 )
             _check_budget_change(run_dir, before, config)
             now = manifest()
