@@ -9,8 +9,9 @@ import re
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -565,3 +566,100 @@ def test_under_torchrun_only_rank_0_prints_a_summary(
         assert called == ["0", "1"] and summary["run_dir"] == str(tmp_path)
     if command == "finetune":
         assert summary["test_dice"] == {"disc": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("item", "advice"),
+    [
+        ("split=val", "given as --split val"),
+        ("device=cpu", "given as --device cpu"),
+        ("batch_size=4", "given as --batch-size 4"),
+        ("output=t.csv", "given as --output t.csv"),
+        ("checkpoint=runs/ft", "given as the first argument"),
+    ],
+)
+def test_evaluate_refuses_its_own_settings_as_overrides_naming_the_flag(
+    item: str, advice: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `config show evaluate split=val` spells them so; here they were prefixed to data.split=val,
+    # with a deprecation warning advising that spelling, then refused as unknown data fields.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert main(["evaluate", str(tmp_path), item]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"inpaintssl evaluate: error: override {item!r}: ") and advice in err, err
+    assert "data." + item not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "optional"),
+    [
+        (["evaluate"], "CHECKPOINT_OR_CONFIG", "data.KEY=VALUE"),
+        (["config", "show"], "stage", "CONFIG|KEY=VALUE"),
+    ],
+)
+def test_a_missing_argument_is_named_without_the_optional_words_after_it(
+    argv: list[str], missing: str, optional: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"inpaintssl {argv[0]}: error: the following arguments are required: {missing}"
+    assert optional not in last
+
+
+def test_an_override_without_its_value_is_not_called_a_second_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pre.yaml"
+    config.write_text("{}\n")
+    # `optim.lr 0.1`: the "=" is missing, so "optim.lr" is not an override; no such file exists.
+    assert main(["config", "show", "pretrain", str(config), "optim.lr", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"inpaintssl config: error: 'optim.lr' after the config file {str(config)!r}")
+    assert "expected a section.field=value override; found no '=' in it" in err
+    assert "two config files" not in err
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+@pytest.mark.parametrize(
+    ("given", "logged"),
+    [([], False), (["--quiet"], True), (["run.quiet=true"], True), (["FILE"], True)],
+)
+def test_a_quiet_run_logs_its_epochs_however_quiet_was_asked_for(
+    command: str,
+    given: list[str],
+    logged: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Quiet means no progress bars, not silence. Only the flag set up the epoch log; run.quiet in
+    # the config file (or as an override) silenced the whole run: no bars, no log, no done line.
+    import logging
+
+    import inpaintssl.api as api
+    from inpaintssl.config import FinetuneConfig, PretrainConfig, load_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text("run: {quiet: true}\n")
+    received: list[Any] = []
+
+    def run(config: Any, *, overrides: Sequence[str] = ()) -> object:
+        expected = PretrainConfig if command == "pretrain" else FinetuneConfig
+        received.append(load_config(config, expected, overrides=overrides))
+        return argparse.Namespace(
+            run_dir=tmp_path, best_val_loss=0.5, epochs_run=1, converged=False, mean_dice=dict
+        )
+
+    setups: list[dict[str, object]] = []
+    monkeypatch.setattr(api, command, run)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: setups.append(kwargs))
+    argv = [command, *(str(config) if word == "FILE" else word for word in given), "run.seed=3"]
+    assert main(argv) == 0
+    assert [setup["level"] for setup in setups] == ([logging.INFO] if logged else [])
+    # The API gets the config the command line describes, flags and overrides applied.
+    (resolved,) = received
+    assert resolved.run.seed == 3 and resolved.run.quiet is logged
+    assert json.loads(capsys.readouterr().out)["epochs"] == 1

@@ -55,3 +55,19 @@ def test_disabled_reports_print_nothing_even_on_a_terminal() -> None:
     with contextlib.redirect_stderr(_Terminal()) as err:
         list(progress_iter(range(3), desc="x", disable=True, lines=True))
     assert err.getvalue() == ""
+
+
+def test_a_closed_stderr_keeps_progress_lines_off_stdout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    # Python started with stderr closed (`inpaintssl pretrain ... 2>&-`) has sys.stderr None, and
+    # print(file=None) writes to stdout, where a pipeline reads the command's JSON summary.
+    monkeypatch.setattr(sys, "stderr", None)
+    assert not live_progress()
+    assert list(progress_iter(range(2), desc="cases", unit="case", lines=True)) == [0, 1]
+    bar = progress_bar(total=2, desc="pretrain", unit="epoch", lines=True)
+    bar.update(1)
+    bar.close()
+    assert capsys.readouterr().out == ""

@@ -74,10 +74,15 @@ class _LineProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
+        stream = sys.stderr
+        if stream is None:
+            # Python started with stderr closed (`2>&-`): print(file=None) would write the line to
+            # stdout, into the JSON summary a pipeline reads there.
+            return
         count = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
         values = "".join(f", {key}={value}" for key, value in self.postfix.items())
         elapsed = time.perf_counter() - self.started
-        print(f"{self.desc}: {self.unit} {count}{values} [{elapsed:.1f} s]", file=sys.stderr, flush=True)
+        print(f"{self.desc}: {self.unit} {count}{values} [{elapsed:.1f} s]", file=stream, flush=True)
 
     def set_postfix(self, *, refresh: bool = True, **values: Any) -> None:
         self.postfix = dict(values)

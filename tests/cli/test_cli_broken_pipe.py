@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,51 @@ def test_a_broken_pipe_other_than_stdout_is_still_an_error(
     captured = capsys.readouterr()
     assert captured.out == "some output\n"
     assert captured.err == "inpaintssl plugins: error: [Errno 32] Broken pipe\n"
+
+
+def test_a_stderr_reader_that_leaves_early_ends_the_command_quietly() -> None:
+    # `inpaintssl pretrain ... 2>&1 | head`: the progress lines go to stderr, whose pipe breaks first.
+    # The error message the handler then printed hit the same broken pipe, and the command ended
+    # with Python's status 1 (a traceback nobody could read) instead of the documented 141.
+    script = (
+        "import sys\n"
+        "from inpaintssl import cli\n"
+        "def chatty(args):\n"
+        "    for i in range(100_000):\n"
+        "        print(f'progress line {i:06d}', file=sys.stderr)\n"
+        "    return 0\n"
+        "cli._cmd_plugins = chatty\n"
+        "sys.exit(cli.main(['plugins']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        first = proc.stderr.readline()
+        proc.stderr.close()
+        out = proc.stdout.read()
+        status = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert first == b"progress line 000000\n"
+    assert (status, out) == (128 + 13, b"")
+
+
+def test_an_error_message_that_cannot_reach_stderr_does_not_become_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class _GoneReader(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def broken_stderr(args: object) -> int:
+        print("progress", file=sys.stderr)  # raises, as a progress line does under `2>&1 | head`
+        return 0
+
+    def bad_config(args: object) -> int:
+        raise ValueError("a user error whose message has nowhere to go")
+
+    monkeypatch.setattr(sys, "stderr", _GoneReader())
+    monkeypatch.setattr(cli, "_cmd_plugins", broken_stderr)
+    assert main(["plugins"]) == 128 + 13
+    monkeypatch.setattr(cli, "_cmd_plugins", bad_config)
+    assert main(["plugins"]) == 2  # still the command's own failure, said or not

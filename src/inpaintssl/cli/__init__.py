@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 from inpaintssl._version import __version__
 from inpaintssl.layout import RunFolder
@@ -39,7 +39,9 @@ from inpaintssl.warning_format import command_warnings
 
 if TYPE_CHECKING:
     from inpaintssl.api import FinetuneResult, PretrainResult
-    from inpaintssl.config import EvaluateConfig
+    from inpaintssl.config import EvaluateConfig, FinetuneConfig, PretrainConfig
+
+    ConfigT = TypeVar("ConfigT", PretrainConfig, FinetuneConfig)
 
 __all__ = ["main", "parse_args"]
 
@@ -53,6 +55,12 @@ def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[
         # A file's name may hold "=" too (a sweep folder "lr=0.1/pre.yaml"): an existing file wins.
         is_override = "=" in item and not Path(item).expanduser().is_file()
         if not is_override and config is not None:
+            if not Path(item).expanduser().exists():
+                # Most often an override that lost its "=value" (`optim.lr 0.1`), not a second file.
+                raise ConfigError(
+                    f"{item!r} after the config file {config!r}: expected a section.field=value "
+                    "override; found no '=' in it, and no file of that name"
+                )
             # Without this, a second file reads as a malformed override ("must look like ...").
             raise ConfigError(
                 f"two config files given ({config!r}, then {item!r}); expected one file, then "
@@ -66,12 +74,20 @@ def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[
 
 
 def _common_run_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE", help="config file, then overrides")
+    # default=[]: argparse names a list positional without a default among "the following arguments
+    # are required" when an argument before it is missing, though none of its words is.
+    parser.add_argument(
+        "items", nargs="*", default=[], metavar="CONFIG|KEY=VALUE", help="config file, then overrides"
+    )
     _trailing_list(parser, "items")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last checkpoint"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars, one log line per epoch (same as run.quiet=true)",
+    )
     parser.add_argument("--output", type=_user_path, help="run folder (same as run.output_dir=...)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as run.device=...)")
     parser.add_argument("--deterministic", action="store_true", help="bit-reproducible CPU runs")
@@ -105,9 +121,6 @@ def _user_file_path(text: str) -> str:
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
     extra: list[str] = []
-    if args.quiet:
-        # Quiet means no progress bars, not silence: one log line per epoch instead.
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.resume:
         extra.append("run.resume=true")
     if args.quiet:
@@ -156,18 +169,34 @@ def _print_run(result: PretrainResult | FinetuneResult, **more: Any) -> int:
     return 0
 
 
-def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from inpaintssl.api import pretrain
+def _resolved_run_config(args: argparse.Namespace, cls: type[ConfigT]) -> ConfigT:
+    """The training command's config, resolved as the API resolves it (file, overrides, flags).
+
+    Quiet (``--quiet``, or ``run.quiet`` in the file or an override) means no progress bars,
+    not silence: the epochs are logged instead, one line each. Read from the resolved config, so
+    that the field and the flag behave alike (the field alone silenced a whole run).
+    """
+    from inpaintssl.config import load_config
 
     config, overrides = _training_input(args)
-    return _print_run(pretrain(config, overrides=overrides))
+    resolved = load_config(config, cls, overrides=overrides)
+    if resolved.run.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return resolved
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from inpaintssl.api import pretrain
+    from inpaintssl.config import PretrainConfig
+
+    return _print_run(pretrain(_resolved_run_config(args, PretrainConfig)))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from inpaintssl.api import finetune
+    from inpaintssl.config import FinetuneConfig
 
-    config, overrides = _training_input(args)
-    result = finetune(config, overrides=overrides)
+    result = finetune(_resolved_run_config(args, FinetuneConfig))
     return _print_run(result, test_dice=result.mean_dice())
 
 
@@ -183,13 +212,26 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
 
     The old unprefixed spelling still works, with a deprecation warning.
     """
+    from inpaintssl.config import ConfigError, EvaluateConfig
+
     prefixed: list[str] = []
     training = _training_sections()
+    own = set(EvaluateConfig.model_fields) - {"data"}
     for item in items:
         section = item.split("=", 1)[0].split(".", 1)[0]
+        if section in own:
+            # `config show evaluate split=val` takes them so; read as data.split=val here, they
+            # were prefixed with advice to write that, then refused as unknown data fields.
+            flag = (
+                "the first argument"
+                if section == "checkpoint"
+                else f"--{section.replace('_', '-')} {item.split('=', 1)[-1].strip()}"
+            )
+            raise ConfigError(
+                f"override {item!r}: {section!r} is a setting of evaluate itself, given as {flag} "
+                f"(or in an evaluate config file); overrides here are data.KEY=VALUE only"
+            )
         if section in training:
-            from inpaintssl.config import ConfigError
-
             raise ConfigError(
                 f"override {item!r}: evaluate reads a trained network, so it takes only data.KEY=VALUE "
                 f"overrides; {section!r} is a training setting"
@@ -515,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "overrides",
         nargs="*",
+        default=[],  # optional, also in argparse's "required" message (see _common_run_flags)
         metavar="data.KEY=VALUE",
         help="overrides of the data config, e.g. data.image_size=[64,64]",
     )
@@ -665,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "config")
     p.add_argument("action", choices=["show", "schema"])
     p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"])
-    p.add_argument("items", nargs="*", metavar="CONFIG|KEY=VALUE")
+    p.add_argument("items", nargs="*", default=[], metavar="CONFIG|KEY=VALUE")  # see _common_run_flags
     _trailing_list(p, "items")
     p.set_defaults(func=_cmd_config)
     return parser
@@ -777,29 +820,49 @@ class _StdoutWatch:
         return getattr(self._stream, name)
 
 
-def _exit_for_gone_reader() -> int:
-    """Point stdout at devnull and return :data:`_READER_GONE_STATUS`, saying nothing.
+def _exit_for_gone_reader(stream: TextIO | None = None) -> int:
+    """Point ``stream`` (default: stdout) at devnull and return :data:`_READER_GONE_STATUS`, saying nothing.
 
     Python's advice for command-line tools (the :mod:`signal` module's note on SIGPIPE): the output
     still buffered would otherwise meet the broken pipe again at interpreter exit, which prints an
     "Exception ignored" traceback and exits 120.
     """
+    _silence(sys.stdout if stream is None else stream)
+    return _READER_GONE_STATUS
+
+
+def _silence(stream: TextIO | None) -> None:
+    """Point ``stream``'s file descriptor at devnull, so that nothing written to it fails any more."""
     # A stream without a file descriptor (a test's capture) has no pipe to be broken.
     with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, stream.fileno())  # type: ignore[union-attr]
         finally:
             os.close(devnull)
-    return _READER_GONE_STATUS
+
+
+def _tell(line: str) -> bool:
+    """Print ``line`` on stderr; ``False`` (and stderr silenced) when stderr's reader has gone.
+
+    ``inpaintssl pretrain ... 2>&1 | head`` closes the pipe stderr writes to as well: the message
+    cannot be delivered, and the ``BrokenPipeError`` it raised in an ``except`` clause ended the
+    command with Python's status 1 instead of the documented one.
+    """
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        _silence(sys.stderr)
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inpaintssl`` console script; returns the exit status.
 
     Known user errors (bad config, bad data, bad checkpoint) print one clear message and exit 2.
-    A reader of stdout that stops reading early (``| head``) ends the command silently with
-    status 141, as a shell reports a command that SIGPIPE ended.
+    A reader of stdout (or of stderr) that stops reading early (``| head``) ends the command
+    silently with status 141, as a shell reports a command that SIGPIPE ended.
     """
     args = parse_args(argv)  # first: --help and a mistyped flag answer without loading PyTorch
     from inpaintssl.checkpoint import CheckpointError
@@ -817,16 +880,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError as exc:
         if stdout.reader_gone:
             return _exit_for_gone_reader()
-        print(f"inpaintssl {args.command}: error: {exc}", file=sys.stderr)
+        if not _tell(f"inpaintssl {args.command}: error: {exc}"):
+            # stderr's own reader left (`2>&1 | head`), so most likely that is the pipe that broke.
+            return _READER_GONE_STATUS
         return 2
     except KeyboardInterrupt:
         # The run's lock and temporaries are cleaned up on the way out; its last checkpoint stays.
-        print(f"inpaintssl {args.command}: interrupted{_RESUME_HINT.get(args.command, '')}", file=sys.stderr)
+        _tell(f"inpaintssl {args.command}: interrupted{_RESUME_HINT.get(args.command, '')}")
         return 130
     except Terminated as exc:
         # Cleaned up as for Ctrl-C; the exit status stays the signal's (143), which schedulers read.
         hint = _RESUME_HINT.get(args.command, "")
-        print(f"inpaintssl {args.command}: terminated ({exc.signal_name}){hint}", file=sys.stderr)
+        _tell(f"inpaintssl {args.command}: terminated ({exc.signal_name}){hint}")
         raise
     except (
         ConfigError,
@@ -841,5 +906,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         OSError,
     ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"inpaintssl {args.command}: error: {message}", file=sys.stderr)
+        _tell(f"inpaintssl {args.command}: error: {message}")
         return 2
