@@ -205,6 +205,20 @@ def test_fold_leaves_the_original_alone(model: LoadedModel) -> None:
     assert torch.equal(folded.encoder.levels[0][0][0].weight, conv.standardized_weight())
 
 
+@pytest.mark.parametrize("format", ["safetensors", "torchscript"])
+def test_atol_bounds_the_folded_check_too(
+    model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str
+) -> None:
+    # Every check differs by 1e-3: above the default 1e-5, within atol=1e-2. A safetensors export has
+    # no check but the folded network's, which ignored atol.
+    monkeypatch.setattr(export_module, "_max_diff", lambda found, expected: 1e-3)
+    output = tmp_path / f"model{export_module.FILE_SUFFIXES[format]}"
+    with pytest.raises(ExportError, match=r"folded PyTorch .* differs .* = 0\.001 .*atol=1e-05"):
+        export_model(model, format=format, output=output)
+    assert not output.exists()
+    assert export_model(model, format=format, output=output, atol=1e-2) == output and output.is_file()
+
+
 def test_a_failed_check_leaves_the_old_file(
     model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -653,7 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=_user_file_path, required=True, help="the file to write")
     p.add_argument("--which", choices=["best", "last"], help="checkpoint of a run folder (default: best)")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
-    p.add_argument("--atol", type=float, help="largest max-abs difference the check accepts")
+    p.add_argument(
+        "--atol", type=float, help="largest max-abs difference the checks accept (default: 1e-4 ONNX, 1e-5)"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
