@@ -179,6 +179,23 @@ def test_what_only_resembles_an_exponent_stays_text(text: str) -> None:
     assert apply_overrides(FinetuneConfig(), [f"loss.params={{tag: {text}}}"]).loss.params == {"tag": text}
 
 
+@pytest.mark.parametrize("text", ["1:30", "12:30:00", "-1:05", "190:20:30.15"])
+def test_a_base_60_looking_value_is_text_in_files_and_overrides(text: str, tmp_path: Path) -> None:
+    # YAML 1.1 read 1:30 as 90 and 12:30:00 as 45000 (base 60), which YAML 1.2 dropped.
+    by_override = apply_overrides(FinetuneConfig(), [f"data.params={{at: {text}}}"])
+    (tmp_path / "c.yaml").write_text(f"data: {{params: {{at: {text}}}}}\n")
+    by_file = load_config(tmp_path / "c.yaml", FinetuneConfig)
+    assert by_override.data.params == by_file.data.params == {"at": text}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("42", 42), ("-7", -7), ("1_000", 1000), ("0x1F", 31), ("0", 0)]
+)
+def test_integers_still_read_as_integers(text: str, expected: int) -> None:
+    (value,) = apply_overrides(FinetuneConfig(), [f"data.params={{n: {text}}}"]).data.params.values()
+    assert type(value) is int and value == expected
+
+
 def test_a_date_or_a_hash_in_a_value_is_text(tmp_path: Path) -> None:
     # A run folder named by a date was refused as "found datetime.date(2024, 1, 5)"; one named
     # "exp #3" trained into "exp" (YAML took " #3" for a comment).

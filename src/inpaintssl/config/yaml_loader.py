@@ -7,13 +7,15 @@ where YAML 1.1 surprises a config's author.
   ``"1e-4"``; typed fields convert it, but a free-form ``params`` mapping passed it on as text.
 * ``2024-01-05`` is text, not a date: no config field takes a date, and a run folder named by
   one was refused as "found datetime.date(2024, 1, 5)".
+* ``1:30`` and ``12:30:00`` are text, not YAML 1.1's base-60 numbers (90 and 45000), which
+  YAML 1.2 dropped: a time or a ratio written in a ``params`` mapping stays what it reads as.
 
 :class:`ConfigYamlDumper` writes what this loader reads back unchanged: it quotes a string that
 the loader would take for a float (``'1e5'``), which PyYAML's safe dumper leaves bare.
 
 Example:
-    >>> yaml.load("{eps: 1e-5, name: 2024-01-05, lr: 1.0e-3}", Loader=ConfigYamlLoader)
-    {'eps': 1e-05, 'name': '2024-01-05', 'lr': 0.001}
+    >>> yaml.load("{eps: 1e-5, name: 2024-01-05, lr: 1.0e-3, at: 1:30}", Loader=ConfigYamlLoader)
+    {'eps': 1e-05, 'name': '2024-01-05', 'lr': 0.001, 'at': '1:30'}
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ __all__ = ["ConfigYamlDumper", "ConfigYamlLoader"]
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _FLOAT = "tag:yaml.org,2002:float"
+_INT = "tag:yaml.org,2002:int"
+# YAML 1.1's int without its base-60 form (1:30 for 90).
+_INT_PATTERN = re.compile(
+    r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""",
+    re.VERBOSE,
+)
 # YAML 1.1's float with the dot made optional before an exponent (YAML 1.2's core schema).
 _FLOAT_PATTERN = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
     |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
     re.VERBOSE,
@@ -58,9 +68,10 @@ class ConfigYamlLoader(yaml.SafeLoader):
 # The resolvers are a class-level mapping from a value's first character to (tag, pattern) pairs,
 # shared with SafeLoader until copied: replace this class's own copy.
 ConfigYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_TIMESTAMP, _FLOAT)]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_TIMESTAMP, _FLOAT, _INT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+ConfigYamlLoader.add_implicit_resolver(_INT, _INT_PATTERN, list("-+0123456789"))
 ConfigYamlLoader.add_implicit_resolver(_FLOAT, _FLOAT_PATTERN, list("-+0123456789."))
 
 
