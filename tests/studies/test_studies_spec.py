@@ -76,6 +76,46 @@ def test_an_unknown_spec_field_names_the_close_one(changes: dict[str, Any], line
     assert line in str(info.value).splitlines()
 
 
+@pytest.mark.parametrize(
+    ("key", "missing", "expected"),
+    [
+        (
+            "pretrain.pretext.patchsize",
+            "section 'pretext' has no field 'patchsize'",
+            "did you mean 'patch_size'?",
+        ),
+        ("finetune.optimiser.lr", "the top level has no field 'optimiser'", "optim"),
+        ("pretrain.optim.lr.x", "'optim.lr' is a value", "not a section with a field 'x'"),
+    ],
+)
+def test_a_grid_key_that_names_no_field_is_blamed_not_its_values(
+    key: str, missing: str, expected: str
+) -> None:
+    # The key is wrong whatever its values are: the message must say so under grid, once, naming
+    # the field that is not there and what is, not call the first value invalid.
+    with pytest.raises(ConfigError) as info:
+        load_spec(_spec(grid={key: [4, 8]}))
+    message = str(info.value)
+    line = next(line for line in message.splitlines() if key in line)
+    assert line.startswith(f"  grid: grid key {key!r} names no field of the {key.split('.')[0]} config")
+    assert missing in line and expected in line
+    assert "value 4" not in message and "value 8" not in message
+
+
+def test_the_fields_a_missing_grid_key_could_have_meant_are_listed() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_spec(_spec(grid={"pretrain.pretext.shape": ["square"]}))
+    listed = str(info.value).split("expected one of ", 1)[1]
+    for field in ("task", "patch_size", "sampler", "coverage", "bank_size"):
+        assert field in listed
+
+
+def test_grid_keys_below_a_free_form_mapping_are_accepted() -> None:
+    # model.params is passed to the backbone as it is: any key there may be meant.
+    spec = load_spec(_spec(grid={"pretrain.model.params.depth": [2, 3]}))
+    assert spec.grid == {"pretrain.model.params.depth": [2, 3]}
+
+
 def test_freeze_then_unfreeze_is_valid_in_a_grid() -> None:
     # The base finetune config has no pretrained weights; the grid still accepts the two-phase schedule.
     spec = load_spec(_spec(grid={"finetune.transfer.schedule": ["immediate", "freeze_then_unfreeze"]}))

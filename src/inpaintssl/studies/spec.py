@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -229,7 +230,7 @@ class StudySpec(BaseModel):
 
     @field_validator("grid")
     @classmethod
-    def _grid_keys(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def _grid_keys(cls, value: dict[str, list[Any]], info: ValidationInfo) -> dict[str, list[Any]]:
         for key, values in value.items():
             stage, _, field = key.partition(".")
             if stage not in GRID_STAGES or not field:
@@ -237,6 +238,12 @@ class StudySpec(BaseModel):
                     f"grid key {key!r} must start with 'pretrain.' or 'finetune.' followed by a dotted "
                     "config field, e.g. 'pretrain.pretext.patch_size'"
                 )
+            # Checked once for the key: validating each value would blame the first value for the key.
+            # The base config is absent here when it failed validation itself (reported on its own).
+            base = info.data.get(stage)
+            missing = _missing_field(base, field) if isinstance(base, BaseModel) else ""
+            if missing:
+                raise ValueError(f"grid key {key!r} names no field of the {stage} config: {missing}")
             if field in MANAGED_FIELDS:
                 raise ValueError(
                     f"grid key {key!r}: {field} is set by the runner; use label_fractions, subset_seeds "
@@ -320,6 +327,31 @@ class StudySpec(BaseModel):
         """A glob matching the database file of every shard."""
         path = self.database if self.database is not None else self.output_dir() / "study.sqlite"
         return str(path).replace("{shard}", "*")
+
+
+def _missing_field(config: BaseModel, dotted: str) -> str:
+    """Why ``dotted`` names no field of ``config`` (what is there instead), or ``""`` when it does.
+
+    Only config sections are checked: below a free-form mapping (``model.params``, ``data.params``)
+    any key may be meant, and a wrong value type is left to validating the values.
+    """
+    node: Any = config
+    walked: list[str] = []
+    for part in dotted.split("."):
+        if isinstance(node, BaseModel):
+            fields = sorted(type(node).model_fields)
+            if part not in fields:
+                where = f"section {'.'.join(walked)!r}" if walked else "the top level"
+                close = difflib.get_close_matches(part, fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                return f"{where} has no field {part!r}{hint} (expected one of {', '.join(fields)})"
+            node = getattr(node, part)
+        elif isinstance(node, Mapping):
+            return ""
+        else:
+            return f"{'.'.join(walked)!r} is a value ({node!r}), not a section with a field {part!r}"
+        walked.append(part)
+    return ""
 
 
 def _format_errors(exc: ValidationError, where: str) -> str:
