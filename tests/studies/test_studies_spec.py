@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inpaintssl.config import ConfigError, PretrainConfig, update_fields
+from inpaintssl.studies import run_study
 from inpaintssl.studies.spec import StudySpec, load_spec
 
 
@@ -174,3 +175,40 @@ def test_typed_updates_are_validated_and_name_the_field() -> None:
         update_fields(PretrainConfig(), {"optim.lr": -1.0})
     with pytest.raises(ConfigError, match=r"'lr' is not a section"):
         update_fields(PretrainConfig(), {"optim.lr.x": 1})
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "registry"),
+    [
+        ("pretrain.pretext.task", "inpaint", "pretext_tasks"),
+        ("pretrain.pretext.sampler", "poisson", "samplers"),
+        ("pretrain.model.backbone", "unet", "backbones"),
+        ("finetune.loss.name", "dicece", "losses"),
+        ("finetune.transfer.weights", "encoders", "transfer_strategies"),
+        ("finetune.data.dataset", "mni", "datasets"),
+    ],
+)
+def test_an_unregistered_component_name_is_refused_before_training_naming_its_grid_key(
+    tmp_path: Path, key: str, name: str, registry: str
+) -> None:
+    # Config validation leaves names to the registries, so the spec loads (status and report work
+    # where a plugin is missing); training checks them first instead of failing every run that
+    # builds the name (each exited as "failed: ... KeyError", blocking the runs after it).
+    spec = load_spec(_spec(grid={key: [name]}, output=str(tmp_path / "study")))
+    told = rf"grid key '{key}', value '{name}': unknown {registry} name '{name}'\. .*Available: "
+    with pytest.raises(ConfigError, match=told):
+        spec.check_component_names()
+    with pytest.raises(ConfigError, match=told):
+        run_study(spec, quiet=True)
+    assert not (tmp_path / "study").exists()  # refused before any database, folder or run
+
+
+def test_an_unregistered_name_in_a_base_config_is_named_by_its_field() -> None:
+    spec = load_spec(_spec(finetune={"loss": {"name": "tversky"}}))
+    with pytest.raises(ConfigError, match=r"^finetune\.loss\.name: unknown losses name 'tversky'"):
+        spec.check_component_names()
+
+
+def test_registered_names_pass() -> None:
+    grid = {"pretrain.pretext.task": ["context_prediction", "context_restoration"]}
+    load_spec(_spec(grid=grid, finetune={"loss": {"name": "dice"}})).check_component_names()

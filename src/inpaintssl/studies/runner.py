@@ -269,6 +269,7 @@ def run_study(
             f"shard {shard[0]}/{shard[1]} splits a study for the local executor; executor {executor!r} "
             "spreads every run of it already: run one driver without a shard"
         )
+    spec.check_component_names()
     plan = expand_study(spec).shard(*shard)
     database = spec.database_path(shard)
     for folder in (spec.output_dir(), database.parent):

@@ -297,6 +297,43 @@ class StudySpec(BaseModel):
             )
         return self
 
+    def check_component_names(self) -> None:
+        """Refuse a component name no registry here knows, in the base configs or a grid value.
+
+        Config validation leaves these names to the registries (a plugin registers through an
+        entry point, and ``status`` or ``report`` may run where it is not installed); a study
+        about to train checks them first, so that a misspelt ``pretrain.pretext.task`` fails the
+        command at once, naming the grid key, rather than each run that builds it.
+
+        Raises:
+            ConfigError: Naming the field (or grid key and value), the name and the registered
+                names, with close matches.
+
+        Example:
+            >>> spec = StudySpec(study="pretext_design", grid={"pretrain.pretext.task": ["inpaint"]})
+            >>> spec.check_component_names()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            inpaintssl.config.ConfigError: grid key 'pretrain.pretext.task', value 'inpaint': unknown ...
+        """
+        from inpaintssl.registry import REGISTRIES
+
+        for stage, base in (("pretrain", self.pretrain), ("finetune", self.finetune)):
+            for field, kind in _COMPONENT_FIELDS.items():
+                section, _, name = field.partition(".")
+                if section not in type(base).model_fields:
+                    continue
+                key = f"{stage}.{field}"
+                given = [(f"grid key {key!r}, value {v!r}", v) for v in self.grid.get(key, [])]
+                for where, value in given or [(key, getattr(getattr(base, section), name))]:
+                    registry = REGISTRIES[kind]
+                    if value is None or value in registry:
+                        continue
+                    try:
+                        registry.get(str(value))
+                    except KeyError as exc:
+                        raise ConfigError(f"{where}: {exc.args[0]}") from None
+
     def seeds_at(self, fraction: float) -> list[int]:
         """The subset seeds run at a label fraction (``fraction_seeds``, else ``subset_seeds``)."""
         return self.fraction_seeds.get(fraction, self.subset_seeds)
@@ -327,6 +364,17 @@ class StudySpec(BaseModel):
         """A glob matching the database file of every shard."""
         path = self.database if self.database is not None else self.output_dir() / "study.sqlite"
         return str(path).replace("{shard}", "*")
+
+
+# Config fields whose value names a registered component (inpaintssl.registry.REGISTRIES).
+_COMPONENT_FIELDS: Mapping[str, str] = {
+    "data.dataset": "datasets",
+    "model.backbone": "backbones",
+    "pretext.task": "pretext_tasks",
+    "pretext.sampler": "samplers",
+    "loss.name": "losses",
+    "transfer.weights": "transfer_strategies",
+}
 
 
 def _missing_field(config: BaseModel, dotted: str) -> str:
