@@ -300,6 +300,11 @@ def test_a_yaml_syntax_error_names_its_line_and_a_json_bom_is_read(tmp_path: Pat
         (["run.output_dir=$NO_SUCH_VARIABLE_HERE/pre"], r"names the environment variable\(s\) \$NO_SUCH"),
         (["model.params.out_channels=2"], r"out_channels: filled in from the data"),
         (["model.params={in_channels: 3, depth: 4}"], r"in_channels: filled in from the data"),
+        # The schedules floor the rate at min_lr: the second phase would train at 1e-6, not 1e-9.
+        (
+            ["transfer.second_lr=1e-9", "optim.min_lr=1e-6"],
+            r"transfer.second_lr \(1e-09\) must not be below optim.min_lr \(1e-06\)",
+        ),
     ],
 )
 def test_values_that_would_silently_mean_something_else_are_refused(

@@ -83,6 +83,14 @@ class FinetuneConfig(_StageConfig):
                 "early_stopping.min_delta: null (scaled to the slice area) applies to pretraining's "
                 "summed L2 loss; fine-tuning's losses are per-pixel means: give a number (default 1e-3)"
             )
+        second = self.transfer.second_lr
+        if second is not None and second < self.optim.min_lr:
+            # Both schedules keep the rate at or above min_lr: the second phase would not train at
+            # the rate asked for, as optim.lr below min_lr is refused for the first.
+            raise ValueError(
+                f"transfer.second_lr ({second:g}) must not be below optim.min_lr ({self.optim.min_lr:g}), "
+                "the floor of the learning-rate schedule"
+            )
         return self
 
     @property
