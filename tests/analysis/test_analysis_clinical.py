@@ -592,20 +592,25 @@ def _hu_rows(cells: list[tuple[str, str, float, float]]) -> list[dict[str, Any]]
     return rows
 
 
+# (arm, image, predicted HU, reference HU): water-like tissue, references 0, 1, -2 and 4 HU;
+# supervised misses by 6, 5, 4 and 8 HU, SSL by 2, 1, 3 and 1 HU.
+_WATER_LIKE_HU = [
+    ("supervised", "ct0", 6.0, 0.0),
+    ("supervised", "ct1", -4.0, 1.0),
+    ("supervised", "ct2", 2.0, -2.0),
+    ("supervised", "ct3", 12.0, 4.0),
+    ("ssl", "ct0", -2.0, 0.0),
+    ("ssl", "ct1", 2.0, 1.0),
+    ("ssl", "ct2", -5.0, -2.0),
+    ("ssl", "ct3", 3.0, 4.0),
+]
+
+
 def test_mean_hu_is_reported_in_hu_near_a_reference_of_zero() -> None:
     # Water-like tissue: references 0, 1, -2 and 4 HU. Supervised misses by 6, 5, 4, 8 HU; SSL by
     # 2, 1, 3, 1 HU. In percent the scans with references of 0 and 1 HU dominate (inf, 500 %, ...),
     # so the paper's medians and means say little; in HU the errors are hand-checkable.
-    cells = [
-        ("supervised", "ct0", 6.0, 0.0),
-        ("supervised", "ct1", -4.0, 1.0),
-        ("supervised", "ct2", 2.0, -2.0),
-        ("supervised", "ct3", 12.0, 4.0),
-        ("ssl", "ct0", -2.0, 0.0),
-        ("ssl", "ct1", 2.0, 1.0),
-        ("ssl", "ct2", -5.0, -2.0),
-        ("ssl", "ct3", 3.0, 4.0),
-    ]
+    cells = _WATER_LIKE_HU
     results = ResultsTable(_hu_rows(cells))
     medians = {arm: (median, n) for _, _, _, arm, median, n, _ in absolute_error_medians(results)}
     assert medians == {"supervised": (5.5, 4), "ssl": (1.5, 4)}  # medians of {4, 5, 6, 8}, {1, 1, 2, 3}
@@ -664,16 +669,7 @@ def test_the_holm_family_counts_mean_hu_once() -> None:
     # with a finite percent error, p = 1/8) tests the same one again and is not counted.
     volume = [(10.0 + i, 1.0 + i) for i in range(6)]
     t2 = [(8.0, 3.0), (9.0, 2.0)]
-    hu = [
-        ("supervised", "ct0", 6.0, 0.0),
-        ("supervised", "ct1", -4.0, 1.0),
-        ("supervised", "ct2", 2.0, -2.0),
-        ("supervised", "ct3", 12.0, 4.0),
-        ("ssl", "ct0", -2.0, 0.0),
-        ("ssl", "ct1", 2.0, 1.0),
-        ("ssl", "ct2", -5.0, -2.0),
-        ("ssl", "ct3", 3.0, 4.0),
-    ]
+    hu = _WATER_LIKE_HU
     measured = _paired_pct_rows("volume_mm3", volume) + _paired_pct_rows("mean_t2_ms", t2) + _hu_rows(hu)
     results = ResultsTable(measured)
     table = per_image_comparison_table(results)
