@@ -48,6 +48,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -367,14 +368,16 @@ class StudySpec(BaseModel):
 
 
 # Config fields whose value names a registered component (inpaintssl.registry.REGISTRIES).
-_COMPONENT_FIELDS: Mapping[str, str] = {
-    "data.dataset": "datasets",
-    "model.backbone": "backbones",
-    "pretext.task": "pretext_tasks",
-    "pretext.sampler": "samplers",
-    "loss.name": "losses",
-    "transfer.weights": "transfer_strategies",
-}
+_COMPONENT_FIELDS: Mapping[str, str] = MappingProxyType(
+    {
+        "data.dataset": "datasets",
+        "model.backbone": "backbones",
+        "pretext.task": "pretext_tasks",
+        "pretext.sampler": "samplers",
+        "loss.name": "losses",
+        "transfer.weights": "transfer_strategies",
+    }
+)
 
 
 def _missing_field(config: BaseModel, dotted: str) -> str:
