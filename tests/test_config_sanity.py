@@ -6,7 +6,6 @@ Issue 16: a misspelt option says "did you mean ...", and pretext patches that ca
 
 from __future__ import annotations
 
-import math
 import re
 import typing
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import BaseModel
 
 from inpaintssl.config import ConfigError, EvaluateConfig, FinetuneConfig, PretrainConfig, load_config
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
+from sampler_requests import exact_target
 
 ROOTS: dict[str, type[BaseModel]] = {
     "pretrain": PretrainConfig,
@@ -205,7 +205,7 @@ def test_random_sampler_configs_pass_exactly_when_the_rules_hold(
     pairs = task == "context_restoration"
     fits = (
         k <= min(height, width)
-        and k * k <= math.ceil(coverage * height * width)
+        and k * k <= exact_target(coverage, (height, width))
         and not (pairs and 2 * k > max(height, width))
     )
     call = _pretext(task, "random", (height, width), k, coverage)

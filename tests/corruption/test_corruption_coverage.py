@@ -7,8 +7,6 @@ unit or refuses it with a ValueError naming the image size, the patch size and t
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 
 from inpaintssl.corruption import patch_union
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
+from sampler_requests import exact_target
 
 
 @st.composite
@@ -33,7 +32,7 @@ def impossible(shape: tuple[int, int], k: int, coverage: float, *, pairs: bool) 
     """Independent statement of the rules: the patch must fit, and one patch must not already
     cover more than the coverage; pairs need room for two side by side."""
     height, width = shape
-    target = math.ceil(coverage * height * width)
+    target = exact_target(coverage, (height, width))
     return k > min(height, width) or k * k > target or (pairs and 2 * k > max(height, width))
 
 
@@ -73,7 +72,7 @@ def test_sampler_meets_coverage_within_one_unit_or_refuses(
         assert "coverage unreachable" in str(exc)
         assert_names_request(str(exc), shape, k, coverage)
         return
-    target = math.ceil(coverage * shape[0] * shape[1])
+    target = exact_target(coverage, shape)
     unit = (2 if pairs else 1) * k * k
     assert target <= covered(corners, shape, k) < target + unit
 
@@ -98,7 +97,7 @@ def test_pretext_task_meets_coverage_within_one_unit_or_refuses(
     except ValueError as exc:
         assert "coverage unreachable" in str(exc)
         return
-    target = math.ceil(coverage * shape[0] * shape[1])
+    target = exact_target(coverage, shape)
     unit = (2 if task.pairs else 1) * k * k
     for corners in bank.corners:
         assert target <= covered(corners, shape, k) < target + unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,18 @@ def test_same_seed_same_png_and_other_seed_differs(tmp_path: Path) -> None:
     c = render_corruption_figure(image((64, 80)), tmp_path / "c.png", patch_sizes=(16, 8), seed=2)
     assert a.read_bytes() == b.read_bytes()  # the file, not only its pixels: no time of writing inside
     assert not np.array_equal(imread(a), imread(c))
+
+
+@pytest.mark.parametrize("view", [np.flipud, np.fliplr, np.rot90, lambda a: a[::-1, ::2]])
+def test_a_flipped_or_rotated_view_draws_what_its_copy_draws(tmp_path: Path, view: object) -> None:
+    # Views with negative strides (a slice turned for display) made torch.from_numpy raise, and
+    # that was taken for a K that does not fit: every corruption panel was skipped.
+    shown = view(image((64, 96)))  # type: ignore[operator]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = render_corruption_figure(shown, tmp_path / "view.png", patch_sizes=(16, 8))
+    copy = render_corruption_figure(np.array(shown, copy=True), tmp_path / "copy.png", patch_sizes=(16, 8))
+    assert out.read_bytes() == copy.read_bytes()
 
 
 def test_patch_sizes_that_do_not_fit_are_skipped_with_a_warning(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from scipy.spatial.distance import pdist
 from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
 from inpaintssl.corruption.samplers import _poisson_capacity, lattice_corners
 from inpaintssl.registry import SAMPLERS
-from sampler_requests import requests
+from sampler_requests import exact_target, requests
 
 
 def covered_fraction(corners: np.ndarray, shape: tuple[int, int], k: int) -> float:
@@ -32,7 +32,7 @@ def test_poisson_centres_are_at_least_k_sqrt2_apart_with_exact_count(
     corners = PoissonDiscSampler().sample(
         shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(seed), pairs=pairs
     )
-    expected = math.ceil(math.ceil(coverage * shape[0] * shape[1]) / k**2)
+    expected = math.ceil(exact_target(coverage, shape) / k**2)
     expected += expected % 2 if pairs else 0
     assert len(corners) == expected
     if len(corners) > 1:
@@ -54,6 +54,18 @@ def test_poisson_centres_are_at_least_k_sqrt2_apart_with_exact_count(
 )
 def test_required_patch_count_hand_worked(shape: tuple[int, int], k: int, pairs: bool, count: int) -> None:
     assert required_patch_count(shape=shape, patch_size=k, coverage=0.25, pairs=pairs) == count
+
+
+@pytest.mark.parametrize(
+    ("coverage", "count"),
+    [(0.07, 7), (0.14, 14), (0.29, 29), (0.071, 8)],  # in floating point 0.07 * 100 * 100 > 700
+)
+def test_a_decimal_coverage_asks_for_the_smallest_count_that_reaches_it(coverage: float, count: int) -> None:
+    assert required_patch_count(shape=(100, 100), patch_size=10, coverage=coverage) == count
+    corners = PoissonDiscSampler().sample(
+        shape=(100, 100), patch_size=10, coverage=coverage, rng=np.random.default_rng(0)
+    )
+    assert len(corners) == count
 
 
 def test_poisson_narrow_image_with_large_patches_succeeds_every_time() -> None:
@@ -214,7 +226,19 @@ def test_unknown_sampler_name_suggests_close_match() -> None:
 
 
 @pytest.mark.parametrize(
-    ("shape", "k"), [((33, 65), 16), ((65, 33), 16), ((34, 64), 16), ((64, 144), 32), ((17, 100), 8)]
+    ("shape", "k"),
+    [
+        ((33, 65), 16),
+        ((65, 33), 16),
+        ((34, 64), 16),
+        ((64, 144), 32),
+        ((17, 100), 8),
+        # Room for two rows only, closer than K*sqrt(2): (0, 0), (20, 41), (0, 82), (20, 123).
+        ((52, 160), 32),
+        ((160, 52), 32),
+        ((26, 80), 16),
+        ((104, 320), 64),
+    ],
 )
 def test_tight_poisson_requests_that_a_zigzag_fits_always_succeed(shape: tuple[int, int], k: int) -> None:
     # 33 x 65 with K = 16 and pairs needs 4 patches; a random maximal Poisson-disc set of 3 often

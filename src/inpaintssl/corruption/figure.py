@@ -86,7 +86,8 @@ def render_corruption_figure(
     Raises:
         ValueError: ``image`` is not a finite 2-D array.
     """
-    pixels = np.asarray(image, dtype=np.float64)
+    # Contiguous: torch.from_numpy refuses the negative strides of np.flipud or np.rot90 views.
+    pixels = np.ascontiguousarray(image, dtype=np.float64)
     if pixels.ndim != 2:
         raise ValueError(f"image must be a 2-D array (H, W), got shape {pixels.shape}")
     if not np.isfinite(pixels).all():

@@ -32,6 +32,7 @@ import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -281,11 +282,17 @@ def required_patch_count(
 def target_pixels(*, shape: tuple[int, int], coverage: float) -> int:
     """Pixels the union of the patches must cover: ``ceil(coverage * H * W)``.
 
+    The product is exact, with ``coverage`` read as the decimal it prints as: in floating point
+    ``0.07 * 100 * 100`` is ``700.0000000000001``, whose ceiling would ask one patch more than the
+    smallest count that covers 7 %.
+
     Example:
         >>> target_pixels(shape=(200, 72), coverage=0.25)
         3600
+        >>> target_pixels(shape=(100, 100), coverage=0.07)
+        700
     """
-    return math.ceil(coverage * shape[0] * shape[1])
+    return math.ceil(Fraction(repr(float(coverage))) * shape[0] * shape[1])
 
 
 def _draw_seed(rng: np.random.Generator) -> int:
@@ -337,6 +344,30 @@ def _zigzag_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[ND
     return found
 
 
+def _two_row_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[NDArray[np.int64]]:
+    """Corner sets of zig-zags with one row at each edge of the corner domain ``[0, R] x [0, C]``.
+
+    Where the domain holds only two rows there is no row after next, so :func:`_zigzag_lattices`'
+    ``2a >= K*sqrt(2)`` would only push the second row out of the domain: in a 52 x 160 image
+    with ``K = 32`` (``R = 20``) it found one row of three where (0, 0), (20, 41), (0, 82),
+    (20, 123) hold four. Here the rows are ``R`` apart, the farthest they can be, and a row's
+    neighbours ``b`` apart with the other row shifted by ``b // 2``; only the row's neighbours and
+    the other row's nearest points (``(R, b // 2)`` away) need to be at least ``K*sqrt(2)``.
+    """
+    min_sq = 2 * patch_size * patch_size
+    spacing = math.ceil(patch_size * math.sqrt(2.0))
+    found = []
+    for across in range(spacing, 2 * spacing + 1):
+        half = across // 2
+        if span_rows < 1 or span_rows * span_rows + half * half < min_sq:
+            continue
+        points = [
+            (r, c) for i, r in enumerate((0, span_rows)) for c in range(half * i, span_cols + 1, across)
+        ]
+        found.append(np.asarray(points, dtype=np.int64).reshape(-1, 2))
+    return found
+
+
 def lattice_corners(
     *, shape: tuple[int, int], patch_size: int, count: int, rng: np.random.Generator
 ) -> NDArray[np.int64] | None:
@@ -345,7 +376,8 @@ def lattice_corners(
     The fallback of :class:`PoissonDiscSampler` for tight requests (narrow images, large ``K``),
     where a random maximal Poisson-disc set often blocks the zig-zag packing that fits. Among the
     lattices (both orientations, every within-row spacing up to ``2*K*sqrt(2)``) that hold at
-    least ``count`` corners, one is chosen at random, shifted by a random offset within the room
+    least ``count`` corners, or where none does the two-row zig-zags of
+    :func:`_two_row_lattices`, one is chosen at random, shifted by a random offset within the room
     left over, and ``count`` of its corners kept at random.
 
     Example:
@@ -357,11 +389,16 @@ def lattice_corners(
     height, width = shape
     span_rows, span_cols = height - patch_size, width - patch_size
     options = []
-    for transpose in (False, True):
-        rows, cols = (span_cols, span_rows) if transpose else (span_rows, span_cols)
-        for corners in _zigzag_lattices(rows, cols, patch_size):
-            if len(corners) >= count:
-                options.append(corners[:, ::-1] if transpose else corners)
+    # The two-row zig-zags only where no other lattice holds the count, so that the requests the
+    # others met keep the corners they had.
+    for lattices in (_zigzag_lattices, _two_row_lattices):
+        for transpose in (False, True):
+            rows, cols = (span_cols, span_rows) if transpose else (span_rows, span_cols)
+            for corners in lattices(rows, cols, patch_size):
+                if len(corners) >= count:
+                    options.append(corners[:, ::-1] if transpose else corners)
+        if options:
+            break
     if not options:
         return None
     corners = options[int(rng.integers(len(options)))]

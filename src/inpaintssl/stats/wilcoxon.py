@@ -89,7 +89,8 @@ def wilcoxon_greater(
         atol: Absolute round-off tolerance (default :data:`~inpaintssl.stats.ties.ROUND_OFF_ATOL`).
 
     Returns:
-        The one-sided p-value in ``(0, 1]``.
+        The one-sided p-value in ``[0, 1]``: 0 only where the normal approximation underflows
+        (some 2,000 or more non-zero pairs, all one way), as SciPy's does.
 
     Raises:
         ValueError: If the shapes differ, the samples are empty, or hold NaN/inf, or a tolerance
