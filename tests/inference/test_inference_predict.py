@@ -398,6 +398,52 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
     assert len({r["gm_ml"] for r in rows}) == 1
 
 
+def test_an_archive_is_read_at_its_image_array_as_training_reads_it(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # The first array was read: an archive saved with its label map first was segmented at the
+    # label map, with plausible volumes and no warning.
+    image = np.asarray(nib.load(brains / "c.nii.gz").dataobj)
+    labels = (image > image.mean()).astype(np.uint8)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    np.savez(scans / "pair.npz", label=labels, image=image)
+    with h5py.File(scans / "pair.h5", "w") as handle:
+        handle.create_dataset("a_label", data=labels)
+        handle.create_dataset("image", data=image)
+    np.savez(scans / "only.npz", scan=image)
+    out = tmp_path / "pred"
+    inputs = [brains / "c.nii.gz", scans / "pair.npz", scans / "pair.h5", scans / "only.npz"]
+    report = predict(softmax_run, inputs, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25))
+    reference, *others = [_nifti(Path(c.segmentation))[0] for c in report.cases]
+    assert len(others) == 3
+    for case, seg in zip(report.cases[1:], others, strict=True):
+        assert np.array_equal(seg, reference), case.case
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_an_archive_of_several_arrays_none_called_image_is_refused_naming_them(
+    softmax_run: Path, brains: Path, tmp_path: Path, suffix: str
+) -> None:
+    image = np.asarray(nib.load(brains / "c.nii.gz").dataobj)
+    path = tmp_path / f"scan{suffix}"
+    arrays = {"seg": (image > image.mean()).astype(np.uint8), "t1": image}
+    if suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        with h5py.File(path, "w") as handle:
+            for name, array in arrays.items():
+                handle.create_dataset(name, data=array)
+    out = tmp_path / "pred"
+    with pytest.raises(
+        PredictionError, match=rf"{re.escape(str(path))}.*2 .*'seg', 't1'.*none is called 'image'.*key="
+    ):
+        predict(softmax_run, path, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25))
+    assert not out.exists()
+    predict(softmax_run, path, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25), key="t1")
+    assert (out / "scan_seg.nii.gz").is_file()
+
+
 def test_inputs_with_one_name_never_write_over_each_other(
     softmax_run: Path, brains: Path, tmp_path: Path
 ) -> None:

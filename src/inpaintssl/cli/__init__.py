@@ -600,7 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
     p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
-    p.add_argument("--key", help="HDF5 dataset or .npz member holding the image (default: the first)")
+    p.add_argument(
+        "--key",
+        help="HDF5 dataset or .npz member holding the image (default: 'image', or the file's only array)",
+    )
     p.add_argument(
         "--spacing",
         type=float,

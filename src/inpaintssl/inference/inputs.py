@@ -154,21 +154,40 @@ class Geometry:
     qform_code: int | None = None
 
 
-def _first_dataset(path: Path) -> str:
+_LISTED = 10
+"""How many member names a refusal of an ambiguous archive lists."""
+
+
+def _image_member(names: Sequence[str], *, path: Path, what: str, holds: str) -> str:
+    """The member or dataset called ``image``, as the training datasets read; else the only one.
+
+    An archive of several arrays without one called ``image`` is refused: its first array may be
+    the label map saved beside the scan, and predicting on that writes labels that look plausible.
+    """
+    if not names:
+        raise PredictionError(f"{what} {path} holds no {holds}; expected an image array")
+    if "image" in names:
+        return "image"
+    if len(names) == 1:
+        return str(names[0])
+    listed = ", ".join(repr(n) for n in names[:_LISTED]) + (", ..." if len(names) > _LISTED else "")
+    raise PredictionError(
+        f"{what} {path} holds {len(names)} {holds}s ({listed}) and none is called 'image'; "
+        "name the image with key=... (--key)"
+    )
+
+
+def _image_dataset(path: Path) -> str:
     with open_h5(path) as handle:
         names: list[str] = []
         handle.visititems(lambda name, node: names.append(name) if hasattr(node, "shape") else None)
-    if not names:
-        raise PredictionError(f"HDF5 file {path} holds no dataset; expected an image array")
-    return str(names[0])
+    return _image_member(names, path=path, what="HDF5 file", holds="dataset")
 
 
-def _first_member(path: Path) -> str:
+def _image_array(path: Path) -> str:
     with np.load(path) as archive:
         members = list(archive.files)
-    if not members:
-        raise PredictionError(f"NumPy archive {path} holds no array; expected an image array")
-    return str(members[0])
+    return _image_member(members, path=path, what="NumPy archive", holds="array")
 
 
 @contextmanager
@@ -271,10 +290,10 @@ def open_input(
         _warn_spacing_unused(spacing, path, zooms)
         return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
     if _has_suffix(path, _NUMPY):
-        member = key if key is not None else ("image" if path.suffix == ".npy" else _first_member(path))
+        member = key if key is not None else ("image" if path.suffix == ".npy" else _image_array(path))
         volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
     elif _has_suffix(path, _HDF5):
-        dataset = key if key is not None else _first_dataset(path)
+        dataset = key if key is not None else _image_dataset(path)
         volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
     else:
         raise PredictionError(

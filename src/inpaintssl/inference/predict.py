@@ -188,7 +188,8 @@ def predict(
         probabilities: Also write the per-class probability maps.
         progress: Show a progress bar over cases (on a terminal).
         slice_axis: Slice along this axis of 3D/4D arrays instead of the run's ``slice_axis``.
-        key: HDF5 dataset or ``.npz`` member holding the image (default: the first one).
+        key: HDF5 dataset or ``.npz`` member holding the image (default: the one called
+            ``image``, as the ``numpy`` and ``hdf5`` datasets read, or the file's only array).
         spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm):
             3 values for a volume, 2 or 3 for a single 2-D slice (whose thickness is then 1 mm);
             NIfTI and DICOM inputs carry their own.
