@@ -160,6 +160,34 @@ def test_class_values_checks_the_mapping() -> None:
         class_values(("a",), {"a": "12"})
 
 
+@pytest.mark.parametrize(
+    ("given", "found"),
+    [
+        # -1 indexed the lookup table from its end: the voxels of value 2 became class 'b'.
+        ({"a": 2, "b": -1}, "-1"),
+        ({"a": [2, -3], "b": 1}, "-3"),
+        ({"a": 1.7, "b": 2}, "1.7"),  # int(1.7) read it as 1
+        ({"a": [1, 2.5], "b": 3}, "2.5"),
+        ({"a": 1, "b": float("nan")}, "nan"),
+    ],
+)
+def test_class_values_must_be_whole_numbers_of_the_label_map(given: dict[str, object], found: str) -> None:
+    name = next(k for k, v in given.items() if found in repr(v))
+    with pytest.raises(
+        DataError, match=rf"label_values\['{name}'\]: expected whole numbers >= 1.*found {found}"
+    ):
+        class_values(("a", "b"), given)  # type: ignore[arg-type]
+
+
+def test_class_values_read_whole_floats_and_numpy_integers_as_their_values() -> None:
+    # What a YAML file (2.0) or an array (np.int16) gives; a float scalar raised a bare TypeError.
+    assert class_values(("a", "b"), {"a": 2.0, "b": [np.int16(3), np.uint8(4)]}) == ((2,), (3, 4))
+    with pytest.raises(DataError, match=r"label_values\['a'\]: expected an integer.*found None"):
+        class_values(("a",), {"a": [None]})  # type: ignore[list-item]
+    with pytest.raises(DataError, match=r"label_values\['a'\] is empty"):
+        class_values(("a",), {"a": []})
+
+
 def test_merge_onehot_ors_channel_groups() -> None:
     seg = np.zeros((1, 3, 6), np.uint8)
     seg[0, 0, 2] = 1

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -86,8 +88,9 @@ def class_values(
             (0-based) is stored as ``i + 1`` and 0 is background.
 
     Raises:
-        DataError: A class without values, an unknown class name, a value given as a string,
-            value 0 (reserved for background) or a value claimed by two classes.
+        DataError: A class without values, an unknown class name, a value that is no whole
+            number >= 0 (a string, ``1.7``, ``-1``), value 0 (reserved for background) or a value
+            claimed by two classes.
     """
     if label_values is None:
         return tuple((i + 1,) for i in range(len(class_names)))
@@ -107,7 +110,9 @@ def class_values(
             raise DataError(
                 f"label_values[{name!r}]: expected an integer or a list of integers, found the string {raw!r}"
             )
-        values = (int(raw),) if isinstance(raw, (int, np.integer)) else tuple(int(v) for v in raw)
+        values = tuple(_class_value(v, name) for v in ([raw] if _is_scalar(raw) else raw))
+        if not values:
+            raise DataError(f"label_values[{name!r}] is empty; expected at least one stored value")
         for v in values:
             if v == 0:
                 raise DataError(f"label_values[{name!r}] uses 0, which is reserved for background")
@@ -116,6 +121,28 @@ def class_values(
             seen[v] = name
         out.append(values)
     return tuple(out)
+
+
+def _is_scalar(raw: object) -> bool:
+    return isinstance(raw, (numbers.Number, np.generic))
+
+
+def _class_value(raw: object, name: str) -> int:
+    """One stored value of class ``name``: a whole number >= 0 (``2.0`` from YAML is 2)."""
+    # int(1.7) would be 1 and a negative value would index the lookup table from its end, moving
+    # the voxels of the largest value to this class.
+    if isinstance(raw, (bool, np.bool_)) or not isinstance(raw, (numbers.Real, np.number)):
+        raise DataError(
+            f"label_values[{name!r}]: expected an integer or a list of integers, found {raw!r} "
+            f"({type(raw).__name__})"
+        )
+    value = float(raw)
+    if not (math.isfinite(value) and value.is_integer() and value >= 0):
+        raise DataError(
+            f"label_values[{name!r}]: expected whole numbers >= 1 (the stored label values; 0 is the "
+            f"background), found {raw!r}"
+        )
+    return int(value)
 
 
 def check_label_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> None:
