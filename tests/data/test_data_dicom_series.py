@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from data_builders import write_dicom_slice
 
+from dicom_helpers import write_mr_slice
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.readers import DicomVolume
@@ -393,3 +395,33 @@ def test_pixel_data_without_a_decoder_is_refused_in_the_readers_own_words(tmp_pa
     # The DICOM reader's own message, not re-wrapped as "truncated or corrupt data?".
     assert message.startswith(f"DICOM file {folder / 'im0.dcm'} cannot be read: "), message
     assert "truncated or corrupt" not in message
+
+
+@pytest.mark.parametrize(
+    ("pixel_spacing", "shown"),
+    [
+        (("0.7",), "0.7 (1 value(s))"),
+        (("0.5", "0.75", "1"), "0.5\\0.75\\1 (3 value(s))"),
+        (("0", "0.7"), "0\\0.7 (2 value(s))"),
+    ],
+)
+def test_a_pixel_spacing_that_is_not_two_sizes_is_refused_naming_the_file(
+    tmp_path: Path, pixel_spacing: tuple[str, ...], shown: str
+) -> None:
+    # One value escaped as a bare TypeError (len of a number); three were read as 1 mm while the
+    # series still counted as stating its geometry.
+    for k in range(2):
+        write_mr_slice(tmp_path / f"m{k}.dcm", np.ones((2, 3)), z=2.0 * k, instance=k + 1)
+    write_mr_slice(tmp_path / "m2.dcm", np.ones((2, 3)), z=4.0, instance=3, pixel_spacing=pixel_spacing)  # type: ignore[arg-type]
+    with pytest.raises(
+        DataError, match=rf"DICOM file .*m2\.dcm: PixelSpacing is {re.escape(shown)}; expected two sizes > 0"
+    ):
+        DicomVolume(tmp_path)
+
+
+def test_an_empty_pixel_spacing_states_no_geometry(tmp_path: Path) -> None:
+    for k in range(2):
+        write_mr_slice(tmp_path / f"m{k}.dcm", np.ones((2, 3)), z=2.0 * k, instance=k + 1, pixel_spacing=())  # type: ignore[arg-type]
+    volume = DicomVolume(tmp_path)
+    assert not volume.has_geometry
+    assert volume.spacing[:2] == (1.0, 1.0)

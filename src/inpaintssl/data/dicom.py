@@ -81,7 +81,7 @@ class DicomVolume(Volume):
         _check_distinct_positions(headers, path)
         first = headers[0][0]
         size = (int(first.Rows), int(first.Columns))
-        pixel_spacing = _pixel_spacing(first)
+        pixel_spacing = _pixel_spacing(first, headers[0][1])
         for ds, f in headers:
             if (int(ds.Rows), int(ds.Columns)) != size:
                 raise DataError(
@@ -89,11 +89,13 @@ class DicomVolume(Volume):
                     f"{size[0]}x{size[1]}; expected one matrix size per series"
                 )
             _check_greyscale(ds, f)
-            if not all(math.isclose(a, b, rel_tol=1e-4) for a, b in zip(_pixel_spacing(ds), pixel_spacing)):
+            if not all(
+                math.isclose(a, b, rel_tol=1e-4) for a, b in zip(_pixel_spacing(ds, f), pixel_spacing)
+            ):
                 raise DataError(
-                    f"DICOM file {f} has PixelSpacing {_spacing_text(ds)} but the series {path} has "
-                    f"{_spacing_text(first)} (its first slice, {headers[0][1].name}); expected one pixel "
-                    "spacing per series"
+                    f"DICOM file {f} has PixelSpacing {_spacing_text(ds, f)} but the series {path} has "
+                    f"{_spacing_text(first, headers[0][1])} (its first slice, {headers[0][1].name}); "
+                    "expected one pixel spacing per series"
                 )
             _check_ct_rescale(ds, f)
             _check_rescale_values(ds, f)
@@ -124,7 +126,7 @@ class DicomVolume(Volume):
         )
         self.files = tuple(str(f) for f in self._files)
         # Spacing is geometry only when the file states it; the 1 mm fallbacks are placeholders.
-        self.has_geometry = getattr(first, "PixelSpacing", None) is not None
+        self.has_geometry = _states_pixel_spacing(first)
         self.patient_affine = _patient_affine(headers[0][0], headers[-1][0], self.spacing, len(headers))
         """Voxel-to-world (RAS+) matrix from the series' patient geometry; ``None`` without it."""
 
@@ -493,11 +495,24 @@ def _slice_position(ds: Any) -> float:
     return float(getattr(ds, "InstanceNumber", 0) or 0)
 
 
-def _pixel_spacing(ds: Any) -> tuple[float, float]:
-    spacing = getattr(ds, "PixelSpacing", None)
-    if spacing is None or len(spacing) != 2:
+def _pixel_spacing(ds: Any, where: Path) -> tuple[float, float]:
+    """``PixelSpacing``'s (row, column) spacing in mm; 1 mm each where the file has none."""
+    if not _states_pixel_spacing(ds):
         return 1.0, 1.0
-    return float(spacing[0]), float(spacing[1])
+    spacing = ds.PixelSpacing
+    # pydicom gives a single value as a number (DSfloat), several as a MultiValue.
+    values = list(spacing) if isinstance(spacing, Sequence) and not isinstance(spacing, str) else [spacing]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != 2 or not all(math.isfinite(v) and v > 0 for v in numbers):
+        shown = "\\".join(str(v) for v in values)
+        raise DataError(
+            f"DICOM file {where}: PixelSpacing is {shown} ({len(values)} value(s)); expected two sizes "
+            "> 0 in mm, row spacing then column spacing (DICOM PS3.3 C.7.6.2.1.1)"
+        )
+    return numbers[0], numbers[1]
 
 
 def _slice_spacing(headers: Sequence[Any]) -> float | None:
@@ -518,6 +533,11 @@ def _slice_spacing(headers: Sequence[Any]) -> float | None:
     return None
 
 
-def _spacing_text(ds: Any) -> str:
-    rows, columns = _pixel_spacing(ds)
+def _states_pixel_spacing(ds: Any) -> bool:
+    # An element present without a value (pydicom gives "" or None) states nothing, as one absent.
+    return getattr(ds, "PixelSpacing", None) not in (None, "")
+
+
+def _spacing_text(ds: Any, where: Path) -> str:
+    rows, columns = _pixel_spacing(ds, where)
     return f"{rows:g} x {columns:g} mm"
