@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -110,7 +110,8 @@ def class_values(
             raise DataError(
                 f"label_values[{name!r}]: expected an integer or a list of integers, found the string {raw!r}"
             )
-        values = tuple(_class_value(v, name) for v in ([raw] if _is_scalar(raw) else raw))
+        items: Iterable[object] = raw if isinstance(raw, Iterable) else [raw]
+        values = tuple(_class_value(v, name) for v in items)
         if not values:
             raise DataError(f"label_values[{name!r}] is empty; expected at least one stored value")
         for v in values:
@@ -121,10 +122,6 @@ def class_values(
             seen[v] = name
         out.append(values)
     return tuple(out)
-
-
-def _is_scalar(raw: object) -> bool:
-    return isinstance(raw, (numbers.Number, np.generic))
 
 
 def _class_value(raw: object, name: str) -> int:
