@@ -276,10 +276,14 @@ def kill_study_after_first_checkpoint(
 
 
 def signal_study_after_first_checkpoint(
-    spec: dict[str, Any], folder: Path, *flags: str, signum: int
+    spec: dict[str, Any], folder: Path, *flags: str, signum: int, to: str = "group"
 ) -> tuple[StudySpec, Job, int, str]:
     """:func:`kill_study_after_first_checkpoint` with another signal (``SIGTERM``: what Slurm sends
-    every process of a job step on ``scancel``); also returns the exit status and stderr."""
+    every process of a job step on ``scancel``); also returns the exit status and stderr.
+
+    ``to``: ``group`` (every process of the command, as ``scancel``), ``driver`` (its pid alone,
+    as ``kill``) or ``driver+group`` (the pid, then the group, as ``timeout`` does).
+    """
     spec["pretrain"]["optim"] = {"max_epochs": 6, "steps_per_epoch": 2, "batch_size": 4}
     spec["pretrain"]["early_stopping"] = {"min_delta": 0.0, "patience": 100}
     path = folder / "spec.yaml"
@@ -301,7 +305,12 @@ def signal_study_after_first_checkpoint(
             assert proc.poll() is None, f"the study ended before the signal: {ended!r}"
             assert time.monotonic() < deadline, "pretraining never wrote a checkpoint"
             time.sleep(0.02)
-        os.killpg(proc.pid, signum)
+        if to in ("driver", "driver+group"):
+            os.kill(proc.pid, signum)
+        if to == "driver+group":
+            time.sleep(0.5)  # the second signal lands while the first one's clean-up runs
+        if to in ("group", "driver+group"):
+            os.killpg(proc.pid, signum)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

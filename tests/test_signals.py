@@ -44,3 +44,23 @@ def test_outside_the_main_thread_the_block_changes_nothing() -> None:
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_a_repeated_sigterm_does_not_interrupt_the_clean_up_the_first_started() -> None:
+    # `timeout` signals the command, then its process group: the second SIGTERM raised again in
+    # the middle of the first one's clean-up (a study's workers handing their runs back), and a
+    # study's driver left its worker pool half shut down and never exited.
+    cleaned: list[str] = []
+    with pytest.raises(Terminated), terminate_as_exit():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            signal.raise_signal(signal.SIGTERM)
+            cleaned.append("run handed back")
+    assert cleaned == ["run handed back"]
+
+
+def test_each_block_takes_its_first_sigterm() -> None:
+    for _ in range(2):
+        with pytest.raises(Terminated), terminate_as_exit():
+            signal.raise_signal(signal.SIGTERM)

@@ -66,7 +66,9 @@ def terminate_as_exit() -> Iterator[None]:
     after printing "Exception ignored in ...", and the process would go on as if never told to
     stop. The unraisable hook sees such a drop, of :class:`Terminated` or of Ctrl-C's
     ``KeyboardInterrupt``, and the signal is then sent again, to land in the process's own code.
-    The previous handler and hook come back when the block ends.
+    Once :class:`Terminated` is raised, further SIGTERMs in the block are ignored, so that the
+    clean-up it started runs to its end (a ``SIGKILL`` still ends the process at once). The
+    previous handler and hook come back when the block ends.
 
     Example:
         >>> before = signal.getsignal(signal.SIGTERM)
@@ -80,9 +82,16 @@ def terminate_as_exit() -> Iterator[None]:
         yield
         return
     inside = threading.Event()
+    stopping = threading.Event()
     main_thread = threading.main_thread().ident
 
     def terminated(signum: int, frame: object) -> None:
+        if stopping.is_set():
+            # The process is on its way out already: a repeat (``timeout`` signals the command, then
+            # its process group; a study's driver passes SIGTERM on to its workers) must not
+            # interrupt the clean-up the first one started, such as handing a run back.
+            return
+        stopping.set()
         raise Terminated(signum)
 
     def send_again_later(signum: int) -> None:
@@ -117,6 +126,7 @@ def terminate_as_exit() -> Iterator[None]:
         if signum is None:
             previous_hook(unraisable)
             return
+        stopping.clear()  # the dropped one stopped nothing: the signal sent again must count
         while True:
             try:
                 send_again_later(signum)

@@ -170,8 +170,21 @@ def test_a_killed_study_resumes_mid_run_and_records_every_run_once(spec_factory:
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_study_with_worker_processes_leaves_no_run_claimed_or_locked(
-    spec_factory: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signal_name", "to", "status_code", "said"),
+    [
+        ("SIGTERM", "group", 143, "terminated (SIGTERM)"),
+        # kill of the driver alone: it waited, in its pool's shutdown, for the workers to train
+        # every run left, then said "terminated".
+        ("SIGTERM", "driver", 143, "terminated (SIGTERM)"),
+        # timeout: the driver, then the group. The second signal cut the pool's shutdown short;
+        # the driver and its workers then waited for each other for ever.
+        ("SIGTERM", "driver+group", 143, "terminated (SIGTERM)"),
+        ("SIGINT", "group", 130, "interrupted"),  # Ctrl-C in the terminal
+    ],
+)
+def test_a_signal_to_a_study_with_worker_processes_leaves_no_run_claimed_or_locked(
+    spec_factory: Any, tmp_path: Path, signal_name: str, to: str, status_code: int, said: str
 ) -> None:
     # scancel signals every process of the job step. Workers that died of it left their runs
     # claimed and their run folders locked, which a job requeued on another node can only wait out
@@ -181,10 +194,10 @@ def test_sigterm_to_a_study_with_worker_processes_leaves_no_run_claimed_or_locke
     spec = spec_factory(label_fractions=[0.5])
     spec["grid"] = {"pretrain.pretext.task": ["context_restoration"]}
     study, _, status, err = signal_study_after_first_checkpoint(
-        spec, tmp_path, "--workers", "2", signum=signal.SIGTERM
+        spec, tmp_path, "--workers", "2", signum=signal.Signals[signal_name], to=to
     )
-    assert status == 143, err
-    assert "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    assert status == status_code, err
+    assert said in err and "Traceback" not in err, err
     with StudyStore(study.database_path()) as store:
         runs = {r.id: (r.status, r.attempts) for r in store.runs()}
     assert "running" not in {status for status, _ in runs.values()}, runs

@@ -65,13 +65,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -195,10 +198,50 @@ def _worker_process(
         install_command_warnings(command)
     spec = StudySpec.model_validate_json(spec_json)
     torch.set_num_threads(_local_threads(spec, workers))
+    # Ctrl-C reaches the terminal's whole process group; the driver answers it by sending its
+    # workers SIGTERM (_stop_workers), one signal each, so none is interrupted twice.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Slurm signals every process of a job step: a worker stopped as an exception hands its run
     # and the run folder's lock back, so the job requeued on another node resumes at once.
-    with terminate_as_exit():
-        return run_worker(spec, shard=shard, index=index, quiet=quiet)
+    try:
+        with terminate_as_exit():
+            return run_worker(spec, shard=shard, index=index, quiet=quiet)
+    except Terminated:
+        # Told to stop: what is left is to wait for the pool's shutdown, which a repeat of the
+        # signal (the driver's after the scheduler's) must not cut short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
+
+
+@contextlib.contextmanager
+def _ctrl_c_handler_kept() -> Iterator[None]:
+    """Ctrl-C's handler as it was before the block, whatever :func:`_ignore_ctrl_c` did inside."""
+    if threading.current_thread() is not threading.main_thread():  # only there is a handler set
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back
+            signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_ctrl_c() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(workers: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM to each local worker still alive: it hands its run back and returns.
+
+    A driver stopped alone (``kill`` of its pid, Ctrl-C) would otherwise wait, in the pool's
+    shutdown, for its workers to train every run left, and only then exit as stopped.
+    """
+    for worker in workers:
+        if worker.pid is not None and worker.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
 
 
 def _worker_report(future: Future[WorkerReport], spec: StudySpec, index: int) -> WorkerReport | None:
@@ -308,19 +351,28 @@ def run_study(
             torch.set_num_threads(threads)
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        others = set(multiprocessing.active_children())
+        with _ctrl_c_handler_kept(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
                 pool.submit(
                     _worker_process, spec.model_dump_json(), shard, i, workers, quiet, command_in_effect()
                 )
                 for i in range(workers)
             ]
+            # The pool's processes: the caller's own children are not this study's to stop.
+            started = [child for child in multiprocessing.active_children() if child not in others]
             try:
                 reports = []
                 for index, future in enumerate(futures):
                     report = _worker_report(future, spec, index)
                     if report is not None:
                         reports.append(report)
+            except (Terminated, KeyboardInterrupt):
+                _stop_workers(started)
+                # Leaving the block waits for the workers to hand their runs back; a second Ctrl-C
+                # cutting that wait short would leave the pool half shut down, as a second SIGTERM did.
+                _ignore_ctrl_c()
+                raise
             except BrokenProcessPool:
                 # A worker killed (by the OOM killer, a user, a scheduler) takes the pool and its
                 # siblings down; their runs stay claimed until the next call takes them over.
