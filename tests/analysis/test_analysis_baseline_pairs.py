@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 from inpaintssl.analysis.clinical import agreement_table, paired_image_errors, percent_error_medians
-from inpaintssl.analysis.paper_tables import labels_needed_table, table3_ranking
+from inpaintssl.analysis.paper_tables import UntestedStrategy, labels_needed_table, table3_ranking
 from inpaintssl.analysis.summaries import (
     baseline_pairs,
     label_fraction_summary,
@@ -223,6 +223,36 @@ def test_a_strategy_whose_baseline_has_not_finished_is_listed_unranked_and_says_
     )
     assert table.cells("note")[:2] == ["", ""]
     assert "listed unranked" in table.title
+
+
+def test_a_planned_strategy_without_results_is_listed_unranked_outside_the_holm_family() -> None:
+    # FEF lr=0.001's runs failed: the results hold none of its rows, so only the study (through
+    # `untested`) knows it was planned. Table 3 lists it, unranked with why; Holm counts the two
+    # strategies tested, and no p-value is made up for the untested one.
+    rows = [r for r in _two_baseline_rows() if r["strategy"] != "FEF lr=0.001"]
+    why = "runs ft-a, ft-b failed (RuntimeError: out of memory)"
+    untested = {
+        "FEF lr=0.001": UntestedStrategy(B2, why),
+        "FEF lr=0.01": UntestedStrategy(B1, "unused: this strategy has rows"),
+    }
+    table = table3_ranking(Table(rows), untested=untested)
+    assert table.cells("strategy") == ["FEF lr=0.01", "FBF lr=0.01", "FEF lr=0.001"]
+    assert table.cells("rank") == [1, 2, None] and table.cells("pairs") == [12, 12, 0]
+    assert table.cells("baseline") == [B1, B1, B2]
+    assert table.cells("note") == ["", "", f"not ranked: no SSL results ({why})"]
+    untested_row = table.rows[-1]
+    assert all(math.isnan(untested_row[c]) for c in ("p_value", "p_holm", "mean_dice_difference"))
+    ranked = sorted(table.cells("p_value")[:2])
+    assert sorted(table.cells("p_holm")[:2]) == pytest.approx([2 * ranked[0], max(2 * ranked[0], ranked[1])])
+    assert "over the 2 ranked (tested) strategies only" in table.title
+    # Without it, the strategy vanished from the table.
+    assert "FEF lr=0.001" not in table3_ranking(Table(rows)).cells("strategy")
+
+
+def test_table3_with_nothing_tested_names_the_untested_strategies() -> None:
+    rows = [r for r in _two_baseline_rows() if r["arm"] == "supervised"]
+    with pytest.raises(ValueError, match=r"'FEF lr=0\.001': not ranked: no SSL results \(runs ft-a failed\)"):
+        table3_ranking(Table(rows), untested={"FEF lr=0.001": UntestedStrategy(B2, "runs ft-a failed")})
 
 
 def test_a_ranked_strategy_names_the_baseline_runs_that_cost_it_pairs() -> None:

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import csv
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from inpaintssl.analysis.table import Table as ResultsTable
+from inpaintssl.studies.grid import expand_study
+from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
 from inpaintssl.studies.report import write_report
 from inpaintssl.studies.spec import StudySpec
-from study_helpers import clinical_results, dice_rows, pretext_results, scaling_results, transfer_results
+from inpaintssl.studies.store import Measurement, StudyStore
+from study_helpers import (
+    clinical_results,
+    dice_rows,
+    pretext_results,
+    scaling_results,
+    tiny_spec,
+    transfer_results,
+)
 
 
 class _Links(HTMLParser):
@@ -163,3 +174,134 @@ def test_a_scaling_grid_over_patch_sizes_reports_each_strategy(tmp_path: Path) -
     assert arms == ["supervised"] + [
         f"ssl, {pct}% pretraining data, patch_size={k}" for k in (16, 32) for pct in (100, 200)
     ]
+
+
+# -- a recorded study: convergence, untested strategies, stale files ------------------------------
+def _recorded_study(
+    spec: StudySpec, *, stalled: frozenset[str] = frozenset(), failed_task: str | None = None
+) -> dict[str, str]:
+    """Record every run of ``spec`` as a worker would, without training: each run converged but those
+    of the arms/tasks in ``stalled``; the pretraining of ``failed_task`` fails (its SSL runs are then
+    blocked). Returns ``run id -> what it was`` (``<arm> <task> <fraction>``)."""
+    plan = expand_study(spec)
+    names = {
+        job.id: f"{job.labels['arm']} {job.labels.get('task')} {job.labels.get('label_fraction')}"
+        for job in plan
+    }
+    with StudyStore(spec.database_path()) as store:
+        store.add_runs(
+            [
+                NewRun(job.id, job.kind, job.depends_on, job.config.model_dump(mode="json"), dict(job.labels))
+                for job in plan
+            ]
+        )
+        me = WorkerId.current()
+        while isinstance(run := store.claim(me, max_attempts=1), RunRecord):
+            task, arm = run.labels.get("task"), run.labels["arm"]
+            if run.kind == "pretrain" and task == failed_task:
+                store.fail(run.id, me, "RuntimeError: out of memory\nTraceback ...")
+                continue
+            gain = 0.1 if arm == "ssl" else 0.0
+            rows = [
+                Measurement(f"v{i}", i, "image", "", "dice_mean", 0.5 + gain + 0.01 * i) for i in range(6)
+            ]
+            converged = not ({arm, task} & stalled)
+            assert store.record(run.id, me, result={"converged": converged}, rows=rows)
+    return names
+
+
+def _tiny(tmp_path: Path, **changes: object) -> StudySpec:
+    return StudySpec.model_validate(tiny_spec(tmp_path / "study", **changes))
+
+
+def test_the_report_says_which_runs_did_not_converge(tmp_path: Path) -> None:
+    # Standard: a comparison means something only between converged models. The report records
+    # each run's verdict and says, per arm, how many runs were still unfinished networks.
+    spec = _tiny(tmp_path)
+    names = _recorded_study(spec, stalled=frozenset({"supervised"}))
+    files = write_report(spec, output=tmp_path / "report")
+    with open(tmp_path / "report" / "results.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        assert reader.fieldnames is not None and reader.fieldnames[-1] == "converged"
+    verdicts = {row["run_id"]: row["converged"] for row in rows}
+    assert verdicts == {run: "0" if names[run].startswith("supervised") else "1" for run in names}
+    with open(tmp_path / "report" / "status.csv", newline="") as handle:
+        status = list(csv.DictReader(handle))
+    assert [(r["kind"], r["status"], r["runs"], r["not_converged"]) for r in status] == [
+        ("finetune", "done", "6", "2"),
+        ("pretrain", "done", "2", "0"),
+    ]
+    markdown = files.markdown.read_text()
+    assert "2 of 8 finished runs did not converge" in markdown
+    assert "pretrain 0 of 2; ssl 0 of 4; supervised 2 of 2" in markdown
+    assert "comparisons involving unconverged runs are between unfinished networks" in markdown
+
+
+def test_a_report_of_converged_runs_says_so(tmp_path: Path) -> None:
+    spec = _tiny(tmp_path)
+    _recorded_study(spec)
+    markdown = write_report(spec, output=tmp_path / "report").markdown.read_text()
+    assert "Convergence: all 8 finished runs with a verdict converged" in markdown
+    assert "unfinished networks" not in markdown
+
+
+def test_a_strategy_whose_runs_failed_is_listed_in_table3_with_why(tmp_path: Path) -> None:
+    # The context_prediction pretraining failed, so its SSL runs never ran: Table 3 still lists
+    # the strategy, unranked, and says which runs failed; Holm's family is the strategy tested.
+    spec = _tiny(tmp_path)
+    names = _recorded_study(spec, failed_task="context_prediction")
+    write_report(spec, output=tmp_path / "report")
+    with open(tmp_path / "report" / "table3_ranking.csv", newline="") as handle:
+        table = {row["strategy"]: row for row in csv.DictReader(handle)}
+    assert set(table) == {"context_prediction 4x4 poisson_disc", "context_restoration 4x4 poisson_disc"}
+    tested, failed = (
+        table["context_restoration 4x4 poisson_disc"],
+        table["context_prediction 4x4 poisson_disc"],
+    )
+    assert tested["rank"] == "1" and tested["p_holm"] == tested["p_value"]  # a family of one
+    assert failed["rank"] == "" and failed["pairs"] == "0" and failed["p_value"] == failed["p_holm"] == "nan"
+    assert failed["baseline"] == "supervised"
+    blocked = [run for run, name in names.items() if name.startswith("ssl context_prediction")]  # plan order
+    assert failed["note"].startswith(
+        f"not ranked: no SSL results (runs {', '.join(blocked)} failed (blocked: "
+    )
+    title = (tmp_path / "report" / "table3_ranking.md").read_text().splitlines()[0]
+    assert "Holm-adjusted over the 1 ranked (tested) strategies only" in title
+
+
+def test_a_narrowed_report_removes_the_files_it_no_longer_writes(tmp_path: Path) -> None:
+    results = _with_l2(pretext_results())
+    spec = StudySpec(study="pretext_design", output=tmp_path / "study")
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")  # a file of the user's: never the report's to remove
+    first = write_report(spec, output=folder, results=results)
+    stale = folder / "fig3_dice_context_prediction.png"
+    assert stale.is_file() and first.removed == ()
+    narrowed = results.where(lambda row: row.get("task") != "context_prediction")
+    second = write_report(spec, output=folder, results=narrowed)
+    assert {p.name for p in second.removed} == {
+        "fig3_dice_context_prediction.png",
+        "fig3_dice_context_prediction.pdf",
+    }
+    assert not stale.exists() and (folder / "fig3_dice_context_restoration.png").is_file()
+    assert (folder / "notes.txt").read_text() == "mine"
+    kept = {p.name for p in folder.iterdir()}
+    assert kept == {p.name for p in (second.markdown, second.html, *second.tables, *second.figures)} | {
+        "notes.txt",
+        "report_manifest.json",
+    }
+
+
+def test_a_manifest_never_leads_the_report_outside_its_own_files(tmp_path: Path) -> None:
+    spec = StudySpec(study="pretext_design", output=tmp_path / "study")
+    folder, outside = tmp_path / "report", tmp_path / "precious.txt"
+    outside.write_text("keep")
+    write_report(spec, output=folder, results=pretext_results())
+    (folder / "report_manifest.json").write_text(json.dumps({"files": ["../precious.txt", str(outside)]}))
+    assert write_report(spec, output=folder, results=pretext_results()).removed == ()
+    assert outside.read_text() == "keep"
+    (folder / "report_manifest.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="report_manifest.json cannot be read"):
+        write_report(spec, output=folder, results=pretext_results())

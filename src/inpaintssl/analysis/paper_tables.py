@@ -5,7 +5,8 @@
 - :func:`table3_ranking`: Table 3, SSL strategies ranked by the p-value of a one-sided paired
   Wilcoxon test that they beat their supervised baseline (sec. 2.5.3), pooled over the label
   fractions below 100%; each strategy against the baseline trained like it, named in the table;
-  with Holm-adjusted p-values beside the paper's.
+  with Holm-adjusted p-values beside the paper's. A strategy the study planned but could not test
+  (:class:`UntestedStrategy`) is listed unranked, with a note saying why.
 - :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
   numbers behind Figures 3/4).
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (and strategy, when the
@@ -27,7 +28,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +46,14 @@ from inpaintssl.analysis.table import Table
 from inpaintssl.stats import holm_adjusted, percentile_interval, rank_pairs
 from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 
-__all__ = ["dice_table", "labels_needed_table", "power_law_table", "table2_l2_norm", "table3_ranking"]
+__all__ = [
+    "UntestedStrategy",
+    "dice_table",
+    "labels_needed_table",
+    "power_law_table",
+    "table2_l2_norm",
+    "table3_ranking",
+]
 
 _NOTE_RUNS = 3  # baseline run ids a note names before it counts the rest
 
@@ -79,7 +88,23 @@ def table2_l2_norm(results: Table) -> Table:
     )
 
 
-def table3_ranking(results: Table, *, level: str | None = None) -> Table:
+@dataclass(frozen=True)
+class UntestedStrategy:
+    """An SSL strategy a study planned that has no SSL results to test, for Table 3's unranked rows.
+
+    Attributes:
+        baseline: The supervised baseline it would be tested against (``supervised lr=0.001``,
+            ...), ``None`` when the study trains none.
+        why: Which of its runs have no results and why (failed, not started, ...), for the note.
+    """
+
+    baseline: str | None
+    why: str
+
+
+def table3_ranking(
+    results: Table, *, level: str | None = None, untested: Mapping[str, UntestedStrategy] | None = None
+) -> Table:
     """Table 3: SSL strategies sorted by the p-value of beating their supervised baseline (sec. 2.5.3).
 
     Class-averaged Dice per test item (volume for 3D data, slice for 2D) and label fraction,
@@ -100,24 +125,46 @@ def table3_ranking(results: Table, *, level: str | None = None) -> Table:
     their baselines with a family-wise error rate of 5 %, where ``p_value`` at most 0.05 would let
     through about one in twenty of the strategies that do not. The rank, as in the paper, follows
     ``p_value``; Holm's adjustment keeps that order, so it changes which strategies clear a level,
-    not the ranking.
+    not the ranking. The family is the strategies tested, the ranked rows, and no other: an
+    unranked strategy was not tested, has no p-value to adjust (NaN, never a stand-in) and is not
+    counted, so a strategy whose runs failed makes the family, and the adjustment, smaller. The
+    title says how many strategies the family holds.
 
     No strategy is left out without a word. A strategy that shares no test item with its baseline
     (typically: its baseline has no finished run yet, e.g. the 2x-epoch baseline of a two-run
     schedule, or it failed) is listed after the ranked ones, unranked (``rank`` ``None``), with 0
     pairs and NaN p-value and difference. The ``note`` column says why, naming the baseline runs
-    that have no results; for a ranked strategy it names those whose absence cost it pairs.
+    that have no results; for a ranked strategy it names those whose absence cost it pairs. So is
+    each strategy of ``untested`` that has no SSL rows to test here (its runs failed or have not
+    finished; the results alone cannot know it was planned), its note saying why; an entry whose
+    strategy has rows here is tested as usual and its entry unused.
+
+    Args:
+        results: The long results table.
+        level: ``image`` or ``volume`` (default :func:`~inpaintssl.analysis.summaries.dice_level`).
+        untested: Strategies the study planned, by name, each with its baseline and why it has
+            no results (:class:`UntestedStrategy`).
 
     Raises:
         ValueError: No SSL strategy shares test items with its baseline (the message names each
-            strategy and what its baseline lacks), or the rows name no baseline and hold several
+            strategy and why it has none: what its baseline lacks, or ``untested``'s reason), or
+            the rows name no baseline and hold several
             (:func:`~inpaintssl.analysis.summaries.named_baselines`).
     """
     pairs = baseline_pairs(results, level=level)
     found = {name: pair for name, pair in pairs.items() if pair.ssl.size}
-    unpaired = {name: pair for name, pair in sorted(pairs.items()) if not pair.ssl.size}
+    # Unranked: (baseline, note) of strategies without pairs, and of planned ones without rows.
+    unranked = {
+        name: (pair.baseline_name, _unpaired_note(pair)) for name, pair in pairs.items() if not pair.ssl.size
+    }
+    unranked.update(
+        (name, (strategy.baseline, f"not ranked: no SSL results ({strategy.why})"))
+        for name, strategy in (untested or {}).items()
+        if name not in pairs
+    )
+    unranked = dict(sorted(unranked.items()))
     if not found:
-        waiting = "; ".join(f"{name!r}: {_unpaired_note(pair)}" for name, pair in unpaired.items())
+        waiting = "; ".join(f"{name!r}: {note}" for name, (_, note) in unranked.items())
         raise ValueError(
             "table 3 needs supervised-baseline and SSL Dice on the same test items; found no SSL "
             f"strategy with test items its baseline also has{f' ({waiting})' if waiting else ''}"
@@ -138,16 +185,16 @@ def table3_ranking(results: Table, *, level: str | None = None) -> Table:
         for r, adjusted in zip(ranking, holm)
     ]
     rows += [
-        (None, name, pair.baseline_name, math.nan, math.nan, 0, math.nan, _unpaired_note(pair))
-        for name, pair in unpaired.items()
+        (None, name, baseline, math.nan, math.nan, 0, math.nan, note)
+        for name, (baseline, note) in unranked.items()
     ]
     return Table(
         tuple(rows),
         name="table3_ranking",
         title="Table 3: strategies ranked by one-sided paired Wilcoxon p-value (SSL > supervised Dice), "
         "each against the supervised baseline trained like it; strategies whose baseline shares no "
-        "test item with them are listed unranked, note says why; p_holm: Holm-adjusted over the ranked "
-        "strategies",
+        "test item with them, or without SSL results, are listed unranked, note says why; p_holm: "
+        f"Holm-adjusted over the {len(found)} ranked (tested) strategies only",
         columns=(
             "rank",
             "strategy",

@@ -10,6 +10,17 @@ summary, the runs and their learning curves, a corruption panel and example segm
 is listed with the reason instead of failing the report. The pages are rendered and written,
 atomically, by :mod:`inpaintssl.analysis.pages`.
 
+A comparison means something only between converged models, so every report says which runs
+converged (:mod:`inpaintssl.training.convergence`, the verdict each run recorded): the paper
+studies' ``results.csv`` has a ``converged`` column (1, 0, or empty for a run that recorded no
+verdict), ``status.csv`` counts the finished runs that did not converge, and the page says how
+many of each arm did not (the demo's ``runs.csv`` and learning curves say it there).
+
+The report folder's ``report_manifest.json`` lists the files the report wrote; the next report
+into that folder removes those it no longer writes (a figure of a pretext task dropped from the
+grid), and never a file it did not write. The demo, which writes the same files every time, has
+none.
+
 Example:
     >>> import tempfile, pathlib
     >>> from inpaintssl.studies.spec import StudySpec
@@ -22,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +47,11 @@ from inpaintssl.analysis.figures import FigureFiles
 from inpaintssl.analysis.pages import ReportParts, write_pages
 from inpaintssl.analysis.summaries import with_mean_class
 from inpaintssl.analysis.table import Table
+from inpaintssl.atomic import atomic_write_text
 from inpaintssl.studies.database import ForeignHostError
+from inpaintssl.studies.grid import Job, expand_study
 from inpaintssl.studies.merge import MergeReport, merge_results
+from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.spec import StudySpec, load_spec
 
@@ -53,6 +68,8 @@ class ReportFiles:
         tables: CSV and Markdown files of every table.
         figures: PNG and PDF files of every figure.
         skipped: ``(part, reason)`` of parts the results could not support.
+        removed: Files an earlier report into the folder wrote that this one no longer writes,
+            removed (``report_manifest.json``).
     """
 
     markdown: Path
@@ -60,18 +77,128 @@ class ReportFiles:
     tables: tuple[Path, ...] = ()
     figures: tuple[Path, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    removed: tuple[Path, ...] = ()
 
 
-def _status_table(spec: StudySpec) -> Table:
+MANIFEST = "report_manifest.json"
+_SHOWN = 3  # run ids a note names before it counts the rest
+
+
+def _verdict(run: RunRecord) -> bool | None:
+    """A finished run's recorded convergence verdict; ``None`` when it recorded none."""
+    value = (run.result or {}).get("converged") if run.status == "done" else None
+    return None if value is None else bool(value)
+
+
+def _named(ids: Sequence[str]) -> str:
+    """``a, b, c and 2 more``: a note names a few runs and counts the rest."""
+    shown = ", ".join(ids[:_SHOWN])
+    return shown + (f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
+
+
+def _status_table(runs: Mapping[str, RunRecord]) -> Table:
     counts: dict[tuple[str, str], int] = {}
-    for run in load_runs(spec).values():
-        counts[(run.kind, run.status)] = counts.get((run.kind, run.status), 0) + 1
+    stalled: dict[tuple[str, str], int] = {}
+    for run in runs.values():
+        key = (run.kind, run.status)
+        counts[key] = counts.get(key, 0) + 1
+        stalled[key] = stalled.get(key, 0) + (_verdict(run) is False)
     return Table(
-        tuple((kind, status, n) for (kind, status), n in sorted(counts.items())),
+        # Only finished runs have a verdict: the column is empty on the other rows.
+        tuple(
+            (kind, status, n, stalled[(kind, status)] if status == "done" else None)
+            for (kind, status), n in sorted(counts.items())
+        ),
         name="status",
-        title="Runs by kind and status",
-        columns=("kind", "status", "runs"),
+        title="Runs by kind and status; not_converged: finished runs whose training did not converge",
+        columns=("kind", "status", "runs", "not_converged"),
     )
+
+
+def _convergence_note(runs: Mapping[str, RunRecord]) -> str | None:
+    """How many finished runs of each arm did not converge, for the page; ``None`` before any finished."""
+    arms: dict[str, list[RunRecord]] = {}
+    for run in runs.values():
+        if run.status == "done":
+            arms.setdefault(str(run.labels.get("arm", run.kind)), []).append(run)
+    if not arms:
+        return None
+    judged = [r for found in arms.values() for r in found if _verdict(r) is not None]
+    stalled = {arm: [r.id for r in found if _verdict(r) is False] for arm, found in sorted(arms.items())}
+    unknown = sum(map(len, arms.values())) - len(judged)
+    where = "per run: the `converged` column of [results.csv](results.csv); inpaintssl.training.convergence"
+    if not any(stalled.values()):
+        note = f"Convergence: all {len(judged)} finished runs with a verdict converged ({where})."
+    else:
+        per_arm = "; ".join(
+            f"{arm} {len(ids)} of {len(arms[arm])}" + (f" ({_named(ids)})" if ids else "")
+            for arm, ids in stalled.items()
+        )
+        note = (
+            f"Convergence: {sum(map(len, stalled.values()))} of {len(judged)} finished runs did not "
+            f"converge ({where}): {per_arm}. Warning: comparisons involving unconverged runs are between "
+            "unfinished networks, whose scores may understate what their method reaches; a difference "
+            "there may be one of training, not of method. Each such run's learning_curve.png and the "
+            "warning it printed name the setting to change (for a new run)."
+        )
+    if unknown:
+        note += f" {unknown} finished runs recorded no verdict (`converged` empty)."
+    return note
+
+
+def _with_convergence(results: Table, runs: Mapping[str, RunRecord]) -> Table:
+    """``results`` with each row's run's verdict in a last ``converged`` column (1, 0 or empty)."""
+    verdicts = {run_id: _verdict(run) for run_id, run in runs.items()}
+    # Appended at the end: code that reads results.csv by position keeps its columns.
+    columns = results.columns if "converged" in results.columns else (*results.columns, "converged")
+    rows = []
+    for row in results:
+        verdict = verdicts.get(str(row.get("run_id")))
+        rows.append({**row, "converged": None if verdict is None else int(verdict)})
+    return Table(rows, name=results.name, title=results.title, columns=columns)
+
+
+def _untested(
+    spec: StudySpec, results: Table, runs: Mapping[str, RunRecord]
+) -> dict[str, paper_tables.UntestedStrategy]:
+    """The SSL strategies the spec plans that have no SSL rows in ``results``, each with why."""
+    plan = expand_study(spec)
+    present = {str(name) for name in results.select(arm="ssl").unique("strategy")}
+    planned: dict[str, list[Job]] = {}
+    for job in plan.finetune_jobs():
+        name = str(job.labels.get("strategy"))
+        if job.labels.get("arm") == "ssl" and name not in present:
+            planned.setdefault(name, []).append(job)
+    out = {}
+    for name, jobs in planned.items():
+        baselines = sorted(
+            {str(b.labels["strategy"]) for j in jobs if (b := plan.baseline_of(j)) is not None}
+        )
+        out[name] = paper_tables.UntestedStrategy(
+            " + ".join(baselines) or None, _runs_without_results(jobs, runs)
+        )
+    return out
+
+
+def _runs_without_results(jobs: Sequence[Job], runs: Mapping[str, RunRecord]) -> str:
+    """``runs ft-a, ft-b failed (ValueError: ...); ft-c not started``: a strategy's runs by status."""
+    states: dict[str, list[str]] = {}
+    for job in jobs:
+        run = runs.get(job.id)
+        status = (
+            "not started"
+            if run is None
+            else "done without test results"
+            if run.status == "done"
+            else run.status
+        )
+        states.setdefault(status, []).append(job.id)
+    parts = []
+    for status, ids in sorted(states.items()):
+        error = next((runs[i].error for i in ids if runs.get(i) is not None and runs[i].error), None)
+        first = f" ({error.strip().splitlines()[0][:160]})" if status == "failed" and error else ""
+        parts.append(f"{_named(ids)} {status}{first}")
+    return f"run{'s' if len(jobs) > 1 else ''} " + "; ".join(parts)
 
 
 _CAPTIONS: Mapping[str, str] = MappingProxyType(
@@ -85,23 +212,29 @@ _CAPTIONS: Mapping[str, str] = MappingProxyType(
 )
 
 
-def _study_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
+def _study_parts(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord], parts: ReportParts) -> None:
     def figure(name: str, plot: Callable[..., FigureFiles], caption: str = "", **options: str) -> None:
         parts.figure(name, caption or _CAPTIONS[name], functools.partial(plot, results, **options))
 
     def table(name: str, build: Callable[..., Table], **options: float | None) -> None:
         parts.table(name, functools.partial(build, results, **options))
 
+    def ranking(name: str) -> None:
+        # Planned strategies whose runs failed or have not finished are listed too, unranked.
+        parts.table(
+            name, lambda: paper_tables.table3_ranking(results, untested=_untested(spec, results, runs))
+        )
+
     study = spec.study
     if study == "pretext_design":
         table("table 2", paper_tables.table2_l2_norm)
-        table("table 3", paper_tables.table3_ranking)
+        ranking("table 3")
         for task in [str(t) for t in results.select(arm="ssl").unique("task") if t is not None]:
             caption = f"Figure 3/4: Dice vs label fraction ({task})"
             figure(f"fig3_dice_{task}", plots.plot_dice_vs_label_fraction, caption, task=task)
     elif study == "transfer_design":
         figure("figA1_transfer", plots.plot_transfer_boxplots)
-        table("strategy ranking", paper_tables.table3_ranking)
+        ranking("strategy ranking")
     elif study == "data_scaling":
         figure("fig5_scaling", plots.plot_dice_vs_pretraining_data)
         table("power-law fits", paper_tables.power_law_table)
@@ -129,6 +262,10 @@ def write_report(
 ) -> ReportFiles:
     """Write a study's tables, figures, ``results.csv``, ``report.md`` and ``report.html``.
 
+    Files an earlier report wrote into ``output`` that this one does not (listed in its
+    ``report_manifest.json``) are removed; other files there are left alone. (Not for the demo,
+    which writes the same files every time.)
+
     Args:
         spec: The study.
         output: Report folder (default ``<study output>/report``).
@@ -141,24 +278,75 @@ def write_report(
     folder = Path(output) if output is not None else spec.output_dir() / "report"
     folder.mkdir(parents=True, exist_ok=True)
     results = load_results(spec) if results is None else results
+    runs = load_runs(spec)
     # The demo's report keeps the files it always had: its summary table holds the Dice, its runs
-    # table the status, and the pages show its tables (no Markdown copies).
+    # table the status and each run's convergence, and the pages show its tables (no Markdown copies).
     demo = spec.study == "demo"
     parts = ReportParts(folder, markdown_tables=not demo)
     if not demo:
-        parts.table("status", lambda: _status_table(spec))
+        parts.table("status", lambda: _status_table(runs))
         parts.table("dice", lambda: paper_tables.dice_table(results))
-    _study_parts(spec, results, parts)
+    _study_parts(spec, results, runs, parts)
     # The demo's results.csv has one row per slice and class, with the class average as "mean".
-    written = (with_mean_class(results) if spec.study == "demo" else results).to_csv(folder / "results.csv")
+    measured = with_mean_class(results) if demo else _with_convergence(results, runs)
+    written = measured.to_csv(folder / "results.csv")
+    convergence = None if demo else _convergence_note(runs)
     intro = [
         f"Study `{spec.study}`; results from `{spec.database_pattern()}`; "
         "every measurement: [results.csv](results.csv).",
+        *([convergence] if convergence else []),
         *notes,
     ]
     markdown, page, tables = write_pages(parts, title=spec.title, notes=intro)
     figures = [p for item, _ in parts.parts if not isinstance(item, Table) for p in item.paths]
-    return ReportFiles(markdown, page, (written, *tables), tuple(figures), tuple(parts.skipped))
+    # The demo writes the same files every time (it stops before its report when a run failed), in
+    # a folder that holds the files it always had: it has nothing stale to track.
+    removed = () if demo else _replace_manifest(folder, (written, markdown, page, *tables, *figures))
+    return ReportFiles(markdown, page, (written, *tables), tuple(figures), tuple(parts.skipped), removed)
+
+
+def _earlier_files(manifest: Path) -> list[str]:
+    """The files an earlier report listed in ``manifest``; none when there is no (readable) manifest."""
+    if not manifest.is_file():
+        return []  # no report wrote here yet, or one from before manifests: nothing is known to be ours
+    try:
+        names = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError("'files' is not a list of file names")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(
+            f"{manifest} cannot be read ({exc}): files of an earlier report that this one no longer "
+            "writes are kept; delete the manifest (and any stale files) to silence this",
+            UserWarning,
+            stacklevel=3,
+        )
+        return []
+    return names
+
+
+def _replace_manifest(folder: Path, written: Sequence[Path]) -> tuple[Path, ...]:
+    """Remove what the earlier report in ``folder`` wrote and this one did not; list this one's files.
+
+    Only names the earlier manifest lists are removed, and only plain files inside ``folder``: an
+    entry that leads elsewhere (``..``, an absolute path, a link) is skipped, so a damaged or
+    edited manifest cannot delete what the report did not write. Stale files go before the new
+    manifest is written (atomically): a report killed in between leaves them listed, and the next
+    report removes them.
+    """
+    manifest = folder / MANIFEST
+    current = {path.relative_to(folder).as_posix() for path in written}
+    removed: list[Path] = []
+    inside = folder.resolve()
+    for name in _earlier_files(manifest):
+        path = folder / name
+        if name in current or name == MANIFEST or inside not in path.resolve().parents:
+            continue
+        if path.is_symlink() or not path.is_file():
+            continue  # gone already, or not a file the report wrote
+        path.unlink()
+        removed.append(path)
+    atomic_write_text(manifest, json.dumps({"files": sorted(current)}, indent=1) + "\n")
+    return tuple(removed)
 
 
 @dataclass(frozen=True)
