@@ -36,3 +36,20 @@ def test_public_names_are_exported_and_importable() -> None:
         assert getattr(studies, name) is getattr(module, name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         studies.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_only_the_data_scaling_example_pretrains_on_slices_crossing_the_test_set(path: Path) -> None:
+    # clinical.yaml pretrained on the template's coronal and sagittal slices, which cross every
+    # axial test slice, without a word: its SSL-vs-supervised tests were not held out.
+    spec = load_spec(path)
+    crossing = [
+        job.id
+        for job in expand_study(spec).pretrain_jobs()
+        if any(source.dataset == "mni152" and source.fraction > 0 for source in job.config.data.unlabelled)
+    ]
+    if spec.study == "data_scaling":  # the template has no other unlabelled slices; it says so
+        assert crossing and spec.pretraining_sees_test_anatomy() is not None
+        assert "Not held out" in path.read_text()
+    else:
+        assert not crossing and spec.pretraining_sees_test_anatomy() is None

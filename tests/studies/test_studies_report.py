@@ -113,6 +113,21 @@ def test_parts_without_data_are_listed_not_fatal(tmp_path: Path) -> None:
     assert files.figures == ()
 
 
+@pytest.mark.parametrize("fractions", [[0.0, 1.0], [0.0]])
+def test_a_report_whose_ssl_runs_saw_the_test_anatomy_says_so(tmp_path: Path, fractions: list[float]) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "data_scaling",
+            "output": str(tmp_path / "study"),
+            "unlabelled_fractions": fractions,
+            "pretrain": {"data": {"unlabelled": [{"dataset": "mni152"}]}},
+        }
+    )
+    markdown = write_report(spec, output=tmp_path / "report", results=ResultsTable([])).markdown.read_text()
+    # Only where the template's crossing slices are added to some arm's pretraining.
+    assert ("seen the test anatomy" in markdown) == (max(fractions) > 0)
+
+
 def test_a_ranking_over_several_baselines_names_each_strategys_baseline(tmp_path: Path) -> None:
     # A transfer-design grid over two learning rates trains a baseline per rate; the report ranks
     # each strategy against its own and says which that was.

@@ -146,6 +146,20 @@ def test_a_stopped_worker_hands_its_run_back_at_once(
     assert {r.id: r.status for r in runs} == {r.id: "pending" for r in runs}
 
 
+def test_a_study_pretraining_on_slices_that_cross_its_test_slices_warns(
+    spec_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stopped(job: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "execute_job", stopped)
+    spec = spec_factory(label_fractions=[0.5])
+    spec["finetune"]["data"] = {"dataset": "mni152"}
+    spec["pretrain"]["data"] = {"dataset": "mni152", "unlabelled": [{"dataset": "mni152"}]}
+    with pytest.warns(UserWarning, match="seen the test anatomy"), pytest.raises(KeyboardInterrupt):
+        run_study(spec, quiet=True)
+
+
 @pytest.mark.slow
 def test_a_killed_study_resumes_mid_run_and_records_every_run_once(spec_factory: Any, tmp_path: Path) -> None:
     spec = spec_factory(label_fractions=[0.5])

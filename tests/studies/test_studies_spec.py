@@ -212,3 +212,26 @@ def test_an_unregistered_name_in_a_base_config_is_named_by_its_field() -> None:
 def test_registered_names_pass() -> None:
     grid = {"pretrain.pretext.task": ["context_prediction", "context_restoration"]}
     load_spec(_spec(grid=grid, finetune={"loss": {"name": "dice"}})).check_component_names()
+
+
+@pytest.mark.parametrize(
+    ("study", "unlabelled", "fractions", "says"),
+    [
+        ("clinical", [{"dataset": "mni152"}], None, True),
+        ("clinical", [], None, False),
+        ("clinical", [{"dataset": "ct"}], None, False),  # another dataset's sources are not known to cross
+        ("data_scaling", [{"dataset": "mni152"}], [0.0, 0.5], True),
+        ("data_scaling", [{"dataset": "mni152"}], [0.0], False),  # the superset is never added
+    ],
+)
+def test_a_spec_knows_when_pretraining_crosses_the_mni152_test_slices(
+    study: str, unlabelled: list[dict[str, str]], fractions: list[float] | None, says: bool
+) -> None:
+    # The template's coronal and sagittal slices cross every axial test slice: an SSL arm
+    # pretrained on them has seen the test anatomy, its supervised baseline has not.
+    extra = {"unlabelled_fractions": fractions} if fractions is not None else {}
+    spec = StudySpec(study=study, pretrain={"data": {"dataset": "mni152", "unlabelled": unlabelled}}, **extra)
+    said = spec.pretraining_sees_test_anatomy()
+    assert (said is not None) == says
+    if said is not None:
+        assert "test anatomy" in said and "not held out" in said

@@ -295,6 +295,7 @@ def write_report(
         f"Study `{spec.study}`; results from `{spec.database_pattern()}`; "
         "every measurement: [results.csv](results.csv).",
         *([convergence] if convergence else []),
+        *([f"Warning: {overlap}."] if (overlap := spec.pretraining_sees_test_anatomy()) else []),
         *notes,
     ]
     markdown, page, tables = write_pages(parts, title=spec.title, notes=intro)

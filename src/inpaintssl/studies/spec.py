@@ -298,6 +298,35 @@ class StudySpec(BaseModel):
             )
         return self
 
+    def pretraining_sees_test_anatomy(self) -> str | None:
+        """Why the SSL arm's pretraining may hold the test images' anatomy; ``None`` if not known to.
+
+        The ``mni152`` dataset's ``unlabelled`` slices (coronal and sagittal) each cross every
+        axial slice of the same template, the test slices included: an SSL arm pretrained on them
+        has seen the test anatomy, and the supervised arm it is compared with has not (see
+        :mod:`inpaintssl.data.mni152`). Other datasets' sources cannot be compared by name.
+
+        Example:
+            >>> spec = StudySpec(study="clinical", pretrain={"data": {"unlabelled": [{"dataset": "mni152"}]}})
+            >>> spec.pretraining_sees_test_anatomy()[:40]
+            'pretrain.data.unlabelled holds the mni15'
+            >>> StudySpec(study="clinical").pretraining_sees_test_anatomy() is None
+            True
+        """
+        if self.finetune.data.dataset != "mni152":
+            return None
+        crossing = [s for s in self.pretrain.data.unlabelled if s.dataset == "mni152"]
+        scaled = self.unlabelled_fractions if self.study == "data_scaling" else None
+        if not crossing or (scaled is not None and max(scaled) == 0):
+            return None
+        return (
+            "pretrain.data.unlabelled holds the mni152 template's coronal and sagittal slices, which "
+            "cross every axial test slice of the same template: the SSL runs pretrained on them have "
+            "seen the test anatomy and the supervised baselines have not, so their comparison is not "
+            "held out. Pretrain on unlabelled scans of other subjects (or leave unlabelled out, as "
+            "the demo does) for a held-out comparison"
+        )
+
     def check_component_names(self) -> None:
         """Refuse a component name no registry here knows, in the base configs or a grid value.
 
