@@ -235,3 +235,12 @@ def test_a_spec_knows_when_pretraining_crosses_the_mni152_test_slices(
     assert (said is not None) == says
     if said is not None:
         assert "test anatomy" in said and "not held out" in said
+
+
+def test_fraction_seeds_of_a_fraction_not_studied_are_refused_naming_the_fractions_studied() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"fraction_seeds names label fractions \[0\.25\] that are not in "
+        r"label_fractions \[1\.0, 0\.5\]",
+    ):
+        StudySpec(study="clinical", label_fractions=[0.5, 1.0], fraction_seeds={0.25: [0, 1]})

@@ -282,7 +282,8 @@ class StudySpec(BaseModel):
         unknown = sorted(set(self.fraction_seeds) - set(self.label_fractions))
         if unknown:
             raise ValueError(
-                f"fraction_seeds names label fractions {unknown} that are not in label_fractions"
+                f"fraction_seeds names label fractions {unknown} that are not in label_fractions "
+                f"{sorted(self.label_fractions, reverse=True)}"
             )
         if self.study == "data_scaling":
             if self.unlabelled_fractions is None:
