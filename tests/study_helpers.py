@@ -275,6 +275,10 @@ def kill_study_after_first_checkpoint(
     return study, pre
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def signal_study_after_first_checkpoint(
     spec: dict[str, Any], folder: Path, *flags: str, signum: int, to: str = "group"
 ) -> tuple[StudySpec, Job, int, str]:
@@ -297,6 +301,9 @@ def signal_study_after_first_checkpoint(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A background job (`make test &`, a CI runner) starts with Ctrl-C ignored, and Python keeps
+        # an ignored SIGINT ignored: give the command the terminal's default, as a user's has.
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
     try:
