@@ -208,14 +208,25 @@ def table3_ranking(
     )
 
 
+def named_runs(runs: Sequence[str]) -> str:
+    """``a, b, c and 2 more``: the run ids a table's note names, the first few, then a count.
+
+    Example:
+        >>> named_runs(["ft-1", "ft-2", "ft-3", "ft-4", "ft-5"])
+        'ft-1, ft-2, ft-3 and 2 more'
+    """
+    shown = ", ".join(runs[:_NOTE_RUNS])
+    return shown + (f" and {len(runs) - _NOTE_RUNS} more" if len(runs) > _NOTE_RUNS else "")
+
+
 def _missing_note(runs: Sequence[str]) -> str:
     """The baseline runs a strategy names that have no results, for a note ("" when none)."""
     if not runs:
         return ""
-    shown = ", ".join(runs[:_NOTE_RUNS])
-    if len(runs) > _NOTE_RUNS:
-        shown += f" and {len(runs) - _NOTE_RUNS} more"
-    return f"no results of its baseline run{'s' if len(runs) > 1 else ''} {shown} (not finished, or failed)"
+    return (
+        f"no results of its baseline run{'s' if len(runs) > 1 else ''} {named_runs(runs)} "
+        "(not finished, or failed)"
+    )
 
 
 def _ranked_note(pair: BaselinePair) -> str:

@@ -81,19 +81,12 @@ class ReportFiles:
 
 
 MANIFEST = "report_manifest.json"
-_SHOWN = 3  # run ids a note names before it counts the rest
 
 
 def _verdict(run: RunRecord) -> bool | None:
     """A finished run's recorded convergence verdict; ``None`` when it recorded none."""
     value = (run.result or {}).get("converged") if run.status == "done" else None
     return None if value is None else bool(value)
-
-
-def _named(ids: Sequence[str]) -> str:
-    """``a, b, c and 2 more``: a note names a few runs and counts the rest."""
-    shown = ", ".join(ids[:_SHOWN])
-    return shown + (f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
 
 
 def _status_table(runs: Mapping[str, RunRecord]) -> Table:
@@ -131,7 +124,7 @@ def _convergence_note(runs: Mapping[str, RunRecord]) -> str | None:
         note = f"Convergence: all {len(judged)} finished runs with a verdict converged ({where})."
     else:
         per_arm = "; ".join(
-            f"{arm} {len(ids)} of {len(arms[arm])}" + (f" ({_named(ids)})" if ids else "")
+            f"{arm} {len(ids)} of {len(arms[arm])}" + (f" ({paper_tables.named_runs(ids)})" if ids else "")
             for arm, ids in stalled.items()
         )
         note = (
@@ -197,7 +190,7 @@ def _runs_without_results(jobs: Sequence[Job], runs: Mapping[str, RunRecord]) ->
     for status, ids in sorted(states.items()):
         error = next((runs[i].error for i in ids if runs.get(i) is not None and runs[i].error), None)
         first = f" ({error.strip().splitlines()[0][:160]})" if status == "failed" and error else ""
-        parts.append(f"{_named(ids)} {status}{first}")
+        parts.append(f"{paper_tables.named_runs(ids)} {status}{first}")
     return f"run{'s' if len(jobs) > 1 else ''} " + "; ".join(parts)
 
 
