@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from inpaintssl.data.base import DataError
-from inpaintssl.data.labels import class_values, merge_onehot, onehot_from_values
+from inpaintssl.data.labels import check_label_values, class_values, merge_onehot, onehot_from_values
 from inpaintssl.data.preprocess import (
     RunningStats,
     apply_windows,
@@ -135,6 +136,61 @@ def test_onehot_rejects_exactly_the_values_outside_the_classes(label: np.ndarray
         out = onehot_from_values(label, values, where="m")
         np.testing.assert_array_equal(out[1], np.isin(label, [2, 5]))
         np.testing.assert_array_equal(out.sum(0), label != 0)
+
+
+def test_a_label_value_of_a_billion_maps_in_memory_bounded_by_the_image_not_the_value() -> None:
+    values = class_values(("a", "b"), {"a": 1, "b": 1_000_000_000})
+    label = np.zeros((256, 256), dtype=np.int32)
+    label[:64] = 1
+    label[-32:] = 1_000_000_000
+    tracemalloc.start()
+    try:
+        out = onehot_from_values(label, values, where="m")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # A lookup table up to 1e9 would take 8 GB; the image's own int64 arrays take 512 KiB each.
+    assert peak < 16 * 2**20
+    np.testing.assert_array_equal(out[0], label == 1)
+    np.testing.assert_array_equal(out[1], label == 1_000_000_000)
+    for stray in (2, 999_999_999, 1_000_000_001, -1):
+        label[5, 7] = stray
+        with pytest.raises(DataError, match=re.escape(f"m: label values [{stray}] are out of range")):
+            check_label_values(label, values, where="m")
+
+
+def test_a_label_value_beyond_64_bits_is_refused_and_large_integers_are_read_exactly() -> None:
+    with pytest.raises(
+        DataError, match=r"label_values\['a'\]: expected whole numbers from 1 to 9223372036854775807"
+    ):
+        class_values(("a",), {"a": 2**63})
+    assert class_values(("a",), {"a": [2**53 + 1, np.uint64(2**63 - 1)]}) == ((2**53 + 1, 2**63 - 1),)
+
+
+@given(
+    st.lists(st.sets(st.integers(1, 40), min_size=1, max_size=3), min_size=1, max_size=4),
+    st.sampled_from([0, 60_000, 1_000_000_000]),
+    st.data(),
+)
+def test_label_mapping_equals_a_dict_lookup_per_pixel(
+    groups: list[set[int]], offset: int, data: st.DataObject
+) -> None:
+    # offset 0 and 60_000 map through the lookup table, 1e9 through the search: same answers.
+    names = tuple(f"c{k}" for k in range(len(groups)))
+    given_values = {name: sorted(v + offset for v in g) for name, g in zip(names, groups)}
+    assume(len({v for g in given_values.values() for v in g}) == sum(map(len, given_values.values())))
+    values = class_values(names, given_values)
+    table = {0: 0} | {v: k + 1 for k, g in enumerate(values) for v in g}
+    stored = [*sorted(table), offset + 41, offset + 1_000, -5]
+    label = data.draw(arrays(np.int64, (3, 5), elements=st.sampled_from(stored)))
+    unknown = sorted({int(v) for v in label.ravel()} - set(table))
+    if unknown:
+        with pytest.raises(DataError, match=re.escape(f"label values {unknown[:10]} are out of range")):
+            onehot_from_values(label, values, where="m")
+        return
+    expected = np.array([table[int(v)] for v in label.ravel()]).reshape(label.shape)
+    out = onehot_from_values(label, values, where="m")
+    np.testing.assert_array_equal(out, np.stack([expected == k + 1 for k in range(len(values))]))
 
 
 def test_float_labels_must_be_integers() -> None:

@@ -35,6 +35,12 @@ __all__ = [
 ]
 
 
+_LUT_MAX_VALUE = 65535
+"""Largest class value mapped through a lookup table (512 KiB); larger ones are searched for."""
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
 def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, ...]:
     """Return ``class_names`` as a tuple if no name occurs twice.
 
@@ -89,8 +95,8 @@ def class_values(
 
     Raises:
         DataError: A class without values, an unknown class name, a value that is no whole
-            number >= 0 (a string, ``1.7``, ``-1``), value 0 (reserved for background) or a value
-            claimed by two classes.
+            number >= 0 (a string, ``1.7``, ``-1``), value 0 (reserved for background), a value
+            above ``2**63 - 1`` (no 64-bit label holds it) or a value claimed by two classes.
     """
     if label_values is None:
         return tuple((i + 1,) for i in range(len(class_names)))
@@ -139,7 +145,15 @@ def _class_value(raw: object, name: str) -> int:
             f"label_values[{name!r}]: expected whole numbers >= 1 (the stored label values; 0 is the "
             f"background), found {raw!r}"
         )
-    return int(value)
+    # int(float(2**53 + 1)) is 2**53: read integers exactly.
+    whole = int(raw) if isinstance(raw, (numbers.Integral, np.integer)) else int(value)
+    if whole > _INT64_MAX:
+        # Labels are compared as int64, so no voxel can hold such a value.
+        raise DataError(
+            f"label_values[{name!r}]: expected whole numbers from 1 to {_INT64_MAX} (the largest "
+            f"64-bit label value), found {raw!r}"
+        )
+    return whole
 
 
 def check_label_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> None:
@@ -175,13 +189,24 @@ def _class_indices(label: np.ndarray, values: Sequence[Sequence[int]], *, where:
             raise DataError(f"{where}: label holds non-integer values; expected integer class values")
     lab = label.astype(np.int64, copy=False)
     top = max((v for group in values for v in group), default=0)
-    # A lookup table keeps this O(pixels): no sorting on the per-item hot path.
-    lut = np.full(top + 1, -1, dtype=np.int64)
-    lut[0] = 0
-    for k, group in enumerate(values):
-        lut[list(group)] = k + 1
-    in_table = (lab >= 0) & (lab <= top)
-    mapped = np.where(in_table, lut[np.clip(lab, 0, top)], -1)
+    if top <= _LUT_MAX_VALUE:
+        # A lookup table keeps this O(pixels): no search on the per-item hot path.
+        lut = np.full(top + 1, -1, dtype=np.int64)
+        lut[0] = 0
+        for k, group in enumerate(values):
+            lut[list(group)] = k + 1
+        in_table = (lab >= 0) & (lab <= top)
+        mapped = np.where(in_table, lut[np.clip(lab, 0, top)], -1)
+    else:
+        # A table up to a value such as 1e9 would take gigabytes: search the sorted values
+        # instead, whose memory grows with the classes and the image, not the largest value.
+        table = {0: 0}
+        for k, group in enumerate(values):
+            table.update(dict.fromkeys(group, k + 1))
+        keys = np.array(sorted(table), dtype=np.int64)
+        classes = np.array([table[v] for v in keys.tolist()], dtype=np.int64)
+        slot = np.minimum(np.searchsorted(keys, lab), keys.size - 1)
+        mapped = np.where(keys[slot] == lab, classes[slot], -1)
     if (mapped < 0).any():
         bad = np.unique(lab[mapped < 0])
         raise DataError(
