@@ -565,7 +565,7 @@ def test_an_h5_key_naming_a_group_says_so(tmp_path: Path) -> None:
         f.create_group("empty")
     with pytest.raises(
         DataError,
-        match=r"img\.h5: 'scan' is a group, not a dataset; it holds datasets \['scan/image', 'scan/label'\]",
+        match=r"img\.h5: 'scan' is a group, not a dataset; it holds datasets 'scan/image', 'scan/label';",
     ):
         _build(spec, tmp_path, image_key="scan")
     with pytest.raises(DataError, match=r"img\.h5: 'empty' is a group, not a dataset; it holds no datasets"):

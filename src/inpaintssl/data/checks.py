@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.listing import first_and_more
 
 __all__ = [
     "check_finite",
@@ -285,7 +286,7 @@ def check_has_foreground(dataset: SliceDataset, *, what: str) -> None:
         if bool(dataset[index]["label"].any()):
             return
     volumes = sorted(set(dataset.volume_ids))
-    shown = ", ".join(volumes[:5]) + (f" and {len(volumes) - 5} more" if len(volumes) > 5 else "")
+    shown = first_and_more(volumes, limit=5)
     raise DataError(
         f"{what}: none of its {len(dataset)} labelled slice(s) (volumes {shown}) has a foreground pixel "
         f"of any class {list(dataset.class_names)}; expected at least one (check the label files and "

@@ -42,6 +42,7 @@ from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
+from inpaintssl.listing import first_and_more
 
 __all__ = ["DicomVolume"]
 
@@ -426,15 +427,15 @@ def _uneven_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> str | No
     i = max(range(len(steps)), key=lambda k: (round(float(deviations[k]), 6), float(steps[k])))
     others = float(np.median(np.delete(steps, i)))
     values, counts = np.unique(np.round(steps, 3), return_counts=True)
-    found = ", ".join(
-        f"{v:g} mm ({n}x)" for v, n in sorted(zip(values, counts), key=lambda vn: -vn[1])[:_STEPS_LISTED]
+    found = first_and_more(
+        (f"{v:g} mm ({n}x)" for v, n in sorted(zip(values, counts), key=lambda vn: -vn[1])),
+        limit=_STEPS_LISTED,
     )
-    more = f" and {len(values) - _STEPS_LISTED} more" if len(values) > _STEPS_LISTED else ""
     return (
         f"DICOM series folder {folder}: slices {headers[i][1].name} and {headers[i + 1][1].name} at "
         f"{positions[i]:g} and {positions[i + 1]:g} mm along the slice normal are {steps[i]:g} mm apart "
         f"where the series' other slices are {others:g} mm apart (steps between neighbouring slices: "
-        f"{found}{more}): a missing slice or a series of mixed spacing, not one regular grid"
+        f"{found}): a missing slice or a series of mixed spacing, not one regular grid"
     )
 
 

@@ -51,6 +51,7 @@ from inpaintssl.data.checks import check_rank, check_slice_axis, check_spacing, 
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
 from inpaintssl.extras import import_optional
+from inpaintssl.listing import first_and_more
 
 if TYPE_CHECKING:
     from inpaintssl.data.dicom import DicomVolume
@@ -146,6 +147,19 @@ class Volume(ABC):
         self._stored_zooms = tuple(float(s) for s in spacing)
         self._set_grid(self.shape, self._stored_zooms)
         self.files = (str(path),)
+
+    @property
+    def source(self) -> str:
+        """The file as messages name it, with the array read inside it where it holds several.
+
+        Example:
+            >>> import numpy as np, tempfile, pathlib
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "scans.npz"
+            >>> np.savez(path, t1=np.ones((4, 4, 2)), t2=np.ones((4, 4, 2)))
+            >>> NumpyVolume(path, key="t2").source.endswith("scans.npz (array 't2')")
+            True
+        """
+        return str(self.path)
 
     def _set_grid(self, shape: tuple[int, ...], zooms: Sequence[float]) -> None:
         """Slice geometry of an array of ``shape`` with voxel sizes ``zooms`` (array axis order)."""
@@ -585,6 +599,11 @@ class NumpyVolume(Volume):
         spacing = _given_spacing(spacing, shape, where=f"NumPy file {path}")
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="NumPy file")
 
+    @property
+    def source(self) -> str:
+        """The file, and for an ``.npz`` archive the array read (see :attr:`Volume.source`)."""
+        return f"{self.path} (array {self.key!r})" if self.path.suffix == ".npz" else str(self.path)
+
     def _array(self) -> Any:
         cache = self.__dict__.get("_cache")
         if cache is None:
@@ -626,6 +645,11 @@ class H5Volume(Volume):
         self._handles = handles
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="HDF5 file")
 
+    @property
+    def source(self) -> str:
+        """The file and the dataset read (see :attr:`Volume.source`)."""
+        return f"{self.path} (dataset {self.key!r})"
+
     def _array(self) -> Any:
         return self._handles.get(self.path)[self.key]
 
@@ -659,8 +683,7 @@ def h5_dataset_shape(handle: Any, key: str, *, path: Path) -> tuple[int, ...]:
 
         node.visititems(collect)
         listed = sorted(inside)
-        more = f" and {len(listed) - _H5_LISTED} more" if len(listed) > _H5_LISTED else ""
-        holds = f"datasets {listed[:_H5_LISTED]}{more}" if listed else "no datasets"
+        holds = f"datasets {first_and_more(map(repr, listed), limit=_H5_LISTED)}" if listed else "no datasets"
         raise DataError(
             f"HDF5 file {path}: {key!r} is a group, not a dataset; it holds {holds}; "
             f"expected {key!r} to name the array itself (e.g. the key of one of those datasets)"

@@ -44,6 +44,7 @@ from inpaintssl.data.readers import (
 )
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
+from inpaintssl.listing import first_and_more
 
 __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
 
@@ -170,7 +171,7 @@ def _image_member(names: Sequence[str], *, path: Path, what: str, holds: str) ->
         return "image"
     if len(names) == 1:
         return str(names[0])
-    listed = ", ".join(repr(n) for n in names[:_LISTED]) + (", ..." if len(names) > _LISTED else "")
+    listed = first_and_more(map(repr, names), limit=_LISTED)
     raise PredictionError(
         f"{what} {path} holds {len(names)} {holds}s ({listed}) and none is called 'image'; "
         "name the image with key=... (--key)"

@@ -45,6 +45,7 @@ from inpaintssl.config import (
 from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
 from inpaintssl.layout import RunFolder
+from inpaintssl.listing import first_and_more
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -449,10 +450,8 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _listed(names: Sequence[str], *, limit: int = 8) -> str:
-    """``a, b, c`` (the first ``limit``, then how many more)."""
-    shown = ", ".join(str(name) for name in names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+def _listed(names: Sequence[str]) -> str:
+    return first_and_more(names, limit=8)
 
 
 def _subsets(record: Any) -> dict[str, Any] | None:

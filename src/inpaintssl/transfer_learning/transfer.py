@@ -32,6 +32,7 @@ from inpaintssl.checkpoint import (
     read_checkpoint_meta,
     resolve_checkpoint,
 )
+from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import TRANSFER_STRATEGIES
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
@@ -173,9 +174,7 @@ def _unusable(
 
 
 def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED])
-    more = len(keys) - _MAX_LISTED
-    return shown + (f" (and {more} more)" if more > 0 else "")
+    return first_and_more(keys, limit=_MAX_LISTED)
 
 
 def _resolve_strategy(weights: str | TransferStrategy) -> TransferStrategy:
@@ -281,8 +280,7 @@ def transfer(
         message = (
             f"{origin}: {len(unusable)} tensor(s) of the transferred parts "
             f"({', '.join(strategy.parts)}) cannot be used: "
-            + "; ".join(unusable[:_MAX_LISTED])
-            + (f"; and {len(unusable) - _MAX_LISTED} more" if len(unusable) > _MAX_LISTED else "")
+            + first_and_more(unusable, limit=_MAX_LISTED, separator="; ")
         )
         # A file is a bad checkpoint, as with any other unreadable pretrained file.
         raise CheckpointError(message) if isinstance(pretrained, (str, os.PathLike)) else ValueError(message)
@@ -335,8 +333,7 @@ def transfer(
         raise ValueError(
             f"cannot transfer weights={report.strategy!r} (parts: {', '.join(strategy.parts)}): "
             f"{len(errors)} problem(s): "
-            + "; ".join(errors[:_MAX_LISTED])
-            + (f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else "")
+            + first_and_more(errors, limit=_MAX_LISTED, separator="; ")
             + (
                 ""
                 if only_channels
