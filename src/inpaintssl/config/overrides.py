@@ -3,6 +3,16 @@
 Both dump the config, set the values at their dotted paths and validate the result again, so an
 override meets every check a config file does.
 
+A mapping given for a config section (a field whose type is a config model, such as ``optim`` or
+``data``) is merged into the section, recursively, as a config file's keys are: ``optim={lr:
+1e-5}`` changes the learning rate and keeps every other ``optim`` field the config had. A mapping
+given for a free-form ``dict`` field (``data.params``, ``model.params``, ``pretext.params``,
+``loss.params``) replaces it: those are one value, the keyword arguments of a dataset, backbone,
+task or loss factory (a plugin's), whose keys the config cannot check, and a key kept from the
+old value would be passed to a factory that may not take it, or may mean something else by it.
+A list (``data.unlabelled``) and ``null`` replace too. Set one key of a free-form field with its
+dotted path instead (``data.params.root=/data``).
+
 Example:
     >>> from inpaintssl.config import PretrainConfig
     >>> apply_overrides(PretrainConfig(), ["optim.lr=1e-4", "data.image_size=[64, 64]"]).data.image_size
@@ -17,7 +27,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from inpaintssl.config.errors import ConfigError, format_config_error
+from inpaintssl.config.errors import ConfigError, _members, format_config_error
 from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
 __all__ = ["ModelT", "apply_overrides", "update_fields"]
@@ -46,9 +56,57 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def _set_path(data: dict[str, Any], path: list[str], value: Any, *, item: str) -> None:
+def _section_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] | None:
+    """The config model of ``model``'s field ``name`` when it is a section, else ``None``.
+
+    ``None`` also for an unknown field (validation names it) and for a free-form ``dict``.
+
+    Example:
+        >>> from inpaintssl.config import EvaluateConfig
+        >>> _section_model(EvaluateConfig, "data").__name__, _section_model(EvaluateConfig, "split")
+        ('DataConfig', None)
+    """
+    field = None if model is None else model.model_fields.get(name)
+    if field is None:
+        return None
+    sections = [m for m in _members(field.annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+    # A union of several sections has no one set of fields to merge into: the value replaces it.
+    return sections[0] if len(sections) == 1 else None
+
+
+def _merged(current: dict[str, Any], value: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``value`` merged into the dumped section ``current`` of ``model``; sub-sections merge too.
+
+    Example:
+        >>> from inpaintssl.config import OptimConfig
+        >>> merged = _merged({"lr": 0.1, "max_epochs": 5}, {"lr": 0.2}, OptimConfig)
+        >>> merged["lr"], merged["max_epochs"]
+        (0.2, 5)
+    """
+    merged = dict(current)
+    for key, item in value.items():
+        merged[key] = _placed(merged.get(key), item, _section_model(model, key))
+    return merged
+
+
+def _placed(current: Any, value: Any, section: type[BaseModel] | None) -> Any:
+    """What a field holds once ``value`` is set over ``current`` (``section``: the field's model)."""
+    if isinstance(value, BaseModel):
+        # A model instance is a complete section (the runner resets transfer to TransferConfig()):
+        # it replaces, defaults and all.
+        return value.model_dump(mode="python")
+    if section is not None and isinstance(value, Mapping) and isinstance(current, dict):
+        return _merged(current, value, section)
+    return value
+
+
+def _set_path(
+    data: dict[str, Any], path: list[str], value: Any, *, item: str, model: type[BaseModel]
+) -> None:
     node = data
+    section: type[BaseModel] | None = model
     for part in path[:-1]:
+        section = _section_model(section, part)
         # Only a missing key starts a new section: a field present as null (optim.lr left to the
         # recipe) is a value, and descending into it is the same mistake as into a number.
         if part not in node:
@@ -57,7 +115,7 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any, *, item: str) -
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section (found {child!r})")
         node = child
-    node[path[-1]] = value
+    node[path[-1]] = _placed(node.get(path[-1]), value, _section_model(section, path[-1]))
 
 
 def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str) -> ModelT:
@@ -80,7 +138,9 @@ def _check_override_list(overrides: Sequence[str]) -> None:
 def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     """Return a copy of ``config`` with dotted ``key=value`` overrides applied and re-validated.
 
-    Values are parsed as YAML (``1e-4`` -> float, ``[64, 64]`` -> list, ``null`` -> None).
+    Values are parsed as YAML (``1e-4`` -> float, ``[64, 64]`` -> list, ``null`` -> None). A
+    mapping for a section merges into it (``optim={lr: 1e-4}`` keeps the other ``optim`` fields);
+    one for a free-form ``params`` field replaces it (see the module docstring).
 
     Raises:
         ConfigError: Malformed override or a value that fails validation; names the field path.
@@ -89,7 +149,7 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     data = config.model_dump(mode="json")
     for item in overrides:
         path, value = _parse_override(item)
-        _set_path(data, path, value, item=item)
+        _set_path(data, path, value, item=item, model=type(config))
     return _revalidated(type(config), data, source="overrides")
 
 
@@ -98,7 +158,9 @@ def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
 
     The typed twin of :func:`apply_overrides` for code (the study grid, the runner): values are
     Python objects (numbers, paths, lists, other config models), never YAML text, so nothing is
-    formatted and parsed back (``1e-05`` stays a float, a path stays a path).
+    formatted and parsed back (``1e-05`` stays a float, a path stays a path). A mapping for a
+    section merges into it, as in :func:`apply_overrides`; a config model instance (such as
+    ``TransferConfig()``) is a complete section and replaces it, its defaults included.
 
     Raises:
         ConfigError: A path that descends into a non-section, or a value that fails validation;
@@ -113,7 +175,6 @@ def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
     """
     data = config.model_dump(mode="python")
     for dotted, value in updates.items():
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="python")
-        _set_path(data, dotted.split("."), value, item=f"{dotted}={value!r}")
+        shown = value.model_dump(mode="python") if isinstance(value, BaseModel) else value
+        _set_path(data, dotted.split("."), value, item=f"{dotted}={shown!r}", model=type(config))
     return _revalidated(type(config), data, source="field updates")
