@@ -57,6 +57,52 @@ def test_zscore_hand_values_and_constant_channel() -> None:
     assert out.tolist() == [[[-1.0, 1.0]], [[0.0, 0.0]]]
 
 
+def test_an_adc_map_in_square_metres_per_second_comes_out_with_unit_std() -> None:
+    # Diffusion in tissue is about 1e-9 m^2/s: an absolute std cutoff (1e-6) only centred it.
+    rng = np.random.default_rng(0)
+    adc = rng.normal(1.2e-9, 4e-10, size=(1, 64, 64, 6)).astype(np.float32)
+    acc = RunningStats(per_channel=False)
+    for s in range(adc.shape[-1]):
+        acc.update(adc[..., s])
+    stats = acc.result(channels=1)
+    out = np.stack([zscore(adc[..., s], stats) for s in range(adc.shape[-1])], axis=-1)
+    assert abs(float(out.mean())) < 1e-5
+    assert float(out.std()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_constant_channel_over_a_whole_volume_has_std_exactly_zero(per_channel: bool) -> None:
+    # E[x^2] - E[x]^2 over 512 x 512 x 40 voxels of 3000.1 (float32) rounds to a std of 7e-4.
+    rng = np.random.default_rng(1)
+    varying = rng.normal(40.0, 10.0, size=(512, 512)).astype(np.float32)
+    acc = RunningStats(per_channel=per_channel)
+    constant = np.full((1, 512, 512), 3000.1, dtype=np.float32)
+    for _ in range(40):
+        acc.update(np.concatenate([constant, varying[None]]) if per_channel else constant)
+    stats = acc.result(channels=2)
+    assert stats.std[0] == 0.0
+    assert stats.std[1] > 0.0 if per_channel else stats.std[1] == 0.0
+    out = zscore(np.concatenate([constant, varying[None]]), stats)
+    assert np.isfinite(out).all()
+    assert (out[0] == 0.0).all()
+
+
+@given(
+    arrays(np.float64, (2, 4, 5), elements=st.integers(-1000, 1000).map(float)),
+    st.booleans(),
+    st.integers(-12, 6),
+)
+def test_zscore_is_the_same_in_any_unit(image: np.ndarray, per_channel: bool, k: int) -> None:
+    # Whole numbers in [-1000, 1000]: a channel that varies has std >= 1e-4 * |mean|, far from
+    # the constant cutoff, and one that does not is exactly constant at every scale.
+    def normalised(x: np.ndarray) -> np.ndarray:
+        acc = RunningStats(per_channel=per_channel)
+        acc.update(x)
+        return zscore(x, acc.result(channels=x.shape[0]))
+
+    np.testing.assert_allclose(normalised(image * 10.0**k), normalised(image), rtol=1e-5, atol=1e-5)
+
+
 def test_padding_is_clipped_and_windows_clip_to_level_plus_minus_half_width() -> None:
     hu = clip_padding(np.array([[-3024.0, -2000.0, -1024.0, -1000.0, 40.0, 2000.0]]))
     assert hu.tolist() == [[-1024.0, -1024.0, -1024.0, -1000.0, 40.0, 2000.0]]

@@ -53,7 +53,14 @@ DEFAULT_CT_WINDOWS: tuple[tuple[float, float], ...] = ((400.0, 50.0), (1800.0, 4
 HU_FLOOR = -1024.0
 """Lowest physical HU kept: scanner padding (-2000, -3024, ...) below it is clipped to it."""
 
-_MIN_STD = 1e-6
+_MIN_RELATIVE_STD = 1e-6
+"""A std below this fraction of ``|mean|`` is treated as a constant channel.
+
+Scale-free, unlike an absolute cutoff: a float32 value resolves steps of about 6e-8 of itself,
+so such a std is a few steps of rounding, not contrast (E[x^2] - E[x]^2 in float64 leaves a few
+1e-7 * |mean| on a constant volume). :class:`RunningStats` reports exactly 0 for a constant
+channel anyway; this catches the rounding in statistics computed elsewhere.
+"""
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,10 @@ class Stats:
 
 class RunningStats:
     """Accumulate mean and standard deviation over slices in float64.
+
+    The std of a channel whose every value is the same (its smallest equals its largest) is
+    exactly 0.0: E[x^2] - E[x]^2 alone leaves rounding there (about 7e-4 for a channel of
+    3000.1s over 256 x 256 x 20 voxels).
 
     Args:
         per_channel: Keep one mean/std per channel (CT) instead of one for all channels (MRI).
@@ -85,6 +96,8 @@ class RunningStats:
         self._count = 0
         self._sum: np.ndarray | None = None
         self._sum_sq: np.ndarray | None = None
+        self._min: np.ndarray | None = None
+        self._max: np.ndarray | None = None
 
     def update(self, channels: np.ndarray) -> None:
         """Add a ``(C, H, W)`` slice."""
@@ -96,6 +109,10 @@ class RunningStats:
         self._sum = total if self._sum is None else self._sum + total
         self._sum_sq = total_sq if self._sum_sq is None else self._sum_sq + total_sq
         self._count += flat.shape[1]
+        if flat.shape[1]:
+            low, high = flat.min(axis=1), flat.max(axis=1)
+            self._min = low if self._min is None else np.minimum(self._min, low)
+            self._max = high if self._max is None else np.maximum(self._max, high)
 
     def result(self, *, channels: int) -> Stats:
         """Mean and std (population, ddof=0) broadcast to ``channels`` entries."""
@@ -105,6 +122,8 @@ class RunningStats:
         # E[x^2] - E[x]^2 can dip below 0 by rounding on constant data.
         var = np.maximum(self._sum_sq / self._count - mean**2, 0.0)
         std = np.sqrt(var)
+        if self._min is not None and self._max is not None:
+            std = np.where(self._min == self._max, 0.0, std)
         if mean.shape[0] == 1 and channels > 1:
             mean = np.repeat(mean, channels)
             std = np.repeat(std, channels)
@@ -114,10 +133,19 @@ class RunningStats:
 def zscore(channels: np.ndarray, stats: Stats) -> np.ndarray:
     """Normalise a ``(C, H, W)`` slice with per-channel ``stats``; returns float32.
 
-    A constant channel (std below 1e-6, e.g. an all-air CT window) is only centred, not divided,
-    so it stays finite.
+    A constant channel is only centred, not divided, so it stays finite: one whose std is 0
+    (an all-air CT window; :class:`RunningStats` reports exactly 0 for one value throughout) or
+    below ``1e-6 * |mean|`` (rounding, e.g. in statistics stored with a dataset). The rule has no
+    absolute scale: an image in any unit, such as an ADC map in m^2/s (std about 4e-10), comes out
+    with mean 0 and std 1, the same as the image in mm^2/s.
+
+    Example:
+        >>> adc = np.array([[[0.8e-9, 1.6e-9]], [[3e3, 3e3]]])  # a channel in m^2/s, a constant one
+        >>> zscore(adc, Stats(mean=np.array([1.2e-9, 3e3]), std=np.array([0.4e-9, 0.0]))).tolist()
+        [[[-1.0, 1.0]], [[0.0, 0.0]]]
     """
-    std = np.where(stats.std < _MIN_STD, 1.0, stats.std)
+    constant = (stats.std == 0) | (stats.std < _MIN_RELATIVE_STD * np.abs(stats.mean))
+    std = np.where(constant, 1.0, stats.std)
     out: np.ndarray = (channels - stats.mean[:, None, None]) / std[:, None, None]
     return out.astype(np.float32, copy=False)
 
