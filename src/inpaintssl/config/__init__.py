@@ -15,7 +15,12 @@ Import every name from here; the submodules are the layout, not the interface:
 ``base`` (the strict base model and shared field checks), ``data``, ``model``, ``pretext``,
 ``optim`` (recipes, optimiser, loss, early stopping), ``transfer`` and ``run`` (one section
 each), ``stages`` (the pretraining and fine-tuning configs), ``evaluate``, ``errors``
-(:class:`ConfigError` and the error format), ``overrides`` and ``files`` (reading and writing).
+(:class:`ConfigError`, :class:`ConfigWarning` and the error format), ``overrides`` and ``files``
+(reading and writing).
+
+A setting given with a value other than its default that has no effect under another setting
+(``optim.warmup_fraction`` under the ``step_decay`` schedule) raises a :class:`ConfigWarning`
+naming both when the config is validated; see docs/training.rst.
 
 Example:
     >>> from inpaintssl.config import PretrainConfig, apply_overrides
@@ -32,7 +37,7 @@ from inpaintssl.config import optim as _optim
 from inpaintssl.config.base import Device as Device
 from inpaintssl.config.base import user_path as user_path
 from inpaintssl.config.data import DataConfig, SourceConfig
-from inpaintssl.config.errors import ConfigError, format_validation_error
+from inpaintssl.config.errors import ConfigError, ConfigWarning, format_validation_error
 from inpaintssl.config.evaluate import EvaluateConfig
 from inpaintssl.config.files import config_to_yaml, load_config, read_config_file, read_config_text
 from inpaintssl.config.model import ModelConfig
@@ -51,6 +56,7 @@ from inpaintssl.config.transfer import TransferConfig
 __all__ = [
     "RECIPES",
     "ConfigError",
+    "ConfigWarning",
     "DataConfig",
     "EarlyStoppingConfig",
     "EvaluateConfig",

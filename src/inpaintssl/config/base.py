@@ -22,17 +22,73 @@ import os
 import re
 import types
 import typing
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from inpaintssl.config.errors import ConfigWarning
 from inpaintssl.options import check_option, format_choices
 
 __all__ = ["Device", "user_path"]
 
 _MAX_BATCH = 100_000
 """The largest batch size a config accepts."""
+
+_WARN_IGNORED = "warn_ignored_settings"
+"""Validation-context key; ``False`` keeps the ignored-settings warnings quiet (:func:`_quiet_context`)."""
+
+
+def _quiet_context() -> dict[str, Any]:
+    """A pydantic validation context under which no :class:`ConfigWarning` about ignored settings is raised.
+
+    For validations of a config that is not yet the one a run uses: a file about to get its
+    overrides, or a config code combines with other values (the study grid), whose base settings
+    were checked when the user's file or spec was read.
+    """
+    return {_WARN_IGNORED: False}
+
+
+def _given(section: BaseModel, name: str) -> bool:
+    """Whether ``section``'s field ``name`` was given, with a value other than its default.
+
+    Given alone is not enough: a config dumped to ``config.yaml`` (or by an override or a field
+    update) and read back has every field given, its defaults included.
+
+    Example:
+        >>> class Section(_Strict):
+        ...     size: int = 1
+        >>> _given(Section(), "size"), _given(Section(size=1), "size"), _given(Section(size=2), "size")
+        (False, False, True)
+    """
+    if name not in section.model_fields_set:
+        return False
+    default = type(section).model_fields[name].get_default(call_default_factory=True)
+    return bool(getattr(section, name) != default)
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as a config file spells it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _warn_ignored(info: ValidationInfo, ignored: Iterable[tuple[str, Any, str]]) -> None:
+    """One :class:`ConfigWarning` per ``(dotted field, value, why it has no effect)``.
+
+    Quiet under :func:`_quiet_context`.
+    """
+    context = info.context
+    if isinstance(context, Mapping) and context.get(_WARN_IGNORED) is False:
+        return
+    for field, value, why in ignored:
+        # stacklevel: past this helper and the validator, into pydantic's call.
+        warnings.warn(f"{field}={_shown(value)} has no effect: {why}", ConfigWarning, stacklevel=3)
 
 
 @functools.cache

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from inpaintssl.config.base import _Strict
+from inpaintssl.config.base import _given, _Strict, _warn_ignored
 
 __all__ = ["DataConfig", "SourceConfig"]
 
@@ -67,3 +67,10 @@ class DataConfig(_Strict):
         if value is not None and (value[0] <= 0 or value[1] <= 0):
             raise ValueError(f"image_size must be two positive integers, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _resize_mode_needs_a_size(self, info: ValidationInfo) -> DataConfig:
+        if self.image_size is None and _given(self, "resize_mode"):
+            why = "data.image_size is null, so every slice keeps its own size and nothing is resized"
+            _warn_ignored(info, [("data.resize_mode", self.resize_mode, why)])
+        return self

@@ -24,13 +24,22 @@ from pydantic import BaseModel, ValidationError
 
 from inpaintssl.options import CLOSE_MATCH_CUTOFF
 
-__all__ = ["ConfigError", "format_config_error", "format_validation_error"]
+__all__ = ["ConfigError", "ConfigWarning", "format_config_error", "format_validation_error"]
 
 
 class ConfigError(ValueError):
     """A configuration could not be read or failed validation; the message names each field path."""
 
     # Where users import and catch it from, and the name tracebacks and doctests have always shown.
+    __module__ = "inpaintssl.config"
+
+
+class ConfigWarning(UserWarning):
+    """A setting a config gives has no effect under another of its settings; the message names both.
+
+    Filter it as any warning: ``warnings.filterwarnings("ignore", category=ConfigWarning)``.
+    """
+
     __module__ = "inpaintssl.config"
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from inpaintssl.config.base import _MAX_BATCH, Device, _Strict
+from inpaintssl.config.base import _MAX_BATCH, Device, _quiet_context, _Strict
 from inpaintssl.config.data import DataConfig
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import apply_overrides
@@ -73,7 +73,10 @@ def load_data_section(
         (64, 64)
     """
     try:
-        holder = _DataSection.model_validate({"data": section})
+        # Judged with the overrides applied (apply_overrides), not before: see load_config.
+        holder = _DataSection.model_validate(
+            {"data": section}, context=_quiet_context() if overrides else None
+        )
     except ValidationError as exc:
         raise ConfigError(format_config_error(exc, source=source, model=_DataSection)) from exc
     return apply_overrides(holder, overrides).data if overrides else holder.data

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from inpaintssl.config.base import _quiet_context
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import ModelT, apply_overrides
 from inpaintssl.config.yaml_loader import ConfigYamlDumper, ConfigYamlLoader
@@ -114,6 +115,9 @@ def load_config(
         cls: The config model, e.g. :class:`PretrainConfig`.
         overrides: Dotted ``key=value`` strings applied last.
 
+    A setting that has no effect under the config's other settings raises one
+    :class:`~inpaintssl.config.ConfigWarning` each, judged on the config with its overrides.
+
     Raises:
         ConfigError: Unreadable file or invalid content; the message names each field path.
 
@@ -139,7 +143,9 @@ def load_config(
                 f"config must be a {cls.__name__}, a mapping or a path, got {type(source).__name__}"
             )
         try:
-            config = cls.model_validate(data)
+            # With overrides to come, the file alone is not what runs: a setting it gives that the
+            # overrides put to use (or out of use) is judged on the result, by apply_overrides.
+            config = cls.model_validate(data, context=_quiet_context() if overrides else None)
         except ValidationError as exc:
             raise ConfigError(format_config_error(exc, source=where, model=cls)) from exc
     return apply_overrides(config, overrides) if overrides else config

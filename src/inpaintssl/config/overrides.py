@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from inpaintssl.config.base import _quiet_context
 from inpaintssl.config.errors import ConfigError, _members, format_config_error
 from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
@@ -118,10 +119,13 @@ def _set_path(
     node[path[-1]] = _placed(node.get(path[-1]), value, _section_model(section, path[-1]))
 
 
-def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str) -> ModelT:
-    """``cls`` validated from ``data`` (an updated dump); a failure names ``source`` and the field."""
+def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str, quiet: bool = False) -> ModelT:
+    """``cls`` validated from ``data`` (an updated dump); a failure names ``source`` and the field.
+
+    ``quiet``: no warning about settings that have no effect (:func:`update_fields`).
+    """
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=_quiet_context() if quiet else None)
     except ValidationError as exc:
         raise ConfigError(format_config_error(exc, source=source, model=cls)) from exc
 
@@ -162,6 +166,11 @@ def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
     section merges into it, as in :func:`apply_overrides`; a config model instance (such as
     ``TransferConfig()``) is a complete section and replaces it, its defaults included.
 
+    Unlike :func:`apply_overrides`, it raises no :class:`~inpaintssl.config.ConfigWarning` about
+    settings the result does not use: code combines a base config with other values (a study's
+    grid point), and a base setting that one combination leaves unused is not a mistake; the
+    base config was checked when its file or spec was read.
+
     Raises:
         ConfigError: A path that descends into a non-section, or a value that fails validation;
             names the field path.
@@ -177,4 +186,4 @@ def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
     for dotted, value in updates.items():
         shown = value.model_dump(mode="python") if isinstance(value, BaseModel) else value
         _set_path(data, dotted.split("."), value, item=f"{dotted}={shown!r}", model=type(config))
-    return _revalidated(type(config), data, source="field updates")
+    return _revalidated(type(config), data, source="field updates", quiet=True)

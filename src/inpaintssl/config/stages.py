@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from inpaintssl.config.base import _Strict
+from inpaintssl.config.base import _given, _Strict, _warn_ignored
 from inpaintssl.config.data import DataConfig
 from inpaintssl.config.model import ModelConfig
 from inpaintssl.config.optim import EarlyStoppingConfig, LossConfig, OptimConfig
@@ -66,6 +66,17 @@ class PretrainConfig(_StageConfig):
             raise ValueError(problem)
         return self
 
+    @model_validator(mode="after")
+    def _no_label_subset(self, info: ValidationInfo) -> PretrainConfig:
+        # data.build.build_datasets: pretraining reads the whole train split, without labels.
+        if _given(self.data, "label_fraction"):
+            why = (
+                "pretraining trains on every training volume, without labels; label_fraction selects "
+                "fine-tuning's labelled subset"
+            )
+            _warn_ignored(info, [("data.label_fraction", self.data.label_fraction, why)])
+        return self
+
 
 class FinetuneConfig(_StageConfig):
     """Everything :func:`inpaintssl.finetune` needs (sec. 2.5.1, Appendix B)."""
@@ -91,6 +102,15 @@ class FinetuneConfig(_StageConfig):
                 f"transfer.second_lr ({second:g}) must not be below optim.min_lr ({self.optim.min_lr:g}), "
                 "the floor of the learning-rate schedule"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _no_unlabelled_data(self, info: ValidationInfo) -> FinetuneConfig:
+        # data.build.build_datasets adds the unlabelled sources to pretraining's set alone.
+        if _given(self.data, "unlabelled"):
+            datasets = [source.dataset for source in self.data.unlabelled]
+            why = "fine-tuning trains on the labelled data alone; unlabelled sources are added to pretraining"
+            _warn_ignored(info, [("data.unlabelled", datasets, why)])
         return self
 
     @property

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from inpaintssl.config.base import _Strict, user_path
+from inpaintssl.config.base import _given, _Strict, _warn_ignored, user_path
 
 __all__ = ["TWO_RUN_SCHEDULES", "TransferConfig"]
 
@@ -47,3 +47,11 @@ class TransferConfig(_Strict):
     @classmethod
     def _home(cls, value: Any) -> Any:
         return user_path(value, field="pretrained")
+
+    @model_validator(mode="after")
+    def _second_lr_needs_a_second_run(self, info: ValidationInfo) -> TransferConfig:
+        if self.schedule not in TWO_RUN_SCHEDULES and _given(self, "second_lr"):
+            runs = " and ".join(repr(name) for name in TWO_RUN_SCHEDULES)
+            why = f"transfer.schedule={self.schedule!r} trains once; only {runs} have a second run"
+            _warn_ignored(info, [("transfer.second_lr", self.second_lr, why)])
+        return self

@@ -1,0 +1,211 @@
+"""A setting given that has no effect under another setting raises one ConfigWarning naming both.
+
+The inventory: each case is a setting the training code reads only under some other setting
+(``training.loop.Trainer.learning_rate`` for the schedules, ``training.finetuning.phases_for`` for
+``second_lr``, ``data.build`` for the size, label subset and unlabelled sources,
+``training.device.autocast_dtype`` and ``training.context.seed_everything`` for the CUDA-only run
+settings). Defaults never warn, nor does a config read back from the ``config.yaml`` it was
+written to, unless the user gave the setting.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from inpaintssl.config import (
+    ConfigWarning,
+    EvaluateConfig,
+    FinetuneConfig,
+    PretrainConfig,
+    apply_overrides,
+    config_to_yaml,
+    load_config,
+    update_fields,
+)
+
+# (stage, config mapping, the one message expected)
+CASES: tuple[tuple[type[BaseModel], dict[str, Any], str], ...] = (
+    (
+        PretrainConfig,
+        {"optim": {"recipe": "paper", "warmup_fraction": 0.1}},
+        "optim.warmup_fraction=0.1 has no effect: optim.schedule is 'step_decay' (the 'paper' recipe's), "
+        "which does not warm up; it applies to 'warmup_cosine'",
+    ),
+    (
+        FinetuneConfig,
+        {"optim": {"schedule": "step_decay", "warmup_fraction": 0.2}},
+        "optim.warmup_fraction=0.2 has no effect: optim.schedule is 'step_decay', which does not warm up; "
+        "it applies to 'warmup_cosine'",
+    ),
+    (
+        PretrainConfig,
+        {"optim": {"lr_decay": 0.5}},
+        "optim.lr_decay=0.5 has no effect: optim.schedule is 'warmup_cosine' (the 'budget' recipe's), "
+        "which decays along a cosine, not in steps; it applies to 'step_decay'",
+    ),
+    (
+        FinetuneConfig,
+        {"optim": {"recipe": "paper", "schedule": "warmup_cosine", "lr_decay_every": 5}},
+        "optim.lr_decay_every=5 has no effect: optim.schedule is 'warmup_cosine', which decays along a "
+        "cosine, not in steps; it applies to 'step_decay'",
+    ),
+    (
+        FinetuneConfig,
+        {"transfer": {"pretrained": "runs/pre", "schedule": "immediate", "second_lr": 1e-4}},
+        "transfer.second_lr=0.0001 has no effect: transfer.schedule='immediate' trains once; only "
+        "'immediate_twice' and 'freeze_then_unfreeze' have a second run",
+    ),
+    (
+        FinetuneConfig,
+        {"transfer": {"pretrained": "runs/pre", "schedule": "frozen", "second_lr": 1e-4}},
+        "transfer.second_lr=0.0001 has no effect: transfer.schedule='frozen' trains once; only "
+        "'immediate_twice' and 'freeze_then_unfreeze' have a second run",
+    ),
+    (
+        PretrainConfig,
+        {"data": {"resize_mode": "resize"}},
+        "data.resize_mode='resize' has no effect: data.image_size is null, so every slice keeps its own "
+        "size and nothing is resized",
+    ),
+    (
+        PretrainConfig,
+        {"data": {"label_fraction": 0.25}},
+        "data.label_fraction=0.25 has no effect: pretraining trains on every training volume, without "
+        "labels; label_fraction selects fine-tuning's labelled subset",
+    ),
+    (
+        FinetuneConfig,
+        {"data": {"unlabelled": [{"dataset": "ct"}]}},
+        "data.unlabelled=['ct'] has no effect: fine-tuning trains on the labelled data alone; unlabelled "
+        "sources are added to pretraining",
+    ),
+    (
+        PretrainConfig,
+        {"run": {"device": "cpu", "amp": "bf16"}},
+        "run.amp='bf16' has no effect: run.device='cpu', and mixed precision is used on CUDA only",
+    ),
+    (
+        FinetuneConfig,
+        {"run": {"device": "cpu", "cudnn_benchmark": True}},
+        "run.cudnn_benchmark=true has no effect: run.device='cpu', and cuDNN's autotuning applies to "
+        "CUDA only",
+    ),
+)
+
+# The same settings where the mode reads them, or left at their defaults: no warning.
+USED: tuple[tuple[type[BaseModel], dict[str, Any]], ...] = (
+    (PretrainConfig, {"optim": {"warmup_fraction": 0.1}}),
+    (PretrainConfig, {"optim": {"recipe": "paper", "lr_decay": 0.5, "lr_decay_every": 5}}),
+    (
+        FinetuneConfig,
+        {"transfer": {"pretrained": "runs/pre", "schedule": "immediate_twice", "second_lr": 1e-4}},
+    ),
+    (FinetuneConfig, {"transfer": {"schedule": "immediate", "second_lr": None}}),
+    (PretrainConfig, {"data": {"resize_mode": "resize", "image_size": [64, 64]}}),
+    (PretrainConfig, {"data": {"resize_mode": "crop_or_pad"}}),  # the default, given
+    (FinetuneConfig, {"data": {"label_fraction": 0.25}}),
+    (PretrainConfig, {"data": {"unlabelled": [{"dataset": "ct"}]}}),
+    (PretrainConfig, {"run": {"device": "cuda", "amp": "bf16", "cudnn_benchmark": True}}),
+    (PretrainConfig, {"run": {"device": "auto", "amp": "fp16"}}),  # auto may pick CUDA
+    (FinetuneConfig, {"run": {"device": "cpu", "amp": "off"}}),
+)
+
+
+def _messages(record: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, ConfigWarning)]
+
+
+def _validated(cls: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str]]:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        config = cls.model_validate(data)
+    return config, _messages(record)
+
+
+@pytest.mark.parametrize(("cls", "data", "message"), CASES)
+def test_a_setting_the_mode_ignores_warns_once_naming_the_field_the_value_and_the_mode(
+    cls: type[BaseModel], data: dict[str, Any], message: str
+) -> None:
+    assert _validated(cls, data)[1] == [message]
+
+
+@pytest.mark.parametrize(("cls", "data", "message"), CASES)
+def test_a_config_file_read_back_from_config_yaml_still_warns_for_the_users_setting(
+    cls: type[BaseModel], data: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    config = _validated(cls, data)[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(config))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        load_config(path, cls)
+    assert _messages(record) == [message]
+
+
+@pytest.mark.parametrize(("cls", "data"), USED)
+def test_a_setting_the_mode_reads_or_a_default_given_does_not_warn(
+    cls: type[BaseModel], data: dict[str, Any]
+) -> None:
+    assert _validated(cls, data)[1] == []
+
+
+@pytest.mark.parametrize("cls", [PretrainConfig, FinetuneConfig])
+def test_defaults_do_not_warn_before_or_after_a_round_trip_through_config_yaml(
+    cls: type[BaseModel], tmp_path: Path
+) -> None:
+    # config.yaml holds every field, so every field reads back as given: defaults must stay quiet.
+    path = tmp_path / "config.yaml"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        path.write_text(config_to_yaml(cls()))
+        load_config(path, cls)
+        cls.model_validate(cls().model_dump(mode="json"))
+    assert _messages(record) == []
+
+
+def test_a_file_setting_that_the_overrides_put_to_use_does_not_warn(tmp_path: Path) -> None:
+    path = tmp_path / "pre.yaml"
+    path.write_text("optim: {recipe: paper, warmup_fraction: 0.1}\n")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        config = load_config(path, PretrainConfig, overrides=["optim.recipe=budget"])
+    assert config.optim.effective_schedule == "warmup_cosine" and _messages(record) == []
+
+
+def test_an_override_that_takes_a_file_setting_out_of_use_warns(tmp_path: Path) -> None:
+    path = tmp_path / "pre.yaml"
+    path.write_text("optim: {warmup_fraction: 0.1}\n")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        load_config(path, PretrainConfig, overrides=["optim.schedule=step_decay"])
+    assert [m.split(":")[0] for m in _messages(record)] == ["optim.warmup_fraction=0.1 has no effect"]
+
+
+def test_overrides_warn_and_field_updates_made_by_code_do_not() -> None:
+    # update_fields is what the study grid combines a base config with its grid values through.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        update_fields(FinetuneConfig(), {"transfer.second_lr": 1e-4})
+    assert _messages(record) == []
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        apply_overrides(FinetuneConfig(), ["transfer.second_lr=1e-4"])
+    assert [m.split(":")[0] for m in _messages(record)] == ["transfer.second_lr=0.0001 has no effect"]
+
+
+def test_an_evaluation_configs_data_section_is_checked_too() -> None:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        EvaluateConfig.model_validate({"checkpoint": "runs/ft", "data": {"resize_mode": "resize"}})
+    assert [m.split(":")[0] for m in _messages(record)] == ["data.resize_mode='resize' has no effect"]
+
+
+def test_the_warning_is_a_user_warning_importable_from_the_config_package() -> None:
+    assert issubclass(ConfigWarning, UserWarning) and ConfigWarning.__module__ == "inpaintssl.config"
+    with pytest.warns(ConfigWarning, match=r"^optim\.lr_decay=0\.5 has no effect"):
+        PretrainConfig.model_validate({"optim": {"lr_decay": 0.5}})
