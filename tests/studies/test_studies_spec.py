@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from inpaintssl.config import ConfigError, PretrainConfig, update_fields
 from inpaintssl.studies import run_study
+from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.spec import StudySpec, load_spec
 
 
@@ -244,3 +245,144 @@ def test_fraction_seeds_of_a_fraction_not_studied_are_refused_naming_the_fractio
         r"label_fractions \[1\.0, 0\.5\]",
     ):
         StudySpec(study="clinical", label_fractions=[0.5, 1.0], fraction_seeds={0.25: [0, 1]})
+
+
+_SMALL_IMAGES = {"data": {"image_size": [48, 48]}}  # the base patch_size (32) does not fit these
+
+
+@pytest.mark.parametrize(
+    ("changes", "trained"),
+    [
+        # The review's case: every run sets its own patch size, so the base 32 is never trained with.
+        ({"pretrain": _SMALL_IMAGES, "grid": {"pretrain.pretext.patch_size": [4, 8]}}, {(48, 4), (48, 8)}),
+        # Every run replaces the small base image size: 32 is checked against 96x96 alone.
+        (
+            {"pretrain": _SMALL_IMAGES, "grid": {"pretrain.data.image_size": [[96, 96]]}},
+            {(96, 32)},
+        ),
+        (
+            {
+                "pretrain": _SMALL_IMAGES,
+                "grid": {"pretrain.data.image_size": [[96, 96]], "pretrain.pretext.patch_size": [32]},
+            },
+            {(96, 32)},
+        ),
+    ],
+)
+def test_a_base_value_every_run_replaces_is_not_checked_against_the_other_fields(
+    changes: dict[str, Any], trained: set[tuple[int, int]]
+) -> None:
+    spec = load_spec(_spec(**changes))
+    assert spec.pretrain.pretext.patch_size == 32  # the base is kept as given
+    runs = {
+        (j.config.data.image_size[0], j.config.pretext.patch_size) for j in expand_study(spec).pretrain_jobs()
+    }
+    assert runs == trained
+    # Workers validate the spec again from its JSON: the same spec, the same runs.
+    again = StudySpec.model_validate_json(spec.model_dump_json())
+    assert [j.id for j in expand_study(again)] == [j.id for j in expand_study(spec)]
+
+
+@pytest.mark.parametrize(
+    "finetune",
+    [
+        # Fine-tuning's min_delta must be a number; every run gives its own.
+        {"early_stopping": {"min_delta": None}},
+        # One-run schedules never read second_lr (the plan sets it to null there).
+        {"transfer": {"second_lr": 1e-9}},
+    ],
+)
+def test_a_base_finetune_value_no_run_trains_with_is_not_checked(finetune: dict[str, Any]) -> None:
+    grid = {
+        "finetune.early_stopping.min_delta": [1e-3, 1e-2],
+        "finetune.transfer.schedule": ["immediate", "frozen"],
+    }
+    spec = load_spec(_spec(study="transfer_design", finetune=finetune, grid=grid))
+    for job in expand_study(spec).finetune_jobs():
+        assert job.config.early_stopping.min_delta in (1e-3, 1e-2)
+        assert job.config.transfer.second_lr is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "run", "problem"),
+    [
+        (
+            {"pretrain": _SMALL_IMAGES, "grid": {"pretrain.pretext.patch_size": [4, 32]}},
+            "the pretraining run with grid values pretrain.pretext.patch_size=32 is not valid",
+            "does not fit data.image_size=(48, 48)",
+        ),
+        # The run at 48x48 keeps the base patch size; the one at 96x96 is fine.
+        (
+            {"pretrain": _SMALL_IMAGES, "grid": {"pretrain.data.image_size": [[96, 96], [48, 48]]}},
+            "the pretraining run with grid values pretrain.data.image_size=[48, 48] is not valid",
+            "pretext.patch_size=32 with pretext.coverage=0.25",
+        ),
+        # Every combination is checked, not each value against the base alone.
+        (
+            {
+                "pretrain": {"data": {"image_size": [96, 96]}},
+                "grid": {
+                    "pretrain.data.image_size": [[96, 96], [48, 48]],
+                    "pretrain.pretext.patch_size": [4, 32],
+                },
+            },
+            "run with grid values pretrain.data.image_size=[48, 48], pretrain.pretext.patch_size=32 is not",
+            "does not fit data.image_size=(48, 48)",
+        ),
+        (
+            {"pretrain": _SMALL_IMAGES, "grid": {"pretrain.pretext.task": ["context_prediction"]}},
+            "the pretraining run with grid values pretrain.pretext.task='context_prediction' is not valid",
+            "pretext.patch_size=32",
+        ),
+        (
+            {"pretrain": _SMALL_IMAGES},
+            "the pretraining run with no pretrain.* grid value (the base pretrain config as given)",
+            "pretext.patch_size=32",
+        ),
+        # Only the two-run schedule reads the base second_lr, which is below the rate's floor.
+        (
+            {
+                "study": "transfer_design",
+                "finetune": {"transfer": {"second_lr": 1e-9}},
+                "grid": {"finetune.transfer.schedule": ["immediate", "immediate_twice"]},
+            },
+            "the SSL fine-tuning run with grid values finetune.transfer.schedule='immediate_twice' is not",
+            "transfer.second_lr (1e-09) must not be below optim.min_lr (1e-08)",
+        ),
+        (
+            {"finetune": {"early_stopping": {"min_delta": None}}, "grid": {"finetune.optim.lr": [1e-3]}},
+            "the SSL fine-tuning run with grid values finetune.optim.lr=0.001 is not valid",
+            "early_stopping.min_delta: null",
+        ),
+    ],
+)
+def test_a_run_that_keeps_a_bad_base_value_is_refused_naming_its_grid_values(
+    changes: dict[str, Any], run: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_spec(_spec(**changes))
+    message = str(info.value)
+    assert run in message and problem in message
+    assert "patch_size=4 " not in message and "'immediate' " not in message  # the valid runs are not blamed
+
+
+@pytest.mark.parametrize(
+    ("pretrain", "message"),
+    [
+        (
+            {"pretext": {"patch_size": "large"}},
+            "pretrain.pretext.patch_size: Input should be a valid integer, unable to parse string as an "
+            "integer (found 'large')",
+        ),
+        ({"pretext": {"patch_size": -32}}, "pretrain.pretext.patch_size: Input should be greater than 0"),
+        ({"data": {"image_size": [48, 0]}}, "pretrain.data.image_size: Value error, image_size must be two"),
+    ],
+)
+def test_a_base_field_is_still_validated_on_its_own_where_every_run_replaces_it(
+    pretrain: dict[str, Any], message: str
+) -> None:
+    # Types and ranges are the input's own validity, whatever the grid does with the value.
+    grid = {"pretrain.pretext.patch_size": [4, 8], "pretrain.data.image_size": [[48, 48]]}
+    with pytest.raises(ConfigError) as info:
+        load_spec(_spec(pretrain=pretrain, grid=grid))
+    assert message.replace("Value error, ", "") in str(info.value)

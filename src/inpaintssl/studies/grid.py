@@ -62,13 +62,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from inpaintssl.config import (
     TWO_RUN_SCHEDULES,
+    ConfigError,
     FinetuneConfig,
     PretrainConfig,
     TransferConfig,
+    format_validation_error,
     recipe_filled,
     update_fields,
 )
@@ -280,6 +282,29 @@ def _updates(combo: Mapping[str, Any]) -> dict[str, Any]:
     return {key.split(".", 1)[1]: value for key, value in combo.items()}
 
 
+def _grid_values(combo: Mapping[str, Any], stage: str) -> str:
+    """A run's grid values, as an error names the run."""
+    if not combo:
+        return f"no {stage}.* grid value (the base {stage} config as given)"
+    return "grid values " + ", ".join(f"{key}={value!r}" for key, value in combo.items())
+
+
+def _run_config(base: ModelT, updates: Mapping[str, Any], *, run: str, stage: str) -> ModelT:
+    """``base`` with ``updates``, validated whole; a failure names ``run`` and every problem.
+
+    The spec's base configs are checked field by field only (:class:`StudySpec`): how their
+    fields go together is checked here, on each config a run trains with.
+    """
+    try:
+        return update_fields(base, updates)
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, ValidationError):
+            raise ConfigError(f"{run} is not valid: {exc}") from None
+        lines = format_validation_error(cause, header="", root=stage, model=type(base)).splitlines()[1:]
+        raise ConfigError(f"{run} is not valid: {'; '.join(line.strip() for line in lines)}") from None
+
+
 def _with_unlabelled_fraction(config: PretrainConfig, fraction: float) -> PretrainConfig:
     sources = (
         [] if fraction == 0 else [s.model_copy(update={"fraction": fraction}) for s in config.data.unlabelled]
@@ -379,12 +404,25 @@ def _run_count(config: FinetuneConfig) -> int:
     return 2 if config.transfer.schedule in TWO_RUN_SCHEDULES else 1
 
 
+def _ssl_config(spec: StudySpec, combo: Mapping[str, Any], pretrained: Path) -> FinetuneConfig:
+    """The fine-tuning config of an SSL run at a grid point (label fraction and seed not yet set).
+
+    ``transfer.second_lr`` is dropped under a one-run schedule, which never reads it: a base value
+    that only the two-run schedules use is checked against ``optim.min_lr`` in those runs alone.
+    """
+    updates = {"transfer.pretrained": pretrained, **_updates(combo)}
+    schedule = updates.get("transfer.schedule", spec.finetune.transfer.schedule)
+    if schedule not in TWO_RUN_SCHEDULES:
+        updates["transfer.second_lr"] = None
+    run = f"the SSL fine-tuning run with {_grid_values(combo, 'finetune')}"
+    return _run_config(spec.finetune, updates, run=run, stage="finetune")
+
+
 def _baseline_settings(spec: StudySpec, combo: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """What a grid point's baseline shares with it: its non-transfer grid values, and its runs."""
     shared = {k: v for k, v in combo.items() if not k.startswith(_TRANSFER_PREFIX)}
     # The SSL run's schedule; a placeholder lets the freezing schedules validate (as in the spec).
-    ssl = update_fields(spec.finetune, {"transfer.pretrained": Path("pretrained"), **_updates(combo)})
-    return shared, _run_count(ssl)
+    return shared, _run_count(_ssl_config(spec, combo, Path("pretrained")))
 
 
 def _baseline_job(spec: StudySpec, shared: Mapping[str, Any], runs: int, fraction: float, seed: int) -> Job:
@@ -403,11 +441,15 @@ def _baseline_job(spec: StudySpec, shared: Mapping[str, Any], runs: int, fractio
     id is the one the single baseline of earlier releases had and a resumed study reuses that run.
     """
     reset = {"transfer": TransferConfig(), **_subset(fraction, seed)}
-    cfg = update_fields(spec.finetune, {**_updates(shared), **reset})
+    run = f"the supervised baseline of {_grid_values(shared, 'finetune')}"
+    cfg = _run_config(spec.finetune, {**_updates(shared), **reset}, run=run, stage="finetune")
     if runs > 1:
-        cfg = update_fields(cfg, {"optim.max_epochs": runs * cfg.optim.max_epochs})
-    base = update_fields(spec.finetune, reset)
-    if _explicit(cfg) == _explicit(base):
+        cfg = _run_config(cfg, {"optim.max_epochs": runs * cfg.optim.max_epochs}, run=run, stage="finetune")
+    try:
+        base: FinetuneConfig | None = update_fields(spec.finetune, reset)
+    except ConfigError:
+        base = None  # a base value every grid point replaces: this baseline computes something else
+    if base is not None and _explicit(cfg) == _explicit(base):
         cfg = base
     job_id = run_id("finetune", cfg)
     # Named by what it trains with, so two grid points that share a baseline give it one name.
@@ -443,12 +485,10 @@ def _ssl_jobs(
     baselines: _Baselines,
 ) -> Iterator[Job]:
     for index, combo in enumerate(combos):
+        ssl = _ssl_config(spec, combo, pre.config.run.output_dir)
         for fraction, seed in _subsets(spec):
-            cfg = _placed(spec.finetune, "transfer.pretrained", pre.config.run.output_dir)
-            cfg = update_fields(cfg, {**_updates(combo), **_subset(fraction, seed)})
+            cfg = update_fields(ssl, _subset(fraction, seed))
             two_runs = cfg.transfer.schedule in TWO_RUN_SCHEDULES
-            if not two_runs:
-                cfg = update_fields(cfg, {"transfer.second_lr": None})
             job_id = run_id("finetune", cfg, depends_on=pre.id)
             subset = {"arm": "ssl", "label_fraction": fraction, "subset_seed": seed}
             cfg = _placed(cfg, "run.output_dir", _folder(spec, job_id, subset))
@@ -500,8 +540,9 @@ def expand_study(spec: StudySpec) -> StudyPlan:
                 baselines[(index, labelled, seed)] = built[(key, runs, labelled, seed)]
     fractions: Sequence[float | None] = spec.unlabelled_fractions or [None]
     for pre_combo in _combinations(spec.grid, "pretrain"):
+        run = f"the pretraining run with {_grid_values(pre_combo, 'pretrain')}"
         for fraction in fractions:
-            cfg = update_fields(spec.pretrain, _updates(pre_combo))
+            cfg = _run_config(spec.pretrain, _updates(pre_combo), run=run, stage="pretrain")
             if fraction is not None:
                 cfg = _with_unlabelled_fraction(cfg, fraction)
             pre_id = run_id("pretrain", cfg)

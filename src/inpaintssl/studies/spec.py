@@ -46,13 +46,14 @@ Example:
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core.core_schema import ValidationInfo
+from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
 
 from inpaintssl.config import (
     ConfigError,
@@ -81,6 +82,7 @@ EXECUTORS: tuple[str, ...] = get_args(ExecutorName)
 StudyKind = Literal["transfer_design", "pretext_design", "data_scaling", "clinical", "demo"]
 STUDY_KINDS: tuple[str, ...] = get_args(StudyKind)
 GRID_STAGES = ("pretrain", "finetune")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MANAGED_FIELDS = frozenset(
     {
@@ -229,6 +231,22 @@ class StudySpec(BaseModel):
                 )
         return value
 
+    @field_validator("pretrain", "finetune", mode="wrap")
+    @classmethod
+    def _base_fields(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        # A base config's checks across fields (patch size against image size, second_lr against
+        # min_lr, ...) compare values a grid key may set in every run, so they are made on the runs'
+        # configs instead (_consistent); each field's own type and range checks stay here.
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            config = PretrainConfig if info.field_name == "pretrain" else FinetuneConfig
+            try:
+                unchecked = _fields_only(config).model_validate(value)
+            except ValidationError:
+                raise exc from None
+            return _restored(config, unchecked)
+
     @field_validator("grid")
     @classmethod
     def _grid_keys(cls, value: dict[str, list[Any]], info: ValidationInfo) -> dict[str, list[Any]]:
@@ -262,14 +280,14 @@ class StudySpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
-        # SSL fine-tuning always has pretrained weights; a placeholder lets freeze_then_unfreeze validate.
-        finetune = update_fields(self.finetune, {"transfer.pretrained": "pretrained"})
+        # Each value's own type and range, checked on its own; how it goes with the other fields
+        # depends on the other grid values too, and is checked on every run below (_check_runs).
+        bases = {"pretrain": _fields_only_copy(self.pretrain), "finetune": _fields_only_copy(self.finetune)}
         for key, values in self.grid.items():
             stage, _, field = key.partition(".")
-            base: BaseModel = self.pretrain if stage == "pretrain" else finetune
             for value in values:
                 try:
-                    update_fields(base, {field: value})
+                    update_fields(bases[stage], {field: value})
                 except ConfigError as exc:
                     raise ValueError(f"grid key {key!r}, value {value!r} is not valid: {exc}") from exc
         if self.heartbeat_s >= self.stale_after_s:
@@ -297,7 +315,22 @@ class StudySpec(BaseModel):
             raise ValueError(
                 f"unlabelled_fractions applies to study 'data_scaling' only; this study is {self.study!r}"
             )
+        self._check_runs()
         return self
+
+    def _check_runs(self) -> None:
+        """Validate every run's resolved config, naming the grid values of the first that fails.
+
+        A base value that every run's grid value replaces is never trained with, so it is not
+        checked against the other fields (a base ``pretext.patch_size`` of 32 on 48x48 images under
+        a grid of 4 and 8); a base value that some run keeps is checked in that run.
+        """
+        from inpaintssl.studies.grid import expand_study  # grid imports this module
+
+        try:
+            expand_study(self)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     def pretraining_sees_test_anatomy(self) -> str | None:
         """Why the SSL arm's pretraining may hold the test images' anatomy; ``None`` if not known to.
@@ -408,6 +441,52 @@ _COMPONENT_FIELDS: Mapping[str, str] = MappingProxyType(
         "transfer.weights": "transfer_strategies",
     }
 )
+
+
+def _unchecked(self: ModelT) -> ModelT:
+    return self
+
+
+def _is_section(annotation: object) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@functools.cache
+def _fields_only(config: type[ModelT]) -> type[ModelT]:
+    """``config`` with its checks across fields switched off, and its sections': fields' own checks only.
+
+    A subclass whose ``mode="after"`` model validators (the checks that compare fields, run once
+    every field is valid) are replaced by no-ops; its instances are turned back into ``config``'s
+    by :func:`_restored`. Pydantic builds a subclass's validators from its own namespace, so a
+    plain method of the same name drops the inherited validator.
+    """
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
+    for name, info in config.model_fields.items():
+        if _is_section(info.annotation):
+            annotations[name] = _fields_only(info.annotation)
+            namespace[name] = info  # the section's default (factory) and description
+    for name, decorator in config.__pydantic_decorators__.model_validators.items():
+        if decorator.info.mode == "after":
+            namespace[name] = _unchecked
+    return cast("type[ModelT]", type(config.__name__, (config,), namespace))
+
+
+def _restored(config: type[ModelT], value: BaseModel) -> ModelT:
+    """``value`` (validated by ``_fields_only(config)``) as a ``config`` with the same fields set."""
+    fields: dict[str, Any] = {}
+    for name, info in config.model_fields.items():
+        field = getattr(value, name)
+        if _is_section(info.annotation) and isinstance(field, BaseModel):
+            field = _restored(info.annotation, field)
+        fields[name] = field
+    return config.model_construct(_fields_set=set(value.model_fields_set), **fields)
+
+
+def _fields_only_copy(config: BaseModel) -> BaseModel:
+    """``config`` as a :func:`_fields_only` instance: an update to it checks the updated fields alone."""
+    unchecked: BaseModel = _fields_only(type(config)).model_validate(config.model_dump())
+    return unchecked
 
 
 def _missing_field(config: BaseModel, dotted: str) -> str:
