@@ -16,7 +16,13 @@ import pytest
 from scipy import stats
 
 from inpaintssl.analysis.clinical import agreement_table, paired_image_errors, percent_error_medians
-from inpaintssl.analysis.paper_tables import UntestedStrategy, labels_needed_table, table3_ranking
+from inpaintssl.analysis.paper_tables import (
+    IncompleteStrategy,
+    UntestedStrategy,
+    labels_needed_table,
+    named_runs,
+    table3_ranking,
+)
 from inpaintssl.analysis.summaries import (
     baseline_pairs,
     label_fraction_summary,
@@ -247,6 +253,48 @@ def test_a_planned_strategy_without_results_is_listed_unranked_outside_the_holm_
     assert "over the 2 ranked (tested) strategies only" in table.title
     # Without it, the strategy vanished from the table.
     assert "FEF lr=0.001" not in table3_ranking(Table(rows)).cells("strategy")
+
+
+@pytest.mark.parametrize(
+    ("fraction", "seed", "pairs", "ranked_on"),
+    [
+        # Its only run at 0.5 failed: the 6 items there are gone, 6 of 2 x 6 remain.
+        (0.5, 0, 6, "ranked on 6 of 12 planned items"),
+        # One of the two seeds at 0.1 failed: every item is still there, over seed 0 alone.
+        (0.1, 1, 12, "ranked on all 12 planned items, some over fewer subset seeds"),
+    ],
+)
+def test_a_strategy_ranked_without_a_failed_ssl_run_says_on_how_many_planned_items(
+    fraction: float, seed: int, pairs: int, ranked_on: str
+) -> None:
+    # One of FEF lr=0.001's three SSL runs failed: it is ranked on what its other runs measured,
+    # as before, and its note now says so and names the run (it had no note at all).
+    failed = f"ft-FEF lr=0.001-{fraction}-{seed}"
+    rows = [r for r in _two_baseline_rows() if r.get("run_id") != failed]
+    why = f"run {named_runs([failed])} failed (RuntimeError: out of memory)"
+    incomplete = {"FEF lr=0.001": IncompleteStrategy(FRACTIONS, why)}
+    table = table3_ranking(Table(rows), incomplete=incomplete)
+    found = {row["strategy"]: row for row in table}
+    assert found["FEF lr=0.001"]["pairs"] == pairs
+    assert found["FEF lr=0.001"]["note"] == f"{ranked_on} (no SSL results: {why})"
+    assert found["FEF lr=0.01"]["note"] == found["FBF lr=0.01"]["note"] == ""
+    # The ranking itself is the one without the note.
+    plain = table3_ranking(Table(rows))
+    for column in ("rank", "strategy", "baseline", "p_value", "p_holm", "pairs", "mean_dice_difference"):
+        assert table.cells(column) == plain.cells(column)
+    assert plain.cells("note") == ["", "", ""]
+
+
+def test_an_incomplete_strategy_note_keeps_the_baseline_runs_it_lost() -> None:
+    failed, baseline = "ft-FEF lr=0.001-0.5-0", _baseline_run(B2, 0.1, 1)
+    rows = [r for r in _two_baseline_rows() if r.get("run_id") not in (failed, baseline)]
+    why = f"run {failed} failed (RuntimeError: out of memory)"
+    table = table3_ranking(Table(rows), incomplete={"FEF lr=0.001": IncompleteStrategy(FRACTIONS, why)})
+    note = next(row["note"] for row in table if row["strategy"] == "FEF lr=0.001")
+    assert note == (
+        f"ranked on 6 of 12 planned items (no SSL results: {why}); no results of its baseline run "
+        f"{baseline} (not finished, or failed): its runs paired with it are left out"
+    )
 
 
 def test_table3_with_nothing_tested_names_the_untested_strategies() -> None:

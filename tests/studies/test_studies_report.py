@@ -193,11 +193,16 @@ def test_a_scaling_grid_over_patch_sizes_reports_each_strategy(tmp_path: Path) -
 
 # -- a recorded study: convergence, untested strategies, stale files ------------------------------
 def _recorded_study(
-    spec: StudySpec, *, stalled: frozenset[str] = frozenset(), failed_task: str | None = None
+    spec: StudySpec,
+    *,
+    stalled: frozenset[str] = frozenset(),
+    failed_task: str | None = None,
+    failed_ssl: tuple[str, float] | None = None,
 ) -> dict[str, str]:
     """Record every run of ``spec`` as a worker would, without training: each run converged but those
     of the arms/tasks in ``stalled``; the pretraining of ``failed_task`` fails (its SSL runs are then
-    blocked). Returns ``run id -> what it was`` (``<arm> <task> <fraction>``)."""
+    blocked), and so does the SSL run of ``failed_ssl`` ``(task, label fraction)``. Returns ``run id
+    -> what it was`` (``<arm> <task> <fraction>``)."""
     plan = expand_study(spec)
     names = {
         job.id: f"{job.labels['arm']} {job.labels.get('task')} {job.labels.get('label_fraction')}"
@@ -215,6 +220,9 @@ def _recorded_study(
             task, arm = run.labels.get("task"), run.labels["arm"]
             if run.kind == "pretrain" and task == failed_task:
                 store.fail(run.id, me, "RuntimeError: out of memory\nTraceback ...")
+                continue
+            if arm == "ssl" and (task, run.labels["label_fraction"]) == failed_ssl:
+                store.fail(run.id, me, "RuntimeError: CUDA error\nTraceback ...")
                 continue
             gain = 0.1 if arm == "ssl" else 0.0
             rows = [
@@ -283,6 +291,34 @@ def test_a_strategy_whose_runs_failed_is_listed_in_table3_with_why(tmp_path: Pat
     )
     title = (tmp_path / "report" / "table3_ranking.md").read_text().splitlines()[0]
     assert "Holm-adjusted over the 1 ranked (tested) strategies only" in title
+
+
+def test_a_strategy_ranked_without_a_failed_ssl_run_says_so_in_table3_and_the_notes(tmp_path: Path) -> None:
+    # One of context_prediction's three SSL runs (1.0, 0.5, 0.25) failed: it is ranked on its 0.5
+    # items alone, 6 of the 2 x 6 it was planned on. Its row said nothing of it, nor did the page.
+    spec = _tiny(tmp_path, label_fractions=[1.0, 0.5, 0.25])
+    names = _recorded_study(spec, failed_ssl=("context_prediction", 0.25))
+    (failed,) = [run for run, name in names.items() if name == "ssl context_prediction 0.25"]
+    files = write_report(spec, output=tmp_path / "report")
+    with open(tmp_path / "report" / "table3_ranking.csv", newline="") as handle:
+        table = {row["strategy"]: row for row in csv.DictReader(handle)}
+    partial, whole = (
+        table["context_prediction 4x4 poisson_disc"],
+        table["context_restoration 4x4 poisson_disc"],
+    )
+    note = f"ranked on 6 of 12 planned items (no SSL results: run {failed} failed (RuntimeError: CUDA error))"
+    assert partial["note"] == note and partial["pairs"] == "6"
+    assert whole["note"] == "" and whole["pairs"] == "12"
+    assert {partial["rank"], whole["rank"]} == {"1", "2"}  # both ranked, by p-value as before
+    assert f"'context_prediction 4x4 poisson_disc' {note}" in files.markdown.read_text()
+    assert "ranked without some of their planned SSL runs" in files.html.read_text()
+
+
+def test_a_report_whose_runs_all_finished_has_no_incomplete_ranking_note(tmp_path: Path) -> None:
+    spec = _tiny(tmp_path, label_fractions=[1.0, 0.5, 0.25])
+    _recorded_study(spec)
+    files = write_report(spec, output=tmp_path / "report")
+    assert "ranked on" not in files.markdown.read_text()
 
 
 def test_a_narrowed_report_removes_the_files_it_no_longer_writes(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@
   Wilcoxon test that they beat their supervised baseline (sec. 2.5.3), pooled over the label
   fractions below 100%; each strategy against the baseline trained like it, named in the table;
   with Holm-adjusted p-values beside the paper's. A strategy the study planned but could not test
-  (:class:`UntestedStrategy`) is listed unranked, with a note saying why.
+  (:class:`UntestedStrategy`) is listed unranked, with a note saying why; one ranked without some
+  of its planned SSL runs (:class:`IncompleteStrategy`) says on how many of its planned items.
 - :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
   numbers behind Figures 3/4).
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (and strategy, when the
@@ -38,8 +39,10 @@ from inpaintssl.analysis.summaries import (
     baseline_pairs,
     class_names,
     dice_curves,
+    dice_rows,
     labels_needed_intervals,
     labels_needed_rows,
+    limited_fractions,
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
@@ -47,6 +50,7 @@ from inpaintssl.stats import holm_adjusted, percentile_interval, rank_pairs
 from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 
 __all__ = [
+    "IncompleteStrategy",
     "UntestedStrategy",
     "dice_table",
     "labels_needed_table",
@@ -102,8 +106,30 @@ class UntestedStrategy:
     why: str
 
 
+@dataclass(frozen=True)
+class IncompleteStrategy:
+    """A strategy with SSL results whose other planned SSL runs have none, for its Table 3 note.
+
+    Such a strategy is ranked as usual, on the items its results hold: fewer than planned, so
+    its p-value rests on less than the others' may.
+
+    Attributes:
+        label_fractions: The label fractions of all its planned SSL runs (with results or not):
+            with the test items of the results, the items it was planned to be ranked on.
+        why: Which of its runs have no results and why (``run ft-a failed (ValueError: ...)``,
+            the runs named with :func:`named_runs`), for the note.
+    """
+
+    label_fractions: tuple[float, ...]
+    why: str
+
+
 def table3_ranking(
-    results: Table, *, level: str | None = None, untested: Mapping[str, UntestedStrategy] | None = None
+    results: Table,
+    *,
+    level: str | None = None,
+    untested: Mapping[str, UntestedStrategy] | None = None,
+    incomplete: Mapping[str, IncompleteStrategy] | None = None,
 ) -> Table:
     """Table 3: SSL strategies sorted by the p-value of beating their supervised baseline (sec. 2.5.3).
 
@@ -137,13 +163,20 @@ def table3_ranking(
     that have no results; for a ranked strategy it names those whose absence cost it pairs. So is
     each strategy of ``untested`` that has no SSL rows to test here (its runs failed or have not
     finished; the results alone cannot know it was planned), its note saying why; an entry whose
-    strategy has rows here is tested as usual and its entry unused.
+    strategy has rows here is tested as usual and its entry unused. A ranked strategy in
+    ``incomplete`` (some of its planned SSL runs failed or have not finished) is ranked as it
+    would be without it, and its note says on how many of its planned items (the test items of
+    the results at each pooled label fraction of its planned runs) and why the others are
+    missing: ``ranked on 8 of 12 planned items (no SSL results: run ft-a failed (...))``.
 
     Args:
         results: The long results table.
         level: ``image`` or ``volume`` (default :func:`~inpaintssl.analysis.summaries.dice_level`).
         untested: Strategies the study planned, by name, each with its baseline and why it has
             no results (:class:`UntestedStrategy`).
+        incomplete: Strategies with results that lack some planned SSL runs, by name, each with
+            its planned label fractions and why (:class:`IncompleteStrategy`); an entry whose
+            strategy is not ranked here is unused.
 
     Raises:
         ValueError: No SSL strategy shares test items with its baseline (the message names each
@@ -171,6 +204,8 @@ def table3_ranking(
         )
     ranking = rank_pairs({name: (pair.ssl, pair.baseline) for name, pair in found.items()})
     holm = holm_adjusted([r.p_value for r in ranking])
+    items = _test_items(results, level=level)
+    partial = incomplete or {}
     rows: list[tuple[int | None, str, str | None, float, float, int, float, str]] = [
         (
             r.rank,
@@ -180,7 +215,14 @@ def table3_ranking(
             float(adjusted),
             r.n_pairs,
             r.mean_difference,
-            _ranked_note(found[r.name]),
+            "; ".join(
+                note
+                for note in (
+                    _incomplete_note(partial.get(r.name), n_pairs=r.n_pairs, items=items),
+                    _ranked_note(found[r.name]),
+                )
+                if note
+            ),
         )
         for r, adjusted in zip(ranking, holm)
     ]
@@ -235,6 +277,29 @@ def _ranked_note(pair: BaselinePair) -> str:
     if not missing:
         return ""
     return f"{missing}: its runs paired with {'them' if len(pair.missing_runs) > 1 else 'it'} are left out"
+
+
+def _test_items(results: Table, *, level: str | None) -> int:
+    """How many test items (volumes, or slices) the results' Dice rows hold, over every run."""
+    return len({(row.get("volume_id"), row.get("slice_index")) for row in dice_rows(results, level=level)})
+
+
+def _incomplete_note(strategy: IncompleteStrategy | None, *, n_pairs: int, items: int) -> str:
+    """For a ranked strategy without some of its planned SSL runs: on how many planned items, and why.
+
+    Planned items: the test items at each label fraction of its planned runs that Table 3 pools
+    (:func:`~inpaintssl.analysis.summaries.limited_fractions`).
+    """
+    if strategy is None:
+        return ""
+    pooled = limited_fractions(Table([{"label_fraction": f} for f in strategy.label_fractions]))
+    planned = items * len(pooled)
+    on = (
+        f"ranked on {n_pairs} of {planned} planned items"
+        if n_pairs < planned
+        else f"ranked on all {planned} planned items, some over fewer subset seeds"
+    )
+    return f"{on} (no SSL results: {strategy.why})"
 
 
 def _unpaired_note(pair: BaselinePair) -> str:

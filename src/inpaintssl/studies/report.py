@@ -45,7 +45,7 @@ from inpaintssl.analysis import clinical, paper_tables
 from inpaintssl.analysis import figures as plots
 from inpaintssl.analysis.figures import FigureFiles
 from inpaintssl.analysis.pages import ReportParts, write_pages
-from inpaintssl.analysis.summaries import with_mean_class
+from inpaintssl.analysis.summaries import limited_fractions, with_mean_class
 from inpaintssl.analysis.table import Table
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.studies.database import ForeignHostError
@@ -151,26 +151,73 @@ def _with_convergence(results: Table, runs: Mapping[str, RunRecord]) -> Table:
     return Table(rows, name=results.name, title=results.title, columns=columns)
 
 
-def _untested(
-    spec: StudySpec, results: Table, runs: Mapping[str, RunRecord]
-) -> dict[str, paper_tables.UntestedStrategy]:
-    """The SSL strategies the spec plans that have no SSL rows in ``results``, each with why."""
+@dataclass(frozen=True)
+class _MissingSSL:
+    """The planned SSL strategies that lack results, for Table 3 (:func:`_missing_ssl`)."""
+
+    untested: Mapping[str, paper_tables.UntestedStrategy]
+    incomplete: Mapping[str, paper_tables.IncompleteStrategy]
+
+
+def _missing_ssl(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord]) -> _MissingSSL:
+    """The SSL strategies the spec plans without SSL rows in ``results``, and those without some.
+
+    A strategy with no rows is untested; one with rows whose planned runs at the label fractions
+    Table 3 pools lack some (no Dice rows of the strategy at the run's label fraction and subset
+    seed) is ranked on fewer items than planned. Each comes with its runs that have no results,
+    and why.
+    """
     plan = expand_study(spec)
-    present = {str(name) for name in results.select(arm="ssl").unique("strategy")}
+    ssl = results.select(arm="ssl")
+    measured = {
+        (str(row.get("strategy")), row.get("label_fraction"), row.get("subset_seed"))
+        for row in ssl.select(metric="dice_mean")
+    }
+    present = {str(name) for name in ssl.unique("strategy")}
     planned: dict[str, list[Job]] = {}
     for job in plan.finetune_jobs():
-        name = str(job.labels.get("strategy"))
-        if job.labels.get("arm") == "ssl" and name not in present:
-            planned.setdefault(name, []).append(job)
-    out = {}
+        if job.labels.get("arm") == "ssl":
+            planned.setdefault(str(job.labels.get("strategy")), []).append(job)
+    untested, incomplete = {}, {}
     for name, jobs in planned.items():
-        baselines = sorted(
-            {str(b.labels["strategy"]) for j in jobs if (b := plan.baseline_of(j)) is not None}
-        )
-        out[name] = paper_tables.UntestedStrategy(
-            " + ".join(baselines) or None, _runs_without_results(jobs, runs)
-        )
-    return out
+        if name not in present:
+            baselines = sorted(
+                {str(b.labels["strategy"]) for j in jobs if (b := plan.baseline_of(j)) is not None}
+            )
+            untested[name] = paper_tables.UntestedStrategy(
+                " + ".join(baselines) or None, _runs_without_results(jobs, runs)
+            )
+            continue
+        fractions = tuple(sorted({float(j.labels["label_fraction"]) for j in jobs}, reverse=True))
+        pooled = set(limited_fractions(Table([{"label_fraction": f} for f in fractions])))
+        missing = [
+            j
+            for j in jobs
+            if j.labels["label_fraction"] in pooled
+            and (name, j.labels["label_fraction"], j.labels["subset_seed"]) not in measured
+        ]
+        if missing:
+            incomplete[name] = paper_tables.IncompleteStrategy(
+                fractions, _runs_without_results(missing, runs)
+            )
+    return _MissingSSL(untested, incomplete)
+
+
+def _incomplete_note(parts: ReportParts) -> str | None:
+    """The ranking's notes on strategies ranked without some planned SSL runs, for the page."""
+    notes = [
+        f"{row['strategy']!r} {row['note']}"
+        for item, _ in parts.parts
+        if isinstance(item, Table) and item.name == "table3_ranking"
+        for row in item
+        if str(row["note"]).startswith("ranked on ")
+    ]
+    if not notes:
+        return None
+    return (
+        "Warning: strategies ranked without some of their planned SSL runs (their p-values rest on "
+        f"fewer items than planned; the ranking's note column): {'; '.join(notes)}."
+    )
 
 
 def _runs_without_results(jobs: Sequence[Job], runs: Mapping[str, RunRecord]) -> str:
@@ -213,10 +260,15 @@ def _study_parts(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord],
         parts.table(name, functools.partial(build, results, **options))
 
     def ranking(name: str) -> None:
-        # Planned strategies whose runs failed or have not finished are listed too, unranked.
-        parts.table(
-            name, lambda: paper_tables.table3_ranking(results, untested=_untested(spec, results, runs))
-        )
+        # Planned strategies whose runs failed or have not finished are listed too, unranked, and
+        # a ranked one that lacks some of its runs says so.
+        def build() -> Table:
+            missing = _missing_ssl(spec, results, runs)
+            return paper_tables.table3_ranking(
+                results, untested=missing.untested, incomplete=missing.incomplete
+            )
+
+        parts.table(name, build)
 
     study = spec.study
     if study == "pretext_design":
@@ -288,6 +340,7 @@ def write_report(
         f"Study `{spec.study}`; results from `{spec.database_pattern()}`; "
         "every measurement: [results.csv](results.csv).",
         *([convergence] if convergence else []),
+        *([ranked] if (ranked := _incomplete_note(parts)) else []),
         *([f"Warning: {overlap}."] if (overlap := spec.pretraining_sees_test_anatomy()) else []),
         *notes,
     ]
