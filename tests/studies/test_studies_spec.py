@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inpaintssl.config import ConfigError, PretrainConfig, update_fields
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.registry import DATASETS
 from inpaintssl.studies import run_study
 from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.spec import StudySpec, load_spec
@@ -386,3 +389,83 @@ def test_a_base_field_is_still_validated_on_its_own_where_every_run_replaces_it(
     with pytest.raises(ConfigError) as info:
         load_spec(_spec(pretrain=pretrain, grid=grid))
     assert message.replace("Value error, ", "") in str(info.value)
+
+
+class _SharesTestAnatomy(SliceDataset):
+    """A plugin dataset whose unlabelled scans are those of its test subjects."""
+
+    @classmethod
+    def unlabelled_holds_test_anatomy(cls, **params: Any) -> str:
+        return "the test subjects' unlabelled scans"
+
+
+def _plugin_factory(**params: Any) -> SliceDataset:
+    """A plugin written before the hook: a factory function, which declares nothing."""
+    return _SharesTestAnatomy()
+
+
+@pytest.fixture
+def anatomy_plugins() -> Iterator[None]:
+    DATASETS.register("knee_plugin")(_SharesTestAnatomy)
+    DATASETS.register("old_plugin")(_plugin_factory)
+    try:
+        yield
+    finally:
+        DATASETS.unregister("knee_plugin")
+        DATASETS.unregister("old_plugin")
+
+
+@pytest.mark.usefixtures("anatomy_plugins")
+@pytest.mark.parametrize(
+    ("dataset", "holds"),
+    [
+        ("knee_plugin", "the test subjects' unlabelled scans"),
+        ("old_plugin", None),
+        (
+            "mni152",
+            "the mni152 template's coronal and sagittal slices, which cross every axial test slice of "
+            "the same template",
+        ),
+    ],
+)
+def test_the_spec_asks_the_dataset_whether_its_unlabelled_split_holds_the_test_anatomy(
+    dataset: str, holds: str | None
+) -> None:
+    data = {"dataset": dataset, "unlabelled": [{"dataset": dataset}]}
+    spec = StudySpec(study="clinical", pretrain={"data": data}, finetune={"data": {"dataset": dataset}})
+    said = spec.pretraining_sees_test_anatomy()
+    if holds is None:
+        assert said is None
+    else:
+        assert said == (
+            f"pretrain.data.unlabelled holds {holds}: the SSL runs pretrained on them have seen the test "
+            "anatomy and the supervised baselines have not, so their comparison is not held out. Pretrain "
+            "on unlabelled scans of other subjects (or leave unlabelled out, as the demo does) for a "
+            "held-out comparison"
+        )
+    # Another dataset's unlabelled split says nothing of this one's test split.
+    other = StudySpec(study="clinical", pretrain={"data": data}, finetune={"data": {"dataset": "synthetic"}})
+    assert other.pretraining_sees_test_anatomy() is None
+
+
+@pytest.mark.usefixtures("anatomy_plugins")
+def test_a_run_of_a_plugin_dataset_that_holds_the_test_anatomy_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.studies import runner
+
+    def stopped(job: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "execute_job", stopped)
+    data = {"dataset": "knee_plugin", "unlabelled": [{"dataset": "knee_plugin"}]}
+    spec = _spec(
+        study="clinical",
+        output=str(tmp_path / "study"),
+        label_fractions=[0.5],
+        pretrain={"data": data},
+        finetune={"data": {"dataset": "knee_plugin"}},
+    )
+    told = "holds the test subjects' unlabelled scans: the SSL runs"
+    with pytest.warns(UserWarning, match=told), pytest.raises(KeyboardInterrupt):
+        run_study(spec, quiet=True)

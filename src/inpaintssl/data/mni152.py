@@ -316,6 +316,14 @@ class MNI152Dataset(SliceDataset):
         names = assign_blocks(len(axial), block_size=block_size)
         return [("axial", i) for i, name in zip(axial, names) if name == split]
 
+    @classmethod
+    def unlabelled_holds_test_anatomy(cls, **params: Any) -> str:
+        """Always: every slice of every split is cut from the one template brain (module docstring)."""
+        return (
+            "the mni152 template's coronal and sagittal slices, which cross every axial test slice of "
+            "the same template"
+        )
+
     def __len__(self) -> int:
         return len(self._images)
 

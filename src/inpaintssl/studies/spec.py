@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -335,10 +336,13 @@ class StudySpec(BaseModel):
     def pretraining_sees_test_anatomy(self) -> str | None:
         """Why the SSL arm's pretraining may hold the test images' anatomy; ``None`` if not known to.
 
-        The ``mni152`` dataset's ``unlabelled`` slices (coronal and sagittal) each cross every
-        axial slice of the same template, the test slices included: an SSL arm pretrained on them
-        has seen the test anatomy, and the supervised arm it is compared with has not (see
-        :mod:`inpaintssl.data.mni152`). Other datasets' sources cannot be compared by name.
+        An SSL run pretrained on an ``unlabelled`` source of the dataset it is fine-tuned and
+        tested on has seen the test anatomy when that dataset declares that its unlabelled split
+        holds it (:func:`inpaintssl.data.base.unlabelled_sees_test_anatomy`; ``mni152`` does: its
+        coronal and sagittal slices each cross every axial slice of the same template, the test
+        slices included), and the supervised arm it is compared with has not. Every SSL run of
+        the plan is asked, with the sources its pretraining run keeps (``data_scaling`` at 0%
+        keeps none). Other datasets' sources cannot be compared by name.
 
         Example:
             >>> spec = StudySpec(study="clinical", pretrain={"data": {"unlabelled": [{"dataset": "mni152"}]}})
@@ -347,15 +351,27 @@ class StudySpec(BaseModel):
             >>> StudySpec(study="clinical").pretraining_sees_test_anatomy() is None
             True
         """
-        if self.finetune.data.dataset != "mni152":
-            return None
-        crossing = [s for s in self.pretrain.data.unlabelled if s.dataset == "mni152"]
-        scaled = self.unlabelled_fractions if self.study == "data_scaling" else None
-        if not crossing or (scaled is not None and max(scaled) == 0):
+        from inpaintssl.data.base import unlabelled_sees_test_anatomy
+        from inpaintssl.studies.grid import expand_study  # grid imports this module
+
+        plan = expand_study(self)
+        asked: dict[str, str | None] = {}
+        held: dict[str, None] = {}  # what each source holds, once, in plan order
+        for job in plan.finetune_jobs():
+            if job.depends_on is None:
+                continue
+            for source in plan.get(job.depends_on).config.data.unlabelled:
+                if source.dataset != job.config.data.dataset:
+                    continue
+                key = json.dumps([source.dataset, source.params], sort_keys=True, default=repr)
+                if key not in asked:
+                    asked[key] = unlabelled_sees_test_anatomy(source.dataset, source.params)
+                if asked[key]:
+                    held[str(asked[key])] = None
+        if not held:
             return None
         return (
-            "pretrain.data.unlabelled holds the mni152 template's coronal and sagittal slices, which "
-            "cross every axial test slice of the same template: the SSL runs pretrained on them have "
+            f"pretrain.data.unlabelled holds {' and '.join(held)}: the SSL runs pretrained on them have "
             "seen the test anatomy and the supervised baselines have not, so their comparison is not "
             "held out. Pretrain on unlabelled scans of other subjects (or leave unlabelled out, as "
             "the demo does) for a held-out comparison"
