@@ -342,7 +342,7 @@ def test_hdf5_dataset_is_checked_per_case(tmp_path: Path) -> None:
         label[1, 1, 1] = 5
         handle.create_dataset("label", data=label)
     dataset = hdf5_dataset(split="train", cases={"train": "a.h5"}, root=tmp_path, class_names=CLASSES)
-    with pytest.raises(DataError, match=r"label .*a\.h5 slice 1: label values \[5\]"):
+    with pytest.raises(DataError, match=r"label .*a\.h5 \(dataset 'label'\) slice 1: label values \[5\]"):
         preflight({"train": dataset}, progress=False)
 
 

@@ -730,7 +730,7 @@ def _nan_pixels(folder: Path) -> Call:
     return lambda: issl.finetune(_config(folder, data=data))
 
 
-@_case("data-inf-pixels", "data", DataError, r"val\.h5 slice 0: 2 NaN/Inf value\(s\)")
+@_case("data-inf-pixels", "data", DataError, r"val\.h5 \(dataset 'image'\) slice 0: 2 NaN/Inf value\(s\)")
 def _inf_pixels(folder: Path) -> Call:
     """Infinite pixels in an HDF5 image used for pretraining."""
     data = _h5_data(folder)

@@ -220,7 +220,7 @@ def _test_label_not_integer(folder: Path) -> Call:
     "data-h5-nan-in-unread-slice",
     "data",
     DataError,
-    r"train\.h5 slice 2: 1 NaN/Inf value\(s\)",
+    r"train\.h5 \(dataset 'image'\) slice 2: 1 NaN/Inf value\(s\)",
 )
 def _h5_nan_late_slice(folder: Path) -> Call:
     """A NaN voxel in the last slice of an HDF5 image used for pretraining."""

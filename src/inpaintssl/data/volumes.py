@@ -45,6 +45,7 @@ from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preflight import CaseCheck, check_same_geometry
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import LABEL_RANKS, H5Volume, NiftiVolume, NumpyVolume, Volume
+from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
@@ -182,8 +183,8 @@ class VolumeSliceDataset(SliceDataset):
         low, high = np.inf, -np.inf
         for s in range(case.image.num_slices):
             raw = case.image.read(s)
-            check_real(raw, where=f"{case.image.path} slice {s}")
-            check_finite(raw, where=f"{case.image.path} slice {s}")
+            check_real(raw, where=f"{case.image.source} slice {s}")
+            check_finite(raw, where=f"{case.image.source} slice {s}")
             if raw.size:
                 low, high = min(low, float(raw.min())), max(high, float(raw.max()))
             acc.update(self.to_channels(raw))
@@ -210,7 +211,7 @@ class VolumeSliceDataset(SliceDataset):
             # z-scoring only centres a constant channel (one all-air CT window is fine), but a whole
             # image of one value is a blank export or copy: it would be trained on and scored as a scan.
             raise DataError(
-                f"{self.name} case {case.volume_id!r}: image {case.image.path} holds the value {low:g} in "
+                f"{self.name} case {case.volume_id!r}: image {case.image.source} holds the value {low:g} in "
                 f"every voxel (a blank volume: written without data, or a failed export or copy?); "
                 "expected an image whose intensities vary"
             )
@@ -220,7 +221,7 @@ class VolumeSliceDataset(SliceDataset):
         if self.labelled and case.label is not None:
             for s in range(case.label.num_slices):
                 raw = case.label.read(s)
-                check_label_values(raw, self._values, where=f"label {case.label.path} slice {s}")
+                check_label_values(raw, self._values, where=f"label {case.label.source} slice {s}")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
@@ -228,7 +229,7 @@ class VolumeSliceDataset(SliceDataset):
         c, s = (int(v) for v in self._index[index])
         case = self._cases[c]
         raw = case.image.read(s)
-        check_finite(raw, where=f"{case.image.path} slice {s}")
+        check_finite(raw, where=f"{case.image.source} slice {s}")
         image = zscore(self.to_channels(raw), self.volume_stats(c))
         item: dict[str, Any] = {
             "image": torch.from_numpy(image),
@@ -240,7 +241,7 @@ class VolumeSliceDataset(SliceDataset):
         if self.labelled:
             assert case.label is not None  # checked at construction
             label = case.label.read(s)
-            onehot = onehot_from_values(label, self._values, where=f"label {case.label.path} slice {s}")
+            onehot = onehot_from_values(label, self._values, where=f"label {case.label.source} slice {s}")
             item["label"] = torch.from_numpy(onehot)
         return item
 
@@ -250,8 +251,7 @@ _LISTED_FILES = 3
 
 
 def _some(paths: Sequence[str]) -> str:
-    more = f" and {len(paths) - _LISTED_FILES} more" if len(paths) > _LISTED_FILES else ""
-    return ", ".join(paths[:_LISTED_FILES]) + more
+    return first_and_more(paths, limit=_LISTED_FILES)
 
 
 def open_cases(
