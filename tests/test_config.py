@@ -302,7 +302,7 @@ def test_a_yaml_syntax_error_names_its_line_and_a_json_bom_is_read(tmp_path: Pat
         (["model.params={in_channels: 3, depth: 4}"], r"in_channels: filled in from the data"),
         # The schedules floor the rate at min_lr: the second phase would train at 1e-6, not 1e-9.
         (
-            ["transfer.second_lr=1e-9", "optim.min_lr=1e-6"],
+            ["transfer.schedule=immediate_twice", "transfer.second_lr=1e-9", "optim.min_lr=1e-6"],
             r"transfer.second_lr \(1e-09\) must not be below optim.min_lr \(1e-06\)",
         ),
     ],

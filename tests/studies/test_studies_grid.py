@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintssl.config import FinetuneConfig, PretrainConfig, TransferConfig, apply_overrides, update_fields
+from inpaintssl.config import (
+    ConfigWarning,
+    FinetuneConfig,
+    PretrainConfig,
+    TransferConfig,
+    apply_overrides,
+    update_fields,
+)
 from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study, parse_shard, run_id, transfer_acronym
 from inpaintssl.studies.spec import StudySpec, load_spec
@@ -89,7 +96,8 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
         "run.compile=reduce-overhead",
         "run.cudnn_benchmark=true",
     ]
-    cpu = apply_overrides(job.config, runtime_only)
+    with pytest.warns(ConfigWarning, match=r"run\.cudnn_benchmark=true has no effect"):  # on the CPU
+        cpu = apply_overrides(job.config, runtime_only)
     assert run_id("pretrain", cpu) == job.id
     assert run_id("pretrain", apply_overrides(job.config, ["run.seed=7"])) != job.id
     assert run_id("finetune", job.config, depends_on="pt-x") != run_id(

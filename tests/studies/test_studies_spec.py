@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintssl.config import ConfigError, PretrainConfig, update_fields
+from inpaintssl.config import ConfigError, ConfigWarning, PretrainConfig, update_fields
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.registry import DATASETS
 from inpaintssl.studies import run_study
@@ -469,3 +470,59 @@ def test_a_run_of_a_plugin_dataset_that_holds_the_test_anatomy_warns(
     told = "holds the test subjects' unlabelled scans: the SSL runs"
     with pytest.warns(UserWarning, match=told), pytest.raises(KeyboardInterrupt):
         run_study(spec, quiet=True)
+
+
+# -- settings no run uses ---------------------------------------------------------------------------
+
+
+def _config_warnings(spec: dict[str, Any]) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_spec(spec)
+    return [str(w.message) for w in caught if issubclass(w.category, ConfigWarning)]
+
+
+def test_a_base_setting_that_no_run_uses_is_told_once_with_its_spec_path() -> None:
+    # The 'paper' recipe steps its rate down; a warm-up set beside it is never used by any run.
+    said = _config_warnings(_spec(pretrain={"optim": {"recipe": "paper", "warmup_fraction": 0.1}}))
+    assert said == [
+        "pretrain.optim.warmup_fraction=0.1 has no effect: optim.schedule is 'step_decay' (the 'paper' "
+        "recipe's), which does not warm up; it applies to 'warmup_cosine' (in every pretrain run)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # Unused under the base's own schedule, used under the grid's other schedule.
+        _spec(
+            pretrain={"optim": {"recipe": "paper", "warmup_fraction": 0.1}},
+            grid={"pretrain.optim.schedule": ["step_decay", "warmup_cosine"]},
+        ),
+        _spec(
+            study="transfer_design",
+            finetune={"transfer": {"schedule": "immediate", "second_lr": 1e-4}},
+            grid={"finetune.transfer.schedule": ["immediate", "freeze_then_unfreeze"]},
+        ),
+        # The grid's recipe, in every run, gives the base value its use.
+        _spec(
+            pretrain={"optim": {"recipe": "paper", "warmup_fraction": 0.1}},
+            grid={"pretrain.optim.recipe": ["budget"]},
+        ),
+    ],
+    ids=["used-by-a-grid-schedule", "second-run-in-some-runs", "used-in-every-run"],
+)
+def test_a_base_setting_some_run_uses_or_none_keeps_is_not_warned_about(spec: dict[str, Any]) -> None:
+    assert _config_warnings(spec) == []
+
+
+def test_a_worker_reads_its_job_without_warning_again() -> None:
+    from inpaintssl.studies.worker import Task
+
+    with pytest.warns(ConfigWarning):
+        spec = load_spec(_spec(pretrain={"optim": {"recipe": "paper", "warmup_fraction": 0.1}}))
+    job = expand_study(spec).pretrain_jobs()[0]
+    task = Task.from_job(job)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert task.job().config == job.config

@@ -84,7 +84,7 @@ import torch
 from pydantic import ValidationError
 
 from inpaintssl.atomic import atomic_write_text
-from inpaintssl.config import ConfigError
+from inpaintssl.config import ConfigError, ConfigWarning
 from inpaintssl.options import check_option
 from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.studies.execute import execute_job
@@ -196,7 +196,10 @@ def _worker_process(
     if command is not None:
         # A spawned process starts with Python's warning form; its warnings reach the same terminal.
         install_command_warnings(command)
-    spec = StudySpec.model_validate_json(spec_json)
+    with warnings.catch_warnings():
+        # The driver read this spec and warned about its unused settings; once is enough.
+        warnings.simplefilter("ignore", ConfigWarning)
+        spec = StudySpec.model_validate_json(spec_json)
     torch.set_num_threads(_local_threads(spec, workers))
     # Ctrl-C reaches the terminal's whole process group; the driver answers it by sending its
     # workers SIGTERM (_stop_workers), one signal each, so none is interrupted twice.

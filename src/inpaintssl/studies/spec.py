@@ -48,6 +48,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +59,7 @@ from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandl
 
 from inpaintssl.config import (
     ConfigError,
+    ConfigWarning,
     FinetuneConfig,
     PretrainConfig,
     format_validation_error,
@@ -239,7 +241,11 @@ class StudySpec(BaseModel):
         # min_lr, ...) compare values a grid key may set in every run, so they are made on the runs'
         # configs instead (_consistent); each field's own type and range checks stay here.
         try:
-            return handler(value)
+            # A base setting unused under the base's own mode may be used under a grid value's
+            # (second_lr beside a grid of one- and two-run schedules): judged on the runs instead.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConfigWarning)
+                return handler(value)
         except ValidationError as exc:
             config = PretrainConfig if info.field_name == "pretrain" else FinetuneConfig
             try:
@@ -329,9 +335,10 @@ class StudySpec(BaseModel):
         from inpaintssl.studies.grid import expand_study  # grid imports this module
 
         try:
-            expand_study(self)
+            plan = expand_study(self)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        _warn_settings_no_run_uses([job.config for job in plan.jobs])
 
     def pretraining_sees_test_anatomy(self) -> str | None:
         """Why the SSL arm's pretraining may hold the test images' anatomy; ``None`` if not known to.
@@ -461,6 +468,28 @@ _COMPONENT_FIELDS: Mapping[str, str] = MappingProxyType(
 
 def _unchecked(self: ModelT) -> ModelT:
     return self
+
+
+def _warn_settings_no_run_uses(configs: list[PretrainConfig | FinetuneConfig]) -> None:
+    """One :class:`~inpaintssl.config.ConfigWarning` per setting that no run of its stage uses.
+
+    The base configs are read quietly (:meth:`StudySpec._base_fields`); each run's config, judged as
+    a run would be, says which of its settings it leaves unused. A setting counts as unused
+    only when every run of its stage leaves it so, as a grid value can give it a use.
+    """
+    for stage in (PretrainConfig, FinetuneConfig):
+        common: dict[str, None] | None = None
+        for config in configs:
+            if type(config) is not stage:
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConfigWarning)
+                stage.model_validate(config.model_dump())
+            said = {str(w.message): None for w in caught if issubclass(w.category, ConfigWarning)}
+            common = said if common is None else {m: None for m in common if m in said}
+        prefix = "pretrain" if stage is PretrainConfig else "finetune"
+        for message in common or ():
+            warnings.warn(f"{prefix}.{message} (in every {prefix} run)", ConfigWarning, stacklevel=2)
 
 
 def _is_section(annotation: object) -> TypeGuard[type[BaseModel]]:
