@@ -8,16 +8,18 @@ import io
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
-from inpaintssl.config import DataConfig, FinetuneConfig, load_config
+from inpaintssl.config import ConfigWarning, DataConfig, FinetuneConfig, load_config
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR
 from inpaintssl.data.spacing import SpacingRange
@@ -262,6 +264,22 @@ def test_invalid_run_config(trained_run: issl.FinetuneResult, tmp_path: Path) ->
     (run / "config.yaml").write_text("data:\n  resize_mode: stretch\n")
     with pytest.raises(CheckpointError, match=r"config\.yaml: invalid data section: data\.resize_mode"):
         load_model(run)
+
+
+def test_a_run_setting_its_training_left_unused_is_not_told_again_to_the_models_user(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    run = _copy_run(trained_run, tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"].update(resize_mode="resize", image_size=None)  # unused: nothing to resize to
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.warns(ConfigWarning, match=r"data\.resize_mode='resize' has no effect"):
+        DataConfig.model_validate(config["data"])  # as training was told
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        loaded = load_model(run)
+    preprocessing = loaded.inference_meta.preprocessing
+    assert preprocessing is not None and preprocessing.image_size is None
 
 
 def test_damaged_spacing_record_in_the_manifest(trained_run: issl.FinetuneResult, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from inpaintssl.analysis.summaries import (
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
+from inpaintssl.listing import first_and_more
 from inpaintssl.stats import holm_adjusted, percentile_interval, rank_pairs
 from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 
@@ -257,8 +258,7 @@ def named_runs(runs: Sequence[str]) -> str:
         >>> named_runs(["ft-1", "ft-2", "ft-3", "ft-4", "ft-5"])
         'ft-1, ft-2, ft-3 and 2 more'
     """
-    shown = ", ".join(runs[:_NOTE_RUNS])
-    return shown + (f" and {len(runs) - _NOTE_RUNS} more" if len(runs) > _NOTE_RUNS else "")
+    return first_and_more(runs, limit=_NOTE_RUNS)
 
 
 def _missing_note(runs: Sequence[str]) -> str:
