@@ -37,7 +37,8 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_config_show_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "show", "finetune", "optim.lr=0.01", "transfer.weights=encoder_decoder"]) == 0
+    overrides = ["optim.lr=0.01", "transfer.pretrained=runs/pre", "transfer.weights=encoder_decoder"]
+    assert main(["config", "show", "finetune", *overrides]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["optim"]["lr"] == 0.01 and shown["transfer"]["weights"] == "encoder_decoder"
 

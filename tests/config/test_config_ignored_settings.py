@@ -95,6 +95,19 @@ CASES: tuple[tuple[type[BaseModel], dict[str, Any], str], ...] = (
         "run.cudnn_benchmark=true has no effect: run.device='cpu', and cuDNN's autotuning applies to "
         "CUDA only",
     ),
+    # A transfer setting without weights to transfer: the pretraining run was most likely left out.
+    (
+        FinetuneConfig,
+        {"transfer": {"weights": "encoder_decoder"}},
+        "transfer.weights='encoder_decoder' has no effect: transfer.pretrained is null, so nothing is "
+        "transferred and the run trains from scratch",
+    ),
+    (
+        FinetuneConfig,
+        {"transfer": {"in_channels": "repeat"}},
+        "transfer.in_channels='repeat' has no effect: transfer.pretrained is null, so nothing is "
+        "transferred and the run trains from scratch",
+    ),
 )
 
 # The same settings where the mode reads them, or left at their defaults: no warning.
@@ -113,6 +126,11 @@ USED: tuple[tuple[type[BaseModel], dict[str, Any]], ...] = (
     (PretrainConfig, {"run": {"device": "cuda", "amp": "bf16", "cudnn_benchmark": True}}),
     (PretrainConfig, {"run": {"device": "auto", "amp": "fp16"}}),  # auto may pick CUDA
     (FinetuneConfig, {"run": {"device": "cpu", "amp": "off"}}),
+    (
+        FinetuneConfig,
+        {"transfer": {"pretrained": "runs/pre", "weights": "encoder_decoder", "in_channels": "repeat"}},
+    ),
+    (FinetuneConfig, {"transfer": {"weights": "encoder"}}),  # the default, given
 )
 
 

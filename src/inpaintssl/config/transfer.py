@@ -55,3 +55,16 @@ class TransferConfig(_Strict):
             why = f"transfer.schedule={self.schedule!r} trains once; only {runs} have a second run"
             _warn_ignored(info, [("transfer.second_lr", self.second_lr, why)])
         return self
+
+    @model_validator(mode="after")
+    def _transfer_settings_need_weights(self, info: ValidationInfo) -> TransferConfig:
+        # Without pretrained weights the run is the supervised baseline, trained from scratch: a
+        # transfer setting given then most likely means the pretraining run was left out.
+        if self.pretrained is None:
+            why = "transfer.pretrained is null, so nothing is transferred and the run trains from scratch"
+            _warn_ignored(
+                info,
+                [(f"transfer.{name}", getattr(self, name), why) for name in ("weights", "in_channels")
+                 if _given(self, name)],
+            )  # fmt: skip
+        return self
