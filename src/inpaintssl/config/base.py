@@ -65,8 +65,16 @@ def _given(section: BaseModel, name: str) -> bool:
     """
     if name not in section.model_fields_set:
         return False
-    default = type(section).model_fields[name].get_default(call_default_factory=True)
-    return bool(getattr(section, name) != default)
+    return bool(getattr(section, name) != _default(type(section), name))
+
+
+@functools.cache
+def _default(model: type[BaseModel], name: str) -> Any:
+    """Field ``name``'s default, made once: pydantic inspects a factory's signature on every call.
+
+    Only compared with, never handed out, so one shared (possibly mutable) value is safe.
+    """
+    return model.model_fields[name].get_default(call_default_factory=True)
 
 
 def _shown(value: Any) -> str:
