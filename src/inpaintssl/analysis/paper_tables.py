@@ -42,7 +42,7 @@ from inpaintssl.analysis.summaries import (
     dice_rows,
     labels_needed_intervals,
     labels_needed_rows,
-    limited_fractions,
+    pooled_fractions,
     scaling_series,
 )
 from inpaintssl.analysis.table import Table
@@ -288,12 +288,11 @@ def _incomplete_note(strategy: IncompleteStrategy | None, *, n_pairs: int, items
     """For a ranked strategy without some of its planned SSL runs: on how many planned items, and why.
 
     Planned items: the test items at each label fraction of its planned runs that Table 3 pools
-    (:func:`~inpaintssl.analysis.summaries.limited_fractions`).
+    (:func:`~inpaintssl.analysis.summaries.pooled_fractions`).
     """
     if strategy is None:
         return ""
-    pooled = limited_fractions(Table([{"label_fraction": f} for f in strategy.label_fractions]))
-    planned = items * len(pooled)
+    planned = items * len(pooled_fractions(strategy.label_fractions))
     on = (
         f"ranked on {n_pairs} of {planned} planned items"
         if n_pairs < planned

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,6 +67,7 @@ __all__ = [
     "named_baselines",
     "paired_scores",
     "paired_with_baseline",
+    "pooled_fractions",
     "scaling_series",
     "scaling_strategy",
     "transfer_boxes",
@@ -529,7 +530,7 @@ def limited_fractions(results: Table) -> list[Any]:
     """The label fractions the paired comparisons pool by default (sec. 2.5.3, 2.7).
 
     Every label fraction of ``results`` but 1.0, the paper's label-limited 50/25/10/5%; all of them
-    when 1.0 is the only one. Rows without a label fraction are not counted.
+    when 1.0 is the only one (:func:`pooled_fractions`). Rows without a label fraction are not counted.
 
     Example:
         >>> limited_fractions(Table([{"label_fraction": f} for f in (1.0, 0.5, 0.1, None)]))
@@ -537,7 +538,17 @@ def limited_fractions(results: Table) -> list[Any]:
         >>> limited_fractions(Table([{"label_fraction": 1.0}]))
         [1.0]
     """
-    available = [f for f in results.unique("label_fraction") if f is not None]
+    return pooled_fractions(results.unique("label_fraction"))
+
+
+def pooled_fractions(fractions: Iterable[Any]) -> list[Any]:
+    """Of ``fractions`` (``None`` skipped), those the paired comparisons pool: all but 1.0, or 1.0 alone.
+
+    Example:
+        >>> pooled_fractions([1.0, 0.25, 0.05]), pooled_fractions([1.0])
+        ([0.25, 0.05], [1.0])
+    """
+    available = [f for f in fractions if f is not None]
     return [f for f in available if f != 1.0] or available
 
 
