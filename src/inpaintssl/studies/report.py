@@ -45,11 +45,11 @@ from inpaintssl.analysis import clinical, paper_tables
 from inpaintssl.analysis import figures as plots
 from inpaintssl.analysis.figures import FigureFiles
 from inpaintssl.analysis.pages import ReportParts, write_pages
-from inpaintssl.analysis.summaries import limited_fractions, with_mean_class
+from inpaintssl.analysis.summaries import pooled_fractions, with_mean_class
 from inpaintssl.analysis.table import Table
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.studies.database import ForeignHostError
-from inpaintssl.studies.grid import Job, expand_study
+from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.results import load_results, load_runs
@@ -159,7 +159,7 @@ class _MissingSSL:
     incomplete: Mapping[str, paper_tables.IncompleteStrategy]
 
 
-def _missing_ssl(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord]) -> _MissingSSL:
+def _missing_ssl(plan: StudyPlan, results: Table, runs: Mapping[str, RunRecord]) -> _MissingSSL:
     """The SSL strategies the spec plans without SSL rows in ``results``, and those without some.
 
     A strategy with no rows is untested; one with rows whose planned runs at the label fractions
@@ -167,7 +167,6 @@ def _missing_ssl(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord])
     seed) is ranked on fewer items than planned. Each comes with its runs that have no results,
     and why.
     """
-    plan = expand_study(spec)
     ssl = results.select(arm="ssl")
     measured = {
         (str(row.get("strategy")), row.get("label_fraction"), row.get("subset_seed"))
@@ -189,7 +188,7 @@ def _missing_ssl(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord])
             )
             continue
         fractions = tuple(sorted({float(j.labels["label_fraction"]) for j in jobs}, reverse=True))
-        pooled = set(limited_fractions(Table([{"label_fraction": f} for f in fractions])))
+        pooled = set(pooled_fractions(fractions))
         missing = [
             j
             for j in jobs
@@ -252,7 +251,9 @@ _CAPTIONS: Mapping[str, str] = MappingProxyType(
 )
 
 
-def _study_parts(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord], parts: ReportParts) -> None:
+def _study_parts(
+    spec: StudySpec, plan: StudyPlan, results: Table, runs: Mapping[str, RunRecord], parts: ReportParts
+) -> None:
     def figure(name: str, plot: Callable[..., FigureFiles], caption: str = "", **options: str) -> None:
         parts.figure(name, caption or _CAPTIONS[name], functools.partial(plot, results, **options))
 
@@ -263,7 +264,7 @@ def _study_parts(spec: StudySpec, results: Table, runs: Mapping[str, RunRecord],
         # Planned strategies whose runs failed or have not finished are listed too, unranked, and
         # a ranked one that lacks some of its runs says so.
         def build() -> Table:
-            missing = _missing_ssl(spec, results, runs)
+            missing = _missing_ssl(plan, results, runs)
             return paper_tables.table3_ranking(
                 results, untested=missing.untested, incomplete=missing.incomplete
             )
@@ -331,7 +332,8 @@ def write_report(
     if not demo:
         parts.table("status", lambda: _status_table(runs))
         parts.table("dice", lambda: paper_tables.dice_table(results))
-    _study_parts(spec, results, runs, parts)
+    plan = expand_study(spec)
+    _study_parts(spec, plan, results, runs, parts)
     # The demo's results.csv has one row per slice and class, with the class average as "mean".
     measured = with_mean_class(results) if demo else _with_convergence(results, runs)
     written = measured.to_csv(folder / "results.csv")
@@ -341,7 +343,7 @@ def write_report(
         "every measurement: [results.csv](results.csv).",
         *([convergence] if convergence else []),
         *([ranked] if (ranked := _incomplete_note(parts)) else []),
-        *([f"Warning: {overlap}."] if (overlap := spec.pretraining_sees_test_anatomy()) else []),
+        *([f"Warning: {overlap}."] if (overlap := spec.pretraining_sees_test_anatomy(plan=plan)) else []),
         *notes,
     ]
     markdown, page, tables = write_pages(parts, title=spec.title, notes=intro)

@@ -316,10 +316,11 @@ def run_study(
             "spreads every run of it already: run one driver without a shard"
         )
     spec.check_component_names()
-    overlap = spec.pretraining_sees_test_anatomy()
+    whole = expand_study(spec)
+    overlap = spec.pretraining_sees_test_anatomy(plan=whole)
     if overlap is not None:
         warnings.warn(f"{spec.study}: {overlap}", UserWarning, stacklevel=2)
-    plan = expand_study(spec).shard(*shard)
+    plan = whole.shard(*shard)
     database = spec.database_path(shard)
     for folder in (spec.output_dir(), database.parent):
         folder.mkdir(parents=True, exist_ok=True)

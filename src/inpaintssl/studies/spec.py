@@ -52,7 +52,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, TypeGuard, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
@@ -66,6 +66,9 @@ from inpaintssl.config import (
     read_config_text,
     update_fields,
 )
+
+if TYPE_CHECKING:
+    from inpaintssl.studies.grid import StudyPlan  # grid imports this module
 
 __all__ = [
     "EXECUTORS",
@@ -340,7 +343,7 @@ class StudySpec(BaseModel):
             raise ValueError(str(exc)) from None
         _warn_settings_no_run_uses([job.config for job in plan.jobs])
 
-    def pretraining_sees_test_anatomy(self) -> str | None:
+    def pretraining_sees_test_anatomy(self, *, plan: StudyPlan | None = None) -> str | None:
         """Why the SSL arm's pretraining may hold the test images' anatomy; ``None`` if not known to.
 
         An SSL run pretrained on an ``unlabelled`` source of the dataset it is fine-tuned and
@@ -350,6 +353,10 @@ class StudySpec(BaseModel):
         slices included), and the supervised arm it is compared with has not. Every SSL run of
         the plan is asked, with the sources its pretraining run keeps (``data_scaling`` at 0%
         keeps none). Other datasets' sources cannot be compared by name.
+
+        Args:
+            plan: The spec's plan (:func:`~inpaintssl.studies.grid.expand_study`), when the caller
+                has it already; expanded here otherwise.
 
         Example:
             >>> spec = StudySpec(study="clinical", pretrain={"data": {"unlabelled": [{"dataset": "mni152"}]}})
@@ -361,7 +368,7 @@ class StudySpec(BaseModel):
         from inpaintssl.data.base import unlabelled_sees_test_anatomy
         from inpaintssl.studies.grid import expand_study  # grid imports this module
 
-        plan = expand_study(self)
+        plan = expand_study(self) if plan is None else plan
         asked: dict[str, str | None] = {}
         held: dict[str, None] = {}  # what each source holds, once, in plan order
         for job in plan.finetune_jobs():
