@@ -168,8 +168,8 @@ def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
 
     Unlike :func:`apply_overrides`, it raises no :class:`~inpaintssl.config.ConfigWarning` about
     settings the result does not use: code combines a base config with other values (a study's
-    grid point), and a base setting that one combination leaves unused is not a mistake; the
-    base config was checked when its file or spec was read.
+    grid point), and a base setting that one combination leaves unused is not a mistake (a study
+    spec judges its settings on all its runs together, when it is read).
 
     Raises:
         ConfigError: A path that descends into a non-section, or a value that fails validation;
