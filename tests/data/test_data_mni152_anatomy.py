@@ -18,8 +18,73 @@ _MNI152_SAYS = (
 
 def test_the_builtin_mni152_declares_its_unlabelled_slices_hold_the_test_anatomy() -> None:
     assert unlabelled_sees_test_anatomy("mni152") == _MNI152_SAYS
-    # Asked with any source parameters, without building the dataset: one template, whatever is cut.
-    assert unlabelled_sees_test_anatomy("mni152", {"axes": ["sagittal"], "zoom": 0.25}) == _MNI152_SAYS
+    # Asked without building the dataset: parameters that do not change which slices are cut
+    # do not change the answer.
+    assert unlabelled_sees_test_anatomy("mni152", {"zoom": 0.25, "min_brain_fraction": 0.3}) == _MNI152_SAYS
+
+
+# Written out by hand: every coronal or sagittal slice crosses every axial test slice; with axial
+# among the axes the split holds the test slices themselves.
+_TEMPLATE = "the mni152 template's "
+_CROSS = ", which cross every axial test slice of the same template"
+_INCLUDE = ", which include every axial test slice of the same template"
+
+
+@pytest.mark.parametrize(
+    ("axes", "says"),
+    [
+        (["coronal", "sagittal"], _TEMPLATE + "coronal and sagittal slices" + _CROSS),
+        (["sagittal", "coronal"], _TEMPLATE + "coronal and sagittal slices" + _CROSS),
+        (("coronal",), _TEMPLATE + "coronal slices" + _CROSS),
+        (["sagittal"], _TEMPLATE + "sagittal slices" + _CROSS),
+        (["axial"], _TEMPLATE + "axial slices" + _INCLUDE),
+        (["coronal", "axial"], _TEMPLATE + "axial and coronal slices" + _INCLUDE),
+        (["sagittal", "axial"], _TEMPLATE + "axial and sagittal slices" + _INCLUDE),
+        (["axial", "coronal", "sagittal"], _TEMPLATE + "axial, coronal and sagittal slices" + _INCLUDE),
+        (["sagittal", "sagittal"], _TEMPLATE + "sagittal slices" + _CROSS),
+        ([], None),  # keeps no slice: the dataset refuses to build
+        (["oblique"], None),  # unknown: the dataset refuses to build
+    ],
+    ids=lambda value: "+".join(value) or "none" if isinstance(value, (list, tuple)) else "",
+)
+def test_what_mni152_declares_names_the_axes_its_unlabelled_split_is_cut_along(
+    axes: list[str], says: str | None
+) -> None:
+    assert unlabelled_sees_test_anatomy("mni152", {"axes": axes}) == says
+    assert unlabelled_sees_test_anatomy("mni152", {"axes": axes, "split": "unlabelled"}) == says
+
+
+@pytest.mark.parametrize(
+    ("split", "says"),
+    [
+        ("test", "the mni152 template's axial test slices themselves"),
+        ("train", None),  # axial slices parallel to the test slices, and the supervised arm's too
+        ("val", None),
+    ],
+)
+def test_a_source_of_another_mni152_split_holds_the_test_anatomy_only_for_test(
+    split: str, says: str | None
+) -> None:
+    # build_datasets builds a source with its params' split; its axes are then not used.
+    assert unlabelled_sees_test_anatomy("mni152", {"split": split, "axes": ["coronal"]}) == says
+
+
+@pytest.mark.parametrize(
+    "axes", [("coronal",), ("sagittal",), ("axial",), ("axial", "coronal", "sagittal")], ids="+".join
+)
+def test_the_axes_named_are_the_axes_the_unlabelled_split_is_cut_along(axes: tuple[str, ...]) -> None:
+    pytest.importorskip("nibabel")
+    from inpaintssl.data.mni152 import MNI152Dataset
+
+    unlabelled = MNI152Dataset(split="unlabelled", labelled=False, axes=axes, zoom=0.25)
+    cut = {volume_id.split("_")[0] for volume_id in unlabelled.volume_ids}
+    said = unlabelled_sees_test_anatomy("mni152", {"axes": list(axes), "zoom": 0.25})
+    assert said is not None
+    named = said.removeprefix(_TEMPLATE).split(" slices")[0].replace(",", "").split()
+    assert set(named) - {"and"} == cut
+    if "axial" in cut:  # the test slices themselves are among them
+        test = MNI152Dataset(split="test", zoom=0.25)
+        assert set(test.volume_ids) <= set(unlabelled.volume_ids)
 
 
 def test_what_mni152_declares_is_so() -> None:

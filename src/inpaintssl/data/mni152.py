@@ -30,11 +30,13 @@ blocks of ``block_size`` (default 4, about 8 mm) consecutive slices, and the blo
 round-robin by the pattern train, train, val, train, train, train, test (5 : 1 : 1), so
 neighbouring slices share a split except at block edges and every split samples the whole head.
 Each axial slice is its own ``volume_id`` (``"axial_045"``), so label fractions act on slices.
-``unlabelled`` holds the kept coronal and sagittal slices (``axes``) for pretraining; it has no
-labels (build it with ``labelled=False``). Those slices have other shapes than the axial ones,
-so set ``data.image_size`` when mixing them. Each of them crosses every axial slice, the test and
-validation ones included: pretraining on them shows the network the test anatomy, so a
-comparison with a supervised arm that never saw it is not held out (the demo leaves them out).
+``unlabelled`` holds the kept slices along ``axes`` (default coronal and sagittal; ``axial`` adds
+every kept axial slice) for pretraining; it has no labels (build it with ``labelled=False``).
+Coronal and sagittal slices have other shapes than the axial ones, so set ``data.image_size``
+when mixing them. Each of them crosses every axial slice, the test and validation ones included,
+and the axial ones are those slices: pretraining on any of them shows the network the test
+anatomy, so a comparison with a supervised arm that never saw it is not held out (the demo leaves
+them out; :meth:`MNI152Dataset.unlabelled_holds_test_anatomy` says what a source holds).
 
 Example:
     >>> ds = MNI152Dataset(split="val")
@@ -80,6 +82,9 @@ BRAIN_THRESHOLD = 0.2
 """Brain where the T1, scaled to [0, 1], exceeds this."""
 _STORED_MAX = 255.0
 _AXES: Mapping[str, int] = MappingProxyType({"sagittal": 0, "coronal": 1, "axial": 2})
+_DEFAULT_AXES = ("coronal", "sagittal")
+_AXES_IN_WORDS = ("axial", "coronal", "sagittal")
+"""Order in which the held-out phrase names the ``unlabelled`` split's axes, whatever order they came in."""
 _FILE_TEMPLATE = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 
 
@@ -262,7 +267,7 @@ class MNI152Dataset(SliceDataset):
         zoom: float = 0.5,
         min_brain_fraction: float = 0.1,
         block_size: int = 4,
-        axes: Sequence[str] = ("coronal", "sagittal"),
+        axes: Sequence[str] = _DEFAULT_AXES,
         data_dir: str | Path | None = None,
     ) -> None:
         if not zoom > 0:
@@ -317,11 +322,40 @@ class MNI152Dataset(SliceDataset):
         return [("axial", i) for i, name in zip(axial, names) if name == split]
 
     @classmethod
-    def unlabelled_holds_test_anatomy(cls, **params: Any) -> str:
-        """Always: every slice of every split is cut from the one template brain (module docstring)."""
+    def unlabelled_holds_test_anatomy(cls, **params: Any) -> str | None:
+        """What a pretraining source built with ``params`` holds of the axial test slices.
+
+        The ``unlabelled`` split (the default) holds the test anatomy whenever it keeps any slice:
+        a coronal or sagittal slice spans the template's whole axial extent, so it crosses every
+        axial test slice, and ``axial`` among its ``axes`` adds the test slices themselves. The
+        phrase names the axes given, in a fixed order. A source that names another ``split``
+        holds the test anatomy only when that split is ``test`` (the test slices themselves):
+        ``train`` and ``val`` slices are axial, parallel to the test slices and disjoint from them
+        (and the supervised arm trains on ``train`` too). ``axes`` that keep no slice hold nothing
+        (the dataset then refuses to build).
+
+        Example:
+            >>> MNI152Dataset.unlabelled_holds_test_anatomy(axes=["sagittal", "axial"])[:64]
+            "the mni152 template's axial and sagittal slices, which include e"
+            >>> MNI152Dataset.unlabelled_holds_test_anatomy(split="train") is None
+            True
+        """
+        split = str(params.get("split", "unlabelled"))
+        if split == "test":
+            return "the mni152 template's axial test slices themselves"
+        if split != "unlabelled":
+            return None
+        axes = params.get("axes", _DEFAULT_AXES)
+        given = {axis for axis in axes if isinstance(axis, str)} if isinstance(axes, (list, tuple)) else set()
+        named = [axis for axis in _AXES_IN_WORDS if axis in given]
+        if not named:
+            return None  # unknown or no axes: the dataset refuses to build (DataError)
+        # An axial unlabelled slice at a test position is that test slice; the others only cross it.
+        relation = "include" if "axial" in named else "cross"
+        listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
         return (
-            "the mni152 template's coronal and sagittal slices, which cross every axial test slice of "
-            "the same template"
+            f"the mni152 template's {listed} slices, which {relation} every axial test slice of the same "
+            "template"
         )
 
     def __len__(self) -> int:
