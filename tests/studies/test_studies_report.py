@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from inpaintssl.analysis import paper_tables
 from inpaintssl.analysis.table import Table as ResultsTable
 from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
@@ -312,6 +313,28 @@ def test_a_strategy_ranked_without_a_failed_ssl_run_says_so_in_table3_and_the_no
     assert {partial["rank"], whole["rank"]} == {"1", "2"}  # both ranked, by p-value as before
     assert f"'context_prediction 4x4 poisson_disc' {note}" in files.markdown.read_text()
     assert "ranked without some of their planned SSL runs" in files.html.read_text()
+
+
+def test_the_pages_incomplete_ranking_note_survives_a_reworded_table3_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page found these notes by the note's first words: a reworded note vanished from it
+    # silently. It names the strategies the ranking was given as incomplete, whatever the words.
+    monkeypatch.setattr(
+        paper_tables,
+        "_incomplete_note",
+        lambda strategy, *, n_pairs, items: (
+            "" if strategy is None else f"counted {n_pairs} items ({strategy.why})"
+        ),
+    )
+    spec = _tiny(tmp_path, label_fractions=[1.0, 0.5, 0.25])
+    names = _recorded_study(spec, failed_ssl=("context_prediction", 0.25))
+    (failed,) = [run for run, name in names.items() if name == "ssl context_prediction 0.25"]
+    markdown = write_report(spec, output=tmp_path / "report").markdown.read_text()
+    why = f"run {failed} failed (RuntimeError: CUDA error)"
+    note = f"'context_prediction 4x4 poisson_disc' counted 6 items ({why})"
+    assert f"the ranking's note column): {note}." in markdown
+    assert "context_restoration 4x4 poisson_disc' " not in markdown  # complete: not noted
 
 
 def test_a_report_whose_runs_all_finished_has_no_incomplete_ranking_note(tmp_path: Path) -> None:

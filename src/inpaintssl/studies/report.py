@@ -202,14 +202,24 @@ def _missing_ssl(plan: StudyPlan, results: Table, runs: Mapping[str, RunRecord])
     return _MissingSSL(untested, incomplete)
 
 
-def _incomplete_note(parts: ReportParts) -> str | None:
-    """The ranking's notes on strategies ranked without some planned SSL runs, for the page."""
+def _incomplete_note(
+    parts: ReportParts, incomplete: Mapping[str, paper_tables.IncompleteStrategy]
+) -> str | None:
+    """The ranking's notes on strategies ranked without some planned SSL runs, for the page.
+
+    Args:
+        parts: The report's parts, the ranking among them once built.
+        incomplete: The strategies the ranking was given as lacking some planned SSL runs
+            (:func:`_missing_ssl`): their ranked rows are the ones noted, whatever their notes say.
+    """
+    # Which rows is data (the strategies the ranking was told of, ranked), not the note's wording:
+    # a reworded note is still carried, and a ranked one's note says why it counts fewer items.
     notes = [
         f"{row['strategy']!r} {row['note']}"
         for item, _ in parts.parts
         if isinstance(item, Table) and item.name == "table3_ranking"
         for row in item
-        if str(row["note"]).startswith("ranked on ")
+        if row["rank"] is not None and str(row["strategy"]) in incomplete
     ]
     if not notes:
         return None
@@ -253,7 +263,15 @@ _CAPTIONS: Mapping[str, str] = MappingProxyType(
 
 def _study_parts(
     spec: StudySpec, plan: StudyPlan, results: Table, runs: Mapping[str, RunRecord], parts: ReportParts
-) -> None:
+) -> Mapping[str, paper_tables.IncompleteStrategy]:
+    """Add the study's own parts to ``parts``.
+
+    Returns:
+        The strategies its ranking was built with as lacking some planned SSL runs (none when
+        the study has no ranking, or it could not be built), for the page's note.
+    """
+    incomplete: dict[str, paper_tables.IncompleteStrategy] = {}
+
     def figure(name: str, plot: Callable[..., FigureFiles], caption: str = "", **options: str) -> None:
         parts.figure(name, caption or _CAPTIONS[name], functools.partial(plot, results, **options))
 
@@ -265,9 +283,11 @@ def _study_parts(
         # a ranked one that lacks some of its runs says so.
         def build() -> Table:
             missing = _missing_ssl(plan, results, runs)
-            return paper_tables.table3_ranking(
+            table = paper_tables.table3_ranking(
                 results, untested=missing.untested, incomplete=missing.incomplete
             )
+            incomplete.update(missing.incomplete)  # only once the ranking exists to carry their notes
+            return table
 
         parts.table(name, build)
 
@@ -297,6 +317,7 @@ def _study_parts(
         table("clinical agreement", clinical.agreement_table)
         table("per-image comparison", clinical.per_image_comparison_table)
         figure("fig3_dice", plots.plot_dice_vs_label_fraction)
+    return MappingProxyType(incomplete)
 
 
 def write_report(
@@ -333,7 +354,7 @@ def write_report(
         parts.table("status", lambda: _status_table(runs))
         parts.table("dice", lambda: paper_tables.dice_table(results))
     plan = expand_study(spec)
-    _study_parts(spec, plan, results, runs, parts)
+    incomplete = _study_parts(spec, plan, results, runs, parts)
     # The demo's results.csv has one row per slice and class, with the class average as "mean".
     measured = with_mean_class(results) if demo else _with_convergence(results, runs)
     written = measured.to_csv(folder / "results.csv")
@@ -342,7 +363,7 @@ def write_report(
         f"Study `{spec.study}`; results from `{spec.database_pattern()}`; "
         "every measurement: [results.csv](results.csv).",
         *([convergence] if convergence else []),
-        *([ranked] if (ranked := _incomplete_note(parts)) else []),
+        *([ranked] if (ranked := _incomplete_note(parts, incomplete)) else []),
         *([f"Warning: {overlap}."] if (overlap := spec.pretraining_sees_test_anatomy(plan=plan)) else []),
         *notes,
     ]
