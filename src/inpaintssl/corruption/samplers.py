@@ -317,6 +317,15 @@ def _poisson_capacity(height: int, width: int, patch_size: int) -> int:
     return min(squares, oler)
 
 
+def _lattice_spacings(patch_size: int) -> tuple[int, int]:
+    """``(2*K**2, ceil(K*sqrt(2)))``: the squared Poisson-disc distance and the least within-row spacing.
+
+    Integer corners compare their squared distances exactly against the first; the second
+    (whose square is at least the first) starts each lattice's range of within-row spacings.
+    """
+    return 2 * patch_size * patch_size, math.ceil(patch_size * math.sqrt(2.0))
+
+
 def _zigzag_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[NDArray[np.int64]]:
     """Corner sets of the staggered lattices that fit the corner domain ``[0, R] x [0, C]``.
 
@@ -327,8 +336,7 @@ def _zigzag_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[ND
     ``b // 2 <= b - b // 2``) and the row after next (``2a``); all three are at least
     ``K*sqrt(2)``, so every pair is, without comparing all pairs.
     """
-    min_sq = 2 * patch_size * patch_size
-    spacing = math.ceil(patch_size * math.sqrt(2.0))  # spacing**2 >= min_sq
+    min_sq, spacing = _lattice_spacings(patch_size)
     found = []
     for across in range(spacing, 2 * spacing + 1):
         half = across // 2
@@ -354,8 +362,7 @@ def _two_row_lattices(span_rows: int, span_cols: int, patch_size: int) -> list[N
     neighbours ``b`` apart with the other row shifted by ``b // 2``; only the row's neighbours and
     the other row's nearest points (``(R, b // 2)`` away) need to be at least ``K*sqrt(2)``.
     """
-    min_sq = 2 * patch_size * patch_size
-    spacing = math.ceil(patch_size * math.sqrt(2.0))
+    min_sq, spacing = _lattice_spacings(patch_size)
     found = []
     for across in range(spacing, 2 * spacing + 1):
         half = across // 2
