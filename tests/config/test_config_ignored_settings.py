@@ -10,6 +10,7 @@ written to, unless the user gave the setting.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,12 @@ from inpaintssl.config import (
     EvaluateConfig,
     FinetuneConfig,
     PretrainConfig,
+    UnusedSetting,
     apply_overrides,
     config_to_yaml,
     load_config,
+    quiet_unused_settings,
+    unused_settings,
     update_fields,
 )
 
@@ -227,3 +231,100 @@ def test_the_warning_is_a_user_warning_importable_from_the_config_package() -> N
     assert issubclass(ConfigWarning, UserWarning) and ConfigWarning.__module__ == "inpaintssl.config"
     with pytest.warns(ConfigWarning, match=r"^optim\.lr_decay=0\.5 has no effect"):
         PretrainConfig.model_validate({"optim": {"lr_decay": 0.5}})
+
+
+# -- the same judgement as data, and the quiet switch --------------------------------------------------
+
+
+def _quietly(cls: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quiet means no ConfigWarning at all, not one filtered out
+        with quiet_unused_settings():
+            return cls.model_validate(data)
+
+
+@pytest.mark.parametrize(("cls", "data", "message"), CASES)
+def test_unused_settings_lists_what_validation_warns_about(
+    cls: type[BaseModel], data: dict[str, Any], message: str
+) -> None:
+    found = unused_settings(_quietly(cls, data))
+    assert [str(setting) for setting in found] == [message]
+    # The field is the dotted path the case's mapping gives, whatever the message says of it.
+    ((section, fields),) = data.items()
+    assert found[0].field.split(".")[0] == section and found[0].field.split(".")[1] in fields
+
+
+@pytest.mark.parametrize(("cls", "data"), USED)
+def test_unused_settings_is_empty_where_validation_is_quiet(
+    cls: type[BaseModel], data: dict[str, Any]
+) -> None:
+    assert unused_settings(_quietly(cls, data)) == ()
+
+
+def test_several_unused_settings_come_in_the_order_validation_warns_them() -> None:
+    data = {
+        "data": {"resize_mode": "resize", "unlabelled": [{"dataset": "ct"}]},
+        "optim": {"schedule": "step_decay", "warmup_fraction": 0.2},
+        "transfer": {"second_lr": 1e-4, "weights": "encoder_decoder", "in_channels": "repeat"},
+        "run": {"device": "cpu", "cudnn_benchmark": True},
+    }
+    config, said = _validated(FinetuneConfig, data)
+    # Each section as pydantic validates it, in field order; the stage's own judgement (the
+    # unlabelled sources, a fine-tuning matter) after all its sections.
+    assert [message.split("=")[0] for message in said] == [
+        "data.resize_mode",
+        "optim.warmup_fraction",
+        "transfer.second_lr",
+        "transfer.weights",
+        "transfer.in_channels",
+        "run.cudnn_benchmark",
+        "data.unlabelled",
+    ]
+    assert [str(setting) for setting in unused_settings(config)] == said
+
+
+def test_quiet_unused_settings_touches_no_warnings_filter_and_resets_on_an_error() -> None:
+    filters = list(warnings.filters)
+    with pytest.raises(RuntimeError), quiet_unused_settings():
+        assert warnings.filters == filters
+        raise RuntimeError("stop")
+    with pytest.warns(ConfigWarning, match="run.amp='bf16' has no effect"):
+        PretrainConfig.model_validate({"run": {"device": "cpu", "amp": "bf16"}})
+
+
+def test_a_quiet_validation_in_another_thread_leaves_this_threads_warnings_alone() -> None:
+    # A warnings filter is process-wide: a loader quieting its own validation in a worker thread
+    # would silence the user's config in the main thread for as long as it held the filter.
+    holding, done = threading.Event(), threading.Event()
+
+    def quiet_loader() -> None:
+        with quiet_unused_settings():
+            _quietly(PretrainConfig, {"optim": {"lr_decay": 0.5}})
+            holding.set()
+            done.wait(timeout=30)
+
+    thread = threading.Thread(target=quiet_loader)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        with warnings.catch_warnings(record=True) as record:
+            # Appended, as a user's own filters would be: a filter the other thread put in front
+            # of the list (a warnings-filter quiet switch) would still win.
+            warnings.simplefilter("always", ConfigWarning, append=True)
+            FinetuneConfig.model_validate({"run": {"device": "cpu", "cudnn_benchmark": True}})
+        said = [m.split(":")[0] for m in _messages(record)]
+        assert said == ["run.cudnn_benchmark=true has no effect"]
+    finally:
+        done.set()
+        thread.join(timeout=30)
+
+
+def test_an_unused_setting_warns_from_its_own_method_unless_quiet() -> None:
+    setting = UnusedSetting("optim.lr_decay", 0.5, "optim.schedule is 'warmup_cosine'")
+    with pytest.warns(ConfigWarning, match=r"^optim\.lr_decay=0\.5 has no effect: optim\.schedule") as record:
+        setting.warn()
+    assert record[0].filename == __file__  # stacklevel 1: the caller's line, not the library's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with quiet_unused_settings():
+            setting.warn()

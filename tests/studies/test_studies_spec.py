@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaintssl.config import ConfigError, ConfigWarning, PretrainConfig, update_fields
+from inpaintssl.config import ConfigError, ConfigWarning, PretrainConfig, quiet_unused_settings, update_fields
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.registry import DATASETS
 from inpaintssl.studies import run_study
@@ -514,6 +514,15 @@ def test_a_base_setting_that_no_run_uses_is_told_once_with_its_spec_path() -> No
 )
 def test_a_base_setting_some_run_uses_or_none_keeps_is_not_warned_about(spec: dict[str, Any]) -> None:
     assert _config_warnings(spec) == []
+
+
+def test_a_spec_read_under_the_quiet_switch_judges_its_runs_silently() -> None:
+    spec = _spec(pretrain={"optim": {"recipe": "paper", "warmup_fraction": 0.1}})
+    assert len(_config_warnings(spec)) == 1  # the setting no run uses, as above
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with quiet_unused_settings():
+            assert load_spec(spec).pretrain.optim.warmup_fraction == 0.1
 
 
 def test_a_worker_reads_its_job_without_warning_again() -> None:

@@ -15,12 +15,13 @@ Import every name from here; the submodules are the layout, not the interface:
 ``base`` (the strict base model and shared field checks), ``data``, ``model``, ``pretext``,
 ``optim`` (recipes, optimiser, loss, early stopping), ``transfer`` and ``run`` (one section
 each), ``stages`` (the pretraining and fine-tuning configs), ``evaluate``, ``errors``
-(:class:`ConfigError`, :class:`ConfigWarning` and the error format), ``overrides`` and ``files``
-(reading and writing).
+(:class:`ConfigError`, :class:`ConfigWarning` and the error format), ``unused`` (the settings a
+config leaves unused), ``overrides`` and ``files`` (reading and writing).
 
 A setting given with a value other than its default that has no effect under another setting
 (``optim.warmup_fraction`` under the ``step_decay`` schedule) raises a :class:`ConfigWarning`
-naming both when the config is validated; see docs/training.rst.
+naming both when the config is validated; see docs/training.rst. :func:`unused_settings` lists
+them for a config already built, and :func:`quiet_unused_settings` validates without the warning.
 
 Example:
     >>> from inpaintssl.config import PretrainConfig, apply_overrides
@@ -52,6 +53,7 @@ from inpaintssl.config.run import RunConfig
 from inpaintssl.config.stages import FinetuneConfig, PretrainConfig, recipe_filled
 from inpaintssl.config.transfer import TWO_RUN_SCHEDULES as TWO_RUN_SCHEDULES
 from inpaintssl.config.transfer import TransferConfig
+from inpaintssl.config.unused import UnusedSetting, quiet_unused_settings, unused_settings
 
 __all__ = [
     "RECIPES",
@@ -70,6 +72,7 @@ __all__ = [
     "RunConfig",
     "SourceConfig",
     "TransferConfig",
+    "UnusedSetting",
     "apply_overrides",
     "update_fields",
     "config_to_yaml",
@@ -77,7 +80,9 @@ __all__ = [
     "load_config",
     "read_config_file",
     "read_config_text",
+    "quiet_unused_settings",
     "recipe_filled",
+    "unused_settings",
 ]
 
 # Bound here, not only imported, so the API docs (which read attribute docstrings from this file's

@@ -22,33 +22,18 @@ import os
 import re
 import types
 import typing
-import warnings
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from inpaintssl.config.errors import ConfigWarning
+from inpaintssl.config.unused import UnusedSetting
 from inpaintssl.options import check_option, format_choices
 
 __all__ = ["Device", "user_path"]
 
 _MAX_BATCH = 100_000
 """The largest batch size a config accepts."""
-
-_WARN_IGNORED = "warn_ignored_settings"
-"""Validation-context key; ``False`` keeps the ignored-settings warnings quiet (:func:`_quiet_context`)."""
-
-
-def _quiet_context() -> dict[str, Any]:
-    """A pydantic validation context under which no :class:`ConfigWarning` about ignored settings is raised.
-
-    For validations of a config that is not yet the one a run uses: a file about to get its
-    overrides, or a config code combines with other values (the study grid), whose base settings
-    were checked when the user's file or spec was read.
-    """
-    return {_WARN_IGNORED: False}
 
 
 def _given(section: BaseModel, name: str) -> bool:
@@ -75,28 +60,6 @@ def _default(model: type[BaseModel], name: str) -> Any:
     Only compared with, never handed out, so one shared (possibly mutable) value is safe.
     """
     return model.model_fields[name].get_default(call_default_factory=True)
-
-
-def _shown(value: Any) -> str:
-    """A setting's value as a config file spells it."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _warn_ignored(info: ValidationInfo, ignored: Iterable[tuple[str, Any, str]]) -> None:
-    """One :class:`ConfigWarning` per ``(dotted field, value, why it has no effect)``.
-
-    Quiet under :func:`_quiet_context`.
-    """
-    context = info.context
-    if isinstance(context, Mapping) and context.get(_WARN_IGNORED) is False:
-        return
-    for field, value, why in ignored:
-        # stacklevel: past this helper and the validator, into pydantic's call.
-        warnings.warn(f"{field}={_shown(value)} has no effect: {why}", ConfigWarning, stacklevel=3)
 
 
 @functools.cache
@@ -184,6 +147,21 @@ class _Strict(BaseModel):
             if length is not None and len(value) != length:
                 raise ValueError(f"{info.field_name} must hold {length} numbers, got {len(value)}")
         return value
+
+    def _unused_settings(self) -> list[UnusedSetting]:
+        """The settings this section gives that its own other settings leave unused.
+
+        A section that can leave one unused overrides this; its sections' judgements are their
+        own (:func:`~inpaintssl.config.unused_settings` walks them all).
+        """
+        return []
+
+    @model_validator(mode="after")
+    def _warn_unused_settings(self) -> _Strict:
+        for setting in self._unused_settings():
+            # stacklevel: past the validator, into pydantic's call.
+            setting.warn(stacklevel=2)
+        return self
 
 
 def _is_number_field(model: type[BaseModel], name: str) -> bool:

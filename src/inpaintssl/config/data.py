@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from inpaintssl.config.base import _given, _Strict, _warn_ignored
+from inpaintssl.config.base import _given, _Strict
+from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["DataConfig", "SourceConfig"]
 
@@ -68,9 +69,8 @@ class DataConfig(_Strict):
             raise ValueError(f"image_size must be two positive integers, got {value}")
         return value
 
-    @model_validator(mode="after")
-    def _resize_mode_needs_a_size(self, info: ValidationInfo) -> DataConfig:
-        if self.image_size is None and _given(self, "resize_mode"):
-            why = "data.image_size is null, so every slice keeps its own size and nothing is resized"
-            _warn_ignored(info, [("data.resize_mode", self.resize_mode, why)])
-        return self
+    def _unused_settings(self) -> list[UnusedSetting]:
+        if self.image_size is not None or not _given(self, "resize_mode"):
+            return []
+        why = "data.image_size is null, so every slice keeps its own size and nothing is resized"
+        return [UnusedSetting("data.resize_mode", self.resize_mode, why)]

@@ -7,16 +7,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from inpaintssl.config.base import _MAX_BATCH, Device, _quiet_context, _Strict
+from inpaintssl.config.base import _MAX_BATCH, Device, _Strict
 from inpaintssl.config.data import DataConfig
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import apply_overrides
+from inpaintssl.config.unused import quiet_unused_settings
 
 __all__ = ["EvaluateConfig", "load_data_section"]
 
@@ -74,9 +76,8 @@ def load_data_section(
     """
     try:
         # Judged with the overrides applied (apply_overrides), not before: see load_config.
-        holder = _DataSection.model_validate(
-            {"data": section}, context=_quiet_context() if overrides else None
-        )
+        with quiet_unused_settings() if overrides else contextlib.nullcontext():
+            holder = _DataSection.model_validate({"data": section})
     except ValidationError as exc:
         raise ConfigError(format_config_error(exc, source=source, model=_DataSection)) from exc
     return apply_overrides(holder, overrides).data if overrides else holder.data

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from inpaintssl.config.base import _quiet_context
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import ModelT, apply_overrides
+from inpaintssl.config.unused import quiet_unused_settings
 from inpaintssl.config.yaml_loader import ConfigYamlDumper, ConfigYamlLoader
 
 __all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text"]
@@ -145,7 +146,8 @@ def load_config(
         try:
             # With overrides to come, the file alone is not what runs: a setting it gives that the
             # overrides put to use (or out of use) is judged on the result, by apply_overrides.
-            config = cls.model_validate(data, context=_quiet_context() if overrides else None)
+            with quiet_unused_settings() if overrides else contextlib.nullcontext():
+                config = cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(format_config_error(exc, source=where, model=cls)) from exc
     return apply_overrides(config, overrides) if overrides else config

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from inpaintssl.config.base import _MAX_BATCH, _given, _Strict, _warn_ignored
+from inpaintssl.config.base import _MAX_BATCH, _given, _Strict
+from inpaintssl.config.unused import UnusedSetting
 
 __all__ = [
     "RECIPES",
@@ -133,27 +134,25 @@ class OptimConfig(_Strict):
             )
         return self
 
-    @model_validator(mode="after")
-    def _schedule_reads_its_settings(self, info: ValidationInfo) -> OptimConfig:
+    def _unused_settings(self) -> list[UnusedSetting]:
         # Each schedule reads its own settings (training.loop.Trainer.learning_rate): one given
         # for the other schedule changes nothing, most likely a recipe switched under it.
         schedule = self.effective_schedule
         chosen = f"optim.schedule is {schedule!r}" + (
             "" if self.schedule is not None else f" (the {self.recipe!r} recipe's)"
         )
-        ignored: list[tuple[str, Any, str]] = []
+        unused: list[UnusedSetting] = []
         if schedule == "step_decay" and _given(self, "warmup_fraction"):
             why = f"{chosen}, which does not warm up; it applies to 'warmup_cosine'"
-            ignored.append(("optim.warmup_fraction", self.warmup_fraction, why))
+            unused.append(UnusedSetting("optim.warmup_fraction", self.warmup_fraction, why))
         if schedule == "warmup_cosine":
             why = f"{chosen}, which decays along a cosine, not in steps; it applies to 'step_decay'"
-            ignored.extend(
-                (f"optim.{name}", getattr(self, name), why)
+            unused.extend(
+                UnusedSetting(f"optim.{name}", getattr(self, name), why)
                 for name in ("lr_decay", "lr_decay_every")
                 if _given(self, name)
             )
-        _warn_ignored(info, ignored)
-        return self
+        return unused
 
     @property
     def defaults(self) -> RecipeDefaults:

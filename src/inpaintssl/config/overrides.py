@@ -21,14 +21,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from inpaintssl.config.base import _quiet_context
 from inpaintssl.config.errors import ConfigError, _members, format_config_error
+from inpaintssl.config.unused import quiet_unused_settings
 from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
 __all__ = ["ModelT", "apply_overrides", "update_fields"]
@@ -125,7 +126,8 @@ def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str, quiet:
     ``quiet``: no warning about settings that have no effect (:func:`update_fields`).
     """
     try:
-        return cls.model_validate(data, context=_quiet_context() if quiet else None)
+        with quiet_unused_settings() if quiet else contextlib.nullcontext():
+            return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_config_error(exc, source=source, model=cls)) from exc
 

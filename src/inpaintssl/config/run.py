@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from inpaintssl.config.base import Device, _given, _Strict, _warn_ignored, user_path
+from inpaintssl.config.base import Device, _given, _Strict, user_path
+from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["CompileMode", "RunConfig"]
 
@@ -94,16 +95,14 @@ class RunConfig(_Strict):
             )
         return self
 
-    @model_validator(mode="after")
-    def _cuda_settings_on_the_cpu(self, info: ValidationInfo) -> RunConfig:
+    def _unused_settings(self) -> list[UnusedSetting]:
         if self.device != "cpu":
-            return self  # "auto" may pick CUDA: only a CPU asked for by name is certain
-        ignored: list[tuple[str, Any, str]] = []
+            return []  # "auto" may pick CUDA: only a CPU asked for by name is certain
+        unused: list[UnusedSetting] = []
         if self.amp in ("bf16", "fp16") and _given(self, "amp"):
             why = "run.device='cpu', and mixed precision is used on CUDA only"
-            ignored.append(("run.amp", self.amp, why))
+            unused.append(UnusedSetting("run.amp", self.amp, why))
         if _given(self, "cudnn_benchmark"):
             why = "run.device='cpu', and cuDNN's autotuning applies to CUDA only"
-            ignored.append(("run.cudnn_benchmark", self.cudnn_benchmark, why))
-        _warn_ignored(info, ignored)
-        return self
+            unused.append(UnusedSetting("run.cudnn_benchmark", self.cudnn_benchmark, why))
+        return unused

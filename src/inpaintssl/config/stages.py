@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from inpaintssl.config.base import _given, _Strict, _warn_ignored
+from inpaintssl.config.base import _given, _Strict
 from inpaintssl.config.data import DataConfig
 from inpaintssl.config.model import ModelConfig
 from inpaintssl.config.optim import EarlyStoppingConfig, LossConfig, OptimConfig
 from inpaintssl.config.pretext import PretextConfig, _corruption_problem
 from inpaintssl.config.run import RunConfig
 from inpaintssl.config.transfer import TransferConfig
+from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["FinetuneConfig", "PretrainConfig", "recipe_filled"]
 
@@ -66,16 +67,15 @@ class PretrainConfig(_StageConfig):
             raise ValueError(problem)
         return self
 
-    @model_validator(mode="after")
-    def _no_label_subset(self, info: ValidationInfo) -> PretrainConfig:
+    def _unused_settings(self) -> list[UnusedSetting]:
         # data.build.build_datasets: pretraining reads the whole train split, without labels.
-        if _given(self.data, "label_fraction"):
-            why = (
-                "pretraining trains on every training volume, without labels; label_fraction selects "
-                "fine-tuning's labelled subset"
-            )
-            _warn_ignored(info, [("data.label_fraction", self.data.label_fraction, why)])
-        return self
+        if not _given(self.data, "label_fraction"):
+            return []
+        why = (
+            "pretraining trains on every training volume, without labels; label_fraction selects "
+            "fine-tuning's labelled subset"
+        )
+        return [UnusedSetting("data.label_fraction", self.data.label_fraction, why)]
 
 
 class FinetuneConfig(_StageConfig):
@@ -104,14 +104,13 @@ class FinetuneConfig(_StageConfig):
             )
         return self
 
-    @model_validator(mode="after")
-    def _no_unlabelled_data(self, info: ValidationInfo) -> FinetuneConfig:
+    def _unused_settings(self) -> list[UnusedSetting]:
         # data.build.build_datasets adds the unlabelled sources to pretraining's set alone.
-        if _given(self.data, "unlabelled"):
-            datasets = [source.dataset for source in self.data.unlabelled]
-            why = "fine-tuning trains on the labelled data alone; unlabelled sources are added to pretraining"
-            _warn_ignored(info, [("data.unlabelled", datasets, why)])
-        return self
+        if not _given(self.data, "unlabelled"):
+            return []
+        datasets = [source.dataset for source in self.data.unlabelled]
+        why = "fine-tuning trains on the labelled data alone; unlabelled sources are added to pretraining"
+        return [UnusedSetting("data.unlabelled", datasets, why)]
 
     @property
     def loss_name(self) -> str:

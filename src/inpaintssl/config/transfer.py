@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from inpaintssl.config.base import _given, _Strict, _warn_ignored, user_path
+from inpaintssl.config.base import _given, _Strict, user_path
+from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["TWO_RUN_SCHEDULES", "TransferConfig"]
 
@@ -48,23 +49,19 @@ class TransferConfig(_Strict):
     def _home(cls, value: Any) -> Any:
         return user_path(value, field="pretrained")
 
-    @model_validator(mode="after")
-    def _second_lr_needs_a_second_run(self, info: ValidationInfo) -> TransferConfig:
+    def _unused_settings(self) -> list[UnusedSetting]:
+        unused: list[UnusedSetting] = []
         if self.schedule not in TWO_RUN_SCHEDULES and _given(self, "second_lr"):
             runs = " and ".join(repr(name) for name in TWO_RUN_SCHEDULES)
             why = f"transfer.schedule={self.schedule!r} trains once; only {runs} have a second run"
-            _warn_ignored(info, [("transfer.second_lr", self.second_lr, why)])
-        return self
-
-    @model_validator(mode="after")
-    def _transfer_settings_need_weights(self, info: ValidationInfo) -> TransferConfig:
-        # Without pretrained weights the run is the supervised baseline, trained from scratch: a
-        # transfer setting given then most likely means the pretraining run was left out.
+            unused.append(UnusedSetting("transfer.second_lr", self.second_lr, why))
         if self.pretrained is None:
+            # Without pretrained weights the run is the supervised baseline, trained from scratch:
+            # a transfer setting given then most likely means the pretraining run was left out.
             why = "transfer.pretrained is null, so nothing is transferred and the run trains from scratch"
-            _warn_ignored(
-                info,
-                [(f"transfer.{name}", getattr(self, name), why) for name in ("weights", "in_channels")
-                 if _given(self, name)],
-            )  # fmt: skip
-        return self
+            unused.extend(
+                UnusedSetting(f"transfer.{name}", getattr(self, name), why)
+                for name in ("weights", "in_channels")
+                if _given(self, name)
+            )
+        return unused

@@ -35,7 +35,6 @@ import functools
 import inspect
 import json
 import re
-import warnings
 import zipfile
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -56,7 +55,7 @@ from inpaintssl.checkpoint import (
     read_checkpoint_meta,
     resolve_checkpoint,
 )
-from inpaintssl.config import ConfigWarning, DataConfig
+from inpaintssl.config import DataConfig, quiet_unused_settings
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
 from inpaintssl.data.spacing import SpacingRange
@@ -430,9 +429,8 @@ def _read_preprocessing(run: RunFolder | None) -> Preprocessing | None:
     if not isinstance(section, Mapping):
         raise CheckpointError(f"{config_path}: expected a mapping with a 'data' section, found {document!r}")
     try:
-        with warnings.catch_warnings():
+        with quiet_unused_settings():
             # A setting the run left unused was told to whoever trained it, not to its model's user.
-            warnings.simplefilter("ignore", ConfigWarning)
             data = DataConfig.model_validate(dict(section))
     except ValidationError as exc:
         problems = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

@@ -84,7 +84,7 @@ import torch
 from pydantic import ValidationError
 
 from inpaintssl.atomic import atomic_write_text
-from inpaintssl.config import ConfigError, ConfigWarning
+from inpaintssl.config import ConfigError, quiet_unused_settings
 from inpaintssl.options import check_option
 from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.studies.execute import execute_job
@@ -196,9 +196,8 @@ def _worker_process(
     if command is not None:
         # A spawned process starts with Python's warning form; its warnings reach the same terminal.
         install_command_warnings(command)
-    with warnings.catch_warnings():
+    with quiet_unused_settings():
         # The driver read this spec and warned about its unused settings; once is enough.
-        warnings.simplefilter("ignore", ConfigWarning)
         spec = StudySpec.model_validate_json(spec_json)
     torch.set_num_threads(_local_threads(spec, workers))
     # Ctrl-C reaches the terminal's whole process group; the driver answers it by sending its

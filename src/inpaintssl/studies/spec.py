@@ -48,7 +48,6 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -59,11 +58,13 @@ from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandl
 
 from inpaintssl.config import (
     ConfigError,
-    ConfigWarning,
     FinetuneConfig,
     PretrainConfig,
+    UnusedSetting,
     format_validation_error,
+    quiet_unused_settings,
     read_config_text,
+    unused_settings,
     update_fields,
 )
 
@@ -246,8 +247,7 @@ class StudySpec(BaseModel):
         try:
             # A base setting unused under the base's own mode may be used under a grid value's
             # (second_lr beside a grid of one- and two-run schedules): judged on the runs instead.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConfigWarning)
+            with quiet_unused_settings():
                 return handler(value)
         except ValidationError as exc:
             config = PretrainConfig if info.field_name == "pretrain" else FinetuneConfig
@@ -480,23 +480,22 @@ def _unchecked(self: ModelT) -> ModelT:
 def _warn_settings_no_run_uses(configs: list[PretrainConfig | FinetuneConfig]) -> None:
     """One :class:`~inpaintssl.config.ConfigWarning` per setting that no run of its stage uses.
 
-    The base configs are read quietly (:meth:`StudySpec._base_fields`); each run's config, judged as
-    a run would be, says which of its settings it leaves unused. A setting counts as unused
-    only when every run of its stage leaves it so, as a grid value can give it a use.
+    The base configs are read quietly (:meth:`StudySpec._base_fields`); each run's config says
+    which of its settings it leaves unused (:func:`~inpaintssl.config.unused_settings`). A setting
+    counts as unused only when every run of its stage leaves it so, as a grid value can give it a
+    use. Quiet under :func:`~inpaintssl.config.quiet_unused_settings`, as validation is.
     """
     for stage in (PretrainConfig, FinetuneConfig):
-        common: dict[str, None] | None = None
+        common: dict[str, UnusedSetting] | None = None
         for config in configs:
             if type(config) is not stage:
                 continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConfigWarning)
-                stage.model_validate(config.model_dump())
-            said = {str(w.message): None for w in caught if issubclass(w.category, ConfigWarning)}
-            common = said if common is None else {m: None for m in common if m in said}
+            said = {str(setting): setting for setting in unused_settings(config)}
+            common = said if common is None else {text: s for text, s in common.items() if text in said}
         prefix = "pretrain" if stage is PretrainConfig else "finetune"
-        for message in common or ():
-            warnings.warn(f"{prefix}.{message} (in every {prefix} run)", ConfigWarning, stacklevel=2)
+        for setting in (common or {}).values():
+            why = f"{setting.why} (in every {prefix} run)"
+            UnusedSetting(f"{prefix}.{setting.field}", setting.value, why).warn(stacklevel=2)
 
 
 def _is_section(annotation: object) -> TypeGuard[type[BaseModel]]:

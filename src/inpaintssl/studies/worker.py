@@ -32,13 +32,12 @@ import os
 import socket
 import time
 import traceback
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from inpaintssl.config import ConfigWarning, FinetuneConfig, PretrainConfig
+from inpaintssl.config import FinetuneConfig, PretrainConfig, quiet_unused_settings
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job
 from inpaintssl.studies.resultfiles import result_path, write_result_file
@@ -74,10 +73,9 @@ class Task:
     def job(self) -> Job:
         """The job again, on the worker."""
         model = PretrainConfig if self.kind == "pretrain" else FinetuneConfig
-        with warnings.catch_warnings():
+        with quiet_unused_settings():
             # The study's settings no run uses were told when its spec was read (load_spec); a
             # setting only some runs leave unused is the grid's doing, not worth a warning per run.
-            warnings.simplefilter("ignore", ConfigWarning)
             return Job(self.run_id, self.kind, model.model_validate_json(self.config))
 
 
