@@ -95,6 +95,23 @@ for schedule in ("immediate", "freeze_then_unfreeze"):
     print(f"{schedule}: phases {phases}, {runs[schedule].epochs_run} epochs, test Dice {dice}")
 
 # %%
+# .. note::
+#
+#    **The ConvergenceWarning lines above are deliberate.** These runs get a handful of steps (4
+#    pretraining epochs, at most 8 fine-tuning epochs per phase) so that this page builds in
+#    seconds. Every run judges its own validation-loss curve and, when the curve was still falling
+#    as the budget ran out, warns that it has not converged and names the settings to raise
+#    (:class:`~inpaintssl.training.convergence.ConvergenceWarning`, :doc:`/training`). Here they
+#    are right: these models are not trained, and their Dice scores do not rank the schedules. A
+#    budget that converges: on 64 of these 32x32 shapes, a supervised fine-tune with the library's
+#    defaults (a depth-5, width-32 U-Net and the default recipe) and 20 epochs of 10 steps ends
+#    converged, at test Dice 0.974 (discs) and 0.968 (squares) in 67 s on a 2-core Xeon
+#    (:doc:`/training`, "Both recipes, measured side by side"). For pretraining, the README's
+#    ten-line example (MNI152 slices at 112x96, a depth-4, width-16 U-Net, 40 epochs of 10 steps,
+#    then 20 of 10 to fine-tune) converges in both runs; ``tests/test_readme_example.py`` runs it
+#    and fails on a ``ConvergenceWarning``.
+
+# %%
 # Within each phase the learning rate warms up and then follows a cosine over the phase's budget
 # (the default recipe, ``optim.recipe: budget``; ``optim.recipe: paper`` gives Appendix A.1's
 # ``lr * 0.9 ** floor((1 + epoch) / 2)``), and it restarts at the second learning rate (default
