@@ -69,6 +69,16 @@ def _folder_inputs(folder: Path) -> list[Path]:
     if volumes:
         return volumes
     if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if subfolders:
+            # A study exported as one folder per series: "empty" would send the user looking for
+            # files that are there, one level down, where folders are not searched.
+            raise PredictionError(
+                f"input folder {folder} holds no files, only {len(subfolders)} folder(s): "
+                f"{first_and_more(subfolders, limit=3)}; expected NIfTI, NumPy or HDF5 files or the "
+                "files of one DICOM series (folders are not searched): give each folder as an input, "
+                f"e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders only)"
+            )
         raise PredictionError(
             f"input folder {folder} is empty; expected NIfTI, NumPy or HDF5 files or a DICOM series"
         )
