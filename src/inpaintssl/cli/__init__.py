@@ -584,13 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         metavar="RUN_OR_CHECKPOINT",
         type=_user_path,
-        help="fine-tuning run folder or checkpoint folder",
+        help="fine-tuning run folder, checkpoint folder or .safetensors file (export --format safetensors)",
     )
     p.add_argument(
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="NIfTI, NumPy or HDF5 files, folders of them, DICOM series folders, or glob patterns",
+        help="NIfTI, NumPy or HDF5 files, folders of them, DICOM series folders (a study's folder of "
+        "series folders as 'study/*/'), or glob patterns",
     )
     _trailing_list(p, "inputs")
     p.add_argument(
