@@ -18,11 +18,13 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import types
 import typing
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
@@ -30,7 +32,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, fiel
 from inpaintssl.config.unused import UnusedSetting
 from inpaintssl.options import check_option, format_choices
 
-__all__ = ["Device", "user_path"]
+__all__ = ["Device", "Params", "user_path"]
 
 _MAX_BATCH = 100_000
 """The largest batch size a config accepts."""
@@ -212,6 +214,53 @@ def _fixed_length(model: type[BaseModel], name: str) -> int | None:
         if typing.get_origin(option) is tuple and Ellipsis not in typing.get_args(option)
     }
     return lengths.pop() if len(lengths) == 1 else None
+
+
+def _plain_value(value: Any, *, at: str) -> Any:
+    """``value`` as the plain data a config file and a study worker's JSON carry the same way.
+
+    A factory gets a run's parameters from the user's config in one process and from JSON (a
+    study worker, ``config.yaml`` on resume, ``load_model``) in another; only plain data reads
+    back as given there. NumPy scalars become Python numbers, paths text and tuples lists, as the
+    JSON would make them; what JSON would change or cannot hold is refused, naming ``at``.
+    """
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{at}={value} is not a finite number (the JSON study workers read has none)")
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return _plain_value(value.item(), at=at)
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(element, at=f"{at}[{index}]") for index, element in enumerate(value)]
+    if isinstance(value, Mapping):
+        plain: dict[str, Any] = {}
+        for key, element in value.items():
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"{at} has the key {key!r} ({type(key).__name__}); expected text keys: config.yaml and "
+                    f"study workers carry keys as text, so write {str(key)!r} (quoted in YAML)"
+                )
+            plain[key] = _plain_value(element, at=f"{at}[{key!r}]")
+        return plain
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    hint = "; give array.tolist()" if kind == "numpy.ndarray" else ""
+    raise ValueError(
+        f"{at} is a {kind}; expected text, a number, true/false, null, a list or a mapping with text "
+        f"keys (what config.yaml and study workers carry){hint}"
+    )
+
+
+def _plain_params(value: dict[str, Any]) -> dict[str, Any]:
+    # The error's location names the field (data.params); ``at`` goes on from there.
+    return {key: _plain_value(element, at=f"[{key!r}]") for key, element in value.items()}
+
+
+Params = Annotated[dict[str, Any], AfterValidator(_plain_params)]
+"""A factory's keyword arguments, held as plain data (:func:`_plain_value`)."""
 
 
 def user_path(value: Any, *, field: str) -> Any:

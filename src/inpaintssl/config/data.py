@@ -8,11 +8,11 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from inpaintssl.config.base import _given, _Strict
+from inpaintssl.config.base import Params, _given, _Strict
 from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["DataConfig", "SourceConfig"]
@@ -29,7 +29,7 @@ class SourceConfig(_Strict):
     """
 
     dataset: str = "mni152"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
@@ -52,7 +52,7 @@ class DataConfig(_Strict):
     """
 
     dataset: str = "mni152"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
     image_size: tuple[int, int] | None = None
     resize_mode: Literal["crop_or_pad", "resize"] = "crop_or_pad"
     label_fraction: float = Field(default=1.0, gt=0.0, le=1.0)

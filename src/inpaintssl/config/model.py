@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from inpaintssl.config.base import _Strict
+from inpaintssl.config.base import Params, _Strict
 
 __all__ = ["ModelConfig"]
 
@@ -26,7 +26,7 @@ class ModelConfig(_Strict):
     """
 
     backbone: str = "unet2d"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
     @field_validator("params")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from inpaintssl.config.base import _MAX_BATCH, _given, _Strict
+from inpaintssl.config.base import _MAX_BATCH, Params, _given, _Strict
 from inpaintssl.config.unused import UnusedSetting
 
 __all__ = [
@@ -201,4 +201,4 @@ class LossConfig(_Strict):
     """
 
     name: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)

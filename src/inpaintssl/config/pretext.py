@@ -9,11 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from inpaintssl.config.base import _Strict
+from inpaintssl.config.base import Params, _Strict
 from inpaintssl.defaults import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
 
 __all__ = ["PretextConfig"]
@@ -36,7 +34,7 @@ class PretextConfig(_Strict):
     sampler: str = DEFAULT_SAMPLER
     coverage: float = Field(default=DEFAULT_COVERAGE, gt=0.0, lt=1.0)
     bank_size: int = Field(default=DEFAULT_BANK_SIZE, gt=0)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
 
 
 def _corruption_problem(pretext: PretextConfig, image_size: tuple[int, int]) -> str | None:
