@@ -525,6 +525,21 @@ def _unknown_model_param(folder: Path) -> Call:
 
 
 @_case(
+    "config-params-integer-key",
+    "config",
+    ConfigError,
+    r"data\.params: \['class_names'\] has the key 1 \(int\); expected text keys",
+    r"write '1' \(quoted in YAML\)",
+)
+def _params_integer_key(folder: Path) -> Call:
+    """A mapping with integer keys inside ``data.params`` (``class_names: {1: fg}``), which a study
+    worker and a resume would read back with text keys."""
+    config = _pretrain_config(folder)
+    config["data"]["params"]["class_names"] = {1: "fg"}
+    return lambda: issl.pretrain(config)
+
+
+@_case(
     "config-unknown-dataset",
     "config",
     KeyError,
