@@ -93,6 +93,25 @@ def is_glob(text: str, path: Path) -> bool:
     return bool(_GLOB_CHARS & set(text)) and not path.exists()
 
 
+def _first_missing_folder(pattern: Path) -> Path | None:
+    """The first folder of the glob's fixed leading part that does not exist, if one does not.
+
+    Example:
+        >>> _first_missing_folder(Path("/no-such-folder/train/*.nii.gz"))
+        PosixPath('/no-such-folder')
+        >>> _first_missing_folder(Path("/*/train/*.nii.gz")) is None
+        True
+    """
+    folder = Path()
+    for part in pattern.parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            return None
+        folder = folder / part
+        if not folder.exists():
+            return folder
+    return None
+
+
 def _expand(pattern: str | Path, *, root: Path | None, what: str) -> list[Path]:
     return _expand_glob(pattern, root=root, what=what)[0]
 
@@ -106,7 +125,10 @@ def _expand_glob(pattern: str | Path, *, root: Path | None, what: str) -> tuple[
         query = str(full) + (os.sep if str(pattern).endswith(("/", os.sep)) else "")
         matches = sorted(Path(p) for p in glob.glob(query, recursive=True))
         if not matches:
-            raise DataError(f"{what} pattern {str(full)!r} matches no files")
+            missing = _first_missing_folder(full)
+            # A misspelt root or folder is the usual cause, and the full pattern hides which part.
+            where = f": folder {missing} does not exist" if missing is not None else ""
+            raise DataError(f"{what} pattern {str(full)!r} matches no files{where}")
         return matches, query
     return [existing_path(full, what=what, directory_ok=True)], None
 
