@@ -99,6 +99,24 @@ CASES: tuple[tuple[type[BaseModel], dict[str, Any], str], ...] = (
         "run.cudnn_benchmark=true has no effect: run.device='cpu', and cuDNN's autotuning applies to "
         "CUDA only",
     ),
+    (
+        PretrainConfig,
+        {"run": {"device": "cuda:1", "cpu_weight_gradient": "blocked_gemm"}},
+        "run.cpu_weight_gradient='blocked_gemm' has no effect: run.device='cuda:1', and it chooses a "
+        "kernel for CPU training only",
+    ),
+    (
+        FinetuneConfig,
+        {"run": {"channels_last": False, "cpu_weight_gradient": "onednn"}},
+        "run.cpu_weight_gradient='onednn' has no effect: run.channels_last=false, and it chooses a kernel "
+        "for channels_last training only",
+    ),
+    (
+        PretrainConfig,
+        {"run": {"device": "cpu", "compile": "default", "cpu_weight_gradient": "blocked_gemm"}},
+        "run.cpu_weight_gradient='blocked_gemm' has no effect: run.compile='default', and the compiler "
+        "generates the backward pass itself",
+    ),
     # A transfer setting without weights to transfer: the pretraining run was most likely left out.
     (
         FinetuneConfig,
@@ -130,6 +148,10 @@ USED: tuple[tuple[type[BaseModel], dict[str, Any]], ...] = (
     (PretrainConfig, {"run": {"device": "cuda", "amp": "bf16", "cudnn_benchmark": True}}),
     (PretrainConfig, {"run": {"device": "auto", "amp": "fp16"}}),  # auto may pick CUDA
     (FinetuneConfig, {"run": {"device": "cpu", "amp": "off"}}),
+    # auto may pick the CPU; channels_last auto is channels_last there; eager autograd.
+    (PretrainConfig, {"run": {"device": "auto", "cpu_weight_gradient": "blocked_gemm"}}),
+    (FinetuneConfig, {"run": {"device": "cpu", "channels_last": True, "cpu_weight_gradient": "onednn"}}),
+    (PretrainConfig, {"run": {"device": "cuda", "compile": "default", "cpu_weight_gradient": "auto"}}),
     (
         FinetuneConfig,
         {"transfer": {"pretrained": "runs/pre", "weights": "encoder_decoder", "in_channels": "repeat"}},

@@ -96,13 +96,24 @@ class RunConfig(_Strict):
         return self
 
     def _unused_settings(self) -> list[UnusedSetting]:
-        if self.device != "cpu":
-            return []  # "auto" may pick CUDA: only a CPU asked for by name is certain
         unused: list[UnusedSetting] = []
-        if self.amp in ("bf16", "fp16") and _given(self, "amp"):
-            why = "run.device='cpu', and mixed precision is used on CUDA only"
-            unused.append(UnusedSetting("run.amp", self.amp, why))
-        if _given(self, "cudnn_benchmark"):
-            why = "run.device='cpu', and cuDNN's autotuning applies to CUDA only"
-            unused.append(UnusedSetting("run.cudnn_benchmark", self.cudnn_benchmark, why))
+        if self.device == "cpu":  # "auto" may pick CUDA: only a CPU asked for by name is certain
+            if self.amp in ("bf16", "fp16") and _given(self, "amp"):
+                why = "run.device='cpu', and mixed precision is used on CUDA only"
+                unused.append(UnusedSetting("run.amp", self.amp, why))
+            if _given(self, "cudnn_benchmark"):
+                why = "run.device='cpu', and cuDNN's autotuning applies to CUDA only"
+                unused.append(UnusedSetting("run.cudnn_benchmark", self.cudnn_benchmark, why))
+        if _given(self, "cpu_weight_gradient"):
+            # models.cpu_convolution applies it only to channels_last CPU tensors, and only to the
+            # backward pass eager autograd runs (the compiler writes its own).
+            reason: str | None = None
+            if self.device.startswith("cuda"):
+                reason = f"run.device={self.device!r}, and it chooses a kernel for CPU training only"
+            elif self.channels_last is False:
+                reason = "run.channels_last=false, and it chooses a kernel for channels_last training only"
+            elif self.compile != "off":
+                reason = f"run.compile={self.compile!r}, and the compiler generates the backward pass itself"
+            if reason is not None:
+                unused.append(UnusedSetting("run.cpu_weight_gradient", self.cpu_weight_gradient, reason))
         return unused
