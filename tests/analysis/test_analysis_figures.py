@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
+from matplotlib.artist import Artist
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer
+from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.patches import PathPatch
 
 from inpaintssl.analysis.figures import (
+    SUPERVISED_COLOR,
     FigureFiles,
     plot_dice_vs_label_fraction,
     plot_dice_vs_pretraining_data,
@@ -335,3 +341,108 @@ def test_figure_3_keeps_a_baselines_full_label_point_before_the_ssl_runs_there_f
         )
         assert lines[f"{name}, 100% labels"].get_ydata()[0] == pytest.approx(expected)
     assert len(lines["context_restoration lr=0.01"].get_xdata()) == len(FRACTIONS) - 1
+
+
+def _walk_clinical_results() -> ResultsTable:
+    """One clinical metric (tissue volume), three classes, 100/50/25 % labels, errors all near 30 %:
+    the bars of every group reach the top of the panel, as in a short study."""
+    rng = np.random.default_rng(5)
+    rows = [
+        result_row(
+            arm,
+            None,
+            fraction,
+            f"v{image}",
+            30.0 + rng.uniform(-1, 1),
+            level="volume",
+            slice_index=-1,
+            class_name=name,
+            metric="volume_mm3_pct_error",
+        )
+        for arm, fraction, name, image in itertools.product(
+            ("supervised", "ssl"), (1.0, 0.5, 0.25), RESULT_CLASSES, range(RESULT_IMAGES)
+        )
+    ]
+    return ResultsTable(rows)
+
+
+def _renderer(figure: Figure) -> Any:
+    """The canvas renderer after a draw at the figure's own dpi (saving drew it at another)."""
+    figure.canvas.draw()
+    return figure.canvas.get_renderer()  # type: ignore[attr-defined]
+
+
+def _inside_figure(artist: Artist, figure: Figure) -> bool:
+    box = artist.get_window_extent(_renderer(figure))
+    return bool(box.x0 >= 0 and box.y0 >= 0 and box.x1 <= figure.bbox.width and box.y1 <= figure.bbox.height)
+
+
+def test_figure_6_legend_hides_no_bar(tmp_path: Path) -> None:
+    # The legend sat on the panel: where the bars reached its top, it covered some of them.
+    out = plot_percent_error_bars(_walk_clinical_results(), tmp_path / "fig6")
+    assert out.figure is not None
+    renderer = _renderer(out.figure)
+    legends = [*out.figure.legends, *(ax.get_legend() for ax in out.figure.axes if ax.get_legend())]
+    (legend,) = legends
+    assert len(legend.get_texts()) == 6  # 3 label fractions x 2 arms
+    assert _inside_figure(legend, out.figure)
+    box = legend.get_window_extent(renderer)
+    bars = [
+        p for ax in out.figure.axes for c in ax.containers if isinstance(c, BarContainer) for p in c.patches
+    ]
+    assert len(bars) == 6 * len(RESULT_CLASSES)
+    assert not any(box.overlaps(bar.get_window_extent(renderer)) for bar in bars)
+
+
+@pytest.mark.parametrize("metrics", [1, 2])
+def test_figure_7_title_fits_and_names_the_label_fractions_averaged(metrics: int, tmp_path: Path) -> None:
+    # The title said "label fractions" where the points average the label-limited ones (100 % is
+    # left out, as in the per-image test), and ran off both sides of a one-panel figure.
+    results = _walk_clinical_results()
+    if metrics == 2:
+        results = ResultsTable(
+            [*results.rows, *({**r, "metric": "mean_t2_ms_pct_error"} for r in results.rows)]
+        )
+    out = plot_ssl_vs_supervised(results, tmp_path / "fig7")
+    assert out.figure is not None and len(out.figure.axes) == metrics
+    title = out.figure.get_suptitle()
+    assert "50%, 25%" in title and "100%" not in title
+    assert out.figure._suptitle is not None and _inside_figure(out.figure._suptitle, out.figure)
+
+
+def test_figure_3_shades_the_baselines_spread_over_subset_seeds_as_it_does_the_ssl_runs(
+    tmp_path: Path,
+) -> None:
+    # Both arms trained two subsets at 50 %: the SSL curve showed its seed-to-seed range, the
+    # supervised curve none, as if its mean were exact; and the figure never said what the band is.
+    rows = [
+        *dice_rows("supervised", "supervised", 1.0),
+        *(r for seed in (0, 1) for r in dice_rows("supervised", "supervised", 0.5, seed)),
+        *dice_rows("ssl", "context_restoration", 1.0, task="context_restoration"),
+        *(
+            r
+            for seed in (0, 1)
+            for r in dice_rows("ssl", "context_restoration", 0.5, seed, task="context_restoration")
+        ),
+    ]
+    results = ResultsTable(rows)
+    out = plot_dice_vs_label_fraction(results, tmp_path / "fig3")
+    assert out.figure is not None and "shaded: range over subset seeds" in out.figure.get_suptitle()
+    for ax, class_name in zip(out.figure.axes, RESULT_CLASSES):
+        seeds = [
+            np.mean(
+                results.select(
+                    arm="supervised", label_fraction=0.5, subset_seed=s, class_name=class_name
+                ).column("value")
+            )
+            for s in (0, 1)
+        ]
+        bands = {
+            tuple(np.round(band.get_facecolor()[0][:3], 3)): band.get_paths()[0].vertices
+            for band in ax.collections
+            if isinstance(band, PolyCollection)
+        }
+        assert len(bands) == 2  # one per arm
+        supervised = bands[tuple(np.round(to_rgb(SUPERVISED_COLOR), 3))]
+        at_half = supervised[np.isclose(supervised[:, 0], 50.0), 1]
+        np.testing.assert_allclose(sorted(set(np.round(at_half, 12))), sorted(np.round(seeds, 12)))

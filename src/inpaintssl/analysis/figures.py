@@ -8,7 +8,7 @@ with the written paths and the figure, whose axes can be inspected.
 - :func:`plot_dice_vs_label_fraction`: Figures 3/4, Dice vs label fraction, one panel per class,
   one line per SSL strategy, the supervised baseline in light blue and the supervised model with
   all labels as a black dotted line (with several baselines, one named line of its own style
-  each); a band shows the spread over subset seeds.
+  each); a shaded band shows each curve's range over subset seeds, the baselines' too.
 - :func:`plot_dice_vs_pretraining_data`: Figure 5, Dice vs % pretraining data per label fraction
   (0% = supervised) with dashed power-law fits ``y = a x^k + c``, each labelled with a, k, c and
   its residual standard error ``sqrt(SSR / (n - 3))`` (the ``rse`` of the power-law table); one
@@ -44,6 +44,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.typing import ColorType
 
 from inpaintssl.analysis.clinical import CLINICAL_METRICS, image_errors, percent_error_medians
 from inpaintssl.analysis.summaries import (
@@ -51,6 +52,7 @@ from inpaintssl.analysis.summaries import (
     baseline_name,
     class_names,
     dice_curves,
+    limited_fractions,
     named_baselines,
     scaling_series,
     transfer_boxes,
@@ -158,10 +160,23 @@ def _merged_curves(curves: Sequence[Curve]) -> list[tuple[list[str], Curve]]:
     return list(drawn.values())
 
 
-def _draw_baselines(ax: Axes, curves: Sequence[Curve], styles: dict[str, int]) -> None:
-    """The supervised curves (one per baseline) and each baseline's all-labels level, once each."""
+def _seed_band(ax: Axes, curve: Curve, color: ColorType) -> bool:
+    """Shade ``curve``'s range over subset seeds, where it has one; whether it did."""
+    if not np.any(curve.high > curve.low):
+        return False
+    ax.fill_between(100 * curve.x, curve.low, curve.high, color=color, alpha=0.15)
+    return True
+
+
+def _draw_baselines(ax: Axes, curves: Sequence[Curve], styles: dict[str, int]) -> bool:
+    """The supervised curves (one per baseline) and each baseline's all-labels level, once each.
+
+    Returns:
+        Whether a curve's range over subset seeds was shaded.
+    """
     single = len(styles) == 1
     levels: dict[float, list[str]] = {}
+    shaded = False
     for names, curve in _merged_curves(curves):
         color, dashes, marker = _BASELINE_STYLES[styles[names[0]] % len(_BASELINE_STYLES)]
         ax.plot(
@@ -173,6 +188,8 @@ def _draw_baselines(ax: Axes, curves: Sequence[Curve], styles: dict[str, int]) -
             marker=marker,
             label=" / ".join(names),
         )
+        # Its seeds' spread, as the SSL curves show theirs: a mean drawn alone would look exact.
+        shaded = _seed_band(ax, curve, color) or shaded
         full = curve.x == 1.0
         if full.any():
             levels.setdefault(float(curve.mean[full][0]), []).extend(names)
@@ -180,6 +197,7 @@ def _draw_baselines(ax: Axes, curves: Sequence[Curve], styles: dict[str, int]) -
         color = "black" if single else _BASELINE_STYLES[styles[names[0]] % len(_BASELINE_STYLES)][0]
         label = "supervised, 100% labels" if single else f"{' / '.join(names)}, 100% labels"
         ax.axhline(value, color=color, linestyle=":", label=label)
+    return shaded
 
 
 def plot_dice_vs_label_fraction(
@@ -194,7 +212,9 @@ def plot_dice_vs_label_fraction(
     ``supervised`` and a black dotted line at its Dice with all labels. Several baselines (a grid
     over learning rates or budgets trains one per setting) get a line each, labelled with its name
     (``supervised lr=0.001``) and drawn in a style of its own, with a dotted all-labels line in its
-    colour; lines that would coincide are drawn once, labelled with every name.
+    colour; lines that would coincide are drawn once, labelled with every name. Each curve, SSL
+    or supervised, is the mean over subset seeds of the test-set mean; where it has several seeds a
+    shaded band in its colour spans their lowest and highest, and the title says so.
 
     Args:
         results: The long results table.
@@ -219,18 +239,19 @@ def plot_dice_vs_label_fraction(
     styles = {baseline_name(n): i for i, n in enumerate(supervised.unique("strategy"))}
     fractions = [float(f) for f in results.unique("label_fraction") if f is not None]
     figure, axes = _panels(len(classes))
+    shaded = False
     for ax, name in zip(axes, classes):
         for curve in dice_curves(ssl, class_name=name, level=level):
             (line,) = ax.plot(100 * curve.x, curve.mean, marker="o", markersize=3, label=str(curve.name))
-            if np.any(curve.high > curve.low):
-                ax.fill_between(100 * curve.x, curve.low, curve.high, color=line.get_color(), alpha=0.15)
-        _draw_baselines(ax, dice_curves(supervised, class_name=name, level=level), styles)
+            shaded = _seed_band(ax, curve, line.get_color()) or shaded
+        shaded = _draw_baselines(ax, dice_curves(supervised, class_name=name, level=level), styles) or shaded
         _percent_axis(ax, fractions)
         ax.set_title(name)
         ax.set_xlabel("labelled training data")
         ax.set_ylabel("Dice")
     axes[0].legend(fontsize="x-small")
-    figure.suptitle(f"Dice vs label fraction{f' ({task})' if task else ''}")
+    band = "; shaded: range over subset seeds" if shaded else ""
+    figure.suptitle(f"Dice vs label fraction{f' ({task})' if task else ''}{band}")
     return save_figure(figure, path)
 
 
@@ -331,7 +352,18 @@ def plot_percent_error_bars(results: Table, path: str | Path) -> FigureFiles:
         ax.set_xticks(np.arange(len(classes)), classes, rotation=20)
         ax.set_title(CLINICAL_METRICS[metric])
         ax.set_ylabel("median % error")
-    axes[0].legend(fontsize="xx-small", ncols=2)
+    # Below the panels (on a panel it covered the bars that reached its top), a column per arm
+    # (the legend fills its columns in turn), each fraction on a row of its own.
+    entries = dict(zip(*reversed(axes[0].get_legend_handles_labels())))
+    arms = list(dict.fromkeys(label.rsplit(" ", 1)[0] for label in entries))
+    order = sorted(entries, key=lambda label: arms.index(label.rsplit(" ", 1)[0]))
+    figure.legend(
+        [entries[label] for label in order],
+        order,
+        loc="outside lower center",
+        fontsize="x-small",
+        ncols=len(arms),
+    )
     figure.suptitle("Percent error of clinical metrics: supervised vs SSL")
     return save_figure(figure, path)
 
@@ -339,13 +371,21 @@ def plot_percent_error_bars(results: Table, path: str | Path) -> FigureFiles:
 def plot_ssl_vs_supervised(results: Table, path: str | Path) -> FigureFiles:
     """Figure 7: per-image percent error with SSL vs with supervised segmentation, one panel per metric.
 
+    An image's error is averaged over classes and the label fractions the paired test pools
+    (:func:`~inpaintssl.analysis.clinical.paired_image_errors`: all but 100 %, when others exist),
+    which the title names.
+
     Raises:
         ValueError: No image has clinical errors from both arms.
     """
     pairs = {m: image_errors(results, m) for m in CLINICAL_METRICS}
     pairs = {m: p for m, p in pairs.items() if p[0].size}
     _require(bool(pairs), "plot_ssl_vs_supervised: no image has clinical percent errors from both arms")
-    figure, axes = _panels(len(pairs))
+    errors = results.where(
+        lambda r: any(r.get("metric") == f"{m}_pct_error" for m in pairs) and r.get("arm") == "ssl"
+    )
+    pooled = sorted((float(f) for f in limited_fractions(errors)), reverse=True)
+    figure, axes = _panels(len(pairs), width=4.5)
     for ax, (metric, (sup, ssl)) in zip(axes, pairs.items()):
         ax.scatter(sup, ssl, s=10, color=ARM_COLORS["supervised"])
         top = float(max(sup.max(), ssl.max(), 1e-9))
@@ -353,7 +393,11 @@ def plot_ssl_vs_supervised(results: Table, path: str | Path) -> FigureFiles:
         ax.set_title(CLINICAL_METRICS[metric])
         ax.set_xlabel("supervised % error")
         ax.set_ylabel("SSL % error")
-    figure.suptitle("Per-image percent error (mean over classes and label fractions)")
+    # Two short lines: one panel is narrow, and a longer line ran off both its sides.
+    fractions = ", ".join(f"{f:.0%}" for f in pooled)
+    figure.suptitle(
+        f"Per-image percent error\n(mean over classes and label fractions {fractions})", fontsize="medium"
+    )
     return save_figure(figure, path)
 
 
