@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from inpaintssl.config import DataConfig, SourceConfig
@@ -87,7 +88,25 @@ class DataBundle:
     data_files: list[str] = field(default_factory=list)
 
 
-def _build_source(name: str, params: dict[str, Any], *, split: str, labelled: bool) -> SliceDataset:
+_SET_BY_THE_RUN = MappingProxyType(
+    {
+        "split": "once for each split it reads (train, val, test), whose files the cases parameter names",
+        "labelled": "reading labels to fine-tune and evaluate, and images alone to pretrain",
+    }
+)
+"""Dataset arguments the run passes itself, with what it passes: never taken from ``params``."""
+
+
+def _build_source(
+    name: str, params: dict[str, Any], *, split: str, labelled: bool, where: str = "data.params"
+) -> SliceDataset:
+    for key, passed in _SET_BY_THE_RUN.items():
+        if key in params:
+            # Given twice, Python's own refusal named Registry.build and neither the field nor why.
+            raise DataError(
+                f"{where}.{key}={params[key]!r}: {key} is set by the run, {passed}; expected only "
+                f"the dataset's own parameters in {where}"
+            )
     dataset = DATASETS.build(name, split=split, labelled=labelled, **params)
     if not isinstance(dataset, SliceDataset):
         raise DataError(f"dataset {name!r} returned {type(dataset).__name__}; expected a SliceDataset")
@@ -198,7 +217,8 @@ class _Builder:
         """The ``fraction`` of volumes of one extra pretraining source."""
         params = dict(source.params)
         split = str(params.pop("split", "unlabelled"))
-        dataset = _build_source(source.dataset, params, split=split, labelled=False)
+        where = f"data.unlabelled[{position}].params"
+        dataset = _build_source(source.dataset, params, split=split, labelled=False, where=where)
         key = f"unlabelled/{position}"
         if self.reuse is not None and key in self.reuse.subsets:
             chosen: Sequence[str] = self.reuse.subsets[key].volume_ids
