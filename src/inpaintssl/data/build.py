@@ -59,7 +59,7 @@ from inpaintssl.data.views import (
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
-__all__ = ["DataBundle", "Stage", "build_datasets"]
+__all__ = ["DataBundle", "Stage", "build_datasets", "build_split"]
 
 Stage = Literal["pretrain", "finetune"]
 
@@ -313,3 +313,28 @@ def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: i
         splits=record,
         data_files=files,
     )
+
+
+def build_split(cfg: DataConfig, split: str, *, size_multiple: int = 1) -> SliceDataset:
+    """One labelled split, as :func:`build_datasets` builds and fits it, without the others.
+
+    What scoring a model reads: a data section for new labelled scans may define its ``test``
+    split alone, where :func:`build_datasets` needs ``train`` and ``val`` too (a run trains on them).
+
+    Args:
+        cfg: The data configuration.
+        split: ``train`` (its ``label_fraction`` subset), ``val`` (capped at ``val_max_images``
+            slices) or ``test``.
+        size_multiple: Both sides of every slice must be divisible by this (backbone constraint).
+
+    Raises:
+        DataError: As :func:`build_datasets`, for this split's files alone.
+    """
+    check_option(split, ("train", "val", "test"), field="split")
+    _check_arguments(cfg, "finetune", size_multiple)
+    builder = _Builder(cfg, size_multiple=size_multiple)
+    if split == "train":
+        view = builder.training_subset(fraction=cfg.label_fraction, labelled=True)
+    else:
+        view = builder.evaluation_set(split, labelled=True)
+    return builder.fit(view, what=f"{cfg.dataset} {split} set")
