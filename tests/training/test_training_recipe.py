@@ -268,6 +268,22 @@ def test_a_schedule_decayed_to_a_rate_of_zero_is_judged_not_refused() -> None:
     assert moved.describe() == "NOT converged (improved in the last fifth at a learning rate of 0)"
 
 
+def test_the_share_a_verdict_quotes_says_it_is_per_unit_of_learning_rate() -> None:
+    # A reader checking metrics.csv by eye sees the plain share of the improvement; the verdict's
+    # figure weighs it by the rate spent, and says so. Hand-worked, halving rates: n = 5, window
+    # w = 1; total = 1.0 - 0.3 = 0.7; recent = 0.35 - 0.3 = 0.05 (7.1 % of the improvement);
+    # sum(r[1:]) / sum(r[4:]) = (8 + 4 + 2 + 1) / 1 = 15; w / (n - 1) = 1/4:
+    # share = 0.05 / 0.7 * 15 / 4 = 0.268.
+    verdict = assess_convergence(
+        [1.0, 0.5, 0.4, 0.35, 0.3], stopped_early=False, learning_rates=[16.0, 8.0, 4.0, 2.0, 1.0]
+    )
+    assert verdict.recent_share == pytest.approx(0.05 / 0.7 * 15 / 4)
+    assert (
+        verdict.describe()
+        == "NOT converged (26.8% of the improvement in the last fifth, per unit of learning rate)"
+    )
+
+
 # -- what a run writes --------------------------------------------------------------------------
 
 

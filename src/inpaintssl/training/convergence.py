@@ -88,7 +88,9 @@ class Convergence:
             return f"converged ({self.reason})" if self.converged else f"NOT converged ({self.reason})"
         if math.isinf(self.recent_share):
             return "NOT converged (improved in the last fifth at a learning rate of 0)"
-        share = f"{100 * self.recent_share:.1f}% of the improvement in the last fifth"
+        share = (
+            f"{100 * self.recent_share:.1f}% of the improvement in the last fifth, per unit of learning rate"
+        )
         return f"converged ({self.reason}, {share})" if self.converged else f"NOT converged ({share})"
 
 
@@ -120,7 +122,7 @@ def assess_convergence(
         >>> assess_convergence(curve, stopped_early=False).converged
         True
         >>> assess_convergence(curve, stopped_early=False, learning_rates=rates).describe()
-        'NOT converged (13.5% of the improvement in the last fifth)'
+        'NOT converged (13.5% of the improvement in the last fifth, per unit of learning rate)'
     """
     if not 0.0 < tolerance < 1.0:
         raise ValueError(f"tolerance must lie in (0, 1), got {tolerance}")
