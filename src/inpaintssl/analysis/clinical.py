@@ -274,8 +274,8 @@ def agreement_table(results: Table) -> Table:
     return Table(
         tuple(rows),
         name="clinical_agreement",
-        title="Clinical metrics: median percent error (Figure 6), Bland-Altman bias and 95% limits of "
-        "agreement "
+        title="Clinical metrics per scan, its subset seeds' predictions averaged first (n counts scans): "
+        "median percent error (Figure 6), Bland-Altman bias and 95% limits of agreement "
         "(predicted - reference), ICC(2,1) absolute agreement, median absolute error in the metric's unit "
         "(the error to read for mean HU, whose zero is arbitrary)",
         columns=(
