@@ -11,7 +11,9 @@ Labels hold integer classes: value ``i + 1`` is ``class_names[i]`` and 0 is back
 ``label_values`` maps class names to other values. Any other value is an error naming the file
 and slice, as are NaN/Inf image pixels. The pre-flight check also refuses an image volume holding
 one value in every voxel (a blank export or copy); a constant label volume (all background) or a
-constant slice of a varying volume is fine.
+constant slice of a varying volume is fine. An image of at most :data:`LABEL_MAP_MAX_VALUES`
+distinct values, all whole numbers, is warned about as a likely label map (one that a pattern
+meant for scans matched too).
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -28,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +52,15 @@ from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
-__all__ = ["Case", "Normalize", "VolumeSliceDataset", "hdf5_dataset", "nifti_dataset", "numpy_dataset"]
+__all__ = [
+    "LABEL_MAP_MAX_VALUES",
+    "Case",
+    "Normalize",
+    "VolumeSliceDataset",
+    "hdf5_dataset",
+    "nifti_dataset",
+    "numpy_dataset",
+]
 
 Normalize = Literal["volume", "channel", "none"]
 
@@ -178,17 +189,24 @@ class VolumeSliceDataset(SliceDataset):
 
     def _scan(self, case_index: int) -> tuple[Stats, float, float]:
         """:meth:`_scan_image`, plus the smallest and largest stored value of the whole image."""
+        return self._scan_values(case_index)[:3]
+
+    def _scan_values(self, case_index: int) -> tuple[Stats, float, float, set[float] | None]:
+        """:meth:`_scan`, plus the image's distinct values while they are few whole numbers, else ``None``."""
         case = self._cases[case_index]
         acc = RunningStats(per_channel=self.normalize == "channel")
         low, high = np.inf, -np.inf
+        values: set[float] | None = set()
         for s in range(case.image.num_slices):
             raw = case.image.read(s)
             check_real(raw, where=f"{case.image.source} slice {s}")
             check_finite(raw, where=f"{case.image.source} slice {s}")
             if raw.size:
                 low, high = min(low, float(raw.min())), max(high, float(raw.max()))
+            if values is not None:
+                values = _few_whole_numbers(raw, values)
             acc.update(self.to_channels(raw))
-        return acc.result(channels=self.in_channels), low, high
+        return acc.result(channels=self.in_channels), low, high, values
 
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
         """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
@@ -206,7 +224,18 @@ class VolumeSliceDataset(SliceDataset):
         case = self._cases[case_index]
         if self.labelled and case.label is not None:
             check_same_geometry(case.image, case.label)
-        stats, low, high = self._scan(case_index)
+        stats, low, high, values = self._scan_values(case_index)
+        if values is not None and low != high:
+            shown = ", ".join(f"{v:g}" for v in sorted(values))
+            warnings.warn(
+                f"{self.name} case {case.volume_id!r}: image {case.image.source} holds only "
+                f"{len(values)} distinct values, all whole numbers ({shown}): is it a label map? A "
+                "pattern meant for scans that also matches label maps ('train/*.nii.gz' beside "
+                "'*_seg.nii.gz') uses them as scans: narrow it (e.g. '*_t1.nii.gz'); a scan of so few "
+                "values is used as it is",
+                UserWarning,
+                stacklevel=2,
+            )
         if low == high:
             # z-scoring only centres a constant channel (one all-air CT window is fine), but a whole
             # image of one value is a blank export or copy: it would be trained on and scored as a scan.
@@ -244,6 +273,21 @@ class VolumeSliceDataset(SliceDataset):
             onehot = onehot_from_values(label, self._values, where=f"label {case.label.source} slice {s}")
             item["label"] = torch.from_numpy(onehot)
         return item
+
+
+LABEL_MAP_MAX_VALUES = 16
+"""An image of at most this many distinct values, all whole numbers, is warned about as a likely
+label map: scans (MRI, CT in HU) hold hundreds or thousands; a label map a handful."""
+
+
+def _few_whole_numbers(raw: np.ndarray, seen: set[float]) -> set[float] | None:
+    """``seen`` with the distinct values of ``raw``, or ``None`` once there are too many or one is
+    not a whole number (a scan: most stop at their first slice that is not background)."""
+    distinct = np.unique(raw)
+    if distinct.size > LABEL_MAP_MAX_VALUES or not np.array_equal(distinct, np.round(distinct)):
+        return None
+    seen = seen | {float(v) for v in distinct}
+    return seen if len(seen) <= LABEL_MAP_MAX_VALUES else None
 
 
 _LISTED_FILES = 3
