@@ -110,6 +110,37 @@ def test_without_data_the_run_is_scored_on_the_data_it_recorded(tmp_path: Path) 
     assert len(more.column("dice_mean")) == 6 and len(given.column("dice_mean")) == 4
 
 
+def test_new_labelled_scans_may_define_their_test_split_alone(tmp_path: Path) -> None:
+    # Scoring a trained model on new labelled scans: the data section has nothing to train on, and
+    # needs none. Scored as the same scans are with train and val defined beside them.
+    run = _run("finetune", tmp_path / "ft")
+    test = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))
+    items = [test[i] for i in range(len(test))]
+    image = np.stack([item["image"][0].numpy() for item in items], axis=-1)
+    label = np.stack([(item["label"].numpy() * np.array([1, 2])[:, None, None]).sum(0) for item in items], -1)
+    for name, array in (("scan", image), ("scan_seg", label.astype(np.uint8)), ("other", image[..., :2])):
+        np.save(tmp_path / f"{name}.npy", array)
+    np.save(tmp_path / "other_seg.npy", label[..., :2].astype(np.uint8))
+
+    def section(**cases: dict[str, str]) -> dict[str, Any]:
+        return {
+            "dataset": "numpy",
+            "params": {"root": str(tmp_path), "cases": cases, "class_names": ["disc", "square"]},
+        }
+
+    scan = {"image": "scan.npy", "label": "scan_seg.npy"}
+    other = {"image": "other.npy", "label": "other_seg.npy"}
+    alone = issl.evaluate(run, section(test=scan), device="cpu").select(level="image")
+    beside = issl.evaluate(run, section(train=other, val=other, test=scan), device="cpu").select(
+        level="image"
+    )
+    assert len(alone.column("dice_mean")) == 4
+    for name in ("dice_disc", "dice_square", "dice_mean"):
+        np.testing.assert_array_equal(alone.column(name), beside.column(name))
+    with pytest.raises(ValueError, match=r"split 'val' is not defined"):
+        issl.evaluate(run, section(test=scan), split="val", device="cpu")
+
+
 def test_evaluate_data_mistakes_are_named(tmp_path: Path) -> None:
     run = _run("finetune", tmp_path / "ft")
     test = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))

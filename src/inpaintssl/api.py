@@ -36,7 +36,7 @@ from inpaintssl.config import (
 from inpaintssl.config.evaluate import load_data_section
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
-from inpaintssl.data.build import build_datasets
+from inpaintssl.data.build import build_split
 from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
@@ -220,13 +220,12 @@ def _dataset_for(
     if isinstance(data, Dataset):
         return data, tuple(getattr(data, "class_names", ()))
     cfg = data
-    bundle = build_datasets(cfg, stage="finetune", seed=0, size_multiple=multiple)
-    chosen = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
-    if chosen is None or len(chosen) == 0:
+    chosen = build_split(cfg, split, size_multiple=multiple)
+    if len(chosen) == 0:
         raise ValueError(f"data.dataset={cfg.dataset!r} has no {split!r} split to evaluate")
     # Every file of the split, read in full before the first batch, so a bad one is named.
     preflight({split: chosen}, progress=False, what=f"data.dataset={cfg.dataset!r}")
-    return chosen, tuple(bundle.class_names)
+    return chosen, tuple(chosen.class_names)
 
 
 def _in_model_class_order(
