@@ -367,9 +367,16 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
     if path.is_file():
         if path.suffix == ".safetensors" or path.suffix in _FOREIGN_SUFFIXES:
             return path
+        # An ONNX export holds a graph for other runtimes, not weights this library loads again.
+        onnx = (
+            "; an ONNX export runs in onnxruntime or another ONNX runtime, not here: give its run "
+            "folder, or export it with --format safetensors"
+            if path.suffix.lower() == ".onnx"
+            else ""
+        )
         raise CheckpointError(
             f"{path}: expected a .safetensors file (or a .pt/.pth/.bin/.ckpt tensor file), "
-            f"found a '{path.suffix or 'suffix-less'}' file"
+            f"found a '{path.suffix or 'suffix-less'}' file{onnx}"
         )
     run_ckpt = RunFolder(path).checkpoint(which)
     if checkpoint_exists(run_ckpt):

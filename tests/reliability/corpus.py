@@ -1085,6 +1085,22 @@ def _wrong_file_type(folder: Path) -> Call:
 
 
 @_case(
+    "checkpoint-onnx-export-to-predict",
+    "checkpoint",
+    CheckpointError,
+    r"model\.onnx: expected a \.safetensors file",
+    r"an ONNX export runs in onnxruntime or another ONNX runtime, not here",
+    r"export it with --format safetensors",
+)
+def _onnx_export_to_predict(folder: Path) -> Call:
+    """An ONNX export given to ``predict`` as the model (it runs in onnxruntime, not in inpaintssl)."""
+    model = _write_text(folder / "model.onnx", "not read: refused by its suffix\n")
+    scan = folder / "scan.npy"
+    np.save(scan, _image(3))
+    return lambda: issl.predict(model, [scan], output=folder / "labels")
+
+
+@_case(
     "checkpoint-bare-weights-to-evaluate",
     "checkpoint",
     CheckpointError,
