@@ -19,7 +19,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,25 @@ def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
     if resources.mem_gb is not None:
         options["memory"] = int(resources.mem_gb * 2**30)
     return options
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """Put SIGTERM's handler back after ``ray.init``, which installs its own in the main thread.
+
+    Ray's handler exits with status 15 after a stack dump; the command line's raises
+    :class:`~inpaintssl.signals.Terminated`, which hands the submitted runs back (and cancels their
+    tasks), says so and exits 143, as ``--executor slurm`` does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # a handler can be set from the main thread only, so Ray sets none either
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,8 @@ class RayBackend:
         # A caller that connected already (a notebook, a test) keeps its connection.
         self.owns_connection = not ray.is_initialized()
         if self.owns_connection:
-            ray.init(address=resources.ray_address, include_dashboard=False, log_to_driver=not quiet)
+            with _sigterm_handler_kept():
+                ray.init(address=resources.ray_address, include_dashboard=False, log_to_driver=not quiet)
         self.remote = ray.remote(run_tasks).options(**ray_options(resources))
         self.results = results
         self.quiet = quiet
