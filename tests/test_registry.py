@@ -469,6 +469,84 @@ def test_every_builtin_reports_an_unknown_parameter_without_running(kind: str, n
         REGISTRIES[kind].build(name, not_a_parameter_xyz=1)
 
 
+@pytest.mark.parametrize(("kind", "name"), _plain_factories())
+def test_every_builtin_built_from_a_config_field_names_it_and_offers_only_what_the_user_sets(
+    kind: str, name: str
+) -> None:
+    import inspect
+
+    named = [p.name for p in inspect.signature(REGISTRIES[kind].get(name)).parameters.values()]
+    caller = {named[0]: object()} if named else {}  # one parameter the run passes itself
+    expected = rf"^config\.params: {kind} '{name}': invalid parameters \['not_a_parameter_xyz'\]"
+    with pytest.raises(TypeError, match=expected) as info:
+        REGISTRIES[kind].build_from(
+            name, {"not_a_parameter_xyz": 1}, field="config.params", set_by_caller=caller
+        )
+    accepts = str(info.value).split("(it accepts ", 1)[1].split(")", 1)[0].split("; ")[0].split(", ")
+    assert [a for a in accepts if a != "no parameters"] == [n for n in named if n not in caller]
+
+
+def test_build_from_refuses_a_parameter_the_caller_sets_naming_the_field_and_the_value() -> None:
+    registry: Registry[object] = Registry("widgets_test_from")
+
+    @registry.register("net")
+    def make_net(*, in_channels: int, depth: int = 5, base_width: int = 32) -> object:
+        return (in_channels, depth, base_width)
+
+    built = registry.build_from("net", {"depth": 3}, field="model.params", set_by_caller={"in_channels": 2})
+    assert built == (2, 3, 32)
+    with pytest.raises(
+        TypeError,
+        match=r"^model\.params\.in_channels=4: widgets_test_from 'net' gets in_channels from the run itself "
+        r"\(in_channels=2\); expected only its other parameters in model\.params$",
+    ):
+        registry.build_from("net", {"in_channels": 4}, field="model.params", set_by_caller={"in_channels": 2})
+    # A misspelling of the caller's own parameter: the guess says the user cannot set it.
+    with pytest.raises(TypeError) as info:
+        registry.build_from("net", {"in_chanels": 4}, field="model.params", set_by_caller={"in_channels": 2})
+    assert (
+        "(it accepts depth, base_width; did you mean 'in_chanels' -> 'in_channels', which the run sets"
+        in str(info.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "params", "expected"),
+    [
+        (
+            "data",
+            {"num_imagse": 8},
+            r"data\.params: datasets 'synthetic': invalid parameters \['num_imagse'\]",
+        ),
+        ("model", {"widht": 4}, r"model\.params: backbones 'unet2d': invalid parameters \['widht'\]"),
+        ("pretext", {"covrage": 0.3}, r"pretext\.params: pretext_tasks 'context_restoration': invalid"),
+    ],
+)
+def test_a_run_names_the_params_field_a_misspelt_parameter_came_from(
+    section: str, params: dict[str, object], expected: str, tmp_path: Path
+) -> None:
+    import inpaintssl as issl
+
+    config: dict[str, Any] = {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 8, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "pretext": {"patch_size": 4, "bank_size": 2},
+        "optim": {"max_epochs": 1},
+        "run": {"output_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True},
+    }
+    config[section] = {**config[section], "params": {**config[section].get("params", {}), **params}}
+    with pytest.raises(TypeError, match=expected) as info:
+        issl.pretrain(config)
+    # What the run passes itself is not offered: the dataset's split, the network's channels.
+    accepts = str(info.value).split("(it accepts ", 1)[1]
+    assert not {"split", "labelled", "in_channels", "out_channels", "patch_size"} & set(
+        accepts.split(";")[0].split(", ")
+    )
+
+
 def test_a_builtin_is_checked_for_a_shadowing_plugin_once_per_import_path(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -406,8 +406,60 @@ class Registry(Generic[T]):
             TypeError: gadgets 'pair': invalid parameters ['rihgt'] (it accepts left, right; did you mean \
 'rihgt' -> 'right'?): got an unexpected keyword argument 'rihgt'
         """
+        return self._build(name, params)
+
+    def build_from(
+        self, name: str, params: Mapping[str, Any], /, *, field: str, set_by_caller: Mapping[str, Any]
+    ) -> T:
+        """:meth:`build` with ``params`` from the config field ``field`` and ``set_by_caller`` from the code.
+
+        What a run does: the user's parameters (``data.params``) beside the ones the run passes
+        itself (a dataset's ``split``, a backbone's channel counts). A misfit is said of the field
+        the user wrote, and the run's own parameters are not offered as what it accepts.
+
+        Args:
+            name: Registered name.
+            params: The user's parameters, as the config field ``field`` holds them.
+            field: Their dotted config path, for messages (``data.params``).
+            set_by_caller: The parameters the caller passes itself; ``params`` may not repeat them.
+
+        Raises:
+            KeyError: Unknown name (see :meth:`get`).
+            TypeError: ``params`` repeat a parameter the caller sets, or do not fit the factory's
+                signature (the message names ``field``), or the factory built the wrong type.
+
+        Example:
+            >>> reg: Registry[object] = Registry("gadgets")
+            >>> @reg.register("pair")
+            ... def make_pair(*, left: int, right: int = 0) -> object:
+            ...     return (left, right)
+            >>> reg.build_from("pair", {"right": 2}, field="gadget.params", set_by_caller={"left": 1})
+            (1, 2)
+            >>> reg.build_from("pair", {"lfet": 2}, field="gadget.params", set_by_caller={"left": 1})
+            Traceback (most recent call last):
+            ...
+            TypeError: gadget.params: gadgets 'pair': invalid parameters ['lfet'] (it accepts right; did \
+you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keyword argument 'lfet'
+        """
+        repeated = [key for key in params if key in set_by_caller]
+        if repeated:
+            key = repeated[0]
+            raise TypeError(
+                f"{field}.{key}={params[key]!r}: {self.kind} {name!r} gets {key} from the run itself "
+                f"({key}={set_by_caller[key]!r}); expected only its other parameters in {field}"
+            )
+        return self._build(name, {**set_by_caller, **params}, field=field, set_by_caller=set_by_caller)
+
+    def _build(
+        self,
+        name: str,
+        params: dict[str, Any],
+        *,
+        field: str | None = None,
+        set_by_caller: Mapping[str, Any] = MappingProxyType({}),
+    ) -> T:
         factory = self.get(name)
-        self._bind(name, factory, params)
+        self._bind(name, factory, params, field=field, set_by_caller=set_by_caller)
         built = factory(**params)
         expected = self.component_type()
         if not isinstance(built, expected):
@@ -439,7 +491,15 @@ class Registry(Generic[T]):
         """
         return self._origin(name, self.get(name))
 
-    def _bind(self, name: str, factory: Callable[..., T], params: dict[str, Any]) -> None:
+    def _bind(
+        self,
+        name: str,
+        factory: Callable[..., T],
+        params: dict[str, Any],
+        *,
+        field: str | None = None,
+        set_by_caller: Mapping[str, Any] = MappingProxyType({}),
+    ) -> None:
         try:
             signature = inspect.signature(factory)
         except (TypeError, ValueError):
@@ -447,10 +507,11 @@ class Registry(Generic[T]):
         try:
             signature.bind(**params)
         except TypeError as exc:
+            # What the user can give: the caller's own parameters are not theirs to set.
             accepts = ", ".join(
                 p.name if p.kind is not p.VAR_KEYWORD else f"**{p.name}"
                 for p in signature.parameters.values()
-                if p.kind is not p.VAR_POSITIONAL
+                if p.kind is not p.VAR_POSITIONAL and p.name not in set_by_caller
             )
             named = {
                 p.name: p
@@ -465,14 +526,19 @@ class Registry(Generic[T]):
             problems = []
             if unknown:
                 close = {u: _close_parameter(u, list(named)) for u in unknown}
-                hints = [f"{u!r} -> {c!r}" for u, c in close.items() if c]
+                hints = [
+                    f"{u!r} -> {c!r}" + (", which the run sets itself" if c in set_by_caller else "")
+                    for u, c in close.items()
+                    if c
+                ]
                 guess = f"; did you mean {', '.join(hints)}?" if hints else ""
                 problems.append(f"invalid parameters {unknown} (it accepts {accepted}{guess})")
             if missing:
                 problems.append(f"missing parameters {missing} (it accepts {accepted})")
             if not problems:  # something bind() refuses that is neither (a positional-only name)
                 problems.append(f"invalid parameters {sorted(params)} (it accepts {accepted})")
-            raise TypeError(f"{self.kind} {name!r}: {'; '.join(problems)}: {exc}") from exc
+            where = f"{field}: " if field else ""
+            raise TypeError(f"{where}{self.kind} {name!r}: {'; '.join(problems)}: {exc}") from exc
 
     def names(self) -> list[str]:
         """Sorted names of built-ins and installed plugins (plugins are not imported)."""

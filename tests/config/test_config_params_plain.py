@@ -129,3 +129,12 @@ def test_what_json_would_change_or_cannot_hold_is_refused_naming_the_field_and_k
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(place) + ": " + expected):
         load_config(build(params), cls)
+
+
+@pytest.mark.parametrize("key", ["patch_size", "sampler", "coverage", "bank_size", "task", "seed"])
+def test_pretext_params_refuse_what_the_task_gets_from_pretexts_own_fields_or_run_seed(key: str) -> None:
+    # Given twice, the task factory was called with two values and Python named neither field.
+    where = "run.seed" if key == "seed" else f"pretext.{key}"
+    with pytest.raises(ConfigError, match=rf"pretext\.params: .*set {re.escape(where)}"):
+        load_config({"pretext": {"params": {key: 8}}}, PretrainConfig)
+    assert load_config({"pretext": {"params": {"sampler_params": {"candidates": 20}}}}, PretrainConfig)

@@ -72,13 +72,13 @@ def test_pretext_defaults_agree_between_the_config_and_the_tasks() -> None:
 
 
 def _pretext_builds(source: str) -> list[int]:
-    """Lines calling ``PRETEXT_TASKS.build`` outside docstrings."""
+    """Lines calling ``PRETEXT_TASKS.build`` (or ``build_from``) outside docstrings."""
     return [
         node.lineno
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "build"
+        and node.func.attr in ("build", "build_from")
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "PRETEXT_TASKS"
     ]
@@ -86,6 +86,7 @@ def _pretext_builds(source: str) -> list[int]:
 
 def test_only_the_component_builder_builds_pretext_tasks() -> None:
     assert _pretext_builds('"""PRETEXT_TASKS.build("x")"""\nt = PRETEXT_TASKS.build(name)\n') == [2]
+    assert _pretext_builds("t = PRETEXT_TASKS.build_from(name, {}, field='f', set_by_caller={})\n") == [1]
     callers = {
         str(path.relative_to(PACKAGE))
         for path in PACKAGE.rglob("*.py")

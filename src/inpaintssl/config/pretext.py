@@ -9,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from inpaintssl.config.base import Params, _Strict
 from inpaintssl.defaults import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
@@ -35,6 +37,20 @@ class PretextConfig(_Strict):
     coverage: float = Field(default=DEFAULT_COVERAGE, gt=0.0, lt=1.0)
     bank_size: int = Field(default=DEFAULT_BANK_SIZE, gt=0)
     params: Params = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _not_the_sections_own_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The task factory gets these from the section's fields and run.seed: given here too,
+        # Python's own refusal ("multiple values for keyword argument") named neither.
+        for key in value:
+            if key in cls.model_fields and key != "params":
+                raise ValueError(
+                    f"{key} is a field of pretext itself: set pretext.{key}, not pretext.params.{key}"
+                )
+            if key == "seed":
+                raise ValueError("seed: the task is seeded from run.seed: set run.seed, not params.seed")
+        return value
 
 
 def _corruption_problem(pretext: PretextConfig, image_size: tuple[int, int]) -> str | None:

@@ -107,7 +107,9 @@ def _build_source(
                 f"{where}.{key}={params[key]!r}: {key} is set by the run, {passed}; expected only "
                 f"the dataset's own parameters in {where}"
             )
-    dataset = DATASETS.build(name, split=split, labelled=labelled, **params)
+    dataset = DATASETS.build_from(
+        name, params, field=where, set_by_caller={"split": split, "labelled": labelled}
+    )
     if not isinstance(dataset, SliceDataset):
         raise DataError(f"dataset {name!r} returned {type(dataset).__name__}; expected a SliceDataset")
     if len(dataset) == 0:

@@ -58,7 +58,8 @@ def build_backbone(
     defaults: dict[str, Any] = {"seed": seed}
     if weight_gradient != "auto" and _accepts(BACKBONES.get(name), "weight_gradient"):
         defaults["weight_gradient"] = weight_gradient
-    return BACKBONES.build(name, in_channels=in_channels, out_channels=out_channels, **{**defaults, **params})
+    channels = {"in_channels": in_channels, "out_channels": out_channels}
+    return BACKBONES.build_from(name, {**defaults, **params}, field="model.params", set_by_caller=channels)
 
 
 def _accepts(factory: object, keyword: str) -> bool:
@@ -85,15 +86,14 @@ def build_pretext_task(pretext: PretextConfig, *, seed: int) -> PretextTask:
         >>> task.patch_size, task.coverage, task.sampler_name
         (32, 0.25, 'poisson_disc')
     """
-    return PRETEXT_TASKS.build(
-        pretext.task,
-        patch_size=pretext.patch_size,
-        sampler=pretext.sampler,
-        coverage=pretext.coverage,
-        bank_size=pretext.bank_size,
-        seed=seed,
-        **pretext.params,
-    )
+    own = {
+        "patch_size": pretext.patch_size,
+        "sampler": pretext.sampler,
+        "coverage": pretext.coverage,
+        "bank_size": pretext.bank_size,
+        "seed": seed,
+    }
+    return PRETEXT_TASKS.build_from(pretext.task, pretext.params, field="pretext.params", set_by_caller=own)
 
 
 def build_segmentation_loss(name: str, params: Mapping[str, Any]) -> SegmentationLoss:
@@ -116,7 +116,7 @@ def build_segmentation_loss(name: str, params: Mapping[str, Any]) -> Segmentatio
         ...
         TypeError: loss 'l2' builds a L2Loss, not a SegmentationLoss: it cannot train a segmentation head
     """
-    loss = LOSSES.build(name, **params)
+    loss = LOSSES.build_from(name, params, field="loss.params", set_by_caller={})
     if not isinstance(loss, SegmentationLoss):
         raise TypeError(
             f"loss {name!r} builds a {type(loss).__name__}, not a SegmentationLoss: "
