@@ -507,3 +507,84 @@ def test_only_rank_0_reads_the_data_for_the_preflight_check_and_every_rank_hears
     assert "c2_img.npy" in first["error"][1] and "NaN" in first["error"][1]
     verdict = f"rank 0's pre-flight check of the data failed: {first['error'][1]}"
     assert second["error"] == ["DataError", verdict]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        # A typo or a stray value: int() named neither the variable nor what it should hold.
+        ({"RANK": "abc", "WORLD_SIZE": "2"}, "RANK='abc' is not a whole number (expected one of at least 0)"),
+        ({"RANK": "0", "WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a whole number"),
+        (
+            {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "x"},
+            "LOCAL_WORLD_SIZE='x' is not a whole number",
+        ),
+        # No process at all: the memory check divided by it (ZeroDivisionError).
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0 is out of range (expected at least 1)"),
+        # Ranks outside the job waited in the rendezvous for a job that cannot form.
+        (
+            {"RANK": "2", "WORLD_SIZE": "2"},
+            "RANK=2 is out of range (expected a rank of WORLD_SIZE=2 processes: 0 to 1)",
+        ),
+        (
+            {"RANK": "-1", "WORLD_SIZE": "2"},
+            "RANK=-1 is out of range (expected a rank of WORLD_SIZE=2 processes: 0 to 1)",
+        ),
+        # A lone process that is not rank 0 wrote no run folder and printed nothing.
+        (
+            {"RANK": "1"},
+            "RANK=1 is out of range (expected a rank of WORLD_SIZE=1 processes; WORLD_SIZE is unset",
+        ),
+        (
+            {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"},
+            "LOCAL_RANK=2 is out of range (expected a rank of LOCAL_WORLD_SIZE=2 processes: 0 to 1)",
+        ),
+        (
+            {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "3"},
+            "LOCAL_WORLD_SIZE=3 is out of range (expected 1 to 2: at most WORLD_SIZE=2",
+        ),
+        # Every such process defaulted to rank 0 and waited for the others in the rendezvous.
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK is not"),
+    ],
+)
+def test_a_launch_environment_torchrun_cannot_have_set_is_refused_naming_the_variable(
+    env: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ValueError, match="environment variable ") as raised:
+        DistInfo.from_env(env)
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, DistInfo()),
+        ({"RANK": "0"}, DistInfo()),
+        # torchrun's four variables, as it sets them for rank 5 of two nodes of four.
+        (
+            {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"},
+            DistInfo(rank=5, local_rank=1, world_size=8, local_world_size=4),
+        ),
+        # A launcher without LOCAL_WORLD_SIZE runs one process per node; its LOCAL_RANK is kept.
+        ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, DistInfo(rank=1, local_rank=1, world_size=2)),
+    ],
+)
+def test_a_launch_environment_torchrun_sets_is_read_as_it_says(
+    env: dict[str, str], expected: DistInfo
+) -> None:
+    assert DistInfo.from_env(env) == expected
+
+
+def test_a_run_under_an_impossible_launch_environment_stops_before_it_creates_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.training.context import run_session
+
+    monkeypatch.setenv("WORLD_SIZE", "0")
+    folder = tmp_path / "run"
+    with (
+        pytest.raises(ValueError, match=r"WORLD_SIZE=0 is out of range"),
+        run_session(RunConfig(output_dir=folder, device="cpu")),
+    ):
+        pass
+    assert not folder.exists()

@@ -75,14 +75,70 @@ class DistInfo:
 
         A launcher that sets ``WORLD_SIZE`` but not ``LOCAL_WORLD_SIZE`` (torchrun always sets
         both) is taken to run one process per node.
+
+        Raises:
+            ValueError: A variable is not a whole number or out of range, or ``WORLD_SIZE`` is
+                above 1 without ``RANK``. The message names the variable and what it holds.
+
+        Example:
+            >>> DistInfo.from_env({"RANK": "2", "WORLD_SIZE": "2"})
+            Traceback (most recent call last):
+            ...
+            ValueError: environment variable RANK=2 is out of range (expected a rank of WORLD_SIZE=2 ...
         """
         env = os.environ if env is None else env
-        return cls(
-            rank=int(env.get("RANK", "0")),
-            local_rank=int(env.get("LOCAL_RANK", "0")),
-            world_size=int(env.get("WORLD_SIZE", "1")),
-            local_world_size=int(env.get("LOCAL_WORLD_SIZE", "1")),
+        world_size = _env_int(env, "WORLD_SIZE", default=1, low=1)
+        if world_size > 1 and "RANK" not in env:
+            # Defaulting to 0 made every such process rank 0: each waited in the rendezvous
+            # for ranks that never came.
+            raise ValueError(
+                f"environment variable WORLD_SIZE={world_size} is set but RANK is not: start the "
+                f"processes with torchrun, which sets RANK, LOCAL_RANK, WORLD_SIZE and "
+                "LOCAL_WORLD_SIZE for each, or unset WORLD_SIZE to run one process"
+            )
+        rank = _env_int(env, "RANK", default=0, low=0, high=world_size, of="WORLD_SIZE")
+        local_world_size = _env_int(env, "LOCAL_WORLD_SIZE", default=1, low=1, high=world_size + 1)
+        local_rank = _env_int(
+            env,
+            "LOCAL_RANK",
+            default=0,
+            low=0,
+            high=local_world_size if "LOCAL_WORLD_SIZE" in env else None,
+            of="LOCAL_WORLD_SIZE",
         )
+        return cls(rank=rank, local_rank=local_rank, world_size=world_size, local_world_size=local_world_size)
+
+
+def _env_int(
+    env: Mapping[str, str], name: str, *, default: int, low: int, high: int | None = None, of: str = ""
+) -> int:
+    """``env[name]`` as a whole number in ``[low, high)`` (``default`` when unset).
+
+    ``of`` names the variable ``high`` comes from (``high`` is its value, or its default).
+    """
+    launch = "; check the launch command (torchrun sets it for each process)"
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {name}={text!r} is not a whole number (expected one of at least "
+            f"{low}){launch}"
+        ) from None
+    if low <= value and (high is None or value < high):
+        return value
+    if high is None:
+        expected = f"at least {low}"
+    else:
+        expected = f"{low}" if high - 1 == low else f"{low} to {high - 1}"
+        if of:
+            unset = "" if of in env else f"; {of} is unset, so one"
+            expected = f"a rank of {of}={high} processes{unset}: {expected}"
+        else:
+            expected = f"{expected}: at most WORLD_SIZE={high - 1}, the processes of the whole job"
+    raise ValueError(f"environment variable {name}={value} is out of range (expected {expected}){launch}")
 
 
 def init_distributed(device: torch.device) -> DistInfo:
