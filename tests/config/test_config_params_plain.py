@@ -8,6 +8,7 @@ either, and what JSON would change (an integer key, a set, NaN) is refused when 
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
@@ -103,11 +104,24 @@ def test_a_tuple_reaches_the_factory_as_the_list_a_worker_would_get() -> None:
     assert PretrainConfig.model_validate_json(config.model_dump_json()).data.params == config.data.params
 
 
+class _Plane(str, enum.Enum):
+    AXIAL = "axial"
+
+
 def test_numpy_scalars_and_paths_become_the_python_values_json_would_hold() -> None:
-    given_params = {"gain": np.float32(0.5), "axis": np.int64(2), "flip": np.bool_(True), "root": Path("/d")}
+    given_params = {
+        "gain": np.float32(0.5),
+        "scale": np.float64(2.0),  # a float subclass
+        "axis": np.int64(2),
+        "flip": np.bool_(True),
+        "root": Path("/d"),
+        "plane": _Plane.AXIAL,  # a str subclass
+    }
     held = PretrainConfig.model_validate({"data": {"params": given_params}}).data.params
-    assert held == {"gain": 0.5, "axis": 2, "flip": True, "root": str(Path("/d"))}
-    assert [type(held[k]) for k in ("gain", "axis", "flip", "root")] == [float, int, bool, str]
+    expected = {"gain": 0.5, "scale": 2.0, "axis": 2, "flip": True, "root": str(Path("/d")), "plane": "axial"}
+    assert held == expected
+    assert {k: type(v) for k, v in held.items()} == {k: type(v) for k, v in expected.items()}
+    assert json.loads(json.dumps(held)) == held
 
 
 @pytest.mark.parametrize(("place", "cls", "build"), PLACES, ids=IDS)

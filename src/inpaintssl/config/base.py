@@ -224,12 +224,19 @@ def _plain_value(value: Any, *, at: str) -> Any:
     back as given there. NumPy scalars become Python numbers, paths text and tuples lists, as the
     JSON would make them; what JSON would change or cannot hold is refused, naming ``at``.
     """
-    if isinstance(value, (str, bool, int)) or value is None:
+    if value is None or type(value) in (str, bool, int):
         return value
+    # Subclasses (a str Enum member, numpy.float64) as the plain value JSON holds of them.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{at}={value} is not a finite number (the JSON study workers read has none)")
-        return value
+        return float(value)
     if isinstance(value, PurePath):
         return str(value)
     if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
