@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 
 from inpaintssl.signals import Terminated, terminate_as_exit
-from inpaintssl.studies import ray_backend
+from inpaintssl.studies import expand_study, load_spec, ray_backend
+from inpaintssl.studies.merge import merge_results
+from inpaintssl.studies.resultfiles import ResultFileError, result_path, write_result_file
 from inpaintssl.studies.spec import ExecutorSpec
+from inpaintssl.studies.status import study_status
+from study_helpers import tiny_spec
 
 
 def _exit_15(signum: int, frame: Any) -> None:  # pragma: no cover - never delivered here
@@ -58,3 +62,19 @@ def test_a_ray_driver_keeps_the_command_lines_sigterm_handler(
         assert stopped.value.code == 143
         backend.close()
     assert fake.shut_down
+
+
+def test_status_names_the_unmerged_result_files_that_run_and_report_refuse(tmp_path: Path) -> None:
+    # A truncated file (a full disk, a copy cut short) of a run not recorded yet is counted as
+    # waiting for `experiment run` or `report` to merge it, but both refuse it: status says which.
+    spec = load_spec(tiny_spec(tmp_path / "study"))
+    first, second = [job for job in expand_study(spec)][:2]
+    folder = spec.results_dir()
+    write_result_file(folder, first.id, kind=first.kind, result={}, rows=[])
+    damaged = result_path(folder, second.id)
+    damaged.write_text('{"format": 1, "run_id": "' + second.id, encoding="utf-8")
+    status = study_status(spec)
+    assert status.unmerged == 2
+    assert status.damaged == (damaged,)
+    with pytest.raises(ResultFileError, match=str(damaged)):
+        merge_results(spec)  # what `experiment run` and `report` do first

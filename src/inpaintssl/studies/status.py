@@ -1,8 +1,9 @@
 """Where a study stands: runs done, failed and not started, and result files not merged yet.
 
 What ``inpaintssl experiment status`` prints, as data: the planned runs of the spec counted by
-kind and status, the database files, result files that workers wrote and no driver merged yet,
-result files of runs the spec does not plan, and the first line of each failed run's error.
+kind and status, the database files, result files that workers wrote and no driver merged yet
+(and which of them are damaged, so that a merge refuses them), result files of runs the spec does
+not plan, and the first line of each failed run's error.
 
 Example:
     >>> import tempfile, pathlib
@@ -21,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from inpaintssl.studies.grid import expand_study
-from inpaintssl.studies.resultfiles import result_files
+from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.results import load_runs, study_databases
 from inpaintssl.studies.spec import StudySpec, load_spec
 
@@ -44,6 +45,9 @@ class StudyStatus:
         unmerged: Result files of planned runs that no database records as done yet.
         unplanned: Result files of runs the spec does not plan (ignored by reports).
         failures: ``(run id, first line of its error)`` of each failed planned run.
+        damaged: The unmerged result files that cannot be read (cut short, not JSON, another
+            format): ``experiment run`` and ``report`` refuse them, naming each, until they are
+            deleted, and their runs are then trained again.
     """
 
     study: str
@@ -54,6 +58,7 @@ class StudyStatus:
     unmerged: int
     unplanned: int
     failures: tuple[tuple[str, str], ...]
+    damaged: tuple[Path, ...] = ()
 
 
 def study_status(spec: StudySpec | Mapping[str, Any] | str | Path) -> StudyStatus:
@@ -91,4 +96,14 @@ def study_status(spec: StudySpec | Mapping[str, Any] | str | Path) -> StudyStatu
         unmerged=len(unmerged),
         unplanned=sum(p.stem not in planned for p in files),
         failures=tuple(failures),
+        damaged=tuple(path for path in unmerged if not _readable(path)),
     )
+
+
+def _readable(path: Path) -> bool:
+    """Whether a merge can read the result file (only unmerged ones are read: there are few)."""
+    try:
+        read_result_file(path)
+    except ResultFileError:
+        return False
+    return True
