@@ -194,6 +194,8 @@ def test_freezing_phases_train_on_two_processes(tmp_path: Path) -> None:
     run = _torchrun(
         tmp_path,
         """
+        import logging
+        logging.basicConfig(level=logging.INFO, filename=str(OUT / f"log{RANK}.txt"), format="%(message)s")
         frozen = Phase(name="frozen", lr=1e-2, frozen_parts=("encoder",))
         model = unet()
         trainer("frozen", model=model, phases=[frozen]).fit()
@@ -206,6 +208,14 @@ def test_freezing_phases_train_on_two_processes(tmp_path: Path) -> None:
     )
     first, second = _reports(tmp_path, run)
     assert first == second and first["phases"] == ["frozen", "unfrozen"]
+    # The epoch lines hold losses reduced over the ranks: rank 0 logs them, one per epoch.
+    logs = [(tmp_path / f"log{r}.txt").read_text().splitlines() for r in (0, 1)]
+    assert [line.split(":")[0] for line in logs[0] if "] epoch " in line] == [
+        "[frozen] epoch 0",  # the first run
+        "[frozen] epoch 0",  # the second, of two phases
+        "[unfrozen] epoch 1",
+    ]
+    assert logs[1] == []
     start = _unet().state_dict()
     for name in ("frozen", "two_phases"):
         ranks = [torch.load(tmp_path / f"{name}{r}.pt") for r in (0, 1)]

@@ -739,7 +739,8 @@ class Trainer:
                 state.resumed_from = state.global_epoch
                 restore_rng_states(rng_tensors, rng)
                 self._restore_grad_scaler(saved.get("grad_scaler"))
-                log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
+                if self.dist.is_main:  # every rank resumes alike; the log says it once
+                    log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
             self._load_weights("best")
@@ -912,15 +913,16 @@ class Trainer:
                 refresh=False,
             )
             bar.update(1)
-            log.info(
-                "[%s] epoch %d: lr=%.3g train_loss=%.5g val_loss=%.5g%s",
-                phase.name,
-                row["epoch"],
-                row["lr"],
-                row["train_loss"],
-                row["val_loss"],
-                " *" if row["best"] else "",
-            )
+            if self.dist.is_main:  # the row's losses are reduced over ranks: one line says it
+                log.info(
+                    "[%s] epoch %d: lr=%.3g train_loss=%.5g val_loss=%.5g%s",
+                    phase.name,
+                    row["epoch"],
+                    row["lr"],
+                    row["train_loss"],
+                    row["val_loss"],
+                    " *" if row["best"] else "",
+                )
             if state.stopped_early or state.epoch >= self.optim.max_epochs:
                 break
             if state.epoch % self.checkpoint_every == 0:
