@@ -206,8 +206,22 @@ class _Driver:
             else:
                 error = died or "the task ended without writing this run's result file"
             self.store.fail(run_id, self.me, error)
-            self._say(f"{run_id} failed: {error.splitlines()[0] if error else ''}")
+            self._say(
+                f"{run_id} failed ({self._next_step(jobs[run_id], runs[run_id].failures + 1)}): "
+                + (error.splitlines()[0] if error else "")
+            )
         return runs, unstarted
+
+    def _next_step(self, job: Job, failures: int) -> str:
+        """Which attempt of ``job`` failed and what :meth:`ready` does next, for its failure line."""
+        limit = self.spec.max_attempts
+        if failures < limit:
+            then = "submitted again"
+        elif any(other.depends_on == job.id for other in self.plan):
+            then = "its dependants are blocked"
+        else:
+            then = "not submitted again"
+        return f"attempt {failures} of {limit}; {then}"
 
     def _result_files(
         self, ids: Sequence[str], reports: dict[str, TaskReport]
