@@ -567,7 +567,9 @@ def test_resource_flags_need_a_remote_executor(
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec_factory()))
     assert main(["experiment", "run", str(path), "--partition", "gpu"]) == 2
-    assert "--partition applies to --executor slurm or ray" in capsys.readouterr().err
+    assert "--partition applies to --executor slurm; the local executor" in capsys.readouterr().err
+    assert main(["experiment", "run", str(path), "--ray-address", "auto"]) == 2
+    assert "--ray-address applies to --executor ray; the local executor" in capsys.readouterr().err
     assert main(["experiment", "run", str(path), "--executor", "ray", "--workers", "2"]) == 2
     assert "workers=2 applies to the local executor only" in capsys.readouterr().err
     assert main(["experiment", "run", str(path), "--executor", "slurm", "--shard", "0/2"]) == 2

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from inpaintssl.cli import main
 from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.studies import expand_study, load_spec, ray_backend
 from inpaintssl.studies.executors import run_with_executor
@@ -67,10 +69,13 @@ def test_a_ray_driver_keeps_the_command_lines_sigterm_handler(
     assert fake.shut_down
 
 
-def test_status_names_the_unmerged_result_files_that_run_and_report_refuse(tmp_path: Path) -> None:
+def test_status_names_the_unmerged_result_files_that_run_and_report_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A truncated file (a full disk, a copy cut short) of a run not recorded yet is counted as
     # waiting for `experiment run` or `report` to merge it, but both refuse it: status says which.
-    spec = load_spec(tiny_spec(tmp_path / "study"))
+    given = tiny_spec(tmp_path / "study")
+    spec = load_spec(given)
     first, second = [job for job in expand_study(spec)][:2]
     folder = spec.results_dir()
     write_result_file(folder, first.id, kind=first.kind, result={}, rows=[])
@@ -79,6 +84,11 @@ def test_status_names_the_unmerged_result_files_that_run_and_report_refuse(tmp_p
     status = study_status(spec)
     assert status.unmerged == 2
     assert status.damaged == (damaged,)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(given), encoding="utf-8")
+    assert main(["experiment", "status", str(spec_file)]) == 0
+    printed = capsys.readouterr().out
+    assert f"  damaged, refused by run and report: {damaged} (delete it; its run trains again)" in printed
     with pytest.raises(ResultFileError, match=str(damaged)):
         merge_results(spec)  # what `experiment run` and `report` do first
 

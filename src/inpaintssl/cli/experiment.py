@@ -58,8 +58,10 @@ def _run(args: argparse.Namespace) -> int:
     # cpus_per_task is also the local workers' thread count (as the spec's field is).
     cluster_only = sorted(k for k in resources if k != "cpus_per_task")
     if executor == "local" and cluster_only:
+        flag = cluster_only[0]
+        owners = "ray" if flag in _RAY_ONLY else "slurm" if flag in _SLURM_ONLY else "slurm or ray"
         raise ValueError(
-            f"--{cluster_only[0].replace('_', '-')} applies to --executor slurm or ray; "
+            f"--{flag.replace('_', '-')} applies to --executor {owners}; "
             "the local executor runs on this machine with --workers (and --cpus-per-task threads each)"
         )
     # A flag the chosen engine has no use for would otherwise be dropped without a word.
@@ -104,6 +106,8 @@ def _status(args: argparse.Namespace) -> int:
     print("databases: " + (", ".join(str(p) for p in status.databases) or "none yet"))
     if status.unmerged:
         print(f"result files not merged yet: {status.unmerged} (`experiment run` or `report` merges them)")
+    for path in status.damaged:
+        print(f"  damaged, refused by run and report: {path} (delete it; its run trains again)")
     if status.unplanned:
         print(f"result files of runs this spec does not plan: {status.unplanned} (ignored)")
     for run_id, error in status.failures:
