@@ -114,6 +114,30 @@ def test_load_results_joins_labels_and_the_pretraining_run(tmp_path: Path) -> No
     assert len(results) == 3
 
 
+def test_rows_follow_the_plan_whatever_order_the_runs_were_recorded_in(tmp_path: Path) -> None:
+    # Local workers, Slurm tasks and Ray tasks finish (and result files merge) in any order: the
+    # results table, and so results.csv, must not depend on it.
+    tables = []
+    for order in ("forward", "backward"):
+        spec = StudySpec(study="clinical", output=tmp_path / order)
+        plan = list(expand_study(spec))
+        chosen = [job for job in plan if job.kind == "pretrain"][:1]
+        chosen += [job for job in plan if job.depends_on == chosen[0].id][:3]
+        recorded = chosen if order == "forward" else chosen[::-1]
+        with StudyStore(spec.database_path()) as store:
+            store.add_runs([NewRun(job.id, job.kind, job.depends_on, {}, job.labels) for job in plan])
+            for number, job in enumerate(recorded):
+                rows = [Measurement(f"v{i}", i, "image", "gm", "dice", number + i / 10) for i in range(2)]
+                assert store.merge(job.id, result={"train_images": 4}, rows=rows) == "merged"
+        table = load_results(spec)
+        tables.append([(row["run_id"], row["volume_id"]) for row in table.rows])
+    order_in_plan = {job.id: index for index, job in enumerate(plan)}
+    forward, backward = tables
+    assert forward == backward and len(forward) == 8
+    assert [order_in_plan[run] for run, _ in forward] == sorted(order_in_plan[run] for run, _ in forward)
+    assert [volume for _, volume in forward[:2]] == ["v0", "v1"]  # a run's own rows keep their order
+
+
 def test_a_database_of_another_study_kind_is_refused_not_merged(tmp_path: Path) -> None:
     from inpaintssl.config import ConfigError
     from inpaintssl.studies.runner import run_study

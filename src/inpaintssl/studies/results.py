@@ -168,4 +168,8 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Tab
                     }
                 )
         taken |= found
+    # In the plan's order, not the order runs finished (or their result files merged), which
+    # differs between workers, executors and shards; each run's own rows keep theirs.
+    position = {job.id: index for index, job in enumerate(plan)}
+    rows.sort(key=lambda row: position[row["run_id"]])
     return Table(rows, name="results", title="Every measurement of every finished run")
