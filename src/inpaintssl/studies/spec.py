@@ -106,8 +106,8 @@ MANAGED_FIELDS = frozenset(
 class ExecutorSpec(BaseModel):
     """Resources of the remote executors (``--executor slurm`` or ``ray``); the local one ignores them.
 
-    Every field can also be given on the command line (``--partition``, ``--gpus-per-task``, ...),
-    which wins over the spec.
+    Every field but ``max_requeues`` and ``setup`` can also be given on the command line
+    (``--partition``, ``--gpus-per-task``, ...), which wins over the spec.
 
     Attributes:
         partition: Slurm partition (``None``: the cluster's default).
