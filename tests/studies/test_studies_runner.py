@@ -17,6 +17,7 @@ import yaml
 from inpaintssl.layout import RunFolder
 from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study, runner
 from inpaintssl.studies.runner import StudySummary
+from inpaintssl.training.lock import StaleLockWarning, read_lock
 from study_helpers import (
     CLASSES,
     TEST_SLICES,
@@ -169,7 +170,10 @@ def test_a_killed_study_resumes_mid_run_and_records_every_run_once(spec_factory:
         killed = {r.id: r for r in store.runs()}[pre.id]
     assert killed.status == "running"  # its worker died without a word
 
-    summary = run_study(spec, quiet=True)
+    # The killed worker's lock is left in the run folder; the resume says it takes it over.
+    stale = rf"run folder '[^']*/runs/{re.escape(pre.id)}' had a stale lock from pid \d+ on host "
+    with pytest.warns(StaleLockWarning, match=rf"{stale}.*a process that no longer runs; taking it over"):
+        summary = run_study(spec, quiet=True)
     assert summary.complete
     _assert_recorded_exactly_once(spec)
     with StudyStore(study.database_path()) as store:
@@ -262,11 +266,14 @@ def test_a_killed_worker_process_is_reported_and_the_study_is_finished(
             children = Path(f"/proc/{driver.pid}/task/{driver.pid}/children")
             pids = children.read_text().split() if children.exists() else []
             found = [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-            if len(found) == 2 and (Path(spec["output"]) / "runs").exists():
-                worker = int(found[0])
+            # A worker that holds a run folder's lock: killed, it leaves that run mid-way.
+            locks = (Path(spec["output"]) / "runs").glob(f"*/{RunFolder.LOCK}")
+            holders = [owner.pid for lock in locks if (owner := read_lock(lock.parent)) is not None]
+            if len(found) == 2 and (held := [int(p) for p in found if int(p) in holders]):
+                worker = held[0]
                 break
             time.sleep(0.1)
-        assert worker is not None, "no worker process started"
+        assert worker is not None, "no worker process started and locked a run"
         time.sleep(1.0)
         os.kill(worker, signal.Signals[signal_name])
         out, err = driver.communicate(timeout=300)
@@ -277,8 +284,14 @@ def test_a_killed_worker_process_is_reported_and_the_study_is_finished(
     if signal_name == "SIGKILL":
         assert driver.returncode == 1, err[-2000:]
         assert "inpaintssl experiment: warning: a worker process of 'pretext_design' died" in err
+        # "The others were stopped with it" (the broken pool SIGTERMs them): the sibling handed
+        # its run back at once, so neither 40-epoch pretraining run finished in this call.
+        with StudyStore(load_spec(spec).database_path(), read_only=True) as store:
+            assert {r.status for r in store.runs() if r.kind == "pretrain"} <= {"pending", "running"}
         # The next call takes over what the dead workers held and finishes.
-        assert run_study(spec, quiet=True).complete
+        stale = rf"had a stale lock from pid {worker} on host .*a process that no longer runs; taking it over"
+        with pytest.warns(StaleLockWarning, match=stale):
+            assert run_study(spec, quiet=True).complete
     else:
         assert driver.returncode == 0, err[-2000:]
         stopped = r"warning: worker process [01] of 'pretext_design' was stopped \(SIGTERM\)"
