@@ -491,7 +491,13 @@ def test_resumed_finetuning_rechecks_only_changed_files(
         return report
 
     monkeypatch.setattr("inpaintssl.training.stages.preflight", spy)
-    issl.finetune(resumed)
+    # Rewritten validation labels are checked again and used as they are now, with a word.
+    rewritten = (
+        r"validation or test files rewritten since data_check\.json recorded them \(same size, new "
+        r"modification time\): \S*val_seg\.nii\.gz; the resumed run validates and tests on them"
+    )
+    with pytest.warns(UserWarning, match=rewritten):
+        issl.finetune(resumed)
     assert checked == [1]  # the rewritten val case; train and test were not read again
 
 

@@ -378,14 +378,17 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
         handle.create_dataset("scan/t1", data=array)
     shutil.copy(brains / "c.nii.gz", scans / "c_nii.nii.gz")
     out = tmp_path / "pred"
-    report = predict(
-        softmax_run,
-        [scans, str(scans / "*.npy"), scans / "c_h5.h5"],
-        output=out,
-        device="cpu",
-        progress=False,
-        spacing=(3.0, 3.5, 4.25),
-    )
+    # One spacing= serves the arrays; the NIfTI in the same folder keeps its own, and says so.
+    unused = r"c_nii\.nii\.gz: spacing=\(3\.0, 3\.5, 4\.25\) is not used; the file states its own voxel size"
+    with pytest.warns(UserWarning, match=unused):
+        report = predict(
+            softmax_run,
+            [scans, str(scans / "*.npy"), scans / "c_h5.h5"],
+            output=out,
+            device="cpu",
+            progress=False,
+            spacing=(3.0, 3.5, 4.25),
+        )
     # The folder gives all three in name order; the pattern and the file repeat two of them.
     assert [c.case for c in report.cases] == ["c_h5", "c_nii", "c_npy"]
     reference, _, _ = _nifti(out / "c_nii_seg.nii.gz")
@@ -413,11 +416,14 @@ def test_an_archive_is_read_at_its_image_array_as_training_reads_it(
         handle.create_dataset("image", data=image)
     np.savez(scans / "only.npz", scan=image)
     out = tmp_path / "pred"
-    inputs = [brains / "c.nii.gz", scans / "pair.npz", scans / "pair.h5", scans / "only.npz"]
+    # The NIfTI states its own spacing (spacing= would be unused there): it is predicted alone.
+    alone = predict(softmax_run, brains / "c.nii.gz", output=tmp_path / "ref", device="cpu", progress=False)
+    reference = _nifti(Path(alone.cases[0].segmentation))[0]
+    inputs = [scans / "pair.npz", scans / "pair.h5", scans / "only.npz"]
     report = predict(softmax_run, inputs, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25))
-    reference, *others = [_nifti(Path(c.segmentation))[0] for c in report.cases]
+    others = [_nifti(Path(c.segmentation))[0] for c in report.cases]
     assert len(others) == 3
-    for case, seg in zip(report.cases[1:], others, strict=True):
+    for case, seg in zip(report.cases, others, strict=True):
         assert np.array_equal(seg, reference), case.case
 
 
@@ -459,7 +465,14 @@ def test_inputs_with_one_name_never_write_over_each_other(
         tmp_path / "one" / "scan.npy",
     ]
 
-    report = predict(softmax_run, inputs, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25))
+    # spacing= is the .npy's; each NIfTI states its own and says the given one is not used.
+    unused = r"/scan\.nii\.gz: spacing=\(3\.0, 3\.5, 4\.25\) is not used; the file states its own voxel size"
+    with pytest.warns(UserWarning, match=unused) as caught:
+        report = predict(
+            softmax_run, inputs, output=out, device="cpu", progress=False, spacing=(3.0, 3.5, 4.25)
+        )
+    told = sorted(str(w.message).split(":")[0] for w in caught if re.search(unused, str(w.message)))
+    assert told == [f"input {inputs[0]}", f"input {inputs[1]}"]
 
     names = [c.case for c in report.cases]
     assert names == ["one_scan_nii_gz", "two_scan", "one_scan_npy"]
@@ -783,7 +796,11 @@ def test_an_array_without_spacing_is_told_how_to_give_it(
     array = tmp_path / "c.npy"
     np.save(array, np.asarray(nib.load(brains / "c.nii.gz").dataobj))
     told = r"1 x 1 mm as the model sees it \(this file type carries no spacing"
-    with pytest.warns(UserWarning, match=told):
+    how = (
+        r"c\.npy: a NumPy/HDF5 file states no voxel size, so 1 mm is assumed along every axis of its "
+        r"\(48, 56, 40\) array.*give the scan's own with spacing=\.\.\. \(--spacing"
+    )
+    with pytest.warns(UserWarning, match=told), pytest.warns(UserWarning, match=how):
         predict(softmax_run, array, output=tmp_path / "a", device="cpu", progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -1008,7 +1025,15 @@ def test_a_2d_slice_that_cannot_be_turned_into_the_training_plane_warns(
     axial = predict(softmax_run, tmp_path / "axial.nii.gz", output=tmp_path / "q", progress=False)
     assert np.array_equal(_nifti(case.segmentation)[0], _nifti(axial.cases[0].segmentation)[0])
     # Read as stored on request, the other plane is told as a 3-D volume in another orientation is.
-    with pytest.warns(UserWarning, match=r"stored in ASL orientation, which none of the run's training"):
+    # Its stored plane is 3 x 4.25 mm, not the training 3 x 3.5 mm: that is told too.
+    scale = (
+        r"sagittal\.nii\.gz: in-plane voxel spacing 3 x 4\.25 mm as the model sees it, but the run "
+        r"trained on 3 x 3\.5 mm"
+    )
+    with (
+        pytest.warns(UserWarning, match=r"stored in ASL orientation, which none of the run's training"),
+        pytest.warns(UserWarning, match=scale),
+    ):
         predict(
             softmax_run,
             tmp_path / "sagittal.nii.gz",
@@ -1166,9 +1191,10 @@ def test_a_blank_or_nan_scan_is_refused_before_any_case_is_predicted(
         assert str(path) in str(err.value)
         assert predicted == [], kind
         assert _nothing_written(out)
-    # A scan with any variation is no blank: one voxel off zero is predicted.
+    # A scan with any variation is no blank: one voxel off zero is predicted. (Off by a fraction:
+    # 0 and 1 alone would be a two-value label map, which has its own warning.)
     nearly = np.zeros(nib.load(brains / "c.nii.gz").shape, dtype=np.float32)
-    nearly[0, 0, 0] = 1.0
+    nearly[0, 0, 0] = 0.5
     report = predict(
         softmax_run, _save(tmp_path / "nearly.nii.gz", nearly), output=out, device="cpu", progress=False
     )

@@ -8,6 +8,7 @@ the library says today.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -52,8 +53,11 @@ def test_bad_input_fails_clearly_and_leaves_nothing_partial(case: BadInputCase, 
     call = case.build(tmp_path)
     before = _snapshot(tmp_path)
 
-    with pytest.raises(case.error) as caught:
-        call()
+    with contextlib.ExitStack() as told:
+        for pattern in case.warns:
+            told.enter_context(pytest.warns(UserWarning, match=pattern))
+        with pytest.raises(case.error) as caught:
+            call()
 
     assert type(caught.value) is case.error, f"raised {type(caught.value).__name__}, a subclass"
     message = message_of(caught.value)

@@ -19,7 +19,7 @@ Example:
     >>> import numpy as np, tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> np.save(root / "ct.npy", np.full((4, 4), -3024.0))
-    >>> ds = ct_dataset(split="unlabelled", labelled=False, cases="ct.npy", root=root)
+    >>> ds = ct_dataset(split="unlabelled", labelled=False, cases="ct.npy", root=root, spacing=(0.8, 0.8))
     >>> item = ds[0]
     >>> tuple(item["image"].shape), item["hu"].min().item()
     ((3, 4, 4), -1024.0)
