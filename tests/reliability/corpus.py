@@ -896,10 +896,6 @@ def _model_input_not_divisible(folder: Path) -> Call:
     r"data\.dataset='numpy' train set \(label_fraction=1\)",
     r"none of its 3 labelled slice\(s\) \(volumes train\) has a foreground pixel",
     r"\['disc', 'square'\]",
-    # The check of classes absent from the training slices speaks first, before the refusal.
-    warns=(
-        r"data\.dataset='numpy': class\(es\) \['disc', 'square'\] have no labelled pixel in the 3 training",
-    ),
 )
 def _empty_masks(folder: Path) -> Call:
     """Training labels that are all background (an empty mask export)."""

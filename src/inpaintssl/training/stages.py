@@ -92,7 +92,9 @@ def check_at_the_door(
     report = _preflight_on_the_main_rank(config, ctx, bundle)
     if bundle.class_names and len(bundle.train) <= ABSENT_CLASS_CHECK_LIMIT and ctx.dist.is_main:
         missing = absent_classes(bundle.train)
-        if missing:
+        # Every class absent is no labelled pixel at all: fine-tuning refuses that next
+        # (check_has_foreground), and a warning first would only say it twice.
+        if missing and len(missing) < len(bundle.class_names):
             warnings.warn(
                 f"data.dataset={config.data.dataset!r}: class(es) {missing} have no labelled pixel in the "
                 f"{len(bundle.train)} training slice(s) (data.label_fraction={config.data.label_fraction}, "
