@@ -65,6 +65,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import multiprocessing
 import os
@@ -246,6 +247,29 @@ def _stop_workers(workers: Sequence[multiprocessing.process.BaseProcess]) -> Non
                 os.kill(worker.pid, signal.SIGTERM)
 
 
+def _wait_noticing_dead_workers(
+    pool: ProcessPoolExecutor,
+    futures: Sequence[Future[WorkerReport]],
+    workers: Sequence[multiprocessing.process.BaseProcess],
+) -> None:
+    """Wait until every worker's future is done; a worker that died makes the pool notice at once.
+
+    The pool's manager thread watches the processes it knew when it last woke, and each submit
+    spawns its process after waking it: a worker spawned so late, killed (the OOM killer), went
+    unnoticed until another event woke the thread (CPython 3.11), and its siblings trained on,
+    their reports lost. Shutting the pool down wakes the thread, which then finds the dead worker,
+    stops the others (they hand their runs back) and fails the futures with BrokenProcessPool.
+    """
+    pending: set[Future[WorkerReport]] = set(futures)
+    while pending:
+        _, pending = concurrent.futures.wait(pending, timeout=_POLL_S)
+        # A pool worker never exits while work is pending: an exit code means it died.
+        if pending and any(worker.exitcode is not None for worker in workers):
+            pool.shutdown(wait=False)
+            concurrent.futures.wait(pending)
+            return
+
+
 def _worker_report(future: Future[WorkerReport], spec: StudySpec, index: int) -> WorkerReport | None:
     """What local worker process ``index`` did; ``None``, with a warning, if a signal stopped it alone.
 
@@ -368,6 +392,7 @@ def run_study(
             # The pool's processes: the caller's own children are not this study's to stop.
             started = [child for child in multiprocessing.active_children() if child not in others]
             try:
+                _wait_noticing_dead_workers(pool, futures, started)
                 reports = []
                 for index, future in enumerate(futures):
                     report = _worker_report(future, spec, index)
