@@ -319,6 +319,23 @@ def test_a_failing_pretraining_run_is_retried_then_blocks_its_dependants(tmp_pat
     assert runs[fine.id].status == "failed" and (runs[fine.id].error or "").startswith("blocked")
 
 
+def test_the_driver_says_whether_a_failed_run_is_submitted_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "X failed" followed by X submitted again read as a contradiction, and the last failure looked
+    # like every other: the line says which attempt failed, of how many, and what comes next.
+    spec = tiny_spec(tmp_path / "study", label_fractions=[0.5], baseline=False, max_attempts=2)
+    spec["grid"] = {"pretrain.pretext.patch_size": [64]}  # cannot fit 32x32 images: fails at once
+    study = load_spec(spec)
+    (pre,) = expand_study(study).pretrain_jobs()
+    run_with_executor(study, executor="slurm", backend=_InProcess(study.results_dir()))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"{pre.id} failed")]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{pre.id} failed (attempt 1 of 2; submitted again): ")
+    assert lines[1].startswith(f"{pre.id} failed (attempt 2 of 2; its dependants are blocked): ")
+    assert "patch" in lines[1]
+
+
 class _Clock:
     """``time`` for the driver: ``sleep`` moves ``monotonic`` on at once."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import types
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,10 @@ import yaml
 from inpaintssl.cli import main
 from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.studies import expand_study, load_spec, ray_backend
-from inpaintssl.studies.executors import run_with_executor
 from inpaintssl.studies.merge import merge_results
 from inpaintssl.studies.resultfiles import ResultFileError, result_path, write_result_file
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.status import study_status
-from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 from study_helpers import tiny_spec
 
 
@@ -91,49 +88,3 @@ def test_status_names_the_unmerged_result_files_that_run_and_report_refuse(
     assert f"  damaged, refused by run and report: {damaged} (delete it; its run trains again)" in printed
     with pytest.raises(ResultFileError, match=str(damaged)):
         merge_results(spec)  # what `experiment run` and `report` do first
-
-
-class _InProcess:
-    """A backend that runs each batch at submission, in this process."""
-
-    def __init__(self, results: Path) -> None:
-        self.results = results
-
-    def submit(self, batches: Sequence[Sequence[Task]]) -> list[_Done]:
-        return [_Done(run_tasks(list(batch), results=self.results)) for batch in batches]
-
-    def close(self) -> None:
-        pass
-
-
-class _Done:
-    label = "inprocess"
-
-    def __init__(self, reports: list[TaskReport]) -> None:
-        self._reports = reports
-
-    def done(self) -> bool:
-        return True
-
-    def reports(self) -> list[TaskReport]:
-        return self._reports
-
-    def cancel(self) -> None:
-        pass
-
-
-def test_the_driver_says_whether_a_failed_run_is_submitted_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # "X failed" followed by X submitted again read as a contradiction, and the last failure looked
-    # like every other: the line says which attempt failed, of how many, and what comes next.
-    spec = tiny_spec(tmp_path / "study", label_fractions=[0.5], baseline=False, max_attempts=2)
-    spec["grid"] = {"pretrain.pretext.patch_size": [64]}  # cannot fit 32x32 images: fails at once
-    study = load_spec(spec)
-    (pre,) = expand_study(study).pretrain_jobs()
-    run_with_executor(study, executor="slurm", backend=_InProcess(study.results_dir()))
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"{pre.id} failed")]
-    assert len(lines) == 2, lines
-    assert lines[0].startswith(f"{pre.id} failed (attempt 1 of 2; submitted again): ")
-    assert lines[1].startswith(f"{pre.id} failed (attempt 2 of 2; its dependants are blocked): ")
-    assert "patch" in lines[1]
