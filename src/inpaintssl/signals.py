@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Terminated", "terminate_as_exit"]
+__all__ = ["Terminated", "handler_kept", "terminate_as_exit"]
 
 _REDELIVERY_DELAY_S = 0.01
 """How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
@@ -54,6 +54,30 @@ class Terminated(SystemExit):
         # A worker process sends it to its parent pickled; the default rebuilds it from the exit
         # status (143), which is no signal.
         return (type(self), (self.signum,))
+
+
+@contextlib.contextmanager
+def handler_kept(signum: int) -> Iterator[None]:
+    """``signum``'s handler as it was before the block, whatever the block set (a library's own).
+
+    Outside the main thread the block changes nothing: only there may a handler be set.
+
+    Example:
+        >>> before = signal.getsignal(signal.SIGTERM)
+        >>> with handler_kept(signal.SIGTERM):
+        ...     _ = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        >>> signal.getsignal(signal.SIGTERM) is before
+        True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signum)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back
+            signal.signal(signum, previous)
 
 
 @contextlib.contextmanager

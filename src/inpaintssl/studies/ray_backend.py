@@ -19,16 +19,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inpaintssl.config import ConfigError
 from inpaintssl.extras import import_optional
+from inpaintssl.signals import handler_kept
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 
@@ -45,25 +44,6 @@ def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
     if resources.mem_gb is not None:
         options["memory"] = int(resources.mem_gb * 2**30)
     return options
-
-
-@contextlib.contextmanager
-def _sigterm_handler_kept() -> Iterator[None]:
-    """Put SIGTERM's handler back after ``ray.init``, which installs its own in the main thread.
-
-    Ray's handler exits with status 15 after a stack dump; the command line's raises
-    :class:`~inpaintssl.signals.Terminated`, which hands the submitted runs back (and cancels their
-    tasks), says so and exits 143, as ``--executor slurm`` does.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # a handler can be set from the main thread only, so Ray sets none either
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        if previous is not None:  # None: set outside Python, which cannot be put back
-            signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -106,7 +86,9 @@ class RayBackend:
         # A caller that connected already (a notebook, a test) keeps its connection.
         self.owns_connection = not ray.is_initialized()
         if self.owns_connection:
-            with _sigterm_handler_kept():
+            # ray.init installs its own SIGTERM handler (a stack dump, exit 15); the command
+            # line's hands the submitted runs back and exits 143, as --executor slurm does.
+            with handler_kept(signal.SIGTERM):
                 ray.init(address=resources.ray_address, include_dashboard=False, log_to_driver=not quiet)
         self.remote = ray.remote(run_tasks).options(**ray_options(resources))
         self.results = results

@@ -75,7 +75,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -87,7 +87,7 @@ from pydantic import ValidationError
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import ConfigError, quiet_unused_settings
 from inpaintssl.options import check_option
-from inpaintssl.signals import Terminated, terminate_as_exit
+from inpaintssl.signals import Terminated, handler_kept, terminate_as_exit
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
@@ -214,20 +214,6 @@ def _worker_process(
         # signal (the driver's after the scheduler's) must not cut short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise
-
-
-@contextlib.contextmanager
-def _ctrl_c_handler_kept() -> Iterator[None]:
-    """Ctrl-C's handler as it was before the block, whatever :func:`_ignore_ctrl_c` did inside."""
-    if threading.current_thread() is not threading.main_thread():  # only there is a handler set
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        if previous is not None:  # None: a handler set outside Python, which cannot be put back
-            signal.signal(signal.SIGINT, previous)
 
 
 def _ignore_ctrl_c() -> None:
@@ -382,7 +368,9 @@ def run_study(
     else:
         context = multiprocessing.get_context("spawn")
         others = set(multiprocessing.active_children())
-        with _ctrl_c_handler_kept(), ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # Ctrl-C's handler comes back as it was, whatever _ignore_ctrl_c did inside.
+        kept = handler_kept(signal.SIGINT)
+        with kept, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
                 pool.submit(
                     _worker_process, spec.model_dump_json(), shard, i, workers, quiet, command_in_effect()
