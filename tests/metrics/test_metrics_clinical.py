@@ -62,6 +62,58 @@ def test_label_maps_are_not_masks() -> None:
         tissue_volume(np.full((2, 2, 2), 2), SKM_TEA_SPACING)
 
 
+@pytest.mark.parametrize(
+    ("values", "hint"),
+    [
+        ([0, 1, 2, 3], r"label map of class indices.*labels == k"),  # SKM-TEA-like class indices
+        ([0.0, 0.3, 0.9], r"Threshold probabilities first"),  # probabilities
+        ([0, 1, -1], r"Threshold probabilities first"),  # not class indices either
+    ],
+)
+def test_a_non_binary_mask_gets_the_advice_that_fits_it(values, hint) -> None:
+    # Thresholding a label map at 0.5 would merge every tissue: the advice must be the per-class split.
+    mask = np.zeros((2, 2, 2))
+    mask.flat[: len(values)] = values
+    with pytest.raises(ValueError, match=hint):
+        tissue_volume(mask, SKM_TEA_SPACING)
+
+
+def test_clinical_numbers_match_numpy_on_a_knee_like_label_map() -> None:
+    """Anisotropic voxels, a tissue on the volume's border, a one-voxel tissue and an empty one."""
+    rng = np.random.default_rng(3)
+    labels = np.zeros((12, 10, 6), dtype=np.int64)
+    labels[0, :, :] = 1  # touches the border on every side of axis 0
+    labels[5, 5, 5] = 2  # one voxel, on the last slice
+    labels[6:9, 2:7, 1:4] = 3
+    pred_labels = labels.copy()
+    pred_labels[1, :4, :] = 1
+    pred_labels[5, 5, 5] = 0  # the one-voxel tissue missed
+    target = np.stack([labels == k for k in range(1, 5)])  # class 4 empty in both
+    pred = np.stack([pred_labels == k for k in range(1, 5)])
+    t2 = rng.uniform(20.0, 60.0, labels.shape)
+    t2[0, :3, :] = np.nan  # invalid fits on the border
+    rows = {
+        (r.class_name, r.metric): r
+        for r in clinical_errors(pred, target, spacing_mm=SKM_TEA_SPACING, t2_ms=t2)
+    }
+    voxel_mm3 = 0.3125 * 0.3125 * 0.8
+    for k in range(4):
+        name = f"class_{k}"
+        volume = rows[(name, "volume_mm3")]
+        assert volume.predicted == pytest.approx(np.sum(pred[k]) * voxel_mm3, rel=1e-12)
+        assert volume.reference == pytest.approx(np.sum(target[k]) * voxel_mm3, rel=1e-12)
+        t2_row = rows[(name, "mean_t2_ms")]
+        for got, mask in ((t2_row.predicted, pred[k]), (t2_row.reference, target[k])):
+            inside = t2[mask & ~np.isnan(t2)]
+            assert (math.isnan(got) and inside.size == 0) or got == pytest.approx(inside.mean(), rel=1e-12)
+    assert rows[("class_0", "volume_mm3")].percent_error == pytest.approx(
+        100 * 24 / 60
+    )  # 4 x 6 voxels added to 10 x 6
+    assert rows[("class_1", "volume_mm3")].percent_error == pytest.approx(100.0)  # missed: all of it
+    assert math.isnan(rows[("class_1", "mean_t2_ms")].predicted)  # no voxel to average
+    assert math.isnan(rows[("class_3", "volume_mm3")].percent_error)  # 0 / 0: absent from both
+
+
 def test_mean_hu_hand_values() -> None:
     hu = np.array([[-1000.0, 30.0, 50.0], [-100.0, 1200.0, 40.0]])
     mask = np.array([[0, 1, 1], [0, 0, 1]])
@@ -72,6 +124,23 @@ def test_mean_hu_hand_values() -> None:
 def test_mean_hu_shape_mismatch_names_arguments() -> None:
     with pytest.raises(ValueError, match=r"hu\.shape=\(2, 3\) and mask\.shape=\(3, 2\)"):
         mean_hu(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("invalid", [0.0, -5.0, np.inf, -np.inf])
+def test_mean_t2_refuses_values_that_are_no_t2_inside_the_mask(invalid: float) -> None:
+    # A DOSMA map marks invalid voxels 0: averaged, (30 + 0 + 50) / 3 = 26.7 instead of 40.
+    t2 = np.array([[30.0, invalid], [50.0, invalid]])
+    with pytest.raises(ValueError, match=r"t2_ms must hold T2 values > 0 and finite.*found 1 other"):
+        mean_t2(t2, np.array([[1, 1], [1, 0]]))
+    with pytest.raises(ValueError, match=r"t2_ms must hold T2 values > 0"):
+        clinical_errors(
+            np.ones((1, 2, 2, 1)), np.ones((1, 2, 2, 1)), spacing_mm=(1, 1, 1), t2_ms=t2[..., None]
+        )
+    # Outside the mask it is no measurement: background of any value is ignored.
+    assert mean_t2(t2, np.array([[1, 0], [1, 0]])) == pytest.approx(40.0)
+    assert mean_t2(
+        np.where(np.isfinite(t2) & (t2 > 0), t2, np.nan), np.array([[1, 1], [1, 0]])
+    ) == pytest.approx(40.0)
 
 
 def test_mean_t2_skips_invalid_voxels() -> None:

@@ -54,10 +54,19 @@ def as_mask(x: ArrayInput, *, name: str) -> npt.NDArray[np.bool_]:
         return arr
     bad = (arr != 0) & (arr != 1)
     if np.any(bad):
-        found = np.unique(arr[bad])[:5]
+        found = np.unique(arr[bad])
+        # Whole numbers >= 2 are class indices, not probabilities: thresholding at 0.5 would
+        # merge every tissue into one mask, so point at the one-hot split instead.
+        is_label_map = bool(np.all(found >= 2) and np.all(np.mod(found, 1) == 0))
+        hint = (
+            "This looks like a label map of class indices: pass one binary mask per class, e.g. "
+            "labels == k (or a one-hot (K, ...) stack of them)."
+            if is_label_map
+            else "Threshold probabilities first, e.g. probs > 0.5."
+        )
         raise ValueError(
             f"{name} must be a binary mask (bool, or only 0 and 1); found other values such as "
-            f"{found.tolist()}. Threshold probabilities first, e.g. probs > 0.5."
+            f"{found[:5].tolist()}. {hint}"
         )
     return arr.astype(bool)
 

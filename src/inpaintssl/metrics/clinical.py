@@ -144,14 +144,21 @@ def mean_t2(t2_ms: ArrayInput, mask: ArrayInput) -> float:
     """Mean T2 in ms over the valid voxels inside a tissue mask (paper sec. 2.7, MRI).
 
     NaN voxels of the map (invalid fits, see :func:`~inpaintssl.metrics.qdess_t2`) are skipped,
-    unlike the authors' mean over zero-filled voxels, which biased T2 low.
+    unlike the authors' mean over zero-filled voxels, which biased T2 low. A T2 is a positive,
+    finite time, so a value of 0 or below, or an infinite one, inside the mask is refused rather
+    than averaged: it is how other tools (DOSMA writes 0) mark the invalid voxels this mean skips.
 
     Args:
-        t2_ms: T2 map in ms, any shape, e.g. ``(X, Y, Z)``.
+        t2_ms: T2 map in ms, any shape, e.g. ``(X, Y, Z)``; NaN where invalid.
         mask: Binary tissue mask, same shape.
 
     Returns:
         Mean T2 in ms, or NaN when the mask holds no valid voxel.
+
+    Raises:
+        ValueError: If the shapes differ, the mask is not binary, or the map holds a value
+            ``<= 0`` or ``+-inf`` inside the mask (mark invalid voxels NaN, e.g.
+            ``np.where(np.isfinite(t2) & (t2 > 0), t2, np.nan)``).
 
     Example:
         >>> import numpy as np
@@ -160,6 +167,15 @@ def mean_t2(t2_ms: ArrayInput, mask: ArrayInput) -> float:
     """
     values = _masked_values(t2_ms, mask, image_name="t2_ms")
     values = values[~np.isnan(values)]
+    # A zero-filled map (DOSMA's) averaged as is gives a T2 biased low with no sign of it.
+    bad = values[~(np.isfinite(values) & (values > 0))]
+    if bad.size:
+        raise ValueError(
+            f"t2_ms must hold T2 values > 0 and finite (or NaN where invalid) inside the mask; found "
+            f"{bad.size} other value(s) such as {np.unique(bad)[:5].tolist()}. A map that marks "
+            "invalid voxels with 0 (as DOSMA writes them) would bias the mean low: mark them NaN, "
+            "e.g. np.where(np.isfinite(t2) & (t2 > 0), t2, np.nan)."
+        )
     return float(values.mean()) if values.size else math.nan
 
 

@@ -157,7 +157,7 @@ def qdess_t2(
 
     Returns:
         T2 map in ms with the shape of ``echo1``, float32 for float32 (or narrower) inputs and
-        float64 otherwise; NaN where invalid.
+        float64 otherwise (real for complex echoes too: complex64 gives float32); NaN where invalid.
 
     Raises:
         ValueError: If the echo shapes differ, a scan parameter is out of its physical range, or
@@ -176,11 +176,14 @@ def qdess_t2(
     lo, hi = _t2_range(t2_range_ms)
     k, c1, tr_minus_te = _Scan(tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity).constants()
     dtype = np.result_type(s1.dtype, s2.dtype, np.float32)
+    # Complex echoes (reconstructions before the magnitude) enter through |S2 / S1| only, and a
+    # T2 is real: the map takes the real type of their precision, not a complex type with 0j.
+    real = np.finfo(dtype).dtype
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = np.abs(s2.astype(dtype, copy=False) / s1.astype(dtype, copy=False))
+        ratio = np.abs(s2.astype(dtype, copy=False) / s1.astype(dtype, copy=False)).astype(real, copy=False)
         t2 = (-2000.0 * tr_minus_te) / (np.log(ratio / k) + c1)
         valid = np.isfinite(t2) & (t2 > lo) & (t2 <= hi)
-    return np.where(valid, t2, np.nan).astype(dtype, copy=False)
+    return np.where(valid, t2, np.nan).astype(real, copy=False)
 
 
 def qdess_signal_ratio(
