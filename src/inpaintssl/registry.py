@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import difflib
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import sys
@@ -156,6 +157,37 @@ def _bundled(ep: EntryPoint) -> bool:
     """Whether ``ep`` is one of inpaintssl's own entry points (an optional backbone it ships)."""
     dist = getattr(ep, "dist", None)
     return dist is not None and str(dist.name).lower().replace("_", "-") == "inpaintssl"
+
+
+def _copies_in_one_folder(ep: EntryPoint) -> str | None:
+    """Why the metadata of ``ep``'s distribution is not one copy in its folder; ``None`` when it is.
+
+    A failed upgrade or a copied ``site-packages`` can leave two ``.dist-info`` folders of one
+    distribution side by side (``pkg-0.1.0.dist-info`` beside ``pkg-0.2.0.dist-info``). Python
+    reads whichever the file system lists first, for the entry points and for the version a run
+    records, so the record of which code built a component would not be defined. Copies in
+    different ``sys.path`` folders are not this: the first folder on the path wins, as the import
+    of the code itself does.
+    """
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None
+    folder = dist.locate_file("")
+    # By metadata folder: a folder listed twice on sys.path yields the same copy twice.
+    same: dict[str, str] = {}
+    for other in importlib.metadata.distributions(name=str(dist.name)):
+        if other.locate_file("") == folder:
+            # Where the distribution type keeps its metadata folder (a plain folder's does).
+            metadata = getattr(getattr(other, "_path", None), "name", None) or f"version {other.version}"
+            same.setdefault(metadata, other.version)
+    if len(same) < 2:
+        return None
+    copies = ", ".join(f"{version} ({metadata})" for metadata, version in same.items())
+    return (
+        f"distribution {dist.name} has {len(same)} copies of its metadata in {folder}: {copies}; "
+        "which one Python reads first depends on the file system, so the entry points used and the "
+        "version a run records are not defined; expected one: delete the stale .dist-info folder there"
+    )
 
 
 def _ambiguity(kind: str, name: str, eps: list[EntryPoint]) -> str:
@@ -360,6 +392,9 @@ class Registry(Generic[T]):
     def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:
         where = f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value})"
         where += f" from distribution {_distribution_name(ep)}"
+        duplicated = _copies_in_one_folder(ep)
+        if duplicated:
+            raise PluginLoadError(f"{where} is refused: {duplicated}", reason=duplicated)
         try:
             factory = ep.load()
         except Exception as exc:
@@ -464,8 +499,9 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
         expected = self.component_type()
         if not isinstance(built, expected):
             raise TypeError(
-                f"{self.kind} {name!r} ({self._origin(name, factory)}) built a {_qualname(type(built))}; "
-                f"expected a {_qualname(expected)} (the type every {self.kind} factory returns)"
+                f"{self.kind} {name!r} ({self._origin(name, factory)}) built a {_qualname(type(built))}"
+                f"{_lacking(built, expected)}; expected a {_qualname(expected)} (the type every "
+                f"{self.kind} factory returns)"
             )
         return built
 
@@ -538,7 +574,10 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
             if not problems:  # something bind() refuses that is neither (a positional-only name)
                 problems.append(f"invalid parameters {sorted(params)} (it accepts {accepted})")
             where = f"{field}: " if field else ""
-            raise TypeError(f"{where}{self.kind} {name!r}: {'; '.join(problems)}: {exc}") from exc
+            # A plugin's own parameters are its author's: say which package to read (at the end,
+            # so the message starts as every component's does).
+            origin = "" if name in self._builtins else f" [{self._origin(name, factory)}]"
+            raise TypeError(f"{where}{self.kind} {name!r}: {'; '.join(problems)}: {exc}{origin}") from exc
 
     def names(self) -> list[str]:
         """Sorted names of built-ins and installed plugins (plugins are not imported)."""
@@ -619,7 +658,10 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
         # (build() does), which needs its parameters.
         expected = self.component_type()
         if isinstance(factory, type) and not issubclass(factory, expected):
-            reason = f"is a class that is not a {_qualname(expected)}: build() would refuse it"
+            reason = (
+                f"is a class that is not a {_qualname(expected)}{_lacking(factory, expected)}: "
+                "build() would refuse it"
+            )
             return dataclasses.replace(row, status="broken", reason=reason)
         missing = _missing_requirements(factory)
         if missing:
@@ -637,6 +679,21 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
             f"unknown {self.kind} name {name!r}.{hint} Available: {', '.join(available) or 'none'}. "
             f"Plugins register under the entry-point group {self.group!r}."
         )
+
+
+def _lacking(found: object, expected: type) -> str:
+    """What ``found`` lacks of the protocol ``expected`` (``", without sample"``); empty otherwise.
+
+    A protocol (a sampler: any object with ``sample``) is met by its members, not by a base
+    class, so "is not a Sampler" alone leaves a plugin author guessing what to add.
+    """
+    if not getattr(expected, "_is_protocol", False):
+        return ""
+    members = sorted(
+        {n for n in vars(expected) if not n.startswith("_")} | set(getattr(expected, "__annotations__", {}))
+    )
+    missing = [m for m in members if not hasattr(found, m)]
+    return f", without {', '.join(missing)}" if missing else ""
 
 
 def _missing_requirements(factory: object) -> str | None:

@@ -1,0 +1,181 @@
+"""Mistakes a plugin author or installer makes, through the real entry-point mechanism.
+
+Each plugin is a throwaway ``*.dist-info`` folder with its module beside it, put on ``sys.path``
+(as ``tests/test_registry.py`` does), so the registry reads real installed metadata while the
+shared environment is never changed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inpaintssl.registry import DATASETS, SAMPLERS, PluginLoadError, Registry
+
+DISTRIBUTION = "issl-mistakes-plugin"
+MODULE = "issl_mistakes_plugin"
+
+SOURCE = """
+    import numpy as np
+
+    class GridSampler:
+        def sample(self, *, shape, patch_size, coverage=0.25, rng, pairs=False):
+            return np.zeros((1, 2), dtype=np.int64)
+
+    class NoSample:
+        '''A sampler whose author forgot (or misspelt) the method.'''
+
+        def sampel(self, **request):
+            return None
+
+    def needs_root(*, split, labelled=True, root):
+        raise AssertionError("never built: root is missing")
+"""
+
+ENTRY_POINTS = f"""
+    [inpaintssl.samplers]
+    mistakes_grid = {MODULE}:GridSampler
+    mistakes_no_sample = {MODULE}:NoSample
+
+    [inpaintssl.datasets]
+    mistakes_needs_root = {MODULE}:needs_root
+"""
+
+NAMES = (
+    ("samplers", "mistakes_grid"),
+    ("samplers", "mistakes_no_sample"),
+    ("datasets", "mistakes_needs_root"),
+)
+
+
+def _write_metadata(folder: Path, *, version: str) -> Path:
+    """One ``.dist-info`` of the test distribution in ``folder``, as pip writes it."""
+    dist = folder / f"{DISTRIBUTION.replace('-', '_')}-{version}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(textwrap.dedent(ENTRY_POINTS))
+    return dist
+
+
+def _forget() -> None:
+    for kind, name in NAMES:
+        (SAMPLERS if kind == "samplers" else DATASETS).unregister(name)
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on ``sys.path`` holding the plugin's module (its metadata is up to each test)."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / f"{MODULE}.py").write_text(textwrap.dedent(SOURCE))
+    monkeypatch.syspath_prepend(str(folder))
+    _forget()
+    yield folder
+    _forget()
+    importlib.invalidate_caches()
+
+
+def test_one_copy_of_the_metadata_loads_and_is_recorded_with_its_version(site: Path) -> None:
+    # The control for the refusal below: the same plugin, installed once, works.
+    _write_metadata(site, version="0.2.0")
+    importlib.invalidate_caches()
+    assert SAMPLERS.get("mistakes_grid").__name__ == "GridSampler"
+    assert SAMPLERS.origin("mistakes_grid") == (
+        f"plugin {MODULE}:GridSampler from distribution {DISTRIBUTION} 0.2.0"
+    )
+
+
+def test_two_copies_of_one_distribution_in_one_folder_are_refused_naming_both(site: Path) -> None:
+    # A failed upgrade leaves the old .dist-info beside the new one: which one Python reads first
+    # (entry points, and the version a run records) is the file system's listing order.
+    _write_metadata(site, version="0.2.0")
+    _write_metadata(site, version="0.1.0")
+    importlib.invalidate_caches()
+    with pytest.raises(PluginLoadError) as info:
+        SAMPLERS.get("mistakes_grid")
+    message = str(info.value)
+    assert message.startswith("registry 'samplers': plugin 'mistakes_grid'"), message
+    assert f"distribution {DISTRIBUTION} has 2 copies of its metadata in {site}" in message
+    for version in ("0.1.0", "0.2.0"):
+        assert f"{version} ({DISTRIBUTION.replace('-', '_')}-{version}.dist-info)" in message
+    assert "expected one: delete the stale .dist-info folder there" in message
+    assert MODULE not in sys.modules  # refused before the plugin's code ran
+    # The listing marks it, with the same reason, instead of calling it ok.
+    (row,) = [e for e in SAMPLERS.entries(check=True) if e.name == "mistakes_grid"]
+    assert (row.status, row.reason) == ("broken", info.value.reason)
+
+
+def test_a_folder_listed_twice_on_the_path_is_one_copy(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_metadata(site, version="0.2.0")
+    monkeypatch.syspath_prepend(str(site))  # now on sys.path twice, as PYTHONPATH=site-packages does
+    importlib.invalidate_caches()
+    assert SAMPLERS.origin("mistakes_grid").endswith(f"{DISTRIBUTION} 0.2.0")
+
+
+def test_copies_in_two_folders_use_the_first_on_the_path_as_the_import_does(
+    site: Path, tmp_path: Path
+) -> None:
+    # A user-site copy beside the environment's: sys.path decides, for the code and the metadata
+    # alike, so nothing is ambiguous and the version recorded is the one imported.
+    _write_metadata(site, version="0.2.0")
+    later = tmp_path / "later"
+    _write_metadata(later, version="0.1.0")
+    sys.path.insert(sys.path.index(str(site)) + 1, str(later))  # site (the fixture's) first
+    try:
+        importlib.invalidate_caches()
+        assert SAMPLERS.origin("mistakes_grid").endswith(f"{DISTRIBUTION} 0.2.0")
+    finally:
+        sys.path.remove(str(later))
+
+
+def test_a_sampler_class_without_sample_is_refused_naming_what_it_lacks(site: Path) -> None:
+    _write_metadata(site, version="1.0")
+    importlib.invalidate_caches()
+    expected = (
+        f"samplers 'mistakes_no_sample' (plugin {MODULE}:NoSample from distribution {DISTRIBUTION} 1.0) "
+        f"built a {MODULE}:NoSample, without sample; expected a inpaintssl.corruption.samplers:Sampler"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(expected)}"):
+        SAMPLERS.build("mistakes_no_sample")
+    (row,) = [e for e in SAMPLERS.entries(check=True) if e.name == "mistakes_no_sample"]
+    assert row.status == "broken"
+    assert row.reason == (
+        "is a class that is not a inpaintssl.corruption.samplers:Sampler, without sample: "
+        "build() would refuse it"
+    )
+
+
+def test_a_wrong_type_of_a_component_that_is_not_a_protocol_says_only_what_it_is() -> None:
+    # nn.Module is a base class, not a list of members: nothing to say it lacks.
+    registry: Registry[object] = Registry("mistakes_modules", component="torch.nn:Module")
+    registry.register("listed")(lambda: [1, 2])
+    with pytest.raises(TypeError) as info:
+        registry.build("listed")
+    assert "built a builtins:list; expected a torch.nn.modules.module:Module" in str(info.value)
+
+
+def test_a_plugins_missing_parameter_names_its_entry_point_and_distribution(site: Path) -> None:
+    _write_metadata(site, version="1.0")
+    importlib.invalidate_caches()
+    with pytest.raises(TypeError) as info:
+        DATASETS.build_from(
+            "mistakes_needs_root", {}, field="data.params", set_by_caller={"split": "train", "labelled": True}
+        )
+    assert str(info.value) == (
+        "data.params: datasets 'mistakes_needs_root': missing parameters ['root'] (it accepts root): "
+        "missing a required argument: 'root' "
+        f"[plugin {MODULE}:needs_root from distribution {DISTRIBUTION} 1.0]"
+    )
+
+
+def test_a_builtins_parameter_misfit_names_no_distribution() -> None:
+    with pytest.raises(TypeError) as info:
+        SAMPLERS.build("poisson_disc", candidatez=3)
+    assert str(info.value).endswith("got an unexpected keyword argument 'candidatez'")
