@@ -50,6 +50,11 @@ def test_area_is_hand_count_times_anisotropic_pixel() -> None:
         (cross_sectional_area, (3, 3), (1.0, 1.0, 1.0), r"2-D mask with 2 spacing values"),
         (cross_sectional_area, (3, 3), (1.0, 0.0), r"spacing_mm must hold finite values > 0"),
         (tissue_volume, (3, 3, 3), (1.0, -1.0, 1.0), r"spacing_mm must hold finite values > 0"),
+        # Not a sequence of numbers: the slice thickness alone, nothing, text, a unit mixed in.
+        (tissue_volume, (3, 3, 3), 0.8, r"spacing_mm must be 3 voxel sizes in mm.*found 0\.8"),
+        (tissue_volume, (3, 3, 3), None, r"spacing_mm must be 3 voxel sizes in mm.*found None"),
+        (cross_sectional_area, (3, 3), "0.7", r"spacing_mm must be 2 voxel sizes in mm.*found '0\.7'"),
+        (cross_sectional_area, (3, 3), (0.7, "0.7 mm"), r"spacing_mm must be 2 voxel sizes.*'0\.7 mm'"),
     ],
 )
 def test_spacing_and_dimensionality_are_validated(fn, mask_shape, spacing, message) -> None:

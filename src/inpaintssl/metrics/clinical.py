@@ -17,7 +17,7 @@ that fits the scale.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -54,7 +54,15 @@ MEASUREMENT_UNITS: Mapping[str, str] = MappingProxyType(
 
 def _element_size(spacing_mm: Sequence[float], *, ndim: int, mask_shape: tuple[int, ...]) -> float:
     """Product of a validated spacing whose length must equal the mask's dimensionality."""
-    spacing = tuple(float(s) for s in spacing_mm)
+    expected = f"{ndim} voxel sizes in mm, one per axis of the {ndim}-D mask"
+    # A bare number (one slice thickness), None or text failed inside float() or iter() with a
+    # message that named neither the argument nor what it should hold.
+    if isinstance(spacing_mm, (str, bytes)) or not isinstance(spacing_mm, Iterable):
+        raise ValueError(f"spacing_mm must be {expected}; found {spacing_mm!r}")
+    try:
+        spacing = tuple(float(s) for s in spacing_mm)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing_mm must be {expected}; found {spacing_mm!r}") from None
     if len(spacing) != ndim or len(mask_shape) != ndim:
         raise ValueError(
             f"expected a {ndim}-D mask with {ndim} spacing values; found mask.shape={mask_shape} "
