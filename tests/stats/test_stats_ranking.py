@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,15 @@ def test_pairwise_matrix() -> None:
         for j, b in enumerate(names):
             if i != j:
                 assert p[i, j] == wilcoxon_greater(scores[a], scores[b])
+
+
+def test_strategies_whose_p_values_underflow_to_zero_rank_by_mean_difference_without_a_warning() -> None:
+    # 3,000 pairs all one way: the normal approximation's p-value underflows to 0 for both, and
+    # log(0) - log(0) is NaN; the two must still tie on p and be told apart by their differences.
+    baseline = np.linspace(0.5, 0.6, 3000)
+    scores = {"small": baseline + 0.01, "large": baseline + 0.02}
+    assert wilcoxon_greater(scores["small"], baseline) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ranking = rank_strategies(scores, baseline)
+    assert [(r.name, r.rank, r.tied_rank) for r in ranking] == [("large", 1, 1.0), ("small", 2, 2.0)]

@@ -132,6 +132,8 @@ def tie_groups(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> npt.NDAr
         [2, 0, 0, 1]
         >>> tie_groups([1.0, 1.5, 3.0], tol=[0.0, 0.6, 0.0]).tolist()  # 1.5's 0.6 reaches 1.0
         [0, 0, 1]
+        >>> tie_groups([0.0, -np.inf, -np.inf], tol=1e-6).tolist()  # equal infinities tie
+        [1, 0, 0]
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     order = np.argsort(x, kind="stable")
@@ -143,7 +145,12 @@ def tie_groups(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> npt.NDAr
         gap_tol: float | npt.NDArray[np.float64] = np.maximum(ordered[1:], ordered[:-1])
     else:
         gap_tol = float(tolerance)
-    starts = np.concatenate([[0], (np.diff(x[order]) > gap_tol).astype(np.int64)])
+    ordered_x = x[order]
+    with np.errstate(invalid="ignore"):
+        gaps = np.diff(ordered_x)
+    # Equal infinities are equal (two p-values of 0 ranked by log p): inf - inf is NaN, no gap.
+    gaps[ordered_x[1:] == ordered_x[:-1]] = 0.0
+    starts = np.concatenate([[0], (gaps > gap_tol).astype(np.int64)])
     groups = np.empty(x.size, dtype=np.int64)
     groups[order] = np.cumsum(starts)
     return groups
