@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from collections.abc import Iterator, Mapping
@@ -152,6 +153,14 @@ class HoldsALambda(_Tiny):
         return super().__getitem__(index)
 
 
+class OneSliceWithTwoChannels(_Tiny):
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if index == len(self) // 2:  # neither the first item nor the last
+            item["image"] = item["image"].repeat(2, 1, 1)
+        return item
+
+
 BROKEN_DATASETS = {
     "broken_overlapping_classes": (OverlappingClasses, "test_labelled_items", "belongs to two classes"),
     "broken_double_images": (
@@ -162,6 +171,11 @@ BROKEN_DATASETS = {
     "broken_volume_ids": (WrongVolumeIds, "test_labelled_items", "is not volume_ids"),
     "broken_label_when_unlabelled": (LabelWhenUnlabelled, "test_unlabelled_items", "has a label"),
     "broken_unpicklable": (HoldsALambda, "test_survives_pickling_after_use", "does not pickle after use"),
+    "broken_middle_channels": (
+        OneSliceWithTwoChannels,
+        "test_labelled_items",
+        r"broken_middle_channels\[1\]: image has 2 channel\(s\) but the dataset's in_channels is 1",
+    ),
 }
 
 
@@ -175,3 +189,22 @@ def test_the_contract_catches_a_broken_dataset(name: str, tmp_path: Path) -> Non
             getattr(contract, failing_check)(tmp_path)
     finally:
         DATASETS.unregister(name)
+
+
+@pytest.mark.parametrize(("max_items", "caught"), [(3, True), (2, False)])
+def test_the_dataset_contract_reads_max_items_spread_over_the_dataset(
+    max_items: int, caught: bool, tmp_path: Path
+) -> None:
+    # Three items, the middle one bad: every item is read when max_items allows, else the first
+    # and the last only (the spread of 2 over 3).
+    DATASETS.register("broken_middle_sampled")(OneSliceWithTwoChannels)
+    try:
+        contract = type(
+            "Contract", (DatasetContract,), {"dataset": "broken_middle_sampled", "max_items": max_items}
+        )()
+        with (
+            pytest.raises(AssertionError, match="image has 2 channel") if caught else contextlib.nullcontext()
+        ):
+            contract.test_labelled_items(tmp_path)
+    finally:
+        DATASETS.unregister("broken_middle_sampled")
