@@ -36,6 +36,9 @@ SOURCE = """
 
     def needs_root(*, split, labelled=True, root):
         raise AssertionError("never built: root is missing")
+
+    def no_labelled(*, split, root=None):
+        raise AssertionError("never built: it does not take labelled")
 """
 
 ENTRY_POINTS = f"""
@@ -45,12 +48,14 @@ ENTRY_POINTS = f"""
 
     [inpaintssl.datasets]
     mistakes_needs_root = {MODULE}:needs_root
+    mistakes_no_labelled = {MODULE}:no_labelled
 """
 
 NAMES = (
     ("samplers", "mistakes_grid"),
     ("samplers", "mistakes_no_sample"),
     ("datasets", "mistakes_needs_root"),
+    ("datasets", "mistakes_no_labelled"),
 )
 
 
@@ -179,3 +184,23 @@ def test_a_builtins_parameter_misfit_names_no_distribution() -> None:
     with pytest.raises(TypeError) as info:
         SAMPLERS.build("poisson_disc", candidatez=3)
     assert str(info.value).endswith("got an unexpected keyword argument 'candidatez'")
+
+
+def test_a_plugin_that_does_not_take_a_run_argument_is_blamed_not_the_config_field(site: Path) -> None:
+    # The docs' dataset factory is called as factory(split=..., labelled=..., **data.params); one
+    # without labelled is the plugin's mistake, which no value in data.params can fix.
+    _write_metadata(site, version="1.0")
+    importlib.invalidate_caches()
+    with pytest.raises(TypeError) as info:
+        DATASETS.build_from(
+            "mistakes_no_labelled",
+            {"root": "/data"},
+            field="data.params",
+            set_by_caller={"split": "train", "labelled": True},
+        )
+    assert str(info.value) == (
+        f"datasets 'mistakes_no_labelled' (plugin {MODULE}:no_labelled from distribution {DISTRIBUTION} 1.0) "
+        "does not accept labelled, which the run passes itself (labelled=True); expected a factory that "
+        "takes split, labelled beside the parameters of data.params, "
+        "found the signature (*, split, root=None)"
+    )

@@ -557,6 +557,18 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
             open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
             # Name only the culprits: listing every parameter given made valid ones look wrong.
             unknown = [] if open_ended else sorted(k for k in params if k not in named)
+            not_taken = [k for k in set_by_caller if k in unknown]
+            if not_taken:
+                # The run's own arguments are the factory's fault, not the config field's: saying
+                # "data.params: invalid parameters ['labelled']" blamed a field the user never set.
+                passed = ", ".join(f"{k}={set_by_caller[k]!r}" for k in not_taken)
+                raise TypeError(
+                    f"{self.kind} {name!r} ({self._origin(name, factory)}) does not accept "
+                    f"{', '.join(not_taken)}, which the run passes itself ({passed}); expected a "
+                    f"factory that takes {', '.join(set_by_caller)}"
+                    + (f" beside the parameters of {field}" if field else "")
+                    + f", found the signature {signature}"
+                ) from exc
             missing = [k for k, p in named.items() if p.default is p.empty and k not in params]
             accepted = accepts or "no parameters"
             problems = []
