@@ -34,6 +34,8 @@ SOURCE = """
         def sampel(self, **request):
             return None
 
+    GRID = GridSampler()  # an instance where the entry point needs the class
+
     def needs_root(*, split, labelled=True, root):
         raise AssertionError("never built: root is missing")
 
@@ -45,6 +47,7 @@ ENTRY_POINTS = f"""
     [inpaintssl.samplers]
     mistakes_grid = {MODULE}:GridSampler
     mistakes_no_sample = {MODULE}:NoSample
+    mistakes_instance = {MODULE}:GRID
 
     [inpaintssl.datasets]
     mistakes_needs_root = {MODULE}:needs_root
@@ -54,6 +57,7 @@ ENTRY_POINTS = f"""
 NAMES = (
     ("samplers", "mistakes_grid"),
     ("samplers", "mistakes_no_sample"),
+    ("samplers", "mistakes_instance"),
     ("datasets", "mistakes_needs_root"),
     ("datasets", "mistakes_no_labelled"),
 )
@@ -203,4 +207,16 @@ def test_a_plugin_that_does_not_take_a_run_argument_is_blamed_not_the_config_fie
         "does not accept labelled, which the run passes itself (labelled=True); expected a factory that "
         "takes split, labelled beside the parameters of data.params, "
         "found the signature (*, split, root=None)"
+    )
+
+
+def test_an_entry_point_at_an_instance_says_what_it_should_point_at(site: Path) -> None:
+    _write_metadata(site, version="1.0")
+    importlib.invalidate_caches()
+    with pytest.raises(PluginLoadError) as info:
+        SAMPLERS.get("mistakes_instance")
+    assert str(info.value) == (
+        f"registry 'samplers': plugin 'mistakes_instance' ({MODULE}:GRID) "
+        f"from distribution {DISTRIBUTION} 1.0 is not callable (got GridSampler); expected a class or "
+        "factory function, which the registry calls with the component's parameters"
     )

@@ -403,7 +403,11 @@ class Registry(Generic[T]):
                 f"{where} failed to load: {type(exc).__name__}: {exc}", reason=reason
             ) from exc
         if not callable(factory):
-            reason = f"is not callable (got {type(factory).__name__})"
+            # Pointing the entry point at an instance (GRID = GridSampler()) is the usual cause.
+            reason = (
+                f"is not callable (got {type(factory).__name__}); expected a class or factory function, "
+                "which the registry calls with the component's parameters"
+            )
             raise PluginLoadError(f"{where} {reason}", reason=reason)
         with self._lock:
             self._plugins[ep.name] = factory
