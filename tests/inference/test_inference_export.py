@@ -6,6 +6,7 @@ slices (32x32) and the ``mni152`` template's test slices fitted to 112x96, at ba
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -217,6 +218,47 @@ def test_atol_bounds_the_folded_check_too(
         export_model(model, format=format, output=output)
     assert not output.exists()
     assert export_model(model, format=format, output=output, atol=1e-2) == output and output.is_file()
+
+
+def test_a_difference_of_float32_rounding_at_large_outputs_says_so(
+    model: LoadedModel, tmp_path: Path
+) -> None:
+    # A barely trained network can output logits in the thousands (an smp_unet smoke test's BatchNorm
+    # statistics gave 4e4): ONNX Runtime then differs in the last float32 bits by more than the
+    # absolute 1e-4, and the message read as a broken export. The head scaled by 1e7 does the same here.
+    loud = copy.deepcopy(model)
+    with torch.no_grad():
+        loud.head.weight.mul_(1e7)
+        loud.head.bias.mul_(1e7)
+    output = tmp_path / "model.onnx"
+    with pytest.raises(ExportError) as raised:
+        export_model(loud, format="onnx", output=output)
+    message = str(raised.value)
+    found = re.search(
+        r"max \|diff\| = (\S+) .*The outputs reach \|y\| = (\S+) on that input, so this is", message
+    )
+    assert found is not None, message
+    diff, scale = float(found[1]), float(found[2])
+    assert scale > 1e6 and 1e-4 < diff <= 1e-4 * scale
+    assert "float32 rounding" in message and not output.exists()
+    # The atol it suggests is enough, and the file matches the model relative to its outputs.
+    suggested = re.search(r"pass atol=(\S+) \(inpaintssl export --atol\)", message)
+    assert suggested is not None and diff <= float(suggested[1]) < 10 * diff
+    export_model(loud, format="onnx", output=output, atol=float(suggested[1]))
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    images = torch.randn(3, 1, 32, 48, generator=torch.Generator().manual_seed(0))
+    expected = _reference(loud, images)
+    (found_out,) = session.run(None, {"image": images.numpy()})
+    assert _max_diff(torch.from_numpy(found_out), expected) <= 1e-5 * float(expected.abs().max())
+
+
+def test_a_real_mismatch_gets_no_rounding_hint(
+    model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outputs of order 1 and a difference of 1e-3: that is no rounding, and the message must not say so.
+    monkeypatch.setattr(export_module, "_max_diff", lambda found, expected: 1e-3)
+    with pytest.raises(ExportError, match=r"nothing was written$"):
+        export_model(model, format="torchscript", output=tmp_path / "model.pt")
 
 
 def test_a_failed_check_leaves_the_old_file(
