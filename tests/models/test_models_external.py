@@ -10,6 +10,7 @@ torchvision that matches torch).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -154,6 +155,48 @@ def test_smp_wrapper_equals_smp_unet(smp: ModuleType) -> None:
         torch.testing.assert_close(net(x), plain(x))
 
 
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"encoder_weights": "imagenet"}, "encoder_weights='imagenet'"),
+        ({"encoder_params": {"weights": "imagenet"}}, "encoder_params['weights']='imagenet'"),
+        (
+            {"encoder_name": "tu-resnet10t", "encoder_params": {"pretrained": True}},
+            "encoder_params['pretrained']=True",
+        ),
+    ],
+)
+def test_smp_refuses_pretrained_encoder_weights_before_importing_smp(
+    params: dict[str, Any], named: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # smp and timm would download these weights; smp said only "unexpected keyword argument" or
+    # "got multiple values for keyword argument 'weights'". Refused before smp is even imported.
+    def no_import() -> None:
+        raise AssertionError("smp was imported before the weights were refused")
+
+    monkeypatch.setattr("inpaintssl.models.external.smp_unet._require_smp", no_import)
+    told = rf"smp_unet: {re.escape(named)} is refused: smp_unet never loads pretrained encoder weights"
+    with pytest.raises(ValueError, match=told):
+        SmpUNet(in_channels=1, out_channels=2, **params)
+    # And from a config, where model.params reach the backbone.
+    with pytest.raises(ValueError, match=told):
+        issl.pretrain(
+            {
+                "data": DATA,
+                "model": {"backbone": "smp_unet", "params": params},
+                "optim": BUDGET,
+                "run": {"output_dir": str(tmp_path / "pre"), "quiet": True, "device": "cpu"},
+            }
+        )
+
+
+def test_smp_accepts_encoder_weights_none(smp: ModuleType) -> None:
+    # smp's own spelling of "random initialisation" carries over from an smp config.
+    plain = SmpUNet(in_channels=1, out_channels=2, encoder_name="resnet18", seed=0)
+    spelled = SmpUNet(in_channels=1, out_channels=2, encoder_name="resnet18", encoder_weights=None, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), spelled.state_dict().values()))
+
+
 def test_smp_encoder_state_from_a_state_dict_needs_encoder_keys() -> None:
     state = {"module.encoder.conv1.weight": torch.ones(1), "module.head.0.bias": torch.zeros(1)}
     assert list(smp_encoder_state_dict(state)) == ["conv1.weight"]
@@ -273,3 +316,91 @@ def test_pretrained_encoder_loads_into_a_fresh_smp_unet(
     # The same export straight from the module.
     direct = smp_encoder_state_dict(trained)
     assert direct.keys() == state.keys() and all(torch.equal(direct[k], state[k]) for k in state)
+
+
+# -- transfer, value by value --------------------------------------------------------------------
+@pytest.mark.parametrize("weights", ["encoder", "encoder_decoder"])
+@pytest.mark.parametrize("backbone", sorted(FACTORIES))
+def test_transfer_copies_exactly_the_reported_tensors(
+    backbone: str, weights: str, restoration_run: RestorationRun
+) -> None:
+    # The report's lists against the state dicts themselves: every copied tensor now holds the
+    # pretrained checkpoint's value, every other one is still the fresh initialisation.
+    _needs(backbone)
+    pre = restoration_run(backbone)
+    pretrained = issl.checkpoint.load_state_dict(pre.run_dir)
+    model = BACKBONES.build(backbone, in_channels=1, out_channels=3, seed=7, **TINY_PARAMS[backbone])
+    fresh = {key: value.clone() for key, value in model.state_dict().items()}
+    report = issl.transfer(pre.run_dir, model, weights=weights)
+    after = model.state_dict()
+    parts = ("encoder",) if weights == "encoder" else ("encoder", "decoder")
+    assert set(report.copied) == {key for key in after if key.split(".", 1)[0] in parts}
+    assert set(report.skipped) == set(after) - set(report.copied)
+    # The head's output channels change from the image's 1 to 3 classes.
+    resized = {key for key in after if pretrained[key].shape != after[key].shape}
+    assert resized and all(key.startswith("head.") for key in resized)
+    assert set(report.shape_mismatches) == resized
+    for key, value in after.items():
+        expected = pretrained[key] if key in report.copied else fresh[key]
+        assert torch.equal(value, expected), key
+    # Trained values differ from a fresh build's, so the equalities above say something.
+    assert any(not torch.equal(pretrained[key], fresh[key]) for key in report.copied)
+
+
+@pytest.mark.parametrize("mode", ["repeat", "average"])
+@pytest.mark.parametrize("backbone", sorted(FACTORIES))
+def test_one_channel_pretraining_transfers_to_three_channels(
+    backbone: str, mode: str, restoration_run: RestorationRun
+) -> None:
+    _needs(backbone)
+    pre = restoration_run(backbone)
+    pretrained = issl.checkpoint.load_state_dict(pre.run_dir)
+    model = BACKBONES.build(backbone, in_channels=3, out_channels=2, seed=7, **TINY_PARAMS[backbone])
+    report = issl.transfer(pre.run_dir, model, weights="encoder", in_channels=mode)
+    (first,) = report.adapted
+    old, new = pretrained[first], model.state_dict()[first]
+    assert old.shape[1] == 1 and new.shape[1] == 3
+    # One input channel: repeat tiles its kernel over the three, each divided by its 3 copies (an
+    # image replicated over the channels gives the old response); average gives each the mean of
+    # the one old kernel, that kernel itself.
+    share = old[:, 0] / 3 if mode == "repeat" else old[:, 0]
+    for channel in range(3):
+        torch.testing.assert_close(new[:, channel], share, rtol=1e-6, atol=0)
+
+
+# -- export: ONNX Runtime with dynamic axes, and the safetensors file back -----------------------
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("backbone", sorted(FACTORIES))
+def test_export_runs_in_onnx_runtime_and_loads_back(
+    backbone: str, restoration_run: RestorationRun, tmp_path: Path
+) -> None:
+    _needs(backbone)
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    pre = restoration_run(backbone)
+    model = issl.load_model(pre.run_dir)
+    multiple = model.inference_meta.size_multiple
+    generator = torch.Generator().manual_seed(0)
+    inputs = [
+        torch.randn(batch, 1, h * multiple, w * multiple, generator=generator)
+        for batch, h, w in ((1, 2, 2), (3, 3, 5))
+    ]
+    with torch.no_grad():
+        expected = [model(x) for x in inputs]
+    # A two-step smp run's BatchNorm statistics give outputs in the thousands: bound the difference
+    # relative to them (float32 rounding), as the export's own message advises.
+    scale = max(1.0, *(float(y.abs().max()) for y in expected))
+    onnx_path = issl.export_model(pre.run_dir, format="onnx", output=tmp_path / "m.onnx", atol=1e-4 * scale)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 1, "height", "width"]
+    for x, y in zip(inputs, expected, strict=True):
+        (found,) = session.run(None, {"image": x.numpy()})
+        assert found.shape == tuple(y.shape)
+        assert float((torch.from_numpy(found) - y).abs().max()) <= 1e-5 * scale
+    safetensors_path = issl.export_model(pre.run_dir, format="safetensors", output=tmp_path / "m.safetensors")
+    assert load_file(safetensors_path).keys() == model.state_dict().keys()
+    again = issl.load_model(safetensors_path)
+    assert isinstance(again, FACTORIES[backbone])
+    with torch.no_grad():
+        for x, y in zip(inputs, expected, strict=True):
+            torch.testing.assert_close(again(x), y, rtol=0, atol=0)

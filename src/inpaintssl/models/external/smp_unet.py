@@ -29,6 +29,11 @@ from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construc
 
 __all__ = ["SmpUNet"]
 
+# Keys through which smp and timm would fetch pretrained encoder weights (smp's ``weights``, timm's
+# ``pretrained``, and smp's own argument name); in ``encoder_params`` they reach smp and timm only as
+# a clash with the ``encoder_weights=None`` this wrapper passes ("got multiple values for keyword").
+_DOWNLOAD_KEYS = ("encoder_weights", "weights", "pretrained")
+
 
 def _require_smp() -> Any:
     # smp imports timm and torchvision itself: when one of those is missing or incompatible the
@@ -56,7 +61,11 @@ class SmpUNet(ThreePartBackbone):
         decoder_interpolation: Upsampling mode of the decoder blocks (``"nearest"``, ``"bilinear"``, ...).
         encoder_params: Extra keyword arguments for the encoder (for ``"tu-"`` encoders, timm's
             ``create_model``), e.g. ``{"zero_init_last": False}``: timm ResNets start each residual
-            branch at zero, so before the first update those branches get no gradient.
+            branch at zero, so before the first update those branches get no gradient. Keys that
+            would download weights (``weights``, ``pretrained``, ``encoder_weights``) are refused.
+        encoder_weights: Only ``None`` (smp's spelling of a random initialisation), accepted so
+            that an smp config carries over; named weights such as ``"imagenet"`` are refused,
+            since they would be downloaded.
         seed: Seed of the initialisation; the global torch RNG is left untouched. ``None`` draws
             fresh entropy.
 
@@ -69,6 +78,8 @@ class SmpUNet(ThreePartBackbone):
 
     Raises:
         ImportError: If segmentation_models_pytorch (or its timm / torchvision) is not importable.
+        ValueError: If ``encoder_weights`` is not ``None``, or ``encoder_params`` asks for
+            pretrained weights; checked before smp is imported.
 
     Example:
         >>> net = SmpUNet(in_channels=1, out_channels=3, encoder_name="resnet18")  # doctest: +SKIP
@@ -93,8 +104,10 @@ class SmpUNet(ThreePartBackbone):
         decoder_attention_type: str | None = None,
         decoder_interpolation: str = "nearest",
         encoder_params: Mapping[str, Any] | None = None,
+        encoder_weights: str | None = None,
         seed: int | None = None,
     ) -> None:
+        _refuse_downloads(encoder_weights, encoder_params or {})
         smp = _require_smp()
         # The size multiple is the encoder's output stride, known once it is built.
         super().__init__(in_channels=in_channels, out_channels=out_channels, size_multiple=1)
@@ -118,3 +131,23 @@ class SmpUNet(ThreePartBackbone):
         self.decoder: nn.Module = net.decoder
         self.head: nn.Module = net.segmentation_head
         self.size_multiple = int(net.encoder.output_stride)
+
+
+def _refuse_downloads(encoder_weights: str | None, encoder_params: Mapping[str, Any]) -> None:
+    """Refuse every request for pretrained encoder weights, before smp or timm could fetch them.
+
+    smp and timm would download them from the internet (and fail offline deep inside their hub
+    code); here the encoder's weights come from inpainting pretraining instead.
+    """
+    asked = [] if encoder_weights is None else [f"encoder_weights={encoder_weights!r}"]
+    asked += [
+        f"encoder_params[{key!r}]={encoder_params[key]!r}" for key in _DOWNLOAD_KEYS if key in encoder_params
+    ]
+    if asked:
+        raise ValueError(
+            f"smp_unet: {', '.join(asked)} is refused: smp_unet never loads pretrained encoder "
+            "weights (smp and timm would download them); its encoder starts from a random "
+            "initialisation and gets its weights from inpainting pretraining (transfer.pretrained). "
+            "Expected encoder_weights=None (the default) and no 'weights', 'pretrained' or "
+            "'encoder_weights' in encoder_params"
+        )
