@@ -50,19 +50,26 @@ def test_database_uses_wal_and_the_schema(tmp_path: Path) -> None:
     assert {"runs", "measurements", "meta"} <= tables
 
 
-def test_claims_follow_registration_order_and_dependencies(store: StudyStore) -> None:
-    assert store.add_runs([_run("ft-base"), _run("pt-1"), _run("ft-a", depends_on="pt-1")]) == 3
+def test_claims_take_needed_runs_first_then_registration_order_and_wait_for_dependencies(
+    store: StudyStore,
+) -> None:
+    # A plan lists baselines first; the pretraining runs that fine-tuning waits on are taken first.
+    runs = [_run("ft-base"), _run("ft-base-2"), _run("pt-1"), _run("ft-a", depends_on="pt-1")]
+    assert store.add_runs(runs) == 4
     assert store.add_runs([_run("pt-1")]) == 0  # known ids are not added twice
     me, other = WorkerId.current(), _other_worker()
-    assert _claimed(store.claim(me)).id == "ft-base"
-    assert _claimed(store.claim(other)).id == "pt-1"
-    # ft-a needs pt-1, which is running: wait, don't exit.
-    assert store.claim(me) is WAIT
-    assert store.record("pt-1", other, result={}, rows=[])
+    assert _claimed(store.claim(me)).id == "pt-1"
+    assert _claimed(store.claim(other)).id == "ft-base"
+    assert store.record("ft-base", other, result={}, rows=[])
+    # ft-a needs pt-1, which is running: the other worker takes what it can.
+    assert _claimed(store.claim(other)).id == "ft-base-2"
+    assert store.claim(other) is WAIT  # only ft-a is left, and pt-1 still runs: wait, don't exit
+    assert store.record("pt-1", me, result={}, rows=[])
     assert _claimed(store.claim(me)).id == "ft-a"
-    assert store.record("ft-a", me, result={}, rows=[]) and store.record("ft-base", me, result={}, rows=[])
+    assert store.record("ft-a", me, result={}, rows=[])
+    assert store.record("ft-base-2", other, result={}, rows=[])
     assert store.claim(me) is None
-    assert store.counts() == {"finetune": {"done": 2}, "pretrain": {"done": 1}}
+    assert store.counts() == {"finetune": {"done": 3}, "pretrain": {"done": 1}}
 
 
 def test_claims_respect_the_allowed_ids(store: StudyStore) -> None:

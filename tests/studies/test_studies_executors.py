@@ -441,6 +441,24 @@ def test_array_parallelism_caps_the_tasks_of_the_whole_study_in_flight(
         assert {r.status for r in store.runs()} == {"done"}
 
 
+def test_a_capped_driver_submits_the_pretraining_run_before_the_baseline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plan lists the baseline first; one task at a time trained it while the fine-tuning run,
+    # the study's SSL arm, waited on a pretraining run not yet submitted.
+    study = load_spec(_spec(tmp_path / "study", chunk_size=1, array_parallelism=1))
+    plan = expand_study(study)
+    (pre,) = plan.pretrain_jobs()
+    (tuned,) = [job for job in plan if job.depends_on == pre.id]
+    (baseline,) = [job for job in plan if job.kind == "finetune" and job.depends_on is None]
+    assert [job.id for job in plan].index(baseline.id) < [job.id for job in plan].index(pre.id)
+    clock = _Clock()
+    monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
+    backend = _Timed(study.results_dir(), clock, seconds=5.0)
+    run_with_executor(study, executor="slurm", backend=backend, quiet=True)
+    assert backend.submitted == [[pre.id], [baseline.id], [tuned.id]]
+
+
 def test_runs_a_dead_task_never_started_are_submitted_again_without_an_attempt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,8 @@
 
 1. The driver merges any result files already present (:mod:`inpaintssl.studies.merge`), then
    submits every run that is ready: not ``done``, and, for a fine-tuning run that starts from a
-   pretrained model, whose pretraining run is ``done``. Runs are grouped ``chunk_size`` at a time
+   pretrained model, whose pretraining run is ``done``; pretraining runs go first
+   (:func:`~inpaintssl.studies.queue.start_order`). Runs are grouped ``chunk_size`` at a time
    into one Slurm array task or one Ray task.
 2. Each task runs :func:`inpaintssl.studies.worker.run_tasks`: it trains its runs (resuming any
    run folder that holds a checkpoint) and writes one result file per run. It has no database
@@ -44,7 +45,7 @@ from typing import Protocol, TypeVar
 
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_files, merge_results, new_run
-from inpaintssl.studies.queue import RunRecord, WorkerId, readiness
+from inpaintssl.studies.queue import RunRecord, WorkerId, readiness, start_order
 from inpaintssl.studies.resultfiles import result_path
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
@@ -146,8 +147,9 @@ class _Driver:
         """Runs to submit now; marks those whose pretraining run failed for good as blocked."""
         runs = self._runs()
         limit = self.spec.max_attempts
+        jobs = {job.id: job for job in self.plan}
         out = []
-        for job in self.plan:
+        for job in (jobs[i] for i in start_order({j.id: j.depends_on for j in self.plan})):
             if job.id in in_flight:
                 continue
             run = runs[job.id]

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +36,17 @@ from typing import Any, Final, Literal
 from inpaintssl.studies.database import StudyDatabase
 from inpaintssl.training.lock import pid_alive
 
-__all__ = ["WAIT", "Heartbeat", "JobQueue", "NewRun", "RunRecord", "WorkerId", "pid_alive", "readiness"]
+__all__ = [
+    "WAIT",
+    "Heartbeat",
+    "JobQueue",
+    "NewRun",
+    "RunRecord",
+    "WorkerId",
+    "pid_alive",
+    "readiness",
+    "start_order",
+]
 
 _RUN_COLUMNS = (
     "id, kind, depends_on, config, labels, status, worker, heartbeat, started, finished, "
@@ -92,6 +102,29 @@ def readiness(
         if dep_status != "done":
             return "block"
     return "start"
+
+
+def start_order(depends_on: Mapping[str, str | None]) -> list[str]:
+    """The order in which every scheduler starts runs that are ready: first those that other runs
+    need (pretraining runs with fine-tuning runs waiting on them), then the rest, each group in
+    plan order.
+
+    A study's plan lists its baselines first. Started in plan order, a few workers (or a capped
+    Slurm array) trained every baseline before any pretraining run, so the fine-tuning runs that
+    wait on pretraining, and the study's SSL results, came last and workers idled at the end.
+
+    Args:
+        depends_on: Each run id, in plan order, with the run it needs (or ``None``).
+
+    Returns:
+        The run ids in the order to start them.
+
+    Example:
+        >>> start_order({"baseline": None, "pretrain": None, "finetune": "pretrain"})
+        ['pretrain', 'baseline', 'finetune']
+    """
+    needed = {dep for dep in depends_on.values() if dep is not None}
+    return sorted(depends_on, key=lambda run_id: run_id not in needed)  # stable: plan order within
 
 
 @dataclass(frozen=True)
@@ -253,7 +286,8 @@ class JobQueue(StudyDatabase):
         max_attempts: int = 2,
         stale_after_s: float = math.inf,
     ) -> RunRecord | _Wait | None:
-        """Atomically take the first runnable run (in registration order) for ``worker``.
+        """Atomically take the first runnable run for ``worker``: in registration order, runs that
+        other runs need first (:func:`start_order`).
 
         A run is runnable when it is ``pending`` (or ``failed`` fewer than ``max_attempts`` times
         in this invocation) and the run it depends on is ``done``. A run whose dependency failed
@@ -278,7 +312,8 @@ class JobQueue(StudyDatabase):
                 for r in conn.execute("SELECT id, status, failures, depends_on FROM runs ORDER BY rowid")
             }
             waiting = False
-            for run_id, (status, failures, dep) in state.items():
+            for run_id in start_order({run_id: dep for run_id, (_, _, dep) in state.items()}):
+                status, failures, dep = state[run_id]
                 if allowed is not None and run_id not in allowed:
                     continue
                 dep_status, dep_failures, _ = state.get(dep, ("missing", 0, None))
