@@ -16,6 +16,8 @@ import yaml
 
 from inpaintssl.layout import RunFolder
 from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study, runner
+from inpaintssl.studies.merge import new_run
+from inpaintssl.studies.queue import RunRecord, WorkerId
 from inpaintssl.studies.runner import StudySummary
 from inpaintssl.training.lock import StaleLockWarning, read_lock
 from study_helpers import (
@@ -322,3 +324,28 @@ def test_worker_processes_print_warnings_in_the_commands_form(spec_factory: Any,
     assert len(converged) == 5  # two pretraining and three fine-tuning runs
     assert all(line.startswith("inpaintssl experiment: warning: ") for line in converged)
     assert "ConvergenceWarning" not in done.stderr and "warnings.warn" not in done.stderr
+
+
+def test_the_worker_log_counts_attempts_by_failures_and_names_interrupted_starts(
+    spec_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run handed back by Ctrl-C resumes at no cost in attempts; its log line said "attempt 2",
+    # which read as a retry after a failure (the remote driver counts attempts by failures).
+    spec = spec_factory(
+        label_fractions=[1.0], baseline=False, grid={"pretrain.pretext.task": ["context_restoration"]}
+    )
+    study = load_spec(spec)
+    (pre,) = expand_study(study).pretrain_jobs()
+    study.database_path().parent.mkdir(parents=True, exist_ok=True)
+    with StudyStore(study.database_path()) as store:
+        store.add_runs(new_run(job) for job in expand_study(study))
+        me = WorkerId.current()
+        claimed = store.claim(me)
+        assert isinstance(claimed, RunRecord) and claimed.id == pre.id
+        store.release(pre.id, me)  # as Ctrl-C does
+    assert run_study(spec, quiet=False).complete
+    lines = [line for line in capsys.readouterr().err.splitlines() if "[worker 0]" in line]
+    (started,) = [line for line in lines if f"pretrain {pre.id} " in line]
+    assert started.endswith(", attempt 1 of 2, after 1 interrupted start"), started
+    (tuned,) = [line for line in lines if line.startswith("[worker 0] finetune ")]
+    assert tuned.endswith(", attempt 1 of 2"), tuned

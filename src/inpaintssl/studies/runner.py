@@ -136,6 +136,31 @@ def _attempt(
     return "done" if recorded else "lost"
 
 
+def _attempt_words(*, claims: int, failures: int, max_attempts: int) -> str:
+    """Which attempt a claim starts, counted by failures as the remote driver counts them.
+
+    A claim that ended without failing (Ctrl-C, SIGTERM, a worker reclaimed when its process
+    died) costs no attempt: the run resumes from its last checkpoint. It is said apart, where
+    the log used to call the claim count "attempt" and a resume after Ctrl-C read as a retry.
+
+    Args:
+        claims: The run's claims, this one included (``RunRecord.attempts``).
+        failures: Its failed attempts.
+        max_attempts: The spec's ``max_attempts``.
+
+    Example:
+        >>> _attempt_words(claims=3, failures=1, max_attempts=2)
+        'attempt 2 of 2, after 1 interrupted start'
+        >>> _attempt_words(claims=1, failures=0, max_attempts=2)
+        'attempt 1 of 2'
+    """
+    words = f"attempt {failures + 1} of {max_attempts}"
+    interrupted = claims - 1 - failures
+    if interrupted > 0:
+        words += f", after {interrupted} interrupted start{'s' if interrupted > 1 else ''}"
+    return words
+
+
 def run_worker(
     spec: StudySpec, *, shard: tuple[int, int] = (0, 1), index: int = 0, quiet: bool = False
 ) -> WorkerReport:
@@ -165,10 +190,13 @@ def run_worker(
                 time.sleep(_POLL_S)
                 continue
             job = plan.get(claimed.id)
+            attempt = _attempt_words(
+                claims=claimed.attempts, failures=claimed.failures, max_attempts=spec.max_attempts
+            )
             _say(
                 quiet,
                 f"[worker {index}] {job.kind} {job.id} ({job.labels.get('strategy', '')}, "
-                f"labels {job.labels.get('label_fraction', '-')}), attempt {claimed.attempts}",
+                f"labels {job.labels.get('label_fraction', '-')}), {attempt}",
             )
             started = time.time()
             outcome = _attempt(store, job, me, spec=spec, path=path, device=device, quiet=quiet)
