@@ -381,7 +381,7 @@ def test_plugins_command_lists_shadowed_and_broken(
 ) -> None:
     from inpaintssl.cli import main
 
-    assert main(["plugins"]) == 0
+    assert main(["plugins"]) == 1  # a broken plugin fails the listing (a CI gate for its package)
     lines = capsys.readouterr().out.splitlines()
     random_lines = [line for line in lines if line.split()[:1] == ["random"]]
     assert len(random_lines) == 2
@@ -392,7 +392,7 @@ def test_plugins_command_lists_shadowed_and_broken(
     grid = next(line for line in lines if line.split()[:1] == ["grid_test"])
     assert "BROKEN" not in grid and "SHADOWED" not in grid
 
-    assert main(["plugins", "--json"]) == 0
+    assert main(["plugins", "--json"]) == 1
     rows = json.loads(capsys.readouterr().out)["samplers"]
     statuses = {(r["name"], r["source"]): r["status"] for r in rows}
     assert statuses[("random", "builtin")] == "ok"

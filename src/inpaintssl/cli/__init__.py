@@ -406,16 +406,19 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                         "reason": e.reason,
                     }
                 )
+    # A broken plugin fails the command, so that a plugin package's CI can gate on it; a shadowed
+    # one is never used, and an unavailable one only waits for its optional dependency.
+    status = 1 if any(row["status"] == "broken" for rows in report.values() for row in rows) else 0
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return status
     for kind, rows in report.items():
         print(f"{kind} (entry-point group inpaintssl.{kind}):")
         for row in rows:
             origin = "built-in" if row["source"] == "builtin" else f"plugin from {row['distribution']}"
             state = "" if row["status"] == "ok" else f"  {row['status'].upper()}: {row['reason']}"
             print(f"  {row['name']:<24} {origin}  [{row['target']}]{state}")
-    return 0
+    return status
 
 
 def _config_class(stage: str) -> Any:
