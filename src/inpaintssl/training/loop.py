@@ -50,6 +50,7 @@ from inpaintssl.checkpoint import (
     checkpoint_exists,
     read_checkpoint_dir,
     remove_partial_writes,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig
@@ -737,10 +738,15 @@ class Trainer:
                         "it, or start a new run.output_dir"
                     ) from exc
                 state.resumed_from = state.global_epoch
+                self._check_best_checkpoint(state)
                 restore_rng_states(rng_tensors, rng)
                 self._restore_grad_scaler(saved.get("grad_scaler"))
                 if self.dist.is_main:  # every rank resumes alike; the log says it once
-                    log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
+                    self._said_resumed(state)
+                    # The table is rewritten only after an epoch: a resume that trains none (a
+                    # finished run) would leave a torn or edited copy beside the checkpoint's.
+                    if state.history:
+                        write_metrics_csv(self.run_folder.metrics_csv, state.history)
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
             self._load_weights("best")
@@ -803,6 +809,50 @@ class Trainer:
                 learning_curve=self.run_folder.learning_curve,
             )
         return outcome
+
+    def _said_resumed(self, state: _FitState) -> None:
+        if state.phase < len(self.phases):
+            log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
+            return
+        log.info(
+            "resumed %s: the run had finished (%d epochs, best in epoch %d); nothing is left to "
+            "train, so its best weights are loaded again",
+            self.run_dir,
+            state.global_epoch,
+            state.best_epoch,
+        )
+
+    def _check_best_checkpoint(self, state: _FitState) -> None:
+        """Refuse a resume whose ``checkpoints/best`` is missing or damaged, before any epoch trains.
+
+        The run's best weights so far are only there, and the run ends by loading them: found
+        damaged then, the error came after the resumed epochs were trained, or, where one of them
+        scored better, the damaged copy was silently replaced and the error never came.
+
+        Raises:
+            CheckpointError: Naming the folder (and the damaged file), the best epoch it holds and
+                what to do.
+        """
+        if state.best_epoch < 0:  # no epoch validated yet: there is no best to lose
+            return
+        best = self.run_folder.best
+        holds = (
+            f"the run's best weights so far (metrics.csv epoch {state.best_epoch}, "
+            f"val_loss {state.best_val:.6g})"
+        )
+        remedy = "Put back an intact copy of that folder, or start a new run.output_dir"
+        if not checkpoint_exists(best):
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: its best checkpoint {best} is missing; it held {holds}. "
+                f"{remedy}"
+            )
+        try:
+            resolve_checkpoint(best)
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: its best checkpoint {best} is damaged ({exc}); it holds "
+                f"{holds}. {remedy}"
+            ) from exc
 
     def _sync_batchnorm(self) -> Callable[[], None]:
         """Under torchrun on GPUs, train BatchNorm layers as SyncBatchNorm; return the undo.

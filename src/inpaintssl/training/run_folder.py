@@ -397,7 +397,8 @@ def record_run(
     intact, that nothing but :data:`RESUMABLE_CHANGES` differs from the recorded config, and that
     the data is the data it started on (:func:`_check_same_data`), so a failed or mistaken resume
     never rewrites what produced the weights. What a resume runs with differently is appended to
-    the manifest's ``resumes`` list (:func:`_record_resume`).
+    the manifest's ``resumes`` list (:func:`_record_resume`). An unreadable ``splits.json`` or
+    ``manifest.json`` gets a warning naming it and is written again from this start.
 
     Raises:
         inpaintssl.checkpoint.CheckpointError: The last checkpoint is incomplete or corrupt.
@@ -429,17 +430,43 @@ def record_run(
             _check_same_data(folder, config, splits=splits, manifest=now)
             # A run killed between config.yaml and the rest of its record (before its first
             # checkpoint) completes the record now: predict's spacing and orientation checks read
-            # the manifest.
-            if not folder.splits.is_file():
+            # the manifest. A torn one is named and written again (:func:`_unreadable_record`).
+            if not folder.splits.is_file() or _unreadable_record(folder.splits, what="subsets"):
                 splits.save(folder.splits)
             if not folder.manifest.is_file():
                 write_manifest(run_dir, now)
-            else:
-                _record_resume(folder, before, config, manifest=now, resumed_from=resumed_from)
+                return
+            if _unreadable_record(folder.manifest, what="data files and environment"):
+                write_manifest(run_dir, now)
+            _record_resume(folder, before, config, manifest=now, resumed_from=resumed_from)
             return
     write_config(run_dir, config)
     splits.save(folder.splits)
     write_manifest(run_dir, manifest())
+
+
+def _unreadable_record(path: Path, *, what: str) -> bool:
+    """Warn and return ``True`` when the record ``path`` (a JSON object) cannot be read.
+
+    Written atomically, a torn or emptied record is damage from outside (a full disk on another
+    writer, an editor). A resume could not compare its data with it, and the record would stay
+    torn for every later resume and for ``predict``: it is written again from what this start found.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        if isinstance(record, dict):
+            return False
+        reason = f"expected a JSON object, found {type(record).__name__}"
+    warnings.warn(
+        f"{path} is unreadable ({reason}): this resume could not compare its {what} with it, and "
+        f"writes it again from the {what} this start found",
+        UserWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def _read_json(path: Path) -> Any:

@@ -1,0 +1,204 @@
+"""A resume against damaged or stale run files: refused at the door, or repaired from the checkpoint.
+
+Each run here is the tiny one-phase fine-tuning of ``test_training_loop`` (two steps an epoch),
+interrupted by an exception from an epoch hook, which is where a Ctrl-C or a kill between an
+epoch's record and its checkpoint leaves a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta
+from inpaintssl.config import EarlyStoppingConfig, FinetuneConfig, OptimConfig, RunConfig
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.run_folder import record_run
+
+SIZE = (16, 16)
+EPOCHS = 4
+
+
+class KilledError(Exception):
+    """Stands for the interruption: raised by an epoch hook once that epoch's row is recorded."""
+
+
+def _trainer(run: Path, *, resume: bool, hooks: list[object] | None = None) -> Trainer:
+    model: torch.nn.Module = BACKBONES.build(
+        "unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0
+    )
+    return Trainer(
+        model=model,
+        objective=SegmentationObjective(loss=LOSSES.build("dice")),
+        train_set=SyntheticShapes(split="train", num_images=8, size=SIZE),
+        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=SIZE),
+        phases=[Phase(name="finetune", lr=1e-2)],
+        optim=OptimConfig(batch_size=4, max_epochs=EPOCHS),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext.local(RunConfig(output_dir=run, device="cpu", seed=0, quiet=True, resume=resume)),
+        epoch_hooks=hooks or [],  # type: ignore[arg-type]
+    )
+
+
+def _killed_after(run: Path, epoch: int) -> None:
+    """Train ``run`` until the record of 0-based ``epoch`` is written, then interrupt it."""
+
+    def kill(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        if epoch == killed_at:
+            raise KilledError
+
+    killed_at = epoch
+    with pytest.raises(KilledError):
+        _trainer(run, resume=False, hooks=[kill]).fit()
+
+
+class _Splits:
+    """A split record that writes ``{}`` and says where."""
+
+    def __init__(self) -> None:
+        self.saved: list[Path] = []
+
+    def save(self, path: Path) -> None:
+        path.write_text("{}")
+        self.saved.append(path)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_a_damaged_best_checkpoint_is_refused_before_any_epoch_is_trained(tmp_path: Path) -> None:
+    # Before, the resume trained on and failed only at the run's end, loading the best weights
+    # (or silently replaced them when a later epoch scored better): refused before any training.
+    run = tmp_path / "run"
+    _killed_after(run, epoch=1)
+    best = run / "checkpoints" / "best" / "model.safetensors"
+    _truncate(best, 100)
+    trained: list[int] = []
+
+    def count(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        trained.append(epoch)
+
+    with pytest.raises(
+        CheckpointError, match=r"cannot resume .*checkpoints/best.*model\.safetensors"
+    ) as info:
+        _trainer(run, resume=True, hooks=[count]).fit()
+    assert trained == []
+    assert "Put back an intact copy of that folder, or start a new run.output_dir" in str(info.value)
+    # Nothing was rewritten: the damaged file is left as found, for the user to restore.
+    assert len(best.read_bytes()) == 100
+
+
+def test_a_missing_best_checkpoint_is_refused_naming_the_folder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _killed_after(run, epoch=1)
+    best = run / "checkpoints" / "best"
+    for path in sorted(best.iterdir()):
+        path.unlink()
+    best.rmdir()
+    with pytest.raises(CheckpointError, match=r"cannot resume .*checkpoints/best"):
+        _trainer(run, resume=True).fit()
+
+
+def test_a_truncated_metrics_csv_of_a_finished_run_is_rewritten_from_the_checkpoint(tmp_path: Path) -> None:
+    # A finished run resumed trains no epoch, so nothing rewrote metrics.csv: a torn copy stayed.
+    run = tmp_path / "run"
+    _trainer(run, resume=False).fit()
+    metrics = run / "metrics.csv"
+    whole = _rows(metrics)
+    assert [int(r["epoch"]) for r in whole] == list(range(EPOCHS))
+    _truncate(metrics, len(metrics.read_bytes()) // 3)
+    _trainer(run, resume=True).fit()
+    assert _rows(metrics) == whole
+
+
+def test_metrics_csv_rows_past_the_checkpoint_are_redone_once(tmp_path: Path) -> None:
+    # Killed after epoch 2's row was written but before its checkpoint: the resume redoes epoch 2,
+    # and metrics.csv ends with each epoch once, the values of a run never interrupted.
+    reference = tmp_path / "reference"
+    _trainer(reference, resume=False).fit()
+    run = tmp_path / "run"
+    _killed_after(run, epoch=2)
+    assert [int(r["epoch"]) for r in _rows(run / "metrics.csv")] == [0, 1, 2]
+    _trainer(run, resume=True).fit()
+
+    def without_times(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in rows]
+
+    assert without_times(_rows(run / "metrics.csv")) == without_times(_rows(reference / "metrics.csv"))
+
+
+def test_resuming_a_finished_run_says_it_had_finished(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    _trainer(run, resume=False).fit()
+    with caplog.at_level(logging.INFO, logger="inpaintssl.training"):
+        outcome = _trainer(run, resume=True).fit()
+    assert outcome.epochs_run == EPOCHS
+    said = [r.getMessage() for r in caplog.records if "resum" in r.getMessage()]
+    assert said == [
+        f"resumed {run}: the run had finished ({EPOCHS} epochs, best in epoch {outcome.best_epoch}); "
+        "nothing is left to train, so its best weights are loaded again"
+    ]
+
+
+@pytest.mark.parametrize("name", ["splits.json", "manifest.json"])
+@pytest.mark.parametrize("torn", ["", '{\n  "seed": 0,\n  "subs', "[]"])
+def test_a_torn_record_is_named_and_written_again_on_resume(tmp_path: Path, name: str, torn: str) -> None:
+    # Before, the resume skipped the data comparison against it without a word, and the torn
+    # file stayed so for every later resume and for predict's spacing and orientation checks.
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    (tmp_path / name).write_text(torn)
+    splits = _Splits()
+    with pytest.warns(
+        UserWarning,
+        match=rf"{re.escape(str(tmp_path / name))} is unreadable \(.*\): this resume could not compare",
+    ):
+        record_run(tmp_path, FinetuneConfig(), resume=True, splits=splits, manifest=lambda: {"seed": 0})
+    assert json.loads((tmp_path / name).read_text()) == ({} if name == "splits.json" else {"seed": 0})
+    assert splits.saved == ([tmp_path / name] if name == "splits.json" else [])
+
+
+def test_the_patience_count_survives_a_resume(tmp_path: Path) -> None:
+    # min_delta above any Dice loss: only epoch 0 improves, so patience 3 stops the run after
+    # epoch 3 (0-based) of 6. Killed after epoch 2's row, whose checkpoint is not written: the
+    # resume starts from epoch 1's, one epoch into the count. A count reset there would train
+    # epochs 2 to 4 and stop after 4.
+    def trainer(run: Path, *, resume: bool, hooks: list[object] | None = None) -> Trainer:
+        made = _trainer(run, resume=resume, hooks=hooks)
+        made.stopping_config = EarlyStoppingConfig(min_delta=10.0, patience=3)
+        made.optim = OptimConfig(batch_size=4, max_epochs=6)
+        return made
+
+    def kill(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        if epoch == 2:
+            raise KilledError
+
+    run = tmp_path / "run"
+    with pytest.raises(KilledError):
+        trainer(run, resume=False, hooks=[kill]).fit()
+    assert (
+        json.loads((run / "checkpoints" / "last" / "trainer_state.json").read_text())["stopping"]["wait"] == 1
+    )
+    outcome = trainer(run, resume=True).fit()
+    assert outcome.stopped_early and outcome.epochs_run == 4
+    rows = _rows(run / "metrics.csv")
+    # "best" marks a lower loss than any before (no min_delta), so it is not hand-known here.
+    assert [(int(r["epoch"]), int(r["stopped_early"])) for r in rows] == [(0, 0), (1, 0), (2, 0), (3, 1)]

@@ -1,0 +1,111 @@
+"""SIGTERM and Ctrl-C stop a real ``inpaintssl pretrain`` mid-run; the resume ends as if never stopped.
+
+The reliability suite (``tests/reliability/test_reliability_resume.py``) compares the weights of
+SIGKILLed runs; here the whole record is compared too: ``metrics.csv`` (each epoch once, the same
+values), the final ``val_inpainting.csv`` and the checkpoints' trainer state. The signal is sent
+once the run has recorded its second epoch, so it lands in the third (training, validation or the
+checkpoint write), whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from inpaintssl.checkpoint import load_checkpoint
+
+ARGS = [
+    "data.dataset=synthetic",
+    "data.params={num_images: 12, num_val: 4, size: [16, 16]}",
+    "model.params={depth: 2, base_width: 4}",
+    "optim.batch_size=4",
+    "optim.max_epochs=5",
+    "pretext.patch_size=4",
+    "pretext.bank_size=4",
+    "early_stopping.min_delta=0",
+    "run.deterministic=true",
+    "run.device=cpu",
+    "run.quiet=true",
+]
+TIMED = ("seconds", "train_seconds")
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "inpaintssl", "pretrain", *ARGS, f"run.output_dir={out}", *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k not in TIMED} for row in csv.DictReader(handle)]
+
+
+def _stopped_in_epoch_3(out: Path, signum: int) -> subprocess.CompletedProcess[str]:
+    # SIGINT's disposition put back to the default in the child, so Python installs its Ctrl-C
+    # handler even where this test runs with SIGINT ignored (a shell's background job).
+    proc = subprocess.Popen(
+        _command(out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    metrics = out / "metrics.csv"
+    # No deadline of its own: on a loaded machine the second epoch may take long, and a run that
+    # ends before it is signalled fails the exit status check, saying so.
+    while proc.poll() is None:
+        if metrics.is_file() and len(_rows(metrics)) >= 2:
+            proc.send_signal(signum)
+            break
+        time.sleep(0.005)
+    stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _trainer_state(out: Path) -> dict[str, object]:
+    state = json.loads((out / "checkpoints" / "last" / "trainer_state.json").read_text())
+    for row in state["history"]:
+        for key in TIMED:
+            row.pop(key)
+    return {k: v for k, v in state.items() if k != "rng"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signalled_run_resumes_to_the_uninterrupted_record(
+    tmp_path: Path, signum: int, status: int
+) -> None:
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    done = subprocess.run(_command(reference), capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stopped = _stopped_in_epoch_3(run, signum)
+    assert stopped.returncode == status, stopped.stderr[-2000:]
+    assert "the same command with --resume continues" in stopped.stderr
+    assert not (run / ".inpaintssl.lock").exists()
+    assert len(_rows(run / "metrics.csv")) < 5  # stopped before the end, not after it
+    resumed = subprocess.run(
+        _command(run, "run.resume=true"), capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _rows(run / "metrics.csv") == _rows(reference / "metrics.csv")
+    assert [int(r["epoch"]) for r in _rows(run / "metrics.csv")] == [0, 1, 2, 3, 4]
+    assert _rows(run / "val_inpainting.csv") == _rows(reference / "val_inpainting.csv")
+    assert _trainer_state(run) == _trainer_state(reference)
+    for which in ("best", "last"):
+        ours, _ = load_checkpoint(run, which=which)
+        theirs, _ = load_checkpoint(reference, which=which)
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), which
