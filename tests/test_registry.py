@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from inpaintssl.registry import REGISTRIES, SAMPLERS, PluginLoadError, Registry
 
@@ -690,3 +692,49 @@ def test_the_external_backbones_are_listed_unavailable_exactly_when_their_librar
     ):
         installed = all(find_spec(m) is not None for m in modules)
         assert entries[name].status == ("ok" if installed else "unavailable"), name
+
+
+def test_a_plugin_samplers_bad_output_is_named_by_its_registered_name_and_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The message named the class alone; the run's config says pretext.sampler, pip the package.
+    from inpaintssl.corruption.tasks import ContextRestoration
+
+    _write_distribution(
+        tmp_path,
+        name="issl-float-sampler",
+        entry_points="""
+            [inpaintssl.samplers]
+            float_corners_test = issl_float_sampler:FloatSampler
+        """,
+        modules={
+            "issl_float_sampler": """
+                import numpy as np
+
+                class FloatSampler:
+                    def sample(self, *, shape, patch_size, coverage, rng, pairs=False):
+                        return np.zeros((4, 2), dtype=np.float64)
+            """
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        task = ContextRestoration(patch_size=4, sampler="float_corners_test", bank_size=1)
+        expected = (
+            "sampler 'float_corners_test' (issl_float_sampler.FloatSampler, plugin from distribution "
+            "issl-float-sampler 1.0) returned float64 corners"
+        )
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            task.corrupt(torch.zeros(1, 1, 16, 16))
+    finally:
+        SAMPLERS.unregister("float_corners_test")
+        sys.modules.pop("issl_float_sampler", None)
+
+
+def test_a_misspelt_sampler_parameter_is_said_of_sampler_params() -> None:
+    from inpaintssl.corruption.tasks import ContextRestoration
+
+    misspelt = r"^sampler_params: samplers 'random': invalid parameters \['max_draw'\]"
+    with pytest.raises(TypeError, match=misspelt):
+        ContextRestoration(patch_size=4, sampler="random", sampler_params={"max_draw": 3})

@@ -143,7 +143,9 @@ class PretextTask(abc.ABC):
         self.seed = _check_seed("seed", seed)
         if isinstance(sampler, str):
             self.sampler_name = sampler
-            self.sampler: Sampler = SAMPLERS.build(sampler, **dict(sampler_params or {}))
+            self.sampler: Sampler = SAMPLERS.build_from(
+                sampler, dict(sampler_params or {}), field="sampler_params", set_by_caller={}
+            )
         else:
             if sampler_params:
                 raise ValueError("sampler_params only apply when sampler is a registered name")

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
@@ -85,7 +86,12 @@ class Sampler(Protocol):
 
 
 def describe_sampler(sampler: object) -> str:
-    """A sampler as messages name it: its own ``repr``, else ``module.Class`` (not an address).
+    """A sampler as messages name it: its own ``repr``, else ``module.Class`` (not an address);
+    a plugin's class also by its registered name and distribution.
+
+    A plugin author reading "sampler mypkg.samplers.Grid returned ..." learns which class
+    failed but not which ``pretext.sampler`` name and installed package it came in, which is
+    what the run's config and ``pip`` show.
 
     Example:
         >>> from inpaintssl.corruption.samplers import RandomSampler
@@ -93,9 +99,15 @@ def describe_sampler(sampler: object) -> str:
         ('RandomSampler(max_draws=None)', 'builtins.object')
     """
     kind = type(sampler)
-    if kind.__repr__ is object.__repr__:
-        return f"{kind.__module__}.{kind.__qualname__}"
-    return repr(sampler)
+    own = f"{kind.__module__}.{kind.__qualname__}" if kind.__repr__ is object.__repr__ else repr(sampler)
+    target = f"{kind.__module__}:{kind.__qualname__}"
+    # Only error messages call this: reading entry-point metadata costs nothing on the hot path,
+    # and a failure to read it must not hide the error being reported.
+    with contextlib.suppress(Exception):
+        for entry in SAMPLERS.entries():
+            if entry.source == "plugin" and entry.target == target:
+                return f"{entry.name!r} ({own}, plugin from distribution {entry.distribution})"
+    return own
 
 
 def check_sampler_signature(sampler: object) -> None:
