@@ -174,7 +174,11 @@ run refuses it, since its schedule is laid over the whole budget and would jump 
 that has finished, by its budget or by early stopping, is not extended (it holds its best weights
 and its schedule has run out), which is an error that says to start a new run. A run killed after
 writing ``config.yaml`` but before the rest of its record gets ``splits.json`` and
-``manifest.json`` on ``--resume``. TensorBoard drops what a killed process logged for the epochs
+``manifest.json`` on ``--resume``; a torn ``splits.json`` or ``manifest.json`` gets a warning
+naming it and is written again, and ``metrics.csv`` is rewritten from the checkpoint's history,
+each epoch once. ``checkpoints/best`` is checked with ``last`` before any training (the run ends
+by loading its best weights): a missing or damaged one is refused at once, naming the folder and
+file. TensorBoard drops what a killed process logged for the epochs
 its resume redoes. Before the first step, every run reads each data case it uses in full (the
 pre-flight check: truncated files, non-finite voxels, label values, image/label geometry) and
 records the cases that passed in ``data_check.json`` with each file's size and modification time
