@@ -117,6 +117,31 @@ def test_build_backbone_passes_the_kernel_only_to_backbones_that_take_it() -> No
     assert received == {"in_channels": 2, "out_channels": 3, "seed": 4}
 
 
+def test_a_backbone_without_a_seed_parameter_is_the_plugins_mistake_not_model_params() -> None:
+    # The run passes seed itself (docs/plugins.rst): the message blamed "model.params: invalid
+    # parameters ['seed']", a field the user never set.
+    @BACKBONES.register("seedless_test")
+    def seedless(*, in_channels: int, out_channels: int) -> nn.Module:
+        return nn.Conv2d(in_channels, out_channels, 1)
+
+    try:
+        with pytest.raises(TypeError) as caught:
+            build_backbone("seedless_test", {}, in_channels=1, out_channels=2, seed=7)
+    finally:
+        BACKBONES.unregister("seedless_test")
+    message = str(caught.value)
+    assert "does not accept seed, which the run passes itself (seed=7)" in message, message
+    assert not message.startswith("model.params"), message
+    # A seed the user does give in model.params still wins over the run's.
+    seeded = [
+        build_backbone("unet2d", {"depth": 2, "seed": 5}, in_channels=1, out_channels=2, seed=seed)
+        for seed in (0, 1)
+    ]
+    assert all(
+        (a == b).all() for a, b in zip(seeded[0].state_dict().values(), seeded[1].state_dict().values())
+    )
+
+
 def test_build_segmentation_loss_refuses_the_inpainting_loss() -> None:
     assert build_segmentation_loss("dice", {"activation": "softmax"}).activation == "softmax"
     with pytest.raises(TypeError, match="loss 'l2' builds a L2Loss, not a SegmentationLoss"):

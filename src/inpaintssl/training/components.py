@@ -55,11 +55,18 @@ def build_backbone(
         >>> net.weight_gradient
         'onednn'
     """
-    defaults: dict[str, Any] = {"seed": seed}
-    if weight_gradient != "auto" and _accepts(BACKBONES.get(name), "weight_gradient"):
+    factory = BACKBONES.get(name)
+    defaults: dict[str, Any] = {}
+    if weight_gradient != "auto" and _accepts(factory, "weight_gradient"):
         defaults["weight_gradient"] = weight_gradient
-    channels = {"in_channels": in_channels, "out_channels": out_channels}
-    return BACKBONES.build_from(name, {**defaults, **params}, field="model.params", set_by_caller=channels)
+    passed: dict[str, Any] = {"in_channels": in_channels, "out_channels": out_channels}
+    if _accepts(factory, "seed"):
+        defaults["seed"] = seed  # one model.params may set (it wins, and a misspelling lists it)
+    elif "seed" not in params:
+        # The contract's argument, passed by the run: a factory without it is the plugin's
+        # mistake, not an unknown model.params key that the user never wrote.
+        passed["seed"] = seed
+    return BACKBONES.build_from(name, {**defaults, **params}, field="model.params", set_by_caller=passed)
 
 
 def _accepts(factory: object, keyword: str) -> bool:
