@@ -116,6 +116,25 @@ def test_a_missing_best_checkpoint_is_refused_naming_the_folder(tmp_path: Path) 
         _trainer(run, resume=True).fit()
 
 
+@pytest.mark.parametrize("best_intact", [True, False])
+def test_a_damaged_last_checkpoint_says_the_way_on_and_whether_the_best_weights_serve(
+    tmp_path: Path, best_intact: bool
+) -> None:
+    # The refusal named the damaged file and stopped there: a user did not learn that the run's
+    # best weights, which load_model/evaluate/predict read, were still usable.
+    run = tmp_path / "run"
+    _killed_after(run, epoch=1)
+    _truncate(run / "checkpoints" / "last" / "model.safetensors", 100)
+    if not best_intact:
+        _truncate(run / "checkpoints" / "best" / "model.safetensors", 100)
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*checkpoints/last") as info:
+        _trainer(run, resume=True).fit()
+    message = str(info.value)
+    assert "To train on, put back an intact copy of it, or start a new run.output_dir" in message
+    intact = f"the run's best weights so far, in {run / 'checkpoints' / 'best'}, are intact"
+    assert (intact in message) is best_intact, message
+
+
 def test_a_truncated_metrics_csv_of_a_finished_run_is_rewritten_from_the_checkpoint(tmp_path: Path) -> None:
     # A finished run resumed trains no epoch, so nothing rewrote metrics.csv: a torn copy stayed.
     run = tmp_path / "run"

@@ -408,11 +408,26 @@ class Trainer:
         try:
             tensors, documents = read_checkpoint_dir(last)
         except CheckpointError as exc:
-            raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
+            raise CheckpointError(f"cannot resume from {last}: {exc}. {self._without_last()}") from exc
         if "trainer_state" not in documents or "optimizer" not in tensors:
-            raise CheckpointError(f"cannot resume from {last}: it has no trainer state")
+            raise CheckpointError(
+                f"cannot resume from {last}: it has no trainer state. {self._without_last()}"
+            )
         _unwrap(self.model).load_state_dict(tensors["model"])
         return documents["trainer_state"], tensors, documents
+
+    def _without_last(self) -> str:
+        """What is left to a user whose ``checkpoints/last`` cannot be resumed from: the way on."""
+        best = self.run_folder.best
+        way_on = "put back an intact copy of it, or start a new run.output_dir"
+        try:
+            resolve_checkpoint(best)
+        except CheckpointError:
+            return f"To train on, {way_on}"
+        return (
+            f"To train on, {way_on}; the run's best weights so far, in {best}, are intact, and "
+            "load_model, evaluate and predict read them from the run folder"
+        )
 
     # -- the loop ---------------------------------------------------------------------------
     def _wrap_for_phase(self) -> None:
