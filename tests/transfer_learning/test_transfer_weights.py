@@ -340,3 +340,21 @@ def test_cpu_weights_transfer_into_a_cuda_model() -> None:
     assert weight.device.type == "cuda" and torch.equal(
         weight.cpu(), pretrained.encoder.levels[0][0][0].weight
     )
+
+
+def test_the_report_names_the_strategy_by_the_name_it_was_selected_by() -> None:
+    # A plugin class's own name may differ from its entry point: the report showed the class's
+    # "decoder_only" for a run whose config said transfer.weights: decoder_probe_test.
+    class DecoderOnly(TransferStrategy):
+        name = "decoder_only"
+        parts = ("decoder",)
+
+    TRANSFER_STRATEGIES.register("decoder_probe_test")(DecoderOnly)
+    try:
+        by_name = transfer(pretrained_inpainter(), unet(), weights="decoder_probe_test")
+    finally:
+        TRANSFER_STRATEGIES.unregister("decoder_probe_test")
+    assert by_name.strategy == "decoder_probe_test"
+    assert "transfer 'decoder_probe_test' (parts: decoder)" in by_name.summary()
+    # An instance passed directly has only its own name to go by.
+    assert transfer(pretrained_inpainter(), unet(), weights=DecoderOnly()).strategy == "decoder_only"

@@ -286,7 +286,10 @@ def transfer(
         raise CheckpointError(message) if isinstance(pretrained, (str, os.PathLike)) else ValueError(message)
     first_kernel = _first_kernel(target, strategy)
 
-    report = TransferReport(strategy=strategy.name or type(strategy).__name__, parts=strategy.parts)
+    # The name the run asked for (its config's transfer.weights) is the one a reader can look up;
+    # a plugin class's own ``name`` may differ from the entry point it is registered under.
+    label = weights if isinstance(weights, str) else strategy.name or type(strategy).__name__
+    report = TransferReport(strategy=label, parts=strategy.parts)
     errors: list[str] = []
     updates: dict[str, torch.Tensor] = {}
     for key, dest in target.items():
