@@ -10,21 +10,17 @@ shared environment is never changed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from plugin_install import ROOT, Installed, pip_install
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "plugins.rst"
 PACKAGE = "my_package"  # the module the page's entry-point example names
 DISTRIBUTION = "inpaintssl-docs-plugin-check"
@@ -38,28 +34,6 @@ COMPONENTS = (
     ("class NpySlices", "datasets", "npy_slices", "NpySlices"),
 )
 CONTRACT_TESTS = ("class TestWideUNet(BackboneContract)", "class TestNpySlices(DatasetContract)")
-
-
-def run(*args: str, cwd: Path = ROOT, site: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``python *args`` in a fresh process, with ``site`` first on its path."""
-    env = dict(os.environ)
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-
-
-@dataclass(frozen=True)
-class Installed:
-    """The generated package's sources and the folder it is installed into."""
-
-    source: Path
-    site: Path
-
-    def run(self, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-        """Run ``python *args`` in a process that sees the installed package."""
-        return run(*args, cwd=cwd, site=self.site)
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -102,11 +76,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     tests.append(f"from inpaintssl.testing import SamplerContract\n\n{header}\n    {body}\n")
     (source / "tests").mkdir()
     (source / "tests" / "test_docs_contracts.py").write_text("\n\n".join(tests))
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    args = ("install", "--no-deps", "--no-index", *isolation, "--target", str(site), str(source))
-    result = run("-m", "pip", *args, "--disable-pip-version-check", "--no-input")
-    assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return Installed(source, site)
+    return pip_install(source, site)
 
 
 def test_every_component_is_listed_as_a_plugin_that_loads(installed: Installed) -> None:

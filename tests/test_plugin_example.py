@@ -8,53 +8,20 @@ test workers cannot uninstall it under each other.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from plugin_install import ROOT, Installed, pip_install
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "plugin_example"
 DISTRIBUTION = "inpaintssl-pixel-shuffle"
 NAME = "local_pixel_shuffle"
-
-
-def run(
-    *args: str, cwd: Path = ROOT, timeout: float = 300, site: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-@dataclass(frozen=True)
-class Installed:
-    """The plugin's sources and the folder it is installed into."""
-
-    source: Path
-    site: Path
-
-    def run(self, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-        """Run ``python *args`` in a process that sees the installed plugin."""
-        return run(*args, cwd=cwd, site=self.site)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +30,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("plugin")
     source, site = root / "plugin_example", root / "site"
     shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    # Offline: build with the setuptools already installed; otherwise pip must fetch it.
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    args = ("install", "--no-deps", "--no-index", *isolation, "--target", str(site), str(source))
-    result = run("-m", "pip", *args, "--disable-pip-version-check", "--no-input")
-    assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return Installed(source, site)
+    return pip_install(source, site)
 
 
 def test_plugins_command_lists_the_task(installed: Installed) -> None:
