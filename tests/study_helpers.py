@@ -60,6 +60,17 @@ def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: An
     )
 
 
+class EmptySplitRecord:
+    """A split record for ``record_run`` that writes ``{}`` and keeps where (``saved``)."""
+
+    def __init__(self) -> None:
+        self.saved: list[Path] = []
+
+    def save(self, path: Path) -> None:
+        path.write_text("{}")
+        self.saved.append(path)
+
+
 def tiny_numpy_pretrain_config(root: Path, volumes: list[tuple[str, str]]) -> dict[str, Any]:
     """A :func:`tiny_pretrain_config` on ``.npy`` volumes found by pattern in ``<root>/<split>/``.
 

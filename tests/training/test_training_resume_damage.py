@@ -24,6 +24,7 @@ from inpaintssl.training.context import RunContext
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
 from inpaintssl.training.run_folder import record_run
+from study_helpers import EmptySplitRecord
 
 SIZE = (16, 16)
 EPOCHS = 4
@@ -61,17 +62,6 @@ def _killed_after(run: Path, epoch: int) -> None:
     killed_at = epoch
     with pytest.raises(KilledError):
         _trainer(run, resume=False, hooks=[kill]).fit()
-
-
-class _Splits:
-    """A split record that writes ``{}`` and says where."""
-
-    def __init__(self) -> None:
-        self.saved: list[Path] = []
-
-    def save(self, path: Path) -> None:
-        path.write_text("{}")
-        self.saved.append(path)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -183,9 +173,11 @@ def test_resuming_a_finished_run_says_it_had_finished(
 def test_a_torn_record_is_named_and_written_again_on_resume(tmp_path: Path, name: str, torn: str) -> None:
     # Before, the resume skipped the data comparison against it without a word, and the torn
     # file stayed so for every later resume and for predict's spacing and orientation checks.
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    record_run(
+        tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {"seed": 0}
+    )
     (tmp_path / name).write_text(torn)
-    splits = _Splits()
+    splits = EmptySplitRecord()
     with pytest.warns(
         UserWarning,
         match=rf"{re.escape(str(tmp_path / name))} is unreadable \(.*\): this resume could not compare",

@@ -23,20 +23,11 @@ from inpaintssl.training.run_folder import (
     recorded_config,
     write_data_check,
 )
-from study_helpers import tiny_numpy_pretrain_config
-
-
-class _Splits:
-    def __init__(self) -> None:
-        self.saved: list[Path] = []
-
-    def save(self, path: Path) -> None:
-        path.write_text("{}")
-        self.saved.append(path)
+from study_helpers import EmptySplitRecord, tiny_numpy_pretrain_config
 
 
 def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
-    splits = _Splits()
+    splits = EmptySplitRecord()
     record_run(tmp_path, FinetuneConfig(), resume=False, splits=splits, manifest=lambda: {"seed": 0})
     assert (tmp_path / "config.yaml").is_file() and splits.saved == [tmp_path / "splits.json"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
@@ -45,51 +36,53 @@ def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
 def test_resume_keeps_the_record_and_allows_longer_training(tmp_path: Path) -> None:
     # The paper's step decay is a function of the epoch alone: a longer budget continues the run.
     paper = apply_overrides(FinetuneConfig(), ["optim.recipe=paper"])
-    record_run(tmp_path, paper, resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    record_run(tmp_path, paper, resume=False, splits=EmptySplitRecord(), manifest=lambda: {"seed": 0})
     before = (tmp_path / "config.yaml").read_text()
     longer = apply_overrides(paper, ["optim.max_epochs=500", "run.quiet=true", "run.resume=true"])
-    splits = _Splits()
+    splits = EmptySplitRecord()
     record_run(tmp_path, longer, resume=True, splits=splits, manifest=lambda: {"seed": 99})
     assert (tmp_path / "config.yaml").read_text() == before  # the trainer records the new budget
     assert splits.saved == [] and json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
 
 
 def test_a_new_budget_is_refused_where_the_schedule_spans_the_budget(tmp_path: Path) -> None:
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
     longer = apply_overrides(FinetuneConfig(), ["optim.max_epochs=500"])
     with pytest.raises(
         ConfigError, match=r"optim.max_epochs=500 \(recorded: 100\): its warmup_cosine schedule is laid over"
     ):
-        record_run(tmp_path, longer, resume=True, splits=_Splits(), manifest=lambda: {})
+        record_run(tmp_path, longer, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
 def test_resume_under_another_seed_is_refused(tmp_path: Path) -> None:
     # Data order and corruption follow the seed: the resumed run would mix two runs.
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
     other = apply_overrides(FinetuneConfig(), ["run.seed=1", "run.device=cpu", "run.resume=true"])
     told = r"differ from its recorded config.yaml: run\.seed \(recorded 0, now 1\)\. Resume"
     with pytest.raises(ConfigError, match=told):
-        record_run(tmp_path, other, resume=True, splits=_Splits(), manifest=lambda: {})
+        record_run(tmp_path, other, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
 def test_a_resume_completes_a_record_a_kill_cut_short(tmp_path: Path) -> None:
     # Killed after config.yaml and before the rest: the resume writes splits and manifest, which
     # predict's spacing and orientation checks read.
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    record_run(
+        tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {"seed": 0}
+    )
     (tmp_path / "manifest.json").unlink()
     (tmp_path / "splits.json").unlink()
-    splits = _Splits()
+    splits = EmptySplitRecord()
     record_run(tmp_path, FinetuneConfig(), resume=True, splits=splits, manifest=lambda: {"seed": 0})
     assert splits.saved == [tmp_path / "splits.json"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
 
 
 def test_resume_with_other_data_or_model_is_refused(tmp_path: Path) -> None:
-    record_run(tmp_path, FinetuneConfig(), resume=False, splits=_Splits(), manifest=lambda: {})
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
     other = apply_overrides(FinetuneConfig(), ["data.label_fraction=0.5", "model.params={depth: 3}"])
     told = r"data\.label_fraction \(recorded 1\.0, now 0\.5\), model\.params\.depth \(recorded unset, now 3\)"
     with pytest.raises(ConfigError, match=told):
-        record_run(tmp_path, other, resume=True, splits=_Splits(), manifest=lambda: {})
+        record_run(tmp_path, other, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
 def test_changed_fields_ignores_whole_sections() -> None:
@@ -120,16 +113,16 @@ def test_schedules_map_to_the_papers_runs(
 def test_a_run_recorded_before_recipes_resumes_only_under_the_papers_recipe(tmp_path: Path) -> None:
     # Written by a version without optim.recipe: the paper's optimiser was the only one.
     old = apply_overrides(FinetuneConfig(), ["optim.lr=0.001", "optim.betas=[0.99, 0.995]"])
-    record_run(tmp_path, old, resume=False, splits=_Splits(), manifest=lambda: {})
+    record_run(tmp_path, old, resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
     config_yaml = tmp_path / "config.yaml"
     text = config_yaml.read_text()
     assert "  recipe: budget\n" in text
     config_yaml.write_text(text.replace("  recipe: budget\n", ""))
     assert recorded_config(config_yaml, FinetuneConfig).optim.effective_schedule == "step_decay"
     with pytest.raises(ConfigError, match=r"optim\.recipe"):
-        record_run(tmp_path, old, resume=True, splits=_Splits(), manifest=lambda: {})
+        record_run(tmp_path, old, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
     paper = apply_overrides(old, ["optim.recipe=paper"])
-    record_run(tmp_path, paper, resume=True, splits=_Splits(), manifest=lambda: {})
+    record_run(tmp_path, paper, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
 def test_data_check_record_is_read_back_only_for_the_same_data_settings(
@@ -172,14 +165,18 @@ def test_resuming_a_run_of_the_other_stage_names_the_stage(tmp_path: Path) -> No
     from inpaintssl.config import PretrainConfig
 
     record_run(
-        tmp_path, PretrainConfig(), resume=False, splits=_Splits(), manifest=lambda: {"stage": "pretrain"}
+        tmp_path,
+        PretrainConfig(),
+        resume=False,
+        splits=EmptySplitRecord(),
+        manifest=lambda: {"stage": "pretrain"},
     )
     with pytest.raises(ConfigError, match=r"cannot resume .* as a finetune run: it holds a pretrain run"):
-        record_run(tmp_path, FinetuneConfig(), resume=True, splits=_Splits(), manifest=lambda: {})
+        record_run(tmp_path, FinetuneConfig(), resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
     # A damaged config of the same stage is still reported as what it is.
     (tmp_path / "config.yaml").write_text("optim: {lr: [1]}\n")
     with pytest.raises(ConfigError, match=r"optim.lr"):
-        record_run(tmp_path, PretrainConfig(), resume=True, splits=_Splits(), manifest=lambda: {})
+        record_run(tmp_path, PretrainConfig(), resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
 # -- a rewritten file refuses a resume only when the run trained on it ----------------------------
@@ -270,7 +267,7 @@ def test_a_new_budget_rewrites_config_yaml_leaving_every_other_value_as_it_was(t
     config = FinetuneConfig.model_validate(
         {"data": {"params": {"case": "1e5"}}, "optim": {"recipe": "paper", "max_epochs": 3, "lr": 1e-5}}
     )
-    record_run(tmp_path, config, resume=False, splits=_Splits(), manifest=lambda: {"seed": 0})
+    record_run(tmp_path, config, resume=False, splits=EmptySplitRecord(), manifest=lambda: {"seed": 0})
     record_budget(tmp_path, 7)
     recorded = recorded_config(RunFolder(tmp_path).config, FinetuneConfig)
     assert recorded.optim.max_epochs == 7
