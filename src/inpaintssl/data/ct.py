@@ -15,6 +15,9 @@ HU slice into one channel; each channel is z-scored with its mean and std over t
 (``muscle``, ``imat``, ``vat``, ``sat`` stored as 1, 2, 3, 4); change them with ``class_names``
 and ``label_values``.
 
+A case with no value below -200 HU (no air, no fat) is warned about, naming the file: it is most
+likely a display image windowed to 0..255 or stored values whose rescale was lost, not HU.
+
 Example:
     >>> import numpy as np, tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -27,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +46,7 @@ from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
     HU_FLOOR,
+    Stats,
     apply_windows,
     clip_padding,
     parse_windows,
@@ -98,6 +103,46 @@ class CTDataset(VolumeSliceDataset):
         """The padding-clipped HU slice as ``hu`` ``(1, H, W)`` float32."""
         hu = clip_padding(raw, floor=self.hu_floor).astype(np.float32, copy=False)
         return {"hu": torch.from_numpy(np.ascontiguousarray(hu[None]))}
+
+    def _scan_values(self, case_index: int) -> tuple[Stats, float, float, set[float] | None]:
+        """The base class's scan of a case, which also says when its values do not look like HU."""
+        result = super()._scan_values(case_index)
+        _warn_not_hu(self._cases[case_index], low=result[1], high=result[2])
+        return result
+
+
+NOT_HU_BELOW = -200.0
+"""A CT case with no value below this (air is about -1000 HU, fat about -100 HU) is warned about:
+its values are most likely not HU but display values or stored values without their rescale."""
+
+
+def _warn_not_hu(case: Case, *, low: float, high: float) -> None:
+    """Warn when a case's values cannot be HU: a windowed 0..255 export, or a lost intercept.
+
+    Such an image reads without error, but its windows clip the wrong tissue and its mean HU
+    (sec. 2.7) is in the wrong unit, so the clinical numbers come out wrong without a word.
+    A warning, not an error: a crop inside the body without air or fat is possible, if rare.
+    A constant image is left to the blank-volume check.
+    """
+    if not math.isfinite(low) or low < NOT_HU_BELOW or low == high:
+        return
+    if low >= 0 and high <= 255:
+        likely = (
+            "it looks like a display image windowed to 0..255 (8-bit grey values): export the "
+            "original HU values (DICOM with RescaleSlope/RescaleIntercept, or NIfTI in HU)"
+        )
+    else:
+        likely = (
+            "it looks like stored pixel values whose rescale was lost (HU = pixel * RescaleSlope + "
+            "RescaleIntercept, often -1024; NIfTI scl_slope/scl_inter): restore the rescale"
+        )
+    warnings.warn(
+        f"ct case {case.volume_id!r}: image {case.image.source} holds values {low:g} to {high:g} and "
+        f"none below {NOT_HU_BELOW:g}, while CT in HU has air near -1000 and fat near -100; {likely}. "
+        "Its windows and its mean HU are computed from these values as if they were HU",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:

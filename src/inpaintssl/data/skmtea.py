@@ -38,6 +38,7 @@ import functools
 import glob
 import json
 import math
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,23 +161,45 @@ def _check_disjoint_splits(
 
 
 def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which utf-8 would keep as part
+    # of the first column's name ('\ufeffMTR_ID'), so the MTR_ID column read as missing.
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
         needed = ["MTR_ID", *SCAN_PARAM_COLUMNS.values()]
         missing = [c for c in needed if c not in columns]
         if missing:
             raise DataError(f"metadata file {csv_path} lacks column(s) {missing}; found {sorted(columns)}")
-        rows = {row["MTR_ID"]: row for row in reader}
+        rows: dict[str, dict[str, str]] = {}
+        wanted = set(scan_ids)
+        for row in reader:
+            scan_id = row["MTR_ID"]
+            # Two rows for one scan that differ in its parameters (a re-export appended to the file)
+            # would give its T2 from whichever came last, without a word.
+            earlier = rows.get(scan_id)
+            if scan_id in wanted and earlier is not None:
+                differ = [c for c in SCAN_PARAM_COLUMNS.values() if earlier[c] != row[c]]
+                if differ:
+                    raise DataError(
+                        f"metadata file {csv_path}: MTR_ID {scan_id!r} has two rows that differ in "
+                        f"{differ} (the later ends on line {reader.line_num}); expected one row per scan"
+                    )
+            rows[scan_id] = row
     out: dict[str, dict[str, float]] = {}
     for scan_id in scan_ids:
-        row = rows.get(scan_id)
-        if row is None:
+        found = rows.get(scan_id)
+        if found is None:
             raise DataError(f"metadata file {csv_path} has no row with MTR_ID {scan_id!r}")
-        try:
-            out[scan_id] = {key: float(row[col]) for key, col in SCAN_PARAM_COLUMNS.items()}
-        except ValueError as exc:
-            raise DataError(f"metadata file {csv_path}, MTR_ID {scan_id!r}: {exc}") from exc
+        values: dict[str, float] = {}
+        for key, col in SCAN_PARAM_COLUMNS.items():
+            try:
+                values[key] = float(found[col])
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"metadata file {csv_path}, MTR_ID {scan_id!r}: column {col} holds {found[col]!r}; "
+                    "expected a number (the scan parameter for its T2 map)"
+                ) from None
+        out[scan_id] = values
         # float() reads "nan" and "inf": refuse them here, naming the file, not at the T2 map.
         bad = {SCAN_PARAM_COLUMNS[k]: v for k, v in out[scan_id].items() if not math.isfinite(v)}
         if bad:
@@ -187,7 +210,7 @@ def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict
     return out
 
 
-def _file_stats(handle: Any) -> Stats | None:
+def _file_stats(handle: Any, path: Path) -> Stats | None:
     group = handle.get("stats/rss")
     if group is None:
         return None
@@ -199,6 +222,14 @@ def _file_stats(handle: Any) -> Stats | None:
             values[key] = float(np.asarray(group[key][()]))
         else:
             return None
+    # A std of 0 would leave the image only centred (zscore does not divide by 0), and NaN would
+    # make every slice NaN: either way the scan would not be normalised as the others are.
+    if not (math.isfinite(values["mean"]) and math.isfinite(values["std"]) and values["std"] > 0):
+        raise DataError(
+            f"HDF5 file {path}: stats/rss holds mean {values['mean']!r} and std {values['std']!r}; "
+            "expected finite numbers with std > 0 (or no stats/rss group, and stats='auto' or "
+            "'compute' computes them from the echoes)"
+        )
     return Stats(mean=np.array([values["mean"]]), std=np.array([values["std"]]))
 
 
@@ -218,8 +249,10 @@ class SKMTEADataset(SliceDataset):
 
     Raises:
         DataError: Missing folder/file/key, wrong ranks or shapes, an empty split, a scan listed
-            in two of the train/val/test annotation files, a scan missing from the metadata CSV,
-            or ``stats="file"`` without stored statistics.
+            in two of the train/val/test annotation files, a scan missing from the metadata CSV
+            (or with a blank, non-numeric or conflicting parameter there), complex echoes, a ``seg``
+            without exactly 6 channels, stored statistics that are not finite or have std 0, or
+            ``stats="file"`` without stored statistics.
 
     Example:
         >>> SKMTEADataset.groups
@@ -305,6 +338,14 @@ class SKMTEADataset(SliceDataset):
             shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
             for key, shape in shapes.items():
                 check_rank(shape, {3}, where=f"{path} key {key!r}", layout="(X, Y, Z)")
+                # Complex echoes (the raw track, not the DICOM track) would lose their imaginary
+                # part in the float32 cast with only numpy's warning: T2 and RSS from the real part.
+                kind = np.dtype(handle[key].dtype).kind
+                if kind not in "uif":
+                    raise DataError(
+                        f"HDF5 file {path}: {key!r} has dtype {handle[key].dtype}; expected real "
+                        "magnitude images (integer or float, as in the DICOM track)"
+                    )
             if shapes["echo1"] != shapes["echo2"]:
                 raise DataError(
                     f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape"
@@ -312,13 +353,22 @@ class SKMTEADataset(SliceDataset):
             if self.labelled:
                 seg = h5_dataset_shape(handle, "seg", path=path)
                 check_rank(seg, {4}, where=f"{path} key 'seg'", layout="(X, Y, Z, 6)")
-                if seg[:3] != shapes["echo1"] or seg[3] < 6:
+                # Exactly 6: a 7th channel is most likely background first, which would shift every class.
+                if seg[:3] != shapes["echo1"] or seg[3] != 6:
                     raise DataError(
                         f"{path}: seg has shape {seg}; expected {(*shapes['echo1'], 6)} to match echo1"
                     )
-            file_stats = _file_stats(handle) if self._stats_source != "compute" else None
+            file_stats = _file_stats(handle, path) if self._stats_source != "compute" else None
         if self._stats_source == "file" and file_stats is None:
             raise DataError(f"{path} has no stats/rss mean and std; use stats='auto' or 'compute'")
+        if self.split in _SPLITS and "voxel_spacing" not in entry:
+            # Tissue volumes (mm^3) scale with it: say which scans are measured at an assumed one.
+            warnings.warn(
+                f"skmtea: annotation images[] entry of scan {entry['scan_id']!r} ({path.name}) has no "
+                f"voxel_spacing; {_DEFAULT_SPACING} mm (SKM-TEA's) is assumed for its tissue volumes",
+                UserWarning,
+                stacklevel=4,
+            )
         # A null, zero or text spacing in a hand-edited annotation file crashed in float() or put
         # every tissue volume of the scan at 0 mm^3; it is refused here, naming the scan.
         spacing = check_spacing(
