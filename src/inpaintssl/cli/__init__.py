@@ -68,8 +68,16 @@ def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[
             )
         if is_override:
             overrides.append(item)
-        else:
-            config = item
+            continue
+        path = Path(item).expanduser()
+        if not path.exists() and path.suffix.lower() not in _CONFIG_SUFFIXES:
+            # `config show pretrain optim.lr`: an override that lost its "=value", which was
+            # reported as a missing config file named "optim.lr".
+            raise ConfigError(
+                f"{item!r}: expected a config file (.yaml, .yml or .json) or a section.field=value "
+                "override; found no file of that name and no '=' in it"
+            )
+        config = item
     return config, overrides
 
 
@@ -88,9 +96,20 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no progress bars, one log line per epoch (same as run.quiet=true)",
     )
-    parser.add_argument("--output", type=_user_path, help="run folder (same as run.output_dir=...)")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as run.device=...)")
-    parser.add_argument("--deterministic", action="store_true", help="bit-reproducible CPU runs")
+    parser.add_argument(
+        "--output",
+        type=_user_path,
+        action=_Once,
+        help="run folder (same as run.output_dir=...; default: the config's run.output_dir, else runs/run)",
+    )
+    parser.add_argument(
+        "--device", action=_Once, help="auto, cpu, cuda or cuda:N (same as run.device=...; default: auto)"
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms: bit-reproducible CPU runs (same as run.deterministic=true)",
+    )
 
 
 def _user_path(text: str) -> Path:
@@ -119,26 +138,40 @@ def _user_file_path(text: str) -> str:
     return os.path.expanduser(text)
 
 
-def _run_overrides(args: argparse.Namespace) -> list[str]:
-    extra: list[str] = []
+def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Each run flag given, as it was written and as the override it stands for."""
+    extra: list[tuple[str, str]] = []
     if args.resume:
-        extra.append("run.resume=true")
+        extra.append(("--resume", "run.resume=true"))
     if args.quiet:
-        extra.append("run.quiet=true")
+        extra.append(("--quiet", "run.quiet=true"))
     if args.output is not None:
         # Quoted: overrides are YAML, where "exp #3" would lose its " #3" and "2024" be a number.
-        extra.append(f"run.output_dir={json.dumps(str(args.output))}")
+        extra.append((f"--output {args.output}", f"run.output_dir={json.dumps(str(args.output))}"))
     if args.device is not None:
-        extra.append(f"run.device={args.device}")
+        extra.append((f"--device {args.device}", f"run.device={args.device}"))
     if args.deterministic:
-        extra.append("run.deterministic=true")
+        extra.append(("--deterministic", "run.deterministic=true"))
     return extra
 
 
 def _training_input(args: argparse.Namespace) -> tuple[str | dict[str, Any], list[str]]:
-    """The config (file, or ``{}`` for the defaults) and overrides a training subcommand was given."""
+    """The config (file, or ``{}`` for the defaults) and overrides a training subcommand was given.
+
+    Raises:
+        ConfigError: A flag and an override set the same field (``--output a run.output_dir=b``):
+            the flag won silently, so a script's override did nothing.
+    """
+    from inpaintssl.config import ConfigError
+
     config, overrides = _split_config_and_overrides(args.items)
-    return config if config is not None else {}, [*overrides, *_run_overrides(args)]
+    flags = _flag_overrides(args)
+    for flag, stands_for in flags:
+        field = stands_for.split("=", 1)[0]
+        for item in overrides:
+            if item.split("=", 1)[0].strip() == field:
+                raise ConfigError(f"{flag} and the override {item!r} both set {field}; expected one of them")
+    return config if config is not None else {}, [*overrides, *(override for _, override in flags)]
 
 
 def _is_main_process() -> bool:
@@ -380,8 +413,14 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from inpaintssl.config import ConfigError
     from inpaintssl.studies.demo import run_demo
 
+    if args.output.exists() and not args.output.is_dir():
+        # Checked before the demo starts: it printed its whole plan, then "[Errno 17] File exists".
+        raise ConfigError(
+            f"--output {args.output} is a file; expected a folder for the report (new or earlier)"
+        )
     run_demo(output=args.output, quick=args.quick, seed=args.seed, quiet=args.quiet)
     return 0
 
@@ -516,9 +555,9 @@ class _Once(argparse.Action):
         option: str | None = None,
     ) -> None:
         if getattr(namespace, f"_{self.dest}_given", False):
-            parser.error(
-                f"{option} given twice ({getattr(namespace, self.dest)!r} and {values!r}); give it once"
-            )
+            first = getattr(namespace, self.dest)
+            # As text: a path argument's value is a Path, whose repr is not what the user typed.
+            parser.error(f"{option} given twice ({str(first)!r} and {str(values)!r}); give it once")
         setattr(namespace, f"_{self.dest}_given", True)
         setattr(namespace, self.dest, values)
 
@@ -600,8 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=_user_path, required=True, help="folder for the label maps and volumes.csv"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default: 16)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
     p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
     p.add_argument(
@@ -617,30 +656,37 @@ def build_parser() -> argparse.ArgumentParser:
         "2 (or 3, with the thickness) for a single 2-D slice",
     )
     p.add_argument(
-        "--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="CUDA mixed precision"
+        "--amp",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "off"],
+        help="CUDA mixed precision; auto: bf16 where supported, else fp16 (default: auto)",
     )
     p.add_argument(
         "--large-slices",
         default="crop",
         choices=["crop", "sliding_window"],
         help="slices larger than a crop_or_pad run's data.image_size: crop to the centre, as training "
-        "did, or cover with overlapping windows of that size",
+        "did, or cover with overlapping windows of that size (default: crop)",
     )
     p.add_argument(
-        "--overlap", type=float, default=0.5, help="share of a sliding window its neighbours overlap"
+        "--overlap",
+        type=float,
+        default=0.5,
+        help="share of a sliding window its neighbours overlap, in [0, 1) (default: 0.5)",
     )
     p.add_argument(
         "--resample",
         default="off",
         choices=["off", "outside"],
         help="outside: resample scans whose in-plane spacing lies outside the run's training range to "
-        "the nearest spacing in it (and the labels back); off: use them as they are, with a warning",
+        "the nearest spacing in it (and the labels back); off: use them as they are, with a "
+        "warning (default: off)",
     )
     p.add_argument(
         "--orientation",
         default="auto",
         help="axis order NIfTI/DICOM inputs are read in before slicing: auto (the training volumes' "
-        "one), stored, or axis codes such as RAS",
+        "one), stored, or axis codes such as RAS (default: auto)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
@@ -656,7 +702,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_user_path,
         help="run folder, checkpoint folder or .safetensors file",
     )
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["onnx", "torchscript", "safetensors"],
+        help="onnx (needs the onnx extra), torchscript, or safetensors (a plain state dict)",
+    )
     p.add_argument("--output", type=_user_file_path, required=True, help="the file to write")
     p.add_argument("--which", choices=["best", "last"], help="checkpoint of a run folder (default: best)")
     p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
@@ -674,50 +725,81 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "experiment")
     exp = p.add_subparsers(dest="experiment_command", required=True)
     run = _command(exp, "experiment run")
-    run.add_argument("spec", type=_user_path)
+    spec_help = "study spec (YAML), e.g. examples/studies/pretext_design.yaml"
+    run.add_argument("spec", type=_user_path, help=spec_help)
     run.add_argument(
-        "--shard", default="0/1", action=_Once, help="i/n: this process runs the i-th of n shards"
+        "--shard",
+        default="0/1",
+        action=_Once,
+        help="i/n: this process runs the i-th of n shards, counted from 0 (default: 0/1, every run)",
     )
-    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (local)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine (local; default: 1)"
+    )
     run.add_argument(
         "--executor",
         default="local",
         choices=["local", "slurm", "ray"],
-        help="local: worker processes here; slurm: a job array (submitit); ray: Ray tasks",
+        help="local: worker processes here; slurm: a job array (submitit); ray: Ray tasks (default: local)",
     )
     res = run.add_argument_group("resources of --executor slurm|ray (override the spec's executor section)")
     res.add_argument("--partition", help="Slurm partition")
-    res.add_argument("--gpus-per-task", type=int, dest="gpus_per_task")
-    res.add_argument("--cpus-per-task", type=int, dest="cpus_per_task")
+    res.add_argument("--gpus-per-task", type=int, dest="gpus_per_task", help="GPUs of each task")
+    res.add_argument(
+        "--cpus-per-task",
+        type=int,
+        dest="cpus_per_task",
+        help="CPU cores of each task (local: threads of each worker)",
+    )
     res.add_argument("--timeout-min", type=int, dest="timeout_min", help="wall time of a Slurm task")
-    res.add_argument("--mem-gb", type=float, dest="mem_gb")
-    res.add_argument("--array-parallelism", type=int, dest="array_parallelism")
+    res.add_argument("--mem-gb", type=float, dest="mem_gb", help="memory of each task in GB")
+    res.add_argument(
+        "--array-parallelism",
+        type=int,
+        dest="array_parallelism",
+        help="most tasks of the study submitted at once",
+    )
     res.add_argument("--chunk-size", type=int, dest="chunk_size", help="runs per task")
     res.add_argument("--cluster", choices=["slurm", "local"], help="submitit cluster (local: try it here)")
     res.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: a local one)")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
     rep = _command(exp, "experiment report")
-    rep.add_argument("spec", type=_user_path)
-    rep.add_argument("--output", type=_user_path)
+    rep.add_argument("spec", type=_user_path, help=spec_help)
+    rep.add_argument("--output", type=_user_path, help="report folder (default: <the spec's output>/report)")
     st = _command(exp, "experiment status")
-    st.add_argument("spec", type=_user_path)
+    st.add_argument("spec", type=_user_path, help=spec_help)
     p.set_defaults(func=_cmd_experiment)
 
     p = _command(sub, "demo")
     p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
-    p.add_argument("--output", type=_user_path, default=Path("demo-report"))
-    p.add_argument("--seed", type=_seed, default=0, help="seed of every run (0 to 2**32 - 1)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--output",
+        type=_user_path,
+        default=Path("demo-report"),
+        help="report folder, also holding the runs; an earlier one is resumed (default: demo-report)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every run, 0 to 2**32 - 1 (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_demo)
 
     p = _command(sub, "plugins")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
     p.set_defaults(func=_cmd_plugins)
 
     p = _command(sub, "config")
-    p.add_argument("action", choices=["show", "schema"])
-    p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"])
-    p.add_argument("items", nargs="*", default=[], metavar="CONFIG|KEY=VALUE")  # see _common_run_flags
+    p.add_argument(
+        "action",
+        choices=["show", "schema"],
+        help="show: the resolved config as YAML; schema: the stage's JSON schema",
+    )
+    p.add_argument("stage", choices=["pretrain", "finetune", "evaluate"], help="whose configuration")
+    p.add_argument(
+        "items",
+        nargs="*",
+        default=[],  # see _common_run_flags
+        metavar="CONFIG|KEY=VALUE",
+        help="show only: a config file, then overrides",
+    )
     _trailing_list(p, "items")
     p.set_defaults(func=_cmd_config)
     return parser
@@ -866,6 +948,30 @@ def _tell(line: str) -> bool:
     return True
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions :func:`main` reports as a user's error (one line, status 2).
+
+    Importing them loads PyTorch, so a Ctrl-C here is the common case of one given at once.
+    """
+    from inpaintssl.checkpoint import CheckpointError
+    from inpaintssl.config import ConfigError
+    from inpaintssl.errors import DataError
+    from inpaintssl.registry import PluginLoadError
+
+    return (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        PluginLoadError,
+        ImportError,  # an optional extra that is not installed; its message names the pip extra
+        KeyError,
+        ValueError,
+        TypeError,
+        FloatingPointError,
+        OSError,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``inpaintssl`` console script; returns the exit status.
 
@@ -873,11 +979,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     A reader of stdout (or of stderr) that stops reading early (``| head``) ends the command
     silently with status 141, as a shell reports a command that SIGPIPE ended.
     """
-    args = parse_args(argv)  # first: --help and a mistyped flag answer without loading PyTorch
-    from inpaintssl.checkpoint import CheckpointError
-    from inpaintssl.config import ConfigError
-    from inpaintssl.errors import DataError
-    from inpaintssl.registry import PluginLoadError
+    args: argparse.Namespace | None = None
+    try:
+        args = parse_args(argv)  # first: --help and a mistyped flag answer without loading PyTorch
+        user_errors = _user_errors()
+    except KeyboardInterrupt:
+        # Ctrl-C at once lands in these imports (PyTorch's take seconds), outside the handler
+        # below: it printed a traceback of the import machinery. Nothing has started to resume.
+        _tell(
+            f"inpaintssl{'' if args is None else ' ' + args.command}: interrupted before the command started"
+        )
+        return 130
 
     stdout = _StdoutWatch()
     try:
@@ -902,18 +1014,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = _RESUME_HINT.get(args.command, "")
         _tell(f"inpaintssl {args.command}: terminated ({exc.signal_name}){hint}")
         raise
-    except (
-        ConfigError,
-        DataError,
-        CheckpointError,
-        PluginLoadError,
-        ImportError,  # an optional extra that is not installed; its message names the pip extra
-        KeyError,
-        ValueError,
-        TypeError,
-        FloatingPointError,
-        OSError,
-    ) as exc:
+    except user_errors as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         _tell(f"inpaintssl {args.command}: error: {message}")
         return 2

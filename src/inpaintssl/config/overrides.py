@@ -50,7 +50,12 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.load(raw, Loader=ConfigYamlLoader) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+        # One line: PyYAML's message spans several, quoting the value with carets under it.
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"override {item!r}: expected a YAML value after '=' (quote text with \"...\"), "
+            f"found {raw.strip()!r}: {problem}"
+        ) from exc
     if isinstance(value, str) and "#" in raw and "#" not in value:
         # YAML took " #..." for a comment; on a command line it is part of the value (a folder
         # named "exp #3"), and dropping it silently would train into another folder.

@@ -1,0 +1,167 @@
+"""A new user's mistakes on the command line: each exits 2 with one line naming what was wrong."""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inpaintssl.cli import build_parser, main, parse_args
+
+
+def _subparsers(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subparsers(sub, (*prefix, name))
+
+
+def _arguments() -> list[tuple[str, argparse.Action]]:
+    found = []
+    for path, sub in _subparsers(build_parser()):
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            name = action.option_strings[0] if action.option_strings else action.dest
+            found.append((f"{' '.join(path)} {name}", action))
+    return found
+
+
+@pytest.mark.parametrize(("where", "action"), _arguments(), ids=[where for where, _ in _arguments()])
+def test_every_argument_says_what_it_is_and_its_default(where: str, action: argparse.Action) -> None:
+    assert action.help, f"{where}: no help text"
+    # A value used when the flag is absent is one the user should not have to read the code for.
+    if action.default not in (None, False, [], argparse.SUPPRESS):
+        assert f"default: {action.default}" in action.help, (where, action.default, action.help)
+
+
+def test_every_subcommand_is_covered_by_the_help_check() -> None:
+    covered = {where.rsplit(" ", 1)[0] for where, _ in _arguments()}
+    assert {"pretrain", "finetune", "evaluate", "predict", "export", "demo", "plugins", "config"} <= covered
+    assert {"experiment run", "experiment status", "experiment report"} <= covered
+
+
+def test_ctrl_c_while_the_command_starts_prints_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C at once lands while PyTorch is imported: the import raises KeyboardInterrupt.
+    real_import = builtins.__import__
+
+    def interrupted_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "inpaintssl.checkpoint":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    try:
+        status = main(["config", "show", "pretrain"])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped main() (a traceback for the user)")
+    monkeypatch.undo()
+    assert status == 130
+    assert capsys.readouterr().err == "inpaintssl config: interrupted before the command started\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "override", "field"),
+    [
+        (["--output", "runs/a"], "run.output_dir=runs/b", "run.output_dir"),
+        (["--device", "cpu"], "run.device=cuda", "run.device"),
+        (["--quiet"], "run.quiet=false", "run.quiet"),
+        (["--resume"], "run.resume=false", "run.resume"),
+        (["--deterministic"], "run.deterministic=false", "run.deterministic"),
+    ],
+)
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_a_run_flag_and_an_override_of_its_field_are_refused(
+    command: str,
+    flags: list[str],
+    override: str,
+    field: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def trained(config: Any) -> Any:
+        pytest.fail(f"trained with {field} set twice; the flag won silently")
+
+    monkeypatch.setattr(f"inpaintssl.api.{command}", trained)
+    assert main([command, *flags, override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"inpaintssl {command}: error: {flags[0]}")
+    assert f"the override {override!r} both set {field}; expected one of them" in err
+
+
+@pytest.mark.parametrize("flag", ["--output", "--device"])
+def test_a_run_flag_given_twice_is_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["pretrain", flag, "a", flag, "b"])
+    assert exited.value.code == 2
+    assert f"{flag} given twice ('a' and 'b'); give it once" in capsys.readouterr().err
+
+
+def test_an_override_without_its_value_in_first_place_is_not_called_a_missing_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["config", "show", "pretrain", "optim.lr"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "inpaintssl config: error: 'optim.lr': expected a config file (.yaml, .yml or .json) or a "
+        "section.field=value override; found no file of that name and no '=' in it\n"
+    )
+
+
+def test_a_missing_config_file_is_still_called_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "pre.yaml"
+    assert main(["config", "show", "pretrain", str(missing)]) == 2
+    assert capsys.readouterr().err == f"inpaintssl config: error: config file {missing} does not exist\n"
+
+
+@pytest.mark.parametrize(
+    ("override", "found"),
+    [("data.image_size=[1, 2", "'[1, 2'"), ("optim.lr=@x", "'@x'"), ("run.output_dir={a", "'{a'")],
+)
+def test_an_override_value_that_is_not_yaml_is_one_line(
+    override: str, found: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "show", "pretrain", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"inpaintssl config: error: override {override!r}: expected a YAML value")
+    assert f"found {found}" in err
+
+
+def test_demo_output_that_is_a_file_is_refused_before_the_demo_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def demo(**kwargs: Any) -> None:
+        raise FileExistsError(17, "File exists", str(kwargs["output"]))
+
+    monkeypatch.setattr("inpaintssl.studies.demo.run_demo", demo)
+    a_file = tmp_path / "pre.yaml"
+    a_file.write_text("{}\n")
+    assert main(["demo", "--quick", "--output", str(a_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"inpaintssl demo: error: --output {a_file} is a file; expected a folder for the report "
+        "(new or earlier)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "status", "report"])
+def test_an_experiment_spec_that_is_a_folder_is_called_a_folder(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["experiment", command, str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"inpaintssl experiment: error: study spec {tmp_path} is a folder; expected a YAML file such "
+        "as study.yaml\n"
+    )
