@@ -62,6 +62,21 @@ def test_spacing_and_dimensionality_are_validated(fn, mask_shape, spacing, messa
         fn(np.ones(mask_shape, dtype=bool), spacing)
 
 
+def test_a_volume_mask_without_its_class_axis_is_named_as_such() -> None:
+    # An (X, Y, Z) mask read as K=X classes of (Y, Z) slices: the error spoke of a 2-D mask with
+    # 2 spacing values, where the user gave a 3-D mask and 3 voxel sizes.
+    mask = np.zeros((16, 16, 8), dtype=bool)
+    mask[2:5, 2:5, 1:3] = True
+    expected = (
+        r"spacing_mm has 3 values for the 2 spatial axes of pred_onehot \(16, 16, 8\) \(its first axis "
+        r"holds the K classes\); a mask without its class axis\? .*mask\[None\]"
+    )
+    with pytest.raises(ValueError, match=expected):
+        clinical_errors(mask, mask, spacing_mm=SKM_TEA_SPACING)
+    (row,) = clinical_errors(mask[None], mask[None], spacing_mm=SKM_TEA_SPACING)
+    assert row.predicted == pytest.approx(3 * 3 * 2 * 0.3125 * 0.3125 * 0.8)
+
+
 def test_label_maps_are_not_masks() -> None:
     with pytest.raises(ValueError, match=r"mask must be a binary mask.*\[2"):
         tissue_volume(np.full((2, 2, 2), 2), SKM_TEA_SPACING)

@@ -17,7 +17,7 @@ that fits the scale.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -338,6 +338,18 @@ def clinical_errors(
     spatial = pred.shape[1:]
     if len(spatial) not in (2, 3):
         raise ValueError(f"pred_onehot must be (K, H, W) or (K, X, Y, Z); found shape {pred.shape}")
+    sized = isinstance(spacing_mm, Sized) and not isinstance(spacing_mm, (str, bytes))
+    if sized and len(spacing_mm) != len(spatial):
+        # A (X, Y, Z) mask given without its class axis reads as K=X classes of (Y, Z) slices.
+        hint = (
+            "; a mask without its class axis? give one axis per class first, e.g. mask[None]"
+            if len(spacing_mm) == pred.ndim
+            else ""
+        )
+        raise ValueError(
+            f"spacing_mm has {len(spacing_mm)} values for the {len(spatial)} spatial axes of "
+            f"pred_onehot {pred.shape} (its first axis holds the K classes){hint}"
+        )
     num_classes = pred.shape[0]
     names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
     if len(names) != num_classes:
