@@ -238,7 +238,9 @@ def _skmtea_root(folder: Path, *, echo2: bool = True, seg_value: int = 1) -> Pat
     if echo2:
         arrays["echo2"] = _image(1, (16, 16, 4))
     _write_h5(folder / "image_files" / "MTR_001.h5", **arrays)
-    images = {"images": [{"file_name": "MTR_001.h5", "scan_id": "MTR_001"}]}
+    # As SKM-TEA's annotation files do; without it the reader warns that it assumes the spacing.
+    image = {"file_name": "MTR_001.h5", "scan_id": "MTR_001", "voxel_spacing": [0.3125, 0.3125, 0.8]}
+    images = {"images": [image]}
     _write_text(folder / "annotations" / "v1.0.0" / "train.json", json.dumps(images))
     return folder
 
