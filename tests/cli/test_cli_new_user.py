@@ -165,3 +165,19 @@ def test_an_experiment_spec_that_is_a_folder_is_called_a_folder(
         f"inpaintssl experiment: error: study spec {tmp_path} is a folder; expected a YAML file such "
         "as study.yaml\n"
     )
+
+
+def test_evaluate_output_that_is_a_folder_is_refused_before_scoring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("the split was scored before the output was found to be a folder")
+
+    monkeypatch.setattr("inpaintssl.api.evaluate", scored)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["evaluate", str(run), "--split", "val", "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"inpaintssl evaluate: error: --output {tmp_path} is a folder; expected the CSV file to write, "
+        f"such as {tmp_path / 'eval_val.csv'}\n"
+    )

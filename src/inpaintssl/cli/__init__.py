@@ -330,6 +330,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     output = config.output
     if output is None:
         output = RunFolder.owning(config.checkpoint).eval_csv(config.split)
+    elif output.is_dir():
+        # Checked before the split is scored: the whole evaluation ran, then "[Errno 21] ... Is a directory".
+        from inpaintssl.config import ConfigError
+
+        raise ConfigError(
+            f"--output {output} is a folder; expected the CSV file to write, such as "
+            f"{output / f'eval_{config.split}.csv'}"
+        )
     table = evaluate(
         config.checkpoint,
         config.data if config.data is not None else data_file,
