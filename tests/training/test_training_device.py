@@ -69,3 +69,63 @@ def test_a_name_that_is_no_device_is_a_clear_error(name: str) -> None:
         ValueError, match=rf"device={name!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
     ):
         resolve_device(name)
+
+
+# (the card's compute capability, what "auto" must pick). is_bf16_supported() answers True on Volta
+# and Turing too by default (bf16 emulated, without bf16 tensor cores); Ampere on has the hardware.
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [((7, 0), torch.float16), ((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)],
+)
+def test_amp_auto_is_bf16_only_on_cards_with_bf16_hardware(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: torch.dtype
+) -> None:
+    # torch.cuda as such a card reports it; nothing here runs on a GPU.
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(
+        torch.cuda,
+        "is_bf16_supported",
+        lambda including_emulation=True: including_emulation or capability >= (8, 0),
+    )
+    assert autocast_dtype(CUDA, "auto") is expected
+    assert autocast_dtype(CUDA, "bf16") is torch.bfloat16  # asked for by name: the user's call
+
+
+def test_amp_auto_asks_the_run_s_own_card(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A machine with a T4 as card 0 and an A100 as card 1; the process's current card is 0.
+    capabilities = {0: (7, 5), 1: (8, 0)}
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_capability",
+        lambda device=None: capabilities[0 if device is None else torch.device(device).index],
+    )
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=False: capabilities[0] >= (8, 0)
+    )
+    assert autocast_dtype(torch.device("cuda", 1), "auto") is torch.bfloat16
+    assert autocast_dtype(torch.device("cuda", 0), "auto") is torch.float16
+
+
+@pytest.mark.parametrize("setting", ["auto", "cuda", torch.device("cuda")])
+def test_a_local_rank_beyond_the_cards_is_refused_naming_the_launch(
+    monkeypatch: pytest.MonkeyPatch, setting: str | torch.device
+) -> None:
+    # Four torchrun processes on a two-card node: ranks 0 and 1 get their cards, rank 3 has none
+    # (it used to be handed cuda:3, which failed later as "invalid device ordinal").
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [resolve_device(setting, local_rank=rank) for rank in (None, 0, 1)] == [
+        torch.device("cuda", 0),
+        torch.device("cuda", 0),
+        torch.device("cuda", 1),
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"^run\.device='(auto|cuda)' gives this process \(torchrun's LOCAL_RANK=3\) cuda:3, but this "
+        r"machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\); start at most 2 processes per node "
+        r"\(torchrun --nproc-per-node=2\)$",
+    ):
+        resolve_device(setting, local_rank=3, field="run.device")

@@ -32,14 +32,15 @@ def resolve_device(
             argument's name (``device``) for ``predict``, ``evaluate`` and ``load_model``.
 
     Raises:
-        ValueError: ``device`` is not a device name, ``cuda`` was asked for but is not available, or
-            ``cuda:N`` names a card this machine does not have.
+        ValueError: ``device`` is not a device name, ``cuda`` was asked for but is not available,
+            ``cuda:N`` names a card this machine does not have, or ``auto``/``cuda`` would give a
+            torchrun process the card of a ``local_rank`` beyond the machine's cards.
     """
     if isinstance(device, torch.device) and device.type != "cuda":
         return device
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", local_rank or 0)
+            return _card_of_local_rank(device, local_rank=local_rank, field=field)
         return torch.device("cpu")
     try:
         resolved = torch.device(device)
@@ -53,7 +54,7 @@ def resolve_device(
                 f"{field}={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'"
             )
         if resolved.index is None:
-            resolved = torch.device("cuda", local_rank or 0)
+            return _card_of_local_rank(device, local_rank=local_rank, field=field)
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
             # Caught here, naming the setting, not as "invalid device ordinal" at the first copy.
@@ -64,17 +65,48 @@ def resolve_device(
     return resolved
 
 
+def _card_of_local_rank(device: str | torch.device, *, local_rank: int | None, field: str) -> torch.device:
+    """The card ``auto``/``cuda`` gives this process: its torchrun ``local_rank``'s, else ``cuda:0``.
+
+    More processes on a node than cards (``torchrun --nproc-per-node`` above the count) would
+    otherwise fail at the first copy as "invalid device ordinal", naming neither the setting nor
+    the launch.
+    """
+    index = local_rank or 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(
+            f"{field}={str(device)!r} gives this process (torchrun's LOCAL_RANK={index}) cuda:{index}, "
+            f"but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1}); start at most "
+            f"{count} processes per node (torchrun --nproc-per-node={count})"
+        )
+    return torch.device("cuda", index)
+
+
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The autocast dtype for ``amp`` (``auto``/``bf16``/``fp16``/``off``) on ``device``; ``None`` = off.
 
     Mixed precision is used on CUDA only: on CPU the float32 path is both faster for these
-    convolutions with oneDNN and exactly reproducible.
+    convolutions with oneDNN and exactly reproducible. ``auto`` is bf16 on cards that compute it
+    natively (compute capability 8.0 and above, and ROCm) and fp16 elsewhere (Volta, Turing).
     """
     if device.type != "cuda" or amp == "off":
         return None
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    if amp == "bf16" or (amp == "auto" and _native_bf16(device)):
         return torch.bfloat16
     return torch.float16
+
+
+def _native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` itself has bf16 hardware.
+
+    ``torch.cuda.is_bf16_supported()`` says yes on a T4 or V100 too (bf16 emulated, without tensor
+    cores; ``including_emulation`` defaults to true), and asks the current card, not ``device``.
+    """
+    if torch.version.hip:
+        return True
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
 
 
 @contextlib.contextmanager
