@@ -86,6 +86,32 @@ def test_channels_last_gives_the_same_output() -> None:
     torch.testing.assert_close(conv_cl(x.contiguous(memory_format=torch.channels_last)), expected)
 
 
+@pytest.mark.parametrize("kernel", ["blocked_gemm", "onednn", "auto"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_channels_last_training_under_cpu_autocast_matches_autocast_conv2d(
+    kernel: str, dtype: torch.dtype
+) -> None:
+    # Under torch.autocast("cpu") the convolution runs in half precision, so its output gradient
+    # arrives in half precision too; whichever weight-gradient kernel the layer names, the step
+    # must train as autocast's own F.conv2d of the standardised kernel does.
+    conv = WSConv2d(4, 6, kernel_size=3, padding=1, bias=False, weight_gradient=kernel)  # type: ignore[arg-type]
+    conv = conv.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    reference_weight = conv.weight.detach().clone().requires_grad_()
+    reference_x = x.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=dtype):
+        out = conv(x)
+        var, mean = torch.var_mean(reference_weight, dim=(1, 2, 3), keepdim=True, unbiased=False)
+        expected = F.conv2d(reference_x, (reference_weight - mean) * torch.rsqrt(var + conv.eps), padding=1)
+    assert out.dtype == expected.dtype == dtype
+    out.float().square().sum().backward()
+    expected.float().square().sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(conv.weight.grad, reference_weight.grad)
+    torch.testing.assert_close(x.grad, reference_x.grad)
+
+
 def test_non_positive_eps_is_rejected() -> None:
     with pytest.raises(ValueError, match="eps=0"):
         WSConv2d(1, 1, kernel_size=1, eps=0.0)

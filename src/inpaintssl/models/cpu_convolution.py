@@ -19,7 +19,7 @@ eighteen convolutions it is 2.0x faster than oneDNN's NHWC kernel and a little f
 NCHW kernel.
 
 The path is used by :class:`inpaintssl.models.layers.WSConv2d` only where it applies (CPU,
-channels_last, float32/float64, gradients wanted); everywhere else the convolution is
+channels_last, float32/float64, gradients wanted, no CPU autocast); everywhere else the convolution is
 :func:`torch.nn.functional.conv2d`. Which kernel computes the weight gradient is an argument:
 ``conv3x3(..., kernel=...)``, passed down from ``UNet2d(weight_gradient=...)`` through every
 ``WSConv2d`` (training passes ``run.cpu_weight_gradient``). For comparisons,
@@ -215,8 +215,10 @@ def blocked_weight_gradient_applies(
     """Whether :func:`conv3x3` would compute this convolution's weight gradient itself.
 
     True for 4-D CPU float32/float64 inputs in channels_last with a ``(C_out, C_in, 3, 3)`` kernel,
-    when a gradient is wanted and the ``"blocked_gemm"`` kernel is selected (or ``"auto"`` picks it
-    for this shape). ``kernel`` is the layer's choice; the thread's override
+    when a gradient is wanted, CPU autocast is off and the ``"blocked_gemm"`` kernel is selected
+    (or ``"auto"`` picks it for this shape). Under ``torch.autocast("cpu")`` the convolution runs
+    in bfloat16/float16 and its gradient arrives in that dtype, which the float32 GEMMs cannot take:
+    autocast's own convolution serves it. ``kernel`` is the layer's choice; the thread's override
     (:func:`using_cpu_weight_gradient`), when set, replaces it.
 
     Example:
@@ -234,6 +236,7 @@ def blocked_weight_gradient_applies(
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad)
         and x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
         and weight.device == x.device
         and x.dtype in (torch.float32, torch.float64)
         and weight.dtype == x.dtype
