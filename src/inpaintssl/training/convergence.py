@@ -1,17 +1,19 @@
 """Did a run converge? A criterion on its validation-loss curve, and the warning when it did not.
 
-A phase counts as converged when early stopping ended it (the validation loss stopped improving
-by ``early_stopping.min_delta`` for ``patience`` epochs), when its curve is flat, or when the last
-fifth of its epochs made at most ``tolerance`` (5 % by default,
-``early_stopping.convergence_tolerance``) of the improvement it made over the whole phase, for the
-learning rate it spent there::
+A phase counts as converged when its curve is flat, or when it improved on its first epoch and
+then either early stopping ended it (the validation loss stopped improving by
+``early_stopping.min_delta`` for ``patience`` epochs) or the last fifth of its epochs made at most
+``tolerance`` (5 % by default, ``early_stopping.convergence_tolerance``) of the improvement it made
+over the whole phase, for the learning rate it spent there::
 
     v[0..n-1]  validation loss after each epoch;  r[i]  mean learning rate of epoch i's steps
+    noise   = 1e-5 * max(|min(v)|, 1e-12)          (float noise at the loss's level)
+    flat    = max(v) - min(v) <= noise
     window  = the last w = ceil(n / 5) epochs
     total   = v[0] - min(v)                        (improvement since the first epoch)
     recent  = min(v[:n - w]) - min(v)               (improvement made inside the window)
     share   = (recent / total) * (sum(r[1:]) / sum(r[n-w:])) * (w / (n - 1))
-    converged  <=>  stopped early  or  flat  or  (total > 0 and share <= tolerance)
+    converged  <=>  flat  or  (total > noise  and  (stopped early  or  share <= tolerance))
 
 With a constant learning rate the two middle factors cancel and ``share`` is the share of the
 improvement made in the last fifth: a curve still falling linearly makes 20 % there and is
@@ -33,8 +35,16 @@ Two curves get a verdict of their own:
 
 * ``flat``: every epoch within a relative ``1e-5`` (float noise) of the best: nothing left to
   learn at this rate (a second fine-tuning phase at a tiny rate, say); converged.
-* ``no improvement``: the best epoch is the first and the loss rose after it (a rate so large
-  that the loss climbs, or a phase that made its start worse); not converged.
+* ``no improvement``: the best epoch is the first, to float noise, and the loss rose after it
+  (a rate so large that the loss climbs, or a phase that made its start worse); not converged,
+  whether its budget or early stopping ended it. Early stopping says only that the loss stopped
+  improving, and a loss that climbs from its first epoch never started; a gain within float
+  noise on the first epoch is no improvement either, so ``[1.0, 1.0 - 1e-9, 3.0]`` reads as
+  ``[1.0, 1.5, 3.0]`` does, not as a plateau reached in the second epoch.
+
+Both float-noise tests are relative to the loss's level, as rounding is, so they are the one
+place where adding a constant to a curve can change its verdict (a positive factor does not,
+for losses above 1e-12); the share is a ratio of differences, free of both.
 
 A run of one epoch cannot be judged and is not converged.
 
@@ -117,6 +127,8 @@ def assess_convergence(
     Example:
         >>> assess_convergence([5.0, 4.0], stopped_early=True).reason
         'early stopping'
+        >>> assess_convergence([5.0, 6.0, 7.0], stopped_early=True).reason
+        'no improvement'
         >>> # Flat only because the rate ran out: 13.5 % of the progress per unit of rate at the end.
         >>> curve, rates = [1.30, 1.22, 1.18, 1.165, 1.161], [0.01, 0.0097, 0.0075, 0.0041, 0.0012]
         >>> assess_convergence(curve, stopped_early=False).converged
@@ -136,16 +148,21 @@ def assess_convergence(
         raise ValueError(
             f"learning_rates must hold one non-negative, finite rate per epoch ({n}); got {list(rates)}"
         )
+    best = min(val_losses)
+    noise = FLAT_TOLERANCE * max(abs(best), 1e-12)
+    flat = max(val_losses) - best <= noise
+    total = val_losses[0] - best
+    # Checked before early stopping: patience running out on a loss that climbed from its first
+    # epoch is the rate-too-large curve the budget would have ended as "no improvement", and the
+    # verdict must not depend on which of the two ended it.
+    if n >= 2 and not flat and total <= noise:
+        return Convergence(False, "no improvement", math.nan)
     if stopped_early:
         return Convergence(True, "early stopping", math.nan)
     if n < 2:
         return Convergence(False, "too short to judge", math.nan)
-    best = min(val_losses)
-    if max(val_losses) - best <= FLAT_TOLERANCE * max(abs(best), 1e-12):
+    if flat:
         return Convergence(True, "flat", math.nan)
-    total = val_losses[0] - best
-    if total <= 0.0:
-        return Convergence(False, "no improvement", math.nan)
     window = math.ceil(n / 5)
     recent = max(min(val_losses[: n - window]) - best, 0.0)
     spent = sum(rates[n - window :]) / window

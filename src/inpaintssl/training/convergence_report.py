@@ -98,7 +98,8 @@ def report_convergence(
         if verdict.reason == "no improvement":
             warnings.warn(
                 f"{run_dir}: phase {phase.name!r} ended {verdict.describe()}: its validation "
-                "loss never went below its first epoch's and rose after it, so its learning rate "
+                "loss never went below its first epoch's (beyond float noise) and rose after it, "
+                "whether early stopping or its budget ended it, so its learning rate "
                 f"({phase.lr:.3g}) may be too large; the run keeps the best weights it saw. Try a "
                 "smaller optim.lr (or transfer.second_lr for a second phase) in a new run.",
                 ConvergenceWarning,
