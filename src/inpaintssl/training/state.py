@@ -42,6 +42,10 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, to
     return tensors, document
 
 
+_IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+"""Optimizer group settings that choose how it steps on its device, not what it computes."""
+
+
 def optimizer_from_tensors(
     optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], document: dict[str, Any]
 ) -> None:
@@ -53,6 +57,14 @@ def optimizer_from_tensors(
     for param_id, slot in document.get("scalars", {}).items():
         state.setdefault(int(param_id), {}).update(slot)
     optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
+    # ``load_state_dict`` takes every group setting from the checkpoint, the implementation
+    # switches too: a run started on CUDA (fused Adam) and resumed on the CPU would step with the
+    # fused kernel there, and one started on the CPU would resume on a card without it. Those
+    # follow the device the optimizer was built for, as in a run that never stopped.
+    for group in optimizer.param_groups:
+        for key in _IMPLEMENTATION_FLAGS:
+            if key in optimizer.defaults:
+                group[key] = optimizer.defaults[key]
 
 
 def rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
