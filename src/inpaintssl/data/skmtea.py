@@ -54,11 +54,11 @@ from inpaintssl.data.labels import merge_onehot
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
-from inpaintssl.data.readers import READ_ERRORS, h5_dataset_shape
+from inpaintssl.data.readers import READ_ERRORS, H5Volume, h5_dataset_shape
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 
-__all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS"]
+__all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS", "QdessRssVolume"]
 
 SKMTEA_CLASSES = ("patellar_cartilage", "femoral_cartilage", "tibial_cartilage", "meniscus")
 SKMTEA_CLASS_GROUPS = ((0,), (1,), (2, 3), (4, 5))
@@ -491,3 +491,77 @@ class SKMTEADataset(SliceDataset):
             )
             item["label"] = torch.from_numpy(label)
         return item
+
+
+class _RootSumOfSquares:
+    """``sqrt(echo1**2 + echo2**2)`` of two HDF5 datasets, computed for what is indexed (float32)."""
+
+    def __init__(self, echo1: Any, echo2: Any) -> None:
+        self._echoes = (echo1, echo2)
+        self.shape = tuple(int(n) for n in echo1.shape)
+
+    def __getitem__(self, where: Any) -> np.ndarray:
+        e1, e2 = (np.asarray(echo[where], dtype=np.float32) for echo in self._echoes)
+        rss: np.ndarray = np.sqrt(e1 * e1 + e2 * e2)
+        return rss
+
+
+class QdessRssVolume(H5Volume):
+    """The image an SKM-TEA run trains on, read from a scan's HDF5 file: the root-sum-of-squares
+    ``sqrt(echo1**2 + echo2**2)`` of its two qDESS echoes, per slice, in float32 as
+    :class:`SKMTEADataset` computes it (sec. 2.2).
+
+    ``inpaintssl predict`` reads a SKM-TEA file with it for a run trained on ``skmtea``: given
+    one echo, the network would see another image than it learned from, and segment it without
+    a word. HDF5 carries no voxel size: give ``spacing`` (the annotation's ``voxel_spacing``).
+
+    Args:
+        path: The scan's ``.h5`` file, holding ``echo1`` and ``echo2`` ``(X, Y, Z)``.
+        handles: Shared per-process handle cache.
+        slice_axis: Axis sliced (SKM-TEA's sagittal slices: 2).
+        spacing: Voxel spacing in mm.
+
+    Raises:
+        DataError: An echo is missing, not 3-D or complex, or the two differ in shape.
+
+    Example:
+        >>> import h5py, tempfile, pathlib
+        >>> from inpaintssl.data.loading import H5Files
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "MTR_001.h5"
+        >>> with h5py.File(path, "w") as f:
+        ...     _ = f.create_dataset("echo1", data=np.full((2, 2, 3), 3, dtype=np.uint16))
+        ...     _ = f.create_dataset("echo2", data=np.full((2, 2, 3), 4, dtype=np.uint16))
+        >>> QdessRssVolume(path, handles=H5Files()).read(0).tolist()
+        [[5.0, 5.0], [5.0, 5.0]]
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        handles: H5Files,
+        slice_axis: int = 2,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        path = existing_path(path, what="HDF5 file")
+        with open_h5(path) as handle:
+            shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
+            for key, shape in shapes.items():
+                check_rank(shape, {3}, where=f"HDF5 file {path} key {key!r}", layout="(X, Y, Z)")
+                if np.dtype(handle[key].dtype).kind not in "uif":
+                    raise DataError(
+                        f"HDF5 file {path}: {key!r} has dtype {handle[key].dtype}; expected real "
+                        "magnitude images (integer or float, as in the DICOM track)"
+                    )
+        if shapes["echo1"] != shapes["echo2"]:
+            raise DataError(f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape")
+        super().__init__(path, key="echo1", handles=handles, slice_axis=slice_axis, spacing=spacing)
+
+    @property
+    def source(self) -> str:
+        """The file and what is read from it (see :attr:`Volume.source`)."""
+        return f"{self.path} (root-sum-of-squares of 'echo1' and 'echo2')"
+
+    def _array(self) -> Any:
+        handle = self._handles.get(self.path)
+        return _RootSumOfSquares(handle["echo1"], handle["echo2"])

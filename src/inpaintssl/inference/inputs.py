@@ -42,6 +42,7 @@ from inpaintssl.data.readers import (
     Volume,
     affine_zooms,
 )
+from inpaintssl.data.skmtea import QdessRssVolume
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
 from inpaintssl.listing import first_and_more
@@ -51,6 +52,7 @@ __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input"
 _NIFTI = (".nii", ".nii.gz")
 _NUMPY = (".npy", ".npz")
 _HDF5 = (".h5", ".hdf5")
+_QDESS_ECHOES = ("echo1", "echo2")
 _DICOM = (".dcm",)
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -195,6 +197,12 @@ def _image_dataset(path: Path) -> str:
     return _image_member(names, path=path, what="HDF5 file", holds="dataset")
 
 
+def _holds_echoes(path: Path) -> bool:
+    """Whether an HDF5 file holds both qDESS echoes (an SKM-TEA scan), rather than its image alone."""
+    with open_h5(path) as handle:
+        return all(key in handle for key in _QDESS_ECHOES)
+
+
 def _image_array(path: Path) -> str:
     with np.load(path) as archive:
         members = list(archive.files)
@@ -303,7 +311,15 @@ def open_input(
     if _has_suffix(path, _NUMPY):
         member = key if key is not None else ("image" if path.suffix == ".npy" else _image_array(path))
         volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
+    elif _has_suffix(path, _HDF5) and prep.rss_echoes and key is None and _holds_echoes(path):
+        volume = QdessRssVolume(path, handles=H5Files(), slice_axis=axis, spacing=given)
     elif _has_suffix(path, _HDF5):
+        if prep.rss_echoes and key in _QDESS_ECHOES:
+            raise PredictionError(
+                f"input {path}: key={key!r} is one qDESS echo, but the run was trained on the "
+                "root-sum-of-squares of echo1 and echo2 (the skmtea dataset); give the file without "
+                "key=... (--key) to read that from its echoes, or key=... naming such an image"
+            )
         dataset = key if key is not None else _image_dataset(path)
         volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
     else:

@@ -94,6 +94,9 @@ class SlicePreprocessing:
     orientation: str | None
     """The axis codes inputs are read in, or ``None``: as stored."""
     training_orientations: Mapping[str, int]
+    rss_echoes: bool = False
+    """Whether the run's images were the root-sum-of-squares of two qDESS echoes (``skmtea``): an
+    HDF5 input is then read as that of its ``echo1`` and ``echo2``."""
 
 
 def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
@@ -154,6 +157,7 @@ def slice_preprocessing(
         display=pre.in_plane == "transpose_flip_rows",
         orientation=_orientation(recorded, orientation),
         training_orientations=dict(pre.training_orientations),
+        rss_echoes=pre.channels == "rss_echoes",
     )
 
 
