@@ -83,14 +83,21 @@ def _trainer_state(out: Path) -> dict[str, object]:
     return {k: v for k, v in state.items() if k != "rng"}
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run never interrupted (one for both signals: the command is the same)."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "reference"
+    done = subprocess.run(_command(out), capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signalled_run_resumes_to_the_uninterrupted_record(
-    tmp_path: Path, signum: int, status: int
+    tmp_path: Path, reference: Path, signum: int, status: int
 ) -> None:
-    reference, run = tmp_path / "reference", tmp_path / "run"
-    done = subprocess.run(_command(reference), capture_output=True, text=True, env=_env(), timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "run"
     stopped = _stopped_in_epoch_3(run, signum)
     assert stopped.returncode == status, stopped.stderr[-2000:]
     assert "the same command with --resume continues" in stopped.stderr
