@@ -9,13 +9,14 @@ import re
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from cli_parsers import subparsers
 from inpaintssl import cli
 from inpaintssl.cli import _data_overrides, build_parser, main, parse_args
 from inpaintssl.warning_format import command_warnings
@@ -143,19 +144,8 @@ def test_other_packages_warnings_keep_their_source_line() -> None:
     assert warnings.formatwarning("x", UserWarning, str(Path(cli.__file__)), 1).startswith(cli.__file__)
 
 
-def _subparsers(
-    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                path = (*prefix, name)
-                yield path, sub
-                yield from _subparsers(sub, path)
-
-
 def test_every_subcommand_help_shows_an_example_of_itself() -> None:
-    found = dict(_subparsers(build_parser()))
+    found = dict(subparsers(build_parser()))
     assert {("predict",), ("export",), ("experiment", "run"), ("config",)} <= set(found)
     for path, sub in found.items():
         epilog = sub.epilog or ""

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import argparse
 import builtins
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_parsers import subparsers
 from inpaintssl.cli import build_parser, main, parse_args
-
-
-def _subparsers(
-    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield (*prefix, name), sub
-                yield from _subparsers(sub, (*prefix, name))
 
 
 def _arguments() -> list[tuple[str, argparse.Action]]:
     found = []
-    for path, sub in _subparsers(build_parser()):
+    for path, sub in subparsers(build_parser()):
         for action in sub._actions:
             if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 continue
