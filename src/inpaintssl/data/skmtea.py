@@ -233,6 +233,34 @@ def _file_stats(handle: Any, path: Path) -> Stats | None:
     return Stats(mean=np.array([values["mean"]]), std=np.array([values["std"]]))
 
 
+def _echo_shape(handle: Any, path: Path) -> tuple[int, ...]:
+    """The ``(X, Y, Z)`` shape of an open scan's two echoes, checked: both there, 3-D, real, alike.
+
+    Raises:
+        DataError: Naming the file and the echo.
+    """
+    shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
+    for key, shape in shapes.items():
+        check_rank(shape, {3}, where=f"{path} key {key!r}", layout="(X, Y, Z)")
+        # Complex echoes (the raw track, not the DICOM track) would lose their imaginary
+        # part in the float32 cast with only numpy's warning: T2 and RSS from the real part.
+        kind = np.dtype(handle[key].dtype).kind
+        if kind not in "uif":
+            raise DataError(
+                f"HDF5 file {path}: {key!r} has dtype {handle[key].dtype}; expected real "
+                "magnitude images (integer or float, as in the DICOM track)"
+            )
+    if shapes["echo1"] != shapes["echo2"]:
+        raise DataError(f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape")
+    return shapes["echo1"]
+
+
+def _root_sum_of_squares(echo1: np.ndarray, echo2: np.ndarray) -> np.ndarray:
+    """The network's input image from float32 echoes; one formula for training and predict."""
+    rss: np.ndarray = np.sqrt(echo1 * echo1 + echo2 * echo2)
+    return rss
+
+
 @DATASETS.register("skmtea")
 class SKMTEADataset(SliceDataset):
     """Sagittal SKM-TEA slices: z-scored RSS image, 4-class one-hot label, echoes, scan params.
@@ -335,29 +363,13 @@ class SKMTEADataset(SliceDataset):
     def _open_scan(self, entry: dict[str, Any], params: dict[str, dict[str, float]] | None) -> _Scan:
         path = existing_path(self.root / "image_files" / entry["file_name"], what="SKM-TEA image file")
         with open_h5(path) as handle:
-            shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
-            for key, shape in shapes.items():
-                check_rank(shape, {3}, where=f"{path} key {key!r}", layout="(X, Y, Z)")
-                # Complex echoes (the raw track, not the DICOM track) would lose their imaginary
-                # part in the float32 cast with only numpy's warning: T2 and RSS from the real part.
-                kind = np.dtype(handle[key].dtype).kind
-                if kind not in "uif":
-                    raise DataError(
-                        f"HDF5 file {path}: {key!r} has dtype {handle[key].dtype}; expected real "
-                        "magnitude images (integer or float, as in the DICOM track)"
-                    )
-            if shapes["echo1"] != shapes["echo2"]:
-                raise DataError(
-                    f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape"
-                )
+            shape = _echo_shape(handle, path)
             if self.labelled:
                 seg = h5_dataset_shape(handle, "seg", path=path)
                 check_rank(seg, {4}, where=f"{path} key 'seg'", layout="(X, Y, Z, 6)")
                 # Exactly 6: a 7th channel is most likely background first, which would shift every class.
-                if seg[:3] != shapes["echo1"] or seg[3] != 6:
-                    raise DataError(
-                        f"{path}: seg has shape {seg}; expected {(*shapes['echo1'], 6)} to match echo1"
-                    )
+                if seg[:3] != shape or seg[3] != 6:
+                    raise DataError(f"{path}: seg has shape {seg}; expected {(*shape, 6)} to match echo1")
             file_stats = _file_stats(handle, path) if self._stats_source != "compute" else None
         if self._stats_source == "file" and file_stats is None:
             raise DataError(f"{path} has no stats/rss mean and std; use stats='auto' or 'compute'")
@@ -376,7 +388,6 @@ class SKMTEADataset(SliceDataset):
             where=f"skmtea: annotation images[].voxel_spacing of scan {entry['scan_id']!r} ({path.name})",
             rank=3,
         )
-        shape = shapes["echo1"]
         return _Scan(
             scan_id=str(entry["scan_id"]),
             path=path,
@@ -472,7 +483,7 @@ class SKMTEADataset(SliceDataset):
         e2 = np.asarray(handle["echo2"][:, :, z], dtype=np.float32)
         check_finite(e1, where=f"{scan.path} echo1 slice {z}")
         check_finite(e2, where=f"{scan.path} echo2 slice {z}")
-        rss = np.sqrt(e1 * e1 + e2 * e2)[None]
+        rss = _root_sum_of_squares(e1, e2)[None]
         item: dict[str, Any] = {
             "image": torch.from_numpy(zscore(rss, self.volume_stats(v))),
             "volume_id": scan.scan_id,
@@ -502,8 +513,7 @@ class _RootSumOfSquares:
 
     def __getitem__(self, where: Any) -> np.ndarray:
         e1, e2 = (np.asarray(echo[where], dtype=np.float32) for echo in self._echoes)
-        rss: np.ndarray = np.sqrt(e1 * e1 + e2 * e2)
-        return rss
+        return _root_sum_of_squares(e1, e2)
 
 
 class QdessRssVolume(H5Volume):
@@ -545,16 +555,7 @@ class QdessRssVolume(H5Volume):
     ) -> None:
         path = existing_path(path, what="HDF5 file")
         with open_h5(path) as handle:
-            shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
-            for key, shape in shapes.items():
-                check_rank(shape, {3}, where=f"HDF5 file {path} key {key!r}", layout="(X, Y, Z)")
-                if np.dtype(handle[key].dtype).kind not in "uif":
-                    raise DataError(
-                        f"HDF5 file {path}: {key!r} has dtype {handle[key].dtype}; expected real "
-                        "magnitude images (integer or float, as in the DICOM track)"
-                    )
-        if shapes["echo1"] != shapes["echo2"]:
-            raise DataError(f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape")
+            _echo_shape(handle, path)
         super().__init__(path, key="echo1", handles=handles, slice_axis=slice_axis, spacing=spacing)
 
     @property
