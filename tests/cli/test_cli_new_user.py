@@ -171,3 +171,24 @@ def test_evaluate_output_that_is_a_folder_is_refused_before_scoring(
         f"inpaintssl evaluate: error: --output {tmp_path} is a folder; expected the CSV file to write, "
         f"such as {tmp_path / 'eval_val.csv'}\n"
     )
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_evaluate_data_that_is_not_a_file_names_the_flag_before_scoring(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("the split was scored before --data was found not to be a file")
+
+    monkeypatch.setattr("inpaintssl.api.evaluate", scored)
+    run = tmp_path / "run"
+    run.mkdir()
+    data = tmp_path / "data.yaml"
+    if kind == "folder":
+        data.mkdir()
+    found = "is a folder" if kind == "folder" else "does not exist"
+    assert main(["evaluate", str(run), "--data", str(data)]) == 2
+    assert capsys.readouterr().err == (
+        f"inpaintssl evaluate: error: --data {data} {found}; expected a YAML/JSON file holding the data "
+        "section's fields or a whole run config\n"
+    )

@@ -304,6 +304,13 @@ def _evaluate_config(args: argparse.Namespace) -> tuple[EvaluateConfig, Path | N
         "batch_size": args.batch_size,
     }
     given = {name: value for name, value in flags.items() if value is not None}
+    if args.data is not None and not args.data.is_file():
+        # Read much later, by the API, whose message names a "config file" but not the flag.
+        found = "is a folder" if args.data.is_dir() else "does not exist"
+        raise ConfigError(
+            f"--data {args.data} {found}; expected a YAML/JSON file holding the data section's fields "
+            "or a whole run config"
+        )
     source = Path(args.checkpoint)
     if source.suffix.lower() in _CONFIG_SUFFIXES and source.is_file():
         config = load_config(source, EvaluateConfig)
