@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,9 @@ def test_load_spec_reads_yaml_and_reports_missing_files(tmp_path: Path) -> None:
     assert load_spec(path).grid == {"pretrain.pretext.patch_size": [8, 16]}
     with pytest.raises(ConfigError, match="does not exist"):
         load_spec(tmp_path / "missing.yaml")
+    folder = f"^study spec {re.escape(str(tmp_path))} is a folder; expected a YAML"
+    with pytest.raises(ConfigError, match=folder):
+        load_spec(tmp_path)
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_spec(path)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from inpaintssl.studies.grid import parse_shard
 from inpaintssl.studies.report import report_study
@@ -158,8 +157,4 @@ def run_experiment_command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"experiment command {args.experiment_command!r}; expected one of {sorted(commands)}"
         )
-    spec = getattr(args, "spec", None)
-    if isinstance(spec, Path) and spec.is_dir():
-        # The spec reader called a folder a file that "does not exist".
-        raise ValueError(f"study spec {spec} is a folder; expected a YAML file such as study.yaml")
     return commands[args.experiment_command](args)

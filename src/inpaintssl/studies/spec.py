@@ -590,6 +590,8 @@ def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise ConfigError(f"study spec {path} is a folder; expected a YAML file such as study.yaml")
         if not path.is_file():
             raise ConfigError(f"study spec {path} does not exist")
         data = read_config_text(path.read_text(encoding="utf-8"), source=f"study spec {path}")
