@@ -128,6 +128,12 @@ def test_custom_range_and_tensor_input() -> None:
         ),
         ({"flip_angle_deg": 0.349}, r"flip_angle_deg=0\.349 .*expected degrees, was it given in radians"),
         ({"t1_ms": 1.2}, r"t1_ms=1\.2 .*given in seconds"),
+        # TE alone in seconds beside TR in ms passed every other check and gave T2 about 45 % high.
+        (
+            {"te_ms": 0.005656},
+            r"te_ms=0\.005656 is implausibly small .*milliseconds, was it given in seconds",
+        ),
+        ({"tg_us": 1.8}, r"tg_us=1\.8 is implausibly small .*microseconds, was it given in milliseconds"),
     ],
 )
 def test_bad_scan_parameters_name_the_argument(override, message) -> None:

@@ -45,6 +45,10 @@ _MIN_FLIP_DEG: Final = 1.0
 """qDESS flip angles are 10-30 degrees; a value below 1 is one in radians (20 deg = 0.35 rad)."""
 _MIN_T1_MS: Final = 50.0
 """Tissue T1 at 3 T is hundreds of ms (cartilage about 1200); a value below 50 is one in seconds."""
+_MIN_TE_MS: Final = 0.1
+"""qDESS echo times are several ms (SKM-TEA: about 5.7 ms); 0.0057 is TE in seconds."""
+_MIN_TG_US: Final = 10.0
+"""Spoiler gradients last hundreds to thousands of us (SKM-TEA: about 1800); 1.8 is Tg in ms."""
 
 
 class _Scan(NamedTuple):
@@ -80,8 +84,11 @@ class _Scan(NamedTuple):
             ("tr_ms", tr_ms, _MIN_TR_MS, "seconds", "milliseconds"),
             ("flip_angle_deg", flip_angle_deg, _MIN_FLIP_DEG, "radians", "degrees"),
             ("t1_ms", t1_ms, _MIN_T1_MS, "seconds", "milliseconds"),
+            ("te_ms", te_ms, _MIN_TE_MS, "seconds", "milliseconds"),
+            ("tg_us", tg_us, _MIN_TG_US, "milliseconds", "microseconds"),
         ):
-            if value < low:
+            # TE = 0 is the idealised echo of simulations, not a unit slip.
+            if 0 < value < low:
                 raise ValueError(
                     f"{name}={value!r} is implausibly small (below {low:g}); expected {unit}, "
                     f"was it given in {slip}?"
