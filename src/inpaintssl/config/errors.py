@@ -18,7 +18,7 @@ import difflib
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
@@ -43,6 +43,26 @@ class ConfigWarning(UserWarning):
     __module__ = "inpaintssl.config"
 
 
+def _is_class(member: object) -> TypeGuard[type]:
+    """Whether ``member`` is a class, not a parametrized builtin such as ``tuple[int, int]``.
+
+    Python 3.10 answers ``isinstance(tuple[int, int], type)`` with ``True`` (3.11 made it ``False``),
+    and ``issubclass`` then raises ``TypeError`` on the alias.
+    """
+    return isinstance(member, type) and not isinstance(member, types.GenericAlias)
+
+
+def _is_model(member: object) -> TypeGuard[type[BaseModel]]:
+    """Whether ``member`` is a config model class (a section), on every supported Python.
+
+    Example:
+        >>> from inpaintssl.config import OptimConfig
+        >>> _is_model(OptimConfig), _is_model(tuple[int, int]), _is_model(None)
+        (True, False, False)
+    """
+    return _is_class(member) and issubclass(member, BaseModel)
+
+
 def _members(annotation: Any) -> list[Any]:
     """The types a field annotation admits: a union's members, without ``Annotated`` or ``None``."""
     pending, found = [annotation], []
@@ -60,7 +80,7 @@ def _members(annotation: Any) -> list[Any]:
 
 def _step(member: Any, part: int | str) -> list[Any]:
     """The types one step of an error location leads to from ``member`` (none: it leads nowhere known)."""
-    if isinstance(member, type) and issubclass(member, BaseModel):
+    if _is_model(member):
         field = member.model_fields.get(part) if isinstance(part, str) else None
         return [] if field is None else _members(field.annotation)
     origin = typing.get_origin(member)
@@ -83,11 +103,9 @@ def _close_field(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | No
     members: list[Any] = [model]
     for part in loc[:-1]:
         # A union of models puts the member's class name in the location: follow that member.
-        named = [m for m in members if isinstance(m, type) and m.__name__ == part]
+        named = [m for m in members if _is_class(m) and m.__name__ == part]
         members = named or [found for m in members for found in _step(m, part)]
-    names = sorted(
-        {name for m in members if isinstance(m, type) and issubclass(m, BaseModel) for name in m.model_fields}
-    )
+    names = sorted({name for m in members if _is_model(m) for name in m.model_fields})
     match = difflib.get_close_matches(loc[-1], names, n=1, cutoff=CLOSE_MATCH_CUTOFF)
     return match[0] if match else None
 

@@ -50,7 +50,7 @@ import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
+from types import GenericAlias, MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -499,7 +499,13 @@ def _warn_settings_no_run_uses(configs: list[PretrainConfig | FinetuneConfig]) -
 
 
 def _is_section(annotation: object) -> TypeGuard[type[BaseModel]]:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    # Python 3.10 takes a parametrized builtin (``tuple[int, int]``) for a class (3.11 does not),
+    # and issubclass then raises TypeError on it.
+    return (
+        isinstance(annotation, type)
+        and not isinstance(annotation, GenericAlias)
+        and issubclass(annotation, BaseModel)
+    )
 
 
 @functools.cache
