@@ -38,13 +38,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-from matplotlib.typing import ColorType
 
 from inpaintssl.analysis.clinical import CLINICAL_METRICS, image_errors, percent_error_medians
 from inpaintssl.analysis.summaries import (
@@ -59,6 +59,10 @@ from inpaintssl.analysis.summaries import (
 )
 from inpaintssl.analysis.table import Table
 from inpaintssl.figure_files import write_figure
+
+if TYPE_CHECKING:
+    # matplotlib 3.8 added matplotlib.typing; only the annotations name it.
+    from matplotlib.typing import ColorType
 
 __all__ = [
     "FigureFiles",
