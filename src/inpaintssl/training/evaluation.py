@@ -94,7 +94,12 @@ class EvaluationTable:
 
 
 def _loader(dataset: Dataset[dict[str, Any]], batch_size: int) -> DataLoader[Any]:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    # Its own generator: a loader without one draws its base seed from torch's global generator
+    # on every pass, so evaluating would move the caller's random stream (``torch.rand`` after
+    # ``issl.evaluate`` would differ from ``torch.rand`` without it).
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator()
+    )
 
 
 def _dice(intersection: np.ndarray, total: np.ndarray) -> np.ndarray:

@@ -138,7 +138,11 @@ def _saved_bytes(model: nn.Module, images: torch.Tensor) -> int:
         # count each storage once. Meta storages have no address; their handle is unique.
         key = storage.data_ptr() if storage.device.type != "meta" else storage._cdata
         storages[key] = storage.nbytes()
-        return tensor
+        # Not ``tensor`` itself: an output its own node saves would hold that node, which holds
+        # it, a cycle through C++ the garbage collector cannot see, so every activation and the
+        # model's weights would outlive the call (one forward pass leaked per run in a notebook).
+        # The detached view keeps the storage alive until ``output`` goes, so no address repeats.
+        return tensor.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = model(images)
