@@ -30,7 +30,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["caller_stacklevel", "command_in_effect", "command_warnings", "install_command_warnings"]
+__all__ = [
+    "caller_stacklevel",
+    "command_in_effect",
+    "command_warnings",
+    "install_command_warnings",
+    "warn_each_time",
+]
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 _INSIDE = _PACKAGE + os.sep
@@ -53,6 +59,46 @@ def caller_stacklevel() -> int:
     while frame.f_back is not None and os.path.realpath(frame.f_code.co_filename).startswith(_INSIDE):
         frame, level = frame.f_back, level + 1
     return level
+
+
+# Packages whose frames a per-call warning passes over: the library's own, and pydantic's, which
+# calls the config validators that warn.
+_PASSED_OVER = ("inpaintssl", "pydantic", "pydantic_core")
+
+
+def warn_each_time(message: str, category: type[Warning]) -> None:
+    """Warn about what this call did, at the first caller outside inpaintssl and pydantic, on every call.
+
+    :func:`warnings.warn` remembers each message it showed in the calling module, and its
+    ``default`` action does not show the same message from the same line again until the filters
+    change: a notebook cell run a second time, or a loop, would see the warning about its config
+    the first time only. A warning about one call's input is news on every call, so none is
+    remembered here; the filters still apply (``ignore``, ``error``, ``once``).
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as seen:
+        ...     warnings.simplefilter("default")
+        ...     for _ in range(2):
+        ...         warn_each_time("run.amp='bf16' has no effect", UserWarning)
+        >>> len(seen)
+        2
+    """
+    frame = sys._getframe(1)
+    while (
+        frame.f_back is not None
+        and str(frame.f_globals.get("__name__", "")).partition(".")[0] in _PASSED_OVER
+    ):
+        frame = frame.f_back
+    warnings.warn_explicit(
+        message,
+        category,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=str(frame.f_globals.get("__name__", "<string>")),
+        registry=None,  # no memory of what was shown: see above
+        module_globals=frame.f_globals,
+    )
 
 
 class _Formatter(Protocol):

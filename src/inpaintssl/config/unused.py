@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from inpaintssl.config.errors import ConfigWarning
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["UnusedSetting", "quiet_unused_settings", "unused_settings"]
 
@@ -68,11 +68,16 @@ class UnusedSetting:
     def warn(self, *, stacklevel: int = 1) -> None:
         """Raise it as a :class:`~inpaintssl.config.ConfigWarning`, unless quiet.
 
+        It points at the first caller outside inpaintssl and pydantic (the user's line that
+        built or loaded the config), and is shown again each time that line runs
+        (:func:`~inpaintssl.warning_format.warn_each_time`): a notebook cell run twice warns twice.
+
         Args:
-            stacklevel: As :func:`warnings.warn`'s, counted from the caller of this method.
+            stacklevel: Ignored (the caller is found as above); kept for existing callers.
         """
+        del stacklevel
         if not _QUIET.get():
-            warnings.warn(str(self), ConfigWarning, stacklevel=stacklevel + 1)
+            warn_each_time(str(self), ConfigWarning)
 
 
 @contextlib.contextmanager
