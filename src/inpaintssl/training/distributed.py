@@ -247,6 +247,11 @@ def all_gather_object(value: Any) -> list[Any]:
     if dist.is_available() and dist.is_initialized():
         found: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(found, value)
+        if dist.get_backend() == "gloo":
+            # On PyTorch 2.3 (gloo) destroy_process_group hangs when all_gather_object was the last
+            # collective (a run every rank refuses after the memory check's gather hung at exit);
+            # PyTorch 2.13 does not. Every rank gathers, so every rank meets this barrier too.
+            dist.barrier()
         return found
     return [value]
 
