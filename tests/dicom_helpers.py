@@ -8,6 +8,19 @@ from typing import Any
 import numpy as np
 
 
+def save_dicom(ds: Any, path: Path | str) -> None:
+    """Write ``ds`` as a DICOM file: preamble, ``DICM`` prefix and file meta, on pydicom 2.4 and 3."""
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        # pydicom 3.0 renamed write_like_original=False to enforce_file_format=True (and removed
+        # the old name); 2.x takes the encoding from these two attributes, not the file meta.
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
+
+
 def single_frame_dataset(*, sop_class: str, modality: str, shape: tuple[int, int], signed: bool) -> Any:
     """A pydicom dataset with the file meta and pixel-format tags of one 16-bit monochrome slice.
 
@@ -65,4 +78,4 @@ def write_mr_slice(
     ds.ImagePositionPatient = [-10, 20, f"{z:g}"] if position is None else [f"{v:.6f}" for v in position]
     ds.InstanceNumber = instance
     ds.PixelData = pixels.astype("<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom(ds, path)

@@ -41,6 +41,11 @@ from study_helpers import (
 )
 
 
+def _suptitle(figure: Figure) -> str:
+    """The figure's suptitle text (Figure.get_suptitle is new in matplotlib 3.8; 3.7 is supported)."""
+    return "" if figure._suptitle is None else figure._suptitle.get_text()
+
+
 def _assert_valid_files(out: FigureFiles) -> None:
     png, pdf = out.paths
     assert png.suffix == ".png" and pdf.suffix == ".pdf"
@@ -405,7 +410,7 @@ def test_figure_7_title_fits_and_names_the_label_fractions_averaged(metrics: int
         )
     out = plot_ssl_vs_supervised(results, tmp_path / "fig7")
     assert out.figure is not None and len(out.figure.axes) == metrics
-    title = out.figure.get_suptitle()
+    title = _suptitle(out.figure)
     assert "50%, 25%" in title and "100%" not in title
     assert out.figure._suptitle is not None and _inside_figure(out.figure._suptitle, out.figure)
 
@@ -427,7 +432,7 @@ def test_figure_3_shades_the_baselines_spread_over_subset_seeds_as_it_does_the_s
     ]
     results = ResultsTable(rows)
     out = plot_dice_vs_label_fraction(results, tmp_path / "fig3")
-    assert out.figure is not None and "shaded: range over subset seeds" in out.figure.get_suptitle()
+    assert out.figure is not None and "shaded: range over subset seeds" in _suptitle(out.figure)
     for ax, class_name in zip(out.figure.axes, RESULT_CLASSES):
         seeds = [
             np.mean(

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dicom_helpers import single_frame_dataset
+from dicom_helpers import save_dicom, single_frame_dataset
 
 SKMTEA_SHAPE = (16, 12, 5)  # (X, Y, Z): SI, AP, LR; real data is (512, 512, ~160)
 
@@ -168,7 +168,7 @@ def write_dicom_slice(
     if series_number is not None:
         ds.SeriesNumber = series_number
     ds.PixelData = stored.astype("<i2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom(ds, path)
 
 
 def write_nifti(path: Path, array: np.ndarray, *, spacing: tuple[float, ...] = (1.0, 1.0, 1.0)) -> None:

@@ -87,7 +87,10 @@ def test_a_monochrome1_slice_is_read_as_stored_not_inverted(tmp_path: Path) -> N
         ds.PhotometricInterpretation = "MONOCHROME1"
         ds.save_as(folder / f"s{k}.dcm")
     inverted_display = DicomVolume(folder)
-    from pydicom.pixels import apply_modality_lut
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ModuleNotFoundError:  # pydicom 3.0 moved it to pydicom.pixels
+        from pydicom.pixel_data_handlers.util import apply_modality_lut  # type: ignore[no-redef]
 
     for k in range(2):
         ds = pydicom.dcmread(folder / f"s{k}.dcm")

@@ -162,6 +162,7 @@ def _write_h5(path: Path, **datasets: np.ndarray) -> None:
 
 def _write_ct_dicom(path: Path, stored: np.ndarray, *, rescale: bool = True) -> None:
     """One CT slice as a real DICOM file (signed 16-bit pixels)."""
+    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
@@ -186,7 +187,11 @@ def _write_ct_dicom(path: Path, stored: np.ndarray, *, rescale: bool = True) -> 
         ds.RescaleIntercept = "-1024"
     ds.PixelSpacing = ["0.8", "0.8"]
     ds.PixelData = stored.astype("<i2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:  # pydicom 3.0 renamed write_like_original=False (2.x reads the encoding off the dataset)
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
