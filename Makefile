@@ -9,11 +9,16 @@ PYTEST_ARGS ?=
 # beside the CPU torch 2.13 wheel; its backbone is tested in a virtualenv of its own with a matching pair.
 SMP_VENV ?= .venv-smp
 SMP_TORCH ?= torch==2.14.1 torchvision==0.29.1
+# The oldest releases the project claims to support (requires-python and the lower bounds of
+# pyproject.toml), in a virtualenv of their own: requirements/oldest.txt pins the rest.
+PYTHON_OLDEST ?= python3.10
+OLDEST_VENV ?= .venv-oldest
+TORCH_OLDEST ?= torch==2.3.1
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 
-.PHONY: venv test test-fast test-smp lint docs demo demo-quick bench clean
+.PHONY: venv test test-fast test-smp test-oldest lint docs demo demo-quick bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +42,15 @@ test-smp:
 		tests/models/test_models_external.py tests/models/test_models_registered_backbones.py
 	cd "$$(mktemp -d)" && $(CURDIR)/$(SMP_VENV)/bin/python $(CURDIR)/examples/gallery/plot_smp_backbone.py
 
+$(OLDEST_VENV)/.stamp-install: requirements/oldest.txt pyproject.toml Makefile
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet $(TORCH_OLDEST) -r requirements/oldest.txt
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.stamp-install
+	$(OLDEST_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
@@ -56,4 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(SMP_VENV) docs/_build docs/auto_examples demo-report demo-report-quick .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SMP_VENV) $(OLDEST_VENV) docs/_build docs/auto_examples demo-report demo-report-quick .pytest_cache .mypy_cache .ruff_cache
