@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -422,9 +423,12 @@ def test_build_separates_wrong_parameters_from_a_bug_inside_the_factory() -> Non
     with pytest.raises(TypeError, match=r"widgets_test4 'buggy': invalid parameters \['colour'\]") as wrong:
         registry.build("buggy", colour="red")
     assert "it accepts size" in str(wrong.value)
-    with pytest.raises(
-        TypeError, match=r"missing parameters \['size'\].*missing a required argument: 'size'"
-    ):
+    # The binding's own words end the message; Python 3.12 reworded them ("missing a required
+    # keyword-only argument"), so the expectation is the interpreter's, not a copy of 3.11's.
+    with pytest.raises(TypeError) as unbound:
+        inspect.signature(make_buggy).bind()
+    assert "'size'" in str(unbound.value)
+    with pytest.raises(TypeError, match=r"missing parameters \['size'\].*: " + re.escape(str(unbound.value))):
         registry.build("buggy")
     assert calls == [1]  # a signature that does not bind never runs the factory
 
