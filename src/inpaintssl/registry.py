@@ -25,6 +25,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import re
 import sys
 import threading
 import warnings
@@ -753,21 +754,36 @@ def _reloaded(existing: object, factory: object) -> bool:
     """
     if _qualname(existing) != _qualname(factory) or "<lambda>" in _qualname(factory):
         return False
-    source = _source_position(factory)
+    source = _source_position(factory, check_file=True)
     earlier = _source_position(existing)
     if source is None or earlier is None or source[0] != earlier[0]:
         return False
     return source[1] == earlier[1] or _interactive()
 
 
-def _source_position(obj: object) -> tuple[str, int] | None:
-    """The file that defines ``obj`` and its first line there; ``None`` for code without a file."""
+def _source_position(obj: object, *, check_file: bool = False) -> tuple[str, int] | None:
+    """The file that defines ``obj`` and its first line there; ``None`` for code without a file.
+
+    With ``check_file``, the block found there must also define ``obj``'s name, which holds for a
+    definition just executed (not for an earlier one whose file has since been edited): Python
+    3.13 takes a class's first line from its ``__firstlineno__`` without reading the file, so a
+    class made by ``exec`` under ``__main__`` mapped onto line 1 of whatever file ``__main__`` is
+    (pytest's, a script's), and two such classes looked like one definition run twice.
+    """
     try:
         path = inspect.getsourcefile(obj)  # type: ignore[arg-type]
-        line = inspect.getsourcelines(obj)[1]  # type: ignore[arg-type]
+        lines, line = inspect.getsourcelines(obj)  # type: ignore[arg-type]
     except (OSError, TypeError):
         return None
-    return None if path is None else (path, line)
+    if path is None:
+        return None
+    if check_file:
+        name = getattr(obj, "__name__", None)
+        if not isinstance(name, str) or not re.search(
+            rf"\b(?:class|def)\s+{re.escape(name)}\b", "".join(lines)
+        ):
+            return None
+    return path, line
 
 
 def _qualname(obj: object) -> str:
