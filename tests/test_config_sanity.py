@@ -7,6 +7,7 @@ Issue 16: a misspelt option says "did you mean ...", and pretext patches that ca
 from __future__ import annotations
 
 import re
+import types
 import typing
 from pathlib import Path
 
@@ -46,7 +47,12 @@ def _option_fields() -> list[tuple[str, str, tuple[str, ...]]]:
             prefix, model = stack.pop()
             for name, field in model.model_fields.items():
                 annotation = field.annotation
-                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                # Python 3.10 takes tuple[int, int] for a class; issubclass then raises.
+                if (
+                    isinstance(annotation, type)
+                    and not isinstance(annotation, types.GenericAlias)
+                    and issubclass(annotation, BaseModel)
+                ):
                     stack.append((f"{prefix}{name}.", annotation))
                     continue
                 choices = _string_choices(annotation)
