@@ -3,7 +3,12 @@ process leave the caller's state as they found it and warn every time."""
 
 from __future__ import annotations
 
+import _thread
 import gc
+import multiprocessing
+import os
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,3 +65,53 @@ def test_an_unused_setting_warns_each_time_the_same_line_builds_its_config(tmp_p
     assert [str(w.message).split(":")[0] for w in shown] == ["run.cudnn_benchmark=true has no effect"] * 3
     # At the line that built the config, not inside pydantic or inpaintssl.
     assert {w.filename for w in shown} == {__file__}
+
+
+_ctrl_c_at_next_fork = threading.Event()
+
+
+def _press_ctrl_c_if_armed() -> None:
+    # Registered once for the process (a fork callback cannot be removed), inert unless armed.
+    if _ctrl_c_at_next_fork.is_set():
+        _ctrl_c_at_next_fork.clear()
+        _thread.interrupt_main()
+        (lambda: None)()  # a call: the main thread runs the SIGINT handler here, in the callback
+
+
+os.register_at_fork(after_in_parent=_press_ctrl_c_if_armed)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_ctrl_c_mid_training_reaches_the_user_and_the_same_cell_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "pre"
+    config = tiny_pretrain_config(
+        run,
+        data={"params": {"num_images": 32, "num_val": 2, "num_test": 2, "size": [16, 16]}, "num_workers": 2},
+        optim={"max_epochs": 4},
+    )
+    finished = threading.Event()
+
+    def arm_after_the_first_checkpoint() -> None:
+        while not finished.is_set():
+            if (run / "checkpoints" / "last").is_dir():
+                _ctrl_c_at_next_fork.set()
+                return
+            time.sleep(0.005)
+
+    # The notebook's stop button, pressed as the next epoch forks its DataLoader workers: Python
+    # drops a KeyboardInterrupt raised in a fork callback (as in logging's, which runs after every
+    # fork), and the run trained on to its end.
+    armer = threading.Thread(target=arm_after_the_first_checkpoint)
+    armer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            issl.pretrain(config)
+    finally:
+        finished.set()
+        armer.join()
+        _ctrl_c_at_next_fork.clear()
+    assert multiprocessing.active_children() == []  # no DataLoader worker left behind
+    # The same cell again, resuming: the folder's lock was released and the checkpoint is whole.
+    result = issl.pretrain({**config, "run": {**config["run"], "resume": True}})
+    assert result.epochs_run == 4
+    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]

@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Terminated", "handler_kept", "terminate_as_exit"]
+__all__ = ["Terminated", "ctrl_c_redelivered", "handler_kept", "terminate_as_exit"]
 
 _REDELIVERY_DELAY_S = 0.01
 """How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
@@ -107,7 +107,6 @@ def terminate_as_exit() -> Iterator[None]:
         return
     inside = threading.Event()
     stopping = threading.Event()
-    main_thread = threading.main_thread().ident
 
     def terminated(signum: int, frame: object) -> None:
         if stopping.is_set():
@@ -117,21 +116,6 @@ def terminate_as_exit() -> Iterator[None]:
             return
         stopping.set()
         raise Terminated(signum)
-
-    def send_again_later(signum: int) -> None:
-        def send() -> None:
-            if not inside.is_set():  # once outside, the previous handler would see it: let it be
-                return
-            if hasattr(signal, "pthread_kill") and main_thread is not None:
-                # To the main thread itself, so that a wait it is blocked in (a lock, a sleep)
-                # is interrupted and the handler runs at once; raise() would signal this thread.
-                signal.pthread_kill(main_thread, signum)
-            else:
-                signal.raise_signal(signum)
-
-        timer = threading.Timer(_REDELIVERY_DELAY_S, send)
-        timer.daemon = True
-        timer.start()
 
     previous_hook = sys.unraisablehook
 
@@ -153,7 +137,7 @@ def terminate_as_exit() -> Iterator[None]:
         stopping.clear()  # the dropped one stopped nothing: the signal sent again must count
         while True:
             try:
-                send_again_later(signum)
+                _send_again_later(signum, inside=inside)
                 return
             except (Terminated, KeyboardInterrupt):  # the signal sent again came before this returned
                 continue
@@ -167,3 +151,72 @@ def terminate_as_exit() -> Iterator[None]:
         inside.clear()
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous)
+
+
+def _send_again_later(signum: int, *, inside: threading.Event) -> None:
+    """Send ``signum`` to the main thread after :data:`_REDELIVERY_DELAY_S`, if still ``inside``."""
+    main_thread = threading.main_thread().ident
+
+    def send() -> None:
+        if not inside.is_set():  # once outside, the previous handler would see it: let it be
+            return
+        if hasattr(signal, "pthread_kill") and main_thread is not None:
+            # To the main thread itself, so that a wait it is blocked in (a lock, a sleep)
+            # is interrupted and the handler runs at once; raise() would signal this thread.
+            signal.pthread_kill(main_thread, signum)
+        else:
+            signal.raise_signal(signum)
+
+    timer = threading.Timer(_REDELIVERY_DELAY_S, send)
+    timer.daemon = True
+    timer.start()
+
+
+@contextlib.contextmanager
+def ctrl_c_redelivered() -> Iterator[None]:
+    """Within the block, a Ctrl-C whose ``KeyboardInterrupt`` a finaliser dropped is sent again.
+
+    :func:`terminate_as_exit`'s remedy for Ctrl-C alone, for a caller that keeps its own SIGTERM
+    handling (a notebook whose stop button interrupts a run). Python runs the SIGINT handler
+    wherever the main thread is, and that may be a finaliser or a fork callback (``logging``'s
+    lock release after each DataLoader worker is forked): the ``KeyboardInterrupt`` raised there
+    is printed as "Exception ignored in ..." and dropped, and the run trains on as if the button
+    was never pressed. The unraisable hook sees the drop and sends SIGINT again, to land in the
+    run's own code. Only while SIGINT's handler is Python's default (which raises
+    ``KeyboardInterrupt``), and only in the main thread; the previous hook comes back on exit.
+
+    Example:
+        >>> before = sys.unraisablehook
+        >>> with ctrl_c_redelivered():
+        ...     sys.unraisablehook is before
+        False
+        >>> sys.unraisablehook is before
+        True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    inside = threading.Event()
+    previous_hook = sys.unraisablehook
+
+    def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
+        if not (
+            isinstance(unraisable.exc_value, KeyboardInterrupt)
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            previous_hook(unraisable)
+            return
+        while True:
+            try:
+                _send_again_later(signal.SIGINT, inside=inside)
+                return
+            except KeyboardInterrupt:  # the signal sent again came before this returned
+                continue
+
+    sys.unraisablehook = redeliver_if_dropped
+    inside.set()
+    try:
+        yield
+    finally:
+        inside.clear()
+        sys.unraisablehook = previous_hook

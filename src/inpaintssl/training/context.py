@@ -31,6 +31,7 @@ from inpaintssl.checkpoint import checkpoint_exists, remove_stale_twins
 from inpaintssl.config import ConfigError, RunConfig
 from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.layout import RunFolder
+from inpaintssl.signals import ctrl_c_redelivered
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
 from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from inpaintssl.training.host_memory import keep_freed_host_memory
@@ -224,9 +225,11 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     session leaves the process group, releases the lock, and restores every process-wide
     setting it changed (seeded random generators, deterministic-kernel and cuDNN autotuning flags,
     ``CUBLAS_WORKSPACE_CONFIG``; :func:`~inpaintssl.training.process_state.preserved_process_state`).
-    A run that fails before writing anything leaves no folder it created behind. A resume, once it
-    holds the lock, removes the ``checkpoints/<name>.old`` copy a kill after a checkpoint swap left
-    beside a complete ``<name>`` (:func:`~inpaintssl.checkpoint.remove_stale_twins`).
+    A Ctrl-C that Python drops during the run (raised in a finaliser or a fork callback) is sent
+    again (:func:`~inpaintssl.signals.ctrl_c_redelivered`). A run that fails before writing
+    anything leaves no folder it created behind. A resume, once it holds the lock, removes the
+    ``checkpoints/<name>.old`` copy a kill after a checkpoint swap left beside a complete
+    ``<name>`` (:func:`~inpaintssl.checkpoint.remove_stale_twins`).
 
     On the CPU, ``run.reuse_host_memory: true`` also tunes the process's allocator (which stays
     tuned). ``run.cpu_weight_gradient`` is not a session setting: training builds the backbone
@@ -252,7 +255,9 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     info = DistInfo.from_env()
     # Before anything computes: Numba's pool would otherwise change the thread count mid-run.
     launch_thread_pool()
-    with preserved_process_state():
+    # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
+    # starting) would be dropped, and the run would train on.
+    with ctrl_c_redelivered(), preserved_process_state():
         claim = _sole_writer(run.output_dir, resume=run.resume) if info.is_main else contextlib.nullcontext()
         with claim:
             ctx = RunContext.start(run)
