@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from inpaintssl.stats import wilcoxon_greater
+from wilcoxon_reference import brute_force_p_greater, grid_differences, normal_p_greater, ranked
 
 
 def _exact_p_greater(signed_ranks: list[int]) -> float:
@@ -39,37 +40,6 @@ def test_hand_values() -> None:
     base = np.array([0.60, 0.62, 0.58, 0.70, 0.65])
     assert wilcoxon_greater(base + np.array([0.01, 0.02, 0.03, 0.04, 0.05]), base) == pytest.approx(1 / 32)
     assert wilcoxon_greater(base + np.array([-0.01, 0.02, 0.03, 0.04, 0.05]), base) == pytest.approx(2 / 32)
-
-
-def _grid_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a - b`` snapped to 1e-9: the samples here lie on grids of 0.1 or are continuous, so this
-    removes the round-off (0.7 - 0.4 != 0.6 - 0.3 in floats) without merging real differences."""
-    return np.round(a - b, 9)
-
-
-def _ranked(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
-    """Average ranks of the non-zero |a - b| (zeros dropped, Wilcoxon's way) and the positives' sum."""
-    d = _grid_differences(a, b)
-    d = d[d != 0]
-    ranks = stats.rankdata(np.abs(d))
-    return ranks, float(ranks[d > 0].sum())
-
-
-def _brute_force_p_greater(a: np.ndarray, b: np.ndarray) -> float:
-    """Every sign pattern of the non-zero differences' average ranks, enumerated (n <= 16)."""
-    ranks, observed = _ranked(a, b)
-    signs = (np.arange(2**ranks.size)[:, None] >> np.arange(ranks.size)) & 1  # (2^n, n) of 0/1
-    sums = signs @ ranks
-    return float(np.mean(sums >= observed - 1e-9))
-
-
-def _normal_p_greater(a: np.ndarray, b: np.ndarray) -> float:
-    """The textbook normal approximation: tie-corrected variance, no continuity correction."""
-    ranks, observed = _ranked(a, b)
-    n = ranks.size
-    _, t = np.unique(ranks, return_counts=True)
-    sd = np.sqrt(n * (n + 1) * (2 * n + 1) / 24 - np.sum(t**3 - t) / 48)
-    return float(stats.norm.sf((observed - n * (n + 1) / 4) / sd))
 
 
 def _exactly(kind: str) -> dict[str, float]:
@@ -110,7 +80,7 @@ def test_small_tied_samples_are_exact(n: int, kind: str, seed: int) -> None:
     if np.all(a == b):
         assert got == 1.0
     else:
-        assert got == pytest.approx(_brute_force_p_greater(a, b), rel=1e-12)
+        assert got == pytest.approx(brute_force_p_greater(a, b), rel=1e-12)
 
 
 @given(
@@ -120,13 +90,13 @@ def test_small_tied_samples_are_exact(n: int, kind: str, seed: int) -> None:
 )
 def test_large_tied_samples_use_the_tie_corrected_normal_approximation(n: int, kind: str, seed: int) -> None:
     a, b = _sample(n, kind, seed)
-    d = _grid_differences(a, b)
+    d = grid_differences(a, b)
     nonzero = int(np.count_nonzero(d))
     got = wilcoxon_greater(a, b, **_exactly(kind))
     if nonzero == 0:
         assert got == 1.0
     elif nonzero > 50:
-        assert got == pytest.approx(_normal_p_greater(a, b), rel=1e-12)
+        assert got == pytest.approx(normal_p_greater(a, b), rel=1e-12)
         # SciPy compares exactly, so it gets the differences with their round-off removed.
         assert got == pytest.approx(stats.wilcoxon(d, alternative="greater").pvalue, rel=1e-12)
 
@@ -135,7 +105,7 @@ def test_a_mid_sized_tied_sample_stays_exact() -> None:
     # 30 pairs with ties: SciPy 1.13+ switches to the normal approximation here, older ones too;
     # the exact p of the tied ranks differs from it in the third digit.
     a, b = _sample(30, "ties", 4)
-    ranks, observed = _ranked(a, b)
+    ranks, observed = ranked(a, b)
     doubled = np.rint(2 * ranks).astype(int)
     counts = [1] + [0] * int(doubled.sum())  # an independent subset-sum count in Python integers
     for r in doubled:
@@ -143,13 +113,13 @@ def test_a_mid_sized_tied_sample_stays_exact() -> None:
             counts[s] += counts[s - r]
     expected = sum(counts[round(2 * observed) :]) / 2**ranks.size
     assert wilcoxon_greater(a, b) == pytest.approx(expected, rel=1e-12)
-    assert wilcoxon_greater(a, b) != pytest.approx(_normal_p_greater(a, b), rel=1e-3)
+    assert wilcoxon_greater(a, b) != pytest.approx(normal_p_greater(a, b), rel=1e-3)
 
 
 def test_small_tied_sample_by_hand() -> None:
     a = np.array([8.0, 7.0, 9.0, 6.0, 8.0, 8.0])
     b = np.array([7.0, 7.0, 8.0, 7.0, 7.0, 9.0])  # d = 1, 0, 1, -1, 1, -1: ties and a zero
-    assert wilcoxon_greater(a, b) == pytest.approx(_brute_force_p_greater(a, b), rel=1e-12)
+    assert wilcoxon_greater(a, b) == pytest.approx(brute_force_p_greater(a, b), rel=1e-12)
     assert wilcoxon_greater(a, b) == 0.5  # W+ = 3 x rank 3 = 9: 16 of 32 patterns have >= 3 plus signs
 
 
