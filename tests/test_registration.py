@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from typing_extensions import assert_type  # typing.assert_type is new in Python 3.11
 
 import inpaintssl.registry as registry_module
 from inpaintssl.corruption.base import PretextTask
@@ -253,14 +254,14 @@ def test_every_builtin_factory_builds_its_registrys_type(kind: str) -> None:
 
 
 def test_built_components_have_the_declared_types() -> None:
-    # What mypy sees (typing.assert_type) is what the objects are at run time.
-    backbone = typing.assert_type(
+    # What mypy sees (assert_type) is what the objects are at run time.
+    backbone = assert_type(
         BACKBONES.build("unet2d", in_channels=1, out_channels=1, depth=2, base_width=4, seed=0), nn.Module
     )
-    sampler = typing.assert_type(SAMPLERS.build("random"), Sampler)
-    task = typing.assert_type(PRETEXT_TASKS.build("context_prediction", bank_size=1), PretextTask)
-    loss = typing.assert_type(LOSSES.build("dice"), nn.Module)
-    strategy = typing.assert_type(TRANSFER_STRATEGIES.build("encoder"), TransferStrategy)
+    sampler = assert_type(SAMPLERS.build("random"), Sampler)
+    task = assert_type(PRETEXT_TASKS.build("context_prediction", bank_size=1), PretextTask)
+    loss = assert_type(LOSSES.build("dice"), nn.Module)
+    strategy = assert_type(TRANSFER_STRATEGIES.build("encoder"), TransferStrategy)
     assert isinstance(backbone, nn.Module) and isinstance(sampler, Sampler)
     assert isinstance(task, PretextTask) and isinstance(loss, SegmentationLoss)
     assert isinstance(strategy, TransferStrategy)

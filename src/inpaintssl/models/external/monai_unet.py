@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -161,7 +163,9 @@ class MonaiBasicUNet(ThreePartBackbone):
         basic_unet = _require_monai()
         super().__init__(in_channels=in_channels, out_channels=out_channels, size_multiple=_SIZE_MULTIPLE)
         self.features = widths
-        with seeded_construction(seed):
+        # MONAI before 1.6 prints "BasicUNet features: ..." on every construction: in a study, a
+        # prediction or a doctest, once per network built, on the user's stdout.
+        with seeded_construction(seed), contextlib.redirect_stdout(io.StringIO()):
             # MONAI's split_args wants a tuple, but YAML and JSON configs give lists.
             net = basic_unet(
                 spatial_dims=2,
