@@ -536,6 +536,20 @@ def test_missing_onnx_packages_name_the_extra(
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_pytorch_without_the_exporters_axis_names_is_told_the_version_before_tracing(
+    model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PyTorch 2.3-2.10 (the package supports 2.3 on) have no ONNXProgram.rename_axes: the export
+    # traced the network, then failed with an AttributeError.
+    monkeypatch.delattr(torch.onnx.ONNXProgram, "rename_axes")
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    told = r'format="onnx"\) needs PyTorch 2\.11 or newer .*found torch 2\.5\.1\. .*format="torchscript"'
+    with pytest.raises(ImportError, match=told):
+        export_model(model, format="onnx", output=tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    export_model(model, format="torchscript", output=tmp_path / "m.pt")  # the way on it names
+
+
 def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="format='tflite'"):
         export_model(model, format="tflite", output=tmp_path / "m")  # type: ignore[arg-type]

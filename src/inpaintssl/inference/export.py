@@ -210,12 +210,24 @@ def plain_unet(
     return fold_weight_standardisation(net, inplace=True)
 
 
+ONNX_MIN_TORCH = "2.11"
+"""The first PyTorch whose ``torch.export``-based ONNX exporter has ``ONNXProgram.rename_axes``."""
+
+
 def _require_onnx() -> tuple[ModuleType, ModuleType]:
     # Optional extra: imported only when ONNX is asked for. torch's exporter needs onnxscript.
     onnx, _, onnxruntime = (
         import_optional(name, extra="onnx", purpose='export_model(format="onnx")')
         for name in ("onnx", "onnxscript", "onnxruntime")
     )
+    # The package supports PyTorch 2.3 on, whose ONNXProgram (if any) cannot name the dynamic axes:
+    # the export failed after tracing with an AttributeError naming nothing the user can change.
+    if not hasattr(getattr(torch.onnx, "ONNXProgram", None), "rename_axes"):
+        raise ImportError(
+            f'export_model(format="onnx") needs PyTorch {ONNX_MIN_TORCH} or newer (its torch.export-based '
+            f"exporter names the batch, height and width axes); found torch {torch.__version__}. "
+            'Upgrade PyTorch, or export with format="torchscript" or "safetensors", which work on this one'
+        )
     return onnx, onnxruntime
 
 
