@@ -449,6 +449,28 @@ def test_an_interrupted_step_decay_run_trains_on_to_a_new_budget_and_records_it(
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_stopped_before_its_first_checkpoint_resumes_fresh_with_a_new_budget(tmp_path: Path) -> None:
+    # Stopped (Ctrl-C) after config.yaml and before the first checkpoint: the resume warns that it
+    # starts a fresh run, so no schedule was laid over the old budget and a new one is no jump.
+    # It was refused for a warmup_cosine run as if epochs had trained under the old budget.
+    run = tmp_path / "run"
+    config: dict[str, Any] = {
+        "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "size": [16, 16]}},
+        "model": {"params": {"depth": 2, "base_width": 4}},
+        "optim": {"recipe": "budget", "batch_size": 4, "max_epochs": 3, "steps_per_epoch": 1},
+        "run": {"output_dir": str(run), "quiet": True, "device": "cpu"},
+    }
+    write_config(run, FinetuneConfig.model_validate(config))
+    longer = {**config, "optim": {**config["optim"], "max_epochs": 4}}
+    longer["run"] = {**config["run"], "resume": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = issl.finetune(longer)
+    assert any("starting a fresh run there" in str(w.message) for w in caught)
+    assert result.epochs_run == 4
+    assert load_config(run / "config.yaml", FinetuneConfig).optim.max_epochs == 4
+
+
 def test_a_resume_with_a_budget_the_run_has_passed_is_refused(tmp_path: Path) -> None:
     optim = OptimConfig(recipe="paper", batch_size=4, max_epochs=6, steps_per_epoch=1)
     with warnings.catch_warnings():

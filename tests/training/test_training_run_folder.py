@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import inpaintssl as issl
+from inpaintssl.checkpoint import CheckpointMeta, save_checkpoint
 from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
 from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
@@ -33,10 +35,17 @@ def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"seed": 0}
 
 
+def _checkpointed(run: Path) -> None:
+    """A run that trained an epoch: its ``checkpoints/last`` (a resume continues from it)."""
+    meta = CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2, epoch=0)
+    save_checkpoint(RunFolder(run).last, {"w": torch.zeros(1)}, meta)
+
+
 def test_resume_keeps_the_record_and_allows_longer_training(tmp_path: Path) -> None:
     # The paper's step decay is a function of the epoch alone: a longer budget continues the run.
     paper = apply_overrides(FinetuneConfig(), ["optim.recipe=paper"])
     record_run(tmp_path, paper, resume=False, splits=EmptySplitRecord(), manifest=lambda: {"seed": 0})
+    _checkpointed(tmp_path)
     before = (tmp_path / "config.yaml").read_text()
     longer = apply_overrides(paper, ["optim.max_epochs=500", "run.quiet=true", "run.resume=true"])
     splits = EmptySplitRecord()
@@ -48,10 +57,14 @@ def test_resume_keeps_the_record_and_allows_longer_training(tmp_path: Path) -> N
 def test_a_new_budget_is_refused_where_the_schedule_spans_the_budget(tmp_path: Path) -> None:
     record_run(tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
     longer = apply_overrides(FinetuneConfig(), ["optim.max_epochs=500"])
+    # Before a first checkpoint the resume starts afresh, so the new budget is taken and recorded.
+    record_run(tmp_path, longer, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
+    assert recorded_config(tmp_path / "config.yaml", FinetuneConfig).optim.max_epochs == 500
+    _checkpointed(tmp_path)
     with pytest.raises(
-        ConfigError, match=r"optim.max_epochs=500 \(recorded: 100\): its warmup_cosine schedule is laid over"
+        ConfigError, match=r"optim.max_epochs=100 \(recorded: 500\): its warmup_cosine schedule is laid over"
     ):
-        record_run(tmp_path, longer, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
+        record_run(tmp_path, FinetuneConfig(), resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
 def test_resume_under_another_seed_is_refused(tmp_path: Path) -> None:

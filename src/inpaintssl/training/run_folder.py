@@ -425,7 +425,12 @@ def record_run(
                     f"{_differences(before, config, changed)}. Resume with the original settings, or start "
                     "a new run.output_dir"
                 )
-            _check_budget_change(run_dir, before, config)
+            if resumed_from is not None:
+                _check_budget_change(run_dir, before, config)
+            else:
+                # Stopped before its first checkpoint: nothing was laid over the old budget, and
+                # the fresh start (which says so) trains to the new one, which the record names.
+                _record_new_budget(run_dir, before, config)
             now = manifest()
             _check_same_data(folder, config, splits=splits, manifest=now)
             # A run killed between config.yaml and the rest of its record (before its first
@@ -715,6 +720,13 @@ def _check_budget_change(run_dir: Path, before: BaseModel, config: BaseModel) ->
             "mid-run and the learning rate would jump. Resume with the recorded optim.max_epochs, or "
             "start a new run.output_dir with the new budget"
         )
+
+
+def _record_new_budget(run_dir: Path, before: BaseModel, config: BaseModel) -> None:
+    """Record ``config``'s ``optim.max_epochs`` where it differs from the recorded one."""
+    old, new = getattr(before, "optim", None), getattr(config, "optim", None)
+    if isinstance(old, OptimConfig) and isinstance(new, OptimConfig) and old.max_epochs != new.max_epochs:
+        record_budget(run_dir, new.max_epochs)
 
 
 def record_budget(run_dir: Path, max_epochs: int) -> None:
