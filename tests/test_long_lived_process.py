@@ -7,8 +7,6 @@ import _thread
 import gc
 import multiprocessing
 import os
-import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -67,13 +65,16 @@ def test_an_unused_setting_warns_each_time_the_same_line_builds_its_config(tmp_p
     assert {w.filename for w in shown} == {__file__}
 
 
-_ctrl_c_at_next_fork = threading.Event()
+_ctrl_c_once_checkpointed: list[Path] = []
+"""The run folder whose first checkpoint arms the Ctrl-C at the next fork (empty: inert)."""
 
 
 def _press_ctrl_c_if_armed() -> None:
-    # Registered once for the process (a fork callback cannot be removed), inert unless armed.
-    if _ctrl_c_at_next_fork.is_set():
-        _ctrl_c_at_next_fork.clear()
+    # Registered once for the process (a fork callback cannot be removed), inert unless armed. The
+    # checkpoint is looked for here, at the fork, so the press lands at the first fork after it
+    # (the next epoch's DataLoader workers) whatever the machine's speed.
+    if _ctrl_c_once_checkpointed and (_ctrl_c_once_checkpointed[0] / "checkpoints" / "last").is_dir():
+        _ctrl_c_once_checkpointed.clear()
         _thread.interrupt_main()
         (lambda: None)()  # a call: the main thread runs the SIGINT handler here, in the callback
 
@@ -89,27 +90,15 @@ def test_ctrl_c_mid_training_reaches_the_user_and_the_same_cell_resumes(tmp_path
         data={"params": {"num_images": 32, "num_val": 2, "num_test": 2, "size": [16, 16]}, "num_workers": 2},
         optim={"max_epochs": 4},
     )
-    finished = threading.Event()
-
-    def arm_after_the_first_checkpoint() -> None:
-        while not finished.is_set():
-            if (run / "checkpoints" / "last").is_dir():
-                _ctrl_c_at_next_fork.set()
-                return
-            time.sleep(0.005)
-
-    # The notebook's stop button, pressed as the next epoch forks its DataLoader workers: Python
-    # drops a KeyboardInterrupt raised in a fork callback (as in logging's, which runs after every
-    # fork), and the run trained on to its end.
-    armer = threading.Thread(target=arm_after_the_first_checkpoint)
-    armer.start()
+    # The notebook's stop button, pressed as the epoch after the first checkpoint forks its
+    # DataLoader workers: Python drops a KeyboardInterrupt raised in a fork callback (as in
+    # logging's, which runs after every fork), and the run trained on to its end.
+    _ctrl_c_once_checkpointed.append(run)
     try:
         with pytest.raises(KeyboardInterrupt):
             issl.pretrain(config)
     finally:
-        finished.set()
-        armer.join()
-        _ctrl_c_at_next_fork.clear()
+        _ctrl_c_once_checkpointed.clear()
     assert multiprocessing.active_children() == []  # no DataLoader worker left behind
     # The same cell again, resuming: the folder's lock was released and the checkpoint is whole.
     result = issl.pretrain({**config, "run": {**config["run"], "resume": True}})
