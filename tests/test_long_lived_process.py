@@ -3,10 +3,11 @@ process leave the caller's state as they found it and warn every time."""
 
 from __future__ import annotations
 
-import _thread
 import gc
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -65,24 +66,49 @@ def test_an_unused_setting_warns_each_time_the_same_line_builds_its_config(tmp_p
     assert {w.filename for w in shown} == {__file__}
 
 
-_ctrl_c_once_checkpointed: list[Path] = []
-"""The run folder whose first checkpoint arms the Ctrl-C at the next fork (empty: inert)."""
+# The notebook kernel: a fresh interpreter, so that what earlier tests left in pytest's process
+# (its signal dispositions among them) cannot decide whether the press arrives. Registered once for
+# the process (a fork callback cannot be removed); it looks for the first checkpoint at each fork,
+# so the press lands at the first fork after it (the next epoch's DataLoader workers) whatever the
+# machine's speed.
+_KERNEL = """
+import _thread, json, multiprocessing, os, sys, warnings
+from pathlib import Path
+
+import inpaintssl as issl
+
+config = json.loads(sys.argv[1])
+run = Path(config["run"]["output_dir"])
+armed = [run]
 
 
-def _press_ctrl_c_if_armed() -> None:
-    # Registered once for the process (a fork callback cannot be removed), inert unless armed. The
-    # checkpoint is looked for here, at the fork, so the press lands at the first fork after it
-    # (the next epoch's DataLoader workers) whatever the machine's speed.
-    if _ctrl_c_once_checkpointed and (_ctrl_c_once_checkpointed[0] / "checkpoints" / "last").is_dir():
-        _ctrl_c_once_checkpointed.clear()
+def press_ctrl_c_if_armed():
+    if armed and (run / "checkpoints" / "last").is_dir():
+        armed.clear()
         _thread.interrupt_main()
         (lambda: None)()  # a call: the main thread runs the SIGINT handler here, in the callback
 
 
-os.register_at_fork(after_in_parent=_press_ctrl_c_if_armed)
+os.register_at_fork(after_in_parent=press_ctrl_c_if_armed)
+warnings.simplefilter("ignore")
+try:
+    issl.pretrain(config)
+    interrupted = False
+except KeyboardInterrupt:
+    interrupted = True
+children = len(multiprocessing.active_children())
+# The same cell again, resuming: the folder's lock was released and the checkpoint is whole.
+result = issl.pretrain({**config, "run": {**config["run"], "resume": True}})
+print(json.dumps({
+    "interrupted": interrupted,
+    "pressed": not armed,
+    "children": children,
+    "epochs_run": result.epochs_run,
+    "epochs": [row["epoch"] for row in result.history],
+}))
+"""
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_ctrl_c_mid_training_reaches_the_user_and_the_same_cell_resumes(tmp_path: Path) -> None:
     run = tmp_path / "pre"
     config = tiny_pretrain_config(
@@ -93,14 +119,17 @@ def test_ctrl_c_mid_training_reaches_the_user_and_the_same_cell_resumes(tmp_path
     # The notebook's stop button, pressed as the epoch after the first checkpoint forks its
     # DataLoader workers: Python drops a KeyboardInterrupt raised in a fork callback (as in
     # logging's, which runs after every fork), and the run trained on to its end.
-    _ctrl_c_once_checkpointed.append(run)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            issl.pretrain(config)
-    finally:
-        _ctrl_c_once_checkpointed.clear()
-    assert multiprocessing.active_children() == []  # no DataLoader worker left behind
-    # The same cell again, resuming: the folder's lock was released and the checkpoint is whole.
-    result = issl.pretrain({**config, "run": {**config["run"], "resume": True}})
-    assert result.epochs_run == 4
-    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
+    done = subprocess.run(
+        [sys.executable, "-c", _KERNEL, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["pressed"], "no DataLoader worker was forked after the first checkpoint"
+    assert outcome["interrupted"], done.stderr[-3000:]
+    assert outcome["children"] == 0  # no DataLoader worker left behind
+    assert outcome["epochs_run"] == 4 and outcome["epochs"] == [0, 1, 2, 3]
