@@ -23,7 +23,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["Terminated", "ctrl_c_redelivered", "handler_kept", "terminate_as_exit"]
 
@@ -105,7 +105,6 @@ def terminate_as_exit() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    inside = threading.Event()
     stopping = threading.Event()
 
     def terminated(signum: int, frame: object) -> None:
@@ -117,24 +116,45 @@ def terminate_as_exit() -> Iterator[None]:
         stopping.set()
         raise Terminated(signum)
 
-    previous_hook = sys.unraisablehook
-
     def signal_of(dropped: BaseException | None) -> int | None:
-        if isinstance(dropped, Terminated):
-            return dropped.signum
-        if (
-            isinstance(dropped, KeyboardInterrupt)
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            return signal.SIGINT
-        return None
+        signum = dropped.signum if isinstance(dropped, Terminated) else _ctrl_c_of(dropped)
+        if signum is not None:
+            stopping.clear()  # the dropped one stopped nothing: the signal sent again must count
+        return signum
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        with _dropped_signals_sent_again(signal_of):
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _ctrl_c_of(dropped: BaseException | None) -> int | None:
+    """SIGINT for a dropped ``KeyboardInterrupt`` while Python's default handler raises it."""
+    if (
+        isinstance(dropped, KeyboardInterrupt)
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        return signal.SIGINT
+    return None
+
+
+@contextlib.contextmanager
+def _dropped_signals_sent_again(signal_of: Callable[[BaseException | None], int | None]) -> Iterator[None]:
+    """Within the block, a signal whose exception a finaliser dropped is sent again.
+
+    ``signal_of`` names the signal behind a dropped exception (``None``: not one of ours, passed
+    on to the previous unraisable hook, which comes back when the block ends).
+    """
+    inside = threading.Event()
+    previous_hook = sys.unraisablehook
 
     def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
         signum = signal_of(unraisable.exc_value)
         if signum is None:
             previous_hook(unraisable)
             return
-        stopping.clear()  # the dropped one stopped nothing: the signal sent again must count
         while True:
             try:
                 _send_again_later(signum, inside=inside)
@@ -142,7 +162,6 @@ def terminate_as_exit() -> Iterator[None]:
             except (Terminated, KeyboardInterrupt):  # the signal sent again came before this returned
                 continue
 
-    previous = signal.signal(signal.SIGTERM, terminated)
     sys.unraisablehook = redeliver_if_dropped
     inside.set()
     try:
@@ -150,7 +169,6 @@ def terminate_as_exit() -> Iterator[None]:
     finally:
         inside.clear()
         sys.unraisablehook = previous_hook
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _send_again_later(signum: int, *, inside: threading.Event) -> None:
@@ -196,27 +214,5 @@ def ctrl_c_redelivered() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    inside = threading.Event()
-    previous_hook = sys.unraisablehook
-
-    def redeliver_if_dropped(unraisable: sys.UnraisableHookArgs) -> None:
-        if not (
-            isinstance(unraisable.exc_value, KeyboardInterrupt)
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            previous_hook(unraisable)
-            return
-        while True:
-            try:
-                _send_again_later(signal.SIGINT, inside=inside)
-                return
-            except KeyboardInterrupt:  # the signal sent again came before this returned
-                continue
-
-    sys.unraisablehook = redeliver_if_dropped
-    inside.set()
-    try:
+    with _dropped_signals_sent_again(_ctrl_c_of):
         yield
-    finally:
-        inside.clear()
-        sys.unraisablehook = previous_hook
