@@ -66,16 +66,19 @@ def test_an_unused_setting_warns_each_time_the_same_line_builds_its_config(tmp_p
     assert {w.filename for w in shown} == {__file__}
 
 
-# The notebook kernel: a fresh interpreter, so that what earlier tests left in pytest's process
-# (its signal dispositions among them) cannot decide whether the press arrives. Registered once for
-# the process (a fork callback cannot be removed); it looks for the first checkpoint at each fork,
-# so the press lands at the first fork after it (the next epoch's DataLoader workers) whatever the
-# machine's speed.
+# The notebook kernel: a fresh interpreter with Python's own Ctrl-C handler. A fork callback
+# cannot be removed once registered, so this one lives in the kernel only; it looks for the first
+# checkpoint at each fork, so the press lands at the first fork after it (the next epoch's
+# DataLoader workers) whatever the machine's speed.
 _KERNEL = """
-import _thread, json, multiprocessing, os, sys, warnings
+import _thread, json, multiprocessing, os, signal, sys, warnings
 from pathlib import Path
 
 import inpaintssl as issl
+
+# A kernel's Ctrl-C raises KeyboardInterrupt, whatever the test runner left: a shell starts a
+# background job (CI under nohup ... &) with SIGINT ignored, and interrupt_main() does nothing then.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 config = json.loads(sys.argv[1])
 run = Path(config["run"]["output_dir"])
