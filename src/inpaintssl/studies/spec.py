@@ -50,8 +50,8 @@ import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from types import GenericAlias, MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar, cast, get_args
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
@@ -67,6 +67,7 @@ from inpaintssl.config import (
     unused_settings,
     update_fields,
 )
+from inpaintssl.config.errors import _is_model
 
 if TYPE_CHECKING:
     from inpaintssl.studies.grid import StudyPlan  # grid imports this module
@@ -498,16 +499,6 @@ def _warn_settings_no_run_uses(configs: list[PretrainConfig | FinetuneConfig]) -
             UnusedSetting(f"{prefix}.{setting.field}", setting.value, why).warn(stacklevel=2)
 
 
-def _is_section(annotation: object) -> TypeGuard[type[BaseModel]]:
-    # Python 3.10 takes a parametrized builtin (``tuple[int, int]``) for a class (3.11 does not),
-    # and issubclass then raises TypeError on it.
-    return (
-        isinstance(annotation, type)
-        and not isinstance(annotation, GenericAlias)
-        and issubclass(annotation, BaseModel)
-    )
-
-
 @functools.cache
 def _fields_only(config: type[ModelT]) -> type[ModelT]:
     """``config`` with its checks across fields switched off, and its sections': fields' own checks only.
@@ -520,7 +511,7 @@ def _fields_only(config: type[ModelT]) -> type[ModelT]:
     annotations: dict[str, Any] = {}
     namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
     for name, info in config.model_fields.items():
-        if _is_section(info.annotation):
+        if _is_model(info.annotation):
             annotations[name] = _fields_only(info.annotation)
             namespace[name] = info  # the section's default (factory) and description
     for name, decorator in config.__pydantic_decorators__.model_validators.items():
@@ -534,7 +525,7 @@ def _restored(config: type[ModelT], value: BaseModel) -> ModelT:
     fields: dict[str, Any] = {}
     for name, info in config.model_fields.items():
         field = getattr(value, name)
-        if _is_section(info.annotation) and isinstance(field, BaseModel):
+        if _is_model(info.annotation) and isinstance(field, BaseModel):
             field = _restored(info.annotation, field)
         fields[name] = field
     return config.model_construct(_fields_set=set(value.model_fields_set), **fields)

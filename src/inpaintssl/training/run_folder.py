@@ -425,12 +425,13 @@ def record_run(
                     f"{_differences(before, config, changed)}. Resume with the original settings, or start "
                     "a new run.output_dir"
                 )
-            if resumed_from is not None:
-                _check_budget_change(run_dir, before, config)
-            else:
+            budget = _budget_change(before, config)
+            if budget is not None and resumed_from is not None:
+                _refuse_a_relaid_schedule(run_dir, *budget)
+            elif budget is not None:
                 # Stopped before its first checkpoint: nothing was laid over the old budget, and
                 # the fresh start (which says so) trains to the new one, which the record names.
-                _record_new_budget(run_dir, before, config)
+                record_budget(run_dir, budget[1].max_epochs)
             now = manifest()
             _check_same_data(folder, config, splits=splits, manifest=now)
             # A run killed between config.yaml and the rest of its record (before its first
@@ -708,25 +709,23 @@ def _record_resume(
     write_manifest(folder.root, then)
 
 
-def _check_budget_change(run_dir: Path, before: BaseModel, config: BaseModel) -> None:
-    """Refuse a new ``optim.max_epochs`` where the schedule is laid over the whole budget."""
+def _budget_change(before: BaseModel, config: BaseModel) -> tuple[int, OptimConfig] | None:
+    """The recorded ``optim.max_epochs`` and ``config``'s optim section, where the two budgets differ."""
     old, new = getattr(before, "optim", None), getattr(config, "optim", None)
-    if not isinstance(old, OptimConfig) or not isinstance(new, OptimConfig):
-        return
-    if old.max_epochs != new.max_epochs and new.effective_schedule == "warmup_cosine":
+    if isinstance(old, OptimConfig) and isinstance(new, OptimConfig) and old.max_epochs != new.max_epochs:
+        return old.max_epochs, new
+    return None
+
+
+def _refuse_a_relaid_schedule(run_dir: Path, recorded_epochs: int, new: OptimConfig) -> None:
+    """Refuse a new ``optim.max_epochs`` where the schedule is laid over the whole budget."""
+    if new.effective_schedule == "warmup_cosine":
         raise ConfigError(
-            f"cannot resume {run_dir} with optim.max_epochs={new.max_epochs} (recorded: {old.max_epochs}): "
+            f"cannot resume {run_dir} with optim.max_epochs={new.max_epochs} (recorded: {recorded_epochs}): "
             "its warmup_cosine schedule is laid over the whole budget, so a new budget would re-lay it "
             "mid-run and the learning rate would jump. Resume with the recorded optim.max_epochs, or "
             "start a new run.output_dir with the new budget"
         )
-
-
-def _record_new_budget(run_dir: Path, before: BaseModel, config: BaseModel) -> None:
-    """Record ``config``'s ``optim.max_epochs`` where it differs from the recorded one."""
-    old, new = getattr(before, "optim", None), getattr(config, "optim", None)
-    if isinstance(old, OptimConfig) and isinstance(new, OptimConfig) and old.max_epochs != new.max_epochs:
-        record_budget(run_dir, new.max_epochs)
 
 
 def record_budget(run_dir: Path, max_epochs: int) -> None:
