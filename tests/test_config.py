@@ -263,6 +263,25 @@ def test_an_override_with_an_empty_name_is_refused(item: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["optim.lr=1e-3", "optim.lr=1e-4"], "'optim.lr=1e-4': optim.lr is already set by 'optim.lr=1e-3'"),
+        (["optim={lr: 1}", "optim.max_epochs=3", "optim={lr: 2}"], "'optim={lr: 2}': optim is already set by 'optim={lr: 1}'"),
+    ],
+)
+def test_a_field_path_given_twice_is_refused_naming_both(overrides: list[str], refused: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(refused) + "; give each field once"):
+        load_config({}, PretrainConfig, overrides=overrides)
+
+
+def test_overrides_apply_in_order_so_a_replaced_params_field_can_take_a_key_after() -> None:
+    config = load_config(
+        {}, PretrainConfig, overrides=["data.params={num_images: 8}", "data.params.size=[16, 16]"]
+    )
+    assert config.data.params == {"num_images": 8, "size": [16, 16]}
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [("batch_size", 2**63), ("max_epochs", 1e30), ("max_epochs", 100_001), ("steps_per_epoch", 10**12)],
 )

@@ -151,15 +151,27 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
 
     Values are parsed as YAML (``1e-4`` -> float, ``[64, 64]`` -> list, ``null`` -> None). A
     mapping for a section merges into it (``optim={lr: 1e-4}`` keeps the other ``optim`` fields);
-    one for a free-form ``params`` field replaces it (see the module docstring).
+    one for a free-form ``params`` field replaces it (see the module docstring). They apply in
+    order, so ``data.params={root: /data} data.params.split=val`` sets both keys; the same field
+    path given twice is refused, as a flag given twice is.
 
     Raises:
-        ConfigError: Malformed override or a value that fails validation; names the field path.
+        ConfigError: Malformed override, a field path given twice, or a value that fails
+            validation; names the field path.
     """
     _check_override_list(overrides)
     data = config.model_dump(mode="json")
+    given: dict[tuple[str, ...], str] = {}
     for item in overrides:
         path, value = _parse_override(item)
+        key = tuple(path)
+        if key in given:
+            # A command line edited by appending (a script's default, then the user's value) would
+            # otherwise train with whichever came last, and the manifest shows only that one.
+            raise ConfigError(
+                f"override {item!r}: {'.'.join(key)} is already set by {given[key]!r}; give each field once"
+            )
+        given[key] = item
         _set_path(data, path, value, item=item, model=type(config))
     return _revalidated(type(config), data, source="overrides")
 
