@@ -239,6 +239,48 @@ def test_a_study_runs_on_cuda(spec_factory: Any) -> None:
     assert results.select(metric="volume_mm3_pct_error").rows
 
 
+def test_a_broken_pool_reports_the_runs_its_workers_recorded_from_the_database(
+    spec_factory: Any, tmp_path: Path
+) -> None:
+    # A SIGKILLed worker breaks the pool and every worker's report with it; the runs its workers
+    # had finished are in the database under their ids, and the summary counted none of them.
+    import time
+    from types import SimpleNamespace
+
+    study = load_spec(spec_factory())  # eight runs: two pretraining, six fine-tuning
+    plan = expand_study(study)
+    study.database_path().parent.mkdir(parents=True, exist_ok=True)
+    here = WorkerId.current().host
+    ours = [WorkerId(here, 4101, "a"), WorkerId(here, 4102, "b")]
+    # Runs done by a process of this host that is not in the pool, by another host with a pool
+    # pid, and by a pool pid before this call (a recycled pid): none of them is this call's.
+    earlier = WorkerId(here, 4101, "earlier")
+    strangers = [WorkerId(here, 4999, "other"), WorkerId("another-host", 4101, "remote")]
+    with StudyStore(study.database_path()) as store:
+        store.add_runs(new_run(job) for job in plan)
+        first = store.claim(earlier)
+        assert isinstance(first, RunRecord)
+        assert store.record(first.id, earlier, result={}, rows=[])
+        time.sleep(0.01)
+        since = time.time()
+        done: dict[str, list[str]] = {}
+        for worker in [*ours, ours[0], *strangers]:
+            claimed = store.claim(worker)
+            assert isinstance(claimed, RunRecord), claimed
+            assert store.record(claimed.id, worker, result={}, rows=[])
+            done.setdefault(str(worker), []).append(claimed.kind)
+        running = store.claim(ours[1])  # claimed, not finished when the pool broke
+        assert isinstance(running, RunRecord)
+    pool = [SimpleNamespace(pid=4101), SimpleNamespace(pid=4102)]
+    reports = runner._reports_read_back(study, plan, (0, 1), pool, since=since)  # type: ignore[arg-type]
+    expected = {
+        str(worker): {kind: done[str(worker)].count(kind) for kind in set(done[str(worker)])}
+        for worker in ours
+    }
+    assert {report.worker: report.executed for report in reports} == expected
+    assert sum(sum(r.executed.values()) for r in reports) == 3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
 def test_a_killed_worker_process_is_reported_and_the_study_is_finished(

@@ -305,6 +305,35 @@ def _worker_report(future: Future[WorkerReport], spec: StudySpec, index: int) ->
         return None
 
 
+def _reports_read_back(
+    spec: StudySpec,
+    plan: StudyPlan,
+    shard: tuple[int, int],
+    processes: Sequence[multiprocessing.process.BaseProcess],
+    *,
+    since: float,
+) -> list[WorkerReport]:
+    """What the worker processes of a broken pool recorded, read back from the shard's database.
+
+    Their own reports died with the pool, but each run a worker finished is ``done`` under its id
+    (``host:pid:token``): the runs of this call's processes (this host, their pids, finished
+    after ``since``) are theirs. Only ``executed`` can be read back; ``failed`` and ``lost`` stay 0.
+    """
+    host = WorkerId.current().host
+    pids = {process.pid for process in processes}
+    ids = {job.id for job in plan}
+    executed: dict[str, dict[str, int]] = {}
+    with StudyStore(spec.database_path(shard), read_only=True) as store:
+        for run in store.runs(status="done"):
+            if run.id not in ids or run.worker is None or (run.finished or 0.0) < since:
+                continue
+            worker_host, _, rest = run.worker.rpartition(":")[0].rpartition(":")
+            if worker_host == host and rest.isdigit() and int(rest) in pids:
+                counts = executed.setdefault(run.worker, {})
+                counts[run.kind] = counts.get(run.kind, 0) + 1
+    return [WorkerReport(worker, counts) for worker, counts in sorted(executed.items())]
+
+
 def run_study(
     spec: StudySpec | Mapping[str, Any] | str | Path,
     *,
@@ -396,6 +425,7 @@ def run_study(
     else:
         context = multiprocessing.get_context("spawn")
         others = set(multiprocessing.active_children())
+        called = time.time()
         # Ctrl-C's handler comes back as it was, whatever _ignore_ctrl_c did inside.
         kept = handler_kept(signal.SIGINT)
         with kept, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -423,7 +453,7 @@ def run_study(
             except BrokenProcessPool:
                 # A worker killed (by the OOM killer, a user, a scheduler) takes the pool and its
                 # siblings down; their runs stay claimed until the next call takes them over.
-                reports = []
+                reports = _reports_read_back(spec, plan, shard, started, since=called)
                 warnings.warn(
                     f"a worker process of {spec.study!r} died (killed, or out of memory), and the "
                     "others were stopped with it; finished runs are kept, and runs in progress resume "
