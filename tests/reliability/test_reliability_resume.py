@@ -52,16 +52,10 @@ T = TypeVar("T")
 
 
 def _command(stage: str, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "inpaintssl",
-        stage,
-        *COMMON,
-        *STAGES[stage],
-        f"run.output_dir={out}",
-        *extra,
-    ]
+    # A field set again (a stage's or a test's budget) replaces the common value: the command line
+    # refuses a field given twice.
+    fields = dict(item.split("=", 1) for item in [*COMMON, *STAGES[stage], f"run.output_dir={out}", *extra])
+    return [sys.executable, "-m", "inpaintssl", stage, *(f"{key}={value}" for key, value in fields.items())]
 
 
 def _env() -> dict[str, str]:
