@@ -695,6 +695,7 @@ def test_the_external_backbones_are_listed_unavailable_exactly_when_their_librar
     for name, modules in (
         ("smp_unet", ("segmentation_models_pytorch", "timm")),
         ("monai_basic_unet", ("monai",)),
+        ("monai_unet", ("monai",)),
     ):
         installed = all(find_spec(m) is not None for m in modules)
         assert entries[name].status == ("ok" if installed else "unavailable"), name

@@ -6,7 +6,8 @@
   for runs trained on crops, sliding windows over whole slices (:mod:`inpaintssl.inference.tiling`).
 - :func:`export_model`: ONNX, TorchScript, or a plain safetensors state dict with weight
   standardisation folded into ordinary convolutions.
-- :func:`smp_encoder_state_dict`, :func:`basic_unet_state_dict`: weights in the key layouts of
+- :func:`smp_encoder_state_dict`, :func:`basic_unet_state_dict`, :func:`monai_unet_state_dict`:
+  weights in the key layouts of
   segmentation_models_pytorch and MONAI, for the backbones of :mod:`inpaintssl.models.external`.
 
 Example:
@@ -23,6 +24,7 @@ from inpaintssl.inference.export import (
 )
 from inpaintssl.inference.external_weights import (
     basic_unet_state_dict,
+    monai_unet_state_dict,
     save_smp_encoder,
     smp_encoder_state_dict,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "export_model",
     "fold_weight_standardisation",
     "load_model",
+    "monai_unet_state_dict",
     "plain_unet",
     "predict",
     "save_smp_encoder",

@@ -3,9 +3,10 @@
 A network pretrained with inpainting is most useful where its users already work: an encoder
 pretrained on unlabelled scans here loads with ``load_state_dict`` into a fresh
 segmentation_models_pytorch model (the self-supervised encoder weights smp users ask for in its
-issues #702 and #787), and a MONAI ``BasicUNet`` trained here loads into MONAI's own class. The
+issues #702 and #787), and a MONAI ``BasicUNet`` or ``UNet`` trained here loads into MONAI's own
+class. The
 wrappers in :mod:`inpaintssl.models.external` keep the third-party modules intact under
-``encoder`` / ``decoder`` / ``head``, so these maps only drop or rename that top level.
+``encoder`` / ``decoder`` / ``head``, so these maps only drop or rename the first levels of the keys.
 
 Example:
     >>> import torch
@@ -24,11 +25,18 @@ from torch import nn
 
 from inpaintssl.atomic import atomic_write_with
 from inpaintssl.checkpoint import contiguous_cpu, load_checkpoint, save_safetensors
+from inpaintssl.models.external.monai_resunet import MonaiUNet
 from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
 from inpaintssl.transfer_learning.transfer import strip_wrapper_prefixes
 
-__all__ = ["EncoderSource", "basic_unet_state_dict", "save_smp_encoder", "smp_encoder_state_dict"]
+__all__ = [
+    "EncoderSource",
+    "basic_unet_state_dict",
+    "monai_unet_state_dict",
+    "save_smp_encoder",
+    "smp_encoder_state_dict",
+]
 
 EncoderSource = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike[str]
 
@@ -63,6 +71,41 @@ def basic_unet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             state[key] = tensor.detach()
     for key, tensor in inner.head.state_dict().items():
         state[f"{HEAD_LAYER}.{key}"] = tensor.detach()
+    return state
+
+
+def monai_unet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of a ``MonaiUNet`` backbone in MONAI's own ``UNet`` key layout.
+
+    ``monai.networks.nets.UNet(spatial_dims=2, ...)`` with the same settings loads the result with
+    ``strict=True`` and computes the same outputs: the blocks go back into MONAI's recursive
+    nesting (``model.0.*`` for ``encoder.down_0``, ``model.1.submodule.0.*`` for
+    ``encoder.down_1`` ... ``model.2.*`` for the head; see
+    :meth:`~inpaintssl.models.external.MonaiUNet.monai_key_prefixes`).
+
+    Args:
+        model: A :class:`~inpaintssl.models.external.MonaiUNet`, possibly inside a DDP,
+            DataParallel or compiled wrapper.
+
+    Returns:
+        Detached tensors keyed as in ``UNet(...).state_dict()``.
+
+    Raises:
+        TypeError: If ``model`` is not a :class:`~inpaintssl.models.external.MonaiUNet`.
+
+    Example:
+        >>> from inpaintssl.models.external import MonaiUNet
+        >>> net = MonaiUNet(in_channels=1, out_channels=1, channels=(2, 2), strides=(2,), num_res_units=0)
+        >>> list(monai_unet_state_dict(net))[::3]  # down_0, bottom, head
+        ['model.0.conv.weight', 'model.1.submodule.conv.weight', 'model.2.conv.weight']
+    """
+    inner = unwrap_model(model)
+    if not isinstance(inner, MonaiUNet):
+        raise TypeError(f"model: expected a MonaiUNet; found {type(inner).__name__}")
+    state: dict[str, torch.Tensor] = {}
+    for ours, theirs in inner.monai_key_prefixes().items():
+        for key, tensor in inner.get_submodule(ours).state_dict().items():
+            state[f"{theirs}.{key}"] = tensor.detach()
     return state
 
 

@@ -6,11 +6,13 @@ They are registered through the ``inpaintssl.backbones`` entry-point group, not 
 package, and import their library only when built, so this package imports without the extras:
 
 - ``monai_basic_unet``: :class:`MonaiBasicUNet` (extra ``monai``).
+- ``monai_unet``: :class:`MonaiUNet`, MONAI's residual-unit ``UNet`` (extra ``monai``).
 - ``smp_unet``: :class:`SmpUNet`, segmentation_models_pytorch's ``Unet`` with any smp or timm
   encoder (extra ``smp``).
 
 Their weights in the libraries' own key layouts come from :mod:`inpaintssl.inference`
-(:func:`~inpaintssl.inference.basic_unet_state_dict`, :func:`~inpaintssl.inference.save_smp_encoder`).
+(:func:`~inpaintssl.inference.basic_unet_state_dict`,
+:func:`~inpaintssl.inference.monai_unet_state_dict`, :func:`~inpaintssl.inference.save_smp_encoder`).
 
 Example:
     >>> from inpaintssl.models.external import MonaiBasicUNet
@@ -19,6 +21,7 @@ Example:
     ['decoder', 'encoder', 'head']
 """
 
+from inpaintssl.models.external.monai_resunet import MonaiUNet, MonaiUNetDecoder, MonaiUNetEncoder
 from inpaintssl.models.external.monai_unet import BasicUNetDecoder, BasicUNetEncoder, MonaiBasicUNet
 from inpaintssl.models.external.smp_unet import SmpUNet
 
@@ -26,5 +29,8 @@ __all__ = [
     "BasicUNetDecoder",
     "BasicUNetEncoder",
     "MonaiBasicUNet",
+    "MonaiUNet",
+    "MonaiUNetDecoder",
+    "MonaiUNetEncoder",
     "SmpUNet",
 ]
