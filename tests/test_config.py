@@ -266,7 +266,10 @@ def test_an_override_with_an_empty_name_is_refused(item: str) -> None:
     ("overrides", "refused"),
     [
         (["optim.lr=1e-3", "optim.lr=1e-4"], "'optim.lr=1e-4': optim.lr is already set by 'optim.lr=1e-3'"),
-        (["optim={lr: 1}", "optim.max_epochs=3", "optim={lr: 2}"], "'optim={lr: 2}': optim is already set by 'optim={lr: 1}'"),
+        (
+            ["optim={lr: 1}", "optim.max_epochs=3", "optim={lr: 2}"],
+            "'optim={lr: 2}': optim is already set by 'optim={lr: 1}'",
+        ),
     ],
 )
 def test_a_field_path_given_twice_is_refused_naming_both(overrides: list[str], refused: str) -> None:

@@ -268,8 +268,8 @@ def test_monai_unet_finetunes_another_class_count_from_everything_but_the_head(
 
 
 def test_monai_unet_without_residual_units_adapts_the_input_channels(monai: ModuleType) -> None:
-    # With plain blocks the image meets one kernel, which transfer adapts; residual units also
-    # feed the image through a strided residual convolution (see the xfail below).
+    # With plain blocks the image meets one kernel; residual units also feed it through a strided
+    # shortcut convolution, adapted too (test_one_channel_pretraining_transfers_to_three_channels).
     settings: dict[str, Any] = {"channels": (4, 8), "strides": (2,), "num_res_units": 0}
     pretrained = MonaiUNet(in_channels=1, out_channels=1, seed=1, **settings)
     model = MonaiUNet(in_channels=3, out_channels=2, seed=2, **settings)
@@ -486,25 +486,12 @@ def test_transfer_copies_exactly_the_reported_tensors(
     assert any(not torch.equal(pretrained[key], fresh[key]) for key in report.copied)
 
 
-# MONAI's residual units read the image twice (the first convolution and the strided residual
-# convolution): transfer adapts only the first kernel, so the second's channel change is refused.
-IN_CHANNEL_BACKBONES = [
-    pytest.param(
-        name,
-        marks=pytest.mark.xfail(
-            raises=ValueError,
-            strict=True,
-            reason="transfer adapts one input kernel; down_0.residual is a second",
-        ),
-    )
-    if name == "monai_unet"
-    else name
-    for name in sorted(FACTORIES)
-]
+# The kernels that read the image where there is more than one (the others: the first kernel only).
+READ_THE_IMAGE = {"monai_unet": ["encoder.down_0.conv.unit0.conv.weight", "encoder.down_0.residual.weight"]}
 
 
 @pytest.mark.parametrize("mode", ["repeat", "average"])
-@pytest.mark.parametrize("backbone", IN_CHANNEL_BACKBONES)
+@pytest.mark.parametrize("backbone", sorted(FACTORIES))
 def test_one_channel_pretraining_transfers_to_three_channels(
     backbone: str, mode: str, restoration_run: RestorationRun
 ) -> None:
@@ -513,15 +500,17 @@ def test_one_channel_pretraining_transfers_to_three_channels(
     pretrained = issl.checkpoint.load_state_dict(pre.run_dir)
     model = BACKBONES.build(backbone, in_channels=3, out_channels=2, seed=7, **TINY_PARAMS[backbone])
     report = issl.transfer(pre.run_dir, model, weights="encoder", in_channels=mode)
-    (first,) = report.adapted
-    old, new = pretrained[first], model.state_dict()[first]
-    assert old.shape[1] == 1 and new.shape[1] == 3
-    # One input channel: repeat tiles its kernel over the three, each divided by its 3 copies (an
-    # image replicated over the channels gives the old response); average gives each the mean of
-    # the one old kernel, that kernel itself.
-    share = old[:, 0] / 3 if mode == "repeat" else old[:, 0]
-    for channel in range(3):
-        torch.testing.assert_close(new[:, channel], share, rtol=1e-6, atol=0)
+    # MONAI's residual unit reads the image twice: its first convolution and its strided shortcut.
+    assert report.adapted == READ_THE_IMAGE.get(backbone, report.adapted[:1])
+    for key in report.adapted:
+        old, new = pretrained[key], model.state_dict()[key]
+        assert old.shape[1] == 1 and new.shape[1] == 3
+        # One input channel: repeat tiles its kernel over the three, each divided by its 3 copies (an
+        # image replicated over the channels gives the old response); average gives each the mean of
+        # the one old kernel, that kernel itself.
+        share = old[:, 0] / 3 if mode == "repeat" else old[:, 0]
+        for channel in range(3):
+            torch.testing.assert_close(new[:, channel], share, rtol=1e-6, atol=0)
 
 
 # -- export: ONNX Runtime with dynamic axes, and the safetensors file back -----------------------

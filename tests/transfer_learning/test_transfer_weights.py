@@ -358,3 +358,42 @@ def test_the_report_names_the_strategy_by_the_name_it_was_selected_by() -> None:
     assert "transfer 'decoder_probe_test' (parts: decoder)" in by_name.summary()
     # An instance passed directly has only its own name to go by.
     assert transfer(pretrained_inpainter(), unet(), weights=DecoderOnly()).strategy == "decoder_only"
+
+
+class _ImageTwice(nn.Module):
+    """An encoder whose image meets a convolution and a shortcut, and a kernel on features + image."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleDict(
+            {
+                "conv": nn.Conv2d(in_channels, 4, 3, padding=1),
+                "shortcut": nn.Conv2d(in_channels, 4, 1),
+                "joined": nn.Conv2d(4 + in_channels, 4, 3, padding=1),  # features concatenated with the image
+            }
+        )
+        self.head = nn.Conv2d(4, 1, 1)
+
+
+def test_every_kernel_that_reads_the_image_is_adapted_and_a_joined_one_is_not() -> None:
+    pretrained, model = _ImageTwice(1), _ImageTwice(3)
+    with pytest.raises(ValueError, match=r"encoder\.joined\.weight: pretrained shape \(4, 5, 3, 3\)") as info:
+        transfer(pretrained, model, weights="encoder", in_channels="repeat")
+    # 5 -> 7 input channels is 4 features and the image: no hint, the networks differ there.
+    (joined,) = [part for part in str(info.value).split("; ") if "joined" in part]
+    assert "in_channels='repeat'" not in joined and "The two networks differ" in str(info.value)
+    del pretrained.encoder["joined"], model.encoder["joined"]
+    report = transfer(pretrained, model, weights="encoder", in_channels="repeat")
+    assert report.adapted == ["encoder.conv.weight", "encoder.shortcut.weight"]
+    for name in ("conv", "shortcut"):
+        old = pretrained.encoder[name].weight
+        torch.testing.assert_close(model.encoder[name].weight, old.repeat(1, 3, 1, 1) / 3)
+
+
+def test_without_a_mode_every_kernel_that_reads_the_image_is_named_with_the_hint() -> None:
+    pretrained, model = _ImageTwice(1), _ImageTwice(3)
+    del pretrained.encoder["joined"], model.encoder["joined"]
+    with pytest.raises(ValueError, match=r"2 problem\(s\)") as info:
+        transfer(pretrained, model, weights="encoder")
+    assert str(info.value).count("in_channels='repeat' or 'average'") == 2
+    assert "The two networks differ" not in str(info.value)  # only the image's channels do

@@ -35,7 +35,7 @@ class TransferConfig(_Strict):
             parts to convergence, then unfreeze all and train again at ``second_lr``, FF?S).
         second_lr: Initial learning rate of the second run (defaults to ``optim.lr / 10``).
         in_channels: What to do when pretrained and fine-tuned input channels differ:
-            ``error``, ``repeat`` (tile the first-layer kernels, scaled) or ``average``.
+            ``error``, ``repeat`` (tile the kernels that read the image, scaled) or ``average``.
     """
 
     pretrained: Path | None = None

@@ -33,7 +33,7 @@ class TransferReport:
         unexpected: Pretrained tensors with no counterpart in the model (pretrained key names).
         shape_mismatches: Tensors present in both with different shapes, outside ``parts``
             (e.g. the head when output channels change), therefore not copied.
-        adapted: First-layer kernels rebuilt for a different number of input channels.
+        adapted: Kernels that read the image, rebuilt for a different number of input channels.
         shape_changes: ``(pretrained shape, model shape)`` of every key in
             ``shape_mismatches`` and ``adapted``.
     """

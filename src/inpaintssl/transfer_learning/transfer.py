@@ -3,7 +3,8 @@
 A silent key or axis mismatch can wipe out the benefit of pretraining unnoticed, so the rules are
 strict: every tensor of a part being copied must exist in the pretrained weights with the same
 shape, or :func:`transfer` raises before touching the model. The only tolerated difference is the
-input-channel axis of the first convolution, and only when ``in_channels`` says how to adapt it.
+input-channel axis of the kernels that read the image, and only when ``in_channels`` says how to
+adapt it.
 
 Example:
     >>> from inpaintssl.registry import BACKBONES
@@ -202,6 +203,35 @@ def _is_channel_only_change(source: torch.Tensor, dest: torch.Tensor) -> bool:
     )
 
 
+def _image_channels(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], first_kernel: str | None
+) -> tuple[int, int] | None:
+    """The image's channel count in the pretrained network and in the model, when they differ.
+
+    Read from the first copied kernel, which reads the image: ``None`` when it is missing or
+    differs in more than its input channels (then nothing is adapted).
+    """
+    if first_kernel is None or first_kernel not in source:
+        return None
+    src, dest = source[first_kernel], target[first_kernel]
+    return (src.shape[1], dest.shape[1]) if _is_channel_only_change(src, dest) else None
+
+
+def _reads_the_image(src: torch.Tensor, dest: torch.Tensor, channels: tuple[int, int] | None) -> bool:
+    """Whether a kernel's change is the image's: from exactly its old to its new channel count.
+
+    The first kernel is one; a residual unit's shortcut convolution that reads the image beside
+    it (MONAI's ``UNet``) is another. A deeper kernel whose input holds the image together with
+    features (a concatenation) changes by the same difference but not between these counts, and
+    stays an error: tiling its whole kernel would mix features into the image's channels.
+    """
+    return (
+        channels is not None
+        and _is_channel_only_change(src, dest)
+        and (src.shape[1], dest.shape[1]) == channels
+    )
+
+
 def transfer(
     pretrained: PretrainedSource,
     model: nn.Module,
@@ -226,9 +256,11 @@ def transfer(
         model: The fine-tuning network (wrappers are looked through).
         weights: A registered strategy name (``"encoder"``, ``"encoder_decoder"``) or a
             :class:`~inpaintssl.transfer_learning.strategies.TransferStrategy`.
-        in_channels: What to do when the first copied kernel differs only in its input channels:
-            ``"error"`` (raise), ``"repeat"`` or ``"average"`` (see
-            :func:`~inpaintssl.transfer_learning.channels.adapt_input_channels`).
+        in_channels: What to do when the kernels that read the image differ only in their input
+            channels: ``"error"`` (raise), ``"repeat"`` or ``"average"`` (see
+            :func:`~inpaintssl.transfer_learning.channels.adapt_input_channels`). Those are the
+            first copied kernel and every other copied kernel whose input channels change from
+            exactly its old count to its new one (a residual shortcut that reads the image too).
 
     Returns:
         A :class:`~inpaintssl.transfer_learning.report.TransferReport`.
@@ -285,6 +317,7 @@ def transfer(
         # A file is a bad checkpoint, as with any other unreadable pretrained file.
         raise CheckpointError(message) if isinstance(pretrained, (str, os.PathLike)) else ValueError(message)
     first_kernel = _first_kernel(target, strategy)
+    channels = _image_channels(source, target, first_kernel)
 
     # The name the run asked for (its config's transfer.weights) is the one a reader can look up;
     # a plugin class's own ``name`` may differ from the entry point it is registered under.
@@ -309,7 +342,8 @@ def transfer(
                 report.shape_mismatches.append(key)
                 report.shape_changes[key] = change
                 continue
-            if key == first_kernel and _is_channel_only_change(src, dest) and in_channels != "error":
+            reads_the_image = _reads_the_image(src, dest, channels)
+            if reads_the_image and in_channels != "error":
                 src = adapt_input_channels(src, dest.shape[1], mode=in_channels)
                 report.adapted.append(key)
                 report.shape_changes[key] = change
@@ -317,7 +351,7 @@ def transfer(
                 hint = (
                     "; the input channels differ: pass in_channels='repeat' or 'average' to adapt them "
                     "(transfer.in_channels in a fine-tuning config)"
-                    if key == first_kernel and _is_channel_only_change(src, dest)
+                    if reads_the_image
                     else ""
                 )
                 errors.append(f"{key}: pretrained shape {change[0]} != model shape {change[1]}{hint}")
@@ -332,7 +366,7 @@ def transfer(
         if strategy.part_of(k)
     ]
     if errors:
-        only_channels = len(errors) == 1 and "the input channels differ" in errors[0]
+        only_channels = all("the input channels differ" in error for error in errors)
         raise ValueError(
             f"cannot transfer weights={report.strategy!r} (parts: {', '.join(strategy.parts)}): "
             f"{len(errors)} problem(s): "
