@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from inpaintssl.training.results import PretrainResult as PretrainResult
 from inpaintssl.transfer_learning import TransferReport as TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
 from inpaintssl.transfer_learning.transfer import InChannelsMode
+from inpaintssl.warning_format import warn_each_time
 
 # What ``import inpaintssl`` serves from here, plus ExportError and the paper's Figure 1 of a
 # pretext task (the imports above re-export with ``as``).
@@ -253,11 +253,11 @@ def _warn_on_other_spacing(source: str | Path, dataset: Dataset[dict[str, Any]])
     seen = training_spacing(dataset)
     if seen is None or (trained.fits(seen.smallest) and trained.fits(seen.largest)):
         return
-    warnings.warn(
+    warn_each_time(
         f"evaluate: the data's in-plane voxel spacing as the model sees it, {seen.describe()}, lies "
         f"more than {SPACING_TOLERANCE:.0%} outside the {trained.describe()} of the run {source} "
         "trained on; nothing is resampled, so its scores measure the model at another scale",
-        stacklevel=3,
+        UserWarning,
     )
 
 
@@ -270,12 +270,12 @@ def _warn_on_other_orientation(source: str | Path, dataset: Dataset[dict[str, An
     other = {codes: n for codes, n in seen.items() if codes not in trained}
     if not other:
         return
-    warnings.warn(
+    warn_each_time(
         f"evaluate: the data's volumes are read in orientations the run {source} never trained on "
         f"({describe_orientations(other)}; it trained on {', '.join(trained)}), so the model sees other "
         "planes or mirror images and its scores measure that; read them in the training order "
         "(data.params.orientation of the nifti and ct datasets)",
-        stacklevel=3,
+        UserWarning,
     )
 
 

@@ -28,7 +28,6 @@ import inspect
 import re
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -36,7 +35,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from inpaintssl.options import CLOSE_MATCH_CUTOFF
-from inpaintssl.warning_format import caller_stacklevel
+from inpaintssl.warning_format import warn_each_time
 
 if TYPE_CHECKING:  # the component types; importing them here would load torch and NumPy
     from torch import nn
@@ -383,11 +382,10 @@ class Registry(Generic[T]):
 
     def _warn_shadowed(self, name: str, eps: list[EntryPoint], winner: str) -> None:
         for ep in eps:
-            warnings.warn(
+            warn_each_time(
                 f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
                 f"({ep.value}) has the same name as {winner}; the {winner.removeprefix('a ')} is used",
                 ShadowedPluginWarning,
-                stacklevel=caller_stacklevel(),
             )
 
     def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:

@@ -2,9 +2,9 @@
 
 Python's default form names the library's source line and repeats the ``warnings.warn`` call,
 which tells a command-line user nothing. The ``inpaintssl`` command installs this form for the
-library's own ``UserWarning`` and ``FutureWarning``: those raised in its files, and those of a
-category it defines wherever they point (a registry warning points at the code that asked for a
-name, which under the command line is Python's own ``runpy``). Other packages' warnings keep
+library's own ``UserWarning`` and ``FutureWarning``: those raised in its files, those of a
+category it defines wherever they point, and those :func:`warn_each_time` raised, which point at
+the code that made the call (under the command line, Python's own ``runpy``). Other packages' warnings keep
 their default form, whose source line helps report them. Only the format changes: filters, and callers that
 record warnings (``warnings.catch_warnings(record=True)``, pytest), see every warning as before.
 
@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import linecache
 import os
 import sys
 import warnings
@@ -61,9 +62,13 @@ def caller_stacklevel() -> int:
     return level
 
 
-# Packages whose frames a per-call warning passes over: the library's own, and pydantic's, which
-# calls the config validators that warn.
-_PASSED_OVER = ("inpaintssl", "pydantic", "pydantic_core")
+# Packages whose frames a per-call warning passes over: the library's own, pydantic's, which
+# calls the config validators that warn, and contextlib's, which enters the library's context
+# managers (a run session warns as it starts, from contextlib's __enter__).
+_PASSED_OVER = ("inpaintssl", "pydantic", "pydantic_core", "contextlib")
+
+# The attribute :func:`warn_each_time` sets on the warnings it raises.
+_RAISED_HERE = "inpaintssl_warn_each_time"
 
 
 def warn_each_time(message: str, category: type[Warning]) -> None:
@@ -73,7 +78,9 @@ def warn_each_time(message: str, category: type[Warning]) -> None:
     ``default`` action does not show the same message from the same line again until the filters
     change: a notebook cell run a second time, or a loop, would see the warning about its config
     the first time only. A warning about one call's input is news on every call, so none is
-    remembered here; the filters still apply (``ignore``, ``error``, ``once``).
+    remembered here; the filters still apply (``ignore``, ``error``, ``once``). Frames of pydantic
+    (which calls the config validators) and of contextlib (which enters the library's context
+    managers) are passed over as the library's are.
 
     Example:
         >>> import warnings
@@ -90,14 +97,22 @@ def warn_each_time(message: str, category: type[Warning]) -> None:
         and str(frame.f_globals.get("__name__", "")).partition(".")[0] in _PASSED_OVER
     ):
         frame = frame.f_back
+    warning = category(message)
+    # The command line's form needs to know the warning is the library's: its location is the
+    # caller's, outside the package, and its category may be Python's own UserWarning.
+    setattr(warning, _RAISED_HERE, True)
+    # Python's warn_explicit asks the frame's loader for the source line by the module's name and
+    # lets its error out: `python -c` (a built-in loader) and `python -m pkg.mod` (pkg.mod's
+    # loader, for __main__) refuse it. linecache asks the same loader, for a zip-imported module
+    # too, and gives up quietly; the line shown is then read from its cache.
+    linecache.getlines(frame.f_code.co_filename, frame.f_globals)
     warnings.warn_explicit(
-        message,
+        warning,
         category,
         frame.f_code.co_filename,
         frame.f_lineno,
         module=str(frame.f_globals.get("__name__", "<string>")),
         registry=None,  # no memory of what was shown: see above
-        module_globals=frame.f_globals,
     )
 
 
@@ -123,7 +138,9 @@ def _command_form(command: str, default: _Formatter) -> _Formatter:
         message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
     ) -> str:
         if issubclass(category, (UserWarning, FutureWarning)) and (
-            filename.startswith(_PACKAGE) or _library_category(category)
+            filename.startswith(_PACKAGE)
+            or _library_category(category)
+            or getattr(message, _RAISED_HERE, False)
         ):
             return f"inpaintssl {command}: warning: {message}\n"
         return default(message, category, filename, lineno, line)

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 from inpaintssl._version import __version__
 from inpaintssl.layout import RunFolder
 from inpaintssl.signals import Terminated, terminate_as_exit
-from inpaintssl.warning_format import command_warnings
+from inpaintssl.warning_format import command_warnings, warn_each_time
 
 if TYPE_CHECKING:
     from inpaintssl.api import FinetuneResult, PretrainResult
@@ -270,12 +269,11 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
                 f"overrides; {section!r} is a training setting"
             )
         if not item.startswith("data."):
-            warnings.warn(
+            warn_each_time(
                 f"override {item!r} without the 'data.' prefix is deprecated; "
                 f"write 'data.{item}' as pretrain and finetune do",
                 # FutureWarning: the deprecation is the command-line user's, and Python shows it.
                 FutureWarning,
-                stacklevel=2,
             )
             item = f"data.{item}"
         prefixed.append(item)

@@ -161,8 +161,7 @@ class _Strict(BaseModel):
     @model_validator(mode="after")
     def _warn_unused_settings(self) -> _Strict:
         for setting in self._unused_settings():
-            # stacklevel: past the validator, into pydantic's call.
-            setting.warn(stacklevel=2)
+            setting.warn()
         return self
 
 

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from numpy.typing import NDArray
 from inpaintssl.corruption.base import PretextTask
 from inpaintssl.corruption.tasks import ContextPrediction, ContextRestoration
 from inpaintssl.figure_files import write_figure
+from inpaintssl.warning_format import warn_each_time
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -101,7 +101,7 @@ def render_corruption_figure(
         reasons = [r for r in results if isinstance(r, str)]
         if reasons:
             notes.append(f"K={size} skipped: {reasons[0]}")
-            warnings.warn(f"render_corruption_figure: patch size {size} skipped: {reasons[0]}", stacklevel=2)
+            warn_each_time(f"render_corruption_figure: patch size {size} skipped: {reasons[0]}", UserWarning)
         else:
             columns.append((int(size), [r for r in results if not isinstance(r, str)]))
 

@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ from inpaintssl.data.preprocess import (
 from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, NumpyVolume, Volume, open_volume
 from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some, open_cases
 from inpaintssl.registry import DATASETS
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset"]
 
@@ -136,12 +136,11 @@ def _warn_not_hu(case: Case, *, low: float, high: float) -> None:
             "it looks like stored pixel values whose rescale was lost (HU = pixel * RescaleSlope + "
             "RescaleIntercept, often -1024; NIfTI scl_slope/scl_inter): restore the rescale"
         )
-    warnings.warn(
+    warn_each_time(
         f"ct case {case.volume_id!r}: image {case.image.source} holds values {low:g} to {high:g} and "
         f"none below {NOT_HU_BELOW:g}, while CT in HU has air near -1000 and fat near -100; {likely}. "
         "Its windows and its mean HU are computed from these values as if they were HU",
         UserWarning,
-        stacklevel=3,
     )
 
 
@@ -154,12 +153,11 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     ]
     if not assumed:
         return
-    warnings.warn(
+    warn_each_time(
         f"ct: {len(assumed)} image(s) state no pixel spacing ({_some([str(v.path) for v in assumed])}); "
         "1 mm is assumed, so their areas (mm^2) and volumes are in pixels. Give data.params.spacing "
         "for NumPy images, or use DICOM series with PixelSpacing or NIfTI files",
         UserWarning,
-        stacklevel=3,
     )
 
 

@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +42,7 @@ from inpaintssl.data.checks import existing_path
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["DicomVolume"]
 
@@ -104,22 +104,20 @@ class DicomVolume(Volume):
         self.uneven_slices = _uneven_steps(headers, path)
         """Where the slice spacing breaks (a missing slice, mixed spacing); ``None``: evenly spaced."""
         if self.uneven_slices is not None:
-            warnings.warn(
+            warn_each_time(
                 f"{self.uneven_slices}. Its slices are read as they are, but no one slice spacing fits "
                 "them: the spacing taken (the median step) and the volumes in mL along the slice axis "
                 "are approximate, and predict refuses the series",
                 UserWarning,
-                stacklevel=2,
             )
         self._files = [f for _, f in headers]
         step = _slice_spacing([ds for ds, _ in headers])
         if step is None and len(headers) > 1:
-            warnings.warn(
+            warn_each_time(
                 f"DICOM series {path} states no slice spacing (no ImagePositionPatient with "
                 "ImageOrientationPatient on every slice, no SpacingBetweenSlices, no SliceThickness): "
                 "1 mm is assumed, so its volumes in mL along the slice axis are slice counts x 1 mm",
                 UserWarning,
-                stacklevel=2,
             )
         spacing = (*pixel_spacing, 1.0 if step is None else step)
         super().__init__(

@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
@@ -52,6 +51,7 @@ from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
 from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
+from inpaintssl.warning_format import warn_each_time
 
 if TYPE_CHECKING:
     from inpaintssl.data.dicom import DicomVolume
@@ -529,22 +529,20 @@ def _checked_zooms(header: Any, affine: np.ndarray, mm: float, *, path: Path) ->
     source = "sform" if int(header["sform_code"]) > 0 else "qform"
     if not all(math.isfinite(a) and a > 0 for a in from_affine):
         # A singular affine places nothing; its zero column is no voxel size to measure with.
-        warnings.warn(
+        warn_each_time(
             f"NIfTI file {path}: its affine ({source}) has voxels of {_zooms_text(from_affine)}, a "
             f"degenerate geometry; volumes in mL and the spacing checks use the header's voxel sizes "
             f"(pixdim), {_zooms_text(zooms)}",
             UserWarning,
-            stacklevel=3,
         )
         return zooms
-    warnings.warn(
+    warn_each_time(
         f"NIfTI file {path}: its header's voxel sizes (pixdim) are {_zooms_text(zooms)} but its "
         f"affine ({source}) has voxels of {_zooms_text(from_affine)} (the lengths of its columns), "
         f"more than {PIXDIM_AFFINE_TOLERANCE:.0%} apart; volumes in mL and the spacing checks use the "
         f"affine's {_zooms_text(from_affine)}, as viewers and the label maps written for it do. If the "
         "pixdim is right, correct the file's affine",
         UserWarning,
-        stacklevel=3,
     )
     return from_affine
 

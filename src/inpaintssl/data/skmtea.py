@@ -38,7 +38,6 @@ import functools
 import glob
 import json
 import math
-import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ from inpaintssl.data.preprocess import RunningStats, Stats, zscore
 from inpaintssl.data.readers import READ_ERRORS, H5Volume, h5_dataset_shape
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS", "QdessRssVolume"]
 
@@ -375,11 +375,10 @@ class SKMTEADataset(SliceDataset):
             raise DataError(f"{path} has no stats/rss mean and std; use stats='auto' or 'compute'")
         if self.split in _SPLITS and "voxel_spacing" not in entry:
             # Tissue volumes (mm^3) scale with it: say which scans are measured at an assumed one.
-            warnings.warn(
+            warn_each_time(
                 f"skmtea: annotation images[] entry of scan {entry['scan_id']!r} ({path.name}) has no "
                 f"voxel_spacing; {_DEFAULT_SPACING} mm (SKM-TEA's) is assumed for its tissue volumes",
                 UserWarning,
-                stacklevel=4,
             )
         # A null, zero or text spacing in a hand-edited annotation file crashed in float() or put
         # every tissue volume of the scan at 0 mm^3; it is refused here, naming the scan.

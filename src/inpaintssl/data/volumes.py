@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from inpaintssl.data.readers import LABEL_RANKS, H5Volume, NiftiVolume, NumpyVol
 from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "LABEL_MAP_MAX_VALUES",
@@ -227,14 +227,13 @@ class VolumeSliceDataset(SliceDataset):
         stats, low, high, values = self._scan_values(case_index)
         if values is not None and low != high:
             shown = ", ".join(f"{v:g}" for v in sorted(values))
-            warnings.warn(
+            warn_each_time(
                 f"{self.name} case {case.volume_id!r}: image {case.image.source} holds only "
                 f"{len(values)} distinct values, all whole numbers ({shown}): is it a label map? A "
                 "pattern meant for scans that also matches label maps ('train/*.nii.gz' beside "
                 "'*_seg.nii.gz') uses them as scans: narrow it (e.g. '*_t1.nii.gz'); a scan of so few "
                 "values is used as it is",
                 UserWarning,
-                stacklevel=2,
             )
         if low == high:
             # z-scoring only centres a constant channel (one all-air CT window is fine), but a whole

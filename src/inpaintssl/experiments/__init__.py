@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from inpaintssl.warning_format import caller_stacklevel
+
 # Old submodule -> the modules that now hold its names, searched in order.
 _MOVED: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -51,7 +53,10 @@ _PACKAGE_NAMES = ("inpaintssl.studies", "inpaintssl.analysis")
 
 
 def _warn(old: str, new: str) -> None:
-    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+    # Once per location, as Python shows deprecations, and at the caller's line: the import
+    # system's frames and this module's __getattr__ lie between, their number by the path taken,
+    # and Python's default filters show a DeprecationWarning only where it points at __main__.
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=caller_stacklevel())
 
 
 def _lookup(name: str, modules: Sequence[str], where: str) -> Any:

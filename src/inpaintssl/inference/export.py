@@ -93,6 +93,7 @@ from inpaintssl.layout import RunFolder
 from inpaintssl.models.layers import WSConv2d
 from inpaintssl.models.unet import UNet2d
 from inpaintssl.options import check_option
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "DEFAULT_ATOL",
@@ -645,10 +646,8 @@ def export_model(
     _check_replaceable(destination, overwrite=overwrite)
     other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix, format)
     if other != format:
-        warnings.warn(
-            f"output {destination} has the suffix of {other} files; it is written as {format}",
-            UserWarning,
-            stacklevel=2,
+        warn_each_time(
+            f"output {destination} has the suffix of {other} files; it is written as {format}", UserWarning
         )
     info = model.inference_meta.for_export()
     tolerance = DEFAULT_ATOL[format] if atol is None else float(atol)

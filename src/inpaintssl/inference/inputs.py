@@ -21,7 +21,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from inpaintssl.data.skmtea import QdessRssVolume
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
 from inpaintssl.listing import first_and_more
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
 
@@ -261,23 +261,21 @@ def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
 
 def _warn_spacing_unused(spacing: Sequence[float] | None, path: Path, own: Sequence[float]) -> None:
     if spacing is not None:
-        warnings.warn(
+        warn_each_time(
             f"input {path}: spacing={tuple(float(v) for v in spacing)} is not used; the file states its "
             f"own voxel size ({' x '.join(f'{v:g}' for v in own)} mm). spacing applies to NumPy/HDF5 inputs",
             UserWarning,
-            stacklevel=4,
         )
 
 
 def _warn_spacing_assumed(path: Path, volume: Volume) -> None:
     # Always, not only where 1 mm misses the training range: the volumes in mL (and the label map's
     # affine) rest on it, whichever spacing the run trained at.
-    warnings.warn(
+    warn_each_time(
         f"input {path}: a NumPy/HDF5 file states no voxel size, so 1 mm is assumed along every axis of "
         f"its {volume.shape} array, for the spacing the model sees and for every volume in mL; give the "
         "scan's own with spacing=... (--spacing, one size in mm per stored axis)",
         UserWarning,
-        stacklevel=4,
     )
 
 

@@ -97,7 +97,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -134,6 +133,7 @@ from inpaintssl.inference.writing import (
 from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_dtype, resolve_device
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "CUT_EDGE_WARN_SHARE",
@@ -302,7 +302,7 @@ def predict(
                 )
             )
             if done[-1].anatomy_cut_by_crop:
-                warnings.warn(_cut_message(item, prep, cut, edge_voxels), stacklevel=2)
+                warn_each_time(_cut_message(item, prep, cut, edge_voxels), UserWarning)
             # Not held while the next case is predicted: K float32 probability maps outweigh its scan.
             del labels, probs
         atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))

@@ -29,7 +29,6 @@ checked.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +45,7 @@ from inpaintssl.data.volumes import Case, VolumeSliceDataset
 from inpaintssl.inference.inputs import Geometry, case_names, open_input, reading
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["PreparedInput", "Resample", "check_unchanged", "prepare_inputs"]
 
@@ -152,7 +152,7 @@ def prepare_inputs(
                 resample_to = trained.nearest(seen)
             elif not fits:
                 message = _spacing_message(path, seen, trained, volume, spacing_given=spacing is not None)
-                warnings.warn(message, stacklevel=3)
+                warn_each_time(message, UserWarning)
         prepared.append(
             PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints)
         )
@@ -220,12 +220,12 @@ def _orient(volume: Volume, prep: SlicePreprocessing) -> None:
     trained = prep.training_orientations
     if trained and stored not in trained:
         seen = ", ".join(trained)
-        warnings.warn(
+        warn_each_time(
             f"input {volume.path}: stored in {stored} orientation, which none of the run's training "
             f"volumes had ({seen}); its slices show the anatomy in another plane or mirrored, and the "
             "labels are unreliable: pass orientation=... (--orientation) with the axis codes the model "
             "should see it in",
-            stacklevel=4,
+            UserWarning,
         )
 
 
@@ -240,13 +240,13 @@ def _in_another_plane(volume: Volume, stored: str, target: str, slice_axis: int)
     axis = slice_axis % 3
     if len(volume.stored_shape) != 2 or Reorientation.between(stored, target).axes[axis] == 2:
         return False
-    warnings.warn(
+    warn_each_time(
         f"input {volume.path}: a 2-D slice normal to {stored[2]} (its affine, axis codes {stored}), but "
         f"the run's training slices are normal to {target[axis]} (volumes in {target}, sliced along "
         f"axis {axis}); a single slice cannot be turned into another plane, so it is used as stored, "
         "showing the anatomy in a plane the network never saw, and its labels are unreliable: predict "
         "a volume that holds the training plane",
-        stacklevel=5,
+        UserWarning,
     )
     return True
 

@@ -10,7 +10,6 @@ serve.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from inpaintssl.data.volumes import Normalize
 from inpaintssl.inference.loading import LoadedModel, Preprocessing, load_model
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.options import check_option
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "PredictionModel",
@@ -63,10 +63,10 @@ def load_prediction_model(run_or_checkpoint: str | os.PathLike[str], device: tor
             "expected a fine-tuning (segmentation) run folder or checkpoint"
         )
     if info.preprocessing is None:
-        warnings.warn(
+        warn_each_time(
             f"{path}: no run config.yaml (nor stored preprocessing) found for this checkpoint; predicting "
             "with per-volume z-scoring along axis 2 and no resizing (the nifti dataset's defaults)",
-            stacklevel=3,
+            UserWarning,
         )
     return PredictionModel(
         module=loaded,
@@ -128,12 +128,12 @@ def slice_preprocessing(
     """
     pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
     if pre.normalization == "unknown" or pre.channels == "unknown":
-        warnings.warn(
+        warn_each_time(
             f"the run was trained on the plugin dataset {pre.dataset!r}, whose preprocessing predict "
             "cannot know; predicting with per-volume z-scoring (the nifti dataset's default), right only "
             "if the dataset z-scores each volume too (docs: plugins, 'Predicting with a run trained on "
             "your dataset')",
-            stacklevel=3,
+            UserWarning,
         )
     normalize: Normalize = "volume" if pre.normalization == "unknown" else pre.normalization
     check_option(

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from inpaintssl.studies.queue import NewRun
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["MergeReport", "merge_files", "merge_results", "new_run"]
 
@@ -65,27 +65,24 @@ class MergeReport:
     def warn(self, *, results_dir: Path) -> None:
         """Say what was not merged, as warnings naming the files (nothing when all merged)."""
         for run_id in self.different:
-            warnings.warn(
+            warn_each_time(
                 f"result file {results_dir / (run_id + '.json')} holds other measurements than those "
                 f"recorded for run {run_id} (trained twice, e.g. on other hardware?); the recorded ones "
                 "are kept",
                 UserWarning,
-                stacklevel=2,
             )
         if self.unknown:
             shown = ", ".join(sorted(self.unknown)[:5]) + (", ..." if len(self.unknown) > 5 else "")
-            warnings.warn(
+            warn_each_time(
                 f"{len(self.unknown)} result file(s) in {results_dir} belong to runs this spec (shard) "
                 f"does not plan ({shown}); they are ignored",
                 UserWarning,
-                stacklevel=2,
             )
         for run_id in self.damaged:
-            warnings.warn(
+            warn_each_time(
                 f"result file {results_dir / (run_id + '.json')} is damaged, but run {run_id} is recorded "
                 "already; the file is ignored (delete it)",
                 UserWarning,
-                stacklevel=2,
             )
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import json
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.spec import StudySpec, load_spec
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["ReportFiles", "StudyReport", "report_study", "write_report"]
 
@@ -384,11 +384,10 @@ def _earlier_files(manifest: Path) -> list[str]:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise TypeError("'files' is not a list of file names")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        warnings.warn(
+        warn_each_time(
             f"{manifest} cannot be read ({exc}): files of an earlier report that this one no longer "
             "writes are kept; delete the manifest (and any stale files) to silence this",
             UserWarning,
-            stacklevel=3,
         )
         return []
     return names
@@ -463,13 +462,12 @@ def report_study(
         merged = merge_results(spec)
     except ForeignHostError as exc:
         # A running study's driver merges its tasks' files as they end; its host alone may.
-        warnings.warn(
+        warn_each_time(
             f"{spec.database_path()} belongs to host {exc.owner!r} and this is host {exc.here!r}: the "
             f"result files in {spec.results_dir()} not merged yet are left to that host (its driver "
             "merges them as tasks end, or run `experiment report` there); this report shows the runs "
             "merged so far",
             UserWarning,
-            stacklevel=2,
         )
         merged = MergeReport()
     merged.warn(results_dir=spec.results_dir())

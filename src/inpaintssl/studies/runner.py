@@ -74,7 +74,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -96,7 +95,7 @@ from inpaintssl.studies.results import check_same_study, study_databases
 from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, load_spec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import StudySummary, WorkerReport, summarise
-from inpaintssl.warning_format import command_in_effect, install_command_warnings
+from inpaintssl.warning_format import command_in_effect, install_command_warnings, warn_each_time
 
 __all__ = ["StudySummary", "WorkerReport", "run_study", "run_worker"]
 
@@ -295,12 +294,11 @@ def _worker_report(future: Future[WorkerReport], spec: StudySpec, index: int) ->
     except Terminated as stopped:
         if not (future.done() and future.exception() is stopped):
             raise  # this process's own SIGTERM, raised while it waited
-        warnings.warn(
+        warn_each_time(
             f"worker process {index} of {spec.study!r} was stopped ({stopped.signal_name}); its run "
             "went back to the queue, for the other workers or the next call to resume from its last "
             "checkpoint",
             UserWarning,
-            stacklevel=3,
         )
         return None
 
@@ -385,7 +383,7 @@ def run_study(
     whole = expand_study(spec)
     overlap = spec.pretraining_sees_test_anatomy(plan=whole)
     if overlap is not None:
-        warnings.warn(f"{spec.study}: {overlap}", UserWarning, stacklevel=2)
+        warn_each_time(f"{spec.study}: {overlap}", UserWarning)
     plan = whole.shard(*shard)
     database = spec.database_path(shard)
     for folder in (spec.output_dir(), database.parent):
@@ -454,12 +452,11 @@ def run_study(
                 # A worker killed (by the OOM killer, a user, a scheduler) takes the pool and its
                 # siblings down; their runs stay claimed until the next call takes them over.
                 reports = _reports_read_back(spec, plan, shard, started, since=called)
-                warnings.warn(
+                warn_each_time(
                     f"a worker process of {spec.study!r} died (killed, or out of memory), and the "
                     "others were stopped with it; finished runs are kept, and runs in progress resume "
                     "from their last checkpoint when the same command runs again",
                     UserWarning,
-                    stacklevel=2,
                 )
     return summarise(spec, plan, shard, reports)
 

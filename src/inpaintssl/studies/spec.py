@@ -496,7 +496,7 @@ def _warn_settings_no_run_uses(configs: list[PretrainConfig | FinetuneConfig]) -
         prefix = "pretrain" if stage is PretrainConfig else "finetune"
         for setting in (common or {}).values():
             why = f"{setting.why} (in every {prefix} run)"
-            UnusedSetting(f"{prefix}.{setting.field}", setting.value, why).warn(stacklevel=2)
+            UnusedSetting(f"{prefix}.{setting.field}", setting.value, why).warn()
 
 
 @functools.cache

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import random
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown
 from inpaintssl.training.host_memory import keep_freed_host_memory
 from inpaintssl.training.lock import RunFolderInUseError, RunFolderLockedError, acquire_run_lock
 from inpaintssl.training.process_state import preserved_process_state
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "FreshStartWarning",
@@ -180,10 +180,9 @@ def _warn_if_nothing_to_resume(folder: Path, *, existed: bool) -> None:
     if checkpoint_exists(last):
         return
     found = f"holds no resumable checkpoint ({last})" if existed else "did not exist"
-    warnings.warn(
+    warn_each_time(
         f"run.resume=true, but run.output_dir={str(folder)!r} {found}: starting a fresh run there",
         FreshStartWarning,
-        stacklevel=2,
     )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from inpaintssl.config import OptimConfig
 from inpaintssl.training.convergence import Convergence, ConvergenceWarning, assess_convergence
 from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.outcome import Phase, TrainOutcome
-from inpaintssl.warning_format import caller_stacklevel
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["phase_convergence", "report_convergence"]
 
@@ -96,14 +95,13 @@ def report_convergence(
         if optim.effective_schedule == "step_decay":
             budget += " or optim.lr, or use optim.recipe=budget (a schedule over the run's length)"
         if verdict.reason == "no improvement":
-            warnings.warn(
+            warn_each_time(
                 f"{run_dir}: phase {phase.name!r} ended {verdict.describe()}: its validation "
                 "loss never went below its first epoch's (beyond float noise) and rose after it, "
                 "whether early stopping or its budget ended it, so its learning rate "
                 f"({phase.lr:.3g}) may be too large; the run keeps the best weights it saw. Try a "
                 "smaller optim.lr (or transfer.second_lr for a second phase) in a new run.",
                 ConvergenceWarning,
-                stacklevel=caller_stacklevel(),
             )
             continue
         why = (
@@ -111,11 +109,10 @@ def report_convergence(
             if verdict.reason == "too short to judge"
             else "its validation loss was still falling for the learning rate it spent"
         )
-        warnings.warn(
+        warn_each_time(
             f"{run_dir}: phase {phase.name!r} ended {verdict.describe()}; {why}, so the model "
             f"may not be fully trained. Raise {budget} in a new run (a finished run is not extended).",
             ConvergenceWarning,
-            stacklevel=caller_stacklevel(),
         )
     _warn_on_unpredicted_classes(outcome, run_dir=run_dir)
 
@@ -135,12 +132,11 @@ def _warn_on_unpredicted_classes(outcome: TrainOutcome, *, run_dir: Path) -> Non
         if key.startswith("val_dice_") and value is not None and float(value) == 0.0
     )
     if zero:
-        warnings.warn(
+        warn_each_time(
             f"{run_dir}: the kept weights (epoch {outcome.best_epoch}) score a validation Dice "
             f"of 0 for {', '.join(repr(z) for z in zero)}: its predictions and its labels on the "
             "validation slices do not overlap at all. A learning rate far too large "
             "(the model collapsed to one output) or a class too rare in the training labels does "
             "this; see learning_curve.png and try a smaller optim.lr.",
             ConvergenceWarning,
-            stacklevel=caller_stacklevel(),
         )

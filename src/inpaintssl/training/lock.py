@@ -40,7 +40,6 @@ import socket
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from types import TracebackType
 from typing import Any
 
 from inpaintssl.layout import RunFolder
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "LOCK_HEARTBEAT_S",
@@ -313,7 +313,7 @@ class RunLock(contextlib.AbstractContextManager["RunLock"]):
         try:
             self.release()
         except OSError as exc:
-            warnings.warn(f"could not remove the run lock {self.path}: {exc}", stacklevel=2)
+            warn_each_time(f"could not remove the run lock {self.path}: {exc}", UserWarning)
 
 
 @contextlib.contextmanager
@@ -418,10 +418,9 @@ def acquire_run_lock(
             if holder.host == owner.host
             else f"whose heartbeat has been silent for {silent or 0.0:.0f} s"
         )
-        warnings.warn(
+        warn_each_time(
             f"run folder {str(folder)!r} had a stale lock from {holder.describe()}, {gone}; taking it over",
             StaleLockWarning,
-            stacklevel=2,
         )
         # Remove the lock only if it is still the stale one just read: another process taking
         # it over at the same time may already have replaced it with its own live lock. (Between

@@ -19,7 +19,6 @@ import os
 import platform
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +45,7 @@ from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.listing import first_and_more
+from inpaintssl.warning_format import warn_each_time
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -466,11 +466,10 @@ def _unreadable_record(path: Path, *, what: str) -> bool:
         if isinstance(record, dict):
             return False
         reason = f"expected a JSON object, found {type(record).__name__}"
-    warnings.warn(
+    warn_each_time(
         f"{path} is unreadable ({reason}): this resume could not compare its {what} with it, and "
         f"writes it again from the {what} this start found",
         UserWarning,
-        stacklevel=3,
     )
     return True
 
@@ -622,12 +621,11 @@ def _check_same_data(
             f"would train on other data than its record says): {'; '.join(problems)}. {way_out}"
         )
     if rewritten_other:
-        warnings.warn(
+        warn_each_time(
             f"resuming {folder.root}: validation or test files rewritten since {folder.data_check.name} "
             f"recorded them (same size, new modification time): {_listed(rewritten_other)}; the resumed "
             "run validates and tests on them as they are now",
             UserWarning,
-            stacklevel=3,
         )
 
 
@@ -681,11 +679,10 @@ def _record_resume(
     if not isinstance(then, dict):
         if not changed:
             return
-        warnings.warn(
+        warn_each_time(
             f"{folder.manifest} is unreadable: this resume's changed settings ({_listed(sorted(changed))}) "
             "are not recorded",
             UserWarning,
-            stacklevel=3,
         )
         return
     old_env = _flatten({key: then[key] for key in _ENVIRONMENT if key in then})

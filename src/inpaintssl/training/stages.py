@@ -7,7 +7,6 @@ their model, objective and evaluation; these three steps are the same for both.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from inpaintssl.training.loop import EpochHook, Phase, Trainer
 from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import Objective
 from inpaintssl.training.run_folder import build_manifest, read_data_check, record_run, write_data_check
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["build_stage_data", "build_trainer", "check_at_the_door", "record_stage"]
 
@@ -95,14 +95,13 @@ def check_at_the_door(
         # Every class absent is no labelled pixel at all: fine-tuning refuses that next
         # (check_has_foreground), and a warning first would only say it twice.
         if missing and len(missing) < len(bundle.class_names):
-            warnings.warn(
+            warn_each_time(
                 f"data.dataset={config.data.dataset!r}: class(es) {missing} have no labelled pixel in the "
                 f"{len(bundle.train)} training slice(s) (data.label_fraction={config.data.label_fraction}, "
                 f"data.subset_seed={config.data.subset_seed}): their output channels learn from nothing "
                 "and their Dice measures chance. Raise data.label_fraction, or check data.params "
                 "class_names and label_values",
                 UserWarning,
-                stacklevel=2,
             )
     return report
 
@@ -209,7 +208,7 @@ def record_stage(
     orientations = training_orientations(bundle.train)
     mixed = mixed_orientation_message(orientations, where=f"data.dataset={config.data.dataset!r}")
     if mixed is not None:
-        warnings.warn(mixed, UserWarning, stacklevel=2)
+        warn_each_time(mixed, UserWarning)
 
     def manifest() -> dict[str, Any]:
         spacing = training_spacing(bundle.train)
