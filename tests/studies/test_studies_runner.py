@@ -368,6 +368,30 @@ def test_worker_processes_print_warnings_in_the_commands_form(spec_factory: Any,
     assert "ConvergenceWarning" not in done.stderr and "warnings.warn" not in done.stderr
 
 
+@pytest.mark.slow
+def test_worker_processes_take_the_callers_warning_filters(
+    spec_factory: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A spawned worker starts with Python's default filters: a notebook's "ignore" of the
+    # ConvergenceWarning its one-epoch runs raise reached none of them.
+    import warnings
+
+    from inpaintssl.training.convergence import ConvergenceWarning
+
+    spec = spec_factory(label_fractions=[1.0], grid={"pretrain.pretext.task": ["context_restoration"]})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=r".*too few epochs", category=UserWarning)
+        summary = run_study(spec, workers=2, quiet=True)
+    assert summary.complete and sum(summary.executed.values()) == 3
+    # Every run stopped after one epoch, too soon to judge: each would have warned.
+    with StudyStore(load_spec(spec).database_path(), read_only=True) as store:
+        verdicts = [(run.result or {}).get("converged") for run in store.runs()]
+    assert verdicts == [False, False, False], verdicts
+    err = capfd.readouterr().err
+    assert "NOT converged" not in err, err[-2000:]
+
+
 def test_the_worker_log_counts_attempts_by_failures_and_names_interrupted_starts(
     spec_factory: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,11 +69,13 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -218,9 +220,60 @@ def _local_threads(spec: StudySpec, workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+# One entry of ``warnings.filters``: action, message pattern, category, module pattern, line.
+# Python's own default filters hold a plain string (matched whole) where filterwarnings compiles a
+# pattern (matched at the start).
+_WarningFilter = tuple[
+    Any, "re.Pattern[str] | str | None", type[Warning], "re.Pattern[str] | str | None", int
+]
+
+
+def _filters_for_workers() -> tuple[_WarningFilter, ...]:
+    """The caller's warning filters that a spawned worker process can take over.
+
+    A spawned process starts with Python's default filters, so a caller's
+    ``warnings.filterwarnings("ignore", category=ConvergenceWarning)`` did not reach the runs its
+    workers train. A category defined in ``__main__`` (a notebook cell) cannot be imported there
+    and is left out.
+    """
+    return tuple(
+        (action, message, category, module, lineno)
+        for action, message, category, module, lineno in warnings.filters
+        # A class, as filterwarnings makes them (not a tuple of classes put in by hand).
+        if isinstance(category, type) and category.__module__ not in {"__main__", "__mp_main__"}
+    )
+
+
+def _pattern_text(pattern: re.Pattern[str] | str | None) -> str:
+    """The ``filterwarnings`` text that matches as ``pattern`` does in ``warnings.filters``."""
+    if pattern is None:
+        return ""
+    return re.escape(pattern) + r"\Z" if isinstance(pattern, str) else pattern.pattern
+
+
+def _take_over_filters(filters: Sequence[_WarningFilter]) -> None:
+    """Replace this process's warning filters by ``filters`` (a driver's), in their order."""
+    warnings.resetwarnings()
+    for action, message, category, module, lineno in reversed(filters):
+        warnings.filterwarnings(
+            action,
+            message=_pattern_text(message),
+            category=category,
+            module=_pattern_text(module),
+            lineno=lineno,
+        )
+
+
 def _worker_process(
-    spec_json: str, shard: tuple[int, int], index: int, workers: int, quiet: bool, command: str | None
+    spec_json: str,
+    shard: tuple[int, int],
+    index: int,
+    workers: int,
+    quiet: bool,
+    command: str | None,
+    filters: Sequence[_WarningFilter] = (),
 ) -> WorkerReport:
+    _take_over_filters(filters)
     if command is not None:
         # A spawned process starts with Python's warning form; its warnings reach the same terminal.
         install_command_warnings(command)
@@ -429,7 +482,14 @@ def run_study(
         with kept, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = [
                 pool.submit(
-                    _worker_process, spec.model_dump_json(), shard, i, workers, quiet, command_in_effect()
+                    _worker_process,
+                    spec.model_dump_json(),
+                    shard,
+                    i,
+                    workers,
+                    quiet,
+                    command_in_effect(),
+                    _filters_for_workers(),
                 )
                 for i in range(workers)
             ]
