@@ -233,8 +233,21 @@ def broadcast_object(value: Any, *, src: int = 0) -> Any:
     if dist.is_available() and dist.is_initialized():
         box = [value]
         dist.broadcast_object_list(box, src=src)
+        _settle_object_collective()
         return box[0]
     return value
+
+
+def _settle_object_collective() -> None:
+    """A barrier after an object collective on gloo, which every rank of that collective meets.
+
+    On PyTorch 2.3 (gloo) ``destroy_process_group`` hangs when an object collective
+    (``all_gather_object``, ``broadcast_object_list``) was the last one: a run every rank refuses
+    after the memory check's gather, or after rank 0's pre-flight verdict, hung at exit. PyTorch
+    2.13 does not.
+    """
+    if dist.get_backend() == "gloo":
+        dist.barrier()
 
 
 def all_gather_object(value: Any) -> list[Any]:
@@ -247,11 +260,7 @@ def all_gather_object(value: Any) -> list[Any]:
     if dist.is_available() and dist.is_initialized():
         found: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(found, value)
-        if dist.get_backend() == "gloo":
-            # On PyTorch 2.3 (gloo) destroy_process_group hangs when all_gather_object was the last
-            # collective (a run every rank refuses after the memory check's gather hung at exit);
-            # PyTorch 2.13 does not. Every rank gathers, so every rank meets this barrier too.
-            dist.barrier()
+        _settle_object_collective()
         return found
     return [value]
 
