@@ -4,8 +4,7 @@ A network pretrained with inpainting is most useful where its users already work
 pretrained on unlabelled scans here loads with ``load_state_dict`` into a fresh
 segmentation_models_pytorch model (the self-supervised encoder weights smp users ask for in its
 issues #702 and #787), and a MONAI ``BasicUNet`` or ``UNet`` trained here loads into MONAI's own
-class. The
-wrappers in :mod:`inpaintssl.models.external` keep the third-party modules intact under
+class. The wrappers in :mod:`inpaintssl.models.external` keep the third-party modules intact under
 ``encoder`` / ``decoder`` / ``head``, so these maps only drop or rename the first levels of the keys.
 
 Example:
