@@ -1,4 +1,4 @@
-"""The one input check every backbone's ``forward`` makes before touching its layers.
+"""The checks every backbone makes: of its arguments, and of the input its ``forward`` gets.
 
 A U-Net pools its input several times, so height and width must be multiples of its
 ``size_multiple``; libraries that pad silently (MONAI's ``BasicUNet``) shift the image borders
@@ -19,7 +19,7 @@ import numbers
 
 import torch
 
-__all__ = ["check_backbone_input", "check_init_seed"]
+__all__ = ["check_backbone_input", "check_init_seed", "check_positive_int"]
 
 
 def check_backbone_input(x: torch.Tensor, *, in_channels: int, size_multiple: int, why: str) -> None:
@@ -66,3 +66,18 @@ def check_init_seed(seed: object) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= int(seed) < 2**64:
         raise ValueError(f"seed={seed!r} is invalid; expected None or an integer in [-2**63, 2**64)")
     return int(seed)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value``, a backbone argument that must be an integer >= 1 (``True`` is not one).
+
+    Raises:
+        ValueError: Naming ``name`` and the value found.
+
+    Example:
+        >>> check_positive_int("depth", 4)
+        4
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
+    return value

@@ -25,17 +25,11 @@ import torch
 from torch import nn
 
 from inpaintssl.models.cpu_convolution import WeightGradientKernel, check_weight_gradient_kernel
-from inpaintssl.models.input_checks import check_backbone_input, check_init_seed
+from inpaintssl.models.input_checks import check_backbone_input, check_init_seed, check_positive_int
 from inpaintssl.models.layers import DoubleConv, WSConv2d
 from inpaintssl.registry import BACKBONES
 
 __all__ = ["UNet2d", "UNetDecoder", "UNetEncoder", "UpLevel"]
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
-    return value
 
 
 class UNetEncoder(nn.Module):
@@ -205,11 +199,11 @@ class UNet2d(nn.Module):
     ) -> None:
         super().__init__()
         self.weight_gradient = check_weight_gradient_kernel(weight_gradient)
-        self.in_channels = _check_positive_int("in_channels", in_channels)
-        self.out_channels = _check_positive_int("out_channels", out_channels)
-        self.depth = _check_positive_int("depth", depth)
-        base_width = _check_positive_int("base_width", base_width)
-        groups = _check_positive_int("groups", groups)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.depth = check_positive_int("depth", depth)
+        base_width = check_positive_int("base_width", base_width)
+        groups = check_positive_int("groups", groups)
         seed = check_init_seed(seed)
         self.widths = tuple(base_width * 2**level for level in range(depth))
         self.size_multiple = 2 ** (depth - 1)

@@ -55,6 +55,7 @@ from torch import nn
 
 from inpaintssl.extras import import_optional
 from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construction
+from inpaintssl.models.input_checks import check_positive_int
 
 __all__ = ["MonaiUNet", "MonaiUNetDecoder", "MonaiUNetEncoder"]
 
@@ -196,8 +197,8 @@ class MonaiUNet(ThreePartBackbone):
         adn_ordering: str = "NDA",
         seed: int | None = None,
     ) -> None:
-        _positive_int("in_channels", in_channels)
-        _positive_int("out_channels", out_channels)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
         widths = _positive_ints("channels", channels, expected="a sequence of at least two integers >= 1")
         if len(widths) < 2:
             raise ValueError(
@@ -288,12 +289,6 @@ class MonaiUNet(ThreePartBackbone):
         prefixes.update({f"decoder.up_{i}": f"{level[i]}.2" for i in range(levels - 1, 0, -1)})
         prefixes["head"] = f"{level[0]}.2"
         return prefixes
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
-    return value
 
 
 def _positive_ints(name: str, value: object, *, expected: str) -> tuple[int, ...]:
