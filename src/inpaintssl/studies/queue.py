@@ -143,6 +143,18 @@ class WorkerId:
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}:{self.token}"
 
+    @classmethod
+    def parse(cls, text: str) -> WorkerId | None:
+        """The id a ``runs.worker`` value names (``host:pid:token``); ``None`` for another form.
+
+        Example:
+            >>> WorkerId.parse("node-7:4101:ab12cd34ef56")
+            WorkerId(host='node-7', pid=4101, token='ab12cd34ef56')
+        """
+        head, _, token = text.rpartition(":")
+        host, _, pid = head.rpartition(":")
+        return cls(host, int(pid), token) if host and pid.isdigit() else None
+
 
 @dataclass(frozen=True)
 class NewRun:

@@ -378,8 +378,8 @@ def _reports_read_back(
         for run in store.runs(status="done"):
             if run.id not in ids or run.worker is None or (run.finished or 0.0) < since:
                 continue
-            worker_host, _, rest = run.worker.rpartition(":")[0].rpartition(":")
-            if worker_host == host and rest.isdigit() and int(rest) in pids:
+            worker = WorkerId.parse(run.worker)
+            if worker is not None and worker.host == host and worker.pid in pids:
                 counts = executed.setdefault(run.worker, {})
                 counts[run.kind] = counts.get(run.kind, 0) + 1
     return [WorkerReport(worker, counts) for worker, counts in sorted(executed.items())]
