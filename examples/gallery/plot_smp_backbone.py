@@ -9,7 +9,8 @@ Any network with ``encoder``, ``decoder`` and ``head`` parts can be pretrained b
 nothing is downloaded. This example pretrains a ResNet-18 U-Net with context restoration on the
 MNI152 template, transfers the encoder, fine-tunes it, and exports the pretrained encoder in smp's
 own layout for use in any other smp model. It needs the ``smp`` extra
-(``pip install "inpaintssl[smp]"``); ``monai_basic_unet`` (extra ``monai``) works the same way.
+(``pip install "inpaintssl[smp]"``); MONAI's networks, ``monai_basic_unet`` and the residual-unit
+``monai_unet`` (extra ``monai``), work the same way.
 Budgets are a handful of steps, so the Dice shows the workflow, not the method's quality.
 """
 
