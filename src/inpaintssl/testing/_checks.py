@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from inpaintssl.registry import Registry, ShadowedPluginWarning
@@ -51,16 +52,18 @@ class Usable:
         )
 
 
-def usable(registry: Registry[Any]) -> Usable:
+def usable(registry: Registry[Any], *, params: Mapping[str, Any] = MappingProxyType({})) -> Usable:
     """The names of ``registry`` a contract check can combine the component under test with.
 
     A contract checks *one* component; some checks combine it with every registered name of
-    another kind (a task with every sampler, a backbone with every transfer strategy). An
-    installed plugin of another package that is broken, ambiguous (two distributions provide its
-    name), unavailable (a requirement is missing) or that does not build without parameters would
-    otherwise fail the check of a component that has nothing to do with it, so it is left out
-    and named in the check's failure messages (:meth:`Usable.note`); ``inpaintssl plugins`` lists
-    why. Built-ins are always kept: a broken built-in is a fault of inpaintssl itself and fails.
+    another kind (a task with every sampler, a backbone with every transfer strategy, a transfer
+    strategy with every backbone). An installed plugin of another package that is broken,
+    ambiguous (two distributions provide its name), unavailable (a requirement is missing) or that
+    does not build with ``params`` alone (what a run passes itself: a backbone's channel counts
+    and seed; nothing for the other kinds) would otherwise fail the check of a component that has
+    nothing to do with it, so it is left out and named in the check's failure messages
+    (:meth:`Usable.note`); ``inpaintssl plugins`` lists why. Built-ins are always kept: a broken
+    built-in is a fault of inpaintssl itself and fails.
     """
     names: list[str] = []
     left_out: list[str] = []
@@ -75,9 +78,10 @@ def usable(registry: Registry[Any]) -> Usable:
         try:
             # The checks build the component with no parameters of its own, as the runs' defaults do.
             with combining():
-                registry.build(entry.name)
+                registry.build(entry.name, **params)
         except Exception as exc:  # noqa: BLE001 - any failure of another package's plugin is its own
-            reason = f"does not build without parameters: {type(exc).__name__}: {exc}"
+            given = f"with only {', '.join(params)}" if params else "without parameters"
+            reason = f"does not build {given}: {type(exc).__name__}: {exc}"
             left_out.append(f"{entry.name!r} ({where}: {reason})")
             continue
         names.append(entry.name)
