@@ -267,13 +267,16 @@ class LossContract(Contract):
     def test_wrong_shapes_are_refused_naming_them(self) -> None:
         """Mismatched inputs raise ``ValueError`` naming the shapes (or the channel counts).
 
-        A network built for another class count or activation, or an integer label map given
-        for a one-hot target, would otherwise broadcast into a loss of something else, silently.
+        A network built for another class count or activation, an integer label map given for a
+        one-hot target, or a target of one image beside a batch would otherwise fail with
+        PyTorch's broadcasting message, naming neither input, or broadcast silently into the
+        loss of something else.
         """
         loss = self.build()
         prediction, target = self.sample(loss)
         n, c, height, width = prediction.shape
         cases: list[tuple[str, torch.Tensor, torch.Tensor, tuple[str, ...]]] = [
+            (f"a target of one image for a batch of {n}", prediction, target[:1], ()),
             ("one image fewer in the target", prediction, target[1:], ()),
             ("a narrower target", prediction, target[..., :-1], ()),
         ]
@@ -427,7 +430,7 @@ class LossContract(Contract):
                 self.loss, {**self.params, "no_such_parameter": 1}, field="loss.params", set_by_caller={}
             )
         except TypeError as exc:
-            check(expected in str(exc), f"{self.loss}: the error {str(exc)!r} does not start {expected!r}")
+            check(expected in str(exc), f"{self.loss}: the error {str(exc)!r} does not contain {expected!r}")
             return
         raise AssertionError(f"{self.loss}: the parameter no_such_parameter=1 was accepted")
 
