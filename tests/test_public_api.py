@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import inpaintssl as issl
-from inpaintssl import metrics, registry, stats
+from inpaintssl import metrics, registry, stats, testing
 from inpaintssl.losses import dice_loss, l2_loss
 
 
@@ -79,3 +79,22 @@ def test_metric_and_stat_names() -> None:
     assert list(inspect.signature(l2_loss).parameters) == ["pred", "target"]
     assert list(inspect.signature(dice_loss).parameters)[:3] == ["probs", "target_onehot", "eps"]
     assert inspect.signature(dice_loss).parameters["eps"].default == 1e-7
+
+
+def test_testing_exports_one_contract_per_plugin_kind() -> None:
+    assert testing.__all__ == [
+        "BackboneContract",
+        "DatasetContract",
+        "LossContract",
+        "PretextTaskContract",
+        "SamplerContract",
+        "TransferStrategyContract",
+    ]
+    for name in testing.__all__:
+        contract = getattr(testing, name)
+        assert contract.__module__.startswith("inpaintssl.testing.") and contract.check_names(), name
+        assert f":class:`{name}`" in (testing.__doc__ or ""), name
+    # One contract for each registry a plugin can add to.
+    assert len(testing.__all__) == len(
+        ("PRETEXT_TASKS", "SAMPLERS", "BACKBONES", "LOSSES", "TRANSFER_STRATEGIES", "DATASETS")
+    )

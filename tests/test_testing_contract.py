@@ -1,4 +1,8 @@
-"""inpaintssl.testing: unet2d and synthetic pass their contracts, which catch broken components."""
+"""inpaintssl.testing: unet2d and synthetic pass their contracts, which catch broken components.
+
+The loss and transfer-strategy contracts are shown failing in ``tests/losses`` and
+``tests/transfer_learning``; here a plugin author's subclasses, with their own settings, pass.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from torch import nn
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.models import UNet2d
 from inpaintssl.registry import BACKBONES, DATASETS
-from inpaintssl.testing import BackboneContract, DatasetContract
+from inpaintssl.testing import BackboneContract, DatasetContract, LossContract, TransferStrategyContract
 
 
 class TestUNet2dContract(BackboneContract):
@@ -102,9 +106,32 @@ def test_the_contract_catches_a_broken_backbone(broken_backbone: str) -> None:
 
 def test_import_does_not_need_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pytest", None)  # makes `import pytest` raise ImportError
-    monkeypatch.delitem(sys.modules, "inpaintssl.testing")
+    for name in [m for m in sys.modules if m == "inpaintssl.testing" or m.startswith("inpaintssl.testing.")]:
+        monkeypatch.delitem(sys.modules, name)  # every contract module is imported afresh
     module = importlib.import_module("inpaintssl.testing")
-    assert module.BackboneContract.check_names()
+    for contract in module.__all__:
+        assert getattr(module, contract).check_names(), contract
+
+
+# -- the loss and transfer-strategy contracts, subclassed with settings of their own ----------------
+class TestOneClassSoftmaxDiceCEContract(LossContract):
+    loss = "dice_ce"
+    params: ClassVar[Mapping[str, Any]] = {"activation": "softmax", "ce_weight": 2.0}
+    num_classes = 1
+    batch_size = 2
+    size = (5, 7)
+
+
+class TestOneChannelL2Contract(LossContract):
+    loss = "l2"
+    image_channels = 1
+    size = (16, 4)
+
+
+class TestEncoderDecoderContract(TransferStrategyContract):
+    strategy = "encoder_decoder"
+    in_channels = 1
+    num_classes = 4
 
 
 # -- the dataset contract: synthetic passes, deliberately broken datasets fail their check ------------

@@ -6,7 +6,7 @@ the rest of inpaintssl relies on it (sec. 2.3, 2.5.1): it builds from ``in_chann
 has ``encoder``, ``decoder`` and ``head`` parts holding every tensor (so transfer strategies can
 name them), exposes ``size_multiple``, is deterministic under a seed without touching the global
 RNG, passes gradients to every parameter, and gives the same result in ``channels_last`` layout
-and under autocast.
+and under autocast (:class:`BackboneContract`).
 
 Every dataset in :data:`inpaintssl.registry.DATASETS` keeps the item contract of
 :class:`inpaintssl.data.SliceDataset` (:class:`DatasetContract`); every sampler in
