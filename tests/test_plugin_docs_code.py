@@ -33,7 +33,12 @@ COMPONENTS = (
     ("class DecoderOnly", "transfer_strategies", "decoder_only", "DecoderOnly"),
     ("class NpySlices", "datasets", "npy_slices", "NpySlices"),
 )
-CONTRACT_TESTS = ("class TestWideUNet(BackboneContract)", "class TestNpySlices(DatasetContract)")
+CONTRACT_TESTS = (
+    "class TestWideUNet(BackboneContract)",
+    "class TestNpySlices(DatasetContract)",
+    "class TestTversky(LossContract)",
+    "class TestDecoderOnly(TransferStrategyContract)",
+)
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -90,9 +95,11 @@ def test_every_component_is_listed_as_a_plugin_that_loads(installed: Installed) 
 
 def test_the_pages_contract_classes_pass(installed: Installed) -> None:
     # The wide backbone (64 to 1024 filters) gets the checks that do not repeat its forward pass
-    # many times; the transfer check also runs the page's decoder_only strategy on it.
+    # many times; the transfer check also runs the page's decoder_only strategy on it, and the
+    # strategy's contract transfers with it.
     select = (
-        "TestGrid or TestNpySlices or (TestWideUNet and (registered or output_shape or transfer or parts))"
+        "TestGrid or TestNpySlices or TestTversky or TestDecoderOnly"
+        " or (TestWideUNet and (registered or output_shape or transfer or parts))"
     )
     tests = installed.source / "tests"
     result = installed.run(
@@ -100,7 +107,8 @@ def test_the_pages_contract_classes_pass(installed: Installed) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     counts = dict((word, int(n)) for n, word in re.findall(r"(\d+) (passed|failed|error)", result.stdout))
-    assert counts.get("passed", 0) >= 9 + 4 + 4, result.stdout[-2000:]
+    # Two loss classes of 13 checks (the CUDA one skips here) and the strategy's 6.
+    assert counts.get("passed", 0) >= 9 + 4 + 4 + 2 * 12 + 6, result.stdout[-2000:]
 
 
 def test_the_pages_loss_passes_the_loss_checks_of_a_checkout(installed: Installed) -> None:
