@@ -25,12 +25,18 @@ def test_registered_strategy_keeps_the_contract(name: str, check: str) -> None:
     getattr(_contract(name), check)()
 
 
-def test_every_backbone_that_builds_from_the_runs_arguments_is_combined() -> None:
-    # Backbones need channel counts: built without them, every plugin backbone was left out.
-    loaded = {entry.name for entry in BACKBONES.entries(check=True) if entry.status == "ok"}
+def test_every_backbone_inpaintssl_ships_that_loads_is_combined() -> None:
+    # Backbones need channel counts: built without them, every plugin backbone was left out
+    # (monai_basic_unet and monai_unet here, where MONAI is installed).
+    shipped = {
+        entry.name
+        for entry in BACKBONES.entries(check=True)
+        if entry.status == "ok"
+        and (entry.source == "builtin" or (entry.distribution or "").partition(" ")[0] == "inpaintssl")
+    }
     backbones = _contract("encoder").backbones()
     assert "unet2d" in backbones.names
-    assert set(backbones.names) == loaded
+    assert shipped <= set(backbones.names)
     for name in backbones.names:  # the small parameters fit the backbone they are given to
         model = _contract("encoder").network(name, out_channels=1, seed=0)
         assert {part for part, _ in model.named_children()} >= {"encoder", "decoder", "head"}
