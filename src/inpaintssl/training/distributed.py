@@ -37,6 +37,7 @@ __all__ = [
     "broadcast_buffers",
     "broadcast_object",
     "init_distributed",
+    "settle_last_collective",
     "shutdown_distributed",
     "use_sync_batchnorm",
 ]
@@ -233,20 +234,22 @@ def broadcast_object(value: Any, *, src: int = 0) -> Any:
     if dist.is_available() and dist.is_initialized():
         box = [value]
         dist.broadcast_object_list(box, src=src)
-        _settle_object_collective()
+        settle_last_collective()
         return box[0]
     return value
 
 
-def _settle_object_collective() -> None:
-    """A barrier after an object collective on gloo, which every rank of that collective meets.
+def settle_last_collective() -> None:
+    """A barrier on gloo, met by every rank after the last collective before they all stop the same way.
 
-    On PyTorch 2.3 (gloo) ``destroy_process_group`` hangs when an object collective
-    (``all_gather_object``, ``broadcast_object_list``) was the last one: a run every rank refuses
-    after the memory check's gather, or after rank 0's pre-flight verdict, hung at exit. PyTorch
-    2.13 does not.
+    On PyTorch 2.3 (gloo) ``destroy_process_group`` hangs at random when the ranks leave straight
+    from another collective: an object collective (``all_gather_object``,
+    ``broadcast_object_list``; a run every rank refuses after the memory check's gather, or after
+    rank 0's pre-flight verdict) or the all-reduce after which every rank raises
+    :class:`~inpaintssl.training.loop.NonFiniteLossError`. A barrier as the last collective
+    does not. PyTorch 2.13 never hangs; on NCCL this is not called.
     """
-    if dist.get_backend() == "gloo":
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
         dist.barrier()
 
 
@@ -260,7 +263,7 @@ def all_gather_object(value: Any) -> list[Any]:
     if dist.is_available() and dist.is_initialized():
         found: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(found, value)
-        _settle_object_collective()
+        settle_last_collective()
         return found
     return [value]
 

@@ -66,6 +66,7 @@ from inpaintssl.training.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_buffers,
+    settle_last_collective,
     use_sync_batchnorm,
 )
 from inpaintssl.training.early_stopping import EarlyStopping
@@ -794,6 +795,9 @@ class Trainer:
                     )
                 except Exception as exc:  # noqa: BLE001 - the non-finite loss is the error to report
                     log.warning("could not draw %s: %s", self.run_folder.learning_curve, exc)
+            # Every rank raises here, decided by an all-reduce; leaving straight from it can hang
+            # gloo's teardown on PyTorch 2.3.
+            settle_last_collective()
             raise
         finally:
             undo_sync_batchnorm()
