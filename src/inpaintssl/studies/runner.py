@@ -68,6 +68,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import signal
@@ -79,6 +80,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -272,6 +274,7 @@ def _worker_process(
     quiet: bool,
     command: str | None,
     filters: Sequence[_WarningFilter] = (),
+    handed_back: Connection | None = None,
 ) -> WorkerReport:
     _take_over_filters(filters)
     if command is not None:
@@ -293,6 +296,8 @@ def _worker_process(
         # Told to stop: what is left is to wait for the pool's shutdown, which a repeat of the
         # signal (the driver's after the scheduler's) must not cut short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if handed_back is not None:
+            handed_back.send(os.getpid())  # a broken pool's driver ends this process on it
         raise
 
 
@@ -334,6 +339,29 @@ def _wait_noticing_dead_workers(
             pool.shutdown(wait=False)
             concurrent.futures.wait(pending)
             return
+
+
+def _end_stopped_workers(
+    workers: Sequence[multiprocessing.process.BaseProcess], handed_back: Connection
+) -> None:
+    """After a worker's death broke the pool, end each worker left once it has handed its run back.
+
+    The broken pool SIGTERMs the workers left, and each hands its run back (``_worker_process``
+    sends its pid on ``handed_back``) and waits, SIGTERM ignored, for the pool to tell it to exit.
+    Python 3.10 and 3.11 tell it (a ``None`` on the call queue); from 3.12 the pool closes that
+    queue instead and joins the worker, and the study waited for ever in the pool's shutdown.
+    """
+    stopped: set[int] = set()
+    while True:
+        while handed_back.poll():
+            stopped.add(handed_back.recv())
+        busy = [worker for worker in workers if worker.is_alive() and worker.pid not in stopped]
+        if not busy:
+            break
+        multiprocessing.connection.wait([handed_back, *(worker.sentinel for worker in busy)], timeout=_POLL_S)
+    for worker in workers:
+        if worker.is_alive():  # its run handed back: nothing of it is left to wait for
+            worker.kill()
 
 
 def _worker_report(future: Future[WorkerReport], spec: StudySpec, index: int) -> WorkerReport | None:
@@ -479,7 +507,15 @@ def run_study(
         called = time.time()
         # Ctrl-C's handler comes back as it was, whatever _ignore_ctrl_c did inside.
         kept = handler_kept(signal.SIGINT)
-        with kept, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # Where a stopped worker says it has handed its run back (_end_stopped_workers); one writer
+        # end serves every worker, as a message this small is one atomic write to the pipe.
+        stops_read, stops_written = context.Pipe(duplex=False)
+        with (
+            kept,
+            stops_read,
+            stops_written,
+            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+        ):
             futures = [
                 pool.submit(
                     _worker_process,
@@ -490,6 +526,7 @@ def run_study(
                     quiet,
                     command_in_effect(),
                     _filters_for_workers(),
+                    stops_written,
                 )
                 for i in range(workers)
             ]
@@ -511,6 +548,7 @@ def run_study(
             except BrokenProcessPool:
                 # A worker killed (by the OOM killer, a user, a scheduler) takes the pool and its
                 # siblings down; their runs stay claimed until the next call takes them over.
+                _end_stopped_workers(started, stops_read)
                 reports = _reports_read_back(spec, plan, shard, started, since=called)
                 warn_each_time(
                     f"a worker process of {spec.study!r} died (killed, or out of memory), and the "
