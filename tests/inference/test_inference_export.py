@@ -42,7 +42,8 @@ from inpaintssl.inference.export import (
 from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, load_model
 from inpaintssl.models import UNet2d, WSConv2d
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+# torch.jit's deprecation: a DeprecationWarning in PyTorch 2.13, a FutureWarning from 2.14.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated")
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

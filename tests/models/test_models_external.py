@@ -514,7 +514,7 @@ def test_one_channel_pretraining_transfers_to_three_channels(
 
 
 # -- export: ONNX Runtime with dynamic axes, and the safetensors file back -----------------------
-@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated")  # Deprecation-, from 2.14 FutureWarning
 @pytest.mark.parametrize("backbone", sorted(FACTORIES))
 def test_export_runs_in_onnx_runtime_and_loads_back(
     backbone: str, restoration_run: RestorationRun, tmp_path: Path
