@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from inpaintssl.layout import RunFolder
+from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.training import lock as lock_module
 from inpaintssl.training.lock import (
     RunFolderInUseError,
@@ -141,6 +143,39 @@ def test_a_held_lock_beats_and_stops_beating_when_released(tmp_path: Path) -> No
     held.release()
     assert heart is not None and not heart.is_alive()
     assert not (tmp_path / RunFolder.LOCK).exists()
+
+
+def test_sigterm_while_release_waits_for_the_heartbeat_still_removes_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # release() waits for the heartbeat thread; SIGTERM's exception lands in the main thread during
+    # that wait most often (a study worker stopped as its run ends), and it must not strand the lock.
+    held = acquire_run_lock(tmp_path, heartbeat_s=0.01)
+    heart = held._heart
+    assert heart is not None
+    beating, unblock = threading.Event(), threading.Event()
+    real_read_lock = lock_module.read_lock
+
+    def slow_in_the_heartbeat(folder: Path) -> object:
+        if threading.current_thread() is heart:
+            beating.set()
+            unblock.wait(30)  # a beat stuck on a slow shared file system
+        return real_read_lock(folder)
+
+    monkeypatch.setattr(lock_module, "read_lock", slow_in_the_heartbeat)
+    assert beating.wait(10)
+    sigterm = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        with terminate_as_exit(), pytest.raises(Terminated):
+            sigterm.start()
+            held.release()
+            time.sleep(10)  # not reached when the signal lands in release(); a late one lands here
+    finally:
+        sigterm.cancel()
+        unblock.set()
+        heart.join(10)
+    assert not (tmp_path / RunFolder.LOCK).exists()
+    assert not heart.is_alive()
 
 
 def test_a_lock_taken_over_is_not_kept_alive_by_its_old_owner(tmp_path: Path) -> None:

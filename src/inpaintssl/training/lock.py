@@ -292,14 +292,17 @@ class RunLock(contextlib.AbstractContextManager["RunLock"]):
             return
         self._held = False
         self._stop.set()
-        if self._heart is not None and self._heart is not threading.current_thread():
-            self._heart.join(timeout=5.0)
+        # The file goes before the heartbeat thread is joined: SIGTERM's exception (or Ctrl-C's)
+        # arrives in the main thread and is most likely during that wait, and it must not leave
+        # the lock behind. A beat racing the removal only fails to touch the missing file.
         try:
             current = read_lock(self.path.parent)
         except RunFolderLockedError:
-            return
+            current = None
         if current is not None and current.token == self.owner.token:
             self.path.unlink(missing_ok=True)
+        if self._heart is not None and self._heart is not threading.current_thread():
+            self._heart.join(timeout=5.0)
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
