@@ -164,14 +164,21 @@ def test_sigterm_while_release_waits_for_the_heartbeat_still_removes_the_lock(
 
     monkeypatch.setattr(lock_module, "read_lock", slow_in_the_heartbeat)
     assert beating.wait(10)
-    sigterm = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+
+    def sigterm_once_releasing() -> None:
+        # release() sets the heartbeat's stop event first; its join then waits up to 5 s.
+        if held._stop.wait(30):
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sigterm = threading.Thread(target=sigterm_once_releasing, daemon=True)
     try:
         with terminate_as_exit(), pytest.raises(Terminated):
             sigterm.start()
             held.release()
             time.sleep(10)  # not reached when the signal lands in release(); a late one lands here
     finally:
-        sigterm.cancel()
+        sigterm.join(10)
         unblock.set()
         heart.join(10)
     assert not (tmp_path / RunFolder.LOCK).exists()
