@@ -111,3 +111,26 @@ def test_the_verdict_takes_each_network_at_its_fastest(table: ModuleType) -> Non
         "library / MONAI: n/a; MFU target >= 25 %: n/a",
     ]
     assert "no verdict" in table.verdict({"eager": _record(library="out of memory", monai=None)})
+
+
+def test_a_setting_where_monai_never_ran_is_left_out_of_the_speed_ratio(table: ModuleType) -> None:
+    # As on the H200 (2026-12-04): the compiled run's time limit ended it before MONAI's arm, so
+    # its library arm (410 images/s) has no MONAI beside it; MONAI ran only in eager (257).
+    eager = _record(library={"images_per_s": 248.2, "mfu": 0.072}, monai={"images_per_s": 256.7})
+    cut_off = {
+        "complete": False,
+        "arms_pending": ["monai"],
+        **_record(library={"images_per_s": 410.2, "mfu": 0.12}),
+    }
+    assert table.verdict({"eager": eager, "graphs": cut_off}).splitlines() == [
+        "fastest library: 410.2 images/s (graphs), MFU 12.0 %; fastest MONAI: 256.7 images/s (eager)",
+        "MONAI's arm did not run in graphs: the ratio takes the library's fastest record in which "
+        "MONAI's ran or failed, 248.2 images/s (eager)",
+        "library / MONAI = 0.97 (target >= 1.5: not met); MFU target >= 25 %: not met",
+    ]
+    # MONAI's arm left out on purpose (an arm set without it) counts as not run as well.
+    assert "library / MONAI = 0.97" in table.verdict(
+        {"eager": eager, "graphs": _record(library={"images_per_s": 410.2})}
+    )
+    only_cut_off = {"graphs": cut_off, "monai_alone": _record(monai={"images_per_s": 100.0})}
+    assert "library / MONAI: not established" in table.verdict(only_cut_off)
