@@ -233,11 +233,11 @@ def _require_onnx() -> tuple[ModuleType, ModuleType]:
 
 
 def _plain_copy(model: LoadedModel) -> nn.Module:
-    """A folded CPU copy whose class is the backbone's own (what exporters and tracers see)."""
+    """A folded copy of a CPU model whose class is the backbone's own (what exporters and tracers see)."""
     plain: nn.Module = fold_weight_standardisation(model)
     plain.__class__ = backbone_class(type(plain))
     plain.__dict__.pop("inference_meta", None)
-    return plain.to("cpu").eval()
+    return plain.eval()
 
 
 def _samples(info: ModelInfo, example: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,14 +323,22 @@ def _rounding_hint(diff: float, scale: float, atol: float) -> str:
     )
 
 
-def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    """The model's float32 outputs on the CPU, where every exported form is checked.
+def _on_the_cpu(model: LoadedModel) -> LoadedModel:
+    """``model`` itself when it is on the CPU, else a CPU copy (the caller's model stays where it is).
 
-    A model loaded on a GPU is copied to the CPU first: cuDNN's convolutions there run in TF32 by
-    default (about 1e-2 off float32 for the paper's U-Net), far outside an export's tolerance.
+    An export is folded and checked on the CPU whatever device the model was loaded on: cuDNN's
+    convolutions run in TF32 by default (about 1e-2 off float32 for the paper's U-Net), far outside
+    an export's tolerance, and weight standardisation folded on a GPU differs from the CPU's in the
+    last bits, so one run would otherwise export different files from different devices.
     """
-    if any(p.device.type != "cpu" for p in model.parameters()):
-        model = copy.deepcopy(model).to("cpu")
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to("cpu")
+
+
+def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """The model's float32 outputs, where every exported form is checked (a CPU model's, see
+    :func:`_on_the_cpu`)."""
     with torch.no_grad():
         return [model(x).float() for x in inputs]
 
@@ -633,7 +641,7 @@ def export_model(
                 f"which={which!r} picks a checkpoint of a run folder; run_or_checkpoint is a model "
                 "already loaded, so leave which out (or pass the run folder)"
             )
-        model = run_or_checkpoint
+        model = _on_the_cpu(run_or_checkpoint)
     elif isinstance(run_or_checkpoint, nn.Module):
         # A bare network lacks what every export records (classes, activation, preprocessing).
         raise TypeError(
