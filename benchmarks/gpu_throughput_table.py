@@ -9,9 +9,10 @@ achieved, model FLOPs utilisation against the record's named peak, peak memory, 
 ratios of issue 18's targets (library / MONAI images/s and the library's MFU) on the library row.
 Under the table, the verdict on the targets: each network at its fastest setting among the records
 (a user runs each as fast as it goes), so that a peer that failed to compile is compared as it ran.
-A record in which MONAI's arm did not run at all (cut off by a time limit, or left out) cannot
-say how MONAI does at that setting, so the speed ratio leaves its library arm out (the verdict
-says so); the MFU target, which needs no peer, still takes it. Records of different settings
+A setting (memory format, compile mode) at which MONAI's arm ran in no record (cut off by a time
+limit, or left out) cannot say how MONAI does there, so the speed ratio leaves the library's arm
+at that setting out (the verdict says so); the MFU target, which needs no peer, still takes it.
+MONAI and the library may be timed in separate records of one setting. Records of different settings
 (image size, batch, dtype, device) get a verdict each.
 
 Records a run left unfinished (``"complete": false``, written when ``timeout`` stopped it) are
@@ -131,17 +132,30 @@ def _fastest(records: dict[str, dict[str, Any]], arm: str) -> tuple[str, dict[st
     return max(ran, key=lambda pair: float(pair[1]["images_per_s"]), default=None)
 
 
-def _peer_decided(record: dict[str, Any]) -> bool:
-    """Whether MONAI's arm ran or failed in ``record``, rather than never running (left out, or cut off)."""
-    entry = _dict(record.get("arms")).get("monai")
-    return isinstance(entry, dict) and ("error" in entry or _num(entry.get("images_per_s")) is not None)
+def _setting(record: dict[str, Any], arm: str) -> tuple[str, str]:
+    """The memory format and compile mode ``arm`` ran with in ``record``."""
+    entry = _dict(_dict(record.get("arms")).get(arm))
+    return _layout(record), str(entry.get("compile", record.get("compile")))
+
+
+def _peer_settings(records: dict[str, dict[str, Any]]) -> set[tuple[str, str]]:
+    """The settings at which MONAI's arm ran or failed in some record, rather than never running
+    (left out of a run, or cut off by its time limit)."""
+    found = set()
+    for record in records.values():
+        entry = _dict(record).get("arms")
+        entry = _dict(entry).get("monai")
+        if isinstance(entry, dict) and ("error" in entry or _num(entry.get("images_per_s")) is not None):
+            found.add(_setting(_dict(record), "monai"))
+    return found
 
 
 def verdict(records: dict[str, dict[str, Any]], *, speedup: float = 1.5, mfu: float = 0.25) -> str:
     """Issue 18's targets, each network at its fastest setting among ``records`` (name -> record).
 
-    The speed ratio takes the library's fastest among the records where MONAI's arm ran or failed:
-    a setting at which MONAI never ran says nothing of how it would do there.
+    The speed ratio takes the library's fastest at a setting (memory format, compile mode) where
+    MONAI's arm ran or failed, in any record: a setting at which MONAI never ran says nothing of
+    how it would do there.
 
     Example:
         >>> def rec(library, monai):
@@ -160,7 +174,10 @@ def verdict(records: dict[str, dict[str, Any]], *, speedup: float = 1.5, mfu: fl
     lines = [f"fastest library: {entry['images_per_s']:,.1f} images/s ({name})"]
     found = _num(entry.get("mfu"))
     lines[0] += ", MFU n/a" if found is None else f", MFU {100 * found:.1f} %"
-    compared = _fastest({n: r for n, r in records.items() if _peer_decided(_dict(r))}, "library")
+    peer = _peer_settings(records)
+    compared = _fastest(
+        {n: r for n, r in records.items() if _setting(_dict(r), "library") in peer}, "library"
+    )
     if monai is None:
         lines[0] += "; MONAI ran in no record"
         ratio_text = "library / MONAI: n/a"
@@ -170,9 +187,11 @@ def verdict(records: dict[str, dict[str, Any]], *, speedup: float = 1.5, mfu: fl
     else:
         lines[0] += f"; fastest MONAI: {monai[1]['images_per_s']:,.1f} images/s ({monai[0]})"
         if compared[0] != name:
+            layout, mode = _setting(records[name], "library")
             lines.append(
-                f"MONAI's arm did not run in {name}: the ratio takes the library's fastest record in which "
-                f"MONAI's ran or failed, {compared[1]['images_per_s']:,.1f} images/s ({compared[0]})"
+                f"MONAI's arm never ran at the setting of {name} ({layout}, compile {mode}):"
+                f" the ratio takes the library's fastest at a setting where MONAI's ran or failed, "
+                f"{compared[1]['images_per_s']:,.1f} images/s ({compared[0]})"
             )
         ratio = compared[1]["images_per_s"] / monai[1]["images_per_s"]
         met = "met" if ratio >= speedup else "not met"
