@@ -40,7 +40,7 @@ from inpaintssl.inference.export import (
     plain_unet,
 )
 from inpaintssl.inference.loading import HEADER_KEY, LoadedModel, ModelInfo, load_model
-from inpaintssl.models import UNet2d, WSConv2d
+from inpaintssl.models import AutocastGroupNorm, UNet2d, WSConv2d
 
 # torch.jit's deprecation: a DeprecationWarning in PyTorch 2.13, a FutureWarning from 2.14.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated")
@@ -207,6 +207,26 @@ def test_fold_leaves_the_original_alone(model: LoadedModel) -> None:
     assert any(isinstance(m, WSConv2d) for m in model.modules())
     conv = model.encoder.levels[0][0][0]
     assert torch.equal(folded.encoder.levels[0][0][0].weight, conv.standardized_weight())
+
+
+@pytest.mark.parametrize("precision", ["float32", "autocast"])
+def test_folding_leaves_plain_group_norms_with_the_same_parameters(precision: str) -> None:
+    net = UNet2d(in_channels=1, out_channels=2, depth=2, base_width=4, seed=5, norm_precision=precision)  # type: ignore[arg-type]
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, AutocastGroupNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    folded = fold_weight_standardisation(net)
+    norms = [m for m in folded.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(type(m) is torch.nn.GroupNorm for m in norms)  # PyTorch's layers only
+    assert folded.state_dict().keys() == net.state_dict().keys()
+    for key, value in net.state_dict().items():
+        if ".1.weight" in key or ".1.bias" in key:  # the norms of each conv-norm-ReLU block
+            assert torch.equal(folded.state_dict()[key], value), key
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("format", ["safetensors", "torchscript"])

@@ -1,4 +1,4 @@
-"""WSConv2d and GroupNorm group clamping (paper sec. 2.3), checked against NumPy."""
+"""WSConv2d, GroupNorm group clamping and GroupNorm under autocast (paper sec. 2.3), against references."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.func import functional_call
 
-from inpaintssl.models import ConvNormAct, WSConv2d, group_count
+from inpaintssl.models import AutocastGroupNorm, ConvNormAct, WSConv2d, group_count
 
 
 def numpy_standardize(weight: np.ndarray, eps: float) -> np.ndarray:
@@ -142,6 +142,99 @@ def test_conv_norm_act_uses_standard_group_norm_with_clamped_groups() -> None:
     block = ConvNormAct(3, 8, groups=16)
     conv, norm, act = block
     assert isinstance(conv, WSConv2d) and conv.bias is None and conv.kernel_size == (3, 3)
-    assert type(norm) is nn.GroupNorm and norm.num_groups == 8
+    # PyTorch's GroupNorm (no running statistics), computing exactly it unless asked otherwise.
+    assert isinstance(norm, nn.GroupNorm) and norm.num_groups == 8 and norm.precision == "float32"
     assert isinstance(act, nn.ReLU)
     assert list(block.buffers()) == []
+
+
+def _norm_pair(
+    precision: str, channels: int, groups: int, seed: int
+) -> tuple[AutocastGroupNorm, nn.GroupNorm]:
+    """An AutocastGroupNorm and a plain GroupNorm with the same (non-trivial) affine parameters."""
+    ours = AutocastGroupNorm(groups, channels, precision=precision)  # type: ignore[arg-type]
+    plain = nn.GroupNorm(groups, channels)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p, q in zip(ours.parameters(), plain.parameters()):
+            p.copy_(torch.randn(p.shape, generator=generator))
+            q.copy_(p)
+    return ours, plain
+
+
+@pytest.mark.parametrize("precision", ["float32", "autocast"])
+@given(
+    groups=st.sampled_from([1, 2, 4]),
+    per_group=st.integers(1, 3),
+    side=st.integers(1, 5),
+    seed=st.integers(0, 99),
+)
+def test_autocast_group_norm_is_group_norm_bit_for_bit_outside_autocast(
+    precision: str, groups: int, per_group: int, side: int, seed: int
+) -> None:
+    ours, plain = _norm_pair(precision, groups * per_group, groups, seed)
+    x = torch.randn(2, groups * per_group, side, side + 1, generator=torch.Generator().manual_seed(seed))
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_ours, out_plain = ours(a), plain(b)
+    assert torch.equal(out_ours, out_plain)
+    out_ours.square().sum().backward()
+    out_plain.square().sum().backward()
+    assert torch.equal(a.grad, b.grad)  # type: ignore[arg-type]
+    for p, q in zip(ours.parameters(), plain.parameters()):
+        assert torch.equal(p.grad, q.grad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_group_norm_at_float32_precision_is_group_norm_under_autocast(dtype: torch.dtype) -> None:
+    ours, plain = _norm_pair("float32", 8, 4, seed=1)
+    x = torch.randn(2, 8, 6, 6).to(dtype)
+    with torch.autocast("cpu", dtype=dtype):
+        assert torch.equal(ours(x), plain(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_precision_normalises_in_the_input_dtype_with_float32_gradients(dtype: torch.dtype) -> None:
+    ours, _ = _norm_pair("autocast", 8, 4, seed=2)
+    x = (3.0 + 2.0 * torch.randn(2, 8, 6, 6)).to(dtype).requires_grad_()
+    with torch.autocast("cpu", dtype=dtype):
+        out = ours(x)
+    assert out.dtype == dtype
+    # The reference: the whole normalisation in float64 from the same low-precision input.
+    weight, bias = ours.weight.detach().double(), ours.bias.detach().double()
+    groups = x.detach().double().reshape(2, 4, -1)
+    normalised = (groups - groups.mean(-1, keepdim=True)) / torch.sqrt(
+        groups.var(-1, unbiased=False, keepdim=True) + ours.eps
+    )
+    expected = normalised.reshape(x.shape) * weight[:, None, None] + bias[:, None, None]
+    tolerance = 2.0**-7 if dtype == torch.bfloat16 else 2.0**-10  # a few units in the last place
+    scale = expected.abs().max().item()
+    assert (out.double() - expected).abs().max().item() <= 4 * tolerance * scale
+    out.float().sum().backward()
+    assert ours.weight.grad is not None and ours.weight.grad.dtype == torch.float32
+    assert ours.bias.grad is not None and ours.bias.grad.dtype == torch.float32
+    # d(sum)/d(bias_c) is the element count per channel; d(sum)/d(weight_c) the sum of its normalised values.
+    assert torch.allclose(ours.bias.grad, torch.full((8,), 2.0 * 36))
+    expected_weight_grad = normalised.reshape(x.shape).sum(dim=(0, 2, 3)).float()
+    assert torch.allclose(ours.weight.grad, expected_weight_grad, atol=0.05 * 72**0.5 + 0.5)
+
+
+def test_an_unknown_norm_precision_is_refused_naming_the_choices() -> None:
+    with pytest.raises(
+        ValueError, match=r"norm_precision='bf16' is invalid; expected one of 'float32', 'autocast'"
+    ):
+        AutocastGroupNorm(2, 4, precision="bf16")  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_under_cuda_autocast_only_the_autocast_precision_skips_the_float32_round_trip() -> None:
+    # CUDA autocast runs group_norm in float32 (the reason for the option); the CPU's does not.
+    default, _ = _norm_pair("float32", 32, 16, seed=3)
+    fast = AutocastGroupNorm(16, 32, precision="autocast")
+    fast.load_state_dict(default.state_dict())
+    default, fast = default.cuda(), fast.cuda()
+    x = torch.randn(4, 32, 64, 64, device="cuda", dtype=torch.bfloat16)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        slow_out, fast_out = default(x), fast(x)
+    assert slow_out.dtype == torch.float32 and fast_out.dtype == torch.bfloat16
+    assert torch.allclose(fast_out.float(), slow_out, atol=0.05, rtol=0.02)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from inpaintssl.models import UNet2d, WSConv2d
+from inpaintssl.models import AutocastGroupNorm, UNet2d, WSConv2d
 from inpaintssl.registry import BACKBONES
 
 
@@ -79,7 +79,7 @@ def test_normalisation_is_standard_group_norm_without_running_statistics() -> No
         for m in net.modules()
         if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
     ]
-    assert norms and all(type(m) is nn.GroupNorm for m in norms)
+    assert norms and all(type(m) is AutocastGroupNorm and m.precision == "float32" for m in norms)
     assert {m.num_channels: m.num_groups for m in norms} == {8: 8, 16: 16, 32: 16}
     assert list(net.buffers()) == []
 
@@ -197,3 +197,18 @@ def test_cuda_autocast_matches_cpu_float32(dtype: torch.dtype, tolerance: float)
     assert out.device.type == "cuda" and torch.isfinite(out).all()
     error = (out.float().cpu() - expected).abs().mean() / expected.abs().mean()
     assert error < tolerance
+
+
+def test_norm_precision_reaches_every_group_norm_and_changes_nothing_outside_autocast() -> None:
+    plain, fast = small(), small(norm_precision="autocast")
+    assert {m.precision for m in fast.modules() if isinstance(m, AutocastGroupNorm)} == {"autocast"}
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(plain(x), fast(x))
+    assert plain.state_dict().keys() == fast.state_dict().keys()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        # The CPU's autocast already keeps GroupNorm in bf16: the two agree there too.
+        assert torch.allclose(plain(x).float(), fast(x).float(), atol=0.05, rtol=0.05)
+    assert fast.set_norm_precision("float32") is fast and fast.norm_precision == "float32"
+    assert {m.precision for m in fast.modules() if isinstance(m, AutocastGroupNorm)} == {"float32"}
+    with pytest.raises(ValueError, match="norm_precision='half' is invalid"):
+        small(norm_precision="half")

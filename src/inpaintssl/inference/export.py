@@ -90,7 +90,7 @@ from inpaintssl.inference.loading import (
     safetensors_metadata,
 )
 from inpaintssl.layout import RunFolder
-from inpaintssl.models.layers import WSConv2d
+from inpaintssl.models.layers import AutocastGroupNorm, WSConv2d
 from inpaintssl.models.unet import UNet2d
 from inpaintssl.options import check_option
 from inpaintssl.warning_format import warn_each_time
@@ -150,13 +150,24 @@ def _plain_conv(layer: WSConv2d) -> nn.Conv2d:
     return conv.train(layer.training)
 
 
+def _plain_norm(layer: AutocastGroupNorm) -> nn.GroupNorm:
+    """The same normalisation as a plain ``nn.GroupNorm`` (the same parameters, shared)."""
+    norm = nn.GroupNorm(
+        layer.num_groups, layer.num_channels, eps=layer.eps, affine=layer.affine, device="meta"
+    )
+    norm.weight, norm.bias = layer.weight, layer.bias
+    return norm.train(layer.training)
+
+
 def fold_weight_standardisation(model: ModuleT, *, inplace: bool = False) -> ModuleT:
     """Fold weight standardisation: each ``WSConv2d`` becomes an ``nn.Conv2d`` with its standardised kernel.
 
     Weight standardisation (Qiao et al. 2019; paper sec. 2.3) re-standardises the stored kernel on
     every forward pass; folding computes it once, so the network runs anywhere ``Conv2d`` does and
     computes the same outputs (the folded kernel is the tensor the trained layer convolves with).
-    State-dict keys stay the same; only the convolution weights' values change.
+    Each :class:`~inpaintssl.models.AutocastGroupNorm` becomes the plain ``nn.GroupNorm`` it is
+    outside autocast, so the folded network holds PyTorch's own layers only. State-dict keys stay
+    the same; only the convolution weights' values change.
 
     Args:
         model: Any module; a :class:`~inpaintssl.inference.loading.LoadedModel` keeps its
@@ -179,6 +190,8 @@ def fold_weight_standardisation(model: ModuleT, *, inplace: bool = False) -> Mod
         for name, child in list(parent.named_children()):
             if isinstance(child, WSConv2d):
                 setattr(parent, name, _plain_conv(child))
+            elif isinstance(child, AutocastGroupNorm):
+                setattr(parent, name, _plain_norm(child))
     if isinstance(folded, LoadedModel):
         folded.inference_meta = replace(folded.inference_meta, folded=True)
     return folded

@@ -16,12 +16,21 @@ from inpaintssl.models.cpu_convolution import (
     set_cpu_weight_gradient,
     using_cpu_weight_gradient,
 )
-from inpaintssl.models.layers import ConvNormAct, DoubleConv, WSConv2d, group_count
+from inpaintssl.models.layers import (
+    AutocastGroupNorm,
+    ConvNormAct,
+    DoubleConv,
+    NormPrecision,
+    WSConv2d,
+    group_count,
+)
 from inpaintssl.models.unet import UNet2d, UNetDecoder, UNetEncoder, UpLevel
 
 __all__ = [
+    "AutocastGroupNorm",
     "ConvNormAct",
     "DoubleConv",
+    "NormPrecision",
     "UNet2d",
     "UNetDecoder",
     "UNetEncoder",

@@ -26,7 +26,13 @@ from torch import nn
 
 from inpaintssl.models.cpu_convolution import WeightGradientKernel, check_weight_gradient_kernel
 from inpaintssl.models.input_checks import check_backbone_input, check_init_seed, check_positive_int
-from inpaintssl.models.layers import DoubleConv, WSConv2d
+from inpaintssl.models.layers import (
+    AutocastGroupNorm,
+    DoubleConv,
+    NormPrecision,
+    WSConv2d,
+    check_norm_precision,
+)
 from inpaintssl.registry import BACKBONES
 
 __all__ = ["UNet2d", "UNetDecoder", "UNetEncoder", "UpLevel"]
@@ -164,6 +170,11 @@ class UNet2d(nn.Module):
             or ``"onednn"`` (:mod:`~inpaintssl.models.cpu_convolution`). Gradients agree to float32
             rounding; no effect on CUDA or in evaluation. Not part of the architecture: checkpoints
             do not record it. Change it later with :meth:`set_weight_gradient`.
+        norm_precision: Where GroupNorm normalises under autocast (:class:`AutocastGroupNorm`):
+            ``"float32"`` (default; PyTorch's autocast choice on CUDA) or ``"autocast"`` (in the
+            bf16/fp16 of the convolutions, no casts; opt-in, not yet timed on a GPU). No effect
+            outside autocast: weights, checkpoints and float32 outputs are the same either way.
+            Change it later with :meth:`set_norm_precision`.
 
     Attributes:
         encoder: :class:`UNetEncoder`.
@@ -172,6 +183,7 @@ class UNet2d(nn.Module):
         size_multiple: ``2**(depth - 1)``; input height and width must be multiples of it.
         widths: Channels per level, shallowest first.
         weight_gradient: The 3x3 convolutions' weight-gradient kernel.
+        norm_precision: The GroupNorm layers' precision under autocast.
 
     Raises:
         ValueError: If a size argument is not a positive integer, or ``seed`` is not ``None`` or an
@@ -196,9 +208,11 @@ class UNet2d(nn.Module):
         groups: int = 16,
         seed: int | None = None,
         weight_gradient: WeightGradientKernel = "auto",
+        norm_precision: NormPrecision = "float32",
     ) -> None:
         super().__init__()
         self.weight_gradient = check_weight_gradient_kernel(weight_gradient)
+        self.norm_precision = check_norm_precision(norm_precision)
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.depth = check_positive_int("depth", depth)
@@ -216,6 +230,25 @@ class UNet2d(nn.Module):
             self.decoder = UNetDecoder(self.widths, groups=groups, weight_gradient=self.weight_gradient)
             self.head = nn.Conv2d(self.widths[0], out_channels, kernel_size=1)
         self.reset_parameters(seed=seed)
+        self.set_norm_precision(self.norm_precision)
+
+    def set_norm_precision(self, precision: NormPrecision) -> UNet2d:
+        """Make every GroupNorm layer normalise in ``precision`` under autocast; returns ``self``.
+
+        Raises:
+            ValueError: If ``precision`` is not ``"float32"`` or ``"autocast"``.
+
+        Example:
+            >>> net = UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0)
+            >>> net.set_norm_precision("autocast").encoder.levels[0][0][1].precision
+            'autocast'
+        """
+        checked = check_norm_precision(precision)
+        self.norm_precision = checked
+        for module in self.modules():
+            if isinstance(module, AutocastGroupNorm):
+                module.precision = checked
+        return self
 
     def set_weight_gradient(self, kernel: WeightGradientKernel) -> UNet2d:
         """Make every 3x3 convolution compute its CPU weight gradient with ``kernel``; returns ``self``.
