@@ -10,6 +10,8 @@ four batches cycled) in one process, one after the other, each timed with CUDA e
   keyed corruption on the device, then the L2 loss of eq. A1) under autocast, the gradient scaler
   (active for fp16 only), the network compiled as ``run.compile`` would (``--compile``), and the
   paper's Adam as the loop builds it (:func:`inpaintssl.training.step.adam`: fused on CUDA);
+  ``--norm-precision autocast`` builds it with ``model.params.norm_precision: autocast`` (GroupNorm
+  in bf16 under autocast, :class:`inpaintssl.models.AutocastGroupNorm`), for the bare arm too;
 * **monai**: MONAI's ``BasicUNet`` (features 32..512) in exactly the same step, compiled alike;
 * **bare**: the library's network, plain PyTorch: forward on a batch corrupted once before the
   timing, ``F.mse_loss``, backward, ``torch.optim.Adam`` (the paper's hyperparameters, PyTorch's
@@ -27,6 +29,7 @@ Usage::
     python benchmarks/bench_gpu_throughput.py --device cuda --size 512 --batch 16 --dtype bf16
         [--steps N] [--warmup N] [--quick] [--channels-last|--no-channels-last]
         [--compile {off,default,reduce-overhead,max-autotune}] [--cudnn-benchmark]
+        [--norm-precision {float32,autocast}]
         [--peak-tflops T] [--threads N] [--output PATH]
 
 The record is written after every arm (``"complete": false`` and ``arms_pending`` until the last
@@ -105,11 +108,10 @@ def datasheet_peak(device_name: str) -> tuple[float | None, str | None]:
     return None, None
 
 
-def library_unet() -> nn.Module:
-    """The paper's U-Net, built the way a pretraining run builds it."""
-    return build_backbone(
-        "unet2d", {"depth": DEPTH, "base_width": BASE_WIDTH}, in_channels=1, out_channels=1, seed=0
-    )
+def library_unet(*, norm_precision: str = "float32") -> nn.Module:
+    """The paper's U-Net, built the way a pretraining run builds it (``model.params``)."""
+    params = {"depth": DEPTH, "base_width": BASE_WIDTH, "norm_precision": norm_precision}
+    return build_backbone("unet2d", params, in_channels=1, out_channels=1, seed=0)
 
 
 def _sync(device: torch.device) -> None:
@@ -182,7 +184,7 @@ def _time_arm(
 ) -> dict[str, Any]:
     if arm == "monai":
         torch.manual_seed(0)  # the peer's initial weights, the same every run
-    model = monai_basicunet() if arm == "monai" else library_unet()
+    model = monai_basicunet() if arm == "monai" else library_unet(norm_precision=args.norm_precision)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
     model.train()
@@ -320,6 +322,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="set torch.backends.cudnn.benchmark for all arms (run.cudnn_benchmark; off by default)",
     )
+    parser.add_argument(
+        "--norm-precision",
+        default="float32",
+        choices=["float32", "autocast"],
+        help="the library's U-Net's GroupNorm under autocast (model.params.norm_precision; default float32)",
+    )
     parser.add_argument("--patch-size", type=int, default=32, help="pretext patch side K (default 32)")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument(
@@ -400,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "channels_last_setting": "auto" if args.channels_last is None else args.channels_last,
         "compile": args.compile,
         "cudnn_benchmark": args.cudnn_benchmark,
+        "norm_precision": args.norm_precision,
         "pretext": {"task": "context_restoration", "patch_size": args.patch_size},
         "optimizer": {"name": "Adam", **ADAM},
         "flop_counter": "torch.utils.flop_counter.FlopCounterMode, forward + backward at batch 1",

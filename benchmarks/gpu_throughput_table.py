@@ -84,12 +84,15 @@ def rows(record: dict[str, Any], *, name: str) -> list[str]:
         ['| r (incomplete) | n/a | None | library | n/a | n/a | n/a | n/a | |  |',
          '| r (incomplete) | n/a | None | monai | not run: stopped by SIGTERM during monai |  |  |  |  |  |']
     """
-    layout = _layout(record)
     label = f"{name} (incomplete)" if record.get("complete") is False else name
+    norm = record.get("norm_precision")
     out = []
     for arm, entry in _dict(record.get("arms")).items():
         if entry is None:
             continue
+        layout = _layout(record)
+        if arm != "monai" and norm not in (None, "float32"):  # the library's U-Net only
+            layout += f", norm {norm}"
         if not isinstance(entry, dict) or "error" in entry:
             error = str(entry.get("error") or "no message") if isinstance(entry, dict) else "malformed entry"
             failed = (error.splitlines() or ["no message"])[0][:80].replace("|", "/")
@@ -114,6 +117,7 @@ def rows(record: dict[str, Any], *, name: str) -> list[str]:
         ]
         out.append("| " + " | ".join(cells) + " |")
     pending = record.get("arms_pending") if record.get("complete") is False else None
+    layout = _layout(record)
     for arm in pending if isinstance(pending, list) else []:
         why = str(record.get("state") or "the run stopped first").replace("|", "/")
         cells = [label, layout, str(record.get("compile")), str(arm), f"not run: {why}", *[""] * 5]

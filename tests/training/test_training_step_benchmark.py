@@ -40,6 +40,21 @@ def test_convolution_flops_grow_with_the_pixel_count(bench: ModuleType) -> None:
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_the_norm_precision_option_builds_the_library_network_with_it(
+    bench: ModuleType, table: ModuleType, tmp_path: Path
+) -> None:
+    assert bench.library_unet().norm_precision == "float32"
+    assert bench.library_unet(norm_precision="autocast").norm_precision == "autocast"
+    output = tmp_path / "norm.json"
+    record = bench.main(
+        ["--device", "cpu", "--size", "16", "--batch", "1", "--steps", "1", "--warmup", "1",
+         "--patch-size", "4", "--arms", "library", "--dtype", "bf16", "--no-channels-last",
+         "--norm-precision", "autocast", "--output", str(output)]
+    )  # fmt: skip
+    assert record["norm_precision"] == "autocast" and record["arms"]["library"]["images_per_s"] > 0
+    assert "| contiguous, norm autocast | off | library |" in table.main([str(output)])
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
