@@ -243,11 +243,8 @@ class UNet2d(nn.Module):
             >>> net.set_norm_precision("autocast").encoder.levels[0][0][1].precision
             'autocast'
         """
-        checked = check_norm_precision(precision)
-        self.norm_precision = checked
-        for module in self.modules():
-            if isinstance(module, AutocastGroupNorm):
-                module.precision = checked
+        self.norm_precision = check_norm_precision(precision)
+        self._set_on_each(AutocastGroupNorm, "precision", self.norm_precision)
         return self
 
     def set_weight_gradient(self, kernel: WeightGradientKernel) -> UNet2d:
@@ -261,12 +258,14 @@ class UNet2d(nn.Module):
             >>> net.set_weight_gradient("onednn").weight_gradient
             'onednn'
         """
-        checked = check_weight_gradient_kernel(kernel)
-        self.weight_gradient = checked
-        for module in self.modules():
-            if isinstance(module, WSConv2d):
-                module.weight_gradient = checked
+        self.weight_gradient = check_weight_gradient_kernel(kernel)
+        self._set_on_each(WSConv2d, "weight_gradient", self.weight_gradient)
         return self
+
+    def _set_on_each(self, layer_type: type[nn.Module], attribute: str, value: object) -> None:
+        for module in self.modules():
+            if isinstance(module, layer_type):
+                setattr(module, attribute, value)
 
     @torch.no_grad()
     def reset_parameters(self, *, seed: int | None = None) -> None:
