@@ -70,6 +70,7 @@ from inpaintssl.training.distributed import (
     use_sync_batchnorm,
 )
 from inpaintssl.training.early_stopping import EarlyStopping
+from inpaintssl.training.loader_workers import batches
 from inpaintssl.training.objectives import REAL_LOSS_KEY, REAL_ROWS_KEY, VALIDATION_KEY_OFFSET, Objective
 from inpaintssl.training.outcome import Phase, TrainOutcome
 from inpaintssl.training.run_folder import RunFolder, TensorBoardLog, record_budget, write_metrics_csv
@@ -552,7 +553,7 @@ class Trainer:
                 )
             )
             position = 0
-            for batch in loader:
+            for batch in batches(loader):
                 rows = len(batch["index"])
                 yield data_pass, min(max(real_items - position, 0), rows), batch
                 position += rows
@@ -684,7 +685,7 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         count = torch.zeros((), dtype=torch.float64, device=self.device)
         overlaps: torch.Tensor | None = None
-        for raw in loader:
+        for raw in batches(loader):
             batch = self._to_device(raw)
             keys = batch["index"] + VALIDATION_KEY_OFFSET
             with autocast_context(self.device, self.amp_dtype):
