@@ -36,6 +36,7 @@ import bench_convergence
 import bench_corruption
 import bench_dataloader
 import bench_gpu_throughput
+import bench_saved_activations
 import bench_system
 import bench_training
 from provenance import provenance, write_record
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
         ("convergence", lambda: bench_convergence.main(quick)),
+        # Counted, not timed (FakeTensorMode), under CUDA's autocast policy: the same on any machine.
+        ("saved_activations", lambda: bench_saved_activations.main(quick)),
     ]
     for name, run in stages:
         results[name] = _run(name, run)
