@@ -358,7 +358,11 @@ pytest_options() {
     local per_test_limit="$1" nworkers="$2" gpu_nworkers="$3"
     WORKERS=() GPU_WORKERS=() PER_TEST=()
     if have xdist; then
-        WORKERS=(-n "$nworkers") # of 2 torch threads each (tests/conftest.py), on the 16 cores
+        # Of 2 torch threads each (tests/conftest.py), on the 16 cores. Whole files per worker: a
+        # file's module-scoped fixtures (test_inference_predict.py trains four small networks) are
+        # built once, not once in every worker that draws one of its tests; on the H200 that file's
+        # tests errored in setup or ran out of time with the tests dealt out one by one.
+        WORKERS=(-n "$nworkers" --dist loadfile)
         GPU_WORKERS=(-n "$gpu_nworkers")
     else
         WORKERS=(-p no:xdist)
