@@ -199,6 +199,48 @@ def test_cuda_autocast_matches_cpu_float32(dtype: torch.dtype, tolerance: float)
     assert error < tolerance
 
 
+def _gradients(
+    net: nn.Module, x: torch.Tensor, target: torch.Tensor, dtype: torch.dtype | None
+) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        out = net(x)
+    (out.double() - target).square().mean().backward()
+    return torch.cat([p.grad.detach().double().cpu().flatten() for p in net.parameters()])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
+        ),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_normalising_in_the_autocast_dtype_keeps_the_gradients_as_close_to_float64(
+    device: str, dtype: torch.dtype
+) -> None:
+    # norm_precision autocast keeps GroupNorm's saved statistics in bf16/fp16 for the backward pass
+    # (PyTorch's CUDA kernel, and the CPU's for a low-precision input with low-precision weights);
+    # its gradients may be no further from the float64 ones than those of the float32 norms, whose
+    # error the half-precision convolutions already set.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 32, 48, generator=generator) * 50.0 + 200.0  # an MR-like offset and scale
+    target = torch.randn(2, 3, 32, 48, generator=generator, dtype=torch.float64)
+    exact = _gradients(
+        BACKBONES.build("unet2d", in_channels=1, out_channels=3, seed=0).double(), x.double(), target, None
+    )
+    errors = {}
+    for precision in ("float32", "autocast"):
+        net = BACKBONES.build("unet2d", in_channels=1, out_channels=3, seed=0, norm_precision=precision)
+        found = _gradients(net.to(device), x.to(device), target.to(device), dtype)
+        errors[precision] = ((found - exact).norm() / exact.norm()).item()
+    assert errors["autocast"] <= 1.25 * errors["float32"] + 0.01, errors
+    assert errors["float32"] < 0.75, errors  # the comparison is between gradients, not noise
+
+
 def test_norm_precision_reaches_every_group_norm_and_changes_nothing_outside_autocast() -> None:
     plain, fast = small(), small(norm_precision="autocast")
     assert {m.precision for m in fast.modules() if isinstance(m, AutocastGroupNorm)} == {"autocast"}
