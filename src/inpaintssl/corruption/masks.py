@@ -355,25 +355,26 @@ def _checked(
     pairs: bool,
 ) -> NDArray[np.int64]:
     # The kernels index without bounds checks, so a plugin sampler's output is verified first.
-    name = describe_sampler(sampler)
+    # The sampler is named only in a message: naming it reads every distribution's entry points,
+    # which for each draw of a large bank would cost more than the drawing.
     corners = np.asarray(corners)
     if corners.ndim != 2 or corners.shape[1] != 2 or not np.issubdtype(corners.dtype, np.integer):
         raise ValueError(
-            f"sampler {name} returned {corners.dtype} corners of shape {corners.shape}; "
-            "expected an (N, 2) integer array"
+            f"sampler {describe_sampler(sampler)} returned {corners.dtype} corners of shape "
+            f"{corners.shape}; expected an (N, 2) integer array"
         )
     limit = np.array([shape[0] - patch_size, shape[1] - patch_size])
     if len(corners) and ((corners < 0).any() or (corners > limit).any()):
         raise ValueError(
-            f"sampler {name} returned corners outside [0, {limit[0]}] x [0, {limit[1]}] for "
-            f"shape {shape} and patch_size {patch_size}"
+            f"sampler {describe_sampler(sampler)} returned corners outside [0, {limit[0]}] x "
+            f"[0, {limit[1]}] for shape {shape} and patch_size {patch_size}"
         )
     corners = np.ascontiguousarray(corners, dtype=np.int64)
     if pairs:
         try:
             _check_pairs(corners, patch_size)
         except ValueError as exc:
-            raise ValueError(f"sampler {name} returned invalid pairs: {exc}") from exc
+            raise ValueError(f"sampler {describe_sampler(sampler)} returned invalid pairs: {exc}") from exc
         return corners  # what the swaps move is checked against the coverage by the caller
     # Too few patches would corrupt less than asked, or nothing: pretraining would then learn to
     # copy its input, with a loss that looks like any other.
@@ -381,8 +382,9 @@ def _checked(
     covered = int(patch_union(corners, shape=shape, patch_size=patch_size).sum())
     if covered < target:
         raise ValueError(
-            f"sampler {name} returned {len(corners)} patches covering {covered} of the {shape[0] * shape[1]} "
-            f"pixels for shape {shape}, patch_size {patch_size}; expected their union to cover at least "
+            f"sampler {describe_sampler(sampler)} returned {len(corners)} patches covering {covered} of "
+            f"the {shape[0] * shape[1]} pixels for shape {shape}, patch_size {patch_size}; expected their "
+            "union to cover at least "
             f"coverage={coverage} of the image ({target} pixels)"
         )
     return corners
