@@ -16,7 +16,12 @@ run for real on the CPU at two small sizes and the saved bytes extrapolated line
 count (activations of a convolutional network scale with it). The estimate leaves the global
 CPU generator as it found it: the run has seeded it, and building a model or running dropout for
 real would otherwise shift the run's random stream. Parameters count four times (weights,
-gradients and the two Adam moments). Mixed precision halves the activation estimate.
+gradients and the two Adam moments). Mixed precision halves the activation estimate. That is
+close on the CPU, whose autocast keeps the norms in bf16 (the paper's U-Net at 512x512 keeps
+about 361 MB per image for its backward pass, the estimate 343 MB), but CUDA's autocast runs
+GroupNorm in float32, and there the U-Net keeps about 713 MB per image, 2.1x the estimate
+(``benchmarks/bench_saved_activations.py``; ``model.params.norm_precision: autocast`` brings it
+back to 361 MB): on a card with mixed precision the lower bound below is a loose one.
 
 The estimate leaves out transient buffers (the backward pass's own temporaries, cuDNN
 workspaces, the allocator's fragmentation), so it is a lower bound: a refused run could not
