@@ -384,8 +384,7 @@ def _checked(
         raise ValueError(
             f"sampler {describe_sampler(sampler)} returned {len(corners)} patches covering {covered} of "
             f"the {shape[0] * shape[1]} pixels for shape {shape}, patch_size {patch_size}; expected their "
-            "union to cover at least "
-            f"coverage={coverage} of the image ({target} pixels)"
+            f"union to cover at least coverage={coverage} of the image ({target} pixels)"
         )
     return corners
 
