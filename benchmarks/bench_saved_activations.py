@@ -18,7 +18,9 @@ float32 (PyTorch's AMP reference, "CUDA Ops that can autocast to float32"); CPU 
 them in their input's dtype, and both run ``instance_norm``/``batch_norm``, ``max_pool2d``, ``relu``
 and ``cat`` alike, and the convolutions in the low precision. ``--policy cuda`` (the default)
 therefore counts what a CUDA step keeps by casting a low-precision input of those two norms to
-float32 under autocast, as CUDA's autocast does; ``--policy cpu`` counts what a CPU step keeps.
+float32 under autocast, as CUDA's autocast does (with the library's own
+:func:`inpaintssl.training.autocast_policy.autocast_as_on`, which the memory pre-flight uses
+too); ``--policy cpu`` counts what a CPU step keeps.
 
 Arms, each at ``--size`` and ``--batch`` with one input channel:
 
@@ -56,43 +58,11 @@ from bench_training import monai_basicunet
 from provenance import provenance, write_record
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.overrides import TorchFunctionMode
+
+from inpaintssl.training.autocast_policy import autocast_as_on
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 POLICIES = ("cuda", "cpu")
-# CUDA autocast's float32 list, as far as these networks call it (the AMP reference).
-CUDA_FLOAT32_NORMS = (F.group_norm, F.layer_norm)
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
-
-
-def _cpu_autocast_enabled() -> bool:
-    try:
-        return bool(torch.is_autocast_enabled("cpu"))  # type: ignore[call-arg,unused-ignore]
-    except TypeError:  # PyTorch 2.3 asks per device by name
-        return bool(torch.is_autocast_cpu_enabled())  # type: ignore[attr-defined,unused-ignore]
-
-
-class CudaNormPolicy(TorchFunctionMode):
-    """Under CPU autocast, run ``group_norm`` and ``layer_norm`` in float32, as CUDA autocast does.
-
-    A norm called with autocast disabled (``AutocastGroupNorm`` with ``precision="autocast"``
-    disables it around its own call) is left alone, as CUDA leaves it.
-    """
-
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        if func in CUDA_FLOAT32_NORMS and args and _cpu_autocast_enabled():
-            first = args[0]
-            if isinstance(first, torch.Tensor) and first.dtype in _LOW_PRECISION:
-                with torch.autocast("cpu", enabled=False):
-                    return func(first.float(), *args[1:], **kwargs)
-        return func(*args, **kwargs)
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
@@ -139,11 +109,12 @@ def saved_bytes(
     mode: contextlib.AbstractContextManager[Any] = (
         FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
     )
-    norms = CudaNormPolicy() if policy == "cuda" else contextlib.nullcontext()
-    autocast = torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     with mode:
         image = torch.zeros(batch, 1, size, size)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), norms, autocast:
+        with (
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+            autocast_as_on(policy, dtype),
+        ):
             F.mse_loss(model(image).float(), image)
     counted: dict[str, int] = {"total": 0}
     for key, tensor in kept.items():

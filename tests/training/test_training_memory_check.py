@@ -92,6 +92,66 @@ def test_meta_estimate_equals_a_real_cpu_forward() -> None:
     assert estimate.activation_bytes == sum(storages.values())
 
 
+def _kept_with_group_norm_in_float32(model: nn.Module, images: torch.Tensor, dtype: torch.dtype) -> int:
+    """Bytes a real CPU forward keeps under autocast with every GroupNorm made to run in float32 by
+    hand, as CUDA's autocast runs it: an emulation independent of the library's."""
+
+    def in_float32(module: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return nn.functional.group_norm(
+                x.float(), module.num_groups, module.weight, module.bias, module.eps
+            )
+
+    for module in model.modules():
+        if isinstance(module, nn.GroupNorm):
+            module.forward = lambda x, module=module: in_float32(module, x)  # type: ignore[method-assign]
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=dtype):
+        model(images)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("pixels", [0, 64 * 64], ids=["fake", "measured"])
+def test_mixed_precision_on_cuda_counts_group_norm_in_float32_as_cuda_autocast_runs_it(
+    dtype: torch.dtype, pixels: int
+) -> None:
+    # 2 x 32 x 32 is measured for real unless the limit is 0; above it, fake tensors are counted.
+    with mock.patch("inpaintssl.training.memory_check._MEASURED_PIXELS", pixels):
+        on_cuda = estimate_training_memory(
+            _unet, batch_size=2, channels=1, image_size=(32, 32), amp=dtype, device="cuda"
+        )
+    assert on_cuda.method == ("measured" if pixels else "meta")
+    expected = _kept_with_group_norm_in_float32(_unet(), torch.zeros(2, 1, 32, 32), dtype)
+    assert on_cuda.activation_bytes == expected
+
+
+def test_mixed_precision_follows_the_devices_policy_and_the_norms_precision() -> None:
+    def estimate(build: Any, **options: Any) -> int:
+        return estimate_training_memory(
+            build, batch_size=2, channels=1, image_size=(128, 128), **options
+        ).activation_bytes
+
+    def bf16_norms() -> nn.Module:
+        return _unet(norm_precision="autocast")
+
+    full = estimate(_unet)
+    on_cpu, on_cuda = estimate(_unet, amp=torch.bfloat16), estimate(_unet, amp=torch.bfloat16, device="cuda")
+    # Without its float32 norms a bf16 step keeps about half of float32's bytes (plus bf16 copies
+    # of the weights); CUDA's float32 GroupNorm keeps float32 copies of most activations.
+    assert 0.45 * full < on_cpu < 0.6 * full
+    assert on_cuda > 1.5 * on_cpu
+    assert estimate(_unet, amp=True) == on_cpu  # True is bf16
+    assert estimate(_unet, amp=None) == estimate(_unet, amp=False) == full
+    # GroupNorm that normalises in bf16 itself never reaches autocast's policy.
+    assert estimate(bf16_norms, amp=torch.bfloat16, device="cuda") == estimate(bf16_norms, amp=torch.bfloat16)
+
+
 def _entries_that_build() -> list[str]:
     """Every registered backbone whose requirements are installed (smp_unet has its own virtualenv)."""
     return [e.name for e in BACKBONES.entries(check=True) if e.status == "ok"]
@@ -118,6 +178,25 @@ def test_a_small_step_is_measured_by_a_real_pass_that_equals_the_meta_estimate(n
     # 64x64 pixels in all is the largest step measured for real; the next size the networks take is not.
     assert estimate_training_memory(build, batch_size=1, channels=1, image_size=(64, 64)).method == "measured"
     assert estimate_training_memory(build, batch_size=1, channels=1, image_size=(80, 64)).method == "meta"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_is_counted_at_full_size_under_mixed_precision(name: str, device: str) -> None:
+    if name not in _entries_that_build():
+        pytest.skip(f"{name}: a required package is not installed")
+
+    def build() -> nn.Module:
+        return build_backbone(name, {}, in_channels=1, out_channels=2, seed=0)
+
+    full = estimate_training_memory(build, batch_size=2, channels=1, image_size=(96, 96))
+    half = estimate_training_memory(
+        build, batch_size=2, channels=1, image_size=(96, 96), amp=torch.bfloat16, device=device
+    )
+    assert full.method == half.method == "meta"
+    # bf16 activations, and some kept in float32 (the norms' on CUDA, a network's own casts).
+    assert 0.4 * full.activation_bytes < half.activation_bytes < 1.2 * full.activation_bytes
+    assert half.parameter_bytes == full.parameter_bytes
 
 
 class _Dropout(nn.Module):
@@ -165,6 +244,12 @@ def test_backbones_that_cannot_run_on_meta_are_extrapolated_from_small_passes() 
     # Saved per pixel: the conv input (4 B, for the weight gradient) and the ReLU output (8 x 4 B).
     per_image = 512 * 512 * (4 + 32)
     assert estimate.activation_bytes == pytest.approx(3 * per_image, rel=0.01)
+    # Under bf16 autocast: the conv's bf16 copy of its input (2 B) and the bf16 ReLU output (8 x 2 B).
+    bf16 = estimate_training_memory(
+        _NoMeta, batch_size=3, channels=1, image_size=(512, 512), amp=torch.bfloat16
+    )
+    assert bf16.method == "extrapolated"
+    assert bf16.activation_bytes == pytest.approx(3 * 512 * 512 * (2 + 16), rel=0.01)
 
 
 def test_a_run_that_cannot_fit_is_refused_with_estimate_and_limit() -> None:

@@ -16,12 +16,13 @@ run for real on the CPU at two small sizes and the saved bytes extrapolated line
 count (activations of a convolutional network scale with it). The estimate leaves the global
 CPU generator as it found it: the run has seeded it, and building a model or running dropout for
 real would otherwise shift the run's random stream. Parameters count four times (weights,
-gradients and the two Adam moments). Mixed precision halves the activation estimate. That is
-close on the CPU, whose autocast keeps the norms in bf16 (the paper's U-Net at 512x512 keeps
-about 361 MB per image for its backward pass, the estimate 343 MB), but CUDA's autocast runs
-GroupNorm in float32, and there the U-Net keeps about 713 MB per image, 2.1x the estimate
-(``benchmarks/bench_saved_activations.py``; ``model.params.norm_precision: autocast`` brings it
-back to 361 MB): on a card with mixed precision the lower bound below is a loose one.
+gradients and the two Adam moments). Under mixed precision the forward pass runs under CPU
+autocast with the training device's policy (:mod:`~inpaintssl.training.autocast_policy`: CUDA
+runs GroupNorm in float32, the CPU does not), on ``FakeTensorMode`` rather than the meta device,
+which autocast does not reach. Halving the float32 count, as the estimate did until 2026-12-04,
+is close on the CPU (the paper's U-Net at 512x512 keeps 361 MB per image, half its float32 count
+343 MB) but on CUDA the U-Net keeps 713 MB per image, 2.1x that
+(``benchmarks/bench_saved_activations.py``).
 
 The estimate leaves out transient buffers (the backward pass's own temporaries, cuDNN
 workspaces, the allocator's fragmentation), so it is a lower bound: a refused run could not
@@ -66,6 +67,7 @@ from torch import nn
 from inpaintssl.config import ConfigError
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.views import slice_shape_of
+from inpaintssl.training.autocast_policy import autocast_as_on
 from inpaintssl.training.components import build_backbone
 from inpaintssl.training.distributed import DistInfo, all_gather_object
 
@@ -105,7 +107,8 @@ class MemoryEstimate:
         activation_bytes: Tensors saved for the backward pass, for the whole batch.
         parameter_bytes: Weights, gradients and Adam's two moments (4 x the parameters).
         method: ``measured`` (a real CPU pass at full size, for a small step), ``meta`` (exact
-            shapes at full size) or ``extrapolated`` (small CPU passes).
+            shapes at full size: on the meta device, or under ``FakeTensorMode`` with mixed
+            precision) or ``extrapolated`` (small CPU passes).
     """
 
     activation_bytes: int
@@ -160,22 +163,37 @@ def _parameter_bytes(model: nn.Module) -> int:
 
 
 def _saved_activation_bytes(
-    build_model: Callable[[], nn.Module], *, batch_size: int, channels: int, image_size: tuple[int, int]
+    build_model: Callable[[], nn.Module],
+    *,
+    batch_size: int,
+    channels: int,
+    image_size: tuple[int, int],
+    amp_dtype: torch.dtype | None = None,
+    device_type: str = "cpu",
 ) -> tuple[int, nn.Module, str]:
     """Activation bytes of one step, the model they were measured on, and how (module docstring)."""
     h, w = image_size
     if batch_size * h * w <= _MEASURED_PIXELS:
         model = build_model()
-        return _saved_bytes(model, torch.zeros(batch_size, channels, h, w)), model, "measured"
+        with autocast_as_on(device_type, amp_dtype):
+            return _saved_bytes(model, torch.zeros(batch_size, channels, h, w)), model, "measured"
     try:
-        with torch.device("meta"):
-            model = build_model()
+        if amp_dtype is None:
+            with torch.device("meta"):
+                model = build_model()
+                return _saved_bytes(model, torch.empty(batch_size, channels, h, w)), model, "meta"
+        # The meta device never autocasts; fake tensors are CPU tensors to autocast, with no storage.
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        model = build_model()
+        with FakeTensorMode(allow_non_fake_inputs=True), autocast_as_on(device_type, amp_dtype):
             return _saved_bytes(model, torch.empty(batch_size, channels, h, w)), model, "meta"
     except (NotImplementedError, RuntimeError, TypeError, ValueError):
         # Data-dependent control flow or a custom kernel without a meta implementation.
         model = build_model()
         sizes = [(side, side) for side in _PROBE_SIDES]
-        measured = [_saved_bytes(model, torch.zeros(1, channels, *size)) for size in sizes]
+        with autocast_as_on(device_type, amp_dtype):
+            measured = [_saved_bytes(model, torch.zeros(1, channels, *size)) for size in sizes]
         pixels = [a * b for a, b in sizes]
         slope = (measured[1] - measured[0]) / (pixels[1] - pixels[0])
         per_image = max(measured[0] + slope * (h * w - pixels[0]), 0.0)
@@ -188,29 +206,36 @@ def estimate_training_memory(
     batch_size: int,
     channels: int,
     image_size: tuple[int, int],
-    amp: bool = False,
+    amp: bool | torch.dtype | None = False,
+    device: torch.device | str = "cpu",
 ) -> MemoryEstimate:
     """Estimate the memory of one training step (see the module docstring for the method).
 
     Args:
-        build_model: Builds the model (under ``torch.device("meta")`` for a step above 64x64
-            pixels, on the CPU otherwise).
+        build_model: Builds the model (under ``torch.device("meta")`` for a float32 step above
+            64x64 pixels, on the CPU otherwise).
         batch_size: Images per step and process.
         channels: Input channels C.
         image_size: ``(H, W)``.
-        amp: Mixed precision (activations counted at half size).
+        amp: Mixed precision: its dtype (``torch.bfloat16`` or ``torch.float16``; ``True`` is
+            bf16), or ``False``/``None`` for float32.
+        device: The training device, whose autocast policy decides which ops stay in float32.
 
     Returns:
         A :class:`MemoryEstimate`.
     """
+    amp_dtype = torch.bfloat16 if amp is True else (amp or None)
     # A model built or run for real may draw from the global generator (default initialisation,
     # dropout): the run seeded it already, so the estimate must not move it.
     with torch.random.fork_rng(devices=()):
         activations, model, method = _saved_activation_bytes(
-            build_model, batch_size=batch_size, channels=channels, image_size=image_size
+            build_model,
+            batch_size=batch_size,
+            channels=channels,
+            image_size=image_size,
+            amp_dtype=amp_dtype,
+            device_type=torch.device(device).type,
         )
-    if amp:
-        activations //= 2
     return MemoryEstimate(activations, _parameter_bytes(model), method)
 
 
@@ -265,7 +290,7 @@ def check_training_memory(
     channels: int,
     image_size: tuple[int, int],
     device: torch.device,
-    amp: bool = False,
+    amp: bool | torch.dtype | None = False,
     what: str,
     processes: int = 1,
 ) -> MemoryEstimate:
@@ -277,7 +302,7 @@ def check_training_memory(
         channels: Input channels.
         image_size: ``(H, W)`` of the training slices.
         device: The training device.
-        amp: Mixed precision on.
+        amp: Mixed precision's dtype, or ``False`` (see :func:`estimate_training_memory`).
         what: The settings that chose the size and batch, for the message, e.g.
             ``"data.image_size=[65536, 65536] with optim.batch_size=8"``.
         processes: The processes on this node, this one included, that will each need the
@@ -292,7 +317,7 @@ def check_training_memory(
             message gives both, and the number of processes it counted.
     """
     estimate = estimate_training_memory(
-        build_model, batch_size=batch_size, channels=channels, image_size=image_size, amp=amp
+        build_model, batch_size=batch_size, channels=channels, image_size=image_size, amp=amp, device=device
     )
     found = available_memory(device)
     if found is not None and processes * estimate.total_bytes > found[0]:
@@ -396,7 +421,7 @@ def check_run_memory(
             channels=in_channels,
             image_size=(h, w),
             device=ctx.device,
-            amp=ctx.amp_dtype is not None,
+            amp=ctx.amp_dtype,
             what=what,
             processes=processes_sharing_memory(ctx.device, setting=ctx.run.device, dist=ctx.dist),
         )
