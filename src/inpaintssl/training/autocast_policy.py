@@ -6,7 +6,7 @@ on which ops autocast runs in float32. CPU and CUDA autocast agree on everything
 call (convolutions in the low precision; ReLU, pooling, concatenation, instance and batch norm in
 their input's dtype) but the norms ``group_norm`` and ``layer_norm``: CUDA runs them in float32
 (PyTorch's AMP reference, "CUDA Ops that can autocast to float32"), the CPU in the input's dtype.
-For the paper's U-Net at 512x512 that difference is 713 MB against 361 MB kept per image
+For the paper's U-Net at 512x512 that difference is 680 MiB against 344 MiB kept per image
 (``benchmarks/bench_saved_activations.py``). :func:`autocast_as_on` emulates it.
 
 Example:

@@ -20,8 +20,8 @@ gradients and the two Adam moments). Under mixed precision the forward pass runs
 autocast with the training device's policy (:mod:`~inpaintssl.training.autocast_policy`: CUDA
 runs GroupNorm in float32, the CPU does not), on ``FakeTensorMode`` rather than the meta device,
 which autocast does not reach. Halving the float32 count, as the estimate did until 2026-12-04,
-is close on the CPU (the paper's U-Net at 512x512 keeps 361 MB per image, half its float32 count
-343 MB) but on CUDA the U-Net keeps 713 MB per image, 2.1x that
+is close on the CPU (the paper's U-Net at 512x512 keeps 344 MiB per image, half its float32 count
+327 MiB) but on CUDA the U-Net keeps 680 MiB per image, 2.1x that
 (``benchmarks/bench_saved_activations.py``).
 
 The estimate leaves out transient buffers (the backward pass's own temporaries, cuDNN
