@@ -31,18 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+# The models' own check, which picks PyTorch 2.3's or the later signature once, at import.
+from inpaintssl.models.layers import _autocast_enabled
+
 __all__ = ["CudaAutocastNorms", "autocast_as_on"]
 
 # CUDA autocast's float32 list, as far as the networks here call it.
 _CUDA_FLOAT32_NORMS: tuple[Callable[..., Any], ...] = (F.group_norm, F.layer_norm)
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
-
-
-def _cpu_autocast_enabled() -> bool:
-    try:
-        return bool(torch.is_autocast_enabled("cpu"))  # type: ignore[call-arg,unused-ignore]
-    except TypeError:  # PyTorch 2.3 takes no device and has a function per device
-        return bool(torch.is_autocast_cpu_enabled())  # type: ignore[attr-defined,unused-ignore]
 
 
 class CudaAutocastNorms(TorchFunctionMode):
@@ -62,7 +58,7 @@ class CudaAutocastNorms(TorchFunctionMode):
     ) -> Any:
         """Call ``func``; a norm of CUDA's float32 list gets a float32 copy of its low-precision input."""
         kwargs = kwargs or {}
-        if func in _CUDA_FLOAT32_NORMS and args and _cpu_autocast_enabled():
+        if func in _CUDA_FLOAT32_NORMS and args and _autocast_enabled("cpu"):
             first = args[0]
             if isinstance(first, torch.Tensor) and first.dtype in _LOW_PRECISION:
                 with torch.autocast("cpu", enabled=False):
