@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from inpaintssl.models.autocast_state import autocast_enabled
+
 __all__ = [
     "KERNELS",
     "WeightGradientKernel",
@@ -209,24 +211,6 @@ def set_cpu_weight_gradient(kernel: WeightGradientKernel) -> None:
     _override.kernel = None if checked == "auto" else checked
 
 
-def _cpu_autocast_enabled() -> bool:
-    """Whether CPU autocast is on in this thread, on every supported PyTorch.
-
-    Example:
-        >>> import torch
-        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
-        ...     inside = _cpu_autocast_enabled()
-        >>> inside, _cpu_autocast_enabled()
-        (True, False)
-    """
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:
-        # torch 2.4 added the device argument; before it the argument-less form meant CUDA, and
-        # CPU autocast had a query of its own (deprecated, with a warning, since 2.4).
-        return torch.is_autocast_cpu_enabled()
-
-
 def blocked_weight_gradient_applies(
     x: torch.Tensor, weight: torch.Tensor, *, kernel: WeightGradientKernel = "auto"
 ) -> bool:
@@ -254,7 +238,7 @@ def blocked_weight_gradient_applies(
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad)
         and x.device.type == "cpu"
-        and not _cpu_autocast_enabled()
+        and not autocast_enabled("cpu")
         and weight.device == x.device
         and x.dtype in (torch.float32, torch.float64)
         and weight.dtype == x.dtype

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inpaintssl.models.autocast_state import LOW_PRECISION_DTYPES, autocast_enabled
 from inpaintssl.models.cpu_convolution import WeightGradientKernel, check_weight_gradient_kernel, conv3x3
 
 __all__ = [
@@ -37,8 +38,6 @@ NormPrecision = Literal["float32", "autocast"]
 choice on CUDA) or ``"autocast"`` (the input's bf16 or fp16, statistics still accumulated in
 float32)."""
 
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
-
 
 def check_norm_precision(value: object) -> NormPrecision:
     """Return ``value`` as a :data:`NormPrecision`, or refuse it naming the choices.
@@ -53,29 +52,6 @@ def check_norm_precision(value: object) -> NormPrecision:
             f"norm_precision={value!r} is invalid; expected one of {', '.join(map(repr, choices))}"
         )
     return value  # type: ignore[return-value]
-
-
-def _autocast_enabled_by_device(device_type: str) -> bool:
-    return bool(torch.is_autocast_enabled(device_type))  # type: ignore[call-arg,unused-ignore]
-
-
-def _autocast_enabled_torch_2_3(device_type: str) -> bool:
-    # PyTorch 2.3's is_autocast_enabled() takes no device and answers for CUDA.
-    if device_type == "cpu":
-        return bool(torch.is_autocast_cpu_enabled())  # type: ignore[attr-defined,unused-ignore]
-    return bool(torch.is_autocast_enabled())  # type: ignore[call-arg,unused-ignore]
-
-
-def _takes_a_device() -> bool:
-    try:
-        torch.is_autocast_enabled("cpu")  # type: ignore[call-arg,unused-ignore]
-    except TypeError:
-        return False
-    return True
-
-
-# Chosen once here rather than by a try in forward, which torch.compile would have to trace.
-_autocast_enabled = _autocast_enabled_by_device if _takes_a_device() else _autocast_enabled_torch_2_3
 
 
 class AutocastGroupNorm(nn.GroupNorm):
@@ -116,8 +92,8 @@ class AutocastGroupNorm(nn.GroupNorm):
         """Normalise ``input`` ``(N, C, ...)`` per group (see the class docstring for the dtype)."""
         if (
             self.precision == "autocast"
-            and input.dtype in _LOW_PRECISION
-            and _autocast_enabled(input.device.type)
+            and input.dtype in LOW_PRECISION_DTYPES
+            and autocast_enabled(input.device.type)
         ):
             weight = None if self.weight is None else self.weight.to(input.dtype)
             bias = None if self.bias is None else self.bias.to(input.dtype)

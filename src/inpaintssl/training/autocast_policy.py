@@ -31,14 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-# The models' own check, which picks PyTorch 2.3's or the later signature once, at import.
-from inpaintssl.models.layers import _autocast_enabled
+from inpaintssl.models.autocast_state import LOW_PRECISION_DTYPES, autocast_enabled
 
 __all__ = ["CudaAutocastNorms", "autocast_as_on"]
 
 # CUDA autocast's float32 list, as far as the networks here call it.
 _CUDA_FLOAT32_NORMS: tuple[Callable[..., Any], ...] = (F.group_norm, F.layer_norm)
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 class CudaAutocastNorms(TorchFunctionMode):
@@ -58,9 +56,9 @@ class CudaAutocastNorms(TorchFunctionMode):
     ) -> Any:
         """Call ``func``; a norm of CUDA's float32 list gets a float32 copy of its low-precision input."""
         kwargs = kwargs or {}
-        if func in _CUDA_FLOAT32_NORMS and args and _autocast_enabled("cpu"):
+        if func in _CUDA_FLOAT32_NORMS and args and autocast_enabled("cpu"):
             first = args[0]
-            if isinstance(first, torch.Tensor) and first.dtype in _LOW_PRECISION:
+            if isinstance(first, torch.Tensor) and first.dtype in LOW_PRECISION_DTYPES:
                 with torch.autocast("cpu", enabled=False):
                     return func(first.float(), *args[1:], **kwargs)
         return func(*args, **kwargs)
