@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import torch
 
-from inpaintssl.checkpoint import load_checkpoint
+from checkpoint_helpers import assert_same_checkpoints
 
 COMMON = [
     "data.dataset=synthetic",
@@ -85,15 +84,6 @@ def _two_at_a_time(jobs: Sequence[Callable[[], T]]) -> list[T]:
         return [future.result() for future in futures]
 
 
-def _assert_same_weights(a: Path, b: Path) -> None:
-    for which in ("best", "last"):
-        wa, _ = load_checkpoint(a, which=which)
-        wb, _ = load_checkpoint(b, which=which)
-        assert wa.keys() == wb.keys()
-        for name in wa:
-            assert torch.equal(wa[name], wb[name]), f"{which}:{name} differs after resume"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path: Path, stage: str) -> None:
@@ -105,7 +95,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path: P
     # the killed ones will, and they must agree with each other bit for bit.
     references = [tmp_path / "reference", tmp_path / "reference_twin"]
     duration = max(_two_at_a_time([partial(_run, _command(stage, out, *extra)) for out in references]))
-    _assert_same_weights(*references)
+    assert_same_checkpoints(*references, why="differs between two uninterrupted runs")
     rng = random.Random(20231125 + len(stage))
     # Kill anywhere from start-up (nothing written yet) to near the end of a normal run.
     delays = sorted(rng.uniform(0.3, 0.95) * duration for _ in range(KILLS_PER_STAGE))
@@ -117,7 +107,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path: P
 
     _two_at_a_time([partial(kill_then_resume, i, delay) for i, delay in enumerate(delays)])
     for i in range(KILLS_PER_STAGE):
-        _assert_same_weights(references[0], tmp_path / f"killed{i}")
+        assert_same_checkpoints(tmp_path / f"killed{i}", references[0], why="differs after resume")
 
 
 @pytest.mark.slow
@@ -126,4 +116,4 @@ def test_deterministic_runs_are_bit_identical(tmp_path: Path) -> None:
     _two_at_a_time(
         [partial(_run, _command("pretrain", tmp_path / name, "optim.max_epochs=2")) for name in "ab"]
     )
-    _assert_same_weights(tmp_path / "a", tmp_path / "b")
+    assert_same_checkpoints(tmp_path / "a", tmp_path / "b")

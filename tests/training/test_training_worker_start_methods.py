@@ -14,9 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
-from inpaintssl.checkpoint import load_checkpoint
+from checkpoint_helpers import assert_same_checkpoints
 
 # Each run is a fresh interpreter: the start method is process-wide and set once, before any
 # worker starts.
@@ -55,8 +54,6 @@ def test_workers_started_by_forkserver_train_the_same_bits_as_forked_ones(tmp_pa
     # and the imports per worker and epoch, so one short run stands for both.
     for method in ("fork", "forkserver"):
         _train(method, tmp_path / method)
-    forked, _ = load_checkpoint(tmp_path / "fork", which="last")
-    weights, _ = load_checkpoint(tmp_path / "forkserver", which="last")
-    assert weights.keys() == forked.keys()
-    for name, tensor in forked.items():
-        assert torch.equal(weights[name], tensor), f"{name} differs from the forked workers' run"
+    assert_same_checkpoints(
+        tmp_path / "forkserver", tmp_path / "fork", why="differs from the forked workers' run"
+    )
