@@ -67,12 +67,11 @@ def test_an_unused_setting_warns_each_time_the_same_line_builds_its_config(tmp_p
 
 
 # The notebook kernel: a fresh interpreter with Python's own Ctrl-C handler. A fork callback
-# cannot be removed once registered, so this one lives in the kernel only; it looks for the first
-# checkpoint at each fork, so the press lands at the first fork after it (the next epoch's
-# DataLoader workers) whatever the machine's speed.
+# cannot be removed once registered, so this one lives in the kernel only; it presses at the
+# run's first fork, as its first DataLoader worker starts (the run keeps its workers, so no later
+# epoch forks), whatever the machine's speed.
 _KERNEL = """
 import _thread, json, multiprocessing, os, signal, sys, warnings
-from pathlib import Path
 
 import inpaintssl as issl
 
@@ -81,12 +80,11 @@ import inpaintssl as issl
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 config = json.loads(sys.argv[1])
-run = Path(config["run"]["output_dir"])
-armed = [run]
+armed = [True]
 
 
 def press_ctrl_c_if_armed():
-    if armed and (run / "checkpoints" / "last").is_dir():
+    if armed:
         armed.clear()
         _thread.interrupt_main()
         (lambda: None)()  # a call: the main thread runs the SIGINT handler here, in the callback
@@ -119,9 +117,9 @@ def test_ctrl_c_mid_training_reaches_the_user_and_the_same_cell_resumes(tmp_path
         data={"params": {"num_images": 32, "num_val": 2, "num_test": 2, "size": [16, 16]}, "num_workers": 2},
         optim={"max_epochs": 4},
     )
-    # The notebook's stop button, pressed as the epoch after the first checkpoint forks its
-    # DataLoader workers: Python drops a KeyboardInterrupt raised in a fork callback (as in
-    # logging's, which runs after every fork), and the run trained on to its end.
+    # The notebook's stop button, pressed as the run forks its DataLoader workers: Python drops a
+    # KeyboardInterrupt raised in a fork callback (as in logging's, which runs after every fork),
+    # and the run trained on to its end.
     done = subprocess.run(
         [sys.executable, "-c", _KERNEL, json.dumps(config)],
         capture_output=True,
@@ -132,7 +130,7 @@ def test_ctrl_c_mid_training_reaches_the_user_and_the_same_cell_resumes(tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
-    assert outcome["pressed"], "no DataLoader worker was forked after the first checkpoint"
+    assert outcome["pressed"], "no DataLoader worker was forked"
     assert outcome["interrupted"], done.stderr[-3000:]
     assert outcome["children"] == 0  # no DataLoader worker left behind
     assert outcome["epochs_run"] == 4 and outcome["epochs"] == [0, 1, 2, 3]

@@ -232,7 +232,12 @@ Determinism
 -----------
 
 Every run seeds Python, NumPy and torch from ``run.seed``, and each DataLoader worker from the
-loader's seeded generator. ``run.deterministic=true`` (``--deterministic``) also switches on
+loader's seeded generator (the run's ``manifest.json`` lists the workers' seeds). A run keeps its
+workers from the first epoch to the last (:class:`~inpaintssl.training.epoch_loader.EpochLoader`),
+which spares a worker start per epoch where workers start by ``spawn`` (macOS) or ``forkserver``
+(Linux from Python 3.14), and each worker re-seeds itself at every pass over the data, so a dataset
+that draws at random draws in each epoch, and after a resume, what a newly started worker would.
+``run.deterministic=true`` (``--deterministic``) also switches on
 ``torch.use_deterministic_algorithms`` and deterministic cuDNN (with a fixed cuBLAS workspace on
 CUDA): two CPU runs then give bit-identical weights, which
 ``tests/reliability/test_reliability_resume.py`` checks.

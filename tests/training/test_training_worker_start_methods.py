@@ -29,7 +29,7 @@ _SCRIPT = textwrap.dedent(
         data = {"dataset": "synthetic", "num_workers": 2,
                 "params": {"num_images": 16, "num_val": 4, "num_test": 4, "size": [32, 32]}}
         issl.finetune({"data": data, "model": {"params": {"depth": 2, "base_width": 8}},
-                       "optim": {"max_epochs": 1, "steps_per_epoch": 2},
+                       "optim": {"max_epochs": 2, "steps_per_epoch": 2},
                        "run": {"output_dir": out, "quiet": True}})
         assert multiprocessing.get_start_method() == method
     """
@@ -49,9 +49,8 @@ def _train(method: str, out: Path) -> None:
 
 @pytest.mark.slow
 def test_workers_started_by_forkserver_train_the_same_bits_as_forked_ones(tmp_path: Path) -> None:
-    # forkserver pickles what spawn pickles (spawn also imports the caller's __main__ again); each
-    # epoch's loaders start their workers afresh, which by forkserver costs an interpreter start
-    # and the imports per worker and epoch, so one short run stands for both.
+    # forkserver pickles what spawn pickles (spawn also imports the caller's __main__ again), so one
+    # short run stands for both. Two epochs: the run's workers serve both, re-seeding at each pass.
     for method in ("fork", "forkserver"):
         _train(method, tmp_path / method)
     assert_same_checkpoints(

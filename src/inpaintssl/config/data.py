@@ -47,7 +47,8 @@ class DataConfig(_Strict):
         subset_seed: Seed of the label-limited subset draw.
         splits_file: A split JSON written by an earlier run; when given, its subsets are reused.
         unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes for training and as many for validation, each
+            set started once per run and kept to its end; 0 reads in the training process.
         val_max_images: Cap on validation slices (evenly spaced), ``None`` for all.
     """
 

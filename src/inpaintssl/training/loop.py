@@ -42,7 +42,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import Dataset, DistributedSampler, Sampler, SequentialSampler, Subset
 
 from inpaintssl.checkpoint import (
     CheckpointError,
@@ -54,7 +54,6 @@ from inpaintssl.checkpoint import (
     save_checkpoint,
 )
 from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig
-from inpaintssl.data.loading import seed_worker
 from inpaintssl.progress import progress_bar
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.convergence import Convergence
@@ -70,6 +69,7 @@ from inpaintssl.training.distributed import (
     use_sync_batchnorm,
 )
 from inpaintssl.training.early_stopping import EarlyStopping
+from inpaintssl.training.epoch_loader import EpochLoader
 from inpaintssl.training.loader_workers import batches
 from inpaintssl.training.objectives import REAL_LOSS_KEY, REAL_ROWS_KEY, VALIDATION_KEY_OFFSET, Objective
 from inpaintssl.training.outcome import Phase, TrainOutcome
@@ -230,7 +230,8 @@ class Trainer:
             :mod:`inpaintssl.training.step`, and validation's), ``resume`` (continue from ``checkpoints/last``
             when it exists), ``quiet`` (no progress bars) and ``checkpoint_every`` (write
             ``last`` every this many epochs, always at a phase's end).
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers for training and as many for validation, started once and
+            kept until :meth:`fit` returns (:class:`~inpaintssl.training.epoch_loader.EpochLoader`).
         epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).
 
     Example:
@@ -301,6 +302,8 @@ class Trainer:
         )
         self.val_set = Subset(IndexedDataset(val_set), val_indices)
         self.num_workers = num_workers
+        self._loaders: dict[str, EpochLoader[dict[str, Any]]] = {}
+        self._fitting = False
         self._tensorboard: TensorBoardLog | None = None
         # Under torchrun each phase wraps the model in its own DistributedDataParallel
         # (:meth:`_wrap_for_phase`), once the phase has fixed which parameters train.
@@ -333,31 +336,47 @@ class Trainer:
         return self.run_folder.root
 
     # -- data -------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset[dict[str, Any]], *, epoch_key: int | None) -> DataLoader[Any]:
-        sampler: DistributedSampler[Any] | None = None
-        if epoch_key is not None:
-            sampler = DistributedSampler(
-                dataset,
+    def _train_loader(self, *, epoch_key: int) -> EpochLoader[dict[str, Any]]:
+        """The training loader, its sampler shuffled for ``epoch_key`` (one key per pass over the data)."""
+        if self._loaders.get("train") is None:
+            sampler: DistributedSampler[dict[str, Any]] = DistributedSampler(
+                self.train_set,
                 num_replicas=self.dist.world_size,
                 rank=self.dist.rank,
                 shuffle=True,
                 seed=self.seed,
                 drop_last=False,
             )
-            sampler.set_epoch(epoch_key)
-        generator = torch.Generator()
-        generator.manual_seed(self.seed)
-        return DataLoader(
+            self._loaders["train"] = self._epoch_loader(self.train_set, sampler)
+        loader = self._loaders["train"]
+        assert isinstance(loader.sampler, DistributedSampler)
+        loader.sampler.set_epoch(epoch_key)
+        return loader
+
+    def _val_loader(self) -> EpochLoader[dict[str, Any]]:
+        if self._loaders.get("val") is None:
+            self._loaders["val"] = self._epoch_loader(self.val_set, SequentialSampler(self.val_set))
+        return self._loaders["val"]
+
+    def _epoch_loader(
+        self, dataset: Dataset[dict[str, Any]], sampler: Sampler[Any]
+    ) -> EpochLoader[dict[str, Any]]:
+        # Its workers serve every epoch of the run (fit closes it): by forkserver or spawn a worker
+        # start is an interpreter start, which a loader per epoch would pay at every epoch.
+        return EpochLoader(
             dataset,
-            batch_size=self.optim.batch_size,
             sampler=sampler,
-            shuffle=False,
+            batch_size=self.optim.batch_size,
+            seed=self.seed,
             num_workers=self.num_workers,
-            worker_init_fn=seed_worker,
-            generator=generator,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
         )
+
+    def _close_loaders(self) -> None:
+        """Stop the loaders' workers (each holds a copy of its dataset)."""
+        loaders, self._loaders = self._loaders, {}
+        for loader in loaders.values():
+            loader.close()
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -539,18 +558,13 @@ class Trainer:
         ``DistributedSampler`` pads every rank to the same number of items, see
         :func:`_real_items`); for a single process it is the whole batch.
         """
-        first = self._loader(self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES)
         total = self.steps_per_epoch()
         real_items = _real_items(len(self.train_set), rank=self.dist.rank, world_size=self.dist.world_size)
         bar = progress_bar(total=total, desc=desc, leave=False, disable=self.quiet or not self.dist.is_main)
         step = 0
         for data_pass in range(_MAX_PASSES):
-            loader = (
-                first
-                if data_pass == 0
-                else self._loader(
-                    self.train_set, epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass
-                )
+            loader = self._train_loader(
+                epoch_key=(phase_index * _MAX_EPOCHS + epoch) * _MAX_PASSES + data_pass
             )
             position = 0
             for batch in batches(loader):
@@ -665,7 +679,11 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean validation loss (sample-weighted over batches, summed across ranks)."""
-        return self._validate()[0]
+        try:
+            return self._validate()[0]
+        finally:
+            if not self._fitting:
+                self._close_loaders()
 
     @torch.no_grad()
     def _validate(self) -> tuple[float, dict[str, float]]:
@@ -678,7 +696,7 @@ class Trainer:
         Each rank scores whole batches of the single-process batching (:func:`_validation_shard`)
         and every rank takes part in every all-reduce, a rank without a batch with zeros.
         """
-        loader = self._loader(self.val_set, epoch_key=None)
+        loader = self._val_loader()
         self.ddp_model.eval()
         model = self.eval_network
         score = getattr(self.objective, "loss_and_overlaps", None)
@@ -779,6 +797,7 @@ class Trainer:
             if self.dist.is_main and self.run_folder.config.is_file():
                 record_budget(self.run_dir, self.optim.max_epochs)
         undo_sync_batchnorm = self._sync_batchnorm()
+        self._fitting = True
         try:
             while state.phase < len(self.phases):
                 self._run_phase(state, restore)
@@ -801,6 +820,8 @@ class Trainer:
             settle_last_collective()
             raise
         finally:
+            self._fitting = False
+            self._close_loaders()
             undo_sync_batchnorm()
             if self._tensorboard is not None:
                 self._tensorboard.close()

@@ -5,8 +5,8 @@ writes the record of a run into it.
 
 Example:
     >>> m = build_manifest(seed=3, data_files=["a.h5"], num_workers=2)
-    >>> m["seed"], m["worker_seeds"]
-    (3, [3000, 3001])
+    >>> m["seed"], m["worker_seeds"][1] - m["worker_seeds"][0]
+    (3, 1)
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.listing import first_and_more
+from inpaintssl.training.epoch_loader import base_worker_seed
 from inpaintssl.warning_format import warn_each_time
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -82,8 +83,12 @@ _PACKAGES = (
 
 
 def worker_seed(seed: int, worker_id: int) -> int:
-    """The seed of DataLoader worker ``worker_id`` in a run seeded with ``seed``."""
-    return seed * 1000 + worker_id
+    """The seed of DataLoader worker ``worker_id`` in a run seeded with ``seed``.
+
+    The one PyTorch gives it (and ``torch.utils.data.get_worker_info().seed`` reports) in the
+    Trainer's loaders (:class:`~inpaintssl.training.epoch_loader.EpochLoader`), at every epoch.
+    """
+    return base_worker_seed(seed) + worker_id
 
 
 def data_files_hash(data_files: Sequence[str]) -> str:
@@ -120,7 +125,7 @@ def build_manifest(
     versions = {name: _version_of(name) for name in _PACKAGES}
     return {
         "seed": seed,
-        "worker_seeds": [worker_seed(seed, w) for w in range(max(num_workers, 1))],
+        "worker_seeds": [worker_seed(seed, w) for w in range(num_workers)],
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,

@@ -1,0 +1,187 @@
+"""A DataLoader whose worker processes serve every epoch of a run, each epoch drawing as fresh workers would.
+
+Starting DataLoader workers costs little when they are forked, but Python 3.14 starts them by
+``forkserver`` on Linux, and macOS and Windows by ``spawn``: each start is then a new interpreter
+that imports torch and this library and unpickles the dataset, a second or more per worker. A
+loader built per pass (and per validation) pays that at every epoch. :class:`EpochLoader` keeps
+its workers (``persistent_workers=True``) for as long as it is open: 6 epochs of the demo data with
+2 workers read in 5.7 s instead of 27.9 s by forkserver (``benchmarks/bench_worker_starts.py``).
+
+Kept workers would carry their random state from one epoch into the next, where fresh ones
+start each epoch from their seed; a dataset that draws at random (an augmentation) would then
+draw other numbers, and a resumed run, whose workers start afresh, others again. So every index
+the sampler gives travels with the number of the pass over the data it belongs to, and a worker
+that sees a new number re-seeds itself exactly as a fresh worker is seeded (``random`` and torch
+from the worker's seed, then :func:`~inpaintssl.data.loading.seed_worker`). Which batch goes to
+which worker does not change either: PyTorch hands batches out round-robin from worker 0 at
+every pass.
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import SequentialSampler
+    >>> data = [torch.tensor(float(i)) for i in range(4)]
+    >>> with EpochLoader(data, sampler=SequentialSampler(data), batch_size=2, seed=0) as loader:
+    ...     [batch.tolist() for batch in loader]
+    [[0.0, 1.0], [2.0, 3.0]]
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+
+from inpaintssl.data.loading import seed_worker
+
+__all__ = ["EpochLoader", "base_worker_seed"]
+
+T = TypeVar("T")
+
+
+def base_worker_seed(seed: int) -> int:
+    """The seed PyTorch gives worker 0 of a loader whose generator is seeded with ``seed``.
+
+    Worker ``w`` gets this plus ``w``. A ``DataLoader`` draws it from its generator each time it
+    starts workers; :class:`EpochLoader` seeds that generator with the run's seed.
+
+    Example:
+        >>> base_worker_seed(0) == base_worker_seed(0) != base_worker_seed(1)
+        True
+    """
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+class _PassTagged(Sampler[tuple[int, Any]]):
+    """Gives each index of ``sampler`` as ``(pass, index)``; ``pass`` is set by the loader."""
+
+    def __init__(self, sampler: Sampler[Any]) -> None:
+        self.sampler = sampler
+        self.data_pass = 0
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        data_pass = self.data_pass
+        return ((data_pass, index) for index in self.sampler)
+
+
+class _ReseededPerPass(Dataset[T]):
+    """``dataset`` read by ``(pass, index)``: in a worker, a new pass first re-seeds the worker."""
+
+    def __init__(self, dataset: Dataset[T]) -> None:
+        self.dataset = dataset
+        # Per process: a forked worker inherits the parent's value, which never re-seeds.
+        self._seeded_for: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, tagged: tuple[int, Any]) -> T:
+        data_pass, index = tagged
+        if data_pass != self._seeded_for:
+            self._seeded_for = data_pass
+            info = get_worker_info()
+            if info is not None:
+                # PyTorch's own worker start: random and torch from the worker's seed (and NumPy,
+                # which seed_worker then seeds again), then the loader's worker_init_fn.
+                random.seed(info.seed)
+                torch.manual_seed(info.seed)
+                seed_worker(info.id)
+        return self.dataset[index]
+
+
+class EpochLoader(Generic[T]):
+    """Batches of ``dataset`` in ``sampler``'s order, from workers kept until :meth:`close`.
+
+    Each ``iter(loader)`` is one pass over the data and gives the same batches, drawn with the
+    same random numbers in each worker, as a new ``DataLoader(dataset, sampler=sampler,
+    num_workers=num_workers, worker_init_fn=seed_worker, generator=<seeded with seed>)`` would.
+    A sampler with ``set_epoch`` (``DistributedSampler``) is set by the caller before the pass.
+    Close the loader (or use it as a context manager) to stop its workers; an abandoned pass is
+    fine, the next one starts from the first batch.
+
+    Args:
+        dataset: A map-style dataset.
+        sampler: The indices of a pass, in order; kept and iterated again at every pass.
+        batch_size: Items per batch (the last one may be short).
+        seed: Seeds the workers (:func:`base_worker_seed`), as the run's seed seeds everything else.
+        num_workers: Worker processes; 0 reads in the calling process.
+        pin_memory: Collate into page-locked memory (for copies to a CUDA device).
+        multiprocessing_context: How workers start (``"fork"``, ``"forkserver"``, ``"spawn"``);
+            ``None`` takes the process's default start method.
+
+    Example:
+        >>> from torch.utils.data import SequentialSampler
+        >>> loader = EpochLoader(list(range(5)), sampler=SequentialSampler(range(5)), batch_size=2, seed=0)
+        >>> [len(batch) for batch in loader], len(loader)
+        ([2, 2, 1], 3)
+        >>> loader.close()
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset[T],
+        *,
+        sampler: Sampler[Any],
+        batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        multiprocessing_context: str | None = None,
+    ) -> None:
+        self.sampler = sampler
+        self._tagged = _PassTagged(sampler)
+        self._seed = seed
+        self._generator = torch.Generator()
+        self._loader: DataLoader[Any] = DataLoader(
+            _ReseededPerPass(dataset),
+            batch_size=batch_size,
+            sampler=self._tagged,
+            num_workers=num_workers,
+            worker_init_fn=seed_worker,
+            generator=self._generator,
+            pin_memory=pin_memory,
+            persistent_workers=num_workers > 0,
+            multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
+        )
+
+    def __len__(self) -> int:
+        """Batches per pass."""
+        return len(self._loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        """One pass; the first starts the workers. Not a generator, so a failed start raises here."""
+        self._tagged.data_pass += 1
+        if getattr(self._loader, "_iterator", None) is None:
+            # Workers start in this pass (the first, or the first after close): their seeds are
+            # drawn from the generator, which starts from the seed as a new DataLoader's would.
+            self._generator.manual_seed(self._seed)
+        return iter(self._loader)
+
+    def close(self) -> None:
+        """Stop the workers (waiting for them to exit); the next pass would start new ones."""
+        # DataLoader has no public way to stop persistent workers: its iterator stops them when
+        # collected, which a traceback or a reference cycle can put off indefinitely.
+        iterator = getattr(self._loader, "_iterator", None)
+        self._loader._iterator = None
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
+
+    def __enter__(self) -> EpochLoader[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,249 @@
+"""``training.epoch_loader``: workers kept for a whole run, each pass drawing as a new DataLoader would.
+
+The reference is PyTorch's own: a ``DataLoader`` built afresh for each pass (what the Trainer did
+before), whose workers start from their seeds every time.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import random
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+
+from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
+from inpaintssl.data.loading import seed_worker
+from inpaintssl.data.synthetic import SyntheticShapes
+from inpaintssl.registry import BACKBONES, LOSSES
+from inpaintssl.training.context import RunContext
+from inpaintssl.training.epoch_loader import EpochLoader
+from inpaintssl.training.loader_workers import batches
+from inpaintssl.training.loop import Phase, Trainer
+from inpaintssl.training.objectives import SegmentationObjective
+from inpaintssl.training.run_folder import build_manifest
+
+SEED = 5
+
+
+class _Draws(Dataset[dict[str, Any]]):
+    """Each item draws from torch, NumPy and ``random`` (as an augmentation would) and names its process."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        info = torch.utils.data.get_worker_info()
+        return {
+            "index": index,
+            "torch": torch.rand(()),
+            "numpy": float(np.random.rand()),
+            "random": random.random(),
+            "pid": os.getpid(),
+            "worker_seed": -1 if info is None else info.seed,
+        }
+
+
+def _take(loader: Iterable[dict[str, Any]], count: int | None) -> list[dict[str, Any]]:
+    # As the Trainer does: the same process state before each pass (it matters without workers,
+    # where the items draw from this process's generators).
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    return list(islice(batches(loader), count))
+
+
+def _fresh_loader(dataset: Dataset[Any], sampler: Sampler[Any], num_workers: int) -> DataLoader[Any]:
+    generator = torch.Generator()
+    generator.manual_seed(SEED)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=3,
+        num_workers=num_workers,
+        worker_init_fn=seed_worker,
+        generator=generator,
+    )
+
+
+def _draws(batch_list: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (b["index"].tolist(), b["torch"].tolist(), b["numpy"].tolist(), b["random"].tolist())
+        for b in batch_list
+    ]
+
+
+def _pids(batch_list: list[dict[str, Any]]) -> set[int]:
+    return {int(p) for b in batch_list for p in b["pid"]}
+
+
+@pytest.mark.parametrize("num_workers", [0, 1, 2])
+def test_every_pass_draws_what_a_new_dataloader_draws_and_the_workers_are_kept(num_workers: int) -> None:
+    dataset = _Draws()
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=SEED)
+    kept_pids: set[int] = set()
+    fresh_pids: set[int] = set()
+    fresh_readers = 0
+    # The second pass is abandoned after one batch, as an epoch of fewer steps than a pass is.
+    with EpochLoader(dataset, sampler=sampler, batch_size=3, seed=SEED, num_workers=num_workers) as loader:
+        for data_pass, count in enumerate([None, 1, None, None]):
+            sampler.set_epoch(data_pass)
+            kept = _take(loader, count)
+            fresh = _take(_fresh_loader(dataset, sampler, num_workers), count)
+            assert _draws(kept) == _draws(fresh), f"pass {data_pass}"
+            kept_pids |= _pids(kept)
+            fresh_pids |= _pids(fresh)
+            fresh_readers += min(len(fresh), num_workers)  # batches go round-robin from worker 0
+    if num_workers == 0:
+        assert kept_pids == fresh_pids == {os.getpid()}
+    else:
+        assert len(kept_pids) == num_workers
+        assert len(fresh_pids) == fresh_readers
+    # The items do draw (the comparison is not between constants), and each differently.
+    torch_draws = [value for batch in kept for value in batch["torch"].tolist()]
+    assert len(set(torch_draws)) == len(dataset)
+
+
+def test_without_reseeding_kept_workers_would_draw_other_numbers() -> None:
+    # What the per-pass re-seeding is for: PyTorch's own persistent workers go on drawing.
+    dataset = _Draws()
+    sampler = SequentialSampler(dataset)
+    generator = torch.Generator()
+    generator.manual_seed(SEED)
+    persistent = DataLoader(
+        dataset, sampler=sampler, batch_size=3, num_workers=2, worker_init_fn=seed_worker,
+        generator=generator, persistent_workers=True,
+    )  # fmt: skip
+    first, second = _take(persistent, None), _take(persistent, None)
+    assert _draws(first) == _draws(_take(_fresh_loader(dataset, sampler, 2), None))
+    assert _draws(second) != _draws(first)
+    with EpochLoader(dataset, sampler=sampler, batch_size=3, seed=SEED, num_workers=2) as loader:
+        assert _draws(_take(loader, None)) == _draws(_take(loader, None)) == _draws(first)
+
+
+def test_the_workers_have_the_seeds_the_run_manifest_records() -> None:
+    dataset = _Draws()
+    sampler = SequentialSampler(dataset)
+    with EpochLoader(dataset, sampler=sampler, batch_size=1, seed=SEED, num_workers=2) as loader:
+        seen = {int(b["worker_seed"]) for b in loader}
+    recorded = build_manifest(seed=SEED, data_files=[], num_workers=2)["worker_seeds"]
+    assert seen == set(recorded)
+    # PyTorch's documented rule: worker w gets base_seed + w, base_seed drawn from the generator.
+    generator = torch.Generator()
+    generator.manual_seed(SEED)
+    base = int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+    assert recorded == [base, base + 1]
+    assert build_manifest(seed=SEED, data_files=[], num_workers=0)["worker_seeds"] == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_close_stops_the_workers_and_a_later_pass_starts_new_ones() -> None:
+    dataset = _Draws()
+    loader = EpochLoader(dataset, sampler=SequentialSampler(dataset), batch_size=5, seed=SEED, num_workers=2)
+    before = _take(loader, None)
+    first = _pids(before)
+    assert len(first) == 2 and all(_alive(pid) for pid in first)
+    loader.close()
+    assert not any(_alive(pid) for pid in first)
+    after = _take(loader, None)
+    again = _pids(after)
+    assert len(again) == 2 and again.isdisjoint(first)
+    loader.close()
+    assert not any(_alive(pid) for pid in again)
+    # The new workers have the old ones' seeds and draw the same numbers.
+    assert [b["worker_seed"].tolist() for b in after] == [b["worker_seed"].tolist() for b in before]
+    assert _draws(after) == _draws(before)
+
+
+class _PressedWhileStarting(Sampler[int]):
+    def __len__(self) -> int:
+        return 8
+
+    def __iter__(self) -> Iterator[int]:
+        raise RuntimeError("planted: the stop button")
+
+
+def test_an_error_while_the_workers_start_leaves_none_behind() -> None:
+    gc.collect()
+    before = set(multiprocessing.active_children())
+    gc.disable()  # as between two automatic collections: only batches() may collect the iterator
+    try:
+        loader = EpochLoader(
+            _Draws(), sampler=_PressedWhileStarting(), batch_size=2, seed=SEED, num_workers=2
+        )
+        with pytest.raises(RuntimeError, match="planted: the stop button"):
+            next(batches(loader))
+        assert set(multiprocessing.active_children()) == before
+    finally:
+        gc.enable()
+
+
+class _NamesItsProcess(Dataset[dict[str, Any]]):
+    """Synthetic slices; each read appends the reading process's id to ``log``."""
+
+    def __init__(self, base: Dataset[dict[str, Any]], log: Path) -> None:
+        self.base = base
+        self.log = log
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        with self.log.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return dict(self.base[index])
+
+
+def _trainer(tmp_path: Path, *, num_workers: int, max_epochs: int) -> Trainer:
+    log = tmp_path / "readers.txt"
+    run = RunConfig(output_dir=tmp_path / "run", device="cpu", seed=0, quiet=True)
+    return Trainer(
+        model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
+        objective=SegmentationObjective(loss=LOSSES.build("dice")),
+        train_set=_NamesItsProcess(SyntheticShapes(split="train", num_images=8, size=(16, 16)), log),
+        val_set=_NamesItsProcess(SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)), log),
+        phases=[Phase(name="finetune", lr=1e-2)],
+        optim=OptimConfig(batch_size=2, max_epochs=max_epochs, steps_per_epoch=6),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext.local(run),
+        num_workers=num_workers,
+    )
+
+
+def _readers(tmp_path: Path) -> set[int]:
+    return {int(line) for line in (tmp_path / "readers.txt").read_text().split()}
+
+
+def test_a_run_starts_its_workers_once_and_stops_them_when_it_ends(tmp_path: Path) -> None:
+    # Three epochs of two passes over the 8 slices each (6 steps of 2), each validated: a loader
+    # per pass started 2 x (3 x 2 + 3) = 18 workers.
+    outcome = _trainer(tmp_path, num_workers=2, max_epochs=3).fit()
+    assert outcome.epochs_run == 3
+    readers = _readers(tmp_path)
+    assert os.getpid() not in readers
+    assert len(readers) == 4, "2 training and 2 validation workers for the whole run"
+    assert not any(_alive(pid) for pid in readers)
+
+
+def test_validating_outside_a_run_leaves_no_worker(tmp_path: Path) -> None:
+    _trainer(tmp_path, num_workers=2, max_epochs=1).validate()
+    readers = _readers(tmp_path)
+    assert len(readers) == 2
+    assert not any(_alive(pid) for pid in readers)
