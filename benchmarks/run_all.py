@@ -39,6 +39,7 @@ import bench_gpu_throughput
 import bench_saved_activations
 import bench_system
 import bench_training
+import bench_worker_starts
 from provenance import provenance, write_record
 
 from inpaintssl.atomic import atomic_write_text
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stages: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("corruption", lambda: bench_corruption.main(quick)),
         ("dataloader", lambda: bench_dataloader.main(quick)),
+        ("worker_starts", lambda: bench_worker_starts.main(quick)),
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
         ("convergence", lambda: bench_convergence.main(quick)),
