@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,26 @@ def _finetune_config(output_dir: Path, **run: Any) -> dict[str, Any]:
     return config
 
 
-def _live_tensors() -> int:
+def _live_tensors() -> list[torch.Tensor]:
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor))
+    return [obj for obj in gc.get_objects() if issubclass(type(obj), torch.Tensor)]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_runs_in_a_loop_leave_no_tensors_behind(tmp_path: Path) -> None:
     # The first run loads what stays for the process (registries, torch's own caches).
     issl.pretrain(tiny_pretrain_config(tmp_path / "warm"))
-    before = _live_tensors()
+    # Compared by identity, not counted: an earlier test's leftovers may be freed meanwhile (seen
+    # in 4 of 5 runs of tests/training and tests/reliability before this file: another test's
+    # 23-tensor U-Net, alive when the loop began and freed during it).
+    # (Weak references by id: a WeakSet would compare tensors with ==, which is elementwise.)
+    before = {id(t): weakref.ref(t) for t in _live_tensors()}
     for i in range(2):
         issl.pretrain(tiny_pretrain_config(tmp_path / f"run{i}"))
     # The memory check's forward pass kept every activation and weight of its model alive
     # (a reference cycle through autograd's C++ graph): 46 tensors more per run.
-    assert _live_tensors() == before
+    left = [tuple(t.shape) for t in _live_tensors() if (ref := before.get(id(t))) is None or ref() is not t]
+    assert left == [], f"{len(left)} tensors outlive the runs: {left[:10]}"
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
