@@ -54,8 +54,8 @@ class _Draws(Dataset[dict[str, Any]]):
 
 
 def _take(loader: Iterable[dict[str, Any]], count: int | None) -> list[dict[str, Any]]:
-    # As the Trainer does: the same process state before each pass (it matters without workers,
-    # where the items draw from this process's generators).
+    # Both arms start each pass from the same state of this process's generators, which the
+    # items draw from when there are no workers.
     torch.manual_seed(1)
     np.random.seed(1)
     random.seed(1)
