@@ -30,10 +30,13 @@ VAL_SLICES = 4
 CLASSES = ("disc", "square")
 
 
-def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: Any) -> Any:
+def tiny_segmentation_trainer(
+    output_dir: Path, /, *, max_epochs: int, trainer_options: dict[str, Any] | None = None, **run: Any
+) -> Any:
     """A ``Trainer`` that fine-tunes a 2-level width-4 U-Net on 8 synthetic 16x16 slices, 2 steps an
     epoch, on the CPU; ``run`` sets more ``RunConfig`` fields (``resume``, ``compile``, ``device``:
-    the model goes to the run's device)."""
+    the model goes to the run's device), ``trainer_options`` more ``Trainer`` arguments
+    (``num_workers``, ``epoch_hooks``, ...)."""
     from inpaintssl.checkpoint import CheckpointMeta
     from inpaintssl.config import EarlyStoppingConfig, OptimConfig, RunConfig
     from inpaintssl.data.synthetic import SyntheticShapes
@@ -57,6 +60,7 @@ def tiny_segmentation_trainer(output_dir: Path, /, *, max_epochs: int, **run: An
         stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
         context=context,
+        **(trainer_options or {}),
     )
 
 

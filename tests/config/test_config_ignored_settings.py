@@ -2,10 +2,11 @@
 
 The inventory: each case is a setting the training code reads only under some other setting
 (``training.loop.Trainer.learning_rate`` for the schedules, ``training.finetuning.phases_for`` for
-``second_lr``, ``data.build`` for the size, label subset and unlabelled sources,
-``training.device.autocast_dtype`` and ``training.context.seed_everything`` for the CUDA-only run
-settings). Defaults never warn, nor does a config read back from the ``config.yaml`` it was
-written to, unless the user gave the setting.
+``second_lr``, ``data.build`` for the size, label subset and unlabelled sources, the Trainer's
+loaders for the workers' start method, ``training.device.autocast_dtype`` and
+``training.context.seed_everything`` for the CUDA-only run settings). Defaults never warn, nor
+does a config read back from the ``config.yaml`` it was written to, unless the user gave the
+setting.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ CASES: tuple[tuple[type[BaseModel], dict[str, Any], str], ...] = (
         "size and nothing is resized",
     ),
     (
+        FinetuneConfig,
+        {"data": {"worker_start_method": "spawn"}},
+        "data.worker_start_method='spawn' has no effect: data.num_workers is 0, so the training process "
+        "reads the data and no worker starts",
+    ),
+    (
         PretrainConfig,
         {"data": {"label_fraction": 0.25}},
         "data.label_fraction=0.25 has no effect: pretraining trains on every training volume, without "
@@ -144,6 +151,7 @@ USED: tuple[tuple[type[BaseModel], dict[str, Any]], ...] = (
     (PretrainConfig, {"data": {"resize_mode": "resize", "image_size": [64, 64]}}),
     (PretrainConfig, {"data": {"resize_mode": "crop_or_pad"}}),  # the default, given
     (FinetuneConfig, {"data": {"label_fraction": 0.25}}),
+    (PretrainConfig, {"data": {"num_workers": 2, "worker_start_method": "forkserver"}}),
     (PretrainConfig, {"data": {"unlabelled": [{"dataset": "ct"}]}}),
     (PretrainConfig, {"run": {"device": "cuda", "amp": "bf16", "cudnn_benchmark": True}}),
     (PretrainConfig, {"run": {"device": "auto", "amp": "fp16"}}),  # auto may pick CUDA

@@ -166,10 +166,11 @@ two-phase fine-tuning processes with ``SIGKILL`` at five seeded random moments e
 that every resumed run ends with the same weights, bit for bit, as a run never interrupted (CPU,
 ``run.deterministic``). A run killed before its first checkpoint starts afresh on ``--resume``.
 A resume may change only the ``run`` settings other than ``run.seed`` (data order and
-corruption follow the seed), ``optim.max_epochs`` and ``data.num_workers`` (other changes are
-refused, naming them). ``config.yaml`` keeps the settings the run started with; each resume that
-runs with other ``run`` settings or ``data.num_workers`` (``run.resume``, ``run.quiet`` and
-``run.output_dir`` aside), or on another device, Python, library version or commit, appends an
+corruption follow the seed), ``optim.max_epochs``, ``data.num_workers`` and
+``data.worker_start_method`` (other changes are refused, naming them). ``config.yaml`` keeps the
+settings the run started with; each resume that runs with other ``run`` settings or loader
+workers (``run.resume``, ``run.quiet`` and ``run.output_dir`` aside), or on another device,
+workers' start method, Python, library version or commit, appends an
 entry to ``manifest.json``'s ``resumes`` list: its time, ``resumed_from_epoch``, and each
 ``changed`` setting and ``environment`` entry as ``{"recorded": ..., "now": ...}``, which hold
 from that epoch on (once there is an entry, every later resume adds one, empty when it is back on
@@ -237,6 +238,10 @@ workers from the first epoch to the last (:class:`~inpaintssl.training.epoch_loa
 which spares a worker start per epoch where workers start by ``spawn`` (macOS) or ``forkserver``
 (Linux from Python 3.14), and each worker re-seeds itself at every pass over the data, so a dataset
 that draws at random draws in each epoch, and after a resume, what a newly started worker would.
+``data.worker_start_method`` (``fork``, ``forkserver`` or ``spawn``; the process's default when
+null) chooses how they start, and the manifest records the one used: the weights are the same
+bits whichever it is, and the same as with no workers
+(``tests/training/test_training_worker_start_methods.py`` watches the workers start in ``/proc``).
 ``run.deterministic=true`` (``--deterministic``) also switches on
 ``torch.use_deterministic_algorithms`` and deterministic cuDNN (with a fixed cuBLAS workspace on
 CUDA): two CPU runs then give bit-identical weights, which

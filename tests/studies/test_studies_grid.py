@@ -93,6 +93,7 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
         "run.device=cpu",
         "run.resume=true",
         "data.num_workers=3",
+        "data.worker_start_method=spawn",
         "run.compile=reduce-overhead",
         "run.cudnn_benchmark=true",
     ]

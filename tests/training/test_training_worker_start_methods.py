@@ -3,19 +3,29 @@
 Python 3.14 starts multiprocessing children by ``forkserver`` on Linux where earlier versions
 forked them, and macOS and Windows start them by ``spawn``: the workers then get the dataset, the
 sampler and the worker seeding pickled instead of inherited, and a run must neither fail nor
-draw other data.
+draw other data. The process's default start method serves a run unless
+``data.worker_start_method`` names one: the run's workers then start that way (seen in
+``/proc``), the manifest names it, and a platform without it refuses the run before it writes.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
+import inpaintssl as issl
 from checkpoint_helpers import assert_same_checkpoints
+from inpaintssl.training.convergence import ConvergenceWarning
+from study_helpers import tiny_pretrain_config, tiny_segmentation_trainer
 
 # Each run is a fresh interpreter: the start method is process-wide and set once, before any
 # worker starts.
@@ -48,7 +58,9 @@ def _train(method: str, out: Path) -> None:
 
 
 @pytest.mark.slow
-def test_workers_started_by_forkserver_train_the_same_bits_as_forked_ones(tmp_path: Path) -> None:
+def test_workers_started_by_the_process_default_forkserver_train_the_same_bits_as_forked_ones(
+    tmp_path: Path,
+) -> None:
     # forkserver pickles what spawn pickles (spawn also imports the caller's __main__ again), so one
     # short run stands for both. Two epochs: the run's workers serve both, re-seeding at each pass.
     for method in ("fork", "forkserver"):
@@ -56,3 +68,155 @@ def test_workers_started_by_forkserver_train_the_same_bits_as_forked_ones(tmp_pa
     assert_same_checkpoints(
         tmp_path / "forkserver", tmp_path / "fork", why="differs from the forked workers' run"
     )
+
+
+def _worker_starts(parent: int) -> list[str]:
+    """How each live worker process of ``parent`` was started, read from ``/proc`` (Linux).
+
+    A forked worker is ``parent``'s child running ``parent``'s command line; a spawned one is its
+    child running ``multiprocessing.spawn``; a worker from the fork server is the child of
+    ``parent``'s fork-server process. Python's resource tracker, which spawn and forkserver start,
+    is no worker.
+    """
+    processes: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        # The second field, the command name in parentheses, may itself hold spaces.
+        processes[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
+    own_command = processes[parent][1]
+    starts: list[str] = []
+    for pid, (ppid, command) in processes.items():
+        if ppid != parent or "resource_tracker" in command:
+            continue
+        if "multiprocessing.forkserver" in command:
+            starts += ["forkserver" for server, _ in processes.values() if server == pid]
+        elif "multiprocessing.spawn" in command:
+            starts.append("spawn")
+        elif command == own_command:
+            starts.append("fork")
+    return sorted(starts)
+
+
+@pytest.fixture(scope="module")
+def run_without_workers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the same run reading its data in the training process."""
+    out = tmp_path_factory.mktemp("no-workers")
+    with pytest.warns(ConvergenceWarning):
+        tiny_segmentation_trainer(out, max_epochs=2).fit()
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the worker processes from /proc")
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_the_run_starts_its_workers_the_way_it_is_told_and_trains_the_same_bits(
+    method: str, tmp_path: Path, run_without_workers: Path
+) -> None:
+    seen: list[list[str]] = []
+
+    def look(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        seen.append(_worker_starts(os.getpid()))
+
+    trainer = tiny_segmentation_trainer(
+        tmp_path,
+        max_epochs=2,
+        trainer_options={"num_workers": 1, "worker_start_method": method, "epoch_hooks": [look]},
+    )
+    with pytest.warns(ConvergenceWarning):
+        trainer.fit()
+    # After each epoch: its training worker and its validation worker, both started that way.
+    assert seen == [[method, method]] * 2
+    assert _worker_starts(os.getpid()) == []
+    assert_same_checkpoints(
+        tmp_path, run_without_workers, why=f"differs from the run without workers ({method})"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    ("workers", "recorded"),
+    [
+        ({"num_workers": 1, "worker_start_method": "spawn"}, "spawn"),
+        # The process's default (fork on Linux before Python 3.14), which the loader took.
+        ({"num_workers": 1}, multiprocessing.get_start_method()),
+        ({"num_workers": 0}, None),
+    ],
+)
+def test_the_manifest_names_how_the_workers_started(
+    workers: dict[str, Any], recorded: str | None, tmp_path: Path
+) -> None:
+    issl.pretrain(tiny_pretrain_config(tmp_path, data=workers, optim={"max_epochs": 1}))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["worker_start_method"] == recorded
+    assert len(manifest["worker_seeds"]) == workers["num_workers"]
+
+
+def test_a_start_method_the_platform_lacks_fails_before_the_run_writes_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows offers spawn alone.
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    config = tiny_pretrain_config(tmp_path / "run", data={"num_workers": 2, "worker_start_method": "fork"})
+    with pytest.raises(issl.config.ConfigError) as caught:
+        issl.pretrain(config)
+    assert str(caught.value) == (
+        f"data.worker_start_method='fork' is not a start method this platform ({sys.platform}) offers: "
+        "expected one of ['spawn'] or null (the process's default)"
+    )
+    assert list((tmp_path / "run").rglob("*")) == []
+    # The Trainer itself refuses it too, for callers that build one without a config.
+    with pytest.raises(ValueError, match=r"^worker_start_method='fork' is not a start method this platform"):
+        tiny_segmentation_trainer(
+            tmp_path / "trainer",
+            max_epochs=1,
+            trainer_options={"num_workers": 1, "worker_start_method": "fork"},
+        )
+    # Without workers nothing starts, so nothing is refused.
+    with pytest.warns(issl.config.ConfigWarning, match=r"data\.worker_start_method='fork' has no effect"):
+        issl.pretrain(tiny_pretrain_config(tmp_path / "no-workers", data={"worker_start_method": "fork"}))
+
+
+def test_an_unknown_start_method_is_named_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(issl.config.ConfigError, match=r"data\.worker_start_method.*'threads'.*'forkserver'"):
+        issl.pretrain(
+            tiny_pretrain_config(tmp_path, data={"num_workers": 1, "worker_start_method": "threads"})
+        )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_run_resumed_with_workers_started_another_way_records_it_and_trains_the_same_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inpaintssl.training.loop as loop
+
+    reference = tiny_pretrain_config(tmp_path / "reference", optim={"max_epochs": 2})
+    issl.pretrain(reference)
+    run = tmp_path / "run"
+    config = tiny_pretrain_config(run, optim={"max_epochs": 2})
+    real_save = loop.save_checkpoint
+
+    def killed_after_the_first_epoch(folder: Path, *args: Any, **kwargs: Any) -> None:
+        real_save(folder, *args, **kwargs)
+        if Path(folder).name == "last":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", killed_after_the_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        issl.pretrain(config)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+
+    workers = {"num_workers": 1, "worker_start_method": "spawn"}
+    issl.pretrain({**config, "data": {**config["data"], **workers}, "run": {**config["run"], "resume": True}})
+
+    (entry,) = json.loads((run / "manifest.json").read_text())["resumes"]
+    assert entry["changed"] == {
+        "data.num_workers": {"recorded": 0, "now": 1},
+        "data.worker_start_method": {"recorded": None, "now": "spawn"},
+    }
+    assert entry["environment"] == {"worker_start_method": {"recorded": None, "now": "spawn"}}
+    assert_same_checkpoints(run, tmp_path / "reference", why="differs from the run never interrupted")

@@ -38,6 +38,7 @@ from inpaintssl.config import optim as _optim
 from inpaintssl.config.base import Device as Device
 from inpaintssl.config.base import user_path as user_path
 from inpaintssl.config.data import DataConfig, SourceConfig
+from inpaintssl.config.data import WorkerStartMethod as WorkerStartMethod
 from inpaintssl.config.errors import ConfigError, ConfigWarning, format_validation_error
 from inpaintssl.config.evaluate import EvaluateConfig
 from inpaintssl.config.files import config_to_yaml, load_config, read_config_file, read_config_text

@@ -15,7 +15,10 @@ from pydantic import Field, field_validator
 from inpaintssl.config.base import Params, _given, _Strict
 from inpaintssl.config.unused import UnusedSetting
 
-__all__ = ["DataConfig", "SourceConfig"]
+__all__ = ["DataConfig", "SourceConfig", "WorkerStartMethod"]
+
+WorkerStartMethod = Literal["fork", "forkserver", "spawn"]
+"""How DataLoader workers start (:mod:`multiprocessing`'s start methods)."""
 
 
 class SourceConfig(_Strict):
@@ -49,6 +52,11 @@ class DataConfig(_Strict):
         unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
         num_workers: DataLoader worker processes for training and as many for validation, each
             set started once per run and kept to its end; 0 reads in the training process.
+        worker_start_method: How those workers start: ``fork`` copies the training process (the
+            quickest start, unsafe once it runs threads), ``forkserver`` (Python 3.14's default on
+            Linux) and ``spawn`` (macOS and Windows) start fresh interpreters that receive the
+            dataset pickled; ``None`` takes the process's default. Training gives the same bits
+            whichever starts them.
         val_max_images: Cap on validation slices (evenly spaced), ``None`` for all.
     """
 
@@ -61,6 +69,7 @@ class DataConfig(_Strict):
     splits_file: Path | None = None
     unlabelled: list[SourceConfig] = Field(default_factory=list)
     num_workers: int = Field(default=0, ge=0)
+    worker_start_method: WorkerStartMethod | None = None
     val_max_images: int | None = Field(default=None, gt=0)
 
     @field_validator("image_size")
@@ -71,7 +80,11 @@ class DataConfig(_Strict):
         return value
 
     def _unused_settings(self) -> list[UnusedSetting]:
-        if self.image_size is not None or not _given(self, "resize_mode"):
-            return []
-        why = "data.image_size is null, so every slice keeps its own size and nothing is resized"
-        return [UnusedSetting("data.resize_mode", self.resize_mode, why)]
+        unused: list[UnusedSetting] = []
+        if self.image_size is None and _given(self, "resize_mode"):
+            why = "data.image_size is null, so every slice keeps its own size and nothing is resized"
+            unused.append(UnusedSetting("data.resize_mode", self.resize_mode, why))
+        if self.num_workers == 0 and _given(self, "worker_start_method"):
+            why = "data.num_workers is 0, so the training process reads the data and no worker starts"
+            unused.append(UnusedSetting("data.worker_start_method", self.worker_start_method, why))
+        return unused

@@ -98,6 +98,7 @@ _RUNTIME_FIELDS = (
     ("run", "compile"),
     ("run", "cudnn_benchmark"),
     ("data", "num_workers"),
+    ("data", "worker_start_method"),
     ("transfer", "pretrained"),
 )
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +55,7 @@ from inpaintssl.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig
+from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, WorkerStartMethod
 from inpaintssl.progress import progress_bar
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.convergence import Convergence
@@ -232,6 +234,8 @@ class Trainer:
             ``last`` every this many epochs, always at a phase's end).
         num_workers: DataLoader workers for training and as many for validation, started once and
             kept until :meth:`fit` returns (:class:`~inpaintssl.training.epoch_loader.EpochLoader`).
+        worker_start_method: How those workers start (``fork``, ``forkserver`` or ``spawn``, one
+            this platform offers); ``None`` takes the process's default.
         epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).
 
     Example:
@@ -267,10 +271,18 @@ class Trainer:
         meta: CheckpointMeta,
         context: RunContext,
         num_workers: int = 0,
+        worker_start_method: WorkerStartMethod | None = None,
         epoch_hooks: Sequence[EpochHook] = (),
     ) -> None:
         if not phases:
             raise ValueError("phases must name at least one training phase")
+        # Checked here, not by the loader at the first epoch, which comes after the first writes.
+        offered = multiprocessing.get_all_start_methods()
+        if num_workers > 0 and worker_start_method not in (None, *offered):
+            raise ValueError(
+                f"worker_start_method={worker_start_method!r} is not a start method this platform "
+                f"({sys.platform}) offers; expected one of {offered} or None"
+            )
         if len(train_set) == 0:  # type: ignore[arg-type]
             raise ValueError("the training set is empty: nothing to train on")
         if len(val_set) == 0:  # type: ignore[arg-type]
@@ -302,6 +314,7 @@ class Trainer:
         )
         self.val_set = Subset(IndexedDataset(val_set), val_indices)
         self.num_workers = num_workers
+        self.worker_start_method = worker_start_method
         self._loaders: dict[str, EpochLoader[dict[str, Any]]] = {}
         self._fitting = False
         self._tensorboard: TensorBoardLog | None = None
@@ -370,6 +383,7 @@ class Trainer:
             seed=self.seed,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
+            multiprocessing_context=self.worker_start_method,
         )
 
     def _close_loaders(self) -> None:

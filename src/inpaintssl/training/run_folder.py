@@ -149,8 +149,10 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
 def _data_check_key(data_config: BaseModel) -> dict[str, str]:
     # A check passed under another library version or other data settings (label convention,
     # orientation, ...) says nothing about this run: the record is keyed on both. The loader's
-    # worker count, which a resume may change, is not a data setting here.
-    settings = json.dumps(data_config.model_dump(mode="json", exclude={"num_workers"}), sort_keys=True)
+    # workers, which a resume may change, are not data settings here.
+    settings = json.dumps(
+        data_config.model_dump(mode="json", exclude={"num_workers", "worker_start_method"}), sort_keys=True
+    )
     return {
         "inpaintssl": _version_of("inpaintssl") or "",
         "data": hashlib.sha256(settings.encode()).hexdigest(),
@@ -304,6 +306,7 @@ RESUMABLE_CHANGES = (
     *(f"run.{name}" for name in RunConfig.model_fields if name != "seed"),
     "optim.max_epochs",
     "data.num_workers",
+    "data.worker_start_method",
 )
 """Config fields a resumed run may change: where/how it runs, how long it trains, loader workers.
 
@@ -639,7 +642,16 @@ _NOT_RECORDED_ON_RESUME = ("run.resume", "run.quiet", "run.output_dir", "optim.m
 resume, ``run.quiet`` changes no output, the folder is where it is, and a new budget is written
 into ``config.yaml`` itself (:func:`record_budget`)."""
 
-_ENVIRONMENT = ("device", "world_size", "autocast_dtype", "channels_last", "python", "git_commit", "packages")
+_ENVIRONMENT = (
+    "device",
+    "world_size",
+    "autocast_dtype",
+    "channels_last",
+    "worker_start_method",
+    "python",
+    "git_commit",
+    "packages",
+)
 """Manifest entries that say where and with what a process trained, compared on a resume."""
 
 
@@ -663,15 +675,15 @@ def _record_resume(
     """Append to ``manifest.json``'s ``resumes`` what this resume runs with differently.
 
     ``config.yaml`` keeps the settings the run started with; a resume may change the ``run``
-    settings and ``data.num_workers`` (:data:`RESUMABLE_CHANGES`), and may run on another device,
-    library version or commit. Each entry holds the time, the epochs trained before it
-    (``resumed_from_epoch``), and each setting (``changed``) and environment entry (``environment``)
-    whose value differs from the recorded one, as ``{"recorded": ..., "now": ...}``: they hold from
-    that epoch on, up to the next entry's. A resume that differs in none of them adds an entry only
-    once an earlier one did (an empty one: back to the recorded values). An entry is written
-    before training continues, so a resume the trainer then refuses leaves one too, which the
-    next entry from the same epoch replaces in meaning. Written atomically; an unreadable manifest
-    is left as it is, with a warning.
+    settings and the loader workers (:data:`RESUMABLE_CHANGES`), and may run on another device,
+    workers' start method, library version or commit. Each entry holds the time, the epochs
+    trained before it (``resumed_from_epoch``), and each setting (``changed``) and environment
+    entry (``environment``) whose value differs from the recorded one, as ``{"recorded": ...,
+    "now": ...}``: they hold from that epoch on, up to the next entry's. A resume that differs in
+    none of them adds an entry only once an earlier one did (an empty one: back to the recorded
+    values). An entry is written before training continues, so a resume the trainer then refuses
+    leaves one too, which the next entry from the same epoch replaces in meaning. Written
+    atomically; an unreadable manifest is left as it is, with a warning.
     """
     recorded, current = _flatten(before.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
     changed = {

@@ -6,7 +6,9 @@ their model, objective and evaluation; these three steps are the same for both.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from inpaintssl.checkpoint import CheckpointMeta
-from inpaintssl.config import FinetuneConfig, PretrainConfig, recipe_filled
+from inpaintssl.config import ConfigError, DataConfig, FinetuneConfig, PretrainConfig, recipe_filled
 from inpaintssl.data.base import DataError
 from inpaintssl.data.build import DataBundle, Stage, build_datasets
 from inpaintssl.data.labels import ABSENT_CLASS_CHECK_LIMIT, absent_classes
@@ -64,10 +66,11 @@ def check_at_the_door(
 ) -> PreflightReport:
     """Fail before a slice is read or the run folder written.
 
-    First a size or batch that cannot fit, then any unreadable, truncated or inconsistent data
-    file of the bundle's sets (pretraining has no test set). A resumed run checks again only the
-    cases whose files changed since its last start (:func:`inpaintssl.data.preflight.preflight`,
-    ``data_check.json``, which :func:`record_stage` writes from the report returned here).
+    First loader workers this platform cannot start, then a size or batch that cannot fit, then
+    any unreadable, truncated or inconsistent data file of the bundle's sets (pretraining has no
+    test set). A resumed run checks again only the cases whose files changed since its last start
+    (:func:`inpaintssl.data.preflight.preflight`, ``data_check.json``, which :func:`record_stage`
+    writes from the report returned here).
 
     Example:
         As :mod:`~inpaintssl.training.pretraining` starts a run (the memory check runs the
@@ -79,6 +82,7 @@ def check_at_the_door(
         >>> with run_session(config.run) as ctx:  # doctest: +SKIP
         ...     checked = check_at_the_door(config, ctx, bundle, out_channels=bundle.in_channels)
     """
+    _check_worker_start_method(config.data)
     check_run_memory(
         backbone=config.model.backbone,
         params=config.model.params,
@@ -104,6 +108,17 @@ def check_at_the_door(
                 UserWarning,
             )
     return report
+
+
+def _check_worker_start_method(data: DataConfig) -> None:
+    # A config stays valid on every platform (a cluster's run folder is read on a laptop); only
+    # the run that would start the workers needs the method here.
+    offered = multiprocessing.get_all_start_methods()
+    if data.num_workers > 0 and data.worker_start_method not in (None, *offered):
+        raise ConfigError(
+            f"data.worker_start_method={data.worker_start_method!r} is not a start method this platform "
+            f"({sys.platform}) offers: expected one of {offered} or null (the process's default)"
+        )
 
 
 def _preflight_on_the_main_rank(config: StageConfig, ctx: RunContext, bundle: DataBundle) -> PreflightReport:
@@ -171,6 +186,17 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
+def _worker_start_method(data: DataConfig) -> str | None:
+    """How the run's loader workers start, ``None`` when it has none.
+
+    The default is read only for a run with workers: reading it fixes it for the process (as its
+    loader's first worker would), after which ``multiprocessing.set_start_method`` fails.
+    """
+    if data.num_workers == 0:
+        return None
+    return data.worker_start_method or multiprocessing.get_start_method()
+
+
 def record_stage(
     config: StageConfig,
     ctx: RunContext,
@@ -218,6 +244,7 @@ def record_stage(
             num_workers=config.data.num_workers,
             extra={
                 "stage": stage,
+                "worker_start_method": _worker_start_method(config.data),
                 "world_size": ctx.dist.world_size,
                 "device": str(ctx.device),
                 # What the run options became on this device: amp and channels_last say "auto" or
@@ -277,5 +304,6 @@ def build_trainer(
         meta=meta,
         context=ctx,
         num_workers=config.data.num_workers,
+        worker_start_method=config.data.worker_start_method,
         epoch_hooks=epoch_hooks,
     )
