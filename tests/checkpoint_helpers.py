@@ -1,4 +1,5 @@
-"""Comparisons of run folders' checkpoints, shared by the tests of resume, recipes and workers.
+"""Comparisons of run folders' checkpoints, and a run stopped after its first checkpoint, shared by
+the tests of resume, recipes and workers.
 
 Imported by the tests (pytest puts this folder on ``sys.path``).
 """
@@ -7,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 
+import inpaintssl as issl
 from inpaintssl.checkpoint import load_checkpoint
 
 
@@ -23,3 +27,20 @@ def assert_same_checkpoints(
         assert ours.keys() == theirs.keys(), kind
         for name, tensor in theirs.items():
             assert torch.equal(ours[name], tensor), f"{kind}:{name} {why}"
+
+
+def pretrain_stopped_after_the_first_epoch(config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``issl.pretrain(config)`` and stop it by Ctrl-C once ``checkpoints/last`` is written."""
+    import inpaintssl.training.loop as loop
+
+    real_save = loop.save_checkpoint
+
+    def stopped_after_the_first_epoch(folder: Path, *args: Any, **kwargs: Any) -> None:
+        real_save(folder, *args, **kwargs)
+        if Path(folder).name == "last":
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_checkpoint", stopped_after_the_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            issl.pretrain(config)

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 import inpaintssl as issl
+from checkpoint_helpers import pretrain_stopped_after_the_first_epoch
 from inpaintssl.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from inpaintssl.config import ConfigError, ConfigWarning, RunConfig
 from inpaintssl.data import DataError
@@ -430,21 +431,9 @@ def test_run_settings_a_resume_changed_are_recorded_in_the_manifest(
 ) -> None:
     # A resume may change run.cpu_weight_gradient (other kernels, other last bits of the weights);
     # config.yaml said "auto" for both halves of the run.
-    import inpaintssl.training.loop as loop
-
     run = tmp_path / "run"
     config = tiny_pretrain_config(run, optim={"max_epochs": 2})
-    real_save = loop.save_checkpoint
-
-    def killed_after_the_first_epoch(folder: Path, *args: Any, **kwargs: Any) -> None:
-        real_save(folder, *args, **kwargs)
-        if Path(folder).name == "last":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", killed_after_the_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        issl.pretrain(config)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    pretrain_stopped_after_the_first_epoch(config, monkeypatch)
     config_yaml = (run / "config.yaml").read_text()
 
     result = issl.pretrain(_resumed(config, cpu_weight_gradient="blocked_gemm", quiet=False))

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import inpaintssl as issl
-from checkpoint_helpers import assert_same_checkpoints
+from checkpoint_helpers import assert_same_checkpoints, pretrain_stopped_after_the_first_epoch
 from inpaintssl.training.convergence import ConvergenceWarning
 from study_helpers import tiny_pretrain_config, tiny_segmentation_trainer
 
@@ -192,23 +192,11 @@ def test_an_unknown_start_method_is_named_with_the_choices(tmp_path: Path) -> No
 def test_a_run_resumed_with_workers_started_another_way_records_it_and_trains_the_same_bits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inpaintssl.training.loop as loop
-
     reference = tiny_pretrain_config(tmp_path / "reference", optim={"max_epochs": 2})
     issl.pretrain(reference)
     run = tmp_path / "run"
     config = tiny_pretrain_config(run, optim={"max_epochs": 2})
-    real_save = loop.save_checkpoint
-
-    def killed_after_the_first_epoch(folder: Path, *args: Any, **kwargs: Any) -> None:
-        real_save(folder, *args, **kwargs)
-        if Path(folder).name == "last":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", killed_after_the_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        issl.pretrain(config)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    pretrain_stopped_after_the_first_epoch(config, monkeypatch)
 
     workers = {"num_workers": 1, "worker_start_method": "spawn"}
     issl.pretrain({**config, "data": {**config["data"], **workers}, "run": {**config["run"], "resume": True}})
