@@ -233,11 +233,14 @@ Determinism
 -----------
 
 Every run seeds Python, NumPy and torch from ``run.seed``, and each DataLoader worker from the
-loader's seeded generator (the run's ``manifest.json`` lists the workers' seeds). A run keeps its
-workers from the first epoch to the last (:class:`~inpaintssl.training.epoch_loader.EpochLoader`),
-which spares a worker start per epoch where workers start by ``spawn`` (macOS) or ``forkserver``
-(Linux from Python 3.14), and each worker re-seeds itself at every pass over the data, so a dataset
-that draws at random draws in each epoch, and after a resume, what a newly started worker would.
+loader's seeded generator (the run's ``manifest.json`` lists the training workers' seeds). A run
+keeps its workers from the first epoch to the last
+(:class:`~inpaintssl.training.epoch_loader.EpochLoader`), which spares a worker start per epoch
+where workers start by ``spawn`` (macOS) or ``forkserver`` (Linux from Python 3.14), and each
+worker re-seeds itself at every pass over the data, so a dataset that draws at random draws in
+each epoch, and after a resume, what a newly started worker would. A loader starts no more
+workers than a pass has batches: one beyond would never get a batch, and the batches are the
+same without it.
 ``data.worker_start_method`` (``fork``, ``forkserver`` or ``spawn``; the process's default when
 null) chooses how they start, and the manifest records the one used: the weights are the same
 bits whichever it is, and the same as with no workers

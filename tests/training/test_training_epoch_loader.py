@@ -130,6 +130,25 @@ def test_without_reseeding_kept_workers_would_draw_other_numbers() -> None:
         assert _draws(_take(loader, None)) == _draws(_take(loader, None)) == _draws(first)
 
 
+# More workers than this machine's cores, on purpose: PyTorch's advice against it is not the point.
+_MANY_WORKERS = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
+
+
+@_MANY_WORKERS
+@pytest.mark.parametrize("num_workers", [2, 4, 6])
+def test_a_loader_starts_no_worker_that_a_pass_would_leave_without_a_batch(num_workers: int) -> None:
+    dataset = _Draws()
+    sampler = SequentialSampler(dataset)
+    before = set(multiprocessing.active_children())
+    with EpochLoader(dataset, sampler=sampler, batch_size=3, seed=SEED, num_workers=num_workers) as loader:
+        kept = _take(loader, None)
+        started = set(multiprocessing.active_children()) - before
+    assert len(kept) == 4  # 10 items in batches of 3
+    assert len(started) == len(_pids(kept)) == min(num_workers, len(kept)) == loader.num_workers
+    # The same batches and random numbers as a DataLoader with every worker asked for.
+    assert _draws(kept) == _draws(_take(_fresh_loader(dataset, sampler, num_workers), None))
+
+
 def test_the_workers_have_the_seeds_the_run_manifest_records() -> None:
     dataset = _Draws()
     sampler = SequentialSampler(dataset)
@@ -210,7 +229,7 @@ class _NamesItsProcess(Dataset[dict[str, Any]]):
         return dict(self.base[index])
 
 
-def _trainer(tmp_path: Path, *, num_workers: int, max_epochs: int) -> Trainer:
+def _trainer(tmp_path: Path, *, num_workers: int, max_epochs: int, epoch_hooks: Any = ()) -> Trainer:
     log = tmp_path / "readers.txt"
     run = RunConfig(output_dir=tmp_path / "run", device="cpu", seed=0, quiet=True)
     return Trainer(
@@ -224,6 +243,7 @@ def _trainer(tmp_path: Path, *, num_workers: int, max_epochs: int) -> Trainer:
         meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
         context=RunContext.local(run),
         num_workers=num_workers,
+        epoch_hooks=epoch_hooks,
     )
 
 
@@ -231,14 +251,26 @@ def _readers(tmp_path: Path) -> set[int]:
     return {int(line) for line in (tmp_path / "readers.txt").read_text().split()}
 
 
-def test_a_run_starts_its_workers_once_and_stops_them_when_it_ends(tmp_path: Path) -> None:
-    # Three epochs of two passes over the 8 slices each (6 steps of 2), each validated: a loader
-    # per pass started 2 x (3 x 2 + 3) = 18 workers.
-    outcome = _trainer(tmp_path, num_workers=2, max_epochs=3).fit()
+@_MANY_WORKERS
+@pytest.mark.parametrize(("num_workers", "expected"), [(2, 2 + 2), (4, 4 + 2)])
+def test_a_run_starts_its_workers_once_and_stops_them_when_it_ends(
+    tmp_path: Path, num_workers: int, expected: int
+) -> None:
+    # Three epochs of two passes over the 8 slices each (6 steps of 2), each validated: with 2
+    # workers a loader per pass started 2 x (3 x 2 + 3) = 18. A pass reads 4 training batches and
+    # 2 validation ones, so at most 4 and 2 workers get one.
+    before = set(multiprocessing.active_children())
+    alive: list[int] = []
+
+    def count(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        alive.append(len(set(multiprocessing.active_children()) - before))
+
+    outcome = _trainer(tmp_path, num_workers=num_workers, max_epochs=3, epoch_hooks=[count]).fit()
     assert outcome.epochs_run == 3
     readers = _readers(tmp_path)
     assert os.getpid() not in readers
-    assert len(readers) == 4, "2 training and 2 validation workers for the whole run"
+    assert len(readers) == expected, "the training and validation workers of the whole run"
+    assert alive == [expected] * 3, "no worker started that reads nothing"
     assert not any(_alive(pid) for pid in readers)
 
 

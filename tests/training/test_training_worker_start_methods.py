@@ -25,6 +25,7 @@ import torch
 import inpaintssl as issl
 from checkpoint_helpers import assert_same_checkpoints, pretrain_stopped_after_the_first_epoch
 from inpaintssl.training.convergence import ConvergenceWarning
+from inpaintssl.training.epoch_loader import base_worker_seed
 from study_helpers import tiny_pretrain_config, tiny_segmentation_trainer
 
 # Each run is a fresh interpreter: the start method is process-wide and set once, before any
@@ -154,6 +155,17 @@ def test_the_manifest_names_how_the_workers_started(
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["worker_start_method"] == recorded
     assert len(manifest["worker_seeds"]) == workers["num_workers"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_manifest_lists_the_seeds_of_the_workers_that_started(tmp_path: Path) -> None:
+    # 8 training slices (synthetic 2D images), two batches of 4 a pass: two of the 3 workers
+    # asked for get a batch, and only they start.
+    config = tiny_pretrain_config(tmp_path, data={"num_workers": 3}, optim={"max_epochs": 1, "batch_size": 4})
+    issl.pretrain(config)
+    assert len(json.loads((tmp_path / "splits.json").read_text())["label_subsets"]["1"]) == 8
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["worker_seeds"] == [base_worker_seed(0), base_worker_seed(0) + 1]
 
 
 def test_a_start_method_the_platform_lacks_fails_before_the_run_writes_anything(

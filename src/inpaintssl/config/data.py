@@ -50,8 +50,9 @@ class DataConfig(_Strict):
         subset_seed: Seed of the label-limited subset draw.
         splits_file: A split JSON written by an earlier run; when given, its subsets are reused.
         unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
-        num_workers: DataLoader worker processes for training and as many for validation, each
-            set started once per run and kept to its end; 0 reads in the training process.
+        num_workers: DataLoader worker processes for training and as many for validation (no
+            more than a pass has batches), each set started once per run and kept to its end;
+            0 reads in the training process.
         worker_start_method: How those workers start: ``fork`` copies the training process (the
             quickest start, unsafe once it runs threads), ``forkserver`` (Python 3.14's default on
             Linux) and ``spawn`` (macOS and Windows) start fresh interpreters that receive the

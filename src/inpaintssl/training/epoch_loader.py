@@ -14,7 +14,9 @@ the sampler gives travels with the number of the pass over the data it belongs t
 that sees a new number re-seeds itself exactly as a fresh worker is seeded (``random`` and torch
 from the worker's seed, then :func:`~inpaintssl.data.loading.seed_worker`). Which batch goes to
 which worker does not change either: PyTorch hands batches out round-robin from worker 0 at
-every pass.
+every pass. So a loader starts at most one worker per batch of a pass (:func:`workers_used`): a
+worker beyond that would never get a batch, yet would start, import torch and hold a copy of
+the dataset; the batches and their random numbers are the same as with every worker asked for.
 
 Example:
     >>> import torch
@@ -37,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from inpaintssl.data.loading import seed_worker
 
-__all__ = ["EpochLoader", "base_worker_seed"]
+__all__ = ["EpochLoader", "base_worker_seed", "workers_used"]
 
 T = TypeVar("T")
 
@@ -55,6 +57,21 @@ def base_worker_seed(seed: int) -> int:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+def workers_used(num_workers: int, *, items: int, batch_size: int) -> int:
+    """The workers a loader starts for passes over ``items`` in batches of ``batch_size``.
+
+    At most ``num_workers``, and at most one per batch: PyTorch gives worker ``w`` the batches
+    ``w``, ``w + n``, ``w + 2n``, ... of a pass, so a worker past the last batch would get none.
+
+    Example:
+        Fine-tuning on 20 labelled slices in batches of 9 reads 3 batches a pass:
+
+        >>> workers_used(8, items=20, batch_size=9), workers_used(2, items=20, batch_size=9)
+        (3, 2)
+    """
+    return min(num_workers, -(-items // batch_size))
 
 
 class _PassTagged(Sampler[tuple[int, Any]]):
@@ -112,7 +129,8 @@ class EpochLoader(Generic[T]):
         sampler: The indices of a pass, in order; kept and iterated again at every pass.
         batch_size: Items per batch (the last one may be short).
         seed: Seeds the workers (:func:`base_worker_seed`), as the run's seed seeds everything else.
-        num_workers: Worker processes; 0 reads in the calling process.
+        num_workers: Worker processes; 0 reads in the calling process. No more start than a pass
+            has batches (:func:`workers_used`).
         pin_memory: Collate into page-locked memory (for copies to a CUDA device).
         multiprocessing_context: How workers start (``"fork"``, ``"forkserver"``, ``"spawn"``);
             ``None`` takes the process's default start method.
@@ -137,6 +155,8 @@ class EpochLoader(Generic[T]):
         multiprocessing_context: str | None = None,
     ) -> None:
         self.sampler = sampler
+        num_workers = workers_used(num_workers, items=len(sampler), batch_size=batch_size)  # type: ignore[arg-type]
+        self.num_workers = num_workers
         self._tagged = _PassTagged(sampler)
         self._seed = seed
         self._generator = torch.Generator()

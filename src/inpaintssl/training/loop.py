@@ -232,8 +232,9 @@ class Trainer:
             :mod:`inpaintssl.training.step`, and validation's), ``resume`` (continue from ``checkpoints/last``
             when it exists), ``quiet`` (no progress bars) and ``checkpoint_every`` (write
             ``last`` every this many epochs, always at a phase's end).
-        num_workers: DataLoader workers for training and as many for validation, started once and
-            kept until :meth:`fit` returns (:class:`~inpaintssl.training.epoch_loader.EpochLoader`).
+        num_workers: DataLoader workers for training and as many for validation (no more than a
+            pass has batches), started once and kept until :meth:`fit` returns
+            (:class:`~inpaintssl.training.epoch_loader.EpochLoader`).
         worker_start_method: How those workers start (``fork``, ``forkserver`` or ``spawn``, one
             this platform offers); ``None`` takes the process's default.
         epoch_hooks: Called on rank 0 after every epoch with the model (in eval mode).

@@ -6,6 +6,7 @@ their model, objective and evaluation; these three steps are the same for both.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import sys
@@ -27,6 +28,7 @@ from inpaintssl.registry import REGISTRIES
 from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import broadcast_object
+from inpaintssl.training.epoch_loader import workers_used
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
 from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import Objective
@@ -241,7 +243,12 @@ def record_stage(
         return build_manifest(
             seed=config.run.seed,
             data_files=bundle.data_files,
-            num_workers=config.data.num_workers,
+            # The training loader's workers: one per batch of a rank's pass at most.
+            num_workers=workers_used(
+                config.data.num_workers,
+                items=math.ceil(len(bundle.train) / ctx.dist.world_size),
+                batch_size=config.optim.batch_size,
+            ),
             extra={
                 "stage": stage,
                 "worker_start_method": _worker_start_method(config.data),
