@@ -9,6 +9,7 @@ dies), since the point of releasing is the memory (``predict`` releases each sca
 from __future__ import annotations
 
 import gc
+import pickle
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +155,19 @@ def test_releasing_one_hdf5_volume_keeps_the_shared_handle_of_the_others(tmp_pat
     assert handles.get(tmp_path / "v.h5") is shared and shared.id.valid
     assert np.array_equal(label.read(2), IMAGE[..., 2].astype(np.uint8))
     assert np.array_equal(image.read(1), IMAGE[..., 1])
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_a_volume_sent_to_a_started_worker_goes_without_what_reads_kept(tmp_path: Path, fmt: str) -> None:
+    # Workers started by forkserver or spawn get the dataset pickled: each reads its volumes again
+    # and keeps its own arrays (docs/guides/nifti.rst, "What a run keeps in memory").
+    opened, keeps = FORMATS[fmt]
+    volume = opened(tmp_path)
+    first = _read_all(volume)
+    sent = pickle.loads(pickle.dumps(volume))
+    assert "_cache" not in sent.__dict__
+    assert ("_cache" in volume.__dict__) is keeps  # the sender keeps its own
+    again = _read_all(sent)
+    assert ("_cache" in sent.__dict__) is keeps
+    for i, (one, other) in enumerate(zip(first, again)):
+        assert one.dtype == other.dtype and np.array_equal(one, other), (fmt, i)
