@@ -32,6 +32,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_cache_dir
 import bench_convergence
 import bench_corruption
 import bench_dataloader
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("corruption", lambda: bench_corruption.main(quick)),
         ("dataloader", lambda: bench_dataloader.main(quick)),
         ("worker_starts", lambda: bench_worker_starts.main(quick)),
+        ("cache_dir", lambda: bench_cache_dir.main(quick)),
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
         ("convergence", lambda: bench_convergence.main(quick)),

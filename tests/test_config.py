@@ -361,10 +361,16 @@ def test_paths_expand_home_and_environment_variables(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SCRATCH", "/scratch/me")
     monkeypatch.setenv("HOME", "/home/me")
     config = load_config(
-        {"run": {"output_dir": "$SCRATCH/pre"}, "transfer": {"pretrained": "~/runs/p"}}, FinetuneConfig
+        {
+            "run": {"output_dir": "$SCRATCH/pre"},
+            "transfer": {"pretrained": "~/runs/p"},
+            "data": {"cache_dir": "$SCRATCH/decompressed"},
+        },
+        FinetuneConfig,
     )
     assert config.run.output_dir == Path("/scratch/me/pre")
     assert config.transfer.pretrained == Path("/home/me/runs/p")
+    assert config.data.cache_dir == Path("/scratch/me/decompressed")
     assert load_config({"run": {"output_dir": "${SCRATCH}/x"}}, FinetuneConfig).run.output_dir == Path(
         "/scratch/me/x"
     )

@@ -166,13 +166,14 @@ two-phase fine-tuning processes with ``SIGKILL`` at five seeded random moments e
 that every resumed run ends with the same weights, bit for bit, as a run never interrupted (CPU,
 ``run.deterministic``). A run killed before its first checkpoint starts afresh on ``--resume``.
 A resume may change only the ``run`` settings other than ``run.seed`` (data order and
-corruption follow the seed), ``optim.max_epochs``, ``data.num_workers`` and
-``data.worker_start_method`` (other changes are refused, naming them). ``config.yaml`` keeps the
-settings the run started with; each resume that runs with other ``run`` settings or loader
-workers (``run.resume``, ``run.quiet`` and ``run.output_dir`` aside), or on another device,
-workers' start method, Python, library version or commit, appends an
-entry to ``manifest.json``'s ``resumes`` list: its time, ``resumed_from_epoch``, and each
-``changed`` setting and ``environment`` entry as ``{"recorded": ..., "now": ...}``, which hold
+corruption follow the seed), ``optim.max_epochs``, and how the data are read
+(``data.num_workers``, ``data.worker_start_method``, ``data.cache_dir``); other changes are
+refused, naming them. ``config.yaml`` keeps the settings the run started with; each resume that
+runs with other ``run`` settings or another way of reading the data (``run.resume``,
+``run.quiet`` and ``run.output_dir`` aside), or on another device, workers' start method,
+Python, library version or commit, appends an entry to ``manifest.json``'s ``resumes`` list: its
+time, ``resumed_from_epoch``, and each ``changed`` setting and ``environment`` entry as
+``{"recorded": ..., "now": ...}``, which hold
 from that epoch on (once there is an entry, every later resume adds one, empty when it is back on
 the recorded values). A resume also refuses data other than the data the run started on,
 naming what changed as far as the folder records it: volumes added to or removed from a subset

@@ -8,11 +8,11 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from inpaintssl.config.base import Params, _given, _Strict
+from inpaintssl.config.base import Params, _given, _Strict, user_path
 from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["DataConfig", "SourceConfig", "WorkerStartMethod"]
@@ -60,6 +60,11 @@ class DataConfig(_Strict):
             dataset pickled; ``None`` takes the process's default. Training gives the same bits
             whichever starts them.
         val_max_images: Cap on validation slices (evenly spaced), ``None`` for all.
+        cache_dir: A folder where compressed volumes (``.nii.gz``, ``.npz``) are kept
+            decompressed as ``.npy`` files, memory-mapped by the training process and every
+            worker, and reused by later runs over the same files
+            (:mod:`~inpaintssl.data.decompressed`); ``None`` keeps each process's own copy in its
+            memory. Values read are the same either way.
     """
 
     dataset: str = "mni152"
@@ -73,6 +78,12 @@ class DataConfig(_Strict):
     num_workers: int = Field(default=0, ge=0)
     worker_start_method: WorkerStartMethod | None = None
     val_max_images: int | None = Field(default=None, gt=0)
+    cache_dir: Path | None = None
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _home(cls, value: Any) -> Any:
+        return user_path(value, field="cache_dir")
 
     @field_validator("image_size")
     @classmethod

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from inpaintssl.config import DataConfig, SourceConfig
 from inpaintssl.data.base import DataError, SliceDataset
+from inpaintssl.data.decompressed import decompressed_into
 from inpaintssl.data.splits import (
     DEFAULT_LABEL_FRACTIONS,
     SplitRecord,
@@ -263,6 +264,11 @@ def _check_arguments(cfg: DataConfig, stage: str, size_multiple: int) -> None:
             f"data.image_size={list(size)} is not divisible by {size_multiple} (the backbone's size "
             f"multiple); expected both sides to be multiples of {size_multiple}"
         )
+    if cfg.cache_dir is not None and cfg.cache_dir.exists() and not cfg.cache_dir.is_dir():
+        raise DataError(
+            f"data.cache_dir={str(cfg.cache_dir)!r} is a file; expected a folder for the decompressed "
+            "volumes (it is created when missing)"
+        )
 
 
 def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: int = 1) -> DataBundle:
@@ -285,6 +291,11 @@ def build_datasets(cfg: DataConfig, *, stage: Stage, seed: int, size_multiple: i
     """
     del seed  # subsets follow cfg.subset_seed; see the docstring
     _check_arguments(cfg, stage, size_multiple)
+    with decompressed_into(cfg.cache_dir):
+        return _build_datasets(cfg, stage=stage, size_multiple=size_multiple)
+
+
+def _build_datasets(cfg: DataConfig, *, stage: Stage, size_multiple: int) -> DataBundle:
     builder = _Builder(cfg, size_multiple=size_multiple)
     finetune = stage == "finetune"
     fraction = cfg.label_fraction if finetune else 1.0
@@ -334,9 +345,10 @@ def build_split(cfg: DataConfig, split: str, *, size_multiple: int = 1) -> Slice
     """
     check_option(split, ("train", "val", "test"), field="split")
     _check_arguments(cfg, "finetune", size_multiple)
-    builder = _Builder(cfg, size_multiple=size_multiple)
-    if split == "train":
-        view = builder.training_subset(fraction=cfg.label_fraction, labelled=True)
-    else:
-        view = builder.evaluation_set(split, labelled=True)
-    return builder.fit(view, what=f"{cfg.dataset} {split} set")
+    with decompressed_into(cfg.cache_dir):
+        builder = _Builder(cfg, size_multiple=size_multiple)
+        if split == "train":
+            view = builder.training_subset(fraction=cfg.label_fraction, labelled=True)
+        else:
+            view = builder.evaluation_set(split, labelled=True)
+        return builder.fit(view, what=f"{cfg.dataset} {split} set")

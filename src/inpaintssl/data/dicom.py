@@ -139,11 +139,10 @@ class DicomVolume(Volume):
 
     def _array(self) -> np.ndarray:
         # Only a reorientation that slices across the stored slices reads the whole series.
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            cache = np.stack([self._read_stored(2, i) for i in range(len(self._files))], axis=-1)
-            self.__dict__["_cache"] = cache
-        return cache
+        return self._kept(self._read_series)
+
+    def _read_series(self) -> np.ndarray:
+        return np.stack([self._read_stored(2, i) for i in range(len(self._files))], axis=-1)
 
     def _read_stored(self, axis: int, index: int) -> np.ndarray:
         """Slice ``index`` in HU (float32, before any clipping): one file along the stored slices."""

@@ -37,7 +37,7 @@ import math
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ import numpy as np
 from inpaintssl._lazy import lazy_exports
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import check_rank, check_slice_axis, check_spacing, existing_path
+from inpaintssl.data.decompressed import current_folder, decompressed_name, kept_on_disk
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
 from inpaintssl.extras import import_optional
@@ -100,6 +101,9 @@ class Volume(ABC):
         channels: Channels per slice (the last axis of a 4D volume, else 1).
         spacing: ``(row_mm, col_mm, slice_mm)``.
         files: Every file this volume reads (for a run manifest).
+        decompressed_folder: Where a compressed volume keeps its decompressed array, memory-mapped
+            (:mod:`~inpaintssl.data.decompressed`, set by ``decompressed_into`` when the volume
+            was opened); ``None`` keeps it in this process's memory.
     """
 
     path: Path
@@ -115,6 +119,7 @@ class Volume(ABC):
     read_in: str | None = None
     """The axis codes :meth:`reorient` was asked for (also when they are the stored ones)."""
     _what: str = "volume"
+    decompressed_folder: Path | None = None
 
     def __init__(
         self,
@@ -147,6 +152,7 @@ class Volume(ABC):
         self._stored_zooms = tuple(float(s) for s in spacing)
         self._set_grid(self.shape, self._stored_zooms)
         self.files = (str(path),)
+        self.decompressed_folder = current_folder()
 
     @property
     def source(self) -> str:
@@ -336,6 +342,28 @@ class Volume(ABC):
         rebuilds it there when it is missing, so that :meth:`release` can drop it.
         """
 
+    def _kept(self, decompress: Callable[[], np.ndarray]) -> np.ndarray:
+        """The stored array ``decompress`` returns, kept for the reads after this one.
+
+        Kept in ``self.__dict__["_cache"]`` (what :meth:`release` drops): the array itself, or
+        under a :attr:`decompressed_folder` the memory map of its ``.npy`` copy there.
+        """
+        kept = self.__dict__.get("_cache")
+        if kept is None:
+            if self.decompressed_folder is None:
+                kept = decompress()
+            else:
+                name = decompressed_name(reader=type(self).__name__, source=self.source, files=self.files)
+                kept = kept_on_disk(
+                    self.decompressed_folder,
+                    name,
+                    shape=self.stored_shape,
+                    what=self.source,
+                    decompress=decompress,
+                )
+            self.__dict__["_cache"] = kept
+        return kept
+
     def release(self) -> None:
         """Drop the array decompressed on the first :meth:`read`; the next read reads the file again.
 
@@ -492,11 +520,7 @@ class NiftiVolume(Volume):
     def _array(self) -> Any:
         if not str(self.path).endswith(".gz"):
             return self._image.dataobj
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            cache = np.asarray(self._image.dataobj)
-            self.__dict__["_cache"] = cache
-        return cache
+        return self._kept(lambda: np.asarray(self._image.dataobj))
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -603,15 +627,17 @@ class NumpyVolume(Volume):
         return f"{self.path} (array {self.key!r})" if self.path.suffix == ".npz" else str(self.path)
 
     def _array(self) -> Any:
+        if self.path.suffix == ".npz":
+            return self._kept(self._decompress)
         cache = self.__dict__.get("_cache")
         if cache is None:
-            if self.path.suffix == ".npz":
-                with np.load(self.path) as archive:
-                    cache = archive[self.key]
-            else:
-                cache = np.load(self.path, mmap_mode="r")
+            cache = np.load(self.path, mmap_mode="r")
             self.__dict__["_cache"] = cache
         return cache
+
+    def _decompress(self) -> np.ndarray:
+        with np.load(self.path) as archive:
+            return np.asarray(archive[self.key])
 
 
 class H5Volume(Volume):

@@ -99,6 +99,7 @@ _RUNTIME_FIELDS = (
     ("run", "cudnn_benchmark"),
     ("data", "num_workers"),
     ("data", "worker_start_method"),
+    ("data", "cache_dir"),
     ("transfer", "pretrained"),
 )
 

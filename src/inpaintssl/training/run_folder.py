@@ -146,13 +146,15 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(RunFolder(run_dir).manifest, json.dumps(manifest, indent=2))
 
 
+_HOW_DATA_IS_READ = ("num_workers", "worker_start_method", "cache_dir")
+"""``data`` fields that change how the data are read, never what is read."""
+
+
 def _data_check_key(data_config: BaseModel) -> dict[str, str]:
     # A check passed under another library version or other data settings (label convention,
-    # orientation, ...) says nothing about this run: the record is keyed on both. The loader's
-    # workers, which a resume may change, are not data settings here.
-    settings = json.dumps(
-        data_config.model_dump(mode="json", exclude={"num_workers", "worker_start_method"}), sort_keys=True
-    )
+    # orientation, ...) says nothing about this run: the record is keyed on both. How the data
+    # are read, which a resume may change, is not a data setting here.
+    settings = json.dumps(data_config.model_dump(mode="json", exclude=set(_HOW_DATA_IS_READ)), sort_keys=True)
     return {
         "inpaintssl": _version_of("inpaintssl") or "",
         "data": hashlib.sha256(settings.encode()).hexdigest(),
@@ -305,10 +307,9 @@ class TensorBoardLog:
 RESUMABLE_CHANGES = (
     *(f"run.{name}" for name in RunConfig.model_fields if name != "seed"),
     "optim.max_epochs",
-    "data.num_workers",
-    "data.worker_start_method",
+    *(f"data.{name}" for name in _HOW_DATA_IS_READ),
 )
-"""Config fields a resumed run may change: where/how it runs, how long it trains, loader workers.
+"""Config fields a resumed run may change: where/how it runs, how long it trains, how it reads the data.
 
 Not ``run.seed``: data order and corruption are functions of it, so a run resumed under another
 seed would mix two runs under the first one's record.
@@ -675,7 +676,7 @@ def _record_resume(
     """Append to ``manifest.json``'s ``resumes`` what this resume runs with differently.
 
     ``config.yaml`` keeps the settings the run started with; a resume may change the ``run``
-    settings and the loader workers (:data:`RESUMABLE_CHANGES`), and may run on another device,
+    settings and how the data are read (:data:`RESUMABLE_CHANGES`), and may run on another device,
     workers' start method, library version or commit. Each entry holds the time, the epochs
     trained before it (``resumed_from_epoch``), and each setting (``changed``) and environment
     entry (``environment``) whose value differs from the recorded one, as ``{"recorded": ...,

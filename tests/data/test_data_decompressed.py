@@ -1,0 +1,128 @@
+"""``data.decompressed``: compressed volumes kept decompressed on disk, memory-mapped by every reader.
+
+The reference is the same file read without a folder: every slice must be the same, bit for bit.
+Every format is written with its real library (``volume_formats``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from volume_formats import FORMATS
+
+from inpaintssl.data.decompressed import decompressed_into
+from inpaintssl.data.readers import Volume
+
+# Read whole to give a slice: decompressed (or decoded, for a DICOM series read across its slices).
+COMPRESSED = ["nii.gz", "nii.gz reoriented", "npz", "dicom series across its slices"]
+# Read per slice from the file (a memory map, HDF5, one DICOM file per slice), or a 2D PNG read
+# whole when it is opened: nothing to keep on disk.
+OTHERS = [fmt for fmt in FORMATS if fmt not in COMPRESSED]
+
+
+def _slices(volume: Volume) -> list[np.ndarray]:
+    return [np.array(volume.read(i)) for i in range(volume.num_slices)]
+
+
+def _assert_same(ours: list[np.ndarray], reference: list[np.ndarray]) -> None:
+    assert len(ours) == len(reference)
+    for i, (one, other) in enumerate(zip(ours, reference, strict=True)):
+        assert one.dtype == other.dtype and one.shape == other.shape, i
+        assert np.array_equal(one, other), i
+
+
+def _opened(fmt: str, folder: Path, cache: Path | None) -> Volume:
+    opened, _ = FORMATS[fmt]
+    folder.mkdir(parents=True, exist_ok=True)
+    with decompressed_into(cache):
+        return opened(folder)
+
+
+@pytest.mark.parametrize("fmt", COMPRESSED)
+def test_a_compressed_volume_reads_the_same_slices_from_its_decompressed_file(
+    tmp_path: Path, fmt: str
+) -> None:
+    reference = _slices(_opened(fmt, tmp_path / "plain", None))
+    volume = _opened(fmt, tmp_path / "data", tmp_path / "cache")
+    _assert_same(_slices(volume), reference)
+    (written,) = (tmp_path / "cache").iterdir()
+    assert written.suffix == ".npy"
+    kept = volume.__dict__["_cache"]
+    assert isinstance(kept, np.memmap) and Path(kept.filename) == written
+    assert not kept.flags.writeable  # read-only: a reader cannot change another's data
+
+
+@pytest.mark.parametrize("fmt", COMPRESSED)
+def test_another_reader_of_the_file_maps_it_without_decompressing_again(tmp_path: Path, fmt: str) -> None:
+    first = _opened(fmt, tmp_path / "data", tmp_path / "cache")
+    reference = _slices(first)
+    (written,) = (tmp_path / "cache").iterdir()
+    inode, modified = written.stat().st_ino, written.stat().st_mtime_ns
+    # A spawned DataLoader worker gets the volume pickled; a released one reads again.
+    sent = pickle.loads(pickle.dumps(first))
+    first.release()
+    for reader in (sent, first):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _assert_same(_slices(reader), reference)
+        assert Path(reader.__dict__["_cache"].filename) == written
+    # Not rewritten: an atomic rewrite would have put a new file (a new inode) in its place.
+    assert (written.stat().st_ino, written.stat().st_mtime_ns) == (inode, modified)
+    assert list((tmp_path / "cache").iterdir()) == [written]
+
+
+@pytest.mark.parametrize("fmt", OTHERS)
+def test_a_volume_read_per_slice_writes_nothing(tmp_path: Path, fmt: str) -> None:
+    reference = _slices(_opened(fmt, tmp_path / "plain", None))
+    volume = _opened(fmt, tmp_path / "data", tmp_path / "cache")
+    _assert_same(_slices(volume), reference)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_rewritten_source_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "v.npz"
+    np.savez_compressed(path, image=np.zeros((4, 3, 2), dtype=np.float32))
+    with decompressed_into(tmp_path / "cache"):
+        from inpaintssl.data.readers import NumpyVolume
+
+        assert NumpyVolume(path, key="image").read(0).max() == 0
+        new = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+        np.savez_compressed(path, image=new)
+        assert np.array_equal(NumpyVolume(path, key="image").read(1), new[..., 1])
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda target: target.write_bytes(target.read_bytes()[:100]), "cannot be read"),
+        (lambda target: np.save(target, np.zeros((2, 2), dtype=np.float32)), r"holds shape \(2, 2\)"),
+    ],
+    ids=["truncated", "another shape"],
+)
+def test_a_damaged_file_is_decompressed_again(tmp_path: Path, damage: object, message: str) -> None:
+    reference = _slices(_opened("nii.gz", tmp_path / "plain", None))
+    volume = _opened("nii.gz", tmp_path / "data", tmp_path / "cache")
+    _slices(volume)
+    (written,) = (tmp_path / "cache").iterdir()
+    volume.release()
+    damage(written)  # type: ignore[operator]
+    with pytest.warns(UserWarning, match=rf"data\.cache_dir: .*{written.name}.*{message}"):
+        _assert_same(_slices(volume), reference)
+    assert isinstance(volume.__dict__["_cache"], np.memmap)
+    _assert_same([np.load(written)[..., i] for i in range(volume.num_slices)], reference)
+
+
+def test_a_folder_that_cannot_be_written_costs_memory_not_the_read(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    reference = _slices(_opened("npz", tmp_path / "plain", None))
+    volume = _opened("npz", tmp_path / "data", blocker / "cache")  # no folder can be made inside a file
+    with pytest.warns(UserWarning, match=r"data\.cache_dir: cannot keep .*v\.npz.* in memory instead"):
+        _assert_same(_slices(volume), reference)
+    kept = volume.__dict__["_cache"]
+    assert isinstance(kept, np.ndarray) and not isinstance(kept, np.memmap)
