@@ -25,13 +25,12 @@ archives into memory (Linux only: it reads ``/proc``).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from provenance import provenance, write_record
+from provenance import emit, provenance
 from torch.utils.data import SequentialSampler
 
 from inpaintssl.config import DataConfig
@@ -120,10 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "target": f"held through data.cache_dir / held in memory <= {TARGET_RATIO:g}",
         "target_met": ratio <= TARGET_RATIO,
     }
-    if args.out:
-        write_record(args.out, record)
-    print(json.dumps(record, indent=2))
-    return record
+    return emit(record, args.out)
 
 
 if __name__ == "__main__":

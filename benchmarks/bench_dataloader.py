@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from provenance import provenance, write_record
+from provenance import emit, provenance
 from torch.utils.data import DataLoader
 
 from inpaintssl.config import DataConfig
@@ -168,10 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "entries": entries,
         "all_targets_met": all(e["target_met"] for e in entries),
     }
-    if args.out:
-        write_record(args.out, record)
-    print(json.dumps(record, indent=2))
-    return record
+    return emit(record, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provenance import provenance, write_record
+from provenance import emit, provenance
 
 _LIBRARY = """
 import sys
@@ -119,10 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record["ratios"]["full_demo_vs_budget"] = full / 600.0
         targets["full_demo<=600s"] = full <= 600.0
     record["targets"] = targets
-    if args.out:
-        write_record(args.out, record)
-    print(json.dumps(record, indent=2))
-    return record
+    return emit(record, args.out)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from provenance import provenance, write_record
+from provenance import emit, provenance
 
 from inpaintssl.config import PretrainConfig
 from inpaintssl.corruption import launch_thread_pool
@@ -410,10 +410,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "library_vs_bare>=0.95": None if lib_vs_bare is None else lib_vs_bare >= 0.95,
         "library_vs_monai>=1.5": None if lib_vs_monai is None else lib_vs_monai >= 1.5,
     }
-    if args.out:
-        write_record(args.out, record)
-    print(json.dumps(record, indent=2))
-    return record
+    return emit(record, args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ per-pass ones (6 epochs; ``--quick``: 2). Under ``fork`` the ratio is reported w
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from provenance import provenance, write_record
+from provenance import emit, provenance
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from inpaintssl.config import DataConfig
@@ -147,10 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "target": f"kept / per-pass wall time <= {TARGET_RATIO:g} under forkserver and spawn",
         "entries": entries,
     }
-    if args.out:
-        write_record(args.out, record)
-    print(json.dumps(record, indent=2))
-    return record
+    return emit(record, args.out)
 
 
 if __name__ == "__main__":

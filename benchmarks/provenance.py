@@ -118,3 +118,14 @@ def provenance(script: str | Path, argv: Sequence[str] | None) -> dict[str, Any]
 def write_record(path: str | Path, record: dict[str, Any], *, indent: int = 2) -> None:
     """Write ``record`` as JSON to ``path``, atomically (parents created)."""
     atomic_write_text(Path(path), json.dumps(record, indent=indent, default=str) + "\n")
+
+
+def emit(record: dict[str, Any], out: str | Path | None) -> dict[str, Any]:
+    """Print ``record`` as JSON, write it to ``out`` when one is given, and return it.
+
+    The end of a benchmark's ``main``: its caller (``run_all.py``) takes the returned record.
+    """
+    if out:
+        write_record(out, record)
+    print(json.dumps(record, indent=2, default=str))
+    return record
