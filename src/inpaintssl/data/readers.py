@@ -339,7 +339,9 @@ class Volume(ABC):
         """The stored array, or a lazy object that supports NumPy basic indexing.
 
         A reader that keeps a decompressed array keeps it in ``self.__dict__["_cache"]`` and
-        rebuilds it there when it is missing, so that :meth:`release` can drop it.
+        rebuilds it there when it is missing, so that :meth:`release` can drop it; one that
+        decompresses the whole volume returns :meth:`_kept`, which also keeps it on disk under a
+        :attr:`decompressed_folder`.
         """
 
     def _kept(self, decompress: Callable[[], np.ndarray]) -> np.ndarray:

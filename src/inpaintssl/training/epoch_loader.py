@@ -126,7 +126,8 @@ class EpochLoader(Generic[T]):
 
     Args:
         dataset: A map-style dataset.
-        sampler: The indices of a pass, in order; kept and iterated again at every pass.
+        sampler: The indices of a pass, in order, and how many (``len``); kept and iterated again
+            at every pass.
         batch_size: Items per batch (the last one may be short).
         seed: Seeds the workers (:func:`base_worker_seed`), as the run's seed seeds everything else.
         num_workers: Worker processes; 0 reads in the calling process. No more start than a pass
