@@ -71,14 +71,8 @@ def test_workers_started_by_the_process_default_forkserver_train_the_same_bits_a
     )
 
 
-def _worker_starts(parent: int) -> list[str]:
-    """How each live worker process of ``parent`` was started, read from ``/proc`` (Linux).
-
-    A forked worker is ``parent``'s child running ``parent``'s command line; a spawned one is its
-    child running ``multiprocessing.spawn``; a worker from the fork server is the child of
-    ``parent``'s fork-server process. Python's resource tracker, which spawn and forkserver start,
-    is no worker.
-    """
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every live process: its parent's id and its command line, from ``/proc`` (Linux)."""
     processes: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -90,13 +84,31 @@ def _worker_starts(parent: int) -> list[str]:
             continue
         # The second field, the command name in parentheses, may itself hold spaces.
         processes[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
+    return processes
+
+
+def _worker_starts(parent: int, *, alive_before: set[int]) -> list[str]:
+    """The start method of each worker ``parent`` started after ``alive_before`` was taken.
+
+    A forked worker is ``parent``'s child running ``parent``'s command line; a spawned one is its
+    child running ``multiprocessing.spawn``; a worker from the fork server is the child of
+    ``parent``'s fork-server process (which may be older). Python's resource tracker, which spawn
+    and forkserver start, is no worker; nor is a process an earlier test left running.
+    """
+    processes = _processes()
     own_command = processes[parent][1]
     starts: list[str] = []
     for pid, (ppid, command) in processes.items():
         if ppid != parent or "resource_tracker" in command:
             continue
         if "multiprocessing.forkserver" in command:
-            starts += ["forkserver" for server, _ in processes.values() if server == pid]
+            starts += [
+                "forkserver"
+                for child, (server, _) in processes.items()
+                if server == pid and child not in alive_before
+            ]
+        elif pid in alive_before:
+            continue
         elif "multiprocessing.spawn" in command:
             starts.append("spawn")
         elif command == own_command:
@@ -119,9 +131,10 @@ def test_the_run_starts_its_workers_the_way_it_is_told_and_trains_the_same_bits(
     method: str, tmp_path: Path, run_without_workers: Path
 ) -> None:
     seen: list[list[str]] = []
+    alive_before = set(_processes())
 
     def look(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
-        seen.append(_worker_starts(os.getpid()))
+        seen.append(_worker_starts(os.getpid(), alive_before=alive_before))
 
     trainer = tiny_segmentation_trainer(
         tmp_path,
@@ -132,7 +145,7 @@ def test_the_run_starts_its_workers_the_way_it_is_told_and_trains_the_same_bits(
         trainer.fit()
     # After each epoch: its training worker and its validation worker, both started that way.
     assert seen == [[method, method]] * 2
-    assert _worker_starts(os.getpid()) == []
+    assert _worker_starts(os.getpid(), alive_before=alive_before) == []
     assert_same_checkpoints(
         tmp_path, run_without_workers, why=f"differs from the run without workers ({method})"
     )
