@@ -392,3 +392,9 @@ def test_an_empty_config_file_is_refused_rather_than_read_as_every_default(tmp_p
             load_config(path, PretrainConfig)
     path.write_text("{}\n")
     assert load_config(path, PretrainConfig) == PretrainConfig()
+
+
+def test_the_fields_that_say_how_data_are_read_are_data_fields() -> None:
+    from inpaintssl.config import DATA_READING_FIELDS, DataConfig
+
+    assert set(DATA_READING_FIELDS) <= set(DataConfig.model_fields)

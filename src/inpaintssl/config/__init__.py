@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from inpaintssl.config import optim as _optim
 from inpaintssl.config.base import Device as Device
 from inpaintssl.config.base import user_path as user_path
-from inpaintssl.config.data import DataConfig, SourceConfig
+from inpaintssl.config.data import DATA_READING_FIELDS, DataConfig, SourceConfig
 from inpaintssl.config.data import WorkerStartMethod as WorkerStartMethod
 from inpaintssl.config.errors import ConfigError, ConfigWarning, format_validation_error
 from inpaintssl.config.evaluate import EvaluateConfig
@@ -57,6 +57,7 @@ from inpaintssl.config.transfer import TransferConfig
 from inpaintssl.config.unused import UnusedSetting, quiet_unused_settings, unused_settings
 
 __all__ = [
+    "DATA_READING_FIELDS",
     "RECIPES",
     "ConfigError",
     "ConfigWarning",

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from inpaintssl.config.base import Params, _given, _Strict, user_path
 from inpaintssl.config.unused import UnusedSetting
 
-__all__ = ["DataConfig", "SourceConfig", "WorkerStartMethod"]
+__all__ = ["DATA_READING_FIELDS", "DataConfig", "SourceConfig", "WorkerStartMethod"]
 
 WorkerStartMethod = Literal["fork", "forkserver", "spawn"]
 """How DataLoader workers start (:mod:`multiprocessing`'s start methods)."""
@@ -101,3 +101,8 @@ class DataConfig(_Strict):
             why = "data.num_workers is 0, so the training process reads the data and no worker starts"
             unused.append(UnusedSetting("data.worker_start_method", self.worker_start_method, why))
         return unused
+
+
+DATA_READING_FIELDS = ("num_workers", "worker_start_method", "cache_dir")
+""":class:`DataConfig` fields that say how the data are read, never what is read: a resume may
+change them, and neither a study's run ids nor the pre-flight check's record depend on them."""

@@ -65,6 +65,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from inpaintssl.config import (
+    DATA_READING_FIELDS,
     TWO_RUN_SCHEDULES,
     ConfigError,
     FinetuneConfig,
@@ -97,9 +98,7 @@ _RUNTIME_FIELDS = (
     ("run", "device"),
     ("run", "compile"),
     ("run", "cudnn_benchmark"),
-    ("data", "num_workers"),
-    ("data", "worker_start_method"),
-    ("data", "cache_dir"),
+    *(("data", name) for name in DATA_READING_FIELDS),
     ("transfer", "pretrained"),
 )
 

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 from collections.abc import Iterator
 from types import TracebackType
@@ -39,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from inpaintssl.data.loading import seed_worker
 
-__all__ = ["EpochLoader", "base_worker_seed", "workers_used"]
+__all__ = ["EpochLoader", "base_worker_seed", "unavailable_start_method", "workers_used"]
 
 T = TypeVar("T")
 
@@ -72,6 +73,22 @@ def workers_used(num_workers: int, *, items: int, batch_size: int) -> int:
         (3, 2)
     """
     return min(num_workers, -(-items // batch_size))
+
+
+def unavailable_start_method(method: str | None, *, num_workers: int) -> list[str] | None:
+    """The start methods this platform offers, when workers would start by ``method`` and it is not one.
+
+    ``None`` when the loader can start its workers: no workers, the process's default
+    (``method=None``), or a method this platform has (Windows has ``spawn`` alone).
+
+    Example:
+        >>> unavailable_start_method("spawn", num_workers=2) is None
+        True
+        >>> unavailable_start_method("threads", num_workers=0) is None  # no worker starts
+        True
+    """
+    offered = multiprocessing.get_all_start_methods()
+    return offered if num_workers > 0 and method not in (None, *offered) else None
 
 
 class _PassTagged(Sampler[tuple[int, Any]]):

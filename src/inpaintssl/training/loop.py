@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -71,7 +70,7 @@ from inpaintssl.training.distributed import (
     use_sync_batchnorm,
 )
 from inpaintssl.training.early_stopping import EarlyStopping
-from inpaintssl.training.epoch_loader import EpochLoader
+from inpaintssl.training.epoch_loader import EpochLoader, unavailable_start_method
 from inpaintssl.training.loader_workers import batches
 from inpaintssl.training.objectives import REAL_LOSS_KEY, REAL_ROWS_KEY, VALIDATION_KEY_OFFSET, Objective
 from inpaintssl.training.outcome import Phase, TrainOutcome
@@ -278,8 +277,8 @@ class Trainer:
         if not phases:
             raise ValueError("phases must name at least one training phase")
         # Checked here, not by the loader at the first epoch, which comes after the first writes.
-        offered = multiprocessing.get_all_start_methods()
-        if num_workers > 0 and worker_start_method not in (None, *offered):
+        offered = unavailable_start_method(worker_start_method, num_workers=num_workers)
+        if offered is not None:
             raise ValueError(
                 f"worker_start_method={worker_start_method!r} is not a start method this platform "
                 f"({sys.platform}) offers; expected one of {offered} or None"

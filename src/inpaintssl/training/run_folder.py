@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.checkpoint import CheckpointError, checkpoint_exists, resolve_checkpoint
 from inpaintssl.config import (
+    DATA_READING_FIELDS,
     ConfigError,
     FinetuneConfig,
     OptimConfig,
@@ -146,15 +147,13 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_text(RunFolder(run_dir).manifest, json.dumps(manifest, indent=2))
 
 
-_HOW_DATA_IS_READ = ("num_workers", "worker_start_method", "cache_dir")
-"""``data`` fields that change how the data are read, never what is read."""
-
-
 def _data_check_key(data_config: BaseModel) -> dict[str, str]:
     # A check passed under another library version or other data settings (label convention,
     # orientation, ...) says nothing about this run: the record is keyed on both. How the data
     # are read, which a resume may change, is not a data setting here.
-    settings = json.dumps(data_config.model_dump(mode="json", exclude=set(_HOW_DATA_IS_READ)), sort_keys=True)
+    settings = json.dumps(
+        data_config.model_dump(mode="json", exclude=set(DATA_READING_FIELDS)), sort_keys=True
+    )
     return {
         "inpaintssl": _version_of("inpaintssl") or "",
         "data": hashlib.sha256(settings.encode()).hexdigest(),
@@ -307,7 +306,7 @@ class TensorBoardLog:
 RESUMABLE_CHANGES = (
     *(f"run.{name}" for name in RunConfig.model_fields if name != "seed"),
     "optim.max_epochs",
-    *(f"data.{name}" for name in _HOW_DATA_IS_READ),
+    *(f"data.{name}" for name in DATA_READING_FIELDS),
 )
 """Config fields a resumed run may change: where/how it runs, how long it trains, how it reads the data.
 

@@ -28,7 +28,7 @@ from inpaintssl.registry import REGISTRIES
 from inpaintssl.training.components import size_multiple_of
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import broadcast_object
-from inpaintssl.training.epoch_loader import workers_used
+from inpaintssl.training.epoch_loader import unavailable_start_method, workers_used
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
 from inpaintssl.training.memory_check import check_run_memory
 from inpaintssl.training.objectives import Objective
@@ -115,8 +115,8 @@ def check_at_the_door(
 def _check_worker_start_method(data: DataConfig) -> None:
     # A config stays valid on every platform (a cluster's run folder is read on a laptop); only
     # the run that would start the workers needs the method here.
-    offered = multiprocessing.get_all_start_methods()
-    if data.num_workers > 0 and data.worker_start_method not in (None, *offered):
+    offered = unavailable_start_method(data.worker_start_method, num_workers=data.num_workers)
+    if offered is not None:
         raise ConfigError(
             f"data.worker_start_method={data.worker_start_method!r} is not a start method this platform "
             f"({sys.platform}) offers: expected one of {offered} or null (the process's default)"
