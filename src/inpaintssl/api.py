@@ -36,6 +36,8 @@ from inpaintssl.config.evaluate import load_data_section
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_split
+from inpaintssl.data.decompressed import list_decompressed as list_decompressed
+from inpaintssl.data.decompressed import prune_decompressed as prune_decompressed
 from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
@@ -63,9 +65,15 @@ from inpaintssl.transfer_learning import transfer as _transfer
 from inpaintssl.transfer_learning.transfer import InChannelsMode
 from inpaintssl.warning_format import warn_each_time
 
-# What ``import inpaintssl`` serves from here, plus ExportError and the paper's Figure 1 of a
-# pretext task (the imports above re-export with ``as``).
-__all__ = [*sorted(_API_NAMES), "ExportError", "render_corruption_figure"]
+# What ``import inpaintssl`` serves from here, plus ExportError, the paper's Figure 1 of a pretext
+# task and the upkeep of a data.cache_dir folder (the imports above re-export with ``as``).
+__all__ = [
+    *sorted(_API_NAMES),
+    "ExportError",
+    "list_decompressed",
+    "prune_decompressed",
+    "render_corruption_figure",
+]
 
 ConfigSource = Mapping[str, Any] | str | Path
 

@@ -277,7 +277,9 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
     return remove_unlocked(target.parent, pattern, folders=False)
 
 
-def remove_unlocked(folder: Path, pattern: re.Pattern[str], *, folders: bool) -> list[Path]:
+def remove_unlocked(
+    folder: Path, pattern: re.Pattern[str], *, folders: bool, dry_run: bool = False
+) -> list[Path]:
     """Remove the entries of ``folder`` whose names match ``pattern`` that no live writer holds locked.
 
     The sweep behind :func:`remove_stale_temporaries` (files) and predict's staging folders
@@ -286,10 +288,13 @@ def remove_unlocked(folder: Path, pattern: re.Pattern[str], *, folders: bool) ->
     lock (:func:`claim_temporary`) is left alone, and is checked to be still the entry that was
     opened (a writer may have renamed it into place since it was listed). An entry that cannot be
     removed is logged and left: what a killed writer left must not fail the next one. Where the
-    file system has no locks (and on Windows) nothing is removed.
+    file system has no locks (and on Windows) nothing is removed. With ``dry_run``, each candidate
+    is locked and checked as for removal, then released: the result says what would be removed (a
+    writer that meets that lock before its own starts another temporary, and leaves the first to
+    the next sweep).
 
     Returns:
-        What was removed, sorted.
+        What was removed (with ``dry_run``: would be), sorted.
     """
     if sys.platform == "win32":
         return []
@@ -317,6 +322,9 @@ def remove_unlocked(folder: Path, pattern: re.Pattern[str], *, folders: bool) ->
                 continue  # a live writer holds it (or locks are unsupported here: it may be live)
             try:
                 if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
+                    continue
+                if dry_run:
+                    removed.append(path)
                     continue
                 if folders:
                     shutil.rmtree(path)

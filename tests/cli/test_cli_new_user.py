@@ -36,6 +36,7 @@ def test_every_subcommand_is_covered_by_the_help_check() -> None:
     covered = {where.rsplit(" ", 1)[0] for where, _ in _arguments()}
     assert {"pretrain", "finetune", "evaluate", "predict", "export", "demo", "plugins", "config"} <= covered
     assert {"experiment run", "experiment status", "experiment report"} <= covered
+    assert {"cache info", "cache prune"} <= covered
 
 
 def test_ctrl_c_while_the_command_starts_prints_one_line(

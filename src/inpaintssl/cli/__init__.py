@@ -8,6 +8,7 @@ Each training subcommand takes an optional YAML/JSON config followed by dotted o
     inpaintssl predict runs/ft scans/*.nii.gz --output segmentations
     inpaintssl export runs/ft --format onnx --output model.onnx
     inpaintssl experiment run study.yaml --shard 0/4
+    inpaintssl cache prune /scratch/me/decompressed --max-size 200G
     inpaintssl demo --quick
     inpaintssl plugins
     inpaintssl config schema finetune
@@ -425,6 +426,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return int(run_experiment_command(args))
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from inpaintssl.cli.cache import run_cache_command
+
+    return run_cache_command(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from inpaintssl.config import ConfigError
     from inpaintssl.studies.demo import run_demo
@@ -521,6 +528,9 @@ _HELP: Mapping[str, str] = MappingProxyType(
         "experiment run": "run (or resume) every pending run of a study spec",
         "experiment report": "write tables, figures and a report from a study's database",
         "experiment status": "how many runs are done, running, pending",
+        "cache": "what a data.cache_dir folder holds; remove the volumes unused for longest",
+        "cache info": "how many decompressed volumes, how large, when last used",
+        "cache prune": "remove decompressed volumes unused for longest: past an age, down to a size",
         "demo": "the whole method on the bundled MNI152 brain template",
         "plugins": "list every registry's names and where they come from",
         "config": "print a resolved config or its JSON schema",
@@ -539,6 +549,9 @@ _EXAMPLES: Mapping[str, str] = MappingProxyType(
         "experiment run": "inpaintssl experiment run study.yaml --executor slurm --partition gpu",
         "experiment report": "inpaintssl experiment report study.yaml --output report/",
         "experiment status": "inpaintssl experiment status study.yaml",
+        "cache": "inpaintssl cache prune /scratch/me/decompressed --max-size 200G",
+        "cache info": "inpaintssl cache info /scratch/me/decompressed",
+        "cache prune": "inpaintssl cache prune /scratch/me/decompressed --max-size 200G --unused-for 30d",
         "demo": "inpaintssl demo --output demo-report",
         "plugins": "inpaintssl plugins --json",
         "config": "inpaintssl config show finetune finetune.yaml optim.recipe=paper",
@@ -783,6 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("spec", type=_user_path, help=spec_help)
     p.set_defaults(func=_cmd_experiment)
 
+    _cache_parser(sub)
+
     p = _command(sub, "demo")
     p.add_argument("--quick", action="store_true", help="a sub-2-minute version (used in CI)")
     p.add_argument(
@@ -816,6 +831,39 @@ def build_parser() -> argparse.ArgumentParser:
     _trailing_list(p, "items")
     p.set_defaults(func=_cmd_config)
     return parser
+
+
+def _cache_parser(sub: Any) -> None:
+    """``inpaintssl cache info|prune FOLDER``."""
+    from inpaintssl.cli.cache import parse_age, parse_size
+
+    p = _command(sub, "cache")
+    cache = p.add_subparsers(dest="cache_command", required=True)
+    folder_help = "a data.cache_dir folder"
+    info = _command(cache, "cache info")
+    info.add_argument("folder", type=_user_path, help=folder_help)
+    info.add_argument("--json", action="store_true", help="print the listing as JSON")
+    prune = _command(cache, "cache prune")
+    prune.add_argument("folder", type=_user_path, help=folder_help)
+    prune.add_argument(
+        "--max-size",
+        type=parse_size,
+        dest="max_size",
+        metavar="SIZE",
+        help="the most the volumes left may take: 200G or 200GiB (powers of 1024), 200GB (of 1000)",
+    )
+    prune.add_argument(
+        "--unused-for",
+        type=parse_age,
+        dest="unused_for",
+        metavar="AGE",
+        help="remove every volume unused for longer than this: 90m, 12h, 30d, 2w",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", dest="dry_run", help="remove nothing; say what would go"
+    )
+    prune.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_cache)
 
 
 _RESUME_HINT = MappingProxyType(

@@ -17,7 +17,13 @@ gets a new file and the old one is never read for it. It is written atomically
 complete file, and the last rename wins with the same bytes. A file that cannot be read back or
 holds another shape (damaged by something else) is decompressed and written again. A folder that
 cannot be written (full, read-only) costs memory, not the run: the array is kept in memory, with
-a warning. Nothing removes the files: delete the folder (or files in it) when its data is gone.
+a warning.
+
+Runs never remove a file. Each use of one sets its modification time (where the folder lets this
+process), so :func:`prune_decompressed` can remove the files unused for longest, down to a size or
+past an age (``inpaintssl cache prune``), and :func:`list_decompressed` says what the folder holds.
+A file removed while a run maps it stays readable by that run (POSIX keeps an unlinked file's data
+while it is open); a process that opens the volume afterwards decompresses it again.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -36,19 +42,38 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
 import hashlib
 import json
+import logging
 import os
+import re
+import stat
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from inpaintssl.atomic import atomic_path
+from inpaintssl.atomic import TEMPORARY_TOKEN, atomic_path, remove_unlocked
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["FORMAT_VERSION", "current_folder", "decompressed_into", "decompressed_name", "kept_on_disk"]
+__all__ = [
+    "FORMAT_VERSION",
+    "DecompressedFile",
+    "DecompressedFolder",
+    "PruneReport",
+    "current_folder",
+    "decompressed_into",
+    "decompressed_name",
+    "kept_on_disk",
+    "list_decompressed",
+    "prune_decompressed",
+]
+
+log = logging.getLogger("inpaintssl")
 
 FORMAT_VERSION = 1
 """Part of every file's digest: a change in what a reader decompresses to gets new files."""
@@ -139,6 +164,7 @@ def kept_on_disk(
         )
     else:
         if tuple(mapped.shape) == tuple(shape):
+            _mark_used(target)
             return mapped
         warn_each_time(
             f"data.cache_dir: {target}, the decompressed copy of {what}, holds shape {mapped.shape}; "
@@ -159,3 +185,218 @@ def kept_on_disk(
             UserWarning,
         )
         return array
+
+
+def _mark_used(target: Path) -> None:
+    """Set ``target``'s modification time to now: the last use :func:`prune_decompressed` orders by.
+
+    Access times are no use for this: most file systems are mounted ``relatime`` or ``noatime``.
+    A file this process may not change (another user's, a read-only folder) keeps its time.
+    """
+    with contextlib.suppress(OSError):
+        os.utime(target)
+
+
+_FILE_NAME = re.compile(r"[0-9a-f]{32}\.npy")
+"""What :func:`decompressed_name` names a file; nothing else in a folder is listed or removed."""
+
+_TEMPORARY_NAME = re.compile(r"\.[0-9a-f]{32}\.npy\." + TEMPORARY_TOKEN + r"\.tmp")
+"""A file's temporary while a process writes it (:func:`~inpaintssl.atomic.atomic_path`)."""
+
+
+@dataclass(frozen=True)
+class DecompressedFile:
+    """One decompressed volume in a ``data.cache_dir`` folder.
+
+    Attributes:
+        path: The ``.npy`` file.
+        size: Its size in bytes.
+        last_used: When a run last read it (or wrote it), in seconds since the epoch: its
+            modification time, which each use sets.
+    """
+
+    path: Path
+    size: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class DecompressedFolder:
+    """What a ``data.cache_dir`` folder holds (:func:`list_decompressed`).
+
+    Attributes:
+        folder: The folder.
+        files: Its decompressed volumes, the one unused for longest first.
+        temporaries: Files being written, or left by writers that were killed.
+        other: Entries that are neither (the library never touches them).
+    """
+
+    folder: Path
+    files: tuple[DecompressedFile, ...]
+    temporaries: tuple[Path, ...]
+    other: tuple[Path, ...]
+
+    @property
+    def total_size(self) -> int:
+        """The bytes of :attr:`files`."""
+        return sum(entry.size for entry in self.files)
+
+
+def list_decompressed(folder: str | Path) -> DecompressedFolder:
+    """The decompressed volumes in ``folder`` (a ``data.cache_dir``), the one unused for longest first.
+
+    Only regular files named as :func:`decompressed_name` names them are volumes; links and other
+    entries are listed as :attr:`~DecompressedFolder.other`.
+
+    Raises:
+        NotADirectoryError: ``folder`` is not a folder (the message names it).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from inpaintssl.data.readers import NumpyVolume
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> np.savez_compressed(root / "scan.npz", image=np.zeros((2, 3, 4)))
+        >>> with decompressed_into(root / "cache"):
+        ...     _ = NumpyVolume(root / "scan.npz", key="image").read(0)
+        >>> contents = list_decompressed(root / "cache")
+        >>> len(contents.files), contents.total_size
+        (1, 320)
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        found = "nothing there" if not folder.exists() else "a file"
+        raise NotADirectoryError(f"{folder}: expected a data.cache_dir folder; found {found}")
+    files: list[DecompressedFile] = []
+    temporaries: list[Path] = []
+    other: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        try:
+            status = path.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed since it was listed (a run's writer renaming, another prune)
+        regular = stat.S_ISREG(status.st_mode)
+        if regular and _FILE_NAME.fullmatch(path.name):
+            files.append(DecompressedFile(path=path, size=status.st_size, last_used=status.st_mtime))
+        elif regular and _TEMPORARY_NAME.fullmatch(path.name):
+            temporaries.append(path)
+        else:
+            other.append(path)
+    files.sort(key=lambda entry: (entry.last_used, entry.path.name))
+    return DecompressedFolder(
+        folder=folder, files=tuple(files), temporaries=tuple(temporaries), other=tuple(other)
+    )
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What :func:`prune_decompressed` removed (or, in a dry run, would remove).
+
+    Attributes:
+        folder: The folder pruned.
+        removed: The volumes removed, the one unused for longest first.
+        kept: The volumes left, in the same order.
+        temporaries_removed: Temporaries that no live writer held (left by killed writers).
+        failed: Volumes chosen for removal that could not be removed, with the reason; they
+            are in :attr:`kept` too.
+        dry_run: Nothing was removed: the report says what a prune would remove.
+    """
+
+    folder: Path
+    removed: tuple[DecompressedFile, ...]
+    kept: tuple[DecompressedFile, ...]
+    temporaries_removed: tuple[Path, ...]
+    failed: tuple[tuple[DecompressedFile, str], ...]
+    dry_run: bool
+
+    @property
+    def freed_size(self) -> int:
+        """The bytes of :attr:`removed`."""
+        return sum(entry.size for entry in self.removed)
+
+    @property
+    def kept_size(self) -> int:
+        """The bytes of :attr:`kept`."""
+        return sum(entry.size for entry in self.kept)
+
+
+def prune_decompressed(
+    folder: str | Path,
+    *,
+    max_size: int | None = None,
+    unused_for: datetime.timedelta | None = None,
+    dry_run: bool = False,
+) -> PruneReport:
+    """Remove the decompressed volumes of ``folder`` unused for longest: past an age, down to a size.
+
+    A volume goes when it was last used longer ago than ``unused_for``, and then, the one unused
+    for longest first, while the volumes left add up to more than ``max_size`` bytes. Temporaries
+    left by killed writers go too; a temporary a live writer holds stays
+    (:func:`~inpaintssl.atomic.remove_unlocked`). Nothing else in the folder is touched. Pruning
+    while runs read the folder is safe: a run keeps what it has mapped, and decompresses again what
+    it opens afterwards (where the operating system refuses to remove a mapped file, Windows, the
+    file is reported in :attr:`PruneReport.failed` and kept).
+
+    Args:
+        folder: A ``data.cache_dir`` folder.
+        max_size: The bytes the volumes left may add up to; ``None``: no limit.
+        unused_for: Remove every volume unused for longer than this; ``None``: none by age.
+        dry_run: Remove nothing; report what would be removed.
+
+    Returns:
+        What was removed and kept.
+
+    Raises:
+        ValueError: Neither ``max_size`` nor ``unused_for`` given, or one is negative.
+        NotADirectoryError: ``folder`` is not a folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from inpaintssl.data.readers import NumpyVolume
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> np.savez_compressed(root / "scan.npz", image=np.zeros((2, 3, 4)))
+        >>> with decompressed_into(root / "cache"):
+        ...     _ = NumpyVolume(root / "scan.npz", key="image").read(0)
+        >>> report = prune_decompressed(root / "cache", max_size=0)
+        >>> report.freed_size, report.kept
+        (320, ())
+    """
+    if max_size is None and unused_for is None:
+        raise ValueError("prune_decompressed: give max_size, unused_for or both; found neither")
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"prune_decompressed: max_size must be >= 0 bytes; found {max_size}")
+    if unused_for is not None and unused_for < datetime.timedelta(0):
+        raise ValueError(f"prune_decompressed: unused_for must be >= 0; found {unused_for}")
+    contents = list_decompressed(folder)
+    cutoff = -float("inf") if unused_for is None else time.time() - unused_for.total_seconds()
+    left = contents.total_size
+    removed: list[DecompressedFile] = []
+    kept: list[DecompressedFile] = []
+    failed: list[tuple[DecompressedFile, str]] = []
+    for entry in contents.files:
+        too_old = entry.last_used < cutoff
+        too_much = max_size is not None and left > max_size
+        if not (too_old or too_much):
+            kept.append(entry)
+            continue
+        if not dry_run:
+            try:
+                entry.path.unlink()
+            except FileNotFoundError:
+                left -= entry.size
+                continue  # another prune took it: not this one's to report
+            except OSError as exc:
+                log.warning("could not remove %s from data.cache_dir: %s", entry.path, exc)
+                failed.append((entry, str(exc)))
+                kept.append(entry)
+                continue
+        left -= entry.size
+        removed.append(entry)
+    temporaries = remove_unlocked(contents.folder, _TEMPORARY_NAME, folders=False, dry_run=dry_run)
+    return PruneReport(
+        folder=contents.folder,
+        removed=tuple(removed),
+        kept=tuple(kept),
+        temporaries_removed=tuple(temporaries),
+        failed=tuple(failed),
+        dry_run=dry_run,
+    )

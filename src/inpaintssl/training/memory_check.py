@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from inpaintssl.byte_sizes import format_bytes
 from inpaintssl.config import ConfigError
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.views import slice_shape_of
@@ -119,21 +120,6 @@ class MemoryEstimate:
     def total_bytes(self) -> int:
         """Activations plus parameter state."""
         return self.activation_bytes + self.parameter_bytes
-
-
-def format_bytes(count: float) -> str:
-    """Bytes in binary units, two significant figures at least.
-
-    Example:
-        >>> format_bytes(170 * 2**30), format_bytes(3 * 2**20), format_bytes(1.6 * 2**40)
-        ('170 GiB', '3.0 MiB', '1.6 TiB')
-    """
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _saved_bytes(model: nn.Module, images: torch.Tensor) -> int:

@@ -1,0 +1,151 @@
+"""``inpaintssl cache info|prune``: what a ``data.cache_dir`` folder holds, and removing what is unused.
+
+::
+
+    inpaintssl cache info /scratch/me/decompressed [--json]
+    inpaintssl cache prune /scratch/me/decompressed --max-size 200G [--unused-for 30d] [--dry-run] [--json]
+
+Runs never remove a decompressed volume (:mod:`inpaintssl.data.decompressed`); ``prune`` removes
+the ones unused for longest, past an age (``--unused-for``: ``90m``, ``12h``, ``30d``, ``2w``) and
+then down to a size (``--max-size``: ``200G`` or ``200GiB`` are powers of 1024, ``200GB`` of
+1000). It is safe while runs read the folder: a run keeps what it has open and decompresses again
+what it opens later. ``prune`` exits 1 when a volume it chose could not be removed (each is
+named). The work is :func:`inpaintssl.api.list_decompressed` and
+:func:`inpaintssl.api.prune_decompressed`.
+
+Example:
+    >>> import argparse, tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> run_cache_command(argparse.Namespace(cache_command="info", folder=folder, json=False))
+    ... # doctest: +ELLIPSIS
+    /...: 0 decompressed volumes, 0 B
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+from typing import Any
+
+from inpaintssl.byte_sizes import format_bytes, parse_byte_size
+
+__all__ = ["parse_age", "parse_size", "run_cache_command"]
+
+_AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h|d|w)\s*", re.IGNORECASE)
+_AGE_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> datetime.timedelta:
+    """``--unused-for``: a number and a unit (``s``, ``m``/``min``, ``h``, ``d``, ``w``).
+
+    A bare number is refused: minutes or days, a prune must not guess.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not such an age (the message quotes it).
+
+    Example:
+        >>> parse_age("30d"), parse_age("1.5h")
+        (datetime.timedelta(days=30), datetime.timedelta(seconds=5400))
+    """
+    match = _AGE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            "expected an age with its unit (s, m, h, d, w), such as '90m', '12h', '30d' or '2w'; "
+            f"found {text!r}"
+        )
+    return datetime.timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2).lower()])
+
+
+def parse_size(text: str) -> int:
+    """``--max-size``: :func:`~inpaintssl.byte_sizes.parse_byte_size`, refused as an argument error.
+
+    Example:
+        >>> parse_size("1.5G") == 3 * 2**29
+        True
+    """
+    try:
+        return parse_byte_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _when(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")
+
+
+def _volumes(count: int) -> str:
+    return f"{count} decompressed volume{'' if count == 1 else 's'}"
+
+
+def _info(args: argparse.Namespace) -> int:
+    from inpaintssl.api import list_decompressed  # here: the parser imports this module, PyTorch-free
+
+    contents = list_decompressed(args.folder)
+    if args.json:
+        record: dict[str, Any] = {
+            "folder": str(contents.folder),
+            "files": [
+                {"path": str(f.path), "size": f.size, "last_used": f.last_used} for f in contents.files
+            ],
+            "total_size": contents.total_size,
+            "temporaries": [str(p) for p in contents.temporaries],
+            "other": [str(p) for p in contents.other],
+        }
+        print(json.dumps(record, indent=2))
+        return 0
+    print(f"{contents.folder}: {_volumes(len(contents.files))}, {format_bytes(contents.total_size)}")
+    if contents.files:
+        oldest, newest = contents.files[0].last_used, contents.files[-1].last_used
+        print(f"  last used from {_when(oldest)} (the longest unused) to {_when(newest)}")
+    if contents.temporaries:
+        print(
+            f"  {len(contents.temporaries)} temporary file(s): being written, or left by a killed "
+            "writer (prune removes those)"
+        )
+    if contents.other:
+        print(
+            f"  {len(contents.other)} other entr{'y' if len(contents.other) == 1 else 'ies'}, never touched"
+        )
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    if args.max_size is None and args.unused_for is None:
+        raise ValueError("prune: give --max-size, --unused-for or both; found neither")
+    from inpaintssl.api import prune_decompressed
+
+    report = prune_decompressed(
+        args.folder, max_size=args.max_size, unused_for=args.unused_for, dry_run=args.dry_run
+    )
+    status = 1 if report.failed else 0
+    if args.json:
+        record: dict[str, Any] = {
+            "folder": str(report.folder),
+            "dry_run": report.dry_run,
+            "removed": [str(f.path) for f in report.removed],
+            "freed_size": report.freed_size,
+            "kept": len(report.kept),
+            "kept_size": report.kept_size,
+            "temporaries_removed": [str(p) for p in report.temporaries_removed],
+            "failed": [{"path": str(f.path), "reason": reason} for f, reason in report.failed],
+        }
+        print(json.dumps(record, indent=2))
+        return status
+    verb = "would remove" if report.dry_run else "removed"
+    print(
+        f"{report.folder}: {verb} {_volumes(len(report.removed))} ({format_bytes(report.freed_size)}); "
+        f"{len(report.kept)} left ({format_bytes(report.kept_size)})"
+    )
+    if report.temporaries_removed:
+        print(f"  {verb} {len(report.temporaries_removed)} temporary file(s) left by killed writers")
+    for entry, reason in report.failed:
+        print(f"  could not remove {entry.path}: {reason}")
+    return status
+
+
+def run_cache_command(args: argparse.Namespace) -> int:
+    """Run ``inpaintssl cache <info|prune>`` from parsed arguments; return the exit status."""
+    return _prune(args) if args.cache_command == "prune" else _info(args)

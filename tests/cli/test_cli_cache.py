@@ -1,0 +1,116 @@
+"""``inpaintssl cache info|prune``: a ``data.cache_dir`` folder on the command line.
+
+The folder is filled by the real readers (what runs leave); the printed figures are checked
+against :func:`~inpaintssl.data.decompressed.list_decompressed` and the files left on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inpaintssl.byte_sizes import format_bytes
+from inpaintssl.cli import main
+from inpaintssl.data.decompressed import decompressed_into, list_decompressed
+from inpaintssl.data.readers import NumpyVolume
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """A cache folder holding three decompressed volumes, last used 3, 2 and 1 days ago."""
+    folder = tmp_path / "cache"
+    for i, age in enumerate((3, 2, 1)):
+        scan = tmp_path / f"scan{i}.npz"
+        np.savez_compressed(scan, image=np.full((2, 16, 16), float(i)))
+        known = {e.path for e in list_decompressed(folder).files} if folder.exists() else set()
+        with decompressed_into(folder):
+            NumpyVolume(scan, key="image").read(0)
+        (new,) = {e.path for e in list_decompressed(folder).files} - known
+        os.utime(new, (time.time() - age * DAY,) * 2)
+    return folder
+
+
+def test_info_counts_and_sizes_the_volumes(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = list_decompressed(cache).files
+    assert main(["cache", "info", str(cache)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{cache}: 3 decompressed volumes, {format_bytes(sum(f.size for f in files))}"
+    assert lines[1].startswith("  last used from ") and len(lines) == 2
+    assert main(["cache", "info", str(cache), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [Path(f["path"]) for f in record["files"]] == [f.path for f in files]  # the longest unused first
+    assert record["total_size"] == sum(f.size for f in files) and record["temporaries"] == []
+
+
+def test_prune_to_a_size_removes_the_longest_unused(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    oldest, middle, newest = list_decompressed(cache).files
+    limit = f"{(middle.size + newest.size) / 1024}K"  # in KiB, as a user would write it
+    assert main(["cache", "prune", str(cache), "--max-size", limit, "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith(f"{cache}: would remove 1 decompressed volume (")
+    assert len(list(cache.iterdir())) == 3
+    assert main(["cache", "prune", str(cache), "--max-size", limit, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["removed"] == [str(oldest.path)] and record["freed_size"] == oldest.size
+    assert record["kept"] == 2 and record["failed"] == [] and not record["dry_run"]
+    assert set(cache.iterdir()) == {middle.path, newest.path}
+
+
+def test_prune_by_age(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    newest = list_decompressed(cache).files[-1]
+    assert main(["cache", "prune", str(cache), "--unused-for", "36h"]) == 0
+    assert capsys.readouterr().out.startswith(f"{cache}: removed 2 decompressed volumes (")
+    assert list(cache.iterdir()) == [newest.path]
+
+
+def test_a_volume_that_could_not_be_removed_fails_the_command_naming_it(
+    cache: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oldest = list_decompressed(cache).files[0]
+    real_unlink = Path.unlink
+
+    def refusing(self: Path, missing_ok: bool = False) -> None:
+        if self == oldest.path:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing)
+    assert main(["cache", "prune", str(cache), "--unused-for", "60h"]) == 1
+    assert f"  could not remove {oldest.path}: [Errno 13] Permission denied" in capsys.readouterr().out
+    assert oldest.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-size", "5 gigs"], "argument --max-size: '5 gigs' is not a size"),
+        (["--unused-for", "30"], "argument --unused-for: expected an age with its unit"),
+        ([], "give --max-size, --unused-for or both; found neither"),
+    ],
+)
+def test_a_prune_without_a_usable_limit_exits_2_naming_it(cache: Path, argv: list[str], message: str) -> None:
+    # A real console: the message and the status a script sees.
+    done = subprocess.run(
+        [sys.executable, "-m", "inpaintssl", "cache", "prune", str(cache), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(list(cache.iterdir())) == 3
+
+
+def test_a_folder_that_is_not_there_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cache", "info", str(tmp_path / "nope")]) == 2
+    assert (
+        f"{tmp_path / 'nope'}: expected a data.cache_dir folder; found nothing there"
+        in capsys.readouterr().err
+    )

@@ -1,0 +1,262 @@
+"""Listing and pruning a ``data.cache_dir`` folder: the volumes unused for longest go first.
+
+Files are made two ways: by the real readers (what a run leaves), and, for the invariants, as
+files named the way the library names them, of chosen sizes and last-use times; the expected
+survivors are computed here another way (the newest volumes that fit, counted from the newest).
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inpaintssl.data.decompressed import decompressed_into, list_decompressed, prune_decompressed
+from inpaintssl.data.readers import NumpyVolume
+
+DAY = 86400.0
+
+
+def _scans(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"scan{i}.npz"
+        np.savez_compressed(path, image=np.full((3, 8, 8), float(i), dtype=np.float32))
+        paths.append(path)
+    return paths
+
+
+def _read(scan: Path, cache: Path) -> np.ndarray:
+    with decompressed_into(cache):
+        return np.array(NumpyVolume(scan, key="image").read(0))
+
+
+def _volume_file(folder: Path, index: int, *, size: int, last_used: float) -> Path:
+    """A file named as the library names a decompressed volume, ``size`` bytes, used at ``last_used``."""
+    path = folder / f"{index:032x}.npy"
+    path.write_bytes(b"\0" * size)
+    os.utime(path, (last_used, last_used))
+    return path
+
+
+def test_a_run_reading_a_volume_marks_its_file_used(tmp_path: Path) -> None:
+    (scan,) = _scans(tmp_path / "data", 1)
+    cache = tmp_path / "cache"
+    _read(scan, cache)
+    (written,) = list_decompressed(cache).files
+    long_ago = time.time() - 40 * DAY
+    os.utime(written.path, (long_ago, long_ago))
+    before = time.time()
+    _read(scan, cache)  # a later run: maps the file, decompresses nothing
+    (used,) = list_decompressed(cache).files
+    assert used.path == written.path and used.last_used >= before - 1
+
+
+def test_pruning_to_a_size_keeps_the_volumes_used_last(tmp_path: Path) -> None:
+    scans = _scans(tmp_path / "data", 3)
+    cache = tmp_path / "cache"
+    file_of: dict[str, Path] = {}
+    for scan, age in zip(scans, (30, 20, 10), strict=True):
+        known = {entry.path for entry in list_decompressed(cache).files} if cache.exists() else set()
+        _read(scan, cache)
+        (file_of[scan.name],) = {entry.path for entry in list_decompressed(cache).files} - known
+        os.utime(file_of[scan.name], (time.time() - age * DAY,) * 2)  # written that long ago
+    _read(scans[0], cache)  # a later run reads the first scan again
+    sizes = {entry.size for entry in list_decompressed(cache).files}
+    (size,) = sizes
+    report = prune_decompressed(cache, max_size=2 * size)
+    # scan1 was used 20 days ago, scan2 10 days ago, scan0 just now: scan1 goes.
+    assert [entry.path for entry in report.removed] == [file_of["scan1.npz"]]
+    assert {entry.path for entry in report.kept} == {file_of["scan0.npz"], file_of["scan2.npz"]}
+    assert report.freed_size == size and report.kept_size == 2 * size and not report.dry_run
+    assert set(cache.iterdir()) == {entry.path for entry in report.kept}
+    # What is left still reads the same; what went is decompressed again by the next reader.
+    for i, scan in enumerate(scans):
+        assert _read(scan, cache).max() == i
+    assert len(list_decompressed(cache).files) == 3
+
+
+def test_pruning_by_age_removes_what_was_unused_for_longer(tmp_path: Path) -> None:
+    now = time.time()
+    old = _volume_file(tmp_path, 1, size=10, last_used=now - 31 * DAY)
+    recent = _volume_file(tmp_path, 2, size=10, last_used=now - 29 * DAY)
+    report = prune_decompressed(tmp_path, unused_for=datetime.timedelta(days=30))
+    assert [entry.path for entry in report.removed] == [old]
+    assert [entry.path for entry in report.kept] == [recent]
+    assert not old.exists() and recent.exists()
+
+
+@settings(max_examples=60)
+@given(
+    sizes=st.lists(st.integers(0, 5000), min_size=0, max_size=12),
+    ages=st.lists(st.integers(0, 60), min_size=12, max_size=12, unique=True),
+    max_size=st.one_of(st.none(), st.integers(0, 40000)),
+    days=st.one_of(st.none(), st.integers(0, 60)),
+    dry_run=st.booleans(),
+)
+def test_a_prune_keeps_the_newest_volumes_that_fit(
+    tmp_path_factory: pytest.TempPathFactory,
+    sizes: list[int],
+    ages: list[int],
+    max_size: int | None,
+    days: int | None,
+    dry_run: bool,
+) -> None:
+    if max_size is None and days is None:
+        max_size = 0
+    folder = tmp_path_factory.mktemp("cache")
+    now = time.time()
+    # Ages in whole days plus half a day: none sits on the cut-off of an age limit.
+    made = [
+        _volume_file(folder, i, size=size, last_used=now - (age + 0.5) * DAY)
+        for i, (size, age) in enumerate(zip(sizes, ages, strict=False))
+    ]
+    user_file = folder / "notes.txt"
+    user_file.write_text("mine")
+    age_of = {path: ages[i] + 0.5 for i, path in enumerate(made)}
+    size_of = {path: sizes[i] for i, path in enumerate(made)}
+
+    report = prune_decompressed(
+        folder,
+        max_size=max_size,
+        unused_for=None if days is None else datetime.timedelta(days=days),
+        dry_run=dry_run,
+    )
+
+    # Expected, counted from the newest: young enough, and while the running total fits.
+    expected_kept: set[Path] = set()
+    total = 0
+    for path in sorted(made, key=lambda p: age_of[p]):
+        if days is not None and age_of[path] > days:
+            continue
+        if max_size is not None and total + size_of[path] > max_size:
+            break
+        expected_kept.add(path)
+        total += size_of[path]
+    kept = {entry.path for entry in report.kept}
+    removed = {entry.path for entry in report.removed}
+    assert kept == expected_kept
+    assert removed == set(made) - expected_kept
+    assert report.kept_size == total and report.freed_size == sum(size_of[p] for p in removed)
+    # Reported oldest use first, as listed.
+    assert [e.last_used for e in report.removed] == sorted(e.last_used for e in report.removed)
+    on_disk = {p for p in folder.iterdir()}
+    assert on_disk == (set(made) if dry_run else kept) | {user_file}
+    assert user_file.read_text() == "mine" and report.dry_run == dry_run and report.failed == ()
+
+
+def test_entries_the_library_did_not_write_are_never_touched(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.npy"
+    outside.write_bytes(b"a user's array")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    link = cache / f"{7:032x}.npy"
+    link.symlink_to(outside)  # named as a volume, but a link: not the library's
+    folder_named_like_one = cache / f"{8:032x}.npy"
+    folder_named_like_one.mkdir()
+    upper = cache / f"{'A' * 32}.npy"
+    upper.write_bytes(b"x")
+    contents = list_decompressed(cache)
+    assert contents.files == () and set(contents.other) == {link, folder_named_like_one, upper}
+    report = prune_decompressed(cache, max_size=0)
+    assert report.removed == () and report.temporaries_removed == ()
+    assert outside.read_bytes() == b"a user's array" and link.is_symlink()
+    assert folder_named_like_one.is_dir() and upper.exists()
+
+
+def test_temporaries_of_killed_writers_go_and_a_live_writers_stay(tmp_path: Path) -> None:
+    volume = _volume_file(tmp_path, 1, size=8, last_used=time.time())
+    stale = tmp_path / f".{volume.name}.ab12cd34.tmp"
+    live = tmp_path / f".{volume.name}.zz98yy76.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    writer = os.open(live, os.O_RDONLY)
+    fcntl.flock(writer, fcntl.LOCK_EX)  # as atomic_path's writer holds its temporary
+    try:
+        assert set(list_decompressed(tmp_path).temporaries) == {stale, live}
+        dry = prune_decompressed(tmp_path, max_size=100, dry_run=True)
+        assert dry.temporaries_removed == (stale,) and stale.exists()
+        report = prune_decompressed(tmp_path, max_size=100)
+        assert report.temporaries_removed == (stale,) and report.kept == dry.kept
+        assert not stale.exists() and live.exists() and volume.exists()
+    finally:
+        os.close(writer)
+
+
+def test_a_volume_removed_while_a_reader_maps_it_stays_readable_there(tmp_path: Path) -> None:
+    (scan,) = _scans(tmp_path / "data", 1)
+    scan_data = np.load(scan)["image"]
+    cache = tmp_path / "cache"
+    with decompressed_into(cache):
+        volume = NumpyVolume(scan, key="image")
+        first = np.array(volume.read(0))
+    report = prune_decompressed(cache, max_size=0)
+    assert len(report.removed) == 1 and list(cache.iterdir()) == []
+    # The run that had mapped it reads on; a new reader decompresses it again.
+    for i in range(volume.num_slices):
+        assert np.array_equal(volume.read(i), scan_data[..., i])
+    assert np.array_equal(_read(scan, cache), first) and len(list_decompressed(cache).files) == 1
+
+
+def test_a_volume_that_cannot_be_removed_is_reported_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As Windows refuses to remove a mapped file (and a folder without write permission would, for
+    # a user other than root, which these tests run as): the unlink itself is made to fail.
+    now = time.time()
+    held = _volume_file(tmp_path, 1, size=100, last_used=now - 3 * DAY)
+    other = _volume_file(tmp_path, 2, size=100, last_used=now - 2 * DAY)
+    newest = _volume_file(tmp_path, 3, size=100, last_used=now - DAY)
+    real_unlink = Path.unlink
+
+    def refusing(self: Path, missing_ok: bool = False) -> None:
+        if self == held:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing)
+    report = prune_decompressed(tmp_path, max_size=150)
+    ((failed, reason),) = report.failed
+    assert failed.path == held and "Permission denied" in reason
+    # The held one still takes its 100 bytes, so the size asked for is reached without it: the
+    # other two go, newest included.
+    assert [e.path for e in report.removed] == [other, newest]
+    assert [e.path for e in report.kept] == [held] and held.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "give max_size, unused_for or both; found neither"),
+        ({"max_size": -1}, "max_size must be >= 0 bytes; found -1"),
+        ({"unused_for": datetime.timedelta(days=-1)}, "unused_for must be >= 0; found -1 day"),
+    ],
+)
+def test_a_prune_without_a_limit_or_with_a_negative_one_is_refused(
+    tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    _volume_file(tmp_path, 1, size=1, last_used=time.time())
+    with pytest.raises(ValueError, match=message):
+        prune_decompressed(tmp_path, **options)  # type: ignore[arg-type]
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize("what", ["missing", "a file"])
+def test_a_folder_that_is_not_one_is_named(tmp_path: Path, what: str) -> None:
+    path = tmp_path / "cache"
+    if what == "a file":
+        path.write_text("")
+    found = "nothing there" if what == "missing" else "a file"
+    for call in (lambda: list_decompressed(path), lambda: prune_decompressed(path, max_size=0)):
+        with pytest.raises(
+            NotADirectoryError, match=rf"{path}: expected a data.cache_dir folder; found {found}"
+        ):
+            call()
