@@ -16,7 +16,9 @@ import numpy as np
 from corpus import (
     _CLASSES,
     Call,
+    CommandLineError,
     _case,
+    _cli,
     _config,
     _h5_data,
     _image,
@@ -298,3 +300,43 @@ def _orientation_of_a_2d_slice(folder: Path) -> Call:
     )
     data["params"]["orientation"] = "RAS"
     return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-cache-dir-is-a-file",
+    "data",
+    DataError,
+    r"data\.cache_dir='.*decompressed' is a file",
+    r"expected a folder for the decompressed volumes",
+)
+def _cache_dir_is_a_file(folder: Path) -> Call:
+    """``data.cache_dir`` naming an existing file, not a folder for the decompressed volumes."""
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    (folder / "decompressed").write_text("a file of the user's")
+    data["cache_dir"] = str(folder / "decompressed")
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-cache-prune-without-a-limit",
+    "data",
+    CommandLineError,
+    r"^exit status 2: inpaintssl cache: error:",
+    r"give --max-size, --unused-for or both; found neither",
+)
+def _cache_prune_without_a_limit(folder: Path) -> Call:
+    """``inpaintssl cache prune FOLDER`` with neither ``--max-size`` nor ``--unused-for``."""
+    (folder / "cache").mkdir()
+    return lambda: _cli("cache", "prune", str(folder / "cache"))
+
+
+@_case(
+    "data-cache-folder-missing",
+    "data",
+    CommandLineError,
+    r"^exit status 2: inpaintssl cache: error:",
+    r"decompressed: expected a data\.cache_dir folder; found nothing there",
+)
+def _cache_folder_missing(folder: Path) -> Call:
+    """``inpaintssl cache info`` given a folder that does not exist."""
+    return lambda: _cli("cache", "info", str(folder / "decompressed"))

@@ -114,7 +114,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     if args.max_size is None and args.unused_for is None:
-        raise ValueError("prune: give --max-size, --unused-for or both; found neither")
+        raise ValueError("give --max-size, --unused-for or both; found neither")
     from inpaintssl.api import prune_decompressed
 
     report = prune_decompressed(
