@@ -297,6 +297,7 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     device: str = "auto",
     batch_size: int = 9,
+    num_workers: int | None = None,
     output: str | Path | None = None,
 ) -> EvaluationTable:
     """Per-image (and per-volume) metrics of a model on a dataset.
@@ -323,6 +324,10 @@ def evaluate(
         class_names: For a bare module: class names (default from the dataset).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: Inference batch size.
+        num_workers: DataLoader worker processes reading the data while the model runs (0: this
+            process reads it). ``None``: the data config's ``data.num_workers`` (a run's recorded
+            one when ``data`` is ``None``), started by its ``data.worker_start_method``; 0 for a
+            dataset. The table is the same with any number.
         output: Optional CSV path for the table (written atomically).
 
     Returns:
@@ -331,7 +336,8 @@ def evaluate(
     Raises:
         inpaintssl.config.ConfigError: No data given and none recorded, a malformed data file or
             override (names the file or field).
-        ValueError: An unknown ``split`` or ``device``, or ``batch_size`` below 1.
+        ValueError: An unknown ``split`` or ``device``, ``batch_size`` below 1 or ``num_workers``
+            below 0.
 
     Example:
         >>> table = evaluate("runs/finetune", {"dataset": "mni152"})  # doctest: +SKIP
@@ -341,7 +347,15 @@ def evaluate(
     check_option(split, ("train", "val", "test"), field="split")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+    if num_workers is not None and num_workers < 0:
+        raise ValueError(f"num_workers={num_workers}; expected 0 (read here) or more worker processes")
     evaluated = _evaluation_data(checkpoint_or_model, data, overrides)
+    # Read as the data config says its data are read; a dataset given built is read here.
+    workers, start_method = 0, None
+    if isinstance(evaluated, DataConfig):
+        workers, start_method = evaluated.num_workers, evaluated.worker_start_method
+    if num_workers is not None:
+        workers = num_workers
     target_device = resolve_device(device)
     pretext: dict[str, Any] = {}
     kind = "finetune"
@@ -377,6 +391,8 @@ def evaluate(
             device=target_device,
             batch_size=batch_size,
             channels_last=channels_last,
+            num_workers=workers,
+            worker_start_method=start_method,
         )
     else:
         names = tuple(class_names) if class_names is not None else data_classes
@@ -393,6 +409,8 @@ def evaluate(
             device=target_device,
             batch_size=batch_size,
             channels_last=channels_last,
+            num_workers=workers,
+            worker_start_method=start_method,
         )
     if output is not None:
         table.to_csv(output)

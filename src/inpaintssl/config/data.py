@@ -52,8 +52,10 @@ class DataConfig(_Strict):
         unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
         num_workers: DataLoader worker processes for training and as many for validation (no
             more than a pass has batches), each set started once per run and kept to its end;
-            0 reads in the training process. Each worker keeps its own decompressed copy of the
-            compressed volumes it reads (the NIfTI guide, "What a run keeps in memory").
+            0 reads in the training process. The evaluation after training (``test_metrics.csv``,
+            ``val_inpainting.csv``) and ``evaluate`` read with as many, started for that pass.
+            Each worker keeps its own decompressed copy of the compressed volumes it reads (the
+            NIfTI guide, "What a run keeps in memory").
         worker_start_method: How those workers start: ``fork`` copies the training process (the
             quickest start, unsafe once it runs threads), ``forkserver`` (Python 3.14's default on
             Linux) and ``spawn`` (macOS and Windows) start fresh interpreters that receive the

@@ -6,6 +6,11 @@ available volumes/slices"). Inpainting: the per-image L2 norm of the inpainted i
 original (Table 2): computed per channel and averaged over channels, as the paper did for
 three-channel CT.
 
+Both read their data as a training pass does: in the calling process, or with ``num_workers``
+DataLoader workers (``data.num_workers`` and ``data.worker_start_method`` of a run), which read
+and decompress the next batches while the model runs on this one. The table is the same either
+way, bit for bit.
+
 Example:
     >>> t = EvaluationTable([{"image": "a", "dice_gm": 0.5}, {"image": "b", "dice_gm": 1.0}])
     >>> t.mean()["dice_gm"]
@@ -25,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, SequentialSampler
 
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_context
+from inpaintssl.training.epoch_loader import EpochLoader, unavailable_start_method
 from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 
 __all__ = ["EvaluationTable", "evaluate_inpainting", "evaluate_segmentation"]
@@ -93,12 +99,34 @@ class EvaluationTable:
         )
 
 
-def _loader(dataset: Dataset[dict[str, Any]], batch_size: int) -> DataLoader[Any]:
-    # Its own generator: a loader without one draws its base seed from torch's global generator
-    # on every pass, so evaluating would move the caller's random stream (``torch.rand`` after
-    # ``issl.evaluate`` would differ from ``torch.rand`` without it).
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator()
+def _batches(
+    dataset: Dataset[dict[str, Any]],
+    batch_size: int,
+    *,
+    device: torch.device,
+    num_workers: int,
+    worker_start_method: str | None,
+) -> EpochLoader[dict[str, Any]]:
+    """The dataset in order, in batches; one pass. Close it (``with``) to stop its workers."""
+    if num_workers < 0:
+        raise ValueError(f"num_workers={num_workers}; expected 0 (read here) or more worker processes")
+    offered = unavailable_start_method(worker_start_method, num_workers=num_workers)
+    if offered is not None:
+        raise ValueError(
+            f"worker_start_method={worker_start_method!r} is not a start method this platform offers: "
+            f"expected one of {offered} or None (the process's default)"
+        )
+    # A loader with its own generator (EpochLoader's): one without draws its base seed from torch's
+    # global generator on every pass, so evaluating would move the caller's random stream
+    # (``torch.rand`` after ``issl.evaluate`` would differ from ``torch.rand`` without it).
+    return EpochLoader(
+        dataset,
+        sampler=SequentialSampler(dataset),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        seed=0,
+        num_workers=num_workers,
+        pin_memory=num_workers > 0 and device.type == "cuda",
+        multiprocessing_context=worker_start_method,
     )
 
 
@@ -121,6 +149,8 @@ def evaluate_segmentation(
     amp_dtype: torch.dtype | None = None,
     per_volume: bool = True,
     quiet: bool = True,
+    num_workers: int = 0,
+    worker_start_method: str | None = None,
 ) -> EvaluationTable:
     """Dice per class for every slice, plus per-volume rows when volumes span several slices.
 
@@ -136,6 +166,13 @@ def evaluate_segmentation(
         per_volume: Add a ``level="volume"`` row per volume (Dice over its slices' pooled
             voxels) when some volume has more than one slice; a set of single slices has none.
         quiet: No progress bar.
+        num_workers: DataLoader worker processes reading the data (0: this process reads it).
+        worker_start_method: How the workers start (``fork``, ``forkserver``, ``spawn``);
+            ``None``: the process's default.
+
+    Raises:
+        ValueError: The model's output does not fit the dataset's classes, ``num_workers`` is
+            negative, or ``worker_start_method`` is not a start method this platform offers.
 
     Returns:
         Rows with ``level``, ``volume_id``, ``slice_index``, ``dice_<class>`` and ``dice_mean``.
@@ -146,31 +183,34 @@ def evaluate_segmentation(
     volumes: dict[str, list[np.ndarray]] = {}
     volume_slices: dict[str, int] = {}
     names = list(class_names)
-    for batch in progress_iter(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
-        images = batch["image"].to(device, memory_format=fmt)
-        target = batch["label"].to(device) > 0.5
-        with autocast_context(device, amp_dtype):
-            logits = model(images)
-        pred = predict_onehot(logits.float()) > 0.5
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"prediction shape {tuple(pred.shape)} does not match label shape {tuple(target.shape)}: "
-                "the model's output channels do not fit this dataset's classes"
-            )
-        inter = (pred & target).sum(dim=(2, 3)).double().cpu().numpy()
-        total = (pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))).double().cpu().numpy()
-        dice = _dice(inter, total)
-        for i in range(dice.shape[0]):
-            vid = str(batch["volume_id"][i])
-            sidx = int(batch["slice_index"][i])
-            row: dict[str, Any] = {"level": "image", "volume_id": vid, "slice_index": sidx}
-            row.update({f"dice_{n}": float(dice[i, k]) for k, n in enumerate(names)})
-            row["dice_mean"] = float(np.mean(dice[i]))
-            rows.append(row)
-            acc = volumes.setdefault(vid, [np.zeros(len(names)), np.zeros(len(names))])
-            acc[0] += inter[i]
-            acc[1] += total[i]
-            volume_slices[vid] = volume_slices.get(vid, 0) + 1
+    with _batches(
+        dataset, batch_size, device=device, num_workers=num_workers, worker_start_method=worker_start_method
+    ) as loader:
+        for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
+            images = batch["image"].to(device, memory_format=fmt)
+            target = batch["label"].to(device) > 0.5
+            with autocast_context(device, amp_dtype):
+                logits = model(images)
+            pred = predict_onehot(logits.float()) > 0.5
+            if pred.shape != target.shape:
+                raise ValueError(
+                    f"prediction shape {tuple(pred.shape)} does not match label shape {tuple(target.shape)}: "
+                    "the model's output channels do not fit this dataset's classes"
+                )
+            inter = (pred & target).sum(dim=(2, 3)).double().cpu().numpy()
+            total = (pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))).double().cpu().numpy()
+            dice = _dice(inter, total)
+            for i in range(dice.shape[0]):
+                vid = str(batch["volume_id"][i])
+                sidx = int(batch["slice_index"][i])
+                row: dict[str, Any] = {"level": "image", "volume_id": vid, "slice_index": sidx}
+                row.update({f"dice_{n}": float(dice[i, k]) for k, n in enumerate(names)})
+                row["dice_mean"] = float(np.mean(dice[i]))
+                rows.append(row)
+                acc = volumes.setdefault(vid, [np.zeros(len(names)), np.zeros(len(names))])
+                acc[0] += inter[i]
+                acc[1] += total[i]
+                volume_slices[vid] = volume_slices.get(vid, 0) + 1
     # Volumes of one slice each are a 2-D data set: its images are the items. Once any volume has
     # more, every volume gets its row, a one-slice volume too: the analyses switch to volume rows
     # when there are any, and a volume without one would drop out of every statistic.
@@ -201,6 +241,8 @@ def evaluate_inpainting(
     channels_last: bool = True,
     amp_dtype: torch.dtype | None = None,
     quiet: bool = True,
+    num_workers: int = 0,
+    worker_start_method: str | None = None,
 ) -> EvaluationTable:
     """L2 norm of each inpainted image against its original (Table 2), and of the corrupted input.
 
@@ -216,6 +258,13 @@ def evaluate_inpainting(
         channels_last: Memory format.
         amp_dtype: Autocast dtype (CUDA) or ``None``.
         quiet: No progress bar.
+        num_workers: DataLoader worker processes reading the data (0: this process reads it).
+        worker_start_method: How the workers start (``fork``, ``forkserver``, ``spawn``);
+            ``None``: the process's default.
+
+    Raises:
+        ValueError: ``num_workers`` is negative, or ``worker_start_method`` is not a start method
+            this platform offers.
 
     Returns:
         Rows with ``volume_id``, ``slice_index``, ``l2_norm`` (restored vs. original),
@@ -225,29 +274,32 @@ def evaluate_inpainting(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     rows: list[dict[str, Any]] = []
     start = 0
-    for batch in progress_iter(_loader(dataset, batch_size), desc="evaluate", leave=False, disable=quiet):
-        clean = batch["image"].to(device, memory_format=fmt)
-        # The validation keys: the masks the validation loss (and checkpoint selection) saw.
-        keys = torch.arange(start, start + clean.shape[0], device=device) + VALIDATION_KEY_OFFSET
-        start += clean.shape[0]
-        corrupted = corrupt(clean, keys)
-        with autocast_context(device, amp_dtype):
-            restored = model(corrupted)
-        restored = restored.float()
-        norm = _channel_l2_norm(restored, clean).cpu().tolist()
-        norm_in = _channel_l2_norm(corrupted, clean).cpu().tolist()
-        loss = ((restored - clean) ** 2).sum(dim=(2, 3)).mean(dim=1).cpu().tolist()
-        for i in range(clean.shape[0]):
-            rows.append(
-                {
-                    "level": "image",
-                    "volume_id": str(batch["volume_id"][i])
-                    if "volume_id" in batch
-                    else str(start - clean.shape[0] + i),
-                    "slice_index": int(batch["slice_index"][i]) if "slice_index" in batch else -1,
-                    "l2_norm": norm[i],
-                    "l2_norm_corrupted": norm_in[i],
-                    "l2_loss": loss[i],
-                }
-            )
+    with _batches(
+        dataset, batch_size, device=device, num_workers=num_workers, worker_start_method=worker_start_method
+    ) as loader:
+        for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
+            clean = batch["image"].to(device, memory_format=fmt)
+            # The validation keys: the masks the validation loss (and checkpoint selection) saw.
+            keys = torch.arange(start, start + clean.shape[0], device=device) + VALIDATION_KEY_OFFSET
+            start += clean.shape[0]
+            corrupted = corrupt(clean, keys)
+            with autocast_context(device, amp_dtype):
+                restored = model(corrupted)
+            restored = restored.float()
+            norm = _channel_l2_norm(restored, clean).cpu().tolist()
+            norm_in = _channel_l2_norm(corrupted, clean).cpu().tolist()
+            loss = ((restored - clean) ** 2).sum(dim=(2, 3)).mean(dim=1).cpu().tolist()
+            for i in range(clean.shape[0]):
+                rows.append(
+                    {
+                        "level": "image",
+                        "volume_id": str(batch["volume_id"][i])
+                        if "volume_id" in batch
+                        else str(start - clean.shape[0] + i),
+                        "slice_index": int(batch["slice_index"][i]) if "slice_index" in batch else -1,
+                        "l2_norm": norm[i],
+                        "l2_norm_corrupted": norm_in[i],
+                        "l2_loss": loss[i],
+                    }
+                )
     return EvaluationTable(rows)

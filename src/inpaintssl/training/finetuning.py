@@ -141,6 +141,8 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             batch_size=config.optim.batch_size,
             channels_last=ctx.channels_last,
             amp_dtype=ctx.amp_dtype,
+            num_workers=config.data.num_workers,
+            worker_start_method=config.data.worker_start_method,
         )
         test.to_csv(ctx.run_folder.test_metrics)
     result = FinetuneResult.from_outcome(

@@ -170,6 +170,8 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
             batch_size=config.optim.batch_size,
             channels_last=ctx.channels_last,
             amp_dtype=ctx.amp_dtype,
+            num_workers=config.data.num_workers,
+            worker_start_method=config.data.worker_start_method,
         )
         evaluation.to_csv(ctx.run_folder.val_inpainting)
     if not config.run.quiet and ctx.dist.is_main:
