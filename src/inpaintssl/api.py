@@ -36,8 +36,8 @@ from inpaintssl.config.evaluate import load_data_section
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_split
-from inpaintssl.data.decompressed import list_decompressed as list_decompressed
-from inpaintssl.data.decompressed import prune_decompressed as prune_decompressed
+from inpaintssl.data.decompressed_upkeep import list_decompressed as list_decompressed
+from inpaintssl.data.decompressed_upkeep import prune_decompressed as prune_decompressed
 from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing

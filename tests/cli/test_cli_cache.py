@@ -18,7 +18,8 @@ import pytest
 
 from inpaintssl.byte_sizes import format_bytes
 from inpaintssl.cli import main
-from inpaintssl.data.decompressed import decompressed_into, list_decompressed
+from inpaintssl.data.decompressed import decompressed_into, source_record_path
+from inpaintssl.data.decompressed_upkeep import list_decompressed
 from inpaintssl.data.readers import NumpyVolume
 
 DAY = 86400.0
@@ -44,11 +45,12 @@ def test_info_counts_and_sizes_the_volumes(cache: Path, capsys: pytest.CaptureFi
     assert main(["cache", "info", str(cache)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{cache}: 3 decompressed volumes, {format_bytes(sum(f.size for f in files))}"
-    assert lines[1].startswith("  last used from ") and len(lines) == 2
+    assert lines[1].startswith("  last used from ") and len(lines) == 2  # nothing stale, all recorded
     assert main(["cache", "info", str(cache), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert [Path(f["path"]) for f in record["files"]] == [f.path for f in files]  # the longest unused first
     assert record["total_size"] == sum(f.size for f in files) and record["temporaries"] == []
+    assert [f["stale"] for f in record["files"]] == [False, False, False]
 
 
 def test_prune_to_a_size_removes_the_longest_unused(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,19 +58,20 @@ def test_prune_to_a_size_removes_the_longest_unused(cache: Path, capsys: pytest.
     limit = f"{(middle.size + newest.size) / 1024}K"  # in KiB, as a user would write it
     assert main(["cache", "prune", str(cache), "--max-size", limit, "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith(f"{cache}: would remove 1 decompressed volume (")
-    assert len(list(cache.iterdir())) == 3
+    assert len(list(cache.glob("*.npy"))) == 3
     assert main(["cache", "prune", str(cache), "--max-size", limit, "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["removed"] == [str(oldest.path)] and record["freed_size"] == oldest.size
     assert record["kept"] == 2 and record["failed"] == [] and not record["dry_run"]
-    assert set(cache.iterdir()) == {middle.path, newest.path}
+    assert set(cache.glob("*.npy")) == {middle.path, newest.path}
+    assert not source_record_path(oldest.path).exists()  # its record went with it
 
 
 def test_prune_by_age(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     newest = list_decompressed(cache).files[-1]
     assert main(["cache", "prune", str(cache), "--unused-for", "36h"]) == 0
     assert capsys.readouterr().out.startswith(f"{cache}: removed 2 decompressed volumes (")
-    assert list(cache.iterdir()) == [newest.path]
+    assert list(cache.glob("*.npy")) == [newest.path]
 
 
 def test_a_volume_that_could_not_be_removed_fails_the_command_naming_it(
@@ -93,7 +96,7 @@ def test_a_volume_that_could_not_be_removed_fails_the_command_naming_it(
     [
         (["--max-size", "5 gigs"], "argument --max-size: '5 gigs' is not a size"),
         (["--unused-for", "30"], "argument --unused-for: expected an age with its unit"),
-        ([], "give --max-size, --unused-for or both; found neither"),
+        ([], "give --stale, --unused-for, --max-size or several; found none"),
     ],
 )
 def test_a_prune_without_a_usable_limit_exits_2_naming_it(cache: Path, argv: list[str], message: str) -> None:
@@ -105,7 +108,7 @@ def test_a_prune_without_a_usable_limit_exits_2_naming_it(cache: Path, argv: lis
         check=False,
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
-    assert len(list(cache.iterdir())) == 3
+    assert len(list(cache.glob("*.npy"))) == 3
 
 
 def test_a_folder_that_is_not_there_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,3 +117,21 @@ def test_a_folder_that_is_not_there_is_named(tmp_path: Path, capsys: pytest.Capt
         f"{tmp_path / 'nope'}: expected a data.cache_dir folder; found nothing there"
         in capsys.readouterr().err
     )
+
+
+def test_prune_stale_removes_the_volumes_of_rewritten_scans(
+    cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    oldest, middle, newest = list_decompressed(cache).files
+    assert oldest.source is not None
+    scan = Path(oldest.source.files[0][0])
+    np.savez_compressed(scan, image=np.full((2, 16, 16), 9.0))  # the scan rewritten since
+    os.utime(scan, (time.time() + 10,) * 2)  # whatever the clock's resolution
+    assert main(["cache", "info", str(cache)]) == 0
+    assert (
+        f"  1 decompressed volume ({format_bytes(oldest.size)}) of source files since rewritten or removed"
+        in capsys.readouterr().out
+    )
+    assert main(["cache", "prune", str(cache), "--stale"]) == 0
+    assert capsys.readouterr().out.startswith(f"{cache}: removed 1 decompressed volume (")
+    assert set(cache.glob("*.npy")) == {middle.path, newest.path}

@@ -6,6 +6,7 @@ Every format is written with its real library (``volume_formats``).
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from volume_formats import FORMATS
 
-from inpaintssl.data.decompressed import decompressed_into
+from inpaintssl.data.decompressed import DecompressedSource, decompressed_into, source_record_path
 from inpaintssl.data.readers import Volume
 
 # Read whole to give a slice: decompressed (or decoded, for a DICOM series read across its slices).
@@ -49,18 +50,26 @@ def test_a_compressed_volume_reads_the_same_slices_from_its_decompressed_file(
     reference = _slices(_opened(fmt, tmp_path / "plain", None))
     volume = _opened(fmt, tmp_path / "data", tmp_path / "cache")
     _assert_same(_slices(volume), reference)
-    (written,) = (tmp_path / "cache").iterdir()
-    assert written.suffix == ".npy"
+    (written,) = (tmp_path / "cache").glob("*.npy")
     kept = volume.__dict__["_cache"]
     assert isinstance(kept, np.memmap) and Path(kept.filename) == written
     assert not kept.flags.writeable  # read-only: a reader cannot change another's data
+    # Beside it, what it was decompressed from: every source file, as it was then.
+    record = DecompressedSource.from_json(source_record_path(written).read_text())
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [written.name, f"{written.stem}.json"]
+    )
+    assert record.name == written.name and record.source == volume.source
+    assert [path for path, _, _ in record.files] == [os.path.abspath(f) for f in volume.files]
+    assert [size for _, size, _ in record.files] == [os.path.getsize(f) for f in volume.files]
+    assert record.changed() == []
 
 
 @pytest.mark.parametrize("fmt", COMPRESSED)
 def test_another_reader_of_the_file_maps_it_without_decompressing_again(tmp_path: Path, fmt: str) -> None:
     first = _opened(fmt, tmp_path / "data", tmp_path / "cache")
     reference = _slices(first)
-    (written,) = (tmp_path / "cache").iterdir()
+    (written,) = (tmp_path / "cache").glob("*.npy")
     inode, modified = written.stat().st_ino, written.stat().st_mtime_ns
     # A spawned DataLoader worker gets the volume pickled; a released one reads again.
     sent = pickle.loads(pickle.dumps(first))
@@ -73,7 +82,7 @@ def test_another_reader_of_the_file_maps_it_without_decompressing_again(tmp_path
     # Not rewritten: an atomic rewrite would have put a new file (a new inode) in its place. Each
     # use sets the modification time, the last use that pruning orders by.
     assert written.stat().st_ino == inode and written.stat().st_mtime_ns >= modified
-    assert list((tmp_path / "cache").iterdir()) == [written]
+    assert sorted((tmp_path / "cache").iterdir()) == sorted([written, written.with_suffix(".json")])
 
 
 @pytest.mark.parametrize("fmt", OTHERS)
@@ -94,7 +103,7 @@ def test_a_rewritten_source_gets_a_file_of_its_own(tmp_path: Path) -> None:
         new = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
         np.savez_compressed(path, image=new)
         assert np.array_equal(NumpyVolume(path, key="image").read(1), new[..., 1])
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
 
 
 @pytest.mark.parametrize(
@@ -109,7 +118,7 @@ def test_a_damaged_file_is_decompressed_again(tmp_path: Path, damage: object, me
     reference = _slices(_opened("nii.gz", tmp_path / "plain", None))
     volume = _opened("nii.gz", tmp_path / "data", tmp_path / "cache")
     _slices(volume)
-    (written,) = (tmp_path / "cache").iterdir()
+    (written,) = (tmp_path / "cache").glob("*.npy")
     volume.release()
     damage(written)  # type: ignore[operator]
     with pytest.warns(UserWarning, match=rf"data\.cache_dir: .*{written.name}.*{message}"):

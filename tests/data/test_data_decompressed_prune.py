@@ -1,4 +1,4 @@
-"""Listing and pruning a ``data.cache_dir`` folder: the volumes unused for longest go first.
+"""Listing and pruning a ``data.cache_dir`` folder: stale volumes, old ones, then the longest unused.
 
 Files are made two ways: by the real readers (what a run leaves), and, for the invariants, as
 files named the way the library names them, of chosen sizes and last-use times; the expected
@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inpaintssl.data.decompressed import decompressed_into, list_decompressed, prune_decompressed
+from inpaintssl.data.decompressed import decompressed_into, source_record_path
+from inpaintssl.data.decompressed_upkeep import list_decompressed, prune_decompressed
 from inpaintssl.data.readers import NumpyVolume
 
 DAY = 86400.0
@@ -77,7 +78,8 @@ def test_pruning_to_a_size_keeps_the_volumes_used_last(tmp_path: Path) -> None:
     assert [entry.path for entry in report.removed] == [file_of["scan1.npz"]]
     assert {entry.path for entry in report.kept} == {file_of["scan0.npz"], file_of["scan2.npz"]}
     assert report.freed_size == size and report.kept_size == 2 * size and not report.dry_run
-    assert set(cache.iterdir()) == {entry.path for entry in report.kept}
+    assert set(cache.glob("*.npy")) == {entry.path for entry in report.kept}
+    assert set(cache.glob("*.json")) == {source_record_path(entry.path) for entry in report.kept}
     # What is left still reads the same; what went is decompressed again by the next reader.
     for i, scan in enumerate(scans):
         assert _read(scan, cache).max() == i
@@ -226,16 +228,16 @@ def test_a_volume_that_cannot_be_removed_is_reported_and_kept(
     report = prune_decompressed(tmp_path, max_size=150)
     ((failed, reason),) = report.failed
     assert failed.path == held and "Permission denied" in reason
-    # The held one still takes its 100 bytes, so the size asked for is reached without it: the
-    # other two go, newest included.
-    assert [e.path for e in report.removed] == [other, newest]
-    assert [e.path for e in report.kept] == [held] and held.exists()
+    # The others chosen still go, and none in its place: the newest is never removed because an
+    # older one could not be.
+    assert [e.path for e in report.removed] == [other]
+    assert [e.path for e in report.kept] == [held, newest] and held.exists() and newest.exists()
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "give max_size, unused_for or both; found neither"),
+        ({}, "give max_size, unused_for, stale or several; found none"),
         ({"max_size": -1}, "max_size must be >= 0 bytes; found -1"),
         ({"unused_for": datetime.timedelta(days=-1)}, "unused_for must be >= 0; found -1 day"),
     ],
@@ -260,3 +262,113 @@ def test_a_folder_that_is_not_one_is_named(tmp_path: Path, what: str) -> None:
             NotADirectoryError, match=rf"{path}: expected a data.cache_dir folder; found {found}"
         ):
             call()
+
+
+def _rewrite(scan: Path, value: float) -> None:
+    """``scan`` written again with other data (a preprocessing step run again)."""
+    before = scan.stat().st_mtime_ns
+    np.savez_compressed(scan, image=np.full((3, 8, 8), value, dtype=np.float32))
+    if scan.stat().st_mtime_ns == before:  # a coarse clock: the rewrite must show
+        os.utime(scan, ns=(before + 1_000_000, before + 1_000_000))
+
+
+def test_volumes_of_rewritten_or_removed_sources_are_stale_and_go_with_stale(tmp_path: Path) -> None:
+    rewritten, removed_scan, kept_scan = _scans(tmp_path / "data", 3)
+    cache = tmp_path / "cache"
+    for scan in (rewritten, removed_scan, kept_scan):
+        _read(scan, cache)
+    before = {entry.source.files[0][0]: entry for entry in list_decompressed(cache).files if entry.source}
+    assert len(before) == 3 and not any(entry.stale for entry in before.values())
+    _rewrite(rewritten, 7.0)
+    removed_scan.unlink()
+    assert _read(rewritten, cache).max() == 7.0  # the new contents, in a file of their own
+
+    contents = list_decompressed(cache)
+    by_path = {entry.path: entry for entry in contents.files}
+    assert len(by_path) == 4
+    old, gone, fresh = before[str(rewritten)], before[str(removed_scan)], before[str(kept_scan)]
+    assert by_path[old.path].changes == (f"{rewritten} was rewritten",)
+    assert by_path[gone.path].changes == (f"{removed_scan} is gone",)
+    assert by_path[fresh.path].stale is False
+    (new,) = set(by_path) - {old.path, gone.path, fresh.path}
+    assert by_path[new].stale is False
+
+    report = prune_decompressed(cache, stale=True)
+    assert {entry.path for entry in report.removed} == {old.path, gone.path}
+    assert {entry.path for entry in report.kept} == {fresh.path, new}
+    assert sorted(cache.iterdir()) == sorted(
+        [fresh.path, new, source_record_path(fresh.path), source_record_path(new)]
+    )
+
+
+def test_a_dicom_series_is_stale_when_one_of_its_slices_changes(tmp_path: Path) -> None:
+    from volume_formats import FORMATS
+
+    opened, _ = FORMATS["dicom series across its slices"]
+    (tmp_path / "data").mkdir()
+    with decompressed_into(tmp_path / "cache"):
+        volume = opened(tmp_path / "data")
+        volume.read(0)
+    (entry,) = list_decompressed(tmp_path / "cache").files
+    assert entry.source is not None and len(entry.source.files) == len(volume.files) > 1
+    assert entry.stale is False
+    one = Path(volume.files[1])
+    modified = one.stat().st_mtime_ns
+    os.utime(one, ns=(modified, modified + 1_000_000_000))  # touched: read again, it could differ
+    (entry,) = list_decompressed(tmp_path / "cache").files
+    assert entry.changes == (f"{os.path.abspath(one)} was rewritten",)
+
+
+@pytest.mark.parametrize("damage", ["missing", "not JSON", "another volume's", "another format"])
+def test_a_volume_without_a_record_of_its_own_is_of_unknown_source_and_never_stale(
+    tmp_path: Path, damage: str
+) -> None:
+    first, second = _scans(tmp_path / "data", 2)
+    cache = tmp_path / "cache"
+    _read(first, cache)
+    _read(second, cache)
+    volume = next(
+        e.path for e in list_decompressed(cache).files if e.source and e.source.files[0][0] == str(first)
+    )
+    record = source_record_path(volume)
+    other_record = next(p for p in cache.glob("*.json") if p != record)
+    if damage == "missing":
+        record.unlink()
+    elif damage == "not JSON":
+        record.write_text("{half a rec")
+    elif damage == "another volume's":
+        record.write_text(other_record.read_text())
+    else:
+        record.write_text(record.read_text().replace('"format": 1', '"format": 99'))
+    first.unlink()  # its source gone: stale, were it known
+    (entry,) = [e for e in list_decompressed(cache).files if e.path == volume]
+    assert entry.source is None and entry.stale is None and entry.changes is None
+    assert prune_decompressed(cache, stale=True).removed == ()
+    assert volume.exists()
+
+
+def test_a_volume_read_again_gets_back_the_record_it_lacked(tmp_path: Path) -> None:
+    (scan,) = _scans(tmp_path / "data", 1)
+    cache = tmp_path / "cache"
+    _read(scan, cache)
+    (entry,) = list_decompressed(cache).files
+    source_record_path(entry.path).unlink()  # as a folder written before records were kept
+    assert list_decompressed(cache).files[0].stale is None
+    _read(scan, cache)
+    (entry,) = list_decompressed(cache).files
+    assert entry.stale is False and entry.source is not None and entry.source.files[0][0] == str(scan)
+
+
+def test_records_whose_volume_is_gone_are_removed_by_any_prune(tmp_path: Path) -> None:
+    (scan,) = _scans(tmp_path / "data", 1)
+    cache = tmp_path / "cache"
+    _read(scan, cache)
+    (entry,) = list_decompressed(cache).files
+    entry.path.unlink()  # a user removed the volume by hand
+    record = source_record_path(entry.path)
+    contents = list_decompressed(cache)
+    assert contents.files == () and contents.orphaned_records == (record,) and contents.other == ()
+    dry = prune_decompressed(cache, max_size=10**9, dry_run=True)
+    assert dry.records_removed == (record,) and record.exists()
+    assert prune_decompressed(cache, max_size=10**9).records_removed == (record,)
+    assert list(cache.iterdir()) == []

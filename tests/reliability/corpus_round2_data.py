@@ -322,10 +322,10 @@ def _cache_dir_is_a_file(folder: Path) -> Call:
     "data",
     CommandLineError,
     r"^exit status 2: inpaintssl cache: error:",
-    r"give --max-size, --unused-for or both; found neither",
+    r"give --stale, --unused-for, --max-size or several; found none",
 )
 def _cache_prune_without_a_limit(folder: Path) -> Call:
-    """``inpaintssl cache prune FOLDER`` with neither ``--max-size`` nor ``--unused-for``."""
+    """``inpaintssl cache prune FOLDER`` with none of ``--stale``, ``--unused-for`` and ``--max-size``."""
     (folder / "cache").mkdir()
     return lambda: _cli("cache", "prune", str(folder / "cache"))
 

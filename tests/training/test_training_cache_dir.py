@@ -42,7 +42,7 @@ def test_runs_read_the_volumes_decompressed_once_and_train_the_same_bits(tmp_pat
     workers = {"num_workers": 2, "worker_start_method": "spawn"}
     issl.pretrain(_config(data, tmp_path / "first", cache_dir=str(cache), **workers))
     assert_same_checkpoints(tmp_path / "first", tmp_path / "in-memory", why="differs from the run in memory")
-    written = sorted(cache.iterdir())
+    written = sorted(cache.glob("*.npy"))
     assert len(written) == sum(VOLUMES.values())  # one file per volume, whichever process read it
     inodes = {path: path.stat().st_ino for path in written}
     used = {path: path.stat().st_mtime_ns for path in written}
@@ -51,7 +51,7 @@ def test_runs_read_the_volumes_decompressed_once_and_train_the_same_bits(tmp_pat
     assert_same_checkpoints(tmp_path / "second", tmp_path / "in-memory", why="differs from the run in memory")
     # The second run decompressed nothing: no file was written again (a rewrite is renamed into
     # place, a new inode). It marked each file used, for pruning (its modification time).
-    assert {path: path.stat().st_ino for path in sorted(cache.iterdir())} == inodes
+    assert {path: path.stat().st_ino for path in sorted(cache.glob("*.npy"))} == inodes
     assert all(path.stat().st_mtime_ns > used[path] for path in written)
 
 

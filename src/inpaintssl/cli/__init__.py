@@ -530,7 +530,7 @@ _HELP: Mapping[str, str] = MappingProxyType(
         "experiment status": "how many runs are done, running, pending",
         "cache": "what a data.cache_dir folder holds; remove the volumes unused for longest",
         "cache info": "how many decompressed volumes, how large, when last used",
-        "cache prune": "remove decompressed volumes unused for longest: past an age, down to a size",
+        "cache prune": "remove decompressed volumes of changed sources, unused past an age, or beyond a size",
         "demo": "the whole method on the bundled MNI152 brain template",
         "plugins": "list every registry's names and where they come from",
         "config": "print a resolved config or its JSON schema",
@@ -551,7 +551,7 @@ _EXAMPLES: Mapping[str, str] = MappingProxyType(
         "experiment status": "inpaintssl experiment status study.yaml",
         "cache": "inpaintssl cache prune /scratch/me/decompressed --max-size 200G",
         "cache info": "inpaintssl cache info /scratch/me/decompressed",
-        "cache prune": "inpaintssl cache prune /scratch/me/decompressed --max-size 200G --unused-for 30d",
+        "cache prune": "inpaintssl cache prune /scratch/me/decompressed --stale --max-size 200G",
         "demo": "inpaintssl demo --output demo-report",
         "plugins": "inpaintssl plugins --json",
         "config": "inpaintssl config show finetune finetune.yaml optim.recipe=paper",
@@ -858,6 +858,11 @@ def _cache_parser(sub: Any) -> None:
         dest="unused_for",
         metavar="AGE",
         help="remove every volume unused for longer than this: 90m, 12h, 30d, 2w",
+    )
+    prune.add_argument(
+        "--stale",
+        action="store_true",
+        help="remove every volume whose source files were rewritten or removed since",
     )
     prune.add_argument(
         "--dry-run", action="store_true", dest="dry_run", help="remove nothing; say what would go"

@@ -3,15 +3,16 @@
 ::
 
     inpaintssl cache info /scratch/me/decompressed [--json]
-    inpaintssl cache prune /scratch/me/decompressed --max-size 200G [--unused-for 30d] [--dry-run] [--json]
+    inpaintssl cache prune /scratch/me/decompressed [--stale] [--unused-for 30d] [--max-size 200G]
+                           [--dry-run] [--json]
 
-Runs never remove a decompressed volume (:mod:`inpaintssl.data.decompressed`); ``prune`` removes
-the ones unused for longest, past an age (``--unused-for``: ``90m``, ``12h``, ``30d``, ``2w``) and
-then down to a size (``--max-size``: ``200G`` or ``200GiB`` are powers of 1024, ``200GB`` of
-1000). It is safe while runs read the folder: a run keeps what it has open and decompresses again
-what it opens later. ``prune`` exits 1 when a volume it chose could not be removed (each is
-named). The work is :func:`inpaintssl.api.list_decompressed` and
-:func:`inpaintssl.api.prune_decompressed`.
+Runs never remove a decompressed volume (:mod:`inpaintssl.data.decompressed_upkeep`); ``prune``
+removes the ones whose source files were rewritten or removed (``--stale``), those unused past
+an age (``--unused-for``: ``90m``, ``12h``, ``30d``, ``2w``), then the longest unused down to a
+size (``--max-size``: ``200G`` or ``200GiB`` are powers of 1024, ``200GB`` of 1000). It is safe
+while runs read the folder: a run keeps what it has open and decompresses again what it opens
+later. ``prune`` exits 1 when a volume it chose could not be removed (each is named). The work is
+:func:`inpaintssl.api.list_decompressed` and :func:`inpaintssl.api.prune_decompressed`.
 
 Example:
     >>> import argparse, tempfile, pathlib
@@ -88,10 +89,19 @@ def _info(args: argparse.Namespace) -> int:
         record: dict[str, Any] = {
             "folder": str(contents.folder),
             "files": [
-                {"path": str(f.path), "size": f.size, "last_used": f.last_used} for f in contents.files
+                {
+                    "path": str(f.path),
+                    "size": f.size,
+                    "last_used": f.last_used,
+                    "source": None if f.source is None else f.source.source,
+                    "stale": f.stale,
+                    "changes": None if f.changes is None else list(f.changes),
+                }
+                for f in contents.files
             ],
             "total_size": contents.total_size,
             "temporaries": [str(p) for p in contents.temporaries],
+            "orphaned_records": [str(p) for p in contents.orphaned_records],
             "other": [str(p) for p in contents.other],
         }
         print(json.dumps(record, indent=2))
@@ -100,6 +110,15 @@ def _info(args: argparse.Namespace) -> int:
     if contents.files:
         oldest, newest = contents.files[0].last_used, contents.files[-1].last_used
         print(f"  last used from {_when(oldest)} (the longest unused) to {_when(newest)}")
+    stale = [f for f in contents.files if f.stale]
+    if stale:
+        print(
+            f"  {_volumes(len(stale))} ({format_bytes(sum(f.size for f in stale))}) of source files "
+            "since rewritten or removed: no run reads them again (prune --stale removes them)"
+        )
+    unknown = sum(f.stale is None for f in contents.files)
+    if unknown:
+        print(f"  {_volumes(unknown)} without a record of their sources (their next use records them)")
     if contents.temporaries:
         print(
             f"  {len(contents.temporaries)} temporary file(s): being written, or left by a killed "
@@ -113,12 +132,16 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    if args.max_size is None and args.unused_for is None:
-        raise ValueError("give --max-size, --unused-for or both; found neither")
+    if args.max_size is None and args.unused_for is None and not args.stale:
+        raise ValueError("give --stale, --unused-for, --max-size or several; found none")
     from inpaintssl.api import prune_decompressed
 
     report = prune_decompressed(
-        args.folder, max_size=args.max_size, unused_for=args.unused_for, dry_run=args.dry_run
+        args.folder,
+        max_size=args.max_size,
+        unused_for=args.unused_for,
+        stale=args.stale,
+        dry_run=args.dry_run,
     )
     status = 1 if report.failed else 0
     if args.json:
@@ -130,6 +153,7 @@ def _prune(args: argparse.Namespace) -> int:
             "kept": len(report.kept),
             "kept_size": report.kept_size,
             "temporaries_removed": [str(p) for p in report.temporaries_removed],
+            "records_removed": [str(p) for p in report.records_removed],
             "failed": [{"path": str(f.path), "reason": reason} for f, reason in report.failed],
         }
         print(json.dumps(record, indent=2))

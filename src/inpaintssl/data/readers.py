@@ -47,7 +47,7 @@ import numpy as np
 from inpaintssl._lazy import lazy_exports
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import check_rank, check_slice_axis, check_spacing, existing_path
-from inpaintssl.data.decompressed import current_folder, decompressed_name, kept_on_disk
+from inpaintssl.data.decompressed import DecompressedSource, current_folder, kept_on_disk
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
 from inpaintssl.extras import import_optional
@@ -355,13 +355,16 @@ class Volume(ABC):
             if self.decompressed_folder is None:
                 kept = decompress()
             else:
-                name = decompressed_name(reader=type(self).__name__, source=self.source, files=self.files)
+                record = DecompressedSource.of(
+                    reader=type(self).__name__, source=self.source, files=self.files
+                )
                 kept = kept_on_disk(
                     self.decompressed_folder,
-                    name,
+                    record.name,
                     shape=self.stored_shape,
                     what=self.source,
                     decompress=decompress,
+                    source=record,
                 )
             self.__dict__["_cache"] = kept
         return kept
