@@ -6,6 +6,8 @@ against :func:`~inpaintssl.data.decompressed.list_decompressed` and the files le
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from inpaintssl.byte_sizes import format_bytes
 from inpaintssl.cli import main
+from inpaintssl.cli.cache import parse_age
 from inpaintssl.data.decompressed import decompressed_into, source_record_path
 from inpaintssl.data.decompressed_upkeep import list_decompressed
 from inpaintssl.data.readers import NumpyVolume
@@ -135,3 +140,19 @@ def test_prune_stale_removes_the_volumes_of_rewritten_scans(
     assert main(["cache", "prune", str(cache), "--stale"]) == 0
     assert capsys.readouterr().out.startswith(f"{cache}: removed 1 decompressed volume (")
     assert set(cache.glob("*.npy")) == {middle.path, newest.path}
+
+
+# Each unit in seconds, spelt out here rather than taken from the module.
+AGE_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@given(count=st.integers(0, 10**6), unit=st.sampled_from(sorted(AGE_UNITS)), upper=st.booleans())
+def test_an_age_is_a_count_of_its_unit(count: int, unit: str, upper: bool) -> None:
+    text = f"{count}{unit.upper() if upper else unit}"
+    assert parse_age(text) == datetime.timedelta(seconds=count * AGE_UNITS[unit])
+
+
+@pytest.mark.parametrize("text", ["30", "d", "-1d", "1y", "1e3s", "10000000000000w", ""])
+def test_an_age_without_a_unit_or_past_any_date_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=f"expected an age with its unit .*found {text!r}"):
+        parse_age(text)

@@ -52,12 +52,14 @@ def parse_age(text: str) -> datetime.timedelta:
         (datetime.timedelta(days=30), datetime.timedelta(seconds=5400))
     """
     match = _AGE.fullmatch(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            "expected an age with its unit (s, m, h, d, w), such as '90m', '12h', '30d' or '2w'; "
-            f"found {text!r}"
-        )
-    return datetime.timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2).lower()])
+    try:
+        if match is not None:
+            return datetime.timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2).lower()])
+    except OverflowError:
+        pass  # past timedelta's 999,999,999 days: no file is that old
+    raise argparse.ArgumentTypeError(
+        f"expected an age with its unit (s, m, h, d, w), such as '90m', '12h', '30d' or '2w'; found {text!r}"
+    )
 
 
 def parse_size(text: str) -> int:
