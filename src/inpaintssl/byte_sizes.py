@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 __all__ = ["format_bytes", "parse_byte_size"]
 
-_UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    **{f"{prefix}": 1024**power for power, prefix in enumerate("kmgtp", start=1)},
-    **{f"{prefix}ib": 1024**power for power, prefix in enumerate("kmgtp", start=1)},
-    **{f"{prefix}b": 1000**power for power, prefix in enumerate("kmgtp", start=1)},
-}
+_UNITS: Mapping[str, int] = MappingProxyType(
+    {
+        "": 1,
+        "b": 1,
+        **{f"{prefix}": 1024**power for power, prefix in enumerate("kmgtp", start=1)},
+        **{f"{prefix}ib": 1024**power for power, prefix in enumerate("kmgtp", start=1)},
+        **{f"{prefix}b": 1000**power for power, prefix in enumerate("kmgtp", start=1)},
+    }
+)
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 

@@ -29,6 +29,7 @@ import argparse
 import datetime
 import json
 import re
+from types import MappingProxyType
 from typing import Any
 
 from inpaintssl.byte_sizes import format_bytes, parse_byte_size
@@ -36,7 +37,7 @@ from inpaintssl.byte_sizes import format_bytes, parse_byte_size
 __all__ = ["parse_age", "parse_size", "run_cache_command"]
 
 _AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h|d|w)\s*", re.IGNORECASE)
-_AGE_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE_UNITS = MappingProxyType({"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400})
 
 
 def parse_age(text: str) -> datetime.timedelta:
