@@ -6,6 +6,8 @@ Every format is written with its real library (``volume_formats``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import warnings
@@ -15,7 +17,12 @@ import numpy as np
 import pytest
 from volume_formats import FORMATS
 
-from inpaintssl.data.decompressed import DecompressedSource, decompressed_into, source_record_path
+from inpaintssl.data.decompressed import (
+    DecompressedSource,
+    decompressed_into,
+    decompressed_name,
+    source_record_path,
+)
 from inpaintssl.data.readers import Volume
 
 # Read whole to give a slice: decompressed (or decoded, for a DICOM series read across its slices).
@@ -136,3 +143,16 @@ def test_a_folder_that_cannot_be_written_costs_memory_not_the_read(tmp_path: Pat
         _assert_same(_slices(volume), reference)
     kept = volume.__dict__["_cache"]
     assert isinstance(kept, np.ndarray) and not isinstance(kept, np.memmap)
+
+
+def test_file_names_are_the_ones_earlier_versions_gave(tmp_path: Path) -> None:
+    # A data.cache_dir filled before the records were kept stays in use: the name is still the
+    # SHA-256 of [format, reader, source, [[absolute path, size, mtime_ns], ...]], cut to 32 digits.
+    path = tmp_path / "a.nii.gz"
+    path.write_bytes(b"12345")
+    os.utime(path, ns=(1_700_000_000_123_456_789, 1_700_000_000_123_456_789))
+    described = json.dumps([1, "NiftiVolume", f"{path} (x)", [[str(path), 5, 1_700_000_000_123_456_789]]])
+    expected = hashlib.sha256(described.encode()).hexdigest()[:32] + ".npy"
+    assert decompressed_name(reader="NiftiVolume", source=f"{path} (x)", files=[str(path)]) == expected
+    record = DecompressedSource.of(reader="NiftiVolume", source=f"{path} (x)", files=[str(path)])
+    assert record.name == expected and DecompressedSource.from_json(record.to_json()) == record

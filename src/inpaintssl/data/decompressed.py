@@ -103,7 +103,7 @@ def current_folder() -> Path | None:
 
 @dataclass(frozen=True)
 class DecompressedSource:
-    """What a decompressed file holds: the reader, the array read, and each source file as it was.
+    """Where a decompressed file came from: the reader, the array read, and each source file as it was.
 
     Attributes:
         reader: The reader's class name (what decoding the bytes means).
