@@ -121,6 +121,7 @@ from inpaintssl.inference.trained_run import (
     load_prediction_model,
     slice_preprocessing,
 )
+from inpaintssl.inference.write_ahead import WriteAhead
 from inpaintssl.inference.writing import (
     check_output,
     commit,
@@ -154,6 +155,15 @@ def _cut_message(item: PreparedInput, prep: SlicePreprocessing, voxels: int, edg
         "are too small. Predict the whole slice with large_slices='sliding_window' (--large-slices "
         "sliding_window) if the scan has the training data's voxel spacing; otherwise resample it"
     )
+
+
+def _write_case(
+    item: PreparedInput, labels: np.ndarray, probs: np.ndarray | None, seg: Path, prob: Path | None
+) -> None:
+    """Write a case's label map (and probability maps) into the staging folder, on its input's grid."""
+    save_nifti(nifti_image(labels, item.geometry, dtype=np.uint8), seg)
+    if probs is not None and prob is not None:
+        save_nifti(nifti_image(probs, item.geometry, dtype=np.float32), prob)
 
 
 def predict(
@@ -258,53 +268,55 @@ def predict(
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
-        for item in progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True):
-            # Released after its check, the input is read again here: it must still be what was checked.
-            check_unchanged(item)
-            try:
-                labels, probs, (cut, edge_voxels) = predict_case(
-                    item,
-                    model=model,
-                    prep=prep,
-                    device=target,
-                    amp=amp_dtype,
-                    batch_size=batch_size,
-                    probabilities=probabilities,
-                    large_slices=large_slices,
-                    overlap=overlap,
+        with WriteAhead() as writes:
+            for item in progress_iter(
+                prepared, desc="predict", unit="case", disable=not progress, lines=True
+            ):
+                # Released after its check, the input is read again here: it must still be what was checked.
+                check_unchanged(item)
+                try:
+                    labels, probs, (cut, edge_voxels) = predict_case(
+                        item,
+                        model=model,
+                        prep=prep,
+                        device=target,
+                        amp=amp_dtype,
+                        batch_size=batch_size,
+                        probabilities=probabilities,
+                        large_slices=large_slices,
+                        overlap=overlap,
+                    )
+                finally:
+                    # One input's decompressed image in memory at a time: dropped before the next is read.
+                    item.volume.release()
+                # A memory-mapped or per-slice read takes the data while predicting: a rewrite then shows now.
+                check_unchanged(item)
+                seg_name = f"{item.case}_seg.nii.gz"
+                prob_name = None if probs is None else f"{item.case}_prob.nii.gz"
+                prob_path = None if prob_name is None else staging / prob_name
+                # Compressed on the writer's thread while the next case is read and predicted.
+                writes.submit(_write_case, item, labels, probs, staging / seg_name, prob_path)
+                done.append(
+                    CasePrediction(
+                        case=item.case,
+                        source=item.path,
+                        segmentation=out / seg_name,
+                        probabilities=None if prob_name is None else out / prob_name,
+                        shape=labels.shape,
+                        volumes_ml=volumes_ml(labels, item.geometry.zooms, model.class_names),
+                        cut_edge_voxels=cut,
+                        cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
+                        spacing_mm=item.spacing,
+                        spacing_fits_training=item.spacing_fits,
+                        orientation=item.orientation,
+                        reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
+                        resampled_to_mm=item.resample_to,
+                    )
                 )
-            finally:
-                # One input's decompressed image in memory at a time: dropped before the next is read.
-                item.volume.release()
-            # A memory-mapped or per-slice read takes the data while predicting: a rewrite then shows now.
-            check_unchanged(item)
-            seg_name = f"{item.case}_seg.nii.gz"
-            save_nifti(nifti_image(labels, item.geometry, dtype=np.uint8), staging / seg_name)
-            prob_name = None
-            if probs is not None:
-                prob_name = f"{item.case}_prob.nii.gz"
-                save_nifti(nifti_image(probs, item.geometry, dtype=np.float32), staging / prob_name)
-            done.append(
-                CasePrediction(
-                    case=item.case,
-                    source=item.path,
-                    segmentation=out / seg_name,
-                    probabilities=None if prob_name is None else out / prob_name,
-                    shape=labels.shape,
-                    volumes_ml=volumes_ml(labels, item.geometry.zooms, model.class_names),
-                    cut_edge_voxels=cut,
-                    cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
-                    spacing_mm=item.spacing,
-                    spacing_fits_training=item.spacing_fits,
-                    orientation=item.orientation,
-                    reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
-                    resampled_to_mm=item.resample_to,
-                )
-            )
-            if done[-1].anatomy_cut_by_crop:
-                warn_each_time(_cut_message(item, prep, cut, edge_voxels), UserWarning)
-            # Not held while the next case is predicted: K float32 probability maps outweigh its scan.
-            del labels, probs
+                if done[-1].anatomy_cut_by_crop:
+                    warn_each_time(_cut_message(item, prep, cut, edge_voxels), UserWarning)
+                # Held by the write in flight alone, no longer: K float32 probability maps outweigh a scan.
+                del labels, probs
         atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))
         commit(staging, out)
     return PredictionReport(
