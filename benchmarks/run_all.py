@@ -37,6 +37,7 @@ import bench_convergence
 import bench_corruption
 import bench_dataloader
 import bench_gpu_throughput
+import bench_predict_writes
 import bench_saved_activations
 import bench_system
 import bench_training
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("dataloader", lambda: bench_dataloader.main(quick)),
         ("worker_starts", lambda: bench_worker_starts.main(quick)),
         ("cache_dir", lambda: bench_cache_dir.main(quick)),
+        ("predict_writes", lambda: bench_predict_writes.main(quick)),
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
         ("convergence", lambda: bench_convergence.main(quick)),
