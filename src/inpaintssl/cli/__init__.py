@@ -528,7 +528,7 @@ _HELP: Mapping[str, str] = MappingProxyType(
         "experiment run": "run (or resume) every pending run of a study spec",
         "experiment report": "write tables, figures and a report from a study's database",
         "experiment status": "how many runs are done, running, pending",
-        "cache": "what a data.cache_dir folder holds; remove the volumes unused for longest",
+        "cache": "what a data.cache_dir folder holds; remove the volumes no longer worth keeping",
         "cache info": "how many decompressed volumes, how large, when last used",
         "cache prune": "remove decompressed volumes of changed sources, unused past an age, or beyond a size",
         "demo": "the whole method on the bundled MNI152 brain template",
