@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -302,6 +303,43 @@ def test_volumes_of_rewritten_or_removed_sources_are_stale_and_go_with_stale(tmp
     assert sorted(cache.iterdir()) == sorted(
         [fresh.path, new, source_record_path(fresh.path), source_record_path(new)]
     )
+
+
+@pytest.mark.parametrize("criterion", ["max_size", "unused_for", "stale"])
+def test_only_a_prune_by_staleness_examines_the_source_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, criterion: str
+) -> None:
+    scans = _scans(tmp_path / "data", 2)
+    cache = tmp_path / "cache"
+    for scan in scans:
+        _read(scan, cache)
+    sources = {os.path.abspath(scan) for scan in scans}
+    examined: list[str] = []
+    real_stat = os.stat
+
+    def spied(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if not isinstance(path, int) and os.fspath(path) in sources:
+            examined.append(os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", spied)
+    limits: dict[str, Any] = {"max_size": 10**9, "unused_for": datetime.timedelta(days=1), "stale": True}
+    report = prune_decompressed(cache, **{criterion: limits[criterion]})
+    assert len(report.kept) == 2 and not report.removed
+    if criterion == "stale":
+        assert sorted(examined) == sorted(sources)
+        assert [entry.stale for entry in report.kept] == [False, False]
+    else:
+        # Size and age come from the volumes' own files: a DICOM series' hundreds of slices stay unread.
+        assert examined == []
+        assert [entry.changes for entry in report.kept] == [None, None]
+    # A listing examines them unless told not to.
+    examined.clear()
+    assert [entry.stale for entry in list_decompressed(cache).files] == [False, False]
+    assert sorted(examined) == sorted(sources)
+    examined.clear()
+    assert [entry.stale for entry in list_decompressed(cache, check_sources=False).files] == [None, None]
+    assert examined == []
 
 
 def test_a_dicom_series_is_stale_when_one_of_its_slices_changes(tmp_path: Path) -> None:

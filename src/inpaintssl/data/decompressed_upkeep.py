@@ -71,7 +71,8 @@ class DecompressedFile:
             is no readable record (a file written before records were kept, which its next use
             records).
         changes: How its source files differ from the record now (each one gone or rewritten);
-            ``None`` without a record.
+            ``None`` without a record, or when the listing did not examine the sources
+            (:func:`list_decompressed` with ``check_sources=False``).
     """
 
     path: Path
@@ -82,7 +83,8 @@ class DecompressedFile:
 
     @property
     def stale(self) -> bool | None:
-        """Its sources changed or are gone, so no run reads it again; ``None``: unknown (no record)."""
+        """Its sources changed or are gone, so no run reads it again; ``None``: unknown (no record,
+        or its sources were not examined)."""
         return None if self.changes is None else bool(self.changes)
 
 
@@ -119,11 +121,18 @@ def _record_of(volume: Path) -> DecompressedSource | None:
     return record if record.name == volume.name else None
 
 
-def list_decompressed(folder: str | Path) -> DecompressedFolder:
+def list_decompressed(folder: str | Path, *, check_sources: bool = True) -> DecompressedFolder:
     """The decompressed volumes in ``folder`` (a ``data.cache_dir``), the one unused for longest first.
 
     Only regular files named as the library names them are listed as volumes, records and
     temporaries; links and other entries are listed as :attr:`~DecompressedFolder.other`.
+
+    Args:
+        folder: A ``data.cache_dir`` folder.
+        check_sources: Examine each volume's recorded source files (one ``stat`` per file: a
+            DICOM series is hundreds, on what is often a network file system) to tell whether it
+            is :attr:`~DecompressedFile.stale`; ``False`` leaves every
+            :attr:`~DecompressedFile.changes` ``None``, for listings that need sizes and ages only.
 
     Raises:
         NotADirectoryError: ``folder`` is not a folder (the message names it).
@@ -144,7 +153,7 @@ def list_decompressed(folder: str | Path) -> DecompressedFolder:
         regular = stat.S_ISREG(status.st_mode)
         if regular and _VOLUME_NAME.fullmatch(path.name):
             record = _record_of(path)
-            changes = None if record is None else tuple(record.changed())
+            changes = None if record is None or not check_sources else tuple(record.changed())
             files.append(DecompressedFile(path, status.st_size, status.st_mtime, record, changes))
         elif regular and _RECORD_NAME.fullmatch(path.name):
             records.append(path)
@@ -240,7 +249,9 @@ def prune_decompressed(
         dry_run: Remove nothing; report what would be removed.
 
     Returns:
-        What was removed and kept.
+        What was removed and kept. Without ``stale`` the volumes' sources are not examined (a
+        prune by size or age needs no ``stat`` of them), so each entry's
+        :attr:`~DecompressedFile.changes` is ``None``.
 
     Raises:
         ValueError: None of ``max_size``, ``unused_for`` and ``stale`` given, or a negative one.
@@ -265,7 +276,8 @@ def prune_decompressed(
         raise ValueError(f"prune_decompressed: max_size must be >= 0 bytes; found {max_size}")
     if unused_for is not None and unused_for < datetime.timedelta(0):
         raise ValueError(f"prune_decompressed: unused_for must be >= 0; found {unused_for}")
-    contents = list_decompressed(folder)
+    # A prune by size or age alone never asks whether a volume is stale: its sources stay unread.
+    contents = list_decompressed(folder, check_sources=stale)
     cutoff = -float("inf") if unused_for is None else time.time() - unused_for.total_seconds()
     # Stale and old volumes go whatever the size; then the longest unused while the rest exceed it.
     chosen = {e.path for e in contents.files if (stale and e.stale) or e.last_used < cutoff}
