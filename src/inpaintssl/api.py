@@ -54,7 +54,7 @@ from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device, to_memory_format, use_channels_last
 from inpaintssl.training.evaluation import EvaluationTable as EvaluationTable
-from inpaintssl.training.evaluation import evaluate_inpainting, evaluate_segmentation
+from inpaintssl.training.evaluation import check_num_workers, evaluate_inpainting, evaluate_segmentation
 from inpaintssl.training.finetuning import run_finetuning
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.pretraining import run_pretraining
@@ -347,8 +347,8 @@ def evaluate(
     check_option(split, ("train", "val", "test"), field="split")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
-    if num_workers is not None and num_workers < 0:
-        raise ValueError(f"num_workers={num_workers}; expected 0 (read here) or more worker processes")
+    if num_workers is not None:
+        check_num_workers(num_workers)
     evaluated = _evaluation_data(checkpoint_or_model, data, overrides)
     # Read as the data config says its data are read; a dataset given built is read here.
     workers, start_method = 0, None

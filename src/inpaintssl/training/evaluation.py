@@ -38,7 +38,7 @@ from inpaintssl.training.device import autocast_context
 from inpaintssl.training.epoch_loader import EpochLoader, unavailable_start_method
 from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 
-__all__ = ["EvaluationTable", "evaluate_inpainting", "evaluate_segmentation"]
+__all__ = ["EvaluationTable", "check_num_workers", "evaluate_inpainting", "evaluate_segmentation"]
 
 
 @dataclass
@@ -99,6 +99,22 @@ class EvaluationTable:
         )
 
 
+def check_num_workers(num_workers: int) -> None:
+    """Refuse a negative count of evaluation's DataLoader workers, naming the argument.
+
+    :func:`inpaintssl.api.evaluate` checks before it loads the model; :func:`evaluate_segmentation`
+    and :func:`evaluate_inpainting` check again, for callers that come to them directly.
+
+    Example:
+        >>> check_num_workers(-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_workers=-1; expected 0 (read here) or more worker processes
+    """
+    if num_workers < 0:
+        raise ValueError(f"num_workers={num_workers}; expected 0 (read here) or more worker processes")
+
+
 def _batches(
     dataset: Dataset[dict[str, Any]],
     batch_size: int,
@@ -108,8 +124,7 @@ def _batches(
     worker_start_method: str | None,
 ) -> EpochLoader[dict[str, Any]]:
     """The dataset in order, in batches; one pass. Close it (``with``) to stop its workers."""
-    if num_workers < 0:
-        raise ValueError(f"num_workers={num_workers}; expected 0 (read here) or more worker processes")
+    check_num_workers(num_workers)
     offered = unavailable_start_method(worker_start_method, num_workers=num_workers)
     if offered is not None:
         raise ValueError(
