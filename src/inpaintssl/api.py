@@ -232,7 +232,9 @@ def _dataset_for(
     if len(chosen) == 0:
         raise ValueError(f"data.dataset={cfg.dataset!r} has no {split!r} split to evaluate")
     # Every file of the split, read in full before the first batch, so a bad one is named.
-    preflight({split: chosen}, progress=False, what=f"data.dataset={cfg.dataset!r}")
+    preflight(
+        {split: chosen}, progress=False, what=f"data.dataset={cfg.dataset!r}", threads=cfg.check_threads
+    )
     return chosen, tuple(chosen.class_names)
 
 

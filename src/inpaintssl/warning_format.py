@@ -26,6 +26,7 @@ import contextlib
 import linecache
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "caller_stacklevel",
     "command_in_effect",
     "command_warnings",
+    "held_warnings",
     "install_command_warnings",
     "warn_each_time",
 ]
@@ -70,6 +72,38 @@ _PASSED_OVER = ("inpaintssl", "pydantic", "pydantic_core", "contextlib")
 # The attribute :func:`warn_each_time` sets on the warnings it raises.
 _RAISED_HERE = "inpaintssl_warn_each_time"
 
+# Per thread: the list :func:`held_warnings` collects this thread's per-call warnings in, if any.
+_HOLDING = threading.local()
+
+
+@contextlib.contextmanager
+def held_warnings() -> Iterator[list[tuple[str, type[Warning]]]]:
+    """Hold this thread's :func:`warn_each_time` warnings as ``(message, category)``; raise none of them.
+
+    Work run on a thread pool (the pre-flight check's cases, :mod:`inpaintssl.data.preflight`)
+    would raise its warnings from a stack that holds no caller: their location would be
+    :mod:`threading`'s, and their order the order the threads happened to finish in. Held, they are
+    raised again by the thread that waits for the work, with :func:`warn_each_time`, in the order
+    the work was asked for, at that thread's caller, where the filters apply as they would have.
+    Only this thread's warnings are held; blocks nest, the inner one holding its own.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as seen:
+        ...     warnings.simplefilter("always")
+        ...     with held_warnings() as held:
+        ...         warn_each_time("case 'a': few distinct values", UserWarning)
+        >>> seen, held
+        ([], [("case 'a': few distinct values", <class 'UserWarning'>)])
+    """
+    outer = getattr(_HOLDING, "held", None)
+    held: list[tuple[str, type[Warning]]] = []
+    _HOLDING.held = held
+    try:
+        yield held
+    finally:
+        _HOLDING.held = outer
+
 
 def warn_each_time(message: str, category: type[Warning]) -> None:
     """Warn about what this call did, at the first caller outside inpaintssl and pydantic, on every call.
@@ -80,7 +114,8 @@ def warn_each_time(message: str, category: type[Warning]) -> None:
     the first time only. A warning about one call's input is news on every call, so none is
     remembered here; the filters still apply (``ignore``, ``error``, ``once``). Frames of pydantic
     (which calls the config validators) and of contextlib (which enters the library's context
-    managers) are passed over as the library's are.
+    managers) are passed over as the library's are. Inside a :func:`held_warnings` block of the
+    calling thread the warning is held there instead, to be raised again by the thread that waits.
 
     Example:
         >>> import warnings
@@ -91,6 +126,10 @@ def warn_each_time(message: str, category: type[Warning]) -> None:
         >>> len(seen)
         2
     """
+    held: list[tuple[str, type[Warning]]] | None = getattr(_HOLDING, "held", None)
+    if held is not None:
+        held.append((message, category))
+        return
     frame = sys._getframe(1)
     while (
         frame.f_back is not None

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 import weakref
 from pathlib import Path
@@ -1274,7 +1275,7 @@ def test_one_input_volume_is_in_memory_at_a_time(
     def prepare(*args: Any, **kwargs: Any) -> Any:
         items = real_prepare(*args, **kwargs)
         prepared.extend(items)
-        assert decompressed == names  # every input read in full by its check...
+        assert sorted(decompressed) == sorted(names)  # every input read in full by its check (on threads)...
         assert held() == ([], 0)  # ...and none kept after it
         return items
 
@@ -1291,8 +1292,116 @@ def test_one_input_volume_is_in_memory_at_a_time(
     predict(softmax_run, inputs, output=tmp_path / "p", probabilities=True, device="cpu", progress=False)
     # Read again for its own case only: the one case being predicted holds its array, no other does.
     assert seen == [(case, ([], 0), ([case], 1)) for case in ("a", "b", "moved")]
-    assert decompressed == names + names
+    assert sorted(decompressed[:3]) == sorted(names) and decompressed[3:] == names
     assert held() == ([], 0)
+
+
+def test_inputs_checked_on_threads_hold_at_most_that_many_scans_and_label_as_one_by_one(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = [*_three_scans(brains, tmp_path / "scans"), brains / "c.nii.gz"]
+    real = NiftiVolume._array
+    lock = threading.Lock()
+    arrays: list[weakref.ref[np.ndarray]] = []
+    most: dict[str, Any] = {"alive": 0, "threads": set(), "checking": True}
+
+    def instrumented(self: NiftiVolume) -> Any:
+        fresh = "_cache" not in self.__dict__
+        array = real(self)
+        if fresh and isinstance(array, np.ndarray) and most["checking"]:
+            with lock:
+                arrays.append(weakref.ref(array))
+                most["alive"] = max(most["alive"], _alive(arrays))
+                most["threads"].add(threading.current_thread().name)
+        return array
+
+    monkeypatch.setattr(NiftiVolume, "_array", instrumented)
+    real_predict_case = labelling.predict_case
+
+    def predicting(item: Any, **kwargs: Any) -> Any:
+        most["checking"] = False  # every input was checked: from here on, the prediction's reads
+        return real_predict_case(item, **kwargs)
+
+    monkeypatch.setattr(importlib.import_module("inpaintssl.inference.predict"), "predict_case", predicting)
+    threaded = predict(
+        softmax_run,
+        inputs,
+        output=tmp_path / "t",
+        probabilities=True,
+        device="cpu",
+        progress=False,
+        check_threads=2,
+    )
+    # Each checking thread holds one decompressed scan while it checks it, and releases it after.
+    assert 1 <= most["alive"] <= 2
+    assert any(name.startswith("inpaintssl-in-order") for name in most["threads"])
+    one_by_one = predict(
+        softmax_run,
+        inputs,
+        output=tmp_path / "s",
+        probabilities=True,
+        device="cpu",
+        progress=False,
+        check_threads=1,
+    )
+    for case in threaded.cases:
+        for kind in ("seg", "prob"):
+            one, affine, _ = _nifti(tmp_path / "t" / f"{case.case}_{kind}.nii.gz")
+            other, affine_other, _ = _nifti(tmp_path / "s" / f"{case.case}_{kind}.nii.gz")
+            assert np.array_equal(one, other) and np.array_equal(affine, affine_other), (case.case, kind)
+    assert _read_csv(tmp_path / "t" / "volumes.csv") == _read_csv(tmp_path / "s" / "volumes.csv")
+    assert [c.volumes_ml for c in threaded.cases] == [c.volumes_ml for c in one_by_one.cases]
+
+
+def test_inputs_checked_on_threads_raise_and_warn_in_input_order(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = _blank_and_nan_scans(brains, tmp_path / "bad")
+    inputs = [brains / "a.nii.gz", bad["nan"], brains / "b.nii.gz", bad["zeros"]]
+    # The NaN scan's check waits until the blank one, later in order, has failed: the error raised
+    # is still the NaN scan's, the first in input order.
+    blank_failed = threading.Event()
+    real_preflight = preparation.preflight
+
+    def ordered(datasets: Any, **kwargs: Any) -> Any:
+        if "holed" in kwargs["what"]:
+            assert blank_failed.wait(timeout=60), "the blank scan's check never ran beside this one"
+        try:
+            return real_preflight(datasets, **kwargs)
+        except Exception:
+            if "zeros" in kwargs["what"]:
+                blank_failed.set()
+            raise
+
+    monkeypatch.setattr(preparation, "preflight", ordered)
+    with pytest.raises(PredictionError, match=r"holed\.nii\.gz slice 17: 1 NaN/Inf value"):
+        predict(softmax_run, inputs, output=tmp_path / "p", device="cpu", progress=False, check_threads=4)
+    assert blank_failed.is_set()
+    monkeypatch.setattr(preparation, "preflight", real_preflight)
+
+    # Warnings raised while inputs are opened on threads come in input order, at the caller's line.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name, codes in (("first", "SPR"), ("second", "PSL"), ("third", "RIA")):
+        nib.save(stored_as(nib.load(brains / "c.nii.gz"), codes), moved / f"{name}.nii.gz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict(
+            softmax_run,
+            [moved / f"{name}.nii.gz" for name in ("first", "second", "third")],
+            output=tmp_path / "q",
+            device="cpu",
+            progress=False,
+            orientation="stored",
+            check_threads=3,
+        )
+    told = [w for w in caught if "which none of the run's training volumes had" in str(w.message)]
+    assert [re.search(r"(\w+)\.nii\.gz: stored in", str(w.message)).group(1) for w in told] == [  # type: ignore[union-attr]
+        "first",
+        "second",
+        "third",
+    ]
+    assert {w.filename for w in told} == {__file__}
 
 
 def test_released_inputs_are_labelled_bit_for_bit_as_inputs_kept_in_memory(
@@ -1304,7 +1413,8 @@ def test_released_inputs_are_labelled_bit_for_bit_as_inputs_kept_in_memory(
     released = predict(
         softmax_run, inputs, output=tmp_path / "released", probabilities=True, device="cpu", progress=False
     )
-    assert decompressed == names + names  # each read by its check, then again by its prediction
+    # Each read by its check (in any order: inputs are checked on threads), then again by its prediction.
+    assert sorted(decompressed[:3]) == sorted(names) and decompressed[3:] == names
     decompressed.clear()
     # As before releasing existed: each input kept from its check to its prediction.
     monkeypatch.setattr(Volume, "release", lambda self: None)

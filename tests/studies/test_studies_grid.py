@@ -95,6 +95,7 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
         "data.num_workers=3",
         "data.worker_start_method=spawn",
         "data.cache_dir=/scratch/decompressed",
+        "data.check_threads=3",
         "run.compile=reduce-overhead",
         "run.cudnn_benchmark=true",
     ]

@@ -148,7 +148,12 @@ def test_data_check_record_is_read_back_only_for_the_same_data_settings(
 
     recorded = DataCheck(passed=passed, sets={"nifti case 'a' (/d/a.nii)": ("train", "val")})
     assert read_data_check(tmp_path, data_config=data) == recorded
-    workers = {"num_workers": 3, "worker_start_method": "spawn", "cache_dir": tmp_path / "decompressed"}
+    workers = {
+        "num_workers": 3,
+        "worker_start_method": "spawn",
+        "cache_dir": tmp_path / "decompressed",
+        "check_threads": 2,
+    }
     assert read_data_check(tmp_path, data_config=data.model_copy(update=workers)) == recorded
     other = data.model_copy(update={"image_size": (64, 64)})
     assert read_data_check(tmp_path, data_config=other) == DataCheck()

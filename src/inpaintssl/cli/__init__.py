@@ -377,6 +377,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         orientation=args.orientation,
         resample=args.resample,
+        check_threads=args.check_threads,
     )
     cases = report.cases
     print(
@@ -713,6 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="axis order NIfTI/DICOM inputs are read in before slicing: auto (the training volumes' "
         "one), stored, or axis codes such as RAS (default: auto)",
+    )
+    p.add_argument(
+        "--check-threads",
+        type=int,
+        metavar="N",
+        help="inputs read and checked at once before any is predicted, each on a thread holding its "
+        "decompressed scan; 1: one after the other (default: the cores this process may use, 8 at most)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)

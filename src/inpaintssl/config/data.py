@@ -67,6 +67,11 @@ class DataConfig(_Strict):
             worker, and reused by later runs over the same files
             (:mod:`~inpaintssl.data.decompressed`); ``None`` keeps each process's own copy in its
             memory. Values read are the same either way.
+        check_threads: Cases the pre-flight check reads at once, each on a thread
+            (:mod:`~inpaintssl.data.preflight`: a dataset of compressed volumes is checked about
+            as many times faster as there are cores); ``1`` reads them one after the other.
+            ``None``: the cores the process may use, 8 at most. What is checked, and what it
+            finds, are the same either way.
     """
 
     dataset: str = "mni152"
@@ -81,6 +86,7 @@ class DataConfig(_Strict):
     worker_start_method: WorkerStartMethod | None = None
     val_max_images: int | None = Field(default=None, gt=0)
     cache_dir: Path | None = None
+    check_threads: int | None = Field(default=None, ge=1)
 
     @field_validator("cache_dir", mode="before")
     @classmethod
@@ -105,6 +111,6 @@ class DataConfig(_Strict):
         return unused
 
 
-DATA_READING_FIELDS = ("num_workers", "worker_start_method", "cache_dir")
+DATA_READING_FIELDS = ("num_workers", "worker_start_method", "cache_dir", "check_threads")
 """:class:`DataConfig` fields that say how the data are read, never what is read: a resume may
 change them, and neither a study's run ids nor the pre-flight check's record depend on them."""

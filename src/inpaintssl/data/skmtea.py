@@ -437,6 +437,7 @@ class SKMTEADataset(SliceDataset):
                 f"skmtea scan {scan.scan_id!r} ({scan.path})",
                 functools.partial(self._preflight, v),
                 files=(str(scan.path),),
+                parallel=True,  # one scan's file each (H5Files locks its handles); _stats: one key per scan
             )
             for v, scan in enumerate(self._scans)
             if scan.scan_id in volume_ids

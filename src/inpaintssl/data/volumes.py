@@ -215,6 +215,7 @@ class VolumeSliceDataset(SliceDataset):
                 f"{self.name} case {case.volume_id!r} ({case.image.path})",
                 functools.partial(self._preflight, c),
                 files=(*case.image.files, *(case.label.files if self.labelled and case.label else ())),
+                parallel=True,  # each reads its own case's volumes; _stats takes one key per case
             )
             for c, case in enumerate(self._cases)
             if case.volume_id in volume_ids

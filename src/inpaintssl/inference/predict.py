@@ -183,6 +183,7 @@ def predict(
     overlap: float = 0.5,
     orientation: str = "auto",
     resample: Resample = "off",
+    check_threads: int | None = None,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -221,6 +222,11 @@ def predict(
             resampled back onto the scan's own grid before they become labels; scans within
             the range are predicted exactly as with ``off``. Needs a run that keeps the pixel
             grid (``crop_or_pad``, or no ``data.image_size``) and recorded its spacing.
+        check_threads: Inputs read and checked at once before any is predicted, each on a
+            thread that holds its decompressed scan while it checks it; ``1``: one after the
+            other. ``None``: the cores the process may use, 8 at most
+            (:func:`~inpaintssl.data.preflight.default_check_threads`). Errors and warnings are
+            the same, in input order.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -237,10 +243,10 @@ def predict(
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
             All three are ``ValueError`` subclasses.
-        ValueError: ``batch_size`` below 1, an unknown ``device``, ``large_slices`` or
-            ``resample``, ``overlap`` outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite
-            sizes > 0, or ``resample="outside"`` with a run that resized its slices or recorded no
-            spacing.
+        ValueError: ``batch_size`` or ``check_threads`` below 1, an unknown ``device``,
+            ``large_slices`` or ``resample``, ``overlap`` outside ``[0, 1)``, a ``spacing`` that is
+            not 2 or 3 finite sizes > 0, or ``resample="outside"`` with a run that resized its
+            slices or recorded no spacing.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -249,6 +255,8 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+    if check_threads is not None and check_threads < 1:
+        raise ValueError(f"check_threads={check_threads}; expected 1 or more threads, or None (automatic)")
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
@@ -263,7 +271,13 @@ def predict(
     prep = slice_preprocessing(model.preprocessing, slice_axis=slice_axis, orientation=orientation)
     check_resample(resample, model, prep)
     prepared = prepare_inputs(
-        expand_inputs(inputs), model=model, prep=prep, key=key, spacing=spacing, resample=resample
+        expand_inputs(inputs),
+        model=model,
+        prep=prep,
+        key=key,
+        spacing=spacing,
+        resample=resample,
+        threads=check_threads,
     )
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:

@@ -29,19 +29,21 @@ checked.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.orientation import Reorientation
-from inpaintssl.data.preflight import Fingerprints, file_fingerprints, preflight
+from inpaintssl.data.preflight import Fingerprints, default_check_threads, file_fingerprints, preflight
 from inpaintssl.data.readers import Volume
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, VolumeSliceDataset
+from inpaintssl.in_order import Task, run_in_order
 from inpaintssl.inference.inputs import Geometry, case_names, open_input, reading
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
@@ -108,8 +110,13 @@ def prepare_inputs(
     key: str | None,
     spacing: Sequence[float] | None,
     resample: Resample = "off",
+    threads: int | None = None,
 ) -> list[PreparedInput]:
     """Open and check every input (see the module docstring) before any prediction is made.
+
+    ``threads`` inputs are read and checked at once, each on a thread (``None``:
+    :func:`~inpaintssl.data.preflight.default_check_threads`; ``1``: one after the other); what
+    is raised and warned is the same, in input order.
 
     Returns:
         One prepared input per path, in order, each with its volume released.
@@ -119,29 +126,13 @@ def prepare_inputs(
             holds NaN/Inf voxels, or its channel count does not fit the model; the message names it.
     """
     trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
+    tasks = [
+        Task(functools.partial(_checked, case, path, model=model, prep=prep, key=key, spacing=spacing))
+        for case, path in zip(case_names(paths), paths)
+    ]
     prepared = []
-    for case, path in zip(case_names(paths), paths):
-        with reading(path):
-            volume, geometry = open_input(path, prep=prep, key=key, spacing=spacing)
-            stored = volume.stored_orientation
-            _orient(volume, prep)
-            dataset = _slices(volume, prep, case)
-        if dataset.in_channels != model.in_channels:
-            raise PredictionError(
-                f"input {path}: the model takes {model.in_channels} input channel(s) "
-                f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
-                f"(shape {volume.shape})"
-            )
-        with reading(path):
-            # Stat'ed before the check reads the data, as training's check stats: a file rewritten
-            # while it is read here no longer matches when its case is read again to be predicted.
-            prints = _fingerprints(volume)
-            # Training's check of its images, before any case is predicted: a blank or NaN scan is
-            # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
-            preflight({"predict": dataset}, progress=False, what=f"input {path}")
-        # Kept, the decompressed scan would stay in memory with every other input's until predict
-        # ends; the dataset keeps the statistics its check computed, which are all it needs.
-        volume.release()
+    workers = default_check_threads() if threads is None else threads
+    for case, path, volume, geometry, dataset, stored, prints in run_in_order(tasks, threads=workers):
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
@@ -157,6 +148,56 @@ def prepare_inputs(
             PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints)
         )
     return prepared
+
+
+class _Checked(NamedTuple):
+    """What :func:`_checked` leaves of one input for :func:`prepare_inputs`."""
+
+    case: str
+    path: Path
+    volume: Volume
+    geometry: Geometry
+    dataset: VolumeSliceDataset
+    stored: str | None
+    fingerprints: Fingerprints
+
+
+def _checked(
+    case: str,
+    path: Path,
+    *,
+    model: PredictionModel,
+    prep: SlicePreprocessing,
+    key: str | None,
+    spacing: Sequence[float] | None,
+) -> _Checked:
+    """One input opened, oriented, sliced and checked in full, its volume released again.
+
+    Runs on a thread beside other inputs' (:func:`~inpaintssl.in_order.run_in_order`): it touches
+    only this input's objects, and its warnings are raised by the caller, in input order.
+    """
+    with reading(path):
+        volume, geometry = open_input(path, prep=prep, key=key, spacing=spacing)
+        stored = volume.stored_orientation
+        _orient(volume, prep)
+        dataset = _slices(volume, prep, case)
+    if dataset.in_channels != model.in_channels:
+        raise PredictionError(
+            f"input {path}: the model takes {model.in_channels} input channel(s) "
+            f"({_channels_hint(model.in_channels)}) but the image gives {dataset.in_channels} "
+            f"(shape {volume.shape})"
+        )
+    with reading(path):
+        # Stat'ed before the check reads the data, as training's check stats: a file rewritten
+        # while it is read here no longer matches when its case is read again to be predicted.
+        prints = _fingerprints(volume)
+        # Training's check of its images, before any case is predicted: a blank or NaN scan is
+        # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
+        preflight({"predict": dataset}, progress=False, what=f"input {path}", threads=1)
+    # Kept, the decompressed scan would stay in memory with every other input's until predict
+    # ends; the dataset keeps the statistics its check computed, which are all it needs.
+    volume.release()
+    return _Checked(case, path, volume, geometry, dataset, stored, prints)
 
 
 def _fingerprints(volume: Volume) -> Fingerprints:

@@ -141,6 +141,7 @@ def _preflight_on_the_main_rank(config: StageConfig, ctx: RunContext, bundle: Da
             progress=not config.run.quiet and ctx.dist.is_main,
             what=f"data.dataset={config.data.dataset!r}",
             passed=passed,
+            threads=config.data.check_threads,
         )
 
     if not ctx.dist.distributed:
