@@ -209,7 +209,12 @@ class VolumeSliceDataset(SliceDataset):
         return acc.result(channels=self.in_channels), low, high, values
 
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
-        """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`)."""
+        """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`).
+
+        The checks may run on threads beside each other (``CaseCheck.parallel``): a subclass whose
+        ``to_channels`` or ``extras`` share state between cases overrides this to pass
+        ``parallel=False``.
+        """
         return [
             CaseCheck(
                 f"{self.name} case {case.volume_id!r} ({case.image.path})",
