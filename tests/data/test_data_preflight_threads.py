@@ -79,6 +79,8 @@ def test_cases_are_checked_at_once_and_keep_the_statistics_of_a_check_one_by_one
     threaded_data = _opened(tmp_path, 6)
     threaded = preflight({"train": threaded_data}, progress=False, threads=3)
     assert len(names) == 6 and all(name.startswith("inpaintssl-in-order") for name in names)
+    # None is left running: a run forks its DataLoader workers next, which threads would make unsafe.
+    assert not [t for t in threading.enumerate() if t.name.startswith("inpaintssl-in-order")]
     assert (threaded.cases, threaded.passed, threaded.sets) == (
         sequential.cases,
         sequential.passed,
@@ -105,6 +107,7 @@ def test_the_first_bad_case_in_order_is_named_and_warnings_come_in_case_order(
         warnings.simplefilter("always")
         with pytest.raises(DataError, match=r"case3\.nii\.gz slice 2: 1 NaN/Inf value"):
             preflight({"train": data}, progress=False, threads=4)
+    assert not [t for t in threading.enumerate() if t.name.startswith("inpaintssl-in-order")]
     told = [str(w.message) for w in caught if "is it a label map?" in str(w.message)]
     # Case 1's warning, raised before the failing case 3; case 4 comes after it, so is never told.
     assert len(told) == 1 and "case1.nii.gz" in told[0]
