@@ -68,8 +68,8 @@ class DataConfig(_Strict):
             (:mod:`~inpaintssl.data.decompressed`); ``None`` keeps each process's own copy in its
             memory. Values read are the same either way.
         check_threads: Cases the pre-flight check reads at once, each on a thread
-            (:mod:`~inpaintssl.data.preflight`: a dataset of compressed volumes is checked about
-            as many times faster as there are cores); ``1`` reads them one after the other.
+            (:mod:`~inpaintssl.data.preflight`: 12 ``.nii.gz`` cases were checked 1.46x as fast
+            on 2 cores as one by one); ``1`` reads them one after the other.
             ``None``: the cores the process may use, 8 at most. What is checked, and what it
             finds, are the same either way.
     """
