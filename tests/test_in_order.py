@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -151,3 +154,27 @@ def test_stopping_early_leaves_no_thread_running() -> None:
     assert next(results) == 0
     results.close()
     assert {t.name for t in threading.enumerate()} <= before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to its own process is POSIX's")
+def test_ctrl_c_while_waiting_stops_at_once_and_starts_nothing_more() -> None:
+    started: list[int] = []
+    release = threading.Event()
+
+    def slow(i: int) -> Callable[[], int]:
+        def run() -> int:
+            started.append(i)
+            release.wait(timeout=0.5)  # a case being read: it finishes on its own
+            return i
+
+        return run
+
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    begun = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        list(run_in_order([Task(slow(i)) for i in range(20)], threads=2))
+    # Waited only for the two running tasks, not for the 18 others, which never started.
+    assert time.perf_counter() - begun < 10
+    assert sorted(started) == [0, 1]
+    assert not [t for t in threading.enumerate() if t.name.startswith("inpaintssl-in-order")]
