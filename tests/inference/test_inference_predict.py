@@ -1421,7 +1421,7 @@ def test_released_inputs_are_labelled_bit_for_bit_as_inputs_kept_in_memory(
     kept = predict(
         softmax_run, inputs, output=tmp_path / "kept", probabilities=True, device="cpu", progress=False
     )
-    assert decompressed == names
+    assert sorted(decompressed) == sorted(names)  # by the checks alone, on threads, in any order
     for case in ("a", "b", "moved"):
         for kind in ("seg", "prob"):
             one, affine, _ = _nifti(tmp_path / "released" / f"{case}_{kind}.nii.gz")
