@@ -169,11 +169,17 @@ def test_ctrl_c_while_waiting_stops_at_once_and_starts_nothing_more() -> None:
 
         return run
 
+    # Python's own Ctrl-C handler, whatever an earlier test in this process left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
     begun = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        list(run_in_order([Task(slow(i)) for i in range(20)], threads=2))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            list(run_in_order([Task(slow(i)) for i in range(20)], threads=2))
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     # Waited only for the two running tasks, not for the 18 others, which never started.
     assert time.perf_counter() - begun < 10
     assert sorted(started) == [0, 1]
