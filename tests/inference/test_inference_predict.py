@@ -9,9 +9,11 @@ that crops slices to 48x48 and a run that resizes them to 32x32.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import importlib
+import io
 import json
 import os
 import re
@@ -1351,6 +1353,26 @@ def test_inputs_checked_on_threads_hold_at_most_that_many_scans_and_label_as_one
             assert np.array_equal(one, other) and np.array_equal(affine, affine_other), (case.case, kind)
     assert _read_csv(tmp_path / "t" / "volumes.csv") == _read_csv(tmp_path / "s" / "volumes.csv")
     assert [c.volumes_ml for c in threaded.cases] == [c.volumes_ml for c in one_by_one.cases]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_sees_the_inputs_being_checked_before_the_cases_are_predicted(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    inputs = [brains / "a.nii.gz", brains / "b.nii.gz", brains / "c.nii.gz"]
+    with contextlib.redirect_stderr(_Terminal()) as err:
+        predict(softmax_run, inputs, output=tmp_path / "p", device="cpu", progress=True)
+    shown = err.getvalue()
+    # Reading hundreds of scans takes minutes: the check has a bar of its own, before predict's.
+    assert "checking inputs:" in shown and "/3 " in shown.split("predict")[0]
+    assert shown.index("checking inputs") < shown.index("predict")
+    with contextlib.redirect_stderr(_Terminal()) as quiet:
+        predict(softmax_run, inputs, output=tmp_path / "q", device="cpu", progress=False)
+    assert quiet.getvalue() == ""
 
 
 def test_inputs_checked_on_threads_raise_and_warn_in_input_order(

@@ -722,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="inputs read and checked at once before any is predicted, each on a thread holding its "
         "decompressed scan; 1: one after the other (default: the cores this process may use, 8 at most)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (inputs checked, cases predicted)")
     p.set_defaults(func=_cmd_predict)
 
     export_text = (

@@ -197,7 +197,8 @@ def predict(
         batch_size: Slices per forward pass.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         probabilities: Also write the per-class probability maps.
-        progress: Show a progress bar over cases (on a terminal).
+        progress: Show progress bars over the inputs checked and the cases predicted (on a
+            terminal; in a log, a line per case predicted).
         slice_axis: Slice along this axis of 3D/4D arrays instead of the run's ``slice_axis``.
         key: HDF5 dataset or ``.npz`` member holding the image (default: the one called
             ``image``, as the ``numpy`` and ``hdf5`` datasets read, or the file's only array).
@@ -278,6 +279,7 @@ def predict(
         spacing=spacing,
         resample=resample,
         threads=check_threads,
+        progress=progress,
     )
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:

@@ -47,6 +47,7 @@ from inpaintssl.in_order import Task, run_in_order
 from inpaintssl.inference.inputs import Geometry, case_names, open_input, reading
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
+from inpaintssl.progress import progress_iter
 from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["PreparedInput", "Resample", "check_unchanged", "prepare_inputs"]
@@ -111,12 +112,14 @@ def prepare_inputs(
     spacing: Sequence[float] | None,
     resample: Resample = "off",
     threads: int | None = None,
+    progress: bool = False,
 ) -> list[PreparedInput]:
     """Open and check every input (see the module docstring) before any prediction is made.
 
     ``threads`` inputs are read and checked at once, each on a thread (``None``:
     :func:`~inpaintssl.data.preflight.default_check_threads`; ``1``: one after the other); what
-    is raised and warned is the same, in input order.
+    is raised and warned is the same, in input order. ``progress`` shows a bar over the inputs
+    checked on a terminal (reading hundreds of scans takes minutes before the first is predicted).
 
     Returns:
         One prepared input per path, in order, each with its volume released.
@@ -132,7 +135,15 @@ def prepare_inputs(
     ]
     prepared = []
     workers = default_check_threads() if threads is None else threads
-    for case, path, volume, geometry, dataset, stored, prints in run_in_order(tasks, threads=workers):
+    checked = progress_iter(
+        run_in_order(tasks, threads=workers),
+        desc="checking inputs",
+        unit="input",
+        total=len(tasks),
+        leave=False,
+        disable=not progress,
+    )
+    for case, path, volume, geometry, dataset, stored, prints in checked:
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
