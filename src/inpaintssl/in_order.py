@@ -12,8 +12,8 @@ a caller sees:
 - the library's per-call warnings (:func:`~inpaintssl.warning_format.warn_each_time`) a task
   raises on a thread are held there (:func:`~inpaintssl.warning_format.held_warnings`) and raised
   by the calling thread, in task order, at its caller, where the filters apply as before;
-- at most ``threads`` tasks run ahead of the one waited for, so a task that holds a decompressed
-  volume holds at most that many at once.
+- at most ``threads`` tasks run ahead of the one waited for, so tasks that each hold a
+  decompressed volume hold at most that many volumes at once.
 
 A task that is not safe beside others (``parallel=False``: a plugin's code, which may share
 state between its cases) runs in the calling thread when its turn comes.
