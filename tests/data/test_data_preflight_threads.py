@@ -74,7 +74,6 @@ def test_cases_are_checked_at_once_and_keep_the_statistics_of_a_check_one_by_one
     sequential = preflight({"train": one_by_one}, progress=False, threads=1)
     assert names == [threading.current_thread().name] * 6
 
-    names.clear()
     names = _checked_on(monkeypatch, meet=3)
     threaded_data = _opened(tmp_path, 6)
     threaded = preflight({"train": threaded_data}, progress=False, threads=3)
@@ -96,9 +95,7 @@ def test_cases_are_checked_at_once_and_keep_the_statistics_of_a_check_one_by_one
         assert torch.equal(threaded_data[index]["image"], one_by_one[index]["image"])
 
 
-def test_the_first_bad_case_in_order_is_named_and_warnings_come_in_case_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_first_bad_case_in_order_is_named_and_warnings_come_in_case_order(tmp_path: Path) -> None:
     bad = np.ones((12, 10, 5), np.float32)
     bad[3, 4, 2] = np.nan
     few = np.tile(np.arange(3, dtype=np.float32), (12, 10, 5))[:, :, :5]  # whole numbers: a label map?
@@ -119,14 +116,20 @@ def test_the_first_bad_case_in_order_is_named_and_warnings_come_in_case_order(
         warnings.simplefilter("always")
         preflight({"train": data}, progress=False, threads=4)
     told = [str(w.message) for w in caught if "is it a label map?" in str(w.message)]
-    assert ["case1.nii.gz" in told[0], "case3.nii.gz" in told[1]] == [True, True] and len(told) == 2
+    assert len(told) == 2 and "case1.nii.gz" in told[0] and "case3.nii.gz" in told[1]
 
 
-def test_a_plugins_checks_run_in_the_calling_thread_unless_they_say_they_may_not() -> None:
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_plugins_checks_run_in_the_calling_thread_unless_they_say_they_may_run_on_threads(
+    parallel: bool,
+) -> None:
     seen: list[tuple[str, str]] = []
 
     def check(name: str) -> CaseCheck:
-        return CaseCheck(f"plugin case {name}", lambda: seen.append((name, threading.current_thread().name)))
+        def run() -> None:
+            seen.append((name, threading.current_thread().name))
+
+        return CaseCheck(f"plugin case {name}", run, parallel=parallel)
 
     class Plugin(SliceDataset):
         volume_ids: ClassVar[list[str]] = ["v0", "v1", "v2"]
@@ -141,8 +144,10 @@ def test_a_plugins_checks_run_in_the_calling_thread_unless_they_say_they_may_not
             return [check(v) for v in sorted(volume_ids)]
 
     report = preflight({"train": Plugin()}, progress=False, threads=4)
-    assert report.cases == 3
-    assert seen == [(v, threading.current_thread().name) for v in ("v0", "v1", "v2")]
+    assert report.cases == 3 and sorted(v for v, _ in seen) == ["v0", "v1", "v2"]
+    calling = threading.current_thread().name
+    assert all((name != calling) == parallel for _, name in seen)
+    assert all(name.startswith("inpaintssl-in-order") == parallel for _, name in seen)
 
 
 @pytest.mark.parametrize("threads", [0, -2])
