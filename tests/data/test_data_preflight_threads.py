@@ -157,10 +157,14 @@ def test_fewer_than_one_thread_is_refused(threads: int) -> None:
 
 
 def test_the_default_is_the_cores_this_process_may_use_up_to_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 32)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert default_check_threads() == 3
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert default_check_threads() == MAX_CHECK_THREADS
+    # A study's worker process gets its share of the cores as PyTorch's thread count.
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert default_check_threads() == 2
 
 
 @pytest.mark.parametrize("check_threads", [1, 3])

@@ -70,7 +70,8 @@ class DataConfig(_Strict):
         check_threads: Cases the pre-flight check reads at once, each on a thread
             (:mod:`~inpaintssl.data.preflight`: 12 ``.nii.gz`` cases were checked 1.46x as fast
             on 2 cores as one by one); ``1`` reads them one after the other.
-            ``None``: the cores the process may use, 8 at most. What is checked, and what it
+            ``None``: the cores the process may use (no more than PyTorch's threads), 8 at most
+            (:func:`~inpaintssl.data.preflight.default_check_threads`). What is checked, and what it
             finds, are the same either way.
     """
 

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.checks import check_item_tensors
@@ -283,7 +284,8 @@ def default_check_threads() -> int:
     """The threads :func:`preflight` uses unless told: the process's cores, :data:`MAX_CHECK_THREADS` at most.
 
     The cores are those the process may run on (its CPU affinity: a Slurm task's share of a node),
-    not the machine's.
+    not the machine's, and no more than PyTorch's thread count (a study's local worker processes
+    each get their share of the cores as that count).
 
     Example:
         >>> 1 <= default_check_threads() <= MAX_CHECK_THREADS
@@ -291,7 +293,7 @@ def default_check_threads() -> int:
     """
     affinity = getattr(os, "sched_getaffinity", None)
     cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    return max(1, min(MAX_CHECK_THREADS, cores))
+    return max(1, min(MAX_CHECK_THREADS, cores, torch.get_num_threads()))
 
 
 def _check_item(dataset: SliceDataset, index: int, *, name: str) -> None:
