@@ -1375,6 +1375,15 @@ def test_a_terminal_sees_the_inputs_being_checked_before_the_cases_are_predicted
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.parametrize("threads", [0, -1])
+def test_fewer_than_one_checking_thread_is_refused_naming_the_argument(
+    softmax_run: Path, brains: Path, tmp_path: Path, threads: int
+) -> None:
+    with pytest.raises(ValueError, match=rf"check_threads={threads}; expected 1 or more threads"):
+        predict(softmax_run, brains / "a.nii.gz", output=tmp_path / "p", device="cpu", check_threads=threads)
+    assert not (tmp_path / "p").exists()
+
+
 def test_inputs_checked_on_threads_raise_and_warn_in_input_order(
     softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,6 +79,7 @@ __all__ = [
     "Fingerprints",
     "PreflightReport",
     "check_same_geometry",
+    "check_threads_to_use",
     "default_check_threads",
     "file_fingerprints",
     "preflight",
@@ -296,6 +297,29 @@ def default_check_threads() -> int:
     return max(1, min(MAX_CHECK_THREADS, cores, torch.get_num_threads()))
 
 
+def check_threads_to_use(threads: int | None, *, argument: str = "threads") -> int:
+    """The threads a check given ``threads`` uses: ``None`` is :func:`default_check_threads`.
+
+    Raises:
+        ValueError: ``threads`` below 1; the message names ``argument``.
+
+    Example:
+        >>> check_threads_to_use(3)
+        3
+        >>> check_threads_to_use(0, argument="check_threads")
+        Traceback (most recent call last):
+        ...
+        ValueError: check_threads=0; expected 1 or more threads checking cases, or None (automatic)
+    """
+    if threads is None:
+        return default_check_threads()
+    if threads < 1:
+        raise ValueError(
+            f"{argument}={threads}; expected 1 or more threads checking cases, or None (automatic)"
+        )
+    return threads
+
+
 def _check_item(dataset: SliceDataset, index: int, *, name: str) -> None:
     item = dataset[index]
     where = f"{name} item {index} (volume {item.get('volume_id')!r}, slice {item.get('slice_index')})"
@@ -330,8 +354,7 @@ def preflight(
             what is wrong.
         ValueError: ``threads`` below 1.
     """
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads={threads}; expected 1 or more threads checking cases, or None (automatic)")
+    workers = check_threads_to_use(threads)
     start = time.perf_counter()
     # By source, the volume ids each set selects from it: views of one dataset may serve several sets.
     wanted: dict[int, tuple[SliceDataset, dict[str, set[str]]]] = {}
@@ -375,7 +398,6 @@ def preflight(
     bar = progress_bar(total=total, desc="checking data", unit="case", disable=not progress)
     try:
         tasks = [Task(check.run, parallel=check.parallel) for check in to_run]
-        workers = default_check_threads() if threads is None else threads
         # The results first: zip then exhausts them, which shuts the threads down.
         for _, check in zip(run_in_order(tasks, threads=workers), to_run, strict=True):
             bar.set_postfix(case=check.what[-40:], refresh=False)

@@ -104,6 +104,7 @@ from typing import Literal
 import numpy as np
 
 from inpaintssl.atomic import atomic_write_text
+from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.inference.inputs import InputPaths as InputPaths
 from inpaintssl.inference.inputs import expand_inputs
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
@@ -256,8 +257,8 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
-    if check_threads is not None and check_threads < 1:
-        raise ValueError(f"check_threads={check_threads}; expected 1 or more threads, or None (automatic)")
+    # Refused before the model is loaded; resolved once, for the check of every input.
+    check_workers = check_threads_to_use(check_threads, argument="check_threads")
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
@@ -278,7 +279,7 @@ def predict(
         key=key,
         spacing=spacing,
         resample=resample,
-        threads=check_threads,
+        threads=check_workers,
         progress=progress,
     )
     amp_dtype = autocast_dtype(target, amp)

@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 
 from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.orientation import Reorientation
-from inpaintssl.data.preflight import Fingerprints, default_check_threads, file_fingerprints, preflight
+from inpaintssl.data.preflight import Fingerprints, check_threads_to_use, file_fingerprints, preflight
 from inpaintssl.data.readers import Volume
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
@@ -117,7 +117,8 @@ def prepare_inputs(
     """Open and check every input (see the module docstring) before any prediction is made.
 
     ``threads`` inputs are read and checked at once, each on a thread (``None``:
-    :func:`~inpaintssl.data.preflight.default_check_threads`; ``1``: one after the other); what
+    :func:`~inpaintssl.data.preflight.default_check_threads`; ``1``: one after the other;
+    :func:`~inpaintssl.data.preflight.check_threads_to_use` refuses fewer); what
     is raised and warned is the same, in input order. ``progress`` shows a bar over the inputs
     checked on a terminal (reading hundreds of scans takes minutes before the first is predicted).
 
@@ -134,7 +135,7 @@ def prepare_inputs(
         for case, path in zip(case_names(paths), paths)
     ]
     prepared = []
-    workers = default_check_threads() if threads is None else threads
+    workers = check_threads_to_use(threads)
     checked = progress_iter(
         run_in_order(tasks, threads=workers),
         desc="checking inputs",
