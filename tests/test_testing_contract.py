@@ -7,9 +7,11 @@ The loss and transfer-strategy contracts are shown failing in ``tests/losses`` a
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,6 +19,8 @@ import pytest
 import torch
 from torch import nn
 
+from inpaintssl.data import DataError, SliceDataset
+from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.models import UNet2d
 from inpaintssl.registry import BACKBONES, DATASETS
@@ -188,6 +192,55 @@ class OneSliceWithTwoChannels(_Tiny):
         return item
 
 
+class _CheckedTiny(_Tiny):
+    """Each item its own case, with a check that reads it (what a file-backed dataset does)."""
+
+    files: tuple[str, ...] = ()
+
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        return [
+            CaseCheck(
+                f"tiny {name!r}", functools.partial(self._check, index), files=self.files, parallel=True
+            )
+            for index, name in enumerate(self.volume_ids)
+            if name in volume_ids
+        ]
+
+    def _check(self, index: int) -> None:
+        self[index]
+
+
+class NamesAMissingFile(_CheckedTiny):
+    files = ("/nonexistent/tiny.nii.gz",)
+
+
+class ChecksEveryCaseWhateverItIsAsked(_CheckedTiny):
+    def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+        return super().preflight_checks(set(self.volume_ids))
+
+
+class RefusesItsOwnData(_CheckedTiny):
+    def _check(self, index: int) -> None:
+        raise DataError(f"tiny case {index}: made-up problem")
+
+
+class ChecksShareState(_CheckedTiny):
+    """Says its checks may run on threads, but each records when it finished in shared state,
+    which the items then depend on: on threads the last case finishes first."""
+
+    def _check(self, index: int) -> None:
+        time.sleep(0.1 * (len(self) - index))
+        self.__dict__.setdefault("finished", []).append(index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        finished = self.__dict__.get("finished", [])
+        item["image"] = item["image"] + (finished.index(index) if index in finished else 0)
+        return item
+
+
+PREFLIGHT_CHECK = "test_preflight_passes_and_reads_on_threads_what_it_reads_one_by_one"
+
 BROKEN_DATASETS = {
     "broken_overlapping_classes": (OverlappingClasses, "test_labelled_items", "belongs to two classes"),
     "broken_double_images": (
@@ -202,6 +255,26 @@ BROKEN_DATASETS = {
         OneSliceWithTwoChannels,
         "test_labelled_items",
         r"broken_middle_channels\[1\]: image has 2 channel\(s\) but the dataset's in_channels is 1",
+    ),
+    "broken_check_missing_file": (
+        NamesAMissingFile,
+        PREFLIGHT_CHECK,
+        r"names files that do not exist: \['/nonexistent/tiny.nii.gz'\]",
+    ),
+    "broken_check_unasked": (
+        ChecksEveryCaseWhateverItIsAsked,
+        PREFLIGHT_CHECK,
+        r"preflight_checks\(set\(\)\) returned 3",
+    ),
+    "broken_check_refuses": (
+        RefusesItsOwnData,
+        PREFLIGHT_CHECK,
+        "refused the fixture's data: tiny case 0: made-up",
+    ),
+    "broken_check_shared_state": (
+        ChecksShareState,
+        PREFLIGHT_CHECK,
+        r"broken_check_shared_state\[0\]: image after a check on threads differs",
     ),
 }
 
@@ -235,3 +308,35 @@ def test_the_dataset_contract_reads_max_items_spread_over_the_dataset(
             contract.test_labelled_items(tmp_path)
     finally:
         DATASETS.unregister("broken_middle_sampled")
+
+
+class _Unchecked(SliceDataset):
+    """A plugin dataset with no checks of its own: the pre-flight check reads it item by item."""
+
+    def __init__(self, *, split: str = "train", labelled: bool = True) -> None:
+        self._inner = _Tiny(split=split, labelled=labelled)
+        self.class_names = self._inner.class_names
+        self.volume_ids = self._inner.volume_ids
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._inner[index]
+
+
+def test_a_dataset_without_checks_of_its_own_is_read_item_by_item_by_the_contract(tmp_path: Path) -> None:
+    reads: list[int] = []
+
+    class Counted(_Unchecked):
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            reads.append(index)
+            return super().__getitem__(index)
+
+    DATASETS.register("unchecked_tiny")(Counted)
+    try:
+        contract = type("Contract", (DatasetContract,), {"dataset": "unchecked_tiny"})()
+        getattr(contract, PREFLIGHT_CHECK)(tmp_path)
+    finally:
+        DATASETS.unregister("unchecked_tiny")
+    assert sorted(reads) == [0, 1, 2]

@@ -14,6 +14,7 @@ from torch.utils.data import default_collate
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.checks import check_item_tensors
 from inpaintssl.data.orientation import check_axis_codes, training_orientations
+from inpaintssl.data.preflight import Checkable, PreflightReport, preflight
 from inpaintssl.data.views import (
     ConcatSlices,
     FitToSize,
@@ -38,8 +39,11 @@ class DatasetContract(Contract):
     of ``num_classes`` channels when labelled and none otherwise; what the dataset tells without
     reading an item (shape, spacing, orientation) is what the item holds; items collate with
     torch's default rules; the dataset survives pickling after use (as spawned ``DataLoader``
-    workers receive it); and the cropping, resizing, subset and concatenation views report the
-    shape and spacing their items hold.
+    workers receive it); the cropping, resizing, subset and concatenation views report the
+    shape and spacing their items hold; and a run's pre-flight check passes on the dataset, through
+    its own case checks where it has them (``preflight_checks``, :mod:`inpaintssl.data.preflight`),
+    which then name files that exist, read on threads what they read one by one, and are asked
+    for no case when given no volume id.
 
     Each check takes a folder the dataset's files may be written into (pytest's ``tmp_path``).
 
@@ -83,6 +87,13 @@ class DatasetContract(Contract):
             f"{self.dataset}: {len(dataset.volume_ids)} volume_ids for {len(dataset)} items",
         )
         return dataset
+
+    def sampled(self, count: int) -> list[int]:
+        """The indices the item checks read of ``count`` items: all, or ``max_items`` spread evenly."""
+        most = max(self.max_items, 2)
+        if count <= most:
+            return list(range(count))
+        return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
 
     def check_item(self, dataset: SliceDataset, index: int) -> dict[str, Any]:
         """Item ``index`` of ``dataset``, checked against the item contract."""
@@ -141,9 +152,7 @@ class DatasetContract(Contract):
         # slice in the middle (another channel count, a float64 image) would otherwise pass here
         # and be refused only when training starts. Test fixtures are small; a larger dataset
         # is sampled evenly, its first and last items always included.
-        count, most = len(dataset), max(self.max_items, 2)
-        indices = sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
-        items = [self.check_item(dataset, index) for index in (range(count) if count <= most else indices)]
+        items = [self.check_item(dataset, index) for index in self.sampled(len(dataset))]
         first, last = items[0], items[-1]
         if first["image"].shape == last["image"].shape:
             batch = default_collate([first, last])  # extras must collate with torch's default rules
@@ -203,3 +212,51 @@ class DatasetContract(Contract):
                 set(training_orientations(view)) == set(training_orientations(dataset)),
                 f"{self.dataset} {kind} view: orientations differ from the dataset's",
             )
+
+    def _preflight(self, dataset: SliceDataset, *, threads: int) -> PreflightReport:
+        try:
+            return preflight({"train": dataset}, progress=False, threads=threads)
+        except DataError as exc:
+            raise AssertionError(
+                f"{self.dataset}: the pre-flight check refused the fixture's data: {exc}"
+            ) from exc
+
+    def test_preflight_passes_and_reads_on_threads_what_it_reads_one_by_one(self, tmp_path: Path) -> None:
+        dataset = self.build(tmp_path)
+        # The same dataset in its pickled state (what spawned workers receive), before any check.
+        one_by_one = copy.deepcopy(dataset)
+        if not isinstance(dataset, Checkable):
+            report = self._preflight(dataset, threads=1)
+            check(
+                report.items == len(dataset),
+                f"{self.dataset}: the pre-flight check read {report.items} of {len(dataset)} items",
+            )
+            return
+        checks = dataset.preflight_checks(set(dataset.volume_ids))
+        unasked = dataset.preflight_checks(set())
+        check(unasked == [], f"{self.dataset}: preflight_checks(set()) returned {len(unasked)} checks")
+        names = [case.what for case in checks]
+        check(len(set(names)) == len(names), f"{self.dataset}: two case checks share a name: {names}")
+        for case in checks:
+            missing = [name for name in case.files if not Path(name).is_file()]
+            check(
+                not missing,
+                f"{self.dataset}: the check {case.what!r} names files that do not exist: {missing}",
+            )
+        # More threads than a fixture's cases: any check that may run beside another does.
+        report = self._preflight(dataset, threads=4)
+        check(
+            report.cases == len(checks) and report.items == 0,
+            f"{self.dataset}: the pre-flight check ran {report.cases} case checks and read "
+            f"{report.items} items; preflight_checks returned {len(checks)}",
+        )
+        self._preflight(one_by_one, threads=1)
+        for index in self.sampled(len(dataset)):
+            threaded, alone = dataset[index], one_by_one[index]
+            for key in ("image", "label"):
+                check(
+                    (key in threaded) == (key in alone)
+                    and (key not in alone or torch.equal(threaded[key], alone[key])),
+                    f"{self.dataset}[{index}]: {key} after a check on threads differs from {key} "
+                    "after the same check one case after the other",
+                )
