@@ -8,6 +8,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
+import h5py
 import nibabel as nib
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import inpaintssl as issl
 from inpaintssl.data import DataError
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.preflight import MAX_CHECK_THREADS, CaseCheck, default_check_threads, preflight
-from inpaintssl.data.volumes import VolumeSliceDataset, nifti_dataset
+from inpaintssl.data.volumes import VolumeSliceDataset, hdf5_dataset, nifti_dataset
 
 CLASSES = ("a", "b")
 
@@ -117,6 +118,24 @@ def test_the_first_bad_case_in_order_is_named_and_warnings_come_in_case_order(tm
         preflight({"train": data}, progress=False, threads=4)
     told = [str(w.message) for w in caught if "is it a label map?" in str(w.message)]
     assert len(told) == 2 and "case1.nii.gz" in told[0] and "case3.nii.gz" in told[1]
+
+
+def test_cases_of_hdf5_files_are_checked_in_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # h5py holds one lock over every HDF5 call: on threads the reads would only take turns.
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        with h5py.File(tmp_path / f"case{i}.h5", "w") as f:
+            f["image"] = rng.normal(size=(12, 10, 5)).astype(np.float32)
+            f["label"] = rng.integers(0, 3, (12, 10, 5)).astype(np.uint8)
+    names = [f"case{i}.h5" for i in range(3)]
+    data = hdf5_dataset(split="train", root=tmp_path, cases={"train": names}, class_names=list(CLASSES))
+    assert [check.parallel for check in data.preflight_checks(set(data.volume_ids))] == [False] * 3
+    assert [check.parallel for check in _cases(tmp_path, 3).preflight_checks({"case0"})] == [True]
+    seen = _checked_on(monkeypatch)
+    assert preflight({"train": data}, progress=False, threads=3).cases == 3
+    assert seen == [threading.current_thread().name] * 3
 
 
 @pytest.mark.parametrize("parallel", [False, True])

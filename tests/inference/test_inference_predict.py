@@ -404,6 +404,41 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
     assert len({r["gm_ml"] for r in rows}) == 1
 
 
+def test_hdf5_inputs_are_checked_in_the_calling_thread_and_the_others_on_threads(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # h5py holds one lock over every HDF5 call: checked on threads, HDF5 reads only take turns.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    array = np.asarray(nib.load(brains / "c.nii.gz").dataobj)
+    for name in ("a", "b"):
+        with h5py.File(scans / f"{name}.h5", "w") as handle:
+            handle.create_dataset("image", data=array)
+        np.save(scans / f"{name}.npy", array)
+    seen: dict[str, str] = {}
+    real = preparation._checked
+
+    def spied(case: str, path: Path, **kwargs: Any) -> Any:
+        seen[Path(path).name] = threading.current_thread().name
+        return real(case, path, **kwargs)
+
+    monkeypatch.setattr(preparation, "_checked", spied)
+    inputs = [scans / "a.h5", scans / "a.npy", scans / "b.h5", scans / "b.npy"]
+    report = predict(
+        softmax_run,
+        inputs,
+        output=tmp_path / "p",
+        device="cpu",
+        progress=False,
+        check_threads=2,
+        spacing=(3, 3, 3),
+    )
+    assert len(report.cases) == 4
+    calling = threading.current_thread().name
+    assert seen["a.h5"] == seen["b.h5"] == calling
+    assert seen["a.npy"].startswith("inpaintssl-in-order") and seen["b.npy"].startswith("inpaintssl-in-order")
+
+
 def test_an_archive_is_read_at_its_image_array_as_training_reads_it(
     softmax_run: Path, brains: Path, tmp_path: Path
 ) -> None:

@@ -73,6 +73,7 @@ __all__ = [
     "import_optional",
     "open_volume",
     "pixdim_agrees",
+    "reads_on_threads",
 ]
 
 IMAGE_RANKS = frozenset({2, 3, 4})
@@ -121,6 +122,10 @@ class Volume(ABC):
     """The axis codes :meth:`reorient` was asked for (also when they are the stored ones)."""
     _what: str = "volume"
     decompressed_folder: Path | None = None
+    reads_on_threads: bool = True
+    """Whether reads of this volume run at once with other volumes' reads on threads (the
+    pre-flight check's, :mod:`~inpaintssl.data.preflight`): zlib, file reads and NumPy release
+    Python's lock. ``False`` for HDF5 (:func:`reads_on_threads`)."""
 
     def __init__(
         self,
@@ -699,6 +704,11 @@ class H5Volume(Volume):
         """The file and the dataset read (see :attr:`Volume.source`)."""
         return f"{self.path} (dataset {self.key!r})"
 
+    # h5py holds one lock over every HDF5 call, decompression included: reads on threads take
+    # turns and contend for it (12 cases of 256x256x64 checked on 2 threads: 0.83 s against 0.63 s
+    # one by one, uncompressed; 1.41 s against 1.24 s, gzip).
+    reads_on_threads = False
+
     def _array(self) -> Any:
         return self._handles.get(self.path)[self.key]
 
@@ -770,6 +780,20 @@ class PngVolume(Volume):
         return self._cache
 
 
+_HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+def reads_on_threads(path: str | Path) -> bool:
+    """Whether :func:`open_volume` opens ``path`` as a volume whose reads run on threads at once
+    (:attr:`Volume.reads_on_threads`): every format but HDF5.
+
+    Example:
+        >>> reads_on_threads("scan.nii.gz"), reads_on_threads("scans/Scan.H5")
+        (True, False)
+    """
+    return not Path(path).name.lower().endswith(_HDF5_SUFFIXES)
+
+
 def open_volume(
     path: str | Path,
     *,
@@ -798,7 +822,7 @@ def open_volume(
         return NiftiVolume(path, slice_axis=slice_axis, ranks=ranks)
     if name.endswith((".npy", ".npz")):
         return NumpyVolume(path, key=key, slice_axis=slice_axis, spacing=spacing, ranks=ranks)
-    if name.endswith((".h5", ".hdf5")):
+    if name.endswith(_HDF5_SUFFIXES):
         return H5Volume(
             path, key=key, handles=handles or H5Files(), slice_axis=slice_axis, spacing=spacing, ranks=ranks
         )

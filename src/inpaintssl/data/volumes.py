@@ -211,20 +211,25 @@ class VolumeSliceDataset(SliceDataset):
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
         """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`).
 
-        The checks may run on threads beside each other (``CaseCheck.parallel``): a subclass whose
-        ``to_channels`` or ``extras`` share state between cases overrides this to pass
-        ``parallel=False``.
+        The checks may run on threads beside each other (``CaseCheck.parallel``), unless a case's
+        volumes say their reads do not (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`:
+        HDF5). A subclass whose ``to_channels`` or ``extras`` share state between cases overrides
+        this to pass ``parallel=False``.
         """
         return [
             CaseCheck(
                 f"{self.name} case {case.volume_id!r} ({case.image.path})",
                 functools.partial(self._preflight, c),
-                files=(*case.image.files, *(case.label.files if self.labelled and case.label else ())),
-                parallel=True,  # each reads its own case's volumes; _stats takes one key per case
+                files=tuple(name for volume in self._case_volumes(case) for name in volume.files),
+                # Each reads its own case's volumes; _stats takes one key per case.
+                parallel=all(v.reads_on_threads for v in self._case_volumes(case)),
             )
             for c, case in enumerate(self._cases)
             if case.volume_id in volume_ids
         ]
+
+    def _case_volumes(self, case: Case) -> tuple[Volume, ...]:
+        return (case.image, case.label) if self.labelled and case.label is not None else (case.image,)
 
     def _preflight(self, case_index: int) -> None:
         case = self._cases[case_index]

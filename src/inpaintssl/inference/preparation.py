@@ -39,7 +39,7 @@ from typing import Literal, NamedTuple
 from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.orientation import Reorientation
 from inpaintssl.data.preflight import Fingerprints, check_threads_to_use, file_fingerprints, preflight
-from inpaintssl.data.readers import Volume
+from inpaintssl.data.readers import Volume, reads_on_threads
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
 from inpaintssl.data.views import slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, VolumeSliceDataset
@@ -131,7 +131,10 @@ def prepare_inputs(
     """
     trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
     tasks = [
-        Task(functools.partial(_checked, case, path, model=model, prep=prep, key=key, spacing=spacing))
+        Task(
+            functools.partial(_checked, case, path, model=model, prep=prep, key=key, spacing=spacing),
+            parallel=reads_on_threads(path),
+        )
         for case, path in zip(case_names(paths), paths)
     ]
     prepared = []
@@ -185,7 +188,8 @@ def _checked(
 ) -> _Checked:
     """One input opened, oriented, sliced and checked in full, its volume released again.
 
-    Runs on a thread beside other inputs' (:func:`~inpaintssl.in_order.run_in_order`): it touches
+    Runs on a thread beside other inputs' (:func:`~inpaintssl.in_order.run_in_order`; an HDF5
+    input in the calling thread, :func:`~inpaintssl.data.readers.reads_on_threads`): it touches
     only this input's objects, and its warnings are raised by the caller, in input order.
     """
     with reading(path):
