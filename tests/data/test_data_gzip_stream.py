@@ -7,7 +7,6 @@ import gzip
 import io
 import itertools
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -109,16 +108,21 @@ def test_a_file_cut_short_raises_eoferror_as_gzip_does(tmp_path: Path, chunk_byt
         path.write_bytes(whole[:keep])
         with pytest.raises(EOFError):
             gzip.decompress(path.read_bytes())
-        with GzipStream(path, chunk_bytes=chunk_bytes) as stream, pytest.raises(EOFError, match=str(path)):
+        with (
+            GzipStream(path, chunk_bytes=chunk_bytes) as stream,
+            pytest.raises(
+                EOFError, match=r"^Compressed file ended before the end-of-stream marker was reached$"
+            ),
+        ):
             stream.read()
 
 
 def test_a_wrong_crc_or_length_is_found_by_skip_to_end_though_every_byte_was_read(tmp_path: Path) -> None:
     payload = bytes(range(256)) * 40
-    for field, where in (("crc", -8), ("length", -4)):
+    for field, field_zlib, where in (("CRC", "data check", -8), ("length", "length check", -4)):
         damaged = bytearray(gzip.compress(payload))
         damaged[where] ^= 0xFF
-        path = tmp_path / f"{field}.gz"
+        path = tmp_path / f"{field.lower()}.gz"
         path.write_bytes(bytes(damaged))
         with pytest.raises(gzip.BadGzipFile):
             gzip.decompress(bytes(damaged))
@@ -126,10 +130,13 @@ def test_a_wrong_crc_or_length_is_found_by_skip_to_end_though_every_byte_was_rea
         with GzipStream(path, chunk_bytes=1) as stream:
             buffer = bytearray(len(payload))
             assert stream.readinto(buffer) == len(payload) and bytes(buffer) == payload
-            with pytest.raises(zlib.error, match="incorrect"):
+            with pytest.raises(gzip.BadGzipFile, match=f"{field} check failed: the data does not match"):
                 stream.skip_to_end()
         # Fed the whole file, it meets the trailer within the read.
-        with GzipStream(path) as stream, pytest.raises(zlib.error, match="incorrect"):
+        with (
+            GzipStream(path) as stream,
+            pytest.raises(gzip.BadGzipFile, match=rf"\(zlib: .*incorrect {field_zlib}"),
+        ):
             stream.readinto(bytearray(len(payload)))
 
 
@@ -168,7 +175,10 @@ def test_an_empty_file_is_empty_and_garbage_is_refused(tmp_path: Path) -> None:
         assert stream.read() == b""
     garbage = tmp_path / "garbage.gz"
     garbage.write_bytes(b"not gzip at all")
-    with GzipStream(garbage) as stream, pytest.raises(zlib.error):
+    with (
+        GzipStream(garbage) as stream,
+        pytest.raises(gzip.BadGzipFile, match=r"corrupt gzip data \(zlib: .*header"),
+    ):
         stream.read()
 
 

@@ -97,6 +97,32 @@ def _nifti_label_truncated(folder: Path) -> Call:
 
 
 @_case(
+    "data-nifti-image-wrong-crc",
+    "data",
+    DataError,
+    r"NIfTI file .*train\.nii\.gz cannot be read at slice 0",
+    r"truncated or corrupt data",
+    r"incorrect data check",
+)
+def _nifti_image_wrong_crc(folder: Path) -> Call:
+    """A ``.nii.gz`` image whose gzip CRC does not match (a flipped bit in a copy): every voxel
+    still decompresses to a value, so only the CRC tells."""
+    data = _volume_data(
+        folder,
+        "nifti",
+        ".nii.gz",
+        _write_nifti,
+        train_image=_image(0, (64, 64, 8)),
+        train_label=_label(0, (64, 64, 8)),
+    )
+    path = folder / "train.nii.gz"
+    damaged = bytearray(path.read_bytes())
+    damaged[-6] ^= 0x01  # in the trailer's CRC-32
+    path.write_bytes(bytes(damaged))
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
     "data-h5-truncated-tail",
     "data",
     DataError,

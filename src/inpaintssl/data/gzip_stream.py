@@ -3,7 +3,7 @@
 A ``.nii.gz`` volume is decompressed whole on its first read (and by the pre-flight check, on
 threads: :mod:`inpaintssl.data.preflight`). nibabel reads it through Python's ``gzip.GzipFile``,
 which feeds zlib 128 KiB of the file at a time, copies each piece it gets back out of a new bytes
-object and computes the CRC in a second pass over it: the 12 files of 256x256x64 voxels of
+object and computes the CRC in a second pass over it: 6 cases (12 files of 256x256x64 voxels) of
 ``benchmarks/bench_preflight_threads.py`` took 4,686 such steps, each taking Python's lock
 between zlib's calls. :class:`GzipStream` feeds zlib 4 MiB at a time, has zlib write no more
 than the caller still wants (so nothing is held back between calls) and at most 8 MiB at once,
@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import io
 import zlib
 from pathlib import Path
@@ -57,7 +58,8 @@ class GzipStream(io.RawIOBase):
 
     Raises:
         EOFError: (on reads) the file ends inside a member, as ``gzip`` raises it.
-        zlib.error: (on reads) the data is corrupt or a member's CRC or length does not match.
+        gzip.BadGzipFile: (on reads) the data is corrupt or a member's CRC or length does not
+            match (zlib's own message in parentheses).
 
     Example:
         >>> import gzip, pathlib, tempfile
@@ -131,7 +133,7 @@ class GzipStream(io.RawIOBase):
 
         Raises:
             EOFError: The file ends inside a member.
-            zlib.error: Corrupt data, or a CRC or length that does not match.
+            gzip.BadGzipFile: Corrupt data, or a CRC or length that does not match.
         """
         self._check_open()
         return self._skip(None)
@@ -165,10 +167,12 @@ class GzipStream(io.RawIOBase):
             if not self._input:
                 self._input = self._file.read(self._chunk_bytes)
                 if not self._input:
-                    raise EOFError(
-                        f"{self.name}: compressed file ended before the end-of-stream marker was reached"
-                    )
-            piece: bytes = self._decompressor.decompress(self._input, limit)
+                    # gzip's own words: callers that name the file (Volume.read) add the path.
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            try:
+                piece: bytes = self._decompressor.decompress(self._input, limit)
+            except zlib.error as exc:
+                raise gzip.BadGzipFile(_what_failed(exc)) from exc
             # At a member's end what follows is in unused_data; unconsumed_tail may still hold a
             # stale copy of it from an earlier call cut short by the limit (CPython keeps it).
             self._input = b"" if self._decompressor.eof else self._decompressor.unconsumed_tail
@@ -191,3 +195,13 @@ class GzipStream(io.RawIOBase):
                 return False
         self._decompressor = zlib.decompressobj(wbits=_GZIP_WBITS)
         return True
+
+
+def _what_failed(exc: zlib.error) -> str:
+    """zlib's error in gzip's words (``error: Error -3 ...`` says little in a message about a file)."""
+    text = str(exc)
+    if "incorrect data check" in text:
+        return f"CRC check failed: the data does not match the CRC-32 the file stores (zlib: {text})"
+    if "incorrect length check" in text:
+        return f"length check failed: the data does not match the length the file stores (zlib: {text})"
+    return f"corrupt gzip data (zlib: {text})"
