@@ -10,7 +10,15 @@ MRI-like int16 images, so they compress as scans do): one case after the other
 so nothing decompressed is reused; the arms alternate after one untimed pass that brings the
 files into the page cache, and their medians are compared. The statistics both arms keep must be
 equal to the bit. A second pair of arms runs a whole ``predict`` of the images (a tiny run) with
-``check_threads=1`` and the default, and their label maps must be equal.
+``check_threads=1`` and the default, and their label maps must be equal. A third pair reads each
+file whole, one after the other, in one thread: through nibabel's own proxy (Python's
+``gzip.GzipFile``, what the library read with before) and through
+:class:`~inpaintssl.data.readers.NiftiVolume` (:mod:`inpaintssl.data.gzip_stream`); the arrays must
+be equal. A fourth pair checks the same cases stored as HDF5 files (gzip-compressed datasets,
+one slice per chunk) one by one and with the default thread count: h5py holds one lock over every
+HDF5 call, so the library checks such cases in the calling thread whatever the count
+(:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`), and the two arms should take the same
+time.
 
 Usage::
 
@@ -18,7 +26,7 @@ Usage::
 
 Target (set before measuring): the threaded check at least 1.5x as fast as the one-by-one check
 on a 2-core machine. ``predict`` has no target: it is reported, since on a CPU the prediction
-itself takes most of its time.
+itself takes most of its time. The whole-file reads have none either.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import h5py
 import nibabel as nib
 import numpy as np
 from provenance import emit, provenance
@@ -38,9 +47,11 @@ from scipy.ndimage import gaussian_filter
 
 import inpaintssl as issl
 from inpaintssl.data.preflight import default_check_threads, preflight
-from inpaintssl.data.volumes import VolumeSliceDataset, nifti_dataset
+from inpaintssl.data.readers import NiftiVolume
+from inpaintssl.data.volumes import VolumeSliceDataset, hdf5_dataset, nifti_dataset
 
 TARGET_SPEEDUP = 1.5  # threaded check vs one case after the other, on 2 cores
+HDF5_COMPRESSION = "gzip"
 
 
 def _write_cases(root: Path, count: int, shape: tuple[int, int, int]) -> list[dict[str, str]]:
@@ -56,6 +67,23 @@ def _write_cases(root: Path, count: int, shape: tuple[int, int, int]) -> list[di
     return cases
 
 
+def _write_hdf5(root: Path, cases: list[dict[str, str]]) -> list[str]:
+    """The NIfTI cases again as HDF5 files, gzip-compressed one slice per chunk."""
+    names = []
+    for case in cases:
+        name = case["image"].replace(".nii.gz", ".h5")
+        with h5py.File(root / name, "w") as f:
+            for key in ("image", "label"):
+                array = np.asarray(nib.load(root / case[key]).dataobj)
+                f.create_dataset(key, data=array, compression=HDF5_COMPRESSION, chunks=(*array.shape[:2], 1))
+        names.append(name)
+    return names
+
+
+def _opened_hdf5(root: Path, names: list[str]) -> VolumeSliceDataset:
+    return hdf5_dataset(split="train", root=root, cases={"train": names}, class_names=["a", "b"])
+
+
 def _opened(root: Path, cases: list[dict[str, str]]) -> VolumeSliceDataset:
     return nifti_dataset(split="train", root=root, cases={"train": cases}, class_names=["a", "b"])
 
@@ -66,6 +94,35 @@ def _stats(dataset: VolumeSliceDataset, count: int) -> list[tuple[bytes, bytes]]
 
 def _labels(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))}
+
+
+def _read_with_nibabel(path: Path) -> np.ndarray:
+    return np.asarray(nib.load(path).dataobj)
+
+
+def _read_with_nifti_volume(path: Path) -> np.ndarray:
+    volume = NiftiVolume(path)  # its first read decompresses the whole file and keeps it
+    return np.stack([volume.read(s) for s in range(volume.num_slices)], axis=-1)
+
+
+def _time_reads(files: list[Path], repeats: int) -> dict[str, list[float]]:
+    """Seconds per pass over ``files`` for each reader, passes alternating; the arrays must agree."""
+    for path in files:
+        first, second = _read_with_nibabel(path), _read_with_nifti_volume(path)
+        if first.dtype != second.dtype or first.tobytes() != second.tobytes():
+            raise AssertionError(f"the two readers read {path.name} differently")
+    timed = {
+        "nibabel_gzipfile": _read_with_nibabel,
+        "nifti_volume_gzip_stream": lambda p: NiftiVolume(p).read(0),
+    }
+    seconds: dict[str, list[float]] = {arm: [] for arm in timed}
+    for _ in range(repeats):
+        for arm, read in timed.items():
+            start = time.perf_counter()
+            for path in files:
+                read(path)
+            seconds[arm].append(time.perf_counter() - start)
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -99,6 +156,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 kept[arm] = _stats(dataset, count)
         if kept["one_by_one"] != kept["threads"]:
             raise AssertionError("the two arms kept different normalisation statistics")
+        files = sorted(root.glob("*.nii.gz"))
+        read_seconds = _time_reads(files, args.repeats)
+        h5_names = _write_hdf5(root, cases)
+        preflight({"train": _opened_hdf5(root, h5_names)}, progress=False, threads=1)
+        hdf5_seconds: dict[str, list[float]] = {arm: [] for arm in arms}
+        for _ in range(args.repeats):
+            for arm, workers in arms.items():
+                dataset = _opened_hdf5(root, h5_names)
+                start = time.perf_counter()
+                preflight({"train": dataset}, progress=False, threads=workers)
+                hdf5_seconds[arm].append(time.perf_counter() - start)
+                kept[f"hdf5_{arm}"] = _stats(dataset, count)
+        if kept["hdf5_one_by_one"] != kept["hdf5_threads"] or kept["hdf5_threads"] != kept["threads"]:
+            raise AssertionError("the HDF5 arms kept other normalisation statistics than the NIfTI arms")
 
         run = issl.finetune(
             {
@@ -129,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check = {arm: statistics.median(v) for arm, v in check_seconds.items()}
     predicted = {arm: statistics.median(v) for arm, v in predict_seconds.items()}
     speedup = check["one_by_one"] / check["threads"]
+    read = {arm: statistics.median(v) for arm, v in read_seconds.items()}
+    hdf5 = {arm: statistics.median(v) for arm, v in hdf5_seconds.items()}
     record: dict[str, Any] = {
         "benchmark": "preflight_threads",
         **provenance(__file__, argv),
@@ -144,6 +217,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_predict_seconds": predicted,
         "check_speedup_threads_vs_one_by_one": speedup,
         "predict_speedup_threads_vs_one_by_one": predicted["one_by_one"] / predicted["threads"],
+        "read_files": len(files),
+        "read_seconds": read_seconds,
+        "median_read_seconds": read,
+        "read_speedup_gzip_stream_vs_gzipfile": read["nibabel_gzipfile"] / read["nifti_volume_gzip_stream"],
+        "hdf5_check_seconds": hdf5_seconds,
+        "median_hdf5_check_seconds": hdf5,
+        "hdf5_check_speedup_threads_vs_one_by_one": hdf5["one_by_one"] / hdf5["threads"],
         "target": f"threaded check >= {TARGET_SPEEDUP:g}x the one-by-one check (2 cores)",
         "target_met": speedup >= TARGET_SPEEDUP,
     }
