@@ -14,10 +14,11 @@ equal to the bit. A second pair of arms runs a whole ``predict`` of the images (
 file whole, one after the other, in one thread: through nibabel's own proxy (Python's
 ``gzip.GzipFile``, what the library read with before) and through
 :class:`~inpaintssl.data.readers.NiftiVolume` (:mod:`inpaintssl.data.gzip_stream`); the arrays must
-be equal. A fourth pair checks the same cases stored as HDF5 files (gzip-compressed datasets,
-one slice per chunk) one by one and with the default thread count: h5py holds one lock over every
-HDF5 call, so the library checks such cases in the calling thread whatever the count
-(:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`), and the two arms should take the same
+be equal. Two more pairs check the same images stored as HDF5 files (gzip-compressed datasets,
+one slice per chunk, with the labels) and as DICOM series (one file per slice, unlabelled) one by
+one and with the default thread count: h5py holds one lock over every HDF5 call and pydicom parses
+in Python, so the library checks such cases in the calling thread whatever the count
+(:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`), and each pair should take the same
 time.
 
 Usage::
@@ -42,10 +43,14 @@ from typing import Any
 import h5py
 import nibabel as nib
 import numpy as np
+import pydicom
 from provenance import emit, provenance
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from scipy.ndimage import gaussian_filter
 
 import inpaintssl as issl
+from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.preflight import default_check_threads, preflight
 from inpaintssl.data.readers import NiftiVolume
 from inpaintssl.data.volumes import VolumeSliceDataset, hdf5_dataset, nifti_dataset
@@ -82,6 +87,56 @@ def _write_hdf5(root: Path, cases: list[dict[str, str]]) -> list[str]:
 
 def _opened_hdf5(root: Path, names: list[str]) -> VolumeSliceDataset:
     return hdf5_dataset(split="train", root=root, cases={"train": names}, class_names=["a", "b"])
+
+
+def _write_dicom(root: Path, cases: list[dict[str, str]]) -> list[str]:
+    """The NIfTI images again as CT DICOM series, one uncompressed file per slice."""
+    names = []
+    for case in cases:
+        image = np.asarray(nib.load(root / case["image"]).dataobj)
+        folder = root / case["image"].replace(".nii.gz", "_dicom")
+        folder.mkdir()
+        series = generate_uid()
+        for z in range(image.shape[2]):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = pydicom.Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+            ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = "CT", series, z + 1
+            ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 2.5 * z], [1, 0, 0, 0, 1, 0]
+            ds.PixelSpacing, ds.SliceThickness = [0.7, 0.8], 2.5
+            ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+            ds.Rows, ds.Columns = image.shape[:2]
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+            ds.PixelData = np.ascontiguousarray(image[:, :, z]).astype("<i2").tobytes()
+            ds.save_as(folder / f"{z:03d}.dcm", enforce_file_format=True)
+        names.append(folder.name)
+    return names
+
+
+def _opened_dicom(root: Path, names: list[str]) -> VolumeSliceDataset:
+    return ct_dataset(split="train", labelled=False, root=root, cases={"train": names})
+
+
+def _time_checks(
+    opened: Any, arms: dict[str, int], repeats: int, count: int
+) -> tuple[dict[str, list[float]], dict[str, list[tuple[bytes, bytes]]]]:
+    """Seconds per check of a freshly opened dataset for each arm, arms alternating, after one
+    untimed pass; and the statistics each arm kept."""
+    preflight({"train": opened()}, progress=False, threads=1)  # into the page cache
+    seconds: dict[str, list[float]] = {arm: [] for arm in arms}
+    kept: dict[str, list[tuple[bytes, bytes]]] = {}
+    for _ in range(repeats):
+        for arm, workers in arms.items():
+            dataset = opened()
+            start = time.perf_counter()
+            preflight({"train": dataset}, progress=False, threads=workers)
+            seconds[arm].append(time.perf_counter() - start)
+            kept[arm] = _stats(dataset, count)
+    return seconds, kept
 
 
 def _opened(root: Path, cases: list[dict[str, str]]) -> VolumeSliceDataset:
@@ -144,32 +199,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         root = Path(folder)
         cases = _write_cases(root, count, shape)
         compressed = sum((root / c[key]).stat().st_size for c in cases for key in ("image", "label"))
-        preflight({"train": _opened(root, cases)}, progress=False, threads=1)  # into the page cache
-        check_seconds: dict[str, list[float]] = {arm: [] for arm in arms}
-        kept: dict[str, list[tuple[bytes, bytes]]] = {}
-        for _ in range(args.repeats):
-            for arm, workers in arms.items():
-                dataset = _opened(root, cases)
-                start = time.perf_counter()
-                preflight({"train": dataset}, progress=False, threads=workers)
-                check_seconds[arm].append(time.perf_counter() - start)
-                kept[arm] = _stats(dataset, count)
+        check_seconds, kept = _time_checks(lambda: _opened(root, cases), arms, args.repeats, count)
         if kept["one_by_one"] != kept["threads"]:
             raise AssertionError("the two arms kept different normalisation statistics")
         files = sorted(root.glob("*.nii.gz"))
         read_seconds = _time_reads(files, args.repeats)
         h5_names = _write_hdf5(root, cases)
-        preflight({"train": _opened_hdf5(root, h5_names)}, progress=False, threads=1)
-        hdf5_seconds: dict[str, list[float]] = {arm: [] for arm in arms}
-        for _ in range(args.repeats):
-            for arm, workers in arms.items():
-                dataset = _opened_hdf5(root, h5_names)
-                start = time.perf_counter()
-                preflight({"train": dataset}, progress=False, threads=workers)
-                hdf5_seconds[arm].append(time.perf_counter() - start)
-                kept[f"hdf5_{arm}"] = _stats(dataset, count)
-        if kept["hdf5_one_by_one"] != kept["hdf5_threads"] or kept["hdf5_threads"] != kept["threads"]:
+        hdf5_seconds, hdf5_kept = _time_checks(
+            lambda: _opened_hdf5(root, h5_names), arms, args.repeats, count
+        )
+        if hdf5_kept["one_by_one"] != hdf5_kept["threads"] or hdf5_kept["threads"] != kept["threads"]:
             raise AssertionError("the HDF5 arms kept other normalisation statistics than the NIfTI arms")
+        series = _write_dicom(root, cases)
+        dicom_seconds, dicom_kept = _time_checks(
+            lambda: _opened_dicom(root, series), arms, args.repeats, count
+        )
+        if dicom_kept["one_by_one"] != dicom_kept["threads"]:
+            raise AssertionError("the two DICOM arms kept different normalisation statistics")
 
         run = issl.finetune(
             {
@@ -202,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     speedup = check["one_by_one"] / check["threads"]
     read = {arm: statistics.median(v) for arm, v in read_seconds.items()}
     hdf5 = {arm: statistics.median(v) for arm, v in hdf5_seconds.items()}
+    dicom = {arm: statistics.median(v) for arm, v in dicom_seconds.items()}
     record: dict[str, Any] = {
         "benchmark": "preflight_threads",
         **provenance(__file__, argv),
@@ -224,6 +271,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hdf5_check_seconds": hdf5_seconds,
         "median_hdf5_check_seconds": hdf5,
         "hdf5_check_speedup_threads_vs_one_by_one": hdf5["one_by_one"] / hdf5["threads"],
+        "dicom_check_seconds": dicom_seconds,
+        "median_dicom_check_seconds": dicom,
+        "dicom_check_speedup_threads_vs_one_by_one": dicom["one_by_one"] / dicom["threads"],
         "target": f"threaded check >= {TARGET_SPEEDUP:g}x the one-by-one check (2 cores)",
         "target_met": speedup >= TARGET_SPEEDUP,
     }

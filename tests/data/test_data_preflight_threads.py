@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,10 +13,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from data_builders import write_dicom_slice
 
 import inpaintssl as issl
 from inpaintssl.data import DataError
 from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.preflight import MAX_CHECK_THREADS, CaseCheck, default_check_threads, preflight
 from inpaintssl.data.volumes import VolumeSliceDataset, hdf5_dataset, nifti_dataset
 
@@ -120,17 +122,35 @@ def test_the_first_bad_case_in_order_is_named_and_warnings_come_in_case_order(tm
     assert len(told) == 2 and "case1.nii.gz" in told[0] and "case3.nii.gz" in told[1]
 
 
-def test_cases_of_hdf5_files_are_checked_in_the_calling_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # h5py holds one lock over every HDF5 call: on threads the reads would only take turns.
+def _hdf5_cases(root: Path) -> VolumeSliceDataset:
     rng = np.random.default_rng(0)
     for i in range(3):
-        with h5py.File(tmp_path / f"case{i}.h5", "w") as f:
+        with h5py.File(root / f"case{i}.h5", "w") as f:
             f["image"] = rng.normal(size=(12, 10, 5)).astype(np.float32)
             f["label"] = rng.integers(0, 3, (12, 10, 5)).astype(np.uint8)
     names = [f"case{i}.h5" for i in range(3)]
-    data = hdf5_dataset(split="train", root=tmp_path, cases={"train": names}, class_names=list(CLASSES))
+    return hdf5_dataset(split="train", root=root, cases={"train": names}, class_names=list(CLASSES))
+
+
+def _dicom_cases(root: Path) -> VolumeSliceDataset:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (root / f"series{i}").mkdir()
+        for z in range(4):
+            stored = rng.integers(0, 2000, (12, 10)).astype(np.int16)
+            path = root / f"series{i}" / f"{z}.dcm"
+            write_dicom_slice(path, stored, slope=1.0, intercept=-1024.0, z=2.5 * z, instance=z + 1)
+    series = [f"series{i}" for i in range(3)]
+    return ct_dataset(split="train", labelled=False, root=root, cases={"train": series})
+
+
+@pytest.mark.parametrize("build", [_hdf5_cases, _dicom_cases], ids=["hdf5", "dicom"])
+def test_cases_of_hdf5_files_or_dicom_series_are_checked_in_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build: Callable[[Path], VolumeSliceDataset]
+) -> None:
+    # h5py holds one lock over every HDF5 call and pydicom parses in Python: on threads the reads
+    # would only take turns.
+    data = build(tmp_path)
     assert [check.parallel for check in data.preflight_checks(set(data.volume_ids))] == [False] * 3
     assert [check.parallel for check in _cases(tmp_path, 3).preflight_checks({"case0"})] == [True]
     seen = _checked_on(monkeypatch)

@@ -404,10 +404,11 @@ def test_numpy_hdf5_and_folder_inputs_match_nifti(softmax_run: Path, brains: Pat
     assert len({r["gm_ml"] for r in rows}) == 1
 
 
-def test_hdf5_inputs_are_checked_in_the_calling_thread_and_the_others_on_threads(
+def test_hdf5_and_dicom_inputs_are_checked_in_the_calling_thread_and_the_others_on_threads(
     softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # h5py holds one lock over every HDF5 call: checked on threads, HDF5 reads only take turns.
+    # h5py holds one lock over every HDF5 call, and pydicom parses in Python: on threads their
+    # reads only take turns.
     scans = tmp_path / "scans"
     scans.mkdir()
     array = np.asarray(nib.load(brains / "c.nii.gz").dataobj)
@@ -415,6 +416,11 @@ def test_hdf5_inputs_are_checked_in_the_calling_thread_and_the_others_on_threads
         with h5py.File(scans / f"{name}.h5", "w") as handle:
             handle.create_dataset("image", data=array)
         np.save(scans / f"{name}.npy", array)
+    (scans / "series").mkdir()
+    for i in range(3):
+        write_mr_slice(
+            scans / "series" / f"im{i}.dcm", array[:, :, 20 + i].astype(np.uint16), z=4.0 * i, instance=i + 1
+        )
     seen: dict[str, str] = {}
     real = preparation._checked
 
@@ -423,19 +429,21 @@ def test_hdf5_inputs_are_checked_in_the_calling_thread_and_the_others_on_threads
         return real(case, path, **kwargs)
 
     monkeypatch.setattr(preparation, "_checked", spied)
-    inputs = [scans / "a.h5", scans / "a.npy", scans / "b.h5", scans / "b.npy"]
-    report = predict(
-        softmax_run,
-        inputs,
-        output=tmp_path / "p",
-        device="cpu",
-        progress=False,
-        check_threads=2,
-        spacing=(3, 3, 3),
-    )
-    assert len(report.cases) == 4
+    inputs = [scans / "a.h5", scans / "a.npy", scans / "series", scans / "b.h5", scans / "b.npy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the series' 0.5 x 0.75 mm pixels are not the run's
+        report = predict(
+            softmax_run,
+            inputs,
+            output=tmp_path / "p",
+            device="cpu",
+            progress=False,
+            check_threads=2,
+            spacing=(3, 3, 3),
+        )
+    assert len(report.cases) == 5
     calling = threading.current_thread().name
-    assert seen["a.h5"] == seen["b.h5"] == calling
+    assert seen["a.h5"] == seen["b.h5"] == seen["series"] == calling
     assert seen["a.npy"].startswith("inpaintssl-in-order") and seen["b.npy"].startswith("inpaintssl-in-order")
 
 

@@ -69,9 +69,9 @@ class DataConfig(_Strict):
             memory. Values read are the same either way.
         check_threads: Cases the pre-flight check reads at once, each on a thread
             (:mod:`~inpaintssl.data.preflight`: 12 ``.nii.gz`` cases were checked 1.46x as fast
-            on 2 cores as one by one; cases of HDF5 files are checked one at a time whatever
-            this says, as h5py holds one lock over every HDF5 call); ``1`` reads them one after
-            the other.
+            on 2 cores as one by one; cases of HDF5 files or DICOM series are checked one at a
+            time whatever this says, as h5py holds one lock over every HDF5 call and pydicom
+            parses in Python); ``1`` reads them one after the other.
             ``None``: the cores the process may use (no more than PyTorch's threads), 8 at most
             (:func:`~inpaintssl.data.preflight.default_check_threads`). What is checked, and what it
             finds, are the same either way.

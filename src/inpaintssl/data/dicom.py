@@ -67,6 +67,10 @@ class DicomVolume(Volume):
     are refused. Needs pydicom (``dicom`` extra).
     """
 
+    # pydicom parses each file in Python, holding its lock: on threads the reads took turns and
+    # contended (6 CT series of 40 slices checked on 2 threads: 0.36 s against 0.30 s one by one).
+    reads_on_threads = False
+
     def __init__(self, path: str | Path) -> None:
         pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
         path = existing_path(path, what="DICOM series", directory_ok=True)

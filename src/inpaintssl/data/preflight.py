@@ -28,10 +28,10 @@ Cases are checked several at once, each on a thread of its own (``threads``; by 
 :func:`default_check_threads`): decompressing a ``.nii.gz`` (zlib), reading files and NumPy's
 reductions release Python's lock, so a dataset of compressed volumes is checked sooner the more
 cores there are, up to the thread count (12 ``.nii.gz`` cases: 1.46x as fast on 2 cores,
-``benchmarks/bench_preflight_threads.py``). Cases of HDF5 files are checked in the calling
-thread (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`): h5py holds one lock over every
-HDF5 call, decompression included, so on threads their reads only took turns and contended for
-it. Nothing else changes: the checks are
+``benchmarks/bench_preflight_threads.py``). Cases of HDF5 files or DICOM series are checked in
+the calling thread (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`): h5py holds one lock
+over every HDF5 call, decompression included, and pydicom parses each file in Python, so on
+threads their reads only took turns and contended for the lock. Nothing else changes: the checks are
 consumed in order, so the error raised is the first problem in case order (the cases after it
 that were already running finish and are dropped; none later starts), warnings come in case order
 from the calling thread (:func:`~inpaintssl.warning_format.held_warnings`), and the statistics

@@ -125,7 +125,7 @@ class Volume(ABC):
     reads_on_threads: bool = True
     """Whether reads of this volume run at once with other volumes' reads on threads (the
     pre-flight check's, :mod:`~inpaintssl.data.preflight`): zlib, file reads and NumPy release
-    Python's lock. ``False`` for HDF5 (:func:`reads_on_threads`)."""
+    Python's lock. ``False`` for HDF5 and DICOM (:func:`reads_on_threads`)."""
 
     def __init__(
         self,
@@ -785,13 +785,15 @@ _HDF5_SUFFIXES = (".h5", ".hdf5")
 
 def reads_on_threads(path: str | Path) -> bool:
     """Whether :func:`open_volume` opens ``path`` as a volume whose reads run on threads at once
-    (:attr:`Volume.reads_on_threads`): every format but HDF5.
+    (:attr:`Volume.reads_on_threads`): every format but HDF5 (h5py holds one lock over every HDF5
+    call) and DICOM (pydicom parses in Python); a folder is a DICOM series.
 
     Example:
-        >>> reads_on_threads("scan.nii.gz"), reads_on_threads("scans/Scan.H5")
-        (True, False)
+        >>> reads_on_threads("scan.nii.gz"), reads_on_threads("scans/Scan.H5"), reads_on_threads("ct/1.dcm")
+        (True, False, False)
     """
-    return not Path(path).name.lower().endswith(_HDF5_SUFFIXES)
+    path = Path(path)
+    return not (path.is_dir() or path.name.lower().endswith((*_HDF5_SUFFIXES, ".dcm")))
 
 
 def open_volume(

@@ -213,7 +213,7 @@ class VolumeSliceDataset(SliceDataset):
 
         The checks may run on threads beside each other (``CaseCheck.parallel``), unless a case's
         volumes say their reads do not (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`:
-        HDF5). A subclass whose ``to_channels`` or ``extras`` share state between cases overrides
+        HDF5, DICOM). A subclass whose ``to_channels`` or ``extras`` share state between cases overrides
         this to pass ``parallel=False``.
         """
         return [

@@ -227,9 +227,9 @@ def predict(
         check_threads: Inputs read and checked at once before any is predicted, each on a
             thread that holds its decompressed scan while it checks it; ``1``: one after the
             other. ``None``: the cores the process may use, 8 at most
-            (:func:`~inpaintssl.data.preflight.default_check_threads`). HDF5 inputs are checked
-            in the calling thread (h5py holds one lock over every HDF5 call). Errors and
-            warnings are the same, in input order.
+            (:func:`~inpaintssl.data.preflight.default_check_threads`). HDF5 and DICOM inputs
+            are checked in the calling thread (h5py holds one lock over every HDF5 call; pydicom
+            parses in Python). Errors and warnings are the same, in input order.
 
     Returns:
         What was written, with each case's class volumes in mL.
