@@ -211,10 +211,11 @@ class VolumeSliceDataset(SliceDataset):
     def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
         """One complete check per case in ``volume_ids`` (see :mod:`inpaintssl.data.preflight`).
 
-        The checks may run on threads beside each other (``CaseCheck.parallel``), unless a case's
-        volumes say their reads do not (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`:
-        HDF5, DICOM). A subclass whose ``to_channels`` or ``extras`` share state between cases overrides
-        this to pass ``parallel=False``.
+        The checks may run on threads beside each other (``CaseCheck.parallel``), unless a
+        case's volumes say their reads do not (HDF5, DICOM:
+        :attr:`~inpaintssl.data.readers.Volume.reads_on_threads`). A subclass whose
+        ``to_channels`` or ``extras`` share state between cases overrides this to pass
+        ``parallel=False``.
         """
         return [
             CaseCheck(

@@ -189,8 +189,9 @@ def _checked(
     """One input opened, oriented, sliced and checked in full, its volume released again.
 
     Runs on a thread beside other inputs' (:func:`~inpaintssl.in_order.run_in_order`; an HDF5
-    or DICOM input in the calling thread, :func:`~inpaintssl.data.readers.reads_on_threads`): it touches
-    only this input's objects, and its warnings are raised by the caller, in input order.
+    or DICOM input in the calling thread, :func:`~inpaintssl.data.readers.reads_on_threads`):
+    it touches only this input's objects, and its warnings are raised by the caller, in input
+    order.
     """
     with reading(path):
         volume, geometry = open_input(path, prep=prep, key=key, spacing=spacing)
