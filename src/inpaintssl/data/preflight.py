@@ -31,8 +31,8 @@ cores there are, up to the thread count (12 ``.nii.gz`` cases: 1.40x as fast on 
 ``benchmarks/bench_preflight_threads.py``). Cases of HDF5 files or DICOM series are checked in
 the calling thread (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`): h5py holds one lock
 over every HDF5 call, decompression included, and pydicom parses each file in Python, so on
-threads their reads only took turns and contended for the lock. Nothing else changes: the checks are
-consumed in order, so the error raised is the first problem in case order (the cases after it
+threads their reads only took turns and contended for the lock. Nothing else changes: the checks
+are consumed in order, so the error raised is the first problem in case order (the cases after it
 that were already running finish and are dropped; none later starts), warnings come in case order
 from the calling thread (:func:`~inpaintssl.warning_format.held_warnings`), and the statistics
 kept are each case's own, to the same bits. A check runs on a thread only where it says it may
