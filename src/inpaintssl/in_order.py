@@ -2,7 +2,7 @@
 
 Reading a scan is mostly work that releases Python's lock: zlib decompressing a ``.nii.gz``,
 file reads, NumPy's reductions. Several scans read at once on threads finish sooner, the more
-cores the sooner (the pre-flight check of 12 ``.nii.gz`` cases: 1.40x as fast on 2 cores,
+cores the sooner (the pre-flight check of 12 ``.nii.gz`` cases: 1.66x as fast on 2 cores,
 ``benchmarks/bench_preflight_threads.py``). :func:`run_in_order` does that without changing what
 a caller sees:
 

@@ -43,8 +43,9 @@ _LUT_MAX_VALUE = 65535
 _TABLE_DTYPE_BYTES = 2
 """Labels of native integer dtypes this narrow (uint8, int16, ...: the usual label maps) are
 mapped through one table over every value their dtype holds (at most 65,536 entries), indexed by
-the label's own bits: no int64 copy, no range test. A 256x256 uint8 slice took about a fifth of
-the time of the general path (``tests/data/test_data_labels_table.py`` checks they agree)."""
+the label's own bits: no int64 copy, no range test. A 256x256 uint8 slice of 3 classes took
+0.06 ms against 0.19 ms with NumPy 2.4, and about the same as the general path with 1.24
+(``tests/data/test_data_labels_table.py`` checks that the two agree)."""
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 

@@ -27,7 +27,7 @@ the dataset, so the volume-normalisation pass of the first epoch is not repeated
 Cases are checked several at once, each on a thread of its own (``threads``; by default
 :func:`default_check_threads`): decompressing a ``.nii.gz`` (zlib), reading files and NumPy's
 reductions release Python's lock, so a dataset of compressed volumes is checked sooner the more
-cores there are, up to the thread count (12 ``.nii.gz`` cases: 1.40x as fast on 2 cores,
+cores there are, up to the thread count (12 ``.nii.gz`` cases: 1.66x as fast on 2 cores,
 ``benchmarks/bench_preflight_threads.py``). Cases of HDF5 files or DICOM series are checked in
 the calling thread (:attr:`~inpaintssl.data.readers.Volume.reads_on_threads`): h5py holds one lock
 over every HDF5 call, decompression included, and pydicom parses each file in Python, so on
