@@ -51,6 +51,19 @@ def _with_free_memory(call: Call) -> Call:
     return run
 
 
+def _nifti_data_with_a_larger_train_pair(folder: Path) -> dict[str, Any]:
+    """NIfTI volumes per split, the train pair 64x64x8: its compressed data runs well past what a
+    header read decompresses, so damage there shows only when the voxels are read."""
+    return _volume_data(
+        folder,
+        "nifti",
+        ".nii.gz",
+        _write_nifti,
+        train_image=_image(0, (64, 64, 8)),
+        train_label=_label(0, (64, 64, 8)),
+    )
+
+
 def _nifti_pair(folder: Path, *, label_affine: np.ndarray) -> dict[str, Any]:
     """NIfTI volumes per split; the train label written with ``label_affine``."""
     data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
@@ -68,14 +81,7 @@ def _nifti_pair(folder: Path, *, label_affine: np.ndarray) -> dict[str, Any]:
 )
 def _nifti_image_truncated(folder: Path) -> Call:
     """A ``.nii.gz`` image cut short (an interrupted download): its header reads, its voxels do not."""
-    data = _volume_data(
-        folder,
-        "nifti",
-        ".nii.gz",
-        _write_nifti,
-        train_image=_image(0, (64, 64, 8)),
-        train_label=_label(0, (64, 64, 8)),
-    )
+    data = _nifti_data_with_a_larger_train_pair(folder)
     _truncate(folder / "train.nii.gz", keep=0.6)
     return lambda: issl.finetune(_config(folder, data=data))
 
@@ -107,14 +113,7 @@ def _nifti_label_truncated(folder: Path) -> Call:
 def _nifti_image_wrong_crc(folder: Path) -> Call:
     """A ``.nii.gz`` image whose gzip CRC does not match (a flipped bit in a copy): every voxel
     still decompresses to a value, so only the CRC tells."""
-    data = _volume_data(
-        folder,
-        "nifti",
-        ".nii.gz",
-        _write_nifti,
-        train_image=_image(0, (64, 64, 8)),
-        train_label=_label(0, (64, 64, 8)),
-    )
+    data = _nifti_data_with_a_larger_train_pair(folder)
     path = folder / "train.nii.gz"
     damaged = bytearray(path.read_bytes())
     damaged[-6] ^= 0x01  # in the trailer's CRC-32
