@@ -53,12 +53,11 @@ from typing import Any
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
+from inpaintssl.data.readers import VOLUME_SUFFIXES
 
 __all__ = ["CaseSpec", "available_splits", "case_stem", "folder_qualified_stems", "is_glob", "resolve_cases"]
 
 _GLOB_CHARS = frozenset("*?[")
-_TYPE_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz", ".h5", ".hdf5", ".dcm", ".png")
-"""The suffixes of the formats the readers take (:func:`inpaintssl.data.readers.open_volume`)."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ def case_stem(path: Path) -> str:
         '1.2.840.113619.2.55.3'
     """
     name = path.name
-    for suffix in _TYPE_SUFFIXES:
+    for suffix in VOLUME_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     if path.is_dir():

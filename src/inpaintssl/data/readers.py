@@ -68,11 +68,13 @@ __all__ = [
     "NumpyVolume",
     "PIXDIM_AFFINE_TOLERANCE",
     "PngVolume",
+    "VOLUME_SUFFIXES",
     "Volume",
     "affine_zooms",
     "import_optional",
     "open_volume",
     "pixdim_agrees",
+    "reader_class",
     "reads_on_threads",
 ]
 
@@ -81,7 +83,6 @@ IMAGE_RANKS = frozenset({2, 3, 4})
 LABEL_RANKS = frozenset({2, 3})
 """Integer class maps: a 2D slice or a 3D volume."""
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error)
 """What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
 file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError)."""
@@ -506,6 +507,15 @@ class NiftiVolume(Volume):
         try:
             image = nib.load(path)
         except Exception as exc:  # nibabel raises many types for a bad file
+            if isinstance(exc, FileNotFoundError) and exc.filename != str(path):
+                # nibabel rebuilds the name from its own suffixes, in lower case unless the given
+                # one is all upper case: "Scan.Nii.Gz" is looked for as "Scan.nii.Gz".
+                suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
+                raise DataError(
+                    f"NIfTI file {path} cannot be opened by nibabel, which looked for {exc.filename} "
+                    f"(it does not read a suffix in mixed letter case): rename it to end in {suffix} "
+                    f"or {suffix.upper()}"
+                ) from exc
             if not path.name.lower().endswith(".gz") and _is_gzip(path):
                 raise DataError(f"NIfTI file {path} is gzip-compressed: rename it to .nii.gz") from exc
             raise DataError(f"NIfTI file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
@@ -534,7 +544,7 @@ class NiftiVolume(Volume):
         return super().stored_orientation
 
     def _array(self) -> Any:
-        if not str(self.path).endswith(".gz"):
+        if not self.path.name.lower().endswith(".gz"):
             return self._image.dataobj
         return self._kept(self._decompress)
 
@@ -639,8 +649,9 @@ class NumpyVolume(Volume):
     ) -> None:
         path = existing_path(path, what="NumPy file")
         self.key = key
+        self._archive = path.suffix.lower() == ".npz"
         try:
-            if path.suffix == ".npz":
+            if self._archive:
                 shape = _npz_member_shape(path, key)
             else:
                 shape = np.load(path, mmap_mode="r").shape
@@ -654,10 +665,10 @@ class NumpyVolume(Volume):
     @property
     def source(self) -> str:
         """The file, and for an ``.npz`` archive the array read (see :attr:`Volume.source`)."""
-        return f"{self.path} (array {self.key!r})" if self.path.suffix == ".npz" else str(self.path)
+        return f"{self.path} (array {self.key!r})" if self._archive else str(self.path)
 
     def _array(self) -> Any:
-        if self.path.suffix == ".npz":
+        if self._archive:
             return self._kept(self._decompress)
         cache = self.__dict__.get("_cache")
         if cache is None:
@@ -780,20 +791,57 @@ class PngVolume(Volume):
         return self._cache
 
 
-_HDF5_SUFFIXES = (".h5", ".hdf5")
+_READERS_BY_SUFFIX: tuple[tuple[tuple[str, ...], type[Volume]], ...] = (
+    ((".nii", ".nii.gz"), NiftiVolume),
+    ((".npy", ".npz"), NumpyVolume),
+    ((".h5", ".hdf5"), H5Volume),
+    ((".png",), PngVolume),
+)
+VOLUME_SUFFIXES: tuple[str, ...] = (*(s for suffixes, _ in _READERS_BY_SUFFIX for s in suffixes), ".dcm")
+"""Every file suffix :func:`reader_class` takes, in lower case (names match in any case)."""
+_SUPPORTED = f"{', '.join(VOLUME_SUFFIXES)} or a DICOM folder"
+
+
+def reader_class(path: str | Path) -> type[Volume]:
+    """The :class:`Volume` class :func:`open_volume` reads ``path`` with, from its suffix (any case).
+
+    ``.nii``/``.nii.gz`` -> :class:`NiftiVolume`, ``.npy``/``.npz`` -> :class:`NumpyVolume`,
+    ``.h5``/``.hdf5`` -> :class:`H5Volume`, ``.png`` -> :class:`PngVolume`, ``.dcm`` or a folder
+    -> :class:`~inpaintssl.data.dicom.DicomVolume`. Only a folder is looked at on disk; a file
+    need not exist.
+
+    Example:
+        >>> reader_class("knee/case01.nii.gz").__name__, reader_class("scans/Scan.H5").__name__
+        ('NiftiVolume', 'H5Volume')
+
+    Raises:
+        DataError: An unsupported suffix, naming it and those supported.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".dcm"):
+        from inpaintssl.data.dicom import DicomVolume  # here: dicom.py imports this module
+
+        return DicomVolume
+    for suffixes, reader in _READERS_BY_SUFFIX:
+        if name.endswith(suffixes):
+            return reader
+    raise DataError(f"volume {path}: unsupported file type; expected {_SUPPORTED}")
 
 
 def reads_on_threads(path: str | Path) -> bool:
-    """Whether :func:`open_volume` opens ``path`` as a volume whose reads run on threads at once
-    (:attr:`Volume.reads_on_threads`): every format but HDF5 (h5py holds one lock over every HDF5
-    call) and DICOM (pydicom parses in Python); a folder is a DICOM series.
+    """Whether :func:`open_volume` opens ``path`` as a volume whose reads run on threads at once:
+    its :func:`reader_class`'s :attr:`Volume.reads_on_threads`. ``True`` for an unsupported
+    suffix, which opening it refuses.
 
     Example:
         >>> reads_on_threads("scan.nii.gz"), reads_on_threads("scans/Scan.H5"), reads_on_threads("ct/1.dcm")
         (True, False, False)
     """
-    path = Path(path)
-    return not (path.is_dir() or path.name.lower().endswith((*_HDF5_SUFFIXES, ".dcm")))
+    try:
+        return reader_class(path).reads_on_threads
+    except DataError:
+        return True
 
 
 def open_volume(
@@ -805,32 +853,25 @@ def open_volume(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     ranks: Collection[int] = IMAGE_RANKS,
 ) -> Volume:
-    """Open ``path`` with the reader its suffix (or, for a folder, DICOM) calls for.
-
-    ``.nii``/``.nii.gz`` -> :class:`NiftiVolume`, ``.npy``/``.npz`` -> :class:`NumpyVolume`,
-    ``.h5``/``.hdf5`` -> :class:`H5Volume`, ``.png`` -> :class:`PngVolume`, ``.dcm`` or a folder
-    -> :class:`~inpaintssl.data.dicom.DicomVolume`.
+    """Open ``path`` with the reader its suffix (or, for a folder, DICOM) calls for: its
+    :func:`reader_class`.
 
     Raises:
         DataError: Missing path or an unsupported suffix.
     """
     path = existing_path(path, what="volume", directory_ok=True)
-    name = path.name.lower()
-    if path.is_dir() or name.endswith(".dcm"):
-        from inpaintssl.data.dicom import DicomVolume  # here: dicom.py imports this module
-
-        return DicomVolume(path)
-    if name.endswith(_NIFTI_SUFFIXES):
+    reader = reader_class(path)
+    if reader is NiftiVolume:
         return NiftiVolume(path, slice_axis=slice_axis, ranks=ranks)
-    if name.endswith((".npy", ".npz")):
+    if reader is NumpyVolume:
         return NumpyVolume(path, key=key, slice_axis=slice_axis, spacing=spacing, ranks=ranks)
-    if name.endswith(_HDF5_SUFFIXES):
+    if reader is H5Volume:
         return H5Volume(
             path, key=key, handles=handles or H5Files(), slice_axis=slice_axis, spacing=spacing, ranks=ranks
         )
-    if name.endswith(".png"):
+    if reader is PngVolume:
         return PngVolume(path)
-    raise DataError(
-        f"volume {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-        ".png, .dcm or a DICOM folder"
-    )
+    from inpaintssl.data.dicom import DicomVolume  # here: dicom.py imports this module
+
+    assert reader is DicomVolume, reader
+    return DicomVolume(path)

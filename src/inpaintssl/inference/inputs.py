@@ -38,8 +38,10 @@ from inpaintssl.data.readers import (
     H5Volume,
     NiftiVolume,
     NumpyVolume,
+    PngVolume,
     Volume,
     affine_zooms,
+    reader_class,
 )
 from inpaintssl.data.skmtea import QdessRssVolume
 from inpaintssl.inference.results import PredictionError
@@ -49,25 +51,26 @@ from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
 
-_NIFTI = (".nii", ".nii.gz")
-_NUMPY = (".npy", ".npz")
-_HDF5 = (".h5", ".hdf5")
 _QDESS_ECHOES = ("echo1", "echo2")
-_DICOM = (".dcm",)
+_FOLDER_VOLUMES = (NiftiVolume, NumpyVolume, H5Volume)
+"""The readers of the files a folder input holds; a folder without any is a DICOM series."""
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 """What :func:`~inpaintssl.inference.predict.predict` takes as ``inputs``: one path or glob, or a list."""
 
 
-def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
-    return path.name.lower().endswith(tuple(suffixes))
+def _reader(path: Path) -> type[Volume] | None:
+    """The reader the library opens ``path`` with (:func:`~inpaintssl.data.readers.reader_class`);
+    ``None`` for a file type it does not read."""
+    try:
+        return reader_class(path)
+    except DataError:
+        return None
 
 
 def _folder_inputs(folder: Path) -> list[Path]:
     """Every NIfTI, NumPy or HDF5 file in ``folder``; a folder without any is a DICOM series."""
-    volumes = sorted(
-        p for p in folder.iterdir() if p.is_file() and _has_suffix(p, (*_NIFTI, *_NUMPY, *_HDF5))
-    )
+    volumes = sorted(p for p in folder.iterdir() if p.is_file() and _reader(p) in _FOLDER_VOLUMES)
     if volumes:
         return volumes
     if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
@@ -284,7 +287,13 @@ def open_input(
 ) -> tuple[Volume, Geometry]:
     """The input's :class:`Volume` (header checked) and its geometry."""
     axis = prep.slice_axis
-    if path.is_dir() or _has_suffix(path, _DICOM):
+    reader = _reader(path)
+    if reader is None or reader is PngVolume:
+        raise PredictionError(
+            f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
+            ".dcm or a folder (of NIfTI files, or a DICOM series)"
+        )
+    if reader is DicomVolume:
         volume: Volume = DicomVolume(path)
         assert isinstance(volume, DicomVolume)
         _warn_spacing_unused(spacing, path, volume.spacing)
@@ -292,7 +301,7 @@ def open_input(
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
     # which the reader checks against the array's rank; a single 2-D slice may take two.
     given = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
-    if _has_suffix(path, _NIFTI):
+    if reader is NiftiVolume:
         nifti = NiftiVolume(path, slice_axis=axis)
         # The reader's voxel sizes (mm): its pixdim, or its affine's where the two disagree, so the
         # volumes in mL agree with the affine the label map is written with.
@@ -306,12 +315,14 @@ def open_input(
                 zooms = (zooms[0], zooms[1], thickness)
         _warn_spacing_unused(spacing, path, zooms)
         return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
-    if _has_suffix(path, _NUMPY):
-        member = key if key is not None else ("image" if path.suffix == ".npy" else _image_array(path))
+    if reader is NumpyVolume:
+        member = (
+            key if key is not None else ("image" if path.suffix.lower() == ".npy" else _image_array(path))
+        )
         volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
-    elif _has_suffix(path, _HDF5) and prep.rss_echoes and key is None and _holds_echoes(path):
+    elif prep.rss_echoes and key is None and _holds_echoes(path):  # HDF5 from here on
         volume = QdessRssVolume(path, handles=H5Files(), slice_axis=axis, spacing=given)
-    elif _has_suffix(path, _HDF5):
+    else:
         if prep.rss_echoes and key in _QDESS_ECHOES:
             raise PredictionError(
                 f"input {path}: key={key!r} is one qDESS echo, but the run was trained on the "
@@ -320,11 +331,6 @@ def open_input(
             )
         dataset = key if key is not None else _image_dataset(path)
         volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
-    else:
-        raise PredictionError(
-            f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-            ".dcm or a folder (of NIfTI files, or a DICOM series)"
-        )
     if spacing is None:
         _warn_spacing_assumed(path, volume)
     stored = _zooms3(volume.spacing)
