@@ -1303,28 +1303,37 @@ def _alive(arrays: list[weakref.ref[np.ndarray]]) -> int:
     return sum(ref() is not None for ref in arrays)
 
 
-def test_one_input_volume_is_in_memory_at_a_time(
+def test_two_input_volumes_are_in_memory_at_most_the_one_predicted_and_the_next(
     softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inputs = _three_scans(brains, tmp_path / "scans")
     names = [p.name for p in inputs]
     decompressed, arrays = _decompressions(monkeypatch)
+    threads: list[str] = []
+    real_array = NiftiVolume._array
+
+    def on_thread(self: NiftiVolume) -> Any:
+        if "_cache" not in self.__dict__:
+            threads.append(threading.current_thread().name)
+        return real_array(self)
+
+    monkeypatch.setattr(NiftiVolume, "_array", on_thread)
     module = importlib.import_module("inpaintssl.inference.predict")
     prepared: list[Any] = []
     real_prepare, real_predict_case = module.prepare_inputs, labelling.predict_case
 
-    def held() -> tuple[list[str], int]:
+    def held() -> tuple[set[str], int]:
         """The cases whose volume keeps its decompressed array, and how many such arrays live."""
-        return [i.case for i in prepared if "_cache" in i.volume.__dict__], _alive(arrays)
+        return {i.case for i in prepared if "_cache" in i.volume.__dict__}, _alive(arrays)
 
     def prepare(*args: Any, **kwargs: Any) -> Any:
         items = real_prepare(*args, **kwargs)
         prepared.extend(items)
         assert sorted(decompressed) == sorted(names)  # every input read in full by its check (on threads)...
-        assert held() == ([], 0)  # ...and none kept after it
+        assert held() == (set(), 0)  # ...and none kept after it
         return items
 
-    seen: list[tuple[str, tuple[list[str], int], tuple[list[str], int]]] = []
+    seen: list[tuple[str, tuple[set[str], int], tuple[set[str], int]]] = []
 
     def counted(item: Any, **kwargs: Any) -> Any:
         before = held()
@@ -1335,10 +1344,19 @@ def test_one_input_volume_is_in_memory_at_a_time(
     monkeypatch.setattr(module, "prepare_inputs", prepare)
     monkeypatch.setattr(module, "predict_case", counted)
     predict(softmax_run, inputs, output=tmp_path / "p", probabilities=True, device="cpu", progress=False)
-    # Read again for its own case only: the one case being predicted holds its array, no other does.
-    assert seen == [(case, ([], 0), ([case], 1)) for case in ("a", "b", "moved")]
-    assert sorted(decompressed[:3]) == sorted(names) and decompressed[3:] == names
-    assert held() == ([], 0)
+    cases = ["a", "b", "moved"]
+    assert [case for case, _, _ in seen] == cases
+    for position, (case, before, after) in enumerate(seen):
+        # The case predicted and, read ahead on a thread (done or not yet), the next one: no other.
+        allowed = set(cases[position : position + 2])
+        assert case in after[0] and before[0] <= allowed and after[0] <= allowed
+        assert before[1] <= 2 and after[1] <= 2 and after[1] >= 1
+        if position > 0:
+            assert case in before[0]  # read ahead while the case before was predicted
+    # Each input read once more for its case: the first in its own turn, the others ahead of it.
+    assert len(decompressed) == 6 and sorted(decompressed[3:]) == sorted(names)
+    assert sorted(threads[3:]) == ["MainThread", "inpaintssl-read-ahead_0", "inpaintssl-read-ahead_0"]
+    assert held() == (set(), 0)
 
 
 def test_inputs_checked_on_threads_hold_at_most_that_many_scans_and_label_as_one_by_one(
@@ -1487,8 +1505,9 @@ def test_released_inputs_are_labelled_bit_for_bit_as_inputs_kept_in_memory(
     released = predict(
         softmax_run, inputs, output=tmp_path / "released", probabilities=True, device="cpu", progress=False
     )
-    # Each read by its check (in any order: inputs are checked on threads), then again by its prediction.
-    assert sorted(decompressed[:3]) == sorted(names) and decompressed[3:] == names
+    # Each read by its check (in any order: inputs are checked on threads), then again by its
+    # prediction (in any order too: the next input is read ahead while a case is predicted).
+    assert sorted(decompressed[:3]) == sorted(names) and sorted(decompressed[3:]) == sorted(names)
     decompressed.clear()
     # As before releasing existed: each input kept from its check to its prediction.
     monkeypatch.setattr(Volume, "release", lambda self: None)
@@ -1550,6 +1569,40 @@ def test_an_input_changed_after_its_check_is_refused_and_nothing_is_written(
     # Nothing of a, b (or c) reaches the output folder: what was there stays, and no staging is left.
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+
+
+def test_an_input_that_fails_its_read_ahead_is_refused_in_its_turn_and_nothing_is_written(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    inputs = [shutil.copy(brains / f"{n}.nii.gz", scans / f"{n}.nii.gz") for n in ("a", "b", "c")]
+    target = scans / "c.nii.gz"
+    out = tmp_path / "pred"
+    predicted: list[str] = []
+    real_predict_case = labelling.predict_case
+
+    def damaging(item: Any, **kwargs: Any) -> Any:
+        predicted.append(item.case)
+        if item.case == "a":
+            # Before c is read ahead (while b is predicted): damaged in place, its size and time
+            # kept, so only reading it tells.
+            before = target.stat()
+            data = bytearray(target.read_bytes())
+            data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
+            target.write_bytes(bytes(data))
+            os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return real_predict_case(item, **kwargs)
+
+    monkeypatch.setattr(importlib.import_module("inpaintssl.inference.predict"), "predict_case", damaging)
+    with pytest.raises(PredictionError) as err:
+        predict(softmax_run, [str(p) for p in inputs], output=out, device="cpu", progress=False)
+    assert str(err.value).startswith(
+        f"NIfTI file {target} cannot be read at slice 0 (truncated or corrupt data?): "
+    ), str(err.value)
+    assert predicted == ["a", "b"]  # refused when its own case came, after those before it
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("inpaintssl-read-ahead")]
 
 
 def test_output_through_a_symbolic_link(softmax_run: Path, brains: Path, tmp_path: Path) -> None:

@@ -376,6 +376,27 @@ class Volume(ABC):
             self.__dict__["_cache"] = kept
         return kept
 
+    def preload(self) -> None:
+        """Read now what the first :meth:`read` would, and keep it: its first slice is read.
+
+        For the formats that keep a whole array (a ``.nii.gz`` or ``.npz`` array, a PNG, a DICOM
+        series read across its slices) that is the whole decompression, and the reads after it
+        take none; memory-mapped and per-slice formats read one slice. It fails as that read
+        would, naming the file. :meth:`release` drops what it kept. ``predict`` calls it on a
+        background thread for the next input while a case is predicted
+        (:mod:`~inpaintssl.inference.read_ahead`).
+
+        Example:
+            >>> import numpy as np, tempfile, pathlib
+            >>> p = pathlib.Path(tempfile.mkdtemp()) / "v.npz"
+            >>> np.savez(p, image=np.arange(8.0).reshape(2, 2, 2))
+            >>> vol = NumpyVolume(p)
+            >>> vol.preload()
+            >>> "_cache" in vol.__dict__, vol.read(1).tolist()
+            (True, [[1.0, 3.0], [5.0, 7.0]])
+        """
+        self.read(0)
+
     def release(self) -> None:
         """Drop the array decompressed on the first :meth:`read`; the next read reads the file again.
 

@@ -67,14 +67,16 @@ killed mid-write leaves that folder, and the next predict into the same ``output
 (:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's.
 
 Memory and files read twice: every input is checked before any is predicted
-(:mod:`~inpaintssl.inference.preparation`), which reads it in full, but only one input's image is
-held in memory at a time: after its check each input's decompressed volume is released, and it is
-read again when its case is predicted and released once that case is done. So the model, the
-input being predicted and its label maps (with ``probabilities``, its probability maps too) are
-what a predict over a hundred scans holds, not the hundred scans. A file that changes between its
-check and its prediction (another size or modification time, or gone; compared before its case
-is read and again after) is refused with a :class:`PredictionError` naming it, with its size and
-time then and now; like every failure, it leaves nothing partial in ``output``.
+(:mod:`~inpaintssl.inference.preparation`), which reads it in full, but at most two inputs' images
+are held in memory at a time: after its check each input's decompressed volume is released, and it
+is read again just before its case is predicted (on a background thread while the case before is
+predicted, :mod:`~inpaintssl.inference.read_ahead`) and released once its case is done. So the
+model, the input being predicted, the next input and the label maps (with ``probabilities``, the
+probability maps too) are what a predict over a hundred scans holds, not the hundred scans. A file
+that changes between its check and its prediction (another size or modification time, or gone;
+compared before its case is predicted and again after) is refused with a :class:`PredictionError`
+naming it, with its size and time then and now; like every failure, it leaves nothing partial in
+``output``.
 
 The steps live in their own modules: the run's network and preprocessing
 (:mod:`~inpaintssl.inference.trained_run`), finding, naming and opening the inputs
@@ -106,12 +108,13 @@ import numpy as np
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.inference.inputs import InputPaths as InputPaths
-from inpaintssl.inference.inputs import expand_inputs
+from inpaintssl.inference.inputs import expand_inputs, reading
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
 from inpaintssl.inference.labelling import predict_case
 from inpaintssl.inference.preparation import PreparedInput, check_unchanged, prepare_inputs
 from inpaintssl.inference.preparation import Resample as Resample
+from inpaintssl.inference.read_ahead import ReadAhead
 from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SHARE
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
@@ -286,13 +289,18 @@ def predict(
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
-        with WriteAhead() as writes:
-            for item in progress_iter(
-                prepared, desc="predict", unit="case", disable=not progress, lines=True
+        with WriteAhead() as writes, ReadAhead() as reads:
+            for position, item in enumerate(
+                progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True)
             ):
                 # Released after its check, the input is read again here: it must still be what was checked.
                 check_unchanged(item)
                 try:
+                    with reading(item.path):
+                        reads.wait(item.volume)
+                    if position + 1 < len(prepared):
+                        # Decompressed on the reader's thread while this case is predicted.
+                        reads.start(prepared[position + 1].volume)
                     labels, probs, (cut, edge_voxels) = predict_case(
                         item,
                         model=model,
@@ -305,7 +313,8 @@ def predict(
                         overlap=overlap,
                     )
                 finally:
-                    # One input's decompressed image in memory at a time: dropped before the next is read.
+                    # Two inputs' decompressed images in memory at most: this one goes before the next is
+                    # predicted and the one after it read.
                     item.volume.release()
                 # A memory-mapped or per-slice read takes the data while predicting: a rewrite then shows now.
                 check_unchanged(item)

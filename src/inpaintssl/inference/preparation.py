@@ -19,9 +19,11 @@ Memory: the check decompresses each scan in full (a ``.nii.gz`` cannot be read s
 and the reader would keep that array until predict ends; a hundred CT scans held at once are tens
 of GB. So each input's volume is released (:meth:`~inpaintssl.data.readers.Volume.release`) as
 soon as it has passed, keeping its header, orientation and normalisation statistics, and predict
-reads it again when its turn comes and releases it after its case: one input's image is in memory
-at a time. Every input file is therefore read twice. Its fingerprint (size and modification time,
-:func:`~inpaintssl.data.preflight.file_fingerprints`) is recorded before the check reads it, and
+reads it again when its turn comes (the next input on a background thread while a case is
+predicted, :mod:`~inpaintssl.inference.read_ahead`) and releases it after its case: at most two
+inputs' images are in memory at a time. Every input file is therefore read twice. Its fingerprint
+(size and modification time, :func:`~inpaintssl.data.preflight.file_fingerprints`) is recorded
+before the check reads it, and
 :func:`check_unchanged` refuses a file whose fingerprint differs when its case is predicted (a
 scan still being copied, or replaced meanwhile): the labels would describe data that was never
 checked.

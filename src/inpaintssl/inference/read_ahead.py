@@ -1,0 +1,89 @@
+"""The next input read on a background thread while the current case is predicted.
+
+Every input was read in full by its check and released again
+(:mod:`~inpaintssl.inference.preparation`), so its case reads it a second time. A ``.nii.gz`` or
+``.npz`` input is decompressed whole on that read, work the CPU does alone: on a GPU the card would
+wait for it before every case. zlib releases the GIL while it decompresses, so a reader thread
+overlaps the read of the next input with the prediction of the current one
+(:meth:`~inpaintssl.data.readers.Volume.preload`). One input is read ahead at a time: at most two
+inputs' images are in memory, the one being predicted and the next. Inputs whose reads take turns
+on one lock (HDF5, DICOM: :attr:`~inpaintssl.data.readers.Volume.reads_on_threads` is ``False``)
+are read in their own turn, as they would only slow the prediction beside them.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> from inpaintssl.data.readers import NumpyVolume
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "scan.npz"
+    >>> np.savez(p, image=np.ones((4, 4, 3)))
+    >>> volume = NumpyVolume(p)
+    >>> with ReadAhead() as reads:
+    ...     reads.start(volume)  # returns at once; the archive is decompressed on the thread
+    ...     reads.wait(volume)  # ready: reads of it take no decompression
+    >>> float(volume.read(2).sum())
+    16.0
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+
+from inpaintssl.data.readers import Volume
+
+__all__ = ["ReadAhead"]
+
+
+class ReadAhead:
+    """Reads one volume at a time ahead on a thread of its own (:meth:`Volume.preload`).
+
+    Use it as a context manager. Leaving it waits for the read in flight, so that no thread reads
+    past the block, and releases that volume, which no case will use; when the block is left by
+    an exception, the read's own failure is dropped in favour of the exception under way.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaintssl-read-ahead")
+        self._pending: tuple[Volume, Future[None]] | None = None
+
+    def start(self, volume: Volume) -> None:
+        """Begin reading ``volume`` on the thread, unless its reads take turns on a lock.
+
+        Raises:
+            RuntimeError: A read started before has not been waited for (one at a time).
+        """
+        if self._pending is not None:
+            raise RuntimeError(
+                f"a read ahead of {self._pending[0].path} is still in flight; wait for it before "
+                f"starting the read of {volume.path}"
+            )
+        if volume.reads_on_threads:
+            self._pending = (volume, self._executor.submit(volume.preload))
+
+    def wait(self, volume: Volume) -> None:
+        """Wait for the read ahead of ``volume``, if one was started; raise what it raised.
+
+        A volume not read ahead (nothing started, or started for another) is read by its case's
+        own first read, as without read-ahead.
+        """
+        if self._pending is None or self._pending[0] is not volume:
+            return
+        pending, self._pending = self._pending[1], None
+        pending.result()
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._pending is not None:
+                volume, pending = self._pending
+                self._pending = None
+                pending.exception()  # finished, whatever it raised: no case will read this volume
+                volume.release()
+        finally:
+            self._executor.shutdown(wait=True)
