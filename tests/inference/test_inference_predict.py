@@ -1303,8 +1303,9 @@ def _alive(arrays: list[weakref.ref[np.ndarray]]) -> int:
     return sum(ref() is not None for ref in arrays)
 
 
-def test_two_input_volumes_are_in_memory_at_most_the_one_predicted_and_the_next(
-    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("read_ahead", ["on", "auto"])
+def test_inputs_in_memory_are_the_one_predicted_and_with_read_ahead_the_next(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_ahead: str
 ) -> None:
     inputs = _three_scans(brains, tmp_path / "scans")
     names = [p.name for p in inputs]
@@ -1343,9 +1344,25 @@ def test_two_input_volumes_are_in_memory_at_most_the_one_predicted_and_the_next(
 
     monkeypatch.setattr(module, "prepare_inputs", prepare)
     monkeypatch.setattr(module, "predict_case", counted)
-    predict(softmax_run, inputs, output=tmp_path / "p", probabilities=True, device="cpu", progress=False)
+    predict(
+        softmax_run,
+        inputs,
+        output=tmp_path / "p",
+        probabilities=True,
+        device="cpu",
+        progress=False,
+        read_ahead=read_ahead,  # type: ignore[arg-type]
+    )
     cases = ["a", "b", "moved"]
     assert [case for case, _, _ in seen] == cases
+    # Each input read once more for its case.
+    assert len(decompressed) == 6 and sorted(decompressed[3:]) == sorted(names)
+    assert held() == (set(), 0)
+    if read_ahead == "auto":
+        # On the CPU, each in its own turn: the one case being predicted holds its array, no other.
+        assert seen == [(case, (set(), 0), ({case}, 1)) for case in cases]
+        assert decompressed[3:] == names and threads[3:] == ["MainThread"] * 3
+        return
     for position, (case, before, after) in enumerate(seen):
         # The case predicted and, read ahead on a thread (done or not yet), the next one: no other.
         allowed = set(cases[position : position + 2])
@@ -1353,10 +1370,8 @@ def test_two_input_volumes_are_in_memory_at_most_the_one_predicted_and_the_next(
         assert before[1] <= 2 and after[1] <= 2 and after[1] >= 1
         if position > 0:
             assert case in before[0]  # read ahead while the case before was predicted
-    # Each input read once more for its case: the first in its own turn, the others ahead of it.
-    assert len(decompressed) == 6 and sorted(decompressed[3:]) == sorted(names)
+    # The first in its own turn, the others ahead of theirs.
     assert sorted(threads[3:]) == ["MainThread", "inpaintssl-read-ahead_0", "inpaintssl-read-ahead_0"]
-    assert held() == (set(), 0)
 
 
 def test_inputs_checked_on_threads_hold_at_most_that_many_scans_and_label_as_one_by_one(
@@ -1596,13 +1611,25 @@ def test_an_input_that_fails_its_read_ahead_is_refused_in_its_turn_and_nothing_i
 
     monkeypatch.setattr(importlib.import_module("inpaintssl.inference.predict"), "predict_case", damaging)
     with pytest.raises(PredictionError) as err:
-        predict(softmax_run, [str(p) for p in inputs], output=out, device="cpu", progress=False)
+        predict(
+            softmax_run, [str(p) for p in inputs], output=out, device="cpu", progress=False, read_ahead="on"
+        )
     assert str(err.value).startswith(
         f"NIfTI file {target} cannot be read at slice 0 (truncated or corrupt data?): "
     ), str(err.value)
     assert predicted == ["a", "b"]  # refused when its own case came, after those before it
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
     assert not [t for t in threading.enumerate() if t.name.startswith("inpaintssl-read-ahead")]
+
+
+@pytest.mark.parametrize("value", ["yes", "ON", True])
+def test_an_unknown_read_ahead_is_refused_naming_the_choices(
+    softmax_run: Path, brains: Path, tmp_path: Path, value: Any
+) -> None:
+    with pytest.raises(ValueError, match=r"read_ahead") as err:
+        predict(softmax_run, brains / "a.nii.gz", output=tmp_path / "p", device="cpu", read_ahead=value)
+    assert "'auto'" in str(err.value) and "'off'" in str(err.value)
+    assert not (tmp_path / "p").exists()
 
 
 def test_output_through_a_symbolic_link(softmax_run: Path, brains: Path, tmp_path: Path) -> None:
@@ -1790,6 +1817,38 @@ def test_cli_predict_writes_what_the_api_writes(
     assert np.array_equal(_nifti(cli_out / "c_seg.nii.gz")[0], _nifti(api_out / "c_seg.nii.gz")[0])
     probabilities = _nifti(cli_out / "c_prob.nii.gz")[0]
     assert probabilities.shape == (*nib.load(brains / "c.nii.gz").shape, len(CLASSES))
+
+
+@pytest.mark.parametrize("flag", [[], ["--read-ahead", "on"], ["--read-ahead", "off"]])
+def test_cli_predict_reads_ahead_as_its_flag_says(
+    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str]
+) -> None:
+    threads: list[str] = []
+    real = NiftiVolume._array
+
+    def on_thread(self: NiftiVolume) -> Any:
+        if "_cache" not in self.__dict__:
+            threads.append(threading.current_thread().name)
+        return real(self)
+
+    monkeypatch.setattr(NiftiVolume, "_array", on_thread)
+    inputs = [str(brains / "a.nii.gz"), str(brains / "b.nii.gz")]
+    argv = ["predict", str(softmax_run), *inputs, "--output", str(tmp_path / "p"), "--device", "cpu"]
+    assert cli_main([*argv, "--quiet", *flag]) == 0
+    # After the two checks: a in its own turn; b read ahead only when asked for (auto: not on the CPU).
+    ahead = flag == ["--read-ahead", "on"]
+    assert sorted(threads[2:]) == ["MainThread", "inpaintssl-read-ahead_0" if ahead else "MainThread"]
+
+
+def test_cli_predict_refuses_an_unknown_read_ahead(
+    softmax_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli_main(
+            ["predict", str(softmax_run), "x.nii.gz", "--output", str(tmp_path / "p"), "--read-ahead", "1"]
+        )
+    assert info.value.code == 2
+    assert "argument --read-ahead: invalid choice: '1' (choose from" in capsys.readouterr().err
 
 
 def test_spacing_given_for_a_file_that_states_its_own_warns_and_is_not_used(

@@ -378,6 +378,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         orientation=args.orientation,
         resample=args.resample,
         check_threads=args.check_threads,
+        read_ahead=args.read_ahead,
     )
     cases = report.cases
     print(
@@ -721,6 +722,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="inputs read and checked at once before any is predicted, each on a thread holding its "
         "decompressed scan; 1: one after the other (default: the cores this process may use, 8 at most)",
+    )
+    p.add_argument(
+        "--read-ahead",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="read the next input on a background thread while a case is predicted; auto: on a GPU "
+        "only (default: auto)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars (inputs checked, cases predicted)")
     p.set_defaults(func=_cmd_predict)

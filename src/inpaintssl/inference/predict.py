@@ -69,8 +69,8 @@ killed mid-write leaves that folder, and the next predict into the same ``output
 Memory and files read twice: every input is checked before any is predicted
 (:mod:`~inpaintssl.inference.preparation`), which reads it in full, but at most two inputs' images
 are held in memory at a time: after its check each input's decompressed volume is released, and it
-is read again just before its case is predicted (on a background thread while the case before is
-predicted, :mod:`~inpaintssl.inference.read_ahead`) and released once its case is done. So the
+is read again for its case (on a GPU, on a background thread while the case before is predicted:
+``read_ahead``, :mod:`~inpaintssl.inference.read_ahead`) and released once its case is done. So the
 model, the input being predicted, the next input and the label maps (with ``probabilities``, the
 probability maps too) are what a predict over a hundred scans holds, not the hundred scans. A file
 that changes between its check and its prediction (another size or modification time, or gone;
@@ -114,7 +114,7 @@ from inpaintssl.inference.labelling import label_map as label_map
 from inpaintssl.inference.labelling import predict_case
 from inpaintssl.inference.preparation import PreparedInput, check_unchanged, prepare_inputs
 from inpaintssl.inference.preparation import Resample as Resample
-from inpaintssl.inference.read_ahead import ReadAhead
+from inpaintssl.inference.read_ahead import ReadAhead, ReadAheadMode
 from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SHARE
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
@@ -188,6 +188,7 @@ def predict(
     orientation: str = "auto",
     resample: Resample = "off",
     check_threads: int | None = None,
+    read_ahead: ReadAheadMode = "auto",
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -233,6 +234,12 @@ def predict(
             (:func:`~inpaintssl.data.preflight.default_check_threads`). HDF5 and DICOM inputs
             are checked in the calling thread (h5py holds one lock over every HDF5 call; pydicom
             parses in Python). Errors and warnings are the same, in input order.
+        read_ahead: Read (decompress) the next input on a background thread while a case is
+            predicted (``on``), or each in its own case's turn (``off``). ``auto``: on when
+            predicting on a GPU, whose host thread mostly waits for the card; off on the CPU,
+            whose cores the prediction keeps busy (measured no faster there,
+            ``benchmarks/bench_predict_writes.py``). HDF5 and DICOM inputs are read in their own
+            turn either way (:mod:`~inpaintssl.inference.read_ahead`).
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -250,9 +257,9 @@ def predict(
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
             All three are ``ValueError`` subclasses.
         ValueError: ``batch_size`` or ``check_threads`` below 1, an unknown ``device``,
-            ``large_slices`` or ``resample``, ``overlap`` outside ``[0, 1)``, a ``spacing`` that is
-            not 2 or 3 finite sizes > 0, or ``resample="outside"`` with a run that resized its
-            slices or recorded no spacing.
+            ``large_slices``, ``resample`` or ``read_ahead``, ``overlap`` outside ``[0, 1)``, a
+            ``spacing`` that is not 2 or 3 finite sizes > 0, or ``resample="outside"`` with a run
+            that resized its slices or recorded no spacing.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -264,6 +271,7 @@ def predict(
     # Refused before the model is loaded; resolved once, for the check of every input.
     check_workers = check_threads_to_use(check_threads, argument="check_threads")
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
+    check_option(read_ahead, ("auto", "on", "off"), field="read_ahead")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
     if spacing is not None:
@@ -289,6 +297,7 @@ def predict(
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
+        reads_ahead = read_ahead == "on" or (read_ahead == "auto" and target.type != "cpu")
         with WriteAhead() as writes, ReadAhead() as reads:
             for position, item in enumerate(
                 progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True)
@@ -298,7 +307,7 @@ def predict(
                 try:
                     with reading(item.path):
                         reads.wait(item.volume)
-                    if position + 1 < len(prepared):
+                    if reads_ahead and position + 1 < len(prepared):
                         # Decompressed on the reader's thread while this case is predicted.
                         reads.start(prepared[position + 1].volume)
                     labels, probs, (cut, edge_voxels) = predict_case(

@@ -19,8 +19,8 @@ Memory: the check decompresses each scan in full (a ``.nii.gz`` cannot be read s
 and the reader would keep that array until predict ends; a hundred CT scans held at once are tens
 of GB. So each input's volume is released (:meth:`~inpaintssl.data.readers.Volume.release`) as
 soon as it has passed, keeping its header, orientation and normalisation statistics, and predict
-reads it again when its turn comes (the next input on a background thread while a case is
-predicted, :mod:`~inpaintssl.inference.read_ahead`) and releases it after its case: at most two
+reads it again when its turn comes (on a GPU, the next input on a background thread while a case
+is predicted, :mod:`~inpaintssl.inference.read_ahead`) and releases it after its case: at most two
 inputs' images are in memory at a time. Every input file is therefore read twice. Its fingerprint
 (size and modification time, :func:`~inpaintssl.data.preflight.file_fingerprints`) is recorded
 before the check reads it, and

@@ -6,7 +6,10 @@ Every input was read in full by its check and released again
 wait for it before every case. zlib releases the GIL while it decompresses, so a reader thread
 overlaps the read of the next input with the prediction of the current one
 (:meth:`~inpaintssl.data.readers.Volume.preload`). One input is read ahead at a time: at most two
-inputs' images are in memory, the one being predicted and the next. Inputs whose reads take turns
+inputs' images are in memory, the one being predicted and the next. ``predict`` reads ahead when
+it predicts on a GPU (``read_ahead="auto"``): on the CPU the prediction keeps every core busy, and
+reading ahead was no faster there (0.98x and 1.00x on a 2-core Xeon,
+``benchmarks/bench_predict_writes.py``). Inputs whose reads take turns
 on one lock (HDF5, DICOM: :attr:`~inpaintssl.data.readers.Volume.reads_on_threads` is ``False``)
 are read in their own turn, as they would only slow the prediction beside them.
 
@@ -27,10 +30,14 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import Literal
 
 from inpaintssl.data.readers import Volume
 
-__all__ = ["ReadAhead"]
+__all__ = ["ReadAhead", "ReadAheadMode"]
+
+ReadAheadMode = Literal["auto", "on", "off"]
+"""``predict(read_ahead=...)``: ``auto`` reads ahead when predicting on a GPU, not on the CPU."""
 
 
 class ReadAhead:
