@@ -237,7 +237,7 @@ def predict(
         read_ahead: Read (decompress) the next input on a background thread while a case is
             predicted (``on``), or each in its own case's turn (``off``). ``auto``: on when
             predicting on a GPU, whose host thread mostly waits for the card; off on the CPU,
-            whose cores the prediction keeps busy (measured no faster there,
+            whose cores the prediction keeps busy (no faster there beyond the noise,
             ``benchmarks/bench_predict_writes.py``). HDF5 and DICOM inputs are read in their own
             turn either way (:mod:`~inpaintssl.inference.read_ahead`).
 
