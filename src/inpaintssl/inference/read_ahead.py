@@ -9,9 +9,10 @@ overlaps the read of the next input with the prediction of the current one
 inputs' images are in memory, the one being predicted and the next. ``predict`` reads ahead when
 it predicts on a GPU (``read_ahead="auto"``): on the CPU the prediction keeps every core busy, and
 reading ahead was no faster there beyond the noise (0.98x, 1.00x and 1.03x in three runs on a
-2-core Xeon, where the reads were 3 % of the time; ``benchmarks/bench_predict_writes.py``). Inputs whose reads take turns
-on one lock (HDF5, DICOM: :attr:`~inpaintssl.data.readers.Volume.reads_on_threads` is ``False``)
-are read in their own turn, as they would only slow the prediction beside them.
+2-core Xeon, where the reads were 3 % of the time; ``benchmarks/bench_predict_writes.py``).
+Inputs whose reads take turns on one lock (HDF5, DICOM:
+:attr:`~inpaintssl.data.readers.Volume.reads_on_threads` is ``False``) are read in their own
+turn, as they would only slow the prediction beside them.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
