@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from data_builders import write_dicom_slice, write_nifti
+from data_builders import plain_slice_preprocessing, write_dicom_slice, write_nifti
 from PIL import Image
 
 from inpaintssl.data.base import DataError
@@ -30,7 +30,6 @@ from inpaintssl.data.readers import (
 )
 from inpaintssl.inference.inputs import expand_inputs, open_input
 from inpaintssl.inference.results import PredictionError
-from inpaintssl.inference.trained_run import SlicePreprocessing
 
 IMAGE = np.random.default_rng(3).normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
 MASK = np.random.default_rng(4).integers(0, 5, size=(6, 5)).astype(np.uint8)
@@ -187,17 +186,7 @@ def test_an_unsupported_file_type_is_named_with_those_supported(tmp_path: Path, 
     assert reads_on_threads(path) is True
 
 
-_PREP = SlicePreprocessing(
-    slice_axis=2,
-    normalize="volume",
-    windows=None,
-    hu_floor=-1024.0,
-    image_size=None,
-    resize_mode="crop_or_pad",
-    display=False,
-    orientation=None,
-    training_orientations={},
-)
+_PREP = plain_slice_preprocessing()
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".npy", ".npz", ".h5", ".dcm"])

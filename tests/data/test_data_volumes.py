@@ -10,7 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from data_builders import onehot_reference, write_nifti
+from data_builders import onehot_reference, plain_slice_preprocessing, write_nifti
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
@@ -631,7 +631,6 @@ def test_a_nifti_pixdim_at_odds_with_its_affine_warns_and_the_affine_measures(
 ) -> None:
     from inpaintssl.data.readers import NiftiVolume
     from inpaintssl.inference.inputs import open_input
-    from inpaintssl.inference.trained_run import SlicePreprocessing
 
     # A stale pixdim (the sform rewritten by a resampling) or one of 0, which nibabel resets to 1.
     path = _nifti_with_pixdim(tmp_path / f"{name}.nii", np.diag([0.5, 0.5, 2.0, 1.0]), pixdim)
@@ -645,19 +644,8 @@ def test_a_nifti_pixdim_at_odds_with_its_affine_warns_and_the_affine_measures(
     )
     # Measured as placed: the voxel of the affine, not of the header's 1 mm.
     assert volume.spacing == (0.5, 0.5, 2.0) and volume.stored_zooms == (0.5, 0.5, 2.0)
-    prep = SlicePreprocessing(
-        slice_axis=2,
-        normalize="volume",
-        windows=None,
-        hu_floor=-1024.0,
-        image_size=None,
-        resize_mode="crop_or_pad",
-        display=False,
-        orientation=None,
-        training_orientations={},
-    )
     with pytest.warns(UserWarning, match="pixdim"):
-        _, geometry = open_input(path, prep=prep, key=None, spacing=None)
+        _, geometry = open_input(path, prep=plain_slice_preprocessing(), key=None, spacing=None)
     assert geometry.zooms == (0.5, 0.5, 2.0)  # predict's volumes in mL
 
 

@@ -9,12 +9,14 @@ it, and deep-copy ``result.model`` before changing it).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import inpaintssl as issl
+from inpaintssl.data.readers import NiftiVolume
 
 TINY_MODEL: dict[str, Any] = {"params": {"depth": 3, "base_width": 8}}
 """The U-Net of both runs: inputs must be multiples of 4 (``2**(depth - 1)``)."""
@@ -58,3 +60,19 @@ def pretrained_run(tmp_path_factory: pytest.TempPathFactory) -> issl.PretrainRes
             "run": _run(tmp_path_factory.mktemp("pretrain_run"), seed=4),
         }
     )
+
+
+@pytest.fixture
+def decompressing_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The real NIfTI reader, instrumented: the name of the thread of each whole-array read (a
+    ``.nii.gz`` decompressed), in order."""
+    real = NiftiVolume._array
+    threads: list[str] = []
+
+    def on_thread(self: NiftiVolume) -> Any:
+        if "_cache" not in self.__dict__:
+            threads.append(threading.current_thread().name)
+        return real(self)
+
+    monkeypatch.setattr(NiftiVolume, "_array", on_thread)
+    return threads

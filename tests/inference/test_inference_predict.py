@@ -1305,20 +1305,17 @@ def _alive(arrays: list[weakref.ref[np.ndarray]]) -> int:
 
 @pytest.mark.parametrize("read_ahead", ["on", "auto"])
 def test_inputs_in_memory_are_the_one_predicted_and_with_read_ahead_the_next(
-    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_ahead: str
+    softmax_run: Path,
+    brains: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    decompressing_threads: list[str],
+    read_ahead: str,
 ) -> None:
     inputs = _three_scans(brains, tmp_path / "scans")
     names = [p.name for p in inputs]
     decompressed, arrays = _decompressions(monkeypatch)
-    threads: list[str] = []
-    real_array = NiftiVolume._array
-
-    def on_thread(self: NiftiVolume) -> Any:
-        if "_cache" not in self.__dict__:
-            threads.append(threading.current_thread().name)
-        return real_array(self)
-
-    monkeypatch.setattr(NiftiVolume, "_array", on_thread)
+    threads = decompressing_threads
     module = importlib.import_module("inpaintssl.inference.predict")
     prepared: list[Any] = []
     real_prepare, real_predict_case = module.prepare_inputs, labelling.predict_case
@@ -1821,17 +1818,9 @@ def test_cli_predict_writes_what_the_api_writes(
 
 @pytest.mark.parametrize("flag", [[], ["--read-ahead", "on"], ["--read-ahead", "off"]])
 def test_cli_predict_reads_ahead_as_its_flag_says(
-    softmax_run: Path, brains: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str]
+    softmax_run: Path, brains: Path, tmp_path: Path, decompressing_threads: list[str], flag: list[str]
 ) -> None:
-    threads: list[str] = []
-    real = NiftiVolume._array
-
-    def on_thread(self: NiftiVolume) -> Any:
-        if "_cache" not in self.__dict__:
-            threads.append(threading.current_thread().name)
-        return real(self)
-
-    monkeypatch.setattr(NiftiVolume, "_array", on_thread)
+    threads = decompressing_threads
     inputs = [str(brains / "a.nii.gz"), str(brains / "b.nii.gz")]
     argv = ["predict", str(softmax_run), *inputs, "--output", str(tmp_path / "p"), "--device", "cpu"]
     assert cli_main([*argv, "--quiet", *flag]) == 0

@@ -23,24 +23,10 @@ def _nifti(path: Path) -> NiftiVolume:
     return NiftiVolume(path)
 
 
-def _threads_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The thread of each whole-array read a NIfTI volume makes (its decompression)."""
-    real = NiftiVolume._array
-    names: list[str] = []
-
-    def recorded(self: NiftiVolume) -> object:
-        if "_cache" not in self.__dict__:
-            names.append(threading.current_thread().name)
-        return real(self)
-
-    monkeypatch.setattr(NiftiVolume, "_array", recorded)
-    return names
-
-
 def test_a_volume_read_ahead_is_decompressed_on_the_reader_thread_and_read_alike(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, decompressing_threads: list[str]
 ) -> None:
-    threads = _threads_reading(monkeypatch)
+    threads = decompressing_threads
     volume = _nifti(tmp_path / "scan.nii.gz")
     with ReadAhead() as reads:
         reads.start(volume)
