@@ -254,9 +254,9 @@ def case_stem(path: Path) -> str:
     return path.stem if path.suffix else name
 
 
-def folder_qualified_stems(paths: Sequence[Path]) -> list[str]:
+def folder_qualified_stems(paths: Sequence[Path], *, ignore_case: bool = False) -> list[str]:
     """:func:`case_stem` of each path, with its folders below the paths' common folder in front where
-    two stems clash.
+    two stems clash (with ``ignore_case``, also where they differ in letter case only).
 
     A stem no other path has is kept as it is; stems that still clash (two files of one folder
     that differ in format only) are returned as they are, for the caller to tell apart or refuse.
@@ -266,13 +266,14 @@ def folder_qualified_stems(paths: Sequence[Path]) -> list[str]:
         ['p01_ct', 'p02_ct', 'x']
     """
     names = [case_stem(p) for p in paths]
-    if len(set(names)) == len(names):
+    keys = [name.casefold() for name in names] if ignore_case else names
+    if len(set(keys)) == len(keys):
         return names
     resolved = [p.resolve() for p in paths]
     common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
     return [
-        name if names.count(name) == 1 else "_".join([*path.relative_to(common).parts[:-1], name])
-        for name, path in zip(names, resolved)
+        name if keys.count(key) == 1 else "_".join([*path.relative_to(common).parts[:-1], name])
+        for name, key, path in zip(names, keys, resolved)
     ]
 
 

@@ -128,28 +128,38 @@ def case_names(paths: Sequence[Path]) -> list[str]:
     First by their folders below the common folder (``a/scan.nii.gz``, ``b/scan.nii.gz`` ->
     ``a_scan``, ``b_scan``), then by format (``scan.nii.gz`` beside ``scan.npy`` -> ``scan_nii_gz``,
     ``scan_npy``), then by a counter. A name no other input has is kept as it is. Each case's
-    outputs are named after it, so two equal names would write one segmentation over the other. A
-    folder given as ``.`` or ``..`` is named after the folder it is.
+    outputs are named after it, so two equal names would write one segmentation over the other;
+    names that differ in letter case only clash too (``a/Scan.nii.gz``, ``b/scan.nii.gz`` ->
+    ``a_Scan``, ``b_scan``), as they name one file on a case-insensitive file system (macOS,
+    Windows). A folder given as ``.`` or ``..`` is named after the folder it is.
+
+    Example:
+        >>> case_names([Path("/data/a/Scan.nii.gz"), Path("/data/b/scan.nii.gz"), Path("/data/c.npy")])
+        ['a_Scan', 'b_scan', 'c']
     """
     # A folder given as "." or ".." (a DICOM series predicted from inside it) has no name of its
     # own; unresolved, its outputs would be the hidden "_seg.nii.gz" or ".._seg.nii.gz".
     paths = [p.resolve() if p.name in ("", "..") else p for p in paths]
     names = [case_stem(p) for p in paths]
-    if len(set(names)) == len(names):
+    folded = [name.casefold() for name in names]
+    if len(set(folded)) == len(folded):
         return names
-    by_folder = folder_qualified_stems(paths)
+    by_folder = folder_qualified_stems(paths, ignore_case=True)
+    by_folder_folded = [name.casefold() for name in by_folder]
     by_format = [
         f"{name}_{path.name[len(case_stem(path)) :].lstrip('.').replace('.', '_').lower() or 'folder'}"
-        if by_folder.count(name) > 1
+        if by_folder_folded.count(name.casefold()) > 1
         else name
         for name, path in zip(by_folder, paths)
     ]
-    kept = {name for name in names if names.count(name) == 1}
+    kept = {key for key in folded if folded.count(key) == 1}
+    taken: set[str] = set()
     unique: list[str] = []
     for name, told_apart in zip(names, by_format):
         candidate, k = told_apart, 2
-        while candidate in unique or (candidate != name and candidate in kept):
+        while candidate.casefold() in taken or (candidate != name and candidate.casefold() in kept):
             candidate, k = f"{told_apart}_{k}", k + 1
+        taken.add(candidate.casefold())
         unique.append(candidate)
     return unique
 
