@@ -679,3 +679,21 @@ def test_a_gzip_nifti_named_nii_is_told_to_be_renamed(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         NiftiVolume(path)
     assert str(caught.value) == f"NIfTI file {path} is gzip-compressed: rename it to .nii.gz"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_uncompressed_nifti_named_nii_gz_is_told_to_be_renamed(tmp_path: Path, version: int) -> None:
+    import nibabel as nib
+
+    from inpaintssl.data.readers import NiftiVolume
+
+    image = (nib.Nifti1Image if version == 1 else nib.Nifti2Image)(IMAGE, np.eye(4))
+    nib.save(image, tmp_path / "scan.nii")
+    path = (tmp_path / "scan.nii").rename(tmp_path / "scan.nii.gz")
+    with pytest.raises(DataError) as caught:
+        NiftiVolume(path)
+    assert str(caught.value) == f"NIfTI file {path} is not gzip-compressed: rename it to .nii"
+    # Neither gzip nor NIfTI: the reader's own error, not a rename that would not help.
+    path.write_bytes(b"\x00" * 400)
+    with pytest.raises(DataError, match=r"cannot be read: ImageFileError: .* is not a gzip file"):
+        NiftiVolume(path)

@@ -139,6 +139,21 @@ def _nifti_suffix_in_mixed_case(folder: Path) -> Call:
 
 
 @_case(
+    "data-nifti-uncompressed-named-gz",
+    "data",
+    DataError,
+    r"NIfTI file .*train\.nii\.gz is not gzip-compressed: rename it to \.nii$",
+)
+def _nifti_uncompressed_named_gz(folder: Path) -> Call:
+    """An uncompressed NIfTI saved under a ``.nii.gz`` name (a converter that does not compress):
+    "not a gzip file" alone leaves the user to guess that the file itself is sound."""
+    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
+    nib.save(nib.Nifti1Image(_image(0), np.eye(4)), folder / "train.nii")  # type: ignore[no-untyped-call]
+    (folder / "train.nii").replace(folder / "train.nii.gz")
+    return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
     "data-h5-truncated-tail",
     "data",
     DataError,

@@ -537,8 +537,11 @@ class NiftiVolume(Volume):
                     f"(it does not read a suffix in mixed letter case): rename it to end in {suffix} "
                     f"or {suffix.upper()}"
                 ) from exc
-            if not path.name.lower().endswith(".gz") and _is_gzip(path):
+            gzip_named = path.name.lower().endswith(".gz")
+            if not gzip_named and _is_gzip(path):
                 raise DataError(f"NIfTI file {path} is gzip-compressed: rename it to .nii.gz") from exc
+            if gzip_named and not _is_gzip(path) and _is_nifti_header(path):
+                raise DataError(f"NIfTI file {path} is not gzip-compressed: rename it to .nii") from exc
             raise DataError(f"NIfTI file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         self._image = image
         mm = nifti_mm_per_unit(image.header, path=path)
@@ -593,6 +596,16 @@ def _is_gzip(path: Path) -> bool:
             return handle.read(2) == _GZIP_MAGIC
     except OSError:
         return False
+
+
+def _is_nifti_header(path: Path) -> bool:
+    """Whether ``path`` starts with an uncompressed single-file NIfTI-1 or NIfTI-2 header (its magic)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(348)
+    except OSError:
+        return False
+    return head[344:348] == b"n+1\x00" or head[4:12] == b"n+2\x00\r\n\x1a\n"
 
 
 def _checked_zooms(header: Any, affine: np.ndarray, mm: float, *, path: Path) -> tuple[float, ...]:
