@@ -131,8 +131,9 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, monkeypatch:
     assert not (tmp_path / "PWNED_MARKER").exists()
 
 
-def test_plain_torch_state_dict_loads_with_weights_only(tmp_path: Path) -> None:
-    path = tmp_path / "foreign.pth"
+@pytest.mark.parametrize("name", ["foreign.pth", "FOREIGN.PTH", "foreign.Ckpt", "foreign.BIN"])
+def test_plain_torch_state_dict_loads_with_weights_only(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
     torch.save({"state_dict": {"w": torch.ones(2)}}, path)
     state, meta = load_checkpoint(path)
     assert meta is None and state["w"].tolist() == [1.0, 1.0]

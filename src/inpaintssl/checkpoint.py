@@ -358,14 +358,16 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
     """Find the weights a path refers to.
 
     Accepts a run folder (uses ``checkpoints/<which>``), a checkpoint folder, a
-    ``.safetensors`` file, or a foreign ``.pt``/``.pth``/``.bin``/``.ckpt`` file.
+    ``.safetensors`` file, or a foreign ``.pt``/``.pth``/``.bin``/``.ckpt`` file (suffixes in any
+    letter case).
 
     Raises:
         CheckpointError: Nothing usable at ``path``; the message says what was looked for.
     """
     path = Path(path)
     if path.is_file():
-        if path.suffix == ".safetensors" or path.suffix in _FOREIGN_SUFFIXES:
+        # Suffixes in any letter case: an export copied through Windows may come back as .PTH.
+        if path.suffix.lower() == ".safetensors" or path.suffix.lower() in _FOREIGN_SUFFIXES:
             return path
         # An ONNX export holds a graph for other runtimes, not weights this library loads again.
         onnx = (
@@ -473,7 +475,7 @@ def load_resolved_checkpoint(target: Path) -> tuple[dict[str, torch.Tensor], Che
     """:func:`load_checkpoint` of what :func:`resolve_checkpoint` returned (its checksums already
     verified, so they are not computed again)."""
     if target.is_file():
-        if target.suffix in _FOREIGN_SUFFIXES:
+        if target.suffix.lower() in _FOREIGN_SUFFIXES:
             return _load_foreign(target), None
         return _load_safetensors(target), None
     weights = target / "model.safetensors"

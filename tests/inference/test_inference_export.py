@@ -155,10 +155,12 @@ def test_folded_state_dict_in_a_plain_conv_unet(
     assert stored["preprocessing"]["dataset"] == "synthetic"
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "MODEL.SAFETENSORS"])
 def test_exported_safetensors_loads_back(
-    model: LoadedModel, slices: dict[tuple[int, int], torch.Tensor], tmp_path: Path
+    model: LoadedModel, slices: dict[tuple[int, int], torch.Tensor], tmp_path: Path, name: str
 ) -> None:
-    path = export_model(model, format="safetensors", output=tmp_path / "out" / "model.safetensors")
+    written = export_model(model, format="safetensors", output=tmp_path / "out" / "model.safetensors")
+    path = written.rename(written.with_name(name))  # as a copy through another file system may name it
     again = load_model(path)
     info = again.inference_meta
     assert info.folded and info.source == path

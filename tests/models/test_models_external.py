@@ -427,14 +427,14 @@ def test_restoration_pretraining_transfers(
     assert set(result.mean_dice()) == {"disc", "square"}
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("suffix", [".safetensors", ".SAFETENSORS", ".pt"])
 def test_pretrained_encoder_loads_into_a_fresh_smp_unet(
     smp: ModuleType, suffix: str, restoration_run: RestorationRun, tmp_path: Path
 ) -> None:
     pre = restoration_run("smp_unet")
     assert pre.model is not None
     path = save_smp_encoder(pre.run_dir, tmp_path / f"encoder{suffix}")
-    state = load_file(path) if suffix == ".safetensors" else torch.load(path, weights_only=True)
+    state = load_file(path) if suffix.lower() == ".safetensors" else torch.load(path, weights_only=True)
     params = TINY_PARAMS["smp_unet"]
     fresh = smp.Unet(
         params["encoder_name"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -104,19 +105,22 @@ def write_finetuned_sources(tmp_path: Path) -> dict[str, Path]:
     save_checkpoint(tmp_path / "run" / "checkpoints" / "best", state, meta)
     header = {"inpaintssl": json.dumps({"kind": "finetune", "backbone": "unet2d"}), "format": "pt"}
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "export.safetensors"), header)
+    # The same export as a copy through another file system may name it: its header still tells.
+    shutil.copyfile(tmp_path / "export.safetensors", tmp_path / "EXPORT.SAFETENSORS")
     return {
         "run": tmp_path / "run",
         "checkpoint": tmp_path / "ckpt",
         "weights": tmp_path / "run" / "checkpoints" / "best" / "model.safetensors",
         "export": tmp_path / "export.safetensors",
+        "export in upper case": tmp_path / "EXPORT.SAFETENSORS",
     }
 
 
-@pytest.mark.parametrize("kind", ["run", "checkpoint", "weights", "export"])
+@pytest.mark.parametrize("kind", ["run", "checkpoint", "weights", "export", "export in upper case"])
 def test_a_fine_tuned_network_is_refused_as_pretrained(tmp_path: Path, kind: str) -> None:
     # Accepted, its label-trained decoder was copied into a "self-supervised" fine-tuning run.
     path = write_finetuned_sources(tmp_path)[kind]
-    where = "export.safetensors" if kind == "export" else "meta.json"
+    where = path.name if kind.startswith("export") else "meta.json"
     model = unet()
     before = snapshot(model)
     with pytest.raises(

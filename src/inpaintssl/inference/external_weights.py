@@ -166,7 +166,7 @@ def _check_smp_run(backbone: str | None, *, where: str) -> None:
 def save_smp_encoder(source: EncoderSource, path: str | os.PathLike[str]) -> Path:
     """Write the encoder weights in smp's key layout (see :func:`smp_encoder_state_dict`).
 
-    A ``.safetensors`` path gets a safetensors file (load it with
+    A ``.safetensors`` path (in any letter case) gets a safetensors file (load it with
     ``safetensors.torch.load_file``); any other suffix gets a plain ``torch.save`` dict of tensors
     that ``torch.load(path, weights_only=True)`` reads. The write is atomic.
 
@@ -187,7 +187,7 @@ def save_smp_encoder(source: EncoderSource, path: str | os.PathLike[str]) -> Pat
     tensors = contiguous_cpu(smp_encoder_state_dict(source))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix == ".safetensors":
+    if target.suffix.lower() == ".safetensors":
         save_safetensors(target, tensors, metadata={"format": "pt"})
     else:
         atomic_write_with(target, lambda tmp: torch.save(tensors, tmp))

@@ -572,7 +572,7 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
     """Weights and metadata of whatever ``path`` names (the size multiple is filled in later)."""
     target = resolve_checkpoint(path, which=which)
     if target.is_file():
-        if target.suffix != ".safetensors":
+        if target.suffix.lower() != ".safetensors":
             if is_torchscript_export(target):
                 raise CheckpointError(
                     f"{target}: a TorchScript export, which runs without inpaintssl "

@@ -99,7 +99,7 @@ def _recorded_kind(target: Path) -> tuple[str, Path] | None:
         meta_path = None
     if meta_path is not None and meta_path.is_file():
         return read_checkpoint_meta(meta_path).kind, meta_path
-    kind = _header_kind(target) if target.is_file() and target.suffix == ".safetensors" else None
+    kind = _header_kind(target) if target.is_file() and target.suffix.lower() == ".safetensors" else None
     return None if kind is None else (kind, target)
 
 
