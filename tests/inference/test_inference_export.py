@@ -604,10 +604,12 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
             format="torchscript",
             output=tmp_path / "m.pt",
         )  # type: ignore[arg-type]
-    with pytest.warns(
-        UserWarning, match=r"m\.safetensors has the suffix of safetensors files; it is written as torchscript"
-    ):
-        export_model(model, format="torchscript", output=tmp_path / "m.safetensors")
+    for name in ("m.safetensors", "M.SafeTensors"):
+        with pytest.warns(
+            UserWarning,
+            match=rf"{re.escape(name)} has the suffix of safetensors files; it is written as torchscript",
+        ):
+            export_model(model, format="torchscript", output=tmp_path / name)
 
 
 def test_onnx_from_a_small_example_at_another_opset(model: LoadedModel, tmp_path: Path) -> None:

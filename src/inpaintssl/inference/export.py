@@ -665,7 +665,7 @@ def export_model(
         model = load_model(run_or_checkpoint, which=which, device="cpu")
     _check_not_a_checkpoint(destination, model.inference_meta.source)
     _check_replaceable(destination, overwrite=overwrite)
-    other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix, format)
+    other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix.lower(), format)
     if other != format:
         warn_each_time(
             f"output {destination} has the suffix of {other} files; it is written as {format}", UserWarning
