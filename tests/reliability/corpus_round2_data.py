@@ -122,23 +122,6 @@ def _nifti_image_wrong_crc(folder: Path) -> Call:
 
 
 @_case(
-    "data-nifti-suffix-in-mixed-case",
-    "data",
-    DataError,
-    r"NIfTI file .*Train\.Nii\.Gz cannot be opened by nibabel, which looked for .*Train\.nii\.Gz",
-    r"mixed letter case",
-    r"rename it to end in \.nii\.gz or \.NII\.GZ",
-)
-def _nifti_suffix_in_mixed_case(folder: Path) -> Call:
-    """A ``.nii.gz`` image named ``Train.Nii.Gz`` (a title-cased export): nibabel looks for another
-    name, and its bare "No such file" would say that a file which is there is missing."""
-    data = _volume_data(folder, "nifti", ".nii.gz", _write_nifti)
-    (folder / "train.nii.gz").rename(folder / "Train.Nii.Gz")
-    data["params"]["cases"]["train"]["image"] = "Train.Nii.Gz"
-    return lambda: issl.finetune(_config(folder, data=data))
-
-
-@_case(
     "data-nifti-uncompressed-named-gz",
     "data",
     DataError,

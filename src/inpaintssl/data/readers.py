@@ -526,17 +526,8 @@ class NiftiVolume(Volume):
         nib = import_optional("nibabel", extra="nifti", purpose="reading NIfTI")
         path = existing_path(path, what="NIfTI file")
         try:
-            image = nib.load(path)
+            image = _nifti_image(nib, path)
         except Exception as exc:  # nibabel raises many types for a bad file
-            if isinstance(exc, FileNotFoundError) and exc.filename != str(path):
-                # nibabel rebuilds the name from its own suffixes, in lower case unless the given
-                # one is all upper case: "Scan.Nii.Gz" is looked for as "Scan.nii.Gz".
-                suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-                raise DataError(
-                    f"NIfTI file {path} cannot be opened by nibabel, which looked for {exc.filename} "
-                    f"(it does not read a suffix in mixed letter case): rename it to end in {suffix} "
-                    f"or {suffix.upper()}"
-                ) from exc
             gzip_named = path.name.lower().endswith(".gz")
             if not gzip_named and _is_gzip(path):
                 raise DataError(f"NIfTI file {path} is gzip-compressed: rename it to .nii.gz") from exc
@@ -585,6 +576,34 @@ class NiftiVolume(Volume):
             array = np.asarray(type(proxy)(stream, spec, mmap=False, order=proxy.order))
             stream.skip_to_end()  # the trailer's CRC and length, which the last read stops short of
         return array
+
+
+def _nifti_image(nib: Any, path: Path) -> Any:
+    """nibabel's image of the single-file NIfTI at ``path``, opened under exactly that name.
+
+    ``nibabel.load`` rebuilds the name from its own suffixes, with ``.nii`` in lower case unless
+    the given one is all upper case: ``Scan.Nii.Gz`` is looked for as ``Scan.nii.Gz``, which is
+    missing ("No such file" for a file that is there) or, worse, another file that it reads in its
+    place. So a ``.nii`` spelled in mixed case is opened the way ``load`` opens the others, class
+    by header sniff, but through a file map that keeps the name; nibabel's opener recognises the
+    gzip suffix in any case.
+    """
+    gzip_suffix = 3 if path.name.lower().endswith(".gz") else 0
+    if path.name[: len(path.name) - gzip_suffix][-4:] in (".nii", ".NII"):
+        return nib.load(path)
+    from nibabel.filebasedimages import ImageFileError
+
+    # nibabel.load's own checks, in its words:
+    if path.stat().st_size == 0:
+        raise ImageFileError(f"Empty file: '{path}'")
+    if gzip_suffix and not _is_gzip(path):
+        raise ImageFileError(f"File {path} is not a gzip file")
+    sniff = None
+    for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+        matches, sniff = image_class.path_maybe_image(path, sniff)
+        if matches:
+            return image_class.from_file_map(image_class.make_file_map({"image": str(path)}))
+    raise ImageFileError(f'Cannot work out file type of "{path}"')
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
