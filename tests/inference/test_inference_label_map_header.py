@@ -41,7 +41,7 @@ def _column_lengths(affine: np.ndarray) -> np.ndarray:
 
 
 def _predict_quietly(
-    run: Path, scan: Path, out: Path, *, spacing: tuple[float, float, float] | None = None
+    run: Path, scan: Path | list[Path], out: Path, *, spacing: tuple[float, float, float] | None = None
 ) -> PredictionReport:
     # Spacing and orientation warnings about the tiny run are not what these tests look at.
     with warnings.catch_warnings():
@@ -140,3 +140,31 @@ def test_a_dicom_series_without_pixel_spacing_claims_no_scanner_geometry(
     # The stored matrix keeps the positions and axes the series does state (LPS -> RAS).
     stated = np.array([[0, -1.0, 0, 10], [-1.0, 0, 0, -20], [0, 0, 2.0, 0], [0, 0, 0, 1]])
     assert np.allclose(header.get_sform(), stated)
+
+
+@pytest.mark.parametrize(
+    ("stored", "intent"),
+    [((*SHAPE, 1), "none"), ((*SHAPE, 1, 1), "vector")],
+    ids=["one-time-point", "itk-vector-image"],
+)
+def test_a_scan_with_singleton_axes_after_the_third_is_predicted_as_its_volume(
+    trained_run: issl.FinetuneResult, tmp_path: Path, stored: tuple[int, ...], intent: str
+) -> None:
+    affine = np.diag([0.75, 1.25, 2.5, 1.0])
+    twin = tmp_path / "twin.nii.gz"
+    nib.Nifti1Image(_scan(3), affine).to_filename(twin)  # type: ignore[no-untyped-call]
+    image: Any = nib.Nifti1Image(_scan(3).reshape(stored), affine)  # type: ignore[no-untyped-call]
+    image.header.set_intent(intent)
+    scan = tmp_path / "scan.nii.gz"
+    image.to_filename(scan)
+
+    report = _predict_quietly(trained_run.run_dir, [twin, scan], tmp_path / "pred")
+
+    written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
+    expected = _load(tmp_path / "pred" / "twin_seg.nii.gz")
+    assert written.shape == SHAPE
+    assert np.array_equal(np.asarray(written.dataobj), np.asarray(expected.dataobj))
+    assert np.array_equal(written.affine, affine)
+    # The scan's intent (vectors) is not the label map's.
+    assert int(written.header["intent_code"]) == 0
+    assert report.cases[1].volumes_ml == report.cases[0].volumes_ml

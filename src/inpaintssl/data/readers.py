@@ -73,6 +73,7 @@ __all__ = [
     "affine_zooms",
     "import_optional",
     "open_volume",
+    "nifti_volume_shape",
     "pixdim_agrees",
     "reader_class",
     "reads_on_threads",
@@ -512,7 +513,10 @@ class NiftiVolume(Volume):
     header whose ``sform_code`` and ``qform_code`` are both 0 states no orientation: nibabel's
     stand-in affine for it (the voxel sizes, x mirrored) says nothing about the patient, so
     :attr:`Volume.stored_orientation` is ``None`` and such a file is refused for reorientation
-    instead of being read mirrored.
+    instead of being read mirrored. Singleton axes after the third are dropped
+    (:func:`nifti_volume_shape`: one time point, an ITK vector image's ``(X, Y, Z, 1, C)``);
+    ``file_shape`` is the shape the header states. A suffix in any letter case is read under its
+    own name (``Scan.Nii.Gz``).
     """
 
     def __init__(
@@ -539,9 +543,12 @@ class NiftiVolume(Volume):
         file_affine = np.asarray(image.affine, dtype=np.float64)
         affine = np.diag([mm, mm, mm, 1.0]) @ file_affine
         zooms = _checked_zooms(image.header, affine, mm, path=path)
-        super().__init__(
-            path, image.shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what="NIfTI file"
-        )
+        self.file_shape: tuple[int, ...] = tuple(int(n) for n in image.shape)
+        """The array's shape as the header states it, singleton axes after the third included."""
+        shape = nifti_volume_shape(self.file_shape)
+        what = "NIfTI file" if shape == self.file_shape else f"NIfTI file (stored shape {self.file_shape})"
+        super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what=what)
+        self._what = "NIfTI file"
         self.has_geometry = True
         self.file_affine: np.ndarray = file_affine
         """The voxel-to-world matrix in the file's own unit (what a label map written for it copies)."""
@@ -560,7 +567,9 @@ class NiftiVolume(Volume):
 
     def _array(self) -> Any:
         if not self.path.name.lower().endswith(".gz"):
-            return self._image.dataobj
+            proxy = self._image.dataobj
+            # Dropping singleton axes is a view of the memory map, never a copy.
+            return proxy if proxy.shape == self.stored_shape else proxy.reshape(self.stored_shape)
         return self._kept(self._decompress)
 
     def _decompress(self) -> np.ndarray:
@@ -575,7 +584,26 @@ class NiftiVolume(Volume):
         with GzipStream(self.path) as stream:
             array = np.asarray(type(proxy)(stream, spec, mmap=False, order=proxy.order))
             stream.skip_to_end()  # the trailer's CRC and length, which the last read stops short of
-        return array
+        return array.reshape(self.stored_shape)
+
+
+def nifti_volume_shape(file_shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape a NIfTI array of ``file_shape`` is read as: its singleton axes after the third dropped.
+
+    In NIfTI the fourth axis is time and the fifth holds a voxel's vector components, so a 3D scan
+    or label map saved with one time point is ``(X, Y, Z, 1)``, and a multi-channel image saved as
+    an ITK vector image is ``(X, Y, Z, 1, C)``: they are the volume ``(X, Y, Z)`` and the
+    channels-last volume ``(X, Y, Z, C)``. Axes of more than one voxel are kept, and so are the
+    first three (a one-slice volume stays ``(X, Y, 1)``).
+
+    Example:
+        >>> [nifti_volume_shape(s) for s in [(4, 4, 2, 1), (4, 4, 2, 1, 3), (4, 4, 1)]]
+        [(4, 4, 2), (4, 4, 2, 3), (4, 4, 1)]
+        >>> nifti_volume_shape((4, 4, 2, 5, 3))  # time points and channels: left for the rank check
+        (4, 4, 2, 5, 3)
+    """
+    shape = tuple(int(n) for n in file_shape)
+    return shape[:3] + tuple(n for n in shape[3:] if n != 1)
 
 
 def _nifti_image(nib: Any, path: Path) -> Any:

@@ -135,6 +135,9 @@ def nifti_image(data: np.ndarray, geometry: Geometry, *, dtype: type[np.generic]
     # The input's intensity scaling and display range describe the scan, not these values.
     image.header.set_slope_inter(1.0, 0.0)
     image.header["cal_min"], image.header["cal_max"] = 0.0, 0.0
+    if int(image.header["intent_code"]) != 0:
+        # Nor does its intent: a vector image's (X, Y, Z, 1, C) would mark a label map as vectors.
+        image.header.set_intent("none")
     if geometry.header is not None:
         # nibabel rewrites a header's pixdim only when the affine differs from the header's own; a
         # stale pixdim beside a right sform would be copied, and readers of pixdim misled.
