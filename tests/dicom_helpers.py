@@ -79,3 +79,96 @@ def write_mr_slice(
     ds.InstanceNumber = instance
     ds.PixelData = pixels.astype("<u2").tobytes()
     save_dicom(ds, path)
+
+
+def write_enhanced(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    modality: str,
+    positions: list[tuple[float, float, float]],
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: tuple[float, float] = (0.5, 0.75),
+    thickness: float = 2.0,
+    rescale: list[tuple[float, float]] | None = None,
+    geometry_in: str = "shared",
+) -> None:
+    """An Enhanced CT or MR file of ``frames`` (``(n, rows, columns)``, signed 16-bit) written by pydicom.
+
+    Each frame's position goes in its own functional group (PlanePositionSequence, as scanners
+    write it); the pixel measures and orientation in the shared group (``geometry_in="shared"``)
+    or repeated in each frame's (``"per_frame"``); ``rescale`` (slope, intercept per frame), where
+    given, in each frame's PixelValueTransformationSequence. Nothing of the geometry or rescale is
+    at the top level, where a single-frame slice keeps it.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedCTImageStorage, EnhancedMRImageStorage
+
+    storage = EnhancedCTImageStorage if modality == "CT" else EnhancedMRImageStorage
+    ds = single_frame_dataset(sop_class=storage, modality=modality, shape=frames.shape[1:], signed=True)
+    ds.NumberOfFrames = len(frames)
+    ds.InstanceNumber = 1
+
+    def item(**tags: Any) -> Any:
+        entry = Dataset()
+        for tag, value in tags.items():
+            setattr(entry, tag, value)
+        return entry
+
+    def geometry(group: Any) -> None:
+        group.PixelMeasuresSequence = Sequence(
+            [item(PixelSpacing=[f"{v:g}" for v in pixel_spacing], SliceThickness=f"{thickness:g}")]
+        )
+        group.PlaneOrientationSequence = Sequence(
+            [item(ImageOrientationPatient=[f"{v:g}" for v in orientation])]
+        )
+
+    shared = Dataset()
+    if geometry_in == "shared":
+        geometry(shared)
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for k, position in enumerate(positions):
+        group = Dataset()
+        group.PlanePositionSequence = Sequence([item(ImagePositionPatient=[f"{v:g}" for v in position])])
+        group.FrameContentSequence = Sequence([item(InStackPositionNumber=k + 1)])
+        if geometry_in == "per_frame":
+            geometry(group)
+        if rescale is not None:
+            slope, intercept = rescale[k]
+            group.PixelValueTransformationSequence = Sequence(
+                [item(RescaleSlope=f"{slope:g}", RescaleIntercept=f"{intercept:g}", RescaleType="HU")]
+            )
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = frames.astype("<i2").tobytes()
+    save_dicom(ds, path)
+
+
+def write_single_frame(
+    path: Path,
+    stored: np.ndarray,
+    *,
+    modality: str,
+    position: tuple[float, float, float],
+    instance: int,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: tuple[float, float] = (0.5, 0.75),
+    thickness: float = 2.0,
+    rescale: tuple[float, float] | None = None,
+) -> None:
+    """One classic CT or MR slice with the tags :func:`write_enhanced` puts in functional groups."""
+    from pydicom.uid import CTImageStorage, MRImageStorage
+
+    storage = CTImageStorage if modality == "CT" else MRImageStorage
+    ds = single_frame_dataset(sop_class=storage, modality=modality, shape=stored.shape, signed=True)
+    ds.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    ds.SliceThickness = f"{thickness:g}"
+    ds.ImageOrientationPatient = [f"{v:g}" for v in orientation]
+    ds.ImagePositionPatient = [f"{v:g}" for v in position]
+    ds.InstanceNumber = instance
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:g}", f"{rescale[1]:g}"
+    ds.PixelData = stored.astype("<i2").tobytes()
+    save_dicom(ds, path)

@@ -316,7 +316,9 @@ def test_mixed_spacing_is_uneven_and_rounding_is_not(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("modality", ["CT", "MR"])
-def test_a_multi_frame_file_is_refused_naming_it(tmp_path: Path, modality: str) -> None:
+def test_a_multi_frame_file_without_per_frame_groups_is_refused_naming_it(
+    tmp_path: Path, modality: str
+) -> None:
     from pydicom.uid import EnhancedCTImageStorage, EnhancedMRImageStorage
 
     from inpaintssl.data.readers import open_volume
@@ -341,8 +343,9 @@ def test_a_multi_frame_file_is_refused_naming_it(tmp_path: Path, modality: str) 
     )
     path = folder / "mf0.dcm"
     expected = (
-        f"DICOM file {path} holds 3 frames (NumberOfFrames): multi-frame (Enhanced) DICOM is not "
-        "supported; convert it to single-frame DICOM or NIfTI first (e.g. dcm2niix)"
+        f"DICOM file {path} holds 3 frames (NumberOfFrames) without per-frame functional groups "
+        "(PerFrameFunctionalGroupsSequence, as Enhanced CT and MR files state each frame's position in): "
+        "where each frame lies is unknown; convert it to single-frame DICOM or NIfTI first (e.g. dcm2niix)"
     )
     for opened in (folder, path):
         with pytest.raises(DataError) as caught:

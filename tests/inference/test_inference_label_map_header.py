@@ -168,3 +168,29 @@ def test_a_scan_with_singleton_axes_after_the_third_is_predicted_as_its_volume(
     # The scan's intent (vectors) is not the label map's.
     assert int(written.header["intent_code"]) == 0
     assert report.cases[1].volumes_ml == report.cases[0].volumes_ml
+
+
+def test_an_enhanced_dicom_file_is_predicted_as_its_classic_series(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    from dicom_helpers import write_enhanced, write_single_frame
+
+    stored = np.random.default_rng(4).integers(0, 1000, (SHAPE[2], *SHAPE[:2])).astype(np.int16)
+    positions = [(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])]
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(SHAPE[2]):
+        write_single_frame(
+            series / f"im{k}.dcm", stored[k], modality="MR", position=positions[k], instance=k + 1
+        )
+    enhanced = tmp_path / "enhanced.dcm"
+    write_enhanced(enhanced, stored[::-1], modality="MR", positions=positions[::-1])
+
+    report = _predict_quietly(trained_run.run_dir, [series, enhanced], tmp_path / "pred")
+
+    classic, frames = (_load(tmp_path / "pred" / f"{name}_seg.nii.gz") for name in ("series", "enhanced"))
+    assert frames.shape == classic.shape == SHAPE
+    assert np.array_equal(np.asarray(frames.dataobj), np.asarray(classic.dataobj))
+    assert np.array_equal(frames.affine, classic.affine)
+    assert (int(frames.header["sform_code"]), int(frames.header["qform_code"])) == (1, 1)
+    assert report.cases[1].volumes_ml == report.cases[0].volumes_ml

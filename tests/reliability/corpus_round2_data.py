@@ -30,6 +30,7 @@ from corpus import (
 
 import inpaintssl as issl
 from inpaintssl.data import DataError
+from inpaintssl.registry import DATASETS
 from inpaintssl.training.memory_check import InsufficientMemoryError
 
 # The device's free memory as the checks see it, fixed so the message is the same on every machine.
@@ -134,6 +135,28 @@ def _nifti_uncompressed_named_gz(folder: Path) -> Call:
     nib.save(nib.Nifti1Image(_image(0), np.eye(4)), folder / "train.nii")  # type: ignore[no-untyped-call]
     (folder / "train.nii").replace(folder / "train.nii.gz")
     return lambda: issl.finetune(_config(folder, data=data))
+
+
+@_case(
+    "data-dicom-enhanced-two-time-points",
+    "data",
+    DataError,
+    r"DICOM file .*perfusion\.dcm holds frames 1 and 3 both at 0 mm along the slice normal",
+    r"expected one frame per position: a multi-frame file of several echoes, time points or stacks",
+    r"split it into one series per volume first \(e\.g\. dcm2niix\)",
+)
+def _dicom_enhanced_two_time_points(folder: Path) -> Call:
+    """An Enhanced CT of two time points at the same two positions (a perfusion scan): stacked as
+    one volume, each position would hold two slices, a volume of twice the slices."""
+    from dicom_helpers import write_enhanced
+
+    frames = np.random.default_rng(0).integers(0, 1000, size=(4, 16, 16))
+    positions = [(0.0, 0.0, 0.0), (0.0, 0.0, 2.5)]
+    write_enhanced(
+        folder / "perfusion.dcm", frames, modality="CT", positions=positions * 2, rescale=[(1.0, -1024.0)] * 4
+    )
+    cases = "perfusion.dcm"
+    return lambda: DATASETS.build("ct", split="unlabelled", labelled=False, cases=cases, root=folder)
 
 
 @_case(

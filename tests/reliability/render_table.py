@@ -25,6 +25,10 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+# Cases write some inputs with the tests' shared writers (tests/dicom_helpers.py), which pytest
+# finds through tests/conftest.py and a script run finds here.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
 from corpus import CASES, BadInputCase, CommandLineError
 
 from inpaintssl.atomic import atomic_write_text

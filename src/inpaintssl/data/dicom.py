@@ -3,8 +3,10 @@
 :class:`DicomVolume` orders the slices along the slice normal and refuses a folder that is not one
 volume: several series, several planes, slices that share a position, a mix of slices with and
 without a position, differing matrix sizes, CT slices without (or with unusable) rescale tags,
-multi-frame (Enhanced) files, and files that are not DICOM. A series whose slices are unevenly
-spaced (a missing slice, mixed spacing) is read with a warning and says so in
+multi-frame files without per-frame functional groups, and files that are not DICOM. The frames
+of an Enhanced CT or MR file are its slices, each with the geometry and rescale its functional
+groups state (DICOM PS3.3 C.7.6.16), checked as single-frame slices are. A series whose slices
+are unevenly spaced (a missing slice, mixed spacing) is read with a warning and says so in
 :attr:`DicomVolume.uneven_slices`: its 2D slices train as they are, but no single slice spacing
 (and no one affine) describes it, so prediction refuses it (its label map would be misplaced).
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,7 +57,11 @@ class DicomVolume(Volume):
     (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
     ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID`` (files
     without one are taken as one series), one ``ImageOrientationPatient``, one slice per position
-    and one matrix size; files of several frames (Enhanced DICOM) are refused. Slices whose steps
+    and one matrix size. An Enhanced CT/MR file's frames are slices too: each frame's position,
+    orientation, pixel spacing and rescale come from its own functional groups, else the shared
+    ones (``PerFrameFunctionalGroupsSequence``, ``SharedFunctionalGroupsSequence``), and its
+    frames are decoded together on the first read; a multi-frame file without per-frame groups
+    is refused (nothing says where its frames lie). Slices whose steps
     differ from their median by more than 1 % (or 0.02 mm: the rounding of positions written to two
     decimals) are read with a warning (:attr:`uneven_slices`). Pixel data is read per slice.
     Row/column spacing comes from ``PixelSpacing``; slice spacing from the positions along the
@@ -78,7 +85,11 @@ class DicomVolume(Volume):
         if not candidates:
             raise DataError(f"DICOM series folder {path} holds no files")
         folder = path if path.is_dir() else None
-        headers = [(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f) for f in candidates]
+        headers = [
+            (frame, f)
+            for f in candidates
+            for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f)
+        ]
         _check_one_series(headers, path)
         _check_one_orientation(headers, path)
         _check_one_ordering(headers, path)
@@ -98,8 +109,9 @@ class DicomVolume(Volume):
                 math.isclose(a, b, rel_tol=1e-4) for a, b in zip(_pixel_spacing(ds, f), pixel_spacing)
             ):
                 raise DataError(
-                    f"DICOM file {f} has PixelSpacing {_spacing_text(ds, f)} but the series {path} has "
-                    f"{_spacing_text(first, headers[0][1])} (its first slice, {headers[0][1].name}); "
+                    f"DICOM file {_named(ds, f)} has PixelSpacing {_spacing_text(ds, f)} but the series "
+                    f"{path} has {_spacing_text(first, headers[0][1])} (its first slice, "
+                    f"{_named(*headers[0], short=True)}); "
                     "expected one pixel spacing per series"
                 )
             _check_ct_rescale(ds, f)
@@ -115,6 +127,10 @@ class DicomVolume(Volume):
                 UserWarning,
             )
         self._files = [f for _, f in headers]
+        self._frames: list[_FrameRead | None] = [
+            _FrameRead.of(ds) if isinstance(ds, _Frame) else None for ds, _ in headers
+        ]
+        """Per stored slice: where an Enhanced file's frame is read from; ``None`` for a single-frame file."""
         step = _slice_spacing([ds for ds, _ in headers])
         if step is None and len(headers) > 1:
             warn_each_time(
@@ -127,7 +143,7 @@ class DicomVolume(Volume):
         super().__init__(
             path, (*size, len(headers)), slice_axis=2, ranks={3}, spacing=spacing, what="DICOM series"
         )
-        self.files = tuple(str(f) for f in self._files)
+        self.files = tuple(dict.fromkeys(str(f) for f in self._files))  # an Enhanced file once
         # Spacing is geometry only when the file states it; the 1 mm fallbacks are placeholders.
         self.has_geometry = _states_pixel_spacing(first)
         self.patient_affine = _patient_affine(headers[0][0], headers[-1][0], self.spacing, len(headers))
@@ -142,16 +158,30 @@ class DicomVolume(Volume):
         self.patient_affine = affine
 
     def _array(self) -> np.ndarray:
-        # Only a reorientation that slices across the stored slices reads the whole series.
+        # Only a reorientation that slices across the stored slices, or an Enhanced file (whose
+        # frames decode together), reads the whole series.
         return self._kept(self._read_series)
 
     def _read_series(self) -> np.ndarray:
-        return np.stack([self._read_stored(2, i) for i in range(len(self._files))], axis=-1)
+        decoded: dict[Path, np.ndarray] = {}  # each Enhanced file's frames, decoded once
+        slices = []
+        for index, (f, frame) in enumerate(zip(self._files, self._frames)):
+            if frame is None:
+                slices.append(self._read_file(index))
+                continue
+            if f not in decoded:
+                decoded[f] = _decoded_frames(f)
+            slices.append(frame.values(decoded[f]))
+        return np.stack(slices, axis=-1)
 
     def _read_stored(self, axis: int, index: int) -> np.ndarray:
         """Slice ``index`` in HU (float32, before any clipping): one file along the stored slices."""
-        if axis != 2:
+        if axis != 2 or self._frames[index] is not None:
             return np.asarray(np.take(self._array(), index, axis=axis))
+        return self._read_file(index)
+
+    def _read_file(self, index: int) -> np.ndarray:
+        """Stored slice ``index``, a single-frame file, in HU."""
         pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
         ds = _read_dicom(pydicom, self._files[index], pixels=True)
         pixels = np.asarray(ds.pixel_array, dtype=np.float32)
@@ -229,7 +259,7 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
                 f"DICOM file {path} cannot be read: it is not a DICOM file (no DICM preamble); {remedy}"
             ) from exc
         raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
-    _check_single_frame(ds, path)
+    _check_frames(ds, path)
     if pixels:
         try:
             _ = ds.pixel_array
@@ -251,25 +281,130 @@ def _has_dicm_prefix(path: Path) -> bool:
         return True  # unreadable: let pydicom's own error say why
 
 
-def _check_single_frame(ds: Any, path: Path) -> None:
-    """Refuse a multi-frame file: its frames are slices whose geometry this reader never sees.
-
-    Enhanced CT/MR keep PixelSpacing, positions and rescale per frame in functional group
-    sequences; read as one slice, the frames would become the channels of a slice without geometry
-    (or, for CT, be refused for want of top-level rescale tags), and fail far from the cause.
-    """
+def _number_of_frames(ds: Any, path: Path) -> int:
     value = getattr(ds, "NumberOfFrames", None)
     if value is None or value == "":
-        return
+        return 1
     try:
         frames = int(value)
     except (TypeError, ValueError):
         raise DataError(f"DICOM file {path} has NumberOfFrames {value!r}; expected an integer") from None
-    if frames > 1:
+    return frames
+
+
+def _check_frames(ds: Any, path: Path) -> None:
+    """Refuse a multi-frame file without per-frame functional groups: its frames' geometry is unknown.
+
+    Enhanced CT/MR state each frame's position (and, where they vary, its orientation, pixel
+    spacing and rescale) in ``PerFrameFunctionalGroupsSequence``, and are read frame by frame
+    (:class:`_Frame`). A file of several frames without it (a legacy multi-frame secondary
+    capture) says nowhere where each frame lies: read as one slice, its frames would become the
+    channels of a slice without geometry, and fail far from the cause.
+    """
+    frames = _number_of_frames(ds, path)
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if frames > 1 and not per_frame:
         raise DataError(
-            f"DICOM file {path} holds {frames} frames (NumberOfFrames): multi-frame (Enhanced) DICOM is "
-            "not supported; convert it to single-frame DICOM or NIfTI first (e.g. dcm2niix)"
+            f"DICOM file {path} holds {frames} frames (NumberOfFrames) without per-frame functional "
+            "groups (PerFrameFunctionalGroupsSequence, as Enhanced CT and MR files state each frame's "
+            "position in): where each frame lies is unknown; convert it to single-frame DICOM or NIfTI "
+            "first (e.g. dcm2niix)"
         )
+    if per_frame and len(per_frame) != frames:
+        raise DataError(
+            f"DICOM file {path} has {len(per_frame)} item(s) in PerFrameFunctionalGroupsSequence but "
+            f"NumberOfFrames {frames}; expected one item per frame"
+        )
+
+
+_FRAME_MACROS = {
+    "PixelMeasuresSequence": ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"),
+    "PlanePositionSequence": ("ImagePositionPatient",),
+    "PlaneOrientationSequence": ("ImageOrientationPatient",),
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept"),
+}
+_FRAME_TAGS = {tag: macro for macro, tags in _FRAME_MACROS.items() for tag in tags}
+"""Where an Enhanced file keeps what a single-frame slice has at its top level (DICOM PS3.3
+C.7.6.16.2): tag -> the functional group macro's sequence that holds it."""
+
+
+class _Frame:
+    """One frame of an Enhanced (multi-frame) CT/MR file, read as the header of a single-frame slice.
+
+    A tag of :data:`_FRAME_TAGS` comes from the frame's own functional groups, else the shared
+    ones, else the file's top level (where some writers keep it); every other tag (Rows,
+    Modality, SeriesInstanceUID, ...) from the top level.
+    """
+
+    def __init__(self, ds: Any, frame: int, groups: Sequence[Any]) -> None:
+        self.file = ds
+        self.frame = frame
+        """The frame's index in the file (0-based; messages count from 1, as DICOM does)."""
+        self._groups = groups
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)  # copy and pickle probe an instance before __init__ ran
+        macro = _FRAME_TAGS.get(name)
+        if macro is not None:
+            for group in self._groups:
+                items = getattr(group, macro, None)
+                value = getattr(items[0], name, None) if items else None
+                if value is not None:
+                    return value
+        return getattr(self.file, name)
+
+
+def _slices_of(ds: Any, path: Path) -> list[Any]:
+    """The slices a file holds: the file itself, or each frame of an Enhanced file."""
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if not per_frame:
+        return [ds]
+    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    groups_shared = [shared[0]] if shared else []
+    return [_Frame(ds, k, [item, *groups_shared]) for k, item in enumerate(per_frame)]
+
+
+def _series_text(path: Path) -> str:
+    """What a series was given as, in messages: its folder, or the one (Enhanced) file that holds it."""
+    return f"file {path}" if path.is_file() else f"series folder {path}"
+
+
+def _named(ds: Any, path: Path, *, short: bool = False) -> str:
+    """A slice as messages name it: its file (name only if ``short``), and its frame in an Enhanced file."""
+    name = path.name if short else str(path)
+    return f"{name} (frame {ds.frame + 1})" if isinstance(ds, _Frame) else name
+
+
+@dataclass(frozen=True)
+class _FrameRead:
+    """How one frame of an Enhanced file is read: its index among the decoded frames, its rescale."""
+
+    frame: int
+    slope: float
+    intercept: float
+
+    @classmethod
+    def of(cls, frame: _Frame) -> _FrameRead:
+        return cls(
+            frame.frame,
+            _rescale_value(frame, "RescaleSlope", 1.0),
+            _rescale_value(frame, "RescaleIntercept", 0.0),
+        )
+
+    def values(self, decoded: np.ndarray) -> np.ndarray:
+        """The frame in HU (float32), from every frame of its file (``(frames, rows, columns)``)."""
+        pixels = np.asarray(decoded[self.frame], dtype=np.float32)
+        values: np.ndarray = pixels * np.float32(self.slope) + np.float32(self.intercept)
+        return values
+
+
+def _decoded_frames(path: Path) -> np.ndarray:
+    """Every frame of an Enhanced file, decoded: ``(frames, rows, columns)``, as stored."""
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    ds = _read_dicom(pydicom, path, pixels=True)
+    pixels = np.asarray(ds.pixel_array)
+    return pixels.reshape(_number_of_frames(ds, path), int(ds.Rows), int(ds.Columns))
 
 
 _ORIENTATION_TOLERANCE = 1e-3
@@ -354,7 +489,7 @@ def _check_one_orientation(headers: Sequence[tuple[Any, Path]], folder: Path) ->
         if not same:
             raise DataError(
                 f"DICOM file {f} has {_orientation_text(orientation)} but {reference_file} has "
-                f"{_orientation_text(reference)} (series folder {folder}); expected one orientation per "
+                f"{_orientation_text(reference)} ({_series_text(folder)}); expected one orientation per "
                 f"series (within {_ORIENTATION_TOLERANCE:g}): slices of another plane, such as a coronal "
                 "series next to an axial one, belong in a folder of their own"
             )
@@ -377,7 +512,7 @@ def _check_one_ordering(headers: Sequence[tuple[Any, Path]], folder: Path) -> No
         raise DataError(
             f"DICOM file {without} has no ImagePositionPatient or ImageOrientationPatient but "
             f"{with_position[0]} has both ({len(headers) - len(with_position)} of {len(headers)} files "
-            f"lack them, series folder {folder}); expected every slice of a series to state its "
+            f"lack them, {_series_text(folder)}); expected every slice of a series to state its "
             "position, or none (then InstanceNumber orders them), so that the slices sort in one order"
         )
 
@@ -396,8 +531,17 @@ def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path)
         return
     i = same[0]
     more = f" ({len(same) - 1} more pair(s) too)" if len(same) > 1 else ""
+    (a, file_a), (b, file_b) = headers[i], headers[i + 1]
+    if isinstance(a, _Frame) and isinstance(b, _Frame) and file_a == file_b:
+        raise DataError(
+            f"DICOM file {file_a} holds frames {min(a.frame, b.frame) + 1} and {max(a.frame, b.frame) + 1} "
+            f"both at {positions[i]:g} mm along the slice normal (ImagePositionPatient projected on it)"
+            f"{more}; expected one frame per position: a multi-frame file of several echoes, time "
+            "points or stacks is several volumes; split it into one series per volume first (e.g. "
+            "dcm2niix)"
+        )
     raise DataError(
-        f"DICOM files {headers[i][1]} and {headers[i + 1][1]} are both at {positions[i]:g} mm along the "
+        f"DICOM files {_named(a, file_a)} and {_named(b, file_b)} are both at {positions[i]:g} mm along the "
         f"slice normal (ImagePositionPatient projected on it){more}, in series folder {folder}; "
         "expected one slice per position: repeated acquisitions (echoes, time points) or copied "
         "files belong in folders of their own"
@@ -433,7 +577,8 @@ def _uneven_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> str | No
         limit=_STEPS_LISTED,
     )
     return (
-        f"DICOM series folder {folder}: slices {headers[i][1].name} and {headers[i + 1][1].name} at "
+        f"DICOM {_series_text(folder)}: slices {_named(*headers[i], short=True)} and "
+        f"{_named(*headers[i + 1], short=True)} at "
         f"{positions[i]:g} and {positions[i + 1]:g} mm along the slice normal are {steps[i]:g} mm apart "
         f"where the series' other slices are {others:g} mm apart (steps between neighbouring slices: "
         f"{found}): a missing slice or a series of mixed spacing, not one regular grid"
