@@ -92,6 +92,7 @@ def write_enhanced(
     thickness: float = 2.0,
     rescale: list[tuple[float, float]] | None = None,
     geometry_in: str = "shared",
+    series_uid: str | None = None,
 ) -> None:
     """An Enhanced CT or MR file of ``frames`` (``(n, rows, columns)``, signed 16-bit) written by pydicom.
 
@@ -99,7 +100,8 @@ def write_enhanced(
     write it); the pixel measures and orientation in the shared group (``geometry_in="shared"``)
     or repeated in each frame's (``"per_frame"``); ``rescale`` (slope, intercept per frame), where
     given, in each frame's PixelValueTransformationSequence. Nothing of the geometry or rescale is
-    at the top level, where a single-frame slice keeps it.
+    at the top level, where a single-frame slice keeps it. ``series_uid``: SeriesInstanceUID,
+    left out if ``None``.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -109,6 +111,8 @@ def write_enhanced(
     ds = single_frame_dataset(sop_class=storage, modality=modality, shape=frames.shape[1:], signed=True)
     ds.NumberOfFrames = len(frames)
     ds.InstanceNumber = 1
+    if series_uid is not None:
+        ds.SeriesInstanceUID = series_uid
 
     def item(**tags: Any) -> Any:
         entry = Dataset()

@@ -176,3 +176,48 @@ def test_a_gap_between_frames_is_named_by_frame(tmp_path: Path) -> None:
     ):
         volume = DicomVolume(path)
     assert volume.uneven_slices is not None
+
+
+def test_a_folder_of_enhanced_files_of_several_series_says_to_give_each_file(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    positions = _positions(ORIENTATIONS["axial"])
+    write_enhanced(folder / "t1.dcm", _stored(9), modality="MR", positions=positions, series_uid="1.2.3.1")
+    write_enhanced(folder / "t2.dcm", _stored(10), modality="MR", positions=positions, series_uid="1.2.3.2")
+    with pytest.raises(DataError) as caught:
+        open_volume(folder)
+    assert str(caught.value) == (
+        f"DICOM series folder {folder} holds 2 series: SeriesInstanceUID 1.2.3.1: 1 file(s) ({SLICES} "
+        f"frames), e.g. t1.dcm; SeriesInstanceUID 1.2.3.2: 1 file(s) ({SLICES} frames), e.g. t2.dcm; "
+        "expected one series per folder (it is read as one volume): each series is one Enhanced file: "
+        f"give each file on its own (as a predict input or a dataset case), e.g. {folder / '*.dcm'}"
+    )
+    for name in ("t1.dcm", "t2.dcm"):  # as the message says
+        assert open_volume(folder / name).shape == (ROWS, COLUMNS, SLICES)
+
+
+def test_a_frame_of_another_plane_is_refused_naming_the_frames(tmp_path: Path) -> None:
+    import pydicom
+
+    path = tmp_path / "localizer.dcm"
+    write_enhanced(
+        path, _stored(11), modality="MR", positions=_positions(ORIENTATIONS["axial"]), geometry_in="per_frame"
+    )
+    ds = pydicom.dcmread(path)
+    # Frame 3 coronal, as in a three-plane localizer stored as one file.
+    ds.PerFrameFunctionalGroupsSequence[2].PlaneOrientationSequence[0].ImageOrientationPatient = [
+        1,
+        0,
+        0,
+        0,
+        0,
+        -1,
+    ]
+    ds.save_as(path)
+    with pytest.raises(DataError) as caught:
+        DicomVolume(path)
+    assert str(caught.value) == (
+        f"DICOM file {path} (frame 3) has ImageOrientationPatient [1, 0, 0, 0, 0, -1] but {path} (frame 1) "
+        f"has ImageOrientationPatient [1, 0, 0, 0, 1, 0] (file {path}); expected one orientation per series "
+        "(within 0.001): a multi-frame file of several planes (a localizer) is no volume"
+    )

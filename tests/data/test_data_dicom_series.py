@@ -234,7 +234,7 @@ def test_a_series_where_only_some_slices_state_their_position_is_refused(tmp_pat
     ds.save_as(folder / "im1.dcm")
     expected = (
         rf"DICOM file {folder / 'im1.dcm'} has no ImagePositionPatient or ImageOrientationPatient but "
-        rf"{folder / 'im0.dcm'} has both \(1 of 2 files lack them, series folder {folder}\); expected every "
+        rf"{folder / 'im0.dcm'} has both \(1 of 2 slices lack them, series folder {folder}\); expected every "
         "slice of a series to state its position, or none"
     )
     with pytest.raises(DataError, match=expected):

@@ -434,22 +434,31 @@ def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None
     Stacked together, a T1 and a T2 (or two reconstructions) at the same positions would make one
     volume of twice the slices, with a wrong slice spacing and doubled tissue volumes.
     """
-    groups: dict[str | None, list[Path]] = {}
+    groups: dict[str | None, dict[Path, int]] = {}  # series -> its files -> the slices each holds
     first: dict[str | None, Any] = {}
     for ds, f in headers:
         uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None
-        groups.setdefault(uid, []).append(f)
+        files = groups.setdefault(uid, {})
+        files[f] = files.get(f, 0) + 1
         first.setdefault(uid, ds)
     if len(groups) <= 1:
         return
     found = "; ".join(_describe_series(uid, first[uid], files) for uid, files in groups.items())
+    if all(len(files) == 1 and isinstance(first[uid], _Frame) for uid, files in groups.items()):
+        # A study exported by a newer scanner: each series is one Enhanced file, and a volume.
+        remedy = (
+            f"each series is one Enhanced file: give each file on its own (as a predict input or a "
+            f"dataset case), e.g. {folder / '*.dcm'}"
+        )
+    else:
+        remedy = "move each series into a folder of its own"
     raise DataError(
         f"DICOM series folder {folder} holds {len(groups)} series: {found}; expected one series per "
-        "folder (it is read as one volume): move each series into a folder of its own"
+        f"folder (it is read as one volume): {remedy}"
     )
 
 
-def _describe_series(uid: str | None, ds: Any, files: Sequence[Path]) -> str:
+def _describe_series(uid: str | None, ds: Any, files: dict[Path, int]) -> str:
     details = []
     description = str(getattr(ds, "SeriesDescription", "") or "").strip()
     if description:
@@ -459,7 +468,9 @@ def _describe_series(uid: str | None, ds: Any, files: Sequence[Path]) -> str:
         details.append(f"SeriesNumber {number}")
     name = "files without SeriesInstanceUID" if uid is None else f"SeriesInstanceUID {uid}"
     shown = f" ({', '.join(details)})" if details else ""
-    return f"{name}{shown}: {len(files)} file(s), e.g. {files[0].name}"
+    slices = sum(files.values())
+    frames = f" ({slices} frames)" if slices != len(files) else ""
+    return f"{name}{shown}: {len(files)} file(s){frames}, e.g. {next(iter(files)).name}"
 
 
 def _orientation(ds: Any) -> np.ndarray | None:
@@ -487,11 +498,17 @@ def _check_one_orientation(headers: Sequence[tuple[Any, Path]], folder: Path) ->
             and float(np.max(np.abs(orientation - reference))) <= _ORIENTATION_TOLERANCE
         )
         if not same:
+            remedy = (
+                "a multi-frame file of several planes (a localizer) is no volume"
+                if f == reference_file
+                else "slices of another plane, such as a coronal series next to an axial one, belong in a "
+                "folder of their own"
+            )
             raise DataError(
-                f"DICOM file {f} has {_orientation_text(orientation)} but {reference_file} has "
-                f"{_orientation_text(reference)} ({_series_text(folder)}); expected one orientation per "
-                f"series (within {_ORIENTATION_TOLERANCE:g}): slices of another plane, such as a coronal "
-                "series next to an axial one, belong in a folder of their own"
+                f"DICOM file {_named(ds, f)} has {_orientation_text(orientation)} but "
+                f"{_named(reference_ds, reference_file)} has {_orientation_text(reference)} "
+                f"({_series_text(folder)}); expected one orientation per series (within "
+                f"{_ORIENTATION_TOLERANCE:g}): {remedy}"
             )
 
 
@@ -506,12 +523,12 @@ def _check_one_ordering(headers: Sequence[tuple[Any, Path]], folder: Path) -> No
     The slices are sorted by one key: millimetres along the normal for slices with both tags,
     InstanceNumber for the rest. A mix compares millimetres with counts and interleaves the slices.
     """
-    with_position = [f for ds, f in headers if _has_position(ds)]
+    with_position = [_named(ds, f) for ds, f in headers if _has_position(ds)]
     if 0 < len(with_position) < len(headers):
-        without = next(f for ds, f in headers if not _has_position(ds))
+        without = next(_named(ds, f) for ds, f in headers if not _has_position(ds))
         raise DataError(
             f"DICOM file {without} has no ImagePositionPatient or ImageOrientationPatient but "
-            f"{with_position[0]} has both ({len(headers) - len(with_position)} of {len(headers)} files "
+            f"{with_position[0]} has both ({len(headers) - len(with_position)} of {len(headers)} slices "
             f"lack them, {_series_text(folder)}); expected every slice of a series to state its "
             "position, or none (then InstanceNumber orders them), so that the slices sort in one order"
         )
