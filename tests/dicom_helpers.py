@@ -176,3 +176,28 @@ def write_single_frame(
         ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:g}", f"{rescale[1]:g}"
     ds.PixelData = stored.astype("<i2").tobytes()
     save_dicom(ds, path)
+
+
+def write_series(
+    folder: Path,
+    stored: np.ndarray,
+    *,
+    modality: str,
+    positions: list[tuple[float, float, float]],
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    rescale: list[tuple[float, float]] | None = None,
+) -> Path:
+    """``stored`` (``(n, rows, columns)``) as a classic series in ``folder``, one :func:`write_single_frame`
+    file per slice: what :func:`write_enhanced` holds in one file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, pixels in enumerate(stored):
+        write_single_frame(
+            folder / f"im{k}.dcm",
+            pixels,
+            modality=modality,
+            position=positions[k],
+            instance=k + 1,
+            orientation=orientation,
+            rescale=None if rescale is None else rescale[k],
+        )
+    return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_helpers import write_enhanced, write_single_frame
+from dicom_helpers import write_enhanced, write_series
 from inpaintssl.data.base import DataError
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.readers import open_volume
@@ -63,18 +63,14 @@ def test_an_enhanced_file_reads_as_its_slices_written_one_file_each(
         rescale=None if rescale is None else [rescale[k] for k in order],
         geometry_in=geometry_in,
     )
-    series = tmp_path / "series"
-    series.mkdir()
-    for k in range(SLICES):
-        write_single_frame(
-            series / f"im{k}.dcm",
-            stored[k],
-            modality=modality,
-            position=positions[k],
-            instance=k + 1,
-            orientation=codes,
-            rescale=None if rescale is None else rescale[k],
-        )
+    series = write_series(
+        tmp_path / "series",
+        stored,
+        modality=modality,
+        positions=positions,
+        orientation=codes,
+        rescale=rescale,
+    )
 
     classic, frames = DicomVolume(series), DicomVolume(enhanced)
 
@@ -96,17 +92,7 @@ def test_an_enhanced_file_is_reoriented_as_its_classic_series(tmp_path: Path) ->
     stored, positions = _stored(2), _positions(codes)
     enhanced = tmp_path / "enhanced.dcm"
     write_enhanced(enhanced, stored[::-1], modality="MR", positions=positions[::-1], orientation=codes)
-    series = tmp_path / "series"
-    series.mkdir()
-    for k in range(SLICES):
-        write_single_frame(
-            series / f"im{k}.dcm",
-            stored[k],
-            modality="MR",
-            position=positions[k],
-            instance=k + 1,
-            orientation=codes,
-        )
+    series = write_series(tmp_path / "series", stored, modality="MR", positions=positions, orientation=codes)
     frames, classic = open_volume(enhanced), open_volume(series)
     for volume in (frames, classic):
         volume.reorient("RAS", slice_axis=0)  # across the stored slices: the whole series is read
@@ -204,15 +190,8 @@ def test_a_frame_of_another_plane_is_refused_naming_the_frames(tmp_path: Path) -
         path, _stored(11), modality="MR", positions=_positions(ORIENTATIONS["axial"]), geometry_in="per_frame"
     )
     ds = pydicom.dcmread(path)
-    # Frame 3 coronal, as in a three-plane localizer stored as one file.
-    ds.PerFrameFunctionalGroupsSequence[2].PlaneOrientationSequence[0].ImageOrientationPatient = [
-        1,
-        0,
-        0,
-        0,
-        0,
-        -1,
-    ]
+    coronal = [1, 0, 0, 0, 0, -1]  # frame 3, as in a three-plane localizer stored as one file
+    ds.PerFrameFunctionalGroupsSequence[2].PlaneOrientationSequence[0].ImageOrientationPatient = coronal
     ds.save_as(path)
     with pytest.raises(DataError) as caught:
         DicomVolume(path)

@@ -173,16 +173,11 @@ def test_a_scan_with_singleton_axes_after_the_third_is_predicted_as_its_volume(
 def test_an_enhanced_dicom_file_is_predicted_as_its_classic_series(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
-    from dicom_helpers import write_enhanced, write_single_frame
+    from dicom_helpers import write_enhanced, write_series
 
     stored = np.random.default_rng(4).integers(0, 1000, (SHAPE[2], *SHAPE[:2])).astype(np.int16)
     positions = [(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])]
-    series = tmp_path / "series"
-    series.mkdir()
-    for k in range(SHAPE[2]):
-        write_single_frame(
-            series / f"im{k}.dcm", stored[k], modality="MR", position=positions[k], instance=k + 1
-        )
+    series = write_series(tmp_path / "series", stored, modality="MR", positions=positions)
     enhanced = tmp_path / "enhanced.dcm"
     write_enhanced(enhanced, stored[::-1], modality="MR", positions=positions[::-1])
 
