@@ -22,6 +22,7 @@ from PIL import Image
 
 from inpaintssl.registry import DATASETS, PluginLoadError, RegistryEntry
 from inpaintssl.testing import DatasetContract
+from metaimage_helpers import write_metaimage
 
 
 def _ct(root: Path) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def _ct(root: Path) -> dict[str, Any]:
 
 
 def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
-    """The recipe of the volume reader ``name`` (nifti, numpy or hdf5): one case of one file format."""
+    """The recipe of the volume reader ``name`` (nifti, metaimage, numpy or hdf5): one case of one format."""
 
     def recipe(root: Path) -> dict[str, Any]:
         rng = np.random.default_rng(0)
@@ -52,6 +53,10 @@ def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
             write_nifti(root / "i.nii.gz", image, spacing=spacing)
             write_nifti(root / "l.nii.gz", label, spacing=spacing)
             return {"cases": {"train": {"image": "i.nii.gz", "label": "l.nii.gz"}}, **common}
+        if name == "metaimage":
+            write_metaimage(root / "i.mhd", image, spacing=spacing, compressed=True)
+            write_metaimage(root / "l.mha", label, spacing=spacing)
+            return {"cases": {"train": {"image": "i.mhd", "label": "l.mha"}}, **common}
         if name == "numpy":
             np.savez(root / "c.npz", image=image, label=label)
             return {
@@ -71,6 +76,7 @@ def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
 RECIPES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "ct": _ct,
     "hdf5": _volumes("hdf5"),
+    "metaimage": _volumes("metaimage"),
     # nilearn's wheel bundles the template, so there is nothing to write.
     "mni152": lambda root: {},
     "nifti": _volumes("nifti"),

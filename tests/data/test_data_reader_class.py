@@ -17,6 +17,7 @@ from PIL import Image
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem
+from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.readers import (
     VOLUME_SUFFIXES,
     DicomVolume,
@@ -31,6 +32,7 @@ from inpaintssl.data.readers import (
 )
 from inpaintssl.inference.inputs import expand_inputs, open_input
 from inpaintssl.inference.results import PredictionError
+from metaimage_helpers import write_metaimage
 
 IMAGE = np.random.default_rng(3).normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
 MASK = np.random.default_rng(4).integers(0, 5, size=(6, 5)).astype(np.uint8)
@@ -59,6 +61,11 @@ def _png(path: Path) -> None:
     Image.fromarray(MASK).save(path, format="PNG")
 
 
+def _metaimage(path: Path) -> None:
+    # The data in the header's own file (LOCAL), so that a copy under another name reads alike.
+    write_metaimage(path, IMAGE, spacing=(0.5, 0.6, 2.0), local=True)
+
+
 def _dcm(path: Path) -> None:
     write_dicom_slice(
         path, (IMAGE[..., 0] * 10).astype(np.int16), slope=0.1, intercept=0.0, z=0.0, instance=1
@@ -74,6 +81,8 @@ FORMATS: dict[str, tuple[Callable[[Path], None], type[Volume], bool]] = {
     ".h5": (_h5, H5Volume, False),  # h5py holds one lock over every HDF5 call
     ".hdf5": (_h5, H5Volume, False),
     ".png": (_png, PngVolume, True),
+    ".mha": (_metaimage, MetaImageVolume, True),
+    ".mhd": (_metaimage, MetaImageVolume, True),
     ".dcm": (_dcm, DicomVolume, False),  # pydicom parses in Python
 }
 
@@ -183,13 +192,13 @@ def test_a_folder_is_a_dicom_series(tmp_path: Path) -> None:
     assert type(open_volume(series)) is DicomVolume
 
 
-@pytest.mark.parametrize("name", ["scan.mha", "scan.nii.bz2", "scan", "scan.npy.txt"])
+@pytest.mark.parametrize("name", ["scan.nrrd", "scan.nii.bz2", "scan", "scan.npy.txt"])
 def test_an_unsupported_file_type_is_named_with_those_supported(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"\x00" * 64)
     expected = (
         f"volume {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-        ".png, .dcm or a DICOM folder"
+        ".png, .mha, .mhd, .dcm or a DICOM folder"
     )
     for call in (reader_class, open_volume):
         with pytest.raises(DataError) as caught:
@@ -202,13 +211,13 @@ def test_an_unsupported_file_type_is_named_with_those_supported(tmp_path: Path, 
 _PREP = plain_slice_preprocessing()
 
 
-@pytest.mark.parametrize("suffix", [".nii.gz", ".npy", ".npz", ".h5", ".dcm"])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".npy", ".npz", ".h5", ".mha", ".mhd", ".dcm"])
 def test_predict_opens_an_input_of_upper_case_suffix_as_its_lower_case_twin(
     tmp_path: Path, suffix: str
 ) -> None:
     lower = _written(tmp_path / "lower", suffix)
     upper = _written(tmp_path / "upper", suffix, spelled=str.upper)
-    spacing = None if suffix in (".nii.gz", ".dcm") else (0.5, 0.6, 2.0)
+    spacing = None if suffix in (".nii.gz", ".mha", ".mhd", ".dcm") else (0.5, 0.6, 2.0)
     (volume_lower, geometry_lower), (volume_upper, geometry_upper) = (
         open_input(p, prep=_PREP, key=None, spacing=spacing) for p in (lower, upper)
     )
@@ -218,7 +227,7 @@ def test_predict_opens_an_input_of_upper_case_suffix_as_its_lower_case_twin(
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["mask.png", "MASK.PNG", "scan.mha"])
+@pytest.mark.parametrize("name", ["mask.png", "MASK.PNG", "scan.nrrd"])
 def test_predict_refuses_what_it_does_not_predict_on_naming_the_input(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     if name.lower().endswith(".png"):
@@ -229,7 +238,7 @@ def test_predict_refuses_what_it_does_not_predict_on_naming_the_input(tmp_path: 
         open_input(path, prep=_PREP, key=None, spacing=None)
     assert str(caught.value) == (
         f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-        ".dcm or a folder (of NIfTI files, or a DICOM series)"
+        ".mha, .mhd, .dcm or a folder (of NIfTI, NumPy, HDF5 or MetaImage files, or a DICOM series)"
     )
 
 
@@ -239,6 +248,7 @@ def test_a_folder_input_holds_the_volume_files_it_has_in_any_letter_case(tmp_pat
         _written(folder, ".nii.gz", spelled=str.upper),
         _written(folder, ".npz", spelled=str.title),
         _written(folder, ".h5"),
+        _written(folder, ".mha", spelled=str.upper),
     ]
     _written(folder, ".png", spelled=str.upper)  # a slice picture, not a scan to predict on
     (folder / "notes.txt").write_text("acquired 2026-11-30")

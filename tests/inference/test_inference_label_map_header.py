@@ -189,3 +189,31 @@ def test_an_enhanced_dicom_file_is_predicted_as_its_classic_series(
     assert np.array_equal(frames.affine, classic.affine)
     assert (int(frames.header["sform_code"]), int(frames.header["qform_code"])) == (1, 1)
     assert report.cases[1].volumes_ml == report.cases[0].volumes_ml
+
+
+@pytest.mark.parametrize("name", ["scan.mha", "scan.mhd"])
+def test_a_metaimage_scan_is_predicted_as_its_nifti_conversion(
+    trained_run: issl.FinetuneResult, tmp_path: Path, name: str
+) -> None:
+    from metaimage_helpers import write_metaimage
+
+    # Rows along posterior, columns along left, slices along superior (LPS), 0.75 x 1.25 x 2.5 mm.
+    transform, spacing, offset = (0, 1, 0, 1, 0, 0, 0, 0, 1), (0.75, 1.25, 2.5), (10.0, -20.0, 5.0)
+    scan = tmp_path / name
+    write_metaimage(scan, _scan(5), spacing=spacing, transform=transform, offset=offset, compressed=True)
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(transform, dtype=float).reshape(3, 3).T * np.array(spacing)
+    lps[:3, 3] = offset
+    converted = tmp_path / "converted.nii.gz"
+    nib.Nifti1Image(_scan(5), np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps).to_filename(converted)  # type: ignore[no-untyped-call]
+
+    report = _predict_quietly(trained_run.run_dir, [scan, converted], tmp_path / "pred")
+
+    written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
+    expected = _load(tmp_path / "pred" / "converted_seg.nii.gz")
+    assert written.shape == SHAPE
+    assert np.array_equal(np.asarray(written.dataobj), np.asarray(expected.dataobj))
+    assert np.allclose(written.affine, expected.affine)
+    assert (int(written.header["sform_code"]), int(written.header["qform_code"])) == (1, 1)
+    assert np.allclose(written.header.get_zooms(), spacing)
+    assert report.cases[0].volumes_ml == pytest.approx(report.cases[1].volumes_ml)

@@ -57,6 +57,7 @@ from inpaintssl.warning_format import warn_each_time
 
 if TYPE_CHECKING:
     from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.data.metaimage import MetaImageVolume
 
 __all__ = [
     "READ_ERRORS",
@@ -64,6 +65,7 @@ __all__ = [
     "H5Volume",
     "IMAGE_RANKS",
     "LABEL_RANKS",
+    "MetaImageVolume",
     "NiftiVolume",
     "NumpyVolume",
     "PIXDIM_AFFINE_TOLERANCE",
@@ -88,9 +90,11 @@ READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error
 """What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
 file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError)."""
 
-# DicomVolume subclasses Volume, so inpaintssl.data.dicom imports this module: its re-export here
-# is resolved on first use, and open_volume imports it when it meets a DICOM path.
-__getattr__, __dir__ = lazy_exports("inpaintssl.data", {"DicomVolume": "dicom"}, globals())
+# DicomVolume and MetaImageVolume subclass Volume, so their modules import this one: their
+# re-exports here are resolved on first use, and open_volume imports them when it meets such a path.
+__getattr__, __dir__ = lazy_exports(
+    "inpaintssl.data", {"DicomVolume": "dicom", "MetaImageVolume": "metaimage"}, globals()
+)
 
 
 class Volume(ABC):
@@ -878,7 +882,12 @@ _READERS_BY_SUFFIX: tuple[tuple[tuple[str, ...], type[Volume]], ...] = (
     ((".h5", ".hdf5"), H5Volume),
     ((".png",), PngVolume),
 )
-VOLUME_SUFFIXES: tuple[str, ...] = (*(s for suffixes, _ in _READERS_BY_SUFFIX for s in suffixes), ".dcm")
+_METAIMAGE_SUFFIXES = (".mha", ".mhd")
+VOLUME_SUFFIXES: tuple[str, ...] = (
+    *(s for suffixes, _ in _READERS_BY_SUFFIX for s in suffixes),
+    *_METAIMAGE_SUFFIXES,
+    ".dcm",
+)
 """Every file suffix :func:`reader_class` takes, in lower case (names match in any case)."""
 _SUPPORTED = f"{', '.join(VOLUME_SUFFIXES)} or a DICOM folder"
 
@@ -887,9 +896,10 @@ def reader_class(path: str | Path) -> type[Volume]:
     """The :class:`Volume` class :func:`open_volume` reads ``path`` with, from its suffix (any case).
 
     ``.nii``/``.nii.gz`` -> :class:`NiftiVolume`, ``.npy``/``.npz`` -> :class:`NumpyVolume`,
-    ``.h5``/``.hdf5`` -> :class:`H5Volume`, ``.png`` -> :class:`PngVolume`, ``.dcm`` or a folder
-    -> :class:`~inpaintssl.data.dicom.DicomVolume`. Only a folder is looked at on disk; a file
-    need not exist.
+    ``.h5``/``.hdf5`` -> :class:`H5Volume`, ``.png`` -> :class:`PngVolume`, ``.mha``/``.mhd`` ->
+    :class:`~inpaintssl.data.metaimage.MetaImageVolume`, ``.dcm`` or a folder ->
+    :class:`~inpaintssl.data.dicom.DicomVolume`. Only a folder is looked at on disk; a file need
+    not exist.
 
     Example:
         >>> reader_class("knee/case01.nii.gz").__name__, reader_class("scans/Scan.H5").__name__
@@ -904,6 +914,10 @@ def reader_class(path: str | Path) -> type[Volume]:
         from inpaintssl.data.dicom import DicomVolume  # here: dicom.py imports this module
 
         return DicomVolume
+    if name.endswith(_METAIMAGE_SUFFIXES):
+        from inpaintssl.data.metaimage import MetaImageVolume  # here: metaimage.py imports this module
+
+        return MetaImageVolume
     for suffixes, reader in _READERS_BY_SUFFIX:
         if name.endswith(suffixes):
             return reader
@@ -952,6 +966,10 @@ def open_volume(
         )
     if reader is PngVolume:
         return PngVolume(path)
+    from inpaintssl.data.metaimage import MetaImageVolume  # here: metaimage.py imports this module
+
+    if reader is MetaImageVolume:
+        return MetaImageVolume(path, slice_axis=slice_axis, ranks=ranks)
     from inpaintssl.data.dicom import DicomVolume  # here: dicom.py imports this module
 
     assert reader is DicomVolume, reader

@@ -1,4 +1,4 @@
-"""Generic volume datasets: ``nifti``, ``numpy`` and ``hdf5`` (paper sec. 2.2 preprocessing).
+"""Generic volume datasets: ``nifti``, ``metaimage``, ``numpy`` and ``hdf5`` (paper sec. 2.2 preprocessing).
 
 Each case is an image volume with an optional integer label volume on the same voxel grid
 (:mod:`inpaintssl.data.cases` describes the ``cases`` parameter). Every slice along
@@ -43,6 +43,7 @@ from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_finite, check_real, check_same_shape, check_slice_axis, check_spacing
 from inpaintssl.data.labels import check_class_names, check_label_values, class_values, onehot_from_values
 from inpaintssl.data.loading import H5Files
+from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preflight import CaseCheck, check_same_geometry
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
@@ -397,17 +398,65 @@ def nifti_dataset(
             (not resampled) on reading, so ``slice_axis`` cuts every case along one anatomical
             axis. ``None`` (default): as stored.
     """
-    if orientation is not None:
-        orientation = check_axis_codes(orientation, where="nifti: orientation", error=DataError)
-    slice_axis = check_slice_axis(slice_axis, where="nifti")
     common = (split, labelled, cases, root, class_names, label_values, normalize)
+    return _oriented_dataset("nifti", NiftiVolume, *common, slice_axis=slice_axis, orientation=orientation)
+
+
+@DATASETS.register("metaimage")
+def metaimage_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    class_names: Sequence[str] = (),
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    slice_axis: int = 2,
+    normalize: Normalize = "volume",
+    orientation: str | None = None,
+) -> VolumeSliceDataset:
+    """MetaImage volumes (``.mha``, or ``.mhd`` headers beside their data) with optional label volumes.
+
+    Like ``nifti`` (sec. 2.1-2.2), for data in ITK's own format, as the OAI-ZIB knee MRIs and
+    their cartilage label maps ship (:class:`~inpaintssl.data.metaimage.MetaImageVolume`: spacing
+    and geometry from the header, no ITK needed). Args are those of :func:`nifti_dataset`.
+    """
+    common = (split, labelled, cases, root, class_names, label_values, normalize)
+    return _oriented_dataset(
+        "metaimage", MetaImageVolume, *common, slice_axis=slice_axis, orientation=orientation
+    )
+
+
+def _oriented_dataset(
+    name: str,
+    reader: type[NiftiVolume] | type[MetaImageVolume],
+    split: str,
+    labelled: bool,
+    cases: Any,
+    root: str | Path | None,
+    class_names: Sequence[str],
+    label_values: Mapping[str, int | Sequence[int]] | None,
+    normalize: Normalize,
+    /,
+    *,
+    slice_axis: int,
+    orientation: str | None,
+) -> VolumeSliceDataset:
+    """A dataset of a format that states its geometry, and so can be read in one ``orientation``."""
+    if orientation is not None:
+        orientation = check_axis_codes(orientation, where=f"{name}: orientation", error=DataError)
+    slice_axis = check_slice_axis(slice_axis, where=name)
     return _volume_dataset(
-        "nifti",
-        *common,
-        open_image=lambda p: NiftiVolume(p, slice_axis=slice_axis, orientation=orientation),
-        open_label=lambda p: NiftiVolume(
-            p, slice_axis=slice_axis, ranks=LABEL_RANKS, orientation=orientation
-        ),
+        name,
+        split,
+        labelled,
+        cases,
+        root,
+        class_names,
+        label_values,
+        normalize,
+        open_image=lambda p: reader(p, slice_axis=slice_axis, orientation=orientation),
+        open_label=lambda p: reader(p, slice_axis=slice_axis, ranks=LABEL_RANKS, orientation=orientation),
     )
 
 

@@ -1,0 +1,324 @@
+"""MetaImage volumes, ITK's own format (``.mha``, or an ``.mhd`` header beside its ``.raw`` or
+``.zraw`` data), read with NumPy and zlib: no ITK needed.
+
+Many segmentation collections ship in it (the OAI-ZIB knee MRIs and their cartilage label maps,
+SKI10, PROMISE12). A header is ``Key = Value`` lines ending with ``ElementDataFile``: ``LOCAL``
+(the data follows in the same file) or the data file's name beside the header. Read here:
+``NDims`` 2 or 3, ``DimSize``, ``ElementType`` (``MET_UCHAR`` ... ``MET_DOUBLE``),
+``ElementNumberOfChannels`` (channels last), ``ElementSpacing`` (else ``ElementSize``, else 1 mm),
+``Offset`` (or ``Position``/``Origin``), ``TransformMatrix`` (or ``Rotation``/``Orientation``),
+``BinaryDataByteOrderMSB`` (or ``ElementByteOrderMSB``), ``CompressedData`` (one zlib stream)
+and ``HeaderSize`` (bytes before the data in an ``.mhd``'s data file; -1: the data ends the file).
+A data file given as a list or a numbered pattern is refused.
+
+Geometry is ITK's: voxel ``(i, j, k)`` lies at ``Offset + D @ (spacing * (i, j, k))`` in LPS
+millimetres, where column ``n`` of the direction matrix ``D`` is the ``n``-th run of NDims values
+of ``TransformMatrix``; :attr:`MetaImageVolume.affine` is that in NIfTI's RAS+, so the volume
+reorients and its label maps overlay as a NIfTI file's do. The data runs x fastest (then y, then
+z; channels fastest of all), so the array is ``(X, Y, Z)`` or ``(X, Y, Z, C)``, as nibabel reads
+NIfTI: the same scan converted to NIfTI by ITK reads alike.
+
+Example:
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "knee.mha"
+    >>> header = "NDims = 3\\nDimSize = 2 3 1\\nElementType = MET_SHORT\\nElementSpacing = 0.5 0.5 3\\n"
+    >>> data = np.arange(6, dtype="<i2").tobytes()  # x fastest
+    >>> _ = path.write_bytes((header + "ElementDataFile = LOCAL\\n").encode() + data)
+    >>> volume = MetaImageVolume(path)
+    >>> volume.shape, volume.spacing, volume.read(0).tolist()
+    ((2, 3, 1), (0.5, 0.5, 3.0), [[0, 2, 4], [1, 3, 5]])
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import existing_path
+from inpaintssl.data.readers import IMAGE_RANKS, Volume
+
+__all__ = ["METAIMAGE_TYPES", "MetaImageVolume", "read_metaimage_header"]
+
+METAIMAGE_TYPES: Mapping[str, str] = {
+    "MET_CHAR": "i1",
+    "MET_UCHAR": "u1",
+    "MET_SHORT": "i2",
+    "MET_USHORT": "u2",
+    "MET_INT": "i4",
+    "MET_UINT": "u4",
+    "MET_LONG": "i4",  # MetaIO's own table sizes MET_LONG at 4 bytes on every platform
+    "MET_ULONG": "u4",
+    "MET_LONG_LONG": "i8",
+    "MET_ULONG_LONG": "u8",
+    "MET_FLOAT": "f4",
+    "MET_DOUBLE": "f8",
+}
+"""``ElementType`` -> NumPy type code (byte order from the header)."""
+
+_HEADER_LIMIT = 1 << 20
+"""Bytes searched for the header's last line, ``ElementDataFile``: headers are a few hundred."""
+
+_ALIASES = {
+    "offset": ("Offset", "Position", "Origin"),
+    "matrix": ("TransformMatrix", "Rotation", "Orientation"),
+    "msb": ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"),
+}
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def read_metaimage_header(path: str | Path) -> tuple[dict[str, str], int]:
+    """The header fields of a MetaImage file (keys as written) and the byte offset just after it.
+
+    Raises:
+        DataError: No ``ElementDataFile`` line within the first MiB (not a MetaImage header, or
+            one cut short), or a line that is not ``Key = Value``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.mhd"
+        >>> _ = path.write_text("NDims = 2\\nDimSize = 4 4\\nElementDataFile = a.raw\\n")
+        >>> read_metaimage_header(path)
+        ({'NDims': '2', 'DimSize': '4 4', 'ElementDataFile': 'a.raw'}, 48)
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(_HEADER_LIMIT)
+    fields: dict[str, str] = {}
+    offset = 0
+    while offset < len(head):
+        end = head.find(b"\n", offset)
+        line_end = len(head) if end < 0 else end + 1
+        line = head[offset:line_end].decode("latin-1").strip()
+        offset = line_end
+        if not line:
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not key.strip() or " " in key.strip():
+            raise DataError(
+                f"MetaImage file {path}: header line {line[:60]!r} is not 'Key = Value'; expected a "
+                "MetaImage header (.mha/.mhd), ending with an ElementDataFile line"
+            )
+        fields[key.strip()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            if end < 0 and len(head) == _HEADER_LIMIT:
+                break  # the line may go on past what was read
+            return fields, offset
+    raise DataError(
+        f"MetaImage file {path}: no ElementDataFile line in its header (fields found: "
+        f"{', '.join(fields) or 'none'}); expected a MetaImage header ending with ElementDataFile"
+    )
+
+
+class MetaImageVolume(Volume):
+    """A MetaImage volume (``.mha``, or ``.mhd`` with its data file), with ITK's geometry in RAS+ mm.
+
+    Uncompressed data is memory-mapped; compressed data (``CompressedData = True``) is inflated
+    whole on the first read and kept, as a ``.nii.gz`` is (so is big-endian data, turned to this
+    machine's byte order). Spacing comes from ``ElementSpacing``
+    (mm); :attr:`affine` (RAS+) from ``Offset``, ``TransformMatrix`` and the spacing. ``orientation``
+    reads the volume in that axis order (:meth:`Volume.reorient`).
+
+    Args:
+        path: The ``.mha`` file, or the ``.mhd`` header.
+        slice_axis: Axis sliced (0, 1 or 2).
+        ranks: Array ranks accepted (:data:`~inpaintssl.data.readers.IMAGE_RANKS`; label maps
+            pass :data:`~inpaintssl.data.readers.LABEL_RANKS`).
+        orientation: Axis codes to read the volume in, e.g. ``"RAS"``; ``None``: as stored.
+
+    Raises:
+        DataError: A header field missing or malformed, an element type that is not a number, a
+            data file missing or shorter than ``DimSize`` needs, naming the file and the field.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        slice_axis: int = 2,
+        ranks: Collection[int] = IMAGE_RANKS,
+        orientation: str | None = None,
+    ) -> None:
+        path = existing_path(path, what="MetaImage file")
+        fields, header_end = read_metaimage_header(path)
+        self._fields = {key.lower(): value for key, value in fields.items()}
+        where = f"MetaImage file {path}"
+        object_type = self._fields.get("objecttype", "Image")
+        if object_type.lower() != "image":
+            raise DataError(f"{where}: ObjectType is {object_type!r}; expected 'Image'")
+        ndims = self._integers("NDims", where, count=1)[0]
+        if ndims not in (2, 3):
+            raise DataError(f"{where}: NDims is {ndims}; expected 2 (a slice) or 3 (a volume)")
+        dims = self._integers("DimSize", where, count=ndims)
+        channels = self._integers("ElementNumberOfChannels", where, count=1, default=(1,))[0]
+        self._dtype = self._element_type(where)
+        self._grid = tuple(dims)
+        self._channels = channels
+        self._compressed = self._flag("CompressedData", where)
+        self._data_file, self._data_offset = self._data_location(path, header_end, where)
+        shape = (*dims, channels) if channels > 1 else tuple(dims)
+        spacing = self._spacing(ndims, where)
+        super().__init__(
+            path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="MetaImage file"
+        )
+        self.files = tuple(dict.fromkeys((str(path), str(self._data_file))))
+        self.has_geometry = True
+        self.affine: np.ndarray = self._ras_affine(ndims, spacing, where)
+        """Voxel-to-world ``(4, 4)`` matrix in RAS+ mm (ITK's LPS geometry, converted)."""
+        if orientation is not None:
+            self.reorient(orientation)
+
+    def _integers(
+        self, name: str, where: str, *, count: int, default: tuple[int, ...] | None = None
+    ) -> tuple[int, ...]:
+        text = self._fields.get(name.lower())
+        if text is None:
+            if default is not None:
+                return default
+            raise DataError(f"{where}: its header has no {name}; expected {count} whole number(s)")
+        try:
+            values = tuple(int(v) for v in text.split())
+        except ValueError:
+            values = ()
+        if len(values) != count or any(v < 1 for v in values):
+            raise DataError(f"{where}: {name} is {text!r}; expected {count} whole number(s) > 0")
+        return values
+
+    def _numbers(self, names: tuple[str, ...], where: str, *, count: int) -> tuple[float, ...] | None:
+        for name in names:
+            text = self._fields.get(name.lower())
+            if text is None:
+                continue
+            try:
+                values = tuple(float(v) for v in text.split())
+            except ValueError:
+                values = ()
+            if len(values) != count or not all(math.isfinite(v) for v in values):
+                raise DataError(f"{where}: {name} is {text!r}; expected {count} finite number(s)")
+            return values
+        return None
+
+    def _flag(self, name: str, where: str, names: tuple[str, ...] | None = None) -> bool:
+        for key in names or (name,):
+            text = self._fields.get(key.lower())
+            if text is None:
+                continue
+            if text.lower() in ("true", "1"):
+                return True
+            if text.lower() in ("false", "0"):
+                return False
+            raise DataError(f"{where}: {key} is {text!r}; expected True or False")
+        return False
+
+    def _element_type(self, where: str) -> np.dtype[Any]:
+        text = self._fields.get("elementtype")
+        code = None if text is None else METAIMAGE_TYPES.get(text.upper())
+        if code is None:
+            raise DataError(f"{where}: ElementType is {text!r}; expected one of {', '.join(METAIMAGE_TYPES)}")
+        big_endian = self._flag("BinaryDataByteOrderMSB", where, _ALIASES["msb"])
+        return np.dtype(("<", ">")[big_endian] + code)
+
+    def _data_location(self, path: Path, header_end: int, where: str) -> tuple[Path, int]:
+        name = self._fields["elementdatafile"]
+        if name.upper() == "LOCAL":
+            return path, header_end
+        if name.upper() == "LIST" or " " in name or "%" in name:
+            raise DataError(
+                f"{where}: ElementDataFile is {name!r}, a list or pattern of slice files; expected "
+                "LOCAL or one data file (write the volume as one .mha, e.g. with SimpleITK)"
+            )
+        data = path.parent / name
+        if not data.is_file():
+            raise DataError(f"{where}: its data file {data} (ElementDataFile) does not exist")
+        skip = int(self._fields.get("headersize", "0") or 0)
+        if skip == -1:  # the data ends the file: whatever precedes it is someone's header
+            if self._compressed:
+                raise DataError(f"{where}: HeaderSize -1 with CompressedData; expected a HeaderSize >= 0")
+            skip = data.stat().st_size - self._data_bytes()
+        if skip < 0:
+            raise DataError(f"{where}: HeaderSize is {skip}; expected 0 or more, or -1")
+        return data, skip
+
+    def _data_bytes(self) -> int:
+        return math.prod(self._grid) * self._channels * self._dtype.itemsize
+
+    def _spacing(self, ndims: int, where: str) -> tuple[float, ...]:
+        spacing = self._numbers(("ElementSpacing", "ElementSize"), where, count=ndims) or (1.0,) * ndims
+        if not all(v > 0 for v in spacing):
+            raise DataError(f"{where}: voxel spacing {spacing} (ElementSpacing); expected sizes > 0 in mm")
+        return spacing
+
+    def _ras_affine(self, ndims: int, spacing: tuple[float, ...], where: str) -> np.ndarray:
+        matrix = self._numbers(_ALIASES["matrix"], where, count=ndims * ndims)
+        offset = self._numbers(_ALIASES["offset"], where, count=ndims) or (0.0,) * ndims
+        directions = np.eye(3)
+        if matrix is not None:
+            # ITK's MetaImageIO: the n-th run of NDims values is the direction of array axis n.
+            directions[:ndims, :ndims] = np.asarray(matrix, dtype=np.float64).reshape(ndims, ndims).T
+        lps = np.eye(4)
+        lps[:3, :3] = directions * np.asarray([*spacing, 1.0][:3])
+        lps[:ndims, 3] = offset
+        affine: np.ndarray = _LPS_TO_RAS @ lps
+        return affine
+
+    def _array(self) -> Any:
+        if self._compressed or not self._dtype.isnative:
+            # Big-endian data is turned to this machine's order once: torch takes no other.
+            return self._kept(self._read_whole)
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            available = self._data_file.stat().st_size - self._data_offset
+            self._check_length(available, compressed=False)
+            mapped = np.memmap(
+                self._data_file,
+                dtype=self._dtype,
+                mode="r",
+                offset=self._data_offset,
+                shape=self._c_order_shape(),
+            )
+            cache = self._as_stored(mapped)
+            self.__dict__["_cache"] = cache
+        return cache
+
+    def _read_whole(self) -> np.ndarray:
+        """The whole array, inflated where compressed, in this machine's byte order."""
+        with self._data_file.open("rb") as handle:
+            handle.seek(self._data_offset)
+            data = handle.read()
+        if self._compressed:
+            try:
+                data = zlib.decompress(data)
+            except zlib.error as exc:
+                raise DataError(
+                    f"MetaImage file {self.path}: its compressed data ({self._data_file}) cannot be "
+                    f"inflated (truncated or corrupt?): {exc}"
+                ) from exc
+        self._check_length(len(data), compressed=self._compressed)
+        flat = np.frombuffer(data, dtype=self._dtype, count=math.prod(self._c_order_shape()))
+        native = flat.astype(self._dtype.newbyteorder("="), copy=False)
+        return self._as_stored(native.reshape(self._c_order_shape()))
+
+    def _check_length(self, available: int, *, compressed: bool) -> None:
+        needed = self._data_bytes()
+        if available < needed:
+            what = "inflates to" if compressed else "holds"
+            raise DataError(
+                f"MetaImage file {self.path}: its data ({self._data_file}) {what} {available} bytes; "
+                f"expected {needed} (DimSize {' x '.join(map(str, self._grid))}, {self._channels} "
+                f"channel(s) of {self._dtype.itemsize} byte(s)): truncated?"
+            )
+
+    def _c_order_shape(self) -> tuple[int, ...]:
+        """The data as written, slowest axis first: ``(Z, Y, X)`` (``(Y, X)``), channels last."""
+        return (*self._grid[::-1], self._channels)
+
+    def _as_stored(self, data: np.ndarray) -> np.ndarray:
+        """``(Z, Y, X, C)`` as written -> ``(X, Y, Z)`` or ``(X, Y, Z, C)``, a view."""
+        spatial = len(self._grid)
+        stored: np.ndarray = data.transpose(*range(spatial - 1, -1, -1), spatial)
+        return stored if self._channels > 1 else stored[..., 0]

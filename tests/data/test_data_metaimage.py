@@ -1,0 +1,226 @@
+"""MetaImage volumes (``.mha``/``.mhd``) read as ITK reads them: every layout of the data, ITK's
+geometry (checked against hand-worked voxel positions and the axis codes ITK's own
+``AnatomicalOrientation`` implies), and the same scan saved as NIfTI reading alike."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.decompressed import decompressed_into
+from inpaintssl.data.metaimage import MetaImageVolume
+from inpaintssl.data.readers import LABEL_RANKS, NiftiVolume, open_volume, reader_class
+from metaimage_helpers import write_metaimage
+
+RNG = np.random.default_rng(21)
+IMAGE = RNG.normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
+SHORTS = RNG.integers(-1000, 3000, size=(6, 5, 4)).astype(np.int16)
+CHANNELS = RNG.normal(size=(6, 5, 4, 3)).astype(np.float32)
+SPACING = (0.5, 0.7, 2.0)
+# Array axis 0 runs posterior, 1 superior, 2 left (LPS columns); not symmetric, so reading the
+# runs of TransformMatrix as rows instead of columns would give other directions.
+TRANSFORM = (0, 1, 0, 0, 0, 1, 1, 0, 0)
+OFFSET = (10.0, -20.0, 5.0)
+
+
+def _slices(volume: object, axis_count: int) -> list[np.ndarray]:
+    assert isinstance(volume, (MetaImageVolume, NiftiVolume))
+    return [np.asarray(volume.read(i)) for i in range(axis_count)]
+
+
+LAYOUTS = {
+    "mha": {"name": "scan.mha"},
+    "mha-compressed": {"name": "scan.mha", "compressed": True},
+    "mha-big-endian": {"name": "scan.mha", "big_endian": True},
+    "mhd-raw": {"name": "scan.mhd"},
+    "mhd-zraw": {"name": "scan.mhd", "compressed": True},
+    "mhd-header-size": {"name": "scan.mhd", "header_size": 32},
+    "mhd-data-at-end": {"name": "scan.mhd", "header_size": -1},
+}
+
+
+@pytest.mark.parametrize("array", [IMAGE, SHORTS, CHANNELS], ids=["float32", "int16", "channels"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("axis", [0, 2])
+def test_every_layout_reads_the_array_written(
+    tmp_path: Path, layout: str, array: np.ndarray, axis: int
+) -> None:
+    options = dict(LAYOUTS[layout])
+    path = tmp_path / str(options.pop("name"))
+    write_metaimage(path, array, spacing=SPACING, **options)  # type: ignore[arg-type]
+    volume = MetaImageVolume(path, slice_axis=axis)
+    assert volume.shape == array.shape and volume.channels == (array.shape[3] if array.ndim == 4 else 1)
+    assert volume.spacing == pytest.approx((*(s for a, s in enumerate(SPACING) if a != axis), SPACING[axis]))
+    for k, got in enumerate(_slices(volume, array.shape[axis])):
+        want = np.take(array, k, axis=axis)
+        assert got.dtype == array.dtype and np.array_equal(got, want)
+    data_files = {path.name} | (
+        {path.with_suffix(".zraw" if "zraw" in layout else ".raw").name} if "mhd" in layout else set()
+    )
+    assert {Path(f).name for f in volume.files} == data_files
+
+
+def test_voxels_lie_where_itk_places_them(tmp_path: Path) -> None:
+    path = tmp_path / "scan.mha"
+    write_metaimage(path, SHORTS, spacing=SPACING, transform=TRANSFORM, offset=OFFSET)
+    volume = MetaImageVolume(path)
+    directions = [np.array(TRANSFORM[3 * n : 3 * n + 3], dtype=float) for n in range(3)]
+    for index in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (5, 4, 3)]:
+        lps = np.array(OFFSET) + sum(i * s * d for i, s, d in zip(index, SPACING, directions))
+        ras = volume.affine @ np.array([*index, 1.0])
+        assert np.allclose(ras[:3], [-lps[0], -lps[1], lps[2]])
+
+
+@pytest.mark.parametrize(
+    ("transform", "codes"),
+    [
+        ((1, 0, 0, 0, 1, 0, 0, 0, 1), "LPS"),  # ITK writes AnatomicalOrientation = RAI
+        ((-1, 0, 0, 0, -1, 0, 0, 0, 1), "RAS"),  # LPI
+        (TRANSFORM, "PSL"),  # ASR
+    ],
+)
+def test_axis_codes_are_those_itk_names_in_reverse(
+    tmp_path: Path, transform: tuple[int, ...], codes: str
+) -> None:
+    # ITK's AnatomicalOrientation names where each axis comes from; the library's codes, as
+    # nibabel's, where it goes.
+    path = tmp_path / "scan.mha"
+    write_metaimage(path, SHORTS, spacing=SPACING, transform=transform)
+    assert MetaImageVolume(path).stored_orientation == codes
+
+
+def test_a_scan_reads_as_its_nifti_conversion_and_reorients_alike(tmp_path: Path) -> None:
+    meta = tmp_path / "scan.mha"
+    write_metaimage(meta, SHORTS, spacing=SPACING, transform=TRANSFORM, offset=OFFSET)
+    # The conversion ITK makes: LPS -> RAS flips x and y of the same voxel-to-world map.
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(TRANSFORM, dtype=float).reshape(3, 3).T * np.array(SPACING)
+    lps[:3, 3] = OFFSET
+    nifti = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(SHORTS, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps), nifti)
+    for orientation in (None, "RAS"):
+        from_meta, from_nifti = (
+            MetaImageVolume(meta, orientation=orientation),
+            NiftiVolume(nifti, orientation=orientation),
+        )
+        assert from_meta.shape == from_nifti.shape and from_meta.orientation == from_nifti.orientation
+        assert from_meta.spacing == pytest.approx(from_nifti.spacing)
+        assert np.allclose(from_meta.affine, from_nifti.affine)
+        for a, b in zip(
+            _slices(from_meta, from_meta.num_slices), _slices(from_nifti, from_nifti.num_slices), strict=True
+        ):
+            assert np.array_equal(a, b)
+
+
+def test_a_2d_slice_reads_as_one_slice(tmp_path: Path) -> None:
+    path = tmp_path / "slice.mha"
+    write_metaimage(path, SHORTS[..., 0], spacing=SPACING[:2])
+    volume = open_volume(path)
+    assert isinstance(volume, MetaImageVolume) and volume.num_slices == 1
+    assert np.array_equal(volume.read(0), SHORTS[..., 0]) and volume.spacing[:2] == SPACING[:2]
+
+
+def test_a_label_map_and_an_upper_case_name_open_through_open_volume(tmp_path: Path) -> None:
+    labels = RNG.integers(0, 4, size=(6, 5, 4)).astype(np.uint8)
+    path = tmp_path / "LABELS.MHD"
+    write_metaimage(path, labels, spacing=SPACING, data_file="labels.raw")
+    assert reader_class(path) is MetaImageVolume
+    volume = open_volume(path, ranks=LABEL_RANKS)
+    assert np.array_equal(np.stack(_slices(volume, 4), axis=2), labels)
+
+
+def test_a_compressed_scan_is_kept_decompressed_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "scan.mha"
+    write_metaimage(path, SHORTS, spacing=SPACING, compressed=True)
+    with decompressed_into(tmp_path / "cache"):
+        for _ in range(2):  # the second read takes the kept copy
+            assert np.array_equal(np.stack(_slices(MetaImageVolume(path), 4), axis=2), SHORTS)
+    assert list((tmp_path / "cache").rglob("*.npy"))
+
+
+def _edited(path: Path, field: str, value: str | None) -> None:
+    """Rewrite (or with ``None`` remove) one header line of an ``.mhd`` header."""
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(f"{field} =")]
+    if value is not None:
+        # ElementDataFile ends a header; every other field goes before it.
+        lines.insert(len(lines) if field == "ElementDataFile" else -1, f"{field} = {value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("NDims", "4", r"NDims is 4; expected 2 \(a slice\) or 3 \(a volume\)"),
+        ("DimSize", "6 5", r"DimSize is '6 5'; expected 3 whole number\(s\) > 0"),
+        ("DimSize", None, r"its header has no DimSize; expected 3 whole number\(s\)"),
+        ("ElementType", "MET_STRING", r"ElementType is 'MET_STRING'; expected one of MET_CHAR, MET_UCHAR"),
+        (
+            "ElementSpacing",
+            "0.5 0 2",
+            r"voxel spacing \(0\.5, 0\.0, 2\.0\) \(ElementSpacing\); expected sizes > 0",
+        ),
+        ("TransformMatrix", "1 0 0", r"TransformMatrix is '1 0 0'; expected 9 finite number\(s\)"),
+        ("ObjectType", "Mesh", r"ObjectType is 'Mesh'; expected 'Image'"),
+        ("CompressedData", "maybe", r"CompressedData is 'maybe'; expected True or False"),
+    ],
+)
+def test_a_bad_header_field_is_refused_naming_the_file_and_the_field(
+    tmp_path: Path, field: str, value: str | None, says: str
+) -> None:
+    path = tmp_path / "scan.mhd"
+    write_metaimage(path, SHORTS, spacing=SPACING, transform=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    _edited(path, field, value)
+    with pytest.raises(DataError, match=rf"^MetaImage file {re.escape(str(path))}: {says}"):
+        MetaImageVolume(path)
+
+
+def test_missing_and_short_data_are_refused_when_opened_or_read(tmp_path: Path) -> None:
+    path = tmp_path / "scan.mhd"
+    write_metaimage(path, SHORTS, spacing=SPACING)
+    raw = path.with_suffix(".raw")
+    raw.write_bytes(raw.read_bytes()[:-10])
+    with pytest.raises(
+        DataError, match=r"holds 230 bytes; expected 240 \(DimSize 6 x 5 x 4, 1 channel\(s\) of 2"
+    ):
+        MetaImageVolume(path).read(0)
+    raw.unlink()
+    with pytest.raises(
+        DataError, match=rf"its data file {re.escape(str(raw))} \(ElementDataFile\) does not exist"
+    ):
+        MetaImageVolume(path)
+
+
+def test_a_truncated_compressed_stream_is_refused_when_read(tmp_path: Path) -> None:
+    path = tmp_path / "scan.mha"
+    write_metaimage(path, IMAGE, spacing=SPACING, compressed=True)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(
+        DataError, match=r"its compressed data .* cannot be inflated \(truncated or corrupt\?\)"
+    ):
+        MetaImageVolume(path).read(0)
+
+
+@pytest.mark.parametrize("name", ["LIST", "slice%03d.raw 1 4 1"])
+def test_slice_lists_and_patterns_are_refused(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "scan.mhd"
+    write_metaimage(path, SHORTS, spacing=SPACING)
+    _edited(path, "ElementDataFile", name)
+    with pytest.raises(DataError, match=r"a list or pattern of slice files; expected LOCAL or one data file"):
+        MetaImageVolume(path)
+
+
+def test_a_file_that_is_no_metaimage_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scan.mha"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(DataError, match=r"^MetaImage file .*scan\.mha: header line .* is not 'Key = Value'"):
+        MetaImageVolume(path)
+    path.write_text("NDims = 3\nDimSize = 2 2 2\n")
+    with pytest.raises(
+        DataError, match=r"no ElementDataFile line in its header \(fields found: NDims, DimSize\)"
+    ):
+        MetaImageVolume(path)
