@@ -167,6 +167,7 @@ def _edited(path: Path, field: str, value: str | None) -> None:
         ("TransformMatrix", "1 0 0", r"TransformMatrix is '1 0 0'; expected 9 finite number\(s\)"),
         ("ObjectType", "Mesh", r"ObjectType is 'Mesh'; expected 'Image'"),
         ("CompressedData", "maybe", r"CompressedData is 'maybe'; expected True or False"),
+        ("HeaderSize", "auto", r"HeaderSize is 'auto'; expected a whole number, or -1"),
     ],
 )
 def test_a_bad_header_field_is_refused_naming_the_file_and_the_field(
@@ -224,3 +225,17 @@ def test_a_file_that_is_no_metaimage_is_refused(tmp_path: Path) -> None:
         DataError, match=r"no ElementDataFile line in its header \(fields found: NDims, DimSize\)"
     ):
         MetaImageVolume(path)
+
+
+def test_a_header_without_spacing_is_read_at_1_mm_as_stating_no_geometry(tmp_path: Path) -> None:
+    from inpaintssl.registry import DATASETS
+
+    path = tmp_path / "ct.mha"
+    write_metaimage(path, SHORTS)  # no ElementSpacing: ITK's default, 1 mm
+    volume = MetaImageVolume(path)
+    assert volume.spacing == (1.0, 1.0, 1.0) and not volume.has_geometry
+    write_metaimage(tmp_path / "spaced.mha", SHORTS, spacing=SPACING)
+    assert MetaImageVolume(tmp_path / "spaced.mha").has_geometry
+    # The ct dataset says its areas are then in pixels, as for a DICOM slice without PixelSpacing.
+    with pytest.warns(UserWarning, match=r"ct: 1 image\(s\) state no pixel spacing .*ct\.mha"):
+        DATASETS.build("ct", split="u", labelled=False, cases={"u": ["ct.mha"]}, root=tmp_path)

@@ -120,9 +120,10 @@ class MetaImageVolume(Volume):
 
     Uncompressed data is memory-mapped; compressed data (``CompressedData = True``) is inflated
     whole on the first read and kept, as a ``.nii.gz`` is (so is big-endian data, turned to this
-    machine's byte order). Spacing comes from ``ElementSpacing``
-    (mm); :attr:`affine` (RAS+) from ``Offset``, ``TransformMatrix`` and the spacing. ``orientation``
-    reads the volume in that axis order (:meth:`Volume.reorient`).
+    machine's byte order). Spacing comes from ``ElementSpacing`` (mm; without it 1 mm, and
+    :attr:`~inpaintssl.data.readers.Volume.has_geometry` is ``False``, as for a DICOM series
+    without PixelSpacing); :attr:`affine` (RAS+) from ``Offset``, ``TransformMatrix`` and the
+    spacing. ``orientation`` reads the volume in that axis order (:meth:`Volume.reorient`).
 
     Args:
         path: The ``.mha`` file, or the ``.mhd`` header.
@@ -167,7 +168,8 @@ class MetaImageVolume(Volume):
             path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="MetaImage file"
         )
         self.files = tuple(dict.fromkeys((str(path), str(self._data_file))))
-        self.has_geometry = True
+        # Spacing is geometry only when the header states it; the 1 mm fallback is a placeholder.
+        self.has_geometry = self._numbers(("ElementSpacing", "ElementSize"), where, count=ndims) is not None
         self.affine: np.ndarray = self._ras_affine(ndims, spacing, where)
         """Voxel-to-world ``(4, 4)`` matrix in RAS+ mm (ITK's LPS geometry, converted)."""
         if orientation is not None:
@@ -235,7 +237,11 @@ class MetaImageVolume(Volume):
         data = path.parent / name
         if not data.is_file():
             raise DataError(f"{where}: its data file {data} (ElementDataFile) does not exist")
-        skip = int(self._fields.get("headersize", "0") or 0)
+        text = self._fields.get("headersize", "0")
+        try:
+            skip = int(text)
+        except ValueError:
+            raise DataError(f"{where}: HeaderSize is {text!r}; expected a whole number, or -1") from None
         if skip == -1:  # the data ends the file: whatever precedes it is someone's header
             if self._compressed:
                 raise DataError(f"{where}: HeaderSize -1 with CompressedData; expected a HeaderSize >= 0")
