@@ -550,6 +550,8 @@ class NiftiVolume(Volume):
         self.file_shape: tuple[int, ...] = tuple(int(n) for n in image.shape)
         """The array's shape as the header states it, singleton axes after the third included."""
         shape = nifti_volume_shape(self.file_shape)
+        # The checks in Volume.__init__ (rank, empty axes) name the header's shape too where it
+        # differs from the one they check; later messages name the file alone.
         what = "NIfTI file" if shape == self.file_shape else f"NIfTI file (stored shape {self.file_shape})"
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what=what)
         self._what = "NIfTI file"
