@@ -4,6 +4,7 @@ geometry (checked against hand-worked voxel positions and the axis codes ITK's o
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def test_voxels_lie_where_itk_places_them(tmp_path: Path) -> None:
         lps = np.array(OFFSET) + sum(i * s * d for i, s, d in zip(index, SPACING, directions))
         ras = volume.affine @ np.array([*index, 1.0])
         assert np.allclose(ras[:3], [-lps[0], -lps[1], lps[2]])
+
+
+ITK_WRITTEN = Path(__file__).parent / "itk_written"
+
+
+@pytest.mark.parametrize("name", ["a.mha", "b.mhd", "c.mha"])
+def test_files_itk_wrote_read_as_itk_reads_them(name: str) -> None:
+    # Written by ITK 5.4.7 itself (itk_written/README.md): the values it was given, and the
+    # positions its TransformIndexToPhysicalPoint gives (LPS), to the rounding of its header.
+    volume = MetaImageVolume(ITK_WRITTEN / name)
+    expected = np.load(ITK_WRITTEN / f"{name.split('.')[0]}_expected.npy")
+    got = np.stack(_slices(volume, volume.num_slices), axis=2)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert volume.spacing == pytest.approx((0.5, 0.7, 2.0))
+    points = json.loads((ITK_WRITTEN / "points.json").read_text())[name]
+    for index, lps in points.items():
+        ras = volume.affine @ np.array([*json.loads(index.replace("(", "[").replace(")", "]")), 1.0])
+        assert np.allclose([-ras[0], -ras[1], ras[2]], lps, atol=1e-9)
+    # ITK wrote AnatomicalOrientation = AIR: where each axis comes from; the codes say where it goes.
+    assert "AnatomicalOrientation = AIR" in (ITK_WRITTEN / name).read_bytes()[:600].decode("latin-1")
+    assert volume.stored_orientation == "PSL"
 
 
 @pytest.mark.parametrize(
