@@ -23,6 +23,7 @@ from PIL import Image
 from inpaintssl.registry import DATASETS, PluginLoadError, RegistryEntry
 from inpaintssl.testing import DatasetContract
 from metaimage_helpers import write_metaimage
+from nrrd_helpers import write_nrrd
 
 
 def _ct(root: Path) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def _ct(root: Path) -> dict[str, Any]:
 
 
 def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
-    """The recipe of the volume reader ``name`` (nifti, metaimage, numpy or hdf5): one case of one format."""
+    """The recipe of the volume reader ``name`` (nifti, metaimage, nrrd, numpy, hdf5): one case."""
 
     def recipe(root: Path) -> dict[str, Any]:
         rng = np.random.default_rng(0)
@@ -53,6 +54,11 @@ def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
             write_nifti(root / "i.nii.gz", image, spacing=spacing)
             write_nifti(root / "l.nii.gz", label, spacing=spacing)
             return {"cases": {"train": {"image": "i.nii.gz", "label": "l.nii.gz"}}, **common}
+        if name == "nrrd":
+            steps = ((spacing[0], 0, 0), (0, spacing[1], 0), (0, 0, spacing[2]))
+            write_nrrd(root / "i.nrrd", image, directions=steps, encoding="gzip")
+            write_nrrd(root / "l.nhdr", label, directions=steps)
+            return {"cases": {"train": {"image": "i.nrrd", "label": "l.nhdr"}}, **common}
         if name == "metaimage":
             write_metaimage(root / "i.mhd", image, spacing=spacing, compressed=True)
             write_metaimage(root / "l.mha", label, spacing=spacing)
@@ -77,6 +83,7 @@ RECIPES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "ct": _ct,
     "hdf5": _volumes("hdf5"),
     "metaimage": _volumes("metaimage"),
+    "nrrd": _volumes("nrrd"),
     # nilearn's wheel bundles the template, so there is nothing to write.
     "mni152": lambda root: {},
     "nifti": _volumes("nifti"),

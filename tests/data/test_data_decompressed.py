@@ -26,7 +26,14 @@ from inpaintssl.data.decompressed import (
 from inpaintssl.data.readers import Volume
 
 # Read whole to give a slice: decompressed (or decoded, for a DICOM series read across its slices).
-COMPRESSED = ["nii.gz", "nii.gz reoriented", "npz", "mhd compressed", "dicom series across its slices"]
+COMPRESSED = [
+    "nii.gz",
+    "nii.gz reoriented",
+    "npz",
+    "mhd compressed",
+    "nhdr gzip",
+    "dicom series across its slices",
+]
 # Read per slice from the file (a memory map, HDF5, one DICOM file per slice), or a 2D PNG read
 # whole when it is opened: nothing to keep on disk.
 OTHERS = [fmt for fmt in FORMATS if fmt not in COMPRESSED]

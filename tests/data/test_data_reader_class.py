@@ -18,6 +18,7 @@ from PIL import Image
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem
 from inpaintssl.data.metaimage import MetaImageVolume
+from inpaintssl.data.nrrd import NrrdVolume
 from inpaintssl.data.readers import (
     VOLUME_SUFFIXES,
     DicomVolume,
@@ -33,6 +34,7 @@ from inpaintssl.data.readers import (
 from inpaintssl.inference.inputs import expand_inputs, open_input
 from inpaintssl.inference.results import PredictionError
 from metaimage_helpers import write_metaimage
+from nrrd_helpers import write_nrrd
 
 IMAGE = np.random.default_rng(3).normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
 MASK = np.random.default_rng(4).integers(0, 5, size=(6, 5)).astype(np.uint8)
@@ -66,6 +68,12 @@ def _metaimage(path: Path) -> None:
     write_metaimage(path, IMAGE, spacing=(0.5, 0.6, 2.0), local=True)
 
 
+def _nrrd(path: Path) -> None:
+    # A detached header names its data by absolute path, so that a copy of it reads the same data.
+    data = path.with_name(path.name + ".raw").resolve()
+    write_nrrd(path, IMAGE, directions=((0.5, 0, 0), (0, 0.6, 0), (0, 0, 2.0)), data_file=str(data))
+
+
 def _dcm(path: Path) -> None:
     write_dicom_slice(
         path, (IMAGE[..., 0] * 10).astype(np.int16), slope=0.1, intercept=0.0, z=0.0, instance=1
@@ -83,6 +91,8 @@ FORMATS: dict[str, tuple[Callable[[Path], None], type[Volume], bool]] = {
     ".png": (_png, PngVolume, True),
     ".mha": (_metaimage, MetaImageVolume, True),
     ".mhd": (_metaimage, MetaImageVolume, True),
+    ".nrrd": (_nrrd, NrrdVolume, True),
+    ".nhdr": (_nrrd, NrrdVolume, True),
     ".dcm": (_dcm, DicomVolume, False),  # pydicom parses in Python
 }
 
@@ -192,13 +202,13 @@ def test_a_folder_is_a_dicom_series(tmp_path: Path) -> None:
     assert type(open_volume(series)) is DicomVolume
 
 
-@pytest.mark.parametrize("name", ["scan.nrrd", "scan.nii.bz2", "scan", "scan.npy.txt"])
+@pytest.mark.parametrize("name", ["scan.vtk", "scan.nii.bz2", "scan", "scan.npy.txt"])
 def test_an_unsupported_file_type_is_named_with_those_supported(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"\x00" * 64)
     expected = (
         f"volume {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-        ".png, .mha, .mhd, .dcm or a DICOM folder"
+        ".png, .mha, .mhd, .nrrd, .nhdr, .dcm or a DICOM folder"
     )
     for call in (reader_class, open_volume):
         with pytest.raises(DataError) as caught:
@@ -211,13 +221,15 @@ def test_an_unsupported_file_type_is_named_with_those_supported(tmp_path: Path, 
 _PREP = plain_slice_preprocessing()
 
 
-@pytest.mark.parametrize("suffix", [".nii.gz", ".npy", ".npz", ".h5", ".mha", ".mhd", ".dcm"])
+@pytest.mark.parametrize(
+    "suffix", [".nii.gz", ".npy", ".npz", ".h5", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm"]
+)
 def test_predict_opens_an_input_of_upper_case_suffix_as_its_lower_case_twin(
     tmp_path: Path, suffix: str
 ) -> None:
     lower = _written(tmp_path / "lower", suffix)
     upper = _written(tmp_path / "upper", suffix, spelled=str.upper)
-    spacing = None if suffix in (".nii.gz", ".mha", ".mhd", ".dcm") else (0.5, 0.6, 2.0)
+    spacing = None if suffix in (".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm") else (0.5, 0.6, 2.0)
     (volume_lower, geometry_lower), (volume_upper, geometry_upper) = (
         open_input(p, prep=_PREP, key=None, spacing=spacing) for p in (lower, upper)
     )
@@ -227,7 +239,7 @@ def test_predict_opens_an_input_of_upper_case_suffix_as_its_lower_case_twin(
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["mask.png", "MASK.PNG", "scan.nrrd"])
+@pytest.mark.parametrize("name", ["mask.png", "MASK.PNG", "scan.vtk"])
 def test_predict_refuses_what_it_does_not_predict_on_naming_the_input(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     if name.lower().endswith(".png"):
@@ -238,7 +250,8 @@ def test_predict_refuses_what_it_does_not_predict_on_naming_the_input(tmp_path: 
         open_input(path, prep=_PREP, key=None, spacing=None)
     assert str(caught.value) == (
         f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-        ".mha, .mhd, .dcm or a folder (of NIfTI, NumPy, HDF5 or MetaImage files, or a DICOM series)"
+        ".mha, .mhd, .nrrd, .nhdr, .dcm or a folder (of NIfTI, NumPy, HDF5, MetaImage or NRRD files, or a "
+        "DICOM series)"
     )
 
 
@@ -249,6 +262,7 @@ def test_a_folder_input_holds_the_volume_files_it_has_in_any_letter_case(tmp_pat
         _written(folder, ".npz", spelled=str.title),
         _written(folder, ".h5"),
         _written(folder, ".mha", spelled=str.upper),
+        _written(folder, ".nrrd", spelled=str.title),
     ]
     _written(folder, ".png", spelled=str.upper)  # a slice picture, not a scan to predict on
     (folder / "notes.txt").write_text("acquired 2026-11-30")

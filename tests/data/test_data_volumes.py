@@ -15,8 +15,15 @@ from data_builders import onehot_reference, plain_slice_preprocessing, write_nif
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
 from inpaintssl.data.preflight import preflight
-from inpaintssl.data.volumes import hdf5_dataset, metaimage_dataset, nifti_dataset, numpy_dataset
+from inpaintssl.data.volumes import (
+    hdf5_dataset,
+    metaimage_dataset,
+    nifti_dataset,
+    nrrd_dataset,
+    numpy_dataset,
+)
 from metaimage_helpers import write_metaimage
+from nrrd_helpers import write_nrrd
 
 RNG = np.random.default_rng(42)
 IMAGE = RNG.normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
@@ -34,6 +41,11 @@ def _write(fmt: str, folder: Path, image: np.ndarray = IMAGE, label: np.ndarray 
         write_metaimage(folder / "img.mhd", image, spacing=(0.5, 0.6, 2.0), compressed=True)
         write_metaimage(folder / "seg.mha", label, spacing=(0.5, 0.6, 2.0))
         return {"factory": metaimage_dataset, "cases": {"train": {"image": "img.mhd", "label": "seg.mha"}}}
+    if fmt == "nrrd":
+        steps = ((0.5, 0, 0), (0, 0.6, 0), (0, 0, 2.0))
+        write_nrrd(folder / "img.nhdr", image, directions=steps, encoding="gzip")
+        write_nrrd(folder / "seg.nrrd", label, directions=steps)
+        return {"factory": nrrd_dataset, "cases": {"train": {"image": "img.nhdr", "label": "seg.nrrd"}}}
     if fmt == "npy":
         np.save(folder / "img.npy", image)
         np.save(folder / "seg.npy", label)
@@ -71,7 +83,7 @@ def _build(spec: dict[str, Any], folder: Path, **overrides: Any) -> Any:
     return spec["factory"](root=folder, **params)
 
 
-FORMATS = ["nifti", "metaimage", "npy", "npz", "hdf5"]
+FORMATS = ["nifti", "metaimage", "nrrd", "npy", "npz", "hdf5"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -322,9 +334,9 @@ def test_duplicate_ids(tmp_path: Path) -> None:
         resolve_cases("x.np?", "unlabelled", root=tmp_path, dataset="numpy")
 
 
-# A MetaImage header states its rank (NDims), which its reader refuses above 3 with channels
-# apart (tests/data/test_data_metaimage.py); these formats hold arrays of any rank.
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "metaimage"])
+# MetaImage and NRRD headers say which axes are spatial, which their readers refuse beyond three
+# (tests/data/test_data_metaimage.py, test_data_nrrd.py); these formats hold arrays of any rank.
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in ("metaimage", "nrrd")])
 def test_wrong_rank(tmp_path: Path, fmt: str) -> None:
     spec = _write(
         fmt, tmp_path, image=np.zeros((2, 2, 2, 2, 2), np.float32), label=np.zeros((2, 2), np.uint8)
@@ -503,7 +515,7 @@ def test_class_names_given_as_one_string_are_refused_not_split_into_letters(
     tmp_path: Path, fmt: str, labelled: bool
 ) -> None:
     spec = _write(fmt, tmp_path)
-    name = fmt if fmt in ("nifti", "metaimage", "hdf5") else "numpy"
+    name = fmt if fmt in ("nifti", "metaimage", "nrrd", "hdf5") else "numpy"
     # Accepted, 'liver' trained a 5-class model, one class per letter ('l', 'i', 'v', 'e', 'r').
     with pytest.raises(
         DataError,
@@ -519,7 +531,7 @@ def test_a_slice_axis_that_is_not_an_integer_is_refused(
     tmp_path: Path, fmt: str, axis: Any, shown: str
 ) -> None:
     spec = _write(fmt, tmp_path)
-    name = fmt if fmt in ("nifti", "metaimage", "hdf5") else "numpy"
+    name = fmt if fmt in ("nifti", "metaimage", "nrrd", "hdf5") else "numpy"
     with pytest.raises(DataError, match=rf"^{name}: slice_axis={shown} .*is not one of the axes 0, 1, 2"):
         _build(spec, tmp_path, slice_axis=axis)
 

@@ -14,6 +14,7 @@ from PIL import Image
 from inpaintssl.data.loading import H5Files
 from inpaintssl.data.readers import H5Volume, NiftiVolume, NumpyVolume, PngVolume, Volume, open_volume
 from metaimage_helpers import write_metaimage
+from nrrd_helpers import write_nrrd
 
 RNG = np.random.default_rng(7)
 IMAGE = RNG.normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
@@ -82,6 +83,14 @@ def _metaimage(name: str, **options: bool) -> Callable[[Path], Volume]:
     return opened
 
 
+def _nrrd(name: str, **options: str) -> Callable[[Path], Volume]:
+    def opened(folder: Path) -> Volume:
+        write_nrrd(folder / name, IMAGE, directions=((0.5, 0, 0), (0, 0.6, 0), (0, 0, 2.0)), **options)
+        return open_volume(folder / name)
+
+    return opened
+
+
 # Format -> (open a written file, whether its first read keeps a decompressed array or a memory map).
 FORMATS: dict[str, tuple[Callable[[Path], Volume], bool]] = {
     "nii": (_nifti("v.nii"), False),  # nibabel's proxy reads the memory map per slice
@@ -93,6 +102,8 @@ FORMATS: dict[str, tuple[Callable[[Path], Volume], bool]] = {
     "png": (_png, True),
     "mha": (_metaimage("v.mha"), True),  # the memory map
     "mhd compressed": (_metaimage("v.mhd", compressed=True), True),
+    "nrrd": (_nrrd("v.nrrd"), True),  # the memory map
+    "nhdr gzip": (_nrrd("v.nhdr", encoding="gzip"), True),
     "dicom series": (_dicom, False),  # one file per slice
     "dicom series across its slices": (_dicom_across_slices, True),
 }

@@ -191,16 +191,21 @@ def test_an_enhanced_dicom_file_is_predicted_as_its_classic_series(
     assert report.cases[1].volumes_ml == report.cases[0].volumes_ml
 
 
-@pytest.mark.parametrize("name", ["scan.mha", "scan.mhd"])
-def test_a_metaimage_scan_is_predicted_as_its_nifti_conversion(
+@pytest.mark.parametrize("name", ["scan.mha", "scan.mhd", "scan.nrrd", "scan.nhdr"])
+def test_a_metaimage_or_nrrd_scan_is_predicted_as_its_nifti_conversion(
     trained_run: issl.FinetuneResult, tmp_path: Path, name: str
 ) -> None:
     from metaimage_helpers import write_metaimage
+    from nrrd_helpers import write_nrrd
 
     # Rows along posterior, columns along left, slices along superior (LPS), 0.75 x 1.25 x 2.5 mm.
     transform, spacing, offset = (0, 1, 0, 1, 0, 0, 0, 0, 1), (0.75, 1.25, 2.5), (10.0, -20.0, 5.0)
     scan = tmp_path / name
-    write_metaimage(scan, _scan(5), spacing=spacing, transform=transform, offset=offset, compressed=True)
+    if name.endswith(("mha", "mhd")):
+        write_metaimage(scan, _scan(5), spacing=spacing, transform=transform, offset=offset, compressed=True)
+    else:
+        steps = [[v * spacing[n] for v in transform[3 * n : 3 * n + 3]] for n in range(3)]
+        write_nrrd(scan, _scan(5), directions=steps, origin=offset, encoding="gzip")
     lps = np.eye(4)
     lps[:3, :3] = np.array(transform, dtype=float).reshape(3, 3).T * np.array(spacing)
     lps[:3, 3] = offset

@@ -365,6 +365,11 @@ def test_which_for_a_checkpoint_rather_than_a_run_is_refused(
         ),
         ("nifti", {}, {"normalization": "volume", "channels": "image", "slice_axis": 2}),
         ("metaimage", {"slice_axis": 0}, {"normalization": "volume", "channels": "image", "slice_axis": 0}),
+        (
+            "nrrd",
+            {"normalize": "channel"},
+            {"normalization": "channel", "channels": "image", "slice_axis": 2},
+        ),
         ("numpy", {"normalize": "channel", "slice_axis": 1}, {"normalization": "channel", "slice_axis": 1}),
         ("hdf5", {"normalize": "none"}, {"normalization": "none"}),
         ("synthetic", {}, {"normalization": "none", "slice_axis": None}),

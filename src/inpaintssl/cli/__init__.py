@@ -660,8 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="NIfTI, MetaImage, NumPy or HDF5 files, folders of them, DICOM series folders or files (a "
-        "study's folder of series folders as 'study/*/'), or glob patterns",
+        help="NIfTI, MetaImage, NRRD, NumPy or HDF5 files, folders of them, DICOM series folders or files "
+        "(a study's folder of series folders as 'study/*/'), or glob patterns",
     )
     _trailing_list(p, "inputs")
     p.add_argument(

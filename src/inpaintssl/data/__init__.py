@@ -1,8 +1,8 @@
 """Data layer: 2D slice datasets, preprocessing, label-limited splits and run data bundles.
 
 Paper sections 2.1 (datasets, label-limited subsets), 2.2 (preprocessing) and 2.6 (pretraining
-supersets). Built-in datasets (``mni152``, ``skmtea``, ``ct``, ``nifti``, ``metaimage``, ``numpy``,
-``hdf5``) register in :data:`inpaintssl.registry.DATASETS` when this package is imported (each
+supersets). Built-in datasets (``mni152``, ``skmtea``, ``ct``, ``nifti``, ``metaimage``, ``nrrd``,
+``numpy``, ``hdf5``) register in :data:`inpaintssl.registry.DATASETS` when this package is imported (each
 with the decorator on its class or factory; the imports below load every module holding one, see
 :mod:`inpaintssl.data.datasets`); :func:`build_datasets` turns a
 :class:`~inpaintssl.config.DataConfig` into the train/val/test sets of a run.

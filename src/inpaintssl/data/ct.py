@@ -2,8 +2,8 @@
 
 Images are DICOM series folders or single ``.dcm`` slices (HU = stored pixel x RescaleSlope +
 RescaleIntercept, pydicom, ``dicom`` extra), NIfTI volumes (already in HU after the header's
-scl_slope/inter), MetaImage volumes (``.mha``/``.mhd``, in HU) or ``.npy`` HU arrays; labels are
-NIfTI, MetaImage, PNG or NumPy integer masks on the same pixel grid (for a DICOM series: rows x
+scl_slope/inter), MetaImage or NRRD volumes (in HU) or ``.npy`` HU arrays; labels are NIfTI,
+MetaImage, NRRD, PNG or NumPy integer masks on the same pixel grid (for a DICOM series: rows x
 columns x slices, slices ordered along the slice normal).
 The paper's CT data were single L3 slices, so a case is often one ``.dcm`` with one PNG mask.
 
@@ -186,7 +186,7 @@ def ct_dataset(
     Args:
         split: Split name defined in ``cases`` (see :mod:`inpaintssl.data.cases`).
         labelled: Read labels.
-        cases: Images (DICOM folder, ``.dcm``, NIfTI, MetaImage or ``.npy``) and labels per split.
+        cases: Images (DICOM folder, ``.dcm``, NIfTI, MetaImage, NRRD or ``.npy``) and labels per split.
         root: Folder relative paths start from.
         windows: ``(width, level)`` HU windows stacked as channels.
         hu_floor: Padding floor in HU.
@@ -195,10 +195,10 @@ def ct_dataset(
         slice_axis: Slice axis of NIfTI/NumPy volumes (DICOM series are rows x cols x slices,
             sliced along the slices), and of every volume read in ``orientation``.
         orientation: Axis codes (:mod:`~inpaintssl.data.orientation`) every image and label is
-            read in, e.g. ``"LPS"``: DICOM series, NIfTI and MetaImage files stored in other axis
-            orders are permuted and flipped (not resampled), and an image's patient geometry must
-            match its label's affine. Images and labels then need geometry (DICOM, NIfTI or
-            MetaImage, not PNG or NumPy). ``None`` (default): as stored.
+            read in, e.g. ``"LPS"``: DICOM series, NIfTI, MetaImage and NRRD files stored in other
+            axis orders are permuted and flipped (not resampled), and an image's patient geometry
+            must match its label's affine. Images and labels then need geometry (DICOM, NIfTI,
+            MetaImage or NRRD, not PNG or NumPy). ``None`` (default): as stored.
         spacing: Pixel spacing in mm of ``.npy`` images, which carry none (rows, columns and, for
             volumes, slices, in stored axis order). Images without a spacing of their own (NumPy
             without this, a DICOM series without PixelSpacing) are read at 1 mm with a warning:

@@ -13,9 +13,10 @@ name       source                                       paper              modul
 =========  ===========================================  =================  =================================
 mni152     ICBM152 2009a template bundled with nilearn  demo only (a)      :mod:`inpaintssl.data.mni152`
 skmtea     SKM-TEA knee MRI, DICOM-track HDF5 layout    sec. 2.1.1, 2.2    :mod:`inpaintssl.data.skmtea`
-ct         CT: DICOM, NIfTI, MetaImage or NumPy, 3 HU   sec. 2.1.2, 2.2    :mod:`inpaintssl.data.ct`
+ct         CT: DICOM, NIfTI, MetaImage, NRRD, NumPy     sec. 2.1.2, 2.2    :mod:`inpaintssl.data.ct`
 nifti      NIfTI volumes with integer label volumes     sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
 metaimage  MetaImage (``.mha``/``.mhd``) volumes          sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
+nrrd       NRRD (``.nrrd``/``.nhdr``) volumes            sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
 numpy      ``.npy``/``.npz`` arrays                     sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
 hdf5       HDF5 datasets                                sec. 2.1, 2.2 (b)  :mod:`inpaintssl.data.volumes`
 synthetic  generated shapes for tests and examples      stand-in (c)       :mod:`inpaintssl.data.synthetic`
@@ -30,9 +31,9 @@ synthetic  generated shapes for tests and examples      stand-in (c)       :mod:
 
 Example:
     >>> from inpaintssl.registry import DATASETS
-    >>> built_in = ("ct", "hdf5", "metaimage", "mni152", "nifti", "numpy", "skmtea")
+    >>> built_in = ("ct", "hdf5", "metaimage", "mni152", "nifti", "nrrd", "numpy", "skmtea")
     >>> [n for n in built_in if n in DATASETS.names()]
-    ['ct', 'hdf5', 'metaimage', 'mni152', 'nifti', 'numpy', 'skmtea']
+    ['ct', 'hdf5', 'metaimage', 'mni152', 'nifti', 'nrrd', 'numpy', 'skmtea']
 """
 
 from __future__ import annotations

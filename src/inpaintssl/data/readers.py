@@ -58,6 +58,7 @@ from inpaintssl.warning_format import warn_each_time
 if TYPE_CHECKING:
     from inpaintssl.data.dicom import DicomVolume
     from inpaintssl.data.metaimage import MetaImageVolume
+    from inpaintssl.data.nrrd import NrrdVolume
 
 __all__ = [
     "READ_ERRORS",
@@ -67,6 +68,7 @@ __all__ = [
     "LABEL_RANKS",
     "MetaImageVolume",
     "NiftiVolume",
+    "NrrdVolume",
     "NumpyVolume",
     "PIXDIM_AFFINE_TOLERANCE",
     "PngVolume",
@@ -90,10 +92,13 @@ READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error
 """What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
 file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError)."""
 
-# DicomVolume and MetaImageVolume subclass Volume, so their modules import this one: their
-# re-exports here are resolved on first use, and open_volume imports them when it meets such a path.
+# DicomVolume, MetaImageVolume and NrrdVolume subclass Volume, so their modules import this one:
+# their re-exports here are resolved on first use, and open_volume imports them when it meets such
+# a path.
 __getattr__, __dir__ = lazy_exports(
-    "inpaintssl.data", {"DicomVolume": "dicom", "MetaImageVolume": "metaimage"}, globals()
+    "inpaintssl.data",
+    {"DicomVolume": "dicom", "MetaImageVolume": "metaimage", "NrrdVolume": "nrrd"},
+    globals(),
 )
 
 
@@ -885,9 +890,11 @@ _READERS_BY_SUFFIX: tuple[tuple[tuple[str, ...], type[Volume]], ...] = (
     ((".png",), PngVolume),
 )
 _METAIMAGE_SUFFIXES = (".mha", ".mhd")
+_NRRD_SUFFIXES = (".nrrd", ".nhdr")
 VOLUME_SUFFIXES: tuple[str, ...] = (
     *(s for suffixes, _ in _READERS_BY_SUFFIX for s in suffixes),
     *_METAIMAGE_SUFFIXES,
+    *_NRRD_SUFFIXES,
     ".dcm",
 )
 """Every file suffix :func:`reader_class` takes, in lower case (names match in any case)."""
@@ -899,7 +906,8 @@ def reader_class(path: str | Path) -> type[Volume]:
 
     ``.nii``/``.nii.gz`` -> :class:`NiftiVolume`, ``.npy``/``.npz`` -> :class:`NumpyVolume`,
     ``.h5``/``.hdf5`` -> :class:`H5Volume`, ``.png`` -> :class:`PngVolume`, ``.mha``/``.mhd`` ->
-    :class:`~inpaintssl.data.metaimage.MetaImageVolume`, ``.dcm`` or a folder ->
+    :class:`~inpaintssl.data.metaimage.MetaImageVolume`, ``.nrrd``/``.nhdr`` ->
+    :class:`~inpaintssl.data.nrrd.NrrdVolume`, ``.dcm`` or a folder ->
     :class:`~inpaintssl.data.dicom.DicomVolume`. Only a folder is looked at on disk; a file need
     not exist.
 
@@ -920,6 +928,10 @@ def reader_class(path: str | Path) -> type[Volume]:
         from inpaintssl.data.metaimage import MetaImageVolume  # here: metaimage.py imports this module
 
         return MetaImageVolume
+    if name.endswith(_NRRD_SUFFIXES):
+        from inpaintssl.data.nrrd import NrrdVolume  # here: nrrd.py imports this module
+
+        return NrrdVolume
     for suffixes, reader in _READERS_BY_SUFFIX:
         if name.endswith(suffixes):
             return reader
@@ -972,6 +984,10 @@ def open_volume(
 
     if reader is MetaImageVolume:
         return MetaImageVolume(path, slice_axis=slice_axis, ranks=ranks)
+    from inpaintssl.data.nrrd import NrrdVolume  # here: nrrd.py imports this module
+
+    if reader is NrrdVolume:
+        return NrrdVolume(path, slice_axis=slice_axis, ranks=ranks)
     from inpaintssl.data.dicom import DicomVolume  # here: dicom.py imports this module
 
     assert reader is DicomVolume, reader

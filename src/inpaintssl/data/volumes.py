@@ -1,4 +1,4 @@
-"""Generic volume datasets: ``nifti``, ``metaimage``, ``numpy`` and ``hdf5`` (paper sec. 2.2 preprocessing).
+"""Generic volume datasets: ``nifti``, ``metaimage``, ``nrrd``, ``numpy``, ``hdf5`` (sec. 2.2 preprocessing).
 
 Each case is an image volume with an optional integer label volume on the same voxel grid
 (:mod:`inpaintssl.data.cases` describes the ``cases`` parameter). Every slice along
@@ -44,6 +44,7 @@ from inpaintssl.data.checks import check_finite, check_real, check_same_shape, c
 from inpaintssl.data.labels import check_class_names, check_label_values, class_values, onehot_from_values
 from inpaintssl.data.loading import H5Files
 from inpaintssl.data.metaimage import MetaImageVolume
+from inpaintssl.data.nrrd import NrrdVolume
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preflight import CaseCheck, check_same_geometry
 from inpaintssl.data.preprocess import RunningStats, Stats, zscore
@@ -427,9 +428,32 @@ def metaimage_dataset(
     )
 
 
+@DATASETS.register("nrrd")
+def nrrd_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    class_names: Sequence[str] = (),
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    slice_axis: int = 2,
+    normalize: Normalize = "volume",
+    orientation: str | None = None,
+) -> VolumeSliceDataset:
+    """NRRD volumes (``.nrrd``, or ``.nhdr`` headers beside their data) with optional label volumes.
+
+    Like ``nifti`` (sec. 2.1-2.2), for scans and label maps saved by 3D Slicer
+    (:class:`~inpaintssl.data.nrrd.NrrdVolume`: spacing and geometry from the header, no extra
+    needed). Args are those of :func:`nifti_dataset`.
+    """
+    common = (split, labelled, cases, root, class_names, label_values, normalize)
+    return _oriented_dataset("nrrd", NrrdVolume, *common, slice_axis=slice_axis, orientation=orientation)
+
+
 def _oriented_dataset(
     name: str,
-    reader: type[NiftiVolume] | type[MetaImageVolume],
+    reader: type[NiftiVolume] | type[MetaImageVolume] | type[NrrdVolume],
     split: str,
     labelled: bool,
     cases: Any,

@@ -1,11 +1,11 @@
 """The scans given to :func:`~inpaintssl.inference.predict.predict`: found, named, opened with geometry.
 
 :func:`expand_inputs` turns files, folders and globs into input paths (a folder holds NIfTI,
-NumPy, HDF5 or MetaImage files, or is a DICOM series); :func:`case_names` names each input's
+NumPy, HDF5, MetaImage or NRRD files, or is a DICOM series); :func:`case_names` names each input's
 outputs, uniquely; :func:`open_input` opens one with the library's readers
 (:mod:`inpaintssl.data.readers`) and returns the :class:`Geometry` its label map is written with (a
-NIfTI input's affine and header; a MetaImage file's ITK geometry, coded scanner; a DICOM series'
-patient geometry, coded scanner, or coded unknown for a series without PixelSpacing
+NIfTI input's affine and header; a MetaImage or NRRD file's geometry, coded scanner; a DICOM
+series' patient geometry, coded scanner, or coded unknown for a series without PixelSpacing
 (its in-plane 1 mm is assumed); for a series without ImagePositionPatient and
 ImageOrientationPatient, its voxel sizes on a placeholder grid at the origin, coded unknown; a
 NumPy/HDF5 input's ``diag(spacing)``); :func:`reading` turns a damaged file's low-level error into
@@ -34,6 +34,7 @@ from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem, folder_qualified_stems, is_glob
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.metaimage import MetaImageVolume
+from inpaintssl.data.nrrd import NrrdVolume
 from inpaintssl.data.readers import (
     READ_ERRORS,
     DicomVolume,
@@ -54,7 +55,7 @@ from inpaintssl.warning_format import warn_each_time
 __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
 
 _QDESS_ECHOES = ("echo1", "echo2")
-_FOLDER_VOLUMES = (NiftiVolume, NumpyVolume, H5Volume, MetaImageVolume)
+_FOLDER_VOLUMES = (NiftiVolume, NumpyVolume, H5Volume, MetaImageVolume, NrrdVolume)
 """The readers of the files a folder input holds; a folder without any is a DICOM series."""
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -71,7 +72,8 @@ def _reader(path: Path) -> type[Volume] | None:
 
 
 def _folder_inputs(folder: Path) -> list[Path]:
-    """Every NIfTI, NumPy, HDF5 or MetaImage file in ``folder``; a folder without any is a DICOM series."""
+    """Every NIfTI, NumPy, HDF5, MetaImage or NRRD file in ``folder``; a folder without any is a DICOM
+    series."""
     volumes = sorted(p for p in folder.iterdir() if p.is_file() and _reader(p) in _FOLDER_VOLUMES)
     if volumes:
         return volumes
@@ -82,13 +84,13 @@ def _folder_inputs(folder: Path) -> list[Path]:
             # files that are there, one level down, where folders are not searched.
             raise PredictionError(
                 f"input folder {folder} holds no files, only {len(subfolders)} folder(s): "
-                f"{first_and_more(subfolders, limit=3)}; expected NIfTI, NumPy, HDF5 or MetaImage files "
-                "or the files of one DICOM series (folders are not searched): give each folder as an input, "
-                f"e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders only)"
+                f"{first_and_more(subfolders, limit=3)}; expected NIfTI, NumPy, HDF5, MetaImage or NRRD "
+                "files or the files of one DICOM series (folders are not searched): give each folder as "
+                f"an input, e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders only)"
             )
         raise PredictionError(
-            f"input folder {folder} is empty; expected NIfTI, NumPy, HDF5 or MetaImage files or a DICOM "
-            "series"
+            f"input folder {folder} is empty; expected NIfTI, NumPy, HDF5, MetaImage or NRRD files or a "
+            "DICOM series"
         )
     return [folder]
 
@@ -304,7 +306,8 @@ def open_input(
     if reader is None or reader is PngVolume:
         raise PredictionError(
             f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-            ".mha, .mhd, .dcm or a folder (of NIfTI, NumPy, HDF5 or MetaImage files, or a DICOM series)"
+            ".mha, .mhd, .nrrd, .nhdr, .dcm or a folder (of NIfTI, NumPy, HDF5, MetaImage or NRRD files, or "
+            "a DICOM series)"
         )
     if reader is DicomVolume:
         volume: Volume = DicomVolume(path)
@@ -328,12 +331,14 @@ def open_input(
                 zooms = (zooms[0], zooms[1], thickness)
         _warn_spacing_unused(spacing, path, zooms)
         return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
-    if reader is MetaImageVolume:
-        meta = MetaImageVolume(path, slice_axis=axis)
+    if reader in (MetaImageVolume, NrrdVolume):
+        meta: MetaImageVolume | NrrdVolume = reader(path, slice_axis=axis)
         # A 2-D file's third axis is its normal at 1 mm (the reader's), as in its label map.
         zooms = _zooms3(meta.stored_zooms)
         _warn_spacing_unused(spacing, path, zooms)
-        # ITK's geometry is the scanner's (LPS, converted): coded 1, as a DICOM series' is.
+        if meta.affine is None:  # an NRRD file without a space: its voxel sizes on a plain grid
+            return meta, Geometry(np.diag([*zooms, 1.0]), None, zooms)
+        # The patient geometry of ITK and 3D Slicer (LPS, converted): coded 1, as a DICOM series' is.
         return meta, Geometry(meta.affine.copy(), None, zooms, qform_code=1)
     if reader is NumpyVolume:
         member = (

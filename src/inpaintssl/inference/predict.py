@@ -8,16 +8,16 @@ own voxel grid (same shape and affine) and can be overlaid on the scan in any vi
 The preprocessing is the run's, as :func:`~inpaintssl.inference.loading.load_model` reads it
 from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Preprocessing`):
 
-- **Reading and slicing.** NIfTI (``.nii``/``.nii.gz``), MetaImage (``.mha``/``.mhd``), NumPy
-  (``.npy``/``.npz``), HDF5 (``.h5``/``.hdf5``) and DICOM series (a folder, or one ``.dcm``,
-  Enhanced files included; HU = pixel x RescaleSlope + RescaleIntercept) are read as the
-  ``nifti``/``metaimage``/``numpy``/``hdf5``/``ct`` datasets read them: a 3D volume ``(X, Y, Z)``
-  or a channels-last 4D volume ``(X, Y, Z, C)``, sliced along the run's ``slice_axis`` (default 2;
-  ``slice_axis=`` overrides it). DICOM series are rows x columns x slices, sliced along the
-  slices. First, NIfTI, MetaImage and DICOM inputs are read in the axis order of the run's
-  training volumes (``orientation="auto"``; the orientations ``manifest.json`` records,
-  :mod:`inpaintssl.data.orientation`), permuted and flipped but not resampled; the slice axis
-  then counts the axes of that order, for DICOM series too. A 2-D
+- **Reading and slicing.** NIfTI (``.nii``/``.nii.gz``), MetaImage (``.mha``/``.mhd``), NRRD
+  (``.nrrd``/``.nhdr``), NumPy (``.npy``/``.npz``), HDF5 (``.h5``/``.hdf5``) and DICOM series (a
+  folder, or one ``.dcm``, Enhanced files included; HU = pixel x RescaleSlope + RescaleIntercept)
+  are read as the ``nifti``/``metaimage``/``nrrd``/``numpy``/``hdf5``/``ct`` datasets read them:
+  a 3D volume ``(X, Y, Z)`` or a channels-last 4D volume ``(X, Y, Z, C)``, sliced along the run's
+  ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series are rows x columns x
+  slices, sliced along the slices. First, NIfTI, MetaImage, NRRD and DICOM inputs are read in the
+  axis order of the run's training volumes (``orientation="auto"``; the orientations
+  ``manifest.json`` records, :mod:`inpaintssl.data.orientation`), permuted and flipped but not
+  resampled; the slice axis then counts the axes of that order, for DICOM series too. A 2-D
   NIfTI slice with an sform or qform is read as ``(X, Y, 1)`` and turned within its plane to the
   training slices' rows and columns; one in another plane is used as stored, with a warning.
 - **Intensities.** The dataset class that trained the model normalises the slices: a
@@ -210,14 +210,14 @@ def predict(
             ``image``, as the ``numpy`` and ``hdf5`` datasets read, or the file's only array).
         spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm):
             3 values for a volume, 2 or 3 for a single 2-D slice (whose thickness is then 1 mm);
-            NIfTI, MetaImage and DICOM inputs carry their own.
+            NIfTI, MetaImage, NRRD and DICOM inputs carry their own.
         amp: Mixed precision on CUDA (``auto``: bf16 where supported, else fp16; ``off``: float32).
         large_slices: For a ``crop_or_pad`` run, slices larger than its ``data.image_size``:
             ``crop`` them to the centre, as training did (the rest is background), or cover
             them with overlapping windows of that size, blended (``sliding_window``,
             :mod:`inpaintssl.inference.tiling`).
         overlap: Share of a window that neighbouring sliding windows overlap by at least.
-        orientation: The axis order NIfTI, MetaImage and DICOM inputs are read in before slicing:
+        orientation: The axis order NIfTI, MetaImage, NRRD and DICOM inputs are read in before slicing:
             ``auto`` (the one every training volume had, when the run recorded a single one; else
             as stored), ``stored``, or axis codes such as ``"RAS"``
             (:mod:`inpaintssl.data.orientation`).

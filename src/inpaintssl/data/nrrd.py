@@ -1,0 +1,449 @@
+"""NRRD volumes (``.nrrd``, or an ``.nhdr`` header beside its data), as 3D Slicer saves scans and
+label maps, read with NumPy, zlib and bz2: no extra needed.
+
+A header starts with the magic ``NRRD000N``, holds ``field: value`` lines (``#`` comments and
+``key:=value`` pairs are skipped) and ends with a blank line; the data follows (attached) or lies
+in the file ``data file`` names (detached). Read here: ``type``, ``dimension`` (2 or 3 spatial
+axes, plus at most one non-spatial axis such as an RGB or vector axis, which becomes the channels
+axis, last), ``sizes``, ``endian``, ``encoding`` (``raw``, ``gzip``, ``bzip2``, ``ascii``),
+``byte skip``, ``line skip``, and the geometry: ``space`` (``left-posterior-superior``,
+``right-anterior-superior``, ``left-anterior-superior`` or their initials), ``space directions``
+(each spatial axis' step in mm, in that space) and ``space origin``; without them, ``spacings``.
+A data file given as a list or a numbered pattern, and a segmentation stored as several
+overlapping layers (3D Slicer's 4D ``.seg.nrrd``, whose ``kinds`` start with ``list``), are
+refused, naming the field.
+
+Voxel ``(i, j, k)`` lies at ``origin + i * d_i + j * d_j + k * d_k`` (``d`` the space
+directions); :attr:`NrrdVolume.affine` is that in NIfTI's RAS+, so the volume reorients and its
+label maps overlay as a NIfTI file's do. The first axis runs fastest, so the array is
+``(X, Y, Z)`` or ``(X, Y, Z, C)``, as nibabel reads NIfTI.
+
+Example:
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "knee.nrrd"
+    >>> header = "NRRD0004\\ntype: short\\ndimension: 3\\nsizes: 2 3 1\\nspacings: 0.5 0.5 3\\n"
+    >>> data = np.arange(6, dtype="<i2").tobytes()  # x fastest
+    >>> _ = path.write_bytes((header + "endian: little\\nencoding: raw\\n\\n").encode() + data)
+    >>> volume = NrrdVolume(path)
+    >>> volume.shape, volume.spacing, volume.read(0).tolist()
+    ((2, 3, 1), (0.5, 0.5, 3.0), [[0, 2, 4], [1, 3, 5]])
+"""
+
+from __future__ import annotations
+
+import bz2
+import math
+import re
+import zlib
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import existing_path
+from inpaintssl.data.readers import IMAGE_RANKS, Volume
+
+__all__ = ["NRRD_TYPES", "NrrdVolume", "read_nrrd_header"]
+
+NRRD_TYPES: Mapping[str, str] = {
+    **dict.fromkeys(("signed char", "int8", "int8_t"), "i1"),
+    **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t"), "u1"),
+    **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t"), "i2"),
+    **dict.fromkeys(("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), "u2"),
+    **dict.fromkeys(("int", "signed int", "int32", "int32_t"), "i4"),
+    **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
+    **dict.fromkeys(
+        (
+            "longlong",
+            "long long",
+            "long long int",
+            "signed long long",
+            "signed long long int",
+            "int64",
+            "int64_t",
+        ),
+        "i8",
+    ),
+    **dict.fromkeys(
+        ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"), "u8"
+    ),
+    "float": "f4",
+    "double": "f8",
+}
+"""``type`` -> NumPy type code (byte order from ``endian``), every spelling the NRRD format allows."""
+
+_SPACES: Mapping[str, tuple[float, float, float]] = {
+    **dict.fromkeys(("right-anterior-superior", "ras"), (1.0, 1.0, 1.0)),
+    **dict.fromkeys(("left-anterior-superior", "las"), (-1.0, 1.0, 1.0)),
+    **dict.fromkeys(("left-posterior-superior", "lps"), (-1.0, -1.0, 1.0)),
+}
+"""``space`` -> the signs that take its x, y, z to RAS+."""
+
+_SPATIAL_KINDS = ("domain", "space", "???", "none")
+"""``kinds`` of a spatial axis; any other (``vector``, ``RGB-color``, ``list``, ``time``...) is not."""
+_HEADER_LIMIT = 1 << 20
+_VECTOR = re.compile(r"\(([^)]*)\)|none")
+
+
+def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
+    """The fields of an NRRD header (keys in lower case) and the byte offset just after it, where
+    attached data starts (a detached header may end without the blank line: its length).
+
+    Raises:
+        DataError: No ``NRRD000N`` magic, no blank line ending the header within the first MiB,
+            or a line that is not ``field: value``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.nhdr"
+        >>> _ = path.write_text("NRRD0004\\n# a comment\\ntype: uint8\\nsizes: 4 4\\ndata file: a.raw\\n")
+        >>> read_nrrd_header(path)[0]
+        {'type': 'uint8', 'sizes': '4 4', 'data file': 'a.raw'}
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(_HEADER_LIMIT)
+    if not head.startswith(b"NRRD000"):
+        raise DataError(
+            f"NRRD file {path} does not start with the NRRD magic (NRRD000N, e.g. NRRD0004); expected "
+            "an NRRD file (.nrrd, or a detached .nhdr header)"
+        )
+    fields: dict[str, str] = {}
+    offset = head.find(b"\n") + 1
+    while offset < len(head):
+        end = head.find(b"\n", offset)
+        if end < 0:
+            break
+        line = head[offset:end].decode("latin-1").rstrip("\r")
+        offset = end + 1
+        if not line.strip():
+            return fields, offset  # the blank line ends the header; attached data follows it
+        if line.startswith("#") or ":=" in line:
+            continue  # comments, and key/value pairs of the writer's own
+        field, colon, value = line.partition(": ")
+        if not colon:
+            raise DataError(f"NRRD file {path}: header line {line[:60]!r} is not 'field: value'")
+        fields[field.strip().lower()] = value.strip()
+    if "data file" in fields or "datafile" in fields:
+        return fields, len(head)  # a detached header may end without a blank line
+    raise DataError(
+        f"NRRD file {path}: its header has no blank line ending it within {_HEADER_LIMIT} bytes; "
+        "expected an NRRD header, a blank line, then the data (or a 'data file' field)"
+    )
+
+
+class NrrdVolume(Volume):
+    """An NRRD volume (``.nrrd``, or ``.nhdr`` with its data file), with its geometry in RAS+ mm.
+
+    Raw data is memory-mapped; gzip, bzip2 or ascii data (and raw big-endian data, turned to this
+    machine's byte order) is read whole on the first read and kept, as a ``.nii.gz`` is. Spacing
+    is the length of each spatial axis' ``space directions`` vector (else ``spacings``; else 1 mm,
+    and :attr:`~inpaintssl.data.readers.Volume.has_geometry` is ``False``); :attr:`affine` (RAS+)
+    comes from ``space``, ``space directions`` and ``space origin`` (``None`` without them, or in
+    a space other than LPS, RAS or LAS: such a file states no orientation).
+
+    Args:
+        path: The ``.nrrd`` file, or the ``.nhdr`` header.
+        slice_axis: Axis sliced (0, 1 or 2) among the spatial axes.
+        ranks: Array ranks accepted (:data:`~inpaintssl.data.readers.IMAGE_RANKS`; label maps
+            pass :data:`~inpaintssl.data.readers.LABEL_RANKS`).
+        orientation: Axis codes to read the volume in, e.g. ``"RAS"``; ``None``: as stored.
+
+    Raises:
+        DataError: A field missing or malformed, a type that is not a number, an encoding not
+            read here, a layered segmentation, a data file missing or shorter than ``sizes``
+            needs, naming the file and the field.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        slice_axis: int = 2,
+        ranks: Collection[int] = IMAGE_RANKS,
+        orientation: str | None = None,
+    ) -> None:
+        path = existing_path(path, what="NRRD file")
+        self._fields, header_end = read_nrrd_header(path)
+        where = f"NRRD file {path}"
+        dimension = self._integer("dimension", where)
+        sizes = self._sizes(dimension, where)
+        self._spatial, self._channel_axis = self._axes(dimension, sizes, where)
+        self._dtype = self._type(where)
+        self._encoding = self._encoding_of(where)
+        self._sizes_stored = sizes
+        self._data_file, self._data_offset = self._data_location(path, header_end, where)
+        grid = tuple(sizes[a] for a in self._spatial)
+        channels = 1 if self._channel_axis is None else sizes[self._channel_axis]
+        shape = (*grid, channels) if self._channel_axis is not None else grid
+        directions = self._directions(dimension, where)
+        spacing, stated = self._spacing(directions, where)
+        super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="NRRD file")
+        self.files = tuple(dict.fromkeys((str(path), str(self._data_file))))
+        self.has_geometry = stated
+        self.affine = self._ras_affine(directions, where)
+        """Voxel-to-world ``(4, 4)`` matrix in RAS+ mm; ``None`` where the header states no space."""
+        if orientation is not None:
+            self.reorient(orientation)
+
+    # -- header fields -------------------------------------------------------------------------
+
+    def _integer(self, name: str, where: str) -> int:
+        text = self._fields.get(name)
+        try:
+            value = int(text) if text is not None else None
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            shown = "missing" if text is None else repr(text)
+            raise DataError(f"{where}: field '{name}' is {shown}; expected a whole number > 0")
+        return value
+
+    def _sizes(self, dimension: int, where: str) -> tuple[int, ...]:
+        text = self._fields.get("sizes", "")
+        try:
+            sizes = tuple(int(v) for v in text.split())
+        except ValueError:
+            sizes = ()
+        if len(sizes) != dimension or any(n < 1 for n in sizes):
+            raise DataError(
+                f"{where}: field 'sizes' is {text!r}; expected {dimension} whole numbers > 0 (dimension)"
+            )
+        return sizes
+
+    def _axes(self, dimension: int, sizes: tuple[int, ...], where: str) -> tuple[tuple[int, ...], int | None]:
+        """The spatial axes (in stored order) and the one non-spatial axis (channels), if any.
+
+        An axis is non-spatial by its ``kinds`` entry (``vector``, ``RGB-color``, ``list``,
+        ``time``...), or, without ``kinds``, by its ``none`` in ``space directions``. One of a
+        single sample is no axis at all (a 3D volume saved as ``(1, X, Y, Z)``).
+        """
+        kinds = self._fields.get("kinds", "").split()
+        if len(kinds) == dimension:
+            other = [a for a, kind in enumerate(kinds) if kind.lower() not in _SPATIAL_KINDS]
+        elif "space directions" in self._fields:
+            other = [a for a, text in enumerate(self._direction_texts()) if text is None]
+        else:
+            other = []
+        layered = [
+            a for a in other if len(kinds) == dimension and kinds[a].lower() == "list" and sizes[a] > 1
+        ]
+        if layered:
+            raise DataError(
+                f"{where}: kinds {' '.join(kinds)} with {sizes[layered[0]]} layers: a segmentation stored as "
+                "overlapping layers (3D Slicer's 4D .seg.nrrd); expected one label map: export the "
+                "segments as a labelmap volume (.nrrd or .nii.gz)"
+            )
+        channels = [a for a in other if sizes[a] > 1]
+        if len(channels) > 1:
+            raise DataError(
+                f"{where}: kinds {' '.join(kinds) or '(none)'}, sizes {' '.join(map(str, sizes))}: more "
+                "than one non-spatial axis; expected at most one (the channels)"
+            )
+        spatial = tuple(a for a in range(dimension) if a not in other)
+        if len(spatial) not in (2, 3):
+            raise DataError(
+                f"{where}: {len(spatial)} spatial axes (dimension {dimension}, sizes "
+                f"{' '.join(map(str, sizes))}); expected 2 (a slice) or 3 (a volume)"
+            )
+        return spatial, (channels[0] if channels else None)
+
+    def _type(self, where: str) -> np.dtype[Any]:
+        text = self._fields.get("type")
+        code = None if text is None else NRRD_TYPES.get(" ".join(text.lower().split()))
+        if code is None:
+            raise DataError(
+                f"{where}: field 'type' is {text!r}; expected a numeric type (e.g. short, uint8, float, "
+                "double)"
+            )
+        endian = self._fields.get("endian", "little").lower()
+        if endian not in ("little", "big"):
+            raise DataError(f"{where}: field 'endian' is {endian!r}; expected little or big")
+        return np.dtype(("<" if endian == "little" or np.dtype(code).itemsize == 1 else ">") + code)
+
+    def _encoding_of(self, where: str) -> str:
+        text = self._fields.get("encoding", "").lower()
+        encoding = {"gz": "gzip", "bz2": "bzip2", "text": "ascii", "txt": "ascii"}.get(text, text)
+        if encoding not in ("raw", "gzip", "bzip2", "ascii"):
+            raise DataError(f"{where}: field 'encoding' is {text!r}; expected raw, gzip, bzip2 or ascii")
+        return encoding
+
+    def _data_location(self, path: Path, header_end: int, where: str) -> tuple[Path, int]:
+        name = self._fields.get("data file", self._fields.get("datafile"))
+        if name is None:
+            data = path
+            start = header_end
+        else:
+            if name.upper().startswith("LIST") or len(name.split()) > 1:
+                raise DataError(
+                    f"{where}: field 'data file' is {name!r}, a list or pattern of files; expected one "
+                    "data file (save the volume as one .nrrd, e.g. with 3D Slicer)"
+                )
+            data = path.parent / name
+            if not data.is_file():
+                raise DataError(f"{where}: its data file {data} ('data file') does not exist")
+            start = 0
+        start = self._skip_lines(data, start, where)
+        skip = self._fields.get("byte skip", "0")
+        try:
+            byte_skip = int(skip)
+        except ValueError:
+            raise DataError(
+                f"{where}: field 'byte skip' is {skip!r}; expected a whole number, or -1"
+            ) from None
+        if byte_skip == -1:
+            if self._encoding != "raw":
+                raise DataError(f"{where}: byte skip -1 with encoding {self._encoding}; expected raw data")
+            return data, data.stat().st_size - self._data_bytes()
+        if byte_skip < 0:
+            raise DataError(f"{where}: field 'byte skip' is {byte_skip}; expected 0 or more, or -1")
+        return data, start + byte_skip
+
+    def _skip_lines(self, data: Path, start: int, where: str) -> int:
+        text = self._fields.get("line skip", "0")
+        try:
+            lines = int(text)
+        except ValueError:
+            raise DataError(f"{where}: field 'line skip' is {text!r}; expected a whole number") from None
+        with data.open("rb") as handle:
+            handle.seek(start)
+            for _ in range(lines):
+                start += len(handle.readline())
+        return start
+
+    def _direction_texts(self) -> list[str | None]:
+        """Each axis' ``space directions`` entry, ``None`` for ``none``."""
+        text = self._fields.get("space directions", "")
+        return [None if m.group(0) == "none" else m.group(1) for m in _VECTOR.finditer(text)]
+
+    def _directions(self, dimension: int, where: str) -> np.ndarray | None:
+        """``(3, spatial axes)``: each spatial axis' step, in the header's space; ``None`` without."""
+        if "space directions" not in self._fields:
+            return None
+        texts = self._direction_texts()
+        if len(texts) != dimension:
+            raise DataError(
+                f"{where}: field 'space directions' holds {len(texts)} entries; expected {dimension} "
+                "(one per axis, 'none' for a non-spatial one)"
+            )
+        columns = []
+        for axis in self._spatial:
+            entry = texts[axis]
+            try:
+                vector = [float(v) for v in (entry or "").split(",")]
+            except ValueError:
+                vector = []
+            if len(vector) != 3 or not all(math.isfinite(v) for v in vector) or not any(vector):
+                raise DataError(
+                    f"{where}: space direction of axis {axis} is {entry!r}; expected three finite numbers, "
+                    "not all 0 (the axis' step in mm)"
+                )
+            columns.append(vector)
+        steps: np.ndarray = np.asarray(columns, dtype=np.float64).T
+        return steps
+
+    def _spacing(self, directions: np.ndarray | None, where: str) -> tuple[tuple[float, ...], bool]:
+        if directions is not None:
+            return tuple(float(v) for v in np.linalg.norm(directions, axis=0)), True
+        text = self._fields.get("spacings")
+        if text is None:
+            return (1.0,) * len(self._spatial), False
+        values = text.split()
+        try:
+            spacing = tuple(float(values[a]) for a in self._spatial)
+        except (ValueError, IndexError):
+            spacing = ()
+        if len(spacing) != len(self._spatial) or not all(math.isfinite(v) and v > 0 for v in spacing):
+            raise DataError(
+                f"{where}: field 'spacings' is {text!r}; expected a size > 0 in mm per spatial axis"
+            )
+        return spacing, True
+
+    def _ras_affine(self, directions: np.ndarray | None, where: str) -> np.ndarray | None:
+        space = self._fields.get("space", "").lower()
+        signs = _SPACES.get(space)
+        if directions is None or signs is None or directions.shape[1] != 3:
+            return None
+        origin_text = self._fields.get("space origin", "(0,0,0)")
+        try:
+            origin = [float(v) for v in origin_text.strip("() ").split(",")]
+        except ValueError:
+            origin = []
+        if len(origin) != 3 or not all(math.isfinite(v) for v in origin):
+            raise DataError(f"{where}: field 'space origin' is {origin_text!r}; expected (x,y,z) in mm")
+        affine = np.eye(4)
+        affine[:3, :3] = directions
+        affine[:3, 3] = origin
+        ras: np.ndarray = np.diag([*signs, 1.0]) @ affine
+        return ras
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def _data_bytes(self) -> int:
+        return math.prod(self._sizes_stored) * self._dtype.itemsize
+
+    def _array(self) -> Any:
+        if self._encoding != "raw" or not self._dtype.isnative:
+            return self._kept(self._read_whole)
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            available = self._data_file.stat().st_size - self._data_offset
+            self._check_length(available)
+            mapped = np.memmap(
+                self._data_file,
+                dtype=self._dtype,
+                mode="r",
+                offset=self._data_offset,
+                shape=self._sizes_stored[::-1],
+            )
+            cache = self._as_stored(mapped)
+            self.__dict__["_cache"] = cache
+        return cache
+
+    def _read_whole(self) -> np.ndarray:
+        """The whole array, decoded, in this machine's byte order."""
+        with self._data_file.open("rb") as handle:
+            handle.seek(self._data_offset)
+            data = handle.read()
+        count = math.prod(self._sizes_stored)
+        try:
+            if self._encoding == "gzip":
+                data = zlib.decompressobj(wbits=47).decompress(data)  # gzip or zlib stream
+            elif self._encoding == "bzip2":
+                data = bz2.decompress(data)
+        except (zlib.error, OSError, ValueError) as exc:
+            raise DataError(
+                f"NRRD file {self.path}: its {self._encoding} data ({self._data_file}) cannot be "
+                f"decompressed (truncated or corrupt?): {exc}"
+            ) from exc
+        if self._encoding == "ascii":
+            # Through float64, which holds every value of the types up to 32 bits exactly.
+            flat = np.array(data.decode("latin-1").split(), dtype=np.float64).astype(
+                self._dtype.newbyteorder("=")
+            )
+            self._check_length(flat.size * self._dtype.itemsize)
+        else:
+            self._check_length(len(data))
+            flat = np.frombuffer(data, dtype=self._dtype, count=count)
+        native = flat[:count].astype(self._dtype.newbyteorder("="), copy=False)
+        return self._as_stored(native.reshape(self._sizes_stored[::-1]))
+
+    def _check_length(self, available: int) -> None:
+        needed = self._data_bytes()
+        if available < needed:
+            raise DataError(
+                f"NRRD file {self.path}: its data ({self._data_file}, {self._encoding}) holds {available} "
+                f"bytes; expected {needed} (sizes {' x '.join(map(str, self._sizes_stored))} of "
+                f"{self._dtype.itemsize} byte(s)): truncated?"
+            )
+
+    def _as_stored(self, data: np.ndarray) -> np.ndarray:
+        """As written, slowest axis first -> spatial axes in stored order, then the channels; a view."""
+        dimension = len(self._sizes_stored)
+        order = [dimension - 1 - a for a in self._spatial]  # the C-order axis of each stored axis
+        if self._channel_axis is not None:
+            order.append(dimension - 1 - self._channel_axis)
+        stored: np.ndarray = data.transpose(order)
+        return stored

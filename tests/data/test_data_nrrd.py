@@ -1,0 +1,228 @@
+"""NRRD volumes (``.nrrd``/``.nhdr``) read as ITK and 3D Slicer write them: every encoding and
+layout, the geometry (hand-worked voxel positions, files ITK wrote itself, the same scan saved as
+NIfTI), and clear refusals of what is not one volume."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.decompressed import decompressed_into
+from inpaintssl.data.nrrd import NrrdVolume
+from inpaintssl.data.readers import LABEL_RANKS, NiftiVolume, open_volume, reader_class
+from nrrd_helpers import write_nrrd
+
+RNG = np.random.default_rng(31)
+IMAGE = RNG.normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
+SHORTS = RNG.integers(-1000, 3000, size=(6, 5, 4)).astype(np.int16)
+CHANNELS = RNG.normal(size=(6, 5, 4, 3)).astype(np.float32)
+SPACING = (0.5, 0.7, 2.0)
+# Each axis' step (mm, LPS): axis 0 posterior, 1 superior, 2 left; not symmetric, so a reader that
+# took the vectors as rows would place the voxels elsewhere.
+DIRECTIONS = ((0.0, 0.5, 0.0), (0.0, 0.0, 0.7), (2.0, 0.0, 0.0))
+ORIGIN = (10.0, -20.0, 5.0)
+ITK_WRITTEN = Path(__file__).parent / "itk_written" / "nrrd"
+
+
+def _slices(volume: object) -> list[np.ndarray]:
+    assert isinstance(volume, (NrrdVolume, NiftiVolume))
+    return [np.asarray(volume.read(i)) for i in range(volume.num_slices)]
+
+
+LAYOUTS = {
+    "raw": {"name": "scan.nrrd"},
+    "gzip": {"name": "scan.nrrd", "encoding": "gzip"},
+    "bzip2": {"name": "scan.nrrd", "encoding": "bzip2"},
+    "ascii": {"name": "scan.nrrd", "encoding": "ascii"},
+    "big-endian": {"name": "scan.nrrd", "big_endian": True},
+    "nhdr-raw": {"name": "scan.nhdr"},
+    "nhdr-gzip": {"name": "scan.nhdr", "encoding": "gzip", "data_file": "scan.raw.gz"},
+    "channels-last": {"name": "scan.nrrd", "channels_first": False},
+}
+
+
+@pytest.mark.parametrize("array", [IMAGE, SHORTS, CHANNELS], ids=["float32", "int16", "channels"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_reads_the_array_written(tmp_path: Path, layout: str, array: np.ndarray) -> None:
+    options = dict(LAYOUTS[layout])
+    path = tmp_path / str(options.pop("name"))
+    write_nrrd(path, array, directions=DIRECTIONS, origin=ORIGIN, **options)  # type: ignore[arg-type]
+    for axis in (0, 2):
+        volume = NrrdVolume(path, slice_axis=axis)
+        assert volume.shape == array.shape and volume.channels == (array.shape[3] if array.ndim == 4 else 1)
+        for k in range(array.shape[axis]):
+            got, want = np.asarray(volume.read(k)), np.take(array, k, axis=axis)
+            assert got.dtype == array.dtype and np.array_equal(got, want)
+    assert len(volume.files) == (2 if path.suffix == ".nhdr" else 1)
+
+
+def test_voxels_lie_where_the_space_directions_place_them(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, SHORTS, directions=DIRECTIONS, origin=ORIGIN)
+    volume = NrrdVolume(path)
+    assert volume.spacing == pytest.approx(SPACING) and volume.has_geometry
+    assert volume.affine is not None
+    for index in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (5, 4, 3)]:
+        lps = np.array(ORIGIN) + sum(i * np.array(d) for i, d in zip(index, DIRECTIONS))
+        ras = volume.affine @ np.array([*index, 1.0])
+        assert np.allclose(ras[:3], [-lps[0], -lps[1], lps[2]])
+    assert volume.stored_orientation == "PSL"
+
+
+@pytest.mark.parametrize(
+    ("space", "codes"),
+    [("left-posterior-superior", "PSL"), ("RAS", "ASR"), ("left-anterior-superior", "ASL")],
+)
+def test_the_space_sets_the_axis_codes(tmp_path: Path, space: str, codes: str) -> None:
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, SHORTS, directions=DIRECTIONS, space=space)
+    assert NrrdVolume(path).stored_orientation == codes
+
+
+@pytest.mark.parametrize("name", ["a.nrrd", "b.nhdr", "c.nrrd"])
+def test_files_itk_wrote_read_as_itk_reads_them(name: str) -> None:
+    # Written by ITK 5.4.7 itself (itk_written/README.md): the values it was given, and the
+    # positions its TransformIndexToPhysicalPoint gives (LPS).
+    volume = NrrdVolume(ITK_WRITTEN / name)
+    expected = np.load(ITK_WRITTEN / f"{name.split('.')[0]}_expected.npy")
+    got = np.stack(_slices(volume), axis=2)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert volume.spacing == pytest.approx((0.5, 0.7, 2.0))
+    assert volume.affine is not None
+    for index, lps in json.loads((ITK_WRITTEN / "points.json").read_text())[name].items():
+        ras = volume.affine @ np.array([*json.loads(index.replace("(", "[").replace(")", "]")), 1.0])
+        assert np.allclose([-ras[0], -ras[1], ras[2]], lps, atol=1e-9)
+
+
+def test_a_scan_reads_as_its_nifti_conversion_and_reorients_alike(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, SHORTS, directions=DIRECTIONS, origin=ORIGIN, encoding="gzip")
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(DIRECTIONS).T
+    lps[:3, 3] = ORIGIN
+    nifti = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(SHORTS, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps), nifti)
+    for orientation in (None, "RAS"):
+        ours, theirs = NrrdVolume(path, orientation=orientation), NiftiVolume(nifti, orientation=orientation)
+        assert ours.shape == theirs.shape and ours.orientation == theirs.orientation
+        assert ours.spacing == pytest.approx(theirs.spacing)
+        assert ours.affine is not None and np.allclose(ours.affine, theirs.affine)
+        for a, b in zip(_slices(ours), _slices(theirs), strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_spacings_without_a_space_give_spacing_and_no_orientation(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, CHANNELS, spacing=SPACING)
+    volume = NrrdVolume(path)
+    assert volume.spacing == pytest.approx(SPACING) and volume.has_geometry
+    assert volume.affine is None and volume.stored_orientation is None
+    bare = tmp_path / "bare.nrrd"
+    write_nrrd(bare, SHORTS)
+    assert NrrdVolume(bare).spacing == (1.0, 1.0, 1.0) and not NrrdVolume(bare).has_geometry
+
+
+def test_a_label_map_a_2d_slice_and_an_upper_case_name_open_through_open_volume(tmp_path: Path) -> None:
+    labels = RNG.integers(0, 4, size=(6, 5, 4)).astype(np.uint8)
+    path = tmp_path / "LABELS.SEG.NRRD"
+    write_nrrd(path, labels, directions=DIRECTIONS, encoding="gzip")
+    assert reader_class(path) is NrrdVolume
+    assert np.array_equal(np.stack(_slices(open_volume(path, ranks=LABEL_RANKS)), axis=2), labels)
+    flat = tmp_path / "slice.nrrd"
+    write_nrrd(flat, SHORTS[..., 0], spacing=SPACING[:2])
+    volume = open_volume(flat)
+    assert volume.num_slices == 1 and np.array_equal(volume.read(0), SHORTS[..., 0])
+
+
+def test_a_compressed_scan_is_kept_decompressed_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, SHORTS, directions=DIRECTIONS, encoding="gzip")
+    with decompressed_into(tmp_path / "cache"):
+        for _ in range(2):  # the second read takes the kept copy
+            assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), SHORTS)
+    assert list((tmp_path / "cache").rglob("*.npy"))
+
+
+def _header_edited(path: Path, field: str, value: str | None) -> None:
+    """Rewrite (or with ``None`` remove) one field of an ``.nhdr`` header."""
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(f"{field}:")]
+    if value is not None:
+        lines.insert(2, f"{field}: {value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("dimension", None, r"field 'dimension' is missing; expected a whole number > 0"),
+        ("sizes", "6 5", r"field 'sizes' is '6 5'; expected 3 whole numbers > 0 \(dimension\)"),
+        ("type", "block", r"field 'type' is 'block'; expected a numeric type"),
+        ("encoding", "hex", r"field 'encoding' is 'hex'; expected raw, gzip, bzip2 or ascii"),
+        ("endian", "middle", r"field 'endian' is 'middle'; expected little or big"),
+        ("space directions", "(1,0,0) (0,1,0)", r"field 'space directions' holds 2 entries; expected 3"),
+        ("space directions", "(1,0,0) (0,0,0) (0,0,1)", r"space direction of axis 1 is '0,0,0'"),
+        ("space origin", "(1,2)", r"field 'space origin' is '\(1,2\)'; expected \(x,y,z\) in mm"),
+        ("data file", "LIST", r"field 'data file' is 'LIST', a list or pattern of files"),
+        (
+            "data file",
+            "slice%03d.raw 1 4 1",
+            r"field .data file. is .slice%03d\.raw 1 4 1., a list or pattern",
+        ),
+    ],
+)
+def test_a_bad_header_field_is_refused_naming_the_file_and_the_field(
+    tmp_path: Path, field: str, value: str | None, says: str
+) -> None:
+    path = tmp_path / "scan.nhdr"
+    write_nrrd(path, SHORTS, directions=DIRECTIONS)
+    _header_edited(path, field, value)
+    with pytest.raises(DataError, match=rf"^NRRD file {re.escape(str(path))}: {says}"):
+        NrrdVolume(path)
+
+
+def test_a_layered_segmentation_is_refused_saying_how_to_export_it(tmp_path: Path) -> None:
+    # 3D Slicer's .seg.nrrd of overlapping segments: one layer per segment group, first.
+    path = tmp_path / "knee.seg.nrrd"
+    write_nrrd(path, RNG.integers(0, 2, size=(6, 5, 4, 2)).astype(np.uint8), directions=DIRECTIONS)
+    path.write_bytes(path.read_bytes().replace(b"kinds: vector", b"kinds: list"))
+    with pytest.raises(
+        DataError, match=r"kinds list domain domain domain with 2 layers: a segmentation stored as"
+    ):
+        NrrdVolume(path)
+
+
+def test_missing_short_and_damaged_data_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nhdr"
+    write_nrrd(path, SHORTS, directions=DIRECTIONS)
+    raw = path.with_suffix(".raw")
+    raw.write_bytes(raw.read_bytes()[:-10])
+    with pytest.raises(
+        DataError, match=r"holds 230 bytes; expected 240 \(sizes 6 x 5 x 4 of 2 byte\(s\)\): truncated"
+    ):
+        NrrdVolume(path).read(0)
+    raw.unlink()
+    with pytest.raises(
+        DataError, match=rf"its data file {re.escape(str(raw))} \('data file'\) does not exist"
+    ):
+        NrrdVolume(path)
+    packed = tmp_path / "packed.nrrd"
+    write_nrrd(packed, IMAGE, directions=DIRECTIONS, encoding="gzip")
+    packed.write_bytes(packed.read_bytes()[:-30])
+    with pytest.raises(DataError, match=r"its gzip data .* cannot be decompressed|holds \d+ bytes; expected"):
+        NrrdVolume(packed).read(0)
+
+
+def test_a_file_that_is_no_nrrd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(DataError, match=r"^NRRD file .*scan\.nrrd does not start with the NRRD magic"):
+        NrrdVolume(path)
+    path.write_text("NRRD0004\ntype: short\nnot a field line\n\n")
+    with pytest.raises(DataError, match=r"header line 'not a field line' is not 'field: value'"):
+        NrrdVolume(path)
