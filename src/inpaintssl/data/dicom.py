@@ -35,7 +35,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import numpy as np
@@ -317,13 +317,13 @@ def _check_frames(ds: Any, path: Path) -> None:
         )
 
 
-_FRAME_MACROS = {
-    "PixelMeasuresSequence": ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"),
-    "PlanePositionSequence": ("ImagePositionPatient",),
-    "PlaneOrientationSequence": ("ImageOrientationPatient",),
-    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept"),
-}
-_FRAME_TAGS = {tag: macro for macro, tags in _FRAME_MACROS.items() for tag in tags}
+_FRAME_MACROS = (
+    ("PixelMeasuresSequence", ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices")),
+    ("PlanePositionSequence", ("ImagePositionPatient",)),
+    ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
+    ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+)
+_FRAME_TAGS = MappingProxyType({tag: macro for macro, tags in _FRAME_MACROS for tag in tags})
 """Where an Enhanced file keeps what a single-frame slice has at its top level (DICOM PS3.3
 C.7.6.16.2): tag -> the functional group macro's sequence that holds it."""
 

@@ -35,6 +35,7 @@ import math
 import zlib
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -45,31 +46,36 @@ from inpaintssl.data.readers import IMAGE_RANKS, Volume
 
 __all__ = ["METAIMAGE_TYPES", "MetaImageVolume", "read_metaimage_header"]
 
-METAIMAGE_TYPES: Mapping[str, str] = {
-    "MET_CHAR": "i1",
-    "MET_UCHAR": "u1",
-    "MET_SHORT": "i2",
-    "MET_USHORT": "u2",
-    "MET_INT": "i4",
-    "MET_UINT": "u4",
-    "MET_LONG": "i4",  # MetaIO's own table sizes MET_LONG at 4 bytes on every platform
-    "MET_ULONG": "u4",
-    "MET_LONG_LONG": "i8",
-    "MET_ULONG_LONG": "u8",
-    "MET_FLOAT": "f4",
-    "MET_DOUBLE": "f8",
-}
+METAIMAGE_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        "MET_CHAR": "i1",
+        "MET_UCHAR": "u1",
+        "MET_SHORT": "i2",
+        "MET_USHORT": "u2",
+        "MET_INT": "i4",
+        "MET_UINT": "u4",
+        "MET_LONG": "i4",  # MetaIO's own table sizes MET_LONG at 4 bytes on every platform
+        "MET_ULONG": "u4",
+        "MET_LONG_LONG": "i8",
+        "MET_ULONG_LONG": "u8",
+        "MET_FLOAT": "f4",
+        "MET_DOUBLE": "f8",
+    }
+)
 """``ElementType`` -> NumPy type code (byte order from the header)."""
 
 _HEADER_LIMIT = 1 << 20
 """Bytes searched for the header's last line, ``ElementDataFile``: headers are a few hundred."""
 
-_ALIASES = {
-    "offset": ("Offset", "Position", "Origin"),
-    "matrix": ("TransformMatrix", "Rotation", "Orientation"),
-    "msb": ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"),
-}
+_ALIASES = MappingProxyType(
+    {
+        "offset": ("Offset", "Position", "Origin"),
+        "matrix": ("TransformMatrix", "Rotation", "Orientation"),
+        "msb": ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"),
+    }
+)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_LPS_TO_RAS.flags.writeable = False
 
 
 def read_metaimage_header(path: str | Path) -> tuple[dict[str, str], int]:

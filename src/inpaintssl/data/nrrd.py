@@ -37,6 +37,7 @@ import re
 import zlib
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -47,38 +48,42 @@ from inpaintssl.data.readers import IMAGE_RANKS, Volume
 
 __all__ = ["NRRD_TYPES", "NrrdVolume", "read_nrrd_header"]
 
-NRRD_TYPES: Mapping[str, str] = {
-    **dict.fromkeys(("signed char", "int8", "int8_t"), "i1"),
-    **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t"), "u1"),
-    **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t"), "i2"),
-    **dict.fromkeys(("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), "u2"),
-    **dict.fromkeys(("int", "signed int", "int32", "int32_t"), "i4"),
-    **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
-    **dict.fromkeys(
-        (
-            "longlong",
-            "long long",
-            "long long int",
-            "signed long long",
-            "signed long long int",
-            "int64",
-            "int64_t",
+NRRD_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(("signed char", "int8", "int8_t"), "i1"),
+        **dict.fromkeys(("uchar", "unsigned char", "uint8", "uint8_t"), "u1"),
+        **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t"), "i2"),
+        **dict.fromkeys(("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), "u2"),
+        **dict.fromkeys(("int", "signed int", "int32", "int32_t"), "i4"),
+        **dict.fromkeys(("uint", "unsigned int", "uint32", "uint32_t"), "u4"),
+        **dict.fromkeys(
+            (
+                "longlong",
+                "long long",
+                "long long int",
+                "signed long long",
+                "signed long long int",
+                "int64",
+                "int64_t",
+            ),
+            "i8",
         ),
-        "i8",
-    ),
-    **dict.fromkeys(
-        ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"), "u8"
-    ),
-    "float": "f4",
-    "double": "f8",
-}
+        **dict.fromkeys(
+            ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"), "u8"
+        ),
+        "float": "f4",
+        "double": "f8",
+    }
+)
 """``type`` -> NumPy type code (byte order from ``endian``), every spelling the NRRD format allows."""
 
-_SPACES: Mapping[str, tuple[float, float, float]] = {
-    **dict.fromkeys(("right-anterior-superior", "ras"), (1.0, 1.0, 1.0)),
-    **dict.fromkeys(("left-anterior-superior", "las"), (-1.0, 1.0, 1.0)),
-    **dict.fromkeys(("left-posterior-superior", "lps"), (-1.0, -1.0, 1.0)),
-}
+_SPACES: Mapping[str, tuple[float, float, float]] = MappingProxyType(
+    {
+        **dict.fromkeys(("right-anterior-superior", "ras"), (1.0, 1.0, 1.0)),
+        **dict.fromkeys(("left-anterior-superior", "las"), (-1.0, 1.0, 1.0)),
+        **dict.fromkeys(("left-posterior-superior", "lps"), (-1.0, -1.0, 1.0)),
+    }
+)
 """``space`` -> the signs that take its x, y, z to RAS+."""
 
 _SPATIAL_KINDS = ("domain", "space", "???", "none")
