@@ -226,3 +226,15 @@ def test_a_file_that_is_no_nrrd_is_refused(tmp_path: Path) -> None:
     path.write_text("NRRD0004\ntype: short\nnot a field line\n\n")
     with pytest.raises(DataError, match=r"header line 'not a field line' is not 'field: value'"):
         NrrdVolume(path)
+
+
+def test_a_non_spatial_axis_of_one_sample_is_no_axis(tmp_path: Path) -> None:
+    # A 3D volume saved with a vector axis of one component first, (1, X, Y, Z).
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, SHORTS[..., None], directions=DIRECTIONS, encoding="gzip")
+    volume = NrrdVolume(path)
+    assert volume.shape == SHORTS.shape and volume.channels == 1
+    assert np.array_equal(np.stack(_slices(volume), axis=2), SHORTS)
+    raw = tmp_path / "raw.nrrd"
+    write_nrrd(raw, SHORTS[..., None], directions=DIRECTIONS)  # memory-mapped alike
+    assert np.array_equal(np.stack(_slices(NrrdVolume(raw)), axis=2), SHORTS)

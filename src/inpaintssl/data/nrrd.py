@@ -447,8 +447,7 @@ class NrrdVolume(Volume):
     def _as_stored(self, data: np.ndarray) -> np.ndarray:
         """As written, slowest axis first -> spatial axes in stored order, then the channels; a view."""
         dimension = len(self._sizes_stored)
-        order = [dimension - 1 - a for a in self._spatial]  # the C-order axis of each stored axis
-        if self._channel_axis is not None:
-            order.append(dimension - 1 - self._channel_axis)
-        stored: np.ndarray = data.transpose(order)
-        return stored
+        kept = [*self._spatial, *(() if self._channel_axis is None else (self._channel_axis,))]
+        dropped = [a for a in range(dimension) if a not in kept]  # non-spatial axes of one sample
+        stored: np.ndarray = data.transpose([dimension - 1 - a for a in (*kept, *dropped)])
+        return stored.reshape(stored.shape[: len(kept)])
