@@ -1,6 +1,8 @@
 """Which reader opens a path (``reader_class``), in any letter case, and what that decides: the
 reader ``open_volume`` and ``predict`` use, whether the pre-flight check reads it on threads, the
-case name. Every file is written with its real library."""
+case name. Every file is written with its real library; MetaImage and NRRD, which have none here,
+by the tests' writers (checked against files ITK wrote in test_data_metaimage.py and
+test_data_nrrd.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Small volumes of every format the readers open, written with their real libraries, and what a
-read of each keeps (imported by the data tests: pytest puts this folder on ``sys.path``)."""
+"""Small volumes of every format the readers open, written with their real libraries (MetaImage and
+NRRD by the tests' writers), and what a read of each keeps (imported by the data tests: pytest puts
+this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
