@@ -42,7 +42,8 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
-from inpaintssl.data.readers import IMAGE_RANKS, Volume
+from inpaintssl.data.readers import IMAGE_RANKS
+from inpaintssl.data.stored_array import StoredArrayVolume
 
 __all__ = ["METAIMAGE_TYPES", "MetaImageVolume", "read_metaimage_header"]
 
@@ -121,7 +122,7 @@ def read_metaimage_header(path: str | Path) -> tuple[dict[str, str], int]:
     )
 
 
-class MetaImageVolume(Volume):
+class MetaImageVolume(StoredArrayVolume):
     """A MetaImage volume (``.mha``, or ``.mhd`` with its data file), with ITK's geometry in RAS+ mm.
 
     Uncompressed data is memory-mapped; compressed data (``CompressedData = True``) is inflated
@@ -256,9 +257,6 @@ class MetaImageVolume(Volume):
             raise DataError(f"{where}: HeaderSize is {skip}; expected 0 or more, or -1")
         return data, skip
 
-    def _data_bytes(self) -> int:
-        return math.prod(self._grid) * self._channels * self._dtype.itemsize
-
     def _spacing(self, ndims: int, where: str) -> tuple[float, ...]:
         spacing = self._numbers(("ElementSpacing", "ElementSize"), where, count=ndims) or (1.0,) * ndims
         if not all(v > 0 for v in spacing):
@@ -278,54 +276,29 @@ class MetaImageVolume(Volume):
         affine: np.ndarray = _LPS_TO_RAS @ lps
         return affine
 
-    def _array(self) -> Any:
-        if self._compressed or not self._dtype.isnative:
-            # Big-endian data is turned to this machine's order once: torch takes no other.
-            return self._kept(self._read_whole)
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            available = self._data_file.stat().st_size - self._data_offset
-            self._check_length(available, compressed=False)
-            mapped = np.memmap(
-                self._data_file,
-                dtype=self._dtype,
-                mode="r",
-                offset=self._data_offset,
-                shape=self._c_order_shape(),
-            )
-            cache = self._as_stored(mapped)
-            self.__dict__["_cache"] = cache
-        return cache
+    def _encoded(self) -> bool:
+        return self._compressed
 
-    def _read_whole(self) -> np.ndarray:
-        """The whole array, inflated where compressed, in this machine's byte order."""
-        with self._data_file.open("rb") as handle:
-            handle.seek(self._data_offset)
-            data = handle.read()
-        if self._compressed:
-            try:
-                data = zlib.decompress(data)
-            except zlib.error as exc:
-                raise DataError(
-                    f"MetaImage file {self.path}: its compressed data ({self._data_file}) cannot be "
-                    f"inflated (truncated or corrupt?): {exc}"
-                ) from exc
-        self._check_length(len(data), compressed=self._compressed)
-        flat = np.frombuffer(data, dtype=self._dtype, count=math.prod(self._c_order_shape()))
-        native = flat.astype(self._dtype.newbyteorder("="), copy=False)
-        return self._as_stored(native.reshape(self._c_order_shape()))
-
-    def _check_length(self, available: int, *, compressed: bool) -> None:
-        needed = self._data_bytes()
-        if available < needed:
-            what = "inflates to" if compressed else "holds"
+    def _decode(self, data: bytes) -> bytes:
+        if not self._compressed:
+            return data
+        try:
+            return zlib.decompress(data)
+        except zlib.error as exc:
             raise DataError(
-                f"MetaImage file {self.path}: its data ({self._data_file}) {what} {available} bytes; "
-                f"expected {needed} (DimSize {' x '.join(map(str, self._grid))}, {self._channels} "
-                f"channel(s) of {self._dtype.itemsize} byte(s)): truncated?"
-            )
+                f"MetaImage file {self.path}: its compressed data ({self._data_file}) cannot be "
+                f"inflated (truncated or corrupt?): {exc}"
+            ) from exc
 
-    def _c_order_shape(self) -> tuple[int, ...]:
+    def _short_data(self, available: int, needed: int) -> DataError:
+        what = "inflates to" if self._compressed else "holds"
+        return DataError(
+            f"MetaImage file {self.path}: its data ({self._data_file}) {what} {available} bytes; "
+            f"expected {needed} (DimSize {' x '.join(map(str, self._grid))}, {self._channels} "
+            f"channel(s) of {self._dtype.itemsize} byte(s)): truncated?"
+        )
+
+    def _written_shape(self) -> tuple[int, ...]:
         """The data as written, slowest axis first: ``(Z, Y, X)`` (``(Y, X)``), channels last."""
         return (*self._grid[::-1], self._channels)
 

@@ -44,7 +44,8 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
-from inpaintssl.data.readers import IMAGE_RANKS, Volume
+from inpaintssl.data.readers import IMAGE_RANKS
+from inpaintssl.data.stored_array import StoredArrayVolume
 
 __all__ = ["NRRD_TYPES", "NrrdVolume", "read_nrrd_header"]
 
@@ -139,7 +140,7 @@ def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
     )
 
 
-class NrrdVolume(Volume):
+class NrrdVolume(StoredArrayVolume):
     """An NRRD volume (``.nrrd``, or ``.nhdr`` with its data file), with its geometry in RAS+ mm.
 
     Raw data is memory-mapped; gzip, bzip2 or ascii data (and raw big-endian data, turned to this
@@ -386,38 +387,18 @@ class NrrdVolume(Volume):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def _data_bytes(self) -> int:
-        return math.prod(self._sizes_stored) * self._dtype.itemsize
+    def _written_shape(self) -> tuple[int, ...]:
+        return self._sizes_stored[::-1]
 
-    def _array(self) -> Any:
-        if self._encoding != "raw" or not self._dtype.isnative:
-            return self._kept(self._read_whole)
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            available = self._data_file.stat().st_size - self._data_offset
-            self._check_length(available)
-            mapped = np.memmap(
-                self._data_file,
-                dtype=self._dtype,
-                mode="r",
-                offset=self._data_offset,
-                shape=self._sizes_stored[::-1],
-            )
-            cache = self._as_stored(mapped)
-            self.__dict__["_cache"] = cache
-        return cache
+    def _encoded(self) -> bool:
+        return self._encoding != "raw"
 
-    def _read_whole(self) -> np.ndarray:
-        """The whole array, decoded, in this machine's byte order."""
-        with self._data_file.open("rb") as handle:
-            handle.seek(self._data_offset)
-            data = handle.read()
-        count = math.prod(self._sizes_stored)
+    def _decode(self, data: bytes) -> bytes | np.ndarray:
         try:
             if self._encoding == "gzip":
-                data = zlib.decompressobj(wbits=47).decompress(data)  # gzip or zlib stream
-            elif self._encoding == "bzip2":
-                data = bz2.decompress(data)
+                return zlib.decompressobj(wbits=47).decompress(data)  # gzip or zlib stream
+            if self._encoding == "bzip2":
+                return bz2.decompress(data)
         except (zlib.error, OSError, ValueError) as exc:
             raise DataError(
                 f"NRRD file {self.path}: its {self._encoding} data ({self._data_file}) cannot be "
@@ -425,24 +406,16 @@ class NrrdVolume(Volume):
             ) from exc
         if self._encoding == "ascii":
             # Through float64, which holds every value of the types up to 32 bits exactly.
-            flat = np.array(data.decode("latin-1").split(), dtype=np.float64).astype(
-                self._dtype.newbyteorder("=")
-            )
-            self._check_length(flat.size * self._dtype.itemsize)
-        else:
-            self._check_length(len(data))
-            flat = np.frombuffer(data, dtype=self._dtype, count=count)
-        native = flat[:count].astype(self._dtype.newbyteorder("="), copy=False)
-        return self._as_stored(native.reshape(self._sizes_stored[::-1]))
+            values = np.array(data.decode("latin-1").split(), dtype=np.float64)
+            return values.astype(self._dtype.newbyteorder("="))
+        return data
 
-    def _check_length(self, available: int) -> None:
-        needed = self._data_bytes()
-        if available < needed:
-            raise DataError(
-                f"NRRD file {self.path}: its data ({self._data_file}, {self._encoding}) holds {available} "
-                f"bytes; expected {needed} (sizes {' x '.join(map(str, self._sizes_stored))} of "
-                f"{self._dtype.itemsize} byte(s)): truncated?"
-            )
+    def _short_data(self, available: int, needed: int) -> DataError:
+        return DataError(
+            f"NRRD file {self.path}: its data ({self._data_file}, {self._encoding}) holds {available} "
+            f"bytes; expected {needed} (sizes {' x '.join(map(str, self._sizes_stored))} of "
+            f"{self._dtype.itemsize} byte(s)): truncated?"
+        )
 
     def _as_stored(self, data: np.ndarray) -> np.ndarray:
         """As written, slowest axis first -> spatial axes in stored order, then the channels; a view."""
