@@ -37,6 +37,7 @@ from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
 from inpaintssl.data.readers import (
     READ_ERRORS,
+    VOLUME_SUFFIXES,
     DicomVolume,
     H5Volume,
     NiftiVolume,
@@ -57,6 +58,11 @@ __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input"
 _QDESS_ECHOES = ("echo1", "echo2")
 _FOLDER_VOLUMES = (NiftiVolume, NumpyVolume, H5Volume, MetaImageVolume, NrrdVolume)
 """The readers of the files a folder input holds; a folder without any is a DICOM series."""
+_FOLDER_FORMATS = "NIfTI, NumPy, HDF5, MetaImage or NRRD"
+"""The formats of :data:`_FOLDER_VOLUMES`, as messages name them."""
+_PREDICTED_SUFFIXES = ", ".join(s for s in VOLUME_SUFFIXES if s != ".png")
+"""Every suffix :func:`open_input` takes: the readers' (:data:`~inpaintssl.data.readers.VOLUME_SUFFIXES`)
+but PNG, a 2-D slice picture rather than a scan."""
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 """What :func:`~inpaintssl.inference.predict.predict` takes as ``inputs``: one path or glob, or a list."""
@@ -84,13 +90,12 @@ def _folder_inputs(folder: Path) -> list[Path]:
             # files that are there, one level down, where folders are not searched.
             raise PredictionError(
                 f"input folder {folder} holds no files, only {len(subfolders)} folder(s): "
-                f"{first_and_more(subfolders, limit=3)}; expected NIfTI, NumPy, HDF5, MetaImage or NRRD "
+                f"{first_and_more(subfolders, limit=3)}; expected {_FOLDER_FORMATS} "
                 "files or the files of one DICOM series (folders are not searched): give each folder as "
                 f"an input, e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders only)"
             )
         raise PredictionError(
-            f"input folder {folder} is empty; expected NIfTI, NumPy, HDF5, MetaImage or NRRD files or a "
-            "DICOM series"
+            f"input folder {folder} is empty; expected {_FOLDER_FORMATS} files or a DICOM series"
         )
     return [folder]
 
@@ -305,9 +310,8 @@ def open_input(
     reader = _reader(path)
     if reader is None or reader is PngVolume:
         raise PredictionError(
-            f"input {path}: unsupported file type; expected .nii, .nii.gz, .npy, .npz, .h5, .hdf5, "
-            ".mha, .mhd, .nrrd, .nhdr, .dcm or a folder (of NIfTI, NumPy, HDF5, MetaImage or NRRD files, or "
-            "a DICOM series)"
+            f"input {path}: unsupported file type; expected {_PREDICTED_SUFFIXES} or a folder (of "
+            f"{_FOLDER_FORMATS} files, or a DICOM series)"
         )
     if reader is DicomVolume:
         volume: Volume = DicomVolume(path)
