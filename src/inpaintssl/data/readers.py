@@ -560,6 +560,10 @@ class NiftiVolume(Volume):
         what = "NIfTI file" if shape == self.file_shape else f"NIfTI file (stored shape {self.file_shape})"
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=zooms, what=what)
         self._what = "NIfTI file"
+        self._gzipped = path.name.lower().endswith(".gz")
+        # Dropping singleton axes is a view of nibabel's memory-mapped proxy, never a copy: made
+        # once here, not on every slice read.
+        self._proxy = image.dataobj if shape == self.file_shape else image.dataobj.reshape(shape)
         self.has_geometry = True
         self.file_affine: np.ndarray = file_affine
         """The voxel-to-world matrix in the file's own unit (what a label map written for it copies)."""
@@ -577,11 +581,7 @@ class NiftiVolume(Volume):
         return super().stored_orientation
 
     def _array(self) -> Any:
-        if not self.path.name.lower().endswith(".gz"):
-            proxy = self._image.dataobj
-            # Dropping singleton axes is a view of the memory map, never a copy.
-            return proxy if proxy.shape == self.stored_shape else proxy.reshape(self.stored_shape)
-        return self._kept(self._decompress)
+        return self._kept(self._decompress) if self._gzipped else self._proxy
 
     def _decompress(self) -> np.ndarray:
         """The whole ``.nii.gz`` array through :class:`~inpaintssl.data.gzip_stream.GzipStream`.
