@@ -1663,13 +1663,13 @@ _KILLED_PREDICT = """
 import importlib, os, signal, sys
 predict_module = importlib.import_module("inpaintssl.inference.predict")
 run, scan, out = sys.argv[1:4]
-save_nifti = predict_module.save_nifti
+save_volume = predict_module.save_volume
 
-def save_then_die(image, target):
-    save_nifti(image, target)
+def save_then_die(data, geometry, target, **options):
+    save_volume(data, geometry, target, **options)
     os.kill(os.getpid(), signal.SIGKILL)  # mid-predict: a case staged, nothing moved into output
 
-predict_module.save_nifti = save_then_die
+predict_module.save_volume = save_then_die
 predict_module.predict(run, scan, output=out, device="cpu", progress=False)
 """
 """A predict killed by SIGKILL right after it staged its first label map."""

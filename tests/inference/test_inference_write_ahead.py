@@ -57,7 +57,7 @@ def test_a_case_is_written_while_the_next_is_predicted_and_the_files_are_the_sam
     predicted: list[str] = []
     writers: list[str] = []
     seen_while_writing: list[bool] = []
-    real_predict, real_save = predict_module.predict_case, predict_module.save_nifti
+    real_predict, real_save = predict_module.predict_case, predict_module.save_volume
 
     def predicting(item: Any, **kwargs: Any) -> Any:
         predicted.append(item.case)
@@ -65,14 +65,14 @@ def test_a_case_is_written_while_the_next_is_predicted_and_the_files_are_the_sam
             second_case_started.set()
         return real_predict(item, **kwargs)
 
-    def saving(image: Any, target: Path) -> None:
+    def saving(data: Any, geometry: Any, target: Path, **options: Any) -> None:
         writers.append(threading.current_thread().name)
         if target.name == "a_seg.nii.gz":
             seen_while_writing.append(second_case_started.wait(timeout=60))
-        real_save(image, target)
+        real_save(data, geometry, target, **options)
 
     monkeypatch.setattr(predict_module, "predict_case", predicting)
-    monkeypatch.setattr(predict_module, "save_nifti", saving)
+    monkeypatch.setattr(predict_module, "save_volume", saving)
     together = tmp_path / "together"
     report = issl.predict(trained_run.run_dir, scans, output=together, probabilities=True, progress=False)
 
@@ -95,7 +95,7 @@ def test_a_case_is_written_while_the_next_is_predicted_and_the_files_are_the_sam
 def test_a_failed_write_stops_predict_naming_the_file_and_leaves_no_output(
     trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = predict_module.save_nifti
+    real_save = predict_module.save_volume
     predicted: list[str] = []
     real_predict = predict_module.predict_case
 
@@ -103,13 +103,13 @@ def test_a_failed_write_stops_predict_naming_the_file_and_leaves_no_output(
         predicted.append(item.case)
         return real_predict(item, **kwargs)
 
-    def full_disk_on_b(image: Any, target: Path) -> None:
+    def full_disk_on_b(data: Any, geometry: Any, target: Path, **options: Any) -> None:
         if target.name == "b_seg.nii.gz":
             raise OSError(28, f"could not write {target}: No space left on device")
-        real_save(image, target)
+        real_save(data, geometry, target, **options)
 
     monkeypatch.setattr(predict_module, "predict_case", predicting)
-    monkeypatch.setattr(predict_module, "save_nifti", full_disk_on_b)
+    monkeypatch.setattr(predict_module, "save_volume", full_disk_on_b)
     out = tmp_path / "pred"
     with pytest.raises(OSError, match=r"could not write .*b_seg\.nii\.gz: No space left on device"):
         issl.predict(trained_run.run_dir, scans, output=out, progress=False)

@@ -379,6 +379,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         resample=args.resample,
         check_threads=args.check_threads,
         read_ahead=args.read_ahead,
+        output_format=args.output_format,
     )
     cases = report.cases
     print(
@@ -646,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict_text = (
         "Segment scans with a fine-tuned run: the run's preprocessing is applied and inverted, so "
-        "each <case>_seg.nii.gz has its input's shape and affine; volumes.csv holds each class's "
-        "volume in mL. Nothing is written to --output unless every input succeeds."
+        "each label map (<case>_seg.nii.gz, or --output-format's) has its input's shape and affine; "
+        "volumes.csv holds each class's volume in mL. Nothing is written to --output unless every "
+        "input succeeds."
     )
     p = _command(sub, "predict", description=predict_text)
     p.add_argument(
@@ -669,7 +671,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default: 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
+    p.add_argument(
+        "--probabilities", action="store_true", help="also write <case>_prob.nii.gz (or .mha, .nrrd)"
+    )
+    p.add_argument(
+        "--output-format",
+        choices=("nifti", "metaimage", "nrrd", "input"),
+        default="nifti",
+        help="label map files: NIfTI (<case>_seg.nii.gz), MetaImage (.mha) or NRRD (.nrrd); input: each "
+        "MetaImage or NRRD scan's own format, NIfTI for the others (default: nifti)",
+    )
     p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
     p.add_argument(
         "--key",

@@ -61,7 +61,12 @@ positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing
 ``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and
 one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
 header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
-``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``). Everything is
+``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``). With
+``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` / ``.nrrd`` (and
+``_prob``) instead, in the same world positions with ITK's and 3D Slicer's LPS geometry
+(:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``), and with
+``"input"`` each MetaImage or NRRD scan's label map is in its own format (``.mha`` for an
+``.mhd``, ``.nrrd`` for an ``.nhdr``), every other input's in NIfTI. Everything is
 written to a hidden folder next to ``output`` (``.<output name>.<random>.predict.tmp``) and moved
 in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
 killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
@@ -128,14 +133,17 @@ from inpaintssl.inference.trained_run import (
 )
 from inpaintssl.inference.write_ahead import WriteAhead
 from inpaintssl.inference.writing import (
+    OUTPUT_FORMATS,
     check_output,
+    check_writable,
     commit,
-    nifti_image,
-    save_nifti,
+    file_format_for,
+    save_volume,
     staging_folder,
     volumes_csv,
     volumes_ml,
 )
+from inpaintssl.inference.writing import OutputFormat as OutputFormat
 from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_dtype, resolve_device
@@ -163,12 +171,17 @@ def _cut_message(item: PreparedInput, prep: SlicePreprocessing, voxels: int, edg
 
 
 def _write_case(
-    item: PreparedInput, labels: np.ndarray, probs: np.ndarray | None, seg: Path, prob: Path | None
+    item: PreparedInput,
+    labels: np.ndarray,
+    probs: np.ndarray | None,
+    seg: Path,
+    prob: Path | None,
+    file_format: str,
 ) -> None:
     """Write a case's label map (and probability maps) into the staging folder, on its input's grid."""
-    save_nifti(nifti_image(labels, item.geometry, dtype=np.uint8), seg)
+    save_volume(labels, item.geometry, seg, file_format=file_format, dtype=np.uint8)
     if probs is not None and prob is not None:
-        save_nifti(nifti_image(probs, item.geometry, dtype=np.float32), prob)
+        save_volume(probs, item.geometry, prob, file_format=file_format, dtype=np.float32, channels=True)
 
 
 def predict(
@@ -190,6 +203,7 @@ def predict(
     resample: Resample = "off",
     check_threads: int | None = None,
     read_ahead: ReadAheadMode = "auto",
+    output_format: OutputFormat = "nifti",
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -242,6 +256,10 @@ def predict(
             whose cores the prediction keeps busy (no faster there beyond the noise,
             ``benchmarks/bench_predict_writes.py``). HDF5 and DICOM inputs are read in their own
             turn either way (:mod:`~inpaintssl.inference.read_ahead`).
+        output_format: The label and probability maps' files: ``nifti`` (``.nii.gz``, the
+            input's header copied where it has one), ``metaimage`` (``.mha``), ``nrrd``
+            (``.nrrd``), or ``input``: each MetaImage or NRRD input's own format, NIfTI for the
+            rest (DICOM, NumPy, HDF5, NIfTI).
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -252,16 +270,17 @@ def predict(
             in full and checked as training checks its images, before any is predicted); its
             channel count does not fit the model; an input file changed (size or modification
             time) or vanished between its check and its prediction; the checkpoint is a
-            pretraining (inpainting) one; ``output`` is a file or a link to nothing. The message
-            names the file.
+            pretraining (inpainting) one; ``output`` is a file or a link to nothing; a MetaImage or
+            NRRD label map cannot describe an input's grid (an affine axis of length 0). The
+            message names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
             All three are ``ValueError`` subclasses.
         ValueError: ``batch_size`` or ``check_threads`` below 1, an unknown ``device``,
-            ``large_slices``, ``resample`` or ``read_ahead``, ``overlap`` outside ``[0, 1)``, a
-            ``spacing`` that is not 2 or 3 finite sizes > 0, or ``resample="outside"`` with a run
-            that resized its slices or recorded no spacing.
+            ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
+            outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0, or
+            ``resample="outside"`` with a run that resized its slices or recorded no spacing.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -274,6 +293,7 @@ def predict(
     check_workers = check_threads_to_use(check_threads, argument="check_threads")
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
     check_option(read_ahead, ("auto", "on", "off"), field="read_ahead")
+    check_option(output_format, (*OUTPUT_FORMATS, "input"), field="output_format")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
     if spacing is not None:
@@ -296,6 +316,9 @@ def predict(
         threads=check_workers,
         progress=progress,
     )
+    formats = [file_format_for(item.volume, output_format) for item in prepared]
+    for item, file_format in zip(prepared, formats):
+        check_writable(item.geometry, file_format, source=item.path)
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
@@ -329,11 +352,20 @@ def predict(
                     item.volume.release()
                 # A memory-mapped or per-slice read takes the data while predicting: a rewrite then shows now.
                 check_unchanged(item)
-                seg_name = f"{item.case}_seg.nii.gz"
-                prob_name = None if probs is None else f"{item.case}_prob.nii.gz"
+                suffix = OUTPUT_FORMATS[formats[position]]
+                seg_name = f"{item.case}_seg{suffix}"
+                prob_name = None if probs is None else f"{item.case}_prob{suffix}"
                 prob_path = None if prob_name is None else staging / prob_name
                 # Compressed on the writer's thread while the next case is read and predicted.
-                writes.submit(_write_case, item, labels, probs, staging / seg_name, prob_path)
+                writes.submit(
+                    _write_case,
+                    item,
+                    labels,
+                    probs,
+                    staging / seg_name,
+                    prob_path,
+                    formats[position],
+                )
                 done.append(
                     CasePrediction(
                         case=item.case,

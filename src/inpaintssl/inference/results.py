@@ -37,8 +37,8 @@ class CasePrediction:
     Attributes:
         case: The case name (the input's file or folder name without suffixes).
         source: The input file (or DICOM folder).
-        segmentation: ``<output>/<case>_seg.nii.gz``.
-        probabilities: ``<output>/<case>_prob.nii.gz``, or ``None`` when not asked for.
+        segmentation: ``<output>/<case>_seg.nii.gz`` (``.mha``, ``.nrrd``: ``output_format``).
+        probabilities: ``<output>/<case>_prob.nii.gz`` (likewise), or ``None`` when not asked for.
         shape: The label map's shape: the input's spatial grid.
         volumes_ml: Volume of each class in mL.
         cut_edge_voxels: Labelled voxels on the edges where ``crop_or_pad`` cut the input's

@@ -1,7 +1,10 @@
-"""The predictions on disk: NIfTI label maps, ``volumes.csv``, and the all-or-nothing move into ``output``.
+"""The predictions on disk: label maps, ``volumes.csv``, and the all-or-nothing move into ``output``.
 
 :func:`nifti_image` puts a label (or probability) map on its input's affine and header and
-:func:`save_nifti` writes it atomically; :func:`volumes_ml` and :func:`volumes_csv` measure and
+:func:`save_nifti` writes it atomically; :func:`save_volume` writes one in the case's
+:data:`OUTPUT_FORMATS` (NIfTI, or MetaImage and NRRD through :mod:`inpaintssl.data.writers`),
+and :func:`file_format_for` picks that format, the input's own with ``output_format="input"``;
+:func:`volumes_ml` and :func:`volumes_csv` measure and
 tabulate each case's class volumes; :func:`staging_folder` gives the hidden folder beside ``output``
 that the files are written into, and :func:`commit` moves them into ``output`` so that a failure
 leaves it as it was; :func:`check_output` refuses an ``output`` that cannot become a folder.
@@ -27,9 +30,10 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,23 +48,39 @@ from inpaintssl.atomic import (
     temporary_prefix,
     write_error,
 )
-from inpaintssl.data.readers import affine_zooms, pixdim_agrees
+from inpaintssl.data.metaimage import MetaImageVolume
+from inpaintssl.data.nrrd import NrrdVolume
+from inpaintssl.data.readers import Volume, affine_zooms, pixdim_agrees
+from inpaintssl.data.writers import lps_columns, write_metaimage, write_nrrd
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.metrics import tissue_volume
 
 __all__ = [
+    "OUTPUT_FORMATS",
     "STAGING_SUFFIX",
+    "OutputFormat",
     "check_output",
+    "check_writable",
     "commit",
+    "file_format_for",
     "nifti_image",
     "remove_stale_staging",
     "save_nifti",
+    "save_volume",
     "staging_folder",
     "volumes_csv",
     "volumes_ml",
 ]
+
+OutputFormat = Literal["nifti", "metaimage", "nrrd", "input"]
+"""What ``predict(output_format=...)`` takes: a format of :data:`OUTPUT_FORMATS`, or ``input``."""
+
+OUTPUT_FORMATS: Mapping[str, str] = MappingProxyType(
+    {"nifti": ".nii.gz", "metaimage": ".mha", "nrrd": ".nrrd"}
+)
+"""The formats label maps are written in -> the suffix of their files (``<case>_seg.mha``)."""
 
 STAGING_SUFFIX = ".predict.tmp"
 """How the name of the hidden folder a predict writes its files into ends (see the module docstring)."""
@@ -163,6 +183,71 @@ def save_nifti(image: Any, target: Path) -> None:
             os.replace(named, tmp)
         finally:
             named.unlink(missing_ok=True)
+
+
+def file_format_for(volume: Volume, output_format: OutputFormat) -> str:
+    """The format of :data:`OUTPUT_FORMATS` a case's label map is written in.
+
+    ``output_format`` itself, or with ``input`` the input's own where it is one of them (a
+    MetaImage scan's label map is an ``.mha`` also for an ``.mhd`` scan; NRRD: ``.nrrd``, also for
+    an ``.nhdr``); NIfTI for every other input (NIfTI, DICOM, NumPy, HDF5).
+    """
+    if output_format != "input":
+        return output_format
+    if isinstance(volume, MetaImageVolume):
+        return "metaimage"
+    if isinstance(volume, NrrdVolume):
+        return "nrrd"
+    return "nifti"
+
+
+def check_writable(geometry: Geometry, file_format: str, *, source: Path) -> None:
+    """Refuse, before any case is predicted, a grid its label map's format cannot describe.
+
+    MetaImage and NRRD give every array axis a direction: an affine with a column of length 0
+    (which a NIfTI header may hold, and a NIfTI label map copies) has none.
+
+    Raises:
+        PredictionError: Naming the input, its affine and the format.
+    """
+    if file_format == "nifti":
+        return
+    try:
+        lps_columns(geometry.affine)
+    except ValueError as exc:
+        raise PredictionError(
+            f"input {source}: its label map cannot be written as {file_format}: {exc}; write it as NIfTI "
+            "(output_format='nifti', --output-format nifti)"
+        ) from None
+
+
+def save_volume(
+    data: np.ndarray,
+    geometry: Geometry,
+    target: Path,
+    *,
+    file_format: str,
+    dtype: type[np.generic],
+    channels: bool = False,
+) -> None:
+    """Write ``data`` (a label map, or with ``channels`` a channels-last probability map) to ``target``.
+
+    In ``file_format`` (:data:`OUTPUT_FORMATS`), atomically, on the input's grid. NIfTI copies
+    the input's header where it has one (:func:`nifti_image`); MetaImage and NRRD hold the
+    geometry alone (:mod:`inpaintssl.data.writers`), the voxel sizes from ``geometry.zooms``, and a
+    2-D input's map as a volume of one slice, ``(X, Y, 1)``, on its affine's third axis.
+    """
+    if file_format == "nifti":
+        save_nifti(nifti_image(data, geometry, dtype=dtype), target)
+        return
+    array = data.astype(dtype, copy=False)
+    if array.ndim - channels == 2:
+        array = array[:, :, np.newaxis]
+    with atomic_path(target) as tmp, tmp.open("wb") as stream:
+        if file_format == "metaimage":
+            write_metaimage(stream, array, affine=geometry.affine, spacing=geometry.zooms)
+        else:
+            write_nrrd(stream, array, affine=geometry.affine)
 
 
 def volumes_ml(
