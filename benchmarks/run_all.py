@@ -37,6 +37,7 @@ import bench_convergence
 import bench_corruption
 import bench_dataloader
 import bench_gpu_throughput
+import bench_label_map_formats
 import bench_predict_writes
 import bench_preflight_threads
 import bench_saved_activations
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("worker_starts", lambda: bench_worker_starts.main(quick)),
         ("cache_dir", lambda: bench_cache_dir.main(quick)),
         ("predict_writes", lambda: bench_predict_writes.main(quick)),
+        ("label_map_formats", lambda: bench_label_map_formats.main(quick)),
         ("preflight_threads", lambda: bench_preflight_threads.main(quick)),
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
