@@ -93,6 +93,7 @@ def write_enhanced(
     rescale: list[tuple[float, float]] | None = None,
     geometry_in: str = "shared",
     series_uid: str | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> None:
     """An Enhanced CT or MR file of ``frames`` (``(n, rows, columns)``, signed 16-bit) written by pydicom.
 
@@ -101,7 +102,7 @@ def write_enhanced(
     or repeated in each frame's (``"per_frame"``); ``rescale`` (slope, intercept per frame), where
     given, in each frame's PixelValueTransformationSequence. Nothing of the geometry or rescale is
     at the top level, where a single-frame slice keeps it. ``series_uid``: SeriesInstanceUID,
-    left out if ``None``.
+    left out if ``None``. ``identity``: more top-level tags (patient, study, frame of reference).
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -113,6 +114,8 @@ def write_enhanced(
     ds.InstanceNumber = 1
     if series_uid is not None:
         ds.SeriesInstanceUID = series_uid
+    for tag, value in (identity or {}).items():
+        setattr(ds, tag, value)
 
     def item(**tags: Any) -> Any:
         entry = Dataset()
@@ -161,8 +164,12 @@ def write_single_frame(
     pixel_spacing: tuple[float, float] = (0.5, 0.75),
     thickness: float = 2.0,
     rescale: tuple[float, float] | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> None:
-    """One classic CT or MR slice with the tags :func:`write_enhanced` puts in functional groups."""
+    """One classic CT or MR slice with the tags :func:`write_enhanced` puts in functional groups.
+
+    ``identity``: more tags (patient, study, series, frame of reference).
+    """
     from pydicom.uid import CTImageStorage, MRImageStorage
 
     storage = CTImageStorage if modality == "CT" else MRImageStorage
@@ -174,6 +181,8 @@ def write_single_frame(
     ds.InstanceNumber = instance
     if rescale is not None:
         ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:g}", f"{rescale[1]:g}"
+    for tag, value in (identity or {}).items():
+        setattr(ds, tag, value)
     ds.PixelData = stored.astype("<i2").tobytes()
     save_dicom(ds, path)
 
@@ -186,9 +195,10 @@ def write_series(
     positions: list[tuple[float, float, float]],
     orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     rescale: list[tuple[float, float]] | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> Path:
     """``stored`` (``(n, rows, columns)``) as a classic series in ``folder``, one :func:`write_single_frame`
-    file per slice: what :func:`write_enhanced` holds in one file."""
+    file per slice: what :func:`write_enhanced` holds in one file. ``identity``: tags every file gets."""
     folder.mkdir(parents=True, exist_ok=True)
     for k, pixels in enumerate(stored):
         write_single_frame(
@@ -199,5 +209,6 @@ def write_series(
             instance=k + 1,
             orientation=orientation,
             rescale=None if rescale is None else rescale[k],
+            identity=identity,
         )
     return folder

@@ -672,14 +672,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default: 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument(
-        "--probabilities", action="store_true", help="also write <case>_prob.nii.gz (or .mha, .nrrd)"
+        "--probabilities", action="store_true", help="also write <case>_prob.nii.gz (or .mha, .nrrd, .dcm)"
     )
     p.add_argument(
         "--output-format",
-        choices=("nifti", "metaimage", "nrrd", "input"),
+        choices=("nifti", "metaimage", "nrrd", "dicom_seg", "input"),
         default="nifti",
-        help="label map files: NIfTI (<case>_seg.nii.gz), MetaImage (.mha) or NRRD (.nrrd); input: each "
-        "MetaImage or NRRD scan's own format, NIfTI for the others (default: nifti)",
+        help="label map files: NIfTI (<case>_seg.nii.gz), MetaImage (.mha), NRRD (.nrrd) or, for DICOM "
+        "series, DICOM SEG (.dcm, the dicom-seg extra); input: each input's own kind (DICOM SEG, "
+        "MetaImage, NRRD), NIfTI for the others (default: nifti)",
     )
     p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
     p.add_argument(

@@ -150,6 +150,17 @@ class DicomVolume(Volume):
         """Voxel-to-world (RAS+) matrix from the series' patient geometry; ``None`` without it."""
 
     @property
+    def slice_sources(self) -> tuple[tuple[Path, int | None], ...]:
+        """Per stored slice (along axis 2, in position order): its file, and its frame in an Enhanced file.
+
+        The frame is 0-based (DICOM counts from 1); ``None`` for a single-frame file. What a
+        derived object such as a DICOM SEG references, slice by slice.
+        """
+        return tuple(
+            (f, None if frame is None else frame.frame) for f, frame in zip(self._files, self._frames)
+        )
+
+    @property
     def world_affine(self) -> np.ndarray | None:
         """:attr:`patient_affine`: DICOM states its geometry per slice, not as one affine."""
         return self.patient_affine

@@ -64,9 +64,12 @@ header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7
 ``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``). With
 ``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` / ``.nrrd`` (and
 ``_prob``) instead, in the same world positions with ITK's and 3D Slicer's LPS geometry
-(:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``), and with
-``"input"`` each MetaImage or NRRD scan's label map is in its own format (``.mha`` for an
-``.mhd``, ``.nrrd`` for an ``.nhdr``), every other input's in NIfTI. Everything is
+(:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``); with
+``"dicom_seg"`` a DICOM series' maps are DICOM SEG objects of that series, ``<case>_seg.dcm``
+(and ``_prob.dcm``, fractional), which viewers overlay on it (:mod:`~inpaintssl.inference.dicom_seg`,
+the ``dicom-seg`` extra); with ``"input"`` each DICOM, MetaImage or NRRD input's maps are in its
+own kind (DICOM SEG; ``.mha`` also for an ``.mhd``; ``.nrrd`` also for an ``.nhdr``), every other
+input's in NIfTI. Everything is
 written to a hidden folder next to ``output`` (``.<output name>.<random>.predict.tmp``) and moved
 in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
 killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
@@ -112,7 +115,9 @@ from typing import Literal
 import numpy as np
 
 from inpaintssl.atomic import atomic_write_text
+from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
+from inpaintssl.inference.dicom_seg import write_dicom_seg
 from inpaintssl.inference.inputs import InputPaths as InputPaths
 from inpaintssl.inference.inputs import expand_inputs, reading
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
@@ -177,8 +182,15 @@ def _write_case(
     seg: Path,
     prob: Path | None,
     file_format: str,
+    class_names: tuple[str, ...],
 ) -> None:
     """Write a case's label map (and probability maps) into the staging folder, on its input's grid."""
+    if file_format == "dicom_seg":
+        assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
+        write_dicom_seg(
+            labels, item.volume, seg, class_names=class_names, probabilities=probs, probabilities_target=prob
+        )
+        return
     save_volume(labels, item.geometry, seg, file_format=file_format, dtype=np.uint8)
     if probs is not None and prob is not None:
         save_volume(probs, item.geometry, prob, file_format=file_format, dtype=np.float32, channels=True)
@@ -258,8 +270,9 @@ def predict(
             turn either way (:mod:`~inpaintssl.inference.read_ahead`).
         output_format: The label and probability maps' files: ``nifti`` (``.nii.gz``, the
             input's header copied where it has one), ``metaimage`` (``.mha``), ``nrrd``
-            (``.nrrd``), or ``input``: each MetaImage or NRRD input's own format, NIfTI for the
-            rest (DICOM, NumPy, HDF5, NIfTI).
+            (``.nrrd``), ``dicom_seg`` (``.dcm``, DICOM series only: a DICOM SEG of the series),
+            or ``input``: each DICOM, MetaImage or NRRD input's own kind, NIfTI for the rest
+            (NumPy, HDF5, NIfTI).
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -271,7 +284,9 @@ def predict(
             channel count does not fit the model; an input file changed (size or modification
             time) or vanished between its check and its prediction; the checkpoint is a
             pretraining (inpainting) one; ``output`` is a file or a link to nothing; a MetaImage or
-            NRRD label map cannot describe an input's grid (an affine axis of length 0). The
+            NRRD label map cannot describe an input's grid (an affine axis of length 0); a DICOM
+            SEG is asked for an input that is not a DICOM series, or one without
+            ``StudyInstanceUID`` or ``FrameOfReferenceUID``, or without highdicom installed. The
             message names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
@@ -318,7 +333,7 @@ def predict(
     )
     formats = [file_format_for(item.volume, output_format) for item in prepared]
     for item, file_format in zip(prepared, formats):
-        check_writable(item.geometry, file_format, source=item.path)
+        check_writable(item.volume, item.geometry, file_format, source=item.path)
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
@@ -365,6 +380,7 @@ def predict(
                     staging / seg_name,
                     prob_path,
                     formats[position],
+                    tuple(model.class_names),
                 )
                 done.append(
                     CasePrediction(

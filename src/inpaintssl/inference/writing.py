@@ -2,7 +2,8 @@
 
 :func:`nifti_image` puts a label (or probability) map on its input's affine and header and
 :func:`save_nifti` writes it atomically; :func:`save_volume` writes one in the case's
-:data:`OUTPUT_FORMATS` (NIfTI, or MetaImage and NRRD through :mod:`inpaintssl.data.writers`),
+:data:`OUTPUT_FORMATS` (NIfTI, or MetaImage and NRRD through :mod:`inpaintssl.data.writers`;
+DICOM SEG through :mod:`~inpaintssl.inference.dicom_seg`, which needs the series itself),
 and :func:`file_format_for` picks that format, the input's own with ``output_format="input"``;
 :func:`volumes_ml` and :func:`volumes_csv` measure and
 tabulate each case's class volumes; :func:`staging_folder` gives the hidden folder beside ``output``
@@ -48,11 +49,13 @@ from inpaintssl.atomic import (
     temporary_prefix,
     write_error,
 )
+from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
 from inpaintssl.data.readers import Volume, affine_zooms, pixdim_agrees
 from inpaintssl.data.writers import lps_columns, write_metaimage, write_nrrd
 from inpaintssl.extras import import_optional
+from inpaintssl.inference.dicom_seg import check_dicom_seg_source
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.metrics import tissue_volume
@@ -74,11 +77,11 @@ __all__ = [
     "volumes_ml",
 ]
 
-OutputFormat = Literal["nifti", "metaimage", "nrrd", "input"]
+OutputFormat = Literal["nifti", "metaimage", "nrrd", "dicom_seg", "input"]
 """What ``predict(output_format=...)`` takes: a format of :data:`OUTPUT_FORMATS`, or ``input``."""
 
 OUTPUT_FORMATS: Mapping[str, str] = MappingProxyType(
-    {"nifti": ".nii.gz", "metaimage": ".mha", "nrrd": ".nrrd"}
+    {"nifti": ".nii.gz", "metaimage": ".mha", "nrrd": ".nrrd", "dicom_seg": ".dcm"}
 )
 """The formats label maps are written in -> the suffix of their files (``<case>_seg.mha``)."""
 
@@ -188,9 +191,10 @@ def save_nifti(image: Any, target: Path) -> None:
 def file_format_for(volume: Volume, output_format: OutputFormat) -> str:
     """The format of :data:`OUTPUT_FORMATS` a case's label map is written in.
 
-    ``output_format`` itself, or with ``input`` the input's own where it is one of them (a
-    MetaImage scan's label map is an ``.mha`` also for an ``.mhd`` scan; NRRD: ``.nrrd``, also for
-    an ``.nhdr``); NIfTI for every other input (NIfTI, DICOM, NumPy, HDF5).
+    ``output_format`` itself, or with ``input`` the input's own kind: a MetaImage scan's label map
+    is an ``.mha`` (also for an ``.mhd`` scan), an NRRD scan's an ``.nrrd`` (also for an
+    ``.nhdr``), a DICOM series' a DICOM SEG (:mod:`~inpaintssl.inference.dicom_seg`); NIfTI for
+    every other input (NIfTI, NumPy, HDF5).
     """
     if output_format != "input":
         return output_format
@@ -198,18 +202,26 @@ def file_format_for(volume: Volume, output_format: OutputFormat) -> str:
         return "metaimage"
     if isinstance(volume, NrrdVolume):
         return "nrrd"
+    if isinstance(volume, DicomVolume):
+        return "dicom_seg"
     return "nifti"
 
 
-def check_writable(geometry: Geometry, file_format: str, *, source: Path) -> None:
-    """Refuse, before any case is predicted, a grid its label map's format cannot describe.
+def check_writable(volume: Volume, geometry: Geometry, file_format: str, *, source: Path) -> None:
+    """Refuse, before any case is predicted, an input its label map's format cannot describe.
 
     MetaImage and NRRD give every array axis a direction: an affine with a column of length 0
-    (which a NIfTI header may hold, and a NIfTI label map copies) has none.
+    (which a NIfTI header may hold, and a NIfTI label map copies) has none. A DICOM SEG references
+    a DICOM series that identifies its study and frame of reference
+    (:func:`~inpaintssl.inference.dicom_seg.check_dicom_seg_source`).
 
     Raises:
-        PredictionError: Naming the input, its affine and the format.
+        PredictionError: Naming the input, and what its format lacks.
+        ImportError: ``dicom_seg`` without highdicom (the ``dicom-seg`` extra).
     """
+    if file_format == "dicom_seg":
+        check_dicom_seg_source(volume, source=source)
+        return
     if file_format == "nifti":
         return
     try:

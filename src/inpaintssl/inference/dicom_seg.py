@@ -1,0 +1,224 @@
+"""Label maps of DICOM series as DICOM Segmentation objects (SEG), which PACS viewers overlay on the series.
+
+``predict(output_format="dicom_seg")`` (and ``"input"``, for DICOM inputs) writes each DICOM
+series' label map as a SEG instance (``<case>_seg.dcm``), written with highdicom (the
+``dicom-seg`` extra): a new series in the scan's study, for the same patient and frame of
+reference, whose frames each reference the slice they segment (its SOP instance, and its frame in
+an Enhanced file), so that OHIF, 3D Slicer (QuantitativeReporting) and other viewers place it on
+the series without any geometry of this library's. Its type is ``BINARY``: one segment per class
+of the run's ``class_names`` (the segment label; category and type are SNOMED CT "Tissue", since a
+class name alone says no more), one bit per pixel, frames without a labelled pixel left out. With
+``probabilities``, ``<case>_prob.dcm`` is a ``FRACTIONAL`` SEG of type ``PROBABILITY``: each
+class' probability in 255 steps. Both name the algorithm (``inpaintssl``, its version,
+artificial intelligence) as the segments' automatic source.
+
+The series must identify itself as DICOM requires of a referenced series: every file holds a
+``StudyInstanceUID`` and a ``FrameOfReferenceUID``; otherwise it is refused, naming the file and the
+attribute, before any case is predicted. Patient and study attributes a file leaves out (type 2:
+``PatientID``, ``PatientName``, ``StudyDate`` ...) are written empty, as DICOM writes an unknown
+value. A series held in several Enhanced (multi-frame) files is refused: a SEG references frames of
+one multi-frame file at most.
+
+Example:
+    >>> report = predict("runs/ct-ft", "dicom/series-01", output="seg",
+    ...                  output_format="dicom_seg")  # doctest: +SKIP
+    >>> report.cases[0].segmentation.name  # doctest: +SKIP
+    'series-01_seg.dcm'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.atomic import atomic_path
+from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.extras import import_optional
+from inpaintssl.inference.results import PredictionError
+
+__all__ = ["check_dicom_seg_source", "write_dicom_seg"]
+
+_REQUIRED = ("StudyInstanceUID", "FrameOfReferenceUID")
+"""Attributes every source file must hold: the study the SEG joins, the space its frames lie in."""
+
+_UNKNOWN_ALLOWED = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+"""Patient and study attributes DICOM requires present but allows empty (type 2)."""
+
+_SERIES_NUMBER_OFFSET = 1000
+"""The SEG series is numbered after its source's (``SeriesNumber + 1000``), as derived series often are."""
+
+
+def _purpose() -> str:
+    return "writing DICOM SEG label maps"
+
+
+def _sources(volume: DicomVolume, pydicom: Any) -> tuple[list[Any], list[int]]:
+    """The source datasets (headers only) and, per source frame in the SEG's order, the stored slice."""
+    sources = volume.slice_sources
+    files = list(dict.fromkeys(path for path, _ in sources))
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    if all(frame is None for _, frame in sources):
+        return datasets, list(range(len(sources)))  # one file per slice, in stored order
+    # One Enhanced file: the SEG's frames follow the file's frames, wherever their positions put them.
+    by_frame = sorted(range(len(sources)), key=lambda k: sources[k][1] or 0)
+    return datasets, by_frame
+
+
+def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
+    """Refuse, before any case is predicted, an input whose label map cannot be a DICOM SEG.
+
+    Raises:
+        PredictionError: ``volume`` is not a DICOM series, a file lacks an attribute of
+            :data:`_REQUIRED`, or the series is held in several Enhanced files; the message names
+            the input (and the file).
+            Also where highdicom is not installed (the ``dicom-seg`` extra).
+    """
+    if not isinstance(volume, DicomVolume):
+        raise PredictionError(
+            f"input {source}: output_format='dicom_seg' writes DICOM SEG objects, which reference the DICOM "
+            "series they segment, but this input is not a DICOM series; use output_format='input' (DICOM "
+            "SEG for DICOM inputs, each other input in its own format or NIfTI) or 'nifti'"
+        )
+    import_optional("highdicom", extra="dicom-seg", purpose=_purpose(), error=PredictionError)
+    pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
+    sources = volume.slice_sources
+    files = list(dict.fromkeys(path for path, _ in sources))
+    if len(files) > 1 and any(frame is not None for _, frame in sources):
+        raise PredictionError(
+            f"input {source}: its slices are frames of {len(files)} Enhanced (multi-frame) files; a DICOM "
+            "SEG references frames of one multi-frame file at most: give each file on its own, or write "
+            "NIfTI (output_format='nifti')"
+        )
+    for path in files:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        for name in _REQUIRED:
+            if not str(getattr(header, name, "") or "").strip():
+                raise PredictionError(
+                    f"input {source}: DICOM file {path} has no {name}; a DICOM SEG joins its source's study "
+                    "and frame of reference, so its source must state both (an anonymiser that removed it "
+                    "leaves nothing to reference): write NIfTI instead (output_format='nifti')"
+                )
+
+
+def _complete(dataset: Any) -> Any:
+    """``dataset`` with each type-2 patient and study attribute it lacks present and empty."""
+    for name in _UNKNOWN_ALLOWED:
+        if name not in dataset:
+            setattr(dataset, name, "")
+    return dataset
+
+
+def _segmentation(
+    hd: Any,
+    datasets: list[Any],
+    frames: np.ndarray,
+    segments: list[Any],
+    *,
+    probabilities: bool,
+    series_instance_uid: str,
+    instance_number: int,
+) -> Any:
+    from inpaintssl import __version__
+
+    kind: dict[str, Any] = (
+        {"segmentation_type": "FRACTIONAL", "fractional_type": "PROBABILITY"}
+        if probabilities
+        else {"segmentation_type": "BINARY"}
+    )
+    series_number = getattr(datasets[0], "SeriesNumber", None)
+    return hd.seg.Segmentation(
+        source_images=datasets,
+        pixel_array=frames,
+        segment_descriptions=segments,
+        series_instance_uid=series_instance_uid,
+        series_number=_SERIES_NUMBER_OFFSET + (int(series_number) if series_number is not None else 0),
+        series_description="inpaintssl " + ("probabilities" if probabilities else "segmentation"),
+        sop_instance_uid=hd.UID(),
+        instance_number=instance_number,
+        manufacturer="inpaintssl",
+        manufacturer_model_name="inpaintssl predict",
+        software_versions=__version__,
+        device_serial_number="0",
+        # An empty map keeps its frames: a SEG of no frame is not valid DICOM.
+        omit_empty_frames=bool(frames.any()),
+        **kind,
+    )
+
+
+def write_dicom_seg(
+    labels: np.ndarray,
+    volume: DicomVolume,
+    target: Path,
+    *,
+    class_names: Sequence[str],
+    probabilities: np.ndarray | None = None,
+    probabilities_target: Path | None = None,
+) -> None:
+    """Write ``labels`` as a DICOM SEG of ``volume`` to ``target`` (and the probabilities beside it).
+
+    Both instances form one new SEG series in the source's study; each file is written atomically.
+
+    Args:
+        labels: ``uint8`` ``(rows, columns, slices)`` on the series' stored grid: 0 background,
+            ``k + 1`` for ``class_names[k]``; a ``BINARY`` SEG, one segment per class.
+        volume: The DICOM series the labels segment (:func:`check_dicom_seg_source` passed).
+        target: The label map's ``.dcm`` file.
+        class_names: The segments' labels, in order.
+        probabilities: ``(rows, columns, slices, K)`` probabilities in ``[0, 1]``, written to
+            ``probabilities_target`` as a ``FRACTIONAL`` SEG of type ``PROBABILITY``.
+        probabilities_target: Where they go (needed with ``probabilities``).
+    """
+    hd = import_optional("highdicom", extra="dicom-seg", purpose=_purpose())
+    pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
+    from pydicom.sr.codedict import codes
+
+    from inpaintssl import __version__
+
+    datasets, order = _sources(volume, pydicom)
+    datasets = [_complete(ds) for ds in datasets]
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="inpaintssl", version=__version__, family=codes.cid7162.ArtificialIntelligence
+    )
+    segments = [
+        hd.seg.SegmentDescription(
+            segment_number=k + 1,
+            segment_label=name,
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for k, name in enumerate(class_names)
+    ]
+    series = hd.UID()
+    written = [(target, np.moveaxis(labels, 2, 0)[order], False)]  # (frames, rows, columns)
+    if probabilities is not None:
+        if probabilities_target is None:
+            raise ValueError("write_dicom_seg: probabilities given without probabilities_target")
+        frames = np.clip(np.moveaxis(probabilities, 2, 0)[order], 0.0, 1.0)  # (frames, rows, columns, K)
+        written.append((probabilities_target, frames, True))
+    for number, (path, frames, fractional) in enumerate(written, start=1):
+        seg = _segmentation(
+            hd,
+            datasets,
+            frames,
+            segments,
+            probabilities=fractional,
+            series_instance_uid=series,
+            instance_number=number,
+        )
+        with atomic_path(path) as tmp:
+            seg.save_as(tmp)

@@ -1,0 +1,220 @@
+"""``predict(output_format="dicom_seg")``: a DICOM series' label map as a DICOM SEG of that series.
+
+Each SEG is decoded here with pydicom alone, frame by frame, through what DICOM says a frame
+segments (its source instance and frame, its segment number), independently of highdicom's own
+reader, and compared with the NIfTI label map ``predict`` writes for the same series; its
+identifying attributes are compared with the source files'.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from dicom_helpers import write_enhanced, write_series
+from inpaintssl.cli import main as cli_main
+from inpaintssl.inference.predict import PredictionError, PredictionReport, predict
+
+pytest.importorskip("highdicom", reason="the dicom-seg extra is not installed")
+pydicom = pytest.importorskip("pydicom")
+
+SHAPE = (32, 32, 3)
+"""The tiny run's own 32x32 slices, three of them."""
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+POSITIONS = [(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])]
+
+
+def _identity(**changes: Any) -> dict[str, Any]:
+    from pydicom.uid import generate_uid
+
+    tags: dict[str, Any] = {
+        "StudyInstanceUID": generate_uid(),
+        "SeriesInstanceUID": generate_uid(),
+        "FrameOfReferenceUID": generate_uid(),
+        "PatientID": "KNEE-007",
+        "PatientName": "Doe^Jane",
+        "StudyDate": "20260102",
+        "SeriesNumber": 5,
+    }
+    tags.update(changes)
+    return {tag: value for tag, value in tags.items() if value is not None}
+
+
+def _slices(seed: int) -> np.ndarray:
+    """``(slices, rows, columns)`` int16, as the DICOM writers take them."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1000, (SHAPE[2], *SHAPE[:2])).astype(np.int16)
+
+
+def _predict(run: Path, inputs: Any, out: Path, **options: Any) -> PredictionReport:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the tiny run's spacing and orientation
+        return predict(run, inputs, output=out, device="cpu", progress=False, **options)
+
+
+def _sources(files: list[Path]) -> dict[tuple[str, int | None], int]:
+    """``(SOPInstanceUID, frame number or None)`` -> stored slice, for the files of a series."""
+    found: dict[tuple[str, int | None], tuple[float, ...]] = {}
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        frames = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+        if frames is None:
+            found[(ds.SOPInstanceUID, None)] = tuple(float(v) for v in ds.ImagePositionPatient)
+        for number, group in enumerate(frames or [], start=1):
+            position = group.PlanePositionSequence[0].ImagePositionPatient
+            found[(ds.SOPInstanceUID, number)] = tuple(float(v) for v in position)
+    # Stored slices run along the normal of (1, 0, 0, 0, 1, 0): by z.
+    by_z = sorted(found, key=lambda key: found[key][2])
+    return {key: k for k, key in enumerate(by_z)}
+
+
+def _decoded(path: Path, sources: dict[tuple[str, int | None], int], segments: int) -> np.ndarray:
+    """A SEG as ``(rows, columns, slices, segments)`` values: 0/1 (BINARY) or fractions (FRACTIONAL)."""
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array.reshape(int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns))
+    scale = float(ds.MaximumFractionalValue) if ds.SegmentationType == "FRACTIONAL" else 1.0
+    maps = np.zeros((int(ds.Rows), int(ds.Columns), SHAPE[2], segments))
+    for frame, group in zip(pixels, ds.PerFrameFunctionalGroupsSequence):
+        source = group.DerivationImageSequence[0].SourceImageSequence[0]
+        number = getattr(source, "ReferencedFrameNumber", None)
+        key = (source.ReferencedSOPInstanceUID, None if number is None else int(number))
+        segment = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        maps[:, :, sources[key], segment - 1] = frame / scale
+    return maps
+
+
+def _labels(maps: np.ndarray) -> np.ndarray:
+    """Segment numbers from BINARY maps that do not overlap (a label map's), 0 where none."""
+    assert maps.sum(axis=-1).max() <= 1
+    return np.asarray((maps * np.arange(1, maps.shape[-1] + 1)).sum(axis=-1), dtype=np.uint8)
+
+
+def _nifti(path: Path) -> np.ndarray:
+    image: Any = nib.load(path)
+    return np.asarray(image.dataobj)
+
+
+@pytest.mark.parametrize("layout", ["classic", "enhanced"])
+def test_a_series_label_map_as_dicom_seg_is_its_nifti_label_map(
+    trained_run: issl.FinetuneResult, tmp_path: Path, layout: str
+) -> None:
+    identity = _identity()
+    if layout == "classic":
+        scan = write_series(
+            tmp_path / "scan", _slices(1), modality="MR", positions=POSITIONS, identity=identity
+        )
+        files = sorted(scan.iterdir())
+    else:
+        # Frames stored in another order than their positions: the SEG follows the file's frames.
+        order = [2, 0, 1]
+        scan = tmp_path / "scan.dcm"
+        write_enhanced(
+            scan,
+            _slices(1)[order],
+            modality="MR",
+            positions=[POSITIONS[k] for k in order],
+            identity=identity,
+        )
+        files = [scan]
+    reference = _predict(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
+    report = _predict(
+        trained_run.run_dir, scan, tmp_path / "seg", probabilities=True, output_format="dicom_seg"
+    )
+
+    case = report.cases[0]
+    assert case.segmentation == tmp_path / "seg" / "scan_seg.dcm"
+    assert case.probabilities == tmp_path / "seg" / "scan_prob.dcm"
+    classes = list(trained_run.class_names)
+    sources = _sources(files)
+    expected = _nifti(reference.cases[0].segmentation)
+    assert expected.shape == SHAPE and expected.max() > 0
+    assert np.array_equal(_labels(_decoded(case.segmentation, sources, len(classes))), expected)
+    assert case.volumes_ml == reference.cases[0].volumes_ml
+
+    seg = pydicom.dcmread(case.segmentation, stop_before_pixels=True)
+    assert (seg.SOPClassUID, seg.Modality, seg.SegmentationType) == (SEGMENTATION_STORAGE, "SEG", "BINARY")
+    for tag in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID", "PatientName", "StudyDate"):
+        assert str(getattr(seg, tag)) == str(identity[tag]), tag
+    assert seg.SeriesInstanceUID != identity["SeriesInstanceUID"] and int(seg.SeriesNumber) == 1005
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == identity["SeriesInstanceUID"]
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == classes
+    assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {"AUTOMATIC"}
+    assert {item.SegmentAlgorithmName for item in seg.SegmentSequence} == {"inpaintssl"}
+
+    # The probabilities: a FRACTIONAL SEG in the same series, in 255 steps.
+    assert case.probabilities is not None and reference.cases[0].probabilities is not None
+    prob = pydicom.dcmread(case.probabilities, stop_before_pixels=True)
+    assert (prob.SegmentationType, prob.SegmentationFractionalType) == ("FRACTIONAL", "PROBABILITY")
+    assert prob.SeriesInstanceUID == seg.SeriesInstanceUID and int(prob.InstanceNumber) == 2
+    fractions = _decoded(case.probabilities, sources, len(classes))
+    np.testing.assert_allclose(
+        fractions, _nifti(reference.cases[0].probabilities), rtol=0, atol=0.5 / 255 + 1e-6
+    )
+
+
+def test_input_writes_dicom_series_as_dicom_seg_and_the_rest_in_their_own_formats(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    scans = tmp_path / "scans"
+    write_series(scans / "series", _slices(2), modality="MR", positions=POSITIONS, identity=_identity())
+    nib.Nifti1Image(_slices(3).transpose(1, 2, 0).astype(np.float32), np.eye(4)).to_filename(
+        scans / "volume.nii.gz"
+    )  # type: ignore[no-untyped-call]
+    out = tmp_path / "out"
+    argv = ["predict", str(trained_run.run_dir), str(scans / "series"), str(scans / "volume.nii.gz")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert (
+            cli_main([*argv, "--output", str(out), "--device", "cpu", "--quiet", "--output-format", "input"])
+            == 0
+        )
+    assert sorted(p.name for p in out.iterdir()) == ["series_seg.dcm", "volume_seg.nii.gz", "volumes.csv"]
+
+
+def test_patient_and_study_attributes_a_series_leaves_out_are_written_empty(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    identity = _identity(PatientID=None, PatientName=None, StudyDate=None)
+    scan = write_series(tmp_path / "scan", _slices(4), modality="MR", positions=POSITIONS, identity=identity)
+    report = _predict(trained_run.run_dir, scan, tmp_path / "seg", output_format="dicom_seg")
+    seg = pydicom.dcmread(report.cases[0].segmentation, stop_before_pixels=True)
+    for tag in ("PatientID", "PatientName", "StudyDate", "AccessionNumber", "StudyID"):
+        assert tag in seg and str(seg.data_element(tag).value or "") == "", tag
+    assert seg.StudyInstanceUID == identity["StudyInstanceUID"]
+
+
+@pytest.mark.parametrize("missing", ["StudyInstanceUID", "FrameOfReferenceUID"])
+def test_a_series_that_states_no_study_or_frame_of_reference_is_refused_before_predicting(
+    trained_run: issl.FinetuneResult, tmp_path: Path, missing: str
+) -> None:
+    good = write_series(
+        tmp_path / "good", _slices(5), modality="MR", positions=POSITIONS, identity=_identity()
+    )
+    bad = write_series(
+        tmp_path / "bad",
+        _slices(6),
+        modality="MR",
+        positions=POSITIONS,
+        identity=_identity(**{missing: None}),
+    )
+    with pytest.raises(PredictionError, match=rf"input {bad}: DICOM file {bad}/im0\.dcm has no {missing}"):
+        _predict(trained_run.run_dir, [good, bad], tmp_path / "out", output_format="dicom_seg")
+    assert not (tmp_path / "out").exists()
+
+
+def test_dicom_seg_for_an_input_that_is_not_dicom_is_refused_naming_it(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    scan = tmp_path / "volume.nii.gz"
+    nib.Nifti1Image(np.random.default_rng(7).normal(size=SHAPE).astype(np.float32), np.eye(4)).to_filename(
+        scan
+    )  # type: ignore[no-untyped-call]
+    with pytest.raises(PredictionError, match=rf"input {scan}: output_format='dicom_seg' writes DICOM SEG"):
+        _predict(trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg")
+    assert not (tmp_path / "out").exists()
