@@ -212,3 +212,18 @@ def test_an_unknown_output_format_is_refused_naming_the_choices(
         predict(trained_run.run_dir, scan, output=tmp_path / "p", device="cpu", output_format=value)  # type: ignore[arg-type]
     assert all(f"'{name}'" in str(err.value) for name in (*OUTPUT_FORMATS, "input"))
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("file_format", ["dicom_seg", "png"])
+def test_save_volume_refuses_a_format_it_cannot_write_from_a_grid(tmp_path: Path, file_format: str) -> None:
+    from inpaintssl.inference.inputs import Geometry
+    from inpaintssl.inference.writing import save_volume
+
+    geometry = Geometry(np.eye(4), None, (1.0, 1.0, 1.0))
+    with pytest.raises(
+        ValueError, match=rf"file_format='{file_format}'; expected 'nifti', 'metaimage' or 'nrrd'"
+    ):
+        save_volume(
+            np.zeros(SHAPE, np.uint8), geometry, tmp_path / "x", file_format=file_format, dtype=np.uint8
+        )
+    assert not list(tmp_path.iterdir())

@@ -216,8 +216,8 @@ def check_writable(volume: Volume, geometry: Geometry, file_format: str, *, sour
     (:func:`~inpaintssl.inference.dicom_seg.check_dicom_seg_source`).
 
     Raises:
-        PredictionError: Naming the input, and what its format lacks.
-        ImportError: ``dicom_seg`` without highdicom (the ``dicom-seg`` extra).
+        PredictionError: Naming the input, and what its format lacks (for ``dicom_seg``, also
+            highdicom, where the ``dicom-seg`` extra is not installed).
     """
     if file_format == "dicom_seg":
         check_dicom_seg_source(volume, source=source)
@@ -248,17 +248,26 @@ def save_volume(
     the input's header where it has one (:func:`nifti_image`); MetaImage and NRRD hold the
     geometry alone (:mod:`inpaintssl.data.writers`), the voxel sizes from ``geometry.zooms``, and a
     2-D input's map as a volume of one slice, ``(X, Y, 1)``, on its affine's third axis.
+
+    Raises:
+        ValueError: ``dicom_seg``, which references the series itself
+            (:func:`~inpaintssl.inference.dicom_seg.write_dicom_seg`), or another unknown format.
     """
     if file_format == "nifti":
         save_nifti(nifti_image(data, geometry, dtype=dtype), target)
         return
+    if file_format not in ("metaimage", "nrrd"):
+        raise ValueError(
+            f"save_volume: file_format={file_format!r}; expected 'nifti', 'metaimage' or 'nrrd' (a DICOM SEG "
+            "is written from its series, by inference.dicom_seg.write_dicom_seg)"
+        )
     array = data.astype(dtype, copy=False)
     if array.ndim - channels == 2:
         array = array[:, :, np.newaxis]
     with atomic_path(target) as tmp, tmp.open("wb") as stream:
         if file_format == "metaimage":
             write_metaimage(stream, array, affine=geometry.affine, spacing=geometry.zooms)
-        else:
+        else:  # nrrd
             write_nrrd(stream, array, affine=geometry.affine)
 
 
