@@ -32,7 +32,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, ModuleType
@@ -253,8 +253,11 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
     """
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+        _check_is_image(ds, path, series_folder)
         if not pixels:
             _ = int(ds.Rows), int(ds.Columns)
+    except DataError:
+        raise
     except AttributeError as exc:
         raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
     except Exception as exc:  # pydicom raises many types for a bad file
@@ -277,6 +280,50 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
         except Exception as exc:  # pydicom raises many types for undecodable pixel data
             raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     return ds
+
+
+_NOT_IMAGES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "SEG": (
+            "a Segmentation (SEG): label maps of another series, not an image",
+            "give labels as NIfTI, MetaImage or NRRD on the series' grid (3D Slicer, or dcmqi's "
+            "segimage2itkimage, exports a SEG's segments so)",
+        ),
+        "RTSTRUCT": (
+            "an RT Structure Set (RTSTRUCT): contours drawn on another series, not an image",
+            "rasterise the contours on the series' grid first (3D Slicer's SlicerRT, or rt-utils) and "
+            "give the label map as NIfTI",
+        ),
+    }
+)
+"""Modality of a DICOM object that refers to an image series without being one -> what it is, what to do."""
+
+_NOT_IMAGE_CLASSES = MappingProxyType(
+    {
+        "1.2.840.10008.5.1.4.1.1.66.4": "SEG",  # Segmentation Storage
+        "1.2.840.10008.5.1.4.1.1.66.7": "SEG",  # Label Map Segmentation Storage
+        "1.2.840.10008.5.1.4.1.1.481.3": "RTSTRUCT",  # RT Structure Set Storage
+    }
+)
+"""SOP classes of the objects in :data:`_NOT_IMAGES`, for files whose Modality is missing or other."""
+
+
+def _check_is_image(ds: Any, path: Path, series_folder: Path | None) -> None:
+    """Refuse a SEG or RTSTRUCT file by what it is, before its frames or missing pixels say something else.
+
+    Read as a series, a SEG's frames (one per segment and slice) repeat positions, and an
+    RTSTRUCT has no pixels at all: both messages would point away from the cause.
+    """
+    kind = _NOT_IMAGE_CLASSES.get(str(getattr(ds, "SOPClassUID", "") or ""))
+    if kind is None:
+        modality = str(getattr(ds, "Modality", "") or "").strip().upper()
+        kind = modality if modality in _NOT_IMAGES else None
+    if kind is None:
+        return
+    what, remedy = _NOT_IMAGES[kind]
+    if series_folder is not None:
+        remedy = f"it is a series of its own: move it out of the series folder {series_folder}; {remedy}"
+    raise DataError(f"DICOM file {path} is {what}; expected an image (a CT or MR slice or frames): {remedy}")
 
 
 _DICM_OFFSET = 128
