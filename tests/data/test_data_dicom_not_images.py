@@ -108,15 +108,10 @@ def test_one_in_a_series_folder_is_named_and_the_folder_told_to_lose_it(tmp_path
     assert DicomVolume(series).shape == (4, 4, 3)
 
 
-def test_a_segmentation_given_as_a_ct_label_is_refused_naming_it(tmp_path: Path) -> None:
-    series = write_series(
-        tmp_path / "series",
-        np.full((3, 4, 4), 40, np.int16),
-        modality="CT",
-        positions=POSITIONS,
-        rescale=[(1.0, -1024.0)] * 3,
-    )
-    seg = _segmentation(tmp_path / "labels.dcm", sop_class=SEGMENTATION, modality="SEG")
-    cases = {"train": [{"image": str(series), "label": str(seg)}]}
-    with pytest.raises(DataError, match=re.escape(f"DICOM file {seg} is a Segmentation (SEG)")):
-        ct_dataset(split="train", cases=cases)
+def test_a_segmentation_given_as_a_ct_image_is_refused_naming_it(tmp_path: Path) -> None:
+    # As a label of its series the ct dataset reads it (test_data_dicom_seg_labels.py); as an image, never.
+    seg = _segmentation(tmp_path / "seg.dcm", sop_class=SEGMENTATION, modality="SEG")
+    cases = {"train": [{"image": str(seg)}]}
+    with pytest.raises(DataError, match=re.escape(f"DICOM file {seg} is a Segmentation (SEG)")) as err:
+        ct_dataset(split="train", cases=cases, labelled=False)
+    assert "the ct dataset reads a SEG as the label of the DICOM series it segments" in str(err.value)

@@ -160,27 +160,21 @@ def _dicom_enhanced_two_time_points(folder: Path) -> Call:
 
 
 @_case(
-    "data-dicom-seg-as-label",
+    "data-dicom-seg-as-image",
     "data",
     DataError,
     r"DICOM file .*labels\.dcm is a Segmentation \(SEG\): label maps of another series, not an image",
-    r"give labels as NIfTI, MetaImage or NRRD on the series' grid",
+    r"the ct dataset reads a SEG as the label of the DICOM series it segments",
 )
-def _dicom_seg_as_label(folder: Path) -> Call:
-    """A DICOM SEG (as OHIF or 3D Slicer save annotations) given as a CT series' label: read as a
-    series, its frames (one per segment and slice) would repeat positions, a message about echoes."""
+def _dicom_seg_as_image(folder: Path) -> Call:
+    """A DICOM SEG (as OHIF or 3D Slicer save annotations) given as a CT case's image, its series
+    forgotten: read as a series, its frames (one per segment and slice) would repeat positions, a
+    message about echoes."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    from dicom_helpers import save_dicom, single_frame_dataset, write_series
+    from dicom_helpers import save_dicom, single_frame_dataset
 
-    series = write_series(
-        folder / "series",
-        np.full((3, 16, 16), 40, np.int16),
-        modality="CT",
-        positions=[(0.0, 0.0, 2.5 * k) for k in range(3)],
-        rescale=[(1.0, -1024.0)] * 3,
-    )
     seg = single_frame_dataset(
         sop_class="1.2.840.10008.5.1.4.1.1.66.4", modality="SEG", shape=(16, 16), signed=False
     )
@@ -188,8 +182,8 @@ def _dicom_seg_as_label(folder: Path) -> Call:
     seg.PerFrameFunctionalGroupsSequence = Sequence([Dataset(), Dataset()])
     seg.PixelData = np.zeros((2, 16, 16), "<u2").tobytes()
     save_dicom(seg, folder / "labels.dcm")
-    cases = {"train": [{"image": str(series), "label": str(folder / "labels.dcm")}]}
-    return lambda: DATASETS.build("ct", split="train", cases=cases)
+    cases = {"unlabelled": [str(folder / "labels.dcm")]}
+    return lambda: DATASETS.build("ct", split="unlabelled", labelled=False, cases=cases)
 
 
 @_case(

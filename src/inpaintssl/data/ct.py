@@ -40,8 +40,10 @@ import numpy as np
 import torch
 
 from inpaintssl.data.base import DataError
-from inpaintssl.data.cases import resolve_cases
+from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis, check_spacing
+from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom_seg import DicomSegVolume, is_dicom_seg
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
@@ -52,7 +54,7 @@ from inpaintssl.data.preprocess import (
     parse_windows,
 )
 from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, NumpyVolume, Volume, open_volume
-from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some, open_cases
+from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
@@ -186,7 +188,8 @@ def ct_dataset(
     Args:
         split: Split name defined in ``cases`` (see :mod:`inpaintssl.data.cases`).
         labelled: Read labels.
-        cases: Images (DICOM folder, ``.dcm``, NIfTI, MetaImage, NRRD or ``.npy``) and labels per split.
+        cases: Images (DICOM folder, ``.dcm``, NIfTI, MetaImage, NRRD or ``.npy``) and labels per split;
+            a label may be a DICOM SEG of its DICOM series (:mod:`~inpaintssl.data.dicom_seg`).
         root: Folder relative paths start from.
         windows: ``(width, level)`` HU windows stacked as channels.
         hu_floor: Padding floor in HU.
@@ -211,19 +214,30 @@ def ct_dataset(
 
     given = None if spacing is None else check_spacing(spacing, where="ct: spacing")
 
-    def read(path: Path, ranks: Collection[int]) -> Volume:
-        volume = open_volume(path, slice_axis=slice_axis, ranks=ranks, spacing=given or (1.0, 1.0, 1.0))
+    def stored(path: Path, ranks: Collection[int]) -> Volume:
+        return open_volume(path, slice_axis=slice_axis, ranks=ranks, spacing=given or (1.0, 1.0, 1.0))
+
+    def oriented(volume: Volume) -> Volume:
         if orientation is not None:
             volume.reorient(orientation, slice_axis=slice_axis)
         return volume
 
+    def open_case(spec: CaseSpec) -> Case:
+        if not labelled or spec.label is None or not is_dicom_seg(spec.label):
+            label = None if not labelled or spec.label is None else oriented(stored(spec.label, LABEL_RANKS))
+            return Case(spec.volume_id, oriented(stored(spec.image, IMAGE_RANKS)), label)
+        # A DICOM SEG is laid on the series it segments, as stored; then both are read alike.
+        image = stored(spec.image, IMAGE_RANKS)
+        if not isinstance(image, DicomVolume):
+            raise DataError(
+                f"ct: label {spec.label} is a DICOM SEG, which segments a DICOM series, but its image "
+                f"{spec.image} is a {type(image).__name__}; expected the DICOM series the SEG was drawn on"
+            )
+        label = DicomSegVolume(spec.label, reference=image)
+        return Case(spec.volume_id, oriented(image), oriented(label))
+
     specs = resolve_cases(cases, split, root=root, dataset="ct")
-    opened = open_cases(
-        specs,
-        labelled=labelled,
-        open_image=lambda p: read(p, IMAGE_RANKS),
-        open_label=lambda p: read(p, LABEL_RANKS),
-    )
+    opened = [open_case(spec) for spec in specs]
     _warn_without_spacing(opened, given=given is not None)
     return CTDataset(
         opened,

@@ -286,8 +286,9 @@ _NOT_IMAGES: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
         "SEG": (
             "a Segmentation (SEG): label maps of another series, not an image",
-            "give labels as NIfTI, MetaImage or NRRD on the series' grid (3D Slicer, or dcmqi's "
-            "segimage2itkimage, exports a SEG's segments so)",
+            "the ct dataset reads a SEG as the label of the DICOM series it segments ({image: <series>, "
+            "label: <seg>.dcm}); elsewhere give labels as NIfTI, MetaImage or NRRD on the series' grid "
+            "(3D Slicer, or dcmqi's segimage2itkimage, exports a SEG's segments so)",
         ),
         "RTSTRUCT": (
             "an RT Structure Set (RTSTRUCT): contours drawn on another series, not an image",

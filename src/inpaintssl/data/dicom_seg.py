@@ -1,0 +1,241 @@
+"""DICOM Segmentation objects (SEG) as label maps on the grid of the series they segment, read with pydicom.
+
+OHIF, 3D Slicer (QuantitativeReporting), MONAI Label and ``inpaintssl predict
+--output-format dicom_seg`` save annotations of a DICOM series as a SEG: one frame per segment
+and slice, each frame saying which slice it segments (its ``DerivationImageSequence``: the source
+instance, and its frame in an Enhanced file) and where it lies (``PlanePositionSequence``); frames
+without a labelled pixel are usually left out. :class:`DicomSegVolume` reads such a file as the
+label map of its series: ``(rows, columns, slices)`` on the series' stored grid
+(:class:`~inpaintssl.data.dicom.DicomVolume`), each pixel the number of the segment that covers
+it (``SegmentNumber``), 0 where none does; the ``ct`` dataset reads a ``.dcm`` label so, and its
+``label_values`` map class names to segment numbers (by default class ``k`` is segment ``k + 1``).
+
+A frame is placed by the source it names, else by its position (projected on the series' voxel
+grid, within 1 % of a voxel). Refused, naming the file and the frame: a ``FRACTIONAL`` SEG (it holds
+probabilities, not labels); frames of another size than the series' slices; a frame that names no
+slice of the series and lies on none; two segments on one pixel (a label map holds one class per
+pixel).
+
+Example:
+    >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
+    >>> volume = DicomSegVolume("annotations/seg.dcm", reference=series)  # doctest: +SKIP
+    >>> volume.shape, volume.segment_labels  # doctest: +SKIP
+    ((512, 512, 120), {1: 'liver', 2: 'spleen'})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import existing_path
+from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.readers import Volume
+from inpaintssl.extras import import_optional
+
+__all__ = ["SEGMENTATION_SOP_CLASSES", "DicomSegVolume", "is_dicom_seg"]
+
+SEGMENTATION_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
+"""Segmentation Storage and Label Map Segmentation Storage."""
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_LPS_TO_RAS.flags.writeable = False
+_ON_GRID = 0.01
+"""Largest distance (in voxels) of a frame's position from a slice of the series it is placed on."""
+
+
+def is_dicom_seg(path: str | Path) -> bool:
+    """Whether ``path`` is a DICOM file holding a Segmentation (by its SOP class, else its Modality).
+
+    A folder, a file of another suffix than ``.dcm`` or one that is not DICOM is not.
+    """
+    path = Path(path)
+    if not path.is_file() or not path.name.lower().endswith(".dcm"):
+        return False
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - not DICOM: the image reader says why, naming it
+        return False
+    sop_class = str(getattr(ds, "SOPClassUID", "") or "")
+    return sop_class in SEGMENTATION_SOP_CLASSES or str(getattr(ds, "Modality", "")).strip().upper() == "SEG"
+
+
+def _item(group: Any, sequence: str) -> Any:
+    items = getattr(group, sequence, None)
+    return items[0] if items else None
+
+
+class DicomSegVolume(Volume):
+    """A DICOM SEG's segments as the label map of ``reference``, the series it segments.
+
+    Args:
+        path: The SEG file (``.dcm``).
+        reference (inpaintssl.data.dicom.DicomVolume): The series, opened as stored (before any
+            :meth:`~Volume.reorient`: the label map is built on its stored grid, and both may be
+            reoriented afterwards, alike).
+
+    Attributes:
+        segment_labels: ``SegmentNumber`` -> ``SegmentLabel`` of every segment the file describes.
+
+    Raises:
+        DataError: See the module docstring; the message names the file (and the frame).
+        TypeError: ``reference`` is not a DICOM series.
+    """
+
+    reads_on_threads = False  # pydicom parses in Python, holding its lock
+
+    def __init__(self, path: str | Path, *, reference: Volume) -> None:
+        # Typed as any Volume (a DICOM series' is the only one accepted) so that the documentation
+        # does not have to choose between the two names DicomVolume is documented under.
+        if not isinstance(reference, DicomVolume):
+            raise TypeError(
+                f"DicomSegVolume: reference is a {type(reference).__name__}; expected the DicomVolume of the "
+                "series the SEG segments"
+            )
+        if reference.reorientation is not None:
+            raise ValueError("DicomSegVolume: open the reference series as stored, then reorient both")
+        path = existing_path(path, what="DICOM SEG")
+        self._reference_files = reference.slice_sources
+        self._series_slice = (int(reference.stored_shape[0]), int(reference.stored_shape[1]))
+        self._grid_affine = reference.world_affine
+        self._series = str(reference.path)
+        labels, self.segment_labels = self._decode_file(path)
+        super().__init__(
+            path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what="DICOM SEG"
+        )
+        self.__dict__["_cache"] = labels
+        self.has_geometry = reference.has_geometry
+        self._affine = None if self._grid_affine is None else self._grid_affine.copy()
+
+    @property
+    def world_affine(self) -> np.ndarray | None:
+        """The series' voxel-to-world matrix (RAS+): the SEG lies on its grid."""
+        return self._affine
+
+    def _set_world_affine(self, affine: np.ndarray) -> None:
+        self._affine = affine
+
+    def _array(self) -> Any:
+        if "_cache" not in self.__dict__:
+            self.__dict__["_cache"] = self._decode_file(self.path)[0]
+        return self.__dict__["_cache"]
+
+    def _slices_by_source(self, pydicom: Any) -> dict[tuple[str, int | None], int]:
+        """``(SOPInstanceUID, frame number or None)`` -> stored slice of the series."""
+        uids: dict[Path, str] = {}
+        found: dict[tuple[str, int | None], int] = {}
+        for k, (file, frame) in enumerate(self._reference_files):
+            if file not in uids:
+                uids[file] = str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID)
+            found[(uids[file], None if frame is None else frame + 1)] = k
+        return found
+
+    def _slice_at(self, position: Any) -> int | None:
+        """The stored slice a frame at ``position`` (LPS mm, its first pixel) lies on, if any."""
+        if position is None or self._grid_affine is None:
+            return None
+        lps = np.array([*(float(v) for v in position), 1.0])
+        ijk = np.linalg.solve(self._grid_affine, _LPS_TO_RAS @ lps)[:3]
+        k = round(float(ijk[2]))
+        if np.all(np.abs(ijk - [0.0, 0.0, k]) <= _ON_GRID) and 0 <= k < len(self._reference_files):
+            return k
+        return None
+
+    def _decode_file(self, path: Path) -> tuple[np.ndarray, dict[int, str]]:
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM SEG labels")
+        where = f"DICOM SEG {path}"
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as exc:  # pydicom raises many types for a bad file
+            raise DataError(f"{where} cannot be read: {type(exc).__name__}: {exc}") from exc
+        missing = [name for name in ("Rows", "Columns", "PixelData") if name not in ds]
+        if missing:
+            raise DataError(f"{where} has no {', '.join(missing)}; expected a SEG's frames")
+        kind = str(getattr(ds, "SegmentationType", "") or "").upper()
+        if kind == "FRACTIONAL":
+            raise DataError(
+                f"{where} is a FRACTIONAL segmentation (probabilities or occupancies); expected a BINARY "
+                "or LABELMAP one, a label per pixel: threshold it into a binary SEG first"
+            )
+        shape = (int(ds.Rows), int(ds.Columns), len(self._reference_files))
+        if shape[:2] != self._series_slice:
+            raise DataError(
+                f"{where} has frames of {shape[0]}x{shape[1]} pixels but the series {self._series} has "
+                f"slices of {self._series_slice[0]}x{self._series_slice[1]}; expected a SEG of that series, "
+                "on its grid"
+            )
+        try:
+            frames = np.asarray(ds.pixel_array).reshape(-1, shape[0], shape[1])
+        except Exception as exc:  # pydicom raises many types for undecodable pixels
+            raise DataError(f"{where}: its frames cannot be decoded: {type(exc).__name__}: {exc}") from exc
+        described = getattr(ds, "SegmentSequence", None) or []
+        segments = {int(s.SegmentNumber): str(getattr(s, "SegmentLabel", "")) for s in described}
+        labels = np.zeros(shape, dtype=np.uint8 if max(segments, default=0) < 256 else np.uint16)
+        shared = _item(ds, "SharedFunctionalGroupsSequence")
+        sources = self._slices_by_source(pydicom)
+        per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
+        if len(per_frame) != len(frames):
+            raise DataError(
+                f"{where} holds {len(frames)} frames but {len(per_frame)} per-frame functional groups; "
+                "expected one group per frame (saying what each segments)"
+            )
+        label_map = (
+            kind == "LABELMAP" or str(getattr(ds, "SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.7"
+        )
+        for f, (pixels, group) in enumerate(zip(frames, per_frame), start=1):
+            k = self._frame_slice(group, shared, sources, f, where)
+            if label_map:
+                values = pixels.astype(labels.dtype)
+            else:
+                identification = _item(group, "SegmentIdentificationSequence") or _item(
+                    shared, "SegmentIdentificationSequence"
+                )
+                if identification is None:
+                    raise DataError(f"{where}: frame {f} names no segment (SegmentIdentificationSequence)")
+                values = np.where(pixels > 0, int(identification.ReferencedSegmentNumber), 0).astype(
+                    labels.dtype
+                )
+            held = labels[:, :, k]
+            clash = (held > 0) & (values > 0) & (held != values)
+            if clash.any():
+                other, this = int(held[clash][0]), int(values[clash][0])
+                raise DataError(
+                    f"{where}: segments {other} and {this} overlap on slice {k} of the series "
+                    f"({int(clash.sum())} pixels, frame {f}); expected one segment per pixel, as a label "
+                    "map holds one class per pixel"
+                )
+            labels[:, :, k] = np.maximum(held, values)
+        return labels, segments
+
+    def _frame_slice(
+        self, group: Any, shared: Any, sources: Mapping[tuple[str, int | None], int], frame: int, where: str
+    ) -> int:
+        derivation = _item(group, "DerivationImageSequence")
+        source = None if derivation is None else _item(derivation, "SourceImageSequence")
+        named = None
+        if source is not None:
+            number = getattr(source, "ReferencedFrameNumber", None)
+            key = (str(source.ReferencedSOPInstanceUID), None if number in (None, "") else int(number))
+            named = key
+            if key in sources:
+                return sources[key]
+        plane = _item(group, "PlanePositionSequence") or _item(shared, "PlanePositionSequence")
+        position = None if plane is None else getattr(plane, "ImagePositionPatient", None)
+        k = self._slice_at(position)
+        if k is not None:
+            return k
+        said = (
+            f"instance {named[0]}" + ("" if named[1] is None else f" frame {named[1]}")
+            if named
+            else "no source"
+        )
+        raise DataError(
+            f"{where}: frame {frame} segments {said}, at ImagePositionPatient "
+            f"{None if position is None else [float(v) for v in position]}, which is no slice of the series "
+            f"{self._series}; expected a SEG of that series"
+        )
