@@ -265,3 +265,35 @@ def test_a_reference_that_is_not_a_dicom_series_is_a_type_error(tmp_path: Path) 
         TypeError, match=r"reference is a NiftiVolume; expected the DicomVolume of the series"
     ):
         DicomSegVolume(seg, reference=twin)
+
+
+@pytest.mark.parametrize(
+    ("class_names", "label_values", "warned"),
+    [
+        (["liver", "spleen"], None, []),
+        (["Liver", "SPLEEN"], None, []),  # case, spaces and underscores aside, the same names
+        (["spleen", "liver"], None, ["'spleen' reads segment 1", "'liver' reads segment 2"]),
+        (["spleen", "liver"], {"spleen": 2, "liver": 1}, []),
+        (["liver", "spleen", "kidney"], None, ["'kidney' reads segment 3 .* describes no segment 3"]),
+    ],
+)
+def test_a_class_reading_a_segment_labelled_otherwise_is_warned(
+    tmp_path: Path, class_names: list[str], label_values: dict[str, int] | None, warned: list[str]
+) -> None:
+    import warnings
+
+    series = _series(tmp_path / "series")
+    seg = _seg(series, _labels(9), tmp_path / "seg.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ct_dataset(
+            split="train",
+            cases={"train": [{"image": str(series), "label": str(seg)}]},
+            class_names=class_names,
+            label_values=label_values,
+        )
+    messages = [str(w.message) for w in caught if "DICOM SEG" in str(w.message)]
+    assert len(messages) == len(warned), messages
+    for pattern, message in zip(warned, messages):
+        assert re.search(rf"class {pattern}", message), message
+        assert "check class_names' order, or set label_values" in message

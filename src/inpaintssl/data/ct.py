@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,42 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     )
 
 
+def _plain(name: str) -> str:
+    """A name compared without case, spaces, hyphens or underscores (``Left Kidney`` = ``left_kidney``)."""
+    return re.sub(r"[\s_\-]+", "", name).casefold()
+
+
+def _warn_segment_names(
+    spec: CaseSpec,
+    label: DicomSegVolume,
+    class_names: Sequence[str],
+    label_values: Mapping[str, int | Sequence[int]] | None,
+) -> None:
+    """Warn where a class reads a SEG segment labelled as something else, or one the SEG lacks.
+
+    Classes take segment numbers (``label_values``, by default ``k + 1``), not names: a
+    ``class_names`` listed in another order than the SEG's segments would train each class on
+    another's pixels without an error.
+    """
+    described = ", ".join(f"{number} {text!r}" for number, text in sorted(label.segment_labels.items()))
+    for k, name in enumerate(class_names):
+        given = (label_values or {}).get(name, k + 1)
+        for value in given if isinstance(given, Sequence) else [given]:
+            segment = label.segment_labels.get(int(value))
+            if segment is None:
+                problem = f"but the SEG describes no segment {value} (its segments: {described or 'none'})"
+            elif segment.strip() and _plain(segment) != _plain(name):
+                problem = f"which the SEG labels {segment!r} (its segments: {described})"
+            else:
+                continue
+            warn_each_time(
+                f"ct case {spec.volume_id!r}: class {name!r} reads segment {value} of DICOM SEG "
+                f"{spec.label}, {problem}; classes take segment numbers in class_names order (1, 2, "
+                "...) unless label_values maps them: check class_names' order, or set label_values",
+                UserWarning,
+            )
+
+
 @DATASETS.register("ct")
 def ct_dataset(
     *,
@@ -234,6 +271,7 @@ def ct_dataset(
                 f"{spec.image} is a {type(image).__name__}; expected the DICOM series the SEG was drawn on"
             )
         label = DicomSegVolume(spec.label, reference=image)
+        _warn_segment_names(spec, label, class_names, label_values)
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     specs = resolve_cases(cases, split, root=root, dataset="ct")
