@@ -42,6 +42,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
+from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
@@ -204,10 +205,6 @@ class DicomVolume(Volume):
         return values
 
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_LPS_TO_RAS.flags.writeable = False
-
-
 def _patient_affine(
     first: Any, last: Any, spacing: tuple[float, float, float], num_slices: int
 ) -> np.ndarray | None:
@@ -233,7 +230,7 @@ def _patient_affine(
     lps[:3, 1] = along_row * cols_mm
     lps[:3, 2] = step
     lps[:3, 3] = origin
-    affine: np.ndarray = _LPS_TO_RAS @ lps
+    affine: np.ndarray = LPS_TO_RAS @ lps
     return affine
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
 
@@ -42,8 +43,6 @@ __all__ = ["SEGMENTATION_SOP_CLASSES", "DicomSegVolume", "is_dicom_seg"]
 SEGMENTATION_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
 """Segmentation Storage and Label Map Segmentation Storage."""
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_LPS_TO_RAS.flags.writeable = False
 _ON_GRID = 0.01
 """Largest distance (in voxels) of a frame's position from a slice of the series it is placed on."""
 
@@ -104,6 +103,9 @@ class DicomSegVolume(Volume):
         self._series_slice = (int(reference.stored_shape[0]), int(reference.stored_shape[1]))
         self._grid_affine = reference.world_affine
         self._series = str(reference.path)
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM SEG labels")
+        # Read once: every decode (the first, and each after a release) places its frames with it.
+        self._slice_of_source = self._slices_by_source(pydicom)
         labels, self.segment_labels = self._decode_file(path)
         super().__init__(
             path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what="DICOM SEG"
@@ -140,7 +142,7 @@ class DicomSegVolume(Volume):
         if position is None or self._grid_affine is None:
             return None
         lps = np.array([*(float(v) for v in position), 1.0])
-        ijk = np.linalg.solve(self._grid_affine, _LPS_TO_RAS @ lps)[:3]
+        ijk = np.linalg.solve(self._grid_affine, LPS_TO_RAS @ lps)[:3]
         k = round(float(ijk[2]))
         if np.all(np.abs(ijk - [0.0, 0.0, k]) <= _ON_GRID) and 0 <= k < len(self._reference_files):
             return k
@@ -177,7 +179,6 @@ class DicomSegVolume(Volume):
         segments = {int(s.SegmentNumber): str(getattr(s, "SegmentLabel", "")) for s in described}
         labels = np.zeros(shape, dtype=np.uint8 if max(segments, default=0) < 256 else np.uint16)
         shared = _item(ds, "SharedFunctionalGroupsSequence")
-        sources = self._slices_by_source(pydicom)
         per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
         if len(per_frame) != len(frames):
             raise DataError(
@@ -188,7 +189,7 @@ class DicomSegVolume(Volume):
             kind == "LABELMAP" or str(getattr(ds, "SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.7"
         )
         for f, (pixels, group) in enumerate(zip(frames, per_frame), start=1):
-            k = self._frame_slice(group, shared, sources, f, where)
+            k = self._frame_slice(group, shared, self._slice_of_source, f, where)
             if label_map:
                 values = pixels.astype(labels.dtype)
             else:

@@ -42,6 +42,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
+from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import IMAGE_RANKS
 from inpaintssl.data.stored_array import StoredArrayVolume
 
@@ -75,8 +76,6 @@ _ALIASES = MappingProxyType(
         "msb": ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"),
     }
 )
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-_LPS_TO_RAS.flags.writeable = False
 
 
 def read_metaimage_header(path: str | Path) -> tuple[dict[str, str], int]:
@@ -273,7 +272,7 @@ class MetaImageVolume(StoredArrayVolume):
         lps = np.eye(4)
         lps[:3, :3] = directions * np.asarray([*spacing, 1.0][:3])
         lps[:ndims, 3] = offset
-        affine: np.ndarray = _LPS_TO_RAS @ lps
+        affine: np.ndarray = LPS_TO_RAS @ lps
         return affine
 
     def _encoded(self) -> bool:

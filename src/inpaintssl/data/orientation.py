@@ -45,6 +45,7 @@ from inpaintssl.data.views import slice_orientation_of
 
 __all__ = [
     "AXIS_LETTERS",
+    "LPS_TO_RAS",
     "Reorientation",
     "axis_codes",
     "check_axis_codes",
@@ -55,6 +56,10 @@ __all__ = [
 
 AXIS_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))
 """Per world axis (x, y, z of RAS+), the letters for its negative and positive direction."""
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""DICOM's and ITK's patient space (LPS, mm) to NIfTI's RAS+ as a ``(4, 4)`` matrix; its own inverse."""
+LPS_TO_RAS.flags.writeable = False
 
 _WORLD_AXIS = MappingProxyType(
     {letter: (axis, sign) for axis, pair in enumerate(AXIS_LETTERS) for sign, letter in zip((-1, 1), pair)}

@@ -77,6 +77,8 @@ NRRD_WRITTEN_TYPES: Mapping[str, str] = MappingProxyType(
 )
 """NumPy kind and size (``u1``, ``f4``, ...) -> the NRRD ``type`` written."""
 
+# inpaintssl.data.orientation.LPS_TO_RAS (its own inverse), kept here: this module needs NumPy
+# alone, and is loaded so, without torch, by the script in tests/data/itk_written/read_by_itk/.
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LPS_FROM_RAS.flags.writeable = False
 _COMPRESS_LEVEL = 1

@@ -68,8 +68,7 @@ def _purpose() -> str:
 def _sources(volume: DicomVolume, pydicom: Any) -> tuple[list[Any], list[int]]:
     """The source datasets (headers only) and, per source frame in the SEG's order, the stored slice."""
     sources = volume.slice_sources
-    files = list(dict.fromkeys(path for path, _ in sources))
-    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files]
     if all(frame is None for _, frame in sources):
         return datasets, list(range(len(sources)))  # one file per slice, in stored order
     # One Enhanced file: the SEG's frames follow the file's frames, wherever their positions put them.
@@ -94,9 +93,8 @@ def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
         )
     import_optional("highdicom", extra="dicom-seg", purpose=_purpose(), error=PredictionError)
     pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
-    sources = volume.slice_sources
-    files = list(dict.fromkeys(path for path, _ in sources))
-    if len(files) > 1 and any(frame is not None for _, frame in sources):
+    files = volume.files  # each file once, an Enhanced file too
+    if len(files) > 1 and any(frame is not None for _, frame in volume.slice_sources):
         raise PredictionError(
             f"input {source}: its slices are frames of {len(files)} Enhanced (multi-frame) files; a DICOM "
             "SEG references frames of one multi-frame file at most: give each file on its own, or write "
