@@ -212,3 +212,73 @@ def write_series(
             identity=identity,
         )
     return folder
+
+
+def write_rtstruct(
+    path: Path,
+    rois: list[tuple[int, str, list[dict[str, Any]]]],
+    *,
+    frame_of_reference: str | None = None,
+) -> Path:
+    """An RT Structure Set as planning systems write one, with pydicom.
+
+    ``rois``: ``(ROINumber, ROIName, contours)``; each contour a dict with ``points`` (``(n, 3)``,
+    patient LPS mm), optional ``image`` (``(SOPInstanceUID, frame number or None)``, the slice it
+    references; left out: no ``ContourImageSequence``) and optional ``kind`` (default
+    ``CLOSED_PLANAR``). ``frame_of_reference``: every ROI's ``ReferencedFrameOfReferenceUID``.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    storage = "1.2.840.10008.5.1.4.1.1.481.3"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = storage, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "RTSTRUCT"
+    ds.StructureSetLabel = "tests"
+    frame = frame_of_reference or generate_uid()
+    reference = Dataset()
+    reference.FrameOfReferenceUID = frame
+    ds.ReferencedFrameOfReferenceSequence = Sequence([reference])
+    described, contoured, observed = [], [], []
+    for number, name, contours in rois:
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = number, name, frame
+        roi.ROIGenerationAlgorithm = "MANUAL"
+        described.append(roi)
+        items = []
+        for contour in contours:
+            item = Dataset()
+            if contour.get("image") is not None:
+                uid, frame_number = contour["image"]
+                image = Dataset()
+                image.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+                image.ReferencedSOPInstanceUID = uid
+                if frame_number is not None:
+                    image.ReferencedFrameNumber = frame_number
+                item.ContourImageSequence = Sequence([image])
+            points = np.asarray(contour["points"], dtype=float)
+            item.ContourGeometricType = contour.get("kind", "CLOSED_PLANAR")
+            item.NumberOfContourPoints = len(points)
+            item.ContourData = [f"{v:.6f}" for v in points.ravel()]
+            items.append(item)
+        of_roi = Dataset()
+        of_roi.ReferencedROINumber = number
+        of_roi.ROIDisplayColor = [255, 0, 0]
+        if items:
+            of_roi.ContourSequence = Sequence(items)
+        contoured.append(of_roi)
+        observation = Dataset()
+        observation.ObservationNumber, observation.ReferencedROINumber = number, number
+        observation.RTROIInterpretedType, observation.ROIInterpreter = "ORGAN", ""
+        observed.append(observation)
+    ds.StructureSetROISequence = Sequence(described)
+    ds.ROIContourSequence = Sequence(contoured)
+    ds.RTROIObservationsSequence = Sequence(observed)
+    save_dicom(ds, path)
+    return path

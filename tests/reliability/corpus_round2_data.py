@@ -187,6 +187,34 @@ def _dicom_seg_as_image(folder: Path) -> Call:
 
 
 @_case(
+    "data-rtstruct-classes-not-its-rois",
+    "data",
+    DataError,
+    r"DICOM RTSTRUCT .*rtstruct\.dcm has no ROI named 'muscle' \(its ROIs: 1 'Liver', 2 'Spleen'\)",
+    r"expected an ROI of each class's name .* name the classes as the ROIs",
+)
+def _rtstruct_classes_not_its_rois(folder: Path) -> Call:
+    """An RT Structure Set of liver and spleen contours as a CT case's label, class_names left at the
+    default body-composition classes: filled by ROI number, liver would train as muscle."""
+    from dicom_helpers import write_rtstruct, write_series
+
+    stored = np.full((2, 16, 16), 1024, dtype=np.int16)
+    stored[:, 0, 0] = 24
+    write_series(
+        folder / "series",
+        stored,
+        modality="CT",
+        positions=[(0.0, 0.0, 0.0), (0.0, 0.0, 2.5)],
+        rescale=[(1.0, -1024.0)] * 2,
+    )
+    square = np.array([(2.0, 2.0, 0.0), (2.0, 5.0, 0.0), (5.0, 5.0, 0.0), (5.0, 2.0, 0.0)])
+    contours = [{"points": square}]
+    write_rtstruct(folder / "rtstruct.dcm", [(1, "Liver", contours), (2, "Spleen", [])])
+    cases = {"train": [{"image": str(folder / "series"), "label": str(folder / "rtstruct.dcm")}]}
+    return lambda: DATASETS.build("ct", split="train", cases=cases)
+
+
+@_case(
     "data-h5-truncated-tail",
     "data",
     DataError,

@@ -4,7 +4,8 @@ Images are DICOM series folders or single ``.dcm`` slices (HU = stored pixel x R
 RescaleIntercept, pydicom, ``dicom`` extra), NIfTI volumes (already in HU after the header's
 scl_slope/inter), MetaImage or NRRD volumes (in HU) or ``.npy`` HU arrays; labels are NIfTI,
 MetaImage, NRRD, PNG or NumPy integer masks on the same pixel grid (for a DICOM series: rows x
-columns x slices, slices ordered along the slice normal).
+columns x slices, slices ordered along the slice normal), or for a DICOM series a DICOM SEG of it or an RT
+Structure Set drawn on it, whose ROIs the classes are read from by name.
 The paper's CT data were single L3 slices, so a case is often one ``.dcm`` with one PNG mask.
 
 Per item: HU below -1024 (scanner padding such as -2000 or -3024) is clipped to -1024; each of
@@ -32,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,10 @@ import torch
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis, check_spacing
-from inpaintssl.data.dicom import DicomVolume
-from inpaintssl.data.dicom_seg import DicomSegVolume, is_dicom_seg
+from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
+from inpaintssl.data.dicom_rtstruct import DicomRtStructVolume
+from inpaintssl.data.dicom_seg import DicomSegVolume
+from inpaintssl.data.labels import class_values, plain_name
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
@@ -165,11 +167,6 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     )
 
 
-def _plain(name: str) -> str:
-    """A name compared without case, spaces, hyphens or underscores (``Left Kidney`` = ``left_kidney``)."""
-    return re.sub(r"[\s_\-]+", "", name).casefold()
-
-
 def _warn_segment_names(
     spec: CaseSpec,
     label: DicomSegVolume,
@@ -189,7 +186,7 @@ def _warn_segment_names(
             segment = label.segment_labels.get(int(value))
             if segment is None:
                 problem = f"but the SEG describes no segment {value} (its segments: {described or 'none'})"
-            elif segment.strip() and _plain(segment) != _plain(name):
+            elif segment.strip() and plain_name(segment) != plain_name(name):
                 problem = f"which the SEG labels {segment!r} (its segments: {described})"
             else:
                 continue
@@ -226,7 +223,9 @@ def ct_dataset(
         split: Split name defined in ``cases`` (see :mod:`inpaintssl.data.cases`).
         labelled: Read labels.
         cases: Images (DICOM folder, ``.dcm``, NIfTI, MetaImage, NRRD or ``.npy``) and labels per split;
-            a label may be a DICOM SEG of its DICOM series (:mod:`~inpaintssl.data.dicom_seg`).
+            a label may be a DICOM SEG of its DICOM series (:mod:`~inpaintssl.data.dicom_seg`) or an
+            RT Structure Set drawn on it, each class filled from the ROI of its name
+            (:mod:`~inpaintssl.data.dicom_rtstruct`).
         root: Folder relative paths start from.
         windows: ``(width, level)`` HU windows stacked as channels.
         hu_floor: Padding floor in HU.
@@ -260,18 +259,29 @@ def ct_dataset(
         return volume
 
     def open_case(spec: CaseSpec) -> Case:
-        if not labelled or spec.label is None or not is_dicom_seg(spec.label):
-            label = None if not labelled or spec.label is None else oriented(stored(spec.label, LABEL_RANKS))
-            return Case(spec.volume_id, oriented(stored(spec.image, IMAGE_RANKS)), label)
-        # A DICOM SEG is laid on the series it segments, as stored; then both are read alike.
+        label_path = spec.label if labelled else None
+        kind = None if label_path is None else dicom_object_kind(label_path)
+        if label_path is None or kind is None:
+            plain = None if label_path is None else oriented(stored(label_path, LABEL_RANKS))
+            return Case(spec.volume_id, oriented(stored(spec.image, IMAGE_RANKS)), plain)
+        # A DICOM SEG or RTSTRUCT is laid on the series it was drawn on, as stored; then both are read alike.
         image = stored(spec.image, IMAGE_RANKS)
         if not isinstance(image, DicomVolume):
             raise DataError(
-                f"ct: label {spec.label} is a DICOM SEG, which segments a DICOM series, but its image "
-                f"{spec.image} is a {type(image).__name__}; expected the DICOM series the SEG was drawn on"
+                f"ct: label {label_path} is a DICOM {kind}, which annotates a DICOM series, but its image "
+                f"{spec.image} is a {type(image).__name__}; expected the DICOM series the {kind} was drawn on"
             )
-        label = DicomSegVolume(spec.label, reference=image)
-        _warn_segment_names(spec, label, class_names, label_values)
+        label: Volume
+        if kind == "SEG":
+            label = DicomSegVolume(label_path, reference=image)
+            _warn_segment_names(spec, label, class_names, label_values)
+        else:
+            values = class_values(class_names, label_values)
+            label = DicomRtStructVolume(
+                label_path,
+                reference=image,
+                roi_values={name: value[0] for name, value in zip(class_names, values)},
+            )
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     specs = resolve_cases(cases, split, root=root, dataset="ct")

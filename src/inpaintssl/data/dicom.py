@@ -48,7 +48,7 @@ from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["DicomVolume"]
+__all__ = ["DicomVolume", "dicom_object_kind"]
 
 
 class DicomVolume(Volume):
@@ -128,6 +128,15 @@ class DicomVolume(Volume):
                 UserWarning,
             )
         self._files = [f for _, f in headers]
+        self._instances = tuple(
+            (
+                str(getattr(ds, "SOPInstanceUID", "") or ""),
+                ds.frame + 1 if isinstance(ds, _Frame) else None,
+            )
+            for ds, _ in headers
+        )
+        self.frame_of_reference_uid = str(getattr(first, "FrameOfReferenceUID", "") or "") or None
+        """The series' ``FrameOfReferenceUID`` (its first slice's); ``None`` where it states none."""
         self._frames: list[_FrameRead | None] = [
             _FrameRead.of(ds) if isinstance(ds, _Frame) else None for ds, _ in headers
         ]
@@ -160,6 +169,16 @@ class DicomVolume(Volume):
         return tuple(
             (f, None if frame is None else frame.frame) for f, frame in zip(self._files, self._frames)
         )
+
+    def slices_by_instance(self) -> dict[tuple[str, int | None], int]:
+        """``(SOPInstanceUID, frame number)`` -> stored slice: how derived objects name a slice.
+
+        The frame number counts from 1 as DICOM's ``ReferencedFrameNumber`` does; ``None`` for a
+        single-frame file. A DICOM SEG's frames and an RT Structure Set's contours reference the
+        slices they were drawn on so; files without a ``SOPInstanceUID`` are left out. Read from
+        the headers opened with the series: nothing is read again.
+        """
+        return {key: k for k, key in enumerate(self._instances) if key[0]}
 
     @property
     def world_affine(self) -> np.ndarray | None:
@@ -289,8 +308,9 @@ _NOT_IMAGES: Mapping[str, tuple[str, str]] = MappingProxyType(
         ),
         "RTSTRUCT": (
             "an RT Structure Set (RTSTRUCT): contours drawn on another series, not an image",
-            "rasterise the contours on the series' grid first (3D Slicer's SlicerRT, or rt-utils) and "
-            "give the label map as NIfTI",
+            "the ct dataset fills an RTSTRUCT's contours on the DICOM series they were drawn on "
+            "({image: <series>, label: <rtstruct>.dcm}, classes named as its ROIs); elsewhere fill them "
+            "on the series' grid first (3D Slicer's SlicerRT, or rt-utils) and give the label map as NIfTI",
         ),
     }
 )
@@ -306,16 +326,42 @@ _NOT_IMAGE_CLASSES = MappingProxyType(
 """SOP classes of the objects in :data:`_NOT_IMAGES`, for files whose Modality is missing or other."""
 
 
+def _object_kind(ds: Any) -> str | None:
+    """``"SEG"`` or ``"RTSTRUCT"`` for such an object (by its SOP class, else its Modality); else ``None``."""
+    kind = _NOT_IMAGE_CLASSES.get(str(getattr(ds, "SOPClassUID", "") or ""))
+    if kind is None:
+        modality = str(getattr(ds, "Modality", "") or "").strip().upper()
+        kind = modality if modality in _NOT_IMAGES else None
+    return kind
+
+
+def dicom_object_kind(path: str | Path) -> str | None:
+    """``"SEG"`` or ``"RTSTRUCT"`` where ``path`` is a ``.dcm`` file holding one; ``None`` otherwise.
+
+    What a label file is decides how it is read: a DICOM Segmentation as a label map of its series
+    (:mod:`~inpaintssl.data.dicom_seg`), an RT Structure Set's contours filled on its series'
+    grid (:mod:`~inpaintssl.data.dicom_rtstruct`). Decided by the SOP class, else the Modality. A
+    folder, a file of another suffix, or one pydicom cannot read is neither (the image readers
+    say why such a file is refused, naming it). Reads the header only.
+    """
+    path = Path(path)
+    if not path.is_file() or not path.name.lower().endswith(".dcm"):
+        return None
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - not DICOM: the image reader says why, naming it
+        return None
+    return _object_kind(ds)
+
+
 def _check_is_image(ds: Any, path: Path, series_folder: Path | None) -> None:
     """Refuse a SEG or RTSTRUCT file by what it is, before its frames or missing pixels say something else.
 
     Read as a series, a SEG's frames (one per segment and slice) repeat positions, and an
     RTSTRUCT has no pixels at all: both messages would point away from the cause.
     """
-    kind = _NOT_IMAGE_CLASSES.get(str(getattr(ds, "SOPClassUID", "") or ""))
-    if kind is None:
-        modality = str(getattr(ds, "Modality", "") or "").strip().upper()
-        kind = modality if modality in _NOT_IMAGES else None
+    kind = _object_kind(ds)
     if kind is None:
         return
     what, remedy = _NOT_IMAGES[kind]

@@ -33,7 +33,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
-from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
 from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
@@ -52,16 +52,7 @@ def is_dicom_seg(path: str | Path) -> bool:
 
     A folder, a file of another suffix than ``.dcm`` or one that is not DICOM is not.
     """
-    path = Path(path)
-    if not path.is_file() or not path.name.lower().endswith(".dcm"):
-        return False
-    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001 - not DICOM: the image reader says why, naming it
-        return False
-    sop_class = str(getattr(ds, "SOPClassUID", "") or "")
-    return sop_class in SEGMENTATION_SOP_CLASSES or str(getattr(ds, "Modality", "")).strip().upper() == "SEG"
+    return dicom_object_kind(path) == "SEG"
 
 
 def _item(group: Any, sequence: str) -> Any:
@@ -99,13 +90,11 @@ class DicomSegVolume(Volume):
         if reference.reorientation is not None:
             raise ValueError("DicomSegVolume: open the reference series as stored, then reorient both")
         path = existing_path(path, what="DICOM SEG")
-        self._reference_files = reference.slice_sources
+        self._slices = int(reference.stored_shape[2])
         self._series_slice = (int(reference.stored_shape[0]), int(reference.stored_shape[1]))
         self._grid_affine = reference.world_affine
         self._series = str(reference.path)
-        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM SEG labels")
-        # Read once: every decode (the first, and each after a release) places its frames with it.
-        self._slice_of_source = self._slices_by_source(pydicom)
+        self._slice_of_source = reference.slices_by_instance()
         labels, self.segment_labels = self._decode_file(path)
         super().__init__(
             path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what="DICOM SEG"
@@ -127,16 +116,6 @@ class DicomSegVolume(Volume):
             self.__dict__["_cache"] = self._decode_file(self.path)[0]
         return self.__dict__["_cache"]
 
-    def _slices_by_source(self, pydicom: Any) -> dict[tuple[str, int | None], int]:
-        """``(SOPInstanceUID, frame number or None)`` -> stored slice of the series."""
-        uids: dict[Path, str] = {}
-        found: dict[tuple[str, int | None], int] = {}
-        for k, (file, frame) in enumerate(self._reference_files):
-            if file not in uids:
-                uids[file] = str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID)
-            found[(uids[file], None if frame is None else frame + 1)] = k
-        return found
-
     def _slice_at(self, position: Any) -> int | None:
         """The stored slice a frame at ``position`` (LPS mm, its first pixel) lies on, if any."""
         if position is None or self._grid_affine is None:
@@ -144,7 +123,7 @@ class DicomSegVolume(Volume):
         lps = np.array([*(float(v) for v in position), 1.0])
         ijk = np.linalg.solve(self._grid_affine, LPS_TO_RAS @ lps)[:3]
         k = round(float(ijk[2]))
-        if np.all(np.abs(ijk - [0.0, 0.0, k]) <= _ON_GRID) and 0 <= k < len(self._reference_files):
+        if np.all(np.abs(ijk - [0.0, 0.0, k]) <= _ON_GRID) and 0 <= k < self._slices:
             return k
         return None
 
@@ -164,7 +143,7 @@ class DicomSegVolume(Volume):
                 f"{where} is a FRACTIONAL segmentation (probabilities or occupancies); expected a BINARY "
                 "or LABELMAP one, a label per pixel: threshold it into a binary SEG first"
             )
-        shape = (int(ds.Rows), int(ds.Columns), len(self._reference_files))
+        shape = (int(ds.Rows), int(ds.Columns), self._slices)
         if shape[:2] != self._series_slice:
             raise DataError(
                 f"{where} has frames of {shape[0]}x{shape[1]} pixels but the series {self._series} has "

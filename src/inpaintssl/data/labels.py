@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NoReturn
 
@@ -34,6 +35,7 @@ __all__ = [
     "class_values",
     "merge_onehot",
     "onehot_from_values",
+    "plain_name",
 ]
 
 
@@ -48,6 +50,19 @@ the label's own bits: no int64 copy, no range test. A 256x256 uint8 slice of 3 c
 (``tests/data/test_data_labels_table.py`` checks that the two agree)."""
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def plain_name(name: str) -> str:
+    """A name compared without case, spaces, hyphens or underscores (``Left Kidney`` = ``left_kidney``).
+
+    How a class name is matched to the name a label file gives its region (a DICOM SEG's
+    ``SegmentLabel``, an RT Structure Set's ``ROIName``), which tools and people spell variously.
+
+    Example:
+        >>> plain_name("Left Kidney") == plain_name("left_kidney") == plain_name("LEFT-KIDNEY")
+        True
+    """
+    return re.sub(r"[\s_\-]+", "", name).casefold()
 
 
 def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, ...]:

@@ -1,0 +1,285 @@
+"""RT Structure Sets (RTSTRUCT) as label maps: their contours filled on the grid of the series they outline.
+
+Radiotherapy planning systems, MIM, 3D Slicer (SlicerRT), TCIA's collections and most hospital
+archives keep CT annotations as an RTSTRUCT: named regions (ROIs, ``StructureSetROISequence``), each
+a stack of closed polygons in patient millimetres (``ROIContourSequence``), each polygon naming the
+slice it was drawn on (``ContourImageSequence``). :class:`DicomRtStructVolume` fills the ROIs a
+training run asks for, by name, into a label map on the series' stored grid
+(:class:`~inpaintssl.data.dicom.DicomVolume`, ``(rows, columns, slices)``); the ``ct`` dataset reads
+a ``.dcm`` label that is an RTSTRUCT so, each class from the ROI of its name
+(:func:`~inpaintssl.data.labels.plain_name`: case, spaces, hyphens and underscores aside), stored
+as the class's value (``label_values``, by default ``k + 1``). ROI numbers are not used: each
+structure set numbers its ROIs in its own order.
+
+Filling: a pixel is in an ROI when its centre lies inside the ROI's polygons on its slice by the
+even-odd rule (:func:`~inpaintssl.data.contours.polygon_mask`), so a polygon drawn inside another
+is a hole, and ROIs sharing an edge share no pixel. A polygon is placed on the slice it references
+(instance, and frame in an Enhanced file), else by its points' position (within a tenth of a slice
+step of one slice). Where two classes' ROIs cover one pixel, the later class in ``roi_values``'s
+order keeps it and a warning names both and counts the pixels: hand-drawn neighbours overlap by a
+pixel or two, which a label map cannot hold.
+
+Refused, naming the file, the ROI and the contour: a class naming no ROI (the message lists the
+ROIs), or two ROIs of one name; an ROI of another frame of reference than the series; contours
+that are not ``CLOSED_PLANAR`` (points and open lines enclose no area); a contour referencing a
+slice its points do not lie on, lying on no slice, or outside the slices; a series without patient
+geometry (its contours, in millimetres, cannot be placed).
+
+Example:
+    >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
+    >>> volume = DicomRtStructVolume(
+    ...     "rtstruct.dcm", reference=series, roi_values={"liver": 1, "spleen": 2}
+    ... )  # doctest: +SKIP
+    >>> volume.shape, volume.roi_names  # doctest: +SKIP
+    ((512, 512, 120), {1: 'BODY', 2: 'Liver', 3: 'Spleen'})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import existing_path
+from inpaintssl.data.contours import polygon_mask
+from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
+from inpaintssl.data.labels import plain_name
+from inpaintssl.data.orientation import LPS_TO_RAS
+from inpaintssl.data.readers import Volume
+from inpaintssl.extras import import_optional
+from inpaintssl.warning_format import warn_each_time
+
+__all__ = ["ON_SLICE", "DicomRtStructVolume", "is_dicom_rtstruct"]
+
+ON_SLICE = 0.1
+"""Largest distance of an unreferenced contour's points from the slice it is placed on, in slice steps."""
+
+_OFF_GRID = 1.0
+"""How far (in pixels) a contour's points may reach past the slice's outer pixel centres."""
+
+_REFERENCED_SLICE = 0.5
+"""Largest distance (in slice steps) of a referenced contour's points from the slice it references."""
+
+
+def is_dicom_rtstruct(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.dcm`` file holding an RT Structure Set (by SOP class, else Modality)."""
+    return dicom_object_kind(path) == "RTSTRUCT"
+
+
+def _items(group: Any, sequence: str) -> list[Any]:
+    return list(getattr(group, sequence, None) or [])
+
+
+class DicomRtStructVolume(Volume):
+    """The ROIs of an RT Structure Set named in ``roi_values``, filled on ``reference``'s grid.
+
+    Args:
+        path: The RTSTRUCT file (``.dcm``).
+        reference (inpaintssl.data.dicom.DicomVolume): The series the contours were drawn on,
+            opened as stored (before any :meth:`~Volume.reorient`: the label map is built on its
+            stored grid, and both may be reoriented afterwards, alike).
+        roi_values: ROI name -> the value its pixels get (``>= 1``), in painting order: where ROIs
+            overlap, the later one keeps the pixel. Names are matched as
+            :func:`~inpaintssl.data.labels.plain_name` compares them.
+
+    Attributes:
+        roi_names: ``ROINumber`` -> ``ROIName`` of every ROI the file describes.
+        overlaps: ``(earlier name, later name)`` -> pixels the later ROI took from the earlier.
+
+    Raises:
+        DataError: See the module docstring; the message names the file (and the ROI and contour).
+        TypeError: ``reference`` is not a DICOM series.
+        ValueError: ``reference`` is reoriented, or a value in ``roi_values`` is below 1.
+    """
+
+    reads_on_threads = False  # pydicom parses in Python, holding its lock
+
+    def __init__(self, path: str | Path, *, reference: Volume, roi_values: Mapping[str, int]) -> None:
+        if not isinstance(reference, DicomVolume):
+            raise TypeError(
+                f"DicomRtStructVolume: reference is a {type(reference).__name__}; expected the DicomVolume "
+                "of the series the contours were drawn on"
+            )
+        if reference.reorientation is not None:
+            raise ValueError("DicomRtStructVolume: open the reference series as stored, then reorient both")
+        low = {name: value for name, value in roi_values.items() if int(value) < 1}
+        if low:
+            raise ValueError(f"DicomRtStructVolume: roi_values {low} are below 1; 0 is the background")
+        path = existing_path(path, what="DICOM RTSTRUCT")
+        self._where = f"DICOM RTSTRUCT {path}"
+        self._series = str(reference.path)
+        if reference.world_affine is None:
+            raise DataError(
+                f"{self._where}: its series {self._series} states no patient geometry (ImagePositionPatient, "
+                "ImageOrientationPatient, PixelSpacing), so contours in millimetres cannot be placed on its "
+                "pixels; expected a series with its geometry"
+            )
+        self._grid_affine: np.ndarray = np.array(reference.world_affine, dtype=np.float64)
+        rows, columns, slices = (int(n) for n in reference.stored_shape)
+        self._grid_shape = (rows, columns, slices)
+        self._values = {name: int(value) for name, value in roi_values.items()}
+        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM RTSTRUCT labels")
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as exc:  # pydicom raises many types for a bad file
+            raise DataError(f"{self._where} cannot be read: {type(exc).__name__}: {exc}") from exc
+        self.roi_names = {
+            int(roi.ROINumber): str(getattr(roi, "ROIName", "") or "")
+            for roi in _items(ds, "StructureSetROISequence")
+        }
+        chosen = self._choose_rois(ds, reference.frame_of_reference_uid)
+        # Kept instead of the file: each fill (the first, and each after a release) starts from them.
+        self._polygons = self._read_polygons(ds, chosen, reference.slices_by_instance())
+        self.overlaps: dict[tuple[str, str], int] = {}
+        labels = self._fill()
+        super().__init__(
+            path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what="DICOM RTSTRUCT"
+        )
+        self.__dict__["_cache"] = labels
+        self.has_geometry = reference.has_geometry
+        self._affine: np.ndarray | None = self._grid_affine.copy()
+        if self.overlaps:
+            said = "; ".join(
+                f"{later!r} over {earlier!r} on {pixels} pixels"
+                for (earlier, later), pixels in self.overlaps.items()
+            )
+            warn_each_time(
+                f"{self._where}: ROIs overlap ({said}); each pixel is given the ROI later in the class "
+                "order. Check the contours where an overlap is more than an edge's pixels",
+                UserWarning,
+            )
+
+    @property
+    def world_affine(self) -> np.ndarray | None:
+        """The series' voxel-to-world matrix (RAS+): the contours are filled on its grid."""
+        return self._affine
+
+    def _set_world_affine(self, affine: np.ndarray) -> None:
+        self._affine = affine
+
+    def _array(self) -> Any:
+        if "_cache" not in self.__dict__:
+            self.__dict__["_cache"] = self._fill()
+        return self.__dict__["_cache"]
+
+    def _choose_rois(self, ds: Any, series_frame: str | None) -> dict[int, str]:
+        """``ROINumber`` -> requested name, for every name of ``roi_values``."""
+        by_name: dict[str, list[int]] = {}
+        for number, name in self.roi_names.items():
+            by_name.setdefault(plain_name(name), []).append(number)
+        listed = ", ".join(f"{number} {name!r}" for number, name in sorted(self.roi_names.items()))
+        chosen: dict[int, str] = {}
+        for name in self._values:
+            numbers = by_name.get(plain_name(name), [])
+            if not numbers:
+                raise DataError(
+                    f"{self._where} has no ROI named {name!r} (its ROIs: {listed or 'none'}); expected an "
+                    "ROI of each class's name (case, spaces, hyphens and underscores aside): name the "
+                    "classes as the ROIs"
+                )
+            if len(numbers) > 1:
+                raise DataError(
+                    f"{self._where} has {len(numbers)} ROIs named {name!r} (numbers {numbers}); expected "
+                    "one, so that a class reads one region"
+                )
+            chosen[numbers[0]] = name
+        for roi in _items(ds, "StructureSetROISequence"):
+            number = int(roi.ROINumber)
+            frame = str(getattr(roi, "ReferencedFrameOfReferenceUID", "") or "")
+            if number in chosen and frame and series_frame and frame != series_frame:
+                raise DataError(
+                    f"{self._where}: ROI {number} {self.roi_names[number]!r} is drawn in frame of reference "
+                    f"{frame} but the series {self._series} is in {series_frame}; expected the structure set "
+                    "of that series"
+                )
+        return chosen
+
+    def _read_polygons(
+        self, ds: Any, chosen: Mapping[int, str], slices: Mapping[tuple[str, int | None], int]
+    ) -> dict[str, dict[int, list[np.ndarray]]]:
+        """Requested name -> slice -> its polygons in pixel coordinates of that slice."""
+        polygons: dict[str, dict[int, list[np.ndarray]]] = {name: {} for name in self._values}
+        to_index = np.linalg.inv(self._grid_affine) @ LPS_TO_RAS
+        for roi in _items(ds, "ROIContourSequence"):
+            number = int(getattr(roi, "ReferencedROINumber", -1))
+            if number not in chosen:
+                continue
+            where = f"{self._where}: ROI {number} {self.roi_names.get(number, '')!r}"
+            for c, contour in enumerate(_items(roi, "ContourSequence"), start=1):
+                kind = str(getattr(contour, "ContourGeometricType", "") or "").strip().upper()
+                if kind != "CLOSED_PLANAR":
+                    raise DataError(
+                        f"{where}, contour {c} is {kind or 'of no ContourGeometricType'}; expected "
+                        "CLOSED_PLANAR contours: a class's region must enclose an area (points and open "
+                        "lines enclose none)"
+                    )
+                values = np.asarray([float(v) for v in getattr(contour, "ContourData", None) or []])
+                if values.size < 9 or values.size % 3:
+                    raise DataError(
+                        f"{where}, contour {c} has {values.size} ContourData values; expected x, y, z "
+                        "triplets of at least 3 points"
+                    )
+                lps = np.column_stack([values.reshape(-1, 3), np.ones(values.size // 3)])
+                index = (to_index @ lps.T).T[:, :3]
+                k = self._contour_slice(contour, index[:, 2], slices, f"{where}, contour {c}")
+                self._check_in_plane(index[:, :2], f"{where}, contour {c}")
+                polygons[chosen[number]].setdefault(k, []).append(index[:, :2])
+        return polygons
+
+    def _contour_slice(
+        self, contour: Any, depth: np.ndarray, slices: Mapping[tuple[str, int | None], int], where: str
+    ) -> int:
+        """The stored slice a contour lies on: the one it references, else the one its points are on."""
+        referenced = None
+        for image in _items(contour, "ContourImageSequence"):
+            number = getattr(image, "ReferencedFrameNumber", None)
+            key = (str(image.ReferencedSOPInstanceUID), None if number in (None, "") else int(number))
+            referenced = slices.get(key, referenced)
+        at = f"at slice position {float(np.mean(depth)):.3f}"
+        if referenced is not None:
+            if np.abs(depth - referenced).max() > _REFERENCED_SLICE:
+                raise DataError(
+                    f"{where} references slice {referenced} of the series {self._series} but its points lie "
+                    f"{at} (in slice steps along the series); expected them on the slice it references"
+                )
+            return int(referenced)
+        k = round(float(np.mean(depth)))
+        if not 0 <= k < self._grid_shape[2] or np.abs(depth - k).max() > ON_SLICE:
+            raise DataError(
+                f"{where} references no slice of the series {self._series} and its points lie {at} (in slice "
+                f"steps; the series has slices 0 to {self._grid_shape[2] - 1}), on none of them; expected "
+                "the structure set of that series"
+            )
+        return k
+
+    def _check_in_plane(self, points: np.ndarray, where: str) -> None:
+        limit = np.array(self._grid_shape[:2], dtype=float) - 1.0 + _OFF_GRID
+        if (points < -_OFF_GRID).any() or (points > limit).any():
+            low, high = points.min(axis=0), points.max(axis=0)
+            raise DataError(
+                f"{where} reaches pixels ({low[0]:.1f}, {low[1]:.1f}) to ({high[0]:.1f}, {high[1]:.1f}) but "
+                f"the series {self._series} has slices of {self._grid_shape[0]}x{self._grid_shape[1]}; "
+                "expected contours on its slices"
+            )
+
+    def _fill(self) -> np.ndarray:
+        """The label map: each requested ROI's polygons filled with its value, in ``roi_values``'s order."""
+        dtype = np.min_scalar_type(max(self._values.values(), default=1))
+        labels = np.zeros(self._grid_shape, dtype=dtype)
+        owner = np.full(self._grid_shape, -1, dtype=np.int16)  # which name holds a pixel, for overlaps
+        names = list(self._values)
+        overlaps: dict[tuple[str, str], int] = {}
+        for n, name in enumerate(names):
+            for k, polygons in sorted(self._polygons[name].items()):
+                mask = polygon_mask(polygons, self._grid_shape[:2])
+                for earlier in np.unique(owner[:, :, k][mask]):
+                    if earlier >= 0 and earlier != n:
+                        pair = (names[earlier], name)
+                        overlaps[pair] = overlaps.get(pair, 0) + int((owner[:, :, k][mask] == earlier).sum())
+                labels[:, :, k][mask] = self._values[name]
+                owner[:, :, k][mask] = n
+        self.overlaps = overlaps
+        return labels

@@ -1,0 +1,276 @@
+"""An RT Structure Set read as the label map of the series its contours were drawn on.
+
+The contours are drawn around known pixels: rectangles and rings along pixel edges, placed in
+patient millimetres with DICOM's own pixel-to-patient formula (PS3.3 C.7.6.2.1.1: position +
+column x column spacing x row direction + row x row spacing x column direction), not through the
+library's affines. The expectation is those pixels, written as a NIfTI label on the series'
+patient affine, a label path the ``ct`` dataset already pairs and checks: both must give the
+same label slices, stored and reoriented.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from dicom_helpers import write_enhanced, write_rtstruct, write_series
+from inpaintssl.data.base import DataError
+from inpaintssl.data.ct import ct_dataset
+from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom_rtstruct import DicomRtStructVolume, is_dicom_rtstruct
+
+pydicom = pytest.importorskip("pydicom")
+
+ROWS, COLUMNS, SLICES = 12, 10, 4
+SPACING = (0.5, 0.75)  # PixelSpacing: between rows, between columns (dicom_helpers' default)
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+FRAME = "1.2.3.4"  # the series' FrameOfReferenceUID
+
+
+def _rtstruct(path: Path, rois: list[tuple[int, str, list[dict[str, Any]]]], **written: Any) -> Path:
+    return write_rtstruct(path, rois, **{"frame_of_reference": FRAME, **written})
+
+
+def _positions(orientation: tuple[float, ...]) -> list[tuple[float, float, float]]:
+    normal = np.cross(orientation[:3], orientation[3:])
+    return [tuple(np.array([-30.0, 12.5, 5.0]) + 2.5 * k * normal) for k in range(SLICES)]  # type: ignore[misc]
+
+
+def _series(folder: Path, *, orientation: tuple[float, ...] = AXIAL, seed: int = 0) -> Path:
+    stored = np.random.default_rng(seed).integers(-200, 300, (SLICES, ROWS, COLUMNS)).astype(np.int16) + 1024
+    stored[:, 0, 0] = 24  # air in a corner, as every CT slice has
+    return write_series(
+        folder,
+        stored,
+        modality="CT",
+        positions=_positions(orientation),
+        orientation=orientation,
+        rescale=[(1.0, -1024.0)] * SLICES,
+        identity={"FrameOfReferenceUID": FRAME},
+    )
+
+
+def _millimetres(series: Path, k: int, pixels: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` (row, column) pixel coordinates of stored slice ``k`` -> ``(n, 3)`` patient LPS mm."""
+    files = sorted(series.glob("*.dcm"), key=lambda f: int(pydicom.dcmread(f).InstanceNumber))
+    ds = pydicom.dcmread(files[k])
+    position = np.array([float(v) for v in ds.ImagePositionPatient])
+    row_direction = np.array([float(v) for v in ds.ImageOrientationPatient[:3]])
+    column_direction = np.array([float(v) for v in ds.ImageOrientationPatient[3:]])
+    between_rows, between_columns = (float(v) for v in ds.PixelSpacing)
+    rows, columns = pixels[:, 0:1], pixels[:, 1:2]
+    return position + columns * between_columns * row_direction + rows * between_rows * column_direction
+
+
+def _uid(series: Path, k: int) -> str:
+    files = sorted(series.glob("*.dcm"), key=lambda f: int(pydicom.dcmread(f).InstanceNumber))
+    return str(pydicom.dcmread(files[k]).SOPInstanceUID)
+
+
+def _box(top: int, left: int, bottom: int, right: int) -> np.ndarray:
+    """The outline (along pixel edges) of pixels rows ``top..bottom - 1``, columns ``left..right - 1``."""
+    a, b, c, d = top - 0.5, left - 0.5, bottom - 0.5, right - 0.5
+    return np.array([(a, b), (a, d), (c, d), (c, b)])
+
+
+def _contour(series: Path, k: int, box: np.ndarray, *, referenced: bool = True) -> dict[str, Any]:
+    return {"points": _millimetres(series, k, box), "image": (_uid(series, k), None) if referenced else None}
+
+
+def _drawn(
+    series: Path, *, referenced: bool = True
+) -> tuple[list[tuple[int, str, list[dict[str, Any]]]], np.ndarray]:
+    """A liver box with a hole on slices 0-2, a spleen box on slices 1-2, and the expected label map."""
+    expected = np.zeros((ROWS, COLUMNS, SLICES), np.uint8)
+    liver, spleen = [], []
+    for k in range(3):
+        liver.append(_contour(series, k, _box(1, 1, 7, 6), referenced=referenced))
+        liver.append(_contour(series, k, _box(3, 2, 5, 4), referenced=referenced))  # a hole
+        expected[1:7, 1:6, k] = 1
+        expected[3:5, 2:4, k] = 0
+    for k in (1, 2):
+        spleen.append(_contour(series, k, _box(8, 6, 11, 9), referenced=referenced))
+        expected[8:11, 6:9, k] = 2
+    # ROI numbers out of class order, names spelt otherwise, and an ROI no class asks for.
+    body = [_contour(series, k, _box(0, 0, ROWS, COLUMNS), referenced=referenced) for k in range(SLICES)]
+    return [(7, "BODY", body), (5, "Spleen", spleen), (3, "LIVER", liver)], expected
+
+
+def _nifti_twin(series: Path, labels: np.ndarray, target: Path) -> Path:
+    volume = DicomVolume(series)
+    assert volume.patient_affine is not None
+    nib.Nifti1Image(labels, volume.patient_affine).to_filename(target)  # type: ignore[no-untyped-call]
+    return target
+
+
+def _label_slices(image: Path, label: Path, orientation: str | None) -> list[np.ndarray]:
+    dataset = ct_dataset(
+        split="train",
+        cases={"train": [{"image": str(image), "label": str(label)}]},
+        class_names=["liver", "spleen"],
+        orientation=orientation,
+    )
+    return [dataset[i]["label"].numpy() for i in range(len(dataset))]
+
+
+@pytest.mark.parametrize("orientation", [None, "LPS", "SAR"])
+@pytest.mark.parametrize("drawn_on", [AXIAL, SAGITTAL], ids=["axial", "sagittal"])
+@pytest.mark.parametrize("referenced", [True, False], ids=["referenced", "by-position"])
+def test_an_rtstruct_label_reads_as_its_nifti_twin(
+    tmp_path: Path, drawn_on: tuple[float, ...], referenced: bool, orientation: str | None
+) -> None:
+    series = _series(tmp_path / "series", orientation=drawn_on)
+    rois, expected = _drawn(series, referenced=referenced)
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
+    twin = _nifti_twin(series, expected, tmp_path / "twin.nii.gz")
+    assert is_dicom_rtstruct(rtstruct) and not is_dicom_rtstruct(twin) and not is_dicom_rtstruct(series)
+
+    from_rtstruct = _label_slices(series, rtstruct, orientation)
+    from_nifti = _label_slices(series, twin, orientation)
+    assert len(from_rtstruct) == len(from_nifti) > 0
+    for mine, theirs in zip(from_rtstruct, from_nifti):
+        assert np.array_equal(mine, theirs)
+    assert sum(s.sum() for s in from_rtstruct) > 0
+
+
+def test_the_volume_holds_the_requested_rois_with_their_values(tmp_path: Path) -> None:
+    series = _series(tmp_path / "series")
+    rois, expected = _drawn(series)
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
+    volume = DicomRtStructVolume(
+        rtstruct, reference=DicomVolume(series), roi_values={"liver": 4, "spleen": 9}
+    )
+    assert volume.roi_names == {7: "BODY", 5: "Spleen", 3: "LIVER"}
+    assert volume.shape == expected.shape and volume.overlaps == {}
+    held = np.stack([volume.read(k) for k in range(SLICES)], axis=2)
+    assert np.array_equal(held, np.select([expected == 1, expected == 2], [4, 9], 0))
+    volume.release()
+    assert np.array_equal(volume.read(2), held[:, :, 2])
+
+
+def test_an_enhanced_series_frames_are_referenced_by_frame_number(tmp_path: Path) -> None:
+    classic = _series(tmp_path / "classic")
+    order = [2, 0, 3, 1]  # frames stored out of position order
+    stored = np.stack([pydicom.dcmread(classic / f"im{k}.dcm").pixel_array for k in range(SLICES)])
+    enhanced = tmp_path / "enhanced.dcm"
+    write_enhanced(
+        enhanced,
+        stored[order],
+        modality="CT",
+        positions=[_positions(AXIAL)[k] for k in order],
+        rescale=[(1.0, -1024.0)] * SLICES,
+    )
+    uid = str(pydicom.dcmread(enhanced).SOPInstanceUID)
+    # Slice k is frame order.index(k) + 1; the points alone would place each contour too, so they are
+    # drawn one slice off (within the half step a referenced contour may be off) to see the reference win.
+    contours = []
+    expected = np.zeros((ROWS, COLUMNS, SLICES), np.uint8)
+    for k in range(SLICES):
+        points = _millimetres(classic, k, _box(k, k, k + 3, k + 4))
+        points[:, 2] += 1.0  # 0.4 of the 2.5 mm step
+        contours.append({"points": points, "image": (uid, order.index(k) + 1)})
+        expected[k : k + 3, k : k + 4, k] = 1
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "liver", contours)])
+    volume = DicomRtStructVolume(rtstruct, reference=DicomVolume(enhanced), roi_values={"liver": 1})
+    assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), expected)
+
+
+def test_overlapping_rois_give_the_pixel_to_the_later_class_and_warn(tmp_path: Path) -> None:
+    series = _series(tmp_path / "series")
+    a = [_contour(series, 1, _box(2, 2, 6, 6))]
+    b = [_contour(series, 1, _box(4, 4, 8, 8))]  # 2 x 2 pixels in common
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "a", a), (2, "b", b)])
+    with pytest.warns(UserWarning, match=r"ROIs overlap \('b' over 'a' on 4 pixels\)"):
+        volume = DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"a": 1, "b": 2})
+    assert volume.overlaps == {("a", "b"): 4}
+    label = volume.read(1)
+    assert (label == 2).sum() == 16 and (label == 1).sum() == 12 and label[4:6, 4:6].min() == 2
+
+
+def test_an_roi_without_contours_is_an_empty_class(tmp_path: Path) -> None:
+    series = _series(tmp_path / "series")
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "liver", [])])
+    volume = DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})
+    assert not volume.read(0).any() and volume.shape == (ROWS, COLUMNS, SLICES)
+
+
+def _refused(tmp_path: Path, rois: list[tuple[int, str, list[dict[str, Any]]]], **written: Any) -> str:
+    series = tmp_path / "series"
+    if not series.exists():  # the contours were drawn on it
+        _series(series)
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois, **written)
+    with pytest.raises(DataError) as raised:
+        DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})
+    message = str(raised.value)
+    assert message.startswith(f"DICOM RTSTRUCT {rtstruct}")
+    return message
+
+
+def test_a_class_naming_no_roi_is_refused_listing_the_rois(tmp_path: Path) -> None:
+    message = _refused(tmp_path, [(1, "Spleen", []), (2, "Body", [])])
+    assert "has no ROI named 'liver' (its ROIs: 1 'Spleen', 2 'Body')" in message
+
+
+def test_two_rois_of_one_name_are_refused(tmp_path: Path) -> None:
+    message = _refused(tmp_path, [(1, "Liver", []), (4, "liver ", [])])
+    assert "has 2 ROIs named 'liver' (numbers [1, 4]); expected one" in message
+
+
+def test_an_roi_of_another_frame_of_reference_is_refused(tmp_path: Path) -> None:
+    message = _refused(tmp_path, [(1, "liver", [])], frame_of_reference="9.9.9")
+    assert "ROI 1 'liver' is drawn in frame of reference 9.9.9 but the series" in message
+    assert "is in 1.2.3.4" in message
+
+
+def test_points_are_refused_as_a_class(tmp_path: Path) -> None:
+    series_dir = tmp_path / "series"
+    _series(series_dir)
+    point = {"points": _millimetres(series_dir, 0, np.array([(2.0, 2.0)] * 3)), "kind": "POINT"}
+    message = _refused(tmp_path, [(1, "liver", [point])])
+    assert "ROI 1 'liver', contour 1 is POINT; expected CLOSED_PLANAR contours" in message
+
+
+def test_a_contour_off_the_slice_it_references_is_refused(tmp_path: Path) -> None:
+    series_dir = tmp_path / "series"
+    _series(series_dir)
+    contour = {"points": _millimetres(series_dir, 3, _box(1, 1, 4, 4)), "image": (_uid(series_dir, 1), None)}
+    message = _refused(tmp_path, [(1, "liver", [contour])])
+    assert re.search(
+        r"contour 1 references slice 1 of the series .* but its points lie at slice position 3\.000", message
+    )
+
+
+def test_a_contour_between_slices_is_refused(tmp_path: Path) -> None:
+    series_dir = tmp_path / "series"
+    _series(series_dir)
+    points = _millimetres(series_dir, 1, _box(1, 1, 4, 4))
+    points[:, 2] += 1.25  # half a step
+    message = _refused(tmp_path, [(1, "liver", [{"points": points}])])
+    assert "contour 1 references no slice of the series" in message
+    assert "lie at slice position 1.500 (in slice steps; the series has slices 0 to 3)" in message
+
+
+def test_a_contour_outside_the_slices_is_refused(tmp_path: Path) -> None:
+    series_dir = tmp_path / "series"
+    _series(series_dir)
+    contour = _contour(series_dir, 0, _box(5, 5, 20, 8))
+    message = _refused(tmp_path, [(1, "liver", [contour])])
+    assert "contour 1 reaches pixels (4.5, 4.5) to (19.5, 7.5) but the series" in message
+    assert "has slices of 12x10" in message
+
+
+def test_a_label_of_an_image_that_is_no_dicom_series_is_refused(tmp_path: Path) -> None:
+    series = _series(tmp_path / "series")
+    rois, expected = _drawn(series)
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
+    image = _nifti_twin(series, expected, tmp_path / "image.nii.gz")
+    with pytest.raises(
+        DataError, match=r"is a DICOM RTSTRUCT, which annotates a DICOM series, but its image"
+    ):
+        _label_slices(image, rtstruct, None)
