@@ -56,8 +56,10 @@ def polygon_mask(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.n
     """
     rows, columns = shape
     # Per row, crossings toggle the parity of every centre before them: +1 at column 0 and -1
-    # just past the last centre before the crossing, summed over all polygons, then a cumulative sum.
-    toggles = np.zeros((rows, columns + 1), dtype=np.int64)
+    # just past the last centre before the crossing, summed over all polygons, then a cumulative
+    # sum over the rows some edge crosses.
+    crossed_rows: list[np.ndarray] = []
+    crossed_before: list[np.ndarray] = []
     for number, polygon in enumerate(polygons):
         vertices = np.asarray(polygon, dtype=np.float64)
         if vertices.ndim != 2 or vertices.shape[1] != 2 or vertices.shape[0] < 3:
@@ -82,7 +84,17 @@ def polygon_mask(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.n
         crossing = b0 + (row - a0) * (b1 - b0) / (a1 - a0)
         # Centres c < crossing: columns 0 .. ceil(crossing) - 1.
         before = np.clip(np.ceil(crossing), 0, columns).astype(np.int64)
-        np.add.at(toggles, (row, np.zeros_like(row)), 1)
-        np.add.at(toggles, (row, before), -1)
-    parity: np.ndarray = (np.cumsum(toggles[:, :columns], axis=1) % 2).astype(bool)
-    return parity
+        crossed_rows.append(row)
+        crossed_before.append(before)
+    mask = np.zeros(shape, dtype=bool)
+    if not crossed_rows:
+        return mask
+    row, before = np.concatenate(crossed_rows), np.concatenate(crossed_before)
+    top, bottom = int(row.min()), int(row.max()) + 1
+    width = columns + 1
+    flat = (row - top) * width
+    size = (bottom - top) * width
+    toggles = np.bincount(flat, minlength=size) - np.bincount(flat + before, minlength=size)
+    counts = np.cumsum(toggles.reshape(bottom - top, width)[:, :columns], axis=1)
+    mask[top:bottom] = (counts % 2).astype(bool)
+    return mask

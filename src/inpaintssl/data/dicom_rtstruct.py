@@ -269,17 +269,20 @@ class DicomRtStructVolume(Volume):
         """The label map: each requested ROI's polygons filled with its value, in ``roi_values``'s order."""
         dtype = np.min_scalar_type(max(self._values.values(), default=1))
         labels = np.zeros(self._grid_shape, dtype=dtype)
-        owner = np.full(self._grid_shape, -1, dtype=np.int16)  # which name holds a pixel, for overlaps
         names = list(self._values)
         overlaps: dict[tuple[str, str], int] = {}
-        for n, name in enumerate(names):
-            for k, polygons in sorted(self._polygons[name].items()):
+        for k in sorted({k for name in names for k in self._polygons[name]}):
+            owner = np.full(self._grid_shape[:2], -1, dtype=np.int32)  # which name holds a pixel
+            for n, name in enumerate(names):
+                polygons = self._polygons[name].get(k)
+                if not polygons:
+                    continue
                 mask = polygon_mask(polygons, self._grid_shape[:2])
-                for earlier in np.unique(owner[:, :, k][mask]):
-                    if earlier >= 0 and earlier != n:
-                        pair = (names[earlier], name)
-                        overlaps[pair] = overlaps.get(pair, 0) + int((owner[:, :, k][mask] == earlier).sum())
+                taken = owner[mask]
+                for earlier, pixels in zip(*np.unique(taken[taken >= 0], return_counts=True)):
+                    pair = (names[int(earlier)], name)
+                    overlaps[pair] = overlaps.get(pair, 0) + int(pixels)
                 labels[:, :, k][mask] = self._values[name]
-                owner[:, :, k][mask] = n
+                owner[mask] = n
         self.overlaps = overlaps
         return labels
