@@ -274,3 +274,51 @@ def test_a_label_of_an_image_that_is_no_dicom_series_is_refused(tmp_path: Path) 
         DataError, match=r"is a DICOM RTSTRUCT, which annotates a DICOM series, but its image"
     ):
         _label_slices(image, rtstruct, None)
+
+
+def test_a_single_l3_slice_takes_its_body_composition_contours(tmp_path: Path) -> None:
+    # The paper's CT cases: one .dcm slice each, with the default classes muscle, imat, vat, sat.
+    series = _series(tmp_path / "series")
+    single = series / "im2.dcm"
+    rois = [
+        (1, "SAT", [_contour(series, 2, _box(0, 0, 12, 10))]),
+        (2, "Muscle", [_contour(series, 2, _box(2, 2, 10, 8)), _contour(series, 2, _box(4, 4, 8, 6))]),
+        (3, "VAT", [_contour(series, 2, _box(4, 4, 8, 6))]),
+    ]
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
+    with pytest.raises(
+        DataError, match=r"has no ROI named 'imat' \(its ROIs: 1 'SAT', 2 'Muscle', 3 'VAT'\)"
+    ):
+        ct_dataset(split="train", cases={"train": [{"image": str(single), "label": str(rtstruct)}]})
+    with pytest.warns(
+        UserWarning, match=r"ROIs overlap \('sat' over 'muscle' on 40 pixels; 'sat' over 'vat' on 8"
+    ):
+        dataset = ct_dataset(
+            split="train",
+            cases={"train": [{"image": str(single), "label": str(rtstruct)}]},
+            class_names=["muscle", "vat", "sat"],
+            label_values={"muscle": 1, "vat": 3, "sat": 4},
+        )
+    assert len(dataset) == 1
+    onehot = dataset[0]["label"].numpy().astype(bool)  # (classes, rows, columns)
+    # SAT is listed last, so it keeps every pixel of its outline: the whole slice. Listed first instead
+    # (in class_names), muscle and VAT are drawn over it.
+    assert onehot.shape == (3, ROWS, COLUMNS) and onehot[2].all() and not onehot[:2].any()
+    with pytest.warns(
+        UserWarning, match=r"ROIs overlap \('muscle' over 'sat' on 40 pixels; 'vat' over 'sat' on 8"
+    ):
+        inner = (
+            ct_dataset(
+                split="train",
+                cases={"train": [{"image": str(single), "label": str(rtstruct)}]},
+                class_names=["sat", "muscle", "vat"],
+            )[0]["label"]
+            .numpy()
+            .astype(bool)
+        )
+    expected_muscle = np.zeros((ROWS, COLUMNS), bool)
+    expected_muscle[2:10, 2:8] = True
+    expected_muscle[4:8, 4:6] = False  # muscle's hole, which VAT fills
+    assert np.array_equal(inner[1], expected_muscle)
+    assert inner[2].sum() == 8 and inner[2][4:8, 4:6].all()
+    assert np.array_equal(inner[0], ~(inner[1] | inner[2]))
