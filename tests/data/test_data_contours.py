@@ -1,4 +1,5 @@
-"""``polygon_mask`` against a point-by-point crossing-number test, hand-worked masks and invariants.
+"""``polygon_mask`` against a point-by-point crossing-number test, hand-worked masks and invariants;
+``mask_outlines`` by filling its outlines back and by Green's theorem.
 
 The reference is W. R. Franklin's PNPOLY written out per pixel centre in plain Python: the
 vectorised filler must agree with it on every pixel, centres on edges and vertices included.
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from inpaintssl.data.contours import polygon_mask
+from inpaintssl.data.contours import mask_outlines, polygon_mask
 
 
 def _pnpoly(polygon: np.ndarray, row: float, column: float) -> bool:
@@ -138,3 +140,64 @@ def test_nothing_outside_the_slice_and_no_polygons_give_an_empty_mask() -> None:
 def test_bad_polygons_are_refused(polygon: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         polygon_mask([polygon], (4, 4))
+
+
+_MASKS = st.tuples(st.integers(1, 12), st.integers(1, 12)).flatmap(lambda shape: arrays(bool, shape))
+
+
+def _signed_area(polygon: np.ndarray) -> float:
+    rows, columns = polygon[:, 0], polygon[:, 1]
+    return 0.5 * float(np.dot(rows, np.roll(columns, -1)) - np.dot(np.roll(rows, -1), columns))
+
+
+@settings(max_examples=300, deadline=None)
+@given(mask=_MASKS)
+def test_outlines_fill_back_to_the_mask_and_enclose_its_area(mask: np.ndarray) -> None:
+    outlines = mask_outlines(mask)
+    assert np.array_equal(polygon_mask(outlines, mask.shape), mask)
+    # Green's theorem: walked with the mask on their right (rows down), the outlines' signed areas
+    # (in (row, column) order) sum to minus the pixel count; holes subtract.
+    assert sum(_signed_area(o) for o in outlines) == pytest.approx(-float(mask.sum()))
+    for outline in outlines:
+        assert np.array_equal(outline % 1, np.full(outline.shape, 0.5))  # on pixel corners
+        steps = np.roll(outline, -1, axis=0) - outline
+        assert np.all((steps == 0).sum(axis=1) == 1)  # each step along one axis
+        turns = (
+            steps[:, 0] * np.roll(steps, -1, axis=0)[:, 1] - steps[:, 1] * np.roll(steps, -1, axis=0)[:, 0]
+        )
+        assert np.all(turns != 0)  # a vertex only where the outline turns
+
+
+@settings(max_examples=100, deadline=None)
+@given(mask=_MASKS)
+def test_the_edges_walked_are_the_masks_boundary_each_once(mask: np.ndarray) -> None:
+    padded = np.pad(mask, 1)
+    boundary = int((padded[1:] != padded[:-1]).sum() + (padded[:, 1:] != padded[:, :-1]).sum())
+    walked = sum(int(np.abs(np.roll(o, -1, axis=0) - o).sum()) for o in mask_outlines(mask))
+    assert walked == boundary
+
+
+def test_a_ring_is_an_outline_and_a_hole_walked_the_other_way() -> None:
+    ring = np.zeros((6, 6), bool)
+    ring[1:5, 1:5] = True
+    ring[2:4, 2:4] = False
+    outer, hole = mask_outlines(ring)
+    assert outer.tolist() == [[0.5, 0.5], [0.5, 4.5], [4.5, 4.5], [4.5, 0.5]]
+    assert hole.tolist() == [[1.5, 1.5], [3.5, 1.5], [3.5, 3.5], [1.5, 3.5]]
+    assert _signed_area(outer) == -16 and _signed_area(hole) == 4
+
+
+def test_pixels_touching_at_a_corner_keep_their_own_outlines() -> None:
+    mask = np.zeros((3, 3), bool)
+    mask[0, 0] = mask[1, 1] = True
+    outlines = mask_outlines(mask)
+    assert [o.tolist() for o in outlines] == [
+        [[-0.5, -0.5], [-0.5, 0.5], [0.5, 0.5], [0.5, -0.5]],
+        [[0.5, 0.5], [0.5, 1.5], [1.5, 1.5], [1.5, 0.5]],
+    ]
+
+
+def test_an_empty_mask_has_no_outlines_and_a_volume_is_refused() -> None:
+    assert mask_outlines(np.zeros((4, 5), bool)) == []
+    with pytest.raises(ValueError, match=r"mask has shape \(2, 2, 2\); expected a 2-D slice"):
+        mask_outlines(np.zeros((2, 2, 2), bool))

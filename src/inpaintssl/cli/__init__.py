@@ -676,11 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--output-format",
-        choices=("nifti", "metaimage", "nrrd", "dicom_seg", "input"),
+        choices=("nifti", "metaimage", "nrrd", "dicom_seg", "rtstruct", "input"),
         default="nifti",
         help="label map files: NIfTI (<case>_seg.nii.gz), MetaImage (.mha), NRRD (.nrrd) or, for DICOM "
-        "series, DICOM SEG (.dcm, the dicom-seg extra); input: each input's own kind (DICOM SEG, "
-        "MetaImage, NRRD), NIfTI for the others (default: nifti)",
+        "series, DICOM SEG (.dcm, the dicom-seg extra) or an RT Structure Set of contours (rtstruct, .dcm, "
+        "without --probabilities); input: each input's own kind (DICOM SEG, MetaImage, NRRD), NIfTI for "
+        "the others (default: nifti)",
     )
     p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
     p.add_argument(

@@ -1,4 +1,4 @@
-"""Closed planar contours as pixel masks: which pixel centres a polygon encloses.
+"""Closed planar contours as pixel masks and back: which pixel centres a polygon encloses, and outlines.
 
 RT Structure Sets (:mod:`~inpaintssl.data.dicom_rtstruct`) and most annotation tools store a region
 as polygons drawn on slices; training needs it as pixels. :func:`polygon_mask` fills a slice's
@@ -15,6 +15,9 @@ pixels do not depend on where its vertex list starts or which way it turns. Vert
 to 1e-6 pixel first so that positions converted from millimetres (``4.9999999999`` for ``5``)
 fall on the side their stated value does.
 
+:func:`mask_outlines` goes the other way, for writing label maps as contours: polygons along
+the pixels' edges whose even-odd fill is the mask again, pixel for pixel.
+
 Example:
     >>> square = np.array([[0.5, 0.5], [0.5, 3.5], [3.5, 3.5], [3.5, 0.5]])
     >>> polygon_mask([square], (5, 5)).astype(int)
@@ -23,6 +26,9 @@ Example:
            [0, 1, 1, 1, 0],
            [0, 1, 1, 1, 0],
            [0, 0, 0, 0, 0]])
+    >>> outline, = mask_outlines(polygon_mask([square], (5, 5)))
+    >>> outline.tolist()
+    [[0.5, 0.5], [0.5, 3.5], [3.5, 3.5], [3.5, 0.5]]
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["VERTEX_SNAP", "polygon_mask"]
+__all__ = ["VERTEX_SNAP", "mask_outlines", "polygon_mask"]
 
 VERTEX_SNAP = 1e-6
 """Vertices are rounded to this fraction of a pixel before filling."""
@@ -98,3 +104,75 @@ def polygon_mask(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.n
     counts = np.cumsum(toggles.reshape(bottom - top, width)[:, :columns], axis=1)
     mask[top:bottom] = (counts % 2).astype(bool)
     return mask
+
+
+# Directions along the corner grid, (rows, columns), clockwise on screen (rows down): each turn to
+# the right is the next one.
+_DIRECTIONS = ((0, 1), (1, 0), (0, -1), (-1, 0))
+
+
+def mask_outlines(mask: np.ndarray) -> list[np.ndarray]:
+    """Closed polygons along the edges of ``mask``'s pixels whose even-odd fill is ``mask`` exactly.
+
+    Each outline walks a boundary between the mask and the rest (or the slice's border) with the
+    mask on its right (rows down, columns right): a region's outer boundary runs clockwise on
+    screen, a hole's counter-clockwise, each a separate polygon as RT Structure Sets hold holes.
+    Where two pixels touch only at a corner, each keeps its own outline (the mask's 4-connected
+    parts), so outlines meet at such corners without crossing; a region pinched at a corner can
+    touch itself there. Vertices are pixel corners (half-integers: pixel ``(i, j)`` spans
+    ``i - 0.5 .. i + 0.5``), only where the outline turns. No pixel centre lies on an outline, so
+    :func:`polygon_mask` of the outlines is ``mask`` under any boundary convention.
+
+    Args:
+        mask: A 2-D boolean (or 0/1) slice.
+
+    Returns:
+        ``(n, 2)`` float arrays of vertices in pixel coordinates, ``[:, 0]`` rows and ``[:, 1]``
+        columns, in the order of their first vertex (row, then column); empty for an empty mask.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask_outlines: mask has shape {mask.shape}; expected a 2-D slice")
+    inside = np.pad(mask.astype(bool), 1)
+    # Corner (i, j) is the top-left corner of padded pixel (i, j); each boundary edge leaves a corner
+    # in one of _DIRECTIONS, the mask on its right.
+    leaving: dict[tuple[int, int], list[int]] = {}
+    across_rows = inside[1:, :] != inside[:-1, :]  # (i, j): padded rows i and i + 1, along corner row i + 1
+    for i, j in zip(*np.nonzero(across_rows)):
+        below = bool(inside[i + 1, j])
+        start = (int(i) + 1, int(j)) if below else (int(i) + 1, int(j) + 1)
+        leaving.setdefault(start, []).append(0 if below else 2)
+    across_columns = (
+        inside[:, 1:] != inside[:, :-1]
+    )  # (i, j): padded columns j and j + 1, corner column j + 1
+    for i, j in zip(*np.nonzero(across_columns)):
+        right = bool(inside[i, j + 1])
+        start = (int(i) + 1, int(j) + 1) if right else (int(i), int(j) + 1)
+        leaving.setdefault(start, []).append(3 if right else 1)
+    walked: set[tuple[tuple[int, int], int]] = set()
+    outlines: list[np.ndarray] = []
+    for start in sorted(leaving):
+        for first in leaving[start]:
+            if (start, first) in walked:
+                continue
+            walked.add((start, first))
+            corners, corner, heading = [start], start, first
+            while True:
+                step = _DIRECTIONS[heading]
+                corner = (corner[0] + step[0], corner[1] + step[1])
+                # The rightmost turn first: at a corner where two pixels touch diagonally, each keeps
+                # its own outline, and the choice does not depend on which outline was walked first.
+                turn = min(leaving[corner], key=lambda d: (heading - d + 1) % 4)
+                if (corner, turn) == (start, first):
+                    # Back at the start: the outline's smallest corner, where it always turns (every
+                    # edge there runs right or down), so the start is a vertex.
+                    break
+                if turn != heading:
+                    corners.append(corner)
+                walked.add((corner, turn))
+                heading = turn
+            outlines.append(np.asarray(corners, dtype=np.float64) - 1.5)
+    return outlines

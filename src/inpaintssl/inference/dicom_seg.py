@@ -37,28 +37,14 @@ import numpy as np
 from inpaintssl.atomic import atomic_path
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.extras import import_optional
+from inpaintssl.inference.dicom_reference import (
+    SERIES_NUMBER_OFFSET,
+    check_series_identity,
+    complete_identity,
+)
 from inpaintssl.inference.results import PredictionError
 
 __all__ = ["check_dicom_seg_source", "write_dicom_seg"]
-
-_REQUIRED = ("StudyInstanceUID", "FrameOfReferenceUID")
-"""Attributes every source file must hold: the study the SEG joins, the space its frames lie in."""
-
-_UNKNOWN_ALLOWED = (
-    "PatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "StudyID",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-)
-"""Patient and study attributes DICOM requires present but allows empty (type 2)."""
-
-_SERIES_NUMBER_OFFSET = 1000
-"""The SEG series is numbered after its source's (``SeriesNumber + 1000``), as derived series often are."""
 
 
 def _purpose() -> str:
@@ -81,42 +67,20 @@ def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
 
     Raises:
         PredictionError: ``volume`` is not a DICOM series, a file lacks an attribute of
-            :data:`_REQUIRED`, or the series is held in several Enhanced files; the message names
-            the input (and the file).
+            :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, or the series is held in
+            several Enhanced files; the message names the input (and the file).
             Also where highdicom is not installed (the ``dicom-seg`` extra).
     """
-    if not isinstance(volume, DicomVolume):
-        raise PredictionError(
-            f"input {source}: output_format='dicom_seg' writes DICOM SEG objects, which reference the DICOM "
-            "series they segment, but this input is not a DICOM series; use output_format='input' (DICOM "
-            "SEG for DICOM inputs, each other input in its own format or NIfTI) or 'nifti'"
-        )
-    import_optional("highdicom", extra="dicom-seg", purpose=_purpose(), error=PredictionError)
-    pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
-    files = volume.files  # each file once, an Enhanced file too
-    if len(files) > 1 and any(frame is not None for _, frame in volume.slice_sources):
-        raise PredictionError(
-            f"input {source}: its slices are frames of {len(files)} Enhanced (multi-frame) files; a DICOM "
-            "SEG references frames of one multi-frame file at most: give each file on its own, or write "
-            "NIfTI (output_format='nifti')"
-        )
-    for path in files:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        for name in _REQUIRED:
-            if not str(getattr(header, name, "") or "").strip():
-                raise PredictionError(
-                    f"input {source}: DICOM file {path} has no {name}; a DICOM SEG joins its source's study "
-                    "and frame of reference, so its source must state both (an anonymiser that removed it "
-                    "leaves nothing to reference): write NIfTI instead (output_format='nifti')"
-                )
-
-
-def _complete(dataset: Any) -> Any:
-    """``dataset`` with each type-2 patient and study attribute it lacks present and empty."""
-    for name in _UNKNOWN_ALLOWED:
-        if name not in dataset:
-            setattr(dataset, name, "")
-    return dataset
+    if isinstance(volume, DicomVolume):
+        import_optional("highdicom", extra="dicom-seg", purpose=_purpose(), error=PredictionError)
+        files = volume.files  # each file once, an Enhanced file too
+        if len(files) > 1 and any(frame is not None for _, frame in volume.slice_sources):
+            raise PredictionError(
+                f"input {source}: its slices are frames of {len(files)} Enhanced (multi-frame) files; a "
+                "DICOM SEG references frames of one multi-frame file at most: give each file on its own, or "
+                "write NIfTI (output_format='nifti')"
+            )
+    check_series_identity(volume, source=source, output_format="dicom_seg", what="DICOM SEG")
 
 
 def _segmentation(
@@ -142,7 +106,7 @@ def _segmentation(
         pixel_array=frames,
         segment_descriptions=segments,
         series_instance_uid=series_instance_uid,
-        series_number=_SERIES_NUMBER_OFFSET + (int(series_number) if series_number is not None else 0),
+        series_number=SERIES_NUMBER_OFFSET + (int(series_number) if series_number is not None else 0),
         series_description="inpaintssl " + ("probabilities" if probabilities else "segmentation"),
         sop_instance_uid=hd.UID(),
         instance_number=instance_number,
@@ -186,7 +150,7 @@ def write_dicom_seg(
     from inpaintssl import __version__
 
     datasets, order = _sources(volume, pydicom)
-    datasets = [_complete(ds) for ds in datasets]
+    datasets = [complete_identity(ds) for ds in datasets]
     algorithm = hd.AlgorithmIdentificationSequence(
         name="inpaintssl", version=__version__, family=codes.cid7162.ArtificialIntelligence
     )

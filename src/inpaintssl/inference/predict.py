@@ -67,9 +67,11 @@ header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7
 (:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``); with
 ``"dicom_seg"`` a DICOM series' maps are DICOM SEG objects of that series, ``<case>_seg.dcm``
 (and ``_prob.dcm``, fractional), which viewers overlay on it (:mod:`~inpaintssl.inference.dicom_seg`,
-the ``dicom-seg`` extra); with ``"input"`` each DICOM, MetaImage or NRRD input's maps are in its
-own kind (DICOM SEG; ``.mha`` also for an ``.mhd``; ``.nrrd`` also for an ``.nhdr``), every other
-input's in NIfTI. Everything is
+the ``dicom-seg`` extra); with ``"rtstruct"`` a DICOM series' label map is an RT Structure Set of
+that series, ``<case>_seg.dcm``, its classes as ROIs of contours for planning systems
+(:mod:`~inpaintssl.inference.rtstruct`; no probabilities); with ``"input"`` each DICOM, MetaImage
+or NRRD input's maps are in its own kind (DICOM SEG; ``.mha`` also for an ``.mhd``; ``.nrrd``
+also for an ``.nhdr``), every other input's in NIfTI. Everything is
 written to a hidden folder next to ``output`` (``.<output name>.<random>.predict.tmp``) and moved
 in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
 killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
@@ -130,6 +132,7 @@ from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SH
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
 from inpaintssl.inference.results import PredictionReport as PredictionReport
+from inpaintssl.inference.rtstruct import write_rtstruct
 from inpaintssl.inference.trained_run import (
     SlicePreprocessing,
     check_resample,
@@ -190,6 +193,10 @@ def _write_case(
         write_dicom_seg(
             labels, item.volume, seg, class_names=class_names, probabilities=probs, probabilities_target=prob
         )
+        return
+    if file_format == "rtstruct":
+        assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
+        write_rtstruct(labels, item.volume, seg, class_names=class_names, affine=item.geometry.affine)
         return
     save_volume(labels, item.geometry, seg, file_format=file_format, dtype=np.uint8)
     if probs is not None and prob is not None:
@@ -271,7 +278,9 @@ def predict(
         output_format: The label and probability maps' files: ``nifti`` (``.nii.gz``, the
             input's header copied where it has one), ``metaimage`` (``.mha``), ``nrrd``
             (``.nrrd``), ``dicom_seg`` (``.dcm``, DICOM series only: a DICOM SEG of the series),
-            or ``input``: each DICOM, MetaImage or NRRD input's own kind, NIfTI for the rest
+            ``rtstruct`` (``.dcm``, DICOM series only: an RT Structure Set of the series, contours
+            for planning systems; without ``probabilities``), or ``input``: each DICOM, MetaImage
+            or NRRD input's own kind, NIfTI for the rest
             (NumPy, HDF5, NIfTI).
 
     Returns:
@@ -309,6 +318,12 @@ def predict(
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
     check_option(read_ahead, ("auto", "on", "off"), field="read_ahead")
     check_option(output_format, (*OUTPUT_FORMATS, "input"), field="output_format")
+    if output_format == "rtstruct" and probabilities:
+        raise ValueError(
+            "probabilities=True with output_format='rtstruct': an RT Structure Set holds contours, not "
+            "probabilities; write them as a fractional DICOM SEG (output_format='dicom_seg') or NIfTI, or "
+            "leave probabilities off"
+        )
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
     if spacing is not None:

@@ -58,6 +58,7 @@ from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_seg import check_dicom_seg_source
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
+from inpaintssl.inference.rtstruct import check_rtstruct_source
 from inpaintssl.metrics import tissue_volume
 
 __all__ = [
@@ -77,11 +78,11 @@ __all__ = [
     "volumes_ml",
 ]
 
-OutputFormat = Literal["nifti", "metaimage", "nrrd", "dicom_seg", "input"]
+OutputFormat = Literal["nifti", "metaimage", "nrrd", "dicom_seg", "rtstruct", "input"]
 """What ``predict(output_format=...)`` takes: a format of :data:`OUTPUT_FORMATS`, or ``input``."""
 
 OUTPUT_FORMATS: Mapping[str, str] = MappingProxyType(
-    {"nifti": ".nii.gz", "metaimage": ".mha", "nrrd": ".nrrd", "dicom_seg": ".dcm"}
+    {"nifti": ".nii.gz", "metaimage": ".mha", "nrrd": ".nrrd", "dicom_seg": ".dcm", "rtstruct": ".dcm"}
 )
 """The formats label maps are written in -> the suffix of their files (``<case>_seg.mha``)."""
 
@@ -213,7 +214,8 @@ def check_writable(volume: Volume, geometry: Geometry, file_format: str, *, sour
     MetaImage and NRRD give every array axis a direction: an affine with a column of length 0
     (which a NIfTI header may hold, and a NIfTI label map copies) has none. A DICOM SEG references
     a DICOM series that identifies its study and frame of reference
-    (:func:`~inpaintssl.inference.dicom_seg.check_dicom_seg_source`).
+    (:func:`~inpaintssl.inference.dicom_seg.check_dicom_seg_source`); an RT Structure Set one that
+    also states its patient geometry (:func:`~inpaintssl.inference.rtstruct.check_rtstruct_source`).
 
     Raises:
         PredictionError: Naming the input, and what its format lacks (for ``dicom_seg``, also
@@ -221,6 +223,9 @@ def check_writable(volume: Volume, geometry: Geometry, file_format: str, *, sour
     """
     if file_format == "dicom_seg":
         check_dicom_seg_source(volume, source=source)
+        return
+    if file_format == "rtstruct":
+        check_rtstruct_source(volume, source=source)
         return
     if file_format == "nifti":
         return
@@ -250,16 +255,18 @@ def save_volume(
     2-D input's map as a volume of one slice, ``(X, Y, 1)``, on its affine's third axis.
 
     Raises:
-        ValueError: ``dicom_seg``, which references the series itself
-            (:func:`~inpaintssl.inference.dicom_seg.write_dicom_seg`), or another unknown format.
+        ValueError: ``dicom_seg`` or ``rtstruct``, which reference the series itself
+            (:func:`~inpaintssl.inference.dicom_seg.write_dicom_seg`,
+            :func:`~inpaintssl.inference.rtstruct.write_rtstruct`), or another unknown format.
     """
     if file_format == "nifti":
         save_nifti(nifti_image(data, geometry, dtype=dtype), target)
         return
     if file_format not in ("metaimage", "nrrd"):
         raise ValueError(
-            f"save_volume: file_format={file_format!r}; expected 'nifti', 'metaimage' or 'nrrd' (a DICOM SEG "
-            "is written from its series, by inference.dicom_seg.write_dicom_seg)"
+            f"save_volume: file_format={file_format!r}; expected 'nifti', 'metaimage' or 'nrrd' (a DICOM "
+            "SEG or RT Structure Set is written from its series, by inference.dicom_seg.write_dicom_seg or "
+            "inference.rtstruct.write_rtstruct)"
         )
     array = data.astype(dtype, copy=False)
     if array.ndim - channels == 2:

@@ -1,0 +1,228 @@
+"""Label maps of DICOM series as RT Structure Sets (RTSTRUCT), which planning systems import as contours.
+
+``predict(output_format="rtstruct")`` writes each DICOM series' label map as an RT Structure Set
+(``<case>_seg.dcm``), for radiotherapy planning systems (Eclipse, RayStation, Monaco), MIM and 3D
+Slicer's SlicerRT, which take contours, not label maps. It is written with pydicom (the ``dicom``
+extra): a new series in the scan's study, for the same patient and frame of reference
+(:mod:`~inpaintssl.inference.dicom_reference`), one ROI per class of the run's ``class_names``
+(the ROI name; ``ROIGenerationAlgorithm`` ``AUTOMATIC``, by ``inpaintssl``), each slice's region
+as closed planar polygons along its pixels' edges (:func:`~inpaintssl.data.contours.mask_outlines`),
+each referencing the slice it was drawn on (its instance, and frame in an Enhanced file). A hole is a
+polygon inside another, as planning systems read them; filled back by pixel centre
+(:mod:`~inpaintssl.data.dicom_rtstruct`, or any even-odd filler), the contours give the label map
+exactly. A class no slice holds is an ROI without contours. Probabilities have no place in an
+RTSTRUCT: ``probabilities=True`` with this format is refused before any case is predicted.
+
+Example:
+    >>> report = predict("runs/ct-ft", "dicom/series-01", output="seg",
+    ...                  output_format="rtstruct")  # doctest: +SKIP
+    >>> report.cases[0].segmentation.name  # doctest: +SKIP
+    'series-01_seg.dcm'
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inpaintssl.atomic import atomic_path
+from inpaintssl.data.contours import mask_outlines
+from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.orientation import LPS_TO_RAS
+from inpaintssl.extras import import_optional
+from inpaintssl.inference.dicom_reference import (
+    SERIES_NUMBER_OFFSET,
+    check_series_identity,
+    complete_identity,
+)
+from inpaintssl.inference.results import PredictionError
+
+__all__ = ["ROI_COLOURS", "RT_STRUCTURE_SET_STORAGE", "check_rtstruct_source", "write_rtstruct"]
+
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+"""The RT Structure Set Storage SOP class."""
+
+ROI_COLOURS = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+"""``ROIDisplayColor`` of class ``k``: ``ROI_COLOURS[k % 10]`` (matplotlib's ten categorical colours)."""
+
+_DETACHED_STUDY = "1.2.840.10008.3.1.2.3.1"
+"""The SOP class the RT Referenced Study Sequence names a study by (PS3.3 C.8.8.5, retired but required)."""
+
+_MM_DECIMALS = 6
+"""Contour points are written to a micrometre's thousandth: within a DS value's 16 characters."""
+
+
+def check_rtstruct_source(volume: Any, *, source: Path) -> None:
+    """Refuse, before any case is predicted, an input whose label map cannot be an RT Structure Set.
+
+    Raises:
+        PredictionError: ``volume`` is not a DICOM series, a file lacks a ``StudyInstanceUID`` or
+            ``FrameOfReferenceUID``, or the series states no patient geometry (contours are in
+            millimetres); the message names the input (and the file).
+    """
+    check_series_identity(volume, source=source, output_format="rtstruct", what="RT Structure Set")
+    if volume.patient_affine is None or not volume.has_geometry:
+        raise PredictionError(
+            f"input {source}: the series states no patient geometry (ImagePositionPatient, "
+            "ImageOrientationPatient and PixelSpacing on its slices), so contours in millimetres cannot be "
+            "placed on it; write NIfTI instead (output_format='nifti')"
+        )
+
+
+def _item(**attributes: Any) -> Any:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    for name, value in attributes.items():
+        setattr(item, name, value)
+    return item
+
+
+def _ds_text(values: np.ndarray) -> list[str]:
+    """Decimal strings (DS) of ``values``, at most 16 characters each."""
+    return [f"{v:.10g}" for v in np.round(values, _MM_DECIMALS) + 0.0]  # + 0.0: no "-0"
+
+
+def write_rtstruct(
+    labels: np.ndarray, volume: DicomVolume, target: Path, *, class_names: Sequence[str], affine: np.ndarray
+) -> None:
+    """Write ``labels`` as an RT Structure Set of ``volume`` to ``target``, atomically.
+
+    Args:
+        labels: ``(rows, columns, slices)`` on the series' stored grid: 0 background, ``k + 1``
+            for ``class_names[k]``.
+        volume: The DICOM series the labels were predicted on (:func:`check_rtstruct_source` passed).
+        target: The ``.dcm`` file.
+        class_names: The ROI names, in order.
+        affine: The stored grid's voxel-to-world matrix (RAS+): the series' patient geometry as
+            opened, before any reorientation (:class:`~inpaintssl.inference.inputs.Geometry`).
+
+    Raises:
+        ValueError: ``labels`` is not on the series' stored grid.
+    """
+    pydicom = import_optional("pydicom", extra="dicom", purpose="writing RT Structure Sets")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+    from inpaintssl import __version__
+
+    if tuple(labels.shape) != tuple(volume.stored_shape):
+        raise ValueError(
+            f"write_rtstruct: labels {labels.shape} are not on the series' grid {volume.stored_shape}"
+        )
+    headers = {str(path): pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files}
+    first = complete_identity(headers[str(volume.files[0])])
+    images = []  # per stored slice: its Contour Image Sequence item
+    for path, frame in volume.slice_sources:
+        header = headers[str(path)]
+        image = _item(
+            ReferencedSOPClassUID=header.SOPClassUID, ReferencedSOPInstanceUID=header.SOPInstanceUID
+        )
+        if frame is not None:
+            image.ReferencedFrameNumber = frame + 1
+        images.append(image)
+
+    now = datetime.datetime.now()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(RT_STRUCTURE_SET_STORAGE)
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = _item(SpecificCharacterSet="ISO_IR 192")  # UTF-8: class names may be any text
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET_STORAGE, meta.MediaStorageSOPInstanceUID
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    for name in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyDate",
+    ):
+        setattr(ds, name, getattr(first, name))
+    for name in ("StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        setattr(ds, name, getattr(first, name))
+    ds.Modality = "RTSTRUCT"
+    ds.SeriesInstanceUID = generate_uid()
+    series_number = getattr(first, "SeriesNumber", None)
+    ds.SeriesNumber = SERIES_NUMBER_OFFSET + (int(series_number) if series_number not in (None, "") else 0)
+    ds.SeriesDescription = "inpaintssl segmentation"
+    ds.OperatorsName = ""
+    ds.Manufacturer, ds.ManufacturerModelName = "inpaintssl", "inpaintssl predict"
+    ds.SoftwareVersions = __version__
+    ds.InstanceNumber = 1
+    ds.StructureSetLabel = "inpaintssl"
+    ds.StructureSetDate, ds.StructureSetTime = ds.InstanceCreationDate, ds.InstanceCreationTime
+    frame_of_reference = str(first.FrameOfReferenceUID)
+    series = _item(SeriesInstanceUID=first.SeriesInstanceUID, ContourImageSequence=DicomSequence(images))
+    study = _item(
+        ReferencedSOPClassUID=_DETACHED_STUDY,
+        ReferencedSOPInstanceUID=first.StudyInstanceUID,
+        RTReferencedSeriesSequence=DicomSequence([series]),
+    )
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence(
+        [_item(FrameOfReferenceUID=frame_of_reference, RTReferencedStudySequence=DicomSequence([study]))]
+    )
+    to_lps = LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)  # LPS_TO_RAS is its own inverse
+    rois, contours, observations = [], [], []
+    for k, name in enumerate(class_names):
+        number = k + 1
+        rois.append(
+            _item(
+                ROINumber=number,
+                ReferencedFrameOfReferenceUID=frame_of_reference,
+                ROIName=name,
+                ROIGenerationAlgorithm="AUTOMATIC",
+                ROIGenerationDescription=f"inpaintssl {__version__}",
+            )
+        )
+        drawn = []
+        for z in range(labels.shape[2]):
+            for outline in mask_outlines(labels[:, :, z] == number):
+                index = np.column_stack([outline, np.full(len(outline), z), np.ones(len(outline))])
+                points = (to_lps @ index.T).T[:, :3]
+                drawn.append(
+                    _item(
+                        ContourImageSequence=DicomSequence([images[z]]),
+                        ContourGeometricType="CLOSED_PLANAR",
+                        NumberOfContourPoints=len(points),
+                        ContourData=_ds_text(points.ravel()),
+                    )
+                )
+        contour = _item(ReferencedROINumber=number, ROIDisplayColor=list(ROI_COLOURS[k % len(ROI_COLOURS)]))
+        if drawn:
+            contour.ContourSequence = DicomSequence(drawn)
+        contours.append(contour)
+        observations.append(
+            _item(
+                ObservationNumber=number,
+                ReferencedROINumber=number,
+                RTROIInterpretedType="",
+                ROIInterpreter="",
+            )
+        )
+    ds.StructureSetROISequence = DicomSequence(rois)
+    ds.ROIContourSequence = DicomSequence(contours)
+    ds.RTROIObservationsSequence = DicomSequence(observations)
+    with atomic_path(target) as tmp:
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            ds.save_as(tmp, enforce_file_format=True)
+        else:  # pydicom 2 takes the encoding from these, and names the option otherwise
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            ds.save_as(tmp, write_like_original=False)
