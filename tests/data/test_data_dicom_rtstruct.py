@@ -322,3 +322,37 @@ def test_a_single_l3_slice_takes_its_body_composition_contours(tmp_path: Path) -
     assert np.array_equal(inner[1], expected_muscle)
     assert inner[2].sum() == 8 and inner[2][4:8, 4:6].all()
     assert np.array_equal(inner[0], ~(inner[1] | inner[2]))
+
+
+def test_a_contour_too_long_for_explicit_vr_stored_as_un_is_read(tmp_path: Path) -> None:
+    # pydicom itself, writing explicit VR, stores a DS value over 64 KiB as UN (with a warning):
+    # such files exist, from scripts that contour large regions. 3,000 points on a circle.
+    series = _series(tmp_path / "series")
+    angles = np.linspace(0, 2 * np.pi, 3000, endpoint=False)
+    circle = np.column_stack([5.5 + 4.2 * np.cos(angles), 4.5 + 3.7 * np.sin(angles)])
+    with pytest.warns(UserWarning, match=r"exceeds the size of 64 kByte"):
+        rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "liver", [_contour(series, 2, circle)])])
+    stored = pydicom.dcmread(rtstruct).ROIContourSequence[0].ContourSequence[0]
+    assert stored.get_item(0x30060050).VR == "UN"
+    volume = DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})
+    rows, columns = np.mgrid[:ROWS, :COLUMNS]
+    inside = ((rows - 5.5) / 4.2) ** 2 + ((columns - 4.5) / 3.7) ** 2 < 1
+    # Every centre lies at least 0.04 pixels off the ellipse, the polygon within 1e-5 of it.
+    assert np.array_equal(volume.read(2).astype(bool), inside)
+
+
+def test_contour_data_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    series = _series(tmp_path / "series")
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "liver", [_contour(series, 1, _box(1, 1, 4, 4))])])
+    ds = pydicom.dcmread(rtstruct)
+    text = b"1.5\\2.5\\3.5\\x\\2\\3\\4\\5\\6 "
+    contour = ds.ROIContourSequence[0].ContourSequence[0]
+    contour[0x30060050] = RawDataElement(Tag(0x30060050), "DS", len(text), text, 0, False, True)
+    ds.save_as(rtstruct)
+    with pytest.raises(
+        DataError, match=r"ROI 1 'liver', contour 1 has ContourData that are not decimal numbers"
+    ):
+        DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})

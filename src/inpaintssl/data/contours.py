@@ -165,7 +165,8 @@ def mask_outlines(mask: np.ndarray) -> list[np.ndarray]:
                 corner = (corner[0] + step[0], corner[1] + step[1])
                 # The rightmost turn first: at a corner where two pixels touch diagonally, each keeps
                 # its own outline, and the choice does not depend on which outline was walked first.
-                turn = min(leaving[corner], key=lambda d: (heading - d + 1) % 4)
+                options = leaving[corner]
+                turn = options[0] if len(options) == 1 else min(options, key=lambda d: (heading - d + 1) % 4)
                 if (corner, turn) == (start, first):
                     # Back at the start: the outline's smallest corner, where it always turns (every
                     # edge there runs right or down), so the start is a vertex.

@@ -36,7 +36,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ _OFF_GRID = 1.0
 _REFERENCED_SLICE = 0.5
 """Largest distance (in slice steps) of a referenced contour's points from the slice it references."""
 
+_CONTOUR_DATA = 0x30060050
+"""The ContourData tag."""
+
 
 def is_dicom_rtstruct(path: str | Path) -> bool:
     """Whether ``path`` is a ``.dcm`` file holding an RT Structure Set (by SOP class, else Modality)."""
@@ -71,6 +74,28 @@ def is_dicom_rtstruct(path: str | Path) -> bool:
 
 def _items(group: Any, sequence: str) -> list[Any]:
     return list(getattr(group, sequence, None) or [])
+
+
+def _contour_values(contour: Any, where: str) -> np.ndarray:
+    """A contour's ``ContourData`` as floats, parsed from the file's text where it is still raw.
+
+    pydicom would make and validate one number object per coordinate, most of the reading time
+    for a CT series' contours; a value another writer stored as ``UN`` (too long for explicit
+    VR's DS length) is the same text.
+    """
+    element = contour.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in contour else None
+    if element is None:
+        return np.zeros(0)
+    value = element.value
+    if value is None:
+        return np.zeros(0)
+    if not isinstance(value, bytes):
+        return np.asarray([float(v) for v in (value if isinstance(value, Sequence) else [value])])
+    text = value.decode("ascii", errors="replace").strip(" \x00")
+    try:
+        return np.array(text.split("\\") if text else [], dtype=np.float64)
+    except ValueError:
+        raise DataError(f"{where} has ContourData that are not decimal numbers: {text[:40]!r}...") from None
 
 
 class DicomRtStructVolume(Volume):
@@ -216,7 +241,7 @@ class DicomRtStructVolume(Volume):
                         "CLOSED_PLANAR contours: a class's region must enclose an area (points and open "
                         "lines enclose none)"
                     )
-                values = np.asarray([float(v) for v in getattr(contour, "ContourData", None) or []])
+                values = _contour_values(contour, f"{where}, contour {c}")
                 if values.size < 9 or values.size % 3:
                     raise DataError(
                         f"{where}, contour {c} has {values.size} ContourData values; expected x, y, z "

@@ -64,6 +64,7 @@ from inpaintssl.metrics import tissue_volume
 __all__ = [
     "OUTPUT_FORMATS",
     "STAGING_SUFFIX",
+    "VOLUME_FORMATS",
     "OutputFormat",
     "check_output",
     "check_writable",
@@ -85,6 +86,10 @@ OUTPUT_FORMATS: Mapping[str, str] = MappingProxyType(
     {"nifti": ".nii.gz", "metaimage": ".mha", "nrrd": ".nrrd", "dicom_seg": ".dcm", "rtstruct": ".dcm"}
 )
 """The formats label maps are written in -> the suffix of their files (``<case>_seg.mha``)."""
+
+VOLUME_FORMATS = ("nifti", "metaimage", "nrrd")
+"""The formats of :data:`OUTPUT_FORMATS` that hold a map by itself, with its geometry
+(:func:`save_volume`); the others reference the DICOM series the map was predicted on."""
 
 STAGING_SUFFIX = ".predict.tmp"
 """How the name of the hidden folder a predict writes its files into ends (see the module docstring)."""
@@ -262,7 +267,7 @@ def save_volume(
     if file_format == "nifti":
         save_nifti(nifti_image(data, geometry, dtype=dtype), target)
         return
-    if file_format not in ("metaimage", "nrrd"):
+    if file_format not in VOLUME_FORMATS:
         raise ValueError(
             f"save_volume: file_format={file_format!r}; expected 'nifti', 'metaimage' or 'nrrd' (a DICOM "
             "SEG or RT Structure Set is written from its series, by inference.dicom_seg.write_dicom_seg or "
