@@ -137,43 +137,49 @@ def mask_outlines(mask: np.ndarray) -> list[np.ndarray]:
     if mask.ndim != 2:
         raise ValueError(f"mask_outlines: mask has shape {mask.shape}; expected a 2-D slice")
     inside = np.pad(mask.astype(bool), 1)
-    # Corner (i, j) is the top-left corner of padded pixel (i, j); each boundary edge leaves a corner
-    # in one of _DIRECTIONS, the mask on its right.
-    leaving: dict[tuple[int, int], list[int]] = {}
-    across_rows = inside[1:, :] != inside[:-1, :]  # (i, j): padded rows i and i + 1, along corner row i + 1
-    for i, j in zip(*np.nonzero(across_rows)):
-        below = bool(inside[i + 1, j])
-        start = (int(i) + 1, int(j)) if below else (int(i) + 1, int(j) + 1)
-        leaving.setdefault(start, []).append(0 if below else 2)
-    across_columns = (
-        inside[:, 1:] != inside[:, :-1]
-    )  # (i, j): padded columns j and j + 1, corner column j + 1
-    for i, j in zip(*np.nonzero(across_columns)):
-        right = bool(inside[i, j + 1])
-        start = (int(i) + 1, int(j) + 1) if right else (int(i), int(j) + 1)
-        leaving.setdefault(start, []).append(3 if right else 1)
-    walked: set[tuple[tuple[int, int], int]] = set()
-    outlines: list[np.ndarray] = []
-    for start in sorted(leaving):
-        for first in leaving[start]:
-            if (start, first) in walked:
-                continue
-            walked.add((start, first))
-            corners, corner, heading = [start], start, first
-            while True:
-                step = _DIRECTIONS[heading]
-                corner = (corner[0] + step[0], corner[1] + step[1])
-                # The rightmost turn first: at a corner where two pixels touch diagonally, each keeps
-                # its own outline, and the choice does not depend on which outline was walked first.
-                options = leaving[corner]
-                turn = options[0] if len(options) == 1 else min(options, key=lambda d: (heading - d + 1) % 4)
-                if (corner, turn) == (start, first):
-                    # Back at the start: the outline's smallest corner, where it always turns (every
-                    # edge there runs right or down), so the start is a vertex.
-                    break
-                if turn != heading:
-                    corners.append(corner)
-                walked.add((corner, turn))
-                heading = turn
-            outlines.append(np.asarray(corners, dtype=np.float64) - 1.5)
-    return outlines
+    # Corner (i, j) is the top-left corner of padded pixel (i, j). Each boundary edge leaves a corner
+    # in one of _DIRECTIONS, the mask on its right: below/above a row boundary, right/left of a column one.
+    i, j = np.nonzero(inside[1:, :] != inside[:-1, :])  # padded rows i and i + 1, along corner row i + 1
+    below = inside[i + 1, j]
+    rows_h, columns_h, heading_h = i + 1, np.where(below, j, j + 1), np.where(below, 0, 2)
+    i, j = np.nonzero(inside[:, 1:] != inside[:, :-1])  # padded columns j and j + 1, corner column j + 1
+    right = inside[i, j + 1]
+    rows_v, columns_v, heading_v = np.where(right, i + 1, i), j + 1, np.where(right, 3, 1)
+    rows = np.concatenate([rows_h, rows_v])
+    columns = np.concatenate([columns_h, columns_v])
+    heading = np.concatenate([heading_h, heading_v])
+    if rows.size == 0:
+        return []
+    width = inside.shape[1] + 1
+    # Edges numbered by their start corner (row-major), so each loop's lowest-numbered edge leaves
+    # its smallest corner, where it turns: that corner is the outline's first vertex.
+    order = np.lexsort((heading, rows * width + columns))
+    rows, columns, heading = rows[order], columns[order], heading[order]
+    start = rows * width + columns
+    step = np.asarray(_DIRECTIONS)[heading]
+    end = (rows + step[:, 0]) * width + columns + step[:, 1]
+    # The edge each edge leads to: the one leaving its end corner, or where two leave it (pixels
+    # touching only at that corner), the rightmost turn, so each pixel keeps its own outline.
+    first = np.searchsorted(start, end, side="left")
+    two = np.searchsorted(start, end, side="right") - first == 2
+    second = np.minimum(first + 1, start.size - 1)
+    following = np.where(two & (heading[second] == (heading + 1) % 4), second, first)
+    # Each loop (a cycle of `following`) named by its lowest edge, found by pointer doubling; then
+    # each edge's place along its loop, by list ranking from that edge.
+    hops = max(1, int(np.ceil(np.log2(start.size))) + 1)
+    loop, jump = np.arange(start.size), following.copy()
+    for _ in range(hops):
+        loop, jump = np.minimum(loop, loop[jump]), jump[jump]
+    last = following == loop  # the edge before its loop's first
+    after = np.where(last, np.arange(start.size), following)
+    to_last = (~last).astype(np.int64)
+    for _ in range(hops):
+        to_last, after = to_last + to_last[after], after[after]
+    place = to_last[loop] - to_last
+    order = np.lexsort((place, loop))
+    previous = np.empty_like(following)
+    previous[following] = np.arange(start.size)
+    turns = order[heading[previous[order]] != heading[order]]
+    corners = np.column_stack([rows[turns], columns[turns]]).astype(np.float64) - 1.5
+    breaks = np.flatnonzero(np.diff(loop[turns])) + 1
+    return list(np.split(corners, breaks))
