@@ -110,7 +110,10 @@ def _contour_data(points: np.ndarray) -> Any:
     from pydicom.tag import Tag
 
     values = np.round(points.ravel(), _MM_DECIMALS) + 0.0  # + 0.0: no "-0"
-    text = "\\".join(f"{v:.10g}" for v in values).encode("ascii")
+    # Vertices are pixel corners: few distinct coordinates, each formatted once.
+    distinct, where = np.unique(values, return_inverse=True)
+    texts = np.array([f"{v:.10g}" for v in distinct], dtype=object)
+    text = "\\".join(texts[where.ravel()].tolist()).encode("ascii")
     if len(text) % 2:
         text += b" "  # DICOM values have even lengths, DS padded with a space
     return RawDataElement(Tag(_CONTOUR_DATA), "OB", len(text), text, 0, True, True)
