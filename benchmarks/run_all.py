@@ -36,6 +36,7 @@ import bench_cache_dir
 import bench_convergence
 import bench_corruption
 import bench_dataloader
+import bench_dicom_label_formats
 import bench_gpu_throughput
 import bench_label_map_formats
 import bench_predict_writes
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("cache_dir", lambda: bench_cache_dir.main(quick)),
         ("predict_writes", lambda: bench_predict_writes.main(quick)),
         ("label_map_formats", lambda: bench_label_map_formats.main(quick)),
+        ("dicom_label_formats", lambda: bench_dicom_label_formats.main(quick)),
         ("preflight_threads", lambda: bench_preflight_threads.main(quick)),
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),
