@@ -356,3 +356,15 @@ def test_contour_data_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
         DataError, match=r"ROI 1 'liver', contour 1 has ContourData that are not decimal numbers"
     ):
         DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})
+
+
+def test_a_series_without_pixel_spacing_is_refused(tmp_path: Path) -> None:
+    # Its 1 mm pixels are the reader's assumption: contours in millimetres would land elsewhere.
+    series = _series(tmp_path / "series")
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "liver", [_contour(series, 1, _box(1, 1, 4, 4))])])
+    for path in series.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    with pytest.raises(DataError, match=r"states no patient geometry"):
+        DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})

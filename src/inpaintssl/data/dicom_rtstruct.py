@@ -136,7 +136,7 @@ class DicomRtStructVolume(Volume):
         path = existing_path(path, what="DICOM RTSTRUCT")
         self._where = f"DICOM RTSTRUCT {path}"
         self._series = str(reference.path)
-        if reference.world_affine is None:
+        if reference.world_affine is None or not reference.has_geometry:
             raise DataError(
                 f"{self._where}: its series {self._series} states no patient geometry (ImagePositionPatient, "
                 "ImageOrientationPatient, PixelSpacing), so contours in millimetres cannot be placed on its "
