@@ -50,7 +50,7 @@ SERIES_NUMBER_OFFSET = 1000
 """A derived series is numbered after its source's (``SeriesNumber + 1000``), as derived series often are."""
 
 
-def check_series_identity(volume: Any, *, source: Path, output_format: str, what: str) -> list[Any]:
+def check_series_identity(volume: Any, *, source: Path, output_format: str, what: str) -> None:
     """Refuse an input that is no DICOM series or whose files do not identify their study and space.
 
     Args:
@@ -58,9 +58,6 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
         source: The input as given, for messages.
         output_format: The format asked for, for messages (``"dicom_seg"``).
         what: The kind of object written, for messages (``"DICOM SEG"``).
-
-    Returns:
-        The series' file headers (pixels not read), in :attr:`DicomVolume.files` order.
 
     Raises:
         PredictionError: Naming the input (and the file and attribute).
@@ -72,7 +69,6 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
             "(DICOM SEG for DICOM inputs, each other input in its own format or NIfTI) or 'nifti'"
         )
     pydicom = import_optional("pydicom", extra="dicom", purpose=f"writing {what}")
-    headers = []
     for path in volume.files:  # each file once, an Enhanced file too
         header = pydicom.dcmread(path, stop_before_pixels=True)
         for name in REQUIRED:
@@ -82,8 +78,6 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
                     "and frame of reference, so its source must state both (an anonymiser that removed it "
                     "leaves nothing to reference): write NIfTI instead (output_format='nifti')"
                 )
-        headers.append(header)
-    return headers
 
 
 def complete_identity(dataset: Any) -> Any:

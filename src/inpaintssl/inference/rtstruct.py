@@ -36,6 +36,7 @@ from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_reference import (
     SERIES_NUMBER_OFFSET,
+    TYPE_2_IDENTITY,
     check_series_identity,
     complete_identity,
 )
@@ -170,16 +171,7 @@ def write_rtstruct(
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = RT_STRUCTURE_SET_STORAGE, meta.MediaStorageSOPInstanceUID
     ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    for name in (
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "StudyInstanceUID",
-        "StudyDate",
-    ):
-        setattr(ds, name, getattr(first, name))
-    for name in ("StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+    for name in ("StudyInstanceUID", *TYPE_2_IDENTITY):
         setattr(ds, name, getattr(first, name))
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid()
