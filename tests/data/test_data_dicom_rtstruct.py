@@ -368,3 +368,23 @@ def test_a_series_without_pixel_spacing_is_refused(tmp_path: Path) -> None:
         ds.save_as(path)
     with pytest.raises(DataError, match=r"states no patient geometry"):
         DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})
+
+
+def test_a_dataset_of_rtstruct_labels_pickles_for_workers(tmp_path: Path) -> None:
+    # DataLoader workers started by spawn or forkserver get the dataset pickled: the filled label
+    # map stays behind (as every volume's decoded array does), the polygons travel, and the worker
+    # fills the same labels, reoriented as the parent's.
+    import pickle
+
+    series = _series(tmp_path / "series", orientation=SAGITTAL)
+    rois, _ = _drawn(series)
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
+    dataset = ct_dataset(
+        split="train",
+        cases={"train": [{"image": str(series), "label": str(rtstruct)}]},
+        class_names=["liver", "spleen"],
+        orientation="LPS",
+    )
+    expected = [dataset[i]["label"].numpy() for i in range(len(dataset))]
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert all(np.array_equal(copy[i]["label"].numpy(), expected[i]) for i in range(len(copy)))
