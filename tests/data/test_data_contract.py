@@ -40,6 +40,36 @@ def _ct(root: Path) -> dict[str, Any]:
     return {"cases": {"train": {"image": "a.dcm", "label": "a.png"}}, "root": str(root)}
 
 
+def _dicom(root: Path) -> dict[str, Any]:
+    """An MR series of 3 slices with an RT Structure Set of two classes drawn on it (pydicom only)."""
+    from dicom_helpers import write_rtstruct, write_series
+
+    rng = np.random.default_rng(0)
+    series = write_series(
+        root / "series",
+        rng.integers(0, 1000, (3, 6, 8)).astype(np.int16),
+        modality="MR",
+        positions=[(0.0, 0.0, 2.0 * k) for k in range(3)],
+        identity={"FrameOfReferenceUID": "1.2.3"},
+    )
+
+    # PixelSpacing (0.5, 0.75), axial at the origin: pixel (row r, column c) is at x = 0.75 c, y = 0.5 r.
+    def box(top: float, left: float, bottom: float, right: float) -> list[tuple[float, float]]:
+        corners = ((top, left), (top, right), (bottom, right), (bottom, left))
+        return [(0.75 * c, 0.5 * r) for r, c in corners]
+
+    rois = [
+        (1, "a", [{"points": [(x, y, 2.0 * k) for x, y in box(0.5, 0.5, 3.5, 4.5)]} for k in range(3)]),
+        (2, "b", [{"points": [(x, y, 2.0) for x, y in box(3.5, 4.5, 5.5, 7.5)]}]),
+    ]
+    write_rtstruct(root / "rtstruct.dcm", rois, frame_of_reference="1.2.3")
+    return {
+        "cases": {"train": {"image": str(series.name), "label": "rtstruct.dcm"}},
+        "root": str(root),
+        "class_names": ["a", "b"],
+    }
+
+
 def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
     """The recipe of the volume reader ``name`` (nifti, metaimage, nrrd, numpy, hdf5): one case."""
 
@@ -81,6 +111,7 @@ def _volumes(name: str) -> Callable[[Path], dict[str, Any]]:
 
 RECIPES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "ct": _ct,
+    "dicom": _dicom,
     "hdf5": _volumes("hdf5"),
     "metaimage": _volumes("metaimage"),
     "nrrd": _volumes("nrrd"),

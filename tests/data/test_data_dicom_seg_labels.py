@@ -250,7 +250,7 @@ def test_a_seg_label_beside_an_image_that_is_not_dicom_is_refused(tmp_path: Path
     image = _nifti_twin(series, _hu(7).transpose(1, 2, 0).astype(np.float32), tmp_path / "image.nii.gz")
     cases = {"train": [{"image": str(image), "label": str(seg)}]}
     with pytest.raises(
-        DataError, match=rf"ct: label {re.escape(str(seg))} is a DICOM SEG, .* is a NiftiVolume"
+        DataError, match=rf"ct case .*: label {re.escape(str(seg))} is a DICOM SEG, .* is a NiftiVolume"
     ):
         ct_dataset(split="train", cases=cases, class_names=CLASSES)
 

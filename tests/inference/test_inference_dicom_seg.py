@@ -189,7 +189,7 @@ def test_patient_and_study_attributes_a_series_leaves_out_are_written_empty(
     assert seg.StudyInstanceUID == identity["StudyInstanceUID"]
 
 
-@pytest.mark.parametrize("missing", ["StudyInstanceUID", "FrameOfReferenceUID"])
+@pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"])
 def test_a_series_that_states_no_study_or_frame_of_reference_is_refused_before_predicting(
     trained_run: issl.FinetuneResult, tmp_path: Path, missing: str
 ) -> None:

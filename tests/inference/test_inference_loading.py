@@ -364,6 +364,7 @@ def test_which_for_a_checkpoint_rather_than_a_run_is_refused(
             {"ct_windows": ((400.0, 50.0),), "hu_floor": -1000.0, "slice_axis": 0},
         ),
         ("nifti", {}, {"normalization": "volume", "channels": "image", "slice_axis": 2}),
+        ("dicom", {}, {"normalization": "volume", "channels": "image", "slice_axis": 2}),
         ("metaimage", {"slice_axis": 0}, {"normalization": "volume", "channels": "image", "slice_axis": 0}),
         (
             "nrrd",

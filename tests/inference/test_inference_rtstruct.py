@@ -324,19 +324,20 @@ def test_rtstruct_for_an_input_that_is_not_dicom_is_refused_naming_it(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_series_without_its_frame_of_reference_is_refused_before_predicting(
-    trained_run: issl.FinetuneResult, tmp_path: Path
+@pytest.mark.parametrize("missing", ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"])
+def test_a_series_that_does_not_identify_itself_is_refused_before_predicting(
+    trained_run: issl.FinetuneResult, tmp_path: Path, missing: str
 ) -> None:
     bad = write_series(
         tmp_path / "bad",
         _pixels(SHAPE, 5),
         modality="MR",
         positions=[(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])],
-        identity=_identity(FrameOfReferenceUID=None),
+        identity=_identity(**{missing: None}),
     )
     with pytest.raises(
         PredictionError,
-        match=rf"input {bad}: DICOM file {bad}/im0\.dcm has no FrameOfReferenceUID; the RT Structure Set",
+        match=rf"input {bad}: DICOM file {bad}/im0\.dcm has no {missing}; the RT Structure Set references",
     ):
         _predict(trained_run.run_dir, bad, tmp_path / "out", output_format="rtstruct")
     assert not (tmp_path / "out").exists()

@@ -43,10 +43,8 @@ import torch
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis, check_spacing
-from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
-from inpaintssl.data.dicom_rtstruct import DicomRtStructVolume
-from inpaintssl.data.dicom_seg import DicomSegVolume
-from inpaintssl.data.labels import class_values, plain_name
+from inpaintssl.data.dicom import dicom_object_kind
+from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
     DEFAULT_CT_WINDOWS,
@@ -167,37 +165,6 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     )
 
 
-def _warn_segment_names(
-    spec: CaseSpec,
-    label: DicomSegVolume,
-    class_names: Sequence[str],
-    label_values: Mapping[str, int | Sequence[int]] | None,
-) -> None:
-    """Warn where a class reads a SEG segment labelled as something else, or one the SEG lacks.
-
-    Classes take segment numbers (``label_values``, by default ``k + 1``), not names: a
-    ``class_names`` listed in another order than the SEG's segments would train each class on
-    another's pixels without an error.
-    """
-    described = ", ".join(f"{number} {text!r}" for number, text in sorted(label.segment_labels.items()))
-    for k, name in enumerate(class_names):
-        given = (label_values or {}).get(name, k + 1)
-        for value in given if isinstance(given, Sequence) else [given]:
-            segment = label.segment_labels.get(int(value))
-            if segment is None:
-                problem = f"but the SEG describes no segment {value} (its segments: {described or 'none'})"
-            elif segment.strip() and plain_name(segment) != plain_name(name):
-                problem = f"which the SEG labels {segment!r} (its segments: {described})"
-            else:
-                continue
-            warn_each_time(
-                f"ct case {spec.volume_id!r}: class {name!r} reads segment {value} of DICOM SEG "
-                f"{spec.label}, {problem}; classes take segment numbers in class_names order (1, 2, "
-                "...) unless label_values maps them: check class_names' order, or set label_values",
-                UserWarning,
-            )
-
-
 @DATASETS.register("ct")
 def ct_dataset(
     *,
@@ -266,22 +233,14 @@ def ct_dataset(
             return Case(spec.volume_id, oriented(stored(spec.image, IMAGE_RANKS)), plain)
         # A DICOM SEG or RTSTRUCT is laid on the series it was drawn on, as stored; then both are read alike.
         image = stored(spec.image, IMAGE_RANKS)
-        if not isinstance(image, DicomVolume):
-            raise DataError(
-                f"ct: label {label_path} is a DICOM {kind}, which annotates a DICOM series, but its image "
-                f"{spec.image} is a {type(image).__name__}; expected the DICOM series the {kind} was drawn on"
-            )
-        label: Volume
-        if kind == "SEG":
-            label = DicomSegVolume(label_path, reference=image)
-            _warn_segment_names(spec, label, class_names, label_values)
-        else:
-            values = class_values(class_names, label_values)
-            label = DicomRtStructVolume(
-                label_path,
-                reference=image,
-                roi_values={name: value[0] for name, value in zip(class_names, values)},
-            )
+        label = open_dicom_annotation(
+            label_path,
+            image,
+            kind,
+            class_names=class_names,
+            label_values=label_values,
+            where=f"ct case {spec.volume_id!r}",
+        )
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     specs = resolve_cases(cases, split, root=root, dataset="ct")

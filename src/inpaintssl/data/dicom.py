@@ -137,6 +137,8 @@ class DicomVolume(Volume):
         )
         self.frame_of_reference_uid = str(getattr(first, "FrameOfReferenceUID", "") or "") or None
         """The series' ``FrameOfReferenceUID`` (its first slice's); ``None`` where it states none."""
+        self.modality = str(getattr(first, "Modality", "") or "").strip().upper() or None
+        """The series' ``Modality`` (``"CT"``, ``"MR"``, ...: its first slice's); ``None`` if it has none."""
         self._frames: list[_FrameRead | None] = [
             _FrameRead.of(ds) if isinstance(ds, _Frame) else None for ds, _ in headers
         ]

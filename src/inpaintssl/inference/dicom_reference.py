@@ -1,11 +1,12 @@
 """What a derived DICOM object (a SEG, an RT Structure Set) needs of the series it annotates.
 
 ``predict`` writes a DICOM series' label map as an object of the series' own study: it copies the
-patient and study, shares the frame of reference, and references the series' instances. So each
-file of the series must state a ``StudyInstanceUID`` and a ``FrameOfReferenceUID`` (an anonymiser
-that removed them leaves nothing to reference); patient and study attributes DICOM requires present
-but allows empty (type 2) are written empty where a file leaves them out, as DICOM writes an unknown
-value. :mod:`~inpaintssl.inference.dicom_seg` and :mod:`~inpaintssl.inference.rtstruct` share this.
+patient and study, shares the frame of reference, and references the series and its instances. So
+each file of the series must state a ``StudyInstanceUID``, a ``SeriesInstanceUID`` and a
+``FrameOfReferenceUID`` (an anonymiser that removed them leaves nothing to reference); patient and
+study attributes DICOM requires present but allows empty (type 2) are written empty where a file
+leaves them out, as DICOM writes an unknown value. :mod:`~inpaintssl.inference.dicom_seg` and
+:mod:`~inpaintssl.inference.rtstruct` share this.
 
 Example:
     >>> from pydicom.dataset import Dataset  # doctest: +SKIP
@@ -30,8 +31,9 @@ __all__ = [
     "complete_identity",
 ]
 
-REQUIRED = ("StudyInstanceUID", "FrameOfReferenceUID")
-"""Attributes every source file must hold: the study the object joins, the space it lies in."""
+REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+"""Attributes every source file must hold: the study the object joins, the series it references, the
+space it lies in."""
 
 TYPE_2_IDENTITY = (
     "PatientID",
@@ -74,9 +76,10 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
         for name in REQUIRED:
             if not str(getattr(header, name, "") or "").strip():
                 raise PredictionError(
-                    f"input {source}: DICOM file {path} has no {name}; the {what} joins its source's study "
-                    "and frame of reference, so its source must state both (an anonymiser that removed it "
-                    "leaves nothing to reference): write NIfTI instead (output_format='nifti')"
+                    f"input {source}: DICOM file {path} has no {name}; the {what} references its source's "
+                    "study, series and frame of reference, so its source must state each (an anonymiser "
+                    "that removed one leaves nothing to reference): write NIfTI instead "
+                    "(output_format='nifti')"
                 )
 
 

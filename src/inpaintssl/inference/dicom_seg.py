@@ -13,11 +13,11 @@ class' probability in 255 steps. Both name the algorithm (``inpaintssl``, its ve
 artificial intelligence) as the segments' automatic source.
 
 The series must identify itself as DICOM requires of a referenced series: every file holds a
-``StudyInstanceUID`` and a ``FrameOfReferenceUID``; otherwise it is refused, naming the file and the
-attribute, before any case is predicted. Patient and study attributes a file leaves out (type 2:
-``PatientID``, ``PatientName``, ``StudyDate`` ...) are written empty, as DICOM writes an unknown
-value. A series held in several Enhanced (multi-frame) files is refused: a SEG references frames of
-one multi-frame file at most.
+``StudyInstanceUID``, a ``SeriesInstanceUID`` and a ``FrameOfReferenceUID``; otherwise it is
+refused, naming the file and the attribute, before any case is predicted. Patient and study
+attributes a file leaves out (type 2: ``PatientID``, ``PatientName``, ``StudyDate`` ...) are written
+empty, as DICOM writes an unknown value. A series held in several Enhanced (multi-frame) files is
+refused: a SEG references frames of one multi-frame file at most.
 
 Example:
     >>> report = predict("runs/ct-ft", "dicom/series-01", output="seg",

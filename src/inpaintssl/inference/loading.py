@@ -99,7 +99,7 @@ def _in_plane_of(dataset: str) -> InPlane:
     return "transpose_flip_rows" if dataset == "mni152" else "identity"
 
 
-_SLICED_VOLUMES = ("nifti", "metaimage", "nrrd", "numpy", "hdf5", "ct")
+_SLICED_VOLUMES = ("nifti", "metaimage", "nrrd", "numpy", "hdf5", "dicom", "ct")
 
 
 def _factory_default(dataset: str, name: str, fallback: Any) -> Any:

@@ -294,14 +294,16 @@ def predict(
             time) or vanished between its check and its prediction; the checkpoint is a
             pretraining (inpainting) one; ``output`` is a file or a link to nothing; a MetaImage or
             NRRD label map cannot describe an input's grid (an affine axis of length 0); a DICOM
-            SEG is asked for an input that is not a DICOM series, or one without
-            ``StudyInstanceUID`` or ``FrameOfReferenceUID``, or without highdicom installed. The
+            SEG or RT Structure Set is asked for an input that is not a DICOM series, or one
+            without ``StudyInstanceUID``, ``SeriesInstanceUID`` or ``FrameOfReferenceUID`` (a SEG
+            also without highdicom installed, an RT Structure Set without patient geometry). The
             message names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
             All three are ``ValueError`` subclasses.
-        ValueError: ``batch_size`` or ``check_threads`` below 1, an unknown ``device``,
+        ValueError: ``probabilities`` with ``output_format="rtstruct"``; ``batch_size`` or
+            ``check_threads`` below 1, an unknown ``device``,
             ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
             outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0, or
             ``resample="outside"`` with a run that resized its slices or recorded no spacing.

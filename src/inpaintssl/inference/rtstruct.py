@@ -75,9 +75,9 @@ def check_rtstruct_source(volume: Any, *, source: Path) -> None:
     """Refuse, before any case is predicted, an input whose label map cannot be an RT Structure Set.
 
     Raises:
-        PredictionError: ``volume`` is not a DICOM series, a file lacks a ``StudyInstanceUID`` or
-            ``FrameOfReferenceUID``, or the series states no patient geometry (contours are in
-            millimetres); the message names the input (and the file).
+        PredictionError: ``volume`` is not a DICOM series, a file lacks an attribute of
+            :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, or the series states no patient
+            geometry (contours are in millimetres); the message names the input (and the file).
     """
     check_series_identity(volume, source=source, output_format="rtstruct", what="RT Structure Set")
     if volume.patient_affine is None or not volume.has_geometry:

@@ -1,0 +1,129 @@
+"""DICOM series of any modality (MR, PET, ...) with their labels: the registered ``dicom`` dataset.
+
+Scanners and archives hand out DICOM series; the ``nifti`` dataset needs them converted first
+(dcm2niix), and the ``ct`` dataset windows Hounsfield units. ``dicom`` reads the series themselves
+(:class:`~inpaintssl.data.dicom.DicomVolume`: a folder of single-frame files, or an Enhanced
+file, checked as one series), preprocessed by the paper's rule for MRI (sec. 2.2: 2D slices
+along the series' slices, z-scored per volume), as ``nifti`` reads a NIfTI of the same scan. A
+case's label is a label map on the series' grid (NIfTI, MetaImage, NRRD, NumPy: rows x columns x
+slices, slices in position order), a DICOM SEG of the series (classes take segment numbers) or
+an RT Structure Set drawn on it (each class the ROI of its name)
+(:mod:`~inpaintssl.data.dicom_labels`), so annotations saved by OHIF, 3D Slicer, MONAI Label or a
+planning system train without conversion. A CT series is read too, with a warning: the ``ct``
+dataset is the paper's CT preprocessing (three HU windows, sec. 2.2).
+
+Example:
+    >>> ds = dicom_dataset(split="train", cases={"train": [{"image": "knee/series-03/",  # doctest: +SKIP
+    ...     "label": "knee/seg.dcm"}]}, class_names=["femoral_cartilage", "tibial_cartilage"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from inpaintssl.data.base import DataError
+from inpaintssl.data.cases import CaseSpec, resolve_cases
+from inpaintssl.data.checks import check_slice_axis
+from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
+from inpaintssl.data.dicom_labels import open_dicom_annotation
+from inpaintssl.data.labels import check_class_names
+from inpaintssl.data.orientation import check_axis_codes
+from inpaintssl.data.readers import LABEL_RANKS, Volume, open_volume, reader_class
+from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset, _some
+from inpaintssl.registry import DATASETS
+from inpaintssl.warning_format import warn_each_time
+
+__all__ = ["dicom_dataset"]
+
+
+@DATASETS.register("dicom")
+def dicom_dataset(
+    *,
+    split: str,
+    labelled: bool = True,
+    cases: Any,
+    root: str | Path | None = None,
+    class_names: Sequence[str] = (),
+    label_values: Mapping[str, int | Sequence[int]] | None = None,
+    normalize: Normalize = "volume",
+    orientation: str | None = None,
+    slice_axis: int = 2,
+) -> VolumeSliceDataset:
+    """DICOM series (MR or any modality) with label maps, DICOM SEGs or RT Structure Sets (sec. 2.1-2.2).
+
+    Args:
+        split: Split name defined in ``cases``.
+        labelled: Read labels (needs ``class_names``).
+        cases: Series per split (see :mod:`inpaintssl.data.cases`): a folder of one series, or an
+            Enhanced ``.dcm`` file; labels as in the module docstring.
+        root: Folder relative paths start from.
+        class_names: Foreground classes.
+        label_values: Stored value(s) per class (default ``i + 1``): label-map values, SEG segment
+            numbers; an RTSTRUCT ROI's pixels get the class's first value.
+        normalize: ``volume``, ``channel`` or ``none``.
+        orientation: Axis codes (:mod:`~inpaintssl.data.orientation`) every series and label is
+            read in, e.g. ``"RAS"``: series stored in other axis orders are permuted and flipped
+            (not resampled), and each cut along ``slice_axis`` of the reoriented volume. ``None``
+            (default): as stored, cut along the series' own slices.
+        slice_axis: With ``orientation``, the axis of the reoriented volume slices are taken along.
+
+    Raises:
+        DataError: An image that is no DICOM series, a label its reader refuses, ``labelled``
+            without ``class_names``; the message names the file.
+    """
+    names = check_class_names(class_names, where="dicom")
+    if labelled and not names:
+        raise DataError("dicom: labelled=True needs class_names (the foreground class of each label value)")
+    if orientation is not None:
+        orientation = check_axis_codes(orientation, where="dicom: orientation", error=DataError)
+    slice_axis = check_slice_axis(slice_axis, where="dicom")
+
+    def oriented(volume: Volume) -> Volume:
+        if orientation is not None:
+            volume.reorient(orientation, slice_axis=slice_axis)
+        return volume
+
+    def open_case(spec: CaseSpec) -> Case:
+        found = reader_class(spec.image)
+        if found is not DicomVolume:
+            raise DataError(
+                f"dicom case {spec.volume_id!r}: image {spec.image} is read as {found.__name__}, not a DICOM "
+                "series; expected a folder of one series or an Enhanced .dcm file (use the nifti, metaimage "
+                "or nrrd dataset for those formats)"
+            )
+        image = DicomVolume(spec.image)
+        label_path = spec.label if labelled else None
+        if label_path is None:
+            return Case(spec.volume_id, oriented(image), None)
+        kind = dicom_object_kind(label_path)
+        label = (
+            open_dicom_annotation(
+                label_path,
+                image,
+                kind,
+                class_names=names,
+                label_values=label_values,
+                where=f"dicom case {spec.volume_id!r}",
+            )
+            if kind is not None
+            else open_volume(label_path, slice_axis=2, ranks=LABEL_RANKS)
+        )
+        return Case(spec.volume_id, oriented(image), oriented(label))
+
+    opened = [open_case(spec) for spec in resolve_cases(cases, split, root=root, dataset="dicom")]
+    computed = [str(case.image.path) for case in opened if getattr(case.image, "modality", None) == "CT"]
+    if computed:
+        warn_each_time(
+            f"dicom: {len(computed)} series are CT ({_some(computed)}); they are z-scored as MR is. The ct "
+            "dataset reads CT as the paper does: three HU windows, each z-scored (sec. 2.2)",
+            UserWarning,
+        )
+    return VolumeSliceDataset(
+        opened,
+        name="dicom",
+        class_names=names if labelled else (),
+        label_values=label_values if labelled else None,
+        normalize=normalize,
+    )
