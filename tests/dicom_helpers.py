@@ -282,3 +282,19 @@ def write_rtstruct(
     ds.RTROIObservationsSequence = Sequence(observed)
     save_dicom(ds, path)
     return path
+
+
+def nifti_on_series(series: Path, array: np.ndarray, target: Path) -> Path:
+    """``array`` (rows x columns x slices of ``series``) as a NIfTI file on the series' patient affine.
+
+    The independent twin of a label (or image) the tests give as a DICOM object: the ``ct``,
+    ``dicom`` and ``nifti`` datasets already pair such a file with its series, and check it.
+    """
+    import nibabel as nib
+
+    from inpaintssl.data.dicom import DicomVolume
+
+    affine = DicomVolume(series).patient_affine
+    assert affine is not None, f"{series} states no patient geometry"
+    nib.Nifti1Image(array, affine).to_filename(target)  # type: ignore[no-untyped-call]
+    return target

@@ -13,11 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pytest
 
-from dicom_helpers import write_enhanced, write_series
+from dicom_helpers import nifti_on_series, write_enhanced, write_series
 from inpaintssl.data.base import DataError
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.dicom_dataset import dicom_dataset
@@ -71,12 +70,8 @@ def _series(folder: Path, *, enhanced: bool) -> Path:
 
 def _twins(series: Path, folder: Path) -> tuple[Path, Path]:
     """The series' stored pixels and the label map as NIfTI files on its patient affine."""
-    affine = DicomVolume(series).patient_affine
-    assert affine is not None
-    image, label = folder / "image.nii.gz", folder / "label.nii.gz"
-    nib.Nifti1Image(_stored(1).transpose(1, 2, 0).astype(np.float32), affine).to_filename(image)  # type: ignore[no-untyped-call]
-    nib.Nifti1Image(_labels(), affine).to_filename(label)  # type: ignore[no-untyped-call]
-    return image, label
+    image = nifti_on_series(series, _stored(1).transpose(1, 2, 0).astype(np.float32), folder / "image.nii.gz")
+    return image, nifti_on_series(series, _labels(), folder / "label.nii.gz")
 
 
 def _label_file(kind: str, series: Path, nifti_label: Path, folder: Path) -> Path:

@@ -14,11 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pytest
 
-from dicom_helpers import write_enhanced, write_rtstruct, write_series
+from dicom_helpers import nifti_on_series, write_enhanced, write_rtstruct, write_series
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.dicom import DicomVolume
@@ -102,13 +101,6 @@ def _drawn(
     return [(7, "BODY", body), (5, "Spleen", spleen), (3, "LIVER", liver)], expected
 
 
-def _nifti_twin(series: Path, labels: np.ndarray, target: Path) -> Path:
-    volume = DicomVolume(series)
-    assert volume.patient_affine is not None
-    nib.Nifti1Image(labels, volume.patient_affine).to_filename(target)  # type: ignore[no-untyped-call]
-    return target
-
-
 def _label_slices(image: Path, label: Path, orientation: str | None) -> list[np.ndarray]:
     dataset = ct_dataset(
         split="train",
@@ -128,7 +120,7 @@ def test_an_rtstruct_label_reads_as_its_nifti_twin(
     series = _series(tmp_path / "series", orientation=drawn_on)
     rois, expected = _drawn(series, referenced=referenced)
     rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
-    twin = _nifti_twin(series, expected, tmp_path / "twin.nii.gz")
+    twin = nifti_on_series(series, expected, tmp_path / "twin.nii.gz")
     assert is_dicom_rtstruct(rtstruct) and not is_dicom_rtstruct(twin) and not is_dicom_rtstruct(series)
 
     from_rtstruct = _label_slices(series, rtstruct, orientation)
@@ -269,7 +261,7 @@ def test_a_label_of_an_image_that_is_no_dicom_series_is_refused(tmp_path: Path) 
     series = _series(tmp_path / "series")
     rois, expected = _drawn(series)
     rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", rois)
-    image = _nifti_twin(series, expected, tmp_path / "image.nii.gz")
+    image = nifti_on_series(series, expected, tmp_path / "image.nii.gz")
     with pytest.raises(
         DataError, match=r"is a DICOM RTSTRUCT, which annotates a DICOM series, but its image"
     ):
@@ -388,3 +380,19 @@ def test_a_dataset_of_rtstruct_labels_pickles_for_workers(tmp_path: Path) -> Non
     expected = [dataset[i]["label"].numpy() for i in range(len(dataset))]
     copy = pickle.loads(pickle.dumps(dataset))
     assert all(np.array_equal(copy[i]["label"].numpy(), expected[i]) for i in range(len(copy)))
+
+
+def test_the_reference_must_be_the_series_as_stored(tmp_path: Path) -> None:
+    series = _series(tmp_path / "series")
+    rtstruct = _rtstruct(tmp_path / "rtstruct.dcm", [(1, "liver", [])])
+    reoriented = DicomVolume(series)
+    reoriented.reorient("SAR")
+    with pytest.raises(ValueError, match=r"DicomRtStructVolume: open the reference series as stored"):
+        DicomRtStructVolume(rtstruct, reference=reoriented, roi_values={"liver": 1})
+    twin = nifti_on_series(series, np.zeros((ROWS, COLUMNS, SLICES), np.uint8), tmp_path / "twin.nii.gz")
+    from inpaintssl.data.readers import NiftiVolume
+
+    with pytest.raises(
+        TypeError, match=r"DicomRtStructVolume: reference is a NiftiVolume; expected the DicomVolume"
+    ):
+        DicomRtStructVolume(rtstruct, reference=NiftiVolume(twin), roi_values={"liver": 1})

@@ -13,11 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pytest
 
-from dicom_helpers import write_enhanced, write_series
+from dicom_helpers import nifti_on_series, write_enhanced, write_series
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.dicom import DicomVolume
@@ -89,13 +88,6 @@ def _seg(series: Path, labels: np.ndarray, target: Path) -> Path:
     return target
 
 
-def _nifti_twin(series: Path, labels: np.ndarray, target: Path) -> Path:
-    volume = DicomVolume(series)
-    assert volume.patient_affine is not None
-    nib.Nifti1Image(labels, volume.patient_affine).to_filename(target)  # type: ignore[no-untyped-call]
-    return target
-
-
 def _label_slices(image: Path, label: Path, orientation: str | None) -> list[np.ndarray]:
     dataset = ct_dataset(
         split="train",
@@ -112,7 +104,7 @@ def test_a_seg_label_reads_as_its_nifti_twin(tmp_path: Path, enhanced: bool, ori
     series = _series(tmp_path / "series", enhanced=enhanced)
     labels = _labels(1)
     seg = _seg(series, labels, tmp_path / "seg.dcm")
-    twin = _nifti_twin(series, labels, tmp_path / "twin.nii.gz")
+    twin = nifti_on_series(series, labels, tmp_path / "twin.nii.gz")
     assert is_dicom_seg(seg) and not is_dicom_seg(twin)
 
     from_seg = _label_slices(series, seg, orientation)
@@ -247,7 +239,7 @@ def test_overlapping_segments_are_refused_naming_both(tmp_path: Path) -> None:
 def test_a_seg_label_beside_an_image_that_is_not_dicom_is_refused(tmp_path: Path) -> None:
     series = _series(tmp_path / "series")
     seg = _seg(series, _labels(7), tmp_path / "seg.dcm")
-    image = _nifti_twin(series, _hu(7).transpose(1, 2, 0).astype(np.float32), tmp_path / "image.nii.gz")
+    image = nifti_on_series(series, _hu(7).transpose(1, 2, 0).astype(np.float32), tmp_path / "image.nii.gz")
     cases = {"train": [{"image": str(image), "label": str(seg)}]}
     with pytest.raises(
         DataError, match=rf"ct case .*: label {re.escape(str(seg))} is a DICOM SEG, .* is a NiftiVolume"
@@ -260,7 +252,7 @@ def test_a_reference_that_is_not_a_dicom_series_is_a_type_error(tmp_path: Path) 
 
     series = _series(tmp_path / "series")
     seg = _seg(series, _labels(8), tmp_path / "seg.dcm")
-    twin = NiftiVolume(_nifti_twin(series, _labels(8), tmp_path / "twin.nii.gz"))
+    twin = NiftiVolume(nifti_on_series(series, _labels(8), tmp_path / "twin.nii.gz"))
     with pytest.raises(
         TypeError, match=r"reference is a NiftiVolume; expected the DicomVolume of the series"
     ):

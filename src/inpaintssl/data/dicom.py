@@ -48,7 +48,7 @@ from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["DicomVolume", "dicom_object_kind"]
+__all__ = ["DicomVolume", "SeriesAnnotation", "dicom_object_kind"]
 
 
 class DicomVolume(Volume):
@@ -224,6 +224,69 @@ class DicomVolume(Volume):
         intercept = _rescale_value(ds, "RescaleIntercept", 0.0)
         values: np.ndarray = pixels * np.float32(slope) + np.float32(intercept)
         return values
+
+
+class SeriesAnnotation(Volume):
+    """A label map on a DICOM series' stored grid, built from a DICOM object that annotates the series.
+
+    The base of :class:`~inpaintssl.data.dicom_seg.DicomSegVolume` and
+    :class:`~inpaintssl.data.dicom_rtstruct.DicomRtStructVolume`: ``(rows, columns, slices)`` with
+    the series' spacing and patient geometry, so both may be reoriented afterwards, alike. A
+    subclass builds its labels (:meth:`_build`) before calling ``__init__`` with them, and again
+    after a :meth:`~Volume.release` or in a worker the dataset was pickled to.
+
+    Example:
+        >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
+        >>> SeriesAnnotation.series_of(series, owner="MyLabels").stored_shape  # doctest: +SKIP
+        (512, 512, 120)
+    """
+
+    reads_on_threads = False  # pydicom parses in Python, holding its lock
+
+    def __init__(self, path: Path, labels: np.ndarray, *, reference: DicomVolume, what: str) -> None:
+        super().__init__(
+            path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what=what
+        )
+        self.__dict__["_cache"] = labels
+        self.has_geometry = reference.has_geometry
+        self._affine = None if reference.world_affine is None else reference.world_affine.copy()
+
+    @staticmethod
+    def series_of(reference: Volume, *, owner: str) -> DicomVolume:
+        """``reference`` as the DICOM series, opened as stored, that ``owner`` lays its labels on.
+
+        Typed as any Volume so that callers' documentation need not choose between the two names
+        DicomVolume is documented under.
+
+        Raises:
+            TypeError: ``reference`` is not a DICOM series.
+            ValueError: ``reference`` is reoriented (the labels are built on the stored grid).
+        """
+        if not isinstance(reference, DicomVolume):
+            raise TypeError(
+                f"{owner}: reference is a {type(reference).__name__}; expected the DicomVolume of the series "
+                "it annotates"
+            )
+        if reference.reorientation is not None:
+            raise ValueError(f"{owner}: open the reference series as stored, then reorient both")
+        return reference
+
+    @property
+    def world_affine(self) -> np.ndarray | None:
+        """The series' voxel-to-world matrix (RAS+): the labels lie on its grid."""
+        return self._affine
+
+    def _set_world_affine(self, affine: np.ndarray) -> None:
+        self._affine = affine
+
+    def _array(self) -> Any:
+        if "_cache" not in self.__dict__:
+            self.__dict__["_cache"] = self._build()
+        return self.__dict__["_cache"]
+
+    def _build(self) -> np.ndarray:
+        """The label map on the series' stored grid, from what the subclass kept."""
+        raise NotImplementedError
 
 
 def _patient_affine(

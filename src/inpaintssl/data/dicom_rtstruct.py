@@ -45,7 +45,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.contours import polygon_mask
-from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
+from inpaintssl.data.dicom import SeriesAnnotation, dicom_object_kind
 from inpaintssl.data.labels import plain_name
 from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import Volume
@@ -98,7 +98,7 @@ def _contour_values(contour: Any, where: str) -> np.ndarray:
         raise DataError(f"{where} has ContourData that are not decimal numbers: {text[:40]!r}...") from None
 
 
-class DicomRtStructVolume(Volume):
+class DicomRtStructVolume(SeriesAnnotation):
     """The ROIs of an RT Structure Set named in ``roi_values``, filled on ``reference``'s grid.
 
     Args:
@@ -120,16 +120,8 @@ class DicomRtStructVolume(Volume):
         ValueError: ``reference`` is reoriented, or a value in ``roi_values`` is below 1.
     """
 
-    reads_on_threads = False  # pydicom parses in Python, holding its lock
-
     def __init__(self, path: str | Path, *, reference: Volume, roi_values: Mapping[str, int]) -> None:
-        if not isinstance(reference, DicomVolume):
-            raise TypeError(
-                f"DicomRtStructVolume: reference is a {type(reference).__name__}; expected the DicomVolume "
-                "of the series the contours were drawn on"
-            )
-        if reference.reorientation is not None:
-            raise ValueError("DicomRtStructVolume: open the reference series as stored, then reorient both")
+        reference = self.series_of(reference, owner="DicomRtStructVolume")
         low = {name: value for name, value in roi_values.items() if int(value) < 1}
         if low:
             raise ValueError(f"DicomRtStructVolume: roi_values {low} are below 1; 0 is the background")
@@ -159,13 +151,7 @@ class DicomRtStructVolume(Volume):
         # Kept instead of the file: each fill (the first, and each after a release) starts from them.
         self._polygons = self._read_polygons(ds, chosen, reference.slices_by_instance())
         self.overlaps: dict[tuple[str, str], int] = {}
-        labels = self._fill()
-        super().__init__(
-            path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what="DICOM RTSTRUCT"
-        )
-        self.__dict__["_cache"] = labels
-        self.has_geometry = reference.has_geometry
-        self._affine: np.ndarray | None = self._grid_affine.copy()
+        super().__init__(path, self._build(), reference=reference, what="DICOM RTSTRUCT")
         if self.overlaps:
             said = "; ".join(
                 f"{later!r} over {earlier!r} on {pixels} pixels"
@@ -176,19 +162,6 @@ class DicomRtStructVolume(Volume):
                 "order. Check the contours where an overlap is more than an edge's pixels",
                 UserWarning,
             )
-
-    @property
-    def world_affine(self) -> np.ndarray | None:
-        """The series' voxel-to-world matrix (RAS+): the contours are filled on its grid."""
-        return self._affine
-
-    def _set_world_affine(self, affine: np.ndarray) -> None:
-        self._affine = affine
-
-    def _array(self) -> Any:
-        if "_cache" not in self.__dict__:
-            self.__dict__["_cache"] = self._fill()
-        return self.__dict__["_cache"]
 
     def _choose_rois(self, ds: Any, series_frame: str | None) -> dict[int, str]:
         """``ROINumber`` -> requested name, for every name of ``roi_values``."""
@@ -290,7 +263,7 @@ class DicomRtStructVolume(Volume):
                 "expected contours on its slices"
             )
 
-    def _fill(self) -> np.ndarray:
+    def _build(self) -> np.ndarray:
         """The label map: each requested ROI's polygons filled with its value, in ``roi_values``'s order."""
         dtype = np.min_scalar_type(max(self._values.values(), default=1))
         labels = np.zeros(self._grid_shape, dtype=dtype)

@@ -33,7 +33,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
-from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
+from inpaintssl.data.dicom import SeriesAnnotation, dicom_object_kind
 from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
@@ -60,7 +60,7 @@ def _item(group: Any, sequence: str) -> Any:
     return items[0] if items else None
 
 
-class DicomSegVolume(Volume):
+class DicomSegVolume(SeriesAnnotation):
     """A DICOM SEG's segments as the label map of ``reference``, the series it segments.
 
     Args:
@@ -75,46 +75,22 @@ class DicomSegVolume(Volume):
     Raises:
         DataError: See the module docstring; the message names the file (and the frame).
         TypeError: ``reference`` is not a DICOM series.
+        ValueError: ``reference`` is reoriented.
     """
 
-    reads_on_threads = False  # pydicom parses in Python, holding its lock
-
     def __init__(self, path: str | Path, *, reference: Volume) -> None:
-        # Typed as any Volume (a DICOM series' is the only one accepted) so that the documentation
-        # does not have to choose between the two names DicomVolume is documented under.
-        if not isinstance(reference, DicomVolume):
-            raise TypeError(
-                f"DicomSegVolume: reference is a {type(reference).__name__}; expected the DicomVolume of the "
-                "series the SEG segments"
-            )
-        if reference.reorientation is not None:
-            raise ValueError("DicomSegVolume: open the reference series as stored, then reorient both")
+        series = self.series_of(reference, owner="DicomSegVolume")
         path = existing_path(path, what="DICOM SEG")
-        self._slices = int(reference.stored_shape[2])
-        self._series_slice = (int(reference.stored_shape[0]), int(reference.stored_shape[1]))
-        self._grid_affine = reference.world_affine
-        self._series = str(reference.path)
-        self._slice_of_source = reference.slices_by_instance()
+        self._slices = int(series.stored_shape[2])
+        self._series_slice = (int(series.stored_shape[0]), int(series.stored_shape[1]))
+        self._grid_affine = series.world_affine
+        self._series = str(series.path)
+        self._slice_of_source = series.slices_by_instance()
         labels, self.segment_labels = self._decode_file(path)
-        super().__init__(
-            path, labels.shape, slice_axis=2, ranks={3}, spacing=reference.stored_zooms, what="DICOM SEG"
-        )
-        self.__dict__["_cache"] = labels
-        self.has_geometry = reference.has_geometry
-        self._affine = None if self._grid_affine is None else self._grid_affine.copy()
+        super().__init__(path, labels, reference=series, what="DICOM SEG")
 
-    @property
-    def world_affine(self) -> np.ndarray | None:
-        """The series' voxel-to-world matrix (RAS+): the SEG lies on its grid."""
-        return self._affine
-
-    def _set_world_affine(self, affine: np.ndarray) -> None:
-        self._affine = affine
-
-    def _array(self) -> Any:
-        if "_cache" not in self.__dict__:
-            self.__dict__["_cache"] = self._decode_file(self.path)[0]
-        return self.__dict__["_cache"]
+    def _build(self) -> np.ndarray:
+        return self._decode_file(self.path)[0]
 
     def _slice_at(self, position: Any) -> int | None:
         """The stored slice a frame at ``position`` (LPS mm, its first pixel) lies on, if any."""
