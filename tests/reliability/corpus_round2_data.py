@@ -215,6 +215,22 @@ def _rtstruct_classes_not_its_rois(folder: Path) -> Call:
 
 
 @_case(
+    "data-dicom-dataset-given-nifti",
+    "data",
+    DataError,
+    r"dicom case 'knee': image .*knee\.nii\.gz is read as NiftiVolume, not a DICOM series",
+    r"use the nifti, metaimage or nrrd dataset for those formats",
+)
+def _dicom_dataset_given_nifti(folder: Path) -> Call:
+    """A NIfTI converted from a series, listed in a config that still says dataset: dicom: read as
+    DICOM, it would be "not a DICOM file (a web page or text saved under a .dcm name?)", pointing
+    nowhere near the dataset to use."""
+    _write_nifti(folder / "knee.nii.gz", _image(0))
+    cases = {"train": [str(folder / "knee.nii.gz")]}
+    return lambda: DATASETS.build("dicom", split="train", labelled=False, cases=cases)
+
+
+@_case(
     "data-h5-truncated-tail",
     "data",
     DataError,
