@@ -151,3 +151,14 @@ def test_a_ct_series_is_read_with_a_pointer_to_the_ct_dataset(tmp_path: Path) ->
     ):
         dataset = dicom_dataset(split="unlabelled", labelled=False, cases={"unlabelled": [str(series)]})
     assert len(dataset) == SLICES
+
+
+def test_a_series_without_pixel_spacing_is_read_at_1_mm_with_a_warning(tmp_path: Path) -> None:
+    series = _series(tmp_path / "series", enhanced=False)
+    for path in series.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    with pytest.warns(UserWarning, match=r"dicom: 1 series state no PixelSpacing .*; 1 mm is assumed"):
+        dataset = dicom_dataset(split="unlabelled", labelled=False, cases={"unlabelled": [str(series)]})
+    assert len(dataset) == SLICES

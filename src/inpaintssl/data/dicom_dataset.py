@@ -10,7 +10,8 @@ slices, slices in position order), a DICOM SEG of the series (classes take segme
 an RT Structure Set drawn on it (each class the ROI of its name)
 (:mod:`~inpaintssl.data.dicom_labels`), so annotations saved by OHIF, 3D Slicer, MONAI Label or a
 planning system train without conversion. A CT series is read too, with a warning: the ``ct``
-dataset is the paper's CT preprocessing (three HU windows, sec. 2.2).
+dataset is the paper's CT preprocessing (three HU windows, sec. 2.2). A series without
+``PixelSpacing`` is read at 1 mm with a warning: its areas and volumes are then pixel counts.
 
 Example:
     >>> ds = dicom_dataset(split="train", cases={"train": [{"image": "knee/series-03/",  # doctest: +SKIP
@@ -113,6 +114,13 @@ def dicom_dataset(
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     opened = [open_case(spec) for spec in resolve_cases(cases, split, root=root, dataset="dicom")]
+    assumed = [str(case.image.path) for case in opened if not case.image.has_geometry]
+    if assumed:
+        warn_each_time(
+            f"dicom: {len(assumed)} series state no PixelSpacing ({_some(assumed)}); 1 mm is assumed, so "
+            "their areas (mm^2) and volumes (mL) are pixel and voxel counts",
+            UserWarning,
+        )
     computed = [str(case.image.path) for case in opened if getattr(case.image, "modality", None) == "CT"]
     if computed:
         warn_each_time(
