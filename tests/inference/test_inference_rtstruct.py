@@ -367,3 +367,51 @@ def test_the_cli_writes_an_rtstruct(trained_run: issl.FinetuneResult, tmp_path: 
         assert cli_main([*argv, "--output-format", "rtstruct"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["scan_seg.dcm", "volumes.csv"]
     assert pydicom.dcmread(out / "scan_seg.dcm", stop_before_pixels=True).Modality == "RTSTRUCT"
+
+
+def test_a_run_trained_on_rtstruct_labels_predicts_rtstructs(tmp_path: Path) -> None:
+    # The whole loop a radiotherapy user runs: DICOM series with RT Structure Sets in (the dicom
+    # dataset), fine-tuning, and contours of new series out, which read back as predict's label map.
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    classes = ["a", "b"]
+    cases: dict[str, list[dict[str, str]]] = {}
+    for split, seed in (("train", 1), ("val", 2), ("test", 3)):
+        scan = write_series(
+            tmp_path / split,
+            _pixels(SHAPE, seed),
+            modality="MR",
+            positions=[(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])],
+            identity=_identity(),
+        )
+        labels = np.zeros(SHAPE, np.uint8)
+        labels[4 + seed : 14 + seed, 6:20] = 1
+        labels[20:28, 10 + seed : 24 + seed] = 2
+        volume = DicomVolume(scan)
+        assert volume.patient_affine is not None
+        write_rtstruct(
+            labels, volume, tmp_path / f"{split}.dcm", class_names=classes, affine=volume.patient_affine
+        )
+        cases[split] = [{"image": str(scan), "label": str(tmp_path / f"{split}.dcm")}]
+    data = {"dataset": "dicom", "params": {"cases": cases, "class_names": classes}}
+    assert len(dicom_dataset(split="train", **data["params"])) == SHAPE[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a run far too short to converge
+        run = issl.finetune(
+            {
+                "data": data,
+                "model": {"params": {"depth": 3, "base_width": 8}},
+                "optim": {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 4},
+                "run": {"output_dir": str(tmp_path / "run"), "quiet": True, "device": "cpu", "seed": 0},
+            }
+        )
+    test_scan = Path(cases["test"][0]["image"])
+    reference = _predict(run.run_dir, test_scan, tmp_path / "nifti")
+    report = _predict(run.run_dir, test_scan, tmp_path / "contours", output_format="rtstruct")
+    back = DicomRtStructVolume(
+        report.cases[0].segmentation, reference=DicomVolume(test_scan), roi_values={"a": 1, "b": 2}
+    )
+    expected = _nifti(reference.cases[0].segmentation)
+    assert expected.any()  # contours to compare, not two empty maps
+    assert np.array_equal(np.stack([back.read(k) for k in range(SHAPE[2])], axis=2), expected)
+    assert report.cases[0].volumes_ml == reference.cases[0].volumes_ml
