@@ -21,7 +21,7 @@ from inpaintssl.cli import main as cli_main
 from inpaintssl.data.metaimage import MetaImageVolume, read_metaimage_header
 from inpaintssl.data.nrrd import NrrdVolume, read_nrrd_header
 from inpaintssl.inference.predict import PredictionError, PredictionReport, predict
-from inpaintssl.inference.writing import OUTPUT_FORMATS
+from inpaintssl.inference.writing import OUTPUT_FORMATS, VOLUME_FORMATS
 
 SHAPE = (32, 32, 3)
 """The tiny run's own 32x32 slices, three of them."""
@@ -55,9 +55,9 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return whole, volume.affine
 
 
-# Every format that writes any input's maps; a DICOM SEG segments DICOM series only, and has
-# its own test (test_inference_dicom_seg.py).
-VOLUME_FORMATS = [name for name in OUTPUT_FORMATS if name != "dicom_seg"]
+# VOLUME_FORMATS: every format that writes any input's maps; DICOM SEG and RT Structure Sets
+# annotate DICOM series only, and have their own tests (test_inference_dicom_seg.py,
+# test_inference_rtstruct.py).
 
 
 @pytest.mark.parametrize("file_format", VOLUME_FORMATS)
