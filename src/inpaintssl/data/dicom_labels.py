@@ -61,29 +61,27 @@ def open_dicom_annotation(
             f"{where}: label {label} is a DICOM {kind}, which annotates a DICOM series, but its image "
             f"{image.path} is a {type(image).__name__}; expected the DICOM series the {kind} was drawn on"
         )
+    values = class_values(class_names, label_values)
     if kind == "SEG":
         seg = DicomSegVolume(label, reference=image)
-        _warn_segment_names(seg, class_names, label_values, where=where)
+        _warn_segment_names(seg, class_names, values, where=where)
         return seg
-    values = class_values(class_names, label_values)
     return DicomRtStructVolume(
         label, reference=image, roi_values={name: value[0] for name, value in zip(class_names, values)}
     )
 
 
 def _warn_segment_names(
-    label: DicomSegVolume,
-    class_names: Sequence[str],
-    label_values: Mapping[str, int | Sequence[int]] | None,
-    *,
-    where: str,
+    label: DicomSegVolume, class_names: Sequence[str], values: Sequence[Sequence[int]], *, where: str
 ) -> None:
-    """Warn where a class reads a SEG segment labelled as something else, or one the SEG lacks."""
+    """Warn where a class reads a SEG segment labelled as something else, or one the SEG lacks.
+
+    ``values``: each class's segment numbers, as :func:`~inpaintssl.data.labels.class_values` gives them.
+    """
     described = ", ".join(f"{number} {text!r}" for number, text in sorted(label.segment_labels.items()))
-    for k, name in enumerate(class_names):
-        given = (label_values or {}).get(name, k + 1)
-        for value in given if isinstance(given, Sequence) else [given]:
-            segment = label.segment_labels.get(int(value))
+    for name, numbers in zip(class_names, values):
+        for value in numbers:
+            segment = label.segment_labels.get(value)
             if segment is None:
                 problem = f"but the SEG describes no segment {value} (its segments: {described or 'none'})"
             elif segment.strip() and plain_name(segment) != plain_name(name):
