@@ -19,7 +19,8 @@ import pytest
 import inpaintssl as issl
 from dicom_helpers import write_enhanced, write_series
 from inpaintssl.cli import main as cli_main
-from inpaintssl.inference.predict import PredictionError, PredictionReport, predict
+from inpaintssl.inference.predict import PredictionError
+from predict_helpers import predict_quietly
 
 pytest.importorskip("highdicom", reason="the dicom-seg extra is not installed")
 pydicom = pytest.importorskip("pydicom")
@@ -50,12 +51,6 @@ def _slices(seed: int) -> np.ndarray:
     """``(slices, rows, columns)`` int16, as the DICOM writers take them."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 1000, (SHAPE[2], *SHAPE[:2])).astype(np.int16)
-
-
-def _predict(run: Path, inputs: Any, out: Path, **options: Any) -> PredictionReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the tiny run's spacing and orientation
-        return predict(run, inputs, output=out, device="cpu", progress=False, **options)
 
 
 def _sources(files: list[Path]) -> dict[tuple[str, int | None], int]:
@@ -122,8 +117,8 @@ def test_a_series_label_map_as_dicom_seg_is_its_nifti_label_map(
             identity=identity,
         )
         files = [scan]
-    reference = _predict(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
-    report = _predict(
+    reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
+    report = predict_quietly(
         trained_run.run_dir, scan, tmp_path / "seg", probabilities=True, output_format="dicom_seg"
     )
 
@@ -182,7 +177,7 @@ def test_patient_and_study_attributes_a_series_leaves_out_are_written_empty(
 ) -> None:
     identity = _identity(PatientID=None, PatientName=None, StudyDate=None)
     scan = write_series(tmp_path / "scan", _slices(4), modality="MR", positions=POSITIONS, identity=identity)
-    report = _predict(trained_run.run_dir, scan, tmp_path / "seg", output_format="dicom_seg")
+    report = predict_quietly(trained_run.run_dir, scan, tmp_path / "seg", output_format="dicom_seg")
     seg = pydicom.dcmread(report.cases[0].segmentation, stop_before_pixels=True)
     for tag in ("PatientID", "PatientName", "StudyDate", "AccessionNumber", "StudyID"):
         assert tag in seg and str(seg.data_element(tag).value or "") == "", tag
@@ -204,7 +199,7 @@ def test_a_series_that_states_no_study_or_frame_of_reference_is_refused_before_p
         identity=_identity(**{missing: None}),
     )
     with pytest.raises(PredictionError, match=rf"input {bad}: DICOM file {bad}/im0\.dcm has no {missing}"):
-        _predict(trained_run.run_dir, [good, bad], tmp_path / "out", output_format="dicom_seg")
+        predict_quietly(trained_run.run_dir, [good, bad], tmp_path / "out", output_format="dicom_seg")
     assert not (tmp_path / "out").exists()
 
 
@@ -216,5 +211,5 @@ def test_dicom_seg_for_an_input_that_is_not_dicom_is_refused_naming_it(
         scan
     )  # type: ignore[no-untyped-call]
     with pytest.raises(PredictionError, match=rf"input {scan}: output_format='dicom_seg' writes DICOM SEG"):
-        _predict(trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg")
+        predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg")
     assert not (tmp_path / "out").exists()

@@ -20,8 +20,7 @@ import pytest
 import inpaintssl as issl
 from dicom_helpers import write_mr_slice
 from inpaintssl.data.readers import NiftiVolume
-from inpaintssl.inference.predict import predict
-from inpaintssl.inference.results import PredictionReport
+from predict_helpers import predict_quietly
 
 SHAPE = (32, 32, 3)
 """The tiny run's own 32x32 slices, three of them."""
@@ -38,15 +37,6 @@ def _load(path: Path) -> Any:
 
 def _column_lengths(affine: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
-
-
-def _predict_quietly(
-    run: Path, scan: Path | list[Path], out: Path, *, spacing: tuple[float, float, float] | None = None
-) -> PredictionReport:
-    # Spacing and orientation warnings about the tiny run are not what these tests look at.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return predict(run, scan, output=out, device="cpu", progress=False, spacing=spacing)
 
 
 @pytest.mark.parametrize("qform_code", [0, 1])
@@ -67,7 +57,7 @@ def test_a_stale_pixdim_is_not_copied_into_the_label_map(
     with pytest.warns(UserWarning, match="pixdim"):
         NiftiVolume(scan)  # the reader sees the disagreement too
 
-    report = _predict_quietly(trained_run.run_dir, scan, tmp_path / "pred")
+    report = predict_quietly(trained_run.run_dir, scan, tmp_path / "pred")
 
     written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
     header = written.header
@@ -100,7 +90,7 @@ def test_an_array_label_map_is_coded_as_nibabel_writes_the_same_array(
             handle.create_dataset("image", data=_scan(1))
     spacing = (0.75, 1.25, 2.5)
 
-    _predict_quietly(trained_run.run_dir, scan, tmp_path / "pred", spacing=spacing)
+    predict_quietly(trained_run.run_dir, scan, tmp_path / "pred", spacing=spacing)
 
     written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
     # The user's own conversion of the array: the label map must overlay it in any reader.
@@ -130,7 +120,7 @@ def test_a_dicom_series_without_pixel_spacing_claims_no_scanner_geometry(
             imager_pixel_spacing=("0.5", "0.5") if imager_spacing else None,
         )
 
-    _predict_quietly(trained_run.run_dir, series, tmp_path / "pred")
+    predict_quietly(trained_run.run_dir, series, tmp_path / "pred")
 
     header = _load(tmp_path / "pred" / "series_seg.nii.gz").header
     # Its in-plane size is the reader's 1 mm assumption, not the scanner's: coded 0 (unknown).
@@ -158,7 +148,7 @@ def test_a_scan_with_singleton_axes_after_the_third_is_predicted_as_its_volume(
     scan = tmp_path / "scan.nii.gz"
     image.to_filename(scan)
 
-    report = _predict_quietly(trained_run.run_dir, [twin, scan], tmp_path / "pred")
+    report = predict_quietly(trained_run.run_dir, [twin, scan], tmp_path / "pred")
 
     written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
     expected = _load(tmp_path / "pred" / "twin_seg.nii.gz")
@@ -181,7 +171,7 @@ def test_an_enhanced_dicom_file_is_predicted_as_its_classic_series(
     enhanced = tmp_path / "enhanced.dcm"
     write_enhanced(enhanced, stored[::-1], modality="MR", positions=positions[::-1])
 
-    report = _predict_quietly(trained_run.run_dir, [series, enhanced], tmp_path / "pred")
+    report = predict_quietly(trained_run.run_dir, [series, enhanced], tmp_path / "pred")
 
     classic, frames = (_load(tmp_path / "pred" / f"{name}_seg.nii.gz") for name in ("series", "enhanced"))
     assert frames.shape == classic.shape == SHAPE
@@ -212,7 +202,7 @@ def test_a_metaimage_or_nrrd_scan_is_predicted_as_its_nifti_conversion(
     converted = tmp_path / "converted.nii.gz"
     nib.Nifti1Image(_scan(5), np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps).to_filename(converted)  # type: ignore[no-untyped-call]
 
-    report = _predict_quietly(trained_run.run_dir, [scan, converted], tmp_path / "pred")
+    report = predict_quietly(trained_run.run_dir, [scan, converted], tmp_path / "pred")
 
     written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
     expected = _load(tmp_path / "pred" / "converted_seg.nii.gz")

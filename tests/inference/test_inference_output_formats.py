@@ -20,8 +20,9 @@ import inpaintssl as issl
 from inpaintssl.cli import main as cli_main
 from inpaintssl.data.metaimage import MetaImageVolume, read_metaimage_header
 from inpaintssl.data.nrrd import NrrdVolume, read_nrrd_header
-from inpaintssl.inference.predict import PredictionError, PredictionReport, predict
+from inpaintssl.inference.predict import PredictionError, predict
 from inpaintssl.inference.writing import OUTPUT_FORMATS, VOLUME_FORMATS
+from predict_helpers import predict_quietly
 
 SHAPE = (32, 32, 3)
 """The tiny run's own 32x32 slices, three of them."""
@@ -34,13 +35,6 @@ OBLIQUE = np.array(
 
 def _scan(seed: int, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
     return np.random.default_rng(seed).normal(100.0, 20.0, shape).astype(np.float32)
-
-
-def _predict(run: Path, inputs: Any, out: Path, **options: Any) -> PredictionReport:
-    # Spacing and orientation warnings about the tiny run are not what these tests look at.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return predict(run, inputs, output=out, device="cpu", progress=False, **options)
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +61,8 @@ def test_every_format_holds_the_nifti_maps_on_the_same_voxel_positions(
     scan = tmp_path / "scan.nii.gz"
     nib.Nifti1Image(_scan(1), OBLIQUE).to_filename(scan)  # type: ignore[no-untyped-call]
     stored = _read(scan)[1]  # OBLIQUE as the file holds it, in float32
-    reference = _predict(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
-    report = _predict(
+    reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
+    report = predict_quietly(
         trained_run.run_dir, scan, tmp_path / "out", probabilities=True, output_format=file_format
     )
 
@@ -170,8 +164,8 @@ def test_a_2d_slice_is_written_as_a_volume_of_one_slice(
 ) -> None:
     scan = tmp_path / "slice.nii.gz"
     nib.Nifti1Image(_scan(7, SHAPE[:2]), OBLIQUE).to_filename(scan)  # type: ignore[no-untyped-call]
-    reference = _predict(trained_run.run_dir, scan, tmp_path / "nifti")
-    report = _predict(trained_run.run_dir, scan, tmp_path / "out", output_format="metaimage")
+    reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti")
+    report = predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="metaimage")
 
     labels, affine = _read(report.cases[0].segmentation)
     expected, _ = _read(reference.cases[0].segmentation)
@@ -195,10 +189,10 @@ def test_a_grid_the_format_cannot_state_is_refused_before_anything_is_predicted(
     with pytest.raises(
         PredictionError, match=rf"input {flat}: its label map cannot be written as {file_format}"
     ):
-        _predict(trained_run.run_dir, [good, flat], tmp_path / "out", output_format=file_format)
+        predict_quietly(trained_run.run_dir, [good, flat], tmp_path / "out", output_format=file_format)
     assert not (tmp_path / "out").exists()
     # As NIfTI it is written, its sform copied.
-    report = _predict(trained_run.run_dir, [good, flat], tmp_path / "nifti")
+    report = predict_quietly(trained_run.run_dir, [good, flat], tmp_path / "nifti")
     assert [c.segmentation.name for c in report.cases] == ["good_seg.nii.gz", "flat_seg.nii.gz"]
 
 

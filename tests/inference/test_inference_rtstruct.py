@@ -24,8 +24,9 @@ from dicom_helpers import write_enhanced, write_series
 from inpaintssl.cli import main as cli_main
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.dicom_rtstruct import DicomRtStructVolume
-from inpaintssl.inference.predict import PredictionError, PredictionReport, predict
+from inpaintssl.inference.predict import PredictionError
 from inpaintssl.inference.rtstruct import RT_STRUCTURE_SET_STORAGE, write_rtstruct
+from predict_helpers import predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -259,12 +260,6 @@ def test_labels_off_the_series_grid_are_refused(tmp_path: Path) -> None:
 SHAPE = (32, 32, 3)
 
 
-def _predict(run: Path, inputs: Any, out: Path, **options: Any) -> PredictionReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the tiny run's spacing and orientation
-        return predict(run, inputs, output=out, device="cpu", progress=False, **options)
-
-
 def _nifti(path: Path) -> np.ndarray:
     image: Any = nib.load(path)
     return np.asarray(image.dataobj)
@@ -280,8 +275,8 @@ def test_predict_writes_the_nifti_label_map_as_contours(
         positions=[(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])],
         identity=_identity(),
     )
-    reference = _predict(trained_run.run_dir, scan, tmp_path / "nifti")
-    report = _predict(trained_run.run_dir, scan, tmp_path / "rt", output_format="rtstruct")
+    reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti")
+    report = predict_quietly(trained_run.run_dir, scan, tmp_path / "rt", output_format="rtstruct")
     case = report.cases[0]
     assert case.segmentation == tmp_path / "rt" / "scan_seg.dcm" and case.probabilities is None
     expected = _nifti(reference.cases[0].segmentation)
@@ -300,7 +295,7 @@ def test_rtstruct_with_probabilities_is_refused_before_anything_runs(
     with pytest.raises(
         ValueError, match=r"probabilities=True with output_format='rtstruct': an RT Structure Set"
     ):
-        _predict(
+        predict_quietly(
             trained_run.run_dir,
             tmp_path / "absent",
             tmp_path / "out",
@@ -320,7 +315,7 @@ def test_rtstruct_for_an_input_that_is_not_dicom_is_refused_naming_it(
     with pytest.raises(
         PredictionError, match=rf"input {scan}: output_format='rtstruct' writes RT Structure Set"
     ):
-        _predict(trained_run.run_dir, scan, tmp_path / "out", output_format="rtstruct")
+        predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="rtstruct")
     assert not (tmp_path / "out").exists()
 
 
@@ -339,7 +334,7 @@ def test_a_series_that_does_not_identify_itself_is_refused_before_predicting(
         PredictionError,
         match=rf"input {bad}: DICOM file {bad}/im0\.dcm has no {missing}; the RT Structure Set references",
     ):
-        _predict(trained_run.run_dir, bad, tmp_path / "out", output_format="rtstruct")
+        predict_quietly(trained_run.run_dir, bad, tmp_path / "out", output_format="rtstruct")
     assert not (tmp_path / "out").exists()
 
 
@@ -406,8 +401,8 @@ def test_a_run_trained_on_rtstruct_labels_predicts_rtstructs(tmp_path: Path) -> 
             }
         )
     test_scan = Path(cases["test"][0]["image"])
-    reference = _predict(run.run_dir, test_scan, tmp_path / "nifti")
-    report = _predict(run.run_dir, test_scan, tmp_path / "contours", output_format="rtstruct")
+    reference = predict_quietly(run.run_dir, test_scan, tmp_path / "nifti")
+    report = predict_quietly(run.run_dir, test_scan, tmp_path / "contours", output_format="rtstruct")
     back = DicomRtStructVolume(
         report.cases[0].segmentation, reference=DicomVolume(test_scan), roi_values={"a": 1, "b": 2}
     )
