@@ -94,6 +94,7 @@ def write_enhanced(
     geometry_in: str = "shared",
     series_uid: str | None = None,
     identity: dict[str, Any] | None = None,
+    echo_times: list[float] | None = None,
 ) -> None:
     """An Enhanced CT or MR file of ``frames`` (``(n, rows, columns)``, signed 16-bit) written by pydicom.
 
@@ -103,6 +104,8 @@ def write_enhanced(
     given, in each frame's PixelValueTransformationSequence. Nothing of the geometry or rescale is
     at the top level, where a single-frame slice keeps it. ``series_uid``: SeriesInstanceUID,
     left out if ``None``. ``identity``: more top-level tags (patient, study, frame of reference).
+    ``echo_times``: each frame's EffectiveEchoTime (ms), in its MREchoSequence, as multi-echo
+    Enhanced MR files state it.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -142,6 +145,8 @@ def write_enhanced(
         group.FrameContentSequence = Sequence([item(InStackPositionNumber=k + 1)])
         if geometry_in == "per_frame":
             geometry(group)
+        if echo_times is not None:
+            group.MREchoSequence = Sequence([item(EffectiveEchoTime=float(echo_times[k]))])
         if rescale is not None:
             slope, intercept = rescale[k]
             group.PixelValueTransformationSequence = Sequence(

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["DicomVolume", "SeriesAnnotation", "dicom_object_kind"]
+__all__ = ["DicomEchoesRssVolume", "DicomVolume", "SeriesAnnotation", "dicom_object_kind"]
 
 
 class DicomVolume(Volume):
@@ -79,23 +80,25 @@ class DicomVolume(Volume):
     # contended (12 CT series of 64 slices checked on 2 threads: 1.34 s against 1.13 s one by one).
     reads_on_threads = False
 
-    def __init__(self, path: str | Path) -> None:
-        pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    def __init__(self, path: str | Path, *, echo: int | None = None) -> None:
         path = existing_path(path, what="DICOM series", directory_ok=True)
-        candidates = sorted(_series_files(path)) if path.is_dir() else [path]
-        if not candidates:
-            raise DataError(f"DICOM series folder {path} holds no files")
-        folder = path if path.is_dir() else None
-        headers = [
-            (frame, f)
-            for f in candidates
-            for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f)
-        ]
+        self._open(path, _read_headers(path), echo=echo)
+
+    def _open(self, path: Path, headers: list[tuple[Any, Path]], *, echo: int | None) -> None:
+        """Check the series' ``headers`` (each slice's, unsorted) and set the volume up from them."""
         _check_one_series(headers, path)
+        echoes = _SeriesEchoes.of(headers)
+        if echo is not None:
+            headers = echoes.select(headers, _checked_echo(echo), path)
         _check_one_orientation(headers, path)
         _check_one_ordering(headers, path)
         headers.sort(key=lambda pair: _slice_position(pair[0]))
-        _check_distinct_positions(headers, path)
+        _check_distinct_positions(headers, path, echoes=None if echo is not None else echoes)
+        self.echo = echo
+        """The echo read (1: the shortest echo time), or ``None``: the series as it is."""
+        self.echo_times_ms = echoes.times_ms
+        """Every echo time of the series in ms, shortest first (``EchoTime``, an Enhanced frame's
+        ``EffectiveEchoTime``); ``()`` where its slices do not all state one."""
         first = headers[0][0]
         size = (int(first.Rows), int(first.Columns))
         pixel_spacing = _pixel_spacing(first, headers[0][1])
@@ -226,6 +229,94 @@ class DicomVolume(Volume):
         return values
 
 
+class DicomEchoesRssVolume(DicomVolume):
+    """A multi-echo DICOM series read as the root-sum-of-squares of its echoes: ``sqrt(sum_k e_k**2)``.
+
+    What an SKM-TEA run trains on, from the scanner's own qDESS series: the ``skmtea`` dataset's
+    image is ``sqrt(echo1**2 + echo2**2)`` of the two qDESS echoes (paper sec. 2.2), and a qDESS
+    series exported to DICOM holds both echoes at every position (:class:`DicomVolume` tells them
+    apart by echo time). ``inpaintssl predict`` reads such a series with it for a run trained on
+    ``skmtea``, and the ``dicom`` dataset with ``echo: rss``. Each echo is checked as a series of
+    its own, and every echo must lie on the first one's grid (same slices, same positions). The
+    volume's headers, geometry and references are its first echo's; each voxel is computed in
+    float32 from the echoes' rescaled values.
+
+    Args:
+        path: The series folder, or an Enhanced ``.dcm`` file, holding at least two echoes.
+
+    Raises:
+        DataError: The series holds one echo, or its echoes lie on different grids; and
+            everything :class:`DicomVolume` refuses.
+
+    Example:
+        >>> volume = DicomEchoesRssVolume("knee/qdess-series/")  # doctest: +SKIP
+        >>> volume.echo_times_ms, volume.stored_shape  # doctest: +SKIP
+        ((6.0, 34.5), (512, 512, 160))
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = existing_path(path, what="DICOM series", directory_ok=True)
+        headers = _read_headers(path)
+        _check_one_series(headers, path)
+        echoes = _SeriesEchoes.of(headers)
+        if len(echoes.values) < 2:
+            stated = f" ({echoes.text()})" if echoes.values else ""
+            raise DataError(
+                f"DICOM {_series_text(path)} holds one echo{stated}; expected a series of several echoes "
+                "(qDESS: two) to take their root-sum-of-squares; a single-echo image is read as it is"
+            )
+        self._open(path, list(headers), echo=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the first echo's warnings were given; the others repeat them
+            # Every echo read through a plain volume of its own (the first one too): this one's
+            # reads are the combination.
+            self._echo_volumes = [_echo_volume(path, headers, k) for k in range(1, len(echoes.values) + 1)]
+        for k, other in enumerate(self._echo_volumes[1:], start=2):
+            _check_same_grid(self, other, path, echo=k)
+        self.echo = None
+
+    @property
+    def source(self) -> str:
+        """The series, and that its echoes are combined (see :attr:`Volume.source`)."""
+        return f"{self.path} (root-sum-of-squares of its {len(self._echo_volumes)} echoes)"
+
+    def _read_series(self) -> np.ndarray:
+        return _root_sum_of_squares([v._read_series() for v in self._echo_volumes])
+
+    def _read_file(self, index: int) -> np.ndarray:
+        return _root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
+
+
+def _echo_volume(path: Path, headers: list[tuple[Any, Path]], echo: int) -> DicomVolume:
+    """Echo ``echo`` of the series whose ``headers`` were read once for all its echoes."""
+    volume = DicomVolume.__new__(DicomVolume)
+    volume._open(path, list(headers), echo=echo)
+    return volume
+
+
+def _check_same_grid(first: DicomVolume, other: DicomVolume, path: Path, *, echo: int) -> None:
+    same_affine = (first.patient_affine is None) == (other.patient_affine is None) and (
+        first.patient_affine is None
+        or other.patient_affine is None
+        or bool(np.allclose(first.patient_affine, other.patient_affine, atol=1e-3))
+    )
+    if other.stored_shape != first.stored_shape or not same_affine:
+        raise DataError(
+            f"DICOM {_series_text(path)}: echo {echo} is {other.stored_shape} voxels"
+            f"{'' if same_affine else ' at other positions'} where echo 1 is {first.stored_shape}; expected "
+            "every echo on one grid (the same slices at the same positions) to combine them voxel by voxel"
+        )
+
+
+def _root_sum_of_squares(echoes: Sequence[np.ndarray]) -> np.ndarray:
+    total = np.zeros_like(echoes[0], dtype=np.float32)
+    for echo in echoes:
+        values = np.asarray(echo, dtype=np.float32)
+        total += values * values
+    rss: np.ndarray = np.sqrt(total)
+    return rss
+
+
 class SeriesAnnotation(Volume):
     """A label map on a DICOM series' stored grid, built from a DICOM object that annotates the series.
 
@@ -287,6 +378,107 @@ class SeriesAnnotation(Volume):
     def _build(self) -> np.ndarray:
         """The label map on the series' stored grid, from what the subclass kept."""
         raise NotImplementedError
+
+
+def _read_headers(path: Path) -> list[tuple[Any, Path]]:
+    """Every slice's header in the series folder (or file) ``path``, with its file: an Enhanced
+    file's frames each as a slice (:class:`_Frame`). Unsorted, unchecked."""
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    candidates = sorted(_series_files(path)) if path.is_dir() else [path]
+    if not candidates:
+        raise DataError(f"DICOM series folder {path} holds no files")
+    folder = path if path.is_dir() else None
+    return [
+        (frame, f)
+        for f in candidates
+        for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f)
+    ]
+
+
+def _checked_echo(echo: object) -> int:
+    if isinstance(echo, bool) or not isinstance(echo, int) or echo < 1:
+        raise ValueError(f"echo={echo!r}: expected an echo number >= 1 (1: the shortest echo time)")
+    return echo
+
+
+def _tag_number(ds: Any, tag: str) -> float | None:
+    """A numeric tag's (first) value; ``None`` where the slice states none, or no finite number.
+
+    Lenient: a series read as one echo never needed these tags, and one with an unreadable
+    EchoTime still reads as it did; a series whose echoes are asked for says it states none.
+    """
+    value = getattr(ds, tag, None)
+    if value is not None and not isinstance(value, (str, bytes)) and isinstance(value, Sequence):
+        value = value[0] if len(value) else None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _echo_time(ds: Any) -> float | None:
+    # An Enhanced MR frame states its echo in its MR Echo macro, a classic slice at its top level.
+    found = _tag_number(ds, "EffectiveEchoTime")
+    return found if found is not None else _tag_number(ds, "EchoTime")
+
+
+@dataclass(frozen=True)
+class _SeriesEchoes:
+    """The echoes of a series: each slice's echo time, else (where some slice states none) its
+    ``EchoNumbers``; a series whose slices state neither holds one echo.
+
+    Echo ``k`` is the ``k``-th shortest echo time (or the ``k``-th echo number): what scanners
+    number echoes by, and what both classic slices (``EchoTime``) and Enhanced frames
+    (``EffectiveEchoTime``, which states no echo number) say.
+    """
+
+    tag: str | None
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, headers: Sequence[tuple[Any, Path]]) -> _SeriesEchoes:
+        for tag in ("EchoTime", "EchoNumbers"):
+            found = cls(tag, ())
+            keys = [found.key(ds) for ds, _ in headers]
+            if all(k is not None for k in keys):
+                return cls(tag, tuple(sorted({k for k in keys if k is not None})))
+        return cls(None, ())
+
+    def key(self, ds: Any) -> float | None:
+        """The slice's echo as this series tells echoes apart (its time to the microsecond, or number)."""
+        if self.tag == "EchoTime":
+            time = _echo_time(ds)
+            return None if time is None else round(time, 3)
+        if self.tag == "EchoNumbers":
+            return _tag_number(ds, "EchoNumbers")
+        return None
+
+    @property
+    def times_ms(self) -> tuple[float, ...]:
+        return self.values if self.tag == "EchoTime" else ()
+
+    def text(self) -> str:
+        unit = " ms" if self.tag == "EchoTime" else ""
+        return f"{self.tag} " + ", ".join(f"{v:g}" for v in self.values) + unit
+
+    def select(self, headers: list[tuple[Any, Path]], echo: int, path: Path) -> list[tuple[Any, Path]]:
+        """The slices of echo ``echo`` (1-based)."""
+        if not self.values:
+            if echo == 1:
+                return headers
+            raise DataError(
+                f"DICOM {_series_text(path)}: echo={echo} asks for its echo {echo}, but its slices state "
+                "no EchoTime (an Enhanced file's EffectiveEchoTime) or EchoNumbers on every slice, so it "
+                "is read as one echo; expected echo=1, or none"
+            )
+        if echo > len(self.values):
+            raise DataError(
+                f"DICOM {_series_text(path)} holds {len(self.values)} echo(es) ({self.text()}); echo={echo} "
+                f"asks for echo {echo}; expected 1 to {len(self.values)} (1: the shortest)"
+            )
+        wanted = self.values[echo - 1]
+        return [(ds, f) for ds, f in headers if self.key(ds) == wanted]
 
 
 def _patient_affine(
@@ -489,6 +681,7 @@ _FRAME_MACROS = (
     ("PlanePositionSequence", ("ImagePositionPatient",)),
     ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
     ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+    ("MREchoSequence", ("EffectiveEchoTime",)),
 )
 _FRAME_TAGS = MappingProxyType({tag: macro for macro, tags in _FRAME_MACROS for tag in tags})
 """Where an Enhanced file keeps what a single-frame slice has at its top level (DICOM PS3.3
@@ -701,11 +894,14 @@ def _check_one_ordering(headers: Sequence[tuple[Any, Path]], folder: Path) -> No
         )
 
 
-def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
+def _check_distinct_positions(
+    headers: Sequence[tuple[Any, Path]], folder: Path, *, echoes: _SeriesEchoes | None = None
+) -> None:
     """Refuse two slices at one position along the normal (``headers`` sorted by position).
 
     Only where every slice states its position: without ImagePositionPatient the InstanceNumber
-    order is all there is, and files without either keep their name order as before.
+    order is all there is, and files without either keep their name order as before. ``echoes``:
+    the series' echoes where none was chosen, so that two echoes at one place are named as such.
     """
     if not all(_has_position(ds) for ds, _ in headers):
         return
@@ -716,6 +912,14 @@ def _check_distinct_positions(headers: Sequence[tuple[Any, Path]], folder: Path)
     i = same[0]
     more = f" ({len(same) - 1} more pair(s) too)" if len(same) > 1 else ""
     (a, file_a), (b, file_b) = headers[i], headers[i + 1]
+    if echoes is not None and len(echoes.values) > 1 and echoes.key(a) != echoes.key(b):
+        raise DataError(
+            f"DICOM {_series_text(folder)} holds {len(echoes.values)} echoes ({echoes.text()}) at the same "
+            f"slice positions: {_named(a, file_a)} and {_named(b, file_b)} are both at {positions[i]:g} mm "
+            "along the slice normal; expected one image per position: choose an echo with echo=1 to "
+            f"{len(echoes.values)} (1: the shortest; the dicom dataset's data.params.echo, predict's "
+            "echo=... or --echo)"
+        )
     if isinstance(a, _Frame) and isinstance(b, _Frame) and file_a == file_b:
         raise DataError(
             f"DICOM file {file_a} holds frames {min(a.frame, b.frame) + 1} and {max(a.frame, b.frame) + 1} "

@@ -1,0 +1,214 @@
+"""Multi-echo DICOM series: one echo chosen (``echo=k``), or the echoes' root-sum-of-squares.
+
+A qDESS knee scan exported by the scanner holds both echoes at every slice position, as do
+multi-echo spin-echo (T2 mapping) and Dixon series. The expectations are the pixels written,
+not the reader: echo ``k`` is the ``k``-th shortest echo time, its slices in position order, and
+the root-sum-of-squares is computed here in float64, and read by the ``skmtea`` dataset's own
+reader (:class:`~inpaintssl.data.skmtea.QdessRssVolume`) from an HDF5 file of the same echoes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from dicom_helpers import write_enhanced, write_single_frame
+from inpaintssl.data.base import DataError
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
+from inpaintssl.data.loading import H5Files
+from inpaintssl.data.skmtea import QdessRssVolume
+
+pydicom = pytest.importorskip("pydicom")
+
+ROWS, COLUMNS, SLICES = 6, 5, 4
+ECHO_TIMES = (6.0, 34.5)  # qDESS: the FID-like echo, then the longer one
+POSITIONS = [(-20.0, 10.0, 3.0 * k) for k in range(SLICES)]
+RESCALE = (2.0, -7.0)  # slope, intercept: the echoes are compared in rescaled values
+
+
+def _echoes(seed: int = 0, count: int = 2) -> np.ndarray:
+    """``(echoes, slices, rows, columns)`` as stored; each later echo darker (T2 decay)."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(100, 3000, (SLICES, ROWS, COLUMNS))
+    return np.stack([first // (k + 1) + k for k in range(count)]).astype(np.int16)
+
+
+def _rescaled(stored: np.ndarray) -> np.ndarray:
+    """``(rows, columns, slices)`` float64 values of one echo's ``(slices, rows, columns)``."""
+    return np.moveaxis(stored.astype(np.float64) * RESCALE[0] + RESCALE[1], 0, -1)
+
+
+def _classic(
+    folder: Path,
+    echoes: np.ndarray,
+    *,
+    times: tuple[float, ...] | None = ECHO_TIMES,
+    numbers: bool = True,
+    positions: list[list[tuple[float, float, float]]] | None = None,
+) -> Path:
+    """One single-frame file per echo and slice, the echoes' files interleaved by name (as PACS
+    exports number them) and the slices shuffled, so that neither name nor write order sorts them."""
+    folder.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    order = np.random.default_rng(5).permutation(len(echoes) * SLICES)
+    for n, flat in enumerate(order):
+        e, k = divmod(int(flat), SLICES)
+        tags: dict[str, Any] = {"SeriesInstanceUID": uid}
+        if times is not None:
+            tags["EchoTime"] = f"{times[e]:g}"
+        if numbers:
+            tags["EchoNumbers"] = e + 1
+        where = POSITIONS if positions is None else positions[e]
+        write_single_frame(
+            folder / f"IM{n:04d}.dcm",
+            echoes[e, k],
+            modality="MR",
+            position=where[k],
+            instance=n + 1,
+            rescale=RESCALE,
+            identity=tags,
+        )
+    return folder
+
+
+def _enhanced(path: Path, echoes: np.ndarray) -> Path:
+    """One Enhanced MR file: every frame its position and EffectiveEchoTime, frames echo-interleaved."""
+    frames = [(k, e) for k in range(SLICES) for e in range(len(echoes))][::-1]
+    write_enhanced(
+        path,
+        np.stack([echoes[e, k] for k, e in frames]),
+        modality="MR",
+        positions=[POSITIONS[k] for k, _ in frames],
+        rescale=[RESCALE] * len(frames),
+        echo_times=[ECHO_TIMES[e] for _, e in frames],
+        series_uid=pydicom.uid.generate_uid(),
+    )
+    return path
+
+
+@pytest.fixture(params=["classic", "enhanced"])
+def series(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, np.ndarray]:
+    echoes = _echoes()
+    if request.param == "classic":
+        return _classic(tmp_path / "qdess", echoes), echoes
+    return _enhanced(tmp_path / "qdess.dcm", echoes), echoes
+
+
+@pytest.mark.parametrize("echo", [1, 2])
+def test_the_chosen_echo_is_read_in_position_order(series: tuple[Path, np.ndarray], echo: int) -> None:
+    path, echoes = series
+    volume = DicomVolume(path, echo=echo)
+    assert volume.echo == echo
+    assert volume.echo_times_ms == ECHO_TIMES
+    assert volume.stored_shape == (ROWS, COLUMNS, SLICES)
+    assert volume.spacing == pytest.approx((0.5, 0.75, 3.0))
+    np.testing.assert_array_equal(
+        np.stack([volume.read(k) for k in range(SLICES)], axis=-1), _rescaled(echoes[echo - 1])
+    )
+    # Across the slices (the whole series decoded): the same values.
+    volume.reorient("LAS", slice_axis=0)
+    expected = _rescaled(echoes[echo - 1])  # stored rows run P, columns L, slices S: LPS
+    np.testing.assert_array_equal(volume.read(2), expected[:, 2, :][::-1])
+
+
+def test_a_multi_echo_series_read_as_one_volume_names_its_echoes_and_the_option(
+    series: tuple[Path, np.ndarray],
+) -> None:
+    path, _ = series
+    expected = "holds 2 echoes (EchoTime 6, 34.5 ms) at the same slice positions"
+    with pytest.raises(DataError, match=re.escape(expected)) as caught:
+        DicomVolume(path)
+    assert "echo=1 to 2" in str(caught.value) and "data.params.echo" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_echo_numbers_tell_the_echoes_apart_where_no_echo_time_is_stated(tmp_path: Path) -> None:
+    echoes = _echoes(seed=1)
+    path = _classic(tmp_path / "s", echoes, times=None)
+    volume = DicomVolume(path, echo=2)
+    assert volume.echo_times_ms == ()
+    np.testing.assert_array_equal(
+        np.stack([volume.read(k) for k in range(SLICES)], axis=-1), _rescaled(echoes[1])
+    )
+    with pytest.raises(DataError, match=r"holds 2 echoes \(EchoNumbers 1, 2\)"):
+        DicomVolume(path)
+
+
+def test_an_echo_the_series_does_not_hold_is_refused_naming_the_ones_it_does(
+    series: tuple[Path, np.ndarray],
+) -> None:
+    path, _ = series
+    with pytest.raises(
+        DataError, match=re.escape("holds 2 echo(es) (EchoTime 6, 34.5 ms); echo=3 asks for echo 3")
+    ):
+        DicomVolume(path, echo=3)
+
+
+def test_a_single_echo_series_is_its_own_echo_1_and_has_no_echo_2(tmp_path: Path) -> None:
+    echoes = _echoes(seed=2, count=1)
+    path = _classic(tmp_path / "t1", echoes, times=None, numbers=False)
+    np.testing.assert_array_equal(DicomVolume(path, echo=1).read(3), DicomVolume(path).read(3))
+    with pytest.raises(
+        DataError, match="state no EchoTime .* or EchoNumbers on every slice, so it is read as one echo"
+    ):
+        DicomVolume(path, echo=2)
+
+
+@pytest.mark.parametrize("echo", [0, -1, True, 1.0, "1"])
+def test_an_echo_that_is_no_positive_whole_number_is_refused(tmp_path: Path, echo: Any) -> None:
+    path = _classic(tmp_path / "s", _echoes())
+    with pytest.raises(ValueError, match=re.escape(f"echo={echo!r}: expected an echo number >= 1")):
+        DicomVolume(path, echo=echo)
+
+
+def test_the_root_sum_of_squares_is_that_of_the_echoes_and_the_skmtea_readers(
+    series: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    path, echoes = series
+    volume = DicomEchoesRssVolume(path)
+    assert volume.echo_times_ms == ECHO_TIMES and volume.echo is None
+    assert "root-sum-of-squares of its 2 echoes" in volume.source
+    read = np.stack([volume.read(k) for k in range(SLICES)], axis=-1)
+    assert read.dtype == np.float32
+    e1, e2 = (_rescaled(e) for e in echoes)
+    np.testing.assert_allclose(read, np.sqrt(e1**2 + e2**2), rtol=1e-6)
+    # The skmtea dataset's reader, on an HDF5 file of the same echoes: the same float32 values.
+    h5 = tmp_path / "same.h5"
+    with h5py.File(h5, "w") as handle:
+        handle["echo1"], handle["echo2"] = e1.astype(np.float32), e2.astype(np.float32)
+    skmtea = QdessRssVolume(h5, handles=H5Files())
+    np.testing.assert_array_equal(read, np.stack([skmtea.read(k) for k in range(SLICES)], axis=-1))
+    # Geometry is the echoes' own, and a worker the volume is pickled to reads the same.
+    assert np.array_equal(volume.patient_affine, DicomVolume(path, echo=2).patient_affine)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(volume)).read(1), read[..., 1])
+    volume.reorient("LAS", slice_axis=0)  # read across the slices: every file of both echoes
+    np.testing.assert_array_equal(volume.read(4), read[:, 4, :][::-1])
+
+
+def test_the_root_sum_of_squares_of_more_echoes_takes_them_all(tmp_path: Path) -> None:
+    echoes = _echoes(seed=3, count=3)
+    path = _classic(tmp_path / "mese", echoes, times=(10.0, 20.0, 30.0))
+    read = np.stack([DicomEchoesRssVolume(path).read(k) for k in range(SLICES)], axis=-1)
+    expected = np.sqrt(sum(_rescaled(e) ** 2 for e in echoes))
+    np.testing.assert_allclose(read, expected, rtol=1e-6)
+
+
+def test_a_single_echo_series_has_no_root_sum_of_squares(tmp_path: Path) -> None:
+    path = _classic(tmp_path / "one", _echoes(count=1), times=(6.0,))
+    with pytest.raises(
+        DataError, match=re.escape("holds one echo (EchoTime 6 ms); expected a series of several")
+    ):
+        DicomEchoesRssVolume(path)
+
+
+def test_echoes_on_different_grids_are_not_combined(tmp_path: Path) -> None:
+    shifted = [(x, y, z + 1.0) for x, y, z in POSITIONS]
+    path = _classic(tmp_path / "moved", _echoes(), positions=[POSITIONS, shifted])
+    with pytest.raises(DataError, match="echo 2 is .* at other positions where echo 1 is"):
+        DicomEchoesRssVolume(path)
