@@ -155,7 +155,7 @@ def test_a_single_echo_series_is_its_own_echo_1_and_has_no_echo_2(tmp_path: Path
     path = _classic(tmp_path / "t1", echoes, times=None, numbers=False)
     np.testing.assert_array_equal(DicomVolume(path, echo=1).read(3), DicomVolume(path).read(3))
     with pytest.raises(
-        DataError, match="state no EchoTime .* or EchoNumbers on every slice, so it is read as one echo"
+        DataError, match=r"state no EchoTime .* or EchoNumbers on every slice, so it is read as one echo"
     ):
         DicomVolume(path, echo=2)
 
@@ -210,5 +210,5 @@ def test_a_single_echo_series_has_no_root_sum_of_squares(tmp_path: Path) -> None
 def test_echoes_on_different_grids_are_not_combined(tmp_path: Path) -> None:
     shifted = [(x, y, z + 1.0) for x, y, z in POSITIONS]
     path = _classic(tmp_path / "moved", _echoes(), positions=[POSITIONS, shifted])
-    with pytest.raises(DataError, match="echo 2 is .* at other positions where echo 1 is"):
+    with pytest.raises(DataError, match=r"echo 2 is .* at other positions where echo 1 is"):
         DicomEchoesRssVolume(path)
