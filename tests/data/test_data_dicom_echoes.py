@@ -212,3 +212,87 @@ def test_echoes_on_different_grids_are_not_combined(tmp_path: Path) -> None:
     path = _classic(tmp_path / "moved", _echoes(), positions=[POSITIONS, shifted])
     with pytest.raises(DataError, match=r"echo 2 is .* at other positions where echo 1 is"):
         DicomEchoesRssVolume(path)
+
+
+# -- the dicom dataset's echo, and what a run records of it -----------------------------------
+LABELS = np.zeros((ROWS, COLUMNS, SLICES), np.uint8)
+LABELS[1:4, 1:4, :] = 1
+
+
+def _nifti_twin(series: Path, values: np.ndarray, target: Path) -> Path:
+    import nibabel as nib
+
+    affine = DicomVolume(series, echo=1).patient_affine  # every echo's (checked above)
+    nib.Nifti1Image(values, affine).to_filename(target)  # type: ignore[no-untyped-call]
+    return target
+
+
+@pytest.mark.parametrize("echo", [1, 2, "rss"])
+def test_the_dicom_dataset_reads_the_echo_asked_for_as_nifti_reads_it(
+    series: tuple[Path, np.ndarray], tmp_path: Path, echo: int | str
+) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+    from inpaintssl.data.volumes import nifti_dataset
+
+    path, echoes = series
+    e1, e2 = (_rescaled(e).astype(np.float32) for e in echoes)
+    values = {1: e1, 2: e2, "rss": np.sqrt(e1 * e1 + e2 * e2)}[echo]
+    image = _nifti_twin(path, values, tmp_path / "image.nii.gz")
+    label = _nifti_twin(path, LABELS, tmp_path / "label.nii.gz")
+    common: dict[str, Any] = {"split": "train", "class_names": ["cartilage"], "orientation": "RAS"}
+    mine = dicom_dataset(cases={"train": [{"image": str(path), "label": str(label)}]}, echo=echo, **common)
+    theirs = nifti_dataset(cases={"train": [{"image": str(image), "label": str(label)}]}, **common)
+    assert len(mine) == len(theirs) > 0
+    for k in range(len(mine)):
+        np.testing.assert_allclose(mine[k]["image"].numpy(), theirs[k]["image"].numpy(), rtol=0, atol=1e-5)
+        assert np.array_equal(mine[k]["label"].numpy(), theirs[k]["label"].numpy())
+
+
+def test_the_dicom_dataset_refuses_a_multi_echo_series_without_an_echo(
+    series: tuple[Path, np.ndarray],
+) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    path, _ = series
+    with pytest.raises(DataError, match=r"holds 2 echoes .* data\.params\.echo"):
+        dicom_dataset(split="train", labelled=False, cases={"train": [str(path)]})
+
+
+@pytest.mark.parametrize("echo", [0, "RSS", 1.5, True])
+def test_the_dicom_dataset_refuses_an_echo_it_cannot_read(tmp_path: Path, echo: Any) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    path = _classic(tmp_path / "s", _echoes())
+    with pytest.raises(DataError, match=re.escape(f"dicom: echo={echo!r}; expected an echo number >= 1")):
+        dicom_dataset(split="train", labelled=False, cases={"train": [str(path)]}, echo=echo)
+
+
+@pytest.mark.parametrize(
+    ("params", "echo", "channels"),
+    [({}, None, "image"), ({"echo": 2}, 2, "image"), ({"echo": "rss"}, None, "rss_echoes")],
+)
+def test_a_dicom_run_records_its_echo_for_predict(
+    params: dict[str, Any], echo: int | None, channels: str
+) -> None:
+    from inpaintssl.config import DataConfig
+    from inpaintssl.inference.loading import Preprocessing
+    from inpaintssl.inference.trained_run import slice_preprocessing
+
+    recorded = Preprocessing.from_data_config(DataConfig(dataset="dicom", params=params))
+    assert (recorded.echo, recorded.channels) == (echo, channels)
+    # What predict reads multi-echo inputs with: the run's echo, or predict's own over it.
+    prep = slice_preprocessing(recorded, slice_axis=None)
+    assert (prep.echo, prep.rss_echoes) == (echo, channels == "rss_echoes")
+    if channels == "rss_echoes":
+        with pytest.raises(ValueError, match="echo=1: the run trained on the root-sum-of-squares"):
+            slice_preprocessing(recorded, slice_axis=None, echo=1)
+    else:
+        assert slice_preprocessing(recorded, slice_axis=None, echo=3).echo == 3
+    # An exported model keeps it: the metadata round-trips through JSON.
+    from inpaintssl.inference.loading import ModelInfo
+
+    info = ModelInfo(
+        kind="finetune", backbone="unet2d", in_channels=1, out_channels=1, preprocessing=recorded
+    )
+    restored = ModelInfo.from_json(info.for_export().to_json()).preprocessing
+    assert restored is not None and (restored.echo, restored.channels) == (echo, channels)

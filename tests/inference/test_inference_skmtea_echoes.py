@@ -94,3 +94,49 @@ def test_one_echo_of_a_skmtea_run_is_refused(
             spacing=SPACING,
             progress=False,
         )
+
+
+def _qdess_series(folder: Path, e1: np.ndarray, e2: np.ndarray) -> Path:
+    """The two echoes (``(X, Y, Z)``) as the scanner exports a qDESS series: one DICOM file per echo
+    and slice, both echoes at every position, told apart by EchoTime (and EchoNumbers)."""
+    from pydicom.uid import generate_uid
+
+    from dicom_helpers import write_single_frame
+
+    folder.mkdir(parents=True)
+    uid = generate_uid()
+    for e, (echo, te) in enumerate(((e1, 6.0), (e2, 34.5))):
+        for k in range(echo.shape[2]):
+            write_single_frame(
+                folder / f"IM{e}{k:03d}.dcm",
+                echo[:, :, k],
+                modality="MR",
+                position=(0.0, 0.0, SPACING[2] * k),
+                instance=e * echo.shape[2] + k + 1,
+                pixel_spacing=SPACING[:2],
+                thickness=SPACING[2],
+                identity={"SeriesInstanceUID": uid, "EchoTime": f"{te:g}", "EchoNumbers": e + 1},
+            )
+    return folder
+
+
+def test_the_scanners_qdess_series_is_read_as_the_root_sum_of_squares_of_its_echoes(
+    skmtea_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("pydicom")
+    root, run = skmtea_run
+    scan = root / "image_files" / "MTR_003.h5"
+    with h5py.File(scan) as f:
+        e1, e2 = (np.asarray(f[key]) for key in ("echo1", "echo2"))
+    series = _qdess_series(tmp_path / "qdess", e1, e2)
+    from_dicom = issl.predict(run, series, output=tmp_path / "dicom", progress=False, probabilities=True)
+    from_h5 = issl.predict(
+        run, scan, output=tmp_path / "h5", spacing=SPACING, progress=False, probabilities=True
+    )
+    dicom_prob, h5_prob = (r.cases[0].probabilities for r in (from_dicom, from_h5))
+    assert dicom_prob is not None and h5_prob is not None
+    assert np.array_equal(np.asarray(nib.load(dicom_prob).dataobj), np.asarray(nib.load(h5_prob).dataobj))
+    assert np.array_equal(_labels(tmp_path / "dicom"), _labels(tmp_path / "h5"))
+    # One echo alone is another image: asked for, it is refused before anything is predicted.
+    with pytest.raises(ValueError, match="echo=1: the run trained on the root-sum-of-squares"):
+        issl.predict(run, series, output=tmp_path / "one", progress=False, echo=1)

@@ -231,6 +231,34 @@ def _dicom_dataset_given_nifti(folder: Path) -> Call:
 
 
 @_case(
+    "data-dicom-two-echoes-as-one-volume",
+    "data",
+    DataError,
+    r"DICOM series folder .*qdess holds 2 echoes \(EchoTime 6, 34\.5 ms\) at the same slice positions",
+    r"choose an echo with echo=1 to 2 .*data\.params\.echo",
+)
+def _dicom_two_echoes_as_one_volume(folder: Path) -> Call:
+    """The scanner's qDESS series, both echoes at every position, given to the dicom dataset without
+    an echo: it was refused as "two slices at one position", which says nothing of echoes or of
+    the option that reads one (or both combined)."""
+    from dicom_helpers import write_single_frame
+
+    (folder / "qdess").mkdir()
+    for echo, te in enumerate((6.0, 34.5)):
+        for k in range(2):
+            write_single_frame(
+                folder / "qdess" / f"IM{echo}{k}.dcm",
+                np.full((16, 16), 100 * (echo + 1), dtype=np.int16),
+                modality="MR",
+                position=(0.0, 0.0, 1.5 * k),
+                instance=2 * echo + k + 1,
+                identity={"EchoTime": f"{te:g}", "EchoNumbers": echo + 1},
+            )
+    cases = {"train": [str(folder / "qdess")]}
+    return lambda: DATASETS.build("dicom", split="train", labelled=False, cases=cases)
+
+
+@_case(
     "data-h5-truncated-tail",
     "data",
     DataError,

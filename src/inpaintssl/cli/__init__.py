@@ -380,6 +380,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         check_threads=args.check_threads,
         read_ahead=args.read_ahead,
         output_format=args.output_format,
+        echo=args.echo,
     )
     cases = report.cases
     print(
@@ -687,6 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--key",
         help="HDF5 dataset or .npz member holding the image (default: 'image', or the file's only array)",
+    )
+    p.add_argument(
+        "--echo",
+        type=int,
+        metavar="K",
+        help="echo read from multi-echo DICOM series, 1 being the shortest echo time (default: the run's "
+        "own; without one such a series is refused)",
     )
     p.add_argument(
         "--spacing",

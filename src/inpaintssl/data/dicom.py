@@ -49,7 +49,13 @@ from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["DicomEchoesRssVolume", "DicomVolume", "SeriesAnnotation", "dicom_object_kind"]
+__all__ = [
+    "DicomEchoesRssVolume",
+    "DicomVolume",
+    "SeriesAnnotation",
+    "dicom_object_kind",
+    "series_echo_count",
+]
 
 
 class DicomVolume(Volume):
@@ -285,6 +291,20 @@ class DicomEchoesRssVolume(DicomVolume):
 
     def _read_file(self, index: int) -> np.ndarray:
         return _root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
+
+
+def series_echo_count(path: str | Path) -> int:
+    """How many echoes the DICOM series ``path`` (a folder, or an Enhanced file) holds; 1 where
+    its slices state no echo time or number. Reads the headers only.
+
+    Example:
+        >>> series_echo_count("knee/qdess-series/")  # doctest: +SKIP
+        2
+    """
+    path = existing_path(path, what="DICOM series", directory_ok=True)
+    headers = _read_headers(path)
+    _check_one_series(headers, path)
+    return max(1, len(_SeriesEchoes.of(headers).values))
 
 
 def _echo_volume(path: Path, headers: list[tuple[Any, Path]], echo: int) -> DicomVolume:

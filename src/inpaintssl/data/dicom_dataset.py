@@ -9,9 +9,12 @@ case's label is a label map on the series' grid (NIfTI, MetaImage, NRRD, NumPy: 
 slices, slices in position order), a DICOM SEG of the series (classes take segment numbers) or
 an RT Structure Set drawn on it (each class the ROI of its name)
 (:mod:`~inpaintssl.data.dicom_labels`), so annotations saved by OHIF, 3D Slicer, MONAI Label or a
-planning system train without conversion. A CT series is read too, with a warning: the ``ct``
-dataset is the paper's CT preprocessing (three HU windows, sec. 2.2). A series without
-``PixelSpacing`` is read at 1 mm with a warning: its areas and volumes are then pixel counts.
+planning system train without conversion. Of a multi-echo series (the scanner's qDESS, a
+multi-echo spin-echo or Dixon series) ``echo`` picks one echo, or ``"rss"`` their
+root-sum-of-squares: a qDESS series so read is the ``skmtea`` dataset's image. A CT series is
+read too, with a warning: the ``ct`` dataset is the paper's CT preprocessing (three HU windows,
+sec. 2.2). A series without ``PixelSpacing`` is read at 1 mm with a warning: its areas and
+volumes are then pixel counts.
 
 Example:
     >>> ds = dicom_dataset(split="train", cases={"train": [{"image": "knee/series-03/",  # doctest: +SKIP
@@ -22,12 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis
-from inpaintssl.data.dicom import DicomVolume, dicom_object_kind
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, dicom_object_kind
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.labels import check_class_names
 from inpaintssl.data.orientation import check_axis_codes
@@ -51,6 +54,7 @@ def dicom_dataset(
     normalize: Normalize = "volume",
     orientation: str | None = None,
     slice_axis: int = 2,
+    echo: int | Literal["rss"] | None = None,
 ) -> VolumeSliceDataset:
     """DICOM series (MR or any modality) with label maps, DICOM SEGs or RT Structure Sets (sec. 2.1-2.2).
 
@@ -69,10 +73,18 @@ def dicom_dataset(
             (not resampled), and each cut along ``slice_axis`` of the reoriented volume. ``None``
             (default): as stored, cut along the series' own slices.
         slice_axis: With ``orientation``, the axis of the reoriented volume slices are taken along.
+        echo: For multi-echo series (qDESS, multi-echo spin echo, Dixon: several echoes at every
+            position): the echo to read, 1 being the shortest echo time
+            (:class:`~inpaintssl.data.dicom.DicomVolume`), or ``"rss"``: the root-sum-of-squares
+            of every echo (:class:`~inpaintssl.data.dicom.DicomEchoesRssVolume`; of qDESS's two,
+            the ``skmtea`` dataset's image). ``None`` (default): each series as it is, and a
+            multi-echo one is refused, naming its echoes. Every case must hold the echo asked
+            for; labels lie on the series' grid, which every echo shares.
 
     Raises:
         DataError: An image that is no DICOM series, a label its reader refuses, ``labelled``
-            without ``class_names``; the message names the file.
+            without ``class_names``, an ``echo`` that is neither a whole number >= 1 nor ``"rss"``
+            or that a series does not hold; the message names the file.
     """
     names = check_class_names(class_names, where="dicom")
     if labelled and not names:
@@ -80,6 +92,15 @@ def dicom_dataset(
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="dicom: orientation", error=DataError)
     slice_axis = check_slice_axis(slice_axis, where="dicom")
+    if (
+        echo != "rss"
+        and echo is not None
+        and (isinstance(echo, bool) or not isinstance(echo, int) or echo < 1)
+    ):
+        raise DataError(
+            f"dicom: echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time), 'rss' (the "
+            "root-sum-of-squares of every echo) or none"
+        )
 
     def oriented(volume: Volume) -> Volume:
         if orientation is not None:
@@ -94,7 +115,7 @@ def dicom_dataset(
                 "series; expected a folder of one series or an Enhanced .dcm file (use the nifti, metaimage "
                 "or nrrd dataset for those formats)"
             )
-        image = DicomVolume(spec.image)
+        image = DicomEchoesRssVolume(spec.image) if echo == "rss" else DicomVolume(spec.image, echo=echo)
         label_path = spec.label if labelled else None
         if label_path is None:
             return Case(spec.volume_id, oriented(image), None)

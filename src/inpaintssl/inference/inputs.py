@@ -32,6 +32,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem, folder_qualified_stems, is_glob
+from inpaintssl.data.dicom import DicomEchoesRssVolume, series_echo_count
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
@@ -277,6 +278,18 @@ def _dicom_geometry(volume: DicomVolume) -> Geometry:
     return Geometry(volume.patient_affine.copy(), None, volume.spacing, _SCANNER)
 
 
+def _dicom_series(path: Path, prep: SlicePreprocessing) -> DicomVolume:
+    """The series as the run's images were made: the root-sum-of-squares of its echoes for a run
+    on them (``skmtea``), or the run's (or predict's) echo; a single-echo series as it is."""
+    if prep.echo is None and not prep.rss_echoes:
+        return DicomVolume(path)  # a multi-echo series is refused, naming its echoes and the option
+    if series_echo_count(path) < 2:
+        return DicomVolume(path)
+    if prep.rss_echoes:
+        return DicomEchoesRssVolume(path)
+    return DicomVolume(path, echo=prep.echo)
+
+
 def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
     padded = [float(v) for v in values[:3]] + [1.0] * max(0, 3 - len(values))
     return padded[0], padded[1], padded[2]
@@ -314,10 +327,9 @@ def open_input(
             f"{_FOLDER_FORMATS} files, or a DICOM series)"
         )
     if reader is DicomVolume:
-        volume: Volume = DicomVolume(path)
-        assert isinstance(volume, DicomVolume)
-        _warn_spacing_unused(spacing, path, volume.spacing)
-        return volume, _dicom_geometry(volume)
+        series = _dicom_series(path, prep)
+        _warn_spacing_unused(spacing, path, series.spacing)
+        return series, _dicom_geometry(series)
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
     # which the reader checks against the array's rank; a single 2-D slice may take two.
     given = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
@@ -348,7 +360,7 @@ def open_input(
         member = (
             key if key is not None else ("image" if path.suffix.lower() == ".npy" else _image_array(path))
         )
-        volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
+        volume: Volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
     elif prep.rss_echoes and key is None and _holds_echoes(path):  # HDF5 from here on
         volume = QdessRssVolume(path, handles=H5Files(), slice_axis=axis, spacing=given)
     else:

@@ -127,7 +127,8 @@ class Preprocessing:
             ``none`` (values used as stored) or ``unknown`` (a plugin dataset).
         channels: How input channels were made: ``image`` (the stored channels),
             ``ct_windows`` (HU clipped at ``hu_floor``, then one channel per window),
-            ``rss_echoes`` (root-sum-of-squares of the two qDESS echoes, SKM-TEA) or ``unknown``.
+            ``rss_echoes`` (root-sum-of-squares of the qDESS echoes: SKM-TEA, or a ``dicom`` run
+            with ``echo: rss``) or ``unknown``.
         ct_windows: ``(width, level)`` HU windows, one channel each (CT only).
         hu_floor: HU below this (scanner padding) was clipped to it (CT only).
         slice_axis: Axis of the stored volume that 2D slices were taken along, ``None`` when the
@@ -141,6 +142,9 @@ class Preprocessing:
         training_orientations: Axis codes -> number of training slices from volumes read in
             that orientation (``manifest.json``; :mod:`inpaintssl.data.orientation`); empty for
             runs that did not record it and for data without orientation (NumPy, HDF5).
+        echo: The echo of multi-echo DICOM series the run trained on (the ``dicom`` dataset's
+            ``echo``: 1 is the shortest echo time); ``None``: none chosen. A run on the echoes'
+            root-sum-of-squares (``echo: rss``) has ``channels`` ``rss_echoes`` instead.
         in_plane: The in-plane transform between a slice as cut from the (reoriented) volume
             and the network's input (:data:`InPlane`; predict applies it before the network and
             undoes it on the labels): ``transpose_flip_rows`` for ``mni152`` runs, ``identity``
@@ -166,6 +170,7 @@ class Preprocessing:
     in_plane_spacing_mm: SpacingRange | None = None
     training_orientations: Mapping[str, int] = field(default_factory=dict)
     in_plane: InPlane | None = None
+    echo: int | None = None
 
     def __post_init__(self) -> None:
         if self.in_plane is None:
@@ -202,7 +207,16 @@ class Preprocessing:
                     slice_axis=axis,
                 )
             normalize = params.get("normalize", _factory_default(name, "normalize", "volume"))
-            return cls(**common, normalization=normalize, channels="image", slice_axis=axis)
+            echo = params.get("echo") if name == "dicom" else None
+            if echo == "rss":
+                return cls(**common, normalization=normalize, channels="rss_echoes", slice_axis=axis)
+            return cls(
+                **common,
+                normalization=normalize,
+                channels="image",
+                slice_axis=axis,
+                echo=None if echo is None else int(echo),
+            )
         axis_param = params.get("slice_axis")
         return cls(**common, slice_axis=None if axis_param is None else int(axis_param))
 

@@ -25,8 +25,10 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   volume``, the paper's MRI rule), per channel (``channel``) or not at all (``none``); a run on
   the ``ct`` dataset stacks its HU windows as channels and z-scores each over the case (sec. 2.2).
   Runs on ``mni152`` (the demo) z-score per volume and slice axially in the template's display
-  orientation; runs on ``skmtea`` z-score per volume, so give them the root-sum-of-squares image
-  of the two echoes; ``synthetic`` runs take values as stored. A run on a plugin dataset (or a
+  orientation; runs on ``skmtea`` z-score per volume the root-sum-of-squares of the two echoes,
+  which predict computes from an SKM-TEA HDF5 file or a multi-echo DICOM series (the scanner's
+  qDESS series); ``synthetic`` runs take values as stored. Of a multi-echo DICOM series, a run
+  reads the echo it trained on (``dicom`` dataset, ``echo: k``) or ``echo``. A run on a plugin dataset (or a
   checkpoint without its run folder) is predicted with per-volume z-scoring and a warning.
 - **Resolution.** A scan whose in-plane spacing lies more than 20 % outside the range the run
   recorded (:mod:`inpaintssl.data.spacing`) is predicted at its own spacing with a warning
@@ -223,6 +225,7 @@ def predict(
     check_threads: int | None = None,
     read_ahead: ReadAheadMode = "auto",
     output_format: OutputFormat = "nifti",
+    echo: int | None = None,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -282,6 +285,12 @@ def predict(
             for planning systems; without ``probabilities``), or ``input``: each DICOM, MetaImage
             or NRRD input's own kind, NIfTI for the rest
             (NumPy, HDF5, NIfTI).
+        echo: The echo read from each multi-echo DICOM series (a qDESS, multi-echo spin-echo or
+            Dixon series: several echoes at every slice position), 1 being the shortest echo
+            time. ``None``: the run's own (a ``dicom`` run's ``data.params.echo``); a run without
+            one refuses such a series, naming its echoes. A run on the echoes'
+            root-sum-of-squares (``skmtea``, or ``dicom`` with ``echo: rss``) reads every
+            multi-echo series so, and takes no ``echo``. Single-echo inputs are read as they are.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -336,7 +345,7 @@ def predict(
     check_output(out)
     target = resolve_device(device)
     model = load_prediction_model(run_or_checkpoint, target)
-    prep = slice_preprocessing(model.preprocessing, slice_axis=slice_axis, orientation=orientation)
+    prep = slice_preprocessing(model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo)
     check_resample(resample, model, prep)
     prepared = prepare_inputs(
         expand_inputs(inputs),

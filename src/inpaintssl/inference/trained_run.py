@@ -95,8 +95,12 @@ class SlicePreprocessing:
     """The axis codes inputs are read in, or ``None``: as stored."""
     training_orientations: Mapping[str, int]
     rss_echoes: bool = False
-    """Whether the run's images were the root-sum-of-squares of two qDESS echoes (``skmtea``): an
-    HDF5 input is then read as that of its ``echo1`` and ``echo2``."""
+    """Whether the run's images were the root-sum-of-squares of the qDESS echoes (``skmtea``, or
+    ``dicom`` with ``echo: rss``): an HDF5 input is then read as that of its ``echo1`` and
+    ``echo2``, a multi-echo DICOM series as that of its echoes."""
+    echo: int | None = None
+    """The echo read from a multi-echo DICOM series (1: the shortest echo time); ``None``: a
+    multi-echo series is refused, naming its echoes. Single-echo inputs are read as they are."""
 
 
 def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
@@ -115,18 +119,33 @@ def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
 
 
 def slice_preprocessing(
-    recorded: Preprocessing | None, *, slice_axis: int | None, orientation: str = "auto"
+    recorded: Preprocessing | None,
+    *,
+    slice_axis: int | None,
+    orientation: str = "auto",
+    echo: int | None = None,
 ) -> SlicePreprocessing:
-    """The run's ``recorded`` preprocessing, with ``predict``'s ``slice_axis`` and ``orientation``.
+    """The run's ``recorded`` preprocessing, with ``predict``'s ``slice_axis``, ``orientation`` and ``echo``.
 
     A run without recorded preprocessing gets the ``nifti`` dataset's defaults (with a warning
-    from the loader); one on a plugin dataset, per-volume z-scoring with a warning.
+    from the loader); one on a plugin dataset, per-volume z-scoring with a warning. ``echo``
+    (``None``: the run's own) picks the echo of multi-echo DICOM inputs.
 
     Raises:
         PredictionError: The run's ``normalize`` is none predict knows.
-        ValueError: ``orientation`` is not ``auto``, ``stored`` or valid axis codes.
+        ValueError: ``orientation`` is not ``auto``, ``stored`` or valid axis codes; ``echo`` is
+            no whole number >= 1, or is given for a run on the echoes' root-sum-of-squares.
     """
     pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
+    if echo is not None:
+        if isinstance(echo, bool) or not isinstance(echo, int) or echo < 1:
+            raise ValueError(f"echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time)")
+        if pre.channels == "rss_echoes":
+            raise ValueError(
+                f"echo={echo}: the run trained on the root-sum-of-squares of the qDESS echoes "
+                f"({pre.dataset!r}), and reads every multi-echo DICOM series so; one echo alone is "
+                "another image than it learned from. Leave echo out"
+            )
     if pre.normalization == "unknown" or pre.channels == "unknown":
         warn_each_time(
             f"the run was trained on the plugin dataset {pre.dataset!r}, whose preprocessing predict "
@@ -158,6 +177,7 @@ def slice_preprocessing(
         orientation=_orientation(recorded, orientation),
         training_orientations=dict(pre.training_orientations),
         rss_echoes=pre.channels == "rss_echoes",
+        echo=echo if echo is not None else pre.echo,
     )
 
 
