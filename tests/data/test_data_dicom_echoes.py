@@ -51,6 +51,7 @@ def _classic(
     times: tuple[float, ...] | None = ECHO_TIMES,
     numbers: bool = True,
     positions: list[list[tuple[float, float, float]]] | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> Path:
     """One single-frame file per echo and slice, the echoes' files interleaved by name (as PACS
     exports number them) and the slices shuffled, so that neither name nor write order sorts them."""
@@ -59,7 +60,7 @@ def _classic(
     order = np.random.default_rng(5).permutation(len(echoes) * SLICES)
     for n, flat in enumerate(order):
         e, k = divmod(int(flat), SLICES)
-        tags: dict[str, Any] = {"SeriesInstanceUID": uid}
+        tags: dict[str, Any] = {"SeriesInstanceUID": uid, **(identity or {})}
         if times is not None:
             tags["EchoTime"] = f"{times[e]:g}"
         if numbers:
@@ -296,3 +297,33 @@ def test_a_dicom_run_records_its_echo_for_predict(
     )
     restored = ModelInfo.from_json(info.for_export().to_json()).preprocessing
     assert restored is not None and (restored.echo, restored.channels) == (echo, channels)
+
+
+@pytest.mark.parametrize("echo", [2, "rss"])
+@pytest.mark.parametrize("kind", ["rtstruct", "seg"])
+def test_contours_and_segs_drawn_on_the_first_echo_label_every_echo(
+    tmp_path: Path, kind: str, echo: Any
+) -> None:
+    # A viewer shows (and a reader annotates) one echo; every echo lies on its grid.
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    uid = pydicom.uid.generate_uid
+    path = _classic(
+        tmp_path / "s", _echoes(), identity={"StudyInstanceUID": uid(), "FrameOfReferenceUID": uid()}
+    )
+    first = DicomVolume(path, echo=1)
+    target = tmp_path / "label.dcm"
+    if kind == "rtstruct":
+        from inpaintssl.inference.rtstruct import write_rtstruct
+
+        assert first.patient_affine is not None
+        write_rtstruct(LABELS, first, target, class_names=["cartilage"], affine=first.patient_affine)
+    else:
+        pytest.importorskip("highdicom", reason="the dicom-seg extra writes the SEG")
+        from inpaintssl.inference.dicom_seg import write_dicom_seg
+
+        write_dicom_seg(LABELS, first, target, class_names=["cartilage"])
+    cases = {"train": [{"image": str(path), "label": str(target)}]}
+    dataset = dicom_dataset(split="train", cases=cases, class_names=["cartilage"], echo=echo)
+    read = np.stack([dataset[k]["label"].numpy()[0] for k in range(len(dataset))], axis=-1)
+    assert np.array_equal(read, LABELS)
