@@ -22,6 +22,7 @@ from inpaintssl.metrics.clinical import (
     percent_error,
     tissue_volume,
 )
+from inpaintssl.metrics.mese import mese_t2
 from inpaintssl.metrics.qdess import T1_DEFAULTS_MS, qdess_signal_ratio, qdess_t2
 from inpaintssl.metrics.segmentation import dice_per_class, dice_per_image
 
@@ -40,6 +41,7 @@ __all__ = [
     "icc",
     "mean_hu",
     "mean_t2",
+    "mese_t2",
     "percent_error",
     "qdess_signal_ratio",
     "qdess_t2",
