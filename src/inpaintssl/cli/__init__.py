@@ -381,6 +381,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         read_ahead=args.read_ahead,
         output_format=args.output_format,
         echo=args.echo,
+        t2=args.t2,
     )
     cases = report.cases
     print(
@@ -695,6 +696,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="echo read from multi-echo DICOM series, 1 being the shortest echo time (default: the run's "
         "own; without one such a series is refused)",
+    )
+    p.add_argument(
+        "--t2",
+        action="store_true",
+        help="also fit a T2 map to each input's echoes (multi-echo spin-echo DICOM series of 3 or more "
+        "echoes; the first is left out): <case>_t2.nii.gz, and each class's mean T2 in volumes.csv",
     )
     p.add_argument(
         "--spacing",

@@ -63,7 +63,9 @@ positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing
 ``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and
 one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
 header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
-``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``). With
+``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``); with ``t2=True``
+also ``<case>_t2.nii.gz``, the T2 map in ms of a multi-echo spin-echo series, and each class's
+mean T2 in ``volumes.csv`` (``<class>_t2_ms``, after the volumes). With
 ``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` / ``.nrrd`` (and
 ``_prob``) instead, in the same world positions with ITK's and 3D Slicer's LPS geometry
 (:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``); with
@@ -122,8 +124,8 @@ from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.inference.dicom_seg import write_dicom_seg
+from inpaintssl.inference.inputs import Geometry, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
-from inpaintssl.inference.inputs import expand_inputs, reading
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
 from inpaintssl.inference.labelling import predict_case
@@ -135,6 +137,7 @@ from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
 from inpaintssl.inference.results import PredictionReport as PredictionReport
 from inpaintssl.inference.rtstruct import write_rtstruct
+from inpaintssl.inference.t2_maps import check_t2_input, class_mean_t2, t2_map
 from inpaintssl.inference.trained_run import (
     SlicePreprocessing,
     check_resample,
@@ -144,6 +147,7 @@ from inpaintssl.inference.trained_run import (
 from inpaintssl.inference.write_ahead import WriteAhead
 from inpaintssl.inference.writing import (
     OUTPUT_FORMATS,
+    VOLUME_FORMATS,
     check_output,
     check_writable,
     commit,
@@ -205,6 +209,10 @@ def _write_case(
         save_volume(probs, item.geometry, prob, file_format=file_format, dtype=np.float32, channels=True)
 
 
+def _write_t2_map(values: np.ndarray, geometry: Geometry, target: Path, file_format: str) -> None:
+    save_volume(values, geometry, target, file_format=file_format, dtype=np.float32)
+
+
 def predict(
     run_or_checkpoint: str | os.PathLike[str],
     inputs: InputPaths,
@@ -226,6 +234,7 @@ def predict(
     read_ahead: ReadAheadMode = "auto",
     output_format: OutputFormat = "nifti",
     echo: int | None = None,
+    t2: bool = False,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -291,6 +300,12 @@ def predict(
             one refuses such a series, naming its echoes. A run on the echoes'
             root-sum-of-squares (``skmtea``, or ``dicom`` with ``echo: rss``) reads every
             multi-echo series so, and takes no ``echo``. Single-echo inputs are read as they are.
+        t2: Also fit a T2 map to each input's echoes, every input being a multi-echo spin-echo
+            DICOM series of at least three echoes (:mod:`~inpaintssl.inference.t2_maps`; the
+            first echo is left out of the fit): written as ``<case>_t2.nii.gz`` (``.mha``,
+            ``.nrrd`` with those formats), and each class's mean T2 over its predicted voxels in
+            ``volumes.csv`` (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`. The model
+            labels the echo it reads (``echo``).
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -360,6 +375,8 @@ def predict(
     formats = [file_format_for(item.volume, output_format) for item in prepared]
     for item, file_format in zip(prepared, formats):
         check_writable(item.volume, item.geometry, file_format, source=item.path)
+    # Refused before any case is predicted, as every input check is.
+    echo_times = [check_t2_input(item.volume, item.path) for item in prepared] if t2 else None
     amp_dtype = autocast_dtype(target, amp)
     with staging_folder(out) as staging:
         done: list[CasePrediction] = []
@@ -397,6 +414,15 @@ def predict(
                 seg_name = f"{item.case}_seg{suffix}"
                 prob_name = None if probs is None else f"{item.case}_prob{suffix}"
                 prob_path = None if prob_name is None else staging / prob_name
+                t2_name, mean_t2 = None, None
+                if echo_times is not None:
+                    with reading(item.path):
+                        t2_values = t2_map(item.path, echo_times[position])
+                    mean_t2 = class_mean_t2(t2_values, labels, model.class_names)
+                    # A map by itself: beside a DICOM SEG or RT Structure Set, as NIfTI.
+                    t2_format = formats[position] if formats[position] in VOLUME_FORMATS else "nifti"
+                    t2_name = f"{item.case}_t2{OUTPUT_FORMATS[t2_format]}"
+                    writes.submit(_write_t2_map, t2_values, item.geometry, staging / t2_name, t2_format)
                 # Compressed on the writer's thread while the next case is read and predicted.
                 writes.submit(
                     _write_case,
@@ -423,6 +449,8 @@ def predict(
                         orientation=item.orientation,
                         reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
                         resampled_to_mm=item.resample_to,
+                        t2_map=None if t2_name is None else out / t2_name,
+                        mean_t2_ms=mean_t2,
                     )
                 )
                 if done[-1].anatomy_cut_by_crop:

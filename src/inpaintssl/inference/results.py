@@ -57,6 +57,10 @@ class CasePrediction:
             ``None`` for inputs without patient geometry (NumPy, HDF5).
         reoriented_to: The axis codes the input was read in for the model (the training
             volumes'), or ``None`` when it was used as stored.
+        t2_map: ``<output>/<case>_t2.nii.gz`` (``.mha``, ``.nrrd`` with those formats), the T2
+            map in ms fitted to the input's echoes (``predict(t2=True)``), else ``None``.
+        mean_t2_ms: Each class's mean T2 in ms over its predicted voxels with a T2 (NaN for a
+            class with none), with ``t2=True``; else ``None``.
     """
 
     case: str
@@ -72,6 +76,8 @@ class CasePrediction:
     orientation: str | None = None
     reoriented_to: str | None = None
     resampled_to_mm: tuple[float, float] | None = None
+    t2_map: Path | None = None
+    mean_t2_ms: dict[str, float] | None = None
 
     @property
     def anatomy_cut_by_crop(self) -> bool:

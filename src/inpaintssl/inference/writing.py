@@ -304,7 +304,10 @@ def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
         "reoriented_to",
         "resampled_to_mm",
     ]
-    writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *checks])
+    # Mean T2 only where it was fitted (predict(t2=True)): the columns of other calls stay as they were.
+    with_t2 = any(c.mean_t2_ms is not None for c in cases)
+    t2_columns = [f"{n}_t2_ms" for n in names] if with_t2 else []
+    writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *t2_columns, *checks])
     for c in cases:
         spacing = "" if c.spacing_mm is None else f"{c.spacing_mm[0]:.6g}x{c.spacing_mm[1]:.6g}"
         fits = "" if c.spacing_fits_training is None else str(c.spacing_fits_training).lower()
@@ -313,8 +316,9 @@ def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
             "" if c.resampled_to_mm is None else f"{c.resampled_to_mm[0]:.6g}x{c.resampled_to_mm[1]:.6g}"
         )
         orientation = [c.orientation or "", c.reoriented_to or "", resampled]
+        t2 = [repr(c.mean_t2_ms[n]) if c.mean_t2_ms is not None else "" for n in names] if with_t2 else []
         writer.writerow(
-            [c.case, str(c.source), *volumes, spacing, fits, f"{c.cut_edge_share:.4g}", *orientation]
+            [c.case, str(c.source), *volumes, *t2, spacing, fits, f"{c.cut_edge_share:.4g}", *orientation]
         )
     return buffer.getvalue()
 

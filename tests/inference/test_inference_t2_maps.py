@@ -1,0 +1,139 @@
+"""``predict(t2=True)``: a multi-echo spin-echo series' T2 map, and each predicted tissue's mean T2.
+
+The series is written from known T2 values (two regions, 30 and 60 ms) decaying over four echo
+times; the map must give them back (to the rounding of the stored integers), on the grid and
+affine of the label map, and each class's mean in ``volumes.csv`` must be the mean, over the
+voxels the written label map gives that class, of a T2 fitted here voxel by voxel with NumPy's
+weighted ``polyfit`` (first echo left out).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from dicom_helpers import write_single_frame
+from predict_helpers import predict_quietly
+
+pydicom = pytest.importorskip("pydicom")
+
+SIZE, SLICES = 32, 2
+TE_MS = (10.0, 20.0, 30.0, 40.0)
+SLOPE = 1e-4  # stored integers of about 10,000 read as values near 1, the synthetic run's range
+
+
+def _t2_field() -> np.ndarray:
+    """``(rows, columns, slices)`` T2 in ms: a disc of 60 ms (fluid-like) in tissue of 30 ms."""
+    rows, columns = np.mgrid[:SIZE, :SIZE]
+    disc = (rows - 14) ** 2 + (columns - 15) ** 2 < 49
+    return np.repeat(np.where(disc, 60.0, 30.0)[..., None], SLICES, axis=-1)
+
+
+def _stored(t2: np.ndarray) -> np.ndarray:
+    """``(echoes, rows, columns, slices)`` int16: ``S0 exp(-TE / T2)``, the disc brighter at TE 0."""
+    s0 = np.where(t2 > 45.0, 25000.0, 14000.0)
+    return np.stack([np.round(s0 * np.exp(-te / t2)) for te in TE_MS]).astype(np.int16)
+
+
+def _series(folder: Path, stored: np.ndarray, times: tuple[float, ...] = TE_MS) -> Path:
+    folder.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for e, te in enumerate(times):
+        for k in range(SLICES):
+            write_single_frame(
+                folder / f"IM{k}{e}.dcm",
+                stored[e, :, :, k],
+                modality="MR",
+                position=(0.0, 0.0, 3.0 * k),
+                instance=len(times) * k + e + 1,
+                rescale=(SLOPE, 0.0),
+                identity={"SeriesInstanceUID": uid, "EchoTime": f"{te:g}", "EchoNumbers": e + 1},
+            )
+    return folder
+
+
+def _fitted_by_numpy(stored: np.ndarray) -> np.ndarray:
+    values = stored.astype(np.float64) * SLOPE
+    t2 = np.empty(values.shape[1:])
+    for index in np.ndindex(*t2.shape):
+        signal = values[(slice(1, None), *index)]
+        slope, _ = np.polyfit(TE_MS[1:], np.log(signal), 1, w=signal)
+        t2[index] = -1.0 / slope
+    return t2
+
+
+def test_the_t2_map_and_each_classs_mean_t2_are_the_echoes_fit(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    truth = _t2_field()
+    stored = _stored(truth)
+    series = _series(tmp_path / "mese", stored)
+    report = predict_quietly(trained_run.run_dir, series, tmp_path / "out", echo=1, t2=True)
+    (case,) = report.cases
+    assert case.t2_map == tmp_path / "out" / "mese_t2.nii.gz"
+    t2_image, seg_image = nib.load(case.t2_map), nib.load(case.segmentation)
+    t2 = np.asarray(t2_image.dataobj)
+    assert t2.dtype == np.float32 and t2.shape == truth.shape
+    np.testing.assert_allclose(t2_image.affine, seg_image.affine)
+    np.testing.assert_allclose(t2, truth, rtol=0.01)  # the stored integers' rounding
+    np.testing.assert_allclose(t2, _fitted_by_numpy(stored), rtol=1e-4)  # float32 against float64
+    labels = np.asarray(seg_image.dataobj)
+    assert labels.any(), "the tiny run labels nothing here: the means below would check nothing"
+    expected = {}
+    for k, name in enumerate(report.class_names):
+        mask = labels == k + 1
+        expected[name] = float(_fitted_by_numpy(stored)[mask].mean()) if mask.any() else float("nan")
+    assert case.mean_t2_ms is not None
+    np.testing.assert_allclose(list(case.mean_t2_ms.values()), list(expected.values()), rtol=1e-4)
+    with report.volumes_csv.open() as handle:
+        (row,) = csv.DictReader(handle)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), value, rtol=1e-4)
+
+
+def test_without_t2_there_is_no_map_and_no_t2_column(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    series = _series(tmp_path / "mese", _stored(_t2_field()))
+    report = predict_quietly(trained_run.run_dir, series, tmp_path / "out", echo=2)
+    assert report.cases[0].t2_map is None and report.cases[0].mean_t2_ms is None
+    assert "t2" not in report.volumes_csv.read_text().splitlines()[0]
+    assert not list((tmp_path / "out").glob("*_t2*"))
+
+
+def test_an_input_without_echoes_to_fit_is_refused_before_anything_is_written(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    stored = _stored(_t2_field())
+    qdess_like = _series(tmp_path / "two", stored[:2], times=TE_MS[:2])
+    nifti = tmp_path / "scan.nii.gz"
+    nib.Nifti1Image(stored[0].astype(np.float32) * SLOPE, np.eye(4)).to_filename(nifti)
+    out = tmp_path / "out"
+    with pytest.raises(
+        issl.PredictionError, match=r"needs a multi-echo spin-echo series of at least 3 echoes"
+    ):
+        predict_quietly(trained_run.run_dir, qdess_like, out, echo=1, t2=True)
+    with pytest.raises(issl.PredictionError, match=r"fits a T2 map .* but it is a NiftiVolume"):
+        predict_quietly(trained_run.run_dir, nifti, out, t2=True)
+    assert not out.exists()
+
+
+def test_the_cli_writes_the_map_and_the_means(
+    trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inpaintssl.cli import main
+
+    series = _series(tmp_path / "mese", _stored(_t2_field()))
+    out = tmp_path / "cli"
+    args = [str(trained_run.run_dir), str(series), "--output", str(out), "--device", "cpu", "--quiet"]
+    with pytest.warns(UserWarning):  # the tiny run's spacing warning
+        assert main(["predict", *args, "--echo", "1", "--t2"]) == 0
+    capsys.readouterr()
+    assert (out / "mese_t2.nii.gz").is_file()
+    header = (out / "volumes.csv").read_text().splitlines()[0].split(",")
+    assert [c for c in header if c.endswith("_t2_ms")] == [f"{n}_t2_ms" for n in trained_run.class_names]
