@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from dicom_helpers import write_enhanced, write_single_frame
 from inpaintssl.data.base import DataError
@@ -327,3 +328,103 @@ def test_contours_and_segs_drawn_on_the_first_echo_label_every_echo(
     dataset = dicom_dataset(split="train", cases=cases, class_names=["cartilage"], echo=echo)
     read = np.stack([dataset[k]["label"].numpy()[0] for k in range(len(dataset))], axis=-1)
     assert np.array_equal(read, LABELS)
+
+
+# -- t2_echoes: every echo in each item, for the clinical study's mean T2 ----------------------
+MESE_TIMES = (10.0, 20.0, 30.0, 40.0)
+
+
+def _mese(folder: Path, seed: int = 4) -> tuple[Path, np.ndarray]:
+    """A 4-echo spin-echo series whose voxels decay with T2 between 20 and 70 ms."""
+    rng = np.random.default_rng(seed)
+    t2 = rng.uniform(20.0, 70.0, (SLICES, ROWS, COLUMNS))
+    s0 = rng.uniform(800.0, 1500.0, (SLICES, ROWS, COLUMNS))
+    stored = np.stack([np.round(s0 * np.exp(-te / t2)) for te in MESE_TIMES]).astype(np.int16)
+    uid = pydicom.uid.generate_uid
+    path = _classic(folder, stored, times=MESE_TIMES, identity={"StudyInstanceUID": uid()})
+    return path, stored
+
+
+def test_items_carry_every_echo_of_their_slice_in_the_images_orientation(tmp_path: Path) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    path, stored = _mese(tmp_path / "mese")
+    dataset = dicom_dataset(
+        split="train",
+        labelled=False,
+        cases={"train": [str(path)]},
+        echo=1,
+        t2_echoes=True,
+        orientation="LAS",
+        slice_axis=0,
+    )
+    rescaled = [_rescaled(e) for e in stored]  # (rows P, columns L, slices S): LPS
+    assert len(dataset) == COLUMNS
+    for k in range(COLUMNS):
+        item = dataset[k]
+        expected = np.stack([r[:, k, :][::-1] for r in rescaled])  # LAS, cut along L
+        assert item["echoes"].dtype == torch.float32
+        np.testing.assert_array_equal(item["echoes"].numpy(), expected.astype(np.float32))
+        assert item["echo_times_ms"].tolist() == list(MESE_TIMES)
+        # The image is the first echo, z-scored: its values follow echo 1 slice for slice.
+        image = item["image"][0].numpy()
+        assert np.corrcoef(image.ravel(), expected[0].ravel())[0, 1] == pytest.approx(1.0)
+
+
+def test_the_clinical_study_measures_each_tissues_mese_t2_from_the_items(tmp_path: Path) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+    from inpaintssl.studies.clinical import clinical_measurements
+
+    path, stored = _mese(tmp_path / "mese")
+    labels = np.zeros((ROWS, COLUMNS, SLICES), np.uint8)
+    labels[:3, :, :] = 1
+    labels[4:, 1:4, 1:] = 2
+    label = _nifti_twin(path, labels, tmp_path / "label.nii.gz")
+    dataset = dicom_dataset(
+        split="test",
+        cases={"test": [{"image": str(path), "label": str(label)}]},
+        class_names=["femoral", "tibial"],
+        echo=1,
+        t2_echoes=True,
+    )
+    predicted = np.zeros_like(labels)
+    predicted[:2, :, :] = 1  # a smaller femoral, no tibial
+    masks = torch.from_numpy(np.stack([np.moveaxis(predicted == k, -1, 0) for k in (1, 2)], axis=1))
+    batches = iter(torch.split(masks.float(), 1))
+    rows = {
+        (m.class_name, m.metric): m.value
+        for m in clinical_measurements(
+            dataset, lambda images: next(batches), class_names=["femoral", "tibial"], batch_size=1
+        )
+    }
+    values = stored.astype(np.float64) * RESCALE[0] + RESCALE[1]
+    fitted = np.empty((ROWS, COLUMNS, SLICES))
+    for r, c, s in np.ndindex(ROWS, COLUMNS, SLICES):
+        signal = values[1:, s, r, c]
+        fitted[r, c, s] = -1.0 / np.polyfit(MESE_TIMES[1:], np.log(signal), 1, w=signal)[0]
+    assert rows[("femoral", "mean_t2_ms_ref")] == pytest.approx(fitted[labels == 1].mean(), rel=1e-4)
+    assert rows[("tibial", "mean_t2_ms_ref")] == pytest.approx(fitted[labels == 2].mean(), rel=1e-4)
+    assert rows[("femoral", "mean_t2_ms_pred")] == pytest.approx(fitted[predicted == 1].mean(), rel=1e-4)
+    assert np.isnan(rows[("tibial", "mean_t2_ms_pred")])  # no voxel predicted
+
+
+def test_t2_echoes_refuses_series_whose_t2_cannot_be_fitted(tmp_path: Path) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    two = _classic(tmp_path / "two", _echoes())
+    numbers_only = _classic(tmp_path / "numbers", _echoes(count=3), times=None)
+    mese, _ = _mese(tmp_path / "mese")
+
+    def build(*series: Path, echo: Any = 1) -> Any:
+        cases = {"train": [str(s) for s in series]}
+        return dicom_dataset(split="train", labelled=False, cases=cases, echo=echo, t2_echoes=True)
+
+    with pytest.raises(DataError, match=re.escape("holds 2 echo(es) (6, 34.5 ms)")):
+        build(two)
+    with pytest.raises(DataError, match=re.escape("holds 3 echo(es) without an EchoTime on every slice")):
+        build(numbers_only)
+    four = _classic(tmp_path / "four", _echoes(count=5), times=(10.0, 20.0, 30.0, 40.0, 50.0))
+    with pytest.raises(
+        DataError, match=r"t2_echoes reads series of different echo counts \(.*mese: 4; .*four: 5\)"
+    ):
+        build(mese, four)

@@ -54,6 +54,7 @@ __all__ = [
     "DicomVolume",
     "SeriesAnnotation",
     "dicom_object_kind",
+    "open_echoes",
     "series_echo_count",
 ]
 
@@ -305,6 +306,33 @@ def series_echo_count(path: str | Path) -> int:
     headers = _read_headers(path)
     _check_one_series(headers, path)
     return max(1, len(_SeriesEchoes.of(headers).values))
+
+
+def open_echoes(path: str | Path) -> list[DicomVolume]:
+    """Every echo of the DICOM series ``path`` (a folder, or an Enhanced file), shortest first,
+    each as the :class:`DicomVolume` ``DicomVolume(path, echo=k)`` gives; the headers are read once.
+
+    A series whose slices state no echo time or number is its one echo. Each echo is checked as
+    a series of its own, and every one must lie on the first one's grid.
+
+    Raises:
+        DataError: What :class:`DicomVolume` refuses, or echoes on different grids.
+
+    Example:
+        >>> [echo.echo for echo in open_echoes("knee/mese-series/")]  # doctest: +SKIP
+        [1, 2, 3, 4, 5, 6, 7]
+    """
+    path = existing_path(path, what="DICOM series", directory_ok=True)
+    headers = _read_headers(path)
+    _check_one_series(headers, path)
+    count = max(1, len(_SeriesEchoes.of(headers).values))
+    echoes = [_echo_volume(path, headers, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the first echo's warnings were given; the others repeat them
+        echoes += [_echo_volume(path, headers, k) for k in range(2, count + 1)]
+    for k, other in enumerate(echoes[1:], start=2):
+        _check_same_grid(echoes[0], other, path, echo=k)
+    return echoes
 
 
 def _echo_volume(path: Path, headers: list[tuple[Any, Path]], echo: int) -> DicomVolume:

@@ -27,10 +27,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import torch
+
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis
-from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, dicom_object_kind
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, dicom_object_kind, open_echoes
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.labels import check_class_names
 from inpaintssl.data.orientation import check_axis_codes
@@ -39,7 +42,10 @@ from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset, _some
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["dicom_dataset"]
+__all__ = ["EchoSliceDataset", "dicom_dataset"]
+
+_MIN_T2_ECHOES = 3
+"""Echoes a multi-echo spin-echo T2 fit needs: the first is left out, and a decay needs two points."""
 
 
 @DATASETS.register("dicom")
@@ -55,6 +61,7 @@ def dicom_dataset(
     orientation: str | None = None,
     slice_axis: int = 2,
     echo: int | Literal["rss"] | None = None,
+    t2_echoes: bool = False,
 ) -> VolumeSliceDataset:
     """DICOM series (MR or any modality) with label maps, DICOM SEGs or RT Structure Sets (sec. 2.1-2.2).
 
@@ -80,11 +87,18 @@ def dicom_dataset(
             the ``skmtea`` dataset's image). ``None`` (default): each series as it is, and a
             multi-echo one is refused, naming its echoes. Every case must hold the echo asked
             for; labels lie on the series' grid, which every echo shares.
+        t2_echoes: Items also carry every echo of their slice, for the ``clinical`` study's
+            mean T2 of multi-echo spin-echo series (:func:`~inpaintssl.metrics.mese_t2`):
+            ``echoes`` ``(E, H, W)`` float32 (each echo's values, shortest echo time first) and
+            ``echo_times_ms`` ``(E,)``. Every series must hold the same number of echoes, at
+            least three (the first is left out of the fit). Every item then holds E more
+            slices: leave it off where nothing measures T2.
 
     Raises:
         DataError: An image that is no DICOM series, a label its reader refuses, ``labelled``
             without ``class_names``, an ``echo`` that is neither a whole number >= 1 nor ``"rss"``
-            or that a series does not hold; the message names the file.
+            or that a series does not hold, ``t2_echoes`` with a series of fewer than three
+            echoes or of another echo count than the others; the message names the file.
     """
     names = check_class_names(class_names, where="dicom")
     if labelled and not names:
@@ -135,6 +149,7 @@ def dicom_dataset(
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     opened = [open_case(spec) for spec in resolve_cases(cases, split, root=root, dataset="dicom")]
+    echoes = [[oriented(e) for e in _t2_echoes(case)] for case in opened] if t2_echoes else None
     assumed = [str(case.image.path) for case in opened if not case.image.has_geometry]
     if assumed:
         warn_each_time(
@@ -149,10 +164,68 @@ def dicom_dataset(
             "dataset reads CT as the paper does: three HU windows, each z-scored (sec. 2.2)",
             UserWarning,
         )
-    return VolumeSliceDataset(
-        opened,
-        name="dicom",
-        class_names=names if labelled else (),
-        label_values=label_values if labelled else None,
-        normalize=normalize,
-    )
+    common: dict[str, Any] = {
+        "name": "dicom",
+        "class_names": names if labelled else (),
+        "label_values": label_values if labelled else None,
+        "normalize": normalize,
+    }
+    if echoes is not None:
+        return EchoSliceDataset(opened, echoes, **common)
+    return VolumeSliceDataset(opened, **common)
+
+
+def _t2_echoes(case: Case) -> list[DicomVolume]:
+    """Every echo of a case's series, for its T2; refused where a T2 cannot be fitted to them."""
+    echoes = open_echoes(case.image.path)
+    times = echoes[0].echo_times_ms
+    if len(times) < _MIN_T2_ECHOES:
+        held = (
+            f"{len(times)} echo(es) ({', '.join(f'{t:g}' for t in times)} ms)"
+            if times
+            else f"{len(echoes)} echo(es) without an EchoTime on every slice"
+        )
+        raise DataError(
+            f"dicom case {case.volume_id!r}: t2_echoes needs a multi-echo spin-echo series of at least "
+            f"{_MIN_T2_ECHOES} echoes with an EchoTime each (the first is left out of the T2 fit), but "
+            f"{case.image.path} holds {held}"
+        )
+    return echoes
+
+
+class EchoSliceDataset(VolumeSliceDataset):
+    """:class:`~inpaintssl.data.volumes.VolumeSliceDataset` whose items also carry every echo of
+    their slice (``echoes``, ``echo_times_ms``): the ``dicom`` dataset with ``t2_echoes``.
+
+    Args:
+        cases: The opened cases.
+        echoes: Per case, its series' echoes (shortest echo time first), read in the case's
+            image's orientation.
+        **options: As :class:`~inpaintssl.data.volumes.VolumeSliceDataset`.
+
+    Raises:
+        DataError: The cases' series hold different numbers of echoes (their items would not
+            batch together); and what :class:`~inpaintssl.data.volumes.VolumeSliceDataset` refuses.
+    """
+
+    def __init__(self, cases: Sequence[Case], echoes: Sequence[Sequence[Volume]], **options: Any) -> None:
+        super().__init__(cases, **options)
+        counts = {len(e) for e in echoes}
+        if len(counts) > 1:
+            found = "; ".join(f"{case.image.path}: {len(e)}" for case, e in zip(cases, echoes))
+            raise DataError(
+                f"{self.name}: t2_echoes reads series of different echo counts ({found}); expected one "
+                "protocol, the same echoes in every series (their items batch together)"
+            )
+        self._echoes = [list(e) for e in echoes]
+        self._echo_times = [
+            torch.tensor(getattr(e[0], "echo_times_ms", ()), dtype=torch.float64) for e in echoes
+        ]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        case = int(self._index[index, 0])
+        slices = [echo.read(int(item["slice_index"])) for echo in self._echoes[case]]
+        item["echoes"] = torch.from_numpy(np.stack(slices).astype(np.float32, copy=False))
+        item["echo_times_ms"] = self._echo_times[case].clone()
+        return item

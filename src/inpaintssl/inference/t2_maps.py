@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom import DicomVolume, open_echoes
 from inpaintssl.data.readers import Volume
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import mean_t2, mese_t2
@@ -66,10 +66,8 @@ def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
 
 def t2_map(path: Path, echo_times_ms: Sequence[float]) -> np.ndarray:
     """T2 in ms (float32, NaN where no decay) on the series' stored grid ``(rows, columns, slices)``."""
-    echoes = []
-    for k in range(1, len(echo_times_ms) + 1):
-        echo = DicomVolume(path, echo=k)  # as stored: the label map's grid
-        echoes.append(np.stack([echo.read(index) for index in range(echo.num_slices)], axis=-1))
+    # As stored: the label map's grid.
+    echoes = [np.stack([echo.read(k) for k in range(echo.num_slices)], axis=-1) for echo in open_echoes(path)]
     return np.asarray(mese_t2(np.stack(echoes), echo_times_ms), dtype=np.float32)
 
 

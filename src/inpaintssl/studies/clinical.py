@@ -7,8 +7,11 @@ Per class, from the predicted and the ground-truth masks, with :mod:`inpaintssl.
   over the volume's slices); SKM-TEA items also carry ``echo1``, ``echo2`` and ``scan_params``, and
   get the mean T2 (ms) of each tissue from :func:`~inpaintssl.metrics.qdess_t2` with that tissue's
   T1 (:data:`~inpaintssl.metrics.T1_DEFAULTS_MS`, 1200 ms for other classes), averaged over the
-  valid (non-NaN) voxels of the mask in the whole volume. The demo's ``mni152`` data has one
-  axial slice per volume, so its "volume" is that slice's area times the slice spacing.
+  valid (non-NaN) voxels of the mask in the whole volume; items of multi-echo spin-echo series
+  (the ``dicom`` dataset's ``t2_echoes``: ``echoes`` and ``echo_times_ms``) get it from
+  :func:`~inpaintssl.metrics.mese_t2` (first echo left out), averaged the same way. The demo's
+  ``mni152`` data has one axial slice per volume, so its "volume" is that slice's area times the
+  slice spacing.
 
 References are measured on the data's own pixel grid. A test set fitted to the model's
 ``data.image_size`` (:class:`~inpaintssl.data.views.FitToSize`) is measured on its source items:
@@ -47,6 +50,7 @@ from inpaintssl.metrics import (
     T1_DEFAULTS_MS,
     cross_sectional_area,
     mean_hu,
+    mese_t2,
     percent_error,
     qdess_t2,
     tissue_volume,
@@ -111,6 +115,11 @@ class _VolumeSums:
 
 
 def _scan_t2(item: Mapping[str, Any], class_name: str) -> FloatArray | None:
+    if {"echoes", "echo_times_ms"} <= set(item):
+        # A multi-echo spin-echo slice (the dicom dataset's t2_echoes): its decay, whatever the tissue.
+        echoes = np.asarray(item["echoes"], dtype=np.float32)
+        times = [float(t) for t in np.asarray(item["echo_times_ms"]).ravel()]
+        return np.asarray(mese_t2(echoes.reshape(echoes.shape[-3:]), times), dtype=np.float64)
     if not {"echo1", "echo2", "scan_params"} <= set(item):
         return None
     e1 = np.asarray(item["echo1"], dtype=np.float32).reshape(np.shape(item["echo1"])[-2:])
