@@ -176,6 +176,8 @@ def test_the_root_sum_of_squares_is_that_of_the_echoes_and_the_skmtea_readers(
     volume = DicomEchoesRssVolume(path)
     assert volume.echo_times_ms == ECHO_TIMES and volume.echo is None
     assert "root-sum-of-squares of its 2 echoes" in volume.source
+    # Every echo's files, so that checks and resumes see a change to any of them.
+    assert sorted(volume.files) == sorted(str(f) for f in ([path] if path.is_file() else path.iterdir()))
     read = np.stack([volume.read(k) for k in range(SLICES)], axis=-1)
     assert read.dtype == np.float32
     e1, e2 = (_rescaled(e) for e in echoes)
@@ -360,6 +362,7 @@ def test_items_carry_every_echo_of_their_slice_in_the_images_orientation(tmp_pat
     )
     rescaled = [_rescaled(e) for e in stored]  # (rows P, columns L, slices S): LPS
     assert len(dataset) == COLUMNS
+    assert dataset.data_files == sorted(str(f) for f in path.iterdir())  # every echo's, not echo 1's
     for k in range(COLUMNS):
         item = dataset[k]
         expected = np.stack([r[:, k, :][::-1] for r in rescaled])  # LAS, cut along L

@@ -272,15 +272,15 @@ class DicomEchoesRssVolume(DicomVolume):
                 f"DICOM {_series_text(path)} holds one echo{stated}; expected a series of several echoes "
                 "(qDESS: two) to take their root-sum-of-squares; a single-echo image is read as it is"
             )
-        self._open(path, list(headers), echo=1)
+        # Every echo is read through a plain volume of its own (the first one too): this one's
+        # reads are their combination, on the first echo's grid and headers.
+        self._echo_volumes = _echoes_of(path, headers, len(echoes.values))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the first echo's warnings were given; the others repeat them
-            # Every echo read through a plain volume of its own (the first one too): this one's
-            # reads are the combination.
-            self._echo_volumes = [_echo_volume(path, headers, k) for k in range(1, len(echoes.values) + 1)]
-        for k, other in enumerate(self._echo_volumes[1:], start=2):
-            _check_same_grid(self, other, path, echo=k)
+            warnings.simplefilter("ignore")  # its first echo's, given already
+            self._open(path, list(headers), echo=1)
         self.echo = None
+        # Every echo's files: a check, a resume or a predict notices any of them changing.
+        self.files = tuple(dict.fromkeys(f for volume in self._echo_volumes for f in volume.files))
 
     @property
     def source(self) -> str:
@@ -325,21 +325,25 @@ def open_echoes(path: str | Path) -> list[DicomVolume]:
     path = existing_path(path, what="DICOM series", directory_ok=True)
     headers = _read_headers(path)
     _check_one_series(headers, path)
-    count = max(1, len(_SeriesEchoes.of(headers).values))
-    echoes = [_echo_volume(path, headers, 1)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the first echo's warnings were given; the others repeat them
-        echoes += [_echo_volume(path, headers, k) for k in range(2, count + 1)]
+    return _echoes_of(path, headers, max(1, len(_SeriesEchoes.of(headers).values)))
+
+
+def _echoes_of(path: Path, headers: list[tuple[Any, Path]], count: int) -> list[DicomVolume]:
+    """Echoes 1 to ``count`` of the series whose ``headers`` were read once for all of them, each
+    checked, and every one on the first one's grid."""
+    echoes = []
+    for echo in range(1, count + 1):
+        volume = DicomVolume.__new__(DicomVolume)
+        with warnings.catch_warnings():
+            if echo > 1:
+                warnings.simplefilter(
+                    "ignore"
+                )  # the first echo's warnings were given; the others repeat them
+            volume._open(path, list(headers), echo=echo)
+        echoes.append(volume)
     for k, other in enumerate(echoes[1:], start=2):
         _check_same_grid(echoes[0], other, path, echo=k)
     return echoes
-
-
-def _echo_volume(path: Path, headers: list[tuple[Any, Path]], echo: int) -> DicomVolume:
-    """Echo ``echo`` of the series whose ``headers`` were read once for all its echoes."""
-    volume = DicomVolume.__new__(DicomVolume)
-    volume._open(path, list(headers), echo=echo)
-    return volume
 
 
 def _check_same_grid(first: DicomVolume, other: DicomVolume, path: Path, *, echo: int) -> None:

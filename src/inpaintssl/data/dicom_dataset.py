@@ -42,7 +42,7 @@ from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset, _some
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["EchoSliceDataset", "dicom_dataset"]
+__all__ = ["dicom_dataset"]
 
 _MIN_T2_ECHOES = 3
 """Echoes a multi-echo spin-echo T2 fit needs: the first is left out, and a decay needs two points."""
@@ -171,7 +171,7 @@ def dicom_dataset(
         "normalize": normalize,
     }
     if echoes is not None:
-        return EchoSliceDataset(opened, echoes, **common)
+        return _EchoSliceDataset(opened, echoes, **common)
     return VolumeSliceDataset(opened, **common)
 
 
@@ -193,7 +193,7 @@ def _t2_echoes(case: Case) -> list[DicomVolume]:
     return echoes
 
 
-class EchoSliceDataset(VolumeSliceDataset):
+class _EchoSliceDataset(VolumeSliceDataset):
     """:class:`~inpaintssl.data.volumes.VolumeSliceDataset` whose items also carry every echo of
     their slice (``echoes``, ``echo_times_ms``): the ``dicom`` dataset with ``t2_echoes``.
 
@@ -218,6 +218,10 @@ class EchoSliceDataset(VolumeSliceDataset):
                 "protocol, the same echoes in every series (their items batch together)"
             )
         self._echoes = [list(e) for e in echoes]
+        # Every echo's files: the run's record of its data (a resume notices any of them changing).
+        self.data_files = sorted(
+            {*self.data_files, *(f for e in echoes for volume in e for f in volume.files)}
+        )
         self._echo_times = [
             torch.tensor(getattr(e[0], "echo_times_ms", ()), dtype=torch.float64) for e in echoes
         ]

@@ -320,13 +320,15 @@ def predict(
             NRRD label map cannot describe an input's grid (an affine axis of length 0); a DICOM
             SEG or RT Structure Set is asked for an input that is not a DICOM series, or one
             without ``StudyInstanceUID``, ``SeriesInstanceUID`` or ``FrameOfReferenceUID`` (a SEG
-            also without highdicom installed, an RT Structure Set without patient geometry). The
-            message names the file.
+            also without highdicom installed, an RT Structure Set without patient geometry); a
+            multi-echo DICOM series without an echo to read; with ``t2``, an input that is no
+            multi-echo spin-echo DICOM series of three or more echoes. The message names the file.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
             All three are ``ValueError`` subclasses.
-        ValueError: ``probabilities`` with ``output_format="rtstruct"``; ``batch_size`` or
+        ValueError: ``probabilities`` with ``output_format="rtstruct"``; an ``echo`` that is no
+            whole number >= 1, or one for a run on the echoes' root-sum-of-squares; ``batch_size`` or
             ``check_threads`` below 1, an unknown ``device``,
             ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
             outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0, or
