@@ -65,10 +65,17 @@ def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
 
 
 def t2_map(path: Path, echo_times_ms: Sequence[float]) -> np.ndarray:
-    """T2 in ms (float32, NaN where no decay) on the series' stored grid ``(rows, columns, slices)``."""
-    # As stored: the label map's grid.
-    echoes = [np.stack([echo.read(k) for k in range(echo.num_slices)], axis=-1) for echo in open_echoes(path)]
-    return np.asarray(mese_t2(np.stack(echoes), echo_times_ms), dtype=np.float32)
+    """T2 in ms (float32, NaN where no decay) on the series' stored grid ``(rows, columns, slices)``.
+
+    Fitted slice by slice: the fit's working arrays are several times its input, which for a
+    whole 7-echo 512 x 512 x 160 series would be gigabytes.
+    """
+    echoes = open_echoes(path)  # as stored: the label map's grid
+    first = echoes[0]
+    t2 = np.empty(first.grid, dtype=np.float32)
+    for k in range(first.num_slices):
+        t2[..., k] = mese_t2(np.stack([echo.read(k) for echo in echoes]), echo_times_ms)
+    return t2
 
 
 def class_mean_t2(t2: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
