@@ -39,6 +39,7 @@ import bench_dataloader
 import bench_dicom_label_formats
 import bench_gpu_throughput
 import bench_label_map_formats
+import bench_mese_t2
 import bench_predict_writes
 import bench_preflight_threads
 import bench_saved_activations
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("predict_writes", lambda: bench_predict_writes.main(quick)),
         ("label_map_formats", lambda: bench_label_map_formats.main(quick)),
         ("dicom_label_formats", lambda: bench_dicom_label_formats.main(quick)),
+        ("mese_t2", lambda: bench_mese_t2.main(quick)),
         ("preflight_threads", lambda: bench_preflight_threads.main(quick)),
         ("training", lambda: bench_training.main(quick)),
         ("system", lambda: bench_system.main([*quick, *(["--full"] if args.full_demo else [])])),

@@ -137,3 +137,18 @@ def test_the_cli_writes_the_map_and_the_means(
     assert (out / "mese_t2.nii.gz").is_file()
     header = (out / "volumes.csv").read_text().splitlines()[0].split(",")
     assert [c for c in header if c.endswith("_t2_ms")] == [f"{n}_t2_ms" for n in trained_run.class_names]
+
+
+def test_the_t2_benchmark_runs_and_its_map_equals_the_whole_volume_fit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    record = importlib.import_module("bench_mese_t2").main(
+        ["--quick", "--repeats", "1"]
+    )  # raises if they differ
+    capsys.readouterr()  # the JSON record it prints
+    assert [e["source"] for e in record["entries"]] == ["read", "t2_map", "whole_volume_fit"]
+    assert record["valid_voxel_share"] > 0.99 and isinstance(record["target_met"], bool)
+    assert all(e["median_s"] > 0 and e["peak_mb"] > 0 for e in record["entries"])
