@@ -27,16 +27,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from inpaintssl.figure_files import write_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_learning_curve",
@@ -147,7 +148,7 @@ def _learning_curve_figure(
     if not history:
         raise ValueError("history is empty: a learning curve needs at least one epoch row")
     curve = _curve(history)
-    figure = Figure(figsize=(8.4 if curve.has_dice else 4.6, 3.2), layout="constrained")
+    figure = _figure(figsize=(8.4 if curve.has_dice else 4.6, 3.2), layout="constrained")
     loss_axes, *rest = figure.subplots(1, 2 if curve.has_dice else 1, squeeze=False)[0]
     loss_axes.plot(curve.epoch, curve.train_loss, marker=".", markersize=3, label="train loss")
     loss_axes.plot(curve.epoch, curve.val_loss, marker=".", markersize=3, label="validation loss")
@@ -233,7 +234,7 @@ def _learning_curves_grid_figure(
         raise ValueError("runs is empty: the grid needs at least one (name, history, converged) run")
     columns = min(4, len(runs))
     rows = math.ceil(len(runs) / columns)
-    figure = Figure(figsize=(2.9 * columns, 2.3 * rows + (0.3 if title else 0.0)), layout="constrained")
+    figure = _figure(figsize=(2.9 * columns, 2.3 * rows + (0.3 if title else 0.0)), layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
     for axes in grid[len(runs) :]:
         axes.set_visible(False)
@@ -428,12 +429,26 @@ def _panel_gap(width: int) -> int:
     return max(_SEPARATOR, width // 16)
 
 
+def _figure(**options: Any) -> Figure:
+    """A matplotlib ``Figure``, matplotlib imported only now.
+
+    Every training process imports this module (the CLI, study workers, torchrun ranks), and
+    matplotlib took about 0.4 s of their start (with pyparsing, its dependency), where a figure is
+    drawn only at an epoch's end.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
+
+
 def _to_rgb(image: npt.NDArray[np.float64], *, cmap: str, low: float, high: float) -> npt.NDArray[np.float64]:
     """``image`` through a colormap between ``low`` and ``high`` (clipped), as RGB on white.
 
     Non-finite pixels (a diverged network's output) take the colormap's "bad" colour, transparent,
     so they show as the white page, as an image axes draws them.
     """
+    from matplotlib import colormaps
+
     scaled = np.ma.masked_invalid((image - low) / (high - low))
     rgba = np.asarray(colormaps[cmap](np.ma.clip(scaled, 0.0, 1.0)), dtype=np.float64)
     alpha = rgba[..., 3:]
@@ -470,7 +485,7 @@ def _reconstruction_figure(
     aspect = height / width
     header = 0.3 + (0.3 if title else 0.0)  # inches above the tiles: column names, then the title
     tiles_height = len(rows) * side * aspect
-    figure = Figure(figsize=(4 * side, tiles_height + header + 0.05))
+    figure = _figure(figsize=(4 * side, tiles_height + header + 0.05))
     axes = figure.add_axes((0.0, 0.05 / figure.get_figheight(), 1.0, tiles_height / figure.get_figheight()))
     axes.imshow(mosaic, interpolation="nearest", aspect="auto")
     axes.set_axis_off()
