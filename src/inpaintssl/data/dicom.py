@@ -44,6 +44,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.orientation import LPS_TO_RAS
+from inpaintssl.data.preprocess import root_sum_of_squares
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
 from inpaintssl.listing import first_and_more
@@ -288,10 +289,10 @@ class DicomEchoesRssVolume(DicomVolume):
         return f"{self.path} (root-sum-of-squares of its {len(self._echo_volumes)} echoes)"
 
     def _read_series(self) -> np.ndarray:
-        return _root_sum_of_squares([v._read_series() for v in self._echo_volumes])
+        return root_sum_of_squares([v._read_series() for v in self._echo_volumes])
 
     def _read_file(self, index: int) -> np.ndarray:
-        return _root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
+        return root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
 
 
 def series_echo_count(path: str | Path) -> int:
@@ -358,15 +359,6 @@ def _check_same_grid(first: DicomVolume, other: DicomVolume, path: Path, *, echo
             f"{'' if same_affine else ' at other positions'} where echo 1 is {first.stored_shape}; expected "
             "every echo on one grid (the same slices at the same positions) to combine them voxel by voxel"
         )
-
-
-def _root_sum_of_squares(echoes: Sequence[np.ndarray]) -> np.ndarray:
-    total = np.zeros_like(echoes[0], dtype=np.float32)
-    for echo in echoes:
-        values = np.asarray(echo, dtype=np.float32)
-        total += values * values
-    rss: np.ndarray = np.sqrt(total)
-    return rss
 
 
 class SeriesAnnotation(Volume):

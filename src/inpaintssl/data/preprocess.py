@@ -42,6 +42,7 @@ __all__ = [
     "clip_padding",
     "fit_to_size",
     "parse_windows",
+    "root_sum_of_squares",
     "zscore",
 ]
 
@@ -128,6 +129,25 @@ class RunningStats:
             mean = np.repeat(mean, channels)
             std = np.repeat(std, channels)
         return Stats(mean=mean, std=std)
+
+
+def root_sum_of_squares(echoes: Sequence[np.ndarray]) -> np.ndarray:
+    """``sqrt(sum_k echo_k**2)`` in float32: the image a qDESS run sees (sec. 2.2), from its echoes.
+
+    One formula for every reader of echoes: the ``skmtea`` dataset and predict's HDF5 reader
+    (two echoes), and a multi-echo DICOM series (:class:`~inpaintssl.data.dicom.DicomEchoesRssVolume`,
+    any number), so that the same echoes give bit-identical images whichever file holds them.
+
+    Example:
+        >>> root_sum_of_squares([np.array([3.0]), np.array([4.0])]).tolist()
+        [5.0]
+    """
+    total = np.zeros_like(echoes[0], dtype=np.float32)
+    for echo in echoes:
+        values = np.asarray(echo, dtype=np.float32)
+        total += values * values
+    rss: np.ndarray = np.sqrt(total)
+    return rss
 
 
 def zscore(channels: np.ndarray, stats: Stats) -> np.ndarray:

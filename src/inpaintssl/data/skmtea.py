@@ -52,7 +52,7 @@ from inpaintssl.data.checks import check_finite, check_rank, check_real, check_s
 from inpaintssl.data.labels import merge_onehot
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.preflight import CaseCheck
-from inpaintssl.data.preprocess import RunningStats, Stats, zscore
+from inpaintssl.data.preprocess import RunningStats, Stats, root_sum_of_squares, zscore
 from inpaintssl.data.readers import READ_ERRORS, H5Volume, h5_dataset_shape
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
@@ -253,12 +253,6 @@ def _echo_shape(handle: Any, path: Path) -> tuple[int, ...]:
     if shapes["echo1"] != shapes["echo2"]:
         raise DataError(f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape")
     return shapes["echo1"]
-
-
-def _root_sum_of_squares(echo1: np.ndarray, echo2: np.ndarray) -> np.ndarray:
-    """The network's input image from float32 echoes; one formula for training and predict."""
-    rss: np.ndarray = np.sqrt(echo1 * echo1 + echo2 * echo2)
-    return rss
 
 
 @DATASETS.register("skmtea")
@@ -486,7 +480,7 @@ class SKMTEADataset(SliceDataset):
         e2 = np.asarray(handle["echo2"][:, :, z], dtype=np.float32)
         check_finite(e1, where=f"{scan.path} echo1 slice {z}")
         check_finite(e2, where=f"{scan.path} echo2 slice {z}")
-        rss = _root_sum_of_squares(e1, e2)[None]
+        rss = root_sum_of_squares((e1, e2))[None]
         item: dict[str, Any] = {
             "image": torch.from_numpy(zscore(rss, self.volume_stats(v))),
             "volume_id": scan.scan_id,
@@ -516,7 +510,7 @@ class _RootSumOfSquares:
 
     def __getitem__(self, where: Any) -> np.ndarray:
         e1, e2 = (np.asarray(echo[where], dtype=np.float32) for echo in self._echoes)
-        return _root_sum_of_squares(e1, e2)
+        return root_sum_of_squares((e1, e2))
 
 
 class QdessRssVolume(H5Volume):
