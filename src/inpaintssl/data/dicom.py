@@ -56,7 +56,7 @@ __all__ = [
     "SeriesAnnotation",
     "dicom_object_kind",
     "open_echoes",
-    "series_echo_count",
+    "open_series",
 ]
 
 
@@ -263,10 +263,10 @@ class DicomEchoesRssVolume(DicomVolume):
     """
 
     def __init__(self, path: str | Path) -> None:
-        path = existing_path(path, what="DICOM series", directory_ok=True)
-        headers = _read_headers(path)
-        _check_one_series(headers, path)
-        echoes = _SeriesEchoes.of(headers)
+        self._combine(*_series_headers(path))
+
+    def _combine(self, path: Path, headers: list[tuple[Any, Path]], echoes: _SeriesEchoes) -> None:
+        """Set the volume up from the series' ``headers`` (each slice's, unsorted) and its ``echoes``."""
         if len(echoes.values) < 2:
             stated = f" ({echoes.text()})" if echoes.values else ""
             raise DataError(
@@ -295,18 +295,25 @@ class DicomEchoesRssVolume(DicomVolume):
         return root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
 
 
-def series_echo_count(path: str | Path) -> int:
-    """How many echoes the DICOM series ``path`` (a folder, or an Enhanced file) holds; 1 where
-    its slices state no echo time or number. Reads the headers only.
+def open_series(path: str | Path, *, echo: int | None = None, combine_echoes: bool = False) -> DicomVolume:
+    """The DICOM series ``path`` as a run's images were made from it, its headers read once.
+
+    A multi-echo series gives its root-sum-of-squares with ``combine_echoes``
+    (:class:`DicomEchoesRssVolume`), else its echo ``echo`` (``None``: refused, naming its echoes,
+    as :class:`DicomVolume` refuses it); a single-echo series is read as it is either way: the
+    echo a run trained on, or an image already combined. What ``inpaintssl predict`` opens a
+    DICOM input with.
 
     Example:
-        >>> series_echo_count("knee/qdess-series/")  # doctest: +SKIP
-        2
+        >>> open_series("knee/qdess-series/", combine_echoes=True).source  # doctest: +SKIP
+        'knee/qdess-series (root-sum-of-squares of its 2 echoes)'
     """
-    path = existing_path(path, what="DICOM series", directory_ok=True)
-    headers = _read_headers(path)
-    _check_one_series(headers, path)
-    return max(1, len(_SeriesEchoes.of(headers).values))
+    path, headers, echoes = _series_headers(path)
+    if len(echoes.values) > 1 and combine_echoes:
+        combined = DicomEchoesRssVolume.__new__(DicomEchoesRssVolume)
+        combined._combine(path, headers, echoes)
+        return combined
+    return _echo_volume(path, headers, echo if len(echoes.values) > 1 else None)
 
 
 def open_echoes(path: str | Path) -> list[DicomVolume]:
@@ -323,35 +330,41 @@ def open_echoes(path: str | Path) -> list[DicomVolume]:
         >>> [echo.echo for echo in open_echoes("knee/mese-series/")]  # doctest: +SKIP
         [1, 2, 3, 4, 5, 6, 7]
     """
+    path, headers, echoes = _series_headers(path)
+    return _echoes_of(path, headers, max(1, len(echoes.values)))
+
+
+def _series_headers(path: str | Path) -> tuple[Path, list[tuple[Any, Path]], _SeriesEchoes]:
+    """The series ``path``: its path checked, every slice's header (one series) and its echoes."""
     path = existing_path(path, what="DICOM series", directory_ok=True)
     headers = _read_headers(path)
     _check_one_series(headers, path)
-    return _echoes_of(path, headers, max(1, len(_SeriesEchoes.of(headers).values)))
+    return path, headers, _SeriesEchoes.of(headers)
+
+
+def _echo_volume(path: Path, headers: list[tuple[Any, Path]], echo: int | None) -> DicomVolume:
+    """``DicomVolume(path, echo=echo)`` from ``headers`` read already."""
+    volume = DicomVolume.__new__(DicomVolume)
+    volume._open(path, list(headers), echo=echo)
+    return volume
 
 
 def _echoes_of(path: Path, headers: list[tuple[Any, Path]], count: int) -> list[DicomVolume]:
     """Echoes 1 to ``count`` of the series whose ``headers`` were read once for all of them, each
     checked, and every one on the first one's grid."""
-    echoes = []
-    for echo in range(1, count + 1):
-        volume = DicomVolume.__new__(DicomVolume)
-        with warnings.catch_warnings():
-            if echo > 1:
-                warnings.simplefilter(
-                    "ignore"
-                )  # the first echo's warnings were given; the others repeat them
-            volume._open(path, list(headers), echo=echo)
-        echoes.append(volume)
+    echoes = [_echo_volume(path, headers, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the first echo's warnings were given; the others repeat them
+        echoes += [_echo_volume(path, headers, k) for k in range(2, count + 1)]
     for k, other in enumerate(echoes[1:], start=2):
         _check_same_grid(echoes[0], other, path, echo=k)
     return echoes
 
 
 def _check_same_grid(first: DicomVolume, other: DicomVolume, path: Path, *, echo: int) -> None:
-    same_affine = (first.patient_affine is None) == (other.patient_affine is None) and (
-        first.patient_affine is None
-        or other.patient_affine is None
-        or bool(np.allclose(first.patient_affine, other.patient_affine, atol=1e-3))
+    a, b = first.patient_affine, other.patient_affine
+    same_affine = (a is None and b is None) or (
+        a is not None and b is not None and bool(np.allclose(a, b, atol=1e-3))
     )
     if other.stored_shape != first.stored_shape or not same_affine:
         raise DataError(

@@ -32,7 +32,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem, folder_qualified_stems, is_glob
-from inpaintssl.data.dicom import DicomEchoesRssVolume, series_echo_count
+from inpaintssl.data.dicom import open_series
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
@@ -278,18 +278,6 @@ def _dicom_geometry(volume: DicomVolume) -> Geometry:
     return Geometry(volume.patient_affine.copy(), None, volume.spacing, _SCANNER)
 
 
-def _dicom_series(path: Path, prep: SlicePreprocessing) -> DicomVolume:
-    """The series as the run's images were made: the root-sum-of-squares of its echoes for a run
-    on them (``skmtea``), or the run's (or predict's) echo; a single-echo series as it is."""
-    if prep.echo is None and not prep.rss_echoes:
-        return DicomVolume(path)  # a multi-echo series is refused, naming its echoes and the option
-    if series_echo_count(path) < 2:
-        return DicomVolume(path)
-    if prep.rss_echoes:
-        return DicomEchoesRssVolume(path)
-    return DicomVolume(path, echo=prep.echo)
-
-
 def _zooms3(values: Sequence[float]) -> tuple[float, float, float]:
     padded = [float(v) for v in values[:3]] + [1.0] * max(0, 3 - len(values))
     return padded[0], padded[1], padded[2]
@@ -327,7 +315,8 @@ def open_input(
             f"{_FOLDER_FORMATS} files, or a DICOM series)"
         )
     if reader is DicomVolume:
-        series = _dicom_series(path, prep)
+        # As the run's images were made: its echo, or the echoes' root-sum-of-squares (skmtea).
+        series = open_series(path, echo=prep.echo, combine_echoes=prep.rss_echoes)
         _warn_spacing_unused(spacing, path, series.spacing)
         return series, _dicom_geometry(series)
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
