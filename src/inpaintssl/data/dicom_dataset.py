@@ -39,13 +39,11 @@ from inpaintssl.data.labels import check_class_names
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.readers import LABEL_RANKS, Volume, open_volume, reader_class
 from inpaintssl.data.volumes import Case, Normalize, VolumeSliceDataset, _some
+from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["dicom_dataset"]
-
-_MIN_T2_ECHOES = 3
-"""Echoes a multi-echo spin-echo T2 fit needs: the first is left out, and a decay needs two points."""
 
 
 @DATASETS.register("dicom")
@@ -179,7 +177,7 @@ def _t2_echoes(case: Case) -> list[DicomVolume]:
     """Every echo of a case's series, for its T2; refused where a T2 cannot be fitted to them."""
     echoes = open_echoes(case.image.path)
     times = echoes[0].echo_times_ms
-    if len(times) < _MIN_T2_ECHOES:
+    if len(times) < MESE_MIN_ECHOES:
         held = (
             f"{len(times)} echo(es) ({', '.join(f'{t:g}' for t in times)} ms)"
             if times
@@ -187,7 +185,7 @@ def _t2_echoes(case: Case) -> list[DicomVolume]:
         )
         raise DataError(
             f"dicom case {case.volume_id!r}: t2_echoes needs a multi-echo spin-echo series of at least "
-            f"{_MIN_T2_ECHOES} echoes with an EchoTime each (the first is left out of the T2 fit), but "
+            f"{MESE_MIN_ECHOES} echoes with an EchoTime each (the first is left out of the T2 fit), but "
             f"{case.image.path} holds {held}"
         )
     return echoes

@@ -28,12 +28,9 @@ from inpaintssl.data.dicom import DicomVolume, open_echoes
 from inpaintssl.data.readers import Volume
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import mean_t2, mese_t2
+from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 
-__all__ = ["MIN_T2_ECHOES", "check_t2_input", "class_mean_t2", "t2_map"]
-
-MIN_T2_ECHOES = 3
-"""Echoes a T2 fit needs: the first is left out (stimulated echoes brighten it), and a decay
-needs two points."""
+__all__ = ["check_t2_input", "class_mean_t2", "t2_map"]
 
 
 def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
@@ -41,7 +38,7 @@ def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
 
     Raises:
         PredictionError: The input is not a DICOM series, or its slices do not all state an
-            ``EchoTime``, or it holds fewer than :data:`MIN_T2_ECHOES` echoes.
+            ``EchoTime``, or it holds fewer than :data:`~inpaintssl.metrics.mese.MESE_MIN_ECHOES` echoes.
     """
     if not isinstance(volume, DicomVolume):
         raise PredictionError(
@@ -50,14 +47,14 @@ def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
             "file), or leave t2 (--t2) off"
         )
     times = volume.echo_times_ms
-    if len(times) < MIN_T2_ECHOES:
+    if len(times) < MESE_MIN_ECHOES:
         held = (
             f"holds {len(times)} echo(es) ({', '.join(f'{t:g}' for t in times)} ms)"
             if times
             else "states no EchoTime on every slice (one echo, as far as it says)"
         )
         raise PredictionError(
-            f"input {path}: t2=True needs a multi-echo spin-echo series of at least {MIN_T2_ECHOES} echoes "
+            f"input {path}: t2=True needs a multi-echo spin-echo series of at least {MESE_MIN_ECHOES} echoes "
             f"(the first is left out of the fit), but it {held}. A qDESS series' T2 comes from its "
             "two echoes and the scan's spoiler parameters instead (inpaintssl.metrics.qdess_t2)"
         )

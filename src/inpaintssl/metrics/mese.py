@@ -33,7 +33,11 @@ import numpy.typing as npt
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy
 
-__all__ = ["mese_t2"]
+__all__ = ["MESE_MIN_ECHOES", "mese_t2"]
+
+MESE_MIN_ECHOES = 3
+"""Echoes a series needs for :func:`mese_t2` with its default ``skip_first_echo``: the first one,
+left out, and two to draw a decay through."""
 
 
 def mese_t2(
