@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -55,6 +55,7 @@ __all__ = [
     "DicomVolume",
     "SeriesAnnotation",
     "dicom_object_kind",
+    "is_echo_number",
     "open_echoes",
     "open_series",
 ]
@@ -452,8 +453,18 @@ def _read_headers(path: Path) -> list[tuple[Any, Path]]:
     ]
 
 
+def is_echo_number(echo: object) -> TypeGuard[int]:
+    """Whether ``echo`` names an echo: a whole number >= 1 (not a bool, not a float or string).
+
+    Example:
+        >>> [is_echo_number(v) for v in (1, 2, 0, True, 1.0, "1")]
+        [True, True, False, False, False, False]
+    """
+    return isinstance(echo, int) and not isinstance(echo, bool) and echo >= 1
+
+
 def _checked_echo(echo: object) -> int:
-    if isinstance(echo, bool) or not isinstance(echo, int) or echo < 1:
+    if not is_echo_number(echo):
         raise ValueError(f"echo={echo!r}: expected an echo number >= 1 (1: the shortest echo time)")
     return echo
 

@@ -33,7 +33,13 @@ import torch
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis
-from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, dicom_object_kind, open_echoes
+from inpaintssl.data.dicom import (
+    DicomEchoesRssVolume,
+    DicomVolume,
+    dicom_object_kind,
+    is_echo_number,
+    open_echoes,
+)
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.labels import check_class_names
 from inpaintssl.data.orientation import check_axis_codes
@@ -104,11 +110,7 @@ def dicom_dataset(
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="dicom: orientation", error=DataError)
     slice_axis = check_slice_axis(slice_axis, where="dicom")
-    if (
-        echo != "rss"
-        and echo is not None
-        and (isinstance(echo, bool) or not isinstance(echo, int) or echo < 1)
-    ):
+    if echo != "rss" and echo is not None and not is_echo_number(echo):
         raise DataError(
             f"dicom: echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time), 'rss' (the "
             "root-sum-of-squares of every echo) or none"

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from inpaintssl.config import DataConfig
+from inpaintssl.data.dicom import is_echo_number
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode
 from inpaintssl.data.volumes import Normalize
@@ -138,7 +139,7 @@ def slice_preprocessing(
     """
     pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
     if echo is not None:
-        if isinstance(echo, bool) or not isinstance(echo, int) or echo < 1:
+        if not is_echo_number(echo):
             raise ValueError(f"echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time)")
         if pre.channels == "rss_echoes":
             raise ValueError(
