@@ -303,3 +303,34 @@ def nifti_on_series(series: Path, array: np.ndarray, target: Path) -> Path:
     assert affine is not None, f"{series} states no patient geometry"
     nib.Nifti1Image(array, affine).to_filename(target)  # type: ignore[no-untyped-call]
     return target
+
+
+def compress_dicom(path: Path, syntax: str) -> None:
+    """Rewrite the DICOM file ``path`` with its pixel data compressed losslessly as ``syntax``.
+
+    RLE Lossless (``1.2.840.10008.1.2.5``) by pydicom's own encoder; JPEG Lossless, JPEG-LS and
+    JPEG 2000 by GDCM's (``python-gdcm``: the test is skipped without it), the encoder DCMTK-less
+    PACS exports are made with. GDCM's JPEG 2000 encoder corrupts the heap on frames below about
+    16x16 pixels (a 6x5 frame aborted the process): give it larger ones.
+    """
+    import pydicom
+    import pytest
+
+    if syntax == "1.2.840.10008.1.2.5":
+        ds = pydicom.dcmread(path)
+        ds.compress(pydicom.uid.RLELossless)
+        ds.save_as(path)
+        return
+    gdcm = pytest.importorskip("gdcm")
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    assert reader.Read(), f"GDCM cannot read {path}"
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change(), f"GDCM cannot compress {path} as {syntax}"
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(path))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write(), f"GDCM cannot write {path}"

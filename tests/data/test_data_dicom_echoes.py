@@ -431,3 +431,19 @@ def test_t2_echoes_refuses_series_whose_t2_cannot_be_fitted(tmp_path: Path) -> N
         DataError, match=r"t2_echoes reads series of different echo counts \(.*mese: 4; .*four: 5\)"
     ):
         build(mese, four)
+
+
+def test_each_echo_of_one_enhanced_file_keeps_its_own_decompressed_array(tmp_path: Path) -> None:
+    # Both echoes of an Enhanced file are read from one file: under data.cache_dir each must be
+    # kept as a file of its own, never the other echo's (their sources once shared one name).
+    from inpaintssl.data.decompressed import decompressed_into
+
+    echoes = _echoes(seed=3)
+    path = _enhanced(tmp_path / "qdess.dcm", echoes)
+    with decompressed_into(tmp_path / "cache"):
+        volumes = {echo: DicomVolume(path, echo=echo) for echo in (1, 2)}
+        for echo, volume in volumes.items():
+            np.testing.assert_array_equal(
+                np.stack([volume.read(k) for k in range(SLICES)], axis=-1), _rescaled(echoes[echo - 1])
+            )
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2

@@ -379,7 +379,7 @@ def test_a_file_that_is_not_dicom_is_named_as_such(tmp_path: Path) -> None:
     assert "not a DICOM file" not in str(cut.value)
 
 
-def test_pixel_data_without_a_decoder_is_refused_in_the_readers_own_words(tmp_path: Path) -> None:
+def test_undecodable_pixel_data_is_refused_in_the_readers_own_words(tmp_path: Path) -> None:
     import pydicom
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLSLossless
@@ -388,8 +388,9 @@ def test_pixel_data_without_a_decoder_is_refused_in_the_readers_own_words(tmp_pa
     _slices(folder, "im", [0.0, 2.5])
     for path in sorted(folder.glob("*.dcm")):
         ds = pydicom.dcmread(path)
-        # JPEG-LS needs a plugin (pyjpegls, pylibjpeg or gdcm) that a plain install lacks; without
-        # one nothing is decoded, and with one these few bytes are no image: either way refused.
+        # JPEG-LS needs a plugin (GDCM from the dicom-compressed extra, pyjpegls or pylibjpeg); without
+        # one nothing is decoded (test_data_dicom_compressed.py checks that message), and with one
+        # these few bytes are no image: either way refused.
         ds.file_meta.TransferSyntaxUID = JPEGLSLossless
         ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 40])
         ds["PixelData"].VR = "OB"

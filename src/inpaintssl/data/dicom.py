@@ -43,6 +43,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
+from inpaintssl.data.dicom_pixels import is_compressed, missing_decoder
 from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.preprocess import root_sum_of_squares
 from inpaintssl.data.readers import Volume
@@ -147,6 +148,11 @@ class DicomVolume(Volume):
             )
             for ds, _ in headers
         )
+        self.compressed = any(is_compressed(ds) for ds, _ in headers)
+        """Whether the series' pixel data is stored compressed (JPEG, JPEG-LS, JPEG 2000, RLE: see
+        :mod:`~inpaintssl.data.dicom_pixels`). Under a decompressed folder (``data.cache_dir``) such
+        a series is decoded once, whole, and its copy memory-mapped by every read after
+        (:mod:`~inpaintssl.data.decompressed`); without one, each read decodes its slice."""
         self.frame_of_reference_uid = str(getattr(first, "FrameOfReferenceUID", "") or "") or None
         """The series' ``FrameOfReferenceUID`` (its first slice's); ``None`` where it states none."""
         self.modality = str(getattr(first, "Modality", "") or "").strip().upper() or None
@@ -172,6 +178,15 @@ class DicomVolume(Volume):
         self.has_geometry = _states_pixel_spacing(first)
         self.patient_affine = _patient_affine(headers[0][0], headers[-1][0], self.spacing, len(headers))
         """Voxel-to-world (RAS+) matrix from the series' patient geometry; ``None`` without it."""
+
+    @property
+    def source(self) -> str:
+        """The series, and the echo read where one was chosen (see :attr:`Volume.source`).
+
+        Two echoes of one Enhanced file read the same file: the echo tells their decompressed
+        copies apart (:mod:`~inpaintssl.data.decompressed` names a copy by its source).
+        """
+        return str(self.path) if self.echo is None else f"{self.path} (echo {self.echo})"
 
     @property
     def slice_sources(self) -> tuple[tuple[Path, int | None], ...]:
@@ -202,9 +217,16 @@ class DicomVolume(Volume):
     def _set_world_affine(self, affine: np.ndarray) -> None:
         self.patient_affine = affine
 
+    @property
+    def _decoded_once(self) -> bool:
+        # A compressed series under a decompressed folder (data.cache_dir) is decoded once, whole,
+        # for every process and run: decoding a JPEG 2000 slice costs more than a training step's
+        # share of it, on every read, while its memory-mapped copy is read in place.
+        return self.compressed and self.decompressed_folder is not None
+
     def _array(self) -> np.ndarray:
-        # Only a reorientation that slices across the stored slices, or an Enhanced file (whose
-        # frames decode together), reads the whole series.
+        # Only a reorientation that slices across the stored slices, an Enhanced file (whose
+        # frames decode together) or a compressed series kept decoded reads the whole series.
         return self._kept(self._read_series)
 
     def _read_series(self) -> np.ndarray:
@@ -221,7 +243,7 @@ class DicomVolume(Volume):
 
     def _read_stored(self, axis: int, index: int) -> np.ndarray:
         """Slice ``index`` in HU (float32, before any clipping): one file along the stored slices."""
-        if axis != 2 or self._frames[index] is not None:
+        if axis != 2 or self._frames[index] is not None or self._decoded_once:
             return np.asarray(np.take(self._array(), index, axis=axis))
         return self._read_file(index)
 
@@ -281,6 +303,7 @@ class DicomEchoesRssVolume(DicomVolume):
             warnings.simplefilter("ignore")  # its first echo's, given already
             self._open(path, list(headers), echo=1)
         self.echo = None
+        self.compressed = any(volume.compressed for volume in self._echo_volumes)
         # Every echo's files: a check, a resume or a predict notices any of them changing.
         self.files = tuple(dict.fromkeys(f for volume in self._echo_volumes for f in volume.files))
 
@@ -619,7 +642,8 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
         try:
             _ = ds.pixel_array
         except Exception as exc:  # pydicom raises many types for undecodable pixel data
-            raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+            why = missing_decoder(ds) or f"{type(exc).__name__}: {exc}"
+            raise DataError(f"DICOM file {path} cannot be read: {why}") from exc
     return ds
 
 

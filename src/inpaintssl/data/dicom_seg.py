@@ -34,6 +34,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.dicom import SeriesAnnotation, dicom_object_kind
+from inpaintssl.data.dicom_pixels import missing_decoder
 from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
@@ -129,7 +130,8 @@ class DicomSegVolume(SeriesAnnotation):
         try:
             frames = np.asarray(ds.pixel_array).reshape(-1, shape[0], shape[1])
         except Exception as exc:  # pydicom raises many types for undecodable pixels
-            raise DataError(f"{where}: its frames cannot be decoded: {type(exc).__name__}: {exc}") from exc
+            why = missing_decoder(ds) or f"{type(exc).__name__}: {exc}"
+            raise DataError(f"{where}: its frames cannot be decoded: {why}") from exc
         described = getattr(ds, "SegmentSequence", None) or []
         segments = {int(s.SegmentNumber): str(getattr(s, "SegmentLabel", "")) for s in described}
         labels = np.zeros(shape, dtype=np.uint8 if max(segments, default=0) < 256 else np.uint16)

@@ -1,0 +1,74 @@
+"""``predict`` on a compressed DICOM series (JPEG Lossless, as PACS exports it), as on it uncompressed.
+
+The expectation is the prediction of the same slices written uncompressed; the label map written
+as a DICOM SEG of the compressed series must read back (through the series' own instances) as the
+NIfTI label map of the uncompressed one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from dicom_helpers import compress_dicom, write_series
+from predict_helpers import predict_quietly
+
+pydicom = pytest.importorskip("pydicom")
+
+SHAPE = (32, 32, 3)  # the tiny run's 32x32 slices
+POSITIONS = [(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])]
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+
+
+def _series(folder: Path, *, compressed: bool) -> Path:
+    rows, columns = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    disc = ((rows - 14) ** 2 + (columns - 15) ** 2 < 49).astype(np.int16) * 900 + 40
+    slices = np.stack([disc + 13 * k for k in range(SHAPE[2])])
+    write_series(
+        folder,
+        slices,
+        modality="MR",
+        positions=POSITIONS,
+        identity={
+            name: pydicom.uid.generate_uid()
+            for name in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+        },
+    )
+    if compressed:
+        for f in sorted(folder.glob("*.dcm")):
+            compress_dicom(f, JPEG_LOSSLESS_SV1)
+    return folder
+
+
+def _array(path: Path | None) -> np.ndarray:
+    assert path is not None
+    return np.asarray(nib.load(path).dataobj)
+
+
+def test_a_compressed_series_is_predicted_as_the_same_series_uncompressed(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    pytest.importorskip("gdcm", reason="the dicom-compressed extra decodes JPEG Lossless")
+    packed = _series(tmp_path / "packed", compressed=True)
+    plain = _series(tmp_path / "plain", compressed=False)
+    got = predict_quietly(trained_run.run_dir, packed, tmp_path / "got", probabilities=True).cases[0]
+    expected = predict_quietly(trained_run.run_dir, plain, tmp_path / "expected", probabilities=True).cases[0]
+    np.testing.assert_array_equal(_array(got.probabilities), _array(expected.probabilities))
+    labels = _array(expected.segmentation)
+    assert labels.max() > 0  # the disc is found: the comparison is not of empty maps
+    np.testing.assert_array_equal(_array(got.segmentation), labels)
+    assert got.volumes_ml == expected.volumes_ml
+
+    pytest.importorskip("highdicom", reason="the dicom-seg extra writes the SEG")
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.data.dicom_seg import DicomSegVolume
+
+    seg = predict_quietly(trained_run.run_dir, packed, tmp_path / "seg", output_format="dicom_seg").cases[0]
+    assert seg.segmentation is not None
+    read_back = DicomSegVolume(seg.segmentation, reference=DicomVolume(packed))
+    stored = np.stack([read_back.read(k) for k in range(SHAPE[2])], axis=-1)
+    np.testing.assert_array_equal(stored, labels)
