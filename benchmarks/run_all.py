@@ -36,6 +36,7 @@ import bench_cache_dir
 import bench_convergence
 import bench_corruption
 import bench_dataloader
+import bench_dicom_compressed
 import bench_dicom_label_formats
 import bench_gpu_throughput
 import bench_label_map_formats
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("dataloader", lambda: bench_dataloader.main(quick)),
         ("worker_starts", lambda: bench_worker_starts.main(quick)),
         ("cache_dir", lambda: bench_cache_dir.main(quick)),
+        ("dicom_compressed", lambda: bench_dicom_compressed.main(quick)),
         ("predict_writes", lambda: bench_predict_writes.main(quick)),
         ("label_map_formats", lambda: bench_label_map_formats.main(quick)),
         ("dicom_label_formats", lambda: bench_dicom_label_formats.main(quick)),

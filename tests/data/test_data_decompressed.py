@@ -33,9 +33,10 @@ COMPRESSED = [
     "mhd compressed",
     "nhdr gzip",
     "dicom series across its slices",
+    "dicom series compressed",
 ]
-# Read per slice from the file (a memory map, HDF5, one DICOM file per slice), or a 2D PNG read
-# whole when it is opened: nothing to keep on disk.
+# Read per slice from the file (a memory map, HDF5, one uncompressed DICOM file per slice), or a 2D
+# PNG read whole when it is opened: nothing to keep on disk.
 OTHERS = [fmt for fmt in FORMATS if fmt not in COMPRESSED]
 
 
@@ -77,6 +78,30 @@ def test_a_compressed_volume_reads_the_same_slices_from_its_decompressed_file(
     assert [path for path, _, _ in record.files] == [os.path.abspath(f) for f in volume.files]
     assert [size for _, size, _ in record.files] == [os.path.getsize(f) for f in volume.files]
     assert record.changed() == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fortran"),
+    [
+        ("nii.gz", True),
+        ("dicom series compressed", True),
+        ("dicom series across its slices", True),
+        ("npz", False),
+    ],
+)
+def test_the_copy_keeps_the_layout_whose_slices_are_contiguous(
+    tmp_path: Path, fmt: str, fortran: bool
+) -> None:
+    # A NIfTI array and a DICOM series are Fortran-ordered: a slice along the last axis (axial) is
+    # one block of the file. Written in C order, each such slice took one value in every few
+    # bytes of the whole file (a 512x512x160 float32 copy: 1.3 ms a slice against 0.06 ms in Fortran order).
+    volume = _opened(fmt, tmp_path / "data", tmp_path / "cache")
+    _slices(volume)
+    (written,) = (tmp_path / "cache").glob("*.npy")
+    mapped = np.load(written, mmap_mode="r")
+    assert mapped.flags.f_contiguous is fortran and mapped.flags.c_contiguous is not fortran
+    if fortran:
+        assert all(mapped[:, :, k].flags.f_contiguous for k in range(mapped.shape[2]))
 
 
 @pytest.mark.parametrize("fmt", COMPRESSED)

@@ -247,3 +247,27 @@ def test_damaged_compressed_data_with_a_decoder_installed_is_refused_in_the_deco
     with pytest.raises(DataError, match=r"cannot be read: ") as caught:
         DicomVolume(folder).read(0)
     assert "pip install" not in str(caught.value)  # a decoder is there: the data is what is wrong
+
+
+def test_the_benchmark_runs_and_reads_every_arm_as_the_uncompressed_series(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    pytest.importorskip("gdcm", reason="the benchmark compresses with GDCM")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    record = importlib.import_module("bench_dicom_compressed").main(
+        ["--quick", "--repeats", "1", "--epochs", "2"]
+    )  # raises if an arm reads other values
+    capsys.readouterr()  # the JSON record it prints
+    assert [e["source"] for e in record["entries"]] == [
+        "uncompressed",
+        "jpeg_lossless",
+        "jpeg_lossless_cached",
+        "jpeg2000",
+        "jpeg2000_cached",
+    ]
+    sizes = record["series_bytes"]
+    assert sizes["jpeg_lossless"] < sizes["uncompressed"] and sizes["jpeg2000"] < sizes["uncompressed"]
+    assert all(e["first_epoch_s"] > 0 and e["later_epoch_s"] > 0 for e in record["entries"])
+    assert isinstance(record["target_met"], bool)

@@ -33,6 +33,15 @@ def _dicom(folder: Path) -> Volume:
     return open_volume(series)
 
 
+def _dicom_compressed(folder: Path) -> Volume:
+    from dicom_helpers import compress_dicom
+
+    series = _dicom(folder).path
+    for f in sorted(series.iterdir()):
+        compress_dicom(f, "1.2.840.10008.1.2.5")  # RLE Lossless, which pydicom encodes and decodes itself
+    return open_volume(series)
+
+
 def _dicom_across_slices(folder: Path) -> Volume:
     volume = _dicom(folder)
     orientation = volume.stored_orientation
@@ -107,4 +116,6 @@ FORMATS: dict[str, tuple[Callable[[Path], Volume], bool]] = {
     "nhdr gzip": (_nrrd("v.nhdr", encoding="gzip"), True),
     "dicom series": (_dicom, False),  # one file per slice
     "dicom series across its slices": (_dicom_across_slices, True),
+    # Each read decodes its file; under data.cache_dir the series is decoded once, whole.
+    "dicom series compressed": (_dicom_compressed, False),
 }

@@ -230,21 +230,27 @@ class DicomVolume(Volume):
         return self._kept(self._read_series)
 
     def _read_series(self) -> np.ndarray:
+        """The whole series in HU, in Fortran order: each stored slice one contiguous block.
+
+        Its reads take a stored slice at a time, as the files hold them; in C order each would
+        gather one value in every ``slices`` across the whole array (in a ``data.cache_dir`` copy:
+        every page of the file, for each slice).
+        """
         decoded: dict[Path, np.ndarray] = {}  # each Enhanced file's frames, decoded once
-        slices = []
+        series = np.empty(self.stored_shape, dtype=np.float32, order="F")
         for index, (f, frame) in enumerate(zip(self._files, self._frames)):
             if frame is None:
-                slices.append(self._read_file(index))
+                series[:, :, index] = self._read_file(index)
                 continue
             if f not in decoded:
                 decoded[f] = _decoded_frames(f)
-            slices.append(frame.values(decoded[f]))
-        return np.stack(slices, axis=-1)
+            series[:, :, index] = frame.values(decoded[f])
+        return series
 
     def _read_stored(self, axis: int, index: int) -> np.ndarray:
         """Slice ``index`` in HU (float32, before any clipping): one file along the stored slices."""
         if axis != 2 or self._frames[index] is not None or self._decoded_once:
-            return np.asarray(np.take(self._array(), index, axis=axis))
+            return super()._read_stored(axis, index)  # basic indexing: np.take copies an F array whole
         return self._read_file(index)
 
     def _read_file(self, index: int) -> np.ndarray:
@@ -313,7 +319,7 @@ class DicomEchoesRssVolume(DicomVolume):
         return f"{self.path} (root-sum-of-squares of its {len(self._echo_volumes)} echoes)"
 
     def _read_series(self) -> np.ndarray:
-        return root_sum_of_squares([v._read_series() for v in self._echo_volumes])
+        return np.asfortranarray(root_sum_of_squares([v._read_series() for v in self._echo_volumes]))
 
     def _read_file(self, index: int) -> np.ndarray:
         return root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
