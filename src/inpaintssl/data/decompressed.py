@@ -268,8 +268,8 @@ def kept_on_disk(
     try:
         with atomic_path(target) as temporary, temporary.open("wb") as out:
             # Into the open file: np.save given a path would append ".npy" to the temporary's name.
-            # A Fortran-ordered array (a NIfTI volume's, a DICOM series') stays so: its slices along
-            # the last axis are then contiguous in the file, where C order would spread each over
+            # A Fortran-ordered array stays so (a volume read along its last axis: Volume._kept):
+            # its slices are then contiguous in the file, where C order would spread each over
             # every page of it.
             laid_out = array if array.flags.f_contiguous else np.ascontiguousarray(array)
             np.save(out, laid_out, allow_pickle=False)

@@ -230,12 +230,8 @@ class DicomVolume(Volume):
         return self._kept(self._read_series)
 
     def _read_series(self) -> np.ndarray:
-        """The whole series in HU, in Fortran order: each stored slice one contiguous block.
-
-        Its reads take a stored slice at a time, as the files hold them; in C order each would
-        gather one value in every ``slices`` across the whole array (in a ``data.cache_dir`` copy:
-        every page of the file, for each slice).
-        """
+        """The whole series in HU, in Fortran order: each stored slice one contiguous block, as
+        reads along the stored slices take them (:meth:`Volume._kept` lays it out for others)."""
         decoded: dict[Path, np.ndarray] = {}  # each Enhanced file's frames, decoded once
         series = np.empty(self.stored_shape, dtype=np.float32, order="F")
         for index, (f, frame) in enumerate(zip(self._files, self._frames)):

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import zipfile
 import zlib
@@ -369,6 +370,7 @@ class Volume(ABC):
         """
         kept = self.__dict__.get("_cache")
         if kept is None:
+            decompress = functools.partial(self._slices_contiguous, decompress)
             if self.decompressed_folder is None:
                 kept = decompress()
             else:
@@ -385,6 +387,22 @@ class Volume(ABC):
                 )
             self.__dict__["_cache"] = kept
         return kept
+
+    def _slices_contiguous(self, decompress: Callable[[], np.ndarray]) -> np.ndarray:
+        """``decompress()``'s array laid out so that each slice :meth:`read` takes is one block.
+
+        Fortran order when the stored axis read is the last (a NIfTI volume's axial slices, a
+        DICOM series' own), C order when it is the first; copied only where it is not so already.
+        Read along the other axis, one value in every few would be taken across the whole array:
+        in a ``data.cache_dir`` copy, every page of the file for each slice.
+        """
+        array = decompress()
+        if array.ndim < 3:
+            return array
+        axis = self.slice_axis if self.reorientation is None else self.reorientation.axes[self.slice_axis]
+        if axis == 2:
+            return np.asfortranarray(array)
+        return np.ascontiguousarray(array) if axis == 0 else array
 
     def preload(self) -> None:
         """Read now what the first :meth:`read` would, and keep it: its first slice is read.
