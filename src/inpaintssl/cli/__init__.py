@@ -133,6 +133,13 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, found {value}") from None
 
 
+def _series_choice(text: str) -> str | int:
+    """A ``--series`` argument: digits are a SeriesNumber, other text a description or UID."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a SeriesDescription, SeriesInstanceUID or SeriesNumber")
+    return int(text) if text.strip().isdigit() else text
+
+
 def _user_file_path(text: str) -> str:
     """A file path argument, ``~`` expanded, kept as text: a trailing ``/`` (a folder) survives."""
     return os.path.expanduser(text)
@@ -382,6 +389,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         output_format=args.output_format,
         echo=args.echo,
         t2=args.t2,
+        series=args.series,
     )
     cases = report.cases
     print(
@@ -696,6 +704,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="echo read from multi-echo DICOM series, 1 being the shortest echo time (default: the run's "
         "own; without one such a series is refused)",
+    )
+    p.add_argument(
+        "--series",
+        type=_series_choice,
+        metavar="SERIES",
+        help="each DICOM input folder is a whole study (its series' files together or in subfolders): "
+        "read the series of this SeriesDescription (without case), SeriesInstanceUID, or SeriesNumber "
+        "(a whole number)",
     )
     p.add_argument(
         "--t2",

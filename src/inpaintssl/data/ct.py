@@ -43,7 +43,7 @@ import torch
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis, check_spacing
-from inpaintssl.data.dicom import dicom_object_kind
+from inpaintssl.data.dicom import DicomVolume, dicom_object_kind, is_series_choice
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
@@ -54,7 +54,7 @@ from inpaintssl.data.preprocess import (
     clip_padding,
     parse_windows,
 )
-from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, NumpyVolume, Volume, open_volume
+from inpaintssl.data.readers import IMAGE_RANKS, LABEL_RANKS, NumpyVolume, Volume, open_volume, reader_class
 from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
@@ -179,6 +179,7 @@ def ct_dataset(
     slice_axis: int = 2,
     orientation: str | None = None,
     spacing: Sequence[float] | None = None,
+    series: str | int | None = None,
 ) -> CTDataset:
     """The registered ``ct`` dataset: the paper's CT data (sec. 2.1.2) preprocessed as in sec. 2.2.
 
@@ -209,6 +210,12 @@ def ct_dataset(
             volumes, slices, in stored axis order). Images without a spacing of their own (NumPy
             without this, a DICOM series without PixelSpacing) are read at 1 mm with a warning:
             their areas and volumes are then in pixels, not mm.
+        series: Each case's image is a DICOM folder of a whole study (its series' files together,
+            or in subfolders, as archives export a CT study with its scout, soft-tissue and bone
+            reconstructions), and this names the series read: its ``SeriesDescription`` (without
+            case), ``SeriesInstanceUID``, or ``SeriesNumber`` (a whole number)
+            (:func:`~inpaintssl.data.dicom.select_series`). ``None`` (default): each image is one
+            series (or another format).
     """
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="ct: orientation", error=DataError)
@@ -216,9 +223,25 @@ def ct_dataset(
     slice_axis = check_slice_axis(slice_axis, where="ct")
 
     given = None if spacing is None else check_spacing(spacing, where="ct: spacing")
+    if series is not None and not is_series_choice(series):
+        raise DataError(
+            f"ct: series={series!r}; expected a SeriesDescription or SeriesInstanceUID (text), a "
+            "SeriesNumber (a whole number), or none"
+        )
 
     def stored(path: Path, ranks: Collection[int]) -> Volume:
         return open_volume(path, slice_axis=slice_axis, ranks=ranks, spacing=given or (1.0, 1.0, 1.0))
+
+    def image_of(spec: CaseSpec) -> Volume:
+        if series is None:
+            return stored(spec.image, IMAGE_RANKS)
+        found = reader_class(spec.image)
+        if found is not DicomVolume:
+            raise DataError(
+                f"ct case {spec.volume_id!r}: image {spec.image} is read as {found.__name__}, but series="
+                f"{series!r} chooses a series of a DICOM study; give DICOM study folders, or leave series out"
+            )
+        return DicomVolume(spec.image, series=series)
 
     def oriented(volume: Volume) -> Volume:
         if orientation is not None:
@@ -230,9 +253,9 @@ def ct_dataset(
         kind = None if label_path is None else dicom_object_kind(label_path)
         if label_path is None or kind is None:
             plain = None if label_path is None else oriented(stored(label_path, LABEL_RANKS))
-            return Case(spec.volume_id, oriented(stored(spec.image, IMAGE_RANKS)), plain)
+            return Case(spec.volume_id, oriented(image_of(spec)), plain)
         # A DICOM SEG or RTSTRUCT is laid on the series it was drawn on, as stored; then both are read alike.
-        image = stored(spec.image, IMAGE_RANKS)
+        image = image_of(spec)
         label = open_dicom_annotation(
             label_path,
             image,

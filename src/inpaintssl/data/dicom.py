@@ -57,8 +57,10 @@ __all__ = [
     "SeriesAnnotation",
     "dicom_object_kind",
     "is_echo_number",
+    "is_series_choice",
     "open_echoes",
     "open_series",
+    "select_series",
 ]
 
 
@@ -90,13 +92,23 @@ class DicomVolume(Volume):
     # contended (12 CT series of 64 slices checked on 2 threads: 1.34 s against 1.13 s one by one).
     reads_on_threads = False
 
-    def __init__(self, path: str | Path, *, echo: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, echo: int | None = None, series: str | int | None = None) -> None:
         path = existing_path(path, what="DICOM series", directory_ok=True)
-        self._open(path, _read_headers(path), echo=echo)
+        self._open(path, _read_headers(path, series=series), echo=echo, series=series)
 
-    def _open(self, path: Path, headers: list[tuple[Any, Path]], *, echo: int | None) -> None:
+    def _open(
+        self,
+        path: Path,
+        headers: list[tuple[Any, Path]],
+        *,
+        echo: int | None,
+        series: str | int | None = None,
+    ) -> None:
         """Check the series' ``headers`` (each slice's, unsorted) and set the volume up from them."""
         _check_one_series(headers, path)
+        self.series = series
+        """The series chosen among those under ``path`` (see :func:`select_series`), or ``None``:
+        ``path`` holds one series."""
         echoes = _SeriesEchoes.of(headers)
         if echo is not None:
             headers = echoes.select(headers, _checked_echo(echo), path)
@@ -181,12 +193,14 @@ class DicomVolume(Volume):
 
     @property
     def source(self) -> str:
-        """The series, and the echo read where one was chosen (see :attr:`Volume.source`).
+        """The series, and the series and echo read where they were chosen (see :attr:`Volume.source`).
 
         Two echoes of one Enhanced file read the same file: the echo tells their decompressed
         copies apart (:mod:`~inpaintssl.data.decompressed` names a copy by its source).
         """
-        return str(self.path) if self.echo is None else f"{self.path} (echo {self.echo})"
+        chosen = [] if self.series is None else [f"series {self.series!r}"]
+        chosen += [] if self.echo is None else [f"echo {self.echo}"]
+        return f"{self.path} ({', '.join(chosen)})" if chosen else str(self.path)
 
     @property
     def slice_sources(self) -> tuple[tuple[Path, int | None], ...]:
@@ -287,10 +301,17 @@ class DicomEchoesRssVolume(DicomVolume):
         ((6.0, 34.5), (512, 512, 160))
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._combine(*_series_headers(path))
+    def __init__(self, path: str | Path, *, series: str | int | None = None) -> None:
+        self._combine(*_series_headers(path, series=series), series=series)
 
-    def _combine(self, path: Path, headers: list[tuple[Any, Path]], echoes: _SeriesEchoes) -> None:
+    def _combine(
+        self,
+        path: Path,
+        headers: list[tuple[Any, Path]],
+        echoes: _SeriesEchoes,
+        *,
+        series: str | int | None = None,
+    ) -> None:
         """Set the volume up from the series' ``headers`` (each slice's, unsorted) and its ``echoes``."""
         if len(echoes.values) < 2:
             stated = f" ({echoes.text()})" if echoes.values else ""
@@ -300,10 +321,10 @@ class DicomEchoesRssVolume(DicomVolume):
             )
         # Every echo is read through a plain volume of its own (the first one too): this one's
         # reads are their combination, on the first echo's grid and headers.
-        self._echo_volumes = _echoes_of(path, headers, len(echoes.values))
+        self._echo_volumes = _echoes_of(path, headers, len(echoes.values), series=series)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its first echo's, given already
-            self._open(path, list(headers), echo=1)
+            self._open(path, list(headers), echo=1, series=series)
         self.echo = None
         self.compressed = any(volume.compressed for volume in self._echo_volumes)
         # Every echo's files: a check, a resume or a predict notices any of them changing.
@@ -312,7 +333,8 @@ class DicomEchoesRssVolume(DicomVolume):
     @property
     def source(self) -> str:
         """The series, and that its echoes are combined (see :attr:`Volume.source`)."""
-        return f"{self.path} (root-sum-of-squares of its {len(self._echo_volumes)} echoes)"
+        chosen = "" if self.series is None else f"series {self.series!r}, "
+        return f"{self.path} ({chosen}root-sum-of-squares of its {len(self._echo_volumes)} echoes)"
 
     def _read_series(self) -> np.ndarray:
         return np.asfortranarray(root_sum_of_squares([v._read_series() for v in self._echo_volumes]))
@@ -321,28 +343,35 @@ class DicomEchoesRssVolume(DicomVolume):
         return root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
 
 
-def open_series(path: str | Path, *, echo: int | None = None, combine_echoes: bool = False) -> DicomVolume:
+def open_series(
+    path: str | Path,
+    *,
+    echo: int | None = None,
+    combine_echoes: bool = False,
+    series: str | int | None = None,
+) -> DicomVolume:
     """The DICOM series ``path`` as a run's images were made from it, its headers read once.
 
     A multi-echo series gives its root-sum-of-squares with ``combine_echoes``
     (:class:`DicomEchoesRssVolume`), else its echo ``echo`` (``None``: refused, naming its echoes,
     as :class:`DicomVolume` refuses it); a single-echo series is read as it is either way: the
-    echo a run trained on, or an image already combined. What ``inpaintssl predict`` opens a
-    DICOM input with.
+    echo a run trained on, or an image already combined. ``series`` chooses one series among
+    several under ``path`` (:func:`select_series`). What ``inpaintssl predict`` opens a DICOM
+    input with.
 
     Example:
         >>> open_series("knee/qdess-series/", combine_echoes=True).source  # doctest: +SKIP
         'knee/qdess-series (root-sum-of-squares of its 2 echoes)'
     """
-    path, headers, echoes = _series_headers(path)
+    path, headers, echoes = _series_headers(path, series=series)
     if len(echoes.values) > 1 and combine_echoes:
         combined = DicomEchoesRssVolume.__new__(DicomEchoesRssVolume)
-        combined._combine(path, headers, echoes)
+        combined._combine(path, headers, echoes, series=series)
         return combined
-    return _echo_volume(path, headers, echo if len(echoes.values) > 1 else None)
+    return _echo_volume(path, headers, echo if len(echoes.values) > 1 else None, series=series)
 
 
-def open_echoes(path: str | Path) -> list[DicomVolume]:
+def open_echoes(path: str | Path, *, series: str | int | None = None) -> list[DicomVolume]:
     """Every echo of the DICOM series ``path`` (a folder, or an Enhanced file), shortest first,
     each as the :class:`DicomVolume` ``DicomVolume(path, echo=k)`` gives; the headers are read once.
 
@@ -356,32 +385,39 @@ def open_echoes(path: str | Path) -> list[DicomVolume]:
         >>> [echo.echo for echo in open_echoes("knee/mese-series/")]  # doctest: +SKIP
         [1, 2, 3, 4, 5, 6, 7]
     """
-    path, headers, echoes = _series_headers(path)
-    return _echoes_of(path, headers, max(1, len(echoes.values)))
+    path, headers, echoes = _series_headers(path, series=series)
+    return _echoes_of(path, headers, max(1, len(echoes.values)), series=series)
 
 
-def _series_headers(path: str | Path) -> tuple[Path, list[tuple[Any, Path]], _SeriesEchoes]:
-    """The series ``path``: its path checked, every slice's header (one series) and its echoes."""
+def _series_headers(
+    path: str | Path, *, series: str | int | None = None
+) -> tuple[Path, list[tuple[Any, Path]], _SeriesEchoes]:
+    """The series ``path`` (or ``series`` under it): its path checked, every slice's header (one
+    series) and its echoes."""
     path = existing_path(path, what="DICOM series", directory_ok=True)
-    headers = _read_headers(path)
+    headers = _read_headers(path, series=series)
     _check_one_series(headers, path)
     return path, headers, _SeriesEchoes.of(headers)
 
 
-def _echo_volume(path: Path, headers: list[tuple[Any, Path]], echo: int | None) -> DicomVolume:
-    """``DicomVolume(path, echo=echo)`` from ``headers`` read already."""
+def _echo_volume(
+    path: Path, headers: list[tuple[Any, Path]], echo: int | None, *, series: str | int | None = None
+) -> DicomVolume:
+    """``DicomVolume(path, echo=echo, series=series)`` from ``headers`` read (and chosen) already."""
     volume = DicomVolume.__new__(DicomVolume)
-    volume._open(path, list(headers), echo=echo)
+    volume._open(path, list(headers), echo=echo, series=series)
     return volume
 
 
-def _echoes_of(path: Path, headers: list[tuple[Any, Path]], count: int) -> list[DicomVolume]:
+def _echoes_of(
+    path: Path, headers: list[tuple[Any, Path]], count: int, *, series: str | int | None = None
+) -> list[DicomVolume]:
     """Echoes 1 to ``count`` of the series whose ``headers`` were read once for all of them, each
     checked, and every one on the first one's grid."""
-    echoes = [_echo_volume(path, headers, 1)]
+    echoes = [_echo_volume(path, headers, 1, series=series)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the first echo's warnings were given; the others repeat them
-        echoes += [_echo_volume(path, headers, k) for k in range(2, count + 1)]
+        echoes += [_echo_volume(path, headers, k, series=series) for k in range(2, count + 1)]
     for k, other in enumerate(echoes[1:], start=2):
         _check_same_grid(echoes[0], other, path, echo=k)
     return echoes
@@ -463,19 +499,129 @@ class SeriesAnnotation(Volume):
         raise NotImplementedError
 
 
-def _read_headers(path: Path) -> list[tuple[Any, Path]]:
+def _read_headers(path: Path, *, series: str | int | None = None) -> list[tuple[Any, Path]]:
     """Every slice's header in the series folder (or file) ``path``, with its file: an Enhanced
-    file's frames each as a slice (:class:`_Frame`). Unsorted, unchecked."""
+    file's frames each as a slice (:class:`_Frame`). Unsorted, unchecked. With ``series``, those
+    of that series among every DICOM file under ``path``, subfolders included (:func:`select_series`)."""
     pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    if series is not None:
+        series = _checked_series(series)
+        if path.is_dir():
+            found = [
+                (frame, f)
+                for f in _study_files(path)
+                for frame in _slices_of(_read_dicom(pydicom, f, pixels=False), f)
+            ]
+            if not found:
+                raise DataError(f"DICOM folder {path} holds no DICOM files, in it or its subfolders")
+            return select_series(found, series, path)
     candidates = sorted(_series_files(path)) if path.is_dir() else [path]
     if not candidates:
         raise DataError(f"DICOM series folder {path} holds no files")
     folder = path if path.is_dir() else None
-    return [
+    headers = [
         (frame, f)
         for f in candidates
         for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f)
     ]
+    return headers if series is None else select_series(headers, series, path)
+
+
+def _study_files(folder: Path) -> list[Path]:
+    """Every DICOM file under ``folder``, subfolders included, in path order.
+
+    A study or CD export holds more than slices: its DICOMDIR index, viewer programs, text and
+    thumbnails. Only files with the DICOM preamble (``DICM`` at byte 128) are taken, which every
+    file written to the standard's file format (PS3.10) has; hidden files and folders are not.
+    """
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.name != "DICOMDIR"
+        and _has_dicm_prefix(p)
+    )
+
+
+def is_series_choice(series: object) -> TypeGuard[str | int]:
+    """Whether ``series`` can name a series (:func:`select_series`): non-empty text, or a whole
+    number (not a bool).
+
+    Example:
+        >>> [is_series_choice(v) for v in ("SAG T2", 5, "", True, 1.5)]
+        [True, True, False, False, False]
+    """
+    return not isinstance(series, bool) and isinstance(series, (str, int)) and bool(str(series).strip())
+
+
+def _checked_series(series: object) -> str | int:
+    if not is_series_choice(series):
+        raise ValueError(
+            f"series={series!r}: expected a SeriesInstanceUID or SeriesDescription (text), or a "
+            "SeriesNumber (a whole number)"
+        )
+    return series
+
+
+def select_series(
+    headers: Sequence[tuple[Any, Path]], series: str | int, path: Path
+) -> list[tuple[Any, Path]]:
+    """The headers of the one series ``series`` names among ``headers`` (read under ``path``).
+
+    A study exported flat (every series' files in one folder), or as a tree of folders, holds
+    several series; ``series`` picks one: text is its ``SeriesInstanceUID`` or its
+    ``SeriesDescription`` (compared without case and surrounding spaces, e.g. ``"sag t2 map"``),
+    a whole number its ``SeriesNumber``.
+
+    Raises:
+        DataError: No series, or several, match (two of one description: a repeated scan); the
+            message lists the series found, each with its UID, description, number and files.
+        ValueError: ``series`` is neither text nor a whole number, or is empty.
+
+    Example:
+        >>> select_series([], "SAG T2", Path("study"))
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: DICOM folder study holds no series 'SAG T2' (by ...); it holds none
+    """
+    series = _checked_series(series)
+    groups: dict[str | None, list[tuple[Any, Path]]] = {}
+    for ds, f in headers:
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None, []).append((ds, f))
+
+    def matches(uid: str | None, ds: Any) -> bool:
+        if isinstance(series, int):
+            number = str(getattr(ds, "SeriesNumber", "") or "").strip()
+            return number.lstrip("+-").isdigit() and int(number) == series
+        description = str(getattr(ds, "SeriesDescription", "") or "").strip().casefold()
+        return uid == series.strip() or description == series.strip().casefold()
+
+    chosen = [uid for uid, members in groups.items() if matches(uid, members[0][0])]
+    if len(chosen) == 1:
+        return groups[chosen[0]]
+    by = "SeriesNumber" if isinstance(series, int) else "SeriesInstanceUID or SeriesDescription"
+
+    def described(uids: Sequence[str | None]) -> str:
+        if not uids:
+            return "none"
+        return "; ".join(_describe_series(uid, groups[uid][0][0], _slice_counts(groups[uid])) for uid in uids)
+
+    if not chosen:
+        raise DataError(
+            f"DICOM folder {path} holds no series {series!r} (by {by}); it holds {described(list(groups))}"
+        )
+    raise DataError(
+        f"DICOM folder {path} holds {len(chosen)} series {series!r} (by {by}): {described(chosen)}; "
+        "expected one: name it by its SeriesInstanceUID"
+    )
+
+
+def _slice_counts(headers: Sequence[tuple[Any, Path]]) -> dict[Path, int]:
+    counts: dict[Path, int] = {}
+    for _, f in headers:
+        counts[f] = counts.get(f, 0) + 1
+    return counts
 
 
 def is_echo_number(echo: object) -> TypeGuard[int]:
@@ -905,7 +1051,11 @@ def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None
             f"dataset case), e.g. {folder / '*.dcm'}"
         )
     else:
-        remedy = "move each series into a folder of its own"
+        remedy = (
+            "choose one by its SeriesDescription, SeriesNumber or SeriesInstanceUID (series=..., the "
+            "dicom dataset's data.params.series, predict's --series), or move each series into a folder "
+            "of its own"
+        )
     raise DataError(
         f"DICOM series folder {folder} holds {len(groups)} series: {found}; expected one series per "
         f"folder (it is read as one volume): {remedy}"

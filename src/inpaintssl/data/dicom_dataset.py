@@ -11,7 +11,9 @@ an RT Structure Set drawn on it (each class the ROI of its name)
 (:mod:`~inpaintssl.data.dicom_labels`), so annotations saved by OHIF, 3D Slicer, MONAI Label or a
 planning system train without conversion. Of a multi-echo series (the scanner's qDESS, a
 multi-echo spin-echo or Dixon series) ``echo`` picks one echo, or ``"rss"`` their
-root-sum-of-squares: a qDESS series so read is the ``skmtea`` dataset's image. A CT series is
+root-sum-of-squares: a qDESS series so read is the ``skmtea`` dataset's image. With ``series``,
+a case's image is a whole study's folder (exported flat, or one subfolder per series), and the
+series of that description, UID or number is read from it. A CT series is
 read too, with a warning: the ``ct`` dataset is the paper's CT preprocessing (three HU windows,
 sec. 2.2). A series without ``PixelSpacing`` is read at 1 mm with a warning: its areas and
 volumes are then pixel counts.
@@ -38,6 +40,7 @@ from inpaintssl.data.dicom import (
     DicomVolume,
     dicom_object_kind,
     is_echo_number,
+    is_series_choice,
     open_echoes,
 )
 from inpaintssl.data.dicom_labels import open_dicom_annotation
@@ -66,6 +69,7 @@ def dicom_dataset(
     slice_axis: int = 2,
     echo: int | Literal["rss"] | None = None,
     t2_echoes: bool = False,
+    series: str | int | None = None,
 ) -> VolumeSliceDataset:
     """DICOM series (MR or any modality) with label maps, DICOM SEGs or RT Structure Sets (sec. 2.1-2.2).
 
@@ -97,12 +101,19 @@ def dicom_dataset(
             ``echo_times_ms`` ``(E,)``. Every series must hold the same number of echoes, at
             least three (the first is left out of the fit). Every item then holds E more
             slices: leave it off where nothing measures T2.
+        series: Each case's image is a folder of a whole study (its series' files together, or
+            in subfolders), and this names the series read from it: its ``SeriesDescription``
+            (without case, e.g. ``"sag t2 map"``), ``SeriesInstanceUID``, or ``SeriesNumber``
+            (a whole number), as :func:`~inpaintssl.data.dicom.select_series` takes it. One
+            protocol for every case; a case with none or several such series is refused,
+            listing the series it holds. ``None`` (default): each image is one series.
 
     Raises:
         DataError: An image that is no DICOM series, a label its reader refuses, ``labelled``
             without ``class_names``, an ``echo`` that is neither a whole number >= 1 nor ``"rss"``
             or that a series does not hold, ``t2_echoes`` with a series of fewer than three
-            echoes or of another echo count than the others; the message names the file.
+            echoes or of another echo count than the others, a ``series`` a case does not hold
+            once; the message names the file.
     """
     names = check_class_names(class_names, where="dicom")
     if labelled and not names:
@@ -114,6 +125,11 @@ def dicom_dataset(
         raise DataError(
             f"dicom: echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time), 'rss' (the "
             "root-sum-of-squares of every echo) or none"
+        )
+    if series is not None and not is_series_choice(series):
+        raise DataError(
+            f"dicom: series={series!r}; expected a SeriesDescription or SeriesInstanceUID (text), a "
+            "SeriesNumber (a whole number), or none"
         )
 
     def oriented(volume: Volume) -> Volume:
@@ -129,7 +145,11 @@ def dicom_dataset(
                 "series; expected a folder of one series or an Enhanced .dcm file (use the nifti, metaimage "
                 "or nrrd dataset for those formats)"
             )
-        image = DicomEchoesRssVolume(spec.image) if echo == "rss" else DicomVolume(spec.image, echo=echo)
+        image = (
+            DicomEchoesRssVolume(spec.image, series=series)
+            if echo == "rss"
+            else DicomVolume(spec.image, echo=echo, series=series)
+        )
         label_path = spec.label if labelled else None
         if label_path is None:
             return Case(spec.volume_id, oriented(image), None)
@@ -149,7 +169,7 @@ def dicom_dataset(
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     opened = [open_case(spec) for spec in resolve_cases(cases, split, root=root, dataset="dicom")]
-    echoes = [[oriented(e) for e in _t2_echoes(case)] for case in opened] if t2_echoes else None
+    echoes = [[oriented(e) for e in _t2_echoes(case, series)] for case in opened] if t2_echoes else None
     assumed = [str(case.image.path) for case in opened if not case.image.has_geometry]
     if assumed:
         warn_each_time(
@@ -175,9 +195,9 @@ def dicom_dataset(
     return VolumeSliceDataset(opened, **common)
 
 
-def _t2_echoes(case: Case) -> list[DicomVolume]:
+def _t2_echoes(case: Case, series: str | int | None) -> list[DicomVolume]:
     """Every echo of a case's series, for its T2; refused where a T2 cannot be fitted to them."""
-    echoes = open_echoes(case.image.path)
+    echoes = open_echoes(case.image.path, series=series)
     times = echoes[0].echo_times_ms
     if len(times) < MESE_MIN_ECHOES:
         held = (

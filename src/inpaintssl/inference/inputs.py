@@ -78,12 +78,14 @@ def _reader(path: Path) -> type[Volume] | None:
         return None
 
 
-def _folder_inputs(folder: Path) -> list[Path]:
+def _folder_inputs(folder: Path, *, studies: bool = False) -> list[Path]:
     """Every NIfTI, NumPy, HDF5, MetaImage or NRRD file in ``folder``; a folder without any is a DICOM
-    series."""
+    series, or with ``studies`` a DICOM study, whose files may lie in subfolders."""
     volumes = sorted(p for p in folder.iterdir() if p.is_file() and _reader(p) in _FOLDER_VOLUMES)
     if volumes:
         return volumes
+    if studies:
+        return [folder]  # its series is chosen among every file under it (data.dicom.select_series)
     if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         if subfolders:
@@ -93,7 +95,8 @@ def _folder_inputs(folder: Path) -> list[Path]:
                 f"input folder {folder} holds no files, only {len(subfolders)} folder(s): "
                 f"{first_and_more(subfolders, limit=3)}; expected {_FOLDER_FORMATS} "
                 "files or the files of one DICOM series (folders are not searched): give each folder as "
-                f"an input, e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders only)"
+                f"an input, e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders "
+                "only), or name the series to read from the study with series=... (--series)"
             )
         raise PredictionError(
             f"input folder {folder} is empty; expected {_FOLDER_FORMATS} files or a DICOM series"
@@ -101,11 +104,12 @@ def _folder_inputs(folder: Path) -> list[Path]:
     return [folder]
 
 
-def expand_inputs(inputs: InputPaths) -> list[Path]:
+def expand_inputs(inputs: InputPaths, *, studies: bool = False) -> list[Path]:
     """The input paths ``inputs`` names: files, each folder's volumes (or a DICOM series), glob matches.
 
     Globs match recursively (``**``); a path that exists is itself even where its name has glob
-    characters. Each file comes once, at its first place.
+    characters. Each file comes once, at its first place. With ``studies`` (``predict``'s
+    ``series``), a folder without volume files is a DICOM study, its files in it or in subfolders.
 
     Raises:
         PredictionError: No inputs, a missing path, a glob that matches nothing, an empty folder.
@@ -121,12 +125,12 @@ def expand_inputs(inputs: InputPaths) -> list[Path]:
             if not matches:
                 raise PredictionError(f"input pattern {text!r} matched no files")
             for match in matches:
-                found.extend(_folder_inputs(match) if match.is_dir() else [match])
+                found.extend(_folder_inputs(match, studies=studies) if match.is_dir() else [match])
             continue
         path = Path(text).expanduser()
         if not path.exists():
             raise PredictionError(f"input {path} does not exist")
-        found.extend(_folder_inputs(path) if path.is_dir() else [path])
+        found.extend(_folder_inputs(path, studies=studies) if path.is_dir() else [path])
     unique: dict[Path, Path] = {}
     for path in found:
         unique.setdefault(path.resolve(), path)
@@ -314,9 +318,14 @@ def open_input(
             f"input {path}: unsupported file type; expected {_PREDICTED_SUFFIXES} or a folder (of "
             f"{_FOLDER_FORMATS} files, or a DICOM series)"
         )
+    if prep.series is not None and reader is not DicomVolume:
+        raise PredictionError(
+            f"input {path}: series={prep.series!r} chooses a series among a DICOM study's, but this input "
+            f"is read as {reader.__name__}; give DICOM folders only, or leave series (--series) out"
+        )
     if reader is DicomVolume:
         # As the run's images were made: its echo, or the echoes' root-sum-of-squares (skmtea).
-        series = open_series(path, echo=prep.echo, combine_echoes=prep.rss_echoes)
+        series = open_series(path, echo=prep.echo, combine_echoes=prep.rss_echoes, series=prep.series)
         _warn_spacing_unused(spacing, path, series.spacing)
         return series, _dicom_geometry(series)
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),

@@ -235,6 +235,7 @@ def predict(
     output_format: OutputFormat = "nifti",
     echo: int | None = None,
     t2: bool = False,
+    series: str | int | None = None,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -306,6 +307,12 @@ def predict(
             ``.nrrd`` with those formats), and each class's mean T2 over its predicted voxels in
             ``volumes.csv`` (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`. The model
             labels the echo it reads (``echo``).
+        series: Each DICOM input folder is a whole study (its series' files together, or in
+            subfolders, as PACS and CD exports hold them), and this names the series predicted
+            from it: its ``SeriesDescription`` (without case), ``SeriesInstanceUID``, or
+            ``SeriesNumber`` (a whole number) (:func:`~inpaintssl.data.dicom.select_series`). A
+            study with none or several such series is refused, listing its series; so is an
+            input that is not DICOM. ``None``: each DICOM input is one series.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -362,10 +369,12 @@ def predict(
     check_output(out)
     target = resolve_device(device)
     model = load_prediction_model(run_or_checkpoint, target)
-    prep = slice_preprocessing(model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo)
+    prep = slice_preprocessing(
+        model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo, series=series
+    )
     check_resample(resample, model, prep)
     prepared = prepare_inputs(
-        expand_inputs(inputs),
+        expand_inputs(inputs, studies=series is not None),
         model=model,
         prep=prep,
         key=key,
@@ -419,7 +428,7 @@ def predict(
                 t2_name, mean_t2 = None, None
                 if echo_times is not None:
                     with reading(item.path):
-                        t2_values = t2_map(item.path, echo_times[position])
+                        t2_values = t2_map(item.path, echo_times[position], series=prep.series)
                     mean_t2 = class_mean_t2(t2_values, labels, model.class_names)
                     # A map by itself: beside a DICOM SEG or RT Structure Set, as NIfTI.
                     t2_format = formats[position] if formats[position] in VOLUME_FORMATS else "nifti"

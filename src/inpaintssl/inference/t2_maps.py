@@ -61,13 +61,14 @@ def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
     return times
 
 
-def t2_map(path: Path, echo_times_ms: Sequence[float]) -> np.ndarray:
-    """T2 in ms (float32, NaN where no decay) on the series' stored grid ``(rows, columns, slices)``.
+def t2_map(path: Path, echo_times_ms: Sequence[float], *, series: str | int | None = None) -> np.ndarray:
+    """T2 in ms (float32, NaN where no decay) on the series' stored grid ``(rows, columns, slices)``;
+    ``series`` names it among a study's (:func:`~inpaintssl.data.dicom.select_series`).
 
     Fitted slice by slice: the fit's working arrays are several times its input, which for a
     whole 7-echo 512 x 512 x 160 series would be gigabytes.
     """
-    echoes = open_echoes(path)  # as stored: the label map's grid
+    echoes = open_echoes(path, series=series)  # as stored: the label map's grid
     first = echoes[0]
     t2 = np.empty(first.grid, dtype=np.float32)
     for k in range(first.num_slices):

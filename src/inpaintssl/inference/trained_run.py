@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 
 from inpaintssl.config import DataConfig
-from inpaintssl.data.dicom import is_echo_number
+from inpaintssl.data.dicom import is_echo_number, is_series_choice
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode
 from inpaintssl.data.volumes import Normalize
@@ -102,6 +102,9 @@ class SlicePreprocessing:
     echo: int | None = None
     """The echo read from a multi-echo DICOM series (1: the shortest echo time); ``None``: a
     multi-echo series is refused, naming its echoes. Single-echo inputs are read as they are."""
+    series: str | int | None = None
+    """The series read from each DICOM input folder, a whole study's
+    (:func:`~inpaintssl.data.dicom.select_series`); ``None``: each input is one series."""
 
 
 def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
@@ -125,17 +128,21 @@ def slice_preprocessing(
     slice_axis: int | None,
     orientation: str = "auto",
     echo: int | None = None,
+    series: str | int | None = None,
 ) -> SlicePreprocessing:
-    """The run's ``recorded`` preprocessing, with ``predict``'s ``slice_axis``, ``orientation`` and ``echo``.
+    """The run's ``recorded`` preprocessing, with ``predict``'s ``slice_axis``, ``orientation``,
+    ``echo`` and ``series``.
 
     A run without recorded preprocessing gets the ``nifti`` dataset's defaults (with a warning
     from the loader); one on a plugin dataset, per-volume z-scoring with a warning. ``echo``
-    (``None``: the run's own) picks the echo of multi-echo DICOM inputs.
+    (``None``: the run's own) picks the echo of multi-echo DICOM inputs, ``series`` the series of
+    DICOM study folders.
 
     Raises:
         PredictionError: The run's ``normalize`` is none predict knows.
         ValueError: ``orientation`` is not ``auto``, ``stored`` or valid axis codes; ``echo`` is
-            no whole number >= 1, or is given for a run on the echoes' root-sum-of-squares.
+            no whole number >= 1, or is given for a run on the echoes' root-sum-of-squares;
+            ``series`` is neither text nor a whole number, or is empty.
     """
     pre = recorded if recorded is not None else Preprocessing.from_data_config(DataConfig(dataset="nifti"))
     if echo is not None:
@@ -147,6 +154,11 @@ def slice_preprocessing(
                 f"({pre.dataset!r}), and reads every multi-echo DICOM series so; one echo alone is "
                 "another image than it learned from. Leave echo out"
             )
+    if series is not None and not is_series_choice(series):
+        raise ValueError(
+            f"series={series!r}; expected a SeriesDescription or SeriesInstanceUID (text), or a SeriesNumber "
+            "(a whole number)"
+        )
     if pre.normalization == "unknown" or pre.channels == "unknown":
         warn_each_time(
             f"the run was trained on the plugin dataset {pre.dataset!r}, whose preprocessing predict "
@@ -179,6 +191,7 @@ def slice_preprocessing(
         training_orientations=dict(pre.training_orientations),
         rss_echoes=pre.channels == "rss_echoes",
         echo=echo if echo is not None else pre.echo,
+        series=series,
     )
 
 

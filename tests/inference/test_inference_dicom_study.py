@@ -1,0 +1,154 @@
+"""``predict(series=...)``: the series of each DICOM study folder, as PACS and CD exports hold them.
+
+The expectation is the same series given as a folder of its own: the same probabilities, label
+map and volumes, and with ``t2`` the same T2 map.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from dicom_helpers import write_single_frame
+from inpaintssl.cli import main as cli_main
+from inpaintssl.inference.results import PredictionError
+from predict_helpers import predict_quietly
+
+pydicom = pytest.importorskip("pydicom")
+
+SIZE, SLICES = 32, 3  # the tiny run's 32x32 slices
+SLOPE = 0.001  # stored integers to the synthetic run's value range
+ECHO_TIMES = (10.0, 30.0, 50.0)
+
+
+def _study(root: Path) -> None:
+    """A study of two series, one folder each: ``SE0002`` a T1 (a disc), ``SE0005`` a 3-echo MESE."""
+    rows, columns = np.mgrid[:SIZE, :SIZE]
+    disc = ((rows - 12) ** 2 + (columns - 14) ** 2 < 36).astype(np.float64) * 900 + 50
+    study = pydicom.uid.generate_uid()
+    n = 0
+    for number, description, echoes in [(2, "AX T1", [disc]), (5, "SAG T2 MAP", None)]:
+        if echoes is None:
+            tissue = ((abs(rows - 20) < 6) & (abs(columns - 18) < 6)) * 900.0 + 60.0
+            echoes = [tissue * np.exp(-te / 40.0) for te in ECHO_TIMES]
+        uid = pydicom.uid.generate_uid()
+        folder = root / f"SE{number:04d}"
+        folder.mkdir(parents=True)
+        for e, image in enumerate(echoes):
+            for k in range(SLICES):
+                n += 1
+                tags = {
+                    "StudyInstanceUID": study,
+                    "SeriesInstanceUID": uid,
+                    "SeriesDescription": description,
+                    "SeriesNumber": number,
+                }
+                if len(echoes) > 1:
+                    tags["EchoTime"] = f"{ECHO_TIMES[e]:g}"
+                write_single_frame(
+                    folder / f"IM{n:04d}",
+                    np.round(image + (7 * k if len(echoes) == 1 else 0)).astype(np.int16),
+                    modality="MR",
+                    position=(0.0, 0.0, 2.0 * k),
+                    instance=n,
+                    pixel_spacing=(1.0, 1.0),  # the tiny run's
+                    rescale=(SLOPE, 0.0),
+                    identity=tags,
+                )
+
+
+def _nifti(path: Path | None) -> np.ndarray:
+    assert path is not None
+    return np.asarray(nib.load(path).dataobj)
+
+
+def test_the_series_of_each_study_is_predicted_as_the_series_alone(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    for patient in ("p1", "p2"):
+        _study(tmp_path / "studies" / patient)
+    report = predict_quietly(
+        trained_run.run_dir,
+        f"{tmp_path / 'studies'}/*/",
+        tmp_path / "out",
+        series="ax t1",
+        probabilities=True,
+    )
+    assert [case.case for case in report.cases] == ["p1", "p2"]
+    for case in report.cases:
+        alone = predict_quietly(
+            trained_run.run_dir,
+            tmp_path / "studies" / case.case / "SE0002",
+            tmp_path / f"alone-{case.case}",
+            probabilities=True,
+        ).cases[0]
+        np.testing.assert_array_equal(_nifti(case.probabilities), _nifti(alone.probabilities))
+        np.testing.assert_array_equal(_nifti(case.segmentation), _nifti(alone.segmentation))
+        assert case.volumes_ml == alone.volumes_ml
+
+
+def test_a_t2_map_of_the_studys_mese_series_is_the_series_alones(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    _study(tmp_path / "study")
+    (got,) = predict_quietly(
+        trained_run.run_dir, tmp_path / "study", tmp_path / "out", series=5, echo=2, t2=True
+    ).cases
+    (alone,) = predict_quietly(
+        trained_run.run_dir, tmp_path / "study" / "SE0005", tmp_path / "alone", echo=2, t2=True
+    ).cases
+    assert got.t2_map is not None and alone.t2_map is not None
+    t2 = _nifti(got.t2_map)
+    np.testing.assert_array_equal(t2, _nifti(alone.t2_map))
+    assert np.nanmax(np.abs(t2[np.isfinite(t2)] - 40.0)) < 2.0  # the T2 it was written with (rounding)
+    np.testing.assert_array_equal(_nifti(got.segmentation), _nifti(alone.segmentation))
+
+
+def test_the_cli_takes_a_series_number_and_refuses_what_is_not_dicom(
+    trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _study(tmp_path / "study")
+    code = cli_main(
+        [
+            "predict",
+            str(trained_run.run_dir),
+            str(tmp_path / "study"),
+            "--output",
+            str(tmp_path / "cli"),
+            "--series",
+            "2",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["cases"] == 1
+    alone = predict_quietly(trained_run.run_dir, tmp_path / "study" / "SE0002", tmp_path / "alone").cases[0]
+    np.testing.assert_array_equal(_nifti(tmp_path / "cli" / "study_seg.nii.gz"), _nifti(alone.segmentation))
+
+    scan = tmp_path / "scan.nii.gz"
+    nib.Nifti1Image(np.zeros((SIZE, SIZE, 2), np.float32), np.eye(4)).to_filename(scan)
+    with pytest.raises(PredictionError, match=r"series='AX T1' chooses a series among a DICOM study's"):
+        predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", series="AX T1")
+    assert not (tmp_path / "nifti").exists()
+    with pytest.raises(PredictionError, match=r"holds no series 'COR PD'"):
+        predict_quietly(trained_run.run_dir, tmp_path / "study", tmp_path / "missing", series="COR PD")
+    with pytest.raises(ValueError, match=r"series=1.5; expected a SeriesDescription"):
+        predict_quietly(trained_run.run_dir, tmp_path / "study", tmp_path / "bad", series=1.5)
+
+
+def test_a_study_of_series_folders_without_a_choice_points_to_it(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    _study(tmp_path / "study")
+    with pytest.raises(
+        PredictionError, match=r"holds no files, only 2 folder\(s\).*series=\.\.\. \(--series\)"
+    ):
+        predict_quietly(trained_run.run_dir, tmp_path / "study", tmp_path / "out")
