@@ -259,6 +259,33 @@ def _dicom_two_echoes_as_one_volume(folder: Path) -> Call:
 
 
 @_case(
+    "data-dicom-series-not-in-study",
+    "data",
+    DataError,
+    r"DICOM folder .*study holds no series 'SAG T2 MAP' \(by SeriesInstanceUID or SeriesDescription\)",
+    r"it holds SeriesInstanceUID .* \(SeriesDescription 'AX T1', SeriesNumber 3\): 2 file\(s\)",
+)
+def _dicom_series_not_in_study(folder: Path) -> Call:
+    """A study folder as a PACS exports it (a folder per series) and the dicom dataset told to read a
+    series by a description the study does not hold (another site's protocol name): the message
+    lists what the study holds, so the right name can be given."""
+    from dicom_helpers import write_single_frame
+
+    (folder / "study" / "SE0003").mkdir(parents=True)
+    for k in range(2):
+        write_single_frame(
+            folder / "study" / "SE0003" / f"IM{k}",
+            np.full((16, 16), 100, dtype=np.int16),
+            modality="MR",
+            position=(0.0, 0.0, 1.5 * k),
+            instance=k + 1,
+            identity={"SeriesInstanceUID": "1.2.3.4", "SeriesDescription": "AX T1", "SeriesNumber": 3},
+        )
+    cases = {"train": [str(folder / "study")]}
+    return lambda: DATASETS.build("dicom", split="train", labelled=False, cases=cases, series="SAG T2 MAP")
+
+
+@_case(
     "data-h5-truncated-tail",
     "data",
     DataError,
