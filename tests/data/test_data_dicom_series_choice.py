@@ -77,6 +77,23 @@ def _write_study(root: Path, *, tree: bool, extras: bool = True) -> dict[str, st
     (root / "VIEWER" / "viewer.exe").write_bytes(b"MZ" + b"\x00" * 300)
     (root / ".Trashes").mkdir()
     shutil.copy(next(root.rglob("IM00001")), root / ".Trashes" / "IM00001")
+    # Objects of the study that are no slices, numbered as a series' (scanners number them so): a
+    # structured report (no pixels at all).
+    report = pydicom.dcmread(next(root.rglob("IM00001")))
+    for name in ("Rows", "Columns", "PixelData", "ImagePositionPatient", "ImageOrientationPatient"):
+        delattr(report, name)
+    report.Modality, report.SeriesInstanceUID, report.SeriesDescription = (
+        "SR",
+        pydicom.uid.generate_uid(),
+        "REPORT",
+    )
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"
+    report.save_as(root / "SR00001")
+    # ... and a segmentation of the T1 (its pixels are labels, not an image of the study).
+    seg = pydicom.dcmread(next(root.rglob("IM00001")))
+    seg.Modality, seg.SeriesInstanceUID, seg.SeriesDescription = "SEG", pydicom.uid.generate_uid(), "AX T1 SE"
+    seg.SOPClassUID = seg.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
+    seg.save_as(root / "SEG00001")
     return uids
 
 
@@ -179,7 +196,7 @@ def test_a_choice_that_names_no_series_is_a_value_error(tmp_path: Path, series: 
 def test_a_folder_without_dicom_files_says_so(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("no images\n")
-    with pytest.raises(DataError, match="holds no DICOM files, in it or its subfolders"):
+    with pytest.raises(DataError, match="holds no DICOM images, in it or its subfolders"):
         DicomVolume(tmp_path, series="AX T1 SE")
 
 

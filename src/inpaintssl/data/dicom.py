@@ -507,14 +507,17 @@ def _read_headers(path: Path, *, series: str | int | None = None) -> list[tuple[
     if series is not None:
         series = _checked_series(series)
         if path.is_dir():
-            found = [
+            # Chosen among the study's images: it also holds objects that are no slices (reports,
+            # key images and presentation states without pixels, SEGs, RT Structure Sets), each a
+            # series of its own, never the one to read; the image checks below would refuse them.
+            found = [(ds, f) for f in _study_files(path) if _is_image(ds := _header(pydicom, f))]
+            if not found:
+                raise DataError(f"DICOM folder {path} holds no DICOM images, in it or its subfolders")
+            return [
                 (frame, f)
-                for f in _study_files(path)
+                for _, f in select_series(found, series, path)
                 for frame in _slices_of(_read_dicom(pydicom, f, pixels=False), f)
             ]
-            if not found:
-                raise DataError(f"DICOM folder {path} holds no DICOM files, in it or its subfolders")
-            return select_series(found, series, path)
     candidates = sorted(_series_files(path)) if path.is_dir() else [path]
     if not candidates:
         raise DataError(f"DICOM series folder {path} holds no files")
@@ -525,6 +528,19 @@ def _read_headers(path: Path, *, series: str | int | None = None) -> list[tuple[
         for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f)
     ]
     return headers if series is None else select_series(headers, series, path)
+
+
+def _header(pydicom: ModuleType, path: Path) -> Any:
+    """A DICOM file's header as it is (no pixels, no checks), or a DataError naming the file."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types for a bad file
+        raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_image(ds: Any) -> bool:
+    """Whether a header is of an image's slice or frames: rows and columns, and no SEG or RTSTRUCT."""
+    return "Rows" in ds and "Columns" in ds and _object_kind(ds) is None
 
 
 def _study_files(folder: Path) -> list[Path]:
