@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dicom_files import save_slice, slice_dataset
 from provenance import emit, provenance
 
 from inpaintssl.data.decompressed import decompressed_into
@@ -62,41 +63,23 @@ def _ct(shape: tuple[int, int, int]) -> np.ndarray:
 
 def _series(folder: Path, stored: np.ndarray) -> Path:
     """A classic CT series of ``stored``, one uncompressed file per slice."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, generate_uid
 
     folder.mkdir()
-    series = generate_uid()
+    series, study = generate_uid(), generate_uid()
     for k in range(stored.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, generate_uid()
-        ds.Rows, ds.Columns = stored.shape[:2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds = slice_dataset(
+            sop_class=CTImageStorage, modality="CT", series=series, shape=stored.shape[:2], signed=True
+        )
+        ds.StudyInstanceUID = study
         ds.PixelSpacing, ds.SliceThickness = ["0.78", "0.78"], "2.5"
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
         ds.ImagePositionPatient = ["-200", "-200", f"{2.5 * k:g}"]
         ds.InstanceNumber = k + 1
         ds.RescaleSlope, ds.RescaleIntercept = "1", "-1024"
         ds.PixelData = stored[:, :, k].astype("<i2").tobytes()
-        _save(ds, folder / f"CT{k:04d}.dcm")
+        save_slice(ds, folder / f"CT{k:04d}.dcm")
     return folder
-
-
-def _save(ds: Any, path: Path) -> None:
-    """Write ``ds`` as a DICOM file on pydicom 3 and on the oldest pydicom the project admits (2.4)."""
-    import pydicom
-
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        ds.save_as(path, enforce_file_format=True)
-    else:  # 3.0 renamed write_like_original=False; 2.x takes the encoding from these two attributes
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.save_as(path, write_like_original=False)
 
 
 def _compressed(source: Path, target: Path, syntax: str) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dicom_files import save_slice, slice_dataset
 from provenance import emit, provenance
 
 from inpaintssl.data.dicom import DicomVolume
@@ -56,31 +57,23 @@ SPACING = (0.78, 0.78, 2.5)  # an abdominal CT's, mm
 
 def _series(folder: Path, shape: tuple[int, int, int]) -> Path:
     """A classic CT series, one file per slice, written with pydicom."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import CTImageStorage, generate_uid
 
     identity = {
         "StudyInstanceUID": generate_uid(),
-        "SeriesInstanceUID": generate_uid(),
         "FrameOfReferenceUID": generate_uid(),
         "PatientID": "BENCH",
         "PatientName": "Bench^Mark",
     }
+    series = generate_uid()
     folder.mkdir()
     pixels = np.random.default_rng(0).integers(800, 1300, shape[:2]).astype("<i2")
     for k in range(shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality = "CT"
+        ds = slice_dataset(
+            sop_class=CTImageStorage, modality="CT", series=series, shape=shape[:2], signed=True
+        )
         for tag, value in identity.items():
             setattr(ds, tag, value)
-        ds.Rows, ds.Columns = shape[:2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.PixelSpacing = [f"{v:g}" for v in SPACING[:2]]
         ds.SliceThickness = f"{SPACING[2]:g}"
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
@@ -88,7 +81,7 @@ def _series(folder: Path, shape: tuple[int, int, int]) -> Path:
         ds.InstanceNumber = k + 1
         ds.RescaleSlope, ds.RescaleIntercept = "1", "-1024"
         ds.PixelData = pixels.tobytes()
-        ds.save_as(folder / f"im{k:04d}.dcm", enforce_file_format=True)
+        save_slice(ds, folder / f"im{k:04d}.dcm")
     return folder
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dicom_files import save_slice, slice_dataset
 from provenance import emit, provenance
 
 from inpaintssl.data.dicom import open_echoes
@@ -49,8 +50,7 @@ ECHO_TIMES_MS = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0)
 
 def _series(folder: Path, shape: tuple[int, int, int]) -> Path:
     """A classic MR series, one file per echo and slice, of tissue with T2 from 20 to 80 ms."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    from pydicom.uid import MRImageStorage, generate_uid
 
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -60,35 +60,17 @@ def _series(folder: Path, shape: tuple[int, int, int]) -> Path:
     for e, te in enumerate(ECHO_TIMES_MS):
         echo = np.round(s0 * np.exp(-te / t2) + rng.normal(0.0, 5.0, shape)).clip(1, None).astype("<u2")
         for k in range(shape[2]):
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = Dataset()
-            ds.file_meta = meta
-            ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-            ds.Modality, ds.SeriesInstanceUID = "MR", series
-            ds.Rows, ds.Columns = shape[:2]
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds = slice_dataset(
+                sop_class=MRImageStorage, modality="MR", series=series, shape=shape[:2], signed=False
+            )
             ds.PixelSpacing, ds.SliceThickness = ["0.365", "0.456"], "3"
             ds.ImageOrientationPatient = ["0", "1", "0", "0", "0", "-1"]  # sagittal, as the OAI's
             ds.ImagePositionPatient = [f"{3.0 * k:g}", "-70", "70"]
             ds.InstanceNumber = e * shape[2] + k + 1
             ds.EchoTime, ds.EchoNumbers = f"{te:g}", e + 1
             ds.PixelData = echo[:, :, k].tobytes()
-            _save(ds, folder / f"IM{e}{k:04d}.dcm")
+            save_slice(ds, folder / f"IM{e}{k:04d}.dcm")
     return folder
-
-
-def _save(ds: Any, path: Path) -> None:
-    """Write ``ds`` as a DICOM file on pydicom 3 and on the oldest pydicom the project admits (2.4)."""
-    import pydicom
-
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        ds.save_as(path, enforce_file_format=True)
-    else:  # 3.0 renamed write_like_original=False; 2.x takes the encoding from these two attributes
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.save_as(path, write_like_original=False)
 
 
 def _read(path: Path) -> np.ndarray:
