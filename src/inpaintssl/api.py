@@ -38,6 +38,7 @@ from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_split
 from inpaintssl.data.decompressed_upkeep import list_decompressed as list_decompressed
 from inpaintssl.data.decompressed_upkeep import prune_decompressed as prune_decompressed
+from inpaintssl.data.dicom import list_series as list_dicom_series
 from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
 from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
@@ -71,6 +72,7 @@ __all__ = [
     *sorted(_API_NAMES),
     "ExportError",
     "list_decompressed",
+    "list_dicom_series",
     "prune_decompressed",
     "render_corruption_figure",
 ]

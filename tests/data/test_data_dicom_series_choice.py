@@ -252,3 +252,30 @@ def test_the_ct_dataset_reads_the_series_of_every_study_and_refuses_other_format
         DataError, match=r"read as NumpyVolume, but series=2 chooses a series of a DICOM study"
     ):
         ct_dataset(cases={"train": [str(tmp_path / "scan.npy")]}, series=2, **common)
+
+
+def test_the_listing_names_every_series_of_a_study_by_what_series_takes(tmp_path: Path) -> None:
+    from inpaintssl.data.dicom import list_series
+
+    root = tmp_path / "study"
+    uids = _write_study(root, tree=True)
+    found = list_series(root)
+    images = [s for s in found if s.image]
+    # Ordered by number; the T1, its SEG and the report share 2, as a scanner may number them.
+    assert [(s.number, s.description) for s in images] == [
+        (1, "LOCALIZER"),
+        (2, "AX T1 SE"),
+        (5, "SAG T2 MAP"),
+    ]
+    for s in images:
+        name = next(n for n, (description, _, _) in SERIES.items() if description == s.description)
+        times = SERIES[name][2]
+        assert s.uid == uids[name] and s.modality == "MR"
+        assert s.slices == s.files == SLICES * len(times or (None,))
+        assert s.echo_times_ms == (times or ())
+        assert s.folder == root / f"SE{s.number:04d}"
+    others = sorted((s.description, s.modality) for s in found if not s.image)
+    assert others == [("AX T1 SE", "SEG"), ("REPORT", "SR")]
+    # Each listed image series is what series= reads by its UID.
+    for s in images:
+        assert DicomVolume(root, series=s.uid, echo=1 if len(s.echo_times_ms) > 1 else None).files

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -499,6 +500,26 @@ def _config_class(stage: str) -> Any:
     return {"pretrain": PretrainConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig}[stage]
 
 
+def _cmd_series(args: argparse.Namespace) -> int:
+    from inpaintssl.api import list_dicom_series
+
+    found = list_dicom_series(args.path)
+    if args.json:
+        rows = [{**dataclasses.asdict(s), "folder": str(s.folder)} for s in found]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{args.path}: {len(found)} series")
+    for s in found:
+        echoes = f", {len(s.echo_times_ms)} echoes" if len(s.echo_times_ms) > 1 else ""
+        what = f"{s.slices} slices{echoes}" if s.image else "not an image series"
+        number = "-" if s.number is None else str(s.number)
+        print(
+            f"  {number:>4}  {s.description or '(no description)':<28} {s.modality or '-':<6} {what}; "
+            f"{s.files} file(s) in {s.folder}; SeriesInstanceUID {s.uid}"
+        )
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from inpaintssl.config import config_to_yaml, load_config, recipe_filled
 
@@ -546,6 +567,7 @@ _HELP: Mapping[str, str] = MappingProxyType(
         "cache prune": "remove decompressed volumes of changed sources, unused past an age, or beyond a size",
         "demo": "the whole method on the bundled MNI152 brain template",
         "plugins": "list every registry's names and where they come from",
+        "series": "list the DICOM series under a folder: what --series and data.params.series name",
         "config": "print a resolved config or its JSON schema",
     }
 )
@@ -567,6 +589,7 @@ _EXAMPLES: Mapping[str, str] = MappingProxyType(
         "cache prune": "inpaintssl cache prune /scratch/me/decompressed --stale --max-size 200G",
         "demo": "inpaintssl demo --output demo-report",
         "plugins": "inpaintssl plugins --json",
+        "series": "inpaintssl series pacs-export/patient-001/",
         "config": "inpaintssl config show finetune finetune.yaml optim.recipe=paper",
     }
 )
@@ -873,6 +896,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "plugins")
     p.add_argument("--json", action="store_true", help="print the listing as JSON")
     p.set_defaults(func=_cmd_plugins)
+
+    p = _command(sub, "series")
+    p.add_argument("path", type=_user_path, help="a DICOM study's folder (subfolders included) or file")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
+    p.set_defaults(func=_cmd_series)
 
     p = _command(sub, "config")
     p.add_argument(

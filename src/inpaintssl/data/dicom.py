@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,9 +56,11 @@ __all__ = [
     "DicomEchoesRssVolume",
     "DicomVolume",
     "SeriesAnnotation",
+    "SeriesSummary",
     "dicom_object_kind",
     "is_echo_number",
     "is_series_choice",
+    "list_series",
     "open_echoes",
     "open_series",
     "select_series",
@@ -630,6 +633,75 @@ def select_series(
     raise DataError(
         f"DICOM folder {path} holds {len(chosen)} series {series!r} (by {by}): {described(chosen)}; "
         "expected one: name it by its SeriesInstanceUID"
+    )
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One series found under a folder (:func:`list_series`): what ``series=`` can name it by."""
+
+    uid: str | None
+    """``SeriesInstanceUID``; ``None`` for files without one (taken as one series)."""
+    number: int | None
+    """``SeriesNumber``, where it states one."""
+    description: str
+    """``SeriesDescription`` (empty where it states none)."""
+    modality: str
+    image: bool
+    """Whether its files are images (a volume to read); not a report, SEG or RT Structure Set."""
+    files: int
+    slices: int
+    """Images held: one per single-frame file, each frame of an Enhanced file."""
+    echo_times_ms: tuple[float, ...]
+    """The echo times of its images (ms, shortest first): several for a multi-echo series; ``()``
+    where they state none (``EchoTime``, an Enhanced frame's ``EffectiveEchoTime``)."""
+    folder: Path
+    """The folder holding its files (their deepest common one)."""
+
+
+def list_series(path: str | Path) -> list[SeriesSummary]:
+    """Every series under ``path`` (a folder, its subfolders included, or one file), by header.
+
+    What a study export holds, to choose the ``series`` of :class:`DicomVolume`, the ``dicom`` and
+    ``ct`` datasets and ``predict`` (``inpaintssl series PATH`` prints it). Files without the DICOM
+    preamble are passed over, as :func:`select_series` passes them. Ordered by ``SeriesNumber``
+    (series without one last), images first, then description.
+
+    Raises:
+        DataError: ``path`` does not exist, or a DICOM file under it cannot be read (naming it).
+
+    Example:
+        >>> import tempfile
+        >>> list_series(tempfile.mkdtemp())
+        []
+    """
+    path = existing_path(path, what="DICOM folder", directory_ok=True)
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    groups: dict[str | None, list[tuple[Any, Path]]] = {}
+    for f in _study_files(path) if path.is_dir() else [path]:
+        ds = _header(pydicom, f)
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None, []).append((ds, f))
+    found = []
+    for uid, members in groups.items():
+        first = members[0][0]
+        image = all(_is_image(ds) for ds, _ in members)
+        slices = [(frame, f) for ds, f in members for frame in _slices_of(ds, f)] if image else []
+        number = str(getattr(first, "SeriesNumber", "") or "").strip()
+        found.append(
+            SeriesSummary(
+                uid=uid,
+                number=int(number) if number.lstrip("+-").isdigit() else None,
+                description=str(getattr(first, "SeriesDescription", "") or "").strip(),
+                modality=str(getattr(first, "Modality", "") or "").strip(),
+                image=image,
+                files=len(members),
+                slices=len(slices),
+                echo_times_ms=_SeriesEchoes.of(slices).times_ms if len(slices) else (),
+                folder=Path(os.path.commonpath([str(f.parent) for _, f in members])),
+            )
+        )
+    return sorted(
+        found, key=lambda s: (s.number is None, s.number or 0, not s.image, s.description, s.uid or "")
     )
 
 
