@@ -516,11 +516,10 @@ def _read_headers(path: Path, *, series: str | int | None = None) -> list[tuple[
             found = [(ds, f) for f in _study_files(path) if _is_image(ds := _header(pydicom, f))]
             if not found:
                 raise DataError(f"DICOM folder {path} holds no DICOM images, in it or its subfolders")
-            return [
-                (frame, f)
-                for _, f in select_series(found, series, path)
-                for frame in _slices_of(_read_dicom(pydicom, f, pixels=False), f)
-            ]
+            chosen = select_series(found, series, path)
+            for ds, f in chosen:
+                _check_frames(ds, f)  # the rest of _read_dicom's checks: _is_image passed them
+            return [(frame, f) for ds, f in chosen for frame in _slices_of(ds, f)]
     candidates = sorted(_series_files(path)) if path.is_dir() else [path]
     if not candidates:
         raise DataError(f"DICOM series folder {path} holds no files")
