@@ -10,10 +10,11 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
 
 - **Reading and slicing.** NIfTI (``.nii``/``.nii.gz``), MetaImage (``.mha``/``.mhd``), NRRD
   (``.nrrd``/``.nhdr``), NumPy (``.npy``/``.npz``), HDF5 (``.h5``/``.hdf5``) and DICOM series (a
-  folder, or one ``.dcm``, Enhanced files included; HU = pixel x RescaleSlope + RescaleIntercept)
-  are read as the ``nifti``/``metaimage``/``nrrd``/``numpy``/``hdf5``/``ct`` datasets read them:
-  a 3D volume ``(X, Y, Z)`` or a channels-last 4D volume ``(X, Y, Z, C)``, sliced along the run's
-  ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series are rows x columns x
+  folder, or one ``.dcm``, Enhanced files included; HU = pixel x RescaleSlope + RescaleIntercept;
+  compressed ones too, :mod:`~inpaintssl.data.dicom_pixels`; with ``series``, one series of a
+  study's folder) are read as the ``nifti``/``metaimage``/``nrrd``/``numpy``/``hdf5``/``ct``
+  datasets read them: a 3D volume ``(X, Y, Z)`` or a channels-last 4D volume ``(X, Y, Z, C)``,
+  sliced along the run's ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series are rows x columns x
   slices, sliced along the slices. First, NIfTI, MetaImage, NRRD and DICOM inputs are read in the
   axis order of the run's training volumes (``orientation="auto"``; the orientations
   ``manifest.json`` records, :mod:`inpaintssl.data.orientation`), permuted and flipped but not
