@@ -15,8 +15,8 @@ from the run folder's ``config.yaml`` (:class:`~inpaintssl.inference.loading.Pre
   study's folder) are read as the ``nifti``/``metaimage``/``nrrd``/``numpy``/``hdf5``/``ct``
   datasets read them: a 3D volume ``(X, Y, Z)`` or a channels-last 4D volume ``(X, Y, Z, C)``,
   sliced along the run's ``slice_axis`` (default 2; ``slice_axis=`` overrides it). DICOM series
-  are rows x columns x slices, sliced along the slices. First, NIfTI, MetaImage, NRRD and DICOM inputs are read in the
-  axis order of the run's training volumes (``orientation="auto"``; the orientations
+  are rows x columns x slices, sliced along the slices. First, NIfTI, MetaImage, NRRD and DICOM
+  inputs are read in the axis order of the run's training volumes (``orientation="auto"``; the orientations
   ``manifest.json`` records, :mod:`inpaintssl.data.orientation`), permuted and flipped but not
   resampled; the slice axis then counts the axes of that order, for DICOM series too. A 2-D
   NIfTI slice with an sform or qform is read as ``(X, Y, 1)`` and turned within its plane to the
