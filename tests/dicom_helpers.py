@@ -309,9 +309,10 @@ def compress_dicom(path: Path, syntax: str) -> None:
     """Rewrite the DICOM file ``path`` with its pixel data compressed losslessly as ``syntax``.
 
     RLE Lossless (``1.2.840.10008.1.2.5``) by pydicom's own encoder; JPEG Lossless, JPEG-LS and
-    JPEG 2000 by GDCM's (``python-gdcm``: the test is skipped without it), the encoder DCMTK-less
-    PACS exports are made with. GDCM's JPEG 2000 encoder corrupts the heap on frames below about
-    16x16 pixels (a 6x5 frame aborted the process): give it larger ones.
+    JPEG 2000 by GDCM's (``python-gdcm``: the test is skipped without it). GDCM's JPEG 2000
+    encoder corrupts the heap on frames below about 16x16 pixels (a 6x5 frame aborted the
+    process): give it larger ones. GDCM's writer gives a file without a ``SeriesInstanceUID`` a
+    new one of its own, so each file of a series would become a series: write the UID first.
     """
     import pydicom
     import pytest
