@@ -1,6 +1,6 @@
 """Reading a compressed DICOM series for several epochs: decoded every read, or once under ``cache_dir``.
 
-A CT series as PACS archives export it is compressed, JPEG Lossless most often, JPEG 2000 too. A
+A CT series as PACS archives export it is often compressed, as JPEG Lossless or JPEG 2000. A
 training run reads each slice once per epoch, and each read of a compressed file decodes it
 again. Under ``data.cache_dir`` (:mod:`inpaintssl.data.decompressed`) the series is decoded once,
 whole, and every later read memory-maps that copy (``DicomVolume.compressed``). On one CT-like

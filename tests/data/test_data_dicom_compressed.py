@@ -30,7 +30,7 @@ ROWS, COLUMNS, SLICES = 24, 20, 4  # GDCM's JPEG 2000 encoder needs frames of ab
 POSITIONS = [(-30.0, 12.0, 2.5 * k) for k in range(SLICES)]
 RESCALE = (1.0, -1024.0)
 RLE = "1.2.840.10008.1.2.5"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"  # the syntax most PACS exports use
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"  # JPEG Lossless, first-order prediction
 SYNTAXES = {
     "rle": RLE,
     "jpeg-lossless": "1.2.840.10008.1.2.4.57",

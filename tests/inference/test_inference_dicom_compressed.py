@@ -1,4 +1,4 @@
-"""``predict`` on a compressed DICOM series (JPEG Lossless, as PACS exports it), as on it uncompressed.
+"""``predict`` on a compressed DICOM series (JPEG Lossless), as on the same series uncompressed.
 
 The expectation is the prediction of the same slices written uncompressed; the label map written
 as a DICOM SEG of the compressed series must read back (through the series' own instances) as the

@@ -1,7 +1,7 @@
 """Compressed DICOM pixel data: whether a file is compressed, and what to install where nothing decodes it.
 
-Clinical archives often export series compressed: JPEG Lossless (the most common in PACS
-exports), JPEG-LS, JPEG 2000, RLE (DICOM PS3.5 A.4). pydicom decodes RLE and Deflate itself,
+Clinical archives often export series compressed: JPEG Lossless, JPEG-LS, JPEG 2000, RLE
+(DICOM PS3.5 A.4). pydicom decodes RLE and Deflate itself,
 JPEG 2000 and baseline JPEG through Pillow where it is installed, and the others only through a
 plugin. The ``dicom-compressed`` extra installs GDCM (PyPI's ``python-gdcm``, BSD-licensed; the
 package named ``gdcm`` there is an unrelated one), which decodes every JPEG, JPEG-LS and JPEG 2000
