@@ -340,7 +340,7 @@ class DicomEchoesRssVolume(DicomVolume):
         return f"{self.path} ({chosen}root-sum-of-squares of its {len(self._echo_volumes)} echoes)"
 
     def _read_series(self) -> np.ndarray:
-        return np.asfortranarray(root_sum_of_squares([v._read_series() for v in self._echo_volumes]))
+        return root_sum_of_squares([v._read_series() for v in self._echo_volumes])
 
     def _read_file(self, index: int) -> np.ndarray:
         return root_sum_of_squares([v._read_file(index) for v in self._echo_volumes])
@@ -604,14 +604,11 @@ def select_series(
         inpaintssl.data.base.DataError: DICOM folder study holds no series 'SAG T2' (by ...); it holds none
     """
     series = _checked_series(series)
-    groups: dict[str | None, list[tuple[Any, Path]]] = {}
-    for ds, f in headers:
-        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None, []).append((ds, f))
+    groups = _by_series(headers)
 
     def matches(uid: str | None, ds: Any) -> bool:
         if isinstance(series, int):
-            number = str(getattr(ds, "SeriesNumber", "") or "").strip()
-            return number.lstrip("+-").isdigit() and int(number) == series
+            return _series_number(ds) == series
         description = str(getattr(ds, "SeriesDescription", "") or "").strip().casefold()
         return uid == series.strip() or description == series.strip().casefold()
 
@@ -623,7 +620,7 @@ def select_series(
     def described(uids: Sequence[str | None]) -> str:
         if not uids:
             return "none"
-        return "; ".join(_describe_series(uid, groups[uid][0][0], _slice_counts(groups[uid])) for uid in uids)
+        return "; ".join(_describe_series(uid, groups[uid]) for uid in uids)
 
     if not chosen:
         raise DataError(
@@ -676,20 +673,16 @@ def list_series(path: str | Path) -> list[SeriesSummary]:
     """
     path = existing_path(path, what="DICOM folder", directory_ok=True)
     pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
-    groups: dict[str | None, list[tuple[Any, Path]]] = {}
-    for f in _study_files(path) if path.is_dir() else [path]:
-        ds = _header(pydicom, f)
-        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None, []).append((ds, f))
+    groups = _by_series([(_header(pydicom, f), f) for f in (_study_files(path) if path.is_dir() else [path])])
     found = []
     for uid, members in groups.items():
         first = members[0][0]
         image = all(_is_image(ds) for ds, _ in members)
         slices = [(frame, f) for ds, f in members for frame in _slices_of(ds, f)] if image else []
-        number = str(getattr(first, "SeriesNumber", "") or "").strip()
         found.append(
             SeriesSummary(
                 uid=uid,
-                number=int(number) if number.lstrip("+-").isdigit() else None,
+                number=_series_number(first),
                 description=str(getattr(first, "SeriesDescription", "") or "").strip(),
                 modality=str(getattr(first, "Modality", "") or "").strip(),
                 image=image,
@@ -704,11 +697,18 @@ def list_series(path: str | Path) -> list[SeriesSummary]:
     )
 
 
-def _slice_counts(headers: Sequence[tuple[Any, Path]]) -> dict[Path, int]:
-    counts: dict[Path, int] = {}
-    for _, f in headers:
-        counts[f] = counts.get(f, 0) + 1
-    return counts
+def _by_series(headers: Sequence[tuple[Any, Path]]) -> dict[str | None, list[tuple[Any, Path]]]:
+    """``headers`` by ``SeriesInstanceUID``, in the order met; files without one are one series (``None``)."""
+    groups: dict[str | None, list[tuple[Any, Path]]] = {}
+    for ds, f in headers:
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None, []).append((ds, f))
+    return groups
+
+
+def _series_number(ds: Any) -> int | None:
+    """``SeriesNumber`` as a whole number; ``None`` where absent or not one."""
+    number = str(getattr(ds, "SeriesNumber", "") or "").strip()
+    return int(number) if number.lstrip("+-").isdigit() else None
 
 
 def is_echo_number(echo: object) -> TypeGuard[int]:
@@ -1121,17 +1121,13 @@ def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None
     Stacked together, a T1 and a T2 (or two reconstructions) at the same positions would make one
     volume of twice the slices, with a wrong slice spacing and doubled tissue volumes.
     """
-    groups: dict[str | None, dict[Path, int]] = {}  # series -> its files -> the slices each holds
-    first: dict[str | None, Any] = {}
-    for ds, f in headers:
-        uid = str(getattr(ds, "SeriesInstanceUID", "") or "").strip() or None
-        files = groups.setdefault(uid, {})
-        files[f] = files.get(f, 0) + 1
-        first.setdefault(uid, ds)
+    groups = _by_series(headers)
     if len(groups) <= 1:
         return
-    found = "; ".join(_describe_series(uid, first[uid], files) for uid, files in groups.items())
-    if all(len(files) == 1 and isinstance(first[uid], _Frame) for uid, files in groups.items()):
+    found = "; ".join(_describe_series(uid, members) for uid, members in groups.items())
+    if all(
+        len({f for _, f in members}) == 1 and isinstance(members[0][0], _Frame) for members in groups.values()
+    ):
         # A study exported by a newer scanner: each series is one Enhanced file, and a volume.
         remedy = (
             f"each series is one Enhanced file: give each file on its own (as a predict input or a "
@@ -1149,7 +1145,12 @@ def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None
     )
 
 
-def _describe_series(uid: str | None, ds: Any, files: dict[Path, int]) -> str:
+def _describe_series(uid: str | None, members: Sequence[tuple[Any, Path]]) -> str:
+    """A series in messages: its UID, description and number, files and frames, and a file's name."""
+    ds = members[0][0]
+    files: dict[Path, int] = {}  # its files -> the slices each holds
+    for _, f in members:
+        files[f] = files.get(f, 0) + 1
     details = []
     description = str(getattr(ds, "SeriesDescription", "") or "").strip()
     if description:
