@@ -268,11 +268,9 @@ def kept_on_disk(
     try:
         with atomic_path(target) as temporary, temporary.open("wb") as out:
             # Into the open file: np.save given a path would append ".npy" to the temporary's name.
-            # A Fortran-ordered array stays so (a volume read along its last axis: Volume._kept):
-            # its slices are then contiguous in the file, where C order would spread each over
-            # every page of it.
-            laid_out = array if array.flags.f_contiguous else np.ascontiguousarray(array)
-            np.save(out, laid_out, allow_pickle=False)
+            # np.save keeps a Fortran-ordered array so (a volume read along its last axis:
+            # Volume._kept), its slices contiguous in the file, and writes any other in C order.
+            np.save(out, array, allow_pickle=False)
         written: np.ndarray = np.load(target, mmap_mode="r")
     except (OSError, ValueError) as exc:
         warn_each_time(
