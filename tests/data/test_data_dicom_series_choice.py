@@ -252,6 +252,8 @@ def test_the_ct_dataset_reads_the_series_of_every_study_and_refuses_other_format
         DataError, match=r"read as NumpyVolume, but series=2 chooses a series of a DICOM study"
     ):
         ct_dataset(cases={"train": [str(tmp_path / "scan.npy")]}, series=2, **common)
+    with pytest.raises(DataError, match=r"ct: series=1\.5; expected a SeriesDescription"):
+        ct_dataset(cases={"train": [str(tmp_path / "p1")]}, series=1.5, **common)
 
 
 def test_the_listing_names_every_series_of_a_study_by_what_series_takes(tmp_path: Path) -> None:

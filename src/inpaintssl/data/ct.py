@@ -43,7 +43,7 @@ import torch
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis, check_spacing
-from inpaintssl.data.dicom import DicomVolume, dicom_object_kind, is_series_choice
+from inpaintssl.data.dicom import DicomVolume, check_series_param, dicom_object_kind
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
@@ -223,11 +223,7 @@ def ct_dataset(
     slice_axis = check_slice_axis(slice_axis, where="ct")
 
     given = None if spacing is None else check_spacing(spacing, where="ct: spacing")
-    if series is not None and not is_series_choice(series):
-        raise DataError(
-            f"ct: series={series!r}; expected a SeriesDescription or SeriesInstanceUID (text), a "
-            "SeriesNumber (a whole number), or none"
-        )
+    check_series_param(series, dataset="ct")
 
     def stored(path: Path, ranks: Collection[int]) -> Volume:
         return open_volume(path, slice_axis=slice_axis, ranks=ranks, spacing=given or (1.0, 1.0, 1.0))

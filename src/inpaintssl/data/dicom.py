@@ -57,6 +57,7 @@ __all__ = [
     "DicomVolume",
     "SeriesAnnotation",
     "SeriesSummary",
+    "check_series_param",
     "dicom_object_kind",
     "is_echo_number",
     "is_series_choice",
@@ -571,6 +572,20 @@ def is_series_choice(series: object) -> TypeGuard[str | int]:
         [True, True, False, False, False]
     """
     return not isinstance(series, bool) and isinstance(series, (str, int)) and bool(str(series).strip())
+
+
+def check_series_param(series: object, *, dataset: str) -> None:
+    """Refuse a dataset's ``series`` parameter that names no series (``None`` names none: allowed).
+
+    Raises:
+        DataError: ``series`` is neither ``None`` nor a :func:`is_series_choice`; the message
+            names the dataset.
+    """
+    if series is not None and not is_series_choice(series):
+        raise DataError(
+            f"{dataset}: series={series!r}; expected a SeriesDescription or SeriesInstanceUID (text), a "
+            "SeriesNumber (a whole number), or none"
+        )
 
 
 def _checked_series(series: object) -> str | int:

@@ -38,9 +38,9 @@ from inpaintssl.data.checks import check_slice_axis
 from inpaintssl.data.dicom import (
     DicomEchoesRssVolume,
     DicomVolume,
+    check_series_param,
     dicom_object_kind,
     is_echo_number,
-    is_series_choice,
     open_echoes,
 )
 from inpaintssl.data.dicom_labels import open_dicom_annotation
@@ -126,11 +126,7 @@ def dicom_dataset(
             f"dicom: echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time), 'rss' (the "
             "root-sum-of-squares of every echo) or none"
         )
-    if series is not None and not is_series_choice(series):
-        raise DataError(
-            f"dicom: series={series!r}; expected a SeriesDescription or SeriesInstanceUID (text), a "
-            "SeriesNumber (a whole number), or none"
-        )
+    check_series_param(series, dataset="dicom")
 
     def oriented(volume: Volume) -> Volume:
         if orientation is not None:
