@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inpaintssl.inference.predict import PredictionReport, predict
 
 
@@ -17,3 +19,12 @@ def predict_quietly(run: Path, inputs: Any, out: Path, **options: Any) -> Predic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return predict(run, inputs, output=out, device="cpu", progress=False, **options)
+
+
+def written_nifti(path: Path | None) -> np.ndarray:
+    """The array of a NIfTI map predict wrote (a case's ``segmentation``, ``probabilities`` or
+    ``t2_map``); fails where it wrote none."""
+    import nibabel as nib
+
+    assert path is not None, "predict wrote no such map"
+    return np.asarray(nib.load(path).dataobj)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
 import inpaintssl as issl
 from dicom_helpers import compress_dicom, write_series
-from predict_helpers import predict_quietly
+from predict_helpers import predict_quietly, written_nifti
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -44,11 +43,6 @@ def _series(folder: Path, *, compressed: bool) -> Path:
     return folder
 
 
-def _array(path: Path | None) -> np.ndarray:
-    assert path is not None
-    return np.asarray(nib.load(path).dataobj)
-
-
 def test_a_compressed_series_is_predicted_as_the_same_series_uncompressed(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
@@ -57,10 +51,10 @@ def test_a_compressed_series_is_predicted_as_the_same_series_uncompressed(
     plain = _series(tmp_path / "plain", compressed=False)
     got = predict_quietly(trained_run.run_dir, packed, tmp_path / "got", probabilities=True).cases[0]
     expected = predict_quietly(trained_run.run_dir, plain, tmp_path / "expected", probabilities=True).cases[0]
-    np.testing.assert_array_equal(_array(got.probabilities), _array(expected.probabilities))
-    labels = _array(expected.segmentation)
+    np.testing.assert_array_equal(written_nifti(got.probabilities), written_nifti(expected.probabilities))
+    labels = written_nifti(expected.segmentation)
     assert labels.max() > 0  # the disc is found: the comparison is not of empty maps
-    np.testing.assert_array_equal(_array(got.segmentation), labels)
+    np.testing.assert_array_equal(written_nifti(got.segmentation), labels)
     assert got.volumes_ml == expected.volumes_ml
 
     pytest.importorskip("highdicom", reason="the dicom-seg extra writes the SEG")

@@ -17,7 +17,7 @@ import inpaintssl as issl
 from dicom_helpers import write_single_frame
 from inpaintssl.cli import main as cli_main
 from inpaintssl.inference.results import PredictionError
-from predict_helpers import predict_quietly
+from predict_helpers import predict_quietly, written_nifti
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -62,11 +62,6 @@ def _study(root: Path) -> None:
                 )
 
 
-def _nifti(path: Path | None) -> np.ndarray:
-    assert path is not None
-    return np.asarray(nib.load(path).dataobj)
-
-
 def test_the_series_of_each_study_is_predicted_as_the_series_alone(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
@@ -87,8 +82,8 @@ def test_the_series_of_each_study_is_predicted_as_the_series_alone(
             tmp_path / f"alone-{case.case}",
             probabilities=True,
         ).cases[0]
-        np.testing.assert_array_equal(_nifti(case.probabilities), _nifti(alone.probabilities))
-        np.testing.assert_array_equal(_nifti(case.segmentation), _nifti(alone.segmentation))
+        np.testing.assert_array_equal(written_nifti(case.probabilities), written_nifti(alone.probabilities))
+        np.testing.assert_array_equal(written_nifti(case.segmentation), written_nifti(alone.segmentation))
         assert case.volumes_ml == alone.volumes_ml
 
 
@@ -103,10 +98,10 @@ def test_a_t2_map_of_the_studys_mese_series_is_the_series_alones(
         trained_run.run_dir, tmp_path / "study" / "SE0005", tmp_path / "alone", echo=2, t2=True
     ).cases
     assert got.t2_map is not None and alone.t2_map is not None
-    t2 = _nifti(got.t2_map)
-    np.testing.assert_array_equal(t2, _nifti(alone.t2_map))
+    t2 = written_nifti(got.t2_map)
+    np.testing.assert_array_equal(t2, written_nifti(alone.t2_map))
     assert np.nanmax(np.abs(t2[np.isfinite(t2)] - 40.0)) < 2.0  # the T2 it was written with (rounding)
-    np.testing.assert_array_equal(_nifti(got.segmentation), _nifti(alone.segmentation))
+    np.testing.assert_array_equal(written_nifti(got.segmentation), written_nifti(alone.segmentation))
 
 
 def test_the_cli_takes_a_series_number_and_refuses_what_is_not_dicom(
@@ -131,7 +126,9 @@ def test_the_cli_takes_a_series_number_and_refuses_what_is_not_dicom(
     printed = json.loads(capsys.readouterr().out)
     assert printed["cases"] == 1
     alone = predict_quietly(trained_run.run_dir, tmp_path / "study" / "SE0002", tmp_path / "alone").cases[0]
-    np.testing.assert_array_equal(_nifti(tmp_path / "cli" / "study_seg.nii.gz"), _nifti(alone.segmentation))
+    np.testing.assert_array_equal(
+        written_nifti(tmp_path / "cli" / "study_seg.nii.gz"), written_nifti(alone.segmentation)
+    )
 
     scan = tmp_path / "scan.nii.gz"
     nib.Nifti1Image(np.zeros((SIZE, SIZE, 2), np.float32), np.eye(4)).to_filename(scan)
