@@ -111,10 +111,28 @@ def test_a_failed_write_stops_predict_naming_the_file_and_leaves_no_output(
     monkeypatch.setattr(predict_module, "predict_case", predicting)
     monkeypatch.setattr(predict_module, "save_volume", full_disk_on_b)
     out = tmp_path / "pred"
-    with pytest.raises(OSError, match=r"could not write .*b_seg\.nii\.gz: No space left on device"):
-        issl.predict(trained_run.run_dir, scans, output=out, progress=False)
-    assert predicted == ["a", "b", "c"]  # c was predicted while b's write failed; nothing after
-    assert not out.exists() and list(tmp_path.iterdir()) == []  # no output, no staging folder left
+    for resume in (False, True):
+        predicted.clear()
+        with pytest.raises(OSError, match=r"could not write .*b_seg\.nii\.gz: No space left on device"):
+            issl.predict(trained_run.run_dir, scans, output=out, progress=False, resume=resume)
+        assert predicted == ["a", "b", "c"]  # c was predicted while b's write failed; nothing after
+        assert not out.exists()
+        if not resume:
+            assert list(tmp_path.iterdir()) == []  # no output, no staging folder left
+    # Resumable, the staging folder keeps case a, the one whose files were written, for the next predict.
+    (kept,) = tmp_path.iterdir()
+    assert sorted(p.name for p in kept.iterdir()) == [".predict-resume", "a_seg.nii.gz"]
+    monkeypatch.setattr(predict_module, "save_volume", real_save)  # space freed
+    predicted.clear()
+    report = issl.predict(trained_run.run_dir, scans, output=out, progress=False)
+    assert predicted == ["b", "c"] and report.resumed == ("a",)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_seg.nii.gz",
+        "b_seg.nii.gz",
+        "c_seg.nii.gz",
+        "volumes.csv",
+    ]
+    assert list(tmp_path.iterdir()) == [out]
 
 
 def test_write_ahead_keeps_one_write_in_flight_and_raises_its_error_at_the_next_call() -> None:

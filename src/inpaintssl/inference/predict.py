@@ -80,7 +80,11 @@ also for an ``.nhdr``), every other input's in NIfTI. Everything is
 written to a hidden folder next to ``output`` (``.<output name>.<random>.predict.tmp``) and moved
 in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
 killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
-(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's.
+(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's. Where
+it holds cases already finished, and the next predict is the same prediction (weights, options,
+inputs), that predict takes them and predicts only the rest (``resume``,
+:mod:`~inpaintssl.inference.resume`): a cohort predict stopped at case 900 of 1,000 goes on
+from there, its inputs all checked again.
 
 Memory and files read twice: every input is checked before any is predicted
 (:mod:`~inpaintssl.inference.preparation`), which reads it in full, but at most two inputs' images
@@ -113,9 +117,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -137,6 +142,7 @@ from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SH
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
 from inpaintssl.inference.results import PredictionReport as PredictionReport
+from inpaintssl.inference.resume import discard_records, finished_cases, prediction_identity, record_case
 from inpaintssl.inference.rtstruct import write_rtstruct
 from inpaintssl.inference.t2_maps import check_t2_input, class_mean_t2, t2_map
 from inpaintssl.inference.trained_run import (
@@ -193,21 +199,27 @@ def _write_case(
     prob: Path | None,
     file_format: str,
     class_names: tuple[str, ...],
+    recorded: Callable[[], None] | None = None,
 ) -> None:
-    """Write a case's label map (and probability maps) into the staging folder, on its input's grid."""
+    """Write a case's label map (and probability maps) into the staging folder, on its input's grid.
+
+    ``recorded`` is called once every file is written: it records the case as finished
+    (:func:`~inpaintssl.inference.resume.record_case`).
+    """
     if file_format == "dicom_seg":
         assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
         write_dicom_seg(
             labels, item.volume, seg, class_names=class_names, probabilities=probs, probabilities_target=prob
         )
-        return
-    if file_format == "rtstruct":
+    elif file_format == "rtstruct":
         assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
         write_rtstruct(labels, item.volume, seg, class_names=class_names, affine=item.geometry.affine)
-        return
-    save_volume(labels, item.geometry, seg, file_format=file_format, dtype=np.uint8)
-    if probs is not None and prob is not None:
-        save_volume(probs, item.geometry, prob, file_format=file_format, dtype=np.float32, channels=True)
+    else:
+        save_volume(labels, item.geometry, seg, file_format=file_format, dtype=np.uint8)
+        if probs is not None and prob is not None:
+            save_volume(probs, item.geometry, prob, file_format=file_format, dtype=np.float32, channels=True)
+    if recorded is not None:
+        recorded()
 
 
 def _write_t2_map(values: np.ndarray, geometry: Geometry, target: Path, file_format: str) -> None:
@@ -237,6 +249,7 @@ def predict(
     echo: int | None = None,
     t2: bool = False,
     series: str | int | None = None,
+    resume: bool = True,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -314,6 +327,14 @@ def predict(
             ``SeriesNumber`` (a whole number) (:func:`~inpaintssl.data.dicom.select_series`). A
             study with none or several such series is refused, listing its series; so is an
             input that is not DICOM. ``None``: each DICOM input is one series.
+        resume: Take the cases that an interrupted predict into the same ``output`` finished
+            (killed, preempted, stopped by Ctrl-C or by an error at a later case) instead of
+            predicting them again, when it was the same prediction: the same weights,
+            preprocessing, options, device kind and library version, and the same inputs in the
+            same order, each case's files unchanged since (:mod:`~inpaintssl.inference.resume`).
+            Its other cases are predicted. ``False``: predict every case; what an interrupted
+            predict kept is removed. Either way nothing is written into ``output`` until every
+            case is done.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -390,21 +411,54 @@ def predict(
     # Refused before any case is predicted, as every input check is.
     echo_times = [check_t2_input(item.volume, item.path) for item in prepared] if t2 else None
     amp_dtype = autocast_dtype(target, amp)
-    with staging_folder(out) as staging:
-        done: list[CasePrediction] = []
+    identity = None
+    if resume:
+        options = {
+            "batch_size": batch_size,
+            "device": target.type,
+            "amp": str(amp_dtype),
+            "probabilities": probabilities,
+            "key": key,
+            "spacing": spacing,
+            "large_slices": large_slices,
+            "overlap": overlap,
+            "resample": resample,
+            "formats": formats,
+            "t2": t2,
+        }
+        identity = prediction_identity(
+            model.module.state_dict(),
+            preprocessing=(prep, model.preprocessing, model.class_names, model.activation),
+            cases=[(item.case, item.path) for item in prepared],
+            options=options,
+        )
+    with staging_folder(out, resume=identity) as staging:
+        finished: dict[str, CasePrediction] = {}
+        if identity is not None:
+            prints = {item.case: item.fingerprints for item in prepared}
+            finished = finished_cases(staging, identity, prints, output=out)
+        by_case = dict(finished)
+        todo = [position for position, item in enumerate(prepared) if item.case not in finished]
+        for item in prepared:
+            if item.case in finished and finished[item.case].anatomy_cut_by_crop:
+                case = finished[item.case]
+                # The warning the interrupted predict gave for it, given again for this report.
+                edge_voxels = round(case.cut_edge_voxels / case.cut_edge_share)
+                warn_each_time(_cut_message(item, prep, case.cut_edge_voxels, edge_voxels), UserWarning)
         reads_ahead = read_ahead == "on" or (read_ahead == "auto" and target.type != "cpu")
         with WriteAhead() as writes, ReadAhead() as reads:
-            for position, item in enumerate(
-                progress_iter(prepared, desc="predict", unit="case", disable=not progress, lines=True)
+            for turn, position in enumerate(
+                progress_iter(todo, desc="predict", unit="case", disable=not progress, lines=True)
             ):
+                item = prepared[position]
                 # Released after its check, the input is read again here: it must still be what was checked.
                 check_unchanged(item)
                 try:
                     with reading(item.path):
                         reads.wait(item.volume)
-                    if reads_ahead and position + 1 < len(prepared):
+                    if reads_ahead and turn + 1 < len(todo):
                         # Decompressed on the reader's thread while this case is predicted.
-                        reads.start(prepared[position + 1].volume)
+                        reads.start(prepared[todo[turn + 1]].volume)
                     labels, probs, (cut, edge_voxels) = predict_case(
                         item,
                         model=model,
@@ -435,6 +489,31 @@ def predict(
                     t2_format = formats[position] if formats[position] in VOLUME_FORMATS else "nifti"
                     t2_name = f"{item.case}_t2{OUTPUT_FORMATS[t2_format]}"
                     writes.submit(_write_t2_map, t2_values, item.geometry, staging / t2_name, t2_format)
+                case = CasePrediction(
+                    case=item.case,
+                    source=item.path,
+                    segmentation=out / seg_name,
+                    probabilities=None if prob_name is None else out / prob_name,
+                    shape=labels.shape,
+                    volumes_ml=volumes_ml(labels, item.geometry.zooms, model.class_names),
+                    cut_edge_voxels=cut,
+                    cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
+                    spacing_mm=item.spacing,
+                    spacing_fits_training=item.spacing_fits,
+                    orientation=item.orientation,
+                    reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
+                    resampled_to_mm=item.resample_to,
+                    t2_map=None if t2_name is None else out / t2_name,
+                    mean_t2_ms=mean_t2,
+                )
+                # Recorded once its files are whole (after the T2 map's write, which this one waits for).
+                recorded = (
+                    None
+                    if identity is None
+                    else functools.partial(
+                        record_case, staging, identity, case, fingerprints=item.fingerprints
+                    )
+                )
                 # Compressed on the writer's thread while the next case is read and predicted.
                 writes.submit(
                     _write_case,
@@ -445,32 +524,22 @@ def predict(
                     prob_path,
                     formats[position],
                     tuple(model.class_names),
+                    recorded,
                 )
-                done.append(
-                    CasePrediction(
-                        case=item.case,
-                        source=item.path,
-                        segmentation=out / seg_name,
-                        probabilities=None if prob_name is None else out / prob_name,
-                        shape=labels.shape,
-                        volumes_ml=volumes_ml(labels, item.geometry.zooms, model.class_names),
-                        cut_edge_voxels=cut,
-                        cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
-                        spacing_mm=item.spacing,
-                        spacing_fits_training=item.spacing_fits,
-                        orientation=item.orientation,
-                        reoriented_to=None if item.volume.reorientation is None else item.volume.orientation,
-                        resampled_to_mm=item.resample_to,
-                        t2_map=None if t2_name is None else out / t2_name,
-                        mean_t2_ms=mean_t2,
-                    )
-                )
-                if done[-1].anatomy_cut_by_crop:
+                by_case[item.case] = case
+                if case.anatomy_cut_by_crop:
                     warn_each_time(_cut_message(item, prep, cut, edge_voxels), UserWarning)
                 # Held by the write in flight alone, no longer: K float32 probability maps outweigh a scan.
                 del labels, probs
+        done = [by_case[item.case] for item in prepared]
+        if identity is not None:
+            discard_records(staging)
         atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))
         commit(staging, out)
     return PredictionReport(
-        output=out, volumes_csv=out / "volumes.csv", class_names=model.class_names, cases=tuple(done)
+        output=out,
+        volumes_csv=out / "volumes.csv",
+        class_names=model.class_names,
+        cases=tuple(done),
+        resumed=tuple(item.case for item in prepared if item.case in finished),
     )

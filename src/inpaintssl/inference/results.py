@@ -94,12 +94,16 @@ class PredictionReport:
         volumes_csv: ``<output>/volumes.csv``.
         class_names: The run's classes (label ``k + 1`` is ``class_names[k]``).
         cases: One entry per input, in input order.
+        resumed: The cases taken as an interrupted predict into ``output`` had finished them, not
+            predicted again (``predict(resume=True)``, :mod:`~inpaintssl.inference.resume`), in
+            input order.
     """
 
     output: Path
     volumes_csv: Path
     class_names: tuple[str, ...]
     cases: tuple[CasePrediction, ...]
+    resumed: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.cases)

@@ -15,7 +15,8 @@ characters>.predict.tmp``. Like :mod:`inpaintssl.atomic`'s temporaries, the fold
 (``flock`` on the folder itself) while its predict runs, and the operating system releases the lock
 when the process dies: the next predict into the same ``output`` removes the folders nobody holds
 (:func:`remove_stale_staging`), never a running predict's, nor a user's file or folder of another
-name.
+name. A folder that holds finished cases' records (:mod:`~inpaintssl.inference.resume`) is
+instead taken over by the next predict of the same prediction, which predicts only the rest.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_seg import check_dicom_seg_source
 from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
+from inpaintssl.inference.resume import holds_records
 from inpaintssl.inference.rtstruct import check_rtstruct_source
 from inpaintssl.metrics import tissue_volume
 
@@ -424,28 +426,76 @@ def _locked_staging(output: Path) -> tuple[int | None, Path]:
     raise OSError(errno.EAGAIN, f"{CLAIM_TRIES} staging folders were removed by concurrent sweeps")
 
 
+def _adopted_staging(output: Path, identity: str) -> tuple[int, Path] | None:
+    """A staging folder an interrupted predict left for ``output`` holding records of ``identity``, locked.
+
+    Only a folder this process locks itself (``flock``, then checked to be still the folder that
+    was opened) is taken: a live predict's is never shared. Where the file system has no locks
+    (and on Windows) none is taken.
+    """
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    pattern = _staging_name(output)
+    try:
+        candidates = sorted(p for p in output.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return None
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_DIRECTORY)
+        except OSError:
+            continue  # a link, a file, or gone
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino and holds_records(
+                path, identity
+            ):
+                return fd, path
+        except OSError:
+            pass  # held by a live predict, gone, or no locks here
+        os.close(fd)
+    return None
+
+
 @contextlib.contextmanager
-def staging_folder(output: Path) -> Iterator[Path]:
-    """A new hidden folder beside ``output`` to write predictions into, locked while the block runs.
+def staging_folder(output: Path, *, resume: str | None = None) -> Iterator[Path]:
+    """A hidden folder beside ``output`` to write predictions into, locked while the block runs.
 
     First removes what killed predicts into ``output`` left (:func:`remove_stale_staging`). The
     folder is removed when the block raises; on success :func:`commit` has moved its files into
     ``output`` (or the folder itself, as ``output``).
 
+    With ``resume`` (a :func:`~inpaintssl.inference.resume.prediction_identity`), a folder an
+    interrupted predict left holding records of that identity is taken over instead of a new
+    one (:mod:`~inpaintssl.inference.resume`), and the folder is kept, unlocked, when the block
+    raises after a case was recorded, for the next predict to take over in turn.
+
     Raises:
         OSError: The folder cannot be created; the message names ``output``.
     """
+    adopted = _adopted_staging(output, resume) if resume is not None else None
     for path in remove_stale_staging(output):
         log.info("removed %s, left by an interrupted predict", path)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        lock, staging = _locked_staging(output)
+        if adopted is None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        lock, staging = adopted if adopted is not None else _locked_staging(output)
     except OSError as exc:
         raise write_error(f"predictions to {output}", exc) from exc
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if resume is not None and lock is not None and holds_records(staging, resume):
+            log.warning(
+                "kept the cases predicted so far in %s: the next predict into %s with the same model, "
+                "options and inputs takes them instead of predicting them again",
+                staging,
+                output,
+            )
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         if lock is not None:

@@ -1,0 +1,234 @@
+"""The cases an interrupted predict finished, kept for the next predict to take, not predict again.
+
+:func:`~inpaintssl.inference.predict.predict` writes every case into a hidden staging folder
+beside ``output`` and moves them into ``output`` only once every case is done
+(:mod:`~inpaintssl.inference.writing`), so a predict over a cohort that is killed, preempted or
+stopped with Ctrl-C at case 900 of 1,000 writes nothing into ``output``. To keep those 900 cases,
+each finished case leaves a record in the staging folder's ``.predict-resume`` folder once its
+files are written (:func:`record_case`): which prediction made it (:func:`prediction_identity`),
+its input's files as they were checked (path, size, modification time), the files it wrote, and
+what :class:`~inpaintssl.inference.results.CasePrediction` reported of it.
+
+The next predict into the same ``output`` with the same prediction takes that staging folder over
+(:func:`~inpaintssl.inference.writing.staging_folder`) and predicts only the cases without a record
+that still matches (:func:`finished_cases`): a case whose input was replaced or touched since is
+predicted again, and anything else in the folder (the files of a case killed while they were
+written) is removed before the folder is used. The same prediction means the same network weights
+(every tensor of the state dict, hashed), the same preprocessing, options and library version, the
+same device kind, and the same inputs in the same order under the same case names: any difference
+and the kept folder is removed as before, unused. Records are removed before the files are moved
+into ``output``.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> staging = Path(tempfile.mkdtemp())
+    >>> finished = CasePrediction("a", Path("/scans/a.nii.gz"), Path("/preds/a_seg.nii.gz"), None, (4, 4, 2),
+    ...                           {"wm": 1.5})
+    >>> _ = (staging / "a_seg.nii.gz").write_bytes(b"its label map")
+    >>> record_case(staging, "id-1", finished, fingerprints=[["/scans/a.nii.gz", 10, 5]])
+    >>> holds_records(staging, "id-1"), holds_records(staging, "id-2")
+    (True, False)
+    >>> taken = finished_cases(staging, "id-1", {"a": [["/scans/a.nii.gz", 10, 5]]}, output=Path("/preds"))
+    >>> taken["a"] == finished
+    True
+    >>> finished_cases(staging, "id-1", {"a": [["/scans/a.nii.gz", 10, 6]]}, output=Path("/preds"))
+    {}
+    >>> sorted(p.name for p in staging.iterdir())  # the input changed: its case goes, to be predicted again
+    ['.predict-resume']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inpaintssl._version import __version__
+from inpaintssl.atomic import atomic_write_text, fsync_dir
+from inpaintssl.data.preflight import Fingerprints
+from inpaintssl.inference.results import CasePrediction
+
+__all__ = [
+    "RESUME_FOLDER",
+    "discard_records",
+    "finished_cases",
+    "holds_records",
+    "prediction_identity",
+    "record_case",
+]
+
+log = logging.getLogger(__name__)
+
+RESUME_FOLDER = ".predict-resume"
+"""The folder in a staging folder that holds the finished cases' records (never moved into ``output``)."""
+
+_RECORD_FORMAT = 1
+_PATH_FIELDS = ("segmentation", "probabilities", "t2_map")
+"""The :class:`CasePrediction` fields that name files in ``output``; a record keeps their names."""
+_TUPLE_FIELDS = ("shape", "spacing_mm", "resampled_to_mm")
+
+
+def prediction_identity(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    preprocessing: object,
+    cases: Sequence[tuple[str, Path]],
+    options: Mapping[str, object],
+) -> str:
+    """A digest of everything that makes a predict's files what they are, but the inputs' contents.
+
+    Two predicts with the same digest write the same files for an unchanged input: the same
+    weights (each tensor's name, dtype, shape and bytes), preprocessing (its ``repr``), options
+    (JSON, keys sorted; non-JSON values by ``str``), inputs and case names in order, and library
+    and PyTorch versions. The inputs' contents are matched case by case (:func:`finished_cases`).
+
+    Example:
+        >>> weights = {"w": torch.ones(2)}
+        >>> a = prediction_identity(weights, preprocessing=None, cases=[("a", Path("a.nii"))], options={})
+        >>> a == prediction_identity({"w": torch.ones(2)}, preprocessing=None, cases=[("a", Path("a.nii"))],
+        ...                          options={})
+        True
+        >>> a == prediction_identity({"w": torch.zeros(2)}, preprocessing=None, cases=[("a", Path("a.nii"))],
+        ...                          options={})
+        False
+    """
+    digest = hashlib.sha256()
+    header = {
+        "inpaintssl": __version__,
+        "torch": torch.__version__,
+        "preprocessing": repr(preprocessing),
+        "cases": [[case, str(Path(path).absolute())] for case, path in cases],
+        "options": options,
+    }
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for name, tensor in state_dict.items():
+        value = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"\n{name} {value.dtype} {tuple(tensor.shape)}\n".encode())
+        # Viewed as bytes, every dtype hashes alike (NumPy has no bfloat16).
+        digest.update(value.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _record_path(staging: Path, case: str) -> Path:
+    # Case names are unique within a predict and name files already, so they name records too.
+    return staging / RESUME_FOLDER / f"{case}.json"
+
+
+def record_case(staging: Path, identity: str, case: CasePrediction, *, fingerprints: Fingerprints) -> None:
+    """Record that ``case``'s files in ``staging`` are complete; call it once they are written.
+
+    The record is written atomically (and synced) after the files, so a record on disk means
+    every file it names is whole.
+    """
+    fields = dataclasses.asdict(case)
+    for name in _PATH_FIELDS:
+        fields[name] = None if fields[name] is None else Path(fields[name]).name
+    fields["source"] = str(case.source)
+    record = {
+        "format": _RECORD_FORMAT,
+        "identity": identity,
+        "fingerprints": fingerprints,
+        "prediction": fields,
+    }
+    target = _record_path(staging, case.case)
+    target.parent.mkdir(exist_ok=True)
+    atomic_write_text(target, json.dumps(record, indent=1))
+
+
+def _records(staging: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The readable records in ``staging``; a damaged one (half a file on a crashed disk) counts as none."""
+    found = []
+    folder = staging / RESUME_FOLDER
+    try:
+        paths = sorted(folder.glob("*.json"))
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("format") == _RECORD_FORMAT:
+            found.append((path, record))
+    return found
+
+
+def holds_records(staging: Path, identity: str | None = None) -> bool:
+    """Whether ``staging`` holds a finished case's record (of that ``identity``, when given)."""
+    return any(identity is None or record.get("identity") == identity for _, record in _records(staging))
+
+
+def _prediction(fields: dict[str, Any], output: Path) -> CasePrediction:
+    values = dict(fields)
+    for name in _PATH_FIELDS:
+        values[name] = None if values[name] is None else output / values[name]
+    for name in _TUPLE_FIELDS:
+        values[name] = None if values[name] is None else tuple(values[name])
+    values["source"] = Path(values["source"])
+    return CasePrediction(**values)
+
+
+def finished_cases(
+    staging: Path, identity: str, fingerprints: Mapping[str, Fingerprints], *, output: Path
+) -> dict[str, CasePrediction]:
+    """The cases of this predict that ``staging`` holds finished; everything else in it is removed.
+
+    A case is taken when its record has this ``identity`` and its input's files still have the
+    fingerprints they had when it was predicted (``fingerprints``: each case's, as checked now).
+    The files of every other case, temporaries left by a killed write, and records that no
+    longer match are removed, so that the folder holds only what this predict will move into
+    ``output``.
+
+    Returns:
+        Each finished case's report, by case name, its file paths in ``output``.
+    """
+    taken: dict[str, CasePrediction] = {}
+    keep = {RESUME_FOLDER}
+    for path, record in _records(staging):
+        fields = record.get("prediction", {})
+        case = fields.get("case") if isinstance(fields, dict) else None
+        if not isinstance(fields, dict) or not isinstance(case, str):
+            path.unlink(missing_ok=True)
+            continue
+        named = [fields.get(name) for name in _PATH_FIELDS if fields.get(name) is not None]
+        files = [name for name in named if isinstance(name, str) and Path(name).name == name]
+        if (
+            len(files) == len(named)
+            and record.get("identity") == identity
+            and case in fingerprints
+            and record.get("fingerprints") == fingerprints[case]
+            and path == _record_path(staging, case)
+            and all((staging / name).is_file() for name in files)
+        ):
+            try:
+                taken[case] = _prediction(fields, output)
+            except (TypeError, KeyError):
+                pass  # a record of another layout: the case is predicted again
+            else:
+                keep.update(files)
+                continue
+        path.unlink(missing_ok=True)
+    for entry in staging.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if taken:
+        log.info("taking %d finished case(s) from %s, left by an interrupted predict", len(taken), staging)
+    return taken
+
+
+def discard_records(staging: Path) -> None:
+    """Remove the records from ``staging`` before its files are moved into ``output``."""
+    shutil.rmtree(staging / RESUME_FOLDER, ignore_errors=True)
+    fsync_dir(staging)
