@@ -1581,9 +1581,30 @@ def test_an_input_changed_after_its_check_is_refused_and_nothing_is_written(
         str(err.value),
     ), str(err.value)
     assert predicted == (["a", "b", "c"] if change == "rewritten while predicted" else ["a", "b"])
-    # Nothing of a, b (or c) reaches the output folder: what was there stays, and no staging is left.
+    # Nothing of a, b (or c) reaches the output folder: what was there stays.
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+    # The cases finished before the change are kept beside it, for the next predict to take.
+    (kept,) = (p for p in tmp_path.iterdir() if p.name.startswith(".pred."))
+    assert sorted(p.name for p in kept.iterdir()) == [".predict-resume", "a_seg.nii.gz", "b_seg.nii.gz"]
+    if change != "removed":
+        predicted.clear()
+
+        def unchanging(item: Any, **kwargs: Any) -> Any:
+            predicted.append(item.case)
+            return real_predict_case(item, **kwargs)
+
+        monkeypatch.setattr(
+            importlib.import_module("inpaintssl.inference.predict"), "predict_case", unchanging
+        )
+        report = predict(softmax_run, [str(p) for p in inputs], output=out, device="cpu", progress=False)
+        assert report.resumed == ("a", "b") and predicted == ["c"]
+        assert sorted(p.name for p in out.iterdir()) == [
+            "a_seg.nii.gz",
+            "b_seg.nii.gz",
+            "c_seg.nii.gz",
+            "keep.txt",
+            "volumes.csv",
+        ]
 
 
 def test_an_input_that_fails_its_read_ahead_is_refused_in_its_turn_and_nothing_is_written(
@@ -1618,7 +1639,10 @@ def test_an_input_that_fails_its_read_ahead_is_refused_in_its_turn_and_nothing_i
         f"NIfTI file {target} cannot be read at slice 0 (truncated or corrupt data?): "
     ), str(err.value)
     assert predicted == ["a", "b"]  # refused when its own case came, after those before it
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+    assert not out.exists()
+    # Kept for the next predict, once c is whole again: the cases before it.
+    (kept,) = (p for p in tmp_path.iterdir() if p.name.startswith(".pred."))
+    assert sorted(p.name for p in kept.iterdir()) == [".predict-resume", "a_seg.nii.gz", "b_seg.nii.gz"]
     assert not [t for t in threading.enumerate() if t.name.startswith("inpaintssl-read-ahead")]
 
 
@@ -1813,6 +1837,7 @@ def test_cli_predict_writes_what_the_api_writes(
         "classes": list(CLASSES),
         "spacing_outside_training": [],
         "anatomy_cut_by_crop": [],
+        "resumed": [],
     }
     assert np.array_equal(_nifti(cli_out / "c_seg.nii.gz")[0], _nifti(api_out / "c_seg.nii.gz")[0])
     probabilities = _nifti(cli_out / "c_prob.nii.gz")[0]

@@ -391,6 +391,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         echo=args.echo,
         t2=args.t2,
         series=args.series,
+        resume=not args.no_resume,
     )
     cases = report.cases
     print(
@@ -406,6 +407,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     c.case for c in cases if c.spacing_fits_training is False and c.resampled_to_mm is None
                 ],
                 "anatomy_cut_by_crop": [c.case for c in cases if c.anatomy_cut_by_crop],
+                # Taken from an interrupted predict into the same output, not predicted again.
+                "resumed": list(report.resumed),
             }
         )
     )
@@ -682,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Segment scans with a fine-tuned run: the run's preprocessing is applied and inverted, so "
         "each label map (<case>_seg.nii.gz, or --output-format's) has its input's shape and affine; "
         "volumes.csv holds each class's volume in mL. Nothing is written to --output unless every "
-        "input succeeds."
+        "input succeeds; an interrupted predict's finished cases are taken by the next (see --no-resume)."
     )
     p = _command(sub, "predict", description=predict_text)
     p.add_argument(
@@ -796,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="read the next input on a background thread while a case is predicted; auto: on a GPU "
         "only (default: auto)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="predict every case, and remove what an interrupted predict into --output kept; without it, "
+        "the cases an interrupted predict of the same model, options and inputs finished (each case's "
+        "input unchanged) are taken, not predicted again",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars (inputs checked, cases predicted)")
     p.set_defaults(func=_cmd_predict)
