@@ -25,6 +25,7 @@ import torch
 
 import inpaintssl as issl
 from inpaintssl.cli import main as cli_main
+from inpaintssl.data.readers import NiftiVolume
 from inpaintssl.inference.resume import prediction_identity
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="taking a folder over needs flock")
@@ -285,3 +286,31 @@ def test_the_identity_changes_with_any_weight_option_or_input_and_with_nothing_e
     others.append(_identity(weights, cases=[("a", Path("/scans/a.nii.gz"))]))
     others.append(_identity(weights, cases=[("x", Path("/scans/a.nii.gz")), ("b", Path("/scans/b.nii.gz"))]))
     assert len(set(others)) == len(others) and reference not in others
+
+
+def test_the_scans_of_the_cases_taken_are_not_read_again(
+    trained_run: issl.FinetuneResult,
+    scans: Path,
+    tmp_path: Path,
+    calls: _ModelCalls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = trained_run.run_dir
+    out = tmp_path / "pred"
+    _interrupted(run, scans, out, "c", calls)
+    real = NiftiVolume._array
+    read: list[str] = []
+
+    def whole_reads(self: NiftiVolume) -> Any:
+        if "_cache" not in self.__dict__:
+            read.append(Path(self.path).name)
+        return real(self)
+
+    monkeypatch.setattr(NiftiVolume, "_array", whole_reads)
+    report = issl.predict(run, scans, output=out, progress=False)
+    assert report.resumed == ("a", "b")
+    assert read == ["c.nii.gz", "c.nii.gz"]  # c's check, then c's prediction; a and b not at all
+    read.clear()
+    issl.predict(run, scans, output=tmp_path / "reference", progress=False)
+    assert sorted(read) == sorted([f"{name}.nii.gz" for name in CASES] * 2)
+    assert _outputs(out) == _outputs(tmp_path / "reference")

@@ -84,7 +84,7 @@ killed mid-write leaves that folder, and the next predict into the same ``output
 it holds cases already finished, and the next predict is the same prediction (weights, options,
 inputs), that predict takes them and predicts only the rest (``resume``,
 :mod:`~inpaintssl.inference.resume`): a cohort predict stopped at case 900 of 1,000 goes on
-from there, its inputs all checked again.
+from there, without reading the 900 scans again.
 
 Memory and files read twice: every input is checked before any is predicted
 (:mod:`~inpaintssl.inference.preparation`), which reads it in full, but at most two inputs' images
@@ -130,7 +130,7 @@ from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.inference.dicom_seg import write_dicom_seg
-from inpaintssl.inference.inputs import Geometry, expand_inputs, reading
+from inpaintssl.inference.inputs import Geometry, case_names, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
@@ -142,7 +142,13 @@ from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SH
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
 from inpaintssl.inference.results import PredictionReport as PredictionReport
-from inpaintssl.inference.resume import discard_records, finished_cases, prediction_identity, record_case
+from inpaintssl.inference.resume import (
+    discard_records,
+    kept_cases,
+    prediction_identity,
+    record_case,
+    take_finished,
+)
 from inpaintssl.inference.rtstruct import write_rtstruct
 from inpaintssl.inference.t2_maps import check_t2_input, class_mean_t2, t2_map
 from inpaintssl.inference.trained_run import (
@@ -331,8 +337,9 @@ def predict(
             (killed, preempted, stopped by Ctrl-C or by an error at a later case) instead of
             predicting them again, when it was the same prediction: the same weights,
             preprocessing, options, device kind and library version, and the same inputs in the
-            same order, each case's files unchanged since (:mod:`~inpaintssl.inference.resume`).
-            Its other cases are predicted. ``False``: predict every case; what an interrupted
+            same order, each case's files unchanged since (:mod:`~inpaintssl.inference.resume`);
+            their inputs are opened but not read in full again. Its other cases are checked and
+            predicted. ``False``: predict every case; what an interrupted
             predict kept is removed. Either way nothing is written into ``output`` until every
             case is done.
 
@@ -395,21 +402,7 @@ def predict(
         model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo, series=series
     )
     check_resample(resample, model, prep)
-    prepared = prepare_inputs(
-        expand_inputs(inputs, studies=series is not None),
-        model=model,
-        prep=prep,
-        key=key,
-        spacing=spacing,
-        resample=resample,
-        threads=check_workers,
-        progress=progress,
-    )
-    formats = [file_format_for(item.volume, output_format) for item in prepared]
-    for item, file_format in zip(prepared, formats):
-        check_writable(item.volume, item.geometry, file_format, source=item.path)
-    # Refused before any case is predicted, as every input check is.
-    echo_times = [check_t2_input(item.volume, item.path) for item in prepared] if t2 else None
+    paths = expand_inputs(inputs, studies=series is not None)
     amp_dtype = autocast_dtype(target, amp)
     identity = None
     if resume:
@@ -423,20 +416,37 @@ def predict(
             "large_slices": large_slices,
             "overlap": overlap,
             "resample": resample,
-            "formats": formats,
+            "output_format": output_format,
             "t2": t2,
         }
         identity = prediction_identity(
             model.module.state_dict(),
             preprocessing=(prep, model.preprocessing, model.class_names, model.activation),
-            cases=[(item.case, item.path) for item in prepared],
+            cases=list(zip(case_names(paths), paths)),
             options=options,
         )
+    # Taken over before the inputs are checked: the cases it holds finished need no second check.
     with staging_folder(out, resume=identity) as staging:
+        kept = {} if identity is None else kept_cases(staging, identity, output=out)
+        prepared = prepare_inputs(
+            paths,
+            model=model,
+            prep=prep,
+            key=key,
+            spacing=spacing,
+            resample=resample,
+            threads=check_workers,
+            progress=progress,
+            checked_before={case: entry.fingerprints for case, entry in kept.items()},
+        )
+        formats = [file_format_for(item.volume, output_format) for item in prepared]
+        for item, file_format in zip(prepared, formats):
+            check_writable(item.volume, item.geometry, file_format, source=item.path)
+        # Refused before any case is predicted, as every input check is.
+        echo_times = [check_t2_input(item.volume, item.path) for item in prepared] if t2 else None
         finished: dict[str, CasePrediction] = {}
         if identity is not None:
-            prints = {item.case: item.fingerprints for item in prepared}
-            finished = finished_cases(staging, identity, prints, output=out)
+            finished = take_finished(staging, kept, {item.case: item.fingerprints for item in prepared})
         by_case = dict(finished)
         todo = [position for position, item in enumerate(prepared) if item.case not in finished]
         for item in prepared:

@@ -32,7 +32,7 @@ checked.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -115,6 +115,7 @@ def prepare_inputs(
     resample: Resample = "off",
     threads: int | None = None,
     progress: bool = False,
+    checked_before: Mapping[str, Fingerprints] | None = None,
 ) -> list[PreparedInput]:
     """Open and check every input (see the module docstring) before any prediction is made.
 
@@ -123,6 +124,9 @@ def prepare_inputs(
     :func:`~inpaintssl.data.preflight.check_threads_to_use` refuses fewer); what
     is raised and warned is the same, in input order. ``progress`` shows a bar over the inputs
     checked on a terminal (reading hundreds of scans takes minutes before the first is predicted).
+    ``checked_before``: the fingerprints of inputs (by case name) that passed this check in an
+    earlier predict whose finished cases this one takes (:mod:`~inpaintssl.inference.resume`);
+    an input whose files still have them is opened but not read in full again.
 
     Returns:
         One prepared input per path, in order, each with its volume released.
@@ -134,7 +138,16 @@ def prepare_inputs(
     trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
     tasks = [
         Task(
-            functools.partial(_checked, case, path, model=model, prep=prep, key=key, spacing=spacing),
+            functools.partial(
+                _checked,
+                case,
+                path,
+                model=model,
+                prep=prep,
+                key=key,
+                spacing=spacing,
+                checked_before=(checked_before or {}).get(case),
+            ),
             parallel=reads_on_threads(path),
         )
         for case, path in zip(case_names(paths), paths)
@@ -187,6 +200,7 @@ def _checked(
     prep: SlicePreprocessing,
     key: str | None,
     spacing: Sequence[float] | None,
+    checked_before: Fingerprints | None = None,
 ) -> _Checked:
     """One input opened, oriented, sliced and checked in full, its volume released again.
 
@@ -210,9 +224,10 @@ def _checked(
         # Stat'ed before the check reads the data, as training's check stats: a file rewritten
         # while it is read here no longer matches when its case is read again to be predicted.
         prints = _fingerprints(volume)
-        # Training's check of its images, before any case is predicted: a blank or NaN scan is
-        # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
-        preflight({"predict": dataset}, progress=False, what=f"input {path}", threads=1)
+        if prints != checked_before:
+            # Training's check of its images, before any case is predicted: a blank or NaN scan is
+            # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
+            preflight({"predict": dataset}, progress=False, what=f"input {path}", threads=1)
     # Kept, the decompressed scan would stay in memory with every other input's until predict
     # ends; the dataset keeps the statistics its check computed, which are all it needs.
     volume.release()

@@ -11,9 +11,11 @@ what :class:`~inpaintssl.inference.results.CasePrediction` reported of it.
 
 The next predict into the same ``output`` with the same prediction takes that staging folder over
 (:func:`~inpaintssl.inference.writing.staging_folder`) and predicts only the cases without a record
-that still matches (:func:`finished_cases`): a case whose input was replaced or touched since is
-predicted again, and anything else in the folder (the files of a case killed while they were
-written) is removed before the folder is used. The same prediction means the same network weights
+that still matches (:func:`kept_cases`, :func:`take_finished`): a case whose input was replaced
+or touched since is predicted again, and anything else in the folder (the files of a case killed
+while they were written) is removed before the folder is used. The inputs of the cases taken are
+opened but not read in full again: the check they passed (:mod:`~inpaintssl.inference.preparation`)
+was of the same files. The same prediction means the same network weights
 (every tensor of the state dict, hashed), the same preprocessing, options and library version, the
 same device kind, and the same inputs in the same order under the same case names: any difference
 and the kept folder is removed as before, unused. Records are removed before the files are moved
@@ -29,10 +31,10 @@ Example:
     >>> record_case(staging, "id-1", finished, fingerprints=[["/scans/a.nii.gz", 10, 5]])
     >>> holds_records(staging, "id-1"), holds_records(staging, "id-2")
     (True, False)
-    >>> taken = finished_cases(staging, "id-1", {"a": [["/scans/a.nii.gz", 10, 5]]}, output=Path("/preds"))
-    >>> taken["a"] == finished
-    True
-    >>> finished_cases(staging, "id-1", {"a": [["/scans/a.nii.gz", 10, 6]]}, output=Path("/preds"))
+    >>> kept = kept_cases(staging, "id-1", output=Path("/preds"))
+    >>> kept["a"].prediction == finished, kept["a"].files
+    (True, ('a_seg.nii.gz',))
+    >>> take_finished(staging, kept, {"a": [["/scans/a.nii.gz", 10, 6]]})
     {}
     >>> sorted(p.name for p in staging.iterdir())  # the input changed: its case goes, to be predicted again
     ['.predict-resume']
@@ -58,11 +60,13 @@ from inpaintssl.inference.results import CasePrediction
 
 __all__ = [
     "RESUME_FOLDER",
+    "KeptCase",
     "discard_records",
-    "finished_cases",
     "holds_records",
+    "kept_cases",
     "prediction_identity",
     "record_case",
+    "take_finished",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,7 +92,7 @@ def prediction_identity(
     Two predicts with the same digest write the same files for an unchanged input: the same
     weights (each tensor's name, dtype, shape and bytes), preprocessing (its ``repr``), options
     (JSON, keys sorted; non-JSON values by ``str``), inputs and case names in order, and library
-    and PyTorch versions. The inputs' contents are matched case by case (:func:`finished_cases`).
+    and PyTorch versions. The inputs' contents are matched case by case (:func:`take_finished`).
 
     Example:
         >>> weights = {"w": torch.ones(2)}
@@ -176,53 +180,80 @@ def _prediction(fields: dict[str, Any], output: Path) -> CasePrediction:
     return CasePrediction(**values)
 
 
-def finished_cases(
-    staging: Path, identity: str, fingerprints: Mapping[str, Fingerprints], *, output: Path
-) -> dict[str, CasePrediction]:
-    """The cases of this predict that ``staging`` holds finished; everything else in it is removed.
+@dataclasses.dataclass(frozen=True)
+class KeptCase:
+    """A finished case an interrupted predict recorded, its files in the staging folder.
 
-    A case is taken when its record has this ``identity`` and its input's files still have the
-    fingerprints they had when it was predicted (``fingerprints``: each case's, as checked now).
-    The files of every other case, temporaries left by a killed write, and records that no
-    longer match are removed, so that the folder holds only what this predict will move into
-    ``output``.
+    Attributes:
+        fingerprints: Its input's files as they were when it was checked and predicted.
+        prediction: What :func:`~inpaintssl.inference.predict.predict` reported of it.
+        files: The names of its files in the staging folder.
+    """
+
+    fingerprints: Fingerprints
+    prediction: CasePrediction
+    files: tuple[str, ...]
+
+
+def kept_cases(staging: Path, identity: str, *, output: Path) -> dict[str, KeptCase]:
+    """The cases ``staging`` holds finished by a predict of this ``identity``, all their files in place.
 
     Returns:
-        Each finished case's report, by case name, its file paths in ``output``.
+        Each case's record, by case name, its file paths in ``output``.
     """
-    taken: dict[str, CasePrediction] = {}
-    keep = {RESUME_FOLDER}
+    kept: dict[str, KeptCase] = {}
     for path, record in _records(staging):
-        fields = record.get("prediction", {})
-        case = fields.get("case") if isinstance(fields, dict) else None
-        if not isinstance(fields, dict) or not isinstance(case, str):
-            path.unlink(missing_ok=True)
+        fields = record.get("prediction")
+        if record.get("identity") != identity or not isinstance(fields, dict):
             continue
+        case = fields.get("case")
         named = [fields.get(name) for name in _PATH_FIELDS if fields.get(name) is not None]
-        files = [name for name in named if isinstance(name, str) and Path(name).name == name]
+        files = tuple(name for name in named if isinstance(name, str) and Path(name).name == name)
         if (
-            len(files) == len(named)
-            and record.get("identity") == identity
-            and case in fingerprints
-            and record.get("fingerprints") == fingerprints[case]
-            and path == _record_path(staging, case)
-            and all((staging / name).is_file() for name in files)
+            not isinstance(case, str)
+            or path != _record_path(staging, case)
+            or len(files) != len(named)
+            or not all((staging / name).is_file() for name in files)
         ):
-            try:
-                taken[case] = _prediction(fields, output)
-            except (TypeError, KeyError):
-                pass  # a record of another layout: the case is predicted again
-            else:
-                keep.update(files)
-                continue
-        path.unlink(missing_ok=True)
+            continue
+        try:
+            kept[case] = KeptCase(record["fingerprints"], _prediction(fields, output), files)
+        except (TypeError, KeyError):
+            continue  # a record of another layout: the case is predicted again
+    return kept
+
+
+def take_finished(
+    staging: Path, kept: Mapping[str, KeptCase], fingerprints: Mapping[str, Fingerprints]
+) -> dict[str, CasePrediction]:
+    """Take the ``kept`` cases whose inputs are unchanged; remove everything else from ``staging``.
+
+    A case is taken when its input's files have the fingerprints they had when it was predicted
+    (``fingerprints``: each case's, as checked now). The files of every other case, temporaries
+    left by a killed write, and records not taken are removed, so that the folder holds only what
+    this predict will move into ``output``.
+
+    Returns:
+        Each case taken's report, by case name.
+    """
+    taken = {
+        case: entry.prediction
+        for case, entry in kept.items()
+        if case in fingerprints and entry.fingerprints == fingerprints[case]
+    }
+    keep = {name for case in taken for name in kept[case].files}
     for entry in staging.iterdir():
-        if entry.name in keep:
+        if entry.name in keep or entry.name == RESUME_FOLDER:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
+    records = {_record_path(staging, case).name for case in taken}
+    if (staging / RESUME_FOLDER).is_dir():
+        for path in (staging / RESUME_FOLDER).iterdir():
+            if path.name not in records:
+                path.unlink()
     if taken:
         log.info("taking %d finished case(s) from %s, left by an interrupted predict", len(taken), staging)
     return taken
