@@ -339,9 +339,8 @@ def predict(
             preprocessing, options, device kind and library version, and the same inputs in the
             same order, each case's files unchanged since (:mod:`~inpaintssl.inference.resume`);
             their inputs are opened but not read in full again. Its other cases are checked and
-            predicted. ``False``: predict every case; what an interrupted
-            predict kept is removed. Either way nothing is written into ``output`` until every
-            case is done.
+            predicted. ``False``: predict every case; what an interrupted predict kept is
+            removed. Either way nothing is written into ``output`` until every case is done.
 
     Returns:
         What was written, with each case's class volumes in mL.
