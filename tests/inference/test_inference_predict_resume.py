@@ -185,8 +185,6 @@ def test_a_case_whose_input_changed_since_is_predicted_again(
         {"batch_size": 2},
         {"output_format": "nrrd"},
         {"resume": False},
-        {"inputs": ["c", "b", "a"]},
-        {"inputs": ["a", "b"]},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
@@ -200,14 +198,44 @@ def test_another_prediction_into_the_same_output_takes_nothing_and_removes_the_k
     run = trained_run.run_dir
     out = tmp_path / "pred"
     _interrupted(run, scans, out, "c", calls)
-    options = dict(change)
-    inputs: Any = [scans / f"{name}.nii.gz" for name in options.pop("inputs", CASES)]
-    report = issl.predict(run, inputs, output=out, progress=False, **options)
-    assert report.resumed == () and calls.cases == [path.name.split(".")[0] for path in inputs]
+    report = issl.predict(run, scans, output=out, progress=False, **change)
+    assert report.resumed == () and calls.cases == list(CASES)
     assert _beside(out) == []
     names = [path.name.split("_")[0] for path in out.iterdir() if path.name != "volumes.csv"]
-    per_case = 2 if options.get("probabilities") else 1
-    assert sorted(names) == sorted([path.name.split(".")[0] for path in inputs] * per_case)
+    assert sorted(names) == sorted(list(CASES) * (2 if change.get("probabilities") else 1))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "taken", "predicted"),
+    [
+        (["a", "b"], ("a", "b"), []),
+        (["d", "b", "a", "c"], ("b", "a"), ["d", "c"]),
+        (["c", "a"], ("a",), ["c"]),
+    ],
+    ids=["without-the-one-that-failed", "more-and-reordered", "one-left-out"],
+)
+def test_a_predict_of_other_inputs_takes_the_finished_cases_it_shares(
+    trained_run: issl.FinetuneResult,
+    scans: Path,
+    tmp_path: Path,
+    calls: _ModelCalls,
+    inputs: list[str],
+    taken: tuple[str, ...],
+    predicted: list[str],
+) -> None:
+    run = trained_run.run_dir
+    out = tmp_path / "pred"
+    _interrupted(run, scans, out, "c", calls)
+    _scan(scans / "d.nii.gz", seed=3)
+    paths = [scans / f"{name}.nii.gz" for name in inputs]
+    report = issl.predict(run, paths, output=out, progress=False)
+    assert report.resumed == taken and calls.cases == predicted
+    assert [c.case for c in report.cases] == inputs
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}_seg.nii.gz" for name in inputs] + ["volumes.csv"]
+    )
+    issl.predict(run, paths, output=tmp_path / "reference", progress=False)
+    assert _outputs(out) == _outputs(tmp_path / "reference")
 
 
 def test_a_folder_a_live_predict_holds_is_not_taken(
@@ -255,7 +283,6 @@ def test_the_cli_resumes_and_says_which_cases_it_took(
 def _identity(weights: dict[str, torch.Tensor], **change: Any) -> str:
     arguments: dict[str, Any] = {
         "preprocessing": ("z-score", 2),
-        "cases": [("a", Path("/scans/a.nii.gz")), ("b", Path("/scans/b.nii.gz"))],
         "options": {"batch_size": 16, "probabilities": False},
     }
     arguments.update(change)
@@ -263,7 +290,7 @@ def _identity(weights: dict[str, torch.Tensor], **change: Any) -> str:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.int64, torch.bool])
-def test_the_identity_changes_with_any_weight_option_or_input_and_with_nothing_else(
+def test_the_identity_changes_with_any_weight_or_option_and_with_nothing_else(
     dtype: torch.dtype,
 ) -> None:
     weights = {
@@ -282,9 +309,7 @@ def test_the_identity_changes_with_any_weight_option_or_input_and_with_nothing_e
     others.append(_identity(weights, preprocessing=("z-score", 1)))
     others.append(_identity(weights, options={"batch_size": 8, "probabilities": False}))
     others.append(_identity(weights, options={"batch_size": 16, "probabilities": True}))
-    others.append(_identity(weights, cases=[("b", Path("/scans/b.nii.gz")), ("a", Path("/scans/a.nii.gz"))]))
-    others.append(_identity(weights, cases=[("a", Path("/scans/a.nii.gz"))]))
-    others.append(_identity(weights, cases=[("x", Path("/scans/a.nii.gz")), ("b", Path("/scans/b.nii.gz"))]))
+    others.append(_identity(weights, options={"batch_size": 16}))
     assert len(set(others)) == len(others) and reference not in others
 
 

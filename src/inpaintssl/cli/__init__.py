@@ -804,8 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-resume",
         action="store_true",
         help="predict every case, and remove what an interrupted predict into --output kept; without it, "
-        "the cases an interrupted predict of the same model, options and inputs finished (each case's "
-        "input unchanged) are taken, not predicted again",
+        "the cases an interrupted predict of the same model and options finished (each case's input "
+        "unchanged) are taken, not predicted again",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars (inputs checked, cases predicted)")
     p.set_defaults(func=_cmd_predict)

@@ -81,8 +81,8 @@ written to a hidden folder next to ``output`` (``.<output name>.<random>.predict
 in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
 killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
 (:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's. Where
-it holds cases already finished, and the next predict is the same prediction (weights, options,
-inputs), that predict takes them and predicts only the rest (``resume``,
+it holds cases already finished, and the next predict is the same prediction (weights,
+options), that predict takes the finished cases it shares and predicts only the rest (``resume``,
 :mod:`~inpaintssl.inference.resume`): a cohort predict stopped at case 900 of 1,000 goes on
 from there, without reading the 900 scans again.
 
@@ -130,7 +130,7 @@ from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.inference.dicom_seg import write_dicom_seg
-from inpaintssl.inference.inputs import Geometry, case_names, expand_inputs, reading
+from inpaintssl.inference.inputs import Geometry, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
@@ -336,9 +336,10 @@ def predict(
         resume: Take the cases that an interrupted predict into the same ``output`` finished
             (killed, preempted, stopped by Ctrl-C or by an error at a later case) instead of
             predicting them again, when it was the same prediction: the same weights,
-            preprocessing, options, device kind and library version, and the same inputs in the
-            same order, each case's files unchanged since (:mod:`~inpaintssl.inference.resume`);
-            their inputs are opened but not read in full again. Its other cases are checked and
+            preprocessing, options, device kind and library version. A case is taken by its
+            name, its input's files unchanged since (:mod:`~inpaintssl.inference.resume`), and
+            its input is opened but not read in full again; the other inputs may differ (a scan
+            left out, scans added). Its other cases are checked and
             predicted. ``False``: predict every case; what an interrupted predict kept is
             removed. Either way nothing is written into ``output`` until every case is done.
 
@@ -421,7 +422,6 @@ def predict(
         identity = prediction_identity(
             model.module.state_dict(),
             preprocessing=(prep, model.preprocessing, model.class_names, model.activation),
-            cases=list(zip(case_names(paths), paths)),
             options=options,
         )
     # Taken over before the inputs are checked: the cases it holds finished need no second check.

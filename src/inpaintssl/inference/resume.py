@@ -16,10 +16,11 @@ or touched since is predicted again, and anything else in the folder (the files 
 while they were written) is removed before the folder is used. The inputs of the cases taken are
 opened but not read in full again: the check they passed (:mod:`~inpaintssl.inference.preparation`)
 was of the same files. The same prediction means the same network weights
-(every tensor of the state dict, hashed), the same preprocessing, options and library version, the
-same device kind, and the same inputs in the same order under the same case names: any difference
-and the kept folder is removed as before, unused. Records are removed before the files are moved
-into ``output``.
+(every tensor of the state dict, hashed), the same preprocessing, options and library version, and
+the same device kind: any difference and the kept folder is removed as before, unused. The inputs
+may differ: a case is taken by its name and its input's files, so a predict rerun without a scan
+that failed, or with scans added, takes every finished case it still has. Records are removed
+before the files are moved into ``output``.
 
 Example:
     >>> import tempfile
@@ -47,7 +48,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,24 +85,21 @@ def prediction_identity(
     state_dict: Mapping[str, torch.Tensor],
     *,
     preprocessing: object,
-    cases: Sequence[tuple[str, Path]],
     options: Mapping[str, object],
 ) -> str:
-    """A digest of everything that makes a predict's files what they are, but the inputs' contents.
+    """A digest of everything that makes a predict's files what they are, but the inputs.
 
     Two predicts with the same digest write the same files for an unchanged input: the same
     weights (each tensor's name, dtype, shape and bytes), preprocessing (its ``repr``), options
-    (JSON, keys sorted; non-JSON values by ``str``), inputs and case names in order, and library
-    and PyTorch versions. The inputs' contents are matched case by case (:func:`take_finished`).
+    (JSON, keys sorted; non-JSON values by ``str``), and library and PyTorch versions. The inputs
+    are matched case by case (:func:`take_finished`).
 
     Example:
         >>> weights = {"w": torch.ones(2)}
-        >>> a = prediction_identity(weights, preprocessing=None, cases=[("a", Path("a.nii"))], options={})
-        >>> a == prediction_identity({"w": torch.ones(2)}, preprocessing=None, cases=[("a", Path("a.nii"))],
-        ...                          options={})
+        >>> a = prediction_identity(weights, preprocessing=None, options={"batch_size": 16})
+        >>> a == prediction_identity({"w": torch.ones(2)}, preprocessing=None, options={"batch_size": 16})
         True
-        >>> a == prediction_identity({"w": torch.zeros(2)}, preprocessing=None, cases=[("a", Path("a.nii"))],
-        ...                          options={})
+        >>> a == prediction_identity({"w": torch.zeros(2)}, preprocessing=None, options={"batch_size": 16})
         False
     """
     digest = hashlib.sha256()
@@ -109,7 +107,6 @@ def prediction_identity(
         "inpaintssl": __version__,
         "torch": torch.__version__,
         "preprocessing": repr(preprocessing),
-        "cases": [[case, str(Path(path).absolute())] for case, path in cases],
         "options": options,
     }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
@@ -228,7 +225,8 @@ def take_finished(
 ) -> dict[str, CasePrediction]:
     """Take the ``kept`` cases whose inputs are unchanged; remove everything else from ``staging``.
 
-    A case is taken when its input's files have the fingerprints they had when it was predicted
+    A case is taken when this predict has a case of that name whose input's files have the
+    fingerprints (paths, sizes, modification times) they had when it was predicted
     (``fingerprints``: each case's, as checked now). The files of every other case, temporaries
     left by a killed write, and records not taken are removed, so that the folder holds only what
     this predict will move into ``output``.

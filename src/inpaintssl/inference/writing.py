@@ -489,8 +489,8 @@ def staging_folder(output: Path, *, resume: str | None = None) -> Iterator[Path]
     except BaseException:
         if resume is not None and lock is not None and holds_records(staging, resume):
             log.warning(
-                "kept the cases predicted so far in %s: the next predict into %s with the same model, "
-                "options and inputs takes them instead of predicting them again",
+                "kept the cases predicted so far in %s: the next predict into %s with the same model and "
+                "options takes them (their inputs unchanged) instead of predicting them again",
                 staging,
                 output,
             )
