@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from dicom_helpers import write_single_frame
 from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import decompressed_into
-from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, open_echoes, open_series
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, echoes_of, open_echoes, open_series
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -281,3 +282,46 @@ def test_the_listing_names_every_series_of_a_study_by_what_series_takes(tmp_path
     # Each listed image series is what series= reads by its UID.
     for s in images:
         assert DicomVolume(root, series=s.uid, echo=1 if len(s.echo_times_ms) > 1 else None).files
+
+
+def test_the_echoes_of_a_studys_series_are_read_from_its_files_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    _write_study(tmp_path / "study", tree=True)
+    real_read = pydicom.dcmread
+    reads: Counter[str] = Counter()
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        reads[Path(path).parent.name] += 1
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted)
+    mine = dicom_dataset(
+        split="train",
+        labelled=False,
+        cases={"train": [str(tmp_path / "study")]},
+        series=5,
+        echo=2,
+        t2_echoes=True,
+    )
+    # The other series' headers are read once, to choose the series; the echoes come from its own files.
+    assert reads["SE0002"] == SLICES and reads["SE0001"] == SLICES
+    monkeypatch.undo()
+    volume = DicomVolume(tmp_path / "study", series=5, echo=2)
+    assert volume.series_files == tuple(sorted(str(p) for p in (tmp_path / "study" / "SE0005").iterdir()))
+    assert [echo.echo for echo in echoes_of(volume)] == [1, 2, 3]
+    for k, echo in enumerate(echoes_of(volume)):
+        np.testing.assert_array_equal(_stack(echo), _expected("t2map", k))
+    alone = dicom_dataset(
+        split="train",
+        labelled=False,
+        cases={"train": [str(tmp_path / "study" / "SE0005")]},
+        echo=2,
+        t2_echoes=True,
+    )
+    assert len(mine) == len(alone) == SLICES
+    for k in range(SLICES):
+        np.testing.assert_array_equal(mine[k]["echoes"].numpy(), alone[k]["echoes"].numpy())
+        np.testing.assert_array_equal(mine[k]["image"].numpy(), alone[k]["image"].numpy())

@@ -7,7 +7,9 @@ map and volumes, and with ``t2`` the same T2 map.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -88,12 +90,23 @@ def test_the_series_of_each_study_is_predicted_as_the_series_alone(
 
 
 def test_a_t2_map_of_the_studys_mese_series_is_the_series_alones(
-    trained_run: issl.FinetuneResult, tmp_path: Path
+    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _study(tmp_path / "study")
+    real_read = pydicom.dcmread
+    reads: Counter[str] = Counter()
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        reads[Path(path).parent.name] += 1
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted)
     (got,) = predict_quietly(
         trained_run.run_dir, tmp_path / "study", tmp_path / "out", series=5, echo=2, t2=True
     ).cases
+    # The other series' headers are read once, to choose the series; the T2 fit reads its own alone.
+    assert reads["SE0002"] == SLICES
+    monkeypatch.undo()
     (alone,) = predict_quietly(
         trained_run.run_dir, tmp_path / "study" / "SE0005", tmp_path / "alone", echo=2, t2=True
     ).cases

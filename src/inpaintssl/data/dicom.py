@@ -59,6 +59,7 @@ __all__ = [
     "SeriesSummary",
     "check_series_param",
     "dicom_object_kind",
+    "echoes_of",
     "is_echo_number",
     "is_series_choice",
     "list_series",
@@ -113,6 +114,9 @@ class DicomVolume(Volume):
         self.series = series
         """The series chosen among those under ``path`` (see :func:`select_series`), or ``None``:
         ``path`` holds one series."""
+        self.series_files = tuple(sorted(dict.fromkeys(str(f) for _, f in headers)))
+        """Every file of the series, every echo's (:attr:`files`: the echo read), in path order:
+        what :func:`echoes_of` reads, and no other file under a study's folder."""
         echoes = _SeriesEchoes.of(headers)
         if echo is not None:
             headers = echoes.select(headers, _checked_echo(echo), path)
@@ -391,6 +395,29 @@ def open_echoes(path: str | Path, *, series: str | int | None = None) -> list[Di
     """
     path, headers, echoes = _series_headers(path, series=series)
     return _echoes_of(path, headers, max(1, len(echoes.values)), series=series)
+
+
+def echoes_of(volume: DicomVolume) -> list[DicomVolume]:
+    """Every echo of the series ``volume`` was read from, as :func:`open_echoes` gives them, reading
+    that series' files alone (:attr:`DicomVolume.series_files`), not the rest of a study's folder.
+
+    Raises:
+        DataError: A file of the series cannot be read any more, or what :func:`open_echoes` refuses.
+
+    Example:
+        >>> volume = DicomVolume("study/", series="SAG T2 MAP", echo=2)  # doctest: +SKIP
+        >>> [echo.echo for echo in echoes_of(volume)]  # doctest: +SKIP
+        [1, 2, 3]
+    """
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    headers = [
+        (frame, f)
+        for f in map(Path, volume.series_files)
+        for frame in _slices_of(_read_dicom(pydicom, f, pixels=False), f)
+    ]
+    _check_one_series(headers, volume.path)
+    count = max(1, len(_SeriesEchoes.of(headers).values))
+    return _echoes_of(volume.path, headers, count, series=volume.series)
 
 
 def _series_headers(

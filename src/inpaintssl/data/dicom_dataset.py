@@ -40,8 +40,8 @@ from inpaintssl.data.dicom import (
     DicomVolume,
     check_series_param,
     dicom_object_kind,
+    echoes_of,
     is_echo_number,
-    open_echoes,
 )
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.labels import check_class_names
@@ -165,7 +165,7 @@ def dicom_dataset(
         return Case(spec.volume_id, oriented(image), oriented(label))
 
     opened = [open_case(spec) for spec in resolve_cases(cases, split, root=root, dataset="dicom")]
-    echoes = [[oriented(e) for e in _t2_echoes(case, series)] for case in opened] if t2_echoes else None
+    echoes = [[oriented(e) for e in _t2_echoes(case)] for case in opened] if t2_echoes else None
     assumed = [str(case.image.path) for case in opened if not case.image.has_geometry]
     if assumed:
         warn_each_time(
@@ -191,9 +191,10 @@ def dicom_dataset(
     return VolumeSliceDataset(opened, **common)
 
 
-def _t2_echoes(case: Case, series: str | int | None) -> list[DicomVolume]:
+def _t2_echoes(case: Case) -> list[DicomVolume]:
     """Every echo of a case's series, for its T2; refused where a T2 cannot be fitted to them."""
-    echoes = open_echoes(case.image.path, series=series)
+    assert isinstance(case.image, DicomVolume)  # open_case opens every image so
+    echoes = echoes_of(case.image)
     times = echoes[0].echo_times_ms
     if len(times) < MESE_MIN_ECHOES:
         held = (

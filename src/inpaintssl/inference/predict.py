@@ -491,8 +491,9 @@ def predict(
                 prob_path = None if prob_name is None else staging / prob_name
                 t2_name, mean_t2 = None, None
                 if echo_times is not None:
+                    assert isinstance(item.volume, DicomVolume)  # check_t2_input refused every other input
                     with reading(item.path):
-                        t2_values = t2_map(item.path, echo_times[position], series=prep.series)
+                        t2_values = t2_map(item.volume, echo_times[position])
                     mean_t2 = class_mean_t2(t2_values, labels, model.class_names)
                     # A map by itself: beside a DICOM SEG or RT Structure Set, as NIfTI.
                     t2_format = formats[position] if formats[position] in VOLUME_FORMATS else "nifti"

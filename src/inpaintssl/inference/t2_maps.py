@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaintssl.data.dicom import DicomVolume, open_echoes
+from inpaintssl.data.dicom import DicomVolume, echoes_of
 from inpaintssl.data.readers import Volume
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import mean_t2, mese_t2
@@ -61,14 +61,15 @@ def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
     return times
 
 
-def t2_map(path: Path, echo_times_ms: Sequence[float], *, series: str | int | None = None) -> np.ndarray:
-    """T2 in ms (float32, NaN where no decay) on the series' stored grid ``(rows, columns, slices)``;
-    ``series`` names it among a study's (:func:`~inpaintssl.data.dicom.select_series`).
+def t2_map(volume: DicomVolume, echo_times_ms: Sequence[float]) -> np.ndarray:
+    """T2 in ms (float32, NaN where no decay) on the stored grid ``(rows, columns, slices)`` of the
+    series ``volume`` was read from, every echo's files read again but no other file of a study
+    (:func:`~inpaintssl.data.dicom.echoes_of`).
 
     Fitted slice by slice: the fit's working arrays are several times its input, which for a
     whole 7-echo 512 x 512 x 160 series would be gigabytes.
     """
-    echoes = open_echoes(path, series=series)  # as stored: the label map's grid
+    echoes = echoes_of(volume)  # as stored: the label map's grid
     first = echoes[0]
     t2 = np.empty(first.grid, dtype=np.float32)
     for k in range(first.num_slices):
