@@ -214,6 +214,21 @@ last checkpoint``. This holds also when the signal arrives while Python runs a f
 drops exceptions (the signal is then sent again), and in a study's local worker processes, which
 hand their runs back to the queue (:mod:`inpaintssl.signals`).
 
+Predictions resume
+------------------
+
+``predict`` writes into a hidden folder beside ``--output`` and moves the files in only when every
+case is done, so ``--output`` never holds a partial prediction. Each finished case is recorded in
+that folder once its files are written and synced; a prediction killed, preempted, stopped with
+Ctrl-C or ``SIGTERM``, or stopped by an error at a later case leaves the folder, and the next
+prediction into the same ``--output`` with the same weights and options takes the finished cases
+whose input files are unchanged (path, size, modification time), without reading their scans
+again, and predicts the rest (:mod:`inpaintssl.inference.resume`).
+``tests/inference/test_inference_predict_resume.py`` kills a prediction with ``SIGKILL`` after its
+first case and checks that the next one predicts only the others and writes the same label maps,
+probabilities and ``volumes.csv`` as a prediction never interrupted; ``--no-resume`` predicts every
+case.
+
 Safe checkpoint loading
 -----------------------
 
