@@ -239,22 +239,22 @@ def take_finished(
         for case, entry in kept.items()
         if case in fingerprints and entry.fingerprints == fingerprints[case]
     }
-    keep = {name for case in taken for name in kept[case].files}
-    for entry in staging.iterdir():
-        if entry.name in keep or entry.name == RESUME_FOLDER:
+    _remove_all_but(staging, {name for case in taken for name in kept[case].files} | {RESUME_FOLDER})
+    if (staging / RESUME_FOLDER).is_dir():
+        _remove_all_but(staging / RESUME_FOLDER, {_record_path(staging, case).name for case in taken})
+    if taken:
+        log.info("taking %d finished case(s) from %s, left by an interrupted predict", len(taken), staging)
+    return taken
+
+
+def _remove_all_but(folder: Path, keep: set[str]) -> None:
+    for entry in folder.iterdir():
+        if entry.name in keep:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    records = {_record_path(staging, case).name for case in taken}
-    if (staging / RESUME_FOLDER).is_dir():
-        for path in (staging / RESUME_FOLDER).iterdir():
-            if path.name not in records:
-                path.unlink()
-    if taken:
-        log.info("taking %d finished case(s) from %s, left by an interrupted predict", len(taken), staging)
-    return taken
 
 
 def discard_records(staging: Path) -> None:
