@@ -131,7 +131,9 @@ def test_a_killed_predict_is_resumed_and_writes_what_an_uninterrupted_one_writes
     report = issl.predict(run, scans, output=out, progress=False, probabilities=True)
     assert report.resumed == ("a",) and calls.cases == ["b", "c"]
     assert [c.case for c in report.cases] == list(CASES)
-    assert _beside(out) == []  # the kept folder became the output; no records in it
+    assert _beside(out) == []  # the kept folder became the output, without its records
+    files = [f"{name}_{kind}.nii.gz" for name in CASES for kind in ("prob", "seg")]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*files, "volumes.csv"])
     calls.cases.clear()
     reference = issl.predict(run, scans, output=tmp_path / "reference", progress=False, probabilities=True)
     assert calls.cases == list(CASES) and reference.resumed == ()
