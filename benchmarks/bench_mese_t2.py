@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seconds["read"].append(took)
             peaks["read"].append(peak)
             opened = DicomVolume(path, echo=1)  # as predict hands it over: opened for the model's echo
-            took, peak, sliced = _measured(lambda: t2_map(opened, ECHO_TIMES_MS))
+            took, peak, sliced = _measured(functools.partial(t2_map, opened, ECHO_TIMES_MS))
             seconds["t2_map"].append(took)
             peaks["t2_map"].append(peak)
             took, peak, whole = _measured(functools.partial(mese_t2, echoes, ECHO_TIMES_MS))
