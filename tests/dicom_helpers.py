@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,22 @@ def compress_dicom(path: Path, syntax: str) -> None:
     writer.SetFile(reader.GetFile())
     writer.SetImage(change.GetOutput())
     assert writer.Write(), f"GDCM cannot write {path}"
+
+
+def count_reads_by_folder(monkeypatch: Any) -> Counter[str]:
+    """From now on, count each ``pydicom.dcmread`` under the name of the folder of the file it reads.
+
+    A study written one folder per series (``SE0002``, ...) then says how often each series' files
+    were opened; ``monkeypatch.undo()`` stops the count.
+    """
+    import pydicom
+
+    real_read = pydicom.dcmread
+    reads: Counter[str] = Counter()
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        reads[Path(path).parent.name] += 1
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted)
+    return reads

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from dicom_helpers import write_single_frame
+from dicom_helpers import count_reads_by_folder, write_single_frame
 from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import decompressed_into
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, echoes_of, open_echoes, open_series
@@ -290,14 +289,7 @@ def test_the_echoes_of_a_studys_series_are_read_from_its_files_alone(
     from inpaintssl.data.dicom_dataset import dicom_dataset
 
     _write_study(tmp_path / "study", tree=True)
-    real_read = pydicom.dcmread
-    reads: Counter[str] = Counter()
-
-    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
-        reads[Path(path).parent.name] += 1
-        return real_read(path, *args, **kwargs)
-
-    monkeypatch.setattr(pydicom, "dcmread", counted)
+    reads = count_reads_by_folder(monkeypatch)
     mine = dicom_dataset(
         split="train",
         labelled=False,

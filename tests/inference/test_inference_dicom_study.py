@@ -7,16 +7,14 @@ map and volumes, and with ``t2`` the same T2 map.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 import inpaintssl as issl
-from dicom_helpers import write_single_frame
+from dicom_helpers import count_reads_by_folder, write_single_frame
 from inpaintssl.cli import main as cli_main
 from inpaintssl.inference.results import PredictionError
 from predict_helpers import predict_quietly, written_nifti
@@ -93,14 +91,7 @@ def test_a_t2_map_of_the_studys_mese_series_is_the_series_alones(
     trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _study(tmp_path / "study")
-    real_read = pydicom.dcmread
-    reads: Counter[str] = Counter()
-
-    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
-        reads[Path(path).parent.name] += 1
-        return real_read(path, *args, **kwargs)
-
-    monkeypatch.setattr(pydicom, "dcmread", counted)
+    reads = count_reads_by_folder(monkeypatch)
     (got,) = predict_quietly(
         trained_run.run_dir, tmp_path / "study", tmp_path / "out", series=5, echo=2, t2=True
     ).cases
