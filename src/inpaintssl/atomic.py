@@ -43,6 +43,8 @@ __all__ = [
     "fsync_dir",
     "give_plain_permissions",
     "io_error_of",
+    "lock_if_unused",
+    "matching_entries",
     "remove_stale_temporaries",
     "remove_unlocked",
     "temporary_prefix",
@@ -298,47 +300,62 @@ def remove_unlocked(
     """
     if sys.platform == "win32":
         return []
-    import fcntl
-
-    try:
-        candidates = sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
-    except OSError:
-        return []  # no folder yet: nothing left there
-    # No link is followed; a FIFO must not block the open.
-    flags = os.O_RDONLY | os.O_NOFOLLOW | (getattr(os, "O_DIRECTORY", 0) if folders else os.O_NONBLOCK)
     removed: list[Path] = []
-    for path in candidates:
+    for path in matching_entries(folder, pattern):
+        fd = lock_if_unused(path, folder=folders)
+        if fd is None:
+            continue  # a live writer holds it, or a link, the other kind, gone, or no locks here
         try:
-            fd = os.open(path, flags)
-        except OSError:
-            continue  # a link, the other kind, or gone
-        try:
-            mode = os.fstat(fd).st_mode
-            if not (stat.S_ISDIR(mode) if folders else stat.S_ISREG(mode)):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a live writer holds it (or locks are unsupported here: it may be live)
-            try:
-                if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
-                    continue
-                if dry_run:
-                    removed.append(path)
-                    continue
+            if not dry_run:
                 if folders:
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("could not remove %s, left by an interrupted write: %s", path, exc)
-                continue
-            removed.append(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not remove %s, left by an interrupted write: %s", path, exc)
+            continue
         finally:
             os.close(fd)
+        removed.append(path)
     return removed
+
+
+def matching_entries(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
+    """The entries of ``folder`` whose whole names match ``pattern``, sorted; none if it cannot be listed."""
+    try:
+        return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []  # no folder yet: nothing left there
+
+
+def lock_if_unused(path: Path, *, folder: bool) -> int | None:
+    """Lock ``path`` for this process if no live writer holds it; the open descriptor, else ``None``.
+
+    ``path`` is opened without following a link (a FIFO without blocking) and must be of the kind
+    asked for (a folder, else a regular file); it is locked with ``flock`` (never waiting) and
+    checked to be still the entry of that name (a writer may have renamed another into place since
+    it was listed). Closing the descriptor releases the lock. ``None`` also where the file system
+    has no locks: the entry may be live. POSIX only.
+    """
+    import fcntl
+
+    flags = os.O_RDONLY | os.O_NOFOLLOW | (getattr(os, "O_DIRECTORY", 0) if folder else os.O_NONBLOCK)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None  # a link, the other kind, or gone
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+    except OSError:
+        pass  # a live writer holds it, no locks here, or gone
+    os.close(fd)
+    return None
 
 
 def atomic_write_bytes(target: str | Path, data: bytes, *, fsync: bool = True) -> None:

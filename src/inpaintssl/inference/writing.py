@@ -46,6 +46,8 @@ from inpaintssl.atomic import (
     claim_temporary,
     fsync_dir,
     give_plain_permissions,
+    lock_if_unused,
+    matching_entries,
     remove_unlocked,
     temporary_prefix,
     write_error,
@@ -435,26 +437,12 @@ def _adopted_staging(output: Path, identity: str) -> tuple[int, Path] | None:
     """
     if sys.platform == "win32":
         return None
-    import fcntl
-
-    pattern = _staging_name(output)
-    try:
-        candidates = sorted(p for p in output.parent.iterdir() if pattern.fullmatch(p.name))
-    except OSError:
-        return None
-    for path in candidates:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_DIRECTORY)
-        except OSError:
-            continue  # a link, a file, or gone
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino and holds_records(
-                path, identity
-            ):
-                return fd, path
-        except OSError:
-            pass  # held by a live predict, gone, or no locks here
+    for path in matching_entries(output.parent, _staging_name(output)):
+        fd = lock_if_unused(path, folder=True)
+        if fd is None:
+            continue  # held by a live predict, a link or a file, gone, or no locks here
+        if holds_records(path, identity):
+            return fd, path
         os.close(fd)
     return None
 
