@@ -393,8 +393,8 @@ def open_echoes(path: str | Path, *, series: str | int | None = None) -> list[Di
         >>> [echo.echo for echo in open_echoes("knee/mese-series/")]  # doctest: +SKIP
         [1, 2, 3, 4, 5, 6, 7]
     """
-    path, headers, echoes = _series_headers(path, series=series)
-    return _echoes_of(path, headers, max(1, len(echoes.values)), series=series)
+    path = existing_path(path, what="DICOM series", directory_ok=True)
+    return _every_echo(path, _read_headers(path, series=series), series=series)
 
 
 def echoes_of(volume: DicomVolume) -> list[DicomVolume]:
@@ -410,14 +410,16 @@ def echoes_of(volume: DicomVolume) -> list[DicomVolume]:
         [1, 2, 3]
     """
     pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
-    headers = [
-        (frame, f)
-        for f in map(Path, volume.series_files)
-        for frame in _slices_of(_read_dicom(pydicom, f, pixels=False), f)
-    ]
-    _check_one_series(headers, volume.path)
-    count = max(1, len(_SeriesEchoes.of(headers).values))
-    return _echoes_of(volume.path, headers, count, series=volume.series)
+    headers = _file_headers(pydicom, [Path(f) for f in volume.series_files])
+    return _every_echo(volume.path, headers, series=volume.series)
+
+
+def _every_echo(
+    path: Path, headers: list[tuple[Any, Path]], *, series: str | int | None
+) -> list[DicomVolume]:
+    """Every echo of the series whose slices' ``headers`` were read under ``path``, checked one series."""
+    _check_one_series(headers, path)
+    return _echoes_of(path, headers, max(1, len(_SeriesEchoes.of(headers).values)), series=series)
 
 
 def _series_headers(
@@ -551,13 +553,19 @@ def _read_headers(path: Path, *, series: str | int | None = None) -> list[tuple[
     candidates = sorted(_series_files(path)) if path.is_dir() else [path]
     if not candidates:
         raise DataError(f"DICOM series folder {path} holds no files")
-    folder = path if path.is_dir() else None
-    headers = [
-        (frame, f)
-        for f in candidates
-        for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=folder), f)
-    ]
+    headers = _file_headers(pydicom, candidates, series_folder=path if path.is_dir() else None)
     return headers if series is None else select_series(headers, series, path)
+
+
+def _file_headers(
+    pydicom: ModuleType, files: Sequence[Path], *, series_folder: Path | None = None
+) -> list[tuple[Any, Path]]:
+    """Every slice's header in ``files`` (an Enhanced file's frames each), each file checked an image."""
+    return [
+        (frame, f)
+        for f in files
+        for frame in _slices_of(_read_dicom(pydicom, f, pixels=False, series_folder=series_folder), f)
+    ]
 
 
 def _header(pydicom: ModuleType, path: Path) -> Any:
