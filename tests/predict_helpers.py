@@ -28,3 +28,14 @@ def written_nifti(path: Path | None) -> np.ndarray:
 
     assert path is not None, "predict wrote no such map"
     return np.asarray(nib.load(path).dataobj)
+
+
+def written_niftis(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every NIfTI map predict wrote into ``folder``: file name -> (array, affine), by name."""
+    import nibabel as nib
+
+    found = {}
+    for path in sorted(folder.glob("*.nii.gz")):
+        image = nib.load(path)
+        found[path.name] = (np.asarray(image.dataobj), image.affine)
+    return found

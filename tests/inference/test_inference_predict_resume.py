@@ -27,6 +27,7 @@ import inpaintssl as issl
 from inpaintssl.cli import main as cli_main
 from inpaintssl.data.readers import NiftiVolume
 from inpaintssl.inference.resume import prediction_identity
+from predict_helpers import written_niftis
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="taking a folder over needs flock")
 
@@ -90,9 +91,8 @@ def _interrupted(run: Path, scans: Any, out: Path, at: str, calls: _ModelCalls, 
 
 def _outputs(folder: Path) -> dict[str, Any]:
     found: dict[str, Any] = {"volumes.csv": (folder / "volumes.csv").read_text()}
-    for path in sorted(folder.glob("*.nii.gz")):
-        image = nib.load(path)
-        found[path.name] = (np.asarray(image.dataobj).tolist(), image.affine.tolist())
+    for name, (array, affine) in written_niftis(folder).items():
+        found[name] = (array.tolist(), affine.tolist())
     return found
 
 

@@ -18,6 +18,7 @@ import pytest
 
 import inpaintssl as issl
 from inpaintssl.inference.write_ahead import WriteAhead
+from predict_helpers import written_niftis
 
 CASES = ("a", "b", "c")
 predict_module = importlib.import_module(
@@ -33,14 +34,6 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image = rng.normal(0.0, 1.0, size=(32, 32, 5)).astype(np.float32)
         nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), folder / f"{name}.nii.gz")
     return folder
-
-
-def _arrays(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    found = {}
-    for path in sorted(folder.glob("*.nii.gz")):
-        image = nib.load(path)
-        found[path.name] = (np.asarray(image.dataobj), image.affine)
-    return found
 
 
 def test_a_case_is_written_while_the_next_is_predicted_and_the_files_are_the_same(
@@ -80,7 +73,7 @@ def test_a_case_is_written_while_the_next_is_predicted_and_the_files_are_the_sam
     assert predicted == list(CASES) and len(writers) == 2 * len(CASES)
     assert all(name.startswith("inpaintssl-write") for name in writers)
     assert [case.case for case in report.cases] == list(CASES)
-    ours, reference = _arrays(together), _arrays(alone)
+    ours, reference = written_niftis(together), written_niftis(alone)
     assert (
         sorted(ours) == sorted(reference) == sorted(f"{n}_{k}.nii.gz" for n in CASES for k in ("seg", "prob"))
     )
