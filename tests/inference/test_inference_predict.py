@@ -1838,6 +1838,7 @@ def test_cli_predict_writes_what_the_api_writes(
         "spacing_outside_training": [],
         "anatomy_cut_by_crop": [],
         "resumed": [],
+        "skipped": [],
     }
     assert np.array_equal(_nifti(cli_out / "c_seg.nii.gz")[0], _nifti(api_out / "c_seg.nii.gz")[0])
     probabilities = _nifti(cli_out / "c_prob.nii.gz")[0]

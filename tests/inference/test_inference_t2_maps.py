@@ -123,6 +123,31 @@ def test_an_input_without_echoes_to_fit_is_refused_before_anything_is_written(
     assert not out.exists()
 
 
+def test_with_skip_bad_inputs_the_inputs_without_echoes_are_left_out(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    stored = _stored(_t2_field())
+    qdess_like = _series(tmp_path / "two", stored[:2], times=TE_MS[:2])
+    mese = _series(tmp_path / "mese", stored)
+    nifti = tmp_path / "scan.nii.gz"
+    nib.Nifti1Image(stored[0].astype(np.float32) * SLOPE, np.eye(4)).to_filename(nifti)
+    out = tmp_path / "out"
+    report = predict_quietly(
+        trained_run.run_dir, [qdess_like, mese, nifti], out, echo=1, t2=True, skip_bad_inputs=True
+    )
+    assert [c.case for c in report.cases] == ["mese"]
+    assert [(s.case, s.source) for s in report.skipped] == [("two", qdess_like), ("scan", nifti)]
+    assert "needs a multi-echo spin-echo series of at least 3 echoes" in report.skipped[0].reason
+    assert "but it is a NiftiVolume" in report.skipped[1].reason
+    alone = predict_quietly(trained_run.run_dir, mese, tmp_path / "alone", echo=1, t2=True)
+    for kind in ("seg", "t2"):
+        written = np.asarray(nib.load(out / f"mese_{kind}.nii.gz").dataobj)
+        assert np.array_equal(
+            written, np.asarray(nib.load(tmp_path / "alone" / f"mese_{kind}.nii.gz").dataobj)
+        )
+    assert report.volumes_csv.read_text() == alone.volumes_csv.read_text()
+
+
 def test_the_cli_writes_the_map_and_the_means(
     trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

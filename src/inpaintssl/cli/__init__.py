@@ -392,6 +392,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         t2=args.t2,
         series=args.series,
         resume=not args.no_resume,
+        skip_bad_inputs=args.skip_bad_inputs,
     )
     cases = report.cases
     print(
@@ -409,6 +410,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 "anatomy_cut_by_crop": [c.case for c in cases if c.anatomy_cut_by_crop],
                 # Taken from an interrupted predict into the same output, not predicted again.
                 "resumed": list(report.resumed),
+                # Left out by --skip-bad-inputs (skipped.csv holds their errors).
+                "skipped": [s.case for s in report.skipped],
             }
         )
     )
@@ -685,7 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Segment scans with a fine-tuned run: the run's preprocessing is applied and inverted, so "
         "each label map (<case>_seg.nii.gz, or --output-format's) has its input's shape and affine; "
         "volumes.csv holds each class's volume in mL. Nothing is written to --output unless every "
-        "input succeeds; an interrupted predict's finished cases are taken by the next (see --no-resume)."
+        "input succeeds (or, with --skip-bad-inputs, is left out); an interrupted predict's finished "
+        "cases are taken by the next (see --no-resume)."
     )
     p = _command(sub, "predict", description=predict_text)
     p.add_argument(
@@ -806,6 +810,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="predict every case, and remove what an interrupted predict into --output kept; without it, "
         "the cases an interrupted predict of the same model and options finished (each case's input "
         "unchanged) are taken, not predicted again",
+    )
+    p.add_argument(
+        "--skip-bad-inputs",
+        action="store_true",
+        help="leave out each input that fails a check (unreadable, blank, wrong channel count, changed "
+        "while predicting, ...) with a warning and predict the others, instead of stopping at the first; "
+        "those left out are listed in --output's skipped.csv with their errors",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars (inputs checked, cases predicted)")
     p.set_defaults(func=_cmd_predict)

@@ -34,6 +34,7 @@ from inpaintssl.inference.predict import (
     CasePrediction,
     PredictionError,
     PredictionReport,
+    SkippedInput,
     predict,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "PredictionError",
     "PredictionReport",
     "Preprocessing",
+    "SkippedInput",
     "basic_unet_state_dict",
     "export_model",
     "fold_weight_standardisation",

@@ -130,7 +130,7 @@ from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.inference.dicom_seg import write_dicom_seg
-from inpaintssl.inference.inputs import Geometry, expand_inputs, reading
+from inpaintssl.inference.inputs import Geometry, case_names, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
 from inpaintssl.inference.labelling import label_map as label_map
@@ -142,6 +142,7 @@ from inpaintssl.inference.results import CUT_EDGE_WARN_SHARE as CUT_EDGE_WARN_SH
 from inpaintssl.inference.results import CasePrediction as CasePrediction
 from inpaintssl.inference.results import PredictionError as PredictionError
 from inpaintssl.inference.results import PredictionReport as PredictionReport
+from inpaintssl.inference.results import SkippedInput as SkippedInput
 from inpaintssl.inference.resume import (
     discard_records,
     kept_cases,
@@ -150,6 +151,7 @@ from inpaintssl.inference.resume import (
     take_finished,
 )
 from inpaintssl.inference.rtstruct import write_rtstruct
+from inpaintssl.inference.skipping import SKIPPED_CSV, BadInputs, skipped_csv_text
 from inpaintssl.inference.t2_maps import check_t2_input, class_mean_t2, t2_map
 from inpaintssl.inference.trained_run import (
     SlicePreprocessing,
@@ -181,6 +183,7 @@ __all__ = [
     "CasePrediction",
     "PredictionError",
     "PredictionReport",
+    "SkippedInput",
     "label_map",
     "predict",
 ]
@@ -256,6 +259,7 @@ def predict(
     t2: bool = False,
     series: str | int | None = None,
     resume: bool = True,
+    skip_bad_inputs: bool = False,
 ) -> PredictionReport:
     """Predict a label map for every input scan with a fine-tuned run (see the module docstring).
 
@@ -342,6 +346,13 @@ def predict(
             left out, scans added). Its other cases are checked and
             predicted. ``False``: predict every case; what an interrupted predict kept is
             removed. Either way nothing is written into ``output`` until every case is done.
+        skip_bad_inputs: Leave out each input that fails a check (any input error under Raises
+            below: unreadable, blank, the wrong channel count, changed after its check, ...) with
+            a warning, and predict the others, instead of stopping at the first
+            (:mod:`~inpaintssl.inference.skipping`). Those left out are in
+            :attr:`PredictionReport.skipped` and ``<output>/skipped.csv`` (written, without rows
+            where none was); ``volumes.csv`` holds the cases predicted. Errors of the model, the
+            device or the output still stop the call, as does leaving every input out.
 
     Returns:
         What was written, with each case's class volumes in mL.
@@ -359,6 +370,8 @@ def predict(
             also without highdicom installed, an RT Structure Set without patient geometry); a
             multi-echo DICOM series without an echo to read; with ``t2``, an input that is no
             multi-echo spin-echo DICOM series of three or more echoes. The message names the file.
+            With ``skip_bad_inputs``, such an input is left out instead, and this is raised only
+            where every input is.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
@@ -403,6 +416,7 @@ def predict(
     )
     check_resample(resample, model, prep)
     paths = expand_inputs(inputs, studies=series is not None)
+    bad = BadInputs(skip=skip_bad_inputs)
     amp_dtype = autocast_dtype(target, amp)
     identity = None
     if resume:
@@ -437,12 +451,22 @@ def predict(
             threads=check_workers,
             progress=progress,
             checked_before={case: entry.fingerprints for case, entry in kept.items()},
+            bad_inputs=bad,
         )
-        formats = [file_format_for(item.volume, output_format) for item in prepared]
-        for item, file_format in zip(prepared, formats):
-            check_writable(item.volume, item.geometry, file_format, source=item.path)
+        prepared = _passing(
+            prepared,
+            lambda item: check_writable(
+                item.volume, item.geometry, file_format_for(item.volume, output_format), source=item.path
+            ),
+            bad,
+        )
         # Refused before any case is predicted, as every input check is.
-        echo_times = [check_t2_input(item.volume, item.path) for item in prepared] if t2 else None
+        echo_times = None
+        if t2:
+            prepared = _passing(prepared, lambda item: check_t2_input(item.volume, item.path), bad)
+            echo_times = [check_t2_input(item.volume, item.path) for item in prepared]
+        bad.check_some_left(len(prepared))
+        formats = [file_format_for(item.volume, output_format) for item in prepared]
         finished: dict[str, CasePrediction] = {}
         if identity is not None:
             finished = take_finished(staging, kept, {item.case: item.fingerprints for item in prepared})
@@ -460,40 +484,52 @@ def predict(
                 progress_iter(todo, desc="predict", unit="case", disable=not progress, lines=True)
             ):
                 item = prepared[position]
-                # Released after its check, the input is read again here: it must still be what was checked.
-                check_unchanged(item)
                 try:
-                    with reading(item.path):
-                        reads.wait(item.volume)
-                    if reads_ahead and turn + 1 < len(todo):
-                        # Decompressed on the reader's thread while this case is predicted.
-                        reads.start(prepared[todo[turn + 1]].volume)
-                    labels, probs, (cut, edge_voxels) = predict_case(
-                        item,
-                        model=model,
-                        prep=prep,
-                        device=target,
-                        amp=amp_dtype,
-                        batch_size=batch_size,
-                        probabilities=probabilities,
-                        large_slices=large_slices,
-                        overlap=overlap,
-                    )
-                finally:
-                    # Two inputs' decompressed images in memory at most: this one goes before the next is
-                    # predicted and the one after it read.
-                    item.volume.release()
-                # A memory-mapped or per-slice read takes the data while predicting: a rewrite then shows now.
-                check_unchanged(item)
+                    # Released after its check, the input is read again here: it must still be what was
+                    # checked.
+                    check_unchanged(item)
+                    try:
+                        with reading(item.path):
+                            reads.wait(item.volume)
+                        if reads_ahead and turn + 1 < len(todo):
+                            # Decompressed on the reader's thread while this case is predicted.
+                            reads.start(prepared[todo[turn + 1]].volume)
+                        labels, probs, (cut, edge_voxels) = predict_case(
+                            item,
+                            model=model,
+                            prep=prep,
+                            device=target,
+                            amp=amp_dtype,
+                            batch_size=batch_size,
+                            probabilities=probabilities,
+                            large_slices=large_slices,
+                            overlap=overlap,
+                        )
+                    finally:
+                        # Two inputs' decompressed images in memory at most: this one goes before the next
+                        # is predicted and the one after it read.
+                        item.volume.release()
+                    # A memory-mapped or per-slice read takes the data while predicting: a rewrite shows now.
+                    check_unchanged(item)
+                    t2_values = None
+                    if echo_times is not None:
+                        # check_t2_input refused every other input.
+                        assert isinstance(item.volume, DicomVolume)
+                        with reading(item.path):
+                            t2_values = t2_map(item.volume, echo_times[position])
+                except PredictionError as exc:
+                    if not bad.left_out(item.case, item.path, exc):
+                        raise
+                    # Nothing of this case was handed to the writer: it is left out whole, and its image
+                    # (read ahead, perhaps) not kept in memory.
+                    reads.drop(item.volume)
+                    continue
                 suffix = OUTPUT_FORMATS[formats[position]]
                 seg_name = f"{item.case}_seg{suffix}"
                 prob_name = None if probs is None else f"{item.case}_prob{suffix}"
                 prob_path = None if prob_name is None else staging / prob_name
                 t2_name, mean_t2 = None, None
-                if echo_times is not None:
-                    assert isinstance(item.volume, DicomVolume)  # check_t2_input refused every other input
-                    with reading(item.path):
-                        t2_values = t2_map(item.volume, echo_times[position])
+                if t2_values is not None:
                     mean_t2 = class_mean_t2(t2_values, labels, model.class_names)
                     # A map by itself: beside a DICOM SEG or RT Structure Set, as NIfTI.
                     t2_format = formats[position] if formats[position] in VOLUME_FORMATS else "nifti"
@@ -541,10 +577,14 @@ def predict(
                     warn_each_time(_cut_message(item, prep, cut, edge_voxels), UserWarning)
                 # Held by the write in flight alone, no longer: K float32 probability maps outweigh a scan.
                 del labels, probs
-        done = [by_case[item.case] for item in prepared]
+        done = [by_case[item.case] for item in prepared if item.case in by_case]
+        bad.check_some_left(len(done))
+        skipped = bad.in_order(case_names(paths))
         if identity is not None:
             discard_records(staging)
         atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))
+        if skip_bad_inputs:
+            atomic_write_text(staging / SKIPPED_CSV, skipped_csv_text(skipped))
         commit(staging, out)
     return PredictionReport(
         output=out,
@@ -552,4 +592,22 @@ def predict(
         class_names=model.class_names,
         cases=tuple(done),
         resumed=tuple(item.case for item in prepared if item.case in finished),
+        skipped=skipped,
+        skipped_csv=out / SKIPPED_CSV if skip_bad_inputs else None,
     )
+
+
+def _passing(
+    items: list[PreparedInput], check: Callable[[PreparedInput], object], bad: BadInputs
+) -> list[PreparedInput]:
+    """The items that pass ``check``; one that fails is left out by ``bad``, or its error raised."""
+    passing = []
+    for item in items:
+        try:
+            check(item)
+        except PredictionError as exc:
+            if bad.left_out(item.case, item.path, exc):
+                continue
+            raise
+        passing.append(item)
+    return passing

@@ -36,8 +36,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
+from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.orientation import Reorientation
 from inpaintssl.data.preflight import Fingerprints, check_threads_to_use, file_fingerprints, preflight
@@ -48,6 +49,7 @@ from inpaintssl.data.volumes import Case, VolumeSliceDataset
 from inpaintssl.in_order import Task, run_in_order
 from inpaintssl.inference.inputs import Geometry, case_names, open_input, reading
 from inpaintssl.inference.results import PredictionError
+from inpaintssl.inference.skipping import BadInputs
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
 from inpaintssl.progress import progress_iter
 from inpaintssl.warning_format import warn_each_time
@@ -116,6 +118,7 @@ def prepare_inputs(
     threads: int | None = None,
     progress: bool = False,
     checked_before: Mapping[str, Fingerprints] | None = None,
+    bad_inputs: BadInputs | None = None,
 ) -> list[PreparedInput]:
     """Open and check every input (see the module docstring) before any prediction is made.
 
@@ -127,19 +130,22 @@ def prepare_inputs(
     ``checked_before``: the fingerprints of inputs (by case name) that passed this check in an
     earlier predict whose finished cases this one takes (:mod:`~inpaintssl.inference.resume`);
     an input whose files still have them is opened but not read in full again.
+    ``bad_inputs``: where it skips (:mod:`~inpaintssl.inference.skipping`), an input that fails
+    is handed to it and left out, and the others are still checked; else the first error is raised.
 
     Returns:
-        One prepared input per path, in order, each with its volume released.
+        One prepared input per path (per path not left out), in order, each with its volume released.
 
     Raises:
         PredictionError: An input is unreadable, truncated, blank (one value in every voxel) or
             holds NaN/Inf voxels, or its channel count does not fit the model; the message names it.
     """
+    skipping = bad_inputs is not None and bad_inputs.skip
     trained = model.preprocessing.in_plane_spacing_mm if model.preprocessing is not None else None
     tasks = [
         Task(
             functools.partial(
-                _checked,
+                _checked_or_error if skipping else _checked,
                 case,
                 path,
                 model=model,
@@ -162,7 +168,12 @@ def prepare_inputs(
         leave=False,
         disable=not progress,
     )
-    for case, path, volume, geometry, dataset, stored, prints in checked:
+    for outcome in checked:
+        if isinstance(outcome, _Failed):
+            assert bad_inputs is not None  # only a skipping check returns its error
+            bad_inputs.left_out(outcome.case, outcome.path, outcome.error)
+            continue
+        case, path, volume, geometry, dataset, stored, prints = outcome
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
@@ -232,6 +243,23 @@ def _checked(
     # ends; the dataset keeps the statistics its check computed, which are all it needs.
     volume.release()
     return _Checked(case, path, volume, geometry, dataset, stored, prints)
+
+
+class _Failed(NamedTuple):
+    """An input whose check failed, returned rather than raised where bad inputs are skipped."""
+
+    case: str
+    path: Path
+    error: DataError
+
+
+def _checked_or_error(case: str, path: Path, **options: Any) -> _Checked | _Failed:
+    """:func:`_checked`, its input error returned: raised, it would stop the other inputs' checks
+    (:func:`~inpaintssl.in_order.run_in_order` raises the first and starts no later task)."""
+    try:
+        return _checked(case, path, **options)
+    except DataError as exc:
+        return _Failed(case, path, exc)
 
 
 def _fingerprints(volume: Volume) -> Fingerprints:

@@ -78,6 +78,14 @@ class ReadAhead:
         pending, self._pending = self._pending[1], None
         pending.result()
 
+    def drop(self, volume: Volume) -> None:
+        """Release ``volume``, whose case will not read it, once any read ahead of it has finished
+        (what that read raised is dropped: no case wants its data)."""
+        if self._pending is not None and self._pending[0] is volume:
+            pending, self._pending = self._pending[1], None
+            pending.exception()
+        volume.release()
+
     def __enter__(self) -> ReadAhead:
         return self
 
@@ -89,9 +97,6 @@ class ReadAhead:
     ) -> None:
         try:
             if self._pending is not None:
-                volume, pending = self._pending
-                self._pending = None
-                pending.exception()  # finished, whatever it raised: no case will read this volume
-                volume.release()
+                self.drop(self._pending[0])
         finally:
             self._executor.shutdown(wait=True)

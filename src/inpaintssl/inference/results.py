@@ -15,7 +15,7 @@ from pathlib import Path
 
 from inpaintssl.data.base import DataError
 
-__all__ = ["CUT_EDGE_WARN_SHARE", "CasePrediction", "PredictionError", "PredictionReport"]
+__all__ = ["CUT_EDGE_WARN_SHARE", "CasePrediction", "PredictionError", "PredictionReport", "SkippedInput"]
 
 CUT_EDGE_WARN_SHARE = 0.05
 """Share of the cut edges' voxels that are labelled from which :func:`predict` warns that the
@@ -86,6 +86,21 @@ class CasePrediction:
 
 
 @dataclass(frozen=True)
+class SkippedInput:
+    """An input :func:`predict` left out (``skip_bad_inputs=True``) instead of stopping.
+
+    Attributes:
+        case: Its case name.
+        source: The input file (or DICOM folder).
+        reason: The :class:`PredictionError` it failed with, which names the file and why.
+    """
+
+    case: str
+    source: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class PredictionReport:
     """Everything one :func:`predict` call wrote.
 
@@ -93,10 +108,15 @@ class PredictionReport:
         output: The output folder.
         volumes_csv: ``<output>/volumes.csv``.
         class_names: The run's classes (label ``k + 1`` is ``class_names[k]``).
-        cases: One entry per input, in input order.
+        cases: One entry per input predicted (every input, unless some were skipped), in input
+            order.
         resumed: The cases taken as an interrupted predict into ``output`` had finished them, not
             predicted again (``predict(resume=True)``, :mod:`~inpaintssl.inference.resume`), in
             input order.
+        skipped: The inputs left out because they failed a check (``skip_bad_inputs=True``), in
+            input order, each with its error.
+        skipped_csv: ``<output>/skipped.csv`` (``case``, ``file``, ``reason``), written by every
+            predict with ``skip_bad_inputs=True``, with no rows when none was skipped; else ``None``.
     """
 
     output: Path
@@ -104,6 +124,8 @@ class PredictionReport:
     class_names: tuple[str, ...]
     cases: tuple[CasePrediction, ...]
     resumed: tuple[str, ...] = ()
+    skipped: tuple[SkippedInput, ...] = ()
+    skipped_csv: Path | None = None
 
     def __len__(self) -> int:
         return len(self.cases)
