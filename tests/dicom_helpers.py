@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ def write_enhanced(
     series_uid: str | None = None,
     identity: dict[str, Any] | None = None,
     echo_times: list[float] | None = None,
+    edit: Callable[[Any], None] | None = None,
 ) -> None:
     """An Enhanced CT or MR file of ``frames`` (``(n, rows, columns)``, signed 16-bit) written by pydicom.
 
@@ -106,7 +108,8 @@ def write_enhanced(
     at the top level, where a single-frame slice keeps it. ``series_uid``: SeriesInstanceUID,
     left out if ``None``. ``identity``: more top-level tags (patient, study, frame of reference).
     ``echo_times``: each frame's EffectiveEchoTime (ms), in its MREchoSequence, as multi-echo
-    Enhanced MR files state it.
+    Enhanced MR files state it. ``edit``: called with the dataset before it is saved (more
+    functional groups, private tags).
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -156,6 +159,8 @@ def write_enhanced(
         per_frame.append(group)
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = frames.astype("<i2").tobytes()
+    if edit is not None:
+        edit(ds)
     save_dicom(ds, path)
 
 
@@ -171,10 +176,12 @@ def write_single_frame(
     thickness: float = 2.0,
     rescale: tuple[float, float] | None = None,
     identity: dict[str, Any] | None = None,
+    edit: Callable[[Any], None] | None = None,
 ) -> None:
     """One classic CT or MR slice with the tags :func:`write_enhanced` puts in functional groups.
 
-    ``identity``: more tags (patient, study, series, frame of reference).
+    ``identity``: more tags (patient, study, series, frame of reference). ``edit``: called with
+    the dataset before it is saved (private tags).
     """
     from pydicom.uid import CTImageStorage, MRImageStorage
 
@@ -190,6 +197,8 @@ def write_single_frame(
     for tag, value in (identity or {}).items():
         setattr(ds, tag, value)
     ds.PixelData = stored.astype("<i2").tobytes()
+    if edit is not None:
+        edit(ds)
     save_dicom(ds, path)
 
 

@@ -110,14 +110,20 @@ def test_an_input_without_echoes_to_fit_is_refused_before_anything_is_written(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
     stored = _stored(_t2_field())
-    qdess_like = _series(tmp_path / "two", stored[:2], times=TE_MS[:2])
+    one = _series(tmp_path / "one", stored[:1], times=TE_MS[:1])
+    # Two echoes are read as a qDESS series, whose scan parameters (TR, flip angle, spoiler) these lack.
+    two = _series(tmp_path / "two", stored[:2], times=TE_MS[:2])
     nifti = tmp_path / "scan.nii.gz"
     nib.Nifti1Image(stored[0].astype(np.float32) * SLOPE, np.eye(4)).to_filename(nifti)
     out = tmp_path / "out"
     with pytest.raises(
-        issl.PredictionError, match=r"needs a multi-echo spin-echo series of at least 3 echoes"
+        issl.PredictionError,
+        match=r"needs a qDESS series \(two echoes\) or a multi-echo spin-echo series of at least 3 echoes "
+        r".*but it holds 1 echo \(10 ms\)",
     ):
-        predict_quietly(trained_run.run_dir, qdess_like, out, echo=1, t2=True)
+        predict_quietly(trained_run.run_dir, one, out, t2=True)
+    with pytest.raises(issl.PredictionError, match=r"two echoes, whose T2 comes from the qDESS model.*tr_ms"):
+        predict_quietly(trained_run.run_dir, two, out, echo=1, t2=True)
     with pytest.raises(issl.PredictionError, match=r"fits a T2 map .* but it is a NiftiVolume"):
         predict_quietly(trained_run.run_dir, nifti, out, t2=True)
     assert not out.exists()
@@ -137,7 +143,7 @@ def test_with_skip_bad_inputs_the_inputs_without_echoes_are_left_out(
     )
     assert [c.case for c in report.cases] == ["mese"]
     assert [(s.case, s.source) for s in report.skipped] == [("two", qdess_like), ("scan", nifti)]
-    assert "needs a multi-echo spin-echo series of at least 3 echoes" in report.skipped[0].reason
+    assert "whose T2 comes from the qDESS model, but it does not state" in report.skipped[0].reason
     assert "but it is a NiftiVolume" in report.skipped[1].reason
     alone = predict_quietly(trained_run.run_dir, mese, tmp_path / "alone", echo=1, t2=True)
     for kind in ("seg", "t2"):

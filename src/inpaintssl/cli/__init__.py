@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -116,6 +117,20 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
 def _user_path(text: str) -> Path:
     """A path argument, ``~`` expanded (a quoted ``"~/runs"`` reaches the command unexpanded)."""
     return Path(text).expanduser()
+
+
+def _scan_parameter(text: str) -> tuple[str, float]:
+    """A ``KEY=VALUE`` scan parameter of the qDESS T2 model (its name checked by predict)."""
+    key, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not sep or not key.strip() or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with a finite number, e.g. gl_area=3132 or tg_us=1792; found {text!r}"
+        )
+    return key.strip(), number
 
 
 def _seed(text: str) -> int:
@@ -366,6 +381,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _once_each(pairs: list[tuple[str, float]], *, flag: str) -> dict[str, float]:
+    """``KEY=VALUE`` arguments as a mapping; a key given twice is refused (the last would win unseen)."""
+    found: dict[str, float] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"{flag} {key} given twice ({found[key]:g}, then {value:g}); give each once")
+        found[key] = value
+    return found
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from inpaintssl.api import predict
 
@@ -390,6 +415,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         output_format=args.output_format,
         echo=args.echo,
         t2=args.t2,
+        qdess_parameters=_once_each(args.qdess_parameter or [], flag="--qdess-parameter"),
         series=args.series,
         resume=not args.no_resume,
         skip_bad_inputs=args.skip_bad_inputs,
@@ -746,8 +772,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--t2",
         action="store_true",
-        help="also fit a T2 map to each input's echoes (multi-echo spin-echo DICOM series of 3 or more "
-        "echoes; the first is left out): <case>_t2.nii.gz, and each class's mean T2 in volumes.csv",
+        help="also compute a T2 map from each input's echoes (a qDESS DICOM series of 2 echoes, or a "
+        "multi-echo spin-echo series of 3 or more, the first left out): <case>_t2.nii.gz, and each "
+        "class's mean T2 in volumes.csv",
+    )
+    p.add_argument(
+        "--qdess-parameter",
+        type=_scan_parameter,
+        action="append",
+        metavar="KEY=VALUE",
+        help="a scan parameter of the qDESS T2 model, over what each series states (tr_ms, te_ms, "
+        "flip_angle_deg, gl_area, tg_us; the spoiler's gl_area and tg_us are GE private tags, which "
+        "other exports lack); repeat it for several; with --t2",
     )
     p.add_argument(
         "--spacing",

@@ -60,6 +60,7 @@ __all__ = [
     "check_series_param",
     "dicom_object_kind",
     "echoes_of",
+    "first_slice_header",
     "is_echo_number",
     "is_series_choice",
     "list_series",
@@ -412,6 +413,18 @@ def echoes_of(volume: DicomVolume) -> list[DicomVolume]:
     pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
     headers = _file_headers(pydicom, [Path(f) for f in volume.series_files])
     return _every_echo(volume.path, headers, series=volume.series)
+
+
+def first_slice_header(volume: DicomVolume) -> Any:
+    """The header of the first file ``volume`` reads, read again without its pixels: a single-frame
+    slice's, or an Enhanced file's first frame with its functional groups (``RepetitionTime``,
+    ``FlipAngle``, ``PixelSpacing``, ... as a classic slice states them).
+
+    Raises:
+        DataError: The file cannot be read any more.
+    """
+    pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
+    return _file_headers(pydicom, [Path(volume.files[0])])[0][0]
 
 
 def _every_echo(
@@ -1059,6 +1072,7 @@ _FRAME_MACROS = (
     ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
     ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
     ("MREchoSequence", ("EffectiveEchoTime",)),
+    ("MRTimingAndRelatedParametersSequence", ("RepetitionTime", "FlipAngle")),
 )
 _FRAME_TAGS = MappingProxyType({tag: macro for macro, tags in _FRAME_MACROS for tag in tags})
 """Where an Enhanced file keeps what a single-frame slice has at its top level (DICOM PS3.3

@@ -120,7 +120,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -152,7 +152,7 @@ from inpaintssl.inference.resume import (
 )
 from inpaintssl.inference.rtstruct import write_rtstruct
 from inpaintssl.inference.skipping import SKIPPED_CSV, BadInputs, skipped_csv_text
-from inpaintssl.inference.t2_maps import check_t2_input, class_mean_t2, t2_map
+from inpaintssl.inference.t2_maps import check_qdess_parameters, check_t2_input, class_mean_t2, fitted_t2_map
 from inpaintssl.inference.trained_run import (
     SlicePreprocessing,
     check_resample,
@@ -257,6 +257,7 @@ def predict(
     output_format: OutputFormat = "nifti",
     echo: int | None = None,
     t2: bool = False,
+    qdess_parameters: Mapping[str, float] | None = None,
     series: str | int | None = None,
     resume: bool = True,
     skip_bad_inputs: bool = False,
@@ -325,12 +326,19 @@ def predict(
             one refuses such a series, naming its echoes. A run on the echoes'
             root-sum-of-squares (``skmtea``, or ``dicom`` with ``echo: rss``) reads every
             multi-echo series so, and takes no ``echo``. Single-echo inputs are read as they are.
-        t2: Also fit a T2 map to each input's echoes, every input being a multi-echo spin-echo
-            DICOM series of at least three echoes (:mod:`~inpaintssl.inference.t2_maps`; the
-            first echo is left out of the fit): written as ``<case>_t2.nii.gz`` (``.mha``,
-            ``.nrrd`` with those formats), and each class's mean T2 over its predicted voxels in
-            ``volumes.csv`` (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`. The model
-            labels the echo it reads (``echo``).
+        t2: Also compute a T2 map from each input's echoes, every input being a DICOM series
+            that holds them (:mod:`~inpaintssl.inference.t2_maps`): a qDESS series (two
+            echoes; the analytic model of the paper, each voxel's T1 that of its predicted
+            tissue) or a multi-echo spin-echo series of three echoes or more (the decay fitted,
+            the first echo left out). Written as ``<case>_t2.nii.gz`` (``.mha``, ``.nrrd`` with
+            those formats), and each class's mean T2 over its predicted voxels in ``volumes.csv``
+            (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`. The model labels the echo
+            it reads (``echo``, or the echoes' root-sum-of-squares).
+        qdess_parameters: Scan parameters of the qDESS T2 model (``tr_ms``, ``te_ms``,
+            ``flip_angle_deg``, ``gl_area``, ``tg_us``: :func:`~inpaintssl.metrics.qdess_t2`'s
+            keywords) that override, or stand in for, what each qDESS series states
+            (:mod:`~inpaintssl.data.dicom_acquisition`; the spoiler's ``gl_area`` and ``tg_us``
+            are GE private tags, which other exports lack). Only with ``t2``.
         series: Each DICOM input folder is a whole study (its series' files together, or in
             subfolders, as PACS and CD exports hold them), and this names the series predicted
             from it: its ``SeriesDescription`` (without case), ``SeriesInstanceUID``, or
@@ -369,7 +377,8 @@ def predict(
             without ``StudyInstanceUID``, ``SeriesInstanceUID`` or ``FrameOfReferenceUID`` (a SEG
             also without highdicom installed, an RT Structure Set without patient geometry); a
             multi-echo DICOM series without an echo to read; with ``t2``, an input that is no
-            multi-echo spin-echo DICOM series of three or more echoes. The message names the file.
+            qDESS or multi-echo spin-echo DICOM series (two echoes, or three or more), or a qDESS
+            series without every scan parameter stated or given. The message names the file.
             With ``skip_bad_inputs``, such an input is left out instead, and this is raised only
             where every input is.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
@@ -400,6 +409,12 @@ def predict(
             "probabilities=True with output_format='rtstruct': an RT Structure Set holds contours, not "
             "probabilities; write them as a fractional DICOM SEG (output_format='dicom_seg') or NIfTI, or "
             "leave probabilities off"
+        )
+    qdess = check_qdess_parameters(qdess_parameters)
+    if qdess and not t2:
+        raise ValueError(
+            f"qdess_parameters={qdess}: they serve the qDESS T2 map, which only t2=True (--t2) computes; "
+            "ask for it, or leave them out"
         )
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
@@ -432,6 +447,7 @@ def predict(
             "resample": resample,
             "output_format": output_format,
             "t2": t2,
+            "qdess_parameters": sorted(qdess.items()),
         }
         identity = prediction_identity(
             model.module.state_dict(),
@@ -461,10 +477,12 @@ def predict(
             bad,
         )
         # Refused before any case is predicted, as every input check is.
-        echo_times = None
+        t2_fits = None
         if t2:
-            prepared = _passing(prepared, lambda item: check_t2_input(item.volume, item.path), bad)
-            echo_times = [check_t2_input(item.volume, item.path) for item in prepared]
+            prepared = _passing(
+                prepared, lambda item: check_t2_input(item.volume, item.path, qdess_parameters=qdess), bad
+            )
+            t2_fits = [check_t2_input(item.volume, item.path, qdess_parameters=qdess) for item in prepared]
         bad.check_some_left(len(prepared))
         formats = [file_format_for(item.volume, output_format) for item in prepared]
         finished: dict[str, CasePrediction] = {}
@@ -512,11 +530,13 @@ def predict(
                     # A memory-mapped or per-slice read takes the data while predicting: a rewrite shows now.
                     check_unchanged(item)
                     t2_values = None
-                    if echo_times is not None:
+                    if t2_fits is not None:
                         # check_t2_input refused every other input.
                         assert isinstance(item.volume, DicomVolume)
                         with reading(item.path):
-                            t2_values = t2_map(item.volume, echo_times[position])
+                            t2_values = fitted_t2_map(
+                                item.volume, t2_fits[position], labels, model.class_names
+                            )
                 except PredictionError as exc:
                     if not bad.left_out(item.case, item.path, exc):
                         raise

@@ -1,13 +1,25 @@
 """T2 maps of the scans ``predict(t2=True)`` labels, and each predicted tissue's mean T2 (sec. 2.7).
 
-Cartilage T2 is one of the numbers the library's users report. The paper computes it from the
-two qDESS echoes of SKM-TEA (:mod:`inpaintssl.metrics.qdess`, the ``clinical`` study); clinics and
-cohorts (the Osteoarthritis Initiative among them) measure it with a multi-echo spin-echo (MESE)
-series: the same slices at several echo times. For such an input, given as a DICOM series that
-holds every echo, :func:`check_t2_input` refuses what cannot be fitted before anything is
-predicted, and :func:`t2_map` fits every voxel with :func:`~inpaintssl.metrics.mese_t2` (first
-echo left out) on the series' stored grid, where the label map lies; :func:`class_mean_t2` is
-each class's mean over its labelled voxels with a T2 (:func:`~inpaintssl.metrics.mean_t2`).
+Cartilage T2 is one of the numbers the library's users report. Two acquisitions give it, each a
+DICOM series that holds every echo:
+
+- **qDESS** (two echoes): the paper's, from SKM-TEA. The T2 of each voxel follows analytically
+  from the ratio of its two echoes (:func:`~inpaintssl.metrics.qdess_t2`, as DOSMA computes it),
+  given the scan parameters: the repetition time, the first echo time and the flip angle from the
+  series' tags, and the spoiler gradient's area and duration from GE's private tags or as given
+  (:mod:`inpaintssl.data.dicom_acquisition`). The model also assumes each tissue's T1: a voxel
+  labelled as a class named in :data:`~inpaintssl.metrics.T1_DEFAULTS_MS` gets that class's T1
+  (``femoral_cartilage`` 1200 ms, the other cartilages and the meniscus 1000 ms), every other voxel
+  1200 ms, as the ``clinical`` study assumes; so each class's mean T2 is the one the study reports
+  for that tissue.
+- **Multi-echo spin echo** (MESE, three echoes or more): what clinics and cohorts (the
+  Osteoarthritis Initiative among them) measure with. Every voxel's decay is fitted with
+  :func:`~inpaintssl.metrics.mese_t2`, the first echo left out.
+
+:func:`check_t2_input` refuses what cannot be fitted before anything is predicted and says how
+(a :class:`QdessFit` or :class:`MeseFit`); :func:`fitted_t2_map` computes the map on the series'
+stored grid, where the label map lies; :func:`class_mean_t2` is each class's mean over its
+labelled voxels with a T2 (:func:`~inpaintssl.metrics.mean_t2`).
 
 Example:
     >>> import numpy as np
@@ -19,46 +31,213 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from inpaintssl.data.dicom import DicomVolume, echoes_of
+from inpaintssl.data.dicom_acquisition import SCAN_PARAMETER_KEYS, scan_parameters
 from inpaintssl.data.readers import Volume
 from inpaintssl.inference.results import PredictionError
-from inpaintssl.metrics import mean_t2, mese_t2
+from inpaintssl.metrics import T1_DEFAULTS_MS, mean_t2, mese_t2, qdess_t2
 from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 
-__all__ = ["check_t2_input", "class_mean_t2", "t2_map"]
+__all__ = [
+    "OTHER_T1_MS",
+    "MeseFit",
+    "QdessFit",
+    "T2Fit",
+    "check_qdess_parameters",
+    "check_t2_input",
+    "class_mean_t2",
+    "fitted_t2_map",
+    "qdess_t2_map",
+    "t2_map",
+]
+
+OTHER_T1_MS = 1200.0
+"""The T1 (ms) the qDESS model assumes for a voxel of no class in
+:data:`~inpaintssl.metrics.T1_DEFAULTS_MS` (background included): femoral cartilage's, as the
+``clinical`` study assumes."""
+
+_QDESS_ECHOES = 2
+_GIVE = "qdess_parameters={...} (--qdess-parameter KEY=VALUE)"
 
 
-def check_t2_input(volume: Volume, path: Path) -> tuple[float, ...]:
-    """The echo times (ms) of an input a T2 map is asked for; refuse one that cannot give it.
+@dataclass(frozen=True)
+class MeseFit:
+    """A multi-echo spin-echo series' T2: every voxel's decay fitted over its echo times.
+
+    Attributes:
+        echo_times_ms: The series' echo times in ms, shortest first.
+    """
+
+    echo_times_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class QdessFit:
+    """A qDESS series' T2: the analytic model over its two echoes.
+
+    Attributes:
+        scan: Every scan parameter of :func:`~inpaintssl.metrics.qdess_t2`
+            (:data:`~inpaintssl.data.dicom_acquisition.SCAN_PARAMETER_KEYS`), in its units.
+    """
+
+    scan: Mapping[str, float]
+
+
+T2Fit = MeseFit | QdessFit
+"""How :func:`fitted_t2_map` computes an input's T2 map, as :func:`check_t2_input` found it."""
+
+
+def check_qdess_parameters(given: Mapping[str, float] | None) -> dict[str, float]:
+    """``predict``'s ``qdess_parameters``, checked: names of :data:`SCAN_PARAMETER_KEYS`, finite numbers.
+
+    Raises:
+        ValueError: An unknown name, or a value that is no finite number; the message names it.
+    """
+    checked: dict[str, float] = {}
+    for key, value in (given or {}).items():
+        if key not in SCAN_PARAMETER_KEYS:
+            raise ValueError(
+                f"qdess_parameters: unknown scan parameter {key!r}; expected some of "
+                f"{', '.join(SCAN_PARAMETER_KEYS)} (inpaintssl.metrics.qdess_t2's keywords)"
+            )
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not np.isfinite(number):
+            raise ValueError(f"qdess_parameters: {key}={value!r}; expected a finite number")
+        checked[key] = number
+    return checked
+
+
+def check_t2_input(
+    volume: Volume, path: Path, *, qdess_parameters: Mapping[str, float] | None = None
+) -> T2Fit:
+    """How the T2 map of an input is fitted (see the module docstring); refuse one that cannot be.
+
+    ``qdess_parameters`` (checked by :func:`check_qdess_parameters`) give scan parameters of a qDESS
+    series in place of, or where it lacks, its own.
 
     Raises:
         PredictionError: The input is not a DICOM series, or its slices do not all state an
-            ``EchoTime``, or it holds fewer than :data:`~inpaintssl.metrics.mese.MESE_MIN_ECHOES` echoes.
+            ``EchoTime``, or it holds one echo; a qDESS series (two echoes) that neither states
+            nor is given every scan parameter, or whose parameters the model refuses (out of
+            range, in the wrong unit); the message names the file.
     """
     if not isinstance(volume, DicomVolume):
         raise PredictionError(
-            f"input {path}: t2=True fits a T2 map to the echoes of a multi-echo spin-echo DICOM series, "
-            f"but it is a {type(volume).__name__}; give the series (every echo in one folder or Enhanced "
-            "file), or leave t2 (--t2) off"
+            f"input {path}: t2=True fits a T2 map to the echoes of a qDESS or multi-echo spin-echo DICOM "
+            f"series, but it is a {type(volume).__name__}; give the series (every echo in one folder or "
+            "Enhanced file), or leave t2 (--t2) off"
         )
     times = volume.echo_times_ms
-    if len(times) < MESE_MIN_ECHOES:
-        held = (
-            f"holds {len(times)} echo(es) ({', '.join(f'{t:g}' for t in times)} ms)"
-            if times
-            else "states no EchoTime on every slice (one echo, as far as it says)"
-        )
+    if len(times) >= MESE_MIN_ECHOES:
+        return MeseFit(tuple(float(t) for t in times))
+    if len(times) == _QDESS_ECHOES:
+        return QdessFit(_qdess_scan(volume, path, qdess_parameters or {}))
+    held = (
+        f"holds {len(times)} echo ({times[0]:g} ms)"
+        if times
+        else "states no EchoTime on every slice (one echo, as far as it says)"
+    )
+    raise PredictionError(
+        f"input {path}: t2=True needs a qDESS series (two echoes) or a multi-echo spin-echo series of at "
+        f"least {MESE_MIN_ECHOES} echoes (the first is left out of the fit), but it {held}"
+    )
+
+
+def _qdess_scan(volume: DicomVolume, path: Path, given: Mapping[str, float]) -> dict[str, float]:
+    """Every scan parameter of a qDESS series: given ones first, else its own; checked by the model."""
+    stated = scan_parameters(volume)
+    scan = {**stated, **given}
+    missing = [key for key in SCAN_PARAMETER_KEYS if key not in scan]
+    if missing:
+        where = {
+            "tr_ms": "RepetitionTime",
+            "te_ms": "EchoTime",
+            "flip_angle_deg": "FlipAngle",
+            "gl_area": "GE's private (0019,xxB6) of GEMS_ACQU_01",
+            "tg_us": "GE's private (0019,xxB7) of GEMS_ACQU_01",
+        }
+        lacking = ", ".join(f"{key} ({where[key]})" for key in missing)
         raise PredictionError(
-            f"input {path}: t2=True needs a multi-echo spin-echo series of at least {MESE_MIN_ECHOES} echoes "
-            f"(the first is left out of the fit), but it {held}. A qDESS series' T2 comes from its "
-            "two echoes and the scan's spoiler parameters instead (inpaintssl.metrics.qdess_t2)"
+            f"input {path}: a series of two echoes, whose T2 comes from the qDESS model, but it does not "
+            f"state {lacking}; give the scan's own with {_GIVE}, from its protocol (for SKM-TEA: "
+            "all_metadata.csv). A two-echo series that is no qDESS (Dixon) has no T2 map: leave t2 off"
         )
-    return times
+    try:
+        _qdess(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.float32), scan, t1_ms=OTHER_T1_MS)
+    except ValueError as exc:
+        came = ", ".join(f"{k}={v:g}" + (" (given)" if k in given else "") for k, v in scan.items())
+        raise PredictionError(
+            f"input {path}: its qDESS scan parameters ({came}) do not fit the model: {exc}; correct them "
+            f"with {_GIVE}"
+        ) from exc
+    return {key: scan[key] for key in SCAN_PARAMETER_KEYS}
+
+
+def _qdess(s1: np.ndarray, s2: np.ndarray, scan: Mapping[str, float], *, t1_ms: float) -> np.ndarray:
+    return np.asarray(
+        qdess_t2(
+            s1,
+            s2,
+            tr_ms=scan["tr_ms"],
+            te_ms=scan["te_ms"],
+            flip_angle_deg=scan["flip_angle_deg"],
+            gl_area=scan["gl_area"],
+            tg_us=scan["tg_us"],
+            t1_ms=t1_ms,
+        )
+    )
+
+
+def fitted_t2_map(
+    volume: DicomVolume, fit: T2Fit, labels: np.ndarray, class_names: Sequence[str]
+) -> np.ndarray:
+    """The T2 map in ms (float32, NaN where invalid) of the series ``volume`` was read from, on its
+    stored grid: :func:`t2_map` for a :class:`MeseFit`, :func:`qdess_t2_map` for a :class:`QdessFit`
+    (whose T1 follows ``labels``, ``k + 1`` for ``class_names[k]``)."""
+    if isinstance(fit, MeseFit):
+        return t2_map(volume, fit.echo_times_ms)
+    return qdess_t2_map(volume, fit.scan, labels, class_names)
+
+
+def qdess_t2_map(
+    volume: DicomVolume, scan: Mapping[str, float], labels: np.ndarray, class_names: Sequence[str]
+) -> np.ndarray:
+    """The qDESS T2 map in ms (float32, NaN where invalid) of the two-echo series ``volume`` was read
+    from, on its stored grid ``(rows, columns, slices)``, every echo's files read again.
+
+    Each voxel's T1 is that of its class in ``labels`` (``k + 1`` for ``class_names[k]``) in
+    :data:`~inpaintssl.metrics.T1_DEFAULTS_MS`, else :data:`OTHER_T1_MS`. Computed slice by slice.
+
+    Example:
+        >>> fit = check_t2_input(volume, path)  # doctest: +SKIP
+        >>> t2 = qdess_t2_map(volume, fit.scan, labels, ["femoral_cartilage"])  # doctest: +SKIP
+    """
+    first, second = echoes_of(volume)
+    if labels.shape != first.grid:
+        raise ValueError(f"the label map is {labels.shape} but the series {first.grid}; expected one grid")
+    t1_of_label = np.full(len(class_names) + 1, OTHER_T1_MS)
+    for k, name in enumerate(class_names):
+        t1_of_label[k + 1] = T1_DEFAULTS_MS.get(name, OTHER_T1_MS)
+    t2 = np.empty(first.grid, dtype=np.float32)
+    for k in range(first.num_slices):
+        s1 = first.read(k).astype(np.float32)
+        s2 = second.read(k).astype(np.float32)
+        t1 = t1_of_label[labels[..., k]]
+        plane = np.full(s1.shape, np.nan, dtype=np.float32)
+        for value in np.unique(t1):
+            where = t1 == value
+            plane[where] = _qdess(s1[where], s2[where], scan, t1_ms=float(value))
+        t2[..., k] = plane
+    return t2
 
 
 def t2_map(volume: DicomVolume, echo_times_ms: Sequence[float]) -> np.ndarray:

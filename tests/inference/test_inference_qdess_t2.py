@@ -1,0 +1,270 @@
+"""``predict(t2=True)`` on a qDESS series: the paper's analytic T2 from the two echoes (sec. 2.7).
+
+The series is written from known T2 values (a disc of 40 ms in tissue of 30 ms) through the qDESS
+forward model, coded here from its formulas (DESIGN.md sec. 2, Sveinsson et al. 2017) rather than
+the library's: ``S2 / S1 = k exp(-2 (TR - TE) / T2 - c1)``. The T2 map must give the values back to
+the rounding of the stored integers, and equal this file's own inversion of the stored echoes.
+The scan parameters are in the tags a GE qDESS export states them in (the spoiler in the private
+block of ``GEMS_ACQU_01``), or given.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import inpaintssl as issl
+from dicom_helpers import write_enhanced, write_single_frame
+from inpaintssl.cli import main as cli_main
+from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom_acquisition import GE_ACQUISITION_CREATOR, scan_parameters, stated_parameters
+from inpaintssl.inference.t2_maps import OTHER_T1_MS, check_t2_input, qdess_t2_map
+from predict_helpers import predict_quietly
+
+pydicom = pytest.importorskip("pydicom")
+
+SIZE, SLICES = 32, 2
+SCAN = {"tr_ms": 18.176, "te_ms": 5.712, "flip_angle_deg": 20.0, "gl_area": 3132.0, "tg_us": 1792.0}
+TE2_MS = 30.64
+SLOPE = 1e-4  # stored integers of about 20,000 read as values near 2, the synthetic run's range
+SPOILER = {"gl_area": SCAN["gl_area"], "tg_us": SCAN["tg_us"]}
+
+
+def _k_c1(t1_ms: float) -> tuple[float, float]:
+    """The model's ``k`` and ``c1`` (DESIGN.md sec. 2), for cartilage's diffusivity."""
+    tr, tg, t1 = SCAN["tr_ms"] * 1e-3, SCAN["tg_us"] * 1e-6, t1_ms * 1e-3
+    alpha = math.radians(SCAN["flip_angle_deg"])
+    gl = SCAN["gl_area"] / (tg * 1e6) * 100
+    dkl = 4258 * 2 * math.pi * gl * tg
+    diffusivity = 1.25e-9
+    e = math.exp(-tr / t1 - tr * dkl**2 * diffusivity)
+    k = math.sin(alpha / 2) ** 2 * (1 + e) / (1 - math.cos(alpha) * e)
+    return k, (tr - tg / 3) * dkl**2 * diffusivity
+
+
+def _ratio(t2_ms: np.ndarray, t1_ms: np.ndarray) -> np.ndarray:
+    out = np.empty(t2_ms.shape)
+    for t1 in np.unique(t1_ms):
+        k, c1 = _k_c1(float(t1))
+        where = t1_ms == t1
+        out[where] = k * np.exp(-2 * (SCAN["tr_ms"] - SCAN["te_ms"]) * 1e-3 / (t2_ms[where] * 1e-3) - c1)
+    return out
+
+
+def _inverted(stored: np.ndarray, t1_ms: float) -> np.ndarray:
+    """T2 (ms) from the stored echoes by the model's inversion, in float64."""
+    k, c1 = _k_c1(t1_ms)
+    s1, s2 = stored[0].astype(np.float64) * SLOPE, stored[1].astype(np.float64) * SLOPE
+    return -2000 * (SCAN["tr_ms"] - SCAN["te_ms"]) * 1e-3 / (np.log(np.abs(s2 / s1) / k) + c1)
+
+
+def _disc() -> np.ndarray:
+    rows, columns = np.mgrid[:SIZE, :SIZE]
+    return np.repeat(((rows - 14) ** 2 + (columns - 15) ** 2 < 49)[..., None], SLICES, axis=-1)
+
+
+def _stored(t2_ms: np.ndarray, t1_ms: np.ndarray) -> np.ndarray:
+    """``(2, rows, columns, slices)`` int16 echoes: S1 about 20,000, S2 = S1 x the model's ratio."""
+    s1 = np.full(t2_ms.shape, 20000.0) + 500.0 * np.arange(SIZE)[:, None, None] / SIZE
+    return np.stack([np.round(s1), np.round(s1 * _ratio(t2_ms, t1_ms))]).astype(np.int16)
+
+
+def _ge_spoiler(ds: Any) -> None:
+    block = ds.private_block(0x0019, GE_ACQUISITION_CREATOR, create=True)
+    block.add_new(0xB6, "DS", f"{SCAN['gl_area']:g}")
+    block.add_new(0xB7, "DS", f"{SCAN['tg_us']:g}")
+
+
+def _series(folder: Path, stored: np.ndarray, *, spoiler_tags: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for e, te in enumerate((SCAN["te_ms"], TE2_MS)):
+        for k in range(SLICES):
+            write_single_frame(
+                folder / f"IM{k}{e}.dcm",
+                stored[e, :, :, k],
+                modality="MR",
+                position=(0.0, 0.0, 3.0 * k),
+                instance=2 * k + e + 1,
+                rescale=(SLOPE, 0.0),
+                identity={
+                    "SeriesInstanceUID": uid,
+                    "EchoTime": f"{te:g}",
+                    "EchoNumbers": e + 1,
+                    "RepetitionTime": f"{SCAN['tr_ms']:g}",
+                    "FlipAngle": f"{SCAN['flip_angle_deg']:g}",
+                },
+                edit=_ge_spoiler if spoiler_tags else None,
+            )
+    return folder
+
+
+def test_the_scan_parameters_are_the_series_tags_and_ge_spoiler_block(tmp_path: Path) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    series = _series(tmp_path / "qdess", _stored(truth, np.full(truth.shape, 1200.0)))
+    assert scan_parameters(DicomVolume(series, echo=1)) == pytest.approx(SCAN)
+    bare = _series(tmp_path / "bare", _stored(truth, np.full(truth.shape, 1200.0)), spoiler_tags=False)
+    assert scan_parameters(DicomVolume(bare, echo=2)) == pytest.approx(
+        {k: SCAN[k] for k in ("tr_ms", "te_ms", "flip_angle_deg")}
+    )
+
+
+def test_the_spoiler_is_taken_only_from_ges_block_whatever_its_numbers() -> None:
+    from pydicom.dataset import Dataset
+
+    other = Dataset()
+    # Another vendor's private data where GE's block usually sits: not a spoiler.
+    block = other.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    block.add_new(0xB6, "DS", "3132")
+    assert stated_parameters(other) == {}
+    # An implicit-VR file's private element reads as raw bytes (VR UN); the number is still read.
+    ge = Dataset()
+    moved = ge.private_block(0x0019, "OTHER CREATOR", create=True)  # GE's block is then 0x11
+    moved.add_new(0x01, "LO", "x")
+    raw = ge.private_block(0x0019, GE_ACQUISITION_CREATOR, create=True)
+    raw.add_new(0xB6, "UN", b"3132.5 ")
+    raw.add_new(0xB7, "UN", b"1792\\0 ")
+    assert raw.get_tag(0xB6) == 0x001911B6
+    assert stated_parameters(ge) == {"gl_area": 3132.5, "tg_us": 1792.0}
+
+
+def test_enhanced_mr_states_tr_and_flip_angle_in_its_timing_group(tmp_path: Path) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def timing(ds: Any) -> None:
+        group = Dataset()
+        group.RepetitionTime, group.FlipAngle = SCAN["tr_ms"], SCAN["flip_angle_deg"]
+        ds.SharedFunctionalGroupsSequence[0].MRTimingAndRelatedParametersSequence = Sequence([group])
+        _ge_spoiler(ds)
+
+    frames = np.ones((4, SIZE, SIZE), dtype=np.int16)
+    path = tmp_path / "enhanced.dcm"
+    positions = [(0.0, 0.0, 3.0 * k) for k in (0, 0, 1, 1)]
+    times = [SCAN["te_ms"], TE2_MS, SCAN["te_ms"], TE2_MS]
+    write_enhanced(path, frames, modality="MR", positions=positions, echo_times=times, edit=timing)
+    assert scan_parameters(DicomVolume(path, echo=1)) == pytest.approx(SCAN)
+
+
+def test_the_qdess_t2_map_gives_back_the_t2_the_echoes_were_written_with(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    stored = _stored(truth, np.full(truth.shape, OTHER_T1_MS))  # the tiny run's classes: no T1 of their own
+    series = _series(tmp_path / "qdess", stored)
+    report = predict_quietly(trained_run.run_dir, series, tmp_path / "out", echo=1, t2=True)
+    (case,) = report.cases
+    assert case.t2_map == tmp_path / "out" / "qdess_t2.nii.gz"
+    t2_image, seg_image = nib.load(case.t2_map), nib.load(case.segmentation)
+    t2 = np.asarray(t2_image.dataobj)
+    assert t2.dtype == np.float32 and t2.shape == truth.shape
+    np.testing.assert_allclose(t2_image.affine, seg_image.affine)
+    np.testing.assert_allclose(t2, truth, rtol=2e-3)  # the stored integers' rounding
+    np.testing.assert_allclose(t2, _inverted(stored, OTHER_T1_MS), rtol=1e-4)
+    labels = np.asarray(seg_image.dataobj)
+    assert labels.any(), "the tiny run labels nothing here: the means below would check nothing"
+    with report.volumes_csv.open() as handle:
+        (row,) = csv.DictReader(handle)
+    for k, name in enumerate(report.class_names):
+        mask = labels == k + 1
+        expected = float(_inverted(stored, OTHER_T1_MS)[mask].mean()) if mask.any() else float("nan")
+        assert case.mean_t2_ms is not None
+        np.testing.assert_allclose(case.mean_t2_ms[name], expected, rtol=1e-4)
+        np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), expected, rtol=1e-4)
+
+
+def test_each_voxels_t1_is_its_predicted_tissues(tmp_path: Path) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    femoral = np.zeros(truth.shape, dtype=bool)
+    femoral[:, 20:, :] = True
+    meniscus = _disc()
+    # Each tissue's echoes as its T1 shapes them: 1200 ms femoral cartilage and the rest, 1000 ms meniscus.
+    t1 = np.where(meniscus, 1000.0, 1200.0)
+    series = _series(tmp_path / "qdess", _stored(truth, t1))
+    labels = np.where(meniscus, 2, np.where(femoral, 1, 0)).astype(np.uint8)
+    volume = DicomVolume(series, echo=1)
+    fit = check_t2_input(volume, series)
+    t2 = qdess_t2_map(volume, fit.scan, labels, ["femoral_cartilage", "meniscus"])  # type: ignore[union-attr]
+    np.testing.assert_allclose(t2, truth, rtol=2e-3)
+    # Without the meniscus's T1 (a class the model does not know), its T2 comes out otherwise.
+    unknown = qdess_t2_map(volume, fit.scan, labels, ["femoral_cartilage", "lesion"])  # type: ignore[union-attr]
+    np.testing.assert_allclose(unknown[~meniscus], truth[~meniscus], rtol=2e-3)
+    assert np.all(np.abs(unknown[meniscus] - 40.0) > 0.1)
+
+
+def test_a_series_without_the_spoiler_tags_takes_them_given(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    stored = _stored(truth, np.full(truth.shape, OTHER_T1_MS))
+    bare = _series(tmp_path / "bare", stored, spoiler_tags=False)
+    out = tmp_path / "out"
+    with pytest.raises(issl.PredictionError, match=r"does not state gl_area \(GE's private .*tg_us") as err:
+        predict_quietly(trained_run.run_dir, bare, out, echo=1, t2=True)
+    assert str(bare) in str(err.value) and "--qdess-parameter" in str(err.value)
+    assert not out.exists()
+    given = predict_quietly(trained_run.run_dir, bare, out, echo=1, t2=True, qdess_parameters=SPOILER)
+    tagged = _series(tmp_path / "tagged", stored)
+    stated = predict_quietly(trained_run.run_dir, tagged, tmp_path / "stated", echo=1, t2=True)
+    assert given.cases[0].t2_map is not None and stated.cases[0].t2_map is not None
+    assert np.array_equal(
+        np.asarray(nib.load(given.cases[0].t2_map).dataobj),
+        np.asarray(nib.load(stated.cases[0].t2_map).dataobj),
+    )
+    # A value given wins over the tag: a flip angle in radians is refused as such, naming it given.
+    with pytest.raises(issl.PredictionError, match=r"flip_angle_deg=0.349 \(given\).*implausibly small"):
+        predict_quietly(
+            trained_run.run_dir,
+            tagged,
+            tmp_path / "o",
+            echo=1,
+            t2=True,
+            qdess_parameters={"flip_angle_deg": 0.349},
+        )
+
+
+def test_qdess_parameters_are_checked_before_anything_is_read(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"unknown scan parameter 'gl'; expected some of tr_ms"):
+        predict_quietly(
+            trained_run.run_dir, tmp_path / "nowhere", tmp_path / "o", t2=True, qdess_parameters={"gl": 1}
+        )
+    with pytest.raises(ValueError, match=r"only t2=True"):
+        predict_quietly(trained_run.run_dir, tmp_path / "nowhere", tmp_path / "o", qdess_parameters=SPOILER)
+    with pytest.raises(ValueError, match=r"tg_us=nan; expected a finite number"):
+        predict_quietly(
+            trained_run.run_dir,
+            tmp_path / "nowhere",
+            tmp_path / "o",
+            t2=True,
+            qdess_parameters={"tg_us": math.nan},
+        )
+
+
+def test_the_cli_takes_the_spoiler_and_refuses_it_malformed_or_twice(
+    trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    bare = _series(tmp_path / "bare", _stored(truth, np.full(truth.shape, OTHER_T1_MS)), spoiler_tags=False)
+    out = tmp_path / "out"
+    argv = ["predict", str(trained_run.run_dir), str(bare), "--output", str(out), "--echo", "1", "--t2"]
+    argv += ["--device", "cpu", "--quiet"]
+    spoiler = ["--qdess-parameter", "gl_area=3132", "--qdess-parameter", "tg_us=1792"]
+    with pytest.warns(UserWarning):  # the tiny run's spacing
+        assert cli_main([*argv, *spoiler]) == 0
+    assert json.loads(capsys.readouterr().out)["cases"] == 1
+    assert (out / "bare_t2.nii.gz").exists()
+    with pytest.raises(SystemExit) as exited:
+        cli_main([*argv, "--qdess-parameter", "gl_area"])
+    assert exited.value.code == 2
+    assert "expected KEY=VALUE with a finite number" in capsys.readouterr().err
+    assert cli_main([*argv, *spoiler, "--qdess-parameter", "gl_area=3000"]) == 2
+    assert "--qdess-parameter gl_area given twice (3132, then 3000)" in capsys.readouterr().err
