@@ -23,9 +23,9 @@ import pytest
 import inpaintssl as issl
 from dicom_helpers import write_enhanced, write_single_frame
 from inpaintssl.cli import main as cli_main
-from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.data.dicom_acquisition import GE_ACQUISITION_CREATOR, scan_parameters, stated_parameters
-from inpaintssl.inference.t2_maps import OTHER_T1_MS, check_t2_input, qdess_t2_map
+from inpaintssl.inference.t2_maps import OTHER_T1_MS, QdessFit, check_t2_input, qdess_t2_map
 from predict_helpers import predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
@@ -197,6 +197,20 @@ def test_each_voxels_t1_is_its_predicted_tissues(tmp_path: Path) -> None:
     unknown = qdess_t2_map(volume, fit.scan, labels, ["femoral_cartilage", "lesion"])  # type: ignore[union-attr]
     np.testing.assert_allclose(unknown[~meniscus], truth[~meniscus], rtol=2e-3)
     assert np.all(np.abs(unknown[meniscus] - 40.0) > 0.1)
+
+
+def test_the_echoes_root_sum_of_squares_an_skmtea_run_reads_gives_the_same_map(tmp_path: Path) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    series = _series(tmp_path / "qdess", _stored(truth, np.full(truth.shape, OTHER_T1_MS)))
+    labels = _disc().astype(np.uint8)
+    maps = []
+    for volume in (DicomVolume(series, echo=1), DicomVolume(series, echo=2), DicomEchoesRssVolume(series)):
+        fit = check_t2_input(volume, series)
+        assert fit == QdessFit(pytest.approx(SCAN))
+        maps.append(qdess_t2_map(volume, fit.scan, labels, ["meniscus"]))  # type: ignore[union-attr]
+    assert np.array_equal(maps[0], maps[1], equal_nan=True) and np.array_equal(
+        maps[0], maps[2], equal_nan=True
+    )
 
 
 def test_a_series_without_the_spoiler_tags_takes_them_given(
