@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import h5py
 import nibabel as nib
 import numpy as np
 import pytest
@@ -35,6 +36,10 @@ SCAN = {"tr_ms": 18.176, "te_ms": 5.712, "flip_angle_deg": 20.0, "gl_area": 3132
 TE2_MS = 30.64
 SLOPE = 1e-4  # stored integers of about 20,000 read as values near 2, the synthetic run's range
 SPOILER = {"gl_area": SCAN["gl_area"], "tg_us": SCAN["tg_us"]}
+
+
+def _without(key: str) -> dict[str, float]:
+    return {name: value for name, value in SCAN.items() if name != key}
 
 
 def _k_c1(t1_ms: float) -> tuple[float, float]:
@@ -282,3 +287,32 @@ def test_the_cli_takes_the_spoiler_and_refuses_it_malformed_or_twice(
     assert "expected KEY=VALUE with a finite number" in capsys.readouterr().err
     assert cli_main([*argv, *spoiler, "--qdess-parameter", "gl_area=3000"]) == 2
     assert "--qdess-parameter gl_area given twice (3132, then 3000)" in capsys.readouterr().err
+
+
+def test_an_skmtea_scans_file_takes_its_scan_parameters_given(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    stored = _stored(truth, np.full(truth.shape, OTHER_T1_MS))
+    scan = tmp_path / "MTR_001.h5"
+    with h5py.File(scan, "w") as handle:
+        handle["echo1"] = stored[0].astype(np.float32) * SLOPE  # (X, Y, Z) as SKM-TEA stores them
+        handle["echo2"] = stored[1].astype(np.float32) * SLOPE
+    options: dict[str, Any] = {"key": "echo1", "t2": True, "spacing": (0.3125, 0.3125, 0.8)}
+    out = tmp_path / "out"
+    # An HDF5 file states no scan parameters: every one is named, with SKM-TEA's column for it.
+    with pytest.raises(
+        issl.PredictionError, match=r"give tr_ms \(RepetitionTime\), te_ms \(EchoTime1\)"
+    ) as err:
+        predict_quietly(trained_run.run_dir, scan, out, **options)
+    assert "tg_us (SpoilerGradientTime)" in str(err.value) and "all_metadata.csv" in str(err.value)
+    with pytest.raises(issl.PredictionError, match=r"give flip_angle_deg \(FlipAngle\) with"):
+        predict_quietly(
+            trained_run.run_dir, scan, out, qdess_parameters=_without("flip_angle_deg"), **options
+        )
+    report = predict_quietly(trained_run.run_dir, scan, out, qdess_parameters=SCAN, **options)
+    (case,) = report.cases
+    assert case.t2_map is not None
+    t2 = np.asarray(nib.load(case.t2_map).dataobj)
+    np.testing.assert_allclose(t2, truth, rtol=2e-3)
+    np.testing.assert_allclose(t2, _inverted(stored, OTHER_T1_MS), rtol=1e-4)

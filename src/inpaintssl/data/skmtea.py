@@ -38,7 +38,7 @@ import functools
 import glob
 import json
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -58,7 +58,15 @@ from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["SCAN_PARAM_COLUMNS", "SKMTEADataset", "SKMTEA_CLASSES", "SKMTEA_CLASS_GROUPS", "QdessRssVolume"]
+__all__ = [
+    "SCAN_PARAM_COLUMNS",
+    "SKMTEADataset",
+    "SKMTEA_CLASSES",
+    "SKMTEA_CLASS_GROUPS",
+    "QdessRssVolume",
+    "echo_slices",
+    "holds_qdess_echoes",
+]
 
 SKMTEA_CLASSES = ("patellar_cartilage", "femoral_cartilage", "tibial_cartilage", "meniscus")
 SKMTEA_CLASS_GROUPS = ((0,), (1,), (2, 3), (4, 5))
@@ -253,6 +261,39 @@ def _echo_shape(handle: Any, path: Path) -> tuple[int, ...]:
     if shapes["echo1"] != shapes["echo2"]:
         raise DataError(f"{path}: echo1 {shapes['echo1']} and echo2 {shapes['echo2']} differ in shape")
     return shapes["echo1"]
+
+
+def holds_qdess_echoes(path: str | Path) -> bool:
+    """Whether an HDF5 file holds both qDESS echoes, ``echo1`` and ``echo2`` (an SKM-TEA scan), rather
+    than an image alone.
+
+    Raises:
+        DataError: The file is missing, truncated or not HDF5.
+    """
+    with open_h5(path) as handle:
+        return all(key in handle for key in ("echo1", "echo2"))
+
+
+def echo_slices(path: str | Path) -> tuple[tuple[int, ...], Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """The ``(X, Y, Z)`` shape of an SKM-TEA scan's echoes, checked, and ``(echo1, echo2)`` of each
+    slice along its last axis in float32, read one slice at a time (for its T2 map).
+
+    Raises:
+        DataError: An echo is missing, not 3-D or complex, or the two differ in shape.
+    """
+    path = Path(path)
+    with open_h5(path) as handle:
+        shape = _echo_shape(handle, path)
+
+    def slices() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        with open_h5(path) as handle:
+            for k in range(shape[2]):
+                yield (
+                    np.asarray(handle["echo1"][..., k], dtype=np.float32),
+                    np.asarray(handle["echo2"][..., k], dtype=np.float32),
+                )
+
+    return shape, slices()
 
 
 @DATASETS.register("skmtea")

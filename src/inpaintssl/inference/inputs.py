@@ -48,7 +48,7 @@ from inpaintssl.data.readers import (
     affine_zooms,
     reader_class,
 )
-from inpaintssl.data.skmtea import QdessRssVolume
+from inpaintssl.data.skmtea import QdessRssVolume, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
 from inpaintssl.listing import first_and_more
@@ -225,12 +225,6 @@ def _image_dataset(path: Path) -> str:
     return _image_member(names, path=path, what="HDF5 file", holds="dataset")
 
 
-def _holds_echoes(path: Path) -> bool:
-    """Whether an HDF5 file holds both qDESS echoes (an SKM-TEA scan), rather than its image alone."""
-    with open_h5(path) as handle:
-        return all(key in handle for key in _QDESS_ECHOES)
-
-
 def _image_array(path: Path) -> str:
     with np.load(path) as archive:
         members = list(archive.files)
@@ -359,7 +353,7 @@ def open_input(
             key if key is not None else ("image" if path.suffix.lower() == ".npy" else _image_array(path))
         )
         volume: Volume = NumpyVolume(path, key=member, slice_axis=axis, spacing=given)
-    elif prep.rss_echoes and key is None and _holds_echoes(path):  # HDF5 from here on
+    elif prep.rss_echoes and key is None and holds_qdess_echoes(path):  # HDF5 from here on
         volume = QdessRssVolume(path, handles=H5Files(), slice_axis=axis, spacing=given)
     else:
         if prep.rss_echoes and key in _QDESS_ECHOES:

@@ -330,10 +330,11 @@ def predict(
             that holds them (:mod:`~inpaintssl.inference.t2_maps`): a qDESS series (two
             echoes; the analytic model of the paper, each voxel's T1 that of its predicted
             tissue) or a multi-echo spin-echo series of three echoes or more (the decay fitted,
-            the first echo left out). Written as ``<case>_t2.nii.gz`` (``.mha``, ``.nrrd`` with
-            those formats), and each class's mean T2 over its predicted voxels in ``volumes.csv``
-            (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`. The model labels the echo
-            it reads (``echo``, or the echoes' root-sum-of-squares).
+            the first echo left out); or an SKM-TEA scan's HDF5 file (qDESS, every scan
+            parameter given in ``qdess_parameters``). Written as ``<case>_t2.nii.gz``
+            (``.mha``, ``.nrrd`` with those formats), and each class's mean T2 over its predicted
+            voxels in ``volumes.csv`` (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`.
+            The model labels the echo it reads (``echo``, or the echoes' root-sum-of-squares).
         qdess_parameters: Scan parameters of the qDESS T2 model (``tr_ms``, ``te_ms``,
             ``flip_angle_deg``, ``gl_area``, ``tg_us``: :func:`~inpaintssl.metrics.qdess_t2`'s
             keywords) that override, or stand in for, what each qDESS series states
@@ -531,8 +532,6 @@ def predict(
                     check_unchanged(item)
                     t2_values = None
                     if t2_fits is not None:
-                        # check_t2_input refused every other input.
-                        assert isinstance(item.volume, DicomVolume)
                         with reading(item.path):
                             t2_values = fitted_t2_map(
                                 item.volume, t2_fits[position], labels, model.class_names

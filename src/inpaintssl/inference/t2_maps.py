@@ -12,6 +12,8 @@ DICOM series that holds every echo:
   (``femoral_cartilage`` 1200 ms, the other cartilages and the meniscus 1000 ms), every other voxel
   1200 ms, as the ``clinical`` study assumes; so each class's mean T2 is the one the study reports
   for that tissue.
+  An SKM-TEA scan's HDF5 file (``echo1``, ``echo2``) is such an input too, all of whose scan
+  parameters are given (it states none).
 - **Multi-echo spin echo** (MESE, three echoes or more): what clinics and cohorts (the
   Osteoarthritis Initiative among them) measure with. Every voxel's decay is fitted with
   :func:`~inpaintssl.metrics.mese_t2`, the first echo left out.
@@ -31,7 +33,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +41,8 @@ import numpy as np
 
 from inpaintssl.data.dicom import DicomVolume, echoes_of
 from inpaintssl.data.dicom_acquisition import SCAN_PARAMETER_KEYS, scan_parameters
-from inpaintssl.data.readers import Volume
+from inpaintssl.data.readers import H5Volume, Volume
+from inpaintssl.data.skmtea import SCAN_PARAM_COLUMNS, echo_slices, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import T1_DEFAULTS_MS, mean_t2, mese_t2, qdess_t2
 from inpaintssl.metrics.mese import MESE_MIN_ECHOES
@@ -130,11 +133,13 @@ def check_t2_input(
             nor is given every scan parameter, or whose parameters the model refuses (out of
             range, in the wrong unit); the message names the file.
     """
+    if isinstance(volume, H5Volume) and holds_qdess_echoes(volume.path):
+        return QdessFit(_given_scan(path, qdess_parameters or {}))
     if not isinstance(volume, DicomVolume):
         raise PredictionError(
             f"input {path}: t2=True fits a T2 map to the echoes of a qDESS or multi-echo spin-echo DICOM "
-            f"series, but it is a {type(volume).__name__}; give the series (every echo in one folder or "
-            "Enhanced file), or leave t2 (--t2) off"
+            f"series or an SKM-TEA scan's HDF5 file, but it is a {type(volume).__name__}; give the series "
+            "(every echo in one folder or Enhanced file), or leave t2 (--t2) off"
         )
     times = volume.echo_times_ms
     if len(times) >= MESE_MIN_ECHOES:
@@ -171,6 +176,11 @@ def _qdess_scan(volume: DicomVolume, path: Path, given: Mapping[str, float]) -> 
             f"state {lacking}; give the scan's own with {_GIVE}, from its protocol (for SKM-TEA: "
             "all_metadata.csv). A two-echo series that is no qDESS (Dixon) has no T2 map: leave t2 off"
         )
+    return _checked_scan(path, scan, given)
+
+
+def _checked_scan(path: Path, scan: dict[str, float], given: Mapping[str, float]) -> dict[str, float]:
+    """``scan`` (every parameter), refused where the model refuses it (out of range, a unit slip)."""
     try:
         _qdess(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.float32), scan, t1_ms=OTHER_T1_MS)
     except ValueError as exc:
@@ -197,22 +207,47 @@ def _qdess(s1: np.ndarray, s2: np.ndarray, scan: Mapping[str, float], *, t1_ms: 
     )
 
 
-def fitted_t2_map(
-    volume: DicomVolume, fit: T2Fit, labels: np.ndarray, class_names: Sequence[str]
-) -> np.ndarray:
-    """The T2 map in ms (float32, NaN where invalid) of the series ``volume`` was read from, on its
+def _given_scan(path: Path, given: Mapping[str, float]) -> dict[str, float]:
+    """Every scan parameter of an SKM-TEA scan's file, which states none: all given."""
+    missing = [key for key in SCAN_PARAMETER_KEYS if key not in given]
+    if missing:
+        columns = ", ".join(f"{key} ({SCAN_PARAM_COLUMNS[key]})" for key in missing)
+        raise PredictionError(
+            f"input {path}: an HDF5 file of both qDESS echoes (an SKM-TEA scan), whose T2 comes from the "
+            f"qDESS model, but an HDF5 file states no scan parameters; give {columns} with {_GIVE}: "
+            "SKM-TEA's all_metadata.csv holds them in the columns named, in the scan's row"
+        )
+    return _checked_scan(path, dict(given), given)
+
+
+def fitted_t2_map(volume: Volume, fit: T2Fit, labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """The T2 map in ms (float32, NaN where invalid) of the input ``volume`` was read from, on its
     stored grid: :func:`t2_map` for a :class:`MeseFit`, :func:`qdess_t2_map` for a :class:`QdessFit`
     (whose T1 follows ``labels``, ``k + 1`` for ``class_names[k]``)."""
     if isinstance(fit, MeseFit):
+        assert isinstance(volume, DicomVolume)  # check_t2_input gives a MeseFit for a series alone
         return t2_map(volume, fit.echo_times_ms)
     return qdess_t2_map(volume, fit.scan, labels, class_names)
 
 
+def _echo_pairs(volume: Volume) -> tuple[tuple[int, ...], Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """The stored grid of a qDESS input's echoes, and ``(S1, S2)`` of each slice along its last axis:
+    a two-echo DICOM series' (every echo's files read again), or an SKM-TEA file's."""
+    if isinstance(volume, DicomVolume):
+        first, second = echoes_of(volume)
+        pairs = (
+            (first.read(k).astype(np.float32), second.read(k).astype(np.float32))
+            for k in range(first.num_slices)
+        )
+        return first.grid, pairs
+    return echo_slices(volume.path)
+
+
 def qdess_t2_map(
-    volume: DicomVolume, scan: Mapping[str, float], labels: np.ndarray, class_names: Sequence[str]
+    volume: Volume, scan: Mapping[str, float], labels: np.ndarray, class_names: Sequence[str]
 ) -> np.ndarray:
     """The qDESS T2 map in ms (float32, NaN where invalid) of the two-echo series ``volume`` was read
-    from, on its stored grid ``(rows, columns, slices)``, every echo's files read again.
+    from (its echoes read again), or of the SKM-TEA scan's file, on its stored grid.
 
     Each voxel's T1 is that of its class in ``labels`` (``k + 1`` for ``class_names[k]``) in
     :data:`~inpaintssl.metrics.T1_DEFAULTS_MS`, else :data:`OTHER_T1_MS`. Computed slice by slice.
@@ -221,16 +256,14 @@ def qdess_t2_map(
         >>> fit = check_t2_input(volume, path)  # doctest: +SKIP
         >>> t2 = qdess_t2_map(volume, fit.scan, labels, ["femoral_cartilage"])  # doctest: +SKIP
     """
-    first, second = echoes_of(volume)
-    if labels.shape != first.grid:
-        raise ValueError(f"the label map is {labels.shape} but the series {first.grid}; expected one grid")
+    grid, pairs = _echo_pairs(volume)
+    if labels.shape != grid:
+        raise ValueError(f"the label map is {labels.shape} but the echoes {grid}; expected one grid")
     t1_of_label = np.full(len(class_names) + 1, OTHER_T1_MS)
     for k, name in enumerate(class_names):
         t1_of_label[k + 1] = T1_DEFAULTS_MS.get(name, OTHER_T1_MS)
-    t2 = np.empty(first.grid, dtype=np.float32)
-    for k in range(first.num_slices):
-        s1 = first.read(k).astype(np.float32)
-        s2 = second.read(k).astype(np.float32)
+    t2 = np.empty(grid, dtype=np.float32)
+    for k, (s1, s2) in enumerate(pairs):
         t1 = t1_of_label[labels[..., k]]
         plane = np.full(s1.shape, np.nan, dtype=np.float32)
         for value in np.unique(t1):
