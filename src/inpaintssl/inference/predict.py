@@ -122,7 +122,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -177,6 +177,8 @@ from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_dtype, resolve_device
 from inpaintssl.warning_format import warn_each_time
+
+T = TypeVar("T")
 
 __all__ = [
     "CUT_EDGE_WARN_SHARE",
@@ -470,7 +472,7 @@ def predict(
             checked_before={case: entry.fingerprints for case, entry in kept.items()},
             bad_inputs=bad,
         )
-        prepared = _passing(
+        prepared, _ = _passing(
             prepared,
             lambda item: check_writable(
                 item.volume, item.geometry, file_format_for(item.volume, output_format), source=item.path
@@ -480,10 +482,9 @@ def predict(
         # Refused before any case is predicted, as every input check is.
         t2_fits = None
         if t2:
-            prepared = _passing(
+            prepared, t2_fits = _passing(
                 prepared, lambda item: check_t2_input(item.volume, item.path, qdess_parameters=qdess), bad
             )
-            t2_fits = [check_t2_input(item.volume, item.path, qdess_parameters=qdess) for item in prepared]
         bad.check_some_left(len(prepared))
         formats = [file_format_for(item.volume, output_format) for item in prepared]
         finished: dict[str, CasePrediction] = {}
@@ -617,16 +618,18 @@ def predict(
 
 
 def _passing(
-    items: list[PreparedInput], check: Callable[[PreparedInput], object], bad: BadInputs
-) -> list[PreparedInput]:
-    """The items that pass ``check``; one that fails is left out by ``bad``, or its error raised."""
-    passing = []
+    items: list[PreparedInput], check: Callable[[PreparedInput], T], bad: BadInputs
+) -> tuple[list[PreparedInput], list[T]]:
+    """The items that pass ``check``, with what it returned for each; one that fails is left out by
+    ``bad``, or its error raised."""
+    passing, found = [], []
     for item in items:
         try:
-            check(item)
+            result = check(item)
         except PredictionError as exc:
             if bad.left_out(item.case, item.path, exc):
                 continue
             raise
         passing.append(item)
-    return passing
+        found.append(result)
+    return passing, found

@@ -128,10 +128,11 @@ def check_t2_input(
     series in place of, or where it lacks, its own.
 
     Raises:
-        PredictionError: The input is not a DICOM series, or its slices do not all state an
-            ``EchoTime``, or it holds one echo; a qDESS series (two echoes) that neither states
-            nor is given every scan parameter, or whose parameters the model refuses (out of
-            range, in the wrong unit); the message names the file.
+        PredictionError: The input is neither a DICOM series nor an HDF5 file of both qDESS
+            echoes (an SKM-TEA scan), or its slices do not all state an ``EchoTime``, or it holds
+            one echo; a qDESS input that neither states nor is given every scan parameter, or
+            whose parameters the model refuses (out of range, in the wrong unit); the message
+            names the file.
     """
     if isinstance(volume, H5Volume) and holds_qdess_echoes(volume.path):
         return QdessFit(_given_scan(path, qdess_parameters or {}))
