@@ -26,7 +26,8 @@ from dicom_helpers import write_enhanced, write_single_frame
 from inpaintssl.cli import main as cli_main
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.data.dicom_acquisition import GE_ACQUISITION_CREATOR, scan_parameters, stated_parameters
-from inpaintssl.inference.t2_maps import OTHER_T1_MS, QdessFit, check_t2_input, qdess_t2_map
+from inpaintssl.inference.t2_maps import QdessFit, check_t2_input, qdess_t2_map
+from inpaintssl.metrics import T1_OTHER_MS
 from predict_helpers import predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
@@ -162,7 +163,7 @@ def test_the_qdess_t2_map_gives_back_the_t2_the_echoes_were_written_with(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
-    stored = _stored(truth, np.full(truth.shape, OTHER_T1_MS))  # the tiny run's classes: no T1 of their own
+    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))  # the tiny run's classes: no T1 of their own
     series = _series(tmp_path / "qdess", stored)
     report = predict_quietly(trained_run.run_dir, series, tmp_path / "out", echo=1, t2=True)
     (case,) = report.cases
@@ -172,14 +173,14 @@ def test_the_qdess_t2_map_gives_back_the_t2_the_echoes_were_written_with(
     assert t2.dtype == np.float32 and t2.shape == truth.shape
     np.testing.assert_allclose(t2_image.affine, seg_image.affine)
     np.testing.assert_allclose(t2, truth, rtol=2e-3)  # the stored integers' rounding
-    np.testing.assert_allclose(t2, _inverted(stored, OTHER_T1_MS), rtol=1e-4)
+    np.testing.assert_allclose(t2, _inverted(stored, T1_OTHER_MS), rtol=1e-4)
     labels = np.asarray(seg_image.dataobj)
     assert labels.any(), "the tiny run labels nothing here: the means below would check nothing"
     with report.volumes_csv.open() as handle:
         (row,) = csv.DictReader(handle)
     for k, name in enumerate(report.class_names):
         mask = labels == k + 1
-        expected = float(_inverted(stored, OTHER_T1_MS)[mask].mean()) if mask.any() else float("nan")
+        expected = float(_inverted(stored, T1_OTHER_MS)[mask].mean()) if mask.any() else float("nan")
         assert case.mean_t2_ms is not None
         np.testing.assert_allclose(case.mean_t2_ms[name], expected, rtol=1e-4)
         np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), expected, rtol=1e-4)
@@ -206,7 +207,7 @@ def test_each_voxels_t1_is_its_predicted_tissues(tmp_path: Path) -> None:
 
 def test_the_echoes_root_sum_of_squares_an_skmtea_run_reads_gives_the_same_map(tmp_path: Path) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
-    series = _series(tmp_path / "qdess", _stored(truth, np.full(truth.shape, OTHER_T1_MS)))
+    series = _series(tmp_path / "qdess", _stored(truth, np.full(truth.shape, T1_OTHER_MS)))
     labels = _disc().astype(np.uint8)
     maps = []
     for volume in (DicomVolume(series, echo=1), DicomVolume(series, echo=2), DicomEchoesRssVolume(series)):
@@ -222,7 +223,7 @@ def test_a_series_without_the_spoiler_tags_takes_them_given(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
-    stored = _stored(truth, np.full(truth.shape, OTHER_T1_MS))
+    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
     bare = _series(tmp_path / "bare", stored, spoiler_tags=False)
     out = tmp_path / "out"
     with pytest.raises(issl.PredictionError, match=r"does not state gl_area \(GE's private .*tg_us") as err:
@@ -272,7 +273,7 @@ def test_the_cli_takes_the_spoiler_and_refuses_it_malformed_or_twice(
     trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
-    bare = _series(tmp_path / "bare", _stored(truth, np.full(truth.shape, OTHER_T1_MS)), spoiler_tags=False)
+    bare = _series(tmp_path / "bare", _stored(truth, np.full(truth.shape, T1_OTHER_MS)), spoiler_tags=False)
     out = tmp_path / "out"
     argv = ["predict", str(trained_run.run_dir), str(bare), "--output", str(out), "--echo", "1", "--t2"]
     argv += ["--device", "cpu", "--quiet"]
@@ -293,7 +294,7 @@ def test_an_skmtea_scans_file_takes_its_scan_parameters_given(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
-    stored = _stored(truth, np.full(truth.shape, OTHER_T1_MS))
+    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
     scan = tmp_path / "MTR_001.h5"
     with h5py.File(scan, "w") as handle:
         handle["echo1"] = stored[0].astype(np.float32) * SLOPE  # (X, Y, Z) as SKM-TEA stores them
@@ -315,4 +316,4 @@ def test_an_skmtea_scans_file_takes_its_scan_parameters_given(
     assert case.t2_map is not None
     t2 = np.asarray(nib.load(case.t2_map).dataobj)
     np.testing.assert_allclose(t2, truth, rtol=2e-3)
-    np.testing.assert_allclose(t2, _inverted(stored, OTHER_T1_MS), rtol=1e-4)
+    np.testing.assert_allclose(t2, _inverted(stored, T1_OTHER_MS), rtol=1e-4)

@@ -44,11 +44,10 @@ from inpaintssl.data.dicom_acquisition import SCAN_PARAMETER_KEYS, scan_paramete
 from inpaintssl.data.readers import H5Volume, Volume
 from inpaintssl.data.skmtea import SCAN_PARAM_COLUMNS, echo_slices, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
-from inpaintssl.metrics import T1_DEFAULTS_MS, mean_t2, mese_t2, qdess_t2
+from inpaintssl.metrics import T1_DEFAULTS_MS, T1_OTHER_MS, mean_t2, mese_t2, qdess_t2
 from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 
 __all__ = [
-    "OTHER_T1_MS",
     "MeseFit",
     "QdessFit",
     "T2Fit",
@@ -59,11 +58,6 @@ __all__ = [
     "qdess_t2_map",
     "t2_map",
 ]
-
-OTHER_T1_MS = 1200.0
-"""The T1 (ms) the qDESS model assumes for a voxel of no class in
-:data:`~inpaintssl.metrics.T1_DEFAULTS_MS` (background included): femoral cartilage's, as the
-``clinical`` study assumes."""
 
 _QDESS_ECHOES = 2
 _GIVE = "qdess_parameters={...} (--qdess-parameter KEY=VALUE)"
@@ -97,7 +91,8 @@ T2Fit = MeseFit | QdessFit
 
 
 def check_qdess_parameters(given: Mapping[str, float] | None) -> dict[str, float]:
-    """``predict``'s ``qdess_parameters``, checked: names of :data:`SCAN_PARAMETER_KEYS`, finite numbers.
+    """``predict``'s ``qdess_parameters``, checked: names of
+    :data:`~inpaintssl.data.dicom_acquisition.SCAN_PARAMETER_KEYS`, finite numbers.
 
     Raises:
         ValueError: An unknown name, or a value that is no finite number; the message names it.
@@ -183,7 +178,7 @@ def _qdess_scan(volume: DicomVolume, path: Path, given: Mapping[str, float]) -> 
 def _checked_scan(path: Path, scan: dict[str, float], given: Mapping[str, float]) -> dict[str, float]:
     """``scan`` (every parameter), refused where the model refuses it (out of range, a unit slip)."""
     try:
-        _qdess(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.float32), scan, t1_ms=OTHER_T1_MS)
+        _qdess(np.ones(1, dtype=np.float32), np.ones(1, dtype=np.float32), scan, t1_ms=T1_OTHER_MS)
     except ValueError as exc:
         came = ", ".join(f"{k}={v:g}" + (" (given)" if k in given else "") for k, v in scan.items())
         raise PredictionError(
@@ -251,7 +246,8 @@ def qdess_t2_map(
     from (its echoes read again), or of the SKM-TEA scan's file, on its stored grid.
 
     Each voxel's T1 is that of its class in ``labels`` (``k + 1`` for ``class_names[k]``) in
-    :data:`~inpaintssl.metrics.T1_DEFAULTS_MS`, else :data:`OTHER_T1_MS`. Computed slice by slice.
+    :data:`~inpaintssl.metrics.T1_DEFAULTS_MS`, else :data:`~inpaintssl.metrics.T1_OTHER_MS`.
+    Computed slice by slice.
 
     Example:
         >>> fit = check_t2_input(volume, path)  # doctest: +SKIP
@@ -260,9 +256,9 @@ def qdess_t2_map(
     grid, pairs = _echo_pairs(volume)
     if labels.shape != grid:
         raise ValueError(f"the label map is {labels.shape} but the echoes {grid}; expected one grid")
-    t1_of_label = np.full(len(class_names) + 1, OTHER_T1_MS)
+    t1_of_label = np.full(len(class_names) + 1, T1_OTHER_MS)
     for k, name in enumerate(class_names):
-        t1_of_label[k + 1] = T1_DEFAULTS_MS.get(name, OTHER_T1_MS)
+        t1_of_label[k + 1] = T1_DEFAULTS_MS.get(name, T1_OTHER_MS)
     t2 = np.empty(grid, dtype=np.float32)
     for k, (s1, s2) in enumerate(pairs):
         t1 = t1_of_label[labels[..., k]]

@@ -23,13 +23,14 @@ from inpaintssl.metrics.clinical import (
     tissue_volume,
 )
 from inpaintssl.metrics.mese import mese_t2
-from inpaintssl.metrics.qdess import T1_DEFAULTS_MS, qdess_signal_ratio, qdess_t2
+from inpaintssl.metrics.qdess import T1_DEFAULTS_MS, T1_OTHER_MS, qdess_signal_ratio, qdess_t2
 from inpaintssl.metrics.segmentation import dice_per_class, dice_per_image
 
 __all__ = [
     "MEASUREMENT_SCALES",
     "MEASUREMENT_UNITS",
     "T1_DEFAULTS_MS",
+    "T1_OTHER_MS",
     "BlandAltman",
     "ClinicalComparison",
     "absolute_error",

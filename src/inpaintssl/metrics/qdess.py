@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy, check_same_shape
 
-__all__ = ["T1_DEFAULTS_MS", "qdess_signal_ratio", "qdess_t2"]
+__all__ = ["T1_DEFAULTS_MS", "T1_OTHER_MS", "qdess_signal_ratio", "qdess_t2"]
 
 T1_DEFAULTS_MS: Final[Mapping[str, float]] = MappingProxyType(
     {
@@ -35,6 +35,10 @@ T1_DEFAULTS_MS: Final[Mapping[str, float]] = MappingProxyType(
     }
 )
 """Assumed T1 per tissue in ms (DESIGN.md sec. 2, as used for SKM-TEA): pass as ``t1_ms``."""
+
+T1_OTHER_MS: Final = 1200.0
+"""The T1 in ms assumed for a tissue not in :data:`T1_DEFAULTS_MS` (femoral cartilage's), and
+:func:`qdess_t2`'s default."""
 
 _GAMMA_RAD_PER_G_S: Final = 4258.0 * 2.0 * math.pi
 
@@ -138,7 +142,7 @@ def qdess_t2(
     flip_angle_deg: float,
     gl_area: float,
     tg_us: float,
-    t1_ms: float = 1200.0,
+    t1_ms: float = T1_OTHER_MS,
     diffusivity: float = 1.25e-9,
     t2_range_ms: tuple[float, float] = (0.0, 100.0),
 ) -> npt.NDArray[np.floating[Any]]:
@@ -196,7 +200,7 @@ def qdess_t2(
 def qdess_signal_ratio(
     t2_ms: ArrayInput,
     *,
-    t1_ms: float = 1200.0,
+    t1_ms: float = T1_OTHER_MS,
     diffusivity: float = 1.25e-9,
     tr_ms: float,
     te_ms: float,

@@ -48,6 +48,7 @@ from inpaintssl.data.preprocess import fit_to_size
 from inpaintssl.data.views import FitToSize
 from inpaintssl.metrics import (
     T1_DEFAULTS_MS,
+    T1_OTHER_MS,
     cross_sectional_area,
     mean_hu,
     mese_t2,
@@ -59,7 +60,6 @@ from inpaintssl.studies.store import Measurement
 
 __all__ = ["clinical_measurements", "on_source_grid"]
 
-_DEFAULT_T1_MS = 1200.0
 _SCAN_KEYS = ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")
 FloatArray = npt.NDArray[np.float64]
 
@@ -139,7 +139,7 @@ def _scan_t2(item: Mapping[str, Any], class_name: str) -> FloatArray | None:
         flip_angle_deg=float(params["flip_angle_deg"]),
         gl_area=float(params["gl_area"]),
         tg_us=float(params["tg_us"]),
-        t1_ms=T1_DEFAULTS_MS.get(class_name, _DEFAULT_T1_MS),
+        t1_ms=T1_DEFAULTS_MS.get(class_name, T1_OTHER_MS),
     )
     return np.asarray(t2, dtype=np.float64)
 
