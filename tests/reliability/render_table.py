@@ -229,6 +229,11 @@ first case and checks that the next one predicts only the others and writes the 
 probabilities and ``volumes.csv`` as a prediction never interrupted; ``--no-resume`` predicts every
 case.
 
+A bad scan among many need not stop a prediction either: with ``--skip-bad-inputs`` each input
+that fails a check (unreadable, blank, NaN, the wrong channel count, changed after its check) is
+left out with a warning and listed with its error in ``skipped.csv``, and the others are predicted
+exactly as without it (``tests/inference/test_inference_predict_skip.py``).
+
 Safe checkpoint loading
 -----------------------
 
