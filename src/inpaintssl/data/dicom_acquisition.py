@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Any
 
 from inpaintssl.data.dicom import DicomVolume, first_slice_header
@@ -39,10 +40,10 @@ SCAN_PARAMETER_KEYS = ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")
 GE_ACQUISITION_CREATOR = "GEMS_ACQU_01"
 """The private creator of the block in group ``0019`` where GE states the qDESS spoiler."""
 
-_GE_SPOILER_ELEMENTS = {"gl_area": 0xB6, "tg_us": 0xB7}
+_GE_SPOILER_ELEMENTS = MappingProxyType({"gl_area": 0xB6, "tg_us": 0xB7})
 """Element offsets in :data:`GE_ACQUISITION_CREATOR`'s block: spoiler area and duration (us)."""
 
-_STANDARD_TAGS = {"tr_ms": "RepetitionTime", "flip_angle_deg": "FlipAngle"}
+_STANDARD_TAGS = MappingProxyType({"tr_ms": "RepetitionTime", "flip_angle_deg": "FlipAngle"})
 
 
 def _number(value: Any) -> float | None:
