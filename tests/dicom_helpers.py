@@ -359,8 +359,36 @@ def count_reads_by_folder(monkeypatch: Any) -> Counter[str]:
     reads: Counter[str] = Counter()
 
     def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
-        reads[Path(path).parent.name] += 1
+        reads[Path(getattr(path, "name", path)).parent.name] += 1  # a path, or a file open already
         return real_read(path, *args, **kwargs)
 
     monkeypatch.setattr(pydicom, "dcmread", counted)
     return reads
+
+
+def count_opens_under(folder: Path, monkeypatch: Any) -> Counter[Path]:
+    """From now on, count each opening of a file under ``folder`` (``open``, ``Path.open``, and
+    pydicom's of a path), by the file; ``monkeypatch.undo()`` stops the count."""
+    import builtins
+
+    real_open, real_path_open = builtins.open, Path.open
+    opens: Counter[Path] = Counter()
+    root = folder.resolve()
+
+    def note(file: Any) -> None:
+        if isinstance(file, (str, Path)) and Path(file).resolve().is_relative_to(root):
+            opens[Path(file).resolve()] += 1
+
+    def counted(file: Any, *args: Any, **kwargs: Any) -> Any:
+        note(file)
+        return real_open(file, *args, **kwargs)
+
+    def counted_path_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        # Path.open calls io.open (not builtins.open, which stays uncounted beneath it) or, before
+        # Python 3.11, an accessor bound to it at import: counted here, once, on every version.
+        note(self)
+        return real_path_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counted)
+    monkeypatch.setattr(Path, "open", counted_path_open)
+    return opens

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dicom_helpers import count_reads_by_folder, write_single_frame
+from dicom_helpers import count_opens_under, count_reads_by_folder, write_single_frame
 from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import decompressed_into
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, echoes_of, open_echoes, open_series
@@ -281,6 +281,29 @@ def test_the_listing_names_every_series_of_a_study_by_what_series_takes(tmp_path
     # Each listed image series is what series= reads by its UID.
     for s in images:
         assert DicomVolume(root, series=s.uid, echo=1 if len(s.echo_times_ms) > 1 else None).files
+
+
+def test_each_file_of_a_study_is_opened_once_for_its_preamble_and_header(
+    study: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.data.dicom import list_series
+
+    root, _ = study
+    # What an export holds beside its series is opened too (to look for the preamble), but never
+    # DICOMDIR, nor anything hidden.
+    opened = sorted(
+        p.resolve()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != "DICOMDIR" and ".Trashes" not in p.parts
+    )
+    opens = count_opens_under(root, monkeypatch)
+    list_series(root)
+    assert sorted(opens) == opened and set(opens.values()) == {1}
+    opens.clear()
+    volume = DicomVolume(root, series="AX T1 SE")
+    assert sorted(opens) == opened and set(opens.values()) == {1}  # headers read, no pixels yet
+    monkeypatch.undo()
+    np.testing.assert_array_equal(_stack(volume), _expected("t1"))
 
 
 def test_the_echoes_of_a_studys_series_are_read_from_its_files_alone(

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any, TypeGuard
+from typing import Any, BinaryIO, TypeGuard
 
 import numpy as np
 
@@ -556,7 +556,7 @@ def _read_headers(path: Path, *, series: str | int | None = None) -> list[tuple[
             # Chosen among the study's images: it also holds objects that are no slices (reports,
             # key images and presentation states without pixels, SEGs, RT Structure Sets), each a
             # series of its own, never the one to read; the image checks below would refuse them.
-            found = [(ds, f) for f in _study_files(path) if _is_image(ds := _header(pydicom, f))]
+            found = [(ds, f) for ds, f in _study_headers(pydicom, path) if _is_image(ds)]
             if not found:
                 raise DataError(f"DICOM folder {path} holds no DICOM images, in it or its subfolders")
             chosen = select_series(found, series, path)
@@ -581,10 +581,11 @@ def _file_headers(
     ]
 
 
-def _header(pydicom: ModuleType, path: Path) -> Any:
-    """A DICOM file's header as it is (no pixels, no checks), or a DataError naming the file."""
+def _header(pydicom: ModuleType, path: Path, handle: BinaryIO | None = None) -> Any:
+    """A DICOM file's header as it is (no pixels, no checks), or a DataError naming the file;
+    read from ``handle`` (at its start) where the file is open already."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path if handle is None else handle, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types for a bad file
         raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
 
@@ -594,21 +595,38 @@ def _is_image(ds: Any) -> bool:
     return "Rows" in ds and "Columns" in ds and _object_kind(ds) is None
 
 
-def _study_files(folder: Path) -> list[Path]:
-    """Every DICOM file under ``folder``, subfolders included, in path order.
+def _study_headers(pydicom: ModuleType, folder: Path) -> list[tuple[Any, Path]]:
+    """The header (no pixels, no checks) of every DICOM file under ``folder``, subfolders included,
+    in path order, each file opened once.
 
     A study or CD export holds more than slices: its DICOMDIR index, viewer programs, text and
     thumbnails. Only files with the DICOM preamble (``DICM`` at byte 128) are taken, which every
     file written to the standard's file format (PS3.10) has; hidden files and folders are not.
+    The preamble is read through the handle the header is then parsed from: a study on a network
+    share of thousands of files pays one open each, not two.
+
+    Raises:
+        DataError: A file cannot be opened, or a file with the preamble cannot be parsed.
     """
-    return sorted(
+    candidates = sorted(
         p
         for p in folder.rglob("*")
         if p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         and p.name != "DICOMDIR"
-        and _has_dicm_prefix(p)
     )
+    found = []
+    for path in candidates:
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+        with handle:
+            if handle.read(_DICM_OFFSET + 4)[_DICM_OFFSET:] != b"DICM":
+                continue
+            handle.seek(0)
+            found.append((_header(pydicom, path, handle), path))
+    return found
 
 
 def is_series_choice(series: object) -> TypeGuard[str | int]:
@@ -736,7 +754,8 @@ def list_series(path: str | Path) -> list[SeriesSummary]:
     """
     path = existing_path(path, what="DICOM folder", directory_ok=True)
     pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
-    groups = _by_series([(_header(pydicom, f), f) for f in (_study_files(path) if path.is_dir() else [path])])
+    headers = _study_headers(pydicom, path) if path.is_dir() else [(_header(pydicom, path), path)]
+    groups = _by_series(headers)
     found = []
     for uid, members in groups.items():
         first = members[0][0]
