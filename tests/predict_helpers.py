@@ -39,3 +39,37 @@ def written_niftis(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         image = nib.load(path)
         found[path.name] = (np.asarray(image.dataobj), image.affine)
     return found
+
+
+def assert_t2_outputs(
+    report: PredictionReport, truth: np.ndarray, reference: np.ndarray, *, rtol: float
+) -> None:
+    """One case's T2 map and class means as ``predict(t2=True)`` must write them.
+
+    The map lies on the label map's grid and affine, gives back ``truth`` (the T2 the echoes were
+    written with) to ``rtol`` (the stored integers' rounding), and equals ``reference`` (the test's
+    own computation from the stored echoes, in float64); each class's mean T2, in the report and
+    in ``volumes.csv``, is the mean of ``reference`` over the voxels the written label map gives it.
+    """
+    import csv
+
+    import nibabel as nib
+
+    (case,) = report.cases
+    assert case.t2_map == report.output / f"{case.case}_t2.nii.gz"
+    t2_image, seg_image = nib.load(case.t2_map), nib.load(case.segmentation)
+    t2 = np.asarray(t2_image.dataobj)
+    assert t2.dtype == np.float32 and t2.shape == truth.shape
+    np.testing.assert_allclose(t2_image.affine, seg_image.affine)
+    np.testing.assert_allclose(t2, truth, rtol=rtol)
+    np.testing.assert_allclose(t2, reference, rtol=1e-4)  # float32 against float64
+    labels = np.asarray(seg_image.dataobj)
+    assert labels.any(), "the tiny run labels nothing here: the means below would check nothing"
+    with report.volumes_csv.open() as handle:
+        (row,) = csv.DictReader(handle)
+    assert case.mean_t2_ms is not None
+    for k, name in enumerate(report.class_names):
+        mask = labels == k + 1
+        expected = float(reference[mask].mean()) if mask.any() else float("nan")
+        np.testing.assert_allclose(case.mean_t2_ms[name], expected, rtol=1e-4)
+        np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), expected, rtol=1e-4)

@@ -10,7 +10,6 @@ block of ``GEMS_ACQU_01``), or given.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -22,13 +21,13 @@ import numpy as np
 import pytest
 
 import inpaintssl as issl
-from dicom_helpers import write_enhanced, write_single_frame
+from dicom_helpers import write_echo_series, write_enhanced
 from inpaintssl.cli import main as cli_main
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.data.dicom_acquisition import GE_ACQUISITION_CREATOR, scan_parameters, stated_parameters
 from inpaintssl.inference.t2_maps import QdessFit, check_t2_input, qdess_t2_map
 from inpaintssl.metrics import T1_OTHER_MS
-from predict_helpers import predict_quietly
+from predict_helpers import assert_t2_outputs, predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -89,27 +88,15 @@ def _ge_spoiler(ds: Any) -> None:
 
 
 def _series(folder: Path, stored: np.ndarray, *, spoiler_tags: bool = True) -> Path:
-    folder.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for e, te in enumerate((SCAN["te_ms"], TE2_MS)):
-        for k in range(SLICES):
-            write_single_frame(
-                folder / f"IM{k}{e}.dcm",
-                stored[e, :, :, k],
-                modality="MR",
-                position=(0.0, 0.0, 3.0 * k),
-                instance=2 * k + e + 1,
-                rescale=(SLOPE, 0.0),
-                identity={
-                    "SeriesInstanceUID": uid,
-                    "EchoTime": f"{te:g}",
-                    "EchoNumbers": e + 1,
-                    "RepetitionTime": f"{SCAN['tr_ms']:g}",
-                    "FlipAngle": f"{SCAN['flip_angle_deg']:g}",
-                },
-                edit=_ge_spoiler if spoiler_tags else None,
-            )
-    return folder
+    scan = {"RepetitionTime": f"{SCAN['tr_ms']:g}", "FlipAngle": f"{SCAN['flip_angle_deg']:g}"}
+    return write_echo_series(
+        folder,
+        stored,
+        (SCAN["te_ms"], TE2_MS),
+        slope=SLOPE,
+        tags=scan,
+        edit=_ge_spoiler if spoiler_tags else None,
+    )
 
 
 def test_the_scan_parameters_are_the_series_tags_and_ge_spoiler_block(tmp_path: Path) -> None:
@@ -166,24 +153,7 @@ def test_the_qdess_t2_map_gives_back_the_t2_the_echoes_were_written_with(
     stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))  # the tiny run's classes: no T1 of their own
     series = _series(tmp_path / "qdess", stored)
     report = predict_quietly(trained_run.run_dir, series, tmp_path / "out", echo=1, t2=True)
-    (case,) = report.cases
-    assert case.t2_map == tmp_path / "out" / "qdess_t2.nii.gz"
-    t2_image, seg_image = nib.load(case.t2_map), nib.load(case.segmentation)
-    t2 = np.asarray(t2_image.dataobj)
-    assert t2.dtype == np.float32 and t2.shape == truth.shape
-    np.testing.assert_allclose(t2_image.affine, seg_image.affine)
-    np.testing.assert_allclose(t2, truth, rtol=2e-3)  # the stored integers' rounding
-    np.testing.assert_allclose(t2, _inverted(stored, T1_OTHER_MS), rtol=1e-4)
-    labels = np.asarray(seg_image.dataobj)
-    assert labels.any(), "the tiny run labels nothing here: the means below would check nothing"
-    with report.volumes_csv.open() as handle:
-        (row,) = csv.DictReader(handle)
-    for k, name in enumerate(report.class_names):
-        mask = labels == k + 1
-        expected = float(_inverted(stored, T1_OTHER_MS)[mask].mean()) if mask.any() else float("nan")
-        assert case.mean_t2_ms is not None
-        np.testing.assert_allclose(case.mean_t2_ms[name], expected, rtol=1e-4)
-        np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), expected, rtol=1e-4)
+    assert_t2_outputs(report, truth, _inverted(stored, T1_OTHER_MS), rtol=2e-3)
 
 
 def test_each_voxels_t1_is_its_predicted_tissues(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ weighted ``polyfit`` (first echo left out).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import nibabel as nib
@@ -17,8 +16,8 @@ import numpy as np
 import pytest
 
 import inpaintssl as issl
-from dicom_helpers import write_single_frame
-from predict_helpers import predict_quietly
+from dicom_helpers import write_echo_series
+from predict_helpers import assert_t2_outputs, predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -41,20 +40,7 @@ def _stored(t2: np.ndarray) -> np.ndarray:
 
 
 def _series(folder: Path, stored: np.ndarray, times: tuple[float, ...] = TE_MS) -> Path:
-    folder.mkdir(parents=True)
-    uid = pydicom.uid.generate_uid()
-    for e, te in enumerate(times):
-        for k in range(SLICES):
-            write_single_frame(
-                folder / f"IM{k}{e}.dcm",
-                stored[e, :, :, k],
-                modality="MR",
-                position=(0.0, 0.0, 3.0 * k),
-                instance=len(times) * k + e + 1,
-                rescale=(SLOPE, 0.0),
-                identity={"SeriesInstanceUID": uid, "EchoTime": f"{te:g}", "EchoNumbers": e + 1},
-            )
-    return folder
+    return write_echo_series(folder, stored, times, slope=SLOPE)
 
 
 def _fitted_by_numpy(stored: np.ndarray) -> np.ndarray:
@@ -74,26 +60,7 @@ def test_the_t2_map_and_each_classs_mean_t2_are_the_echoes_fit(
     stored = _stored(truth)
     series = _series(tmp_path / "mese", stored)
     report = predict_quietly(trained_run.run_dir, series, tmp_path / "out", echo=1, t2=True)
-    (case,) = report.cases
-    assert case.t2_map == tmp_path / "out" / "mese_t2.nii.gz"
-    t2_image, seg_image = nib.load(case.t2_map), nib.load(case.segmentation)
-    t2 = np.asarray(t2_image.dataobj)
-    assert t2.dtype == np.float32 and t2.shape == truth.shape
-    np.testing.assert_allclose(t2_image.affine, seg_image.affine)
-    np.testing.assert_allclose(t2, truth, rtol=0.01)  # the stored integers' rounding
-    np.testing.assert_allclose(t2, _fitted_by_numpy(stored), rtol=1e-4)  # float32 against float64
-    labels = np.asarray(seg_image.dataobj)
-    assert labels.any(), "the tiny run labels nothing here: the means below would check nothing"
-    expected = {}
-    for k, name in enumerate(report.class_names):
-        mask = labels == k + 1
-        expected[name] = float(_fitted_by_numpy(stored)[mask].mean()) if mask.any() else float("nan")
-    assert case.mean_t2_ms is not None
-    np.testing.assert_allclose(list(case.mean_t2_ms.values()), list(expected.values()), rtol=1e-4)
-    with report.volumes_csv.open() as handle:
-        (row,) = csv.DictReader(handle)
-    for name, value in expected.items():
-        np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), value, rtol=1e-4)
+    assert_t2_outputs(report, truth, _fitted_by_numpy(stored), rtol=0.01)
 
 
 def test_without_t2_there_is_no_map_and_no_t2_column(
