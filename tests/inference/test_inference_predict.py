@@ -1200,6 +1200,23 @@ def test_truncated_file_leaves_output_as_it_was(softmax_run: Path, brains: Path,
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
 
 
+def test_a_failed_predict_removes_the_folders_it_created_for_its_output(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    cut = tmp_path / "cut.nii.gz"
+    data = (brains / "c.nii.gz").read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(PredictionError, match=r"cut\.nii\.gz cannot be read"):
+        predict(softmax_run, cut, output=tmp_path / "new" / "deeper" / "pred", device="cpu", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.nii.gz"]
+    # A folder that was there stays, with what it holds.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(PredictionError, match=r"cannot be read"):
+        predict(softmax_run, cut, output=tmp_path / "mine" / "a" / "pred", device="cpu", progress=False)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
 def _blank_and_nan_scans(brains: Path, folder: Path) -> dict[str, Path]:
     """Scans on c's grid that training's pre-flight check refuses: blank (zeros, a constant), NaN."""
     folder.mkdir()

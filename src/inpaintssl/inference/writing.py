@@ -447,6 +447,16 @@ def _adopted_staging(output: Path, identity: str) -> tuple[int, Path] | None:
     return None
 
 
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) while empty: one another process wrote into stays,
+    and with it every folder above."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def staging_folder(output: Path, *, resume: str | None = None) -> Iterator[Path]:
     """A hidden folder beside ``output`` to write predictions into, locked while the block runs.
@@ -460,17 +470,25 @@ def staging_folder(output: Path, *, resume: str | None = None) -> Iterator[Path]
     one (:mod:`~inpaintssl.inference.resume`), and the folder is kept, unlocked, when the block
     raises after a case was recorded, for the next predict to take over in turn.
 
+    Folders above ``output`` that it had to create are removed again with it, while empty.
+
     Raises:
         OSError: The folder cannot be created; the message names ``output``.
     """
     adopted = _adopted_staging(output, resume) if resume is not None else None
     for path in remove_stale_staging(output):
         log.info("removed %s, left by an interrupted predict", path)
+    # The folders above output this predict creates, deepest first: a failed predict removes them
+    # again (while empty), as it leaves nothing else behind.
+    created = (
+        [] if adopted is not None else [p for p in (output.parent, *output.parent.parents) if not p.exists()]
+    )
     try:
         if adopted is None:
             output.parent.mkdir(parents=True, exist_ok=True)
         lock, staging = adopted if adopted is not None else _locked_staging(output)
     except OSError as exc:
+        _remove_if_empty(created)
         raise write_error(f"predictions to {output}", exc) from exc
     try:
         yield staging
@@ -484,6 +502,7 @@ def staging_folder(output: Path, *, resume: str | None = None) -> Iterator[Path]
             )
         else:
             shutil.rmtree(staging, ignore_errors=True)
+            _remove_if_empty(created)
         raise
     finally:
         if lock is not None:
