@@ -60,6 +60,7 @@ __all__ = [
     "check_series_param",
     "dicom_object_kind",
     "echoes_of",
+    "finite_number",
     "first_slice_header",
     "is_echo_number",
     "is_series_choice",
@@ -622,7 +623,7 @@ def _study_headers(pydicom: ModuleType, folder: Path) -> list[tuple[Any, Path]]:
         except OSError as exc:
             raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         with handle:
-            if handle.read(_DICM_OFFSET + 4)[_DICM_OFFSET:] != b"DICM":
+            if not _reads_dicm_prefix(handle):
                 continue
             handle.seek(0)
             found.append((_header(pydicom, path, handle), path))
@@ -815,11 +816,20 @@ def _tag_number(ds: Any, tag: str) -> float | None:
     Lenient: a series read as one echo never needed these tags, and one with an unreadable
     EchoTime still reads as it did; a series whose echoes are asked for says it states none.
     """
-    value = getattr(ds, tag, None)
+    return finite_number(getattr(ds, tag, None))
+
+
+def finite_number(value: Any) -> float | None:
+    """A tag value (a multi-value's first) as a finite number; ``None`` where it is none.
+
+    Example:
+        >>> finite_number(["18.176", "20"]), finite_number(""), finite_number(float("nan"))
+        (18.176, None, None)
+    """
     if value is not None and not isinstance(value, (str, bytes)) and isinstance(value, Sequence):
         value = value[0] if len(value) else None
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
@@ -1043,10 +1053,15 @@ _DICM_OFFSET = 128
 def _has_dicm_prefix(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            handle.seek(_DICM_OFFSET)
-            return handle.read(4) == b"DICM"
+            return _reads_dicm_prefix(handle)
     except OSError:
         return True  # unreadable: let pydicom's own error say why
+
+
+def _reads_dicm_prefix(handle: BinaryIO) -> bool:
+    """Whether the file open in ``handle`` has the DICOM preamble (``DICM`` at byte 128)."""
+    handle.seek(_DICM_OFFSET)
+    return handle.read(4) == b"DICM"
 
 
 def _number_of_frames(ds: Any, path: Path) -> int:

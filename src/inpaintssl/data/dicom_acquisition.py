@@ -26,11 +26,10 @@ Example:
 
 from __future__ import annotations
 
-import math
 from types import MappingProxyType
 from typing import Any
 
-from inpaintssl.data.dicom import DicomVolume, first_slice_header
+from inpaintssl.data.dicom import DicomVolume, finite_number, first_slice_header
 
 __all__ = ["GE_ACQUISITION_CREATOR", "SCAN_PARAMETER_KEYS", "scan_parameters", "stated_parameters"]
 
@@ -47,17 +46,11 @@ _STANDARD_TAGS = MappingProxyType({"tr_ms": "RepetitionTime", "flip_angle_deg": 
 
 
 def _number(value: Any) -> float | None:
-    """A finite number from a DS/IS/FD value, a multi-value's first, or a private tag's raw bytes
-    (an implicit-VR file's private element reads as ``UN`` bytes, ``b"3132 "``); else ``None``."""
+    """:func:`~inpaintssl.data.dicom.finite_number` of a tag's value, also where it is raw bytes: an
+    implicit-VR file's private element reads as VR ``UN`` (``b"3132 "``)."""
     if isinstance(value, bytes):
         value = value.rstrip(b"\x00 ").decode("ascii", errors="replace").split("\\")[0]
-    elif not isinstance(value, str) and hasattr(value, "__len__"):
-        value = value[0] if len(value) else None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return finite_number(value)
 
 
 def stated_parameters(header: Any) -> dict[str, float]:
