@@ -64,6 +64,7 @@ __all__ = [
     "SKMTEA_CLASSES",
     "SKMTEA_CLASS_GROUPS",
     "QdessRssVolume",
+    "QDESS_ECHO_KEYS",
     "echo_slices",
     "holds_qdess_echoes",
 ]
@@ -71,6 +72,8 @@ __all__ = [
 SKMTEA_CLASSES = ("patellar_cartilage", "femoral_cartilage", "tibial_cartilage", "meniscus")
 SKMTEA_CLASS_GROUPS = ((0,), (1,), (2, 3), (4, 5))
 """Stored ``seg`` channels merged into each of :data:`SKMTEA_CLASSES`."""
+QDESS_ECHO_KEYS = ("echo1", "echo2")
+"""The datasets of a scan's file that hold its two qDESS echoes, ``(X, Y, Z)`` each."""
 
 SCAN_PARAM_COLUMNS: Mapping[str, str] = MappingProxyType(
     {
@@ -247,7 +250,7 @@ def _echo_shape(handle: Any, path: Path) -> tuple[int, ...]:
     Raises:
         DataError: Naming the file and the echo.
     """
-    shapes = {key: h5_dataset_shape(handle, key, path=path) for key in ("echo1", "echo2")}
+    shapes = {key: h5_dataset_shape(handle, key, path=path) for key in QDESS_ECHO_KEYS}
     for key, shape in shapes.items():
         check_rank(shape, {3}, where=f"{path} key {key!r}", layout="(X, Y, Z)")
         # Complex echoes (the raw track, not the DICOM track) would lose their imaginary
@@ -271,7 +274,7 @@ def holds_qdess_echoes(path: str | Path) -> bool:
         DataError: The file is missing, truncated or not HDF5.
     """
     with open_h5(path) as handle:
-        return all(key in handle for key in ("echo1", "echo2"))
+        return all(key in handle for key in QDESS_ECHO_KEYS)
 
 
 def echo_slices(path: str | Path) -> tuple[tuple[int, ...], Iterator[tuple[np.ndarray, np.ndarray]]]:
@@ -484,7 +487,7 @@ class SKMTEADataset(SliceDataset):
     def _preflight(self, volume: int) -> None:
         scan = self._scans[volume]
         handle = self._handles.get(scan.path)
-        keys = ("echo1", "echo2", "seg") if self.labelled else ("echo1", "echo2")
+        keys = (*QDESS_ECHO_KEYS, "seg") if self.labelled else QDESS_ECHO_KEYS
         # The check reads every echo anyway: the volume's statistics come with it, the same numbers
         # as _compute_stats (same slabs, same float64 sums), so the first epoch does not read it again.
         computing = scan.file_stats is None and volume not in self._stats

@@ -48,7 +48,7 @@ from inpaintssl.data.readers import (
     affine_zooms,
     reader_class,
 )
-from inpaintssl.data.skmtea import QdessRssVolume, holds_qdess_echoes
+from inpaintssl.data.skmtea import QDESS_ECHO_KEYS, QdessRssVolume, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.trained_run import SlicePreprocessing
 from inpaintssl.listing import first_and_more
@@ -56,7 +56,6 @@ from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
 
-_QDESS_ECHOES = ("echo1", "echo2")
 _FOLDER_VOLUMES = (NiftiVolume, NumpyVolume, H5Volume, MetaImageVolume, NrrdVolume)
 """The readers of the files a folder input holds; a folder without any is a DICOM series."""
 _FOLDER_FORMATS = "NIfTI, NumPy, HDF5, MetaImage or NRRD"
@@ -356,7 +355,7 @@ def open_input(
     elif prep.rss_echoes and key is None and holds_qdess_echoes(path):  # HDF5 from here on
         volume = QdessRssVolume(path, handles=H5Files(), slice_axis=axis, spacing=given)
     else:
-        if prep.rss_echoes and key in _QDESS_ECHOES:
+        if prep.rss_echoes and key in QDESS_ECHO_KEYS:
             raise PredictionError(
                 f"input {path}: key={key!r} is one qDESS echo, but the run was trained on the "
                 "root-sum-of-squares of echo1 and echo2 (the skmtea dataset); give the file without "
