@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from inpaintssl.data.dicom_acquisition import SCAN_PARAMETER_KEYS
 from inpaintssl.data.preprocess import fit_to_size
 from inpaintssl.data.views import FitToSize
 from inpaintssl.metrics import (
@@ -60,7 +61,6 @@ from inpaintssl.studies.store import Measurement
 
 __all__ = ["clinical_measurements", "on_source_grid"]
 
-_SCAN_KEYS = ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -125,11 +125,11 @@ def _scan_t2(item: Mapping[str, Any], class_name: str) -> FloatArray | None:
     e1 = np.asarray(item["echo1"], dtype=np.float32).reshape(np.shape(item["echo1"])[-2:])
     e2 = np.asarray(item["echo2"], dtype=np.float32).reshape(np.shape(item["echo2"])[-2:])
     params = dict(item["scan_params"])
-    missing = sorted(set(_SCAN_KEYS) - set(params))
+    missing = sorted(set(SCAN_PARAMETER_KEYS) - set(params))
     if missing:
         raise ValueError(
-            f"volume {item['volume_id']!r}: scan_params lacks {missing}; expected {list(_SCAN_KEYS)} "
-            "(qdess_t2's scan parameters)"
+            f"volume {item['volume_id']!r}: scan_params lacks {missing}; expected "
+            f"{list(SCAN_PARAMETER_KEYS)} (qdess_t2's scan parameters)"
         )
     t2 = qdess_t2(
         e1,
