@@ -10,6 +10,8 @@ block of ``GEMS_ACQU_01``), or given.
 
 from __future__ import annotations
 
+import csv
+import importlib
 import json
 import math
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 import inpaintssl as issl
 from dicom_helpers import write_echo_series, write_enhanced
 from inpaintssl.cli import main as cli_main
+from inpaintssl.data.base import DataError
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.data.dicom_acquisition import GE_ACQUISITION_CREATOR, scan_parameters, stated_parameters
 from inpaintssl.inference.t2_maps import QdessFit, check_t2_input, qdess_t2_map
@@ -36,17 +39,18 @@ SCAN = {"tr_ms": 18.176, "te_ms": 5.712, "flip_angle_deg": 20.0, "gl_area": 3132
 TE2_MS = 30.64
 SLOPE = 1e-4  # stored integers of about 20,000 read as values near 2, the synthetic run's range
 SPOILER = {"gl_area": SCAN["gl_area"], "tg_us": SCAN["tg_us"]}
+H5_OPTIONS: dict[str, Any] = {"key": "echo1", "t2": True, "spacing": (0.3125, 0.3125, 0.8)}
 
 
 def _without(key: str) -> dict[str, float]:
     return {name: value for name, value in SCAN.items() if name != key}
 
 
-def _k_c1(t1_ms: float) -> tuple[float, float]:
+def _k_c1(t1_ms: float, scan: dict[str, float]) -> tuple[float, float]:
     """The model's ``k`` and ``c1`` (DESIGN.md sec. 2), for cartilage's diffusivity."""
-    tr, tg, t1 = SCAN["tr_ms"] * 1e-3, SCAN["tg_us"] * 1e-6, t1_ms * 1e-3
-    alpha = math.radians(SCAN["flip_angle_deg"])
-    gl = SCAN["gl_area"] / (tg * 1e6) * 100
+    tr, tg, t1 = scan["tr_ms"] * 1e-3, scan["tg_us"] * 1e-6, t1_ms * 1e-3
+    alpha = math.radians(scan["flip_angle_deg"])
+    gl = scan["gl_area"] / (tg * 1e6) * 100
     dkl = 4258 * 2 * math.pi * gl * tg
     diffusivity = 1.25e-9
     e = math.exp(-tr / t1 - tr * dkl**2 * diffusivity)
@@ -54,20 +58,20 @@ def _k_c1(t1_ms: float) -> tuple[float, float]:
     return k, (tr - tg / 3) * dkl**2 * diffusivity
 
 
-def _ratio(t2_ms: np.ndarray, t1_ms: np.ndarray) -> np.ndarray:
+def _ratio(t2_ms: np.ndarray, t1_ms: np.ndarray, scan: dict[str, float]) -> np.ndarray:
     out = np.empty(t2_ms.shape)
     for t1 in np.unique(t1_ms):
-        k, c1 = _k_c1(float(t1))
+        k, c1 = _k_c1(float(t1), scan)
         where = t1_ms == t1
-        out[where] = k * np.exp(-2 * (SCAN["tr_ms"] - SCAN["te_ms"]) * 1e-3 / (t2_ms[where] * 1e-3) - c1)
+        out[where] = k * np.exp(-2 * (scan["tr_ms"] - scan["te_ms"]) * 1e-3 / (t2_ms[where] * 1e-3) - c1)
     return out
 
 
-def _inverted(stored: np.ndarray, t1_ms: float) -> np.ndarray:
+def _inverted(stored: np.ndarray, t1_ms: float, scan: dict[str, float] = SCAN) -> np.ndarray:
     """T2 (ms) from the stored echoes by the model's inversion, in float64."""
-    k, c1 = _k_c1(t1_ms)
+    k, c1 = _k_c1(t1_ms, scan)
     s1, s2 = stored[0].astype(np.float64) * SLOPE, stored[1].astype(np.float64) * SLOPE
-    return -2000 * (SCAN["tr_ms"] - SCAN["te_ms"]) * 1e-3 / (np.log(np.abs(s2 / s1) / k) + c1)
+    return -2000 * (scan["tr_ms"] - scan["te_ms"]) * 1e-3 / (np.log(np.abs(s2 / s1) / k) + c1)
 
 
 def _disc() -> np.ndarray:
@@ -75,10 +79,19 @@ def _disc() -> np.ndarray:
     return np.repeat(((rows - 14) ** 2 + (columns - 15) ** 2 < 49)[..., None], SLICES, axis=-1)
 
 
-def _stored(t2_ms: np.ndarray, t1_ms: np.ndarray) -> np.ndarray:
+def _stored(t2_ms: np.ndarray, t1_ms: np.ndarray, scan: dict[str, float] = SCAN) -> np.ndarray:
     """``(2, rows, columns, slices)`` int16 echoes: S1 about 20,000, S2 = S1 x the model's ratio."""
     s1 = np.full(t2_ms.shape, 20000.0) + 500.0 * np.arange(SIZE)[:, None, None] / SIZE
-    return np.stack([np.round(s1), np.round(s1 * _ratio(t2_ms, t1_ms))]).astype(np.int16)
+    return np.stack([np.round(s1), np.round(s1 * _ratio(t2_ms, t1_ms, scan))]).astype(np.int16)
+
+
+def _skmtea_scan(path: Path, stored: np.ndarray) -> Path:
+    """An SKM-TEA scan's file of the echoes ``stored``: ``echo1``, ``echo2`` (X, Y, Z) as floats."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        handle["echo1"] = stored[0].astype(np.float32) * SLOPE
+        handle["echo2"] = stored[1].astype(np.float32) * SLOPE
+    return path
 
 
 def _ge_spoiler(ds: Any) -> None:
@@ -265,11 +278,8 @@ def test_an_skmtea_scans_file_takes_its_scan_parameters_given(
 ) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
     stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
-    scan = tmp_path / "MTR_001.h5"
-    with h5py.File(scan, "w") as handle:
-        handle["echo1"] = stored[0].astype(np.float32) * SLOPE  # (X, Y, Z) as SKM-TEA stores them
-        handle["echo2"] = stored[1].astype(np.float32) * SLOPE
-    options: dict[str, Any] = {"key": "echo1", "t2": True, "spacing": (0.3125, 0.3125, 0.8)}
+    scan = _skmtea_scan(tmp_path / "MTR_001.h5", stored)
+    options = H5_OPTIONS
     out = tmp_path / "out"
     # An HDF5 file states no scan parameters: every one is named, with SKM-TEA's column for it.
     with pytest.raises(
@@ -287,3 +297,216 @@ def test_an_skmtea_scans_file_takes_its_scan_parameters_given(
     t2 = np.asarray(nib.load(case.t2_map).dataobj)
     np.testing.assert_allclose(t2, truth, rtol=2e-3)
     np.testing.assert_allclose(t2, _inverted(stored, T1_OTHER_MS), rtol=1e-4)
+
+
+# A cohort's scans differ in their parameters: each takes its own row of a table.
+OTHER_SCAN = {**SCAN, "tr_ms": 20.5, "flip_angle_deg": 15.0, "gl_area": 3100.0}
+METADATA_HEADER = ["MTR_ID", "Manufacturer", "RepetitionTime", "EchoTime1", "FlipAngle"]
+METADATA_HEADER += ["SpoilerGradientArea", "SpoilerGradientTime", "EchoTime2"]
+
+
+def _metadata_row(scan_id: str, scan: dict[str, float]) -> list[str]:
+    values = [scan[key] for key in ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")]
+    return [scan_id, "GE", *(f"{v:g}" for v in values), f"{TE2_MS:g}"]
+
+
+def _all_metadata(path: Path, rows: list[list[str]]) -> Path:
+    """An SKM-TEA ``all_metadata.csv`` as Excel saves it (a byte-order mark first)."""
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        csv.writer(handle).writerows([METADATA_HEADER, *rows])
+    return path
+
+
+def _cohort(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Two SKM-TEA scans of one T2 truth through different scan parameters; their stored echoes."""
+    truth = np.where(_disc(), 40.0, 30.0)
+    t1 = np.full(truth.shape, T1_OTHER_MS)
+    stored = {"MTR_001": _stored(truth, t1, SCAN), "MTR_002": _stored(truth, t1, OTHER_SCAN)}
+    for scan_id, echoes in stored.items():
+        _skmtea_scan(folder / f"{scan_id}.h5", echoes)
+    return truth, stored
+
+
+def _t2_of(report: issl.PredictionReport, case: str) -> np.ndarray:
+    (found,) = [c for c in report.cases if c.case == case]
+    assert found.t2_map is not None
+    return np.asarray(nib.load(found.t2_map).dataobj)
+
+
+def test_each_scan_of_a_cohort_takes_its_row_of_skmteas_all_metadata_csv(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    truth, stored = _cohort(tmp_path / "image_files")
+    # A damaged row of a scan not predicted stops nothing.
+    damaged = [*_metadata_row("MTR_099", SCAN)[:4], "n/a", *_metadata_row("MTR_099", SCAN)[5:]]
+    table = _all_metadata(
+        tmp_path / "all_metadata.csv",
+        [_metadata_row("MTR_001", SCAN), damaged, _metadata_row("MTR_002", OTHER_SCAN)],
+    )
+    inputs = sorted((tmp_path / "image_files").glob("*.h5"))
+    report = predict_quietly(
+        trained_run.run_dir, inputs, tmp_path / "out", qdess_parameters_csv=table, **H5_OPTIONS
+    )
+    for case, scan in (("MTR_001", SCAN), ("MTR_002", OTHER_SCAN)):
+        t2 = _t2_of(report, case)
+        np.testing.assert_allclose(t2, truth, rtol=2e-3)
+        np.testing.assert_allclose(t2, _inverted(stored[case], T1_OTHER_MS, scan), rtol=1e-4)
+    # The scans differ enough that one's parameters would not do for the other.
+    assert not np.allclose(_inverted(stored["MTR_002"], T1_OTHER_MS, SCAN), truth, rtol=2e-2)
+    # The same map as a predict of that scan alone given its parameters.
+    alone = predict_quietly(
+        trained_run.run_dir, inputs[1], tmp_path / "alone", qdess_parameters=OTHER_SCAN, **H5_OPTIONS
+    )
+    assert np.array_equal(_t2_of(alone, "MTR_002"), _t2_of(report, "MTR_002"), equal_nan=True)
+
+
+def test_a_scan_the_table_gives_too_little_is_refused_or_left_out(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    _cohort(tmp_path / "image_files")
+    inputs = sorted((tmp_path / "image_files").glob("*.h5"))
+    out = tmp_path / "out"
+    first = _metadata_row("MTR_001", SCAN)
+
+    def refused(rows: list[list[str]], message: str) -> None:
+        table = _all_metadata(tmp_path / "all_metadata.csv", rows)
+        with pytest.raises(issl.PredictionError, match=message):
+            predict_quietly(trained_run.run_dir, inputs, out, qdess_parameters_csv=table, **H5_OPTIONS)
+        assert not out.exists()
+
+    refused([first], r"MTR_002\.h5: .*all_metadata\.csv has no row of MTR_ID 'MTR_002'")
+    second = _metadata_row("MTR_002", OTHER_SCAN)
+    blank = [*second[:4], "", *second[5:]]
+    refused(
+        [first, blank],
+        r"MTR_002\.h5: .*give flip_angle_deg \(FlipAngle\) with .*the row of MTR_ID 'MTR_002' in .* leaves "
+        "them empty",
+    )
+    damaged = [*second[:4], "n/a", *second[5:]]
+    refused(
+        [first, damaged],
+        r"MTR_002\.h5: qdess_parameters_csv .*MTR_ID 'MTR_002': column FlipAngle holds 'n/a'",
+    )
+    # A cohort predict that leaves bad scans out leaves that one out.
+    table = _all_metadata(tmp_path / "all_metadata.csv", [first, damaged])
+    report = predict_quietly(
+        trained_run.run_dir, inputs, out, qdess_parameters_csv=table, skip_bad_inputs=True, **H5_OPTIONS
+    )
+    assert [c.case for c in report.cases] == ["MTR_001"] and [s.case for s in report.skipped] == ["MTR_002"]
+
+
+def test_the_table_is_checked_before_anything_is_read(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    table = _all_metadata(tmp_path / "all_metadata.csv", [_metadata_row("MTR_001", SCAN)])
+    nowhere, out = tmp_path / "nowhere", tmp_path / "o"
+    with pytest.raises(ValueError, match=r"qdess_parameters_csv=.*only t2=True"):
+        predict_quietly(trained_run.run_dir, nowhere, out, qdess_parameters_csv=table)
+    with pytest.raises(
+        ValueError,
+        match=r"qdess_parameters gives \['flip_angle_deg'\] .*per scan \(columns \['FlipAngle'\]\)",
+    ):
+        predict_quietly(
+            trained_run.run_dir,
+            nowhere,
+            out,
+            t2=True,
+            qdess_parameters={"flip_angle_deg": 20.0},
+            qdess_parameters_csv=table,
+        )
+    with pytest.raises(DataError, match=r"qdess_parameters_csv .*absent\.csv does not exist"):
+        predict_quietly(
+            trained_run.run_dir, nowhere, out, t2=True, qdess_parameters_csv=tmp_path / "absent.csv"
+        )
+
+
+@pytest.mark.filterwarnings("ignore:input .* in-plane voxel spacing:UserWarning")
+def test_a_series_takes_its_row_over_its_tags_and_a_table_naming_no_case_is_warned_of(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    truth = np.where(_disc(), 40.0, 30.0)
+    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
+    bare = _series(tmp_path / "knee_01", stored, spoiler_tags=False)
+    spoilers = tmp_path / "spoilers.csv"
+    spoilers.write_text(f"case,gl_area,tg_us\nknee_01,{SCAN['gl_area']:g},{SCAN['tg_us']:g}\n")
+    report = predict_quietly(
+        trained_run.run_dir, bare, tmp_path / "out", echo=1, t2=True, qdess_parameters_csv=spoilers
+    )
+    given = predict_quietly(
+        trained_run.run_dir, bare, tmp_path / "given", echo=1, t2=True, qdess_parameters=SPOILER
+    )
+    assert np.array_equal(_t2_of(report, "knee_01"), _t2_of(given, "knee_01"), equal_nan=True)
+    # A row's value wins over the series' tag: a flip angle in radians is refused as given.
+    spoilers.write_text("case,FlipAngle\nknee_01,0.349\n")
+    tagged = _series(tmp_path / "tagged" / "knee_01", stored)
+    with pytest.raises(issl.PredictionError, match=r"flip_angle_deg=0.349 \(given\).*implausibly small"):
+        predict_quietly(
+            trained_run.run_dir, tagged, tmp_path / "o", echo=1, t2=True, qdess_parameters_csv=spoilers
+        )
+    spoilers.write_text("case,gl_area,tg_us\nknee_1,3132,1792\nknee_2,3132,1792\n")
+    with (
+        pytest.warns(
+            UserWarning,
+            match=r"none of its 2 rows \(case 'knee_1', 'knee_2'\) names a case predicted "
+            r"\('knee_01'\)",
+        ),
+        pytest.raises(
+            issl.PredictionError, match=r"does not state gl_area .*spoilers\.csv has no row of case 'knee_01'"
+        ),
+    ):
+        issl.predict(
+            trained_run.run_dir,
+            bare,
+            output=tmp_path / "o",
+            echo=1,
+            t2=True,
+            qdess_parameters_csv=spoilers,
+            progress=False,
+        )
+
+
+def test_a_resumed_predict_takes_no_case_whose_row_of_the_table_changed(
+    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truth, stored = _cohort(tmp_path / "image_files")
+    rows = [_metadata_row("MTR_001", SCAN), _metadata_row("MTR_002", OTHER_SCAN)]
+    table = _all_metadata(tmp_path / "all_metadata.csv", rows)
+    inputs = sorted((tmp_path / "image_files").glob("*.h5"))
+    out = tmp_path / "out"
+    predict_module = importlib.import_module("inpaintssl.inference.predict")
+    predict_case = predict_module.predict_case
+
+    def dies_at_the_second(item: Any, **kwargs: Any) -> Any:
+        if item.case == "MTR_002":
+            raise KeyboardInterrupt
+        return predict_case(item, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(predict_module, "predict_case", dies_at_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            predict_quietly(trained_run.run_dir, inputs, out, qdess_parameters_csv=table, **H5_OPTIONS)
+    # MTR_001's row corrected (its flip angle was written wrong): its T2 map is made again from it.
+    wrong = {**SCAN, "flip_angle_deg": 18.0}
+    _all_metadata(table, [_metadata_row("MTR_001", wrong), rows[1]])
+    report = predict_quietly(trained_run.run_dir, inputs, out, qdess_parameters_csv=table, **H5_OPTIONS)
+    np.testing.assert_allclose(
+        _t2_of(report, "MTR_001"), _inverted(stored["MTR_001"], T1_OTHER_MS, wrong), rtol=1e-4
+    )
+    np.testing.assert_allclose(_t2_of(report, "MTR_002"), truth, rtol=2e-3)
+
+
+def test_the_cli_reads_the_table(
+    trained_run: issl.FinetuneResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth, _ = _cohort(tmp_path / "image_files")
+    table = _all_metadata(
+        tmp_path / "all_metadata.csv", [_metadata_row("MTR_001", SCAN), _metadata_row("MTR_002", OTHER_SCAN)]
+    )
+    out = tmp_path / "out"
+    argv = ["predict", str(trained_run.run_dir), str(tmp_path / "image_files"), "--output", str(out), "--t2"]
+    argv += ["--key", "echo1", "--spacing", "0.3125", "0.3125", "0.8", "--device", "cpu", "--quiet"]
+    with pytest.warns(UserWarning):  # the tiny run's spacing
+        assert cli_main([*argv, "--qdess-parameters-csv", str(table)]) == 0
+    assert json.loads(capsys.readouterr().out)["cases"] == 2
+    for case in ("MTR_001", "MTR_002"):
+        np.testing.assert_allclose(np.asarray(nib.load(out / f"{case}_t2.nii.gz").dataobj), truth, rtol=2e-3)

@@ -416,6 +416,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         echo=args.echo,
         t2=args.t2,
         qdess_parameters=_once_each(args.qdess_parameter or [], flag="--qdess-parameter"),
+        qdess_parameters_csv=args.qdess_parameters_csv,
         series=args.series,
         resume=not args.no_resume,
         skip_bad_inputs=args.skip_bad_inputs,
@@ -784,6 +785,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scan parameter of the qDESS T2 model, over what each series states (tr_ms, te_ms, "
         "flip_angle_deg, gl_area, tg_us; the spoiler's gl_area and tg_us are GE private tags, which "
         "other exports lack); repeat it for several; with --t2",
+    )
+    p.add_argument(
+        "--qdess-parameters-csv",
+        metavar="CSV",
+        help="a table of qDESS scan parameters per case, for a cohort whose scans differ: a 'case' column "
+        "(each input's file or folder name without suffixes) or SKM-TEA's all_metadata.csv as it is "
+        "(MTR_ID), and a column per parameter (the keys above, or all_metadata.csv's names); a case's "
+        "row overrides what its series states; with --t2",
     )
     p.add_argument(
         "--spacing",

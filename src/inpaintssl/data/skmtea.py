@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import functools
 import glob
 import json
@@ -41,7 +40,6 @@ import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -54,6 +52,7 @@ from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.preprocess import RunningStats, Stats, root_sum_of_squares, zscore
 from inpaintssl.data.readers import READ_ERRORS, H5Volume, h5_dataset_shape
+from inpaintssl.data.scan_parameter_table import SCAN_PARAM_COLUMNS, read_scan_parameter_table
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
@@ -75,16 +74,6 @@ SKMTEA_CLASS_GROUPS = ((0,), (1,), (2, 3), (4, 5))
 QDESS_ECHO_KEYS = ("echo1", "echo2")
 """The datasets of a scan's file that hold its two qDESS echoes, ``(X, Y, Z)`` each."""
 
-SCAN_PARAM_COLUMNS: Mapping[str, str] = MappingProxyType(
-    {
-        "tr_ms": "RepetitionTime",
-        "te_ms": "EchoTime1",
-        "flip_angle_deg": "FlipAngle",
-        "gl_area": "SpoilerGradientArea",
-        "tg_us": "SpoilerGradientTime",
-    }
-)
-"""``scan_params`` key -> ``all_metadata.csv`` column."""
 
 _SPLITS = ("train", "val", "test")
 _DEFAULT_SPACING = (0.3125, 0.3125, 0.8)
@@ -172,51 +161,20 @@ def _check_disjoint_splits(
 
 
 def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-    # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which utf-8 would keep as part
-    # of the first column's name ('\ufeffMTR_ID'), so the MTR_ID column read as missing.
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        needed = ["MTR_ID", *SCAN_PARAM_COLUMNS.values()]
-        missing = [c for c in needed if c not in columns]
-        if missing:
-            raise DataError(f"metadata file {csv_path} lacks column(s) {missing}; found {sorted(columns)}")
-        rows: dict[str, dict[str, str]] = {}
-        wanted = set(scan_ids)
-        for row in reader:
-            scan_id = row["MTR_ID"]
-            # Two rows for one scan that differ in its parameters (a re-export appended to the file)
-            # would give its T2 from whichever came last, without a word.
-            earlier = rows.get(scan_id)
-            if scan_id in wanted and earlier is not None:
-                differ = [c for c in SCAN_PARAM_COLUMNS.values() if earlier[c] != row[c]]
-                if differ:
-                    raise DataError(
-                        f"metadata file {csv_path}: MTR_ID {scan_id!r} has two rows that differ in "
-                        f"{differ} (the later ends on line {reader.line_num}); expected one row per scan"
-                    )
-            rows[scan_id] = row
+    table = read_scan_parameter_table(csv_path, what="metadata file", case_columns=("MTR_ID",))
+    missing = [col for key, col in SCAN_PARAM_COLUMNS.items() if key not in table.columns]
+    if missing:
+        raise DataError(f"metadata file {csv_path} lacks column(s) {missing}; expected every scan parameter")
     out: dict[str, dict[str, float]] = {}
     for scan_id in scan_ids:
-        found = rows.get(scan_id)
-        if found is None:
+        if scan_id not in table:
             raise DataError(f"metadata file {csv_path} has no row with MTR_ID {scan_id!r}")
-        values: dict[str, float] = {}
-        for key, col in SCAN_PARAM_COLUMNS.items():
-            try:
-                values[key] = float(found[col])
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"metadata file {csv_path}, MTR_ID {scan_id!r}: column {col} holds {found[col]!r}; "
-                    "expected a number (the scan parameter for its T2 map)"
-                ) from None
-        out[scan_id] = values
-        # float() reads "nan" and "inf": refuse them here, naming the file, not at the T2 map.
-        bad = {SCAN_PARAM_COLUMNS[k]: v for k, v in out[scan_id].items() if not math.isfinite(v)}
-        if bad:
+        out[scan_id] = table.parameters_of(scan_id)
+        blank = [col for key, col in SCAN_PARAM_COLUMNS.items() if key not in out[scan_id]]
+        if blank:
             raise DataError(
-                f"metadata file {csv_path}, MTR_ID {scan_id!r}: {bad} are not finite numbers; "
-                "expected the scan's parameters"
+                f"metadata file {csv_path}, MTR_ID {scan_id!r}: column {blank[0]} holds ''; expected a "
+                "number (the scan parameter for its T2 map)"
             )
     return out
 

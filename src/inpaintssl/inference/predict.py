@@ -65,7 +65,7 @@ positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing
 one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
 header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
 ``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``); with ``t2=True``
-also ``<case>_t2.nii.gz``, the T2 map in ms of a multi-echo spin-echo series, and each class's
+also ``<case>_t2.nii.gz``, the T2 map in ms of a qDESS or multi-echo spin-echo series, and each class's
 mean T2 in ``volumes.csv`` (``<class>_t2_ms``, after the volumes). With
 ``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` / ``.nrrd`` (and
 ``_prob``) instead, in the same world positions with ITK's and 3D Slicer's LPS geometry
@@ -129,6 +129,7 @@ import numpy as np
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
+from inpaintssl.data.scan_parameter_table import ScanParameterTable, read_scan_parameter_table
 from inpaintssl.inference.dicom_seg import write_dicom_seg
 from inpaintssl.inference.inputs import Geometry, case_names, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
@@ -237,6 +238,42 @@ def _write_t2_map(values: np.ndarray, geometry: Geometry, target: Path, file_for
     save_volume(values, geometry, target, file_format=file_format, dtype=np.float32)
 
 
+def _qdess_table(
+    path: str | os.PathLike[str] | None, qdess: Mapping[str, float], *, t2: bool
+) -> ScanParameterTable | None:
+    """``qdess_parameters_csv``, read (:func:`read_scan_parameter_table`) and checked against the other
+    options: it serves ``t2``, and gives none of the parameters ``qdess_parameters`` gives."""
+    if path is None:
+        return None
+    if not t2:
+        raise ValueError(
+            f"qdess_parameters_csv={str(path)!r}: its scan parameters serve the qDESS T2 map, which only "
+            "t2=True (--t2) computes; ask for it, or leave the table out"
+        )
+    table = read_scan_parameter_table(path, what="qdess_parameters_csv")
+    both = [key for key in qdess if key in table.columns]
+    if both:
+        columns = [table.columns[key] for key in both]
+        raise ValueError(
+            f"qdess_parameters gives {both} for every scan, and the table {table.path} gives them per scan "
+            f"(columns {columns}); give each scan parameter one way"
+        )
+    return table
+
+
+def _warn_if_no_row_names_a_case(table: ScanParameterTable | None, cases: Sequence[str]) -> None:
+    """A table none of whose rows is a case predicted is almost surely keyed by other names."""
+    if table is None or not cases or any(case in table for case in cases):
+        return
+    warn_each_time(
+        f"qdess_parameters_csv {table.path}: none of its {len(table)} rows ({table.case_column} "
+        f"{', '.join(map(repr, table.cases[:3]))}{', ...' if len(table) > 3 else ''}) names a case "
+        f"predicted ({', '.join(map(repr, cases[:3]))}{', ...' if len(cases) > 3 else ''}), so it gives "
+        "no scan its parameters; a case is its input's file or folder name without suffixes",
+        UserWarning,
+    )
+
+
 def predict(
     run_or_checkpoint: str | os.PathLike[str],
     inputs: InputPaths,
@@ -260,6 +297,7 @@ def predict(
     echo: int | None = None,
     t2: bool = False,
     qdess_parameters: Mapping[str, float] | None = None,
+    qdess_parameters_csv: str | os.PathLike[str] | None = None,
     series: str | int | None = None,
     resume: bool = True,
     skip_bad_inputs: bool = False,
@@ -333,15 +371,22 @@ def predict(
             echoes; the analytic model of the paper, each voxel's T1 that of its predicted
             tissue) or a multi-echo spin-echo series of three echoes or more (the decay fitted,
             the first echo left out); or an SKM-TEA scan's HDF5 file (qDESS, every scan
-            parameter given in ``qdess_parameters``). Written as ``<case>_t2.nii.gz``
-            (``.mha``, ``.nrrd`` with those formats), and each class's mean T2 over its predicted
-            voxels in ``volumes.csv`` (``<class>_t2_ms``) and :attr:`CasePrediction.mean_t2_ms`.
+            parameter given in ``qdess_parameters`` or ``qdess_parameters_csv``). Written as
+            ``<case>_t2.nii.gz`` (``.mha``, ``.nrrd`` with those formats), and each class's mean T2
+            over its predicted voxels in ``volumes.csv`` (``<class>_t2_ms``) and
+            :attr:`CasePrediction.mean_t2_ms`.
             The model labels the echo it reads (``echo``, or the echoes' root-sum-of-squares).
         qdess_parameters: Scan parameters of the qDESS T2 model (``tr_ms``, ``te_ms``,
             ``flip_angle_deg``, ``gl_area``, ``tg_us``: :func:`~inpaintssl.metrics.qdess_t2`'s
             keywords) that override, or stand in for, what each qDESS series states
             (:mod:`~inpaintssl.data.dicom_acquisition`; the spoiler's ``gl_area`` and ``tg_us``
             are GE private tags, which other exports lack). Only with ``t2``.
+        qdess_parameters_csv: A CSV table of such scan parameters, a row per case, for a cohort
+            whose scans differ (:mod:`~inpaintssl.data.scan_parameter_table`): a ``case`` column
+            holding each input's case name, or SKM-TEA's ``all_metadata.csv`` as it is (its
+            ``MTR_ID`` is the case name of ``MTR_005.h5``). Each case's row overrides, or stands
+            in for, what its series states; an empty cell or no row gives nothing. It and
+            ``qdess_parameters`` give different parameters. Only with ``t2``.
         series: Each DICOM input folder is a whole study (its series' files together, or in
             subfolders, as PACS and CD exports hold them), and this names the series predicted
             from it: its ``SeriesDescription`` (without case), ``SeriesInstanceUID``, or
@@ -419,6 +464,7 @@ def predict(
             f"qdess_parameters={qdess}: they serve the qDESS T2 map, which only t2=True (--t2) computes; "
             "ask for it, or leave them out"
         )
+    qdess_table = _qdess_table(qdess_parameters_csv, qdess, t2=t2)
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
     if spacing is not None:
@@ -451,6 +497,7 @@ def predict(
             "output_format": output_format,
             "t2": t2,
             "qdess_parameters": sorted(qdess.items()),
+            "qdess_parameters_csv": None if qdess_table is None else qdess_table.sha256,
         }
         identity = prediction_identity(
             model.module.state_dict(),
@@ -482,8 +529,13 @@ def predict(
         # Refused before any case is predicted, as every input check is.
         t2_fits = None
         if t2:
+            _warn_if_no_row_names_a_case(qdess_table, [item.case for item in prepared])
             prepared, t2_fits = _passing(
-                prepared, lambda item: check_t2_input(item.volume, item.path, qdess_parameters=qdess), bad
+                prepared,
+                lambda item: check_t2_input(
+                    item.volume, item.path, qdess_parameters=qdess, qdess_table=qdess_table, case=item.case
+                ),
+                bad,
             )
         bad.check_some_left(len(prepared))
         formats = [file_format_for(item.volume, output_format) for item in prepared]

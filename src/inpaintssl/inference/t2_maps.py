@@ -39,10 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from inpaintssl.data.base import DataError
 from inpaintssl.data.dicom import DicomVolume, echoes_of
 from inpaintssl.data.dicom_acquisition import SCAN_PARAMETER_KEYS, scan_parameters
 from inpaintssl.data.readers import H5Volume, Volume
-from inpaintssl.data.skmtea import SCAN_PARAM_COLUMNS, echo_slices, holds_qdess_echoes
+from inpaintssl.data.scan_parameter_table import SCAN_PARAM_COLUMNS, ScanParameterTable
+from inpaintssl.data.skmtea import echo_slices, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import T1_DEFAULTS_MS, T1_OTHER_MS, mean_t2, mese_t2, qdess_t2
 from inpaintssl.metrics.mese import MESE_MIN_ECHOES
@@ -60,7 +62,10 @@ __all__ = [
 ]
 
 _QDESS_ECHOES = 2
-_GIVE = "qdess_parameters={...} (--qdess-parameter KEY=VALUE)"
+_GIVE = (
+    "qdess_parameters={...} (--qdess-parameter KEY=VALUE), or per case in a table "
+    "(qdess_parameters_csv, --qdess-parameters-csv)"
+)
 
 
 @dataclass(frozen=True)
@@ -115,22 +120,30 @@ def check_qdess_parameters(given: Mapping[str, float] | None) -> dict[str, float
 
 
 def check_t2_input(
-    volume: Volume, path: Path, *, qdess_parameters: Mapping[str, float] | None = None
+    volume: Volume,
+    path: Path,
+    *,
+    qdess_parameters: Mapping[str, float] | None = None,
+    qdess_table: ScanParameterTable | None = None,
+    case: str | None = None,
 ) -> T2Fit:
     """How the T2 map of an input is fitted (see the module docstring); refuse one that cannot be.
 
-    ``qdess_parameters`` (checked by :func:`check_qdess_parameters`) give scan parameters of a qDESS
-    series in place of, or where it lacks, its own.
+    ``qdess_parameters`` (checked by :func:`check_qdess_parameters`) and the row of ``case`` in
+    ``qdess_table`` (:mod:`~inpaintssl.data.scan_parameter_table`; the two give different
+    parameters) give scan parameters of a qDESS series in place of, or where it lacks, its own.
 
     Raises:
         PredictionError: The input is neither a DICOM series nor an HDF5 file of both qDESS
             echoes (an SKM-TEA scan), or its slices do not all state an ``EchoTime``, or it holds
             one echo; a qDESS input that neither states nor is given every scan parameter, or
-            whose parameters the model refuses (out of range, in the wrong unit); the message
-            names the file.
+            whose parameters the model refuses (out of range, in the wrong unit), or whose row in
+            ``qdess_table`` is damaged; the message names the file.
+        ValueError: ``qdess_table`` without ``case``.
     """
     if isinstance(volume, H5Volume) and holds_qdess_echoes(volume.path):
-        return QdessFit(_given_scan(path, qdess_parameters or {}))
+        given = _given(path, qdess_parameters, qdess_table, case)
+        return QdessFit(_given_scan(path, given, _table_note(qdess_table, case)))
     if not isinstance(volume, DicomVolume):
         raise PredictionError(
             f"input {path}: t2=True fits a T2 map to the echoes of a qDESS or multi-echo spin-echo DICOM "
@@ -141,7 +154,8 @@ def check_t2_input(
     if len(times) >= MESE_MIN_ECHOES:
         return MeseFit(tuple(float(t) for t in times))
     if len(times) == _QDESS_ECHOES:
-        return QdessFit(_qdess_scan(volume, path, qdess_parameters or {}))
+        given = _given(path, qdess_parameters, qdess_table, case)
+        return QdessFit(_qdess_scan(volume, path, given, _table_note(qdess_table, case)))
     held = (
         f"holds {len(times)} echo ({times[0]:g} ms)"
         if times
@@ -153,7 +167,37 @@ def check_t2_input(
     )
 
 
-def _qdess_scan(volume: DicomVolume, path: Path, given: Mapping[str, float]) -> dict[str, float]:
+def _given(
+    path: Path,
+    qdess_parameters: Mapping[str, float] | None,
+    qdess_table: ScanParameterTable | None,
+    case: str | None,
+) -> dict[str, float]:
+    """The scan parameters given for one input: its row of the table, and those given for all."""
+    if qdess_table is None:
+        return dict(qdess_parameters or {})
+    if case is None:
+        raise ValueError("check_t2_input: qdess_table without case; expected the input's case name")
+    try:
+        row = qdess_table.parameters_of(case)
+    except DataError as exc:
+        raise PredictionError(f"input {path}: {exc}") from exc
+    return {**row, **(qdess_parameters or {})}
+
+
+def _table_note(qdess_table: ScanParameterTable | None, case: str | None) -> str:
+    """Where the table was looked in, for a refusal of missing parameters ('' without a table)."""
+    if qdess_table is None:
+        return ""
+    row = f"{qdess_table.case_column} {case!r}"
+    if case in qdess_table:
+        return f"; the row of {row} in {qdess_table.path} leaves them empty"
+    return f"; {qdess_table.path} has no row of {row}"
+
+
+def _qdess_scan(
+    volume: DicomVolume, path: Path, given: Mapping[str, float], table_note: str
+) -> dict[str, float]:
     """Every scan parameter of a qDESS series: given ones first, else its own; checked by the model."""
     stated = scan_parameters(volume)
     scan = {**stated, **given}
@@ -170,7 +214,8 @@ def _qdess_scan(volume: DicomVolume, path: Path, given: Mapping[str, float]) -> 
         raise PredictionError(
             f"input {path}: a series of two echoes, whose T2 comes from the qDESS model, but it does not "
             f"state {lacking}; give the scan's own with {_GIVE}, from its protocol (for SKM-TEA: "
-            "all_metadata.csv). A two-echo series that is no qDESS (Dixon) has no T2 map: leave t2 off"
+            "all_metadata.csv). A two-echo series that is no qDESS (Dixon) has no T2 map: leave t2 "
+            f"off{table_note}"
         )
     return _checked_scan(path, scan, given)
 
@@ -203,7 +248,7 @@ def _qdess(s1: np.ndarray, s2: np.ndarray, scan: Mapping[str, float], *, t1_ms: 
     )
 
 
-def _given_scan(path: Path, given: Mapping[str, float]) -> dict[str, float]:
+def _given_scan(path: Path, given: Mapping[str, float], table_note: str) -> dict[str, float]:
     """Every scan parameter of an SKM-TEA scan's file, which states none: all given."""
     missing = [key for key in SCAN_PARAMETER_KEYS if key not in given]
     if missing:
@@ -211,7 +256,7 @@ def _given_scan(path: Path, given: Mapping[str, float]) -> dict[str, float]:
         raise PredictionError(
             f"input {path}: an HDF5 file of both qDESS echoes (an SKM-TEA scan), whose T2 comes from the "
             f"qDESS model, but an HDF5 file states no scan parameters; give {columns} with {_GIVE}: "
-            "SKM-TEA's all_metadata.csv holds them in the columns named, in the scan's row"
+            f"SKM-TEA's all_metadata.csv holds them in the columns named, in the scan's row{table_note}"
         )
     return _checked_scan(path, dict(given), given)
 
