@@ -7,11 +7,14 @@ map and volumes, and with ``t2`` the same T2 map.
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 
 import inpaintssl as issl
 from dicom_helpers import count_reads_by_folder, write_single_frame
@@ -153,3 +156,78 @@ def test_a_study_of_series_folders_without_a_choice_points_to_it(
         PredictionError, match=r"holds no files, only 2 folder\(s\).*series=\.\.\. \(--series\)"
     ):
         predict_quietly(trained_run.run_dir, tmp_path / "study", tmp_path / "out")
+
+
+def _run_reading(trained_run: issl.FinetuneResult, folder: Path, series: str | int) -> Path:
+    """The tiny run as a ``dicom`` run that read ``series`` from each case's study (its config.yaml)."""
+    run = Path(shutil.copytree(trained_run.run_dir, folder))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"].update(dataset="dicom", params={"series": series})
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+def _flat(study: Path) -> Path:
+    """The study with every series' files in its one folder, as some exports write it."""
+    for series in [p for p in study.iterdir() if p.is_dir()]:
+        for file in series.iterdir():
+            file.rename(study / file.name)
+        series.rmdir()
+    return study
+
+
+def test_a_study_gives_the_series_the_run_read_from_each_study(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    run = _run_reading(trained_run, tmp_path / "run", "ax t1")
+    _study(tmp_path / "studies" / "tree")
+    _study(tmp_path / "studies" / "flat")
+    _flat(tmp_path / "studies" / "flat")
+    studies = f"{tmp_path / 'studies'}/*/"
+    chosen = predict_quietly(run, studies, tmp_path / "chosen", series="AX T1", probabilities=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*the run read from each study")
+        got = predict_quietly(run, studies, tmp_path / "out", probabilities=True)
+    assert [case.case for case in got.cases] == ["flat", "tree"]
+    for case, expected in zip(got.cases, chosen.cases, strict=True):
+        np.testing.assert_array_equal(
+            written_nifti(case.probabilities), written_nifti(expected.probabilities)
+        )
+        np.testing.assert_array_equal(written_nifti(case.segmentation), written_nifti(expected.segmentation))
+        assert case.volumes_ml == expected.volumes_ml
+    # The series alone is read as it is, as without a run's series.
+    _study(tmp_path / "more")
+    (alone,) = predict_quietly(
+        run, tmp_path / "more" / "SE0002", tmp_path / "alone", probabilities=True
+    ).cases
+    np.testing.assert_array_equal(
+        written_nifti(alone.probabilities), written_nifti(got.cases[1].probabilities)
+    )
+    # What predict names wins over the run's series.
+    (mese,) = predict_quietly(run, tmp_path / "studies" / "tree", tmp_path / "mese", series=5, echo=2).cases
+    (mese_alone,) = predict_quietly(run, tmp_path / "more" / "SE0005", tmp_path / "m", echo=2).cases
+    np.testing.assert_array_equal(written_nifti(mese.segmentation), written_nifti(mese_alone.segmentation))
+
+
+def test_a_series_alone_that_is_not_the_runs_is_warned_of_and_a_study_without_it_refused(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    run = _run_reading(trained_run, tmp_path / "run", 2)
+    _study(tmp_path / "study")
+    with pytest.warns(
+        UserWarning,
+        match=r"SE0005: one series \(SeriesDescription 'SAG T2 MAP', SeriesNumber '?5'?\), not the series 2 "
+        r"the run read from each study \(data\.params\.series\); predicted as it is",
+    ):
+        report = issl.predict(
+            run, tmp_path / "study" / "SE0005", output=tmp_path / "out", echo=2, progress=False
+        )
+    assert len(report.cases) == 1
+    # A NIfTI input is no study: predicted as without the run's series.
+    scan = tmp_path / "scan.nii.gz"
+    image = np.random.default_rng(0).normal(size=(SIZE, SIZE, 2)).astype(np.float32)
+    nib.Nifti1Image(image, np.eye(4)).to_filename(scan)
+    assert len(predict_quietly(run, scan, tmp_path / "nifti").cases) == 1
+    shutil.rmtree(tmp_path / "study" / "SE0002")  # a study whose series folders hold none of the run's
+    with pytest.raises(PredictionError, match=r"study holds no series 2 \(by SeriesNumber\); it holds"):
+        predict_quietly(run, tmp_path / "study", tmp_path / "missing", echo=2)

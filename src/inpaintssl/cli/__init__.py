@@ -768,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SERIES",
         help="each DICOM input folder is a whole study (its series' files together or in subfolders): "
         "read the series of this SeriesDescription (without case), SeriesInstanceUID, or SeriesNumber "
-        "(a whole number)",
+        "(a whole number); default: the series the run read from each study, where an input is one",
     )
     p.add_argument(
         "--t2",

@@ -57,6 +57,7 @@ __all__ = [
     "DicomVolume",
     "SeriesAnnotation",
     "SeriesSummary",
+    "SeveralSeriesError",
     "check_series_param",
     "dicom_object_kind",
     "echoes_of",
@@ -69,6 +70,11 @@ __all__ = [
     "open_series",
     "select_series",
 ]
+
+
+class SeveralSeriesError(DataError):
+    """A folder (or file) read as one DICOM series holds the files of several: a study, from which
+    ``series=`` chooses one (:func:`select_series`). The message lists them."""
 
 
 class DicomVolume(Volume):
@@ -1214,7 +1220,8 @@ _STEPS_LISTED = 5
 
 
 def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
-    """Refuse files of more than one SeriesInstanceUID (files without one count as one series).
+    """Refuse files of more than one SeriesInstanceUID (files without one count as one series), with
+    a :class:`SeveralSeriesError`.
 
     Stacked together, a T1 and a T2 (or two reconstructions) at the same positions would make one
     volume of twice the slices, with a wrong slice spacing and doubled tissue volumes.
@@ -1237,7 +1244,7 @@ def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None
             "dicom dataset's data.params.series, predict's --series), or move each series into a folder "
             "of its own"
         )
-    raise DataError(
+    raise SeveralSeriesError(
         f"DICOM series folder {folder} holds {len(groups)} series: {found}; expected one series per "
         f"folder (it is read as one volume): {remedy}"
     )

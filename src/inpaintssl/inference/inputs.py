@@ -32,7 +32,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem, folder_qualified_stems, is_glob
-from inpaintssl.data.dicom import open_series
+from inpaintssl.data.dicom import SeveralSeriesError, first_slice_header, open_series, select_series
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
@@ -86,7 +86,7 @@ def _folder_inputs(folder: Path, *, studies: bool = False) -> list[Path]:
     if studies:
         return [folder]  # its series is chosen among every file under it (data.dicom.select_series)
     if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
-        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        subfolders = _subfolders_alone(folder)
         if subfolders:
             # A study exported as one folder per series: "empty" would send the user looking for
             # files that are there, one level down, where folders are not searched.
@@ -101,6 +101,13 @@ def _folder_inputs(folder: Path, *, studies: bool = False) -> list[Path]:
             f"input folder {folder} is empty; expected {_FOLDER_FORMATS} files or a DICOM series"
         )
     return [folder]
+
+
+def _subfolders_alone(folder: Path) -> list[str]:
+    """The subfolders of a folder that holds no file (hidden ones aside); ``[]`` where it holds one."""
+    if any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def expand_inputs(inputs: InputPaths, *, studies: bool = False) -> list[Path]:
@@ -300,6 +307,41 @@ def _warn_spacing_assumed(path: Path, volume: Volume) -> None:
     )
 
 
+def _open_dicom_input(path: Path, prep: SlicePreprocessing) -> DicomVolume:
+    """A DICOM input as the run's images were made: its echo, or the echoes' root-sum-of-squares
+    (skmtea); the series ``predict`` names, else, where the input is a study (several series in
+    the folder, or its series in subfolders), the series the run read from each study. A series
+    alone is read as it is, with a warning where the run read another."""
+
+    def opened(series: str | int | None) -> DicomVolume:
+        return open_series(path, echo=prep.echo, combine_echoes=prep.rss_echoes, series=series)
+
+    if prep.series is not None or prep.run_series is None:
+        return opened(prep.series)
+    if path.is_dir() and _subfolders_alone(path):
+        return opened(prep.run_series)
+    try:
+        volume = opened(None)
+    except SeveralSeriesError:
+        return opened(prep.run_series)
+    header = first_slice_header(volume)
+    try:
+        select_series([(header, Path(volume.files[0]))], prep.run_series, path)
+    except DataError:
+        stated = ", ".join(
+            f"{tag} {value!r}"
+            for tag in ("SeriesDescription", "SeriesNumber")
+            if (value := getattr(header, tag, None)) not in (None, "")
+        )
+        warn_each_time(
+            f"input {path}: one series ({stated or 'no SeriesDescription or SeriesNumber'}), not the series "
+            f"{prep.run_series!r} the run read from each study (data.params.series); predicted as it is. "
+            "If it is another kind of scan than the run learned from, its labels are unreliable",
+            UserWarning,
+        )
+    return volume
+
+
 def open_input(
     path: Path, *, prep: SlicePreprocessing, key: str | None, spacing: Sequence[float] | None
 ) -> tuple[Volume, Geometry]:
@@ -317,8 +359,7 @@ def open_input(
             f"is read as {reader.__name__}; give DICOM folders only, or leave series (--series) out"
         )
     if reader is DicomVolume:
-        # As the run's images were made: its echo, or the echoes' root-sum-of-squares (skmtea).
-        series = open_series(path, echo=prep.echo, combine_echoes=prep.rss_echoes, series=prep.series)
+        series = _open_dicom_input(path, prep)
         _warn_spacing_unused(spacing, path, series.spacing)
         return series, _dicom_geometry(series)
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),

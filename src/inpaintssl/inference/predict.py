@@ -392,7 +392,10 @@ def predict(
             from it: its ``SeriesDescription`` (without case), ``SeriesInstanceUID``, or
             ``SeriesNumber`` (a whole number) (:func:`~inpaintssl.data.dicom.select_series`). A
             study with none or several such series is refused, listing its series; so is an
-            input that is not DICOM. ``None``: each DICOM input is one series.
+            input that is not DICOM. ``None``: the run's own (a ``dicom`` run's
+            ``data.params.series``) for a DICOM input that is a study (several series in its
+            folder, or its series in subfolders); a series alone is read as it is (with a
+            warning where it is not the run's), and so is every DICOM input of a run without one.
         resume: Take the cases that an interrupted predict into the same ``output`` finished
             (killed, preempted, stopped by Ctrl-C or by an error at a later case) instead of
             predicting them again, when it was the same prediction: the same weights,
@@ -479,7 +482,7 @@ def predict(
         model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo, series=series
     )
     check_resample(resample, model, prep)
-    paths = expand_inputs(inputs, studies=series is not None)
+    paths = expand_inputs(inputs, studies=prep.series is not None or prep.run_series is not None)
     bad = BadInputs(skip=skip_bad_inputs)
     amp_dtype = autocast_dtype(target, amp)
     identity = None

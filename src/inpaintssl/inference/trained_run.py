@@ -104,7 +104,12 @@ class SlicePreprocessing:
     multi-echo series is refused, naming its echoes. Single-echo inputs are read as they are."""
     series: str | int | None = None
     """The series read from each DICOM input folder, a whole study's
-    (:func:`~inpaintssl.data.dicom.select_series`); ``None``: each input is one series."""
+    (:func:`~inpaintssl.data.dicom.select_series`), as ``predict`` names it; ``None``: each input
+    is one series, or a study that :attr:`run_series` chooses from."""
+    run_series: str | int | None = None
+    """The series the run read from each study (a ``dicom`` run's ``data.params.series``), which
+    a DICOM input that is a study gives when ``predict`` names none; ``None``: the run named none
+    (or its ``config.yaml`` is not at hand, as for an exported model)."""
 
 
 def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
@@ -192,7 +197,14 @@ def slice_preprocessing(
         rss_echoes=pre.channels == "rss_echoes",
         echo=echo if echo is not None else pre.echo,
         series=series,
+        run_series=_run_series(pre),
     )
+
+
+def _run_series(pre: Preprocessing) -> str | int | None:
+    """The series a ``dicom`` run read from each case's study folder (``data.params.series``)."""
+    recorded = pre.dataset_params.get("series") if pre.dataset == "dicom" else None
+    return recorded if is_series_choice(recorded) else None
 
 
 def check_resample(resample: str, model: PredictionModel, prep: SlicePreprocessing) -> None:
