@@ -2088,14 +2088,16 @@ def test_committing_into_an_existing_folder_is_all_or_nothing(
     def staged() -> Path:
         staging = tmp_path / f".out.{len(list(tmp_path.iterdir()))}.predict.tmp"
         staging.mkdir()
-        for name in ("s1_seg.nii.gz", "s2_seg.nii.gz", "volumes.csv"):
+        for name in ("s1_seg.nii.gz", "s2_seg.nii.gz"):
             (staging / name).write_text(f"new {name}")
+        (staging / "volumes.csv").write_text("case,file,wm_ml\ns1,s1.nii.gz,2.5\ns2,s2.nii.gz,3.0\n")
         return staging
 
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("s1_seg.nii.gz", "s2_seg.nii.gz", "volumes.csv", "s0_seg.nii.gz"):
+    for name in ("s1_seg.nii.gz", "s2_seg.nii.gz", "s0_seg.nii.gz"):
         (out / name).write_text(f"old {name}")
+    (out / "volumes.csv").write_text("case,file,wm_ml\ns0,s0.nii.gz,1.0\ns1,s1.nii.gz,2.0\n")
     before = {p.name: p.read_text() for p in out.iterdir()}
 
     # The second file cannot be moved in: the first is taken out again, the old ones put back.
@@ -2127,6 +2129,9 @@ def test_committing_into_an_existing_folder_is_all_or_nothing(
     writing.commit(staged(), out)
     assert (out / "s1_seg.nii.gz").read_text() == "new s1_seg.nii.gz"
     assert (out / "s0_seg.nii.gz").read_text() == "old s0_seg.nii.gz"
+    # The table keeps the row of the case not predicted again (inference.volume_table).
+    rows = "s0,s0.nii.gz,1.0\ns1,s1.nii.gz,2.5\ns2,s2.nii.gz,3.0\n"
+    assert (out / "volumes.csv").read_text() == "case,file,wm_ml\n" + rows
     assert not list(tmp_path.glob(".out.*.old.tmp"))
 
 

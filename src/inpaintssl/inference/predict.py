@@ -160,6 +160,7 @@ from inpaintssl.inference.trained_run import (
     load_prediction_model,
     slice_preprocessing,
 )
+from inpaintssl.inference.volume_table import VOLUMES_CSV, check_volume_table
 from inpaintssl.inference.write_ahead import WriteAhead
 from inpaintssl.inference.writing import (
     OUTPUT_FORMATS,
@@ -310,7 +311,9 @@ def predict(
         inputs: Files, folders (every NIfTI inside, or a DICOM series), or glob patterns; one or
             a list.
         output: Folder for ``<case>_seg.nii.gz``, ``<case>_prob.nii.gz`` and ``volumes.csv``
-            (created if missing; files of the same name are replaced).
+            (created if missing; files of the same name are replaced, but a ``volumes.csv``
+            there keeps the rows of the cases not predicted now:
+            :mod:`~inpaintssl.inference.volume_table`).
         batch_size: Slices per forward pass.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         probabilities: Also write the per-class probability maps.
@@ -410,7 +413,7 @@ def predict(
             a warning, and predict the others, instead of stopping at the first
             (:mod:`~inpaintssl.inference.skipping`). Those left out are in
             :attr:`PredictionReport.skipped` and ``<output>/skipped.csv`` (written, without rows
-            where none was); ``volumes.csv`` holds the cases predicted. Errors of the model, the
+            where none was); ``volumes.csv`` gets rows of the cases predicted. Errors of the model, the
             device or the output still stop the call, as does leaving every input out.
 
     Returns:
@@ -478,6 +481,7 @@ def predict(
     check_output(out)
     target = resolve_device(device)
     model = load_prediction_model(run_or_checkpoint, target)
+    check_volume_table(out, model.class_names)
     prep = slice_preprocessing(
         model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo, series=series
     )
@@ -657,13 +661,13 @@ def predict(
         skipped = bad.in_order(case_names(paths))
         if identity is not None:
             discard_records(staging)
-        atomic_write_text(staging / "volumes.csv", volumes_csv(done, model.class_names))
+        atomic_write_text(staging / VOLUMES_CSV, volumes_csv(done, model.class_names))
         if skip_bad_inputs:
             atomic_write_text(staging / SKIPPED_CSV, skipped_csv_text(skipped))
         commit(staging, out)
     return PredictionReport(
         output=out,
-        volumes_csv=out / "volumes.csv",
+        volumes_csv=out / VOLUMES_CSV,
         class_names=model.class_names,
         cases=tuple(done),
         resumed=tuple(item.case for item in prepared if item.case in finished),

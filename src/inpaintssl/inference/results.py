@@ -106,7 +106,8 @@ class PredictionReport:
 
     Attributes:
         output: The output folder.
-        volumes_csv: ``<output>/volumes.csv``.
+        volumes_csv: ``<output>/volumes.csv``: a row per case predicted, and the rows earlier
+            predicts into ``output`` wrote of other cases (:mod:`~inpaintssl.inference.volume_table`).
         class_names: The run's classes (label ``k + 1`` is ``class_names[k]``).
         cases: One entry per input predicted (every input, unless some were skipped), in input
             order.

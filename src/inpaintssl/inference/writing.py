@@ -63,6 +63,7 @@ from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.inference.resume import holds_records
 from inpaintssl.inference.rtstruct import check_rtstruct_source
+from inpaintssl.inference.volume_table import VOLUMES_CSV, merged_into_output
 from inpaintssl.metrics import tissue_volume
 
 __all__ = [
@@ -327,19 +328,62 @@ def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def _commit_lock(output: Path) -> Iterator[None]:
+    """Hold the commits into ``output`` (and into its parent's other outputs) to one at a time.
+
+    The lock is ``flock`` on ``output``'s parent folder, which a commit never removes (``output``
+    itself may not exist yet): two predicts that found no ``output`` would otherwise both rename
+    their staging folder onto it, and two that found one would each merge ``volumes.csv`` without
+    the other's rows. Where the file system has no locks (and on Windows) commits run unheld, as
+    they did before.
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    fd = os.open(output.parent, os.O_RDONLY | _O_DIRECTORY)
+    try:
+        with contextlib.suppress(OSError):  # no locks here
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
+def _merge_volume_table(staging: Path, output: Path) -> None:
+    """Merge the ``volumes.csv`` in ``output`` into the one in ``staging`` (:mod:`.volume_table`)."""
+    new = staging / VOLUMES_CSV
+    if not (new.is_file() and (output / VOLUMES_CSV).is_file()):
+        return
+    merged = merged_into_output(output, new.read_text(encoding="utf-8"))
+    with atomic_path(new) as temporary:
+        temporary.write_text(merged, encoding="utf-8")
+
+
 def commit(staging: Path, output: Path) -> None:
     """Move the finished files into ``output``: one rename when it is new, else all or nothing.
 
     Into an existing folder, the files they replace are first set aside; if any move fails, the
-    new files are taken out again and the old ones put back, so ``output`` is as it was.
+    new files are taken out again and the old ones put back, so ``output`` is as it was. A
+    ``volumes.csv`` there keeps the rows of the cases not predicted now
+    (:mod:`~inpaintssl.inference.volume_table`). Commits into one output run one at a time.
     """
     give_plain_permissions(staging)
-    if not output.exists():
-        os.replace(staging, output)
-        fsync_dir(output.parent)
-        return
+    with _commit_lock(output):
+        if not output.exists():
+            os.replace(staging, output)
+            fsync_dir(output.parent)
+            return
+        _merge_volume_table(staging, output)
+        _move_into(staging, output)
+
+
+def _move_into(staging: Path, output: Path) -> None:
+    """Move every file of ``staging`` into the existing folder ``output``, all or nothing."""
     # volumes.csv last: its presence says the case files it lists are all in place.
-    names = sorted((p.name for p in staging.iterdir()), key=lambda n: (n == "volumes.csv", n))
+    names = sorted((p.name for p in staging.iterdir()), key=lambda n: (n == VOLUMES_CSV, n))
     folders = [name for name in names if (output / name).is_dir() and not (output / name).is_symlink()]
     if folders:
         raise PredictionError(
