@@ -243,3 +243,38 @@ def test_the_cli_lists_the_inputs_left_out(
         == 0
     )
     assert json.loads(capsys.readouterr().out)["skipped"] == []
+
+
+def test_skipped_csv_lists_the_inputs_left_out_and_not_predicted_since(
+    trained_run: issl.FinetuneResult, good: dict[str, Path], bad: dict[str, tuple[Path, str]], tmp_path: Path
+) -> None:
+    run, out = trained_run.run_dir, tmp_path / "out"
+    inputs = [good["a"], bad["blank"][0], bad["holed"][0], bad["pair"][0]]
+    predict_quietly(run, inputs, out, skip_bad_inputs=True)
+    assert [row["case"] for row in _read_csv(out / "skipped.csv")] == ["blank", "holed", "pair"]
+    # The blank scan repaired and predicted alone, without skipping: it is no longer left out.
+    repaired = _scan(bad["blank"][0], _noise(20))
+    predict_quietly(run, repaired, out)
+    assert [row["case"] for row in _read_csv(out / "skipped.csv")] == ["holed", "pair"]
+    assert [row["case"] for row in _read_csv(out / "volumes.csv")] == ["a", "blank"]
+    # The other two again, one repaired: the one still bad keeps its row, with its error of now.
+    _scan(bad["holed"][0], _noise(21))
+    still = _scan(bad["pair"][0], _noise(22, channels=3))
+    report = predict_quietly(run, [bad["holed"][0], still], out, skip_bad_inputs=True)
+    assert [s.case for s in report.skipped] == ["pair"]
+    (row,) = _read_csv(out / "skipped.csv")
+    assert (row["case"], row["reason"]) == ("pair", report.skipped[0].reason) and "gives 3" in row["reason"]
+    assert [row["case"] for row in _read_csv(out / "volumes.csv")] == ["a", "blank", "holed"]
+
+
+def test_an_output_whose_skipped_csv_is_another_table_is_refused_before_predicting(
+    trained_run: issl.FinetuneResult, good: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "skipped.csv").write_text("id,why\nx,blank\n")
+    with pytest.raises(
+        issl.PredictionError, match=r"skipped\.csv is no skipped\.csv a predict wrote: .*\['id', 'why'\]"
+    ):
+        predict_quietly(trained_run.run_dir, good["a"], out)
+    assert sorted(p.name for p in out.iterdir()) == ["skipped.csv"]

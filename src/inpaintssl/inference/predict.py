@@ -152,7 +152,7 @@ from inpaintssl.inference.resume import (
     take_finished,
 )
 from inpaintssl.inference.rtstruct import write_rtstruct
-from inpaintssl.inference.skipping import SKIPPED_CSV, BadInputs, skipped_csv_text
+from inpaintssl.inference.skipping import SKIPPED_CSV, BadInputs, check_skipped_table, skipped_csv_text
 from inpaintssl.inference.t2_maps import check_qdess_parameters, check_t2_input, class_mean_t2, fitted_t2_map
 from inpaintssl.inference.trained_run import (
     SlicePreprocessing,
@@ -482,6 +482,7 @@ def predict(
     target = resolve_device(device)
     model = load_prediction_model(run_or_checkpoint, target)
     check_volume_table(out, model.class_names)
+    check_skipped_table(out)
     prep = slice_preprocessing(
         model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo, series=series
     )

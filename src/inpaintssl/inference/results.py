@@ -117,7 +117,9 @@ class PredictionReport:
         skipped: The inputs left out because they failed a check (``skip_bad_inputs=True``), in
             input order, each with its error.
         skipped_csv: ``<output>/skipped.csv`` (``case``, ``file``, ``reason``), written by every
-            predict with ``skip_bad_inputs=True``, with no rows when none was skipped; else ``None``.
+            predict with ``skip_bad_inputs=True``, with no rows when none was skipped; else
+            ``None``. It also lists the inputs earlier predicts into ``output`` left out and none
+            has predicted since (:func:`~inpaintssl.inference.skipping.merged_skipped_table`).
     """
 
     output: Path

@@ -13,7 +13,11 @@ is left out, and the others are predicted:
 
 Each input left out gets a warning with its error, a :class:`~inpaintssl.inference.results.SkippedInput`
 in :attr:`PredictionReport.skipped <inpaintssl.inference.results.PredictionReport.skipped>`, and a
-row of ``skipped.csv`` in the output folder. Only these input errors
+row of ``skipped.csv`` in the output folder. That table lists the inputs left out and not predicted
+since: a later predict into the same output (with or without skipping) takes out the rows of the
+cases it predicted, replaces those of the cases it left out again, and keeps the others
+(:func:`merged_skipped_table`), as ``volumes.csv`` keeps its rows
+(:mod:`~inpaintssl.inference.volume_table`). Only these input errors
 (:class:`~inpaintssl.data.DataError`, of which :class:`PredictionError` is one) are skipped: an
 error of the model, the device or the output folder (a full disk) is no input's and still stops
 the call. Where every input is left out, nothing was predicted and the call fails.
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +47,13 @@ from inpaintssl.data.base import DataError
 from inpaintssl.inference.results import PredictionError, SkippedInput
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["SKIPPED_CSV", "BadInputs", "skipped_csv_text"]
+__all__ = ["SKIPPED_CSV", "BadInputs", "check_skipped_table", "merged_skipped_table", "skipped_csv_text"]
 
 SKIPPED_CSV = "skipped.csv"
 """The output folder's list of the inputs left out, one row each."""
+
+_HEADER = ["case", "file", "reason"]
+_MOVE_IT = "predict into another output, or move it away first"
 
 _REASONS_SHOWN = 3
 """Errors quoted when every input was left out; the rest are in the warnings before it."""
@@ -100,7 +107,73 @@ def skipped_csv_text(skipped: Sequence[SkippedInput]) -> str:
     """``skipped.csv``: a ``case``, ``file`` and ``reason`` row per input left out."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["case", "file", "reason"])
+    writer.writerow(_HEADER)
     for item in skipped:
         writer.writerow([item.case, str(item.source), item.reason])
+    return text.getvalue()
+
+
+def _parsed(text: str, where: str) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if list(reader.fieldnames or ()) != _HEADER:
+        raise PredictionError(
+            f"{where} is no skipped.csv a predict wrote: its columns are {reader.fieldnames}; expected "
+            f"{_HEADER}: {_MOVE_IT}"
+        )
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {_MOVE_IT}") from None
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PredictionError(
+            f"{path} is not UTF-8 text, so no skipped.csv a predict wrote; {_MOVE_IT}"
+        ) from None
+
+
+def check_skipped_table(output: Path) -> None:
+    """Refuse an ``output`` whose ``skipped.csv`` is no table a predict wrote (before predicting).
+
+    Raises:
+        PredictionError: Naming the file and its columns.
+    """
+    path = output / SKIPPED_CSV
+    if path.is_file():
+        _parsed(_text(path), str(path))
+
+
+def merged_skipped_table(earlier: Path, new: str | None, predicted: Collection[str]) -> str:
+    """``skipped.csv`` after a predict: the rows of the file ``earlier`` but of the cases
+    ``predicted`` now, each case left out again (a row of ``new``) in its old place with its new
+    error, and ``new``'s other rows after them.
+
+    Raises:
+        PredictionError: ``earlier`` is no table a predict wrote.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> earlier = pathlib.Path(tempfile.mkdtemp()) / "skipped.csv"
+        >>> _ = earlier.write_text("case,file,reason\\ns1,s1.nii.gz,truncated\\ns2,s2.nii.gz,blank\\n")
+        >>> print(merged_skipped_table(earlier, None, predicted={"s1"}), end="")
+        case,file,reason
+        s2,s2.nii.gz,blank
+    """
+    rows = _parsed(_text(earlier), str(earlier))
+    again = {row["case"]: row for row in _parsed(new, "the new rows")} if new is not None else {}
+    kept: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for row in rows:
+        case = row["case"]
+        if case not in predicted and case not in seen:
+            kept.append(again.pop(case, row))
+            seen.add(case)
+    kept += again.values()
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=_HEADER, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept)
     return text.getvalue()

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from inpaintssl.inference.results import PredictionError
 
-__all__ = ["VOLUMES_CSV", "check_volume_table", "merged_into_output", "merged_volume_table"]
+__all__ = ["VOLUMES_CSV", "cases_in", "check_volume_table", "merged_into_output", "merged_volume_table"]
 
 VOLUMES_CSV = "volumes.csv"
 """The name of the table of every case's class volumes in a predict's output."""
@@ -143,3 +143,12 @@ def merged_into_output(output: Path, new: str) -> str:
     if not path.is_file():
         return new
     return merged_volume_table(_text(path), new, where=str(path))
+
+
+def cases_in(table: str) -> set[str]:
+    """The cases ``volumes.csv`` text ``table`` has rows of.
+
+    Raises:
+        PredictionError: It is no table a predict wrote.
+    """
+    return {row["case"] for row in _parsed(table, VOLUMES_CSV)[1]}

@@ -63,7 +63,8 @@ from inpaintssl.inference.inputs import Geometry
 from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.inference.resume import holds_records
 from inpaintssl.inference.rtstruct import check_rtstruct_source
-from inpaintssl.inference.volume_table import VOLUMES_CSV, merged_into_output
+from inpaintssl.inference.skipping import SKIPPED_CSV, merged_skipped_table
+from inpaintssl.inference.volume_table import VOLUMES_CSV, cases_in, merged_into_output
 from inpaintssl.metrics import tissue_volume
 
 __all__ = [
@@ -352,14 +353,22 @@ def _commit_lock(output: Path) -> Iterator[None]:
         os.close(fd)  # and with it the lock
 
 
-def _merge_volume_table(staging: Path, output: Path) -> None:
-    """Merge the ``volumes.csv`` in ``output`` into the one in ``staging`` (:mod:`.volume_table`)."""
+def _merge_tables(staging: Path, output: Path) -> None:
+    """Merge the ``volumes.csv`` and ``skipped.csv`` in ``output`` into those in ``staging``
+    (:mod:`.volume_table`, :func:`~inpaintssl.inference.skipping.merged_skipped_table`)."""
     new = staging / VOLUMES_CSV
-    if not (new.is_file() and (output / VOLUMES_CSV).is_file()):
+    if not new.is_file():
         return
-    merged = merged_into_output(output, new.read_text(encoding="utf-8"))
-    with atomic_path(new) as temporary:
-        temporary.write_text(merged, encoding="utf-8")
+    table = new.read_text(encoding="utf-8")
+    if (output / VOLUMES_CSV).is_file():
+        with atomic_path(new) as temporary:
+            temporary.write_text(merged_into_output(output, table), encoding="utf-8")
+    if (output / SKIPPED_CSV).is_file():
+        skipped = staging / SKIPPED_CSV
+        left_out = skipped.read_text(encoding="utf-8") if skipped.is_file() else None
+        merged = merged_skipped_table(output / SKIPPED_CSV, left_out, cases_in(table))
+        with atomic_path(skipped) as temporary:
+            temporary.write_text(merged, encoding="utf-8")
 
 
 def commit(staging: Path, output: Path) -> None:
@@ -368,7 +377,8 @@ def commit(staging: Path, output: Path) -> None:
     Into an existing folder, the files they replace are first set aside; if any move fails, the
     new files are taken out again and the old ones put back, so ``output`` is as it was. A
     ``volumes.csv`` there keeps the rows of the cases not predicted now
-    (:mod:`~inpaintssl.inference.volume_table`). Commits into one output run one at a time.
+    (:mod:`~inpaintssl.inference.volume_table`), a ``skipped.csv`` those of the inputs left out
+    and not predicted since. Commits into one output run one at a time.
     """
     give_plain_permissions(staging)
     with _commit_lock(output):
@@ -376,7 +386,7 @@ def commit(staging: Path, output: Path) -> None:
             os.replace(staging, output)
             fsync_dir(output.parent)
             return
-        _merge_volume_table(staging, output)
+        _merge_tables(staging, output)
         _move_into(staging, output)
 
 
