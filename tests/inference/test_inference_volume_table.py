@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -108,16 +109,20 @@ def test_a_predict_of_some_cases_keeps_the_others_rows(
     first = [_scan(scans / f"{name}.nii.gz", seed) for seed, name in enumerate("abc")]
     out = tmp_path / "out"
     earlier = _rows(predict_quietly(trained_run.run_dir, first, out).volumes_csv.read_text())
-    # b is a repaired scan (other values), d a new one.
+    # b is a repaired scan (other values), d a new one; predicted with another run of the same classes.
     second = [_scan(scans / "b.nii.gz", 10), _scan(scans / "d.nii.gz", 11)]
-    report = predict_quietly(trained_run.run_dir, second, out)
-    alone = _rows(predict_quietly(trained_run.run_dir, second, tmp_path / "alone").volumes_csv.read_text())
+    other_run = Path(shutil.copytree(trained_run.run_dir, tmp_path / "other_run"))
+    report = predict_quietly(other_run, second, out)
+    alone = _rows(predict_quietly(other_run, second, tmp_path / "alone").volumes_csv.read_text())
     assert [c.case for c in report.cases] == ["b", "d"]
     merged = _rows(report.volumes_csv.read_text())
     assert [row["case"] for row in merged] == ["a", "b", "c", "d"]
     assert [merged[0], merged[2]] == [earlier[0], earlier[2]]
     assert [merged[1], merged[3]] == alone
     assert merged[1] != earlier[1]  # the repaired scan's volumes are its own
+    # Each row names the model that predicted it.
+    models = [row["model"] for row in merged]
+    assert models == [str(trained_run.run_dir.resolve()), str(other_run.resolve())] * 2
 
 
 def test_an_output_of_another_models_classes_is_refused_before_anything_is_predicted(

@@ -64,7 +64,8 @@ positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing
 ``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and
 one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
 header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
-``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``); with ``t2=True``
+``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``, and last the ``model``
+that predicted it); with ``t2=True``
 also ``<case>_t2.nii.gz``, the T2 map in ms of a qDESS or multi-echo spin-echo series, and each class's
 mean T2 in ``volumes.csv`` (``<class>_t2_ms``, after the volumes). With
 ``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` / ``.nrrd`` (and
@@ -662,7 +663,7 @@ def predict(
         skipped = bad.in_order(case_names(paths))
         if identity is not None:
             discard_records(staging)
-        atomic_write_text(staging / VOLUMES_CSV, volumes_csv(done, model.class_names))
+        atomic_write_text(staging / VOLUMES_CSV, volumes_csv(done, model.class_names, model=model.source))
         if skip_bad_inputs:
             atomic_write_text(staging / SKIPPED_CSV, skipped_csv_text(skipped))
         commit(staging, out)

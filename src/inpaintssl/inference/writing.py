@@ -297,8 +297,11 @@ def volumes_ml(
     return {name: tissue_volume(mask_3d == k + 1, zooms) / 1000.0 for k, name in enumerate(names)}
 
 
-def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
-    """``volumes.csv``: one row per case, its class volumes in mL and then its checks."""
+def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str], *, model: Path | None = None) -> str:
+    """``volumes.csv``: one row per case, its class volumes in mL, then its checks, then the ``model``
+    that predicted it (the run or checkpoint folder, or exported file; absolute), which tells the
+    rows of one table apart once predicts of several models merged into it
+    (:mod:`~inpaintssl.inference.volume_table`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     # After the volumes, the checks a reader of many rows wants beside them (see CasePrediction).
@@ -313,7 +316,8 @@ def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
     # Mean T2 only where it was fitted (predict(t2=True)): the columns of other calls stay as they were.
     with_t2 = any(c.mean_t2_ms is not None for c in cases)
     t2_columns = [f"{n}_t2_ms" for n in names] if with_t2 else []
-    writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *t2_columns, *checks])
+    writer.writerow(["case", "file", *(f"{n}_ml" for n in names), *t2_columns, *checks, "model"])
+    model_text = "" if model is None else os.path.abspath(model)
     for c in cases:
         spacing = "" if c.spacing_mm is None else f"{c.spacing_mm[0]:.6g}x{c.spacing_mm[1]:.6g}"
         fits = "" if c.spacing_fits_training is None else str(c.spacing_fits_training).lower()
@@ -324,7 +328,17 @@ def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str]) -> str:
         orientation = [c.orientation or "", c.reoriented_to or "", resampled]
         t2 = [repr(c.mean_t2_ms[n]) if c.mean_t2_ms is not None else "" for n in names] if with_t2 else []
         writer.writerow(
-            [c.case, str(c.source), *volumes, *t2, spacing, fits, f"{c.cut_edge_share:.4g}", *orientation]
+            [
+                c.case,
+                str(c.source),
+                *volumes,
+                *t2,
+                spacing,
+                fits,
+                f"{c.cut_edge_share:.4g}",
+                *orientation,
+                model_text,
+            ]
         )
     return buffer.getvalue()
 
