@@ -85,18 +85,18 @@ def _folder_inputs(folder: Path, *, studies: bool = False) -> list[Path]:
         return volumes
     if studies:
         return [folder]  # its series is chosen among every file under it (data.dicom.select_series)
+    subfolders = _subfolders_alone(folder)
+    if subfolders:
+        # A study exported as one folder per series: "empty" would send the user looking for
+        # files that are there, one level down, where folders are not searched.
+        raise PredictionError(
+            f"input folder {folder} holds no files, only {len(subfolders)} folder(s): "
+            f"{first_and_more(subfolders, limit=3)}; expected {_FOLDER_FORMATS} "
+            "files or the files of one DICOM series (folders are not searched): give each folder as "
+            f"an input, e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders "
+            "only), or name the series to read from the study with series=... (--series)"
+        )
     if not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
-        subfolders = _subfolders_alone(folder)
-        if subfolders:
-            # A study exported as one folder per series: "empty" would send the user looking for
-            # files that are there, one level down, where folders are not searched.
-            raise PredictionError(
-                f"input folder {folder} holds no files, only {len(subfolders)} folder(s): "
-                f"{first_and_more(subfolders, limit=3)}; expected {_FOLDER_FORMATS} "
-                "files or the files of one DICOM series (folders are not searched): give each folder as "
-                f"an input, e.g. the glob '{folder}{os.sep}*{os.sep}' (a trailing slash matches folders "
-                "only), or name the series to read from the study with series=... (--series)"
-            )
         raise PredictionError(
             f"input folder {folder} is empty; expected {_FOLDER_FORMATS} files or a DICOM series"
         )

@@ -61,31 +61,30 @@ do not overlap.
 Outputs, per case: ``<output>/<case>_seg.nii.gz`` with the input's affine and header (DICOM: an
 affine built from ImagePositionPatient, ImageOrientationPatient, PixelSpacing and the slice
 positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing)``), optionally
-``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and
-one ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
+``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and one
+``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
 header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
 ``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``, and last the ``model``
-that predicted it); with ``t2=True``
-also ``<case>_t2.nii.gz``, the T2 map in ms of a qDESS or multi-echo spin-echo series, and each class's
-mean T2 in ``volumes.csv`` (``<class>_t2_ms``, after the volumes). With
-``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` / ``.nrrd`` (and
-``_prob``) instead, in the same world positions with ITK's and 3D Slicer's LPS geometry
-(:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``); with
-``"dicom_seg"`` a DICOM series' maps are DICOM SEG objects of that series, ``<case>_seg.dcm``
-(and ``_prob.dcm``, fractional), which viewers overlay on it (:mod:`~inpaintssl.inference.dicom_seg`,
-the ``dicom-seg`` extra); with ``"rtstruct"`` a DICOM series' label map is an RT Structure Set of
-that series, ``<case>_seg.dcm``, its classes as ROIs of contours for planning systems
-(:mod:`~inpaintssl.inference.rtstruct`; no probabilities); with ``"input"`` each DICOM, MetaImage
-or NRRD input's maps are in its own kind (DICOM SEG; ``.mha`` also for an ``.mhd``; ``.nrrd``
-also for an ``.nhdr``), every other input's in NIfTI. Everything is
-written to a hidden folder next to ``output`` (``.<output name>.<random>.predict.tmp``) and moved
-in only when every case succeeded, so a failure leaves nothing partial in ``output``; a predict
-killed mid-write leaves that folder, and the next predict into the same ``output`` removes it
-(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's. Where
-it holds cases already finished, and the next predict is the same prediction (weights,
-options), that predict takes the finished cases it shares and predicts only the rest (``resume``,
-:mod:`~inpaintssl.inference.resume`): a cohort predict stopped at case 900 of 1,000 goes on
-from there, without reading the 900 scans again.
+that predicted it); with ``t2=True`` also ``<case>_t2.nii.gz``, the T2 map in ms of a qDESS or
+multi-echo spin-echo series, and each class's mean T2 in ``volumes.csv`` (``<class>_t2_ms``, after
+the volumes). With ``output_format="metaimage"`` or ``"nrrd"`` the maps are ``<case>_seg.mha`` /
+``.nrrd`` (and ``_prob``) instead, in the same world positions with ITK's and 3D Slicer's LPS
+geometry (:mod:`inpaintssl.data.writers`; a 2-D input's map as one slice, ``(X, Y, 1)``); with
+``"dicom_seg"`` a DICOM series' maps are DICOM SEG objects of that series, ``<case>_seg.dcm`` (and
+``_prob.dcm``, fractional), which viewers overlay on it (:mod:`~inpaintssl.inference.dicom_seg`, the
+``dicom-seg`` extra); with ``"rtstruct"`` a DICOM series' label map is an RT Structure Set of that
+series, ``<case>_seg.dcm``, its classes as ROIs of contours for planning systems
+(:mod:`~inpaintssl.inference.rtstruct`; no probabilities); with ``"input"`` each DICOM, MetaImage or
+NRRD input's maps are in its own kind (DICOM SEG; ``.mha`` also for an ``.mhd``; ``.nrrd`` also for
+an ``.nhdr``), every other input's in NIfTI. Everything is written to a hidden folder next to
+``output`` (``.<output name>.<random>.predict.tmp``) and moved in only when every case succeeded, so
+a failure leaves nothing partial in ``output``; a predict killed mid-write leaves that folder, and
+the next predict into the same ``output`` removes it
+(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's. Where it
+holds cases already finished, and the next predict is the same prediction (weights, options), that
+predict takes the finished cases it shares and predicts only the rest (``resume``,
+:mod:`~inpaintssl.inference.resume`): a cohort predict stopped at case 900 of 1,000 goes on from
+there, without reading the 900 scans again.
 
 Memory and files read twice: every input is checked before any is predicted
 (:mod:`~inpaintssl.inference.preparation`), which reads it in full, but at most two inputs' images
@@ -433,14 +432,19 @@ def predict(
             also without highdicom installed, an RT Structure Set without patient geometry); a
             multi-echo DICOM series without an echo to read; with ``t2``, an input that is no
             qDESS or multi-echo spin-echo DICOM series (two echoes, or three or more), or a qDESS
-            series without every scan parameter stated or given. The message names the file.
+            series without every scan parameter stated or given, or whose row of
+            ``qdess_parameters_csv`` is damaged; ``output`` holds a ``volumes.csv`` of other
+            classes, or a ``volumes.csv`` or ``skipped.csv`` that no predict wrote. The message
+            names the file.
             With ``skip_bad_inputs``, such an input is left out instead, and this is raised only
             where every input is.
         inpaintssl.checkpoint.CheckpointError: The run folder or checkpoint is missing, damaged or
             has no architecture metadata (from :func:`~inpaintssl.inference.loading.load_model`).
-        inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...).
+        inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...);
+            a ``qdess_parameters_csv`` that is missing or no table of scan parameters.
             All three are ``ValueError`` subclasses.
-        ValueError: ``probabilities`` with ``output_format="rtstruct"``; an ``echo`` that is no
+        ValueError: ``probabilities`` with ``output_format="rtstruct"``; ``qdess_parameters`` or
+            ``qdess_parameters_csv`` without ``t2``, or both giving one parameter; an ``echo`` that is no
             whole number >= 1, or one for a run on the echoes' root-sum-of-squares; ``batch_size`` or
             ``check_threads`` below 1, an unknown ``device``,
             ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
