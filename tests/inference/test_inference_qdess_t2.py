@@ -112,6 +112,13 @@ def _series(folder: Path, stored: np.ndarray, *, spoiler_tags: bool = True) -> P
     )
 
 
+def _bare_series(folder: Path) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The disc's T2 truth, its stored echoes (T1 1200 ms) and their series without the spoiler tags."""
+    truth = np.where(_disc(), 40.0, 30.0)
+    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
+    return truth, stored, _series(folder, stored, spoiler_tags=False)
+
+
 def test_the_scan_parameters_are_the_series_tags_and_ge_spoiler_block(tmp_path: Path) -> None:
     truth = np.where(_disc(), 40.0, 30.0)
     series = _series(tmp_path / "qdess", _stored(truth, np.full(truth.shape, 1200.0)))
@@ -205,9 +212,7 @@ def test_the_echoes_root_sum_of_squares_an_skmtea_run_reads_gives_the_same_map(t
 def test_a_series_without_the_spoiler_tags_takes_them_given(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
-    truth = np.where(_disc(), 40.0, 30.0)
-    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
-    bare = _series(tmp_path / "bare", stored, spoiler_tags=False)
+    _, stored, bare = _bare_series(tmp_path / "bare")
     out = tmp_path / "out"
     with pytest.raises(issl.PredictionError, match=r"does not state gl_area \(GE's private .*tg_us") as err:
         predict_quietly(trained_run.run_dir, bare, out, echo=1, t2=True)
@@ -424,9 +429,7 @@ def test_the_table_is_checked_before_anything_is_read(
 def test_a_series_takes_its_row_over_its_tags_and_a_table_naming_no_case_is_warned_of(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:
-    truth = np.where(_disc(), 40.0, 30.0)
-    stored = _stored(truth, np.full(truth.shape, T1_OTHER_MS))
-    bare = _series(tmp_path / "knee_01", stored, spoiler_tags=False)
+    _, stored, bare = _bare_series(tmp_path / "knee_01")
     spoilers = tmp_path / "spoilers.csv"
     spoilers.write_text(f"case,gl_area,tg_us\nknee_01,{SCAN['gl_area']:g},{SCAN['tg_us']:g}\n")
     report = predict_quietly(

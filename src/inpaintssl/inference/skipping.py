@@ -45,6 +45,7 @@ from pathlib import Path
 
 from inpaintssl.data.base import DataError
 from inpaintssl.inference.results import PredictionError, SkippedInput
+from inpaintssl.inference.volume_table import MOVE_AWAY, output_table_text
 from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["SKIPPED_CSV", "BadInputs", "check_skipped_table", "merged_skipped_table", "skipped_csv_text"]
@@ -53,7 +54,6 @@ SKIPPED_CSV = "skipped.csv"
 """The output folder's list of the inputs left out, one row each."""
 
 _HEADER = ["case", "file", "reason"]
-_MOVE_IT = "predict into another output, or move it away first"
 
 _REASONS_SHOWN = 3
 """Errors quoted when every input was left out; the rest are in the warnings before it."""
@@ -118,21 +118,12 @@ def _parsed(text: str, where: str) -> list[dict[str, str]]:
     if list(reader.fieldnames or ()) != _HEADER:
         raise PredictionError(
             f"{where} is no skipped.csv a predict wrote: its columns are {reader.fieldnames}; expected "
-            f"{_HEADER}: {_MOVE_IT}"
+            f"{_HEADER}: {MOVE_AWAY}"
         )
     try:
         return list(reader)
     except csv.Error as exc:
-        raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {_MOVE_IT}") from None
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise PredictionError(
-            f"{path} is not UTF-8 text, so no skipped.csv a predict wrote; {_MOVE_IT}"
-        ) from None
+        raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {MOVE_AWAY}") from None
 
 
 def check_skipped_table(output: Path) -> None:
@@ -143,7 +134,7 @@ def check_skipped_table(output: Path) -> None:
     """
     path = output / SKIPPED_CSV
     if path.is_file():
-        _parsed(_text(path), str(path))
+        _parsed(output_table_text(path), str(path))
 
 
 def merged_skipped_table(earlier: Path, new: str | None, predicted: Collection[str]) -> str:
@@ -162,7 +153,7 @@ def merged_skipped_table(earlier: Path, new: str | None, predicted: Collection[s
         case,file,reason
         s2,s2.nii.gz,blank
     """
-    rows = _parsed(_text(earlier), str(earlier))
+    rows = _parsed(output_table_text(earlier), str(earlier))
     again = {row["case"]: row for row in _parsed(new, "the new rows")} if new is not None else {}
     kept: list[dict[str, str]] = []
     seen: set[str] = set()

@@ -31,12 +31,21 @@ from pathlib import Path
 
 from inpaintssl.inference.results import PredictionError
 
-__all__ = ["VOLUMES_CSV", "cases_in", "check_volume_table", "merged_into_output", "merged_volume_table"]
+__all__ = [
+    "MOVE_AWAY",
+    "VOLUMES_CSV",
+    "cases_in",
+    "check_volume_table",
+    "merged_into_output",
+    "merged_volume_table",
+    "output_table_text",
+]
 
 VOLUMES_CSV = "volumes.csv"
 """The name of the table of every case's class volumes in a predict's output."""
 
-_MOVE_IT = "predict into another output, or move it away first"
+MOVE_AWAY = "predict into another output, or move it away first"
+"""What to do with a table in an output that no predict wrote: the end of the refusal's message."""
 
 
 def _parsed(text: str, where: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -46,12 +55,12 @@ def _parsed(text: str, where: str) -> tuple[list[str], list[dict[str, str]]]:
     if header[:2] != ["case", "file"]:
         raise PredictionError(
             f"{where} is no volumes.csv a predict wrote: its columns start {header[:2]}; expected case, "
-            f"file and a volume per class: {_MOVE_IT}"
+            f"file and a volume per class: {MOVE_AWAY}"
         )
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {_MOVE_IT}") from None
+        raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {MOVE_AWAY}") from None
     return header, rows
 
 
@@ -59,12 +68,17 @@ def _class_columns(header: Sequence[str]) -> list[str]:
     return [column for column in header[2:] if column.endswith("_ml")]
 
 
-def _text(path: Path) -> str:
+def output_table_text(path: Path) -> str:
+    """The text of a table a predict wrote into its output (``volumes.csv``, ``skipped.csv``).
+
+    Raises:
+        PredictionError: It is no UTF-8 text; the message names it.
+    """
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise PredictionError(
-            f"{path} is not UTF-8 text, so no volumes.csv a predict wrote; {_MOVE_IT}"
+            f"{path} is not UTF-8 text, so no {path.name} a predict wrote; {MOVE_AWAY}"
         ) from None
 
 
@@ -78,12 +92,12 @@ def check_volume_table(output: Path, class_names: Sequence[str]) -> None:
     path = output / VOLUMES_CSV
     if not path.is_file():
         return
-    header, _ = _parsed(_text(path), str(path))
+    header, _ = _parsed(output_table_text(path), str(path))
     found, expected = _class_columns(header), [f"{name}_ml" for name in class_names]
     if found != expected:
         raise PredictionError(
             f"output {output} holds a volumes.csv of the class volumes {found}, but this run predicts "
-            f"{expected}: the rows of another model's classes and these make no one table; {_MOVE_IT}"
+            f"{expected}: the rows of another model's classes and these make no one table; {MOVE_AWAY}"
         )
 
 
@@ -110,7 +124,7 @@ def merged_volume_table(earlier: str, new: str, *, where: str = VOLUMES_CSV) -> 
     if _class_columns(earlier_header) != _class_columns(new_header):
         raise PredictionError(
             f"{where} holds the class volumes {_class_columns(earlier_header)}, the rows to merge in "
-            f"{_class_columns(new_header)}; expected one model's classes: {_MOVE_IT}"
+            f"{_class_columns(new_header)}; expected one model's classes: {MOVE_AWAY}"
         )
     replacing = {row["case"]: row for row in new_rows}
     rows: list[dict[str, str]] = []
@@ -142,7 +156,7 @@ def merged_into_output(output: Path, new: str) -> str:
     path = output / VOLUMES_CSV
     if not path.is_file():
         return new
-    return merged_volume_table(_text(path), new, where=str(path))
+    return merged_volume_table(output_table_text(path), new, where=str(path))
 
 
 def cases_in(table: str) -> set[str]:
