@@ -1215,6 +1215,7 @@ def _resume_without_state(folder: Path) -> Call:
 # -- later rounds ------------------------------------------------------------------------------
 # Each round of reliability work keeps its cases in its own module (``corpus_<topic>.py`` next to
 # this file), built from the blocks above; importing it registers them, so CASES stays the one list.
+import corpus_predict_tables  # noqa: E402,F401
 import corpus_round2_checks  # noqa: E402,F401
 import corpus_round2_data  # noqa: E402,F401
 import corpus_round2_process  # noqa: E402,F401
