@@ -53,7 +53,7 @@ __all__ = ["SKIPPED_CSV", "BadInputs", "check_skipped_table", "merged_skipped_ta
 SKIPPED_CSV = "skipped.csv"
 """The output folder's list of the inputs left out, one row each."""
 
-_HEADER = ["case", "file", "reason"]
+_HEADER = ("case", "file", "reason")
 
 _REASONS_SHOWN = 3
 """Errors quoted when every input was left out; the rest are in the warnings before it."""
@@ -115,10 +115,10 @@ def skipped_csv_text(skipped: Sequence[SkippedInput]) -> str:
 
 def _parsed(text: str, where: str) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if list(reader.fieldnames or ()) != _HEADER:
+    if tuple(reader.fieldnames or ()) != _HEADER:
         raise PredictionError(
             f"{where} is no skipped.csv a predict wrote: its columns are {reader.fieldnames}; expected "
-            f"{_HEADER}: {MOVE_AWAY}"
+            f"{', '.join(_HEADER)}: {MOVE_AWAY}"
         )
     try:
         return list(reader)
