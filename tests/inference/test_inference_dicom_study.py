@@ -231,3 +231,25 @@ def test_a_series_alone_that_is_not_the_runs_is_warned_of_and_a_study_without_it
     shutil.rmtree(tmp_path / "study" / "SE0002")  # a study whose series folders hold none of the run's
     with pytest.raises(PredictionError, match=r"study holds no series 2 \(by SeriesNumber\); it holds"):
         predict_quietly(run, tmp_path / "study", tmp_path / "missing", echo=2)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "params", "expected"),
+    [
+        ("dicom", {"series": "SAG T2 MAP"}, "SAG T2 MAP"),
+        ("ct", {"series": 3}, 3),
+        ("dicom", {}, None),
+        ("nifti", {"series": "AX T1"}, None),  # a plugin's or another dataset's key of that name
+    ],
+)
+def test_the_series_a_run_read_from_each_study_is_predicts_default(
+    dataset: str, params: dict[str, object], expected: object
+) -> None:
+    from inpaintssl.config import DataConfig
+    from inpaintssl.inference.loading import Preprocessing
+    from inpaintssl.inference.trained_run import slice_preprocessing
+
+    recorded = Preprocessing.from_data_config(DataConfig.model_construct(dataset=dataset, params=params))
+    prep = slice_preprocessing(recorded, slice_axis=None)
+    assert (prep.series, prep.run_series) == (None, expected)
+    assert slice_preprocessing(recorded, slice_axis=None, series="AX T1").series == "AX T1"

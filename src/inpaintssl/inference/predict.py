@@ -395,7 +395,7 @@ def predict(
             from it: its ``SeriesDescription`` (without case), ``SeriesInstanceUID``, or
             ``SeriesNumber`` (a whole number) (:func:`~inpaintssl.data.dicom.select_series`). A
             study with none or several such series is refused, listing its series; so is an
-            input that is not DICOM. ``None``: the run's own (a ``dicom`` run's
+            input that is not DICOM. ``None``: the run's own (a ``dicom`` or ``ct`` run's
             ``data.params.series``) for a DICOM input that is a study (several series in its
             folder, or its series in subfolders); a series alone is read as it is (with a
             warning where it is not the run's), and so is every DICOM input of a run without one.

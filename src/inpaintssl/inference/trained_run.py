@@ -107,7 +107,7 @@ class SlicePreprocessing:
     (:func:`~inpaintssl.data.dicom.select_series`), as ``predict`` names it; ``None``: each input
     is one series, or a study that :attr:`run_series` chooses from."""
     run_series: str | int | None = None
-    """The series the run read from each study (a ``dicom`` run's ``data.params.series``), which
+    """The series the run read from each study (a ``dicom`` or ``ct`` run's ``data.params.series``), which
     a DICOM input that is a study gives when ``predict`` names none; ``None``: the run named none
     (or its ``config.yaml`` is not at hand, as for an exported model)."""
 
@@ -201,9 +201,13 @@ def slice_preprocessing(
     )
 
 
+_STUDY_DATASETS = ("dicom", "ct")
+"""The built-in datasets whose ``series`` parameter names the series read from each case's study."""
+
+
 def _run_series(pre: Preprocessing) -> str | int | None:
-    """The series a ``dicom`` run read from each case's study folder (``data.params.series``)."""
-    recorded = pre.dataset_params.get("series") if pre.dataset == "dicom" else None
+    """The series a ``dicom`` or ``ct`` run read from each case's study folder (``data.params.series``)."""
+    recorded = pre.dataset_params.get("series") if pre.dataset in _STUDY_DATASETS else None
     return recorded if is_series_choice(recorded) else None
 
 
