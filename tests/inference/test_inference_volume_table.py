@@ -153,10 +153,10 @@ def test_two_predicts_into_one_output_at_once_keep_each_others_rows(
     predict_quietly(trained_run.run_dir, _scan(scans / "a.nii.gz", 0), out)
     inside, second_at_lock, second_merged = threading.Event(), threading.Event(), threading.Event()
     errors: list[BaseException] = []
-    real_merge, real_lock = writing.merged_into_output, writing._commit_lock
+    real_merge, real_lock = writing.merged_volume_table, writing._commit_lock
 
-    def held_merge(output: Path, new: str) -> str:
-        merged = real_merge(output, new)
+    def held_merge(earlier: str, new: str, **where: str) -> str:
+        merged = real_merge(earlier, new, **where)
         if "\nb," in new:  # the first predict's
             inside.set()
             assert second_at_lock.wait(60)
@@ -170,7 +170,7 @@ def test_two_predicts_into_one_output_at_once_keep_each_others_rows(
             second_at_lock.set()
         return real_lock(output)
 
-    monkeypatch.setattr(writing, "merged_into_output", held_merge)
+    monkeypatch.setattr(writing, "merged_volume_table", held_merge)
     monkeypatch.setattr(writing, "_commit_lock", noted_lock)
 
     def run(name: str, seed: int) -> None:

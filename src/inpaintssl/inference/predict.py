@@ -175,6 +175,7 @@ from inpaintssl.inference.writing import (
     volumes_ml,
 )
 from inpaintssl.inference.writing import OutputFormat as OutputFormat
+from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_dtype, resolve_device
@@ -268,9 +269,9 @@ def _warn_if_no_row_names_a_case(table: ScanParameterTable | None, cases: Sequen
         return
     warn_each_time(
         f"qdess_parameters_csv {table.path}: none of its {len(table)} rows ({table.case_column} "
-        f"{', '.join(map(repr, table.cases[:3]))}{', ...' if len(table) > 3 else ''}) names a case "
-        f"predicted ({', '.join(map(repr, cases[:3]))}{', ...' if len(cases) > 3 else ''}), so it gives "
-        "no scan its parameters; a case is its input's file or folder name without suffixes",
+        f"{first_and_more(map(repr, table.cases), limit=3)}) names a case predicted "
+        f"({first_and_more(map(repr, cases), limit=3)}), so it gives no scan its parameters; a case is "
+        "its input's file or folder name without suffixes",
         UserWarning,
     )
 

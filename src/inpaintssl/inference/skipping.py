@@ -45,7 +45,7 @@ from pathlib import Path
 
 from inpaintssl.data.base import DataError
 from inpaintssl.inference.results import PredictionError, SkippedInput
-from inpaintssl.inference.volume_table import MOVE_AWAY, output_table_text
+from inpaintssl.inference.volume_table import MOVE_AWAY, output_table_rows, output_table_text
 from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["SKIPPED_CSV", "BadInputs", "check_skipped_table", "merged_skipped_table", "skipped_csv_text"]
@@ -120,10 +120,7 @@ def _parsed(text: str, where: str) -> list[dict[str, str]]:
             f"{where} is no skipped.csv a predict wrote: its columns are {reader.fieldnames}; expected "
             f"{', '.join(_HEADER)}: {MOVE_AWAY}"
         )
-    try:
-        return list(reader)
-    except csv.Error as exc:
-        raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {MOVE_AWAY}") from None
+    return output_table_rows(reader, where)
 
 
 def check_skipped_table(output: Path) -> None:
@@ -137,23 +134,23 @@ def check_skipped_table(output: Path) -> None:
         _parsed(output_table_text(path), str(path))
 
 
-def merged_skipped_table(earlier: Path, new: str | None, predicted: Collection[str]) -> str:
-    """``skipped.csv`` after a predict: the rows of the file ``earlier`` but of the cases
+def merged_skipped_table(
+    earlier: str, new: str | None, predicted: Collection[str], *, where: str = SKIPPED_CSV
+) -> str:
+    """``skipped.csv`` after a predict: the rows of the text ``earlier`` but of the cases
     ``predicted`` now, each case left out again (a row of ``new``) in its old place with its new
     error, and ``new``'s other rows after them.
 
     Raises:
-        PredictionError: ``earlier`` is no table a predict wrote.
+        PredictionError: ``earlier`` is no table a predict wrote; the message names ``where``.
 
     Example:
-        >>> import pathlib, tempfile
-        >>> earlier = pathlib.Path(tempfile.mkdtemp()) / "skipped.csv"
-        >>> _ = earlier.write_text("case,file,reason\\ns1,s1.nii.gz,truncated\\ns2,s2.nii.gz,blank\\n")
+        >>> earlier = "case,file,reason\\ns1,s1.nii.gz,truncated\\ns2,s2.nii.gz,blank\\n"
         >>> print(merged_skipped_table(earlier, None, predicted={"s1"}), end="")
         case,file,reason
         s2,s2.nii.gz,blank
     """
-    rows = _parsed(output_table_text(earlier), str(earlier))
+    rows = _parsed(earlier, where)
     again = {row["case"]: row for row in _parsed(new, "the new rows")} if new is not None else {}
     kept: list[dict[str, str]] = []
     seen: set[str] = set()

@@ -36,8 +36,8 @@ __all__ = [
     "VOLUMES_CSV",
     "cases_in",
     "check_volume_table",
-    "merged_into_output",
     "merged_volume_table",
+    "output_table_rows",
     "output_table_text",
 ]
 
@@ -57,11 +57,19 @@ def _parsed(text: str, where: str) -> tuple[list[str], list[dict[str, str]]]:
             f"{where} is no volumes.csv a predict wrote: its columns start {header[:2]}; expected case, "
             f"file and a volume per class: {MOVE_AWAY}"
         )
+    return header, output_table_rows(reader, where)
+
+
+def output_table_rows(reader: csv.DictReader[str], where: str) -> list[dict[str, str]]:
+    """The rows of an output's table (``volumes.csv``, ``skipped.csv``) whose header was checked.
+
+    Raises:
+        PredictionError: A line is no CSV; the message names ``where`` and the line.
+    """
     try:
-        rows = list(reader)
+        return list(reader)
     except csv.Error as exc:
         raise PredictionError(f"{where}, line {reader.line_num}: {exc}; {MOVE_AWAY}") from None
-    return header, rows
 
 
 def _class_columns(header: Sequence[str]) -> list[str]:
@@ -145,18 +153,6 @@ def merged_volume_table(earlier: str, new: str, *, where: str = VOLUMES_CSV) -> 
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def merged_into_output(output: Path, new: str) -> str:
-    """The ``volumes.csv`` text ``new`` with the rows of the one in ``output`` merged in, if it holds one.
-
-    Raises:
-        PredictionError: As :func:`merged_volume_table`, or that file is no UTF-8 text.
-    """
-    path = output / VOLUMES_CSV
-    if not path.is_file():
-        return new
-    return merged_volume_table(output_table_text(path), new, where=str(path))
 
 
 def cases_in(table: str) -> set[str]:

@@ -64,7 +64,7 @@ from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.inference.resume import holds_records
 from inpaintssl.inference.rtstruct import check_rtstruct_source
 from inpaintssl.inference.skipping import SKIPPED_CSV, merged_skipped_table
-from inpaintssl.inference.volume_table import VOLUMES_CSV, cases_in, merged_into_output
+from inpaintssl.inference.volume_table import VOLUMES_CSV, cases_in, merged_volume_table, output_table_text
 from inpaintssl.metrics import tissue_volume
 
 __all__ = [
@@ -374,13 +374,18 @@ def _merge_tables(staging: Path, output: Path) -> None:
     if not new.is_file():
         return
     table = new.read_text(encoding="utf-8")
-    if (output / VOLUMES_CSV).is_file():
+    earlier = output / VOLUMES_CSV
+    if earlier.is_file():
+        merged = merged_volume_table(output_table_text(earlier), table, where=str(earlier))
         with atomic_path(new) as temporary:
-            temporary.write_text(merged_into_output(output, table), encoding="utf-8")
-    if (output / SKIPPED_CSV).is_file():
+            temporary.write_text(merged, encoding="utf-8")
+    earlier = output / SKIPPED_CSV
+    if earlier.is_file():
         skipped = staging / SKIPPED_CSV
         left_out = skipped.read_text(encoding="utf-8") if skipped.is_file() else None
-        merged = merged_skipped_table(output / SKIPPED_CSV, left_out, cases_in(table))
+        merged = merged_skipped_table(
+            output_table_text(earlier), left_out, cases_in(table), where=str(earlier)
+        )
         with atomic_path(skipped) as temporary:
             temporary.write_text(merged, encoding="utf-8")
 
