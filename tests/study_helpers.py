@@ -348,3 +348,23 @@ def signal_study_after_first_checkpoint(
                 break
             time.sleep(0.02)
     return study, pre, proc.returncode, err
+
+
+def pool_task_after_its_sibling_started(
+    folder: str, *, then_sleep_s: float, then_ignore_sigterm: bool
+) -> int:
+    """A call for a study pool's worker: wait until both workers of the pool hold a call (each writes
+    its pid into ``folder``), sleep ``then_sleep_s``, and return the worker's pid.
+
+    ``then_ignore_sigterm``: end as a worker that a signal stopped and that handed its run back does,
+    waiting for the pool's word to exit with SIGTERM ignored.
+    """
+    Path(folder, str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(Path(folder).iterdir())) < 2:
+        assert time.monotonic() < deadline, "the pool's other worker never took a call"
+        time.sleep(0.01)
+    time.sleep(then_sleep_s)
+    if then_ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return os.getpid()

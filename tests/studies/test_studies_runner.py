@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from study_helpers import (
     TEST_VOLUMES,
     VAL_SLICES,
     kill_study_after_first_checkpoint,
+    pool_task_after_its_sibling_started,
     signal_study_after_first_checkpoint,
 )
 
@@ -225,6 +228,41 @@ def test_a_signal_to_a_study_with_worker_processes_leaves_no_run_claimed_or_lock
     assert any(status == "pending" and attempts for status, attempts in runs.values()), runs
     assert not list(study.runs_dir().glob(f"*/{RunFolder.LOCK}")), "a run folder is still locked"
     assert not list(study.runs_dir().rglob("*.tmp")), "temporaries left behind"
+
+
+def test_sigterm_to_a_worker_waiting_for_its_next_call_lets_the_pool_shut_down(tmp_path: Path) -> None:
+    # The study above hung once in about 50 signalled runs: its worker whose run was done waited for
+    # the pool's next call holding the call queue's read lock, SIGTERM's default action ended it there,
+    # and its sibling, stopped mid-run and waiting with SIGTERM ignored for the pool's word to exit,
+    # could never take that word, nor the driver end the pool. Here the same two workers, each
+    # holding one call (the pool spawns a process per call while none is idle), are put in that
+    # state on purpose: the first back waits holding the lock, the other behind it.
+    import multiprocessing
+    import signal
+    import threading
+
+    pool = runner._worker_pool(2, multiprocessing.get_context("spawn"))
+    pids: set[int] = set()
+    try:
+        first_back = pool.submit(
+            pool_task_after_its_sibling_started, str(tmp_path), then_sleep_s=0.0, then_ignore_sigterm=False
+        )
+        handed_back = pool.submit(
+            pool_task_after_its_sibling_started, str(tmp_path), then_sleep_s=1.0, then_ignore_sigterm=True
+        )
+        pids = {first_back.result(timeout=120), handed_back.result(timeout=120)}
+        assert len(pids) == 2
+        time.sleep(0.5)  # both wait for the next call
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)  # scancel
+        shutdown = threading.Thread(target=pool.shutdown, daemon=True)
+        shutdown.start()
+        shutdown.join(timeout=60)
+        assert not shutdown.is_alive(), "the pool's shutdown waits for a worker that can never exit"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.gpu

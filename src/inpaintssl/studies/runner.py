@@ -284,9 +284,6 @@ def _worker_process(
         # The driver read this spec and warned about its unused settings; once is enough.
         spec = StudySpec.model_validate_json(spec_json)
     torch.set_num_threads(_local_threads(spec, workers))
-    # Ctrl-C reaches the terminal's whole process group; the driver answers it by sending its
-    # workers SIGTERM (_stop_workers), one signal each, so none is interrupted twice.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Slurm signals every process of a job step: a worker stopped as an exception hands its run
     # and the run folder's lock back, so the job requeued on another node resumes at once.
     try:
@@ -301,9 +298,34 @@ def _worker_process(
         raise
 
 
+def _pool_worker_started() -> None:
+    """Each local worker process's signals, from its start to its end (the pool's initializer).
+
+    Ctrl-C reaches the terminal's whole process group; the driver answers it by sending its
+    workers SIGTERM (:func:`_stop_workers`), one signal each, so none is interrupted twice: a
+    worker ignores SIGINT. SIGTERM raises :class:`~inpaintssl.signals.Terminated` also between
+    runs, where a worker waits for the pool's next call holding the call queue's read lock
+    (``multiprocessing.Queue.get``): ended there by SIGTERM's default action, as ``scancel`` ends
+    every process of a job step, a worker whose run was done took the lock with it, and a sibling
+    that had handed its run back waited for ever for the pool's word to exit, and the study's
+    driver with it. Raised as an exception, the lock is released on the way out.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def _ignore_ctrl_c() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_pool(workers: int, context: multiprocessing.context.SpawnContext) -> ProcessPoolExecutor:
+    """The pool of a study's local worker processes (see :func:`_pool_worker_started`)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pool_worker_started)
 
 
 def _stop_workers(workers: Sequence[multiprocessing.process.BaseProcess]) -> None:
@@ -514,7 +536,7 @@ def run_study(
             kept,
             stops_read,
             stops_written,
-            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+            _worker_pool(workers, context) as pool,
         ):
             futures = [
                 pool.submit(
