@@ -231,12 +231,13 @@ def test_a_signal_to_a_study_with_worker_processes_leaves_no_run_claimed_or_lock
 
 
 def test_sigterm_to_a_worker_waiting_for_its_next_call_lets_the_pool_shut_down(tmp_path: Path) -> None:
-    # The study above hung once in about 50 signalled runs: its worker whose run was done waited for
-    # the pool's next call holding the call queue's read lock, SIGTERM's default action ended it there,
-    # and its sibling, stopped mid-run and waiting with SIGTERM ignored for the pool's word to exit,
-    # could never take that word, nor the driver end the pool. Here the same two workers, each
-    # holding one call (the pool spawns a process per call while none is idle), are put in that
-    # state on purpose: the first back waits holding the lock, the other behind it.
+    # The study above hung at random (once in a whole suite's run; once in ten runs with the signal
+    # delayed by up to 4 s): its worker whose run was done waited for the pool's next call holding
+    # the call queue's read lock, SIGTERM's default action ended it there, and its sibling, stopped
+    # mid-run and waiting with SIGTERM ignored for the pool's word to exit, could never take that
+    # word, nor the driver end the pool. Here the same two workers, each holding one call (the pool
+    # spawns a process per call while none is idle), are put in that state on purpose: the first
+    # back waits holding the lock, the other behind it.
     import multiprocessing
     import signal
     import threading
