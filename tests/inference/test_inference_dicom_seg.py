@@ -213,3 +213,164 @@ def test_dicom_seg_for_an_input_that_is_not_dicom_is_refused_naming_it(
     with pytest.raises(PredictionError, match=rf"input {scan}: output_format='dicom_seg' writes DICOM SEG"):
         predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg")
     assert not (tmp_path / "out").exists()
+
+
+LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
+
+
+def _decoded_label_map(
+    path: Path, sources: dict[tuple[str, int | None], int]
+) -> tuple[np.ndarray, list[int]]:
+    """A LABELMAP SEG as ``(rows, columns, slices)`` segment numbers, each frame's pixels taken as they
+    are, and the slices its frames segment."""
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array.reshape(int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns))
+    labels = np.zeros((int(ds.Rows), int(ds.Columns), SHAPE[2]), dtype=np.uint8)
+    placed = []
+    for frame, group in zip(pixels, ds.PerFrameFunctionalGroupsSequence):
+        # A label map's frame holds every segment: it names none.
+        assert "SegmentIdentificationSequence" not in group
+        source = group.DerivationImageSequence[0].SourceImageSequence[0]
+        number = getattr(source, "ReferencedFrameNumber", None)
+        k = sources[(source.ReferencedSOPInstanceUID, None if number is None else int(number))]
+        labels[:, :, k] = frame
+        placed.append(k)
+    return labels, placed
+
+
+@pytest.mark.parametrize("layout", ["classic", "enhanced"])
+def test_a_labelmap_seg_holds_each_slices_class_numbers_as_the_nifti_label_map_does(
+    trained_run: issl.FinetuneResult, tmp_path: Path, layout: str
+) -> None:
+    identity = _identity()
+    if layout == "classic":
+        scan = write_series(
+            tmp_path / "scan", _slices(11), modality="MR", positions=POSITIONS, identity=identity
+        )
+        files = sorted(scan.iterdir())
+    else:
+        order = [1, 2, 0]
+        scan = tmp_path / "scan.dcm"
+        write_enhanced(
+            scan,
+            _slices(11)[order],
+            modality="MR",
+            positions=[POSITIONS[k] for k in order],
+            identity=identity,
+        )
+        files = [scan]
+    reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
+    report = predict_quietly(
+        trained_run.run_dir,
+        scan,
+        tmp_path / "seg",
+        probabilities=True,
+        output_format="dicom_seg",
+        dicom_seg_type="labelmap",
+    )
+
+    case = report.cases[0]
+    expected = _nifti(reference.cases[0].segmentation)
+    assert expected.max() > 0
+    labels, placed = _decoded_label_map(case.segmentation, _sources(files))
+    assert np.array_equal(labels, expected)
+    # A frame per slice that holds a labelled pixel, each slice once.
+    assert sorted(placed) == [k for k in range(SHAPE[2]) if expected[:, :, k].any()]
+    assert case.volumes_ml == reference.cases[0].volumes_ml
+
+    seg = pydicom.dcmread(case.segmentation, stop_before_pixels=True)
+    assert (seg.SOPClassUID, seg.Modality, seg.SegmentationType) == (
+        LABEL_MAP_SEGMENTATION_STORAGE,
+        "SEG",
+        "LABELMAP",
+    )
+    assert int(seg.BitsAllocated) == 8
+    # Segment 0 is the background every pixel without a class holds, described as such.
+    assert [(int(s.SegmentNumber), s.SegmentLabel) for s in seg.SegmentSequence] == [
+        (0, "Background"),
+        *enumerate(trained_run.class_names, start=1),
+    ]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == identity["SeriesInstanceUID"]
+    # The probabilities stay a FRACTIONAL SEG of the same series.
+    assert case.probabilities is not None
+    prob = pydicom.dcmread(case.probabilities, stop_before_pixels=True)
+    assert (prob.SOPClassUID, prob.SegmentationType) == (SEGMENTATION_STORAGE, "FRACTIONAL")
+    assert prob.SeriesInstanceUID == seg.SeriesInstanceUID
+
+
+@pytest.mark.parametrize("dicom_seg_type", ["binary", "labelmap"])
+@pytest.mark.parametrize("empty_slices", [[1], [0, 1, 2]], ids=["one-empty-slice", "all-empty"])
+def test_either_type_reads_back_as_the_label_map_written(
+    tmp_path: Path, dicom_seg_type: str, empty_slices: list[int]
+) -> None:
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.data.dicom_seg import DicomSegVolume
+    from inpaintssl.inference.dicom_seg import write_dicom_seg
+
+    scan = write_series(
+        tmp_path / "scan", _slices(12), modality="MR", positions=POSITIONS, identity=_identity()
+    )
+    rows, columns = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    labels[:, :, 0] = np.where((rows - 10) ** 2 + (columns - 12) ** 2 < 40, 1, 0)
+    labels[:, :, 2] = np.where(rows < 8, 2, np.where(columns > 25, 3, 0))
+    labels[:, :, empty_slices] = 0
+    series = DicomVolume(scan)
+    target = tmp_path / "scan_seg.dcm"
+    write_dicom_seg(
+        labels, series, target, class_names=("liver", "spleen", "kidney"), dicom_seg_type=dicom_seg_type
+    )
+
+    read = DicomSegVolume(target, reference=series)
+    assert np.array_equal(np.stack([read.read(k) for k in range(SHAPE[2])], axis=2), labels)
+    background = {0: "Background"} if dicom_seg_type == "labelmap" else {}  # a label map's segment 0
+    assert read.segment_labels == {**background, 1: "liver", 2: "spleen", 3: "kidney"}
+    ds = pydicom.dcmread(target, stop_before_pixels=True)
+    assert ds.SegmentationType == dicom_seg_type.upper()
+    filled = [k for k in range(SHAPE[2]) if labels[:, :, k].any()]
+    if dicom_seg_type == "labelmap":
+        # A frame per slice with a labelled pixel; a map with none keeps every slice (a SEG needs a frame).
+        assert int(ds.NumberOfFrames) == (len(filled) or SHAPE[2])
+    else:
+        # A frame per class and slice where that class has a pixel.
+        present = sum(int((labels[:, :, k] == c).any()) for k in range(SHAPE[2]) for c in (1, 2, 3))
+        assert int(ds.NumberOfFrames) == (present or 3 * SHAPE[2])
+
+
+def test_a_labelmap_type_is_refused_with_a_format_that_writes_no_dicom_seg(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    scan = write_series(
+        tmp_path / "scan", _slices(13), modality="MR", positions=POSITIONS, identity=_identity()
+    )
+    with pytest.raises(ValueError, match=r"dicom_seg_type='labelmap' with output_format='nrrd'"):
+        predict_quietly(
+            trained_run.run_dir, scan, tmp_path / "out", output_format="nrrd", dicom_seg_type="labelmap"
+        )
+    with pytest.raises(ValueError, match=r"dicom_seg_type.*'label_map'.*did you mean 'labelmap'"):
+        predict_quietly(
+            trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg", dicom_seg_type="label_map"
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_writes_a_labelmap_seg(trained_run: issl.FinetuneResult, tmp_path: Path) -> None:
+    scan = write_series(
+        tmp_path / "scan", _slices(14), modality="MR", positions=POSITIONS, identity=_identity()
+    )
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        str(trained_run.run_dir),
+        str(scan),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert cli_main([*argv, "--output-format", "input", "--dicom-seg-type", "labelmap"]) == 0
+    seg = pydicom.dcmread(out / "scan_seg.dcm", stop_before_pixels=True)
+    assert (seg.SOPClassUID, seg.SegmentationType) == (LABEL_MAP_SEGMENTATION_STORAGE, "LABELMAP")

@@ -207,6 +207,19 @@ def test_another_prediction_into_the_same_output_takes_nothing_and_removes_the_k
     assert sorted(names) == sorted(list(CASES) * (2 if change.get("probabilities") else 1))
 
 
+def test_a_predict_resumed_with_another_dicom_seg_type_takes_nothing(
+    trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
+) -> None:
+    # The type is part of the prediction: a DICOM input's kept SEG would be of the other type.
+    run = trained_run.run_dir
+    out = tmp_path / "pred"
+    _interrupted(run, scans, out, "c", calls, output_format="input")
+    report = issl.predict(
+        run, scans, output=out, progress=False, output_format="input", dicom_seg_type="labelmap"
+    )
+    assert report.resumed == () and calls.cases == list(CASES)
+
+
 @pytest.mark.parametrize(
     ("inputs", "taken", "predicted"),
     [

@@ -413,6 +413,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         check_threads=args.check_threads,
         read_ahead=args.read_ahead,
         output_format=args.output_format,
+        dicom_seg_type=args.dicom_seg_type,
         echo=args.echo,
         t2=args.t2,
         qdess_parameters=_once_each(args.qdess_parameter or [], flag="--qdess-parameter"),
@@ -749,6 +750,14 @@ def build_parser() -> argparse.ArgumentParser:
         "series, DICOM SEG (.dcm, the dicom-seg extra) or an RT Structure Set of contours (rtstruct, .dcm, "
         "without --probabilities); input: each input's own kind (DICOM SEG, MetaImage, NRRD), NIfTI for "
         "the others (default: nifti)",
+    )
+    p.add_argument(
+        "--dicom-seg-type",
+        choices=("binary", "labelmap"),
+        default="binary",
+        help="type of a DICOM SEG label map: binary (a frame per class and slice, read by every SEG viewer) "
+        "or labelmap (Label Map Segmentation Storage: a frame per slice holding the class numbers) "
+        "(default: binary)",
     )
     p.add_argument("--slice-axis", type=int, help="slice along this axis instead of the run's")
     p.add_argument(

@@ -9,6 +9,9 @@ label map of its series: ``(rows, columns, slices)`` on the series' stored grid
 (:class:`~inpaintssl.data.dicom.DicomVolume`), each pixel the number of the segment that covers
 it (``SegmentNumber``), 0 where none does; the ``ct`` dataset reads a ``.dcm`` label so, and its
 ``label_values`` map class names to segment numbers (by default class ``k`` is segment ``k + 1``).
+A ``LABELMAP`` SEG (Label Map Segmentation Storage; ``--dicom-seg-type labelmap``) holds a frame per
+slice whose pixels are the segment numbers themselves, and is read as such; its segment 0, the
+background, is among :attr:`~DicomSegVolume.segment_labels` where the file describes it.
 
 A frame is placed by the source it names, else by its position (projected on the series' voxel
 grid, within 1 % of a voxel). Refused, naming the file and the frame: a ``FRACTIONAL`` SEG (it holds

@@ -5,12 +5,21 @@ series' label map as a SEG instance (``<case>_seg.dcm``), written with highdicom
 ``dicom-seg`` extra): a new series in the scan's study, for the same patient and frame of
 reference, whose frames each reference the slice they segment (its SOP instance, and its frame in
 an Enhanced file), so that OHIF, 3D Slicer (QuantitativeReporting) and other viewers place it on
-the series without any geometry of this library's. Its type is ``BINARY``: one segment per class
-of the run's ``class_names`` (the segment label; category and type are SNOMED CT "Tissue", since a
-class name alone says no more), one bit per pixel, frames without a labelled pixel left out. With
-``probabilities``, ``<case>_prob.dcm`` is a ``FRACTIONAL`` SEG of type ``PROBABILITY``: each
-class' probability in 255 steps. Both name the algorithm (``inpaintssl``, its version,
-artificial intelligence) as the segments' automatic source.
+the series without any geometry of this library's. It has a segment per class of the run's
+``class_names`` (the segment label; category and type are SNOMED CT "Tissue", since a class name
+alone says no more), and is of one of two types (``dicom_seg_type``):
+
+- ``binary`` (the default, Segmentation Storage): a frame per class and slice, one bit per pixel,
+  frames without a labelled pixel left out. Every viewer that reads SEG reads it.
+- ``labelmap`` (Label Map Segmentation Storage, added to DICOM by Supplement 243): a frame per
+  slice whose pixels hold the segment numbers themselves, 0 for background, 8 bits each (16
+  beyond 255 classes), slices without a labelled pixel left out. One frame per slice however
+  many classes, and a viewer takes it as the label map it is; a viewer or archive older than
+  its SOP class may refuse it.
+
+With ``probabilities``, ``<case>_prob.dcm`` is a ``FRACTIONAL`` SEG of type ``PROBABILITY``
+(either way): each class' probability in 255 steps. Both name the algorithm (``inpaintssl``, its
+version, artificial intelligence) as the segments' automatic source.
 
 The series must identify itself as DICOM requires of a referenced series: every file holds a
 ``StudyInstanceUID``, a ``SeriesInstanceUID`` and a ``FrameOfReferenceUID``; otherwise it is
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,8 +52,13 @@ from inpaintssl.inference.dicom_reference import (
     complete_identity,
 )
 from inpaintssl.inference.results import PredictionError
+from inpaintssl.options import check_option
 
-__all__ = ["check_dicom_seg_source", "write_dicom_seg"]
+__all__ = ["DICOM_SEG_TYPES", "DicomSegType", "check_dicom_seg_source", "write_dicom_seg"]
+
+DicomSegType = Literal["binary", "labelmap"]
+DICOM_SEG_TYPES: tuple[DicomSegType, ...] = ("binary", "labelmap")
+"""The label map SEG's types: its ``SegmentationType``, in lower case."""
 
 
 def _purpose() -> str:
@@ -89,17 +103,16 @@ def _segmentation(
     frames: np.ndarray,
     segments: list[Any],
     *,
-    probabilities: bool,
+    segmentation_type: str,
     series_instance_uid: str,
     instance_number: int,
 ) -> Any:
     from inpaintssl import __version__
 
-    kind: dict[str, Any] = (
-        {"segmentation_type": "FRACTIONAL", "fractional_type": "PROBABILITY"}
-        if probabilities
-        else {"segmentation_type": "BINARY"}
-    )
+    probabilities = segmentation_type == "FRACTIONAL"
+    kind: dict[str, Any] = {"segmentation_type": segmentation_type}
+    if probabilities:
+        kind["fractional_type"] = "PROBABILITY"
     series_number = getattr(datasets[0], "SeriesNumber", None)
     return hd.seg.Segmentation(
         source_images=datasets,
@@ -128,6 +141,7 @@ def write_dicom_seg(
     class_names: Sequence[str],
     probabilities: np.ndarray | None = None,
     probabilities_target: Path | None = None,
+    dicom_seg_type: DicomSegType = "binary",
 ) -> None:
     """Write ``labels`` as a DICOM SEG of ``volume`` to ``target`` (and the probabilities beside it).
 
@@ -135,14 +149,25 @@ def write_dicom_seg(
 
     Args:
         labels: ``uint8`` ``(rows, columns, slices)`` on the series' stored grid: 0 background,
-            ``k + 1`` for ``class_names[k]``; a ``BINARY`` SEG, one segment per class.
+            ``k + 1`` for ``class_names[k]``; one segment per class.
         volume: The DICOM series the labels segment (:func:`check_dicom_seg_source` passed).
         target: The label map's ``.dcm`` file.
         class_names: The segments' labels, in order.
         probabilities: ``(rows, columns, slices, K)`` probabilities in ``[0, 1]``, written to
             ``probabilities_target`` as a ``FRACTIONAL`` SEG of type ``PROBABILITY``.
         probabilities_target: Where they go (needed with ``probabilities``).
+        dicom_seg_type: The label map's SEG type: ``binary`` or ``labelmap`` (see the module
+            docstring).
+
+    Raises:
+        ValueError: An unknown ``dicom_seg_type``, or ``probabilities`` without their target.
+
+    Example:
+        >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
+        >>> write_dicom_seg(labels, series, Path("series-01_seg.dcm"), class_names=("liver",),
+        ...                 dicom_seg_type="labelmap")  # doctest: +SKIP
     """
+    check_option(dicom_seg_type, DICOM_SEG_TYPES, field="dicom_seg_type")
     hd = import_optional("highdicom", extra="dicom-seg", purpose=_purpose())
     pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
     from pydicom.sr.codedict import codes
@@ -166,19 +191,20 @@ def write_dicom_seg(
         for k, name in enumerate(class_names)
     ]
     series = hd.UID()
-    written = [(target, np.moveaxis(labels, 2, 0)[order], False)]  # (frames, rows, columns)
+    # (frames, rows, columns) of segment numbers: highdicom's label-map style, for either type.
+    written = [(target, np.moveaxis(labels, 2, 0)[order], dicom_seg_type.upper())]
     if probabilities is not None:
         if probabilities_target is None:
             raise ValueError("write_dicom_seg: probabilities given without probabilities_target")
         frames = np.clip(np.moveaxis(probabilities, 2, 0)[order], 0.0, 1.0)  # (frames, rows, columns, K)
-        written.append((probabilities_target, frames, True))
-    for number, (path, frames, fractional) in enumerate(written, start=1):
+        written.append((probabilities_target, frames, "FRACTIONAL"))
+    for number, (path, frames, segmentation_type) in enumerate(written, start=1):
         seg = _segmentation(
             hd,
             datasets,
             frames,
             segments,
-            probabilities=fractional,
+            segmentation_type=segmentation_type,
             series_instance_uid=series,
             instance_number=number,
         )

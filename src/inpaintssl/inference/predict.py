@@ -130,7 +130,7 @@ from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.data.scan_parameter_table import ScanParameterTable, read_scan_parameter_table
-from inpaintssl.inference.dicom_seg import write_dicom_seg
+from inpaintssl.inference.dicom_seg import DICOM_SEG_TYPES, DicomSegType, write_dicom_seg
 from inpaintssl.inference.inputs import Geometry, case_names, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
 from inpaintssl.inference.labelling import LargeSlices as LargeSlices
@@ -214,6 +214,7 @@ def _write_case(
     file_format: str,
     class_names: tuple[str, ...],
     recorded: Callable[[], None] | None = None,
+    dicom_seg_type: DicomSegType = "binary",
 ) -> None:
     """Write a case's label map (and probability maps) into the staging folder, on its input's grid.
 
@@ -223,7 +224,13 @@ def _write_case(
     if file_format == "dicom_seg":
         assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
         write_dicom_seg(
-            labels, item.volume, seg, class_names=class_names, probabilities=probs, probabilities_target=prob
+            labels,
+            item.volume,
+            seg,
+            class_names=class_names,
+            probabilities=probs,
+            probabilities_target=prob,
+            dicom_seg_type=dicom_seg_type,
         )
     elif file_format == "rtstruct":
         assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
@@ -296,6 +303,7 @@ def predict(
     check_threads: int | None = None,
     read_ahead: ReadAheadMode = "auto",
     output_format: OutputFormat = "nifti",
+    dicom_seg_type: DicomSegType = "binary",
     echo: int | None = None,
     t2: bool = False,
     qdess_parameters: Mapping[str, float] | None = None,
@@ -364,6 +372,11 @@ def predict(
             for planning systems; without ``probabilities``), or ``input``: each DICOM, MetaImage
             or NRRD input's own kind, NIfTI for the rest
             (NumPy, HDF5, NIfTI).
+        dicom_seg_type: The type of each DICOM SEG label map (``output_format="dicom_seg"``, or
+            ``"input"`` for DICOM inputs): ``binary``, a frame per class and slice, which every
+            viewer of SEG reads; or ``labelmap`` (Label Map Segmentation Storage), a frame per
+            slice holding the class numbers (:mod:`~inpaintssl.inference.dicom_seg`). The
+            probabilities' SEG is ``FRACTIONAL`` either way.
         echo: The echo read from each multi-echo DICOM series (a qDESS, multi-echo spin-echo or
             Dixon series: several echoes at every slice position), 1 being the shortest echo
             time. ``None``: the run's own (a ``dicom`` run's ``data.params.echo``); a run without
@@ -444,7 +457,8 @@ def predict(
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...);
             a ``qdess_parameters_csv`` that is missing or no table of scan parameters.
             All three are ``ValueError`` subclasses.
-        ValueError: ``probabilities`` with ``output_format="rtstruct"``; ``qdess_parameters`` or
+        ValueError: ``probabilities`` with ``output_format="rtstruct"``; a ``dicom_seg_type`` other
+            than ``binary`` with a format that writes no DICOM SEG; ``qdess_parameters`` or
             ``qdess_parameters_csv`` without ``t2``, or both giving one parameter; an ``echo`` that is no
             whole number >= 1, or one for a run on the echoes' root-sum-of-squares; ``batch_size`` or
             ``check_threads`` below 1, an unknown ``device``,
@@ -469,6 +483,13 @@ def predict(
             "probabilities=True with output_format='rtstruct': an RT Structure Set holds contours, not "
             "probabilities; write them as a fractional DICOM SEG (output_format='dicom_seg') or NIfTI, or "
             "leave probabilities off"
+        )
+    check_option(dicom_seg_type, DICOM_SEG_TYPES, field="dicom_seg_type")
+    if dicom_seg_type != "binary" and output_format not in ("dicom_seg", "input"):
+        raise ValueError(
+            f"dicom_seg_type={dicom_seg_type!r} with output_format={output_format!r}: it is the type of a "
+            "DICOM SEG, which only output_format='dicom_seg' (or 'input', for DICOM inputs) writes; ask "
+            "for one of those, or leave dicom_seg_type out"
         )
     qdess = check_qdess_parameters(qdess_parameters)
     if qdess and not t2:
@@ -509,6 +530,7 @@ def predict(
             "overlap": overlap,
             "resample": resample,
             "output_format": output_format,
+            "dicom_seg_type": dicom_seg_type,
             "t2": t2,
             "qdess_parameters": sorted(qdess.items()),
             "qdess_parameters_csv": None if qdess_table is None else qdess_table.sha256,
@@ -657,6 +679,7 @@ def predict(
                     formats[position],
                     tuple(model.class_names),
                     recorded,
+                    dicom_seg_type,
                 )
                 by_case[item.case] = case
                 if case.anatomy_cut_by_crop:
