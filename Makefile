@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,nifti,dicom,dicom-compressed,dicom-seg,demo,docs,tensorboard,onnx,monai,slurm,ray
+EXTRAS ?= dev,nifti,dicom,dicom-compressed,dicom-htj2k,dicom-seg,demo,docs,tensorboard,onnx,monai,slurm,ray
 PYTEST_ARGS ?=
 # segmentation_models_pytorch needs timm and torchvision, and PyPI's torchvision does not import
 # beside the CPU torch 2.13 wheel; its backbone is tested in a virtualenv of its own with a matching pair.

@@ -354,7 +354,9 @@ def nifti_on_series(series: Path, array: np.ndarray, target: Path) -> Path:
 def compress_dicom(path: Path, syntax: str) -> None:
     """Rewrite the DICOM file ``path`` with its pixel data compressed losslessly as ``syntax``.
 
-    RLE Lossless (``1.2.840.10008.1.2.5``) by pydicom's own encoder; JPEG Lossless, JPEG-LS and
+    RLE Lossless (``1.2.840.10008.1.2.5``) by pydicom's own encoder; High-Throughput JPEG 2000
+    Lossless (``1.2.840.10008.1.2.4.201``) frame by frame by imagecodecs' (OpenJPH, reversible: the
+    dev extra's; GDCM and pylibjpeg-openjpeg encode no HTJ2K); JPEG Lossless, JPEG-LS and
     JPEG 2000 by GDCM's (``python-gdcm``: the test is skipped without it). GDCM's JPEG 2000
     encoder corrupts the heap on frames below about 16x16 pixels (a 6x5 frame aborted the
     process): give it larger ones. GDCM's writer gives a file without a ``SeriesInstanceUID`` a
@@ -367,6 +369,9 @@ def compress_dicom(path: Path, syntax: str) -> None:
         ds = pydicom.dcmread(path)
         ds.compress(pydicom.uid.RLELossless)
         ds.save_as(path)
+        return
+    if syntax == HTJ2K_LOSSLESS:
+        _compress_htj2k(path)
         return
     gdcm = pytest.importorskip("gdcm")
     reader = gdcm.ImageReader()
@@ -381,6 +386,24 @@ def compress_dicom(path: Path, syntax: str) -> None:
     writer.SetFile(reader.GetFile())
     writer.SetImage(change.GetOutput())
     assert writer.Write(), f"GDCM cannot write {path}"
+
+
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+
+
+def _compress_htj2k(path: Path) -> None:
+    """:func:`compress_dicom` as High-Throughput JPEG 2000 Lossless, each frame its own codestream."""
+    import pydicom
+    import pytest
+    from pydicom.encaps import encapsulate
+
+    imagecodecs = pytest.importorskip("imagecodecs", reason="the dev extra's HTJ2K encoder")
+    ds = pydicom.dcmread(path)
+    frames = np.asarray(ds.pixel_array).reshape(-1, int(ds.Rows), int(ds.Columns))
+    ds.PixelData = encapsulate([bytes(imagecodecs.htj2k_encode(frame, reversible=True)) for frame in frames])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = HTJ2K_LOSSLESS
+    ds.save_as(path)
 
 
 def count_reads_by_folder(monkeypatch: Any) -> Counter[str]:

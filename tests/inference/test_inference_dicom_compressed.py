@@ -1,4 +1,4 @@
-"""``predict`` on a compressed DICOM series (JPEG Lossless), as on the same series uncompressed.
+"""``predict`` on a compressed DICOM series (JPEG Lossless, HTJ2K), as on the same series uncompressed.
 
 The expectation is the prediction of the same slices written uncompressed; the label map written
 as a DICOM SEG of the compressed series must read back (through the series' own instances) as the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import inpaintssl as issl
-from dicom_helpers import compress_dicom, write_series
+from dicom_helpers import HTJ2K_LOSSLESS, compress_dicom, write_series
 from predict_helpers import predict_quietly, written_nifti
 
 pydicom = pytest.importorskip("pydicom")
@@ -21,9 +21,11 @@ pydicom = pytest.importorskip("pydicom")
 SHAPE = (32, 32, 3)  # the tiny run's 32x32 slices
 POSITIONS = [(-10.0, 20.0, 2.0 * k) for k in range(SHAPE[2])]
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+DECODED_BY = {JPEG_LOSSLESS_SV1: ("gdcm", "dicom-compressed"), HTJ2K_LOSSLESS: ("openjpeg", "dicom-htj2k")}
+"""Each syntax tested: the module that decodes it, and the extra that installs that module."""
 
 
-def _series(folder: Path, *, compressed: bool) -> Path:
+def _series(folder: Path, *, syntax: str | None) -> Path:
     rows, columns = np.mgrid[: SHAPE[0], : SHAPE[1]]
     disc = ((rows - 14) ** 2 + (columns - 15) ** 2 < 49).astype(np.int16) * 900 + 40
     slices = np.stack([disc + 13 * k for k in range(SHAPE[2])])
@@ -37,18 +39,20 @@ def _series(folder: Path, *, compressed: bool) -> Path:
             for name in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
         },
     )
-    if compressed:
+    if syntax is not None:
         for f in sorted(folder.glob("*.dcm")):
-            compress_dicom(f, JPEG_LOSSLESS_SV1)
+            compress_dicom(f, syntax)
     return folder
 
 
+@pytest.mark.parametrize("syntax", DECODED_BY, ids=["jpeg-lossless-sv1", "htj2k"])
 def test_a_compressed_series_is_predicted_as_the_same_series_uncompressed(
-    trained_run: issl.FinetuneResult, tmp_path: Path
+    trained_run: issl.FinetuneResult, tmp_path: Path, syntax: str
 ) -> None:
-    pytest.importorskip("gdcm", reason="the dicom-compressed extra decodes JPEG Lossless")
-    packed = _series(tmp_path / "packed", compressed=True)
-    plain = _series(tmp_path / "plain", compressed=False)
+    module, extra = DECODED_BY[syntax]
+    pytest.importorskip(module, reason=f"the {extra} extra decodes it")
+    packed = _series(tmp_path / "packed", syntax=syntax)
+    plain = _series(tmp_path / "plain", syntax=None)
     got = predict_quietly(trained_run.run_dir, packed, tmp_path / "got", probabilities=True).cases[0]
     expected = predict_quietly(trained_run.run_dir, plain, tmp_path / "expected", probabilities=True).cases[0]
     np.testing.assert_array_equal(written_nifti(got.probabilities), written_nifti(expected.probabilities))

@@ -5,7 +5,8 @@ Clinical archives often export series compressed: JPEG Lossless, JPEG-LS, JPEG 2
 JPEG 2000 and baseline JPEG through Pillow where it is installed, and the others only through a
 plugin. The ``dicom-compressed`` extra installs GDCM (PyPI's ``python-gdcm``, BSD-licensed; the
 package named ``gdcm`` there is an unrelated one), which decodes every JPEG, JPEG-LS and JPEG 2000
-transfer syntax. High-Throughput JPEG 2000 needs pydicom 3 with pylibjpeg and pylibjpeg-openjpeg.
+transfer syntax. High-Throughput JPEG 2000 (HTJ2K), which GDCM does not decode, needs the
+``dicom-htj2k`` extra: pydicom 3 with pylibjpeg and pylibjpeg-openjpeg.
 
 A file that no installed decoder reads is refused by the readers with :func:`missing_decoder`'s
 words: the file, its transfer syntax and what to install. A decoder's own failure on damaged data
@@ -21,10 +22,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["COMPRESSED_EXTRA", "is_compressed", "missing_decoder", "transfer_syntax", "what_decodes"]
+__all__ = [
+    "COMPRESSED_EXTRA",
+    "HTJ2K_EXTRA",
+    "is_compressed",
+    "missing_decoder",
+    "transfer_syntax",
+    "what_decodes",
+]
 
 COMPRESSED_EXTRA = "dicom-compressed"
 """The extra that installs a decoder of every JPEG, JPEG-LS and JPEG 2000 transfer syntax (GDCM)."""
+HTJ2K_EXTRA = "dicom-htj2k"
+"""The extra that installs a decoder of the High-Throughput JPEG 2000 syntaxes (pylibjpeg-openjpeg)."""
 
 _GDCM_DECODES = frozenset(
     {
@@ -60,12 +70,14 @@ def what_decodes(syntax: str) -> str:
 
     Example:
         >>> what_decodes("1.2.840.10008.1.2.4.201")
-        'pip install pylibjpeg pylibjpeg-openjpeg (with pydicom >= 3)'
+        'pip install "inpaintssl[dicom-htj2k]" (pylibjpeg and pylibjpeg-openjpeg, with pydicom >= 3)'
     """
     if str(syntax) in _GDCM_DECODES:
         return f'pip install "inpaintssl[{COMPRESSED_EXTRA}]" (GDCM, PyPI\'s python-gdcm)'
     if str(syntax) in _HTJ2K:
-        return "pip install pylibjpeg pylibjpeg-openjpeg (with pydicom >= 3)"
+        return (
+            f'pip install "inpaintssl[{HTJ2K_EXTRA}]" (pylibjpeg and pylibjpeg-openjpeg, with pydicom >= 3)'
+        )
     return "no decoder pydicom knows reads it; convert the series to an uncompressed transfer syntax"
 
 
