@@ -374,3 +374,88 @@ def test_the_cli_writes_a_labelmap_seg(trained_run: issl.FinetuneResult, tmp_pat
         assert cli_main([*argv, "--output-format", "input", "--dicom-seg-type", "labelmap"]) == 0
     seg = pydicom.dcmread(out / "scan_seg.dcm", stop_before_pixels=True)
     assert (seg.SOPClassUID, seg.SegmentationType) == (LABEL_MAP_SEGMENTATION_STORAGE, "LABELMAP")
+
+
+TAB10 = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
+"""matplotlib's ``tab10`` (its documentation's hex codes): the first ten classes' colours."""
+
+
+def _rgb(hex_code: str) -> tuple[int, int, int]:
+    return (int(hex_code[1:3], 16), int(hex_code[3:5], 16), int(hex_code[5:7], 16))
+
+
+def _cielab(rgb: tuple[int, int, int]) -> np.ndarray:
+    """sRGB (8 bits) to CIE L*a*b* under D65, by the textbook formulas (IEC 61966-2-1, CIE 15)."""
+    linear = np.array([c / 255 for c in rgb])
+    linear = np.where(linear <= 0.04045, linear / 12.92, ((linear + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = to_xyz @ linear / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_class_colours_are_tab10_then_the_lighter_tab20_ten_repeating_after_twenty() -> None:
+    from inpaintssl.inference.dicom_seg import class_colours
+
+    colours = class_colours(41)
+    assert colours[:10] == [_rgb(code) for code in TAB10]
+    assert len(set(colours[:20])) == 20
+    assert colours[20:40] == colours[:20] and colours[40] == colours[0]
+
+
+@pytest.mark.parametrize("dicom_seg_type", ["binary", "labelmap"])
+def test_each_class_is_shown_in_its_colour(tmp_path: Path, dicom_seg_type: str) -> None:
+    from pydicom.pixels import apply_color_lut
+
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.inference.dicom_seg import write_dicom_seg
+
+    scan = write_series(
+        tmp_path / "scan", _slices(15), modality="MR", positions=POSITIONS, identity=_identity()
+    )
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    labels[2:9, 3:7, 0], labels[10:20, 5:9, 1], labels[20:30, 20:31, 2] = 1, 2, 3
+    target, prob_target = tmp_path / "scan_seg.dcm", tmp_path / "scan_prob.dcm"
+    probabilities = np.stack([labels == k for k in (1, 2, 3)], axis=-1).astype(np.float32)
+    write_dicom_seg(
+        labels,
+        DicomVolume(scan),
+        target,
+        class_names=("liver", "spleen", "kidney"),
+        probabilities=probabilities,
+        probabilities_target=prob_target,
+        dicom_seg_type=dicom_seg_type,
+    )
+    expected = [_rgb(code) for code in TAB10[:3]]
+    ds = pydicom.dcmread(target)
+    # The probabilities' segments recommend the colours either way, and so do a binary SEG's.
+    for path in [prob_target] + ([target] if dicom_seg_type == "binary" else []):
+        described = pydicom.dcmread(path, stop_before_pixels=True).SegmentSequence
+        for item, rgb in zip(described, expected):
+            value = [int(v) for v in item.RecommendedDisplayCIELabValue]
+            lab = np.array(
+                [value[0] * 100 / 65535, value[1] * 255 / 65535 - 128, value[2] * 255 / 65535 - 128]
+            )
+            np.testing.assert_allclose(lab, _cielab(rgb), atol=0.5)
+    if dicom_seg_type == "labelmap":
+        # Shown as a viewer shows a label map: its pixels through its palette.
+        assert ds.PhotometricInterpretation == "PALETTE COLOR"
+        assert not any("RecommendedDisplayCIELabValue" in item for item in ds.SegmentSequence)
+        frames = ds.pixel_array.reshape(int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns))
+        shown = np.asarray(apply_color_lut(frames, ds))
+        if shown.dtype == np.uint16:  # a 16-bit palette entry holds 257 times the 8-bit value
+            shown = shown // 257
+        palette = np.array([(0, 0, 0), *expected])
+        np.testing.assert_array_equal(shown, palette[frames])
+        assert {int(v) for v in np.unique(frames)} == {0, 1, 2, 3}

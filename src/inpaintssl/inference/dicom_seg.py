@@ -21,6 +21,11 @@ With ``probabilities``, ``<case>_prob.dcm`` is a ``FRACTIONAL`` SEG of type ``PR
 (either way): each class' probability in 255 steps. Both name the algorithm (``inpaintssl``, its
 version, artificial intelligence) as the segments' automatic source.
 
+Each class has a display colour (:func:`class_colours`), so that a viewer shows every SEG of a run
+in the same colours: a ``BINARY`` or ``FRACTIONAL`` SEG's segments recommend it
+(``RecommendedDisplayCIELabValue``), and a ``LABELMAP`` SEG maps its pixel values through a palette
+(``PALETTE COLOR``: black background, then the classes' colours), as DICOM has a label map shown.
+
 The series must identify itself as DICOM requires of a referenced series: every file holds a
 ``StudyInstanceUID``, a ``SeriesInstanceUID`` and a ``FrameOfReferenceUID``; otherwise it is
 refused, naming the file and the attribute, before any case is predicted. Patient and study
@@ -54,11 +59,32 @@ from inpaintssl.inference.dicom_reference import (
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.options import check_option
 
-__all__ = ["DICOM_SEG_TYPES", "DicomSegType", "check_dicom_seg_source", "write_dicom_seg"]
+__all__ = ["DICOM_SEG_TYPES", "DicomSegType", "check_dicom_seg_source", "class_colours", "write_dicom_seg"]
 
 DicomSegType = Literal["binary", "labelmap"]
 DICOM_SEG_TYPES: tuple[DicomSegType, ...] = ("binary", "labelmap")
 """The label map SEG's types: its ``SegmentationType``, in lower case."""
+
+
+def class_colours(count: int) -> list[tuple[int, int, int]]:
+    """The display colours of ``count`` classes, as 8-bit RGB, class 0 first.
+
+    matplotlib's ``tab10`` colours, then the lighter ten of ``tab20``; they repeat from the 21st
+    class on.
+
+    Example:
+        >>> class_colours(2)
+        [(31, 119, 180), (255, 127, 14)]
+    """
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"]  # 20 colours, dark and light in turns: the dark ten are tab10's
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    colours = []
+    for k in range(count):
+        red, green, blue, _ = (round(255 * float(c)) for c in tab20(order[k % 20]))
+        colours.append((red, green, blue))
+    return colours
 
 
 def _purpose() -> str:
@@ -106,6 +132,7 @@ def _segmentation(
     segmentation_type: str,
     series_instance_uid: str,
     instance_number: int,
+    palette: Any = None,
 ) -> Any:
     from inpaintssl import __version__
 
@@ -129,6 +156,7 @@ def _segmentation(
         device_serial_number="0",
         # An empty map keeps its frames: a SEG of no frame is not valid DICOM.
         omit_empty_frames=bool(frames.any()),
+        palette_color_lut_transformation=palette,
         **kind,
     )
 
@@ -179,17 +207,26 @@ def write_dicom_seg(
     algorithm = hd.AlgorithmIdentificationSequence(
         name="inpaintssl", version=__version__, family=codes.cid7162.ArtificialIntelligence
     )
-    segments = [
-        hd.seg.SegmentDescription(
-            segment_number=k + 1,
-            segment_label=name,
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-        )
-        for k, name in enumerate(class_names)
-    ]
+    colours = class_colours(len(class_names))
+
+    def segments(*, coloured: bool) -> list[Any]:
+        return [
+            hd.seg.SegmentDescription(
+                segment_number=k + 1,
+                segment_label=name,
+                segmented_property_category=codes.SCT.Tissue,
+                segmented_property_type=codes.SCT.Tissue,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+                display_color=hd.color.CIELabColor.from_rgb(*colours[k]) if coloured else None,
+            )
+            for k, name in enumerate(class_names)
+        ]
+
+    # A label map's colours are its palette's; DICOM allows no segment colour beside one.
+    palette = hd.PaletteColorLUTTransformation.from_combined_lut(
+        np.array([(0, 0, 0), *colours], dtype=np.uint8), palette_color_lut_uid=hd.UID()
+    )
     series = hd.UID()
     # (frames, rows, columns) of segment numbers: highdicom's label-map style, for either type.
     written = [(target, np.moveaxis(labels, 2, 0)[order], dicom_seg_type.upper())]
@@ -199,14 +236,16 @@ def write_dicom_seg(
         frames = np.clip(np.moveaxis(probabilities, 2, 0)[order], 0.0, 1.0)  # (frames, rows, columns, K)
         written.append((probabilities_target, frames, "FRACTIONAL"))
     for number, (path, frames, segmentation_type) in enumerate(written, start=1):
+        label_map = segmentation_type == "LABELMAP"
         seg = _segmentation(
             hd,
             datasets,
             frames,
-            segments,
+            segments(coloured=not label_map),
             segmentation_type=segmentation_type,
             series_instance_uid=series,
             instance_number=number,
+            palette=palette if label_map else None,
         )
         with atomic_path(path) as tmp:
             seg.save_as(tmp)
