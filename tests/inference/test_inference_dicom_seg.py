@@ -459,3 +459,15 @@ def test_each_class_is_shown_in_its_colour(tmp_path: Path, dicom_seg_type: str) 
         palette = np.array([(0, 0, 0), *expected])
         np.testing.assert_array_equal(shown, palette[frames])
         assert {int(v) for v in np.unique(frames)} == {0, 1, 2, 3}
+
+
+def test_the_command_line_offers_the_seg_types_and_output_formats_predict_takes() -> None:
+    from cli_parsers import subparsers
+    from inpaintssl.cli import build_parser
+    from inpaintssl.inference.dicom_seg import DICOM_SEG_TYPES
+    from inpaintssl.inference.writing import OUTPUT_FORMATS
+
+    parser = dict(subparsers(build_parser()))[("predict",)]
+    choices = {action.dest: action.choices for action in parser._actions}
+    assert tuple(choices["dicom_seg_type"]) == DICOM_SEG_TYPES
+    assert set(choices["output_format"]) == {*OUTPUT_FORMATS, "input"}

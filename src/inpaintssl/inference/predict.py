@@ -457,8 +457,8 @@ def predict(
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...);
             a ``qdess_parameters_csv`` that is missing or no table of scan parameters.
             All three are ``ValueError`` subclasses.
-        ValueError: ``probabilities`` with ``output_format="rtstruct"``; a ``dicom_seg_type`` other
-            than ``binary`` with a format that writes no DICOM SEG; ``qdess_parameters`` or
+        ValueError: ``probabilities`` with ``output_format="rtstruct"``; an unknown ``dicom_seg_type``,
+            or one other than ``binary`` with a format that writes no DICOM SEG; ``qdess_parameters`` or
             ``qdess_parameters_csv`` without ``t2``, or both giving one parameter; an ``echo`` that is no
             whole number >= 1, or one for a run on the echoes' root-sum-of-squares; ``batch_size`` or
             ``check_threads`` below 1, an unknown ``device``,
