@@ -29,7 +29,7 @@ def write_nrrd(
     spacing: Sequence[float] | None = None,
     directions: Sequence[Sequence[float]] | None = None,
     origin: Sequence[float] = (0.0, 0.0, 0.0),
-    space: str = "left-posterior-superior",
+    space: str | None = "left-posterior-superior",
     encoding: str = "raw",
     big_endian: bool = False,
     channels_first: bool = True,
@@ -38,7 +38,8 @@ def write_nrrd(
     """``array`` (``(X, Y[, Z])``, or ``(X, Y, Z, C)``) as an NRRD file (``.nrrd``, or an ``.nhdr``
     header beside ``data_file``, default its own name with ``.raw``).
 
-    ``directions``: each spatial axis' step (mm) in ``space``, as ``space directions``; else
+    ``directions``: each spatial axis' step (mm) in ``space`` (``None``: in a ``space dimension``
+    of the steps' length), as ``space directions``; else
     ``spacing`` as ``spacings`` (no space); else neither. Channels are written as the first,
     fastest axis (``kinds: vector``), as 3D Slicer and ITK write them, or last with
     ``channels_first=False``.
@@ -65,7 +66,8 @@ def write_nrrd(
         f"dimension: {data_array.ndim}",
     ]
     if directions is not None:
-        lines.append(f"space: {space}")
+        # Without a named space: one of the directions' own dimension.
+        lines.append(f"space: {space}" if space is not None else f"space dimension: {len(directions[0])}")
     lines.append("sizes: " + " ".join(str(n) for n in data_array.shape))
     if directions is not None:
         entries = ["(" + ",".join(f"{v:.17g}" for v in d) + ")" for d in directions]

@@ -140,6 +140,49 @@ def test_a_label_map_a_2d_slice_and_an_upper_case_name_open_through_open_volume(
     assert volume.num_slices == 1 and np.array_equal(volume.read(0), SHORTS[..., 0])
 
 
+def test_a_2d_slice_in_a_3d_space_lies_where_its_header_puts_it(tmp_path: Path) -> None:
+    # As 3D Slicer saves one slice: two axes, each a step in LPS. The third axis is the plane's
+    # normal, right-handed in LPS, at 1 mm: d0 x d1 = (0, 0.5, 0) x (0, 0, 0.7) runs along +x (left).
+    path = tmp_path / "slice.nrrd"
+    write_nrrd(path, SHORTS[..., 0], directions=DIRECTIONS[:2], origin=ORIGIN)
+    volume = NrrdVolume(path)
+    lps = np.array(
+        [[0.0, 0.0, 1.0, 10.0], [0.5, 0.0, 0.0, -20.0], [0.0, 0.7, 0.0, 5.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    assert volume.affine is not None
+    np.testing.assert_allclose(volume.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, rtol=0, atol=1e-12)
+    assert volume.stored_orientation == "".join(nib.aff2axcodes(volume.affine)) == "PSL"
+    assert volume.num_slices == 1 and np.array_equal(volume.read(0), SHORTS[..., 0])
+    assert volume.stored_zooms == pytest.approx((0.5, 0.7))
+
+
+def test_a_2d_space_gives_spacing_and_no_orientation(tmp_path: Path) -> None:
+    path = tmp_path / "plane.nrrd"
+    write_nrrd(path, SHORTS[..., 0], directions=((0.0, 0.5), (0.7, 0.0)), space=None)
+    assert "space dimension: 2" in path.read_bytes().decode(errors="replace")
+    volume = NrrdVolume(path)
+    assert volume.stored_zooms == pytest.approx((0.5, 0.7)) and volume.has_geometry
+    assert volume.affine is None and volume.stored_orientation is None
+    assert np.array_equal(volume.read(0), SHORTS[..., 0])
+    # A direction of another length than the space's dimension is refused, naming it.
+    wrong = tmp_path / "wrong.nrrd"
+    write_nrrd(wrong, SHORTS[..., 0], directions=((0.0, 0.5), (0.7, 0.0, 0.0)), space=None)
+    with pytest.raises(
+        DataError,
+        match=r"space direction of axis 1 is '0\.69+6,0,0'; expected 2 finite numbers \(the space's",
+    ):
+        NrrdVolume(wrong)
+
+
+def test_a_2d_slice_whose_two_axes_run_one_way_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "line.nrrd"
+    write_nrrd(path, SHORTS[..., 0], directions=((0.0, 0.5, 0.0), (0.0, -1.0, 0.0)))
+    with pytest.raises(
+        DataError, match=r"line\.nrrd: field 'space directions' gives the two axes of a 2-D image"
+    ):
+        NrrdVolume(path)
+
+
 def test_a_compressed_scan_is_kept_decompressed_on_disk(tmp_path: Path) -> None:
     path = tmp_path / "scan.nrrd"
     write_nrrd(path, SHORTS, directions=DIRECTIONS, encoding="gzip")

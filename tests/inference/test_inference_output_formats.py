@@ -175,6 +175,40 @@ def test_a_2d_slice_is_written_as_a_volume_of_one_slice(
     assert report.cases[0].volumes_ml == reference.cases[0].volumes_ml
 
 
+def test_a_2d_nrrd_slice_in_a_3d_space_gets_its_label_map_where_it_lies(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    # 3D Slicer saves one slice so: two axes in LPS. Its label map lies on it, third axis the
+    # plane's normal at 1 mm, as the same slice saved as a 2-D NIfTI file with that affine.
+    from nrrd_helpers import write_nrrd
+
+    to_lps = np.diag([-1.0, -1.0, 1.0])
+    steps, origin = to_lps @ OBLIQUE[:3, :2], to_lps @ OBLIQUE[:3, 3]
+    normal = np.cross(steps[:, 0], steps[:, 1])
+    ras = np.eye(4)
+    ras[:3, :2], ras[:3, 2], ras[:3, 3] = (
+        OBLIQUE[:3, :2],
+        to_lps @ (normal / np.linalg.norm(normal)),
+        OBLIQUE[:3, 3],
+    )
+    plane = _scan(11, SHAPE[:2])
+    scan = tmp_path / "slice.nrrd"
+    write_nrrd(scan, plane, directions=steps.T.tolist(), origin=origin.tolist())
+    twin = tmp_path / "twin.nii.gz"
+    nib.Nifti1Image(plane, ras).to_filename(twin)  # type: ignore[no-untyped-call]
+
+    report = predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="nrrd")
+    reference = predict_quietly(trained_run.run_dir, twin, tmp_path / "nifti")
+    labels, affine = _read(report.cases[0].segmentation)
+    expected, _ = _read(reference.cases[0].segmentation)
+    assert labels.shape == (*SHAPE[:2], 1) and expected.shape == SHAPE[:2] and expected.max() > 0
+    assert np.array_equal(labels[:, :, 0], expected)
+    np.testing.assert_allclose(affine, ras, rtol=0, atol=1e-12)
+    # The twin's affine is stored in float32: its voxel sizes, and so the volumes, agree to 1e-6.
+    volumes = reference.cases[0].volumes_ml
+    assert report.cases[0].volumes_ml == pytest.approx(volumes, rel=1e-6) and min(volumes.values()) > 0
+
+
 @pytest.mark.parametrize("file_format", ["metaimage", "nrrd"])
 def test_a_grid_the_format_cannot_state_is_refused_before_anything_is_predicted(
     trained_run: issl.FinetuneResult, tmp_path: Path, file_format: str

@@ -148,7 +148,9 @@ class NrrdVolume(StoredArrayVolume):
     is the length of each spatial axis' ``space directions`` vector (else ``spacings``; else 1 mm,
     and :attr:`~inpaintssl.data.readers.Volume.has_geometry` is ``False``); :attr:`affine` (RAS+)
     comes from ``space``, ``space directions`` and ``space origin`` (``None`` without them, or in
-    a space other than LPS, RAS or LAS: such a file states no orientation).
+    a space other than LPS, RAS or LAS: such a file states no orientation). A 2-D image in such a
+    space (one slice, as 3D Slicer saves it) has the normal of its plane as third axis, 1 mm
+    long: the thickness a 2-D file is read with.
 
     Args:
         path: The ``.nrrd`` file, or the ``.nhdr`` header.
@@ -325,9 +327,11 @@ class NrrdVolume(StoredArrayVolume):
         return [None if m.group(0) == "none" else m.group(1) for m in _VECTOR.finditer(text)]
 
     def _directions(self, dimension: int, where: str) -> np.ndarray | None:
-        """``(3, spatial axes)``: each spatial axis' step, in the header's space; ``None`` without."""
+        """``(space dimension, spatial axes)``: each spatial axis' step, in the header's space (3-D
+        for the named spaces); ``None`` without."""
         if "space directions" not in self._fields:
             return None
+        size = self._space_dimension(where)
         texts = self._direction_texts()
         if len(texts) != dimension:
             raise DataError(
@@ -341,14 +345,22 @@ class NrrdVolume(StoredArrayVolume):
                 vector = [float(v) for v in (entry or "").split(",")]
             except ValueError:
                 vector = []
-            if len(vector) != 3 or not all(math.isfinite(v) for v in vector) or not any(vector):
+            if len(vector) != size or not all(math.isfinite(v) for v in vector) or not any(vector):
                 raise DataError(
-                    f"{where}: space direction of axis {axis} is {entry!r}; expected three finite numbers, "
-                    "not all 0 (the axis' step in mm)"
+                    f"{where}: space direction of axis {axis} is {entry!r}; expected {size} finite numbers "
+                    "(the space's dimension), not all 0 (the axis' step in mm)"
                 )
             columns.append(vector)
         steps: np.ndarray = np.asarray(columns, dtype=np.float64).T
         return steps
+
+    def _space_dimension(self, where: str) -> int:
+        """The dimension of the header's space: ``space dimension``, else that of the named ``space``
+        (4 for one with time, such as ``right-anterior-superior-time``; else 3)."""
+        if "space dimension" in self._fields:
+            return self._integer("space dimension", where)
+        space = self._fields.get("space", "").lower()
+        return 4 if space.endswith("-time") or space in ("rast", "last", "lpst") else 3
 
     def _spacing(self, directions: np.ndarray | None, where: str) -> tuple[tuple[float, ...], bool]:
         if directions is not None:
@@ -370,7 +382,21 @@ class NrrdVolume(StoredArrayVolume):
     def _ras_affine(self, directions: np.ndarray | None, where: str) -> np.ndarray | None:
         space = self._fields.get("space", "").lower()
         signs = _SPACES.get(space)
-        if directions is None or signs is None or directions.shape[1] != 3:
+        if directions is None or signs is None or directions.shape[0] != 3:
+            return None
+        if directions.shape[1] == 2:
+            # One slice in a 3-D space, as 3D Slicer saves a 2-D image: its third axis is the
+            # plane's normal (right-handed in the file's space) at 1 mm, the thickness a 2-D
+            # file is read with, so that its label map lies where the slice does.
+            normal = np.cross(directions[:, 0], directions[:, 1])
+            length = float(np.linalg.norm(normal))
+            if not length > 0:
+                raise DataError(
+                    f"{where}: field 'space directions' gives the two axes of a 2-D image parallel "
+                    "directions; expected two directions spanning its plane"
+                )
+            directions = np.column_stack([directions, normal / length])
+        if directions.shape[1] != 3:
             return None
         origin_text = self._fields.get("space origin", "(0,0,0)")
         try:
