@@ -95,28 +95,29 @@ def _nifti(path: Path) -> np.ndarray:
     return np.asarray(image.dataobj)
 
 
+def _scan(tmp_path: Path, layout: str, *, seed: int, identity: dict[str, Any]) -> tuple[Path, list[Path]]:
+    """A series of :func:`_slices` ``seed``: a folder of files (``classic``), or one Enhanced file
+    whose frames are stored in another order than their positions, which a SEG's frames follow.
+    Returns the input to predict and its files."""
+    if layout == "classic":
+        scan = write_series(
+            tmp_path / "scan", _slices(seed), modality="MR", positions=POSITIONS, identity=identity
+        )
+        return scan, sorted(scan.iterdir())
+    order = [2, 0, 1]
+    scan = tmp_path / "scan.dcm"
+    write_enhanced(
+        scan, _slices(seed)[order], modality="MR", positions=[POSITIONS[k] for k in order], identity=identity
+    )
+    return scan, [scan]
+
+
 @pytest.mark.parametrize("layout", ["classic", "enhanced"])
 def test_a_series_label_map_as_dicom_seg_is_its_nifti_label_map(
     trained_run: issl.FinetuneResult, tmp_path: Path, layout: str
 ) -> None:
     identity = _identity()
-    if layout == "classic":
-        scan = write_series(
-            tmp_path / "scan", _slices(1), modality="MR", positions=POSITIONS, identity=identity
-        )
-        files = sorted(scan.iterdir())
-    else:
-        # Frames stored in another order than their positions: the SEG follows the file's frames.
-        order = [2, 0, 1]
-        scan = tmp_path / "scan.dcm"
-        write_enhanced(
-            scan,
-            _slices(1)[order],
-            modality="MR",
-            positions=[POSITIONS[k] for k in order],
-            identity=identity,
-        )
-        files = [scan]
+    scan, files = _scan(tmp_path, layout, seed=1, identity=identity)
     reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
     report = predict_quietly(
         trained_run.run_dir, scan, tmp_path / "seg", probabilities=True, output_format="dicom_seg"
@@ -243,22 +244,7 @@ def test_a_labelmap_seg_holds_each_slices_class_numbers_as_the_nifti_label_map_d
     trained_run: issl.FinetuneResult, tmp_path: Path, layout: str
 ) -> None:
     identity = _identity()
-    if layout == "classic":
-        scan = write_series(
-            tmp_path / "scan", _slices(11), modality="MR", positions=POSITIONS, identity=identity
-        )
-        files = sorted(scan.iterdir())
-    else:
-        order = [1, 2, 0]
-        scan = tmp_path / "scan.dcm"
-        write_enhanced(
-            scan,
-            _slices(11)[order],
-            modality="MR",
-            positions=[POSITIONS[k] for k in order],
-            identity=identity,
-        )
-        files = [scan]
+    scan, files = _scan(tmp_path, layout, seed=11, identity=identity)
     reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", probabilities=True)
     report = predict_quietly(
         trained_run.run_dir,
