@@ -224,8 +224,12 @@ def write_dicom_seg(
         ]
 
     # A label map's colours are its palette's; DICOM allows no segment colour beside one.
-    palette = hd.PaletteColorLUTTransformation.from_combined_lut(
-        np.array([(0, 0, 0), *colours], dtype=np.uint8), palette_color_lut_uid=hd.UID()
+    palette = (
+        hd.PaletteColorLUTTransformation.from_combined_lut(
+            np.array([(0, 0, 0), *colours], dtype=np.uint8), palette_color_lut_uid=hd.UID()
+        )
+        if dicom_seg_type == "labelmap"
+        else None
     )
     series = hd.UID()
     # (frames, rows, columns) of segment numbers: highdicom's label-map style, for either type.
