@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,26 @@ def predict_quietly(run: Path, inputs: Any, out: Path, **options: Any) -> Predic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return predict(run, inputs, output=out, device="cpu", progress=False, **options)
+
+
+def predict_command_quietly(run: Path, inputs: Sequence[Path], out: Path, *flags: str) -> int:
+    """The exit status of ``inpaintssl predict RUN INPUTS... --output OUT --device cpu --quiet FLAGS``,
+    its warnings ignored as :func:`predict_quietly` ignores them."""
+    from inpaintssl.cli import main as cli_main
+
+    argv = [
+        "predict",
+        str(run),
+        *(str(p) for p in inputs),
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return cli_main([*argv, *flags])
 
 
 def written_nifti(path: Path | None) -> np.ndarray:

@@ -8,7 +8,6 @@ identifying attributes are compared with the source files'.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,8 @@ import pytest
 
 import inpaintssl as issl
 from dicom_helpers import write_enhanced, write_series
-from inpaintssl.cli import main as cli_main
 from inpaintssl.inference.predict import PredictionError
-from predict_helpers import predict_quietly
+from predict_helpers import predict_command_quietly, predict_quietly
 
 pytest.importorskip("highdicom", reason="the dicom-seg extra is not installed")
 pydicom = pytest.importorskip("pydicom")
@@ -163,13 +161,8 @@ def test_input_writes_dicom_series_as_dicom_seg_and_the_rest_in_their_own_format
         scans / "volume.nii.gz"
     )  # type: ignore[no-untyped-call]
     out = tmp_path / "out"
-    argv = ["predict", str(trained_run.run_dir), str(scans / "series"), str(scans / "volume.nii.gz")]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert (
-            cli_main([*argv, "--output", str(out), "--device", "cpu", "--quiet", "--output-format", "input"])
-            == 0
-        )
+    inputs = [scans / "series", scans / "volume.nii.gz"]
+    assert predict_command_quietly(trained_run.run_dir, inputs, out, "--output-format", "input") == 0
     assert sorted(p.name for p in out.iterdir()) == ["series_seg.dcm", "volume_seg.nii.gz", "volumes.csv"]
 
 
@@ -345,19 +338,8 @@ def test_the_cli_writes_a_labelmap_seg(trained_run: issl.FinetuneResult, tmp_pat
         tmp_path / "scan", _slices(14), modality="MR", positions=POSITIONS, identity=_identity()
     )
     out = tmp_path / "out"
-    argv = [
-        "predict",
-        str(trained_run.run_dir),
-        str(scan),
-        "--output",
-        str(out),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert cli_main([*argv, "--output-format", "input", "--dicom-seg-type", "labelmap"]) == 0
+    flags = ["--output-format", "input", "--dicom-seg-type", "labelmap"]
+    assert predict_command_quietly(trained_run.run_dir, [scan], out, *flags) == 0
     seg = pydicom.dcmread(out / "scan_seg.dcm", stop_before_pixels=True)
     assert (seg.SOPClassUID, seg.SegmentationType) == (LABEL_MAP_SEGMENTATION_STORAGE, "LABELMAP")
 

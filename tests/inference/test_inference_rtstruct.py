@@ -21,12 +21,11 @@ from matplotlib.path import Path as MplPath
 
 import inpaintssl as issl
 from dicom_helpers import write_enhanced, write_series
-from inpaintssl.cli import main as cli_main
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.dicom_rtstruct import DicomRtStructVolume
 from inpaintssl.inference.predict import PredictionError
 from inpaintssl.inference.rtstruct import RT_STRUCTURE_SET_STORAGE, write_rtstruct
-from predict_helpers import predict_quietly
+from predict_helpers import predict_command_quietly, predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -347,19 +346,7 @@ def test_the_cli_writes_an_rtstruct(trained_run: issl.FinetuneResult, tmp_path: 
         identity=_identity(),
     )
     out = tmp_path / "out"
-    argv = [
-        "predict",
-        str(trained_run.run_dir),
-        str(scan),
-        "--output",
-        str(out),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert cli_main([*argv, "--output-format", "rtstruct"]) == 0
+    assert predict_command_quietly(trained_run.run_dir, [scan], out, "--output-format", "rtstruct") == 0
     assert sorted(p.name for p in out.iterdir()) == ["scan_seg.dcm", "volumes.csv"]
     assert pydicom.dcmread(out / "scan_seg.dcm", stop_before_pixels=True).Modality == "RTSTRUCT"
 
