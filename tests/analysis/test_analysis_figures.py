@@ -174,6 +174,17 @@ def test_figure_a1_has_a_panel_per_training_schedule_and_a_box_per_strategy_and_
         assert len(ax.get_legend().get_texts()) == 2
 
 
+def test_figure_a1_legends_lie_beside_their_panels_within_the_figure(tmp_path: Path) -> None:
+    # Inside a panel a legend covers boxes (and its placement search is slow over their lines).
+    out = plot_transfer_boxplots(transfer_results(), tmp_path / "figA1")
+    renderer = out.figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    page = out.figure.bbox
+    for ax in out.figure.axes:
+        legend, panel = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert legend.x0 >= panel.x1, (legend, panel)
+        assert page.x0 <= legend.x0 and legend.x1 <= page.x1 and page.y0 <= legend.y0 and legend.y1 <= page.y1
+
+
 def test_figure_a1_gives_strategies_that_share_an_acronym_and_rate_a_box_each(tmp_path: Path) -> None:
     # A grid that also varies the budget: "FEF lr=0.01 max_epochs=10" and "... max_epochs=20" are
     # two strategies; pooled into one "FEF" box their medians would be lost. Likewise the same

@@ -436,6 +436,9 @@ def plot_transfer_boxplots(results: Table, path: str | Path, *, level: str | Non
         ax.set_xlabel("initial learning rate")
         ax.set_ylabel("Dice")
         ax.set_title(title)
-        ax.legend(fontsize="x-small")
+        # Beside the panel: inside it, matplotlib's search for a free corner ("best") ran past a
+        # second over the boxes' many lines and outliers (it warns so), and a legend of many
+        # strategies covered boxes wherever it went.
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     figure.suptitle("Transfer design: Dice per test item")
     return save_figure(figure, path)
