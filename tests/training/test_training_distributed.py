@@ -46,7 +46,7 @@ _HANG_SECONDS = 60
 # What every worker starts with: a process group, and the test's own Trainer recipe (the same one
 # as _local_trainer below, so one process can re-check what the ranks recorded).
 _PRELUDE = f"""
-import faulthandler, json, os, sys
+import faulthandler, json, os, sys, traceback
 from pathlib import Path
 
 faulthandler.dump_traceback_later({_HANG_SECONDS}, exit=True)
@@ -493,6 +493,48 @@ def test_leaving_the_group_first_frees_what_only_a_collection_frees(tmp_path: Pa
         nproc=1,
     )
     assert _reports(tmp_path, run, nproc=1) == [{"freed_before_leaving": [True], "in_group": False}]
+
+
+def test_a_run_that_fails_under_torchrun_frees_what_it_held_before_leaving_the_group(tmp_path: Path) -> None:
+    # The error on its way out of run_session holds the failed run's frames, and with them its
+    # trainer: no collection frees what a live traceback reaches, so those frames are cleared.
+    run = _torchrun(
+        tmp_path,
+        """
+        import gc, weakref
+
+        from inpaintssl.training.context import run_session
+
+        class Held:
+            pass
+
+        gc.disable()
+        held_by_the_run = []
+
+        def failing_run():
+            held = Held()
+            held_by_the_run.append(weakref.ref(held))
+            raise RuntimeError("the run failed")
+
+        freed_before_leaving = []
+        leave = dist.destroy_process_group
+
+        def recording_leave(*args, **kwargs):
+            freed_before_leaving.append(held_by_the_run[0]() is None)
+            return leave(*args, **kwargs)
+
+        dist.destroy_process_group = recording_leave
+        try:
+            with run_session(RunConfig(output_dir=OUT / "run", device="cpu", seed=0, quiet=True)):
+                failing_run()
+        except RuntimeError as exc:
+            lines = [line for line in traceback.format_exception(exc) if "failing_run" in line]
+            report(freed_before_leaving=freed_before_leaving, named=len(lines), message=str(exc))
+        """,
+    )
+    for seen in _reports(tmp_path, run):
+        # The traceback still names the frame whose variables went.
+        assert seen == {"freed_before_leaving": [True], "named": 2, "message": "the run failed"}
 
 
 _API_WORKER = f"""
