@@ -182,7 +182,6 @@ def shutdown_distributed() -> None:
         # Frames still running (the caller's) refuse to be cleared and keep their variables.
         traceback.clear_frames(error.__traceback__)
         error = error.__cause__ or error.__context__
-    del error
     gc.collect()
     dist.destroy_process_group()
 
