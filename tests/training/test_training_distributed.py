@@ -114,6 +114,24 @@ def batchnorm_net():
 
 def report(**values):
     (OUT / f"rank{{RANK}}.json").write_text(json.dumps(values))
+
+
+class Held:
+    # An object to watch being freed, through a weakref.
+    pass
+
+
+def record_leaving(watched):
+    # dist.destroy_process_group notes, each time it is called, whether watched() was freed.
+    freed_when_leaving = []
+    leave = dist.destroy_process_group
+
+    def recording_leave(*args, **kwargs):
+        freed_when_leaving.append(watched() is None)
+        return leave(*args, **kwargs)
+
+    dist.destroy_process_group = recording_leave
+    return freed_when_leaving
 """
 
 
@@ -471,22 +489,11 @@ def test_leaving_the_group_first_frees_what_only_a_collection_frees(tmp_path: Pa
         """
         import gc, weakref
 
-        class Held:
-            pass
-
         gc.disable()
         held = Held()
         held.itself = held
-        alive = weakref.ref(held)
+        freed_before_leaving = record_leaving(weakref.ref(held))
         del held
-        freed_before_leaving = []
-        leave = dist.destroy_process_group
-
-        def recording_leave(*args, **kwargs):
-            freed_before_leaving.append(alive() is None)
-            return leave(*args, **kwargs)
-
-        dist.destroy_process_group = recording_leave
         shutdown_distributed()
         report(freed_before_leaving=freed_before_leaving, in_group=dist.is_initialized())
         """,
@@ -505,25 +512,15 @@ def test_a_run_that_fails_under_torchrun_frees_what_it_held_before_leaving_the_g
 
         from inpaintssl.training.context import run_session
 
-        class Held:
-            pass
-
         gc.disable()
-        held_by_the_run = []
+        held_by_the_run = []  # a weakref: the run's own frame holds the one reference
+        freed_before_leaving = record_leaving(lambda: held_by_the_run[0]())
 
         def failing_run():
             held = Held()
             held_by_the_run.append(weakref.ref(held))
             raise RuntimeError("the run failed")
 
-        freed_before_leaving = []
-        leave = dist.destroy_process_group
-
-        def recording_leave(*args, **kwargs):
-            freed_before_leaving.append(held_by_the_run[0]() is None)
-            return leave(*args, **kwargs)
-
-        dist.destroy_process_group = recording_leave
         try:
             with run_session(RunConfig(output_dir=OUT / "run", device="cpu", seed=0, quiet=True)):
                 failing_run()
