@@ -209,6 +209,49 @@ def test_a_study_gives_the_series_the_run_read_from_each_study(
     np.testing.assert_array_equal(written_nifti(mese.segmentation), written_nifti(mese_alone.segmentation))
 
 
+def _object_beside(folder: Path, kind: str) -> Path:
+    """A study's object that is no slice, made from a slice of ``folder`` and saved there: a
+    structured report (no pixels, Rows or Columns) or a SEG (its pixels are labels)."""
+    ds = pydicom.dcmread(sorted(folder.iterdir())[0])
+    ds.SeriesInstanceUID, ds.SeriesNumber = pydicom.uid.generate_uid(), 99
+    if kind == "SR":
+        for name in ("Rows", "Columns", "PixelData", "ImagePositionPatient", "ImageOrientationPatient"):
+            delattr(ds, name)
+        ds.Modality, ds.SOPClassUID = "SR", "1.2.840.10008.5.1.4.1.1.88.22"
+    else:
+        ds.Modality, ds.SOPClassUID = "SEG", "1.2.840.10008.5.1.4.1.1.66.4"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    path = folder / f"{kind}0001"
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["SR", "SEG"])
+def test_an_export_of_the_runs_series_beside_a_report_or_seg_gives_that_series(
+    trained_run: issl.FinetuneResult, tmp_path: Path, kind: str
+) -> None:
+    # A CT export holds a dose report beside the images, an export after review a SEG: each is a
+    # series of its own, so the folder is a study, from which the run's series is taken (it was
+    # refused as "not an image" while the run's series alone was predicted as it is).
+    run = _run_reading(trained_run, tmp_path / "run", "ax t1")
+    _study(tmp_path / "study")
+    shutil.rmtree(tmp_path / "study" / "SE0005")
+    alone = predict_quietly(run, tmp_path / "study" / "SE0002", tmp_path / "alone", probabilities=True)
+    export = _flat(tmp_path / "study")
+    _object_beside(export, kind)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*the run read from each study")
+        (got,) = predict_quietly(run, export, tmp_path / "out", probabilities=True).cases
+    (expected,) = alone.cases
+    np.testing.assert_array_equal(written_nifti(got.probabilities), written_nifti(expected.probabilities))
+    np.testing.assert_array_equal(written_nifti(got.segmentation), written_nifti(expected.segmentation))
+    # Without a series to take (a run of another dataset), the object is named and the way out said.
+    with pytest.raises(
+        PredictionError, match=rf"{kind}0001 .*series of its own: move it out of the series folder"
+    ):
+        predict_quietly(trained_run.run_dir, export, tmp_path / "refused")
+
+
 def test_a_series_alone_that_is_not_the_runs_is_warned_of_and_a_study_without_it_refused(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:

@@ -74,7 +74,9 @@ __all__ = [
 
 class SeveralSeriesError(DataError):
     """A folder (or file) read as one DICOM series holds the files of several: a study, from which
-    ``series=`` chooses one (:func:`select_series`). The message lists them."""
+    ``series=`` chooses one (:func:`select_series`). The message lists them, or names the file that
+    is a series of its own and no slice (a SEG, an RT Structure Set, or an object without Rows and
+    Columns such as a structured report), as study exports hold them beside the images."""
 
 
 class DicomVolume(Volume):
@@ -956,7 +958,13 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
     except DataError:
         raise
     except AttributeError as exc:
-        raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
+        if series_folder is None:
+            raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
+        raise SeveralSeriesError(
+            f"DICOM file {path} has no Rows/Columns; is it an image? A structured report, key-object "
+            f"selection or presentation state is a series of its own: move it out of the series folder "
+            f"{series_folder}"
+        ) from exc
     except Exception as exc:  # pydicom raises many types for a bad file
         if not _has_dicm_prefix(path):
             # pydicom's own words ("Use force=True to force reading") point the wrong way: a stray
@@ -1047,9 +1055,14 @@ def _check_is_image(ds: Any, path: Path, series_folder: Path | None) -> None:
     if kind is None:
         return
     what, remedy = _NOT_IMAGES[kind]
-    if series_folder is not None:
-        remedy = f"it is a series of its own: move it out of the series folder {series_folder}; {remedy}"
-    raise DataError(f"DICOM file {path} is {what}; expected an image (a CT or MR slice or frames): {remedy}")
+    message = f"DICOM file {path} is {what}; expected an image (a CT or MR slice or frames): "
+    if series_folder is None:
+        raise DataError(message + remedy)
+    # Among a folder's slices it is a series of its own: that folder is a study's export, from which
+    # predict then takes the series the run read (SeveralSeriesError says so).
+    raise SeveralSeriesError(
+        f"{message}it is a series of its own: move it out of the series folder {series_folder}; {remedy}"
+    )
 
 
 _DICM_OFFSET = 128
