@@ -948,7 +948,8 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
     """One file's dataset (with decoded pixels if ``pixels``), or a DataError naming it.
 
     ``series_folder``: the folder ``path`` was found in, read as one series (for the message about a
-    file that is not DICOM); ``None`` for a file given on its own.
+    file that is not DICOM, and to refuse a file that is no slice as a series of its own, a
+    :class:`SeveralSeriesError`); ``None`` for a file given on its own.
     """
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
