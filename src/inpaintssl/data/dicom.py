@@ -959,12 +959,12 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
     except DataError:
         raise
     except AttributeError as exc:
+        message = f"DICOM file {path} has no Rows/Columns; is it an image?"
         if series_folder is None:
-            raise DataError(f"DICOM file {path} has no Rows/Columns; is it an image?") from exc
+            raise DataError(message) from exc
         raise SeveralSeriesError(
-            f"DICOM file {path} has no Rows/Columns; is it an image? A structured report, key-object "
-            f"selection or presentation state is a series of its own: move it out of the series folder "
-            f"{series_folder}"
+            f"{message} A structured report, key-object selection or presentation state is a series "
+            f"of its own: move it out of the series folder {series_folder}"
         ) from exc
     except Exception as exc:  # pydicom raises many types for a bad file
         if not _has_dicm_prefix(path):
