@@ -23,6 +23,28 @@ def save_dicom(ds: Any, path: Path | str) -> None:
         ds.save_as(path, write_like_original=False)
 
 
+STUDY_OBJECT_CLASSES = {"SR": "1.2.840.10008.5.1.4.1.1.88.22", "SEG": "1.2.840.10008.5.1.4.1.1.66.4"}
+"""SOP classes of the objects a study export holds beside its slices: an Enhanced SR, a Segmentation."""
+
+
+def save_study_object(slice_file: Path, target: Path, *, kind: str, **tags: Any) -> Path:
+    """A study's object that is no slice, made from ``slice_file`` in a series of its own: ``"SR"``
+    a structured report (no pixels, Rows or Columns), ``"SEG"`` a segmentation (its pixels are
+    labels); ``tags`` set after (e.g. ``SeriesDescription``)."""
+    import pydicom
+
+    ds = pydicom.dcmread(slice_file)
+    if kind == "SR":
+        for name in ("Rows", "Columns", "PixelData", "ImagePositionPatient", "ImageOrientationPatient"):
+            delattr(ds, name)
+    ds.Modality, ds.SeriesInstanceUID = kind, pydicom.uid.generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = STUDY_OBJECT_CLASSES[kind]
+    for name, value in tags.items():
+        setattr(ds, name, value)
+    ds.save_as(target)
+    return target
+
+
 def single_frame_dataset(*, sop_class: str, modality: str, shape: tuple[int, int], signed: bool) -> Any:
     """A pydicom dataset with the file meta and pixel-format tags of one 16-bit monochrome slice.
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dicom_helpers import count_opens_under, count_reads_by_folder, write_single_frame
+from dicom_helpers import count_opens_under, count_reads_by_folder, save_study_object, write_single_frame
 from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import decompressed_into
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, echoes_of, open_echoes, open_series
@@ -79,21 +79,10 @@ def _write_study(root: Path, *, tree: bool, extras: bool = True) -> dict[str, st
     shutil.copy(next(root.rglob("IM00001")), root / ".Trashes" / "IM00001")
     # Objects of the study that are no slices, numbered as a series' (scanners number them so): a
     # structured report (no pixels at all).
-    report = pydicom.dcmread(next(root.rglob("IM00001")))
-    for name in ("Rows", "Columns", "PixelData", "ImagePositionPatient", "ImageOrientationPatient"):
-        delattr(report, name)
-    report.Modality, report.SeriesInstanceUID, report.SeriesDescription = (
-        "SR",
-        pydicom.uid.generate_uid(),
-        "REPORT",
-    )
-    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"
-    report.save_as(root / "SR00001")
+    t1 = next(root.rglob("IM00001"))
+    save_study_object(t1, root / "SR00001", kind="SR", SeriesDescription="REPORT")
     # ... and a segmentation of the T1 (its pixels are labels, not an image of the study).
-    seg = pydicom.dcmread(next(root.rglob("IM00001")))
-    seg.Modality, seg.SeriesInstanceUID, seg.SeriesDescription = "SEG", pydicom.uid.generate_uid(), "AX T1 SE"
-    seg.SOPClassUID = seg.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
-    seg.save_as(root / "SEG00001")
+    save_study_object(t1, root / "SEG00001", kind="SEG", SeriesDescription="AX T1 SE")
     return uids
 
 

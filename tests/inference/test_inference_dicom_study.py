@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import inpaintssl as issl
-from dicom_helpers import count_reads_by_folder, write_single_frame
+from dicom_helpers import count_reads_by_folder, save_study_object, write_single_frame
 from inpaintssl.cli import main as cli_main
 from inpaintssl.inference.results import PredictionError
 from predict_helpers import predict_quietly, written_nifti
@@ -209,23 +209,6 @@ def test_a_study_gives_the_series_the_run_read_from_each_study(
     np.testing.assert_array_equal(written_nifti(mese.segmentation), written_nifti(mese_alone.segmentation))
 
 
-def _object_beside(folder: Path, kind: str) -> Path:
-    """A study's object that is no slice, made from a slice of ``folder`` and saved there: a
-    structured report (no pixels, Rows or Columns) or a SEG (its pixels are labels)."""
-    ds = pydicom.dcmread(sorted(folder.iterdir())[0])
-    ds.SeriesInstanceUID, ds.SeriesNumber = pydicom.uid.generate_uid(), 99
-    if kind == "SR":
-        for name in ("Rows", "Columns", "PixelData", "ImagePositionPatient", "ImageOrientationPatient"):
-            delattr(ds, name)
-        ds.Modality, ds.SOPClassUID = "SR", "1.2.840.10008.5.1.4.1.1.88.22"
-    else:
-        ds.Modality, ds.SOPClassUID = "SEG", "1.2.840.10008.5.1.4.1.1.66.4"
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    path = folder / f"{kind}0001"
-    ds.save_as(path)
-    return path
-
-
 @pytest.mark.parametrize("kind", ["SR", "SEG"])
 def test_an_export_of_the_runs_series_beside_a_report_or_seg_gives_that_series(
     trained_run: issl.FinetuneResult, tmp_path: Path, kind: str
@@ -238,7 +221,7 @@ def test_an_export_of_the_runs_series_beside_a_report_or_seg_gives_that_series(
     shutil.rmtree(tmp_path / "study" / "SE0005")
     alone = predict_quietly(run, tmp_path / "study" / "SE0002", tmp_path / "alone", probabilities=True)
     export = _flat(tmp_path / "study")
-    _object_beside(export, kind)
+    save_study_object(sorted(export.iterdir())[0], export / f"{kind}0001", kind=kind, SeriesNumber=99)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*the run read from each study")
         (got,) = predict_quietly(run, export, tmp_path / "out", probabilities=True).cases
