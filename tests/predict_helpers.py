@@ -36,10 +36,11 @@ def predict_command_quietly(run: Path, inputs: Sequence[Path], out: Path, *flags
         "--device",
         "cpu",
         "--quiet",
+        *flags,
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return cli_main([*argv, *flags])
+        return cli_main(argv)
 
 
 def written_nifti(path: Path | None) -> np.ndarray:
