@@ -534,6 +534,45 @@ def test_a_run_that_fails_under_torchrun_frees_what_it_held_before_leaving_the_g
         assert seen == {"freed_before_leaving": [True], "named": 2, "message": "the run failed"}
 
 
+@pytest.mark.parametrize("run_ends", ["ended", "failed"])
+def test_a_run_started_while_handling_an_error_leaves_that_errors_variables(
+    tmp_path: Path, run_ends: str
+) -> None:
+    # A failed run's error chains to the one its caller was handling (__context__): clearing the
+    # whole chain would wipe the caller's frames, which the caller may still read.
+    run = _torchrun(
+        tmp_path,
+        f"""
+        from inpaintssl.training.context import run_session
+
+        def caller_step():
+            kept = "the caller's"
+            raise ValueError("handled by the caller")
+
+        def innermost_variables(error):
+            tb = error.__traceback__
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            return dict(tb.tb_frame.f_locals)
+
+        try:
+            caller_step()
+        except ValueError as handled:
+            chained = None
+            try:
+                with run_session(RunConfig(output_dir=OUT / "run", device="cpu", seed=0, quiet=True)):
+                    if {run_ends!r} == "failed":
+                        raise RuntimeError("the run failed")
+            except RuntimeError as run_error:
+                chained = run_error.__context__ is handled
+            report(kept=innermost_variables(handled).get("kept"), chained=chained)
+        """,
+        nproc=1,
+    )
+    chained = True if run_ends == "failed" else None
+    assert _reports(tmp_path, run, nproc=1) == [{"kept": "the caller's", "chained": chained}]
+
+
 _API_WORKER = f"""
 import faulthandler, json, os, sys
 from pathlib import Path

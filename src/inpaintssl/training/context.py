@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +253,8 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
         (False, [])
     """
     info = DistInfo.from_env()
+    # What an enclosing ``except`` block is handling: a failed run's error chains to it.
+    caller_error = sys.exc_info()[1]
     # Before anything computes: Numba's pool would otherwise change the thread count mid-run.
     launch_thread_pool()
     # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
@@ -264,5 +267,8 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
                 keep_freed_host_memory()
             try:
                 yield ctx
-            finally:
+            except BaseException as error:
+                shutdown_distributed(error=error, caller_error=caller_error)
+                raise
+            else:
                 shutdown_distributed()

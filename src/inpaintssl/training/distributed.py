@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -156,7 +155,9 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(
+    *, error: BaseException | None = None, caller_error: BaseException | None = None
+) -> None:
     """Leave the process group if this process joined one, after freeing what the run left behind.
 
     A run that stopped with an error (a non-finite loss, which every rank raises) leaves its
@@ -165,19 +166,26 @@ def shutdown_distributed() -> None:
     group was gone, and gloo aborted the process now and then ("terminate called without an active
     exception", SIGABRT) after the run's error had been reported: in about one run in 30 of the
     non-finite loss test on a loaded 2-core machine (PyTorch 2.13), none in 160 with a collection
-    first. So, called while an error is on its way out (from a ``finally``), this first clears the
-    variables of the frames the error has left (:func:`traceback.clear_frames`; the traceback
-    still names every line), then collects, then leaves. End a script that joined the group
-    itself with this rather than ``dist.destroy_process_group()``.
+    first. So this first clears the variables of the frames ``error`` has left
+    (:func:`traceback.clear_frames`; the traceback still names every line), then collects, then
+    leaves. End a script that joined the group itself with this rather than
+    ``dist.destroy_process_group()``.
+
+    Args:
+        error: The error the run is stopping with, if it is stopping with one. The errors it was
+            raised while handling (its ``__cause__`` and ``__context__``, in turn) are cleared too.
+        caller_error: The error the caller was already handling when the run began
+            (``sys.exc_info()[1]`` then). The walk along ``error``'s chain stops there, so a run
+            started inside an ``except`` block leaves the caller's error, and the variables its
+            frames held, as they were.
 
     Example:
         >>> shutdown_distributed()  # no process group: nothing to leave
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    error = sys.exc_info()[1]
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
+    while error is not None and error is not caller_error and id(error) not in seen:
         seen.add(id(error))
         # Frames still running (the caller's) refuse to be cleared and keep their variables.
         traceback.clear_frames(error.__traceback__)
