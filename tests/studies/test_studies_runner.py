@@ -16,11 +16,13 @@ import pytest
 import torch
 import yaml
 
+from inpaintssl.checkpoint import checkpoint_exists
 from inpaintssl.layout import RunFolder
 from inpaintssl.studies import StudyStore, expand_study, load_results, load_spec, run_study, runner
 from inpaintssl.studies.merge import new_run
 from inpaintssl.studies.queue import RunRecord, WorkerId
 from inpaintssl.studies.runner import StudySummary
+from inpaintssl.training.context import FreshStartWarning
 from inpaintssl.training.lock import StaleLockWarning, read_lock
 from study_helpers import (
     CLASSES,
@@ -345,19 +347,21 @@ def test_a_killed_worker_process_is_reported_and_the_study_is_finished(
     )
     try:
         worker = None
-        for _ in range(600):  # the spawned workers: children of the driver running spawn_main
+        for _ in range(1200):  # the spawned workers: children of the driver running spawn_main
             children = Path(f"/proc/{driver.pid}/task/{driver.pid}/children")
             pids = children.read_text().split() if children.exists() else []
             found = [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-            # A worker that holds a run folder's lock: killed, it leaves that run mid-way.
+            # Both workers hold a run folder's lock, and each run has saved its first checkpoint:
+            # killed, a worker leaves its run mid-way, and the next call resumes it (without a
+            # checkpoint yet, it would start afresh, with a FreshStartWarning).
             locks = (Path(spec["output"]) / "runs").glob(f"*/{RunFolder.LOCK}")
-            holders = [owner.pid for lock in locks if (owner := read_lock(lock.parent)) is not None]
-            if len(found) == 2 and (held := [int(p) for p in found if int(p) in holders]):
-                worker = held[0]
+            held = {owner.pid: lock.parent for lock in locks if (owner := read_lock(lock.parent)) is not None}
+            holders = [int(p) for p in found if int(p) in held]
+            if len(holders) == 2 and all(checkpoint_exists(RunFolder(held[p]).last) for p in holders):
+                worker = holders[0]
                 break
             time.sleep(0.1)
-        assert worker is not None, "no worker process started and locked a run"
-        time.sleep(1.0)
+        assert worker is not None, "no two worker processes started, locked a run and saved a checkpoint"
         os.kill(worker, signal.Signals[signal_name])
         out, err = driver.communicate(timeout=300)
     finally:
@@ -373,8 +377,9 @@ def test_a_killed_worker_process_is_reported_and_the_study_is_finished(
             assert {r.status for r in store.runs() if r.kind == "pretrain"} <= {"pending", "running"}
         # The next call takes over what the dead workers held and finishes.
         stale = rf"had a stale lock from pid {worker} on host .*a process that no longer runs; taking it over"
-        with pytest.warns(StaleLockWarning, match=stale):
+        with pytest.warns(StaleLockWarning, match=stale) as seen:
             assert run_study(spec, quiet=True).complete
+        assert not [str(w.message) for w in seen if issubclass(w.category, FreshStartWarning)]
     else:
         assert driver.returncode == 0, err[-2000:]
         stopped = r"warning: worker process [01] of 'pretext_design' was stopped \(SIGTERM\)"
