@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -233,6 +235,49 @@ def test_an_export_of_the_runs_series_beside_a_report_or_seg_gives_that_series(
         PredictionError, match=rf"{kind}0001 .*series of its own: move it out of the series folder"
     ):
         predict_quietly(trained_run.run_dir, export, tmp_path / "refused")
+
+
+@pytest.mark.parametrize("layout", ["series alone", "flat study", "series beside a report"])
+def test_each_header_of_an_input_is_parsed_once_to_find_the_runs_series(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    # A folder is read as one series first and, a study after all, as a study; a series alone has
+    # its first slice's tags read to compare with the run's series. Twice the parses, on a share.
+    from inpaintssl.inference.inputs import open_input
+    from inpaintssl.inference.trained_run import SlicePreprocessing
+
+    _study(tmp_path / "study")
+    if layout != "flat study":
+        shutil.rmtree(tmp_path / "study" / "SE0005")
+    folder = tmp_path / "study" / "SE0002" if layout == "series alone" else _flat(tmp_path / "study")
+    if layout == "series beside a report":
+        save_study_object(sorted(folder.iterdir())[0], folder / "SR0001", kind="SR", SeriesNumber=99)
+    prep = SlicePreprocessing(
+        slice_axis=2,
+        normalize="volume",
+        windows=None,
+        hu_floor=-1024.0,
+        image_size=None,
+        resize_mode="crop_or_pad",
+        display=False,
+        orientation=None,
+        training_orientations={},
+        run_series="AX T1",
+    )
+    parsed: Counter[str] = Counter()
+    real_read = pydicom.dcmread
+
+    def counted(path: Any, *args: Any, stop_before_pixels: bool = False, **kwargs: Any) -> Any:
+        if stop_before_pixels:
+            parsed[Path(getattr(path, "name", path)).name] += 1  # a path, or a file open already
+        return real_read(path, *args, stop_before_pixels=stop_before_pixels, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted)
+    volume, _ = open_input(folder, prep=prep, key=None, spacing=None)
+    monkeypatch.undo()
+    assert len(volume.files) == SLICES  # the T1's, not the MESE's 3 echoes
+    assert volume.series == (None if layout == "series alone" else "AX T1")
+    assert parsed == Counter({file.name: 1 for file in folder.iterdir()})
 
 
 def test_a_series_alone_that_is_not_the_runs_is_warned_of_and_a_study_without_it_refused(

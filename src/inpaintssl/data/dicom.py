@@ -31,10 +31,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, ModuleType
@@ -63,6 +65,7 @@ __all__ = [
     "echoes_of",
     "finite_number",
     "first_slice_header",
+    "headers_read_once",
     "is_echo_number",
     "is_series_choice",
     "list_series",
@@ -590,11 +593,49 @@ def _file_headers(
     ]
 
 
+_HEADERS_READ: ContextVar[dict[Path, Any] | None] = ContextVar("_HEADERS_READ", default=None)
+"""Within :func:`headers_read_once`: each file's header parsed so far, by its path."""
+
+
+@contextlib.contextmanager
+def headers_read_once() -> Iterator[None]:
+    """Within the block, each DICOM file's header (no pixels) is parsed once, however often it is read.
+
+    ``predict`` reads a folder as one series first and, where it turns out to be a study (several
+    series, or a report or SEG beside the slices), again as a study to take the run's series
+    from; it then reads the first slice's header again for the series' tags. On a network share
+    each parse is a round of reads: a study of hundreds of files paid them two or three times.
+    The headers are shared as read, so the block's callers must not change them. Files changed
+    within the block are not read again.
+
+    Example:
+        >>> with headers_read_once():
+        ...     volume = open_series("study/", series="AX T1")  # doctest: +SKIP
+    """
+    token = _HEADERS_READ.set({})
+    try:
+        yield
+    finally:
+        _HEADERS_READ.reset(token)
+
+
+def _parsed_header(pydicom: ModuleType, path: Path, handle: BinaryIO | None = None) -> Any:
+    """``pydicom.dcmread`` of ``path``'s header (from ``handle`` where it is open already), parsed
+    once within :func:`headers_read_once`. pydicom's own exceptions pass through."""
+    read = _HEADERS_READ.get()
+    if read is not None and (ds := read.get(path)) is not None:
+        return ds
+    ds = pydicom.dcmread(path if handle is None else handle, stop_before_pixels=True)
+    if read is not None:
+        read[path] = ds
+    return ds
+
+
 def _header(pydicom: ModuleType, path: Path, handle: BinaryIO | None = None) -> Any:
     """A DICOM file's header as it is (no pixels, no checks), or a DataError naming the file;
     read from ``handle`` (at its start) where the file is open already."""
     try:
-        return pydicom.dcmread(path if handle is None else handle, stop_before_pixels=True)
+        return _parsed_header(pydicom, path, handle)
     except Exception as exc:  # pydicom raises many types for a bad file
         raise DataError(f"DICOM file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
 
@@ -625,7 +666,11 @@ def _study_headers(pydicom: ModuleType, folder: Path) -> list[tuple[Any, Path]]:
         and p.name != "DICOMDIR"
     )
     found = []
+    read = _HEADERS_READ.get() or {}
     for path in candidates:
+        if path in read:  # parsed within headers_read_once: it had the preamble
+            found.append((read[path], path))
+            continue
         try:
             handle = path.open("rb")
         except OSError as exc:
@@ -952,7 +997,7 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
     :class:`SeveralSeriesError`); ``None`` for a file given on its own.
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+        ds = pydicom.dcmread(path) if pixels else _parsed_header(pydicom, path)
         _check_is_image(ds, path, series_folder)
         if not pixels:
             _ = int(ds.Rows), int(ds.Columns)

@@ -32,7 +32,13 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import case_stem, folder_qualified_stems, is_glob
-from inpaintssl.data.dicom import SeveralSeriesError, first_slice_header, open_series, select_series
+from inpaintssl.data.dicom import (
+    SeveralSeriesError,
+    first_slice_header,
+    headers_read_once,
+    open_series,
+    select_series,
+)
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
@@ -320,11 +326,13 @@ def _open_dicom_input(path: Path, prep: SlicePreprocessing) -> DicomVolume:
         return opened(prep.series)
     if path.is_dir() and _subfolders_alone(path):
         return opened(prep.run_series)
-    try:
-        volume = opened(None)
-    except SeveralSeriesError:
-        return opened(prep.run_series)
-    header = first_slice_header(volume)
+    # Read as a series, then (a study after all) as a study: each file's header parsed once.
+    with headers_read_once():
+        try:
+            volume = opened(None)
+        except SeveralSeriesError:
+            return opened(prep.run_series)
+        header = first_slice_header(volume)
     try:
         select_series([(header, Path(volume.files[0]))], prep.run_series, path)
     except DataError:
