@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_helpers import save_dicom, single_frame_dataset, write_series
+from dicom_helpers import save_dicom, save_study_object, single_frame_dataset, write_series
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import ct_dataset
+from inpaintssl.data.dicom import SeveralSeriesError
 from inpaintssl.data.readers import DicomVolume
 
 pytest.importorskip("pydicom")
@@ -115,3 +116,24 @@ def test_a_segmentation_given_as_a_ct_image_is_refused_naming_it(tmp_path: Path)
     with pytest.raises(DataError, match=re.escape(f"DICOM file {seg} is a Segmentation (SEG)")) as err:
         ct_dataset(split="train", cases=cases, labelled=False)
     assert "the ct dataset reads a SEG as the label of the DICOM series it segments" in str(err.value)
+
+
+def test_an_object_without_rows_or_columns_is_refused_as_no_image_alone_and_a_series_of_its_own_beside(
+    tmp_path: Path,
+) -> None:
+    # A structured report (a CT's dose report) has no pixels: alone it is no image; beside slices
+    # it is a series of its own, so the folder is a study (SeveralSeriesError), not a broken series.
+    series = write_series(
+        tmp_path / "series", np.zeros((3, 4, 4), np.int16), modality="MR", positions=POSITIONS
+    )
+    report = save_study_object(sorted(series.iterdir())[0], series / "zz_sr.dcm", kind="SR")
+    with pytest.raises(DataError) as alone:
+        DicomVolume(report)
+    assert str(alone.value) == f"DICOM file {report} has no Rows/Columns; is it an image?"
+    assert not isinstance(alone.value, SeveralSeriesError)
+    with pytest.raises(SeveralSeriesError) as beside:
+        DicomVolume(series)
+    assert str(beside.value) == (
+        f"DICOM file {report} has no Rows/Columns; is it an image? A structured report, key-object "
+        f"selection or presentation state is a series of its own: move it out of the series folder {series}"
+    )

@@ -1003,14 +1003,6 @@ def _read_dicom(pydicom: ModuleType, path: Path, *, pixels: bool, series_folder:
             _ = int(ds.Rows), int(ds.Columns)
     except DataError:
         raise
-    except AttributeError as exc:
-        message = f"DICOM file {path} has no Rows/Columns; is it an image?"
-        if series_folder is None:
-            raise DataError(message) from exc
-        raise SeveralSeriesError(
-            f"{message} A structured report, key-object selection or presentation state is a series "
-            f"of its own: move it out of the series folder {series_folder}"
-        ) from exc
     except Exception as exc:  # pydicom raises many types for a bad file
         if not _has_dicm_prefix(path):
             # pydicom's own words ("Use force=True to force reading") point the wrong way: a stray
@@ -1092,22 +1084,32 @@ def dicom_object_kind(path: str | Path) -> str | None:
 
 
 def _check_is_image(ds: Any, path: Path, series_folder: Path | None) -> None:
-    """Refuse a SEG or RTSTRUCT file by what it is, before its frames or missing pixels say something else.
+    """Refuse a file that is no slice by what it is (a SEG or RTSTRUCT, or an object without Rows
+    and Columns), before its frames or missing pixels say something else.
 
     Read as a series, a SEG's frames (one per segment and slice) repeat positions, and an
-    RTSTRUCT has no pixels at all: both messages would point away from the cause.
+    RTSTRUCT has no pixels at all: both messages would point away from the cause. Among a
+    folder's slices such a file is a series of its own: that folder is a study's export, from
+    which predict then takes the series the run read (a :class:`SeveralSeriesError` says so).
+    :func:`_is_image` is the same test, for choosing among a study's files.
     """
     kind = _object_kind(ds)
-    if kind is None:
+    if kind is not None:
+        what, remedy = _NOT_IMAGES[kind]
+        message = f"DICOM file {path} is {what}; expected an image (a CT or MR slice or frames): "
+        if series_folder is None:
+            raise DataError(message + remedy)
+        raise SeveralSeriesError(
+            f"{message}it is a series of its own: move it out of the series folder {series_folder}; {remedy}"
+        )
+    if "Rows" in ds and "Columns" in ds:
         return
-    what, remedy = _NOT_IMAGES[kind]
-    message = f"DICOM file {path} is {what}; expected an image (a CT or MR slice or frames): "
+    message = f"DICOM file {path} has no Rows/Columns; is it an image?"
     if series_folder is None:
-        raise DataError(message + remedy)
-    # Among a folder's slices it is a series of its own: that folder is a study's export, from which
-    # predict then takes the series the run read (SeveralSeriesError says so).
+        raise DataError(message)
     raise SeveralSeriesError(
-        f"{message}it is a series of its own: move it out of the series folder {series_folder}; {remedy}"
+        f"{message} A structured report, key-object selection or presentation state is a series "
+        f"of its own: move it out of the series folder {series_folder}"
     )
 
 
