@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from inpaintssl.channel_argmax import channel_argmax
 from inpaintssl.data.preprocess import ResizeMode, fit_to_size
 from inpaintssl.inference.inputs import reading
 from inpaintssl.inference.preparation import PreparedInput
@@ -61,9 +62,9 @@ def label_map(scores: torch.Tensor, *, activation: str, threshold: float = 0.5) 
         [[[0, 2]]]
     """
     if activation == "softmax":
-        return scores.argmax(dim=1)
+        return channel_argmax(scores)
     present = scores > threshold
-    best = scores.masked_fill(~present, -math.inf).argmax(dim=1) + 1
+    best = channel_argmax(scores.masked_fill(~present, -math.inf)) + 1
     return torch.where(present.any(dim=1), best, torch.zeros_like(best))
 
 

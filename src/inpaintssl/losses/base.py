@@ -32,6 +32,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from inpaintssl.channel_argmax import channel_argmax
 from inpaintssl.losses._tensors import as_loss_dtype
 from inpaintssl.options import check_option
 
@@ -105,7 +106,7 @@ class SegmentationLoss(nn.Module, abc.ABC):
             raise ValueError(f"logits must have shape (N, C, H, W); found shape {tuple(logits.shape)}")
         if self.activation == "sigmoid":
             return (logits > 0).to(torch.float32)
-        winners = logits.argmax(dim=1, keepdim=True)
+        winners = channel_argmax(logits, keepdim=True)
         classes = torch.arange(1, logits.shape[1], device=logits.device)
         return (winners == classes.view(1, -1, *([1] * (logits.ndim - 2)))).to(torch.float32)
 
@@ -130,7 +131,7 @@ class SegmentationLoss(nn.Module, abc.ABC):
     def class_index(self, target_onehot: torch.Tensor) -> torch.Tensor:
         """Integer label map ``(N, H, W)``: 0 for background, ``k + 1`` for foreground class ``k``."""
         on = target_onehot > 0.5
-        return torch.where(on.any(dim=1), on.to(torch.uint8).argmax(dim=1) + 1, 0)
+        return torch.where(on.any(dim=1), channel_argmax(on.to(torch.uint8)) + 1, 0)
 
     def check_inputs(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> None:
         """Raise ``ValueError`` unless the shapes are ``(N, out_channels(K), H, W)`` and ``(N, K, H, W)``."""
