@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_cache_dir
+import bench_channel_argmax
 import bench_convergence
 import bench_corruption
 import bench_dataloader
@@ -48,6 +49,7 @@ import bench_system
 import bench_training
 import bench_worker_starts
 from provenance import provenance, write_record
+from summary import targets
 
 from inpaintssl.atomic import atomic_write_text
 
@@ -56,31 +58,6 @@ def _machine() -> str:
     if torch.cuda.is_available():
         return f"{platform.machine()}-{torch.cuda.get_device_name(0).replace(' ', '_')}"
     return f"{platform.machine()}-cpu{torch.get_num_threads()}"
-
-
-def _targets(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str, Any]]:
-    """``(benchmark, target, met)`` of a record, or of each record in a section such as ``gpu``.
-
-    Example:
-        >>> section = {"training": {"targets": {"a>=1": True}}, "throughput": {"targets": {"b": None}}}
-        >>> _targets({"gpu": section}["gpu"], "gpu")
-        [('gpu.training', 'a>=1', True), ('gpu.throughput', 'b', None)]
-    """
-    found: list[tuple[str, str, Any]] = []
-    targets = record.get("targets")
-    if isinstance(targets, dict):
-        found.extend((prefix, str(name), met) for name, met in targets.items())
-    entries = record.get("entries")
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and "target_met" in entry:
-            found.append((prefix, str(entry.get("source", entry.get("name", "?"))), entry["target_met"]))
-    if "error" in record and prefix:
-        found.append((prefix, "(benchmark failed)", f"error: {str(record['error']).splitlines()[0][:120]}"))
-    if not found:  # a section of records: look one level down
-        for name, sub in record.items():
-            if isinstance(sub, dict):
-                found.extend(_targets(sub, f"{prefix}.{name}" if prefix else name))
-    return found
 
 
 def _run(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -125,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("dicom_compressed", lambda: bench_dicom_compressed.main(quick)),
         ("predict_writes", lambda: bench_predict_writes.main(quick)),
         ("label_map_formats", lambda: bench_label_map_formats.main(quick)),
+        ("channel_argmax", lambda: bench_channel_argmax.main(quick)),
         ("dicom_label_formats", lambda: bench_dicom_label_formats.main(quick)),
         ("mese_t2", lambda: bench_mese_t2.main(quick)),
         ("preflight_threads", lambda: bench_preflight_threads.main(quick)),
@@ -171,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     for name, record in results.items():
         if isinstance(record, dict) and name != "host":
-            for benchmark, target, met in _targets(record, name):
+            for benchmark, target, met in targets(record, name):
                 lines.append(f"| {benchmark} | {target} | {met} |")
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
