@@ -3,9 +3,11 @@ give nibabel's arrays."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import itertools
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -195,6 +197,28 @@ def test_a_closed_stream_refuses_reads_and_bad_arguments_are_named(tmp_path: Pat
     for call in (stream.read, stream.tell, lambda: stream.seek(0), stream.skip_to_end):
         with pytest.raises(ValueError, match="closed"):
             call()
+
+
+def test_a_stream_that_failed_to_open_closes_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its finaliser closes it all the same; from Python 3.13 it reports what that close raises
+    # ("Exception ignored in: <GzipStream ...>", AttributeError: no '_file'), on every failed open.
+    path = tmp_path / "a.gz"
+    path.write_bytes(gzip.compress(b"abc"))
+    for arguments, error in [
+        ({"path": tmp_path / "absent.gz"}, FileNotFoundError),
+        ({"path": path, "chunk_bytes": 0}, ValueError),
+    ]:
+        stream = GzipStream.__new__(GzipStream)
+        with pytest.raises(error):
+            stream.__init__(**arguments)  # type: ignore[misc]
+        stream.close()  # what the finaliser calls
+        assert stream.closed
+    reported: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    with pytest.raises(FileNotFoundError):
+        GzipStream(tmp_path / "absent.gz")
+    gc.collect()
+    assert reported == []
 
 
 _DTYPES = ["uint8", "int16", "<i4", ">i2", "<f4", ">f8", "uint16"]

@@ -151,8 +151,11 @@ class GzipStream(io.RawIOBase):
         return skipped
 
     def close(self) -> None:
-        if not self.closed:
-            self._file.close()
+        # A stream whose __init__ failed (no such file, a bad chunk_bytes) has no file; its finaliser
+        # still closes it, and from Python 3.13 on reports what that close raises.
+        file = getattr(self, "_file", None)
+        if not self.closed and file is not None:
+            file.close()
         super().close()
 
     def _check_open(self) -> None:
