@@ -14,7 +14,7 @@ SMP_TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTHON_OLDEST ?= python3.10
 OLDEST_VENV ?= .venv-oldest
 TORCH_OLDEST ?= torch==2.3.1
-# The tests test-oldest selects (pytest -m); CI leaves out the torchrun ones there (see .ci/run).
+# The tests test-oldest selects (pytest -m).
 OLDEST_MARKERS ?= not slow
 BENCH_ARGS ?=
 BIN := $(VENV)/bin
