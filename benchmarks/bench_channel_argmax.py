@@ -12,10 +12,14 @@ bfloat16 (a channels-last run's logits), a one-hot uint8 target (``class_index``
 at the paper's 512x512. Each arm's median of ``--repeats`` timed calls (after one untimed call),
 the arms alternating, is compared.
 
-A last pair of arms runs a whole ``predict`` of NIfTI volumes with a tiny trained run, the label
-map taken each way (``inpaintssl.inference.labelling.channel_argmax`` swapped for ``argmax`` in
-the first arm): their label maps must be equal; its speed-up is reported, not targeted (the
-network's forward takes most of the time, the more so the larger the network).
+Two more pairs of arms time what the library does with it, the arg-max taken each way
+(``channel_argmax`` swapped for ``argmax`` where the library imports it, in the first arm): the
+``dice_ce`` loss (softmax) forward and backward on a batch of the demo's fine-tuning size, 16
+112x96 slices with 3 classes, whose cross-entropy takes each pixel's class from the one-hot
+target (``class_index``), with equal losses and gradients; and a whole ``predict`` of NIfTI
+volumes with a tiny trained run, with equal label maps. Their speed-ups are reported, not
+targeted (a network's forward and backward take most of a step's time, the more so the larger
+the network).
 
 Usage::
 
@@ -46,6 +50,8 @@ from scipy.ndimage import gaussian_filter
 import inpaintssl as issl
 from inpaintssl.channel_argmax import channel_argmax
 from inpaintssl.inference import labelling
+from inpaintssl.losses import base as loss_base
+from inpaintssl.registry import LOSSES
 
 TARGET_SPEEDUP = 3.0  # contiguous float32 scores, 2 cores
 FLOOR = 0.9  # every other case
@@ -86,6 +92,37 @@ def _time(arms: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[fl
     return seconds
 
 
+DICE_CE_BATCH = (16, 4, 112, 96)  # the demo's fine-tuning batch: background and 3 classes
+
+
+def _time_dice_ce(repeats: int) -> tuple[dict[str, list[float]], dict[str, list[torch.Tensor]]]:
+    """Seconds of one ``dice_ce`` forward and backward per arm, and each arm's loss and gradient."""
+    gen = torch.Generator().manual_seed(0)
+    n, channels, height, width = DICE_CE_BATCH
+    logits = torch.randn(n, channels, height, width, generator=gen)
+    labels = torch.randint(0, channels, (n, height, width), generator=gen)
+    target = torch.nn.functional.one_hot(labels, channels)[..., 1:].permute(0, 3, 1, 2).float().contiguous()
+    loss = LOSSES.build("dice_ce", activation="softmax")
+    found: dict[str, list[torch.Tensor]] = {}
+
+    def step() -> list[torch.Tensor]:
+        scores = logits.clone().requires_grad_()
+        value = loss(scores, target)
+        value.backward()
+        assert scores.grad is not None
+        return [value.detach(), scores.grad]
+
+    arms: dict[str, Callable[[], Any]] = {}
+    for arm, kernel in (("argmax", _argmax), ("channel_argmax", channel_argmax)):
+
+        def run(kernel: Callable[..., torch.Tensor] = kernel, arm: str = arm) -> None:
+            with mock.patch.object(loss_base, "channel_argmax", kernel):
+                found[arm] = step()
+
+        arms[arm] = run
+    return _time(arms, repeats), found
+
+
 def _write_volumes(root: Path, count: int, shape: tuple[int, int, int]) -> list[Path]:
     rng = np.random.default_rng(0)
     paths = []
@@ -124,6 +161,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "median_seconds": median,
             "speedup": median["argmax"] / median["channel_argmax"],
         }
+
+    loss_seconds, gradients = _time_dice_ce(args.repeats)
+    if not all(torch.equal(a, b) for a, b in zip(gradients["argmax"], gradients["channel_argmax"])):
+        raise AssertionError("the two dice_ce arms gave different losses or gradients")
+    loss_median = {arm: statistics.median(v) for arm, v in loss_seconds.items()}
 
     count, shape = (2, (128, 128, 16)) if args.quick else (4, (256, 256, 48))
     predict_seconds: dict[str, list[float]] = {"argmax": [], "channel_argmax": []}
@@ -167,6 +209,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "repeats": args.repeats,
         "cases": cases,
+        "dice_ce_batch": list(DICE_CE_BATCH),
+        "dice_ce_seconds": loss_seconds,
+        "median_dice_ce_seconds": loss_median,
+        "dice_ce_speedup": loss_median["argmax"] / loss_median["channel_argmax"],
         "predict_volumes": count,
         "predict_volume_shape": list(shape),
         "predict_seconds": predict_seconds,
