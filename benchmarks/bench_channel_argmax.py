@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from provenance import emit, provenance
 from scipy.ndimage import gaussian_filter
+from tiny_run import tiny_run, written_label_maps
 
 import inpaintssl as issl
 from inpaintssl.channel_argmax import channel_argmax
@@ -134,10 +135,6 @@ def _write_volumes(root: Path, count: int, shape: tuple[int, int, int]) -> list[
     return paths
 
 
-def _labels(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time the arms; return the JSON record."""
     parser = argparse.ArgumentParser(
@@ -174,17 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         scans = _write_volumes(root, count, shape)
-        run = issl.finetune(
-            {
-                "data": {
-                    "dataset": "synthetic",
-                    "params": {"num_images": 16, "num_val": 4, "num_test": 4, "size": list(shape[:2])},
-                },
-                "model": {"params": {"depth": 3, "base_width": 8}},
-                "optim": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
-                "run": {"output_dir": str(root / "run"), "quiet": True, "device": "cpu", "seed": 0},
-            }
-        ).run_dir
+        run = tiny_run(root / "run", size=shape[:2])
         for repeat in range(1 + max(1, args.repeats // 2)):
             for arm in predict_seconds:
                 out = root / f"{arm}{repeat}"
@@ -195,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     elapsed = time.perf_counter() - start
                 if repeat:  # the first pass of each arm warms the caches, untimed
                     predict_seconds[arm].append(elapsed)
-                written[arm] = _labels(out)
+                written[arm] = written_label_maps(out)
     if written["argmax"].keys() != written["channel_argmax"].keys() or not all(
         np.array_equal(written["argmax"][k], written["channel_argmax"][k]) for k in written["argmax"]
     ):

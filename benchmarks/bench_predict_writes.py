@@ -40,6 +40,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 from provenance import emit, provenance
+from tiny_run import tiny_run, written_label_maps
 
 import inpaintssl as issl
 
@@ -106,10 +107,6 @@ def _swapped(name: str, stand_in: type[Any]) -> Iterator[list[Any]]:
         setattr(predict_module, name, real)
 
 
-def _labels(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time both arms; return the JSON record."""
     parser = argparse.ArgumentParser(
@@ -126,15 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warnings.simplefilter("ignore")  # a two-step run is not converged; that is not measured here
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        data = {"num_images": 16, "num_val": 4, "num_test": 4, "size": list(shape[:2])}
-        run = issl.finetune(
-            {
-                "data": {"dataset": "synthetic", "params": data},
-                "model": {"params": {"depth": 3, "base_width": 8}},
-                "optim": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
-                "run": {"output_dir": str(root / "run"), "quiet": True, "device": "cpu", "seed": 0},
-            }
-        ).run_dir
+        run = tiny_run(root / "run", size=shape[:2])
         scans = root / "scans"
         scans.mkdir()
         rng = np.random.default_rng(0)
@@ -162,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     seconds[arm].append(time.perf_counter() - start)
                 if arm in inline_seconds:
                     inline_seconds[arm].append(sum(stand_in.seconds for stand_in in made))
-                labels[arm] = _labels(out)
+                labels[arm] = written_label_maps(out)
     writing, reading = inline_seconds["inline"], inline_seconds["no_read_ahead"]
     same = all(
         labels[arm].keys() == labels["write_ahead"].keys()

@@ -48,6 +48,7 @@ from provenance import emit, provenance
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from scipy.ndimage import gaussian_filter
+from tiny_run import tiny_run, written_label_maps
 
 import inpaintssl as issl
 from inpaintssl.data.ct import ct_dataset
@@ -147,10 +148,6 @@ def _stats(dataset: VolumeSliceDataset, count: int) -> list[tuple[bytes, bytes]]
     return [(s.mean.tobytes(), s.std.tobytes()) for s in (dataset.volume_stats(c) for c in range(count))]
 
 
-def _labels(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(nib.load(p).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))}
-
-
 def _read_with_nibabel(path: Path) -> np.ndarray:
     return np.asarray(nib.load(path).dataobj)
 
@@ -217,17 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if dicom_kept["one_by_one"] != dicom_kept["threads"]:
             raise AssertionError("the two DICOM arms kept different normalisation statistics")
 
-        run = issl.finetune(
-            {
-                "data": {
-                    "dataset": "synthetic",
-                    "params": {"num_images": 16, "num_val": 4, "num_test": 4, "size": list(shape[:2])},
-                },
-                "model": {"params": {"depth": 3, "base_width": 8}},
-                "optim": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
-                "run": {"output_dir": str(root / "run"), "quiet": True, "device": "cpu", "seed": 0},
-            }
-        ).run_dir
+        run = tiny_run(root / "run", size=shape[:2])
         scans = [root / c["image"] for c in cases]
         predict_seconds: dict[str, list[float]] = {arm: [] for arm in arms}
         labels: dict[str, dict[str, np.ndarray]] = {}
@@ -237,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 start = time.perf_counter()
                 issl.predict(run, scans, output=out, progress=False, device="cpu", check_threads=workers)
                 predict_seconds[arm].append(time.perf_counter() - start)
-                labels[arm] = _labels(out)
+                labels[arm] = written_label_maps(out)
     same = labels["one_by_one"].keys() == labels["threads"].keys() and all(
         np.array_equal(labels["one_by_one"][k], labels["threads"][k]) for k in labels["threads"]
     )

@@ -95,3 +95,21 @@ def assert_t2_outputs(
         expected = float(reference[mask].mean()) if mask.any() else float("nan")
         np.testing.assert_allclose(case.mean_t2_ms[name], expected, rtol=1e-4)
         np.testing.assert_allclose(float(row[f"{name}_t2_ms"]), expected, rtol=1e-4)
+
+
+def plain_slice_preprocessing() -> Any:
+    """The ``SlicePreprocessing`` ``predict`` reads inputs with for a run of the ``nifti`` dataset's
+    defaults: axis 2, per-volume z-scoring, no resizing, as stored."""
+    from inpaintssl.inference.trained_run import SlicePreprocessing
+
+    return SlicePreprocessing(
+        slice_axis=2,
+        normalize="volume",
+        windows=None,
+        hu_floor=-1024.0,
+        image_size=None,
+        resize_mode="crop_or_pad",
+        display=False,
+        orientation=None,
+        training_orientations={},
+    )

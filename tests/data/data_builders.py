@@ -178,24 +178,6 @@ def write_nifti(path: Path, array: np.ndarray, *, spacing: tuple[float, ...] = (
     nib.save(nib.Nifti1Image(array, affine), path)
 
 
-def plain_slice_preprocessing() -> Any:
-    """The ``SlicePreprocessing`` ``predict`` reads inputs with for a run of the ``nifti`` dataset's
-    defaults: axis 2, per-volume z-scoring, no resizing, as stored."""
-    from inpaintssl.inference.trained_run import SlicePreprocessing
-
-    return SlicePreprocessing(
-        slice_axis=2,
-        normalize="volume",
-        windows=None,
-        hu_floor=-1024.0,
-        image_size=None,
-        resize_mode="crop_or_pad",
-        display=False,
-        orientation=None,
-        training_orientations={},
-    )
-
-
 def onehot_reference(label: np.ndarray, num_classes: int) -> np.ndarray:
     """Independent one-hot: ``(H, W)`` ints -> ``(K, H, W)`` via broadcasting against 1..K."""
     return (label[None] == np.arange(1, num_classes + 1)[:, None, None]).astype(np.float32)

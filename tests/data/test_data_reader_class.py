@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from data_builders import plain_slice_preprocessing, write_dicom_slice, write_nifti
+from data_builders import write_dicom_slice, write_nifti
 from PIL import Image
 
 from inpaintssl.data.base import DataError
@@ -37,6 +37,7 @@ from inpaintssl.inference.inputs import expand_inputs, open_input
 from inpaintssl.inference.results import PredictionError
 from metaimage_helpers import write_metaimage
 from nrrd_helpers import write_nrrd
+from predict_helpers import plain_slice_preprocessing
 
 IMAGE = np.random.default_rng(3).normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)
 MASK = np.random.default_rng(4).integers(0, 5, size=(6, 5)).astype(np.uint8)

@@ -10,7 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from data_builders import onehot_reference, plain_slice_preprocessing, write_nifti
+from data_builders import onehot_reference, write_nifti
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
@@ -24,6 +24,7 @@ from inpaintssl.data.volumes import (
 )
 from metaimage_helpers import write_metaimage
 from nrrd_helpers import write_nrrd
+from predict_helpers import plain_slice_preprocessing
 
 RNG = np.random.default_rng(42)
 IMAGE = RNG.normal(100.0, 20.0, size=(6, 5, 4)).astype(np.float32)

@@ -6,6 +6,7 @@ map and volumes, and with ``t2`` the same T2 map.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -22,7 +23,7 @@ import inpaintssl as issl
 from dicom_helpers import count_reads_by_folder, save_study_object, write_single_frame
 from inpaintssl.cli import main as cli_main
 from inpaintssl.inference.results import PredictionError
-from predict_helpers import predict_quietly, written_nifti
+from predict_helpers import plain_slice_preprocessing, predict_quietly, written_nifti
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -244,7 +245,6 @@ def test_each_header_of_an_input_is_parsed_once_to_find_the_runs_series(
     # A folder is read as one series first and, a study after all, as a study; a series alone has
     # its first slice's tags read to compare with the run's series. Twice the parses, on a share.
     from inpaintssl.inference.inputs import open_input
-    from inpaintssl.inference.trained_run import SlicePreprocessing
 
     _study(tmp_path / "study")
     if layout != "flat study":
@@ -252,18 +252,7 @@ def test_each_header_of_an_input_is_parsed_once_to_find_the_runs_series(
     folder = tmp_path / "study" / "SE0002" if layout == "series alone" else _flat(tmp_path / "study")
     if layout == "series beside a report":
         save_study_object(sorted(folder.iterdir())[0], folder / "SR0001", kind="SR", SeriesNumber=99)
-    prep = SlicePreprocessing(
-        slice_axis=2,
-        normalize="volume",
-        windows=None,
-        hu_floor=-1024.0,
-        image_size=None,
-        resize_mode="crop_or_pad",
-        display=False,
-        orientation=None,
-        training_orientations={},
-        run_series="AX T1",
-    )
+    prep = dataclasses.replace(plain_slice_preprocessing(), run_series="AX T1")
     parsed: Counter[str] = Counter()
     real_read = pydicom.dcmread
 
