@@ -1,13 +1,15 @@
 """The index of each pixel's largest channel, as ``torch.argmax(dim=1)`` gives it, computed faster.
 
 Label maps come from class scores ``(N, C, H, W)`` by an arg-max over the channels: every
-``predict`` batch (:func:`~inpaintssl.inference.labelling.label_map`) and every validation batch
-(:meth:`~inpaintssl.losses.base.SegmentationLoss.predict_onehot`). On the CPU, PyTorch's
-``argmax`` reduces along a strided axis one element at a time: over the channels of a
-contiguous (NCHW) tensor it took 5 to 16 times as long as ``torch.max(dim=1)``, whose indices are
-the same (on a 2-core AMD EPYC, torch 2.13; ``benchmarks/bench_channel_argmax.py``). Where the
-channels are the innermost axis in memory (``channels_last``), ``argmax`` takes its vectorised
-path and was as fast or faster for floating point, so it is kept there.
+``predict`` batch (:func:`~inpaintssl.inference.labelling.label_map`), every validation batch
+(:meth:`~inpaintssl.losses.base.SegmentationLoss.predict_onehot`) and, with a softmax loss, every
+training step's cross-entropy target (:meth:`~inpaintssl.losses.base.SegmentationLoss.class_index`).
+On the CPU, PyTorch's ``argmax`` reduces along a strided axis one element at a time: over the
+channels of a contiguous (NCHW) tensor it took 10 times as long as ``torch.max(dim=1)`` for
+float32 scores and 18 times for a uint8 one-hot map, whose indices are the same (a 2-core AMD
+EPYC, torch 2.13; ``benchmarks/bench_channel_argmax.py``). Where the channels are the innermost
+axis in memory (``channels_last``), ``argmax`` takes its vectorised path and was as fast, so it
+is kept there.
 
 Both return the first largest channel where several tie, and a NaN counts as the largest (the
 first NaN's channel), as PyTorch documents for each; the indices are equal to the bit.
