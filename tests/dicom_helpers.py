@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -428,8 +428,9 @@ def _compress_htj2k(path: Path) -> None:
     ds.save_as(path)
 
 
-def count_reads_by_folder(monkeypatch: Any) -> Counter[str]:
-    """From now on, count each ``pydicom.dcmread`` under the name of the folder of the file it reads.
+def count_dicom_reads(monkeypatch: Any, *, by: Literal["folder", "file"] = "folder") -> Counter[str]:
+    """From now on, count each ``pydicom.dcmread`` under the name of the file it reads (``by="file"``)
+    or of that file's folder.
 
     A study written one folder per series (``SE0002``, ...) then says how often each series' files
     were opened; ``monkeypatch.undo()`` stops the count.
@@ -440,7 +441,8 @@ def count_reads_by_folder(monkeypatch: Any) -> Counter[str]:
     reads: Counter[str] = Counter()
 
     def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
-        reads[Path(getattr(path, "name", path)).parent.name] += 1  # a path, or a file open already
+        read = Path(getattr(path, "name", path))  # a path, or a file open already
+        reads[read.name if by == "file" else read.parent.name] += 1
         return real_read(path, *args, **kwargs)
 
     monkeypatch.setattr(pydicom, "dcmread", counted)

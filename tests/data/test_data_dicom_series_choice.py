@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dicom_helpers import count_opens_under, count_reads_by_folder, save_study_object, write_single_frame
+from dicom_helpers import count_dicom_reads, count_opens_under, save_study_object, write_single_frame
 from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import decompressed_into
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, echoes_of, open_echoes, open_series
@@ -301,7 +301,7 @@ def test_the_echoes_of_a_studys_series_are_read_from_its_files_alone(
     from inpaintssl.data.dicom_dataset import dicom_dataset
 
     _write_study(tmp_path / "study", tree=True)
-    reads = count_reads_by_folder(monkeypatch)
+    reads = count_dicom_reads(monkeypatch)
     mine = dicom_dataset(
         split="train",
         labelled=False,

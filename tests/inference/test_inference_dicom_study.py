@@ -12,7 +12,6 @@ import shutil
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 import inpaintssl as issl
-from dicom_helpers import count_reads_by_folder, save_study_object, write_single_frame
+from dicom_helpers import count_dicom_reads, save_study_object, write_single_frame
 from inpaintssl.cli import main as cli_main
 from inpaintssl.inference.results import PredictionError
 from predict_helpers import plain_slice_preprocessing, predict_quietly, written_nifti
@@ -97,7 +96,7 @@ def test_a_t2_map_of_the_studys_mese_series_is_the_series_alones(
     trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _study(tmp_path / "study")
-    reads = count_reads_by_folder(monkeypatch)
+    reads = count_dicom_reads(monkeypatch)
     (got,) = predict_quietly(
         trained_run.run_dir, tmp_path / "study", tmp_path / "out", series=5, echo=2, t2=True
     ).cases
@@ -253,20 +252,12 @@ def test_each_header_of_an_input_is_parsed_once_to_find_the_runs_series(
     if layout == "series beside a report":
         save_study_object(sorted(folder.iterdir())[0], folder / "SR0001", kind="SR", SeriesNumber=99)
     prep = dataclasses.replace(plain_slice_preprocessing(), run_series="AX T1")
-    parsed: Counter[str] = Counter()
-    real_read = pydicom.dcmread
-
-    def counted(path: Any, *args: Any, stop_before_pixels: bool = False, **kwargs: Any) -> Any:
-        if stop_before_pixels:
-            parsed[Path(getattr(path, "name", path)).name] += 1  # a path, or a file open already
-        return real_read(path, *args, stop_before_pixels=stop_before_pixels, **kwargs)
-
-    monkeypatch.setattr(pydicom, "dcmread", counted)
+    reads = count_dicom_reads(monkeypatch, by="file")
     volume, _ = open_input(folder, prep=prep, key=None, spacing=None)
     monkeypatch.undo()
     assert len(volume.files) == SLICES  # the T1's, not the MESE's 3 echoes
     assert volume.series == (None if layout == "series alone" else "AX T1")
-    assert parsed == Counter({file.name: 1 for file in folder.iterdir()})
+    assert reads == Counter({file.name: 1 for file in folder.iterdir()})
 
 
 def test_a_series_alone_that_is_not_the_runs_is_warned_of_and_a_study_without_it_refused(
