@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from volume_formats import FORMATS
 
+from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import (
     DecompressedSource,
     decompressed_into,
@@ -78,6 +79,68 @@ def test_a_compressed_volume_reads_the_same_slices_from_its_decompressed_file(
     assert [path for path, _, _ in record.files] == [os.path.abspath(f) for f in volume.files]
     assert [size for _, size, _ in record.files] == [os.path.getsize(f) for f in volume.files]
     assert record.changed() == []
+
+
+def _touch_each(volume: Volume) -> None:
+    """Rewrite every file of ``volume`` as far as a stat can tell: a later modification time."""
+    for name in volume.files:
+        stat = os.stat(name)
+        os.utime(name, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "cached"),
+    [(fmt, True) for fmt in COMPRESSED]
+    # Without a folder a compressed DICOM series decodes each slice's file, header and all, per read.
+    + [(fmt, False) for fmt in COMPRESSED if fmt != "dicom series compressed"],
+)
+def test_a_source_rewritten_after_its_header_was_read_is_refused_not_decoded_with_that_header(
+    tmp_path: Path, fmt: str, cached: bool
+) -> None:
+    # The header (dtype, offset, scaling) was parsed at opening: new bytes decoded with it are
+    # wrong values, and under data.cache_dir they were kept under the new file's name, where every
+    # later run read them.
+    cache = tmp_path / "cache" if cached else None
+    volume = _opened(fmt, tmp_path / "data", cache)
+    _touch_each(volume)
+    with pytest.raises(DataError, match=r"was rewritten since it was opened") as caught:
+        volume.read(0)
+    assert volume.source in str(caught.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_file_rewritten_between_opening_and_reading_leaves_the_cache_to_its_new_contents(
+    tmp_path: Path,
+) -> None:
+    # The audit's case: a label map re-exported (uint8 -> int16) while a dataset holding it was open.
+    nib = pytest.importorskip("nibabel")
+    from inpaintssl.data.readers import NiftiVolume
+
+    path, cache = tmp_path / "label.nii.gz", tmp_path / "cache"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 3), np.uint8), np.eye(4)), path)
+    with decompressed_into(cache):
+        opened = NiftiVolume(path)
+    fixed = np.zeros((4, 5, 3), np.int16)
+    fixed[1:3, 1:4, :] = 300
+    nib.save(nib.Nifti1Image(fixed, np.eye(4)), path)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000_000))
+    with pytest.raises(DataError, match=r"label\.nii\.gz was rewritten since it was opened"):
+        opened.read(0)
+    with decompressed_into(cache):
+        fresh = NiftiVolume(path)
+    assert np.array_equal(fresh.read(0), fixed[:, :, 0])
+
+
+@pytest.mark.parametrize("fmt", COMPRESSED)
+def test_a_released_volume_reads_its_files_as_they_were_from_its_copy(tmp_path: Path, fmt: str) -> None:
+    # The copy holds what the header describes, so a volume read again after release() is the same
+    # volume even if its files changed since; a fresh volume of the changed files reads them.
+    volume = _opened(fmt, tmp_path / "data", tmp_path / "cache")
+    reference = _slices(volume)
+    volume.release()
+    _touch_each(volume)
+    _assert_same(_slices(volume), reference)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
 
 
 @pytest.mark.parametrize(

@@ -113,8 +113,9 @@ def _nifti_set(root: Path, split: str = "train", **arrays: np.ndarray) -> SliceD
 
 
 def test_truncated_nifti_is_found_only_by_reading_every_voxel(tmp_path: Path) -> None:
-    dataset = _nifti_set(tmp_path, train=_image(0, (64, 64, 4)), train_seg=_label(0, (64, 64, 4)))
-    _truncate(tmp_path / "train.nii.gz", keep=0.7)
+    cases = _nifti_cases(tmp_path, train=_image(0, (64, 64, 4)), train_seg=_label(0, (64, 64, 4)))
+    _truncate(tmp_path / "train.nii.gz", keep=0.7)  # before opening: its header reads
+    dataset = nifti_dataset(split="train", cases=cases, root=tmp_path, class_names=CLASSES)
     with pytest.raises(DataError, match=r"train\.nii\.gz cannot be read at slice 0 .*truncated"):
         preflight({"train": dataset}, progress=False)
 

@@ -10,14 +10,16 @@ process memory-maps: the operating system's page cache holds it once for all of 
 does not fit, and the next run over the same files (a study's many runs) decompresses nothing.
 This is what nnU-Net does when it unpacks its ``.npz`` training data to ``.npy``.
 
-A file is named by a digest of what it was decompressed from: the reader, the array read, and
-each source file's absolute path, size and modification time, so a source rewritten or replaced
-gets a new file and the old one is never read for it. It is written atomically
-(:mod:`inpaintssl.atomic`): processes that decompress the same volume at once each write a
-complete file, and the last rename wins with the same bytes. A file that cannot be read back or
-holds another shape (damaged by something else) is decompressed and written again. A folder that
-cannot be written (full, read-only) costs memory, not the run: the array is kept in memory, with
-a warning.
+A file is named by a digest of what it was decompressed from: the reader, the array read, and each
+source file's absolute path, size and modification time when the volume was opened (its header
+read), so a source rewritten or replaced gets a new file and the old one is never read for it. The
+bytes are decoded with that header, so a volume whose files changed since is refused
+(:class:`~inpaintssl.data.base.DataError`) rather than decompressed, checked before and after the
+read. It is written atomically (:mod:`inpaintssl.atomic`): processes that decompress the same
+volume at once each write a complete file, and the last rename wins with the same bytes. A file
+that cannot be read back or holds another shape (damaged by something else) is decompressed and
+written again. A folder that cannot be written (full, read-only) costs memory, not the run: the
+array is kept in memory, with a warning.
 
 Beside each ``<digest>.npy`` a ``<digest>.json`` records what it was decompressed from
 (:class:`DecompressedSource`), so that a file whose sources were rewritten or removed can be
@@ -63,6 +65,7 @@ __all__ = [
     "current_folder",
     "decompressed_into",
     "decompressed_name",
+    "file_states",
     "kept_on_disk",
     "source_record_path",
 ]
@@ -101,6 +104,26 @@ def current_folder() -> Path | None:
     return _FOLDER.get()
 
 
+def file_states(files: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    """Each file's absolute path, size in bytes and modification time in nanoseconds, now.
+
+    Raises:
+        OSError: A file cannot be examined (``os.stat``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.nii.gz"
+        >>> _ = path.write_bytes(b"123")
+        >>> [(name == str(path), size) for name, size, _ in file_states([str(path)])]
+        [(True, 3)]
+    """
+    states = []
+    for name in files:
+        stat = os.stat(name)
+        states.append((os.path.abspath(name), stat.st_size, stat.st_mtime_ns))
+    return tuple(states)
+
+
 @dataclass(frozen=True)
 class DecompressedSource:
     """Where a decompressed file came from: the reader, the array read, and each source file as it was.
@@ -134,11 +157,7 @@ class DecompressedSource:
         Raises:
             OSError: A file cannot be examined (``os.stat``).
         """
-        stats = []
-        for name in files:
-            stat = os.stat(name)
-            stats.append((os.path.abspath(name), stat.st_size, stat.st_mtime_ns))
-        return cls(reader=reader, source=source, files=tuple(stats))
+        return cls(reader=reader, source=source, files=file_states(files))
 
     @property
     def name(self) -> str:

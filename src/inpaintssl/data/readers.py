@@ -48,7 +48,7 @@ import numpy as np
 from inpaintssl._lazy import lazy_exports
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import check_rank, check_slice_axis, check_spacing, existing_path
-from inpaintssl.data.decompressed import DecompressedSource, current_folder, kept_on_disk
+from inpaintssl.data.decompressed import DecompressedSource, current_folder, file_states, kept_on_disk
 from inpaintssl.data.gzip_stream import GzipStream
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
@@ -114,7 +114,9 @@ class Volume(ABC):
         num_slices: Number of slices along the slice axis.
         channels: Channels per slice (the last axis of a 4D volume, else 1).
         spacing: ``(row_mm, col_mm, slice_mm)``.
-        files: Every file this volume reads (for a run manifest).
+        files: Every file this volume reads (for a run manifest). Setting it (when a reader has
+            parsed the header) notes each file's size and modification time: a volume reads its
+            files as they were then, or refuses (:meth:`read`).
         decompressed_folder: Where a compressed volume keeps its decompressed array, memory-mapped
             (:mod:`~inpaintssl.data.decompressed`, set by ``decompressed_into`` when the volume
             was opened); ``None`` keeps it in this process's memory.
@@ -123,7 +125,6 @@ class Volume(ABC):
     path: Path
     shape: tuple[int, ...]
     spacing: tuple[float, float, float]
-    files: tuple[str, ...]
     has_geometry: bool = False
     """Whether ``spacing`` comes from the file (NIfTI, DICOM) rather than from parameters."""
     affine: np.ndarray | None = None
@@ -171,6 +172,19 @@ class Volume(ABC):
         self._set_grid(self.shape, self._stored_zooms)
         self.files = (str(path),)
         self.decompressed_folder = current_folder()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file this volume reads (for a run manifest)."""
+        return self._read_files
+
+    @files.setter
+    def files(self, files: Sequence[str]) -> None:
+        self._read_files = tuple(files)
+        try:
+            self._opened_as: tuple[tuple[str, int, int], ...] | None = file_states(self._read_files)
+        except OSError:
+            self._opened_as = None  # gone already: the first read says so, naming the file
 
     @property
     def source(self) -> str:
@@ -370,13 +384,19 @@ class Volume(ABC):
         """
         kept = self.__dict__.get("_cache")
         if kept is None:
-            decompress = functools.partial(self._slices_contiguous, decompress)
+            # The record is of the files as the header was read from them: the bytes are decoded
+            # with that header, so a copy of other bytes must neither be made nor kept under it.
+            reader, source = type(self).__name__, self.source
+            if self._opened_as is None:
+                record = DecompressedSource.of(reader=reader, source=source, files=self.files)
+            else:
+                record = DecompressedSource(reader=reader, source=source, files=self._opened_as)
+            decompress = functools.partial(
+                self._unchanged_since_opened, functools.partial(self._slices_contiguous, decompress), record
+            )
             if self.decompressed_folder is None:
                 kept = decompress()
             else:
-                record = DecompressedSource.of(
-                    reader=type(self).__name__, source=self.source, files=self.files
-                )
                 kept = kept_on_disk(
                     self.decompressed_folder,
                     record.name,
@@ -387,6 +407,28 @@ class Volume(ABC):
                 )
             self.__dict__["_cache"] = kept
         return kept
+
+    def _unchanged_since_opened(
+        self, decompress: Callable[[], np.ndarray], opened: DecompressedSource
+    ) -> np.ndarray:
+        """``decompress()``, refused if the files differ from ``opened``, before or after it.
+
+        Raises:
+            DataError: A file was rewritten or removed since its header was read.
+        """
+        self._refuse_changed(opened)
+        array = decompress()
+        self._refuse_changed(opened)  # rewritten while it was read: a mix of old and new bytes
+        return array
+
+    def _refuse_changed(self, opened: DecompressedSource) -> None:
+        changed = opened.changed()
+        if changed:
+            raise DataError(
+                f"{self._what} {self.source}: {'; '.join(changed)} since it was opened (its header "
+                "read); expected its files as they were then (size and modification time): open it "
+                "again to read the new contents"
+            )
 
     def _slices_contiguous(self, decompress: Callable[[], np.ndarray]) -> np.ndarray:
         """``decompress()``'s array laid out so that each slice :meth:`read` takes is one block.
@@ -428,12 +470,14 @@ class Volume(ABC):
     def release(self) -> None:
         """Drop the array decompressed on the first :meth:`read`; the next read reads the file again.
 
-        Only what a read built is dropped (a ``.nii.gz`` or ``.npz`` array, a PNG, a DICOM series
-        read across its slices, a ``.npy`` memory map): the header, spacing, geometry and any
-        :meth:`reorient` stay, and reads after it return the same values as before, as long as the
-        file is unchanged. Formats read per slice hold nothing to drop; an HDF5 file's handle stays
-        open, as other volumes of the same file share it. Slices :meth:`read` returned earlier may
-        be views of the dropped array and keep it in memory while they are referenced.
+        Only what a read built is dropped (a ``.nii.gz`` or ``.npz`` array, a PNG, a DICOM series read
+        across its slices, a ``.npy`` memory map): the header, spacing, geometry and any
+        :meth:`reorient` stay, and reads after it return the same values as before: a file changed
+        since the volume was opened is refused where it would be decompressed again (its
+        ``data.cache_dir`` copy, of the file as it was, is read where there is one). Formats read per
+        slice hold nothing to drop; an HDF5 file's handle stays open, as other volumes of the same file
+        share it. Slices :meth:`read` returned earlier may be views of the dropped array and keep it in
+        memory while they are referenced.
 
         Example:
             >>> import numpy as np, tempfile, pathlib
