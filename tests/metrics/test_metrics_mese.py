@@ -55,6 +55,27 @@ def test_a_bright_first_echo_is_left_out_by_default() -> None:
     assert mese_t2(echoes, OAI_TE_MS, skip_first_echo=False)[0] < 35.0
 
 
+@settings(max_examples=40, deadline=None)
+@given(order=st.permutations(range(len(OAI_TE_MS))), skip=st.booleans())
+def test_the_map_is_the_same_whatever_order_the_echoes_are_listed_in(order: list[int], skip: bool) -> None:
+    # The shortest-TE echo is the bright one skip_first_echo leaves out, wherever it is listed.
+    rng = np.random.default_rng(1)
+    echoes = _decay(rng.uniform(200.0, 2000.0, size=20), rng.uniform(20.0, 80.0, size=20), OAI_TE_MS)
+    echoes[0] *= 1.3
+    in_time_order = mese_t2(echoes, OAI_TE_MS, skip_first_echo=skip)
+    listed = mese_t2(echoes[order], [OAI_TE_MS[i] for i in order], skip_first_echo=skip)
+    np.testing.assert_allclose(listed, in_time_order, rtol=1e-9)
+
+
+def test_the_shortest_echo_is_left_out_where_it_is_not_listed_first() -> None:
+    # Hand-worked: the TE = 10 ms echo 1.3x too bright, listed second; dropped, the exact decay of
+    # the other four gives T2 = 40 ms.
+    times = [30.0, 10.0, 20.0, 40.0, 50.0]
+    echoes = _decay(1000.0, np.array([40.0]), times)
+    echoes[1] *= 1.3
+    assert mese_t2(echoes, times)[0] == pytest.approx(40.0, rel=1e-9)
+
+
 def test_voxels_without_a_t2_are_nan_and_the_others_kept() -> None:
     times = [10.0, 20.0, 30.0, 40.0]
     voxels = {

@@ -51,10 +51,11 @@ def mese_t2(
 
     Args:
         echoes: The magnitude images, echoes first: ``(E, ...)``, e.g. ``(E, X, Y, Z)``, in the
-            order of ``echo_times_ms`` (complex images are fitted by their magnitude).
+            order of ``echo_times_ms``, in any order of time (complex images are fitted by their
+            magnitude).
         echo_times_ms: Each echo's time in ms (``EchoTime``), all different.
-        skip_first_echo: Leave the first echo (the shortest TE) out of the fit, as clinical
-            cartilage T2 maps do (stimulated echoes make it too bright).
+        skip_first_echo: Leave the first echo in time (the shortest TE, wherever it is listed)
+            out of the fit, as clinical cartilage T2 maps do (stimulated echoes make it too bright).
         t2_range_ms: ``(lo, hi)`` in ms with ``0 <= lo < hi``; T2 is kept where ``lo < T2 <= hi``
             (a near-flat decay of fluid or noise gives T2s of seconds or more).
 
@@ -89,8 +90,15 @@ def mese_t2(
     if not (math.isfinite(lo) and 0 <= lo < hi):
         raise ValueError(f"t2_range_ms={t2_range_ms}; expected (lo, hi) with 0 <= lo < hi")
     real = np.result_type(signal.dtype, np.float32)
-    used = signal[first:].astype(real, copy=False)
-    te = np.asarray(times[first:], dtype=real).reshape((-1,) + (1,) * (signal.ndim - 1))
+    used, used_times = signal, times
+    if skip_first_echo:
+        # The first echo in time, not in the list: echoes listed in another order (instance
+        # numbers, a file per echo) would otherwise keep the bright one and drop a good one.
+        shortest = times.index(min(times))
+        used = signal[1:] if shortest == 0 else np.delete(signal, shortest, axis=0)
+        used_times = times[:shortest] + times[shortest + 1 :]
+    used = used.astype(real, copy=False)
+    te = np.asarray(used_times, dtype=real).reshape((-1,) + (1,) * (signal.ndim - 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         fitted = np.all(np.isfinite(used) & (used > 0), axis=0)
         log_signal = np.log(np.where(used > 0, used, 1))

@@ -81,9 +81,10 @@ def percentile_interval(values: npt.ArrayLike, *, confidence: float = 0.95) -> t
     """Percentile interval of a bootstrap distribution: its ``(1 - confidence) / 2`` and
     ``(1 + confidence) / 2`` quantiles, NaN values (failed resamples) left out.
 
-    The quantiles are order statistics, not interpolated (NumPy's ``"lower"`` and ``"higher"``
-    methods): the interval stays conservative, an infinite count ("never reached") stays infinite
-    rather than turning NaN, and whole counts stay whole.
+    The quantiles are order statistics, not interpolated (NumPy's ``"lower"`` and ``"higher"`` methods,
+    one replicate wider at the top than Efron and Tibshirani's ``B (1 + confidence) / 2``-th value, so
+    that as many replicates lie beyond each end): the interval stays conservative, an infinite count
+    ("never reached") stays infinite rather than turning NaN, and whole counts stay whole.
 
     Args:
         values: ``(B,)`` bootstrap replicates; may hold ``inf``.
@@ -96,7 +97,7 @@ def percentile_interval(values: npt.ArrayLike, *, confidence: float = 0.95) -> t
         ValueError: If ``confidence`` is not in ``(0, 1)``.
 
     Example:
-        >>> percentile_interval(range(1, 101), confidence=0.9)  # the 5% and 95% order statistics
+        >>> percentile_interval(range(1, 101), confidence=0.9)  # the 5th smallest and 5th largest
         (5.0, 96.0)
     """
     if not 0.0 < confidence < 1.0:
