@@ -175,6 +175,28 @@ def test_a_2d_slice_is_written_as_a_volume_of_one_slice(
     assert report.cases[0].volumes_ml == reference.cases[0].volumes_ml
 
 
+@pytest.mark.parametrize("file_format", VOLUME_FORMATS)
+def test_a_2d_slices_probability_map_is_one_slice_of_class_channels(
+    trained_run: issl.FinetuneResult, tmp_path: Path, file_format: str
+) -> None:
+    # (X, Y, 1, K), as a volume's (X, Y, Z, K): written (X, Y, K), NIfTI readers took the classes for
+    # slices, the second class's map one slice thickness off the label map.
+    scan = tmp_path / "slice.nii.gz"
+    nib.Nifti1Image(_scan(7, SHAPE[:2]), OBLIQUE).to_filename(scan)  # type: ignore[no-untyped-call]
+    report = predict_quietly(
+        trained_run.run_dir, scan, tmp_path / "out", output_format=file_format, probabilities=True
+    )
+    case = report.cases[0]
+    assert case.probabilities is not None
+    probabilities, affine = _read(case.probabilities)
+    labels, _ = _read(case.segmentation)
+    classes = len(trained_run.class_names)
+    assert probabilities.shape == (*SHAPE[:2], 1, classes)
+    np.testing.assert_allclose(affine, OBLIQUE, rtol=0, atol=1e-6)  # float32 in a NIfTI header
+    # A sigmoid head's pixel is labelled where a class's probability passes 0.5.
+    assert np.array_equal((probabilities[:, :, 0] > 0.5).any(axis=-1), labels.reshape(SHAPE[:2]) > 0)
+
+
 def test_a_2d_nrrd_slice_in_a_3d_space_gets_its_label_map_where_it_lies(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:

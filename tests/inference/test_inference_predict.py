@@ -354,6 +354,13 @@ def test_an_unknown_large_slices_mode_is_refused(softmax_run: Path, brains: Path
     assert not (tmp_path / "p").exists()
 
 
+def test_an_unknown_amp_is_refused_before_the_model_is_loaded(brains: Path, tmp_path: Path) -> None:
+    # No run at all: the option is refused first, as the CLI's --amp choices refuse it.
+    with pytest.raises(ValueError, match=r"amp='of'.*did you mean 'off'\?"):
+        predict(tmp_path / "no-run", brains / "c.nii.gz", output=tmp_path / "p", amp="of")  # type: ignore[arg-type]
+    assert not (tmp_path / "p").exists()
+
+
 def test_resize_resamples_probabilities_back(resize_run: Path, brains: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred"
     with warnings.catch_warnings(record=True) as caught:
@@ -1904,6 +1911,19 @@ def test_spacing_given_for_a_file_that_states_its_own_warns_and_is_not_used(
         )
     plain = predict(softmax_run, [brains / "c.nii.gz"], output=tmp_path / "b", device="cpu", progress=False)
     assert given.cases[0].volumes_ml == plain.cases[0].volumes_ml
+
+
+def test_key_given_for_a_file_of_one_image_warns_and_is_not_used(
+    softmax_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # As spacing: a key meant for the .npz or HDF5 inputs of a mixed cohort is named where it
+    # chose nothing, not passed over in silence.
+    with pytest.warns(UserWarning, match=r"c\.nii\.gz: key='t1' is not used; a NIfTI file holds one image"):
+        given = predict(
+            softmax_run, [brains / "c.nii.gz"], output=tmp_path / "a", device="cpu", progress=False, key="t1"
+        )
+    plain = predict(softmax_run, [brains / "c.nii.gz"], output=tmp_path / "b", device="cpu", progress=False)
+    assert np.array_equal(_nifti(given.cases[0].segmentation)[0], _nifti(plain.cases[0].segmentation)[0])
 
 
 def test_cli_predict_bad_inputs_exit_2_naming_them(

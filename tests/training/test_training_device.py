@@ -39,6 +39,14 @@ def test_autocast_is_off_on_cpu_whatever_is_asked() -> None:
     assert autocast_dtype(CUDA, "fp16") is torch.float16 and autocast_dtype(CUDA, "bf16") is torch.bfloat16
 
 
+@pytest.mark.parametrize("amp", ["fp8", "of", "BF16", ""])
+@pytest.mark.parametrize("device", [CPU, CUDA], ids=["cpu", "cuda"])
+def test_an_unknown_amp_is_refused_on_every_device(device: torch.device, amp: str) -> None:
+    # A misspelt "off" fell through to fp16 on a card, and passed on the CPU, unnoticed.
+    with pytest.raises(ValueError, match=rf"amp={amp!r}.*expected 'auto', 'bf16', 'fp16' or 'off'"):
+        autocast_dtype(device, amp)
+
+
 def test_cpu_resolves_and_missing_cuda_is_a_clear_error() -> None:
     assert resolve_device("cpu") == CPU and resolve_device(CPU) is CPU
     if not torch.cuda.is_available():

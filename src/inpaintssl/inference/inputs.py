@@ -302,6 +302,15 @@ def _warn_spacing_unused(spacing: Sequence[float] | None, path: Path, own: Seque
         )
 
 
+def _warn_key_unused(key: str | None, path: Path, what: str) -> None:
+    if key is not None:
+        warn_each_time(
+            f"input {path}: key={key!r} is not used; a {what} holds one image. key chooses the array of "
+            "NumPy (.npz) and HDF5 inputs",
+            UserWarning,
+        )
+
+
 def _warn_spacing_assumed(path: Path, volume: Volume) -> None:
     # Always, not only where 1 mm misses the training range: the volumes in mL (and the label map's
     # affine) rest on it, whichever spacing the run trained at.
@@ -369,6 +378,7 @@ def open_input(
     if reader is DicomVolume:
         series = _open_dicom_input(path, prep)
         _warn_spacing_unused(spacing, path, series.spacing)
+        _warn_key_unused(key, path, "DICOM series")
         return series, _dicom_geometry(series)
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
     # which the reader checks against the array's rank; a single 2-D slice may take two.
@@ -386,12 +396,14 @@ def open_input(
             if math.isfinite(thickness) and thickness > 0:
                 zooms = (zooms[0], zooms[1], thickness)
         _warn_spacing_unused(spacing, path, zooms)
+        _warn_key_unused(key, path, "NIfTI file")
         return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
     if reader in (MetaImageVolume, NrrdVolume):
         meta: MetaImageVolume | NrrdVolume = reader(path, slice_axis=axis)
         # A 2-D file's third axis is its normal at 1 mm (the reader's), as in its label map.
         zooms = _zooms3(meta.stored_zooms)
         _warn_spacing_unused(spacing, path, zooms)
+        _warn_key_unused(key, path, "MetaImage file" if reader is MetaImageVolume else "NRRD file")
         if meta.affine is None:  # an NRRD file without a space: its voxel sizes on a plain grid
             return meta, Geometry(np.diag([*zooms, 1.0]), None, zooms)
         # The patient geometry of ITK and 3D Slicer (LPS, converted): coded 1, as a DICOM series' is.

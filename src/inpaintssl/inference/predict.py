@@ -330,11 +330,13 @@ def predict(
             terminal; in a log, a line per case predicted).
         slice_axis: Slice along this axis of 3D/4D arrays instead of the run's ``slice_axis``.
         key: HDF5 dataset or ``.npz`` member holding the image (default: the one called
-            ``image``, as the ``numpy`` and ``hdf5`` datasets read, or the file's only array).
+            ``image``, as the ``numpy`` and ``hdf5`` datasets read, or the file's only array);
+            NIfTI, MetaImage, NRRD and DICOM inputs hold one image, and warn that it is not used.
         spacing: Voxel size in mm, in stored axis order, for NumPy/HDF5 inputs (default 1 mm):
             3 values for a volume, 2 or 3 for a single 2-D slice (whose thickness is then 1 mm);
-            NIfTI, MetaImage, NRRD and DICOM inputs carry their own.
-        amp: Mixed precision on CUDA (``auto``: bf16 where supported, else fp16; ``off``: float32).
+            NIfTI, MetaImage, NRRD and DICOM inputs carry their own, and warn that it is not used.
+        amp: Mixed precision on CUDA (``auto``: bf16 where supported, else fp16; ``off``: float32;
+            ``bf16``, ``fp16``); another value is refused on every device.
         large_slices: For a ``crop_or_pad`` run, slices larger than its ``data.image_size``:
             ``crop`` them to the centre, as training did (the rest is background), or cover
             them with overlapping windows of that size, blended (``sliding_window``,
@@ -461,7 +463,7 @@ def predict(
             or one other than ``binary`` with a format that writes no DICOM SEG; ``qdess_parameters`` or
             ``qdess_parameters_csv`` without ``t2``, or both giving one parameter; an ``echo`` that is no
             whole number >= 1, or one for a run on the echoes' root-sum-of-squares; ``batch_size`` or
-            ``check_threads`` below 1, an unknown ``device``,
+            ``check_threads`` below 1, an unknown ``device``, ``amp``,
             ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
             outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0, or
             ``resample="outside"`` with a run that resized its slices or recorded no spacing.
@@ -507,6 +509,7 @@ def predict(
     out = Path(output).expanduser()
     check_output(out)
     target = resolve_device(device)
+    amp_dtype = autocast_dtype(target, amp)
     model = load_prediction_model(run_or_checkpoint, target)
     check_volume_table(out, model.class_names)
     check_skipped_table(out)
@@ -516,7 +519,6 @@ def predict(
     check_resample(resample, model, prep)
     paths = expand_inputs(inputs, studies=prep.series is not None or prep.run_series is not None)
     bad = BadInputs(skip=skip_bad_inputs)
-    amp_dtype = autocast_dtype(target, amp)
     identity = None
     if resume:
         options = {

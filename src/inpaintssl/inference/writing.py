@@ -263,13 +263,17 @@ def save_volume(
     In ``file_format`` (:data:`OUTPUT_FORMATS`), atomically, on the input's grid. NIfTI copies
     the input's header where it has one (:func:`nifti_image`); MetaImage and NRRD hold the
     geometry alone (:mod:`inpaintssl.data.writers`), the voxel sizes from ``geometry.zooms``, and a
-    2-D input's map as a volume of one slice, ``(X, Y, 1)``, on its affine's third axis.
+    2-D input's map as a volume of one slice, ``(X, Y, 1)``, on its affine's third axis. A 2-D
+    input's probability map is ``(X, Y, 1, K)`` in every format, as a volume's is ``(X, Y, Z, K)``:
+    the classes after three spatial axes, never taken for slices.
 
     Raises:
         ValueError: ``dicom_seg`` or ``rtstruct``, which reference the series itself
             (:func:`~inpaintssl.inference.dicom_seg.write_dicom_seg`,
             :func:`~inpaintssl.inference.rtstruct.write_rtstruct`), or another unknown format.
     """
+    if channels and data.ndim == 3:
+        data = data[:, :, np.newaxis]
     if file_format == "nifti":
         save_nifti(nifti_image(data, geometry, dtype=dtype), target)
         return
@@ -280,7 +284,7 @@ def save_volume(
             "inference.rtstruct.write_rtstruct)"
         )
     array = data.astype(dtype, copy=False)
-    if array.ndim - channels == 2:
+    if array.ndim == 2:
         array = array[:, :, np.newaxis]
     with atomic_path(target) as tmp, tmp.open("wb") as stream:
         if file_format == "metaimage":

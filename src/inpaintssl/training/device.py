@@ -15,7 +15,16 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["autocast_context", "autocast_dtype", "resolve_device", "to_memory_format", "use_channels_last"]
+from inpaintssl.options import check_option
+
+__all__ = [
+    "AMP_MODES",
+    "autocast_context",
+    "autocast_dtype",
+    "resolve_device",
+    "to_memory_format",
+    "use_channels_last",
+]
 
 
 def resolve_device(
@@ -83,13 +92,22 @@ def _card_of_local_rank(device: str | torch.device, *, local_rank: int | None, f
     return torch.device("cuda", index)
 
 
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+"""The values of ``amp`` (``run.amp``, ``predict(amp=...)``, ``--amp``)."""
+
+
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
     """The autocast dtype for ``amp`` (``auto``/``bf16``/``fp16``/``off``) on ``device``; ``None`` = off.
 
     Mixed precision is used on CUDA only: on CPU the float32 path is both faster for these
     convolutions with oneDNN and exactly reproducible. ``auto`` is bf16 on cards that compute it
     natively (compute capability 8.0 and above, and ROCm) and fp16 elsewhere (Volta, Turing).
+
+    Raises:
+        ValueError: ``amp`` is not one of :data:`AMP_MODES` (on every device: a misspelt ``"off"``
+            would be fp16 on a card).
     """
+    check_option(amp, AMP_MODES, field="amp")
     if device.type != "cuda" or amp == "off":
         return None
     if amp == "bf16" or (amp == "auto" and _native_bf16(device)):
