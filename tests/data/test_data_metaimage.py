@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -228,13 +229,69 @@ def test_a_truncated_compressed_stream_is_refused_when_read(tmp_path: Path) -> N
         MetaImageVolume(path).read(0)
 
 
-@pytest.mark.parametrize("name", ["LIST", "slice%03d.raw 1 4 1"])
+@pytest.mark.parametrize("name", ["LIST", "LIST 2D", "slice%03d.raw 1 4 1", "slice%d.raw"])
 def test_slice_lists_and_patterns_are_refused(tmp_path: Path, name: str) -> None:
+    # MetaIO reads a value starting with LIST as a list of slice files (named on the lines after
+    # it), and one holding a % as a printf-style pattern of their names.
     path = tmp_path / "scan.mhd"
     write_metaimage(path, SHORTS, spacing=SPACING)
     _edited(path, "ElementDataFile", name)
-    with pytest.raises(DataError, match=r"a list or pattern of slice files; expected LOCAL or one data file"):
+    with pytest.raises(
+        DataError,
+        match=rf"^MetaImage file {re.escape(str(path))}: ElementDataFile is {re.escape(repr(name))}, a list "
+        r"or pattern of slice files \(a value starting with LIST, or holding a %\); expected LOCAL or one",
+    ):
         MetaImageVolume(path)
+
+
+@pytest.mark.parametrize("name", ["knee scan.raw", "knee scan 2 of 3.raw"])
+def test_a_data_file_whose_name_holds_spaces_is_one_file(tmp_path: Path, name: str) -> None:
+    # ITK writes "knee scan.raw" as the data file of "knee scan.mhd": one name, spaces included.
+    path = tmp_path / "knee scan.mhd"
+    path.write_text(
+        f"ObjectType = Image\nNDims = 3\nDimSize = 6 5 4\nElementType = MET_SHORT\nElementDataFile = {name}\n"
+    )
+    (tmp_path / name).write_bytes(np.ascontiguousarray(SHORTS.transpose(2, 1, 0)).astype("<i2").tobytes())
+    volume = MetaImageVolume(path)
+    assert np.array_equal(np.stack(_slices(volume, 4), axis=2), SHORTS)
+    assert volume.files == (str(path), str(tmp_path / name))
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "compressed"])
+def test_a_2d_image_of_several_channels_is_one_slice_of_them(tmp_path: Path, compressed: bool) -> None:
+    rgb = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)  # (X, Y, C)
+    data = np.ascontiguousarray(rgb.transpose(1, 0, 2)).tobytes()  # channels fastest, then x, then y
+    path = tmp_path / "photo.mha"
+    # Axis 0 runs along LPS y (posterior), axis 1 along x (left): the runs of TransformMatrix.
+    path.write_bytes(
+        (
+            f"ObjectType = Image\nNDims = 2\nCompressedData = {compressed}\nTransformMatrix = 0 1 1 0\n"
+            "Offset = 10 -20\nElementSpacing = 0.5 0.7\nDimSize = 4 3\nElementNumberOfChannels = 3\n"
+            "ElementType = MET_UCHAR\nElementDataFile = LOCAL\n"
+        ).encode()
+        + (zlib.compress(data) if compressed else data)
+    )
+    volume = MetaImageVolume(path)
+    assert volume.shape == (4, 3, 1, 3) and volume.num_slices == 1 and volume.channels == 3
+    assert volume.slice_shape == (4, 3) and volume.spacing == (0.5, 0.7, 1.0)
+    assert np.array_equal(volume.read(0), rgb)
+    # Voxel (i, j, k) at LPS (10 + 0.7 j, -20 + 0.5 i, k): the third axis is the plane's normal
+    # (LPS z) at 1 mm, as for a 2-D image of one channel. In RAS+, x and y negated.
+    stored = np.array([[0.0, -0.7, 0, -10], [-0.5, 0, 0, 20], [0, 0, 1, 0], [0, 0, 0, 1]])
+    assert np.allclose(volume.affine, stored, rtol=0, atol=1e-12)
+    assert volume.stored_orientation == "PLS"
+    volume.reorient("RAS")
+    # R runs along -axis 1 (its last column first), A along -axis 0; the slice stays one.
+    assert volume.shape == (3, 4, 1, 3) and volume.num_slices == 1 and volume.channels == 3
+    assert volume.spacing == pytest.approx((0.7, 0.5, 1.0))
+    assert np.array_equal(volume.read(0), rgb.transpose(1, 0, 2)[::-1, ::-1])
+    ras = np.array([[0.7, 0, 0, -10 - 0.7 * 2], [0, 0.5, 0, 20 - 0.5 * 3], [0, 0, 1, 0], [0, 0, 0, 1]])
+    assert np.allclose(volume.affine, ras, rtol=0, atol=1e-12)
+    # Not a label map: three channels.
+    with pytest.raises(
+        DataError, match=r"photo\.mha: array has rank 4 \(shape \(4, 3, 1, 3\)\); expected rank 2 or 3"
+    ):
+        MetaImageVolume(path, ranks=LABEL_RANKS)
 
 
 def test_a_file_that_is_no_metaimage_is_refused(tmp_path: Path) -> None:

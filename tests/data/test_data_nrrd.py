@@ -4,6 +4,7 @@ NIfTI), and clear refusals of what is not one volume."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -281,3 +282,117 @@ def test_a_non_spatial_axis_of_one_sample_is_no_axis(tmp_path: Path) -> None:
     raw = tmp_path / "raw.nrrd"
     write_nrrd(raw, SHORTS[..., None], directions=DIRECTIONS)  # memory-mapped alike
     assert np.array_equal(np.stack(_slices(NrrdVolume(raw)), axis=2), SHORTS)
+
+
+# -- hand-built files ------------------------------------------------------------------------------
+
+# (X, Y, Z) = (2, 3, 4): written x fastest, so as the C-order bytes of its (Z, Y, X) transpose.
+SMALL = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+SMALL_RAW = np.ascontiguousarray(SMALL.transpose(2, 1, 0)).astype("<i2").tobytes()
+SMALL_HEADER = "NRRD0004\ntype: short\ndimension: 3\nsizes: 2 3 4\nendian: little\n"
+
+
+@pytest.mark.parametrize("spaced", [True, False], ids=["byte skip", "byteskip"])
+def test_two_word_fields_read_alike_with_or_without_their_space(tmp_path: Path, spaced: bool) -> None:
+    def field(name: str) -> str:
+        return name if spaced else name.replace(" ", "")
+
+    attached = tmp_path / "attached.nrrd"
+    attached.write_bytes(
+        (
+            SMALL_HEADER + "encoding: raw\nspace: left-posterior-superior\n"
+            f"{field('byte skip')}: 8\n{field('space directions')}: (2,0,0) (0,3,0) (0,0,4)\n"
+            f"{field('space origin')}: (1,2,3)\n\n"
+        ).encode()
+        + b"JUNKJUNK"  # the 8 bytes skipped
+        + SMALL_RAW
+    )
+    detached = tmp_path / "detached.nhdr"
+    detached.write_text(
+        SMALL_HEADER + f"encoding: raw\n{field('line skip')}: 1\n{field('byte skip')}: 2\n"
+        f"{field('data file')}: detached.raw\n"
+    )
+    # One line (its newline included), then two bytes, then the data.
+    (tmp_path / "detached.raw").write_bytes(b"a line of the writer's own\n" + b"\xff\xff" + SMALL_RAW)
+    for path in (attached, detached):
+        volume = NrrdVolume(path)
+        assert np.array_equal(np.stack(_slices(volume), axis=2), SMALL)
+    volume = NrrdVolume(attached)
+    # LPS steps 2, 3, 4 mm along x, y, z from (1, 2, 3): in RAS+, x and y negated.
+    ras = np.array([[-2.0, 0, 0, -1], [0, -3, 0, -2], [0, 0, 4, 3], [0, 0, 0, 1]])
+    assert volume.spacing == (2.0, 3.0, 4.0) and volume.has_geometry
+    assert volume.affine is not None and np.array_equal(volume.affine, ras)
+
+
+def test_a_field_given_twice_in_either_spelling_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes((SMALL_HEADER + "encoding: raw\nbyte skip: 0\nbyteskip: 8\n\n").encode() + SMALL_RAW)
+    with pytest.raises(
+        DataError,
+        match=rf"^NRRD file {re.escape(str(path))}: field 'byte skip' is given twice \(line 'byteskip: 8' "
+        r"after '0'\); expected each field once",
+    ):
+        NrrdVolume(path)
+
+
+def test_a_gzip_payload_of_several_members_is_read_member_after_member(tmp_path: Path) -> None:
+    # What `cat a.gz b.gz c.gz` (or bgzip) writes: one gzip file, three members.
+    members = [gzip.compress(SMALL_RAW[:10]), gzip.compress(SMALL_RAW[10:11]), gzip.compress(SMALL_RAW[11:])]
+    header = (SMALL_HEADER + "encoding: gzip\n\n").encode()
+    path = tmp_path / "members.nrrd"
+    path.write_bytes(header + b"".join(members))
+    assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), SMALL)
+    detached = tmp_path / "members.nhdr"
+    detached.write_text(SMALL_HEADER + "encoding: gzip\ndata file: members.raw.gz\n")
+    (tmp_path / "members.raw.gz").write_bytes(b"".join(members))
+    assert np.array_equal(np.stack(_slices(NrrdVolume(detached)), axis=2), SMALL)
+    # What follows the array's bytes is ignored, as after a file's only member: padding, or
+    # another member.
+    for tail in (bytes(16), gzip.compress(b"extra bytes")):
+        for payload in (gzip.compress(SMALL_RAW), b"".join(members)):
+            path.write_bytes(header + payload + tail)
+            assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), SMALL)
+    # Members missing, or padding where the next member should be: the array is short.
+    for payload in (b"".join(members[:2]), b"".join(members[:2]) + bytes(16)):
+        path.write_bytes(header + payload)
+        with pytest.raises(
+            DataError, match=r"\(.*members\.nrrd, gzip\) holds 11 bytes; expected 48 \(sizes 2 x 3 x 4 of 2"
+        ):
+            NrrdVolume(path).read(0)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "gzip"])
+def test_a_2d_image_of_several_channels_is_one_slice_of_them(tmp_path: Path, encoding: str) -> None:
+    rgb = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)  # (X, Y, C)
+    data = np.ascontiguousarray(rgb.transpose(1, 0, 2)).tobytes()  # channels fastest, then x, then y
+    path = tmp_path / "photo.nrrd"
+    path.write_bytes(
+        (
+            "NRRD0004\ntype: uint8\ndimension: 3\nspace: left-posterior-superior\nsizes: 3 4 3\n"
+            "space directions: none (0,0.5,0) (0.7,0,0)\nkinds: RGB-color domain domain\n"
+            f"encoding: {encoding}\nspace origin: (10,-20,5)\n\n"
+        ).encode()
+        + (gzip.compress(data) if encoding == "gzip" else data)
+    )
+    volume = NrrdVolume(path)
+    assert volume.shape == (4, 3, 1, 3) and volume.num_slices == 1 and volume.channels == 3
+    assert volume.slice_shape == (4, 3) and volume.spacing == (0.5, 0.7, 1.0)
+    assert np.array_equal(volume.read(0), rgb)
+    # Axis 0 steps 0.5 mm posterior, axis 1 0.7 mm left; the third is the plane's normal at 1 mm,
+    # right-handed in LPS: (0, 0.5, 0) x (0.7, 0, 0) runs along -z (inferior). In RAS+, x and y
+    # negated.
+    stored = np.array([[0.0, -0.7, 0, -10], [-0.5, 0, 0, 20], [0, 0, -1, 5], [0, 0, 0, 1]])
+    assert volume.affine is not None and np.allclose(volume.affine, stored, rtol=0, atol=1e-12)
+    assert volume.stored_orientation == "PLI"
+    volume.reorient("RAS")
+    # R runs along -axis 1 (x -> its last column first), A along -axis 0; the slice stays one.
+    assert volume.shape == (3, 4, 1, 3) and volume.num_slices == 1 and volume.channels == 3
+    assert volume.spacing == pytest.approx((0.7, 0.5, 1.0))
+    assert np.array_equal(volume.read(0), rgb.transpose(1, 0, 2)[::-1, ::-1])
+    ras = np.array([[0.7, 0, 0, -10 - 0.7 * 2], [0, 0.5, 0, 20 - 0.5 * 3], [0, 0, 1, 5], [0, 0, 0, 1]])
+    assert np.allclose(volume.affine, ras, rtol=0, atol=1e-12)
+    # Not a label map: three channels.
+    with pytest.raises(
+        DataError, match=r"photo\.nrrd: array has rank 4 \(shape \(4, 3, 1, 3\)\); expected rank 2 or 3"
+    ):
+        NrrdVolume(path, ranks=LABEL_RANKS)

@@ -9,14 +9,18 @@ SKI10, PROMISE12). A header is ``Key = Value`` lines ending with ``ElementDataFi
 ``Offset`` (or ``Position``/``Origin``), ``TransformMatrix`` (or ``Rotation``/``Orientation``),
 ``BinaryDataByteOrderMSB`` (or ``ElementByteOrderMSB``), ``CompressedData`` (one zlib stream)
 and ``HeaderSize`` (bytes before the data in an ``.mhd``'s data file; -1: the data ends the file).
-A data file given as a list or a numbered pattern is refused.
+An ``ElementDataFile`` that MetaIO reads as a list of slice files (a value starting with ``LIST``)
+or as a numbered pattern of their names (one holding a ``%``) is refused; any other value names
+one file, spaces included (``knee scan.raw``, as ITK writes for ``knee scan.mhd``).
 
 Geometry is ITK's: voxel ``(i, j, k)`` lies at ``Offset + D @ (spacing * (i, j, k))`` in LPS
 millimetres, where column ``n`` of the direction matrix ``D`` is the ``n``-th run of NDims values
 of ``TransformMatrix``; :attr:`MetaImageVolume.affine` is that in NIfTI's RAS+, so the volume
 reorients and its label maps overlay as a NIfTI file's do. The data runs x fastest (then y, then
 z; channels fastest of all), so the array is ``(X, Y, Z)`` or ``(X, Y, Z, C)``, as nibabel reads
-NIfTI: the same scan converted to NIfTI by ITK reads alike.
+NIfTI: the same scan converted to NIfTI by ITK reads alike. A 2-D image is ``(X, Y)``, or, with
+channels, one slice ``(X, Y, 1, C)`` of spacing ``(sx, sy, 1)``, as a 2-D NIfTI image of several
+channels is read; its third axis is the plane's normal (LPS z), as a 2-D image's always is here.
 
 Example:
     >>> import tempfile, pathlib, numpy as np
@@ -168,15 +172,21 @@ class MetaImageVolume(StoredArrayVolume):
         self._channels = channels
         self._compressed = self._flag("CompressedData", where)
         self._data_file, self._data_offset = self._data_location(path, header_end, where)
-        shape = (*dims, channels) if channels > 1 else tuple(dims)
         spacing = self._spacing(ndims, where)
+        shape = tuple(dims)
+        if channels > 1:
+            if ndims == 2:
+                # One slice of several channels, as NIfTI holds it (nifti_volume_shape): its third
+                # axis one voxel along the plane's normal, 1 mm thick, as a 2-D file is read.
+                shape, spacing = (*shape, 1), (*spacing, 1.0)
+            shape = (*shape, channels)
         super().__init__(
             path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="MetaImage file"
         )
         self.files = tuple(dict.fromkeys((str(path), str(self._data_file))))
         # Spacing is geometry only when the header states it; the 1 mm fallback is a placeholder.
         self.has_geometry = self._numbers(("ElementSpacing", "ElementSize"), where, count=ndims) is not None
-        self.affine: np.ndarray = self._ras_affine(ndims, spacing, where)
+        self.affine: np.ndarray = self._ras_affine(ndims, spacing[:ndims], where)
         """Voxel-to-world ``(4, 4)`` matrix in RAS+ mm (ITK's LPS geometry, converted)."""
         if orientation is not None:
             self.reorient(orientation)
@@ -235,10 +245,14 @@ class MetaImageVolume(StoredArrayVolume):
         name = self._fields["elementdatafile"]
         if name.upper() == "LOCAL":
             return path, header_end
-        if name.upper() == "LIST" or " " in name or "%" in name:
+        # As ITK's MetaIO reads the value: a list of slice files when it starts with LIST, a
+        # printf-style pattern of their names when it holds a %; else one file, whose name may
+        # hold spaces (ITK writes "knee scan.raw" for "knee scan.mhd").
+        if name.startswith("LIST") or "%" in name:
             raise DataError(
-                f"{where}: ElementDataFile is {name!r}, a list or pattern of slice files; expected "
-                "LOCAL or one data file (write the volume as one .mha, e.g. with SimpleITK)"
+                f"{where}: ElementDataFile is {name!r}, a list or pattern of slice files (a value "
+                "starting with LIST, or holding a %); expected LOCAL or one data file (write the "
+                "volume as one .mha, e.g. with SimpleITK)"
             )
         data = path.parent / name
         if not data.is_file():
@@ -302,7 +316,9 @@ class MetaImageVolume(StoredArrayVolume):
         return (*self._grid[::-1], self._channels)
 
     def _as_stored(self, data: np.ndarray) -> np.ndarray:
-        """``(Z, Y, X, C)`` as written -> ``(X, Y, Z)`` or ``(X, Y, Z, C)``, a view."""
+        """``(Z, Y, X, C)`` as written -> ``(X, Y, Z)`` or ``(X, Y, Z, C)`` (``(X, Y)``, or
+        ``(X, Y, 1, C)`` for a 2-D image of several channels), a view."""
         spatial = len(self._grid)
         stored: np.ndarray = data.transpose(*range(spatial - 1, -1, -1), spatial)
-        return stored if self._channels > 1 else stored[..., 0]
+        # Axes of one voxel dropped (one channel) or added (a 2-D image's third): a view.
+        return stored.reshape(self.stored_shape)

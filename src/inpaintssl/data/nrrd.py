@@ -5,18 +5,21 @@ A header starts with the magic ``NRRD000N``, holds ``field: value`` lines (``#``
 ``key:=value`` pairs are skipped) and ends with a blank line; the data follows (attached) or lies
 in the file ``data file`` names (detached). Read here: ``type``, ``dimension`` (2 or 3 spatial
 axes, plus at most one non-spatial axis such as an RGB or vector axis, which becomes the channels
-axis, last), ``sizes``, ``endian``, ``encoding`` (``raw``, ``gzip``, ``bzip2``, ``ascii``),
-``byte skip``, ``line skip``, and the geometry: ``space`` (``left-posterior-superior``,
-``right-anterior-superior``, ``left-anterior-superior`` or their initials), ``space directions``
-(each spatial axis' step in mm, in that space) and ``space origin``; without them, ``spacings``.
-A data file given as a list or a numbered pattern, and a segmentation stored as several
+axis, last), ``sizes``, ``endian``, ``encoding`` (``raw``, ``gzip`` of one or several members,
+``bzip2``, ``ascii``), ``byte skip``, ``line skip``, and the geometry: ``space``
+(``left-posterior-superior``, ``right-anterior-superior``, ``left-anterior-superior`` or their
+initials), ``space directions`` (each spatial axis' step in mm, in that space) and ``space
+origin``; without them, ``spacings``. A field of two words may be written without the space, as
+the format allows (``byteskip``, ``datafile``, ``spacedirections``); a field given twice is
+refused. A data file given as a list or a numbered pattern, and a segmentation stored as several
 overlapping layers (3D Slicer's 4D ``.seg.nrrd``, whose ``kinds`` start with ``list``), are
 refused, naming the field.
 
 Voxel ``(i, j, k)`` lies at ``origin + i * d_i + j * d_j + k * d_k`` (``d`` the space
 directions); :attr:`NrrdVolume.affine` is that in NIfTI's RAS+, so the volume reorients and its
 label maps overlay as a NIfTI file's do. The first axis runs fastest, so the array is
-``(X, Y, Z)`` or ``(X, Y, Z, C)``, as nibabel reads NIfTI.
+``(X, Y, Z)`` or ``(X, Y, Z, C)``, as nibabel reads NIfTI; a 2-D image is ``(X, Y)``, or, with
+channels, one slice ``(X, Y, 1, C)``, as a 2-D NIfTI image of several channels is read.
 
 Example:
     >>> import tempfile, pathlib, numpy as np
@@ -91,15 +94,42 @@ _SPATIAL_KINDS = ("domain", "space", "???", "none")
 """``kinds`` of a spatial axis; any other (``vector``, ``RGB-color``, ``list``, ``time``...) is not."""
 _HEADER_LIMIT = 1 << 20
 _VECTOR = re.compile(r"\(([^)]*)\)|none")
+_GZIP_MAGIC = b"\x1f\x8b"
+_FIELD_SPELLINGS: Mapping[str, str] = MappingProxyType(
+    {
+        name.replace(" ", ""): name
+        for name in (
+            "block size",
+            "space dimension",
+            "axis mins",
+            "axis maxs",
+            "space directions",
+            "old min",
+            "old max",
+            "line skip",
+            "byte skip",
+            "sample units",
+            "space units",
+            "space origin",
+            "measurement frame",
+            "data file",
+        )
+    }
+)
+"""The spellings without the space (``byteskip``) -> the field's name: the NRRD format (teem's
+field table) takes every two-word field name either way."""
 
 
 def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
     """The fields of an NRRD header (keys in lower case) and the byte offset just after it, where
     attached data starts (a detached header may end without the blank line: its length).
 
+    A two-word field written without its space (``byteskip``, ``datafile``, ``spacedirections``),
+    as the format allows, is keyed by its name with the space (``byte skip``).
+
     Raises:
         DataError: No ``NRRD000N`` magic, no blank line ending the header within the first MiB,
-            or a line that is not ``field: value``.
+            a line that is not ``field: value``, or a field given twice (in either spelling).
 
     Example:
         >>> import tempfile, pathlib
@@ -131,8 +161,16 @@ def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
         field, colon, value = line.partition(": ")
         if not colon:
             raise DataError(f"NRRD file {path}: header line {line[:60]!r} is not 'field: value'")
-        fields[field.strip().lower()] = value.strip()
-    if "data file" in fields or "datafile" in fields:
+        name = field.strip().lower()
+        name = _FIELD_SPELLINGS.get(name, name)
+        if name in fields:
+            # As teem refuses it: which of the two values was meant is not for a reader to guess.
+            raise DataError(
+                f"NRRD file {path}: field '{name}' is given twice (line {line[:60]!r} after "
+                f"{fields[name]!r}); expected each field once (with or without the space in its name)"
+            )
+        fields[name] = value.strip()
+    if "data file" in fields:
         return fields, len(head)  # a detached header may end without a blank line
     raise DataError(
         f"NRRD file {path}: its header has no blank line ending it within {_HEADER_LIMIT} bytes; "
@@ -144,13 +182,15 @@ class NrrdVolume(StoredArrayVolume):
     """An NRRD volume (``.nrrd``, or ``.nhdr`` with its data file), with its geometry in RAS+ mm.
 
     Raw data is memory-mapped; gzip, bzip2 or ascii data (and raw big-endian data, turned to this
-    machine's byte order) is read whole on the first read and kept, as a ``.nii.gz`` is. Spacing
-    is the length of each spatial axis' ``space directions`` vector (else ``spacings``; else 1 mm,
-    and :attr:`~inpaintssl.data.readers.Volume.has_geometry` is ``False``); :attr:`affine` (RAS+)
-    comes from ``space``, ``space directions`` and ``space origin`` (``None`` without them, or in
-    a space other than LPS, RAS or LAS: such a file states no orientation). A 2-D image in such a
-    space (one slice, as 3D Slicer saves it) has the normal of its plane as third axis, 1 mm
-    long: the thickness a 2-D file is read with.
+    machine's byte order) is read whole on the first read and kept, as a ``.nii.gz`` is. gzip
+    data is read member after member until the array's bytes are there; what follows them is
+    ignored. Spacing is the length of each spatial axis' ``space directions`` vector (else
+    ``spacings``; else 1 mm, and :attr:`~inpaintssl.data.readers.Volume.has_geometry` is
+    ``False``); :attr:`affine` (RAS+) comes from ``space``, ``space directions`` and ``space
+    origin`` (``None`` without them, or in a space other than LPS, RAS or LAS: such a file states
+    no orientation). A 2-D image in such a space (one slice, as 3D Slicer saves it) has the normal
+    of its plane as third axis, 1 mm long: the thickness a 2-D file is read with. A 2-D image of
+    several channels is that one slice, ``(X, Y, 1, C)``, spacing ``(sx, sy, 1)``.
 
     Args:
         path: The ``.nrrd`` file, or the ``.nhdr`` header.
@@ -184,10 +224,15 @@ class NrrdVolume(StoredArrayVolume):
         self._sizes_stored = sizes
         self._data_file, self._data_offset = self._data_location(path, header_end, where)
         grid = tuple(sizes[a] for a in self._spatial)
-        channels = 1 if self._channel_axis is None else sizes[self._channel_axis]
-        shape = (*grid, channels) if self._channel_axis is not None else grid
         directions = self._directions(dimension, where)
         spacing, stated = self._spacing(directions, where)
+        shape: tuple[int, ...] = grid
+        if self._channel_axis is not None:
+            if len(grid) == 2:
+                # One slice of several channels, as NIfTI holds it (nifti_volume_shape): its third
+                # axis one voxel along the plane's normal, 1 mm thick, as a 2-D file is read.
+                grid, spacing = (*grid, 1), (*spacing, 1.0)
+            shape = (*grid, sizes[self._channel_axis])
         super().__init__(path, shape, slice_axis=slice_axis, ranks=ranks, spacing=spacing, what="NRRD file")
         self.files = tuple(dict.fromkeys((str(path), str(self._data_file))))
         self.has_geometry = stated
@@ -279,7 +324,7 @@ class NrrdVolume(StoredArrayVolume):
         return encoding
 
     def _data_location(self, path: Path, header_end: int, where: str) -> tuple[Path, int]:
-        name = self._fields.get("data file", self._fields.get("datafile"))
+        name = self._fields.get("data file")
         if name is None:
             data = path
             start = header_end
@@ -422,7 +467,7 @@ class NrrdVolume(StoredArrayVolume):
     def _decode(self, data: bytes) -> bytes | np.ndarray:
         try:
             if self._encoding == "gzip":
-                return zlib.decompressobj(wbits=47).decompress(data)  # gzip or zlib stream
+                return self._gunzip(data)
             if self._encoding == "bzip2":
                 return bz2.decompress(data)
         except (zlib.error, OSError, ValueError) as exc:
@@ -436,6 +481,29 @@ class NrrdVolume(StoredArrayVolume):
             return values.astype(self._dtype.newbyteorder("="))
         return data
 
+    def _gunzip(self, data: bytes) -> bytes:
+        """The bytes of ``data``'s gzip members (or of its one zlib stream), one member after another.
+
+        A gzip file may hold several members, read as one stream (what ``cat a.gz b.gz`` and
+        bgzip write), so a member that ends before the array does is followed by the next. Once
+        the array's bytes are all there, the rest is ignored: further members, and whatever else
+        follows a member (padding), as after a file's only member.
+        """
+        needed = self._data_bytes()
+        parts: list[bytes] = []
+        decoded = 0
+        rest = data
+        while True:
+            stream = zlib.decompressobj(wbits=47)  # a gzip member, or a zlib stream
+            part = stream.decompress(rest)
+            parts.append(part)
+            decoded += len(part)
+            rest = stream.unused_data
+            # A member cut short (not at eof) or followed by no further member leaves the array
+            # short: _read_whole says how many bytes it got.
+            if decoded >= needed or not stream.eof or not rest.startswith(_GZIP_MAGIC):
+                return b"".join(parts)
+
     def _short_data(self, available: int, needed: int) -> DataError:
         return DataError(
             f"NRRD file {self.path}: its data ({self._data_file}, {self._encoding}) holds {available} "
@@ -444,9 +512,13 @@ class NrrdVolume(StoredArrayVolume):
         )
 
     def _as_stored(self, data: np.ndarray) -> np.ndarray:
-        """As written, slowest axis first -> spatial axes in stored order, then the channels; a view."""
+        """As written, slowest axis first -> spatial axes in stored order, then the channels; a view.
+
+        A 2-D image of several channels gets its one-voxel third axis before them.
+        """
         dimension = len(self._sizes_stored)
         kept = [*self._spatial, *(() if self._channel_axis is None else (self._channel_axis,))]
         dropped = [a for a in range(dimension) if a not in kept]  # non-spatial axes of one sample
         stored: np.ndarray = data.transpose([dimension - 1 - a for a in (*kept, *dropped)])
-        return stored.reshape(stored.shape[: len(kept)])
+        # Axes of one voxel dropped (those of one sample) or added (a 2-D image's third): a view.
+        return stored.reshape(self.stored_shape)
