@@ -15,7 +15,7 @@ import pytest
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.decompressed import decompressed_into
-from inpaintssl.data.nrrd import NrrdVolume
+from inpaintssl.data.nrrd import NrrdVolume, read_nrrd_header
 from inpaintssl.data.readers import LABEL_RANKS, NiftiVolume, open_volume, reader_class
 from nrrd_helpers import write_nrrd
 
@@ -218,6 +218,7 @@ def _header_edited(path: Path, field: str, value: str | None) -> None:
             "slice%03d.raw 1 4 1",
             r"field .data file. is .slice%03d\.raw 1 4 1., a list or pattern",
         ),
+        ("data file", "slice%03d.raw 1 4 1 2", r"field .data file. is .slice%03d\.raw 1 4 1 2., a list or"),
     ],
 )
 def test_a_bad_header_field_is_refused_naming_the_file_and_the_field(
@@ -396,3 +397,23 @@ def test_a_2d_image_of_several_channels_is_one_slice_of_them(tmp_path: Path, enc
         DataError, match=r"photo\.nrrd: array has rank 4 \(shape \(4, 3, 1, 3\)\); expected rank 2 or 3"
     ):
         NrrdVolume(path, ranks=LABEL_RANKS)
+
+
+@pytest.mark.parametrize("name", ["knee scan.raw", "knee scan 1 4 1.raw", "100% knee.raw"])
+def test_a_data_file_whose_name_holds_spaces_is_one_file(tmp_path: Path, name: str) -> None:
+    # Only LIST and a %-format followed by min, max and step (and a sub-dimension) name several
+    # files; any other value is one file's name, spaces included.
+    path = tmp_path / "knee scan.nhdr"
+    path.write_text(SMALL_HEADER + f"encoding: raw\ndata file: {name}\n")
+    (tmp_path / name).write_bytes(SMALL_RAW)
+    volume = NrrdVolume(path)
+    assert np.array_equal(np.stack(_slices(volume), axis=2), SMALL)
+    assert volume.files == (str(path), str(tmp_path / name))
+
+
+def test_a_field_stated_empty_is_read(tmp_path: Path) -> None:
+    # "content:" with nothing after it, as some writers leave a field they have no value for.
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes((SMALL_HEADER + "content:\nencoding: raw\n\n").encode() + SMALL_RAW)
+    assert read_nrrd_header(path)[0]["content"] == ""
+    assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), SMALL)

@@ -11,9 +11,10 @@ axis, last), ``sizes``, ``endian``, ``encoding`` (``raw``, ``gzip`` of one or se
 initials), ``space directions`` (each spatial axis' step in mm, in that space) and ``space
 origin``; without them, ``spacings``. A field of two words may be written without the space, as
 the format allows (``byteskip``, ``datafile``, ``spacedirections``); a field given twice is
-refused. A data file given as a list or a numbered pattern, and a segmentation stored as several
+refused; one stated empty (``content:``) is read as empty. A data file given as a list (``LIST``) or
+a numbered pattern (a ``%``-format, then min, max and step), and a segmentation stored as several
 overlapping layers (3D Slicer's 4D ``.seg.nrrd``, whose ``kinds`` start with ``list``), are
-refused, naming the field.
+refused, naming the field; any other ``data file`` is one file's name, spaces included.
 
 Voxel ``(i, j, k)`` lies at ``origin + i * d_i + j * d_j + k * d_k`` (``d`` the space
 directions); :attr:`NrrdVolume.affine` is that in NIfTI's RAS+, so the volume reorients and its
@@ -120,6 +121,14 @@ _FIELD_SPELLINGS: Mapping[str, str] = MappingProxyType(
 field table) takes every two-word field name either way."""
 
 
+def _is_file_pattern(name: str) -> bool:
+    """Whether ``data file``'s value is the format's numbered pattern: ``<format> <min> <max> <step>
+    [<subdim>]``, the format holding a ``%``; any other value is one file's name, spaces included."""
+    words = name.split()
+    numbers = words[1:]
+    return len(numbers) in (3, 4) and "%" in words[0] and all(re.fullmatch(r"-?\d+", w) for w in numbers)
+
+
 def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
     """The fields of an NRRD header (keys in lower case) and the byte offset just after it, where
     attached data starts (a detached header may end without the blank line: its length).
@@ -159,6 +168,8 @@ def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
         if line.startswith("#") or ":=" in line:
             continue  # comments, and key/value pairs of the writer's own
         field, colon, value = line.partition(": ")
+        if not colon and line.endswith(":"):
+            field, colon = line[:-1], ":"  # a field stated empty (``content:``), as writers leave one
         if not colon:
             raise DataError(f"NRRD file {path}: header line {line[:60]!r} is not 'field: value'")
         name = field.strip().lower()
@@ -329,10 +340,11 @@ class NrrdVolume(StoredArrayVolume):
             data = path
             start = header_end
         else:
-            if name.upper().startswith("LIST") or len(name.split()) > 1:
+            if name.startswith("LIST") or _is_file_pattern(name):
                 raise DataError(
-                    f"{where}: field 'data file' is {name!r}, a list or pattern of files; expected one "
-                    "data file (save the volume as one .nrrd, e.g. with 3D Slicer)"
+                    f"{where}: field 'data file' is {name!r}, a list or pattern of files (LIST, or a "
+                    "%-format followed by min, max and step); expected one data file (save the volume "
+                    "as one .nrrd, e.g. with 3D Slicer)"
                 )
             data = path.parent / name
             if not data.is_file():
