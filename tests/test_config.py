@@ -327,6 +327,13 @@ def test_a_yaml_syntax_error_names_its_line_and_a_json_bom_is_read(tmp_path: Pat
             ["transfer.schedule=immediate_twice", "transfer.second_lr=1e-9", "optim.min_lr=1e-6"],
             r"transfer.second_lr \(1e-09\) must not be below optim.min_lr \(1e-06\)",
         ),
+        # ...and the default second rate, lr / 10: a cosine climbed from 1e-4 to 5e-4 in the second
+        # phase, step decay sat at 5e-4, five times the rate the user was told.
+        (
+            ["transfer.schedule=freeze_then_unfreeze", "optim.lr=1e-3", "optim.min_lr=5e-4"],
+            r"transfer.second_lr, by default optim.lr / 10 \(0\.0001\), must not be below optim.min_lr "
+            r"\(0\.0005\)",
+        ),
     ],
 )
 def test_values_that_would_silently_mean_something_else_are_refused(
@@ -334,6 +341,18 @@ def test_values_that_would_silently_mean_something_else_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config({}, FinetuneConfig, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["transfer.schedule=immediate"],  # one run: no second rate to floor
+        ["transfer.schedule=immediate_twice", "transfer.second_lr=5e-4"],  # at the floor
+    ],
+)
+def test_a_floor_above_lr_over_10_is_taken_where_no_second_run_falls_below_it(overrides: list[str]) -> None:
+    config = load_config({}, FinetuneConfig, overrides=[*overrides, "optim.lr=1e-3", "optim.min_lr=5e-4"])
+    assert config.optim.min_lr == 5e-4
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from inpaintssl.config.model import ModelConfig
 from inpaintssl.config.optim import EarlyStoppingConfig, LossConfig, OptimConfig
 from inpaintssl.config.pretext import PretextConfig, _corruption_problem
 from inpaintssl.config.run import RunConfig
-from inpaintssl.config.transfer import TransferConfig
+from inpaintssl.config.transfer import TWO_RUN_SCHEDULES, TransferConfig
 from inpaintssl.config.unused import UnusedSetting
 
 __all__ = ["FinetuneConfig", "PretrainConfig", "recipe_filled"]
@@ -101,6 +101,14 @@ class FinetuneConfig(_StageConfig):
             raise ValueError(
                 f"transfer.second_lr ({second:g}) must not be below optim.min_lr ({self.optim.min_lr:g}), "
                 "the floor of the learning-rate schedule"
+            )
+        default = self.optim.effective_lr / 10  # training.finetuning.phases_for's
+        if second is None and self.transfer.schedule in TWO_RUN_SCHEDULES and default < self.optim.min_lr:
+            # The default rate too: a cosine would climb from it to min_lr, step decay sit at min_lr.
+            raise ValueError(
+                f"transfer.second_lr, by default optim.lr / 10 ({default:g}), must not be below "
+                f"optim.min_lr ({self.optim.min_lr:g}), the floor of the learning-rate schedule; give "
+                "transfer.second_lr at or above it, or a lower optim.min_lr"
             )
         return self
 

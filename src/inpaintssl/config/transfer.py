@@ -33,7 +33,8 @@ class TransferConfig(_Strict):
             ``immediate_twice`` (then train everything again at ``second_lr``, F?S), ``frozen``
             (train only the fresh parts, FF?F) or ``freeze_then_unfreeze`` (train only the fresh
             parts to convergence, then unfreeze all and train again at ``second_lr``, FF?S).
-        second_lr: Initial learning rate of the second run (defaults to ``optim.lr / 10``).
+        second_lr: Initial learning rate of the second run (defaults to ``optim.lr / 10``); given
+            or by default, not below ``optim.min_lr``, the schedules' floor.
         in_channels: What to do when pretrained and fine-tuned input channels differ:
             ``error``, ``repeat`` (tile the kernels that read the image, scaled) or ``average``.
     """
