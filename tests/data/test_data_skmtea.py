@@ -97,6 +97,19 @@ def test_splits_follow_the_annotation_files(skmtea: SkmteaFixture) -> None:
     assert "label" not in unlabelled[0] and "scan_params" not in unlabelled[0]
 
 
+@pytest.mark.parametrize("folder", ["skm-tea[v1]", "skm*"])
+def test_unlabelled_files_are_matched_under_a_root_named_with_glob_characters(
+    tmp_path: Path, folder: str
+) -> None:
+    # The root is a folder: its [ and * match themselves, where they matched no scan (or a sibling's).
+    fx = make_skmtea(tmp_path / folder, splits={"train": 1}, unlabelled=2)
+    make_skmtea(tmp_path / "skm-teav", splits={"train": 1}, unlabelled=3, seed=1)
+    found = SKMTEADataset(split="unlabelled", labelled=False, root=fx.root, files="*.h5")
+    own = sorted(p.stem for p in (fx.root / "image_files").iterdir())  # the named files, annotated too
+    assert sorted(set(found.volume_ids)) == own and len(own) == 3
+    assert all(Path(f).parent == fx.root / "image_files" for f in found.data_files)
+
+
 def test_unlabelled_split_refuses_labels(skmtea: SkmteaFixture) -> None:
     with pytest.raises(DataError, match="unlabelled"):
         SKMTEADataset(split="unlabelled", labelled=True, root=skmtea.root)

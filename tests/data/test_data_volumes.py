@@ -149,6 +149,21 @@ def test_cases_globs_pair_images_and_labels_in_sorted_order(tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.parametrize("root", ["scans[v2]", "scans[2]", "lr*", "run?"])
+def test_a_root_named_with_glob_characters_is_that_folder_not_a_pattern(tmp_path: Path, root: str) -> None:
+    # Unescaped, scans[v2] matched a sibling "scansv" (or nothing), whose files were then trained on.
+    for folder in (root, "scansv", "scans2", "lrx", "runs"):
+        for split in ("img", "seg"):
+            (tmp_path / folder / split).mkdir(parents=True, exist_ok=True)
+        for name in ("c1", "c2") if folder == root else ("other",):
+            (tmp_path / folder / "img" / f"{name}.nii.gz").touch()
+            (tmp_path / folder / "seg" / f"{name}_seg.nii.gz").touch()
+    cases = {"val": {"image": "img/*.nii.gz", "label": "seg/*.nii.gz"}}
+    found = resolve_cases(cases, "val", root=tmp_path / root, dataset="nifti")
+    assert [c.image for c in found] == [tmp_path / root / "img" / f"{n}.nii.gz" for n in ("c1", "c2")]
+    assert [c.label for c in found] == [tmp_path / root / "seg" / f"{n}_seg.nii.gz" for n in ("c1", "c2")]
+
+
 @pytest.mark.parametrize("label_glob", ["seg/*.nii.gz", "seg/*", "seg/case*", "seg/*_seg.nii.gz"])
 def test_a_label_glob_that_takes_in_a_shared_suffix_pairs_each_image_with_its_own_label(
     tmp_path: Path, label_glob: str

@@ -18,6 +18,7 @@ from inpaintssl.data.base import SliceDataset
 from inpaintssl.registry import DATASETS
 from inpaintssl.studies import run_study
 from inpaintssl.studies.grid import expand_study
+from inpaintssl.studies.results import study_databases
 from inpaintssl.studies.spec import StudySpec, load_spec
 
 
@@ -149,7 +150,30 @@ def test_default_paths_and_shard_placeholder(tmp_path: Path) -> None:
     assert spec.database_path() == Path("studies/knee/study.sqlite")
     sharded = StudySpec(study="clinical", output=tmp_path, database=tmp_path / "db-{shard}.sqlite")
     assert sharded.database_path((2, 8)) == tmp_path / "db-2-of-8.sqlite"
-    assert sharded.database_pattern() == str(tmp_path / "db-*.sqlite")
+    assert sharded.database_template() == tmp_path / "db-{shard}.sqlite"
+    for name in ("db-0-of-2.sqlite", "db-1-of-2.sqlite", "db-old.sqlite", "db-.sqlite"):
+        (tmp_path / name).touch()
+    assert study_databases(sharded) == [tmp_path / "db-0-of-2.sqlite", tmp_path / "db-1-of-2.sqlite"]
+
+
+@pytest.mark.parametrize("folder", ["exp[12]", "exp[34]", "lr*", "run?"])
+def test_a_study_folder_named_with_glob_characters_finds_its_own_databases_alone(
+    tmp_path: Path, folder: str
+) -> None:
+    # Unescaped, exp[12] matched no file (its finished runs reported as none) and exp[34] matched a
+    # sibling study's exp3, whose runs were then adopted as done.
+    for sibling in ("exp1", "exp3", "lrx", "runs"):
+        (tmp_path / sibling).mkdir()
+        (tmp_path / sibling / "study.sqlite").touch()
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "study.sqlite").touch()
+    single = StudySpec(study="clinical", output=tmp_path / folder)
+    assert study_databases(single) == [tmp_path / folder / "study.sqlite"]
+    sharded = StudySpec(
+        study="clinical", output=tmp_path / folder, database=tmp_path / folder / "{shard}.sqlite"
+    )
+    (tmp_path / folder / "0-of-1.sqlite").touch()
+    assert study_databases(sharded) == [tmp_path / folder / "0-of-1.sqlite"]
 
 
 _values = st.recursive(

@@ -120,8 +120,11 @@ def _expand_glob(pattern: str | Path, *, root: Path | None, what: str) -> tuple[
     raw = Path(str(pattern)).expanduser()
     full = raw if raw.is_absolute() or root is None else root / raw
     if is_glob(str(pattern), full):
+        # The root is a folder, not a pattern: its own [ * ? (data in "scans[v2]") match themselves.
+        relative = root is not None and not raw.is_absolute()
+        base = os.path.join(glob.escape(str(root)), str(raw)) if relative else str(full)
         # Path drops a trailing slash, which in a glob means "folders only" (series folders).
-        query = str(full) + (os.sep if str(pattern).endswith(("/", os.sep)) else "")
+        query = base + (os.sep if str(pattern).endswith(("/", os.sep)) else "")
         matches = sorted(Path(p) for p in glob.glob(query, recursive=True))
         if not matches:
             missing = _first_missing_folder(full)
@@ -151,6 +154,9 @@ def _wildcard_parts(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] 
         elif text[i] == "?":
             parts.append(f"([^{sep}])")
             i += 1
+        elif text[i] == "[" and text[i + 2 : i + 3] == "]" and text[i + 1] in "*?[":
+            parts.append(re.escape(text[i + 1]))  # glob.escape's [*], [?], [[]: the character itself
+            i += 3
         elif text[i] == "[" and "]" in text[i + 2 :]:
             end = text.index("]", i + 2)
             body = text[i + 1 : end]

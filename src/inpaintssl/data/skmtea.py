@@ -350,7 +350,8 @@ class SKMTEADataset(SliceDataset):
             patterns = [files] if isinstance(files, str) else list(files)
             paths = []
             for pattern in patterns:
-                matched = sorted(Path(p) for p in glob.glob(str(image_dir / pattern)))
+                # The folder's own [ * ? match themselves; the pattern's are the wildcards.
+                matched = sorted(image_dir / p for p in glob.glob(pattern, root_dir=image_dir))
                 if not matched:
                     raise DataError(f"skmtea: files pattern {str(image_dir / pattern)!r} matches no files")
                 paths.extend(matched)

@@ -360,7 +360,7 @@ def write_report(
     written = measured.to_csv(folder / "results.csv")
     convergence = None if demo else _convergence_note(runs)
     intro = [
-        f"Study `{spec.study}`; results from `{spec.database_pattern()}`; "
+        f"Study `{spec.study}`; results from `{spec.database_template()}`; "
         "every measurement: [results.csv](results.csv).",
         *([convergence] if convergence else []),
         *([ranked] if (ranked := _incomplete_note(parts, incomplete)) else []),

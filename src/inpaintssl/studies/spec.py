@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import glob
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -450,15 +451,21 @@ class StudySpec(BaseModel):
         """Where remote workers write one result file per finished run (``<output>/results``)."""
         return self.output_dir() / "results"
 
+    def database_template(self) -> Path:
+        """The database file as given (``database``, else ``<output>/study.sqlite``), any ``{shard}`` kept."""
+        return self.database if self.database is not None else self.output_dir() / "study.sqlite"
+
     def database_path(self, shard: tuple[int, int] = (0, 1)) -> Path:
         """This shard's database file (the ``{shard}`` placeholder becomes ``<i>-of-<n>``)."""
-        path = self.database if self.database is not None else self.output_dir() / "study.sqlite"
-        return Path(str(path).replace("{shard}", f"{shard[0]}-of-{shard[1]}"))
+        return Path(str(self.database_template()).replace("{shard}", f"{shard[0]}-of-{shard[1]}"))
 
     def database_pattern(self) -> str:
-        """A glob matching the database file of every shard."""
-        path = self.database if self.database is not None else self.output_dir() / "study.sqlite"
-        return str(path).replace("{shard}", "*")
+        """A glob matching the database file of every shard, and no other file.
+
+        The path's own ``[``, ``*`` and ``?`` are escaped: a study in ``exp[12]`` matched no file,
+        and one in ``exp[34]`` another study's ``exp3``, whose runs it then took as its own.
+        """
+        return glob.escape(str(self.database_template())).replace("{shard}", "[0-9]*-of-[0-9]*")
 
 
 # Config fields whose value names a registered component (inpaintssl.registry.REGISTRIES).
