@@ -102,6 +102,10 @@ def test_run_ids_are_stable_and_ignore_where_a_run_executes(tmp_path: Path) -> N
     with pytest.warns(ConfigWarning, match=r"run\.cudnn_benchmark=true has no effect"):  # on the CPU
         cpu = apply_overrides(job.config, runtime_only)
     assert run_id("pretrain", cpu) == job.id
+    # Speed alone (docs/concepts.rst): switching one on mid-study retrained every run.
+    faster = ["run.reuse_host_memory=true", "run.cpu_weight_gradient=onednn", "run.checkpoint_every=5"]
+    for override in faster:
+        assert run_id("pretrain", apply_overrides(job.config, [override])) == job.id, override
     assert run_id("pretrain", apply_overrides(job.config, ["run.seed=7"])) != job.id
     assert run_id("finetune", job.config, depends_on="pt-x") != run_id(
         "finetune", job.config, depends_on="pt-y"

@@ -7,8 +7,9 @@ so the same experiment has the same id in every process, on every machine and af
 two grid points that resolve to one config are one job (so is 100% of the labels under several subset
 seeds: it is trained with the first seed only). Fields that change where or how a run
 executes but not what it computes (output folder, resume flag, device, ``torch.compile`` mode,
-cuDNN autotuning, loader workers) are left out of the hash, and so is ``transfer.second_lr`` under the
-``immediate`` schedule, which never reads it.
+cuDNN autotuning, loader workers; the CPU speed settings ``run.reuse_host_memory`` and
+``run.cpu_weight_gradient``, and how often ``run.checkpoint_every`` saves) leave the hash
+unchanged, and so does ``transfer.second_lr`` under the ``immediate`` schedule, which never reads it.
 
 Every SSL fine-tuning job is compared with a supervised baseline trained the same way
 (sec. 2.5.3; docs/studies.rst). A baseline takes the SSL job's label fraction, subset seed and
@@ -103,11 +104,23 @@ _RUNTIME_FIELDS = (
 )
 
 
+# Settings of how fast a run executes, not what it computes, that were in the hash before
+# that was noticed: hashed at their defaults whatever they are set to, so that switching one on
+# keeps a study's run ids, and the ids earlier releases computed stay (popping them would not).
+_HASHED_AT_DEFAULT = (
+    ("run", "reuse_host_memory"),
+    ("run", "cpu_weight_gradient"),
+    ("run", "checkpoint_every"),
+)
+
+
 def _canonical(config: PretrainConfig | FinetuneConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json")
     for section, name in _RUNTIME_FIELDS:
         if section in data:
             data[section].pop(name, None)
+    for section, name in _HASHED_AT_DEFAULT:
+        data[section][name] = type(getattr(config, section)).model_fields[name].default
     return data
 
 
