@@ -242,6 +242,18 @@ def test_a_fraction_selecting_no_volume() -> None:
         build_datasets(DataConfig(dataset="mni152", label_fraction=0.01), stage="finetune", seed=0)
 
 
+def test_an_unlabelled_fraction_selecting_no_volume_counts_that_sources_volumes() -> None:
+    # The 3 are the unlabelled source's volumes, not training volumes (40 here).
+    source = {"dataset": "synthetic", "params": {"num_images": 3, "size": [16, 16]}, "fraction": 0.1}
+    config = DataConfig(
+        dataset="synthetic", params={"num_images": 40, "num_val": 2, "size": [16, 16]}, unlabelled=[source]
+    )
+    with pytest.raises(
+        DataError, match=r"^data\.unlabelled\[0\]\.fraction=0\.1 of 3 synthetic volumes selects 0 volumes"
+    ):
+        build_datasets(config, stage="pretrain", seed=0)
+
+
 def test_empty_split_from_a_plugin_like_dataset(tmp_path: Path) -> None:
     np.save(tmp_path / "a.npy", np.zeros((4, 4, 0)))
     cfg = DataConfig(dataset="numpy", params={"cases": {"train": "a.npy"}, "root": str(tmp_path)})

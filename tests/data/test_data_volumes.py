@@ -183,6 +183,55 @@ def test_a_label_glob_that_takes_in_a_shared_suffix_pairs_each_image_with_its_ow
         assert case.label is not None and case.label.name == f"{case.volume_id}_seg.nii.gz"
 
 
+@pytest.mark.parametrize(
+    ("image_name", "label_name"),
+    [
+        ("case_{n}.npy", "case_{n:02d}.npy"),
+        ("case_{n:03d}.npy", "mask_{n}_seg.npy"),
+        ("s{n}.npy", "s{n:02d}.npy"),
+    ],
+)
+def test_numbers_padded_differently_pair_by_their_value(
+    tmp_path: Path, image_name: str, label_name: str
+) -> None:
+    # case_1 with case_01: in sorted order 11 of 12 images took another case's label, silently.
+    (tmp_path / "img").mkdir()
+    (tmp_path / "seg").mkdir()
+    for n in range(1, 13):
+        (tmp_path / "img" / image_name.format(n=n)).touch()
+        (tmp_path / "seg" / label_name.format(n=n)).touch()
+    cases = {"train": {"image": "img/*.npy", "label": "seg/*.npy"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    assert len(found) == 12
+    for case in found:
+        assert case.label is not None
+        assert int(re.findall(r"\d+", case.label.name)[0]) == int(re.findall(r"\d+", case.image.name)[0])
+
+
+def test_names_that_do_not_pair_are_paired_in_sorted_order_with_a_warning_naming_the_pairs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "seg").mkdir()
+    for image, label in (("knee_a", "mask_x"), ("knee_b", "mask_y"), ("knee_c", "mask_z")):
+        (tmp_path / "img" / f"{image}.npy").touch()
+        (tmp_path / "seg" / f"{label}.npy").touch()
+    cases = {"train": {"image": "img/*.npy", "label": "seg/*.npy"}}
+    with pytest.warns(
+        UserWarning,
+        match=r"numpy cases\['train'\].*paired in sorted order \(knee_a\.npy with mask_x\.npy, knee_b\.npy "
+        r"with mask_y\.npy, knee_c\.npy with mask_z\.npy\); check that",
+    ):
+        found = resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    assert [(c.image.name, c.label.name if c.label else None) for c in found] == [
+        ("knee_a.npy", "mask_x.npy"),
+        ("knee_b.npy", "mask_y.npy"),
+        ("knee_c.npy", "mask_z.npy"),
+    ]
+
+
 def test_a_label_glob_with_a_shared_prefix_pairs_by_the_part_that_differs(tmp_path: Path) -> None:
     for n in ("1", "9", "10"):
         (tmp_path / f"sub{n}.npy").touch()

@@ -231,6 +231,7 @@ class _Builder:
                 fraction=source.fraction,
                 seed=self.cfg.subset_seed,
                 what=f"data.unlabelled[{position}].fraction",
+                of_what=f"{source.dataset} volumes",
             )
         view = select_volumes(dataset, chosen, what=self.reuse_source if self.reuse else key)
         self.subsets[key] = _record(source.dataset, split, view, fraction=source.fraction)

@@ -54,6 +54,7 @@ from typing import Any
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.readers import VOLUME_SUFFIXES
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["CaseSpec", "available_splits", "case_stem", "folder_qualified_stems", "is_glob", "resolve_cases"]
 
@@ -210,27 +211,58 @@ def _distinct_cores(keys: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
 
 
 def _pair_labels(
-    images: list[Path], image_query: str | None, labels: list[Path], label_query: str | None
+    images: list[Path], image_query: str | None, labels: list[Path], label_query: str | None, *, where: str
 ) -> list[Path]:
     """``labels`` in the order of ``images``: matched by what their globs' wildcards matched
     (``case10.npy`` with ``case10_seg.npy``) where both give the same set of values; else by
     those values less what every image's, or every label's, share (``img/*.nii.gz`` with
     ``seg/*.nii.gz``: ``case10`` with ``case10_seg``, :func:`_distinct_cores`) where those agree;
-    else in sorted order. Sorted order is the last resort because the two sorted lists can
-    differ (``case1_seg`` sorts after ``case10_seg``, ``case1`` before ``case10``)."""
+    either with numbers compared by value (``case_1`` with ``case_01``); else in sorted order, with
+    a warning naming the first pairs. Sorted order is the last resort because the two sorted lists
+    can differ (``case1_seg`` sorts after ``case10_seg``, ``case1`` before ``case10``)."""
     if image_query is None or label_query is None:
         return labels
     image_keys = _wildcard_parts(image_query, images)
     label_keys = _wildcard_parts(label_query, labels)
-    if image_keys is None or label_keys is None or len(image_keys[0]) != len(label_keys[0]):
-        return labels
-    if set(image_keys) != set(label_keys):
-        image_keys, label_keys = _distinct_cores(image_keys), _distinct_cores(label_keys)
-        unique = len(set(image_keys)) == len(image_keys) and len(set(label_keys)) == len(label_keys)
-        if not unique or set(image_keys) != set(label_keys):
-            return labels
-    by_key = dict(zip(label_keys, labels))
-    return [by_key[key] for key in image_keys]
+    order = None
+    if image_keys is not None and label_keys is not None and len(image_keys[0]) == len(label_keys[0]):
+        order = _matched_order(image_keys, label_keys)
+        if order is None:
+            order = _matched_order(_distinct_cores(image_keys), _distinct_cores(label_keys))
+    if order is not None:
+        return [labels[i] for i in order]
+    if len(images) > 1:
+        pairs = ", ".join(f"{image.name} with {label.name}" for image, label in zip(images[:3], labels[:3]))
+        warn_each_time(
+            f"{where}: the image and label globs match names that do not pair by what their wildcards "
+            f"matched, so they are paired in sorted order ({pairs}{', ...' if len(images) > 3 else ''}); "
+            "check that this pairs each image with its own label, or name each pair as {image, label}",
+            UserWarning,
+        )
+    return labels
+
+
+def _matched_order(
+    image_keys: Sequence[tuple[str, ...]], label_keys: Sequence[tuple[str, ...]]
+) -> list[int] | None:
+    """For each image key, the index of the label key equal to it, as text or else with each
+    number compared by value (``01`` as ``1``); ``None`` where the keys do not pair one to one."""
+    for normalise in (_as_text, _numbers_by_value):
+        images = [normalise(key) for key in image_keys]
+        labels = [normalise(key) for key in label_keys]
+        unique = len(set(images)) == len(images) and len(set(labels)) == len(labels)
+        if unique and set(images) == set(labels):
+            where = {key: i for i, key in enumerate(labels)}
+            return [where[key] for key in images]
+    return None
+
+
+def _as_text(key: tuple[str, ...]) -> tuple[str, ...]:
+    return key
+
+
+def _numbers_by_value(key: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(re.sub(r"\d+", lambda number: str(int(number.group())), part) for part in key)
 
 
 def case_stem(path: Path) -> str:
@@ -304,7 +336,7 @@ def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]
                 f"{where}: image {entry['image']!r} matches {len(images)} file(s) but label "
                 f"{entry['label']!r} matches {len(found)}; expected one label per image"
             )
-        labels = list(_pair_labels(images, image_query, found, label_query))
+        labels = list(_pair_labels(images, image_query, found, label_query, where=where))
     if "id" in entry:
         if len(images) != 1:
             raise DataError(f"{where}: 'id' {entry['id']!r} given for a glob matching {len(images)} images")

@@ -114,9 +114,6 @@ class Volume(ABC):
         num_slices: Number of slices along the slice axis.
         channels: Channels per slice (the last axis of a 4D volume, else 1).
         spacing: ``(row_mm, col_mm, slice_mm)``.
-        files: Every file this volume reads (for a run manifest). Setting it (when a reader has
-            parsed the header) notes each file's size and modification time: a volume reads its
-            files as they were then, or refuses (:meth:`read`).
         decompressed_folder: Where a compressed volume keeps its decompressed array, memory-mapped
             (:mod:`~inpaintssl.data.decompressed`, set by ``decompressed_into`` when the volume
             was opened); ``None`` keeps it in this process's memory.
@@ -175,7 +172,11 @@ class Volume(ABC):
 
     @property
     def files(self) -> tuple[str, ...]:
-        """Every file this volume reads (for a run manifest)."""
+        """Every file this volume reads (for a run manifest).
+
+        Setting it (when a reader has parsed the header) notes each file's size and modification
+        time: a volume reads its files as they were then, or refuses (:meth:`read`).
+        """
         return self._read_files
 
     @files.setter

@@ -104,7 +104,12 @@ e.g. 0.25 for 25 %; found 25
 
 
 def select_fraction(
-    volume_ids: Iterable[str], *, fraction: float, seed: int, what: str = "label_fraction"
+    volume_ids: Iterable[str],
+    *,
+    fraction: float,
+    seed: int,
+    what: str = "label_fraction",
+    of_what: str = "training volumes",
 ) -> tuple[str, ...]:
     """The nested, seeded ``fraction`` of ``volume_ids`` (sorted for readability).
 
@@ -113,6 +118,7 @@ def select_fraction(
         fraction: Share to keep, in (0, 1].
         seed: Subset seed.
         what: Name of the parameter for the error message.
+        of_what: What ``volume_ids`` are, for the error message.
 
     Raises:
         DataError: No volumes, a fraction outside (0, 1], or one that selects no volume
@@ -123,7 +129,7 @@ def select_fraction(
     n = subset_size(len(ranked), fraction, what=what)
     if n == 0:
         raise DataError(
-            f"{what}={fraction:g} of {len(ranked)} training volumes selects 0 volumes; "
+            f"{what}={fraction:g} of {len(ranked)} {of_what} selects 0 volumes; "
             f"expected a fraction above {0.5 / max(len(ranked), 1):.3g} so that at least one is used"
         )
     return tuple(sorted(ranked[:n]))
