@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -108,6 +109,28 @@ def test_unlabelled_files_are_matched_under_a_root_named_with_glob_characters(
     own = sorted(p.stem for p in (fx.root / "image_files").iterdir())  # the named files, annotated too
     assert sorted(set(found.volume_ids)) == own and len(own) == 3
     assert all(Path(f).parent == fx.root / "image_files" for f in found.data_files)
+
+
+def test_unlabelled_files_matching_held_out_scans_warn_and_declare_the_test_anatomy(tmp_path: Path) -> None:
+    # files="MTR_*.h5" took the val and test scans into pretraining, silently: the SSL arm saw the
+    # anatomy the comparison holds out, and a study's report did not say so.
+    fx = make_skmtea(tmp_path / "s", splits={"train": 2, "val": 1, "test": 1}, unlabelled=1)
+    held_out = sorted([*fx.splits["val"], *fx.splits["test"]])
+    with pytest.warns(
+        UserWarning, match=rf"match 2 scan\(s\) of the val or test split \({', '.join(held_out)}\)"
+    ):
+        found = SKMTEADataset(split="unlabelled", labelled=False, root=fx.root, files="MTR_*.h5")
+    assert set(found.volume_ids) >= set(held_out)
+    said = SKMTEADataset.unlabelled_holds_test_anatomy(root=str(fx.root), files="MTR_*.h5")
+    assert said == f"SKM-TEA test scans ({fx.splits['test'][0]}), which files='MTR_*.h5' match"
+    # The unannotated scans alone (the default, or named) hold none of it, and build without a word.
+    assert SKMTEADataset.unlabelled_holds_test_anatomy(root=str(fx.root)) is None
+    own = [f"{scan}.h5" for scan in fx.splits["unlabelled"]]
+    assert SKMTEADataset.unlabelled_holds_test_anatomy(root=str(fx.root), files=own) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SKMTEADataset(split="unlabelled", labelled=False, root=fx.root, files=own)
+    assert SKMTEADataset.unlabelled_holds_test_anatomy(root=str(fx.root), split="test") is not None
 
 
 def test_unlabelled_split_refuses_labels(skmtea: SkmteaFixture) -> None:

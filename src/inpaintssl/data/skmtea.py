@@ -53,6 +53,7 @@ from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.preprocess import RunningStats, Stats, root_sum_of_squares, zscore
 from inpaintssl.data.readers import READ_ERRORS, H5Volume, h5_dataset_shape
 from inpaintssl.data.scan_parameter_table import SCAN_PARAM_COLUMNS, read_scan_parameter_table
+from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
@@ -121,6 +122,37 @@ def _annotated_scans(root: Path, version: str, split: str) -> list[dict[str, Any
                 )
             first[value] = i
     return images
+
+
+def _matched_files(image_dir: Path, files: Sequence[str] | str) -> list[Path]:
+    """The files under ``image_dir`` that ``files`` (names or globs) match, in the patterns' order.
+
+    Raises:
+        DataError: A pattern that matches no file.
+    """
+    paths: list[Path] = []
+    for pattern in [files] if isinstance(files, str) else list(files):
+        # The folder's own [ * ? match themselves; the pattern's are the wildcards.
+        matched = sorted(image_dir / p for p in glob.glob(pattern, root_dir=image_dir))
+        if not matched:
+            raise DataError(f"skmtea: files pattern {str(image_dir / pattern)!r} matches no files")
+        paths.extend(matched)
+    return paths
+
+
+def _held_out_scans(
+    root: Path, version: str, file_names: Sequence[str], *, splits: Sequence[str] = ("val", "test")
+) -> list[str]:
+    """The scan ids of ``file_names`` that the annotation files of ``splits`` list, sorted (a
+    split without its file, as in a folder of unannotated scans alone, lists none)."""
+    named = set(file_names)
+    return sorted(
+        str(entry["scan_id"])
+        for split in splits
+        if (root / "annotations" / version / f"{split}.json").is_file()
+        for entry in _annotated_scans(root, version, split)
+        if entry["file_name"] in named
+    )
 
 
 def _check_disjoint_splits(
@@ -267,7 +299,10 @@ class SKMTEADataset(SliceDataset):
         root: The SKM-TEA folder.
         annotation_version: Subfolder of ``annotations/``.
         metadata_csv: Scan-parameter CSV, relative to ``root``; ``None`` omits ``scan_params``.
-        files: For ``unlabelled`` only: file names or globs under ``image_files/``.
+        files: For ``unlabelled`` only: file names or globs under ``image_files/`` (default: every
+            unannotated scan). Annotated scans they match are read too, with a warning for those
+            of the val and test splits, which a study then reports as test anatomy seen in
+            pretraining (:meth:`unlabelled_holds_test_anatomy`).
         stats: Where the per-volume RSS mean/std come from: ``auto``, ``file`` or ``compute``.
         echoes: Add ``echo1``/``echo2`` to each item.
 
@@ -347,15 +382,48 @@ class SKMTEADataset(SliceDataset):
             annotated = {e["file_name"] for s in _SPLITS for e in _annotated_scans(self.root, version, s)}
             paths = [p for p in sorted(image_dir.glob("*.h5")) if p.name not in annotated]
         else:
-            patterns = [files] if isinstance(files, str) else list(files)
-            paths = []
-            for pattern in patterns:
-                # The folder's own [ * ? match themselves; the pattern's are the wildcards.
-                matched = sorted(image_dir / p for p in glob.glob(pattern, root_dir=image_dir))
-                if not matched:
-                    raise DataError(f"skmtea: files pattern {str(image_dir / pattern)!r} matches no files")
-                paths.extend(matched)
+            paths = _matched_files(image_dir, files)
+            held_out = _held_out_scans(self.root, version, [p.name for p in paths])
+            if held_out:
+                warn_each_time(
+                    f"skmtea: files={files!r} match {len(held_out)} scan(s) of the val or test split "
+                    f"({first_and_more(held_out, limit=5)}): pretraining on them shows the SSL arm "
+                    "anatomy the comparison holds out; name the unannotated scans alone (the default, "
+                    "files=None)",
+                    UserWarning,
+                )
         return [{"file_name": p.name, "scan_id": p.stem} for p in paths]
+
+    @classmethod
+    def unlabelled_holds_test_anatomy(cls, **params: Any) -> str | None:
+        """What a pretraining source built with ``params`` holds of the test scans.
+
+        The default ``unlabelled`` split holds the unannotated scans alone: nothing. With
+        ``files`` naming annotated test scans, or ``split="test"``, it holds those scans
+        themselves. Reads the annotation files; a folder that cannot be read declares nothing
+        (building the dataset then says why).
+
+        Example:
+            >>> SKMTEADataset.unlabelled_holds_test_anatomy(root="/no/such/folder") is None
+            True
+        """
+        if str(params.get("split", "unlabelled")) == "test":
+            return "the SKM-TEA test scans themselves"
+        files = params.get("files")
+        if files is None or "root" not in params:
+            return None
+        version = str(params.get("annotation_version", "v1.0.0"))
+        try:
+            root = Path(params["root"]).expanduser()
+            names = [p.name for p in _matched_files(root / "image_files", files)]
+            tested = set(_held_out_scans(root, version, names, splits=("test",)))
+        except (DataError, OSError):
+            return None
+        return (
+            f"SKM-TEA test scans ({first_and_more(sorted(tested), limit=5)}), which files={files!r} match"
+            if tested
+            else None
+        )
 
     def _open_scan(self, entry: dict[str, Any], params: dict[str, dict[str, float]] | None) -> _Scan:
         path = existing_path(self.root / "image_files" / entry["file_name"], what="SKM-TEA image file")
