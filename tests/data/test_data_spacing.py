@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -11,7 +14,8 @@ from hypothesis import strategies as st
 
 from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange, training_spacing
 from inpaintssl.data.synthetic import SyntheticShapes
-from inpaintssl.data.views import ConcatSlices, FitToSize, Subset
+from inpaintssl.data.views import ConcatSlices, FitToSize, ImagesOnly, Subset, select_volumes
+from inpaintssl.data.volumes import VolumeSliceDataset, nifti_dataset
 
 millimetres = st.floats(min_value=0.05, max_value=20.0, allow_nan=False)
 pairs = st.lists(st.tuples(millimetres, millimetres), min_size=1, max_size=20)
@@ -106,3 +110,44 @@ def test_a_dataset_without_usable_spacing_records_none() -> None:
     # Recording the spacing must never fail a run: a plugin that states none gets no check.
     assert training_spacing(_Unspaced(num_images=3, size=(8, 8))) is None
     assert training_spacing(_Spaced((0.0, 1.0, 1.0), num_images=3, size=(8, 8))) is None
+
+
+def _nifti_cases(root: Path, spacings: list[float], *, slices: int = 1) -> VolumeSliceDataset:
+    """One ``16 x 16 x slices`` NIfTI per entry of ``spacings`` (its in-plane mm; NIfTI stores float32,
+    so the tests give ones float32 holds exactly), ``case00``, ``case01``, ..."""
+    rng = np.random.default_rng(0)
+    for i, mm in enumerate(spacings):
+        image = rng.normal(size=(16, 16, slices)).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, np.diag([mm, mm, 3.0, 1.0])), root / f"case{i:02d}.nii")
+    return nifti_dataset(split="train", labelled=False, cases={"train": "case*.nii"}, root=root)
+
+
+def test_every_volume_that_tells_its_spacing_counts_whatever_the_limit(tmp_path: Path) -> None:
+    # Ten cases, the second at 0.5 mm, the others at 0.75: 4 of 10 items evenly spaced are 0, 3, 6, 9.
+    cases = _nifti_cases(tmp_path, [0.75, 0.5, *[0.75] * 8])
+    assert training_spacing(cases, limit=4) == SpacingRange((0.5, 0.5), (0.75, 0.75))
+    # Through views: the cases but the first, resized 16 -> 4 pixels a side (4 times the length).
+    resized = FitToSize(
+        ImagesOnly(select_volumes(cases, [f"case{i:02d}" for i in range(1, 10)], what="t")),
+        (4, 4),
+        mode="resize",
+    )
+    assert training_spacing(resized, limit=4) == SpacingRange((2.0, 2.0), (3.0, 3.0))
+    # Beside a source that cannot tell, items are read: `limit` of them, spread evenly, as before.
+    plugin = _Spaced((0.25, 0.375, 2.0), num_images=6, size=(16, 16))
+    both = ConcatSlices([ImagesOnly(cases), ImagesOnly(plugin)], names=["nifti", "plugin"])
+    plugin.reads = 0  # building the views read it
+    assert training_spacing(both, limit=2) == SpacingRange((0.25, 0.375), (0.75, 0.75))  # items 0, 15
+    assert plugin.reads == 1
+
+
+def test_every_slice_is_covered_without_reading_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every slice is asked for its spacing, through a resizing view; no item is read for it.
+    cases = _nifti_cases(tmp_path, [0.625, 0.875, 0.5], slices=50)
+    view = FitToSize(Subset(cases, list(range(len(cases)))), (32, 32), mode="resize")
+
+    def unread(self: VolumeSliceDataset, index: int) -> None:
+        raise AssertionError(f"item {index} read")
+
+    monkeypatch.setattr(VolumeSliceDataset, "__getitem__", unread)
+    assert training_spacing(view, limit=2) == SpacingRange((0.25, 0.25), (0.4375, 0.4375))

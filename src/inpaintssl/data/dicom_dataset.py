@@ -100,7 +100,8 @@ def dicom_dataset(
             ``echoes`` ``(E, H, W)`` float32 (each echo's values, shortest echo time first) and
             ``echo_times_ms`` ``(E,)``. Every series must hold the same number of echoes, at
             least three (the first is left out of the fit). Every item then holds E more
-            slices: leave it off where nothing measures T2.
+            slices, and the pre-flight check reads every echo completely (each file fingerprinted
+            with its case): leave it off where nothing measures T2.
         series: Each case's image is a folder of a whole study (its series' files together, or
             in subfolders), and this names the series read from it: its ``SeriesDescription``
             (without case, e.g. ``"sag t2 map"``), ``SeriesInstanceUID``, or ``SeriesNumber``
@@ -242,6 +243,11 @@ class _EchoSliceDataset(VolumeSliceDataset):
         self._echo_times = [
             torch.tensor(getattr(e[0], "echo_times_ms", ()), dtype=torch.float64) for e in echoes
         ]
+
+    def extra_volumes(self, case_index: int) -> tuple[Volume, ...]:
+        """Every echo of the case's series: its items read each echo's slice, so the pre-flight check
+        reads each echo completely and fingerprints its files with the case."""
+        return tuple(self._echoes[case_index])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = super().__getitem__(index)

@@ -2,10 +2,13 @@
 
 A truncated ``.nii.gz`` reads its header fine and fails only when a slice is decompressed, which
 used to be hours into training with an ``EOFError`` naming no file. :func:`preflight` runs one
-:class:`CaseCheck` per case (image volume plus label volume) before anything is written to the
-run folder, and every problem is a :class:`~inpaintssl.data.base.DataError` naming the file:
+:class:`CaseCheck` per case (image volume, label volume and any other volume its items read: the
+echoes of a ``dicom`` dataset with ``t2_echoes``,
+:meth:`~inpaintssl.data.volumes.VolumeSliceDataset.extra_volumes`) before anything is written to
+the run folder, and every problem is a :class:`~inpaintssl.data.base.DataError` naming the file:
 
-- readable and complete: every slice is read, so truncated gzip, HDF5 or NIfTI data fail here;
+- readable and complete: every slice of every such volume is read, so truncated gzip, HDF5,
+  NIfTI or DICOM data fail here;
 - real, finite values (no complex, NaN or +-Inf voxels) and no zero-size axis;
 - an image that is not one value throughout (a blank volume: written without data, or a failed
   export or copy; a constant label volume, all background, is fine);

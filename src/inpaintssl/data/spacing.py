@@ -121,18 +121,33 @@ class SpacingRange:
 def training_spacing(dataset: SliceDataset, *, limit: int | None = 256) -> SpacingRange | None:
     """The in-plane spacing range of ``dataset``'s slices as the network sees them.
 
-    Reads no image where the dataset tells a slice's spacing (the built-in datasets and views);
-    otherwise reads at most ``limit`` items, spread evenly over the dataset.
+    Covers every slice where the dataset tells each one's spacing without reading it (the
+    built-in datasets, through the views of :mod:`~inpaintssl.data.views`; microseconds a slice),
+    so one scan at another spacing among hundreds is in the range. Where some source cannot tell
+    (a plugin without ``slice_spacing``), at most ``limit`` items are read, spread evenly.
 
     Returns:
         The range, or ``None`` for an empty dataset or one whose items state no usable spacing
         (a plugin without the ``spacing`` key, or with a zero or infinite one): the run then
         records none and its scans are not checked, rather than training failing over it.
     """
-    indices = evenly_spaced(len(dataset), limit)
+    indices = range(len(dataset)) if _tells_spacing(dataset) else evenly_spaced(len(dataset), limit)
     if not indices:
         return None
     try:
         return SpacingRange.of(slice_spacing_of(dataset, i) for i in indices)
     except (KeyError, ValueError):
         return None
+
+
+def _tells_spacing(dataset: SliceDataset, *, with_shape: bool = False) -> bool:
+    """Whether ``dataset`` tells each item's spacing (and, ``with_shape``, its slice shape) without
+    reading it, and so does every dataset under it: a view that resizes asks its parent's shape."""
+    wanted = ("slice_spacing", "slice_shape") if with_shape else ("slice_spacing",)
+    if not all(callable(getattr(dataset, name, None)) for name in wanted):
+        return False
+    parts = getattr(dataset, "parts", None)
+    if isinstance(parts, list):
+        return all(_tells_spacing(part, with_shape=True) for part in parts if isinstance(part, SliceDataset))
+    parent = getattr(dataset, "parent", None)
+    return _tells_spacing(parent, with_shape=True) if isinstance(parent, SliceDataset) else True

@@ -223,16 +223,29 @@ class VolumeSliceDataset(SliceDataset):
             CaseCheck(
                 f"{self.name} case {case.volume_id!r} ({case.image.path})",
                 functools.partial(self._preflight, c),
-                files=tuple(name for volume in self._case_volumes(case) for name in volume.files),
+                # Once each: a file several volumes read (an Enhanced series' echoes) is one fingerprint.
+                files=tuple(dict.fromkeys(name for volume in self._case_volumes(c) for name in volume.files)),
                 # Each reads its own case's volumes; _stats takes one key per case.
-                parallel=all(v.reads_on_threads for v in self._case_volumes(case)),
+                parallel=all(v.reads_on_threads for v in self._case_volumes(c)),
             )
             for c, case in enumerate(self._cases)
             if case.volume_id in volume_ids
         ]
 
-    def _case_volumes(self, case: Case) -> tuple[Volume, ...]:
-        return (case.image, case.label) if self.labelled and case.label is not None else (case.image,)
+    def _case_volumes(self, case_index: int) -> tuple[Volume, ...]:
+        """Every volume the items of case ``case_index`` read: image, label, :meth:`extra_volumes`."""
+        case = self._cases[case_index]
+        own = (case.image, case.label) if self.labelled and case.label is not None else (case.image,)
+        return own + self.extra_volumes(case_index)
+
+    def extra_volumes(self, case_index: int) -> tuple[Volume, ...]:
+        """Volumes beside the image and label that the items of case ``case_index`` read slice by
+        slice (none here; the ``dicom`` dataset's echoes with ``t2_echoes``).
+
+        The pre-flight check reads each completely, as it reads the image, and fingerprints its
+        files with the case's, so a damaged or rewritten one is found before training.
+        """
+        return ()
 
     def _preflight(self, case_index: int) -> None:
         case = self._cases[case_index]
@@ -264,6 +277,27 @@ class VolumeSliceDataset(SliceDataset):
             for s in range(case.label.num_slices):
                 raw = case.label.read(s)
                 check_label_values(raw, self._values, where=f"label {case.label.source} slice {s}")
+        for extra in self.extra_volumes(case_index):
+            self._check_extra(case, extra)
+
+    def _check_extra(self, case: Case, volume: Volume) -> None:
+        """Read every slice of an extra volume of ``case``: each item reads its slice beside the image's."""
+        where = f"{self.name} case {case.volume_id!r}: {volume.source}"
+        if volume.num_slices != case.image.num_slices:
+            raise DataError(
+                f"{where} holds {volume.num_slices} slices; expected the {case.image.num_slices} of its "
+                f"image {case.image.source} (each item reads its slice of both)"
+            )
+        for s in range(volume.num_slices):
+            raw = volume.read(s)
+            check_real(raw, where=f"{volume.source} slice {s}")
+            check_finite(raw, where=f"{volume.source} slice {s}")
+            if raw.shape[:2] != case.image.slice_shape:
+                rows, columns = case.image.slice_shape
+                raise DataError(
+                    f"{where} slice {s} is {raw.shape[0]} x {raw.shape[1]} pixels; expected the "
+                    f"{rows} x {columns} of its image {case.image.source}"
+                )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
