@@ -360,6 +360,13 @@ def test_smp_encoder_of_another_backbones_run_is_refused(tmp_path: Path) -> None
         save_smp_encoder(tmp_path / "ft", tmp_path / "encoder.safetensors")
     with pytest.raises(ValueError, match=rf"model {told}"):
         smp_encoder_state_dict(issl.load_model(tmp_path / "ft"))
+    # Its weight files too: the checkpoint's model.safetensors (meta.json beside it) and an export
+    # (its header) name the backbone; by path they were taken as plain weights.
+    weights = tmp_path / "ft" / "checkpoints" / "best" / "model.safetensors"
+    exported = issl.export_model(tmp_path / "ft", format="safetensors", output=tmp_path / "ft.safetensors")
+    for path in (weights, exported):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(path))} {told}"):
+            save_smp_encoder(path, tmp_path / "encoder.safetensors")
     assert not (tmp_path / "encoder.safetensors").exists()
 
 

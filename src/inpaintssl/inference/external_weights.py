@@ -23,7 +23,14 @@ import torch
 from torch import nn
 
 from inpaintssl.atomic import atomic_write_with
-from inpaintssl.checkpoint import contiguous_cpu, load_checkpoint, save_safetensors
+from inpaintssl.checkpoint import (
+    contiguous_cpu,
+    load_resolved_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+    save_safetensors,
+)
+from inpaintssl.inference.loading import HEADER_KEY, ModelInfo, safetensors_metadata
 from inpaintssl.models.external.monai_resunet import MonaiUNet
 from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
 from inpaintssl.transfer_learning._modules import get_part, unwrap_model
@@ -135,8 +142,9 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
         state: Mapping[str, torch.Tensor] = get_part(source, "encoder").state_dict()
     else:
         if isinstance(source, (str, os.PathLike)):
-            full, meta = load_checkpoint(Path(source))
-            _check_smp_run(None if meta is None else meta.backbone, where=str(source))
+            target = resolve_checkpoint(Path(source))
+            full, meta = load_resolved_checkpoint(target)
+            _check_smp_run(meta.backbone if meta is not None else _file_backbone(target), where=str(source))
         else:
             full = dict(source)
         prefix = "encoder."
@@ -151,6 +159,19 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
                 f"found e.g. {sorted(full)[:3]}"
             )
     return {key: value.detach().to("cpu") for key, value in state.items()}
+
+
+def _file_backbone(target: Path) -> str | None:
+    """The backbone a weight file records: a checkpoint's ``model.safetensors`` in the ``meta.json``
+    beside it, an :func:`~inpaintssl.inference.export.export_model` file in its header; plain
+    weights record none."""
+    beside = target.with_name("meta.json")
+    if target.name == "model.safetensors" and beside.is_file():
+        return read_checkpoint_meta(beside).backbone
+    if target.suffix.lower() != ".safetensors":
+        return None
+    header = safetensors_metadata(target).get(HEADER_KEY)
+    return None if header is None else ModelInfo.from_json(header, source=target).backbone
 
 
 def _check_smp_run(backbone: str | None, *, where: str) -> None:
