@@ -64,3 +64,35 @@ def test_each_block_takes_its_first_sigterm() -> None:
     for _ in range(2):
         with pytest.raises(Terminated), terminate_as_exit():
             signal.raise_signal(signal.SIGTERM)
+
+
+def test_an_error_raised_while_a_sigterm_unwinds_leaves_the_exit_to_the_signal() -> None:
+    # A DataLoader worker killed by the same group SIGTERM raised in the clean-up the Terminated
+    # started; that RuntimeError took its place (a traceback and exit 1, not 143).
+    with pytest.raises(Terminated) as caught, terminate_as_exit():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+    assert caught.value.code == 143
+    # An error of its own, with no SIGTERM behind it, is left as it is.
+    with pytest.raises(RuntimeError, match="not a signal"), terminate_as_exit():
+        try:
+            raise ValueError("first")
+        finally:
+            raise RuntimeError("not a signal")
+
+
+def test_a_sigterm_stops_python_watching_child_processes() -> None:
+    # PyTorch's DataLoader raises from its SIGCHLD handler when a worker dies: at exit, after the
+    # group's SIGTERM ended the workers, it printed a traceback under the one-line message.
+    def watching(signum: int, frame: object) -> None:
+        raise AssertionError("a child's end reached the old handler")
+
+    before = signal.signal(signal.SIGCHLD, watching)
+    try:
+        with pytest.raises(Terminated), terminate_as_exit():
+            signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGCHLD, before)

@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-__all__ = ["Terminated", "ctrl_c_redelivered", "handler_kept", "terminate_as_exit"]
+__all__ = ["Terminated", "ctrl_c_redelivered", "handler_kept", "terminate_as_exit", "terminated_during"]
 
 _REDELIVERY_DELAY_S = 0.01
 """How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
@@ -114,6 +114,7 @@ def terminate_as_exit() -> Iterator[None]:
             # interrupt the clean-up the first one started, such as handing a run back.
             return
         stopping.set()
+        _stop_watching_children()
         raise Terminated(signum)
 
     def signal_of(dropped: BaseException | None) -> int | None:
@@ -126,8 +127,51 @@ def terminate_as_exit() -> Iterator[None]:
     try:
         with _dropped_signals_sent_again(signal_of):
             yield
+    except Exception as error:
+        # A SIGTERM sent to a process group (scancel, a scheduler's preemption) ends the DataLoader
+        # workers too; their deaths raise a RuntimeError in the clean-up the Terminated started,
+        # which took its place: a traceback and exit 1 where schedulers read 143.
+        cause = terminated_during(error)
+        if cause is None:
+            raise
+        raise cause from None  # the workers' deaths follow from it: the signal is what ended the run
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_watching_children() -> None:
+    """Put SIGCHLD back to its default where Python code watches it (PyTorch's DataLoader does).
+
+    A SIGTERM sent to the process group ends the DataLoader workers too, and their handler raised
+    "DataLoader worker ... is killed by signal" in the clean-up, or at exit, with a traceback. The
+    process is on its way out: a child's end is no news.
+    """
+    sigchld = getattr(signal, "SIGCHLD", None)
+    if sigchld is not None and callable(signal.getsignal(sigchld)):
+        signal.signal(sigchld, signal.SIG_DFL)
+
+
+def terminated_during(error: BaseException) -> Terminated | None:
+    """The :class:`Terminated` whose unwinding ``error`` was raised in, if it was (its context chain).
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise Terminated(15)
+        ...     finally:
+        ...         raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+        ... except RuntimeError as error:
+        ...     terminated_during(error).code
+        143
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error.__context__
+    while link is not None and id(link) not in seen:
+        if isinstance(link, Terminated):
+            return link
+        seen.add(id(link))
+        link = link.__context__
+    return None
 
 
 def _ctrl_c_of(dropped: BaseException | None) -> int | None:

@@ -111,3 +111,34 @@ def test_a_signalled_run_resumes_to_the_uninterrupted_record(
     assert _rows(run / "val_inpainting.csv") == _rows(reference / "val_inpainting.csv")
     assert _trainer_state(run) == _trainer_state(reference)
     assert_same_checkpoints(run, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_dataloader_workers_exits_143_with_one_line(tmp_path: Path) -> None:
+    # scancel and a scheduler's preemption signal every process of the job: the DataLoader workers
+    # died with the run, and their deaths raised a RuntimeError in the clean-up the SIGTERM had
+    # started, in its place: a traceback and exit 1 where a requeue script reads 143.
+    run = tmp_path / "run"
+    # Five epochs, as every run here: the signal lands in the third.
+    proc = subprocess.Popen(
+        _command(run, "data.num_workers=2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        start_new_session=True,  # its own process group, as a job's
+    )
+    metrics = run / "metrics.csv"
+    while proc.poll() is None:
+        if metrics.is_file() and len(_rows(metrics)) >= 2:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "inpaintssl pretrain: terminated (SIGTERM); the same command with --resume continues from the "
+        "last checkpoint"
+    )
+    assert not (run / ".inpaintssl.lock").exists()
