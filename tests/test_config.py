@@ -196,6 +196,21 @@ def test_integers_still_read_as_integers(text: str, expected: int) -> None:
     assert type(value) is int and value == expected
 
 
+@given(value=st.integers(-(10**9), 10**9), zeros=st.integers(1, 4))
+def test_a_zero_padded_integer_is_its_decimal_value_not_octal(value: int, zeros: int) -> None:
+    # YAML 1.1 read 010 as octal 8 (YAML 1.2 dropped it): seeds 008 and 010 both trained seed 8.
+    text = ("-" if value < 0 else "") + "0" * zeros + str(abs(value))
+    (read,) = apply_overrides(FinetuneConfig(), [f"data.params={{n: {text}}}"]).data.params.values()
+    assert type(read) is int and read == value
+    assert apply_overrides(FinetuneConfig(), [f"run.seed={'0' * zeros}{abs(value)}"]).run.seed == abs(value)
+
+
+def test_a_zero_padded_integer_in_a_file_is_decimal(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("optim: {max_epochs: 010}\nrun: {seed: 0011}\n")
+    loaded = load_config(tmp_path / "c.yaml", FinetuneConfig)
+    assert (loaded.optim.max_epochs, loaded.run.seed) == (10, 11)
+
+
 def test_a_date_or_a_hash_in_a_value_is_text(tmp_path: Path) -> None:
     # A run folder named by a date was refused as "found datetime.date(2024, 1, 5)"; one named
     # "exp #3" trained into "exp" (YAML took " #3" for a comment).

@@ -9,13 +9,15 @@ where YAML 1.1 surprises a config's author.
   one was refused as "found datetime.date(2024, 1, 5)".
 * ``1:30`` and ``12:30:00`` are text, not YAML 1.1's base-60 numbers (90 and 45000), which
   YAML 1.2 dropped: a time or a ratio written in a ``params`` mapping stays what it reads as.
+* ``010`` is ten, not YAML 1.1's octal eight, which YAML 1.2 dropped too: zero-padded seeds
+  (``run.seed=$(printf %03d $i)``) ran seed 8 for ``010`` and for ``008``.
 
 :class:`ConfigYamlDumper` writes what this loader reads back unchanged: it quotes a string that
 the loader would take for a float (``'1e5'``), which PyYAML's safe dumper leaves bare.
 
 Example:
-    >>> yaml.load("{eps: 1e-5, name: 2024-01-05, lr: 1.0e-3, at: 1:30}", Loader=ConfigYamlLoader)
-    {'eps': 1e-05, 'name': '2024-01-05', 'lr': 0.001, 'at': '1:30'}
+    >>> yaml.load("{eps: 1e-5, name: 2024-01-05, lr: 1.0e-3, at: 1:30, seed: 010}", Loader=ConfigYamlLoader)
+    {'eps': 1e-05, 'name': '2024-01-05', 'lr': 0.001, 'at': '1:30', 'seed': 10}
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ __all__ = ["ConfigYamlDumper", "ConfigYamlLoader"]
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _FLOAT = "tag:yaml.org,2002:float"
 _INT = "tag:yaml.org,2002:int"
-# YAML 1.1's int without its base-60 form (1:30 for 90).
+# YAML 1.1's int without its base-60 form (1:30 for 90), and with leading zeros decimal.
 _INT_PATTERN = re.compile(
     r"""^(?:[-+]?0b[0-1_]+
-    |[-+]?0[0-7_]+
-    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?[0-9][0-9_]*
     |[-+]?0x[0-9a-fA-F_]+)$""",
     re.VERBOSE,
 )
@@ -72,6 +73,20 @@ ConfigYamlLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 ConfigYamlLoader.add_implicit_resolver(_INT, _INT_PATTERN, list("-+0123456789"))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An int as YAML 1.2 reads it: a leading zero is no octal prefix (SafeLoader's own takes ``010``
+    for 8)."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits.startswith(("0b", "0x")):
+        return sign * int(digits[2:], 2 if digits[1] == "b" else 16)
+    return sign * int(digits, 10)
+
+
+ConfigYamlLoader.add_constructor(_INT, _construct_int)
 ConfigYamlLoader.add_implicit_resolver(_FLOAT, _FLOAT_PATTERN, list("-+0123456789."))
 
 
