@@ -283,13 +283,49 @@ def test_an_override_with_an_empty_name_is_refused(item: str) -> None:
         (["optim.lr=1e-3", "optim.lr=1e-4"], "'optim.lr=1e-4': optim.lr is already set by 'optim.lr=1e-3'"),
         (
             ["optim={lr: 1}", "optim.max_epochs=3", "optim={lr: 2}"],
-            "'optim={lr: 2}': optim is already set by 'optim={lr: 1}'",
+            "'optim={lr: 2}': optim.lr is already set by 'optim={lr: 1}'",
+        ),
+        # Through a mapping: the later value won silently.
+        (
+            ["optim.lr=1e-3", "optim={lr: 1e-4}"],
+            "'optim={lr: 1e-4}': optim.lr is already set by 'optim.lr=1e-3'",
+        ),
+        (
+            ["data.params={root: /d}", "data.params.root=/x"],
+            "'data.params.root=/x': data.params.root is already set by 'data.params={root: /d}'",
+        ),
+        (
+            ["data={params: {a: 1}}", "data.params.a=2"],
+            "'data.params.a=2': data.params.a is already set by 'data={params: {a: 1}}'",
         ),
     ],
 )
 def test_a_field_path_given_twice_is_refused_naming_both(overrides: list[str], refused: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(refused) + "; give each field once"):
         load_config({}, PretrainConfig, overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.params.num_images=12", "data.params={num_val: 2}"],
+        ["data.params.num_images=12", "data={params: {num_val: 2}}"],
+        ["data.params.num_images=12", "data.params={}"],
+    ],
+)
+def test_a_mapping_that_drops_a_key_set_before_it_is_refused(overrides: list[str]) -> None:
+    # A free-form params mapping replaces the whole field: num_images vanished from the config.
+    with pytest.raises(
+        ConfigError,
+        match=rf"override {re.escape(repr(overrides[1]))} replaces data\.params, whose "
+        r"data\.params\.num_images is set by 'data\.params\.num_images=12'",
+    ):
+        load_config({}, PretrainConfig, overrides=overrides)
+
+
+def test_sections_merged_field_by_field_take_each_field_once() -> None:
+    config = load_config({}, PretrainConfig, overrides=["optim={lr: 1e-4}", "optim={max_epochs: 3}"])
+    assert (config.optim.lr, config.optim.max_epochs) == (1e-4, 3)
 
 
 def test_overrides_apply_in_order_so_a_replaced_params_field_can_take_a_key_after() -> None:

@@ -68,6 +68,9 @@ def test_ctrl_c_while_the_command_starts_prints_one_line(
         (["--quiet"], "run.quiet=false", "run.quiet"),
         (["--resume"], "run.resume=false", "run.resume"),
         (["--deterministic"], "run.deterministic=false", "run.deterministic"),
+        # Through a mapping of the section: the flag won silently.
+        (["--output", "runs/a"], "run={output_dir: runs/b}", "run.output_dir"),
+        (["--device", "cpu"], "run={device: cuda, quiet: true}", "run.device"),
     ],
 )
 @pytest.mark.parametrize("command", ["pretrain", "finetune"])

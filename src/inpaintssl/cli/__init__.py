@@ -186,14 +186,20 @@ def _training_input(args: argparse.Namespace) -> tuple[str | dict[str, Any], lis
             the flag won silently, so a script's override did nothing.
     """
     from inpaintssl.config import ConfigError
+    from inpaintssl.config.overrides import override_fields, parse_override
 
     config, overrides = _split_config_and_overrides(args.items)
     flags = _flag_overrides(args)
-    for flag, stands_for in flags:
-        field = stands_for.split("=", 1)[0]
-        for item in overrides:
-            if item.split("=", 1)[0].strip() == field:
-                raise ConfigError(f"{flag} and the override {item!r} both set {field}; expected one of them")
+    if flags:
+        # Through a mapping too: --output a with run={output_dir: b} trained into a, silently.
+        set_by = {field: item for item in overrides for field in override_fields(*parse_override(item))}
+        for flag, stands_for in flags:
+            field = stands_for.split("=", 1)[0]
+            for named, item in set_by.items():
+                if named == field or named.startswith(f"{field}.") or field.startswith(f"{named}."):
+                    raise ConfigError(
+                        f"{flag} and the override {item!r} both set {field}; expected one of them"
+                    )
     return config if config is not None else {}, [*overrides, *(override for _, override in flags)]
 
 

@@ -32,9 +32,23 @@ from inpaintssl.config.errors import ConfigError, _is_model, _members, format_co
 from inpaintssl.config.unused import quiet_unused_settings
 from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
-__all__ = ["ModelT", "apply_overrides", "update_fields"]
+__all__ = ["ModelT", "apply_overrides", "override_fields", "parse_override", "update_fields"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """The dotted field path and the YAML value of an override ``key=value``.
+
+    Raises:
+        ConfigError: Not ``key=value``, an empty name in the path, or a value that is no YAML.
+
+    Example:
+        >>> parse_override("run={output_dir: runs/a}")
+        ('run', {'output_dir': 'runs/a'})
+    """
+    path, value = _parse_override(item)
+    return ".".join(path), value
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -152,28 +166,97 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
     Values are parsed as YAML (``1e-4`` -> float, ``[64, 64]`` -> list, ``null`` -> None). A
     mapping for a section merges into it (``optim={lr: 1e-4}`` keeps the other ``optim`` fields);
     one for a free-form ``params`` field replaces it (see the module docstring). They apply in
-    order, so ``data.params={root: /data} data.params.split=val`` sets both keys; the same field
-    path given twice is refused, as a flag given twice is.
+    order, so ``data.params={root: /data} data.params.split=val`` sets both keys; a field set
+    twice is refused, as a flag given twice is, also through a mapping (``optim.lr=1e-3
+    optim={lr: 1e-4}``), and so is a mapping that replaces one whose key was set before it
+    (``data.params.root=/data data.params={split: val}``, which dropped ``root``).
 
     Raises:
-        ConfigError: Malformed override, a field path given twice, or a value that fails
-            validation; names the field path.
+        ConfigError: Malformed override, a field set twice (or dropped by a later mapping), or a
+            value that fails validation; names the field path.
     """
     _check_override_list(overrides)
     data = config.model_dump(mode="json")
     given: dict[tuple[str, ...], str] = {}
     for item in overrides:
         path, value = _parse_override(item)
-        key = tuple(path)
-        if key in given:
-            # A command line edited by appending (a script's default, then the user's value) would
-            # otherwise train with whichever came last, and the manifest shows only that one.
-            raise ConfigError(
-                f"override {item!r}: {'.'.join(key)} is already set by {given[key]!r}; give each field once"
-            )
-        given[key] = item
+        leaves, replaced = _fields_set(tuple(path), value, type(config))
+        _check_set_once(item, leaves, replaced, given)
+        given.update(dict.fromkeys(leaves, item))
         _set_path(data, path, value, item=item, model=type(config))
     return _revalidated(type(config), data, source="overrides")
+
+
+def _fields_set(
+    path: tuple[str, ...], value: Any, model: type[BaseModel]
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """The field paths an override of ``path`` sets (a mapping's keys, to the last level) and those
+    it replaces whole (all but the sections a mapping merges into)."""
+    section: type[BaseModel] | None = model
+    for part in path[:-1]:
+        section = _section_model(section, part)
+    return _set_by(path, value, _section_model(section, path[-1]))
+
+
+def _set_by(
+    path: tuple[str, ...], value: Any, section: type[BaseModel] | None
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    if section is not None and isinstance(value, Mapping):
+        leaves: list[tuple[str, ...]] = []
+        replaced: list[tuple[str, ...]] = []
+        for key, item in value.items():
+            more, whole = _set_by((*path, str(key)), item, _section_model(section, str(key)))
+            leaves += more
+            replaced += whole
+        return leaves, replaced
+    return [tuple(p.split(".")) for p in override_fields(".".join(path), value)], [path]
+
+
+def override_fields(key: str, value: Any) -> list[str]:
+    """The dotted field paths an override ``key=value`` sets: each key of a mapping value, to its
+    last level (``run={output_dir: a}`` sets ``run.output_dir``), else ``key`` itself.
+
+    Example:
+        >>> override_fields("optim", {"lr": 1e-4, "betas": [0.9, 0.99]})
+        ['optim.lr', 'optim.betas']
+        >>> override_fields("data.params", {}), override_fields("optim.lr", 0.1)
+        (['data.params'], ['optim.lr'])
+    """
+    if isinstance(value, Mapping) and value:
+        return [field for name, item in value.items() for field in override_fields(f"{key}.{name}", item)]
+    return [key]
+
+
+def _check_set_once(
+    item: str,
+    leaves: list[tuple[str, ...]],
+    replaced: list[tuple[str, ...]],
+    given: Mapping[tuple[str, ...], str],
+) -> None:
+    """Refuse an override that sets a field an earlier one set, or replaces a mapping one set a key of.
+
+    A command line edited by appending (a script's default, then the user's value) would otherwise
+    train with whichever came last, and the manifest shows only that one; through a mapping
+    (``optim.lr=1e-3 optim={lr: 1e-4}``, ``data.params.n=12 data.params={m: 2}``) just the same.
+    """
+    for earlier, by in given.items():
+        for whole in replaced:
+            if _nested(whole, earlier) and whole != earlier:
+                raise ConfigError(
+                    f"override {item!r} replaces {'.'.join(whole)}, whose {'.'.join(earlier)} is set by "
+                    f"{by!r}; give that key in the mapping, or each field once"
+                )
+        for leaf in leaves:
+            if _nested(leaf, earlier) or _nested(earlier, leaf):
+                shown = ".".join(leaf if len(leaf) <= len(earlier) else earlier)
+                raise ConfigError(
+                    f"override {item!r}: {shown} is already set by {by!r}; give each field once"
+                )
+
+
+def _nested(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
+    """Whether ``inner`` is ``outer`` or a field inside it."""
+    return inner[: len(outer)] == outer
 
 
 def update_fields(config: ModelT, updates: Mapping[str, Any]) -> ModelT:
