@@ -268,7 +268,9 @@ def test_a_shard_starting_with_a_minus_gets_the_library_message(
     assert f"--shard '{shard}' is invalid; expected 'i/n' with 0 <= i < n" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["exp #3", "2024", "true", "2024-05-01", "@x", "'q'", "~/runs/a"])
+@pytest.mark.parametrize(
+    "name", ["exp #3", "2024", "true", "2024-05-01", "@x", "'q'", "~/runs/a", "emo-\U0001f9e0", "café"]
+)
 def test_output_is_a_path_not_yaml(name: str) -> None:
     from inpaintssl.cli import _training_input
     from inpaintssl.config import PretrainConfig, apply_overrides

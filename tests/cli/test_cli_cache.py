@@ -101,6 +101,8 @@ def test_a_volume_that_could_not_be_removed_fails_the_command_naming_it(
     [
         (["--max-size", "5 gigs"], "argument --max-size: '5 gigs' is not a size"),
         (["--unused-for", "30"], "argument --unused-for: expected an age with its unit"),
+        # 200 bytes, where 200G was meant, removed every volume.
+        (["--max-size", "200"], "argument --max-size: expected a size with its unit, such as '200G'"),
         ([], "give --stale, --unused-for, --max-size or several; found none"),
     ],
 )

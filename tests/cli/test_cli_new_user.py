@@ -101,6 +101,36 @@ def test_a_run_flag_given_twice_is_refused(flag: str, capsys: pytest.CaptureFixt
     assert f"{flag} given twice ('a' and 'b'); give it once" in capsys.readouterr().err
 
 
+def _flags_taking_a_value() -> list[tuple[tuple[str, ...], str, str]]:
+    """Each subcommand's flags that take one value, with a value its type takes."""
+    found = []
+    for words, parser in subparsers(build_parser()):
+        for action in parser._actions:
+            if not action.option_strings or action.nargs not in (None, "?") or action.const is not None:
+                continue
+            candidates = [str(c) for c in action.choices or ()] or ["1", "1G", "1d", "0/1", "a"]
+            for value in candidates:
+                try:
+                    (action.type or str)(value)
+                except (ValueError, TypeError, argparse.ArgumentTypeError):
+                    continue
+                found.append((words, action.option_strings[-1], value))
+                break
+    return found
+
+
+@pytest.mark.parametrize(("words", "flag", "value"), _flags_taking_a_value())
+def test_every_flag_that_takes_a_value_is_refused_given_twice(
+    words: tuple[str, ...], flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # evaluate --output a.csv --output b.csv wrote b.csv alone; predict and export likewise.
+    with pytest.raises(SystemExit) as exited:
+        parse_args([*words, flag, value, flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag} given twice" in err and err.endswith("; give it once\n"), err
+
+
 def test_an_override_without_its_value_in_first_place_is_not_called_a_missing_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -101,12 +101,9 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         type=_user_path,
-        action=_Once,
         help="run folder (same as run.output_dir=...; default: the config's run.output_dir, else runs/run)",
     )
-    parser.add_argument(
-        "--device", action=_Once, help="auto, cpu, cuda or cuda:N (same as run.device=...; default: auto)"
-    )
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (same as run.device=...; default: auto)")
     parser.add_argument(
         "--deterministic",
         action="store_true",
@@ -170,7 +167,9 @@ def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
         extra.append(("--quiet", "run.quiet=true"))
     if args.output is not None:
         # Quoted: overrides are YAML, where "exp #3" would lose its " #3" and "2024" be a number.
-        extra.append((f"--output {args.output}", f"run.output_dir={json.dumps(str(args.output))}"))
+        # ensure_ascii off: an emoji's \ud83e\udde0 escapes reached YAML as two lone surrogates.
+        output = json.dumps(str(args.output), ensure_ascii=False)
+        extra.append((f"--output {args.output}", f"run.output_dir={output}"))
     if args.device is not None:
         extra.append((f"--device {args.device}", f"run.device={args.device}"))
     if args.deterministic:
@@ -643,11 +642,19 @@ def _command(parent: Any, words: str, *, description: str | None = None) -> argp
     )
     # The innermost subcommand's parser, to report an argument error under its own name.
     parser.set_defaults(command_parser=parser)
+    # Every flag that takes a value takes it once: a command line edited by appending (a script's
+    # --output, then the user's) ran with whichever came last.
+    parser.register("action", None, _Once)
+    parser.register("action", "store", _Once)
     return parser
 
 
 class _Once(argparse.Action):
-    """Store a flag's value, refusing the flag given twice (argparse keeps the last silently)."""
+    """Store a flag's value, refusing the flag given twice (argparse keeps the last silently).
+
+    Every subcommand's flags that take a value store it so (:func:`_command`); a positional
+    argument is stored as argparse stores it.
+    """
 
     def __call__(
         self,
@@ -656,10 +663,12 @@ class _Once(argparse.Action):
         values: Any,
         option: str | None = None,
     ) -> None:
-        if getattr(namespace, f"_{self.dest}_given", False):
+        if option is not None and getattr(namespace, f"_{self.dest}_given", False):
             first = getattr(namespace, self.dest)
-            # As text: a path argument's value is a Path, whose repr is not what the user typed.
-            parser.error(f"{option} given twice ({str(first)!r} and {str(values)!r}); give it once")
+            # As text: a path argument's value is a Path, whose repr is not what the user typed; a
+            # value its type turned into something else (a size in bytes, an age) is not named.
+            shown = f" ({str(first)!r} and {str(values)!r})" if isinstance(values, (str, os.PathLike)) else ""
+            parser.error(f"{option} given twice{shown}; give it once")
         setattr(namespace, f"_{self.dest}_given", True)
         setattr(namespace, self.dest, values)
 
@@ -920,7 +929,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shard",
         default="0/1",
-        action=_Once,
         help="i/n: this process runs the i-th of n shards, counted from 0 (default: 0/1, every run)",
     )
     run.add_argument(

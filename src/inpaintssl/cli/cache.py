@@ -64,16 +64,26 @@ def parse_age(text: str) -> datetime.timedelta:
 
 
 def parse_size(text: str) -> int:
-    """``--max-size``: :func:`~inpaintssl.byte_sizes.parse_byte_size`, refused as an argument error.
+    """``--max-size``: :func:`~inpaintssl.byte_sizes.parse_byte_size` with its unit, refused as an
+    argument error.
+
+    A bare number other than 0 is refused, as ``--unused-for``'s is: it would be bytes, and
+    ``--max-size 200`` meant as 200G removed every volume.
 
     Example:
-        >>> parse_size("1.5G") == 3 * 2**29
-        True
+        >>> parse_size("1.5G") == 3 * 2**29, parse_size("4096B"), parse_size("0")
+        (True, 4096, 0)
     """
     try:
-        return parse_byte_size(text)
+        size = parse_byte_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if size != 0 and text.strip().replace(".", "", 1).isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected a size with its unit, such as '{text.strip()}G' or '{text.strip()}GiB' (powers of "
+            f"1024), '{text.strip()}GB' (of 1000) or '{text.strip()}B' (bytes); found {text!r}"
+        )
+    return size
 
 
 def _when(seconds: float) -> str:
