@@ -211,8 +211,10 @@ Without ``--resume``, a run refuses a folder that already holds checkpoints. ``S
 Ctrl-C (lock and temporaries removed, the last checkpoint kept), with one line that says so:
 ``inpaintssl pretrain: terminated (SIGTERM); the same command with --resume continues from the
 last checkpoint``. This holds also when the signal arrives while Python runs a finaliser, which
-drops exceptions (the signal is then sent again), and in a study's local worker processes, which
-hand their runs back to the queue (:mod:`inpaintssl.signals`).
+drops exceptions (the signal is then sent again), in a study's local worker processes, which
+hand their runs back to the queue, and when the signal goes to the whole process group, as
+``scancel`` sends it, ending the DataLoader workers too (their deaths are no error then)
+(:mod:`inpaintssl.signals`).
 
 Predictions resume
 ------------------
