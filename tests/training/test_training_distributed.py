@@ -37,7 +37,7 @@ from inpaintssl.training.objectives import (
     InpaintingObjective,
     SegmentationObjective,
 )
-from study_helpers import tiny_numpy_pretrain_config
+from study_helpers import tiny_numpy_pretrain_config, tiny_pretrain_config
 
 pytestmark = pytest.mark.distributed
 
@@ -712,3 +712,21 @@ def test_a_run_under_an_impossible_launch_environment_stops_before_it_creates_it
     ):
         pass
     assert not folder.exists()
+
+
+def test_a_group_the_caller_joined_is_left_to_the_caller(tmp_path: Path) -> None:
+    # A harness that owns the group (to broadcast a config, or for more distributed work after
+    # training) found it destroyed by the first pretrain call: its next collective failed.
+    import torch.distributed as dist
+
+    import inpaintssl as issl
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        issl.pretrain(tiny_pretrain_config(tmp_path / "run"))
+        assert dist.is_initialized()
+        total = torch.ones(1)
+        dist.all_reduce(total)
+        assert total.item() == 1.0
+    finally:
+        dist.destroy_process_group()

@@ -33,7 +33,7 @@ from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.layout import RunFolder
 from inpaintssl.signals import ctrl_c_redelivered
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
-from inpaintssl.training.distributed import DistInfo, init_distributed, shutdown_distributed
+from inpaintssl.training.distributed import DistInfo, group_joined, init_distributed, shutdown_distributed
 from inpaintssl.training.host_memory import keep_freed_host_memory
 from inpaintssl.training.lock import RunFolderInUseError, RunFolderLockedError, acquire_run_lock
 from inpaintssl.training.process_state import preserved_process_state
@@ -54,6 +54,11 @@ log = logging.getLogger("inpaintssl.training")
 
 class FreshStartWarning(UserWarning):
     """``run.resume`` was asked for, but the run folder holds nothing to resume: the run starts fresh."""
+
+
+class FinishedRunWarning(UserWarning):
+    """``run.resume`` was asked for, but the run had finished: nothing is trained, its best weights
+    are loaded again and its results written again."""
 
 
 def seed_everything(seed: int, *, deterministic: bool, cudnn_benchmark: bool = False) -> None:
@@ -259,6 +264,8 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     launch_thread_pool()
     # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
     # starting) would be dropped, and the run would train on.
+    # A group the caller joined is the caller's to leave: left here, its next collective failed.
+    callers_group = group_joined()
     with ctrl_c_redelivered(), preserved_process_state():
         claim = _sole_writer(run.output_dir, resume=run.resume) if info.is_main else contextlib.nullcontext()
         with claim:
@@ -268,7 +275,9 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
             try:
                 yield ctx
             except BaseException as error:
-                shutdown_distributed(error=error, caller_error=caller_error)
+                if not callers_group:
+                    shutdown_distributed(error=error, caller_error=caller_error)
                 raise
             else:
-                shutdown_distributed()
+                if not callers_group:
+                    shutdown_distributed()

@@ -38,6 +38,7 @@ __all__ = [
     "barrier",
     "broadcast_buffers",
     "broadcast_object",
+    "group_joined",
     "init_distributed",
     "settle_last_collective",
     "shutdown_distributed",
@@ -144,6 +145,16 @@ def _env_int(
     raise ValueError(f"environment variable {name}={value} is out of range (expected {expected}){launch}")
 
 
+def group_joined() -> bool:
+    """Whether this process is in a process group now (its own, or one a run joined).
+
+    Example:
+        >>> group_joined()
+        False
+    """
+    return dist.is_available() and dist.is_initialized()
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group torchrun prepared (no-op for a single process)."""
     info = DistInfo.from_env()
@@ -182,7 +193,7 @@ def shutdown_distributed(
     Example:
         >>> shutdown_distributed()  # no process group: nothing to leave
     """
-    if not (dist.is_available() and dist.is_initialized()):
+    if not group_joined():
         return
     seen: set[int] = set()
     while error is not None and error is not caller_error and id(error) not in seen:

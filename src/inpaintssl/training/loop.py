@@ -56,7 +56,7 @@ from inpaintssl.checkpoint import (
 )
 from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, WorkerStartMethod
 from inpaintssl.progress import progress_bar
-from inpaintssl.training.context import RunContext
+from inpaintssl.training.context import FinishedRunWarning, RunContext
 from inpaintssl.training.convergence import Convergence
 from inpaintssl.training.convergence_report import phase_convergence, report_convergence
 from inpaintssl.training.device import autocast_context
@@ -84,6 +84,7 @@ from inpaintssl.training.state import (
 )
 from inpaintssl.training.step import TrainStep, adam, compile_network
 from inpaintssl.transfer_learning.schedules import hold_running_statistics, set_trainable
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["EpochHook", "IndexedDataset", "NonFiniteLossError", "Phase", "TrainOutcome", "Trainer"]
 
@@ -869,12 +870,12 @@ class Trainer:
         if state.phase < len(self.phases):
             log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
             return
-        log.info(
-            "resumed %s: the run had finished (%d epochs, best in epoch %d); nothing is left to "
-            "train, so its best weights are loaded again",
-            self.run_dir,
-            state.global_epoch,
-            state.best_epoch,
+        # A warning, not a log line: without --quiet (or logging set up by the caller) a log line is
+        # not shown, and the output then looked like a fresh run's.
+        warn_each_time(
+            f"resumed {self.run_dir}: the run had finished ({state.global_epoch} epochs, best in epoch "
+            f"{state.best_epoch}); nothing is left to train, so its best weights are loaded again",
+            FinishedRunWarning,
         )
 
     def _check_best_checkpoint(self, state: _FitState) -> None:
