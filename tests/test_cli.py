@@ -562,6 +562,36 @@ def test_under_torchrun_only_rank_0_prints_a_summary(
 
 
 @pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"RANK": "5", "WORLD_SIZE": "2"}, "environment variable RANK=5 is out of range"),
+        ({"RANK": "1"}, "environment variable RANK=1 is out of range (expected a rank of WORLD_SIZE=1"),
+        ({"RANK": "abc", "WORLD_SIZE": "2"}, "environment variable RANK='abc': expected a whole number"),
+        (
+            {"RANK": "0", "WORLD_SIZE": "two"},
+            "environment variable WORLD_SIZE='two': expected a whole number",
+        ),
+    ],
+)
+def test_evaluate_under_a_rank_no_launcher_could_set_exits_2_naming_it(
+    env: dict[str, str],
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A stray RANK=5 made evaluate do nothing and exit 0, without a results file.
+    import inpaintssl.api as api
+
+    monkeypatch.setattr(api, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"inpaintssl evaluate: error: {says}")
+
+
+@pytest.mark.parametrize(
     ("item", "advice"),
     [
         ("split=val", "given as --split val"),

@@ -205,10 +205,28 @@ def _training_input(args: argparse.Namespace) -> tuple[str | dict[str, Any], lis
 def _is_main_process() -> bool:
     """Rank 0 of a ``torchrun`` job, or a process ``torchrun`` did not start (no ``RANK``).
 
-    Read from torchrun's variable as :class:`inpaintssl.training.distributed.DistInfo` reads it
-    (the command line imports only the API, not the training package).
+    Read from torchrun's variables as :class:`inpaintssl.training.distributed.DistInfo` reads them
+    (the command line imports only the API, not the training package), and refused as it refuses
+    them: ``evaluate`` under a stray ``RANK=5`` did nothing and exited 0, without a results file.
+
+    Raises:
+        ValueError: ``RANK`` or ``WORLD_SIZE`` is no whole number, or ``RANK`` is not below
+            ``WORLD_SIZE`` (1 when unset); the message names the variable.
     """
-    return int(os.environ.get("RANK", "0")) == 0
+    values = {}
+    for name, default in (("WORLD_SIZE", 1), ("RANK", 0)):
+        text = os.environ.get(name, str(default))
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise ValueError(f"environment variable {name}={text!r}: expected a whole number") from None
+    rank, world_size = values["RANK"], values["WORLD_SIZE"]
+    if not 0 <= rank < max(world_size, 1):
+        raise ValueError(
+            f"environment variable RANK={rank} is out of range (expected a rank of WORLD_SIZE={world_size} "
+            f"processes: 0 to {max(world_size, 1) - 1}); start the processes with torchrun, or unset RANK"
+        )
+    return rank == 0
 
 
 def _print_run(result: PretrainResult | FinetuneResult, **more: Any) -> int:
