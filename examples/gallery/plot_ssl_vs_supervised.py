@@ -115,7 +115,7 @@ fig, ax = plt.subplots(figsize=(5, 3.2))
 for arm, result in results.items():
     ax.plot([row["epoch"] for row in result.history], [row["val_loss"] for row in result.history], label=arm)
 ax.set_xlabel("epoch")
-ax.set_ylabel("validation Dice loss (eq. A2)")
+ax.set_ylabel("validation loss (Dice + cross-entropy)")  # the budget recipe's dice_ce
 ax.legend()
 fig.tight_layout()
 

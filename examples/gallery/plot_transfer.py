@@ -126,7 +126,7 @@ ax_lr.set_xlabel("epoch")
 ax_lr.set_ylabel("learning rate")
 ax_lr.legend()
 ax_loss.set_xlabel("epoch")
-ax_loss.set_ylabel("validation Dice loss")
+ax_loss.set_ylabel("validation loss (Dice + cross-entropy)")  # the budget recipe's dice_ce
 ax_loss.legend()
 fig.tight_layout()
 
