@@ -96,3 +96,26 @@ def test_a_sigterm_stops_python_watching_child_processes() -> None:
         assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGCHLD, before)
+
+
+def test_sigterm_ends_a_process_at_once_while_it_joins_a_process_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blocked in the rendezvous for a rank 0 that refused the run before joining, a rank took no
+    # Python handler's SIGTERM (C++ retries the interrupted connect) and waited 30 minutes.
+    import torch
+    import torch.distributed as dist
+
+    from inpaintssl.training.distributed import init_distributed
+
+    seen: list[object] = []
+    monkeypatch.setattr(
+        dist, "init_process_group", lambda **kwargs: seen.append(signal.getsignal(signal.SIGTERM))
+    )
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    with terminate_as_exit():
+        ours = signal.getsignal(signal.SIGTERM)
+        init_distributed(torch.device("cpu"))
+        assert signal.getsignal(signal.SIGTERM) is ours  # put back once the group is joined
+    assert seen == [signal.SIG_DFL]

@@ -25,7 +25,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-__all__ = ["Terminated", "ctrl_c_redelivered", "handler_kept", "terminate_as_exit", "terminated_during"]
+__all__ = [
+    "Terminated",
+    "ctrl_c_redelivered",
+    "handler_kept",
+    "sigterm_ends_at_once",
+    "terminate_as_exit",
+    "terminated_during",
+]
 
 _REDELIVERY_DELAY_S = 0.01
 """How long after a finaliser dropped SIGTERM's or Ctrl-C's exception the signal is sent again:
@@ -78,6 +85,28 @@ def handler_kept(signum: int) -> Iterator[None]:
     finally:
         if previous is not None:  # None: a handler set outside Python, which cannot be put back
             signal.signal(signum, previous)
+
+
+@contextlib.contextmanager
+def sigterm_ends_at_once() -> Iterator[None]:
+    """Within the block, SIGTERM ends the process at once (its default), whatever handler was set.
+
+    For a call that blocks in C++ and retries through interrupted system calls, where a Python
+    handler never runs: joining a process group whose rank 0 never comes (it refused the run
+    before the group formed) waited out PyTorch's 30-minute store timeout, SIGTERM or not. Such a
+    call holds nothing to clean up. Outside the main thread the block changes nothing.
+
+    Example:
+        >>> with terminate_as_exit(), sigterm_ends_at_once():
+        ...     signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with handler_kept(signal.SIGTERM):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        yield
 
 
 @contextlib.contextmanager

@@ -30,6 +30,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from inpaintssl.signals import sigterm_ends_at_once
+
 __all__ = [
     "DistInfo",
     "all_gather_object",
@@ -162,7 +164,8 @@ def init_distributed(device: torch.device) -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+        with sigterm_ends_at_once():
+            dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
     return info
 
 
