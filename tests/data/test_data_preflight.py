@@ -22,6 +22,7 @@ from inpaintssl.data.preflight import CaseCheck, check_same_geometry, file_finge
 from inpaintssl.data.readers import NiftiVolume, NumpyVolume
 from inpaintssl.data.views import select_volumes
 from inpaintssl.data.volumes import VolumeSliceDataset, hdf5_dataset, nifti_dataset, numpy_dataset
+from inpaintssl.training.context import FinishedRunWarning
 
 CLASSES = ("a", "b")
 
@@ -497,7 +498,7 @@ def test_resumed_finetuning_rechecks_only_changed_files(
         r"validation or test files rewritten since data_check\.json recorded them \(same size, new "
         r"modification time\): \S*val_seg\.nii\.gz; the resumed run validates and tests on them"
     )
-    with pytest.warns(UserWarning, match=rewritten):
+    with pytest.warns(FinishedRunWarning), pytest.warns(UserWarning, match=rewritten):
         issl.finetune(resumed)
     assert checked == [1]  # the rewritten val case; train and test were not read again
 

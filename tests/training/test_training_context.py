@@ -28,6 +28,7 @@ from inpaintssl.config import ConfigError, ConfigWarning, RunConfig
 from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.context import (
+    FinishedRunWarning,
     FreshStartWarning,
     RunContext,
     RunFolderInUseError,
@@ -167,9 +168,9 @@ def test_resume_into_a_missing_folder_warns_that_it_starts_fresh(tmp_path: Path)
     ):
         result = issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))
     assert result.epochs_run == 2
-    with warnings.catch_warnings():
+    with pytest.warns(FinishedRunWarning), warnings.catch_warnings():
         warnings.simplefilter("error", FreshStartWarning)
-        # Now there is a checkpoint: no warning.
+        # Now there is a checkpoint: no FreshStartWarning.
         issl.pretrain(tiny_pretrain_config(run, run={"resume": True}))
 
 
@@ -285,7 +286,8 @@ def test_a_resume_removes_the_copy_a_kill_after_the_last_swap_left(tmp_path: Pat
     shutil.copytree(checkpoints / "last", checkpoints / "last.old")
     kept = _files(checkpoints / "last")
 
-    result = issl.pretrain(_resumed(config))
+    with pytest.warns(FinishedRunWarning):
+        result = issl.pretrain(_resumed(config))
 
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best", "last"]
     assert _files(checkpoints / "last") == kept
@@ -395,12 +397,16 @@ def test_a_rewritten_file_with_its_old_contents_resumes_once_the_data_check_is_d
     with pytest.raises(DataError, match=r"training files rewritten .*c1_img\.npy"):
         issl.pretrain(_resumed(config))
     (tmp_path / "run" / RunFolder.DATA_CHECK).unlink()  # the way out the message names
-    issl.pretrain(_resumed(config))
+    with pytest.warns(FinishedRunWarning):
+        issl.pretrain(_resumed(config))
     # A rewritten validation file is not trained on: it is named in a warning, not refused.
     path = tmp_path / "val" / "c3_img.npy"
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    with pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c3_img\.npy"):
+    with (
+        pytest.warns(FinishedRunWarning),
+        pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c3_img\.npy"),
+    ):
         issl.pretrain(_resumed(config))
 
 
@@ -417,7 +423,8 @@ def test_a_dataset_without_files_of_its_own_still_resumes(tmp_path: Path, datase
     )
     issl.pretrain(config)
     manifest = (tmp_path / "run" / "manifest.json").read_text()
-    result = issl.pretrain(_resumed(config))
+    with pytest.warns(FinishedRunWarning):
+        result = issl.pretrain(_resumed(config))
     assert result.epochs_run == 1
     assert "resumes" not in json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert (
@@ -447,6 +454,7 @@ def test_run_settings_a_resume_changed_are_recorded_in_the_manifest(
     assert entry["environment"] == {}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", entry["time"])
     # A later resume back on the recorded settings says so: the change held up to it.
-    issl.pretrain(_resumed(config))
+    with pytest.warns(FinishedRunWarning):
+        issl.pretrain(_resumed(config))
     first, second = json.loads((run / "manifest.json").read_text())["resumes"]
     assert first == entry and second["changed"] == {} and second["resumed_from_epoch"] == 2

@@ -525,6 +525,9 @@ def test_a_run_that_fails_under_torchrun_frees_what_it_held_before_leaving_the_g
             with run_session(RunConfig(output_dir=OUT / "run", device="cpu", seed=0, quiet=True)):
                 failing_run()
         except RuntimeError as exc:
+            # The prelude's group is this script's, so the run leaves it joined; the script leaves
+            # it as the docs say, with the error the run stopped with.
+            shutdown_distributed(error=exc)
             lines = [line for line in traceback.format_exception(exc) if "failing_run" in line]
             report(freed_before_leaving=freed_before_leaving, named=len(lines), message=str(exc))
         """,
@@ -565,6 +568,10 @@ def test_a_run_started_while_handling_an_error_leaves_that_errors_variables(
                         raise RuntimeError("the run failed")
             except RuntimeError as run_error:
                 chained = run_error.__context__ is handled
+                # The prelude's group is this script's to leave, as the docs say.
+                shutdown_distributed(error=run_error, caller_error=handled)
+            else:
+                shutdown_distributed()
             report(kept=innermost_variables(handled).get("kept"), chained=chained)
         """,
         nproc=1,

@@ -32,7 +32,7 @@ from inpaintssl.config import (
 )
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
-from inpaintssl.training.context import RunContext
+from inpaintssl.training.context import FinishedRunWarning, RunContext
 from inpaintssl.training.convergence import FLAT_TOLERANCE, ConvergenceWarning, assess_convergence
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
@@ -402,12 +402,16 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
         warnings.simplefilter("ignore", ConvergenceWarning)
         first = _trainer(tmp_path, optim).fit()
         # Resumed with its own budget, a finished run returns what it did, training nothing.
-        again = _trainer(tmp_path, optim, resume=True).fit()
+        with pytest.warns(FinishedRunWarning):
+            again = _trainer(tmp_path, optim, resume=True).fit()
     assert again.history == first.history and again.best_val_loss == first.best_val_loss
 
     longer = optim.model_copy(update={"max_epochs": 5})
-    with pytest.raises(
-        ConfigError, match=r"optim.max_epochs=5: the run has finished \(with optim.max_epochs=2,"
+    with (
+        pytest.warns(FinishedRunWarning),
+        pytest.raises(
+            ConfigError, match=r"optim.max_epochs=5: the run has finished \(with optim.max_epochs=2,"
+        ),
     ):
         _trainer(tmp_path, longer, resume=True).fit()
     assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
@@ -536,7 +540,10 @@ def test_an_early_stopped_run_is_not_extended_either(tmp_path: Path) -> None:
         first = _trainer(tmp_path, optim, stopping=stopping).fit()
     assert first.stopped_early and first.epochs_run == 2
     longer = optim.model_copy(update={"max_epochs": 30})
-    with pytest.raises(ConfigError, match=r"max_epochs=30: the run has finished \(with optim.max_epochs=6,"):
+    with (
+        pytest.warns(FinishedRunWarning),
+        pytest.raises(ConfigError, match=r"max_epochs=30: the run has finished \(with optim.max_epochs=6,"),
+    ):
         _trainer(tmp_path, longer, resume=True, stopping=stopping).fit()
 
 
@@ -576,7 +583,8 @@ def test_a_run_clears_the_temporaries_a_killed_writer_left(tmp_path: Path) -> No
         shutil.copytree(tmp_path / "checkpoints" / "last", stale)
         (tmp_path / ".metrics.csv.a81.tmp").write_text("phase,epoch")
         (tmp_path / ".my-notes.tmp").write_text("a user's own file")
-        _trainer(tmp_path, optim, resume=True).fit()
+        with pytest.warns(FinishedRunWarning):
+            _trainer(tmp_path, optim, resume=True).fit()
     assert not stale.exists() and not (tmp_path / ".metrics.csv.a81.tmp").exists()
     assert (tmp_path / ".my-notes.tmp").read_text() == "a user's own file"
     assert (tmp_path / "checkpoints" / "last" / "COMPLETE.json").is_file()

@@ -15,6 +15,7 @@ from inpaintssl.checkpoint import CheckpointMeta, save_checkpoint
 from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
 from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
+from inpaintssl.training.context import FinishedRunWarning
 from inpaintssl.training.finetuning import phases_for
 from inpaintssl.training.run_folder import (
     DataCheck,
@@ -246,7 +247,10 @@ def test_a_touched_validation_file_with_a_training_volume_id_only_warns(tmp_path
     }
 
     _touch(tmp_path / "val" / "c1_img.npy")
-    with pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c1_img\.npy"):
+    with (
+        pytest.warns(FinishedRunWarning),
+        pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c1_img\.npy"),
+    ):
         issl.pretrain(_resumed(config))
 
     _touch(tmp_path / "train" / "c1_img.npy")
@@ -262,7 +266,10 @@ def test_a_data_check_recorded_without_sets_still_judges_by_volume_id(tmp_path: 
     run = tmp_path / "run"
     _as_before_sets(run)
     _touch(tmp_path / "val" / "c3_img.npy")  # no training volume is called c3_img
-    with pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c3_img\.npy"):
+    with (
+        pytest.warns(FinishedRunWarning),
+        pytest.warns(UserWarning, match=r"validation or test files rewritten .*val/c3_img\.npy"),
+    ):
         issl.pretrain(_resumed(config))
     assert "sets" in _data_check(run)  # the resumed start recorded them
 
@@ -274,7 +281,8 @@ def test_a_data_check_recorded_without_sets_still_judges_by_volume_id(tmp_path: 
     # By volume id, a validation case named like a training case is taken for one (the fallback's
     # limit, which the recorded sets lift).
     (run / RunFolder.DATA_CHECK).unlink()
-    issl.pretrain(_resumed(config))
+    with pytest.warns(FinishedRunWarning):
+        issl.pretrain(_resumed(config))
     _as_before_sets(run)
     _touch(tmp_path / "val" / "c1_img.npy")
     with pytest.raises(DataError, match=r"training files rewritten .*val/c1_img\.npy"):

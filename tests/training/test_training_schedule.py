@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 import inpaintssl as issl
 from inpaintssl.config import FinetuneConfig
+from inpaintssl.training.context import FinishedRunWarning
 from inpaintssl.training.early_stopping import EarlyStopping, pretraining_min_delta
 from inpaintssl.training.schedule import step_decay_lr
 from study_helpers import tiny_pretrain_config
@@ -73,7 +74,8 @@ def test_a_pretraining_run_records_its_scaled_min_delta_and_a_resume_keeps_the_r
     issl.pretrain({**first, "early_stopping": {"min_delta": 50.0, "patience": 4}})
     # Resumed with the default (None): the recorded 50 is kept. Had the default been resolved to the
     # scaled number instead, the resume would be refused (a setting differing from config.yaml).
-    resumed = issl.pretrain(tiny_pretrain_config(old, optim={"max_epochs": 1}, run={"resume": True}))
+    with pytest.warns(FinishedRunWarning):
+        resumed = issl.pretrain(tiny_pretrain_config(old, optim={"max_epochs": 1}, run={"resume": True}))
     assert resumed.epochs_run == 1
 
 
