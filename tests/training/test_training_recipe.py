@@ -407,12 +407,14 @@ def test_a_finished_run_is_not_extended_by_a_resume_with_a_larger_budget(tmp_pat
     assert again.history == first.history and again.best_val_loss == first.best_val_loss
 
     longer = optim.model_copy(update={"max_epochs": 5})
+    # Refused without the FinishedRunWarning's "nothing is left to train", which it contradicts.
     with (
-        pytest.warns(FinishedRunWarning),
+        warnings.catch_warnings(),
         pytest.raises(
             ConfigError, match=r"optim.max_epochs=5: the run has finished \(with optim.max_epochs=2,"
         ),
     ):
+        warnings.simplefilter("error", FinishedRunWarning)
         _trainer(tmp_path, longer, resume=True).fit()
     assert len(_read_csv(tmp_path / "metrics.csv")) == 2  # nothing trained, nothing rewritten
 
@@ -541,9 +543,10 @@ def test_an_early_stopped_run_is_not_extended_either(tmp_path: Path) -> None:
     assert first.stopped_early and first.epochs_run == 2
     longer = optim.model_copy(update={"max_epochs": 30})
     with (
-        pytest.warns(FinishedRunWarning),
+        warnings.catch_warnings(),
         pytest.raises(ConfigError, match=r"max_epochs=30: the run has finished \(with optim.max_epochs=6,"),
     ):
+        warnings.simplefilter("error", FinishedRunWarning)
         _trainer(tmp_path, longer, resume=True, stopping=stopping).fit()
 
 

@@ -799,6 +799,8 @@ class Trainer:
                         write_metrics_csv(self.run_folder.metrics_csv, state.history)
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
+            if self.dist.is_main:  # after the refusal of a larger budget, which it would contradict
+                self._said_finished(state)
             self._load_weights("best")
         elif state.max_epochs not in (None, self.optim.max_epochs):
             if self.optim.max_epochs <= state.epoch:
@@ -869,7 +871,8 @@ class Trainer:
     def _said_resumed(self, state: _FitState) -> None:
         if state.phase < len(self.phases):
             log.info("resumed %s at phase %d epoch %d", self.run_dir, state.phase, state.epoch)
-            return
+
+    def _said_finished(self, state: _FitState) -> None:
         # A warning, not a log line: without --quiet (or logging set up by the caller) a log line is
         # not shown, and the output then looked like a fresh run's.
         warn_each_time(
