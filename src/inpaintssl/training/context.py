@@ -262,10 +262,10 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     caller_error = sys.exc_info()[1]
     # Before anything computes: Numba's pool would otherwise change the thread count mid-run.
     launch_thread_pool()
-    # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
-    # starting) would be dropped, and the run would train on.
     # A group the caller joined is the caller's to leave: left here, its next collective failed.
     callers_group = group_joined()
+    # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
+    # starting) would be dropped, and the run would train on.
     with ctrl_c_redelivered(), preserved_process_state():
         claim = _sole_writer(run.output_dir, resume=run.resume) if info.is_main else contextlib.nullcontext()
         with claim:
