@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +74,15 @@ class Case:
     volume_id: str
     image: Volume
     label: Volume | None
+
+
+def _checked_slices(volume: Volume) -> Iterator[np.ndarray]:
+    """Every slice of ``volume``, read, each refused unless real and finite (naming file and slice)."""
+    for s in range(volume.num_slices):
+        raw = volume.read(s)
+        check_real(raw, where=f"{volume.source} slice {s}")
+        check_finite(raw, where=f"{volume.source} slice {s}")
+        yield raw
 
 
 class VolumeSliceDataset(SliceDataset):
@@ -199,10 +208,7 @@ class VolumeSliceDataset(SliceDataset):
         acc = RunningStats(per_channel=self.normalize == "channel")
         low, high = np.inf, -np.inf
         values: set[float] | None = set()
-        for s in range(case.image.num_slices):
-            raw = case.image.read(s)
-            check_real(raw, where=f"{case.image.source} slice {s}")
-            check_finite(raw, where=f"{case.image.source} slice {s}")
+        for raw in _checked_slices(case.image):
             if raw.size:
                 low, high = min(low, float(raw.min())), max(high, float(raw.max()))
             if values is not None:
@@ -277,27 +283,11 @@ class VolumeSliceDataset(SliceDataset):
             for s in range(case.label.num_slices):
                 raw = case.label.read(s)
                 check_label_values(raw, self._values, where=f"label {case.label.source} slice {s}")
+        # What only a read finds in the other volumes the items read; their grid is the dataset's to
+        # check when it opens them (the dicom dataset refuses echoes off echo 1's grid).
         for extra in self.extra_volumes(case_index):
-            self._check_extra(case, extra)
-
-    def _check_extra(self, case: Case, volume: Volume) -> None:
-        """Read every slice of an extra volume of ``case``: each item reads its slice beside the image's."""
-        where = f"{self.name} case {case.volume_id!r}: {volume.source}"
-        if volume.num_slices != case.image.num_slices:
-            raise DataError(
-                f"{where} holds {volume.num_slices} slices; expected the {case.image.num_slices} of its "
-                f"image {case.image.source} (each item reads its slice of both)"
-            )
-        for s in range(volume.num_slices):
-            raw = volume.read(s)
-            check_real(raw, where=f"{volume.source} slice {s}")
-            check_finite(raw, where=f"{volume.source} slice {s}")
-            if raw.shape[:2] != case.image.slice_shape:
-                rows, columns = case.image.slice_shape
-                raise DataError(
-                    f"{where} slice {s} is {raw.shape[0]} x {raw.shape[1]} pixels; expected the "
-                    f"{rows} x {columns} of its image {case.image.source}"
-                )
+            for _ in _checked_slices(extra):
+                pass
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
