@@ -30,6 +30,7 @@ from inpaintssl.registry import BACKBONES, LOSSES
 from inpaintssl.training.components import build_pretext_task
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import DistInfo, use_sync_batchnorm
+from inpaintssl.training.lock import acquire_run_lock
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import (
     REAL_LOSS_KEY,
@@ -578,6 +579,54 @@ def test_a_run_started_while_handling_an_error_leaves_that_errors_variables(
     )
     chained = True if run_ends == "failed" else None
     assert _reports(tmp_path, run, nproc=1) == [{"kept": "the caller's", "chained": chained}]
+
+
+_SESSION_WORKER = f"""
+import faulthandler, json, os, sys
+from pathlib import Path
+
+faulthandler.dump_traceback_later({_HANG_SECONDS}, exit=True)
+
+from inpaintssl.config import RunConfig
+from inpaintssl.training.context import run_session
+
+OUT = Path(sys.argv[1])
+RANK = int(os.environ["RANK"])
+try:
+    # run_session joins the group itself, as the library's own entry points do.
+    with run_session(RunConfig(output_dir=OUT / "run", device="cpu", quiet=True)):
+        seen = {{"refused": None}}
+except Exception as exc:
+    seen = {{"refused": type(exc).__name__, "message": str(exc)}}
+(OUT / f"rank{{RANK}}.json").write_text(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("refusal", ["locked", "file"])
+def test_when_rank_zero_cannot_claim_the_run_folder_every_rank_stops_with_its_reason(
+    tmp_path: Path, refusal: str
+) -> None:
+    # Rank 0 alone claims the folder. Before it sent its verdict, rank 1 waited for it in the
+    # group's rendezvous (or, in a group its caller had joined, trained on) until a launcher ended it.
+
+    script = tmp_path / "worker.py"
+    script.write_text(_SESSION_WORKER)
+    if refusal == "file":
+        (tmp_path / "run").write_text("not a folder")
+        expected = ("ConfigError", f"'{tmp_path / 'run'}' is a file")
+        run = _launch(tmp_path, script)
+    else:
+        expected = ("RunFolderLockedError", f"pid {os.getpid()}")
+        with acquire_run_lock(tmp_path / "run"):
+            run = _launch(tmp_path, script)
+    first, second = _reports(tmp_path, run)
+    kind, named = expected
+    assert first["refused"] == second["refused"] == kind
+    assert named in first["message"]
+    assert (
+        second["message"]
+        == f"rank 0 of 2 could not claim the run folder, so this rank stops too: {first['message']}"
+    )
 
 
 _API_WORKER = f"""

@@ -33,7 +33,13 @@ from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.layout import RunFolder
 from inpaintssl.signals import ctrl_c_redelivered
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
-from inpaintssl.training.distributed import DistInfo, group_joined, init_distributed, shutdown_distributed
+from inpaintssl.training.distributed import (
+    DistInfo,
+    broadcast_object,
+    group_joined,
+    init_distributed,
+    shutdown_distributed,
+)
 from inpaintssl.training.host_memory import keep_freed_host_memory
 from inpaintssl.training.lock import RunFolderInUseError, RunFolderLockedError, acquire_run_lock
 from inpaintssl.training.process_state import preserved_process_state
@@ -125,11 +131,12 @@ class RunContext:
         Raises:
             RunFolderInUseError: ``run.output_dir`` already holds checkpoints and ``resume`` is off.
         """
-        info = DistInfo.from_env()
-        device = resolve_device(
-            run.device, local_rank=info.local_rank if info.distributed else None, field="run.device"
-        )
-        info = init_distributed(device)
+        device, info = _joined(run)
+        return cls._begun(run, device=device, info=info)
+
+    @classmethod
+    def _begun(cls, run: RunConfig, *, device: torch.device, info: DistInfo) -> RunContext:
+        """Seed, and claim the run folder, once the device is resolved and the group joined."""
         seed_everything(run.seed, deterministic=run.deterministic, cudnn_benchmark=run.cudnn_benchmark)
         checkpoints = RunFolder(run.output_dir).checkpoints
         if not run.resume and checkpoints.exists() and any(checkpoints.iterdir()):
@@ -140,6 +147,15 @@ class RunContext:
         if info.is_main:
             run.output_dir.mkdir(parents=True, exist_ok=True)
         return cls(run=run, device=device, dist=info, amp_dtype=autocast_dtype(device, run.amp))
+
+
+def _joined(run: RunConfig) -> tuple[torch.device, DistInfo]:
+    """The run's device, and this process's place in the torchrun group it joined (if launched so)."""
+    info = DistInfo.from_env()
+    device = resolve_device(
+        run.device, local_rank=info.local_rank if info.distributed else None, field="run.device"
+    )
+    return device, init_distributed(device)
 
 
 def _first_missing(folder: Path) -> Path | None:
@@ -221,12 +237,52 @@ def _sole_writer(folder: Path, *, resume: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _claimed_by_main(run: RunConfig, info: DistInfo) -> Iterator[None]:
+    """The main process holds the run folder (:func:`_sole_writer`) for the block; under torchrun
+    every rank stops when it is refused.
+
+    The group is joined first and rank 0 sends its verdict: a rank left out of it would wait for
+    rank 0 in the first collective, until a launcher that watches its processes ended it (torchrun
+    does, after which the rank said it was terminated and that ``--resume`` continues; srun or
+    mpirun may leave it to PyTorch's store timeout). The other ranks raise the refusal's own type,
+    naming rank 0's message, so a script that catches :class:`RunFolderLockedError` does so on
+    every rank.
+    """
+    with contextlib.ExitStack() as held:
+        refusal: Exception | None = None
+        if info.is_main:
+            try:
+                held.enter_context(_sole_writer(run.output_dir, resume=run.resume))
+            except Exception as exc:
+                if not info.distributed:
+                    raise
+                refusal = exc
+        if info.distributed:
+            verdict = broadcast_object(None if refusal is None else (type(refusal), str(refusal)))
+            if refusal is not None:
+                raise refusal
+            if verdict is not None:
+                raise _refused_on_rank_zero(*verdict, world_size=info.world_size)
+        yield
+
+
+def _refused_on_rank_zero(kind: type[Exception], message: str, *, world_size: int) -> Exception:
+    text = f"rank 0 of {world_size} could not claim the run folder, so this rank stops too: {message}"
+    try:
+        return kind(text)
+    except TypeError:  # an error type that does not take a message alone: the text still says it all
+        return RuntimeError(text)
+
+
+@contextlib.contextmanager
 def run_session(run: RunConfig) -> Iterator[RunContext]:
     """Start a run (:meth:`RunContext.start`) as the folder's only writer, and clean up after it.
 
-    Before anything else, the main process takes the run folder's lock
+    Once the device is resolved and the torchrun group (if any) joined, and before anything else,
+    the main process takes the run folder's lock
     (:func:`~inpaintssl.training.lock.acquire_run_lock`), so a second run into the same folder
-    stops with :class:`RunFolderLockedError` naming the first. On exit, normal or not, the
+    stops with :class:`RunFolderLockedError` naming the first; under torchrun every rank stops
+    with it. On exit, normal or not, the
     session leaves the process group, releases the lock, and restores every process-wide
     setting it changed (seeded random generators, deterministic-kernel and cuDNN autotuning flags,
     ``CUBLAS_WORKSPACE_CONFIG``; :func:`~inpaintssl.training.process_state.preserved_process_state`).
@@ -257,7 +313,6 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
         >>> torch.are_deterministic_algorithms_enabled(), list(folder.iterdir())
         (False, [])
     """
-    info = DistInfo.from_env()
     # What an enclosing ``except`` block is handling: a failed run's error chains to it.
     caller_error = sys.exc_info()[1]
     # Before anything computes: Numba's pool would otherwise change the thread count mid-run.
@@ -267,17 +322,24 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
     # starting) would be dropped, and the run would train on.
     with ctrl_c_redelivered(), preserved_process_state():
-        claim = _sole_writer(run.output_dir, resume=run.resume) if info.is_main else contextlib.nullcontext()
-        with claim:
-            ctx = RunContext.start(run)
-            if ctx.device.type == "cpu" and run.reuse_host_memory:
-                keep_freed_host_memory()
-            try:
-                yield ctx
-            except BaseException as error:
-                if not callers_group:
-                    shutdown_distributed(error=error, caller_error=caller_error)
-                raise
-            else:
-                if not callers_group:
-                    shutdown_distributed()
+        device, info = _joined(run)
+        try:
+            with _claimed_by_main(run, info):
+                ctx = RunContext._begun(run, device=device, info=info)
+                if ctx.device.type == "cpu" and run.reuse_host_memory:
+                    keep_freed_host_memory()
+                try:
+                    yield ctx
+                except BaseException as error:
+                    if not callers_group:
+                        shutdown_distributed(error=error, caller_error=caller_error)
+                    raise
+                else:
+                    if not callers_group:
+                        shutdown_distributed()
+        except BaseException as error:
+            # Refused before the run began (the folder's claim, the in-use check): every rank
+            # stops, and leaves the group it joined. After a normal leave this does nothing.
+            if not callers_group:
+                shutdown_distributed(error=error, caller_error=caller_error)
+            raise
