@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import pickle
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -197,6 +199,50 @@ def test_a_volume_read_per_slice_writes_nothing(tmp_path: Path, fmt: str) -> Non
     volume = _opened(fmt, tmp_path / "data", tmp_path / "cache")
     _assert_same(_slices(volume), reference)
     assert not (tmp_path / "cache").exists()
+
+
+# Read per slice from the file, at the offsets and in the layout the header gave when the volume
+# was opened. A DICOM series parses each slice's own file per read; a PNG is read whole when opened.
+READ_FROM_THE_FILE = [fmt for fmt in OTHERS if not fmt.startswith("dicom") and fmt != "png"]
+
+
+@pytest.mark.parametrize("fmt", READ_FROM_THE_FILE)
+def test_a_file_read_per_slice_and_rewritten_after_opening_is_refused_at_the_next_read(
+    tmp_path: Path, fmt: str
+) -> None:
+    volume = _opened(fmt, tmp_path, None)
+    first = np.array(volume.read(0))
+    _touch_each(volume)
+    with pytest.raises(DataError, match=r"was rewritten since it was opened") as caught:
+        volume.read(volume.num_slices - 1)
+    assert volume.source in str(caught.value)
+    assert np.array_equal(_opened(fmt, tmp_path / "again", None).read(0), first)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "mha", "nrrd"])
+def test_a_memory_mapped_file_truncated_after_opening_is_refused_not_a_bus_error(
+    tmp_path: Path, fmt: str
+) -> None:
+    # A page of a memory map past the file's new end is a SIGBUS: the process died with no message.
+    opened, _ = FORMATS[fmt]
+    volume = opened(tmp_path)
+    volume.read(0)
+    script = f"""
+import pickle, sys
+volume = pickle.loads({pickle.dumps(volume)!r})
+volume.read(0)
+for name in volume.files:
+    open(name, "r+b").truncate(64)
+try:
+    volume.read(volume.num_slices - 1)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("DataError") and "was rewritten since it was opened" in run.stdout
 
 
 def test_a_rewritten_source_gets_a_file_of_its_own(tmp_path: Path) -> None:

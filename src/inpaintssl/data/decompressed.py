@@ -65,6 +65,7 @@ __all__ = [
     "current_folder",
     "decompressed_into",
     "decompressed_name",
+    "changed_files",
     "file_states",
     "kept_on_disk",
     "source_record_path",
@@ -124,6 +125,32 @@ def file_states(files: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
     return tuple(states)
 
 
+def changed_files(states: Sequence[tuple[str, int, int]]) -> list[str]:
+    """How the files of ``states`` (:func:`file_states`) differ now: each one gone or rewritten.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.raw"
+        >>> _ = path.write_bytes(b"1")
+        >>> states = file_states([str(path)])
+        >>> changed_files(states)
+        []
+        >>> path.unlink()
+        >>> changed_files(states) == [f"{path} is gone"]
+        True
+    """
+    found = []
+    for path, size, modified in states:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            found.append(f"{path} is gone")
+            continue
+        if (stat.st_size, stat.st_mtime_ns) != (size, modified):
+            found.append(f"{path} was rewritten")
+    return found
+
+
 @dataclass(frozen=True)
 class DecompressedSource:
     """Where a decompressed file came from: the reader, the array read, and each source file as it was.
@@ -167,16 +194,7 @@ class DecompressedSource:
 
     def changed(self) -> list[str]:
         """How the source files differ from the record now: each one gone or rewritten; empty if none."""
-        found = []
-        for path, size, modified in self.files:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                found.append(f"{path} is gone")
-                continue
-            if (stat.st_size, stat.st_mtime_ns) != (size, modified):
-                found.append(f"{path} was rewritten")
-        return found
+        return changed_files(self.files)
 
     def to_json(self) -> str:
         """The record as the JSON file beside the decompressed one holds it."""

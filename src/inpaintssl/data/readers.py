@@ -48,7 +48,13 @@ import numpy as np
 from inpaintssl._lazy import lazy_exports
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import check_rank, check_slice_axis, check_spacing, existing_path
-from inpaintssl.data.decompressed import DecompressedSource, current_folder, file_states, kept_on_disk
+from inpaintssl.data.decompressed import (
+    DecompressedSource,
+    changed_files,
+    current_folder,
+    file_states,
+    kept_on_disk,
+)
 from inpaintssl.data.gzip_stream import GzipStream
 from inpaintssl.data.loading import H5Files, open_h5
 from inpaintssl.data.orientation import Reorientation, axis_codes, check_axis_codes
@@ -339,6 +345,10 @@ class Volume(ABC):
         """Slice ``index`` as stored: ``(H, W)``, or ``(H, W, C)`` for a 4D volume."""
         if not 0 <= index < self.num_slices:
             raise IndexError(f"{self.path}: slice {index} out of range [0, {self.num_slices})")
+        if self._opened_as is not None and self._reads_files_per_slice():
+            # The bytes are read now, at the offsets and in the layout the header gave: after a
+            # rewrite they would be read as the old file's (a truncated memory map kills the process).
+            self._refuse_changed(self._opened_as)
         try:
             change = self.reorientation
             if change is None:
@@ -376,6 +386,16 @@ class Volume(ABC):
         decompresses the whole volume returns :meth:`_kept`, which also keeps it on disk under a
         :attr:`decompressed_folder`.
         """
+
+    def _reads_files_per_slice(self) -> bool:
+        """Whether each :meth:`read` reads this volume's files again (a memory map, a file proxy),
+        with what their header said when the volume was opened; checked unchanged before each read.
+
+        ``False`` (the default) for an array read whole and kept (:meth:`_kept`, which checks the
+        files around that one read) and for a format whose every read parses its file's own header
+        again (DICOM).
+        """
+        return False
 
     def _kept(self, decompress: Callable[[], np.ndarray]) -> np.ndarray:
         """The stored array ``decompress`` returns, kept for the reads after this one.
@@ -417,13 +437,13 @@ class Volume(ABC):
         Raises:
             DataError: A file was rewritten or removed since its header was read.
         """
-        self._refuse_changed(opened)
+        self._refuse_changed(opened.files)
         array = decompress()
-        self._refuse_changed(opened)  # rewritten while it was read: a mix of old and new bytes
+        self._refuse_changed(opened.files)  # rewritten while it was read: a mix of old and new bytes
         return array
 
-    def _refuse_changed(self, opened: DecompressedSource) -> None:
-        changed = opened.changed()
+    def _refuse_changed(self, opened: tuple[tuple[str, int, int], ...]) -> None:
+        changed = changed_files(opened)
         if changed:
             raise DataError(
                 f"{self._what} {self.source}: {'; '.join(changed)} since it was opened (its header "
@@ -643,6 +663,9 @@ class NiftiVolume(Volume):
             return None
         return super().stored_orientation
 
+    def _reads_files_per_slice(self) -> bool:
+        return not self._gzipped
+
     def _array(self) -> Any:
         return self._kept(self._decompress) if self._gzipped else self._proxy
 
@@ -822,6 +845,9 @@ class NumpyVolume(Volume):
         """The file, and for an ``.npz`` archive the array read (see :attr:`Volume.source`)."""
         return f"{self.path} (array {self.key!r})" if self._archive else str(self.path)
 
+    def _reads_files_per_slice(self) -> bool:
+        return not self._archive
+
     def _array(self) -> Any:
         if self._archive:
             return self._kept(self._decompress)
@@ -874,6 +900,9 @@ class H5Volume(Volume):
     # turns and contend for it (12 cases of 256x256x64 checked on 2 threads: 0.83 s against 0.63 s
     # one by one, uncompressed; 1.41 s against 1.24 s, gzip).
     reads_on_threads = False
+
+    def _reads_files_per_slice(self) -> bool:
+        return True
 
     def _array(self) -> Any:
         return self._handles.get(self.path)[self.key]

@@ -65,6 +65,9 @@ class StoredArrayVolume(Volume):
     def _data_bytes(self) -> int:
         return math.prod(self._written_shape()) * self._dtype.itemsize
 
+    def _reads_files_per_slice(self) -> bool:
+        return not self._encoded() and self._dtype.isnative
+
     def _array(self) -> Any:
         if self._encoded() or not self._dtype.isnative:
             return self._kept(self._read_whole)
