@@ -17,7 +17,7 @@ Usage::
 
     python benchmarks/bench_corruption.py [--quick] [--out PATH] [--device cpu|cuda] [--threads N]
 
-``--threads`` is set after Numba's thread pool has started (its start resets torch's count), and
+``--threads`` sets torch's thread count (the corruption kernels run on the calling thread), and
 each entry of the record gives the torch threads it ran with (``torch_threads``).
 
 It prints Markdown tables and, with ``--out``, writes the JSON record (machine, versions, every
@@ -45,7 +45,7 @@ import scipy
 import torch
 from scipy.stats import qmc
 
-from inpaintssl.corruption import PoissonDiscSampler, launch_thread_pool, required_patch_count
+from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
 from inpaintssl.registry import PRETEXT_TASKS
 
 SIDE = 512
@@ -403,9 +403,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from provenance import provenance, write_record
 
     device = torch.device(args.device)
-    # The first parallel restoration kernel starts Numba's thread pool, which resets torch's thread
-    # count: start the pool first, then set the count, so that every entry runs with it.
-    launch_thread_pool()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

@@ -62,7 +62,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from inpaintssl.config import CompileMode, PretextConfig
-from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.training.components import build_backbone, build_pretext_task
 from inpaintssl.training.device import autocast_context, use_channels_last
 from inpaintssl.training.objectives import InpaintingObjective
@@ -354,9 +353,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     device = torch.device(args.device)
-    # Numba's pool (the corruption's parallel kernels) resets torch's thread count when it starts:
-    # start it first, then set the count, so that every arm runs with the same one.
-    launch_thread_pool()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark

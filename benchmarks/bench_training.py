@@ -19,9 +19,9 @@ more CPU contenders say where the library's lead comes from and what the opt-in
 ``run.reuse_host_memory`` adds: the library and MONAI each with the reused heap, and the library
 with oneDNN's weight gradient everywhere.
 
-Threads: each contender starts Numba's thread pool before it sets torch's thread count
-(``--threads``, default torch's own), since the pool's start resets it; the record gives the
-count each contender ran with (``threads_per_contender``, read at its start and at its end).
+Threads: each contender runs with torch's thread count (``--threads``, default torch's own); the
+record gives the count each contender ran with (``threads_per_contender``, read at its start and
+at its end).
 
 Usage::
 
@@ -47,7 +47,6 @@ import torch
 from provenance import emit, provenance
 
 from inpaintssl.config import PretrainConfig
-from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.losses import l2_loss
 from inpaintssl.registry import BACKBONES, DATASETS, PRETEXT_TASKS
@@ -91,9 +90,6 @@ def _timed_loop(
     channels_last: bool,
 ) -> float:
     """Images/s of a hand-written corruption + forward + backward + Adam loop."""
-    # The first parallel corruption kernel starts Numba's pool, which resets torch's thread count:
-    # start it now, so that every step runs with the count the caller set.
-    launch_thread_pool()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
     task = PRETEXT_TASKS.build("context_restoration", patch_size=32, seed=0)
@@ -299,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads of every contender (default: torch's own), set after Numba's pool starts",
+        help="torch CPU threads of every contender (default: torch's own)",
     )
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -312,8 +308,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     torch.manual_seed(0)
     if args.contender is not None:
-        # Numba's pool resets torch's thread count when it starts: start it, then set the count.
-        launch_thread_pool()
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         threads_at_start = torch.get_num_threads()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +102,106 @@ def test_swap_permutation_rejects_an_odd_count_and_self_overlapping_pairs() -> N
         swap_permutation(np.zeros((3, 2), np.int64), shape=(8, 8), patch_size=2)
     with pytest.raises(ValueError, match="pair 1 overlaps itself"):
         swap_permutation(np.array([[0, 0], [4, 4], [0, 0], [1, 1]]), shape=(8, 8), patch_size=2)
+
+
+# -- the kernels index without bounds checks: every public way in checks the corners first -------
+
+# 32 x 40 image, K = 8: corners must lie in [0, 24] x [0, 32]. The second corner of each pair is bad.
+_OUTSIDE = [
+    ([[0, 0], [25, 16]], r"corners\[1\]=\[25, 16\] lies outside \[0, 24\] x \[0, 32\]"),  # past the bottom
+    ([[0, 0], [16, 33]], r"corners\[1\]=\[16, 33\] lies outside \[0, 24\] x \[0, 32\]"),  # past the right
+    ([[0, 0], [-4, 16]], r"corners\[1\]=\[-4, 16\] lies outside"),  # would wrap to the other edge
+    ([[16, 16], [0, -1]], r"corners\[1\]=\[0, -1\] lies outside"),
+]
+
+
+@pytest.mark.parametrize("function", [patch_union, swap_permutation])
+@pytest.mark.parametrize(("corners", "told"), _OUTSIDE)
+def test_corners_outside_the_image_are_refused_naming_the_corner(
+    function: object, corners: list[list[int]], told: str
+) -> None:
+    # The patch_union of a patch at row -4 covered nothing and swap_permutation returned a
+    # non-permutation: both read and wrote past the image.
+    with pytest.raises(
+        ValueError, match=told + r".*8x8 patches inside a 32x40 image \(shape=\(32, 40\), patch_size=8\)"
+    ):
+        function(np.array(corners), shape=(32, 40), patch_size=8)  # type: ignore[operator]
+
+
+def test_corners_on_the_last_valid_row_and_column_are_kept() -> None:
+    corners = np.array([[24, 32], [0, 0]])
+    assert int(patch_union(corners, shape=(32, 40), patch_size=8).sum()) == 128
+    perm = swap_permutation(corners, shape=(32, 40), patch_size=8)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(32 * 40))
+    assert not patch_union(np.empty((0, 2)), shape=(32, 40), patch_size=8).any()
+
+
+@pytest.mark.parametrize(
+    ("corners", "shape", "patch_size", "told"),
+    [
+        (
+            np.array([[0.5, 0.0]]),
+            (32, 32),
+            8,
+            r"corners must be an \(N, 2\) integer array, got float64 of shape \(1, 2\)",
+        ),
+        (
+            np.array([0, 0]),
+            (32, 32),
+            8,
+            r"corners must be an \(N, 2\) integer array, got int64 of shape \(2,\)",
+        ),
+        (np.array([[0, 0]]), (32, 0), 8, r"shape=\(32, 0\) must be \(H, W\), two positive integers"),
+        (np.array([[0, 0]]), (32, 32), 0, r"patch_size=0 must be a positive integer"),
+        (np.array([[0, 0]]), (32, 32), -8, r"patch_size=-8 must be a positive integer"),
+    ],
+)
+def test_malformed_corners_shapes_and_patch_sizes_are_refused(
+    corners: np.ndarray, shape: tuple[int, int], patch_size: int, told: str
+) -> None:
+    # Float corners were truncated silently; a negative patch size made the kernels do nothing.
+    for function in (patch_union, swap_permutation):
+        with pytest.raises(ValueError, match=told):
+            function(corners, shape=shape, patch_size=patch_size)
+
+
+def test_a_bank_built_from_corners_outside_the_image_is_refused_naming_the_entry() -> None:
+    # Built directly, a bank passed these to the kernels unchecked: swap_patches corrupted the heap.
+    inside = np.array([[0, 0], [16, 16]])
+    with pytest.raises(
+        ValueError,
+        match=r"corners\[1\]\[1\]=\[28, 28\] lies outside \[0, 24\] x \[0, 24\], the corners of 8x8 "
+        r"patches inside a 32x32 image \(shape=\(32, 32\), patch_size=8\)",
+    ):
+        MaskBank(shape=(32, 32), patch_size=8, corners=[inside, np.array([[0, 0], [28, 28]])], pairs=True)
+    with pytest.raises(ValueError, match=r"corners\[0\] must be an \(N, 2\) integer array"):
+        MaskBank(shape=(32, 32), patch_size=8, corners=[np.array([[0.0, 0.0]])], pairs=False)
+
+
+def test_far_out_of_range_corners_are_refused_before_any_kernel_runs() -> None:
+    # Such corners made the kernels write far outside their arrays: the process died (a segfault,
+    # or "double free or corruption"). In a child process, so a regression fails this test only.
+    script = """
+import numpy as np, torch
+from inpaintssl.corruption import MaskBank, patch_union, swap_permutation
+far = np.array([[0, 0], [10_000, 10_000]])
+refused = []
+for call in (
+    lambda: swap_permutation(far, shape=(32, 32), patch_size=8),
+    lambda: patch_union(np.array([[-10_000, 0]]), shape=(32, 32), patch_size=8),
+    lambda: MaskBank(shape=(32, 32), patch_size=8, corners=[far], pairs=True).swap_patches(
+        torch.zeros(1, 1, 32, 32), torch.tensor([0])
+    ),
+):
+    try:
+        call()
+    except ValueError as error:
+        refused.append("lies outside" in str(error))
+print(refused)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[True, True, True]"
 
 
 @pytest.mark.parametrize("name", SAMPLERS.names())

@@ -92,6 +92,57 @@ def test_builds_from_the_pretext_config(name: str) -> None:
     assert task.corrupt(torch.randn(1, 1, 64, 64)).shape == (1, 1, 64, 64)
 
 
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_bank_size_takes_any_integer_type_but_not_a_bool(name: str) -> None:
+    # A NumPy integer (a sweep over np.arange) was refused as "must be a positive integer".
+    task = build(name, bank_size=np.arange(1, 4)[-1])
+    assert task.bank_size == 3 and type(task.bank_size) is int
+    assert len(task.bank(shape=(32, 32))) == 3 * 4
+    for bad in (True, 2.0, 0, -1, "3"):
+        with pytest.raises(ValueError, match=rf"bank_size={bad!r} must be a positive integer"):
+            build(name, bank_size=bad)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize(
+    ("options", "told"),
+    [
+        ({"patch_size": 0}, r"patch_size=0 must be a positive integer"),
+        ({"patch_size": 2.5}, r"patch_size=2\.5 must be a positive integer"),
+        ({"patch_size": "8"}, r"patch_size='8' must be a positive integer"),
+        ({"coverage": 0.0}, r"coverage=0\.0 must be a number in \(0, 1\]"),
+        ({"coverage": float("nan")}, r"coverage=nan must be a number in \(0, 1\]"),
+        ({"coverage": "0.25"}, r"coverage='0\.25' must be a number in \(0, 1\]"),
+    ],
+)
+def test_patch_size_and_coverage_are_checked_when_the_task_is_built(
+    name: str, options: dict[str, object], told: str
+) -> None:
+    with pytest.raises(ValueError, match=told):
+        build(name, **options)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize(
+    ("options", "told"),
+    [
+        ({"patch_size": 2**21}, r"with 2097152x2097152 patches \(shape=\(64, 64\).*larger than the image"),
+        (
+            {"patch_size": 32, "coverage": 1e-10},
+            r"of a 64x64 image with 32x32 patches.*one patch alone covers",
+        ),
+    ],
+)
+def test_a_patch_size_no_image_fits_is_refused_for_the_real_image(
+    name: str, options: dict[str, object], told: str
+) -> None:
+    # Checked at construction against a made-up 1048576x1048576 image, which the message named.
+    task = build(name, **options)
+    with pytest.raises(ValueError, match=told) as refused:
+        task.corrupt(torch.zeros(1, 1, 64, 64))
+    assert "1048576" not in str(refused.value)
+
+
 def test_pretext_task_is_abstract() -> None:
     with pytest.raises(TypeError, match="abstract"):
         PretextTask()  # type: ignore[abstract]

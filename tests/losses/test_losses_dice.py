@@ -75,6 +75,61 @@ def test_empty_classes_follow_the_epsilon_rule() -> None:
     assert float(dice_loss(torch.zeros(2, 2, 3, 3), torch.zeros(2, 2, 3, 3))) == 0.0
 
 
+def test_eps_zero_scores_a_class_absent_from_both_sides_as_a_match() -> None:
+    # eps = 0 is documented as valid; the absent class was 0/0 and the whole loss NaN.
+    target = torch.zeros(1, 2, 2, 2)
+    target[0, 0] = 1.0
+    probs = torch.zeros(1, 2, 2, 2)
+    probs[0, 0] = 0.5
+    # class 0: 1 - 2 * 2 / (2 + 4) = 1/3; class 1: absent from both, a match: 0.
+    assert float(dice_loss(probs, target, eps=0.0)) == pytest.approx(1 / 6, rel=1e-6)
+    assert float(dice_loss(target.clone(), target, eps=0)) == 0.0
+    confident = torch.where(target.bool(), 200.0, -200.0)  # sigmoid exactly 1 and 0 in float32
+    assert float(DiceLoss(eps=0.0)(confident, target)) == 0.0
+
+
+def test_eps_zero_gives_a_finite_gradient_that_ignores_the_absent_class() -> None:
+    target = torch.zeros(2, 2, 3, 3, dtype=torch.float64)
+    target[:, 0, :2] = 1.0
+    probs = torch.rand(2, 2, 3, 3, dtype=torch.float64)
+    probs[:, 1] = 0.0  # class 1 absent from prediction and target
+    probs.requires_grad_(True)
+    dice_loss(probs, target, eps=0.0).backward()
+    assert probs.grad is not None and torch.isfinite(probs.grad).all()
+    # The mean over two classes, one of them constant: half the gradient of class 0 alone.
+    alone = probs.detach()[:, :1].clone().requires_grad_(True)
+    dice_loss(alone, target[:, :1], eps=0.0).backward()
+    assert alone.grad is not None
+    torch.testing.assert_close(probs.grad[:, :1], alone.grad / 2, rtol=1e-12, atol=0)
+    assert not probs.grad[:, 1].any()
+
+
+@pytest.mark.parametrize(
+    ("eps", "error", "told"),
+    [
+        (float("nan"), ValueError, r"eps=nan is invalid; expected a finite number >= 0"),
+        (float("inf"), ValueError, r"eps=inf is invalid; expected a finite number >= 0"),
+        (-1e-9, ValueError, r"eps=-1e-09 is invalid; expected a finite number >= 0"),
+        ("1e-7", TypeError, r"eps='1e-7' is invalid; expected a finite number >= 0, got str"),
+        (None, TypeError, r"eps=None is invalid; expected a finite number >= 0, got NoneType"),
+        (True, TypeError, r"eps=True is invalid; expected a finite number >= 0, got bool"),
+    ],
+)
+def test_eps_must_be_a_finite_number_at_least_zero(eps: object, error: type[Exception], told: str) -> None:
+    # NaN was accepted (every loss NaN); a string failed in a bare comparison naming nothing.
+    with pytest.raises(error, match=told):
+        DiceLoss(eps=eps)  # type: ignore[arg-type]
+    with pytest.raises(error, match=told):
+        LOSSES.build("dice", eps=eps)
+    with pytest.raises(error, match=told):
+        dice_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), eps=eps)  # type: ignore[arg-type]
+
+
+def test_eps_takes_any_real_number_type() -> None:
+    assert DiceLoss(eps=np.float32(0.5)).eps == 0.5
+    assert DiceLoss(eps=0).eps == 0.0
+
+
 def test_hand_worked_value_with_large_eps() -> None:
     probs = torch.tensor([[[[0.5, 0.5]]]])  # (1, 1, 1, 2)
     target = torch.tensor([[[[1.0, 0.0]]]])

@@ -50,6 +50,31 @@ def test_gradcheck_float64() -> None:
         assert torch.autograd.gradcheck(lambda z, loss=loss: loss(z, torch.from_numpy(target)), (logits,))
 
 
+@pytest.mark.parametrize(
+    ("options", "error", "told"),
+    [
+        ({"ce_weight": float("nan")}, ValueError, r"ce_weight=nan is invalid; expected a finite number >= 0"),
+        ({"ce_weight": float("inf")}, ValueError, r"ce_weight=inf is invalid; expected a finite number >= 0"),
+        ({"ce_weight": "1"}, TypeError, r"ce_weight='1' is invalid; expected a finite number >= 0, got str"),
+        ({"eps": float("nan")}, ValueError, r"eps=nan is invalid; expected a finite number >= 0"),
+        ({"eps": "1e-7"}, TypeError, r"eps='1e-7' is invalid; expected a finite number >= 0, got str"),
+    ],
+)
+def test_options_must_be_finite_numbers_at_least_zero(
+    options: dict[str, object], error: type[Exception], told: str
+) -> None:
+    # NaN and infinity were accepted (every loss NaN or infinite); a string failed in a bare comparison.
+    with pytest.raises(error, match=told):
+        LOSSES.build("dice_ce", **options)
+
+
+def test_eps_zero_with_a_class_absent_from_both_sides_is_finite() -> None:
+    target = torch.zeros(1, 2, 2, 2)
+    target[0, 0] = 1.0
+    logits = torch.where(target.bool(), 200.0, -200.0)  # sigmoid exactly 1 and 0 in float32
+    assert float(DiceCELoss(eps=0.0, ce_weight=0.0)(logits, target)) == 0.0
+
+
 def test_negative_ce_weight_is_rejected() -> None:
     with pytest.raises(ValueError, match="ce_weight=-1"):
         DiceCELoss(ce_weight=-1)

@@ -3,8 +3,9 @@
 Paper sec. 2.4 and 2.5.2; DESIGN.md sections 1 and 2. Samplers (``poisson_disc``, ``random``)
 place ``K x K`` patches covering at least 1/4 of the image; a :class:`MaskBank` precomputes masks
 for the real input shape; the pretext tasks (``context_prediction``, ``context_restoration``)
-corrupt ``(N, C, H, W)`` batches on any device; :func:`render_corruption_figure` draws Figure 1;
-:func:`launch_thread_pool` starts Numba's threads before a run so its thread count stays the same.
+corrupt ``(N, C, H, W)`` batches on any device; :func:`render_corruption_figure` draws Figure 1.
+:func:`launch_thread_pool` does nothing now that no kernel runs on Numba's threads; it is kept for
+code that calls it.
 
 Example:
     >>> import torch

@@ -22,40 +22,37 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numba
-import torch
 
-__all__ = ["launch_thread_pool", "njit_cached", "njit_cached_parallel"]
+__all__ = ["launch_thread_pool", "njit_cached"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def njit_cached(func: _F) -> _F:
-    """Compile ``func`` in nopython mode with an on-disk cache."""
+    """Compile ``func`` in nopython mode with an on-disk cache.
+
+    There is deliberately no ``parallel=True`` variant. Numba's OpenMP threading layer shares the
+    process's ``libgomp`` with PyTorch: once its pool has started, a fork-started DataLoader worker
+    that runs a parallel kernel is killed ("fork() called from a process already using GNU OpenMP"),
+    and the pool's start sets PyTorch's thread count to ``NUMBA_NUM_THREADS``. The kernels here
+    are memory-bound (context restoration's block swap costs about one copy of the batch), so a
+    second thread bought nothing to pay for that.
+    """
     return cast(_F, numba.njit(cache=True)(func))
 
 
-def njit_cached_parallel(func: _F) -> _F:
-    """As :func:`njit_cached`, with ``numba.prange`` loops spread over Numba's thread pool."""
-    return cast(_F, numba.njit(cache=True, parallel=True)(func))
-
-
 def launch_thread_pool() -> None:
-    """Start Numba's thread pool now, leaving PyTorch's thread count as it was.
+    """Does nothing; kept so that code calling it keeps working.
 
-    Numba's OpenMP threading layer shares the process's ``libgomp`` with PyTorch, and when its pool
-    starts (at the first parallel kernel, e.g. a run's first corruption) it sets the thread count of
-    both to ``NUMBA_NUM_THREADS``. A run would then compute with one thread count before its first
-    corruption and another after, and a second run in the same process (a study worker's next
-    run) with yet another: other summation orders, other bits. Started here, at a session's
-    start, the pool leaves every run the thread count it began with.
+    It started Numba's thread pool before a run, so that the pool, started later by a parallel
+    corruption kernel, could not change PyTorch's thread count mid-run. No corruption kernel runs
+    on Numba's threads any more (see :func:`njit_cached`), so there is no pool to start, and
+    starting it would only make every fork-started DataLoader worker that corrupts a batch die.
 
     Example:
+        >>> import torch
         >>> before = torch.get_num_threads()
         >>> launch_thread_pool()
         >>> torch.get_num_threads() == before
         True
     """
-    threads = torch.get_num_threads()
-    numba.get_num_threads()  # launches the pool, once per process
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)

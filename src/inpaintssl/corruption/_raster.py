@@ -19,10 +19,9 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
-from inpaintssl.corruption._jit import njit_cached, njit_cached_parallel
+from inpaintssl.corruption._jit import njit_cached
 
 __all__ = ["swap_blocks", "swap_index", "union_mask"]
 
@@ -60,7 +59,7 @@ def swap_index(corners: NDArray[np.int64], patch: int, out: NDArray[np.int32]) -
                 out[r2 + dr, c2 + dc] = held
 
 
-@njit_cached_parallel
+@njit_cached
 def swap_blocks(
     source: NDArray[np.integer],
     out: NDArray[np.integer],
@@ -81,9 +80,9 @@ def swap_blocks(
         patch: Patch side ``K``.
     """
     channels = out.shape[1]
-    # Planes are independent, so they are spread over threads; the result does not depend on
-    # how many there are.
-    for flat in prange(out.shape[0] * channels):
+    # One thread: the swap is memory-bound (two threads were slower than one), and Numba's
+    # thread pool would kill fork-started DataLoader workers and reset PyTorch's thread count.
+    for flat in range(out.shape[0] * channels):
         n = flat // channels
         channel = flat % channels
         entry = choice[n]

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from inpaintssl.corruption.masks import MaskBank
-from inpaintssl.corruption.samplers import Sampler, check_sampler_signature, validate_request
+from inpaintssl.corruption.samplers import Sampler, check_patch_options, check_sampler_signature
 
 # A bare PRETEXT_TASKS.build(name)'s options are PretextConfig's defaults, defined once for both.
 from inpaintssl.defaults import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
@@ -133,13 +133,15 @@ class PretextTask(abc.ABC):
         seed: int = 0,
         sampler_params: Mapping[str, Any] | None = None,
     ) -> None:
-        # A huge dummy shape checks patch_size and coverage now rather than at the first batch.
-        validate_request(shape=(2**20, 2**20), patch_size=patch_size, coverage=coverage)
-        if isinstance(bank_size, bool) or not isinstance(bank_size, int) or bank_size < 1:
+        # Bad values are refused now rather than at the first batch; whether the patches fit an
+        # image is checked against the real shape when its bank is built.
+        check_patch_options(patch_size=patch_size, coverage=coverage)
+        # NumPy integers too (a sweep over np.arange), as for seed; bool is an int but no count.
+        if isinstance(bank_size, bool) or not isinstance(bank_size, int | np.integer) or bank_size < 1:
             raise ValueError(f"bank_size={bank_size!r} must be a positive integer")
         self.patch_size = int(patch_size)
         self.coverage = float(coverage)
-        self.bank_size = bank_size
+        self.bank_size = int(bank_size)
         self.seed = _check_seed("seed", seed)
         if isinstance(sampler, str):
             self.sampler_name = sampler

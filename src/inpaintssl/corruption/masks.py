@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from inpaintssl.corruption._raster import swap_blocks, swap_index, union_mask
-from inpaintssl.corruption.samplers import Sampler, describe_sampler, target_pixels
+from inpaintssl.corruption.samplers import Sampler, _is_integral, describe_sampler, target_pixels
 
 __all__ = ["ORIENTATIONS", "MaskBank", "orient_corners", "patch_union", "swap_permutation"]
 
@@ -80,12 +80,18 @@ def orient_corners(
 def patch_union(corners: NDArray[np.int64], *, shape: tuple[int, int], patch_size: int) -> NDArray[np.bool_]:
     """``(H, W)`` bool mask of the pixels covered by the ``K x K`` patches at ``corners`` ``(N, 2)``.
 
+    Raises:
+        ValueError: ``corners`` is not an ``(N, 2)`` integer array, ``shape`` or ``patch_size`` is
+            not positive, or a patch does not lie wholly inside the image.
+
     Example:
         >>> int(patch_union(np.array([[0, 0], [1, 1]]), shape=(4, 4), patch_size=2).sum())
         7
     """
-    out = np.empty(shape, dtype=bool)
-    union_mask(np.ascontiguousarray(corners, dtype=np.int64), patch_size, out)
+    height, width, patch = _image_and_patch(shape, patch_size)
+    corners = _check_corners(corners, shape=(height, width), patch_size=patch)
+    out = np.empty((height, width), dtype=bool)
+    union_mask(corners, patch, out)
     return out
 
 
@@ -102,7 +108,8 @@ def swap_permutation(
         ``(H*W,)`` int32 permutation.
 
     Raises:
-        ValueError: If the number of corners is odd or a pair's two patches overlap each other.
+        ValueError: If the number of corners is odd, a pair's two patches overlap each other, or
+            anything :func:`patch_union` refuses.
 
     Example:
         >>> x = np.arange(16).reshape(4, 4)
@@ -111,11 +118,68 @@ def swap_permutation(
         array([[10, 11],
                [14, 15]])
     """
-    corners = np.ascontiguousarray(corners, dtype=np.int64)
-    _check_pairs(corners, patch_size)
-    out = np.empty(shape, dtype=np.int32)
-    swap_index(corners, patch_size, out)
+    height, width, patch = _image_and_patch(shape, patch_size)
+    corners = _check_corners(corners, shape=(height, width), patch_size=patch)
+    _check_pairs(corners, patch)
+    out = np.empty((height, width), dtype=np.int32)
+    swap_index(corners, patch, out)
     return out.reshape(-1)
+
+
+def _check_corners(
+    corners: NDArray[np.integer], *, shape: tuple[int, int], patch_size: int, name: str = "corners"
+) -> NDArray[np.int64]:
+    """``corners`` as a C-contiguous int64 ``(N, 2)`` array, once every patch is inside the image.
+
+    The compiled kernels index without bounds checks: a corner outside ``[0, H - K] x [0, W - K]``
+    would read or write past the image (or, negative, wrap to its other edge), so every path from
+    corners to a kernel goes through here first.
+
+    Args:
+        corners: ``(N, 2)`` integer array of patch corners ``(row, col)``.
+        shape: Image shape ``(H, W)``, positive ints.
+        patch_size: Patch side ``K``, a positive int.
+        name: What the message calls ``corners`` (``corners[3]`` for a bank's entry 3).
+
+    Raises:
+        ValueError: Not an ``(N, 2)`` integer array, or a corner outside the image, naming its
+            index, the corner, the patch size and the shape.
+
+    Example:
+        >>> _check_corners(np.array([[0, 28]]), shape=(32, 32), patch_size=8)
+        Traceback (most recent call last):
+        ...
+        ValueError: corners[0]=[0, 28] lies outside [0, 24] x [0, 24], the corners of 8x8 patches \
+inside a 32x32 image (shape=(32, 32), patch_size=8)
+    """
+    array = np.asarray(corners)
+    # An empty float array (np.empty((0, 2))) holds no corner to truncate, so it is let through.
+    if array.ndim != 2 or array.shape[1] != 2 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"{name} must be an (N, 2) integer array, got {array.dtype} of shape {array.shape}")
+    height, width = shape
+    limit = np.array([height - patch_size, width - patch_size])
+    outside = ((array < 0) | (array > limit)).any(axis=1)
+    if outside.any():
+        index = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{name}[{index}]={array[index].tolist()} lies outside [0, {limit[0]}] x [0, {limit[1]}], "
+            f"the corners of {patch_size}x{patch_size} patches inside a {height}x{width} image "
+            f"(shape={(height, width)}, patch_size={patch_size})"
+        )
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _image_and_patch(shape: tuple[int, int], patch_size: int) -> tuple[int, int, int]:
+    """``(H, W, K)`` as plain ints, or a ValueError naming the argument that is not positive."""
+    if (
+        not isinstance(shape, Sequence | np.ndarray)
+        or len(shape) != 2
+        or not all(_is_integral(side) and side >= 1 for side in shape)
+    ):
+        raise ValueError(f"shape={shape!r} must be (H, W), two positive integers")
+    if not _is_integral(patch_size) or patch_size < 1:
+        raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
+    return int(shape[0]), int(shape[1]), int(patch_size)
 
 
 class MaskBank:
@@ -129,8 +193,9 @@ class MaskBank:
     Args:
         shape: Image shape ``(H, W)``.
         patch_size: Patch side ``K``.
-        corners: One ``(N_e, 2)`` int64 array of patch corners per entry (pairs in rows
-            ``2i, 2i + 1`` when ``pairs``), already validated and oriented.
+        corners: One ``(N_e, 2)`` integer array of patch corners per entry (pairs in rows
+            ``2i, 2i + 1`` when ``pairs``), already oriented; every patch must lie inside the
+            image.
         pairs: Whether the entries are patch pairs to swap.
         device: Where :attr:`masks` and :attr:`permutations` live.
 
@@ -140,6 +205,10 @@ class MaskBank:
         corners: The entries' corners.
         pairs: Whether the entries are patch pairs.
         device: Device of the dense tensors.
+
+    Raises:
+        ValueError: No entries, a bad ``shape`` or ``patch_size``, or an entry that is not an
+            ``(N_e, 2)`` integer array of corners inside the image (see :func:`patch_union`).
     """
 
     def __init__(
@@ -153,9 +222,15 @@ class MaskBank:
     ) -> None:
         if not corners:
             raise ValueError("corners must hold at least one entry")
-        self.shape = shape
-        self.patch_size = patch_size
-        self.corners = tuple(corners)
+        height, width, patch = _image_and_patch(shape, patch_size)
+        self.shape = (height, width)
+        self.patch_size = patch
+        # The kernels index these without bounds checks: a corner past the edge would write outside
+        # the arrays (the constructor is public, so its input is not trusted to come from build).
+        self.corners = tuple(
+            _check_corners(entry, shape=self.shape, patch_size=patch, name=f"corners[{e}]")
+            for e, entry in enumerate(corners)
+        )
         self.pairs = pairs
         self.device = torch.device(device)
         # All entries back to back, for kernels that take one entry per image.
@@ -363,13 +438,10 @@ def _checked(
             f"sampler {describe_sampler(sampler)} returned {corners.dtype} corners of shape "
             f"{corners.shape}; expected an (N, 2) integer array"
         )
-    limit = np.array([shape[0] - patch_size, shape[1] - patch_size])
-    if len(corners) and ((corners < 0).any() or (corners > limit).any()):
-        raise ValueError(
-            f"sampler {describe_sampler(sampler)} returned corners outside [0, {limit[0]}] x "
-            f"[0, {limit[1]}] for shape {shape} and patch_size {patch_size}"
-        )
-    corners = np.ascontiguousarray(corners, dtype=np.int64)
+    try:
+        corners = _check_corners(corners, shape=shape, patch_size=patch_size)
+    except ValueError as exc:
+        raise ValueError(f"sampler {describe_sampler(sampler)} returned invalid corners: {exc}") from exc
     if pairs:
         try:
             _check_pairs(corners, patch_size)

@@ -47,6 +47,7 @@ __all__ = [
     "lattice_corners",
     "RandomSampler",
     "Sampler",
+    "check_patch_options",
     "check_request",
     "check_sampler_signature",
     "describe_sampler",
@@ -176,11 +177,7 @@ patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size 
     height, width = (int(side) for side in shape)
     if height < 1 or width < 1:
         raise ValueError(f"shape={shape!r} must have positive sides")
-    if not _is_integral(patch_size) or patch_size < 1:
-        raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
-    # A bool or a string would otherwise pass as 1.0 or fail in a comparison that names nothing.
-    if not isinstance(coverage, numbers.Real) or isinstance(coverage, bool) or not 0.0 < coverage <= 1.0:
-        raise ValueError(f"coverage={coverage!r} must be a number in (0, 1]")
+    check_patch_options(patch_size=patch_size, coverage=coverage)
     request = _Request(height, width, patch_size, coverage, pairs)
     if patch_size > min(height, width):
         raise request.refuse(
@@ -199,6 +196,29 @@ patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size 
             "pairs need 2 * patch_size <= max(H, W)"
         )
     return height, width
+
+
+def check_patch_options(*, patch_size: int, coverage: float) -> None:
+    """Refuse a ``patch_size`` or ``coverage`` that no image could take, before any shape is known.
+
+    Whether the patches fit a given image is :func:`validate_request`'s to say, with that image.
+
+    Raises:
+        ValueError: ``patch_size`` is not a positive integer or ``coverage`` not a number in
+            ``(0, 1]``, naming the argument and the value found.
+
+    Example:
+        >>> check_patch_options(patch_size=16, coverage=0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: coverage=0.0 must be a number in (0, 1]
+    """
+    if not _is_integral(patch_size) or patch_size < 1:
+        raise ValueError(f"patch_size={patch_size!r} must be a positive integer")
+    # A bool or a string would otherwise pass as 1.0 or fail in a comparison that names nothing;
+    # NaN fails the range test.
+    if not isinstance(coverage, numbers.Real) or isinstance(coverage, bool) or not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage={coverage!r} must be a number in (0, 1]")
 
 
 def _is_integral(value: object) -> bool:

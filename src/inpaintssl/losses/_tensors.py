@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
-__all__ = ["as_loss_dtype", "check_same_shape"]
+__all__ = ["as_loss_dtype", "check_non_negative", "check_same_shape"]
+
+
+def check_non_negative(value: object, *, name: str) -> float:
+    """``value`` as a float when it is a finite real number ``>= 0``; else raise naming ``name``.
+
+    Raises:
+        TypeError: ``value`` is not a real number (a string from a config file, ``None``, a bool).
+        ValueError: ``value`` is negative, NaN or infinite.
+
+    Example:
+        >>> check_non_negative(0, name="eps")
+        0.0
+        >>> check_non_negative(float("nan"), name="eps")
+        Traceback (most recent call last):
+        ...
+        ValueError: eps=nan is invalid; expected a finite number >= 0
+    """
+    # A bool is an int to Python, but True as a weight is a mistake, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name}={value!r} is invalid; expected a finite number >= 0, got {type(value).__name__}"
+        )
+    # NaN passes a plain ``< 0`` test and then turns every loss into NaN.
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}={value!r} is invalid; expected a finite number >= 0")
+    return float(value)
 
 
 def check_same_shape(

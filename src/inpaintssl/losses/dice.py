@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from inpaintssl.losses._tensors import as_loss_dtype, check_same_shape
+from inpaintssl.losses._tensors import as_loss_dtype, check_non_negative, check_same_shape
 from inpaintssl.losses.base import Activation, SegmentationLoss
 from inpaintssl.registry import LOSSES
 
@@ -28,19 +28,21 @@ def dice_loss(probs: torch.Tensor, target_onehot: torch.Tensor, eps: float = 1e-
         L = 1/C * sum_c [1 - (2 * sum_{n,h,w} X*Y + eps) / (sum_{n,h,w} (X + Y) + eps)]
 
     Aggregating over the batch keeps sparse classes stable (a slice without the class does not
-    produce a 0/0 on its own). A class absent from both prediction and target scores a loss of 0
-    thanks to ``eps``.
+    produce a 0/0 on its own). A class absent from both prediction and target scores a loss of 0:
+    with ``eps > 0`` as ``eps / eps``, with ``eps = 0`` because that 0/0 is read as a perfect match.
 
     Args:
         probs: Predicted probabilities ``X``, shape ``(N, C, H, W)``.
         target_onehot: One-hot targets ``Y``, same shape.
-        eps: Smoothing term added to numerator and denominator.
+        eps: Smoothing term added to numerator and denominator, a finite number ``>= 0``.
 
     Returns:
         A scalar tensor.
 
     Raises:
-        ValueError: If the shapes differ or are not ``(N, C, H, W)``, or ``eps`` is negative.
+        ValueError: If the shapes differ or are not ``(N, C, H, W)``, or ``eps`` is negative,
+            NaN or infinite.
+        TypeError: If ``eps`` is not a real number.
 
     Example:
         >>> import torch
@@ -50,14 +52,18 @@ def dice_loss(probs: torch.Tensor, target_onehot: torch.Tensor, eps: float = 1e-
         0.3333
     """
     check_same_shape(probs, target_onehot, names=("probs", "target_onehot"))
-    if eps < 0:
-        raise ValueError(f"eps={eps} is invalid; expected a float >= 0")
+    eps = check_non_negative(eps, name="eps")
     probs = as_loss_dtype(probs)
     target = as_loss_dtype(target_onehot).to(probs.dtype)
     reduce_dims = (0, *range(2, probs.ndim))
     intersection = (probs * target).sum(dim=reduce_dims)
     total = probs.sum(dim=reduce_dims) + target.sum(dim=reduce_dims)
-    per_class = 1 - (2 * intersection + eps) / (total + eps)
+    denominator = total + eps
+    # Only with eps = 0: a class absent from both sides is 0/0. It scores as a match, and divides
+    # by 1 instead so that its gradient is 0, not NaN; elsewhere both ``where`` keep every bit.
+    empty = denominator == 0
+    ratio = (2 * intersection + eps) / torch.where(empty, 1.0, denominator)
+    per_class = 1 - torch.where(empty, 1.0, ratio)
     return per_class.mean()
 
 
@@ -68,8 +74,13 @@ class DiceLoss(SegmentationLoss):
     Args:
         activation: ``"sigmoid"`` (one channel per foreground class, as the authors) or
             ``"softmax"`` (background channel first).
-        eps: Smoothing term of eq. (A2).
+        eps: Smoothing term of eq. (A2), a finite number ``>= 0``.
         include_background: With softmax, score the background channel too.
+
+    Raises:
+        ValueError: ``eps`` negative, NaN or infinite, or a bad ``activation`` (see
+            :class:`~inpaintssl.losses.base.SegmentationLoss`).
+        TypeError: ``eps`` is not a real number.
 
     Example:
         >>> import torch
@@ -84,9 +95,7 @@ class DiceLoss(SegmentationLoss):
         self, *, activation: Activation = "sigmoid", eps: float = 1e-7, include_background: bool = False
     ) -> None:
         super().__init__(activation=activation, include_background=include_background)
-        if eps < 0:
-            raise ValueError(f"eps={eps} is invalid; expected a float >= 0")
-        self.eps = eps
+        self.eps = check_non_negative(eps, name="eps")
 
     def compute(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
         """Eq. (A2) of the activated ``logits`` against ``target_onehot``."""

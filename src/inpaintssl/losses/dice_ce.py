@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from inpaintssl.losses._tensors import check_non_negative
 from inpaintssl.losses.base import Activation, SegmentationLoss
 from inpaintssl.losses.dice import dice_loss
 from inpaintssl.registry import LOSSES
@@ -31,9 +32,13 @@ class DiceCELoss(SegmentationLoss):
 
     Args:
         activation: ``"sigmoid"`` or ``"softmax"`` (background channel first).
-        eps: Smoothing term of the Dice part, eq. (A2).
+        eps: Smoothing term of the Dice part, eq. (A2), a finite number ``>= 0``.
         include_background: With softmax, score the background channel in the Dice part.
-        ce_weight: Weight of the cross-entropy term, ``>= 0``.
+        ce_weight: Weight of the cross-entropy term, a finite number ``>= 0``.
+
+    Raises:
+        ValueError: ``eps`` or ``ce_weight`` negative, NaN or infinite, or a bad ``activation``.
+        TypeError: ``eps`` or ``ce_weight`` is not a real number.
 
     Example:
         >>> import torch
@@ -52,12 +57,8 @@ class DiceCELoss(SegmentationLoss):
         ce_weight: float = 1.0,
     ) -> None:
         super().__init__(activation=activation, include_background=include_background)
-        if eps < 0:
-            raise ValueError(f"eps={eps} is invalid; expected a float >= 0")
-        if ce_weight < 0:
-            raise ValueError(f"ce_weight={ce_weight} is invalid; expected a float >= 0")
-        self.eps = eps
-        self.ce_weight = ce_weight
+        self.eps = check_non_negative(eps, name="eps")
+        self.ce_weight = check_non_negative(ce_weight, name="ce_weight")
 
     def compute(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
         """Dice (eq. A2) plus weighted cross-entropy of ``logits`` against ``target_onehot``."""

@@ -29,7 +29,6 @@ import torch
 
 from inpaintssl.checkpoint import checkpoint_exists, remove_stale_twins
 from inpaintssl.config import ConfigError, RunConfig
-from inpaintssl.corruption import launch_thread_pool
 from inpaintssl.layout import RunFolder
 from inpaintssl.signals import ctrl_c_redelivered
 from inpaintssl.training.device import autocast_dtype, resolve_device, use_channels_last
@@ -315,8 +314,6 @@ def run_session(run: RunConfig) -> Iterator[RunContext]:
     """
     # What an enclosing ``except`` block is handling: a failed run's error chains to it.
     caller_error = sys.exc_info()[1]
-    # Before anything computes: Numba's pool would otherwise change the thread count mid-run.
-    launch_thread_pool()
     # A group the caller joined is the caller's to leave: left here, its next collective failed.
     callers_group = group_joined()
     # A notebook's stop button is Ctrl-C: one that lands in a fork callback (a DataLoader worker
