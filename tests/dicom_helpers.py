@@ -475,3 +475,138 @@ def count_opens_under(folder: Path, monkeypatch: Any) -> Counter[Path]:
     monkeypatch.setattr(builtins, "open", counted)
     monkeypatch.setattr(Path, "open", counted_path_open)
     return opens
+
+
+def slice_planes(files: list[Path]) -> dict[tuple[str, int | None], dict[str, np.ndarray]]:
+    """``(SOPInstanceUID, frame number or None)`` -> that slice's own geometry, read with pydicom alone.
+
+    Each entry: ``position`` (ImagePositionPatient), ``row`` and ``column`` (ImageOrientationPatient's
+    two directions), ``spacing`` (PixelSpacing: row, column), and ``slice``: its place among the
+    series' distinct positions along the normal (slices of several echoes at one position share it).
+    An Enhanced file's frames each, from their own functional groups, else the shared ones.
+    """
+    import pydicom
+
+    found: dict[tuple[str, int | None], dict[str, np.ndarray]] = {}
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        frames = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+        if not frames:
+            found[(ds.SOPInstanceUID, None)] = _plane(
+                ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing
+            )
+            continue
+        groups = [[group, ds.SharedFunctionalGroupsSequence[0]] for group in frames]
+        for number, (own, shared) in enumerate(groups, start=1):
+            found[(ds.SOPInstanceUID, number)] = _plane(
+                *(
+                    _frame_tag((own, shared), sequence, name, path)
+                    for sequence, name in (
+                        ("PlanePositionSequence", "ImagePositionPatient"),
+                        ("PlaneOrientationSequence", "ImageOrientationPatient"),
+                        ("PixelMeasuresSequence", "PixelSpacing"),
+                    )
+                )
+            )
+    normal = np.cross(*(next(iter(found.values()))[k] for k in ("row", "column")))
+    depths = {key: round(float(entry["position"] @ normal), 3) for key, entry in found.items()}
+    distinct = sorted(set(depths.values()))
+    for key, entry in found.items():
+        entry["slice"] = np.array(distinct.index(depths[key]))
+    return found
+
+
+def _frame_tag(groups: tuple[Any, Any], sequence: str, name: str, path: Path) -> Any:
+    """A frame's tag from its own functional group, else the shared one."""
+    for group in groups:
+        if sequence in group:
+            return getattr(group[sequence].value[0], name)
+    raise AssertionError(f"{path}: a frame without {sequence}")
+
+
+def _plane(position: Any, orientation: Any, spacing: Any) -> dict[str, np.ndarray]:
+    return {
+        "position": np.array([float(v) for v in position]),
+        "row": np.array([float(v) for v in orientation[:3]]),
+        "column": np.array([float(v) for v in orientation[3:]]),
+        "spacing": np.array([float(v) for v in spacing]),
+    }
+
+
+def seg_label_map(
+    path: Path, planes: dict[tuple[str, int | None], dict[str, np.ndarray]], shape: tuple[int, int, int]
+) -> tuple[np.ndarray, list[tuple[str, int | None]]]:
+    """A BINARY or LABELMAP DICOM SEG decoded with pydicom alone: ``(rows, columns, slices)`` segment
+    numbers, and the source slices its frames reference, in frame order.
+
+    Each frame goes to the slice it references (its source instance and frame, looked up in
+    :func:`slice_planes`'s ``planes``), whose position, orientation and pixel spacing the frame must
+    state; a BINARY frame's pixels take its segment's number, a LABELMAP frame's are the numbers.
+    """
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    count, rows, columns = int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns)
+    pixels = np.asarray(ds.pixel_array).reshape(count, rows, columns)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    orientation = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
+    spacing = [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing]
+    labels = np.zeros(shape, dtype=np.int64)
+    referenced = []
+    for frame, group in zip(pixels, ds.PerFrameFunctionalGroupsSequence):
+        source = group.DerivationImageSequence[0].SourceImageSequence[0]
+        number = getattr(source, "ReferencedFrameNumber", None)
+        key = (str(source.ReferencedSOPInstanceUID), None if number is None else int(number))
+        referenced.append(key)
+        plane = planes[key]
+        position = [float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient]
+        np.testing.assert_allclose(position, plane["position"], atol=1e-4)
+        np.testing.assert_allclose(orientation, [*plane["row"], *plane["column"]], atol=1e-6)
+        np.testing.assert_allclose(spacing, plane["spacing"], atol=1e-6)
+        k = int(plane["slice"])
+        if ds.SegmentationType == "LABELMAP":
+            labels[:, :, k] = frame
+            continue
+        segment = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        assert not labels[:, :, k][frame > 0].any(), f"{path}: segments overlap on slice {k}"
+        labels[:, :, k][frame > 0] = segment
+    return labels, referenced
+
+
+def rtstruct_masks(
+    path: Path, planes: dict[tuple[str, int | None], dict[str, np.ndarray]], shape: tuple[int, int, int]
+) -> tuple[dict[str, np.ndarray], list[tuple[str, int | None]]]:
+    """An RT Structure Set's contours filled with pydicom and matplotlib alone: ROI name -> its
+    ``(rows, columns, slices)`` mask, and the slices the contours reference.
+
+    Each contour is taken to the pixel grid of the slice it references through that slice's own
+    geometry (:func:`slice_planes`; PS3.3 C.7.6.2.1.1's pixel-to-patient mapping, inverted) and
+    filled by pixel centre; a polygon inside another is a hole (XOR).
+    """
+    import pydicom
+    from matplotlib.path import Path as MplPath
+
+    rows, columns = shape[:2]
+    ds = pydicom.dcmread(path)
+    names = {int(roi.ROINumber): str(roi.ROIName) for roi in ds.StructureSetROISequence}
+    centres = np.stack(np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij"), axis=-1).reshape(
+        -1, 2
+    )
+    masks = {name: np.zeros(shape, bool) for name in names.values()}
+    referenced = []
+    for roi in ds.ROIContourSequence:
+        for contour in getattr(roi, "ContourSequence", []):
+            image = contour.ContourImageSequence[0]
+            number = getattr(image, "ReferencedFrameNumber", None)
+            key = (str(image.ReferencedSOPInstanceUID), None if number is None else int(number))
+            referenced.append(key)
+            plane = planes[key]
+            offset = np.array([float(v) for v in contour.ContourData]).reshape(-1, 3) - plane["position"]
+            normal = np.cross(plane["row"], plane["column"])
+            assert np.abs(offset @ normal).max() < 1e-5, f"{path}: a contour off the slice it references"
+            polygon = np.column_stack(
+                [offset @ plane["column"] / plane["spacing"][0], offset @ plane["row"] / plane["spacing"][1]]
+            )
+            inside = MplPath(polygon).contains_points(centres).reshape(rows, columns)
+            masks[names[int(roi.ReferencedROINumber)]][:, :, int(plane["slice"])] ^= inside
+    return masks, referenced

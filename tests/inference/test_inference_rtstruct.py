@@ -201,6 +201,33 @@ def test_the_contours_fill_back_to_the_label_map(
     assert back.overlaps == {}
 
 
+def test_a_slice_off_its_neighbours_line_is_outlined_where_it_lies(tmp_path: Path) -> None:
+    # Slice 2 lies 3 mm (4 columns) along its rows from where the line through the first and last
+    # slices puts it; the series reads without a warning (its steps along the normal are even).
+    positions = _positions(AXIAL, SLICES)
+    positions[2] = (positions[2][0] + 3.0, positions[2][1], positions[2][2])
+    scan = write_series(
+        tmp_path / "scan",
+        _pixels((ROWS, COLUMNS, SLICES), 1),
+        modality="CT",
+        positions=positions,
+        orientation=AXIAL,
+        rescale=[(1.0, -1024.0)] * SLICES,
+        identity=_identity(),
+    )
+    labels = _labels(4)
+    target = tmp_path / "rtstruct.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        volume = DicomVolume(scan)
+    # The series' affine, which predict gave before: each slice's own header places its contours now.
+    write_rtstruct(labels, volume, target, class_names=CLASSES, affine=volume.patient_affine)
+
+    masks, _ = _decoded(target, sorted(scan.iterdir()))
+    for k, name in enumerate(CLASSES):
+        assert np.array_equal(masks[name], labels == k + 1), name
+
+
 def test_the_structure_set_joins_the_study_and_references_the_series(tmp_path: Path) -> None:
     scan, files = _series(tmp_path / "scan", AXIAL)
     source = pydicom.dcmread(files[0], stop_before_pixels=True)

@@ -72,6 +72,7 @@ __all__ = [
     "open_echoes",
     "open_series",
     "select_series",
+    "slice_header",
 ]
 
 
@@ -1212,9 +1213,28 @@ def _slices_of(ds: Any, path: Path) -> list[Any]:
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if not per_frame:
         return [ds]
-    shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    return [slice_header(ds, k) for k in range(len(per_frame))]
+
+
+def slice_header(header: Any, frame: int | None) -> Any:
+    """One slice's header, as :attr:`DicomVolume.slice_sources` names the slice: ``header`` itself
+    (a single-frame file's), or frame ``frame`` (0-based) of the Enhanced file whose header it is.
+
+    A frame's ``ImagePositionPatient``, ``ImageOrientationPatient``, ``PixelSpacing``, rescale ...
+    come from its own functional groups, else the shared ones, as :class:`DicomVolume` read them;
+    every other tag from the file's top level. What a derived object (an RT Structure Set's
+    contours) places a slice's pixels by.
+
+    Example:
+        >>> header = object()  # a single-frame file's dataset
+        >>> slice_header(header, None) is header
+        True
+    """
+    if frame is None:
+        return header
+    shared = getattr(header, "SharedFunctionalGroupsSequence", None)
     groups_shared = [shared[0]] if shared else []
-    return [_Frame(ds, k, [item, *groups_shared]) for k, item in enumerate(per_frame)]
+    return _Frame(header, frame, [header.PerFrameFunctionalGroupsSequence[frame], *groups_shared])
 
 
 def _series_text(path: Path) -> str:

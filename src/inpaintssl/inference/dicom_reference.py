@@ -5,8 +5,12 @@ patient and study, shares the frame of reference, and references the series and 
 each file of the series must state a ``StudyInstanceUID``, a ``SeriesInstanceUID`` and a
 ``FrameOfReferenceUID`` (an anonymiser that removed them leaves nothing to reference); patient and
 study attributes DICOM requires present but allows empty (type 2) are written empty where a file
-leaves them out, as DICOM writes an unknown value. :mod:`~inpaintssl.inference.dicom_seg` and
-:mod:`~inpaintssl.inference.rtstruct` share this.
+leaves them out, as DICOM writes an unknown value. Both objects place the label map by its
+slices' geometry, so each slice must state its ``ImagePositionPatient``,
+``ImageOrientationPatient`` and ``PixelSpacing`` (:func:`check_slice_geometry`). A class name is
+a segment label or ROI name, of DICOM's VR LO: at most 64 characters, no backslash (LO's value
+separator) and no control characters (:func:`check_class_names`).
+:mod:`~inpaintssl.inference.dicom_seg` and :mod:`~inpaintssl.inference.rtstruct` share this.
 
 Example:
     >>> from pydicom.dataset import Dataset  # doctest: +SKIP
@@ -16,18 +20,25 @@ Example:
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom import DicomVolume, slice_header
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.results import PredictionError
 
 __all__ = [
+    "GEOMETRY",
+    "LO_MAX_CHARACTERS",
     "REQUIRED",
     "SERIES_NUMBER_OFFSET",
     "TYPE_2_IDENTITY",
+    "check_class_names",
     "check_series_identity",
+    "check_slice_geometry",
+    "class_name_problem",
     "complete_identity",
 ]
 
@@ -51,8 +62,16 @@ TYPE_2_IDENTITY = (
 SERIES_NUMBER_OFFSET = 1000
 """A derived series is numbered after its source's (``SeriesNumber + 1000``), as derived series often are."""
 
+GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+"""What every slice must state for a derived object to be placed on it: where its first pixel lies,
+which way its rows and columns run, and how far apart its pixels are."""
 
-def check_series_identity(volume: Any, *, source: Path, output_format: str, what: str) -> None:
+LO_MAX_CHARACTERS = 64
+"""The most characters a value of DICOM's VR LO (Long String) holds (PS3.5 6.2): a SEG's
+``SegmentLabel``, an RT Structure Set's ``ROIName``."""
+
+
+def check_series_identity(volume: Any, *, source: Path, output_format: str, what: str) -> dict[str, Any]:
     """Refuse an input that is no DICOM series or whose files do not identify their study and space.
 
     Args:
@@ -60,6 +79,10 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
         source: The input as given, for messages.
         output_format: The format asked for, for messages (``"dicom_seg"``).
         what: The kind of object written, for messages (``"DICOM SEG"``).
+
+    Returns:
+        Each of ``volume.files`` -> its header (no pixels), read for the check: for the next ones
+        (:func:`check_slice_geometry`), which need not read the files again.
 
     Raises:
         PredictionError: Naming the input (and the file and attribute).
@@ -71,8 +94,9 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
             "(DICOM SEG for DICOM inputs, each other input in its own format or NIfTI) or 'nifti'"
         )
     pydicom = import_optional("pydicom", extra="dicom", purpose=f"writing {what}")
+    headers = {}
     for path in volume.files:  # each file once, an Enhanced file too
-        header = pydicom.dcmread(path, stop_before_pixels=True)
+        header = headers[str(path)] = pydicom.dcmread(path, stop_before_pixels=True)
         for name in REQUIRED:
             if not str(getattr(header, name, "") or "").strip():
                 raise PredictionError(
@@ -81,6 +105,88 @@ def check_series_identity(volume: Any, *, source: Path, output_format: str, what
                     "that removed one leaves nothing to reference): write NIfTI instead "
                     "(output_format='nifti')"
                 )
+    return headers
+
+
+def check_slice_geometry(
+    volume: DicomVolume, headers: dict[str, Any], *, source: Path, what: str, needs: str
+) -> None:
+    """Refuse a series a slice of which does not state where it lies (each of :data:`GEOMETRY`).
+
+    Checked before any case is predicted, slice by slice (an Enhanced file's frames each, by
+    their functional groups): the object places the label map by each slice's own geometry, and a
+    slice without it would fail the write after the prediction, with another library's words.
+
+    Args:
+        volume: The DICOM series.
+        headers: Each of ``volume.files`` -> its header (:func:`check_series_identity` returns them).
+        source: The input as given, for messages.
+        what: The kind of object written, for messages (``"DICOM SEG"``).
+        needs: Why it needs the geometry, for messages (``"places its frames by ..."``).
+
+    Raises:
+        PredictionError: Naming the input, the file (and frame) and the attributes it lacks.
+    """
+    for path, frame in volume.slice_sources:
+        header = slice_header(headers[str(path)], frame)
+        # An element present without a value (pydicom gives "" or None) states nothing either.
+        missing = [name for name in GEOMETRY if getattr(header, name, None) in (None, "")]
+        if missing:
+            where = f"DICOM file {path}" + ("" if frame is None else f" (frame {frame + 1})")
+            raise PredictionError(
+                f"input {source}: {where} states no {' or '.join(missing)}; the {what} {needs}, so each "
+                f"slice must state its {', '.join(GEOMETRY[:-1])} and {GEOMETRY[-1]}: write NIfTI instead "
+                "(output_format='nifti')"
+            )
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a DICOM LO value (a segment label, an ROI name) as it is; ``None``: it can.
+
+    Example:
+        >>> class_name_problem("liver") is None
+        True
+        >>> class_name_problem("left\\\\right kidney")
+        'holds a backslash, which DICOM reads as the separator between two values'
+    """
+    if not name.strip():
+        # Leading and trailing spaces are LO's padding: a blank name reads back as none at all.
+        return "is blank"
+    if len(name) > LO_MAX_CHARACTERS:
+        return f"is {len(name)} characters long"
+    if "\\" in name:
+        return "holds a backslash, which DICOM reads as the separator between two values"
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character {control!r}"
+    return None
+
+
+def check_class_names(class_names: Sequence[str], *, owner: str, what: str, field: str) -> None:
+    """Refuse class names a DICOM object cannot hold as its segment labels or ROI names (VR LO).
+
+    A name of more than 64 characters would be written as an invalid value (and cut by some
+    readers); one holding a backslash as two values, so that the class is no longer found by its
+    name (this library's own RTSTRUCT reader looks classes up by ROI name).
+
+    Args:
+        class_names: The run's classes, in order.
+        owner: Where they come from, for messages (the model's run folder, or an argument's name).
+        what: The kind of object written, for messages (``"DICOM SEG"``).
+        field: The attribute that holds a class name, for messages (``"SegmentLabel"``).
+
+    Raises:
+        PredictionError: Naming ``owner``, the class, what is wrong with its name and the limits.
+    """
+    for k, name in enumerate(class_names):
+        problem = class_name_problem(name)
+        if problem is not None:
+            raise PredictionError(
+                f"{owner}: class {k + 1} of {len(class_names)}, {name!r}, {problem}; the {what} holds each "
+                f"class name as its {field}, a DICOM LO value: expected at most {LO_MAX_CHARACTERS} "
+                "characters, no backslash, no control characters and not blank; write NIfTI instead "
+                "(output_format='nifti'), or train with class names that fit"
+            )
 
 
 def complete_identity(dataset: Any) -> Any:

@@ -27,11 +27,23 @@ in the same colours: a ``BINARY`` or ``FRACTIONAL`` SEG's segments recommend it
 (``PALETTE COLOR``: black background, then the classes' colours), as DICOM has a label map shown.
 
 The series must identify itself as DICOM requires of a referenced series: every file holds a
-``StudyInstanceUID``, a ``SeriesInstanceUID`` and a ``FrameOfReferenceUID``; otherwise it is
-refused, naming the file and the attribute, before any case is predicted. Patient and study
-attributes a file leaves out (type 2: ``PatientID``, ``PatientName``, ``StudyDate`` ...) are written
-empty, as DICOM writes an unknown value. A series held in several Enhanced (multi-frame) files is
-refused: a SEG references frames of one multi-frame file at most.
+``StudyInstanceUID``, a ``SeriesInstanceUID`` and a ``FrameOfReferenceUID``; and every slice
+states its geometry (``ImagePositionPatient``, ``ImageOrientationPatient``, ``PixelSpacing``),
+by which the SEG's frames are placed; otherwise it is refused, naming the file and the
+attribute, before any case is predicted. Patient and study attributes a file leaves out (type 2:
+``PatientID``, ``PatientName``, ``StudyDate`` ...) are written empty, as DICOM writes an unknown
+value; a slice without ``SliceThickness`` (type 2 in its Image Plane module) gives a SEG whose
+pixel measures state none, as nothing says what it is. A series held in several Enhanced
+(multi-frame) files is refused: a SEG references frames of one multi-frame file at most; and so
+is part of an Enhanced file's frames (one echo of a multi-echo file, or their root-sum-of-squares):
+a SEG of a multi-frame file has a frame for each of its frames. A multi-echo series of
+single-frame files is referenced by the slices read (the echo chosen; for the
+root-sum-of-squares, the first echo's, at the same positions).
+
+The SEG is written in UTF-8 (``SpecificCharacterSet`` ``ISO_IR 192``), whatever the series' own
+character set: the patient and study attributes copied keep their text, and a class name may be
+any text. Class names must fit a ``SegmentLabel`` (DICOM's VR LO: at most 64 characters, no
+backslash, no control characters), checked before any case is predicted.
 
 Example:
     >>> report = predict("runs/ct-ft", "dicom/series-01", output="seg",
@@ -49,11 +61,13 @@ from typing import Any, Literal
 import numpy as np
 
 from inpaintssl.atomic import atomic_path
-from inpaintssl.data.dicom import DicomVolume
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_reference import (
     SERIES_NUMBER_OFFSET,
+    check_class_names,
     check_series_identity,
+    check_slice_geometry,
     complete_identity,
 )
 from inpaintssl.inference.results import PredictionError
@@ -91,15 +105,51 @@ def _purpose() -> str:
     return "writing DICOM SEG label maps"
 
 
+_UTF8 = "ISO_IR 192"
+"""The SEG's ``SpecificCharacterSet``: UTF-8, which holds any text the source's character set holds."""
+
+
 def _sources(volume: DicomVolume, pydicom: Any) -> tuple[list[Any], list[int]]:
     """The source datasets (headers only) and, per source frame in the SEG's order, the stored slice."""
     sources = volume.slice_sources
-    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files]
     if all(frame is None for _, frame in sources):
-        return datasets, list(range(len(sources)))  # one file per slice, in stored order
-    # One Enhanced file: the SEG's frames follow the file's frames, wherever their positions put them.
+        # One file per slice read, in stored order: not volume.files, which for a multi-echo
+        # series read as its root-sum-of-squares holds every echo's files (two per position).
+        datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path, _ in sources]
+        return datasets, list(range(len(sources)))
+    # One Enhanced file, every frame of it read (check_dicom_seg_source): the SEG's frames follow
+    # the file's frames, wherever their positions put them.
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files]
     by_frame = sorted(range(len(sources)), key=lambda k: sources[k][1] or 0)
     return datasets, by_frame
+
+
+def _in_utf8(dataset: Any) -> Any:
+    """``dataset`` with its text decoded in its own character set, then declared UTF-8 (:data:`_UTF8`).
+
+    highdicom copies the source's patient and study attributes and its ``SpecificCharacterSet``
+    into the SEG, and writes every value in that character set: a class name outside it (a
+    Latin-1 series' "右腎") became "?", an undeclared one's "ä" Latin-1 bytes in a file declaring
+    ASCII, and one of an empty first value (``["", "ISO 2022 IR 87"]``, as DICOM allows) was
+    refused. Decoded first, every value is text that pydicom encodes again in UTF-8.
+    """
+    for element in dataset.iterall():
+        _ = element.value  # decodes a raw element with the character set it was read in
+    dataset.SpecificCharacterSet = _UTF8
+    return dataset
+
+
+def _with_slice_thickness(dataset: Any) -> Any:
+    """``dataset`` with an empty ``SliceThickness`` where it has none, which highdicom needs.
+
+    highdicom copies a single-frame source's ``SliceThickness`` into the SEG's pixel measures and
+    fails (``AttributeError``) on a slice without one, which DICOM allows (type 2: an unknown
+    thickness). Given an empty one it leaves the thickness out of the pixel measures: nothing is
+    made up.
+    """
+    if "PerFrameFunctionalGroupsSequence" not in dataset and "SliceThickness" not in dataset:
+        dataset.SliceThickness = None
+    return dataset
 
 
 def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
@@ -107,8 +157,10 @@ def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
 
     Raises:
         PredictionError: ``volume`` is not a DICOM series, a file lacks an attribute of
-            :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, or the series is held in
-            several Enhanced files; the message names the input (and the file).
+            :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, a slice one of
+            :data:`~inpaintssl.inference.dicom_reference.GEOMETRY`, the series is held in
+            several Enhanced files, or is part of one Enhanced file's frames (an echo of a
+            multi-echo file); the message names the input (and the file).
             Also where highdicom is not installed (the ``dicom-seg`` extra).
     """
     if isinstance(volume, DicomVolume):
@@ -120,7 +172,45 @@ def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
                 "DICOM SEG references frames of one multi-frame file at most: give each file on its own, or "
                 "write NIfTI (output_format='nifti')"
             )
-    check_series_identity(volume, source=source, output_format="dicom_seg", what="DICOM SEG")
+    headers = check_series_identity(volume, source=source, output_format="dicom_seg", what="DICOM SEG")
+    assert isinstance(volume, DicomVolume)  # check_series_identity refused every other input
+    check_slice_geometry(
+        volume,
+        headers,
+        source=source,
+        what="DICOM SEG",
+        needs="places each of its frames where the slice it segments lies, as viewers overlay it",
+    )
+    _check_every_frame_read(volume, headers, source=source)
+
+
+def _check_every_frame_read(volume: DicomVolume, headers: dict[str, Any], *, source: Path) -> None:
+    """Refuse a volume of some of an Enhanced file's frames (an echo of a multi-echo file).
+
+    highdicom makes a SEG of a multi-frame source one frame per source frame, placed and
+    referenced by the file's own frames: a label map of half of them (one echo's) matches none.
+    """
+    sources = volume.slice_sources
+    if len(volume.files) != 1 or sources[0][1] is None:
+        return
+    path = volume.files[0]
+    count = int(getattr(headers[str(path)], "NumberOfFrames", 0) or 0)
+    if count == len(sources):
+        return
+    times = ", ".join(f"{t:g}" for t in volume.echo_times_ms)
+    if isinstance(volume, DicomEchoesRssVolume):
+        read = f"the root-sum-of-squares of its echoes ({times} ms), placed on the first echo's frames"
+    elif volume.echo is not None:
+        read = f"echo {volume.echo} of its echoes ({times} ms)"
+    else:
+        read = "the frames read"
+    raise PredictionError(
+        f"input {source}: its label map is of {len(sources)} of the {count} frames of the Enhanced "
+        f"(multi-frame) file {path}: {read}; a DICOM SEG of a multi-frame file has a frame for each of "
+        "the file's frames, so none can hold a label map of some of them: write an RT Structure Set "
+        "(output_format='rtstruct'), whose contours reference the frames read, or NIfTI "
+        "(output_format='nifti')"
+    )
 
 
 def _segmentation(
@@ -154,6 +244,9 @@ def _segmentation(
         manufacturer_model_name="inpaintssl predict",
         software_versions=__version__,
         device_serial_number="0",
+        # Who made it: no person (type 2, so present and empty); the algorithm is named per segment.
+        content_creator_name="",
+        specific_character_set=_UTF8,
         # An empty map keeps its frames: a SEG of no frame is not valid DICOM.
         omit_empty_frames=bool(frames.any()),
         palette_color_lut_transformation=palette,
@@ -176,8 +269,8 @@ def write_dicom_seg(
     Both instances form one new SEG series in the source's study; each file is written atomically.
 
     Args:
-        labels: ``uint8`` ``(rows, columns, slices)`` on the series' stored grid: 0 background,
-            ``k + 1`` for ``class_names[k]``; one segment per class.
+        labels: Unsigned integers ``(rows, columns, slices)`` on the series' stored grid: 0
+            background, ``k + 1`` for ``class_names[k]``; one segment per class.
         volume: The DICOM series the labels segment (:func:`check_dicom_seg_source` passed).
         target: The label map's ``.dcm`` file.
         class_names: The segments' labels, in order.
@@ -189,6 +282,8 @@ def write_dicom_seg(
 
     Raises:
         ValueError: An unknown ``dicom_seg_type``, or ``probabilities`` without their target.
+        PredictionError: A class name that is no ``SegmentLabel``
+            (:func:`~inpaintssl.inference.dicom_reference.check_class_names`).
 
     Example:
         >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
@@ -196,6 +291,9 @@ def write_dicom_seg(
         ...                 dicom_seg_type="labelmap")  # doctest: +SKIP
     """
     check_option(dicom_seg_type, DICOM_SEG_TYPES, field="dicom_seg_type")
+    check_class_names(
+        class_names, owner="write_dicom_seg: class_names", what="DICOM SEG", field="SegmentLabel"
+    )
     hd = import_optional("highdicom", extra="dicom-seg", purpose=_purpose())
     pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
     from pydicom.sr.codedict import codes
@@ -203,7 +301,7 @@ def write_dicom_seg(
     from inpaintssl import __version__
 
     datasets, order = _sources(volume, pydicom)
-    datasets = [complete_identity(ds) for ds in datasets]
+    datasets = [_with_slice_thickness(_in_utf8(complete_identity(ds))) for ds in datasets]
     algorithm = hd.AlgorithmIdentificationSequence(
         name="inpaintssl", version=__version__, family=codes.cid7162.ArtificialIntelligence
     )
@@ -224,10 +322,15 @@ def write_dicom_seg(
         ]
 
     # A label map's colours are its palette's; DICOM allows no segment colour beside one.
+    entries = np.array([(0, 0, 0), *colours], dtype=np.uint16)
+    if len(entries) > 256:
+        # An 8-bit palette holds 256 entries at most: beyond 255 classes its entries are 16-bit,
+        # each 8-bit colour scaled to the full range (255 -> 65535).
+        entries *= 257
+    else:
+        entries = entries.astype(np.uint8)
     palette = (
-        hd.PaletteColorLUTTransformation.from_combined_lut(
-            np.array([(0, 0, 0), *colours], dtype=np.uint8), palette_color_lut_uid=hd.UID()
-        )
+        hd.PaletteColorLUTTransformation.from_combined_lut(entries, palette_color_lut_uid=hd.UID())
         if dicom_seg_type == "labelmap"
         else None
     )

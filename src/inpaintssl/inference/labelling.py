@@ -4,13 +4,13 @@
 model's size as training did (cropped or padded, resized, or covered with sliding windows,
 :mod:`inpaintssl.inference.tiling`), undoes that fit, any in-plane resampling and reorientation,
 and counts the labelled voxels on the edges a crop cut; :func:`label_map` turns class scores into
-labels.
+labels, stored as :func:`label_dtype` says.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,12 +33,29 @@ from inpaintssl.inference.tiling import sliding_window_probabilities
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
 from inpaintssl.training.device import autocast_context
 
-__all__ = ["LargeSlices", "label_map", "predict_case"]
+__all__ = ["LargeSlices", "label_dtype", "label_map", "predict_case"]
 
 LargeSlices = Literal["crop", "sliding_window"]
 """What :func:`~inpaintssl.inference.predict.predict` does with slices larger than a
 ``crop_or_pad`` run's ``data.image_size``: ``crop`` to the centre as training did, or cover them
 with overlapping windows of that size."""
+
+
+def label_dtype(class_count: int) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned integer type that holds labels 0 to ``class_count`` (its classes and background).
+
+    ``uint8`` up to 255 classes, as label maps have always been written; ``uint16`` beyond (a
+    ``uint8`` map would wrap class 256 round to background), which NIfTI, MetaImage, NRRD, a
+    ``LABELMAP`` DICOM SEG (16 bits) and the other writers take as they are.
+
+    Example:
+        >>> label_dtype(3).__name__, label_dtype(255).__name__, label_dtype(256).__name__
+        ('uint8', 'uint8', 'uint16')
+    """
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if class_count <= np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(f"label_dtype: {class_count} classes; expected at most {np.iinfo(np.uint32).max}")
 
 
 def label_map(scores: torch.Tensor, *, activation: str, threshold: float = 0.5) -> torch.Tensor:
@@ -85,8 +102,11 @@ def predict_case(
     volume, dataset = item.volume, item.dataset
     rank = 2 if len(volume.shape) == 2 else 3
     spatial = volume.shape[:rank]
-    labels = np.zeros(spatial, dtype=np.uint8)
     k = len(model.class_names)
+    labels = np.zeros(spatial, dtype=label_dtype(k))
+    # Labels on the device before they reach it: torch has no uint16 to crop and pad, so a run of
+    # more classes than uint8 holds keeps them as int32 (its labels fit either way).
+    on_device = torch.uint8 if labels.dtype == np.uint8 else torch.int32
     probs = np.zeros((*spatial, k), dtype=np.float32) if probabilities else None
     resize_back = prep.image_size is not None and prep.resize_mode == "resize"
     on_cut_edges = torch.zeros((), dtype=torch.int64, device=device)  # summed on the device: no syncs
@@ -165,7 +185,7 @@ def predict_case(
                 # Counted on the host; only the mask goes to the device, and the sum stays there.
                 cut_edges += int(edges.sum()) * len(planes)
                 on_cut_edges += ((hard > 0) & edges.to(hard.device)).sum()
-            hard = fit_to_size(hard.to(torch.uint8), grid, mode="crop_or_pad", kind="label")
+            hard = fit_to_size(hard.to(on_device), grid, mode="crop_or_pad", kind="label")
             if probabilities or item.resample_to is not None:
                 on_model_grid = model.module.probabilities(logits)
                 prob_maps = torch.stack(
@@ -182,7 +202,7 @@ def predict_case(
             )
             hard = label_map(scores, activation=model.activation, threshold=0.5)
             prob_maps = scores if probabilities else None
-        hard_np = hard.to(torch.uint8).cpu().numpy()
+        hard_np = hard.to(on_device).cpu().numpy()
         foreground = None
         if prob_maps is not None:
             foreground = (prob_maps[:, 1:] if model.activation == "softmax" else prob_maps).cpu().numpy()

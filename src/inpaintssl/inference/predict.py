@@ -50,13 +50,14 @@ share of the cut edges is reported (:attr:`CasePrediction.cut_edge_share`), with
 :data:`CUT_EDGE_WARN_SHARE` on: anatomy across the cut usually means a scan at another resolution
 or field of view than the training data, and volumes that are too small.
 
-Labels: the output is ``uint8``, 0 for background and ``k + 1`` for class ``k`` of the run's
-``class_names`` (whatever stored values the training labels used). A softmax head takes the most
-probable of background and the classes. A sigmoid head (one independent probability per class,
-the paper's) can call a pixel two classes at once; the label map takes, among the classes whose
-probability exceeds 0.5, the most probable one, and background where none does. On the model's
-own grid this is exactly the prediction :func:`inpaintssl.evaluate` scores wherever the classes
-do not overlap.
+Labels: the output is ``uint8`` (``uint16`` for a run of more than 255 classes:
+:func:`~inpaintssl.inference.labelling.label_dtype`), 0 for background and ``k + 1`` for class
+``k`` of the run's ``class_names`` (whatever stored values the training labels used). A softmax
+head takes the most probable of background and the classes. A sigmoid head (one independent
+probability per class, the paper's) can call a pixel two classes at once; the label map takes,
+among the classes whose probability exceeds 0.5, the most probable one, and background where none
+does. On the model's own grid this is exactly the prediction :func:`inpaintssl.evaluate` scores
+wherever the classes do not overlap.
 
 Outputs, per case: ``<output>/<case>_seg.nii.gz`` with the input's affine and header (DICOM: an
 affine built from ImagePositionPatient, ImageOrientationPatient, PixelSpacing and the slice
@@ -130,6 +131,7 @@ from inpaintssl.atomic import atomic_write_text
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.preflight import check_threads_to_use
 from inpaintssl.data.scan_parameter_table import ScanParameterTable, read_scan_parameter_table
+from inpaintssl.inference.dicom_reference import check_class_names
 from inpaintssl.inference.dicom_seg import DICOM_SEG_TYPES, DicomSegType, write_dicom_seg
 from inpaintssl.inference.inputs import Geometry, case_names, expand_inputs, reading
 from inpaintssl.inference.inputs import InputPaths as InputPaths
@@ -155,6 +157,7 @@ from inpaintssl.inference.rtstruct import write_rtstruct
 from inpaintssl.inference.skipping import SKIPPED_CSV, BadInputs, check_skipped_table, skipped_csv_text
 from inpaintssl.inference.t2_maps import check_qdess_parameters, check_t2_input, class_mean_t2, fitted_t2_map
 from inpaintssl.inference.trained_run import (
+    PredictionModel,
     SlicePreprocessing,
     check_resample,
     load_prediction_model,
@@ -234,13 +237,28 @@ def _write_case(
         )
     elif file_format == "rtstruct":
         assert isinstance(item.volume, DicomVolume)  # check_writable refused every other input
-        write_rtstruct(labels, item.volume, seg, class_names=class_names, affine=item.geometry.affine)
+        write_rtstruct(labels, item.volume, seg, class_names=class_names)
     else:
-        save_volume(labels, item.geometry, seg, file_format=file_format, dtype=np.uint8)
+        # The label map's own type: uint8, or wider for a run of more classes (label_dtype).
+        save_volume(labels, item.geometry, seg, file_format=file_format, dtype=labels.dtype.type)
         if probs is not None and prob is not None:
             save_volume(probs, item.geometry, prob, file_format=file_format, dtype=np.float32, channels=True)
     if recorded is not None:
         recorded()
+
+
+_DICOM_OBJECTS = {"dicom_seg": ("DICOM SEG", "SegmentLabel"), "rtstruct": ("RT Structure Set", "ROIName")}
+"""The formats of :data:`OUTPUT_FORMATS` that hold class names as DICOM LO values -> the object, the
+attribute (:func:`~inpaintssl.inference.dicom_reference.check_class_names`)."""
+
+
+def _check_class_names_fit(model: PredictionModel, formats: Sequence[str]) -> None:
+    """Refuse, before any case is predicted, a run whose class names the DICOM objects of ``formats``
+    cannot hold: the writer would refuse them only after the prediction."""
+    for file_format in dict.fromkeys(formats):
+        if file_format in _DICOM_OBJECTS:
+            what, field = _DICOM_OBJECTS[file_format]
+            check_class_names(model.class_names, owner=f"{model.source}", what=what, field=field)
 
 
 def _write_t2_map(values: np.ndarray, geometry: Geometry, target: Path, file_format: str) -> None:
@@ -444,8 +462,12 @@ def predict(
             pretraining (inpainting) one; ``output`` is a file or a link to nothing; a MetaImage or
             NRRD label map cannot describe an input's grid (an affine axis of length 0); a DICOM
             SEG or RT Structure Set is asked for an input that is not a DICOM series, or one
-            without ``StudyInstanceUID``, ``SeriesInstanceUID`` or ``FrameOfReferenceUID`` (a SEG
-            also without highdicom installed, an RT Structure Set without patient geometry); a
+            without ``StudyInstanceUID``, ``SeriesInstanceUID`` or ``FrameOfReferenceUID``, or a
+            slice without ``ImagePositionPatient``, ``ImageOrientationPatient`` or
+            ``PixelSpacing`` (a SEG also without highdicom installed, or of one echo of a
+            multi-echo Enhanced file), or for a run whose class names are no DICOM LO value (more
+            than 64 characters, a backslash, a control character: checked before any input is
+            read where ``output_format`` names the format); a
             multi-echo DICOM series without an echo to read; with ``t2``, an input that is no
             qDESS or multi-echo spin-echo DICOM series (two echoes, or three or more), or a qDESS
             series without every scan parameter stated or given, or whose row of
@@ -511,6 +533,7 @@ def predict(
     target = resolve_device(device)
     amp_dtype = autocast_dtype(target, amp)
     model = load_prediction_model(run_or_checkpoint, target)
+    _check_class_names_fit(model, [output_format])  # "input": once the inputs' formats are known
     check_volume_table(out, model.class_names)
     check_skipped_table(out)
     prep = slice_preprocessing(
@@ -577,6 +600,7 @@ def predict(
             )
         bad.check_some_left(len(prepared))
         formats = [file_format_for(item.volume, output_format) for item in prepared]
+        _check_class_names_fit(model, formats)
         finished: dict[str, CasePrediction] = {}
         if identity is not None:
             finished = take_finished(staging, kept, {item.case: item.fingerprints for item in prepared})

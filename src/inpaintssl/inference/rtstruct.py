@@ -7,11 +7,17 @@ extra): a new series in the scan's study, for the same patient and frame of refe
 (:mod:`~inpaintssl.inference.dicom_reference`), one ROI per class of the run's ``class_names``
 (the ROI name; ``ROIGenerationAlgorithm`` ``AUTOMATIC``, by ``inpaintssl``), each slice's region
 as closed planar polygons along its pixels' edges (:func:`~inpaintssl.data.contours.mask_outlines`),
-each referencing the slice it was drawn on (its instance, and frame in an Enhanced file). A hole is a
+each referencing the slice it was drawn on (its instance, and frame in an Enhanced file) and placed
+in millimetres by that slice's own geometry (its ``ImagePositionPatient``,
+``ImageOrientationPatient`` and ``PixelSpacing``), as the slice's pixels are: a slice shifted
+from its neighbours is outlined where it lies. A hole is a
 polygon inside another, as planning systems read them; filled back by pixel centre
 (:mod:`~inpaintssl.data.dicom_rtstruct`, or any even-odd filler), the contours give the label map
 exactly. A class no slice holds is an ROI without contours. Probabilities have no place in an
-RTSTRUCT: ``probabilities=True`` with this format is refused before any case is predicted.
+RTSTRUCT: ``probabilities=True`` with this format is refused before any case is predicted; nor
+do class names that are no ``ROIName`` (DICOM's VR LO: at most 64 characters, no backslash, no
+control characters). A multi-echo series' contours reference the slices read: the echo chosen,
+or for the root-sum-of-squares of the echoes, the first echo's (at the same positions).
 
 Example:
     >>> report = predict("runs/ct-ft", "dicom/series-01", output="seg",
@@ -31,16 +37,16 @@ import numpy as np
 
 from inpaintssl.atomic import atomic_path
 from inpaintssl.data.contours import mask_outlines
-from inpaintssl.data.dicom import DicomVolume
-from inpaintssl.data.orientation import LPS_TO_RAS
+from inpaintssl.data.dicom import DicomVolume, slice_header
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_reference import (
     SERIES_NUMBER_OFFSET,
     TYPE_2_IDENTITY,
+    check_class_names,
     check_series_identity,
+    check_slice_geometry,
     complete_identity,
 )
-from inpaintssl.inference.results import PredictionError
 
 __all__ = ["ROI_COLOURS", "RT_STRUCTURE_SET_STORAGE", "check_rtstruct_source", "write_rtstruct"]
 
@@ -76,16 +82,18 @@ def check_rtstruct_source(volume: Any, *, source: Path) -> None:
 
     Raises:
         PredictionError: ``volume`` is not a DICOM series, a file lacks an attribute of
-            :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, or the series states no patient
-            geometry (contours are in millimetres); the message names the input (and the file).
+            :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, or a slice one of
+            :data:`~inpaintssl.inference.dicom_reference.GEOMETRY` (contours are in millimetres);
+            the message names the input (and the file).
     """
-    check_series_identity(volume, source=source, output_format="rtstruct", what="RT Structure Set")
-    if volume.patient_affine is None or not volume.has_geometry:
-        raise PredictionError(
-            f"input {source}: the series states no patient geometry (ImagePositionPatient, "
-            "ImageOrientationPatient and PixelSpacing on its slices), so contours in millimetres cannot be "
-            "placed on it; write NIfTI instead (output_format='nifti')"
-        )
+    headers = check_series_identity(volume, source=source, output_format="rtstruct", what="RT Structure Set")
+    check_slice_geometry(
+        volume,
+        headers,
+        source=source,
+        what="RT Structure Set",
+        needs="places each contour in millimetres on the slice it outlines",
+    )
 
 
 def _item(**attributes: Any) -> Any:
@@ -120,8 +128,30 @@ def _contour_data(points: np.ndarray) -> Any:
     return RawDataElement(Tag(_CONTOUR_DATA), "OB", len(text), text, 0, True, True)
 
 
+def _pixel_to_patient(header: Any) -> np.ndarray:
+    """A slice's ``(row, column, 0, 1)`` pixel index -> patient LPS mm, from its own header (3 x 4).
+
+    DICOM's pixel-to-patient mapping (PS3.3 C.7.6.2.1.1): the first pixel's centre at
+    ``ImagePositionPatient``; rows step along ``ImageOrientationPatient``'s column direction by
+    the row spacing, columns along its row direction by the column spacing (``PixelSpacing``).
+    """
+    position = np.asarray([float(v) for v in header.ImagePositionPatient], dtype=np.float64)
+    orientation = np.asarray([float(v) for v in header.ImageOrientationPatient], dtype=np.float64)
+    between_rows, between_columns = (float(v) for v in header.PixelSpacing)
+    matrix = np.zeros((3, 4))
+    matrix[:, 0] = orientation[3:] * between_rows
+    matrix[:, 1] = orientation[:3] * between_columns
+    matrix[:, 3] = position
+    return matrix
+
+
 def write_rtstruct(
-    labels: np.ndarray, volume: DicomVolume, target: Path, *, class_names: Sequence[str], affine: np.ndarray
+    labels: np.ndarray,
+    volume: DicomVolume,
+    target: Path,
+    *,
+    class_names: Sequence[str],
+    affine: np.ndarray | None = None,
 ) -> None:
     """Write ``labels`` as an RT Structure Set of ``volume`` to ``target``, atomically.
 
@@ -131,12 +161,16 @@ def write_rtstruct(
         volume: The DICOM series the labels were predicted on (:func:`check_rtstruct_source` passed).
         target: The ``.dcm`` file.
         class_names: The ROI names, in order.
-        affine: The stored grid's voxel-to-world matrix (RAS+): the series' patient geometry as
-            opened, before any reorientation (:class:`~inpaintssl.inference.inputs.Geometry`).
+        affine: Not used: each slice's contours are placed by that slice's own header, which a
+            series-wide affine (from its first and last slices) misplaces where a slice lies off
+            the line between them. Taken, and ignored, so that calls giving it still work.
 
     Raises:
         ValueError: ``labels`` is not on the series' stored grid.
+        PredictionError: A class name that is no ``ROIName``
+            (:func:`~inpaintssl.inference.dicom_reference.check_class_names`).
     """
+    del affine  # see the docstring: per-slice geometry replaced it
     pydicom = import_optional("pydicom", extra="dicom", purpose="writing RT Structure Sets")
     from pydicom.dataset import FileMetaDataset
     from pydicom.sequence import Sequence as DicomSequence
@@ -148,9 +182,13 @@ def write_rtstruct(
         raise ValueError(
             f"write_rtstruct: labels {labels.shape} are not on the series' grid {volume.stored_shape}"
         )
+    check_class_names(
+        class_names, owner="write_rtstruct: class_names", what="RT Structure Set", field="ROIName"
+    )
     headers = {str(path): pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files}
     first = complete_identity(headers[str(volume.files[0])])
     images = []  # per stored slice: its Contour Image Sequence item
+    to_patient = []  # per stored slice: its pixel-to-patient matrix
     for path, frame in volume.slice_sources:
         header = headers[str(path)]
         image = _item(
@@ -159,6 +197,7 @@ def write_rtstruct(
         if frame is not None:
             image.ReferencedFrameNumber = frame + 1
         images.append(image)
+        to_patient.append(_pixel_to_patient(slice_header(header, frame)))
 
     now = datetime.datetime.now()
     meta = FileMetaDataset()
@@ -194,7 +233,6 @@ def write_rtstruct(
     ds.ReferencedFrameOfReferenceSequence = DicomSequence(
         [_item(FrameOfReferenceUID=frame_of_reference, RTReferencedStudySequence=DicomSequence([study]))]
     )
-    to_lps = LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)  # LPS_TO_RAS is its own inverse
     rois, contours, observations = [], [], []
     for k, name in enumerate(class_names):
         number = k + 1
@@ -210,8 +248,8 @@ def write_rtstruct(
         drawn = []
         for z in range(labels.shape[2]):
             for outline in mask_outlines(labels[:, :, z] == number):
-                index = np.column_stack([outline, np.full(len(outline), z), np.ones(len(outline))])
-                points = (to_lps @ index.T).T[:, :3]
+                index = np.column_stack([outline, np.zeros(len(outline)), np.ones(len(outline))])
+                points = (to_patient[z] @ index.T).T
                 item = _item(
                     ContourImageSequence=DicomSequence([images[z]]),
                     ContourGeometricType="CLOSED_PLANAR",
