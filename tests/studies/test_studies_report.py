@@ -379,3 +379,31 @@ def test_a_manifest_never_leads_the_report_outside_its_own_files(tmp_path: Path)
     (folder / "report_manifest.json").write_text("{not json")
     with pytest.warns(UserWarning, match="report_manifest.json cannot be read"):
         write_report(spec, output=folder, results=pretext_results())
+
+
+def test_a_report_over_list_valued_grid_values_writes_results_csv_and_its_pages(tmp_path: Path) -> None:
+    # A grid over the fine-tuning image size and the unlabelled datasets labels runs with lists:
+    # results.csv must hold them as JSON (not crash, nor print an image size as "+112.0 +112.0"),
+    # and the report must still be written after it.
+    sizes = {0.5: [112, 112], 0.1: [128, 128]}
+    rows = [
+        {**row, "image_size": sizes[row["label_fraction"]], "unlabelled": [{"dataset": "mni152"}]}
+        for fraction in sizes
+        for arm, strategy in (("supervised", "supervised"), ("ssl", "FEF lr=0.01"))
+        for row in dice_rows(arm, strategy, fraction, lr=0.01, acronym="FEF")
+    ]
+    spec = StudySpec(study="transfer_design", output=tmp_path / "study")
+    files = write_report(spec, output=tmp_path / "report", results=ResultsTable(rows))
+    with open(tmp_path / "report" / "results.csv", newline="") as handle:
+        read = list(csv.DictReader(handle))
+    assert len(read) == len(rows)
+    assert {(r["label_fraction"], r["image_size"]) for r in read} == {
+        ("0.5", "[112, 112]"),
+        ("0.1", "[128, 128]"),
+    }
+    assert {r["unlabelled"] for r in read} == {json.dumps([{"dataset": "mni152"}])}
+    assert files.markdown.is_file() and (tmp_path / "report" / "report_manifest.json").is_file()
+    # The intro's Markdown link is a link on the HTML page.
+    parser = _Links()
+    parser.feed(files.html.read_text())
+    assert "results.csv" in parser.links

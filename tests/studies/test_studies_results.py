@@ -220,3 +220,33 @@ def test_a_report_on_a_database_recorded_before_runs_named_their_baseline_pairs_
     assert table["FEF lr=0.001"]["p_value"] == pytest.approx(2 / 64)
     assert table["FEF lr=0.01"]["mean_dice_difference"] == pytest.approx(0.035)
     assert table["FEF lr=0.001"]["mean_dice_difference"] == pytest.approx(0.19 / 6)
+
+
+def test_a_ct_study_with_volume_dice_keeps_its_per_slice_clinical_rows(tmp_path: Path) -> None:
+    # CT scans of several slices: Dice is reported per volume, so the per-slice Dice rows of the
+    # fine-tuning runs are left out; area and mean HU are measured per slice (level "image") and
+    # exist at no other level, so every one of them must stay.
+    spec = StudySpec(study="clinical", output=tmp_path)
+    pt, ft = _planned_pair(spec)
+    rows = [Measurement("ct0", -1, "volume", "", "dice_mean", 0.8)]
+    for s in range(3):
+        rows.append(Measurement("ct0", s, "image", "", "dice_mean", 0.7))
+        for metric, (pred, ref) in {"area_mm2": (110.0, 100.0), "mean_hu": (45.0, 50.0)}.items():
+            rows.append(Measurement("ct0", s, "image", "muscle", f"{metric}_pred", pred))
+            rows.append(Measurement("ct0", s, "image", "muscle", f"{metric}_ref", ref))
+            rows.append(Measurement("ct0", s, "image", "muscle", f"{metric}_pct_error", 10.0))
+    with StudyStore(spec.database_path()) as store:
+        store.add_runs([NewRun(pt, "pretrain", None, {}, {}), NewRun(ft, "finetune", pt, {}, {})])
+        assert (
+            store.merge(pt, result={}, rows=[Measurement("v0", 0, "image", "", "l2_norm", 7.0)]) == "merged"
+        )
+        assert store.merge(ft, result={}, rows=rows) == "merged"
+    results = load_results(spec)
+    # 3 slices x 2 metrics x (pred, ref, pct_error) = 18 clinical rows, the volume's Dice and the
+    # pretraining run's L2 norm; the 3 per-slice Dice rows are left out.
+    assert len(results) == 18 + 1 + 1
+    assert results.select(metric="dice_mean").cells("level") == ["volume"]
+    errors = results.select(metric="area_mm2_pct_error", level="image")
+    assert sorted(errors.cells("slice_index")) == [0, 1, 2]
+    assert results.select(metric="mean_hu_pred").column("value").tolist() == [45.0] * 3
+    assert len(load_results(spec, finetune_slices=True)) == 18 + 1 + 1 + 3

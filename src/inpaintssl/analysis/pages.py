@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +105,49 @@ def _html_table(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^()\s]+)\)")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_LINKED_SCHEMES = frozenset({"http", "https", "mailto"})
+
+
+def _html_link(match: re.Match[str]) -> str:
+    # ``match`` is of escaped text, so its parts are safe inside the tag as they are; only a
+    # relative link or a web one becomes a link (a "javascript:" one stays text).
+    text, href = match.group(1), match.group(2)
+    scheme = _SCHEME.match(html.unescape(href))
+    if scheme is not None and scheme.group(1).lower() not in _LINKED_SCHEMES:
+        return match.group(0)
+    return f'<a href="{href}">{text}</a>'
+
+
+def _inline_html(text: str) -> str:
+    """A note written in Markdown as HTML: escaped, with its inline code and links rendered.
+
+    The report's notes use two Markdown constructs alone, inline code (a span between backquotes)
+    and links (``[text](link)``); everything else is escaped text. A link inside code stays code;
+    a link with a scheme other than ``http``, ``https`` or ``mailto`` stays text.
+
+    Example:
+        >>> _inline_html("Study `a<b`; every measurement: [results.csv](results.csv).")
+        'Study <code>a&lt;b</code>; every measurement: <a href="results.csv">results.csv</a>.'
+        >>> _inline_html("[x](javascript:alert(1)) & `[y](y.csv)`")
+        '[x](javascript:alert(1)) &amp; <code>[y](y.csv)</code>'
+    """
+    out = []
+    # split() with one group alternates text outside code spans (even) and their contents (odd).
+    for index, part in enumerate(_CODE.split(text)):
+        escaped = html.escape(part)
+        out.append(f"<code>{escaped}</code>" if index % 2 else _LINK.sub(_html_link, escaped))
+    return "".join(out)
+
+
 def render_html(parts: ReportParts, *, title: str, notes: Sequence[str] = ()) -> str:
-    """The HTML page: the same content as :func:`render_markdown`."""
+    """The HTML page: the same content as :func:`render_markdown`.
+
+    Notes are Markdown (as on the Markdown page); their inline code and links are rendered
+    (:func:`_inline_html`), the rest is escaped text.
+    """
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -115,7 +157,7 @@ def render_html(parts: ReportParts, *, title: str, notes: Sequence[str] = ()) ->
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
-    out += [f"<p>{html.escape(note)}</p>" for note in notes]
+    out += [f"<p>{_inline_html(note)}</p>" for note in notes]
     for item, caption in parts.parts:
         out.append(f"<h2>{html.escape(caption)}</h2>")
         if isinstance(item, Table):

@@ -40,8 +40,8 @@ from inpaintssl.analysis.summaries import (
     class_names,
     dice_curves,
     dice_rows,
+    labels_needed_estimates,
     labels_needed_intervals,
-    labels_needed_rows,
     pooled_fractions,
     scaling_series,
 )
@@ -383,7 +383,10 @@ def labels_needed_table(
     or that the fitted curve does not increase. ``arm`` is ``supervised`` or ``ssl, <pct>%
     pretraining data``; with several strategies at each amount of pretraining data (a grid over
     patch sizes or pretext tasks too) each has its arms, named ``ssl, <pct>% pretraining data,
-    <strategy>``.
+    <strategy>``. A grid over a fine-tuning setting (a learning rate) has a baseline per setting:
+    each is an arm named by its strategy (``supervised lr=0.01``), and each SSL arm's
+    ``saved_vs_supervised`` and default ``target_dice`` are those of the baseline its runs name
+    (:func:`~inpaintssl.analysis.summaries.labels_needed_estimates`), never of the baselines pooled.
 
     ``fitted_volumes_min`` and ``fitted_volumes_max`` are the range of labelled volumes the arm's
     curve was fitted on (NaN without a fit). ``extrapolated`` says whether the count, as reported
@@ -402,15 +405,18 @@ def labels_needed_table(
     The intervals cover the test-set sampling, not the spread between training runs; the default
     target, measured on the same test cases, is resampled with them.
     """
-    target_dice, found = labels_needed_rows(results, target=target, level=level)
+    found = labels_needed_estimates(results, target=target, level=level)
     # The caller's target, not the one found: a default target is resampled with the test cases.
     _, intervals = labels_needed_intervals(
         results, target=target, level=level, confidence=confidence, n_resamples=n_resamples, seed=seed
     )
-    supervised = next((n for name, _, n in found if name == "supervised"), math.nan)
-    supervised_interval = intervals.get("supervised")
+    # Each arm saves labels against its own baseline (one per fine-tuning setting the grid varies).
+    needed_by_arm = {estimate.arm: estimate.needed for estimate in found}
     rows = []
-    for name, fit, needed in found:
+    for estimate in found:
+        name, fit, needed, own = estimate.arm, estimate.fit, estimate.needed, estimate.baseline
+        supervised = needed_by_arm.get(own, math.nan) if own is not None else math.nan
+        supervised_interval = intervals.get(own) if own is not None else None
         a, k, c = (fit.a, fit.k, fit.c) if fit is not None else (math.nan,) * 3
         at_bound = fit.k_at_bound if fit is not None else None
         x_min, x_max = (fit.x_min, fit.x_max) if fit is not None else (math.nan, math.nan)
@@ -427,7 +433,7 @@ def labels_needed_table(
         rows.append(
             (
                 name,
-                target_dice,
+                estimate.target,
                 a,
                 k,
                 c,
@@ -442,10 +448,16 @@ def labels_needed_table(
                 failed,
             )
         )
+    targets = {estimate.target for estimate in found}
+    aim = (
+        f"Dice {targets.pop():.3f}"
+        if len(targets) == 1
+        else "the Dice of each arm's baseline with the most labelled volumes (target_dice)"
+    )
     return Table(
         tuple(rows),
         name="labels_needed",
-        title=f"Labelled volumes needed to reach Dice {target_dice:.3f} "
+        title=f"Labelled volumes needed to reach {aim} "
         "(power law of Dice vs labelled volumes; k_at_bound: k stopped at the end of its range, "
         "so the count read off the curve is not an estimate; extrapolated: the count lies outside "
         "the fitted range of labelled volumes, inf included; "

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +53,7 @@ from inpaintssl.stats.labels_needed import DEFAULT_RESAMPLES
 __all__ = [
     "BaselinePair",
     "Curve",
+    "LabelsNeeded",
     "ScalingSeries",
     "baseline_key",
     "baseline_name",
@@ -61,6 +63,7 @@ __all__ = [
     "dice_level",
     "dice_rows",
     "label_fraction_summary",
+    "labels_needed_estimates",
     "labels_needed_intervals",
     "labels_needed_rows",
     "limited_fractions",
@@ -371,27 +374,103 @@ def scaling_series(results: Table, *, level: str | None = None) -> list[ScalingS
     return out
 
 
-def _labels_needed_arms(results: Table, level: str | None) -> dict[str, Table]:
+# The most decimals an amount of pretraining data is named with: amounts that differ only beyond
+# this are refused rather than shown as one arm.
+_PCT_DECIMALS = 6
+
+
+def _pct_names(amounts: Iterable[Any]) -> dict[Any, str]:
+    """Each amount of pretraining data (%) named with the fewest decimals that keep all apart.
+
+    Whole percents (``100``) as long as no two amounts round alike, so the usual arm names stay
+    as they are; ``100``, ``100.36`` and ``100.73`` (``100``, ``100`` and ``101`` in whole
+    percents) are named ``100.0``, ``100.4`` and ``100.7``.
+
+    Raises:
+        ValueError: Two amounts are equal to :data:`_PCT_DECIMALS` decimals.
+    """
+    numbers = sorted({float(v) for v in amounts if v is not None})
+    for decimals in range(_PCT_DECIMALS + 1):
+        names = {v: format(v, f".{decimals}f") for v in numbers}
+        if len(set(names.values())) == len(numbers):
+            break
+    else:
+        clash = next(
+            (a, b)
+            for a, b in itertools.pairwise(numbers)
+            if format(a, f".{_PCT_DECIMALS}f") == format(b, f".{_PCT_DECIMALS}f")
+        )
+        raise ValueError(
+            f"labels needed: the amounts of pretraining data {clash[0]!r}% and {clash[1]!r}% "
+            f"(pretrain_data_pct) are equal to {_PCT_DECIMALS} decimals, so their arms would share a "
+            "name; expected amounts that differ by more (are the rows of two studies in one table?)"
+        )
+    return {None: "?", **names}
+
+
+@dataclass(frozen=True)
+class _LabelsArms:
+    """The arms of labels needed and the supervised arm each is compared with."""
+
+    tables: Mapping[str, Table]
+    """Arm name -> its Dice rows: the supervised arms first, then the SSL arms."""
+    baseline_of: Mapping[str, str | None]
+    """Arm name -> the supervised arm it is compared with (a supervised arm: itself); ``None``
+    for an SSL arm of a study with several baselines whose own baseline has no rows yet."""
+
+
+def _labels_needed_arms(results: Table, level: str | None) -> _LabelsArms:
     """The arms of labels needed: the named baselines' settings, then SSL by strategy and % pretraining data.
 
     An SSL arm is named ``ssl, <pct>% pretraining data``, followed by its strategy
     (:func:`scaling_strategy`) when the rows hold several, so that strategies are not averaged.
+    The SSL rows naming one baseline setting give one supervised arm, ``supervised``. A grid over
+    a fine-tuning setting (a learning rate) has a baseline per setting: each is an arm of its own,
+    named by its ``strategy`` (``supervised lr=0.01``), and each SSL arm is compared with the
+    baseline its own rows name (:func:`named_baselines`), as Figure 5's series are.
+
+    Raises:
+        ValueError: The SSL rows name no baseline and the supervised rows are of several; or two
+            amounts of pretraining data would give arms one name (:func:`_pct_names`).
     """
     rows = dice_rows(results, level=level)
     # By setting: the baseline's curve, hence the default target (its Dice with the most labels),
-    # must not lose its 100% point because the SSL run there has not finished.
-    arms: dict[str, Table] = {"supervised": named_baselines(rows, what="labels needed", by="setting")}
-    for name, ssl in _scaling_strategies(rows).items():
+    # must not lose its 100% point because the SSL run there has not finished. Asked of every SSL
+    # row first, so that rows of which only some name their baseline are refused.
+    everyone = named_baselines(rows, what="labels needed", by="setting")
+    strategies = _scaling_strategies(rows)
+    pct_names = _pct_names(pct for ssl in strategies.values() for pct in ssl.unique("pretrain_data_pct"))
+    ssl_arms: dict[str, Table] = {}
+    for name, ssl in strategies.items():
         for (pct,), table in ssl.groups("pretrain_data_pct").items():
-            arm = f"ssl, {format(pct, '.0f') if pct is not None else '?'}% pretraining data"
-            arms[arm if name is None else f"{arm}, {name}"] = table
-    return arms
+            arm = f"ssl, {pct_names[None if pct is None else float(pct)]}% pretraining data"
+            ssl_arms[arm if name is None else f"{arm}, {name}"] = table
+    if len(everyone.unique("strategy")) <= 1:
+        # One baseline: every SSL arm is compared with it, under the name it always had.
+        return _LabelsArms(
+            {"supervised": everyone, **ssl_arms}, {name: "supervised" for name in ("supervised", *ssl_arms)}
+        )
+    supervised: dict[str, Table] = {}
+    baseline_of: dict[str, str | None] = {}
+    for arm, table in ssl_arms.items():
+        own = named_baselines(rows, ssl=table, what=f"labels needed ({arm})", by="setting")
+        settings = [baseline_name(s) for s in own.unique("strategy")]
+        if not settings:
+            baseline_of[arm] = None  # the runs it names have no rows yet: its setting is unknown
+            continue
+        # An arm whose runs name baselines of two settings (unusual) is compared with both pooled.
+        title = " + ".join(settings)
+        supervised[title] = own
+        baseline_of[arm] = title
+    tables = {title: supervised[title] for title in sorted(supervised)}
+    return _LabelsArms({**tables, **ssl_arms}, {**{t: t for t in tables}, **baseline_of})
 
 
-def _default_target(arms: Mapping[str, Table], level: str | None) -> float:
-    supervised = dice_curves(arms["supervised"], level=level, x="labelled_volumes", series="arm")
-    if not supervised or supervised[0].x.size == 0:
-        rows = len(arms["supervised"])
+def _default_target(supervised: Table, level: str | None) -> float:
+    """A baseline's Dice with the most labelled volumes: the default target of its arms."""
+    curves = dice_curves(supervised, level=level, x="labelled_volumes", series="arm")
+    if not curves or curves[0].x.size == 0:
+        rows = len(supervised)
         found = (
             f"{rows} supervised Dice rows, none with a 'labelled_volumes' count (the run result's "
             "number of labelled training volumes, which load_results adds)"
@@ -402,7 +481,110 @@ def _default_target(arms: Mapping[str, Table], level: str | None) -> float:
             "labels needed: the default target is the supervised Dice with the most labelled volumes; "
             f"found {found}. Pass a target Dice, or load the results with load_results"
         )
-    return float(supervised[0].mean[-1])
+    return float(curves[0].mean[-1])
+
+
+def _arm_targets(arms: _LabelsArms, target: float | None, level: str | None) -> dict[str, float]:
+    """Each arm's target: ``target``, else the default target of the baseline it is compared with.
+
+    NaN for an arm without a baseline (:attr:`_LabelsArms.baseline_of` ``None``) and no ``target``.
+    """
+    defaults: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for name, baseline in arms.baseline_of.items():
+        if target is not None:
+            out[name] = target
+        elif baseline is None:
+            out[name] = math.nan
+        else:
+            if baseline not in defaults:
+                defaults[baseline] = _default_target(arms.tables[baseline], level)
+            out[name] = defaults[baseline]
+    return out
+
+
+def _one_target(targets: Iterable[float]) -> float:
+    """The target all arms share, NaN when they have several (one default per baseline)."""
+    found = {t for t in targets if not math.isnan(t)}
+    return found.pop() if len(found) == 1 else math.nan
+
+
+@dataclass(frozen=True)
+class LabelsNeeded:
+    """One arm's estimate of the labelled volumes needed to reach a target Dice (sec. 2.6).
+
+    Attributes:
+        arm: ``supervised`` (a baseline's ``strategy`` when the study has several), or
+            ``ssl, <pct>% pretraining data`` (followed by the strategy when there are several).
+        fit: The power law of the arm's Dice vs labelled volumes, ``None`` when none could be fitted.
+        needed: Labelled volumes needed to reach :attr:`target` (``inf`` unreachable, NaN without
+            a fit or a target).
+        target: The target Dice: the one given, else the Dice with the most labelled volumes of
+            the baseline the arm is compared with; NaN for an arm whose baseline has no rows yet.
+        baseline: The supervised arm the arm is compared with (how many labels it saves); a
+            supervised arm's own name; ``None`` when the baseline its rows name has no rows yet.
+    """
+
+    arm: str
+    fit: PowerLawFit | None
+    needed: float
+    target: float
+    baseline: str | None
+
+
+def labels_needed_estimates(
+    results: Table, *, target: float | None = None, level: str | None = None
+) -> list[LabelsNeeded]:
+    """Labelled volumes each arm needs to reach a target Dice, each with its own baseline and target.
+
+    The arms and fits of :func:`labels_needed_rows`, with the target each count is for and the
+    supervised arm each is compared with. A study with one baseline has one supervised arm,
+    ``supervised``, and one target. A data_scaling grid over a fine-tuning setting (a learning
+    rate) has a baseline per setting: each is an arm named by its ``strategy``
+    (``supervised lr=0.01``), and each SSL arm is compared with the baseline its runs name
+    (``baseline_id``, :func:`named_baselines`), whose Dice with the most labels is its default
+    target, never with the baselines pooled into one curve.
+
+    Args:
+        results: The long results table.
+        target: Target Dice of every arm; default each arm's baseline's Dice with the most labels.
+        level: ``image`` or ``volume`` (default :func:`dice_level`).
+
+    Returns:
+        One estimate per arm: the supervised arms first, then the SSL arms by strategy and amount
+        of pretraining data.
+
+    Raises:
+        ValueError: A baseline has no Dice with a labelled-volume count to take a default target
+            from; the SSL rows name no baseline and the supervised rows are of several; or two
+            amounts of pretraining data would give arms one name.
+
+    Example:
+        >>> rows = [{"arm": arm, "strategy": name, "run_id": f"{arm}-{lr}-{n}",
+        ...          "baseline_id": f"supervised-{lr}-{n}", "level": "image", "volume_id": "v",
+        ...          "slice_index": 0, "class_name": "", "metric": "dice_mean", "labelled_volumes": n,
+        ...          "pretrain_data_pct": 100.0, "value": 0.9 - b / n**0.5}
+        ...         for lr, sup, ssl in [("0.01", 0.8, 0.6), ("0.001", 0.5, 0.4)]
+        ...         for arm, name, b in [("supervised", f"supervised lr={lr}", sup),
+        ...                              ("ssl", f"+0% unlabelled lr={lr}", ssl)]
+        ...         for n in (5, 10, 25, 50, 100)]
+        >>> for e in labels_needed_estimates(Table(rows), target=0.8):
+        ...     print(f"{e.arm}: {e.needed:g} vs {e.baseline}")
+        supervised lr=0.001: 25 vs supervised lr=0.001
+        supervised lr=0.01: 64 vs supervised lr=0.01
+        ssl, 100% pretraining data, lr=0.001: 16 vs supervised lr=0.001
+        ssl, 100% pretraining data, lr=0.01: 36 vs supervised lr=0.01
+    """
+    arms = _labels_needed_arms(results, level)
+    targets = _arm_targets(arms, target, level)
+    out: list[LabelsNeeded] = []
+    for name, table in arms.tables.items():
+        curves = dice_curves(table, level=level, x="labelled_volumes", series="arm")
+        fit = _try_fit(curves[0].x, curves[0].mean) if curves else None
+        aim = targets[name]
+        needed = labels_needed(fit, aim) if fit is not None and not math.isnan(aim) else math.nan
+        out.append(LabelsNeeded(name, fit, needed, aim, arms.baseline_of[name]))
+    return out
 
 
 def labels_needed_rows(
@@ -419,11 +601,14 @@ def labels_needed_rows(
     on which SSL runs have finished.
     :func:`labels_needed_intervals` adds bootstrap intervals over the test cases.
 
-    The SSL arms are named ``ssl, <pct>% pretraining data``. A study whose grid varies more than
-    the amount of pretraining data (patch sizes, pretext tasks) has several strategies at each
-    amount; each is an arm of its own, named ``ssl, <pct>% pretraining data, <strategy>``
-    (:func:`scaling_strategy`), and arms are ordered by strategy, then amount, so that no arm's
-    curve averages two strategies.
+    The SSL arms are named ``ssl, <pct>% pretraining data`` (whole percents, or as many decimals
+    as keep two amounts apart). A study whose grid varies more than the amount of pretraining data
+    (patch sizes, pretext tasks) has several strategies at each amount; each is an arm of its own,
+    named ``ssl, <pct>% pretraining data, <strategy>`` (:func:`scaling_strategy`), and arms are
+    ordered by strategy, then amount, so that no arm's curve averages two strategies. A grid over a
+    fine-tuning setting has a baseline per setting: each is a supervised arm of its own, and each
+    SSL arm is solved for its own baseline's default target (:func:`labels_needed_estimates`,
+    which also says which baseline each arm is compared with).
 
     Args:
         results: The long results table.
@@ -431,21 +616,17 @@ def labels_needed_rows(
         level: ``image`` or ``volume`` (default :func:`dice_level`).
 
     Returns:
-        ``(target, [(arm name, fit or None, labelled volumes needed (NaN without a fit))])``.
+        ``(target, [(arm name, fit or None, labelled volumes needed (NaN without a fit))])``; the
+        target is NaN when it is the default and the arms' baselines have different ones.
 
     Raises:
         ValueError: No supervised Dice with a labelled-volume count to take the default target
-            from; or the SSL rows name no baseline and the supervised rows are of several.
+            from; the SSL rows name no baseline and the supervised rows are of several; or two
+            amounts of pretraining data would give arms one name.
     """
-    arms = _labels_needed_arms(results, level)
-    if target is None:
-        target = _default_target(arms, level)
-    out: list[tuple[str, PowerLawFit | None, float]] = []
-    for name, table in arms.items():
-        curves = dice_curves(table, level=level, x="labelled_volumes", series="arm")
-        fit = _try_fit(curves[0].x, curves[0].mean) if curves else None
-        out.append((name, fit, labels_needed(fit, target) if fit is not None else math.nan))
-    return target, out
+    found = labels_needed_estimates(results, target=target, level=level)
+    shared = target if target is not None else _one_target(e.target for e in found)
+    return shared, [(e.arm, e.fit, e.needed) for e in found]
 
 
 def _case_scores(table: Table, cases: Sequence[ItemKey]) -> tuple[FloatArray, FloatArray]:
@@ -483,8 +664,9 @@ def labels_needed_intervals(
     cases for every arm: the difference of two arms' resamples is a paired bootstrap of the labels
     saved. The default target is measured on the same test cases, so it is resampled with them:
     resample ``b``'s target is the supervised Dice with the most labels on resample ``b``'s cases
-    (``target_per_case`` of :func:`~inpaintssl.stats.labels_needed_interval`); a given ``target``
-    stays fixed.
+    (``target_per_case`` of :func:`~inpaintssl.stats.labels_needed_interval`), that of the
+    baseline each arm is compared with (:func:`labels_needed_estimates`); a given ``target`` stays
+    fixed.
 
     Args:
         results: The long results table.
@@ -495,35 +677,41 @@ def labels_needed_intervals(
         seed: Seed of the resampling generator.
 
     Returns:
-        ``(target, {arm name: interval, or None with fewer than 3 labelled-volume counts})``, arms
-        as in :func:`labels_needed_rows`.
+        ``(target, {arm name: interval, or None with fewer than 3 labelled-volume counts or
+        without a baseline to take the default target from})``, arms and target as in
+        :func:`labels_needed_rows`.
     """
     arms = _labels_needed_arms(results, level)
     cases = sorted(
-        {(row.get("volume_id"), row.get("slice_index")) for table in arms.values() for row in table},
+        {(row.get("volume_id"), row.get("slice_index")) for table in arms.tables.values() for row in table},
         key=lambda k: tuple(str(v) for v in k),
     )
-    target_per_case: FloatArray | None = None
-    if target is None:
-        target = _default_target(arms, level)
-        # The same cells the default target averages: each case's supervised Dice at the most labels.
-        target_per_case = _case_scores(arms["supervised"], cases)[1][-1]
+    targets = _arm_targets(arms, target, level)
+    # The same cells each default target averages: each case's Dice at the most labels of the
+    # baseline the arm is compared with.
+    per_case = {
+        name: _case_scores(arms.tables[name], cases)[1][-1]
+        for name in set(arms.baseline_of.values())
+        if name is not None and target is None
+    }
     out: dict[str, LabelsNeededInterval | None] = {}
-    for name, table in arms.items():
+    for name, table in arms.tables.items():
         labels, scores = _case_scores(table, cases)
-        if np.unique(labels).size < 3:
+        if np.unique(labels).size < 3 or math.isnan(targets[name]):
             out[name] = None
             continue
+        baseline = arms.baseline_of[name]
         out[name] = labels_needed_interval(
             labels,
             scores,
-            target,
+            targets[name],
             confidence=confidence,
             n_resamples=n_resamples,
             seed=seed,
-            target_per_case=target_per_case,
+            target_per_case=per_case.get(baseline) if baseline is not None else None,
         )
-    return target, out
+    shared = target if target is not None else _one_target(targets.values())
+    return shared, out
 
 
 def limited_fractions(results: Table) -> list[Any]:

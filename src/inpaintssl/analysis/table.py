@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,19 +36,56 @@ from inpaintssl.atomic import atomic_write_text
 __all__ = ["Table", "format_value"]
 
 
+def _is_float_list(value: Any) -> bool:
+    """Whether ``value`` is a non-empty list or tuple of non-integer numbers (one difference per seed).
+
+    Integers are left out: a list of them is a setting (an image size ``[112, 112]``), not measured
+    differences, and ``+112.0 +112.0`` would not read back as it.
+    """
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) for v in value)
+    )
+
+
+def _plain(value: Any) -> Any:
+    # json.dumps's fallback: a NumPy number as the Python number it holds, anything else as text.
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def _json_text(value: Any) -> str:
+    # A list or mapping other than measured differences, e.g. a grid value such as an image size
+    # [112, 112] or a list of datasets: JSON reads back as the value (str() would write Python).
+    return json.dumps(value, default=_plain)
+
+
 def format_value(value: Any, *, digits: int = 3) -> str:
     """Human-readable cell: ``digits`` significant digits, scientific notation for tiny p-values.
+
+    A list of non-integer numbers (one difference per seed) is written as signed numbers; any other
+    list (an image size ``[112, 112]``, a list of datasets), and a mapping, as JSON.
 
     Example:
         >>> format_value(0.123456), format_value(1.05e-17), format_value(None), format_value(93.6)
         ('0.123', '1.05e-17', '', '93.6')
         >>> format_value([0.1234, -0.02])
         '+0.123 -0.02'
+        >>> format_value([112, 112]), format_value([{"dataset": "mni152"}]), format_value([])
+        ('[112, 112]', '[{"dataset": "mni152"}]', '[]')
     """
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)):
+    if _is_float_list(value):
         return " ".join(f"{v:+.{digits}g}" for v in value)
+    if isinstance(value, (list, tuple, Mapping)):
+        return _json_text(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):
@@ -59,12 +98,21 @@ def format_value(value: Any, *, digits: int = 3) -> str:
 
 
 def _csv_cell(value: Any) -> Any:
-    # A list cell (e.g. one difference per seed) stays one CSV field: signed values, space-separated.
+    # A list of non-integer numbers (e.g. one difference per seed) stays one CSV field: signed
+    # values, space-separated. Any other list (a grid value such as an image size or a list of
+    # datasets) or a mapping is JSON, which reads back as the value.
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)):
+    if _is_float_list(value):
         return " ".join(f"{float(v):+}" for v in value)
+    if isinstance(value, (list, tuple, Mapping)):
+        return _json_text(value)
     return value
+
+
+def _markdown_cell(text: str) -> str:
+    # A "|" would end the cell and a line break the row (an error message quoted in a note).
+    return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -184,7 +232,11 @@ class Table:
         return {key: self._like(parts[key]) for key in ordered}
 
     def to_csv_text(self) -> str:
-        """The table as CSV at full precision (NaN and inf as ``nan``/``inf``, ``None`` empty)."""
+        """The table as CSV at full precision (NaN and inf as ``nan``/``inf``, ``None`` empty).
+
+        A list of non-integer numbers is one field of signed numbers (``+0.1 -0.02``); any other
+        list, and a mapping, is JSON (a grid value such as ``[112, 112]``).
+        """
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.columns)
@@ -197,13 +249,18 @@ class Table:
         return Path(path)
 
     def to_markdown(self, *, digits: int = 3) -> str:
-        """The table as a GitHub-flavoured Markdown table with rounded numbers."""
+        """The table as a GitHub-flavoured Markdown table with rounded numbers.
+
+        A ``|`` in a cell is escaped (``\\|``) and a line break becomes a space, so that every row
+        keeps its columns.
+        """
         lines = [
-            "| " + " | ".join(self.columns) + " |",
+            "| " + " | ".join(_markdown_cell(c) for c in self.columns) + " |",
             "| " + " | ".join("---" for _ in self.columns) + " |",
         ]
         for row in self.tuples():
-            lines.append("| " + " | ".join(format_value(v, digits=digits) for v in row) + " |")
+            cells = (_markdown_cell(format_value(v, digits=digits)) for v in row)
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def write(self, folder: str | Path) -> tuple[Path, Path]:

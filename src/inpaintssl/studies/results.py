@@ -123,7 +123,9 @@ def load_results(spec: StudySpec, *, finetune_slices: bool | None = None) -> Tab
         spec: The study.
         finetune_slices: Keep per-slice rows of fine-tuning runs. ``None`` keeps them only when
             the study has no per-volume Dice: 3D studies are reported per volume (sec. 2.5.2), and
-            their per-slice rows (160 per scan) would dominate memory.
+            their per-slice rows (160 per scan) would dominate memory. Per-slice clinical rows
+            (a CT scan's area and mean HU, :data:`~inpaintssl.studies.store.CLINICAL_SUFFIXES`)
+            are kept either way: no other level holds them.
 
     Example:
         >>> from inpaintssl.studies.spec import StudySpec

@@ -32,7 +32,11 @@ from typing import Any, Literal
 from inpaintssl.studies.database import StudyDatabase
 from inpaintssl.studies.queue import JobQueue, WorkerId
 
-__all__ = ["MergeOutcome", "Measurement", "ResultStore", "StudyStore"]
+__all__ = ["CLINICAL_SUFFIXES", "MergeOutcome", "Measurement", "ResultStore", "StudyStore"]
+
+CLINICAL_SUFFIXES = ("_pred", "_ref", "_pct_error")
+"""How the metrics of a clinical measurement end (:mod:`inpaintssl.studies.clinical`): ``m_pred``,
+``m_ref`` and ``m_pct_error`` of each clinical metric ``m``."""
 
 MergeOutcome = Literal["merged", "same", "different", "unknown"]
 """What :meth:`StudyStore.merge` did with a result: recorded it, found it recorded already (equal
@@ -96,9 +100,18 @@ class ResultStore(StudyDatabase):
         Args:
             run_ids: Only these runs.
             finetune_slices: Keep the per-slice (``image``) rows of fine-tuning runs; 3D studies
-                that report per volume can skip them (they are most of the table).
+                that report per volume can skip them (they are most of the table). Clinical rows
+                (metrics ending in :data:`CLINICAL_SUFFIXES`, e.g. a CT slice's ``area_mm2_pred``)
+                are kept either way: they are measured per slice and exist at no other level.
         """
-        skip = "" if finetune_slices else "WHERE NOT (m.level = 'image' AND r.kind = 'finetune')"
+        # Clinical rows are kept whatever finetune_slices says: a CT study measures area and mean HU
+        # per slice (level "image"), and those rows are its results, not a per-slice copy of them.
+        clinical = " OR ".join(f"m.metric GLOB '*{suffix}'" for suffix in CLINICAL_SUFFIXES)
+        skip = (
+            ""
+            if finetune_slices
+            else f"WHERE NOT (m.level = 'image' AND r.kind = 'finetune' AND NOT ({clinical}))"
+        )
         with self._guard("read"):
             rows = self._conn.execute(
                 "SELECT m.run_id, m.volume_id, m.slice_index, m.level, m.class_name, m.metric, m.value "
