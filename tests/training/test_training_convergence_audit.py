@@ -262,3 +262,37 @@ def test_an_early_stopped_phase_that_improved_stays_converged() -> None:
         warnings.simplefilter("error")
         verdict = phase_convergence(history, "finetune", tolerance=0.05)
     assert (verdict.converged, verdict.reason) == (True, "early stopping")
+
+
+def test_a_second_phase_still_improving_under_step_decay_names_its_own_rate(tmp_path: Path) -> None:
+    # The second phase runs at transfer.second_lr: raising optim.lr would not change it.
+    history = _rows("frozen", [1.0, 0.6, 0.5, 0.5, 0.5], stopped_last=True)
+    history += [
+        dict(row, epoch=5 + row["epoch"])
+        for row in _rows("unfrozen", [0.5, 0.45, 0.4, 0.35, 0.3], stopped_last=False)
+    ]
+    phases = [Phase(name="frozen", lr=1e-3, frozen_parts=("encoder",)), Phase(name="unfrozen", lr=1e-5)]
+    verdicts = [phase_convergence(history, p.name, tolerance=0.05) for p in phases]
+    assert [v.converged for v in verdicts] == [True, False]
+    outcome = TrainOutcome(
+        history=history,
+        best_val_loss=0.3,
+        best_epoch=9,
+        epochs_run=10,
+        stopped_early=False,
+        convergence=verdicts,
+        phase_names=[p.name for p in phases],
+    )
+    with pytest.warns(ConvergenceWarning) as caught:
+        report_convergence(
+            outcome,
+            phases=phases,
+            optim=OptimConfig(recipe="paper", max_epochs=5),
+            steps_per_epoch=2,
+            run_dir=tmp_path,
+            learning_curve=tmp_path / "learning_curve.png",
+        )
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert "phase 'unfrozen'" in message
+    assert "or transfer.second_lr (now 1e-05), or use optim.recipe=budget" in message
+    assert "optim.lr" not in message

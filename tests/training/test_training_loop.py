@@ -108,6 +108,28 @@ def test_unfrozen_phase_moves_the_transferred_weights(tmp_path: Path) -> None:
     assert any(not torch.equal(before[k], model.state_dict()[k]) for k in encoder)
 
 
+def test_parameters_the_caller_froze_stay_frozen_through_every_phase(tmp_path: Path) -> None:
+    # A fixed layer (requires_grad=False on arrival) is the caller's choice: a phase freezes its
+    # frozen_parts on top of it and never unfreezes it. Every phase unfroze every part, so the
+    # layer joined the optimiser, trained, and stayed trainable after fit.
+    model = _model()
+    fixed = model.encoder.levels[0]  # type: ignore[index, union-attr]
+    for param in fixed.parameters():
+        param.requires_grad_(False)
+    before = _snapshot(fixed)
+    _trainer(
+        tmp_path,
+        model,
+        [Phase(name="frozen", lr=1e-2, frozen_parts=("decoder",)), Phase(name="unfrozen", lr=1e-2)],
+        max_epochs=2,
+    ).fit()
+    assert all(torch.equal(before[k], v) for k, v in fixed.state_dict().items())
+    assert [p.requires_grad for p in fixed.parameters()] == [False] * len(before)
+    # Everything else is as the caller gave it, the phase's frozen decoder included.
+    others = [p for name, p in model.named_parameters() if not name.startswith("encoder.levels.0.")]
+    assert others and all(p.requires_grad for p in others)
+
+
 def test_every_phase_ends_with_its_best_weights(tmp_path: Path) -> None:
     model = _model()
     outcome = _trainer(tmp_path, model, [Phase(name="finetune", lr=0.3)], max_epochs=4).fit()

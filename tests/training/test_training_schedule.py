@@ -26,6 +26,24 @@ def test_step_decay_hand_values() -> None:
     assert got == pytest.approx(expected, rel=1e-12)
 
 
+@given(epoch=st.integers(0, 500))
+def test_step_decay_every_two_epochs_is_the_papers_formula(epoch: int) -> None:
+    # Appendix A.1 (the authors' Keras schedule): 0.9 ** floor((1 + e) / 2).
+    assert step_decay_lr(epoch, lr=1.0, min_lr=0.0) == 0.9 ** ((1 + epoch) // 2)
+
+
+@pytest.mark.parametrize(
+    ("every", "exponents"),
+    [(1, [0, 1, 2, 3, 4, 5, 6]), (3, [0, 1, 1, 1, 2, 2, 2]), (4, [0, 1, 1, 1, 1, 2, 2])],
+)
+def test_step_decay_starts_at_lr_and_decays_after_every_few_epochs(every: int, exponents: list[int]) -> None:
+    # Epoch 0 trains at lr (optim.lr, transfer.second_lr), then one decay every `every` epochs:
+    # floor((1 + e) / every) trained the first epoch at 0.9 lr with every=1 and decayed at 2, 5, 8
+    # with every=3.
+    got = [step_decay_lr(e, lr=1.0, decay=0.5, every=every, min_lr=0.0) for e in range(7)]
+    assert got == [0.5**k for k in exponents]
+
+
 def test_step_decay_floor() -> None:
     assert step_decay_lr(10_000, lr=1e-3) == 1e-8
     assert step_decay_lr(3, lr=1.0, decay=0.5, every=1, min_lr=0.2) == 0.2

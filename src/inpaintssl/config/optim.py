@@ -75,12 +75,13 @@ class OptimConfig(_Strict):
     ``recipe`` fills every field left at ``None`` (:data:`RECIPES`):
 
     - ``budget`` (default): Adam(0.9, 0.999) at a peak rate of ``lr``, a linear warm-up over the
-      first ``warmup_fraction`` of the run, then a half cosine down to ``min_lr`` at the last
-      step. The schedule is defined over the run's whole budget (``max_epochs`` x steps per
+      first ``warmup_fraction`` of the run, then a half cosine that reaches ``min_lr`` one
+      step past the last. The schedule is defined over the run's whole budget (``max_epochs`` x steps per
       epoch), so a short run still ends on a small learning rate and converges.
     - ``paper``: Appendix A.1 exactly: Adam(0.99, 0.995), 1e-3, and the rate at epoch ``e``
-      (0-based) is ``max(lr * lr_decay ** floor((1 + e) / lr_decay_every), min_lr)``; made for
-      about a hundred epochs over thousands of slices.
+      (0-based) is ``max(lr * lr_decay ** ceil(e / lr_decay_every), min_lr)`` (with the
+      paper's ``lr_decay_every=2``, its ``floor((1 + e) / 2)``); made for about a hundred
+      epochs over thousands of slices.
 
     A field given explicitly (``optim.lr=1e-4``) wins over the recipe.
 

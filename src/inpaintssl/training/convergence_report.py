@@ -87,13 +87,16 @@ def report_convergence(
         converged=outcome.converged,
         reason=unconverged[0] if unconverged else None,
     )
-    for phase, verdict in zip(phases, outcome.convergence, strict=True):
+    for index, (phase, verdict) in enumerate(zip(phases, outcome.convergence, strict=True)):
         log.info("[%s] %s", phase.name, verdict.describe())
         if verdict.converged:
             continue
         budget = f"optim.max_epochs (now {optim.max_epochs}) or optim.steps_per_epoch (now {steps_per_epoch})"
         if optim.effective_schedule == "step_decay":
-            budget += " or optim.lr, or use optim.recipe=budget (a schedule over the run's length)"
+            # A phase after the first starts at the second run's rate: optim.lr does not set it
+            # when transfer.second_lr is given.
+            rate = f"transfer.second_lr (now {phase.lr:.3g})" if index > 0 else "optim.lr"
+            budget += f" or {rate}, or use optim.recipe=budget (a schedule over the run's length)"
         if verdict.reason == "no improvement":
             warn_each_time(
                 f"{run_dir}: phase {phase.name!r} ended {verdict.describe()}: its validation "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inpaintssl.checkpoint import CheckpointMeta
+from inpaintssl.checkpoint import CheckpointMeta, checkpoint_exists
 from inpaintssl.config import FinetuneConfig
 from inpaintssl.data.checks import check_has_foreground
 from inpaintssl.registry import TRANSFER_STRATEGIES
@@ -87,13 +87,17 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
     )
     report = None
     transferred: tuple[str, ...] = ()
-    if config.transfer.pretrained is not None:
+    # A resume takes every weight from checkpoints/last, and keeps the transfer the run recorded:
+    # transferring again would only need the pretrained source, which may be gone by then.
+    resuming = config.run.resume and checkpoint_exists(ctx.run_folder.last)
+    if config.transfer.pretrained is not None and not resuming:
         report = transfer(
             config.transfer.pretrained,
             model,
             weights=config.transfer.weights,
             in_channels=config.transfer.in_channels,
         )
+    if config.transfer.pretrained is not None:
         transferred = tuple(TRANSFER_STRATEGIES.build(config.transfer.weights).parts)
     model = model.to(ctx.device)
     model = to_memory_format(model, channels_last=ctx.channels_last)

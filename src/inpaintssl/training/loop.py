@@ -318,6 +318,8 @@ class Trainer:
         self.worker_start_method = worker_start_method
         self._loaders: dict[str, EpochLoader[dict[str, Any]]] = {}
         self._fitting = False
+        # Each parameter's requires_grad as the caller gave the model (set when fit begins).
+        self._requires_grad_given: list[bool] | None = None
         self._tensorboard: TensorBoardLog | None = None
         # Under torchrun each phase wraps the model in its own DistributedDataParallel
         # (:meth:`_wrap_for_phase`), once the phase has fixed which parameters train.
@@ -491,9 +493,19 @@ class Trainer:
         self.train_step.model = self.ddp_model
         self.train_step.network = compile_network(self.ddp_model, self.context.run.compile)
 
+    def _trainable_as_given(self) -> None:
+        """Give every parameter back the ``requires_grad`` it had when :meth:`fit` began.
+
+        A phase freezes its ``frozen_parts`` on top of that, never unfreezes what the caller froze
+        (a fixed layer, a backbone's non-trainable weights): those stay out of every optimiser.
+        """
+        given = self._requires_grad_given
+        for index, param in enumerate(_unwrap(self.model).parameters()):
+            param.requires_grad_(True if given is None else given[index])
+
     def _make_optimizer(self, phase: Phase) -> torch.optim.Optimizer:
         model = _unwrap(self.model)
-        set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
+        self._trainable_as_given()
         if phase.frozen_parts:
             set_trainable(model, phase.frozen_parts, trainable=False)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -766,6 +778,7 @@ class Trainer:
         """
         state = _FitState()
         restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        self._requires_grad_given = [p.requires_grad for p in _unwrap(self.model).parameters()]
         if self.dist.is_main:
             # This process holds the run folder's lock: temporaries there are a killed run's.
             swept = ((self.run_dir, RunFolder.NAMES), (self.run_folder.checkpoints, ("best", "last")))
@@ -844,8 +857,7 @@ class Trainer:
                 self._tensorboard.close()
                 self._tensorboard = None
         barrier()
-        model = _unwrap(self.model)
-        set_trainable(model, [name for name, _ in model.named_children()], trainable=True)
+        self._trainable_as_given()
         outcome = TrainOutcome(
             history=state.history,
             best_val_loss=state.best_val,

@@ -5,7 +5,8 @@ hundred epochs over thousands of slices. Over a short budget it barely moves, an
 ``optim.steps_per_epoch`` making epochs short it decays as fast as epochs pass, whatever the
 run's length. :func:`warmup_cosine_lr` is defined over the whole run instead (``total_steps``
 = ``max_epochs`` x steps per epoch): a linear warm-up over the first steps, then a half cosine
-down to ``min_lr`` at the last step, so a run of any length ends on a small learning rate.
+that reaches ``min_lr`` one step past the last, so a run of any length ends on a small learning
+rate.
 
 Example:
     >>> [round(step_decay_lr(e, lr=1e-3), 8) for e in range(4)]
@@ -24,10 +25,19 @@ __all__ = ["step_decay_lr", "warmup_cosine_lr", "warmup_steps_for"]
 def step_decay_lr(
     epoch: int, *, lr: float, decay: float = 0.9, every: int = 2, min_lr: float = 1e-8
 ) -> float:
-    """Learning rate for a 0-based ``epoch``: ``max(lr * decay ** floor((1 + epoch) / every), min_lr)``.
+    """Learning rate for a 0-based ``epoch``: ``max(lr * decay ** ceil(epoch / every), min_lr)``.
 
-    This is the authors' Keras schedule (Appendix A.1): the first decay happens after the first
-    epoch, then every ``every`` epochs.
+    The first epoch trains at ``lr``; the first decay comes after it, then one every ``every``
+    epochs. For the paper's ``every=2`` this is the authors' Keras schedule (Appendix A.1),
+    ``lr * decay ** floor((1 + epoch) / 2)``; that formula with another ``every`` (the Keras
+    snippet's) would decay before the first epoch when ``every=1`` and after ``every - 1`` epochs
+    otherwise, so ``lr`` itself would never be used, or the first step would come early.
+
+    Example:
+        >>> [round(step_decay_lr(e, lr=1.0, decay=0.5, every=1), 3) for e in range(3)]
+        [1.0, 0.5, 0.25]
+        >>> [round(step_decay_lr(e, lr=1.0, decay=0.5, every=3), 3) for e in range(5)]
+        [1.0, 0.5, 0.5, 0.5, 0.25]
 
     Args:
         epoch: 0-based epoch within the current training phase.
@@ -43,7 +53,7 @@ def step_decay_lr(
         raise ValueError(f"epoch must be >= 0, got {epoch}")
     if lr <= 0 or every <= 0:
         raise ValueError(f"lr and every must be positive, got lr={lr}, every={every}")
-    return max(lr * decay ** math.floor((1 + epoch) / every), min_lr)
+    return max(lr * decay ** math.ceil(epoch / every), min_lr)
 
 
 def warmup_steps_for(total_steps: int, *, warmup_fraction: float) -> int:
