@@ -9,6 +9,10 @@ groups state (DICOM PS3.3 C.7.6.16), checked as single-frame slices are. A serie
 are unevenly spaced (a missing slice, mixed spacing) is read with a warning and says so in
 :attr:`DicomVolume.uneven_slices`: its 2D slices train as they are, but no single slice spacing
 (and no one affine) describes it, so prediction refuses it (its label map would be misplaced).
+A slice shifted within its plane from where that one affine puts it (evenly spaced along the
+normal, but re-centred) is read with a warning too, and named in :attr:`DicomVolume.shifted_slices`:
+the affine, and a NIfTI written with it, misplaces that slice; each slice's own geometry
+(:meth:`DicomVolume.slice_pixel_to_patient`) places it where it lies.
 
 Geometry: row/column spacing is ``PixelSpacing``. The slice spacing is the step between
 neighbouring ``ImagePositionPatient`` projected on the slice normal (from
@@ -96,7 +100,9 @@ class DicomVolume(Volume):
     frames are decoded together on the first read; a multi-frame file without per-frame groups
     is refused (nothing says where its frames lie). Slices whose steps
     differ from their median by more than 1 % (or 0.02 mm: the rounding of positions written to two
-    decimals) are read with a warning (:attr:`uneven_slices`). Pixel data is read per slice.
+    decimals) are read with a warning (:attr:`uneven_slices`); so are slices whose
+    ``ImagePositionPatient`` lies within their plane off the line the affine steps along, by more
+    than a tenth of a pixel (:attr:`shifted_slices`). Pixel data is read per slice.
     Row/column spacing comes from ``PixelSpacing``; slice spacing from the positions along the
     normal where every slice states ``ImagePositionPatient`` and ``ImageOrientationPatient``, else
     ``SpacingBetweenSlices``, else ``SliceThickness``. Slices are rows x columns as stored.
@@ -174,7 +180,20 @@ class DicomVolume(Volume):
                 "are approximate, and predict refuses the series",
                 UserWarning,
             )
+        self.shifted_slices = _shifted_in_plane(headers, path, pixel_spacing)
+        """Which slice lies off the series' one affine within its plane, and by how much; ``None``:
+        every slice lies where the affine puts it (within a tenth of a pixel)."""
+        if self.shifted_slices is not None:
+            warn_each_time(
+                f"{self.shifted_slices}. Its pixels are read as stored, and RT Structure Set contours and "
+                "DICOM SEG frames that reference the slice are placed on it where it lies; but a NIfTI "
+                "image or label map written "
+                "with the series' one affine (patient_affine, as predict's NIfTI output is) puts that "
+                "slice's pixels that far from where they were scanned",
+                UserWarning,
+            )
         self._files = [f for _, f in headers]
+        self._planes = _pixel_to_patient(headers)
         self._instances = tuple(
             (
                 str(getattr(ds, "SOPInstanceUID", "") or ""),
@@ -244,6 +263,24 @@ class DicomVolume(Volume):
         the headers opened with the series: nothing is read again.
         """
         return {key: k for k, key in enumerate(self._instances) if key[0]}
+
+    def slice_pixel_to_patient(self) -> np.ndarray | None:
+        """Per stored slice, the matrix from its pixels to patient LPS mm, from its own header.
+
+        ``(slices, 3, 4)``: slice ``k``'s ``(row, column, 0, 1)`` -> its point in millimetres, by
+        DICOM's pixel-to-patient formula (PS3.3 C.7.6.2.1.1) with that slice's
+        ``ImagePositionPatient``, ``ImageOrientationPatient`` and ``PixelSpacing`` (an Enhanced
+        frame's from its functional groups, as :func:`slice_header` gives them). Where a slice lies
+        off the series' one affine (:attr:`shifted_slices`), this places it where it lies, as
+        derived objects drawn on it (an RT Structure Set's contours) do. Read from the headers
+        opened with the series: nothing is read again.
+
+        Returns:
+            A copy, or ``None`` where the slices state no ``ImagePositionPatient`` and
+            ``ImageOrientationPatient`` (their ``PixelSpacing`` taken as 1 mm where absent, as the
+            volume's spacing is).
+        """
+        return None if self._planes is None else self._planes.copy()
 
     @property
     def world_affine(self) -> np.ndarray | None:
@@ -982,6 +1019,25 @@ def _patient_affine(
     return affine
 
 
+def _pixel_to_patient(headers: Sequence[tuple[Any, Path]]) -> np.ndarray | None:
+    """Each slice's ``(row, column, 0, 1)`` -> patient LPS mm (``(slices, 3, 4)``), from its own header.
+
+    ``None`` unless every slice states ImagePositionPatient and ImageOrientationPatient (a series
+    states them on every slice or none: :func:`_check_one_ordering`).
+    """
+    if not all(_has_position(ds) for ds, _ in headers):
+        return None
+    planes = np.zeros((len(headers), 3, 4))
+    for k, (ds, f) in enumerate(headers):
+        orientation = _orientation(ds)
+        assert orientation is not None  # _has_position
+        between_rows, between_columns = _pixel_spacing(ds, f)
+        planes[k, :, 0] = orientation[3:] * between_rows  # rows step along the column direction
+        planes[k, :, 1] = orientation[:3] * between_columns
+        planes[k, :, 3] = [float(v) for v in ds.ImagePositionPatient]
+    return planes
+
+
 def _series_files(folder: Path) -> list[Path]:
     # Hidden files and the DICOMDIR index are not slices; anything else that fails to parse is
     # reported rather than skipped, so a half-copied series is not silently shortened.
@@ -1298,6 +1354,15 @@ _STEP_ROUNDING_MM = 0.02
 0.005 mm, a step by 0.01 mm): for sub-millimetre slices that rounding alone exceeds 1 %."""
 _STEPS_LISTED = 5
 """How many distinct slice steps a message about an uneven series lists."""
+_IN_PLANE_TOLERANCE = 0.1
+"""How far (in pixels, of the finer pixel spacing) a slice's position may lie within its plane off
+the line the series' affine steps along, with :data:`_STEP_ROUNDING_MM` as the least allowance.
+
+A label map filled by pixel centre changes from half a pixel's shift; a tenth stays well below
+that and below what a segmentation resolves, while a slice re-centred or stitched in from another
+reconstruction is off by millimetres. The rounding of positions written to two decimals (up to
+0.02 mm off the line, the allowance the step check gives them) stays below it for pixels over
+0.2 mm, and below the least allowance for finer ones."""
 
 
 def _check_one_series(headers: Sequence[tuple[Any, Path]], folder: Path) -> None:
@@ -1488,6 +1553,51 @@ def _uneven_steps(headers: Sequence[tuple[Any, Path]], folder: Path) -> str | No
         f"{positions[i]:g} and {positions[i + 1]:g} mm along the slice normal are {steps[i]:g} mm apart "
         f"where the series' other slices are {others:g} mm apart (steps between neighbouring slices: "
         f"{found}): a missing slice or a series of mixed spacing, not one regular grid"
+    )
+
+
+def _shifted_in_plane(
+    headers: Sequence[tuple[Any, Path]], folder: Path, pixel_spacing: tuple[float, float]
+) -> str | None:
+    """Which slice lies furthest off the series' affine within its plane (``headers`` sorted by
+    position), if any lies off it by more than :data:`_IN_PLANE_TOLERANCE`; ``None`` otherwise.
+
+    The affine (:func:`_patient_affine`) puts every slice on the line from the first slice's
+    ImagePositionPatient to the last's. Each slice's offset from that line is measured at its own
+    place along the normal, so it lies within the slice's plane: along the normal the steps are
+    :func:`_uneven_steps`' to judge, and a missing slice is not reported twice. A gantry-tilted
+    series' positions lean off the normal along that line, as its sheared affine does, and are not
+    reported. Only where every slice states its position and orientation, and with 3 slices or
+    more (the line passes through both slices of 2).
+    """
+    if len(headers) < 3 or not all(_has_position(ds) for ds, _ in headers):
+        return None
+    orientation = _orientation(headers[0][0])
+    assert orientation is not None  # _has_position
+    along_row, along_column = orientation[:3], orientation[3:]
+    positions = np.asarray([[float(v) for v in ds.ImagePositionPatient] for ds, _ in headers])
+    depths = positions @ np.cross(along_row, along_column)  # the first slice's normal: offsets lie in-plane
+    span = depths[-1] - depths[0]
+    if span <= 0:  # sorted by each slice's own normal, which may differ within _ORIENTATION_TOLERANCE
+        return None
+    fraction = (depths - depths[0]) / span
+    offsets = positions - (positions[0] + fraction[:, None] * (positions[-1] - positions[0]))
+    distances = np.linalg.norm(offsets, axis=1)
+    allowed = max(_IN_PLANE_TOLERANCE * min(pixel_spacing), _STEP_ROUNDING_MM)
+    beyond = np.flatnonzero(distances > allowed)
+    if beyond.size == 0:
+        return None
+    i = int(beyond[np.argmax(distances[beyond])])
+    rows = float(offsets[i] @ along_column) / pixel_spacing[0]
+    columns = float(offsets[i] @ along_row) / pixel_spacing[1]
+    more = f"; {beyond.size - 1} more slice(s) lie off it by over {allowed:g} mm" if beyond.size > 1 else ""
+    return (
+        f"DICOM {_series_text(folder)}: slice {_named(*headers[i], short=True)} (slice {i + 1} of "
+        f"{len(headers)} along the normal) has ImagePositionPatient "
+        f"[{', '.join(f'{v:g}' for v in positions[i])}], {distances[i]:.3g} mm within its plane "
+        f"({rows:+.3g} rows, {columns:+.3g} columns) off the line from the first slice's position to the "
+        f"last's, on which the series' one affine puts every slice{more}: a slice shifted in-plane "
+        "(re-centred, or from another reconstruction), not one regular grid"
     )
 
 

@@ -15,9 +15,14 @@ Filling: a pixel is in an ROI when its centre lies inside the ROI's polygons on 
 even-odd rule (:func:`~inpaintssl.data.contours.polygon_mask`), so a polygon drawn inside another
 is a hole, and ROIs sharing an edge share no pixel. A polygon is placed on the slice it references
 (instance, and frame in an Enhanced file), else by its points' position (within a tenth of a slice
-step of one slice). Where two classes' ROIs cover one pixel, the later class in ``roi_values``'s
-order keeps it and a warning names both and counts the pixels: hand-drawn neighbours overlap by a
-pixel or two, which a label map cannot hold.
+step of one slice's plane), and into that slice's pixels by the slice's own geometry
+(:meth:`~inpaintssl.data.dicom.DicomVolume.slice_pixel_to_patient`: its ``ImagePositionPatient``,
+``ImageOrientationPatient`` and ``PixelSpacing``), as its pixels were placed by the scanner and
+its contours by the writer: a slice shifted within its plane off the series' one affine
+(:attr:`~inpaintssl.data.dicom.DicomVolume.shifted_slices`) is filled where it lies, and a slice
+after a gap in an unevenly spaced series is found by its own position. Where two classes' ROIs
+cover one pixel, the later class in ``roi_values``'s order keeps it and a warning names both and
+counts the pixels: hand-drawn neighbours overlap by a pixel or two, which a label map cannot hold.
 
 Refused, naming the file, the ROI and the contour: a class naming no ROI (the message lists the
 ROIs), or two ROIs of one name; an ROI of another frame of reference than the series; contours
@@ -37,6 +42,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +104,44 @@ def _contour_values(contour: Any, where: str) -> np.ndarray:
         raise DataError(f"{where} has ContourData that are not decimal numbers: {text[:40]!r}...") from None
 
 
+@dataclass(frozen=True)
+class _SliceGeometry:
+    """Patient LPS mm -> pixel coordinates of each stored slice, by the slice's own header.
+
+    Slice ``k``'s coordinates of a point: ``(row, column, steps)``, its row and column from the
+    slice's first pixel's centre along the slice's own directions and spacing, and ``steps`` how
+    far off the slice's plane it lies, in the series' slice steps along the affine's slice axis (a
+    gantry tilt's leaning one, so a point a little off the plane is projected onto it along that
+    axis, as the series-wide affine does).
+    """
+
+    to_slice: np.ndarray
+    """``(slices, 3, 3)``: millimetres from a slice's first pixel's centre -> its coordinates."""
+    origins: np.ndarray
+    """``(slices, 3)``: each slice's ImagePositionPatient."""
+
+    @classmethod
+    def of(cls, planes: np.ndarray, affine: np.ndarray) -> _SliceGeometry:
+        """From :meth:`~inpaintssl.data.dicom.DicomVolume.slice_pixel_to_patient`'s ``planes`` and
+        the series' RAS+ ``affine`` (whose slice column is the step)."""
+        step = (LPS_TO_RAS @ affine)[:3, 2]
+        bases = np.concatenate(
+            [planes[:, :, :2], np.broadcast_to(step[None, :, None], (len(planes), 3, 1))], axis=2
+        )
+        return cls(np.linalg.inv(bases), planes[:, :, 3].copy())
+
+    def coordinates(self, points: np.ndarray, k: int) -> np.ndarray:
+        """``(n, 3)`` LPS points -> ``(n, 3)`` ``(row, column, steps)`` of slice ``k``."""
+        coordinates: np.ndarray = (points - self.origins[k]) @ self.to_slice[k].T
+        return coordinates
+
+    def nearest(self, points: np.ndarray) -> tuple[int, float]:
+        """The slice whose plane lies nearest the points' mean, and how far off it (in steps) it is."""
+        steps = np.einsum("kj,kj->k", self.to_slice[:, 2, :], points.mean(axis=0) - self.origins)
+        k = int(np.argmin(np.abs(steps)))
+        return k, float(steps[k])
+
+
 class DicomRtStructVolume(SeriesAnnotation):
     """The ROIs of an RT Structure Set named in ``roi_values``, filled on ``reference``'s grid.
 
@@ -128,7 +172,8 @@ class DicomRtStructVolume(SeriesAnnotation):
         path = existing_path(path, what="DICOM RTSTRUCT")
         self._where = f"DICOM RTSTRUCT {path}"
         self._series = str(reference.path)
-        if reference.world_affine is None or not reference.has_geometry:
+        planes = reference.slice_pixel_to_patient()
+        if reference.world_affine is None or not reference.has_geometry or planes is None:
             raise DataError(
                 f"{self._where}: its series {self._series} states no patient geometry (ImagePositionPatient, "
                 "ImageOrientationPatient, PixelSpacing), so contours in millimetres cannot be placed on its "
@@ -149,7 +194,9 @@ class DicomRtStructVolume(SeriesAnnotation):
         }
         chosen = self._choose_rois(ds, reference.frame_of_reference_uid)
         # Kept instead of the file: each fill (the first, and each after a release) starts from them.
-        self._polygons = self._read_polygons(ds, chosen, reference.slices_by_instance())
+        self._polygons = self._read_polygons(
+            ds, chosen, reference.slices_by_instance(), _SliceGeometry.of(planes, self._grid_affine)
+        )
         self.overlaps: dict[tuple[str, str], int] = {}
         super().__init__(path, self._build(), reference=reference, what="DICOM RTSTRUCT")
         if self.overlaps:
@@ -196,11 +243,14 @@ class DicomRtStructVolume(SeriesAnnotation):
         return chosen
 
     def _read_polygons(
-        self, ds: Any, chosen: Mapping[int, str], slices: Mapping[tuple[str, int | None], int]
+        self,
+        ds: Any,
+        chosen: Mapping[int, str],
+        slices: Mapping[tuple[str, int | None], int],
+        geometry: _SliceGeometry,
     ) -> dict[str, dict[int, list[np.ndarray]]]:
-        """Requested name -> slice -> its polygons in pixel coordinates of that slice."""
+        """Requested name -> slice -> its polygons in pixel coordinates of that slice (its own geometry)."""
         polygons: dict[str, dict[int, list[np.ndarray]]] = {name: {} for name in self._values}
-        to_index = np.linalg.inv(self._grid_affine) @ LPS_TO_RAS
         for roi in _items(ds, "ROIContourSequence"):
             number = int(getattr(roi, "ReferencedROINumber", -1))
             if number not in chosen:
@@ -220,38 +270,48 @@ class DicomRtStructVolume(SeriesAnnotation):
                         f"{where}, contour {c} has {values.size} ContourData values; expected x, y, z "
                         "triplets of at least 3 points"
                     )
-                lps = np.column_stack([values.reshape(-1, 3), np.ones(values.size // 3)])
-                index = (to_index @ lps.T).T[:, :3]
-                k = self._contour_slice(contour, index[:, 2], slices, f"{where}, contour {c}")
+                k, index = self._contour_slice(
+                    contour, values.reshape(-1, 3), slices, geometry, f"{where}, contour {c}"
+                )
                 self._check_in_plane(index[:, :2], f"{where}, contour {c}")
                 polygons[chosen[number]].setdefault(k, []).append(index[:, :2])
         return polygons
 
     def _contour_slice(
-        self, contour: Any, depth: np.ndarray, slices: Mapping[tuple[str, int | None], int], where: str
-    ) -> int:
-        """The stored slice a contour lies on: the one it references, else the one its points are on."""
+        self,
+        contour: Any,
+        points: np.ndarray,
+        slices: Mapping[tuple[str, int | None], int],
+        geometry: _SliceGeometry,
+        where: str,
+    ) -> tuple[int, np.ndarray]:
+        """The stored slice a contour lies on (the one it references, else the one its points are on),
+        and its ``(n, 3)`` LPS ``points`` in that slice's ``(row, column, steps)`` coordinates."""
         referenced = None
         for image in _items(contour, "ContourImageSequence"):
             number = getattr(image, "ReferencedFrameNumber", None)
             key = (str(image.ReferencedSOPInstanceUID), None if number in (None, "") else int(number))
             referenced = slices.get(key, referenced)
-        at = f"at slice position {float(np.mean(depth)):.3f}"
         if referenced is not None:
-            if np.abs(depth - referenced).max() > _REFERENCED_SLICE:
+            index = geometry.coordinates(points, referenced)
+            if np.abs(index[:, 2]).max() > _REFERENCED_SLICE:
+                at = f"at slice position {referenced + float(np.mean(index[:, 2])):.3f}"
                 raise DataError(
                     f"{where} references slice {referenced} of the series {self._series} but its points lie "
                     f"{at} (in slice steps along the series); expected them on the slice it references"
                 )
-            return int(referenced)
-        k = round(float(np.mean(depth)))
-        if not 0 <= k < self._grid_shape[2] or np.abs(depth - k).max() > ON_SLICE:
+            return int(referenced), index
+        # The slice whose own plane is nearest, not the series affine's rounded depth: after a gap in
+        # an unevenly spaced series, the affine's equal steps put the slices elsewhere.
+        k, off = geometry.nearest(points)
+        index = geometry.coordinates(points, k)
+        if np.abs(index[:, 2]).max() > ON_SLICE:
             raise DataError(
-                f"{where} references no slice of the series {self._series} and its points lie {at} (in slice "
-                f"steps; the series has slices 0 to {self._grid_shape[2] - 1}), on none of them; expected "
-                "the structure set of that series"
+                f"{where} references no slice of the series {self._series} and its points lie at slice "
+                f"position {k + off:.3f} (in slice steps; the series has slices 0 to "
+                f"{self._grid_shape[2] - 1}), on none of them; expected the structure set of that series"
             )
-        return k
+        return k, index
 
     def _check_in_plane(self, points: np.ndarray, where: str) -> None:
         limit = np.array(self._grid_shape[:2], dtype=float) - 1.0 + _OFF_GRID
