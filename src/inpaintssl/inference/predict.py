@@ -123,6 +123,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -247,7 +248,9 @@ def _write_case(
         recorded()
 
 
-_DICOM_OBJECTS = {"dicom_seg": ("DICOM SEG", "SegmentLabel"), "rtstruct": ("RT Structure Set", "ROIName")}
+_DICOM_OBJECTS = MappingProxyType(
+    {"dicom_seg": ("DICOM SEG", "SegmentLabel"), "rtstruct": ("RT Structure Set", "ROIName")}
+)
 """The formats of :data:`OUTPUT_FORMATS` that hold class names as DICOM LO values -> the object, the
 attribute (:func:`~inpaintssl.inference.dicom_reference.check_class_names`)."""
 
