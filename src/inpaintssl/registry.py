@@ -54,12 +54,16 @@ __all__ = [
     "REQUIRES_ATTRIBUTE",
     "SAMPLERS",
     "TRANSFER_STRATEGIES",
+    "Origin",
+    "OriginChange",
     "PluginLoadError",
     "Registry",
     "RegistryEntry",
     "RegistryStatus",
     "ShadowedPluginWarning",
+    "origin_change",
     "registrations",
+    "restore_hint",
 ]
 
 T = TypeVar("T")
@@ -146,11 +150,157 @@ class RegistryEntry:
     shadowed: tuple[RegistryEntry, ...] = ()
 
 
+_UNKNOWN_DISTRIBUTION = "<unknown distribution>"
+
+
 def _distribution_name(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     if dist is None:
-        return "<unknown distribution>"
+        return _UNKNOWN_DISTRIBUTION
     return f"{dist.name} {dist.version}"
+
+
+def _plugin_origin(ep: EntryPoint) -> str:
+    """:meth:`Registry.origin`'s words for a plugin (:meth:`Origin.parse` reads them back)."""
+    return f"plugin {ep.value} from distribution {_distribution_name(ep)}"
+
+
+_PLUGIN_ORIGIN = re.compile(r"plugin (?P<target>\S+) from distribution (?P<distribution>.+)")
+_BUILTIN_ORIGIN = re.compile(r"built-in (?P<target>\S+)")
+
+OriginChange = Literal["same", "version", "other", "unknown"]
+"""How the code behind a component name changed between two records (:func:`origin_change`)."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A :meth:`Registry.origin` record read back (a run's ``manifest.json`` holds them).
+
+    Attributes:
+        builtin: Registered in the running process (inpaintssl's own components, or a decorator
+            run by code that no entry point names) rather than provided by a plugin.
+        target: ``module:qualname`` of the factory.
+        distribution: The plugin's distribution as its metadata names it; ``None`` for a built-in
+            or where the distribution was not known.
+        version: The plugin distribution's version; ``None`` as for ``distribution``.
+
+    Example:
+        >>> Origin.parse("plugin wide:make from distribution wide-unet 1.2.0")
+        Origin(builtin=False, target='wide:make', distribution='wide-unet', version='1.2.0')
+        >>> Origin.parse("built-in inpaintssl.models.unet:UNet2d").builtin
+        True
+    """
+
+    builtin: bool
+    target: str
+    distribution: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Origin | None:
+        """Read one record; ``None`` for text in neither form."""
+        plugin = _PLUGIN_ORIGIN.fullmatch(text)
+        if plugin is not None:
+            provider = plugin["distribution"]
+            name, _, version = provider.rpartition(" ")
+            if provider == _UNKNOWN_DISTRIBUTION or not name:
+                return cls(False, plugin["target"])
+            return cls(False, plugin["target"], name, version)
+        builtin = _BUILTIN_ORIGIN.fullmatch(text)
+        return None if builtin is None else cls(True, builtin["target"])
+
+    @property
+    def requirement(self) -> str | None:
+        """``name==version`` to install the plugin's distribution again; ``None`` for a built-in."""
+        if self.distribution is None or self.version is None:
+            return None
+        return f"{self.distribution}=={self.version}"
+
+    def _package(self) -> str:
+        return self.target.partition(":")[0].split(".")[0]
+
+
+def _normalised(distribution: str) -> str:
+    """A distribution name as pip compares them (PEP 503): ``Wide_UNet`` is ``wide-unet``."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def origin_change(recorded: str, current: str) -> OriginChange:
+    """How the code behind a component changed between a recorded origin and the current one.
+
+    Both are :meth:`Registry.origin` records. ``same``: the same code. ``version``: the same
+    plugin distribution at another version (or with its entry point moved), whose network a run's
+    weights still fit, though it may compute otherwise. ``other``: another distribution's code, or a
+    plugin where a built-in was (or the reverse): a run's weights would silently load into a
+    network that is not the one they were trained in. ``unknown``: a record in neither form, which
+    says nothing to compare.
+
+    A built-in whose class moved inside its package (a refactor between inpaintssl versions, which
+    the manifest's ``packages`` records) is the same code; so is a decorator-registered factory
+    recorded as built-in where it is now known as its plugin's (the same ``module:qualname``).
+
+    Example:
+        >>> trained = "plugin a:Net from distribution a-pkg 1.0"
+        >>> origin_change(trained, "plugin a:Net from distribution a-pkg 1.1")
+        'version'
+        >>> origin_change(trained, "plugin b:Net from distribution b-pkg 1.0")
+        'other'
+        >>> origin_change("built-in inpaintssl.models.unet:UNet2d", "built-in inpaintssl.models:UNet2d")
+        'same'
+    """
+    if recorded == current:
+        return "same"
+    then, now = Origin.parse(recorded), Origin.parse(current)
+    if then is None or now is None:
+        return "unknown"
+    if then.builtin and now.builtin:
+        return "same" if then._package() == now._package() else "other"
+    if then.builtin != now.builtin or then.distribution is None or now.distribution is None:
+        return "version" if then.target == now.target else "other"
+    return "version" if _normalised(then.distribution) == _normalised(now.distribution) else "other"
+
+
+def restore_hint(recorded: str, current: str) -> str:
+    """How to have the recorded origin's code provide the name again where ``current`` does now.
+
+    For messages that refuse other code under a recorded name (:func:`origin_change` ``other``).
+    A built-in always wins over a plugin, so where the two swapped, the inpaintssl version decides.
+
+    Example:
+        >>> trained = "plugin a:Net from distribution a-pkg 1.0"
+        >>> restore_hint(trained, "plugin b:Net from distribution b-pkg 2.0")
+        "pip install 'a-pkg==1.0' and pip uninstall b-pkg"
+        >>> restore_hint("built-in inpaintssl.models:Net", "plugin b:Net from distribution b-pkg 2.0")[:45]
+        'install the inpaintssl version the manifest.j'
+    """
+    then, now = Origin.parse(recorded), Origin.parse(current)
+    if then is None or now is None:
+        return "run with the code the manifest.json records"
+    if then.builtin:
+        return (
+            "install the inpaintssl version the manifest.json records under packages, whose built-in "
+            "it was (a built-in wins over any plugin of its name)"
+        )
+    install = f"pip install '{then.requirement}'" if then.requirement else f"install the plugin {then.target}"
+    if now.builtin:
+        return (
+            f"{install} under the inpaintssl version the manifest.json records under packages (this "
+            f"version's built-in {now.target} wins over any plugin of its name)"
+        )
+    return install if now.distribution is None else f"{install} and pip uninstall {now.distribution}"
+
+
+def _entry_point_object(ep: EntryPoint) -> object | None:
+    """What ``ep`` names, where its module is imported already; ``None`` otherwise (nothing is imported)."""
+    module = sys.modules.get(ep.module)
+    if module is None or not ep.attr:
+        return None
+    found: object = module
+    for part in ep.attr.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return None
+    return found
 
 
 def _bundled(ep: EntryPoint) -> bool:
@@ -345,7 +495,9 @@ class Registry(Generic[T]):
         the first time the name is asked for under the current ``sys.path``). Two plugins of one
         name from different distributions are refused: which one is found first depends on the
         file system, so a run could silently change component. A plugin is imported once and
-        then served from memory.
+        then served from memory. A plugin whose module also registers its factory with the
+        decorator stays that plugin (its origin names its distribution), not a built-in that
+        shadows itself.
 
         Raises:
             KeyError: If no built-in or installed plugin has that name; the message lists close
@@ -359,7 +511,16 @@ class Registry(Generic[T]):
         if name in self._builtins:
             search_path = tuple(sys.path)
             if self._shadow_checked.get(name) != search_path:
-                self._warn_shadowed(name, self._entry_points(name), "a built-in")
+                eps = self._entry_points(name)
+                own = self._own_entry_point(self._builtins[name], eps)
+                if own is None:
+                    self._warn_shadowed(name, eps, "a built-in")
+                else:
+                    # The plugin's module registered it with the decorator too: that is the plugin
+                    # itself, not a built-in it clashes with; only other providers are ignored.
+                    winner = f"the plugin {own.value} from {_distribution_name(own)}"
+                    others = [ep for ep in eps if ep is not own]
+                    self._warn_shadowed(name, others, winner, used=f"plugin from {_distribution_name(own)}")
                 self._shadow_checked[name] = search_path
             return self._builtins[name]
         if name in self._plugins:
@@ -380,13 +541,25 @@ class Registry(Generic[T]):
             raise PluginLoadError(_ambiguity(self.kind, name, eps), reason=_ambiguity(self.kind, name, eps))
         return eps[0]
 
-    def _warn_shadowed(self, name: str, eps: list[EntryPoint], winner: str) -> None:
+    def _warn_shadowed(self, name: str, eps: list[EntryPoint], winner: str, *, used: str = "") -> None:
+        used = used or winner.removeprefix("a ")
         for ep in eps:
             warn_each_time(
                 f"registry {self.kind!r}: plugin {name!r} from {_distribution_name(ep)} "
-                f"({ep.value}) has the same name as {winner}; the {winner.removeprefix('a ')} is used",
+                f"({ep.value}) has the same name as {winner}; the {used} is used",
                 ShadowedPluginWarning,
             )
+
+    @staticmethod
+    def _own_entry_point(factory: object, eps: list[EntryPoint]) -> EntryPoint | None:
+        """The entry point among ``eps`` that names ``factory`` itself, if any.
+
+        A plugin module may register its component with the decorator as well as name it in an
+        entry point (the decorator then works in a notebook without installing). Once the entry
+        point imported the module, the decorated factory is that plugin's, not a built-in. Only
+        modules imported already are looked at: telling this must not import another plugin.
+        """
+        return next((ep for ep in eps if _entry_point_object(ep) is factory), None)
 
     def _load_plugin(self, ep: EntryPoint) -> Callable[..., T]:
         where = f"registry {self.kind!r}: plugin {ep.name!r} ({ep.value})"
@@ -479,6 +652,36 @@ class Registry(Generic[T]):
             TypeError: gadget.params: gadgets 'pair': invalid parameters ['lfet'] (it accepts right; did \
 you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keyword argument 'lfet'
         """
+        self._refuse_repeated(name, params, field=field, set_by_caller=set_by_caller)
+        return self._build(name, {**set_by_caller, **params}, field=field, set_by_caller=set_by_caller)
+
+    def check_from(
+        self, name: str, params: Mapping[str, Any], /, *, field: str, set_by_caller: Mapping[str, Any]
+    ) -> None:
+        """What :meth:`build_from` checks before it calls the factory, without calling it.
+
+        For a run that builds the component only later (after its data): a misspelt name or
+        parameter fails at once, in :meth:`build_from`'s words, and nothing is built or run.
+
+        Raises:
+            KeyError: Unknown name (see :meth:`get`).
+            PluginLoadError: The plugin fails to load or is ambiguous (see :meth:`get`).
+            TypeError: As :meth:`build_from`, for parameters that do not fit.
+
+        Example:
+            >>> reg: Registry[object] = Registry("gadgets")
+            >>> @reg.register("pair")
+            ... def make_pair(*, left: int, right: int = 0) -> object:
+            ...     raise AssertionError("not called")
+            >>> reg.check_from("pair", {"right": 2}, field="gadget.params", set_by_caller={"left": 1})
+        """
+        self._refuse_repeated(name, params, field=field, set_by_caller=set_by_caller)
+        factory = self.get(name)
+        self._bind(name, factory, {**set_by_caller, **params}, field=field, set_by_caller=set_by_caller)
+
+    def _refuse_repeated(
+        self, name: str, params: Mapping[str, Any], *, field: str, set_by_caller: Mapping[str, Any]
+    ) -> None:
         repeated = [key for key in params if key in set_by_caller]
         if repeated:
             key = repeated[0]
@@ -486,7 +689,6 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
                 f"{field}.{key}={params[key]!r}: {self.kind} {name!r} gets {key} from the run itself "
                 f"({key}={set_by_caller[key]!r}); expected only its other parameters in {field}"
             )
-        return self._build(name, {**set_by_caller, **params}, field=field, set_by_caller=set_by_caller)
 
     def _build(
         self,
@@ -509,13 +711,13 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
         return built
 
     def _origin(self, name: str, factory: Callable[..., T]) -> str:
-        if name in self._builtins:
-            return f"built-in {_qualname(factory)}"
         eps = self._entry_points(name)
+        if name in self._builtins:
+            own = self._own_entry_point(factory, eps)
+            return f"built-in {_qualname(factory)}" if own is None else _plugin_origin(own)
         if not eps:
             return _qualname(factory)
-        chosen = self._choose(name, eps)
-        return f"plugin {chosen.value} from distribution {_distribution_name(chosen)}"
+        return _plugin_origin(self._choose(name, eps))
 
     def origin(self, name: str) -> str:
         """Where ``name`` comes from: ``built-in module:qualname`` or the plugin and its distribution.
@@ -591,7 +793,8 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
             where = f"{field}: " if field else ""
             # A plugin's own parameters are its author's: say which package to read (at the end,
             # so the message starts as every component's does).
-            origin = "" if name in self._builtins else f" [{self._origin(name, factory)}]"
+            found = self._origin(name, factory)
+            origin = "" if found.startswith("built-in ") else f" [{found}]"
             raise TypeError(f"{where}{self.kind} {name!r}: {'; '.join(problems)}: {exc}{origin}") from exc
 
     def names(self) -> list[str]:
@@ -629,8 +832,13 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
         for ep in self._entry_points():
             by_name.setdefault(ep.name, []).append(ep)
         for name, eps in by_name.items():
+            builtin = self._builtins.get(name)
+            own = None if builtin is None else self._own_entry_point(builtin, eps)
+            if own is not None:
+                # The decorator in the plugin's own module registered it (see get): the plugin's row.
+                rows[name] = RegistryEntry(name, "plugin", own.value, _distribution_name(own))
             ambiguous = name not in rows and len(eps) > 1 and not any(_bundled(ep) for ep in eps)
-            first = next((ep for ep in eps if _bundled(ep)), eps[0])
+            first = own or next((ep for ep in eps if _bundled(ep)), eps[0])
             if name not in rows:
                 row = RegistryEntry(name, "plugin", first.value, _distribution_name(first))
                 if ambiguous:

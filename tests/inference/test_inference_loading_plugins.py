@@ -10,9 +10,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 import inpaintssl as issl
-from inpaintssl.checkpoint import CheckpointError
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from inpaintssl.registry import BACKBONES
 
 PLUGIN = """
@@ -59,3 +61,29 @@ def test_a_missing_plugin_backbone_is_named_with_the_distribution_that_provided_
     assert "installed by issl_tiny_backbone_dist 2.5.1 when the run was trained" in message
     assert "pip install 'issl_tiny_backbone_dist==2.5.1'" in message
     assert not re.search("Did you mean", message)
+
+
+class _Partless(nn.Module):
+    """A network of one convolution, without the encoder, decoder and head a run now checks for."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, seed: int | None = None) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return out
+
+
+def test_a_run_trained_before_runs_checked_the_parts_still_loads(tmp_path: Path) -> None:
+    # Inference copies no parts: refusing the network would only strand the run's weights.
+    BACKBONES.register("partless_load_test")(_Partless)
+    try:
+        weights = _Partless(in_channels=1, out_channels=2).state_dict()
+        meta = CheckpointMeta(kind="pretrain", backbone="partless_load_test", in_channels=1, out_channels=2)
+        save_checkpoint(tmp_path / "checkpoint", weights, meta)
+        model = issl.load_model(tmp_path / "checkpoint")
+    finally:
+        BACKBONES.unregister("partless_load_test")
+    assert isinstance(model, _Partless)
+    assert torch.equal(model.body.weight, weights["body.weight"])

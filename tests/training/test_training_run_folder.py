@@ -99,6 +99,84 @@ def test_resume_with_other_data_or_model_is_refused(tmp_path: Path) -> None:
         record_run(tmp_path, other, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
+# -- the components a run records (manifest.json components) --------------------------------------
+PLUGIN_A = "plugin nets_a:Net from distribution nets-a 1.0.0"
+
+
+def _components(backbone: str, sampler: str = "built-in inpaintssl.corruption.samplers:RandomSampler") -> Any:
+    """A manifest recording ``backbone`` as the origin of backbone ``net`` and a sampler."""
+    return lambda: {"components": {"backbones": {"net": backbone}, "samplers": {"random": sampler}}}
+
+
+@pytest.mark.parametrize(
+    ("now", "advice"),
+    [
+        (
+            "plugin nets_b:Net from distribution nets-b 1.0.0",
+            "pip install 'nets-a==1.0.0' and pip uninstall nets-b",
+        ),
+        (
+            "built-in inpaintssl.models.unet:UNet2d",
+            "pip install 'nets-a==1.0.0' under the inpaintssl version",
+        ),
+    ],
+)
+def test_resume_refuses_other_code_under_a_recorded_component(tmp_path: Path, now: str, advice: str) -> None:
+    record_run(
+        tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=_components(PLUGIN_A)
+    )
+    _checkpointed(tmp_path)
+    before = (tmp_path / "manifest.json").read_text()
+    with pytest.raises(ConfigError) as refused:
+        record_run(
+            tmp_path, FinetuneConfig(), resume=True, splits=EmptySplitRecord(), manifest=_components(now)
+        )
+    message = str(refused.value)
+    assert message.startswith(f"cannot resume {tmp_path}: other code provides these components"), message
+    assert f"backbones 'net' (recorded {PLUGIN_A}, now {now}: {advice}" in message, message
+    assert "samplers" not in message  # the unchanged one is not named
+    assert (tmp_path / "manifest.json").read_text() == before
+
+
+def test_resume_refuses_a_plugin_where_the_run_had_a_built_in(tmp_path: Path) -> None:
+    builtin = "built-in inpaintssl.corruption.samplers:RandomSampler"
+    plugin = "plugin my_samplers:Random from distribution my-samplers 0.1.0"
+    record_run(
+        tmp_path,
+        FinetuneConfig(),
+        resume=False,
+        splits=EmptySplitRecord(),
+        manifest=_components(PLUGIN_A, builtin),
+    )
+    with pytest.raises(
+        ConfigError, match=rf"samplers 'random' \(recorded {builtin}, now {plugin}: install the inpaintssl"
+    ):
+        record_run(
+            tmp_path,
+            FinetuneConfig(),
+            resume=True,
+            splits=EmptySplitRecord(),
+            manifest=_components(PLUGIN_A, plugin),
+        )
+
+
+def test_resume_under_another_version_of_a_plugin_warns_and_records_it(tmp_path: Path) -> None:
+    record_run(
+        tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=_components(PLUGIN_A)
+    )
+    _checkpointed(tmp_path)
+    upgraded = "plugin nets_a:Net from distribution nets_a 1.2.0"  # the name as pip compares it
+    with pytest.warns(UserWarning, match=rf"backbones 'net' \(recorded {PLUGIN_A}, now {upgraded}\)"):
+        record_run(
+            tmp_path, FinetuneConfig(), resume=True, splits=EmptySplitRecord(), manifest=_components(upgraded)
+        )
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["components"]["backbones"] == {"net": PLUGIN_A}
+    (entry,) = manifest["resumes"]
+    assert entry["changed"] == {}
+    assert entry["environment"] == {"components.backbones.net": {"recorded": PLUGIN_A, "now": upgraded}}
+
+
 def test_changed_fields_ignores_whole_sections() -> None:
     a = FinetuneConfig()
     b = apply_overrides(a, ["run.seed=5", "optim.lr=0.1", "run.output_dir=x"])

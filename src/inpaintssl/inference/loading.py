@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import re
 import zipfile
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -62,9 +61,10 @@ from inpaintssl.data.spacing import SpacingRange
 from inpaintssl.layout import RunFolder
 from inpaintssl.losses.base import SegmentationLoss
 from inpaintssl.options import check_option
-from inpaintssl.registry import BACKBONES, DATASETS
+from inpaintssl.registry import BACKBONES, DATASETS, Origin, PluginLoadError, origin_change, restore_hint
 from inpaintssl.training.components import build_backbone
 from inpaintssl.training.device import resolve_device
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "HEADER_KEY",
@@ -624,12 +624,6 @@ def _read(path: Path, *, which: Literal["best", "last"]) -> tuple[dict[str, torc
     return state, ModelInfo.from_checkpoint_meta(meta, preprocessing=preprocessing, source=target)
 
 
-_PLUGIN_ORIGIN = re.compile(
-    r"plugin (?P<target>\S+) from distribution (?P<name>[^\s<>]+) (?P<version>[^\s<>]+)"
-)
-"""A plugin's origin as ``Registry.origin`` words it, and the run's ``manifest.json`` records it."""
-
-
 def _recorded_origin(info: ModelInfo) -> str | None:
     """Where the run's ``manifest.json`` says its backbone came from; ``None`` outside a run or unrecorded."""
     run = None if info.source is None else RunFolder.of_checkpoint(info.source)
@@ -646,22 +640,58 @@ def _recorded_origin(info: ModelInfo) -> str | None:
 
 def _not_installed(where: object, backbone: str, recorded: str) -> str:
     """Why a run's backbone cannot be built: the name is unknown here; what the run recorded of it."""
-    plugin = _PLUGIN_ORIGIN.fullmatch(recorded)
-    if plugin is None:
+    plugin = Origin.parse(recorded)
+    if plugin is None or plugin.requirement is None:
         return (
             f"{where}: backbone {backbone!r} is not registered in this installation; the run's manifest.json "
             f"records it as {recorded}: install the inpaintssl (or package) version the run was trained with"
         )
-    name, version = plugin["name"], plugin["version"]
     return (
-        f"{where}: backbone {backbone!r} is not installed: it is the plugin {plugin['target']}, installed by "
-        f"{name} {version} when the run was trained (its manifest.json, components); install it "
-        f"(pip install '{name}=={version}') and load the run again"
+        f"{where}: backbone {backbone!r} is not installed: it is the plugin {plugin.target}, installed by "
+        f"{plugin.distribution} {plugin.version} when the run was trained (its manifest.json, components); "
+        f"install it (pip install '{plugin.requirement}') and load the run again"
     )
+
+
+def _check_origin(info: ModelInfo, where: object) -> None:
+    """Refuse a backbone name that other code provides now than when the run was trained.
+
+    The weights of a plugin's network fit another distribution's network of the same name as long
+    as its parameter names and shapes agree, and ``load_state_dict`` says nothing: predictions
+    would come from code the run never trained. Another version of the same distribution is
+    warned about only (the usual upgrade, whose network may compute otherwise). Outside a run
+    folder (an export) nothing is recorded to compare with.
+    """
+    recorded = _recorded_origin(info)
+    if recorded is None:
+        return
+    try:
+        current = BACKBONES.origin(info.backbone)
+    except (KeyError, PluginLoadError):
+        return  # building it reports what is wrong with the name, with what the run recorded
+    change = origin_change(recorded, current)
+    if change == "other":
+        raise CheckpointError(
+            f"{where}: backbone {info.backbone!r} is not the code the run was trained with: its "
+            f"manifest.json (components) records {recorded}, but here {info.backbone!r} is {current}. "
+            "The weights would load into another package's network without an error and predict with "
+            f"it; expected the recorded code: {restore_hint(recorded, current)}, and load the run again"
+        )
+    if change == "version":
+        then = Origin.parse(recorded)
+        install = None if then is None or then.requirement is None else f"pip install '{then.requirement}'"
+        warn_each_time(
+            f"{where}: backbone {info.backbone!r} was {recorded} when the run was trained (its "
+            f"manifest.json, components) and is {current} here: the weights load into this version's "
+            "network, whose outputs differ if it changed"
+            + (f"; {install} to use the code the run was trained with" if install else ""),
+            UserWarning,
+        )
 
 
 def _build(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
     where = info.source or "<weights>"
+    _check_origin(info, where)
     try:
         model = build_backbone(
             info.backbone,
@@ -669,6 +699,8 @@ def _build(info: ModelInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
             in_channels=info.in_channels,
             out_channels=info.out_channels,
             seed=0,
+            # Inference copies no parts, and a run trained before runs checked them still loads.
+            check_parts=False,
         )
     except KeyError as exc:
         # Only an unknown name: a KeyError raised inside an installed backbone is its own fault.

@@ -12,10 +12,11 @@ from torch import nn
 from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
 from inpaintssl.testing._checks import Contract, check, combining, usable
 from inpaintssl.transfer_learning import transfer
+from inpaintssl.transfer_learning.transfer import BACKBONE_PARTS, backbone_parts
 
 __all__ = ["BackboneContract"]
 
-PARTS = ("encoder", "decoder", "head")
+PARTS = BACKBONE_PARTS
 
 
 class BackboneContract(Contract):
@@ -130,18 +131,21 @@ class BackboneContract(Contract):
     def test_parts_cover_every_parameter(self) -> None:
         """``encoder``, ``decoder`` and ``head`` exist, share no parameter, and hold all of them."""
         model = self.build()
+        # The check every run makes when it builds a backbone (training.components.build_backbone).
+        found = backbone_parts(model)
+        check(not found.missing, f"{self.backbone}: missing submodule(s) {list(found.missing)}")
+        check(
+            not found.outside,
+            f"{self.backbone}: parameters outside encoder/decoder/head: {list(found.outside)}",
+        )
         owner: dict[int, str] = {}
         for part in PARTS:
-            module = getattr(model, part, None)
-            check(isinstance(module, nn.Module), f"{self.backbone}: missing submodule {part!r}")
-            for param in module.parameters():  # type: ignore[union-attr]
+            for param in getattr(model, part).parameters():
                 check(
                     id(param) not in owner,
                     f"{self.backbone}: a parameter is shared by {owner.get(id(param))!r} and {part!r}",
                 )
                 owner[id(param)] = part
-        outside = [name for name, p in model.named_parameters() if id(p) not in owner]
-        check(not outside, f"{self.backbone}: parameters outside encoder/decoder/head: {outside}")
         check(
             len(owner) > 0
             and all(len(list(getattr(model, p).parameters())) > 0 for p in ("encoder", "head")),

@@ -46,6 +46,7 @@ from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.listing import first_and_more
+from inpaintssl.registry import origin_change, restore_hint
 from inpaintssl.training.epoch_loader import base_worker_seed
 from inpaintssl.warning_format import warn_each_time
 
@@ -410,7 +411,9 @@ def record_run(
 
     Raises:
         inpaintssl.checkpoint.CheckpointError: The last checkpoint is incomplete or corrupt.
-        ConfigError: The resumed config changes data, model, task, loss or transfer settings.
+        ConfigError: The resumed config changes data, model, task, loss or transfer settings, or
+            another distribution's code now provides a component the manifest records
+            (``components``; another version of the same plugin only warns, and is recorded).
         inpaintssl.data.DataError: The data changed since the run started (volumes or data files
             added or removed, files rewritten).
     """
@@ -441,6 +444,7 @@ def record_run(
                 # the fresh start (which says so) trains to the new one, which the record names.
                 record_budget(run_dir, budget[1].max_epochs)
             now = manifest()
+            _check_same_components(folder, now)
             _check_same_data(folder, config, splits=splits, manifest=now)
             # A run killed between config.yaml and the rest of its record (before its first
             # checkpoint) completes the record now: predict's spacing and orientation checks read
@@ -637,6 +641,57 @@ def _check_same_data(
         )
 
 
+def _check_same_components(folder: RunFolder, manifest: Mapping[str, Any]) -> None:
+    """Refuse to resume with components that other code provides now than when the run started.
+
+    ``manifest.json``'s ``components`` records where each registered component came from
+    (:func:`inpaintssl.training.stages.component_origins`). Another distribution's plugin under a
+    recorded name, or a plugin where a built-in was (or the reverse), would train the rest of the
+    run with other code under the record of the first (the checkpoint's weights load into a
+    network of the same parameter names without a word). Another version of the same plugin only
+    warns: it is recorded in the manifest's ``resumes`` (``environment``, :func:`_record_resume`).
+
+    Raises:
+        ConfigError: Naming each component, the recorded and the current origin, and what to install.
+    """
+    then = _read_json(folder.manifest)
+    recorded = then.get("components") if isinstance(then, dict) else None
+    current = manifest.get("components")
+    if not isinstance(recorded, dict) or not isinstance(current, Mapping):
+        return  # a run recorded before components were (or an unreadable manifest, said elsewhere)
+    other: list[str] = []
+    upgraded: list[str] = []
+    for kind, names in sorted(recorded.items()):
+        now = current.get(kind)
+        if not isinstance(names, dict) or not isinstance(now, Mapping):
+            continue
+        for name, origin in sorted(names.items()):
+            found = now.get(name)
+            if not isinstance(origin, str) or not isinstance(found, str):
+                continue
+            change = origin_change(origin, found)
+            if change == "other":
+                other.append(
+                    f"{kind} {name!r} (recorded {origin}, now {found}: {restore_hint(origin, found)})"
+                )
+            elif change == "version":
+                upgraded.append(f"{kind} {name!r} (recorded {origin}, now {found})")
+    if other:
+        raise ConfigError(
+            f"cannot resume {folder.root}: other code provides these components than when the run started "
+            f"({folder.manifest.name}, components): {'; '.join(other)}. The rest of the run would train "
+            "another package's code under this run's record; expected the recorded code, or start a new "
+            "run.output_dir"
+        )
+    if upgraded:
+        warn_each_time(
+            f"resuming {folder.root} with other versions of its components than it started with: "
+            f"{'; '.join(upgraded)}. The rest of the run trains with them; {folder.manifest.name} records "
+            "the change under resumes",
+            UserWarning,
+        )
+
+
 _NOT_RECORDED_ON_RESUME = ("run.resume", "run.quiet", "run.output_dir", "optim.max_epochs")
 """Resumable changes the manifest's ``resumes`` list leaves out: ``run.resume`` is what makes a
 resume, ``run.quiet`` changes no output, the folder is where it is, and a new budget is written
@@ -651,8 +706,12 @@ _ENVIRONMENT = (
     "python",
     "git_commit",
     "packages",
+    "components",
 )
-"""Manifest entries that say where and with what a process trained, compared on a resume."""
+"""Manifest entries that say where and with what a process trained, compared on a resume.
+
+``components`` is one: another version of a plugin is resumed with (and recorded); other code
+under a recorded name is refused before (:func:`_check_same_components`)."""
 
 
 def _resume_epoch(checkpoint: Path | None) -> int | None:
@@ -676,14 +735,15 @@ def _record_resume(
 
     ``config.yaml`` keeps the settings the run started with; a resume may change the ``run``
     settings and how the data are read (:data:`RESUMABLE_CHANGES`), and may run on another device,
-    workers' start method, library version or commit. Each entry holds the time, the epochs
-    trained before it (``resumed_from_epoch``), and each setting (``changed``) and environment
-    entry (``environment``) whose value differs from the recorded one, as ``{"recorded": ...,
-    "now": ...}``: they hold from that epoch on, up to the next entry's. A resume that differs in
-    none of them adds an entry only once an earlier one did (an empty one: back to the recorded
-    values). An entry is written before training continues, so a resume the trainer then refuses
-    leaves one too, which the next entry from the same epoch replaces in meaning. Written
-    atomically; an unreadable manifest is left as it is, with a warning.
+    workers' start method, library version, commit or plugin version (``components``). Each entry
+    holds the time, the epochs trained before it (``resumed_from_epoch``), and each setting
+    (``changed``) and environment entry (``environment``) whose value differs from the recorded
+    one, as ``{"recorded": ..., "now": ...}``: they hold from that epoch on, up to the next
+    entry's. A resume that differs in none of them adds an entry only once an earlier one did (an
+    empty one: back to the recorded values). An entry is written before training continues, so a
+    resume the trainer then refuses leaves one too, which the next entry from the same epoch
+    replaces in meaning. Written atomically; an unreadable manifest is left as it is, with a
+    warning.
     """
     recorded, current = _flatten(before.model_dump(mode="json")), _flatten(config.model_dump(mode="json"))
     changed = {

@@ -24,8 +24,9 @@ from inpaintssl.data.labels import ABSENT_CLASS_CHECK_LIMIT, absent_classes
 from inpaintssl.data.orientation import mixed_orientation_message, training_orientations
 from inpaintssl.data.preflight import PreflightReport, preflight
 from inpaintssl.data.spacing import training_spacing
+from inpaintssl.data.views import slice_shape_of
 from inpaintssl.registry import REGISTRIES
-from inpaintssl.training.components import size_multiple_of
+from inpaintssl.training.components import build_segmentation_loss, check_backbone_params, size_multiple_of
 from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import broadcast_object
 from inpaintssl.training.epoch_loader import unavailable_start_method, workers_used
@@ -43,9 +44,11 @@ StageConfig = PretrainConfig | FinetuneConfig
 def build_stage_data(config: StageConfig, *, stage: Stage) -> DataBundle:
     """The run's datasets, their slice sizes checked against the backbone's size multiple.
 
-    The multiple (a U-Net of depth ``d`` halves the size ``d - 1`` times) comes from the
-    configured backbone, so a size the network cannot take fails here, naming a
-    ``data.image_size`` that fits, before any model is built.
+    The multiple (a U-Net of depth ``d`` halves the size ``d - 1`` times) is read from the
+    configured backbone built with the run's own channel counts, which only the data tell (the
+    image channels; for fine-tuning the classes, as the loss counts them). So the backbone's name
+    and ``model.params`` are checked first, the data are built, then the backbone, and a size the
+    network cannot take fails here, naming a ``data.image_size`` that fits, before the run starts.
 
     Example:
         >>> config = PretrainConfig(
@@ -55,8 +58,60 @@ def build_stage_data(config: StageConfig, *, stage: Stage) -> DataBundle:
         >>> len(bundle.train), len(bundle.val), bundle.test, bundle.class_names
         (8, 2, None, ())
     """
-    multiple = size_multiple_of(config.model.backbone, config.model.params)
-    return build_datasets(config.data, stage=stage, seed=config.run.seed, size_multiple=multiple)
+    backbone, params, seed = config.model.backbone, config.model.params, config.run.seed
+    check_backbone_params(backbone, params, seed=seed)
+    try:
+        bundle = build_datasets(config.data, stage=stage, seed=seed, size_multiple=1)
+    except DataError:
+        _raise_naming_the_multiple(config, stage=stage)
+        raise
+    out_channels = _out_channels(config, bundle)
+    if out_channels is None:
+        return bundle  # fine-tuning without classes, which the stage refuses next
+    multiple = size_multiple_of(backbone, params, in_channels=bundle.in_channels, out_channels=out_channels)
+    if multiple > 1 and not _sizes_fit(bundle, multiple):
+        # Built again with the multiple, the data's own check says what does not fit and what would.
+        return build_datasets(config.data, stage=stage, seed=seed, size_multiple=multiple)
+    return bundle
+
+
+def _out_channels(config: StageConfig, bundle: DataBundle) -> int | None:
+    """The network's output channels: the image's for pretraining, the loss's count for fine-tuning."""
+    if isinstance(config, PretrainConfig):
+        return bundle.in_channels
+    if not bundle.class_names:
+        return None
+    loss = build_segmentation_loss(config.loss_name, config.loss_params)
+    return int(loss.out_channels(len(bundle.class_names)))
+
+
+def _sizes_fit(bundle: DataBundle, multiple: int) -> bool:
+    """Whether every set's slices divide by ``multiple`` (built with multiple 1: one size a set)."""
+    for dataset in (bundle.train, bundle.val, bundle.test):
+        if dataset is None or len(dataset) == 0:
+            continue
+        height, width = slice_shape_of(dataset, 0)
+        if height % multiple or width % multiple:
+            return False
+    return True
+
+
+def _raise_naming_the_multiple(config: StageConfig, *, stage: Stage) -> None:
+    """Where the data failed their own check, raise it as worded with the backbone's multiple.
+
+    Only where no ``data.image_size`` is set does the multiple change what the data's check says
+    (slices of several sizes: the size it suggests fits the multiple). The channel counts are not
+    known, so the multiple is read from a backbone of one channel in and out, as far as it builds:
+    where it does not, or is 1, the first error stands.
+    """
+    if config.data.image_size is not None:
+        return
+    try:
+        multiple = size_multiple_of(config.model.backbone, config.model.params, in_channels=1, out_channels=1)
+    except Exception:  # noqa: BLE001 - only a better worded message is at stake; the data's error stands
+        return
+    if multiple > 1:
+        build_datasets(config.data, stage=stage, seed=config.run.seed, size_multiple=multiple)
 
 
 def check_at_the_door(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -41,7 +42,17 @@ from inpaintssl.transfer_learning.channels import adapt_input_channels
 from inpaintssl.transfer_learning.report import TransferReport
 from inpaintssl.transfer_learning.strategies import TransferStrategy
 
-__all__ = ["InChannelsMode", "PretrainedSource", "TransferReport", "strip_wrapper_prefixes", "transfer"]
+__all__ = [
+    "BACKBONE_PARTS",
+    "InChannelsMode",
+    "PartsCheck",
+    "PretrainedSource",
+    "TransferReport",
+    "backbone_parts",
+    "check_backbone_parts",
+    "strip_wrapper_prefixes",
+    "transfer",
+]
 
 InChannelsMode = Literal["error", "repeat", "average"]
 PretrainedSource: TypeAlias = "nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike[str]"
@@ -51,6 +62,93 @@ _MAX_LISTED = 8
 _EXPORT_HEADER_KEY = "inpaintssl"
 """Key of the model metadata JSON in an ``export_model`` safetensors header: the value of
 ``inpaintssl.inference.loading.HEADER_KEY``, spelled here because inference sits above this layer."""
+
+
+BACKBONE_PARTS: tuple[str, ...] = ("encoder", "decoder", "head")
+"""The top-level submodules every backbone has, which together hold every parameter: strategies name
+them (``encoder``, ``encoder_decoder``), and :func:`transfer` copies a part's tensors by its name."""
+
+
+@dataclass(frozen=True)
+class PartsCheck:
+    """How a backbone keeps the parts contract (:func:`backbone_parts`).
+
+    Attributes:
+        missing: Parts of :data:`BACKBONE_PARTS` that are not top-level submodules of the model.
+        outside: Parameters (by name) that no part holds: no strategy can transfer them.
+    """
+
+    missing: tuple[str, ...]
+    outside: tuple[str, ...]
+
+    @property
+    def kept(self) -> bool:
+        """Every part is there and holds, with the others, every parameter."""
+        return not self.missing and not self.outside
+
+
+def backbone_parts(model: nn.Module) -> PartsCheck:
+    """Which of the parts ``model`` lacks and which of its parameters lie outside them.
+
+    Wrappers (DDP, ``torch.compile``) are looked through, as :func:`transfer` does. A part must be a
+    registered child module, as :func:`transfer` finds it; a parameter shared with a part is inside.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Module()
+        >>> net.encoder, net.head, net.stem = nn.Conv2d(1, 2, 1), nn.Conv2d(2, 1, 1), nn.Conv2d(1, 1, 1)
+        >>> backbone_parts(net)
+        PartsCheck(missing=('decoder',), outside=('stem.weight', 'stem.bias'))
+    """
+    model = unwrap_model(model)
+    children = dict(model.named_children())
+    parts = [children[name] for name in BACKBONE_PARTS if name in children]
+    inside = {id(param) for part in parts for param in part.parameters()}
+    return PartsCheck(
+        missing=tuple(name for name in BACKBONE_PARTS if name not in children),
+        outside=tuple(name for name, param in model.named_parameters() if id(param) not in inside),
+    )
+
+
+def check_backbone_parts(model: nn.Module, *, what: str) -> None:
+    """Refuse a backbone that breaks the parts contract, before it trains.
+
+    A network without the parts pretrains to the end and fails only at fine-tuning (no
+    ``encoder`` to transfer); one with parameters outside them (a ``stem``) loses those pretrained
+    weights at transfer, listed only in ``TransferReport.skipped``.
+
+    Args:
+        model: The built backbone.
+        what: Names the backbone for the message (``backbone 'x' (plugin ... from distribution ...)``).
+
+    Raises:
+        TypeError: Naming ``what``, the parts missing and the parameters outside them.
+
+    Example:
+        >>> from torch import nn
+        >>> check_backbone_parts(nn.Conv2d(1, 1, 3), what="backbone 'conv'")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: backbone 'conv' builds torch.nn.modules.conv.Conv2d, which lacks the parts ...
+    """
+    found = backbone_parts(model)
+    if found.kept:
+        return
+    problems = []
+    if found.missing:
+        problems.append(f"submodule(s) missing: {', '.join(found.missing)}")
+    if found.outside:
+        problems.append(
+            f"{len(found.outside)} parameter(s) lie outside them: {_listing(list(found.outside))}"
+        )
+    kind = type(unwrap_model(model))
+    raise TypeError(
+        f"{what} builds {kind.__module__}.{kind.__qualname__}, which lacks the parts every backbone needs: "
+        f"{'; '.join(problems)}. Expected top-level submodules {', '.join(BACKBONE_PARTS)} holding every "
+        "parameter (transfer strategies copy them by name: a network without them pretrains but cannot be "
+        "fine-tuned from its weights, and weights outside them are left behind at transfer); see "
+        "docs/plugins.rst, Backbones, and inpaintssl.testing.BackboneContract"
+    )
 
 
 def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
