@@ -296,13 +296,13 @@ def _old_baseline_id(spec: StudySpec, fraction: float, seed: int) -> str:
 
 
 def _what_it_trains(config: FinetuneConfig) -> dict[str, Any]:
-    """The config without what may differ between the arms: the transfer section and the budget."""
+    """The config without what differs between the arms: the transfer section and the folder."""
     data = config.model_dump(mode="json")
-    del data["transfer"], data["run"]["output_dir"], data["optim"]["max_epochs"]
+    del data["transfer"], data["run"]["output_dir"]
     return data
 
 
-def test_each_ssl_run_has_a_baseline_with_its_learning_rate_and_its_total_steps(tmp_path: Path) -> None:
+def test_each_ssl_run_has_a_baseline_with_its_learning_rates_and_its_phases(tmp_path: Path) -> None:
     spec = StudySpec.model_validate(
         {
             "study": "transfer_design",
@@ -317,31 +317,33 @@ def test_each_ssl_run_has_a_baseline_with_its_learning_rate_and_its_total_steps(
         }
     )
     plan = expand_study(spec)
-    # Worked by hand: immediate trains one run of 10 x 5 steps, freeze_then_unfreeze two; the
-    # baseline of each trains from scratch at the same rate for as many steps, in one run.
+    # Worked by hand: immediate trains one run of 10 x 5 steps, freeze_then_unfreeze two, the
+    # second at lr / 10; the baseline of each trains from scratch in as many runs of 10 x 5 steps
+    # at the same rates (a two-run one as immediate_twice: nothing transferred, nothing to freeze).
     expected = {
-        ("FEF", 1e-2): (1e-2, 10, 50),
-        ("FFES", 1e-2): (1e-2, 20, 100),
-        ("FEF", 1e-3): (1e-3, 10, 50),
-        ("FFES", 1e-3): (1e-3, 20, 100),
+        ("FEF", 1e-2): (1e-2, None, 10),
+        ("FFES", 1e-2): (1e-2, 1e-3, 20),
+        ("FEF", 1e-3): (1e-3, None, 10),
+        ("FFES", 1e-3): (1e-3, 1e-4, 20),
     }
     ssl = _ssl(plan)
     assert len(plan.pretrain_jobs()) == 1
     assert len(ssl) == 4 * 2  # strategies x subset seeds
-    assert len(_baselines(plan)) == 4 * 2  # (lr, budget) pairs x subset seeds
+    assert len(_baselines(plan)) == 4 * 2  # (lr, one or two runs) pairs x subset seeds
     assert len(plan) == 1 + 8 + 8
     paired = set()
     for job in ssl:
         baseline = plan.baseline_of(job)
         assert baseline is not None and baseline.id == job.labels["baseline_id"]
-        lr, epochs, steps = expected[(job.labels["acronym"], job.config.optim.lr)]
-        phases = 2 if job.config.transfer.schedule == "freeze_then_unfreeze" else 1
-        assert phases * job.config.optim.max_epochs * 5 == steps  # the SSL run's total steps
+        lr, second_lr, epochs = expected[(job.labels["acronym"], job.config.optim.lr)]
         assert baseline.config.optim.effective_lr == lr == job.config.optim.effective_lr
-        assert baseline.config.optim.max_epochs == epochs
-        assert baseline.config.optim.max_epochs * baseline.config.optim.steps_per_epoch == steps
+        assert job.labels["second_lr"] == second_lr
+        assert baseline.config.optim.max_epochs == job.config.optim.max_epochs == 10  # per run
         assert job.labels["budget_epochs"] == baseline.labels["budget_epochs"] == epochs
-        assert baseline.config.transfer == TransferConfig()  # from scratch, one run
+        if second_lr is None:
+            assert baseline.config.transfer == TransferConfig()  # from scratch, one run
+        else:  # from scratch, two runs at the SSL run's rates
+            assert baseline.config.transfer == TransferConfig(schedule="immediate_twice", second_lr=second_lr)
         subset = (job.config.data.label_fraction, job.config.data.subset_seed)
         assert (baseline.config.data.label_fraction, baseline.config.data.subset_seed) == subset
         # Nothing else differs: loss, recipe, early stopping, model, data and run seed are shared.
@@ -351,9 +353,9 @@ def test_each_ssl_run_has_a_baseline_with_its_learning_rate_and_its_total_steps(
     names = {j.labels["strategy"] for j in _baselines(plan)}
     assert names == {
         "supervised lr=0.01",
-        "supervised lr=0.01 max_epochs=20",
+        "supervised lr=0.01 second_lr=0.001",
         "supervised lr=0.001",
-        "supervised lr=0.001 max_epochs=20",
+        "supervised lr=0.001 second_lr=0.0001",
     }
     for baseline in _baselines(plan):
         assert plan.baseline_of(baseline) is baseline
@@ -382,7 +384,7 @@ def test_a_grid_over_transfer_settings_alone_keeps_one_baseline_and_its_old_id(t
         assert job.labels["baseline_id"] == _old_baseline_id(spec, fraction, 0)
 
 
-def test_two_run_schedules_alone_share_one_baseline_of_twice_the_epochs(tmp_path: Path) -> None:
+def test_two_run_schedules_at_one_second_rate_share_one_two_run_baseline(tmp_path: Path) -> None:
     spec = StudySpec.model_validate(
         {
             "study": "transfer_design",
@@ -396,14 +398,23 @@ def test_two_run_schedules_alone_share_one_baseline_of_twice_the_epochs(tmp_path
         }
     )
     plan = expand_study(spec)
-    (baseline,) = _baselines(plan)
-    assert baseline.config.optim.max_epochs == 14
-    assert baseline.labels["strategy"] == "supervised max_epochs=14"
+    # One baseline per second learning rate, shared by F?S and FF?S: from scratch both train twice.
+    found = {j.labels["strategy"]: j for j in _baselines(plan)}
+    assert sorted(found) == ["supervised second_lr=0.0001", "supervised second_lr=0.001"]
+    for second_lr, baseline in (
+        (1e-3, found["supervised second_lr=0.001"]),
+        (1e-4, found["supervised second_lr=0.0001"]),
+    ):
+        assert baseline.config.optim.max_epochs == 7  # per run, as the SSL runs
+        assert baseline.config.transfer == TransferConfig(schedule="immediate_twice", second_lr=second_lr)
+        assert baseline.labels["budget_epochs"] == 14
+        paired = [j for j in _ssl(plan) if j.labels["baseline_id"] == baseline.id]
+        assert sorted(j.labels["schedule"] for j in paired) == ["freeze_then_unfreeze", "immediate_twice"]
+        assert {j.labels["second_lr"] for j in paired} == {second_lr}
     assert len(_ssl(plan)) == 4
-    assert {j.labels["baseline_id"] for j in _ssl(plan)} == {baseline.id}
 
 
-def test_ssl_runs_with_equal_total_budgets_share_their_baseline(tmp_path: Path) -> None:
+def test_ssl_runs_with_equal_total_budgets_in_different_runs_do_not_share_a_baseline(tmp_path: Path) -> None:
     spec = StudySpec(
         study="transfer_design",
         output=tmp_path,
@@ -414,20 +425,26 @@ def test_ssl_runs_with_equal_total_budgets_share_their_baseline(tmp_path: Path) 
         },
     )
     plan = expand_study(spec)
-    # Totals: 10 x 1 = 10, 10 x 2 = 20, 20 x 1 = 20, 20 x 2 = 40 epochs: three baselines.
+    # Totals: 10 x 1 = 10, 10 x 2 = 20, 20 x 1 = 20, 20 x 2 = 40 epochs; 20 epochs in one run and
+    # 10 in each of two (each with its own early stopping) train differently: four baselines.
     found = {(j.config.optim.max_epochs, j.labels["schedule"]): plan.baseline_of(j) for j in _ssl(plan)}
-    epochs = {key: b.config.optim.max_epochs for key, b in found.items() if b is not None}
-    assert epochs == {
-        (10, "immediate"): 10,
-        (10, "immediate_twice"): 20,
-        (20, "immediate"): 20,
-        (20, "immediate_twice"): 40,
+    trained = {
+        key: (b.config.optim.max_epochs, b.config.transfer.schedule, b.labels["budget_epochs"])
+        for key, b in found.items()
+        if b is not None
     }
-    assert found[(10, "immediate_twice")] is found[(20, "immediate")]
+    assert trained == {
+        (10, "immediate"): (10, "immediate", 10),
+        (10, "immediate_twice"): (10, "immediate_twice", 20),
+        (20, "immediate"): (20, "immediate", 20),
+        (20, "immediate_twice"): (20, "immediate_twice", 40),
+    }
+    assert found[(10, "immediate_twice")] is not found[(20, "immediate")]
     assert sorted(j.labels["strategy"] for j in _baselines(plan)) == [
         "supervised max_epochs=10",
+        "supervised max_epochs=10 second_lr=0.001",
         "supervised max_epochs=20",
-        "supervised max_epochs=40",
+        "supervised max_epochs=20 second_lr=0.001",
     ]
 
 
@@ -469,15 +486,20 @@ def test_the_shipped_transfer_study_compares_like_with_like_and_reuses_its_old_b
     spec = load_spec(EXAMPLES / "transfer_design.yaml")
     plan = expand_study(spec)
     baselines = _baselines(plan)
-    # Three first learning rates x one- and two-run budgets (10 and 20 epochs of 10 steps).
-    assert sorted((j.config.optim.effective_lr, j.config.optim.max_epochs) for j in baselines) == [
-        (1e-4, 10),
-        (1e-4, 20),
-        (1e-3, 10),
-        (1e-3, 20),
-        (1e-2, 10),
-        (1e-2, 20),
+    # Three first learning rates x (one run, or two runs at each of two second rates), 10 epochs
+    # of 10 steps per run.
+    assert sorted((j.config.optim.effective_lr, j.config.transfer.second_lr or 0) for j in baselines) == [
+        (1e-4, 0),
+        (1e-4, 1e-4),
+        (1e-4, 1e-3),
+        (1e-3, 0),
+        (1e-3, 1e-4),
+        (1e-3, 1e-3),
+        (1e-2, 0),
+        (1e-2, 1e-4),
+        (1e-2, 1e-3),
     ]
+    assert {j.config.optim.max_epochs for j in baselines} == {10}
     # The paper recipe's rate is 1e-3: the 1e-3 one-run baseline is the study's old baseline run.
     assert _old_baseline_id(spec, 0.1, 0) in {j.id for j in baselines}
     for job in _ssl(plan):
@@ -485,4 +507,6 @@ def test_the_shipped_transfer_study_compares_like_with_like_and_reuses_its_old_b
         assert baseline is not None
         runs = 2 if job.labels["schedule"] in ("immediate_twice", "freeze_then_unfreeze") else 1
         assert baseline.config.optim.effective_lr == job.config.optim.effective_lr
-        assert baseline.config.optim.max_epochs == runs * job.config.optim.max_epochs
+        assert baseline.config.optim.max_epochs == job.config.optim.max_epochs
+        assert baseline.config.transfer.second_lr == job.labels["second_lr"]
+        assert baseline.labels["budget_epochs"] == job.labels["budget_epochs"] == runs * 10

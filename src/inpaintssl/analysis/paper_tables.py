@@ -158,7 +158,7 @@ def table3_ranking(
     title says how many strategies the family holds.
 
     No strategy is left out without a word. A strategy that shares no test item with its baseline
-    (typically: its baseline has no finished run yet, e.g. the 2x-epoch baseline of a two-run
+    (typically: its baseline has no finished run yet, e.g. the two-phase baseline of a two-run
     schedule, or it failed) is listed after the ranked ones, unranked (``rank`` ``None``), with 0
     pairs and NaN p-value and difference. The ``note`` column says why, naming the baseline runs
     that have no results; for a ranked strategy it names those whose absence cost it pairs. So is

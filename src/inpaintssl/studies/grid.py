@@ -15,15 +15,19 @@ Every SSL fine-tuning job is compared with a supervised baseline trained the sam
 (sec. 2.5.3; docs/studies.rst). A baseline takes the SSL job's label fraction, subset seed and
 every ``finetune.*`` grid value outside ``transfer.*`` (learning rate, recipe, loss, budget, early
 stopping, model, run seed, ...), so one baseline is trained per distinct combination of those
-values; the transfer settings (weights, schedule, second learning rate) only say how pretrained
-weights enter, so grid points that differ in them alone share one baseline. A two-run schedule
-(``immediate_twice``, ``freeze_then_unfreeze``) trains ``optim.max_epochs`` twice; its baseline
-trains ``2 x optim.max_epochs`` epochs in one run, the same number of steps. Each fine-tuning
-job's ``baseline_id`` label names its baseline's run id (a baseline names itself; ``None`` with
-``baseline: false``) and ``budget_epochs`` its epochs over all its runs, so the analysis pairs
-each SSL result with its own baseline. A baseline that computes exactly what the base fine-tuning
-config computes keeps that config and its id, so the baseline of a study run before baselines
-followed the grid is not trained again.
+values. The transfer settings say how pretrained weights enter, which a model trained from
+scratch has none of, with one exception: the two-run schedules (``immediate_twice``,
+``freeze_then_unfreeze``) train twice, each run with its own early-stopping window, the second
+from the first's best weights at ``transfer.second_lr``. Their baseline trains that same
+two-phase schedule from scratch (``immediate_twice``: both phases train every weight, as nothing
+is transferred to freeze), at the same first and second learning rates, so both arms get the same
+phases, the same budget per phase and the same early stopping in each. Grid points that differ
+in transfer settings alone share one baseline when they train once, or twice at the same second
+learning rate. Each fine-tuning job's ``baseline_id`` label names its baseline's run id (a
+baseline names itself; ``None`` with ``baseline: false``) and ``budget_epochs`` its epochs over
+all its runs, so the analysis pairs each SSL result with its own baseline. A baseline that
+computes exactly what the base fine-tuning config computes keeps that config and its id, so the
+baseline of a study run before baselines followed the grid is not trained again.
 
 Every SSL fine-tuning job depends on exactly one pretraining job, shared by all fine-tuning jobs
 that need that pretrained model: a pretext-design grid of 16 strategies x 5 label fractions trains
@@ -40,7 +44,7 @@ Example:
     >>> sorted({j.labels["strategy"] for j in plan.finetune_jobs()})
     ['context_restoration 16x16 poisson_disc', 'context_restoration 32x32 poisson_disc', 'supervised']
 
-    Each SSL run with the baseline it is compared with: same learning rate, same number of steps.
+    Each SSL run with the baseline it is compared with: same learning rates, same phases.
 
     >>> grid = {"finetune.optim.lr": [1e-2, 1e-3],
     ...         "finetune.transfer.schedule": ["immediate", "immediate_twice"]}
@@ -48,9 +52,9 @@ Example:
     >>> for job in plan.finetune_jobs()[4:]:
     ...     print(job.labels["strategy"], "->", plan.baseline_of(job).labels["strategy"])
     FEF lr=0.01 -> supervised lr=0.01
-    FES lr=0.01/0.001 -> supervised lr=0.01 max_epochs=200
+    FES lr=0.01/0.001 -> supervised lr=0.01 second_lr=0.001
     FEF lr=0.001 -> supervised lr=0.001
-    FES lr=0.001/0.0001 -> supervised lr=0.001 max_epochs=200
+    FES lr=0.001/0.0001 -> supervised lr=0.001 second_lr=0.0001
 """
 
 from __future__ import annotations
@@ -418,6 +422,15 @@ def _run_count(config: FinetuneConfig) -> int:
     return 2 if config.transfer.schedule in TWO_RUN_SCHEDULES else 1
 
 
+def _second_lr(config: FinetuneConfig) -> float | None:
+    """The initial learning rate of a config's second run; ``None`` for a one-run schedule."""
+    if config.transfer.schedule not in TWO_RUN_SCHEDULES:
+        return None
+    second = config.transfer.second_lr
+    # The engine's default (training.finetuning.phases_for).
+    return config.optim.effective_lr / 10 if second is None else second
+
+
 def _ssl_config(spec: StudySpec, combo: Mapping[str, Any], pretrained: Path) -> FinetuneConfig:
     """The fine-tuning config of an SSL run at a grid point (label fraction and seed not yet set).
 
@@ -432,22 +445,39 @@ def _ssl_config(spec: StudySpec, combo: Mapping[str, Any], pretrained: Path) -> 
     return _run_config(spec.finetune, updates, run=run, stage="finetune")
 
 
-def _baseline_settings(spec: StudySpec, combo: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    """What a grid point's baseline shares with it: its non-transfer grid values, and its runs."""
+def _baseline_settings(spec: StudySpec, combo: Mapping[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """A grid point's non-transfer grid values and its second run's rate (``None``: one run)."""
     shared = {k: v for k, v in combo.items() if not k.startswith(_TRANSFER_PREFIX)}
     # The SSL run's schedule; a placeholder lets the freezing schedules validate (as in the spec).
-    return shared, _run_count(_ssl_config(spec, combo, Path("pretrained")))
+    return shared, _second_lr(_ssl_config(spec, combo, Path("pretrained")))
 
 
-def _baseline_job(spec: StudySpec, shared: Mapping[str, Any], runs: int, fraction: float, seed: int) -> Job:
+def _baseline_transfer(second_lr: float | None) -> TransferConfig:
+    """A baseline's transfer section: nothing transferred, trained once, or twice from scratch.
+
+    A two-run schedule trained from scratch is ``immediate_twice`` whichever the SSL run's:
+    ``freeze_then_unfreeze`` freezes the transferred parts in its first phase, and a model trained
+    from scratch has none, so both of its phases train every weight (a freezing schedule without
+    pretrained weights is refused by the config).
+    """
+    if second_lr is None:
+        return TransferConfig()
+    return TransferConfig(schedule="immediate_twice", second_lr=second_lr)
+
+
+def _baseline_job(
+    spec: StudySpec, shared: Mapping[str, Any], second_lr: float | None, fraction: float, seed: int
+) -> Job:
     """The supervised run that SSL runs with these settings are compared with (module docstring).
 
     Args:
         spec: The study.
         shared: The SSL runs' non-transfer grid values (``finetune.`` keys); the transfer section
-            is reset (no weights, one run).
-        runs: Training runs of the SSL runs' schedule; the baseline trains ``runs`` times their
-            ``optim.max_epochs`` in one run, so both arms get the same number of steps.
+            is reset (no weights).
+        second_lr: The initial learning rate of the SSL runs' second run, ``None`` when their
+            schedule trains once. With one, the baseline trains the same two phases from scratch
+            (``immediate_twice`` at ``optim.lr`` and then ``second_lr``, each phase with its own
+            ``optim.max_epochs`` and early stopping), so both arms train alike.
         fraction: Label fraction.
         seed: Subset seed.
 
@@ -456,9 +486,12 @@ def _baseline_job(spec: StudySpec, shared: Mapping[str, Any], runs: int, fractio
     """
     reset = {"transfer": TransferConfig(), **_subset(fraction, seed)}
     run = f"the supervised baseline of {_grid_values(shared, 'finetune')}"
-    cfg = _run_config(spec.finetune, {**_updates(shared), **reset}, run=run, stage="finetune")
-    if runs > 1:
-        cfg = _run_config(cfg, {"optim.max_epochs": runs * cfg.optim.max_epochs}, run=run, stage="finetune")
+    cfg = _run_config(
+        spec.finetune,
+        {**_updates(shared), **reset, "transfer": _baseline_transfer(second_lr)},
+        run=run,
+        stage="finetune",
+    )
     try:
         base: FinetuneConfig | None = update_fields(spec.finetune, reset)
     except ConfigError:
@@ -468,14 +501,14 @@ def _baseline_job(spec: StudySpec, shared: Mapping[str, Any], runs: int, fractio
     job_id = run_id("finetune", cfg)
     # Named by what it trains with, so two grid points that share a baseline give it one name.
     tail = [f"{key.rsplit('.', 1)[-1]}={_value_at(cfg, key.split('.', 1)[1])}" for key in shared]
-    if cfg.optim.max_epochs != spec.finetune.optim.max_epochs and "finetune.optim.max_epochs" not in shared:
-        tail.append(f"max_epochs={cfg.optim.max_epochs}")
+    if second_lr is not None:
+        tail.append(f"second_lr={second_lr:g}")
     labels: dict[str, Any] = {
         "study": spec.study,
         "arm": "supervised",
         "strategy": " ".join(["supervised", *tail]),
         "lr": cfg.optim.effective_lr,
-        "budget_epochs": cfg.optim.max_epochs,
+        "budget_epochs": _run_count(cfg) * cfg.optim.max_epochs,
         "label_fraction": fraction,
         "subset_seed": seed,
         "baseline_id": job_id,
@@ -502,13 +535,9 @@ def _ssl_jobs(
         ssl = _ssl_config(spec, combo, pre.config.run.output_dir)
         for fraction, seed in _subsets(spec):
             cfg = update_fields(ssl, _subset(fraction, seed))
-            two_runs = cfg.transfer.schedule in TWO_RUN_SCHEDULES
             job_id = run_id("finetune", cfg, depends_on=pre.id)
             subset = {"arm": "ssl", "label_fraction": fraction, "subset_seed": seed}
             cfg = _placed(cfg, "run.output_dir", _folder(spec, job_id, subset))
-            second = cfg.transfer.second_lr
-            if two_runs and second is None:
-                second = cfg.optim.effective_lr / 10  # the engine's default (training.finetuning.phases_for)
             baseline = baselines.get((index, fraction, seed))
             labels: dict[str, Any] = {
                 **pre.labels,
@@ -517,7 +546,7 @@ def _ssl_jobs(
                 "schedule": cfg.transfer.schedule,
                 "acronym": transfer_acronym(cfg.transfer.weights, cfg.transfer.schedule),
                 "lr": cfg.optim.effective_lr,
-                "second_lr": second if two_runs else None,
+                "second_lr": _second_lr(cfg),
                 "budget_epochs": _run_count(cfg) * cfg.optim.max_epochs,
                 "label_fraction": fraction,
                 "subset_seed": seed,
@@ -542,16 +571,17 @@ def expand_study(spec: StudySpec) -> StudyPlan:
     combos = _combinations(spec.grid, "finetune")
     baselines: dict[tuple[int, float, int], Job] = {}
     if spec.baseline:
-        # Grid points that differ in transfer settings alone share one baseline run (built once).
-        built: dict[tuple[str, int, float, int], Job] = {}
+        # Grid points that differ in transfer settings alone (a second run's rate aside) share one
+        # baseline run (built once).
+        built: dict[tuple[str, float | None, float, int], Job] = {}
         for index, combo in enumerate(combos):
-            shared, runs = _baseline_settings(spec, combo)
+            shared, second_lr = _baseline_settings(spec, combo)
             key = json.dumps(shared, sort_keys=True, default=repr)
             for labelled, seed in _subsets(spec):
-                if (key, runs, labelled, seed) not in built:
-                    job = _baseline_job(spec, shared, runs, labelled, seed)
-                    built[(key, runs, labelled, seed)] = jobs.setdefault(job.id, job)
-                baselines[(index, labelled, seed)] = built[(key, runs, labelled, seed)]
+                if (key, second_lr, labelled, seed) not in built:
+                    job = _baseline_job(spec, shared, second_lr, labelled, seed)
+                    built[(key, second_lr, labelled, seed)] = jobs.setdefault(job.id, job)
+                baselines[(index, labelled, seed)] = built[(key, second_lr, labelled, seed)]
     fractions: Sequence[float | None] = spec.unlabelled_fractions or [None]
     for pre_combo in _combinations(spec.grid, "pretrain"):
         run = f"the pretraining run with {_grid_values(pre_combo, 'pretrain')}"
