@@ -6,6 +6,15 @@ available volumes/slices"). Inpainting: the per-image L2 norm of the inpainted i
 original (Table 2): computed per channel and averaged over channels, as the paper did for
 three-channel CT.
 
+Dice is scored on the data's own pixel grid. A set fitted to a run's ``data.image_size``
+(:class:`~inpaintssl.data.views.FitToSize`, also under a
+:class:`~inpaintssl.data.views.ClassOrder`) is scored on its source slices: the model sees each
+slice fitted as in training, and its prediction is mapped back as
+:func:`~inpaintssl.inference.predict.predict` maps its label maps back (``crop_or_pad``: the same
+centred crop or pad, the parts the model never saw background; ``resize``: the class
+probabilities resized bilinearly, then thresholded), then compared with the source labels, so
+tissue a crop cut off counts against the model instead of dropping out of the reference.
+
 Both read their data as a training pass does: in the calling process, or with ``num_workers``
 DataLoader workers (``data.num_workers`` and ``data.worker_start_method`` of a run), which read
 and decompress the next batches while the model runs on this one. The table is the same either
@@ -33,6 +42,10 @@ from torch import nn
 from torch.utils.data import Dataset, SequentialSampler
 
 from inpaintssl.atomic import atomic_write_text
+from inpaintssl.channel_argmax import channel_argmax
+from inpaintssl.data.base import SliceDataset
+from inpaintssl.data.preprocess import ResizeMode, fit_to_size
+from inpaintssl.data.views import ClassOrder, FitToSize, slice_shape_of
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_context
 from inpaintssl.training.epoch_loader import EpochLoader, unavailable_start_method
@@ -145,6 +158,122 @@ def _batches(
     )
 
 
+class _OnSourceGrid(SliceDataset):
+    """A fitted set's source items: the image fitted as the model sees it, the label on its own grid.
+
+    Items hold ``image`` (fitted to ``size``), ``label`` (the source label as booleans, placed at
+    the top left of a canvas as large as the set's largest slice, so that items of different
+    sizes batch together) and ``source_grid`` (the label's own ``(H, W)``). Fitting only the image
+    reads each item once, in whichever process reads it.
+    """
+
+    def __init__(self, source: SliceDataset, size: tuple[int, int], mode: ResizeMode) -> None:
+        self.source = source
+        self.size = size
+        self.mode: ResizeMode = mode
+        self.class_names = tuple(source.class_names)
+        self.volume_ids = list(getattr(source, "volume_ids", ()))
+        shapes = [slice_shape_of(source, i) for i in range(len(source))]
+        self.canvas = (max((h for h, _ in shapes), default=0), max((w for _, w in shapes), default=0))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.source[index]
+        label = torch.as_tensor(item["label"]) > 0.5
+        h, w = (int(n) for n in label.shape[-2:])
+        if h > self.canvas[0] or w > self.canvas[1]:
+            raise ValueError(
+                f"volume {item['volume_id']!r} slice {item['slice_index']}: its label is {h}x{w} pixels, "
+                f"larger than the {self.canvas[0]}x{self.canvas[1]} its dataset's slice_shape reports"
+            )
+        canvas = torch.zeros((label.shape[0], *self.canvas), dtype=torch.bool)
+        canvas[:, :h, :w] = label
+        return {
+            "image": fit_to_size(torch.as_tensor(item["image"]), self.size, mode=self.mode, kind="image"),
+            "label": canvas,
+            "source_grid": torch.tensor([h, w], dtype=torch.int64),
+            "volume_id": item["volume_id"],
+            "slice_index": item["slice_index"],
+        }
+
+
+def _unfitted(dataset: Dataset[dict[str, Any]]) -> _OnSourceGrid | None:
+    """``dataset`` on its source grid when it is fitted to the model's size, else ``None``.
+
+    A :class:`~inpaintssl.data.views.FitToSize` view, or one put in the model's class order
+    (:class:`~inpaintssl.data.views.ClassOrder`, as ``evaluate`` does); the class order is kept.
+    """
+    if isinstance(dataset, FitToSize):
+        return _OnSourceGrid(dataset.parent, dataset.size, dataset.mode)
+    if isinstance(dataset, ClassOrder):
+        inner = _unfitted(dataset.parent)
+        if inner is not None:
+            return _OnSourceGrid(ClassOrder(inner.source, dataset.class_names), inner.size, inner.mode)
+    return None
+
+
+def _mapped_back(
+    logits: torch.Tensor, onehot: torch.Tensor, grid: tuple[int, int], *, mode: ResizeMode, classes: int
+) -> torch.Tensor:
+    """One slice's prediction ``(K, H, W)`` on its source ``grid``, as ``predict`` maps its labels back.
+
+    Args:
+        logits: The model's output for the fitted slice, ``(C_out, h, w)``.
+        onehot: Its hard prediction on the model's grid, ``(K, h, w)`` booleans.
+        grid: The source slice's ``(H, W)``.
+        mode: How the slice was fitted.
+        classes: K; a head of K + 1 channels is a softmax head with background first.
+    """
+    if tuple(onehot.shape[-2:]) == grid:
+        # Nothing to undo: the model's own decision, so an unfitted slice scores as it always has.
+        return onehot
+    if mode == "crop_or_pad":
+        # The same centred crop or pad: what the model never saw (a crop's edges) is background.
+        return fit_to_size(onehot, grid, mode="crop_or_pad", kind="label")
+    # Resized: probabilities, not labels, go back (bilinear), so borders move smoothly, then the
+    # head's rule decides: a softmax arg-max (background first), a sigmoid class above 0.5.
+    softmax = logits.shape[0] == classes + 1
+    probs = torch.softmax(logits, dim=0) if softmax else torch.sigmoid(logits)
+    scores = fit_to_size(probs, grid, mode="resize", kind="image")
+    if not softmax:
+        return scores > 0.5
+    winners = channel_argmax(scores[None], keepdim=True)[0]
+    return winners == torch.arange(1, classes + 1, device=scores.device)[:, None, None]
+
+
+def _source_grid_counts(
+    logits: torch.Tensor,
+    pred: torch.Tensor,
+    canvas: torch.Tensor,
+    grids: torch.Tensor,
+    *,
+    mode: ResizeMode,
+    classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per slice and class, predicted-and-true and predicted-plus-true voxels on the source grids.
+
+    Args:
+        logits: ``(N, C_out, h, w)`` on the model's grid.
+        pred: ``(N, K, h, w)`` hard predictions on the model's grid.
+        canvas: ``(N, K, H_max, W_max)`` source labels at the top left (:class:`_OnSourceGrid`).
+        grids: ``(N, 2)`` each source slice's ``(H, W)``.
+        mode: How the slices were fitted.
+        classes: K.
+
+    Returns:
+        Intersections and totals, each ``(N, K)``.
+    """
+    inter, total = [], []
+    for i, (h, w) in enumerate(grids.tolist()):
+        on_grid = _mapped_back(logits[i], pred[i], (h, w), mode=mode, classes=classes)
+        target = canvas[i, :, :h, :w]
+        inter.append((on_grid & target).sum(dim=(1, 2)))
+        total.append(on_grid.sum(dim=(1, 2)) + target.sum(dim=(1, 2)))
+    return torch.stack(inter), torch.stack(total)
+
+
 def _dice(intersection: np.ndarray, total: np.ndarray) -> np.ndarray:
     # Both masks empty -> Dice 1 (a correct "nothing here"), consistent with inpaintssl.metrics.
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -169,10 +298,18 @@ def evaluate_segmentation(
 ) -> EvaluationTable:
     """Dice per class for every slice, plus per-volume rows when volumes span several slices.
 
+    Scored on the data's own grid: a ``dataset`` fitted to the model's size
+    (:class:`~inpaintssl.data.views.FitToSize`, bare or under a
+    :class:`~inpaintssl.data.views.ClassOrder`) is read from its source slices, each fitted for
+    the model and its prediction mapped back as ``predict`` maps its labels back (module
+    docstring), then compared with the source labels. Any other dataset is scored as it is.
+
     Args:
         model: Segmentation network producing logits.
         dataset: Labelled items (``image``, ``label``, ``volume_id``, ``slice_index``).
-        predict_onehot: Logits ``(N, C_out, H, W)`` -> one-hot ``(N, K, H, W)``.
+        predict_onehot: Logits ``(N, C_out, H, W)`` -> one-hot ``(N, K, H, W)``. It decides on
+            the model's grid; a resized slice's prediction is decided on its source grid by the
+            head's own rule (``C_out == K + 1``: softmax arg-max, else sigmoid above 0.5).
         class_names: The K foreground class names (columns ``dice_<name>``).
         device: Where to run.
         batch_size: Inference batch size.
@@ -198,22 +335,39 @@ def evaluate_segmentation(
     volumes: dict[str, list[np.ndarray]] = {}
     volume_slices: dict[str, int] = {}
     names = list(class_names)
+    # A set fitted to the model's size is scored on its source slices: scored on the fitted labels,
+    # a crop would drop the tissue it cut off from the reference, and a resize would replace the
+    # reference with its nearest-neighbour copy.
+    on_source = _unfitted(dataset)
     with _batches(
-        dataset, batch_size, device=device, num_workers=num_workers, worker_start_method=worker_start_method
+        dataset if on_source is None else on_source,
+        batch_size,
+        device=device,
+        num_workers=num_workers,
+        worker_start_method=worker_start_method,
     ) as loader:
         for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
             images = batch["image"].to(device, memory_format=fmt)
             target = batch["label"].to(device) > 0.5
             with autocast_context(device, amp_dtype):
                 logits = model(images)
-            pred = predict_onehot(logits.float()) > 0.5
-            if pred.shape != target.shape:
+            logits = logits.float()
+            pred = predict_onehot(logits) > 0.5
+            expected = tuple(target.shape) if on_source is None else (*target.shape[:2], *images.shape[-2:])
+            if tuple(pred.shape) != expected:
                 raise ValueError(
-                    f"prediction shape {tuple(pred.shape)} does not match label shape {tuple(target.shape)}: "
+                    f"prediction shape {tuple(pred.shape)} does not match label shape {expected}: "
                     "the model's output channels do not fit this dataset's classes"
                 )
-            inter = (pred & target).sum(dim=(2, 3)).double().cpu().numpy()
-            total = (pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))).double().cpu().numpy()
+            if on_source is None:
+                inter_t = (pred & target).sum(dim=(2, 3))
+                total_t = pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+            else:
+                inter_t, total_t = _source_grid_counts(
+                    logits, pred, target, batch["source_grid"], mode=on_source.mode, classes=len(names)
+                )
+            inter = inter_t.double().cpu().numpy()
+            total = total_t.double().cpu().numpy()
             dice = _dice(inter, total)
             for i in range(dice.shape[0]):
                 vid = str(batch["volume_id"][i])
