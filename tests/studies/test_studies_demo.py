@@ -14,7 +14,9 @@ import pytest
 
 from inpaintssl.analysis.summaries import label_fraction_summary
 from inpaintssl.analysis.table import Table
-from inpaintssl.studies.demo import format_table, settings_for
+from inpaintssl.config import PretrainConfig
+from inpaintssl.studies.demo import RunTiming, _summary, demo_spec, format_table, settings_for
+from inpaintssl.studies.queue import RunRecord
 
 
 def _png_ok(path: Path) -> None:
@@ -36,6 +38,7 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "p (SSL>sup)" in done.stdout and "Caveat" in done.stdout
     assert "convergence:" in done.stdout and "time: pretraining steps" in done.stdout
+    assert "quick: a smoke test of the pipeline, not a result" in done.stdout
     for name in (
         "corruption_panel.png",
         "dice_vs_label_fraction.png",
@@ -58,6 +61,9 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
         "label_fraction",
         *[f"{arm}_{name}" for name in ("csf", "gm", "wm", "mean") for arm in ("ssl", "supervised")],
         "pairs",
+        "ssl_converged",
+        "supervised_converged",
+        "comparison",
         "p_value",
         "p_holm",
         "seed_differences",
@@ -66,6 +72,31 @@ def test_quick_demo_writes_every_artefact(tmp_path: Path) -> None:
         run_rows = list(csv.DictReader(handle))
     assert run_rows[0]["run"] == "pretrain" and len(run_rows) == 1 + len(runs)
     assert {r["converged"] for r in run_rows} <= {"0", "1"}
+    by_name = {r["run"]: r for r in run_rows}
+    for s in summary:
+        # Each row counts the converged runs of each arm at its fraction, as runs.csv says.
+        pct = f"_{100 * float(s['label_fraction']):g}pct_"
+        for arm in ("ssl", "supervised"):
+            flags = [r["converged"] for name, r in by_name.items() if name.startswith(arm + pct)]
+            assert s[f"{arm}_converged"] == f"{flags.count('1')} of {len(flags)}"
+        every = all(
+            s[f"{arm}_converged"].split(" of ")[0] == s[f"{arm}_converged"].split(" of ")[1]
+            for arm in ("ssl", "supervised")
+        )
+        assert s["comparison"] == ("converged runs" if every else "unconverged runs")
+        line = next(
+            x for x in done.stdout.splitlines() if x.startswith(f"| {100 * float(s['label_fraction']):g}% |")
+        )
+        assert (line.count("n/a (not converged)") == 2) == (not every), line
+    for r in run_rows:
+        # The kept weights are those of the lowest validation loss in the run's metrics.csv.
+        with open(out / "runs" / r["run"] / "metrics.csv", newline="") as handle:
+            metrics = list(csv.DictReader(handle))
+        losses = [float(m["val_loss"]) for m in metrics]
+        kept = losses.index(min(losses))
+        assert int(r["kept_epoch"]) == kept + 1 and int(r["epochs"]) == len(metrics)
+        if r["run"] != "pretrain":
+            assert float(r["kept_val_dice"]) == pytest.approx(float(metrics[kept]["val_dice"]))
     for r in run_rows:
         # Every run's time splits into steps, validation and the rest, none negative.
         assert 0 < float(r["train_seconds"]) <= float(r["seconds"]) + 1e-6
@@ -139,3 +170,119 @@ def test_the_console_table_gives_each_fraction_its_holm_adjusted_p_value() -> No
     assert lines[0].split(" | ")[2:4] == ["p (SSL>sup)", "p Holm"]
     for line, expected in zip(lines[2:], holm):
         assert line.split(" | ")[3] == f"{expected:.3g}"
+
+
+def _timing(history: list[dict[str, object]], *, best_epoch: int, labels: dict[str, object]) -> RunTiming:
+    result = {"run_dir": "/x/runs/ssl_5pct_seed0", "history": history, "converged": False}
+    result |= {"best_epoch": best_epoch, "seconds": 3.0}
+    record = RunRecord(
+        id="ft-1",
+        kind="finetune",
+        depends_on=None,
+        config={},
+        labels=labels,
+        status="done",
+        worker=None,
+        heartbeat=None,
+        started=None,
+        finished=None,
+        attempts=1,
+        failures=0,
+        result=result,
+        error=None,
+    )
+    return RunTiming.of(record)
+
+
+def test_runs_csv_gives_the_kept_weights_epoch_from_one_and_their_validation_dice() -> None:
+    # Validation loss lowest at the third epoch; the validation Dice peaks later, at the fifth.
+    losses = [1.0, 0.8, 0.6, 0.7, 0.65]
+    dice = [0.30, 0.40, 0.45, 0.44, 0.50]
+    history: list[dict[str, object]] = [
+        {"epoch": i, "val_loss": v, "val_dice": d, "train_seconds": 0.1, "seconds": 0.2}
+        for i, (v, d) in enumerate(zip(losses, dice))
+    ]
+    kept = losses.index(min(losses))  # the trainer keeps the lowest validation loss (0-based: 2)
+    row = _timing(history, best_epoch=kept, labels={"arm": "ssl", "label_fraction": 0.05}).row()
+    assert row["epochs"] == 5 and row["kept_epoch"] == 3  # "epoch 3 of 5", as the console counts
+    assert row["kept_val_dice"] == pytest.approx(0.45)  # not the best Dice of any epoch (0.50)
+    assert "best_epoch" not in row and "best_val_dice" not in row
+    # Kept at the last epoch: kept_epoch equals epochs.
+    assert _timing(history[:3], best_epoch=2, labels={}).row()["kept_epoch"] == 3
+
+
+def test_a_run_without_validation_dice_has_none_for_its_kept_dice() -> None:
+    history: list[dict[str, object]] = [
+        {"epoch": i, "val_loss": v, "train_seconds": 0.1, "seconds": 0.2} for i, v in enumerate([9.0, 8.0])
+    ]
+    assert _timing(history, best_epoch=1, labels={}).row()["kept_val_dice"] is None
+
+
+def test_the_demo_summary_takes_each_runs_verdict_from_its_labels() -> None:
+    rows = []
+    for i in range(6):
+        for arm in ("ssl", "supervised"):
+            item = {"arm": arm, "strategy": arm, "label_fraction": 0.25, "subset_seed": 0}
+            item |= {"level": "image", "volume_id": f"s{i}", "slice_index": 0, "class_name": ""}
+            rows.append(
+                {**item, "metric": "dice_mean", "value": 0.5 + (0.01 * (i + 1) if arm == "ssl" else 0.0)}
+            )
+    history: list[dict[str, object]] = [{"epoch": 0, "val_loss": 1.0, "train_seconds": 0.1, "seconds": 0.2}]
+    runs = [
+        _timing(history, best_epoch=0, labels={}),  # pretraining: no arm
+        _timing(history, best_epoch=0, labels={"arm": "ssl", "label_fraction": 0.25, "subset_seed": 0}),
+        _timing(
+            history, best_epoch=0, labels={"arm": "supervised", "label_fraction": 0.25, "subset_seed": 0}
+        ),
+    ]
+    (entry,) = _summary(Table(rows), runs, class_names=[]).rows
+    assert (entry["ssl_converged"], entry["supervised_converged"]) == ("0 of 1", "0 of 1")
+    assert entry["comparison"] == "unconverged runs" and entry["p_value"] == pytest.approx(2.0**-6)
+
+
+def test_the_console_withholds_the_p_values_of_unconverged_comparisons() -> None:
+    rows = []
+    for fraction in (0.05, 0.5):
+        for i in range(6):
+            for arm in ("ssl", "supervised"):
+                item = {"arm": arm, "strategy": arm, "label_fraction": fraction, "subset_seed": 0}
+                item |= {"level": "image", "volume_id": f"s{i}", "slice_index": 0, "class_name": ""}
+                bonus = 0.01 * (i + 1) if arm == "ssl" else 0.0
+                rows.append({**item, "metric": "dice_mean", "value": 0.5 + bonus})
+    verdicts = {
+        (0.05, "ssl"): False,
+        (0.05, "supervised"): True,
+        (0.5, "ssl"): True,
+        (0.5, "supervised"): True,
+    }
+    runs = Table([{"arm": a, "label_fraction": f, "converged": c} for (f, a), c in verdicts.items()])
+    summary = label_fraction_summary(Table(rows), class_names=[], runs=runs)
+    lines = format_table(summary, class_names=[]).splitlines()
+    assert lines[0].split(" | ")[2:5] == ["converged SSL / sup", "p (SSL>sup)", "p Holm"]
+    small, large = (line.split(" | ") for line in lines[2:])
+    # 5 %: one SSL run still improving, so no p-value; 50 %: every run converged, p = 2**-6 and
+    # Holm over the two fractions' equal p-values doubles it.
+    assert small[2:5] == ["0 of 1 / 1 of 1", "n/a (not converged)", "n/a (not converged)"]
+    assert large[2:5] == ["1 of 1 / 1 of 1", f"{2.0**-6:.3g} (n=6)", f"{2.0**-5:.3g}"]
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_each_stage_can_stop_early_and_the_settings_line_states_the_patience_it_runs(quick: bool) -> None:
+    settings = settings_for(quick=quick)
+    spec = demo_spec(settings, output="demo-report")
+    pretrain, finetune = spec.pretrain, spec.finetune
+    # Early stopping can end a run only when its patience is below the epoch budget.
+    assert pretrain.early_stopping.patience < pretrain.optim.max_epochs
+    assert finetune.early_stopping.patience < finetune.optim.max_epochs
+    text = settings.describe()
+    pretraining, finetuning = text.split("; fine-tuning:")
+    assert f"early stopping patience {pretrain.early_stopping.patience} " in pretraining
+    assert f"early stopping patience {finetune.early_stopping.patience} " in finetuning
+    assert f"up to {pretrain.optim.max_epochs} epochs" in pretraining
+
+
+def test_the_full_demo_keeps_the_librarys_pretraining_stopping_rule() -> None:
+    # The full demo's runs (and their ids, so finished runs are reused) are unchanged.
+    spec = demo_spec(settings_for(quick=False), output="demo-report")
+    assert spec.pretrain.early_stopping == PretrainConfig().early_stopping
+    assert (spec.finetune.early_stopping.patience, spec.finetune.optim.max_epochs) == (10, 20)

@@ -1074,7 +1074,25 @@ def _ssl_and_baseline(
     return ssl, baseline if ssl.size else np.zeros(0)
 
 
-def label_fraction_summary(results: Table, *, class_names: Sequence[str], level: str | None = None) -> Table:
+UNCONVERGED = "unconverged runs"
+"""``comparison`` of a :func:`label_fraction_summary` row whose runs did not all converge."""
+
+
+def _converged_counts(runs: Table, *, arm: str, fraction: float) -> tuple[int, int]:
+    """(converged, total) fine-tuning runs of ``arm`` at ``fraction`` in a table of runs."""
+    flags = [
+        str(row.get("converged")).strip().lower() in {"1", "1.0", "true"}  # bool, 0/1 or CSV text
+        for row in runs
+        if row.get("arm") == arm
+        and row.get("label_fraction") is not None
+        and float(row["label_fraction"]) == fraction
+    ]
+    return sum(flags), len(flags)
+
+
+def label_fraction_summary(
+    results: Table, *, class_names: Sequence[str], level: str | None = None, runs: Table | None = None
+) -> Table:
     """SSL vs supervised per label fraction: mean Dice per class and arm, p-value, per-seed differences.
 
     One SSL strategy against its baseline on the same test items (:func:`paired_scores`): the mean
@@ -1085,16 +1103,27 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
     supervised difference of each subset seed (which shows the spread that the p-value over test
     items, correlated slices of few volumes, does not).
 
+    A comparison means something only between converged models: given the ``runs`` (one row per
+    fine-tuning run with its ``arm``, ``label_fraction`` and ``converged`` verdict), each row also
+    counts the converged runs of each arm and says in ``comparison`` whether every run of both
+    arms converged (``converged runs``) or not (``unconverged runs``: its p-values are kept, as
+    computed, but test models that were still learning, and a reader should not take them as a
+    result). ``p_holm`` is adjusted over every fraction either way.
+
     Args:
         results: The long results table.
         class_names: The segmentation classes, in column order.
         level: ``image`` or ``volume`` (default :func:`dice_level`).
+        runs: The fine-tuning runs and their convergence verdicts (``arm``, ``label_fraction``,
+            ``converged``: a bool or 0/1); other rows (pretraining, no ``arm``) are ignored. ``None``: no
+            convergence columns.
 
     Returns:
         Table ``summary``: ``label_fraction``, ``ssl_<class>``, ``supervised_<class>`` (classes,
-        then ``mean``), ``pairs``, ``p_value``, ``p_holm`` (``p_value`` adjusted over the
-        fractions, :func:`~inpaintssl.stats.holm_adjusted`), ``seed_differences`` (a list per
-        fraction).
+        then ``mean``), ``pairs``, with ``runs`` ``ssl_converged`` and ``supervised_converged``
+        (``"<converged> of <runs>"``, e.g. ``"2 of 3"``) and ``comparison``, then ``p_value``,
+        ``p_holm`` (``p_value`` adjusted over the fractions, :func:`~inpaintssl.stats.holm_adjusted`),
+        ``seed_differences`` (a list per fraction).
 
     Example:
         >>> rows = [{"arm": a, "strategy": a, "label_fraction": 0.1, "subset_seed": 0, "level": "image",
@@ -1104,11 +1133,19 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
         >>> row = label_fraction_summary(Table(rows), class_names=[]).rows[0]
         >>> row["ssl_mean"], row["pairs"], row["seed_differences"]
         (0.65, 3, [0.05])
+        >>> runs = Table([{"arm": "ssl", "label_fraction": 0.1, "converged": True},
+        ...               {"arm": "supervised", "label_fraction": 0.1, "converged": False}])
+        >>> row = label_fraction_summary(Table(rows), class_names=[], runs=runs).rows[0]
+        >>> row["ssl_converged"], row["supervised_converged"], row["comparison"]
+        ('1 of 1', '0 of 1', 'unconverged runs')
     """
     names: list[str | None] = [*class_names, None]
     columns = ["label_fraction"]
     columns += [f"{arm}_{name or 'mean'}" for name in names for arm in ("ssl", "supervised")]
-    columns += ["pairs", "p_value", "p_holm", "seed_differences"]
+    columns += ["pairs"]
+    if runs is not None:
+        columns += ["ssl_converged", "supervised_converged", "comparison"]
+    columns += ["p_value", "p_holm", "seed_differences"]
     out = []
     for fraction in [f for f in dice_rows(results, level=level).unique("label_fraction") if f is not None]:
         entry: dict[str, Any] = {"label_fraction": float(fraction)}
@@ -1117,6 +1154,13 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
             entry[f"ssl_{name or 'mean'}"] = float(np.mean(ssl)) if ssl.size else math.nan
             entry[f"supervised_{name or 'mean'}"] = float(np.mean(sup)) if sup.size else math.nan
         entry["pairs"] = int(ssl.size)
+        if runs is not None:
+            counts = [
+                _converged_counts(runs, arm=arm, fraction=float(fraction)) for arm in ("ssl", "supervised")
+            ]
+            entry["ssl_converged"], entry["supervised_converged"] = (f"{k} of {n}" for k, n in counts)
+            every = all(n > 0 and k == n for k, n in counts)
+            entry["comparison"] = "converged runs" if every else UNCONVERGED
         entry["p_value"] = wilcoxon_greater(ssl, sup) if ssl.size else math.nan
         entry["seed_differences"] = [
             round(float(np.mean(a - b)), 12)
@@ -1132,7 +1176,12 @@ def label_fraction_summary(results: Table, *, class_names: Sequence[str], level:
         name="summary",
         title="SSL vs supervised per label fraction: mean Dice per class, one-sided paired Wilcoxon "
         "p-value (SSL > supervised, class-averaged Dice; p_holm: Holm-adjusted over the fractions) and "
-        "SSL - supervised per subset seed",
+        "SSL - supervised per subset seed"
+        + (
+            "; runs converged per arm (comparison: unconverged runs = p-values not a result)"
+            if runs is not None
+            else ""
+        ),
         columns=columns,
     )
 

@@ -8,8 +8,15 @@ The smallest fraction is repeated over three label-subset seeds because slices o
 strongly correlated: a per-slice Wilcoxon p-value overstates the evidence, the spread over seeds
 shows it honestly. Both arms train with the library's default recipe (``optim.recipe=budget``)
 and the same budget, and every run is checked for convergence
-(:mod:`inpaintssl.training.convergence`): the report marks any run that was still improving.
-Nothing is tuned to make SSL win; whatever comes out is reported.
+(:mod:`inpaintssl.training.convergence`): the report marks any run that was still improving, and
+a label fraction where not every run of both arms converged gets no p-value on the console
+(``n/a (not converged)``; ``summary.csv`` keeps it, marked ``unconverged runs``): a comparison
+means something only between converged models. Nothing is tuned to make SSL win; whatever comes
+out is reported.
+
+``--quick`` is a smoke test of the pipeline (CI), not a result: its budgets are far below what
+convergence takes (the full demo's), so expect its runs to be reported unconverged and its
+p-values as ``n/a``.
 
 Patch size: the paper's 32x32 patches on 512x512 slices cover 1/16 of the side; the demo keeps
 that ratio, ``K = round(32 * min(H, W) / 512)`` (at least 2 pixels), e.g. 6 for 112x96 slices.
@@ -24,8 +31,11 @@ Report folder::
     dice_vs_label_fraction.png/.pdf
     example_segmentations.png
     results.csv              one row per test slice, class, arm, fraction and seed
-    summary.csv              mean Dice per class, arm and fraction; p-values
-    runs.csv                 every run: epochs, best epoch, converged, seconds (training, validation, other)
+    summary.csv              mean Dice per class, arm and fraction; converged runs per arm; p-values
+                             (``comparison``: ``unconverged runs`` where not every run converged)
+    runs.csv                 every run: epochs, kept epoch (1-based, the best validation loss's),
+                             converged, final validation loss, validation Dice of the kept weights,
+                             seconds (total, training, validation)
     learning_curves.png      every run's learning curve, unconverged runs marked in red
     report.md, report.html   everything above, linked
     runs/                    every run folder (config, manifest, metrics, checkpoints), and the
@@ -53,7 +63,7 @@ from matplotlib.figure import Figure
 
 from inpaintssl.analysis.figures import FigureFiles, plot_dice_vs_label_fraction, save_figure
 from inpaintssl.analysis.pages import ReportParts
-from inpaintssl.analysis.summaries import class_names, label_fraction_summary
+from inpaintssl.analysis.summaries import UNCONVERGED, class_names, label_fraction_summary
 from inpaintssl.analysis.table import Table
 from inpaintssl.api import load_model, render_corruption_figure
 from inpaintssl.config import (
@@ -86,6 +96,12 @@ CAVEAT = (
     "overstate confidence; read them beside the per-seed differences."
 )
 TITLE = "inpaintssl demo: SSL vs supervised on the MNI152 template"
+FINETUNE_MIN_DELTA = 1e-3
+QUICK_NOTE = (
+    "quick: a smoke test of the pipeline, not a result: its budgets are far below what convergence "
+    "takes (the full demo's), so expect unconverged runs and no p-values"
+)
+NOT_CONVERGED = "n/a (not converged)"
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,8 @@ class DemoSettings:
     pretrain_steps_per_epoch: int
     finetune_max_epochs: int
     finetune_steps_per_epoch: int
-    patience: int
+    finetune_patience: int
+    pretrain_patience: int = 4
     fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 1.0)
     seeds: dict[float, int] = field(default_factory=lambda: {0.05: 3})
     batch_size: int = 9
@@ -124,12 +141,13 @@ class DemoSettings:
         return (
             f"image size {self.image_size[0]}x{self.image_size[1]}, U-Net depth {self.depth} width "
             f"{self.base_width}, batch {self.batch_size}; pretraining: context restoration, Poisson-disc, "
-            f"K={self.patch_size} (paper's 32 px at 512 px scaled), {self.pretrain_epochs} epochs x "
-            f"{self.pretrain_steps_per_epoch} steps; fine-tuning: encoder transfer, immediate, "
-            f"up to {self.finetune_max_epochs} epochs x {self.finetune_steps_per_epoch} steps; both stages "
+            f"K={self.patch_size} (paper's 32 px at 512 px scaled), up to {self.pretrain_epochs} epochs x "
+            f"{self.pretrain_steps_per_epoch} steps, early stopping patience {self.pretrain_patience} "
+            f"(min-delta 50 per 512x512 slice, scaled); fine-tuning: encoder transfer, immediate, "
+            f"up to {self.finetune_max_epochs} epochs x {self.finetune_steps_per_epoch} steps, early "
+            f"stopping patience {self.finetune_patience} (min-delta {FINETUNE_MIN_DELTA:g}); both stages "
             f"and both arms: recipe '{recipe.recipe}' (Adam betas {recipe.effective_betas}, peak lr "
-            f"{recipe.effective_lr:g}, warm-up + cosine over the budget; early stopping patience "
-            f"{self.patience}); "
+            f"{recipe.effective_lr:g}, warm-up + cosine over the budget); "
             f"label fractions {', '.join(f'{100 * f:g}%' for f in self.fractions)}; {runs} fine-tuning runs"
         )
 
@@ -146,13 +164,22 @@ def settings_for(*, quick: bool) -> DemoSettings:
         pretrain_steps_per_epoch=10,
         finetune_max_epochs=20,
         finetune_steps_per_epoch=10,
-        patience=10,
+        finetune_patience=10,
+        pretrain_patience=4,  # the library's pretraining default
         seeds={0.05: 3},
     )
     if not quick:
         return full
+    # Each stage's patience below its epochs, so early stopping can end a run as in the full demo.
     return replace(
-        full, depth=3, base_width=8, pretrain_epochs=2, finetune_max_epochs=8, finetune_steps_per_epoch=5
+        full,
+        depth=3,
+        base_width=8,
+        pretrain_epochs=4,
+        pretrain_patience=2,
+        finetune_max_epochs=8,
+        finetune_steps_per_epoch=5,
+        finetune_patience=3,
     )
 
 
@@ -187,6 +214,8 @@ def demo_spec(settings: DemoSettings, *, output: Path | str, seed: int = 0) -> S
             max_epochs=settings.pretrain_epochs,
             steps_per_epoch=settings.pretrain_steps_per_epoch,
         ),
+        # min_delta None: the library's pretraining threshold, scaled to the slices' area.
+        early_stopping=EarlyStoppingConfig(min_delta=None, patience=settings.pretrain_patience),
         run=run,
     )
     finetune = FinetuneConfig(
@@ -197,7 +226,7 @@ def demo_spec(settings: DemoSettings, *, output: Path | str, seed: int = 0) -> S
             max_epochs=settings.finetune_max_epochs,
             steps_per_epoch=settings.finetune_steps_per_epoch,
         ),
-        early_stopping=EarlyStoppingConfig(min_delta=1e-3, patience=settings.patience),
+        early_stopping=EarlyStoppingConfig(min_delta=FINETUNE_MIN_DELTA, patience=settings.finetune_patience),
         transfer=TransferConfig(weights="encoder", schedule="immediate"),
         run=run,
     )
@@ -218,13 +247,18 @@ def demo_spec(settings: DemoSettings, *, output: Path | str, seed: int = 0) -> S
 
 @dataclass(frozen=True)
 class RunTiming:
-    """One finished run of the demo: its curve, verdict and where its time went."""
+    """One finished run of the demo: its curve, verdict and where its time went.
+
+    ``best_epoch`` is the trainer's: the ``metrics.csv`` ``epoch`` (0-based) of the kept weights,
+    those of the lowest validation loss; ``runs.csv`` writes it 1-based (``kept_epoch``).
+    """
 
     name: str
     history: list[dict[str, Any]]
     converged: bool
     best_epoch: int
     seconds: float
+    labels: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, run: RunRecord) -> RunTiming:
@@ -236,7 +270,15 @@ class RunTiming:
             bool(result.get("converged", False)),
             int(result.get("best_epoch", 0)),
             float(result.get("seconds", 0.0)),
+            dict(run.labels),
         )
+
+    @property
+    def kept_val_dice(self) -> float | None:
+        """Validation Dice of the kept weights (``None``: not recorded, as in pretraining)."""
+        kept = [row for row in self.history if int(row.get("epoch", -1)) == self.best_epoch]
+        value = kept[-1].get("val_dice") if kept else None
+        return None if value is None else float(value)
 
     @property
     def train_seconds(self) -> float:
@@ -254,15 +296,15 @@ class RunTiming:
         return max(self.seconds - sum(float(row["seconds"]) for row in self.history), 0.0)
 
     def row(self) -> dict[str, Any]:
-        """One line of ``runs.csv``."""
+        """One line of ``runs.csv``: the kept weights' epoch counted from 1, as ``epochs`` is."""
         last = self.history[-1] if self.history else {}
         return {
             "run": self.name,
             "epochs": len(self.history),
-            "best_epoch": self.best_epoch,
+            "kept_epoch": self.best_epoch + 1,
             "converged": int(self.converged),
             "final_val_loss": last.get("val_loss"),
-            "best_val_dice": max((row.get("val_dice", float("nan")) for row in self.history), default=None),
+            "kept_val_dice": self.kept_val_dice,
             "seconds": round(self.seconds, 1),
             "train_seconds": round(self.train_seconds, 1),
             "validation_seconds": round(self.validation_seconds, 1),
@@ -273,6 +315,25 @@ def _timings(spec: StudySpec) -> list[RunTiming]:
     """Every finished run, pretraining first (then in the order the plan registered them)."""
     runs = [r for r in load_runs(spec).values() if r.status == "done"]
     return [RunTiming.of(r) for r in sorted(runs, key=lambda r: r.kind != "pretrain")]
+
+
+def _convergence_table(runs: Sequence[RunTiming]) -> Table:
+    """Each fine-tuning run's arm, label fraction and verdict, for :func:`label_fraction_summary`."""
+    return Table(
+        [
+            {"arm": r.labels["arm"], "label_fraction": r.labels["label_fraction"], "converged": r.converged}
+            for r in runs
+            if "arm" in r.labels and "label_fraction" in r.labels
+        ],
+        name="convergence",
+    )
+
+
+def _summary(results: Table, runs: Sequence[RunTiming], *, class_names: Sequence[str]) -> Table:
+    """The demo's summary: SSL vs supervised per fraction, with each arm's converged runs."""
+    return label_fraction_summary(
+        results, class_names=class_names, level="image", runs=_convergence_table(runs)
+    )
 
 
 @dataclass
@@ -301,10 +362,15 @@ def format_table(summary: Table, *, class_names: Sequence[str]) -> str:
 
     Each fraction's p-value, and beside it the Holm-adjusted one (``p_holm``): the demo tests
     every fraction, and a reader scanning the column for the smallest p makes as many comparisons.
+    A summary with convergence columns (:func:`label_fraction_summary` given the runs) also shows
+    each arm's converged runs, and ``n/a (not converged)`` instead of the p-values of a fraction
+    where not every run of both arms converged.
     """
+    convergence = "comparison" in summary.columns
     header = [
         "labels",
         *[f"{n} SSL / sup" for n in (*class_names, "mean")],
+        *(["converged SSL / sup"] if convergence else []),
         "p (SSL>sup)",
         "p Holm",
         "SSL-sup per seed",
@@ -313,8 +379,13 @@ def format_table(summary: Table, *, class_names: Sequence[str]) -> str:
     for entry in summary:
         cells = [f"{100 * entry['label_fraction']:g}%"]
         cells += [f"{entry[f'ssl_{n}']:.3f} / {entry[f'supervised_{n}']:.3f}" for n in (*class_names, "mean")]
-        cells.append(f"{entry['p_value']:.3g} (n={entry['pairs']})")
-        cells.append(f"{entry['p_holm']:.3g}")
+        if convergence:
+            cells.append(f"{entry['ssl_converged']} / {entry['supervised_converged']}")
+        if convergence and entry["comparison"] == UNCONVERGED:
+            cells += [NOT_CONVERGED, NOT_CONVERGED]
+        else:
+            cells.append(f"{entry['p_value']:.3g} (n={entry['pairs']})")
+            cells.append(f"{entry['p_holm']:.3g}")
         cells.append(", ".join(f"{d:+.3f}" for d in entry["seed_differences"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -362,14 +433,15 @@ def _example_figure(
 def demo_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
     """The demo's report parts: summary and runs tables, learning curves, corruption panel, Dice, examples."""
     names = class_names(results)
-    parts.table("summary", lambda: label_fraction_summary(results, class_names=names, level="image"))
     timings = _timings(spec)
+    parts.table("summary", lambda: _summary(results, timings, class_names=names))
     parts.table(
         "runs",
         lambda: Table(
             [t.row() for t in timings],
             name="runs",
-            title="Runs: epochs, best epoch, convergence and where the time went (seconds)",
+            title="Runs: epochs, kept epoch (best validation loss, from 1), convergence, validation Dice "
+            "of the kept weights and where the time went (seconds)",
         ),
     )
     parts.figure(
@@ -455,6 +527,18 @@ def _convergence_line(runs: Sequence[RunTiming]) -> str:
     )
 
 
+def _p_value_line(summary: Table) -> str | None:
+    """Which fractions' p-values are withheld because their runs did not all converge (or None)."""
+    withheld = [f"{100 * e['label_fraction']:g}%" for e in summary if e.get("comparison") == UNCONVERGED]
+    if not withheld:
+        return None
+    return (
+        f"p-values: {NOT_CONVERGED} at {', '.join(withheld)}: not every run of both arms converged there, "
+        "and a comparison means something only between converged models (summary.csv keeps the "
+        "numbers, marked 'unconverged runs'; see runs.csv and learning_curves.png)"
+    )
+
+
 def run_demo(
     *, output: Path | str = "demo-report", quick: bool = False, seed: int = 0, quiet: bool = False
 ) -> DemoResult:
@@ -479,6 +563,8 @@ def run_demo(
     output = Path(output)
     settings = settings_for(quick=quick)
     print(f"inpaintssl demo{' (quick)' if quick else ''}: {settings.describe()}")
+    if quick:
+        print(QUICK_NOTE)
     spec = demo_spec(settings, output=output, seed=seed)
     with warnings.catch_warnings():
         # Convergence is reported per run in runs.csv, the table and learning_curves.png instead.
@@ -488,15 +574,18 @@ def run_demo(
         raise RuntimeError(f"demo: {len(done.errors)} runs failed: {done.errors}")
     results = load_results(spec)
     names = class_names(results)
-    summary = label_fraction_summary(results, class_names=names, level="image")
     runs = _timings(spec)
+    summary = _summary(results, runs, class_names=names)
     convergence = _convergence_line(runs)
+    withheld = _p_value_line(summary)
     timing = _time_line(runs, total=time.perf_counter() - started)
     notes = [
         f"Settings: {settings.describe()}.",
+        *([QUICK_NOTE[0].upper() + QUICK_NOTE[1:] + "."] if quick else []),
         f"Wall time before the report: {time.perf_counter() - started:.0f} s.",
         CAVEAT,
         convergence[0].upper() + convergence[1:] + ".",
+        *([withheld[0].upper() + withheld[1:] + "."] if withheld else []),
         timing[0].upper() + timing[1:] + ".",
     ]
     report = write_report(spec, output=output, results=results, notes=notes)
@@ -505,10 +594,13 @@ def run_demo(
     print(table)
     print(CAVEAT)
     print(convergence)
+    if withheld:
+        print(withheld)
     print(
         "mean over seeds of SSL - supervised (class-averaged Dice): "
         + ", ".join(
             f"{100 * e['label_fraction']:g}%: {statistics.fmean(e['seed_differences'] or [math.nan]):+.3f}"
+            + (" (not converged)" if e.get("comparison") == UNCONVERGED else "")
             for e in summary
         )
     )
