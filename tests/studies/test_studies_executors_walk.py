@@ -38,6 +38,9 @@ class _FakeRay(types.SimpleNamespace):
         signal.signal(signal.SIGTERM, _exit_15)
         self.initialized = True
 
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"Alive": True, "Resources": {"CPU": 1.0}}]  # one node that runs the default task
+
     def remote(self, function: Any) -> Any:
         return types.SimpleNamespace(options=lambda **options: function)
 

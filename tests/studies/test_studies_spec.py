@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,6 +242,61 @@ def test_an_unregistered_name_in_a_base_config_is_named_by_its_field() -> None:
     spec = load_spec(_spec(finetune={"loss": {"name": "tversky"}}))
     with pytest.raises(ConfigError, match=r"^finetune\.loss\.name: unknown losses name 'tversky'"):
         spec.check_component_names()
+
+
+def _installed(site: Path, dist: str, entry_points: str) -> None:
+    """A distribution whose ``entry_points.txt`` holds ``entry_points`` (no code), first on the path."""
+    info = site / f"{dist}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+@pytest.fixture
+def unusable_samplers(tmp_path: Path) -> Iterator[None]:
+    """``broken_test_sampler`` (its module is missing) and ``twice_test_sampler`` (two distributions)."""
+    site = tmp_path / "site"
+    _installed(
+        site,
+        "spec_plug_c",
+        "[inpaintssl.samplers]\nbroken_test_sampler = spec_plug_missing:Grid\n"
+        "twice_test_sampler = spec_plug_c:Grid\n",
+    )
+    _installed(site, "spec_plug_d", "[inpaintssl.samplers]\ntwice_test_sampler = spec_plug_d:Grid\n")
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+
+
+@pytest.mark.usefixtures("unusable_samplers")
+@pytest.mark.parametrize(
+    ("name", "told"),
+    [
+        (
+            "broken_test_sampler",
+            r"\(spec_plug_missing:Grid\) from distribution spec_plug_c 0\.1\.0 failed to load",
+        ),
+        ("twice_test_sampler", r"is provided by 2 installed distributions: spec_plug_\w 0\.1\.0"),
+    ],
+)
+def test_an_installed_plugin_that_cannot_be_used_is_refused_before_training(
+    tmp_path: Path, name: str, told: str
+) -> None:
+    # The name is listed by the registry (an installed entry point), so the check used to pass it,
+    # and every run of the grid value failed alike; only an unknown name (KeyError) was refused.
+    spec = load_spec(
+        _spec(grid={"pretrain.pretext.sampler": ["random", name]}, output=str(tmp_path / "study"))
+    )
+    where = rf"^grid key 'pretrain\.pretext\.sampler', value '{name}': registry 'samplers': "
+    with pytest.raises(ConfigError, match=where + ".*" + told):
+        spec.check_component_names()
+    with pytest.raises(ConfigError, match=where):
+        run_study(spec, quiet=True)
+    assert not (tmp_path / "study").exists()  # refused before any database, folder or run
 
 
 def test_registered_names_pass() -> None:

@@ -978,6 +978,14 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--chunk-size", type=int, dest="chunk_size", help="runs per task")
     res.add_argument("--cluster", choices=["slurm", "local"], help="submitit cluster (local: try it here)")
     res.add_argument("--ray-address", dest="ray_address", help="Ray cluster address (default: a local one)")
+    res.add_argument(
+        "--slurm-option",
+        dest="slurm_options",
+        action="append",
+        metavar="KEY=VALUE",
+        help="another sbatch option of each array task, e.g. account=proj42, qos=high, "
+        "constraint=a100 (repeatable; replaces the spec's executor.slurm_options)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress output")
     rep = _command(exp, "experiment report")
     rep.add_argument("spec", type=_user_path, help=spec_help)

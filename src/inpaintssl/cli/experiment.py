@@ -4,6 +4,7 @@
 
     inpaintssl experiment run spec.yaml [--shard i/n] [--workers N] [--quiet]
     inpaintssl experiment run spec.yaml --executor slurm [--partition P --gpus-per-task 1 ...]
+        [--slurm-option account=proj42 --slurm-option qos=high ...]
     inpaintssl experiment run spec.yaml --executor ray [--ray-address auto]
     inpaintssl experiment status spec.yaml
     inpaintssl experiment report spec.yaml [--output DIR]
@@ -36,24 +37,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from types import MappingProxyType
 
 from inpaintssl.studies.grid import parse_shard
 from inpaintssl.studies.report import report_study
 from inpaintssl.studies.runner import run_study
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.status import study_status
+from inpaintssl.studies.submitit_backend import check_slurm_options
 
 __all__ = ["run_experiment_command"]
 
-_SLURM_ONLY = frozenset({"partition", "timeout_min", "cluster"})
+_SLURM_ONLY = frozenset({"partition", "timeout_min", "cluster", "slurm_options"})
 """Resource flags of Slurm (submitit) alone; Ray has no partitions or wall times."""
 _RAY_ONLY = frozenset({"ray_address"})
+_FLAG_NAMES = MappingProxyType({"slurm_options": "--slurm-option"})
+"""Flags not spelled as their field (``--slurm-option`` is given once per option)."""
+
+
+def _flag(field: str) -> str:
+    return _FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def _slurm_options(given: list[str]) -> dict[str, str]:
+    """The ``--slurm-option KEY=VALUE`` flags as a mapping, checked (the last of a key wins)."""
+    options = {}
+    for text in given:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"--slurm-option {text!r}: expected KEY=VALUE with an sbatch long option name, e.g. "
+                "account=proj42, qos=high or constraint=a100"
+            )
+        options[key.strip()] = value.strip()
+    return check_slurm_options(options, source="--slurm-option")
 
 
 def _run(args: argparse.Namespace) -> int:
     # Command-line flags override the spec's executor section (fields without a flag read None).
     given = {k: getattr(args, k, None) for k in ExecutorSpec.model_fields}
     resources = {k: v for k, v in given.items() if v is not None}
+    if "slurm_options" in resources:
+        resources["slurm_options"] = _slurm_options(list(resources["slurm_options"]))
     executor = getattr(args, "executor", "local")
     # cpus_per_task is also the local workers' thread count (as the spec's field is).
     cluster_only = sorted(k for k in resources if k != "cpus_per_task")
@@ -61,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         flag = cluster_only[0]
         owners = "ray" if flag in _RAY_ONLY else "slurm" if flag in _SLURM_ONLY else "slurm or ray"
         raise ValueError(
-            f"--{flag.replace('_', '-')} applies to --executor {owners}; "
+            f"{_flag(flag)} applies to --executor {owners}; "
             "the local executor runs on this machine with --workers (and --cpus-per-task threads each)"
         )
     # A flag the chosen engine has no use for would otherwise be dropped without a word.
@@ -69,8 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     if executor in ("slurm", "ray") and other:
         owner = "ray" if executor == "slurm" else "slurm"
         raise ValueError(
-            f"--{other[0].replace('_', '-')} applies to --executor {owner} only; "
-            f"--executor {executor} has no use for it"
+            f"{_flag(other[0])} applies to --executor {owner} only; --executor {executor} has no use for it"
         )
     summary = run_study(
         args.spec,
@@ -150,7 +174,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
 
     Raises:
         inpaintssl.config.ConfigError: Invalid spec (the CLI prints it and exits 2).
-        ValueError: Invalid ``--shard``, ``--workers`` or a resource flag with ``--executor local``.
+        ValueError: Invalid ``--shard``, ``--workers`` or ``--slurm-option``, or a resource flag
+            with ``--executor local``.
     """
     commands = {"run": _run, "status": _status, "report": _report}
     if args.experiment_command not in commands:

@@ -29,14 +29,17 @@ the error (an ``OSError``, ``ENOSPC`` for a full disk) names the database.
 **One host writes a database.** SQLite's locking needs a local file system: WAL's shared memory
 is per machine and network file systems do not honour its locks, so two machines writing one file
 can corrupt it. The file therefore records the host that created it (table ``owner``), and opening
-it for writing on any other host raises :class:`ForeignHostError` naming both hosts. Studies
-spread over machines with ``--executor slurm`` or ``--executor ray``
-(:mod:`inpaintssl.studies.executors`): their workers write one result file per run and only the
-driver, on one host, writes the database. Opening with ``read_only=True`` (status, reports) works
-from any host and writes nothing to an existing database: where a write-ahead log exists it
-connects read-only, so it cannot checkpoint the log into the file either, which SQLite's last
-connection to close otherwise does (a reader on another host cannot see that the writer is still
-connected).
+it for writing on any other host raises :class:`ForeignHostError` naming both hosts. That host is
+read over a read-only connection before any connection that could write: a refused writer has
+not switched the file's journal mode, taken its write lock, nor, on closing, checkpointed a live
+writer's log into it and deleted the log. Studies spread over machines with ``--executor slurm``
+or ``--executor ray`` (:mod:`inpaintssl.studies.executors`): their workers write one result file
+per run and only the driver, on one host, writes the database. Opening with ``read_only=True``
+(status, reports) works from any host and writes nothing to an existing database: where a
+write-ahead log exists it connects read-only, so it cannot checkpoint the log into the file
+either, which SQLite's last connection to close otherwise does (a reader on another host cannot
+see that the writer is still connected); like every SQLite reader of a log, it records its read
+mark in the ``-shm`` file.
 
 This module opens and checks the file (:class:`StudyDatabase`); :mod:`inpaintssl.studies.queue`
 holds the runs and their state (:class:`~inpaintssl.studies.queue.JobQueue`),
@@ -59,6 +62,7 @@ import functools
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -76,6 +80,7 @@ __all__ = [
     "StudyDatabase",
     "StudyDatabaseError",
     "current_host",
+    "foreign_host_error",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -167,6 +172,31 @@ _CODE_BY_MESSAGE = MappingProxyType(
         "attempt to write a readonly database": "SQLITE_READONLY",
     }
 )
+
+
+def foreign_host_error(path: Path, *, owner: str, here: str) -> ForeignHostError:
+    """The refusal of a writer on host ``here`` of the database ``path`` that ``owner`` created.
+
+    It gives the ways out that work wherever the command was started: the owner's host, and, when
+    that host has stopped using the study for good (a Slurm job requeued onto another node, a
+    retired login node), a new database here, which the next run fills from the result files and
+    the run folders (``test_a_study_moved_aside_is_rebuilt_on_another_host`` checks this).
+    """
+    return ForeignHostError(
+        f"study database {path} belongs to host {owner!r} and this is host {here!r}; nothing was "
+        "written to it: SQLite cannot be written safely from two machines (its locks do not work "
+        f"over network file systems). Run `experiment run` for this study on {owner!r}. If no "
+        f"process on {owner!r} uses it any more (its job ended, or was requeued onto this node), "
+        f"move {path} aside and run the same command here: the new database takes the runs that "
+        "have a result file in the study's results folder (`--executor slurm` and `--executor ray` "
+        "write one per run) and runs the others again, each resuming from its run folder's last "
+        "checkpoint (a finished run is evaluated again, not retrained). Reading works from any host "
+        "(`experiment status`; `experiment report` once every result file is merged)",
+        owner=owner,
+        here=here,
+    )
+
+
 _WHAT_TO_DO = (
     "move it away or point the study's `database` at a new file, then run again "
     "(runs missing from the new database are run again)"
@@ -211,6 +241,11 @@ class StudyDatabase:
         # connection then also removes the -wal and -shm files it makes, which a read-only one leaves.
         log = self.path.with_name(self.path.name + "-wal")
         only_read = read_only and self.path.is_file() and self.path.stat().st_size > 0 and log.exists()
+        if not read_only:
+            # Before any connection that could write: see _foreign_owner.
+            owner = self._foreign_owner(timeout_s)
+            if owner is not None:
+                raise foreign_host_error(self.path, owner=owner, here=current_host())
         with self._guard("open"):
             self._conn = self._connect(timeout_s, only_read=only_read)
         try:
@@ -223,7 +258,7 @@ class StudyDatabase:
                 if only_read:  # a file without tables yet: the schema is created below
                     self._conn.close()
                     self._conn = self._connect(timeout_s, only_read=False)
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._switch_to_wal(timeout_s)
                 # NORMAL in WAL mode survives a killed process; only power loss can drop the newest commits.
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             with self._transaction("create the tables of"):
@@ -240,6 +275,24 @@ class StudyDatabase:
             self._conn.close()
             raise
 
+    def _switch_to_wal(self, timeout_s: float) -> None:
+        """Put the file in WAL mode (nothing to do when it is), waiting up to ``timeout_s`` for a lock.
+
+        Two processes that create the file at once (two drivers started together) meet here: the
+        switch of one finds the other's lock, and SQLite answers "database is locked" at once
+        instead of calling its busy handler, so the wait is done here.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _connect(self, timeout_s: float, *, only_read: bool) -> sqlite3.Connection:
         if only_read:
             target = f"{self.path.resolve().as_uri()}?mode=ro"
@@ -249,11 +302,51 @@ class StudyDatabase:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         return conn
 
+    def _foreign_owner(self, timeout_s: float) -> str | None:
+        """The host that owns the existing file, if it is another than this one (else ``None``).
+
+        Read over a read-only connection before any connection that could write: a writer
+        refused only after its own open had switched the file to WAL and taken the write lock
+        (``BEGIN IMMEDIATE``), and on closing, taking itself for the last connection (another
+        host's locks are invisible), checkpointed the owner's live log into the file and deleted
+        it. With a log, the owner row may be in it (a new file's stays there until a checkpoint):
+        the connection reads it as any reader does, recording its read mark in ``-shm``. Without
+        one, every commit is in the file and no connection is open, so the file is read as
+        immutable: a plain read-only connection would create ``-wal`` and ``-shm`` and leave them.
+        (A reader that takes no locks at all would leave ``-shm`` alone too, but closing it would
+        drop the POSIX locks of every other connection of this process to the file.)
+        """
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return None  # a new file: this host creates it and becomes its owner
+        row = None
+        for _ in range(3):
+            log = self.path.with_name(self.path.name + "-wal")
+            uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("" if log.exists() else "&immutable=1")
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None)
+                try:
+                    table = conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'owner'"
+                    ).fetchone()
+                    row = None if table is None else conn.execute("SELECT host FROM owner LIMIT 1").fetchone()
+                finally:
+                    conn.close()
+                break
+            except sqlite3.Error:
+                # Not SQLite, damaged, or changed while read as immutable (a writer started): read
+                # again; in the end the open below refuses a bad file before writing, and
+                # _claim_owner checks the owner again under the write lock.
+                continue
+        owner = None if row is None else str(row[0])
+        return owner if owner is not None and owner != current_host() else None
+
     def _claim_owner(self) -> None:
         """Record this host as the owner of a new file; refuse a writer on another host (in a transaction).
 
         A rollback of the enclosing transaction undoes nothing here that matters: the refusal
         happens before any write of the caller, and the tables it may have created are empty.
+        The owner was read before this connection opened (:meth:`_foreign_owner`); this check
+        under the write lock covers a file another host created meanwhile.
         """
         self._conn.execute(_OWNER_TABLE)
         row = self._conn.execute("SELECT host FROM owner LIMIT 1").fetchone()
@@ -263,16 +356,7 @@ class StudyDatabase:
             return
         owner = str(row[0])
         if owner != here and not self.read_only:
-            raise ForeignHostError(
-                f"study database {self.path} belongs to host {owner!r} and this is host {here!r}: "
-                "SQLite cannot be written safely from two machines (its locks do not work over "
-                "network file systems). Run the study from its own host, or spread it over machines "
-                "with `--executor slurm` or `--executor ray`, whose workers write one result file per "
-                "run and leave the database to the driver; to read it from here, open it read-only "
-                "(`experiment status` and `experiment report` do)",
-                owner=owner,
-                here=here,
-            )
+            raise foreign_host_error(self.path, owner=owner, here=here)
 
     @property
     def owner(self) -> str | None:

@@ -16,10 +16,24 @@
    that a task reported written but the driver does not see yet (a network file system's cached
    view) is looked for again for up to two minutes.
 
+Before submitting, the driver takes its runs in one transaction that checks each is still ready
+(:meth:`~inpaintssl.studies.queue.JobQueue.mark_submitted`): of two drivers started at once, only
+one submits a run.
+
 A run that raised is submitted again until it has failed ``max_attempts`` times in this
 invocation; its dependants are then marked failed. A task that died as a whole (a lost node, an
-out-of-memory kill) counts a failure for the first of its runs without a result; the later runs of
-its chunk that it never started (no run folder) are submitted again without one.
+out-of-memory kill) counts a failure for each of its runs without a result that it started (it
+leaves a start marker, :func:`~inpaintssl.studies.worker.start_marker`, under a name the driver
+gave the task), or for its first such run when it started none; the runs of its chunk that it
+never reached are submitted again without one.
+
+A scheduler that refuses a submission (:class:`SubmissionError`) charges no run an attempt.
+A transient refusal (a busy controller, a submission limit) is tried again after
+:data:`SUBMIT_RETRY_S`; a wave still refused then is handed back and tried again when a task
+ends. Any other refusal (a partition the cluster does not have) submits nothing more. Either
+way the tasks already submitted keep running and are merged as they end; then the driver raises
+the refusal, which names the flag and spec field to change.
+
 ``array_parallelism`` caps the tasks submitted and not yet ended, over the whole study. A task
 killed mid-run (preemption, time limit, a lost node) is requeued by Slurm (``max_requeues``) or
 retried by Ray, and the next attempt, or the next ``experiment run``, resumes the run from its
@@ -38,11 +52,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from inpaintssl.config import ConfigError
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_files, merge_results, new_run
 from inpaintssl.studies.queue import RunRecord, WorkerId, readiness, start_order
@@ -50,15 +66,43 @@ from inpaintssl.studies.resultfiles import result_path
 from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import WorkerReport
-from inpaintssl.studies.worker import Task, TaskReport
+from inpaintssl.studies.worker import Task, TaskReport, start_marker
 
-__all__ = ["Backend", "Submission", "chunks", "make_backend", "run_with_executor"]
+__all__ = [
+    "SUBMIT_RETRY_S",
+    "Backend",
+    "Submission",
+    "SubmissionError",
+    "chunks",
+    "make_backend",
+    "run_with_executor",
+]
 
 T = TypeVar("T")
 _POLL_S = 0.5
 _RESULT_FILE_GRACE_S = 120.0
 """How long the driver looks for the result file of a run that its task reported finished: twice
 the longest an NFS client keeps its cached view of a folder by default (``acdirmax``, 60 s)."""
+SUBMIT_RETRY_S: tuple[float, ...] = (10.0, 30.0, 90.0)
+"""The waits before each new try of a wave that the scheduler refused for now (a busy controller's
+"Socket timed out", a per-user submission limit): about two minutes in all, which a controller
+under load or a queue that drains usually needs."""
+
+
+class SubmissionError(ConfigError):
+    """The scheduler refused a submission; nothing of it was queued.
+
+    A :class:`~inpaintssl.config.ConfigError`, so the command line prints its one-line message
+    and exits 2.
+
+    Attributes:
+        transient: Whether the same submission may pass later (a busy or unreachable controller,
+            a submission limit); otherwise the message names the flag and spec field to change.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Submission(Protocol):
@@ -82,10 +126,18 @@ class Backend(Protocol):
     """An engine that runs batches of tasks somewhere else."""
 
     def submit(self, batches: Sequence[Sequence[Task]]) -> Sequence[Submission]:
-        """Submit each batch as one task (a Slurm array for all of them)."""
+        """Submit each batch as one task (a Slurm array for all of them).
+
+        Raises:
+            SubmissionError: The scheduler refused them; none was queued.
+        """
 
     def close(self) -> None:
         """Release what the backend holds (a Ray connection it opened)."""
+
+
+_InFlight = tuple[Submission, list[Job], str]
+"""A submitted task: its submission, its runs and the token its start markers are named by."""
 
 
 def chunks(items: Sequence[T], size: int) -> list[list[T]]:
@@ -163,14 +215,15 @@ class _Driver:
         return out
 
     def finish(
-        self, ids: Sequence[str], reports: dict[str, TaskReport], died: str | None
+        self, ids: Sequence[str], reports: dict[str, TaskReport], died: str | None, token: str = ""
     ) -> tuple[dict[str, RunRecord], set[str]]:
         """Merge the files of ended runs; a run without a file failed (with its error).
 
-        A task that died (``died``: a lost node, an out-of-memory kill) trains its runs in order
-        and reached no run after the one it died in: the first run without a file counts a
-        failure, and a later one whose run folder does not exist was never started, so it is
-        handed back to be submitted again without counting an attempt.
+        A task that died (``died``: a lost node, an out-of-memory kill) has no reports. Its runs
+        without a file that it started (its start marker under ``token`` exists) count a failure;
+        when it started none, the first of them does (a task that always dies, e.g. at start-up,
+        must end). The others it never reached: they are handed back to be submitted again
+        without counting an attempt. A run folder is no evidence: an earlier task may have left it.
 
         Returns:
             Every run's record after the merge, before the failures are recorded (which change
@@ -185,16 +238,16 @@ class _Driver:
         runs = self._runs()
         jobs = {job.id: job for job in self.plan}
         unstarted: set[str] = set()
-        counted = False
-        for run_id in ids:
-            if runs[run_id].status == "done":
-                continue
-            if died is not None and counted and not Path(jobs[run_id].config.run.output_dir).exists():
-                self.store.release(run_id, self.me)
+        missing = [run_id for run_id in ids if runs[run_id].status != "done"]
+        charged = set(missing)
+        if died is not None:
+            charged = {run_id for run_id in missing if self._started(run_id, token)} or set(missing[:1])
+        for run_id in missing:
+            if run_id not in charged:
+                self.store.unsubmit([run_id], self.me)
                 unstarted.add(run_id)
                 self._say(f"{run_id} was not started before the task died: submitted again")
                 continue
-            counted = True
             report = reports.get(run_id)
             if run_id in unseen:
                 error = (
@@ -212,7 +265,14 @@ class _Driver:
                 f"{run_id} failed ({self._next_step(jobs[run_id], runs[run_id].failures + 1)}): "
                 + (error.splitlines()[0] if error else "")
             )
+        for run_id in ids:  # read, or never to be: the next task of a run has a token of its own
+            with contextlib.suppress(OSError):
+                start_marker(self.spec.results_dir(), run_id, token).unlink(missing_ok=True)
         return runs, unstarted
+
+    def _started(self, run_id: str, token: str) -> bool:
+        """Whether the task named ``token`` left its start marker of ``run_id``."""
+        return bool(token) and start_marker(self.spec.results_dir(), run_id, token).is_file()
 
     def _next_step(self, job: Job, failures: int) -> str:
         """Which attempt of ``job`` failed and what :meth:`ready` does next, for its failure line."""
@@ -251,10 +311,10 @@ class _Driver:
             unseen = [run_id for run_id in unseen if not paths[run_id].is_file()]
         return [paths[run_id] for run_id in ids if paths[run_id].is_file()], set(unseen)
 
-    def report(self, submission: Submission, batch: Sequence[Job]) -> WorkerReport:
-        """Merge an ended task's results and say what it did."""
+    def report(self, submission: Submission, batch: Sequence[Job], token: str = "") -> WorkerReport:
+        """Merge an ended task's results and say what it did (``token``: the task's name)."""
         by_run, died = _task_reports(submission)
-        runs, unstarted = self.finish([j.id for j in batch], by_run, died)
+        runs, unstarted = self.finish([j.id for j in batch], by_run, died, token)
         executed: dict[str, int] = {}
         for job in batch:
             mine = by_run.get(job.id)
@@ -265,49 +325,125 @@ class _Driver:
         return WorkerReport(submission.label, executed, failed)
 
     def drive(self, backend: Backend, executor: str) -> list[WorkerReport]:
-        """Submit what is ready, wait for a task to end, merge, repeat; returns one report per task."""
-        clinical = self.spec.study == "clinical"
-        in_flight: list[tuple[Submission, list[Job]]] = []
+        """Submit what is ready, wait for a task to end, merge, repeat; returns one report per task.
+
+        Raises:
+            SubmissionError: The scheduler refused runs that are still unsubmitted, once the tasks
+                submitted before have ended and been merged (see the module docstring).
+        """
+        in_flight: list[_InFlight] = []
         reports: list[WorkerReport] = []
         self.store.reclaim_stale(stale_after_s=self.spec.stale_after_s, me=self.me)
         merge_results(self.spec, shard=self.shard)
         self.last_beat = time.monotonic()  # mark_submitted stamps each run's first heartbeat
         cap = self.spec.executor.array_parallelism
+        refused: SubmissionError | None = None  # the last refusal of a wave not submitted since
+        deferred: set[str] = set()  # runs of a wave refused for now, held back until a task ends
         try:
             while True:
-                ready = self.ready({j.id for _, batch in in_flight for j in batch})
+                ready: list[Job] = []
+                if refused is None or refused.transient:  # after any other refusal, nothing more
+                    ready = self.ready({j.id for _, batch, _ in in_flight for j in batch} | deferred)
                 batches = chunks(ready, self.spec.executor.chunk_size)
                 if cap is not None:
                     # The study's cap, not each array's: every wave is an array of its own.
                     batches = batches[: max(cap - len(in_flight), 0)]
                 if batches:
-                    ready = [job for batch in batches for job in batch]
-                    self.store.mark_submitted([j.id for j in ready], self.me)
-                    tasks = [[Task.from_job(j, clinical=clinical) for j in b] for b in batches]
+                    wanted = [job.id for batch in batches for job in batch]
+                    taken = set(
+                        self.store.mark_submitted(wanted, self.me, max_attempts=self.spec.max_attempts)
+                    )
+                    # A second driver may have taken some since ready() read them: submit the rest.
+                    batches = chunks(
+                        [j for b in batches for j in b if j.id in taken], self.spec.executor.chunk_size
+                    )
+                if batches:
                     try:
-                        submissions = backend.submit(tasks)
-                    except BaseException:
-                        for job in ready:  # nothing was queued: the next call may submit them at once
-                            self.store.release(job.id, self.me)
-                        raise
-                    for submission, batch in zip(submissions, batches):
-                        in_flight.append((submission, batch))
-                        self._say(f"[{executor}] {submission.label}: " + ", ".join(j.id for j in batch))
+                        in_flight += self._submit(backend, batches, in_flight, executor)
+                        refused = None
+                    except SubmissionError as exc:
+                        refused = exc
+                        if exc.transient:
+                            deferred |= {job.id for batch in batches for job in batch}
+                        if in_flight:
+                            print(
+                                f"[{executor}] {exc}; {len(in_flight)} task(s) submitted before keep "
+                                "running and are merged as they end"
+                                + ("; the refused runs are tried again then" if exc.transient else ""),
+                                file=sys.stderr,
+                                flush=True,
+                            )
                 if not in_flight:
+                    if refused is not None:
+                        raise refused
                     return reports
-                self._wait(in_flight)
-                for submission, batch in [entry for entry in in_flight if entry[0].done()]:
-                    self.submitted = tuple(job.id for _, jobs in in_flight for job in jobs)
-                    in_flight.remove((submission, batch))
-                    reports.append(self.report(submission, batch))
+                self._wait([(submission, batch) for submission, batch, _ in in_flight])
+                for entry in [entry for entry in in_flight if entry[0].done()]:
+                    self.submitted = tuple(job.id for _, jobs, _ in in_flight for job in jobs)
+                    in_flight.remove(entry)
+                    reports.append(self.report(*entry))
+                    deferred.clear()  # the controller may take them now
         finally:
             # Ctrl-C or an error in the driver: stop the tasks and hand their runs back, so that the
             # next invocation resumes them instead of training them twice at once.
-            for submission, batch in in_flight:
+            for submission, batch, _ in in_flight:
                 with contextlib.suppress(Exception):  # a task that ended meanwhile cannot be cancelled
                     submission.cancel()
                 for job in batch:
                     self.store.release(job.id, self.me)
+
+    def _submit(
+        self,
+        backend: Backend,
+        batches: Sequence[Sequence[Job]],
+        in_flight: Sequence[_InFlight],
+        executor: str,
+    ) -> list[_InFlight]:
+        """Submit the wave ``batches`` (its runs are marked submitted already), trying a transient
+        refusal again after each of :data:`SUBMIT_RETRY_S`, with the heartbeats kept meanwhile.
+
+        Raises:
+            SubmissionError: Still refused (transient), or refused for good; the wave's runs are
+                handed back without an attempt counted.
+        """
+        clinical = self.spec.study == "clinical"
+        wave = [job.id for batch in batches for job in batch]
+        tokens = [uuid.uuid4().hex[:12] for _ in batches]
+        tasks = [
+            [Task.from_job(j, clinical=clinical, token=token) for j in batch]
+            for batch, token in zip(batches, tokens)
+        ]
+        self.submitted = (*(job.id for _, jobs, _ in in_flight for job in jobs), *wave)
+        try:
+            for tried, pause in enumerate((*SUBMIT_RETRY_S, None), start=1):
+                try:
+                    submissions = backend.submit(tasks)
+                    break
+                except SubmissionError as exc:
+                    if not exc.transient or pause is None:
+                        raise
+                    self._say(
+                        f"[{executor}] {exc} (try {tried} of {len(SUBMIT_RETRY_S) + 1}); trying again "
+                        f"in {pause:.0f} s"
+                    )
+                    self._pause(pause)
+        except BaseException:
+            # Nothing was queued: the runs are pending again, as if never marked, and the next
+            # wave (or invocation) may submit them at once.
+            self.store.unsubmit(wave, self.me)
+            raise
+        out = []
+        for submission, batch, token in zip(submissions, batches, tokens):
+            out.append((submission, list(batch), token))
+            self._say(f"[{executor}] {submission.label}: " + ", ".join(j.id for j in batch))
+        return out
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, refreshing the heartbeats of the submitted runs when due."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self._beat_if_due()
+            time.sleep(min(_POLL_S, until - time.monotonic()))
 
     def _wait(self, in_flight: Sequence[tuple[Submission, Sequence[Job]]]) -> None:
         """Sleep until a task ends, refreshing the heartbeats of the submitted runs when due.

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from inpaintssl.studies.database import current_host, foreign_host_error
 from inpaintssl.studies.grid import Job, expand_study
 from inpaintssl.studies.queue import NewRun
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
@@ -99,7 +100,8 @@ def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeR
 
     Raises:
         inpaintssl.studies.resultfiles.ResultFileError: A damaged result file (the message names it).
-        inpaintssl.studies.database.StudyDatabaseError: The database belongs to another host.
+        inpaintssl.studies.database.ForeignHostError: Some file's run is not recorded and the
+            database belongs to another host; the database was only read.
     """
     files = result_files(spec.results_dir())
     if not files:
@@ -113,6 +115,11 @@ def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeR
             done = {run.id for run in store.runs() if run.status == "done"}
             if all(p.stem in done or p.stem not in jobs for p in files):
                 return _merge(store, jobs, files, write=False)
+            owner = store.owner
+        if owner is not None and owner != current_host():
+            # Refused here, from what the read-only connection saw: the file is never opened for
+            # writing on a host that may not write it (its driver may be writing it right now).
+            raise foreign_host_error(database, owner=owner, here=current_host())
     with StudyStore(database) as store:
         return merge_files(store, jobs, files)
 

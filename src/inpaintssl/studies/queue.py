@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -342,17 +342,56 @@ class JobQueue(StudyDatabase):
                 return _record(row)
         return WAIT if waiting else None
 
-    def mark_submitted(self, run_ids: Collection[str], driver: WorkerId) -> None:
-        """Mark runs ``running`` on behalf of a remote executor's job, owned by its driver.
+    def mark_submitted(self, run_ids: Sequence[str], driver: WorkerId, *, max_attempts: int) -> list[str]:
+        """Take the runs of ``run_ids`` that may start, and mark them ``running`` for ``driver``.
+
+        A remote executor's driver picks its runs from an earlier read; a second driver of the
+        study may have taken some of them since (two drivers started at once). Reading their
+        state again and marking them is one ``BEGIN IMMEDIATE`` transaction, as :meth:`claim` is,
+        so of two drivers only one takes a run, and the driver submits only what it took.
 
         The driver refreshes their heartbeats while it waits (:meth:`heartbeat`), so another
         invocation sees them as running; when the driver dies they go stale like any worker's
         runs and the next invocation submits them again.
+
+        Args:
+            run_ids: The runs the driver found ready, in the order to submit them.
+            driver: The driver.
+            max_attempts: Failures after which a run is not retried (:func:`readiness`).
+
+        Returns:
+            The runs taken, in the order of ``run_ids``.
         """
         now = time.time()
         with self._transaction("mark submitted runs in") as conn:
-            rows = [(str(driver), driver.host, driver.pid, now, now, run_id) for run_id in run_ids]
-            conn.executemany(_START, rows)
+            state = {
+                r[0]: (r[1], int(r[2]), r[3])
+                for r in conn.execute("SELECT id, status, failures, depends_on FROM runs")
+            }
+            taken = []
+            for run_id in run_ids:
+                if run_id not in state:
+                    continue
+                status, failures, dep = state[run_id]
+                needs = None
+                if dep is not None:
+                    dep_status, dep_failures, _ = state.get(dep, ("missing", 0, None))
+                    needs = (dep_status, dep_failures)
+                if readiness(status, failures, needs, max_attempts=max_attempts) == "start":
+                    conn.execute(_START, (str(driver), driver.host, driver.pid, now, now, run_id))
+                    taken.append(run_id)
+        return taken
+
+    def unsubmit(self, run_ids: Collection[str], driver: WorkerId) -> None:
+        """Hand back runs that ``driver`` marked submitted but no scheduler queued (it refused
+        them): ``pending`` again, and the attempt :meth:`mark_submitted` counted is taken back,
+        since none was made."""
+        with self._transaction("hand back unsubmitted runs in") as conn:
+            conn.executemany(
+                "UPDATE runs SET status = 'pending', attempts = MAX(attempts - 1, 0) "
+                "WHERE id = ? AND status = 'running' AND worker = ?",
+                [(run_id, str(driver)) for run_id in run_ids],
+            )
 
     def block(self, run_id: str, error: str) -> None:
         """Mark a run that cannot start (its pretraining run failed for good) ``failed``."""

@@ -9,18 +9,28 @@ connects to ``RAY_ADDRESS`` or a Ray instance already running on this machine, e
 one) and disconnects at the end if it was the one that connected. The results folder must be
 shared by the cluster's nodes, like the run folders.
 
+Ray waits without end for a task that no node can run, so the driver refuses, before it submits
+anything, a request that no node of the cluster meets (:func:`check_fits`); and an address Ray
+cannot connect to is a one-line error that names ``--ray-address`` (Ray's own advice names
+flags of its own command line).
+
 Example:
     >>> from inpaintssl.studies.spec import ExecutorSpec
     >>> ray_options(ExecutorSpec(gpus_per_task=1, max_requeues=2))
     {'num_cpus': 1, 'num_gpus': 1, 'max_retries': 2}
     >>> ray_options(ExecutorSpec(mem_gb=1.5))["memory"]  # bytes, which Ray reserves on a node
     1610612736
+    >>> node = {"Alive": True, "NodeManagerAddress": "10.0.0.7", "Resources": {"CPU": 8.0}}
+    >>> check_fits(ExecutorSpec(gpus_per_task=1), [node])
+    Traceback (most recent call last):
+    ...
+    inpaintssl.config.ConfigError: no node of the Ray cluster can run one task of the study: ...
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +41,7 @@ from inpaintssl.signals import handler_kept
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 
-__all__ = ["RayBackend", "ray_options"]
+__all__ = ["RayBackend", "check_fits", "ray_options"]
 
 
 def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
@@ -44,6 +54,49 @@ def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
     if resources.mem_gb is not None:
         options["memory"] = int(resources.mem_gb * 2**30)
     return options
+
+
+def check_fits(resources: ExecutorSpec, nodes: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a task request that no live node of ``nodes`` (``ray.nodes()``) can meet.
+
+    Raises:
+        inpaintssl.config.ConfigError: Naming the flags and spec fields of the request, what was
+            asked and the most that one node offers.
+    """
+    options = ray_options(resources)
+    asked = {"CPU": float(options["num_cpus"]), "GPU": float(options["num_gpus"])}
+    asked["memory"] = float(options.get("memory", 0))
+    live = [node.get("Resources", {}) for node in nodes if node.get("Alive", True)]
+    if any(all(float(offer.get(key, 0.0)) >= need for key, need in asked.items()) for offer in live):
+        return
+    most = {key: max((float(offer.get(key, 0.0)) for offer in live), default=0.0) for key in asked}
+    raise ConfigError(
+        "no node of the Ray cluster can run one task of the study: it asks for "
+        f"{asked['CPU']:g} CPU (--cpus-per-task, executor.cpus_per_task), {asked['GPU']:g} GPU "
+        f"(--gpus-per-task, executor.gpus_per_task) and {asked['memory'] / 2**30:g} GiB of memory "
+        f"(--mem-gb, executor.mem_gb); expected at most what one of its {len(live)} node(s) has: "
+        f"{most['CPU']:g} CPU, {most['GPU']:g} GPU, {most['memory'] / 2**30:.1f} GiB on the largest. "
+        "Ask for less, or add a node that has it (--ray-address picks the cluster)"
+    )
+
+
+def _connection_error(exc: Exception, address: str | None) -> ConfigError:
+    """``ray.init``'s failure as a one-line error naming inpaintssl's flag and spec field."""
+    # Ray's first line may advise its own `--address` flag, which `experiment run` does not have.
+    said = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    said = said.replace("`--address` flag or ", "").replace("--address flag or ", "").rstrip(".")
+    if address is None:
+        where = (
+            "to start a local Ray instance (no --ray-address or executor.ray_address given, and no "
+            "RAY_ADDRESS)"
+        )
+    else:
+        where = f"to connect to the Ray cluster at --ray-address (executor.ray_address) {address!r}"
+    return ConfigError(
+        f"--executor ray failed {where}: {said}; expected the address of a running cluster (`ray "
+        "status` on its head node says it; `auto` finds one started on this machine with "
+        "`ray start --head`), or no address for a local instance"
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +128,9 @@ class RayBackend:
         quiet: No progress output from the tasks.
 
     Raises:
-        inpaintssl.config.ConfigError: Ray is not installed.
+        inpaintssl.config.ConfigError: Ray is not installed, ``ray.init`` failed (the message
+            names ``--ray-address``), or no node of the cluster can run one task
+            (:func:`check_fits`).
     """
 
     def __init__(self, resources: ExecutorSpec, *, results: Path, quiet: bool) -> None:
@@ -88,8 +143,17 @@ class RayBackend:
         if self.owns_connection:
             # ray.init installs its own SIGTERM handler (a stack dump, exit 15); the command
             # line's hands the submitted runs back and exits 143, as --executor slurm does.
-            with handler_kept(signal.SIGTERM):
-                ray.init(address=resources.ray_address, include_dashboard=False, log_to_driver=not quiet)
+            try:
+                with handler_kept(signal.SIGTERM):
+                    ray.init(address=resources.ray_address, include_dashboard=False, log_to_driver=not quiet)
+            except Exception as exc:  # ConnectionError, RuntimeError, a client timeout: all the same here
+                raise _connection_error(exc, resources.ray_address) from exc
+        try:
+            check_fits(resources, ray.nodes())
+        except ConfigError:
+            if self.owns_connection:
+                ray.shutdown()
+            raise
         self.remote = ray.remote(run_tasks).options(**ray_options(resources))
         self.results = results
         self.quiet = quiet

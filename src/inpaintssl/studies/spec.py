@@ -26,12 +26,13 @@ configurations are trained once and shared (:mod:`inpaintssl.studies.grid`). Eac
 fine-tuning run is compared with a supervised baseline trained like it (sec. 2.5.3): from scratch,
 at its label fraction and subset seed, with its non-transfer fine-tuning settings (every
 ``finetune.*`` grid value outside ``finetune.transfer.*``: learning rate, recipe, loss, budget,
-early stopping, model, run seed) and as many optimisation steps (a two-run schedule's baseline
-trains ``2 x optim.max_epochs`` epochs in one run). One baseline is trained per label fraction,
-subset seed and distinct non-transfer setting; grid points that differ in transfer settings alone
-share one, so a grid over transfer settings alone keeps the one baseline per label fraction and
-seed. Every fine-tuning run's ``baseline_id`` label names its baseline (docs/studies.rst, "The
-supervised baseline").
+early stopping, model, run seed) and the same training phases (a two-run schedule's baseline
+trains the same two phases from scratch, each with its own ``optim.max_epochs`` and early
+stopping, the second at ``transfer.second_lr``). One baseline is trained per label fraction,
+subset seed, distinct non-transfer setting and, for two-run schedules, second learning rate;
+grid points that differ in other transfer settings alone share one, so a grid over one-run
+transfer settings alone keeps the one baseline per label fraction and seed. Every fine-tuning
+run's ``baseline_id`` label names its baseline (docs/studies.rst, "The supervised baseline").
 
 ``data_scaling`` (sec. 2.6) adds ``unlabelled_fractions``: each value sets the ``fraction`` of
 every source in ``pretrain.data.unlabelled`` (0 drops them: the training set alone, the paper's
@@ -133,6 +134,10 @@ class ExecutorSpec(BaseModel):
             merge path as on a cluster, in subprocesses on this machine (to try a spec out).
         ray_address: Address of a running Ray cluster (``auto``, ``ray://host:10001``); ``None``:
             ``RAY_ADDRESS``, or a Ray instance already running on this machine, else a new local one.
+        slurm_options: More ``sbatch`` options of each array task by long name, e.g.
+            ``{account: proj42, qos: high, constraint: a100}`` (``#SBATCH --account=proj42``);
+            ``--slurm-option KEY=VALUE`` on the command line replaces them. Checked before the
+            first submission (:func:`inpaintssl.studies.submitit_backend.check_slurm_options`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -148,6 +153,7 @@ class ExecutorSpec(BaseModel):
     setup: list[str] = Field(default_factory=list)
     cluster: Literal["slurm", "local"] = "slurm"
     ray_address: str | None = None
+    slurm_options: dict[str, str] = Field(default_factory=dict)
 
 
 class StudySpec(BaseModel):
@@ -348,13 +354,25 @@ class StudySpec(BaseModel):
     def pretraining_sees_test_anatomy(self, *, plan: StudyPlan | None = None) -> str | None:
         """Why the SSL arm's pretraining may hold the test images' anatomy; ``None`` if not known to.
 
-        An SSL run pretrained on an ``unlabelled`` source of the dataset it is fine-tuned and
-        tested on has seen the test anatomy when that dataset declares that its unlabelled split
-        holds it (:func:`inpaintssl.data.base.unlabelled_sees_test_anatomy`; ``mni152`` does: its
-        coronal and sagittal slices each cross every axial slice of the same template, the test
-        slices included), and the supervised arm it is compared with has not. Every SSL run of
-        the plan is asked, with the sources its pretraining run keeps (``data_scaling`` at 0%
-        keeps none). Other datasets' sources cannot be compared by name.
+        Two checks, over every SSL fine-tuning run of the plan and the pretraining run it starts
+        from (``data_scaling`` at 0% keeps no unlabelled source):
+
+        * Declared: an ``unlabelled`` source of the dataset the run is fine-tuned and tested on
+          has seen the test anatomy when that dataset declares that its unlabelled split holds it
+          (:func:`inpaintssl.data.base.unlabelled_sees_test_anatomy`; ``mni152`` does: its coronal
+          and sagittal slices each cross every axial slice of the same template, the test slices
+          included, which no id shows). Other datasets' sources cannot be compared by name.
+        * Built: the pretraining run's sets (``pretrain.data``'s train and val sets and each
+          unlabelled source) and the fine-tuning run's test set are built as the runs build them
+          (:func:`~inpaintssl.data.build.build_datasets`) and their volume ids intersected, where
+          both come from the same data: the same dataset with the same parameters, save those that
+          only cut it into splits (``split``, ``cases``, ``block_size``, ``min_brain_fraction``,
+          ...). This finds test slices that a pretraining section cutting the splits differently
+          from ``finetune.data`` trains on. Each distinct data section is built once; one that
+          cannot be built here (files not present where a report is written) leaves the declared
+          check alone.
+
+        Either way the supervised arm it is compared with has not seen them.
 
         Args:
             plan: The spec's plan (:func:`~inpaintssl.studies.grid.expand_study`), when the caller
@@ -366,6 +384,9 @@ class StudySpec(BaseModel):
             'pretrain.data.unlabelled holds the mni15'
             >>> StudySpec(study="clinical").pretraining_sees_test_anatomy() is None
             True
+            >>> cut = StudySpec(study="clinical", finetune={"data": {"params": {"min_brain_fraction": 0.2}}})
+            >>> print(cut.pretraining_sees_test_anatomy()[62:104])
+            pretrain.data's train set holds 4 of the 4
         """
         from inpaintssl.data.base import unlabelled_sees_test_anatomy
         from inpaintssl.studies.grid import expand_study  # grid imports this module
@@ -373,10 +394,13 @@ class StudySpec(BaseModel):
         plan = expand_study(self) if plan is None else plan
         asked: dict[str, str | None] = {}
         held: dict[str, None] = {}  # what each source holds, once, in plan order
+        pairs: list[tuple[PretrainConfig | FinetuneConfig, PretrainConfig | FinetuneConfig]] = []
         for job in plan.finetune_jobs():
             if job.depends_on is None:
                 continue
-            for source in plan.get(job.depends_on).config.data.unlabelled:
+            pretraining = plan.get(job.depends_on).config
+            pairs.append((pretraining, job.config))
+            for source in pretraining.data.unlabelled:
                 if source.dataset != job.config.data.dataset:
                     continue
                 key = json.dumps([source.dataset, source.params], sort_keys=True, default=repr)
@@ -384,17 +408,103 @@ class StudySpec(BaseModel):
                     asked[key] = unlabelled_sees_test_anatomy(source.dataset, source.params)
                 if asked[key]:
                     held[str(asked[key])] = None
-        if not held:
-            return None
-        return (
-            f"pretrain.data.unlabelled holds {' and '.join(held)}: the SSL runs pretrained on them have "
-            "seen the test anatomy and the supervised baselines have not, so their comparison is not "
-            "held out. Pretrain on unlabelled scans of other subjects (or leave unlabelled out, as "
-            "the demo does) for a held-out comparison"
-        )
+        said = []
+        if held:
+            said.append(
+                f"pretrain.data.unlabelled holds {' and '.join(held)}: the SSL runs pretrained on them have "
+                "seen the test anatomy and the supervised baselines have not, so their comparison is not "
+                "held out. Pretrain on unlabelled scans of other subjects (or leave unlabelled out, as "
+                "the demo does) for a held-out comparison"
+            )
+        shared = StudySpec._pretraining_holds_test_items(pairs)
+        if shared:
+            listed = "; ".join(shared[:3]) + (f"; and {len(shared) - 3} more" if len(shared) > 3 else "")
+            said.append(
+                f"the SSL arm's pretraining data holds fine-tuning test images: {listed}. The SSL runs "
+                "pretrained on them have seen those test images and the supervised baselines have not, so "
+                "their comparison is not held out. Cut pretrain.data, its unlabelled sources and "
+                "finetune.data into splits the same way (the same split parameters) for a held-out comparison"
+            )
+        return ". ".join(said) if said else None
+
+    @staticmethod
+    def _pretraining_holds_test_items(
+        pairs: list[tuple[PretrainConfig | FinetuneConfig, PretrainConfig | FinetuneConfig]],
+    ) -> list[str]:
+        """What the pretraining sets of each (pretraining, fine-tuning) pair hold of its test set,
+        by volume id, once per phrase (see :meth:`pretraining_sees_test_anatomy`).
+
+        A data section that cannot be built here is left out silently: the declared check stands.
+        """
+        import warnings
+
+        from inpaintssl.config import DataConfig
+        from inpaintssl.data.build import DataBundle, Stage, build_datasets
+
+        # Parameters that only choose which items of the same data go to which split (the built
+        # ids show their effect); every other parameter (root, data_dir, zoom, seed, ...) locates
+        # or makes the data, and sets that differ in one are not compared.
+        cutting = {
+            "split", "cases", "files", "annotation_version", "block_size", "min_brain_fraction", "axes",
+            "num_images", "num_val", "num_test",
+        }  # fmt: skip
+        builds: dict[str, DataBundle | None] = {}
+
+        def built(data: DataConfig, stage: Stage) -> DataBundle | None:
+            # The test set does not depend on the label fraction or subset seed: one build serves all.
+            ignored = {"label_fraction", "subset_seed"} if stage == "finetune" else set()
+            key = json.dumps(
+                [stage, data.model_dump(mode="json", exclude=ignored)], sort_keys=True, default=repr
+            )
+            if key not in builds:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        builds[key] = build_datasets(data, stage=stage, seed=0)
+                except Exception:  # noqa: BLE001 - files absent here, a plugin missing: the declared check stands
+                    builds[key] = None
+            return builds[key]
+
+        def located(dataset: str, params: Mapping[str, Any]) -> str:
+            kept = {k: v for k, v in params.items() if k not in cutting}
+            return json.dumps([dataset, kept], sort_keys=True, default=repr)
+
+        said: dict[str, None] = {}
+        for pretraining, finetuning in pairs:
+            tested, trained = built(finetuning.data, "finetune"), built(pretraining.data, "pretrain")
+            if tested is None or trained is None or "test" not in tested.splits.subsets:
+                continue
+            test = tested.splits.subsets["test"]
+            test_ids = set(test.volume_ids)
+            test_data = located(finetuning.data.dataset, finetuning.data.params)
+            sets = [("train", "pretrain.data's train set"), ("val", "pretrain.data's val set")]
+            sets += [
+                (f"unlabelled/{i}", f"pretrain.data.unlabelled[{i}]")
+                for i in range(len(pretraining.data.unlabelled))
+            ]
+            for key, where in sets:
+                record = trained.splits.subsets.get(key)
+                if record is None:
+                    continue
+                source = pretraining.data.unlabelled[int(key[11:])] if key.startswith("unlabelled/") else None
+                dataset, params = (
+                    (pretraining.data.dataset, pretraining.data.params)
+                    if source is None
+                    else (source.dataset, source.params)
+                )
+                if located(dataset, params) != test_data:
+                    continue
+                common = sorted(test_ids.intersection(record.volume_ids))
+                if common:
+                    examples = ", ".join(common[:5]) + (", ..." if len(common) > 5 else "")
+                    said[
+                        f"{where} holds {len(common)} of the {len(test_ids)} {test.dataset} test volumes of "
+                        f"finetune.data ({examples})"
+                    ] = None
+        return list(said)
 
     def check_component_names(self) -> None:
-        """Refuse a component name no registry here knows, in the base configs or a grid value.
+        """Refuse a component name no registry here can build, in the base configs or a grid value.
 
         Config validation leaves these names to the registries (a plugin registers through an
         entry point, and ``status`` or ``report`` may run where it is not installed); a study
@@ -403,7 +513,9 @@ class StudySpec(BaseModel):
 
         Raises:
             ConfigError: Naming the field (or grid key and value), the name and the registered
-                names, with close matches.
+                names, with close matches; or, for an installed plugin that cannot be used (its
+                entry point fails to import, or two distributions provide the name), the plugin,
+                its distribution and why.
 
         Example:
             >>> spec = StudySpec(study="pretext_design", grid={"pretrain.pretext.task": ["inpaint"]})
@@ -412,7 +524,7 @@ class StudySpec(BaseModel):
             ...
             inpaintssl.config.ConfigError: grid key 'pretrain.pretext.task', value 'inpaint': unknown ...
         """
-        from inpaintssl.registry import REGISTRIES
+        from inpaintssl.registry import REGISTRIES, PluginLoadError
 
         for stage, base in (("pretrain", self.pretrain), ("finetune", self.finetune)):
             for field, kind in _COMPONENT_FIELDS.items():
@@ -422,13 +534,16 @@ class StudySpec(BaseModel):
                 key = f"{stage}.{field}"
                 given = [(f"grid key {key!r}, value {v!r}", v) for v in self.grid.get(key, [])]
                 for where, value in given or [(key, getattr(getattr(base, section), name))]:
-                    registry = REGISTRIES[kind]
-                    if value is None or value in registry:
+                    if value is None:
                         continue
+                    # Resolved, not only looked up in the names: an installed entry point is listed
+                    # there even when it fails to import or two distributions provide the name.
                     try:
-                        registry.get(str(value))
+                        REGISTRIES[kind].get(str(value))
                     except KeyError as exc:
                         raise ConfigError(f"{where}: {exc.args[0]}") from None
+                    except PluginLoadError as exc:
+                        raise ConfigError(f"{where}: {exc}") from exc
 
     def seeds_at(self, fraction: float) -> list[int]:
         """The subset seeds run at a label fraction (``fraction_seeds``, else ``subset_seeds``)."""

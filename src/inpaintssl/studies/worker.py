@@ -14,6 +14,11 @@ failing at once would spend the run's attempt on a lock nobody holds. A task wor
 driver's folder (:attr:`Task.cwd`); on a node without it, a run whose folder is relative fails
 with a message naming both, since it would train on that node's own disk, lost to the study.
 
+A task the driver gave a :attr:`Task.token` leaves a start marker (:func:`start_marker`) before
+it executes a run: should the task die as a whole (a lost node, an out-of-memory kill), the
+driver tells the runs it started from those it never reached by this marker, which no other task
+or earlier attempt leaves (a run folder may be older than the task).
+
 Example:
     >>> import tempfile, pathlib
     >>> from inpaintssl.studies.spec import StudySpec
@@ -43,7 +48,7 @@ from inpaintssl.studies.grid import Job
 from inpaintssl.studies.resultfiles import result_path, write_result_file
 from inpaintssl.training.lock import LOCK_HEARTBEAT_S, LOCK_STALE_AFTER_S, waiting_for_live_locks
 
-__all__ = ["Task", "TaskReport", "run_tasks"]
+__all__ = ["Task", "TaskReport", "run_tasks", "start_marker"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Task:
         clinical: Also measure the clinical metrics (a ``clinical`` study's fine-tuning runs).
         cwd: The driver's working folder: relative paths in the config (data, run folders) mean
             the same on the worker when the folder is shared.
+        token: The driver's name for the submitted task that holds this run (``""``: none); the
+            worker leaves :func:`start_marker` under it when it starts the run.
     """
 
     run_id: str
@@ -64,11 +71,12 @@ class Task:
     config: str
     clinical: bool = False
     cwd: str = ""
+    token: str = ""
 
     @classmethod
-    def from_job(cls, job: Job, *, clinical: bool = False) -> Task:
-        """The task of a study job."""
-        return cls(job.id, job.kind, job.config.model_dump_json(), clinical, os.getcwd())
+    def from_job(cls, job: Job, *, clinical: bool = False, token: str = "") -> Task:
+        """The task of a study job (``token``: see the attribute)."""
+        return cls(job.id, job.kind, job.config.model_dump_json(), clinical, os.getcwd(), token)
 
     def job(self) -> Job:
         """The job again, on the worker."""
@@ -100,6 +108,27 @@ def _working_directory(folder: str) -> Iterator[None]:
         yield
     finally:
         os.chdir(before)
+
+
+def start_marker(results: Path, run_id: str, token: str) -> Path:
+    """The file that says the task named ``token`` started run ``run_id``.
+
+    Beside the result files, in a hidden folder that no listing of result files reads.
+
+    Example:
+        >>> start_marker(Path("out/results"), "pt-1", "ab12")
+        PosixPath('out/results/.started/pt-1.ab12')
+    """
+    return results / ".started" / f"{run_id}.{token}"
+
+
+def _mark_started(results: Path, task: Task) -> None:
+    """Leave the task's start marker of its run (see :func:`start_marker`)."""
+    if not task.token:
+        return
+    marker = start_marker(results, task.run_id, task.token)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def _driver_folder_missing(task: Task) -> str:
@@ -148,6 +177,7 @@ def run_tasks(
                 reports.append(TaskReport(task.run_id, "skipped"))
                 continue
             try:
+                _mark_started(results, task)
                 # The silence that makes a lock stale, and two beats more for a slow shared file system.
                 with waiting_for_live_locks(LOCK_STALE_AFTER_S + 2 * LOCK_HEARTBEAT_S):
                     outcome = execute_job(task.job(), quiet=quiet, clinical=task.clinical)
