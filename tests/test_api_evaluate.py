@@ -184,3 +184,40 @@ def test_a_bad_data_field_is_named_by_its_path_and_its_file(tmp_path: Path) -> N
     # An override: named as it was typed.
     with pytest.raises(ConfigError, match=r"(?s)in overrides:\n  data\.imge_size: unknown field"):
         issl.evaluate(run, overrides=["data.imge_size=[16, 16]"], device="cpu")
+
+
+def test_a_data_section_without_a_slice_size_takes_the_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # New scans given without data.image_size used to be scored on whole slices: a size the network
+    # met neither in training nor in predict, which fits every slice as the run did.
+    from inpaintssl import api
+
+    run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
+    fitted: list[tuple[Any, str]] = []
+    real = api.build_split
+
+    def spy(cfg: Any, split: str, **kwargs: Any) -> Any:
+        fitted.append((cfg.image_size, cfg.resize_mode))
+        return real(cfg, split, **kwargs)
+
+    monkeypatch.setattr(api, "build_split", spy)
+    section = tmp_path / "data.yaml"
+    section.write_text(yaml.safe_dump(DATA))
+    recorded = issl.evaluate(run, device="cpu").select(level="image")
+    given = issl.evaluate(run, DATA, device="cpu").select(level="image")
+    from_file = issl.evaluate(run, section, device="cpu").select(level="image")
+    assert fitted == [((12, 12), "resize")] * 3
+    for table in (given, from_file):
+        np.testing.assert_array_equal(table.column("dice_mean"), recorded.column("dice_mean"))
+    # What a section gives is kept: its size (with the run's mode), or whole slices asked for.
+    # Slices at another size are at another scale, as the spacing check tells.
+    fitted.clear()
+    scale = r"the data's in-plane voxel spacing as the model sees it, .* 1\.33 x 1\.33 mm of the run"
+    with pytest.warns(UserWarning, match=scale):
+        issl.evaluate(run, {**DATA, "image_size": [8, 8]}, device="cpu")
+    with pytest.warns(UserWarning, match=scale):
+        issl.evaluate(run, {**DATA, "image_size": None}, device="cpu")
+    with pytest.warns(UserWarning, match=scale):
+        issl.evaluate(run, DATA, overrides=["data.resize_mode=crop_or_pad"], device="cpu")
+    assert fitted == [((8, 8), "resize"), (None, "crop_or_pad"), ((12, 12), "crop_or_pad")]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -41,7 +41,7 @@ from inpaintssl.data.decompressed_upkeep import prune_decompressed as prune_deco
 from inpaintssl.data.dicom import list_series as list_dicom_series
 from inpaintssl.data.orientation import describe_orientations, training_orientations
 from inpaintssl.data.preflight import preflight
-from inpaintssl.data.spacing import SPACING_TOLERANCE, training_spacing
+from inpaintssl.data.spacing import SPACING_TOLERANCE, same_axis_order, training_spacing
 from inpaintssl.data.views import ClassOrder
 from inpaintssl.inference import ExportError as ExportError
 from inpaintssl.inference import PredictionError as PredictionError
@@ -49,7 +49,7 @@ from inpaintssl.inference import PredictionReport as PredictionReport
 from inpaintssl.inference import export_model as export_model
 from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
-from inpaintssl.inference.loading import recorded_orientations, recorded_spacing
+from inpaintssl.inference.loading import Preprocessing, recorded_orientations, recorded_spacing
 from inpaintssl.layout import RunFolder
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
@@ -199,12 +199,36 @@ def _recorded_data(source: str | Path, *, overridden: Sequence[str]) -> DataConf
     )
 
 
+_FITTING = ("image_size", "resize_mode")
+"""The data fields a ``data`` section given to ``evaluate`` takes from the run where it leaves them
+out: the slice size its network was trained at, and predicts at (:func:`_fitted_as_trained`)."""
+
+
+class _EvaluationData(NamedTuple):
+    """What ``evaluate`` reads, which of :data:`_FITTING` it takes from the run, and whether its
+    ``data.params.slice_axis`` is the run's record, untouched by any override."""
+
+    data: DataConfig | Dataset[dict[str, Any]]
+    from_run: frozenset[str]
+    recorded_axis: bool = False
+
+
+def _left_out(section: DataConfig | Mapping[str, Any], overridden: Sequence[str]) -> frozenset[str]:
+    """The :data:`_FITTING` fields neither ``section`` nor an override gives."""
+    given = set(section.model_fields_set) if isinstance(section, DataConfig) else set(section)
+    return frozenset(name for name in _FITTING if name not in given and name not in overridden)
+
+
 def _evaluation_data(
     source: nn.Module | str | Path,
     data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]] | str | Path | None,
     overrides: Sequence[str],
-) -> DataConfig | Dataset[dict[str, Any]]:
-    """What ``evaluate`` reads: ``data`` as given, from a file, or the run's own record; then overrides."""
+) -> _EvaluationData:
+    """What ``evaluate`` reads: ``data`` as given, from a file, or the run's own record; then overrides.
+
+    A section other than the run's own record takes the run's slice size where it leaves it out
+    (``from_run``; a module records none).
+    """
     keys = []
     for item in overrides:
         if not item.startswith("data."):
@@ -213,15 +237,57 @@ def _evaluation_data(
     if isinstance(data, Dataset):
         if keys:
             raise ValueError("evaluate: overrides apply to a data config; data is a dataset already built")
-        return data
+        return _EvaluationData(data, frozenset())
+    paths = [key.split("=", 1)[0].strip() for key in keys]
+    overridden = [path.split(".", 1)[0] for path in paths]
     if data is None:
         if isinstance(source, nn.Module):
             raise ValueError("evaluate: data is required with a module (it records no training data)")
-        data = _recorded_data(source, overridden=[key.split("=", 1)[0].strip() for key in keys])
-    elif isinstance(data, (str, Path)):
-        data = _data_section(Path(data))
+        data = _recorded_data(source, overridden=overridden)
+        # The run's own record states its fitting; an empty section (no record) takes the model's.
+        own = isinstance(data, DataConfig)
+    else:
+        if isinstance(data, (str, Path)):
+            data = _data_section(Path(data))
+        own = False
+    from_run = frozenset() if own or isinstance(source, nn.Module) else _left_out(data, overridden)
     # Validated as a run config's data section, so that errors name fields as the overrides do.
-    return load_data_section(data, source="evaluate's data argument", overrides=overrides)
+    checked = load_data_section(data, source="evaluate's data argument", overrides=overrides)
+    recorded_axis = own and not any(path in ("params", "params.slice_axis") for path in paths)
+    return _EvaluationData(checked, from_run, recorded_axis)
+
+
+def _cut_as_trained(data: DataConfig, recorded: Preprocessing | None) -> DataConfig:
+    """The run's own data section with the slice axis its training used, where its record says another.
+
+    A ``dicom`` (or ``ct``, of DICOM series) run without ``orientation`` recorded before another
+    ``slice_axis`` than 2 was refused cut its series along their own slices all the same; its
+    dataset refuses that record now. Its network is scored on the slices it was trained on.
+    """
+    axis = data.params.get("slice_axis")
+    if recorded is None or recorded.slice_axis is None or axis is None or data.dataset not in ("dicom", "ct"):
+        return data
+    if isinstance(axis, bool) or not isinstance(axis, int) or axis % 3 == recorded.slice_axis % 3:
+        return data
+    return data.model_copy(update={"params": {**data.params, "slice_axis": recorded.slice_axis}})
+
+
+def _fitted_as_trained(
+    data: DataConfig, recorded: Preprocessing | None, fields: frozenset[str]
+) -> DataConfig:
+    """``data`` with the run's ``image_size`` and ``resize_mode`` for the ``fields`` it left out.
+
+    Without them a data section of new scans would be scored on whole slices, a size the network
+    met neither in training nor in ``predict`` (which fits every slice as the run did), and its
+    Dice would measure that instead, without a word.
+    """
+    if recorded is None or not fields:
+        return data
+    run = {"image_size": recorded.image_size, "resize_mode": recorded.resize_mode}
+    update = {name: run[name] for name in fields if getattr(data, name) != run[name]}
+    if "resize_mode" in update and (update.get("image_size", data.image_size) is None):
+        del update["resize_mode"]  # no size to fit to: the mode would only be reported as unused
+    return data.model_copy(update=update) if update else data
 
 
 def _dataset_for(
@@ -263,7 +329,16 @@ def _warn_on_other_spacing(source: str | Path, dataset: Dataset[dict[str, Any]])
     if trained is None or not isinstance(dataset, SliceDataset):
         return
     seen = training_spacing(dataset)
-    if seen is None or (trained.fits(seen.smallest) and trained.fits(seen.largest)):
+    if seen is None:
+        return
+    # Axis by axis where every slice comes from a volume in the training volumes' axis order; either
+    # way round where any states none (NumPy, HDF5) or lies otherwise (that is warned about apart).
+    orientations = training_orientations(dataset)
+    trained_in = recorded_orientations(source)
+    known = sum(orientations.values()) == len(dataset) and all(
+        same_axis_order(codes, trained_in) for codes in orientations
+    )
+    if trained.fits(seen.smallest, axes_known=known) and trained.fits(seen.largest, axes_known=known):
         return
     warn_each_time(
         f"evaluate: the data's in-plane voxel spacing as the model sees it, {seen.describe()}, lies "
@@ -320,7 +395,11 @@ def evaluate(
         data: A data config (its ``split`` is used), a dataset, or a YAML/JSON file holding a
             data section or a whole run config (its ``data`` section). ``None``: the data the run
             recorded in its ``config.yaml``. A run config's ``label_fraction``, ``splits_file``
-            and ``unlabelled`` are ignored: every split is read whole.
+            and ``unlabelled`` are ignored: every split is read whole. A data section (or
+            overrides) that leaves ``image_size`` or ``resize_mode`` out takes the run's recorded
+            one (its ``config.yaml``, or an exported file's metadata), so new scans are scored on
+            slices fitted as the network was trained and as ``predict`` fits them; give
+            ``image_size: null`` to score whole slices.
         overrides: ``data.KEY=VALUE`` changes to the data config, as ``pretrain`` spells them
             (``data.image_size=[64, 64]``); not for a dataset.
         split: ``train``, ``val`` or ``test`` when ``data`` is a config.
@@ -353,7 +432,7 @@ def evaluate(
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
     if num_workers is not None:
         check_num_workers(num_workers)
-    evaluated = _evaluation_data(checkpoint_or_model, data, overrides)
+    evaluated, from_run, recorded_axis = _evaluation_data(checkpoint_or_model, data, overrides)
     # Read as the data config says its data are read; a dataset given built is read here.
     workers, start_method = 0, None
     if isinstance(evaluated, DataConfig):
@@ -376,6 +455,10 @@ def evaluate(
             activation = info.activation
         if class_names is None and info.class_names:
             class_names = info.class_names
+        if isinstance(evaluated, DataConfig):
+            evaluated = _fitted_as_trained(evaluated, info.preprocessing, from_run)
+            if recorded_axis:
+                evaluated = _cut_as_trained(evaluated, info.preprocessing)
     # The memory format a run's own test pass uses by default (run.channels_last: auto), so the
     # two agree to the last bit: layouts round convolutions differently.
     channels_last = use_channels_last(target_device, "auto")

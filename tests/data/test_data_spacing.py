@@ -90,11 +90,13 @@ def test_training_spacing_of_a_concatenation_resized() -> None:
     fine = _Spaced((0.5, 0.5, 2.0), num_images=6, size=(16, 16))
     coarse = _Spaced((0.8, 1.0, 2.0), num_images=6, size=(16, 16))
     both = ConcatSlices([fine, coarse], names=["fine", "coarse"])
-    assert training_spacing(both) == SpacingRange((0.5, 0.5), (0.8, 1.0))
+    assert training_spacing(both) == SpacingRange((0.5, 0.5), (0.8, 1.0), by_axis=True)
     # Resized 16 -> 8 pixels a side: every pixel covers twice the length.
-    assert training_spacing(FitToSize(both, (8, 8), mode="resize")) == SpacingRange((1.0, 1.0), (1.6, 2.0))
+    assert training_spacing(FitToSize(both, (8, 8), mode="resize")) == SpacingRange(
+        (1.0, 1.0), (1.6, 2.0), by_axis=True
+    )
     fine.reads = 0
-    assert training_spacing(fine, limit=3) == SpacingRange((0.5, 0.5), (0.5, 0.5))
+    assert training_spacing(fine, limit=3) == SpacingRange((0.5, 0.5), (0.5, 0.5), by_axis=True)
     assert fine.reads == 3  # a dataset that cannot tell its spacing is read at most `limit` times
     assert training_spacing(Subset(fine, [])) is None  # an empty set has no range
 
@@ -125,19 +127,21 @@ def _nifti_cases(root: Path, spacings: list[float], *, slices: int = 1) -> Volum
 def test_every_volume_that_tells_its_spacing_counts_whatever_the_limit(tmp_path: Path) -> None:
     # Ten cases, the second at 0.5 mm, the others at 0.75: 4 of 10 items evenly spaced are 0, 3, 6, 9.
     cases = _nifti_cases(tmp_path, [0.75, 0.5, *[0.75] * 8])
-    assert training_spacing(cases, limit=4) == SpacingRange((0.5, 0.5), (0.75, 0.75))
+    assert training_spacing(cases, limit=4) == SpacingRange((0.5, 0.5), (0.75, 0.75), by_axis=True)
     # Through views: the cases but the first, resized 16 -> 4 pixels a side (4 times the length).
     resized = FitToSize(
         ImagesOnly(select_volumes(cases, [f"case{i:02d}" for i in range(1, 10)], what="t")),
         (4, 4),
         mode="resize",
     )
-    assert training_spacing(resized, limit=4) == SpacingRange((2.0, 2.0), (3.0, 3.0))
+    assert training_spacing(resized, limit=4) == SpacingRange((2.0, 2.0), (3.0, 3.0), by_axis=True)
     # Beside a source that cannot tell, items are read: `limit` of them, spread evenly, as before.
     plugin = _Spaced((0.25, 0.375, 2.0), num_images=6, size=(16, 16))
     both = ConcatSlices([ImagesOnly(cases), ImagesOnly(plugin)], names=["nifti", "plugin"])
     plugin.reads = 0  # building the views read it
-    assert training_spacing(both, limit=2) == SpacingRange((0.25, 0.375), (0.75, 0.75))  # items 0, 15
+    assert training_spacing(both, limit=2) == SpacingRange(
+        (0.25, 0.375), (0.75, 0.75), by_axis=True
+    )  # items 0, 15
     assert plugin.reads == 1
 
 
@@ -150,4 +154,4 @@ def test_every_slice_is_covered_without_reading_one(tmp_path: Path, monkeypatch:
         raise AssertionError(f"item {index} read")
 
     monkeypatch.setattr(VolumeSliceDataset, "__getitem__", unread)
-    assert training_spacing(view, limit=2) == SpacingRange((0.25, 0.25), (0.4375, 0.4375))
+    assert training_spacing(view, limit=2) == SpacingRange((0.25, 0.25), (0.4375, 0.4375), by_axis=True)

@@ -83,7 +83,7 @@ def test_metadata_is_what_was_trained(trained_run: issl.FinetuneResult) -> None:
         normalization="none",
         channels="image",
         dataset_params={"num_images": 16, "num_val": 4, "num_test": 4, "size": [32, 32]},
-        in_plane_spacing_mm=SpacingRange((1.0, 1.0), (1.0, 1.0)),  # synthetic slices: 1 mm
+        in_plane_spacing_mm=SpacingRange((1.0, 1.0), (1.0, 1.0), by_axis=True),  # synthetic slices: 1 mm
     )
 
 
@@ -136,7 +136,7 @@ def test_a_path_under_the_home_folder_is_expanded(
         assert _state_equal(model, expected) and model.inference_meta == expected.inference_meta
         assert model.inference_meta.source is not None and home in model.inference_meta.source.parents
     assert _state_equal(load_model("~/runs/ft", which="last"), last)
-    assert recorded_spacing("~/runs/ft") == SpacingRange((1.0, 1.0), (1.0, 1.0))  # synthetic slices: 1 mm
+    assert recorded_spacing("~/runs/ft") == SpacingRange((1.0, 1.0), (1.0, 1.0), by_axis=True)  # 1 mm
 
 
 def test_pretraining_run_loads_as_an_inpainting_model(pretrained_run: issl.PretrainResult) -> None:

@@ -646,13 +646,13 @@ def test_a_series_given_as_dot_or_dot_dot_is_named_after_its_folder(
     ("run", "expected"),
     [
         # The brains' zooms (3.0, 3.5, 4.25) mm, sliced along axis 2: 3 x 3.5 mm in plane.
-        ("softmax_run", {"smallest": [3.0, 3.5], "largest": [3.0, 3.5]}),
+        ("softmax_run", {"smallest": [3.0, 3.5], "largest": [3.0, 3.5], "axes": "rows_columns"}),
         # Resized from 48x56 to 32x32: each pixel covers 3.0 * 48 / 32 by 3.5 * 56 / 32 mm.
-        ("resize_run", {"smallest": [4.5, 6.125], "largest": [4.5, 6.125]}),
+        ("resize_run", {"smallest": [4.5, 6.125], "largest": [4.5, 6.125], "axes": "rows_columns"}),
     ],
 )
 def test_the_run_records_the_spacing_its_network_saw(
-    run: str, expected: dict[str, list[float]], request: pytest.FixtureRequest
+    run: str, expected: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     folder: Path = request.getfixturevalue(run)
     manifest = json.loads((folder / "manifest.json").read_text())

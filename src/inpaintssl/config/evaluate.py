@@ -32,7 +32,8 @@ class EvaluateConfig(_Strict):
     Attributes:
         checkpoint: A run folder, checkpoint folder or ``.safetensors`` file.
         data: The data to evaluate (its ``split`` is read); ``None``: the data section the run
-            recorded in its ``config.yaml``.
+            recorded in its ``config.yaml``. Where it leaves ``image_size`` or ``resize_mode`` out,
+            the run's recorded ones apply (:func:`inpaintssl.evaluate`).
         split: Which split to evaluate.
         output: CSV path for the per-image table (defaults to ``<run>/eval_<split>.csv``).
         device: As in :class:`RunConfig`.

@@ -44,6 +44,7 @@ from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis, check_spacing
 from inpaintssl.data.dicom import DicomVolume, check_series_param, dicom_object_kind
+from inpaintssl.data.dicom_dataset import check_own_slices
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import (
@@ -59,7 +60,7 @@ from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset"]
+__all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset", "reads_as_dicom"]
 
 BODY_COMPOSITION_CLASSES = ("muscle", "imat", "vat", "sat")
 """Skeletal muscle, intramuscular, visceral and subcutaneous adipose tissue (sec. 2.1.2)."""
@@ -165,6 +166,16 @@ def _warn_without_spacing(cases: Sequence[Case], *, given: bool) -> None:
     )
 
 
+def reads_as_dicom(path: str | Path) -> bool:
+    """Whether a case's image is read as a DICOM series (a folder or a ``.dcm``:
+    :func:`~inpaintssl.data.readers.reader_class`); ``False`` for a type no reader takes, which
+    opening it refuses."""
+    try:
+        return reader_class(path) is DicomVolume
+    except DataError:
+        return False
+
+
 @DATASETS.register("ct")
 def ct_dataset(
     *,
@@ -200,7 +211,9 @@ def ct_dataset(
         class_names: Foreground classes.
         label_values: Stored value(s) per class name (default ``i + 1``).
         slice_axis: Slice axis of NIfTI/NumPy volumes (DICOM series are rows x cols x slices,
-            sliced along the slices), and of every volume read in ``orientation``.
+            sliced along the slices), and of every volume read in ``orientation``. Without
+            ``orientation``, an axis other than 2 is refused for a case whose image is a DICOM
+            series, which would be cut along its own slices all the same.
         orientation: Axis codes (:mod:`~inpaintssl.data.orientation`) every image and label is
             read in, e.g. ``"LPS"``: DICOM series, NIfTI, MetaImage and NRRD files stored in other
             axis orders are permuted and flipped (not resampled), and an image's patient geometry
@@ -216,10 +229,16 @@ def ct_dataset(
             case), ``SeriesInstanceUID``, or ``SeriesNumber`` (a whole number)
             (:func:`~inpaintssl.data.dicom.select_series`). ``None`` (default): each image is one
             series (or another format).
+
+    Raises:
+        ConfigError: ``slice_axis`` other than 2 without ``orientation`` where an image is a DICOM
+            series (:func:`~inpaintssl.data.dicom_dataset.check_own_slices`).
+        DataError: An image or label its reader refuses, a bad ``spacing``, ``series`` or
+            ``slice_axis``; the message names the file or parameter.
     """
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="ct: orientation", error=DataError)
-    # Checked here too: a DICOM series ignores slice_axis unless it is reoriented.
+    # Checked here too: a DICOM series ignores slice_axis unless it is reoriented (then refused).
     slice_axis = check_slice_axis(slice_axis, where="ct")
 
     given = None if spacing is None else check_spacing(spacing, where="ct: spacing")
@@ -229,6 +248,11 @@ def ct_dataset(
         return open_volume(path, slice_axis=slice_axis, ranks=ranks, spacing=given or (1.0, 1.0, 1.0))
 
     def image_of(spec: CaseSpec) -> Volume:
+        if orientation is None and reads_as_dicom(spec.image):
+            # Before its label is read: a label map cut along slice_axis would be refused for its
+            # shape, hiding the setting that is wrong.
+            where = f"the image of case {spec.volume_id!r}, {spec.image}, is a DICOM series"
+            check_own_slices(slice_axis, dataset="ct", images=where)
         if series is None:
             return stored(spec.image, IMAGE_RANKS)
         found = reader_class(spec.image)
@@ -248,8 +272,9 @@ def ct_dataset(
         label_path = spec.label if labelled else None
         kind = None if label_path is None else dicom_object_kind(label_path)
         if label_path is None or kind is None:
+            image = oriented(image_of(spec))
             plain = None if label_path is None else oriented(stored(label_path, LABEL_RANKS))
-            return Case(spec.volume_id, oriented(image_of(spec)), plain)
+            return Case(spec.volume_id, image, plain)
         # A DICOM SEG or RTSTRUCT is laid on the series it was drawn on, as stored; then both are read alike.
         image = image_of(spec)
         label = open_dicom_annotation(

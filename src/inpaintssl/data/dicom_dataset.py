@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from inpaintssl.config.errors import ConfigError
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import CaseSpec, resolve_cases
 from inpaintssl.data.checks import check_slice_axis
@@ -52,7 +53,35 @@ from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["dicom_dataset"]
+__all__ = ["check_own_slices", "dicom_dataset"]
+
+
+def check_own_slices(slice_axis: int, *, dataset: str, images: str) -> None:
+    """Refuse a ``slice_axis`` other than 2 for DICOM series read without an ``orientation``.
+
+    Read as stored, a series is rows x columns x slices and is cut along its own slices, whatever
+    ``slice_axis`` says (its label map, on the series' grid, too). Ignored, the axis would still be
+    recorded with the run, and ``predict`` would cut new scans along it: another plane than the
+    network learned, labelled without an error.
+
+    Args:
+        slice_axis: The dataset's ``slice_axis`` (checked: -3 to 2).
+        dataset: The dataset's name, which starts the message.
+        images: Which images are DICOM series, for the message.
+
+    Raises:
+        ConfigError: ``slice_axis`` is not axis 2; the message names ``data.params.slice_axis`` and
+            ``data.params.orientation``.
+    """
+    if slice_axis % 3 == 2:
+        return
+    raise ConfigError(
+        f"{dataset}: data.params.slice_axis={slice_axis} without data.params.orientation, but {images}: "
+        "a series read as stored is rows x columns x slices and is cut along its own slices (axis 2), "
+        "which slice_axis cannot change; expected slice_axis 2 (or left out) to cut it so, or "
+        "data.params.orientation (axis codes such as 'LPS') to read every series in that axis order "
+        f"and cut it along axis {slice_axis} of it"
+    )
 
 
 @DATASETS.register("dicom")
@@ -88,6 +117,8 @@ def dicom_dataset(
             (not resampled), and each cut along ``slice_axis`` of the reoriented volume. ``None``
             (default): as stored, cut along the series' own slices.
         slice_axis: With ``orientation``, the axis of the reoriented volume slices are taken along.
+            Without it a series is cut along its own slices (axis 2), so any other axis is refused
+            rather than ignored.
         echo: For multi-echo series (qDESS, multi-echo spin echo, Dixon: several echoes at every
             position): the echo to read, 1 being the shortest echo time
             (:class:`~inpaintssl.data.dicom.DicomVolume`), or ``"rss"``: the root-sum-of-squares
@@ -110,6 +141,7 @@ def dicom_dataset(
             listing the series it holds. ``None`` (default): each image is one series.
 
     Raises:
+        ConfigError: ``slice_axis`` other than 2 without ``orientation``.
         DataError: An image that is no DICOM series, a label its reader refuses, ``labelled``
             without ``class_names``, an ``echo`` that is neither a whole number >= 1 nor ``"rss"``
             or that a series does not hold, ``t2_echoes`` with a series of fewer than three
@@ -122,6 +154,11 @@ def dicom_dataset(
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="dicom: orientation", error=DataError)
     slice_axis = check_slice_axis(slice_axis, where="dicom")
+    if orientation is None:
+        # A series (and its label map, on the series' grid) is read as stored and cut along its own
+        # slices; another axis would be ignored in training, yet recorded, and predict would cut
+        # new scans along it.
+        check_own_slices(slice_axis, dataset="dicom", images="its images are DICOM series")
     if echo != "rss" and echo is not None and not is_echo_number(echo):
         raise DataError(
             f"dicom: echo={echo!r}; expected an echo number >= 1 (1: the shortest echo time), 'rss' (the "

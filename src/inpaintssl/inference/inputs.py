@@ -311,13 +311,33 @@ def _warn_key_unused(key: str | None, path: Path, what: str) -> None:
         )
 
 
-def _warn_spacing_assumed(path: Path, volume: Volume) -> None:
-    # Always, not only where 1 mm misses the training range: the volumes in mL (and the label map's
-    # affine) rest on it, whichever spacing the run trained at.
+def _assumed_spacing(prep: SlicePreprocessing) -> tuple[float, ...]:
+    """The voxel size of a NumPy/HDF5 input given none: the run's ``data.params.spacing``, else 1 mm.
+
+    A run's 2-D spacing (rows, columns: its arrays were slices) gets a 1 mm thickness, which a
+    3-D input needs and a 2-D one takes.
+    """
+    recorded = prep.array_spacing
+    if recorded is None:
+        return (1.0, 1.0, 1.0)
+    return recorded if len(recorded) == 3 else (*recorded[:2], 1.0)
+
+
+def _warn_spacing_assumed(path: Path, volume: Volume, *, from_run: Sequence[float] | None) -> None:
+    # Always, not only where the assumed size misses the training range: the volumes in mL (and the
+    # label map's affine) rest on it, whichever spacing the run trained at.
+    if from_run is None:
+        assumed = f"1 mm is assumed along every axis of its {volume.shape} array"
+    else:
+        sizes = " x ".join(f"{v:g}" for v in from_run)
+        assumed = (
+            f"the run's data.params.spacing, {sizes} mm along the stored axes of its {volume.shape} array "
+            "(the voxel size the run read its own arrays at), is assumed"
+        )
     warn_each_time(
-        f"input {path}: a NumPy/HDF5 file states no voxel size, so 1 mm is assumed along every axis of "
-        f"its {volume.shape} array, for the spacing the model sees and for every volume in mL; give the "
-        "scan's own with spacing=... (--spacing, one size in mm per stored axis)",
+        f"input {path}: a NumPy/HDF5 file states no voxel size, so {assumed}, for the spacing the model "
+        "sees and for every volume in mL; give the scan's own with spacing=... (--spacing, one size in "
+        "mm per stored axis)",
         UserWarning,
     )
 
@@ -381,8 +401,9 @@ def open_input(
         _warn_key_unused(key, path, "DICOM series")
         return series, _dicom_geometry(series)
     # As given: a 3-D array needs all three sizes (its slice thickness sets every volume in mL),
-    # which the reader checks against the array's rank; a single 2-D slice may take two.
-    given = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+    # which the reader checks against the array's rank; a single 2-D slice may take two. Not given,
+    # the run's own (its arrays state none either, so it trained at these), else 1 mm.
+    given = tuple(spacing) if spacing is not None else _assumed_spacing(prep)
     if reader is NiftiVolume:
         nifti = NiftiVolume(path, slice_axis=axis)
         # The reader's voxel sizes (mm): its pixdim, or its affine's where the two disagree, so the
@@ -425,7 +446,7 @@ def open_input(
         dataset = key if key is not None else _image_dataset(path)
         volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
     if spacing is None:
-        _warn_spacing_assumed(path, volume)
+        _warn_spacing_assumed(path, volume, from_run=None if prep.array_spacing is None else given)
     stored = _zooms3(volume.spacing)
     # nibabel's default codes (sform 2, aligned), as when a user turns the same array into NIfTI with
     # nibabel: coded 0, nibabel would read the label map on its own flipped, centred grid instead,

@@ -55,6 +55,9 @@ from inpaintssl.checkpoint import (
     resolve_checkpoint,
 )
 from inpaintssl.config import DataConfig, quiet_unused_settings
+from inpaintssl.data.base import DataError
+from inpaintssl.data.cases import available_splits, resolve_cases
+from inpaintssl.data.ct import reads_as_dicom
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import DEFAULT_CT_WINDOWS, HU_FLOOR, ResizeMode
 from inpaintssl.data.spacing import SpacingRange
@@ -114,6 +117,47 @@ def _factory_default(dataset: str, name: str, fallback: Any) -> Any:
     return parameter.default
 
 
+def _cut_along_series_slices(
+    name: str, params: Mapping[str, Any], axis: int, working_directory: str | Path | None
+) -> bool:
+    """Whether a run cut its volumes along the DICOM series' own slices, not along ``axis``.
+
+    Without ``orientation`` a series is read as stored and cut along its own slices: the ``dicom``
+    dataset never applied ``slice_axis`` then, nor did the ``ct`` dataset to its DICOM images (both
+    refuse another axis now, :func:`~inpaintssl.data.dicom_dataset.check_own_slices`, but runs
+    recorded before keep it in their ``config.yaml``). A ``ct`` run's images are looked up where
+    its cases still lie; where they cannot be found, its NIfTI/NumPy images are assumed, which
+    ``slice_axis`` did cut.
+    """
+    if axis % 3 == 2 or params.get("orientation") is not None:
+        return False
+    if name == "dicom":
+        return True
+    return name == "ct" and _ct_images_were_dicom(params, working_directory)
+
+
+def _ct_images_were_dicom(params: Mapping[str, Any], working_directory: str | Path | None) -> bool:
+    """Whether a ``ct`` run's data held a DICOM series among its images (by their paths, not read)."""
+    if params.get("series") is not None:
+        return True  # every image a DICOM study
+    cases = params.get("cases")
+    root = params.get("root")
+    base = None if working_directory is None else Path(working_directory)
+    if root is not None:
+        # Relative to the folder the run was started in, as its dataset read it (an absolute root
+        # stays itself).
+        base = Path(str(root)).expanduser() if base is None else base / Path(str(root)).expanduser()
+    try:
+        for split in available_splits(cases):
+            if any(
+                reads_as_dicom(spec.image) for spec in resolve_cases(cases, split, root=base, dataset="ct")
+            ):
+                return True
+    except (DataError, OSError, TypeError, ValueError):
+        return False  # moved or gone: nothing left to tell by
+    return False
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How a run turned stored images into network inputs (paper sec. 2.2).
@@ -132,7 +176,10 @@ class Preprocessing:
         ct_windows: ``(width, level)`` HU windows, one channel each (CT only).
         hu_floor: HU below this (scanner padding) was clipped to it (CT only).
         slice_axis: Axis of the stored volume that 2D slices were taken along, ``None`` when the
-            data are not volumes (``synthetic``) or unknown.
+            data are not volumes (``synthetic``) or unknown. The axis training used: a ``dicom``
+            run without ``orientation``, and a ``ct`` run without it whose images were DICOM
+            series, cut every series along its own slices (axis 2) whatever its
+            ``data.params.slice_axis`` said (runs from before another axis was refused so).
         dataset_params: The run's ``data.params`` as written in ``config.yaml``; empty in
             metadata read from an exported file, which never stores them
             (:meth:`ModelInfo.for_export`: they name data folders and case files).
@@ -178,8 +225,17 @@ class Preprocessing:
             object.__setattr__(self, "in_plane", _in_plane_of(self.dataset))
 
     @classmethod
-    def from_data_config(cls, data: DataConfig) -> Preprocessing:
-        """The preprocessing the built-in readers apply for ``data`` (unknown for plugin datasets)."""
+    def from_data_config(
+        cls, data: DataConfig, *, working_directory: str | Path | None = None
+    ) -> Preprocessing:
+        """The preprocessing the built-in readers apply for ``data`` (unknown for plugin datasets).
+
+        Args:
+            data: The run's data section.
+            working_directory: The folder the run was started in (its ``manifest.json`` records
+                it), which relative data paths start from; ``None``: this process's. Only read to
+                tell whether a ``ct`` run's images were DICOM series (see ``slice_axis``).
+        """
         name, params = data.dataset, dict(data.params)
         common: dict[str, Any] = {
             "dataset": name,
@@ -196,6 +252,8 @@ class Preprocessing:
             return cls(**common, normalization="volume", channels="rss_echoes", slice_axis=2)
         if name in _SLICED_VOLUMES:
             axis = int(params.get("slice_axis", _factory_default(name, "slice_axis", 2)))
+            if _cut_along_series_slices(name, params, axis, working_directory):
+                axis = 2
             if name == "ct":
                 windows = params.get("windows", _factory_default(name, "windows", DEFAULT_CT_WINDOWS))
                 return cls(
@@ -450,8 +508,11 @@ def _read_preprocessing(run: RunFolder | None) -> Preprocessing | None:
         problems = "; ".join(f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise CheckpointError(f"{config_path}: invalid data section: {problems}") from exc
     manifest = _read_manifest(run)
+    started_in = manifest.get("working_directory")
     return replace(
-        Preprocessing.from_data_config(data),
+        Preprocessing.from_data_config(
+            data, working_directory=started_in if isinstance(started_in, str) else None
+        ),
         in_plane_spacing_mm=_read_spacing(run, manifest),
         training_orientations=_read_orientations(run, manifest),
     )

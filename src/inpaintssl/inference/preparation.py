@@ -43,8 +43,8 @@ from inpaintssl.data.ct import CTDataset
 from inpaintssl.data.orientation import Reorientation
 from inpaintssl.data.preflight import Fingerprints, check_threads_to_use, file_fingerprints, preflight
 from inpaintssl.data.readers import Volume, reads_on_threads
-from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange
-from inpaintssl.data.views import slice_shape_of, slice_spacing_of
+from inpaintssl.data.spacing import SPACING_TOLERANCE, SpacingRange, same_axis_order
+from inpaintssl.data.views import slice_orientation_of, slice_shape_of, slice_spacing_of
 from inpaintssl.data.volumes import Case, VolumeSliceDataset
 from inpaintssl.in_order import Task, run_in_order
 from inpaintssl.inference.inputs import Geometry, case_names, open_input, reading
@@ -178,12 +178,18 @@ def prepare_inputs(
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
         if trained is not None and seen is not None:
-            fits = trained.fits(seen)
+            # Axis by axis where the input was read in the training volumes' axis order (its rows
+            # and columns are theirs); either way round where nothing says how it lies (NumPy, HDF5).
+            known = same_axis_order(slice_orientation_of(dataset, 0), prep.training_orientations)
+            as_trained = _in_network_order(seen, prep)
+            fits = trained.fits(as_trained, axes_known=known)
             if not fits and resample == "outside":
                 # Without a resize to image_size (check_resample), ``seen`` is the slices' own spacing.
-                resample_to = trained.nearest(seen)
+                resample_to = _in_network_order(trained.nearest(as_trained, axes_known=known), prep)
             elif not fits:
-                message = _spacing_message(path, seen, trained, volume, spacing_given=spacing is not None)
+                message = _spacing_message(
+                    path, as_trained, trained, volume, spacing_given=spacing is not None
+                )
                 warn_each_time(message, UserWarning)
         prepared.append(
             PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints)
@@ -364,6 +370,12 @@ def _spacing_seen(dataset: VolumeSliceDataset, prep: SlicePreprocessing) -> tupl
     grid = slice_shape_of(dataset, 0)
     size = prep.image_size[::-1] if prep.display else prep.image_size
     return row * grid[0] / size[0], col * grid[1] / size[1]
+
+
+def _in_network_order(pair: tuple[float, float], prep: SlicePreprocessing) -> tuple[float, float]:
+    """A slice's ``(row_mm, col_mm)`` as cut, in the network's rows and columns (the run records its
+    range so): swapped where slices reach the network turned (``display``); its own inverse."""
+    return (pair[1], pair[0]) if prep.display else pair
 
 
 def _spacing_message(

@@ -18,6 +18,8 @@ from typing import Literal
 import torch
 
 from inpaintssl.config import DataConfig
+from inpaintssl.data.base import DataError
+from inpaintssl.data.checks import check_spacing
 from inpaintssl.data.dicom import is_echo_number, is_series_choice
 from inpaintssl.data.orientation import check_axis_codes
 from inpaintssl.data.preprocess import HU_FLOOR, ResizeMode
@@ -110,6 +112,11 @@ class SlicePreprocessing:
     """The series the run read from each study (a ``dicom`` or ``ct`` run's ``data.params.series``), which
     a DICOM input that is a study gives when ``predict`` names none; ``None``: the run named none
     (or its ``config.yaml`` is not at hand, as for an exported model)."""
+    array_spacing: tuple[float, ...] | None = None
+    """The voxel size in mm (stored axis order) the run read its NumPy/HDF5 arrays at (a ``numpy``,
+    ``hdf5`` or ``ct`` run's ``data.params.spacing``), which NumPy/HDF5 inputs, stating none, are read
+    at where ``predict`` is given no ``spacing``; ``None``: the run stated none (or its
+    ``config.yaml`` is not at hand), and such inputs are read at 1 mm."""
 
 
 def _orientation(recorded: Preprocessing | None, requested: str) -> str | None:
@@ -198,6 +205,7 @@ def slice_preprocessing(
         echo=echo if echo is not None else pre.echo,
         series=series,
         run_series=_run_series(pre),
+        array_spacing=_array_spacing(pre),
     )
 
 
@@ -209,6 +217,22 @@ def _run_series(pre: Preprocessing) -> str | int | None:
     """The series a ``dicom`` or ``ct`` run read from each case's study folder (``data.params.series``)."""
     recorded = pre.dataset_params.get("series") if pre.dataset in _STUDY_DATASETS else None
     return recorded if is_series_choice(recorded) else None
+
+
+_ARRAY_DATASETS = ("numpy", "hdf5", "ct")
+"""The built-in datasets whose ``spacing`` parameter is the voxel size of arrays that state none."""
+
+
+def _array_spacing(pre: Preprocessing) -> tuple[float, ...] | None:
+    """The voxel size a ``numpy``, ``hdf5`` or ``ct`` run read its arrays at (``data.params.spacing``),
+    or ``None`` where it gave none or one its dataset would have refused (it trained at 1 mm then)."""
+    recorded = pre.dataset_params.get("spacing") if pre.dataset in _ARRAY_DATASETS else None
+    if recorded is None:
+        return None
+    try:
+        return check_spacing(recorded, where=f"the run's data.params.spacing ({pre.dataset})")
+    except DataError:
+        return None
 
 
 def check_resample(resample: str, model: PredictionModel, prep: SlicePreprocessing) -> None:
