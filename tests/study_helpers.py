@@ -368,3 +368,16 @@ def pool_task_after_its_sibling_started(
     if then_ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return os.getpid()
+
+
+class InstantClock:
+    """``time`` for a study driver under test: ``sleep`` moves ``monotonic`` on at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds

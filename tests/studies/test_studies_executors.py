@@ -38,6 +38,7 @@ from study_helpers import (
     TEST_SLICES,
     TEST_VOLUMES,
     VAL_SLICES,
+    InstantClock,
     kill_study_after_first_checkpoint,
     tiny_spec,
 )
@@ -336,24 +337,13 @@ def test_the_driver_says_whether_a_failed_run_is_submitted_again(
     assert "patch" in lines[1]
 
 
-class _Clock:
-    """``time`` for the driver: ``sleep`` moves ``monotonic`` on at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class _Timed:
     """A backend whose tasks train at submission and end ``seconds`` later on ``clock``; a task
     listed in ``dies`` (by its submission number) dies at once instead, training nothing."""
 
-    def __init__(self, results: Path, clock: _Clock, *, seconds: float, dies: Sequence[int] = ()) -> None:
+    def __init__(
+        self, results: Path, clock: InstantClock, *, seconds: float, dies: Sequence[int] = ()
+    ) -> None:
         self.results, self.clock, self.seconds, self.dies = results, clock, seconds, set(dies)
         self.submitted: list[list[str]] = []
         self.ended = 0  # tasks whose reports the driver has read
@@ -392,7 +382,7 @@ class _Ends:
         pass
 
 
-def _record_heartbeats(monkeypatch: pytest.MonkeyPatch, clock: _Clock) -> dict[str, list[float]]:
+def _record_heartbeats(monkeypatch: pytest.MonkeyPatch, clock: InstantClock) -> dict[str, list[float]]:
     """The ``clock`` times of every heartbeat the driver writes, by run (filled as it runs)."""
     beats: dict[str, list[float]] = {}
     original = StudyStore.heartbeat
@@ -412,7 +402,7 @@ def test_the_driver_keeps_its_heartbeat_while_tasks_end_more_often_than_it_beats
     # wait, so a driver whose tasks kept ending never beat and a second driver took its runs.
     spec = {**_spec(tmp_path / "study", chunk_size=1), "heartbeat_s": 30.0, "stale_after_s": 900.0}
     study = load_spec(spec)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     by_run = _record_heartbeats(monkeypatch, clock)
     backend = _Timed(study.results_dir(), clock, seconds=20.0)
@@ -429,7 +419,7 @@ def test_array_parallelism_caps_the_tasks_of_the_whole_study_in_flight(
 ) -> None:
     # Each wave of ready runs is an array of its own, so a per-array limit let the waves add up.
     study = load_spec(_spec(tmp_path / "study", chunk_size=1, array_parallelism=1))
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Timed(study.results_dir(), clock, seconds=5.0)
     run_with_executor(study, executor="slurm", backend=backend, quiet=True)
@@ -452,7 +442,7 @@ def test_a_capped_driver_submits_the_pretraining_run_before_the_baseline(
     (tuned,) = [job for job in plan if job.depends_on == pre.id]
     (baseline,) = [job for job in plan if job.kind == "finetune" and job.depends_on is None]
     assert [job.id for job in plan].index(baseline.id) < [job.id for job in plan].index(pre.id)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Timed(study.results_dir(), clock, seconds=5.0)
     run_with_executor(study, executor="slurm", backend=backend, quiet=True)
@@ -466,7 +456,7 @@ def test_runs_a_dead_task_never_started_are_submitted_again_without_an_attempt(
     # first counts the death (a task that always dies must end), the second did not run.
     study = load_spec(_spec(tmp_path / "study", chunk_size=2))
     plan = expand_study(study)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Timed(study.results_dir(), clock, seconds=1.0, dies=[0])
     reports = run_with_executor(study, executor="slurm", backend=backend, quiet=True)
@@ -480,7 +470,7 @@ def test_runs_a_dead_task_never_started_are_submitted_again_without_an_attempt(
     assert len(runs) == len(list(plan))
 
 
-class _LateClock(_Clock):
+class _LateClock(InstantClock):
     """A clock whose passing time also shows the result files ``hidden`` until their hour, as a
     network file system shows a file another node wrote once the driver's cached view expires."""
 

@@ -39,7 +39,7 @@ from inpaintssl.studies.resultfiles import result_path, write_result_file
 from inpaintssl.studies.spec import ExecutorSpec, StudySpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 from inpaintssl.training.context import FinishedRunWarning
-from study_helpers import tiny_spec
+from study_helpers import InstantClock, tiny_spec
 
 
 def _spec(output: Path, **executor: Any) -> dict[str, Any]:
@@ -60,26 +60,19 @@ def _runs(study: StudySpec) -> dict[str, Any]:
         return {run.id: run for run in store.runs()}
 
 
-class _Clock:
-    """``time`` for the driver: ``sleep`` moves ``monotonic`` on at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class _Scripted:
     """A scheduler that refuses the submissions its ``script`` says (``busy``: for now; ``refused``:
     for good; ``ok``: accepted, and ``then`` once the script is used up). An accepted task writes
     its runs' result files at once (no training) and ends ``lasts[run]`` seconds later (5 s)."""
 
     def __init__(
-        self, study: StudySpec, clock: _Clock, script: Sequence[str], *, then: str = "ok", lasts: Any = None
+        self,
+        study: StudySpec,
+        clock: InstantClock,
+        script: Sequence[str],
+        *,
+        then: str = "ok",
+        lasts: Any = None,
     ) -> None:
         self.study, self.clock, self.script, self.then = study, clock, list(script), then
         self.lasts: dict[str, float] = dict(lasts or {})
@@ -145,7 +138,7 @@ def test_a_wave_refused_for_now_is_tried_again_and_running_tasks_are_kept(
     # trained: the driver raised, cancelled the baseline and handed its run back.
     study = load_spec(_spec(tmp_path / "study"))
     pre, tuned, baseline = _study_runs(study)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Scripted(study, clock, ["ok", "busy", "busy", "ok"], lasts={baseline: 500.0})
     run_with_executor(study, executor="slurm", backend=backend, quiet=True)
@@ -164,7 +157,7 @@ def test_a_wave_still_refused_is_handed_back_after_the_running_tasks_end(
 ) -> None:
     study = load_spec(_spec(tmp_path / "study"))
     pre, tuned, baseline = _study_runs(study)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Scripted(study, clock, ["ok"], then="busy", lasts={baseline: 500.0})
     with pytest.raises(SubmissionError, match="Socket timed out") as refused:
@@ -186,7 +179,7 @@ def test_a_wave_refused_for_good_submits_nothing_more_and_keeps_running_tasks(
 ) -> None:
     study = load_spec(_spec(tmp_path / "study"))
     pre, tuned, baseline = _study_runs(study)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Scripted(study, clock, ["ok", "refused"], lasts={baseline: 500.0})
     with pytest.raises(SubmissionError, match="--partition") as refused:
@@ -373,7 +366,7 @@ def test_a_driver_submits_no_run_that_another_driver_took_since_it_read_them(
         return found
 
     monkeypatch.setattr(executors_module._Driver, "ready", read_then_taken_by_another_driver)
-    clock = _Clock()
+    clock = InstantClock()
     monkeypatch.setattr("inpaintssl.studies.executors.time", clock)
     backend = _Scripted(study, clock, [])
     assert run_with_executor(study, executor="slurm", backend=backend, quiet=True) == []
