@@ -102,12 +102,14 @@ def test_a_run_flag_given_twice_is_refused(flag: str, capsys: pytest.CaptureFixt
 
 
 def _flags_taking_a_value() -> list[tuple[tuple[str, ...], str, str]]:
-    """Each subcommand's flags that take one value, with a value its type takes."""
+    """Each subcommand's flags that take one value once, with a value its type takes."""
     found = []
     for words, parser in subparsers(build_parser()):
         for action in parser._actions:
             if not action.option_strings or action.nargs not in (None, "?") or action.const is not None:
                 continue
+            if isinstance(action, argparse._AppendAction):
+                continue  # repeatable by design (--slurm-option KEY=VALUE, once per option)
             candidates = [str(c) for c in action.choices or ()] or ["1", "1G", "1d", "0/1", "a"]
             for value in candidates:
                 try:
