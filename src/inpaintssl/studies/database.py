@@ -288,7 +288,10 @@ class StudyDatabase:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
-                busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+                # Python 3.10's errors carry no error name: SQLITE_BUSY reads "database is locked".
+                busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY") or (
+                    "database is locked" in str(exc)
+                )
                 if not busy or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
