@@ -121,13 +121,72 @@ def test_tensors_and_complex_echoes_are_fitted_by_their_magnitude() -> None:
     [
         ([10.0, 20.0], {}, "echoes has shape (3, 2) but echo_times_ms gives 2 time(s)"),
         ([10.0, 20.0, 20.0], {}, "echo_times_ms=[10.0, 20.0, 20.0]; expected one finite, distinct echo time"),
-        ([10.0, float("nan"), 30.0], {}, "expected one finite, distinct echo time >= 0 per echo"),
-        ([10.0, 20.0, 30.0], {"t2_range_ms": (50.0, 10.0)}, "t2_range_ms=(50.0, 10.0); expected (lo, hi)"),
+        ([10.0, -20.0, 30.0], {}, "expected one finite, distinct echo time >= 0 per echo"),
+        ([10.0, float("nan"), 30.0], {}, "echo_times_ms[1] must be one finite number in ms; found nan"),
+        ([10.0, 20.0, 30.0], {"t2_range_ms": (50.0, 10.0)}, "t2_range_ms must be (lo, hi)"),
     ],
 )
 def test_bad_echo_times_and_ranges_are_refused(times: list[float], options: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         mese_t2(np.ones((3, 2)), times, **options)
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        ([10.0, 20.0, None], "echo_times_ms[2] must be one finite number in ms; found None (NoneType)"),
+        ([10.0, "20", 30.0], "echo_times_ms[1] must be one finite number in ms; found '20' (str)"),
+        ([b"10", 20.0, 30.0], "echo_times_ms[0] must be one finite number in ms; found b'10' (bytes)"),
+        (
+            [10.0, np.array([20.0, 21.0]), 30.0],
+            "echo_times_ms[1] must be one finite number in ms (one number; a per-voxel map is not "
+            "supported); found an array of shape (2,)",
+        ),
+        (30.0, "echo_times_ms must be a sequence of echo times in ms, one per echo; found 30.0"),
+        (
+            np.array(30.0),
+            "echo_times_ms must be a sequence of echo times in ms, one per echo; found array(30.)",
+        ),
+        ("10,20,30", "echo_times_ms must be a sequence of echo times in ms, one per echo; found '10,20,30'"),
+    ],
+    ids=["none", "str", "bytes", "array", "scalar", "0-d-array", "string"],
+)
+def test_an_echo_time_that_is_not_a_number_is_named(times: Any, message: str) -> None:
+    # float() on each time raised TypeErrors that named neither the argument nor the echo.
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        mese_t2(np.ones((3, 2)), times)
+
+
+@pytest.mark.parametrize(
+    ("t2_range_ms", "found"),
+    [
+        ((None, 1000.0), "(None, 1000.0)"),
+        ((0.0, "1000"), "(0.0, '1000')"),
+        (1000.0, "1000.0"),
+        ((0.0, 100.0, 1000.0), "3 value(s) (0.0, 100.0, 1000.0)"),
+        ((float("nan"), 1000.0), "(nan, 1000.0)"),
+        ((-1.0, 1000.0), "(-1.0, 1000.0)"),
+        ((0.0, float("nan")), "(0.0, nan)"),
+    ],
+)
+def test_a_bad_t2_range_names_the_argument_as_qdess_does(t2_range_ms: Any, found: str) -> None:
+    # A None, a string or a lone number failed in unpacking or comparing with bare TypeErrors.
+    with pytest.raises(
+        ValueError, match=r"^t2_range_ms must be \(lo, hi\): two numbers .*0 <= lo < hi.*; found "
+    ):
+        mese_t2(_decay(100.0, [30.0], [10.0, 20.0, 30.0]), [10.0, 20.0, 30.0], t2_range_ms=t2_range_ms)
+    with pytest.raises(ValueError, match=re.escape(f"; found {found}") + "$"):
+        mese_t2(_decay(100.0, [30.0], [10.0, 20.0, 30.0]), [10.0, 20.0, 30.0], t2_range_ms=t2_range_ms)
+
+
+def test_echo_times_and_range_may_be_numpy_or_torch_numbers() -> None:
+    times = [10.0, 20.0, 30.0, 40.0]
+    echoes = _decay(100.0, [35.0, 2000.0], times)
+    expected = [35.0, 2000.0]
+    for as_given in (np.array(times), torch.tensor(times), [np.float32(t) for t in times], [10, 20, 30, 40]):
+        np.testing.assert_allclose(mese_t2(echoes, as_given, t2_range_ms=(0, np.inf)), expected, rtol=1e-6)
+    # The default range keeps T2 up to 1000 ms: 2 s is NaN, as before.
+    assert np.isnan(mese_t2(echoes, times)[1])
 
 
 def test_too_few_echoes_to_fit_are_refused() -> None:

@@ -118,7 +118,7 @@ def test_custom_range_and_tensor_input() -> None:
         ({"te_ms": 20.0}, r"te_ms must be smaller than tr_ms"),
         ({"tg_us": 0.0}, r"tg_us must be > 0; found 0\.0"),
         ({"flip_angle_deg": 0.0}, r"flip_angle_deg must lie in \(0, 180\)"),
-        ({"t1_ms": float("nan")}, r"t1_ms must be a finite number"),
+        ({"t1_ms": float("nan")}, r"t1_ms must be one finite number in ms; found nan"),
         ({"gl_area": -1.0}, r"gl_area must be >= 0"),
         ({"t2_range_ms": (100.0, 0.0)}, r"t2_range_ms must be \(lo, hi\)"),
         # Units slipped: SKM-TEA's TR and TE in seconds, 20 degrees in radians, T1 in seconds.
@@ -134,12 +134,94 @@ def test_custom_range_and_tensor_input() -> None:
             r"te_ms=0\.005656 is implausibly small .*milliseconds, was it given in seconds",
         ),
         ({"tg_us": 1.8}, r"tg_us=1\.8 is implausibly small .*microseconds, was it given in milliseconds"),
+        # TR alone in seconds is below TE in ms: the TE < TR check blamed te_ms, the one given right.
+        (
+            {"tr_ms": 0.018176},
+            r"^tr_ms=0\.018176 is implausibly small .*milliseconds, was it given in seconds",
+        ),
     ],
 )
 def test_bad_scan_parameters_name_the_argument(override, message) -> None:
     params = {**_params(SETTINGS[0]), **override}
     with pytest.raises(ValueError, match=message):
         qdess_t2(np.ones(3), np.ones(3), **params)
+
+
+@pytest.mark.parametrize("diffusivity", [1.25e-3, 3.0e-3, 1.25e-5])
+def test_a_diffusivity_in_mm2_or_cm2_per_s_is_refused(diffusivity) -> None:
+    # Cartilage's 1.25e-9 m^2/s is 1.25e-3 mm^2/s and 1.25e-5 cm^2/s: either gave an all-NaN map.
+    with pytest.raises(
+        ValueError,
+        match=rf"^diffusivity={diffusivity!r} is implausibly large .*m\^2/s.*mm\^2/s or cm\^2/s\?$",
+    ):
+        qdess_t2(np.ones(3), np.ones(3), diffusivity=diffusivity, **_params(SETTINGS[0]))
+    with pytest.raises(ValueError, match=r"^diffusivity="):
+        qdess_signal_ratio([30.0], diffusivity=diffusivity, **_params(SETTINGS[0]))
+
+
+@pytest.mark.parametrize("diffusivity", [0.0, 1.25e-9, 3.0e-9, 1e-7])
+def test_every_plausible_diffusivity_in_m2_per_s_is_fitted(diffusivity) -> None:
+    # No diffusion, cartilage, free water at body temperature, and 30 times that: all kept.
+    t2_true = np.array([20.0, 35.0, 50.0])
+    echo2 = 100.0 * _simulated_ratio(t2_true, *SETTINGS[0], diffusivity=diffusivity)
+    t2 = qdess_t2(np.full(3, 100.0), echo2, diffusivity=diffusivity, **_params(SETTINGS[0]))
+    np.testing.assert_allclose(t2, t2_true, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "found"),
+    [
+        ("gl_area", b"3132", r"found b'3132' \(bytes\)"),
+        ("tg_us", "1800", r"found '1800' \(str\)"),
+        ("tr_ms", None, r"found None \(NoneType\)"),
+        ("t1_ms", True, r"found True \(bool\)"),
+        ("te_ms", 5.656 + 0j, r"found \(5\.656\+0j\) \(complex\)"),
+        (
+            "flip_angle_deg",
+            np.full(1, 20.0),
+            r"\(one number; a per-voxel map is not supported\); found an array of shape \(1,\)",
+        ),
+        (
+            "t1_ms",
+            np.full((2, 3), 1200.0),
+            r"\(one number; a per-voxel map is not supported\); found an array of shape \(2, 3\)",
+        ),
+        (
+            "diffusivity",
+            torch.full((4,), 1.25e-9),
+            r"per-voxel map is not supported\); found an array of shape \(4,\)",
+        ),
+        ("gl_area", [3132.0, 3132.0], r"per-voxel map is not supported\); found an array of shape \(2,\)"),
+        ("tr_ms", float("inf"), r"found inf$"),
+    ],
+)
+def test_a_scan_parameter_that_is_not_one_number_is_named(name, value, found) -> None:
+    # bytes, None and arrays failed in math.isfinite with TypeErrors that named no argument.
+    units = {
+        "gl_area": "the scanner's units",
+        "tg_us": "microseconds",
+        "tr_ms": "ms",
+        "t1_ms": "ms",
+        "te_ms": "ms",
+        "flip_angle_deg": "degrees",
+        "diffusivity": r"m\^2/s",
+    }
+    params = {**_params(SETTINGS[0]), name: value}
+    with pytest.raises(ValueError, match=rf"^{name} must be one finite number in {units[name]}.*{found}"):
+        qdess_t2(np.ones(3), np.ones(3), **params)
+    with pytest.raises(ValueError, match=rf"^{name} must be one finite number"):
+        qdess_signal_ratio([30.0], **params)
+
+
+@pytest.mark.parametrize(
+    "tr_ms", [np.float32(18.0), np.array(18.0), torch.tensor(18.0, dtype=torch.float64), 18], ids=repr
+)
+def test_a_scan_parameter_may_be_any_one_real_number(tr_ms) -> None:
+    # NumPy and torch scalars (a value read from metadata) are one number, as is a Python int.
+    params = {**_params(SETTINGS[0]), "tr_ms": tr_ms}
+    setting = (18.0, *SETTINGS[0][1:])
+    echo2 = _simulated_ratio(np.array([30.0, 45.0]), *setting)
+    np.testing.assert_allclose(qdess_t2(np.ones(2), echo2, **params), [30.0, 45.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize(

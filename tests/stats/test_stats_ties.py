@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -185,3 +187,40 @@ def test_tied_strategies_share_the_average_rank_and_the_top_cut() -> None:
     # Exact comparison (the old behaviour) separates them by float32 round-off.
     exact = rank_strategies({"t1": tied, "t2": twin}, baseline, rtol=0.0, atol=0.0)
     assert exact[0].tied_rank == 1.0 and exact[1].tied_rank == 2.0
+
+
+# Values with many exact ties (a few distinct values drawn again), signed zeros and infinities.
+_tied_values = st.lists(
+    st.one_of(
+        st.sampled_from([0.0, -0.0, 0.25, 1.0, -1.0, np.inf, -np.inf]),
+        st.floats(allow_nan=False, allow_infinity=True, width=64),
+    ),
+    max_size=30,
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(_tied_values)
+def test_zero_tolerance_ranks_are_scipys(values: list[float]) -> None:
+    np.testing.assert_array_equal(tolerant_rankdata(values, tol=0.0), stats.rankdata(values))
+    np.testing.assert_array_equal(tolerant_rankdata(values, tol=[0.0] * len(values)), stats.rankdata(values))
+
+
+@pytest.mark.parametrize(
+    ("values", "indices"),
+    [
+        ([3.0, 1.0, np.nan, 2.0], "1 NaN at flat indices [2]"),
+        ([[np.nan, 1.0], [np.inf, np.nan]], "2 NaN at flat indices [0, 3]"),
+        ([np.nan] * 7, "7 NaN at flat indices [0, 1, 2, 3, 4] ..."),
+    ],
+)
+def test_nan_has_no_rank_and_is_refused(values: list[float], indices: str) -> None:
+    # NaN sorted last and chained onto the largest value as a tie: [3, 1, nan, 2] ranked
+    # [3.5, 1, 3.5, 2], where scipy's rankdata (which the docstring promises at tol=0) gives NaN.
+    assert np.isnan(stats.rankdata(values)).all()
+    message = f"values must not hold NaN (a NaN has no rank); found {indices}"
+    for tol in (0.0, 1e-6):
+        with pytest.raises(ValueError, match=re.escape(message) + "$"):
+            tolerant_rankdata(values, tol=tol)
+        with pytest.raises(ValueError, match=re.escape(message) + "$"):
+            tie_groups(values, tol=tol)

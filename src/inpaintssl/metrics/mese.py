@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy
+from inpaintssl.metrics._parameters import one_number, t2_range
 
 __all__ = ["MESE_MIN_ECHOES", "mese_t2"]
 
@@ -56,8 +56,9 @@ def mese_t2(
         echo_times_ms: Each echo's time in ms (``EchoTime``), all different.
         skip_first_echo: Leave the first echo in time (the shortest TE, wherever it is listed)
             out of the fit, as clinical cartilage T2 maps do (stimulated echoes make it too bright).
-        t2_range_ms: ``(lo, hi)`` in ms with ``0 <= lo < hi``; T2 is kept where ``lo < T2 <= hi``
-            (a near-flat decay of fluid or noise gives T2s of seconds or more).
+        t2_range_ms: ``(lo, hi)`` in ms with ``0 <= lo < hi`` (``hi`` may be ``inf``); T2 is kept
+            where ``lo < T2 <= hi`` (a near-flat decay of fluid or noise gives T2s of seconds or
+            more).
 
     Returns:
         T2 in ms, shaped as one echo; float32 for float32 (or narrower) echoes, else float64;
@@ -66,19 +67,29 @@ def mese_t2(
 
     Raises:
         ValueError: ``echoes`` has fewer than two echoes to fit (three with ``skip_first_echo``),
-            ``echo_times_ms`` does not give one finite, distinct time per echo, or
-            ``t2_range_ms`` is not two numbers with ``0 <= lo < hi``.
+            ``echo_times_ms`` does not give one finite, distinct number per echo (the message
+            names the echo time that is not a number), or ``t2_range_ms`` is not two numbers
+            with ``0 <= lo < hi``.
     """
     signal = as_numpy(echoes, name="echoes")
     if np.iscomplexobj(signal):
         signal = np.abs(signal)  # a reconstruction before the magnitude: the decay is |S|'s
-    times = [float(t) for t in echo_times_ms]
+    try:
+        # A 0-d array is Iterable by its type but raises TypeError when iterated.
+        listed = None if isinstance(echo_times_ms, (str, bytes)) else list(echo_times_ms)
+    except TypeError:
+        listed = None
+    if listed is None:
+        raise ValueError(
+            f"echo_times_ms must be a sequence of echo times in ms, one per echo; found {echo_times_ms!r}"
+        )
+    times = [one_number(t, name=f"echo_times_ms[{i}]", unit="ms") for i, t in enumerate(listed)]
     if signal.ndim < 1 or signal.shape[0] != len(times):
         raise ValueError(
             f"echoes has shape {signal.shape} but echo_times_ms gives {len(times)} time(s); expected the "
             "echoes first, one echo time each"
         )
-    if not all(math.isfinite(t) and t >= 0 for t in times) or len(set(times)) != len(times):
+    if not all(t >= 0 for t in times) or len(set(times)) != len(times):
         raise ValueError(f"echo_times_ms={times}; expected one finite, distinct echo time >= 0 per echo")
     first = 1 if skip_first_echo else 0
     if len(times) - first < 2:
@@ -86,9 +97,7 @@ def mese_t2(
             f"{len(times)} echo(es) with skip_first_echo={skip_first_echo} leave {len(times) - first} to "
             "fit; expected at least two (a decay needs two points)"
         )
-    lo, hi = t2_range_ms
-    if not (math.isfinite(lo) and 0 <= lo < hi):
-        raise ValueError(f"t2_range_ms={t2_range_ms}; expected (lo, hi) with 0 <= lo < hi")
+    lo, hi = t2_range(t2_range_ms)
     real = np.result_type(signal.dtype, np.float32)
     used, used_times = signal, times
     if skip_first_echo:

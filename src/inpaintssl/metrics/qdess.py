@@ -14,8 +14,7 @@ NaN here so a masked :func:`numpy.nanmean` ignores them.
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
@@ -23,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy, check_same_shape
+from inpaintssl.metrics._parameters import one_number, t2_range
 
 __all__ = ["T1_DEFAULTS_MS", "T1_OTHER_MS", "qdess_signal_ratio", "qdess_t2"]
 
@@ -53,6 +53,21 @@ _MIN_TE_MS: Final = 0.1
 """qDESS echo times are several ms (SKM-TEA: about 5.7 ms); 0.0057 is TE in seconds."""
 _MIN_TG_US: Final = 10.0
 """Spoiler gradients last hundreds to thousands of us (SKM-TEA: about 1800); 1.8 is Tg in ms."""
+_MAX_DIFFUSIVITY_M2_S: Final = 1e-6
+"""No tissue diffuses faster than free water, about 3e-9 m^2/s at body temperature (cartilage:
+1.25e-9); a value above 1e-6 is one in mm^2/s (1.25e-3) or cm^2/s (1.25e-5)."""
+
+_UNITS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "tr_ms": "ms",
+        "te_ms": "ms",
+        "flip_angle_deg": "degrees",
+        "gl_area": "the scanner's units (SpoilerGradientArea)",
+        "tg_us": "microseconds",
+        "t1_ms": "ms",
+        "diffusivity": "m^2/s",
+    }
+)
 
 
 class _Scan(NamedTuple):
@@ -68,22 +83,25 @@ class _Scan(NamedTuple):
 
     def constants(self) -> tuple[float, float, float]:
         """Validate the parameters and return ``(k, c1, TR - TE in s)`` of the model."""
-        for name, value in self._asdict().items():
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number; found {value!r}")
-        tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity = self
+        tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity = (
+            one_number(value, name=name, unit=_UNITS[name]) for name, value in self._asdict().items()
+        )
         for name, value in (("tr_ms", tr_ms), ("tg_us", tg_us), ("t1_ms", t1_ms)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0; found {value!r}")
         for name, value in (("te_ms", te_ms), ("gl_area", gl_area), ("diffusivity", diffusivity)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0; found {value!r}")
-        if te_ms >= tr_ms:
-            raise ValueError(f"te_ms must be smaller than tr_ms; found te_ms={te_ms!r}, tr_ms={tr_ms!r}")
-        if not 0 < flip_angle_deg < 180:
-            raise ValueError(f"flip_angle_deg must lie in (0, 180) degrees; found {flip_angle_deg!r}")
         # Values in the wrong unit are finite and positive, and gave T2 maps of 0.02 ms or all NaN
-        # without a word; these bounds hold for every qDESS protocol by a wide margin.
+        # without a word; these bounds hold for every qDESS protocol by a wide margin. They come
+        # before the comparisons of parameters, whose messages would blame the one given right
+        # (TR in seconds is below TE in ms: "te_ms must be smaller than tr_ms").
+        if diffusivity > _MAX_DIFFUSIVITY_M2_S:
+            raise ValueError(
+                f"diffusivity={diffusivity!r} is implausibly large (above {_MAX_DIFFUSIVITY_M2_S:g}); "
+                "expected m^2/s (cartilage about 1.25e-9, free water at body temperature about 3e-9), "
+                "was it given in mm^2/s or cm^2/s?"
+            )
         for name, value, low, slip, unit in (
             ("tr_ms", tr_ms, _MIN_TR_MS, "seconds", "milliseconds"),
             ("flip_angle_deg", flip_angle_deg, _MIN_FLIP_DEG, "radians", "degrees"),
@@ -97,6 +115,10 @@ class _Scan(NamedTuple):
                     f"{name}={value!r} is implausibly small (below {low:g}); expected {unit}, "
                     f"was it given in {slip}?"
                 )
+        if te_ms >= tr_ms:
+            raise ValueError(f"te_ms must be smaller than tr_ms; found te_ms={te_ms!r}, tr_ms={tr_ms!r}")
+        if not 0 < flip_angle_deg < 180:
+            raise ValueError(f"flip_angle_deg must lie in (0, 180) degrees; found {flip_angle_deg!r}")
 
         tr, te, tg, t1 = tr_ms * 1e-3, te_ms * 1e-3, tg_us * 1e-6, t1_ms * 1e-3
         alpha = math.radians(flip_angle_deg)
@@ -108,29 +130,6 @@ class _Scan(NamedTuple):
         k = math.sin(alpha / 2.0) ** 2 * (1.0 + e) / (1.0 - math.cos(alpha) * e)
         c1 = (tr - tg / 3.0) * dkl**2 * diffusivity
         return k, c1, tr - te
-
-
-def _t2_range(t2_range_ms: Any) -> tuple[float, float]:
-    """``t2_range_ms`` as ``(lo, hi)`` floats, after checking it is a usable range of T2 values.
-
-    Raises:
-        ValueError: Not two real numbers, a NaN or negative/infinite ``lo``, or ``hi <= lo``;
-            the message names ``t2_range_ms`` and what was found.
-    """
-    expected = "(lo, hi): two numbers in ms with 0 <= lo < hi (hi may be inf), e.g. (0.0, 100.0)"
-    if isinstance(t2_range_ms, (str, bytes)) or not isinstance(t2_range_ms, Iterable):
-        raise ValueError(f"t2_range_ms must be {expected}; found {t2_range_ms!r}")
-    values = tuple(t2_range_ms)
-    if len(values) != 2:
-        raise ValueError(f"t2_range_ms must be {expected}; found {len(values)} value(s) {values!r}")
-    if not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in values):
-        raise ValueError(f"t2_range_ms must be {expected}; found {values!r}")
-    lo, hi = float(values[0]), float(values[1])
-    # hi = inf is a meaningful "no upper cap"; lo must be finite and >= 0 because every T2 the
-    # model yields below 0 comes from a ratio S2 / S1 no real tissue gives, never a short T2.
-    if not (math.isfinite(lo) and lo >= 0 and not math.isnan(hi) and lo < hi):
-        raise ValueError(f"t2_range_ms must be {expected}; found {values!r}")
-    return lo, hi
 
 
 def qdess_t2(
@@ -162,7 +161,8 @@ def qdess_t2(
         gl_area: Spoiler gradient area as stored by the scanner (``SpoilerGradientArea``).
         tg_us: Spoiler gradient duration in microseconds (``SpoilerGradientTime``).
         t1_ms: Assumed tissue T1 in ms; see :data:`T1_DEFAULTS_MS` for per-tissue values.
-        diffusivity: Assumed tissue diffusivity D (DOSMA's units; 1.25e-9 for cartilage).
+        diffusivity: Assumed tissue diffusivity D in m^2/s (DOSMA's default 1.25e-9 for cartilage;
+            not mm^2/s, in which that is 1.25e-3).
         t2_range_ms: ``(lo, hi)`` in ms with ``0 <= lo < hi`` (``hi`` may be ``inf``); T2 is kept
             where ``lo < T2 <= hi``.
 
@@ -171,8 +171,9 @@ def qdess_t2(
         float64 otherwise (real for complex echoes too: complex64 gives float32); NaN where invalid.
 
     Raises:
-        ValueError: If the echo shapes differ, a scan parameter is out of its physical range, or
-            ``t2_range_ms`` is not two numbers with ``0 <= lo < hi``.
+        ValueError: If the echo shapes differ, a scan parameter is not one finite number (an array:
+            one value per scan, not a map per voxel) or is out of its physical range (a value in the
+            wrong unit among them), or ``t2_range_ms`` is not two numbers with ``0 <= lo < hi``.
 
     Example:
         >>> import numpy as np
@@ -184,7 +185,7 @@ def qdess_t2(
     s1 = as_numpy(echo1, name="echo1")
     s2 = as_numpy(echo2, name="echo2")
     check_same_shape(s1, s2, names=("echo1", "echo2"))
-    lo, hi = _t2_range(t2_range_ms)
+    lo, hi = t2_range(t2_range_ms)
     k, c1, tr_minus_te = _Scan(tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity).constants()
     dtype = np.result_type(s1.dtype, s2.dtype, np.float32)
     # Complex echoes (reconstructions before the magnitude) enter through |S2 / S1| only, and a
@@ -221,13 +222,14 @@ def qdess_signal_ratio(
         gl_area: Spoiler gradient area.
         tg_us: Spoiler gradient duration in microseconds.
         t1_ms: Assumed T1 in ms.
-        diffusivity: Assumed diffusivity.
+        diffusivity: Assumed diffusivity in m^2/s.
 
     Returns:
         Float64 array of ratios, shape of ``t2_ms``.
 
     Raises:
-        ValueError: If a T2 value is not positive or a scan parameter is out of range.
+        ValueError: If a T2 value is not positive or a scan parameter is not one finite number or
+            is out of range.
 
     Example:
         >>> r = qdess_signal_ratio([20.0, 40.0], tr_ms=18.0, te_ms=6.0, flip_angle_deg=20.0,

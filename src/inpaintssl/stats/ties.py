@@ -125,7 +125,12 @@ def tie_groups(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> npt.NDAr
     Groups are chains (single linkage): consecutive sorted values at most ``tol`` apart join, so a
     group is a run of the sorted values with no gap wider than ``tol``. Labels count up from 0 in
     increasing order of the values. With a tolerance per value (an array of the values' size), two
-    neighbours join when their gap is within the larger of their two tolerances.
+    neighbours join when their gap is within the larger of their two tolerances. Infinities are
+    values (equal ones tie); NaN is refused, since it has no place in the order.
+
+    Raises:
+        ValueError: If ``values`` holds NaN (the message gives its flat indices), or ``tol`` is an
+            array whose size is not that of ``values``.
 
     Example:
         >>> tie_groups([3.0, 1.0, 1.0 + 1e-9, 2.0], tol=1e-6).tolist()
@@ -136,6 +141,14 @@ def tie_groups(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> npt.NDAr
         [1, 0, 0]
     """
     x = np.asarray(values, dtype=np.float64).ravel()
+    nan = np.flatnonzero(np.isnan(x))
+    if nan.size:
+        # Sorted last, NaN chained onto the largest value as a tie (its gap to it is NaN, never
+        # "> tol"): a rank, a signed-rank statistic and a ranking made up from a missing score.
+        raise ValueError(
+            f"values must not hold NaN (a NaN has no rank); found {nan.size} NaN at flat indices "
+            f"{nan[:5].tolist()}{' ...' if nan.size > 5 else ''}"
+        )
     order = np.argsort(x, kind="stable")
     tolerance = np.asarray(tol, dtype=np.float64)
     if tolerance.ndim:
@@ -160,7 +173,10 @@ def tolerant_rankdata(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> n
     """Ranks 1..n with values within ``tol`` of each other (chained, see :func:`tie_groups`) tied.
 
     Tied values get the average of the ranks they span, as :func:`scipy.stats.rankdata` does for
-    exact ties; with ``tol=0`` this equals ``scipy.stats.rankdata(values)``.
+    exact ties; with ``tol=0`` this equals ``scipy.stats.rankdata(values)`` for values without NaN.
+    NaN is refused where SciPy (``nan_policy="propagate"``) makes every rank NaN: the callers here
+    (:func:`~inpaintssl.stats.wilcoxon_greater`, the rankings) refuse NaN scores too, and drop
+    nothing silently.
 
     Args:
         values: Values to rank, any shape (flattened).
@@ -170,6 +186,10 @@ def tolerant_rankdata(values: npt.ArrayLike, *, tol: float | npt.ArrayLike) -> n
 
     Returns:
         ``(n,)`` float64 ranks, multiples of 1/2.
+
+    Raises:
+        ValueError: If ``values`` holds NaN (the message gives its flat indices), or ``tol`` is an
+            array whose size is not that of ``values``.
 
     Example:
         >>> tolerant_rankdata([0.2, 0.1, 0.1, 0.4], tol=0.0).tolist()  # exact ties, as scipy
