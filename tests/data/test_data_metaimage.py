@@ -4,6 +4,7 @@ geometry (checked against hand-worked voxel positions and the axis codes ITK's o
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import zlib
@@ -318,3 +319,91 @@ def test_a_header_without_spacing_is_read_at_1_mm_as_stating_no_geometry(tmp_pat
     # The ct dataset says its areas are then in pixels, as for a DICOM slice without PixelSpacing.
     with pytest.warns(UserWarning, match=r"ct: 1 image\(s\) state no pixel spacing .*ct\.mha"):
         DATASETS.build("ct", split="u", labelled=False, cases={"u": ["ct.mha"]}, root=tmp_path)
+
+
+# -- text data and gzip-wrapped data, as MetaIO reads them -----------------------------------------
+
+TEXT_HEADER = "ObjectType = Image\nNDims = 3\nDimSize = 6 5 4\nElementType = MET_SHORT\n"
+
+
+def _as_text(array: np.ndarray, *, per_line: int = 10) -> str:
+    """``array`` ``(X, Y, Z)`` as MetaIO writes text voxels: x fastest, ten numbers a line."""
+    values = [str(int(v)) for v in array.transpose(2, 1, 0).ravel()]
+    lines = [" ".join(values[i : i + per_line]) for i in range(0, len(values), per_line)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["mha", "mhd"])
+def test_text_voxels_are_read_as_numbers(tmp_path: Path, local: bool) -> None:
+    # BinaryData = False: MetaIO reads whitespace-separated numbers, x fastest. They were read as
+    # the text's bytes (b"-1" as a short), garbage of the right shape.
+    text = _as_text(SHORTS)
+    if local:
+        path = tmp_path / "scan.mha"
+        path.write_text(TEXT_HEADER + "BinaryData = False\nElementDataFile = LOCAL\n" + text)
+    else:
+        path = tmp_path / "scan.mhd"
+        path.write_text(TEXT_HEADER + "BinaryData = False\nHeaderSize = 3\nElementDataFile = scan.txt\n")
+        (tmp_path / "scan.txt").write_text("## " + text)  # HeaderSize skips the writer's 3 bytes
+    volume = MetaImageVolume(path)
+    assert volume.shape == SHORTS.shape
+    for axis_index, got in enumerate(_slices(volume, 4)):
+        assert got.dtype == np.int16 and np.array_equal(got, SHORTS[:, :, axis_index])
+    # The first number of the text is voxel (0, 0, 0), the second (1, 0, 0): x runs fastest.
+    first = [int(v) for v in text.split()[:2]]
+    assert first == [SHORTS[0, 0, 0], SHORTS[1, 0, 0]]
+
+
+def test_text_voxels_of_another_count_or_not_numbers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scan.mha"
+    header = TEXT_HEADER + "BinaryData = False\nElementDataFile = LOCAL\n"
+    words = _as_text(SHORTS).split()
+    where = rf"^MetaImage file {re.escape(str(path))}: its text data \(.*scan\.mha, BinaryData False\)"
+    for data, says in [
+        ([*words, "7"], r"holds 121 numbers; expected 120 \(DimSize 6 x 5 x 4, 1 channel\(s\)\)"),
+        (words[:-1], r"holds 119 numbers; expected 120"),
+        ([*words[:5], "x5", *words[6:]], r"holds 'x5'; expected numbers only"),
+        (["40000", *words[1:]], r"holds 40000; expected whole numbers from -32768 to 32767 \(ElementType"),
+        (["2.5", *words[1:]], r"holds 2\.5; expected whole numbers from -32768"),
+    ]:
+        path.write_text(header + " ".join(data) + "\n")
+        with pytest.raises(DataError, match=where + " " + says):
+            MetaImageVolume(path).read(0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ("BinaryData = False\nCompressedData = True\n", r"CompressedData is True with BinaryData False"),
+        ("BinaryData = False\nHeaderSize = -1\n", r"HeaderSize -1 with BinaryData False"),
+        ("BinaryData = maybe\n", r"BinaryData is 'maybe'; expected True or False"),
+    ],
+)
+def test_text_data_with_a_field_it_cannot_go_with_is_refused(tmp_path: Path, fields: str, says: str) -> None:
+    path = tmp_path / "scan.mhd"
+    path.write_text(TEXT_HEADER + fields + "ElementDataFile = scan.txt\n")
+    (tmp_path / "scan.txt").write_text(_as_text(SHORTS))
+    with pytest.raises(DataError, match=rf"^MetaImage file {re.escape(str(path))}: {says}"):
+        MetaImageVolume(path)
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["mha", "mhd-zraw"])
+def test_compressed_data_in_a_gzip_wrapper_is_inflated_as_metaio_does(tmp_path: Path, local: bool) -> None:
+    # MetaIO inflates with inflateInit2(..., 47): a zlib stream or a gzip member. zlib.decompress
+    # took the first only and refused the other ("incorrect header check").
+    data = gzip.compress(np.ascontiguousarray(SHORTS.transpose(2, 1, 0)).astype("<i2").tobytes())
+    header = TEXT_HEADER + "CompressedData = True\n"
+    if local:
+        path = tmp_path / "scan.mha"
+        path.write_bytes((header + "ElementDataFile = LOCAL\n").encode() + data)
+    else:
+        path = tmp_path / "scan.mhd"
+        path.write_text(header + "ElementDataFile = scan.zraw\n")
+        (tmp_path / "scan.zraw").write_bytes(data)
+    assert np.array_equal(np.stack(_slices(MetaImageVolume(path), 4), axis=2), SHORTS)
+    # A gzip member cut short is refused as a zlib stream cut short is.
+    (tmp_path / "cut.mha").write_bytes((header + "ElementDataFile = LOCAL\n").encode() + data[:-30])
+    with pytest.raises(
+        DataError, match=r"its compressed data .* cannot be inflated \(truncated or corrupt\?\)"
+    ):
+        MetaImageVolume(tmp_path / "cut.mha").read(0)

@@ -4,6 +4,7 @@ NIfTI), and clear refusals of what is not one volume."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import re
@@ -332,6 +333,48 @@ def test_a_field_given_twice_in_either_spelling_is_refused(tmp_path: Path) -> No
         DataError,
         match=rf"^NRRD file {re.escape(str(path))}: field 'byte skip' is given twice \(line 'byteskip: 8' "
         r"after '0'\); expected each field once",
+    ):
+        NrrdVolume(path)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "bzip2"])
+@pytest.mark.parametrize("detached", [False, True], ids=["nrrd", "nhdr"])
+def test_a_byte_skip_of_compressed_data_skips_decompressed_bytes(
+    tmp_path: Path, encoding: str, detached: bool
+) -> None:
+    # teem (and pynrrd) skip 'byte skip' bytes within the decompressed stream for gzip and bzip2;
+    # they were skipped in the file, before decompression, cutting into the gzip header.
+    compress = gzip.compress if encoding == "gzip" else bz2.compress
+    payload = compress(b"\x7f" * 16 + SMALL_RAW)  # 16 bytes of the writer's own, then the array
+    header = SMALL_HEADER + f"encoding: {encoding}\nbyte skip: 16\n"
+    if detached:
+        path = tmp_path / "scan.nhdr"
+        path.write_text(header + "data file: scan.raw.z\n")
+        (tmp_path / "scan.raw.z").write_bytes(payload)
+    else:
+        path = tmp_path / "scan.nrrd"
+        path.write_bytes((header + "\n").encode() + payload)
+    assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), SMALL)
+    # Bytes skipped count against what the stream holds: 16 + 47 of the 48 the array needs.
+    path = tmp_path / "short.nrrd"
+    path.write_bytes((header + "\n").encode() + compress(b"\x7f" * 16 + SMALL_RAW[:-1]))
+    with pytest.raises(
+        DataError, match=r"holds 47 bytes after its byte skip of 16; expected 48 \(sizes 2 x 3 x 4"
+    ):
+        NrrdVolume(path).read(0)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "bzip2", "ascii"])
+def test_a_byte_skip_of_minus_one_is_refused_for_data_not_raw(tmp_path: Path, encoding: str) -> None:
+    # -1 (the data ends the file) needs the data's length in the file, known for raw data only.
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(
+        (SMALL_HEADER + f"encoding: {encoding}\nbyte skip: -1\n\n").encode() + gzip.compress(SMALL_RAW)
+    )
+    with pytest.raises(
+        DataError,
+        match=rf"^NRRD file {re.escape(str(path))}: byte skip -1 \(the data ends the file\) with encoding "
+        rf"{encoding}; expected raw data",
     ):
         NrrdVolume(path)
 

@@ -232,6 +232,40 @@ def test_names_that_do_not_pair_are_paired_in_sorted_order_with_a_warning_naming
     ]
 
 
+@pytest.mark.parametrize(
+    ("images", "labels"),
+    [
+        (("knee_101", "knee_102"), ("knee_101_seg", "knee_201_seg")),
+        (("knee_ab", "knee_ac"), ("knee_zb_seg", "knee_zc_seg")),
+    ],
+)
+def test_shared_parts_cut_through_a_number_or_word_do_not_pair_other_cases(
+    tmp_path: Path, images: tuple[str, str], labels: tuple[str, str]
+) -> None:
+    # knee_101, knee_102 less their shared "knee_10" left 1, 2; knee_101_seg, knee_201_seg less
+    # their shared "01_seg" left 1, 2 too: knee_102 got knee_201_seg, silently. The names pair no
+    # way, so they go in sorted order with the warning, as the docs promise.
+    (tmp_path / "img").mkdir()
+    (tmp_path / "seg").mkdir()
+    for image, label in zip(images, labels):
+        (tmp_path / "img" / f"{image}.npy").touch()
+        (tmp_path / "seg" / f"{label}.npy").touch()
+    cases = {"train": {"image": "img/*.npy", "label": "seg/*.npy"}}
+    with pytest.warns(UserWarning, match=r"paired in sorted order"):
+        resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    # Whole numbers still pair by value, however padded and whatever the affixes.
+    for n in (7, 11, 101):
+        (tmp_path / "img" / f"knee_{n:04d}.npy").touch()
+        (tmp_path / "seg" / f"mask{n}_seg.npy").touch()
+    cases = {"train": {"image": "img/knee_0*.npy", "label": "seg/mask*.npy"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    assert {c.image.name: c.label.name if c.label else None for c in found} == {
+        f"knee_{n:04d}.npy": f"mask{n}_seg.npy" for n in (7, 11, 101)
+    }
+
+
 def test_a_label_glob_with_a_shared_prefix_pairs_by_the_part_that_differs(tmp_path: Path) -> None:
     for n in ("1", "9", "10"):
         (tmp_path / f"sub{n}.npy").touch()
@@ -687,6 +721,33 @@ def test_an_image_listed_in_two_evaluated_splits_is_refused(tmp_path: Path) -> N
     assert len(resolve_cases(cases, "unlabelled", root=tmp_path, dataset="numpy")) == 3
 
 
+def test_an_id_given_in_two_evaluated_splits_is_refused(tmp_path: Path) -> None:
+    # Two files of one patient (a rescan, a copy) under one id in train and test: the image check
+    # saw two paths and let the patient leak into the test scores.
+    for name in ("a", "b", "c"):
+        np.save(tmp_path / f"{name}.npy", np.zeros((4, 4, 2), np.float32))
+    cases = {
+        "train": [{"image": "a.npy", "id": "p01"}, {"image": "c.npy", "id": "p03"}],
+        "test": [{"image": "b.npy", "id": "p01"}],
+        "unlabelled": [{"image": "b.npy", "id": "p01"}],
+    }
+    for split, other, image, theirs in (("train", "test", "a", "b"), ("test", "train", "b", "a")):
+        with pytest.raises(DataError) as caught:
+            resolve_cases(cases, split, root=tmp_path, dataset="numpy")
+        assert str(caught.value).startswith(
+            f"numpy: id 'p01' is given in both cases['{split}'] (image {tmp_path / f'{image}.npy'}) and "
+            f"cases['{other}'] (image '{theirs}.npy'); expected each id in one of train, val and test"
+        )
+    # Pretraining may repeat them; ids derived from file names are not patients' ids.
+    assert [c.volume_id for c in resolve_cases(cases, "unlabelled", root=tmp_path, dataset="numpy")] == [
+        "p01"
+    ]
+    (tmp_path / "t").mkdir()
+    np.save(tmp_path / "t" / "a.npy", np.zeros((4, 4, 2), np.float32))
+    named_alike = {"train": ["a.npy"], "test": ["t/a.npy"]}
+    assert [c.volume_id for c in resolve_cases(named_alike, "test", root=tmp_path, dataset="numpy")] == ["a"]
+
+
 def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tmp_path: Path) -> None:
     np.save(tmp_path / "case[1].npy", np.zeros((4, 4, 2), np.float32))
     np.save(tmp_path / "case1.npy", np.zeros((4, 4, 2), np.float32))
@@ -781,3 +842,30 @@ def test_an_uncompressed_nifti_named_nii_gz_is_told_to_be_renamed(tmp_path: Path
     path.write_bytes(b"\x00" * 400)
     with pytest.raises(DataError, match=r"cannot be read: ImageFileError: .* is not a gzip file"):
         NiftiVolume(path)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("name", ["scan.nii", "Scan.Nii"])
+def test_an_uncompressed_nifti_cut_short_is_refused_when_opened(
+    tmp_path: Path, version: int, name: str
+) -> None:
+    # nibabel opens it and fails only at the first slice past the end ("Whoops, not enough data
+    # in file"), after the checks made at open have passed.
+    import nibabel as nib
+
+    from inpaintssl.data.readers import NiftiVolume
+
+    path = tmp_path / name
+    nib.save((nib.Nifti1Image if version == 1 else nib.Nifti2Image)(IMAGE, np.eye(4)), tmp_path / "full.nii")
+    whole = (tmp_path / "full.nii").read_bytes()  # what nibabel writes: header, then every voxel
+    path.write_bytes(whole + b"\x00" * 8)  # bytes after the array are not the array's concern
+    assert np.array_equal(NiftiVolume(path).read(3), IMAGE[:, :, 3])
+    path.write_bytes(whole[:-20])
+    with pytest.raises(DataError) as caught:
+        NiftiVolume(path)
+    offset = 352 if version == 1 else 544  # the standard's headers, with no extension
+    assert len(whole) == offset + IMAGE.size * 4
+    assert str(caught.value) == (
+        f"NIfTI file {path} holds {len(whole) - 20} bytes; expected {len(whole)} (vox_offset {offset}, "
+        "then 6 x 5 x 4 voxels of 4 byte(s)): truncated?"
+    )

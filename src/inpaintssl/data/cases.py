@@ -20,7 +20,9 @@ series folders). An image glob and its label glob are paired by what their wildc
 or suffix every label shares (``img/*.nii.gz`` with ``seg/*.nii.gz``: ``case10`` with
 ``case10_seg``), and in sorted order only where the two globs' wildcards match unrelated names.
 A glob that matches nothing, a missing file and an image/label glob pair that match different
-counts are errors; so is a split with no entries.
+counts are errors; so is a split with no entries. Where the wildcards' matches are compared less
+what every name shares, that shared part never ends within a number or a word: ``knee_101`` and
+``knee_102`` are compared as ``101`` and ``102``, not as ``1`` and ``2``.
 
 A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
 (:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name). Where
@@ -30,7 +32,8 @@ split's common folder as well (``case_00000_imaging``: :func:`folder_qualified_s
 :func:`inpaintssl.inference.predict.predict` gives the same files). Ids must be unique within a
 split; a clash that remains (an ``id`` given twice, ``scan.nii.gz`` beside ``scan.npy``) is
 refused. One image in two of ``train``, ``val`` and ``test`` is refused (it would leak into model
-selection or the test scores); ``unlabelled``, for pretraining only, may repeat them.
+selection or the test scores), and so is one ``id`` given explicitly in two of them (one patient's
+data in both); ``unlabelled``, for pretraining only, may repeat them.
 
 Example:
     >>> import tempfile, pathlib
@@ -187,26 +190,47 @@ def _shared_length(texts: Sequence[str]) -> int:
     return shortest
 
 
+def _same_run(before: str, after: str) -> bool:
+    """Whether two adjacent characters belong to one run of digits or one run of letters."""
+    return (before.isdigit() and after.isdigit()) or (before.isalpha() and after.isalpha())
+
+
+def _token_start(texts: Sequence[str], shared: int) -> int:
+    """``shared`` (a length all ``texts`` share at their start) moved back to the start of a run
+    of digits or letters that it would cut: ``knee_1`` of ``knee_101``, ``knee_102`` -> ``knee_``."""
+    while shared > 0 and any(
+        len(text) > shared and _same_run(text[shared - 1], text[shared]) for text in texts
+    ):
+        shared -= 1
+    return shared
+
+
 def _distinct_cores(keys: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
     """Each key with what all keys share removed: per wildcard, the common prefix, then the
-    common suffix of what is left (``case1_seg``, ``case10_seg`` -> ``1``, ``10``).
+    common suffix of what is left (``case1_seg``, ``case10_seg`` -> ``1``, ``10``), neither cutting
+    a run of digits or of letters (``knee_101``, ``knee_102`` -> ``101``, ``102``, not ``1``, ``2``).
 
     A label named ``p + image + s`` for every image (``seg/*.nii.gz`` matching ``case1_seg``
-    where ``img/*.nii.gz`` matched ``case1``) keeps exactly its image's core: the prefix shared by
-    ``p + image`` is ``p`` plus the images' shared prefix, and likewise for ``s``.
+    where ``img/*.nii.gz`` matched ``case1``) keeps its image's core: the prefix shared by
+    ``p + image`` is ``p`` plus the images' shared prefix, and likewise for ``s``. Cut through a
+    number, the shared parts could make unrelated names alike: ``knee_101_seg`` and
+    ``knee_201_seg`` share ``01_seg``, leaving ``1`` and ``2``, which ``knee_101`` and ``knee_102``
+    leave too once ``knee_10`` is cut off, and ``knee_102`` would get ``knee_201_seg``.
 
     Example:
         >>> _distinct_cores([("case1_seg",), ("case10_seg",), ("case2_seg",)])
         [('1',), ('10',), ('2',)]
+        >>> _distinct_cores([("knee_101_seg",), ("knee_201_seg",)])
+        [('101',), ('201',)]
     """
     if not keys:
         return []
     columns = []
     for parts in zip(*keys):
-        start = _shared_length(parts)
-        rests = [part[start:] for part in parts]
-        end = _shared_length([rest[::-1] for rest in rests])
-        columns.append([rest[: len(rest) - end] for rest in rests])
+        start = _token_start(parts, _shared_length(parts))
+        rests = [part[start:][::-1] for part in parts]  # reversed: the shared end is a shared start
+        end = _token_start(rests, _shared_length(rests))
+        columns.append([rest[end:][::-1] for rest in rests])
     return [tuple(column[i] for column in columns) for i in range(len(keys))]
 
 
@@ -215,8 +239,9 @@ def _pair_labels(
 ) -> list[Path]:
     """``labels`` in the order of ``images``: matched by what their globs' wildcards matched
     (``case10.npy`` with ``case10_seg.npy``) where both give the same set of values; else by
-    those values less what every image's, or every label's, share (``img/*.nii.gz`` with
-    ``seg/*.nii.gz``: ``case10`` with ``case10_seg``, :func:`_distinct_cores`) where those agree;
+    those values less what every image's, or every label's, share, never cutting a number or a
+    word (``img/*.nii.gz`` with ``seg/*.nii.gz``: ``case10`` with ``case10_seg``,
+    :func:`_distinct_cores`) where those agree;
     either with numbers compared by value (``case_1`` with ``case_01``); else in sorted order, with
     a warning naming the first pairs. Sorted order is the last resort because the two sorted lists
     can differ (``case1_seg`` sorts after ``case10_seg``, ``case1`` before ``case10``)."""
@@ -355,7 +380,7 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
 
     Raises:
         DataError: Unknown or empty split, missing file, unmatched glob, mismatched image/label
-            counts, or duplicate ids.
+            counts, duplicate ids, or an image or explicit ``id`` in two of train, val and test.
     """
     splits = _as_split_mapping(cases)
     if split not in splits:
@@ -386,6 +411,8 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
         seen[case.volume_id] = case.image
     if split in _EVALUATED_SPLITS:
         _check_disjoint(found, splits, split=split, root=base, dataset=dataset)
+        given = {case.volume_id: case.image for case, is_given in zip(found, named) if is_given}
+        _check_ids_disjoint(given, splits, split=split, dataset=dataset)
     return found
 
 
@@ -416,4 +443,33 @@ def _check_disjoint(
                 f"{dataset}: {shared[0]}{more} is in both cases[{split!r}] and cases[{other!r}]; expected "
                 "each image in one of train, val and test, since a scan in two of them leaks into model "
                 "selection or the test scores (list images for pretraining only under 'unlabelled')"
+            )
+
+
+def _check_ids_disjoint(
+    given: Mapping[str, Path], splits: Mapping[str, Any], *, split: str, dataset: str
+) -> None:
+    """Refuse an ``id`` given to a case of ``split`` that another of train, val and test gives too.
+
+    An explicit ``id`` names the patient or scan; the same one in two evaluated splits is one
+    patient's data in both (another file of the same scan, or another scan of the patient), which
+    the image check cannot see. Ids derived from file names are left alone: unrelated cases of two
+    splits often share a file name (``train/case1.nii.gz``, ``test/case1.nii.gz``).
+    """
+    if not given:
+        return
+    for other in _EVALUATED_SPLITS:
+        if other == split or other not in splits:
+            continue
+        value = splits[other]
+        entries: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
+        for entry in entries:
+            if not isinstance(entry, Mapping) or "id" not in entry or str(entry["id"]) not in given:
+                continue
+            volume_id = str(entry["id"])
+            raise DataError(
+                f"{dataset}: id {volume_id!r} is given in both cases[{split!r}] (image "
+                f"{given[volume_id]}) and cases[{other!r}] (image {entry.get('image')!r}); expected each "
+                "id in one of train, val and test, since one patient's data in two of them leaks into "
+                "model selection or the test scores (give different cases different ids)"
             )

@@ -7,8 +7,10 @@ SKI10, PROMISE12). A header is ``Key = Value`` lines ending with ``ElementDataFi
 ``NDims`` 2 or 3, ``DimSize``, ``ElementType`` (``MET_UCHAR`` ... ``MET_DOUBLE``),
 ``ElementNumberOfChannels`` (channels last), ``ElementSpacing`` (else ``ElementSize``, else 1 mm),
 ``Offset`` (or ``Position``/``Origin``), ``TransformMatrix`` (or ``Rotation``/``Orientation``),
-``BinaryDataByteOrderMSB`` (or ``ElementByteOrderMSB``), ``CompressedData`` (one zlib stream)
-and ``HeaderSize`` (bytes before the data in an ``.mhd``'s data file; -1: the data ends the file).
+``BinaryDataByteOrderMSB`` (or ``ElementByteOrderMSB``), ``BinaryData`` (``False``: the voxels
+are written as text, whitespace-separated numbers, as MetaIO writes and reads them),
+``CompressedData`` (one zlib or gzip stream, both of which MetaIO inflates) and ``HeaderSize``
+(bytes before the data in an ``.mhd``'s data file; -1: the data ends the file).
 An ``ElementDataFile`` that MetaIO reads as a list of slice files (a value starting with ``LIST``)
 or as a numbered pattern of their names (one holding a ``%``) is refused; any other value names
 one file, spaces included (``knee scan.raw``, as ITK writes for ``knee scan.mhd``).
@@ -130,7 +132,8 @@ class MetaImageVolume(StoredArrayVolume):
 
     Uncompressed data is memory-mapped; compressed data (``CompressedData = True``) is inflated
     whole on the first read and kept, as a ``.nii.gz`` is (so is big-endian data, turned to this
-    machine's byte order). Spacing comes from ``ElementSpacing`` (mm; without it 1 mm, and
+    machine's byte order, and text data, ``BinaryData = False``, parsed number by number).
+    Spacing comes from ``ElementSpacing`` (mm; without it 1 mm, and
     :attr:`~inpaintssl.data.readers.Volume.has_geometry` is ``False``, as for a DICOM series
     without PixelSpacing); :attr:`affine` (RAS+) from ``Offset``, ``TransformMatrix`` and the
     spacing. ``orientation`` reads the volume in that axis order (:meth:`Volume.reorient`).
@@ -144,7 +147,9 @@ class MetaImageVolume(StoredArrayVolume):
 
     Raises:
         DataError: A header field missing or malformed, an element type that is not a number, a
-            data file missing or shorter than ``DimSize`` needs, naming the file and the field.
+            data file missing or shorter than ``DimSize`` needs, text data holding another count
+            of numbers than ``DimSize`` needs (or a word that is not a number, or a value the
+            ``ElementType`` cannot hold), naming the file and the field.
     """
 
     def __init__(
@@ -171,6 +176,14 @@ class MetaImageVolume(StoredArrayVolume):
         self._grid = tuple(dims)
         self._channels = channels
         self._compressed = self._flag("CompressedData", where)
+        # MetaIO's images default to binary; False means the voxels are whitespace-separated text.
+        self._binary = self._flag("BinaryData", where, default=True)
+        if self._compressed and not self._binary:
+            # MetaIO inflates only binary data and would parse the compressed bytes as text.
+            raise DataError(
+                f"{where}: CompressedData is True with BinaryData False; expected compressed binary "
+                "data (BinaryData True) or uncompressed text data (CompressedData False)"
+            )
         self._data_file, self._data_offset = self._data_location(path, header_end, where)
         spacing = self._spacing(ndims, where)
         shape = tuple(dims)
@@ -221,7 +234,9 @@ class MetaImageVolume(StoredArrayVolume):
             return values
         return None
 
-    def _flag(self, name: str, where: str, names: tuple[str, ...] | None = None) -> bool:
+    def _flag(
+        self, name: str, where: str, names: tuple[str, ...] | None = None, *, default: bool = False
+    ) -> bool:
         for key in names or (name,):
             text = self._fields.get(key.lower())
             if text is None:
@@ -231,7 +246,7 @@ class MetaImageVolume(StoredArrayVolume):
             if text.lower() in ("false", "0"):
                 return False
             raise DataError(f"{where}: {key} is {text!r}; expected True or False")
-        return False
+        return default
 
     def _element_type(self, where: str) -> np.dtype[Any]:
         text = self._fields.get("elementtype")
@@ -265,6 +280,9 @@ class MetaImageVolume(StoredArrayVolume):
         if skip == -1:  # the data ends the file: whatever precedes it is someone's header
             if self._compressed:
                 raise DataError(f"{where}: HeaderSize -1 with CompressedData; expected a HeaderSize >= 0")
+            if not self._binary:
+                # The data's length in bytes is known for binary data only.
+                raise DataError(f"{where}: HeaderSize -1 with BinaryData False; expected a HeaderSize >= 0")
             skip = data.stat().st_size - self._data_bytes()
         if skip < 0:
             raise DataError(f"{where}: HeaderSize is {skip}; expected 0 or more, or -1")
@@ -290,18 +308,61 @@ class MetaImageVolume(StoredArrayVolume):
         return affine
 
     def _encoded(self) -> bool:
-        return self._compressed
+        return self._compressed or not self._binary
 
-    def _decode(self, data: bytes) -> bytes:
+    def _decode(self, data: bytes) -> bytes | np.ndarray:
+        if not self._binary:
+            return self._parsed_text(data)
         if not self._compressed:
             return data
+        # wbits 47: a zlib stream or a gzip member, as MetaIO's inflateInit2(..., 47) takes.
+        stream = zlib.decompressobj(wbits=47)
         try:
-            return zlib.decompress(data)
+            inflated = stream.decompress(data)
         except zlib.error as exc:
+            raise self._not_inflated(str(exc)) from exc
+        if not stream.eof:
+            raise self._not_inflated("the stream ends before its end marker")
+        return inflated
+
+    def _not_inflated(self, problem: str) -> DataError:
+        return DataError(
+            f"MetaImage file {self.path}: its compressed data ({self._data_file}) cannot be "
+            f"inflated (truncated or corrupt?): {problem}"
+        )
+
+    def _parsed_text(self, data: bytes) -> np.ndarray:
+        """The voxels of text data (``BinaryData = False``), in this machine's byte order.
+
+        MetaIO reads each number as a double and casts it to the element type; float64 holds
+        every value of the types up to 32 bits exactly.
+        """
+        where = f"MetaImage file {self.path}: its text data ({self._data_file}, BinaryData False)"
+        words = data.decode("latin-1").split()
+        expected = math.prod(self._written_shape())
+        if len(words) != expected:
             raise DataError(
-                f"MetaImage file {self.path}: its compressed data ({self._data_file}) cannot be "
-                f"inflated (truncated or corrupt?): {exc}"
-            ) from exc
+                f"{where} holds {len(words)} numbers; expected {expected} (DimSize "
+                f"{' x '.join(map(str, self._grid))}, {self._channels} channel(s))"
+            )
+        try:
+            values = np.array(words, dtype=np.float64)
+        except ValueError:
+            bad = next(word for word in words if not _is_number(word))
+            raise DataError(f"{where} holds {bad[:40]!r}; expected numbers only") from None
+        native = self._dtype.newbyteorder("=")
+        if native.kind in "iu":
+            limits = np.iinfo(native)
+            fits = np.isfinite(values) & (values == np.round(values))
+            # Bounds as floats, the upper one exclusive: 2**63 - 1 rounds up to 2**63 in float64.
+            fits &= (values >= float(limits.min)) & (values < float(limits.max) + 1.0)
+            if not fits.all():
+                bad_value = values[~fits][0]
+                raise DataError(
+                    f"{where} holds {bad_value:g}; expected whole numbers from {limits.min} to "
+                    f"{limits.max} (ElementType {self._fields['elementtype']})"
+                )
+        return values.astype(native)
 
     def _short_data(self, available: int, needed: int) -> DataError:
         what = "inflates to" if self._compressed else "holds"
@@ -322,3 +383,11 @@ class MetaImageVolume(StoredArrayVolume):
         stored: np.ndarray = data.transpose(*range(spatial - 1, -1, -1), spatial)
         # Axes of one voxel dropped (one channel) or added (a 2-D image's third): a view.
         return stored.reshape(self.stored_shape)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True

@@ -6,15 +6,17 @@ A header starts with the magic ``NRRD000N``, holds ``field: value`` lines (``#``
 in the file ``data file`` names (detached). Read here: ``type``, ``dimension`` (2 or 3 spatial
 axes, plus at most one non-spatial axis such as an RGB or vector axis, which becomes the channels
 axis, last), ``sizes``, ``endian``, ``encoding`` (``raw``, ``gzip`` of one or several members,
-``bzip2``, ``ascii``), ``byte skip``, ``line skip``, and the geometry: ``space``
-(``left-posterior-superior``, ``right-anterior-superior``, ``left-anterior-superior`` or their
-initials), ``space directions`` (each spatial axis' step in mm, in that space) and ``space
-origin``; without them, ``spacings``. A field of two words may be written without the space, as
-the format allows (``byteskip``, ``datafile``, ``spacedirections``); a field given twice is
-refused; one stated empty (``content:``) is read as empty. A data file given as a list (``LIST``) or
-a numbered pattern (a ``%``-format, then min, max and step), and a segmentation stored as several
-overlapping layers (3D Slicer's 4D ``.seg.nrrd``, whose ``kinds`` start with ``list``), are
-refused, naming the field; any other ``data file`` is one file's name, spaces included.
+``bzip2``, ``ascii``), ``byte skip`` (bytes of the file before the data, or, for ``gzip`` and
+``bzip2``, of the decompressed stream, as teem and pynrrd skip them), ``line skip``, and the
+geometry: ``space`` (``left-posterior-superior``, ``right-anterior-superior``,
+``left-anterior-superior`` or their initials), ``space directions`` (each spatial axis' step in
+mm, in that space) and ``space origin``; without them, ``spacings``. A field of two words may be
+written without the space, as the format allows (``byteskip``, ``datafile``, ``spacedirections``);
+a field given twice is refused; one stated empty (``content:``) is read as empty. A data file
+given as a list (``LIST``) or a numbered pattern (a ``%``-format, then min, max and step), and a
+segmentation stored as several overlapping layers (3D Slicer's 4D ``.seg.nrrd``, whose ``kinds``
+start with ``list``), are refused, naming the field; any other ``data file`` is one file's name,
+spaces included.
 
 Voxel ``(i, j, k)`` lies at ``origin + i * d_i + j * d_j + k * d_k`` (``d`` the space
 directions); :attr:`NrrdVolume.affine` is that in NIfTI's RAS+, so the volume reorients and its
@@ -358,12 +360,21 @@ class NrrdVolume(StoredArrayVolume):
             raise DataError(
                 f"{where}: field 'byte skip' is {skip!r}; expected a whole number, or -1"
             ) from None
+        self._decoded_skip = 0
         if byte_skip == -1:
+            # As teem: the data's length is known before decompression for raw data only.
             if self._encoding != "raw":
-                raise DataError(f"{where}: byte skip -1 with encoding {self._encoding}; expected raw data")
+                raise DataError(
+                    f"{where}: byte skip -1 (the data ends the file) with encoding {self._encoding}; "
+                    "expected raw data, or a byte skip of 0 or more"
+                )
             return data, data.stat().st_size - self._data_bytes()
         if byte_skip < 0:
             raise DataError(f"{where}: field 'byte skip' is {byte_skip}; expected 0 or more, or -1")
+        if self._encoding in ("gzip", "bzip2"):
+            # teem skips these bytes within the decompressed stream for a compression encoding.
+            self._decoded_skip = byte_skip
+            return data, start
         return data, start + byte_skip
 
     def _skip_lines(self, data: Path, start: int, where: str) -> int:
@@ -479,9 +490,9 @@ class NrrdVolume(StoredArrayVolume):
     def _decode(self, data: bytes) -> bytes | np.ndarray:
         try:
             if self._encoding == "gzip":
-                return self._gunzip(data)
+                return self._gunzip(data)[self._decoded_skip :]
             if self._encoding == "bzip2":
-                return bz2.decompress(data)
+                return bz2.decompress(data)[self._decoded_skip :]
         except (zlib.error, OSError, ValueError) as exc:
             raise DataError(
                 f"NRRD file {self.path}: its {self._encoding} data ({self._data_file}) cannot be "
@@ -501,7 +512,7 @@ class NrrdVolume(StoredArrayVolume):
         the array's bytes are all there, the rest is ignored: further members, and whatever else
         follows a member (padding), as after a file's only member.
         """
-        needed = self._data_bytes()
+        needed = self._decoded_skip + self._data_bytes()
         parts: list[bytes] = []
         decoded = 0
         rest = data
@@ -517,9 +528,10 @@ class NrrdVolume(StoredArrayVolume):
                 return b"".join(parts)
 
     def _short_data(self, available: int, needed: int) -> DataError:
+        skipped = f" after its byte skip of {self._decoded_skip}" if self._decoded_skip else ""
         return DataError(
             f"NRRD file {self.path}: its data ({self._data_file}, {self._encoding}) holds {available} "
-            f"bytes; expected {needed} (sizes {' x '.join(map(str, self._sizes_stored))} of "
+            f"bytes{skipped}; expected {needed} (sizes {' x '.join(map(str, self._sizes_stored))} of "
             f"{self._dtype.itemsize} byte(s)): truncated?"
         )
 

@@ -594,7 +594,8 @@ class NiftiVolume(Volume):
     A ``.nii.gz`` is decompressed whole on the first read, through
     :class:`~inpaintssl.data.gzip_stream.GzipStream` (faster than nibabel's own gzip reader, and
     it checks the file's CRC, which nibabel's read stops short of); a ``.nii`` is read as nibabel
-    reads it, memory-mapped.
+    reads it, memory-mapped, and one shorter than its header's array needs (``vox_offset`` plus
+    the voxels) is refused when opened, naming the bytes it holds and those expected.
 
     Spacing comes from the header's voxel sizes (``pixdim``), in mm whatever spatial unit the
     header states (``xyzt_units``: a file in metres or microns is converted); ``affine`` is in mm
@@ -631,6 +632,8 @@ class NiftiVolume(Volume):
                 raise DataError(f"NIfTI file {path} is not gzip-compressed: rename it to .nii") from exc
             raise DataError(f"NIfTI file {path} cannot be read: {type(exc).__name__}: {exc}") from exc
         self._image = image
+        if not path.name.lower().endswith(".gz"):
+            _check_nifti_length(path, image.dataobj)
         mm = nifti_mm_per_unit(image.header, path=path)
         file_affine = np.asarray(image.affine, dtype=np.float64)
         affine = np.diag([mm, mm, mm, 1.0]) @ file_affine
@@ -701,6 +704,23 @@ def nifti_volume_shape(file_shape: Sequence[int]) -> tuple[int, ...]:
     """
     shape = tuple(int(n) for n in file_shape)
     return shape[:3] + tuple(n for n in shape[3:] if n != 1)
+
+
+def _check_nifti_length(path: Path, proxy: Any) -> None:
+    """Refuse an uncompressed NIfTI file shorter than its header's array needs, when it is opened.
+
+    nibabel opens such a file without complaint and fails at the first slice past its end, so a
+    copy cut short would pass the checks made at open and stop a run later. A ``.nii.gz`` cannot
+    be measured without decompressing it; its reader checks its length and CRC when read.
+    """
+    needed = int(proxy.offset) + math.prod(int(n) for n in proxy.shape) * np.dtype(proxy.dtype).itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise DataError(
+            f"NIfTI file {path} holds {size} bytes; expected {needed} (vox_offset {int(proxy.offset)}, "
+            f"then {' x '.join(str(int(n)) for n in proxy.shape)} voxels of "
+            f"{np.dtype(proxy.dtype).itemsize} byte(s)): truncated?"
+        )
 
 
 def _nifti_image(nib: Any, path: Path) -> Any:
