@@ -189,3 +189,48 @@ def test_workers_read_slices_of_several_sizes_into_the_same_table() -> None:
     data = FitToSize(_Slices(items, ("fg",)), (8, 8), mode="crop_or_pad")
     here = _evaluate(data, ("fg",)).rows
     assert _evaluate(data, ("fg",), num_workers=2, worker_start_method="fork").rows == here
+
+
+def _two_discs(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Sigmoid logits ``(2, H, W)`` of two overlapping discs, smooth so no pixel sits near 0.5."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    fields = []
+    for _ in range(2):
+        cy, cx, r = rng.uniform(4, shape[0] - 4), rng.uniform(4, shape[1] - 4), rng.uniform(3, 4.5)
+        fields.append(3.0 * (r - np.hypot(yy - cy, xx - cx)))
+    return np.stack(fields)
+
+
+@pytest.mark.parametrize("fit", ["none", "resize"])
+def test_overlap_pixels_counts_the_pixels_two_sigmoid_classes_claim(fit: str) -> None:
+    rng = np.random.default_rng(13)
+    shapes = [(12, 10), (12, 10), (11, 13)]
+    logits = [_two_discs(rng, s) for s in shapes]
+    labels = [rng.random((2, *s)) > 0.5 for s in shapes]
+    items = [(f"v{i // 2}", i % 2, lg, lab) for i, (lg, lab) in enumerate(zip(logits, labels))]
+    data: Any = _Slices(items[:2], ("a", "b")) if fit == "none" else _Slices(items, ("a", "b"))
+    if fit == "resize":
+        data = FitToSize(data, (8, 8), mode="resize")
+    table = _evaluate(data, ("a", "b"))
+
+    expected = []
+    for field in logits[: len(data)]:
+        if fit == "none":
+            on = field > 0
+        else:  # probabilities resized there and back, as the masks evaluate scores
+            probability = 1 / (1 + np.exp(-np.stack([_bilinear(f, (8, 8)) for f in field])))
+            back = np.stack([_bilinear(p, field.shape[1:]) for p in probability])
+            assert np.abs(back - 0.5).min() > 1e-3  # float32 and float64 agree on every pixel
+            on = back > 0.5
+        expected.append(int((on[0] & on[1]).sum()))
+    assert [r["overlap_pixels"] for r in table.select(level="image").rows] == expected
+    assert sum(expected[:2]) > 0  # the discs do overlap: the column is not trivially 0
+    volumes = {r["volume_id"]: r["overlap_pixels"] for r in table.select(level="volume").rows}
+    assert volumes == {"v0": expected[0] + expected[1], **({"v1": expected[2]} if fit == "resize" else {})}
+
+
+def test_a_softmax_head_never_overlaps() -> None:
+    rng = np.random.default_rng(17)
+    items = [("a", i, rng.normal(size=(3, 8, 8)) * 4, rng.random((2, 8, 8)) > 0.5) for i in range(3)]
+    table = _evaluate(_Slices(items, ("x", "y")), ("x", "y"), activation="softmax")
+    assert {r["overlap_pixels"] for r in table.rows} == {0}

@@ -15,9 +15,14 @@ Per class, from the predicted and the ground-truth masks, with :mod:`inpaintssl.
 
 References are measured on the data's own pixel grid. A test set fitted to the model's
 ``data.image_size`` (:class:`~inpaintssl.data.views.FitToSize`) is measured on its source items:
-the model sees each slice fitted as in training and its masks are mapped back (the crop padded
-with background, a resize undone), so a crop that cuts off tissue counts against the prediction,
-never shrinks the reference (:func:`on_source_grid`).
+the model sees each slice fitted as in training and its prediction is mapped back as
+:func:`~inpaintssl.evaluate` maps it back (the crop padded with background; a resize undone on the
+class probabilities, bilinearly, before the head decides), so the masks measured are the masks
+``evaluate`` scores, and a crop that cuts off tissue counts against the prediction, never shrinks
+the reference (:func:`on_source_grid`).
+
+Each class is measured on its own mask, as ``evaluate`` scores it: a pixel a sigmoid head puts
+above 0.5 in two classes counts in both, where ``predict``'s label maps give it one class.
 
 Each metric ``m`` is stored as three measurements, ``m_pred``, ``m_ref`` and ``m_pct_error``
 (``100 |pred - ref| / |ref|``; ``inf`` when the tissue is absent from the reference but predicted).
@@ -36,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -58,6 +64,7 @@ from inpaintssl.metrics import (
     tissue_volume,
 )
 from inpaintssl.studies.store import Measurement
+from inpaintssl.training.evaluation import resized_prediction
 
 __all__ = ["clinical_measurements", "on_source_grid"]
 
@@ -203,17 +210,37 @@ def _image_rows(
     return out
 
 
-@torch.no_grad()
 def on_source_grid(
-    items: _Items, predict: Callable[[torch.Tensor], torch.Tensor]
+    items: _Items,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    model: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[_Items, Callable[[torch.Tensor], torch.Tensor]]:
     """The items before any fit to the model's size, with ``predict`` answering on their grid.
 
     For a :class:`~inpaintssl.data.views.FitToSize` view, its parent's items (their own labels,
     HU, echoes and spacing), and a ``predict`` that fits each image as the view does, runs the
-    model, and maps the masks back: ``crop_or_pad`` is undone by the same centred crop/pad (the
-    parts the model never saw become background), ``resize`` by a nearest-neighbour resize of the
-    masks. Anything else is returned as it is.
+    model, and maps its prediction back as :func:`~inpaintssl.evaluate` does, so the masks
+    measured here are the masks ``evaluate`` scores (``test_metrics.csv``):
+
+    - ``crop_or_pad``: ``predict``'s masks, put back by the same centred crop or pad (the parts
+      the model never saw become background).
+    - ``resize``: the ``model``'s class probabilities resized bilinearly to the slice's own size,
+      then the head's rule (sigmoid classes above 0.5, or the softmax arg-max), with
+      :func:`~inpaintssl.training.evaluation.resized_prediction`. Without ``model`` (a
+      ``predict`` that is no network's, e.g. prepared masks) the masks are resized instead,
+      nearest-neighbour, with a warning: class borders then move against ``evaluate``'s, by up
+      to about a pixel of the model's grid.
+    - A slice already the model's size: ``predict``'s masks as they are.
+
+    Anything else is returned as it is.
+
+    Args:
+        items: The test items, e.g. a fine-tuning run's test set.
+        predict: Images ``(N, C, h, w)`` -> one-hot masks ``(N, K, h, w)`` on the model's grid.
+        model: The network behind ``predict``: images -> its logits ``(N, C_out, h, w)``, K
+            sigmoid channels or K + 1 softmax channels (background first). Used only where a
+            resize is undone.
 
     Example:
         >>> import torch
@@ -227,11 +254,24 @@ def on_source_grid(
     """
     if not isinstance(items, FitToSize):
         return items, predict
-    size, mode = items.size, items.mode
+    size, mode, classes = items.size, items.mode, len(items.class_names)
+    if mode == "resize" and model is None:
+        warnings.warn(
+            "on_source_grid: a resize view without model=: its masks are resized back "
+            "nearest-neighbour, where evaluate resizes the class probabilities bilinearly; pass "
+            "model= (the network behind predict) to measure the masks evaluate scores",
+            UserWarning,
+            stacklevel=2,
+        )
 
+    @torch.no_grad()
     def predict_on_own_grid(images: torch.Tensor) -> torch.Tensor:
         own = (int(images.shape[-2]), int(images.shape[-1]))
         fitted = torch.stack([fit_to_size(image, size, mode=mode, kind="image") for image in images])
+        if mode == "resize" and own != size and model is not None:
+            # evaluate's rule, from the same function: probabilities back, then the head decides.
+            logits = model(fitted).float()
+            return torch.stack([resized_prediction(lg, own, classes=classes) for lg in logits]).float()
         masks = predict(fitted).float()
         return torch.stack([fit_to_size(mask, own, mode=mode, kind="label") for mask in masks])
 

@@ -112,7 +112,7 @@ def _clinical_rows(config: FinetuneConfig, result: FinetuneResult) -> list[Measu
     model = result.model.eval()
     device = next(model.parameters()).device
     # References on the data's own grid, not on slices cropped or resized to the model's size.
-    items, predict = on_source_grid(result.test_set, result.predict)
+    items, predict = on_source_grid(result.test_set, result.predict, model=model)
     return clinical_measurements(
         items,
         predict,

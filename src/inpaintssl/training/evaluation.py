@@ -15,6 +15,12 @@ centred crop or pad, the parts the model never saw background; ``resize``: the c
 probabilities resized bilinearly, then thresholded), then compared with the source labels, so
 tissue a crop cut off counts against the model instead of dropping out of the reference.
 
+Each class is scored on its own mask (the paper's rule): a pixel a sigmoid head puts above 0.5 in
+two classes counts in both, where ``predict``'s label maps give it the single highest-scoring
+class. The column ``overlap_pixels`` counts such pixels per slice and volume, so a table shows
+where it scored masks no label map holds; a softmax head's is always 0, and a slice whose count
+is 0 was scored on the masks its label map holds.
+
 Both read their data as a training pass does: in the calling process, or with ``num_workers``
 DataLoader workers (``data.num_workers`` and ``data.worker_start_method`` of a run), which read
 and decompress the next batches while the model runs on this one. The table is the same either
@@ -51,7 +57,13 @@ from inpaintssl.training.device import autocast_context
 from inpaintssl.training.epoch_loader import EpochLoader, unavailable_start_method
 from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 
-__all__ = ["EvaluationTable", "check_num_workers", "evaluate_inpainting", "evaluate_segmentation"]
+__all__ = [
+    "EvaluationTable",
+    "check_num_workers",
+    "evaluate_inpainting",
+    "evaluate_segmentation",
+    "resized_prediction",
+]
 
 
 @dataclass
@@ -214,6 +226,39 @@ def _unfitted(dataset: Dataset[dict[str, Any]]) -> _OnSourceGrid | None:
     return None
 
 
+def resized_prediction(logits: torch.Tensor, grid: tuple[int, int], *, classes: int) -> torch.Tensor:
+    """A resized slice's hard prediction ``(K, H, W)`` on its source ``grid``, as ``predict`` makes it.
+
+    The head's probabilities (softmax for a head of ``classes + 1`` channels, background first;
+    sigmoid for ``classes`` channels) are resized bilinearly to ``grid`` (``align_corners=False``,
+    as :func:`~inpaintssl.data.preprocess.fit_to_size` resizes images), then the head decides: the
+    softmax arg-max, or each sigmoid class above 0.5 (so sigmoid classes may overlap). Resizing
+    probabilities, not 0/1 masks, moves class borders smoothly; :func:`evaluate_segmentation` and
+    the clinical study (:func:`inpaintssl.studies.clinical.on_source_grid`) both map a
+    ``resize`` run's predictions back with it.
+
+    Args:
+        logits: The model's output for the fitted slice, ``(C_out, h, w)``.
+        grid: The source slice's ``(H, W)``.
+        classes: K, the foreground classes.
+
+    Returns:
+        ``(K, H, W)`` booleans.
+
+    Example:
+        >>> logits = torch.tensor([[[-4.0, 4.0]]])  # a sigmoid head, one class, 1 x 2 pixels
+        >>> resized_prediction(logits, (1, 4), classes=1).tolist()
+        [[[False, False, True, True]]]
+    """
+    softmax = logits.shape[0] == classes + 1
+    probs = torch.softmax(logits, dim=0) if softmax else torch.sigmoid(logits)
+    scores = fit_to_size(probs, grid, mode="resize", kind="image")
+    if not softmax:
+        return scores > 0.5
+    winners = channel_argmax(scores[None], keepdim=True)[0]
+    return winners == torch.arange(1, classes + 1, device=scores.device)[:, None, None]
+
+
 def _mapped_back(
     logits: torch.Tensor, onehot: torch.Tensor, grid: tuple[int, int], *, mode: ResizeMode, classes: int
 ) -> torch.Tensor:
@@ -232,15 +277,15 @@ def _mapped_back(
     if mode == "crop_or_pad":
         # The same centred crop or pad: what the model never saw (a crop's edges) is background.
         return fit_to_size(onehot, grid, mode="crop_or_pad", kind="label")
-    # Resized: probabilities, not labels, go back (bilinear), so borders move smoothly, then the
-    # head's rule decides: a softmax arg-max (background first), a sigmoid class above 0.5.
-    softmax = logits.shape[0] == classes + 1
-    probs = torch.softmax(logits, dim=0) if softmax else torch.sigmoid(logits)
-    scores = fit_to_size(probs, grid, mode="resize", kind="image")
-    if not softmax:
-        return scores > 0.5
-    winners = channel_argmax(scores[None], keepdim=True)[0]
-    return winners == torch.arange(1, classes + 1, device=scores.device)[:, None, None]
+    return resized_prediction(logits, grid, classes=classes)
+
+
+def _overlap(pred: torch.Tensor) -> torch.Tensor:
+    """Pixels of each slice ``(N, K, H, W)`` predicted in more than one class, ``(N,)``.
+
+    Only a sigmoid head can claim a pixel twice; ``predict``'s label maps give such a pixel one class.
+    """
+    return (pred.sum(dim=1) > 1).sum(dim=(1, 2))
 
 
 def _source_grid_counts(
@@ -251,7 +296,7 @@ def _source_grid_counts(
     *,
     mode: ResizeMode,
     classes: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per slice and class, predicted-and-true and predicted-plus-true voxels on the source grids.
 
     Args:
@@ -263,15 +308,17 @@ def _source_grid_counts(
         classes: K.
 
     Returns:
-        Intersections and totals, each ``(N, K)``.
+        Intersections and totals, each ``(N, K)``, and each slice's pixels predicted in more than
+        one class, ``(N,)``.
     """
-    inter, total = [], []
+    inter, total, overlap = [], [], []
     for i, (h, w) in enumerate(grids.tolist()):
         on_grid = _mapped_back(logits[i], pred[i], (h, w), mode=mode, classes=classes)
         target = canvas[i, :, :h, :w]
         inter.append((on_grid & target).sum(dim=(1, 2)))
         total.append(on_grid.sum(dim=(1, 2)) + target.sum(dim=(1, 2)))
-    return torch.stack(inter), torch.stack(total)
+        overlap.append(_overlap(on_grid[None])[0])
+    return torch.stack(inter), torch.stack(total), torch.stack(overlap)
 
 
 def _dice(intersection: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -327,13 +374,16 @@ def evaluate_segmentation(
             negative, or ``worker_start_method`` is not a start method this platform offers.
 
     Returns:
-        Rows with ``level``, ``volume_id``, ``slice_index``, ``dice_<class>`` and ``dice_mean``.
+        Rows with ``level``, ``volume_id``, ``slice_index``, ``dice_<class>``, ``dice_mean`` and
+        ``overlap_pixels`` (pixels predicted in more than one class, on the grid scored; a
+        volume's is its slices' sum; always 0 for a softmax head).
     """
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     rows: list[dict[str, Any]] = []
     volumes: dict[str, list[np.ndarray]] = {}
     volume_slices: dict[str, int] = {}
+    volume_overlap: dict[str, int] = {}
     names = list(class_names)
     # A set fitted to the model's size is scored on its source slices: scored on the fitted labels,
     # a crop would drop the tissue it cut off from the reference, and a resize would replace the
@@ -362,12 +412,14 @@ def evaluate_segmentation(
             if on_source is None:
                 inter_t = (pred & target).sum(dim=(2, 3))
                 total_t = pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+                overlap_t = _overlap(pred)
             else:
-                inter_t, total_t = _source_grid_counts(
+                inter_t, total_t, overlap_t = _source_grid_counts(
                     logits, pred, target, batch["source_grid"], mode=on_source.mode, classes=len(names)
                 )
             inter = inter_t.double().cpu().numpy()
             total = total_t.double().cpu().numpy()
+            overlap = overlap_t.cpu().tolist()
             dice = _dice(inter, total)
             for i in range(dice.shape[0]):
                 vid = str(batch["volume_id"][i])
@@ -375,11 +427,13 @@ def evaluate_segmentation(
                 row: dict[str, Any] = {"level": "image", "volume_id": vid, "slice_index": sidx}
                 row.update({f"dice_{n}": float(dice[i, k]) for k, n in enumerate(names)})
                 row["dice_mean"] = float(np.mean(dice[i]))
+                row["overlap_pixels"] = int(overlap[i])
                 rows.append(row)
                 acc = volumes.setdefault(vid, [np.zeros(len(names)), np.zeros(len(names))])
                 acc[0] += inter[i]
                 acc[1] += total[i]
                 volume_slices[vid] = volume_slices.get(vid, 0) + 1
+                volume_overlap[vid] = volume_overlap.get(vid, 0) + int(overlap[i])
     # Volumes of one slice each are a 2-D data set: its images are the items. Once any volume has
     # more, every volume gets its row, a one-slice volume too: the analyses switch to volume rows
     # when there are any, and a volume without one would drop out of every statistic.
@@ -389,6 +443,7 @@ def evaluate_segmentation(
             vrow: dict[str, Any] = {"level": "volume", "volume_id": vid, "slice_index": -1}
             vrow.update({f"dice_{n}": float(dice_v[k]) for k, n in enumerate(names)})
             vrow["dice_mean"] = float(np.mean(dice_v))
+            vrow["overlap_pixels"] = volume_overlap[vid]
             rows.append(vrow)
     return EvaluationTable(rows)
 
