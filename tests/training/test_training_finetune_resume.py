@@ -38,7 +38,7 @@ def test_a_resume_after_the_pretrained_run_was_moved_trains_on_from_its_own_chec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         issl.pretrain(tiny_pretrain_config(pretrained))
-        issl.finetune(_finetune_config(pretrained, tmp_path / "whole"))
+        whole_result = issl.finetune(_finetune_config(pretrained, tmp_path / "whole"))
         epochs = 0
         run_epoch = loop.Trainer._run_epoch
 
@@ -64,6 +64,10 @@ def test_a_resume_after_the_pretrained_run_was_moved_trains_on_from_its_own_chec
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     assert recorded.startswith("transfer 'encoder' (parts: encoder): copied ")
     assert json.loads((tmp_path / "killed" / "manifest.json").read_text())["transfer"] == recorded
+    # The resumed run transferred at its start and says what it copied, as the whole run does; it
+    # reported transfer=None, which the result documents as "from scratch".
+    assert whole_result.transfer is not None
+    assert result.transfer == whole_result.transfer
 
 
 def test_a_fresh_run_still_needs_its_pretrained_source(tmp_path: Path) -> None:

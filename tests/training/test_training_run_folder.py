@@ -12,7 +12,7 @@ import torch
 
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointMeta, save_checkpoint
-from inpaintssl.config import ConfigError, FinetuneConfig, apply_overrides
+from inpaintssl.config import ConfigError, FinetuneConfig, PretrainConfig, apply_overrides
 from inpaintssl.data import DataError
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.context import FinishedRunWarning
@@ -26,7 +26,7 @@ from inpaintssl.training.run_folder import (
     recorded_config,
     write_data_check,
 )
-from study_helpers import EmptySplitRecord, tiny_numpy_pretrain_config
+from study_helpers import EmptySplitRecord, tiny_numpy_pretrain_config, tiny_pretrain_config
 
 
 def test_new_run_writes_config_splits_and_manifest(tmp_path: Path) -> None:
@@ -377,3 +377,70 @@ def test_a_new_budget_rewrites_config_yaml_leaving_every_other_value_as_it_was(t
     recorded = recorded_config(RunFolder(tmp_path).config, FinetuneConfig)
     assert recorded.optim.max_epochs == 7
     assert recorded == config.model_copy(update={"optim": config.optim.model_copy(update={"max_epochs": 7})})
+
+
+def test_a_resume_of_a_checkpointed_run_without_its_config_yaml_is_refused(tmp_path: Path) -> None:
+    # Without the record nothing can be checked: the resume wrote its own settings as the record of
+    # weights trained with others (another lr, batch size and data went through without a word).
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
+    _checkpointed(tmp_path)
+    (tmp_path / "config.yaml").unlink()
+    other = apply_overrides(FinetuneConfig(), ["optim.lr=0.05", "run.resume=true"])
+    with pytest.raises(ConfigError, match=r"has a checkpoint .* but no config\.yaml"):
+        record_run(tmp_path, other, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
+    assert not (tmp_path / "config.yaml").exists()
+    # A folder killed before its first checkpoint has nothing to protect: the resume starts afresh.
+    fresh = tmp_path / "fresh"
+    record_run(fresh, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
+    (fresh / "config.yaml").unlink()
+    record_run(fresh, other, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
+    assert recorded_config(fresh / "config.yaml", FinetuneConfig).optim.lr == 0.05
+
+
+class _KilledError(Exception):
+    pass
+
+
+def _killed_after(epochs: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next training stop (as a kill would) when it begins its ``epochs + 1``-th epoch."""
+    from inpaintssl.training import loop
+
+    run_epoch = loop.Trainer._run_epoch
+    done = 0
+
+    def stopped(self: loop.Trainer, *args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        if done == epochs:
+            raise _KilledError
+        done += 1
+        return run_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop.Trainer, "_run_epoch", stopped)
+
+
+def test_a_resume_back_to_the_checkpoints_budget_puts_it_back_in_config_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Step decay takes a new budget: a resume to 7 epochs rewrote config.yaml and was stopped before
+    # its first checkpoint; the next resume, back to 5, trained the 5-epoch run the checkpoint holds
+    # and left the record saying 7, which then refused a resume "with the recorded optim.max_epochs".
+    def config(max_epochs: int, *, resume: bool) -> dict[str, Any]:
+        made = tiny_pretrain_config(
+            tmp_path / "run", optim={"recipe": "paper", "max_epochs": max_epochs, "batch_size": 4}
+        )
+        made["run"]["resume"] = resume
+        return made
+
+    recorded = RunFolder(tmp_path / "run").config
+    with pytest.warns():  # unconverged, resumed, new budget: the console's warnings are not the point
+        with monkeypatch.context() as patched:
+            _killed_after(2, patched)
+            with pytest.raises(_KilledError):
+                issl.pretrain(config(5, resume=False))
+        with monkeypatch.context() as patched:
+            _killed_after(0, patched)
+            with pytest.raises(_KilledError):
+                issl.pretrain(config(7, resume=True))
+        assert recorded_config(recorded, PretrainConfig).optim.max_epochs == 7
+        issl.pretrain(config(5, resume=True))
+    assert recorded_config(recorded, PretrainConfig).optim.max_epochs == 5

@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from inpaintssl.checkpoint import CheckpointMeta, checkpoint_exists
 from inpaintssl.config import FinetuneConfig
@@ -31,7 +33,7 @@ from inpaintssl.training.loop import Phase
 from inpaintssl.training.objectives import SegmentationObjective
 from inpaintssl.training.results import FinetuneResult
 from inpaintssl.training.stages import build_stage_data, build_trainer, check_at_the_door, record_stage
-from inpaintssl.transfer_learning import transfer
+from inpaintssl.transfer_learning import TransferReport, transfer
 from inpaintssl.transfer_learning.schedules import finetune_phases
 
 __all__ = ["phases_for", "run_finetuning"]
@@ -97,6 +99,8 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             weights=config.transfer.weights,
             in_channels=config.transfer.in_channels,
         )
+    elif config.transfer.pretrained is not None:
+        report = _recorded_transfer(ctx.run_folder.manifest)
     if config.transfer.pretrained is not None:
         transferred = tuple(TRANSFER_STRATEGIES.build(config.transfer.weights).parts)
     model = model.to(ctx.device)
@@ -114,6 +118,7 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
         stage="finetune",
         checked=checked,
         transfer=None if report is None else report.summary(),
+        transfer_report=None if report is None else report.to_record(),
     )
     meta = CheckpointMeta(
         kind="finetune",
@@ -168,3 +173,17 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             f"-> {ctx.run_dir}"
         )
     return result
+
+
+def _recorded_transfer(manifest: Path) -> TransferReport | None:
+    """The transfer a resumed run made at its start, from its manifest (``transfer_report``).
+
+    ``None`` where the manifest cannot be read or predates the record: the run still transferred
+    (its weights come from its checkpoint), but what was copied is only in the manifest's
+    ``transfer`` text.
+    """
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8")).get("transfer_report")
+        return None if record is None else TransferReport.from_record(record)
+    except (OSError, ValueError, AttributeError):
+        return None

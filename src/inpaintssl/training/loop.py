@@ -826,6 +826,10 @@ class Trainer:
             self._refuse_a_budget_finished_phases_contradict(state)
             if self.dist.is_main and self.run_folder.config.is_file():
                 record_budget(self.run_dir, self.optim.max_epochs)
+        elif state.max_epochs is not None and self.dist.is_main and self.run_folder.config.is_file():
+            # Back to the checkpoint's budget: a resume to another one that stopped before its first
+            # checkpoint rewrote the record to a budget no weights were trained with.
+            record_budget(self.run_dir, self.optim.max_epochs)
         undo_sync_batchnorm = self._sync_batchnorm()
         self._fitting = True
         try:

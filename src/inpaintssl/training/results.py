@@ -104,7 +104,8 @@ class FinetuneResult(RunResult):
     The fields of :class:`RunResult`, and:
 
     Attributes:
-        transfer: What was copied from the pretrained model (``None`` from scratch).
+        transfer: What was copied from the pretrained model (``None`` from scratch; a resumed
+            run reports the transfer its manifest recorded at its start, ``None`` if it has none).
         test: Per-image/per-volume Dice on the test split (``None`` when there is none).
         class_names: Foreground classes.
         model: The network with the best weights loaded.

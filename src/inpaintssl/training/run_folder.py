@@ -411,7 +411,8 @@ def record_run(
 
     Raises:
         inpaintssl.checkpoint.CheckpointError: The last checkpoint is incomplete or corrupt.
-        ConfigError: The resumed config changes data, model, task, loss or transfer settings, or
+        ConfigError: The folder has a last checkpoint but no ``config.yaml`` to check against,
+            the resumed config changes data, model, task, loss or transfer settings, or
             another distribution's code now provides a component the manifest records
             (``components``; another version of the same plugin only warns, and is recorded).
         inpaintssl.data.DataError: The data changed since the run started (volumes or data files
@@ -427,6 +428,16 @@ def record_run(
                 resumed_from = resolve_checkpoint(run_dir, which="last")
             except CheckpointError as exc:
                 raise CheckpointError(f"cannot resume from {last}: {exc}") from exc
+        if resumed_from is not None and not recorded.is_file():
+            # Without the record a resume can check nothing against it and would write this
+            # start's settings as the record of weights trained with others.
+            raise ConfigError(
+                f"cannot resume {run_dir}: it has a checkpoint ({last}) but no {recorded.name}, the "
+                f"record of the settings its weights were trained with, so this resume's settings "
+                f"cannot be checked against them; put back the run's {recorded} (a copy, or the "
+                "settings it started with written by `inpaintssl config show`), or start a new "
+                "run.output_dir"
+            )
         if recorded.is_file():
             before = _recorded_for_resume(folder, type(config))
             changed = changed_fields(before, config, ignore=RESUMABLE_CHANGES)
@@ -807,12 +818,15 @@ def record_budget(run_dir: Path, max_epochs: int) -> None:
 
     The record says what produced the weights. Only a ``step_decay`` run gets here (its rate is a
     function of the epoch alone, so the continued run is the run with the new budget from the
-    start); :func:`record_run` refuses a new budget for a ``warmup_cosine`` one.
+    start); :func:`record_run` refuses a new budget for a ``warmup_cosine`` one. A record that
+    already names ``max_epochs`` is left as it is.
     """
     path = RunFolder(run_dir).config
     # Read and written as config files are (read_config_file, ConfigYamlDumper): PyYAML's safe pair
     # would take a quoted '1e5' back as text and write it bare, which the next load reads as a float.
     data = read_config_file(path)
     optim = data.get("optim")
+    if isinstance(optim, dict) and optim.get("max_epochs") == max_epochs:
+        return
     data["optim"] = {**(optim if isinstance(optim, dict) else {}), "max_epochs": max_epochs}
     atomic_write_text(path, yaml.dump(data, Dumper=ConfigYamlDumper, sort_keys=False))

@@ -11,8 +11,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 __all__ = ["TransferReport"]
 
@@ -59,6 +60,45 @@ class TransferReport:
         lines += self._section("missing from the pretrained weights, left fresh", self.missing)
         lines += self._section("unexpected in the pretrained weights, ignored", self.unexpected)
         return "\n".join(lines)
+
+    def to_record(self) -> dict[str, Any]:
+        """The report as plain JSON data, for a run's manifest (``transfer_report``).
+
+        Example:
+            >>> report = TransferReport(strategy="all", parts=("encoder",), copied=["w"])
+            >>> TransferReport.from_record(report.to_record()) == report
+            True
+        """
+        record = asdict(self)
+        record["parts"] = list(self.parts)
+        record["shape_changes"] = {key: [list(a), list(b)] for key, (a, b) in self.shape_changes.items()}
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TransferReport:
+        """The report :meth:`to_record` wrote: a resumed fine-tuning run reports its transfer with it.
+
+        Raises:
+            ValueError: ``record`` is not what :meth:`to_record` writes; the message names the field.
+        """
+        try:
+            return cls(
+                strategy=str(record["strategy"]),
+                parts=tuple(str(part) for part in record["parts"]),
+                **{
+                    name: [str(key) for key in record.get(name, [])]
+                    for name in ("copied", "skipped", "missing", "unexpected", "shape_mismatches", "adapted")
+                },
+                shape_changes={
+                    str(key): (tuple(int(n) for n in old), tuple(int(n) for n in new))
+                    for key, (old, new) in dict(record.get("shape_changes", {})).items()
+                },
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"a transfer record holds strategy, parts and lists of state-dict keys; found {record!r} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
 
     def _section(self, title: str, keys: Sequence[str], *, with_shapes: bool = False) -> list[str]:
         if not keys:
