@@ -221,3 +221,137 @@ def test_a_data_section_without_a_slice_size_takes_the_runs(
     with pytest.warns(UserWarning, match=scale):
         issl.evaluate(run, DATA, overrides=["data.resize_mode=crop_or_pad"], device="cpu")
     assert fitted == [((8, 8), "resize"), (None, "crop_or_pad"), ((12, 12), "crop_or_pad")]
+
+
+# -- a model from load_model is scored as its path is -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny runs of each kind the metadata tells apart: sigmoid and softmax heads, and pretraining."""
+    root = tmp_path_factory.mktemp("recorded")
+    return {
+        "sigmoid": _run("finetune", root / "sigmoid"),
+        "softmax": _run("finetune", root / "softmax", loss={"params": {"activation": "softmax"}}),
+        "pretrain": _run("pretrain", root / "pre", pretext={"patch_size": 4, "bank_size": 4}),
+    }
+
+
+def _scans(folder: Path, class_names: list[str]) -> dict[str, Any]:
+    """The synthetic test slices as a ``numpy`` test split, its classes listed in ``class_names``' order."""
+    test = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))
+    items = [test[i] for i in range(len(test))]
+    image = np.stack([item["image"][0].numpy() for item in items], axis=-1)
+    # Stored label values 1 (disc) and 2 (square), whatever order the config lists the classes in.
+    label = np.stack([(item["label"].numpy() * np.array([1, 2])[:, None, None]).sum(0) for item in items], -1)
+    np.save(folder / "scan.npy", image)
+    np.save(folder / "scan_seg.npy", label.astype(np.uint8))
+    return {
+        "dataset": "numpy",
+        "params": {
+            "root": str(folder),
+            "cases": {"test": {"image": "scan.npy", "label": "scan_seg.npy"}},
+            "class_names": class_names,
+            "label_values": {"disc": 1, "square": 2},
+        },
+    }
+
+
+def _assert_same_table(found: issl.EvaluationTable, expected: issl.EvaluationTable) -> None:
+    assert found.columns == expected.columns and len(found) == len(expected)
+    for name in found.columns:
+        values = [row.get(name) for row in expected.rows]
+        if all(isinstance(v, float) for v in values):
+            np.testing.assert_array_equal(found.column(name), expected.column(name), err_msg=name)
+        else:
+            assert [row.get(name) for row in found.rows] == values, name
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "softmax"])
+def test_a_loaded_segmentation_model_is_scored_as_its_run(
+    recorded_runs: dict[str, Path], head: str, tmp_path: Path
+) -> None:
+    # A module from load_model was scored with the defaults (sigmoid, the data's class order): Dice 0
+    # with the classes listed otherwise, and a softmax head failed on its background channel.
+    run = recorded_runs[head]
+    assert issl.load_model(run).inference_meta.activation == head
+    # The run's own test pass, as it recorded it: what the loaded model must reproduce on its data.
+    loaded = issl.evaluate(issl.load_model(run), DATA, device="cpu")
+    with open(run / "test_metrics.csv", newline="") as handle:
+        recorded = [row for row in csv.DictReader(handle) if row["level"] == "image"]
+    for name in ("dice_disc", "dice_square"):
+        expected = [float(row[name]) for row in recorded]
+        np.testing.assert_array_equal(loaded.select(level="image").column(name), expected)
+    _assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
+    # The same scans, their classes listed in either order: matched to the model's by name.
+    straight = issl.evaluate(issl.load_model(run), _scans(tmp_path, ["disc", "square"]), device="cpu")
+    swapped_data = _scans(tmp_path, ["square", "disc"])
+    swapped = issl.evaluate(issl.load_model(run), swapped_data, device="cpu")
+    _assert_same_table(swapped, issl.evaluate(run, swapped_data, device="cpu"))
+    for name in ("dice_disc", "dice_square", "dice_mean"):
+        np.testing.assert_array_equal(swapped.column(name), straight.column(name))
+    assert straight.column("dice_disc").tolist() != straight.column("dice_square").tolist()
+
+
+def test_a_loaded_pretraining_model_is_scored_under_its_validation_corruption(
+    recorded_runs: dict[str, Path],
+) -> None:
+    run = recorded_runs["pretrain"]
+    with open(run / "val_inpainting.csv", newline="") as handle:
+        recorded = [float(row["l2_loss"]) for row in csv.DictReader(handle)]
+    loaded = issl.evaluate(issl.load_model(run), DATA, split="val", device="cpu")
+    np.testing.assert_allclose(loaded.column("l2_loss"), recorded, rtol=1e-6)
+    _assert_same_table(loaded, issl.evaluate(run, DATA, split="val", device="cpu"))
+
+
+def test_an_argument_other_than_the_models_record_is_refused(recorded_runs: dict[str, Path]) -> None:
+    run = recorded_runs["sigmoid"]
+    expected = issl.evaluate(run, DATA, device="cpu")
+    for model in (run, issl.load_model(run)):
+        with pytest.raises(ValueError, match=r"activation='softmax', but .* records activation 'sigmoid'"):
+            issl.evaluate(model, DATA, activation="softmax", device="cpu")
+        with pytest.raises(
+            ValueError,
+            match=r"class_names=\['square', 'disc'\], but .* records class_names \['disc', 'square'\]",
+        ):
+            issl.evaluate(model, DATA, class_names=["square", "disc"], device="cpu")
+        # The record's own values, given: scored as without them.
+        same = issl.evaluate(model, DATA, activation="sigmoid", class_names=("disc", "square"), device="cpu")
+        _assert_same_table(same, expected)
+    with pytest.raises(ValueError, match=r"activation='sigmoid', but .* records activation 'none'"):
+        issl.evaluate(issl.load_model(recorded_runs["pretrain"]), DATA, activation="sigmoid", device="cpu")
+
+
+def test_a_bare_module_is_scored_with_the_arguments_given(recorded_runs: dict[str, Path]) -> None:
+    from inpaintssl.registry import BACKBONES
+
+    run = recorded_runs["softmax"]
+    bare = BACKBONES.build("unet2d", in_channels=1, out_channels=3, depth=2, base_width=4, seed=0)
+    bare.load_state_dict(issl.load_model(run).state_dict())
+    assert not hasattr(bare, "inference_meta")
+    given = issl.evaluate(bare, DATA, activation="softmax", class_names=["disc", "square"], device="cpu")
+    _assert_same_table(given, issl.evaluate(run, DATA, device="cpu"))
+
+
+def test_a_loaded_model_fits_a_data_section_as_its_run_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The preprocessing a loaded model carries: a section without image_size takes the run's, and
+    # slices at another scale are warned about, as for the run's path.
+    from inpaintssl import api
+
+    run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
+    fitted: list[tuple[Any, str]] = []
+    real = api.build_split
+
+    def spy(cfg: Any, split: str, **kwargs: Any) -> Any:
+        fitted.append((cfg.image_size, cfg.resize_mode))
+        return real(cfg, split, **kwargs)
+
+    monkeypatch.setattr(api, "build_split", spy)
+    loaded = issl.evaluate(issl.load_model(run), DATA, device="cpu")
+    assert fitted == [((12, 12), "resize")]
+    _assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
+    scale = r"the data's in-plane voxel spacing as the model sees it, .* 1\.33 x 1\.33 mm of the run"
+    with pytest.warns(UserWarning, match=scale):
+        issl.evaluate(issl.load_model(run), {**DATA, "image_size": [8, 8]}, device="cpu")

@@ -49,7 +49,7 @@ from inpaintssl.inference import PredictionReport as PredictionReport
 from inpaintssl.inference import export_model as export_model
 from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
-from inpaintssl.inference.loading import Preprocessing, recorded_orientations, recorded_spacing
+from inpaintssl.inference.loading import ModelInfo, Preprocessing, recorded_orientations, recorded_spacing
 from inpaintssl.layout import RunFolder
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
@@ -219,6 +219,53 @@ def _left_out(section: DataConfig | Mapping[str, Any], overridden: Sequence[str]
     return frozenset(name for name in _FITTING if name not in given and name not in overridden)
 
 
+def _carried_metadata(model: nn.Module) -> ModelInfo | None:
+    """The ``inference_meta`` a module from :func:`~inpaintssl.inference.loading.load_model` carries."""
+    info = getattr(model, "inference_meta", None)
+    return info if isinstance(info, ModelInfo) else None
+
+
+def _as_recorded(
+    info: ModelInfo, *, activation: str | None, class_names: Sequence[str] | None, model: str
+) -> tuple[str, tuple[str, ...] | None]:
+    """The activation and class names to score with: the model's record's; a conflicting argument is refused.
+
+    Scored with another activation or class order than its training used, a model's Dice compares
+    other channels or other thresholds than it learnt, under the recorded classes' names.
+
+    Args:
+        info: The model's metadata.
+        activation: ``evaluate``'s ``activation`` argument (``None``: not given).
+        class_names: ``evaluate``'s ``class_names`` argument (``None``: not given).
+        model: How to name the model in a message (its path, or "the module's inference_meta").
+
+    Returns:
+        The activation (``none`` for an inpainting network) and the class names (``None``: take
+        the data's, for a record that lists none).
+
+    Raises:
+        ValueError: ``activation`` or ``class_names`` is given and differs from the record.
+    """
+    if activation is not None and activation != info.activation:
+        raise ValueError(
+            f"evaluate: activation={activation!r}, but {model} records activation {info.activation!r} "
+            f"(a {info.kind} network); expected activation left out (the record's is used) or "
+            f"{info.activation!r}"
+        )
+    recorded = info.class_names or None
+    if info.kind == "pretrain":
+        recorded = ()  # an inpainting network has no classes to name
+    if class_names is not None and recorded is not None and tuple(class_names) != recorded:
+        raise ValueError(
+            f"evaluate: class_names={list(class_names)}, but {model} records class_names {list(recorded)} "
+            f"(a {info.kind} network; output channel k is its k-th class); expected class_names left "
+            "out (the record's are used, and the data's classes are matched to them by name) or "
+            f"{list(recorded)}"
+        )
+    names = recorded if recorded is not None else class_names
+    return info.activation, None if names is None else tuple(names)
+
+
 def _evaluation_data(
     source: nn.Module | str | Path,
     data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]] | str | Path | None,
@@ -227,7 +274,7 @@ def _evaluation_data(
     """What ``evaluate`` reads: ``data`` as given, from a file, or the run's own record; then overrides.
 
     A section other than the run's own record takes the run's slice size where it leaves it out
-    (``from_run``; a module records none).
+    (``from_run``): a path's run, or a module's ``inference_meta`` (a bare module records none).
     """
     keys = []
     for item in overrides:
@@ -250,7 +297,8 @@ def _evaluation_data(
         if isinstance(data, (str, Path)):
             data = _data_section(Path(data))
         own = False
-    from_run = frozenset() if own or isinstance(source, nn.Module) else _left_out(data, overridden)
+    recorded = not isinstance(source, nn.Module) or _carried_metadata(source) is not None
+    from_run = _left_out(data, overridden) if recorded and not own else frozenset()
     # Validated as a run config's data section, so that errors name fields as the overrides do.
     checked = load_data_section(data, source="evaluate's data argument", overrides=overrides)
     recorded_axis = own and not any(path in ("params", "params.slice_axis") for path in paths)
@@ -372,7 +420,7 @@ def evaluate(
     *,
     overrides: Sequence[str] = (),
     split: str = "test",
-    activation: str = "sigmoid",
+    activation: str | None = None,
     class_names: Sequence[str] | None = None,
     device: str = "auto",
     batch_size: int = 9,
@@ -403,8 +451,12 @@ def evaluate(
         overrides: ``data.KEY=VALUE`` changes to the data config, as ``pretrain`` spells them
             (``data.image_size=[64, 64]``); not for a dataset.
         split: ``train``, ``val`` or ``test`` when ``data`` is a config.
-        activation: For a bare module: ``sigmoid`` or ``softmax`` output.
-        class_names: For a bare module: class names (default from the dataset).
+        activation: For a bare module: ``sigmoid`` (default) or ``softmax`` output. A run,
+            checkpoint, exported file or module from :func:`load_model` records its own (its
+            ``inference_meta``): leave it out, or give the same one; another is refused.
+        class_names: For a bare module: class names, output channel ``k`` the ``k``-th (default
+            from the dataset). A recorded model's are its record's: leave them out, or give the
+            same ones in the same order; others are refused.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: Inference batch size.
         num_workers: DataLoader worker processes reading the data while the model runs (0: this
@@ -419,8 +471,8 @@ def evaluate(
     Raises:
         inpaintssl.config.ConfigError: No data given and none recorded, a malformed data file or
             override (names the file or field).
-        ValueError: An unknown ``split`` or ``device``, ``batch_size`` below 1 or ``num_workers``
-            below 0.
+        ValueError: An unknown ``split`` or ``device``, ``batch_size`` below 1, ``num_workers``
+            below 0, or an ``activation`` or ``class_names`` other than the model records.
 
     Example:
         >>> table = evaluate("runs/finetune", {"dataset": "mni152"})  # doctest: +SKIP
@@ -442,19 +494,31 @@ def evaluate(
     target_device = resolve_device(device)
     pretext: dict[str, Any] = {}
     kind = "finetune"
+    # Where the model's run records its training spacing and orientations (for the warnings below).
+    run_record: str | Path | None = None
     if isinstance(checkpoint_or_model, nn.Module):
         model = checkpoint_or_model
+        info = _carried_metadata(model)
+        described = "the module's inference_meta"
+        if info is not None and info.source is not None:
+            run_record = info.source
+            described = f"the module's inference_meta (loaded from {info.source})"
     else:
         # The loader every other entry point uses: a checkpoint's meta.json or an exported
         # file's header metadata tells the architecture, classes and activation.
         model = load_model(checkpoint_or_model)
         info = model.inference_meta
+        run_record = checkpoint_or_model
+        described = str(checkpoint_or_model)
+    if info is None:
+        activation = "sigmoid" if activation is None else activation
+    else:
+        # A module from load_model carries what the path would have told: scored the same.
         kind = info.kind
         pretext = dict(info.pretext)
-        if info.activation != "none":
-            activation = info.activation
-        if class_names is None and info.class_names:
-            class_names = info.class_names
+        activation, class_names = _as_recorded(
+            info, activation=activation, class_names=class_names, model=described
+        )
         if isinstance(evaluated, DataConfig):
             evaluated = _fitted_as_trained(evaluated, info.preprocessing, from_run)
             if recorded_axis:
@@ -465,9 +529,9 @@ def evaluate(
     model = to_memory_format(model.to(target_device), channels_last=channels_last)
     multiple = int(getattr(model, "size_multiple", 1))
     dataset, data_classes = _dataset_for(evaluated, split=split, multiple=multiple)
-    if not isinstance(checkpoint_or_model, nn.Module):
-        _warn_on_other_spacing(checkpoint_or_model, dataset)
-        _warn_on_other_orientation(checkpoint_or_model, dataset)
+    if run_record is not None:
+        _warn_on_other_spacing(run_record, dataset)
+        _warn_on_other_orientation(run_record, dataset)
     if kind == "pretrain":
         # A checkpoint records the whole pretext section; missing fields take the config's defaults.
         task = build_pretext_task(PretextConfig.model_validate(dict(pretext)), seed=0)

@@ -211,6 +211,59 @@ def test_fold_leaves_the_original_alone(model: LoadedModel) -> None:
     assert torch.equal(folded.encoder.levels[0][0][0].weight, conv.standardized_weight())
 
 
+@pytest.fixture(scope="module")
+def batch_norm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``monai_unet`` run with batch norm and dropout: layers whose train mode computes otherwise."""
+    pytest.importorskip("monai")
+    params = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "norm": "batch", "dropout": 0.3}
+    return issl.finetune(
+        {
+            "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 2, "num_test": 2}},
+            "model": {"backbone": "monai_unet", "params": params},
+            "optim": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4},
+            "run": {"output_dir": str(tmp_path_factory.mktemp("bn") / "run"), "quiet": True, "device": "cpu"},
+        }
+    ).run_dir
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_a_model_in_train_mode_is_exported_as_trained_and_left_as_it_was(
+    batch_norm_run: Path, fmt: str, tmp_path: Path
+) -> None:
+    # Exported in train mode, a batch-norm network's reference came from the batch statistics and its
+    # running statistics moved (the export failed by ~8); a retry in eval mode then exported the
+    # moved statistics, 0.16 off the run's weights, without a word.
+    model = load_model(batch_norm_run).train()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    before = {key: value.clone() for key, value in model.state_dict(keep_vars=True).items()}
+    flags = [m.training for m in model.modules()]
+    output = tmp_path / f"model{export_module.FILE_SUFFIXES[fmt]}"
+    for _ in range(2):  # and again: the second export sees the model as the first left it
+        export_model(model, format=fmt, output=output)
+    after = model.state_dict(keep_vars=True)
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert torch.equal(after[key], value) and after[key].dtype == value.dtype, key
+        assert after[key].device == value.device and after[key].requires_grad == value.requires_grad, key
+    assert [m.training for m in model.modules()] == flags and model.training
+
+    fresh = load_model(batch_norm_run)  # the run's own weights, in eval mode
+    images = torch.randn(3, 1, 32, 48, generator=torch.Generator().manual_seed(1))
+    expected = _reference(fresh, images)
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        found = torch.from_numpy(session.run(None, {"image": images.numpy()})[0])
+    elif fmt == "torchscript":
+        with torch.no_grad():
+            found = torch.jit.load(str(output))(images)
+    else:
+        found = _reference(load_model(output), images)
+    # Train mode is far from it: batch statistics and dropout (the check is not vacuous).
+    with torch.no_grad():
+        assert _max_diff(model(images), expected) > 1e-2
+    assert _max_diff(found, expected) <= 1e-4
+
+
 @pytest.mark.parametrize("precision", ["float32", "autocast"])
 def test_folding_leaves_plain_group_norms_with_the_same_parameters(precision: str) -> None:
     net = UNet2d(in_channels=1, out_channels=2, depth=2, base_width=4, seed=5, norm_precision=precision)  # type: ignore[arg-type]

@@ -23,11 +23,14 @@ inside the graph (the PyTorch model's readable size check cannot travel into ONN
 inputs to ``size_multiple`` (stored in the metadata) first. Right after writing, the file is run
 in ONNX Runtime on two inputs of different batch and spatial sizes and compared with the PyTorch
 model; a max absolute difference above ``atol`` (default 1e-4) raises :class:`ExportError` and
-leaves no file. TorchScript is traced in eval mode under :func:`torch.no_grad` (traced in train
-mode or with autograd on, ``torch.jit.trace``'s sanity check fails) and checked the same way at
-1e-5; PyTorch 2.13 deprecates ``torch.jit`` (it warns), so prefer ONNX for new deployments. The
-safetensors state dict is checked in memory (folded against unfolded) before it is written. Files
-are written atomically (:mod:`inpaintssl.atomic`): a failed check leaves any earlier file as it was.
+leaves no file. A loaded model is exported as it computes in eval mode (batch-norm running
+statistics, no dropout) whatever mode it is in, from a copy: the model given is left as it was,
+its parameters, buffers, training flag and device untouched. TorchScript is traced in eval mode
+under :func:`torch.no_grad` (traced in train mode or with autograd on, ``torch.jit.trace``'s
+sanity check fails) and checked the same way at 1e-5; PyTorch 2.13 deprecates ``torch.jit`` (it
+warns), so prefer ONNX for new deployments. The safetensors state dict is checked in memory
+(folded against unfolded) before it is written. Files are written atomically
+(:mod:`inpaintssl.atomic`): a failed check leaves any earlier file as it was.
 Every format is serialised in memory and written through one locked temporary beside the output
 (``.<name>.<random>.tmp``), never through a library's own temporary (``safetensors`` would write a
 ``.tmpXXXXXX`` of its own there): an export killed mid-write leaves only that temporary, and the
@@ -336,22 +339,26 @@ def _rounding_hint(diff: float, scale: float, atol: float) -> str:
     )
 
 
-def _on_the_cpu(model: LoadedModel) -> LoadedModel:
-    """``model`` itself when it is on the CPU, else a CPU copy (the caller's model stays where it is).
+def _eval_copy_on_the_cpu(model: LoadedModel) -> LoadedModel:
+    """A copy of the caller's ``model`` on the CPU in eval mode: what is exported, and checked against.
 
-    An export is folded and checked on the CPU whatever device the model was loaded on: cuDNN's
-    convolutions run in TF32 by default (about 1e-2 off float32 for the paper's U-Net), far outside
-    an export's tolerance, and weight standardisation folded on a GPU differs from the CPU's in the
-    last bits, so one run would otherwise export different files from different devices.
+    The caller's model is never run nor changed (its parameters, buffers, training flag, device and
+    dtype stay as they were). Run in train mode, a batch-norm layer normalises with the batch's own
+    statistics and moves its running statistics towards them: the export's reference would then
+    come from another function than the one exported, and the caller's model would keep the moved
+    statistics, so a retry in eval mode exported weights the run never had, without a word.
+
+    On the CPU whatever device the model was loaded on: cuDNN's convolutions run in TF32 by default
+    (about 1e-2 off float32 for the paper's U-Net), far outside an export's tolerance, and weight
+    standardisation folded on a GPU differs from the CPU's in the last bits, so one run would
+    otherwise export different files from different devices.
     """
-    if all(p.device.type == "cpu" for p in model.parameters()):
-        return model
-    return copy.deepcopy(model).to("cpu")
+    return copy.deepcopy(model).to("cpu").eval()
 
 
 def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    """The model's float32 outputs, where every exported form is checked (a CPU model's, see
-    :func:`_on_the_cpu`)."""
+    """The model's float32 outputs, where every exported form is checked (an eval-mode CPU copy's,
+    see :func:`_eval_copy_on_the_cpu`)."""
     with torch.no_grad():
         return [model(x).float() for x in inputs]
 
@@ -592,7 +599,9 @@ def export_model(
     Args:
         run_or_checkpoint: A run folder, checkpoint folder, ``.safetensors`` file (anything
             :func:`~inpaintssl.inference.loading.load_model` reads) or a model it loaded (a bare
-            ``nn.Module`` lacks the metadata every export records).
+            ``nn.Module`` lacks the metadata every export records). A model is exported as it
+            computes in eval mode, whatever mode it is in, and is left as it was (an export
+            works on a copy).
         format: ``onnx`` (dynamic ``batch``/``height``/``width``; needs the ``onnx`` extra),
             ``torchscript`` (traced; ``torch.jit.load`` runs it without inpaintssl) or
             ``safetensors`` (the plain-convolution state dict, for :func:`plain_unet`).
@@ -654,7 +663,7 @@ def export_model(
                 f"which={which!r} picks a checkpoint of a run folder; run_or_checkpoint is a model "
                 "already loaded, so leave which out (or pass the run folder)"
             )
-        model = _on_the_cpu(run_or_checkpoint)
+        model = _eval_copy_on_the_cpu(run_or_checkpoint)
     elif isinstance(run_or_checkpoint, nn.Module):
         # A bare network lacks what every export records (classes, activation, preprocessing).
         raise TypeError(
@@ -662,7 +671,7 @@ def export_model(
             "expected a run folder, a checkpoint or a model from inpaintssl.load_model"
         )
     else:
-        model = load_model(run_or_checkpoint, which=which, device="cpu")
+        model = load_model(run_or_checkpoint, which=which, device="cpu")  # in eval mode, and this call's own
     _check_not_a_checkpoint(destination, model.inference_meta.source)
     _check_replaceable(destination, overwrite=overwrite)
     other = {suffix: f for f, suffix in FILE_SUFFIXES.items()}.get(destination.suffix.lower(), format)
