@@ -30,6 +30,8 @@ import inspect
 import io
 import json
 import os
+import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1207,7 +1209,12 @@ def _resume_incomplete(folder: Path) -> Call:
     r"cannot resume from .*run/checkpoints/last: it has no trainer state",
 )
 def _resume_without_state(folder: Path) -> Call:
-    """``--resume`` from a ``last`` checkpoint that holds weights only (copied from ``best``)."""
+    """``--resume`` from a ``last`` checkpoint that holds weights only (copied from ``best``), in a
+    run folder the run recorded (without its config.yaml a resume is refused before that)."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        issl.pretrain(_pretrain_config(folder))
+    shutil.rmtree(folder / "run" / "checkpoints" / "last")
     _save_pretrained(folder / "run" / "checkpoints" / "last")
     return lambda: issl.pretrain(_pretrain_config(folder), overrides=["run.resume=true"])
 
