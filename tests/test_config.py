@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from inpaintssl.config import (
@@ -20,6 +20,7 @@ from inpaintssl.config import (
     apply_overrides,
     config_to_yaml,
     load_config,
+    read_config_text,
 )
 
 
@@ -130,6 +131,34 @@ def test_a_string_that_reads_as_a_float_in_a_config_file_round_trips_as_a_string
     back = load_config(path, FinetuneConfig)
     assert back.data.params == {"case": text} and back.run.output_dir == Path(text)
     assert back == cfg
+
+
+# Text the loader's resolvers could take for something else: numbers in every base and spelling,
+# booleans, nulls, dates, times, merge and value keys.
+_RESOLVER_SHAPES = st.one_of(
+    st.from_regex(r"\A[-+]?(0[bx])?[0-9_a-fA-F.:eE+-]{0,8}\Z"),
+    st.from_regex(r"\A[-+]?0[0-9_]{1,4}\Z"),  # zero-padded: decimal to the loader, not octal
+    st.sampled_from(["yes", "No", "ON", "off", "~", "null", "Null", "<<", "=", ".inf", "-.Inf", ".NaN"]),
+)
+
+
+@given(key=st.one_of(st.text(), _RESOLVER_SHAPES), text=st.one_of(st.text(), _RESOLVER_SHAPES))
+@example(key="case", text="09")
+@example(key="08", text="-09")
+@example(key="+09", text="0_8")
+def test_any_text_round_trips_through_config_yaml_as_text(key: str, text: str) -> None:
+    # The dumper wrote "09" bare (YAML 1.1 has no such int), which the loader reads as the int 9:
+    # a run folder named 09 was refused on --resume.
+    cfg = FinetuneConfig.model_validate({"data": {"params": {key: text}}})
+    back = load_config(read_config_text(config_to_yaml(cfg), source="config.yaml"), FinetuneConfig)
+    assert back.data.params == {key: text}
+
+
+@pytest.mark.parametrize("name", ["08", "09", "-09", "+09", "0_8", "00"])
+def test_a_run_folder_named_like_a_decimal_number_round_trips(name: str) -> None:
+    cfg = PretrainConfig.model_validate({"run": {"output_dir": name}})
+    back = load_config(read_config_text(config_to_yaml(cfg), source="config.yaml"), PretrainConfig)
+    assert back.run.output_dir == Path(name)
 
 
 @given(
@@ -446,6 +475,36 @@ def test_paths_expand_home_and_environment_variables(monkeypatch: pytest.MonkeyP
     )
 
 
+def test_every_path_a_config_or_its_file_names_expands_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.config import DataConfig, EvaluateConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "pre.yaml").write_text("data: {splits_file: ~/splits.json}\n")
+    config = load_config("~/pre.yaml", PretrainConfig)
+    assert config.data.splits_file == tmp_path / "splits.json"
+    assert DataConfig.model_validate({"splits_file": "~/s.json"}).splits_file == tmp_path / "s.json"
+    evaluation = EvaluateConfig.model_validate({"checkpoint": "~/runs/ft", "output": "~/test.csv"})
+    assert (evaluation.checkpoint, evaluation.output) == (tmp_path / "runs" / "ft", tmp_path / "test.csv")
+
+
+@pytest.mark.parametrize(
+    ("cls", "data", "field"),
+    [
+        ("DataConfig", {"splits_file": ""}, "splits_file"),
+        ("EvaluateConfig", {"checkpoint": " "}, "checkpoint"),
+        ("EvaluateConfig", {"checkpoint": "runs/ft", "output": ""}, "output"),
+    ],
+)
+def test_an_empty_path_is_refused_naming_the_field(cls: str, data: dict[str, str], field: str) -> None:
+    # Path("") is the working directory: a splits file "" failed later as a folder, not as a file.
+    import inpaintssl.config
+
+    with pytest.raises(ConfigError, match=rf"{field}: the path is empty"):
+        load_config(data, getattr(inpaintssl.config, cls))
+
+
 def test_overrides_given_as_one_string_are_refused_not_read_letter_by_letter() -> None:
     with pytest.raises(
         ConfigError,
@@ -468,3 +527,58 @@ def test_the_fields_that_say_how_data_are_read_are_data_fields() -> None:
     from inpaintssl.config import DATA_READING_FIELDS, DataConfig
 
     assert set(DATA_READING_FIELDS) <= set(DataConfig.model_fields)
+
+
+def test_a_yaml_merge_key_merges_and_the_mappings_own_keys_win(tmp_path: Path) -> None:
+    # SafeLoader's merge (YAML 1.1's <<) was refused: "could not determine a constructor".
+    path = tmp_path / "pre.yaml"
+    path.write_text("optim:\n  <<: {lr: 0.1, max_epochs: 3}\n  max_epochs: 5\n")
+    assert load_config(path, PretrainConfig) == PretrainConfig.model_validate(
+        {"optim": {"lr": 0.1, "max_epochs": 5}}
+    )
+    # Several bases: an earlier one wins over a later one (YAML's merge key), the own key over both.
+    text = "a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc: {<<: [*a, *b], z: 3, w: 3}\n"
+    assert read_config_text(text, source="s")["c"] == {"x": 1, "y": 1, "z": 3, "w": 3}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &a {x: 1}\nb: &b {<<: *a, x: 2}\nc: {<<: *b, y: 3}\n",
+        # b nested deeper than c: c is built first, and b is flattened for c's merge before it is
+        # read itself, its merged and own x side by side then, which is no repeated key.
+        "a: &a {x: 1}\nn: {m: {b: &b {<<: *a, x: 2}}}\nc: {<<: *b, y: 3}\n",
+    ],
+)
+def test_a_base_that_merges_its_own_base_passes_on_its_own_keys(text: str) -> None:
+    # b is {x: 2} (its own x over a's), so c, merging b, has x 2; PyYAML 6.0.4's SafeLoader gives
+    # c a's x 1, keeping the first pair of each key it merges.
+    loaded = read_config_text(text, source="s")
+    b = loaded["b"] if "b" in loaded else loaded["n"]["m"]["b"]
+    assert b == {"x": 2}
+    assert loaded["c"] == {"x": 2, "y": 3}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "optim:\n  lr: 0.1\n  <<: {lr: 0.2}\n  lr: 0.3\n",
+            r"duplicate key 'lr' at line 4 \(first given at line 2\)",
+        ),
+        (
+            "a: &a {x: 1}\nb: &b {y: 1}\nc:\n  <<: *a\n  <<: *b\n",
+            r"duplicate merge key '<<' at line 5 \(first given at line 4\); merge several mappings with one "
+            r"key: '<<: \[\*first, \*second\]'",
+        ),
+        # Within a base too, merged or not.
+        ("a: &a {x: 1, x: 2}\nc: {<<: *a}\n", r"duplicate key 'x' at line 1 \(first given at line 1\)"),
+        # Endless otherwise (a RecursionError).
+        ("a: &a {x: 1, <<: *a}\n", r"the mapping at line 1 merges itself"),
+        # A key that is a list or a mapping: named as such, no TypeError.
+        ("? [1]\n: 2\n", r"found unhashable key"),
+    ],
+)
+def test_a_key_given_twice_in_one_mapping_is_still_refused(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^c.yaml is not valid YAML: " + message):
+        read_config_text(text, source="c.yaml")

@@ -137,6 +137,15 @@ def test_null_clears_an_optional_section_and_a_mapping_fills_a_cleared_one() -> 
     assert filled.data == DataConfig(dataset="ct")
 
 
+@CHANGES
+def test_a_field_of_an_optional_section_left_null_starts_the_section(change: Change) -> None:
+    # evaluate's data: null (the run's own record) was "not a section (found None)" for
+    # data.dataset=ct, though data={dataset: ct} filled it.
+    config = change(EvaluateConfig(checkpoint=Path("runs/ft")), "data.dataset", "ct", "ct")
+    assert config.data == DataConfig(dataset="ct")
+    assert load_config({"checkpoint": "runs/ft"}, EvaluateConfig, overrides=["data.dataset=ct"]) == config
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -112,8 +112,24 @@ def _common_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _user_path(text: str) -> Path:
-    """A path argument, ``~`` expanded (a quoted ``"~/runs"`` reaches the command unexpanded)."""
-    return Path(text).expanduser()
+    """A path argument, ``~`` expanded (a quoted ``"~/runs"`` reaches the command unexpanded).
+
+    Raises:
+        argparse.ArgumentTypeError: The text is empty or blank; argparse names the flag.
+    """
+    return Path(_not_empty(text)).expanduser()
+
+
+def _not_empty(text: str) -> str:
+    """``text``, unless it is empty or blank: ``Path("")`` is the working directory.
+
+    ``--output "$OUT"`` with ``OUT`` unset trained into the folder the job started in, as the
+    empty ``run.output_dir=""`` is refused.
+    """
+    if not text.strip():
+        found = "an empty one (an unset shell variable?)" if not text else f"only blanks ({text!r})"
+        raise argparse.ArgumentTypeError(f"expected a path, found {found}; write . for the working directory")
+    return text
 
 
 def _scan_parameter(text: str) -> tuple[str, float]:
@@ -154,8 +170,12 @@ def _series_choice(text: str) -> str | int:
 
 
 def _user_file_path(text: str) -> str:
-    """A file path argument, ``~`` expanded, kept as text: a trailing ``/`` (a folder) survives."""
-    return os.path.expanduser(text)
+    """A file path argument, ``~`` expanded, kept as text: a trailing ``/`` (a folder) survives.
+
+    Raises:
+        argparse.ArgumentTypeError: The text is empty or blank; argparse names the flag.
+    """
+    return os.path.expanduser(_not_empty(text))
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -357,6 +377,12 @@ def _evaluate_config(args: argparse.Namespace) -> tuple[EvaluateConfig, Path | N
             "or a whole run config"
         )
     source = Path(args.checkpoint)
+    try:
+        # Checked on their own first, whatever the positional: beside a config file too, a bad
+        # flag is named as the flag it is, not as a "field update".
+        flagged = EvaluateConfig.model_validate({"checkpoint": source, **given})
+    except ValidationError as exc:
+        raise ConfigError(format_config_error(exc, source="evaluate's flags", model=EvaluateConfig)) from exc
     if source.suffix.lower() in _CONFIG_SUFFIXES and source.is_file():
         config = load_config(source, EvaluateConfig)
         if args.data is not None and config.data is not None:
@@ -365,10 +391,7 @@ def _evaluate_config(args: argparse.Namespace) -> tuple[EvaluateConfig, Path | N
                 "(or data: null in the file, for the run's own record)"
             )
         return (update_fields(config, given) if given else config), args.data
-    try:
-        return EvaluateConfig.model_validate({"checkpoint": source, **given}), args.data
-    except ValidationError as exc:
-        raise ConfigError(format_config_error(exc, source="evaluate's flags", model=EvaluateConfig)) from exc
+    return flagged, args.data
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from inpaintssl.config.base import Params, _given, _Strict, user_path
 from inpaintssl.config.unused import UnusedSetting
@@ -91,10 +91,10 @@ class DataConfig(_Strict):
     cache_dir: Path | None = None
     check_threads: int | None = Field(default=None, ge=1)
 
-    @field_validator("cache_dir", mode="before")
+    @field_validator("cache_dir", "splits_file", mode="before")
     @classmethod
-    def _home(cls, value: Any) -> Any:
-        return user_path(value, field="cache_dir")
+    def _home(cls, value: Any, info: ValidationInfo) -> Any:
+        return user_path(value, field=info.field_name or "path")
 
     @field_validator("image_size")
     @classmethod

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from inpaintssl.config.base import _MAX_BATCH, Device, _Strict
+from inpaintssl.config.base import _MAX_BATCH, Device, _Strict, user_path
 from inpaintssl.config.data import DataConfig
 from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import apply_overrides
@@ -46,6 +46,12 @@ class EvaluateConfig(_Strict):
     output: Path | None = None
     device: Device = "auto"
     batch_size: int = Field(default=9, gt=0, le=_MAX_BATCH)
+
+    @field_validator("checkpoint", "output", mode="before")
+    @classmethod
+    def _home(cls, value: Any, info: ValidationInfo) -> Any:
+        # "~" reaches a config file's paths unexpanded, as it does a run config's output_dir.
+        return user_path(value, field=info.field_name or "path")
 
 
 class _DataSection(_Strict):

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,8 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from inpaintssl.config.errors import ConfigError, format_config_error
-from inpaintssl.config.overrides import ModelT, apply_overrides
-from inpaintssl.config.unused import quiet_unused_settings
+from inpaintssl.config.overrides import ModelT, _overridden, apply_overrides
 from inpaintssl.config.yaml_loader import ConfigYamlDumper, ConfigYamlLoader
 
 __all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text"]
@@ -78,7 +76,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         >>> read_config_file(path)
         {'optim': {'lr': 0.1}}
     """
-    path = Path(path)
+    path = Path(path).expanduser()  # a quoted "~/pre.yaml" reaches here unexpanded
     if path.is_dir():
         raise ConfigError(f"config file {path} is a folder; expected a YAML or JSON file")
     if not path.is_file():
@@ -109,12 +107,18 @@ def load_config(
     *,
     overrides: Sequence[str] = (),
 ) -> ModelT:
-    """Build a validated ``cls`` from a model, a mapping, or a YAML/JSON file, then apply overrides.
+    """Build a validated ``cls`` from a model, a mapping, or a YAML/JSON file, with overrides applied.
 
     Args:
-        source: An instance of ``cls``, a plain mapping, or a path to ``.yaml``/``.yml``/``.json``.
+        source: An instance of ``cls``, a plain mapping, or a path to ``.yaml``/``.yml``/``.json``
+            (``~`` expanded).
         cls: The config model, e.g. :class:`PretrainConfig`.
         overrides: Dotted ``key=value`` strings applied last.
+
+    A mapping or file is validated once, with its overrides applied: it need not be valid
+    without them (``transfer.schedule: frozen`` in the file, ``transfer.pretrained=...`` in an
+    override). An error names the file (or mapping), the overrides, or both, by which of them
+    gave the field it is about.
 
     A setting that has no effect under the config's other settings raises one
     :class:`~inpaintssl.config.ConfigWarning` each, judged on the config with its overrides.
@@ -143,14 +147,49 @@ def load_config(
             raise ConfigError(
                 f"config must be a {cls.__name__}, a mapping or a path, got {type(source).__name__}"
             )
+        given = bool(data)
+        set_by_overrides: list[tuple[str, ...]] = []
+        if overrides:
+            # Set on the file's own mapping, then validated once: validated alone first, a file
+            # that leaves a cross-section check to its overrides was refused before they applied.
+            data, set_by_overrides = _overridden(data, overrides, cls)
         try:
-            # With overrides to come, the file alone is not what runs: a setting it gives that the
-            # overrides put to use (or out of use) is judged on the result, by apply_overrides.
-            with quiet_unused_settings() if overrides else contextlib.nullcontext():
-                config = cls.model_validate(data)
+            return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(format_config_error(exc, source=where, model=cls)) from exc
+            shown = where if not overrides else _sources(exc, where if given else None, set_by_overrides)
+            raise ConfigError(format_config_error(exc, source=shown, model=cls)) from exc
     return apply_overrides(config, overrides) if overrides else config
+
+
+def _sources(exc: ValidationError, where: str | None, set_by_overrides: Sequence[tuple[str, ...]]) -> str:
+    """Where a failure of a config given as ``where`` with overrides came from, to name in its message.
+
+    An error about a field the overrides set (or inside one) is theirs; one about a section none of
+    them touches is the file's; one about a section both give, or about the whole config (a check
+    across sections), names both. ``where`` is ``None`` when the overrides came alone (with ``{}``).
+
+    Example:
+        >>> from inpaintssl.config import PretrainConfig
+        >>> try:
+        ...     PretrainConfig.model_validate({"optim": {"lr": -1}})
+        ... except ValidationError as exc:
+        ...     _sources(exc, "pre.yaml", [("optim", "lr")]), _sources(exc, "pre.yaml", [("run", "seed")])
+        ('overrides', 'pre.yaml')
+    """
+    if where is None:
+        return "overrides"
+    theirs = mine = False
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        if any(loc[: len(path)] == path for path in set_by_overrides):
+            theirs = True
+        elif loc and not any(path[0] == loc[0] for path in set_by_overrides):
+            mine = True
+        else:
+            theirs = mine = True
+    if theirs and mine:
+        return f"{where} with the overrides"
+    return "overrides" if theirs else where
 
 
 def config_to_yaml(config: BaseModel) -> str:

@@ -22,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -95,6 +97,44 @@ def _section_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] 
     return sections[0] if len(sections) == 1 else None
 
 
+def _left_out(model: type[BaseModel] | None, name: str) -> Any:
+    """What ``model``'s field ``name`` holds where a config's mapping leaves it out, as a dump holds it.
+
+    A config file's mapping leaves out what it does not set; an override descending into such a
+    field meets its default, as it does on a validated config: pretraining's ``early_stopping``
+    keeps its own ``min_delta`` (null), not the section class's (1e-3), and ``optim.lr.x=1``
+    finds ``lr`` null, which is no section. An unknown or required field starts empty, for
+    validation to name.
+
+    Example:
+        >>> from inpaintssl.config import EvaluateConfig, PretrainConfig
+        >>> _left_out(PretrainConfig, "early_stopping")["min_delta"], _left_out(EvaluateConfig, "data")
+        (None, {})
+    """
+    field = None if model is None else model.model_fields.get(name)
+    if field is None or field.is_required():
+        return {}
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        return default.model_dump(mode="json")
+    if default is None and _section_model(model, name) is not None:
+        return {}  # an optional section, none given: an override starts one
+    return copy.deepcopy(default)
+
+
+def _takes_null(model: type[BaseModel] | None, name: str) -> bool:
+    """Whether ``model``'s field ``name`` may be ``None`` (an optional section: none given)."""
+    field = None if model is None else model.model_fields.get(name)
+    return field is not None and type(None) in typing.get_args(field.annotation)
+
+
+def _current(node: Mapping[str, Any], key: str, model: type[BaseModel] | None) -> Any:
+    """What ``model``'s field ``key`` holds in ``node``; a section left out holds its default."""
+    if key in node:
+        return node[key]
+    return _left_out(model, key) if _section_model(model, key) is not None else None
+
+
 def _merged(current: dict[str, Any], value: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     """``value`` merged into the dumped section ``current`` of ``model``; sub-sections merge too.
 
@@ -106,7 +146,7 @@ def _merged(current: dict[str, Any], value: Mapping[str, Any], model: type[BaseM
     """
     merged = dict(current)
     for key, item in value.items():
-        merged[key] = _placed(merged.get(key), item, _section_model(model, key))
+        merged[key] = _placed(_current(merged, key, model), item, _section_model(model, key))
     return merged
 
 
@@ -127,16 +167,20 @@ def _set_path(
     node = data
     section: type[BaseModel] | None = model
     for part in path[:-1]:
-        section = _section_model(section, part)
-        # Only a missing key starts a new section: a field present as null (optim.lr left to the
-        # recipe) is a value, and descending into it is the same mistake as into a number.
+        parent, section = section, _section_model(section, part)
+        # A missing key starts a new section, and so does null in an optional section (evaluate's
+        # data: null, the run's own record): data.dataset=x names a section as data={dataset: x}
+        # does. Any other null (optim.lr left to the recipe) is a value, and descending into it is
+        # the same mistake as into a number.
         if part not in node:
+            node[part] = _left_out(parent, part)
+        elif node[part] is None and section is not None and _takes_null(parent, part):
             node[part] = {}
         child = node[part]
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section (found {child!r})")
         node = child
-    node[path[-1]] = _placed(node.get(path[-1]), value, _section_model(section, path[-1]))
+    node[path[-1]] = _placed(_current(node, path[-1], section), value, _section_model(section, path[-1]))
 
 
 def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str, quiet: bool = False) -> ModelT:
@@ -175,16 +219,60 @@ def apply_overrides(config: ModelT, overrides: Sequence[str]) -> ModelT:
         ConfigError: Malformed override, a field set twice (or dropped by a later mapping), or a
             value that fails validation; names the field path.
     """
+    data, _ = _overridden(config.model_dump(mode="json"), overrides, type(config))
+    return _revalidated(type(config), data, source="overrides")
+
+
+def _overridden(
+    data: Mapping[str, Any], overrides: Sequence[str], model: type[BaseModel]
+) -> tuple[dict[str, Any], list[tuple[str, ...]]]:
+    """A copy of a ``model`` config's mapping ``data`` with ``overrides`` set, and the field paths they set.
+
+    :func:`apply_overrides` without the validation: ``data`` may be a config file's mapping,
+    which need not be valid before the overrides complete it (a schedule in the file, the
+    pretrained run it needs in an override). Sections the mapping leaves out start from their
+    defaults; the field paths returned are those the overrides set (to the last level of a
+    mapping) or replace whole, so that an error can say which it came from.
+
+    Raises:
+        ConfigError: Malformed override, a field set twice (or dropped by a later mapping), or a
+            path that descends into a non-section.
+
+    Example:
+        >>> from inpaintssl.config import FinetuneConfig
+        >>> file = {"transfer": {"schedule": "frozen"}}
+        >>> _overridden(file, ["transfer.pretrained=runs/pre"], FinetuneConfig)
+        ({'transfer': {'schedule': 'frozen', 'pretrained': 'runs/pre'}}, [('transfer', 'pretrained')])
+    """
     _check_override_list(overrides)
-    data = config.model_dump(mode="json")
+    copied: dict[str, Any] = _unshared(data)
     given: dict[tuple[str, ...], str] = {}
+    paths: list[tuple[str, ...]] = []
     for item in overrides:
         path, value = _parse_override(item)
-        leaves, replaced = _fields_set(tuple(path), value, type(config))
+        leaves, replaced = _fields_set(tuple(path), value, model)
         _check_set_once(item, leaves, replaced, given)
         given.update(dict.fromkeys(leaves, item))
-        _set_path(data, path, value, item=item, model=type(config))
-    return _revalidated(type(config), data, source="overrides")
+        paths += [p for p in dict.fromkeys((*leaves, *replaced)) if p not in paths]
+        _set_path(copied, path, value, item=item, model=model)
+    return copied, paths
+
+
+def _unshared(value: Any) -> Any:
+    """``value`` with each mapping and list a copy of its own, and config models as their fields.
+
+    Overrides set fields in place, and a file's YAML alias (``*base``) puts one mapping in two
+    places, which :func:`copy.deepcopy` keeps shared: an override of one would change both. A
+    caller's mapping stays the caller's. A model instance (``{"data": DataConfig(...)}``) is its
+    fields, for an override to descend into.
+    """
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 def _fields_set(
