@@ -12,6 +12,7 @@ from inpaintssl.training.convergence import ConvergenceWarning
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 QUICKSTART = README.parent / "docs" / "quickstart.rst"
+INDEX = README.parent / "docs" / "index.rst"
 
 
 def _first_example() -> str:
@@ -27,11 +28,13 @@ def test_the_example_is_ten_lines() -> None:
     assert len(lines) <= 10, lines
 
 
-def test_the_quick_start_shows_the_readme_example_verbatim() -> None:
-    # The quick start says its block is the README's, which the slow test below runs: a copy that
-    # drifted (another budget) would claim a convergence nothing checks.
-    text = QUICKSTART.read_text(encoding="utf-8")
-    section = text[text.index("The API in ten lines") :]
+@pytest.mark.parametrize(("page", "after"), [(QUICKSTART, "The API in ten lines"), (INDEX, "")])
+def test_the_docs_show_the_readme_example_verbatim(page: Path, after: str) -> None:
+    # The quick start and the docs' landing page show the README's block, which the slow test below
+    # runs: a copy that drifted (the landing page kept a 200-step pretraining budget that does not
+    # converge) would claim a convergence nothing checks.
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index(after) :]
     block = section[section.index(".. code-block:: python\n\n") + len(".. code-block:: python\n\n") :]
     lines = []
     for line in block.splitlines():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import inpaintssl as issl
-from inpaintssl.config import RunConfig
+from inpaintssl.config import ConfigError, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES
 from inpaintssl.training.components import build_backbone
@@ -308,6 +308,34 @@ def test_huge_image_size_is_refused_before_any_slice_is_fitted(tmp_path: Path) -
     assert message.startswith("data.image_size=[65536, 65536] with optim.batch_size=8 (batches of 4")
     assert "TiB for training" in message
     assert not any(p.is_file() for p in (tmp_path / "run").rglob("*"))
+
+
+def test_a_network_that_cannot_train_on_slices_this_small_is_named_before_training(tmp_path: Path) -> None:
+    # MONAI's BasicUNet pools four times: 16 x 16 slices leave a 1 x 1 bottleneck, on which its
+    # instance norm refuses to train; the trial step raised torch's bare ValueError.
+    pytest.importorskip("monai")
+    config = {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 4, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"backbone": "monai_basic_unet", "params": {"features": [4, 4, 8, 8, 16, 4]}},
+        "pretext": {"patch_size": 4, "bank_size": 4, "sampler": "random"},
+        "optim": {"max_epochs": 1, "batch_size": 4},
+        "run": {"output_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True},
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.backbone='monai_basic_unet' cannot take a training step on "
+        r"16x16 slices \(data\.image_size unset\) with optim\.batch_size=4: .*ValueError",
+    ) as caught:
+        issl.pretrain(config)
+    assert not isinstance(caught.value, InsufficientMemoryError)
+    assert "raise data.image_size" in str(caught.value)
+    assert not any(p.is_file() for p in (tmp_path / "run").rglob("*"))
+    # The same network at 32 x 32 trains: the refusal is about the size, not the network.
+    config["data"]["params"]["size"] = [32, 32]
+    issl.pretrain(config)
 
 
 def _check_on(dist: DistInfo, *, device: str, setting: str, free_per_process: float) -> None:

@@ -387,6 +387,8 @@ def check_run_memory(
         InsufficientMemoryError: The run cannot fit; the message names the settings to change.
             Under ``torchrun`` every rank raises when any rank does: a rank that found room
             names the first rank that did not, with that rank's message.
+        ConfigError: The network's trial step fails on slices of this size (a bottleneck too
+            small for its normalisation); the message names the backbone and the slice size.
     """
     h, w = slice_shape_of(train_set, 0)
     per_process = math.ceil(len(train_set) / ctx.dist.world_size)
@@ -415,6 +417,15 @@ def check_run_memory(
         if not ctx.dist.distributed:
             raise
         refused = exc
+    except (RuntimeError, ValueError) as exc:
+        # The trial step is the network's first; a network that cannot train on slices this
+        # small (MONAI's instance norm on a 1x1 bottleneck) fails in it with torch's own words.
+        # Every rank builds the same network for the same slices, so every rank raises alike.
+        raise ConfigError(
+            f"model.backbone={backbone!r} cannot take a training step on {what}: a trial step "
+            f"before training failed with {type(exc).__name__}: {exc}. Expected slices this network "
+            "trains on: raise data.image_size, or change model.params (fewer levels, for one)"
+        ) from exc
     if ctx.dist.distributed:
         # Nodes differ in free memory, so the verdicts may too; a rank that stopped alone would
         # leave the others waiting in their first collective, ended only by a launcher that
