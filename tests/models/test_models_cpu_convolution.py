@@ -6,8 +6,10 @@ definition), PyTorch's own ``conv2d`` autograd, and ``gradcheck`` finite differe
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -306,3 +308,202 @@ def test_weight_gradient_rejects_bad_shapes(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         conv3x3_weight_gradient(torch.zeros(grad_shape), torch.zeros(x_shape), block_rows=block_rows)
+
+
+# --- Higher-order and torch.func differentiation (the blocked GEMMs are first-order only) ----------
+
+CAPABILITIES = ["AVX2", "AVX512"]
+
+
+def _fake_capability(monkeypatch: pytest.MonkeyPatch, capability: str) -> None:
+    # "auto" picks the blocked GEMMs on AVX2 only: the same code must work on either processor.
+    monkeypatch.setattr(cpu_convolution, "_cpu_capability", lambda: capability)
+
+
+def _wide_conv_operands(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    # 256 output channels: "auto" takes the blocked GEMMs for it on AVX2 (the paper's deep layers).
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 1, 3, 2, generator=generator, dtype=dtype).contiguous(memory_format=CL)
+    weight = torch.randn(256, 1, 3, 3, generator=generator, dtype=dtype).contiguous(memory_format=CL)
+    return x.requires_grad_(), weight.requires_grad_()
+
+
+def _takes_blocked_gemms(kernel: str, capability: str) -> bool:
+    return kernel == "blocked_gemm" or (kernel == "auto" and capability == "AVX2")
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+@pytest.mark.parametrize("kernel", cpu_convolution.KERNELS)
+def test_conv3x3_double_backward_passes_gradgradcheck(
+    monkeypatch: pytest.MonkeyPatch, kernel: cpu_convolution.WeightGradientKernel, capability: str
+) -> None:
+    # A gradient penalty differentiates the backward pass: finite differences of the backward
+    # against its analytical derivative, in float64.
+    _fake_capability(monkeypatch, capability)
+    x, weight = _wide_conv_operands()
+    assert blocked_weight_gradient_applies(x, weight, kernel=kernel) == _takes_blocked_gemms(
+        kernel, capability
+    )
+    assert torch.autograd.gradgradcheck(
+        lambda a, b: conv3x3(a, b, kernel=kernel), (x, weight), fast_mode=True
+    )
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+@pytest.mark.parametrize("kernel", cpu_convolution.KERNELS)
+def test_conv3x3_gradient_penalty_equals_conv2d(
+    monkeypatch: pytest.MonkeyPatch, kernel: cpu_convolution.WeightGradientKernel, capability: str
+) -> None:
+    _fake_capability(monkeypatch, capability)
+
+    def penalty_gradients(conv: Any) -> tuple[torch.Tensor, ...]:
+        x, weight = _wide_conv_operands()
+        (grad_x,) = torch.autograd.grad(conv(x, weight).tanh().sum(), x, create_graph=True)
+        return torch.autograd.grad(grad_x.square().sum(), (x, weight))
+
+    expected = penalty_gradients(lambda a, b: F.conv2d(a, b, padding=1))
+    got = penalty_gradients(lambda a, b: conv3x3(a, b, kernel=kernel))
+    for found, reference in zip(got, expected, strict=True):
+        torch.testing.assert_close(found, reference)
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+@pytest.mark.parametrize("kernel", cpu_convolution.KERNELS)
+def test_conv3x3_under_torch_func_and_forward_ad_equals_conv2d(
+    monkeypatch: pytest.MonkeyPatch, kernel: cpu_convolution.WeightGradientKernel, capability: str
+) -> None:
+    _fake_capability(monkeypatch, capability)
+    x, weight = (t.detach() for t in _wide_conv_operands())
+    tangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(8), dtype=x.dtype)
+    # The convolution is linear in x, so its derivative along a tangent is the tangent's convolution.
+    expected = F.conv2d(tangent, weight, padding=1)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, tangent)
+        found = torch.autograd.forward_ad.unpack_dual(conv3x3(dual, weight.requires_grad_(), kernel=kernel))
+    torch.testing.assert_close(found.tangent, expected)
+    _, jvp = torch.func.jvp(lambda a: conv3x3(a, weight, kernel=kernel), (x,), (tangent,))
+    torch.testing.assert_close(jvp, expected)
+    # A batched backward (is_grads_batched runs the backward pass under vmap), row by row.
+    x.requires_grad_()
+    out = conv3x3(x, weight, kernel=kernel)
+    upstream = torch.randn((3, *out.shape), generator=torch.Generator().manual_seed(9), dtype=x.dtype)
+    batched = torch.autograd.grad(out, (x, weight), upstream, retain_graph=True, is_grads_batched=True)
+    for row in range(3):
+        single = torch.autograd.grad(F.conv2d(x, weight, padding=1), (x, weight), upstream[row])
+        for found_row, reference in zip(batched, single, strict=True):
+            torch.testing.assert_close(found_row[row], reference)
+
+
+def _per_sample_unet(kernel: cpu_convolution.WeightGradientKernel, dtype: torch.dtype) -> UNet2d:
+    # Level widths 16-256: the 256-channel level is the one "auto" hands to the GEMMs on AVX2.
+    net = UNet2d(in_channels=1, out_channels=1, depth=5, base_width=16, seed=0, weight_gradient=kernel)
+    return net.to(dtype).to(memory_format=CL)
+
+
+def _blocked_layers_in_training(net: UNet2d, image: torch.Tensor) -> int:
+    """How many 3x3 convolutions an ordinary (first-order) training step sends to the blocked GEMMs."""
+    calls = []
+    original = cpu_convolution._Conv3x3ChannelsLast.apply
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            cpu_convolution._Conv3x3ChannelsLast, "apply", lambda *args: calls.append(1) or original(*args)
+        )
+        net(image.clone().requires_grad_())
+    return len(calls)
+
+
+def _expected_blocked_layers(kernel: str, capability: str) -> int:
+    # 18 3x3 convolutions (two per level, five encoder and four decoder levels). "auto" on AVX2
+    # takes those with 256 channels on a side: the bottom level's two (128->256, 256->256) and the
+    # first decoder level's fused 256->128; every operand here is far below 24 MiB.
+    if kernel == "blocked_gemm":
+        return 18
+    return 3 if kernel == "auto" and capability == "AVX2" else 0
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+@pytest.mark.parametrize("kernel", cpu_convolution.KERNELS)
+def test_unet_per_sample_gradients_with_vmap_equal_a_loop(
+    monkeypatch: pytest.MonkeyPatch, kernel: cpu_convolution.WeightGradientKernel, capability: str
+) -> None:
+    # Per-sample gradients (e.g. for differential privacy): vmap(grad(...)) against one backward
+    # pass per image through plain conv2d (the "onednn" override).
+    _fake_capability(monkeypatch, capability)
+    net = _per_sample_unet(kernel, torch.float32)
+    # 16x16 makes the 256-channel bottom level 1x1, the only size whose per-sample slices vmap
+    # reports as channels_last (so the only one that reached the GEMMs under vmap). float32:
+    # PyTorch's own float64 convolution fails under vmap at 1x1 ("grad_weight needs to be
+    # contiguous"), with or without the GEMMs.
+    images = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(10))
+    images = images.contiguous(memory_format=CL)
+    assert _blocked_layers_in_training(net, images[:1]) == _expected_blocked_layers(kernel, capability)
+    params = {name: p.detach() for name, p in net.named_parameters()}
+
+    def loss(weights: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(net, weights, (image.unsqueeze(0),)).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, images)
+    with using_cpu_weight_gradient("onednn"):
+        for index in range(len(images)):
+            net.zero_grad()
+            net(images[index : index + 1]).square().sum().backward()
+            for name, p in net.named_parameters():
+                assert p.grad is not None
+                # float32 sums in another order: tolerances scaled to each gradient's size.
+                scale = float(p.grad.abs().max())
+                torch.testing.assert_close(
+                    per_sample[name][index], p.grad, rtol=1e-4, atol=1e-5 * scale, msg=name
+                )
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+@pytest.mark.parametrize("kernel", cpu_convolution.KERNELS)
+def test_unet_gradient_penalty_equals_plain_conv2d(
+    monkeypatch: pytest.MonkeyPatch, kernel: cpu_convolution.WeightGradientKernel, capability: str
+) -> None:
+    # Double backward through the whole network (the audit's failure with the default "auto" on AVX2).
+    _fake_capability(monkeypatch, capability)
+    images = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    grads = {}
+    for name, override in (("found", None), ("expected", "onednn")):
+        net = _per_sample_unet(kernel, torch.float64)
+        x = images.clone().contiguous(memory_format=CL).requires_grad_()
+        if override is None:
+            assert _blocked_layers_in_training(net, x.detach()) == _expected_blocked_layers(
+                kernel, capability
+            )
+        with using_cpu_weight_gradient(override) if override else contextlib.nullcontext():
+            (grad_x,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+            grad_x.square().sum().backward()
+        grads[name] = [p.grad for p in net.parameters()]
+    for found, reference in zip(grads["found"], grads["expected"], strict=True):
+        # The head's bias does not move the input gradient, so no penalty gradient reaches it.
+        assert (found is None) == (reference is None)
+        if reference is not None:
+            torch.testing.assert_close(found, reference)
+
+
+def test_first_order_backward_still_uses_the_blocked_gemms() -> None:
+    # Ordinary training keeps the benchmarked path bit for bit: oneDNN's input gradient and the
+    # blocked weight gradient, exactly as computed directly.
+    generator = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 6, 9, 7, generator=generator).contiguous(memory_format=CL).requires_grad_()
+    weight = torch.randn(5, 6, 3, 3, generator=generator).contiguous(memory_format=CL).requires_grad_()
+    upstream = torch.randn(2, 5, 9, 7, generator=generator).contiguous(memory_format=CL)
+    conv3x3(x, weight, kernel="blocked_gemm").backward(upstream)
+    expected_input = torch.ops.aten.convolution_backward(
+        upstream,
+        x.detach(),
+        weight.detach(),
+        None,
+        [1, 1],
+        [1, 1],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [True, False, False],
+    )[0]
+    assert x.grad is not None and weight.grad is not None
+    assert torch.equal(x.grad, expected_input)
+    assert torch.equal(weight.grad, conv3x3_weight_gradient(upstream, x.detach()))

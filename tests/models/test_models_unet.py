@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -117,19 +119,46 @@ def test_invalid_sizes_are_rejected_with_the_argument_name(name: str, value: obj
         small(**{name: value})
 
 
-@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 1.5, "0", True])
+@pytest.mark.parametrize("name", ["in_channels", "out_channels", "depth", "base_width", "groups"])
+def test_numpy_integer_sizes_build_the_same_network_as_ints(name: str) -> None:
+    # e.g. out_channels=labels.max() + 1, an np.int64; torch.nn.Conv2d accepts it too.
+    plain = {"in_channels": 2, "out_channels": 3, "depth": 3, "base_width": 8, "groups": 4}
+    numpy_sizes = {**plain, name: np.int64(plain[name])}
+    net = small(**numpy_sizes)
+    reference = small(**plain)
+    assert type(getattr(net, name, 0)) is int  # stored as a Python int (groups is not stored)
+    assert net.widths == reference.widths == (8, 16, 32) and all(type(w) is int for w in net.widths)
+    assert all(type(m.num_groups) is int for m in net.modules() if isinstance(m, nn.GroupNorm))
+    assert net.state_dict().keys() == reference.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**32, -1, -(2**63), 1.5, "0", True, np.int64(-1)])
 def test_invalid_seed_is_rejected_with_the_argument_name(seed: object) -> None:
-    # torch's manual_seed would say "Overflow when unpacking long long" or "expected a long".
-    with pytest.raises(ValueError, match=rf"seed={seed!r} is invalid; expected None or an integer"):
+    # torch's manual_seed would say "Overflow when unpacking long long" or "expected a long" for
+    # some, and would silently keep only the low 32 bits of the others.
+    message = re.escape(f"seed={seed!r} is invalid; expected None or an integer in [0, 2**32)")
+    with pytest.raises(ValueError, match=message):
         small(seed=seed)
-    with pytest.raises(ValueError, match=rf"seed={seed!r} is invalid"):
+    with pytest.raises(ValueError, match=message):
         UNet2d(in_channels=1, out_channels=1, depth=2, base_width=4, seed=0).reset_parameters(seed=seed)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("seed", [-1, 2**64 - 1, -(2**63)])
-def test_every_seed_torch_accepts_is_accepted(seed: int) -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2**31, 2**32 - 1, np.int64(2**32 - 1), np.uint32(5)])
+def test_every_documented_seed_is_accepted_and_reproducible(seed: int) -> None:
     first, second = small(seed=seed), small(seed=seed)
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
+@pytest.mark.parametrize(("low", "high"), [(0, 2**32), (5, 5 + 7 * 2**32), (2**32 - 1, -1)])
+def test_seeds_equal_modulo_2_to_the_32_are_not_silently_merged(low: int, high: int) -> None:
+    # PyTorch's CPU generator keeps seed & 0xffffffff: these pairs used to give identical weights.
+    draws = [torch.randn(8, generator=torch.Generator().manual_seed(seed)) for seed in (low, high)]
+    assert torch.equal(*draws)
+    with pytest.raises(ValueError, match=re.escape(f"seed={high!r} is invalid")):
+        small(seed=high)
+    # Every seed that is accepted gives weights of its own.
+    assert not torch.equal(small(seed=low).head.weight, small(seed=(low + 1) % 2**32).head.weight)
 
 
 def test_kaiming_normal_statistics_and_zeroed_biases() -> None:

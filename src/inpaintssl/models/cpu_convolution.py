@@ -19,13 +19,18 @@ eighteen convolutions it is 2.0x faster than oneDNN's NHWC kernel and a little f
 NCHW kernel.
 
 The path is used by :class:`inpaintssl.models.layers.WSConv2d` only where it applies (CPU,
-channels_last, float32/float64, gradients wanted, no CPU autocast); everywhere else the convolution is
-:func:`torch.nn.functional.conv2d`. Which kernel computes the weight gradient is an argument:
-``conv3x3(..., kernel=...)``, passed down from ``UNet2d(weight_gradient=...)`` through every
-``WSConv2d`` (training passes ``run.cpu_weight_gradient``). For comparisons,
-:func:`using_cpu_weight_gradient` overrides it for the current thread only, inside a ``with``
-block; no setting is shared between threads or left behind. Paper sec. 2.3 fixes the network,
-not the kernels: both paths compute the same gradient (to float32 rounding; the summation order differs).
+channels_last, float32/float64, gradients wanted, no CPU autocast, no ``torch.func`` transform or
+forward-mode AD); everywhere else the convolution is :func:`torch.nn.functional.conv2d`. A backward
+pass that builds a graph of its own (``create_graph=True``, e.g. a gradient penalty) or runs under
+``vmap`` (``is_grads_batched=True``) gets both gradients from PyTorch's differentiable convolution
+backward instead of the blocked GEMMs, so higher-order gradients work on every processor.
+
+Which kernel computes the weight gradient is an argument: ``conv3x3(..., kernel=...)``, passed
+down from ``UNet2d(weight_gradient=...)`` through every ``WSConv2d`` (training passes
+``run.cpu_weight_gradient``). For comparisons, :func:`using_cpu_weight_gradient` overrides it for
+the current thread only, inside a ``with`` block; no setting is shared between threads or left
+behind. Paper sec. 2.3 fixes the network, not the kernels: both paths compute the same gradient
+(to float32 rounding; the summation order differs).
 
 Example:
     >>> import torch
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -48,7 +54,7 @@ from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+from torch.autograd import forward_ad
 
 from inpaintssl.models.autocast_state import autocast_enabled
 
@@ -100,6 +106,49 @@ _AUTO_MIN_CHANNELS = 256
 @functools.cache
 def _cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
+
+
+# PyTorch has no public query for "a torch.func transform is running" or "this tensor is batched by
+# the legacy vmap"; these private ones are what torch.autograd.Function.apply and FakeTensor consult
+# (the first since torch 2.0, the second since FakeTensor learnt legacy batching, before 2.3.1).
+# The getattr keeps a torch that renamed them importable: such a torch would refuse the custom
+# function under a transform with its own error, as every torch did before these checks existed.
+_functorch_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
+
+def _has_the_batched_key(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` carries the legacy ``Batched`` dispatch key, read from its key set's name.
+
+    PyTorch 2.3 has no query for it (``is_legacy_batchedtensor`` came later) and no
+    ``DispatchKey.Batched`` member, but prints the key set, e.g. ``DispatchKeySet(..., Batched)``.
+    """
+    return "Batched" in re.findall(r"\w+", str(torch._C._dispatch_keys(tensor)))
+
+
+_is_legacy_batched = getattr(torch._C._functorch, "is_legacy_batchedtensor", _has_the_batched_key)
+
+
+def _batched_backward(grad_output: torch.Tensor) -> bool:
+    """Whether a backward pass runs under vmap: functorch's, or the older one of ``is_grads_batched=True``.
+
+    ``torch.autograd.grad(..., is_grads_batched=True)`` (and ``torch.autograd.functional.jacobian``
+    with ``vectorize=True``) vmaps the backward pass with PyTorch's legacy batching, whose tensors
+    carry the ``Batched`` dispatch key and which the functorch query does not see.
+    """
+    return bool(_functorch_transforms_active() or _is_legacy_batched(grad_output))
+
+
+def _transformed(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a ``torch.func`` transform (vmap, grad, jvp, ...) or forward-mode AD sees the convolution.
+
+    The blocked GEMMs have neither a batching rule nor a forward derivative, so such a convolution
+    must stay :func:`torch.nn.functional.conv2d`.
+    """
+    if _functorch_transforms_active():
+        return True
+    # Outside a dual level unpack_dual returns at once without touching the tensor.
+    unpack = forward_ad.unpack_dual
+    return unpack(x).tangent is not None or unpack(weight).tangent is not None  # type: ignore[no-untyped-call]
 
 
 def auto_weight_gradient_kernel(x: torch.Tensor, weight: torch.Tensor) -> Literal["blocked_gemm", "onednn"]:
@@ -217,11 +266,14 @@ def blocked_weight_gradient_applies(
     """Whether :func:`conv3x3` would compute this convolution's weight gradient itself.
 
     True for 4-D CPU float32/float64 inputs in channels_last with a ``(C_out, C_in, 3, 3)`` kernel,
-    when a gradient is wanted, CPU autocast is off and the ``"blocked_gemm"`` kernel is selected
-    (or ``"auto"`` picks it for this shape). Under ``torch.autocast("cpu")`` the convolution runs
-    in bfloat16/float16 and its gradient arrives in that dtype, which the float32 GEMMs cannot take:
-    autocast's own convolution serves it. ``kernel`` is the layer's choice; the thread's override
-    (:func:`using_cpu_weight_gradient`), when set, replaces it.
+    when a gradient is wanted, CPU autocast is off, no ``torch.func`` transform or forward-mode AD
+    sees the tensors and the ``"blocked_gemm"`` kernel is selected (or ``"auto"`` picks it for this
+    shape). Under ``torch.autocast("cpu")`` the convolution runs in bfloat16/float16 and its
+    gradient arrives in that dtype, which the float32 GEMMs cannot take: autocast's own convolution
+    serves it. Under a transform (``vmap``, ``grad``, ``jvp``, ...) or with a dual tensor the
+    GEMMs, which have no batching rule or forward derivative, give way to ``conv2d`` too.
+    ``kernel`` is the layer's choice; the thread's override (:func:`using_cpu_weight_gradient`),
+    when set, replaces it.
 
     Example:
         >>> import torch
@@ -246,6 +298,7 @@ def blocked_weight_gradient_applies(
         and weight.shape[1:] == (x.shape[1], 3, 3)
         and x.is_contiguous(memory_format=torch.channels_last)
         and (kernel == "blocked_gemm" or auto_weight_gradient_kernel(x, weight) == "blocked_gemm")
+        and not _transformed(x, weight)
     )
 
 
@@ -286,9 +339,28 @@ class _Conv3x3ChannelsLast(torch.autograd.Function):
         return F.conv2d(x, weight, None, 1, 1)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled() or _batched_backward(grad_output):
+            # create_graph=True (gradient penalties, Hessian-vector products) needs gradients that
+            # are differentiable in turn, and a batched backward (is_grads_batched=True runs it under
+            # vmap) needs ops with batching rules: the in-place im2col GEMMs are neither, PyTorch's
+            # convolution backward is both. Ordinary backward passes run with grad mode off and
+            # keep the blocked GEMMs below.
+            grad_input, grad_weight, _ = torch.ops.aten.convolution_backward(
+                grad_output,
+                x,
+                weight,
+                None,
+                [1, 1],
+                [1, 1],
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False],
+            )
+            return grad_input, grad_weight
         grad_output = grad_output.contiguous(memory_format=torch.channels_last)
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:

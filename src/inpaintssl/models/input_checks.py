@@ -21,6 +21,9 @@ import torch
 
 __all__ = ["check_backbone_input", "check_init_seed", "check_positive_int"]
 
+# Initialisation seeds lie in [0, 2**32), the range of run.seed (config/run.py).
+_SEED_BOUND = 2**32
+
 
 def check_backbone_input(x: torch.Tensor, *, in_channels: int, size_multiple: int, why: str) -> None:
     """Refuse a batch unless it is ``(N, in_channels, H, W)``, ``H`` and ``W`` multiples of ``size_multiple``.
@@ -50,9 +53,9 @@ def check_backbone_input(x: torch.Tensor, *, in_channels: int, size_multiple: in
 def check_init_seed(seed: object) -> int | None:
     """Return a backbone's initialisation ``seed`` as an ``int`` (or ``None``), or refuse it by name.
 
-    :meth:`torch.Generator.manual_seed` takes any integer in ``[-2**63, 2**64)``; outside that range,
-    or for a float, it fails with "Overflow when unpacking long long" or "expected a long", which
-    name no argument.
+    The range is ``[0, 2**32)``, that of ``run.seed``: PyTorch's CPU generator keeps only the low 32
+    bits of what :meth:`torch.Generator.manual_seed` takes, so seeds beyond it (``2**32`` and ``0``,
+    ``-1`` and ``2**32 - 1``) would silently give the same weights. NumPy integers are integers.
 
     Raises:
         ValueError: ``seed`` is not ``None`` or an integer in that range (a bool is refused too).
@@ -60,24 +63,34 @@ def check_init_seed(seed: object) -> int | None:
     Example:
         >>> check_init_seed(7), check_init_seed(None)
         (7, None)
+        >>> check_init_seed(2**32)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: seed=4294967296 is invalid; expected None or an integer in [0, 2**32) ...
     """
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= int(seed) < 2**64:
-        raise ValueError(f"seed={seed!r} is invalid; expected None or an integer in [-2**63, 2**64)")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < _SEED_BOUND:
+        raise ValueError(
+            f"seed={seed!r} is invalid; expected None or an integer in [0, 2**32) (PyTorch's CPU "
+            "generator keeps 32 bits of a seed, so larger or negative ones would repeat others)"
+        )
     return int(seed)
 
 
 def check_positive_int(name: str, value: object) -> int:
-    """``value``, a backbone argument that must be an integer >= 1 (``True`` is not one).
+    """``value``, a backbone argument that must be an integer >= 1, as an ``int``.
+
+    Any integer type counts (``numpy.int64`` from ``labels.max() + 1``, say); ``True`` does not.
 
     Raises:
         ValueError: Naming ``name`` and the value found.
 
     Example:
-        >>> check_positive_int("depth", 4)
-        4
+        >>> import numpy as np
+        >>> check_positive_int("depth", 4), check_positive_int("out_channels", np.int64(3))
+        (4, 3)
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
-    return value
+    return int(value)

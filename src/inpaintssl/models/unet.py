@@ -162,9 +162,10 @@ class UNet2d(nn.Module):
         base_width: Channels of the first level.
         groups: GroupNorm groups (the authors used 16); layers with fewer channels use the largest
             divisor of their width not above it.
-        seed: Seed of the Kaiming-normal initialisation. The same seed gives bit-identical weights;
-            a local generator is used, so the global torch RNG is left untouched. ``None`` draws
-            fresh entropy.
+        seed: Seed of the Kaiming-normal initialisation, an integer in ``[0, 2**32)`` (the range of
+            ``run.seed``; PyTorch's generator keeps 32 bits of a seed). The same seed gives
+            bit-identical weights, different seeds different ones; a local generator is used, so the
+            global torch RNG is left untouched. ``None`` draws fresh entropy.
         weight_gradient: How channels_last CPU training computes the 3x3 weight gradients:
             ``"auto"`` (per layer, the kernel measured faster for its shape), ``"blocked_gemm"``
             or ``"onednn"`` (:mod:`~inpaintssl.models.cpu_convolution`). Gradients agree to float32
@@ -187,7 +188,7 @@ class UNet2d(nn.Module):
 
     Raises:
         ValueError: If a size argument is not a positive integer, or ``seed`` is not ``None`` or an
-            integer in ``[-2**63, 2**64)``.
+            integer in ``[0, 2**32)``.
 
     Example:
         >>> import torch
@@ -213,9 +214,10 @@ class UNet2d(nn.Module):
         super().__init__()
         self.weight_gradient = check_weight_gradient_kernel(weight_gradient)
         self.norm_precision = check_norm_precision(norm_precision)
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.depth = check_positive_int("depth", depth)
+        # Checked values replace the arguments: NumPy integers become ints before any layer sees them.
+        in_channels = self.in_channels = check_positive_int("in_channels", in_channels)
+        out_channels = self.out_channels = check_positive_int("out_channels", out_channels)
+        depth = self.depth = check_positive_int("depth", depth)
         base_width = check_positive_int("base_width", base_width)
         groups = check_positive_int("groups", groups)
         seed = check_init_seed(seed)
@@ -271,12 +273,17 @@ class UNet2d(nn.Module):
     def reset_parameters(self, *, seed: int | None = None) -> None:
         """Re-initialise every weight: Kaiming normal (fan-in, ReLU gain), zero biases, unit GroupNorm.
 
-        Samples are drawn on the CPU from a generator seeded with ``seed`` and then copied to each
-        parameter's device and dtype, so a seed gives the same weights on every device.
+        Samples are drawn on the CPU from a generator seeded with ``seed`` (an integer in
+        ``[0, 2**32)``, or ``None`` for fresh entropy) and then copied to each parameter's device and
+        dtype, so a seed gives the same weights on every device.
+
+        Raises:
+            ValueError: If ``seed`` is not ``None`` or an integer in ``[0, 2**32)``.
         """
         seed = check_init_seed(seed)
         generator = torch.Generator(device="cpu")
-        generator.manual_seed(secrets.randbits(63) if seed is None else seed)
+        # 32 bits: all the generator keeps of a seed.
+        generator.manual_seed(secrets.randbits(32) if seed is None else seed)
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 sample = torch.empty(module.weight.shape, dtype=torch.float32, device="cpu")

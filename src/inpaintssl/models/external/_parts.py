@@ -37,7 +37,7 @@ def seeded_construction(seed: int | None) -> Iterator[None]:
     """
     seed = check_init_seed(seed)
     with torch.random.fork_rng(devices=()):
-        torch.default_generator.manual_seed(secrets.randbits(63) if seed is None else seed)
+        torch.default_generator.manual_seed(secrets.randbits(32) if seed is None else seed)
         yield
 
 

@@ -197,8 +197,8 @@ class MonaiUNet(ThreePartBackbone):
         adn_ordering: str = "NDA",
         seed: int | None = None,
     ) -> None:
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
+        in_channels = check_positive_int("in_channels", in_channels)
+        out_channels = check_positive_int("out_channels", out_channels)
         widths = _positive_ints("channels", channels, expected="a sequence of at least two integers >= 1")
         if len(widths) < 2:
             raise ValueError(
