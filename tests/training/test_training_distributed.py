@@ -725,6 +725,17 @@ def test_only_rank_0_reads_the_data_for_the_preflight_check_and_every_rank_hears
         ),
         # Every such process defaulted to rank 0 and waited for the others in the rendezvous.
         ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK is not"),
+        # Without LOCAL_WORLD_SIZE a LOCAL_RANK was only checked to be >= 0: 5 in a job of 2 was
+        # kept, and 3 (four processes on the node) was counted as one process per node by the
+        # memory check, which then judged the node's memory as each one's own.
+        (
+            {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "5"},
+            "LOCAL_RANK=5 is out of range (expected a rank of WORLD_SIZE=2 processes: 0 to 1)",
+        ),
+        (
+            {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "3"},
+            "LOCAL_RANK=3 is set but LOCAL_WORLD_SIZE is not: at least 4 processes share this node",
+        ),
     ],
 )
 def test_a_launch_environment_torchrun_cannot_have_set_is_refused_naming_the_variable(
@@ -745,8 +756,8 @@ def test_a_launch_environment_torchrun_cannot_have_set_is_refused_naming_the_var
             {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"},
             DistInfo(rank=5, local_rank=1, world_size=8, local_world_size=4),
         ),
-        # A launcher without LOCAL_WORLD_SIZE runs one process per node; its LOCAL_RANK is kept.
-        ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, DistInfo(rank=1, local_rank=1, world_size=2)),
+        # A launcher without LOCAL_WORLD_SIZE runs one process per node: its LOCAL_RANK is 0.
+        ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, DistInfo(rank=1, local_rank=0, world_size=2)),
     ],
 )
 def test_a_launch_environment_torchrun_sets_is_read_as_it_says(

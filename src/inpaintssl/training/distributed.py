@@ -80,11 +80,12 @@ class DistInfo:
         """Read torchrun's variables (defaults: a single process).
 
         A launcher that sets ``WORLD_SIZE`` but not ``LOCAL_WORLD_SIZE`` (torchrun always sets
-        both) is taken to run one process per node.
+        both) is taken to run one process per node, so its ``LOCAL_RANK``, if set, must be 0.
 
         Raises:
-            ValueError: A variable is not a whole number or out of range, or ``WORLD_SIZE`` is
-                above 1 without ``RANK``. The message names the variable and what it holds.
+            ValueError: A variable is not a whole number or out of range, ``WORLD_SIZE`` is
+                above 1 without ``RANK``, or ``LOCAL_RANK`` is above 0 without
+                ``LOCAL_WORLD_SIZE``. The message names the variable and what it holds.
 
         Example:
             >>> DistInfo.from_env({"RANK": "2", "WORLD_SIZE": "2"})
@@ -104,14 +105,25 @@ class DistInfo:
             )
         rank = _env_int(env, "RANK", default=0, low=0, high=world_size, of="WORLD_SIZE")
         local_world_size = _env_int(env, "LOCAL_WORLD_SIZE", default=1, low=1, high=world_size + 1)
+        counted = "LOCAL_WORLD_SIZE" in env
         local_rank = _env_int(
             env,
             "LOCAL_RANK",
             default=0,
             low=0,
-            high=local_world_size if "LOCAL_WORLD_SIZE" in env else None,
-            of="LOCAL_WORLD_SIZE",
+            high=local_world_size if counted else world_size,
+            of="LOCAL_WORLD_SIZE" if counted else "WORLD_SIZE",
         )
+        if local_rank > 0 and not counted:
+            # One process per node is the assumption without LOCAL_WORLD_SIZE; a LOCAL_RANK above 0
+            # says the node runs more, and the memory check would count one where they all allocate.
+            raise ValueError(
+                f"environment variable LOCAL_RANK={local_rank} is set but LOCAL_WORLD_SIZE is not: at "
+                f"least {local_rank + 1} processes share this node, and without their number each "
+                "would judge the node's memory as its own. Start the processes with torchrun, which "
+                "sets both, or set LOCAL_WORLD_SIZE to the processes per node (under Slurm, "
+                "SLURM_NTASKS_PER_NODE)"
+            )
         return cls(rank=rank, local_rank=local_rank, world_size=world_size, local_world_size=local_world_size)
 
 
