@@ -15,6 +15,7 @@ from data_builders import onehot_reference, write_nifti
 from inpaintssl.data.base import DataError
 from inpaintssl.data.cases import resolve_cases
 from inpaintssl.data.preflight import preflight
+from inpaintssl.data.readers import NumpyVolume
 from inpaintssl.data.volumes import (
     hdf5_dataset,
     metaimage_dataset,
@@ -503,6 +504,63 @@ def test_an_object_array_in_an_npz_is_refused_as_never_loaded(tmp_path: Path) ->
         r"loaded, as reading it would mean unpickling",
     ):
         _build(spec, tmp_path, image_key="vol", label_key="mask")
+
+
+def test_a_file_that_is_no_npy_is_refused_as_such_not_as_pickled_data(tmp_path: Path) -> None:
+    # np.load takes a file without the .npy magic for a pickle: "pickled (object) data ... allow_pickle=".
+    page = tmp_path / "scan.npy"
+    page.write_bytes(b"<html><body>404 Not Found</body></html>\n")
+    with pytest.raises(
+        DataError,
+        match=r"^NumPy file .*scan\.npy is not a NumPy \.npy file \(expected the \\x93NUMPY magic; found "
+        r"b'<html>' \(text markup: a web page saved by a failed download\?\)\)$",
+    ):
+        NumpyVolume(page)
+    archive = tmp_path / "arch.npy"  # an .npz under an .npy name
+    np.savez(archive.with_suffix(".npz"), image=IMAGE)
+    archive.with_suffix(".npz").rename(archive)
+    with pytest.raises(
+        DataError, match=r"arch\.npy is not a NumPy \.npy file .*found b'PK\\x03\\x04.*zip archive"
+    ):
+        NumpyVolume(archive)
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty\.npy is not a NumPy \.npy file .*found b''\)$"):
+        NumpyVolume(empty)
+
+
+def test_an_object_array_npy_is_refused_as_never_loaded(tmp_path: Path) -> None:
+    objects = np.empty(IMAGE.shape, dtype=object)
+    objects[...] = 1
+    np.save(tmp_path / "img.npy", objects, allow_pickle=True)
+    with pytest.raises(
+        DataError,
+        match=r"^NumPy file .*img\.npy has dtype object \(Python objects: pickled data, no image\), which is "
+        r"never loaded",
+    ):
+        NumpyVolume(tmp_path / "img.npy")
+    # A numeric array of the same shape, beside it, is read.
+    np.save(tmp_path / "ok.npy", IMAGE)
+    np.testing.assert_array_equal(NumpyVolume(tmp_path / "ok.npy").read(1), IMAGE[:, :, 1])
+
+
+def test_an_npz_whose_array_fails_its_crc_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
+    # zipfile raises BadZipFile (no OSError) for a member whose CRC fails: it escaped as a raw traceback.
+    path = tmp_path / "crc.npz"
+    image = np.random.default_rng(7).normal(size=(64, 64, 4)).astype(np.float32)
+    np.savez(path, image=image)  # stored, not compressed: the array's bytes are in the file as they are
+    data = bytearray(path.read_bytes())
+    start = bytes(data).find(image.tobytes())
+    assert start > 0
+    # Its last bytes: the header, read first, does not reach them (nor the CRC check at the end).
+    end = start + image.nbytes
+    data[end - 4 : end] = bytes(b ^ 0xFF for b in data[end - 4 : end])
+    path.write_bytes(bytes(data))
+    volume = NumpyVolume(path)  # the header is intact
+    with pytest.raises(
+        DataError, match=r"^NumPy file .*crc\.npz cannot be read at slice 0 .*BadZipFile: Bad CRC-32"
+    ):
+        volume.read(0)
 
 
 def _write_on_one_grid(

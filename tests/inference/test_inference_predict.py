@@ -2155,6 +2155,283 @@ def test_committing_into_an_existing_folder_is_all_or_nothing(
     assert not list(tmp_path.glob(".out.*.old.tmp"))
 
 
+def _output_files(out: Path) -> dict[str, str]:
+    """The files in ``out`` (not its folders): name -> text (gzip bytes decoded with replacements)."""
+    return {p.name: p.read_bytes().decode(errors="replace") for p in sorted(out.iterdir()) if p.is_file()}
+
+
+_TABLE = "case,file,disc_ml,square_ml\n"
+
+
+def test_a_case_committed_again_takes_out_its_earlier_files_this_predict_did_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {
+        "a_seg.nii.gz": "old a label map",
+        "a_seg.nrrd": "old a label map, as NRRD",
+        "a_prob.nii.gz": "old a probabilities, another model's",
+        "a_t2.mha": "old a T2 map",
+        "a_prob_seg.nii.gz": "the label map of a case named a_prob",
+        "a_notes.txt": "a user's notes",
+        "b_seg.nii.gz": "old b label map",
+        "b_prob.nii.gz": "old b probabilities",
+        "d_prob.nii.gz": "no predict's: volumes.csv has no row of d",
+        "volumes.csv": _TABLE + "a,a.nii.gz,1.0,0.0\nb,b.nii.gz,2.0,0.0\na_prob,a_prob.nii.gz,3.0,0.0\n",
+    }
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    (out / "a_seg.dcm").mkdir()  # a folder is never taken
+
+    def staged() -> Path:
+        staging = tmp_path / f".out.{len(list(tmp_path.iterdir()))}.predict.tmp"
+        staging.mkdir()
+        (staging / "a_seg.nii.gz").write_text("new a label map")
+        (staging / "d_seg.nii.gz").write_text("new d label map")
+        (staging / "volumes.csv").write_text(_TABLE + "a,a.nii.gz,1.5,0.0\nd,d.nii.gz,4.0,0.0\n")
+        return staging
+
+    # The new table cannot be moved in, the last move: the earlier files taken out come back too.
+    real_replace = os.replace
+
+    def failing(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == out / "volumes.csv" and ".predict.tmp" in str(src):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(writing.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        writing.commit(staged(), out, cases=["a", "d"])
+    monkeypatch.setattr(writing.os, "replace", real_replace)
+    assert _output_files(out) == earlier
+    assert not list(tmp_path.glob(".out.*.old.tmp"))
+
+    writing.commit(staged(), out, cases=["a", "d"])
+    # By hand: of a's files only the new label map is left; b and the case a_prob were not predicted
+    # again; d's stray file is no predict's (no row); the notes and the folder are no output's.
+    expected = {
+        "a_notes.txt": "a user's notes",
+        "a_prob_seg.nii.gz": "the label map of a case named a_prob",
+        "a_seg.nii.gz": "new a label map",
+        "b_prob.nii.gz": "old b probabilities",
+        "b_seg.nii.gz": "old b label map",
+        "d_prob.nii.gz": "no predict's: volumes.csv has no row of d",
+        "d_seg.nii.gz": "new d label map",
+    }
+    assert {n: t for n, t in _output_files(out).items() if n != "volumes.csv"} == expected
+    assert (out / "a_seg.dcm").is_dir()
+    assert not list(tmp_path.glob(".out.*.old.tmp"))
+
+
+def test_a_case_predicted_again_leaves_none_of_its_earlier_predictions_files(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    image = np.random.default_rng(0).normal(size=(32, 32, 5)).astype(np.float32)
+    for name, shift in (("a", 0.0), ("b", 1.0)):
+        nib.save(nib.Nifti1Image(image + shift, np.diag([1.0, 1.0, 2.0, 1.0])), scans / f"{name}.nii.gz")
+    run, out = trained_run.run_dir, tmp_path / "out"
+    quiet: dict[str, Any] = {"device": "cpu", "progress": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        predict(run, [scans / "a.nii.gz", scans / "b.nii.gz"], output=out, probabilities=True, **quiet)
+        predict(run, scans / "a.nii.gz", output=out, **quiet)
+        after_nifti = sorted(p.name for p in out.iterdir())
+        predict(run, scans / "a.nii.gz", output=out, output_format="nrrd", **quiet)
+        predict(run, scans / "a.nii.gz", output=tmp_path / "alone", output_format="nrrd", **quiet)
+    # a's probabilities (no longer asked for), then its NIfTI label map (now NRRD), are gone; b's stay.
+    assert after_nifti == ["a_seg.nii.gz", "b_prob.nii.gz", "b_seg.nii.gz", "volumes.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_seg.nrrd",
+        "b_prob.nii.gz",
+        "b_seg.nii.gz",
+        "volumes.csv",
+    ]
+    assert (out / "a_seg.nrrd").read_bytes() == (tmp_path / "alone" / "a_seg.nrrd").read_bytes()
+
+
+def test_an_output_file_that_is_an_input_is_refused_before_predicting(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    # Predicting a folder into itself: case a's label map a_seg.nii.gz would replace the scan of that name.
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "a_seg"):
+        image = rng.normal(size=(32, 32, 5)).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), folder / f"{name}.nii.gz")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    for output in (folder, tmp_path / "link"):
+        with pytest.raises(
+            PredictionError,
+            match=rf"^output {re.escape(str(output / 'a_seg.nii.gz'))} \(a file of case 'a', .* is the input "
+            rf"{re.escape(str(folder / 'a_seg.nii.gz'))}: the scan would be replaced",
+        ):
+            predict(trained_run.run_dir, folder, output=output, device="cpu", progress=False)
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "scans"]
+
+
+_KILLED_COMMIT = """
+import os, shutil, signal, sys
+from pathlib import Path
+from inpaintssl.inference import writing
+staging, out, kill_at = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+real_replace, moves = os.replace, []
+
+def dying_replace(src, dst):
+    real_replace(src, dst)
+    if out in (Path(src).parent, Path(dst).parent):
+        moves.append(src)
+        if str(len(moves)) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+def dying_rmtree(path, *args, **kwargs):
+    if kill_at == "rmtree" and str(path).endswith(".old.tmp"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return shutil_rmtree(path, *args, **kwargs)
+
+shutil_rmtree = shutil.rmtree
+writing.os.replace = dying_replace
+writing.shutil.rmtree = dying_rmtree
+writing.commit(staging, out, cases=["a", "c"])
+"""
+"""A commit into an existing output, killed by SIGKILL after its ``kill_at``-th move into or out of
+``output``, or (``rmtree``) when it removes its set-aside folder, every file in place."""
+
+_BEFORE_COMMIT = {
+    "a_prob.nii.gz": "old a probabilities",
+    "a_seg.nii.gz": "old a label map",
+    "b_seg.nii.gz": "old b label map",
+    "volumes.csv": _TABLE + "a,scans/a.nii.gz,1.0,0.0\nb,scans/b.nii.gz,2.0,0.0\n",
+}
+_COMMITTED = {
+    "a_seg.nii.gz": "new a label map",
+    "b_seg.nii.gz": "old b label map",
+    "c_seg.nii.gz": "new c label map",
+    "volumes.csv": _TABLE + "a,scans/a.nii.gz,1.5,0.0\nb,scans/b.nii.gz,2.0,0.0\nc,scans/c.nii.gz,3.0,0.0\n",
+}
+# The moves: a_prob.nii.gz (taken out, not written now) aside; the old a_seg.nii.gz aside and the
+# new one in; c_seg.nii.gz in (nothing to set aside); the old volumes.csv aside and the new one in.
+_COMMIT_MOVES = 6
+
+
+def _killed_commit(tmp_path: Path, kill_at: str) -> Path:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, text in _BEFORE_COMMIT.items():
+        (out / name).write_text(text)
+    staging = tmp_path / ".out.abcd1234.predict.tmp"
+    staging.mkdir()
+    (staging / "a_seg.nii.gz").write_text("new a label map")
+    (staging / "c_seg.nii.gz").write_text("new c label map")
+    (staging / "volumes.csv").write_text(_TABLE + "a,scans/a.nii.gz,1.5,0.0\nc,scans/c.nii.gz,3.0,0.0\n")
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_COMMIT, str(staging), str(out), kill_at],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    return out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and flock are POSIX")
+@pytest.mark.parametrize("kill_at", [*(str(k) for k in range(1, _COMMIT_MOVES + 1)), "rmtree"])
+def test_a_commit_killed_midway_is_undone_by_the_next_one(tmp_path: Path, kill_at: str) -> None:
+    out = _killed_commit(tmp_path, kill_at)
+    (aside,) = tmp_path.glob(".out.*.old.tmp")
+    torn = _output_files(out)
+    if kill_at == "rmtree":
+        assert torn == _COMMITTED  # every file was in place, the journal removed: nothing to undo
+    elif kill_at == str(_COMMIT_MOVES):
+        assert torn == _COMMITTED  # every file moved, but not yet confirmed: undone all the same
+    else:
+        assert torn not in (_BEFORE_COMMIT, _COMMITTED)
+    assert writing.restore_interrupted_commits(out) == [aside]
+    assert _output_files(out) == (_COMMITTED if kill_at == "rmtree" else _BEFORE_COMMIT)
+    assert not aside.exists()
+    assert writing.restore_interrupted_commits(out) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and flock are POSIX")
+def test_the_next_predict_puts_back_what_a_killed_commit_set_aside(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    # Killed after the old volumes.csv was set aside, before the new one was in: the output had no
+    # table, and its old label map and probabilities lay in the hidden folder for good.
+    out = _killed_commit(tmp_path, str(_COMMIT_MOVES - 1))
+    assert "volumes.csv" not in _output_files(out)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    image = np.random.default_rng(0).normal(size=(32, 32, 5)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), scans / "e.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        predict(trained_run.run_dir, scans / "e.nii.gz", output=out, device="cpu", progress=False)
+    files = _output_files(out)
+    assert sorted(files) == sorted([*_BEFORE_COMMIT, "e_seg.nii.gz"])
+    assert {name: files[name] for name in _BEFORE_COMMIT if name != "volumes.csv"} == {
+        name: text for name, text in _BEFORE_COMMIT.items() if name != "volumes.csv"
+    }
+    rows = list(csv.DictReader(io.StringIO(files["volumes.csv"])))
+    assert [(row["case"], row["file"]) for row in rows] == [
+        ("a", "scans/a.nii.gz"),
+        ("b", "scans/b.nii.gz"),
+        ("e", str(scans / "e.nii.gz")),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scans"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_restoring_leaves_a_live_commits_folder_and_puts_back_an_older_layouts_files(tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_seg.nii.gz").write_text("new a label map")
+    identity = [out.stat().st_dev, out.stat().st_ino]
+    live = tmp_path / ".out.live1234.old.tmp"
+    (live / "old").mkdir(parents=True)
+    (live / "old" / "b_seg.nii.gz").write_text("old b label map")
+    (live / "journal.json").write_text(json.dumps({"output": identity, "new": ["a_seg.nii.gz"]}))
+    # An earlier version's folder: its old files directly in it, no journal.
+    earlier = tmp_path / ".out.earl1234.old.tmp"
+    earlier.mkdir()
+    (earlier / "c_seg.nii.gz").write_text("old c label map")
+    (earlier / "a_seg.nii.gz").write_text("old a label map")  # replaced: the output's own is kept
+    # Named like neither: never touched.
+    (tmp_path / ".out.notes.old.tmp").mkdir()
+    (tmp_path / ".out.notes.old.tmp" / "b_seg.nii.gz").write_text("mine")
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a commit still moving its files
+        assert writing.restore_interrupted_commits(out) == [earlier]
+        assert _output_files(out) == {"a_seg.nii.gz": "new a label map", "c_seg.nii.gz": "old c label map"}
+        assert (live / "journal.json").is_file()
+    finally:
+        os.close(fd)
+    # Its commit gone, the live folder's commit is undone: b back, a (new, none before) out.
+    assert writing.restore_interrupted_commits(out) == [live]
+    assert _output_files(out) == {"b_seg.nii.gz": "old b label map", "c_seg.nii.gz": "old c label map"}
+    assert (tmp_path / ".out.notes.old.tmp" / "b_seg.nii.gz").read_text() == "mine"
+    # A folder set aside from an output since moved away: nothing is put into the new folder there.
+    gone = tmp_path / ".out.gone1234.old.tmp"
+    (gone / "old").mkdir(parents=True)
+    (gone / "old" / "d_seg.nii.gz").write_text("old d label map")
+    (gone / "journal.json").write_text(
+        json.dumps({"output": [out.stat().st_dev, out.stat().st_ino], "new": []})
+    )
+    out.rename(tmp_path / "moved")
+    out.mkdir()
+    assert writing.restore_interrupted_commits(out) == [gone]
+    assert _output_files(out) == {}
+    assert sorted(_output_files(tmp_path / "moved")) == ["b_seg.nii.gz", "c_seg.nii.gz"]
+
+
 def test_a_network_failing_on_small_slices_is_named_with_the_input(tmp_path: Path) -> None:
     """MONAI's instance norm needs more than one pixel at 1/16 of the input: 16 x 16 slices fail."""
     pytest.importorskip("monai")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,45 @@ def test_an_output_whose_skipped_csv_is_another_table_is_refused_before_predicti
     ):
         predict_quietly(trained_run.run_dir, good["a"], out)
     assert sorted(p.name for p in out.iterdir()) == ["skipped.csv"]
+
+
+def _damaged_npz(folder: Path) -> dict[str, tuple[Path, str]]:
+    """A ``.npz`` cut off half way and one whose array fails its CRC, each with the refusal's pattern."""
+    folder.mkdir()
+    image = _noise(20).astype(np.float32)
+    whole = folder / "whole.npz"
+    np.savez_compressed(whole, image=image)
+    data = whole.read_bytes()
+    whole.unlink()
+    trunc = folder / "trunc.npz"
+    trunc.write_bytes(data[: len(data) // 2])  # a copy stopped half way: no zip directory at its end
+    crc = folder / "crc.npz"
+    np.savez(crc, image=image)  # stored: the array's bytes are in the file as they are
+    raw = bytearray(crc.read_bytes())
+    end = raw.find(image.tobytes()) + image.nbytes
+    raw[end - 8 : end] = bytes(b ^ 0xFF for b in raw[end - 8 : end])  # its last voxels, flipped
+    crc.write_bytes(bytes(raw))
+    return {
+        "trunc": (trunc, r"input \S*trunc\.npz cannot be read as a NumPy \.npz archive \(BadZipFile: "),
+        "crc": (crc, r"NumPy file \S*crc\.npz cannot be read at slice \d+ .*BadZipFile: Bad CRC-32"),
+    }
+
+
+def test_a_truncated_or_corrupt_npz_is_refused_naming_it_or_left_out(
+    trained_run: issl.FinetuneResult, good: dict[str, Path], tmp_path: Path
+) -> None:
+    # zipfile's BadZipFile is no OSError: it escaped every check as a raw traceback (exit 1), also
+    # with skip_bad_inputs.
+    run = trained_run.run_dir
+    for case, (path, pattern) in _damaged_npz(tmp_path / "npz").items():
+        with pytest.raises(issl.PredictionError, match=pattern):
+            predict_quietly(run, [good["a"], path], tmp_path / f"refused_{case}")
+        assert not (tmp_path / f"refused_{case}").exists()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            argv = ["predict", str(run), str(good["a"]), str(path), "--output", str(tmp_path / "cli")]
+            assert cli_main([*argv, "--device", "cpu", "--quiet"]) == 2
+        report = predict_quietly(run, [good["a"], path], tmp_path / f"left_out_{case}", skip_bad_inputs=True)
+        assert [c.case for c in report.cases] == ["a"]
+        assert [(s.case, s.source) for s in report.skipped] == [(case, path)]
+        assert re.search(pattern, report.skipped[0].reason), report.skipped[0].reason

@@ -193,3 +193,46 @@ def test_two_predicts_into_one_output_at_once_keep_each_others_rows(
         second.join(120)
     assert not errors
     assert [row["case"] for row in _rows((out / "volumes.csv").read_text())] == ["a", "b", "c"]
+
+
+def _other_input_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if "is now predicted from another input" in str(w.message)]
+
+
+def test_a_case_predicted_again_from_another_input_is_named_in_a_warning(
+    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two folders' sub.nii.gz are both case "sub": predicted into one output in two calls, the second
+    # replaced the first's label map and row without a word.
+    for folder, seed in (("site1", 0), ("site2", 1)):
+        (tmp_path / folder).mkdir()
+        _scan(tmp_path / folder / "sub.nii.gz", seed)
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")
+
+    def warned(inputs: Any) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            issl.predict(trained_run.run_dir, inputs, output=out, device="cpu", progress=False)
+        return _other_input_warnings(caught)
+
+    assert warned("site1/sub.nii.gz") == []
+    (message,) = warned("site2/")
+    assert message == (
+        "output out: case 'sub' was predicted from site1/sub.nii.gz (its row in out/volumes.csv), and is now "
+        "predicted from another input, site2/sub.nii.gz: its label map and row are replaced by this input's. "
+        "If both scans are wanted, predict them into separate output folders, or rename one"
+    )
+    # The same file again, however it is named: as given before, absolute, or from another folder.
+    assert warned("site2/sub.nii.gz") == []
+    assert warned(tmp_path / "site2" / "sub.nii.gz") == []
+    monkeypatch.chdir(tmp_path / "site2")
+    out = Path("../out")
+    assert warned("sub.nii.gz") == []  # the row's site2/sub.nii.gz, from the folder above, is this file
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")
+    assert warned("site2/sub.nii.gz") == []
+    assert [m.split(": its label map")[0] for m in warned(tmp_path / "site1" / "sub.nii.gz")] == [
+        "output out: case 'sub' was predicted from site2/sub.nii.gz (its row in out/volumes.csv), and is "
+        f"now predicted from another input, {tmp_path / 'site1' / 'sub.nii.gz'}"
+    ]

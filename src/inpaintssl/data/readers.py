@@ -95,9 +95,10 @@ IMAGE_RANKS = frozenset({2, 3, 4})
 LABEL_RANKS = frozenset({2, 3})
 """Integer class maps: a 2D slice or a 3D volume."""
 
-READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error)
+READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error, zipfile.BadZipFile)
 """What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
-file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError)."""
+file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError),
+a truncated ``.npz`` archive or a member whose CRC fails (zipfile.BadZipFile, no OSError)."""
 
 # DicomVolume, MetaImageVolume and NrrdVolume subclass Volume, so their modules import this one:
 # their re-exports here are resolved on first use, and open_volume imports them when it meets such
@@ -830,6 +831,45 @@ def _npz_member_shape(path: Path, key: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+"""How every ``.npy`` file starts (NumPy's format, :mod:`numpy.lib.format`)."""
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape of the ``.npy`` array ``path``, its header checked before NumPy loads it.
+
+    Without its magic, ``np.load`` takes a file for a pickle and refuses it as "pickled (object)
+    data": said of an HTML page a failed download saved, that sends the user looking for a flag.
+    """
+    with path.open("rb") as stream:
+        start = stream.read(len(_NPY_MAGIC))
+        if start != _NPY_MAGIC:
+            hint = ""
+            if start.startswith(b"PK"):
+                hint = " (a zip archive: an .npz saved under an .npy name?)"
+            elif start.lstrip().startswith(b"<"):
+                hint = " (text markup: a web page saved by a failed download?)"
+            raise DataError(
+                f"NumPy file {path} is not a NumPy .npy file (expected the \\x93NUMPY magic; found "
+                f"{start!r}{hint})"
+            )
+        stream.seek(0)
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            _, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    if dtype.hasobject:
+        raise DataError(
+            f"NumPy file {path} has dtype {dtype} (Python objects: pickled data, no image), which is never "
+            "loaded, as reading it would mean unpickling the file's data; expected a numeric array (save "
+            "it with e.g. np.save(path, array.astype(np.float32)))"
+        )
+    # Loaded (memory-mapped) for the shape: NumPy also checks that the file holds the data its header
+    # announces.
+    return tuple(np.load(path, mmap_mode="r").shape)
+
+
 class NumpyVolume(Volume):
     """A ``.npy`` array (memory-mapped) or one array ``key`` of an ``.npz`` archive.
 
@@ -852,9 +892,9 @@ class NumpyVolume(Volume):
             if self._archive:
                 shape = _npz_member_shape(path, key)
             else:
-                shape = np.load(path, mmap_mode="r").shape
+                shape = _npy_shape(path)
         except DataError:
-            raise  # already names the file and what is wrong (a missing or object-dtype member)
+            raise  # already names the file and what is wrong (no .npy, a missing or object-dtype array)
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise DataError(f"NumPy file {path} cannot be read: {exc}") from exc
         spacing = _given_spacing(spacing, shape, where=f"NumPy file {path}")

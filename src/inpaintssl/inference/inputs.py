@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,8 +239,17 @@ def _image_dataset(path: Path) -> str:
 
 
 def _image_array(path: Path) -> str:
-    with np.load(path) as archive:
-        members = list(archive.files)
+    # The zip's listing, as np.load's NpzFile.files gives it; np.load itself would return a plain
+    # array for an .npy under an .npz name, and take a file that is neither for a pickle.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [name.removesuffix(".npy") for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PredictionError(
+            f"input {path} cannot be read as a NumPy .npz archive ({type(exc).__name__}: {exc}); expected "
+            "a complete zip archive of .npy arrays, as np.savez writes (is it truncated or still being "
+            "copied?)"
+        ) from exc
     return _image_member(members, path=path, what="NumPy archive", holds="array")
 
 

@@ -81,7 +81,10 @@ an ``.nhdr``), every other input's in NIfTI. Everything is written to a hidden f
 ``output`` (``.<output name>.<random>.predict.tmp``) and moved in only when every case succeeded, so
 a failure leaves nothing partial in ``output``; a predict killed mid-write leaves that folder, and
 the next predict into the same ``output`` removes it
-(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's. Where it
+(:func:`~inpaintssl.inference.writing.remove_stale_staging`), never a running predict's; one killed
+while it moved its files into an existing ``output`` is undone by the next predict into it, which
+puts back the files it had set aside
+(:func:`~inpaintssl.inference.writing.restore_interrupted_commits`). Where it
 holds cases already finished, and the next predict is the same prediction (weights, options), that
 predict takes the finished cases it shares and predicts only the rest (``resume``,
 :mod:`~inpaintssl.inference.resume`): a cohort predict stopped at case 900 of 1,000 goes on from
@@ -164,15 +167,17 @@ from inpaintssl.inference.trained_run import (
     load_prediction_model,
     slice_preprocessing,
 )
-from inpaintssl.inference.volume_table import VOLUMES_CSV, check_volume_table
+from inpaintssl.inference.volume_table import VOLUMES_CSV, check_volume_table, warn_if_other_inputs
 from inpaintssl.inference.write_ahead import WriteAhead
 from inpaintssl.inference.writing import (
     OUTPUT_FORMATS,
     VOLUME_FORMATS,
+    check_not_inputs,
     check_output,
     check_writable,
     commit,
     file_format_for,
+    restore_interrupted_commits,
     save_volume,
     staging_folder,
     volumes_csv,
@@ -341,9 +346,12 @@ def predict(
         inputs: Files, folders (every NIfTI inside, or a DICOM series), or glob patterns; one or
             a list.
         output: Folder for ``<case>_seg.nii.gz``, ``<case>_prob.nii.gz`` and ``volumes.csv``
-            (created if missing; files of the same name are replaced, but a ``volumes.csv``
-            there keeps the rows of the cases not predicted now:
-            :mod:`~inpaintssl.inference.volume_table`).
+            (created if missing; files of the same name are replaced, and a case predicted again
+            loses the files an earlier predict wrote for it that this one does not write, in any
+            format (its probabilities, when not asked for now; its label map in another
+            ``output_format``), but a ``volumes.csv`` there keeps the rows of the cases not
+            predicted now: :mod:`~inpaintssl.inference.volume_table`; a case whose row there names
+            another input gets a warning naming both).
         batch_size: Slices per forward pass.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         probabilities: Also write the per-class probability maps.
@@ -462,7 +470,8 @@ def predict(
             in full and checked as training checks its images, before any is predicted); its
             channel count does not fit the model; an input file changed (size or modification
             time) or vanished between its check and its prediction; the checkpoint is a
-            pretraining (inpainting) one; ``output`` is a file or a link to nothing; a MetaImage or
+            pretraining (inpainting) one; ``output`` is a file or a link to nothing, or a case's
+            output file there is one of the inputs (a folder predicted into itself); a MetaImage or
             NRRD label map cannot describe an input's grid (an affine axis of length 0); a DICOM
             SEG or RT Structure Set is asked for an input that is not a DICOM series, or one
             without ``StudyInstanceUID``, ``SeriesInstanceUID`` or ``FrameOfReferenceUID``, or a
@@ -537,6 +546,9 @@ def predict(
     amp_dtype = autocast_dtype(target, amp)
     model = load_prediction_model(run_or_checkpoint, target)
     _check_class_names_fit(model, [output_format])  # "input": once the inputs' formats are known
+    # A predict killed while it moved its files in left them set aside: put back before the output's
+    # tables are checked, as they were before it.
+    restore_interrupted_commits(out)
     check_volume_table(out, model.class_names)
     check_skipped_table(out)
     prep = slice_preprocessing(
@@ -544,6 +556,7 @@ def predict(
     )
     check_resample(resample, model, prep)
     paths = expand_inputs(inputs, studies=prep.series is not None or prep.run_series is not None)
+    check_not_inputs(out, list(zip(case_names(paths), paths)))
     bad = BadInputs(skip=skip_bad_inputs)
     identity = None
     if resume:
@@ -602,6 +615,7 @@ def predict(
                 bad,
             )
         bad.check_some_left(len(prepared))
+        warn_if_other_inputs(out, [(item.case, item.path) for item in prepared])
         formats = [file_format_for(item.volume, output_format) for item in prepared]
         _check_class_names_fit(model, formats)
         finished: dict[str, CasePrediction] = {}
@@ -723,7 +737,7 @@ def predict(
         atomic_write_text(staging / VOLUMES_CSV, volumes_csv(done, model.class_names, model=model.source))
         if skip_bad_inputs:
             atomic_write_text(staging / SKIPPED_CSV, skipped_csv_text(skipped))
-        commit(staging, out)
+        commit(staging, out, cases=[case.case for case in done])
     return PredictionReport(
         output=out,
         volumes_csv=out / VOLUMES_CSV,

@@ -13,6 +13,11 @@ Only tables of the same classes merge: an output whose ``volumes.csv`` has other
 that one of the two tables has and the other lacks (the mean T2 of a ``t2=True`` predict) are
 kept, left empty in the rows that have none.
 
+A case's row names the input it was predicted from (its ``file``). A predict whose case of that name
+comes from another input (two folders' ``sub.nii.gz``, predicted into one output in two calls)
+replaces that case's label map and row all the same, with a warning naming both inputs
+(:func:`warn_if_other_inputs`): case names are unique within one predict, not across predicts.
+
 Example:
     >>> earlier = "case,file,wm_ml\\na,a.nii.gz,1.5\\nb,b.nii.gz,2.0\\n"
     >>> print(merged_volume_table(earlier, "case,file,wm_ml\\nb,b2.nii.gz,2.5\\nc,c.nii.gz,3.0\\n"), end="")
@@ -26,10 +31,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from inpaintssl.inference.results import PredictionError
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = [
     "MOVE_AWAY",
@@ -39,6 +46,7 @@ __all__ = [
     "merged_volume_table",
     "output_table_rows",
     "output_table_text",
+    "warn_if_other_inputs",
 ]
 
 VOLUMES_CSV = "volumes.csv"
@@ -162,3 +170,46 @@ def cases_in(table: str) -> set[str]:
         PredictionError: It is no table a predict wrote.
     """
     return {row["case"] for row in _parsed(table, VOLUMES_CSV)[1]}
+
+
+def _same_input(recorded: str, path: Path) -> bool:
+    """Whether a row's ``file`` (``recorded``, as the earlier predict was given it) is the input ``path``.
+
+    Resolved from the current folder; a relative path that resolves elsewhere still counts as the
+    same input where ``path`` ends with it (the earlier predict ran in a folder above), so that
+    only inputs that differ are reported.
+    """
+    earlier = Path(recorded).expanduser()
+    current = path.resolve()
+    if earlier.resolve() == current:
+        return True
+    if earlier.is_absolute():
+        return False
+    parts = Path(os.path.normpath(earlier)).parts
+    return ".." not in parts and current.parts[-len(parts) :] == parts
+
+
+def warn_if_other_inputs(output: Path, cases: Sequence[tuple[str, Path]]) -> None:
+    """Warn for each case whose row in ``output``'s ``volumes.csv`` names another input than ``cases`` gives.
+
+    Its label map and row are replaced by this predict's, from another scan: two folders'
+    ``sub.nii.gz`` predicted into one output in two calls are one case ``sub``.
+
+    Args:
+        output: The folder predicted into.
+        cases: Each case's name and input path, in this predict.
+    """
+    path = output / VOLUMES_CSV
+    if not path.is_file():
+        return
+    earlier = {row["case"]: row.get("file") or "" for row in _parsed(output_table_text(path), str(path))[1]}
+    for case, source in cases:
+        recorded = earlier.get(case)
+        if recorded and not _same_input(recorded, source):
+            warn_each_time(
+                f"output {output}: case {case!r} was predicted from {recorded} (its row in {path}), and is "
+                f"now predicted from another input, {source}: its label map and row are replaced by this "
+                "input's. If both scans are wanted, predict them into separate output folders, or rename "
+                "one",
+                UserWarning,
+            )

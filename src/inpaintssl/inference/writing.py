@@ -8,7 +8,10 @@ and :func:`file_format_for` picks that format, the input's own with ``output_for
 :func:`volumes_ml` and :func:`volumes_csv` measure and
 tabulate each case's class volumes; :func:`staging_folder` gives the hidden folder beside ``output``
 that the files are written into, and :func:`commit` moves them into ``output`` so that a failure
-leaves it as it was; :func:`check_output` refuses an ``output`` that cannot become a folder.
+leaves it as it was, and takes out the files an earlier predict wrote for the cases predicted again
+that this one does not write (:func:`case_output_names`); :func:`check_output` refuses an
+``output`` that cannot become a folder, :func:`check_not_inputs` one where a case's files would
+replace an input.
 
 A predict killed while it writes leaves its staging folder, ``.<output name>.<8 random
 characters>.predict.tmp``. Like :mod:`inpaintssl.atomic`'s temporaries, the folder is locked
@@ -17,6 +20,13 @@ when the process dies: the next predict into the same ``output`` removes the fol
 (:func:`remove_stale_staging`), never a running predict's, nor a user's file or folder of another
 name. A folder that holds finished cases' records (:mod:`~inpaintssl.inference.resume`) is
 instead taken over by the next predict of the same prediction, which predicts only the rest.
+
+Into an existing ``output``, :func:`commit` first sets the files it replaces aside in another
+hidden folder, ``.<output name>.<8 random characters>.old.tmp``, locked the same way, with a
+journal of the files it places where there were none. A predict killed while it moves its files
+leaves that folder; the next predict into the same ``output`` (and every commit into it) puts the
+set-aside files back and takes out the new ones the journal names
+(:func:`restore_interrupted_commits`), so ``output`` is as it was before the killed commit.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import contextlib
 import csv
 import errno
 import io
+import json
 import logging
 import math
 import os
@@ -32,7 +43,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -43,6 +54,7 @@ from inpaintssl.atomic import (
     CLAIM_TRIES,
     TEMPORARY_TOKEN,
     atomic_path,
+    atomic_write_text,
     claim_temporary,
     fsync_dir,
     give_plain_permissions,
@@ -69,15 +81,19 @@ from inpaintssl.metrics import tissue_volume
 
 __all__ = [
     "OUTPUT_FORMATS",
+    "OUTPUT_KINDS",
     "STAGING_SUFFIX",
     "VOLUME_FORMATS",
     "OutputFormat",
+    "case_output_names",
+    "check_not_inputs",
     "check_output",
     "check_writable",
     "commit",
     "file_format_for",
     "nifti_image",
     "remove_stale_staging",
+    "restore_interrupted_commits",
     "save_nifti",
     "save_volume",
     "staging_folder",
@@ -97,8 +113,20 @@ VOLUME_FORMATS = ("nifti", "metaimage", "nrrd")
 """The formats of :data:`OUTPUT_FORMATS` that hold a map by itself, with its geometry
 (:func:`save_volume`); the others reference the DICOM series the map was predicted on."""
 
+OUTPUT_KINDS = ("seg", "prob", "t2")
+"""The maps a predict writes for a case, ``<case>_<kind><suffix>``: the label map, the probabilities,
+the T2 map."""
+
 STAGING_SUFFIX = ".predict.tmp"
 """How the name of the hidden folder a predict writes its files into ends (see the module docstring)."""
+
+_ASIDE_SUFFIX = ".old.tmp"
+"""How the name of the hidden folder :func:`commit` sets replaced files aside in ends."""
+_ASIDE_FILES = "old"
+"""The folder, in a set-aside folder, that holds the files set aside (under their names in ``output``)."""
+_JOURNAL = "journal.json"
+"""The file, in a set-aside folder, that names the files placed where there were none, and the
+``output`` folder; there while the commit moves files, gone once all of them are in place."""
 
 # Opening a folder's own descriptor (to lock it) must not open a file or follow a link instead.
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -394,27 +422,117 @@ def _merge_tables(staging: Path, output: Path) -> None:
             temporary.write_text(merged, encoding="utf-8")
 
 
-def commit(staging: Path, output: Path) -> None:
+def case_output_names(case: str) -> list[str]:
+    """Every file name a predict writes for ``case``, in any of its formats: each of
+    :data:`OUTPUT_KINDS` with each suffix of :data:`OUTPUT_FORMATS`.
+
+    Example:
+        >>> case_output_names("a")[:5]
+        ['a_seg.nii.gz', 'a_seg.mha', 'a_seg.nrrd', 'a_seg.dcm', 'a_prob.nii.gz']
+    """
+    suffixes = dict.fromkeys(OUTPUT_FORMATS.values())
+    return [f"{case}_{kind}{suffix}" for kind in OUTPUT_KINDS for suffix in suffixes]
+
+
+def _entry(path: Path) -> Path:
+    """``path`` as a folder entry: its folder resolved, its own name kept (a link is not followed)."""
+    return path.parent.resolve() / path.name
+
+
+def check_not_inputs(output: Path, cases: Sequence[tuple[str, Path]]) -> None:
+    """Refuse, before any case is predicted, an ``output`` where a case's files would replace an input.
+
+    Predicting into the inputs' own folder, an input named like another case's output
+    (``a_seg.nii.gz`` beside ``a.nii.gz``, perhaps an earlier label map) would be replaced by case
+    ``a``'s label map, or set aside as one of its earlier files (:func:`commit`). Every name of
+    :func:`case_output_names` counts, whichever this predict writes.
+
+    Args:
+        output: The folder predicted into.
+        cases: Each case's name and input path.
+
+    Raises:
+        PredictionError: Naming the output file, its case and the input it is.
+    """
+    inputs = {_entry(path): path for _, path in cases}
+    folder = output.resolve()
+    for case, _ in cases:
+        for name in case_output_names(case):
+            input_path = inputs.get(folder / name)
+            if input_path is not None:
+                raise PredictionError(
+                    f"output {output / name} (a file of case {case!r}, which this predict writes, or takes "
+                    f"out where an earlier predict wrote it) is the input {input_path}: the scan would be "
+                    "replaced by a label map. Predict into another folder than the inputs', or rename the "
+                    "input"
+                )
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _stale_names(staging: Path, output: Path, cases: Collection[str]) -> list[str]:
+    """The files of ``cases`` in ``output`` that an earlier predict wrote and this one does not.
+
+    Left, they would lie beside the new label map as if they were this prediction's (the
+    probabilities of another model, a label map in another format). Only cases that the
+    ``volumes.csv`` in ``output`` lists count: those an earlier predict wrote files for. Folders are
+    never taken.
+    """
+    earlier = output / VOLUMES_CSV
+    if not cases or not earlier.is_file():
+        return []
+    listed = cases_in(output_table_text(earlier)).intersection(cases)
+    written = {path.name for path in staging.iterdir()}
+    stale: list[str] = []
+    for case in sorted(listed):
+        for name in case_output_names(case):
+            path = output / name
+            if name not in written and (path.is_symlink() or path.is_file()):
+                stale.append(name)
+    return stale
+
+
+def commit(staging: Path, output: Path, *, cases: Collection[str] = ()) -> None:
     """Move the finished files into ``output``: one rename when it is new, else all or nothing.
 
     Into an existing folder, the files they replace are first set aside; if any move fails, the
-    new files are taken out again and the old ones put back, so ``output`` is as it was. A
-    ``volumes.csv`` there keeps the rows of the cases not predicted now
-    (:mod:`~inpaintssl.inference.volume_table`), a ``skipped.csv`` those of the inputs left out
-    and not predicted since. Commits into one output run one at a time.
+    new files are taken out again and the old ones put back, so ``output`` is as it was. The
+    files an earlier predict wrote there for ``cases`` (the cases predicted now) that this one did
+    not write (:func:`case_output_names`: another format's label map, probabilities or a T2 map
+    not asked for now) are set aside and removed with them. A ``volumes.csv`` there keeps the
+    rows of the cases not predicted now (:mod:`~inpaintssl.inference.volume_table`), a
+    ``skipped.csv`` those of the inputs left out and not predicted since. Commits into one output
+    run one at a time, and first put back what a killed commit left set aside
+    (:func:`restore_interrupted_commits`).
     """
     give_plain_permissions(staging)
     with _commit_lock(output):
+        _restore_interrupted(output)
         if not output.exists():
             os.replace(staging, output)
             fsync_dir(output.parent)
             return
+        stale = _stale_names(staging, output, cases)
         _merge_tables(staging, output)
-        _move_into(staging, output)
+        _move_into(staging, output, stale=stale)
 
 
-def _move_into(staging: Path, output: Path) -> None:
-    """Move every file of ``staging`` into the existing folder ``output``, all or nothing."""
+def _aside_name(output: Path) -> re.Pattern[str]:
+    """The names :func:`_move_into` gives its set-aside folders for ``output``, and no others."""
+    return re.compile(re.escape(temporary_prefix(output)) + TEMPORARY_TOKEN + re.escape(_ASIDE_SUFFIX))
+
+
+def _folder_identity(folder: Path) -> list[int]:
+    stats = os.stat(folder)
+    return [stats.st_dev, stats.st_ino]
+
+
+def _move_into(staging: Path, output: Path, *, stale: Sequence[str] = ()) -> None:
+    """Move every file of ``staging`` into the existing folder ``output``, and ``stale`` (names in
+    ``output``) out of it, all or nothing; a kill midway is undone by the next commit
+    (:func:`restore_interrupted_commits`)."""
     # volumes.csv last: its presence says the case files it lists are all in place.
     names = sorted((p.name for p in staging.iterdir()), key=lambda n: (n == VOLUMES_CSV, n))
     folders = [name for name in names if (output / name).is_dir() and not (output / name).is_symlink()]
@@ -423,26 +541,158 @@ def _move_into(staging: Path, output: Path) -> None:
             f"output {output} holds a folder {folders[0]!r} where a prediction file goes; expected a file "
             "or nothing there (nothing was written)"
         )
-    aside = Path(tempfile.mkdtemp(prefix=temporary_prefix(output), suffix=".old.tmp", dir=output.parent))
-    replaced: list[str] = []
-    placed: list[str] = []
+    lock, aside = _locked_folder(output, _ASIDE_SUFFIX)
     try:
-        for name in names:
-            if (output / name).exists() or (output / name).is_symlink():
-                os.replace(output / name, aside / name)
+        old = aside / _ASIDE_FILES
+        try:
+            old.mkdir()
+            journal = {
+                "output": _folder_identity(output),
+                "new": [name for name in names if not _present(output / name)],
+            }
+            # Written (and synced) before anything moves: a kill from here on is undone from it.
+            atomic_write_text(aside / _JOURNAL, json.dumps(journal))
+        except BaseException:
+            shutil.rmtree(aside, ignore_errors=True)
+            raise
+        replaced: list[str] = []
+        placed: list[str] = []
+        try:
+            for name in stale:
+                os.replace(output / name, old / name)
                 replaced.append(name)
-            os.replace(staging / name, output / name)
-            placed.append(name)
-    except BaseException:
-        for name in placed:
-            (output / name).unlink(missing_ok=True)
-        for name in replaced:
-            os.replace(aside / name, output / name)
-        aside.rmdir()
-        raise
-    fsync_dir(output)
-    shutil.rmtree(aside)
+            for name in names:
+                if _present(output / name):
+                    os.replace(output / name, old / name)
+                    replaced.append(name)
+                os.replace(staging / name, output / name)
+                placed.append(name)
+            fsync_dir(output)
+            # Every file in place: from here on a kill leaves nothing to undo.
+            (aside / _JOURNAL).unlink()
+        except BaseException:
+            for name in placed:
+                (output / name).unlink(missing_ok=True)
+            for name in replaced:
+                os.replace(old / name, output / name)
+            shutil.rmtree(aside)
+            raise
+        shutil.rmtree(aside)
+    finally:
+        if lock is not None:
+            os.close(lock)
     staging.rmdir()
+
+
+def _plain_name(name: object) -> bool:
+    """Whether a journal's entry is a file name in ``output`` (no path, nothing hidden behind ``..``)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and os.sep not in name
+
+
+def _put_back(aside: Path, output: Path) -> bool:
+    """Undo the killed commit whose set-aside folder is ``aside``; whether the folder may go.
+
+    With its journal (the commit was moving files): the files set aside go back into ``output``,
+    over the new ones, and the new files placed where there were none are taken out, while
+    ``output`` is still the folder the journal names (else nothing is put back: it was removed or
+    replaced since). Without it (every file was in place), nothing. A folder of an earlier
+    version, its files set aside directly in it without a journal, has each put back where
+    ``output`` lacks it, while ``output`` is a folder.
+    """
+    journal = aside / _JOURNAL
+    old = aside / _ASIDE_FILES
+    if journal.is_file():
+        try:
+            record = json.loads(journal.read_text(encoding="utf-8"))
+            recorded, new = record["output"], record["new"]
+        except (ValueError, KeyError, TypeError):
+            log.warning(
+                "left %s: its journal is damaged, so what to put back into %s is unknown", aside, output
+            )
+            return False
+        try:
+            same = output.is_dir() and _folder_identity(output) == recorded
+        except OSError:
+            same = False
+        if not same:
+            log.warning(
+                "removed %s: it held files a killed predict had set aside from %s, which has been removed or "
+                "replaced since",
+                aside,
+                output,
+            )
+            return True
+        for entry in sorted(old.iterdir()) if old.is_dir() else []:
+            os.replace(entry, output / entry.name)
+        for name in new if isinstance(new, list) else []:
+            if _plain_name(name) and not (output / name).is_dir():
+                (output / name).unlink(missing_ok=True)
+        fsync_dir(output)
+        log.warning("put %s back as it was before a predict killed while moving its files in", output)
+        return True
+    if old.is_dir():
+        return True  # the commit finished: what was set aside is replaced
+    if not output.is_dir():
+        return False
+    for entry in sorted(aside.iterdir()):
+        if not _present(output / entry.name):
+            os.replace(entry, output / entry.name)
+    fsync_dir(output)
+    log.warning("put back into %s the files a killed predict had set aside in %s", output, aside)
+    return True
+
+
+def _restore_interrupted(output: Path) -> list[Path]:
+    """:func:`restore_interrupted_commits`, the commit lock held by the caller."""
+    if sys.platform == "win32":
+        return []
+    handled: list[Path] = []
+    for path in matching_entries(output.parent, _aside_name(output)):
+        fd = lock_if_unused(path, folder=True)
+        if fd is None:
+            continue  # a live commit holds it, a link or a file, gone, or no locks here
+        try:
+            if _put_back(path, output):
+                shutil.rmtree(path)
+                handled.append(path)
+        except OSError as exc:
+            log.warning(
+                "could not put back into %s what a killed predict set aside in %s: %s", output, path, exc
+            )
+        finally:
+            os.close(fd)
+    return handled
+
+
+def restore_interrupted_commits(output: Path) -> list[Path]:
+    """Undo the commits into ``output`` that were killed while they moved files; return their folders.
+
+    A commit into an existing ``output`` sets the files it replaces aside in a hidden folder
+    beside it (``.<name>.<8 random characters>.old.tmp``), locked while it runs, with a journal of
+    the new files it places where there were none. Of the folders no live commit holds, each with
+    a journal has its files put back and the new ones it names taken out, so ``output`` is as it
+    was before that commit, then is removed; one without (its commit finished) is removed. Runs
+    under the commits' lock. Where the file system has no locks (and on Windows) nothing is done.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "preds").mkdir()
+        >>> _ = (root / "preds" / "volumes.csv").write_text("new")
+        >>> aside = root / ".preds.k2x9ab_7.old.tmp"
+        >>> (aside / "old").mkdir(parents=True)
+        >>> _ = (aside / "old" / "a_seg.nii.gz").write_text("old")
+        >>> identity = [(root / "preds").stat().st_dev, (root / "preds").stat().st_ino]
+        >>> _ = (aside / "journal.json").write_text(json.dumps({"output": identity, "new": ["volumes.csv"]}))
+        >>> [p.name for p in restore_interrupted_commits(root / "preds")]
+        ['.preds.k2x9ab_7.old.tmp']
+        >>> sorted(p.name for p in (root / "preds").iterdir()), sorted(p.name for p in root.iterdir())
+        (['a_seg.nii.gz'], ['preds'])
+    """
+    if sys.platform == "win32" or not matching_entries(output.parent, _aside_name(output)):
+        return []
+    with _commit_lock(output):
+        return _restore_interrupted(output)
 
 
 def check_output(output: Path) -> None:
@@ -487,22 +737,28 @@ def remove_stale_staging(output: Path) -> list[Path]:
     return remove_unlocked(output.parent, _staging_name(output), folders=True)
 
 
-def _locked_staging(output: Path) -> tuple[int | None, Path]:
-    """A new staging folder for ``output``, and the open descriptor holding its predict's lock."""
+def _locked_folder(output: Path, suffix: str) -> tuple[int | None, Path]:
+    """A new hidden folder beside ``output`` whose name ends with ``suffix`` (a staging or
+    set-aside folder), and the open descriptor holding its process's lock."""
     for _ in range(CLAIM_TRIES):
-        staging = Path(
-            tempfile.mkdtemp(prefix=temporary_prefix(output), suffix=STAGING_SUFFIX, dir=output.parent)
-        )
+        folder = Path(tempfile.mkdtemp(prefix=temporary_prefix(output), suffix=suffix, dir=output.parent))
         if sys.platform == "win32":
-            return None, staging  # no flock; nor does anything sweep there
+            return None, folder  # no flock; nor does anything sweep there
         try:
-            fd = os.open(staging, os.O_RDONLY | _O_DIRECTORY)
+            fd = os.open(folder, os.O_RDONLY | _O_DIRECTORY)
         except FileNotFoundError:
             continue  # a concurrent sweep took it before it was locked
-        if claim_temporary(fd, str(staging)):
-            return fd, staging
+        if claim_temporary(fd, str(folder)):
+            return fd, folder
         os.close(fd)  # the sweep that claimed it removes it
-    raise OSError(errno.EAGAIN, f"{CLAIM_TRIES} staging folders were removed by concurrent sweeps")
+    raise OSError(
+        errno.EAGAIN, f"{CLAIM_TRIES} hidden folders for {output} were removed by concurrent sweeps"
+    )
+
+
+def _locked_staging(output: Path) -> tuple[int | None, Path]:
+    """A new staging folder for ``output``, and the open descriptor holding its predict's lock."""
+    return _locked_folder(output, STAGING_SUFFIX)
 
 
 def _adopted_staging(output: Path, identity: str) -> tuple[int, Path] | None:
