@@ -15,7 +15,7 @@ import pytest
 from inpaintssl.analysis.summaries import label_fraction_summary
 from inpaintssl.analysis.table import Table
 from inpaintssl.config import PretrainConfig
-from inpaintssl.studies.demo import RunTiming, _summary, demo_spec, format_table, settings_for
+from inpaintssl.studies.demo import RunTiming, _summary, _time_line, demo_spec, format_table, settings_for
 from inpaintssl.studies.queue import RunRecord
 
 
@@ -286,3 +286,20 @@ def test_the_full_demo_keeps_the_librarys_pretraining_stopping_rule() -> None:
     spec = demo_spec(settings_for(quick=False), output="demo-report")
     assert spec.pretrain.early_stopping == PretrainConfig().early_stopping
     assert (spec.finetune.early_stopping.patience, spec.finetune.optim.max_epochs) == (10, 20)
+
+
+def test_the_time_line_counts_pretraining_by_the_runs_arm_not_its_folder() -> None:
+    # A demo study with a grid gives its second pretraining run the folder "pretrain_pt-<id>": by
+    # the folder's name its 30 s of steps were counted as fine-tuning.
+    def timing(name: str, arm: str, train_seconds: float) -> RunTiming:
+        row = {"epoch": 0, "train_seconds": train_seconds, "seconds": train_seconds + 1.0}
+        return RunTiming(name, [row], True, 0, train_seconds + 2.0, {"arm": arm})
+
+    runs = [
+        timing("pretrain", "pretrain", 20.0),
+        timing("pretrain_pt-0123456789abcdef", "pretrain", 30.0),
+        timing("ssl_10pct_seed0", "ssl", 7.0),
+    ]
+    line = _time_line(runs, total=100.0)
+    assert "pretraining steps 50 s (50%)" in line
+    assert "fine-tuning steps 7 s (7%)" in line

@@ -510,3 +510,117 @@ def test_the_shipped_transfer_study_compares_like_with_like_and_reuses_its_old_b
         assert baseline.config.optim.max_epochs == job.config.optim.max_epochs
         assert baseline.config.transfer.second_lr == job.labels["second_lr"]
         assert baseline.labels["budget_epochs"] == job.labels["budget_epochs"] == runs * 10
+
+
+# -- demo folders: one per run ------------------------------------------------------------------
+def test_demo_runs_that_a_readable_name_would_join_get_a_folder_each(tmp_path: Path) -> None:
+    # A demo folder's name leaves out grid values and rounds the fraction: distinct runs shared a
+    # folder, and a later one resumed the earlier one's finished run and was recorded with its Dice.
+    spec = StudySpec.model_validate(
+        {
+            "study": "demo",
+            "output": str(tmp_path),
+            "label_fractions": [0.051, 0.049, 0.5],
+            "grid": {
+                "pretrain.pretext.task": ["context_prediction", "context_restoration"],
+                "finetune.run.deterministic": [False, True],
+            },
+        }
+    )
+    plan = expand_study(spec)
+    assert len(plan) == 2 + 2 * 2 * 3 + 2 * 3  # pretraining, SSL (task x deterministic x fraction), baselines
+    folders = {job.id: job.config.run.output_dir for job in plan}
+    assert len(set(folders.values())) == len(plan)
+    runs = tmp_path / "runs"
+    percent = {0.051: 5, 0.049: 5, 0.5: 50}
+
+    def expected(job: Job) -> Path:
+        # The base spec (context_restoration, deterministic false) has one run per name at 50%:
+        # it keeps the name. 5.1% and 4.9% both round to 5%, so neither of those keeps it.
+        arm, fraction = job.labels["arm"], job.labels.get("label_fraction")
+        if arm == "pretrain":
+            name, base = "pretrain", job.labels["task"] == "context_restoration"
+        else:
+            name = f"{arm}_{percent[fraction]}pct_seed0"
+            task = job.labels.get("task", "context_restoration")  # baselines have no pretext task
+            base = fraction == 0.5 and not job.config.run.deterministic and task == "context_restoration"
+        return runs / (name if base else f"{name}_{job.id}")
+
+    for job in plan:
+        assert job.config.run.output_dir == expected(job), job.labels
+        if job.depends_on is not None:
+            assert job.config.transfer.pretrained == folders[job.depends_on]
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_the_shipped_demo_keeps_its_readable_folder_names(tmp_path: Path, quick: bool) -> None:
+    from inpaintssl.studies.demo import demo_spec, settings_for
+
+    # The names README.md and docs quote (runs/ssl_10pct_seed0, runs/supervised_100pct_seed0):
+    # 5% with three subset seeds, 10%, 25% and all labels with one.
+    plan = expand_study(demo_spec(settings_for(quick=quick), output=tmp_path))
+    subsets = [(5, 0), (5, 1), (5, 2), (10, 0), (25, 0), (100, 0)]
+    names = {"pretrain"} | {
+        f"{arm}_{pct}pct_seed{seed}" for arm in ("ssl", "supervised") for pct, seed in subsets
+    }
+    assert sorted(job.config.run.output_dir.name for job in plan) == sorted(names)
+    assert {job.config.run.output_dir.parent for job in plan} == {tmp_path / "runs"}
+
+
+# -- a value written out at the recipe's --------------------------------------------------------
+# Each recipe's values, as docs/training.rst and inpaintssl.config describe them.
+_RECIPE_VALUES = {
+    "budget": {"lr": 1e-2, "betas": [0.9, 0.999], "schedule": "warmup_cosine", "loss": "dice_ce"},
+    "paper": {"lr": 1e-3, "betas": [0.99, 0.995], "schedule": "step_decay", "loss": "dice"},
+}
+
+
+def _recipe_spec(output: Path, recipe: str, *, written: bool, **changes: Any) -> StudySpec:
+    values = _RECIPE_VALUES[recipe]
+    optim: dict[str, Any] = {"recipe": recipe}
+    if written:
+        optim.update(lr=values["lr"], betas=values["betas"], schedule=values["schedule"])
+    finetune: dict[str, Any] = {"optim": optim, **({"loss": {"name": values["loss"]}} if written else {})}
+    data = {
+        "study": "pretext_design",
+        "output": str(output),
+        "pretrain": {"optim": optim},
+        "finetune": finetune,
+        "grid": {"pretrain.pretext.patch_size": [16, 32]},
+        "label_fractions": [1.0, 0.5],
+    }
+    data.update(changes)
+    return StudySpec.model_validate(data)
+
+
+@pytest.mark.parametrize("recipe", ["budget", "paper"])
+def test_a_value_written_out_at_the_recipes_keeps_the_run_ids_of_leaving_it_to_the_recipe(
+    tmp_path: Path, recipe: str
+) -> None:
+    # optim.lr: 0.01 under the budget recipe trains what optim.lr: null does; only the baselines
+    # were compared with the recipe's values filled in, so pretraining and SSL runs got new ids.
+    left = expand_study(_recipe_spec(tmp_path, recipe, written=False))
+    written = expand_study(_recipe_spec(tmp_path, recipe, written=True))
+    assert [(j.kind, j.labels["arm"]) for j in written] == [(j.kind, j.labels["arm"]) for j in left]
+    assert {j.labels["arm"] for j in left} == {"pretrain", "ssl", "supervised"}
+    assert [j.id for j in written] == [j.id for j in left]
+    # A grid that writes the recipe's rate beside another keeps the runs at the recipe's rate.
+    lr = _RECIPE_VALUES[recipe]["lr"]
+    grid = {"pretrain.pretext.patch_size": [16, 32], "finetune.optim.lr": [lr, lr / 10]}
+    widened = expand_study(_recipe_spec(tmp_path, recipe, written=False, grid=grid))
+    assert {j.id for j in left} < {j.id for j in widened}
+    # Another value is another run, pretraining and fine-tuning alike.
+    other = {"recipe": recipe, "lr": 2 * lr}
+    changed = expand_study(
+        _recipe_spec(tmp_path, recipe, written=False, pretrain={"optim": other}, finetune={"optim": other})
+    )
+    assert not {j.id for j in changed} & {j.id for j in left}
+
+
+def test_the_budget_recipes_rate_written_out_keeps_the_id_earlier_releases_computed() -> None:
+    # The id of the default fine-tuning config, computed by the code of commit e889ce7.
+    written = update_fields(FinetuneConfig(), {"optim.lr": 0.01, "loss.name": "dice_ce"})
+    assert run_id("finetune", written, depends_on="pt-x") == "ft-de65d72a1cc2ab26"
+    # The paper recipe's rate is not the budget recipe's: written out under it, it is another run.
+    paper = update_fields(FinetuneConfig(), {"optim.recipe": "paper"})
+    assert run_id("finetune", update_fields(paper, {"optim.lr": 0.01})) != run_id("finetune", paper)

@@ -63,6 +63,50 @@ def test_invalid_specs_name_the_problem(changes: dict[str, Any], message: str) -
 
 
 @pytest.mark.parametrize(
+    ("changes", "blamed"),
+    [
+        ({"subset_seeds": [0, -1]}, "subset_seeds.1: Input should be greater than or equal to 0 (found -1)"),
+        (
+            {"subset_seeds": [2**32]},
+            "subset_seeds.0: Input should be less than 4294967296 (found 4294967296)",
+        ),
+        (
+            {"subset_seeds": [-1], "label_fractions": [1.0], "baseline": False},
+            "subset_seeds.0: Input should be greater than or equal to 0 (found -1)",
+        ),
+        (
+            {"label_fractions": [1.0, 0.5], "fraction_seeds": {0.5: [0, -3]}},
+            "fraction_seeds[0.5] must be distinct seeds in [0, 2**32), at least one; found [0, -3]",
+        ),
+        (
+            {"label_fractions": [1.0, 0.5], "fraction_seeds": {0.5: [2**32]}},
+            "fraction_seeds[0.5] must be distinct seeds in [0, 2**32), at least one; found [4294967296]",
+        ),
+    ],
+)
+def test_a_bad_subset_seed_is_blamed_on_the_spec_field_that_gives_it(
+    tmp_path: Path, changes: dict[str, Any], blamed: str
+) -> None:
+    # Checked only when the runner set data.subset_seed, it was blamed on that field, which no spec
+    # names, and on "the supervised baseline" or "field updates".
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(**changes)), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(f"invalid study spec {path}")
+    assert blamed in message
+    assert "data.subset_seed" not in message
+
+
+def test_the_largest_subset_seed_data_subset_seed_takes_is_accepted(tmp_path: Path) -> None:
+    # data.subset_seed takes [0, 2**32): the spec's bound is the same, not tighter.
+    spec = load_spec(_spec(output=str(tmp_path), subset_seeds=[2**32 - 1], fraction_seeds={0.5: [2**32 - 1]}))
+    seeds = {job.config.data.subset_seed for job in expand_study(spec).finetune_jobs()}
+    assert seeds == {2**32 - 1}
+
+
+@pytest.mark.parametrize(
     ("changes", "line"),
     [
         # The review's case: one letter short of the field, at the spec's top level.

@@ -281,6 +281,12 @@ class RunTiming:
         return None if value is None else float(value)
 
     @property
+    def is_pretraining(self) -> bool:
+        """A pretraining run: its ``arm`` label, or for a timing without labels its folder's name."""
+        arm = self.labels.get("arm")
+        return arm == "pretrain" if arm is not None else self.name == "pretrain"
+
+    @property
     def train_seconds(self) -> float:
         """Time in optimisation steps (``train_seconds`` of every epoch)."""
         return sum(float(row["train_seconds"]) for row in self.history)
@@ -506,8 +512,9 @@ def demo_parts(spec: StudySpec, results: Table, parts: ReportParts) -> None:
 def _time_line(runs: Sequence[RunTiming], *, total: float) -> str:
     """Where the demo's time went: training steps, validation (with best checkpoints), the rest."""
     parts = {
-        "pretraining steps": sum(r.train_seconds for r in runs if r.name == "pretrain"),
-        "fine-tuning steps": sum(r.train_seconds for r in runs if r.name != "pretrain"),
+        # By the run's arm, not its folder: a demo study with a grid names other pretraining folders.
+        "pretraining steps": sum(r.train_seconds for r in runs if r.is_pretraining),
+        "fine-tuning steps": sum(r.train_seconds for r in runs if not r.is_pretraining),
         "validation and best checkpoints": sum(r.validation_seconds for r in runs),
         "set-up, last checkpoints, test evaluation": sum(r.other_seconds for r in runs),
     }

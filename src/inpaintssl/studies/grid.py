@@ -10,6 +10,8 @@ executes but not what it computes (output folder, resume flag, device, ``torch.c
 cuDNN autotuning, loader workers; the CPU speed settings ``run.reuse_host_memory`` and
 ``run.cpu_weight_gradient``, and how often ``run.checkpoint_every`` saves) leave the hash
 unchanged, and so does ``transfer.second_lr`` under the ``immediate`` schedule, which never reads it.
+A value written out at what ``optim.recipe`` fills in (``optim.lr: 0.01`` under the ``budget``
+recipe) is hashed as left to the recipe: the same run whichever way the spec says it.
 
 Every SSL fine-tuning job is compared with a supervised baseline trained the same way
 (sec. 2.5.3; docs/studies.rst). A baseline takes the SSL job's label fraction, subset seed and
@@ -59,6 +61,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -118,8 +121,42 @@ _HASHED_AT_DEFAULT = (
 )
 
 
+def _recipe_given(config: PretrainConfig | FinetuneConfig) -> dict[str, None]:
+    """The fields given explicitly at the value ``optim.recipe`` fills in when they are ``None``,
+    each mapped to ``None`` (the fields of :func:`~inpaintssl.config.recipe_filled`).
+
+    ``optim.lr: 0.01`` under a recipe whose rate is 0.01 trains exactly as ``optim.lr: null``.
+
+    Example:
+        >>> _recipe_given(update_fields(FinetuneConfig(), {"optim.lr": 0.01, "loss.name": "dice_ce"}))
+        {'optim.lr': None, 'loss.name': None}
+        >>> _recipe_given(update_fields(FinetuneConfig(), {"optim.lr": 0.001}))
+        {}
+    """
+    optim, recipe = config.optim, config.optim.defaults
+    given: dict[str, None] = {}
+    if optim.lr is not None and optim.lr == recipe.lr:
+        given["optim.lr"] = None
+    if optim.betas is not None and tuple(optim.betas) == tuple(recipe.betas):
+        given["optim.betas"] = None
+    if optim.schedule is not None and optim.schedule == recipe.schedule:
+        given["optim.schedule"] = None
+    # Under a null name the recipe's loss parameters come first and the given ones over them.
+    if (
+        isinstance(config, FinetuneConfig)
+        and config.loss.name == recipe.loss
+        and {**recipe.loss_params, **config.loss.params} == config.loss.params
+    ):
+        given["loss.name"] = None
+    return given
+
+
 def _canonical(config: PretrainConfig | FinetuneConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json")
+    # Null, as a config that leaves them to the recipe has them: that config's ids stay as they were.
+    for dotted in _recipe_given(config):
+        section, name = dotted.split(".")
+        data[section][name] = None
     for section, name in _RUNTIME_FIELDS:
         if section in data:
             data[section].pop(name, None)
@@ -133,7 +170,10 @@ def run_id(kind: JobKind, config: PretrainConfig | FinetuneConfig, *, depends_on
 
     Args:
         kind: ``pretrain`` or ``finetune``.
-        config: The resolved config; runtime-only fields (see the module docstring) are ignored.
+        config: The resolved config; runtime-only fields (see the module docstring) are ignored,
+            and a value given explicitly at what ``optim.recipe`` fills in (``optim.lr``,
+            ``optim.betas``, ``optim.schedule``, ``loss.name``) hashes as ``None``, as the same
+            config leaving it to the recipe does.
         depends_on: Id of the pretraining run a fine-tuning run starts from.
 
     Example:
@@ -143,6 +183,8 @@ def run_id(kind: JobKind, config: PretrainConfig | FinetuneConfig, *, depends_on
         True
         >>> a == run_id("pretrain", update_fields(PretrainConfig(), {"pretext.patch_size": 16}))
         False
+        >>> a == run_id("pretrain", update_fields(PretrainConfig(), {"optim.lr": 0.01}))  # the recipe's
+        True
     """
     payload = {"kind": kind, "config": _canonical(config), "depends_on": depends_on}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -389,7 +431,11 @@ def _placed(config: ModelT, field: str, path: Path) -> ModelT:
 
 
 def _folder(spec: StudySpec, job_id: str, labels: Mapping[str, Any]) -> Path:
-    """A run's folder: its id, or for the demo a readable name (``pretrain``, ``ssl_5pct_seed0``)."""
+    """A run's folder: its id, or for the demo a readable name (``pretrain``, ``ssl_5pct_seed0``).
+
+    A readable name leaves out grid values and rounds the label fraction, so several runs of a demo
+    study can get one; :func:`_distinct_folders` then gives each its own.
+    """
     if spec.study != "demo":
         return spec.runs_dir() / job_id
     if labels["arm"] == "pretrain":
@@ -398,15 +444,6 @@ def _folder(spec: StudySpec, job_id: str, labels: Mapping[str, Any]) -> Path:
         spec.runs_dir()
         / f"{labels['arm']}_{round(100 * labels['label_fraction'])}pct_seed{labels['subset_seed']}"
     )
-
-
-def _explicit(config: FinetuneConfig) -> dict[str, Any]:
-    """What a config computes: its canonical form with the recipe's values written in.
-
-    ``optim.lr: null`` under a recipe whose rate is 1e-3 trains exactly as ``optim.lr: 1e-3``;
-    comparing these forms tells a baseline that the old single baseline already trained.
-    """
-    return _canonical(update_fields(config, recipe_filled(config)))
 
 
 def _value_at(config: FinetuneConfig, dotted: str) -> Any:
@@ -496,7 +533,9 @@ def _baseline_job(
         base: FinetuneConfig | None = update_fields(spec.finetune, reset)
     except ConfigError:
         base = None  # a base value every grid point replaces: this baseline computes something else
-    if base is not None and _explicit(cfg) == _explicit(base):
+    # Compared in canonical form, where a value written out at the recipe's is the recipe's: one
+    # that computes what the old single baseline computed is that run.
+    if base is not None and _canonical(cfg) == _canonical(base):
         cfg = base
     job_id = run_id("finetune", cfg)
     # Named by what it trains with, so two grid points that share a baseline give it one name.
@@ -558,8 +597,49 @@ def _ssl_jobs(
             yield Job(job_id, "finetune", cfg, labels, depends_on=pre.id)
 
 
+def _distinct_folders(spec: StudySpec, jobs: Sequence[Job]) -> tuple[Job, ...]:
+    """``jobs`` with a folder of its own each: a demo's readable name can be several runs'.
+
+    Of the runs that would share a name, the one that the spec without its grid has there keeps it
+    (so a demo study that a grid was added to finds its runs, and its pretrained weights, where
+    they are); each of the others gets its run id appended (``ssl_5pct_seed0_ft-0123...``), as do
+    all of them when no single run of the grid-less spec has the name (label fractions that round
+    to one percentage). In a shared folder a later run resumed an earlier one's finished run and was
+    recorded with its results. Fine-tuning runs follow their pretraining run's folder.
+    """
+    sharing: dict[Path, set[str]] = {}
+    for job in jobs:
+        sharing.setdefault(job.config.run.output_dir, set()).add(job.id)
+    shared = {folder for folder, ids in sharing.items() if len(ids) > 1}
+    if not shared:
+        return tuple(jobs)
+    keeper: dict[Path, set[str]] = {}
+    if spec.grid:
+        try:
+            for job in _jobs(spec.model_copy(update={"grid": {}})):
+                keeper.setdefault(job.config.run.output_dir, set()).add(job.id)
+        except ConfigError:
+            pass  # a base config that every grid point changes is no run: no run keeps its name
+    moved = {
+        job.id: job.config.run.output_dir.with_name(f"{job.config.run.output_dir.name}_{job.id}")
+        for job in jobs
+        if job.config.run.output_dir in shared and keeper.get(job.config.run.output_dir) != {job.id}
+    }
+    placed: list[Job] = []
+    for job in jobs:
+        cfg = job.config
+        if job.id in moved:
+            cfg = _placed(cfg, "run.output_dir", moved[job.id])
+        if job.depends_on in moved:
+            cfg = _placed(cfg, "transfer.pretrained", moved[job.depends_on])
+        placed.append(dataclasses.replace(job, config=cfg))
+    return tuple(placed)
+
+
 def expand_study(spec: StudySpec) -> StudyPlan:
     """All jobs of a study: baselines first, then each pretraining job followed by its dependants.
+
+    Every job has a folder of its own (:func:`_distinct_folders`).
 
     Args:
         spec: A validated study spec.
@@ -567,6 +647,11 @@ def expand_study(spec: StudySpec) -> StudyPlan:
     Returns:
         The plan; job order is deterministic (grid order, then label fraction, then seed).
     """
+    return StudyPlan(_distinct_folders(spec, _jobs(spec)))
+
+
+def _jobs(spec: StudySpec) -> tuple[Job, ...]:
+    """The jobs of :func:`expand_study`, each in the folder :func:`_folder` names."""
     jobs: dict[str, Job] = {}
     combos = _combinations(spec.grid, "finetune")
     baselines: dict[tuple[int, float, int], Job] = {}
@@ -598,4 +683,4 @@ def expand_study(spec: StudySpec) -> StudyPlan:
             jobs.setdefault(pre.id, pre)
             for job in _ssl_jobs(spec, pre, pre_combo, combos, baselines):
                 jobs.setdefault(job.id, job)
-    return StudyPlan(tuple(jobs.values()))
+    return tuple(jobs.values())

@@ -45,7 +45,9 @@ __all__ = [
     "WorkerId",
     "pid_alive",
     "readiness",
+    "run_is_stale",
     "start_order",
+    "worker_gone",
 ]
 
 _RUN_COLUMNS = (
@@ -222,6 +224,70 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
     )
 
 
+def worker_gone(
+    worker: str | None,
+    host: str | None,
+    pid: int | None,
+    heartbeat: float | None,
+    *,
+    now: float,
+    stale_after_s: float,
+    me: WorkerId | None = None,
+) -> bool:
+    """Whether a ``running`` run is stale: the one rule by which a claim reclaims it.
+
+    Its heartbeat is older than ``stale_after_s`` (or missing), or its worker ran on this host and
+    its process is gone.
+
+    Args:
+        worker: The run's ``worker`` (``host:pid:token``).
+        host: The worker's host.
+        pid: The worker's process id.
+        heartbeat: The run's last heartbeat (seconds since the epoch).
+        now: The time to judge at.
+        stale_after_s: Heartbeat age after which the worker counts as gone.
+        me: The worker asking, if any: another worker token of its own process is an earlier
+            worker of that process that died.
+
+    Example:
+        >>> worker_gone("node-7:4101:ab12", "node-7", 4101, 100.0, now=1000.0, stale_after_s=900.0)
+        False
+        >>> worker_gone("node-7:4101:ab12", "node-7", 4101, 100.0, now=1001.0, stale_after_s=900.0)
+        True
+    """
+    if heartbeat is None or now - heartbeat > stale_after_s:
+        return True
+    if host != socket.gethostname() or pid is None:
+        return False
+    if me is not None and pid == me.pid:
+        # Same process, another worker token: an earlier worker in this process that died.
+        return bool(worker != str(me))
+    return not pid_alive(int(pid))
+
+
+def run_is_stale(run: RunRecord, *, stale_after_s: float, now: float | None = None) -> bool:
+    """Whether a recorded ``running`` run is stale (:func:`worker_gone`), judged from outside its worker.
+
+    Its host and process id are read from ``run.worker`` (``host:pid:token``); a worker named
+    another way is judged by its heartbeat alone. ``False`` for a run that is not ``running``.
+
+    Example:
+        >>> from dataclasses import replace
+        >>> run = RunRecord("pt-1", "pretrain", None, {}, {}, "running", "node-7:4101:ab12", 0.0,
+        ...                 0.0, None, 1, 0, None, None)  # its last heartbeat in 1970
+        >>> run_is_stale(run, stale_after_s=900.0)
+        True
+        >>> run_is_stale(replace(run, status="done"), stale_after_s=900.0)
+        False
+    """
+    if run.status != "running":
+        return False
+    parsed = WorkerId.parse(run.worker or "")
+    host, pid = (parsed.host, parsed.pid) if parsed is not None else (None, None)
+    moment = time.time() if now is None else now
+    return worker_gone(run.worker, host, pid, run.heartbeat, now=moment, stale_after_s=stale_after_s)
+
+
 class JobQueue(StudyDatabase):
     """The runs of a study and their state (see the module docstring; arguments of :class:`StudyDatabase`)."""
 
@@ -261,14 +327,7 @@ class JobQueue(StudyDatabase):
         self, row: tuple[Any, ...], *, now: float, stale_after_s: float, me: WorkerId | None
     ) -> bool:
         worker, host, pid, heartbeat = row
-        if heartbeat is None or now - heartbeat > stale_after_s:
-            return True
-        if host != socket.gethostname():
-            return False
-        if me is not None and pid == me.pid:
-            # Same process, another worker token: an earlier worker in this process that died.
-            return bool(worker != str(me))
-        return not pid_alive(int(pid))
+        return worker_gone(worker, host, pid, heartbeat, now=now, stale_after_s=stale_after_s, me=me)
 
     def reclaim_stale(self, *, stale_after_s: float, me: WorkerId | None = None) -> list[str]:
         """Return ``running`` runs of dead workers to ``pending``; returns their ids.

@@ -53,7 +53,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
@@ -93,6 +93,10 @@ StudyKind = Literal["transfer_design", "pretext_design", "data_scaling", "clinic
 STUDY_KINDS: tuple[str, ...] = get_args(StudyKind)
 GRID_STAGES = ("pretrain", "finetune")
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# A subset seed, bounded as ``data.subset_seed`` is: checked here, a bad one is blamed on the spec's
+# own field, not on ``data.subset_seed``, which the runner sets and the spec never names.
+_SubsetSeed = Annotated[int, Field(ge=0, lt=2**32)]
 
 MANAGED_FIELDS = frozenset(
     {
@@ -169,7 +173,7 @@ class StudySpec(BaseModel):
         label_fractions: Label-limited training subsets (sec. 2.1), each in (0, 1].
         subset_seeds: Seeds of the nested label-limited subset draws; several seeds show the
             spread that per-image p-values alone hide (label fraction 1.0 is the whole training
-            set for every seed, so it runs with the first seed only).
+            set for every seed, so it runs with the first seed only); each in [0, 2**32).
         fraction_seeds: Subset seeds for particular label fractions, replacing ``subset_seeds``
             there (the demo repeats only its smallest fraction).
         unlabelled_fractions: ``data_scaling`` only: share of each unlabelled source added to the
@@ -199,7 +203,7 @@ class StudySpec(BaseModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     label_fractions: list[float] = Field(default_factory=lambda: [1.0, 0.5, 0.25, 0.1, 0.05], min_length=1)
-    subset_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    subset_seeds: list[_SubsetSeed] = Field(default_factory=lambda: [0], min_length=1)
     fraction_seeds: dict[float, list[int]] = Field(default_factory=dict)
     unlabelled_fractions: list[float] | None = None
     baseline: bool = True
@@ -240,9 +244,11 @@ class StudySpec(BaseModel):
     @classmethod
     def _fraction_seeds(cls, value: dict[float, list[int]]) -> dict[float, list[int]]:
         for fraction, seeds in value.items():
-            if not seeds or len(set(seeds)) != len(seeds):
+            # Range-checked here, not by the type: pydantic would name the seed 'fraction_seeds.0.5.0'.
+            if not seeds or len(set(seeds)) != len(seeds) or any(not 0 <= s < 2**32 for s in seeds):
                 raise ValueError(
-                    f"fraction_seeds[{fraction}] must be distinct seeds, at least one; found {seeds}"
+                    f"fraction_seeds[{fraction}] must be distinct seeds in [0, 2**32), at least one; "
+                    f"found {seeds}"
                 )
         return value
 

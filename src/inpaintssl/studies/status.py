@@ -1,9 +1,10 @@
 """Where a study stands: runs done, failed and not started, and result files not merged yet.
 
 What ``inpaintssl experiment status`` prints, as data: the planned runs of the spec counted by
-kind and status, the database files, result files that workers wrote and no driver merged yet
-(and which of them are damaged, so that a merge refuses them), result files of runs the spec does
-not plan, and the first line of each failed run's error.
+kind and status (a ``running`` run whose worker is gone counted as :data:`STALE`), the database
+files, result files that workers wrote and no driver merged yet (and which of them are damaged, so
+that a merge refuses them), result files of runs the spec does not plan, and the first line of
+each failed run's error.
 
 Example:
     >>> import tempfile, pathlib
@@ -22,14 +23,21 @@ from types import MappingProxyType
 from typing import Any
 
 from inpaintssl.studies.grid import expand_study
+from inpaintssl.studies.queue import run_is_stale
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.results import load_runs, study_databases
 from inpaintssl.studies.spec import StudySpec, load_spec
 
-__all__ = ["NOT_STARTED", "StudyStatus", "study_status"]
+__all__ = ["NOT_STARTED", "STALE", "StudyStatus", "study_status"]
 
 NOT_STARTED = "not started"
 """The status counted for a planned run that no database records."""
+
+STALE = "stale (worker gone; the next `experiment run` reclaims it)"
+"""The status counted for a ``running`` run whose worker is gone: its heartbeat is older than the
+spec's ``stale_after_s``, or its process on this host has ended (the rule by which a claim
+reclaims it, :func:`inpaintssl.studies.queue.worker_gone`). Counted as ``running``, a killed
+study looked busy for ever."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,8 @@ class StudyStatus:
         study: The spec's study name.
         planned: Runs the spec plans.
         done: Planned runs recorded ``done``.
-        counts: Run kind (``pretrain``, ``finetune``) -> status -> number of planned runs.
+        counts: Run kind (``pretrain``, ``finetune``) -> status -> number of planned runs; a
+            ``running`` run whose worker is gone counts as :data:`STALE`, not ``running``.
         databases: The study's database files.
         unmerged: Result files of planned runs that no database records as done yet.
         unplanned: Result files of runs the spec does not plan (ignored by reports).
@@ -78,6 +87,8 @@ def study_status(spec: StudySpec | Mapping[str, Any] | str | Path) -> StudyStatu
     for job in plan:
         run = runs.get(job.id)
         status = run.status if run is not None else NOT_STARTED
+        if run is not None and run_is_stale(run, stale_after_s=spec.stale_after_s):
+            status = STALE
         by_status = counts.setdefault(job.kind, {})
         by_status[status] = by_status.get(status, 0) + 1
         if run is not None and run.status == "failed" and run.error:
