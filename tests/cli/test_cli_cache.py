@@ -148,10 +148,40 @@ def test_prune_stale_removes_the_volumes_of_rewritten_scans(
 AGE_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-@given(count=st.integers(0, 10**6), unit=st.sampled_from(sorted(AGE_UNITS)), upper=st.booleans())
-def test_an_age_is_a_count_of_its_unit(count: int, unit: str, upper: bool) -> None:
-    text = f"{count}{unit.upper() if upper else unit}"
-    assert parse_age(text) == datetime.timedelta(seconds=count * AGE_UNITS[unit])
+@given(count=st.integers(0, 10**6), unit=st.sampled_from(sorted(AGE_UNITS)))
+def test_an_age_is_a_count_of_its_unit(count: int, unit: str) -> None:
+    assert parse_age(f"{count}{unit}") == datetime.timedelta(seconds=count * AGE_UNITS[unit])
+
+
+@given(count=st.integers(0, 10**6), unit=st.sampled_from(sorted(AGE_UNITS)), data=st.data())
+def test_an_age_with_an_upper_case_unit_is_refused_naming_the_lower_case_one(
+    count: int, unit: str, data: st.DataObject
+) -> None:
+    # Any spelling with a capital: "M" is months to systemd and ISO 8601, so no capital is read.
+    spelt = data.draw(
+        st.sampled_from(
+            [unit.upper()] + [unit[:i] + unit[i].upper() + unit[i + 1 :] for i in range(len(unit))]
+        )
+    )
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a lower-case unit") as refused:
+        parse_age(f"{count}{spelt}")
+    if spelt != "M":
+        assert f"give '{count}{unit}'" in str(refused.value)
+
+
+@pytest.mark.parametrize(("text", "days"), [("6M", "180d"), ("1.5M", "45d"), ("12 M", "360d")])
+def test_months_are_refused_with_their_days_suggested(
+    cache: Path, capsys: pytest.CaptureFixture[str], text: str, days: str
+) -> None:
+    # Read as minutes, "6M" removed every volume unused for the last 6 minutes: here all three.
+    before = sorted(cache.glob("*.npy"))
+    with pytest.raises(SystemExit) as exited:
+        main(["cache", "prune", str(cache), "--unused-for", text])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --unused-for: expected a lower-case unit" in error
+    assert f"found {text!r}: for {text[:-1].strip()} months give days, such as '{days}'" in error
+    assert sorted(cache.glob("*.npy")) == before
 
 
 @pytest.mark.parametrize("text", ["30", "d", "-1d", "1y", "1e3s", "10000000000000w", ""])

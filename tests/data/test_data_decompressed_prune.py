@@ -388,16 +388,39 @@ def test_a_volume_without_a_record_of_its_own_is_of_unknown_source_and_never_sta
     assert volume.exists()
 
 
-def test_a_volume_read_again_gets_back_the_record_it_lacked(tmp_path: Path) -> None:
-    (scan,) = _scans(tmp_path / "data", 1)
+@pytest.mark.parametrize("damage", ["missing", "empty", "not JSON", "another volume's", "another format"])
+def test_a_volume_read_again_gets_back_the_record_it_lacked(tmp_path: Path, damage: str) -> None:
+    first, second = _scans(tmp_path / "data", 2)
     cache = tmp_path / "cache"
-    _read(scan, cache)
-    (entry,) = list_decompressed(cache).files
-    source_record_path(entry.path).unlink()  # as a folder written before records were kept
-    assert list_decompressed(cache).files[0].stale is None
-    _read(scan, cache)
-    (entry,) = list_decompressed(cache).files
-    assert entry.stale is False and entry.source is not None and entry.source.files[0][0] == str(scan)
+    _read(first, cache)
+    _read(second, cache)
+    volume = next(
+        e.path for e in list_decompressed(cache).files if e.source and e.source.files[0][0] == str(first)
+    )
+    record = source_record_path(volume)
+    other_record = next(p for p in cache.glob("*.json") if p != record)
+    if damage == "missing":
+        record.unlink()  # as a folder written before records were kept
+    elif damage == "empty":
+        record.write_text("")  # as a crash can leave it: records are written without an fsync
+    elif damage == "not JSON":
+        record.write_bytes(b"\xff{half a rec")
+    elif damage == "another volume's":
+        record.write_text(other_record.read_text())
+    else:
+        record.write_text(record.read_text().replace('"format": 1', '"format": 99'))
+    assert [e.stale for e in list_decompressed(cache).files if e.path == volume] == [None]
+    _read(first, cache)  # its next use records it again
+    (entry,) = [e for e in list_decompressed(cache).files if e.path == volume]
+    assert entry.stale is False and entry.source is not None
+    assert entry.source.files == ((str(first), first.stat().st_size, first.stat().st_mtime_ns),)
+    # So a rewrite of its source is seen, and the volume goes with the stale ones.
+    np.savez_compressed(first, image=np.full((3, 8, 8), 7.0, dtype=np.float32))
+    os.utime(first, ns=(time.time_ns() + 10**10,) * 2)  # whatever the clock's resolution
+    (entry,) = [e for e in list_decompressed(cache).files if e.path == volume]
+    assert entry.stale is True
+    assert [e.path for e in prune_decompressed(cache, stale=True).removed] == [volume]
+    assert not volume.exists() and not record.exists() and other_record.exists()
 
 
 def test_records_whose_volume_is_gone_are_removed_by_any_prune(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """``training.epoch_loader``: workers kept for a whole run, each pass drawing as a new DataLoader would.
 
 The reference is PyTorch's own: a ``DataLoader`` built afresh for each pass (what the Trainer did
-before), whose workers start from their seeds every time.
+before), whose workers start from their seeds every time, and for an epoch other than 0 from
+those seeds moved on by the epoch, by the rule the module documents (restated here).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 import os
@@ -26,7 +28,7 @@ from inpaintssl.data.loading import seed_worker
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
 from inpaintssl.training.context import RunContext
-from inpaintssl.training.epoch_loader import EpochLoader
+from inpaintssl.training.epoch_loader import EpochLoader, pass_worker_seed
 from inpaintssl.training.loader_workers import batches
 from inpaintssl.training.loop import Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
@@ -62,7 +64,21 @@ def _take(loader: Iterable[dict[str, Any]], count: int | None) -> list[dict[str,
     return list(islice(batches(loader), count))
 
 
-def _fresh_loader(dataset: Dataset[Any], sampler: Sampler[Any], num_workers: int) -> DataLoader[Any]:
+def _seed_for_epoch(epoch: int, worker_id: int) -> None:
+    """``worker_init_fn`` seeding as PyTorch does, from the worker's seed moved on by ``epoch``."""
+    info = torch.utils.data.get_worker_info()
+    assert info is not None
+    # The documented rule, stated again: NumPy's SeedSequence of the worker's seed and the epoch.
+    entropy = [info.seed, epoch]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
+    random.seed(seed)
+    torch.manual_seed(seed)
+    seed_worker(worker_id)
+
+
+def _fresh_loader(
+    dataset: Dataset[Any], sampler: Sampler[Any], num_workers: int, *, epoch: int = 0
+) -> DataLoader[Any]:
     generator = torch.Generator()
     generator.manual_seed(SEED)
     return DataLoader(
@@ -70,7 +86,8 @@ def _fresh_loader(dataset: Dataset[Any], sampler: Sampler[Any], num_workers: int
         sampler=sampler,
         batch_size=3,
         num_workers=num_workers,
-        worker_init_fn=seed_worker,
+        # Epoch 0 is PyTorch's own seeding, untouched.
+        worker_init_fn=seed_worker if epoch == 0 else functools.partial(_seed_for_epoch, epoch),
         generator=generator,
     )
 
@@ -98,7 +115,7 @@ def test_every_pass_draws_what_a_new_dataloader_draws_and_the_workers_are_kept(n
         for data_pass, count in enumerate([None, 1, None, None]):
             sampler.set_epoch(data_pass)
             kept = _take(loader, count)
-            fresh = _take(_fresh_loader(dataset, sampler, num_workers), count)
+            fresh = _take(_fresh_loader(dataset, sampler, num_workers, epoch=data_pass), count)
             assert _draws(kept) == _draws(fresh), f"pass {data_pass}"
             kept_pids |= _pids(kept)
             fresh_pids |= _pids(fresh)
@@ -128,6 +145,77 @@ def test_without_reseeding_kept_workers_would_draw_other_numbers() -> None:
     assert _draws(second) != _draws(first)
     with EpochLoader(dataset, sampler=sampler, batch_size=3, seed=SEED, num_workers=2) as loader:
         assert _draws(_take(loader, None)) == _draws(_take(loader, None)) == _draws(first)
+
+
+def _epoch_draws(loader: EpochLoader[dict[str, Any]], epochs: Iterable[int]) -> list[list[tuple[Any, ...]]]:
+    """Each epoch's draws, the epoch set on the sampler as the Trainer sets it."""
+    assert isinstance(loader.sampler, DistributedSampler)
+    draws = []
+    for epoch in epochs:
+        loader.sampler.set_epoch(epoch)
+        draws.append(_draws(_take(loader, None)))
+    return draws
+
+
+@pytest.mark.parametrize("by", ["sampler", "loader"])
+def test_a_dataset_that_draws_draws_other_numbers_in_each_epoch_with_workers(by: str) -> None:
+    # As it does without workers (from this process's generators) and in a DataLoader whose
+    # generator goes on from epoch to epoch: an augmentation that drew the same numbers in every
+    # epoch would show the network one fixed transform of each slice. The Trainer sets the epoch
+    # on its DistributedSampler; a sampler without one takes it from the loader.
+    dataset = _Draws()
+    sampler: Sampler[int] = (
+        DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False, seed=SEED)
+        if by == "sampler"
+        else SequentialSampler(dataset)
+    )
+    with EpochLoader(
+        dataset, sampler=sampler, batch_size=3, seed=SEED, num_workers=2, multiprocessing_context="fork"
+    ) as loader:
+        draws = []
+        for epoch in range(3):
+            if isinstance(sampler, DistributedSampler):
+                sampler.set_epoch(epoch)
+            else:
+                loader.set_epoch(epoch)
+            draws.append(_take(loader, None))
+    assert [b["index"].tolist() for b in draws[0]] == [b["index"].tolist() for b in draws[2]]
+    for generator in ("torch", "numpy", "random"):
+        per_epoch = [tuple(v for b in batch_list for v in b[generator].tolist()) for batch_list in draws]
+        assert len(set(per_epoch)) == 3, f"{generator}: the same numbers in two epochs"
+        # Nor does one epoch's worker repeat another's numbers, nor another worker's.
+        assert len({v for numbers in per_epoch for v in numbers}) == 3 * len(dataset), generator
+
+
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_an_epoch_read_again_draws_what_it_drew_whichever_way_the_workers_start(method: str) -> None:
+    # A resumed run's loader is a new one with the run's seed that starts at the epoch it resumes:
+    # it must draw what the uninterrupted run's drew there, whether its workers are forked or
+    # started afresh (the dataset and the seeding pickled).
+    dataset = _Draws()
+    # In order (the order is the sampler's business): only the random numbers differ by epoch.
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False, seed=SEED)
+    options: dict[str, Any] = {"batch_size": 3, "num_workers": 2, "multiprocessing_context": method}
+    with EpochLoader(dataset, sampler=sampler, seed=SEED, **options) as loader:
+        uninterrupted = _epoch_draws(loader, range(4))
+    with EpochLoader(dataset, sampler=sampler, seed=SEED, **options) as loader:
+        resumed = _epoch_draws(loader, [2, 3])
+    assert resumed == uninterrupted[2:]
+    assert len({tuple(map(repr, epoch)) for epoch in uninterrupted}) == 4, "an epoch repeated another's"
+    # Epoch 0 draws what a new DataLoader with the run's seed draws (what every epoch drew before).
+    sampler.set_epoch(0)
+    assert uninterrupted[0] == _draws(_take(_fresh_loader(dataset, sampler, 2), None))
+
+
+def test_the_epoch_seed_is_the_workers_own_at_epoch_0_and_differs_in_its_low_bits_elsewhere() -> None:
+    # torch's generator and seed_worker keep a seed's low 32 bits: two workers' seeds must differ
+    # there, over the workers of a loader and the epochs of a run.
+    base = 2**40 + 17
+    assert pass_worker_seed(base, 0) == base
+    keys = [(w, e) for w in range(8) for e in [0, 1, 2, 1009, 2 * 1009 + 1, 100_003 * 1009]]
+    low = {pass_worker_seed(base + w, e) % 2**32 for w, e in keys}
+    assert len(low) == len(keys)
+    assert all(0 <= pass_worker_seed(base, e) < 2**64 for e in (-1, 1, 2**70))
 
 
 # More workers than this machine's cores, on purpose: PyTorch's advice against it is not the point.

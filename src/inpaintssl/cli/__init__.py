@@ -1083,7 +1083,7 @@ def _cache_parser(sub: Any) -> None:
         type=parse_age,
         dest="unused_for",
         metavar="AGE",
-        help="remove every volume unused for longer than this: 90m, 12h, 30d, 2w",
+        help="remove every volume unused for longer than this: 90m, 12h, 30d, 2w (lower-case units)",
     )
     prune.add_argument(
         "--stale",

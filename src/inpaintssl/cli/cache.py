@@ -36,26 +36,45 @@ from inpaintssl.byte_sizes import format_bytes, parse_byte_size
 
 __all__ = ["parse_age", "parse_size", "run_cache_command"]
 
-_AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h|d|w)\s*", re.IGNORECASE)
+_AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
+# Lower case only: "M" is months to systemd and ISO 8601, and minutes here would remove far more.
 _AGE_UNITS = MappingProxyType({"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400})
+_DAYS_PER_MONTH = 30  # only to suggest a number of days for "M": never parsed
+
+
+def _number(value: float) -> str:
+    """``value`` as a user would write it: ``180``, ``1.5``."""
+    return f"{value:.15g}"
 
 
 def parse_age(text: str) -> datetime.timedelta:
-    """``--unused-for``: a number and a unit (``s``, ``m``/``min``, ``h``, ``d``, ``w``).
+    """``--unused-for``: a number and a lower-case unit (``s``, ``m``/``min``, ``h``, ``d``, ``w``).
 
-    A bare number is refused: minutes or days, a prune must not guess.
+    A bare number is refused: minutes or days, a prune must not guess. So is an upper-case unit:
+    ``6M`` is six months to systemd and ISO 8601, and read as minutes it would remove nearly
+    every volume.
 
     Raises:
-        argparse.ArgumentTypeError: ``text`` is not such an age (the message quotes it).
+        argparse.ArgumentTypeError: ``text`` is not such an age (the message quotes it; for an
+            upper-case unit it gives the lower-case spelling, and for ``M`` the months in days).
 
     Example:
         >>> parse_age("30d"), parse_age("1.5h")
         (datetime.timedelta(days=30), datetime.timedelta(seconds=5400))
     """
     match = _AGE.fullmatch(text)
+    if match is not None and match.group(2) not in _AGE_UNITS and match.group(2).lower() in _AGE_UNITS:
+        count, unit = float(match.group(1)), match.group(2)
+        if unit == "M":
+            meant = f"for {_number(count)} months give days, such as '{_number(count * _DAYS_PER_MONTH)}d'"
+        else:
+            meant = f"give '{_number(count)}{unit.lower()}'"
+        raise argparse.ArgumentTypeError(
+            f"expected a lower-case unit (s, m for minutes, h, d, w); found {text!r}: {meant}"
+        )
     try:
-        if match is not None:
-            return datetime.timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2).lower()])
+        if match is not None and match.group(2) in _AGE_UNITS:
+            return datetime.timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2)])
     except OverflowError:
         pass  # past timedelta's 999,999,999 days: no file is that old
     raise argparse.ArgumentTypeError(

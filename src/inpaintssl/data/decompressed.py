@@ -274,7 +274,8 @@ def kept_on_disk(
         what: The volume as messages name it.
         decompress: Returns the whole decompressed array.
         source: What it is decompressed from, recorded beside the file
-            (:func:`source_record_path`) when it is written, or used without a record.
+            (:func:`source_record_path`) when it is written, or used without a record of its own
+            that reads (none, or one damaged).
 
     Returns:
         The memory map; or the decompressed array itself where the folder cannot be written.
@@ -293,8 +294,10 @@ def kept_on_disk(
     else:
         if tuple(mapped.shape) == tuple(shape):
             _mark_used(target)
-            if source is not None and not source_record_path(target).exists():
-                _record_source(target, source)  # a file written before records were kept
+            if source is not None and not _has_own_record(target):
+                # Written before records were kept, or its record damaged (written without an
+                # fsync, a crash can leave it empty): without one it could never be found stale.
+                _record_source(target, source)
             return mapped
         warn_each_time(
             f"data.cache_dir: {target}, the decompressed copy of {what}, holds shape {mapped.shape}; "
@@ -319,6 +322,19 @@ def kept_on_disk(
     if source is not None:
         _record_source(target, source)
     return written
+
+
+def _has_own_record(target: Path) -> bool:
+    """Whether the record beside ``target`` reads as its own: what upkeep needs to tell it stale.
+
+    The rule :func:`~inpaintssl.data.decompressed_upkeep.list_decompressed` reads records by: a
+    record of this format whose digest is ``target``'s name.
+    """
+    try:
+        record = DecompressedSource.from_json(source_record_path(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not such a record
+        return False
+    return record.name == target.name
 
 
 def _record_source(target: Path, source: DecompressedSource) -> None:

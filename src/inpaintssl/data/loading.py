@@ -35,8 +35,12 @@ def seed_worker(worker_id: int) -> None:
     """``worker_init_fn`` that seeds NumPy and :mod:`random` from torch's per-worker seed.
 
     PyTorch gives each worker the seed ``base_seed + worker_id`` (the base drawn from the
-    DataLoader's generator) but seeds only torch; without this, every worker of a forked loader
-    shares its parent's NumPy state and draws identical "random" numbers.
+    DataLoader's generator) and seeds torch, :mod:`random` and NumPy in every worker itself
+    (NumPy from a hash of the base and the worker's index). This gives NumPy and :mod:`random` the
+    worker's torch seed (``torch.initial_seed()``, to 32 bits) instead, so that all three follow
+    one rule from the seed the run's manifest records (``worker_seeds``), and a worker that
+    re-seeds torch (:class:`~inpaintssl.training.epoch_loader.EpochLoader` at each epoch) can
+    re-seed the other two the same way by calling this again.
 
     Args:
         worker_id: The worker index DataLoader passes (unused: torch's seed already includes it).

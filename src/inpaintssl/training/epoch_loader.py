@@ -9,14 +9,19 @@ its workers (``persistent_workers=True``) for as long as it is open: 6 epochs of
 
 Kept workers would carry their random state from one epoch into the next, where fresh ones
 start each epoch from their seed; a dataset that draws at random (an augmentation) would then
-draw other numbers, and a resumed run, whose workers start afresh, others again. So every index
-the sampler gives travels with the number of the pass over the data it belongs to, and a worker
-that sees a new number re-seeds itself exactly as a fresh worker is seeded (``random`` and torch
-from the worker's seed, then :func:`~inpaintssl.data.loading.seed_worker`). Which batch goes to
-which worker does not change either: PyTorch hands batches out round-robin from worker 0 at
-every pass. So a loader starts at most one worker per batch of a pass (:func:`workers_used`): a
-worker beyond that would never get a batch, yet would start, import torch and hold a copy of
-the dataset; the batches and their random numbers are the same as with every worker asked for.
+draw numbers that depend on how many passes the workers have served, and a resumed run, whose
+workers start afresh, would draw others. So every index the sampler gives travels with the number
+of the pass over the data it belongs to and that pass's epoch, and a worker that sees a new pass
+re-seeds itself as a fresh worker is seeded (``random`` and torch, then
+:func:`~inpaintssl.data.loading.seed_worker`), from its seed moved on by the epoch
+(:func:`pass_worker_seed`). The epoch is the sampler's (``DistributedSampler.set_epoch``, which
+the Trainer sets to a key of the phase, epoch and pass), or :meth:`EpochLoader.set_epoch`'s for a
+sampler without one, 0 if never set: each epoch draws its own numbers, and the same ones whenever
+it is read again, after a resume or by another loader with the same seed. Which batch goes to
+which worker does not change either: PyTorch hands batches out round-robin from worker 0 at every
+pass. So a loader starts at most one worker per batch of a pass (:func:`workers_used`): a worker
+beyond that would never get a batch, yet would start, import torch and hold a copy of the
+dataset; the batches and their random numbers are the same as with every worker asked for.
 
 Example:
     >>> import torch
@@ -35,12 +40,13 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from inpaintssl.data.loading import seed_worker
 
-__all__ = ["EpochLoader", "base_worker_seed", "unavailable_start_method", "workers_used"]
+__all__ = ["EpochLoader", "base_worker_seed", "pass_worker_seed", "unavailable_start_method", "workers_used"]
 
 T = TypeVar("T")
 
@@ -58,6 +64,25 @@ def base_worker_seed(seed: int) -> int:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
+
+
+def pass_worker_seed(worker_seed: int, epoch: int) -> int:
+    """The seed a worker seeded ``worker_seed`` by PyTorch re-seeds itself with for a pass of ``epoch``.
+
+    ``worker_seed`` itself for epoch 0 (what a new ``DataLoader``'s worker draws with, and the
+    run manifest's ``worker_seeds`` record); for any other epoch a hash of the two (NumPy's
+    ``SeedSequence``), in ``[0, 2**64)``. Hashed rather than added: torch's generator and
+    :func:`~inpaintssl.data.loading.seed_worker` keep only a seed's low 32 bits, and a sum would
+    give worker ``w`` of one epoch the numbers of worker ``w + d`` of another for some epoch gap.
+
+    Example:
+        >>> pass_worker_seed(7, 0), pass_worker_seed(7, 1) == pass_worker_seed(7, 1) != pass_worker_seed(7, 2)
+        (7, True)
+    """
+    if epoch == 0:
+        return worker_seed
+    entropy = [worker_seed % 2**64, epoch % 2**64]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
 
 
 def workers_used(num_workers: int, *, items: int, batch_size: int) -> int:
@@ -91,23 +116,24 @@ def unavailable_start_method(method: str | None, *, num_workers: int) -> list[st
     return offered if num_workers > 0 and method not in (None, *offered) else None
 
 
-class _PassTagged(Sampler[tuple[int, Any]]):
-    """Gives each index of ``sampler`` as ``(pass, index)``; ``pass`` is set by the loader."""
+class _PassTagged(Sampler[tuple[int, int, Any]]):
+    """Gives each index of ``sampler`` as ``(pass, epoch, index)``; both set by the loader."""
 
     def __init__(self, sampler: Sampler[Any]) -> None:
         self.sampler = sampler
         self.data_pass = 0
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.sampler)  # type: ignore[arg-type]
 
-    def __iter__(self) -> Iterator[tuple[int, Any]]:
-        data_pass = self.data_pass
-        return ((data_pass, index) for index in self.sampler)
+    def __iter__(self) -> Iterator[tuple[int, int, Any]]:
+        data_pass, epoch = self.data_pass, self.epoch
+        return ((data_pass, epoch, index) for index in self.sampler)
 
 
 class _ReseededPerPass(Dataset[T]):
-    """``dataset`` read by ``(pass, index)``: in a worker, a new pass first re-seeds the worker."""
+    """``dataset`` read by ``(pass, epoch, index)``: in a worker, a new pass first re-seeds the worker."""
 
     def __init__(self, dataset: Dataset[T]) -> None:
         self.dataset = dataset
@@ -117,16 +143,17 @@ class _ReseededPerPass(Dataset[T]):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, tagged: tuple[int, Any]) -> T:
-        data_pass, index = tagged
+    def __getitem__(self, tagged: tuple[int, int, Any]) -> T:
+        data_pass, epoch, index = tagged
         if data_pass != self._seeded_for:
             self._seeded_for = data_pass
             info = get_worker_info()
             if info is not None:
-                # PyTorch's own worker start: random and torch from the worker's seed (and NumPy,
+                # PyTorch's own worker start, from the epoch's seed: random and torch (and NumPy,
                 # which seed_worker then seeds again), then the loader's worker_init_fn.
-                random.seed(info.seed)
-                torch.manual_seed(info.seed)
+                seed = pass_worker_seed(info.seed, epoch)
+                random.seed(seed)
+                torch.manual_seed(seed)
                 seed_worker(info.id)
         return self.dataset[index]
 
@@ -134,12 +161,17 @@ class _ReseededPerPass(Dataset[T]):
 class EpochLoader(Generic[T]):
     """Batches of ``dataset`` in ``sampler``'s order, from workers kept until :meth:`close`.
 
-    Each ``iter(loader)`` is one pass over the data and gives the same batches, drawn with the
-    same random numbers in each worker, as a new ``DataLoader(dataset, sampler=sampler,
-    num_workers=num_workers, worker_init_fn=seed_worker, generator=<seeded with seed>)`` would.
-    A sampler with ``set_epoch`` (``DistributedSampler``) is set by the caller before the pass.
-    Close the loader (or use it as a context manager) to stop its workers; an abandoned pass is
-    fine, the next one starts from the first batch.
+    Each ``iter(loader)`` is one pass over the data and gives the same batches as a new
+    ``DataLoader(dataset, sampler=sampler, num_workers=num_workers, worker_init_fn=seed_worker,
+    generator=<seeded with seed>)`` would. Its workers draw from the seeds that loader's would
+    have, moved on by the pass's epoch (:func:`pass_worker_seed`): the epoch of a sampler that has
+    one (``DistributedSampler``, set by the caller's ``set_epoch`` before the pass), else the one
+    given to :meth:`set_epoch`, else 0. So each epoch draws its own random numbers, and an epoch
+    read again (after a resume, or by another loader with the same seed) draws the same ones;
+    epoch 0 draws exactly what the new ``DataLoader`` would. Without workers the items draw from
+    the calling process's generators, as they would in a ``DataLoader``. Close the loader (or use
+    it as a context manager) to stop its workers; an abandoned pass is fine, the next one starts
+    from the first batch.
 
     Args:
         dataset: A map-style dataset.
@@ -177,6 +209,7 @@ class EpochLoader(Generic[T]):
         self.num_workers = num_workers
         self._tagged = _PassTagged(sampler)
         self._seed = seed
+        self._epoch = 0
         self._generator = torch.Generator()
         self._loader: DataLoader[Any] = DataLoader(
             _ReseededPerPass(dataset),
@@ -194,9 +227,34 @@ class EpochLoader(Generic[T]):
         """Batches per pass."""
         return len(self._loader)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next passes those of ``epoch``: their random numbers, and order if the sampler has epochs.
+
+        Calling the sampler's own ``set_epoch`` does as much; this is for a sampler without one,
+        whose passes otherwise all draw as epoch 0's.
+
+        Example:
+            >>> from torch.utils.data import SequentialSampler
+            >>> data = [0.0, 1.0]
+            >>> with EpochLoader(data, sampler=SequentialSampler(data), batch_size=2, seed=0) as loader:
+            ...     loader.set_epoch(3)
+            ...     [batch.tolist() for batch in loader]
+            [[0.0, 1.0]]
+        """
+        set_sampler_epoch = getattr(self.sampler, "set_epoch", None)
+        if callable(set_sampler_epoch):
+            set_sampler_epoch(epoch)
+        self._epoch = epoch
+
+    def _pass_epoch(self) -> int:
+        """The epoch of the pass about to start: the sampler's when it keeps one, else :meth:`set_epoch`'s."""
+        epoch = getattr(self.sampler, "epoch", None)
+        return epoch if isinstance(epoch, int) else self._epoch
+
     def __iter__(self) -> Iterator[Any]:
         """One pass; the first starts the workers. Not a generator, so a failed start raises here."""
         self._tagged.data_pass += 1
+        self._tagged.epoch = self._pass_epoch()
         if getattr(self._loader, "_iterator", None) is None:
             # Workers start in this pass (the first, or the first after close): their seeds are
             # drawn from the generator, which starts from the seed as a new DataLoader's would.

@@ -88,7 +88,9 @@ def worker_seed(seed: int, worker_id: int) -> int:
     """The seed of DataLoader worker ``worker_id`` in a run seeded with ``seed``.
 
     The one PyTorch gives it (and ``torch.utils.data.get_worker_info().seed`` reports) in the
-    Trainer's loaders (:class:`~inpaintssl.training.epoch_loader.EpochLoader`), at every epoch.
+    Trainer's loaders (:class:`~inpaintssl.training.epoch_loader.EpochLoader`); it draws with
+    it in epoch 0 and, in each other epoch, with
+    :func:`~inpaintssl.training.epoch_loader.pass_worker_seed` of it and the epoch.
     """
     return base_worker_seed(seed) + worker_id
 
