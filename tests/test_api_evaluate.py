@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import inpaintssl as issl
@@ -355,3 +356,158 @@ def test_a_loaded_model_fits_a_data_section_as_its_run_did(
     scale = r"the data's in-plane voxel spacing as the model sees it, .* 1\.33 x 1\.33 mm of the run"
     with pytest.warns(UserWarning, match=scale):
         issl.evaluate(issl.load_model(run), {**DATA, "image_size": [8, 8]}, device="cpu")
+
+
+# -- a module passed in, and the arguments ---------------------------------------------------------
+
+
+def _bare_module() -> Any:
+    from inpaintssl.registry import BACKBONES
+
+    return BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
+
+
+def _snapshot(module: Any) -> dict[str, Any]:
+    """What the caller sees of ``module``: flags, and each tensor's values, device, layout and storage."""
+    tensors = {
+        name: (t.detach().clone(), t.device, t.stride(), t.data_ptr())
+        for name, t in [*module.named_parameters(), *module.named_buffers()]
+    }
+    grads = {name: (p.grad.clone(), p.grad.data_ptr()) for name, p in module.named_parameters()}
+    return {
+        "modes": {name: sub.training for name, sub in module.named_modules()},
+        "tensors": tensors,
+        "grads": grads,
+    }
+
+
+def _assert_as_before(module: Any, before: dict[str, Any]) -> None:
+    after = _snapshot(module)
+    assert after["modes"] == before["modes"]
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for name, (values, device, stride, pointer) in before["tensors"].items():
+        now, now_device, now_stride, now_pointer = after["tensors"][name]
+        assert (now_device, now_stride, now_pointer) == (device, stride, pointer), name
+        assert now.dtype == values.dtype and torch.equal(now, values), name  # bit for bit
+    for name, (grad, pointer) in before["grads"].items():
+        assert after["grads"][name][1] == pointer and torch.equal(after["grads"][name][0], grad), name
+
+
+def test_a_module_passed_in_comes_back_as_it_came() -> None:
+    # evaluate moved the caller's network to channels_last (on the CPU) or the card, and left it in
+    # eval mode: a notebook that went on fine-tuning it trained with dropout off and frozen statistics.
+    module = _bare_module()
+    module.train()
+    module.encoder.levels[0].eval()  # a part the caller keeps in eval mode on purpose
+    module.register_buffer("marker", torch.arange(16.0).reshape(1, 4, 2, 2))  # 4-D: re-laid out too
+    module(torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))).sum().backward()
+    weight = next(p for p in module.parameters() if p.ndim == 4)
+    view = weight.view(-1)  # the caller's own view of a weight stays one
+    before = _snapshot(module)
+    assert before["modes"][""] and not before["modes"]["encoder.levels.0"]
+
+    table = issl.evaluate(module, DATA, device="cpu")
+    assert len(table.select(level="image")) == 4
+    _assert_as_before(module, before)
+    assert view.data_ptr() == weight.data_ptr()
+    # Given back also when evaluate fails once it has moved the module.
+    with pytest.raises(ValueError, match=r"the model segments \['a'\]"):
+        issl.evaluate(module, DATA, class_names=["a"], device="cpu")
+    _assert_as_before(module, before)
+
+
+@pytest.mark.parametrize("device", ["meta", "mps"])
+def test_a_device_other_than_cpu_or_cuda_is_refused_and_the_module_kept(device: str) -> None:
+    # "meta" moved the caller's network to a device without values: its weights were gone.
+    module = _bare_module()
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    with pytest.raises(
+        ValueError,
+        match=rf"^device={device!r} is not a valid option: expected 'auto', 'cpu', 'cuda' or 'cuda:N'",
+    ):
+        issl.evaluate(module, DATA, device=device)
+    for name, p in module.named_parameters():
+        assert p.device == torch.device("cpu") and torch.equal(p.detach(), before[name]), name
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"batch_size": "4"}, TypeError, r"^batch_size='4': expected a positive integer; found str$"),
+        ({"batch_size": True}, TypeError, r"^batch_size=True: expected a positive integer; found bool$"),
+        ({"batch_size": 2.0}, TypeError, r"^batch_size=2\.0: expected a positive integer; found float$"),
+        ({"batch_size": 0}, ValueError, r"^batch_size=0; expected a positive integer$"),
+        (
+            {"num_workers": "2"},
+            TypeError,
+            r"^num_workers='2': expected an integer, 0 \(read here\) or more worker processes; found str$",
+        ),
+        ({"num_workers": True}, TypeError, r"^num_workers=True: expected an integer.*; found bool$"),
+        (
+            {"overrides": "data.image_size=[16, 16]"},
+            ConfigError,
+            r"^overrides: expected a list of .*found the string 'data\.image_size=\[16, 16\]'; "
+            r"write \['data\.image_size=\[16, 16\]'\]$",
+        ),
+        (
+            {"overrides": [3]},
+            ConfigError,
+            r"^overrides: expected a list of 'data\.KEY=VALUE' strings, found the item 3 \(int\)$",
+        ),
+        (
+            {"overrides": None},
+            ConfigError,
+            r"^overrides: expected a list of 'data\.KEY=VALUE' strings, found NoneType None$",
+        ),
+        (
+            {"class_names": "disc"},
+            TypeError,
+            r"^class_names='disc': expected a list of class names.*write \['disc'\]$",
+        ),
+        (
+            {"output": 5},
+            TypeError,
+            r"^output: expected a CSV file path \(str or os\.PathLike\) or None; found int$",
+        ),
+        (
+            {"checkpoint_or_model": None},
+            TypeError,
+            r"^checkpoint_or_model: expected a module or a path \(str or os\.PathLike\).*; found NoneType$",
+        ),
+    ],
+)
+def test_a_wrong_argument_is_named_before_anything_is_read(
+    monkeypatch: pytest.MonkeyPatch, arguments: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    # "4" failed as "'<' not supported", a bare string of overrides as "override 'd'" (its first
+    # letter), and an output folder only once the whole evaluation had run.
+    from inpaintssl import api
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the data were read before the arguments were checked")
+
+    monkeypatch.setattr(api, "_evaluation_data", read)
+    source = arguments.pop("checkpoint_or_model", _bare_module())
+    with pytest.raises(error, match=message):
+        issl.evaluate(source, DATA, device="cpu", **arguments)
+
+
+def test_an_output_that_cannot_be_a_csv_file_is_refused_before_anything_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl import api
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the data were read before the arguments were checked")
+
+    monkeypatch.setattr(api, "_evaluation_data", read)
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"^output='.*tables' is a folder; expected the path of a CSV file"):
+        issl.evaluate(_bare_module(), DATA, device="cpu", output=folder)
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(
+        ValueError, match=r"notes\.txt is a file, not a folder, so no file can be written below it"
+    ):
+        issl.evaluate(_bare_module(), DATA, device="cpu", output=tmp_path / "notes.txt" / "eval.csv")
+    assert not any(folder.iterdir())

@@ -157,6 +157,93 @@ def test_duplicate_registration_raises() -> None:
         registry.register("one")(make_other)
 
 
+def test_registering_before_the_builtins_loaded_refuses_a_taken_name_and_keeps_the_others() -> None:
+    """A fresh process: replacing a built-in (unregister, then register) and registering a taken name.
+
+    Before the built-ins were loaded, ``unregister`` removed nothing and ``register`` checked an
+    empty table: the duplicate was accepted, and the built-in's own registration then failed the
+    package import, leaving only the user's name. The expected names are this process's, where
+    nothing was replaced.
+    """
+    from inpaintssl.registry import LOSSES
+
+    code = textwrap.dedent(
+        """
+        import json
+        from inpaintssl.registry import LOSSES, SAMPLERS
+        LOSSES.unregister("dice")
+
+        @LOSSES.register("dice")
+        class MyDice:
+            def __init__(self, **kwargs):
+                pass
+
+        try:
+            @SAMPLERS.register("random")
+            class MySampler:
+                pass
+            duplicate = "accepted"
+        except ValueError as exc:
+            duplicate = str(exc)
+        print(json.dumps({
+            "losses": LOSSES.names(),
+            "dice": LOSSES.get("dice").__module__,
+            "samplers": SAMPLERS.names(),
+            "random": SAMPLERS.get("random").__module__,
+            "duplicate": duplicate,
+        }))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["losses"] == LOSSES.names()
+    assert found["dice"] == "__main__"
+    assert found["samplers"] == SAMPLERS.names()
+    assert found["random"] == "inpaintssl.corruption.samplers"
+    assert "name 'random' is already registered" in found["duplicate"]
+
+
+def test_a_failed_import_of_the_builtins_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package import that fails leaves the built-ins unloaded, not marked loaded with half of them."""
+    (tmp_path / "issl_lazy_holder.py").write_text(
+        "from inpaintssl.registry import Registry\n"
+        "WIDGETS = Registry('widgets_lazy', package='issl_lazy_builtins')\n"
+    )
+    package = tmp_path / "issl_lazy_builtins"
+    package.mkdir()
+    broken = tmp_path / "broken"
+    broken.write_text("")
+    (package / "__init__.py").write_text(
+        "import os\nfrom . import one\n"
+        f"if os.path.exists({str(broken)!r}):\n    raise RuntimeError('not yet')\n"
+        "from . import two\n"
+    )
+    for name in ("one", "two"):
+        (package / f"{name}.py").write_text(
+            f"from issl_lazy_holder import WIDGETS\n\n@WIDGETS.register({name!r})\nclass Widget:\n    pass\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in (
+        "issl_lazy_holder",
+        "issl_lazy_builtins",
+        "issl_lazy_builtins.one",
+        "issl_lazy_builtins.two",
+    ):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    widgets = importlib.import_module("issl_lazy_holder").WIDGETS
+    with pytest.raises(RuntimeError, match="not yet"):
+        widgets.names()
+    broken.unlink()
+    assert widgets.names() == ["one", "two"]
+    with pytest.raises(ValueError, match="name 'two' is already registered"):
+        widgets.register("two")(type("Other", (), {}))
+
+
 def test_a_notebook_cell_run_again_replaces_its_definition(monkeypatch: pytest.MonkeyPatch) -> None:
     """A notebook cell that defines and registers a class, run twice, registers the newer class."""
     registry: Registry[object] = Registry("widgets_rerun")

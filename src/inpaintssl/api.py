@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ from inpaintssl.config import (
     read_config_file,
 )
 from inpaintssl.config.evaluate import load_data_section
+from inpaintssl.config.overrides import _check_override_list
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_split
@@ -55,7 +57,12 @@ from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
 from inpaintssl.training.device import resolve_device, to_memory_format, use_channels_last
 from inpaintssl.training.evaluation import EvaluationTable as EvaluationTable
-from inpaintssl.training.evaluation import check_num_workers, evaluate_inpainting, evaluate_segmentation
+from inpaintssl.training.evaluation import (
+    check_batch_size,
+    check_num_workers,
+    evaluate_inpainting,
+    evaluate_segmentation,
+)
 from inpaintssl.training.finetuning import run_finetuning
 from inpaintssl.training.objectives import InpaintingObjective
 from inpaintssl.training.pretraining import run_pretraining
@@ -414,6 +421,99 @@ def _warn_on_other_orientation(source: str | Path, dataset: Dataset[dict[str, An
     )
 
 
+def _check_source(checkpoint_or_model: object) -> None:
+    """Refuse what is neither a module nor a path, naming ``evaluate``'s own argument."""
+    # os.PathLike's own test (a __fspath__ method), as load_model's.
+    if isinstance(checkpoint_or_model, (nn.Module, str)) or hasattr(type(checkpoint_or_model), "__fspath__"):
+        return
+    raise TypeError(
+        "checkpoint_or_model: expected a module or a path (str or os.PathLike) to a run folder, checkpoint "
+        f"folder or .safetensors file; found {type(checkpoint_or_model).__name__}"
+    )
+
+
+def _override_list(overrides: object) -> list[str]:
+    """``overrides`` as a list of strings, or a ConfigError naming what else was given.
+
+    Raises:
+        inpaintssl.config.ConfigError: A bare string (whose letters were read one override each),
+            something that is no list, or an item that is no string.
+    """
+    _check_override_list(overrides)  # type: ignore[arg-type]  # the check of pretrain's overrides
+    if not isinstance(overrides, Iterable):
+        raise ConfigError(
+            f"overrides: expected a list of 'data.KEY=VALUE' strings, found {type(overrides).__name__} "
+            f"{overrides!r}"
+        )
+    items = list(overrides)
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"overrides: expected a list of 'data.KEY=VALUE' strings, found the item {item!r} "
+                f"({type(item).__name__})"
+            )
+    return items
+
+
+def _check_output(output: object) -> None:
+    """Refuse an ``output`` that cannot be written as a CSV file before anything is evaluated.
+
+    A folder (or a file where a folder should be on the way to it) failed only at the write,
+    after the whole evaluation had run.
+    """
+    if output is None:
+        return
+    if not isinstance(output, str) and not hasattr(type(output), "__fspath__"):
+        raise TypeError(
+            f"output: expected a CSV file path (str or os.PathLike) or None; found {type(output).__name__}"
+        )
+    path = Path(output)  # type: ignore[arg-type]  # a str or os.PathLike, as checked
+    if path.is_dir():
+        raise ValueError(
+            f"output={str(output)!r} is a folder; expected the path of a CSV file to write (new, or a "
+            f"file to replace), e.g. {str(path / 'eval.csv')!r}"
+        )
+    above = next((parent for parent in path.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(
+            f"output={str(output)!r}: {above} is a file, not a folder, so no file can be written "
+            "below it; expected a CSV file path in a folder"
+        )
+
+
+@contextlib.contextmanager
+def _given_back(module: nn.Module) -> Iterator[None]:
+    """Give the caller's ``module`` back as it came, however the block leaves it (or fails).
+
+    The block moves it to the evaluation's device and memory format (``nn.Module.to`` gives
+    each parameter new ``.data`` and each buffer a new tensor) and puts it in eval mode. The
+    original tensors are kept and put back, so the caller's weights are the very tensors they
+    were (on their device, in their layout, any views of them intact), with their gradients,
+    and each submodule gets its own training flag back (not the top one's: a submodule kept in
+    eval mode on purpose stays so).
+    """
+    modes = {name: sub.training for name, sub in module.named_modules(remove_duplicate=False)}
+    # The gradient's .data too: nn.Module.to keeps the gradient tensor and replaces its .data.
+    parameters = [(p, p.data, p.grad, None if p.grad is None else p.grad.data) for p in module.parameters()]
+    buffers = [
+        (owner, key, buffer)
+        for owner in module.modules()
+        for key, buffer in owner.named_buffers(recurse=False)
+    ]
+    try:
+        yield
+    finally:
+        for parameter, data, grad, grad_data in parameters:
+            parameter.data = data
+            if grad is not None and grad_data is not None:
+                grad.data = grad_data
+            parameter.grad = grad
+        for owner, key, buffer in buffers:
+            setattr(owner, key, buffer)
+        for name, sub in module.named_modules(remove_duplicate=False):
+            sub.training = modes[name]
+
+
 def evaluate(
     checkpoint_or_model: nn.Module | str | Path,
     data: DataConfig | Mapping[str, Any] | Dataset[dict[str, Any]] | str | Path | None = None,
@@ -440,6 +540,11 @@ def evaluate(
 
     Args:
         checkpoint_or_model: A run folder, checkpoint folder, ``.safetensors`` file, or a module.
+            A module is evaluated itself, not a copy: while ``evaluate`` runs it is moved to
+            ``device``, laid out as a run's test pass lays it out (``channels_last`` on the CPU)
+            and put in eval mode; it is given back as it came, also when ``evaluate`` raises: each
+            submodule's training flag, and each parameter's and buffer's own tensor (its device,
+            layout and values) and gradient. Do not use it from another thread meanwhile.
         data: A data config (its ``split`` is used), a dataset, or a YAML/JSON file holding a
             data section or a whole run config (its ``data`` section). ``None``: the data the run
             recorded in its ``config.yaml``. A run config's ``label_fraction``, ``splits_file``
@@ -463,27 +568,47 @@ def evaluate(
             process reads it). ``None``: the data config's ``data.num_workers`` (a run's recorded
             one when ``data`` is ``None``), started by its ``data.worker_start_method``; 0 for a
             dataset. The table is the same with any number.
-        output: Optional CSV path for the table (written atomically).
+        output: Optional CSV path for the table (written atomically; missing folders are
+            created). A folder is refused before anything is evaluated.
 
     Returns:
         The per-image table (``level`` column: ``image`` or ``volume``).
 
     Raises:
         inpaintssl.config.ConfigError: No data given and none recorded, a malformed data file or
-            override (names the file or field).
-        ValueError: An unknown ``split`` or ``device``, ``batch_size`` below 1, ``num_workers``
-            below 0, or an ``activation`` or ``class_names`` other than the model records.
+            override (names the file or field), or ``overrides`` that is no list of strings (a
+            bare string included).
+        TypeError: ``checkpoint_or_model`` neither a module nor a path, ``batch_size`` or
+            ``num_workers`` no integer (``True`` included), ``class_names`` a string, or
+            ``output`` no path.
+        ValueError: An unknown ``split`` or ``device`` (one other than ``auto``, ``cpu``, ``cuda``
+            or ``cuda:N``), ``batch_size`` below 1, ``num_workers`` below 0, an ``output`` that is
+            a folder, or an ``activation`` or ``class_names`` other than the model records. The
+            arguments' types, ``split``, ``device``, the counts and ``output`` are checked before
+            the data are read or the model is loaded.
 
     Example:
         >>> table = evaluate("runs/finetune", {"dataset": "mni152"})  # doctest: +SKIP
         >>> table = evaluate("runs/finetune", overrides=["data.image_size=[64, 64]"])  # doctest: +SKIP
         >>> table.select(level="image").mean()["dice_mean"]            # doctest: +SKIP
     """
+    # Every argument is checked before the data are read or the model is loaded: a wrong one
+    # failed deep inside (a string's letters read as overrides, an output folder refused only
+    # once the whole evaluation had run).
+    _check_source(checkpoint_or_model)
     check_option(split, ("train", "val", "test"), field="split")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+    check_batch_size(batch_size)
     if num_workers is not None:
         check_num_workers(num_workers)
+    target_device = resolve_device(device)
+    overrides = _override_list(overrides)
+    if isinstance(class_names, (str, bytes)):
+        raise TypeError(
+            f"class_names={class_names!r}: expected a list of class names, output channel k the "
+            f"k-th; found a {type(class_names).__name__}, whose letters would each be a class: "
+            f"write [{class_names!r}]"
+        )
+    _check_output(output)
     evaluated, from_run, recorded_axis = _evaluation_data(checkpoint_or_model, data, overrides)
     # Read as the data config says its data are read; a dataset given built is read here.
     workers, start_method = 0, None
@@ -491,7 +616,6 @@ def evaluate(
         workers, start_method = evaluated.num_workers, evaluated.worker_start_method
     if num_workers is not None:
         workers = num_workers
-    target_device = resolve_device(device)
     pretext: dict[str, Any] = {}
     kind = "finetune"
     # Where the model's run records its training spacing and orientations (for the warnings below).
@@ -523,46 +647,50 @@ def evaluate(
             evaluated = _fitted_as_trained(evaluated, info.preprocessing, from_run)
             if recorded_axis:
                 evaluated = _cut_as_trained(evaluated, info.preprocessing)
-    # The memory format a run's own test pass uses by default (run.channels_last: auto), so the
-    # two agree to the last bit: layouts round convolutions differently.
-    channels_last = use_channels_last(target_device, "auto")
-    model = to_memory_format(model.to(target_device), channels_last=channels_last)
-    multiple = int(getattr(model, "size_multiple", 1))
-    dataset, data_classes = _dataset_for(evaluated, split=split, multiple=multiple)
-    if run_record is not None:
-        _warn_on_other_spacing(run_record, dataset)
-        _warn_on_other_orientation(run_record, dataset)
-    if kind == "pretrain":
-        # A checkpoint records the whole pretext section; missing fields take the config's defaults.
-        task = build_pretext_task(PretextConfig.model_validate(dict(pretext)), seed=0)
-        table = evaluate_inpainting(
-            model,
-            dataset,
-            corrupt=InpaintingObjective(task).corrupt,
-            device=target_device,
-            batch_size=batch_size,
-            channels_last=channels_last,
-            num_workers=workers,
-            worker_start_method=start_method,
-        )
-    else:
-        names = tuple(class_names) if class_names is not None else data_classes
-        if not names:
-            raise ValueError("evaluate: no class names (neither in the checkpoint nor in the dataset)")
-        if data_classes and tuple(data_classes) != names:
-            dataset = _in_model_class_order(dataset, data_classes=tuple(data_classes), names=names)
-        predictor = build_segmentation_loss("dice", {"activation": activation})
-        table = evaluate_segmentation(
-            model,
-            dataset,
-            predict_onehot=predictor.predict_onehot,
-            class_names=names,
-            device=target_device,
-            batch_size=batch_size,
-            channels_last=channels_last,
-            num_workers=workers,
-            worker_start_method=start_method,
-        )
+    # A caller's module is used itself (a copy would double its memory, and not every network
+    # copies) and given back as it came; one loaded here is this call's own.
+    borrowed = isinstance(checkpoint_or_model, nn.Module)
+    with _given_back(model) if borrowed else contextlib.nullcontext():
+        # The memory format a run's own test pass uses by default (run.channels_last: auto), so the
+        # two agree to the last bit: layouts round convolutions differently.
+        channels_last = use_channels_last(target_device, "auto")
+        model = to_memory_format(model.to(target_device), channels_last=channels_last)
+        multiple = int(getattr(model, "size_multiple", 1))
+        dataset, data_classes = _dataset_for(evaluated, split=split, multiple=multiple)
+        if run_record is not None:
+            _warn_on_other_spacing(run_record, dataset)
+            _warn_on_other_orientation(run_record, dataset)
+        if kind == "pretrain":
+            # A checkpoint records the whole pretext section; missing fields take the config's defaults.
+            task = build_pretext_task(PretextConfig.model_validate(dict(pretext)), seed=0)
+            table = evaluate_inpainting(
+                model,
+                dataset,
+                corrupt=InpaintingObjective(task).corrupt,
+                device=target_device,
+                batch_size=batch_size,
+                channels_last=channels_last,
+                num_workers=workers,
+                worker_start_method=start_method,
+            )
+        else:
+            names = tuple(class_names) if class_names is not None else data_classes
+            if not names:
+                raise ValueError("evaluate: no class names (neither in the checkpoint nor in the dataset)")
+            if data_classes and tuple(data_classes) != names:
+                dataset = _in_model_class_order(dataset, data_classes=tuple(data_classes), names=names)
+            predictor = build_segmentation_loss("dice", {"activation": activation})
+            table = evaluate_segmentation(
+                model,
+                dataset,
+                predict_onehot=predictor.predict_onehot,
+                class_names=names,
+                device=target_device,
+                batch_size=batch_size,
+                channels_last=channels_last,
+                num_workers=workers,
+                worker_start_method=start_method,
+            )
     if output is not None:
         table.to_csv(output)
     return table

@@ -432,6 +432,9 @@ class Registry(Generic[T]):
         ``__main__`` qualified name replaces the earlier definition there. Anything else under a
         taken name is refused, two definitions of one name in a module or script included.
 
+        The registry's built-ins are loaded first, so a taken built-in name is refused (and a
+        name freed with :meth:`unregister` is not taken back by the built-in loaded later).
+
         Raises:
             ValueError: If ``name`` is already registered to another factory or is not a valid
                 identifier-like name.
@@ -443,6 +446,9 @@ class Registry(Generic[T]):
             )
 
         def decorator(factory: F) -> F:
+            # Before the check: registered ahead of the built-ins, a built-in's name was taken, and
+            # the built-in's own registration then failed the package import, losing the others.
+            self._load_builtins()
             with self._lock:
                 existing = self._builtins.get(name)
                 if (
@@ -465,7 +471,13 @@ class Registry(Generic[T]):
         return decorator
 
     def unregister(self, name: str) -> None:
-        """Remove a built-in or cached plugin name (for tests and interactive use)."""
+        """Remove a built-in or cached plugin name (for tests and interactive use).
+
+        The registry's built-ins are loaded first, so a built-in removed to be replaced stays
+        removed.
+        """
+        # Removing a built-in not loaded yet removed nothing: its loading registered it again later.
+        self._load_builtins()
         with self._lock:
             self._builtins.pop(name, None)
             self._plugins.pop(name, None)
@@ -473,14 +485,20 @@ class Registry(Generic[T]):
 
     # -- lookup -------------------------------------------------------------------------------
     def _load_builtins(self) -> None:
-        if self._builtins_loaded:
+        """Import the package that registers the built-ins, once it imports in full.
+
+        Not under the registry's lock: Python's import lock already makes other threads wait for
+        an import under way, and a thread importing the package itself (whose modules register
+        while it runs) would otherwise wait for a lock held by the thread waiting for its import.
+        """
+        if self._builtins_loaded or self.package is None:
             return
-        with self._lock:
-            if self._builtins_loaded:
-                return
+        # A built-in module registering while the package is imported gets the package as run so
+        # far (Python hands an import under way in this thread back, which ends the recursion);
+        # only a complete import counts, and a failed one raises and is tried again next time.
+        package = importlib.import_module(self.package)
+        if not getattr(getattr(package, "__spec__", None), "_initializing", False):
             self._builtins_loaded = True
-            if self.package is not None:
-                importlib.import_module(self.package)
 
     def _entry_points(self, name: str | None = None) -> list[EntryPoint]:
         if name is None:

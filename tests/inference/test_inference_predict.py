@@ -1139,7 +1139,7 @@ def test_a_device_error_names_the_argument_not_a_config_field(
     softmax_run: Path, brains: Path, tmp_path: Path
 ) -> None:
     # predict takes ``device=``; "run.device" would send the user looking for a config file.
-    with pytest.raises(ValueError, match=r"^device='tpu' is invalid; expected 'auto', 'cpu'"):
+    with pytest.raises(ValueError, match=r"^device='tpu' is not a valid option: expected 'auto', 'cpu'"):
         predict(softmax_run, brains / "c.nii.gz", output=tmp_path / "p", progress=False, device="tpu")
     assert not (tmp_path / "p").exists()
 

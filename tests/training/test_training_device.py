@@ -74,9 +74,43 @@ def test_a_card_the_machine_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("name", ["tpu", "cuda:x", "gpu0", ""])
 def test_a_name_that_is_no_device_is_a_clear_error(name: str) -> None:
     with pytest.raises(
-        ValueError, match=rf"device={name!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ValueError,
+        match=rf"^device={name!r} is not a valid option: expected 'auto', 'cpu', 'cuda' or 'cuda:N'",
     ):
         resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["meta", "mps", "xla", "hpu", "cpu:3", "CPU"])
+def test_a_torch_device_type_other_than_cpu_or_cuda_is_refused_as_the_config_refuses_it(name: str) -> None:
+    # Any type torch knows passed: evaluate(model, device="meta") moved the caller's network onto
+    # "meta", which holds no values, and load_model gave back a network without weights. A run's
+    # config refuses them; the arguments say so in its words.
+    with pytest.raises(ValueError) as refused:
+        resolve_device(name)
+    with pytest.raises(ValueError) as config:
+        PretrainConfig.model_validate({"run": {"device": name}})
+    assert str(refused.value) in str(config.value)
+    assert str(refused.value).startswith(f"device={name!r} is not a valid option: ")
+
+
+@pytest.mark.parametrize("kind", ["meta", "mps", "xla"])
+def test_a_torch_device_object_must_be_a_cpu_or_cuda_one(kind: str) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"^device=device\(type='{kind}'\) is not a valid option: expected a torch.device of type "
+        rf"'cpu' or 'cuda' \(or one of 'auto', 'cpu', 'cuda' or 'cuda:N'\); found type '{kind}'$",
+    ):
+        resolve_device(torch.device(kind))
+    assert resolve_device(torch.device("cpu", 0)) == torch.device("cpu", 0)
+
+
+@pytest.mark.parametrize("value", [None, 0, b"cpu"])
+def test_a_device_that_is_no_name_is_refused_naming_the_argument(value: object) -> None:
+    # torch.device(0) is the first card: an int slipped through as cuda:0.
+    with pytest.raises(
+        ValueError, match=rf"^device must be a string, one of 'auto', .*; found {type(value).__name__}"
+    ):
+        resolve_device(value)  # type: ignore[arg-type]
 
 
 # (the card's compute capability, what "auto" must pick). is_bf16_supported() answers True on Volta

@@ -77,3 +77,19 @@ def test_a_fresh_run_still_needs_its_pretrained_source(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         with pytest.raises(Exception, match="missing"):
             issl.finetune(config)
+
+
+def test_a_resumed_finished_run_hands_back_its_model_in_eval_mode(tmp_path: Path) -> None:
+    # A finished run resumed trains nothing: its model, built afresh in train mode, came back in
+    # the mode the test pass left it, and evaluation now leaves a module's modes as it found them.
+    config = tiny_pretrain_config(tmp_path / "ft", optim={"max_epochs": 1, "batch_size": 4})
+    del config["pretext"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        issl.finetune(config)
+        config["run"]["resume"] = True
+        resumed = issl.finetune(config)
+        pretrained = issl.pretrain(tiny_pretrain_config(tmp_path / "pre", optim={"max_epochs": 1}))
+    assert resumed.model is not None and pretrained.model is not None
+    assert not any(module.training for module in resumed.model.modules())
+    assert not any(module.training for module in pretrained.model.modules())

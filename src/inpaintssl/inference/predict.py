@@ -124,7 +124,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar
@@ -188,6 +188,7 @@ from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.progress import progress_iter
 from inpaintssl.training.device import autocast_dtype, resolve_device
+from inpaintssl.training.evaluation import check_batch_size
 from inpaintssl.warning_format import warn_each_time
 
 T = TypeVar("T")
@@ -307,6 +308,34 @@ def _warn_if_no_row_names_a_case(table: ScanParameterTable | None, cases: Sequen
         "its input's file or folder name without suffixes",
         UserWarning,
     )
+
+
+def _is_path(value: object) -> bool:
+    """Whether ``value`` is a ``str`` or an ``os.PathLike`` (its own test: a ``__fspath__`` method)."""
+    return isinstance(value, str) or hasattr(type(value), "__fspath__")
+
+
+def _input_list(inputs: object) -> list[str | os.PathLike[str]]:
+    """``predict``'s ``inputs`` as a list of paths, or an error naming the argument and the item.
+
+    Raises:
+        TypeError: ``inputs`` or an item of it is no path.
+        PredictionError: ``inputs`` is an empty list.
+
+    Made a list here, so an iterator given is read once.
+    """
+    if _is_path(inputs):
+        return [inputs]  # type: ignore[list-item]  # a str or os.PathLike, as checked
+    expected = "a file, folder or glob pattern (str or os.PathLike), or a list of them"
+    if isinstance(inputs, (bytes, Mapping)) or not isinstance(inputs, Iterable):
+        raise TypeError(f"inputs: expected {expected}; found {type(inputs).__name__}")
+    items = list(inputs)
+    if not items:
+        raise PredictionError("inputs=[]: no inputs given; expected NIfTI/NumPy/HDF5 files, folders or globs")
+    for index, item in enumerate(items):
+        if not _is_path(item):
+            raise TypeError(f"inputs[{index}]={item!r}: expected {expected}; found {type(item).__name__}")
+    return items
 
 
 def predict(
@@ -493,11 +522,15 @@ def predict(
         inpaintssl.data.DataError: The readers' own checks (array rank, a missing HDF5 key, ...);
             a ``qdess_parameters_csv`` that is missing or no table of scan parameters.
             All three are ``ValueError`` subclasses.
+        TypeError: ``inputs`` (or one of its items) or ``output`` is no path (str or
+            os.PathLike), or ``batch_size`` is no integer (``True`` included); checked before the
+            model is loaded.
         ValueError: ``probabilities`` with ``output_format="rtstruct"``; an unknown ``dicom_seg_type``,
             or one other than ``binary`` with a format that writes no DICOM SEG; ``qdess_parameters`` or
             ``qdess_parameters_csv`` without ``t2``, or both giving one parameter; an ``echo`` that is no
             whole number >= 1, or one for a run on the echoes' root-sum-of-squares; ``batch_size`` or
-            ``check_threads`` below 1, an unknown ``device``, ``amp``,
+            ``check_threads`` below 1, an unknown ``device`` (one other than ``auto``, ``cpu``,
+            ``cuda`` or ``cuda:N``), ``amp``,
             ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
             outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0, or
             ``resample="outside"`` with a run that resized its slices or recorded no spacing.
@@ -507,9 +540,13 @@ def predict(
         >>> report.cases[0].volumes_ml                                            # doctest: +SKIP
         {'csf': 152.3, 'gm': 611.0, 'wm': 498.7}
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}; expected a positive integer")
-    # Refused before the model is loaded; resolved once, for the check of every input.
+    # Each argument is refused before the model is loaded, naming it: "4" and None failed as
+    # "'<' not supported", None inputs as "'NoneType' object is not iterable".
+    check_batch_size(batch_size)
+    inputs = _input_list(inputs)
+    if not _is_path(output):
+        raise TypeError(f"output: expected a folder path (str or os.PathLike); found {type(output).__name__}")
+    # Resolved once, for the check of every input.
     check_workers = check_threads_to_use(check_threads, argument="check_threads")
     check_option(large_slices, ("crop", "sliding_window"), field="large_slices")
     check_option(read_ahead, ("auto", "on", "off"), field="read_ahead")

@@ -41,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,6 +64,7 @@ from inpaintssl.metrics import (
 )
 from inpaintssl.studies.store import Measurement
 from inpaintssl.training.evaluation import resized_prediction
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["clinical_measurements", "on_source_grid"]
 
@@ -256,12 +256,11 @@ def on_source_grid(
         return items, predict
     size, mode, classes = items.size, items.mode, len(items.class_names)
     if mode == "resize" and model is None:
-        warnings.warn(
+        warn_each_time(
             "on_source_grid: a resize view without model=: its masks are resized back "
             "nearest-neighbour, where evaluate resizes the class probabilities bilinearly; pass "
             "model= (the network behind predict) to measure the masks evaluate scores",
             UserWarning,
-            stacklevel=2,
         )
 
     @torch.no_grad()

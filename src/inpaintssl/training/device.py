@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from inpaintssl.options import check_option
+from inpaintssl.options import check_option, format_choices
 
 __all__ = [
     "AMP_MODES",
+    "DEVICE_NAMES",
     "autocast_context",
     "autocast_dtype",
     "resolve_device",
@@ -27,12 +28,17 @@ __all__ = [
 ]
 
 
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
+"""The device names a run, ``predict``, ``evaluate`` and ``load_model`` take (``N`` a card's index)."""
+
+
 def resolve_device(
     device: str | torch.device = "auto", *, local_rank: int | None = None, field: str = "device"
 ) -> torch.device:
     """Turn ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"`` into a :class:`torch.device`.
 
-    ``auto`` picks CUDA when available (the process's local rank under torchrun), else CPU.
+    ``auto`` picks CUDA when available (the process's local rank under torchrun), else CPU. A
+    :class:`torch.device` must be a CPU or CUDA one, as the names are.
 
     Args:
         device: The device name or a :class:`torch.device`.
@@ -41,37 +47,66 @@ def resolve_device(
             argument's name (``device``) for ``predict``, ``evaluate`` and ``load_model``.
 
     Raises:
-        ValueError: ``device`` is not a device name, ``cuda`` was asked for but is not available,
-            ``cuda:N`` names a card this machine does not have, or ``auto``/``cuda`` would give a
-            torchrun process the card of a ``local_rank`` beyond the machine's cards.
+        ValueError: ``device`` is not one of the names above (a torch device type such as ``meta``
+            or ``mps`` included) nor a CPU or CUDA :class:`torch.device`, ``cuda`` was asked for but
+            is not available, ``cuda:N`` names a card this machine does not have, or
+            ``auto``/``cuda`` would give a torchrun process the card of a ``local_rank`` beyond the
+            machine's cards.
+
+    Example:
+        >>> resolve_device("meta")
+        Traceback (most recent call last):
+        ...
+        ValueError: device='meta' is not a valid option: expected 'auto', 'cpu', 'cuda' or 'cuda:N'
     """
-    if isinstance(device, torch.device) and device.type != "cuda":
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return _card_of_local_rank(device, local_rank=local_rank, field=field)
-        return torch.device("cpu")
-    try:
+    if isinstance(device, torch.device):
+        # Only the two the library runs on: on "meta" a caller's module lost its weights, and
+        # "mps"/"xla" fail later inside torch, naming neither the argument nor the choices.
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(
+                f"{field}={device!r} is not a valid option: expected a torch.device of type 'cpu' or "
+                f"'cuda' (or one of {format_choices(DEVICE_NAMES)}); found type {device.type!r}"
+            )
+        if device.type == "cpu":
+            return device
+        resolved = device
+    else:
+        _check_device_name(device, field=field)
+        if device == "auto":
+            if torch.cuda.is_available():
+                return _card_of_local_rank(device, local_rank=local_rank, field=field)
+            return torch.device("cpu")
         resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
+        if resolved.type == "cpu":
+            return resolved
+    if not torch.cuda.is_available():
+        raise ValueError(f"{field}={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'")
+    if resolved.index is None:
+        return _card_of_local_rank(device, local_rank=local_rank, field=field)
+    count = torch.cuda.device_count()
+    if resolved.index >= count:
+        # Caught here, naming the setting, not as "invalid device ordinal" at the first copy.
         raise ValueError(
-            f"{field}={device!r} is invalid; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"{field}={device!r} but CUDA is not available on this machine; use 'auto' or 'cpu'"
-            )
-        if resolved.index is None:
-            return _card_of_local_rank(device, local_rank=local_rank, field=field)
-        count = torch.cuda.device_count()
-        if resolved.index is not None and resolved.index >= count:
-            # Caught here, naming the setting, not as "invalid device ordinal" at the first copy.
-            raise ValueError(
-                f"{field}={str(device)!r} resolves to {resolved}, but this machine has {count} CUDA "
-                f"device(s) (cuda:0 to cuda:{count - 1}); pick one of them, or 'auto'"
-            )
+            f"{field}={str(device)!r} resolves to {resolved}, but this machine has {count} CUDA "
+            f"device(s) (cuda:0 to cuda:{count - 1}); pick one of them, or 'auto'"
+        )
     return resolved
+
+
+def _check_device_name(value: object, *, field: str) -> None:
+    """Refuse a device name other than :data:`DEVICE_NAMES`, worded as a config's ``run.device`` is.
+
+    Any name torch knows used to pass (``meta``, ``mps``, ``xla``, ``cpu:3``), where a config's
+    ``run.device`` refused them.
+    """
+    if isinstance(value, str) and value.startswith("cuda:") and value[5:].isascii() and value[5:].isdigit():
+        return
+    if value == "cuda:N":  # the message's placeholder for a card's index, not a device
+        raise ValueError(
+            f"{field}={value!r} is not a valid option: expected {format_choices(DEVICE_NAMES)} with N a "
+            "GPU index, e.g. 'cuda:0'"
+        )
+    check_option(value, DEVICE_NAMES, field=field)
 
 
 def _card_of_local_rank(device: str | torch.device, *, local_rank: int | None, field: str) -> torch.device:

@@ -34,10 +34,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ from inpaintssl.training.objectives import VALIDATION_KEY_OFFSET
 
 __all__ = [
     "EvaluationTable",
+    "check_batch_size",
     "check_num_workers",
     "evaluate_inpainting",
     "evaluate_segmentation",
@@ -125,10 +128,14 @@ class EvaluationTable:
 
 
 def check_num_workers(num_workers: int) -> None:
-    """Refuse a negative count of evaluation's DataLoader workers, naming the argument.
+    """Refuse a negative or non-integer count of evaluation's DataLoader workers, naming the argument.
 
     :func:`inpaintssl.api.evaluate` checks before it loads the model; :func:`evaluate_segmentation`
     and :func:`evaluate_inpainting` check again, for callers that come to them directly.
+
+    Raises:
+        TypeError: ``num_workers`` is not an integer (``True`` and ``"2"`` included).
+        ValueError: ``num_workers`` is negative.
 
     Example:
         >>> check_num_workers(-1)
@@ -136,8 +143,57 @@ def check_num_workers(num_workers: int) -> None:
         ...
         ValueError: num_workers=-1; expected 0 (read here) or more worker processes
     """
+    # A bool is an int to Python, but True is no count anyone means; "2" failed as "'<' not supported".
+    if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral):
+        raise TypeError(
+            f"num_workers={num_workers!r}: expected an integer, 0 (read here) or more worker processes; "
+            f"found {type(num_workers).__name__}"
+        )
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers}; expected 0 (read here) or more worker processes")
+
+
+def check_batch_size(batch_size: int, *, argument: str = "batch_size") -> None:
+    """Refuse a batch size below 1, or one that is no integer, naming the argument.
+
+    For :func:`inpaintssl.api.evaluate` and :func:`inpaintssl.inference.predict.predict`, which check
+    before they load the model.
+
+    Raises:
+        TypeError: ``batch_size`` is not an integer (``True``, ``2.0`` and ``"4"`` included).
+        ValueError: ``batch_size`` is below 1.
+
+    Example:
+        >>> check_batch_size("4")
+        Traceback (most recent call last):
+        ...
+        TypeError: batch_size='4': expected a positive integer; found str
+    """
+    # A bool is an int to Python: True ran batches of one slice.
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(
+            f"{argument}={batch_size!r}: expected a positive integer; found {type(batch_size).__name__}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"{argument}={batch_size}; expected a positive integer")
+
+
+@contextlib.contextmanager
+def _in_eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block; each submodule's own training flag restored after.
+
+    The caller's network is its own: a fine-tuning loop that scores its model between epochs
+    (or a notebook) would otherwise go on training with dropout off and batch statistics frozen.
+    Each flag, not the top one: ``model.train(flag)`` would undo a submodule kept in eval mode
+    on purpose (frozen BatchNorm statistics).
+    """
+    modes = {name: sub.training for name, sub in model.named_modules(remove_duplicate=False)}
+    model.eval()
+    try:
+        yield
+    finally:
+        for name, sub in model.named_modules(remove_duplicate=False):
+            sub.training = modes[name]
 
 
 def _batches(
@@ -352,7 +408,8 @@ def evaluate_segmentation(
     docstring), then compared with the source labels. Any other dataset is scored as it is.
 
     Args:
-        model: Segmentation network producing logits.
+        model: Segmentation network producing logits, run in eval mode (each submodule's training
+            flag is restored after, also when this raises).
         dataset: Labelled items (``image``, ``label``, ``volume_id``, ``slice_index``).
         predict_onehot: Logits ``(N, C_out, H, W)`` -> one-hot ``(N, K, H, W)``. It decides on
             the model's grid; a resized slice's prediction is decided on its source grid by the
@@ -378,74 +435,76 @@ def evaluate_segmentation(
         ``overlap_pixels`` (pixels predicted in more than one class, on the grid scored; a
         volume's is its slices' sum; always 0 for a softmax head).
     """
-    model.eval()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    rows: list[dict[str, Any]] = []
-    volumes: dict[str, list[np.ndarray]] = {}
-    volume_slices: dict[str, int] = {}
-    volume_overlap: dict[str, int] = {}
-    names = list(class_names)
-    # A set fitted to the model's size is scored on its source slices: scored on the fitted labels,
-    # a crop would drop the tissue it cut off from the reference, and a resize would replace the
-    # reference with its nearest-neighbour copy.
-    on_source = _unfitted(dataset)
-    with _batches(
-        dataset if on_source is None else on_source,
-        batch_size,
-        device=device,
-        num_workers=num_workers,
-        worker_start_method=worker_start_method,
-    ) as loader:
-        for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
-            images = batch["image"].to(device, memory_format=fmt)
-            target = batch["label"].to(device) > 0.5
-            with autocast_context(device, amp_dtype):
-                logits = model(images)
-            logits = logits.float()
-            pred = predict_onehot(logits) > 0.5
-            expected = tuple(target.shape) if on_source is None else (*target.shape[:2], *images.shape[-2:])
-            if tuple(pred.shape) != expected:
-                raise ValueError(
-                    f"prediction shape {tuple(pred.shape)} does not match label shape {expected}: "
-                    "the model's output channels do not fit this dataset's classes"
+    with _in_eval_mode(model):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        rows: list[dict[str, Any]] = []
+        volumes: dict[str, list[np.ndarray]] = {}
+        volume_slices: dict[str, int] = {}
+        volume_overlap: dict[str, int] = {}
+        names = list(class_names)
+        # A set fitted to the model's size is scored on its source slices: scored on the fitted labels,
+        # a crop would drop the tissue it cut off from the reference, and a resize would replace the
+        # reference with its nearest-neighbour copy.
+        on_source = _unfitted(dataset)
+        with _batches(
+            dataset if on_source is None else on_source,
+            batch_size,
+            device=device,
+            num_workers=num_workers,
+            worker_start_method=worker_start_method,
+        ) as loader:
+            for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
+                images = batch["image"].to(device, memory_format=fmt)
+                target = batch["label"].to(device) > 0.5
+                with autocast_context(device, amp_dtype):
+                    logits = model(images)
+                logits = logits.float()
+                pred = predict_onehot(logits) > 0.5
+                expected = (
+                    tuple(target.shape) if on_source is None else (*target.shape[:2], *images.shape[-2:])
                 )
-            if on_source is None:
-                inter_t = (pred & target).sum(dim=(2, 3))
-                total_t = pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
-                overlap_t = _overlap(pred)
-            else:
-                inter_t, total_t, overlap_t = _source_grid_counts(
-                    logits, pred, target, batch["source_grid"], mode=on_source.mode, classes=len(names)
-                )
-            inter = inter_t.double().cpu().numpy()
-            total = total_t.double().cpu().numpy()
-            overlap = overlap_t.cpu().tolist()
-            dice = _dice(inter, total)
-            for i in range(dice.shape[0]):
-                vid = str(batch["volume_id"][i])
-                sidx = int(batch["slice_index"][i])
-                row: dict[str, Any] = {"level": "image", "volume_id": vid, "slice_index": sidx}
-                row.update({f"dice_{n}": float(dice[i, k]) for k, n in enumerate(names)})
-                row["dice_mean"] = float(np.mean(dice[i]))
-                row["overlap_pixels"] = int(overlap[i])
-                rows.append(row)
-                acc = volumes.setdefault(vid, [np.zeros(len(names)), np.zeros(len(names))])
-                acc[0] += inter[i]
-                acc[1] += total[i]
-                volume_slices[vid] = volume_slices.get(vid, 0) + 1
-                volume_overlap[vid] = volume_overlap.get(vid, 0) + int(overlap[i])
-    # Volumes of one slice each are a 2-D data set: its images are the items. Once any volume has
-    # more, every volume gets its row, a one-slice volume too: the analyses switch to volume rows
-    # when there are any, and a volume without one would drop out of every statistic.
-    if per_volume and any(count > 1 for count in volume_slices.values()):
-        for vid, (inter_v, total_v) in volumes.items():
-            dice_v = _dice(inter_v, total_v)
-            vrow: dict[str, Any] = {"level": "volume", "volume_id": vid, "slice_index": -1}
-            vrow.update({f"dice_{n}": float(dice_v[k]) for k, n in enumerate(names)})
-            vrow["dice_mean"] = float(np.mean(dice_v))
-            vrow["overlap_pixels"] = volume_overlap[vid]
-            rows.append(vrow)
-    return EvaluationTable(rows)
+                if tuple(pred.shape) != expected:
+                    raise ValueError(
+                        f"prediction shape {tuple(pred.shape)} does not match label shape {expected}: "
+                        "the model's output channels do not fit this dataset's classes"
+                    )
+                if on_source is None:
+                    inter_t = (pred & target).sum(dim=(2, 3))
+                    total_t = pred.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+                    overlap_t = _overlap(pred)
+                else:
+                    inter_t, total_t, overlap_t = _source_grid_counts(
+                        logits, pred, target, batch["source_grid"], mode=on_source.mode, classes=len(names)
+                    )
+                inter = inter_t.double().cpu().numpy()
+                total = total_t.double().cpu().numpy()
+                overlap = overlap_t.cpu().tolist()
+                dice = _dice(inter, total)
+                for i in range(dice.shape[0]):
+                    vid = str(batch["volume_id"][i])
+                    sidx = int(batch["slice_index"][i])
+                    row: dict[str, Any] = {"level": "image", "volume_id": vid, "slice_index": sidx}
+                    row.update({f"dice_{n}": float(dice[i, k]) for k, n in enumerate(names)})
+                    row["dice_mean"] = float(np.mean(dice[i]))
+                    row["overlap_pixels"] = int(overlap[i])
+                    rows.append(row)
+                    acc = volumes.setdefault(vid, [np.zeros(len(names)), np.zeros(len(names))])
+                    acc[0] += inter[i]
+                    acc[1] += total[i]
+                    volume_slices[vid] = volume_slices.get(vid, 0) + 1
+                    volume_overlap[vid] = volume_overlap.get(vid, 0) + int(overlap[i])
+        # Volumes of one slice each are a 2-D data set: its images are the items. Once any volume has
+        # more, every volume gets its row, a one-slice volume too: the analyses switch to volume rows
+        # when there are any, and a volume without one would drop out of every statistic.
+        if per_volume and any(count > 1 for count in volume_slices.values()):
+            for vid, (inter_v, total_v) in volumes.items():
+                dice_v = _dice(inter_v, total_v)
+                vrow: dict[str, Any] = {"level": "volume", "volume_id": vid, "slice_index": -1}
+                vrow.update({f"dice_{n}": float(dice_v[k]) for k, n in enumerate(names)})
+                vrow["dice_mean"] = float(np.mean(dice_v))
+                vrow["overlap_pixels"] = volume_overlap[vid]
+                rows.append(vrow)
+        return EvaluationTable(rows)
 
 
 def _channel_l2_norm(restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -471,7 +530,8 @@ def evaluate_inpainting(
     """L2 norm of each inpainted image against its original (Table 2), and of the corrupted input.
 
     Args:
-        model: Inpainting network.
+        model: Inpainting network, run in eval mode (each submodule's training flag is restored
+            after, also when this raises).
         dataset: Items with ``image``.
         corrupt: ``(clean (N, C, H, W), keys (N,)) -> corrupted``; keys are the dataset indices
             plus :data:`~inpaintssl.training.objectives.VALIDATION_KEY_OFFSET`, as in validation, so the
@@ -494,36 +554,40 @@ def evaluate_inpainting(
         Rows with ``volume_id``, ``slice_index``, ``l2_norm`` (restored vs. original),
         ``l2_norm_corrupted`` (corrupted input vs. original) and ``l2_loss`` (eq. A1 per image).
     """
-    model.eval()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    rows: list[dict[str, Any]] = []
-    start = 0
-    with _batches(
-        dataset, batch_size, device=device, num_workers=num_workers, worker_start_method=worker_start_method
-    ) as loader:
-        for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
-            clean = batch["image"].to(device, memory_format=fmt)
-            # The validation keys: the masks the validation loss (and checkpoint selection) saw.
-            keys = torch.arange(start, start + clean.shape[0], device=device) + VALIDATION_KEY_OFFSET
-            start += clean.shape[0]
-            corrupted = corrupt(clean, keys)
-            with autocast_context(device, amp_dtype):
-                restored = model(corrupted)
-            restored = restored.float()
-            norm = _channel_l2_norm(restored, clean).cpu().tolist()
-            norm_in = _channel_l2_norm(corrupted, clean).cpu().tolist()
-            loss = ((restored - clean) ** 2).sum(dim=(2, 3)).mean(dim=1).cpu().tolist()
-            for i in range(clean.shape[0]):
-                rows.append(
-                    {
-                        "level": "image",
-                        "volume_id": str(batch["volume_id"][i])
-                        if "volume_id" in batch
-                        else str(start - clean.shape[0] + i),
-                        "slice_index": int(batch["slice_index"][i]) if "slice_index" in batch else -1,
-                        "l2_norm": norm[i],
-                        "l2_norm_corrupted": norm_in[i],
-                        "l2_loss": loss[i],
-                    }
-                )
-    return EvaluationTable(rows)
+    with _in_eval_mode(model):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        rows: list[dict[str, Any]] = []
+        start = 0
+        with _batches(
+            dataset,
+            batch_size,
+            device=device,
+            num_workers=num_workers,
+            worker_start_method=worker_start_method,
+        ) as loader:
+            for batch in progress_iter(loader, desc="evaluate", leave=False, disable=quiet):
+                clean = batch["image"].to(device, memory_format=fmt)
+                # The validation keys: the masks the validation loss (and checkpoint selection) saw.
+                keys = torch.arange(start, start + clean.shape[0], device=device) + VALIDATION_KEY_OFFSET
+                start += clean.shape[0]
+                corrupted = corrupt(clean, keys)
+                with autocast_context(device, amp_dtype):
+                    restored = model(corrupted)
+                restored = restored.float()
+                norm = _channel_l2_norm(restored, clean).cpu().tolist()
+                norm_in = _channel_l2_norm(corrupted, clean).cpu().tolist()
+                loss = ((restored - clean) ** 2).sum(dim=(2, 3)).mean(dim=1).cpu().tolist()
+                for i in range(clean.shape[0]):
+                    rows.append(
+                        {
+                            "level": "image",
+                            "volume_id": str(batch["volume_id"][i])
+                            if "volume_id" in batch
+                            else str(start - clean.shape[0] + i),
+                            "slice_index": int(batch["slice_index"][i]) if "slice_index" in batch else -1,
+                            "l2_norm": norm[i],
+                            "l2_norm_corrupted": norm_in[i],
+                            "l2_loss": loss[i],
+                        }
+                    )
+        return EvaluationTable(rows)

@@ -154,6 +154,9 @@ def _finetune(config: FinetuneConfig, ctx: RunContext) -> FinetuneResult:
             worker_start_method=config.data.worker_start_method,
         )
         test.to_csv(ctx.run_folder.test_metrics)
+    # Handed back for inference: in eval mode, whatever the last pass (or none, on a resume of a
+    # finished run) left it in.
+    model.eval()
     result = FinetuneResult.from_outcome(
         ctx.run_dir,
         outcome,

@@ -180,4 +180,5 @@ def _pretrain(config: PretrainConfig, ctx: RunContext) -> PretrainResult:
             f"best val L2 {outcome.best_val_loss:.4g} in {outcome.describe_best_epoch()}; "
             f"{outcome.describe_convergence()} -> {ctx.run_dir}"
         )
+    model.eval()  # handed back for inference, whatever the last pass left it in
     return PretrainResult.from_outcome(ctx.run_dir, outcome, model=model, evaluation=evaluation)

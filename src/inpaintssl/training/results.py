@@ -78,7 +78,7 @@ class PretrainResult(RunResult):
     The fields of :class:`RunResult`, and:
 
     Attributes:
-        model: The network with the best weights loaded (``None`` on non-zero ranks).
+        model: The network with the best weights loaded, in eval mode (``None`` on non-zero ranks).
         evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
     """
 
@@ -108,7 +108,7 @@ class FinetuneResult(RunResult):
             run reports the transfer its manifest recorded at its start, ``None`` if it has none).
         test: Per-image/per-volume Dice on the test split (``None`` when there is none).
         class_names: Foreground classes.
-        model: The network with the best weights loaded.
+        model: The network with the best weights loaded, in eval mode.
         test_set: The test slices fine-tuning evaluated (``None`` without a test split), so later
             steps (clinical measurements, figures) use them without rebuilding the data.
         predict_onehot: The run's loss's hard prediction from logits (sigmoid heads threshold at
