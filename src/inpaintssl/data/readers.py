@@ -41,7 +41,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -816,11 +816,7 @@ def _npz_member_shape(path: Path, key: str) -> tuple[int, ...]:
         if key not in names:
             raise DataError(f"NumPy archive {path} has no array {key!r}; it holds {sorted(names)}")
         with archive.open(f"{key}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            shape, dtype = _npy_header(member)
     if dtype.hasobject:
         # np.load refuses it (allow_pickle=False) only when the data is read, as if it were damaged.
         raise DataError(
@@ -829,6 +825,14 @@ def _npz_member_shape(path: Path, key: str) -> tuple[int, ...]:
             "(save it with e.g. np.savez(..., image=array.astype(np.float32)))"
         )
     return tuple(shape)
+
+
+def _npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """The shape and dtype an ``.npy`` stream's header announces, read without its data."""
+    version = np.lib.format.read_magic(stream)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(stream)
+    return tuple(shape), dtype
 
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -854,11 +858,7 @@ def _npy_shape(path: Path) -> tuple[int, ...]:
                 f"{start!r}{hint})"
             )
         stream.seek(0)
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            _, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        else:
-            _, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        _, dtype = _npy_header(stream)
     if dtype.hasobject:
         raise DataError(
             f"NumPy file {path} has dtype {dtype} (Python objects: pickled data, no image), which is never "
