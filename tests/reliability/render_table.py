@@ -264,8 +264,10 @@ loader's seeded generator (the run's ``manifest.json`` lists the training worker
 keeps its workers from the first epoch to the last
 (:class:`~inpaintssl.training.epoch_loader.EpochLoader`), which spares a worker start per epoch
 where workers start by ``spawn`` (macOS) or ``forkserver`` (Linux from Python 3.14), and each
-worker re-seeds itself at every pass over the data, so a dataset that draws at random draws in
-each epoch, and after a resume, what a newly started worker would. A loader starts no more
+worker re-seeds itself at every pass over the data, from its seed and the pass's epoch
+(:func:`~inpaintssl.training.epoch_loader.pass_worker_seed`; the first epoch's seeds are the ones
+the manifest lists), so a dataset that draws at random draws new numbers in each epoch, and in
+an epoch resumed the numbers the uninterrupted run drew there. A loader starts no more
 workers than a pass has batches: one beyond would never get a batch, and the batches are the
 same without it.
 ``data.worker_start_method`` (``fork``, ``forkserver`` or ``spawn``; the process's default when
