@@ -68,6 +68,7 @@ __all__ = [
     "changed_files",
     "file_states",
     "kept_on_disk",
+    "own_record",
     "source_record_path",
 ]
 
@@ -294,7 +295,7 @@ def kept_on_disk(
     else:
         if tuple(mapped.shape) == tuple(shape):
             _mark_used(target)
-            if source is not None and not _has_own_record(target):
+            if source is not None and own_record(target) is None:
                 # Written before records were kept, or its record damaged (written without an
                 # fsync, a crash can leave it empty): without one it could never be found stale.
                 _record_source(target, source)
@@ -324,17 +325,16 @@ def kept_on_disk(
     return written
 
 
-def _has_own_record(target: Path) -> bool:
-    """Whether the record beside ``target`` reads as its own: what upkeep needs to tell it stale.
-
-    The rule :func:`~inpaintssl.data.decompressed_upkeep.list_decompressed` reads records by: a
-    record of this format whose digest is ``target``'s name.
+def own_record(target: Path) -> DecompressedSource | None:
+    """The record beside ``target``, if it reads as its own (a record of this format whose digest
+    is ``target``'s name): what upkeep tells a volume stale by
+    (:func:`~inpaintssl.data.decompressed_upkeep.list_decompressed`).
     """
     try:
         record = DecompressedSource.from_json(source_record_path(target).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # missing, unreadable, not UTF-8, not such a record
-        return False
-    return record.name == target.name
+        return None
+    return record if record.name == target.name else None
 
 
 def _record_source(target: Path, source: DecompressedSource) -> None:

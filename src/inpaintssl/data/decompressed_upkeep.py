@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inpaintssl.atomic import TEMPORARY_TOKEN, remove_unlocked
-from inpaintssl.data.decompressed import DecompressedSource, source_record_path
+from inpaintssl.data.decompressed import DecompressedSource, own_record, source_record_path
 
 __all__ = ["DecompressedFile", "DecompressedFolder", "PruneReport", "list_decompressed", "prune_decompressed"]
 
@@ -112,15 +112,6 @@ class DecompressedFolder:
         return sum(entry.size for entry in self.files)
 
 
-def _record_of(volume: Path) -> DecompressedSource | None:
-    """The record beside ``volume``, if there is one that belongs to it (its digest is the name)."""
-    try:
-        record = DecompressedSource.from_json(source_record_path(volume).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return record if record.name == volume.name else None
-
-
 def list_decompressed(folder: str | Path, *, check_sources: bool = True) -> DecompressedFolder:
     """The decompressed volumes in ``folder`` (a ``data.cache_dir``), the one unused for longest first.
 
@@ -152,7 +143,7 @@ def list_decompressed(folder: str | Path, *, check_sources: bool = True) -> Deco
             continue  # removed since it was listed (a run's writer renaming, another prune)
         regular = stat.S_ISREG(status.st_mode)
         if regular and _VOLUME_NAME.fullmatch(path.name):
-            record = _record_of(path)
+            record = own_record(path)
             changes = None if record is None or not check_sources else tuple(record.changed())
             files.append(DecompressedFile(path, status.st_size, status.st_mtime, record, changes))
         elif regular and _RECORD_NAME.fullmatch(path.name):
