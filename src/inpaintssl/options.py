@@ -21,7 +21,14 @@ import difflib
 from collections.abc import Iterable
 from typing import TypeVar
 
-__all__ = ["CLOSE_MATCH_CUTOFF", "check_option", "closest_option", "format_choices"]
+__all__ = [
+    "CLOSE_MATCH_CUTOFF",
+    "DEVICE_NAMES",
+    "check_device_name",
+    "check_option",
+    "closest_option",
+    "format_choices",
+]
 
 OptionT = TypeVar("OptionT", bound=str)
 
@@ -103,3 +110,33 @@ def check_option(
     raise error(
         f"{field} must be a string, one of {format_choices(options)}; found {type(value).__name__} {value!r}"
     )
+
+
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
+"""The device names a run's ``run.device``, ``predict``, ``evaluate`` and ``load_model`` take
+(``N`` a card's index)."""
+
+
+def check_device_name(value: object, *, field: str) -> str:
+    """Return ``value`` when it is one of :data:`DEVICE_NAMES` (``cuda:N`` with a card's index);
+    otherwise raise naming ``field``, with a "did you mean".
+
+    One rule for a config's ``run.device`` and for the API's ``device=`` arguments: any name torch
+    knows (``meta``, ``mps``, ``cpu:3``) is refused.
+
+    Example:
+        >>> check_device_name("cuda:1", field="run.device")
+        'cuda:1'
+        >>> check_device_name("meta", field="device")
+        Traceback (most recent call last):
+        ...
+        ValueError: device='meta' is not a valid option: expected 'auto', 'cpu', 'cuda' or 'cuda:N'
+    """
+    if isinstance(value, str) and value.startswith("cuda:") and value[5:].isascii() and value[5:].isdigit():
+        return value
+    if value == "cuda:N":  # the message's placeholder for a card's index, not a device
+        raise ValueError(
+            f"{field}={value!r} is not a valid option: expected {format_choices(DEVICE_NAMES)} with N a "
+            "GPU index, e.g. 'cuda:0'"
+        )
+    return check_option(value, DEVICE_NAMES, field=field)

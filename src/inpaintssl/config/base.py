@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from inpaintssl.config.unused import UnusedSetting
-from inpaintssl.options import check_option, format_choices
+from inpaintssl.options import check_device_name, check_option, format_choices
 
 __all__ = ["Device", "Params", "user_path"]
 
@@ -88,19 +88,7 @@ def _option_choices(model: type[BaseModel], name: str) -> tuple[str, ...] | None
     return tuple(choices) or None
 
 
-def _check_device(value: str, *, field: str) -> str:
-    if value.startswith("cuda:") and value[5:].isdigit():
-        return value
-    choices = ("auto", "cpu", "cuda", "cuda:N")
-    if value == "cuda:N":  # the message's placeholder for a GPU index, not a device
-        raise ValueError(
-            f"{field}={value!r} is not a valid option: expected {format_choices(choices)} with N a GPU "
-            "index, e.g. 'cuda:0'"
-        )
-    return check_option(value, choices, field=field)
-
-
-Device = Annotated[str, AfterValidator(functools.partial(_check_device, field="device"))]
+Device = Annotated[str, AfterValidator(functools.partial(check_device_name, field="device"))]
 """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked with a "did you mean"."""
 
 

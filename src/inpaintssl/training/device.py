@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from inpaintssl.options import check_option, format_choices
+from inpaintssl.options import DEVICE_NAMES, check_device_name, check_option, format_choices
 
 __all__ = [
     "AMP_MODES",
@@ -26,10 +26,6 @@ __all__ = [
     "to_memory_format",
     "use_channels_last",
 ]
-
-
-DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
-"""The device names a run, ``predict``, ``evaluate`` and ``load_model`` take (``N`` a card's index)."""
 
 
 def resolve_device(
@@ -71,7 +67,7 @@ def resolve_device(
             return device
         resolved = device
     else:
-        _check_device_name(device, field=field)
+        check_device_name(device, field=field)
         if device == "auto":
             if torch.cuda.is_available():
                 return _card_of_local_rank(device, local_rank=local_rank, field=field)
@@ -91,22 +87,6 @@ def resolve_device(
             f"device(s) (cuda:0 to cuda:{count - 1}); pick one of them, or 'auto'"
         )
     return resolved
-
-
-def _check_device_name(value: object, *, field: str) -> None:
-    """Refuse a device name other than :data:`DEVICE_NAMES`, worded as a config's ``run.device`` is.
-
-    Any name torch knows used to pass (``meta``, ``mps``, ``xla``, ``cpu:3``), where a config's
-    ``run.device`` refused them.
-    """
-    if isinstance(value, str) and value.startswith("cuda:") and value[5:].isascii() and value[5:].isdigit():
-        return
-    if value == "cuda:N":  # the message's placeholder for a card's index, not a device
-        raise ValueError(
-            f"{field}={value!r} is not a valid option: expected {format_choices(DEVICE_NAMES)} with N a "
-            "GPU index, e.g. 'cuda:0'"
-        )
-    check_option(value, DEVICE_NAMES, field=field)
 
 
 def _card_of_local_rank(device: str | torch.device, *, local_rank: int | None, field: str) -> torch.device:
