@@ -34,7 +34,7 @@ from inpaintssl.config import (
     read_config_file,
 )
 from inpaintssl.config.evaluate import load_data_section
-from inpaintssl.config.overrides import _check_override_list
+from inpaintssl.config.overrides import check_override_list
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_split
@@ -439,7 +439,7 @@ def _override_list(overrides: object) -> list[str]:
         inpaintssl.config.ConfigError: A bare string (whose letters were read one override each),
             something that is no list, or an item that is no string.
     """
-    _check_override_list(overrides)  # type: ignore[arg-type]  # the check of pretrain's overrides
+    check_override_list(overrides)  # type: ignore[arg-type]  # the check of pretrain's overrides
     if not isinstance(overrides, Iterable):
         raise ConfigError(
             f"overrides: expected a list of 'data.KEY=VALUE' strings, found {type(overrides).__name__} "

@@ -34,7 +34,14 @@ from inpaintssl.config.errors import ConfigError, _is_model, _members, format_co
 from inpaintssl.config.unused import quiet_unused_settings
 from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
-__all__ = ["ModelT", "apply_overrides", "override_fields", "parse_override", "update_fields"]
+__all__ = [
+    "ModelT",
+    "apply_overrides",
+    "check_override_list",
+    "override_fields",
+    "parse_override",
+    "update_fields",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -195,7 +202,19 @@ def _revalidated(cls: type[ModelT], data: dict[str, Any], *, source: str, quiet:
         raise ConfigError(format_config_error(exc, source=source, model=cls)) from exc
 
 
-def _check_override_list(overrides: Sequence[str]) -> None:
+def check_override_list(overrides: Sequence[str]) -> None:
+    """Refuse overrides given as one string rather than a list of them.
+
+    Raises:
+        ConfigError: ``overrides`` is a ``str`` or ``bytes``; the message shows the list to write.
+
+    Example:
+        >>> check_override_list(["optim.lr=1"])
+        >>> check_override_list("optim.lr=1")
+        Traceback (most recent call last):
+        ...
+        inpaintssl.config.ConfigError: overrides: expected a list of ... write ['optim.lr=1']
+    """
     # A string is a sequence too: "optim.lr=1" would be read one letter at a time.
     if isinstance(overrides, (str, bytes)):
         raise ConfigError(
@@ -244,7 +263,7 @@ def _overridden(
         >>> _overridden(file, ["transfer.pretrained=runs/pre"], FinetuneConfig)
         ({'transfer': {'schedule': 'frozen', 'pretrained': 'runs/pre'}}, [('transfer', 'pretrained')])
     """
-    _check_override_list(overrides)
+    check_override_list(overrides)
     copied: dict[str, Any] = _unshared(data)
     given: dict[tuple[str, ...], str] = {}
     paths: list[tuple[str, ...]] = []
