@@ -460,3 +460,17 @@ def test_a_field_stated_empty_is_read(tmp_path: Path) -> None:
     path.write_bytes((SMALL_HEADER + "content:\nencoding: raw\n\n").encode() + SMALL_RAW)
     assert read_nrrd_header(path)[0]["content"] == ""
     assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), SMALL)
+
+
+def test_ascii_data_that_is_not_numbers_is_refused_naming_the_word_and_its_place(tmp_path: Path) -> None:
+    # The 24 values of SMALL written as text, the fifth replaced by a word.
+    words = [str(v) for v in np.frombuffer(SMALL_RAW, dtype="<i2")]
+    words[4] = "five"
+    path = tmp_path / "words.nrrd"
+    path.write_bytes((SMALL_HEADER + "encoding: ascii\n\n" + " ".join(words) + "\n").encode())
+    with pytest.raises(
+        DataError,
+        match=rf"^NRRD file {re.escape(str(path))}: its ascii data \(.*\) holds 'five' as value 5; "
+        r"expected numbers",
+    ):
+        NrrdVolume(path).read(0)

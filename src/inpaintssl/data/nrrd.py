@@ -131,6 +131,14 @@ def _is_file_pattern(name: str) -> bool:
     return len(numbers) in (3, 4) and "%" in words[0] and all(re.fullmatch(r"-?\d+", w) for w in numbers)
 
 
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
     """The fields of an NRRD header (keys in lower case) and the byte offset just after it, where
     attached data starts (a detached header may end without the blank line: its length).
@@ -500,7 +508,15 @@ class NrrdVolume(StoredArrayVolume):
             ) from exc
         if self._encoding == "ascii":
             # Through float64, which holds every value of the types up to 32 bits exactly.
-            values = np.array(data.decode("latin-1").split(), dtype=np.float64)
+            words = data.decode("latin-1").split()
+            try:
+                values = np.array(words, dtype=np.float64)
+            except ValueError:
+                bad = next(n for n, word in enumerate(words) if not _is_number(word))
+                raise DataError(
+                    f"NRRD file {self.path}: its ascii data ({self._data_file}) holds {words[bad]!r} "
+                    f"as value {bad + 1}; expected numbers separated by white space"
+                ) from None
             return values.astype(self._dtype.newbyteorder("="))
         return data
 
