@@ -62,6 +62,7 @@ __all__ = [
     "load_checkpoint",
     "load_resolved_checkpoint",
     "load_state_dict",
+    "promote_checkpoint",
     "read_checkpoint_meta",
     "read_checkpoint_dir",
     "remove_partial_writes",
@@ -204,28 +205,78 @@ def save_checkpoint(
             files[path.name] = _sha256(path)
         atomic_write_text(tmp / COMPLETE_MARKER, json.dumps({"files": files}, indent=1))
         give_plain_permissions(tmp)
-        old = _old_twin(folder)
-        if folder.exists() and old.exists() and not _is_complete(folder):
-            # A damaged folder beside its twin (a half-swap, then a torn write): the twin is the
-            # only complete copy, the one a resume recovered from, so the folder goes, not the twin.
-            shutil.rmtree(folder)
-        elif folder.exists():
-            # A twin beside a complete folder is stale: the folder is the newer checkpoint.
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(folder, old)
-        # Without a folder, a twin is the only checkpoint (a half-swap a resume recovered from):
-        # it goes only once the new one is in place, so some checkpoint exists at every instant.
-        os.replace(tmp, folder)
-        fsync_dir(folder.parent)
-        if old.exists():
-            shutil.rmtree(old)
+        _swap_in(tmp, folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(f"checkpoint {folder}", exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_in(complete: Path, folder: Path) -> None:
+    """Rename the complete checkpoint ``complete`` to ``folder``, parking ``folder`` as its twin meanwhile."""
+    old = _old_twin(folder)
+    if folder.exists() and old.exists() and not _is_complete(folder):
+        # A damaged folder beside its twin (a half-swap, then a torn write): the twin is the
+        # only complete copy, the one a resume recovered from, so the folder goes, not the twin.
+        shutil.rmtree(folder)
+    elif folder.exists():
+        # A twin beside a complete folder is stale: the folder is the newer checkpoint.
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    # Without a folder, a twin is the only checkpoint (a half-swap a resume recovered from):
+    # it goes only once the new one is in place, so some checkpoint exists at every instant.
+    os.replace(complete, folder)
+    fsync_dir(folder.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def promote_checkpoint(source: str | Path, folder: str | Path) -> bool:
+    """Move the checkpoint ``source`` (itself or its ``.old`` twin, whichever is complete) to ``folder``.
+
+    The replaced ``folder`` is parked as its twin until the move is done, as in
+    :func:`save_checkpoint`, so a process killed at any instant leaves a complete checkpoint at
+    ``folder`` (or its twin) and, until the move, at ``source``; a second call finishes the move.
+    What is left of ``source`` (a damaged copy, its twin) is removed.
+
+    Args:
+        source: The checkpoint to move, e.g. ``run/checkpoints/best.pending``.
+        folder: Where it goes, e.g. ``run/checkpoints/best``.
+
+    Returns:
+        Whether a complete checkpoint was moved (``False``: ``source`` held none; it is removed).
+
+    Raises:
+        OSError: A rename failed; the message names ``folder``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> meta = CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1)
+        >>> save_checkpoint(root / "best.pending", {"w": torch.zeros(1)}, meta)
+        >>> save_checkpoint(root / "best", {"w": torch.ones(1)}, meta)
+        >>> promote_checkpoint(root / "best.pending", root / "best")
+        True
+        >>> load_checkpoint(root / "best")[0]["w"].tolist(), sorted(p.name for p in root.iterdir())
+        ([0.0], ['best'])
+    """
+    source, folder = Path(source), Path(folder)
+    try:
+        complete: Path | None = _verified_folder(source)
+    except CheckpointError:
+        complete = None
+    try:
+        if complete is not None:
+            _swap_in(complete, folder)
+        for leftover in (source, _old_twin(source)):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+    except OSError as exc:
+        raise write_error(f"checkpoint {folder}", exc) from exc
+    return complete is not None
 
 
 def remove_partial_writes(folder: str | Path, *, names: Collection[str]) -> list[Path]:

@@ -10,6 +10,7 @@ A run folder (``run.output_dir``) holds::
         learning_curve.png   losses per epoch and whether the run converged
         checkpoints/best/    best validation loss (see inpaintssl.checkpoint)
         checkpoints/last/    latest epoch, with optimizer and trainer state for --resume
+        checkpoints/best.pending/  a new best's weights, until ``last`` records its epoch
         tensorboard/         event files, when the tensorboard package is installed
         reconstructions/     pretraining: what the network restores, one image per epoch
         val_inpainting.csv   pretraining: per-image L2 norms of the inpainted validation images
@@ -152,6 +153,15 @@ class RunFolder:
     def last(self) -> Path:
         """``checkpoints/last``: the latest epoch with the state to resume from."""
         return self.checkpoint("last")
+
+    @property
+    def pending_best(self) -> Path:
+        """``checkpoints/best.pending``: a new best epoch's weights until ``last`` records that epoch.
+
+        Training moves them to ``best`` right after it writes ``last``, so ``best`` never holds an
+        epoch that a resume trains again.
+        """
+        return self.checkpoints / "best.pending"
 
     def eval_csv(self, split: str) -> Path:
         """``eval_<split>.csv``: where ``inpaintssl evaluate`` writes by default."""

@@ -165,3 +165,157 @@ def test_early_stopping_stops_after_patience_ties() -> None:
     assert not stop.should_stop
     stop.update(1.0)
     assert stop.should_stop
+
+
+class KilledError(Exception):
+    """Stands for the process being killed."""
+
+
+def _killable_trainer(
+    run: Path, script: Sequence[float], *, resume: bool, checkpoint_every: int, after_epoch: list[Any]
+) -> Trainer:
+    def hook(model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog) -> None:
+        after_epoch.append((epoch, _snapshot(model)))
+
+    return Trainer(
+        model=BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0),
+        objective=ScriptedValidation(script),
+        train_set=SyntheticShapes(split="train", num_images=8, size=(16, 16)),
+        val_set=SyntheticShapes(split="val", num_images=8, num_val=4, size=(16, 16)),
+        phases=[Phase(name="finetune", lr=1e-2)],
+        optim=OptimConfig(batch_size=4, max_epochs=5),
+        stopping=EarlyStoppingConfig(min_delta=0.0, patience=50),
+        meta=CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2),
+        context=RunContext.local(
+            RunConfig(
+                output_dir=run,
+                device="cpu",
+                seed=0,
+                quiet=True,
+                resume=resume,
+                checkpoint_every=checkpoint_every,
+            )
+        ),
+        epoch_hooks=[hook],
+    )
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_every", "killed_in", "redone"),
+    [
+        # Killed after epoch 3's new best, before its ``last``: epoch 3 is trained again.
+        (1, 3, [0.7, 0.8]),
+        # ``last`` every 3 epochs (after epoch 2): a kill in epoch 4 loses epochs 3 and 4.
+        (3, 4, [0.7, 0.8]),
+    ],
+)
+def test_a_best_epoch_the_resume_trains_again_never_becomes_the_runs_best(
+    tmp_path: Path, checkpoint_every: int, killed_in: int, redone: list[float]
+) -> None:
+    # Epoch 3 beats epoch 1 in the killed process; trained again (a GPU's non-deterministic
+    # kernels, a run.* setting changed on resume) it does not. The run's best is then epoch 1,
+    # as its metrics.csv says, and its weights must be epoch 1's.
+    killed: list[Any] = []
+    first = _killable_trainer(
+        tmp_path,
+        [0.9, 0.5, 0.6, 0.4, 0.45],
+        resume=False,
+        checkpoint_every=checkpoint_every,
+        after_epoch=killed,
+    )
+
+    def kill(model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog) -> None:
+        if epoch == killed_in:
+            raise KilledError
+
+    first.epoch_hooks.append(kill)
+    with pytest.raises(KilledError):
+        first.fit()
+
+    resumed: list[Any] = []
+    second = _killable_trainer(
+        tmp_path, redone, resume=True, checkpoint_every=checkpoint_every, after_epoch=resumed
+    )
+    outcome = second.fit()
+
+    assert [epoch for epoch, _ in resumed] == [3, 4]
+    assert (outcome.best_epoch, outcome.best_val_loss) == (1, 0.5)
+    weights_of_epoch_1 = dict(killed)[1]
+    state, meta = load_checkpoint(tmp_path, which="best")
+    assert meta is not None and meta.epoch == 1
+    assert _same(state, weights_of_epoch_1)
+    assert _same(_snapshot(second.model), weights_of_epoch_1)
+    assert not (tmp_path / "checkpoints" / "best.pending").exists()
+
+
+def test_a_kill_between_last_and_the_move_of_its_best_is_finished_by_the_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``last`` after epoch 3 records epoch 3 as the best; the process dies before its weights
+    # reach ``best``. The resume must finish the move, not drop epoch 3's weights.
+    import inpaintssl.training.loop as loop_module
+
+    real_promote = loop_module.promote_checkpoint
+    moves = 0
+
+    def promote_then_die(source: Path, folder: Path) -> bool:
+        nonlocal moves
+        moves += 1
+        if moves == 4:  # the moves after epochs 0, 1 (new bests), 2 (none pending), 3
+            raise KilledError
+        return real_promote(source, folder)
+
+    monkeypatch.setattr(loop_module, "promote_checkpoint", promote_then_die)
+    killed: list[Any] = []
+    first = _killable_trainer(
+        tmp_path, [0.9, 0.5, 0.6, 0.375], resume=False, checkpoint_every=1, after_epoch=killed
+    )
+    with pytest.raises(KilledError):
+        first.fit()
+    assert load_checkpoint(tmp_path, which="best")[1].epoch == 1  # type: ignore[union-attr]
+    monkeypatch.setattr(loop_module, "promote_checkpoint", real_promote)
+
+    resumed: list[Any] = []
+    second = _killable_trainer(tmp_path, [0.7], resume=True, checkpoint_every=1, after_epoch=resumed)
+    outcome = second.fit()
+
+    assert [epoch for epoch, _ in resumed] == [4]
+    assert (outcome.best_epoch, outcome.best_val_loss) == (3, 0.375)
+    state, meta = load_checkpoint(tmp_path, which="best")
+    assert meta is not None and meta.epoch == 3
+    assert _same(state, dict(killed)[3])
+
+
+def test_a_best_checkpoint_ahead_of_last_from_an_older_version_is_named_and_its_epoch_reported(
+    tmp_path: Path,
+) -> None:
+    # An older version wrote a new best straight to ``best``: killed before ``last``, the folder
+    # holds epoch 3's weights in ``best`` while ``last`` records epoch 1 as the best.
+    from inpaintssl.checkpoint import promote_checkpoint
+
+    killed: list[Any] = []
+    first = _killable_trainer(
+        tmp_path, [0.9, 0.5, 0.6, 0.375, 0.45], resume=False, checkpoint_every=1, after_epoch=killed
+    )
+
+    def kill(model: nn.Module, *, epoch: int, tensorboard: TensorBoardLog) -> None:
+        if epoch == 3:
+            raise KilledError
+
+    first.epoch_hooks.append(kill)
+    with pytest.raises(KilledError):
+        first.fit()
+    assert promote_checkpoint(tmp_path / "checkpoints" / "best.pending", tmp_path / "checkpoints" / "best")
+
+    resumed: list[Any] = []
+    second = _killable_trainer(tmp_path, [0.7, 0.8], resume=True, checkpoint_every=1, after_epoch=resumed)
+    with pytest.warns(
+        UserWarning,
+        match=r"holds epoch 3 \(val_loss 0\.375\), not the run's best weights so far "
+        r"\(metrics\.csv epoch 1",
+    ):
+        outcome = second.fit()
+
+    # What the run reports as its best is what it ends with.
+    assert (outcome.best_epoch, outcome.best_val_loss) == (3, 0.375)
+    assert _same(_snapshot(second.model), dict(killed)[3])

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +50,9 @@ from inpaintssl.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     checkpoint_exists,
+    promote_checkpoint,
     read_checkpoint_dir,
+    read_checkpoint_meta,
     remove_partial_writes,
     resolve_checkpoint,
     save_checkpoint,
@@ -410,7 +413,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     def _save(
         self,
-        which: Literal["best", "last"],
+        folder: Path,
         *,
         epoch: int,
         val_loss: float,
@@ -428,7 +431,7 @@ class Trainer:
             tensors = {"optimizer": opt_tensors, "rng": rng_tensors}
             documents = {"optimizer": opt_doc, "trainer_state": {**state, "rng": rng_doc}}
         save_checkpoint(
-            self.run_folder.checkpoint(which),
+            folder,
             _unwrap(self.model).state_dict(),
             meta,
             tensors=tensors,
@@ -438,6 +441,46 @@ class Trainer:
     def _load_weights(self, which: Literal["best", "last"]) -> None:
         tensors, _ = read_checkpoint_dir(self.run_folder.checkpoint(which))
         _unwrap(self.model).load_state_dict(tensors["model"])
+
+    def _load_best_so_far(self) -> None:
+        """Load the best weights so far: a pending best's (this phase's newest), else ``best``'s."""
+        pending = self.run_folder.pending_best
+        tensors, _ = read_checkpoint_dir(pending if checkpoint_exists(pending) else self.run_folder.best)
+        _unwrap(self.model).load_state_dict(tensors["model"])
+
+    def _promote_pending_best(self) -> None:
+        """Move a pending best to ``best``: called right after ``last`` is written, which records its epoch.
+
+        A new best epoch's weights wait in ``checkpoints/best.pending`` until then. Written straight
+        to ``best``, a process killed before the next ``last`` left ``best`` holding an epoch that
+        the resume trains again; where that epoch then scored otherwise (a GPU's non-deterministic
+        kernels, a ``run.*`` setting changed on resume) ``best`` kept the lost epoch's weights, and
+        the run ended by loading weights no record described.
+        """
+        if self.dist.is_main:
+            promote_checkpoint(self.run_folder.pending_best, self.run_folder.best)
+
+    def _settle_pending_best(self, state: _FitState) -> None:
+        """On starting or resuming: finish the move of a pending best ``last`` records, drop any other.
+
+        A pending best whose epoch is the best ``last``'s trainer state records was written before
+        ``last`` and not yet moved (a kill between the two). Any other is from an epoch this run
+        trains again, or from an earlier run in the folder: it goes.
+        """
+        pending = self.run_folder.pending_best
+        if not self.dist.is_main or not checkpoint_exists(pending):
+            return
+        try:
+            epoch: int | None = read_checkpoint_meta(resolve_checkpoint(pending) / "meta.json").epoch
+        except CheckpointError:
+            epoch = None
+        if state.best_epoch >= 0 and epoch == state.best_epoch:
+            promote_checkpoint(pending, self.run_folder.best)
+            log.info("moved %s (epoch %d) to %s, as its last checkpoint records", pending, epoch, "best")
+            return
+        for leftover in (pending, pending.with_name(pending.name + ".old")):
+            shutil.rmtree(leftover, ignore_errors=True)
+        log.info("removed %s: weights of an epoch this run trains again", pending)
 
     def _try_resume(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
         last = self.run_folder.last
@@ -639,7 +682,7 @@ class Trainer:
         # A run that fails in its first epoch has no checkpoint: saying one is kept would send the
         # user looking for weights that do not exist.
         folder = self.run_folder.checkpoints
-        if checkpoint_exists(self.run_folder.best):
+        if checkpoint_exists(self.run_folder.best) or checkpoint_exists(self.run_folder.pending_best):
             return f"The last good checkpoint is kept in {folder}"
         return f"No checkpoint had been written yet, so {folder} holds none"
 
@@ -801,6 +844,8 @@ class Trainer:
                         "it, or start a new run.output_dir"
                     ) from exc
                 state.resumed_from = state.global_epoch
+                self._settle_pending_best(state)
+                barrier()  # other ranks read ``best`` once rank 0 has settled it
                 self._check_best_checkpoint(state)
                 restore_rng_states(rng_tensors, rng)
                 self._restore_grad_scaler(saved.get("grad_scaler"))
@@ -810,6 +855,8 @@ class Trainer:
                     # finished run) would leave a torn or edited copy beside the checkpoint's.
                     if state.history:
                         write_metrics_csv(self.run_folder.metrics_csv, state.history)
+        if state.resumed_from is None:
+            self._settle_pending_best(state)  # an earlier run's, in a folder trained afresh
         if state.phase >= len(self.phases):
             self._refuse_to_extend(state)
             if self.dist.is_main:  # after the refusal of a larger budget, which it would contradict
@@ -922,12 +969,27 @@ class Trainer:
                 f"{remedy}"
             )
         try:
-            resolve_checkpoint(best)
+            recorded = read_checkpoint_meta(resolve_checkpoint(best) / "meta.json")
         except CheckpointError as exc:
             raise CheckpointError(
                 f"cannot resume {self.run_dir}: its best checkpoint {best} is damaged ({exc}); it holds "
                 f"{holds}. {remedy}"
             ) from exc
+        if recorded.epoch != state.best_epoch:
+            # Left by a version that wrote ``best`` before ``last`` recorded its epoch: the weights
+            # of the recorded best epoch are gone. The run goes on from what ``best`` holds, so
+            # the best epoch it reports is the one whose weights it ends with.
+            loss = "unrecorded" if recorded.val_loss is None else f"{recorded.val_loss:.6g}"
+            warn_each_time(
+                f"resuming {self.run_dir}: its best checkpoint {best} holds epoch {recorded.epoch} "
+                f"(val_loss {loss}), not {holds}: a process killed after writing it and before its "
+                f"last checkpoint, by a version before this one, overwrote the weights of epoch "
+                f"{state.best_epoch}. The run goes on with epoch {recorded.epoch} as its best",
+                UserWarning,
+            )
+            state.best_epoch = recorded.epoch
+            if recorded.val_loss is not None:
+                state.best_val = recorded.val_loss
 
     def _sync_batchnorm(self) -> Callable[[], None]:
         """Under torchrun on GPUs, train BatchNorm layers as SyncBatchNorm; return the undo.
@@ -1062,9 +1124,11 @@ class Trainer:
         # Restore the best weights so far (Keras' restore-best) before the next phase or the end;
         # other ranks wait until rank 0 has written them.
         barrier()
-        self._load_weights("best")
+        self._load_best_so_far()
         if not final:
-            # A resume after this point starts the next phase from these weights.
+            # A resume after this point starts the next phase from these weights. Every rank has
+            # read them before rank 0 moves the pending best they may have come from.
+            barrier()
             self._save_last(optimizer, state, val_loss=state.best_val)
 
     def _run_epoch(self, optimizer: torch.optim.Optimizer, state: _FitState, phase: Phase) -> dict[str, Any]:
@@ -1089,7 +1153,7 @@ class Trainer:
         is_best = val_loss < state.best_val
         if is_best:
             state.best_val, state.best_epoch = val_loss, state.global_epoch
-            self._save("best", epoch=state.global_epoch, val_loss=val_loss)
+            self._save(self.run_folder.pending_best, epoch=state.global_epoch, val_loss=val_loss)
         state.stopping.update(val_loss)
         row = {
             "phase": phase.name,
@@ -1138,12 +1202,13 @@ class Trainer:
         # a resume would otherwise start again from 2**16 and skip steps until it backs off.
         scaler = self.train_step.scaler.state_dict()
         self._save(
-            "last",
+            self.run_folder.last,
             epoch=state.global_epoch - 1,
             val_loss=val_loss,
             optimizer=optimizer,
             state={**state.to_json(), **({"grad_scaler": scaler} if scaler else {})},
         )
+        self._promote_pending_best()
 
     def _restore_grad_scaler(self, saved: Any) -> None:
         """Continue float16 training at the loss scale the checkpoint reached.
