@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from inpaintssl.config import OptimConfig
 from inpaintssl.training.convergence import ConvergenceWarning, assess_convergence
 from inpaintssl.training.convergence_report import phase_convergence, report_convergence
+from inpaintssl.training.early_stopping import EarlyStopping
 from inpaintssl.training.outcome import Phase, TrainOutcome
 from inpaintssl.training.schedule import step_decay_lr, warmup_cosine_lr, warmup_steps_for
 
@@ -296,3 +297,49 @@ def test_a_second_phase_still_improving_under_step_decay_names_its_own_rate(tmp_
     assert "phase 'unfrozen'" in message
     assert "or transfer.second_lr (now 1e-05), or use optim.recipe=budget" in message
     assert "optim.lr" not in message
+
+
+def test_a_metrics_csv_column_read_back_as_an_array_gets_the_lists_verdict() -> None:
+    # How a user re-checks a run: metrics.csv read with NumPy (or pandas), columns passed as read.
+    curve = [1.30, 1.22, 1.18, 1.165, 1.161]
+    rates = [0.01, 0.0097, 0.0075, 0.0041, 0.0012]
+    expected = assess_convergence(curve, stopped_early=False, learning_rates=rates)
+    assert expected.reason == "budget"
+    as_read = assess_convergence(np.array(curve), stopped_early=False, learning_rates=np.array(rates))
+    assert (as_read.converged, as_read.reason, as_read.recent_share) == (
+        expected.converged,
+        expected.reason,
+        expected.recent_share,
+    )
+
+
+@pytest.mark.parametrize(
+    ("val_losses", "learning_rates", "named"),
+    [
+        (np.ones((2, 2)), None, "val_losses"),
+        (["a", "b"], None, "val_losses"),
+        ([1.0, 0.5], ["fast", "slow"], "learning_rates"),
+    ],
+)
+def test_a_curve_that_is_not_numbers_is_refused_naming_the_argument(
+    val_losses: object, learning_rates: object, named: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"^{named} must be a sequence of numbers, one per epoch"):
+        assess_convergence(val_losses, stopped_early=False, learning_rates=learning_rates)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("min_delta", "patience", "named"),
+    [
+        (math.nan, 2, "min_delta"),
+        (math.inf, 2, "min_delta"),
+        (True, 2, "min_delta"),
+        (0.0, 2.5, "patience"),
+        (0.0, True, "patience"),
+    ],
+)
+def test_early_stopping_refuses_a_threshold_or_patience_no_epoch_could_meet(
+    min_delta: float, patience: int, named: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"^{named} must be"):
+        EarlyStopping(min_delta=min_delta, patience=patience)

@@ -138,12 +138,24 @@ def assess_convergence(
     """
     if not 0.0 < tolerance < 1.0:
         raise ValueError(f"tolerance must lie in (0, 1), got {tolerance}")
+    try:
+        # A list, a NumPy array or a pandas column (metrics.csv read back) alike.
+        val_losses = [float(v) for v in val_losses]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"val_losses must be a sequence of numbers, one per epoch; got {val_losses!r}"
+        ) from exc
     if not val_losses:
         raise ValueError("val_losses is empty: a run needs at least one validation epoch")
     if not all(math.isfinite(v) for v in val_losses):
         raise ValueError(f"val_losses must be finite, got {list(val_losses)}")
     n = len(val_losses)
-    rates = [1.0] * n if learning_rates is None else [float(r) for r in learning_rates]
+    try:
+        rates = [1.0] * n if learning_rates is None else [float(r) for r in learning_rates]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"learning_rates must be a sequence of numbers, one per epoch; got {learning_rates!r}"
+        ) from exc
     if len(rates) != n or not all(math.isfinite(r) and r >= 0 for r in rates):
         raise ValueError(
             f"learning_rates must hold one non-negative, finite rate per epoch ({n}); got {list(rates)}"

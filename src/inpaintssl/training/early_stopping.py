@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from numbers import Integral, Real
 
 __all__ = ["PRETRAIN_MIN_DELTA_512", "EarlyStopping", "pretraining_min_delta"]
 
@@ -55,10 +56,13 @@ class EarlyStopping:
     wait: int = 0
 
     def __post_init__(self) -> None:
-        if self.min_delta < 0:
-            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
-        if self.patience <= 0:
-            raise ValueError(f"patience must be > 0, got {self.patience}")
+        # NaN would pass a plain ``< 0`` test, and then no epoch ever counted as an improvement.
+        if isinstance(self.min_delta, bool) or not (
+            isinstance(self.min_delta, Real) and math.isfinite(self.min_delta) and self.min_delta >= 0
+        ):
+            raise ValueError(f"min_delta must be a finite number >= 0, got {self.min_delta!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, Integral) or self.patience <= 0:
+            raise ValueError(f"patience must be a whole number of epochs > 0, got {self.patience!r}")
 
     def update(self, loss: float) -> bool:
         """Record one epoch's validation loss; return whether it counted as an improvement."""
