@@ -582,3 +582,15 @@ def test_a_base_that_merges_its_own_base_passes_on_its_own_keys(text: str) -> No
 def test_a_key_given_twice_in_one_mapping_is_still_refused(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=r"^c.yaml is not valid YAML: " + message):
         read_config_text(text, source="c.yaml")
+
+
+def test_a_numpy_float_coverage_is_the_decimal_it_prints_as_and_keeps_the_run_id() -> None:
+    import numpy as np
+
+    from inpaintssl.studies.grid import run_id
+
+    as_numpy = PretrainConfig.model_validate({"pretext": {"coverage": np.float32(0.07)}})
+    as_python = PretrainConfig.model_validate({"pretext": {"coverage": 0.07}})
+    assert str(np.float32(0.07)) == "0.07" and float(np.float32(0.07)) != 0.07
+    assert as_numpy.pretext.coverage == 0.07
+    assert run_id("pretrain", as_numpy) == run_id("pretrain", as_python)

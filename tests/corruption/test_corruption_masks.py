@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -77,6 +78,52 @@ def test_orient_corners_hand_worked() -> None:
     np.testing.assert_array_equal(flipped, [[24, 30]])
     with pytest.raises(ValueError, match="orientation=4"):
         orient_corners(np.array([[0, 0]]), shape=(8, 8), patch_size=8, orientation=4)
+
+
+@pytest.mark.parametrize(
+    ("corners", "shape", "patch_size", "orientation", "told"),
+    [
+        # 32x32, K=8: corners lie in [0, 24]; (0, 30) came back rotated as (-6, 0).
+        ([[0, 30]], (32, 32), 8, 1, r"corners\[0\]=\[0, 30\] lies outside \[0, 24\] x \[0, 24\]"),
+        ([[25, 0]], (32, 48), 8, 2, r"corners\[0\]=\[25, 0\] lies outside \[0, 24\] x \[0, 40\]"),
+        # Float corners were truncated: (0.5, 3.7) turned into (20, 0).
+        (np.array([[0.5, 3.7]]), (32, 32), 8, 1, r"corners must be an \(N, 2\) integer array, got float64"),
+        ([[0, 3]], (32, 32), 8, 1.0, r"orientation=1\.0 must be one of the integers 0, 1, 2, 3"),
+        ([[0, 3]], (32, 48), 8, 1.0, r"orientation=1\.0 must be one of the integers 0, 1, 2, 3"),
+        ([[0, 3]], (32, 32), 8, True, r"orientation=True must be one of the integers 0, 1, 2, 3"),
+        ([[0, 3]], (32, 32), 8, -1, r"orientation=-1 must be one of the integers 0, 1, 2, 3"),
+        ([[0, 3]], (32.5, 32), 8, 1, r"shape=\(32\.5, 32\) must be \(H, W\), two positive integers"),
+        ([[0, 3]], (32, 32), 0, 1, r"patch_size=0 must be a positive integer"),
+    ],
+)
+def test_orient_corners_refuses_what_patch_union_refuses(
+    corners: object, shape: tuple[int, int], patch_size: int, orientation: object, told: str
+) -> None:
+    with pytest.raises(ValueError, match=told):
+        orient_corners(
+            np.asarray(corners),
+            shape=shape,
+            patch_size=patch_size,
+            orientation=orientation,  # type: ignore[arg-type]
+        )
+
+
+def test_orient_corners_takes_a_list_and_numpy_integers() -> None:
+    # Hand-worked as in test_orient_corners_hand_worked: rows 0..7, cols 10..17 rotate to 14..21, 0..7.
+    expected = [[14, 0]]
+    np.testing.assert_array_equal(
+        orient_corners([[0, 10]], shape=(32, 32), patch_size=8, orientation=1),  # type: ignore[arg-type]
+        expected,
+    )
+    np.testing.assert_array_equal(
+        orient_corners(
+            np.array([[0, 10]], dtype=np.int32),
+            shape=(np.int64(32), 32),
+            patch_size=np.int64(8),
+            orientation=np.int64(1),
+        ),
+        expected,
+    )
 
 
 @given(shape=shapes, k=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
@@ -178,6 +225,29 @@ def test_a_bank_built_from_corners_outside_the_image_is_refused_naming_the_entry
         MaskBank(shape=(32, 32), patch_size=8, corners=[np.array([[0.0, 0.0]])], pairs=False)
 
 
+@pytest.mark.parametrize(
+    ("bad", "told"),
+    [
+        # Three corners: the third patch was masked as corrupted, but no swap moved it.
+        (np.array([[0, 0], [0, 8], [0, 16]]), r"corners\[1\] must hold patch pairs \(an even count\), got 3"),
+        # Patches at (0, 0) and (4, 4) overlap: swapping them has no well-defined result.
+        (
+            np.array([[0, 0], [4, 4]]),
+            r"corners\[1\]: pair 0 overlaps itself: patches at \[0, 0\] and \[4, 4\]",
+        ),
+    ],
+)
+def test_a_pairs_bank_refuses_entries_that_swap_permutation_refuses(bad: np.ndarray, told: str) -> None:
+    good = np.array([[0, 0], [16, 16]])
+    with pytest.raises(ValueError):
+        swap_permutation(bad, shape=(32, 32), patch_size=8)
+    with pytest.raises(ValueError, match=told):
+        MaskBank(shape=(32, 32), patch_size=8, corners=[good, bad], pairs=True)
+    # Without pairs there is nothing to swap: any patches are a valid mask.
+    unpaired = MaskBank(shape=(32, 32), patch_size=8, corners=[good, bad], pairs=False)
+    np.testing.assert_array_equal(unpaired.masks[1].numpy(), loop_union(bad, (32, 32), 8))
+
+
 def test_far_out_of_range_corners_are_refused_before_any_kernel_runs() -> None:
     # Such corners made the kernels write far outside their arrays: the process died (a segfault,
     # or "double free or corruption"). In a child process, so a regression fails this test only.
@@ -251,10 +321,29 @@ def test_masks_for_indexes_entries() -> None:
         bank.masks_for(torch.tensor([[0]]))
 
 
-@pytest.mark.parametrize("size", [0, -1, 2.5, True])
+@pytest.mark.parametrize("size", [0, -1, 2.5, True, 3.0, None, "3"])
 def test_bank_size_is_validated(size: object) -> None:
-    with pytest.raises(ValueError, match="size="):
+    # 3.0 and None failed in range() or int() with a TypeError naming no argument.
+    with pytest.raises(ValueError, match=rf"size={re.escape(repr(size))} must be a positive integer"):
         MaskBank.build(sampler=PoissonDiscSampler(), shape=(32, 32), patch_size=4, size=size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(32.7, 40), 32, (32, 32, 1), (0, 40), None])
+def test_bank_build_shape_is_validated(shape: object) -> None:
+    # (32.7, 40) built a 32x40 bank silently (the constructor refuses that shape); 32 and (32, 32, 1)
+    # failed in an unpacking with a message naming no argument.
+    with pytest.raises(ValueError, match=rf"shape={re.escape(repr(shape))} must be \(H, W\), two positive"):
+        MaskBank.build(sampler=PoissonDiscSampler(), shape=shape, patch_size=4, size=1)  # type: ignore[arg-type]
+
+
+def test_bank_build_takes_whole_numbers_of_any_type() -> None:
+    bank = MaskBank.build(
+        sampler=PoissonDiscSampler(),
+        shape=(np.int64(32), 40.0),  # type: ignore[arg-type]
+        patch_size=np.int64(4),
+        size=np.int64(2),
+    )
+    assert bank.shape == (32, 40) and bank.patch_size == 4 and len(bank) == 2 * ORIENTATIONS
 
 
 class _OutOfBounds:

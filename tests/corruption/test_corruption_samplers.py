@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.spatial.distance import pdist
 
-from inpaintssl.corruption import PoissonDiscSampler, required_patch_count
+from inpaintssl.corruption import PoissonDiscSampler, RandomSampler, required_patch_count, target_pixels
 from inpaintssl.corruption.samplers import _poisson_capacity, lattice_corners
 from inpaintssl.registry import SAMPLERS
 from sampler_requests import exact_target, requests
@@ -66,6 +66,39 @@ def test_a_decimal_coverage_asks_for_the_smallest_count_that_reaches_it(coverage
         shape=(100, 100), patch_size=10, coverage=coverage, rng=np.random.default_rng(0)
     )
     assert len(corners) == count
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_numpy_coverage_is_read_as_the_decimal_it_prints_as(dtype: type[np.floating]) -> None:
+    # np.float32(0.07) prints as 0.07 but widens to 0.07000000029802322: read that way it asked
+    # for 701 pixels and an eighth patch.
+    coverage = dtype(0.07)
+    assert str(coverage) == "0.07"
+    assert target_pixels(shape=(100, 100), coverage=coverage) == 700  # 7 % of 10,000 pixels
+    assert required_patch_count(shape=(100, 100), patch_size=10, coverage=coverage) == 7  # 700 / 10**2
+    corners = PoissonDiscSampler().sample(
+        shape=(100, 100), patch_size=10, coverage=coverage, rng=np.random.default_rng(0)
+    )
+    assert len(corners) == 7
+
+
+@pytest.mark.parametrize("decimal", [0.07, 0.1, 0.13, 0.29, 0.33, 0.45])
+@pytest.mark.parametrize("shape", [(100, 100), (37, 91), (512, 512)])
+def test_a_float32_coverage_asks_the_pixels_of_its_decimal(decimal: float, shape: tuple[int, int]) -> None:
+    assert target_pixels(shape=shape, coverage=np.float32(decimal)) == exact_target(decimal, shape)
+
+
+def test_random_sampler_stops_at_the_patch_that_reaches_a_float32_coverage() -> None:
+    # A 10 x 1000 strip with 10 x 10 patches: unions grow by whole columns of 10 pixels, so a draw
+    # often lands on exactly 700 pixels (7 %); asked for 701, the sampler drew another patch.
+    shape = (10, 1000)
+    for seed in range(10):
+        corners = RandomSampler().sample(
+            shape=shape, patch_size=10, coverage=np.float32(0.07), rng=np.random.default_rng(seed)
+        )
+        area = round(covered_fraction(corners, shape, 10) * 10_000)
+        before_last = round(covered_fraction(corners[:-1], shape, 10) * 10_000)
+        assert area >= 700 > before_last, (seed, area, before_last)
 
 
 def test_poisson_narrow_image_with_large_patches_succeeds_every_time() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -101,6 +102,37 @@ def test_bank_size_takes_any_integer_type_but_not_a_bool(name: str) -> None:
     for bad in (True, 2.0, 0, -1, "3"):
         with pytest.raises(ValueError, match=rf"bank_size={bad!r} must be a positive integer"):
             build(name, bank_size=bad)
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+@pytest.mark.parametrize("shape", [(32.7, 40), 32, (32, 32, 1), (0, 40), ("32", 40)])
+def test_bank_shape_must_be_two_positive_integers(name: str, shape: object) -> None:
+    # (32.7, 40) built a 32x40 bank silently; 32 and (32, 32, 1) failed in an unpacking.
+    with pytest.raises(ValueError, match=rf"shape={re.escape(repr(shape))} must be \(H, W\), two positive"):
+        build(name).bank(shape=shape)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_bank_shape_takes_whole_numbers_of_any_type(name: str) -> None:
+    task = build(name)
+    assert task.bank(shape=(np.int64(32), 40.0)).shape == (32, 40)  # type: ignore[arg-type]
+    assert task.bank(shape=(np.int64(32), 40.0)) is task.bank(shape=(32, 40))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", PRETEXT_TASKS.names())
+def test_a_float32_coverage_builds_the_masks_of_its_decimal(name: str) -> None:
+    # 7 % of 100 x 100 is 700 pixels, 7 patches of 10 x 10 (8 for pairs): np.float32(0.07) prints
+    # as 0.07 but was stored widened, 0.07000000029802322, which asked for 701 pixels and 8 patches.
+    task = build(name, patch_size=10, coverage=np.float32(0.07), bank_size=2, sampler="poisson_disc")
+    assert task.coverage == 0.07 and type(task.coverage) is float
+    expected = 8 if task.pairs else 7
+    assert [len(corners) for corners in task.bank(shape=(100, 100)).corners] == [expected] * 8
+
+
+def test_a_python_float_coverage_is_kept_exactly() -> None:
+    # Run ids and reports show the task's coverage: a Python float must not be re-rounded.
+    coverage = 0.1 + 0.2  # 0.30000000000000004
+    assert ContextPrediction(coverage=coverage).coverage == coverage
 
 
 @pytest.mark.parametrize("name", PRETEXT_TASKS.names())

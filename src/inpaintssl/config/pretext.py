@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from inpaintssl.config.base import Params, _Strict
@@ -37,6 +38,16 @@ class PretextConfig(_Strict):
     coverage: float = Field(default=DEFAULT_COVERAGE, gt=0.0, lt=1.0)
     bank_size: int = Field(default=DEFAULT_BANK_SIZE, gt=0)
     params: Params = Field(default_factory=dict)
+
+    @field_validator("coverage", mode="before")
+    @classmethod
+    def _numpy_float_as_printed(cls, value: Any) -> Any:
+        # float(np.float32(0.07)) is 0.07000000029802322, which asks one patch more than 0.07 and
+        # hashes to another run id: a NumPy float is read as the decimal it prints as, as the
+        # pretext tasks read it.
+        if isinstance(value, np.floating):
+            return float(str(value))
+        return value
 
     @field_validator("params")
     @classmethod

@@ -28,8 +28,13 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from inpaintssl.corruption.masks import MaskBank
-from inpaintssl.corruption.samplers import Sampler, check_patch_options, check_sampler_signature
+from inpaintssl.corruption.masks import MaskBank, _image_and_patch
+from inpaintssl.corruption.samplers import (
+    Sampler,
+    _printed_coverage,
+    check_patch_options,
+    check_sampler_signature,
+)
 
 # A bare PRETEXT_TASKS.build(name)'s options are PretextConfig's defaults, defined once for both.
 from inpaintssl.defaults import DEFAULT_BANK_SIZE, DEFAULT_COVERAGE, DEFAULT_PATCH_SIZE, DEFAULT_SAMPLER
@@ -140,7 +145,9 @@ class PretextTask(abc.ABC):
         if isinstance(bank_size, bool) or not isinstance(bank_size, int | np.integer) or bank_size < 1:
             raise ValueError(f"bank_size={bank_size!r} must be a positive integer")
         self.patch_size = int(patch_size)
-        self.coverage = float(coverage)
+        # The decimal a NumPy float prints as: float(np.float32(0.07)) is 0.07000000029802322, which
+        # asked one patch more than 0.07 does. A Python float is kept as it is (same banks, same repr).
+        self.coverage = _printed_coverage(coverage)
         self.bank_size = int(bank_size)
         self.seed = _check_seed("seed", seed)
         if isinstance(sampler, str):
@@ -181,13 +188,16 @@ class PretextTask(abc.ABC):
         """The mask bank for ``shape`` ``(H, W)`` on ``device``, built on first use and cached.
 
         Raises:
-            ValueError: If the patches cannot reach the coverage in that shape.
+            ValueError: ``shape`` is not two positive integers, or the patches cannot reach the
+                coverage in that shape.
         """
+        # int() on each side truncated (32.7, 40) to a 32x40 bank; 32 or (32, 32, 1) failed in the
+        # unpacking with a message naming no argument.
+        height, width, _ = _image_and_patch(shape, self.patch_size)
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             # Tensors report "cuda:0", never "cuda": one cache key per physical device.
             device = torch.device("cuda", torch.cuda.current_device())
-        height, width = (int(side) for side in shape)
         key = (height, width, device)
         if key not in self._banks:
             host = self._banks.get((height, width, torch.device("cpu")))

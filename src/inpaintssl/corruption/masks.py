@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
@@ -55,15 +56,26 @@ def orient_corners(
     Pair order is kept, so pairs stay pairs.
 
     Raises:
-        ValueError: ``orientation`` outside ``0..3``.
+        ValueError: ``orientation`` is not an integer in ``0..3``, or anything :func:`patch_union`
+            refuses (a bad ``shape`` or ``patch_size``, or ``corners`` that are not an ``(N, 2)``
+            integer array of corners inside the image).
 
     Example:
         >>> orient_corners(np.array([[0, 10]]), shape=(32, 32), patch_size=8, orientation=1)
         array([[14,  0]])
     """
-    if orientation not in range(ORIENTATIONS):
-        raise ValueError(f"orientation={orientation!r} must be one of 0, 1, 2, 3")
-    height, width = shape
+    # A float 1.0 worked on non-square images only (it is ``in (1, 3)``) and failed in range() on
+    # square ones; True would pass as 1.
+    if (
+        isinstance(orientation, bool)
+        or not isinstance(orientation, numbers.Integral)
+        or orientation not in range(ORIENTATIONS)
+    ):
+        raise ValueError(f"orientation={orientation!r} must be one of the integers 0, 1, 2, 3")
+    height, width, patch_size = _image_and_patch(shape, patch_size)
+    # A corner outside the image would come back as another corner outside it (negative after a
+    # rotation), and float corners would be truncated: refused as patch_union refuses them.
+    corners = _check_corners(corners, shape=(height, width), patch_size=patch_size)
     rows, cols = corners[:, 0], corners[:, 1]
     if height == width:
         for _ in range(orientation):
@@ -207,8 +219,10 @@ class MaskBank:
         device: Device of the dense tensors.
 
     Raises:
-        ValueError: No entries, a bad ``shape`` or ``patch_size``, or an entry that is not an
-            ``(N_e, 2)`` integer array of corners inside the image (see :func:`patch_union`).
+        ValueError: No entries, a bad ``shape`` or ``patch_size``, an entry that is not an
+            ``(N_e, 2)`` integer array of corners inside the image (see :func:`patch_union`), or,
+            with ``pairs``, an entry that :func:`swap_permutation` refuses (an odd count of
+            corners, or a pair whose two patches overlap), naming the entry.
     """
 
     def __init__(
@@ -231,6 +245,11 @@ class MaskBank:
             _check_corners(entry, shape=self.shape, patch_size=patch, name=f"corners[{e}]")
             for e, entry in enumerate(corners)
         )
+        if pairs:
+            # swap_permutation refuses these: an odd count left the last patch masked but unmoved, and
+            # a pair overlapping itself has no well-defined swap.
+            for e, entry in enumerate(self.corners):
+                _check_pairs(entry, patch, name=f"corners[{e}]")
         self.pairs = pairs
         self.device = torch.device(device)
         # All entries back to back, for kernels that take one entry per image.
@@ -261,12 +280,14 @@ class MaskBank:
             pairs: Sample patch pairs to swap (context restoration).
 
         Raises:
-            ValueError: Bad ``size``, an impossible sampling request (from the sampler) or a
-                sampler that broke its contract.
+            ValueError: Bad ``size``, ``shape`` or ``patch_size``, an impossible sampling request
+                (from the sampler) or a sampler that broke its contract.
         """
-        if isinstance(size, bool) or int(size) != size or size < 1:
+        # 3.0 or None failed inside range() or int() with a message naming no argument.
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ValueError(f"size={size!r} must be a positive integer (base masks in the bank)")
-        height, width = (int(side) for side in shape)
+        # int() on each side truncated (32.7, 40) to a 32x40 bank, which the constructor refuses.
+        height, width, patch_size = _image_and_patch(shape, patch_size)
         if pairs and height * width >= 2**31:
             raise ValueError(f"shape={shape} has too many pixels for int32 permutations")
         size_hw = (height, width)
@@ -461,15 +482,16 @@ def _checked(
     return corners
 
 
-def _check_pairs(corners: NDArray[np.int64], patch_size: int) -> None:
+def _check_pairs(corners: NDArray[np.int64], patch_size: int, *, name: str = "corners") -> None:
     # A pair whose patches overlap has no well-defined swap: the second copy would clobber the first.
     if len(corners) % 2:
-        raise ValueError(f"corners must hold patch pairs (an even count), got {len(corners)} corners")
+        raise ValueError(f"{name} must hold patch pairs (an even count), got {len(corners)} corners")
     apart = (np.abs(corners[0::2] - corners[1::2]) >= patch_size).any(axis=1)
     if not apart.all():
         bad = int(np.flatnonzero(~apart)[0])
+        where = "" if name == "corners" else f"{name}: "
         raise ValueError(
-            f"pair {bad} overlaps itself: patches at {corners[2 * bad].tolist()} and "
+            f"{where}pair {bad} overlaps itself: patches at {corners[2 * bad].tolist()} and "
             f"{corners[2 * bad + 1].tolist()} are closer than patch_size={patch_size} in both axes"
         )
 

@@ -316,7 +316,8 @@ def target_pixels(*, shape: tuple[int, int], coverage: float) -> int:
 
     The product is exact, with ``coverage`` read as the decimal it prints as: in floating point
     ``0.07 * 100 * 100`` is ``700.0000000000001``, whose ceiling would ask one patch more than the
-    smallest count that covers 7 %.
+    smallest count that covers 7 %. A NumPy float prints at its own precision, so
+    ``np.float32(0.07)`` is read as 0.07 too, not as the ``0.07000000029802322`` it widens to.
 
     Example:
         >>> target_pixels(shape=(200, 72), coverage=0.25)
@@ -324,7 +325,24 @@ def target_pixels(*, shape: tuple[int, int], coverage: float) -> int:
         >>> target_pixels(shape=(100, 100), coverage=0.07)
         700
     """
-    return math.ceil(Fraction(repr(float(coverage))) * shape[0] * shape[1])
+    return math.ceil(Fraction(repr(_printed_coverage(coverage))) * shape[0] * shape[1])
+
+
+def _printed_coverage(coverage: float) -> float:
+    """``coverage`` as the Python float of the decimal it prints as.
+
+    ``float(np.float32(0.07))`` is ``0.07000000029802322``: the float32 nearest 0.07, widened. Read
+    that way, 7 % of a 100x100 image would need 701 pixels, one patch more than a Python ``0.07``
+    asks. A NumPy float is read from its shortest decimal at its own precision (what it prints
+    as); every other real, Python floats included, is ``float(coverage)`` unchanged.
+
+    Example:
+        >>> _printed_coverage(np.float32(0.07)), float(np.float32(0.07))
+        (0.07, 0.07000000029802322)
+    """
+    if isinstance(coverage, np.floating):
+        return float(str(coverage))
+    return float(coverage)
 
 
 def _draw_seed(rng: np.random.Generator) -> int:
@@ -468,7 +486,9 @@ class _CheckedSampler(ABC):
         height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
         # Plain ints for the Numba kernels: a whole float (8.0) or a NumPy integer passes the checks
         # but would make the kernels compile for, or fail on, another type.
-        return self._draw(_Request(height, width, int(patch_size), float(coverage), bool(pairs)), rng)
+        return self._draw(
+            _Request(height, width, int(patch_size), _printed_coverage(coverage), bool(pairs)), rng
+        )
 
     def check_request(
         self, *, shape: tuple[int, int], patch_size: int, coverage: float = 0.25, pairs: bool = False
