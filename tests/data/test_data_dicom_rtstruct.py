@@ -238,6 +238,22 @@ def test_a_contour_off_the_slice_it_references_is_refused(tmp_path: Path) -> Non
     )
 
 
+def test_a_contour_naming_its_single_frame_slice_as_frame_1_is_placed_on_it(tmp_path: Path) -> None:
+    # Frame 1 of a single-frame instance is its one frame: the contour is on the slice it names,
+    # 0.3 of a step off it (within the half step a referenced contour may lie off its slice, beyond
+    # the tenth one placed by position may), where it was refused as lying on no slice.
+    series = _series(tmp_path / "series")
+    points = _millimetres(series, 1, _box(1, 1, 4, 4))
+    points[:, 2] += 0.3 * 2.5
+    rtstruct = _rtstruct(
+        tmp_path / "rtstruct.dcm", [(1, "liver", [{"points": points, "image": (_uid(series, 1), 1)}])]
+    )
+    volume = DicomRtStructVolume(rtstruct, reference=DicomVolume(series), roi_values={"liver": 1})
+    expected = np.zeros((ROWS, COLUMNS, SLICES), np.uint8)
+    expected[1:4, 1:4, 1] = 1
+    assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), expected)
+
+
 def test_a_contour_between_slices_is_refused(tmp_path: Path) -> None:
     series_dir = tmp_path / "series"
     _series(series_dir)

@@ -139,6 +139,21 @@ def test_frames_without_their_sources_are_placed_by_their_positions(tmp_path: Pa
     assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), labels)
 
 
+def test_frames_naming_their_single_frame_source_as_frame_1_are_placed_on_it(tmp_path: Path) -> None:
+    # Some writers number a single-frame source's one frame (ReferencedFrameNumber 1) where DICOM
+    # leaves the number out; without a position, only that reference places the frame.
+    series = _series(tmp_path / "series")
+    labels = _labels(6)
+    seg = _seg(series, labels, tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(seg)
+    for group in ds.PerFrameFunctionalGroupsSequence:
+        group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber = 1
+        del group.PlanePositionSequence
+    ds.save_as(seg)
+    volume = DicomSegVolume(seg, reference=DicomVolume(series))
+    assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), labels)
+
+
 def test_a_seg_of_another_series_is_refused_naming_the_frame(tmp_path: Path) -> None:
     series = _series(tmp_path / "series")
     shifted = tmp_path / "other"

@@ -185,6 +185,64 @@ def test_by_position_contours_after_a_missing_slice_find_their_slice(tmp_path: P
     assert reference.uneven_slices is not None and reference.shifted_slices is None
 
 
+def _seg_by_position(
+    folder: Path, positions: list[tuple[float, float, float]], orientation: tuple[float, ...]
+) -> Path:
+    """:func:`_expected` as the SEG ``predict`` writes of a series at ``positions`` (``folder/series``),
+    its frames' sources then removed, as writers that reference nothing leave them: each frame
+    placed by its ``ImagePositionPatient`` alone, which must be its slice's own (checked with
+    pydicom)."""
+    pytest.importorskip("highdicom", reason="the dicom-seg extra (highdicom) writes the SEG")
+    from inpaintssl.inference.dicom_seg import write_dicom_seg
+
+    identity = {"FrameOfReferenceUID": FRAME, "StudyInstanceUID": "1.2.3.5", "SeriesInstanceUID": "1.2.3.6"}
+    series = write_series(
+        folder / "series",
+        _stored(),
+        modality="CT",
+        positions=positions,
+        orientation=orientation,
+        rescale=[(1.0, -1024.0)] * SLICES,
+        identity=identity,
+    )
+    seg = folder / "seg.dcm"
+    write_dicom_seg(_expected(), _open(series), seg, class_names=["liver"])
+    own = np.array([plane["position"] for plane in slice_planes(sorted(series.glob("*.dcm"))).values()])
+    ds = pydicom.dcmread(seg)
+    assert len(ds.PerFrameFunctionalGroupsSequence) == SLICES
+    for group in ds.PerFrameFunctionalGroupsSequence:
+        del group.DerivationImageSequence
+        position = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
+        assert np.abs(own - position).max(axis=1).min() < 1e-4  # a slice's own position
+    ds.save_as(seg)
+    return seg
+
+
+@pytest.mark.parametrize("orientation", [AXIAL, SAGITTAL, OBLIQUE], ids=["axial", "sagittal", "oblique"])
+def test_a_seg_frame_placed_by_position_on_a_shifted_slice_lands_on_it(
+    tmp_path: Path, orientation: tuple[float, ...]
+) -> None:
+    # The series-wide affine put slice 2's position 4 columns off it, so its frame was refused
+    # as lying on no slice of the series.
+    from inpaintssl.data.dicom_seg import DicomSegVolume
+
+    seg = _seg_by_position(tmp_path, _positions(orientation), orientation)
+    volume = DicomSegVolume(seg, reference=_open(tmp_path / "series"))
+    assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), _expected())
+
+
+def test_seg_frames_placed_by_position_after_a_missing_slice_find_their_slice(tmp_path: Path) -> None:
+    # The affine's equal steps (first to last) put the slices after the gap between its planes.
+    from inpaintssl.data.dicom_seg import DicomSegVolume
+
+    steps = [0.0, 2.0, 4.0, 8.0, 10.0]
+    seg = _seg_by_position(tmp_path, _positions(AXIAL, shift=0.0, steps=steps), AXIAL)
+    reference = _open(tmp_path / "series")
+    assert reference.uneven_slices is not None
+    volume = DicomSegVolume(seg, reference=reference)
+    assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), _expected())
+
+
 def test_a_slice_shifted_in_plane_is_read_with_a_warning_naming_it(tmp_path: Path) -> None:
     series = _series(tmp_path / "series", _positions(AXIAL), AXIAL)
     with pytest.warns(UserWarning) as caught:

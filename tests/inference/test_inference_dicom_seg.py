@@ -152,6 +152,26 @@ def test_a_series_label_map_as_dicom_seg_is_its_nifti_label_map(
     )
 
 
+def test_a_series_predicted_reoriented_gets_its_seg_on_the_stored_slices(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    # predict reads the series in RAS (rows and columns mirrored and swapped: the same 32x32x3
+    # shape), and hands the writer its label map brought back to the stored grid with the volume
+    # still reoriented: the SEG must hold the stored label map, as the NIfTI one does.
+    identity = _identity()
+    scan, files = _scan(tmp_path, "classic", seed=4, identity=identity)
+    options: dict[str, Any] = {"orientation": "RAS"}
+    reference = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti", **options)
+    report = predict_quietly(
+        trained_run.run_dir, scan, tmp_path / "seg", output_format="dicom_seg", **options
+    )
+    assert report.cases[0].reoriented_to == "RAS"
+    expected = _nifti(reference.cases[0].segmentation)
+    assert expected.shape == SHAPE and expected.max() > 0
+    classes = len(trained_run.class_names)
+    assert np.array_equal(_labels(_decoded(report.cases[0].segmentation, _sources(files), classes)), expected)
+
+
 def test_input_writes_dicom_series_as_dicom_seg_and_the_rest_in_their_own_formats(
     trained_run: issl.FinetuneResult, tmp_path: Path
 ) -> None:

@@ -142,6 +142,20 @@ class _SliceGeometry:
         return k, float(steps[k])
 
 
+def _referenced_slice(slices: Mapping[tuple[str, int | None], int], instance: Any, number: Any) -> int | None:
+    """The stored slice a reference names (``ReferencedSOPInstanceUID``, ``ReferencedFrameNumber``), if any.
+
+    ``slices`` as :meth:`~inpaintssl.data.dicom.DicomVolume.slices_by_instance` gives them. Frame 1
+    of a single-frame instance is that instance's one frame, as some writers name it (DICOM
+    leaves the number out); shared by :mod:`~inpaintssl.data.dicom_seg`'s frames.
+    """
+    frame = None if number in (None, "") else int(number)
+    k = slices.get((str(instance), frame))
+    if k is None and frame == 1:
+        k = slices.get((str(instance), None))
+    return k
+
+
 class DicomRtStructVolume(SeriesAnnotation):
     """The ROIs of an RT Structure Set named in ``roi_values``, filled on ``reference``'s grid.
 
@@ -290,8 +304,8 @@ class DicomRtStructVolume(SeriesAnnotation):
         referenced = None
         for image in _items(contour, "ContourImageSequence"):
             number = getattr(image, "ReferencedFrameNumber", None)
-            key = (str(image.ReferencedSOPInstanceUID), None if number in (None, "") else int(number))
-            referenced = slices.get(key, referenced)
+            found = _referenced_slice(slices, image.ReferencedSOPInstanceUID, number)
+            referenced = referenced if found is None else found
         if referenced is not None:
             index = geometry.coordinates(points, referenced)
             if np.abs(index[:, 2]).max() > _REFERENCED_SLICE:

@@ -13,11 +13,16 @@ A ``LABELMAP`` SEG (Label Map Segmentation Storage; ``--dicom-seg-type labelmap`
 slice whose pixels are the segment numbers themselves, and is read as such; its segment 0, the
 background, is among :attr:`~DicomSegVolume.segment_labels` where the file describes it.
 
-A frame is placed by the source it names, else by its position (projected on the series' voxel
-grid, within 1 % of a voxel). Refused, naming the file and the frame: a ``FRACTIONAL`` SEG (it holds
-probabilities, not labels); frames of another size than the series' slices; a frame that names no
-slice of the series and lies on none; two segments on one pixel (a label map holds one class per
-pixel).
+A frame is placed by the source it names (frame 1 of a single-frame instance being that instance),
+else by its position: on the slice whose own ``ImagePositionPatient`` it is, within 1 % of a pixel
+along the slice's rows and columns and of a slice step across, by that slice's own geometry
+(:meth:`~inpaintssl.data.dicom.DicomVolume.slice_pixel_to_patient`), as an RT Structure Set's
+contours are placed (:mod:`~inpaintssl.data.dicom_rtstruct`): a slice shifted within its plane off
+the series' one affine, and one after a gap in an unevenly spaced series, take their frames.
+
+Refused, naming the file and the frame: a ``FRACTIONAL`` SEG (it holds probabilities, not labels);
+frames of another size than the series' slices; a frame that names no slice of the series and
+lies on none; two segments on one pixel (a label map holds one class per pixel).
 
 Example:
     >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
@@ -38,7 +43,7 @@ from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.dicom import SeriesAnnotation, dicom_object_kind
 from inpaintssl.data.dicom_pixels import missing_decoder
-from inpaintssl.data.orientation import LPS_TO_RAS
+from inpaintssl.data.dicom_rtstruct import _referenced_slice, _SliceGeometry
 from inpaintssl.data.readers import Volume
 from inpaintssl.extras import import_optional
 
@@ -48,7 +53,8 @@ SEGMENTATION_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.1
 """Segmentation Storage and Label Map Segmentation Storage."""
 
 _ON_GRID = 0.01
-"""Largest distance (in voxels) of a frame's position from a slice of the series it is placed on."""
+"""Largest distance of a frame's position from the first pixel of the slice it is placed on: in pixels
+along the slice's rows and columns, in slice steps across."""
 
 
 def is_dicom_seg(path: str | Path) -> bool:
@@ -87,7 +93,12 @@ class DicomSegVolume(SeriesAnnotation):
         path = existing_path(path, what="DICOM SEG")
         self._slices = int(series.stored_shape[2])
         self._series_slice = (int(series.stored_shape[0]), int(series.stored_shape[1]))
-        self._grid_affine = series.world_affine
+        planes, affine = series.slice_pixel_to_patient(), series.world_affine
+        # Each slice's own plane, not the series' one affine: a slice shifted within its plane, or
+        # after a gap, lies where its own header says and nowhere the affine's equal steps put it.
+        self._geometry = (
+            None if planes is None or affine is None else _SliceGeometry.of(planes, np.asarray(affine, float))
+        )
         self._series = str(series.path)
         self._slice_of_source = series.slices_by_instance()
         labels, self.segment_labels = self._decode_file(path)
@@ -98,12 +109,12 @@ class DicomSegVolume(SeriesAnnotation):
 
     def _slice_at(self, position: Any) -> int | None:
         """The stored slice a frame at ``position`` (LPS mm, its first pixel) lies on, if any."""
-        if position is None or self._grid_affine is None:
+        if position is None or self._geometry is None:
             return None
-        lps = np.array([*(float(v) for v in position), 1.0])
-        ijk = np.linalg.solve(self._grid_affine, LPS_TO_RAS @ lps)[:3]
-        k = round(float(ijk[2]))
-        if np.all(np.abs(ijk - [0.0, 0.0, k]) <= _ON_GRID) and 0 <= k < self._slices:
+        point = np.array([[float(v) for v in position]])
+        k, _ = self._geometry.nearest(point)
+        # (row, column, steps) from slice k's first pixel: a frame covers the whole slice.
+        if np.all(np.abs(self._geometry.coordinates(point, k)) <= _ON_GRID):
             return k
         return None
 
@@ -181,10 +192,10 @@ class DicomSegVolume(SeriesAnnotation):
         named = None
         if source is not None:
             number = getattr(source, "ReferencedFrameNumber", None)
-            key = (str(source.ReferencedSOPInstanceUID), None if number in (None, "") else int(number))
-            named = key
-            if key in sources:
-                return sources[key]
+            named = (str(source.ReferencedSOPInstanceUID), None if number in (None, "") else int(number))
+            k = _referenced_slice(sources, named[0], number)
+            if k is not None:
+                return k
         plane = _item(group, "PlanePositionSequence") or _item(shared, "PlanePositionSequence")
         position = None if plane is None else getattr(plane, "ImagePositionPatient", None)
         k = self._slice_at(position)

@@ -9,7 +9,10 @@ leaves them out, as DICOM writes an unknown value. Both objects place the label 
 slices' geometry, so each slice must state its ``ImagePositionPatient``,
 ``ImageOrientationPatient`` and ``PixelSpacing`` (:func:`check_slice_geometry`). A class name is
 a segment label or ROI name, of DICOM's VR LO: at most 64 characters, no backslash (LO's value
-separator) and no control characters (:func:`check_class_names`).
+separator) and no control characters (:func:`check_class_names`). The label map itself must be
+unsigned class numbers on the series' stored grid, none beyond the classes
+(:func:`checked_label_map`), and the derived series is numbered after its source's
+(:func:`derived_series_number`).
 :mod:`~inpaintssl.inference.dicom_seg` and :mod:`~inpaintssl.inference.rtstruct` share this.
 
 Example:
@@ -25,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inpaintssl.data.dicom import DicomVolume, slice_header
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.results import PredictionError
@@ -33,13 +38,16 @@ __all__ = [
     "GEOMETRY",
     "LO_MAX_CHARACTERS",
     "REQUIRED",
+    "SERIES_NUMBER_MAX",
     "SERIES_NUMBER_OFFSET",
     "TYPE_2_IDENTITY",
     "check_class_names",
     "check_series_identity",
     "check_slice_geometry",
+    "checked_label_map",
     "class_name_problem",
     "complete_identity",
+    "derived_series_number",
 ]
 
 REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
@@ -61,6 +69,9 @@ TYPE_2_IDENTITY = (
 
 SERIES_NUMBER_OFFSET = 1000
 """A derived series is numbered after its source's (``SeriesNumber + 1000``), as derived series often are."""
+
+SERIES_NUMBER_MAX = 2**31 - 1
+"""The largest ``SeriesNumber`` (VR IS: a signed 32-bit integer)."""
 
 GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
 """What every slice must state for a derived object to be placed on it: where its first pixel lies,
@@ -195,3 +206,77 @@ def complete_identity(dataset: Any) -> Any:
         if name not in dataset:
             setattr(dataset, name, "")
     return dataset
+
+
+def derived_series_number(source: Any) -> int:
+    """The ``SeriesNumber`` of a series derived from one numbered ``source`` (its value, or ``None``).
+
+    ``source + 1000`` (:data:`SERIES_NUMBER_OFFSET`) where that is a valid positive number, else
+    1000, as for a source without one: a negative source number gave 0 or less, which highdicom
+    refuses after the prediction (and an RT Structure Set wrote), and one near the top of VR IS
+    gave a number beyond it (:data:`SERIES_NUMBER_MAX`).
+
+    Example:
+        >>> derived_series_number(5), derived_series_number(None), derived_series_number(-1000)
+        (1005, 1000, 1000)
+    """
+    try:
+        number = SERIES_NUMBER_OFFSET + int(source)
+    except (TypeError, ValueError):  # absent, empty, or no integer (a malformed IS)
+        return SERIES_NUMBER_OFFSET
+    return number if 1 <= number <= SERIES_NUMBER_MAX else SERIES_NUMBER_OFFSET
+
+
+def checked_label_map(
+    labels: np.ndarray, volume: DicomVolume, *, class_names: Sequence[str], owner: str
+) -> np.ndarray:
+    """``labels`` as the unsigned class numbers a DICOM object holds, refused where they are none.
+
+    Checked before anything is built: a label map one slice too long lost that slice without a
+    word (the SEG took the first slices), one of a reoriented grid's shape was written on the
+    stored grid, and a value beyond the classes was dropped (an RT Structure Set has no ROI for
+    it) or refused in highdicom's words.
+
+    Args:
+        labels: ``(rows, columns, slices)`` on ``volume``'s stored grid: 0 background, ``k + 1``
+            for ``class_names[k]``; of any integer (or boolean) dtype.
+        volume: The DICOM series they segment.
+        class_names: The run's classes.
+        owner: The writer, for messages (``"write_dicom_seg"``).
+
+    Returns:
+        ``labels`` as ``uint8`` up to 255 classes, ``uint16`` beyond (a copy where it is cast).
+
+    Raises:
+        ValueError: ``labels`` is not on the series' stored grid, not of an integer dtype, or holds a
+            value below 0 or above the number of classes; the message names ``labels``, what was
+            expected and what was found.
+    """
+    shape, stored = tuple(int(n) for n in labels.shape), tuple(int(n) for n in volume.stored_shape)
+    if shape != stored:
+        hint = ""
+        if volume.reorientation is not None and shape == tuple(int(n) for n in volume.shape):
+            hint = (
+                f"; that is the shape of the volume as read, reoriented to {volume.orientation}: give "
+                "a label map of that grid as volume.to_stored(labels)"
+            )
+        raise ValueError(
+            f"{owner}: labels {shape} are not on the series' grid {stored}{hint}; expected (rows, columns, "
+            "slices) of the series as stored, a slice per stored slice"
+        )
+    if labels.dtype.kind not in "biu":
+        raise ValueError(
+            f"{owner}: labels are of dtype {labels.dtype}; expected integer class numbers (0 background, "
+            "k + 1 for class_names[k]), as label_map gives them"
+        )
+    classes = len(class_names)
+    low, high = (int(v) for v in (labels.min(), labels.max())) if labels.size else (0, 0)
+    if low < 0 or high > classes:
+        found = f"the value {low}" if low < 0 else f"the class number {high}"
+        raise ValueError(
+            f"{owner}: labels hold {found}, but class_names holds {classes} class"
+            f"{'' if classes == 1 else 'es'}; expected values from 0 (background) to {classes}, k + 1 for "
+            "class_names[k]"
+        )
+    dtype = np.min_scalar_type(max(classes, 1))  # uint8 up to 255 classes, uint16 beyond
+    return np.asarray(labels, dtype=dtype)

@@ -40,6 +40,12 @@ a SEG of a multi-frame file has a frame for each of its frames. A multi-echo ser
 single-frame files is referenced by the slices read (the echo chosen; for the
 root-sum-of-squares, the first echo's, at the same positions).
 
+:func:`write_dicom_seg` takes the label map as class numbers of any integer dtype on the series'
+stored grid (whatever the volume's reorientation), and refuses, before anything is written, one
+off that grid, of another dtype, or holding a value beyond the classes, and probabilities off that
+grid or of another class count
+(:func:`~inpaintssl.inference.dicom_reference.checked_label_map`).
+
 The SEG is written in UTF-8 (``SpecificCharacterSet`` ``ISO_IR 192``), whatever the series' own
 character set: the patient and study attributes copied keep their text, and a class name may be
 any text. Class names must fit a ``SegmentLabel`` (DICOM's VR LO: at most 64 characters, no
@@ -64,11 +70,12 @@ from inpaintssl.atomic import atomic_path
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_reference import (
-    SERIES_NUMBER_OFFSET,
     check_class_names,
     check_series_identity,
     check_slice_geometry,
+    checked_label_map,
     complete_identity,
+    derived_series_number,
 )
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.options import check_option
@@ -230,13 +237,12 @@ def _segmentation(
     kind: dict[str, Any] = {"segmentation_type": segmentation_type}
     if probabilities:
         kind["fractional_type"] = "PROBABILITY"
-    series_number = getattr(datasets[0], "SeriesNumber", None)
     return hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=frames,
         segment_descriptions=segments,
         series_instance_uid=series_instance_uid,
-        series_number=SERIES_NUMBER_OFFSET + (int(series_number) if series_number is not None else 0),
+        series_number=derived_series_number(getattr(datasets[0], "SeriesNumber", None)),
         series_description="inpaintssl " + ("probabilities" if probabilities else "segmentation"),
         sop_instance_uid=hd.UID(),
         instance_number=instance_number,
@@ -254,6 +260,18 @@ def _segmentation(
     )
 
 
+def _check_probabilities(probabilities: np.ndarray, volume: DicomVolume, *, classes: int) -> None:
+    """Refuse probabilities that are not ``(rows, columns, slices, classes)`` on the stored grid."""
+    expected = (*(int(n) for n in volume.stored_shape), classes)
+    shape = tuple(int(n) for n in probabilities.shape)
+    if shape != expected:
+        raise ValueError(
+            f"write_dicom_seg: probabilities {shape} are not on the series' grid {expected[:3]} with one map "
+            f"per class; expected {expected}: (rows, columns, slices) as stored, then one of the "
+            f"{classes} class_names each"
+        )
+
+
 def write_dicom_seg(
     labels: np.ndarray,
     volume: DicomVolume,
@@ -269,8 +287,10 @@ def write_dicom_seg(
     Both instances form one new SEG series in the source's study; each file is written atomically.
 
     Args:
-        labels: Unsigned integers ``(rows, columns, slices)`` on the series' stored grid: 0
-            background, ``k + 1`` for ``class_names[k]``; one segment per class.
+        labels: Integers ``(rows, columns, slices)`` on the series' stored grid, whatever
+            ``volume``'s reorientation (``volume.to_stored`` takes a label map of the volume as read
+            there): 0 background, ``k + 1`` for ``class_names[k]``; one segment per class. Written
+            as 8-bit values up to 255 classes, 16-bit beyond.
         volume: The DICOM series the labels segment (:func:`check_dicom_seg_source` passed).
         target: The label map's ``.dcm`` file.
         class_names: The segments' labels, in order.
@@ -281,7 +301,10 @@ def write_dicom_seg(
             docstring).
 
     Raises:
-        ValueError: An unknown ``dicom_seg_type``, or ``probabilities`` without their target.
+        ValueError: An unknown ``dicom_seg_type``; ``labels`` not on the series' stored grid, not of
+            an integer dtype, or holding a value below 0 or beyond the classes
+            (:func:`~inpaintssl.inference.dicom_reference.checked_label_map`); ``probabilities`` not
+            ``(rows, columns, slices, len(class_names))`` on that grid, or without their target.
         PredictionError: A class name that is no ``SegmentLabel``
             (:func:`~inpaintssl.inference.dicom_reference.check_class_names`).
 
@@ -294,6 +317,13 @@ def write_dicom_seg(
     check_class_names(
         class_names, owner="write_dicom_seg: class_names", what="DICOM SEG", field="SegmentLabel"
     )
+    # Checked before anything is built: highdicom took extra slices' labels without a word (the
+    # frames take the first slices), and refused signed integers and unknown classes in its words.
+    labels = checked_label_map(labels, volume, class_names=class_names, owner="write_dicom_seg")
+    if probabilities is not None:
+        _check_probabilities(probabilities, volume, classes=len(class_names))
+        if probabilities_target is None:
+            raise ValueError("write_dicom_seg: probabilities given without probabilities_target")
     hd = import_optional("highdicom", extra="dicom-seg", purpose=_purpose())
     pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
     from pydicom.sr.codedict import codes
@@ -338,8 +368,7 @@ def write_dicom_seg(
     # (frames, rows, columns) of segment numbers: highdicom's label-map style, for either type.
     written = [(target, np.moveaxis(labels, 2, 0)[order], dicom_seg_type.upper())]
     if probabilities is not None:
-        if probabilities_target is None:
-            raise ValueError("write_dicom_seg: probabilities given without probabilities_target")
+        assert probabilities_target is not None  # checked above, before anything was built
         frames = np.clip(np.moveaxis(probabilities, 2, 0)[order], 0.0, 1.0)  # (frames, rows, columns, K)
         written.append((probabilities_target, frames, "FRACTIONAL"))
     for number, (path, frames, segmentation_type) in enumerate(written, start=1):

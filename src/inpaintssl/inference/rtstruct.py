@@ -17,7 +17,10 @@ exactly. A class no slice holds is an ROI without contours. Probabilities have n
 RTSTRUCT: ``probabilities=True`` with this format is refused before any case is predicted; nor
 do class names that are no ``ROIName`` (DICOM's VR LO: at most 64 characters, no backslash, no
 control characters). A multi-echo series' contours reference the slices read: the echo chosen,
-or for the root-sum-of-squares of the echoes, the first echo's (at the same positions).
+or for the root-sum-of-squares of the echoes, the first echo's (at the same positions). The label
+map is class numbers of any integer dtype on the series' stored grid; one off that grid, of
+another dtype, or holding a value beyond the classes (which no ROI would hold) is refused
+(:func:`~inpaintssl.inference.dicom_reference.checked_label_map`).
 
 Example:
     >>> report = predict("runs/ct-ft", "dicom/series-01", output="seg",
@@ -40,12 +43,13 @@ from inpaintssl.data.contours import mask_outlines
 from inpaintssl.data.dicom import DicomVolume, slice_header
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_reference import (
-    SERIES_NUMBER_OFFSET,
     TYPE_2_IDENTITY,
     check_class_names,
     check_series_identity,
     check_slice_geometry,
+    checked_label_map,
     complete_identity,
+    derived_series_number,
 )
 
 __all__ = ["ROI_COLOURS", "RT_STRUCTURE_SET_STORAGE", "check_rtstruct_source", "write_rtstruct"]
@@ -156,8 +160,9 @@ def write_rtstruct(
     """Write ``labels`` as an RT Structure Set of ``volume`` to ``target``, atomically.
 
     Args:
-        labels: ``(rows, columns, slices)`` on the series' stored grid: 0 background, ``k + 1``
-            for ``class_names[k]``.
+        labels: Integers ``(rows, columns, slices)`` on the series' stored grid, whatever
+            ``volume``'s reorientation (``volume.to_stored`` takes a label map of the volume as read
+            there): 0 background, ``k + 1`` for ``class_names[k]``.
         volume: The DICOM series the labels were predicted on (:func:`check_rtstruct_source` passed).
         target: The ``.dcm`` file.
         class_names: The ROI names, in order.
@@ -166,7 +171,10 @@ def write_rtstruct(
             the line between them. Taken, and ignored, so that calls giving it still work.
 
     Raises:
-        ValueError: ``labels`` is not on the series' stored grid.
+        ValueError: ``labels`` is not on the series' stored grid, not of an integer dtype, or holds
+            a value below 0 or beyond the classes
+            (:func:`~inpaintssl.inference.dicom_reference.checked_label_map`): such a value has no
+            ROI, and was left out without a word.
         PredictionError: A class name that is no ``ROIName``
             (:func:`~inpaintssl.inference.dicom_reference.check_class_names`).
     """
@@ -178,13 +186,10 @@ def write_rtstruct(
 
     from inpaintssl import __version__
 
-    if tuple(labels.shape) != tuple(volume.stored_shape):
-        raise ValueError(
-            f"write_rtstruct: labels {labels.shape} are not on the series' grid {volume.stored_shape}"
-        )
     check_class_names(
         class_names, owner="write_rtstruct: class_names", what="RT Structure Set", field="ROIName"
     )
+    labels = checked_label_map(labels, volume, class_names=class_names, owner="write_rtstruct")
     headers = {str(path): pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files}
     first = complete_identity(headers[str(volume.files[0])])
     images = []  # per stored slice: its Contour Image Sequence item
@@ -214,8 +219,7 @@ def write_rtstruct(
         setattr(ds, name, getattr(first, name))
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid()
-    series_number = getattr(first, "SeriesNumber", None)
-    ds.SeriesNumber = SERIES_NUMBER_OFFSET + (int(series_number) if series_number not in (None, "") else 0)
+    ds.SeriesNumber = derived_series_number(getattr(first, "SeriesNumber", None))
     ds.SeriesDescription = "inpaintssl segmentation"
     ds.OperatorsName = ""
     ds.Manufacturer, ds.ManufacturerModelName = "inpaintssl", "inpaintssl predict"
