@@ -336,14 +336,15 @@ def test_contours_and_segs_drawn_on_the_first_echo_label_every_echo(
 MESE_TIMES = (10.0, 20.0, 30.0, 40.0)
 
 
-def _mese(folder: Path, seed: int = 4) -> tuple[Path, np.ndarray]:
-    """A 4-echo spin-echo series whose voxels decay with T2 between 20 and 70 ms."""
+def _mese(folder: Path, seed: int = 4, tags: dict[str, Any] | None = None) -> tuple[Path, np.ndarray]:
+    """A 4-echo spin-echo series whose voxels decay with T2 between 20 and 70 ms; ``tags``: more
+    tags every file states."""
     rng = np.random.default_rng(seed)
     t2 = rng.uniform(20.0, 70.0, (SLICES, ROWS, COLUMNS))
     s0 = rng.uniform(800.0, 1500.0, (SLICES, ROWS, COLUMNS))
     stored = np.stack([np.round(s0 * np.exp(-te / t2)) for te in MESE_TIMES]).astype(np.int16)
     uid = pydicom.uid.generate_uid
-    path = _classic(folder, stored, times=MESE_TIMES, identity={"StudyInstanceUID": uid()})
+    path = _classic(folder, stored, times=MESE_TIMES, identity={"StudyInstanceUID": uid(), **(tags or {})})
     return path, stored
 
 
@@ -431,6 +432,75 @@ def test_t2_echoes_refuses_series_whose_t2_cannot_be_fitted(tmp_path: Path) -> N
         DataError, match=r"t2_echoes reads series of different echo counts \(.*mese: 4; .*four: 5\)"
     ):
         build(mese, four)
+
+
+def _enhanced_mese(path: Path, edit: Any) -> Path:
+    """One Enhanced MR file of a 4-echo series, each frame its EffectiveEchoTime; ``edit`` adds tags."""
+    stored = _mese(path.parent / f"{path.stem}-classic", seed=6)[1]
+    frames = [(k, e) for k in range(SLICES) for e in range(len(MESE_TIMES))]
+    write_enhanced(
+        path,
+        np.stack([stored[e, k] for k, e in frames]),
+        modality="MR",
+        positions=[POSITIONS[k] for k, _ in frames],
+        echo_times=[MESE_TIMES[e] for _, e in frames],
+        series_uid=pydicom.uid.generate_uid(),
+        edit=edit,
+    )
+    return path
+
+
+def test_t2_echoes_refuses_a_series_that_states_a_gradient_echo(tmp_path: Path) -> None:
+    # A multi-echo gradient echo (a T2* map's echoes) decays with T2*: fitted as a spin echo, its
+    # T2* was measured as "T2", without a word. The echo count alone cannot tell them
+    # apart; the sequence's own tags do.
+    from inpaintssl.data.dicom_dataset import dicom_dataset
+
+    def build(series: Path) -> Any:
+        cases = {"train": [str(series)]}
+        return dicom_dataset(split="train", labelled=False, cases=cases, echo=1, t2_echoes=True)
+
+    for folder, stated in (("gre", "GR"), ("ir_gre", ["IR", "GR"])):
+        gre, _ = _mese(tmp_path / folder, tags={"ScanningSequence": stated})
+        written = "\\".join(stated) if isinstance(stated, list) else stated
+        with pytest.raises(
+            DataError,
+            match=rf"dicom case '{folder}': t2_echoes fits the 4 echoes of .*{folder} as a multi-echo spin "
+            rf"echo, but .*{folder}.*\.dcm states ScanningSequence '{re.escape(written)}' \(a gradient echo, "
+            r"no SE\).*T2\*.*expected a multi-echo spin-echo series",
+        ):
+            build(gre)
+    # A spin echo, a hybrid stating both, and a series stating no sequence are fitted.
+    for folder, stated in (("se", "SE"), ("grase", ["GR", "SE"]), ("untagged", None)):
+        series, _ = _mese(tmp_path / folder, tags=None if stated is None else {"ScanningSequence": stated})
+        assert build(series)[0]["echoes"].shape[0] == len(MESE_TIMES)
+
+    def pulse(where: str, value: str) -> Any:
+        def edit(ds: Any) -> None:
+            if where == "root":
+                ds.EchoPulseSequence = value
+            else:
+                from pydicom.dataset import Dataset
+                from pydicom.sequence import Sequence
+
+                timing = Dataset()
+                timing.EchoPulseSequence = value
+                ds.SharedFunctionalGroupsSequence[0].MRTimingAndRelatedParametersSequence = Sequence([timing])
+
+        return edit
+
+    for where in ("root", "shared"):
+        enhanced = _enhanced_mese(tmp_path / f"{where}.dcm", pulse(where, "GRADIENT"))
+        tag = (
+            "EchoPulseSequence"
+            if where == "root"
+            else "SharedFunctionalGroupsSequence[0].MRTimingAndRelatedParametersSequence.EchoPulseSequence"
+        )
+        with pytest.raises(DataError, match=rf"{where}\.dcm states {re.escape(tag)} 'GRADIENT'"):
+            build(enhanced)
+    for value in ("SPIN", "BOTH"):
+        enhanced = _enhanced_mese(tmp_path / f"{value}.dcm", pulse("shared", value))
+        assert build(enhanced)[0]["echo_times_ms"].tolist() == list(MESE_TIMES)
 
 
 def test_each_echo_of_one_enhanced_file_keeps_its_own_decompressed_array(tmp_path: Path) -> None:

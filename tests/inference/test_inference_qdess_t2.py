@@ -29,7 +29,7 @@ from inpaintssl.data.base import DataError
 from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
 from inpaintssl.data.dicom_acquisition import GE_ACQUISITION_CREATOR, scan_parameters, stated_parameters
 from inpaintssl.inference.t2_maps import QdessFit, check_t2_input, qdess_t2_map
-from inpaintssl.metrics import T1_OTHER_MS
+from inpaintssl.metrics import T1_OTHER_MS, qdess_t2
 from predict_helpers import assert_t2_outputs, predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
@@ -255,6 +255,39 @@ def test_qdess_parameters_are_checked_before_anything_is_read(
             t2=True,
             qdess_parameters={"tg_us": math.nan},
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(True, "True"), (np.bool_(True), r"(np\.)?True_?"), ("3132", "'3132'")],
+)
+def test_a_bool_or_text_is_no_scan_parameter(
+    trained_run: issl.FinetuneResult, tmp_path: Path, value: Any, shown: str
+) -> None:
+    # float() took True for a spoiler area of 1.0 and computed a T2 map from it, where qdess_t2
+    # itself refuses a bool; the command line gives floats, so text is no scan parameter either.
+    with pytest.raises(ValueError, match=rf"qdess_parameters: gl_area={shown}; expected a finite number"):
+        predict_quietly(
+            trained_run.run_dir,
+            tmp_path / "nowhere",
+            tmp_path / "o",
+            t2=True,
+            qdess_parameters={**SPOILER, "gl_area": value},
+        )
+    with pytest.raises(ValueError, match="gl_area must be one finite number"):
+        qdess_t2(np.ones(1), np.ones(1), **{**SCAN, "gl_area": value})
+
+
+def test_numbers_of_every_numeric_type_are_scan_parameters() -> None:
+    from inpaintssl.inference.t2_maps import check_qdess_parameters
+
+    given = {"tr_ms": 18, "te_ms": np.float32(5.5), "flip_angle_deg": np.array(20.0), "gl_area": 3132.0}
+    assert check_qdess_parameters(given) == {
+        "tr_ms": 18.0,
+        "te_ms": 5.5,
+        "flip_angle_deg": 20.0,
+        "gl_area": 3132.0,
+    }
 
 
 def test_the_cli_takes_the_spoiler_and_refuses_it_malformed_or_twice(

@@ -10,13 +10,14 @@ weighted ``polyfit`` (first echo left out).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 import inpaintssl as issl
-from dicom_helpers import write_echo_series
+from dicom_helpers import write_echo_series, write_enhanced
 from predict_helpers import assert_t2_outputs, predict_quietly
 
 pydicom = pytest.importorskip("pydicom")
@@ -119,6 +120,87 @@ def test_with_skip_bad_inputs_the_inputs_without_echoes_are_left_out(
             written, np.asarray(nib.load(tmp_path / "alone" / f"mese_{kind}.nii.gz").dataobj)
         )
     assert report.volumes_csv.read_text() == alone.volumes_csv.read_text()
+
+
+def test_a_series_that_states_a_gradient_echo_is_refused_before_anything_is_written(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    # A multi-echo gradient echo (a T2* map's echoes) decays with T2*, which a spin-echo fit
+    # measured and volumes.csv reported as T2: the echo count alone cannot tell them apart.
+    stored = _stored(_t2_field())
+    gre = write_echo_series(
+        tmp_path / "mgre",
+        stored,
+        TE_MS,
+        slope=SLOPE,
+        tags={"ScanningSequence": "GR", "SequenceVariant": "SP"},
+    )
+    out = tmp_path / "out"
+    with pytest.raises(
+        issl.PredictionError,
+        match=r"input .*mgre: t2=True fits a series of 4 echoes as a multi-echo spin echo, but .*mgre.*\.dcm "
+        r"states ScanningSequence 'GR' \(a gradient echo, no SE\), whose echoes decay with T2\*, not T2; "
+        r"expected a multi-echo spin-echo series",
+    ):
+        predict_quietly(trained_run.run_dir, gre, out, echo=1, t2=True)
+    assert not out.exists()
+    # Left out with skip_bad_inputs; a series stating its spin echo is fitted as one that states none.
+    se = write_echo_series(tmp_path / "mese", stored, TE_MS, slope=SLOPE, tags={"ScanningSequence": "SE"})
+    report = predict_quietly(trained_run.run_dir, [gre, se], out, echo=1, t2=True, skip_bad_inputs=True)
+    assert [c.case for c in report.cases] == ["mese"]
+    assert [s.case for s in report.skipped] == ["mgre"] and "a gradient echo" in report.skipped[0].reason
+    assert_t2_outputs(report, _t2_field(), _fitted_by_numpy(stored), rtol=0.01)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "refused"),
+    [
+        ("root", "GRADIENT", True),
+        ("shared timing", "GRADIENT", True),
+        ("per-frame echo", "GRADIENT", True),
+        ("shared timing", "SPIN", False),
+        ("root", "BOTH", False),
+        (None, None, False),
+    ],
+)
+def test_an_enhanced_series_is_refused_where_its_echo_pulse_sequence_is_gradient(
+    tmp_path: Path, where: str | None, value: str | None, refused: bool
+) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.inference.t2_maps import MeseFit, check_t2_input
+
+    def edit(ds: Any) -> None:
+        stated = Dataset()
+        stated.EchoPulseSequence = value
+        if where == "root":
+            ds.EchoPulseSequence = value
+        elif where == "shared timing":
+            ds.SharedFunctionalGroupsSequence[0].MRTimingAndRelatedParametersSequence = Sequence([stated])
+        elif where == "per-frame echo":
+            for group in ds.PerFrameFunctionalGroupsSequence:
+                group.MREchoSequence[0].EchoPulseSequence = value
+
+    stored = _stored(_t2_field())  # (echoes, rows, columns, slices)
+    frames = [(e, k) for k in range(SLICES) for e in range(len(TE_MS))]
+    path = tmp_path / "mese.dcm"
+    write_enhanced(
+        path,
+        np.stack([stored[e, :, :, k] for e, k in frames]),
+        modality="MR",
+        positions=[(0.0, 0.0, 3.0 * k) for _, k in frames],
+        echo_times=[TE_MS[e] for e, _ in frames],
+        series_uid=pydicom.uid.generate_uid(),
+        edit=edit,
+    )
+    volume = DicomVolume(path, echo=1)
+    if not refused:
+        assert check_t2_input(volume, path) == MeseFit(TE_MS)
+        return
+    with pytest.raises(issl.PredictionError, match=r"EchoPulseSequence 'GRADIENT' \(a gradient echo\)"):
+        check_t2_input(volume, path)
 
 
 def test_the_cli_writes_the_map_and_the_means(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -296,3 +298,55 @@ def test_clinical_errors_report_hu_in_hu_and_areas_in_percent() -> None:
     assert (area.percent_error, area.absolute_error, area.error, area.error_unit) == (50.0, 1.0, 50.0, "%")
     assert MEASUREMENT_SCALES["mean_hu"] == "interval"
     assert {MEASUREMENT_SCALES[m] for m in ("volume_mm3", "area_mm2", "mean_t2_ms")} == {"ratio"}
+
+
+def test_clinical_errors_reads_an_iterator_of_spacings_once() -> None:
+    # Each class's size read spacing_mm twice (prediction, reference): an iterator, empty from the
+    # second reading, was refused as "spacing_mm=()". Hand values from _volume_case's comments:
+    # femoral 5 predicted and 4 reference voxels, tibial 2 and 4, of 0.5 x 0.5 x 2 = 0.5 mm^3.
+    pred, target, _ = _volume_case()
+    rows = clinical_errors(pred, target, spacing_mm=map(float, ["0.5", "0.5", "2"]))  # type: ignore[arg-type]
+    assert [(r.metric, r.predicted, r.reference) for r in rows] == [
+        ("volume_mm3", 2.5, 2.0),
+        ("volume_mm3", 1.0, 2.0),
+    ]
+    with pytest.raises(ValueError, match=r"spacing_mm has 2 values for the 3 spatial axes"):
+        clinical_errors(pred, target, spacing_mm=iter([0.5, 0.5]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("call", "argument", "dtype"),
+    [
+        (lambda: mean_t2(np.array(["30", "50"]), np.array([1, 1])), "t2_ms", "<U2"),
+        (lambda: mean_hu(np.array(["30"]), np.array([1])), "hu", "<U2"),
+        (lambda: mean_hu(np.array([30 + 40j]), np.array([1])), "hu", "complex128"),
+        (lambda: mean_hu(torch.tensor([30 + 40j]), torch.tensor([1])), "hu", "complex64"),
+        (lambda: percent_error("1", "2"), "pred", "<U1"),
+        (lambda: absolute_error(1.0, np.array(["2"])), "ref", "<U1"),
+        (lambda: tissue_volume(np.array([[["1"]]]), (1, 1, 1)), "mask", "<U1"),
+        (lambda: cross_sectional_area(np.array([[1 + 0j]]), (1, 1)), "mask", "complex128"),
+        (
+            lambda: mean_t2(np.array(["2024-01-01"], dtype="datetime64[D]"), np.array([1])),
+            "t2_ms",
+            "datetime64[D]",
+        ),
+    ],
+)
+def test_values_that_are_no_real_numbers_are_refused_naming_the_argument(
+    call: Any, argument: str, dtype: str
+) -> None:
+    # Text was converted (a mean T2 of the strings "30" and "50": 40.0), complex lost its
+    # imaginary part behind a ComplexWarning (mean_hu of 30+40j: 30.0), and the rest failed in
+    # NumPy naming no argument.
+    with pytest.raises(
+        TypeError, match=rf"^{argument} must be an array or tensor of .*found dtype {re.escape(dtype)}"
+    ):
+        call()
+
+
+def test_error_shapes_that_do_not_broadcast_are_refused_naming_pred_and_ref() -> None:
+    for error in (percent_error, absolute_error):
+        with pytest.raises(ValueError, match=r"pred\.shape=\(3,\) and ref\.shape=\(2,\)"):
+            error(np.ones(3), np.ones(2))
+        # Broadcasting itself stays: one reference for several predictions.
+        np.testing.assert_allclose(error(np.array([90.0, 110.0]), 100.0), [10.0, 10.0])

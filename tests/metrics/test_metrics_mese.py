@@ -195,3 +195,9 @@ def test_too_few_echoes_to_fit_are_refused() -> None:
     assert mese_t2(_decay(100.0, np.array([25.0]), [10.0, 20.0]), [10.0, 20.0], skip_first_echo=False)[0] == (
         pytest.approx(25.0)
     )
+
+
+def test_echoes_of_text_are_refused_naming_echoes() -> None:
+    # Text echoes failed in NumPy's isfinite ("ufunc 'isfinite' not supported"), naming nothing.
+    with pytest.raises(TypeError, match=r"^echoes must be an array or tensor of .*found dtype <U1 \(text\)"):
+        mese_t2(np.array([["1"], ["2"], ["3"]]), [10.0, 20.0, 30.0])

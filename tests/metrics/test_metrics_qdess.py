@@ -279,3 +279,12 @@ def test_t1_defaults_per_tissue_are_read_only() -> None:
     }
     with pytest.raises(TypeError):
         T1_DEFAULTS_MS["meniscus"] = 900.0  # type: ignore[index]
+
+
+def test_echoes_of_text_are_refused_naming_the_echo() -> None:
+    # Text echoes failed in np.finfo ("data type <class 'numpy.str_'> not inexact"), naming nothing;
+    # complex echoes are still taken (test_complex_echoes_give_a_real_map_from_their_magnitudes).
+    with pytest.raises(TypeError, match=r"^echo2 must be an array or tensor of .*found dtype <U3 \(text\)"):
+        qdess_t2(np.ones(1), np.array(["0.3"]), **_params(SETTINGS[0]))
+    with pytest.raises(TypeError, match=r"^t2_ms must be an array or tensor of booleans, integers or floats"):
+        qdess_signal_ratio(np.array([30 + 0j]), **_params(SETTINGS[0]))

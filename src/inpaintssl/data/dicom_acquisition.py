@@ -12,7 +12,8 @@ those numbers is never taken for a spoiler; a series without it needs the two va
 
 :func:`scan_parameters` returns what the series states, under the names of
 :func:`~inpaintssl.metrics.qdess_t2`'s keywords, as the SKM-TEA dataset's ``scan_params`` are
-named.
+named. :func:`gradient_echo_refusal` says whether a series states a gradient-echo acquisition,
+whose echoes decay with T2* rather than T2 (a multi-echo spin-echo fit of them is no T2).
 
 Example:
     >>> from pydicom.dataset import Dataset
@@ -26,12 +27,19 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 
 from inpaintssl.data.dicom import DicomVolume, finite_number, first_slice_header
 
-__all__ = ["GE_ACQUISITION_CREATOR", "SCAN_PARAMETER_KEYS", "scan_parameters", "stated_parameters"]
+__all__ = [
+    "GE_ACQUISITION_CREATOR",
+    "SCAN_PARAMETER_KEYS",
+    "gradient_echo_refusal",
+    "scan_parameters",
+    "stated_parameters",
+]
 
 SCAN_PARAMETER_KEYS = ("tr_ms", "te_ms", "flip_angle_deg", "gl_area", "tg_us")
 """The scan parameters of :func:`~inpaintssl.metrics.qdess_t2`, by its keyword names."""
@@ -91,3 +99,74 @@ def scan_parameters(volume: DicomVolume) -> dict[str, float]:
     if volume.echo_times_ms:
         found["te_ms"] = float(volume.echo_times_ms[0])
     return found
+
+
+_BACKSLASH = "\\"  # DICOM's separator of a tag's values
+_EXPECTED = (
+    "whose echoes decay with T2*, not T2; expected a multi-echo spin-echo series (ScanningSequence SE, "
+    "or an Enhanced file's EchoPulseSequence SPIN)"
+)
+
+
+def _values(value: Any) -> list[str]:
+    """A code string tag's values, upper case: a multi-value's each, a backslash-joined text's each."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    items = value.split(_BACKSLASH) if isinstance(value, str) else list(value)
+    return [str(item).strip(" \x00").upper() for item in items]
+
+
+def _echo_pulse_sequences(dataset: Any) -> Iterator[tuple[str, Any]]:
+    """Every ``EchoPulseSequence`` an Enhanced MR file states, with where: the MR Pulse Sequence
+    module at its top level (PS3.3 C.8.13.4), or, as some writers keep it, the shared or per-frame
+    functional groups or one of their macros (MR Timing and Related Parameters, MR Echo, ...)."""
+    value = getattr(dataset, "EchoPulseSequence", None)
+    if value is not None:
+        yield "EchoPulseSequence", value
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for index, group in enumerate(getattr(dataset, groups, None) or ()):
+            value = getattr(group, "EchoPulseSequence", None)
+            if value is not None:
+                yield f"{groups}[{index}].EchoPulseSequence", value
+            for element in group:
+                if element.VR != "SQ":
+                    continue
+                for item in element.value or ():
+                    value = getattr(item, "EchoPulseSequence", None)
+                    if value is not None:
+                        yield f"{groups}[{index}].{element.keyword}.EchoPulseSequence", value
+
+
+def gradient_echo_refusal(volume: DicomVolume) -> str | None:
+    """Why the series of ``volume`` is no multi-echo spin echo, if its first file says so: ``None``
+    where it states a spin echo or nothing of its sequence, else a message's clause naming the
+    file, the tag, its value and what was expected.
+
+    A gradient-echo series (multi-echo GRE, T2* mapping) decays with T2*, which field
+    inhomogeneity makes shorter than T2: fitted as a spin echo, its map would be reported as T2
+    with nothing to tell it apart. A classic slice states its sequence in
+    ``ScanningSequence`` (``GR`` without ``SE``: a gradient echo; both: a hybrid such as GRASE),
+    an Enhanced MR file in ``EchoPulseSequence`` (``SPIN``, ``GRADIENT`` or ``BOTH``). A series
+    stating neither is taken as it comes: many anonymised exports strip them.
+
+    Raises:
+        DataError: The file cannot be read any more.
+
+    Example:
+        >>> gradient_echo_refusal(DicomVolume("knee/mgre", echo=1))  # doctest: +SKIP
+        "knee/mgre/IM0001.dcm states ScanningSequence 'GR' (a gradient echo, no SE), whose echoes ..."
+    """
+    header = first_slice_header(volume)
+    dataset = getattr(header, "file", header)  # an Enhanced frame: its file holds the modules
+    where = volume.files[0]
+    scanning = getattr(dataset, "ScanningSequence", None)
+    if scanning is not None:
+        codes = _values(scanning)
+        if "GR" in codes and "SE" not in codes:
+            stated = _BACKSLASH.join(codes)
+            return f"{where} states ScanningSequence '{stated}' (a gradient echo, no SE), {_EXPECTED}"
+    for tag, value in _echo_pulse_sequences(dataset):
+        codes = _values(value)
+        if "GRADIENT" in codes:
+            return f"{where} states {tag} '{_BACKSLASH.join(codes)}' (a gradient echo), {_EXPECTED}"
+    return None

@@ -44,6 +44,7 @@ from inpaintssl.data.dicom import (
     echoes_of,
     is_echo_number,
 )
+from inpaintssl.data.dicom_acquisition import gradient_echo_refusal
 from inpaintssl.data.dicom_labels import open_dicom_annotation
 from inpaintssl.data.labels import check_class_names
 from inpaintssl.data.orientation import check_axis_codes
@@ -130,9 +131,11 @@ def dicom_dataset(
             mean T2 of multi-echo spin-echo series (:func:`~inpaintssl.metrics.mese_t2`):
             ``echoes`` ``(E, H, W)`` float32 (each echo's values, shortest echo time first) and
             ``echo_times_ms`` ``(E,)``. Every series must hold the same number of echoes, at
-            least three (the first is left out of the fit). Every item then holds E more
-            slices, and the pre-flight check reads every echo completely (each file fingerprinted
-            with its case): leave it off where nothing measures T2.
+            least three (the first is left out of the fit), and none that states a gradient echo
+            (:func:`~inpaintssl.data.dicom_acquisition.gradient_echo_refusal`: its decay is T2*,
+            not T2). Every item then holds E more slices, and the pre-flight check reads every
+            echo completely (each file fingerprinted with its case): leave it off where nothing
+            measures T2.
         series: Each case's image is a folder of a whole study (its series' files together, or
             in subfolders), and this names the series read from it: its ``SeriesDescription``
             (without case, e.g. ``"sag t2 map"``), ``SeriesInstanceUID``, or ``SeriesNumber``
@@ -145,8 +148,8 @@ def dicom_dataset(
         DataError: An image that is no DICOM series, a label its reader refuses, ``labelled``
             without ``class_names``, an ``echo`` that is neither a whole number >= 1 nor ``"rss"``
             or that a series does not hold, ``t2_echoes`` with a series of fewer than three
-            echoes or of another echo count than the others, a ``series`` a case does not hold
-            once; the message names the file.
+            echoes, of another echo count than the others or that states a gradient echo, a
+            ``series`` a case does not hold once; the message names the file.
     """
     names = check_class_names(class_names, where="dicom")
     if labelled and not names:
@@ -244,6 +247,12 @@ def _t2_echoes(case: Case) -> list[DicomVolume]:
             f"dicom case {case.volume_id!r}: t2_echoes needs a multi-echo spin-echo series of at least "
             f"{MESE_MIN_ECHOES} echoes with an EchoTime each (the first is left out of the T2 fit), but "
             f"{case.image.path} holds {held}"
+        )
+    refusal = gradient_echo_refusal(case.image)
+    if refusal is not None:
+        raise DataError(
+            f"dicom case {case.volume_id!r}: t2_echoes fits the {len(times)} echoes of {case.image.path} "
+            f"as a multi-echo spin echo, but {refusal}; leave t2_echoes off for it"
         )
     return echoes
 

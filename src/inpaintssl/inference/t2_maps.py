@@ -16,7 +16,10 @@ DICOM series that holds every echo:
   parameters are given (it states none).
 - **Multi-echo spin echo** (MESE, three echoes or more): what clinics and cohorts (the
   Osteoarthritis Initiative among them) measure with. Every voxel's decay is fitted with
-  :func:`~inpaintssl.metrics.mese_t2`, the first echo left out.
+  :func:`~inpaintssl.metrics.mese_t2`, the first echo left out. A series that states a gradient
+  echo (``ScanningSequence`` ``GR`` without ``SE``, ``EchoPulseSequence`` ``GRADIENT``: a T2*
+  map's echoes) is refused (:func:`~inpaintssl.data.dicom_acquisition.gradient_echo_refusal`); one
+  that states neither is fitted.
 
 :func:`check_t2_input` refuses what cannot be fitted before anything is predicted and says how
 (a :class:`QdessFit` or :class:`MeseFit`); :func:`fitted_t2_map` computes the map on the series'
@@ -36,17 +39,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.dicom import DicomVolume, echoes_of
-from inpaintssl.data.dicom_acquisition import SCAN_PARAMETER_KEYS, scan_parameters
+from inpaintssl.data.dicom_acquisition import (
+    SCAN_PARAMETER_KEYS,
+    gradient_echo_refusal,
+    scan_parameters,
+)
 from inpaintssl.data.readers import H5Volume, Volume
 from inpaintssl.data.scan_parameter_table import SCAN_PARAM_COLUMNS, ScanParameterTable
 from inpaintssl.data.skmtea import echo_slices, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import T1_DEFAULTS_MS, T1_OTHER_MS, mean_t2, mese_t2, qdess_t2
+from inpaintssl.metrics._parameters import one_number
 from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 
 __all__ = [
@@ -62,6 +71,16 @@ __all__ = [
 ]
 
 _QDESS_ECHOES = 2
+_UNITS = MappingProxyType(
+    {
+        "tr_ms": "ms",
+        "te_ms": "ms",
+        "flip_angle_deg": "degrees",
+        "gl_area": "the scanner's units",
+        "tg_us": "us",
+    }
+)
+"""The unit of each of :data:`~inpaintssl.data.dicom_acquisition.SCAN_PARAMETER_KEYS`, for messages."""
 _GIVE = (
     "qdess_parameters={...} (--qdess-parameter KEY=VALUE), or per case in a table "
     "(qdess_parameters_csv, --qdess-parameters-csv)"
@@ -97,10 +116,13 @@ T2Fit = MeseFit | QdessFit
 
 def check_qdess_parameters(given: Mapping[str, float] | None) -> dict[str, float]:
     """``predict``'s ``qdess_parameters``, checked: names of
-    :data:`~inpaintssl.data.dicom_acquisition.SCAN_PARAMETER_KEYS`, finite numbers.
+    :data:`~inpaintssl.data.dicom_acquisition.SCAN_PARAMETER_KEYS`, each one finite real number,
+    as :func:`~inpaintssl.metrics.qdess_t2` takes them (the command line's ``--qdess-parameter``
+    gives floats).
 
     Raises:
-        ValueError: An unknown name, or a value that is no finite number; the message names it.
+        ValueError: An unknown name, or a value that is no finite real number (a bool, text, an
+            array of more than one value, NaN, inf); the message names it.
     """
     checked: dict[str, float] = {}
     for key, value in (given or {}).items():
@@ -109,13 +131,15 @@ def check_qdess_parameters(given: Mapping[str, float] | None) -> dict[str, float
                 f"qdess_parameters: unknown scan parameter {key!r}; expected some of "
                 f"{', '.join(SCAN_PARAMETER_KEYS)} (inpaintssl.metrics.qdess_t2's keywords)"
             )
+        # float() took True for 1.0 and "18" for 18.0, where qdess_t2 refuses both: a bool here is
+        # a mistake, and the map would be computed from a spoiler area or TR of 1.
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not np.isfinite(number):
-            raise ValueError(f"qdess_parameters: {key}={value!r}; expected a finite number")
-        checked[key] = number
+            checked[key] = one_number(value, name=key, unit=_UNITS[key])
+        except ValueError as exc:
+            raise ValueError(
+                f"qdess_parameters: {key}={value!r}; expected a finite number in "
+                f"{_UNITS[key]} (an int or float, not a bool, text or array)"
+            ) from exc
     return checked
 
 
@@ -136,7 +160,8 @@ def check_t2_input(
     Raises:
         PredictionError: The input is neither a DICOM series nor an HDF5 file of both qDESS
             echoes (an SKM-TEA scan), or its slices do not all state an ``EchoTime``, or it holds
-            one echo; a qDESS input that neither states nor is given every scan parameter, or
+            one echo; a series of three echoes or more that states a gradient echo (whose decay
+            is T2*, not T2); a qDESS input that neither states nor is given every scan parameter, or
             whose parameters the model refuses (out of range, in the wrong unit), or whose row in
             ``qdess_table`` is damaged; the message names the file.
         ValueError: ``qdess_table`` without ``case``.
@@ -152,6 +177,15 @@ def check_t2_input(
         )
     times = volume.echo_times_ms
     if len(times) >= MESE_MIN_ECHOES:
+        try:
+            refusal = gradient_echo_refusal(volume)
+        except DataError as exc:
+            raise PredictionError(f"input {path}: {exc}") from exc
+        if refusal is not None:
+            raise PredictionError(
+                f"input {path}: t2=True fits a series of {len(times)} echoes as a multi-echo spin echo, but "
+                f"{refusal}; leave t2 (--t2) off for it"
+            )
         return MeseFit(tuple(float(t) for t in times))
     if len(times) == _QDESS_ECHOES:
         given = _given(path, qdess_parameters, qdess_table, case)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -13,26 +14,55 @@ __all__ = ["ArrayInput", "as_mask", "as_numpy", "check_same_shape"]
 ArrayInput: TypeAlias = npt.ArrayLike | torch.Tensor
 """Anything the metrics accept: NumPy arrays, nested sequences, or torch tensors on any device."""
 
+_NUMERIC_KINDS = "biuf"
+"""NumPy dtype kinds of the values a metric takes: bool, signed and unsigned integer, float."""
 
-def as_numpy(x: ArrayInput, *, name: str) -> npt.NDArray[Any]:
+_KIND_NAMES = MappingProxyType(
+    {
+        "c": "complex",
+        "U": "text",
+        "S": "bytes",
+        "O": "objects",
+        "M": "dates",
+        "m": "time spans",
+        "V": "structured records",
+    }
+)
+
+
+def as_numpy(x: ArrayInput, *, name: str, complex_ok: bool = False) -> npt.NDArray[Any]:
     """Return ``x`` as a NumPy array, copying a tensor from its device to host memory.
 
     Args:
-        x: Array-like or :class:`torch.Tensor` (any device, any dtype).
+        x: Array-like or :class:`torch.Tensor` (any device) of booleans, integers or floats.
         name: Argument name used in error messages.
+        complex_ok: Take complex values too (echoes before the magnitude, which the T2 fits take
+            by their magnitude); elsewhere a complex value has no meaning a real metric could use.
 
     Returns:
         A NumPy array (a view when ``x`` already is one).
+
+    Raises:
+        TypeError: ``x`` holds anything else: text (``np.asarray(["30"])``), objects, dates, or
+            complex numbers without ``complex_ok``; the message names ``name`` and the dtype.
     """
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
         # NumPy cannot hold bfloat16 and float16 loses precision in the T2 log-ratio: widen first.
         if t.is_floating_point() and t.dtype != torch.float64:
             t = t.to(torch.float32)
-        return t.numpy()
-    arr = np.asarray(x)
-    if arr.dtype == object:
-        raise TypeError(f"{name} must be a numeric array or tensor; found an object array")
+        arr = t.numpy()
+    else:
+        arr = np.asarray(x)
+    # Text converted by astype(float) gave means of strings, complex lost its imaginary part with
+    # only a ComplexWarning, and the rest failed deep in NumPy naming no argument.
+    kinds = _NUMERIC_KINDS + ("c" if complex_ok else "")
+    if arr.dtype.kind not in kinds:
+        allowed = (
+            "booleans, integers, floats or complex numbers" if complex_ok else "booleans, integers or floats"
+        )
+        kind = _KIND_NAMES.get(arr.dtype.kind, arr.dtype.kind)
+        raise TypeError(f"{name} must be an array or tensor of {allowed}; found dtype {arr.dtype} ({kind})")
     return arr
 
 

@@ -17,7 +17,7 @@ that fits the scale.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -52,17 +52,22 @@ MEASUREMENT_UNITS: Mapping[str, str] = MappingProxyType(
 """Clinical metric -> the unit of its value and of its absolute error."""
 
 
-def _element_size(spacing_mm: Sequence[float], *, ndim: int, mask_shape: tuple[int, ...]) -> float:
-    """Product of a validated spacing whose length must equal the mask's dimensionality."""
+def _spacing_values(spacing_mm: Iterable[float], *, ndim: int) -> tuple[float, ...]:
+    """``spacing_mm`` as a tuple of floats, read once (an iterator is used up by one reading)."""
     expected = f"{ndim} voxel sizes in mm, one per axis of the {ndim}-D mask"
     # A bare number (one slice thickness), None or text failed inside float() or iter() with a
     # message that named neither the argument nor what it should hold.
     if isinstance(spacing_mm, (str, bytes)) or not isinstance(spacing_mm, Iterable):
         raise ValueError(f"spacing_mm must be {expected}; found {spacing_mm!r}")
     try:
-        spacing = tuple(float(s) for s in spacing_mm)
+        return tuple(float(s) for s in spacing_mm)
     except (TypeError, ValueError):
         raise ValueError(f"spacing_mm must be {expected}; found {spacing_mm!r}") from None
+
+
+def _element_size(spacing_mm: Iterable[float], *, ndim: int, mask_shape: tuple[int, ...]) -> float:
+    """Product of a validated spacing whose length must equal the mask's dimensionality."""
+    spacing = _spacing_values(spacing_mm, ndim=ndim)
     if len(spacing) != ndim or len(mask_shape) != ndim:
         raise ValueError(
             f"expected a {ndim}-D mask with {ndim} spacing values; found mask.shape={mask_shape} "
@@ -85,6 +90,7 @@ def tissue_volume(mask: ArrayInput, spacing_mm: Sequence[float]) -> float:
 
     Raises:
         ValueError: If the mask is not 3-D and binary, or the spacing is not 3 positive numbers.
+        TypeError: If the mask holds no numbers (text, complex).
 
     Example:
         >>> import numpy as np
@@ -108,6 +114,7 @@ def cross_sectional_area(mask: ArrayInput, spacing_mm: Sequence[float]) -> float
 
     Raises:
         ValueError: If the mask is not 2-D and binary, or the spacing is not 2 positive numbers.
+        TypeError: If the mask holds no numbers (text, complex).
 
     Example:
         >>> import numpy as np
@@ -139,6 +146,10 @@ def mean_hu(hu: ArrayInput, mask: ArrayInput) -> float:
     Returns:
         Mean HU, or NaN for an empty mask.
 
+    Raises:
+        ValueError: If the shapes differ or the mask is not binary.
+        TypeError: If ``hu`` or the mask holds no real numbers (text, complex).
+
     Example:
         >>> import numpy as np
         >>> mean_hu(np.array([[-100.0, 40.0], [60.0, 1000.0]]), np.array([[0, 1], [1, 0]]))
@@ -167,6 +178,7 @@ def mean_t2(t2_ms: ArrayInput, mask: ArrayInput) -> float:
         ValueError: If the shapes differ, the mask is not binary, or the map holds a value
             ``<= 0`` or ``+-inf`` inside the mask (mark invalid voxels NaN, e.g.
             ``np.where(np.isfinite(t2) & (t2 > 0), t2, np.nan)``).
+        TypeError: If ``t2_ms`` or the mask holds no real numbers (text, complex).
 
     Example:
         >>> import numpy as np
@@ -187,6 +199,22 @@ def mean_t2(t2_ms: ArrayInput, mask: ArrayInput) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
+def _pred_and_ref(
+    pred: ArrayInput, ref: ArrayInput
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``pred`` and ``ref`` as float64 arrays, refused where their shapes do not broadcast."""
+    p = as_numpy(pred, name="pred").astype(np.float64)
+    r = as_numpy(ref, name="ref").astype(np.float64)
+    try:
+        np.broadcast_shapes(p.shape, r.shape)
+    except ValueError:
+        raise ValueError(
+            f"pred and ref must have shapes that broadcast together (the same, or one a scalar); "
+            f"found pred.shape={p.shape} and ref.shape={r.shape}"
+        ) from None
+    return p, r
+
+
 def percent_error(pred: ArrayInput, ref: ArrayInput) -> npt.NDArray[np.float64]:
     """Percent error ``100 * |pred - ref| / |ref|`` (paper sec. 2.7), element-wise.
 
@@ -200,14 +228,17 @@ def percent_error(pred: ArrayInput, ref: ArrayInput) -> npt.NDArray[np.float64]:
     Returns:
         Float64 array of the broadcast shape (0-d for scalar inputs; use ``float()``).
 
+    Raises:
+        ValueError: If the shapes of ``pred`` and ``ref`` do not broadcast together.
+        TypeError: If either holds no real numbers (text, complex).
+
     Example:
         >>> float(percent_error(90.0, 100.0))
         10.0
         >>> percent_error([1.0, 0.0], [0.0, 0.0])
         array([inf, nan])
     """
-    p = as_numpy(pred, name="pred").astype(np.float64)
-    r = as_numpy(ref, name="ref").astype(np.float64)
+    p, r = _pred_and_ref(pred, ref)
     with np.errstate(divide="ignore", invalid="ignore"):
         out: npt.NDArray[np.float64] = 100.0 * np.abs(p - r) / np.abs(r)
     return out
@@ -227,14 +258,17 @@ def absolute_error(pred: ArrayInput, ref: ArrayInput) -> npt.NDArray[np.float64]
     Returns:
         Float64 array of the broadcast shape (0-d for scalar inputs; use ``float()``).
 
+    Raises:
+        ValueError: If the shapes of ``pred`` and ``ref`` do not broadcast together.
+        TypeError: If either holds no real numbers (text, complex).
+
     Example:
         >>> float(absolute_error(3.0, 0.0))  # 3 HU off a water-like reference: percent error is inf
         3.0
         >>> absolute_error([-95.0, 45.0], [-100.0, 40.0])  # fat and muscle, 5 HU off each
         array([5., 5.])
     """
-    p = as_numpy(pred, name="pred").astype(np.float64)
-    r = as_numpy(ref, name="ref").astype(np.float64)
+    p, r = _pred_and_ref(pred, ref)
     out: npt.NDArray[np.float64] = np.abs(p - r)
     return out
 
@@ -324,6 +358,7 @@ def clinical_errors(
 
     Raises:
         ValueError: If shapes, spacing or class names do not match the masks.
+        TypeError: If a mask, ``t2_ms`` or ``hu`` holds no real numbers (text, complex).
 
     Example:
         >>> import numpy as np
@@ -338,16 +373,18 @@ def clinical_errors(
     spatial = pred.shape[1:]
     if len(spatial) not in (2, 3):
         raise ValueError(f"pred_onehot must be (K, H, W) or (K, X, Y, Z); found shape {pred.shape}")
-    sized = isinstance(spacing_mm, Sized) and not isinstance(spacing_mm, (str, bytes))
-    if sized and len(spacing_mm) != len(spatial):
+    # Read once: each class's size reads it twice, and an iterator (a map over text) would be
+    # empty from the second reading on.
+    spacing = _spacing_values(spacing_mm, ndim=len(spatial))
+    if len(spacing) != len(spatial):
         # A (X, Y, Z) mask given without its class axis reads as K=X classes of (Y, Z) slices.
         hint = (
             "; a mask without its class axis? give one axis per class first, e.g. mask[None]"
-            if len(spacing_mm) == pred.ndim
+            if len(spacing) == pred.ndim
             else ""
         )
         raise ValueError(
-            f"spacing_mm has {len(spacing_mm)} values for the {len(spatial)} spatial axes of "
+            f"spacing_mm has {len(spacing)} values for the {len(spatial)} spatial axes of "
             f"pred_onehot {pred.shape} (its first axis holds the K classes){hint}"
         )
     num_classes = pred.shape[0]
@@ -380,7 +417,7 @@ def clinical_errors(
         rows.append(ClinicalComparison(name, metric, predicted, reference, error, absolute))
 
     for k, name in enumerate(names):
-        add(name, size_name, size_fn(pred[k], spacing_mm), size_fn(target[k], spacing_mm))
+        add(name, size_name, size_fn(pred[k], spacing), size_fn(target[k], spacing))
         if t2_maps is not None:
             add(name, "mean_t2_ms", mean_t2(t2_maps[k], pred[k]), mean_t2(t2_maps[k], target[k]))
         if hu_image is not None:

@@ -174,6 +174,7 @@ def qdess_t2(
         ValueError: If the echo shapes differ, a scan parameter is not one finite number (an array:
             one value per scan, not a map per voxel) or is out of its physical range (a value in the
             wrong unit among them), or ``t2_range_ms`` is not two numbers with ``0 <= lo < hi``.
+        TypeError: If an echo holds no numbers (text, objects).
 
     Example:
         >>> import numpy as np
@@ -182,8 +183,8 @@ def qdess_t2(
         >>> np.round(qdess_t2(np.ones(2), ratio, **params), 6)
         array([30., 45.])
     """
-    s1 = as_numpy(echo1, name="echo1")
-    s2 = as_numpy(echo2, name="echo2")
+    s1 = as_numpy(echo1, name="echo1", complex_ok=True)
+    s2 = as_numpy(echo2, name="echo2", complex_ok=True)
     check_same_shape(s1, s2, names=("echo1", "echo2"))
     lo, hi = t2_range(t2_range_ms)
     k, c1, tr_minus_te = _Scan(tr_ms, te_ms, flip_angle_deg, gl_area, tg_us, t1_ms, diffusivity).constants()
@@ -230,6 +231,7 @@ def qdess_signal_ratio(
     Raises:
         ValueError: If a T2 value is not positive or a scan parameter is not one finite number or
             is out of range.
+        TypeError: If ``t2_ms`` holds no real numbers (text, complex).
 
     Example:
         >>> r = qdess_signal_ratio([20.0, 40.0], tr_ms=18.0, te_ms=6.0, flip_angle_deg=20.0,
