@@ -276,3 +276,40 @@ def test_numpy_images_take_their_spacing_from_the_parameters_or_warn(tmp_path: P
     assert given[0]["spacing"].tolist() == pytest.approx([0.8, 0.7, 5.0])
     with pytest.raises(DataError, match=r"ct: spacing=\[0\.8, 0\] holds 0"):
         ct_dataset(split="test", cases=cases, root=tmp_path, spacing=[0.8, 0])
+
+
+@pytest.mark.parametrize(
+    ("hu_floor", "message"),
+    [
+        # NaN clips every value to NaN: every image of the run would be NaN.
+        (float("nan"), r"ct: hu_floor=nan; expected a finite HU value"),
+        (float("inf"), r"ct: hu_floor=inf; expected a finite HU value"),
+        ("abc", r"ct: hu_floor='abc'; expected a number"),
+        (None, r"ct: hu_floor=None; expected a number"),
+        (True, r"ct: hu_floor=True; expected a number"),
+        # The default -1024 with its sign dropped: above the soft-tissue window's top, 50 + 400 / 2.
+        (
+            1024,
+            r"ct: hu_floor=1024 is at or above the top of windows\[0\] \(width 400, level 50: -150 to 250",
+        ),
+    ],
+)
+def test_a_bad_hu_floor_is_refused_naming_it(tmp_path: Path, hu_floor: object, message: str) -> None:
+    _single_slice_case(tmp_path, np.zeros((3, 4)))
+    with pytest.raises(DataError, match=message):
+        ct_dataset(split="unlabelled", labelled=False, cases="l3.dcm", root=tmp_path, hu_floor=hu_floor)
+
+
+def test_a_hu_floor_must_stay_below_every_windows_top(tmp_path: Path) -> None:
+    _single_slice_case(tmp_path, np.zeros((3, 4)))
+    # 1300 HU is the bone window's top (400 + 1800 / 2): clipped at it, that channel is one value.
+    bone = [(1800, 400)]
+    with pytest.raises(DataError, match=r"hu_floor=1300 is at or above the top of windows\[0\]"):
+        ct_dataset(
+            split="unlabelled", labelled=False, cases="l3.dcm", root=tmp_path, windows=bone, hu_floor=1300
+        )
+    # Just below it, some HU above the floor can still differ in the window: accepted as given.
+    ds = ct_dataset(
+        split="unlabelled", labelled=False, cases="l3.dcm", root=tmp_path, windows=bone, hu_floor="1299.5"
+    )
+    assert ds.hu_floor == 1299.5

@@ -212,3 +212,79 @@ def test_a_metaimage_or_nrrd_scan_is_predicted_as_its_nifti_conversion(
     assert (int(written.header["sform_code"]), int(written.header["qform_code"])) == (1, 1)
     assert np.allclose(written.header.get_zooms(), spacing)
     assert report.cases[0].volumes_ml == pytest.approx(report.cases[1].volumes_ml)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mha", ".nrrd"])
+def test_a_gantry_tilted_scan_is_measured_as_its_dicom_series(
+    trained_run: issl.FinetuneResult, tmp_path: Path, suffix: str
+) -> None:
+    from inpaintssl.data.dicom import DicomVolume
+    from metaimage_helpers import write_metaimage
+    from nrrd_helpers import write_nrrd
+
+    # Slices 2 mm apart along their normal, each 0.73 mm further along y: a gantry tilted 20 degrees,
+    # so the affine's third column, 2 / cos(20 degrees) = 2.13 mm long, leans off the normal.
+    lean = 2.0 * np.tan(np.deg2rad(20.0))
+    stored = np.random.default_rng(6).integers(0, 1000, (SHAPE[2], *SHAPE[:2]))
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(SHAPE[2]):
+        position = (-10.0, 20.0 + lean * k, 2.0 * k)
+        write_mr_slice(
+            series / f"im{k}.dcm",
+            stored[k],
+            z=2.0 * k,
+            instance=k + 1,
+            pixel_spacing=("0.75", "1.25"),
+            position=position,
+        )
+    dicom = DicomVolume(series)
+    affine = dicom.patient_affine
+    assert affine is not None
+    image = np.stack([dicom.read(k) for k in range(SHAPE[2])], axis=-1).astype(np.float32)
+    # The same voxels on the same grid, as a converter writes them (ITK's and Slicer's in LPS).
+    scan = tmp_path / f"scan{suffix}"
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    if suffix == ".nii.gz":
+        nib.Nifti1Image(image, affine).to_filename(scan)  # type: ignore[no-untyped-call]
+    elif suffix == ".mha":
+        lengths = _column_lengths(lps)
+        transform = tuple((lps[:3, :3] / lengths).T.ravel())
+        write_metaimage(scan, image, spacing=tuple(lengths), transform=transform, offset=tuple(lps[:3, 3]))
+    else:
+        write_nrrd(scan, image, directions=lps[:3, :3].T.tolist(), origin=tuple(lps[:3, 3]))
+
+    report = predict_quietly(trained_run.run_dir, [series, scan], tmp_path / "pred")
+
+    labels = np.asarray(_load(tmp_path / "pred" / "scan_seg.nii.gz").dataobj)
+    assert np.array_equal(labels, np.asarray(_load(tmp_path / "pred" / "series_seg.nii.gz").dataobj))
+    assert (labels > 0).any()
+    # A voxel is the 0.75 x 1.25 mm pixel times the 2 mm between the slices, not times the column's
+    # 2.13 mm (6 % more); to the MetaImage header's 6 digits.
+    for case in report.cases:
+        for k, name in enumerate(report.class_names):
+            expected_ml = np.sum(labels == k + 1) * 0.75 * 1.25 * 2.0 / 1000.0
+            assert case.volumes_ml[name] == pytest.approx(expected_ml, rel=1e-5), (case.case, name)
+
+
+def test_an_oblique_unsheared_affine_keeps_the_product_of_its_voxel_sizes() -> None:
+    from inpaintssl.inference.inputs import sheared_voxel_mm3
+    from inpaintssl.inference.writing import volumes_ml
+
+    # Rotated 0.4 rad about (1, 2, 2) / 3 and stored in float32, as a scanner's sform is: its axes
+    # are perpendicular to the rounding, so volumes stay the product of the voxel sizes, to the digit.
+    axis, angle = np.array([1.0, 2.0, 2.0]) / 3.0, 0.4
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+    affine = np.eye(4)
+    affine[:3, :3] = (rotation * np.array([0.7, 0.9, 2.5])).astype(np.float32)
+    assert sheared_voxel_mm3(affine, (0.7, 0.9, 2.5)) is None
+    # Sheared by 0.1 degrees, it counts: cos(0.1 degrees) of the product.
+    affine[:3, 2] = rotation @ np.array([0.0, 2.5 * np.tan(np.deg2rad(0.1)), 2.5])
+    lengths = tuple(_column_lengths(affine))
+    voxel = sheared_voxel_mm3(affine, lengths)
+    assert voxel == pytest.approx(0.7 * 0.9 * 2.5, rel=1e-6) and voxel < np.prod(lengths)
+    labels = np.array([[[0, 1], [1, 2]]], dtype=np.uint8)
+    assert volumes_ml(labels, (1.0, 1.0, 1.0), ["a", "b"], voxel_mm3=2000.0) == {"a": 4.0, "b": 2.0}
+    with pytest.raises(ValueError, match=r"volumes_ml: voxel_mm3=nan; expected a finite voxel volume > 0"):
+        volumes_ml(labels, (1.0, 1.0, 1.0), ["a", "b"], voxel_mm3=float("nan"))

@@ -826,6 +826,18 @@ def test_resampling_needs_a_run_that_kept_the_pixel_grid_and_its_spacing(
     assert not (tmp_path / "p").exists()
 
 
+def test_sliding_windows_are_refused_for_a_run_that_resized_its_slices(
+    resize_run: Path, brains: Path, tmp_path: Path
+) -> None:
+    # The run resized each 48x56 slice whole to 32x32: no part of a slice is cut off for windows to
+    # cover, so the option would be ignored; refused as resample='outside' is, before anything is written.
+    scan = brains / "c.nii.gz"
+    told = r"large_slices='sliding_window' .* but .*run resized every slice to data.image_size=\[32, 32\]"
+    with pytest.raises(ValueError, match=told):
+        predict(resize_run, scan, output=tmp_path / "p", progress=False, large_slices="sliding_window")
+    assert not (tmp_path / "p").exists()
+
+
 def test_evaluate_on_data_at_another_resolution_warns(
     softmax_run: Path, brains: Path, tmp_path: Path
 ) -> None:

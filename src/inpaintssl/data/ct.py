@@ -60,7 +60,7 @@ from inpaintssl.data.volumes import Case, VolumeSliceDataset, _some
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "ct_dataset", "reads_as_dicom"]
+__all__ = ["BODY_COMPOSITION_CLASSES", "CTDataset", "check_hu_floor", "ct_dataset", "reads_as_dicom"]
 
 BODY_COMPOSITION_CLASSES = ("muscle", "imat", "vat", "sat")
 """Skeletal muscle, intramuscular, visceral and subcutaneous adipose tissue (sec. 2.1.2)."""
@@ -72,9 +72,13 @@ class CTDataset(VolumeSliceDataset):
     Args:
         cases: Opened cases; images must be single-channel HU volumes.
         windows: ``(width, level)`` pairs, one channel each.
-        hu_floor: HU below this is padding and is clipped to it.
+        hu_floor: HU below this is padding and is clipped to it (:func:`check_hu_floor`).
         class_names: Foreground classes (empty: unlabelled).
         label_values: Stored value(s) per class.
+
+    Raises:
+        DataError: Bad ``windows`` (:func:`~inpaintssl.data.preprocess.parse_windows`) or
+            ``hu_floor`` (:func:`check_hu_floor`).
     """
 
     def __init__(
@@ -87,7 +91,7 @@ class CTDataset(VolumeSliceDataset):
         label_values: Mapping[str, int | Sequence[int]] | None = None,
     ) -> None:
         self.windows = parse_windows(windows)
-        self.hu_floor = float(hu_floor)
+        self.hu_floor = check_hu_floor(hu_floor, self.windows)
         super().__init__(
             cases, name="ct", class_names=class_names, label_values=label_values, normalize="channel"
         )
@@ -114,6 +118,53 @@ class CTDataset(VolumeSliceDataset):
         result = super()._scan_values(case_index)
         _warn_not_hu(self._cases[case_index], low=result[1], high=result[2])
         return result
+
+
+def check_hu_floor(hu_floor: object, windows: Sequence[tuple[float, float]]) -> float:
+    """``hu_floor`` as a float: a finite HU value below the top of each of ``windows`` (parsed pairs).
+
+    A NaN floor makes every clipped value NaN, so every image of a run would be NaN; a floor at
+    or above a window's top (``level + width / 2``) clips every HU value of every image into that
+    window's top, so its channel is constant, all zeros once z-scored, and the network is fed
+    nothing through it. Such a floor is no scanner padding but a slip, such as ``1024`` for
+    ``-1024`` (the sign dropped), so it is refused rather than trained on.
+
+    Raises:
+        DataError: Naming ``hu_floor`` and what was found: not a number (or a bool), not finite,
+            or not below a window's top (naming the window).
+
+    Example:
+        >>> check_hu_floor(-1024, [(400.0, 50.0), (1800.0, 400.0)])
+        -1024.0
+        >>> check_hu_floor(1024, [(400.0, 50.0), (1800.0, 400.0)])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: ct: hu_floor=1024 is at or above the top of windows[0] ...
+    """
+    try:
+        if isinstance(hu_floor, bool):
+            raise TypeError
+        floor = float(hu_floor)  # type: ignore[arg-type]  # whatever a config holds; checked here
+    except (TypeError, ValueError):
+        raise DataError(
+            f"ct: hu_floor={hu_floor!r}; expected a number, the HU value padding below it is clipped to "
+            f"(default {HU_FLOOR:g})"
+        ) from None
+    if not math.isfinite(floor):
+        raise DataError(
+            f"ct: hu_floor={floor}; expected a finite HU value, the one padding below it is clipped to "
+            f"(default {HU_FLOOR:g}): a NaN floor makes every image NaN, an infinite one clips nothing or all"
+        )
+    for i, (width, level) in enumerate(windows):
+        top = level + width / 2
+        if floor >= top:
+            raise DataError(
+                f"ct: hu_floor={floor:g} is at or above the top of windows[{i}] (width {width:g}, level "
+                f"{level:g}: {level - width / 2:g} to {top:g} HU), so that channel would hold one value "
+                f"for every image; expected a floor below {top:g} HU, the padding floor such as the default "
+                f"{HU_FLOOR:g} (a minus sign dropped?)"
+            )
+    return floor
 
 
 NOT_HU_BELOW = -200.0
@@ -207,7 +258,8 @@ def ct_dataset(
             (:mod:`~inpaintssl.data.dicom_rtstruct`).
         root: Folder relative paths start from.
         windows: ``(width, level)`` HU windows stacked as channels.
-        hu_floor: Padding floor in HU.
+        hu_floor: Padding floor in HU: lower values are clipped to it; a finite number below the
+            top of every window (:func:`check_hu_floor`).
         class_names: Foreground classes.
         label_values: Stored value(s) per class name (default ``i + 1``).
         slice_axis: Slice axis of NIfTI/NumPy volumes (DICOM series are rows x cols x slices,
@@ -233,9 +285,11 @@ def ct_dataset(
     Raises:
         ConfigError: ``slice_axis`` other than 2 without ``orientation`` where an image is a DICOM
             series (:func:`~inpaintssl.data.dicom_dataset.check_own_slices`).
-        DataError: An image or label its reader refuses, a bad ``spacing``, ``series`` or
-            ``slice_axis``; the message names the file or parameter.
+        DataError: An image or label its reader refuses, a bad ``spacing``, ``series``,
+            ``slice_axis``, ``windows`` or ``hu_floor``; the message names the file or parameter.
     """
+    # Before any case is opened: a bad floor is refused at once, not after reading every image.
+    check_hu_floor(hu_floor, parse_windows(windows))
     if orientation is not None:
         orientation = check_axis_codes(orientation, where="ct: orientation", error=DataError)
     # Checked here too: a DICOM series ignores slice_axis unless it is reoriented (then refused).

@@ -61,7 +61,16 @@ from inpaintssl.inference.trained_run import SlicePreprocessing
 from inpaintssl.listing import first_and_more
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["Geometry", "InputPaths", "case_names", "expand_inputs", "open_input", "reading"]
+__all__ = [
+    "SHEAR_TOLERANCE",
+    "Geometry",
+    "InputPaths",
+    "case_names",
+    "expand_inputs",
+    "open_input",
+    "reading",
+    "sheared_voxel_mm3",
+]
 
 _FOLDER_VOLUMES = (NiftiVolume, NumpyVolume, H5Volume, MetaImageVolume, NrrdVolume)
 """The readers of the files a folder input holds; a folder without any is a DICOM series."""
@@ -196,16 +205,62 @@ def case_names(paths: Sequence[Path]) -> list[str]:
 class Geometry:
     """Where the output goes in space: affine, the NIfTI header to copy and zooms in stored order.
 
-    ``zooms`` (mm) measure every volume in mL. ``qform_code`` is the NIfTI code a label map
-    written without a header to copy gets for its sform and qform: 1 (scanner) for a DICOM series'
-    patient geometry, 0 (unknown) for a placeholder grid (a DICOM series without positions or
-    without PixelSpacing); ``None`` leaves nibabel's defaults (a NumPy/HDF5 array's).
+    ``zooms`` (mm) measure every volume in mL, their product a voxel's volume, unless
+    ``voxel_mm3`` states it: that of a NIfTI, MetaImage or NRRD file on a sheared grid, whose
+    voxel sizes are the lengths of its affine's columns (:func:`sheared_voxel_mm3`). ``qform_code``
+    is the NIfTI code a label map written without a header to copy gets for its sform and qform: 1
+    (scanner) for a DICOM series' patient geometry, 0 (unknown) for a placeholder grid (a DICOM
+    series without positions or without PixelSpacing); ``None`` leaves nibabel's defaults (a
+    NumPy/HDF5 array's).
     """
 
     affine: np.ndarray
     header: Any | None
     zooms: tuple[float, float, float]
     qform_code: int | None = None
+    voxel_mm3: float | None = None
+
+
+SHEAR_TOLERANCE = 1e-9
+"""How far (relative) a voxel's volume by its affine, ``|det|``, may fall short of the product of
+the lengths of the affine's columns before the grid counts as sheared. The shortfall of an
+affine whose axes are perpendicular but rounded (a float32 sform, a qform's quaternion) is of
+the order of the rounding squared, 1e-14; a gantry tilt of 0.1 degrees is 1.5e-6."""
+
+
+def sheared_voxel_mm3(affine: np.ndarray, zooms: Sequence[float]) -> float | None:
+    """A voxel's volume (mm^3) on a sheared grid, ``zooms`` measured along its columns; else ``None``.
+
+    The product of the voxel sizes is a voxel's volume only where the affine's axes are
+    perpendicular. A gantry-tilted series' slices step along a column that leans off the slice
+    normal, longer than the distance between the slices, so that product counts each voxel
+    larger than it is; ``|det|`` of the affine's 3 x 3 part is its volume. Returned here as the
+    product of ``zooms`` times ``|det|`` over the product of the column lengths (1 for
+    perpendicular axes; the cosine of the tilt for one leaning column), which is ``|det|``
+    where ``zooms`` are those lengths and in ``mm``, and follows a header's voxel sizes (NIfTI's
+    ``pixdim``, within 1 % of them) where the reader kept those. ``None`` (take the product)
+    where the axes are perpendicular to :data:`SHEAR_TOLERANCE`, so that the volumes of such
+    files stay as they were to the last digit, and for an affine that places nothing (singular,
+    non-finite).
+
+    Example:
+        >>> tilt = np.deg2rad(20.0)
+        >>> affine = np.array([[0.7, 0, 0, 0], [0, 0.9, 2.5 * np.tan(tilt), 0], [0, 0, 2.5, 0], [0, 0, 0, 1]])
+        >>> zooms = (0.7, 0.9, 2.5 / np.cos(tilt))  # the lengths of its columns
+        >>> round(sheared_voxel_mm3(affine, zooms), 12), round(0.7 * 0.9 * 2.5, 12)
+        (1.575, 1.575)
+        >>> sheared_voxel_mm3(np.diag([0.7, 0.9, 2.5, 1.0]), (0.7, 0.9, 2.5)) is None
+        True
+    """
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    lengths = math.prod(affine_zooms(matrix, 3))
+    volume = abs(float(np.linalg.det(matrix)))
+    if not (math.isfinite(volume) and volume > 0 and math.isfinite(lengths) and lengths > 0):
+        return None
+    square = volume / lengths  # at most 1 (Hadamard's inequality)
+    if square >= 1.0 - SHEAR_TOLERANCE:
+        return None
+    return math.prod(float(z) for z in zooms) * square
 
 
 _LISTED = 10
@@ -295,6 +350,8 @@ def _dicom_geometry(volume: DicomVolume) -> Geometry:
         # so the affine is no scanner geometry. Kept for the place and axes the series does state,
         # coded unknown, so readers take pixdim's voxel sizes and nothing claims the scanner's.
         return Geometry(volume.patient_affine.copy(), None, volume.spacing, _UNKNOWN)
+    # No voxel_mm3 for a gantry-tilted series' sheared affine: its slice spacing is the step along
+    # the slice normal, not the length of the leaning column, so the product is the voxel's volume.
     return Geometry(volume.patient_affine.copy(), None, volume.spacing, _SCANNER)
 
 
@@ -428,7 +485,8 @@ def open_input(
                 zooms = (zooms[0], zooms[1], thickness)
         _warn_spacing_unused(spacing, path, zooms)
         _warn_key_unused(key, path, "NIfTI file")
-        return nifti, Geometry(nifti.file_affine, nifti.header, zooms)
+        voxel = sheared_voxel_mm3(nifti.affine, zooms)
+        return nifti, Geometry(nifti.file_affine, nifti.header, zooms, voxel_mm3=voxel)
     if reader in (MetaImageVolume, NrrdVolume):
         meta: MetaImageVolume | NrrdVolume = reader(path, slice_axis=axis)
         # A 2-D file's third axis is its normal at 1 mm (the reader's), as in its label map.
@@ -438,7 +496,8 @@ def open_input(
         if meta.affine is None:  # an NRRD file without a space: its voxel sizes on a plain grid
             return meta, Geometry(np.diag([*zooms, 1.0]), None, zooms)
         # The patient geometry of ITK and 3D Slicer (LPS, converted): coded 1, as a DICOM series' is.
-        return meta, Geometry(meta.affine.copy(), None, zooms, qform_code=1)
+        voxel = sheared_voxel_mm3(meta.affine, zooms)
+        return meta, Geometry(meta.affine.copy(), None, zooms, qform_code=1, voxel_mm3=voxel)
     if reader is NumpyVolume:
         member = (
             key if key is not None else ("image" if path.suffix.lower() == ".npy" else _image_array(path))

@@ -64,7 +64,9 @@ affine built from ImagePositionPatient, ImageOrientationPatient, PixelSpacing an
 positions, converted from DICOM's LPS to NIfTI's RAS; NumPy/HDF5: ``diag(spacing)``), optionally
 ``<case>_prob.nii.gz`` (float32 ``(X, Y, Z, K)``, the K foreground classes' probabilities), and one
 ``volumes.csv`` row (``case``, ``file``, ``<class>_ml``: voxel count x voxel volume from the
-header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; then the checks
+header's zooms, in mL, :func:`inpaintssl.metrics.tissue_volume` / 1000, sec. 2.7; on a sheared grid
+(a gantry tilt) the voxel volume is the affine's ``|det|``, not the product of its column lengths,
+:func:`~inpaintssl.inference.inputs.sheared_voxel_mm3`; then the checks
 ``in_plane_spacing_mm``, ``spacing_fits_training`` and ``cut_edge_share``, and last the ``model``
 that predicted it); with ``t2=True`` also ``<case>_t2.nii.gz``, the T2 map in ms of a qDESS or
 multi-echo spin-echo series, and each class's mean T2 in ``volumes.csv`` (``<class>_t2_ms``, after
@@ -338,6 +340,24 @@ def _input_list(inputs: object) -> list[str | os.PathLike[str]]:
     return items
 
 
+def _check_large_slices(large_slices: str, model: PredictionModel, prep: SlicePreprocessing) -> None:
+    """Refuse ``sliding_window`` for a run that resized its slices, which would silently not use it.
+
+    Such a run saw each slice whole, resized to ``data.image_size``, and its slices are predicted
+    the same way: no slice is larger than the model's input once resized, so no window would
+    cover anything the crop cuts off. Refused, not ignored, as ``resample="outside"`` is
+    (:func:`~inpaintssl.inference.trained_run.check_resample`): an option asked for and not
+    applied would read in the report as if it had been.
+    """
+    if large_slices == "sliding_window" and prep.image_size is not None and prep.resize_mode == "resize":
+        raise ValueError(
+            f"large_slices='sliding_window' covers slices larger than a cropping run's data.image_size with "
+            f"windows of that size, but {model.source} resized every slice to data.image_size="
+            f"{list(prep.image_size)} (resize_mode: resize): each slice is predicted whole, resized as in "
+            "training, and nothing is cut off to cover; leave large_slices at 'crop' (--large-slices crop)"
+        )
+
+
 def predict(
     run_or_checkpoint: str | os.PathLike[str],
     inputs: InputPaths,
@@ -398,7 +418,9 @@ def predict(
         large_slices: For a ``crop_or_pad`` run, slices larger than its ``data.image_size``:
             ``crop`` them to the centre, as training did (the rest is background), or cover
             them with overlapping windows of that size, blended (``sliding_window``,
-            :mod:`inpaintssl.inference.tiling`).
+            :mod:`inpaintssl.inference.tiling`). A run that resized its slices to
+            ``data.image_size`` (``resize_mode: resize``) cuts nothing off: ``sliding_window`` is
+            refused for it, as ``resample="outside"`` is.
         overlap: Share of a window that neighbouring sliding windows overlap by at least.
         orientation: The axis order NIfTI, MetaImage, NRRD and DICOM inputs are read in before slicing:
             ``auto`` (the one every training volume had, when the run recorded a single one; else
@@ -532,8 +554,9 @@ def predict(
             ``check_threads`` below 1, an unknown ``device`` (one other than ``auto``, ``cpu``,
             ``cuda`` or ``cuda:N``), ``amp``,
             ``large_slices``, ``resample``, ``read_ahead`` or ``output_format``, ``overlap``
-            outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0, or
-            ``resample="outside"`` with a run that resized its slices or recorded no spacing.
+            outside ``[0, 1)``, a ``spacing`` that is not 2 or 3 finite sizes > 0,
+            ``resample="outside"`` with a run that resized its slices or recorded no spacing, or
+            ``large_slices="sliding_window"`` with a run that resized its slices.
 
     Example:
         >>> report = predict("runs/ft", "scans/", output="preds", progress=False)  # doctest: +SKIP
@@ -592,6 +615,7 @@ def predict(
         model.preprocessing, slice_axis=slice_axis, orientation=orientation, echo=echo, series=series
     )
     check_resample(resample, model, prep)
+    _check_large_slices(large_slices, model, prep)
     paths = expand_inputs(inputs, studies=prep.series is not None or prep.run_series is not None)
     check_not_inputs(out, list(zip(case_names(paths), paths)))
     bad = BadInputs(skip=skip_bad_inputs)
@@ -729,7 +753,9 @@ def predict(
                     segmentation=out / seg_name,
                     probabilities=None if prob_name is None else out / prob_name,
                     shape=labels.shape,
-                    volumes_ml=volumes_ml(labels, item.geometry.zooms, model.class_names),
+                    volumes_ml=volumes_ml(
+                        labels, item.geometry.zooms, model.class_names, voxel_mm3=item.geometry.voxel_mm3
+                    ),
                     cut_edge_voxels=cut,
                     cut_edge_share=cut / edge_voxels if edge_voxels else 0.0,
                     spacing_mm=item.spacing,

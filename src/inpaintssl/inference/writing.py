@@ -322,11 +322,28 @@ def save_volume(
 
 
 def volumes_ml(
-    labels: np.ndarray, zooms: tuple[float, float, float], names: Sequence[str]
+    labels: np.ndarray,
+    zooms: tuple[float, float, float],
+    names: Sequence[str],
+    *,
+    voxel_mm3: float | None = None,
 ) -> dict[str, float]:
-    """Each class's volume in mL: its voxels in ``labels`` (``k + 1`` for ``names[k]``) x the voxel volume."""
+    """Each class's volume in mL: its voxels in ``labels`` (``k + 1`` for ``names[k]``) x the voxel volume.
+
+    The voxel volume is the product of ``zooms``, or ``voxel_mm3`` where given (a sheared grid's:
+    ``voxel_mm3`` of :class:`~inpaintssl.inference.inputs.Geometry`).
+
+    Raises:
+        ValueError: ``voxel_mm3`` not a finite number > 0.
+    """
     mask_3d = labels if labels.ndim == 3 else labels[..., None]
-    return {name: tissue_volume(mask_3d == k + 1, zooms) / 1000.0 for k, name in enumerate(names)}
+    if voxel_mm3 is None:
+        return {name: tissue_volume(mask_3d == k + 1, zooms) / 1000.0 for k, name in enumerate(names)}
+    if not (math.isfinite(voxel_mm3) and voxel_mm3 > 0):
+        raise ValueError(f"volumes_ml: voxel_mm3={voxel_mm3!r}; expected a finite voxel volume > 0 (mm^3)")
+    return {
+        name: float(np.count_nonzero(mask_3d == k + 1)) * voxel_mm3 / 1000.0 for k, name in enumerate(names)
+    }
 
 
 def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str], *, model: Path | None = None) -> str:
