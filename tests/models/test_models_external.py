@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 import inpaintssl as issl
+from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.inference import (
     basic_unet_state_dict,
     monai_unet_state_dict,
@@ -347,7 +348,7 @@ def test_smp_encoder_of_another_backbones_run_is_refused(tmp_path: Path) -> None
     # A unet2d run's encoder has other keys and raw kernels: written in smp's layout it would only
     # fail (or worse) when smp loads it.
     with pytest.warns(UserWarning):  # one step: too short to judge convergence
-        issl.finetune(
+        result = issl.finetune(
             {
                 "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "size": [16, 16]}},
                 "model": {"params": {"depth": 2, "base_width": 4}},
@@ -360,6 +361,14 @@ def test_smp_encoder_of_another_backbones_run_is_refused(tmp_path: Path) -> None
         save_smp_encoder(tmp_path / "ft", tmp_path / "encoder.safetensors")
     with pytest.raises(ValueError, match=rf"model {told}"):
         smp_encoder_state_dict(issl.load_model(tmp_path / "ft"))
+    # The model the run hands back as well: it carried no record, and was written as an smp encoder.
+    assert result.model is not None
+    with pytest.raises(ValueError, match=rf"^model {told}"):
+        save_smp_encoder(result.model, tmp_path / "encoder.safetensors")
+    # Nor is it pretrained weights, as its run folder is not: its decoder learned from labels.
+    seg = BACKBONES.build("unet2d", in_channels=1, out_channels=3, depth=2, base_width=4, seed=5)
+    with pytest.raises(CheckpointError, match=r"kind 'finetune' in its checkpoint_meta"):
+        issl.transfer(result.model, seg, weights="encoder_decoder")
     # Its weight files too: the checkpoint's model.safetensors (meta.json beside it) and an export
     # (its header) name the backbone; by path they were taken as plain weights.
     weights = tmp_path / "ft" / "checkpoints" / "best" / "model.safetensors"
@@ -368,6 +377,37 @@ def test_smp_encoder_of_another_backbones_run_is_refused(tmp_path: Path) -> None
         with pytest.raises(ValueError, match=rf"{re.escape(str(path))} {told}"):
             save_smp_encoder(path, tmp_path / "encoder.safetensors")
     assert not (tmp_path / "encoder.safetensors").exists()
+
+
+@pytest.mark.parametrize("backbone", ["unet2d", "monai_basic_unet", "monai_unet"])
+def test_smp_encoder_of_a_bare_builtin_network_of_another_backbone_is_refused(
+    backbone: str, tmp_path: Path
+) -> None:
+    # A module built directly records no backbone: its unet2d (or MONAI) keys were written as an
+    # "smp encoder", which smp would refuse (or misread) only when loading it.
+    if backbone != "unet2d":
+        _needs(backbone)
+    params = {"depth": 2, "base_width": 4} if backbone == "unet2d" else TINY_PARAMS[backbone]
+    net = BACKBONES.build(backbone, in_channels=1, out_channels=1, seed=0, **params)
+    told = rf"^model is a {type(net).__name__} \(the '{backbone}' backbone\); expected an 'smp_unet' network"
+    with pytest.raises(ValueError, match=told):
+        smp_encoder_state_dict(net)
+    with pytest.raises(ValueError, match=told):
+        save_smp_encoder(torch.nn.DataParallel(net), tmp_path / "encoder.safetensors")
+    assert not (tmp_path / "encoder.safetensors").exists()
+
+
+@pytest.mark.parametrize("convert", [basic_unet_state_dict, monai_unet_state_dict])
+def test_monai_key_layouts_of_a_path_say_to_load_the_model_first(
+    convert: Callable[[torch.nn.Module], dict[str, torch.Tensor]],
+) -> None:
+    wanted = "MonaiBasicUNet" if convert is basic_unet_state_dict else "MonaiUNet"
+    with pytest.raises(
+        TypeError,
+        match=rf"^model: expected a {wanted}; found str; for a run folder or checkpoint, pass "
+        r"inpaintssl\.load_model\(path\)$",
+    ):
+        convert("runs/x")  # type: ignore[arg-type]
 
 
 # -- pretraining with both pretext tasks, transfer with both strategies --------------------------

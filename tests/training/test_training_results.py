@@ -1,12 +1,17 @@
-"""Results and tables print as one short line each, not as the network and every row."""
+"""Results and tables print as one short line each, not as the network and every row; a result's
+model carries its run's record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
+from inpaintssl.checkpoint import CheckpointMeta, save_checkpoint
+from inpaintssl.registry import BACKBONES
 from inpaintssl.training.evaluation import EvaluationTable
+from inpaintssl.training.outcome import TrainOutcome
 from inpaintssl.training.results import FinetuneResult, PretrainResult
 
 
@@ -59,3 +64,36 @@ def test_evaluation_table_repr_counts_rows_instead_of_listing_them() -> None:
     text = repr(_table(1000))
     assert text.startswith("EvaluationTable(1000 rows, levels ['image'], columns ['level', 'volume_id'")
     assert "dice_gm=0.7498" in text and len(text) < 300
+
+
+@pytest.mark.parametrize(
+    ("result_type", "kind"), [(PretrainResult, "pretrain"), (FinetuneResult, "finetune")]
+)
+def test_the_model_a_run_hands_back_carries_its_best_checkpoints_meta(
+    tmp_path: Path, result_type: type[PretrainResult | FinetuneResult], kind: str
+) -> None:
+    # It carried none: transfer and save_smp_encoder took it where they refuse its run folder.
+    net = BACKBONES.build("unet2d", in_channels=1, out_channels=2, depth=2, base_width=4, seed=0)
+    meta = CheckpointMeta(
+        kind=kind,  # type: ignore[arg-type]
+        backbone="unet2d",
+        backbone_params={"depth": 2, "base_width": 4},
+        in_channels=1,
+        out_channels=2,
+        epoch=3,
+        val_loss=0.25,
+    )
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best", net.state_dict(), meta)
+    outcome = TrainOutcome(history=[], best_val_loss=0.25, best_epoch=3, epochs_run=5, stopped_early=False)
+    result = result_type.from_outcome(tmp_path / "run", outcome, model=net)
+    assert result.model is net
+    assert net.checkpoint_meta == meta
+
+
+def test_without_a_best_checkpoint_the_model_carries_no_record(tmp_path: Path) -> None:
+    # A rank on another machine than the run folder cannot read it: the result is still made.
+    net = torch.nn.Conv2d(1, 1, 1)
+    outcome = TrainOutcome(history=[], best_val_loss=0.25, best_epoch=0, epochs_run=1, stopped_early=False)
+    FinetuneResult.from_outcome(tmp_path / "run", outcome, model=net)
+    assert not hasattr(net, "checkpoint_meta")
+    assert FinetuneResult.from_outcome(tmp_path / "run", outcome, model=None).model is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,3 +50,20 @@ def test_bad_arguments_are_rejected() -> None:
         adapt_input_channels(torch.zeros(1, 1, 3, 3), 0, mode="repeat")
     with pytest.raises(ValueError, match=r"found shape \(4,\)"):
         adapt_input_channels(torch.zeros(4), 2, mode="repeat")
+
+
+@pytest.mark.parametrize("mode", ["repeat", "average"])
+@pytest.mark.parametrize("in_channels", [3.0, True, "3"])
+def test_in_channels_that_is_not_an_integer_is_a_type_error_naming_it(in_channels: object, mode: str) -> None:
+    # 3.0 failed inside torch (bincount on floats, expand), without naming the argument; True was
+    # taken for one channel.
+    with pytest.raises(
+        TypeError, match=rf"^in_channels: expected an integer .*found {type(in_channels).__name__} "
+    ):
+        adapt_input_channels(torch.ones(2, 1, 3, 3), in_channels, mode=mode)  # type: ignore[arg-type]
+
+
+def test_a_numpy_integer_in_channels_is_still_taken() -> None:
+    weight = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    adapted = adapt_input_channels(weight, np.int64(3), mode="repeat")  # type: ignore[arg-type]
+    torch.testing.assert_close(adapted, weight.repeat(1, 3, 1, 1) / 3)

@@ -15,7 +15,15 @@ from torch import nn
 
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
-from inpaintssl.transfer_learning import TransferReport, TransferStrategy, strip_wrapper_prefixes, transfer
+from inpaintssl.training.outcome import TrainOutcome
+from inpaintssl.training.results import FinetuneResult
+from inpaintssl.transfer_learning import (
+    EncoderTransfer,
+    TransferReport,
+    TransferStrategy,
+    strip_wrapper_prefixes,
+    transfer,
+)
 
 SMALL = {"depth": 3, "base_width": 8, "groups": 4}
 
@@ -141,6 +149,42 @@ def test_a_model_loaded_from_a_fine_tuned_run_is_refused_as_pretrained() -> None
         match=r"^pretrained model loaded from runs/ft/checkpoints/best: a fine-tuned segmentation checkpoint",
     ):
         transfer(finetuned, unet())
+
+
+def test_a_loaded_fine_tuned_model_inside_a_wrapper_is_refused_as_pretrained() -> None:
+    # A DataParallel wrapper does not forward inference_meta: the wrapped model was taken.
+    finetuned = unet(seed=5)
+    finetuned.inference_meta = SimpleNamespace(kind="finetune", source=Path("runs/ft/checkpoints/best"))
+    with pytest.raises(CheckpointError, match=r"kind 'finetune' in its inference_meta"):
+        transfer(nn.DataParallel(finetuned), unet())
+
+
+def test_the_model_a_fine_tuning_run_hands_back_is_refused_as_pretrained(tmp_path: Path) -> None:
+    # FinetuneResult.model carried no record, so transfer took the label-trained decoder that it
+    # refuses from the same run's folder or from load_model(run).
+    finetuned = unet(seed=5)
+    meta = CheckpointMeta(
+        kind="finetune",
+        backbone="unet2d",
+        backbone_params=SMALL,
+        in_channels=1,
+        out_channels=4,
+        class_names=["a", "b", "c", "d"],
+        activation="sigmoid",
+    )
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best", finetuned.state_dict(), meta)
+    outcome = TrainOutcome(history=[], best_val_loss=0.5, best_epoch=0, epochs_run=1, stopped_early=False)
+    result = FinetuneResult.from_outcome(tmp_path / "run", outcome, model=finetuned)
+    assert result.model is not None
+    model = unet()
+    before = snapshot(model)
+    with pytest.raises(
+        CheckpointError,
+        match=r"^pretrained model handed back by a training run: a fine-tuned segmentation checkpoint "
+        r"\(kind 'finetune' in its checkpoint_meta\)",
+    ):
+        transfer(result.model, model, weights="encoder_decoder")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_pretraining_exports_and_weights_without_metadata_are_still_taken(tmp_path: Path) -> None:
@@ -310,6 +354,98 @@ def test_a_plugin_strategy_instance_can_be_passed_directly() -> None:
     report = transfer(pretrained, model, weights=DecoderOnly())
     assert {k.split(".")[0] for k in report.copied} == {"decoder"}
     assert torch.equal(model.decoder.levels[0].up.weight, pretrained.decoder.levels[0].up.weight)
+
+
+def test_a_strategy_whose_parts_are_a_string_is_refused_naming_the_missing_comma() -> None:
+    # ("encoder") is the string "encoder": it was built, then transfer looked for a part 'e'.
+    class MissingComma(TransferStrategy):
+        name = "missing_comma"
+        parts = "encoder"  # type: ignore[assignment]
+
+    with pytest.raises(
+        TypeError,
+        match=r"^MissingComma\.parts must be a tuple .*found the string 'encoder': a one-part tuple needs "
+        r"a trailing comma, \('encoder',\)$",
+    ):
+        MissingComma()
+
+
+def test_a_strategy_whose_parts_are_a_list_is_refused() -> None:
+    class Listed(TransferStrategy):
+        name = "listed"
+        parts = ["encoder"]  # type: ignore[assignment]  # noqa: RUF012 (the mistake under test)
+
+    with pytest.raises(
+        TypeError, match=r"^Listed\.parts must be a non-empty tuple .*found list \['encoder'\]$"
+    ):
+        Listed()
+
+
+def test_a_strategy_class_as_weights_is_a_type_error_naming_weights() -> None:
+    # It reached the registry, which said only "name must be a str, got type".
+    with pytest.raises(
+        TypeError,
+        match=r"^weights: expected a strategy name or a TransferStrategy instance; found the class "
+        r"EncoderTransfer: pass an instance, EncoderTransfer\(\) or its registered name \('encoder'\)$",
+    ):
+        transfer(pretrained_inpainter(), unet(), weights=EncoderTransfer)  # type: ignore[arg-type]
+
+
+def test_a_key_prefix_on_every_pretrained_key_is_named_with_how_to_strip_it() -> None:
+    # A PyTorch Lightning checkpoint keeps the network under "model.": the message listed only
+    # the model's keys as missing and said the networks differ.
+    pretrained = pretrained_inpainter()
+    state = {f"model.{k}": v for k, v in pretrained.state_dict().items()}
+    with pytest.raises(ValueError) as info:
+        transfer(state, unet(), weights="encoder")
+    message = str(info.value)
+    assert "all pretrained keys start with 'model.' (model.encoder.levels.0.0.0.weight," in message
+    assert "k.removeprefix('model.')" in message
+    assert "The two networks differ" not in message
+    # The advice works: the stripped keys transfer.
+    stripped = {k.removeprefix("model."): v for k, v in state.items()}
+    model = unet()
+    transfer(stripped, model, weights="encoder")
+    assert torch.equal(model.encoder.levels[0][0][0].weight, pretrained.encoder.levels[0][0][0].weight)
+
+
+def test_a_state_dict_of_the_encoder_alone_is_told_to_add_its_prefix() -> None:
+    pretrained = pretrained_inpainter()
+    state = pretrained.encoder.state_dict()  # keys "levels.0.0.0.weight", ...
+    with pytest.raises(ValueError, match=r"the pretrained keys lack the prefix 'encoder\.'") as info:
+        transfer(state, unet(), weights="encoder")
+    assert "'encoder.' + k" in str(info.value) and "The two networks differ" not in str(info.value)
+    model = unet()
+    transfer({f"encoder.{k}": v for k, v in state.items()}, model, weights="encoder")
+    assert torch.equal(model.encoder.levels[1][0][0].weight, pretrained.encoder.levels[1][0][0].weight)
+
+
+def test_weights_without_any_tensor_of_a_copied_part_are_listed() -> None:
+    state = {"backbone.conv.weight": torch.zeros(8, 1, 3, 3), "fc.bias": torch.zeros(2)}
+    with pytest.raises(ValueError) as info:
+        transfer(state, unet(), weights="encoder")
+    message = str(info.value)
+    assert "hold no tensor of part(s) 'encoder'; their 2 key(s) are backbone.conv.weight, fc.bias" in message
+    assert "The two networks differ" in message  # no prefix explains it
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("parts", "encoder"),
+        ("copied", "encoder.w"),
+        ("skipped", [1]),
+        ("strategy", 3),
+        ("shape_changes", {"head.w": [[1, 2]]}),
+        ("shape_changes", {"head.w": "ab"}),
+        ("shape_changes", {"head.w": [[1, 2], [3, True]]}),
+    ],
+)
+def test_a_transfer_record_of_the_wrong_shape_is_refused_naming_the_field(field: str, value: object) -> None:
+    # A string of keys was split into its characters (parts 'e', 'n', ...); a bad shape named no field.
+    record = TransferReport(strategy="encoder", parts=("encoder",), copied=["encoder.w"]).to_record()
+    with pytest.raises(ValueError, match=rf"^transfer record field '{field}'"):
+        TransferReport.from_record({**record, field: value})
 
 
 def test_strategy_without_parts_is_rejected() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -33,7 +34,8 @@ from inpaintssl.checkpoint import (
 from inpaintssl.inference.loading import HEADER_KEY, ModelInfo, safetensors_metadata
 from inpaintssl.models.external.monai_resunet import MonaiUNet
 from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
-from inpaintssl.transfer_learning._modules import get_part, unwrap_model
+from inpaintssl.models.unet import UNet2d
+from inpaintssl.transfer_learning._modules import carried_record, get_part, unwrap_model
 from inpaintssl.transfer_learning.transfer import strip_wrapper_prefixes
 
 __all__ = [
@@ -45,6 +47,18 @@ __all__ = [
 ]
 
 EncoderSource = nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike[str]
+
+_NOT_SMP: Mapping[type[nn.Module], str] = MappingProxyType(
+    {UNet2d: "unet2d", MonaiBasicUNet: "monai_basic_unet", MonaiUNet: "monai_unet"}
+)
+"""The built-in backbones whose encoders are not smp's, by class, with their registered names."""
+
+
+def _not_a_module(model: object) -> str:
+    """What to add when a path was given where a module is expected: how to get the module."""
+    if isinstance(model, (str, os.PathLike)):
+        return "; for a run folder or checkpoint, pass inpaintssl.load_model(path)"
+    return ""
 
 
 def basic_unet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -68,9 +82,11 @@ def basic_unet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         >>> sorted({key.split(".")[0] for key in basic_unet_state_dict(net)})[:3]
         ['conv_0', 'down_1', 'down_2']
     """
-    inner = unwrap_model(model)
+    inner = unwrap_model(model) if isinstance(model, nn.Module) else model
     if not isinstance(inner, MonaiBasicUNet):
-        raise TypeError(f"expected a MonaiBasicUNet; found {type(inner).__name__}")
+        raise TypeError(
+            f"model: expected a MonaiBasicUNet; found {type(inner).__name__}{_not_a_module(model)}"
+        )
     state: dict[str, torch.Tensor] = {}
     for part in ("encoder", "decoder"):
         for key, tensor in getattr(inner, part).state_dict().items():
@@ -105,9 +121,9 @@ def monai_unet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         >>> list(monai_unet_state_dict(net))[::3]  # down_0, bottom, head
         ['model.0.conv.weight', 'model.1.submodule.conv.weight', 'model.2.conv.weight']
     """
-    inner = unwrap_model(model)
+    inner = unwrap_model(model) if isinstance(model, nn.Module) else model
     if not isinstance(inner, MonaiUNet):
-        raise TypeError(f"model: expected a MonaiUNet; found {type(inner).__name__}")
+        raise TypeError(f"model: expected a MonaiUNet; found {type(inner).__name__}{_not_a_module(model)}")
     state: dict[str, torch.Tensor] = {}
     for ours, theirs in inner.monai_key_prefixes().items():
         for key, tensor in inner.get_submodule(ours).state_dict().items():
@@ -129,8 +145,11 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
         Detached CPU tensors keyed as in ``smp.<Arch>(encoder_name, ...).encoder.state_dict()``.
 
     Raises:
-        ValueError: If the source has no encoder weights, or is a run (or loaded model) of another
-            backbone than ``smp_unet``.
+        ValueError: If the source has no encoder weights, or is a run (or loaded model, or the
+            model a training run handed back) of another backbone than ``smp_unet``, or a
+            built-in network of another backbone (:class:`~inpaintssl.models.UNet2d`,
+            :class:`~inpaintssl.models.external.MonaiBasicUNet`,
+            :class:`~inpaintssl.models.external.MonaiUNet`).
 
     Example:
         >>> import torch
@@ -138,7 +157,10 @@ def smp_encoder_state_dict(source: EncoderSource) -> dict[str, torch.Tensor]:
         {'conv1.weight': tensor([0.])}
     """
     if isinstance(source, nn.Module):
-        _check_smp_run(getattr(getattr(source, "inference_meta", None), "backbone", None), where="model")
+        carried = carried_record(source)
+        backbone = None if carried is None else getattr(carried[0], "backbone", None)
+        _check_smp_run(backbone if isinstance(backbone, str) else None, where="model")
+        _check_smp_class(source)
         state: Mapping[str, torch.Tensor] = get_part(source, "encoder").state_dict()
     else:
         if isinstance(source, (str, os.PathLike)):
@@ -181,6 +203,17 @@ def _check_smp_run(backbone: str | None, *, where: str) -> None:
         raise ValueError(
             f"{where} is a {backbone!r} network; expected an 'smp_unet' run, whose encoder has smp's "
             "architecture and key layout"
+        )
+
+
+def _check_smp_class(model: nn.Module) -> None:
+    # A bare module records no backbone, but a built-in network of another is known by its class.
+    inner = unwrap_model(model)
+    name = next((name for cls, name in _NOT_SMP.items() if isinstance(inner, cls)), None)
+    if name is not None:
+        raise ValueError(
+            f"model is a {type(inner).__name__} (the {name!r} backbone); expected an 'smp_unet' "
+            "network (SmpUNet) or an smp model, whose encoder has smp's architecture and key layout"
         )
 
 

@@ -126,7 +126,9 @@ class TransferStrategyContract(Contract):
 
         Those are the top-level parts every backbone has (:class:`BackboneContract`); the run
         freezes ``parts`` by name (``set_trainable`` refuses a string) and records them as a
-        tuple. A string, say ``("encoder")`` without its comma, is taken apart letter by letter.
+        tuple. A string, say ``("encoder")`` without its comma, would be taken apart letter by
+        letter (:class:`~inpaintssl.transfer_learning.TransferStrategy` refuses one as it is built;
+        a strategy that sets ``parts`` later is checked here).
         """
         parts = self.build().parts
         check(

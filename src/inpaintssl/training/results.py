@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, read_checkpoint_meta
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.layout import RunFolder
 from inpaintssl.training.evaluation import EvaluationTable
 from inpaintssl.training.loop import TrainOutcome
 from inpaintssl.transfer_learning import TransferReport
+from inpaintssl.transfer_learning._modules import attach_run_record
 
 __all__ = ["FinetuneResult", "PretrainResult", "RunResult"]
 
@@ -55,10 +57,20 @@ class RunResult:
     def from_outcome(cls: type[_Result], run_dir: Path, outcome: TrainOutcome, **extra: Any) -> _Result:
         """The result of a run whose :meth:`~inpaintssl.training.loop.Trainer.fit` gave ``outcome``.
 
-        Every :class:`RunResult` field but ``run_dir`` is the outcome's attribute of that name.
+        Every :class:`RunResult` field but ``run_dir`` is the outcome's attribute of that name. A
+        ``model`` handed back gets the ``meta.json`` of the run's best checkpoint, whose weights it
+        holds, as its ``checkpoint_meta``.
         """
         trained = {f.name: getattr(outcome, f.name) for f in fields(RunResult) if f.name != "run_dir"}
-        return cls(run_dir=run_dir, **trained, **extra)
+        result = cls(run_dir=run_dir, **trained, **extra)
+        model = getattr(result, "model", None)
+        if isinstance(model, nn.Module):
+            record = _best_checkpoint_meta(run_dir)
+            if record is not None:
+                # Without it the model escapes the checks its run folder gets: transfer refuses a
+                # fine-tuned run as pretrained weights, save_smp_encoder another backbone than smp_unet.
+                attach_run_record(model, record)
+        return result
 
     @property
     def run_folder(self) -> RunFolder:
@@ -79,6 +91,8 @@ class PretrainResult(RunResult):
 
     Attributes:
         model: The network with the best weights loaded, in eval mode (``None`` on non-zero ranks).
+            Its ``checkpoint_meta`` attribute is the best checkpoint's
+            :class:`~inpaintssl.checkpoint.CheckpointMeta` (kind, backbone, ...).
         evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
     """
 
@@ -108,7 +122,10 @@ class FinetuneResult(RunResult):
             run reports the transfer its manifest recorded at its start, ``None`` if it has none).
         test: Per-image/per-volume Dice on the test split (``None`` when there is none).
         class_names: Foreground classes.
-        model: The network with the best weights loaded, in eval mode.
+        model: The network with the best weights loaded, in eval mode. Its ``checkpoint_meta``
+            attribute is the best checkpoint's :class:`~inpaintssl.checkpoint.CheckpointMeta`
+            (kind ``finetune``, backbone, classes, ...): :func:`inpaintssl.transfer` refuses it
+            as pretrained weights, as it refuses the run folder.
         test_set: The test slices fine-tuning evaluated (``None`` without a test split), so later
             steps (clinical measurements, figures) use them without rebuilding the data.
         predict_onehot: The run's loss's hard prediction from logits (sigmoid heads threshold at
@@ -151,3 +168,13 @@ class FinetuneResult(RunResult):
             return {}
         means = self.test.select(level="image").mean()
         return {name: means[f"dice_{name}"] for name in self.class_names}
+
+
+def _best_checkpoint_meta(run_dir: Path) -> CheckpointMeta | None:
+    """The ``meta.json`` of the run's best checkpoint; ``None`` where this process cannot read it
+    (a rank on another machine than the run folder's)."""
+    try:
+        # The file alone: resolve_checkpoint would hash the weights again, which fit just wrote.
+        return read_checkpoint_meta(RunFolder(run_dir).best / "meta.json")
+    except (CheckpointError, OSError):
+        return None

@@ -1,10 +1,21 @@
-"""Reaching the named parts of a backbone through DDP / DataParallel / ``torch.compile`` wrappers."""
+"""Reaching the named parts of a backbone, and the record of what it is, through DDP / DataParallel /
+``torch.compile`` wrappers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-__all__ = ["get_part", "unwrap_model"]
+__all__ = ["RUN_RECORD", "attach_run_record", "carried_record", "get_part", "unwrap_model"]
+
+RUN_RECORD = "checkpoint_meta"
+"""Attribute of the model a training run hands back (``PretrainResult.model``,
+``FinetuneResult.model``) that holds its run's :class:`~inpaintssl.checkpoint.CheckpointMeta`."""
+
+_RECORDS = ("inference_meta", RUN_RECORD)
+"""Where a module carries what it is, in this order: ``inference_meta`` (the
+:class:`~inpaintssl.inference.loading.ModelInfo` that ``load_model`` attaches), then :data:`RUN_RECORD`."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -33,3 +44,27 @@ def get_part(model: nn.Module, name: str) -> nn.Module:
             f"its top-level submodules are {sorted(children)}"
         )
     return children[name]
+
+
+def attach_run_record(model: nn.Module, record: Any) -> None:
+    """Attach a run's checkpoint metadata to the ``model`` it hands back (as :data:`RUN_RECORD`).
+
+    With it the model is refused where its run folder is: as ``pretrained`` for ``transfer`` when
+    it is a fine-tuned network, and by ``smp_encoder_state_dict`` when it is not ``smp_unet``.
+    """
+    setattr(model, RUN_RECORD, record)
+
+
+def carried_record(model: nn.Module) -> tuple[Any, str] | None:
+    """The record of what ``model`` is, and the attribute holding it; ``None`` for a bare module.
+
+    ``inference_meta`` comes first, then :data:`RUN_RECORD`; each is looked for on ``model`` and on
+    the module inside its wrappers (a DDP wrapper does not forward attributes). Both records hold
+    ``kind`` and ``backbone``.
+    """
+    for attribute in _RECORDS:
+        for candidate in (model, unwrap_model(model)):
+            record = getattr(candidate, attribute, None)
+            if record is not None:
+                return record, attribute
+    return None

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal
 
 import torch
@@ -46,6 +47,7 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int, *, mode: AdaptM
         Kernel ``(C_out, C_new, *kernel)`` of ``weight``'s dtype and device.
 
     Raises:
+        TypeError: ``in_channels`` is not an integer (a float, a string, or a bool).
         ValueError: Unknown ``mode``, ``in_channels < 1`` or a weight with fewer than 3 dimensions.
 
     Example:
@@ -60,6 +62,14 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int, *, mode: AdaptM
         raise ValueError(
             f"weight must be a convolution kernel (C_out, C_in, *kernel); found shape {tuple(weight.shape)}"
         )
+    # True would count as one channel, and 3.0 fails deep inside torch (bincount, expand) without
+    # naming the argument.
+    if isinstance(in_channels, bool) or not isinstance(in_channels, numbers.Integral):
+        raise TypeError(
+            f"in_channels: expected an integer number of input channels (>= 1); found "
+            f"{type(in_channels).__name__} {in_channels!r}"
+        )
+    in_channels = int(in_channels)
     if in_channels < 1:
         raise ValueError(f"in_channels={in_channels} is invalid; expected an integer >= 1")
     old = weight.shape[1]

@@ -19,6 +19,9 @@ __all__ = ["TransferReport"]
 
 Shape = tuple[int, ...]
 
+_KEY_LISTS = ("copied", "skipped", "missing", "unexpected", "shape_mismatches", "adapted")
+"""The fields of :class:`TransferReport` that list state-dict keys."""
+
 
 @dataclass(frozen=True)
 class TransferReport:
@@ -80,25 +83,29 @@ class TransferReport:
 
         Raises:
             ValueError: ``record`` is not what :meth:`to_record` writes; the message names the field.
+
+        Example:
+            >>> TransferReport.from_record({"strategy": "encoder", "parts": "encoder"})
+            Traceback (most recent call last):
+            ...
+            ValueError: transfer record field 'parts': expected a list of strings; found str 'encoder'
         """
-        try:
-            return cls(
-                strategy=str(record["strategy"]),
-                parts=tuple(str(part) for part in record["parts"]),
-                **{
-                    name: [str(key) for key in record.get(name, [])]
-                    for name in ("copied", "skipped", "missing", "unexpected", "shape_mismatches", "adapted")
-                },
-                shape_changes={
-                    str(key): (tuple(int(n) for n in old), tuple(int(n) for n in new))
-                    for key, (old, new) in dict(record.get("shape_changes", {})).items()
-                },
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+        if not isinstance(record, Mapping):
             raise ValueError(
-                f"a transfer record holds strategy, parts and lists of state-dict keys; found {record!r} "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
+                "a transfer record is a mapping of strategy, parts and lists of state-dict keys; "
+                f"found {type(record).__name__}"
+            )
+        strategy = record.get("strategy")
+        if not isinstance(strategy, str):
+            raise ValueError(f"transfer record field 'strategy': expected a string; found {_found(strategy)}")
+        if "parts" not in record:
+            raise ValueError("transfer record field 'parts': missing; expected a list of part names")
+        return cls(
+            strategy=strategy,
+            parts=tuple(_strings(record["parts"], field="parts")),
+            **{name: _strings(record.get(name, []), field=name) for name in _KEY_LISTS},
+            shape_changes=_shape_changes(record.get("shape_changes", {})),
+        )
 
     def _section(self, title: str, keys: Sequence[str], *, with_shapes: bool = False) -> list[str]:
         if not keys:
@@ -110,3 +117,49 @@ class TransferReport:
             for key in keys
         ]
         return [f"  {title}: {', '.join(shown)}"]
+
+
+def _found(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _strings(value: object, *, field: str) -> list[str]:
+    """A record's list of names, checked: a string would otherwise be split into its characters."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"transfer record field {field!r}: expected a list of strings; found {_found(value)}"
+        )
+    bad = next((item for item in value if not isinstance(item, str)), None)
+    if bad is not None:
+        raise ValueError(
+            f"transfer record field {field!r}: expected a list of strings; found an item {_found(bad)}"
+        )
+    return list(value)
+
+
+def _shape(value: object) -> Shape | None:
+    if not isinstance(value, (list, tuple)):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value):
+        return None
+    return tuple(value)
+
+
+def _shape_changes(value: object) -> dict[str, tuple[Shape, Shape]]:
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            "transfer record field 'shape_changes': expected a mapping of state-dict keys to "
+            f"[pretrained shape, model shape]; found {_found(value)}"
+        )
+    changes: dict[str, tuple[Shape, Shape]] = {}
+    for key, pair in value.items():
+        shapes = (
+            (_shape(pair[0]), _shape(pair[1])) if isinstance(pair, (list, tuple)) and len(pair) == 2 else None
+        )
+        if not isinstance(key, str) or shapes is None or shapes[0] is None or shapes[1] is None:
+            raise ValueError(
+                f"transfer record field 'shape_changes', key {key!r}: expected [pretrained shape, model "
+                f"shape], two lists of integers >= 0; found {_found(pair)}"
+            )
+        changes[key] = (shapes[0], shapes[1])
+    return changes

@@ -29,6 +29,10 @@ class TransferStrategy:
         name: Registered name, shown in reports.
         parts: Names of top-level submodules to copy, e.g. ``("encoder",)``.
 
+    Raises:
+        TypeError: On construction, if ``parts`` is not a non-empty tuple of names without dots
+            (``("encoder")``, a string without the trailing comma, included).
+
     Example:
         >>> class DecoderOnly(TransferStrategy):
         ...     name = "decoder_only"
@@ -43,10 +47,21 @@ class TransferStrategy:
     parts: tuple[str, ...] = ()
 
     def __init__(self) -> None:
-        if not self.parts or not all(isinstance(p, str) and p and "." not in p for p in self.parts):
+        parts: object = self.parts
+        if isinstance(parts, str):
+            # ("encoder") is a string, not a tuple: its letters would be taken as part names.
+            raise TypeError(
+                f"{type(self).__name__}.parts must be a tuple of top-level submodule names; found the "
+                f"string {parts!r}: a one-part tuple needs a trailing comma, ({parts!r},)"
+            )
+        if (
+            not isinstance(parts, tuple)
+            or not parts
+            or not all(isinstance(p, str) and p and "." not in p for p in parts)
+        ):
             raise TypeError(
                 f"{type(self).__name__}.parts must be a non-empty tuple of top-level submodule names "
-                f"(e.g. ('encoder',)); found {self.parts!r}"
+                f"(e.g. ('encoder',)); found {type(parts).__name__} {parts!r}"
             )
 
     def part_of(self, key: str) -> str | None:

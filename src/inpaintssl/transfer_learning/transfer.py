@@ -37,7 +37,7 @@ from inpaintssl.checkpoint import (
 from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import TRANSFER_STRATEGIES
-from inpaintssl.transfer_learning._modules import get_part, unwrap_model
+from inpaintssl.transfer_learning._modules import carried_record, get_part, unwrap_model
 from inpaintssl.transfer_learning.channels import adapt_input_channels
 from inpaintssl.transfer_learning.report import TransferReport
 from inpaintssl.transfer_learning.strategies import TransferStrategy
@@ -216,14 +216,22 @@ def _refuse_finetuned(kind: str | None, *, source: str, where: str) -> None:
 
 def _load_pretrained(pretrained: PretrainedSource) -> dict[str, torch.Tensor]:
     if isinstance(pretrained, nn.Module):
-        # A model from inpaintssl.load_model carries the kind of the checkpoint it was loaded from.
-        info = getattr(pretrained, "inference_meta", None)
-        kind = getattr(info, "kind", None)
-        _refuse_finetuned(
-            kind if isinstance(kind, str) else None,
-            source=f"model loaded from {getattr(info, 'source', None) or 'a checkpoint'}",
-            where="its inference_meta",
-        )
+        # A model from inpaintssl.load_model carries the kind of the checkpoint it was loaded from,
+        # and one a training run handed back (FinetuneResult.model) the kind of that run.
+        carried = carried_record(pretrained)
+        if carried is not None:
+            record, attribute = carried
+            kind = getattr(record, "kind", None)
+            origin = getattr(record, "source", None)
+            if origin:
+                described = f"model loaded from {origin}"
+            elif attribute == "inference_meta":
+                described = "model loaded from a checkpoint"
+            else:
+                described = "model handed back by a training run"
+            _refuse_finetuned(
+                kind if isinstance(kind, str) else None, source=described, where=f"its {attribute}"
+            )
         state = unwrap_model(pretrained).state_dict()
     elif isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained)
@@ -279,6 +287,15 @@ def _listing(keys: list[str]) -> str:
 def _resolve_strategy(weights: str | TransferStrategy) -> TransferStrategy:
     if isinstance(weights, TransferStrategy):
         return weights
+    expected = "weights: expected a strategy name or a TransferStrategy instance"
+    if isinstance(weights, type) and issubclass(weights, TransferStrategy):
+        # The registry would only say its name must be a str, naming neither weights nor the fix.
+        name = f" or its registered name ({weights.name!r})" if weights.name else ""
+        raise TypeError(
+            f"{expected}; found the class {weights.__name__}: pass an instance, {weights.__name__}(){name}"
+        )
+    if not isinstance(weights, str):
+        raise TypeError(f"{expected}; found {type(weights).__name__} {weights!r}")
     strategy = TRANSFER_STRATEGIES.build(weights)
     if not isinstance(strategy, TransferStrategy):
         raise TypeError(
@@ -330,6 +347,80 @@ def _reads_the_image(src: torch.Tensor, dest: torch.Tensor, channels: tuple[int,
     )
 
 
+def _key_prefix(
+    source: Mapping[str, torch.Tensor], wanted: list[str]
+) -> tuple[Literal["strip", "add"], str, int] | None:
+    """A key prefix whose removal from (``strip``) or addition to (``add``) the pretrained keys would
+    give the model's keys ``wanted``, with how many of them it would then match.
+
+    Read from ``wanted[0]``: a pretrained key that ends with it names a prefix to strip (a PyTorch
+    Lightning checkpoint's ``model.``); one it ends with names a prefix to add (a state dict of
+    the encoder alone). The candidate that matches most of ``wanted`` wins; ``None`` when none
+    matches at least half of them.
+    """
+    if not wanted:
+        return None
+    first = wanted[0]
+    candidates: set[tuple[Literal["strip", "add"], str]] = set()
+    for key in source:
+        if key.endswith(first) and key != first and key[: -len(first)].endswith("."):
+            candidates.add(("strip", key[: -len(first)]))
+        if first.endswith(key) and key != first and first[: -len(key)].endswith("."):
+            candidates.add(("add", first[: -len(key)]))
+    best: tuple[Literal["strip", "add"], str, int] | None = None
+    for how, prefix in sorted(candidates):
+        if how == "strip":
+            matched = sum(prefix + key in source for key in wanted)
+        else:
+            matched = sum(key.startswith(prefix) and key[len(prefix) :] in source for key in wanted)
+        if best is None or matched > best[2]:
+            best = (how, prefix, matched)
+    return best if best is not None and 2 * best[2] >= len(wanted) else None
+
+
+def _absent_parts_hint(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], strategy: TransferStrategy
+) -> tuple[str, bool] | None:
+    """What to say when the pretrained weights hold none of a copied part's tensors.
+
+    Then the keys, not the networks, usually differ: a prefix from the program that saved them.
+    Returns the sentence and whether it names such a prefix (``None`` when every copied part is
+    at least partly there).
+    """
+    held = {part: [key for key in target if strategy.part_of(key) == part] for part in strategy.parts}
+    # A part without tensors (none to copy) is not missing from the pretrained weights.
+    absent = [part for part, keys in held.items() if keys and not any(key in source for key in keys)]
+    if not absent:
+        return None
+    wanted = [key for part in absent for key in held[part]]
+    found = _key_prefix(source, wanted)
+    named = ", ".join(repr(part) for part in absent)
+    if found is None:
+        return (
+            f"The pretrained weights hold no tensor of part(s) {named}; their {len(source)} key(s) are "
+            f"{first_and_more(list(source), limit=3) if source else 'none'}",
+            False,
+        )
+    how, prefix, matched = found
+    if how == "strip":
+        carrying = sum(key.startswith(prefix) for key in source)
+        whose = "all" if carrying == len(source) else f"{carrying} of {len(source)}"
+        return (
+            f"{whose} pretrained keys start with {prefix!r} ({first_and_more(list(source), limit=2)}), "
+            f"which the model's keys do not: without it they match {matched} of the {len(wanted)} "
+            f"tensors of part(s) {named}. Strip it, e.g. "
+            f"{{k.removeprefix({prefix!r}): v for k, v in state.items()}}, and pass that state dict",
+            True,
+        )
+    return (
+        f"the pretrained keys lack the prefix {prefix!r} that the model's keys of part(s) {named} have "
+        f"(pretrained: {first_and_more(list(source), limit=2)}; model: {wanted[0]}): with it they match "
+        f"{matched} of the {len(wanted)} tensors (a state dict of one part alone?). Add it, e.g. "
+        f"{{{prefix!r} + k: v for k, v in state.items()}}, and pass that state dict",
+        True,
+    )
+
+
 def transfer(
     pretrained: PretrainedSource,
     model: nn.Module,
@@ -349,8 +440,9 @@ def transfer(
             :func:`inpaintssl.checkpoint.load_state_dict` reads it; nothing is unpickled).
             ``module.`` and ``_orig_mod.`` key prefixes from DDP and ``torch.compile`` are
             stripped. A source that records its kind (a checkpoint's ``meta.json``, an export's
-            header, a loaded model's ``inference_meta``) must be a pretraining one, not
-            ``finetune``; weights that record none are taken as given.
+            header, a loaded model's ``inference_meta``, the ``checkpoint_meta`` of the model a
+            training run hands back) must be a pretraining one, not ``finetune``; weights that
+            record none are taken as given.
         model: The fine-tuning network (wrappers are looked through).
         weights: A registered strategy name (``"encoder"``, ``"encoder_decoder"``) or a
             :class:`~inpaintssl.transfer_learning.strategies.TransferStrategy`.
@@ -364,18 +456,21 @@ def transfer(
         A :class:`~inpaintssl.transfer_learning.report.TransferReport`.
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``, or ``pretrained`` is none of the sources above.
+        TypeError: ``model`` is not an ``nn.Module``, ``pretrained`` is none of the sources above, or
+            ``weights`` is neither a name nor a strategy instance (a strategy class, say).
         ValueError: The model lacks a requested part; a tensor of a copied part is missing from,
             or has a different shape in, the pretrained weights; the pretrained weights hold a
             tensor of a copied part the model lacks; or ``in_channels`` is unknown. The message
-            names each parameter and both shapes. Also a pretrained tensor of a copied part that
-            holds NaN/Inf or is not floating point (when ``pretrained`` is in memory).
+            names each parameter and both shapes; when the pretrained weights hold no tensor of a
+            copied part, it lists some of their keys and names a key prefix that, stripped or
+            added, would make them match. Also a pretrained tensor of a copied part that holds
+            NaN/Inf or is not floating point (when ``pretrained`` is in memory).
         KeyError: Unknown strategy name (with close matches).
         inpaintssl.checkpoint.CheckpointError: Unreadable checkpoint path; a pretrained
             file whose tensors of a copied part hold NaN/Inf or are not floating point (the
             message names the file and each tensor); or a fine-tuned (segmentation) run, checkpoint,
-            export or loaded model as ``pretrained`` (its recorded kind is ``finetune``: its decoder
-            and head learned from labels).
+            export, loaded model or ``FinetuneResult.model`` as ``pretrained`` (its recorded kind
+            is ``finetune``: its decoder and head learned from labels).
 
     Example:
         >>> import torch
@@ -465,16 +560,20 @@ def transfer(
     ]
     if errors:
         only_channels = all("the input channels differ" in error for error in errors)
+        listed = f"{len(errors)} problem(s): " + first_and_more(errors, limit=_MAX_LISTED, separator="; ")
+        absent = _absent_parts_hint(source, target, strategy)
+        if absent is not None and absent[1]:
+            # The keys differ by a prefix, not the networks: say so first, and not "build another model".
+            explained = f"{absent[0]}. {listed}"
+        else:
+            explained = listed + ("" if absent is None else f". {absent[0]}")
+            if not only_channels:
+                explained += (
+                    ". The two networks differ: build the model with the pretraining run's backbone "
+                    "and model.params (depth, base_width, ...), as its config.yaml records them"
+                )
         raise ValueError(
-            f"cannot transfer weights={report.strategy!r} (parts: {', '.join(strategy.parts)}): "
-            f"{len(errors)} problem(s): "
-            + first_and_more(errors, limit=_MAX_LISTED, separator="; ")
-            + (
-                ""
-                if only_channels
-                else ". The two networks differ: build the model with the pretraining run's backbone "
-                "and model.params (depth, base_width, ...), as its config.yaml records them"
-            )
+            f"cannot transfer weights={report.strategy!r} (parts: {', '.join(strategy.parts)}): {explained}"
         )
     with torch.no_grad():
         for key, src in updates.items():
