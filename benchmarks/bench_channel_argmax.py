@@ -44,7 +44,7 @@ from unittest import mock
 import nibabel as nib
 import numpy as np
 import torch
-from provenance import emit, provenance
+from provenance import at_least, emit, provenance
 from scipy.ndimage import gaussian_filter
 from tiny_run import tiny_run, written_label_maps
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller batches, 128x128 slices")
-    parser.add_argument("--repeats", type=int, default=7, help="timed calls per arm (default: 7)")
+    parser.add_argument("--repeats", type=at_least(1), default=7, help="timed calls per arm (default: 7)")
     parser.add_argument("--out", type=Path, help="write the JSON record here")
     args = parser.parse_args(argv)
     cases: dict[str, dict[str, Any]] = {}

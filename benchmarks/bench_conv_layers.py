@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 from bench_corruption import per_second
-from provenance import cpu_model, provenance, write_record
+from provenance import at_least, cpu_model, provenance, write_record
 
 from inpaintssl.models import WSConv2d, conv3x3_weight_gradient
 from inpaintssl.models.cpu_convolution import auto_weight_gradient_kernel
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time every layer in both layouts; print and return (and optionally write) the JSON record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 2 and one repeat (smoke run)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reuse-host-memory", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from provenance import provenance, write_record
+from provenance import at_least, provenance, write_record
 
 import inpaintssl as issl
 from inpaintssl.training.convergence import ConvergenceWarning
@@ -115,8 +115,8 @@ def figure(records: list[Path], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=10, help="steps per epoch (validation interval)")
+    parser.add_argument("--epochs", type=at_least(1), default=30)
+    parser.add_argument("--steps", type=at_least(1), default=10, help="steps per epoch (validation interval)")
     parser.add_argument("--quick", action="store_true", help="a smaller network and 5 epochs (smoke run)")
     parser.add_argument("--dataset", choices=sorted(DATA), default="mni152")
     parser.add_argument("--out", type=Path)
@@ -127,13 +127,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(figure(args.records, args.figure))
         return {}
     epochs = 5 if args.quick else args.epochs
-    folder = Path(tempfile.mkdtemp(prefix="bench_convergence_"))
-    runs = {
-        name: _run(
-            name, folder=folder, epochs=epochs, steps=args.steps, quick=args.quick, dataset=args.dataset
-        )
-        for name in RECIPES
-    }
+    # The runs' folders hold checkpoints no one reads after the record: removed, even on an error.
+    with tempfile.TemporaryDirectory(prefix="bench_convergence_") as folder:
+        runs = {
+            name: _run(
+                name,
+                folder=Path(folder),
+                epochs=epochs,
+                steps=args.steps,
+                quick=args.quick,
+                dataset=args.dataset,
+            )
+            for name in RECIPES
+        }
     best_final = max(run["final_val_dice"] for run in runs.values())
     for run in runs.values():
         run["steps_to_95pct_own"] = steps_to_reach(

@@ -21,7 +21,8 @@ Usage::
     python benchmarks/bench_dicom_compressed.py [--quick] [--epochs N] [--repeats N] [--out PATH]
 
 Each epoch is timed on its own: the first opens the series (and under ``cache_dir`` decodes it
-whole and writes the copy), the later ones are what every further epoch, worker and run costs.
+whole and writes the copy), the later ones are what every further epoch, worker and run costs; so
+``--epochs`` is at least 2.
 Target: for each syntax, an epoch after the first under ``cache_dir`` takes at most the time of an
 uncompressed series' epoch (the decoding is paid once, not every epoch). Needs GDCM (the
 ``dicom-compressed`` extra), which writes the compressed series and decodes it.
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 from dicom_files import save_slice, slice_dataset
-from provenance import emit, provenance
+from provenance import at_least, emit, provenance
 
 from inpaintssl.data.decompressed import decompressed_into
 from inpaintssl.data.dicom import DicomVolume
@@ -131,8 +132,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help=f"a {QUICK_SHAPE} series instead of {SHAPE}")
-    parser.add_argument("--epochs", type=int, default=5, help="reads of every slice per arm (default: 5)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each arm (default: 3)")
+    parser.add_argument(
+        "--epochs",
+        type=at_least(2),
+        default=5,
+        help="reads of every slice per arm, at least 2: the first is reported apart (default: 5)",
+    )
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="runs of each arm (default: 3)")
     parser.add_argument("--out", type=Path, help="write the JSON record here")
     args = parser.parse_args(argv)
     shape = QUICK_SHAPE if args.quick else SHAPE

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from dicom_files import save_slice, slice_dataset
-from provenance import emit, provenance
+from provenance import at_least, emit, provenance
 
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.dicom_rtstruct import DicomRtStructVolume
@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help=f"a {QUICK_SHAPE} series instead of {SHAPE}")
-    parser.add_argument("--repeats", type=int, default=3, help="writes and reads per format (default: 3)")
+    parser.add_argument(
+        "--repeats", type=at_least(1), default=3, help="writes and reads per format (default: 3)"
+    )
     parser.add_argument("--out", type=Path, help="write the JSON record here")
     args = parser.parse_args(argv)
     shape = QUICK_SHAPE if args.quick else SHAPE

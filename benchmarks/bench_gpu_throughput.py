@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--peak-tflops",
         type=float,
-        help="peak TFLOP/s for MFU; default: the datasheet table (dense BF16), none on the CPU",
+        help="peak TFLOP/s for MFU, > 0; default: the datasheet table (dense BF16), none on the CPU",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
     parser.add_argument(
@@ -348,6 +349,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.warmup = 3 if args.quick else 10
     if min(args.size, args.batch, args.steps) < 1 or args.warmup < 0:
         parser.error("--size, --batch and --steps must be >= 1 and --warmup >= 0")
+    # Checked before any arm is timed: every MFU divides by it.
+    if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
+        parser.error(f"--peak-tflops must be a finite number > 0 TFLOP/s, got {args.peak_tflops:g}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():

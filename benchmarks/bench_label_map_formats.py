@@ -27,7 +27,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from provenance import emit, provenance
+from provenance import at_least, emit, provenance
 
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SHAPE} maps instead of {SHAPE}")
-    parser.add_argument("--repeats", type=int, default=5, help="writes per format (default: 5)")
+    parser.add_argument("--repeats", type=at_least(1), default=5, help="writes per format (default: 5)")
     parser.add_argument("--out", type=Path, help="write the JSON record here")
     args = parser.parse_args(argv)
     shape = QUICK_SHAPE if args.quick else SHAPE

@@ -44,7 +44,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pydicom
-from provenance import emit, provenance
+from provenance import at_least, emit, provenance
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from scipy.ndimage import gaussian_filter
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--quick", action="store_true", help="6 cases of 128x128x32 instead of 12 of 256x256x64"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per arm (default: 3)")
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="timed passes per arm (default: 3)")
     parser.add_argument("--out", type=Path, help="write the JSON record here")
     args = parser.parse_args(argv)
     count, shape = (6, (128, 128, 32)) if args.quick else (12, (256, 256, 64))

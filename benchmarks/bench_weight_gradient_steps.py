@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds: dict[str, list[float]] = {kernel: [] for kernel in KERNELS}
     for _ in range(args.repeats):
         for kernel in KERNELS:
-            with warnings.catch_warnings():
+            # Each run's folder (checkpoints no one reads) is removed after it, even on an error.
+            with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="bench_wgrad_") as folder:
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 result = issl.finetune(
                     {
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "model": {"params": {"depth": 4, "base_width": 16}},
                         "optim": {"max_epochs": args.epochs, "steps_per_epoch": 10},
                         "run": {
-                            "output_dir": tempfile.mkdtemp(),
+                            "output_dir": folder,
                             "quiet": True,
                             "device": "cpu",
                             "cpu_weight_gradient": kernel,

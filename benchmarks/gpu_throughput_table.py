@@ -4,9 +4,11 @@ Usage::
 
     python benchmarks/gpu_throughput_table.py benchmarks/results/bench_gpu_throughput_*.json
 
-Each row names the record's settings (memory format, ``--compile``), the arm, images/s, TFLOP/s
-achieved, model FLOPs utilisation against the record's named peak, peak memory, and the two
-ratios of issue 18's targets (library / MONAI images/s and the library's MFU) on the library row.
+Each row names the record (its file's stem; with its folder where files of several folders share a
+stem, as ``gpu_session.sh``'s sessions' do), the record's settings (memory format, ``--compile``),
+the arm, images/s, TFLOP/s achieved, model FLOPs utilisation against the record's named peak, peak
+memory, and the two ratios of issue 18's targets (library / MONAI images/s and the library's MFU) on
+the library row.
 Under the table, the verdict on the targets: each network at its fastest setting among the records
 (a user runs each as fast as it goes), so that a peer that failed to compile is compared as it ran.
 A setting (memory format, compile mode) at which MONAI's arm ran in no record (cut off by a time
@@ -211,6 +213,37 @@ def _settings(record: dict[str, Any]) -> str:
     return ", ".join(f"{key} {record.get(key, 'n/a')}" for key in keys)
 
 
+def labels(paths: Sequence[Path]) -> list[str]:
+    """A name for each record that no other record of the table shares.
+
+    The file's stem where no other has it; else with its folder (``gpu_session.sh`` gives every
+    session's records the same names, each session a folder of its own); else the path as given.
+    A file named twice is numbered.
+
+    Example:
+        >>> labels([Path("s1/gpu_eager.json"), Path("s2/gpu_eager.json"), Path("s2/gpu_other.json")])
+        ['s1/gpu_eager', 's2/gpu_eager', 'gpu_other']
+        >>> labels([Path("a/s/x.json"), Path("b/s/x.json"), Path("b/s/x.json")])
+        ['a/s/x.json', 'b/s/x.json', 'b/s/x.json (2)']
+    """
+    stems = [path.stem for path in paths]
+    folders = [f"{path.parent.name}/{path.stem}" for path in paths]
+    found = []
+    for path, stem, folder in zip(paths, stems, folders):
+        if stems.count(stem) == 1:
+            found.append(stem)
+        elif folders.count(folder) == 1:
+            found.append(folder)
+        else:
+            found.append(str(path))
+    seen: dict[str, int] = {}
+    unique = []
+    for label in found:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return unique
+
+
 def _load(path: Path) -> dict[str, Any] | str:
     """The record in ``path``, or why it could not be read."""
     try:
@@ -231,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     devices = set()
     problems = []
     groups: dict[str, dict[str, dict[str, Any]]] = {}
-    for path in args.records:
+    # Keyed by a label unique to each file: keyed by stem, a second session's record of the same
+    # name replaced the first's in the verdict.
+    for path, name in zip(args.records, labels(args.records)):
         record = _load(path)
         if isinstance(record, str):
             problems.append(f"{path}: unreadable ({record})")
@@ -241,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> str:
             for key in ("device", "torch", "peak_tflops", "peak_source")
         )
         devices.add(f"{device} (torch {torch}, peak {peak} TFLOP/s: {source})")
-        lines.extend(rows(record, name=path.stem))
-        groups.setdefault(_settings(record), {})[path.stem] = record
+        lines.extend(rows(record, name=name))
+        groups.setdefault(_settings(record), {})[name] = record
     if not groups:
         table = "\n".join([*problems, NO_RECORD])
         print(table)

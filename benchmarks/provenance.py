@@ -1,14 +1,19 @@
 """What every benchmark record says about itself: when it ran, the command that reruns it, the machine.
 
-Each ``bench_*.py`` adds :func:`provenance` to its JSON record: ``date`` (UTC, ISO 8601), ``command``
-(the script and its arguments, to rerun it), ``invoked_by`` (the process's own command line, when the
-script's ``main(argv)`` was called by another script such as ``run_all.py``) and ``host`` (processor
-model, core and thread counts, GPU and driver, versions). :func:`write_record` writes a record
-atomically, so a run stopped halfway never leaves half a file.
+Each ``bench_*.py`` adds :func:`provenance` to its JSON record: ``date`` (UTC, ISO 8601), ``cwd``
+(the folder it ran in, relative to the repository where it lies inside it), ``command`` (the script
+and its arguments, to rerun it from the repository's root: with a ``cd`` to ``cwd`` first where that
+is elsewhere, since relative paths among the arguments are relative to it), ``invoked_by`` (the
+process's own command line, when the script's ``main(argv)`` was called by another script such as
+``run_all.py``) and ``host`` (processor model, core and thread counts, GPU and driver, versions).
+:func:`write_record` writes a record atomically, so a run stopped halfway never leaves half a file.
+:func:`at_least` is the ``type`` of the scripts' counting options (``--repeats``, ``--epochs``), so
+that a count too small to measure anything is refused before any work, naming the option.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -17,7 +22,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,35 +89,83 @@ def host() -> dict[str, Any]:
     }
 
 
-def _script_path(script: str | Path) -> str:
-    path = Path(script).resolve()
+def working_directory(cwd: str | Path | None = None) -> str:
+    """``cwd`` (default: this process's) relative to the repository, or absolute where outside it.
+
+    Example:
+        >>> working_directory(REPO / "benchmarks"), working_directory(REPO)
+        ('benchmarks', '.')
+    """
+    path = Path(cwd if cwd is not None else Path.cwd()).resolve()
     try:
         return str(path.relative_to(REPO))
     except ValueError:
         return str(path)
 
 
-def command(script: str | Path, argv: Sequence[str] | None) -> str:
+def command(script: str | Path, argv: Sequence[str] | None, *, cwd: str | Path | None = None) -> str:
     """The command that reruns ``script`` with ``argv`` (``None``: this process's own arguments).
 
+    It is run from the repository's root. A relative path among the arguments is relative to the
+    folder the script ran in (``cwd``, default this process's), so where that is not the root the
+    command first changes to it and names the script from there.
+
     Example:
-        >>> command(REPO / "benchmarks" / "bench_training.py", ["--quick", "--out", "a b.json"])
+        >>> script = REPO / "benchmarks" / "bench_training.py"
+        >>> command(script, ["--quick", "--out", "a b.json"], cwd=REPO)
         "python benchmarks/bench_training.py --quick --out 'a b.json'"
+        >>> command(script, ["--out", "results/a.json"], cwd=REPO / "benchmarks")
+        'cd benchmarks && python bench_training.py --out results/a.json'
     """
     args = sys.argv[1:] if argv is None else list(argv)
-    return shlex.join(["python", _script_path(script), *args])
+    folder = Path(cwd if cwd is not None else Path.cwd()).resolve()
+    path = Path(script).resolve()
+    where = working_directory(folder)
+    # Inside the repository both paths stay relative, so the command reruns in another clone too.
+    inside = not Path(where).is_absolute()
+    shown = os.path.relpath(path, folder) if inside and path.is_relative_to(REPO) else str(path)
+    run = shlex.join(["python", shown, *args])
+    return run if where == "." else f"cd {shlex.quote(where)} && {run}"
 
 
 def provenance(script: str | Path, argv: Sequence[str] | None) -> dict[str, Any]:
-    """``date``, ``command``, ``invoked_by`` (only when called from another script) and ``host``."""
+    """``date``, ``cwd``, ``command``, ``invoked_by`` (only when called from another script) and ``host``."""
     found: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cwd": working_directory(),
         "command": command(script, argv),
     }
     if argv is not None:
         found["invoked_by"] = shlex.join(["python", *sys.argv])
     found["host"] = host()
     return found
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum``, or an error naming both.
+
+    argparse puts the option's name before the message: ``argument --repeats: expected an integer
+    >= 1, got '0'``.
+
+    Example:
+        >>> at_least(2)("3")
+        3
+        >>> at_least(1)("0")
+        Traceback (most recent call last):
+        argparse.ArgumentTypeError: expected an integer >= 1, got '0'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def write_record(path: str | Path, record: dict[str, Any], *, indent: int = 2) -> None:

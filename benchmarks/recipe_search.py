@@ -17,9 +17,14 @@ depth 4 width 16, batch 9), every run given the same budget:
 Usage::
 
     python benchmarks/recipe_search.py finetune|pretrain|transfer [--epochs 20] [--steps 10]
-        [--out benchmarks/results/recipe_search_<what>.json]
+        [--pretrain-epochs 40] [--root DIR] [--out benchmarks/results/recipe_search_<what>.json]
 
-Results are appended run by run (a killed search resumes where it stopped).
+Results are appended run by run (a killed search resumes where it stopped). The record keeps the
+run folders' root (``--root``, default a temporary folder) and each run's budget: the same command
+resumes in that root, since ``transfer``'s SSL runs start from the pretraining run kept there, and
+refuses where the root is gone or the budget (``--epochs``, ``--steps``, ``--pretrain-epochs`` for
+``transfer``) is not the recorded runs' budget, rather than mix runs of two budgets in one record.
+A search whose every run is recorded does nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from provenance import provenance
+from provenance import at_least, provenance
 
 import inpaintssl as issl
 from inpaintssl.atomic import atomic_write_text
@@ -193,33 +198,105 @@ def _jobs(args: argparse.Namespace, root: Path) -> list[tuple[str, str, dict[str
     return jobs
 
 
+def _budget_of_record(args: argparse.Namespace) -> dict[str, Any]:
+    """What every run of the record is given; ``transfer``'s SSL runs start from a pretraining run
+    of ``--pretrain-epochs`` epochs, so that is part of their budget."""
+    budget = {"epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": 9}
+    return {**budget, "pretrain_epochs": args.pretrain_epochs} if args.what == "transfer" else budget
+
+
+def _resumed(
+    parser: argparse.ArgumentParser, out: Path, budget: dict[str, Any]
+) -> tuple[dict[str, Any], Path | None]:
+    """The runs already in ``out`` and the root they were made in (``None``: none recorded).
+
+    Refuses (``parser.error``) a recorded run whose budget is not ``budget``.
+    """
+    if not out.exists():
+        return {}, None
+    earlier = json.loads(out.read_text())
+    runs: dict[str, Any] = earlier.get("runs", {})
+    for name, run in runs.items():
+        recorded, compared = run.get("budget"), budget
+        if recorded is None and isinstance(earlier.get("budget"), dict):
+            # Written before each run kept its budget: the record's, on the keys it states (a
+            # transfer record then stated no pretrain_epochs; the committed one's pretraining ran 40).
+            recorded = earlier["budget"]
+            compared = {key: budget.get(key) for key in recorded}
+        if recorded != compared:
+            parser.error(
+                f"{out} holds run {name!r} made with budget {recorded}, but this search's budget is "
+                f"{budget}: give the recorded budget to resume it, or a new --out for this one"
+            )
+    root = earlier.get("root")
+    return runs, None if root is None else Path(root)
+
+
+def _root(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    out: Path,
+    runs: dict[str, Any],
+    recorded: Path | None,
+) -> Path:
+    """The run folders' root: ``--root``, else the recorded one, else a new temporary folder."""
+    if args.root is not None:
+        root: Path = args.root
+    elif recorded is not None and recorded.is_dir():
+        root = recorded
+    elif recorded is not None and args.what == "transfer" and "pretrain" in runs:
+        parser.error(
+            f"{out} records its runs' root {recorded}, which no longer exists: the SSL runs still to "
+            "do start from the pretraining run kept there; pass --root with the folder it was moved "
+            "to, or a new --out to start again"
+        )
+    else:
+        root = Path(tempfile.mkdtemp(prefix=f"recipe_{args.what}_"))
+    if args.what == "transfer" and "pretrain" in runs and not (root / "pretrain").exists():
+        # The recorded pretraining run is not redone, and every SSL run loads its weights.
+        parser.error(
+            f"{out} records the pretraining run, but {root / 'pretrain'} does not exist: pass --root "
+            "with the folder the search ran in (it holds pretrain/), or a new --out to start again"
+        )
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("finetune", "pretrain", "transfer"))
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--pretrain-epochs", type=int, default=40)
-    parser.add_argument("--root", type=Path, default=None, help="run folders (default: a temporary folder)")
+    parser.add_argument("--epochs", type=at_least(1), default=20)
+    parser.add_argument("--steps", type=at_least(1), default=10)
+    parser.add_argument("--pretrain-epochs", type=at_least(1), default=40)
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="run folders (default: the record's, else a temporary folder)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     out = args.out or Path(__file__).parent / "results" / f"recipe_search_{args.what}.json"
-    root = args.root or Path(tempfile.mkdtemp(prefix=f"recipe_{args.what}_"))
+    budget = _budget_of_record(args)
+    runs, recorded = _resumed(parser, out, budget)
+    if all(name in runs for name, _, _ in _jobs(args, Path("."))):  # the names alone
+        print(f"{out}: every run is recorded already", flush=True)
+        return 0
+    root = _root(parser, args, out, runs, recorded).resolve()
     record: dict[str, Any] = {
         # date: when this invocation started (a resumed search keeps the runs of earlier ones).
         **provenance(__file__, argv),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "budget": {"epochs": args.epochs, "steps_per_epoch": args.steps, "batch_size": 9},
-        "runs": {},
+        "budget": budget,
+        "root": str(root),
+        "runs": runs,
     }
-    if out.exists():
-        record["runs"] = json.loads(out.read_text())["runs"]
     for name, kind, config in _jobs(args, root):
         if name in record["runs"]:
             continue
         run = _pretrain_run(config) if kind == "pretrain" else _finetune_run(config)
-        record["runs"][name] = run
+        record["runs"][name] = {**run, "budget": budget}
         summary = {k: v for k, v in run.items() if k != "curve"}
         print(f"{name}: {summary}", flush=True)
         atomic_write_text(out, json.dumps(record, indent=1))

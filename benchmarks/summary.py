@@ -2,7 +2,8 @@
 
 Records state their targets in one of three forms: a ``targets`` mapping (target -> met), an
 ``entries`` list whose items each carry ``target_met``, or one ``target`` with its ``target_met``
-at the top. A section of records (``gpu``) is searched one level down.
+at the top (``target_met`` ``None`` with an ``unreliable`` reason: the reason is the row's verdict).
+A section of records (``gpu``) is searched one level down.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ def targets(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str, An
     if isinstance(stated, dict):
         found.extend((prefix, str(name), met) for name, met in stated.items())
     if "target_met" in record:
-        found.append((prefix, str(record.get("target", "?")), record["target_met"]))
+        met = record["target_met"]
+        # A measurement too noisy to decide says so (bench_predict_writes, bench_cache_dir), not "None".
+        if met is None and isinstance(record.get("unreliable"), str):
+            met = record["unreliable"]
+        found.append((prefix, str(record.get("target", "?")), met))
     entries = record.get("entries")
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and "target_met" in entry:

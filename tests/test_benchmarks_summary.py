@@ -55,3 +55,15 @@ def test_a_section_is_searched_one_level_down_and_a_failure_is_a_row() -> None:
         ("gpu.throughput", "MFU >= 25 %", None),
         ("gpu.corruption", "(benchmark failed)", "error: RuntimeError: CUDA error: out of memory"),
     ]
+
+
+def test_an_unreliable_measurement_gives_its_reason_as_the_verdict() -> None:
+    # bench_predict_writes and bench_cache_dir record target_met None with the reason beside it.
+    why = "unreliable measurement: share_of_writing_hidden = 11.7 > 1"
+    record = {
+        "target": "(inline - write-ahead) / inline writing time >= 0.5",
+        "target_met": None,
+        "unreliable": why,
+    }
+    assert _summary().targets(record, "predict_writes") == [("predict_writes", record["target"], why)]
+    assert _summary().targets({**record, "unreliable": None}, "p") == [("p", record["target"], None)]
