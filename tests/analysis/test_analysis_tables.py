@@ -64,7 +64,9 @@ def test_table2_means_and_stds_match_numpy() -> None:
         "random_mean",
         "random_std",
         "random_n",
+        "setting",
     )
+    assert table.cells("setting") == [None] * 4  # rows without other grid values
     assert [(r[0], r[1]) for r in table.tuples()] == [
         ("context_prediction", 8),
         ("context_prediction", 32),
@@ -77,6 +79,65 @@ def test_table2_means_and_stds_match_numpy() -> None:
             assert row[offset] == pytest.approx(v.mean())
             assert row[offset + 1] == pytest.approx(v.std(ddof=1))
             assert row[offset + 2] == 7
+
+
+def _l2_rows(
+    strategy: str | None, values: np.ndarray, *, sampler: str = "poisson_disc"
+) -> list[dict[str, object]]:
+    return [
+        {
+            "arm": "pretrain",
+            "task": "context_prediction",
+            "patch_size": 4,
+            "sampler": sampler,
+            "strategy": strategy,
+            "metric": "l2_norm",
+            "value": float(x),
+        }
+        for x in values
+    ]
+
+
+def test_table2_gives_each_pretraining_setting_its_own_row() -> None:
+    # A grid over pretrain.optim.lr: two pretraining runs of one task and patch size. Pooled, the
+    # row's mean was of neither setting and its std mostly the gap between them.
+    rng = np.random.default_rng(7)
+    fast, slow = rng.normal(16.7, 0.1, size=4), rng.normal(18.0, 0.4, size=4)
+    other = rng.normal(20.0, 0.2, size=3)
+    rows = [
+        *_l2_rows("context_prediction 4x4 poisson_disc lr=0.01", fast),
+        *_l2_rows("context_prediction 4x4 poisson_disc lr=0.0001", slow),
+        *_l2_rows("context_prediction 4x4 random lr=0.01", other, sampler="random"),
+    ]
+    table = table2_l2_norm(ResultsTable(rows))
+    assert sorted(table.cells("poisson_disc_n")) == [4, 4]  # not one row of 8
+    found = {row["setting"]: row for row in table}
+    assert set(found) == {"lr=0.01", "lr=0.0001"}
+    for setting, values in (("lr=0.01", fast), ("lr=0.0001", slow)):
+        row = found[setting]
+        assert (row["pretext_task"], row["patch_size"]) == ("context_prediction", 4)
+        assert row["poisson_disc_mean"] == pytest.approx(np.mean(values))
+        assert row["poisson_disc_std"] == pytest.approx(np.std(values, ddof=1))
+        assert row["poisson_disc_n"] == 4
+    # Both samplers' runs of lr=0.01 are one setting: one row, a column group each.
+    assert found["lr=0.01"]["random_mean"] == pytest.approx(np.mean(other))
+    assert found["lr=0.01"]["random_n"] == 3
+    assert found["lr=0.0001"]["random_n"] == 0 and math.isnan(found["lr=0.0001"]["random_mean"])
+    assert "one row per pretraining setting" in table.title
+
+
+def test_table2_of_a_strategy_outside_the_pretext_naming_keeps_it_whole() -> None:
+    # A data-scaling pretraining run's strategy names no task/patch/sampler: it is the setting.
+    rows = [
+        *_l2_rows("+50% unlabelled", np.array([1.0, 3.0])),
+        *_l2_rows("+100% unlabelled", np.array([5.0])),
+    ]
+    table = table2_l2_norm(ResultsTable(rows))
+    assert sorted(table.cells("poisson_disc_mean")) == [2.0, 5.0]
+    assert {row["setting"]: row["poisson_disc_mean"] for row in table} == {
+        "+50% unlabelled": 2.0,
+        "+100% unlabelled": 5.0,
+    }
 
 
 def test_table3_reproduces_a_hand_made_ordering() -> None:
@@ -104,6 +165,43 @@ def test_table3_reproduces_a_hand_made_ordering() -> None:
         expected = stats.wilcoxon((base + shifts[name]).ravel(), base.ravel(), alternative="greater").pvalue
         assert p == pytest.approx(expected)
     assert table.cells("pairs") == [24, 24, 24]
+
+
+def test_table3_pools_the_label_fractions_it_is_given_not_the_100_percent_fallback() -> None:
+    # The study plans 50% and 10%; "a" has finished its 50% runs, "b" only its 100% one. Left to
+    # the results, "b" alone would be tested on its 100% items; given the plan's fractions, "a" is
+    # ranked on its 50% items and "b" waits, unranked.
+    rng = np.random.default_rng(6)
+    base = rng.uniform(0.6, 0.8, size=(2, 6))  # 100% and 50% x 6 test images
+    gain = np.array([0.05, 0.03, -0.01, 0.04, 0.06, 0.02])
+    rows = []
+    for f_index, fraction in enumerate((1.0, 0.5)):
+        for i in range(6):
+            rows.append(result_row("supervised", "supervised", fraction, i, base[f_index, i]))
+            rows.append(result_row("ssl", "a", fraction, i, base[f_index, i] + gain[i]))
+    rows += [result_row("ssl", "b", 1.0, i, base[0, i] + 0.1) for i in range(6)]
+    table = table3_ranking(ResultsTable(rows), label_fractions=[0.5, 0.1])
+    found = {row["strategy"]: row for row in table}
+    assert found["a"]["rank"] == 1 and found["a"]["pairs"] == 6
+    expected = stats.wilcoxon(base[1] + gain, base[1], alternative="greater").pvalue
+    assert found["a"]["p_value"] == pytest.approx(expected)
+    b = found["b"]
+    assert (
+        b["rank"] is None and b["pairs"] == 0 and math.isnan(b["p_value"]) and b["baseline"] == "supervised"
+    )
+    assert b["note"] == (
+        "not ranked: no label-limited results yet (none at 0.5, 0.1; its results, at label fraction 1, "
+        "are not pooled)"
+    )
+    assert "pooled over label fractions 0.5, 0.1;" in table.title
+    assert "Holm-adjusted over the 1 ranked" in table.title
+    # Left to the results, the default pools what they hold below 100%: 0.5 here, named too.
+    assert "pooled over label fractions 0.5;" in table3_ranking(ResultsTable(rows)).title
+    only_full = [row for row in rows if row["label_fraction"] == 1.0]
+    with pytest.raises(
+        ValueError, match=r"label fractions it pools \(0\.5, 0\.1\).*'a': not ranked: no label-limited"
+    ):
+        table3_ranking(ResultsTable(only_full), label_fractions=[0.5, 0.1])
 
 
 def test_table3_counts_a_test_image_once_however_many_subset_seeds() -> None:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from inpaintssl.analysis import paper_tables
 from inpaintssl.analysis.table import Table as ResultsTable
 from inpaintssl.studies.grid import expand_study
-from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId
+from inpaintssl.studies.queue import NewRun, RunRecord, WorkerId, pid_alive
 from inpaintssl.studies.report import write_report
-from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.spec import StudySpec, load_spec
+from inpaintssl.studies.status import STALE, study_status
 from inpaintssl.studies.store import Measurement, StudyStore
 from study_helpers import (
     clinical_results,
@@ -24,6 +29,8 @@ from study_helpers import (
     tiny_spec,
     transfer_results,
 )
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "studies"
 
 
 class _Links(HTMLParser):
@@ -342,6 +349,121 @@ def test_a_report_whose_runs_all_finished_has_no_incomplete_ranking_note(tmp_pat
     _recorded_study(spec)
     files = write_report(spec, output=tmp_path / "report")
     assert "ranked on" not in files.markdown.read_text()
+
+
+def _status_csv(folder: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """``(kind, status) -> (runs, not_converged)`` of a report's ``status.csv``."""
+    with open(folder / "status.csv", newline="") as handle:
+        return {(r["kind"], r["status"]): (r["runs"], r["not_converged"]) for r in csv.DictReader(handle)}
+
+
+def test_the_status_table_counts_planned_runs_that_no_database_records_yet(tmp_path: Path) -> None:
+    # The runs of a label fraction added to the spec (or of another shard) are in no database yet:
+    # counted from the database alone, status.csv read as a finished study.
+    _recorded_study(_tiny(tmp_path))  # 1.0 and 0.5: 2 pretraining, 2 supervised + 4 SSL runs, all done
+    spec = _tiny(tmp_path, label_fractions=[1.0, 0.5, 0.25])
+    write_report(spec, output=tmp_path / "report")
+    # 0.25 adds a supervised run and an SSL run per pretext task: 3 fine-tuning runs not started.
+    expected = {
+        ("finetune", "done"): ("6", "0"),
+        ("finetune", "not started"): ("3", ""),
+        ("pretrain", "done"): ("2", "0"),
+    }
+    assert _status_csv(tmp_path / "report") == expected
+    counted = {
+        (kind, status): str(n) for kind, c in study_status(spec).counts.items() for status, n in c.items()
+    }
+    assert counted == {key: runs for key, (runs, _) in expected.items()}  # as `experiment status` says
+
+
+def test_the_status_table_counts_a_run_whose_worker_is_gone_as_stale(tmp_path: Path) -> None:
+    # A killed driver's run stays "running" in the database; status.csv called it running, so a
+    # dead study looked busy, where `experiment status` says stale (the next run reclaims it).
+    spec = _tiny(tmp_path)
+    plan = expand_study(spec)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = WorkerId(WorkerId.current().host, int(gone.stdout), "killed")
+    assert not pid_alive(dead.pid)
+    first = plan.pretrain_jobs()[0]
+    with StudyStore(spec.database_path()) as store:
+        store.add_runs(
+            [
+                NewRun(job.id, job.kind, job.depends_on, job.config.model_dump(mode="json"), dict(job.labels))
+                for job in plan
+            ]
+        )
+        assert store.mark_submitted([first.id], dead, max_attempts=2) == [first.id]
+    write_report(spec, output=tmp_path / "report")
+    assert _status_csv(tmp_path / "report") == {
+        ("finetune", "pending"): ("6", ""),
+        ("pretrain", "pending"): ("1", ""),
+        ("pretrain", STALE): ("1", ""),
+    }
+
+
+def test_table3_waits_for_label_limited_results_rather_than_ranking_the_100_percent_ones(
+    tmp_path: Path,
+) -> None:
+    # Only the 100%-label runs have finished. Table 3 pools the label-limited fractions (sec.
+    # 2.5.3): it ranked both strategies on the 100% items instead, and counted them against the
+    # 50%/25% items planned.
+    _recorded_study(_tiny(tmp_path, label_fractions=[1.0]))
+    spec = _tiny(tmp_path, label_fractions=[1.0, 0.5, 0.25])
+    files = write_report(spec, output=tmp_path / "report")
+    assert not (tmp_path / "report" / "table3_ranking.csv").exists()
+    why = dict(files.skipped)["table 3"]
+    assert "at the label fractions it pools (0.5, 0.25)" in why
+    for task in ("context_prediction", "context_restoration"):
+        assert f"'{task} 4x4 poisson_disc': not ranked: no label-limited results yet" in why
+    assert "its results, at label fraction 1, are not pooled" in why
+
+
+def test_table3_ranks_the_strategy_with_label_limited_results_and_lists_the_other(tmp_path: Path) -> None:
+    # context_restoration's 50% run has finished, context_prediction's has not: the first is ranked
+    # on its 50% items, the second listed unranked, though both have 100% results.
+    spec = _tiny(tmp_path)
+    names = _recorded_study(spec, failed_ssl=("context_prediction", 0.5))
+    write_report(spec, output=tmp_path / "report")
+    with open(tmp_path / "report" / "table3_ranking.csv", newline="") as handle:
+        table = {row["strategy"]: row for row in csv.DictReader(handle)}
+    ranked, waiting = (
+        table["context_restoration 4x4 poisson_disc"],
+        table["context_prediction 4x4 poisson_disc"],
+    )
+    # _recorded_study scores item i 0.5 + 0.01 i (supervised) and 0.6 + 0.01 i (SSL), 6 items at 0.5.
+    ssl, supervised = 0.6 + 0.01 * np.arange(6), 0.5 + 0.01 * np.arange(6)
+    expected = stats.wilcoxon(ssl, supervised, alternative="greater").pvalue
+    assert ranked["rank"] == "1" and ranked["pairs"] == "6"
+    assert float(ranked["p_value"]) == pytest.approx(expected)
+    (failed,) = [run for run, name in names.items() if name == "ssl context_prediction 0.5"]
+    assert waiting["rank"] == "" and waiting["pairs"] == "0" and waiting["baseline"] == "supervised"
+    why = f"run {failed} failed (RuntimeError: CUDA error)"
+    assert waiting["note"].startswith(f"not ranked: no label-limited results yet (none at 0.5; {why}")
+    title = (tmp_path / "report" / "table3_ranking.md").read_text().splitlines()[0]
+    assert "pooled over label fractions 0.5;" in title
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_table2_of_the_example_specs_keeps_a_row_per_task_and_patch_size(path: Path) -> None:
+    # Table 2 has a row per pretraining setting; the example specs' grids vary nothing but the
+    # pretext task, patch size and sampler (data_scaling: the unlabelled amount), so their rows are
+    # the ones they always had, with an empty setting.
+    spec = load_spec(path)
+    rows = [
+        {**job.labels, "metric": "l2_norm", "value": float(i)}
+        for job in expand_study(spec).pretrain_jobs()
+        for i in range(3)
+    ]
+    table = paper_tables.table2_l2_norm(ResultsTable(rows))
+    keys = {(row["task"], row["patch_size"]) for row in rows}
+    if spec.study == "data_scaling":  # a pretraining run per amount of unlabelled data: a row each
+        strategies = {row["strategy"] for row in rows}
+        assert len(table) == len(strategies) > 1 and set(table.cells("setting")) == strategies
+    else:
+        assert len(table) == len(keys) and set(table.cells("setting")) == {None}
+        assert {(r["pretext_task"], r["patch_size"]) for r in table} == keys
 
 
 def test_a_narrowed_report_removes_the_files_it_no_longer_writes(tmp_path: Path) -> None:

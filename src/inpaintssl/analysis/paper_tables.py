@@ -1,13 +1,15 @@
 """The paper's tables from a study's results (CSV and Markdown via :class:`Table`).
 
 - :func:`table2_l2_norm`: Table 2, L2 norm of the inpainted validation images (mean and standard
-  deviation) by pretext task, patch size K and sampler.
+  deviation) by pretext task, patch size K and sampler, a row per pretraining setting.
 - :func:`table3_ranking`: Table 3, SSL strategies ranked by the p-value of a one-sided paired
   Wilcoxon test that they beat their supervised baseline (sec. 2.5.3), pooled over the label
   fractions below 100%; each strategy against the baseline trained like it, named in the table;
-  with Holm-adjusted p-values beside the paper's. A strategy the study planned but could not test
-  (:class:`UntestedStrategy`) is listed unranked, with a note saying why; one ranked without some
-  of its planned SSL runs (:class:`IncompleteStrategy`) says on how many of its planned items.
+  with Holm-adjusted p-values beside the paper's. The label fractions pooled are the study's
+  planned ones when given (the report gives them), named in the title. A strategy the study
+  planned but could not test (:class:`UntestedStrategy`) is listed unranked, with a note saying
+  why; one ranked without some of its planned SSL runs (:class:`IncompleteStrategy`) says on how
+  many of its planned items.
 - :func:`dice_table`: test Dice per strategy and label fraction, class-averaged and per class (the
   numbers behind Figures 3/4).
 - :func:`power_law_table`: the Figure 5 fit parameters per label fraction (and strategy, when the
@@ -23,7 +25,7 @@ Example:
     ...          "metric": "l2_norm", "value": v}
     ...         for s, v in [("random", 80.0), ("random", 90.0), ("poisson_disc", 70.0)]]
     >>> table2_l2_norm(Table(rows)).tuples()
-    (('context_restoration', 32, 70.0, nan, 1, 85.0, 7.0710678118654755, 2),)
+    (('context_restoration', 32, 70.0, nan, 1, 85.0, 7.0710678118654755, 2, None),)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from inpaintssl.analysis.summaries import (
     dice_rows,
     labels_needed_estimates,
     labels_needed_intervals,
+    limited_fractions,
     pooled_fractions,
     scaling_series,
 )
@@ -67,12 +70,18 @@ def table2_l2_norm(results: Table) -> Table:
     """Table 2: per-image L2 norm (mean, sample std, n) by task x patch size, one column group per sampler.
 
     Uses the pretraining runs' ``l2_norm`` rows (validation images under the fixed evaluation
-    corruption; per channel, averaged over channels, as the paper did for CT).
+    corruption; per channel, averaged over channels, as the paper did for CT). A row is one
+    pretraining setting: a grid over other pretraining values (a learning rate, a budget) gives
+    each task and patch size a row per setting, named in the last column, ``setting``: the other
+    grid values of the runs' ``strategy`` (``lr=0.01``), empty when the grid varies only the task,
+    patch size and sampler. Pooled into one row, runs of different settings had a mean of none of
+    them and a standard deviation that was mostly the gap between them.
     """
     rows = results.select(metric="l2_norm", arm="pretrain")
     samplers = [str(s) for s in rows.unique("sampler")]
+    settings = Table({**row, "setting": _pretraining_setting(row.get("strategy"), row)} for row in rows)
     out = []
-    for (task, size), table in rows.groups("task", "patch_size").items():
+    for (task, size, setting), table in settings.groups("task", "patch_size", "setting").items():
         cells: list[object] = [task, size]
         for sampler in samplers:
             values = table.select(sampler=sampler).column("value")
@@ -80,17 +89,49 @@ def table2_l2_norm(results: Table) -> Table:
             mean = float(values.mean()) if values.size else math.nan
             std = float(values.std(ddof=1)) if values.size > 1 else math.nan
             cells += [mean, std, int(values.size)]
-        out.append(tuple(cells))
+        out.append((*cells, setting))
     columns = ["pretext_task", "patch_size"]
     for sampler in samplers:
         columns += [f"{sampler}_mean", f"{sampler}_std", f"{sampler}_n"]
+    # The setting goes last: code that reads the table's columns by position keeps them.
     return Table(
         tuple(out),
         name="table2_l2_norm",
         title="Table 2: L2 norm of inpainted validation images (mean, std, n) by pretext task, patch size "
-        "and sampler",
-        columns=tuple(columns),
+        "and sampler; one row per pretraining setting (setting: its other grid values)",
+        columns=(*columns, "setting"),
     )
+
+
+def _pretraining_setting(strategy: object, labels: Mapping[str, object]) -> str | None:
+    """A pretraining run's grid values other than its task, patch size and sampler, from its ``strategy``.
+
+    A pretext-design strategy is ``<task> <K>x<K> <sampler>`` followed by the other grid values
+    (:mod:`inpaintssl.studies.grid`); another (a data-scaling run's ``+50% unlabelled``) is
+    itself the setting.
+
+    Args:
+        strategy: The run's ``strategy`` label (``None`` when it has none).
+        labels: Its ``task``, ``patch_size`` and ``sampler``.
+
+    Returns:
+        The setting, ``None`` when the strategy names nothing but the task, patch size and sampler
+        (or there is none).
+
+    Example:
+        >>> labels = {"task": "context_prediction", "patch_size": 4, "sampler": "random"}
+        >>> _pretraining_setting("context_prediction 4x4 random lr=0.01", labels)
+        'lr=0.01'
+        >>> _pretraining_setting("context_prediction 4x4 random", labels) is None
+        True
+    """
+    if strategy is None:
+        return None
+    name, size = str(strategy), labels.get("patch_size")
+    head = f"{labels.get('task')} {size}x{size} {labels.get('sampler')}"
+    if name == head:
+        return None
+    return name[len(head) + 1 :] if name.startswith(head + " ") else name
 
 
 @dataclass(frozen=True)
@@ -129,6 +170,7 @@ def table3_ranking(
     results: Table,
     *,
     level: str | None = None,
+    label_fractions: Sequence[float] | None = None,
     untested: Mapping[str, UntestedStrategy] | None = None,
     incomplete: Mapping[str, IncompleteStrategy] | None = None,
 ) -> Table:
@@ -137,9 +179,9 @@ def table3_ranking(
     Class-averaged Dice per test item (volume for 3D data, slice for 2D) and label fraction,
     paired with the baseline on the same item and fraction, each arm averaged over the subset seeds
     both measured (a test item at a label fraction is one observation, however many subsets were
-    trained); label fractions below 100% are pooled (all fractions if 100% is the only one), so a
-    test volume counts once per pooled fraction, as in the paper (36 volumes at 4 fractions: 144
-    pairs; read the p-value beside ``pairs``). Each strategy is
+    trained); the label fractions below 100% are pooled (``label_fractions``), so a test volume
+    counts once per pooled fraction, as in the paper (36 volumes at 4 fractions: 144 pairs; read
+    the p-value beside ``pairs``). The title names the fractions pooled. Each strategy is
     tested against its own baseline, the supervised runs trained with its learning rate, budget and
     other non-transfer settings (the ``baseline_id`` of its rows), on the items the two share
     (:func:`~inpaintssl.analysis.summaries.baseline_pairs`), so ``pairs`` may differ between
@@ -168,11 +210,19 @@ def table3_ranking(
     ``incomplete`` (some of its planned SSL runs failed or have not finished) is ranked as it
     would be without it, and its note says on how many of its planned items (the test items of
     the results at each pooled label fraction of its planned runs) and why the others are
-    missing: ``ranked on 8 of 12 planned items (no SSL results: run ft-a failed (...))``.
+    missing: ``ranked on 8 of 12 planned items (no SSL results: run ft-a failed (...))``. A
+    strategy whose results hold none of the pooled fractions (only its 100%-label runs have
+    finished) is listed unranked, ``not ranked: no label-limited results yet``: ranked on its 100%
+    items instead, it would answer another question than the others (sec. 2.5.3 leaves 100% out).
 
     Args:
         results: The long results table.
         level: ``image`` or ``volume`` (default :func:`~inpaintssl.analysis.summaries.dice_level`).
+        label_fractions: The label fractions to pool: a study's planned fractions below 100%
+            (:func:`~inpaintssl.analysis.summaries.pooled_fractions` of them; 100% alone for a study
+            that plans only 100%). Default: those of ``results``
+            (:func:`~inpaintssl.analysis.summaries.limited_fractions`), which are 100% alone while
+            no label-limited run has finished: a caller that knows the plan passes its fractions.
         untested: Strategies the study planned, by name, each with its baseline and why it has
             no results (:class:`UntestedStrategy`).
         incomplete: Strategies with results that lack some planned SSL runs, by name, each with
@@ -185,28 +235,38 @@ def table3_ranking(
             the rows name no baseline and hold several
             (:func:`~inpaintssl.analysis.summaries.named_baselines`).
     """
-    pairs = baseline_pairs(results, level=level)
+    dice = dice_rows(results, level=level)
+    pooled = list(label_fractions) if label_fractions is not None else limited_fractions(dice)
+    pairs = baseline_pairs(results, level=level, label_fractions=pooled)
     found = {name: pair for name, pair in pairs.items() if pair.ssl.size}
-    # Unranked: (baseline, note) of strategies without pairs, and of planned ones without rows.
+    partial = incomplete or {}
+    # Unranked: (baseline, note) of strategies without pairs, of those with results at other
+    # fractions only, and of planned ones without rows.
     unranked = {
         name: (pair.baseline_name, _unpaired_note(pair)) for name, pair in pairs.items() if not pair.ssl.size
     }
+    elsewhere = _outside_pooled(results, dice, set(pairs), level=level)
+    unranked.update(
+        (name, (baseline, _not_limited_note(held, pooled=pooled, strategy=partial.get(name))))
+        for name, (baseline, held) in elsewhere.items()
+    )
     unranked.update(
         (name, (strategy.baseline, f"not ranked: no SSL results ({strategy.why})"))
         for name, strategy in (untested or {}).items()
-        if name not in pairs
+        if name not in pairs and name not in elsewhere
     )
     unranked = dict(sorted(unranked.items()))
+    where = _fractions(pooled) or "none"
     if not found:
         waiting = "; ".join(f"{name!r}: {note}" for name, (_, note) in unranked.items())
         raise ValueError(
-            "table 3 needs supervised-baseline and SSL Dice on the same test items; found no SSL "
-            f"strategy with test items its baseline also has{f' ({waiting})' if waiting else ''}"
+            "table 3 needs supervised-baseline and SSL Dice on the same test items at the label "
+            f"fractions it pools ({where}); found no SSL strategy with test items its baseline also has"
+            f"{f' ({waiting})' if waiting else ''}"
         )
     ranking = rank_pairs({name: (pair.ssl, pair.baseline) for name, pair in found.items()})
     holm = holm_adjusted([r.p_value for r in ranking])
     items = _test_items(results, level=level)
-    partial = incomplete or {}
     rows: list[tuple[int | None, str, str | None, float, float, int, float, str]] = [
         (
             r.rank,
@@ -235,8 +295,9 @@ def table3_ranking(
         tuple(rows),
         name="table3_ranking",
         title="Table 3: strategies ranked by one-sided paired Wilcoxon p-value (SSL > supervised Dice), "
-        "each against the supervised baseline trained like it; strategies whose baseline shares no "
-        "test item with them, or without SSL results, are listed unranked, note says why; p_holm: "
+        f"each against the supervised baseline trained like it, pooled over label fractions {where}; "
+        "strategies without results there, or whose baseline shares no test item with them there, "
+        "are listed unranked, note says why; p_holm: "
         f"Holm-adjusted over the {len(found)} ranked (tested) strategies only",
         columns=(
             "rank",
@@ -248,6 +309,49 @@ def table3_ranking(
             "mean_dice_difference",
             "note",
         ),
+    )
+
+
+def _fractions(fractions: Sequence[float]) -> str:
+    """``0.5, 0.25``: label fractions as a note names them, largest first."""
+    return ", ".join(f"{f:g}" for f in sorted(fractions, reverse=True))
+
+
+def _outside_pooled(
+    results: Table, dice: Table, paired: set[str], *, level: str | None
+) -> dict[str, tuple[str | None, list[float]]]:
+    """Strategies with SSL Dice rows, none of them ``paired`` (at a pooled label fraction).
+
+    Returns:
+        ``name -> (baseline, the label fractions its rows are at)``; the baseline is the one its
+        rows there name, for the ``baseline`` column.
+    """
+    held = {
+        str(name): [float(f) for f in table.unique("label_fraction") if f is not None]
+        for (name,), table in dice.select(arm="ssl").groups("strategy").items()
+        if str(name) not in paired
+    }
+    if not held:
+        return {}
+    everywhere = baseline_pairs(
+        results, level=level, label_fractions=sorted({f for found in held.values() for f in found})
+    )
+    out: dict[str, tuple[str | None, list[float]]] = {}
+    for name, fractions in held.items():
+        pair = everywhere.get(name)
+        out[name] = (pair.baseline_name if pair is not None else None, fractions)
+    return out
+
+
+def _not_limited_note(
+    held: Sequence[float], *, pooled: Sequence[float], strategy: IncompleteStrategy | None
+) -> str:
+    """Why a strategy with results at other label fractions only (100% alone, typically) is not ranked."""
+    what = "label-limited results yet" if set(held) == {1.0} else "results at the pooled label fractions"
+    why = f"; {strategy.why}" if strategy is not None else ""
+    return (
+        f"not ranked: no {what} (none at {_fractions(pooled)}{why}; its results, at label fraction "
+        f"{_fractions(held)}, are not pooled)"
     )
 
 

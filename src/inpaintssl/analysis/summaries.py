@@ -719,6 +719,9 @@ def limited_fractions(results: Table) -> list[Any]:
 
     Every label fraction of ``results`` but 1.0, the paper's label-limited 50/25/10/5%; all of them
     when 1.0 is the only one (:func:`pooled_fractions`). Rows without a label fraction are not counted.
+    That fallback is for a study that plans 100% alone: results read while only a study's 100%-label
+    runs have finished hold 1.0 alone too, so a caller that knows the plan pools
+    :func:`pooled_fractions` of its planned fractions instead (as the report's Table 3 does).
 
     Example:
         >>> limited_fractions(Table([{"label_fraction": f} for f in (1.0, 0.5, 0.1, None)]))

@@ -1,7 +1,8 @@
 """A study's report: its tables (CSV + Markdown) and figures (PNG + PDF) in Markdown and HTML pages.
 
-What goes in depends on the study (see :mod:`inpaintssl.studies.runner`): every report has
-the run status and (but the demo's) the Dice table; ``pretext_design`` adds Table 2, Table 3 and
+What goes in depends on the study (see :mod:`inpaintssl.studies.runner`): every report but
+the demo's has the status of the planned runs, counted as ``experiment status`` counts them (runs
+not started and stale ones included), and the Dice table; ``pretext_design`` adds Table 2, Table 3 and
 Figures 3/4 (one per pretext task); ``transfer_design`` Figure A1 and the strategy ranking;
 ``data_scaling`` Figure 5, its power-law fits and the labels-needed estimate; ``clinical`` Figures
 6 and 7, the agreement table and the per-image Wilcoxon test; ``demo`` the SSL-vs-supervised
@@ -53,6 +54,7 @@ from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.spec import StudySpec, load_spec
+from inpaintssl.studies.status import planned_runs
 from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["ReportFiles", "StudyReport", "report_study", "write_report"]
@@ -89,13 +91,20 @@ def _verdict(run: RunRecord) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _status_table(runs: Mapping[str, RunRecord]) -> Table:
+def _status_table(plan: StudyPlan, runs: Mapping[str, RunRecord], *, stale_after_s: float) -> Table:
+    """The planned runs by kind and status, counted as ``experiment status`` counts them.
+
+    From the plan, not the database alone: runs no database records yet (another shard's, a label
+    fraction added to the spec) are ``not started``, and a ``running`` run whose worker is gone is
+    stale (:func:`~inpaintssl.studies.status.planned_runs`). Counted from the database, an
+    unfinished study read as finished and a killed one as busy.
+    """
     counts: dict[tuple[str, str], int] = {}
     stalled: dict[tuple[str, str], int] = {}
-    for run in runs.values():
-        key = (run.kind, run.status)
+    for planned in planned_runs(plan, runs, stale_after_s=stale_after_s):
+        key = (planned.job.kind, planned.status)
         counts[key] = counts.get(key, 0) + 1
-        stalled[key] = stalled.get(key, 0) + (_verdict(run) is False)
+        stalled[key] = stalled.get(key, 0) + (planned.run is not None and _verdict(planned.run) is False)
     return Table(
         # Only finished runs have a verdict: the column is empty on the other rows.
         tuple(
@@ -103,7 +112,9 @@ def _status_table(runs: Mapping[str, RunRecord]) -> Table:
             for (kind, status), n in sorted(counts.items())
         ),
         name="status",
-        title="Runs by kind and status; not_converged: finished runs whose training did not converge",
+        title="Planned runs by kind and status (not started: no database records it yet; stale: its "
+        "worker is gone, the next `experiment run` reclaims it); not_converged: finished runs whose "
+        "training did not converge",
         columns=("kind", "status", "runs", "not_converged"),
     )
 
@@ -283,8 +294,18 @@ def _study_parts(
         # a ranked one that lacks some of its runs says so.
         def build() -> Table:
             missing = _missing_ssl(plan, results, runs)
+            # The plan's fractions, not the results': while only the 100%-label runs have finished,
+            # the results' would rank on those, which sec. 2.5.3 leaves out.
+            planned = {
+                float(j.labels["label_fraction"])
+                for j in plan.finetune_jobs()
+                if j.labels.get("arm") == "ssl"
+            }
             table = paper_tables.table3_ranking(
-                results, untested=missing.untested, incomplete=missing.incomplete
+                results,
+                label_fractions=pooled_fractions(sorted(planned, reverse=True)),
+                untested=missing.untested,
+                incomplete=missing.incomplete,
             )
             incomplete.update(missing.incomplete)  # only once the ranking exists to carry their notes
             return table
@@ -350,10 +371,10 @@ def write_report(
     # table the status and each run's convergence, and the pages show its tables (no Markdown copies).
     demo = spec.study == "demo"
     parts = ReportParts(folder, markdown_tables=not demo)
-    if not demo:
-        parts.table("status", lambda: _status_table(runs))
-        parts.table("dice", lambda: paper_tables.dice_table(results))
     plan = expand_study(spec)
+    if not demo:
+        parts.table("status", lambda: _status_table(plan, runs, stale_after_s=spec.stale_after_s))
+        parts.table("dice", lambda: paper_tables.dice_table(results))
     incomplete = _study_parts(spec, plan, results, runs, parts)
     # The demo's results.csv has one row per slice and class, with the class average as "mean".
     measured = with_mean_class(results) if demo else _with_convergence(results, runs)

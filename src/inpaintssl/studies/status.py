@@ -16,19 +16,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from inpaintssl.studies.grid import expand_study
-from inpaintssl.studies.queue import run_is_stale
+from inpaintssl.studies.grid import Job, expand_study
+from inpaintssl.studies.queue import RunRecord, run_is_stale
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files
 from inpaintssl.studies.results import load_runs, study_databases
 from inpaintssl.studies.spec import StudySpec, load_spec
 
-__all__ = ["NOT_STARTED", "STALE", "StudyStatus", "study_status"]
+__all__ = ["NOT_STARTED", "STALE", "PlannedRun", "StudyStatus", "planned_runs", "study_status"]
 
 NOT_STARTED = "not started"
 """The status counted for a planned run that no database records."""
@@ -38,6 +38,54 @@ STALE = "stale (worker gone; the next `experiment run` reclaims it)"
 spec's ``stale_after_s``, or its process on this host has ended (the rule by which a claim
 reclaims it, :func:`inpaintssl.studies.queue.worker_gone`). Counted as ``running``, a killed
 study looked busy for ever."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A planned run and the status it is counted under (:func:`planned_runs`).
+
+    Attributes:
+        job: The planned job.
+        run: Its record in the study's database, ``None`` when none records it.
+        status: :data:`NOT_STARTED` without a record, :data:`STALE` for a ``running`` run whose
+            worker is gone, else the recorded status.
+    """
+
+    job: Job
+    run: RunRecord | None
+    status: str
+
+
+def planned_runs(
+    plan: Iterable[Job], runs: Mapping[str, RunRecord], *, stale_after_s: float
+) -> tuple[PlannedRun, ...]:
+    """Each planned job with the status ``experiment status`` and the report's ``status.csv`` count it under.
+
+    The one rule of both, so that they cannot disagree: a job no database records is
+    :data:`NOT_STARTED`, and a ``running`` one whose worker is gone is :data:`STALE`
+    (:func:`~inpaintssl.studies.queue.run_is_stale`, the rule by which a claim reclaims it).
+
+    Args:
+        plan: The planned jobs (:func:`~inpaintssl.studies.grid.expand_study`), in plan order.
+        runs: Run id -> record (:func:`~inpaintssl.studies.results.load_runs`); records of
+            jobs not in ``plan`` are not counted.
+        stale_after_s: Heartbeat age after which a ``running`` run's worker counts as gone (the
+            spec's ``stale_after_s``).
+
+    Example:
+        >>> from inpaintssl.studies.spec import StudySpec
+        >>> plan = expand_study(StudySpec(study="clinical", output="out"))
+        >>> {p.status for p in planned_runs(plan, {}, stale_after_s=900.0)}
+        {'not started'}
+    """
+    found = []
+    for job in plan:
+        run = runs.get(job.id)
+        status = run.status if run is not None else NOT_STARTED
+        if run is not None and run_is_stale(run, stale_after_s=stale_after_s):
+            status = STALE
+        found.append(PlannedRun(job, run, status))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -84,11 +132,8 @@ def study_status(spec: StudySpec | Mapping[str, Any] | str | Path) -> StudyStatu
     runs = load_runs(spec)
     counts: dict[str, dict[str, int]] = {}
     failures: list[tuple[str, str]] = []
-    for job in plan:
-        run = runs.get(job.id)
-        status = run.status if run is not None else NOT_STARTED
-        if run is not None and run_is_stale(run, stale_after_s=spec.stale_after_s):
-            status = STALE
+    for planned_run in planned_runs(plan, runs, stale_after_s=spec.stale_after_s):
+        job, run, status = planned_run.job, planned_run.run, planned_run.status
         by_status = counts.setdefault(job.kind, {})
         by_status[status] = by_status.get(status, 0) + 1
         if run is not None and run.status == "failed" and run.error:
