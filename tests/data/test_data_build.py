@@ -16,7 +16,7 @@ from inpaintssl.config import DataConfig, SourceConfig
 from inpaintssl.data.base import DataError
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.mni152 import MNI152Dataset
-from inpaintssl.data.splits import SplitRecord
+from inpaintssl.data.splits import SplitRecord, label_limited_subsets, select_fraction
 
 
 def _volumes(ds: torch.utils.data.Dataset) -> set[str]:  # type: ignore[type-arg]
@@ -95,6 +95,58 @@ def test_splits_file_is_reused_exactly(tmp_path: Path) -> None:
     assert set(smaller.splits.subsets["train"].volume_ids) < set(first.splits.subsets["train"].volume_ids)
     with pytest.raises(DataError, match=r"splits file .* has no label-limited subset for label_fraction=0.3"):
         build_datasets(again.model_copy(update={"label_fraction": 0.3}), stage="finetune", seed=0)
+
+
+def test_a_reused_splits_file_records_the_seed_and_fractions_that_chose_its_volumes(tmp_path: Path) -> None:
+    # The new record said the new config's subset_seed and fraction while listing the file's
+    # volumes: a record whose seed and fraction do not give the volumes it lists.
+    labelled = {"num_images": 20, "num_val": 2, "num_test": 2, "size": [16, 16]}
+    first = build_datasets(
+        DataConfig(dataset="synthetic", params=labelled, label_fraction=0.25, subset_seed=0),
+        stage="finetune",
+        seed=0,
+    )
+    first.splits.save(tmp_path / "finetune.json")
+    again = DataConfig(
+        dataset="synthetic",
+        params=labelled,
+        label_fraction=0.25,
+        subset_seed=7,
+        splits_file=tmp_path / "finetune.json",
+    )
+    record = build_datasets(again, stage="finetune", seed=0).splits
+    ids = [f"train{i:04d}" for i in range(20)]
+    seed0 = sorted(label_limited_subsets(ids, fractions=(0.25,), seed=0)[0.25])
+    assert sorted(label_limited_subsets(ids, fractions=(0.25,), seed=7)[0.25]) != seed0  # the seeds differ
+    assert record.subsets["train"].volume_ids == seed0
+    assert record.subset_seed == 0
+
+    extra = {"num_images": 10, "size": [16, 16]}
+    unlabelled = [f"unlabelled{i:04d}" for i in range(10)]
+
+    def pretrain(fraction: float, *, seed: int = 0, splits: Path | None = None) -> SplitRecord:
+        source = SourceConfig(dataset="synthetic", params=extra, fraction=fraction)
+        cfg = DataConfig(
+            dataset="synthetic", params=labelled, unlabelled=[source], subset_seed=seed, splits_file=splits
+        )
+        return build_datasets(cfg, stage="pretrain", seed=0).splits
+
+    pretrain(0.5).save(tmp_path / "pretrain.json")
+    reused = pretrain(1.0, seed=7, splits=tmp_path / "pretrain.json")
+    subset = reused.subsets["unlabelled/0"]
+    assert (subset.fraction, reused.subset_seed) == (0.5, 0)
+    # The record describes its own volumes: its seed and fraction draw them again.
+    assert subset.volume_ids == list(select_fraction(unlabelled, fraction=0.5, seed=0))
+    # A source the file does not list is drawn with data.subset_seed, as it was (a run that drew it so
+    # resumes with its volumes), with a warning that the record states the file's seed.
+    record.save(tmp_path / "finetune-seed0.json")
+    with pytest.warns(
+        UserWarning, match=r"data\.unlabelled\[0\] is not in splits file .* drawn with data\.subset_seed=7"
+    ):
+        added = pretrain(0.3, seed=7, splits=tmp_path / "finetune-seed0.json")
+    assert added.subset_seed == 0
+    assert added.subsets["unlabelled/0"].volume_ids == list(select_fraction(unlabelled, fraction=0.3, seed=7))
+    assert added.subsets["unlabelled/0"].fraction == 0.3
 
 
 def test_val_max_images_keeps_evenly_spaced_slices() -> None:
@@ -266,6 +318,8 @@ def test_empty_split_from_a_plugin_like_dataset(tmp_path: Path) -> None:
 def test_synthetic_zero_images_in_a_split_is_refused_not_taken_as_unset(split: str, field: str) -> None:
     from inpaintssl.data.synthetic import SyntheticShapes
 
-    with pytest.raises(DataError, match=rf"synthetic: {field}=0 would leave split '{split}' with no images"):
+    with pytest.raises(
+        DataError, match=rf"synthetic: params\.{field}=0 would leave split '{split}' with no images"
+    ):
         SyntheticShapes(split=split, num_images=12, **{field: 0})
     assert len(SyntheticShapes(split=split, num_images=12)) == 12  # not given: num_images

@@ -147,6 +147,32 @@ def test_unlabelled_split_holds_the_other_axes() -> None:
     assert {only_sagittal.slice_shape(i) for i in range(len(only_sagittal))} == {(94, 116)}
 
 
+@pytest.mark.parametrize(
+    ("axes", "said"),
+    [
+        # One string was split into letters: "axes ['a', 'c', 'l', 'n', 'o', 'r'] unknown".
+        (
+            "coronal",
+            r"axes: expected a list of axis names, found the string 'coronal'; for one axis write a "
+            r"one-item list: \[coronal\]$",
+        ),
+        # Each slice of a repeated axis was built twice, without a word.
+        (
+            ["coronal", "sagittal", "coronal"],
+            r"axes \['coronal', 'sagittal', 'coronal'\] name 'coronal' 2 times; "
+            r"expected each axis once$",
+        ),
+        # No axis at all was blamed on min_brain_fraction and block_size.
+        ([], r"axes \[\] names no axis, so split 'unlabelled' has no slices; expected one or more of "),
+        ([1], r"axes \[1\] unknown; expected some of \['axial', 'coronal', 'sagittal'\]$"),
+        (None, r"axes=None: expected a list of axis names"),
+    ],
+)
+def test_axes_are_checked_as_a_list_of_distinct_names(axes: object, said: str) -> None:
+    with pytest.raises(DataError, match=rf"^mni152: {said}"):
+        MNI152Dataset(split="unlabelled", labelled=False, axes=axes)  # type: ignore[arg-type]
+
+
 def test_bad_parameters() -> None:
     with pytest.raises(DataError, match="has no labels; build it with labelled=False"):
         MNI152Dataset(split="unlabelled")

@@ -323,6 +323,25 @@ def test_a_folder_with_only_a_train_annotation_file_builds(tmp_path: Path) -> No
     assert sorted(set(SKMTEADataset(split="train", root=fx.root).volume_ids)) == ["MTR_001", "MTR_002"]
 
 
+def test_the_unlabelled_split_of_a_train_only_folder_is_the_scans_train_does_not_list(tmp_path: Path) -> None:
+    # It asked for val.json and test.json, which the train split of the same folder does without.
+    fx = make_skmtea(tmp_path / "s", splits={"train": 2}, unlabelled=2)
+    unlabelled = SKMTEADataset(split="unlabelled", labelled=False, root=fx.root)
+    assert sorted(set(unlabelled.volume_ids)) == fx.splits["unlabelled"] == ["MTR_003", "MTR_004"]
+    # With val.json too, its scans are annotated as well: not unlabelled.
+    fx = make_skmtea(tmp_path / "t", splits={"train": 1, "val": 1}, unlabelled=1)
+    unlabelled = SKMTEADataset(split="unlabelled", labelled=False, root=fx.root)
+    assert sorted(set(unlabelled.volume_ids)) == ["MTR_003"]
+
+
+def test_the_unlabelled_split_needs_one_annotation_file_at_least(skmtea: SkmteaFixture) -> None:
+    # A misspelt annotation_version would otherwise take every scan, the test scans too, as unannotated.
+    with pytest.raises(
+        DataError, match=r"^skmtea: no annotation file in .*annotations.v9; expected at least one of "
+    ):
+        SKMTEADataset(split="unlabelled", labelled=False, root=skmtea.root, annotation_version="v9")
+
+
 @pytest.mark.parametrize(
     ("spacing", "found"),
     [

@@ -434,6 +434,34 @@ def test_duplicate_ids(tmp_path: Path) -> None:
         resolve_cases("x.np?", "unlabelled", root=tmp_path, dataset="numpy")
 
 
+def test_one_image_listed_twice_in_a_split_is_refused_naming_both_entries(tmp_path: Path) -> None:
+    # Under a second id it was read twice: two test cases of one scan in the paired statistics.
+    (tmp_path / "test").mkdir()
+    for name in ("a", "b"):
+        np.save(tmp_path / "test" / f"{name}.npy", IMAGE)
+        np.save(tmp_path / "test" / f"{name}_seg.npy", np.ones_like(IMAGE, dtype=np.uint8))
+    cases = {
+        "test": [
+            {"image": "test/?.npy", "label": "test/?_seg.npy"},
+            {"image": "test/a.npy", "label": "test/a_seg.npy", "id": "patient7"},
+        ]
+    }
+    with pytest.raises(DataError) as caught:
+        numpy_dataset(split="test", cases=cases, root=tmp_path, class_names=("x",))
+    assert str(caught.value).startswith(
+        f"numpy cases['test']: image {tmp_path / 'test' / 'a.npy'} is read by two cases, 'a' and 'patient7': "
+        "entries 0 ('test/?.npy') and 1 ('test/a.npy') both list it; expected each image once in a split"
+    )
+    # Another spelling of the path, or a link to the file, is the same image; so in any split.
+    (tmp_path / "link.npy").symlink_to(tmp_path / "test" / "b.npy")
+    for again in ("./test/b.npy", "link.npy"):
+        with pytest.raises(DataError, match=r"is read by two cases, 'b' and '(b|link)': entries 0 .* and 1 "):
+            resolve_cases(["test/b.npy", again], "unlabelled", root=tmp_path, dataset="numpy")
+    # Distinct files of one split are fine, as before.
+    found = resolve_cases({"train": ["test/a.npy", "test/b.npy"]}, "train", root=tmp_path, dataset="numpy")
+    assert [c.volume_id for c in found] == ["a", "b"]
+
+
 # MetaImage and NRRD headers say which axes are spatial, which their readers refuse beyond three
 # (tests/data/test_data_metaimage.py, test_data_nrrd.py); these formats hold arrays of any rank.
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in ("metaimage", "nrrd")])
@@ -452,6 +480,35 @@ def test_image_label_shape_mismatch(tmp_path: Path, fmt: str) -> None:
     spec = _write(fmt, tmp_path, label=LABEL[:, :3])
     with pytest.raises(DataError, match=r"has shape \(6, 3, 4\) but image .* has shape \(6, 5, 4\)"):
         _build(spec, tmp_path)
+
+
+def test_a_shape_mismatch_along_another_slice_axis_names_the_stored_shapes(tmp_path: Path) -> None:
+    # The message gave the (rows, columns, slices) grids as "shape": (8, 3, 10), which neither file has.
+    np.save(tmp_path / "a.npy", RNG.normal(size=(10, 8, 3)))
+    np.save(tmp_path / "a_seg.npy", np.zeros((10, 8, 4), np.uint8))
+    cases = {"train": {"image": "a.npy", "label": "a_seg.npy"}}
+    with pytest.raises(DataError) as caught:
+        numpy_dataset(split="train", cases=cases, root=tmp_path, class_names=("x",), slice_axis=0)
+    # Slicing along axis 0: rows are axis 1 (8), columns axis 2 (3 or 4), 10 slices.
+    assert str(caught.value) == (
+        f"label {tmp_path / 'a_seg.npy'} (stored shape (10, 8, 4)) is sliced to a (rows, columns, slices) "
+        f"grid of (8, 4, 10) but image {tmp_path / 'a.npy'} (stored shape (10, 8, 3)) to (8, 3, 10); "
+        "expected the same voxel grid"
+    )
+
+
+def test_a_shape_mismatch_in_one_hdf5_file_names_each_dataset(tmp_path: Path) -> None:
+    # Image and label in one file: the message named the file twice and neither dataset.
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["image"] = RNG.normal(size=(8, 8, 3))
+        f["label"] = np.zeros((8, 8, 4), np.uint8)
+    with pytest.raises(DataError) as caught:
+        hdf5_dataset(split="train", cases={"train": "a.h5"}, root=tmp_path, class_names=("x",))
+    path = tmp_path / "a.h5"
+    assert str(caught.value) == (
+        f"label {path} (dataset 'label') has shape (8, 8, 4) but image {path} (dataset 'image') has shape "
+        "(8, 8, 3); expected the same voxel grid"
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

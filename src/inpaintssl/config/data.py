@@ -47,8 +47,10 @@ class DataConfig(_Strict):
         resize_mode: ``crop_or_pad`` (centre) or ``resize`` (bilinear images, nearest labels).
         label_fraction: Share of training volumes with labels used for fine-tuning (sec. 2.1:
             1.0, 0.5, 0.25, 0.1, 0.05); subsets are nested and seeded by ``subset_seed``.
-        subset_seed: Seed of the label-limited subset draw.
-        splits_file: A split JSON written by an earlier run; when given, its subsets are reused.
+        subset_seed: Seed of the label-limited subset draw (with ``splits_file``, the subsets
+            come from the file, and ``splits.json`` states the file's seed).
+        splits_file: A split JSON written by an earlier run; when given, its subsets are reused,
+            and the new record states the file's ``subset_seed`` and each reused subset's fraction.
         unlabelled: Extra unlabelled sources added to the pretraining set (sec. 2.6).
         num_workers: DataLoader worker processes for training and as many for validation (no
             more than a pass has batches), each set started once per run and kept to its end;

@@ -14,7 +14,10 @@ test splits.
 slice of every set (crop/pad centred, or resize); without it, all slices of a set must already
 share one size divisible by ``size_multiple`` (the backbone's ``2**(depth - 1)``). A
 ``splits_file`` from an earlier run fixes the training volumes (from its label-subset chain), the
-val/test items and the unlabelled volumes it lists.
+val/test items and the unlabelled volumes it lists; the new record states the file's
+``subset_seed`` and each reused unlabelled subset's ``fraction`` (those that chose its volumes). A
+source the file lacks is drawn with ``data.subset_seed``, with a warning where that is not the
+file's seed.
 
 Example:
     >>> from inpaintssl.config import DataConfig
@@ -59,6 +62,7 @@ from inpaintssl.data.views import (
 )
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
+from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["DataBundle", "Stage", "build_datasets", "build_split"]
 
@@ -175,6 +179,9 @@ class _Builder:
         self.size_multiple = size_multiple
         self.reuse = SplitRecord.load(cfg.splits_file) if cfg.splits_file is not None else None
         self.reuse_source = f"splits file {cfg.splits_file}"
+        # The reused subsets were drawn with the file's seed, and the new record lists them: it
+        # states that seed, whatever data.subset_seed says (the record describes its own volumes).
+        self.subset_seed = cfg.subset_seed if self.reuse is None else self.reuse.subset_seed
         self.subsets: dict[str, SubsetRecord] = {}
         self.chain: dict[str, list[str]] = {}
 
@@ -223,9 +230,14 @@ class _Builder:
         where = f"data.unlabelled[{position}].params"
         dataset = _build_source(source.dataset, params, split=split, labelled=False, where=where)
         key = f"unlabelled/{position}"
+        fraction = source.fraction
         if self.reuse is not None and key in self.reuse.subsets:
             chosen: Sequence[str] = self.reuse.subsets[key].volume_ids
+            # The share that chose these volumes, not this config's (which chose nothing here).
+            fraction = self.reuse.subsets[key].fraction
         else:
+            # With data.subset_seed, as always, also beside a splits file: a run that drew a source so
+            # resumes with the volumes it recorded.
             chosen = select_fraction(
                 [v for v, _ in item_refs(dataset)],
                 fraction=source.fraction,
@@ -233,8 +245,16 @@ class _Builder:
                 what=f"data.unlabelled[{position}].fraction",
                 of_what=f"{source.dataset} volumes",
             )
+            if self.reuse is not None and self.cfg.subset_seed != self.subset_seed:
+                warn_each_time(
+                    f"data.unlabelled[{position}] is not in {self.reuse_source}, so its volumes are drawn "
+                    f"with data.subset_seed={self.cfg.subset_seed}; the other subsets come from the file, "
+                    f"drawn with its subset_seed {self.subset_seed}, which splits.json states. Set "
+                    f"data.subset_seed={self.subset_seed} to draw every subset with one seed",
+                    UserWarning,
+                )
         view = select_volumes(dataset, chosen, what=self.reuse_source if self.reuse else key)
-        self.subsets[key] = _record(source.dataset, split, view, fraction=source.fraction)
+        self.subsets[key] = _record(source.dataset, split, view, fraction=fraction)
         return view
 
     def pretraining_set(self, train: SliceDataset) -> SliceDataset:
@@ -312,7 +332,7 @@ def _build_datasets(cfg: DataConfig, *, stage: Stage, size_multiple: int) -> Dat
     record = SplitRecord(
         stage=stage,
         dataset=cfg.dataset,
-        subset_seed=cfg.subset_seed,
+        subset_seed=builder.subset_seed,
         label_fraction=fraction,
         label_subsets=builder.chain,
         subsets=builder.subsets,

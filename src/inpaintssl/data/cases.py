@@ -31,7 +31,9 @@ file names in each (``case_00000/imaging.nii.gz``), each of them is named by its
 split's common folder as well (``case_00000_imaging``: :func:`folder_qualified_stems`, the names
 :func:`inpaintssl.inference.predict.predict` gives the same files). Ids must be unique within a
 split; a clash that remains (an ``id`` given twice, ``scan.nii.gz`` beside ``scan.npy``) is
-refused. One image in two of ``train``, ``val`` and ``test`` is refused (it would leak into model
+refused, and so is one image listed twice in a split (by two entries, or by two globs that both
+match it, under any ids): it would count twice, in training and in the test statistics. One image
+in two of ``train``, ``val`` and ``test`` is refused (it would leak into model
 selection or the test scores), and so is one ``id`` given explicitly in two of them (one patient's
 data in both); ``unlabelled``, for pretraining only, may repeat them.
 
@@ -57,6 +59,7 @@ from typing import Any
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.readers import VOLUME_SUFFIXES
+from inpaintssl.listing import first_and_more
 from inpaintssl.warning_format import warn_each_time
 
 __all__ = ["CaseSpec", "available_splits", "case_stem", "folder_qualified_stems", "is_glob", "resolve_cases"]
@@ -125,7 +128,9 @@ def _expand_glob(pattern: str | Path, *, root: Path | None, what: str) -> tuple[
     full = raw if raw.is_absolute() or root is None else root / raw
     if is_glob(str(pattern), full):
         # The root is a folder, not a pattern: its own [ * ? (data in "scans[v2]") match themselves.
-        relative = root is not None and not raw.is_absolute()
+        relative = root is not None and not raw.is_absolute() and root != Path()
+        # Not for root ".": the matches are Paths, which drop the "./" that the query would keep,
+        # and the query must match them as written to pair images with labels by name.
         base = os.path.join(glob.escape(str(root)), str(raw)) if relative else str(full)
         # Path drops a trailing slash, which in a glob means "folders only" (series folders).
         query = base + (os.sep if str(pattern).endswith(("/", os.sep)) else "")
@@ -360,6 +365,7 @@ def _entry_cases(entry: Any, *, root: Path | None, where: str) -> list[CaseSpec]
             raise DataError(
                 f"{where}: image {entry['image']!r} matches {len(images)} file(s) but label "
                 f"{entry['label']!r} matches {len(found)}; expected one label per image"
+                f"{_unpaired_files(images, image_query, found, label_query)}"
             )
         labels = list(_pair_labels(images, image_query, found, label_query, where=where))
     if "id" in entry:
@@ -380,7 +386,8 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
 
     Raises:
         DataError: Unknown or empty split, missing file, unmatched glob, mismatched image/label
-            counts, duplicate ids, or an image or explicit ``id`` in two of train, val and test.
+            counts (naming the images without a label where the globs tell), duplicate ids, one
+            image twice in the split, or an image or explicit ``id`` in two of train, val and test.
     """
     splits = _as_split_mapping(cases)
     if split not in splits:
@@ -391,16 +398,19 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
     where = f"{dataset} cases[{split!r}]"
     found: list[CaseSpec] = []
     named: list[bool] = []  # whether the config gave the case its id
-    for entry in entries:
+    origins: list[int] = []  # the index of the entry each case came from
+    for position, entry in enumerate(entries):
         cases = _entry_cases(entry, root=base, where=where)
         found.extend(cases)
         named.extend([isinstance(entry, Mapping) and "id" in entry] * len(cases))
+        origins.extend([position] * len(cases))
     if not found:
         raise DataError(f"{where} is empty; expected at least one image")
     unnamed = [i for i, given in enumerate(named) if not given]
     qualified = folder_qualified_stems([found[i].image for i in unnamed])
     for i, volume_id in zip(unnamed, qualified):
         found[i] = CaseSpec(volume_id, found[i].image, found[i].label)
+    _check_images_once(found, origins, entries, where=where)
     seen: dict[str, Path] = {}
     for case in found:
         if case.volume_id in seen:
@@ -414,6 +424,90 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
         given = {case.volume_id: case.image for case, is_given in zip(found, named) if is_given}
         _check_ids_disjoint(given, splits, split=split, dataset=dataset)
     return found
+
+
+def _entry_text(entry: Any) -> str:
+    """An entry as a message names it: its image path or glob."""
+    return repr(str(entry["image"]) if isinstance(entry, Mapping) and "image" in entry else str(entry))
+
+
+def _check_images_once(
+    found: Sequence[CaseSpec], origins: Sequence[int], entries: Sequence[Any], *, where: str
+) -> None:
+    """Refuse an image that two cases of one split read (two entries, or two globs, match it).
+
+    It would count twice: twice the weight in training, two cases of the paired test statistics,
+    which take the cases as independent. The resolved path is compared, so that ``a.npy``,
+    ``./a.npy`` and a link to it are one image; an HDF5 or NPZ image is read from the dataset's one
+    ``image_key`` in every file, so its path names it.
+    """
+    first: dict[Path, int] = {}
+    for index, case in enumerate(found):
+        key = case.image.resolve()
+        if key not in first:
+            first[key] = index
+            continue
+        before = found[first[key]]
+        entry, other = origins[first[key]], origins[index]
+        whence = (
+            f"entry {entry} ({_entry_text(entries[entry])}) matches it twice"
+            if entry == other
+            else f"entries {entry} ({_entry_text(entries[entry])}) and {other} "
+            f"({_entry_text(entries[other])}) both list it"
+        )
+        raise DataError(
+            f"{where}: image {case.image} is read by two cases, {before.volume_id!r} and "
+            f"{case.volume_id!r}: {whence}; expected each image once in a split, since a repeated image "
+            "counts twice (twice the weight in training, two cases in the test statistics); remove one "
+            "of them"
+        )
+
+
+def _unpaired_files(
+    images: list[Path], image_query: str | None, labels: list[Path], label_query: str | None
+) -> str:
+    """Which images lack a label (or labels an image) where the two globs match different
+    counts, as a clause for the error message (``""`` where that cannot be told).
+
+    The usual cause is an image glob that matches the label files too (``train/*.nii.gz`` beside
+    ``train/*_seg.nii.gz``); else the files are told apart by what their wildcards matched, as
+    :func:`_pair_labels` pairs them.
+    """
+    label_paths = {label.resolve() for label in labels}
+    both = [image for image in images if image.resolve() in label_paths]
+    if both:
+        return (
+            f"; the image pattern also matches {len(both)} label file(s) ({_names(both)}): narrow it "
+            "so that it matches the images alone (e.g. 'case*_img.nii.gz', or list the images)"
+        )
+    if image_query is None or label_query is None:
+        return ""
+    image_keys = _wildcard_parts(image_query, images)
+    label_keys = _wildcard_parts(label_query, labels)
+    if image_keys is None or label_keys is None or len(image_keys[0]) != len(label_keys[0]):
+        return ""
+    for ikeys, lkeys in (
+        (image_keys, label_keys),
+        (_distinct_cores(image_keys), _distinct_cores(label_keys)),
+    ):
+        for normalise in (_as_text, _numbers_by_value):
+            inames = [normalise(key) for key in ikeys]
+            lnames = [normalise(key) for key in lkeys]
+            if len(set(inames)) != len(inames) or len(set(lnames)) != len(lnames):
+                continue
+            # Trusted only where every file of the shorter list finds its partner.
+            if len(set(inames) & set(lnames)) != min(len(inames), len(lnames)):
+                continue
+            lonely = [img for img, key in zip(images, inames) if key not in set(lnames)]
+            if lonely:
+                return f"; {len(lonely)} image(s) have no label: {_names(lonely)}"
+            spare = [lab for lab, key in zip(labels, lnames) if key not in set(inames)]
+            return f"; {len(spare)} label(s) have no image: {_names(spare)}"
+    return ""
+
+
+def _names(paths: Sequence[Path]) -> str:
+    return first_and_more([path.name for path in paths], limit=5)
 
 
 _EVALUATED_SPLITS = ("train", "val", "test")

@@ -163,14 +163,52 @@ def check_spacing(spacing: Any, *, where: str, rank: int | None = None) -> tuple
 
 
 def check_same_shape(
-    image_shape: Sequence[int], label_shape: Sequence[int], *, image: str, label: str
+    image_shape: Sequence[int],
+    label_shape: Sequence[int],
+    *,
+    image: str,
+    label: str,
+    image_stored: Sequence[int] | None = None,
+    label_stored: Sequence[int] | None = None,
 ) -> None:
-    """Raise unless an image and its label cover the same voxels."""
-    if tuple(image_shape) != tuple(label_shape):
+    """Raise unless an image and its label cover the same voxels.
+
+    Args:
+        image_shape: The image's voxel grid as the dataset slices it.
+        label_shape: The label's, likewise.
+        image: The image as messages name it (its file, and the array inside it where the file
+            holds several).
+        label: The label, likewise.
+        image_stored: The image's stored array shape, where the grid is not it (another slice
+            axis, a reorientation, channels): the message then says both, since the grid alone
+            is a shape neither file has.
+        label_stored: The label's stored array shape, likewise.
+
+    Example:
+        >>> check_same_shape((8, 3, 10), (8, 4, 10), image="a.npy", label="a_seg.npy",
+        ...                  image_stored=(10, 8, 3), label_stored=(10, 8, 4))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: label a_seg.npy (stored shape (10, 8, 4)) is sliced to a (rows, \
+columns, slices) grid of (8, 4, 10) but image a.npy (stored shape (10, 8, 3)) to (8, 3, 10); ...
+    """
+    if tuple(image_shape) == tuple(label_shape):
+        return
+    stored = (image_stored, label_stored)
+    if any(s is not None and tuple(s) != tuple(g) for s, g in zip(stored, (image_shape, label_shape))):
         raise DataError(
-            f"label {label} has shape {tuple(label_shape)} but image {image} has shape "
-            f"{tuple(image_shape)}; expected the same voxel grid"
+            f"label {label} (stored shape {_shape(label_stored, label_shape)}) is sliced to a (rows, "
+            f"columns, slices) grid of {tuple(label_shape)} but image {image} (stored shape "
+            f"{_shape(image_stored, image_shape)}) to {tuple(image_shape)}; expected the same voxel grid"
         )
+    raise DataError(
+        f"label {label} has shape {tuple(label_shape)} but image {image} has shape "
+        f"{tuple(image_shape)}; expected the same voxel grid"
+    )
+
+
+def _shape(stored: Sequence[int] | None, grid: Sequence[int]) -> tuple[int, ...]:
+    return tuple(grid if stored is None else stored)
 
 
 def check_finite(array: np.ndarray, *, where: str) -> None:

@@ -222,6 +222,45 @@ def kept_slices(brain: np.ndarray, axis: int, *, min_brain_fraction: float) -> l
     return [int(i) for i in np.flatnonzero(fraction >= min_brain_fraction)]
 
 
+def _check_axes(axes: Any, *, split: str) -> tuple[str, ...]:
+    """``axes`` as a tuple if it is a list of distinct known axis names (not empty for ``unlabelled``).
+
+    Example:
+        >>> _check_axes(["coronal"], split="unlabelled")
+        ('coronal',)
+        >>> _check_axes("coronal", split="unlabelled")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: mni152: axes: expected a list of axis names, found the string \
+'coronal'; for one axis write a one-item list: [coronal]
+    """
+    known = sorted(_AXES)
+    if isinstance(axes, (str, bytes)):
+        # tuple("coronal") is one axis per letter, which were refused as unknown axes 'c', 'o', ...
+        name = axes.decode(errors="replace") if isinstance(axes, bytes) else axes
+        raise DataError(
+            f"mni152: axes: expected a list of axis names, found the string {axes!r}; for one axis write a "
+            f"one-item list: [{name}]"
+        )
+    if not isinstance(axes, Sequence):
+        raise DataError(f"mni152: axes={axes!r}: expected a list of axis names, some of {known}")
+    given = tuple(axes)
+    unknown = [axis for axis in given if not isinstance(axis, str) or axis not in _AXES]
+    if unknown:
+        raise DataError(f"mni152: axes {unknown} unknown; expected some of {known}")
+    repeated = [axis for axis in dict.fromkeys(given) if given.count(axis) > 1]
+    if repeated:
+        counts = ", ".join(f"{axis!r} {given.count(axis)} times" for axis in repeated)
+        # Each slice of such an axis would be built twice, twice the weight in pretraining.
+        raise DataError(f"mni152: axes {list(given)} name {counts}; expected each axis once")
+    if not given and split == "unlabelled":
+        raise DataError(
+            f"mni152: axes [] names no axis, so split 'unlabelled' has no slices; expected one or more of "
+            f"{known} (the default: {list(_DEFAULT_AXES)})"
+        )
+    return given
+
+
 def assign_blocks(count: int, *, block_size: int, pattern: Sequence[str] = SPLIT_PATTERN) -> list[str]:
     """Split name of each of ``count`` ordered slices: blocks of ``block_size`` dealt by ``pattern``.
 
@@ -251,11 +290,13 @@ class MNI152Dataset(SliceDataset):
         zoom: Resampling factor applied to the 1 mm template.
         min_brain_fraction: Smallest share of brain pixels for a slice to be used.
         block_size: Consecutive axial slices per block of the split pattern.
-        axes: Axes of the ``unlabelled`` split (``coronal``, ``sagittal``, even ``axial``).
+        axes: Axes of the ``unlabelled`` split (``coronal``, ``sagittal``, even ``axial``): a
+            list of distinct names, not empty for that split (``[coronal]`` for one axis).
         data_dir: Folder holding the three files (default: nilearn's bundled copy).
 
     Raises:
-        DataError: Bad parameter or a split that keeps no slices.
+        DataError: Bad parameter (``axes`` as one string rather than a list, an axis named twice,
+            an unknown one, or none for ``unlabelled``) or a split that keeps no slices.
         ImportError: nilearn/nibabel missing (``demo`` extra).
     """
 
@@ -279,9 +320,7 @@ class MNI152Dataset(SliceDataset):
         check_option(split, ("train", "val", "test", "unlabelled"), field="mni152: split", error=DataError)
         if split == "unlabelled" and labelled:
             raise DataError("mni152: split 'unlabelled' has no labels; build it with labelled=False")
-        unknown = sorted(set(axes) - set(_AXES))
-        if unknown:
-            raise DataError(f"mni152: axes {unknown} unknown; expected some of {sorted(_AXES)}")
+        axes = _check_axes(axes, split=split)
         template = load_template(zoom=float(zoom), data_dir=None if data_dir is None else str(data_dir))
         self.split = split
         self.class_names = MNI152_CLASSES if labelled else ()

@@ -23,8 +23,9 @@ named as :func:`inpaintssl.metrics.qdess_t2`'s keywords (``tr_ms`` <- Repetition
 <- EchoTime1, ``flip_angle_deg`` <- FlipAngle, ``gl_area`` <- SpoilerGradientArea, ``tg_us`` <-
 SpoilerGradientTime). Spacing is the annotation's ``voxel_spacing`` ``(X, Y, Z)`` mm.
 
-``split="unlabelled"`` takes the ``image_files/*.h5`` that no annotation split lists (or the files
-given by ``files``, relative to ``image_files``), for pretraining supersets (sec. 2.6).
+``split="unlabelled"`` takes the ``image_files/*.h5`` that no annotation split lists (of the
+annotation files present: a train-only folder has the train file alone; one at least is needed), or
+the files given by ``files``, relative to ``image_files``, for pretraining supersets (sec. 2.6).
 
 Example:
     >>> SKMTEA_CLASSES
@@ -138,6 +139,28 @@ def _matched_files(image_dir: Path, files: Sequence[str] | str) -> list[Path]:
             raise DataError(f"skmtea: files pattern {str(image_dir / pattern)!r} matches no files")
         paths.extend(matched)
     return paths
+
+
+def _listed_scans(root: Path, version: str) -> list[dict[str, Any]]:
+    """Every scan that the train, val and test annotation files list, read from those present.
+
+    A folder with only some of them (a custom train-only set) has no others to list. None at all
+    is refused: an ``annotation_version`` that names no folder (a typo) would otherwise take every
+    scan for unannotated, the test scans included.
+
+    Raises:
+        DataError: None of the three files exists, or one is not a valid annotation file.
+    """
+    folder = root / "annotations" / version
+    present = [split for split in _SPLITS if (folder / f"{split}.json").is_file()]
+    if not present:
+        raise DataError(
+            f"skmtea: no annotation file in {folder}; expected at least one of "
+            f"{', '.join(f'{split}.json' for split in _SPLITS)} (they say which scans are annotated, and "
+            "split 'unlabelled' takes the others); to pretrain on a folder without annotations, name its "
+            "scans with 'files'"
+        )
+    return [entry for split in present for entry in _annotated_scans(root, version, split)]
 
 
 def _held_out_scans(
@@ -379,7 +402,7 @@ class SKMTEADataset(SliceDataset):
             raise DataError(f"skmtea: unknown split {self.split!r}; expected train, val, test or unlabelled")
         image_dir = existing_path(self.root / "image_files", what="SKM-TEA image folder", directory_ok=True)
         if files is None:
-            annotated = {e["file_name"] for s in _SPLITS for e in _annotated_scans(self.root, version, s)}
+            annotated = {e["file_name"] for e in _listed_scans(self.root, version)}
             paths = [p for p in sorted(image_dir.glob("*.h5")) if p.name not in annotated]
         else:
             paths = _matched_files(image_dir, files)

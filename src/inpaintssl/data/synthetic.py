@@ -31,6 +31,76 @@ _SPLIT_OFFSETS: Mapping[str, int] = MappingProxyType(
 )
 
 
+_MIN_SIDE = 8
+"""Smallest height and width of a slice (``params.size``)."""
+
+
+def _whole(value: Any, *, field: str, minimum: int) -> int:
+    """``value`` as an ``int`` if it is a whole number (``3`` or ``3.0``) of at least ``minimum``.
+
+    Example:
+        >>> _whole(2.0, field="num_images", minimum=1)
+        2
+        >>> _whole(2.5, field="channels", minimum=1)
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: synthetic: params.channels=2.5: expected a whole number of at least \
+1; found a float
+    """
+    if not _is_whole(value):
+        least = f" of at least {minimum}" if minimum > 0 else ""
+        raise DataError(
+            f"synthetic: params.{field}={value!r}: expected a whole number{least}; found {_a(value)}"
+        )
+    if int(value) < minimum:
+        raise DataError(f"synthetic: params.{field}={value!r}: expected a whole number of at least {minimum}")
+    return int(value)
+
+
+def _size(size: Any) -> tuple[int, int]:
+    """``size`` as ``(H, W)``: two whole numbers of at least :data:`_MIN_SIDE`.
+
+    Example:
+        >>> _size([32, 40.0])
+        (32, 40)
+        >>> _size(32)
+        Traceback (most recent call last):
+        ...
+        inpaintssl.data.base.DataError: synthetic: params.size=32: expected two whole numbers [H, W] (size \
+must be at least 8x8); found an int; for a square slice write [32, 32]
+    """
+    expected = f"expected two whole numbers [H, W] (size must be at least {_MIN_SIDE}x{_MIN_SIDE})"
+    if isinstance(size, (str, bytes)) or not isinstance(size, (list, tuple)):
+        side = int(size) if isinstance(size, int) and not isinstance(size, bool) else None
+        hint = f"; for a square slice write [{side}, {side}]" if side is not None else ""
+        raise DataError(f"synthetic: params.size={size!r}: {expected}; found {_a(size)}{hint}")
+    shown = list(size)
+    if len(size) != 2:
+        raise DataError(f"synthetic: params.size={shown!r}: {expected}; found {len(size)} value(s)")
+    for value in size:
+        if not _is_whole(value):
+            raise DataError(f"synthetic: params.size={shown!r}: {expected}; found {value!r} ({_a(value)})")
+    height, width = int(size[0]), int(size[1])
+    if min(height, width) < _MIN_SIDE:
+        raise DataError(f"synthetic: params.size={shown!r}: {expected}; found a side of {min(height, width)}")
+    return height, width
+
+
+def _is_whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number, ``3`` or ``3.0`` (not ``True``: a mistake, not 1)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and float(value).is_integer()
+    )
+
+
+def _a(value: Any) -> str:
+    """The type of ``value`` in words, for messages: ``a float``, ``an int``."""
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 @DATASETS.register("synthetic")
 class SyntheticShapes(SliceDataset):
     """Textured discs and squares on a noisy background.
@@ -48,11 +118,18 @@ class SyntheticShapes(SliceDataset):
             those splits).
         num_val: Slices in the ``val`` split.
         num_test: Slices in the ``test`` split.
-        size: ``(H, W)``.
+        size: ``(H, W)``, two whole numbers of at least 8.
         channels: Image channels (each a scaled copy with independent noise).
         shapes_per_image: Shapes drawn per slice.
         slices_per_volume: Consecutive slices grouped into one ``volume_id``.
         seed: Stream seed.
+
+    Raises:
+        DataError: An unknown split; a count (``num_images``, ``num_val``, ``num_test``,
+            ``channels``, ``slices_per_volume``, ``shapes_per_image``) that is not a whole number,
+            or is below 1 (0 for ``shapes_per_image``) where it is used; a ``size`` that is not two
+            whole numbers of at least 8. The message names the parameter, what was expected and
+            what was found (a float such as ``32.7`` was cut to 32).
     """
 
     def __init__(
@@ -71,18 +148,21 @@ class SyntheticShapes(SliceDataset):
     ) -> None:
         if split not in _SPLIT_OFFSETS:
             raise DataError(f"synthetic: split must be one of {sorted(_SPLIT_OFFSETS)}, got {split!r}")
+        num_images = _whole(num_images, field="num_images", minimum=0)
+        num_val = None if num_val is None else _whole(num_val, field="num_val", minimum=0)
+        num_test = None if num_test is None else _whole(num_test, field="num_test", minimum=0)
         given = {"val": num_val, "test": num_test}.get(split)
         count = num_images if given is None else given  # 0 is a count, not "unset"
         if count <= 0:
             field = {"val": "num_val", "test": "num_test"}.get(split) if given is not None else "num_images"
             raise DataError(
-                f"synthetic: {field}={count} would leave split {split!r} with no images; expected at least 1"
+                f"synthetic: params.{field}={count} would leave split {split!r} with no images; expected "
+                "at least 1"
             )
-        height, width = (int(s) for s in size)
-        if min(height, width) < 8:
-            raise DataError(f"synthetic: size must be at least 8x8, got {tuple(size)}")
-        if channels <= 0 or slices_per_volume <= 0:
-            raise DataError("synthetic: channels and slices_per_volume must be positive")
+        height, width = _size(size)
+        channels = _whole(channels, field="channels", minimum=1)
+        slices_per_volume = _whole(slices_per_volume, field="slices_per_volume", minimum=1)
+        shapes_per_image = _whole(shapes_per_image, field="shapes_per_image", minimum=0)
         self.split = split
         self.count = count
         self.size = (height, width)

@@ -147,8 +147,14 @@ class VolumeSliceDataset(SliceDataset):
                     f"{self.name}: case {case.volume_id!r} ({case.image.path}) has no label but the "
                     "dataset is labelled; add a 'label' or build it with labelled=False"
                 )
+            # The sources name the array inside a file that holds both (an HDF5 image and label).
             check_same_shape(
-                case.image.grid, case.label.grid, image=str(case.image.path), label=str(case.label.path)
+                case.image.grid,
+                case.label.grid,
+                image=case.image.source,
+                label=case.label.source,
+                image_stored=case.image.stored_grid,
+                label_stored=case.label.stored_grid,
             )
         return next(iter(by_count))
 
