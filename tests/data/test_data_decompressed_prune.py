@@ -7,10 +7,13 @@ survivors are computed here another way (the newest volumes that fit, counted fr
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inpaintssl.atomic import atomic_path
 from inpaintssl.data.decompressed import decompressed_into, source_record_path
 from inpaintssl.data.decompressed_upkeep import list_decompressed, prune_decompressed
 from inpaintssl.data.readers import NumpyVolume
@@ -436,3 +440,33 @@ def test_records_whose_volume_is_gone_are_removed_by_any_prune(tmp_path: Path) -
     assert dry.records_removed == (record,) and record.exists()
     assert prune_decompressed(cache, max_size=10**9).records_removed == (record,)
     assert list(cache.iterdir()) == []
+
+
+def test_a_volume_pruned_between_its_write_and_its_mapping_is_written_again_not_kept_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (scan,) = _scans(tmp_path / "data", 1)
+    cache = tmp_path / "cache"
+    prunes: list[int] = []
+
+    @contextlib.contextmanager
+    def pruned_once_in_place(target: Path, **options: Any) -> Iterator[Path]:
+        # `inpaintssl cache prune --max-size 0` beside the run, just after the first rename.
+        with atomic_path(target, **options) as temporary:
+            yield temporary
+        if not prunes and target.suffix == ".npy":
+            prunes.append(len(prune_decompressed(cache, max_size=0).removed))
+
+    monkeypatch.setattr("inpaintssl.data.decompressed.atomic_path", pruned_once_in_place)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning that the folder cannot be written, refused
+        with decompressed_into(cache):
+            volume = NumpyVolume(scan, key="image")
+            slices = [np.array(volume.read(i)) for i in range(volume.num_slices)]
+    assert prunes == [1]  # the prune did remove the first write
+    expected = np.load(scan)["image"]
+    assert all(np.array_equal(one, expected[..., i]) for i, one in enumerate(slices))
+    kept = volume.__dict__["_cache"]
+    (entry,) = list_decompressed(cache).files
+    assert isinstance(kept, np.memmap) and Path(str(kept.filename)) == entry.path
+    assert entry.source is not None  # recorded, so that upkeep can tell it stale

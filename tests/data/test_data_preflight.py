@@ -339,6 +339,70 @@ def test_plugin_items_breaking_the_contract_are_named_before_training(
     preflight({"train": _item_plugin(images["good"], labels["good"])}, progress=False, what="my data")
 
 
+class _LabelledPlugin(SliceDataset):
+    """A plugin labelled with one class whose item ``unlabelled_item`` lacks its label."""
+
+    def __init__(self, *, unlabelled_item: int | None, pair: bool = False) -> None:
+        self.class_names = ("blob",)
+        self.volume_ids = ["v0", "v0", "v1", "v1"]
+        self.unlabelled_item = unlabelled_item
+        self.pair = pair
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> Any:
+        import torch
+
+        image, label = torch.zeros(1, 4, 6), torch.zeros(1, 4, 6)
+        if self.pair:
+            return image, label
+        item = {"image": image, "volume_id": self.volume_ids[index], "slice_index": index % 2}
+        if index != self.unlabelled_item:
+            item["label"] = label
+        return item
+
+
+@pytest.mark.parametrize("unlabelled_item", [0, 3])
+def test_an_item_of_a_labelled_set_without_a_label_is_named_before_training(unlabelled_item: int) -> None:
+    # Collated with labelled items it failed in default_collate with KeyError('label'), naming nothing.
+    slice_index = unlabelled_item % 2
+    volume = "v0" if unlabelled_item < 2 else "v1"
+    with pytest.raises(
+        DataError,
+        match=rf"my data train set item {unlabelled_item} \(volume '{volume}', slice {slice_index}\): has no "
+        r"label; expected a float32 one-hot tensor of shape \(1, 4, 6\) under 'label' \(one 0/1 channel "
+        r"per class of \['blob'\]\)",
+    ):
+        preflight({"train": _LabelledPlugin(unlabelled_item=unlabelled_item)}, progress=False, what="my data")
+    preflight({"train": _LabelledPlugin(unlabelled_item=None)}, progress=False, what="my data")
+
+
+def test_a_label_is_not_asked_of_items_only_pretraining_reads() -> None:
+    from inpaintssl.data.views import ImagesOnly, Subset
+
+    # Pretraining reads images only; a set of the same source that scores labels still asks.
+    source = _LabelledPlugin(unlabelled_item=3)
+    preflight({"train": ImagesOnly(source)}, progress=False, what="my data")
+    with pytest.raises(DataError, match=r"my data train set item 3 .*: has no label"):
+        preflight(
+            {"train": ImagesOnly(Subset(source, [0, 1])), "test": Subset(source, [2, 3])},
+            progress=False,
+            what="my data",
+        )
+    # The test set selects volume v0 only: item 3 (volume v1) is read for pretraining alone.
+    preflight({"train": ImagesOnly(source), "test": Subset(source, [0, 1])}, progress=False, what="my data")
+
+
+def test_an_item_that_is_not_a_dict_is_named() -> None:
+    # A tuple, as torchvision's datasets return, failed on item.get() with an AttributeError.
+    with pytest.raises(
+        DataError,
+        match=r"my data train set item 0 is a tuple; expected a dict with a float32 \(C, H, W\) 'image'",
+    ):
+        preflight({"train": _LabelledPlugin(unlabelled_item=None, pair=True)}, progress=False, what="my data")
+
+
 def test_hdf5_dataset_is_checked_per_case(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "a.h5", "w") as handle:
         handle.create_dataset("image", data=_image(0))

@@ -252,6 +252,103 @@ def test_backbones_that_cannot_run_on_meta_are_extrapolated_from_small_passes() 
     assert bf16.activation_bytes == pytest.approx(3 * 512 * 512 * (2 + 16), rel=0.01)
 
 
+_WIDE = 128
+
+
+class _WideNoMeta(nn.Module):
+    """Two wide convolutions and data-dependent control flow: its saved weights outweigh an image's
+    activations at small sizes, and the meta device cannot run it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(1, _WIDE, 3, padding=1)
+        self.second = nn.Conv2d(_WIDE, _WIDE, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.second(torch.relu(self.first(x)))
+        return y * 2 if bool(y.sum() > -1) else y
+
+
+def _wide_saved_by_hand(batch: int, height: int, width: int) -> int:
+    # Per pixel: the input (4 B, for the first weight's gradient) and the ReLU output, which the
+    # second convolution saves too (one storage, _WIDE x 4 B); per step, whatever the batch:
+    # the two weights each convolution keeps for its input's gradient. y * 2 saves nothing.
+    per_image = 4 * height * width * (1 + _WIDE)
+    return batch * per_image + 4 * (_WIDE * 1 * 9 + _WIDE * _WIDE * 9)
+
+
+@pytest.mark.parametrize(
+    ("batch", "image_size"),
+    [(32, (64, 64)), (8, (96, 96)), (3, (200, 120))],
+    ids=["probed-at-its-size", "extrapolated-in-pixels", "not-square"],
+)
+def test_an_extrapolated_estimate_counts_what_does_not_grow_with_the_batch_once(
+    batch: int, image_size: tuple[int, int]
+) -> None:
+    # The fallback probed at a batch of 1 and multiplied everything by the batch, the saved
+    # weights too: 64x64 in batches of 32 came out 1.3x the real count here, 7x for the U-Net.
+    estimate = estimate_training_memory(_WideNoMeta, batch_size=batch, channels=1, image_size=image_size)
+    assert estimate.method == "extrapolated"
+    assert estimate.activation_bytes == pytest.approx(_wide_saved_by_hand(batch, *image_size), rel=1e-6)
+
+
+def test_a_run_that_fits_is_not_refused_for_saved_weights_counted_once_per_image() -> None:
+    need = _wide_saved_by_hand(32, 64, 64) + 4 * sum(p.numel() * 4 for p in _WideNoMeta().parameters())
+    with mock.patch(
+        "inpaintssl.training.memory_check.available_memory", return_value=(int(need * 1.1), "this CPU")
+    ):
+        estimate = check_training_memory(
+            _WideNoMeta,
+            batch_size=32,
+            channels=1,
+            image_size=(64, 64),
+            device=torch.device("cpu"),
+            what="data.image_size=[64, 64] with optim.batch_size=32",
+        )
+    assert estimate.total_bytes == pytest.approx(need, rel=1e-6)
+
+
+class _Bottleneck(nn.Module):
+    """Pools 16x16 to one pixel, where instance norm refuses to train; ``meta=False`` adds
+    data-dependent control flow, which the meta device cannot run."""
+
+    def __init__(self, *, meta: bool) -> None:
+        super().__init__()
+        self.meta = meta
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(16)
+        self.norm = nn.InstanceNorm2d(4, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.norm(self.pool(self.conv(x)))
+        if not self.meta and bool(y.sum() > 1e30):
+            return y / 2
+        return y
+
+
+@pytest.mark.parametrize("runs_on_meta", [True, False], ids=["runs-on-meta", "cannot-run-on-meta"])
+def test_a_network_that_refuses_the_runs_slice_size_raises_its_own_error_whatever_the_batch(
+    runs_on_meta: bool,
+) -> None:
+    # 32 x 16 x 16 pixels is above what one real pass measures: the meta pass failed, the error
+    # was caught as the meta device's, and probes at 32x32 and 64x64, which the network takes,
+    # passed a size it cannot train on (a batch of 4, measured for real, was refused).
+    def build() -> nn.Module:
+        return _Bottleneck(meta=runs_on_meta)
+
+    for batch in (4, 32):
+        with pytest.raises(ValueError, match="more than 1 spatial element") as real:
+            build()(torch.zeros(batch, 1, 16, 16))
+        with pytest.raises(ValueError) as estimated:
+            estimate_training_memory(build, batch_size=batch, channels=1, image_size=(16, 16))
+        # The same refusal; a probe may have made it at a batch of its own, not the run's.
+        before_shape = str(real.value).split("torch.Size")[0]
+        assert str(estimated.value).startswith(before_shape) and before_shape
+    # At 32 x 32 the bottleneck is 2 x 2: the same network is estimated.
+    fine = estimate_training_memory(build, batch_size=32, channels=1, image_size=(32, 32))
+    assert fine.method == ("meta" if runs_on_meta else "extrapolated")
+
+
 def test_a_run_that_cannot_fit_is_refused_with_estimate_and_limit() -> None:
     with (
         mock.patch("inpaintssl.training.memory_check.available_memory", return_value=(2**30, "this CPU")),
@@ -336,6 +433,32 @@ def test_a_network_that_cannot_train_on_slices_this_small_is_named_before_traini
     # The same network at 32 x 32 trains: the refusal is about the size, not the network.
     config["data"]["params"]["size"] = [32, 32]
     issl.pretrain(config)
+
+
+def test_a_network_that_cannot_train_on_slices_this_small_is_named_in_batches_of_any_size(
+    tmp_path: Path,
+) -> None:
+    # 32 x 16 x 16 pixels: the step is estimated on the meta device, where the network fails as
+    # for real; the error was taken for the meta device's, small probes passed, and the run wrote
+    # its folder before dying in its first step with torch's bare ValueError.
+    pytest.importorskip("monai")
+    config = {
+        "data": {
+            "dataset": "synthetic",
+            "params": {"num_images": 40, "num_val": 2, "num_test": 2, "size": [16, 16]},
+        },
+        "model": {"backbone": "monai_basic_unet", "params": {"features": [4, 4, 8, 8, 16, 4]}},
+        "optim": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
+        "run": {"output_dir": str(tmp_path / "run"), "device": "cpu", "quiet": True},
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.backbone='monai_basic_unet' cannot take a training step on "
+        r"16x16 slices \(data\.image_size unset\) with optim\.batch_size=32: .*ValueError",
+    ) as caught:
+        issl.finetune(config)
+    assert not isinstance(caught.value, InsufficientMemoryError)
+    assert not any(p.is_file() for p in (tmp_path / "run").rglob("*"))
 
 
 def _check_on(dist: DistInfo, *, device: str, setting: str, free_per_process: float) -> None:

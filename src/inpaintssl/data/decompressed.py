@@ -18,8 +18,9 @@ bytes are decoded with that header, so a volume whose files changed since is ref
 read. It is written atomically (:mod:`inpaintssl.atomic`): processes that decompress the same
 volume at once each write a complete file, and the last rename wins with the same bytes. A file
 that cannot be read back or holds another shape (damaged by something else) is decompressed and
-written again. A folder that cannot be written (full, read-only) costs memory, not the run: the
-array is kept in memory, with a warning.
+written again, as is a file a prune removes between its write and its mapping. A folder that
+cannot be written (full, read-only) costs memory, not the run: the array is kept in memory, with
+a warning.
 
 Beside each ``<digest>.npy`` a ``<digest>.json`` records what it was decompressed from
 (:class:`DecompressedSource`), so that a file whose sources were rewritten or removed can be
@@ -307,12 +308,7 @@ def kept_on_disk(
         )
     array = decompress()
     try:
-        with atomic_path(target) as temporary, temporary.open("wb") as out:
-            # Into the open file: np.save given a path would append ".npy" to the temporary's name.
-            # np.save keeps a Fortran-ordered array so (a volume read along its last axis:
-            # Volume._kept), its slices contiguous in the file, and writes any other in C order.
-            np.save(out, array, allow_pickle=False)
-        written: np.ndarray = np.load(target, mmap_mode="r")
+        written = _written(target, array)
     except (OSError, ValueError) as exc:
         warn_each_time(
             f"data.cache_dir: cannot keep {what} decompressed in {folder} ({exc}); this process keeps "
@@ -323,6 +319,33 @@ def kept_on_disk(
     if source is not None:
         _record_source(target, source)
     return written
+
+
+def _written(target: Path, array: np.ndarray) -> np.ndarray:
+    """Write ``array`` to ``target`` atomically and memory-map it read-only.
+
+    Raises:
+        OSError: The write failed, or the file was removed twice as soon as it was in place.
+        ValueError: What was written does not read back as an array.
+    """
+
+    def write() -> None:
+        with atomic_path(target) as temporary, temporary.open("wb") as out:
+            # Into the open file: np.save given a path would append ".npy" to the temporary's name.
+            # np.save keeps a Fortran-ordered array so (a volume read along its last axis:
+            # Volume._kept), its slices contiguous in the file, and writes any other in C order.
+            np.save(out, array, allow_pickle=False)
+
+    write()
+    try:
+        mapped: np.ndarray = np.load(target, mmap_mode="r")
+    except FileNotFoundError:
+        # A prune between the rename and the map (``inpaintssl cache prune`` beside running
+        # runs, which the upkeep module says is safe): the folder can be written, so write again
+        # rather than keep the volume in memory with a warning that it cannot.
+        write()
+        mapped = np.load(target, mmap_mode="r")
+    return mapped
 
 
 def own_record(target: Path) -> DecompressedSource | None:

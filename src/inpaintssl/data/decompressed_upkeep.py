@@ -9,9 +9,10 @@ past an age, and then the ones unused for longest down to a size (``inpaintssl c
 
 Pruning while runs read the folder is safe. A run keeps what it has mapped: POSIX keeps an
 unlinked file's data while it is open. A process that opens the volume afterwards decompresses
-it again. Only names the library writes are touched: ``<32 hex digits>.npy`` regular files,
-their ``.json`` records and the temporaries of their writers; other files, links and folders are
-listed as :attr:`DecompressedFolder.other` and left.
+it again, and one that had just written it, not yet mapped, writes it again. Only names the
+library writes are touched: ``<32 hex digits>.npy`` regular files, their ``.json`` records and
+the temporaries of their writers; other files, links and folders are listed as
+:attr:`DecompressedFolder.other` and left.
 
 Example:
     >>> import tempfile, pathlib

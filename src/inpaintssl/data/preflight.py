@@ -21,8 +21,9 @@ Datasets provide the checks: a dataset with a ``preflight_checks(volume_ids)`` m
 holds among ``volume_ids``; in-memory datasets (``synthetic``, ``mni152``) return none, so the
 demo pays nothing. A dataset without the method (a plugin) is checked item by item: every item
 the run uses is read once and must keep the item contract
-(:func:`~inpaintssl.data.checks.check_item_tensors`: a finite float32 ``(C, H, W)`` image with
-the dataset's channels, a float32 one-hot ``(K, H, W)`` label).
+(:func:`~inpaintssl.data.checks.check_item_tensors`: a dict, not a tuple, holding a finite
+float32 ``(C, H, W)`` image with the dataset's channels and a float32 one-hot ``(K, H, W)`` label,
+which every item of a labelled set carries: fine-tuning's and evaluation's, not pretraining's).
 Views (subsets, concatenations, fit-to-size) are walked down to their sources, and only the
 volumes the run's views select are checked. Image statistics computed by the check are kept by
 the dataset, so the volume-normalisation pass of the first epoch is not repeated.
@@ -326,10 +327,33 @@ def check_threads_to_use(threads: int | None, *, argument: str = "threads") -> i
     return threads
 
 
-def _check_item(dataset: SliceDataset, index: int, *, name: str) -> None:
+def _check_item(dataset: SliceDataset, index: int, *, name: str, classes: tuple[str, ...]) -> None:
+    """Read item ``index`` and check it keeps the item contract.
+
+    Args:
+        dataset: The source the item is read from.
+        index: The item.
+        name: The set, as messages name it.
+        classes: The class names of a labelled set the item is in (empty when none is): it must
+            then carry a label, which the item contract alone does not require.
+    """
     item = dataset[index]
+    if not isinstance(item, Mapping):
+        # A (image, label) pair, as torchvision's datasets return: .get() failed on it naming nothing.
+        raise DataError(
+            f"{name} item {index} is a {type(item).__name__}; expected a dict with a float32 (C, H, W) "
+            "'image' tensor, 'volume_id', 'slice_index' and 'spacing' (and a one-hot 'label' where "
+            "the dataset has class_names)"
+        )
     where = f"{name} item {index} (volume {item.get('volume_id')!r}, slice {item.get('slice_index')})"
     check_item_tensors(item, where=where, in_channels=dataset.in_channels, num_classes=dataset.num_classes)
+    if classes and item.get("label") is None:
+        # Collated with labelled items, it failed in torch's default_collate with KeyError('label').
+        expected = (len(classes), *item["image"].shape[1:])
+        raise DataError(
+            f"{where}: has no label; expected a float32 one-hot tensor of shape {expected} under "
+            f"'label' (one 0/1 channel per class of {list(classes)}) in every item of a labelled set"
+        )
 
 
 def preflight(
@@ -371,7 +395,7 @@ def preflight(
             wanted.setdefault(id(source), (source, {}))[1].setdefault(name, set()).update(ids)
     checks: list[CaseCheck] = []
     served: dict[str, set[str]] = {}
-    items: list[tuple[SliceDataset, int, str]] = []
+    items: list[tuple[SliceDataset, int, str, tuple[str, ...]]] = []
     for source, by_set in wanted.values():
         if isinstance(source, Checkable):
             asked: set[str] = set()
@@ -386,9 +410,18 @@ def preflight(
         else:
             name, ids = next(iter(by_set)), set().union(*by_set.values())
             label = f"{what} {name} set"
-            items.extend((source, i, label) for i, v in enumerate(source.volume_ids) if v in ids)
+            # The classes of the labelled sets (fine-tuning's, evaluation's) selecting each item:
+            # those items must carry a label; pretraining's images-only views need none.
+            labelled = [
+                (tuple(getattr(datasets[n], "class_names", ())), chosen) for n, chosen in by_set.items()
+            ]
+            labelled = [(classes, chosen) for classes, chosen in labelled if classes]
+            for i, v in enumerate(source.volume_ids):
+                if v in ids:
+                    items.append((source, i, label, next((c for c, chosen in labelled if v in chosen), ())))
             if not source.volume_ids:
-                items.extend((source, i, label) for i in range(len(source)))
+                every = labelled[0][0] if labelled else ()
+                items.extend((source, i, label, every) for i in range(len(source)))
     earlier = passed or {}
     now: dict[str, Fingerprints] = {}
     to_run: list[CaseCheck] = []
@@ -408,8 +441,8 @@ def preflight(
         for _, check in zip(run_in_order(tasks, threads=workers), to_run, strict=True):
             bar.set_postfix(case=check.what[-40:], refresh=False)
             bar.update()
-        for source, index, label in items:
-            _check_item(source, index, name=label)
+        for source, index, label, classes_of_item in items:
+            _check_item(source, index, name=label, classes=classes_of_item)
             bar.update()
     finally:
         bar.close()

@@ -12,8 +12,13 @@ backward pass; distinct storages are summed. A small step (at most 64x64 pixels 
 batch) is instead run for real on the CPU at its full batch and size, which gives the same bytes:
 it costs no more than one of the fallback's probes below, while the meta device's Python kernels
 take seconds to import, most of a small run's start-up. A backbone that cannot run on ``meta`` is
-run for real on the CPU at two small sizes and the saved bytes extrapolated linearly in the pixel
-count (activations of a convolutional network scale with it). The estimate leaves the global
+run for real on the CPU at two small sizes, each at batches of 2 and 4, and the saved bytes are
+split into what grows with the batch and what does not (the weights a convolution keeps for its
+gradient), each extrapolated linearly in the pixel count (activations of a convolutional network
+scale with it); slices of at most 64x64 pixels are run at their own size, so that only the batch
+is extrapolated. A network that runs on ``meta`` at a probe's size but fails at the run's size
+fails for a reason of its own (a bottleneck too small for its normalisation): that error is
+raised, as the run's first step would raise it, not measured around. The estimate leaves the global
 CPU generator as it found it: the run has seeded it, and building a model or running dropout for
 real would otherwise shift the run's random stream. Parameters count four times (weights,
 gradients and the two Adam moments). Under mixed precision the forward pass runs under CPU
@@ -86,10 +91,16 @@ __all__ = [
     "processes_sharing_memory",
 ]
 
-# Pixel counts of the two small real forward passes that the fallback extrapolates from.
+# Sides and batches of the small real forward passes that the fallback extrapolates from: two
+# batches, as some saved bytes do not grow with the batch; not 1, which a network may treat apart
+# (batch norm refuses a batch of one 1x1 bottleneck).
 _PROBE_SIDES = (32, 64)
+_PROBE_BATCHES = (2, 4)
 # Up to this many pixels per step (batch x H x W), one real pass at the full size is the estimate.
 _MEASURED_PIXELS = _PROBE_SIDES[-1] ** 2
+# What a pass on shapes alone (meta device or fake tensors) raises: for a network it cannot run,
+# or the network's own refusal of the shape; _saved_activation_bytes tells them apart.
+_META_FAILURES = (NotImplementedError, RuntimeError, TypeError, ValueError)
 
 
 class InsufficientMemoryError(ConfigError, RuntimeError):
@@ -148,6 +159,66 @@ def _parameter_bytes(model: nn.Module) -> int:
     return 4 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
+def _meta_saved_bytes(
+    build_model: Callable[[], nn.Module],
+    *,
+    batch_size: int,
+    channels: int,
+    image_size: tuple[int, int],
+    amp_dtype: torch.dtype | None,
+    device_type: str,
+) -> tuple[int, nn.Module]:
+    """Activation bytes of one step counted on shapes alone, and the model they were counted on."""
+    if amp_dtype is None:
+        with torch.device("meta"):
+            model = build_model()
+            return _saved_bytes(model, torch.empty(batch_size, channels, *image_size)), model
+    # The meta device never autocasts; fake tensors are CPU tensors to autocast, with no storage.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    model = build_model()
+    with FakeTensorMode(allow_non_fake_inputs=True), autocast_as_on(device_type, amp_dtype):
+        return _saved_bytes(model, torch.empty(batch_size, channels, *image_size)), model
+
+
+def _extrapolated_bytes(
+    model: nn.Module,
+    *,
+    batch_size: int,
+    channels: int,
+    image_size: tuple[int, int],
+    amp_dtype: torch.dtype | None,
+    device_type: str,
+) -> int:
+    """Activation bytes of one step from real CPU passes of ``model`` at small sizes (module docstring)."""
+    h, w = image_size
+    # A slice this small is probed at its own size: nothing to extrapolate in pixels, and a
+    # failure there (a bottleneck too small for a norm) is the run's, raised as the run would.
+    sizes = [(h, w)] if h * w <= _MEASURED_PIXELS else [(side, side) for side in _PROBE_SIDES]
+    low, high = _PROBE_BATCHES
+    with autocast_as_on(device_type, amp_dtype):
+        saved = {
+            (batch, size): _saved_bytes(model, torch.zeros(batch, channels, *size))
+            for size in sizes
+            for batch in _PROBE_BATCHES
+        }
+    # Some saved bytes do not grow with the batch (the weights a convolution keeps for its
+    # gradient): multiplied by the batch with the rest, they made a 64x64 step of 32 images
+    # 7x the real count. Split at each size into what one more image adds and what stays.
+    per_image = [(saved[high, size] - saved[low, size]) / (high - low) for size in sizes]
+    fixed = [saved[low, size] - low * grown for size, grown in zip(sizes, per_image, strict=True)]
+    pixels = [a * b for a, b in sizes]
+
+    def at_run_size(values: list[float]) -> float:
+        # Linear in the pixel count: a convolutional network's activations scale with it.
+        if len(values) == 1:
+            return max(values[0], 0.0)
+        slope = (values[1] - values[0]) / (pixels[1] - pixels[0])
+        return max(values[1] + slope * (h * w - pixels[1]), 0.0)
+
+    return int(at_run_size(fixed) + batch_size * at_run_size(per_image))
+
+
 def _saved_activation_bytes(
     build_model: Callable[[], nn.Module],
     *,
@@ -164,26 +235,46 @@ def _saved_activation_bytes(
         with autocast_as_on(device_type, amp_dtype):
             return _saved_bytes(model, torch.zeros(batch_size, channels, h, w)), model, "measured"
     try:
-        if amp_dtype is None:
-            with torch.device("meta"):
-                model = build_model()
-                return _saved_bytes(model, torch.empty(batch_size, channels, h, w)), model, "meta"
-        # The meta device never autocasts; fake tensors are CPU tensors to autocast, with no storage.
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        model = build_model()
-        with FakeTensorMode(allow_non_fake_inputs=True), autocast_as_on(device_type, amp_dtype):
-            return _saved_bytes(model, torch.empty(batch_size, channels, h, w)), model, "meta"
-    except (NotImplementedError, RuntimeError, TypeError, ValueError):
-        # Data-dependent control flow or a custom kernel without a meta implementation.
-        model = build_model()
-        sizes = [(side, side) for side in _PROBE_SIDES]
-        with autocast_as_on(device_type, amp_dtype):
-            measured = [_saved_bytes(model, torch.zeros(1, channels, *size)) for size in sizes]
-        pixels = [a * b for a, b in sizes]
-        slope = (measured[1] - measured[0]) / (pixels[1] - pixels[0])
-        per_image = max(measured[0] + slope * (h * w - pixels[0]), 0.0)
-        return int(per_image * batch_size), model, "extrapolated"
+        saved, model = _meta_saved_bytes(
+            build_model,
+            batch_size=batch_size,
+            channels=channels,
+            image_size=(h, w),
+            amp_dtype=amp_dtype,
+            device_type=device_type,
+        )
+    except _META_FAILURES as exc:
+        failed = exc
+    else:
+        return saved, model, "meta"
+    # Whose failure? A network that runs on shapes alone at a probe's size but not at the run's
+    # refuses the run's size for a reason of its own (a bottleneck too small for its norm, sides
+    # that do not halve evenly), as its first real step would: raised, not measured around (the
+    # probes, at sizes it takes, passed such a run that then failed after writing its folder).
+    side = _PROBE_SIDES[-1]
+    try:
+        _meta_saved_bytes(
+            build_model,
+            batch_size=_PROBE_BATCHES[0],
+            channels=channels,
+            image_size=(side, side),
+            amp_dtype=amp_dtype,
+            device_type=device_type,
+        )
+    except _META_FAILURES:
+        pass  # data-dependent control flow, or a kernel without a meta implementation
+    else:
+        raise failed
+    model = build_model()
+    saved = _extrapolated_bytes(
+        model,
+        batch_size=batch_size,
+        channels=channels,
+        image_size=(h, w),
+        amp_dtype=amp_dtype,
+        device_type=device_type,
+    )
+    return saved, model, "extrapolated"
 
 
 def estimate_training_memory(
