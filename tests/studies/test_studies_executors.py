@@ -13,6 +13,7 @@ import json
 import socket
 import sqlite3
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,13 @@ from inpaintssl.studies.database import StudyDatabase, StudyDatabaseError
 from inpaintssl.studies.executors import run_with_executor
 from inpaintssl.studies.merge import MergeReport, merge_results
 from inpaintssl.studies.report import report_study
-from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_files, result_path
+from inpaintssl.studies.resultfiles import (
+    ResultFileError,
+    read_result_file,
+    result_files,
+    result_path,
+    write_result_file,
+)
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 from inpaintssl.training import lock as lock_module
 from inpaintssl.training.lock import StaleLockWarning
@@ -243,10 +250,41 @@ def test_merging_the_same_result_files_twice_changes_nothing(tmp_path: Path) -> 
     (spec.results_dir() / "ft-0123456789abcdef.json").write_text(path.read_text())
     stray = merge_results(spec)
     assert stray == MergeReport(same=1, unknown=("ft-0123456789abcdef",))
-    with pytest.warns(
-        UserWarning, match=r"1 result file\(s\) in .* belong to runs this spec \(shard\) does not"
-    ):
+    with pytest.warns(UserWarning, match=r"1 result file\(s\) in .* belong to runs this spec does not plan"):
         stray.warn(results_dir=spec.results_dir())
+
+
+def test_a_shard_merges_its_own_result_files_and_calls_no_other_shards_file_unplanned(tmp_path: Path) -> None:
+    # Was: `run --shard 1/2` on a finished study warned that shard 0's result files "belong to runs
+    # this spec (shard) does not plan"; they are planned, and recorded, and deleting them would lose
+    # the durable record of their runs.
+    given = tiny_spec(tmp_path / "study", database=str(tmp_path / "study" / "study-{shard}.sqlite"))
+    spec = load_spec(given)
+    plan = expand_study(spec)
+    for job in plan:
+        write_result_file(spec.results_dir(), job.id, kind=job.kind, result={}, rows=[])
+    stray = "ft-0123456789abcdef"  # a run of no version of this spec
+    write_result_file(spec.results_dir(), stray, kind="finetune", result={}, rows=[])
+    shards = [{job.id for job in plan.shard(i, 2)} for i in range(2)]
+    assert all(shards) and not shards[0] & shards[1]  # both shards hold runs of their own
+    for i, own in enumerate(shards):
+        report = merge_results(spec, shard=(i, 2))
+        assert (report.merged, report.unknown) == (len(own), (stray,))
+        with StudyStore(spec.database_path((i, 2)), read_only=True) as store:
+            assert {run.id: run.status for run in store.runs()} == dict.fromkeys(own, "done")
+        with pytest.warns(UserWarning) as said:
+            report.warn(results_dir=spec.results_dir())
+        assert [str(w.message).split(" in ")[0] for w in said] == ["1 result file(s)"]
+        assert stray in str(said[0].message)
+    # The command line's run of a finished shard says nothing of the other shard's files.
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(given))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["experiment", "run", str(path), "--shard", "1/2", "--quiet"]) == 0
+    unplanned = [str(w.message) for w in caught if "does not plan" in str(w.message)]
+    assert len(unplanned) == 1 and unplanned[0].startswith("1 result file(s)")
+    assert f"does not plan ({stray})" in unplanned[0]
 
 
 def test_a_merged_study_is_compared_and_reported_from_any_host(

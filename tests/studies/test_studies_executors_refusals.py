@@ -330,6 +330,58 @@ def test_the_slurm_option_flag_is_parsed_checked_and_slurm_only(
         experiment_cli.run_experiment_command(_run_args(path, "ray", slurm_options=given))
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--gpus-per-task", "-1", "--gpus-per-task (executor.gpus_per_task) is -1; expected >= 0"),
+        ("--cpus-per-task", "0", "--cpus-per-task (executor.cpus_per_task) is 0; expected >= 1"),
+        ("--timeout-min", "0", "--timeout-min (executor.timeout_min) is 0; expected >= 1"),
+        ("--chunk-size", "0", "--chunk-size (executor.chunk_size) is 0; expected >= 1"),
+        ("--array-parallelism", "0", "--array-parallelism (executor.array_parallelism) is 0; expected >= 1"),
+        ("--mem-gb", "inf", "--mem-gb (executor.mem_gb) is inf; expected a finite number of GB"),
+    ],
+)
+def test_an_invalid_resource_flag_is_named_as_typed_with_its_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, said: str
+) -> None:
+    # Was: "invalid executor resources {'gpus_per_task': -1, 'cluster': 'local'}: gpus_per_task:
+    # Input should be greater than or equal to 0", naming a field of a dict, not the flag typed.
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(tmp_path / "study")))
+    command = ["experiment", "run", str(path), "--executor", "slurm", "--cluster", "local"]
+    assert main([*command, f"{flag}={value}", "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"inpaintssl experiment: error: {said}")
+    assert "{" not in line  # no dict of the flags given
+    assert not load_spec(_spec(tmp_path / "study")).database_path().exists()  # refused before anything
+
+
+@pytest.mark.parametrize("mem_gb", [float("inf"), float("nan"), 0.0005, 1 / 1024 - 1e-9, 0.0])
+def test_a_memory_slurm_and_ray_cannot_be_sent_is_refused_naming_the_field(mem_gb: float) -> None:
+    # Was: inf passed, then overflowed in submitit or Ray (a traceback, exit 1); under 1 MB was sent
+    # to sbatch as --mem=0MB, which Slurm reads as all of a node's memory.
+    with pytest.raises(ConfigError) as refused:
+        load_spec({"study": "clinical", "executor": {"mem_gb": mem_gb}})
+    message = str(refused.value)
+    assert "executor.mem_gb: expected a finite number of GB, at least 1/1024 (1 MB" in message
+    assert f"(found {mem_gb!r})" in message
+
+
+def test_the_least_memory_reaches_sbatch_and_ray_as_one_megabyte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("submitit")
+    folder = _fake_slurm(tmp_path / "bin", monkeypatch, sbatch=_SBATCH_ACCEPTS)
+    study = load_spec(_spec(tmp_path / "study", cluster="slurm", mem_gb=1 / 1024))
+    backend = make_backend("slurm", study, quiet=True)
+    try:
+        backend.submit([[Task.from_job(expand_study(study).pretrain_jobs()[0])]])
+    finally:
+        backend.close()
+    assert "#SBATCH --mem=1MB" in (folder / "script.sh").read_text().splitlines()
+    assert ray_backend.ray_options(study.executor)["memory"] == 2**20  # 1 MiB, in bytes
+
+
 # -- two drivers started at once ----------------------------------------------------------------
 def test_of_two_drivers_marking_the_same_runs_only_the_first_takes_them(tmp_path: Path) -> None:
     path = tmp_path / "study.sqlite"
@@ -609,6 +661,56 @@ def test_a_ray_cluster_that_cannot_be_reached_names_the_ray_address_flag(
     assert "--ray-address (executor.ray_address) 'auto'" in message
     assert "Could not find any running Ray instance" in message and "`--address` flag" not in message
     assert len(message.splitlines()) == 1
+
+
+def _closed_port() -> int:
+    """A local TCP port where nothing listens (bound, then let go)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_at_once_naming_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: ray.init retried a host:port without a Ray cluster for ever ("Failed to get cluster ID
+    # from GCS server: TimedOut"), and the driver hung. The fake's init connects to anything: only
+    # the driver's own check can refuse the address.
+    fake = _FakeRay({"CPU": 4.0})
+    monkeypatch.setattr(ray_backend, "import_optional", lambda *args, **kwargs: fake)
+    address = f"127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as refused:
+        ray_backend.RayBackend(ExecutorSpec(ray_address=address), results=tmp_path, quiet=True)
+    assert time.monotonic() - started < 5.0
+    message = str(refused.value)
+    assert (
+        message.count(f"--ray-address (executor.ray_address) {address!r}: nothing accepted a connection") == 1
+    )
+    assert message.count("expected the address of a running cluster") == 1
+    assert len(message.splitlines()) == 1
+    assert not fake.initialized  # refused before ray.init, which would have waited
+    # The command line: one line and exit 2, as for every other address Ray cannot use.
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(_spec(tmp_path / "study")))
+    assert (
+        main(["experiment", "run", str(path), "--executor", "ray", "--ray-address", address, "--quiet"]) == 2
+    )
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"--ray-address (executor.ray_address) {address!r}" in line
+
+
+def test_a_ray_address_where_something_listens_is_left_to_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _FakeRay({"CPU": 4.0})
+    monkeypatch.setattr(ray_backend, "import_optional", lambda *args, **kwargs: fake)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        ray_backend.RayBackend(ExecutorSpec(ray_address=address), results=tmp_path, quiet=True).close()
+    assert fake.initialized and fake.shut_down
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from inpaintssl.cli import main
 from inpaintssl.signals import Terminated, terminate_as_exit
 from inpaintssl.studies import expand_study, load_spec, ray_backend
 from inpaintssl.studies.merge import merge_results
-from inpaintssl.studies.resultfiles import ResultFileError, result_path, write_result_file
+from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_path, write_result_file
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.status import study_status
 from study_helpers import tiny_spec
@@ -91,3 +91,28 @@ def test_status_names_the_unmerged_result_files_that_run_and_report_refuse(
     assert f"  damaged, refused by run and report: {damaged} (delete it; its run trains again)" in printed
     with pytest.raises(ResultFileError, match=str(damaged)):
         merge_results(spec)  # what `experiment run` and `report` do first
+
+
+def test_a_result_file_whose_kind_contradicts_its_run_is_damaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: a "pretrain" result in a fine-tuning run's file merged silently, as if it were that run's.
+    given = tiny_spec(tmp_path / "study")
+    spec = load_spec(given)
+    plan = expand_study(spec)
+    pre, fine = plan.pretrain_jobs()[0], plan.finetune_jobs()[0]
+    folder = spec.results_dir()
+    write_result_file(folder, pre.id, kind="pretrain", result={}, rows=[])
+    wrong = write_result_file(folder, fine.id, kind="pretrain", result={}, rows=[])
+    with pytest.raises(ResultFileError) as refused:
+        read_result_file(wrong)
+    assert f"result file {wrong} holds a 'pretrain' result, expected 'finetune'" in str(refused.value)
+    assert study_status(spec).damaged == (wrong,)  # status flags it ...
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(given), encoding="utf-8")
+    assert main(["experiment", "report", str(spec_file)]) == 2  # ... and report refuses it, naming it
+    assert str(wrong) in capsys.readouterr().err
+    # A kind that is no kind at all is damage too, whatever the run.
+    write_result_file(folder, pre.id, kind="segmentation", result={}, rows=[])
+    with pytest.raises(ResultFileError, match="holds a 'segmentation' result, expected 'pretrain'"):
+        read_result_file(result_path(folder, pre.id))

@@ -37,12 +37,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from types import MappingProxyType
 
 from inpaintssl.studies.grid import parse_shard
 from inpaintssl.studies.report import report_study
 from inpaintssl.studies.runner import run_study
-from inpaintssl.studies.spec import ExecutorSpec
+from inpaintssl.studies.spec import ExecutorSpec, executor_flag
 from inpaintssl.studies.status import study_status
 from inpaintssl.studies.submitit_backend import check_slurm_options
 
@@ -51,12 +50,11 @@ __all__ = ["run_experiment_command"]
 _SLURM_ONLY = frozenset({"partition", "timeout_min", "cluster", "slurm_options"})
 """Resource flags of Slurm (submitit) alone; Ray has no partitions or wall times."""
 _RAY_ONLY = frozenset({"ray_address"})
-_FLAG_NAMES = MappingProxyType({"slurm_options": "--slurm-option"})
-"""Flags not spelled as their field (``--slurm-option`` is given once per option)."""
 
 
 def _flag(field: str) -> str:
-    return _FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+    # Named as the runner's errors name them (studies cannot import the command line).
+    return executor_flag(field) or f"executor.{field}"
 
 
 def _slurm_options(given: list[str]) -> dict[str, str]:

@@ -52,7 +52,8 @@ class MergeReport:
         same: Runs recorded before with the same measurements (nothing changed).
         different: Runs recorded before with other measurements (e.g. trained twice on different
             hardware); the recorded measurements are kept.
-        unknown: Result files of runs that are not part of this study (shard) any more.
+        unknown: Result files of runs that the spec does not plan (any more); the files of
+            another shard's runs are left to that shard and not counted.
         damaged: Unreadable result files of runs recorded already (ignored; a damaged file of a
             run not recorded yet is an error instead).
     """
@@ -75,8 +76,8 @@ class MergeReport:
         if self.unknown:
             shown = ", ".join(sorted(self.unknown)[:5]) + (", ..." if len(self.unknown) > 5 else "")
             warn_each_time(
-                f"{len(self.unknown)} result file(s) in {results_dir} belong to runs this spec (shard) "
-                f"does not plan ({shown}); they are ignored",
+                f"{len(self.unknown)} result file(s) in {results_dir} belong to runs this spec does not "
+                f"plan ({shown}); they are ignored",
                 UserWarning,
             )
         for run_id in self.damaged:
@@ -92,7 +93,9 @@ def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeR
 
     Args:
         spec: The study.
-        shard: ``(i, n)``: merge the files of this shard's runs into its database.
+        shard: ``(i, n)``: merge the files of this shard's runs into its database; the files of the
+            other shards' runs are left alone, and only files of runs the spec does not plan at
+            all count as unknown.
 
     Returns:
         Counts of what happened (see :class:`MergeReport`). Without result files the database
@@ -106,7 +109,13 @@ def merge_results(spec: StudySpec, *, shard: tuple[int, int] = (0, 1)) -> MergeR
     files = result_files(spec.results_dir())
     if not files:
         return MergeReport()
-    jobs = {job.id: job for job in expand_study(spec).shard(*shard)}
+    whole = expand_study(spec)
+    jobs = {job.id: job for job in whole.shard(*shard)}
+    # Another shard's runs are planned: their files are that shard's to merge, not unknown ones.
+    others = {job.id for job in whole} - jobs.keys()
+    files = [p for p in files if p.stem not in others]
+    if not files:
+        return MergeReport()
     database = spec.database_path(shard)
     if database.exists():
         # Read first: when every file's run is recorded there is nothing to write, and a study

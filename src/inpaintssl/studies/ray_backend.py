@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,9 @@ from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.worker import Task, TaskReport, run_tasks
 
 __all__ = ["RayBackend", "check_fits", "ray_options"]
+
+_CONNECT_TIMEOUT_S = 10.0
+"""How long a ``host:port`` address may take to accept a connection before it counts as unreachable."""
 
 
 def ray_options(resources: ExecutorSpec) -> dict[str, Any]:
@@ -78,6 +82,45 @@ def check_fits(resources: ExecutorSpec, nodes: Sequence[Mapping[str, Any]]) -> N
         f"{most['CPU']:g} CPU, {most['GPU']:g} GPU, {most['memory'] / 2**30:.1f} GiB on the largest. "
         "Ask for less, or add a node that has it (--ray-address picks the cluster)"
     )
+
+
+def _host_and_port(address: str | None) -> tuple[str, int] | None:
+    """The host and port of a cluster's ``host:port`` address; ``None`` for other forms.
+
+    ``auto`` and ``local`` are found or started on this machine (Ray fails at once when it cannot),
+    and a ``ray://`` client's connection times out by itself: those are left to Ray.
+
+    Example:
+        >>> _host_and_port("10.0.0.7:6379"), _host_and_port("[::1]:6379"), _host_and_port("ray://head:10001")
+        (('10.0.0.7', 6379), ('::1', 6379), None)
+    """
+    if address is None or "://" in address or address.strip() in ("auto", "local"):
+        return None
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _check_reachable(address: str | None, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> None:
+    """Refuse a ``host:port`` address where nothing accepts a connection.
+
+    ``ray.init`` retries such an address without end (``Failed to get cluster ID from GCS server``),
+    so the driver hung instead of saying that the address is wrong.
+
+    Raises:
+        inpaintssl.config.ConfigError: Naming ``--ray-address``, the address and why it failed.
+    """
+    where = _host_and_port(address)
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=timeout_s).close()
+    except OSError as exc:  # refused, no route, unknown host, timed out
+        reason = str(exc) or type(exc).__name__
+        raise _connection_error(
+            OSError(f"nothing accepted a connection at {where[0]} port {where[1]} ({reason})"), address
+        ) from exc
 
 
 def _connection_error(exc: Exception, address: str | None) -> ConfigError:
@@ -141,6 +184,7 @@ class RayBackend:
         # A caller that connected already (a notebook, a test) keeps its connection.
         self.owns_connection = not ray.is_initialized()
         if self.owns_connection:
+            _check_reachable(resources.ray_address)
             # ray.init installs its own SIGTERM handler (a stack dump, exit 15); the command
             # line's hands the submitted runs back and exits 143, as --executor slurm does.
             try:

@@ -27,8 +27,10 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 from inpaintssl.atomic import atomic_write_text
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 RESULT_FORMAT: Final = 1
+
+# Run ids start with their kind (inpaintssl.studies.grid.run_id): pt-<digest>, ft-<digest>.
+_KIND_OF_PREFIX: Mapping[str, str] = MappingProxyType({"pt": "pretrain", "ft": "finetune"})
 
 
 class ResultFileError(ConfigError):
@@ -98,11 +103,18 @@ def write_result_file(
     return path
 
 
+def _expected_kinds(run_id: str) -> tuple[str, ...]:
+    """The kinds a result of ``run_id`` may hold: the one its ``pt-``/``ft-`` prefix names, else either."""
+    prefix, _, _ = run_id.partition("-")
+    return (_KIND_OF_PREFIX[prefix],) if prefix in _KIND_OF_PREFIX else tuple(_KIND_OF_PREFIX.values())
+
+
 def read_result_file(path: Path) -> ResultFile:
     """Read and check a result file.
 
     Raises:
-        ResultFileError: Not JSON, another format, or a run id that does not match its file name.
+        ResultFileError: Not JSON, another format, a run id that does not match its file name, or
+            a kind that is not its run's (a pretraining result in a fine-tuning run's file).
     """
     what_to_do = "delete it and run the study again (that run is trained again, resuming its checkpoint)"
     try:
@@ -114,6 +126,12 @@ def read_result_file(path: Path) -> ResultFile:
         if data["run_id"] != path.stem:
             raise ResultFileError(
                 f"result file {path} holds run {data['run_id']!r}, expected {path.stem!r}; {what_to_do}"
+            )
+        expected = _expected_kinds(path.stem)
+        if data["kind"] not in expected:
+            raise ResultFileError(
+                f"result file {path} holds a {data['kind']!r} result, expected "
+                f"{' or '.join(map(repr, expected))} for run {path.stem!r}; {what_to_do}"
             )
         return ResultFile(
             path,

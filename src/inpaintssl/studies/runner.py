@@ -96,7 +96,7 @@ from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
 from inpaintssl.studies.queue import Heartbeat, RunRecord, WorkerId
 from inpaintssl.studies.results import check_same_study, study_databases
-from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, load_spec
+from inpaintssl.studies.spec import EXECUTORS, ExecutorSpec, StudySpec, format_executor_errors, load_spec
 from inpaintssl.studies.store import StudyStore
 from inpaintssl.studies.summary import StudySummary, WorkerReport, summarise
 from inpaintssl.warning_format import command_in_effect, install_command_warnings, warn_each_time
@@ -613,6 +613,6 @@ def _with_resources(spec: StudySpec, resources: Mapping[str, Any]) -> StudySpec:
     try:
         section = ExecutorSpec.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid executor resources {dict(resources)}: {problems}") from exc
+        # The spec's own section was valid already: what fails is a flag (or resources=) given now.
+        raise ConfigError(format_executor_errors(exc)) from exc
     return spec.model_copy(update={"executor": section})

@@ -50,12 +50,14 @@ import difflib
 import functools
 import glob
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
 
 from inpaintssl.config import (
@@ -83,6 +85,9 @@ __all__ = [
     "ExecutorSpec",
     "StudyKind",
     "StudySpec",
+    "executor_flag",
+    "executor_setting",
+    "format_executor_errors",
     "load_spec",
 ]
 
@@ -97,6 +102,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 # A subset seed, bounded as ``data.subset_seed`` is: checked here, a bad one is blamed on the spec's
 # own field, not on ``data.subset_seed``, which the runner sets and the spec never names.
 _SubsetSeed = Annotated[int, Field(ge=0, lt=2**32)]
+
+_MIN_MEM_GB = 1 / 1024
+"""The least ``mem_gb``: 1 MB, the smallest memory Slurm's ``--mem`` and Ray are sent."""
 
 MANAGED_FIELDS = frozenset(
     {
@@ -126,8 +134,8 @@ class ExecutorSpec(BaseModel):
             executor.
         timeout_min: Wall time of each Slurm array task; a task that reaches it is requeued and
             its run resumes from its checkpoint.
-        mem_gb: Memory of each Slurm task or Ray task (``None``: the cluster's default; Ray
-            reserves none).
+        mem_gb: Memory of each Slurm task or Ray task in GB, finite and at least 1/1024 (1 MB)
+            (``None``: the cluster's default; Ray reserves none).
         array_parallelism: Most tasks of the study submitted at once (Slurm array tasks, queued
             or running, or Ray tasks); the driver submits more as they end.
         chunk_size: Runs per task: several short runs share one task's start-up cost.
@@ -150,7 +158,7 @@ class ExecutorSpec(BaseModel):
     gpus_per_task: int = Field(default=0, ge=0)
     cpus_per_task: int | None = Field(default=None, ge=1)
     timeout_min: int = Field(default=24 * 60, ge=1)
-    mem_gb: float | None = Field(default=None, gt=0)
+    mem_gb: float | None = None  # range checked by _mem_in_range, NaN included
     array_parallelism: int | None = Field(default=None, ge=1)
     chunk_size: int = Field(default=1, ge=1)
     max_requeues: int = Field(default=3, ge=0)
@@ -158,6 +166,80 @@ class ExecutorSpec(BaseModel):
     cluster: Literal["slurm", "local"] = "slurm"
     ray_address: str | None = None
     slurm_options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("mem_gb")
+    @classmethod
+    def _mem_in_range(cls, value: float | None) -> float | None:
+        # Slurm and Ray get whole MB (bytes): less than 1 MB is sent as --mem=0, which Slurm reads
+        # as a whole node's memory, and infinity overflowed submitit's and Ray's conversions.
+        if value is not None and not (math.isfinite(value) and value >= _MIN_MEM_GB):
+            raise PydanticCustomError(
+                "mem_gb_range",
+                "expected a finite number of GB, at least 1/1024 (1 MB; Slurm reads --mem=0 as all of a "
+                "node's memory)",
+            )
+        return value
+
+
+_EXECUTOR_FLAGS: Mapping[str, str] = MappingProxyType({"slurm_options": "--slurm-option"})
+"""Resource flags of ``experiment run`` not spelled as their field (one ``--slurm-option`` per option)."""
+_NO_FLAG = frozenset({"max_requeues", "setup"})
+"""Fields of the ``executor`` section that the spec alone sets."""
+_BOUNDS: Mapping[str, str] = MappingProxyType({"ge": ">=", "gt": ">", "le": "<=", "lt": "<"})
+"""pydantic's bounds (its errors' ``ctx``), as an error message writes them."""
+
+
+def executor_flag(field: str) -> str | None:
+    """The ``experiment run`` flag that sets the ``executor`` section's ``field`` (``None``: none does).
+
+    Example:
+        >>> executor_flag("gpus_per_task"), executor_flag("slurm_options"), executor_flag("setup")
+        ('--gpus-per-task', '--slurm-option', None)
+    """
+    if field in _NO_FLAG:
+        return None
+    return _EXECUTOR_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def executor_setting(field: str) -> str:
+    """How messages name the ``executor`` section's ``field``: its flag and spec field, or the field alone.
+
+    Example:
+        >>> executor_setting("mem_gb"), executor_setting("max_requeues")
+        ('--mem-gb (executor.mem_gb)', 'executor.max_requeues')
+    """
+    flag = executor_flag(field)
+    return f"executor.{field}" if flag is None else f"{flag} (executor.{field})"
+
+
+def format_executor_errors(exc: ValidationError) -> str:
+    """The errors of validating an ``executor`` section, each naming the flag typed and the value found.
+
+    One line, as the command line prints a :class:`~inpaintssl.config.ConfigError`: e.g.
+    ``--gpus-per-task (executor.gpus_per_task) is -1; expected >= 0``.
+
+    Example:
+        >>> try:
+        ...     ExecutorSpec.model_validate({"gpus_per_task": -1, "cluster": "pbs"})
+        ... except ValidationError as exc:
+        ...     print(format_executor_errors(exc).replace("; --", ";\\n--"))
+        --gpus-per-task (executor.gpus_per_task) is -1; expected >= 0;
+        --cluster (executor.cluster) is 'pbs'; expected 'slurm' or 'local'
+    """
+    said = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        name = executor_setting(loc[0]) if loc else "executor"
+        if len(loc) > 1:  # inside a field's value: slurm_options' key, setup's line
+            name += f" at {'.'.join(loc[1:])}"
+        bound = next(
+            (f"{sign} {err['ctx'][key]}" for key, sign in _BOUNDS.items() if key in err.get("ctx", {})), None
+        )
+        expected = bound or err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+        if not expected.startswith("expected"):
+            expected = f"expected {expected}"
+        said.append(f"{name} is {err['input']!r}; {expected}")
+    return "; ".join(said)
 
 
 class StudySpec(BaseModel):
