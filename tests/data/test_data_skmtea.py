@@ -411,3 +411,21 @@ def test_the_pre_flight_check_keeps_the_statistics_it_read(skmtea: SkmteaFixture
     checked._compute_stats = lambda scan: calls.append(1)  # type: ignore[method-assign,assignment,misc,return-value]
     checked[0]
     assert calls == []
+
+
+@pytest.mark.parametrize("stats", ["compute", "auto"])
+def test_a_blank_scan_is_refused_by_the_pre_flight_check(skmtea: SkmteaFixture, stats: str) -> None:
+    # Both echoes zero throughout: every slice would be trained on as an image of one value, as
+    # the other formats' pre-flight check refuses. MTR_002 has stored statistics (stats="auto"
+    # skips computing them), MTR_001 has none.
+    from inpaintssl.data.preflight import preflight
+
+    for name in ("MTR_001.h5", "MTR_002.h5"):
+        with h5py.File(skmtea.root / "image_files" / name, "a") as f:
+            f["echo1"][...] = 0.0
+            f["echo2"][...] = 0.0
+    ds = SKMTEADataset(split="train", root=skmtea.root, stats=stats)
+    with pytest.raises(
+        DataError, match=r"skmtea scan 'MTR_00[12]': .*MTR_00[12]\.h5 holds the value 0 in every voxel"
+    ):
+        preflight({"train": ds}, progress=False)

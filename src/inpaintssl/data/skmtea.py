@@ -542,6 +542,9 @@ class SKMTEADataset(SliceDataset):
         # as _compute_stats (same slabs, same float64 sums), so the first epoch does not read it again.
         computing = scan.file_stats is None and volume not in self._stats
         acc = RunningStats(per_channel=False)
+        # The range of the image the network sees (the echoes' root-sum-of-squares): one value
+        # throughout is a blank export, trained on as a scan, as the other formats' check refuses.
+        low, high = math.inf, -math.inf
         for x0 in range(0, scan.shape[0], _STAT_SLAB):
             echoes: list[np.ndarray] = []
             for key in keys:
@@ -558,9 +561,18 @@ class SKMTEADataset(SliceDataset):
                 else:
                     check_finite(block, where=where)
                     echoes.append(block)
+            e1, e2 = (np.asarray(echo, dtype=np.float64) for echo in echoes)
+            rss = np.sqrt(e1**2 + e2**2)
+            if rss.size:
+                low, high = min(low, float(rss.min())), max(high, float(rss.max()))
             if computing:
-                e1, e2 = (np.asarray(echo, dtype=np.float64) for echo in echoes)
-                acc.update(np.sqrt(e1**2 + e2**2)[None])
+                acc.update(rss[None])
+        if low == high:
+            raise DataError(
+                f"skmtea scan {scan.scan_id!r}: {scan.path} holds the value {low:g} in every voxel of "
+                f"its echoes' root-sum-of-squares (a blank volume: written without data, or a failed "
+                "export or copy?); expected an image whose intensities vary"
+            )
         if computing:
             self._stats.setdefault(volume, acc.result(channels=1))
 
