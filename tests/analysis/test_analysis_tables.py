@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,15 @@ from inpaintssl.analysis.paper_tables import (
     table2_l2_norm,
     table3_ranking,
 )
-from inpaintssl.analysis.summaries import label_fraction_summary
+from inpaintssl.analysis.summaries import (
+    label_fraction_summary,
+    labels_needed_estimates,
+    labels_needed_intervals,
+    labels_needed_rows,
+)
 from inpaintssl.analysis.table import Table
 from inpaintssl.analysis.table import Table as ResultsTable
-from inpaintssl.stats import labels_needed_interval
+from inpaintssl.stats import fit_power_law, labels_needed, labels_needed_interval
 from study_helpers import result_row
 from wilcoxon_reference import brute_force_p_greater
 
@@ -344,7 +350,7 @@ def test_labels_needed_inverts_the_supervised_curve() -> None:
     assert row[5] == 25.0 and row[7] is False
     assert row[8:11] == (5.0, 100.0, False)  # 25 lies within the 5-100 labelled volumes fitted
     # Both test volumes score alike: every bootstrap resample gives the same curve and count.
-    assert row[11:] == (25.0, 25.0, 0.0, 0.0, 0)
+    assert row[11:] == (25.0, 25.0, 0.0, 0.0, 0, 0)
     # The default target is the supervised Dice with the most labels.
     assert labels_needed_table(ResultsTable(rows)).tuples()[0][1] == pytest.approx(0.9 - 0.05)
 
@@ -468,6 +474,7 @@ def test_labels_needed_table_reports_bootstrap_intervals_over_the_test_volumes()
         "saved_ci_lower",
         "saved_ci_upper",
         "resamples_failed",
+        "saved_resamples_left_out",
     )
     sup_row, ssl_row = table.tuples()
     for row in (sup_row, ssl_row):
@@ -506,3 +513,150 @@ def test_the_default_target_is_resampled_with_the_test_cases() -> None:
     assert sup_row[5] == 100.0 and sup_row[11:13] == (100.0, 100.0)
     assert ssl_row[5] == 40.0 and ssl_row[11:13] == (40.0, 40.0)
     assert ssl_row[13:16] == (60.0, 60.0, 0)
+
+
+_COUNTS = {0.05: 5.0, 0.1: 10.0, 0.25: 25.0, 0.5: 50.0, 1.0: 100.0}  # label fraction -> labelled volumes
+
+
+def _seeded_rows(dice: np.ndarray, *, ssl_b: float | None = None) -> list[dict[str, object]]:
+    """Supervised rows of ``dice[seed, count, image]`` (counts of ``_COUNTS``), and with ``ssl_b`` an
+    SSL arm scoring ``0.9 + offset_i - ssl_b / sqrt(n)`` on every seed, the offset read off seed 1 at 100."""
+    rows = []
+    for seed in range(dice.shape[0]):
+        for p, (fraction, n) in enumerate(_COUNTS.items()):
+            for i in range(dice.shape[2]):
+                rows.append(
+                    result_row(
+                        "supervised",
+                        "supervised",
+                        fraction,
+                        i,
+                        dice[seed, p, i],
+                        seed=seed,
+                        labelled_volumes=n,
+                    )
+                )
+                if ssl_b is not None:
+                    offset = dice[1, -1, i] - (0.9 - 0.5 / 10.0)
+                    rows.append(
+                        result_row(
+                            "ssl",
+                            "s",
+                            fraction,
+                            i,
+                            0.9 + offset - ssl_b / np.sqrt(n),
+                            seed=seed,
+                            labelled_volumes=n,
+                            pretrain_data_pct=100.0,
+                        )
+                    )
+    return rows
+
+
+def test_a_nan_dice_gives_one_count_and_target_for_the_table_and_its_interval() -> None:
+    # Image i scores 0.9 + u_i - 0.5 / sqrt(n) supervised and 0.9 + u_i - 0.4 / sqrt(n) with SSL, on
+    # both subset seeds; the u_i average 0. Seed 0's supervised run at 100 labels scores the three
+    # hardest images NaN (empty_score=nan). Each image keeps seed 1's Dice there, so by image the
+    # supervised Dice at 100 labels averages 0.9 - 0.05 = 0.85 and the curves stay exact power
+    # laws: supervised reaches 0.85 at 100 labels, SSL at (0.4 / 0.05)^2 = 64, in every resample
+    # too (each resample moves curves and target by its mean u). Averaging seed 0's mean over its
+    # seven easier images with seed 1's raised the target to 0.8575 and bent the supervised
+    # curve's last point: counts 106 and 89, saving 17, outside their intervals (100, 64, 36).
+    offsets = np.linspace(-0.045, 0.045, 10)
+    curve = 0.9 - 0.5 / np.sqrt(np.array(list(_COUNTS.values())))
+    dice = np.broadcast_to(curve[None, :, None] + offsets[None, None, :], (2, 5, 10)).copy()
+    dice[0, -1, :3] = np.nan
+    rows = _seeded_rows(dice, ssl_b=0.4)
+    sup_row, ssl_row = labels_needed_table(ResultsTable(rows), n_resamples=50, seed=2)
+    assert sup_row["target_dice"] == ssl_row["target_dice"] == pytest.approx(0.85)
+    assert (sup_row["labelled_volumes_needed"], sup_row["needed_ci_lower"], sup_row["needed_ci_upper"]) == (
+        100.0,
+        100.0,
+        100.0,
+    )
+    assert (ssl_row["labelled_volumes_needed"], ssl_row["needed_ci_lower"], ssl_row["needed_ci_upper"]) == (
+        64.0,
+        64.0,
+        64.0,
+    )
+    assert (ssl_row["saved_vs_supervised"], ssl_row["saved_ci_lower"], ssl_row["saved_ci_upper"]) == (
+        36.0,
+        36.0,
+        36.0,
+    )
+    target, intervals = labels_needed_intervals(ResultsTable(rows), n_resamples=50, seed=2)
+    assert target == pytest.approx(0.85)
+    assert (intervals["supervised"].estimate, intervals["ssl, 100% pretraining data"].estimate) == (
+        100.0,
+        64.0,
+    )
+
+
+def test_a_table_without_nan_dice_keeps_the_mean_over_seeds_of_the_test_set_means() -> None:
+    # Noisy Dice on 2 seeds x 5 counts x 7 images, no NaN: the count and target are still those of
+    # the curve of seed-averaged test-set means (Figures 3/4's points), fitted and solved here directly.
+    rng = np.random.default_rng(5)
+    counts = np.array(list(_COUNTS.values()))
+    dice = 0.9 - 0.5 / np.sqrt(counts)[None, :, None] + rng.normal(0.0, 0.02, (2, 5, 7))
+    rows = _seeded_rows(dice)
+    (row,) = labels_needed_table(ResultsTable(rows), n_resamples=20).tuples()
+    curve = dice.mean(axis=2).mean(axis=0)
+    fit = fit_power_law(counts, curve)
+    assert row[1] == pytest.approx(curve[-1], rel=1e-12)
+    assert row[2:5] == (
+        pytest.approx(fit.a, rel=1e-6),
+        pytest.approx(fit.k, rel=1e-6),
+        pytest.approx(fit.c, rel=1e-6),
+    )
+    assert row[5] == labels_needed(fit, float(curve[-1]))
+    (row,) = labels_needed_table(ResultsTable(rows), target=0.8, n_resamples=20).tuples()
+    assert row[5] == labels_needed(fit, 0.8)
+
+
+@pytest.mark.parametrize("target", [85.0, 1.5, -0.2, 0.0, math.nan, math.inf])
+@pytest.mark.parametrize(
+    "function", [labels_needed_table, labels_needed_rows, labels_needed_estimates, labels_needed_intervals]
+)
+def test_a_target_that_is_not_a_dice_is_refused(function, target: float) -> None:
+    # 85 (a percent) was never reached by any arm; 0 and below "needed" 1 volume for every arm.
+    rows = [
+        result_row(
+            "supervised", "supervised", fraction, i, 0.9 - 0.5 / np.sqrt(n) + i / 100, labelled_volumes=n
+        )
+        for fraction, n in _COUNTS.items()
+        for i in range(3)
+    ]
+    with pytest.raises(
+        ValueError, match=r"target must be a Dice in \(0, 1\].*found " + re.escape(repr(target))
+    ):
+        function(ResultsTable(rows), target=target)
+
+
+def test_a_target_of_one_is_a_dice() -> None:
+    rows = [
+        result_row("supervised", "supervised", fraction, 0, 0.9 - 0.5 / np.sqrt(n), labelled_volumes=n)
+        for fraction, n in _COUNTS.items()
+    ]
+    (row,) = labels_needed_table(ResultsTable(rows), target=1.0, n_resamples=5).tuples()
+    assert row[5] == math.inf  # above the plateau 0.9
+
+
+def test_the_saved_interval_counts_the_resamples_where_neither_arm_reaches_the_target() -> None:
+    # Both arms plateau at 0.9 + the resample's mean offset (no noise), SSL reaching it sooner. Fixed
+    # at 0.9, the target is reached by both arms where the resample's mean offset is above 0, by
+    # neither where it is below (inf - inf: no number of labels saved). Neither arm fails.
+    offsets = np.array([-0.031, -0.017, 0.0043, 0.0119, 0.0137, 0.0191])
+    curve = 0.9 - 0.5 / np.sqrt(np.array(list(_COUNTS.values())))
+    dice = np.broadcast_to(curve[None, :, None] + offsets[None, None, :], (2, 5, 6)).copy()
+    rows = _seeded_rows(dice, ssl_b=0.4)
+    draws = np.random.default_rng(4).integers(0, 6, size=(200, 6))  # labels_needed_interval's draws
+    mean_offsets = offsets[draws].mean(axis=1)
+    assert np.abs(mean_offsets).min() > 1e-4  # no resample on the edge
+    never = int(np.count_nonzero(mean_offsets < 0))
+    assert 0 < never < 200
+    sup_row, ssl_row = labels_needed_table(ResultsTable(rows), target=0.9, n_resamples=200, seed=4)
+    assert ssl_row["resamples_failed"] == sup_row["resamples_failed"] == 0
+    assert ssl_row["saved_resamples_left_out"] == sup_row["saved_resamples_left_out"] == never
+    assert (
+        "saved_resamples_left_out" in labels_needed_table(ResultsTable(rows), target=0.9, n_resamples=2).title
+    )

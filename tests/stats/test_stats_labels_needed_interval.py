@@ -111,6 +111,15 @@ def test_a_resample_without_a_target_case_fails_and_is_counted() -> None:
     assert np.array_equal(np.isnan(found.resamples), missing)
 
 
+def test_an_infinite_score_is_refused_rather_than_left_to_the_resamples_without_it() -> None:
+    # A well-posed curve with one test case scored inf: each resample drawing that case failed, and
+    # the interval was read off the others alone, beside a NaN estimate.
+    scores = _cases(6, 0)
+    scores[2, 0] = math.inf
+    with pytest.raises(ValueError, match=r"scores must be finite or NaN.*found inf at scores\[2, 0\]"):
+        labels_needed_interval(LABELS, scores, 0.8, n_resamples=50, seed=0)
+
+
 def test_a_plateau_below_the_target_gives_infinite_counts_not_nan() -> None:
     found = labels_needed_interval(LABELS, _cases(30, 0, noise=0.0), 0.95, n_resamples=30, seed=0)
     assert found.estimate == math.inf and found.lower == found.upper == math.inf and found.n_failed == 0
@@ -134,6 +143,17 @@ def test_percentile_interval_by_hand() -> None:
         ({"scores": np.zeros((4, 3))}, r"scores \(P, N\)"),
         ({"target_per_case": np.zeros(4)}, r"target_per_case must be \(3,\).*found shape \(4,\)"),
         ({"target_per_case": np.full(3, np.nan)}, r"target_per_case must be \(3,\)"),
+        # Input every resample shares is refused once, not turned into an all-NaN or partial interval.
+        ({"labels": [5.0, 5.0, 10.0, 10.0, 10.0]}, r"3 distinct values of labels; found \[5\.0, 10\.0\]"),
+        ({"labels": [5.0, 10.0, np.nan, 50.0, 100.0]}, r"labels must be finite; found \[nan\]"),
+        ({"labels": [-5.0, 10.0, 25.0, 50.0, 100.0]}, r"labels must be >= 0.*\[-5\.0\]"),
+        ({"k_bounds": (5.0, -5.0)}, r"k_bounds must be \(lo, hi\) with lo < hi.*\(5\.0, -5\.0\)"),
+        ({"k_bounds": (-math.inf, 5.0)}, r"k_bounds must be two finite numbers"),
+        (
+            {"scores": np.where(np.eye(5, 3, k=-1) > 0, np.inf, 0.0)},
+            r"scores must be finite or NaN.*scores\[1, 0\]",
+        ),
+        ({"target_per_case": [0.8, -np.inf, 0.8]}, r"target_per_case must be finite or NaN.*-inf at index 1"),
     ],
 )
 def test_validates(kwargs, message) -> None:

@@ -116,9 +116,15 @@ def test_inverse_is_nan_where_the_curve_never_goes() -> None:
             [1.0, 1.0, 2.0, 2.0],
             [1.0, 2.0, 3.0, 4.0],
             {},
-            r"at least 3 distinct x values; found \[1\.0, 2\.0\]",
+            r"at least 3 distinct values of x; found \[1\.0, 2\.0\]",
         ),
         ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], {"k_bounds": (-2.0, -0.5)}, r"lo > 0 when x contains 0"),
+        (
+            [1.0, 2.0, 3.0],
+            [1.0, 2.0, 3.0],
+            {"k_bounds": (-math.inf, 5.0)},
+            r"two finite numbers; found \(-inf, 5\.0\)",
+        ),
     ],
 )
 def test_rejects_bad_input(x, y, kwargs, message) -> None:

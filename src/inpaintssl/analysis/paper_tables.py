@@ -506,6 +506,11 @@ def labels_needed_table(
     ``n_resamples`` resamples drawn with ``seed``); ``saved_ci_lower`` and ``saved_ci_upper`` the
     same for ``saved_vs_supervised``, from the paired resamples (the same test cases for both
     arms); ``resamples_failed`` counts resamples that gave no count (left out). NaN without a fit.
+    ``saved_resamples_left_out`` counts the paired resamples left out of the saved interval: those
+    where either arm gave no count, and those where neither arm's curve reaches the target (both
+    ``inf``: no number of labels saved), which ``resamples_failed`` does not count; read it beside
+    the saved interval, which describes only the other resamples (``None`` without that interval).
+    A target Dice other than the default must lie in ``(0, 1]``.
     The intervals cover the test-set sampling, not the spread between training runs; the default
     target, measured on the same test cases, is resampled with them.
     """
@@ -528,12 +533,16 @@ def labels_needed_table(
         interval = intervals.get(name) if fit is not None else None
         needed_ci = saved_ci = (math.nan, math.nan)
         failed: int | None = None
+        saved_left_out: int | None = None
         if interval is not None:
             needed_ci, failed = (interval.lower, interval.upper), interval.n_failed
             if supervised_interval is not None:
                 with np.errstate(invalid="ignore"):  # inf - inf: no saving to speak of, left out
                     saved = supervised_interval.resamples - interval.resamples
                 saved_ci = percentile_interval(saved, confidence=confidence)
+                # Counted apart from resamples_failed: both arms' counts exist (inf) when neither
+                # reaches the target, yet the saved interval has to leave that resample out.
+                saved_left_out = int(np.count_nonzero(np.isnan(saved)))
         rows.append(
             (
                 name,
@@ -550,6 +559,7 @@ def labels_needed_table(
                 *needed_ci,
                 *saved_ci,
                 failed,
+                saved_left_out,
             )
         )
     targets = {estimate.target for estimate in found}
@@ -566,7 +576,8 @@ def labels_needed_table(
         "so the count read off the curve is not an estimate; extrapolated: the count lies outside "
         "the fitted range of labelled volumes, inf included; "
         f"ci: {confidence:.0%} percentile bootstrap interval over the test cases, {n_resamples} resamples, "
-        f"seed {seed})",
+        f"seed {seed}; saved_resamples_left_out: paired resamples without a number of labels saved, "
+        "left out of the saved ci)",
         columns=(
             "arm",
             "target_dice",
@@ -584,6 +595,7 @@ def labels_needed_table(
             "saved_ci_lower",
             "saved_ci_upper",
             "resamples_failed",
+            "saved_resamples_left_out",
         ),
     )
 

@@ -466,10 +466,17 @@ def _labels_needed_arms(results: Table, level: str | None) -> _LabelsArms:
     return _LabelsArms({**tables, **ssl_arms}, {**{t: t for t in tables}, **baseline_of})
 
 
-def _default_target(supervised: Table, level: str | None) -> float:
-    """A baseline's Dice with the most labelled volumes: the default target of its arms."""
-    curves = dice_curves(supervised, level=level, x="labelled_volumes", series="arm")
-    if not curves or curves[0].x.size == 0:
+def _default_target(supervised: Table, cases: Sequence[ItemKey]) -> float:
+    """A baseline's Dice with the most labelled volumes: the default target of its arms.
+
+    The mean over test cases of each case's Dice there (its mean over subset seeds), the target
+    the bootstrap resamples (:func:`labels_needed_intervals`), so that the count read off and its
+    interval are for one target. With a Dice for every case and seed it is the mean over seeds of
+    the test-set mean; a NaN Dice (``empty_score=nan``) weighs its case by the seeds that measured
+    it rather than its seed by the cases that did.
+    """
+    labels, scores = _case_scores(supervised, cases)
+    if labels.size == 0:
         rows = len(supervised)
         found = (
             f"{rows} supervised Dice rows, none with a 'labelled_volumes' count (the run result's "
@@ -481,10 +488,10 @@ def _default_target(supervised: Table, level: str | None) -> float:
             "labels needed: the default target is the supervised Dice with the most labelled volumes; "
             f"found {found}. Pass a target Dice, or load the results with load_results"
         )
-    return float(curves[0].mean[-1])
+    return float(_case_means(scores)[-1])
 
 
-def _arm_targets(arms: _LabelsArms, target: float | None, level: str | None) -> dict[str, float]:
+def _arm_targets(arms: _LabelsArms, target: float | None, cases: Sequence[ItemKey]) -> dict[str, float]:
     """Each arm's target: ``target``, else the default target of the baseline it is compared with.
 
     NaN for an arm without a baseline (:attr:`_LabelsArms.baseline_of` ``None``) and no ``target``.
@@ -498,7 +505,7 @@ def _arm_targets(arms: _LabelsArms, target: float | None, level: str | None) -> 
             out[name] = math.nan
         else:
             if baseline not in defaults:
-                defaults[baseline] = _default_target(arms.tables[baseline], level)
+                defaults[baseline] = _default_target(arms.tables[baseline], cases)
             out[name] = defaults[baseline]
     return out
 
@@ -545,9 +552,16 @@ def labels_needed_estimates(
     (``baseline_id``, :func:`named_baselines`), whose Dice with the most labels is its default
     target, never with the baselines pooled into one curve.
 
+    An arm's curve at a labelled-volume count, and a default target, is the mean over the test
+    cases of each case's Dice there (its mean over subset seeds): the curve and target that
+    :func:`labels_needed_intervals` resamples, so that each count is its interval's point estimate.
+    With a Dice for every case and seed this is the mean over seeds of the test-set mean (the
+    Dice table's); NaN Dice cells (``empty_score=nan``) make the two differ.
+
     Args:
         results: The long results table.
-        target: Target Dice of every arm; default each arm's baseline's Dice with the most labels.
+        target: Target Dice of every arm, in ``(0, 1]``; default each arm's baseline's Dice with
+            the most labels.
         level: ``image`` or ``volume`` (default :func:`dice_level`).
 
     Returns:
@@ -555,9 +569,10 @@ def labels_needed_estimates(
         of pretraining data.
 
     Raises:
-        ValueError: A baseline has no Dice with a labelled-volume count to take a default target
-            from; the SSL rows name no baseline and the supervised rows are of several; or two
-            amounts of pretraining data would give arms one name.
+        ValueError: ``target`` is not a Dice in ``(0, 1]``; a baseline has no Dice with a
+            labelled-volume count to take a default target from; the SSL rows name no baseline and
+            the supervised rows are of several; or two amounts of pretraining data would give arms
+            one name.
 
     Example:
         >>> rows = [{"arm": arm, "strategy": name, "run_id": f"{arm}-{lr}-{n}",
@@ -575,12 +590,18 @@ def labels_needed_estimates(
         ssl, 100% pretraining data, lr=0.001: 16 vs supervised lr=0.001
         ssl, 100% pretraining data, lr=0.01: 36 vs supervised lr=0.01
     """
+    _check_target(target)
     arms = _labels_needed_arms(results, level)
-    targets = _arm_targets(arms, target, level)
+    cases = _cases(*arms.tables.values())
+    targets = _arm_targets(arms, target, cases)
     out: list[LabelsNeeded] = []
     for name, table in arms.tables.items():
-        curves = dice_curves(table, level=level, x="labelled_volumes", series="arm")
-        fit = _try_fit(curves[0].x, curves[0].mean) if curves else None
+        # The curve :func:`labels_needed_intervals` resamples (each case's Dice, then their mean), so
+        # that the count is the interval's point estimate; the mean over seeds of test-set means
+        # (dice_curves) differs from it once a NaN Dice leaves the design unbalanced.
+        labels, scores = _case_scores(table, cases)
+        means = _case_means(scores)
+        fit = _try_fit(labels, means) if labels.size and not np.any(np.isnan(means)) else None
         aim = targets[name]
         needed = labels_needed(fit, aim) if fit is not None and not math.isnan(aim) else math.nan
         out.append(LabelsNeeded(name, fit, needed, aim, arms.baseline_of[name]))
@@ -612,7 +633,7 @@ def labels_needed_rows(
 
     Args:
         results: The long results table.
-        target: Target Dice; default the supervised Dice with the most labels.
+        target: Target Dice in ``(0, 1]``; default the supervised Dice with the most labels.
         level: ``image`` or ``volume`` (default :func:`dice_level`).
 
     Returns:
@@ -620,13 +641,45 @@ def labels_needed_rows(
         target is NaN when it is the default and the arms' baselines have different ones.
 
     Raises:
-        ValueError: No supervised Dice with a labelled-volume count to take the default target
-            from; the SSL rows name no baseline and the supervised rows are of several; or two
-            amounts of pretraining data would give arms one name.
+        ValueError: ``target`` is not a Dice in ``(0, 1]``; no supervised Dice with a
+            labelled-volume count to take the default target from; the SSL rows name no baseline
+            and the supervised rows are of several; or two amounts of pretraining data would give
+            arms one name.
     """
     found = labels_needed_estimates(results, target=target, level=level)
     shared = target if target is not None else _one_target(e.target for e in found)
     return shared, [(e.arm, e.fit, e.needed) for e in found]
+
+
+def _check_target(target: float | None) -> None:
+    """Refuse a target that is not a Dice: one outside ``(0, 1]`` is never reached or needs 0 labels."""
+    if target is None:
+        return
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.integer, np.floating)):
+        raise ValueError(f"labels needed: target must be a Dice in (0, 1] or None; found {target!r}")
+    if not 0.0 < float(target) <= 1.0:
+        raise ValueError(
+            f"labels needed: target must be a Dice in (0, 1] (a fraction, not a percent); found {target!r}"
+        )
+
+
+def _cases(*tables: Table) -> list[ItemKey]:
+    """The test cases ``(volume_id, slice_index)`` of ``tables``, in one order for every arm."""
+    return sorted(
+        {(row.get("volume_id"), row.get("slice_index")) for table in tables for row in table},
+        key=lambda k: tuple(str(v) for v in k),
+    )
+
+
+def _case_means(scores: FloatArray) -> FloatArray:
+    """``(P,)`` mean over the cases measured at each count (NaN cells left out; NaN where none is).
+
+    The mean :func:`~inpaintssl.stats.labels_needed_interval` fits, computed the same way.
+    """
+    means = np.full(scores.shape[0], np.nan)
+    measured = np.any(~np.isnan(scores), axis=1)
+    means[measured] = np.nanmean(scores[measured], axis=1)
+    return means
 
 
 def _case_scores(table: Table, cases: Sequence[ItemKey]) -> tuple[FloatArray, FloatArray]:
@@ -668,9 +721,12 @@ def labels_needed_intervals(
     baseline each arm is compared with (:func:`labels_needed_estimates`); a given ``target`` stays
     fixed.
 
+    Each interval's :attr:`~inpaintssl.stats.LabelsNeededInterval.estimate` is the arm's count of
+    :func:`labels_needed_estimates`: both fit the mean over the test cases of each case's Dice.
+
     Args:
         results: The long results table.
-        target: Target Dice; default the supervised Dice with the most labels.
+        target: Target Dice in ``(0, 1]``; default the supervised Dice with the most labels.
         level: ``image`` or ``volume`` (default :func:`dice_level`).
         confidence: Nominal coverage, e.g. 0.95.
         n_resamples: Bootstrap resamples per arm (default 1000).
@@ -680,13 +736,14 @@ def labels_needed_intervals(
         ``(target, {arm name: interval, or None with fewer than 3 labelled-volume counts or
         without a baseline to take the default target from})``, arms and target as in
         :func:`labels_needed_rows`.
+
+    Raises:
+        ValueError: As :func:`labels_needed_estimates`.
     """
+    _check_target(target)
     arms = _labels_needed_arms(results, level)
-    cases = sorted(
-        {(row.get("volume_id"), row.get("slice_index")) for table in arms.tables.values() for row in table},
-        key=lambda k: tuple(str(v) for v in k),
-    )
-    targets = _arm_targets(arms, target, level)
+    cases = _cases(*arms.tables.values())
+    targets = _arm_targets(arms, target, cases)
     # The same cells each default target averages: each case's Dice at the most labels of the
     # baseline the arm is compared with.
     per_case = {

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from inpaintssl.stats.power_law import PowerLawFit, fit_power_law
+from inpaintssl.stats.power_law import PowerLawFit, _exponent_bounds, _validated_x, fit_power_law
 
 __all__ = ["LabelsNeededInterval", "labels_needed", "labels_needed_interval", "percentile_interval"]
 
@@ -201,8 +201,13 @@ def labels_needed_interval(
         A :class:`LabelsNeededInterval`.
 
     Raises:
-        ValueError: If the shapes disagree, ``target`` is not finite, ``confidence`` is not in
-            ``(0, 1)``, ``n_resamples < 1``, or ``target_per_case`` is not ``(N,)`` with a number.
+        ValueError: If the shapes disagree; ``labels`` are not finite and non-negative with at least
+            3 distinct values; ``scores`` hold ``inf``; ``k_bounds`` is not a range
+            (:func:`~inpaintssl.stats.fit_power_law`); ``target`` is not finite; ``confidence`` is
+            not in ``(0, 1)``; ``n_resamples < 1``; or ``target_per_case`` is not ``(N,)`` with a
+            number and no ``inf``. These are checked before resampling: a resample fails (NaN,
+            counted in :attr:`LabelsNeededInterval.n_failed`) only for what its own cases make of
+            the curve, never for input every resample shares.
 
     Example:
         >>> import numpy as np
@@ -220,6 +225,16 @@ def labels_needed_interval(
             "labels must be (P,) and scores (P, N) with N >= 1 test cases; found "
             f"labels.shape={xs.shape}, scores.shape={ys.shape}"
         )
+    # Checked once here: every resample shares these, and a fit refusing them inside the loop would
+    # read as n_resamples failed resamples (an all-NaN or partial interval) instead of an error.
+    _validated_x(xs, name="labels")
+    _exponent_bounds(xs, k_bounds)
+    if np.any(np.isinf(ys)):
+        bad = np.argwhere(np.isinf(ys))[0]
+        raise ValueError(
+            "scores must be finite or NaN (a case not measured at that count); found "
+            f"{ys[tuple(bad)]} at scores[{bad[0]}, {bad[1]}]"
+        )
     if not math.isfinite(target):
         raise ValueError(f"target must be a finite number; found {target!r}")
     if not 0.0 < confidence < 1.0:
@@ -235,13 +250,18 @@ def labels_needed_interval(
                 f"target_per_case must be ({ys.shape[1]},), one score per test case with at least one "
                 f"number; found shape {moving.shape}"
             )
+        if np.any(np.isinf(moving)):
+            raise ValueError(
+                "target_per_case must be finite or NaN (a case not measured); found "
+                f"{moving[np.isinf(moving)][0]} at index {int(np.argmax(np.isinf(moving)))}"
+            )
 
     def solve(columns: npt.NDArray[np.float64], goal: float) -> float:
         if math.isnan(goal) or np.any(np.all(np.isnan(columns), axis=1)):
             return math.nan  # no target, or a label count without any case: no curve to solve
         try:
             fit = fit_power_law(xs, np.nanmean(columns, axis=1), k_bounds=k_bounds)
-        except (RuntimeError, ValueError):
+        except RuntimeError:  # the optimiser did not converge on this resample's means
             return math.nan
         return labels_needed(fit, goal, round_up=round_up)
 

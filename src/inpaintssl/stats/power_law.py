@@ -112,6 +112,49 @@ class PowerLawFit:
         return out
 
 
+def _validated_x(x: npt.ArrayLike, *, name: str = "x") -> npt.NDArray[np.float64]:
+    """``x`` as a 1-D float array fit for a power law, else a ValueError that names it ``name``.
+
+    Shared with :func:`~inpaintssl.stats.labels_needed_interval`, which checks its ``labels`` once
+    before its resamples rather than letting each fit fail the same way.
+    """
+    xs = np.asarray(x, dtype=np.float64)
+    if xs.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; found shape {xs.shape}")
+    if not np.all(np.isfinite(xs)):
+        raise ValueError(f"{name} must be finite; found {xs[~np.isfinite(xs)][:5].tolist()}")
+    if np.any(xs < 0):
+        raise ValueError(f"{name} must be >= 0 (x**k is not real otherwise); found {xs[xs < 0][:5].tolist()}")
+    if np.unique(xs).size < 3:
+        raise ValueError(
+            f"fitting a, k and c needs at least 3 distinct values of {name}; found {np.unique(xs).tolist()}"
+        )
+    return xs
+
+
+def _exponent_bounds(
+    xs: npt.NDArray[np.float64], k_bounds: tuple[float, float], *, name: str = "k_bounds"
+) -> tuple[float, float]:
+    """The exponent range fitted to ``xs``: ``k_bounds``, its low end raised above 0 when ``xs`` holds 0.
+
+    Raises:
+        ValueError: ``k_bounds`` is not two finite numbers with ``lo < hi`` (``lo > 0`` once raised).
+    """
+    try:
+        lo, hi = (float(v) for v in k_bounds)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be (lo, hi), two numbers; found {k_bounds!r}") from err
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} must be two finite numbers; found ({lo}, {hi})")
+    if np.any(xs == 0):
+        lo = max(lo, _MIN_ABS_K)
+    if not lo < hi:
+        raise ValueError(
+            f"{name} must be (lo, hi) with lo < hi (lo > 0 when x contains 0); found ({lo}, {hi})"
+        )
+    return lo, hi
+
+
 def _validated(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     xs = np.asarray(x, dtype=np.float64)
     ys = np.asarray(y, dtype=np.float64)
@@ -119,13 +162,7 @@ def _validated(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[npt.NDArray[np.float
         raise ValueError(f"x and y must be 1-D of equal length; found x.shape={xs.shape}, y.shape={ys.shape}")
     if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
         raise ValueError("x and y must be finite; found NaN or inf")
-    if np.any(xs < 0):
-        raise ValueError(f"x must be >= 0 (x**k is not real otherwise); found {xs[xs < 0][:5].tolist()}")
-    if np.unique(xs).size < 3:
-        raise ValueError(
-            f"fitting a, k and c needs at least 3 distinct x values; found {np.unique(xs).tolist()}"
-        )
-    return xs, ys
+    return _validated_x(xs), ys
 
 
 def _grid_seed(
@@ -166,7 +203,7 @@ def fit_power_law(
 
     Raises:
         ValueError: On malformed input (non-1-D, unequal lengths, NaN, negative x, fewer than 3
-            distinct x values) or an empty ``k_bounds``.
+            distinct values of x) or ``k_bounds`` not two finite numbers with ``lo < hi``.
         RuntimeError: If the optimiser fails to converge.
 
     Example:
@@ -181,13 +218,7 @@ def fit_power_law(
         True
     """
     xs, ys = _validated(x, y)
-    lo, hi = k_bounds
-    if np.any(xs == 0):
-        lo = max(lo, _MIN_ABS_K)
-    if not lo < hi:
-        raise ValueError(
-            f"k_bounds must be (lo, hi) with lo < hi (lo > 0 when x contains 0); found ({lo}, {hi})"
-        )
+    lo, hi = _exponent_bounds(xs, k_bounds)
 
     scale = float(xs.max())
     u = xs / scale
