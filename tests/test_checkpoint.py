@@ -297,3 +297,28 @@ def test_a_stale_twin_goes_only_beside_a_complete_checkpoint(tmp_path: Path, bes
         assert removed == [] and twin.is_dir()
         assert load_checkpoint(folder)[0]["w"].item() == 0.0
     assert (tmp_path / "notes.old").is_dir()
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        b'{"files": ["model.safetensors", "meta.json"]}',  # a list: before, an AttributeError traceback
+        b'{"files": null}',
+        b"\xff\xfe\x00garbage",  # not UTF-8: before, a UnicodeDecodeError naming no file
+        b'{"files": {}}',  # lists nothing: before, it verified as complete, checking nothing
+        b'{"files": {"meta.json": 7}}',
+    ],
+)
+def test_a_malformed_complete_marker_recovers_the_twin(tmp_path: Path, marker: bytes) -> None:
+    # The folder of a half-swap whose marker is damaged: the .old twin is the checkpoint to use,
+    # as with a torn marker.
+    folder = tmp_path / "last"
+    save_checkpoint(folder.with_name("last.old"), {"w": torch.full((1,), 7.0)}, META)
+    save_checkpoint(tmp_path / "elsewhere", {"w": torch.full((1,), 8.0)}, META)
+    os.replace(tmp_path / "elsewhere", folder)
+    (folder / "COMPLETE.json").write_bytes(marker)
+    assert resolve_checkpoint(folder) == folder.with_name("last.old")
+    assert load_checkpoint(folder)[0]["w"].item() == 7.0
+    os.replace(folder.with_name("last.old"), tmp_path / "elsewhere")
+    with pytest.raises(CheckpointError, match=r"last/COMPLETE\.json is unreadable"):
+        load_checkpoint(folder)

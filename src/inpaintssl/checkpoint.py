@@ -381,6 +381,27 @@ def checkpoint_exists(folder: str | Path) -> bool:
     return folder.exists() or _old_twin(folder).exists()
 
 
+_SEALED_FILES = ("model.safetensors", "meta.json")
+"""The files every :func:`save_checkpoint` writes, so every ``COMPLETE.json`` lists them."""
+
+
+def _marker_problem(files: Any) -> str | None:
+    """What is wrong with a ``COMPLETE.json``'s ``files`` entry, or ``None`` when it is well formed.
+
+    A marker that lists nothing (or not the files every checkpoint holds) would verify a folder
+    without checking anything in it: it is as damaged as a torn one, and the twin is recovered.
+    """
+    if not isinstance(files, dict):
+        return f'expected "files" to map file names to SHA-256 hex digests, found {type(files).__name__}'
+    odd = sorted(str(name) for name, digest in files.items() if not isinstance(digest, str))
+    if odd:
+        return f'expected "files" to map file names to SHA-256 hex digests, found others for {", ".join(odd)}'
+    missing = [name for name in _SEALED_FILES if name not in files]
+    if missing:
+        return f'"files" does not list {", ".join(missing)}, which every checkpoint holds'
+    return None
+
+
 def _verified_folder(folder: Path) -> Path:
     """Return ``folder`` or its ``.old`` twin, whichever is complete and intact."""
     problems: list[str] = []
@@ -392,8 +413,12 @@ def _verified_folder(folder: Path) -> Path:
             continue
         try:
             files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:  # ValueError: torn JSON, and bytes not UTF-8
             problems.append(f"{marker} is unreadable: {exc}")
+            continue
+        malformed = _marker_problem(files)
+        if malformed is not None:
+            problems.append(f"{marker} is unreadable: {malformed}")
             continue
         bad = [n for n, h in files.items() if not (candidate / n).is_file() or _sha256(candidate / n) != h]
         if bad:

@@ -1134,7 +1134,7 @@ def _bare_weights_to_evaluate(folder: Path) -> Call:
     "runtime-disk-full-on-checkpoint",
     "runtime",
     OSError,
-    r"could not write checkpoint .*run/checkpoints/best: No space left on device",
+    r"could not write checkpoint .*run/checkpoints/best\.pending: No space left on device",
 )
 def _disk_full_on_checkpoint(folder: Path) -> Call:
     """The disk fills up half-way through writing the first checkpoint."""

@@ -153,10 +153,15 @@ in the same folder (``.<name>.<random>.tmp``), flushed and renamed over the targ
 one. A checkpoint folder is written under a temporary name, sealed with ``COMPLETE.json`` (the
 sha256 of every file in it) and swapped in by renames; a folder caught half-swapped is recovered
 from its ``.old`` twin, and a twin a kill left beside a complete checkpoint is removed by the next
-``--resume``. When the disk fills up, the write raises ``OSError`` naming the file (also where
-``safetensors`` reports it with its own ``SafetensorError``; the command line exits 2 with that one
-line), the temporary file is removed and the previous checkpoint is left intact
-(``runtime-disk-full-*`` below).
+``--resume``. A ``COMPLETE.json`` that is torn, not UTF-8, or does not list each file it seals
+(at least ``model.safetensors`` and ``meta.json``) counts as damaged, and the twin is used. When
+the disk fills up, the write raises ``OSError`` naming the file (also where ``safetensors``
+reports it with its own ``SafetensorError``, and for the run lock itself; the command line exits
+2 with that one line), the temporary file is removed and the previous checkpoint is left intact
+(``runtime-disk-full-*`` below). TensorBoard is the exception: it is not the record of truth
+(``metrics.csv`` is), so a failed write of its event file warns once
+(``TensorBoardWriteWarning``, naming the ``tensorboard`` folder) and the run goes on without
+it.
 
 Resume after a hard kill
 ------------------------
@@ -168,7 +173,14 @@ and corruption are pure functions of (seed, phase, epoch, sample index), so
 checkpoint left off: ``tests/reliability/test_reliability_resume.py`` kills real pretraining and
 two-phase fine-tuning processes with ``SIGKILL`` at five seeded random moments each and checks
 that every resumed run ends with the same weights, bit for bit, as a run never interrupted (CPU,
-``run.deterministic``). A run killed before its first checkpoint starts afresh on ``--resume``.
+``run.deterministic``). A run killed before its first checkpoint is complete (also during its
+write) starts afresh, with ``--resume`` or without: only a checkpoint (``best``, ``last``,
+``best.pending`` or an ``.old`` twin) makes a folder hold a run, and each run removes the
+temporaries killed writers left in the run folder, ``checkpoints/`` and ``reconstructions/``.
+A new best epoch's weights wait in ``checkpoints/best.pending`` and move to ``checkpoints/best``
+right after ``last`` records that epoch, so ``best`` always holds the epoch ``last`` names as the
+best: a resume drops a pending best of an epoch it trains again, which on a GPU may score
+otherwise the second time (``tests/training/test_training_best_weights.py``).
 A resume may change only the ``run`` settings other than ``run.seed`` (data order and
 corruption follow the seed), ``optim.max_epochs``, and how the data are read
 (``data.num_workers``, ``data.worker_start_method``, ``data.cache_dir``); other changes are

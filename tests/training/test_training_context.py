@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -458,3 +459,46 @@ def test_run_settings_a_resume_changed_are_recorded_in_the_manifest(
         issl.pretrain(_resumed(config))
     first, second = json.loads((run / "manifest.json").read_text())["resumes"]
     assert first == entry and second["changed"] == {} and second["resumed_from_epoch"] == 2
+
+
+def test_a_folder_that_cannot_be_created_names_run_output_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only parent (the tests run as root, which no permission stops): before, the error
+    # was "Permission denied: '.../run'", not which setting named that folder.
+    run = tmp_path / "run"
+    real_mkdir = Path.mkdir
+
+    def read_only_parent(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self == run:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only_parent)
+    with pytest.raises(PermissionError) as caught, run_session(RunConfig(output_dir=run, device="cpu")):
+        pass
+    assert f"could not create run.output_dir={str(run)!r}: Permission denied" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("left", "refused"),
+    [
+        (".best.pending.k2x9ab_7.tmp", False),  # a kill during the first checkpoint's write
+        (".last.k2x9ab_7.tmp", False),
+        ("last.old", True),  # a kill between a save's two renames: the run is resumable
+        ("best.pending", True),
+        ("best", True),
+    ],
+)
+def test_only_a_checkpoint_makes_a_folder_hold_a_run(tmp_path: Path, left: str, refused: bool) -> None:
+    # Before, any entry of checkpoints/ counted: a folder whose only checkpoint write was cut
+    # short was refused as holding a run, and --resume then said it held nothing to resume.
+    run = tmp_path / "run"
+    (RunFolder(run).checkpoints / left).mkdir(parents=True)
+    config = RunConfig(output_dir=run, device="cpu")
+    if refused:
+        with pytest.raises(RunFolderInUseError, match=r"already holds a run"), run_session(config):
+            pass
+    else:
+        with run_session(config):
+            pass

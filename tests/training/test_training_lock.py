@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -410,3 +411,27 @@ def test_a_killed_child_not_yet_reaped_is_not_alive() -> None:
         child.kill()
         child.wait()
     assert not lock_module.pid_alive(child.pid)  # reaped: gone altogether
+
+
+def test_a_lock_that_cannot_be_written_names_it_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk fails a write once the file exists: half the text lands, then ENOSPC. Before, the
+    # error named nothing (or the hidden temporary) and the temporary stayed in the run folder.
+    real_write_text = Path.write_text
+
+    def half_then_full(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        real_write_text(self, data[: len(data) // 2], encoding="utf-8")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    with pytest.raises(OSError) as caught:
+        acquire_run_lock(folder)
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert f"could not write run lock {folder / RunFolder.LOCK}: No space left on device" in str(caught.value)
+    assert list(folder.iterdir()) == []
+    with acquire_run_lock(folder):  # nothing left blocks the next run
+        pass

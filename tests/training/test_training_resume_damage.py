@@ -8,15 +8,19 @@ epoch's record and its checkpoint leaves a run.
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import re
+import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from inpaintssl.checkpoint import CheckpointError, CheckpointMeta
+from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from inpaintssl.config import EarlyStoppingConfig, FinetuneConfig, OptimConfig, RunConfig
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
@@ -215,3 +219,59 @@ def test_the_patience_count_survives_a_resume(tmp_path: Path) -> None:
     rows = _rows(run / "metrics.csv")
     # "best" marks a lower loss than any before (no min_delta), so it is not hand-known here.
     assert [(int(r["epoch"]), int(r["stopped_early"])) for r in rows] == [(0, 0), (1, 0), (2, 0), (3, 1)]
+
+
+def test_a_killed_runs_figure_temporaries_are_swept(tmp_path: Path) -> None:
+    # A kill while an epoch's reconstruction PNG was written leaves its temporary; before, no run
+    # (not even a resume) removed it. A user's files there, of other names, stay.
+    run = tmp_path / "run"
+    figures = run / "reconstructions"
+    figures.mkdir(parents=True)
+    for name in (".epoch_002.png.k2x9ab_7.tmp", ".epoch_002.png.notes.tmp", "epoch_002.png", "mine.txt"):
+        (figures / name).write_bytes(b"x")
+    _killed_after(run, epoch=0)
+    assert sorted(p.name for p in figures.iterdir()) == [
+        ".epoch_002.png.notes.tmp",
+        "epoch_002.png",
+        "mine.txt",
+    ]
+
+
+def test_a_stale_pending_best_that_cannot_be_removed_is_named_not_claimed_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read-only checkpoints/ folder: before, the resume logged "removed .../best.pending" and
+    # left it there.
+    run = tmp_path / "run"
+    _killed_after(run, epoch=1)
+    pending = run / "checkpoints" / "best.pending"
+    meta = CheckpointMeta(kind="finetune", backbone="unet2d", in_channels=1, out_channels=2, epoch=99)
+    save_checkpoint(pending, {"w": torch.zeros(1)}, meta)
+    real_rmtree = shutil.rmtree
+    refused: list[str | Path] = []
+
+    def read_only(path: str | Path, ignore_errors: bool = False, **kwargs: Any) -> None:
+        if Path(path) == pending and not refused:  # the settling on resume; a later new best may move it
+            refused.append(path)
+            if not ignore_errors:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return
+        real_rmtree(path, ignore_errors=ignore_errors, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", read_only)
+    with (
+        caplog.at_level("INFO", logger="inpaintssl"),
+        pytest.warns(UserWarning, match=rf"could not remove {pending} \(Permission denied\)"),
+        pytest.raises(KilledError),
+    ):
+        _trainer(run, resume=True, hooks=[_kill_at(2)]).fit()
+    assert pending.is_dir()
+    assert not any(f"removed {pending}" in record.getMessage() for record in caplog.records)
+
+
+def _kill_at(killed_at: int) -> object:
+    def kill(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
+        if epoch == killed_at:
+            raise KilledError
+
+    return kill

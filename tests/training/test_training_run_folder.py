@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from inpaintssl.training.context import FinishedRunWarning
 from inpaintssl.training.finetuning import phases_for
 from inpaintssl.training.run_folder import (
     DataCheck,
+    TensorBoardLog,
+    TensorBoardWriteWarning,
     changed_fields,
     read_data_check,
     record_budget,
@@ -444,3 +448,31 @@ def test_a_resume_back_to_the_checkpoints_budget_puts_it_back_in_config_yaml(
         assert recorded_config(recorded, PretrainConfig).optim.max_epochs == 7
         issl.pretrain(config(5, resume=True))
     assert recorded_config(recorded, PretrainConfig).optim.max_epochs == 5
+
+
+# TensorBoard's writer thread raises the failed write in that thread too (printed by Python's
+# thread hook, which the library leaves to its caller).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_full_disk_stops_tensorboard_with_one_warning_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the next call after TensorBoard's writer thread failed raised
+    # "[Errno 28] No space left on device" naming no file, ending a run whose metrics.csv was fine.
+    pytest.importorskip("tensorboard")
+    from tensorboard.summary.writer import record_writer  # type: ignore[import-untyped]
+
+    def full(self: object, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    board = TensorBoardLog(tmp_path)
+    assert board.active
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full)
+    expected = rf"could not write TensorBoard's event file in {tmp_path / 'tensorboard'}: No space left"
+    with pytest.warns(TensorBoardWriteWarning, match=expected):
+        board.log({"phase": "pretrain", "loss": 0.5}, step=0)
+    assert not board.active
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: the later calls write nothing, and say nothing
+        board.log({"loss": 0.4}, step=1)
+        board.log_image("x", torch.zeros(4, 4), step=1)
+        board.close()

@@ -137,15 +137,26 @@ class RunContext:
     def _begun(cls, run: RunConfig, *, device: torch.device, info: DistInfo) -> RunContext:
         """Seed, and claim the run folder, once the device is resolved and the group joined."""
         seed_everything(run.seed, deterministic=run.deterministic, cudnn_benchmark=run.cudnn_benchmark)
-        checkpoints = RunFolder(run.output_dir).checkpoints
-        if not run.resume and checkpoints.exists() and any(checkpoints.iterdir()):
+        found = _checkpoints_held(RunFolder(run.output_dir))
+        if not run.resume and found:
             raise RunFolderInUseError(
-                f"run.output_dir={str(run.output_dir)!r} already holds a run (found {checkpoints}); "
+                f"run.output_dir={str(run.output_dir)!r} already holds a run (found "
+                f"{', '.join(map(str, found))}); "
                 "pass --resume (run.resume=true) to continue it, or choose another run.output_dir"
             )
         if info.is_main:
             run.output_dir.mkdir(parents=True, exist_ok=True)
         return cls(run=run, device=device, dist=info, amp_dtype=autocast_dtype(device, run.amp))
+
+
+def _checkpoints_held(folder: RunFolder) -> list[Path]:
+    """The checkpoints (``best``, ``last``, ``best.pending``, or their ``.old`` twins) ``folder`` holds.
+
+    Only what a resume would find counts: a run killed while writing its first checkpoint leaves
+    just that write's hidden temporary (``.best.pending.<random>.tmp``), which the next run sweeps
+    away; such a folder starts afresh, as one killed before any checkpoint does.
+    """
+    return [path for path in (folder.best, folder.last, folder.pending_best) if checkpoint_exists(path)]
 
 
 def _joined(run: RunConfig) -> tuple[torch.device, DistInfo]:
@@ -220,6 +231,13 @@ def _sole_writer(folder: Path, *, resume: bool) -> Iterator[None]:
             )
     created = _first_missing(folder)
     try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # A read-only parent: name the setting to change, not only the path that failed.
+            raise OSError(
+                exc.errno, f"could not create run.output_dir={str(folder)!r}: {exc.strerror or exc}"
+            ) from exc
         with acquire_run_lock(folder):
             if resume:
                 # After the lock: a folder another run is writing gets the lock error, not this

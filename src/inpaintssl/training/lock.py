@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from inpaintssl.atomic import write_error
 from inpaintssl.layout import RunFolder
 from inpaintssl.warning_format import warn_each_time
 
@@ -236,22 +237,37 @@ def _create_exclusive(path: Path, text: str) -> bool:
     half-written. Filesystems without hard links fall back to ``O_EXCL`` and a plain write.
     """
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    temporary.write_text(text, encoding="utf-8")
     try:
-        os.link(temporary, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:
-        pass
+        try:
+            temporary.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            # A full disk or a read-only folder: say which lock, not which hidden temporary.
+            raise write_error(f"run lock {path}", exc) from exc
+        try:
+            os.link(temporary, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:
+            pass  # no hard links here: the O_EXCL fallback below
     finally:
-        temporary.unlink(missing_ok=True)
+        # Also after a failed write: a full disk fails it once the file exists.
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    except OSError as exc:
+        raise write_error(f"run lock {path}", exc) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        # A lock that could not be written whole must not stay to be read as "not a readable lock".
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise write_error(f"run lock {path}", exc) from exc
     return True
 
 
@@ -369,11 +385,16 @@ def acquire_run_lock(
             are named), a process on another host holds it with a heartbeat heard in the last
             ``stale_after_s`` (after any wait :func:`waiting_for_live_locks` allows) or without
             one, or the lock file is unreadable.
+        OSError: The folder or its lock file could not be written (a full disk, a read-only
+            folder); the message names the folder or the lock, and no temporary is left.
     """
     heartbeat_s = LOCK_HEARTBEAT_S if heartbeat_s is None else heartbeat_s
     stale_after_s = LOCK_STALE_AFTER_S if stale_after_s is None else stale_after_s
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(f"run folder {folder}", exc) from exc
     path = RunFolder(folder).lock
     owner = LockOwner.current(heartbeat_s=heartbeat_s)
     text = json.dumps(asdict(owner), indent=2)

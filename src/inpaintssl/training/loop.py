@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import sys
 import time
@@ -46,6 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler, Sampler, SequentialSampler, Subset
 
+from inpaintssl.atomic import TEMPORARY_TOKEN, remove_unlocked
 from inpaintssl.checkpoint import (
     CheckpointError,
     CheckpointMeta,
@@ -478,9 +480,22 @@ class Trainer:
             promote_checkpoint(pending, self.run_folder.best)
             log.info("moved %s (epoch %d) to %s, as its last checkpoint records", pending, epoch, "best")
             return
+        kept: list[str] = []
         for leftover in (pending, pending.with_name(pending.name + ".old")):
-            shutil.rmtree(leftover, ignore_errors=True)
-        log.info("removed %s: weights of an epoch this run trains again", pending)
+            try:
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover)
+            except OSError as exc:
+                kept.append(f"{leftover} ({exc.strerror or exc})")
+        if kept:
+            # Not an error: a stale pending best is moved to ``best`` only if ``last`` records its
+            # epoch, which it does not; the next new best replaces it.
+            warn_each_time(
+                f"could not remove {', '.join(kept)}: weights of an epoch this run trains again",
+                UserWarning,
+            )
+        else:
+            log.info("removed %s: weights of an epoch this run trains again", pending)
 
     def _try_resume(self) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
         last = self.run_folder.last
@@ -825,9 +840,13 @@ class Trainer:
         if self.dist.is_main:
             # This process holds the run folder's lock: temporaries there are a killed run's.
             swept = ((self.run_dir, RunFolder.NAMES), (self.run_folder.checkpoints, ("best", "last")))
-            for folder, names in swept:
-                for path in remove_partial_writes(folder, names=names):
-                    log.info("removed %s, left by an interrupted write", path)
+            removed = [path for folder, names in swept for path in remove_partial_writes(folder, names=names)]
+            # Pretraining's per-epoch images are named by epoch, not listed anywhere: their
+            # temporaries are matched by pattern, and one a live writer holds is left alone.
+            figures = re.compile(r"\.epoch_\d+\.png\." + TEMPORARY_TOKEN + r"\.tmp")
+            removed += remove_unlocked(self.run_folder.reconstructions, figures, folders=False)
+            for path in removed:
+                log.info("removed %s, left by an interrupted write", path)
         if self.resume:
             resumed = self._try_resume()
             if resumed is not None:

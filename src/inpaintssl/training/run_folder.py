@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -58,6 +59,7 @@ __all__ = [
     "RunFolder",
     "record_budget",
     "TensorBoardLog",
+    "TensorBoardWriteWarning",
     "build_manifest",
     "changed_fields",
     "data_files_hash",
@@ -259,10 +261,18 @@ def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue(), fsync=False)
 
 
+class TensorBoardWriteWarning(UserWarning):
+    """Writing TensorBoard's event file failed (a full disk): the run goes on without it."""
+
+
 class TensorBoardLog:
     """Per-epoch scalars and images in ``<run>/tensorboard`` when the ``tensorboard`` package is installed.
 
-    Without it every call is a no-op: the CSV stays the record of truth.
+    Without it every call is a no-op: the CSV stays the record of truth. So a failed write (a full
+    disk) does not stop the run either: it warns once (:class:`TensorBoardWriteWarning`, naming the
+    folder and the error) and the run goes on without TensorBoard. (TensorBoard writes from a
+    thread of its own, which may print the failure's traceback first: silencing it would take a
+    process-wide :func:`threading.excepthook`, which a library must leave to its caller.)
 
     Args:
         run_dir: The run folder.
@@ -272,37 +282,63 @@ class TensorBoardLog:
 
     def __init__(self, run_dir: Path, *, purge_step: int | None = None) -> None:
         self._writer: Any = None
+        self._folder = RunFolder(run_dir).tensorboard
+        self._metrics = RunFolder(run_dir).metrics_csv
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return
-        self._writer = SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard), purge_step=purge_step)
+        try:
+            self._writer = SummaryWriter(log_dir=str(self._folder), purge_step=purge_step)
+        except OSError as exc:
+            self._give_up(exc)
 
     @property
     def active(self) -> bool:
         """Whether scalars are being written."""
         return self._writer is not None
 
+    def _give_up(self, exc: OSError) -> None:
+        """Warn that TensorBoard's folder could not be written, and write no more into it."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # it fails again for the same reason
+                writer.close()
+        warn_each_time(
+            f"could not write TensorBoard's event file in {self._folder}: {exc.strerror or exc}; "
+            f"the run goes on without TensorBoard (every epoch is still in {self._metrics})",
+            TensorBoardWriteWarning,
+        )
+
     def log(self, row: dict[str, Any], *, step: int) -> None:
         """Write every numeric value of one metrics row."""
         if self._writer is None:
             return
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._writer.add_scalar(f"{row.get('phase', 'train')}/{key}", value, step)
-        self._writer.flush()
+        try:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._writer.add_scalar(f"{row.get('phase', 'train')}/{key}", value, step)
+            self._writer.flush()
+        except OSError as exc:
+            self._give_up(exc)
 
     def log_image(self, tag: str, image: Any, *, step: int) -> None:
         """Write one greyscale ``(H, W)`` image with values in [0, 1]."""
         if self._writer is None:
             return
-        self._writer.add_image(tag, image, step, dataformats="HW")
-        self._writer.flush()
+        try:
+            self._writer.add_image(tag, image, step, dataformats="HW")
+            self._writer.flush()
+        except OSError as exc:
+            self._give_up(exc)
 
     def close(self) -> None:
         """Flush and close the event file."""
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError as exc:
+                self._give_up(exc)
             self._writer = None
 
 
