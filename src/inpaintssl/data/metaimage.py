@@ -50,7 +50,7 @@ from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.orientation import LPS_TO_RAS
 from inpaintssl.data.readers import IMAGE_RANKS
-from inpaintssl.data.stored_array import StoredArrayVolume
+from inpaintssl.data.stored_array import StoredArrayVolume, first_non_number
 
 __all__ = ["METAIMAGE_TYPES", "MetaImageVolume", "read_metaimage_header"]
 
@@ -348,7 +348,7 @@ class MetaImageVolume(StoredArrayVolume):
         try:
             values = np.array(words, dtype=np.float64)
         except ValueError:
-            bad = next(word for word in words if not _is_number(word))
+            bad = words[first_non_number(words)]
             raise DataError(f"{where} holds {bad[:40]!r}; expected numbers only") from None
         native = self._dtype.newbyteorder("=")
         if native.kind in "iu":
@@ -383,11 +383,3 @@ class MetaImageVolume(StoredArrayVolume):
         stored: np.ndarray = data.transpose(*range(spatial - 1, -1, -1), spatial)
         # Axes of one voxel dropped (one channel) or added (a 2-D image's third): a view.
         return stored.reshape(self.stored_shape)
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True

@@ -51,7 +51,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
 from inpaintssl.data.readers import IMAGE_RANKS
-from inpaintssl.data.stored_array import StoredArrayVolume
+from inpaintssl.data.stored_array import StoredArrayVolume, first_non_number
 
 __all__ = ["NRRD_TYPES", "NrrdVolume", "read_nrrd_header"]
 
@@ -129,14 +129,6 @@ def _is_file_pattern(name: str) -> bool:
     words = name.split()
     numbers = words[1:]
     return len(numbers) in (3, 4) and "%" in words[0] and all(re.fullmatch(r"-?\d+", w) for w in numbers)
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
@@ -512,7 +504,7 @@ class NrrdVolume(StoredArrayVolume):
             try:
                 values = np.array(words, dtype=np.float64)
             except ValueError:
-                bad = next(n for n, word in enumerate(words) if not _is_number(word))
+                bad = first_non_number(words)
                 raise DataError(
                     f"NRRD file {self.path}: its ascii data ({self._data_file}) holds {words[bad]!r} "
                     f"as value {bad + 1}; expected numbers separated by white space"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from inpaintssl.data.base import DataError
 from inpaintssl.data.readers import Volume
 
-__all__ = ["StoredArrayVolume"]
+__all__ = ["StoredArrayVolume", "first_non_number"]
 
 
 class StoredArrayVolume(Volume):
@@ -102,3 +103,21 @@ class StoredArrayVolume(Volume):
             flat = np.frombuffer(decoded, dtype=self._dtype, count=count)
         native = flat[:count].astype(self._dtype.newbyteorder("="), copy=False)
         return self._as_stored(native.reshape(self._written_shape()))
+
+
+def first_non_number(words: Sequence[str]) -> int:
+    """The index of the first of ``words`` that is no number: where a text array's parse failed.
+
+    MetaImage's text data (``BinaryData = False``) and NRRD's ``ascii`` encoding hold their voxels
+    as words; NumPy's refusal of the array names none of them.
+
+    Example:
+        >>> first_non_number(["1", "2.5", "five", "nan"])
+        2
+    """
+    for index, word in enumerate(words):
+        try:
+            float(word)
+        except ValueError:
+            return index
+    raise ValueError("every word is a number")
