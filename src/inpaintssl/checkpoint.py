@@ -65,6 +65,7 @@ __all__ = [
     "promote_checkpoint",
     "read_checkpoint_meta",
     "read_checkpoint_dir",
+    "remove_checkpoint",
     "remove_partial_writes",
     "remove_stale_twins",
     "resolve_checkpoint",
@@ -271,12 +272,37 @@ def promote_checkpoint(source: str | Path, folder: str | Path) -> bool:
     try:
         if complete is not None:
             _swap_in(complete, folder)
-        for leftover in (source, _old_twin(source)):
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover)
     except OSError as exc:
         raise write_error(f"checkpoint {folder}", exc) from exc
+    kept = remove_checkpoint(source)
+    if kept:
+        raise write_error(f"checkpoint {folder}", kept[0][1]) from kept[0][1]
     return complete is not None
+
+
+def remove_checkpoint(folder: str | Path) -> list[tuple[Path, OSError]]:
+    """Remove the checkpoint ``folder`` and its ``.old`` twin, whichever exist; say what stayed.
+
+    Both are tried, whatever the first gives.
+
+    Returns:
+        Each folder that could not be removed, with the error that kept it (none: both are gone).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "best.pending").mkdir(); (root / "best.pending.old").mkdir()
+        >>> remove_checkpoint(root / "best.pending"), sorted(root.iterdir())
+        ([], [])
+    """
+    kept: list[tuple[Path, OSError]] = []
+    for path in (Path(folder), _old_twin(Path(folder))):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+        except OSError as exc:
+            kept.append((path, exc))
+    return kept
 
 
 def remove_partial_writes(folder: str | Path, *, names: Collection[str]) -> list[Path]:

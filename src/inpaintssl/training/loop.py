@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +54,7 @@ from inpaintssl.checkpoint import (
     promote_checkpoint,
     read_checkpoint_dir,
     read_checkpoint_meta,
+    remove_checkpoint,
     remove_partial_writes,
     resolve_checkpoint,
     save_checkpoint,
@@ -480,19 +480,13 @@ class Trainer:
             promote_checkpoint(pending, self.run_folder.best)
             log.info("moved %s (epoch %d) to %s, as its last checkpoint records", pending, epoch, "best")
             return
-        kept: list[str] = []
-        for leftover in (pending, pending.with_name(pending.name + ".old")):
-            try:
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover)
-            except OSError as exc:
-                kept.append(f"{leftover} ({exc.strerror or exc})")
+        kept = remove_checkpoint(pending)
         if kept:
             # Not an error: a stale pending best is moved to ``best`` only if ``last`` records its
             # epoch, which it does not; the next new best replaces it.
+            stayed = ", ".join(f"{path} ({exc.strerror or exc})" for path, exc in kept)
             warn_each_time(
-                f"could not remove {', '.join(kept)}: weights of an epoch this run trains again",
-                UserWarning,
+                f"could not remove {stayed}: weights of an epoch this run trains again", UserWarning
             )
         else:
             log.info("removed %s: weights of an epoch this run trains again", pending)
