@@ -51,7 +51,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,15 +252,10 @@ def _pair_labels(
     can differ (``case1_seg`` sorts after ``case10_seg``, ``case1`` before ``case10``)."""
     if image_query is None or label_query is None:
         return labels
-    image_keys = _wildcard_parts(image_query, images)
-    label_keys = _wildcard_parts(label_query, labels)
-    order = None
-    if image_keys is not None and label_keys is not None and len(image_keys[0]) == len(label_keys[0]):
-        order = _matched_order(image_keys, label_keys)
-        if order is None:
-            order = _matched_order(_distinct_cores(image_keys), _distinct_cores(label_keys))
-    if order is not None:
-        return [labels[i] for i in order]
+    for image_names, label_names in _case_namings(images, image_query, labels, label_query):
+        if set(image_names) == set(label_names):
+            position = {name: i for i, name in enumerate(label_names)}
+            return [labels[position[name]] for name in image_names]
     if len(images) > 1:
         pairs = ", ".join(f"{image.name} with {label.name}" for image, label in zip(images[:3], labels[:3]))
         warn_each_time(
@@ -272,19 +267,27 @@ def _pair_labels(
     return labels
 
 
-def _matched_order(
-    image_keys: Sequence[tuple[str, ...]], label_keys: Sequence[tuple[str, ...]]
-) -> list[int] | None:
-    """For each image key, the index of the label key equal to it, as text or else with each
-    number compared by value (``01`` as ``1``); ``None`` where the keys do not pair one to one."""
-    for normalise in (_as_text, _numbers_by_value):
-        images = [normalise(key) for key in image_keys]
-        labels = [normalise(key) for key in label_keys]
-        unique = len(set(images)) == len(images) and len(set(labels)) == len(labels)
-        if unique and set(images) == set(labels):
-            where = {key: i for i, key in enumerate(labels)}
-            return [where[key] for key in images]
-    return None
+def _case_namings(
+    images: list[Path], image_query: str, labels: list[Path], label_query: str
+) -> Iterator[tuple[list[tuple[str, ...]], list[tuple[str, ...]]]]:
+    """The names the two globs' wildcards give each image and each label, in the order pairing
+    tries them: as matched, then less what every file of a side shares (:func:`_distinct_cores`);
+    each as text, then with numbers compared by value (``01`` as ``1``). Only namings under which
+    no two files of one side share a name; none where the globs' wildcards do not line up.
+    """
+    image_keys = _wildcard_parts(image_query, images)
+    label_keys = _wildcard_parts(label_query, labels)
+    if image_keys is None or label_keys is None or len(image_keys[0]) != len(label_keys[0]):
+        return
+    for cores in (False, True):
+        # The cores only once the names as matched paired nothing: computed on demand.
+        image_cores = _distinct_cores(image_keys) if cores else image_keys
+        label_cores = _distinct_cores(label_keys) if cores else label_keys
+        for normalise in (_as_text, _numbers_by_value):
+            image_names = [normalise(key) for key in image_cores]
+            label_names = [normalise(key) for key in label_cores]
+            if len(set(image_names)) == len(image_names) and len(set(label_names)) == len(label_names):
+                yield image_names, label_names
 
 
 def _as_text(key: tuple[str, ...]) -> tuple[str, ...]:
@@ -482,27 +485,15 @@ def _unpaired_files(
         )
     if image_query is None or label_query is None:
         return ""
-    image_keys = _wildcard_parts(image_query, images)
-    label_keys = _wildcard_parts(label_query, labels)
-    if image_keys is None or label_keys is None or len(image_keys[0]) != len(label_keys[0]):
-        return ""
-    for ikeys, lkeys in (
-        (image_keys, label_keys),
-        (_distinct_cores(image_keys), _distinct_cores(label_keys)),
-    ):
-        for normalise in (_as_text, _numbers_by_value):
-            inames = [normalise(key) for key in ikeys]
-            lnames = [normalise(key) for key in lkeys]
-            if len(set(inames)) != len(inames) or len(set(lnames)) != len(lnames):
-                continue
-            # Trusted only where every file of the shorter list finds its partner.
-            if len(set(inames) & set(lnames)) != min(len(inames), len(lnames)):
-                continue
-            lonely = [img for img, key in zip(images, inames) if key not in set(lnames)]
-            if lonely:
-                return f"; {len(lonely)} image(s) have no label: {_names(lonely)}"
-            spare = [lab for lab, key in zip(labels, lnames) if key not in set(inames)]
-            return f"; {len(spare)} label(s) have no image: {_names(spare)}"
+    for image_names, label_names in _case_namings(images, image_query, labels, label_query):
+        # Trusted only where every file of the shorter list finds its partner.
+        if len(set(image_names) & set(label_names)) != min(len(image_names), len(label_names)):
+            continue
+        lonely = [image for image, name in zip(images, image_names) if name not in set(label_names)]
+        if lonely:
+            return f"; {len(lonely)} image(s) have no label: {_names(lonely)}"
+        spare = [label for label, name in zip(labels, label_names) if name not in set(image_names)]
+        return f"; {len(spare)} label(s) have no image: {_names(spare)}"
     return ""
 
 
