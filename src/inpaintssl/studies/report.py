@@ -164,10 +164,12 @@ def _with_convergence(results: Table, runs: Mapping[str, RunRecord]) -> Table:
 
 @dataclass(frozen=True)
 class _MissingSSL:
-    """The planned SSL strategies that lack results, for Table 3 (:func:`_missing_ssl`)."""
+    """The planned SSL strategies that lack results, for Table 3 (:func:`_missing_ssl`), and the
+    label fractions the plan's SSL runs have, highest first."""
 
     untested: Mapping[str, paper_tables.UntestedStrategy]
     incomplete: Mapping[str, paper_tables.IncompleteStrategy]
+    fractions: tuple[float, ...]
 
 
 def _missing_ssl(plan: StudyPlan, results: Table, runs: Mapping[str, RunRecord]) -> _MissingSSL:
@@ -210,7 +212,8 @@ def _missing_ssl(plan: StudyPlan, results: Table, runs: Mapping[str, RunRecord])
             incomplete[name] = paper_tables.IncompleteStrategy(
                 fractions, _runs_without_results(missing, runs)
             )
-    return _MissingSSL(untested, incomplete)
+    every = {float(job.labels["label_fraction"]) for jobs in planned.values() for job in jobs}
+    return _MissingSSL(untested, incomplete, tuple(sorted(every, reverse=True)))
 
 
 def _incomplete_note(
@@ -294,16 +297,11 @@ def _study_parts(
         # a ranked one that lacks some of its runs says so.
         def build() -> Table:
             missing = _missing_ssl(plan, results, runs)
-            # The plan's fractions, not the results': while only the 100%-label runs have finished,
-            # the results' would rank on those, which sec. 2.5.3 leaves out.
-            planned = {
-                float(j.labels["label_fraction"])
-                for j in plan.finetune_jobs()
-                if j.labels.get("arm") == "ssl"
-            }
             table = paper_tables.table3_ranking(
                 results,
-                label_fractions=pooled_fractions(sorted(planned, reverse=True)),
+                # The plan's fractions, not the results': while only the 100%-label runs have
+                # finished, the results' would rank on those, which sec. 2.5.3 leaves out.
+                label_fractions=pooled_fractions(missing.fractions),
                 untested=missing.untested,
                 incomplete=missing.incomplete,
             )
