@@ -788,3 +788,30 @@ def test_the_slurm_option_flag_reaches_the_sbatch_script(
         )
     script = (folder / "script.sh").read_text().splitlines()
     assert {"#SBATCH --account=proj42", "#SBATCH --qos=high"} <= set(script)
+
+
+def test_a_ray_address_environment_variable_where_nothing_listens_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: without --ray-address, ray.init read RAY_ADDRESS and retried an unreachable host:port
+    # for ever; the driver's own check looked at the flag only.
+    fake = _FakeRay({"CPU": 4.0})
+    monkeypatch.setattr(ray_backend, "import_optional", lambda *args, **kwargs: fake)
+    address = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as refused:
+        ray_backend.RayBackend(ExecutorSpec(), results=tmp_path, quiet=True)
+    assert time.monotonic() - started < 5.0
+    message = str(refused.value)
+    assert f"the RAY_ADDRESS environment variable's {address!r}" in message
+    assert "nothing accepted a connection" in message and "and no RAY_ADDRESS" not in message
+    assert len(message.splitlines()) == 1
+    assert not fake.initialized
+    # An address given in the spec or on the command line is the one checked, as ray.init uses it.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        listening = f"127.0.0.1:{head.getsockname()[1]}"
+        ray_backend.RayBackend(ExecutorSpec(ray_address=listening), results=tmp_path, quiet=True).close()
+    assert fake.initialized and fake.shut_down

@@ -11,8 +11,8 @@ shared by the cluster's nodes, like the run folders.
 
 Ray waits without end for a task that no node can run, so the driver refuses, before it submits
 anything, a request that no node of the cluster meets (:func:`check_fits`); and an address Ray
-cannot connect to is a one-line error that names ``--ray-address`` (Ray's own advice names
-flags of its own command line).
+cannot connect to is a one-line error that names ``--ray-address`` or ``RAY_ADDRESS``, whichever
+gave it (Ray's own advice names flags of its own command line).
 
 Example:
     >>> from inpaintssl.studies.spec import ExecutorSpec
@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from collections.abc import Mapping, Sequence
@@ -109,9 +110,12 @@ def _check_reachable(address: str | None, *, timeout_s: float = _CONNECT_TIMEOUT
     so the driver hung instead of saying that the address is wrong.
 
     Raises:
-        inpaintssl.config.ConfigError: Naming ``--ray-address``, the address and why it failed.
+        inpaintssl.config.ConfigError: Naming ``--ray-address`` (or ``RAY_ADDRESS`` where no
+            address is given), the address and why it failed.
     """
-    where = _host_and_port(address)
+    # Without an address ray.init reads RAY_ADDRESS, and retries an unreachable one just as long.
+    from_environment = address is None and bool(os.environ.get("RAY_ADDRESS", "").strip())
+    where = _host_and_port(os.environ["RAY_ADDRESS"] if from_environment else address)
     if where is None:
         return
     try:
@@ -128,7 +132,13 @@ def _connection_error(exc: Exception, address: str | None) -> ConfigError:
     # Ray's first line may advise its own `--address` flag, which `experiment run` does not have.
     said = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
     said = said.replace("`--address` flag or ", "").replace("--address flag or ", "").rstrip(".")
-    if address is None:
+    environment = os.environ.get("RAY_ADDRESS", "").strip()
+    if address is None and environment:
+        where = (
+            f"to connect to the Ray cluster at the RAY_ADDRESS environment variable's {environment!r} "
+            "(no --ray-address or executor.ray_address given)"
+        )
+    elif address is None:
         where = (
             "to start a local Ray instance (no --ray-address or executor.ray_address given, and no "
             "RAY_ADDRESS)"
