@@ -82,6 +82,32 @@ def test_segmentation_checks_are_left_out_for_an_inpainting_loss_and_skip_there(
         _contract("l2").test_activation_and_out_channels()
 
 
+@pytest.mark.parametrize("name", SEGMENTATION_LOSSES)
+@pytest.mark.parametrize(
+    ("scale", "found"), [(255.0, "from 0 to 255"), (-1.0, "from -1 to 0"), (float("nan"), "nan")]
+)
+def test_a_target_outside_zero_to_one_is_refused_by_every_segmentation_loss(
+    name: str, scale: float, found: str
+) -> None:
+    # Was: a 0/255 mask scored a loss of -0.99 (Dice) or -1271 (Dice + CE) for a perfect
+    # prediction, falling without bound as the logits grew: eq. (A2) is bounded for Y in [0, 1] only.
+    contract = _contract(name)
+    loss = contract.segmentation_loss()
+    logits, target = contract.sample(loss)
+    with pytest.raises(ValueError, match="target_onehot holds values") as refused:
+        loss(logits, target * scale)
+    assert found in str(refused.value) and "divide 0/255 masks by 255" in str(refused.value)
+    # Soft targets inside [0, 1] (label smoothing) and boolean masks are taken.
+    assert torch.isfinite(loss(logits, 0.1 + 0.8 * target))
+    assert torch.equal(loss(logits, target.bool()), loss(logits, target))
+
+
+def test_a_label_map_in_the_target_of_one_class_is_refused() -> None:
+    labels = torch.tensor([[[[0.0, 1.0], [2.0, 2.0]]]])  # classes 1 and 2 in one channel
+    with pytest.raises(ValueError, match="from 0 to 2; expected one-hot values in \\[0, 1\\]"):
+        DiceLoss()(torch.zeros(1, 1, 2, 2), labels)
+
+
 # -- each check fails on a loss that breaks it -----------------------------------------------------
 class HoldsATemperature(DiceLoss):
     """A learnable temperature: nothing would train it, and it would stay on the CPU."""

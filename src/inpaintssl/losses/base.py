@@ -134,7 +134,10 @@ class SegmentationLoss(nn.Module, abc.ABC):
         return torch.where(on.any(dim=1), channel_argmax(on.to(torch.uint8)) + 1, 0)
 
     def check_inputs(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless the shapes are ``(N, out_channels(K), H, W)`` and ``(N, K, H, W)``."""
+        """Raise ``ValueError`` unless the shapes are ``(N, out_channels(K), H, W)`` and ``(N, K, H, W)``.
+
+        Also refuses target values outside [0, 1] (on a GPU, those of the first target only).
+        """
         if logits.ndim < 3 or target_onehot.ndim != logits.ndim:
             raise ValueError(
                 f"logits (N, C_out, H, W) and target_onehot (N, K, H, W) must have the same number of "
@@ -151,9 +154,33 @@ class SegmentationLoss(nn.Module, abc.ABC):
                 f"logits and target_onehot disagree in batch or spatial size; found shapes "
                 f"{tuple(logits.shape)} and {tuple(target_onehot.shape)}"
             )
+        self._check_target_range(target_onehot)
+
+    def _check_target_range(self, target_onehot: torch.Tensor) -> None:
+        """Refuse target values outside [0, 1]: 0/255 masks or a label map passed as one class.
+
+        Eq. (A2) and cross-entropy are bounded below only for targets in [0, 1]; outside it the loss
+        goes negative and keeps falling as the logits grow, a "better than perfect" curve that
+        trains nothing. Soft targets inside [0, 1] are the caller's choice and pass. Reading the
+        range waits for the device, so on a GPU only a loss object's first target is read; on the
+        CPU every one is.
+        """
+        if target_onehot.dtype == torch.bool or target_onehot.numel() == 0:
+            return
+        if target_onehot.device.type != "cpu" and getattr(self, "_target_range_read", False):
+            return
+        low, high = (float(v) + 0.0 for v in torch.aminmax(target_onehot.detach()))  # no "-0"
+        self._target_range_read = True
+        if not (low >= 0 and high <= 1):  # NaN fails both
+            raise ValueError(
+                f"target_onehot holds values from {low:g} to {high:g}; expected one-hot values in [0, 1] "
+                "(one 0/1 channel per foreground class): divide 0/255 masks by 255, and turn a label "
+                "map into K one-hot channels, e.g. torch.nn.functional.one_hot(labels, K + 1)[..., 1:]"
+                ".movedim(-1, 1)"
+            )
 
     def forward(self, logits: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
-        """Check the shapes, then return :meth:`compute`."""
+        """Check the shapes and the target's range, then return :meth:`compute`."""
         self.check_inputs(logits, target_onehot)
         return self.compute(logits, target_onehot)
 
