@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -166,6 +167,40 @@ def test_monai_wrapper_equals_basic_unet(monai: ModuleType) -> None:
 def test_monai_rejects_bad_features(monai: ModuleType) -> None:
     with pytest.raises(ValueError, match="six integers"):
         MonaiBasicUNet(in_channels=1, out_channels=1, features=(4, 4, 8))
+
+
+@pytest.mark.parametrize(
+    ("params", "told"),
+    [
+        ({"out_channels": 0}, r"out_channels=0 is invalid; expected an integer >= 1"),
+        ({"in_channels": True}, r"in_channels=True is invalid; expected an integer >= 1"),
+        ({"features": (4, 4, 8, 8, 0, 4)}, r"features=.* six integers >= 1 .*, found 0"),
+    ],
+)
+def test_monai_basic_unet_refuses_bad_channel_counts_by_name(
+    monai: ModuleType, params: dict[str, Any], told: str
+) -> None:
+    # Was: out_channels=0 built, and the first forward failed inside PyTorch ("expected weight to
+    # be at least 1 at dimension 0").
+    kwargs: dict[str, Any] = {"in_channels": 1, "out_channels": 1, "features": (4, 4, 8, 8, 16, 4), **params}
+    with pytest.raises(ValueError, match=told):
+        MonaiBasicUNet(**kwargs)
+
+
+def test_monai_backbones_take_numpy_integer_widths_as_the_built_in_unet_does(monai: ModuleType) -> None:
+    # Was: np.int64 widths (from arrays, or numpy arithmetic on a config) were refused as "found
+    # np.int64(4)", although UNet2d and MonaiUNet's own in_channels take them.
+    widths = tuple(np.int64(w) for w in (4, 4, 8, 8, 16, 4))
+    basic = MonaiBasicUNet(in_channels=1, out_channels=np.int64(2), features=widths, seed=0)
+    assert basic.features == (4, 4, 8, 8, 16, 4) and all(type(w) is int for w in basic.features)
+    plain = MonaiBasicUNet(in_channels=1, out_channels=2, features=(4, 4, 8, 8, 16, 4), seed=0)
+    x = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(basic(x), plain(x))
+    unet = MonaiUNet(
+        in_channels=1, out_channels=1, channels=(np.int64(4), np.int64(8)), strides=(np.int64(2),), seed=0
+    )
+    assert unet.channels == (4, 8) and unet.strides == (2,)
 
 
 @pytest.mark.parametrize("seed", [2**64, 1.5])

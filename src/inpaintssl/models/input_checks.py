@@ -16,10 +16,11 @@ Example:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_backbone_input", "check_init_seed", "check_positive_int"]
+__all__ = ["check_backbone_input", "check_init_seed", "check_positive_int", "check_positive_ints"]
 
 # Initialisation seeds lie in [0, 2**32), the range of run.seed (config/run.py).
 _SEED_BOUND = 2**32
@@ -94,3 +95,26 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
     return int(value)
+
+
+def check_positive_ints(name: str, value: object, *, expected: str) -> tuple[int, ...]:
+    """``value``, a sequence of backbone widths or strides that must each be an integer >= 1, as ints.
+
+    The integer rule of :func:`check_positive_int` (NumPy integers count, ``True`` does not).
+
+    Raises:
+        ValueError: Naming ``name``, ``expected`` and the first bad item found.
+
+    Example:
+        >>> import numpy as np
+        >>> check_positive_ints("channels", np.array([4, 8]).tolist(), expected="integers >= 1")
+        (4, 8)
+        >>> check_positive_ints("channels", (np.int64(4), np.int64(8)), expected="integers >= 1")
+        (4, 8)
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
+    bad = [v for v in value if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1]
+    if bad:
+        raise ValueError(f"{name}={value!r} is invalid; expected {expected}, found {bad[0]!r}")
+    return tuple(int(v) for v in value)

@@ -55,7 +55,7 @@ from torch import nn
 
 from inpaintssl.extras import import_optional
 from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construction
-from inpaintssl.models.input_checks import check_positive_int
+from inpaintssl.models.input_checks import check_positive_int, check_positive_ints
 
 __all__ = ["MonaiUNet", "MonaiUNetDecoder", "MonaiUNetEncoder"]
 
@@ -199,13 +199,15 @@ class MonaiUNet(ThreePartBackbone):
     ) -> None:
         in_channels = check_positive_int("in_channels", in_channels)
         out_channels = check_positive_int("out_channels", out_channels)
-        widths = _positive_ints("channels", channels, expected="a sequence of at least two integers >= 1")
+        widths = check_positive_ints(
+            "channels", channels, expected="a sequence of at least two integers >= 1"
+        )
         if len(widths) < 2:
             raise ValueError(
                 f"channels={channels!r} is invalid; expected at least two widths "
                 "(the levels, then the bottom block)"
             )
-        steps = _positive_ints(
+        steps = check_positive_ints(
             "strides", strides, expected=f"len(channels) - 1 = {len(widths) - 1} integers >= 1"
         )
         if len(steps) != len(widths) - 1:
@@ -289,15 +291,6 @@ class MonaiUNet(ThreePartBackbone):
         prefixes.update({f"decoder.up_{i}": f"{level[i]}.2" for i in range(levels - 1, 0, -1)})
         prefixes["head"] = f"{level[0]}.2"
         return prefixes
-
-
-def _positive_ints(name: str, value: object, *, expected: str) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
-    bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-    if bad:
-        raise ValueError(f"{name}={value!r} is invalid; expected {expected}, found {bad[0]!r}")
-    return tuple(value)
 
 
 def _odd_kernel(name: str, value: object) -> None:

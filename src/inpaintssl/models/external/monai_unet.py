@@ -29,6 +29,7 @@ from torch import nn
 
 from inpaintssl.extras import import_optional
 from inpaintssl.models.external._parts import ThreePartBackbone, seeded_construction
+from inpaintssl.models.input_checks import check_positive_int, check_positive_ints
 
 __all__ = ["BasicUNetDecoder", "BasicUNetEncoder", "MonaiBasicUNet"]
 
@@ -152,14 +153,12 @@ class MonaiBasicUNet(ThreePartBackbone):
         upsample: str = "deconv",
         seed: int | None = None,
     ) -> None:
-        widths = tuple(features)
-        if len(widths) != 6 or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
-        ):
-            raise ValueError(
-                f"features={features!r} is invalid; expected six integers >= 1 "
-                "(five encoder levels, then the last decoder level)"
-            )
+        in_channels = check_positive_int("in_channels", in_channels)
+        out_channels = check_positive_int("out_channels", out_channels)
+        expected = "six integers >= 1 (five encoder levels, then the last decoder level)"
+        widths = check_positive_ints("features", features, expected=expected)
+        if len(widths) != 6:
+            raise ValueError(f"features={features!r} is invalid; expected {expected}, found {len(widths)}")
         basic_unet = _require_monai()
         super().__init__(in_channels=in_channels, out_channels=out_channels, size_multiple=_SIZE_MULTIPLE)
         self.features = widths
