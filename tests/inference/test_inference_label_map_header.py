@@ -78,23 +78,30 @@ def test_a_stale_pixdim_is_not_copied_into_the_label_map(
         assert report.cases[0].volumes_ml[name] == pytest.approx(expected_ml)
 
 
+@pytest.mark.parametrize("slice_axis", [2, 0, 1])
 @pytest.mark.parametrize("suffix", [".npy", ".h5"])
 def test_an_array_label_map_is_coded_as_nibabel_writes_the_same_array(
-    trained_run: issl.FinetuneResult, tmp_path: Path, suffix: str
+    trained_run: issl.FinetuneResult, tmp_path: Path, suffix: str, slice_axis: int
 ) -> None:
+    # Was: with slices along axis 0 or 1 (a (Z, H, W) array), the map's voxel sizes came in the
+    # slice plane's order, (0.75, 1.25, 2.5) for the stored (2.5, 0.75, 1.25): it did not overlay.
+    array = np.moveaxis(_scan(1), 2, slice_axis)
     scan = tmp_path / f"scan{suffix}"
     if suffix == ".npy":
-        np.save(scan, _scan(1))
+        np.save(scan, array)
     else:
         with h5py.File(scan, "w") as handle:
-            handle.create_dataset("image", data=_scan(1))
-    spacing = (0.75, 1.25, 2.5)
+            handle.create_dataset("image", data=array)
+    # In stored axis order, as documented: 2.5 mm along the slice axis, 0.75 and 1.25 in plane.
+    in_plane = iter((0.75, 1.25))
+    spacing = tuple(2.5 if axis == slice_axis else next(in_plane) for axis in range(3))
 
-    predict_quietly(trained_run.run_dir, scan, tmp_path / "pred", spacing=spacing)
+    predict_quietly(trained_run.run_dir, scan, tmp_path / "pred", spacing=spacing, slice_axis=slice_axis)
 
     written = _load(tmp_path / "pred" / "scan_seg.nii.gz")
+    assert written.shape == array.shape
     # The user's own conversion of the array: the label map must overlay it in any reader.
-    own = nib.Nifti1Image(_scan(1), np.diag([*spacing, 1.0]))  # type: ignore[no-untyped-call]
+    own = nib.Nifti1Image(array, np.diag([*spacing, 1.0]))  # type: ignore[no-untyped-call]
     for code in ("sform_code", "qform_code"):
         assert int(written.header[code]) == int(own.header[code])
     assert np.array_equal(written.affine, own.affine)

@@ -516,7 +516,9 @@ def open_input(
         volume = H5Volume(path, key=dataset, handles=H5Files(), slice_axis=axis, spacing=given)
     if spacing is None:
         _warn_spacing_assumed(path, volume, from_run=None if prep.array_spacing is None else given)
-    stored = _zooms3(volume.spacing)
+    # Stored axis order, as ``spacing`` is given; ``volume.spacing`` is the slice plane's (rows,
+    # columns, normal), the same only for slices along the last axis.
+    stored = _zooms3(volume.stored_zooms)
     # nibabel's default codes (sform 2, aligned), as when a user turns the same array into NIfTI with
     # nibabel: coded 0, nibabel would read the label map on its own flipped, centred grid instead,
     # and the two would not overlay.
