@@ -108,6 +108,36 @@ def test_finetune_then_evaluate_reuses_the_runs_data(
     assert "expected one of them" in capsys.readouterr().err
 
 
+
+@pytest.mark.slow
+def test_flags_beside_an_evaluate_config_file_keep_the_runs_recorded_slice_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: any flag beside the file re-validated it from a full dump, which marked the data
+    # section's left-out image_size as given (null): whole 16x16 slices were scored, not the
+    # run's 8x8 ones, and the Dice changed without a word.
+    run = tmp_path / "ft"
+    params = {"num_images": 8, "num_val": 2, "num_test": 3, "size": [16, 16]}
+    overrides = [
+        "data.dataset=synthetic",
+        f"data.params={json.dumps(params)}",
+        "data.image_size=[8, 8]",
+        "model.params={depth: 2, base_width: 4}",
+        "optim.max_epochs=1",
+        f"run.output_dir={run}",
+    ]
+    assert main(["finetune", *overrides, "--quiet", "--device", "cpu"]) == 0
+    finetuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_dice"]
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"checkpoint": str(run), "data": {"dataset": "synthetic", "params": params}}))
+    for flags in ([], ["--device", "cpu"], ["--batch-size", "2"]):
+        assert main(["evaluate", str(config), *flags, "--output", str(tmp_path / "t.csv")]) == 0
+        mean = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mean"]
+        # The training's own test scores are those of the run's 8x8 slices.
+        assert mean["dice_disc"] == pytest.approx(finetuned["disc"], abs=1e-6), flags
+        assert mean["dice_square"] == pytest.approx(finetuned["square"], abs=1e-6), flags
+
+
 def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "show", "evaluate"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)

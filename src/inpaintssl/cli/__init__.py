@@ -359,7 +359,7 @@ def _evaluate_config(args: argparse.Namespace) -> tuple[EvaluateConfig, Path | N
     """
     from pydantic import ValidationError
 
-    from inpaintssl.config import ConfigError, EvaluateConfig, load_config, update_fields
+    from inpaintssl.config import ConfigError, EvaluateConfig, load_config
     from inpaintssl.config.errors import format_config_error
 
     flags = {
@@ -390,7 +390,10 @@ def _evaluate_config(args: argparse.Namespace) -> tuple[EvaluateConfig, Path | N
                 f"--data {args.data} and the data section of {source}: expected one of them "
                 "(or data: null in the file, for the run's own record)"
             )
-        return (update_fields(config, given) if given else config), args.data
+        # model_copy, not update_fields: re-validating a full dump would mark every field of the
+        # file's data section as given, so one it leaves out (image_size) no longer took the run's
+        # recorded value. The flags' values were validated above.
+        return config.model_copy(update={name: getattr(flagged, name) for name in given}), args.data
     return flagged, args.data
 
 
