@@ -108,7 +108,6 @@ def test_finetune_then_evaluate_reuses_the_runs_data(
     assert "expected one of them" in capsys.readouterr().err
 
 
-
 @pytest.mark.slow
 def test_flags_beside_an_evaluate_config_file_keep_the_runs_recorded_slice_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -129,13 +128,55 @@ def test_flags_beside_an_evaluate_config_file_keep_the_runs_recorded_slice_size(
     assert main(["finetune", *overrides, "--quiet", "--device", "cpu"]) == 0
     finetuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_dice"]
     config = tmp_path / "eval.yaml"
-    config.write_text(yaml.safe_dump({"checkpoint": str(run), "data": {"dataset": "synthetic", "params": params}}))
+    config.write_text(
+        yaml.safe_dump({"checkpoint": str(run), "data": {"dataset": "synthetic", "params": params}})
+    )
     for flags in ([], ["--device", "cpu"], ["--batch-size", "2"]):
         assert main(["evaluate", str(config), *flags, "--output", str(tmp_path / "t.csv")]) == 0
         mean = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mean"]
         # The training's own test scores are those of the run's 8x8 slices.
         assert mean["dice_disc"] == pytest.approx(finetuned["disc"], abs=1e-6), flags
         assert mean["dice_square"] == pytest.approx(finetuned["square"], abs=1e-6), flags
+
+
+_TINY_PRETRAIN = [
+    "data.dataset=synthetic",
+    "data.params={num_images: 6, num_val: 2, num_test: 2, size: [16, 16]}",
+    "model.params={depth: 2, base_width: 4}",
+    "pretext.patch_size=4",
+    "optim.max_epochs=1",
+    "optim.steps_per_epoch=1",
+]
+
+
+@pytest.mark.parametrize("name", ["a\x85b", "a\u2028b", "exp #3 \U0001f9e0", "2024", 'q"u\\o'])
+def test_output_is_the_folder_named_character_for_character(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # Was: the name went through YAML raw, which folds a NEL or line separator inside quotes to a
+    # space: --output 'runs/a<NEL>b' trained into 'runs/a b'.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(
+            ["pretrain", *_TINY_PRETRAIN, "--quiet", "--device", "cpu", "--output", str(tmp_path / name)]
+        )
+    assert code == 0
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"] == str(tmp_path / name)
+
+
+def test_an_output_name_with_bytes_that_are_not_utf8_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Latin-1 byte in a name reaches Python as a lone surrogate: the run created the folder, then
+    # failed to record it ("'utf-8' codec can't encode character '\udce9'"), naming no field.
+    name = os.fsdecode(b"caf\xe9")
+    assert (
+        main(["pretrain", *_TINY_PRETRAIN, "--quiet", "--device", "cpu", "--output", str(tmp_path / name)])
+        == 2
+    )
+    assert "byte 0xe9 at character" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_config_show_evaluate_marks_the_required_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:

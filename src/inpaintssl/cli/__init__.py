@@ -178,6 +178,30 @@ def _user_file_path(text: str) -> str:
     return os.path.expanduser(_not_empty(text))
 
 
+def _yaml_quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar that reads back as exactly ``text``.
+
+    Overrides are YAML, where unquoted "exp #3" would lose its " #3" and "2024" be a number. Every
+    character outside printable ASCII is escaped: raw, a NEL (U+0085) or line separator inside
+    quotes is folded to a space, an undecodable byte of a file name (a lone surrogate, as Python
+    reads it) is refused as "unacceptable", and JSON's escapes split an emoji into two surrogates.
+
+    Example:
+        >>> print(_yaml_quoted("runs/exp #3\\x85\\U0001f9e0"))
+        "runs/exp #3\\u0085\\U0001f9e0"
+    """
+    escaped = []
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            escaped.append(char)
+        else:
+            escaped.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return '"' + "".join(escaped) + '"'
+
+
 def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
     """Each run flag given, as it was written and as the override it stands for."""
     extra: list[tuple[str, str]] = []
@@ -186,9 +210,7 @@ def _flag_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.quiet:
         extra.append(("--quiet", "run.quiet=true"))
     if args.output is not None:
-        # Quoted: overrides are YAML, where "exp #3" would lose its " #3" and "2024" be a number.
-        # ensure_ascii off: an emoji's \ud83e\udde0 escapes reached YAML as two lone surrogates.
-        output = json.dumps(str(args.output), ensure_ascii=False)
+        output = _yaml_quoted(str(args.output))
         extra.append((f"--output {args.output}", f"run.output_dir={output}"))
     if args.device is not None:
         extra.append((f"--device {args.device}", f"run.device={args.device}"))

@@ -261,14 +261,23 @@ def user_path(value: Any, *, field: str) -> Any:
     """A path field's value with ``~`` and ``$VAR`` expanded; an empty one is refused.
 
     Raises:
-        ValueError: The path is empty (it would mean the working directory) or names an
-            environment variable that is not set.
+        ValueError: The path is empty (it would mean the working directory), holds bytes that
+            are not UTF-8, or names an environment variable that is not set.
     """
     if value is None or not isinstance(value, (str, Path)):
         return value
     text = str(value)
     if not text.strip():
         raise ValueError(f"{field}: the path is empty; expected a folder or file path (write . for here)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A file name's undecodable bytes, as Python reads them (lone surrogates): the run would
+        # create the folder, then fail to record it in config.yaml, naming no field.
+        raise ValueError(
+            f"{field}={text!r}: byte {ord(text[exc.start]) - 0xDC00:#04x} at character {exc.start} is not "
+            "UTF-8; expected a path in UTF-8, as config.yaml and the results record it"
+        ) from None
     expanded = os.path.expandvars(os.path.expanduser(text))
     unset = sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)))
     if unset:
