@@ -193,6 +193,38 @@ def test_a_model_loaded_on_the_gpu_exports_as_the_same_model_on_the_cpu(
     assert next(on_gpu.parameters()).device.type == "cuda"  # the caller's model stays where it was
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize(
+    ("format", "name"), [("onnx", "m.onnx"), ("torchscript", "m.pt"), ("safetensors", "m.st")]
+)
+def test_a_model_cast_to_another_dtype_exports_as_the_float32_model_and_keeps_its_dtype(
+    model: LoadedModel, tmp_path: Path, dtype: torch.dtype, format: str, name: str
+) -> None:
+    # Was: every format failed with PyTorch's "Input type (torch.FloatTensor) and weight type
+    # (torch.HalfTensor) should be the same", naming neither the export nor the dtype.
+    cast = copy.deepcopy(model).to(dtype)
+    from_cast = export_model(cast, format=format, output=tmp_path / "cast" / name)
+    assert all(p.dtype == dtype for p in cast.parameters())  # the caller's model is left as it was
+    # The same weights in float32 (the cast's rounding kept): the export must be theirs.
+    rounded = copy.deepcopy(cast).float()
+    from_rounded = export_model(rounded, format=format, output=tmp_path / "rounded" / name)
+    if format == "safetensors":
+        exported, expected = load_file(from_cast), load_file(from_rounded)
+        assert exported.keys() == expected.keys()
+        assert all(torch.equal(exported[key], tensor) for key, tensor in expected.items())
+    else:
+        images = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            wanted = rounded(images).numpy()
+        if format == "onnx":
+            session = ort.InferenceSession(str(from_cast), providers=["CPUExecutionProvider"])
+            got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+        else:
+            with torch.no_grad():
+                got = torch.jit.load(str(from_cast))(images).numpy()
+        np.testing.assert_allclose(got, wanted, atol=1e-4)
+
+
 def test_pretraining_run_exports_from_its_folder(pretrained_run: issl.PretrainResult, tmp_path: Path) -> None:
     path = export_model(pretrained_run.run_dir, format="torchscript", output=tmp_path / "pre.pt")
     loaded = load_model(pretrained_run.run_dir)

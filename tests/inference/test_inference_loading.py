@@ -372,6 +372,9 @@ def test_which_for_a_checkpoint_rather_than_a_run_is_refused(
             {"normalization": "channel", "channels": "image", "slice_axis": 2},
         ),
         ("numpy", {"normalize": "channel", "slice_axis": 1}, {"normalization": "channel", "slice_axis": 1}),
+        # Recorded as the readers cut: np.take(volume, k, axis=-1) would cut a (X, Y, Z, C) volume's channels.
+        ("nifti", {"slice_axis": -1}, {"slice_axis": 2}),
+        ("numpy", {"slice_axis": -3}, {"slice_axis": 0}),
         ("hdf5", {"normalize": "none"}, {"normalization": "none"}),
         ("synthetic", {}, {"normalization": "none", "slice_axis": None}),
         ("my_plugin", {}, {"normalization": "unknown", "channels": "unknown"}),

@@ -352,8 +352,11 @@ def _eval_copy_on_the_cpu(model: LoadedModel) -> LoadedModel:
     (about 1e-2 off float32 for the paper's U-Net), far outside an export's tolerance, and weight
     standardisation folded on a GPU differs from the CPU's in the last bits, so one run would
     otherwise export different files from different devices.
+
+    In float32 whatever dtype the model was cast to (``.half()`` for GPU inference, say): every
+    exported form takes float32 ``(N, C, H, W)`` images, and the checks run float32 samples.
     """
-    return copy.deepcopy(model).to("cpu").eval()
+    return copy.deepcopy(model).to("cpu", torch.float32).eval()
 
 
 def _reference(model: LoadedModel, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:

@@ -251,7 +251,9 @@ class Preprocessing:
         if name == "skmtea":
             return cls(**common, normalization="volume", channels="rss_echoes", slice_axis=2)
         if name in _SLICED_VOLUMES:
-            axis = int(params.get("slice_axis", _factory_default(name, "slice_axis", 2)))
+            # As the readers cut (-1 is axis 2): the record is read outside inpaintssl too, where
+            # np.take(volume, k, axis=-1) of a channels-last (X, Y, Z, C) volume cuts the channels.
+            axis = int(params.get("slice_axis", _factory_default(name, "slice_axis", 2))) % 3
             if _cut_along_series_slices(name, params, axis, working_directory):
                 axis = 2
             if name == "ct":
