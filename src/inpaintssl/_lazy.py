@@ -10,6 +10,9 @@ Example:
     >>> getattr_, dir_ = lazy_exports("inpaintssl", {"RunFolder": "layout"}, namespace)
     >>> getattr_("RunFolder").__name__, "RunFolder" in namespace, dir_()
     ('RunFolder', True, ['RunFolder'])
+    >>> getattr_, _ = lazy_exports("inpaintssl", {"layout": "layout"}, {})
+    >>> getattr_("layout").__name__
+    'inpaintssl.layout'
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def lazy_exports(
 
     Args:
         package: The package's ``__name__``.
-        exports: Public name -> the submodule (relative to ``package``) that defines it.
+        exports: Public name -> the submodule (relative to ``package``) that defines it; a name
+            that is its submodule's own name (``{"registry": "registry"}``) is the submodule itself.
         namespace: The package's ``globals()``; a name is cached there once imported.
 
     Returns:
@@ -39,7 +43,8 @@ def lazy_exports(
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        imported = importlib.import_module(f"{package}.{module}")
+        value = imported if module == name else getattr(imported, name)
         namespace[name] = value
         return value
 

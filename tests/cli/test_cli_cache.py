@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from inpaintssl.byte_sizes import format_bytes
 from inpaintssl.cli import main
-from inpaintssl.cli.cache import parse_age
+from inpaintssl.cli.cache import parse_age, parse_size
 from inpaintssl.data.decompressed import decompressed_into, source_record_path
 from inpaintssl.data.decompressed_upkeep import list_decompressed
 from inpaintssl.data.readers import NumpyVolume
@@ -103,6 +103,7 @@ def test_a_volume_that_could_not_be_removed_fails_the_command_naming_it(
         (["--unused-for", "30"], "argument --unused-for: expected an age with its unit"),
         # 200 bytes, where 200G was meant, removed every volume.
         (["--max-size", "200"], "argument --max-size: expected a size with its unit, such as '200G'"),
+        (["--max-size", "0.5"], "argument --max-size: expected a size with its unit, such as '0.5G'"),
         ([], "give --stale, --unused-for, --max-size or several; found none"),
     ],
 )
@@ -116,6 +117,18 @@ def test_a_prune_without_a_usable_limit_exits_2_naming_it(cache: Path, argv: lis
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert len(list(cache.glob("*.npy"))) == 3
+
+
+@pytest.mark.parametrize("text", ["0.5", "0.4", ".3", " 0.5 ", "1", "200.0"])
+def test_a_size_without_its_unit_is_refused_even_below_one_byte(text: str) -> None:
+    # 0.5 (0.5G meant) rounds to 0 bytes: taken as the allowed "0", it removed every volume.
+    with pytest.raises(argparse.ArgumentTypeError, match=f"expected a size with its unit.*found {text!r}"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["0", "0.0", "00", ".0", " 0 "])
+def test_zero_needs_no_unit(text: str) -> None:
+    assert parse_size(text) == 0  # zero bytes in any unit
 
 
 def test_a_folder_that_is_not_there_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import importlib.metadata
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,56 @@ def test_ctrl_c_while_the_command_starts_prints_one_line(
     monkeypatch.undo()
     assert status == 130
     assert capsys.readouterr().err == "inpaintssl config: interrupted before the command started\n"
+
+
+# The console script's own import of main(), as pip's generated script does it.
+_ENTRY = importlib.metadata.entry_points(group="console_scripts", name="inpaintssl")
+_MAIN_MODULE = next(iter(_ENTRY)).module if _ENTRY else "inpaintssl.cli"
+_HEAVY = ("pydantic", "numpy", "torch", "yaml")
+
+
+def test_the_console_script_reaches_main_without_importing_the_heavy_libraries() -> None:
+    # What runs before main() has no Ctrl-C handler: it took ~0.8 s (pydantic through
+    # inpaintssl.config), and a Ctrl-C in it printed a 30-line traceback.
+    code = f"import sys, {_MAIN_MODULE}; print(sorted(m for m in {_HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_ctrl_c_at_the_first_heavy_import_of_a_real_process_prints_one_line_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    # A real SIGINT, sent by the process to itself at the first import of a heavy library (the
+    # moment a Ctrl-C at once lands), then the console script's own steps: import main, call it.
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a shell's child has it
+
+        class CtrlC:
+            def find_spec(self, name, path=None, target=None):
+                if name in {_HEAVY!r}:
+                    sys.meta_path.remove(self)
+                    os.kill(os.getpid(), signal.SIGINT)
+                return None
+
+        sys.meta_path.insert(0, CtrlC())
+        sys.argv = ["inpaintssl", "config", "show", "pretrain"]
+        from {_MAIN_MODULE} import main
+
+        sys.exit(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    # Interrupted while parsing the arguments (no command known yet) or after: one line either way.
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert re.fullmatch(r"inpaintssl( config)?: interrupted before the command started\n", done.stderr), (
+        done.stderr[-2000:]
+    )
+    assert done.stdout == ""
 
 
 @pytest.mark.parametrize(

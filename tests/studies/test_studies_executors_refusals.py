@@ -815,3 +815,26 @@ def test_a_ray_address_environment_variable_where_nothing_listens_is_refused_nam
         listening = f"127.0.0.1:{head.getsockname()[1]}"
         ray_backend.RayBackend(ExecutorSpec(ray_address=listening), results=tmp_path, quiet=True).close()
     assert fake.initialized and fake.shut_down
+
+
+def test_a_slurm_option_given_twice_is_refused_naming_both_values(
+    spec_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: mail-type=END then mail-type=FAIL reached sbatch as FAIL alone, without a word.
+    from inpaintssl.cli import experiment as experiment_cli
+
+    submitted: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        experiment_cli, "run_study", lambda *args, resources, **kwargs: submitted.append(resources)
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec_factory()))
+    given = ["mail-type=END", "account=proj42", " mail-type = FAIL"]
+    with pytest.raises(ValueError, match=r"^--slurm-option mail-type given twice \('END', then 'FAIL'\)"):
+        experiment_cli.run_experiment_command(_run_args(path, "slurm", slurm_options=given))
+    flags = [arg for option in given for arg in ("--slurm-option", option)]
+    assert main(["experiment", "run", str(path), "--executor", "slurm", *flags, "--quiet"]) == 2
+    assert (
+        "--slurm-option mail-type given twice ('END', then 'FAIL'); give each once" in capsys.readouterr().err
+    )
+    assert submitted == []  # refused before anything was submitted

@@ -190,6 +190,14 @@ def test_load_spec_reads_yaml_and_reports_missing_files(tmp_path: Path) -> None:
         load_spec(path)
 
 
+def test_a_spec_that_is_not_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
+    # Was: the codec's message alone ("'utf-8' codec can't decode byte 0xe9 ..."), naming no file.
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("study: clinical\noutput: résultats\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"^study spec {re.escape(str(path))} is not UTF-8 text .*0xe9"):
+        load_spec(path)
+
+
 def test_default_paths_and_shard_placeholder(tmp_path: Path) -> None:
     spec = StudySpec(study="clinical", name="knee")
     assert spec.output_dir() == Path("studies/knee")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import decimal
 import json
 import re
 from types import MappingProxyType
@@ -87,7 +88,11 @@ def parse_size(text: str) -> int:
     argument error.
 
     A bare number other than 0 is refused, as ``--unused-for``'s is: it would be bytes, and
-    ``--max-size 200`` meant as 200G removed every volume.
+    ``--max-size 200`` meant as 200G removed every volume (so did ``0.5``, rounded to 0 bytes).
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not a size, or is a number other than 0 without a
+            unit (the message quotes it and suggests units).
 
     Example:
         >>> parse_size("1.5G") == 3 * 2**29, parse_size("4096B"), parse_size("0")
@@ -97,10 +102,13 @@ def parse_size(text: str) -> int:
         size = parse_byte_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if size != 0 and text.strip().replace(".", "", 1).isdigit():
+    # The text, not the rounded size, decides: "0.5" (a unit forgotten) rounds to 0 bytes, which is
+    # allowed only when the user wrote zero.
+    number = text.strip()
+    if number.replace(".", "", 1).isdigit() and decimal.Decimal(number) != 0:
         raise argparse.ArgumentTypeError(
-            f"expected a size with its unit, such as '{text.strip()}G' or '{text.strip()}GiB' (powers of "
-            f"1024), '{text.strip()}GB' (of 1000) or '{text.strip()}B' (bytes); found {text!r}"
+            f"expected a size with its unit, such as '{number}G' or '{number}GiB' (powers of "
+            f"1024), '{number}GB' (of 1000) or '{number}B' (bytes); found {text!r}"
         )
     return size
 

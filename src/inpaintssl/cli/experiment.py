@@ -58,8 +58,15 @@ def _flag(field: str) -> str:
 
 
 def _slurm_options(given: list[str]) -> dict[str, str]:
-    """The ``--slurm-option KEY=VALUE`` flags as a mapping, checked (the last of a key wins)."""
-    options = {}
+    """The ``--slurm-option KEY=VALUE`` flags as a mapping, checked.
+
+    Raises:
+        ValueError: A flag without ``KEY=VALUE``, or a key given twice (naming both values): the
+            last would otherwise win unseen, as ``--qdess-parameter`` and the spec's
+            ``executor.slurm_options`` refuse too.
+        inpaintssl.config.ConfigError: A key that is not an sbatch option this executor passes on.
+    """
+    options: dict[str, str] = {}
     for text in given:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
@@ -67,7 +74,12 @@ def _slurm_options(given: list[str]) -> dict[str, str]:
                 f"--slurm-option {text!r}: expected KEY=VALUE with an sbatch long option name, e.g. "
                 "account=proj42, qos=high or constraint=a100"
             )
-        options[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in options:
+            raise ValueError(
+                f"--slurm-option {key} given twice ({options[key]!r}, then {value!r}); give each once"
+            )
+        options[key] = value
     return check_slurm_options(options, source="--slurm-option")
 
 

@@ -787,7 +787,8 @@ def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
     """Read and validate a study spec from a model, a mapping or a YAML/JSON file.
 
     Raises:
-        ConfigError: Unreadable file or invalid content; the message names every bad field.
+        ConfigError: A missing file, a folder, a file that is not UTF-8 text, or invalid content;
+            the message names the file and every bad field.
 
     Example:
         >>> load_spec({"study": "clinical", "label_fractions": [0.1]}).label_fractions
@@ -801,7 +802,15 @@ def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
             raise ConfigError(f"study spec {path} is a folder; expected a YAML file such as study.yaml")
         if not path.is_file():
             raise ConfigError(f"study spec {path} does not exist")
-        data = read_config_text(path.read_text(encoding="utf-8"), source=f"study spec {path}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            # Named as a config file's is (inpaintssl.config.read_config_file): the codec's message
+            # alone does not say which file (a spec saved as Latin-1, an accented output folder).
+            raise ConfigError(
+                f"study spec {path} is not UTF-8 text ({exc}); expected a YAML file such as study.yaml"
+            ) from exc
+        data = read_config_text(text, source=f"study spec {path}")
         if not isinstance(data, dict):
             raise ConfigError(
                 f"study spec {path}: expected a mapping at the top level, found {type(data).__name__}"
