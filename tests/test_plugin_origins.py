@@ -22,7 +22,7 @@ import pytest
 import inpaintssl as issl
 from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.config import ConfigError
-from inpaintssl.registry import BACKBONES, ShadowedPluginWarning
+from inpaintssl.registry import BACKBONES, Origin, ShadowedPluginWarning, origin_change
 from inpaintssl.training.components import build_backbone
 
 NAME = "origin_test_unet"
@@ -111,7 +111,7 @@ def _pretrain(run: Path, *, max_epochs: int, resume: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretraining run of one epoch, its backbone the plugin of origin_a 1.0.0 (since uninstalled)."""
     root = tmp_path_factory.mktemp("trained")
     installed = Site(root / "site")
@@ -197,6 +197,74 @@ def test_resuming_under_another_version_warns_and_records_it(
     (entry,) = manifest["resumes"]
     assert entry["resumed_from_epoch"] == 1
     assert entry["environment"][f"components.backbones.{NAME}"] == {"recorded": RECORDED, "now": upgraded}
+
+
+# -- an entry point that names extras ----------------------------------------------------------------
+RECORDED_WITH_EXTRAS = "plugin origin_a_nets:make [fancy] from distribution origin_a 1.0.0"
+"""What a run recorded of ``origin_a_nets:make [fancy]`` before the record left the extras out."""
+
+
+def _with_recorded_origin(run: Path, origin: str) -> Path:
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["components"]["backbones"][NAME] = origin
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return run
+
+
+def test_an_entry_point_with_extras_is_recorded_as_the_code_it_names(site: Site) -> None:
+    # The extras (optional requirements) are no part of the code's name: with them, the record
+    # read back as nothing, and a run compared as "unknown" with any other code under its name.
+    site.install(
+        "origin_x",
+        "1.0.0",
+        f"[inpaintssl.backbones]\n{NAME} = origin_x_nets:make [fancy]\n",
+        {"origin_x_nets": UNET_PLUGIN},
+    )
+    recorded = BACKBONES.origin(NAME)
+    assert recorded == "plugin origin_x_nets:make from distribution origin_x 1.0.0"
+    assert Origin.parse(recorded) == Origin(False, "origin_x_nets:make", "origin_x", "1.0.0")
+    (row,) = [entry for entry in BACKBONES.entries(check=True) if entry.name == NAME]
+    assert (row.target, row.status) == ("origin_x_nets:make", "ok")
+
+
+@pytest.mark.parametrize(
+    ("now", "change"),
+    [
+        ("plugin origin_a_nets:make from distribution origin_a 1.0.0", "same"),  # recorded without extras
+        ("plugin origin_a_nets:make from distribution origin_a 1.1.0", "version"),
+        ("plugin origin_b_nets:make from distribution origin_b 1.0.0", "other"),
+    ],
+)
+def test_a_record_with_extras_is_compared_as_the_code_it_names(now: str, change: str) -> None:
+    assert Origin.parse(RECORDED_WITH_EXTRAS) == Origin(False, "origin_a_nets:make", "origin_a", "1.0.0")
+    assert origin_change(RECORDED_WITH_EXTRAS, now) == change
+
+
+def test_loading_a_run_recorded_with_extras_refuses_another_distributions_backbone(
+    trained: Path, site: Site, tmp_path: Path
+) -> None:
+    run = _with_recorded_origin(_copy(trained, tmp_path), RECORDED_WITH_EXTRAS)
+    _unet_plugin(site, "origin_b", "1.0.0", module="origin_b_nets")
+    with pytest.raises(CheckpointError) as refused:
+        issl.load_model(run)
+    message = str(refused.value)
+    assert f"backbone {NAME!r} is not the code the run was trained with" in message, message
+    assert "pip install 'origin_a==1.0.0' and pip uninstall origin_b" in message
+
+
+def test_loading_a_run_recorded_with_extras_under_its_own_plugin_says_nothing(
+    trained: Path, site: Site, tmp_path: Path
+) -> None:
+    run = _with_recorded_origin(_copy(trained, tmp_path), RECORDED_WITH_EXTRAS)
+    site.install(
+        "origin_a",
+        "1.0.0",
+        f"[inpaintssl.backbones]\n{NAME} = origin_a_nets:make [fancy]\n",
+        {"origin_a_nets": UNET_PLUGIN},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        issl.load_model(run)
 
 
 # -- a plugin that also registers itself with the decorator ----------------------------------------

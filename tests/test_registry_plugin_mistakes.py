@@ -16,10 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from inpaintssl.registry import DATASETS, SAMPLERS, PluginLoadError, Registry
+from inpaintssl.registry import BACKBONES, DATASETS, REGISTRIES, SAMPLERS, PluginLoadError, Registry
 
 DISTRIBUTION = "issl-mistakes-plugin"
 MODULE = "issl_mistakes_plugin"
+SCRIPT = "issl_mistakes_script"
+"""A training script turned plugin module: it parses its command line as it is imported."""
+INTERRUPTED = "issl_mistakes_interrupted"
+"""A plugin module whose import the user interrupts (Ctrl-C while it loads)."""
 
 SOURCE = """
     import numpy as np
@@ -52,6 +56,21 @@ ENTRY_POINTS = f"""
     [inpaintssl.datasets]
     mistakes_needs_root = {MODULE}:needs_root
     mistakes_no_labelled = {MODULE}:no_labelled
+
+    [inpaintssl.backbones]
+    mistakes_script_unet = {SCRIPT}:make
+"""
+
+SCRIPT_SOURCE = """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="train.py")
+    parser.add_argument("--width", type=int, default=32)
+    # As parse_args() does with a command line it does not know (a script run with --epochs 3).
+    args = parser.parse_args(["--epochs", "3"])
+
+    def make(*, in_channels, out_channels, seed=None):
+        raise AssertionError("never built: the module exits as it is imported")
 """
 
 NAMES = (
@@ -60,6 +79,8 @@ NAMES = (
     ("samplers", "mistakes_instance"),
     ("datasets", "mistakes_needs_root"),
     ("datasets", "mistakes_no_labelled"),
+    ("backbones", "mistakes_script_unet"),
+    ("backbones", "mistakes_interrupted"),
 )
 
 
@@ -74,8 +95,9 @@ def _write_metadata(folder: Path, *, version: str) -> Path:
 
 def _forget() -> None:
     for kind, name in NAMES:
-        (SAMPLERS if kind == "samplers" else DATASETS).unregister(name)
-    sys.modules.pop(MODULE, None)
+        REGISTRIES[kind].unregister(name)
+    for module in (MODULE, SCRIPT, INTERRUPTED):
+        sys.modules.pop(module, None)
 
 
 @pytest.fixture
@@ -84,6 +106,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder = tmp_path / "site"
     folder.mkdir()
     (folder / f"{MODULE}.py").write_text(textwrap.dedent(SOURCE))
+    (folder / f"{SCRIPT}.py").write_text(textwrap.dedent(SCRIPT_SOURCE))
+    (folder / f"{INTERRUPTED}.py").write_text("raise KeyboardInterrupt\n")
     monkeypatch.syspath_prepend(str(folder))
     _forget()
     yield folder
@@ -220,3 +244,45 @@ def test_an_entry_point_at_an_instance_says_what_it_should_point_at(site: Path) 
         f"from distribution {DISTRIBUTION} 1.0 is not callable (got GridSampler); expected a class or "
         "factory function, which the registry calls with the component's parameters"
     )
+
+
+def test_a_plugin_module_that_exits_as_it_is_imported_is_a_plugin_load_error(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # argparse's exit (SystemExit, not an Exception) escaped the registry: `inpaintssl plugins`
+    # printed the plugin's usage and ended with status 2, listing nothing.
+    _write_metadata(site, version="1.0")
+    importlib.invalidate_caches()
+    with pytest.raises(PluginLoadError) as info:
+        BACKBONES.build("mistakes_script_unet", in_channels=1, out_channels=1, seed=0)
+    message = str(info.value)
+    assert message.startswith(
+        f"registry 'backbones': plugin 'mistakes_script_unet' ({SCRIPT}:make) from distribution "
+        f"{DISTRIBUTION} 1.0 failed to load: SystemExit: 2"
+    ), message
+    assert "parse_args()" in message
+    assert isinstance(info.value.__cause__, SystemExit) and info.value.__cause__.code == 2
+    (row,) = [e for e in BACKBONES.entries(check=True) if e.name == "mistakes_script_unet"]
+    assert row.status == "broken" and (row.reason or "").startswith("fails to import: SystemExit: 2")
+
+    from inpaintssl.cli import main
+
+    capsys.readouterr()
+    assert main(["plugins"]) == 1  # the listing goes on, and fails on the broken plugin
+    lines = capsys.readouterr().out.splitlines()
+    (listed,) = [line for line in lines if line.split()[:1] == ["mistakes_script_unet"]]
+    assert "BROKEN: fails to import: SystemExit: 2" in listed, listed
+    assert any(line.split()[:1] == ["unet2d"] for line in lines)  # the rest is listed too
+
+
+def test_interrupting_a_plugins_import_still_stops_the_process(site: Path) -> None:
+    # A distribution of its own: listing the others must not import it (and stop the test run).
+    dist = site / "issl_mistakes_interrupted-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: issl-mistakes-interrupted\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        f"[inpaintssl.backbones]\nmistakes_interrupted = {INTERRUPTED}:make\n"
+    )
+    importlib.invalidate_caches()
+    with pytest.raises(KeyboardInterrupt):
+        BACKBONES.get("mistakes_interrupted")

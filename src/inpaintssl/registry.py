@@ -160,12 +160,25 @@ def _distribution_name(ep: EntryPoint) -> str:
     return f"{dist.name} {dist.version}"
 
 
+def _entry_point_target(ep: EntryPoint) -> str:
+    """``module:attribute`` that ``ep`` names, without the extras an entry point may list.
+
+    ``pkg:make [fancy]`` names the code ``pkg:make``; the extras (``[fancy]``) say only which optional
+    requirements it wants, and their space broke the run record that :meth:`Origin.parse` reads back.
+    """
+    return f"{ep.module}:{ep.attr}" if ep.attr else ep.module
+
+
 def _plugin_origin(ep: EntryPoint) -> str:
     """:meth:`Registry.origin`'s words for a plugin (:meth:`Origin.parse` reads them back)."""
-    return f"plugin {ep.value} from distribution {_distribution_name(ep)}"
+    return f"plugin {_entry_point_target(ep)} from distribution {_distribution_name(ep)}"
 
 
-_PLUGIN_ORIGIN = re.compile(r"plugin (?P<target>\S+) from distribution (?P<distribution>.+)")
+# The optional extras suffix: runs recorded before the target left it out wrote "plugin pkg:make
+# [fancy] from ...", which must still parse (an unparsed record compares as "unknown", refusing nothing).
+_PLUGIN_ORIGIN = re.compile(
+    r"plugin (?P<target>[^\s\[]+)(?:\s*\[[^\]]*\])? from distribution (?P<distribution>.+)"
+)
 _BUILTIN_ORIGIN = re.compile(r"built-in (?P<target>\S+)")
 
 OriginChange = Literal["same", "version", "other", "unknown"]
@@ -189,6 +202,8 @@ class Origin:
         Origin(builtin=False, target='wide:make', distribution='wide-unet', version='1.2.0')
         >>> Origin.parse("built-in inpaintssl.models.unet:UNet2d").builtin
         True
+        >>> Origin.parse("plugin wide:make [fancy] from distribution wide-unet 1.2.0").target
+        'wide:make'
     """
 
     builtin: bool
@@ -257,7 +272,11 @@ def origin_change(recorded: str, current: str) -> OriginChange:
         return "same" if then._package() == now._package() else "other"
     if then.builtin != now.builtin or then.distribution is None or now.distribution is None:
         return "version" if then.target == now.target else "other"
-    return "version" if _normalised(then.distribution) == _normalised(now.distribution) else "other"
+    if _normalised(then.distribution) != _normalised(now.distribution):
+        return "other"
+    # Records of one plugin that differ in words only (a run recorded with its entry point's extras,
+    # "pkg:make [fancy]") name the same code: no upgrade to warn about.
+    return "same" if (then.target, then.version) == (now.target, now.version) else "version"
 
 
 def restore_hint(recorded: str, current: str) -> str:
@@ -587,10 +606,18 @@ class Registry(Generic[T]):
             raise PluginLoadError(f"{where} is refused: {duplicated}", reason=duplicated)
         try:
             factory = ep.load()
-        except Exception as exc:
-            reason = f"fails to import: {type(exc).__name__}: {exc}"
+        # SystemExit too: a training script made a plugin module (argparse's parse_args() at module
+        # level) exits as it is imported, which ended `inpaintssl plugins` or a run with the plugin's
+        # usage text. KeyboardInterrupt still stops the process, as the user asked.
+        except (Exception, SystemExit) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SystemExit):
+                error += (
+                    " (its module exits as it is imported, as argparse's parse_args() or sys.exit() at "
+                    "module level do; expected a module that only defines its components)"
+                )
             raise PluginLoadError(
-                f"{where} failed to load: {type(exc).__name__}: {exc}", reason=reason
+                f"{where} failed to load: {error}", reason=f"fails to import: {error}"
             ) from exc
         if not callable(factory):
             # Pointing the entry point at an instance (GRID = GridSampler()) is the usual cause.
@@ -854,11 +881,11 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
             own = None if builtin is None else self._own_entry_point(builtin, eps)
             if own is not None:
                 # The decorator in the plugin's own module registered it (see get): the plugin's row.
-                rows[name] = RegistryEntry(name, "plugin", own.value, _distribution_name(own))
+                rows[name] = RegistryEntry(name, "plugin", _entry_point_target(own), _distribution_name(own))
             ambiguous = name not in rows and len(eps) > 1 and not any(_bundled(ep) for ep in eps)
             first = own or next((ep for ep in eps if _bundled(ep)), eps[0])
             if name not in rows:
-                row = RegistryEntry(name, "plugin", first.value, _distribution_name(first))
+                row = RegistryEntry(name, "plugin", _entry_point_target(first), _distribution_name(first))
                 if ambiguous:
                     reason = _ambiguity(self.kind, name, eps).split(": ", 1)[1]
                     rows[name] = dataclasses.replace(row, status="broken", reason=reason)
@@ -878,7 +905,9 @@ you mean 'lfet' -> 'left', which the run sets itself?): got an unexpected keywor
                     )
                     reason = f"shadowed by {who} {winner.target} of the same name, which is used instead"
                 losers.setdefault(name, []).append(
-                    RegistryEntry(name, "plugin", ep.value, _distribution_name(ep), "shadowed", reason)
+                    RegistryEntry(
+                        name, "plugin", _entry_point_target(ep), _distribution_name(ep), "shadowed", reason
+                    )
                 )
         for name, factory in self._plugins.items():
             rows.setdefault(name, RegistryEntry(name, "plugin", _qualname(factory)))
