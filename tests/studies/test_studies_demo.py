@@ -7,16 +7,30 @@ import re
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image
 import pytest
 
 from inpaintssl.analysis.summaries import label_fraction_summary
 from inpaintssl.analysis.table import Table
+from inpaintssl.cli import main
 from inpaintssl.config import PretrainConfig
-from inpaintssl.studies.demo import RunTiming, _summary, _time_line, demo_spec, format_table, settings_for
+from inpaintssl.studies.demo import (
+    DemoSettings,
+    RunTiming,
+    _summary,
+    _time_line,
+    demo_spec,
+    format_table,
+    run_demo,
+    settings_for,
+)
+from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import RunRecord
+from inpaintssl.studies.summary import WorkerReport
 
 
 def _png_ok(path: Path) -> None:
@@ -303,3 +317,164 @@ def test_the_time_line_counts_pretraining_by_the_runs_arm_not_its_folder() -> No
     line = _time_line(runs, total=100.0)
     assert "pretraining steps 50 s (50%)" in line
     assert "fine-tuning steps 7 s (7%)" in line
+
+
+# A demo small enough to plan in a blink: one label fraction, one seed, so three runs (pretraining,
+# SSL and supervised fine-tuning). "--quick" gets a U-Net of depth 2, the full demo one of depth 3.
+TINY = DemoSettings(
+    image_size=(32, 32),
+    depth=2,
+    base_width=4,
+    pretrain_epochs=2,
+    pretrain_steps_per_epoch=2,
+    finetune_max_epochs=4,
+    finetune_steps_per_epoch=2,
+    finetune_patience=2,
+    pretrain_patience=1,
+    fractions=(1.0,),
+    seeds={},
+    batch_size=4,
+)
+
+
+@pytest.fixture
+def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tiny settings in place of the demo's; workers that train nothing, the calls they got."""
+    monkeypatch.setattr(
+        "inpaintssl.studies.demo.settings_for", lambda *, quick: TINY if quick else replace(TINY, depth=3)
+    )
+    calls: list[str] = []
+
+    def worker(spec: Any, **kwargs: Any) -> WorkerReport:
+        calls.append(str(spec.output_dir()))
+        return WorkerReport("stub")
+
+    monkeypatch.setattr("inpaintssl.studies.runner.run_worker", worker)
+    return calls
+
+
+def _earlier_demo(out: Path, *, quick: bool, seed: int) -> None:
+    """A demo stopped before its first run ended: the runner has recorded its spec and its runs."""
+    with pytest.raises(RuntimeError):  # no run finished
+        run_demo(output=out, quick=quick, seed=seed, quiet=True)
+    assert (out / "runs" / "spec.json").is_file() and (out / "runs" / "study.sqlite").is_file()
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "options", "difference"),
+    [
+        # `inpaintssl demo --quick`, then `inpaintssl demo`, both into the default folder.
+        (
+            ["--quick"],
+            [],
+            "recorded --quick --seed 0, now --seed 0",
+            "model.params.depth (recorded 2, now 3)",
+        ),
+        (["--seed", "0"], ["--seed", "1"], "recorded --seed 0, now --seed 1", "run.seed (recorded 0, now 1)"),
+    ],
+)
+def test_a_demo_with_other_settings_is_refused_in_one_line_before_any_run_starts(
+    first: list[str],
+    again: list[str],
+    options: str,
+    difference: str,
+    tmp_path: Path,
+    tiny_demo: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "demo-report"
+    _earlier_demo(out, quick="--quick" in first, seed=int(first[-1]) if "--seed" in first else 0)
+    tiny_demo.clear()
+    capsys.readouterr()
+    assert main(["demo", *again, "--output", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert tiny_demo == []  # no worker started: nothing trained
+    assert captured.out == ""  # not even the plan: only why it was refused
+    assert captured.err.count("\n") == 1, captured.err
+    err = captured.err
+    assert err.startswith(f"inpaintssl demo: error: --output {out} holds a demo made with other settings")
+    assert options in err and difference in err
+    # What to do: another folder, a fresh start, or the options that resume the recorded demo.
+    assert "give another --output" in err and f"delete {out} to start over" in err
+    assert f"rerun with {options.split(',')[0].removeprefix('recorded ')} to resume it" in err
+
+
+def test_a_demo_with_its_own_settings_resumes_its_folder_even_moved(
+    tmp_path: Path, tiny_demo: list[str]
+) -> None:
+    first = tmp_path / "demo-report"
+    _earlier_demo(first, quick=True, seed=3)
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    tiny_demo.clear()
+    with pytest.raises(RuntimeError, match="did not finish"):  # the stub workers train nothing
+        run_demo(output=moved, quick=True, seed=3, quiet=True)
+    assert tiny_demo == [str(moved)]  # the runner got to work on the earlier demo's folder
+
+
+def test_failed_runs_end_the_demo_with_one_line_each_and_their_tracebacks_in_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("inpaintssl.studies.demo.settings_for", lambda *, quick: TINY)
+
+    def execute(job: Any, **kwargs: Any) -> Any:
+        raise ValueError("the first line of the error\nits second line")
+
+    monkeypatch.setattr("inpaintssl.studies.runner.execute_job", execute)
+    out = tmp_path / "demo-report"
+    assert main(["demo", "--quiet", "--output", str(out)]) == 1  # as `experiment run` with failed runs
+    err = capsys.readouterr().err
+    plan = expand_study(demo_spec(TINY, output=out))
+    (pretrain,) = (job for job in plan if job.kind == "pretrain")
+    finetune = list(plan.finetune_jobs())
+    log = out / "runs" / "failed_runs.txt"
+    # A headline, then one line per run: the pretraining run and the supervised one raised, the
+    # SSL run waited for the failed pretraining run.
+    lines = err.splitlines()
+    assert len(lines) == 1 + 3, err
+    assert lines[0].startswith("inpaintssl demo: error: 3 of 3 demo runs failed")
+    assert f"tracebacks included, is in {log}" in lines[0]
+    assert (
+        f"  {pretrain.id} ({pretrain.config.run.output_dir}): ValueError: the first line of the error"
+        in lines
+    )
+    for job in finetune:
+        line = next(x for x in lines if x.startswith(f"  {job.id} ({job.config.run.output_dir}): "))
+        if job.labels["arm"] == "ssl":
+            assert f"blocked: the pretraining run {pretrain.id}" in line
+        else:
+            assert line.endswith(": ValueError: the first line of the error")
+    assert "Traceback" not in err and "its second line" not in err
+    # The file holds each run's whole error, under its id and folder.
+    sections = {
+        section.split(" ", 1)[0]: section for section in log.read_text().split("\n\n") if section.strip()
+    }
+    assert sorted(sections) == sorted(job.id for job in (pretrain, *finetune))
+    for job in (pretrain, *finetune):
+        assert sections[job.id].startswith(f"{job.id} ({job.config.run.output_dir}):\n")
+        raised = job.labels.get("arm") != "ssl"
+        assert ("Traceback (most recent call last)" in sections[job.id]) == raised
+        assert ("its second line" in sections[job.id]) == raised
+
+
+@pytest.mark.parametrize(
+    ("argv", "folder"),
+    [
+        (["demo"], "demo-report"),
+        (["demo", "--quick"], "demo-report-quick"),
+        (["demo", "--quick", "--output", "mine"], "mine"),
+    ],
+)
+def test_the_quick_demo_has_a_default_folder_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], folder: str
+) -> None:
+    # `inpaintssl demo --quick` then `inpaintssl demo`, the README's order, shared demo-report: the
+    # full demo was refused there (another demo's settings). The folders are make's.
+    told: dict[str, Any] = {}
+    monkeypatch.setattr("inpaintssl.studies.demo.run_demo", lambda **options: told.update(options))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0
+    assert told["output"] == Path(folder) and told["quick"] == ("--quick" in argv)
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    if "--output" not in argv:
+        assert f"demo {'--quick ' if told['quick'] else ''}--output {folder}\n" in makefile

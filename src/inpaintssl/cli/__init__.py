@@ -553,14 +553,20 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from inpaintssl.config import ConfigError
-    from inpaintssl.studies.demo import run_demo
+    from inpaintssl.studies.demo import DemoRunsError, run_demo
 
-    if args.output.exists() and not args.output.is_dir():
+    # The quick demo's own default folder, as `make demo-quick` writes it: in the full demo's, the
+    # full demo that usually follows would be refused (another demo's settings).
+    output = args.output or Path("demo-report-quick" if args.quick else "demo-report")
+    if output.exists() and not output.is_dir():
         # Checked before the demo starts: it printed its whole plan, then "[Errno 17] File exists".
-        raise ConfigError(
-            f"--output {args.output} is a file; expected a folder for the report (new or earlier)"
-        )
-    run_demo(output=args.output, quick=args.quick, seed=args.seed, quiet=args.quiet)
+        raise ConfigError(f"--output {output} is a file; expected a folder for the report (new or earlier)")
+    try:
+        run_demo(output=output, quick=args.quick, seed=args.seed, quiet=args.quiet)
+    except DemoRunsError as exc:
+        # Failed runs are not a usage error: status 1, as `experiment run` ends when runs failed.
+        _tell(f"inpaintssl {args.command}: error: {exc}")
+        return 1
     return 0
 
 
@@ -1049,8 +1055,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         type=_user_path,
-        default=Path("demo-report"),
-        help="report folder, also holding the runs; an earlier one is resumed (default: demo-report)",
+        default=None,
+        help="report folder, also holding the runs; an earlier demo there is resumed with the same --quick "
+        "and --seed, and refused with others (default: demo-report, or demo-report-quick with --quick)",
     )
     p.add_argument("--seed", type=_seed, default=0, help="seed of every run, 0 to 2**32 - 1 (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -1127,6 +1134,7 @@ _RESUME_HINT = MappingProxyType(
         "pretrain": "; the same command with --resume continues from the last checkpoint",
         "finetune": "; the same command with --resume continues from the last checkpoint",
         "experiment": "; the same command continues the study (finished runs are kept)",
+        "demo": "; the same command continues the demo (finished runs are kept)",
     }
 )
 

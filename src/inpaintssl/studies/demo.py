@@ -39,7 +39,12 @@ Report folder::
     learning_curves.png      every run's learning curve, unconverged runs marked in red
     report.md, report.html   everything above, linked
     runs/                    every run folder (config, manifest, metrics, checkpoints), and the
-                             study's database and spec (study.sqlite, spec.json)
+                             study's database and spec (study.sqlite, spec.json); while runs have
+                             failed, failed_runs.txt with each one's whole error
+
+The demo's settings (``--quick``, ``--seed``) are recorded in ``runs/spec.json``: a rerun with the
+same ones resumes the folder, one with others is refused before anything trains (its runs' folders
+are named by arm, fraction and seed alone, so the two demos' runs would collide).
 
 Example:
     >>> settings_for(quick=True).fractions
@@ -66,7 +71,9 @@ from inpaintssl.analysis.pages import ReportParts
 from inpaintssl.analysis.summaries import UNCONVERGED, class_names, label_fraction_summary
 from inpaintssl.analysis.table import Table
 from inpaintssl.api import load_model, render_corruption_figure
+from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import (
+    ConfigError,
     DataConfig,
     EarlyStoppingConfig,
     FinetuneConfig,
@@ -76,6 +83,7 @@ from inpaintssl.config import (
     PretrainConfig,
     RunConfig,
     TransferConfig,
+    quiet_unused_settings,
 )
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.layout import RunFolder
@@ -85,11 +93,21 @@ from inpaintssl.studies.report import write_report
 from inpaintssl.studies.results import load_results, load_runs
 from inpaintssl.studies.runner import run_study
 from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.summary import StudySummary
 from inpaintssl.training.convergence import ConvergenceWarning
 from inpaintssl.training.diagnostics import plot_learning_curves_grid
+from inpaintssl.training.run_folder import RESUMABLE_CHANGES, _differences, changed_fields
 from inpaintssl.training.stages import build_stage_data
 
-__all__ = ["DemoResult", "DemoSettings", "demo_parts", "demo_spec", "run_demo", "settings_for"]
+__all__ = [
+    "DemoResult",
+    "DemoRunsError",
+    "DemoSettings",
+    "demo_parts",
+    "demo_spec",
+    "run_demo",
+    "settings_for",
+]
 
 CAVEAT = (
     "Caveat: test slices come from one brain and are strongly correlated, so per-slice p-values "
@@ -102,6 +120,47 @@ QUICK_NOTE = (
     "takes (the full demo's), so expect unconverged runs and no p-values"
 )
 NOT_CONVERGED = "n/a (not converged)"
+FAILED_RUNS_FILE = "failed_runs.txt"
+"""Beside the study database: every failed run's whole error (traceback included), while any has."""
+
+_NOT_SETTINGS = (
+    # Where the demo's folder is and how the runner schedules its runs: a moved folder, or another
+    # default of the runner, changes no run.
+    "name",
+    "output",
+    "database",
+    "target_dice",
+    "max_attempts",
+    "heartbeat_s",
+    "stale_after_s",
+    "executor",
+    # What a run folder lets a resume change (where and how it runs, how it reads the data), but
+    # not the budget: each demo run's schedule is laid over it, and a resume refuses a new one.
+    *(
+        f"{stage}.{name}"
+        for stage in ("pretrain", "finetune")
+        for name in RESUMABLE_CHANGES
+        if name != "optim.max_epochs"
+    ),
+)
+"""Fields of a demo's spec that two demos sharing one folder may differ in."""
+_SHOWN_DIFFERENCES = 3
+
+
+class DemoRunsError(RuntimeError):
+    """Runs of the demo failed for good (a ``RuntimeError``, as the demo raised before).
+
+    The message is short: how many runs failed, and each one's id, folder and first error line.
+
+    Attributes:
+        errors: ``{run_id: error}`` as the study runner recorded them (first line, then traceback).
+        log: The file holding every failed run's whole error (``None``: it could not be written).
+    """
+
+    def __init__(self, message: str, *, errors: Mapping[str, str], log: Path | None) -> None:
+        super().__init__(message)
+        self.errors = dict(errors)
+        self.log = log
 
 
 @dataclass(frozen=True)
@@ -546,13 +605,136 @@ def _p_value_line(summary: Table) -> str | None:
     )
 
 
+def _flags(*, quick: bool, seed: int) -> str:
+    """The demo's command-line options that give these settings (``--seed`` always named)."""
+    return f"{'--quick ' if quick else ''}--seed {seed}"
+
+
+def _recorded_spec(path: Path) -> StudySpec | None:
+    """The demo spec an earlier run of the runner recorded at ``path`` (``None``: none, or unreadable).
+
+    An unreadable record (torn, from a version whose fields no longer validate) refuses nothing
+    here: each run folder still checks its own ``config.yaml`` when it resumes.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:  # none yet (a new folder), or unreadable
+        return None
+    try:
+        with quiet_unused_settings():  # judged when that demo started; once is enough
+            return StudySpec.model_validate_json(text)
+    except ValueError:  # pydantic's ValidationError is one
+        return None
+
+
+def _setting_differences(before: StudySpec, now: StudySpec) -> list[str]:
+    """``field (recorded X, now Y)`` for each setting that differs between two demo specs.
+
+    A field that differs the same way in both stages (``model.params.depth``, ``run.seed``) is named
+    once, without its stage.
+    """
+    items = [_differences(before, now, [key]) for key in changed_fields(before, now, ignore=_NOT_SETTINGS)]
+    named: list[str] = []
+    for item in items:
+        stage, _, rest = item.partition(".")
+        both = stage in ("pretrain", "finetune") and {f"pretrain.{rest}", f"finetune.{rest}"} <= set(items)
+        shown = rest if both else item
+        if shown not in named:
+            named.append(shown)
+    return named
+
+
+def _recorded_flags(recorded: StudySpec, *, output: Path) -> str | None:
+    """The options (``--quick``, ``--seed``) that made the recorded demo, if this version makes it so."""
+    seed = recorded.pretrain.run.seed
+    for quick in (False, True):
+        again = demo_spec(settings_for(quick=quick), output=output, seed=seed)
+        if not changed_fields(recorded, again, ignore=_NOT_SETTINGS):
+            return _flags(quick=quick, seed=seed)
+    return None
+
+
+def _check_same_demo(spec: StudySpec, *, quick: bool, seed: int) -> None:
+    """Refuse a demo folder that holds a demo made with other settings, before anything trains.
+
+    The demo names its run folders by arm, fraction and seed alone, so a demo with other settings
+    (``--quick`` then without, another ``--seed``) would find the earlier demo's folders, and each
+    run would fail to resume after the ones that do not collide had trained.
+
+    Raises:
+        ConfigError: The folder's ``runs/spec.json`` records other settings; the message names
+            ``--output``, the options and fields that differ, and what to do.
+    """
+    output = spec.output_dir()
+    record = spec.database_path().parent / "spec.json"  # where the study runner records it
+    recorded = _recorded_spec(record)
+    if recorded is None:
+        return
+    differences = _setting_differences(recorded, spec)
+    if not differences:
+        return
+    shown = ", ".join(differences[:_SHOWN_DIFFERENCES])
+    if len(differences) > _SHOWN_DIFFERENCES:
+        shown += f" and {len(differences) - _SHOWN_DIFFERENCES} more"
+    then = _recorded_flags(recorded, output=output)
+    if then is not None:  # made by this version's demo: its options say what differs, and how to resume
+        shown = f"recorded {then}, now {_flags(quick=quick, seed=seed)}, which differ in {shown}"
+    resume = f", or rerun with {then} to resume it" if then is not None else ""
+    raise ConfigError(
+        f"--output {output} holds a demo made with other settings ({record}), and its runs cannot resume "
+        f"with these: {shown}; give another --output, or delete {output} to start over{resume}"
+    )
+
+
+def _failed(spec: StudySpec, done: StudySummary) -> DemoRunsError:
+    """The short error of a demo whose runs did not all finish; every whole error goes to a file.
+
+    The runner's errors end in tracebacks (a screenful each); the message keeps each run's id,
+    folder and first error line, and :data:`FAILED_RUNS_FILE` the rest.
+    """
+    unfinished = done.total - done.status.get("done", 0)
+    if not done.errors:  # none failed: stopped runs, which the next call resumes
+        return DemoRunsError(
+            f"{unfinished} of {done.total} demo runs did not finish; the same command again resumes them",
+            errors={},
+            log=None,
+        )
+    folders = {job.id: job.config.run.output_dir for job in expand_study(spec)}
+    database = spec.database_path()
+    path = database.parent / FAILED_RUNS_FILE
+    log: Path | None = path
+    try:
+        atomic_write_text(
+            path,
+            "".join(
+                f"{run_id} ({folders.get(run_id, 'no folder')}):\n{error.rstrip()}\n\n"
+                for run_id, error in done.errors.items()
+            ),
+        )
+        where = f"every error in full, tracebacks included, is in {path}"
+    except OSError as exc:
+        where = f"every error in full is in the runs table of {database} (not written to {path}: {exc})"
+        log = None
+    failed = f"{len(done.errors)} of {done.total} demo runs failed"
+    if unfinished > len(done.errors):
+        failed += f" ({unfinished - len(done.errors)} more did not finish)"
+    runs = "\n".join(
+        f"  {run_id} ({folders.get(run_id, 'no folder')}): {(error.splitlines() or [''])[0]}"
+        for run_id, error in done.errors.items()
+    )
+    return DemoRunsError(
+        f"{failed}; the same command again retries them; {where}:\n{runs}", errors=done.errors, log=log
+    )
+
+
 def run_demo(
     *, output: Path | str = "demo-report", quick: bool = False, seed: int = 0, quiet: bool = False
 ) -> DemoResult:
     """Run the demo end to end (a ``demo`` study through the study runner) and write its report folder.
 
-    Re-running with the same ``output`` resumes: finished runs are skipped, an interrupted one
-    continues from its last checkpoint.
+    Re-running with the same ``output`` and settings (``quick``, ``seed``) resumes: finished runs
+    are skipped, an interrupted one continues from its last checkpoint. A folder holding a demo made
+    with other settings is refused before anything trains.
 
     Args:
         output: Report folder (also the study folder: runs, database).
@@ -564,21 +746,27 @@ def run_demo(
         Results, summary, wall time and written files.
 
     Raises:
-        RuntimeError: A run failed (its error is in the message); re-running retries it.
+        ConfigError: ``output`` holds a demo made with other settings (nothing has trained).
+        DemoRunsError: Runs failed (each one's id and first error line in the message, the whole
+            errors in ``runs/failed_runs.txt``); re-running retries them.
     """
     started = time.perf_counter()
     output = Path(output)
     settings = settings_for(quick=quick)
+    spec = demo_spec(settings, output=output, seed=seed)
+    # Before the plan is printed: a refused demo says only why.
+    _check_same_demo(spec, quick=quick, seed=seed)
     print(f"inpaintssl demo{' (quick)' if quick else ''}: {settings.describe()}")
     if quick:
         print(QUICK_NOTE)
-    spec = demo_spec(settings, output=output, seed=seed)
     with warnings.catch_warnings():
         # Convergence is reported per run in runs.csv, the table and learning_curves.png instead.
         warnings.simplefilter("ignore", ConvergenceWarning)
         done = run_study(spec, quiet=quiet)
     if not done.complete:
-        raise RuntimeError(f"demo: {len(done.errors)} runs failed: {done.errors}")
+        raise _failed(spec, done)
+    # The errors of runs that have now finished would mislead a reader of the folder.
+    (spec.database_path().parent / FAILED_RUNS_FILE).unlink(missing_ok=True)
     results = load_results(spec)
     names = class_names(results)
     runs = _timings(spec)
