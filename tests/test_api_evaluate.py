@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,31 @@ def test_a_data_section_without_a_slice_size_takes_the_runs(
     with pytest.warns(UserWarning, match=scale):
         issl.evaluate(run, DATA, overrides=["data.resize_mode=crop_or_pad"], device="cpu")
     assert fitted == [((8, 8), "resize"), (None, "crop_or_pad"), ((12, 12), "crop_or_pad")]
+
+
+def test_a_whole_section_override_sets_the_fields_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: `data={...}`, as pretrain and finetune take a section (`optim={...}`), was refused:
+    # "expected data.KEY=VALUE". The fields it names count as given; the others keep the run's.
+    from inpaintssl import api
+
+    run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
+    fitted: list[tuple[Any, str]] = []
+    real = api.build_split
+
+    def spy(cfg: Any, split: str, **kwargs: Any) -> Any:
+        fitted.append((cfg.image_size, cfg.resize_mode))
+        return real(cfg, split, **kwargs)
+
+    monkeypatch.setattr(api, "build_split", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the spacing check: another scale, as meant
+        issl.evaluate(run, DATA, overrides=["data={resize_mode: crop_or_pad}"], device="cpu")
+        issl.evaluate(run, DATA, overrides=["data={image_size: [8, 8]}"], device="cpu")
+    assert fitted == [((12, 12), "crop_or_pad"), ((8, 8), "resize")]
+    with pytest.raises(ConfigError, match=r"expected data.KEY=VALUE .* or data=\{...\}"):
+        issl.evaluate(run, DATA, overrides=["optim={lr: 1}"], device="cpu")
 
 
 # -- a model from load_model is scored as its path is -------------------------------------------

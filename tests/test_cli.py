@@ -191,6 +191,10 @@ def test_evaluate_overrides_take_the_data_prefix_and_warn_without_it() -> None:
     assert _data_overrides(["data.image_size=[64, 64]"]) == ["data.image_size=[64, 64]"]
     with pytest.warns(FutureWarning, match=r"write 'data.image_size=\[64, 64\]'"):
         assert _data_overrides(["image_size=[64, 64]"]) == ["data.image_size=[64, 64]"]
+    # A whole section, as pretrain and finetune take one: it was prefixed to data.data={...}.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _data_overrides(["data={image_size: [64, 64]}"]) == ["data={image_size: [64, 64]}"]
 
 
 def test_the_librarys_warnings_print_as_command_line_messages(tmp_path: Path) -> None:

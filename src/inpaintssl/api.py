@@ -34,7 +34,7 @@ from inpaintssl.config import (
     read_config_file,
 )
 from inpaintssl.config.evaluate import load_data_section
-from inpaintssl.config.overrides import check_override_list
+from inpaintssl.config.overrides import check_override_list, override_fields, parse_override
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.data.build import build_split
@@ -283,16 +283,22 @@ def _evaluation_data(
     A section other than the run's own record takes the run's slice size where it leaves it out
     (``from_run``): a path's run, or a module's ``inference_meta`` (a bare module records none).
     """
-    keys = []
+    paths = []
     for item in overrides:
-        if not item.startswith("data."):
-            raise ConfigError(f"override {item!r}: expected data.KEY=VALUE (e.g. data.image_size=[64, 64])")
-        keys.append(item[len("data.") :])
+        key = item.split("=", 1)[0].strip()
+        if key == "data" and "=" in item:
+            # A mapping for the whole section, as pretrain and finetune take one: each key it sets.
+            paths += [field.removeprefix("data.") for field in override_fields(*parse_override(item))]
+        elif item.startswith("data."):
+            paths.append(item[len("data.") :].split("=", 1)[0].strip())
+        else:
+            raise ConfigError(
+                f"override {item!r}: expected data.KEY=VALUE (e.g. data.image_size=[64, 64]) or data={{...}}"
+            )
     if isinstance(data, Dataset):
-        if keys:
+        if paths:
             raise ValueError("evaluate: overrides apply to a data config; data is a dataset already built")
         return _EvaluationData(data, frozenset())
-    paths = [key.split("=", 1)[0].strip() for key in keys]
     overridden = [path.split(".", 1)[0] for path in paths]
     if data is None:
         if isinstance(source, nn.Module):
@@ -553,8 +559,8 @@ def evaluate(
             one (its ``config.yaml``, or an exported file's metadata), so new scans are scored on
             slices fitted as the network was trained and as ``predict`` fits them; give
             ``image_size: null`` to score whole slices.
-        overrides: ``data.KEY=VALUE`` changes to the data config, as ``pretrain`` spells them
-            (``data.image_size=[64, 64]``); not for a dataset.
+        overrides: ``data.KEY=VALUE`` (or ``data={...}``) changes to the data config, as
+            ``pretrain`` spells them (``data.image_size=[64, 64]``); not for a dataset.
         split: ``train``, ``val`` or ``test`` when ``data`` is a config.
         activation: For a bare module: ``sigmoid`` (default) or ``softmax`` output. A run,
             checkpoint, exported file or module from :func:`load_model` records its own (its

@@ -329,7 +329,7 @@ def _training_sections() -> set[str]:
 
 
 def _data_overrides(items: Sequence[str]) -> list[str]:
-    """Overrides as ``pretrain`` and ``finetune`` spell them: ``data.key=value``.
+    """Overrides as ``pretrain`` and ``finetune`` spell them: ``data.key=value`` or ``data={...}``.
 
     The old unprefixed spelling still works, with a deprecation warning.
     """
@@ -357,7 +357,8 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
                 f"override {item!r}: evaluate reads a trained network, so it takes only data.KEY=VALUE "
                 f"overrides; {section!r} is a training setting"
             )
-        if not item.startswith("data."):
+        # `data={...}` sets the section's fields, as for pretrain and finetune (`optim={...}`).
+        if not item.startswith("data.") and section.strip() != "data":
             warn_each_time(
                 f"override {item!r} without the 'data.' prefix is deprecated; "
                 f"write 'data.{item}' as pretrain and finetune do",
