@@ -689,6 +689,25 @@ def test_only_rank_0_reads_the_data_for_the_preflight_check_and_every_rank_hears
     assert second["error"] == ["DataError", verdict]
 
 
+def test_when_rank_zero_refuses_to_resume_every_rank_stops_with_its_reason(tmp_path: Path) -> None:
+    # Rank 0 alone records the run and checks a resume against the record. Its refusal reached no
+    # other rank: rank 1 went on to the first barrier and died there with gloo's "Connection closed
+    # by peer" (under NCCL it would wait for the group's timeout).
+    config = tiny_numpy_pretrain_config(tmp_path / "data", [("train", "c1"), ("train", "c2"), ("val", "c3")])
+    config["optim"] = {"max_epochs": 1, "batch_size": 2}
+    assert _api_torchrun(tmp_path, config) == [
+        {"preflights": 1, "error": None},
+        {"preflights": 0, "error": None},
+    ]
+    config["optim"] = {**config["optim"], "lr": 0.5}
+    config["run"] = {**config["run"], "resume": True}
+    first, second = _api_torchrun(tmp_path, config)
+    assert first["error"] is not None and first["error"][0] == "ConfigError", first
+    assert "cannot resume" in first["error"][1] and "optim.lr" in first["error"][1]
+    verdict = f"rank 0 of 2 could not record the run, so this rank stops too: {first['error'][1]}"
+    assert second["error"] == ["ConfigError", verdict]
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [

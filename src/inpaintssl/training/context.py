@@ -49,6 +49,7 @@ __all__ = [
     "RunContext",
     "RunFolderInUseError",
     "RunFolderLockedError",
+    "refused_on_rank_zero",
     "run_session",
     "seed_everything",
 ]
@@ -279,12 +280,24 @@ def _claimed_by_main(run: RunConfig, info: DistInfo) -> Iterator[None]:
             if refusal is not None:
                 raise refusal
             if verdict is not None:
-                raise _refused_on_rank_zero(*verdict, world_size=info.world_size)
+                raise refused_on_rank_zero(
+                    *verdict, world_size=info.world_size, failed="could not claim the run folder"
+                )
         yield
 
 
-def _refused_on_rank_zero(kind: type[Exception], message: str, *, world_size: int) -> Exception:
-    text = f"rank 0 of {world_size} could not claim the run folder, so this rank stops too: {message}"
+def refused_on_rank_zero(kind: type[Exception], message: str, *, world_size: int, failed: str) -> Exception:
+    """The error another rank raises where rank 0 ``failed`` with a ``kind`` error saying ``message``.
+
+    Of rank 0's type (so a script catching it does so on every rank, and the command line's exit
+    status is rank 0's), naming rank 0 and its message: a rank left to go on alone would wait in
+    its first collective for one that has stopped.
+
+    Example:
+        >>> str(refused_on_rank_zero(ValueError, "busy", world_size=2, failed="could not start"))
+        'rank 0 of 2 could not start, so this rank stops too: busy'
+    """
+    text = f"rank 0 of {world_size} {failed}, so this rank stops too: {message}"
     try:
         return kind(text)
     except TypeError:  # an error type that does not take a message alone: the text still says it all

@@ -90,10 +90,11 @@ class PretrainResult(RunResult):
     The fields of :class:`RunResult`, and:
 
     Attributes:
-        model: The network with the best weights loaded, in eval mode (``None`` on non-zero ranks).
-            Its ``checkpoint_meta`` attribute is the best checkpoint's
+        model: The network with the best weights loaded, in eval mode, on every ``torchrun``
+            rank. Its ``checkpoint_meta`` attribute is the best checkpoint's
             :class:`~inpaintssl.checkpoint.CheckpointMeta` (kind, backbone, ...).
-        evaluation: Per-image L2 norms of the inpainted validation images (Table 2).
+        evaluation: Per-image L2 norms of the inpainted validation images (Table 2); ``None``
+            on ranks other than 0, which do not evaluate.
     """
 
     model: nn.Module | None = None
@@ -120,9 +121,11 @@ class FinetuneResult(RunResult):
     Attributes:
         transfer: What was copied from the pretrained model (``None`` from scratch; a resumed
             run reports the transfer its manifest recorded at its start, ``None`` if it has none).
-        test: Per-image/per-volume Dice on the test split (``None`` when there is none).
+        test: Per-image/per-volume Dice on the test split (``None`` when there is none, and on
+            ``torchrun`` ranks other than 0, which do not evaluate).
         class_names: Foreground classes.
-        model: The network with the best weights loaded, in eval mode. Its ``checkpoint_meta``
+        model: The network with the best weights loaded, in eval mode (on every ``torchrun``
+            rank). Its ``checkpoint_meta``
             attribute is the best checkpoint's :class:`~inpaintssl.checkpoint.CheckpointMeta`
             (kind ``finetune``, backbone, classes, ...): :func:`inpaintssl.transfer` refuses it
             as pretrained weights, as it refuses the run folder.
@@ -145,7 +148,7 @@ class FinetuneResult(RunResult):
         """One-hot masks ``(N, K, H, W)`` for a batch of images, as the run's evaluation makes them.
 
         Raises:
-            ValueError: The result carries no model or no predictor (a non-zero distributed rank).
+            ValueError: The result carries no model or no predictor (one built by hand without them).
         """
         if self.model is None or self.predict_onehot is None:
             raise ValueError(f"FinetuneResult of {self.run_dir}: no model or predictor on this process")

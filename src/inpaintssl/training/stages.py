@@ -10,7 +10,7 @@ import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ from inpaintssl.data.spacing import training_spacing
 from inpaintssl.data.views import slice_shape_of
 from inpaintssl.registry import REGISTRIES
 from inpaintssl.training.components import build_segmentation_loss, check_backbone_params, size_multiple_of
-from inpaintssl.training.context import RunContext
+from inpaintssl.training.context import RunContext, refused_on_rank_zero
 from inpaintssl.training.distributed import broadcast_object
 from inpaintssl.training.epoch_loader import unavailable_start_method, workers_used
 from inpaintssl.training.loop import EpochHook, Phase, Trainer
@@ -287,8 +287,36 @@ def record_stage(
         >>> sorted(p.name for p in ctx.run_dir.iterdir())  # doctest: +SKIP
         ['.inpaintssl.lock', 'config.yaml', 'manifest.json', 'splits.json']
     """
-    if not ctx.dist.is_main:
+    if not ctx.dist.distributed:
+        _record_stage(config, ctx, bundle, stage=stage, checked=checked, extra=extra)
         return
+    # Rank 0 records the run; its refusal (settings, data or budget changed on resume) is every
+    # rank's, or the others would go on to wait in the first collective for one that has stopped.
+    refusal: Exception | None = None
+    if ctx.dist.is_main:
+        try:
+            _record_stage(config, ctx, bundle, stage=stage, checked=checked, extra=extra)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after every rank has heard it
+            refusal = exc
+    verdict = broadcast_object(None if refusal is None else (type(refusal), str(refusal)))
+    if refusal is not None:
+        raise refusal
+    if verdict is not None:
+        raise refused_on_rank_zero(
+            *verdict, world_size=ctx.dist.world_size, failed="could not record the run"
+        )
+
+
+def _record_stage(
+    config: StageConfig,
+    ctx: RunContext,
+    bundle: DataBundle,
+    *,
+    stage: Stage,
+    checked: PreflightReport | None,
+    extra: Mapping[str, Any],
+) -> None:
+    """:func:`record_stage`'s work, on the one process that does it."""
     orientations = training_orientations(bundle.train)
     mixed = mixed_orientation_message(orientations, where=f"data.dataset={config.data.dataset!r}")
     if mixed is not None:
