@@ -41,7 +41,13 @@ from inpaintssl.config.data import DATA_READING_FIELDS, DataConfig, SourceConfig
 from inpaintssl.config.data import WorkerStartMethod as WorkerStartMethod
 from inpaintssl.config.errors import ConfigError, ConfigWarning, format_validation_error
 from inpaintssl.config.evaluate import EvaluateConfig
-from inpaintssl.config.files import config_to_yaml, load_config, read_config_file, read_config_text
+from inpaintssl.config.files import (
+    config_to_yaml,
+    load_config,
+    read_config_file,
+    read_config_text,
+    read_text_file,
+)
 from inpaintssl.config.model import ModelConfig
 from inpaintssl.config.optim import EarlyStoppingConfig, LossConfig, OptimConfig, RecipeDefaults
 from inpaintssl.config.optim import Recipe as Recipe
@@ -82,6 +88,7 @@ __all__ = [
     "load_config",
     "read_config_file",
     "read_config_text",
+    "read_text_file",
     "quiet_unused_settings",
     "recipe_filled",
     "unused_settings",

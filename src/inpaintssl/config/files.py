@@ -21,7 +21,7 @@ from inpaintssl.config.errors import ConfigError, format_config_error
 from inpaintssl.config.overrides import ModelT, _overridden, apply_overrides
 from inpaintssl.config.yaml_loader import ConfigYamlDumper, ConfigYamlLoader
 
-__all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text"]
+__all__ = ["config_to_yaml", "load_config", "read_config_file", "read_config_text", "read_text_file"]
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -62,6 +62,37 @@ def read_config_text(text: str, *, source: str, json_format: bool = False) -> An
         raise ConfigError(f"{source} is not valid {kind}: {detail}") from exc
 
 
+def read_text_file(path: Path, *, what: str, expected: str) -> str:
+    """The text of a settings file; a folder, a missing file or one not in UTF-8 is refused naming it.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages (``"config file"``, ``"study spec"``).
+        expected: What it should be, for messages (``"a YAML or JSON file"``).
+
+    Raises:
+        ConfigError: Naming ``what``, the path and what was found; the codec's own message alone
+            does not say which file (one saved as Latin-1, say).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.yaml"
+        >>> _ = path.write_bytes(b"name: caf\\xe9")
+        >>> read_text_file(path, what="study spec", expected="a YAML file")
+        Traceback (most recent call last):
+        ...
+        inpaintssl.config.ConfigError: study spec ... is not UTF-8 text (...); expected a YAML file
+    """
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; expected {expected}")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc}); expected {expected}") from exc
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The top-level mapping of a YAML (or ``.json``) config file, not validated against a schema.
 
@@ -77,16 +108,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         {'optim': {'lr': 0.1}}
     """
     path = Path(path).expanduser()  # a quoted "~/pre.yaml" reaches here unexpanded
-    if path.is_dir():
-        raise ConfigError(f"config file {path} is a folder; expected a YAML or JSON file")
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text ({exc}); expected a YAML or JSON file"
-        ) from exc
+    text = read_text_file(path, what="config file", expected="a YAML or JSON file")
     data = read_config_text(text, source=f"config file {path}", json_format=path.suffix.lower() == ".json")
     if data is None:
         # Empty (or comments only): a truncated copy more often than a wish for every default.

@@ -68,6 +68,7 @@ from inpaintssl.config import (
     format_validation_error,
     quiet_unused_settings,
     read_config_text,
+    read_text_file,
     unused_settings,
     update_fields,
 )
@@ -798,18 +799,7 @@ def load_spec(source: StudySpec | Mapping[str, Any] | str | Path) -> StudySpec:
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_dir():
-            raise ConfigError(f"study spec {path} is a folder; expected a YAML file such as study.yaml")
-        if not path.is_file():
-            raise ConfigError(f"study spec {path} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            # Named as a config file's is (inpaintssl.config.read_config_file): the codec's message
-            # alone does not say which file (a spec saved as Latin-1, an accented output folder).
-            raise ConfigError(
-                f"study spec {path} is not UTF-8 text ({exc}); expected a YAML file such as study.yaml"
-            ) from exc
+        text = read_text_file(path, what="study spec", expected="a YAML file such as study.yaml")
         data = read_config_text(text, source=f"study spec {path}")
         if not isinstance(data, dict):
             raise ConfigError(
