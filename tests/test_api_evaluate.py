@@ -188,14 +188,10 @@ def test_a_bad_data_field_is_named_by_its_path_and_its_file(tmp_path: Path) -> N
         issl.evaluate(run, overrides=["data.imge_size=[16, 16]"], device="cpu")
 
 
-def test_a_data_section_without_a_slice_size_takes_the_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # New scans given without data.image_size used to be scored on whole slices: a size the network
-    # met neither in training nor in predict, which fits every slice as the run did.
+def _fitting_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
+    """Each evaluation's ``(image_size, resize_mode)``, as ``evaluate`` builds its split, from now on."""
     from inpaintssl import api
 
-    run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
     fitted: list[tuple[Any, str]] = []
     real = api.build_split
 
@@ -204,6 +200,16 @@ def test_a_data_section_without_a_slice_size_takes_the_runs(
         return real(cfg, split, **kwargs)
 
     monkeypatch.setattr(api, "build_split", spy)
+    return fitted
+
+
+def test_a_data_section_without_a_slice_size_takes_the_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # New scans given without data.image_size used to be scored on whole slices: a size the network
+    # met neither in training nor in predict, which fits every slice as the run did.
+    run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
+    fitted = _fitting_seen(monkeypatch)
     section = tmp_path / "data.yaml"
     section.write_text(yaml.safe_dump(DATA))
     recorded = issl.evaluate(run, device="cpu").select(level="image")
@@ -230,17 +236,8 @@ def test_a_whole_section_override_sets_the_fields_it_names(
 ) -> None:
     # Was: `data={...}`, as pretrain and finetune take a section (`optim={...}`), was refused:
     # "expected data.KEY=VALUE". The fields it names count as given; the others keep the run's.
-    from inpaintssl import api
-
     run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
-    fitted: list[tuple[Any, str]] = []
-    real = api.build_split
-
-    def spy(cfg: Any, split: str, **kwargs: Any) -> Any:
-        fitted.append((cfg.image_size, cfg.resize_mode))
-        return real(cfg, split, **kwargs)
-
-    monkeypatch.setattr(api, "build_split", spy)
+    fitted = _fitting_seen(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the spacing check: another scale, as meant
         issl.evaluate(run, DATA, overrides=["data={resize_mode: crop_or_pad}"], device="cpu")
@@ -365,17 +362,8 @@ def test_a_loaded_model_fits_a_data_section_as_its_run_did(
 ) -> None:
     # The preprocessing a loaded model carries: a section without image_size takes the run's, and
     # slices at another scale are warned about, as for the run's path.
-    from inpaintssl import api
-
     run = _run("finetune", tmp_path / "ft", data={**DATA, "image_size": [12, 12], "resize_mode": "resize"})
-    fitted: list[tuple[Any, str]] = []
-    real = api.build_split
-
-    def spy(cfg: Any, split: str, **kwargs: Any) -> Any:
-        fitted.append((cfg.image_size, cfg.resize_mode))
-        return real(cfg, split, **kwargs)
-
-    monkeypatch.setattr(api, "build_split", spy)
+    fitted = _fitting_seen(monkeypatch)
     loaded = issl.evaluate(issl.load_model(run), DATA, device="cpu")
     assert fitted == [((12, 12), "resize")]
     _assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
