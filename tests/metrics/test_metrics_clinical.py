@@ -71,12 +71,33 @@ def test_a_volume_mask_without_its_class_axis_is_named_as_such() -> None:
     mask[2:5, 2:5, 1:3] = True
     expected = (
         r"spacing_mm has 3 values for the 2 spatial axes of pred_onehot \(16, 16, 8\) \(its first axis "
-        r"holds the K classes\); a mask without its class axis\? .*mask\[None\]"
+        r"holds the K classes\); .* a 3-D mask without its class axis\? .*mask\[None\]"
     )
     with pytest.raises(ValueError, match=expected):
         clinical_errors(mask, mask, spacing_mm=SKM_TEA_SPACING)
     (row,) = clinical_errors(mask[None], mask[None], spacing_mm=SKM_TEA_SPACING)
     assert row.predicted == pytest.approx(3 * 3 * 2 * 0.3125 * 0.3125 * 0.8)
+
+
+def test_slices_given_an_items_three_spacing_values_are_told_to_give_the_in_plane_two() -> None:
+    # (K, H, W) CT slices with a dataset item's (row, column, thickness) spacing: the hint named
+    # only mask[None], which then measured the K slices as one class's volume, without an error.
+    masks = np.zeros((4, 8, 8), dtype=bool)
+    masks[0, :2, :], masks[1, 3, 3], masks[2, 4, 4], masks[3, 6:, :] = True, True, True, True
+    spacing = (0.7, 0.8, 5.0)
+    with pytest.raises(ValueError, match=r"give the in-plane two, e\.g\. item\['spacing'\]\[:2\]") as told:
+        clinical_errors(masks, masks, spacing_mm=spacing)
+    assert "mask[None]" in str(told.value)  # the other reading, a 3-D mask, is still named
+    rows = clinical_errors(masks, masks, spacing_mm=spacing[:2])
+    assert [row.metric for row in rows] == ["area_mm2"] * 4
+    assert [row.predicted for row in rows] == pytest.approx([n * 0.7 * 0.8 for n in (16, 1, 1, 16)])
+
+
+def test_a_tissue_absent_from_both_masks_has_a_nan_size_error_and_one_only_predicted_an_infinite() -> None:
+    pred = np.zeros((2, 4, 4), dtype=bool)
+    pred[1, 0, 0] = True  # class 1 predicted where the reference has none; class 0 nowhere
+    absent, predicted = clinical_errors(pred, np.zeros_like(pred), spacing_mm=(1.0, 1.0))
+    assert math.isnan(absent.percent_error) and predicted.percent_error == math.inf
 
 
 def test_label_maps_are_not_masks() -> None:

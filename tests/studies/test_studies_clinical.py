@@ -194,3 +194,13 @@ def test_a_resize_view_without_the_model_warns_that_it_resizes_masks() -> None:
     fitted = FitToSize(_Volumes(), SIZE, mode="resize")
     with pytest.warns(UserWarning, match=r"on_source_grid: a resize view without model="):
         on_source_grid(fitted, lambda x: torch.zeros(x.shape[0], 2, *SIZE))
+
+
+@pytest.mark.parametrize("mode", ["crop_or_pad", "resize"])
+def test_a_fitted_view_given_straight_to_clinical_measurements_is_refused(mode: str) -> None:
+    # Was: measured as given, its references were the fitted slices': a crop dropped tissue from
+    # them, a resize interpolated them (and HU), all without a word; FinetuneResult.test_set is
+    # such a view whenever data.image_size is set.
+    fitted = FitToSize(_Volumes(), SIZE, mode=mode)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=rf"fitted to 32x32 \({mode}\); .*on_source_grid\(items, predict"):
+        clinical_measurements(fitted, lambda x: torch.zeros(x.shape[0], 2, *SIZE), class_names=NAMES)

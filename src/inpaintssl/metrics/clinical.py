@@ -353,8 +353,8 @@ def clinical_errors(
 
     Returns:
         One :class:`ClinicalComparison` per class and metric, classes in order. A mean over an
-        empty mask is NaN (and so is its error); a tissue absent from the reference has an
-        infinite size error.
+        empty mask is NaN (and so is its error); a tissue predicted but absent from the reference
+        has an infinite size error, one absent from both a NaN one.
 
     Raises:
         ValueError: If shapes, spacing or class names do not match the masks.
@@ -377,9 +377,13 @@ def clinical_errors(
     # empty from the second reading on.
     spacing = _spacing_values(spacing_mm, ndim=len(spatial))
     if len(spacing) != len(spatial):
-        # A (X, Y, Z) mask given without its class axis reads as K=X classes of (Y, Z) slices.
+        # A (X, Y, Z) mask given without its class axis reads as K=X classes of (Y, Z) slices;
+        # (K, H, W) slices given a dataset item's three spacing values (row, column, thickness)
+        # look the same, and mask[None] would then measure K slices as one volume.
         hint = (
-            "; a mask without its class axis? give one axis per class first, e.g. mask[None]"
+            "; (K, H, W) slices with a dataset item's (row, column, thickness) spacing? give the "
+            "in-plane two, e.g. item['spacing'][:2]; a 3-D mask without its class axis? give one "
+            "axis per class first, e.g. mask[None]"
             if len(spacing) == pred.ndim
             else ""
         )

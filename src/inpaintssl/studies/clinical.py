@@ -14,7 +14,8 @@ Per class, from the predicted and the ground-truth masks, with :mod:`inpaintssl.
   slice spacing.
 
 References are measured on the data's own pixel grid. A test set fitted to the model's
-``data.image_size`` (:class:`~inpaintssl.data.views.FitToSize`) is measured on its source items:
+``data.image_size`` (:class:`~inpaintssl.data.views.FitToSize`) is measured on its source items
+(the study runs :func:`on_source_grid` first; :func:`clinical_measurements` refuses such a view):
 the model sees each slice fitted as in training and its prediction is mapped back as
 :func:`~inpaintssl.evaluate` maps it back (the crop padded with background; a resize undone on the
 class probabilities, bilinearly, before the head decides), so the masks measured are the masks
@@ -289,8 +290,10 @@ def clinical_measurements(
 
     Args:
         items: Labelled test items (``image`` ``(C, H, W)``, ``label`` ``(K, H, W)``,
-            ``volume_id``, ``slice_index``, ``spacing`` and source extras), e.g. a fine-tuning
-            run's test set.
+            ``volume_id``, ``slice_index``, ``spacing`` and source extras) on their own pixel
+            grid: a fine-tuning run's test set fitted to ``data.image_size`` (a
+            :class:`~inpaintssl.data.views.FitToSize` view, as ``FinetuneResult.test_set`` is
+            then) goes through :func:`on_source_grid` first, with its ``predict``.
         predict: Images ``(N, C, H, W)`` on ``device`` -> one-hot masks ``(N, K, H, W)``.
         class_names: The K class names, in label-channel order.
         device: Where ``predict`` runs.
@@ -301,8 +304,17 @@ def clinical_measurements(
         (``level="image"``, CT) or volume (``level="volume"``, ``slice_index=-1``).
 
     Raises:
-        ValueError: A prediction's shape does not match its label.
+        ValueError: A prediction's shape does not match its label, or ``items`` is a
+            :class:`~inpaintssl.data.views.FitToSize` view.
     """
+    if isinstance(items, FitToSize):
+        # Its labels, HU and spacing are the fitted slice's: a crop drops tissue from the reference,
+        # a resize interpolates HU and scales areas by the fit, all without a word.
+        raise ValueError(
+            f"clinical_measurements: items are fitted to {items.size[0]}x{items.size[1]} "
+            f"({items.mode}); expected items on their own pixel grid, as references are measured "
+            "there: call items, predict = on_source_grid(items, predict, model=model) first"
+        )
     names = list(class_names)
     volumes: dict[str, _VolumeSums] = {}
     out: list[Measurement] = []

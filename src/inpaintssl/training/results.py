@@ -130,7 +130,9 @@ class FinetuneResult(RunResult):
             (kind ``finetune``, backbone, classes, ...): :func:`inpaintssl.transfer` refuses it
             as pretrained weights, as it refuses the run folder.
         test_set: The test slices fine-tuning evaluated (``None`` without a test split), so later
-            steps (clinical measurements, figures) use them without rebuilding the data.
+            steps (clinical measurements, figures) use them without rebuilding the data. With
+            ``data.image_size`` set they are fitted to it (a ``FitToSize`` view): clinical
+            measurements take them through :func:`inpaintssl.studies.clinical.on_source_grid`.
         predict_onehot: The run's loss's hard prediction from logits (sigmoid heads threshold at
             0.5, softmax heads take the arg-max); with :attr:`model` it is the run's predictor,
             :meth:`predict`.
