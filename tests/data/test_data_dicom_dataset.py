@@ -10,9 +10,11 @@ label, as a NIfTI label map, an RT Structure Set or a DICOM SEG of the series.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -162,3 +164,71 @@ def test_a_series_without_pixel_spacing_is_read_at_1_mm_with_a_warning(tmp_path:
     with pytest.warns(UserWarning, match=r"dicom: 1 series state no PixelSpacing .*; 1 mm is assumed"):
         dataset = dicom_dataset(split="unlabelled", labelled=False, cases={"unlabelled": [str(series)]})
     assert len(dataset) == SLICES
+
+
+# Rows run along (0, 0.8, 0.6): a gantry tilted by 36.87 degrees about x, with cosines exact in
+# decimal. Its slices lie 5 mm apart along z (the table's step) but 4 mm apart along the slice
+# normal (row x column = (0, -0.6, 0.8)): the series' slice spacing is 4 mm, its affine's step 5 mm.
+TILTED = (1.0, 0.0, 0.0, 0.0, 0.8, 0.6)
+
+
+def _hand_affine(
+    orientation: tuple[float, ...], first: tuple[float, ...], last: tuple[float, ...], slices: int
+) -> np.ndarray:
+    """The series' voxel-to-world (RAS+) matrix worked from its tags by DICOM's formula, not the reader's.
+
+    Array axis 0 steps a row spacing (0.5 mm, :func:`write_single_frame`'s) along the column
+    direction, axis 1 a column spacing (0.75 mm) along the row direction, axis 2 from the first
+    slice's position to the last's; RAS negates LPS's x and y.
+    """
+    lps = np.eye(4)
+    lps[:3, 0] = np.array(orientation[3:]) * 0.5
+    lps[:3, 1] = np.array(orientation[:3]) * 0.75
+    lps[:3, 2] = (np.array(last) - np.array(first)) / (slices - 1)
+    lps[:3, 3] = first
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+@pytest.mark.parametrize(
+    ("orientation", "heights", "slice_spacing"),
+    [
+        (TILTED, [0.0, 5.0, 10.0, 15.0], 4.0),  # gantry tilt: the affine steps 5 mm, the normal 4 mm
+        ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), [5.0, 7.5, 10.0, 15.0], 2.5),  # 12.5 missing: mean step 3.33 mm
+    ],
+    ids=["gantry-tilt", "missing-slice"],
+)
+def test_a_nifti_label_on_the_series_own_affine_is_its_label_where_the_slice_steps_differ(
+    tmp_path: Path, orientation: tuple[float, ...], heights: list[float], slice_spacing: float
+) -> None:
+    from inpaintssl.data.preflight import preflight
+
+    positions = [(-30.0, 12.5, z) for z in heights]
+    series = write_series(
+        tmp_path / "series", _stored(3), modality="MR", positions=positions, orientation=orientation
+    )
+    affine = _hand_affine(orientation, positions[0], positions[-1], SLICES)
+    # The label's pixdim is its affine's column lengths: 5 mm (or 3.33 mm) slices where the series'
+    # spacing along the normal is 4 mm (2.5 mm); the grids in space are one.
+    nib.Nifti1Image(_labels(), affine).to_filename(tmp_path / "label.nii.gz")  # type: ignore[no-untyped-call]
+    cases = {"train": [{"image": str(series), "label": str(tmp_path / "label.nii.gz")}]}
+    with warnings.catch_warnings():
+        # The missing slice's warning: such a series trains with it.
+        warnings.filterwarnings(
+            "ignore", message=r"DICOM series folder .* mm apart where", category=UserWarning
+        )
+        assert DicomVolume(series).spacing[2] == pytest.approx(slice_spacing)  # not the affine's step
+        dataset = dicom_dataset(split="train", cases=cases, class_names=CLASSES)
+        preflight({"train": dataset}, progress=False, threads=1)
+        read = [labels for _, labels in _items(dataset)]
+        # Each slice's label as written, one channel per class (femur 1, tibia 2).
+        expected = [np.stack([_labels()[:, :, k] == c for c in (1, 2)]) for k in range(SLICES)]
+        assert len(read) == SLICES and all(np.array_equal(a, b) for a, b in zip(read, expected))
+        # Another grid is still refused: the same label on a grid that steps the normal spacing
+        # along z (resampled to the series' spacing, off its tilted or uneven slices).
+        resampled = affine.copy()
+        resampled[:3, 2] *= slice_spacing / np.linalg.norm(affine[:3, 2])
+        nib.Nifti1Image(_labels(), resampled).to_filename(tmp_path / "label.nii.gz")  # type: ignore[no-untyped-call]
+        with pytest.raises(DataError, match=r"label .*label\.nii\.gz has affine .* expected the same voxel"):
+            preflight(
+                {"train": dicom_dataset(split="train", cases=cases, class_names=CLASSES)}, progress=False
+            )

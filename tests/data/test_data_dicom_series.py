@@ -432,3 +432,81 @@ def test_an_empty_pixel_spacing_states_no_geometry(tmp_path: Path) -> None:
     volume = DicomVolume(tmp_path)
     assert not volume.has_geometry
     assert volume.spacing[:2] == (1.0, 1.0)
+
+
+def test_a_negative_spacing_between_slices_is_taken_as_its_size(tmp_path: Path) -> None:
+    # Some CT and NM writers sign SpacingBetweenSlices with a direction; the slices of one file (or
+    # of a series without ImageOrientationPatient) still lie that far apart.
+    folder = tmp_path / "one"
+    _slices(folder, "im", [10.0])
+    _edit(folder, SpacingBetweenSlices="-5")
+    volume = DicomVolume(folder / "im0.dcm")
+    assert volume.spacing == pytest.approx((0.7, 0.8, 5.0))
+    # Rows along +x, columns along +y (LPS): the slice normal, row x column, is +z, superior in
+    # RAS too; one slice's affine steps 5 mm along it, as the positive value would.
+    assert volume.patient_affine is not None
+    assert volume.patient_affine[:3, 2] == pytest.approx([0.0, 0.0, 5.0])
+    assert volume.stored_orientation is not None and volume.stored_orientation.endswith("S")
+    series = tmp_path / "series"
+    _slices(series, "im", [0.0, 6.0, 12.0])
+    _edit(series, ImageOrientationPatient=None, SpacingBetweenSlices="-6")
+    assert DicomVolume(series).spacing == pytest.approx((0.7, 0.8, 6.0))
+
+
+def _raw_tag(path: Path, written: bytes, raw: bytes) -> None:
+    """Replace the one occurrence of ``written`` (a tag's value) in ``path`` by ``raw`` (same length):
+    a value pydicom refuses to write, as other writers leave in files."""
+    data = path.read_bytes()
+    assert data.count(written) == 1 and len(raw) == len(written)
+    path.write_bytes(data.replace(written, raw))
+
+
+@pytest.mark.parametrize("raw", [b"abcd", b"nan ", b"0.0 ", b"-2.0"])
+def test_a_slice_thickness_that_is_no_size_is_refused_naming_the_file(tmp_path: Path, raw: bytes) -> None:
+    folder = tmp_path / "one"
+    _slices(folder, "im", [10.0], thickness=97.5)
+    path = folder / "im0.dcm"
+    _raw_tag(path, b"97.5", raw)
+    shown = raw.decode().strip()
+    with pytest.raises(
+        DataError,
+        match=rf"DICOM file {re.escape(str(path))} has SliceThickness '{re.escape(shown)}'; expected a "
+        r"slice spacing > 0 in mm",
+    ):
+        DicomVolume(path)
+
+
+def test_an_unusable_spacing_between_slices_falls_back_to_the_slice_thickness(tmp_path: Path) -> None:
+    folder = tmp_path / "one"
+    _slices(folder, "im", [10.0], thickness=2.5)
+    _edit(folder, SpacingBetweenSlices="97.5")
+    _raw_tag(folder / "im0.dcm", b"97.5", b"nan ")
+    assert DicomVolume(folder / "im0.dcm").spacing == pytest.approx((0.7, 0.8, 2.5))
+    # With no usable thickness either, both are named.
+    _raw_tag(folder / "im0.dcm", b"2.5 ", b"0.0 ")
+    with pytest.raises(
+        DataError, match=r"has SpacingBetweenSlices 'nan' and SliceThickness '0\.0'; expected"
+    ):
+        DicomVolume(folder / "im0.dcm")
+
+
+def test_a_slice_rewritten_after_the_series_was_opened_is_refused_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "ct"
+    stored = _slices(folder, "im", [0.0, 2.5, 5.0])
+    volume = DicomVolume(folder)
+    assert np.array_equal(volume.read(1), stored[1].astype(np.float32))  # slope 1, intercept 0
+    # Replaced by a slice of another matrix size (a re-export), at the same position.
+    write_dicom_slice(
+        folder / "im1.dcm", np.full((4, 5), 9, np.int16), slope=3.0, intercept=0.0, z=2.5, instance=2
+    )
+    with pytest.raises(
+        DataError,
+        match=rf"DICOM file {re.escape(str(folder / 'im1.dcm'))} holds 4x5 pixels but the series "
+        rf"{re.escape(str(folder))} was opened with 2x3 slices: the file changed since the series was opened",
+    ):
+        volume.read(1)
+    # Of the same size, with a RescaleSlope the series would have been refused for when opened.
+    write_dicom_slice(folder / "im1.dcm", stored[1], slope=0.0, intercept=-1024.0, z=2.5, instance=2)
+    with pytest.raises(DataError, match=r"im1\.dcm has RescaleSlope 0\.0; expected a finite number, not 0"):
+        volume.read(1)
+    assert np.array_equal(volume.read(2), stored[2].astype(np.float32))  # the others read as before

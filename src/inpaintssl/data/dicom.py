@@ -17,11 +17,13 @@ the affine, and a NIfTI written with it, misplaces that slice; each slice's own 
 Geometry: row/column spacing is ``PixelSpacing``. The slice spacing is the step between
 neighbouring ``ImagePositionPatient`` projected on the slice normal (from
 ``ImageOrientationPatient``) where every slice states both; otherwise (no orientation, so no
-normal to measure along) ``SpacingBetweenSlices``, else ``SliceThickness``, else 1 mm (with a
-warning for a series of several slices). Every slice must have the first one's ``PixelSpacing``. The
-voxel-to-world affine (:attr:`DicomVolume.patient_affine`) needs both tags on the first slice; its
-slice column is the step from the first slice's position to the last's, which may lean off the
-normal (a gantry-tilted CT: a sheared affine).
+normal to measure along) ``SpacingBetweenSlices`` (its size: some writers sign it), else
+``SliceThickness``, else 1 mm (with a warning for a series of several slices); a file whose tags
+state only a spacing that is no size > 0 (not a number, not finite, 0) is refused, naming them.
+Every slice must have the first one's ``PixelSpacing``. The voxel-to-world affine
+(:attr:`DicomVolume.patient_affine`) needs both tags on the first slice; its slice column is the
+step from the first slice's position to the last's, which may lean off the normal (a
+gantry-tilted CT: a sheared affine).
 It is re-exported by :mod:`inpaintssl.data.readers`, whose :func:`~inpaintssl.data.readers.open_volume`
 opens a folder or ``.dcm`` file with it. Needs pydicom (``dicom`` extra).
 
@@ -214,7 +216,7 @@ class DicomVolume(Volume):
             _FrameRead.of(ds) if isinstance(ds, _Frame) else None for ds, _ in headers
         ]
         """Per stored slice: where an Enhanced file's frame is read from; ``None`` for a single-frame file."""
-        step = _slice_spacing([ds for ds, _ in headers])
+        step = _slice_spacing(headers)
         if step is None and len(headers) > 1:
             warn_each_time(
                 f"DICOM series {path} states no slice spacing (no ImagePositionPatient with "
@@ -325,10 +327,26 @@ class DicomVolume(Volume):
     def _read_file(self, index: int) -> np.ndarray:
         """Stored slice ``index``, a single-frame file, in HU."""
         pydicom = import_optional("pydicom", extra="dicom", purpose="reading DICOM")
-        ds = _read_dicom(pydicom, self._files[index], pixels=True)
-        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
+        path = self._files[index]
+        ds = _read_dicom(pydicom, path, pixels=True)
+        # Each read parses the file again (Volume.read does not refuse a rewritten DICOM file), so
+        # the checks made when the series was opened hold for this header only if made again: a
+        # file replaced since would be read at another size, in colour or with a broken rescale.
+        _check_greyscale(ds, path)
+        stored = np.asarray(ds.pixel_array)
+        rows, columns = self.stored_shape[:2]
+        if stored.shape != (rows, columns):
+            raise DataError(
+                f"DICOM file {path} holds {'x'.join(str(n) for n in stored.shape)} pixels but the series "
+                f"{self.path} was opened with {rows}x{columns} slices: the file changed since the series "
+                "was opened (rewritten or replaced); expected its slices as they were when opened (open "
+                "the series again)"
+            )
+        _check_ct_rescale(ds, path)
+        _check_rescale_values(ds, path)
+        pixels = stored.astype(np.float32, copy=False)
         # Absent or empty tags mean identity (non-CT modalities); a present slope of 0 was refused
-        # when the series was opened, not mended to 1.
+        # above, as when the series was opened, not mended to 1.
         slope = _rescale_value(ds, "RescaleSlope", 1.0)
         intercept = _rescale_value(ds, "RescaleIntercept", 0.0)
         values: np.ndarray = pixels * np.float32(slope) + np.float32(intercept)
@@ -1678,21 +1696,44 @@ def _pixel_spacing(ds: Any, where: Path) -> tuple[float, float]:
     return numbers[0], numbers[1]
 
 
-def _slice_spacing(headers: Sequence[Any]) -> float | None:
+def _slice_spacing(headers: Sequence[tuple[Any, Path]]) -> float | None:
     """Slice spacing (mm) of a series sorted by position; ``None`` when no tag states it.
 
     The positions' step along the normal where every slice states ImagePositionPatient and
     ImageOrientationPatient; without the orientation there is no normal to project on, and
     :func:`_slice_position` falls back to InstanceNumber, whose unit step is no spacing at all.
+    Otherwise (and for one slice) the first slice's SpacingBetweenSlices, else its SliceThickness:
+    the first that is a size > 0. A negative SpacingBetweenSlices is taken as its size: some CT and
+    NM writers sign it with a direction, while the affine steps along the slice normal (row x
+    column direction) whatever the sign.
+
+    Raises:
+        DataError: Neither tag is a usable size, and one of them states something (not a number,
+            not finite, 0, a negative SliceThickness): no slice spacing, and a 1 mm guess would be
+            wrong for a file that states one.
     """
-    if len(headers) > 1 and all(_has_position(ds) for ds in headers):
-        steps = np.diff([_slice_position(ds) for ds in headers])
+    if len(headers) > 1 and all(_has_position(ds) for ds, _ in headers):
+        steps = np.diff([_slice_position(ds) for ds, _ in headers])
         if np.all(steps > 0):
             return float(np.median(steps))
+    first, where = headers[0]
+    unusable: list[str] = []
     for tag in ("SpacingBetweenSlices", "SliceThickness"):
-        value = getattr(headers[0], tag, None)
-        if value:
-            return float(value)
+        value = getattr(first, tag, None)
+        if value is None or value == "":
+            continue  # an element without a value states nothing, as one absent
+        size = finite_number(value)
+        if size is not None and tag == "SpacingBetweenSlices":
+            size = abs(size)
+        if size is not None and size > 0:
+            return size
+        unusable.append(f"{tag} {str(value)!r}")
+    if unusable:
+        raise DataError(
+            f"DICOM file {_named(first, where)} has {' and '.join(unusable)}; expected a slice spacing "
+            "> 0 in mm (a file whose slices state no ImagePositionPatient with ImageOrientationPatient, "
+            "or a single slice, takes its slice spacing from SpacingBetweenSlices, else SliceThickness)"
+        )
     return None
 
 

@@ -181,15 +181,18 @@ def file_fingerprints(files: Collection[str]) -> Fingerprints | None:
 def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = GEOMETRY_TOLERANCE_MM) -> None:
     """Raise unless a label volume lies on its image's grid in space, not only in shape.
 
-    Spacing is compared when both files carry one (NIfTI ``pixdim``, DICOM ``PixelSpacing``);
-    voxel-to-world matrices when both carry one (:attr:`Volume.world_affine`: a NIfTI affine, or
-    the patient geometry of a DICOM series), as read (after :meth:`Volume.reorient`, when the
-    dataset reads in an ``orientation``). A label on the same grid in space but stored in another
-    voxel order (a DICOM series' label converted by a tool that stores columns first, as dcm2niix
-    does) is refused too: paired as stored, each slice's label would lie transposed or mirrored on
-    its image; read in one ``orientation``, both have one voxel order and pair. Formats without
-    geometry (NumPy, HDF5, PNG) are not compared: their spacing is whatever the dataset's
-    parameters say.
+    Voxel-to-world matrices are compared when both carry one (:attr:`Volume.world_affine`: a NIfTI
+    affine, or the patient geometry of a DICOM series), as read (after :meth:`Volume.reorient`, when
+    the dataset reads in an ``orientation``); equal, they are one grid, voxel steps included. Spacing
+    (NIfTI ``pixdim``, DICOM ``PixelSpacing`` and slice spacing) is compared when both files carry
+    one and the matrices differ or one is missing: a label on a DICOM series' own affine pairs with
+    it even where the series' slice spacing, its step along the slice normal, is not that affine's
+    slice step (a gantry-tilted or unevenly spaced series). A label on the same grid in space but
+    stored in another voxel order (a DICOM series' label converted by a tool that stores columns
+    first, as dcm2niix does) is refused too: paired as stored, each slice's label would lie
+    transposed or mirrored on its image; read in one ``orientation``, both have one voxel order and
+    pair. Formats without geometry (NumPy, HDF5, PNG) are not compared: their spacing is whatever
+    the dataset's parameters say.
 
     Raises:
         DataError: Spacing or affine differ by more than ``tolerance_mm``; the message names both
@@ -208,6 +211,20 @@ def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = G
         True
     """
     where = f"label {label.path} has"
+    # World matrices, not only NIfTI affines: a DICOM series states its geometry per slice, and a
+    # label NIfTI beside it was compared with nothing, so one in another voxel order passed.
+    image_affine, label_affine = image.world_affine, label.world_affine
+    if (
+        image_affine is not None
+        and label_affine is not None
+        and np.allclose(image_affine, label_affine, rtol=0.0, atol=tolerance_mm)
+    ):
+        # One voxel-to-world matrix is one grid, its voxel steps included: the spacings are not
+        # compared, since they may measure the slice step differently. A DICOM series' spacing is
+        # its step along the slice normal, while its affine (and a NIfTI label written on it, whose
+        # pixdim is its columns' lengths) steps from the first slice to the last: longer for a
+        # gantry-tilted series, the mean step for an unevenly spaced one.
+        return
     both_spaced = image.has_geometry and label.has_geometry
     if both_spaced and not np.allclose(image.spacing, label.spacing, rtol=0.0, atol=tolerance_mm):
         raise DataError(
@@ -215,26 +232,22 @@ def check_same_geometry(image: Volume, label: Volume, *, tolerance_mm: float = G
             f"{_mm(image.spacing)} mm; expected the same spacing within {tolerance_mm:g} mm "
             "(was the label resampled?)"
         )
-    # World matrices, not only NIfTI affines: a DICOM series states its geometry per slice, and a
-    # label NIfTI beside it was compared with nothing, so one in another voxel order passed.
-    image_affine, label_affine = image.world_affine, label.world_affine
     if image_affine is None or label_affine is None:
         return
-    if not np.allclose(image_affine, label_affine, rtol=0.0, atol=tolerance_mm):
-        worst = float(np.abs(image_affine - label_affine).max())
-        codes = (image.orientation, label.orientation)
-        hint = "different origin or orientation?"
-        if None not in codes and codes[0] != codes[1]:
-            hint = (
-                f"the image's voxel axes run {codes[0]} and the label's {codes[1]}: if both lie on one "
-                "grid in space, give the dataset an orientation (e.g. data.params.orientation: "
-                f"{codes[0]}) so both are read in one voxel order"
-            )
-        raise DataError(
-            f"{where} affine {_rows(label_affine)} but image {image.path} has {_rows(image_affine)} "
-            f"(largest difference {worst:.4g} mm); expected the same voxel-to-world mapping within "
-            f"{tolerance_mm:g} mm ({hint})"
+    worst = float(np.abs(image_affine - label_affine).max())
+    codes = (image.orientation, label.orientation)
+    hint = "different origin or orientation?"
+    if None not in codes and codes[0] != codes[1]:
+        hint = (
+            f"the image's voxel axes run {codes[0]} and the label's {codes[1]}: if both lie on one "
+            "grid in space, give the dataset an orientation (e.g. data.params.orientation: "
+            f"{codes[0]}) so both are read in one voxel order"
         )
+    raise DataError(
+        f"{where} affine {_rows(label_affine)} but image {image.path} has {_rows(image_affine)} "
+        f"(largest difference {worst:.4g} mm); expected the same voxel-to-world mapping within "
+        f"{tolerance_mm:g} mm ({hint})"
+    )
 
 
 def _mm(values: Collection[float]) -> str:
