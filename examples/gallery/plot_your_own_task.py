@@ -85,7 +85,7 @@ for row in result.history:
 # %%
 # ``val_inpainting.csv`` in the run folder holds the L2 norm of every inpainted validation image
 # and of its corrupted input (the paper's Table 2 metric). An inpainter earns its keep once its
-# norm falls below the corrupted input's, which takes far more training than these few epochs:
+# norm falls below the corrupted input's; the two, after these few epochs:
 table = result.evaluation
 print(
     f"mean L2 norm: restored {table.column('l2_norm').mean():.2f}, "

@@ -168,9 +168,12 @@ def test_resuming_a_finished_run_warns_that_it_had_finished(tmp_path: Path) -> N
         outcome = _trainer(run, resume=True).fit()
     assert outcome.epochs_run == EPOCHS
     said = [str(w.message) for w in caught if issubclass(w.category, FinishedRunWarning)]
+    # Counted from 1 as the run's summary counts ("best ... in epoch 2 of 2 (metrics.csv epoch 1)"),
+    # the metrics.csv row beside it: the 0-based row alone read as the epoch before the best.
+    best_row = min(range(EPOCHS), key=lambda e: outcome.history[e]["val_loss"])
     assert said == [
-        f"resumed {run}: the run had finished ({EPOCHS} epochs, best in epoch {outcome.best_epoch}); "
-        "nothing is left to train, so its best weights are loaded again"
+        f"resumed {run}: the run had finished ({EPOCHS} epochs, best in epoch {best_row + 1} "
+        f"(metrics.csv epoch {best_row})); nothing is left to train, so its best weights are loaded again"
     ]
 
 

@@ -953,7 +953,8 @@ class Trainer:
         # not shown, and the output then looked like a fresh run's.
         warn_each_time(
             f"resumed {self.run_dir}: the run had finished ({state.global_epoch} epochs, best in epoch "
-            f"{state.best_epoch}); nothing is left to train, so its best weights are loaded again",
+            f"{state.best_epoch + 1} (metrics.csv epoch {state.best_epoch})); nothing is left to train, so "
+            "its best weights are loaded again",
             FinishedRunWarning,
         )
 
