@@ -96,7 +96,7 @@ from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.summary import StudySummary
 from inpaintssl.training.convergence import ConvergenceWarning
 from inpaintssl.training.diagnostics import plot_learning_curves_grid
-from inpaintssl.training.run_folder import RESUMABLE_CHANGES, _differences, changed_fields
+from inpaintssl.training.run_folder import RESUMABLE_CHANGES, changed_fields, described_differences
 from inpaintssl.training.stages import build_stage_data
 
 __all__ = [
@@ -633,7 +633,9 @@ def _setting_differences(before: StudySpec, now: StudySpec) -> list[str]:
     A field that differs the same way in both stages (``model.params.depth``, ``run.seed``) is named
     once, without its stage.
     """
-    items = [_differences(before, now, [key]) for key in changed_fields(before, now, ignore=_NOT_SETTINGS)]
+    items = [
+        described_differences(before, now, [key]) for key in changed_fields(before, now, ignore=_NOT_SETTINGS)
+    ]
     named: list[str] = []
     for item in items:
         stage, _, rest = item.partition(".")

@@ -62,6 +62,7 @@ __all__ = [
     "TensorBoardWriteWarning",
     "build_manifest",
     "changed_fields",
+    "described_differences",
     "data_files_hash",
     "read_data_check",
     "trains_on",
@@ -373,7 +374,7 @@ def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()
     ]
 
 
-def _differences(before: BaseModel, now: BaseModel, keys: Sequence[str], *, width: int = 60) -> str:
+def described_differences(before: BaseModel, now: BaseModel, keys: Sequence[str], *, width: int = 60) -> str:
     """``key (recorded X, now Y)`` for each of ``keys``, each value's JSON cut to ``width`` characters.
 
     The values tell a deliberate change from a slip (``run.seed (recorded 0, now 1)``) without
@@ -381,7 +382,7 @@ def _differences(before: BaseModel, now: BaseModel, keys: Sequence[str], *, widt
 
     Example:
         >>> from inpaintssl.config import RunConfig
-        >>> _differences(RunConfig(seed=0), RunConfig(seed=1), ["seed"])
+        >>> described_differences(RunConfig(seed=0), RunConfig(seed=1), ["seed"])
         'seed (recorded 0, now 1)'
     """
     recorded, current = _flatten(before.model_dump(mode="json")), _flatten(now.model_dump(mode="json"))
@@ -482,8 +483,8 @@ def record_run(
             if changed:
                 raise ConfigError(
                     f"cannot resume {run_dir}: these settings differ from its recorded config.yaml: "
-                    f"{_differences(before, config, changed)}. Resume with the original settings, or start "
-                    "a new run.output_dir"
+                    f"{described_differences(before, config, changed)}. Resume with the original settings, "
+                    "or start a new run.output_dir"
                 )
             budget = _budget_change(before, config)
             if budget is not None and resumed_from is not None:
