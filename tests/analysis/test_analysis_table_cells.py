@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from inpaintssl.analysis.pages import ReportParts, render_html, write_pages
 from inpaintssl.analysis.table import Table
@@ -117,3 +118,19 @@ def test_the_html_page_renders_the_inline_code_and_links_of_markdown_notes(tmp_p
     # The Markdown page keeps the notes as written.
     markdown, _, _ = write_pages(ReportParts(tmp_path), title="t", notes=notes)
     assert markdown.read_text().splitlines()[2] == notes[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (np.float32(0.8123456), "0.812"),
+        (np.float64(0.8123456), "0.812"),
+        (np.int64(12), "12"),
+        (np.bool_(True), "True"),
+    ],
+)
+def test_numpy_numbers_are_rounded_in_markdown_as_python_numbers_are(value: object, shown: str) -> None:
+    # Was: a NumPy float32 (a user's table built from .numpy() values) is no Python float and was
+    # written with every digit, "0.8123456", against the documented significant digits.
+    table = Table([("FEF", value)], name="demo", columns=("strategy", "score"))
+    assert table.to_markdown().splitlines()[-1] == f"| FEF | {shown} |"

@@ -79,6 +79,9 @@ def format_value(value: Any, *, digits: int = 3) -> str:
         '+0.123 -0.02'
         >>> format_value([112, 112]), format_value([{"dataset": "mni152"}]), format_value([])
         ('[112, 112]', '[{"dataset": "mni152"}]', '[]')
+        >>> import numpy as np
+        >>> format_value(np.float32(0.8123456)), format_value(np.int64(7))
+        ('0.812', '7')
     """
     if value is None:
         return ""
@@ -86,10 +89,13 @@ def format_value(value: Any, *, digits: int = 3) -> str:
         return " ".join(f"{v:+.{digits}g}" for v in value)
     if isinstance(value, (list, tuple, Mapping)):
         return _json_text(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real, not (int, float): a NumPy float32 (a user's table, a tensor's .numpy()) is no
+    # Python float, and was written with all its digits.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return str(value)
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    value = float(value)
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
