@@ -69,3 +69,21 @@ def test_a_set_of_single_slices_has_no_volume_rows() -> None:
     rows = _evaluate([(f"img{i}", 0, label, label) for i, label in enumerate(labels)])
     assert {r["level"] for r in rows} == {"image"}
     assert [r["dice_fg"] for r in rows] == [1.0, 1.0, 1.0]
+
+
+def test_integer_volume_ids_are_written_as_the_numbers_they_are() -> None:
+    # Was: default collation turned ints into a tensor, and str() of its element gave "tensor(0)".
+    rng = np.random.default_rng(2)
+    labels = [rng.random((8, 8)) > 0.5 for _ in range(4)]
+    items: list[tuple[Any, int, np.ndarray, np.ndarray]] = [
+        (i // 2, i % 2, lab, lab) for i, lab in enumerate(labels)
+    ]
+    rows = _evaluate(items)
+    assert [(r["level"], r["volume_id"]) for r in rows] == [
+        ("image", "0"),
+        ("image", "0"),
+        ("image", "1"),
+        ("image", "1"),
+        ("volume", "0"),
+        ("volume", "1"),
+    ]

@@ -377,6 +377,16 @@ def _source_grid_counts(
     return torch.stack(inter), torch.stack(total), torch.stack(overlap)
 
 
+def _id_text(value: Any) -> str:
+    """A batch's ``volume_id`` entry as text: an integer id is collated into a tensor, ``tensor(0)``.
+
+    Example:
+        >>> _id_text(torch.tensor(3)), _id_text("case-01")
+        ('3', 'case-01')
+    """
+    return str(value.item() if isinstance(value, torch.Tensor) else value)
+
+
 def _dice(intersection: np.ndarray, total: np.ndarray) -> np.ndarray:
     # Both masks empty -> Dice 1 (a correct "nothing here"), consistent with inpaintssl.metrics.
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -481,7 +491,7 @@ def evaluate_segmentation(
                 overlap = overlap_t.cpu().tolist()
                 dice = _dice(inter, total)
                 for i in range(dice.shape[0]):
-                    vid = str(batch["volume_id"][i])
+                    vid = _id_text(batch["volume_id"][i])
                     sidx = int(batch["slice_index"][i])
                     row: dict[str, Any] = {"level": "image", "volume_id": vid, "slice_index": sidx}
                     row.update({f"dice_{n}": float(dice[i, k]) for k, n in enumerate(names)})
@@ -581,7 +591,7 @@ def evaluate_inpainting(
                     rows.append(
                         {
                             "level": "image",
-                            "volume_id": str(batch["volume_id"][i])
+                            "volume_id": _id_text(batch["volume_id"][i])
                             if "volume_id" in batch
                             else str(start - clean.shape[0] + i),
                             "slice_index": int(batch["slice_index"][i]) if "slice_index" in batch else -1,
