@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, Run
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.registry import BACKBONES, LOSSES
 from inpaintssl.training import loop
-from inpaintssl.training.context import RunContext
+from inpaintssl.training.context import FreshStartWarning, RunContext
 from inpaintssl.training.loop import NonFiniteLossError, Phase, Trainer
 from inpaintssl.training.objectives import SegmentationObjective
 
@@ -154,7 +155,10 @@ def test_tensorboard_events_are_written_when_installed(tmp_path: Path) -> None:
     )
 
 
-def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("killed_in", [1, 0])
+def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path, killed_in: int) -> None:
+    # killed_in=0: killed before its first checkpoint, the resume starts afresh; TensorBoard kept
+    # the killed run's step 0 beside the new one (no purge for a fresh start).
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -162,8 +166,8 @@ def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> N
         pass
 
     def kill_after_logging_epoch_2(model: torch.nn.Module, *, epoch: int, tensorboard: object) -> None:
-        # Epoch 2 (index 1) is in metrics.csv and TensorBoard, but its checkpoint is not written.
-        if epoch == 1:
+        # The epoch is in metrics.csv and TensorBoard, but its checkpoint is not written.
+        if epoch == killed_in:
             raise KilledError
 
     def trainer(*, resume: bool, hooks: list[object]) -> Trainer:
@@ -185,7 +189,9 @@ def test_tensorboard_of_a_resumed_run_holds_each_epoch_once(tmp_path: Path) -> N
 
     with pytest.raises(KilledError):
         trainer(resume=False, hooks=[kill_after_logging_epoch_2]).fit()
-    trainer(resume=True, hooks=[]).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FreshStartWarning)  # killed_in=0: nothing to resume
+        trainer(resume=True, hooks=[]).fit()
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     scalars = events.Scalars("finetune/val_loss")

@@ -1199,11 +1199,10 @@ class Trainer:
             write_metrics_csv(self.run_folder.metrics_csv, state.history)
             if self._tensorboard is None:
                 # A resumed run redoes the epochs after its last checkpoint: TensorBoard drops
-                # what the killed process logged from this step on, as metrics.csv does.
-                resumed = state.resumed_from is not None
-                self._tensorboard = TensorBoardLog(
-                    self.run_dir, purge_step=state.global_epoch - 1 if resumed else None
-                )
+                # what the killed process logged from this step on, as metrics.csv does. So does a
+                # fresh start, from step 0: a --resume of a run killed before its first checkpoint
+                # starts afresh in a folder whose event file holds the killed run's first epochs.
+                self._tensorboard = TensorBoardLog(self.run_dir, purge_step=state.global_epoch - 1)
             self._tensorboard.log(row, step=state.global_epoch - 1)
             if self.epoch_hooks:
                 self.ddp_model.eval()
