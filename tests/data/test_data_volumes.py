@@ -724,6 +724,15 @@ def test_a_class_named_twice_is_refused(tmp_path: Path, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_a_class_named_mean_is_refused(tmp_path: Path, fmt: str) -> None:
+    # Results hold the classes' average as dice_mean: a class "mean" had its own Dice overwritten
+    # by the average in test_metrics.csv and the run's summary, without a word.
+    spec = _write(fmt, tmp_path)
+    with pytest.raises(DataError, match=r"class_names \['mean', 'b'\] name a class 'mean'; expected another"):
+        _build(spec, tmp_path, class_names=["mean", "b"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("labelled", [True, False])
 def test_class_names_given_as_one_string_are_refused_not_split_into_letters(
     tmp_path: Path, fmt: str, labelled: bool

@@ -29,6 +29,7 @@ from inpaintssl.data.base import DataError, SliceDataset
 
 __all__ = [
     "ABSENT_CLASS_CHECK_LIMIT",
+    "RESERVED_CLASS_NAME",
     "absent_classes",
     "check_class_names",
     "check_label_values",
@@ -65,11 +66,16 @@ def plain_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name).casefold()
 
 
+RESERVED_CLASS_NAME = "mean"
+"""No class may be called so: results name the classes' average Dice ``dice_mean``."""
+
+
 def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, ...]:
-    """Return ``class_names`` as a tuple if no name occurs twice.
+    """Return ``class_names`` as a tuple if no name occurs twice, and none is ``mean``.
 
     Each name is one output channel and one results column: a repeated name would train an extra
-    channel and lose a column when results are keyed by name.
+    channel and lose a column when results are keyed by name; ``mean`` is the column of the
+    classes' average (``dice_mean``).
 
     Args:
         class_names: Foreground class names.
@@ -77,8 +83,8 @@ def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, .
 
     Raises:
         DataError: A single string rather than a list (it would be split into one class per
-            letter), or a name that occurs more than once; the message names the field and what
-            was found.
+            letter), a name that occurs more than once, or ``mean``; the message names the field
+            and what was found.
 
     Example:
         >>> check_class_names(["wm", "gm"], where="nifti")
@@ -104,6 +110,14 @@ def check_class_names(class_names: Sequence[str], *, where: str) -> tuple[str, .
     if repeated:
         counts = ", ".join(f"{n!r} {names.count(n)} times" for n in repeated)
         raise DataError(f"{where}: class_names {list(names)} name {counts}; expected each class once")
+    if RESERVED_CLASS_NAME in names:
+        # Results name a class's Dice dice_<class> beside the class average, dice_mean: the average
+        # overwrote the class's own Dice in test_metrics.csv and the run's summary, without a word.
+        raise DataError(
+            f"{where}: class_names {list(names)} name a class {RESERVED_CLASS_NAME!r}; expected another "
+            f"name: results hold the classes' average as dice_{RESERVED_CLASS_NAME}, beside each class's "
+            "dice_<class>"
+        )
     return names
 
 
