@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 import inpaintssl as issl
 from inpaintssl.config import ConfigError
@@ -53,6 +55,49 @@ def test_the_datas_classes_are_matched_to_the_models_by_name(tmp_path: Path) -> 
         match=r"the model segments \['disc', 'square'\] but the data's classes are \['liver', 'kidney'\]",
     ):
         issl.evaluate(run, organs, device="cpu")
+
+
+class _Nameless(Dataset[dict[str, Any]]):
+    """``parent``'s items, without any ``class_names`` to match them by."""
+
+    def __init__(self, parent: Dataset[dict[str, Any]]) -> None:
+        self.parent = parent
+
+    def __len__(self) -> int:
+        return len(self.parent)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return dict(self.parent[index])
+
+
+def test_the_classes_are_matched_by_name_inside_a_torch_subset_or_concat(
+    recorded_runs: dict[str, Path],
+) -> None:
+    # A torch Subset names no classes itself: its labels were scored by position, silently, so data
+    # stored square first had each Dice column compare the other class.
+    run = recorded_runs["sigmoid"]
+    test = SyntheticShapes(split="test", num_images=8, num_test=4, size=(16, 16))
+    straight = issl.evaluate(run, test, device="cpu").select(level="image")
+    swapped = ClassOrder(test, ("square", "disc"))
+    in_subset = issl.evaluate(run, Subset(swapped, range(len(swapped))), device="cpu").select(level="image")
+    twice = issl.evaluate(run, ConcatDataset([swapped, Subset(swapped, range(len(swapped)))]), device="cpu")
+    for name in ("dice_disc", "dice_square", "dice_mean"):
+        np.testing.assert_array_equal(in_subset.column(name), straight.column(name))
+        np.testing.assert_array_equal(
+            twice.select(level="image").column(name), straight.column(name).tolist() * 2
+        )
+    assert straight.column("dice_disc").tolist() != straight.column("dice_square").tolist()
+    # Parts listing their classes in different orders have no one order to put the labels in.
+    with pytest.raises(
+        ValueError,
+        match=r"ConcatDataset whose parts name different classes \(part 0: \['disc', 'square'\]; "
+        r"part 1: \['square', 'disc'\]\)",
+    ):
+        issl.evaluate(run, ConcatDataset([test, swapped]), device="cpu")
+    # Data that name no classes are scored by position, as they always were, but not silently.
+    with pytest.warns(UserWarning, match=r"the data \(a _Nameless\) name no classes, .* scored by position"):
+        nameless = issl.evaluate(run, _Nameless(test), device="cpu").select(level="image")
+    np.testing.assert_array_equal(nameless.column("dice_mean"), straight.column("dice_mean"))
 
 
 def test_a_pretraining_checkpoint_is_scored_under_its_validation_corruption(tmp_path: Path) -> None:
@@ -110,6 +155,61 @@ def test_without_data_the_run_is_scored_on_the_data_it_recorded(tmp_path: Path) 
     # An override changes what is read: two more test images.
     more = issl.evaluate(run, overrides=["data.params.num_test=6"], device="cpu").select(level="image")
     assert len(more.column("dice_mean")) == 6 and len(given.column("dice_mean")) == 4
+
+
+def test_a_label_fraction_is_ignored_however_the_data_are_given(
+    recorded_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    # Dropped from a run config's file alone: a mapping, a data-section file, a DataConfig or an
+    # override scored split="train" on the label-limited subset of 2 of its 8 images.
+    from inpaintssl.config import DataConfig
+
+    run = recorded_runs["sigmoid"]
+    train = SyntheticShapes(split="train", num_images=8, num_val=4, num_test=4, size=(16, 16))  # DATA's
+    whole = [(train[i]["volume_id"], train[i]["slice_index"]) for i in range(len(train))]
+    limited = {**DATA, "label_fraction": 0.25}
+    section = tmp_path / "data.yaml"
+    section.write_text(yaml.safe_dump(limited))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"data": limited}))
+    given: list[tuple[Any, Sequence[str]]] = [
+        (limited, ()),
+        (section, ()),
+        (tmp_path / "run.yaml", ()),
+        (DataConfig.model_validate(limited), ()),
+        (DATA, ["data.label_fraction=0.25"]),
+    ]
+    for data, overrides in given:
+        table = issl.evaluate(run, data, overrides=overrides, split="train", device="cpu")
+        rows = table.select(level="image").rows
+        assert [(row["volume_id"], row["slice_index"]) for row in rows] == whole, (data, overrides)
+
+
+def test_a_dataset_given_built_with_slices_of_different_sizes_is_named(
+    recorded_runs: dict[str, Path],
+) -> None:
+    # A data config's slices are checked so; a dataset given built failed in torch's collate instead:
+    # "stack expects each tensor to be equal size".
+    from inpaintssl.data.base import DataError
+    from inpaintssl.data.views import ConcatSlices, FitToSize
+
+    run = recorded_runs["sigmoid"]
+    parts = [SyntheticShapes(split="test", num_images=8, num_test=2, size=(n, n)) for n in (16, 24)]
+    mixed = ConcatSlices(parts, names=["small", "large"])
+    with pytest.raises(
+        DataError,
+        match=r"evaluate's data, a ConcatSlices given built, read in batches of 4: slices have different "
+        r"sizes \[\(16, 16\), \(24, 24\)\]; wrap it in inpaintssl.data.views.FitToSize with a size "
+        r"\(e.g. \[16, 16\]\)",
+    ):
+        issl.evaluate(run, mixed, batch_size=4, device="cpu")  # a batch of both sizes
+    # One slice a batch stacks nothing: each part scored as it is alone.
+    one_by_one = issl.evaluate(run, mixed, batch_size=1, device="cpu").select(level="image")
+    alone = [issl.evaluate(run, part, device="cpu").select(level="image") for part in parts]
+    expected = [value for table in alone for value in table.column("dice_mean").tolist()]
+    np.testing.assert_array_equal(one_by_one.column("dice_mean"), expected)
+    # What the message advises: fitted, they are batched.
+    fitted = issl.evaluate(run, FitToSize(mixed, (16, 16), mode="crop_or_pad"), batch_size=4, device="cpu")
+    assert len(fitted.select(level="image")) == 4
 
 
 def test_new_labelled_scans_may_define_their_test_split_alone(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Subset as TorchSubset
 
 from inpaintssl import _API_NAMES
 from inpaintssl.config import (
@@ -37,7 +38,7 @@ from inpaintssl.config.evaluate import load_data_section
 from inpaintssl.config.overrides import check_override_list, override_fields, parse_override
 from inpaintssl.corruption import render_corruption_figure as render_corruption_figure
 from inpaintssl.data.base import SliceDataset
-from inpaintssl.data.build import build_split
+from inpaintssl.data.build import build_split, check_slice_sizes
 from inpaintssl.data.decompressed_upkeep import list_decompressed as list_decompressed
 from inpaintssl.data.decompressed_upkeep import prune_decompressed as prune_decompressed
 from inpaintssl.data.dicom import list_series as list_dicom_series
@@ -164,6 +165,19 @@ def transfer(
 
 _NOT_FOR_EVALUATION = ("label_fraction", "splits_file", "unlabelled")
 """Data fields of a training config that evaluation ignores: every split is read whole."""
+
+
+def _read_whole(section: DataConfig) -> DataConfig:
+    """``section`` with the defaults of :data:`_NOT_FOR_EVALUATION`, whoever set them (file, mapping,
+    config or override).
+
+    Dropped from a run config's file alone, a ``label_fraction`` given any other way scored
+    ``split="train"`` on its label-limited subset, and a ``splits_file`` read the items it lists.
+    """
+    fields = DataConfig.model_fields
+    whole = {name: fields[name].get_default(call_default_factory=True) for name in _NOT_FOR_EVALUATION}
+    update = {name: value for name, value in whole.items() if getattr(section, name) != value}
+    return section.model_copy(update=update) if update else section
 
 
 def _data_section(path: Path) -> DataConfig:
@@ -309,11 +323,14 @@ def _evaluation_data(
     else:
         if isinstance(data, (str, Path)):
             data = _data_section(Path(data))
+        elif not isinstance(data, DataConfig):
+            # Left out before validation, as from a run config's file: they are not read.
+            data = {key: value for key, value in data.items() if key not in _NOT_FOR_EVALUATION}
         own = False
     recorded = not isinstance(source, nn.Module) or _carried_metadata(source) is not None
     from_run = _left_out(data, overridden) if recorded and not own else frozenset()
     # Validated as a run config's data section, so that errors name fields as the overrides do.
-    checked = load_data_section(data, source="evaluate's data argument", overrides=overrides)
+    checked = _read_whole(load_data_section(data, source="evaluate's data argument", overrides=overrides))
     recorded_axis = own and not any(path in ("params", "params.slice_axis") for path in paths)
     return _EvaluationData(checked, from_run, recorded_axis)
 
@@ -351,11 +368,54 @@ def _fitted_as_trained(
     return data.model_copy(update=update) if update else data
 
 
+def _class_names_of(dataset: Dataset[dict[str, Any]]) -> tuple[str, ...]:
+    """The classes a dataset given built names (``()``: none): its own ``class_names``, else those of
+    the dataset a torch ``Subset`` reads, or that every part of a ``ConcatDataset`` names.
+
+    A ``Subset`` has no ``class_names`` of its own: read as naming none, its labels were scored by
+    position against the model's classes, whatever order its dataset lists them in.
+
+    Raises:
+        ValueError: Parts of a ``ConcatDataset`` that name different classes, or a different order.
+    """
+    names = getattr(dataset, "class_names", None)
+    if names is not None:
+        return tuple(names)
+    if isinstance(dataset, TorchSubset):
+        return _class_names_of(dataset.dataset)
+    if isinstance(dataset, ConcatDataset):
+        parts = [_class_names_of(part) for part in dataset.datasets]
+        if any(part != parts[0] for part in parts):
+            listed = "; ".join(f"part {i}: {list(part)}" for i, part in enumerate(parts))
+            raise ValueError(
+                f"evaluate: data is a ConcatDataset whose parts name different classes ({listed}); "
+                "expected every part to list the same classes in the same order, so that label "
+                "channel k is one class throughout (inpaintssl.data.views.ClassOrder reorders a part)"
+            )
+        return parts[0]
+    return ()
+
+
 def _dataset_for(
-    data: DataConfig | Dataset[dict[str, Any]], *, split: str, multiple: int
+    data: DataConfig | Dataset[dict[str, Any]], *, split: str, multiple: int, batch_size: int, classes: bool
 ) -> tuple[Dataset[dict[str, Any]], tuple[str, ...]]:
+    """The dataset to score and the classes it names: ``data`` itself, or its config's ``split``.
+
+    ``classes``: whether the classes are asked for (not for an inpainting network, which scores
+    no class: a ``ConcatDataset`` whose parts name different ones is no mistake there).
+
+    A dataset given built is checked as a config's split is where its slices are batched: slices
+    of different sizes failed in torch's collate ("stack expects each tensor to be equal size").
+    """
     if isinstance(data, Dataset):
-        return data, tuple(getattr(data, "class_names", ()))
+        if isinstance(data, SliceDataset) and batch_size > 1:
+            check_slice_sizes(
+                data,
+                what=f"evaluate's data, a {type(data).__name__} given built, read in batches of {batch_size}",
+                size_multiple=multiple,
+                remedy="wrap it in inpaintssl.data.views.FitToSize with a size",
+            )
+        return data, _class_names_of(data) if classes else ()
     cfg = data
     chosen = build_split(cfg, split, size_multiple=multiple)
     if len(chosen) == 0:
@@ -375,13 +435,36 @@ def _in_model_class_order(
     Output channel ``k`` is the model's ``k``-th class: scored by position against data that list
     their classes otherwise, each Dice column would compare two different tissues under one name.
     """
-    if sorted(data_classes) != sorted(names) or not isinstance(dataset, SliceDataset):
+    if sorted(data_classes) != sorted(names):
         raise ValueError(
             f"evaluate: the model segments {list(names)} but the data's classes are {list(data_classes)}; "
             "expected the same classes: give the data the model's class_names (with label_values "
             "mapping stored label values to them), or evaluate a model trained on these classes"
         )
-    return ClassOrder(dataset, names)
+    if isinstance(dataset, SliceDataset):
+        return ClassOrder(dataset, names)
+    return _LabelsInOrder(dataset, [data_classes.index(name) for name in names])
+
+
+class _LabelsInOrder(Dataset[dict[str, Any]]):
+    """``dataset``'s items with their label channels taken in ``order``.
+
+    What :class:`~inpaintssl.data.views.ClassOrder` does for a ``SliceDataset``, for a dataset that
+    is none (a torch ``Subset`` or ``ConcatDataset`` of one), which lacks the attributes it keeps.
+    """
+
+    def __init__(self, dataset: Dataset[dict[str, Any]], order: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.order = list(order)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]  # a map-style dataset given to evaluate
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        if "label" in item:
+            item["label"] = item["label"][self.order]
+        return item
 
 
 def _warn_on_other_spacing(source: str | Path, dataset: Dataset[dict[str, Any]]) -> None:
@@ -536,7 +619,9 @@ def evaluate(
     """Per-image (and per-volume) metrics of a model on a dataset.
 
     A segmentation checkpoint gives Dice per class (sec. 2.5.2), the data's classes matched to
-    the model's by name (the same classes in another order are reordered; others are refused). A
+    the model's by name (the same classes in another order are reordered; others are refused); a
+    torch ``Subset`` or ``ConcatDataset`` names the classes of the datasets it reads, and data
+    that name none are scored by position, with a warning where the model records its classes. A
     pretraining checkpoint gives the L2 norm of the inpainted images (Table 2) under one fixed
     corruption for every model: the pretext task seeded 0, each image keyed as in validation, so
     for a run of ``run.seed`` 0 the masks of its validation loss and ``val_inpainting.csv``. A run
@@ -553,8 +638,9 @@ def evaluate(
             layout and values) and gradient. Do not use it from another thread meanwhile.
         data: A data config (its ``split`` is used), a dataset, or a YAML/JSON file holding a
             data section or a whole run config (its ``data`` section). ``None``: the data the run
-            recorded in its ``config.yaml``. A run config's ``label_fraction``, ``splits_file``
-            and ``unlabelled`` are ignored: every split is read whole. A data section (or
+            recorded in its ``config.yaml``. ``label_fraction``, ``splits_file`` and
+            ``unlabelled`` are ignored wherever they are given (a run config, a data section, a
+            mapping, a config or an override): every split is read whole. A data section (or
             overrides) that leaves ``image_size`` or ``resize_mode`` out takes the run's recorded
             one (its ``config.yaml``, or an exported file's metadata), so new scans are scored on
             slices fitted as the network was trained and as ``predict`` fits them; give
@@ -569,7 +655,9 @@ def evaluate(
             from the dataset). A recorded model's are its record's: leave them out, or give the
             same ones in the same order; others are refused.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        batch_size: Inference batch size.
+        batch_size: Inference batch size. Above 1, a ``SliceDataset`` given built is checked for
+            slices of one size divisible by the model's size multiple, as a data config's split
+            without ``image_size`` is.
         num_workers: DataLoader worker processes reading the data while the model runs (0: this
             process reads it). ``None``: the data config's ``data.num_workers`` (a run's recorded
             one when ``data`` is ``None``), started by its ``data.worker_start_method``; 0 for a
@@ -581,6 +669,8 @@ def evaluate(
         The per-image table (``level`` column: ``image`` or ``volume``).
 
     Raises:
+        inpaintssl.data.base.DataError: A dataset given built whose slices cannot be batched
+            (``batch_size``), or malformed data (names the file).
         inpaintssl.config.ConfigError: No data given and none recorded, a malformed data file or
             override (names the file or field), or ``overrides`` that is no list of strings (a
             bare string included).
@@ -589,7 +679,8 @@ def evaluate(
             ``output`` no path.
         ValueError: An unknown ``split`` or ``device`` (one other than ``auto``, ``cpu``, ``cuda``
             or ``cuda:N``), ``batch_size`` below 1, ``num_workers`` below 0, an ``output`` that is
-            a folder, or an ``activation`` or ``class_names`` other than the model records. The
+            a folder, an ``activation`` or ``class_names`` other than the model records, or (for
+            a segmentation model) a ``ConcatDataset`` whose parts name different classes. The
             arguments' types, ``split``, ``device``, the counts and ``output`` are checked before
             the data are read or the model is loaded.
 
@@ -662,7 +753,9 @@ def evaluate(
         channels_last = use_channels_last(target_device, "auto")
         model = to_memory_format(model.to(target_device), channels_last=channels_last)
         multiple = int(getattr(model, "size_multiple", 1))
-        dataset, data_classes = _dataset_for(evaluated, split=split, multiple=multiple)
+        dataset, data_classes = _dataset_for(
+            evaluated, split=split, multiple=multiple, batch_size=batch_size, classes=kind != "pretrain"
+        )
         if run_record is not None:
             _warn_on_other_spacing(run_record, dataset)
             _warn_on_other_orientation(run_record, dataset)
@@ -683,6 +776,16 @@ def evaluate(
             names = tuple(class_names) if class_names is not None else data_classes
             if not names:
                 raise ValueError("evaluate: no class names (neither in the checkpoint nor in the dataset)")
+            if not data_classes and info is not None and info.class_names:
+                # Nothing to match by name: said, since data listing the classes in another order
+                # would be scored with each Dice column comparing two different tissues.
+                warn_each_time(
+                    f"evaluate: the data (a {type(dataset).__name__}) name no classes, so the classes "
+                    f"{list(names)} that {described} records are scored by position, label channel k "
+                    "as output channel k; give the dataset a class_names attribute listing its label "
+                    "channels' classes to have them matched by name",
+                    UserWarning,
+                )
             if data_classes and tuple(data_classes) != names:
                 dataset = _in_model_class_order(dataset, data_classes=tuple(data_classes), names=names)
             predictor = build_segmentation_loss("dice", {"activation": activation})

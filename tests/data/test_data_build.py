@@ -267,7 +267,7 @@ def test_a_side_of_a_few_pixels_is_suspected_to_be_channels_last() -> None:
     import torch
 
     from inpaintssl.data.base import SliceDataset
-    from inpaintssl.data.build import _check_size
+    from inpaintssl.data.build import check_slice_sizes
 
     class ChannelsLast(SliceDataset):
         """An RGB-like (H, W, 3) array handed over as it was stored."""
@@ -286,7 +286,30 @@ def test_a_side_of_a_few_pixels_is_suspected_to_be_channels_last() -> None:
         match=r"slice size \(32, 3\) is not divisible by 4 .*a side of 3 pixel\(s\) suggests an image stored "
         r"channels last: items must be \(C, H, W\), with C = in_channels \(1\)",
     ):
-        _check_size(ChannelsLast(), what="mine train set", size_multiple=4)
+        check_slice_sizes(ChannelsLast(), what="mine train set", size_multiple=4)
+
+
+def test_a_plugin_datasets_class_names_are_checked_as_the_readers_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The readers check their own names; a dataset of another package (here: the synthetic one,
+    # given other names) named a class "mean" unchecked, and its Dice was overwritten by the average.
+    from inpaintssl.data import synthetic
+
+    real_init = synthetic.SyntheticShapes.__init__
+
+    def named_mean(self: synthetic.SyntheticShapes, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        if self.class_names:
+            self.class_names = ("mean", "square")
+
+    monkeypatch.setattr(synthetic.SyntheticShapes, "__init__", named_mean)
+    config = DataConfig(dataset="synthetic", params={"num_images": 8, "num_val": 2, "size": [16, 16]})
+    with pytest.raises(
+        DataError, match=r"^data\.dataset='synthetic': class_names \['mean', 'square'\] name a"
+    ):
+        build_datasets(config, stage="finetune", seed=0)
+    assert build_datasets(config, stage="pretrain", seed=0).class_names == ()  # no classes to name
 
 
 def test_a_fraction_selecting_no_volume() -> None:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 from inpaintssl.config import DataConfig, SourceConfig
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.decompressed import decompressed_into
+from inpaintssl.data.labels import check_class_names
 from inpaintssl.data.splits import (
     DEFAULT_LABEL_FRACTIONS,
     SplitRecord,
@@ -64,7 +65,7 @@ from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["DataBundle", "Stage", "build_datasets", "build_split"]
+__all__ = ["DataBundle", "Stage", "build_datasets", "build_split", "check_slice_sizes"]
 
 Stage = Literal["pretrain", "finetune"]
 
@@ -150,10 +151,24 @@ def _fitting_size(sizes: Collection[tuple[int, int]], size_multiple: int) -> tup
     )
 
 
-def _check_size(dataset: SliceDataset, *, what: str, size_multiple: int) -> None:
+def check_slice_sizes(
+    dataset: SliceDataset, *, what: str, size_multiple: int, remedy: str = "set data.image_size"
+) -> None:
+    """Refuse slices that cannot be batched: of different sizes, or not divisible by ``size_multiple``.
+
+    Args:
+        dataset: The slices to check (each one's size read without the item where it can tell).
+        what: What the message names, e.g. ``mni152 test set``.
+        size_multiple: Both sides of every slice must be divisible by this (backbone constraint).
+        remedy: How the message tells to fit the slices, followed by a size that would do: a data
+            config's ``data.image_size``, or whatever fits a dataset given already built.
+
+    Raises:
+        DataError: Slices of different sizes, or a side not divisible by ``size_multiple``.
+    """
     sizes = {slice_shape_of(dataset, i) for i in range(len(dataset))}
     h, w = _fitting_size(sizes, size_multiple)
-    hint = f"set data.image_size (e.g. [{h}, {w}]) to crop/pad or resize every slice to one size"
+    hint = f"{remedy} (e.g. [{h}, {w}]) to crop/pad or resize every slice to one size"
     if len(sizes) > 1:
         raise DataError(f"{what}: slices have different sizes {sorted(sizes)[:5]}; {hint}")
     h, w = sizes.pop()
@@ -270,7 +285,7 @@ class _Builder:
         """Fit to ``image_size``, or check that the slices already share a usable size."""
         size = self.cfg.image_size
         if size is None:
-            _check_size(dataset, what=what, size_multiple=self.size_multiple)
+            check_slice_sizes(dataset, what=what, size_multiple=self.size_multiple)
             return dataset
         return FitToSize(dataset, size, mode=self.cfg.resize_mode)
 
@@ -343,7 +358,10 @@ def _build_datasets(cfg: DataConfig, *, stage: Stage, size_multiple: int) -> Dat
         val=builder.fit(val, what=f"{cfg.dataset} val set"),
         test=None if test is None else builder.fit(test, what=f"{cfg.dataset} test set"),
         in_channels=train.in_channels,
-        class_names=tuple(train.class_names) if finetune else (),
+        # Checked here too, for a plugin dataset's names: the built-in readers check their own.
+        class_names=check_class_names(train.class_names, where=f"data.dataset={cfg.dataset!r}")
+        if finetune
+        else (),
         splits=record,
         data_files=files,
     )
