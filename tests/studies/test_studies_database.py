@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from inpaintssl.studies.queue import WAIT, NewRun, RunRecord, WorkerId, pid_alive
+from inpaintssl.studies.queue import WAIT, NewRun, RunRecord, WorkerId, pid_alive, run_is_stale
 from inpaintssl.studies.store import Measurement, StudyStore
 
 
@@ -138,6 +140,56 @@ def test_live_workers_keep_their_runs_until_the_heartbeat_is_stale(store: StudyS
     assert store.claim(me, stale_after_s=60.0) is WAIT
     time.sleep(0.05)
     assert _claimed(store.claim(me, stale_after_s=0.01)).id == "ft-1"
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process on this host, to stand for a worker; killed and reaped afterwards."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX job control")
+def test_a_live_worker_on_this_host_keeps_its_run_however_long_it_is_silent(
+    store: StudyStore, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # Ctrl-Z (or a laptop asleep) for longer than stale_after_s: the stopped worker's run was given
+    # to another worker, which found its run folder locked by the live one and failed it twice.
+    store.add_runs([_run("pt-1")])
+    stopped = WorkerId(WorkerId.current().host, sleeper.pid, "stopped")
+    _claimed(store.claim(stopped))
+    os.kill(sleeper.pid, signal.SIGSTOP)
+    time.sleep(0.05)
+    me = WorkerId.current()
+    assert store.claim(me, stale_after_s=0.01) is WAIT
+    assert store.reclaim_stale(stale_after_s=0.01, me=me) == []
+    assert not run_is_stale(store.runs()[0], stale_after_s=0.01)
+    # Once its process is gone, the run is reclaimed at once.
+    sleeper.kill()
+    sleeper.wait(timeout=30)
+    assert run_is_stale(store.runs()[0], stale_after_s=math.inf)
+    claimed = _claimed(store.claim(me, stale_after_s=math.inf))
+    assert (claimed.id, claimed.attempts) == ("pt-1", 2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc to date a process")
+def test_a_dead_worker_s_pid_reused_by_a_newer_process_does_not_keep_its_run(
+    store: StudyStore, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # Judged by the pid alone, a worker whose pid another process took would keep its run for as
+    # long as that process lives: the newcomer started after the worker's last heartbeat.
+    store.add_runs([_run("pt-1")])
+    _claimed(store.claim(WorkerId(WorkerId.current().host, sleeper.pid, "earlier")))
+    an_hour_ago = time.time() - 3600.0  # the dead worker's last heartbeat, before the sleeper started
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET heartbeat = ? WHERE id = 'pt-1'", (an_hour_ago,))
+    assert sleeper.poll() is None, "the process holding the pid is alive"
+    claimed = _claimed(store.claim(WorkerId.current(), stale_after_s=math.inf))
+    assert (claimed.id, claimed.attempts) == ("pt-1", 2)
 
 
 def test_an_earlier_worker_of_this_process_counts_as_dead(store: StudyStore) -> None:

@@ -459,3 +459,73 @@ def test_the_worker_log_counts_attempts_by_failures_and_names_interrupted_starts
     assert started.endswith(", attempt 1 of 2, after 1 interrupted start"), started
     (tuned,) = [line for line in lines if line.startswith("[worker 0] finetune ")]
     assert tuned.endswith(", attempt 1 of 2"), tuned
+
+
+@pytest.mark.parametrize(("usable", "workers", "expected"), [({0}, 1, 1), ({0, 1, 2, 3}, 2, 2), ({5}, 3, 1)])
+def test_local_workers_share_out_the_cores_the_process_may_run_on(
+    monkeypatch: pytest.MonkeyPatch, usable: set[int], workers: int, expected: int
+) -> None:
+    # Under taskset, a Slurm allocation or a cpuset the machine has more cores than the process may
+    # use; shared out by os.cpu_count() (64 here), each worker ran more threads than it had cores.
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: usable, raising=False)
+    assert runner._local_threads(load_spec({"study": "clinical"}), workers) == expected
+    # Without an affinity call (macOS, Windows) the machine's cores are the share.
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert runner._local_threads(load_spec({"study": "clinical"}), workers) == 64 // workers
+
+
+_ORPHANING_DRIVER = """
+import multiprocessing, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from orphaned_worker_tasks import hold_a_run, wait_for_the_next_call
+from inpaintssl.studies import runner
+folder = sys.argv[1]
+pool = runner._worker_pool(2, multiprocessing.get_context("spawn"))
+holding = pool.submit(hold_a_run, folder)
+wait_for_the_next_call_ = pool.submit(wait_for_the_next_call, folder)
+wait_for_the_next_call_.result(timeout=120)
+Path(folder, "driver-ready").touch()
+holding.result()  # waits until the driver is killed
+"""
+
+
+def test_worker_processes_whose_driver_was_killed_hand_their_runs_back_and_exit(tmp_path: Path) -> None:
+    # A driver killed outright (kill -9, the OOM killer) left its workers training runs for no
+    # one, then waiting for ever for the pool's next call, with Ctrl-C ignored.
+    import signal
+    import subprocess
+    import sys
+
+    from inpaintssl.training.lock import pid_alive
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _ORPHANING_DRIVER, str(tmp_path), str(Path(__file__).parent)]
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "driver-ready").exists():
+            assert driver.poll() is None, "the driver ended before its workers were ready"
+            assert time.monotonic() < deadline, "the workers never took their calls"
+            time.sleep(0.05)
+        marked = [*tmp_path.glob("holding-*"), *tmp_path.glob("idle-*")]  # one worker each
+        workers = [int(path.name.rsplit("-", 1)[1]) for path in marked]
+        assert len(set(workers)) == 2, workers
+        driver.kill()
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(pid_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if pid_alive(pid)], "a worker outlived its driver"
+        (holding,) = tmp_path.glob("holding-*")
+        assert (tmp_path / holding.name.replace("holding", "handed-back")).exists(), (
+            "its run was not handed back"
+        )
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

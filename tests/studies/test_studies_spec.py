@@ -210,6 +210,24 @@ def test_default_paths_and_shard_placeholder(tmp_path: Path) -> None:
     assert study_databases(sharded) == [tmp_path / "db-0-of-2.sqlite", tmp_path / "db-1-of-2.sqlite"]
 
 
+def test_files_named_like_a_shard_database_are_not_the_study_s(tmp_path: Path) -> None:
+    # The glob's "*" matched anything after the digits: a damaged database moved aside in the
+    # folder broke status, run and report, and a file manager's copy counted as a shard.
+    sharded = StudySpec(study="clinical", output=tmp_path, database=tmp_path / "db" / "shard-{shard}.sqlite")
+    (tmp_path / "db").mkdir()
+    own = ["shard-0-of-2.sqlite", "shard-1-of-2.sqlite", "shard-10-of-12.sqlite"]
+    others = [
+        "shard-0-of-2.damaged.sqlite",
+        "shard-1-of-2 (copy).sqlite",
+        "shard-0x-of-2.sqlite",
+        "shard-0-of-2x.sqlite",
+        "shard-0-of-.sqlite",
+    ]
+    for name in own + others:
+        (tmp_path / "db" / name).touch()
+    assert study_databases(sharded) == sorted(tmp_path / "db" / name for name in own)
+
+
 @pytest.mark.parametrize("folder", ["exp[12]", "exp[34]", "lr*", "run?"])
 def test_a_study_folder_named_with_glob_characters_finds_its_own_databases_alone(
     tmp_path: Path, folder: str

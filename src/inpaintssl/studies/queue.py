@@ -2,8 +2,9 @@
 
 Claiming a run is one ``BEGIN IMMEDIATE`` transaction (reclaim stale runs, pick the first runnable
 one, mark it ``running``), so two workers can never claim the same run. A ``running`` row is stale
-when its worker runs on this host and its process is gone, or when its heartbeat is older than the
-spec's ``stale_after_s`` (a worker on another machine). Finishing a run with its measurements is
+when its worker ran on this host and its process is gone (however old its heartbeat: a process
+stopped by Ctrl-Z, or on a laptop that slept, keeps its run), or when its worker ran on another
+machine and its heartbeat is older than the spec's ``stale_after_s``. Finishing a run with its measurements is
 :meth:`inpaintssl.studies.store.StudyStore.record`.
 
 Example:
@@ -34,7 +35,7 @@ from types import TracebackType
 from typing import Any, Final, Literal
 
 from inpaintssl.studies.database import StudyDatabase
-from inpaintssl.training.lock import pid_alive
+from inpaintssl.training.lock import pid_alive, process_start_ticks
 
 __all__ = [
     "WAIT",
@@ -236,8 +237,13 @@ def worker_gone(
 ) -> bool:
     """Whether a ``running`` run is stale: the one rule by which a claim reclaims it.
 
-    Its heartbeat is older than ``stale_after_s`` (or missing), or its worker ran on this host and
-    its process is gone.
+    A worker on this host is gone when its process is: no process has its pid, or the one that has
+    it started after the worker's last heartbeat (the pid was reused). Its heartbeat's age counts
+    for nothing there: a worker stopped by Ctrl-Z, or on a laptop that slept, is silent for as long,
+    and its run taken away was recorded as failed (the run folder still locked by the live worker)
+    and blocked the runs that needed it. A worker on another host (or where this OS cannot tell
+    whether a process lives) is gone when its heartbeat is older than ``stale_after_s``. A run
+    without a heartbeat is stale.
 
     Args:
         worker: The run's ``worker`` (``host:pid:token``).
@@ -254,15 +260,41 @@ def worker_gone(
         False
         >>> worker_gone("node-7:4101:ab12", "node-7", 4101, 100.0, now=1001.0, stale_after_s=900.0)
         True
+        >>> here = WorkerId.current()  # this live process, judged after eleven days of silence
+        >>> worker_gone(str(here), here.host, here.pid, time.time(), now=time.time() + 1e6, stale_after_s=900)
+        False
     """
-    if heartbeat is None or now - heartbeat > stale_after_s:
+    if heartbeat is None:
         return True
-    if host != socket.gethostname() or pid is None:
-        return False
+    if host != socket.gethostname() or pid is None or os.name != "posix":
+        # No process to check (pid_alive cannot probe a Windows process): silence is all there is.
+        return now - heartbeat > stale_after_s
     if me is not None and pid == me.pid:
         # Same process, another worker token: an earlier worker in this process that died.
         return bool(worker != str(me))
-    return not pid_alive(int(pid))
+    return not pid_alive(int(pid)) or _started_after(int(pid), heartbeat)
+
+
+_CLOCK_SLACK_S: Final = 5.0
+"""How much later than a heartbeat a process may seem to have started and still be its worker: the
+wall clock may have been set forward since the heartbeat (NTP), which moves the start computed from
+the time since boot."""
+
+
+def _started_after(pid: int, moment: float) -> bool:
+    """Whether the process with id ``pid`` started after ``moment`` (seconds since the epoch).
+
+    A process that started after a worker's last heartbeat is not that worker: its pid was reused.
+    ``False`` where the OS does not tell a process's start (Linux ``/proc`` and its boot clock do),
+    as the run folder locks judge their owners (:class:`inpaintssl.training.lock.LockOwner`).
+    """
+    ticks = process_start_ticks(pid)
+    boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if ticks is None or boot_clock is None:
+        return False
+    # A process's start is counted in clock ticks on the boot clock, which also runs while asleep.
+    age_s = time.clock_gettime(boot_clock) - ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - age_s > moment + _CLOCK_SLACK_S
 
 
 def run_is_stale(run: RunRecord, *, stale_after_s: float, now: float | None = None) -> bool:

@@ -41,8 +41,12 @@ __all__ = ["check_same_study", "load_results", "load_runs", "study_databases"]
 
 
 def study_databases(spec: StudySpec) -> list[Path]:
-    """Every database file of a study (one, or one per shard with a ``{shard}`` placeholder)."""
-    return sorted(Path(p) for p in glob.glob(spec.database_pattern()))
+    """Every database file of a study (one, or one per shard with a ``{shard}`` placeholder).
+
+    Only files named exactly as a shard's: a damaged database moved aside in the same folder
+    (``shard-0-of-2.damaged.sqlite``) or a file manager's copy is not one of the study's.
+    """
+    return sorted(Path(p) for p in glob.glob(spec.database_pattern()) if spec.is_database_file(p))
 
 
 def check_same_study(store: StudyStore, spec: StudySpec, path: Path) -> None:

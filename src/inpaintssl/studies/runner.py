@@ -77,7 +77,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
@@ -219,7 +219,17 @@ def _local_threads(spec: StudySpec, workers: int) -> int:
     """
     if spec.executor.cpus_per_task is not None:
         return spec.executor.cpus_per_task
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, _usable_cores() // workers)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS tells it, else the machine's.
+
+    ``taskset``, a Slurm allocation or a container's cpuset give a process fewer cores than the
+    machine has; shared out by ``os.cpu_count()``, each worker ran more threads than it had cores.
+    """
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 # One entry of ``warnings.filters``: action, message pattern, category, module pattern, line.
@@ -286,16 +296,55 @@ def _worker_process(
     torch.set_num_threads(_local_threads(spec, workers))
     # Slurm signals every process of a job step: a worker stopped as an exception hands its run
     # and the run folder's lock back, so the job requeued on another node resumes at once.
+    with _holding_runs():
+        try:
+            with terminate_as_exit():
+                return run_worker(spec, shard=shard, index=index, quiet=quiet)
+        except Terminated:
+            # Told to stop: what is left is to wait for the pool's shutdown, which a repeat of the
+            # signal (the driver's after the scheduler's) must not cut short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if handed_back is not None:
+                handed_back.send(os.getpid())  # a broken pool's driver ends this process on it
+            raise
+
+
+_HOLDING_NO_RUN = threading.Event()
+"""Set while this local worker process is not claiming or executing runs (see :func:`_end_with_driver`)."""
+_HOLDING_NO_RUN.set()
+
+_HAND_BACK_S = 60.0
+"""How long a worker whose driver died waits for its run to be handed back before it exits anyway."""
+
+
+@contextlib.contextmanager
+def _holding_runs() -> Iterator[None]:
+    """Mark this worker process as claiming and executing runs for the block (:func:`_end_with_driver`)."""
+    _HOLDING_NO_RUN.clear()
     try:
-        with terminate_as_exit():
-            return run_worker(spec, shard=shard, index=index, quiet=quiet)
-    except Terminated:
-        # Told to stop: what is left is to wait for the pool's shutdown, which a repeat of the
-        # signal (the driver's after the scheduler's) must not cut short.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if handed_back is not None:
-            handed_back.send(os.getpid())  # a broken pool's driver ends this process on it
-        raise
+        yield
+    finally:
+        _HOLDING_NO_RUN.set()
+
+
+def _end_with_driver() -> None:
+    """End this local worker process once its driver (the pool's process) has died.
+
+    A driver killed outright (``kill -9``, the OOM killer) cannot stop its workers: they went on
+    claiming and training runs for no one, then waited for ever for the pool's next call, with
+    Ctrl-C ignored. Told by SIGTERM, a worker hands its run and the run folder's lock back as when
+    ``scancel`` stops it; then, or at once when it holds no run, it exits, since no pool is left
+    to tell it to (the call queue it waits on stays open: this process holds its other end too).
+    Run in a daemon thread.
+    """
+    driver = multiprocessing.parent_process()
+    if driver is None:
+        return
+    multiprocessing.connection.wait([driver.sentinel])  # ready once the driver has exited
+    os.kill(os.getpid(), signal.SIGTERM)
+    # A run not handed back in time is reclaimed by the next call all the same (its pid is gone).
+    _HOLDING_NO_RUN.wait(timeout=_HAND_BACK_S)
+    os._exit(128 + signal.SIGTERM)
 
 
 def _pool_worker_started() -> None:
@@ -309,9 +358,12 @@ def _pool_worker_started() -> None:
     every process of a job step, a worker whose run was done took the lock with it, and a sibling
     that had handed its run back waited for ever for the pool's word to exit, and the study's
     driver with it. Raised as an exception, the lock is released on the way out.
+
+    A thread ends the worker when the driver dies (:func:`_end_with_driver`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    threading.Thread(target=_end_with_driver, name="end-with-driver", daemon=True).start()
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

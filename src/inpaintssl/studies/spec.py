@@ -51,6 +51,7 @@ import functools
 import glob
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -272,8 +273,9 @@ class StudySpec(BaseModel):
             several machines); reports read every matching file.
         max_attempts: A run that raised is retried until it has been attempted this often.
         heartbeat_s: How often a worker refreshes the heartbeat of the run it executes.
-        stale_after_s: A ``running`` run whose heartbeat is older than this is reclaimed (its
-            worker is presumed dead, e.g. on another machine).
+        stale_after_s: A ``running`` run of a worker on another host whose heartbeat is older than
+            this is reclaimed (its worker is presumed dead); on this host a run is reclaimed once its
+            worker's process is gone, however long it was silent (stopped by Ctrl-Z, asleep).
         executor: Resources of ``--executor slurm`` and ``--executor ray``
             (:class:`ExecutorSpec`).
     """
@@ -664,12 +666,31 @@ class StudySpec(BaseModel):
         return Path(str(self.database_template()).replace("{shard}", f"{shard[0]}-of-{shard[1]}"))
 
     def database_pattern(self) -> str:
-        """A glob matching the database file of every shard, and no other file.
+        """A glob matching the database file of every shard; :meth:`is_database_file` tells them apart.
+
+        The glob finds the candidates; its ``*`` also matches other files named like a shard's
+        (``shard-0-of-2.damaged.sqlite``, ``shard-1-of-2 (copy).sqlite``), so the study's own files
+        are those of its matches that :meth:`is_database_file` accepts.
 
         The path's own ``[``, ``*`` and ``?`` are escaped: a study in ``exp[12]`` matched no file,
         and one in ``exp[34]`` another study's ``exp3``, whose runs it then took as its own.
         """
         return glob.escape(str(self.database_template())).replace("{shard}", "[0-9]*-of-[0-9]*")
+
+    def is_database_file(self, path: Path | str) -> bool:
+        """Whether ``path`` names the database file of one of the study's shards, and nothing else.
+
+        With a ``{shard}`` placeholder that is ``<i>-of-<n>`` in its place, digits only; the rest of
+        the path as the spec gives it (as :meth:`database_pattern`'s matches spell it).
+
+        Example:
+            >>> spec = StudySpec(study="clinical", database="db/shard-{shard}.sqlite")
+            >>> [spec.is_database_file(f"db/shard-{tail}") for tail in ("0-of-2.sqlite", "0-of-2.bad.sqlite")]
+            [True, False]
+        """
+        # Why a regex after the glob: a glob's ``*`` matches anything, and fnmatch has no "digits only".
+        fixed = str(self.database_template()).split("{shard}")
+        return re.fullmatch("[0-9]+-of-[0-9]+".join(map(re.escape, fixed)), str(path)) is not None
 
 
 # Config fields whose value names a registered component (inpaintssl.registry.REGISTRIES).

@@ -34,10 +34,10 @@ NOT_STARTED = "not started"
 """The status counted for a planned run that no database records."""
 
 STALE = "stale (worker gone; the next `experiment run` reclaims it)"
-"""The status counted for a ``running`` run whose worker is gone: its heartbeat is older than the
-spec's ``stale_after_s``, or its process on this host has ended (the rule by which a claim
-reclaims it, :func:`inpaintssl.studies.queue.worker_gone`). Counted as ``running``, a killed
-study looked busy for ever."""
+"""The status counted for a ``running`` run whose worker is gone: its process on this host has
+ended, or (a worker on another host) its heartbeat is older than the spec's ``stale_after_s``
+(the rule by which a claim reclaims it, :func:`inpaintssl.studies.queue.worker_gone`). Counted
+as ``running``, a killed study looked busy for ever."""
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ __all__ = [
     "StaleLockWarning",
     "acquire_run_lock",
     "pid_alive",
+    "process_start_ticks",
     "read_lock",
     "waiting_for_live_locks",
 ]
@@ -87,7 +88,7 @@ class StaleLockWarning(UserWarning):
     """A run folder's lock was left by a process that no longer runs; it was taken over."""
 
 
-def _process_start_ticks(pid: int) -> int | None:
+def process_start_ticks(pid: int) -> int | None:
     """When ``pid`` started, in clock ticks since boot (Linux ``/proc``); ``None`` where unknown.
 
     Why: a pid is reused after its process exits, so "pid alive" alone can mistake a stale lock
@@ -174,7 +175,7 @@ class LockOwner:
             host=socket.gethostname(),
             since=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             token=uuid.uuid4().hex,
-            pid_start=_process_start_ticks(os.getpid()),
+            pid_start=process_start_ticks(os.getpid()),
             heartbeat_s=heartbeat_s,
         )
 
@@ -196,7 +197,7 @@ class LockOwner:
             return True
         if self.pid_start is None:
             return False
-        now = _process_start_ticks(self.pid)
+        now = process_start_ticks(self.pid)
         return now is not None and now != self.pid_start
 
 
