@@ -72,6 +72,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from inpaintssl.cores import usable_cores
 from inpaintssl.data.base import DataError, SliceDataset
 from inpaintssl.data.checks import check_item_tensors
 from inpaintssl.data.readers import Volume
@@ -312,9 +313,7 @@ def default_check_threads() -> int:
         >>> 1 <= default_check_threads() <= MAX_CHECK_THREADS
         True
     """
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    return max(1, min(MAX_CHECK_THREADS, cores, torch.get_num_threads()))
+    return max(1, min(MAX_CHECK_THREADS, usable_cores(), torch.get_num_threads()))
 
 
 def check_threads_to_use(threads: int | None, *, argument: str = "threads") -> int:

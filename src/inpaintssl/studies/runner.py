@@ -89,6 +89,7 @@ from pydantic import ValidationError
 
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.config import ConfigError, quiet_unused_settings
+from inpaintssl.cores import usable_cores
 from inpaintssl.options import check_option
 from inpaintssl.signals import Terminated, handler_kept, terminate_as_exit
 from inpaintssl.studies.execute import execute_job
@@ -219,17 +220,7 @@ def _local_threads(spec: StudySpec, workers: int) -> int:
     """
     if spec.executor.cpus_per_task is not None:
         return spec.executor.cpus_per_task
-    return max(1, _usable_cores() // workers)
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity where the OS tells it, else the machine's.
-
-    ``taskset``, a Slurm allocation or a container's cpuset give a process fewer cores than the
-    machine has; shared out by ``os.cpu_count()``, each worker ran more threads than it had cores.
-    """
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return max(1, usable_cores() // workers)
 
 
 # One entry of ``warnings.filters``: action, message pattern, category, module pattern, line.
