@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import os
 import shutil
 import threading
 import warnings
@@ -236,3 +237,75 @@ def test_a_case_predicted_again_from_another_input_is_named_in_a_warning(
         "output out: case 'sub' was predicted from site2/sub.nii.gz (its row in out/volumes.csv), and is "
         f"now predicted from another input, {tmp_path / 'site1' / 'sub.nii.gz'}"
     ]
+
+
+def test_two_predicts_at_once_of_one_case_name_from_two_inputs_warn(
+    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: the check read volumes.csv once, before predicting; a predict committing meanwhile wrote
+    # site1's "sub", and site2's replaced it at its own commit without a word.
+    for folder, seed in (("site1", 0), ("site2", 1)):
+        (tmp_path / folder).mkdir()
+        _scan(tmp_path / folder / "sub.nii.gz", seed)
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")
+    predict_quietly(trained_run.run_dir, _scan(tmp_path / "a.nii.gz", 2), out)
+    first_inside, second_at_lock = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    real_merge, real_lock = writing.merged_volume_table, writing._commit_lock
+
+    def held_merge(earlier: str, new: str, **where: str) -> str:
+        if "site1/" in new:  # the first predict's: the second has checked the table by now
+            first_inside.set()
+            assert second_at_lock.wait(60)
+        return str(real_merge(earlier, new, **where))
+
+    def noted_lock(output: Path) -> Any:
+        if threading.current_thread().name == "second":
+            second_at_lock.set()
+        return real_lock(output)
+
+    monkeypatch.setattr(writing, "merged_volume_table", held_merge)
+    monkeypatch.setattr(writing, "_commit_lock", noted_lock)
+
+    def run(inputs: str) -> None:
+        try:
+            issl.predict(trained_run.run_dir, inputs, output=out, device="cpu", progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
+            errors.append(exc)
+            first_inside.set()
+
+    first = threading.Thread(target=run, args=("site1/sub.nii.gz",), name="first")
+    second = threading.Thread(target=run, args=("site2/sub.nii.gz",), name="second")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first.start()
+        assert first_inside.wait(120)
+        second.start()
+        first.join(120)
+        second.join(120)
+    assert not errors
+    assert [m.split(": its label map")[0] for m in _other_input_warnings(caught)] == [
+        "output out: case 'sub' was predicted from site1/sub.nii.gz (its row in out/volumes.csv), and is "
+        "now predicted from another input, site2/sub.nii.gz"
+    ]
+    assert [(row["case"], row["file"]) for row in _rows((out / "volumes.csv").read_text())] == [
+        ("a", str(tmp_path / "a.nii.gz")),
+        ("sub", "site2/sub.nii.gz"),
+    ]
+
+
+def test_the_commit_lock_of_an_output_named_through_a_link_is_the_real_folders(tmp_path: Path) -> None:
+    # Was: flock on the folder above the path as typed: one predict into preds_link (-> elsewhere/
+    # preds) and one into elsewhere/preds locked two folders and merged at once, losing rows.
+    fcntl = pytest.importorskip("fcntl")
+    real = tmp_path / "elsewhere" / "preds"
+    real.mkdir(parents=True)
+    (tmp_path / "preds_link").symlink_to(real)
+    with writing._commit_lock(tmp_path / "preds_link"):
+        fd = os.open(real.parent, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)

@@ -169,7 +169,7 @@ from inpaintssl.inference.trained_run import (
     load_prediction_model,
     slice_preprocessing,
 )
-from inpaintssl.inference.volume_table import VOLUMES_CSV, check_volume_table, warn_if_other_inputs
+from inpaintssl.inference.volume_table import VOLUMES_CSV, check_volume_table
 from inpaintssl.inference.write_ahead import WriteAhead
 from inpaintssl.inference.writing import (
     OUTPUT_FORMATS,
@@ -676,7 +676,6 @@ def predict(
                 bad,
             )
         bad.check_some_left(len(prepared))
-        warn_if_other_inputs(out, [(item.case, item.path) for item in prepared])
         formats = [file_format_for(item.volume, output_format) for item in prepared]
         _check_class_names_fit(model, formats)
         finished: dict[str, CasePrediction] = {}

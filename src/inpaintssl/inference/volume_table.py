@@ -16,7 +16,8 @@ kept, left empty in the rows that have none.
 A case's row names the input it was predicted from (its ``file``). A predict whose case of that name
 comes from another input (two folders' ``sub.nii.gz``, predicted into one output in two calls)
 replaces that case's label map and row all the same, with a warning naming both inputs
-(:func:`warn_if_other_inputs`): case names are unique within one predict, not across predicts.
+(:func:`warn_if_other_inputs`), given as the files are moved in, so between predicts at the same
+time too: case names are unique within one predict, not across predicts.
 
 Example:
     >>> earlier = "case,file,wm_ml\\na,a.nii.gz,1.5\\nb,b.nii.gz,2.0\\n"
@@ -41,6 +42,7 @@ from inpaintssl.warning_format import warn_each_time
 __all__ = [
     "MOVE_AWAY",
     "VOLUMES_CSV",
+    "case_inputs",
     "cases_in",
     "check_volume_table",
     "merged_volume_table",
@@ -161,6 +163,19 @@ def merged_volume_table(earlier: str, new: str, *, where: str = VOLUMES_CSV) -> 
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def case_inputs(table: str) -> list[tuple[str, Path]]:
+    """Each row's case and input file (``file``, as its predict was given it) of ``volumes.csv`` text.
+
+    Raises:
+        PredictionError: It is no table a predict wrote.
+
+    Example:
+        >>> case_inputs("case,file,wm_ml\\nsub,site2/sub.nii.gz,1.5\\n")
+        [('sub', PosixPath('site2/sub.nii.gz'))]
+    """
+    return [(row["case"], Path(row.get("file") or "")) for row in _parsed(table, VOLUMES_CSV)[1]]
 
 
 def cases_in(table: str) -> set[str]:

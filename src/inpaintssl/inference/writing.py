@@ -76,7 +76,14 @@ from inpaintssl.inference.results import CasePrediction, PredictionError
 from inpaintssl.inference.resume import holds_records
 from inpaintssl.inference.rtstruct import check_rtstruct_source
 from inpaintssl.inference.skipping import SKIPPED_CSV, merged_skipped_table
-from inpaintssl.inference.volume_table import VOLUMES_CSV, cases_in, merged_volume_table, output_table_text
+from inpaintssl.inference.volume_table import (
+    VOLUMES_CSV,
+    case_inputs,
+    cases_in,
+    merged_volume_table,
+    output_table_text,
+    warn_if_other_inputs,
+)
 from inpaintssl.metrics import tissue_volume
 
 __all__ = [
@@ -396,18 +403,20 @@ def volumes_csv(cases: Sequence[CasePrediction], names: Sequence[str], *, model:
 def _commit_lock(output: Path) -> Iterator[None]:
     """Hold the commits into ``output`` (and into its parent's other outputs) to one at a time.
 
-    The lock is ``flock`` on ``output``'s parent folder, which a commit never removes (``output``
-    itself may not exist yet): two predicts that found no ``output`` would otherwise both rename
-    their staging folder onto it, and two that found one would each merge ``volumes.csv`` without
-    the other's rows. Where the file system has no locks (and on Windows) commits run unheld, as
-    they did before.
+    The lock is ``flock`` on ``output``'s real parent folder (links resolved), which a commit
+    never removes (``output`` itself may not exist yet): two predicts that found no ``output``
+    would otherwise both rename their staging folder onto it, and two that found one would each
+    merge ``volumes.csv`` without the other's rows. Where the file system has no locks (and on
+    Windows) commits run unheld, as they did before.
     """
     if sys.platform == "win32":
         yield
         return
     import fcntl
 
-    fd = os.open(output.parent, os.O_RDONLY | _O_DIRECTORY)
+    # The real folder above: predicts naming one output through a link and by its own path
+    # locked two folders, and merged at the same time, each without the other's rows.
+    fd = os.open(Path(os.path.realpath(output)).parent, os.O_RDONLY | _O_DIRECTORY)
     try:
         with contextlib.suppress(OSError):  # no locks here
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -425,6 +434,9 @@ def _merge_tables(staging: Path, output: Path) -> None:
     table = new.read_text(encoding="utf-8")
     earlier = output / VOLUMES_CSV
     if earlier.is_file():
+        # Here, under the commit lock, not before predicting: a predict committing meanwhile into
+        # the same folder may have written the row of a case of the same name from another input.
+        warn_if_other_inputs(output, case_inputs(table))
         merged = merged_volume_table(output_table_text(earlier), table, where=str(earlier))
         with atomic_path(new) as temporary:
             temporary.write_text(merged, encoding="utf-8")
