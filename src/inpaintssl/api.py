@@ -409,10 +409,12 @@ def _dataset_for(
     """
     if isinstance(data, Dataset):
         if isinstance(data, SliceDataset) and batch_size > 1:
+            # Sizes only (size_multiple=1): a slice the network cannot take is named by the
+            # network's own check, with the size to fit it to.
             check_slice_sizes(
                 data,
                 what=f"evaluate's data, a {type(data).__name__} given built, read in batches of {batch_size}",
-                size_multiple=multiple,
+                size_multiple=1,
                 remedy="wrap it in inpaintssl.data.views.FitToSize with a size",
             )
         return data, _class_names_of(data) if classes else ()
@@ -656,8 +658,7 @@ def evaluate(
             same ones in the same order; others are refused.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: Inference batch size. Above 1, a ``SliceDataset`` given built is checked for
-            slices of one size divisible by the model's size multiple, as a data config's split
-            without ``image_size`` is.
+            slices of one size, as a data config's split without ``image_size`` is.
         num_workers: DataLoader worker processes reading the data while the model runs (0: this
             process reads it). ``None``: the data config's ``data.num_workers`` (a run's recorded
             one when ``data`` is ``None``), started by its ``data.worker_start_method``; 0 for a
