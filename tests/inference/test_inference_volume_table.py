@@ -200,14 +200,19 @@ def _other_input_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if "is now predicted from another input" in str(w.message)]
 
 
+def _two_sites_sub(root: Path) -> None:
+    """``site1/sub.nii.gz`` and ``site2/sub.nii.gz`` under ``root``: two scans that are both case ``sub``."""
+    for folder, seed in (("site1", 0), ("site2", 1)):
+        (root / folder).mkdir()
+        _scan(root / folder / "sub.nii.gz", seed)
+
+
 def test_a_case_predicted_again_from_another_input_is_named_in_a_warning(
     trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Two folders' sub.nii.gz are both case "sub": predicted into one output in two calls, the second
     # replaced the first's label map and row without a word.
-    for folder, seed in (("site1", 0), ("site2", 1)):
-        (tmp_path / folder).mkdir()
-        _scan(tmp_path / folder / "sub.nii.gz", seed)
+    _two_sites_sub(tmp_path)
     monkeypatch.chdir(tmp_path)
     out = Path("out")
 
@@ -244,9 +249,7 @@ def test_two_predicts_at_once_of_one_case_name_from_two_inputs_warn(
 ) -> None:
     # Was: the check read volumes.csv once, before predicting; a predict committing meanwhile wrote
     # site1's "sub", and site2's replaced it at its own commit without a word.
-    for folder, seed in (("site1", 0), ("site2", 1)):
-        (tmp_path / folder).mkdir()
-        _scan(tmp_path / folder / "sub.nii.gz", seed)
+    _two_sites_sub(tmp_path)
     monkeypatch.chdir(tmp_path)
     out = Path("out")
     predict_quietly(trained_run.run_dir, _scan(tmp_path / "a.nii.gz", 2), out)
