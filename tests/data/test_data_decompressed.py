@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from volume_formats import FORMATS
@@ -256,6 +257,30 @@ def test_a_rewritten_source_gets_a_file_of_its_own(tmp_path: Path) -> None:
         np.savez_compressed(path, image=new)
         assert np.array_equal(NumpyVolume(path, key="image").read(1), new[..., 1])
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
+def test_one_file_however_its_path_is_spelled_gets_one_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaintssl.data.readers import NiftiVolume, NumpyVolume
+
+    data = tmp_path / "data"
+    data.mkdir()
+    image = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    np.savez_compressed(data / "v.npz", image=image)
+    nib.save(nib.Nifti1Image(image, np.eye(4)), data / "v.nii.gz")
+    (tmp_path / "linked").symlink_to(data, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    spellings = [data, Path("data"), Path("data/../data"), tmp_path / "linked", Path("linked")]
+    with decompressed_into(tmp_path / "cache"):
+        for folder in spellings:
+            assert np.array_equal(NumpyVolume(folder / "v.npz", key="image").read(1), image[..., 1])
+            assert np.array_equal(NiftiVolume(folder / "v.nii.gz").read(1), image[..., 1])
+    written = sorted((tmp_path / "cache").glob("*.npy"))
+    assert len(written) == 2
+    # The records name the file itself, readable from any working folder.
+    sources = sorted(json.loads(source_record_path(f).read_text())["source"] for f in written)
+    assert sources == [str(data / "v.nii.gz"), f"{data / 'v.npz'} (array 'image')"]
 
 
 @pytest.mark.parametrize(

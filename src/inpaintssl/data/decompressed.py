@@ -11,7 +11,7 @@ does not fit, and the next run over the same files (a study's many runs) decompr
 This is what nnU-Net does when it unpacks its ``.npz`` training data to ``.npy``.
 
 A file is named by a digest of what it was decompressed from: the reader, the array read, and each
-source file's absolute path, size and modification time when the volume was opened (its header
+source file's real path, size and modification time when the volume was opened (its header
 read), so a source rewritten or replaced gets a new file and the old one is never read for it. The
 bytes are decoded with that header, so a volume whose files changed since is refused
 (:class:`~inpaintssl.data.base.DataError`) rather than decompressed, checked before and after the
@@ -108,7 +108,9 @@ def current_folder() -> Path | None:
 
 
 def file_states(files: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
-    """Each file's absolute path, size in bytes and modification time in nanoseconds, now.
+    """Each file's real path, size in bytes and modification time in nanoseconds, now.
+
+    The real path (absolute, symbolic links resolved): a file reached by two spellings is one file.
 
     Raises:
         OSError: A file cannot be examined (``os.stat``).
@@ -123,7 +125,7 @@ def file_states(files: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
     states = []
     for name in files:
         stat = os.stat(name)
-        states.append((os.path.abspath(name), stat.st_size, stat.st_mtime_ns))
+        states.append((os.path.realpath(name), stat.st_size, stat.st_mtime_ns))
     return tuple(states)
 
 
@@ -160,7 +162,7 @@ class DecompressedSource:
     Attributes:
         reader: The reader's class name (what decoding the bytes means).
         source: The file and the array read inside it (:attr:`Volume.source`).
-        files: Every file the array was decompressed from: its absolute path, size in bytes and
+        files: Every file the array was decompressed from: its real path, size in bytes and
             modification time in nanoseconds, when it was read.
 
     Example:
@@ -230,7 +232,7 @@ def decompressed_name(*, reader: str, source: str, files: Sequence[str]) -> str:
     Args:
         reader: The reader's class name (what decoding the bytes means).
         source: The file and the array read inside it (:attr:`Volume.source`).
-        files: Every file the array is decompressed from; each one's absolute path, size and
+        files: Every file the array is decompressed from; each one's real path, size and
             modification time (nanoseconds) enter the digest.
 
     Raises:

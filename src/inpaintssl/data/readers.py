@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
@@ -408,7 +409,7 @@ class Volume(ABC):
         if kept is None:
             # The record is of the files as the header was read from them: the bytes are decoded
             # with that header, so a copy of other bytes must neither be made nor kept under it.
-            reader, source = type(self).__name__, self.source
+            reader, source = type(self).__name__, self._source_as_stored()
             if self._opened_as is None:
                 record = DecompressedSource.of(reader=reader, source=source, files=self.files)
             else:
@@ -429,6 +430,15 @@ class Volume(ABC):
                 )
             self.__dict__["_cache"] = kept
         return kept
+
+    def _source_as_stored(self) -> str:
+        """:attr:`source` with its file named by its real path, as a decompressed copy's record keeps it.
+
+        A relative path, a ``..`` or a symbolic link to the same file then names one copy, not one
+        per spelling, and the record names the file wherever ``inpaintssl cache`` is run from.
+        """
+        source, given = self.source, str(self.path)
+        return os.path.realpath(given) + source[len(given) :] if source.startswith(given) else source
 
     def _unchanged_since_opened(
         self, decompress: Callable[[], np.ndarray], opened: DecompressedSource
