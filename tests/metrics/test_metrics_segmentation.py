@@ -104,6 +104,23 @@ def test_per_image_needs_batch_and_class_axes() -> None:
         dice_per_image(np.ones(4), np.ones(4))
 
 
+def test_a_flattened_mask_is_refused_not_scored_per_pixel() -> None:
+    # One class's mask raveled: 2 pixels predicted, 1 true, 1 shared; its Dice is 2*1/(2+1).
+    pred = np.array([1, 1, 0, 0], dtype=bool)
+    target = np.array([1, 0, 0, 0], dtype=bool)
+    np.testing.assert_allclose(dice_per_class(pred[None], target[None]), [2 / 3])
+    with pytest.raises(ValueError, match=r"pred_onehot.*\(K, \.\.\.\).*found \(4,\).*mask\[None\]"):
+        dice_per_class(pred, target)
+    with pytest.raises(ValueError, match=r"axis of voxels; found \(1, 4\)"):
+        dice_per_image(pred[None], target[None])
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (2, 0, 8, 8), (0, 0, 4)])
+def test_an_empty_batch_or_no_classes_gives_an_empty_table(shape: tuple[int, ...]) -> None:
+    got = dice_per_image(np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool))
+    assert got.shape == shape[:2] and got.dtype == np.float64
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_tensors_match_cpu() -> None:

@@ -7,6 +7,8 @@ get the paired samples of its Wilcoxon tests.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -35,10 +37,11 @@ def dice_per_image(
         empty_score: Value for an image/class where both masks are empty.
 
     Returns:
-        ``(N, K)`` float64 Dice scores in ``[0, 1]`` (or ``empty_score``).
+        ``(N, K)`` float64 Dice scores in ``[0, 1]`` (or ``empty_score``); empty for an empty batch.
 
     Raises:
-        ValueError: If the shapes differ, have fewer than 2 dimensions, or the masks are not binary.
+        ValueError: If the shapes differ, have fewer than 3 dimensions (no axis of voxels), or the
+            masks are not binary.
 
     Example:
         >>> import numpy as np
@@ -52,10 +55,15 @@ def dice_per_image(
     p = as_mask(pred, name="pred")
     t = as_mask(target, name="target")
     check_same_shape(p, t, names=("pred", "target"))
-    if p.ndim < 2:
-        raise ValueError(f"pred and target must have shape (N, K, ...); found {p.shape}")
-    p = p.reshape(p.shape[0], p.shape[1], -1)
-    t = t.reshape(t.shape[0], t.shape[1], -1)
+    if p.ndim < 3:
+        # An (N, K) pair would score each pixel of a flattened mask as a class of its own.
+        raise ValueError(
+            f"pred and target must have shape (N, K, ...) with at least one axis of voxels; found {p.shape}"
+        )
+    # No -1: an empty batch (or no classes) is a (0, K) or (N, 0) result, not an unsolvable reshape.
+    voxels = math.prod(p.shape[2:])
+    p = p.reshape(p.shape[0], p.shape[1], voxels)
+    t = t.reshape(t.shape[0], t.shape[1], voxels)
     intersection = np.count_nonzero(p & t, axis=-1)
     total = np.count_nonzero(p, axis=-1) + np.count_nonzero(t, axis=-1)
     dice = np.full(total.shape, empty_score, dtype=np.float64)
@@ -80,7 +88,8 @@ def dice_per_class(
         ``(K,)`` float64 Dice scores.
 
     Raises:
-        ValueError: If the shapes differ, have no class axis, or the masks are not binary.
+        ValueError: If the shapes differ, have no class axis or no axis of voxels, or the masks are
+            not binary.
 
     Example:
         >>> import numpy as np
@@ -92,7 +101,10 @@ def dice_per_class(
     p = as_mask(pred_onehot, name="pred_onehot")
     t = as_mask(target_onehot, name="target_onehot")
     check_same_shape(p, t, names=("pred_onehot", "target_onehot"))
-    if p.ndim < 1:
-        raise ValueError(f"pred_onehot and target_onehot must have shape (K, ...); found {p.shape}")
+    if p.ndim < 2:
+        raise ValueError(
+            "pred_onehot and target_onehot must have shape (K, ...) with at least one axis of voxels; "
+            f"found {p.shape} (one class's mask is mask[None])"
+        )
     per_class: npt.NDArray[np.float64] = dice_per_image(p[None], t[None], empty_score=empty_score)[0]
     return per_class
