@@ -94,6 +94,15 @@ def test_two_rows_of_a_case_are_one_if_they_agree_and_refused_if_they_differ(tmp
         table.parameters_of("MTR_005")
 
 
+def test_two_rows_of_a_case_with_the_same_numbers_written_otherwise_agree(tmp_path: Path) -> None:
+    # A re-export through pandas writes the integer columns as 20.0, 3132.0: the same scan.
+    rewritten = [cell if i in (0, 1) else f"{float(cell):.6f}" for i, cell in enumerate(MTR_005)]
+    assert rewritten != MTR_005
+    path = _write(tmp_path / "all_metadata.csv", [SKMTEA_HEADER, MTR_005, rewritten])
+    expected = {key: float(MTR_005[SKMTEA_HEADER.index(col)]) for key, col in SCAN_PARAM_COLUMNS.items()}
+    assert read_scan_parameter_table(path, what="metadata file").parameters_of("MTR_005") == expected
+
+
 @pytest.mark.parametrize(
     ("header", "message"),
     [

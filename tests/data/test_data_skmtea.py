@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -394,6 +395,35 @@ def test_a_non_finite_scan_parameter_is_refused_naming_the_file_and_scan(
         DataError, match=rf"all_metadata\.csv, MTR_ID 'MTR_005': \{{'RepetitionTime': {bad}\}} are not finite"
     ):
         SKMTEADataset(split="val", root=skmtea.root)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("RepetitionTime", "0.018176", r"tr_ms=0\.018176 is implausibly small .*given in seconds"),
+        ("EchoTime1", "0.005712", r"te_ms=0\.005712 is implausibly small .*given in seconds"),
+        ("FlipAngle", "0.349", r"flip_angle_deg=0\.349 is implausibly small .*given in radians"),
+    ],
+)
+def test_scan_parameters_in_another_unit_are_refused_when_the_dataset_is_built(
+    skmtea: SkmteaFixture, column: str, value: str, message: str
+) -> None:
+    # Built without a word, they stopped a study at its clinical numbers, after every run had
+    # trained, in an error naming neither the file nor the scan.
+    csv_path = skmtea.root / "all_metadata.csv"
+    lines = csv_path.read_text().splitlines()
+    index = lines[0].split(",").index(column)
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows:
+        if row[0] == "MTR_005":
+            row[index] = value
+    csv_path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    with pytest.raises(
+        DataError,
+        match=r"all_metadata\.csv, MTR_ID 'MTR_005': its scan parameters do not fit the qDESS T2 model: ",
+    ) as refused:
+        SKMTEADataset(split="val", root=skmtea.root)
+    assert re.search(message, str(refused.value))
 
 
 def test_the_pre_flight_check_keeps_the_statistics_it_read(skmtea: SkmteaFixture) -> None:

@@ -189,6 +189,18 @@ def test_echo_times_and_range_may_be_numpy_or_torch_numbers() -> None:
     assert np.isnan(mese_t2(echoes, times)[1])
 
 
+def test_echo_times_in_seconds_are_refused_as_qdess_refuses_them() -> None:
+    # The same decays at 10..40 ms written in seconds fitted T2s of 0.035 and 0.06 "ms", inside
+    # the default range (0, 1000], without a word.
+    times_ms = [10.0, 20.0, 30.0, 40.0]
+    echoes = _decay(1000.0, [35.0, 60.0], times_ms)
+    np.testing.assert_allclose(mese_t2(echoes, times_ms), [35.0, 60.0], rtol=1e-9)
+    with pytest.raises(
+        ValueError, match=r"implausibly small.*expected milliseconds, were they given in seconds"
+    ):
+        mese_t2(echoes, [t / 1000 for t in times_ms])
+
+
 def test_too_few_echoes_to_fit_are_refused() -> None:
     with pytest.raises(ValueError, match=re.escape("2 echo(es) with skip_first_echo=True leave 1 to fit")):
         mese_t2(np.ones((2, 4)), [10.0, 20.0])

@@ -16,8 +16,9 @@ per scan. A table read here has:
 An empty cell gives nothing for that scan (a series' own tag then serves). A row is checked when
 its case is asked for (:meth:`ScanParameterTable.parameters_of`): a damaged row of a scan that is
 not used stops nothing, and a used one is refused naming the file, the case and the column. Two
-rows of one case are one row if they agree, refused if they differ (a re-export appended to the
-file would otherwise give whichever came last). A row without a case name is never asked for.
+rows of one case are one row if they agree (the same numbers, however written: ``20`` and
+``20.0``), refused if they differ (a re-export appended to the file would otherwise give whichever
+came last). A row without a case name is never asked for.
 
 Example:
     >>> import pathlib, tempfile
@@ -115,7 +116,7 @@ class ScanParameterTable:
             return {}
         (first_line, first), *later = found
         for line, row in later:
-            differ = [col for col in self.columns.values() if row[col] != first[col]]
+            differ = [col for col in self.columns.values() if not _same_cell(row[col], first[col])]
             if differ:
                 raise DataError(
                     f"{self._what} {self.path}: {self.case_column} {case!r} has two rows that differ in "
@@ -140,6 +141,17 @@ class ScanParameterTable:
                 f"{self._where(case)}: {bad} are not finite numbers; expected the scan's parameters"
             )
         return values
+
+
+def _same_cell(one: str, other: str) -> bool:
+    """Whether two cells give the same parameter: the same text, or the same number however written
+    (a re-export through a spreadsheet or pandas writes ``20`` as ``20.0``)."""
+    if one == other:
+        return True
+    try:
+        return float(one) == float(other)
+    except ValueError:
+        return False
 
 
 def _one_of(names: Sequence[str], header: Sequence[str], *, path: Path, what: str, role: str) -> str | None:

@@ -55,6 +55,7 @@ from inpaintssl.data.preprocess import RunningStats, Stats, root_sum_of_squares,
 from inpaintssl.data.readers import READ_ERRORS, H5Volume, h5_dataset_shape
 from inpaintssl.data.scan_parameter_table import SCAN_PARAM_COLUMNS, read_scan_parameter_table
 from inpaintssl.listing import first_and_more
+from inpaintssl.metrics.qdess import qdess_t2
 from inpaintssl.options import check_option
 from inpaintssl.registry import DATASETS
 from inpaintssl.warning_format import warn_each_time
@@ -231,6 +232,24 @@ def _read_scan_params(csv_path: Path, scan_ids: Sequence[str]) -> dict[str, dict
                 f"metadata file {csv_path}, MTR_ID {scan_id!r}: column {blank[0]} holds ''; expected a "
                 "number (the scan parameter for its T2 map)"
             )
+        try:
+            # The T2 model's own checks (ranges, unit slips such as TR in seconds), here where the
+            # file and scan can be named, not at the clinical numbers after every run has trained.
+            scan = out[scan_id]
+            qdess_t2(
+                np.ones(1, dtype=np.float32),
+                np.ones(1, dtype=np.float32),
+                tr_ms=scan["tr_ms"],
+                te_ms=scan["te_ms"],
+                flip_angle_deg=scan["flip_angle_deg"],
+                gl_area=scan["gl_area"],
+                tg_us=scan["tg_us"],
+            )
+        except ValueError as exc:
+            raise DataError(
+                f"metadata file {csv_path}, MTR_ID {scan_id!r}: its scan parameters do not fit the qDESS "
+                f"T2 model: {exc}"
+            ) from exc
     return out
 
 

@@ -44,6 +44,10 @@ MESE_MIN_ECHOES = 3
 """Echoes a series needs for :func:`mese_t2` with its default ``skip_first_echo``: the first one,
 left out, and two to draw a decay through."""
 
+MESE_MIN_LAST_ECHO_MS = 1.0
+"""A multi-echo spin-echo series' echoes reach tens of ms (the OAI's: 10 to 70 ms); a last echo
+before 1 ms is one in seconds."""
+
 
 def mese_t2(
     echoes: ArrayInput,
@@ -73,8 +77,8 @@ def mese_t2(
     Raises:
         ValueError: ``echoes`` has fewer than two echoes to fit (three with ``skip_first_echo``),
             ``echo_times_ms`` does not give one finite, distinct number per echo (the message
-            names the echo time that is not a number), or ``t2_range_ms`` is not two numbers
-            with ``0 <= lo < hi``.
+            names the echo time that is not a number), the last echo time is below 1 ms (times
+            in seconds), or ``t2_range_ms`` is not two numbers with ``0 <= lo < hi``.
         TypeError: ``echoes`` holds no numbers (text, objects).
     """
     signal = as_numpy(echoes, name="echoes", complex_ok=True)
@@ -97,6 +101,13 @@ def mese_t2(
         )
     if not all(t >= 0 for t in times) or len(set(times)) != len(times):
         raise ValueError(f"echo_times_ms={times}; expected one finite, distinct echo time >= 0 per echo")
+    if max(times) < MESE_MIN_LAST_ECHO_MS:
+        # Times in seconds (BIDS sidecars, NIfTI converters) fit, and give T2s 1000 times too short
+        # that pass t2_range_ms: a cartilage T2 of 0.035 ms, without a word.
+        raise ValueError(
+            f"echo_times_ms={times} is implausibly small (the last below {MESE_MIN_LAST_ECHO_MS:g}); "
+            "expected milliseconds, were they given in seconds?"
+        )
     first = 1 if skip_first_echo else 0
     if len(times) - first < 2:
         raise ValueError(
