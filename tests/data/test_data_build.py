@@ -346,3 +346,21 @@ def test_synthetic_zero_images_in_a_split_is_refused_not_taken_as_unset(split: s
     ):
         SyntheticShapes(split=split, num_images=12, **{field: 0})
     assert len(SyntheticShapes(split=split, num_images=12)) == 12  # not given: num_images
+
+
+@pytest.mark.parametrize("odd_split", ["val", "test"])
+def test_a_split_with_another_channel_count_is_refused_before_training(
+    tmp_path: Path, odd_split: str
+) -> None:
+    # A test set stored with 2 channels passed; the evaluation after training then failed, in an
+    # error naming neither the split nor a file.
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+        shape = (16, 16, 3, 2) if split == odd_split else (16, 16, 3)
+        np.save(tmp_path / split / "a.npy", rng.normal(size=shape).astype(np.float32))
+        np.save(tmp_path / split / "a_seg.npy", rng.integers(0, 2, size=(16, 16, 3)).astype(np.uint8))
+    cases = {s: {"image": f"{s}/a.npy", "label": f"{s}/a_seg.npy"} for s in ("train", "val", "test")}
+    cfg = DataConfig(dataset="numpy", params={"root": str(tmp_path), "cases": cases, "class_names": ["x"]})
+    with pytest.raises(DataError, match=rf"^numpy: train has 1 channels but {odd_split} has 2$"):
+        build_datasets(cfg, stage="finetune", seed=0)

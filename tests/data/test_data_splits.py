@@ -105,6 +105,25 @@ def test_pretraining_supersets_are_nested_and_sized_like_the_paper() -> None:
     assert round(superset_fraction(1200, train_volumes=709, unlabelled_volumes=7799) * 7799) == 7799
 
 
+def test_a_pool_holding_the_training_volumes_adds_only_others() -> None:
+    # The whole archive as the pool, the 4 training volumes among its 10: 150 % is 4 + 2 distinct
+    # volumes and 250 % all 10 (training volumes were drawn again, counted twice).
+    train = [f"s{i:02d}" for i in range(4)]
+    archive = [f"s{i:02d}" for i in range(10)]
+    sets = pretraining_supersets(train, archive, percents=(100, 150, 250), seed=0)
+    for percent, size in ((100.0, 4), (150.0, 6), (250.0, 10)):
+        assert len(sets[percent]) == len(set(sets[percent])) == size
+        assert set(train) <= set(sets[percent])
+    # The same shares as a pool without them: the training volumes took no other's place.
+    assert sets == pretraining_supersets(train, archive[4:], percents=(100, 150, 250), seed=0)
+
+
+@pytest.mark.parametrize("percent", [float("nan"), float("inf")])
+def test_a_percentage_that_is_no_finite_number_is_refused(percent: float) -> None:
+    with pytest.raises(DataError, match=r"pretraining superset of (nan|inf)%: expected a finite percentage"):
+        pretraining_supersets(["t1"], ["u1"], percents=(percent,), seed=0)
+
+
 def _record() -> SplitRecord:
     return SplitRecord(
         stage="finetune",

@@ -39,6 +39,9 @@ from inpaintssl.data.synthetic import SyntheticShapes
             r"params\.slices_per_volume=1\.5: expected a whole number of at least 1",
         ),
         ({"shapes_per_image": -1}, r"params\.shapes_per_image=-1: expected a whole number of at least 0"),
+        # NumPy refused these deep in its seeding, naming neither the dataset nor the parameter.
+        ({"seed": -1}, r"params\.seed=-1: expected a whole number of at least 0"),
+        ({"seed": 1.5}, r"params\.seed=1\.5: expected a whole number; found a float"),
     ],
 )
 def test_a_bad_count_or_size_is_refused_naming_the_parameter(params: dict[str, Any], said: str) -> None:

@@ -340,10 +340,12 @@ def _build_datasets(cfg: DataConfig, *, stage: Stage, size_multiple: int) -> Dat
     test = builder.evaluation_set("test", labelled=True) if finetune else None
     if not finetune:
         train, val = builder.pretraining_set(train), ImagesOnly(val)
-    if train.in_channels != val.in_channels:
-        raise DataError(
-            f"{cfg.dataset}: train has {train.in_channels} channels but val has {val.in_channels}"
-        )
+    for name, other in (("val", val), ("test", test)):
+        # The test set is first read after training: a mismatch found there costs the whole run.
+        if other is not None and other.in_channels != train.in_channels:
+            raise DataError(
+                f"{cfg.dataset}: train has {train.in_channels} channels but {name} has {other.in_channels}"
+            )
     record = SplitRecord(
         stage=stage,
         dataset=cfg.dataset,

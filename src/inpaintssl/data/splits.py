@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -156,18 +157,25 @@ def pretraining_supersets(
 ) -> dict[float, tuple[str, ...]]:
     """Training volumes plus nested shares of unlabelled volumes, per percentage (sec. 2.6).
 
+    The shares are of the unlabelled volumes that are not training volumes: a pool that holds the
+    whole archive, training volumes among it, still adds ``percent - 100`` % distinct volumes.
+
     Example:
         >>> sets = pretraining_supersets(["t1", "t2"], ["u1", "u2", "u3"], percents=(100, 200), seed=0)
         >>> len(sets[100.0]), len(sets[200.0]), set(sets[100.0]) <= set(sets[200.0])
         (2, 4, True)
 
     Raises:
-        DataError: A percentage below 100 or one needing more unlabelled volumes than exist.
+        DataError: A percentage that is no number of at least 100, or one needing more unlabelled
+            volumes than exist.
     """
     train = sorted(set(train_ids))
-    ranked = rank_volumes(unlabelled_ids, seed=seed)
+    # Ranked one by one (rank_volumes): leaving the training volumes out reorders no other.
+    ranked = rank_volumes(set(unlabelled_ids) - set(train), seed=seed)
     out: dict[float, tuple[str, ...]] = {}
     for percent in percents:
+        if not math.isfinite(float(percent)):
+            raise DataError(f"pretraining superset of {percent}%: expected a finite percentage >= 100")
         extra = round((float(percent) / 100.0 - 1.0) * len(train))
         if percent < 100 or extra > len(ranked):
             raise DataError(

@@ -163,6 +163,7 @@ class SyntheticShapes(SliceDataset):
         channels = _whole(channels, field="channels", minimum=1)
         slices_per_volume = _whole(slices_per_volume, field="slices_per_volume", minimum=1)
         shapes_per_image = _whole(shapes_per_image, field="shapes_per_image", minimum=0)
+        seed = _whole(seed, field="seed", minimum=0)  # NumPy's seeds are whole numbers >= 0
         self.split = split
         self.count = count
         self.size = (height, width)
