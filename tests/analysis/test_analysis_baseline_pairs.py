@@ -132,6 +132,7 @@ def test_the_ranking_tests_each_strategy_against_its_own_baseline_and_names_it()
     table = table3_ranking(Table(_two_baseline_rows()))
     assert table.columns == (
         "rank",
+        "tied_rank",
         "strategy",
         "baseline",
         "p_value",

@@ -173,6 +173,27 @@ def test_table3_reproduces_a_hand_made_ordering() -> None:
     assert table.cells("pairs") == [24, 24, 24]
 
 
+@pytest.mark.parametrize("name", ["alpha", "zeta"])
+def test_table3_gives_strategies_tied_up_to_round_off_their_shared_rank(name: str) -> None:
+    # "beta" is the baseline + 0.05; the other the same Dice stored as float32, so its mean
+    # difference is smaller by round-off only. Their ranks 2 and 3 followed their names alone:
+    # both share 2.5, as scipy.stats.rankdata ranks ties, whatever they are called.
+    base = np.linspace(0.6, 0.8, 6)
+    rows = []
+    for i, dice in enumerate(base):
+        rows.append(result_row("supervised", "supervised", 0.5, i, float(dice)))
+        rows.append(result_row("ssl", "gamma", 0.5, i, float(dice) + 0.10))
+        rows.append(result_row("ssl", "beta", 0.5, i, float(dice) + 0.05))
+        rows.append(result_row("ssl", name, 0.5, i, float(np.float32(dice + 0.05))))
+    table = table3_ranking(ResultsTable(rows))
+    found = {row["strategy"]: row for row in table}
+    assert found[name]["mean_dice_difference"] != found["beta"]["mean_dice_difference"]
+    assert found[name]["p_value"] == found["beta"]["p_value"]
+    expected = stats.rankdata([-0.10, -0.05, -0.05])  # gamma first, the two equal ones after it
+    assert [found[s]["tied_rank"] for s in ("gamma", "beta", name)] == list(expected)
+    assert sorted(table.cells("rank")) == [1, 2, 3]
+
+
 def test_table3_pools_the_label_fractions_it_is_given_not_the_100_percent_fallback() -> None:
     # The study plans 50% and 10%; "a" has finished its 50% runs, "b" only its 100% one. Left to
     # the results, "b" alone would be tested on its 100% items; given the plan's fractions, "a" is

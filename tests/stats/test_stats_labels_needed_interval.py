@@ -120,6 +120,15 @@ def test_an_infinite_score_is_refused_rather_than_left_to_the_resamples_without_
         labels_needed_interval(LABELS, scores, 0.8, n_resamples=50, seed=0)
 
 
+def test_a_label_count_with_no_case_measured_is_refused_not_failed_in_every_resample() -> None:
+    # The row of a count whose runs are not evaluated yet, all NaN: every resample failed (NaN
+    # estimate and interval, n_failed == n_resamples) without a word.
+    scores = _cases(6, 0)
+    scores[2, :] = math.nan
+    with pytest.raises(ValueError, match=rf"scores\[2\] \(labels={LABELS[2]:g}\) is all NaN"):
+        labels_needed_interval(LABELS, scores, 0.8, n_resamples=50, seed=0)
+
+
 def test_a_plateau_below_the_target_gives_infinite_counts_not_nan() -> None:
     found = labels_needed_interval(LABELS, _cases(30, 0, noise=0.0), 0.95, n_resamples=30, seed=0)
     assert found.estimate == math.inf and found.lower == found.upper == math.inf and found.n_failed == 0

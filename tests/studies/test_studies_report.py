@@ -160,7 +160,8 @@ def test_a_ranking_over_several_baselines_names_each_strategys_baseline(tmp_path
         "FBF lr=0.001": "supervised lr=0.001",
     }
     assert (
-        "| rank | strategy | baseline | p_value |" in (tmp_path / "report" / "table3_ranking.md").read_text()
+        "| rank | tied_rank | strategy | baseline | p_value |"
+        in (tmp_path / "report" / "table3_ranking.md").read_text()
     )
 
 

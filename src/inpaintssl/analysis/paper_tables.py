@@ -194,7 +194,10 @@ def table3_ranking(
     their baselines with a family-wise error rate of 5 %, where ``p_value`` at most 0.05 would let
     through about one in twenty of the strategies that do not. The rank, as in the paper, follows
     ``p_value``; Holm's adjustment keeps that order, so it changes which strategies clear a level,
-    not the ranking. The family is the strategies tested, the ranked rows, and no other: an
+    not the ranking. Strategies whose p-values and mean differences are equal up to float round-off
+    (:func:`~inpaintssl.stats.rank_pairs`) are tied: ``rank`` lists them by name, and ``tied_rank``
+    gives each the average of their ranks (2.5 for two tied at ranks 2 and 3), the rank to compare
+    them and to cut a top 3 by. The family is the strategies tested, the ranked rows, and no other: an
     unranked strategy was not tested, has no p-value to adjust (NaN, never a stand-in) and is not
     counted, so a strategy whose runs failed makes the family, and the adjustment, smaller. The
     title says how many strategies the family holds.
@@ -267,9 +270,10 @@ def table3_ranking(
     ranking = rank_pairs({name: (pair.ssl, pair.baseline) for name, pair in found.items()})
     holm = holm_adjusted([r.p_value for r in ranking])
     items = _test_items(results, level=level)
-    rows: list[tuple[int | None, str, str | None, float, float, int, float, str]] = [
+    rows: list[tuple[int | None, float | None, str, str | None, float, float, int, float, str]] = [
         (
             r.rank,
+            r.tied_rank,
             r.name,
             found[r.name].baseline_name,
             r.p_value,
@@ -288,7 +292,7 @@ def table3_ranking(
         for r, adjusted in zip(ranking, holm)
     ]
     rows += [
-        (None, name, baseline, math.nan, math.nan, 0, math.nan, note)
+        (None, None, name, baseline, math.nan, math.nan, 0, math.nan, note)
         for name, (baseline, note) in unranked.items()
     ]
     return Table(
@@ -298,9 +302,11 @@ def table3_ranking(
         f"each against the supervised baseline trained like it, pooled over label fractions {where}; "
         "strategies without results there, or whose baseline shares no test item with them there, "
         "are listed unranked, note says why; p_holm: "
-        f"Holm-adjusted over the {len(found)} ranked (tested) strategies only",
+        f"Holm-adjusted over the {len(found)} ranked (tested) strategies only; tied_rank: the average "
+        "rank that strategies tied up to float round-off share (rank orders them by name)",
         columns=(
             "rank",
+            "tied_rank",
             "strategy",
             "baseline",
             "p_value",

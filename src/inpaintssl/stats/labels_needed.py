@@ -202,7 +202,7 @@ def labels_needed_interval(
 
     Raises:
         ValueError: If the shapes disagree; ``labels`` are not finite and non-negative with at least
-            3 distinct values; ``scores`` hold ``inf``; ``k_bounds`` is not a range
+            3 distinct values; ``scores`` hold ``inf`` or a row of NaN alone; ``k_bounds`` is not a range
             (:func:`~inpaintssl.stats.fit_power_law`); ``target`` is not finite; ``confidence`` is
             not in ``(0, 1)``; ``n_resamples < 1``; or ``target_per_case`` is not ``(N,)`` with a
             number and no ``inf``. These are checked before resampling: a resample fails (NaN,
@@ -234,6 +234,13 @@ def labels_needed_interval(
         raise ValueError(
             "scores must be finite or NaN (a case not measured at that count); found "
             f"{ys[tuple(bad)]} at scores[{bad[0]}, {bad[1]}]"
+        )
+    empty = np.flatnonzero(np.all(np.isnan(ys), axis=1))
+    if empty.size:
+        raise ValueError(
+            f"scores[{empty[0]}] (labels={xs[empty[0]]:g}) is all NaN: no case was measured at that "
+            "label count, so no resample has a curve to solve; expected at least one score per count "
+            "(leave the count out)"
         )
     if not math.isfinite(target):
         raise ValueError(f"target must be a finite number; found {target!r}")
