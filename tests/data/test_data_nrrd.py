@@ -232,7 +232,7 @@ def test_a_bad_header_field_is_refused_naming_the_file_and_the_field(
         NrrdVolume(path)
 
 
-def test_a_layered_segmentation_is_refused_saying_how_to_export_it(tmp_path: Path) -> None:
+def test_a_layered_segmentation_is_refused_as_a_label_map_saying_how_to_export_it(tmp_path: Path) -> None:
     # 3D Slicer's .seg.nrrd of overlapping segments: one layer per segment group, first.
     path = tmp_path / "knee.seg.nrrd"
     write_nrrd(path, RNG.integers(0, 2, size=(6, 5, 4, 2)).astype(np.uint8), directions=DIRECTIONS)
@@ -240,7 +240,29 @@ def test_a_layered_segmentation_is_refused_saying_how_to_export_it(tmp_path: Pat
     with pytest.raises(
         DataError, match=r"kinds list domain domain domain with 2 layers: a segmentation stored as"
     ):
-        NrrdVolume(path)
+        NrrdVolume(path, ranks=LABEL_RANKS)
+    with pytest.raises(DataError, match=r"a segmentation stored as overlapping layers"):
+        open_volume(path, ranks=LABEL_RANKS)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["list first", "list last"])
+def test_a_list_axis_of_an_image_is_its_channels_as_a_vector_axis_is(tmp_path: Path, first: bool) -> None:
+    # A multi-channel scan whose channel axis is 'list' rather than 'vector': opened as an image,
+    # its channels, read as write_nrrd wrote them (the vector-kind file is the second reading).
+    vector = tmp_path / "vector.nrrd"
+    write_nrrd(vector, CHANNELS, directions=DIRECTIONS, origin=ORIGIN, channels_first=first)
+    listed = tmp_path / "list.nrrd"
+    listed.write_bytes(vector.read_bytes().replace(b"vector", b"list"))
+    assert b"list" in listed.read_bytes()[:400]
+    ours, theirs = NrrdVolume(listed), NrrdVolume(vector)
+    assert ours.shape == CHANNELS.shape and ours.channels == 3
+    assert ours.spacing == pytest.approx(SPACING) and ours.affine is not None
+    assert theirs.affine is not None and np.array_equal(ours.affine, theirs.affine)
+    assert np.array_equal(np.stack(_slices(ours), axis=2), CHANNELS)
+    assert np.array_equal(np.stack(_slices(open_volume(listed)), axis=2), CHANNELS)
+    # As a label map it is the layers of a segmentation, refused as such.
+    with pytest.raises(DataError, match=r"with 3 layers: a segmentation stored as overlapping layers"):
+        NrrdVolume(listed, ranks=LABEL_RANKS)
 
 
 def test_missing_short_and_damaged_data_are_refused(tmp_path: Path) -> None:
@@ -474,3 +496,156 @@ def test_ascii_data_that_is_not_numbers_is_refused_naming_the_word_and_its_place
         r"expected numbers",
     ):
         NrrdVolume(path).read(0)
+
+
+# -- a detached header's last line without a newline -----------------------------------------------
+
+
+def test_the_last_line_of_a_detached_header_without_a_newline_is_read(tmp_path: Path) -> None:
+    # (X, Y, Z) = (4, 3, 2) written big-endian, x fastest; the header's last line says so and has
+    # no newline after it: it was dropped, and the data read little-endian.
+    written = np.arange(24, dtype=np.int16).reshape(2, 3, 4)  # (Z, Y, X)
+    (tmp_path / "be.raw").write_bytes(written.astype(">i2").tobytes())
+    header = "NRRD0004\ntype: short\ndimension: 3\nsizes: 4 3 2\nencoding: raw\ndata file: be.raw\n"
+    path = tmp_path / "be.nhdr"
+    path.write_text(header + "endian: big")
+    assert read_nrrd_header(path)[0]["endian"] == "big"
+    # The second reading: NumPy's own, of big-endian shorts, (Z, Y, X) -> (X, Y, Z).
+    expected = np.fromfile(tmp_path / "be.raw", dtype=">i2").reshape(2, 3, 4).transpose(2, 1, 0)
+    assert expected[1, 0, 0] == 1  # not 256: big-endian read as such
+    assert np.array_equal(np.stack(_slices(NrrdVolume(path)), axis=2), expected)
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_a_space_origin_last_without_a_newline_places_the_volume(tmp_path: Path, eol: str) -> None:
+    (tmp_path / "s.raw").write_bytes(np.arange(24, dtype="<i2").tobytes())
+    lines = [
+        "NRRD0004",
+        "type: short",
+        "dimension: 3",
+        "sizes: 4 3 2",
+        "endian: little",
+        "encoding: raw",
+        "data file: s.raw",
+        "space: left-posterior-superior",
+        "space directions: (1,0,0) (0,1,0) (0,0,2)",
+        "space origin: (10,20,30)",
+    ]
+    path = tmp_path / "s.nhdr"
+    path.write_bytes(eol.join(lines).encode())  # no newline after the last line
+    volume = NrrdVolume(path)
+    # LPS (10, 20, 30) in RAS+: x and y negated; steps 1, 1, 2 mm along -x, -y, +z.
+    ras = np.array([[-1.0, 0, 0, -10], [0, -1, 0, -20], [0, 0, 2, 30], [0, 0, 0, 1]])
+    assert volume.affine is not None and np.array_equal(volume.affine, ras)
+    assert np.array_equal(np.stack(_slices(volume), axis=2), np.arange(24).reshape(2, 3, 4).T)
+
+
+def test_a_detached_header_past_the_header_limit_is_refused(tmp_path: Path) -> None:
+    # Past the first MiB a line may be cut, or lines unread ('endian: big' below): refused, not
+    # read without them.
+    (tmp_path / "s.raw").write_bytes(SMALL_RAW)
+    path = tmp_path / "long.nhdr"
+    padding = "# " + "x" * 78 + "\n"
+    path.write_text(
+        SMALL_HEADER
+        + "encoding: raw\ndata file: s.raw\n"
+        + padding * (2**20 // len(padding))
+        + "endian: big\n"
+    )
+    assert path.stat().st_size > 2**20
+    with pytest.raises(
+        DataError, match=rf"^NRRD file {re.escape(str(path))}: its header has no blank line ending it within"
+    ):
+        NrrdVolume(path)
+
+
+# -- units -----------------------------------------------------------------------------------------
+
+# 0.5 x 0.5 x 3 mm voxels at LPS (10, 20, 30) mm, each written in the unit named: mm per unit.
+UNITS = {"mm": 1.0, "m": 1000.0, "cm": 10.0, "um": 0.001, "micron": 0.001, "microns": 0.001, "\u00b5m": 0.001}
+
+
+def _in_unit(value: float, mm_per_unit: float) -> str:
+    return f"{value / mm_per_unit:.17g}"
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_space_units_are_converted_to_mm(tmp_path: Path, unit: str) -> None:
+    mm = UNITS[unit]
+    steps = " ".join(
+        "(" + ",".join(_in_unit(v, mm) for v in step) + ")"
+        for step in ((0.5, 0, 0), (0, 0.5, 0), (0, 0, 3.0))
+    )
+    origin = ",".join(_in_unit(v, mm) for v in (10.0, 20.0, 30.0))
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(
+        (
+            SMALL_HEADER + "encoding: raw\nspace: left-posterior-superior\n"
+            f'space units: "{unit}" "{unit}" "{unit}"\nspace directions: {steps}\n'
+            f"space origin: ({origin})\n\n"
+        ).encode("utf-8")
+        + SMALL_RAW
+    )
+    volume = NrrdVolume(path)
+    assert volume.spacing == pytest.approx((0.5, 0.5, 3.0), rel=1e-12)
+    # In RAS+ mm: LPS x and y negated.
+    ras = np.array([[-0.5, 0, 0, -10], [0, -0.5, 0, -20], [0, 0, 3, 30], [0, 0, 0, 1]])
+    assert volume.affine is not None and np.allclose(volume.affine, ras, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(np.stack(_slices(volume), axis=2), SMALL)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_of_spacings_are_converted_to_mm(tmp_path: Path, unit: str) -> None:
+    mm = UNITS[unit]
+    spacings = " ".join(_in_unit(v, mm) for v in (0.5, 0.5, 3.0))
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes(
+        (
+            SMALL_HEADER + f'encoding: raw\nspacings: {spacings}\nunits: "{unit}" "{unit}" "{unit}"\n\n'
+        ).encode()
+        + SMALL_RAW
+    )
+    volume = NrrdVolume(path)
+    assert volume.spacing == pytest.approx((0.5, 0.5, 3.0), rel=1e-12) and volume.affine is None
+
+
+def test_units_of_a_channel_axis_are_not_lengths_to_check(tmp_path: Path) -> None:
+    # A vector axis first, without a length: its unit ("" or any other) is not the spacing's.
+    path = tmp_path / "scan.nrrd"
+    write_nrrd(path, CHANNELS, spacing=(0.05, 0.07, 0.2))
+    text = path.read_bytes().replace(b"\n\n", b'\nunits: "???" "cm" "cm" "cm"\n\n', 1)
+    path.write_bytes(text)
+    assert NrrdVolume(path).spacing == pytest.approx((0.5, 0.7, 2.0), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("field", "says"),
+    [
+        (
+            'space units: "mm" "furlong" "mm"',
+            r"field 'space units' gives entry 2 of 3 the unit 'furlong'; expected a length unit",
+        ),
+        (
+            'space units: "s" "s" "s"',
+            r"field 'space units' gives entry 1 of 3 the unit 's'; expected a length unit",
+        ),
+        (
+            'space units: "m" "m"',
+            r"field 'space units' is '\"m\" \"m\"', 2 unit\(s\); expected 3 quoted units",
+        ),
+        ('units: "in" "in" "in"', r"field 'units' gives entry 1 of 3 the unit 'in'; expected a length unit"),
+    ],
+    ids=["space units, unknown", "space units, a time", "space units, too few", "units of spacings"],
+)
+def test_an_unknown_unit_is_refused_naming_the_file_the_field_and_the_unit(
+    tmp_path: Path, field: str, says: str
+) -> None:
+    geometry = (
+        "spacings: 0.5 0.5 3"
+        if field.startswith("units")
+        else ("space: left-posterior-superior\nspace directions: (0.5,0,0) (0,0.5,0) (0,0,3)")
+    )
+    path = tmp_path / "scan.nrrd"
+    path.write_bytes((SMALL_HEADER + f"encoding: raw\n{geometry}\n{field}\n\n").encode() + SMALL_RAW)
+    with pytest.raises(DataError, match=rf"^NRRD file {re.escape(str(path))}: {says}"):
+        NrrdVolume(path)

@@ -9,14 +9,17 @@ axis, last), ``sizes``, ``endian``, ``encoding`` (``raw``, ``gzip`` of one or se
 ``bzip2``, ``ascii``), ``byte skip`` (bytes of the file before the data, or, for ``gzip`` and
 ``bzip2``, of the decompressed stream, as teem and pynrrd skip them), ``line skip``, and the
 geometry: ``space`` (``left-posterior-superior``, ``right-anterior-superior``,
-``left-anterior-superior`` or their initials), ``space directions`` (each spatial axis' step in
-mm, in that space) and ``space origin``; without them, ``spacings``. A field of two words may be
-written without the space, as the format allows (``byteskip``, ``datafile``, ``spacedirections``);
-a field given twice is refused; one stated empty (``content:``) is read as empty. A data file
-given as a list (``LIST``) or a numbered pattern (a ``%``-format, then min, max and step), and a
-segmentation stored as several overlapping layers (3D Slicer's 4D ``.seg.nrrd``, whose ``kinds``
-start with ``list``), are refused, naming the field; any other ``data file`` is one file's name,
-spaces included.
+``left-anterior-superior`` or their initials), ``space directions`` (each spatial axis' step, in
+that space) and ``space origin``, in the ``space units`` stated (``mm``, ``cm``, ``m``, ``um`` or
+``micron``; none stated: mm) and converted to mm; without them, ``spacings``, in its ``units``
+alike. Another unit (a time, a typo) is refused, naming it. A field of two words may be written
+without the space, as the format allows (``byteskip``, ``datafile``, ``spacedirections``); a field
+given twice is refused; one stated empty (``content:``) is read as empty; a detached header's last
+line needs no newline after it. A data file given as a list (``LIST``) or a numbered pattern (a
+``%``-format, then min, max and step) is refused, naming the field; any other ``data file`` is one
+file's name, spaces included. A ``list`` axis is an image's channels, as a ``vector`` axis is;
+opened as a label map, a file with one is a segmentation stored as several overlapping layers (3D
+Slicer's 4D ``.seg.nrrd``, whose ``kinds`` start with ``list``), refused saying how to export it.
 
 Voxel ``(i, j, k)`` lies at ``origin + i * d_i + j * d_j + k * d_k`` (``d`` the space
 directions); :attr:`NrrdVolume.affine` is that in NIfTI's RAS+, so the volume reorients and its
@@ -41,7 +44,7 @@ import bz2
 import math
 import re
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -93,6 +96,32 @@ _SPACES: Mapping[str, tuple[float, float, float]] = MappingProxyType(
 )
 """``space`` -> the signs that take its x, y, z to RAS+."""
 
+_MM_PER_UNIT: Mapping[str, float] = MappingProxyType(
+    {
+        **dict.fromkeys(("mm", "millimeter", "millimeters", "millimetre", "millimetres"), 1.0),
+        **dict.fromkeys(("cm", "centimeter", "centimeters", "centimetre", "centimetres"), 10.0),
+        **dict.fromkeys(("m", "meter", "meters", "metre", "metres"), 1000.0),
+        **dict.fromkeys(
+            (
+                "um",
+                "\u00b5m",  # micro sign
+                "\u03bcm",  # Greek mu
+                "micron",
+                "microns",
+                "micrometer",
+                "micrometers",
+                "micrometre",
+                "micrometres",
+            ),
+            0.001,
+        ),
+        # No unit stated (teem writes "" and marks an unknown value "???"): mm, as the NIfTI reader
+        # takes 'unknown' (readers._MM_PER_NIFTI_UNIT): most files that do not say are in mm.
+        **dict.fromkeys(("", "???"), 1.0),
+    }
+)
+"""A ``space units`` or ``units`` entry (lower case) -> millimetres per unit."""
+
 _SPATIAL_KINDS = ("domain", "space", "???", "none")
 """``kinds`` of a spatial axis; any other (``vector``, ``RGB-color``, ``list``, ``time``...) is not."""
 _HEADER_LIMIT = 1 << 20
@@ -131,16 +160,34 @@ def _is_file_pattern(name: str) -> bool:
     return len(numbers) in (3, 4) and "%" in words[0] and all(re.fullmatch(r"-?\d+", w) for w in numbers)
 
 
+def _quoted_words(text: str) -> list[str]:
+    """The entries of a field of quoted strings (``"mm" "mm" ""``), as UTF-8 where they are.
+
+    The header is decoded as Latin-1 (it is bytes before the data); a unit such as ``µm`` written
+    in UTF-8 is turned back into its characters. Without quotes, the words are the entries.
+    """
+    words = re.findall(r'"([^"]*)"', text) if '"' in text else text.split()
+    entries = []
+    for word in words:
+        try:
+            entries.append(word.encode("latin-1").decode("utf-8"))
+        except UnicodeError:
+            entries.append(word)
+    return entries
+
+
 def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
     """The fields of an NRRD header (keys in lower case) and the byte offset just after it, where
-    attached data starts (a detached header may end without the blank line: its length).
+    attached data starts (a detached header may end without the blank line, its last line without
+    a newline: its length).
 
     A two-word field written without its space (``byteskip``, ``datafile``, ``spacedirections``),
     as the format allows, is keyed by its name with the space (``byte skip``).
 
     Raises:
-        DataError: No ``NRRD000N`` magic, no blank line ending the header within the first MiB,
-            a line that is not ``field: value``, or a field given twice (in either spelling).
+        DataError: No ``NRRD000N`` magic, no blank line ending the header within the first MiB
+            (a detached header, too, must end within it), a line that is not ``field: value``, or
+            a field given twice (in either spelling).
 
     Example:
         >>> import tempfile, pathlib
@@ -158,13 +205,17 @@ def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
             "an NRRD file (.nrrd, or a detached .nhdr header)"
         )
     fields: dict[str, str] = {}
-    offset = head.find(b"\n") + 1
+    magic_end = head.find(b"\n")
+    offset = len(head) if magic_end < 0 else magic_end + 1  # the magic alone is no header line
     while offset < len(head):
         end = head.find(b"\n", offset)
-        if end < 0:
-            break
-        line = head[offset:end].decode("latin-1").rstrip("\r")
-        offset = end + 1
+        if end < 0 and len(head) == _HEADER_LIMIT:
+            break  # the line may go on past what was read: refused below
+        # A detached header's last line may have no newline after it: it is a line all the same
+        # (dropping it lost an 'endian: big' or a 'space origin' without a word).
+        line_end = len(head) if end < 0 else end
+        line = head[offset:line_end].decode("latin-1").rstrip("\r")
+        offset = len(head) if end < 0 else end + 1
         if not line.strip():
             return fields, offset  # the blank line ends the header; attached data follows it
         if line.startswith("#") or ":=" in line:
@@ -183,11 +234,12 @@ def read_nrrd_header(path: str | Path) -> tuple[dict[str, str], int]:
                 f"{fields[name]!r}); expected each field once (with or without the space in its name)"
             )
         fields[name] = value.strip()
-    if "data file" in fields:
+    if "data file" in fields and len(head) < _HEADER_LIMIT:
         return fields, len(head)  # a detached header may end without a blank line
     raise DataError(
         f"NRRD file {path}: its header has no blank line ending it within {_HEADER_LIMIT} bytes; "
-        "expected an NRRD header, a blank line, then the data (or a 'data file' field)"
+        "expected an NRRD header, a blank line, then the data (or a 'data file' field, the header "
+        f"under {_HEADER_LIMIT} bytes)"
     )
 
 
@@ -198,12 +250,13 @@ class NrrdVolume(StoredArrayVolume):
     machine's byte order) is read whole on the first read and kept, as a ``.nii.gz`` is. gzip
     data is read member after member until the array's bytes are there; what follows them is
     ignored. Spacing is the length of each spatial axis' ``space directions`` vector (else
-    ``spacings``; else 1 mm, and :attr:`~inpaintssl.data.readers.Volume.has_geometry` is
-    ``False``); :attr:`affine` (RAS+) comes from ``space``, ``space directions`` and ``space
-    origin`` (``None`` without them, or in a space other than LPS, RAS or LAS: such a file states
-    no orientation). A 2-D image in such a space (one slice, as 3D Slicer saves it) has the normal
-    of its plane as third axis, 1 mm long: the thickness a 2-D file is read with. A 2-D image of
-    several channels is that one slice, ``(X, Y, 1, C)``, spacing ``(sx, sy, 1)``.
+    ``spacings``; both in mm, converted from the ``space units`` or ``units`` stated; else 1 mm,
+    and :attr:`~inpaintssl.data.readers.Volume.has_geometry` is ``False``); :attr:`affine` (RAS+,
+    mm) comes from ``space``, ``space directions`` and ``space origin`` (``None`` without them,
+    or in a space other than LPS, RAS or LAS: such a file states no orientation). A 2-D image in
+    such a space (one slice, as 3D Slicer saves it) has the normal of its plane as third axis, 1 mm
+    long: the thickness a 2-D file is read with. A 2-D image of several channels is that one slice,
+    ``(X, Y, 1, C)``, spacing ``(sx, sy, 1)``.
 
     Args:
         path: The ``.nrrd`` file, or the ``.nhdr`` header.
@@ -214,8 +267,8 @@ class NrrdVolume(StoredArrayVolume):
 
     Raises:
         DataError: A field missing or malformed, a type that is not a number, an encoding not
-            read here, a layered segmentation, a data file missing or shorter than ``sizes``
-            needs, naming the file and the field.
+            read here, a unit that is not a length, a layered segmentation opened as a label map,
+            a data file missing or shorter than ``sizes`` needs, naming the file and the field.
     """
 
     def __init__(
@@ -231,7 +284,7 @@ class NrrdVolume(StoredArrayVolume):
         where = f"NRRD file {path}"
         dimension = self._integer("dimension", where)
         sizes = self._sizes(dimension, where)
-        self._spatial, self._channel_axis = self._axes(dimension, sizes, where)
+        self._spatial, self._channel_axis = self._axes(dimension, sizes, where, ranks=ranks)
         self._dtype = self._type(where)
         self._encoding = self._encoding_of(where)
         self._sizes_stored = sizes
@@ -279,12 +332,16 @@ class NrrdVolume(StoredArrayVolume):
             )
         return sizes
 
-    def _axes(self, dimension: int, sizes: tuple[int, ...], where: str) -> tuple[tuple[int, ...], int | None]:
+    def _axes(
+        self, dimension: int, sizes: tuple[int, ...], where: str, *, ranks: Collection[int]
+    ) -> tuple[tuple[int, ...], int | None]:
         """The spatial axes (in stored order) and the one non-spatial axis (channels), if any.
 
         An axis is non-spatial by its ``kinds`` entry (``vector``, ``RGB-color``, ``list``,
         ``time``...), or, without ``kinds``, by its ``none`` in ``space directions``. One of a
-        single sample is no axis at all (a 3D volume saved as ``(1, X, Y, Z)``).
+        single sample is no axis at all (a 3D volume saved as ``(1, X, Y, Z)``). A ``list`` axis
+        is the channels of an image, but in a label map (``ranks`` without the rank of channels)
+        the layers of a segmentation, refused saying how to export it.
         """
         kinds = self._fields.get("kinds", "").split()
         if len(kinds) == dimension:
@@ -293,8 +350,15 @@ class NrrdVolume(StoredArrayVolume):
             other = [a for a, text in enumerate(self._direction_texts()) if text is None]
         else:
             other = []
+        # With channels the array is (X, Y, Z, C), or a 2-D image's (X, Y, 1, C): rank 4. Read as an
+        # image, a 'list' axis is channels as a 'vector' one is (a multi-channel scan); read as a
+        # label map, it is 3D Slicer's segments stored as overlapping layers, which no one label
+        # map holds: refused with how to export them, not as 'rank 4'.
+        as_label_map = 4 not in ranks
         layered = [
-            a for a in other if len(kinds) == dimension and kinds[a].lower() == "list" and sizes[a] > 1
+            a
+            for a in other
+            if as_label_map and len(kinds) == dimension and kinds[a].lower() == "list" and sizes[a] > 1
         ]
         if layered:
             raise DataError(
@@ -419,16 +483,56 @@ class NrrdVolume(StoredArrayVolume):
                     "(the space's dimension), not all 0 (the axis' step in mm)"
                 )
             columns.append(vector)
-        steps: np.ndarray = np.asarray(columns, dtype=np.float64).T
+        # In mm whatever 'space units' the header states (a file in metres or microns is converted).
+        steps: np.ndarray = np.asarray(columns, dtype=np.float64).T * self._space_mm(size, where)[:, None]
         return steps
+
+    def _space_mm(self, size: int, where: str) -> np.ndarray:
+        """Millimetres per unit of each of the header's ``size`` world axes (``space units``); a
+        time axis (``...-time`` spaces) is left as it is."""
+        spatial = size - 1 if self._is_time_space() else size
+        scale = self._mm_per_unit("space units", size, range(spatial), where)
+        return np.array(scale + [1.0] * (size - spatial))
+
+    def _is_time_space(self) -> bool:
+        space = self._fields.get("space", "").lower()
+        return space.endswith("-time") or space in ("rast", "last", "lpst")
+
+    def _mm_per_unit(self, field: str, count: int, entries: Sequence[int], where: str) -> list[float]:
+        """Millimetres per unit of the ``entries`` of ``field`` (``space units``: one per world axis;
+        ``units``: one per array axis); 1 each where the field is absent or empty (mm assumed).
+
+        Raises:
+            DataError: The field holds another number of units than ``count``, or one of ``entries``
+                is no length unit read here.
+        """
+        text = self._fields.get(field, "")
+        if not text.strip():
+            return [1.0] * len(entries)
+        units = _quoted_words(text)
+        if len(units) != count:
+            raise DataError(
+                f"{where}: field '{field}' is {text!r}, {len(units)} unit(s); expected {count} quoted "
+                "units (one per " + ("world axis of the space)" if field == "space units" else "axis)")
+            )
+        scale = []
+        for entry in entries:
+            mm = _MM_PER_UNIT.get(units[entry].strip().lower())
+            if mm is None:
+                raise DataError(
+                    f"{where}: field '{field}' gives entry {entry + 1} of {count} the unit "
+                    f"{units[entry]!r}; expected a length unit: mm, cm, m or um (micron), or none "
+                    "stated (mm)"
+                )
+            scale.append(mm)
+        return scale
 
     def _space_dimension(self, where: str) -> int:
         """The dimension of the header's space: ``space dimension``, else that of the named ``space``
         (4 for one with time, such as ``right-anterior-superior-time``; else 3)."""
         if "space dimension" in self._fields:
             return self._integer("space dimension", where)
-        space = self._fields.get("space", "").lower()
-        return 4 if space.endswith("-time") or space in ("rast", "last", "lpst") else 3
+        return 4 if self._is_time_space() else 3
 
     def _spacing(self, directions: np.ndarray | None, where: str) -> tuple[tuple[float, ...], bool]:
         if directions is not None:
@@ -445,7 +549,9 @@ class NrrdVolume(StoredArrayVolume):
             raise DataError(
                 f"{where}: field 'spacings' is {text!r}; expected a size > 0 in mm per spatial axis"
             )
-        return spacing, True
+        # 'units' (one per axis) states what 'spacings' are in: converted to mm.
+        mm = self._mm_per_unit("units", len(self._sizes_stored), self._spatial, where)
+        return tuple(v * f for v, f in zip(spacing, mm, strict=True)), True
 
     def _ras_affine(self, directions: np.ndarray | None, where: str) -> np.ndarray | None:
         space = self._fields.get("space", "").lower()
@@ -472,10 +578,13 @@ class NrrdVolume(StoredArrayVolume):
         except ValueError:
             origin = []
         if len(origin) != 3 or not all(math.isfinite(v) for v in origin):
-            raise DataError(f"{where}: field 'space origin' is {origin_text!r}; expected (x,y,z) in mm")
+            raise DataError(
+                f"{where}: field 'space origin' is {origin_text!r}; expected (x,y,z) in mm (or in its "
+                "'space units')"
+            )
         affine = np.eye(4)
-        affine[:3, :3] = directions
-        affine[:3, 3] = origin
+        affine[:3, :3] = directions  # in mm already (_directions)
+        affine[:3, 3] = np.asarray(origin) * self._space_mm(3, where)
         ras: np.ndarray = np.diag([*signs, 1.0]) @ affine
         return ras
 
