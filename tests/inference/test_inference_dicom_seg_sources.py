@@ -12,8 +12,10 @@ through the geometry the referenced slice's own header states.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +391,145 @@ def test_a_seg_states_an_empty_content_creator_name(tmp_path: Path, dicom_seg_ty
         seg = pydicom.dcmread(target, stop_before_pixels=True)
         # Type 2 in the Content Identification module (PS3.3 C.10.9): present, empty where no person made it.
         assert "ContentCreatorName" in seg and str(seg.ContentCreatorName or "") == "", target.name
+
+
+OBLIQUE = (0.8, 0.6, 0.0, 0.0, 0.0, -1.0)
+"""Rows along (0.8, 0.6, 0), columns along feet: an oblique coronal-ish plane, unit and orthogonal."""
+
+
+def _per_frame_geometry_file(path: Path, *, seed: int, where: str, edit: Any = None) -> Path:
+    """An Enhanced MR file of ``SLICES`` 32x32 frames, stored out of position order, on an oblique
+    plane with non-square pixels, whose pixel measures and orientation are in each frame's own
+    functional group (``where="per_frame"``), or only its orientation (``"orientation"``)."""
+
+    def orientation_per_frame(ds: Any) -> None:
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        for group in ds.PerFrameFunctionalGroupsSequence:
+            group.PlaneOrientationSequence = copy.deepcopy(shared.PlaneOrientationSequence)
+        del shared.PlaneOrientationSequence
+
+    normal = np.cross(OBLIQUE[:3], OBLIQUE[3:])
+    order = [2, 0, 1]  # the file's frames lie at the 3rd, 1st and 2nd position along the normal
+    write_enhanced(
+        path,
+        np.random.default_rng(seed).integers(0, 900, (SLICES, SIZE, SIZE)).astype(np.int16),
+        modality="MR",
+        positions=[tuple(float(v) for v in np.array([5.0, -3.0, 7.0]) + 2.5 * k * normal) for k in order],
+        orientation=OBLIQUE,
+        pixel_spacing=(0.6, 0.9),
+        geometry_in="per_frame" if where == "per_frame" else "shared",
+        identity=_identity(),
+        edit=edit if edit is not None else (orientation_per_frame if where == "orientation" else None),
+    )
+    return path
+
+
+@pytest.mark.parametrize("dicom_seg_type", ["binary", "labelmap"])
+@pytest.mark.parametrize("where", ["per_frame", "orientation"])
+def test_an_enhanced_file_with_per_frame_geometry_gets_a_seg_placed_on_its_frames(
+    tmp_path: Path, where: str, dicom_seg_type: str
+) -> None:
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.inference.dicom_seg import check_dicom_seg_source, write_dicom_seg
+
+    scan = _per_frame_geometry_file(tmp_path / "enhanced.dcm", seed=15, where=where)
+    volume = DicomVolume(scan)
+    check_dicom_seg_source(volume, source=scan)
+    shape = (SIZE, SIZE, SLICES)
+    labels = _labels(shape, seed=16)
+    probabilities = np.random.default_rng(17).random((*shape, len(CLASSES))).astype(np.float32)
+    targets = (tmp_path / "seg.dcm", tmp_path / "prob.dcm")
+    write_dicom_seg(
+        labels,
+        volume,
+        targets[0],
+        class_names=CLASSES,
+        probabilities=probabilities,
+        probabilities_target=targets[1],
+        dicom_seg_type=dicom_seg_type,
+    )
+
+    # Decoded by pydicom alone: every frame on the source frame it references, at that frame's
+    # position, with the orientation and pixel spacing the source frames state in their own groups.
+    planes = slice_planes([scan])
+    decoded, referenced = seg_label_map(targets[0], planes, shape)
+    assert np.array_equal(decoded, labels)
+    assert {number for _, number in referenced} <= {1, 2, 3}
+    for target in targets:
+        seg = pydicom.dcmread(target, stop_before_pixels=True)
+        shared = seg.SharedFunctionalGroupsSequence[0]
+        assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == list(OBLIQUE)
+        measures = shared.PixelMeasuresSequence[0]
+        assert [float(v) for v in measures.PixelSpacing] == [0.6, 0.9]
+        assert float(measures.SliceThickness) == 2.0  # write_enhanced's, stated by each frame
+        for group in seg.PerFrameFunctionalGroupsSequence:
+            source = group.DerivationImageSequence[0].SourceImageSequence[0]
+            plane = planes[(str(source.ReferencedSOPInstanceUID), int(source.ReferencedFrameNumber))]
+            position = [float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient]
+            np.testing.assert_allclose(position, plane["position"], atol=1e-4)
+
+
+def test_predict_writes_a_seg_of_an_enhanced_file_with_per_frame_geometry(
+    trained_run: issl.FinetuneResult, tmp_path: Path
+) -> None:
+    scan = _per_frame_geometry_file(tmp_path / "enhanced.dcm", seed=18, where="per_frame")
+    nifti = predict_quietly(trained_run.run_dir, scan, tmp_path / "nifti")
+    report = predict_quietly(trained_run.run_dir, scan, tmp_path / "seg", output_format="dicom_seg")
+
+    image: Any = nib.load(nifti.cases[0].segmentation)
+    expected = np.asarray(image.dataobj)
+    decoded, _ = seg_label_map(report.cases[0].segmentation, slice_planes([scan]), expected.shape)
+    assert expected.any() and np.array_equal(decoded, expected)
+
+
+def _tilted_frame_2(ds: Any) -> None:
+    """Frame 2's orientation 1e-4 off the others': one the reader takes (within 1e-3), a SEG cannot."""
+    tilted = [0.8, 0.6, 1e-4, 0.0, 1e-4, -1.0]
+    ds.PerFrameFunctionalGroupsSequence[1].PlaneOrientationSequence[0].ImageOrientationPatient = tilted
+
+
+def _thicker_frame_2(ds: Any) -> None:
+    ds.PerFrameFunctionalGroupsSequence[1].PixelMeasuresSequence[0].SliceThickness = "2.5"
+
+
+@pytest.mark.parametrize(
+    ("edit", "stated"),
+    [
+        (_tilted_frame_2, "ImageOrientationPatient (PlaneOrientationSequence)"),
+        (_thicker_frame_2, "SliceThickness (PixelMeasuresSequence)"),
+    ],
+    ids=["orientation", "slice-thickness"],
+)
+def test_an_enhanced_file_whose_frames_state_different_geometry_is_refused_before_predicting(
+    trained_run: issl.FinetuneResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: Any,
+    stated: str,
+) -> None:
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.inference.dicom_seg import write_dicom_seg
+
+    predict_module = importlib.import_module("inpaintssl.inference.predict")  # not the function it exports
+    predicted: list[str] = []
+    real = predict_module.predict_case
+
+    def counted(item: Any, **kwargs: Any) -> Any:
+        predicted.append(item.case)
+        return real(item, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_case", counted)
+    scan = _per_frame_geometry_file(tmp_path / "enhanced.dcm", seed=19, where="per_frame", edit=edit)
+    volume = DicomVolume(scan)  # the reader takes it, and places each frame by its own geometry
+    message = rf"input {scan}: the Enhanced \(multi-frame\) file {scan} states {re.escape(stated)} per frame"
+    with pytest.raises(PredictionError, match=message) as caught:
+        predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg")
+    assert "frame 2's" in str(caught.value) and "frame 1's" in str(caught.value)
+    assert "output_format='rtstruct'" in str(caught.value)
+    assert predicted == [] and not (tmp_path / "out").exists()
+
+    # Called directly, the writer refuses it in the same words, before writing anything.
+    target = tmp_path / "seg.dcm"
+    with pytest.raises(PredictionError, match=rf"write_dicom_seg: the Enhanced .* {re.escape(stated)}"):
+        write_dicom_seg(_labels((SIZE, SIZE, SLICES), seed=20), volume, target, class_names=CLASSES)
+    assert not target.exists()

@@ -277,3 +277,65 @@ def test_save_volume_refuses_a_format_it_cannot_write_from_a_grid(tmp_path: Path
             np.zeros(SHAPE, np.uint8), geometry, tmp_path / "x", file_format=file_format, dtype=np.uint8
         )
     assert not list(tmp_path.iterdir())
+
+
+def _fields(path: Path) -> dict[str, str]:
+    """A written NRRD or MetaImage file's header fields, read by hand (not by this library's readers)."""
+    raw = path.read_bytes()
+    if path.suffix == ".nrrd":
+        lines, separator = raw.split(b"\n\n", 1)[0].decode("ascii").splitlines()[1:], ": "
+    else:
+        lines, separator = raw.split(b"ElementDataFile = LOCAL\n", 1)[0].decode("ascii").splitlines(), " = "
+    pairs = (line.split(separator, 1) for line in lines if separator in line and not line.startswith("#"))
+    return {key: value for key, value in pairs}
+
+
+def _lps_geometry(path: Path) -> np.ndarray:
+    """The ``(4, 4)`` LPS voxel-to-world matrix a written NRRD or MetaImage header states, by hand."""
+    fields = _fields(path)
+    lps = np.eye(4)
+    if path.suffix == ".nrrd":
+        assert fields["space"] == "left-posterior-superior"
+        # A probability map's class axis comes first, its direction "none".
+        vectors = [v for v in fields["space directions"].split() if v != "none"]
+        lps[:3, :3] = np.array([_numbers(v) for v in vectors]).T
+        lps[:3, 3] = _numbers(fields["space origin"])
+        return lps
+    # TransformMatrix: axis n's direction, one axis after another; ElementSpacing: each axis' step.
+    directions = np.array(_numbers(fields["TransformMatrix"])).reshape(3, 3).T
+    lps[:3, :3] = directions * np.array(_numbers(fields["ElementSpacing"]))
+    lps[:3, 3] = _numbers(fields["Offset"])
+    return lps
+
+
+@pytest.mark.parametrize("file_format", ["metaimage", "nrrd"])
+@pytest.mark.parametrize(("unit", "mm_per_unit"), [("meter", 1000.0), ("micron", 0.001)])
+def test_a_nifti_scan_in_metres_or_microns_gets_maps_in_millimetres(
+    trained_run: issl.FinetuneResult, tmp_path: Path, file_format: str, unit: str, mm_per_unit: float
+) -> None:
+    # 0.5 x 0.5 x 2 mm voxels, rows along anterior, columns along left, stored in the file's unit.
+    in_mm = np.array([[0.0, -0.5, 0.0, 30.0], [0.5, 0.0, 0.0, -20.0], [0.0, 0.0, 2.0, 5.0], [0, 0, 0, 1.0]])
+    in_unit = in_mm.copy()
+    in_unit[:3] /= mm_per_unit
+    image: Any = nib.Nifti1Image(_scan(12), in_unit)  # type: ignore[no-untyped-call]
+    image.header.set_xyzt_units(unit, "sec")
+    scan = tmp_path / "scan.nii.gz"
+    image.to_filename(scan)
+    report = predict_quietly(
+        trained_run.run_dir, scan, tmp_path / "out", output_format=file_format, probabilities=True
+    )
+
+    # NIfTI-1: the affine nibabel reads (float32 in the header) times the unit's millimetres; then
+    # RAS to LPS (x and y negated), as MetaImage and NRRD state positions.
+    stored: Any = nib.load(scan)
+    expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.diag([mm_per_unit] * 3 + [1.0]) @ stored.affine
+    np.testing.assert_allclose(expected, np.diag([-1.0, -1.0, 1.0, 1.0]) @ in_mm, rtol=1e-6, atol=1e-5)
+    case = report.cases[0]
+    assert case.probabilities is not None
+    for written in (case.segmentation, case.probabilities):
+        np.testing.assert_allclose(
+            _lps_geometry(written), expected, rtol=1e-9, atol=1e-9, err_msg=written.name
+        )
+    if file_format == "metaimage":
+        spacing = _numbers(_fields(case.segmentation)["ElementSpacing"])
+        np.testing.assert_allclose(spacing, [0.5, 0.5, 2.0], rtol=1e-6)

@@ -30,15 +30,18 @@ The series must identify itself as DICOM requires of a referenced series: every 
 ``StudyInstanceUID``, a ``SeriesInstanceUID`` and a ``FrameOfReferenceUID``; and every slice
 states its geometry (``ImagePositionPatient``, ``ImageOrientationPatient``, ``PixelSpacing``),
 by which the SEG's frames are placed; otherwise it is refused, naming the file and the
-attribute, before any case is predicted. Patient and study attributes a file leaves out (type 2:
-``PatientID``, ``PatientName``, ``StudyDate`` ...) are written empty, as DICOM writes an unknown
-value; a slice without ``SliceThickness`` (type 2 in its Image Plane module) gives a SEG whose
-pixel measures state none, as nothing says what it is. A series held in several Enhanced
-(multi-frame) files is refused: a SEG references frames of one multi-frame file at most; and so
-is part of an Enhanced file's frames (one echo of a multi-echo file, or their root-sum-of-squares):
-a SEG of a multi-frame file has a frame for each of its frames. A multi-echo series of
-single-frame files is referenced by the slices read (the echo chosen; for the
-root-sum-of-squares, the first echo's, at the same positions).
+attribute, before any case is predicted. A SEG states one pixel spacing (and slice thickness)
+and one orientation for all its frames: an Enhanced file that states them in each frame's
+functional groups rather than the shared ones is written where every frame states the same, and
+refused otherwise, naming the file, the frame and the attribute. Patient and study attributes a
+file leaves out (type 2: ``PatientID``, ``PatientName``, ``StudyDate`` ...) are written empty,
+as DICOM writes an unknown value; a slice without ``SliceThickness`` (type 2 in its Image Plane
+module) gives a SEG whose pixel measures state none, as nothing says what it is. A series held
+in several Enhanced (multi-frame) files is refused: a SEG references frames of one multi-frame
+file at most; and so is part of an Enhanced file's frames (one echo of a multi-echo file, or
+their root-sum-of-squares): a SEG of a multi-frame file has a frame for each of its frames. A
+multi-echo series of single-frame files is referenced by the slices read (the echo chosen; for
+the root-sum-of-squares, the first echo's, at the same positions).
 
 :func:`write_dicom_seg` takes the label map as class numbers of any integer dtype on the series'
 stored grid (whatever the volume's reorientation), and refuses, before anything is written, one
@@ -60,14 +63,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from inpaintssl.atomic import atomic_path
-from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume
+from inpaintssl.data.dicom import DicomEchoesRssVolume, DicomVolume, slice_header
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_reference import (
     check_class_names,
@@ -116,19 +119,22 @@ _UTF8 = "ISO_IR 192"
 """The SEG's ``SpecificCharacterSet``: UTF-8, which holds any text the source's character set holds."""
 
 
-def _sources(volume: DicomVolume, pydicom: Any) -> tuple[list[Any], list[int]]:
-    """The source datasets (headers only) and, per source frame in the SEG's order, the stored slice."""
+def _sources(volume: DicomVolume, pydicom: Any) -> tuple[list[Path], list[Any], list[int]]:
+    """The source files, their datasets (headers only) and, per source frame in the SEG's order, the
+    stored slice."""
     sources = volume.slice_sources
     if all(frame is None for _, frame in sources):
         # One file per slice read, in stored order: not volume.files, which for a multi-echo
         # series read as its root-sum-of-squares holds every echo's files (two per position).
-        datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path, _ in sources]
-        return datasets, list(range(len(sources)))
+        paths = [path for path, _ in sources]
+        datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in paths]
+        return paths, datasets, list(range(len(sources)))
     # One Enhanced file, every frame of it read (check_dicom_seg_source): the SEG's frames follow
     # the file's frames, wherever their positions put them.
-    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in volume.files]
+    paths = [Path(path) for path in volume.files]
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in paths]
     by_frame = sorted(range(len(sources)), key=lambda k: sources[k][1] or 0)
-    return datasets, by_frame
+    return paths, datasets, by_frame
 
 
 def _in_utf8(dataset: Any) -> Any:
@@ -159,6 +165,116 @@ def _with_slice_thickness(dataset: Any) -> Any:
     return dataset
 
 
+_SHARED_GEOMETRY = (
+    ("PixelMeasuresSequence", ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices")),
+    ("PlaneOrientationSequence", ("ImageOrientationPatient",)),
+)
+"""The functional groups (and their attributes) highdicom reads a multi-frame source's pixel
+measures and orientation from: its shared functional group only, never a frame's own."""
+
+
+def _values(value: Any) -> list[Any]:
+    """A DICOM value's values: a multi-valued one's (pydicom's ``MultiValue``), else itself alone."""
+    return [value] if isinstance(value, (str, bytes)) or not isinstance(value, Iterable) else list(value)
+
+
+def _compared(value: Any) -> tuple[Any, ...]:
+    """A DICOM value as numbers, so that "0.5" and "0.50" agree; as text where it holds no number."""
+    values = _values(value)
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return tuple(str(v) for v in values)
+
+
+def _shown(value: Any) -> str:
+    values = _values(value)
+    return str(values[0]) if len(values) == 1 else "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def _shared_frame_geometry(dataset: Any, path: Path, *, owner: str) -> dict[str, dict[str, Any]]:
+    """The pixel measures and orientation an Enhanced file's frames all state, to share in a SEG.
+
+    For each of :data:`_SHARED_GEOMETRY` that some frame states in its own functional group (or
+    that the shared group lacks, the frames' values then at the file's top level): each attribute's
+    value, as every frame states it (:func:`~inpaintssl.data.dicom.slice_header`: its own group,
+    else the shared one, else the top level, as the series was read), left out where no frame
+    states one. A group already shared and in no frame's own is left out, as highdicom reads it.
+
+    Args:
+        dataset: The file's header.
+        path: The file, for messages.
+        owner: What the message starts with (``"input <source>"``).
+
+    Raises:
+        PredictionError: Two frames state an attribute differently (the SEG states one for all
+            its frames): naming the file, the frames, the attribute and both values.
+    """
+    frames = getattr(dataset, "PerFrameFunctionalGroupsSequence", None)
+    if not frames:
+        return {}
+    shared_groups = getattr(dataset, "SharedFunctionalGroupsSequence", None)
+    shared = shared_groups[0] if shared_groups else None
+    headers = [slice_header(dataset, k) for k in range(len(frames))]
+    common: dict[str, dict[str, Any]] = {}
+    for group, names in _SHARED_GEOMETRY:
+        if (shared is not None and group in shared) and not any(group in own for own in frames):
+            continue
+        values: dict[str, Any] = {}
+        for name in names:
+            stated = [getattr(header, name, None) for header in headers]
+            stated = [None if value in (None, "") else value for value in stated]
+            first = stated[0]
+            for number, value in enumerate(stated[1:], start=2):
+                if (value is None) != (first is None) or (
+                    value is not None and _compared(value) != _compared(first)
+                ):
+                    raise PredictionError(
+                        f"{owner}: the Enhanced (multi-frame) file {path} states {name} ({group}) per "
+                        f"frame, and frame {number}'s, {_shown(value)}, is not frame 1's, {_shown(first)}; "
+                        "a DICOM SEG states one pixel spacing, slice thickness and orientation for all "
+                        "its frames, so every frame must state the same: write an RT Structure Set "
+                        "(output_format='rtstruct'), whose contours follow each frame's own geometry, or "
+                        "NIfTI (output_format='nifti')"
+                    )
+            if first is not None:
+                values[name] = first
+        common[group] = values
+    return common
+
+
+def _with_shared_geometry(dataset: Any, path: Path) -> Any:
+    """``dataset`` (a header-only copy) with its frames' pixel measures and orientation shared.
+
+    highdicom takes a multi-frame source's ``PixelMeasuresSequence`` and
+    ``PlaneOrientationSequence`` from its shared functional group alone, and failed (an
+    ``AttributeError``, "Source images must have a shared orientation") on an Enhanced file that
+    states them in each frame's group, as DICOM allows, after the prediction. Where every frame
+    states the same (:func:`_shared_frame_geometry`), the shared group gets it and the frames'
+    own are taken out: the SEG states what each frame does.
+
+    Raises:
+        PredictionError: Frames that state them differently (refused before predicting by
+            :func:`check_dicom_seg_source`).
+    """
+    pydicom = import_optional("pydicom", extra="dicom", purpose=_purpose())
+    common = _shared_frame_geometry(dataset, path, owner="write_dicom_seg")
+    if not common:
+        return dataset
+    if "SharedFunctionalGroupsSequence" not in dataset or not dataset.SharedFunctionalGroupsSequence:
+        dataset.SharedFunctionalGroupsSequence = pydicom.Sequence([pydicom.Dataset()])
+    shared = dataset.SharedFunctionalGroupsSequence[0]
+    for group, values in common.items():
+        item = pydicom.Dataset()
+        for name, value in values.items():
+            setattr(item, name, value)
+        setattr(shared, group, pydicom.Sequence([item]))
+        for own in dataset.PerFrameFunctionalGroupsSequence:
+            if group in own:
+                delattr(own, group)
+    return dataset
+
+
 def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
     """Refuse, before any case is predicted, an input whose label map cannot be a DICOM SEG.
 
@@ -167,7 +283,9 @@ def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
             :data:`~inpaintssl.inference.dicom_reference.REQUIRED`, a slice one of
             :data:`~inpaintssl.inference.dicom_reference.GEOMETRY`, the series is held in
             several Enhanced files, or is part of one Enhanced file's frames (an echo of a
-            multi-echo file); the message names the input (and the file).
+            multi-echo file), or its frames state different pixel measures or orientations in
+            their own functional groups (:func:`_shared_frame_geometry`); the message names the
+            input (and the file).
             Also where highdicom is not installed (the ``dicom-seg`` extra).
     """
     if isinstance(volume, DicomVolume):
@@ -189,6 +307,10 @@ def check_dicom_seg_source(volume: Any, *, source: Path) -> None:
         needs="places each of its frames where the slice it segments lies, as viewers overlay it",
     )
     _check_every_frame_read(volume, headers, source=source)
+    if len(volume.files) == 1 and volume.slice_sources[0][1] is not None:
+        # Before predicting: the SEG states one pixel measures and orientation for all its frames.
+        path = Path(volume.files[0])
+        _shared_frame_geometry(headers[str(path)], path, owner=f"input {source}")
 
 
 def _check_every_frame_read(volume: DicomVolume, headers: dict[str, Any], *, source: Path) -> None:
@@ -306,7 +428,9 @@ def write_dicom_seg(
             (:func:`~inpaintssl.inference.dicom_reference.checked_label_map`); ``probabilities`` not
             ``(rows, columns, slices, len(class_names))`` on that grid, or without their target.
         PredictionError: A class name that is no ``SegmentLabel``
-            (:func:`~inpaintssl.inference.dicom_reference.check_class_names`).
+            (:func:`~inpaintssl.inference.dicom_reference.check_class_names`); an Enhanced file
+            whose frames state different pixel measures or orientations
+            (:func:`check_dicom_seg_source` refuses it before predicting).
 
     Example:
         >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
@@ -330,8 +454,11 @@ def write_dicom_seg(
 
     from inpaintssl import __version__
 
-    datasets, order = _sources(volume, pydicom)
-    datasets = [_with_slice_thickness(_in_utf8(complete_identity(ds))) for ds in datasets]
+    paths, datasets, order = _sources(volume, pydicom)
+    datasets = [
+        _with_shared_geometry(_with_slice_thickness(_in_utf8(complete_identity(ds))), path)
+        for path, ds in zip(paths, datasets)
+    ]
     algorithm = hd.AlgorithmIdentificationSequence(
         name="inpaintssl", version=__version__, family=codes.cid7162.ArtificialIntelligence
     )

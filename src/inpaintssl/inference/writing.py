@@ -67,7 +67,7 @@ from inpaintssl.atomic import (
 from inpaintssl.data.dicom import DicomVolume
 from inpaintssl.data.metaimage import MetaImageVolume
 from inpaintssl.data.nrrd import NrrdVolume
-from inpaintssl.data.readers import Volume, affine_zooms, pixdim_agrees
+from inpaintssl.data.readers import Volume, affine_zooms, nifti_mm_per_unit, pixdim_agrees
 from inpaintssl.data.writers import lps_columns, write_metaimage, write_nrrd
 from inpaintssl.extras import import_optional
 from inpaintssl.inference.dicom_seg import check_dicom_seg_source
@@ -276,12 +276,42 @@ def check_writable(volume: Volume, geometry: Geometry, file_format: str, *, sour
     if file_format == "nifti":
         return
     try:
-        lps_columns(geometry.affine)
+        lps_columns(_millimetre_affine(geometry, path=source))
     except ValueError as exc:
         raise PredictionError(
             f"input {source}: its label map cannot be written as {file_format}: {exc}; write it as NIfTI "
             "(output_format='nifti', --output-format nifti)"
         ) from None
+
+
+def _millimetre_affine(geometry: Geometry, *, path: Path) -> np.ndarray:
+    """``geometry``'s affine in millimetres, as MetaImage and NRRD files state their geometry.
+
+    A NIfTI input's affine is in its file's own spatial unit (``xyzt_units``: metres, microns),
+    which the NIfTI label map copied from its header keeps; MetaImage and NRRD have no unit field
+    and are read as millimetres (a scan in metres would get a label map 1000 times too small), so
+    it is scaled by the header's millimetres per unit
+    (:func:`~inpaintssl.data.readers.nifti_mm_per_unit`); every other input's affine (no NIfTI
+    header) is in millimetres already.
+
+    Args:
+        geometry: The case's geometry.
+        path: The input, for messages.
+
+    Example:
+        >>> import nibabel as nib
+        >>> header = nib.Nifti1Header()
+        >>> header.set_xyzt_units("meter")
+        >>> geometry = Geometry(np.diag([0.0005, 0.0005, 0.002, 1.0]), header, (0.5, 0.5, 2.0))
+        >>> np.diag(_millimetre_affine(geometry, path=Path("scan.nii"))).tolist()
+        [0.5, 0.5, 2.0, 1.0]
+    """
+    affine: np.ndarray = np.asarray(geometry.affine, dtype=np.float64)
+    if geometry.header is None:
+        return affine
+    scaled: np.ndarray = affine.copy()
+    scaled[:3, :] *= nifti_mm_per_unit(geometry.header, path=path)  # the 3x4 part: steps and origin
+    return scaled
 
 
 def save_volume(
@@ -297,7 +327,8 @@ def save_volume(
 
     In ``file_format`` (:data:`OUTPUT_FORMATS`), atomically, on the input's grid. NIfTI copies
     the input's header where it has one (:func:`nifti_image`); MetaImage and NRRD hold the
-    geometry alone (:mod:`inpaintssl.data.writers`), the voxel sizes from ``geometry.zooms``, and a
+    geometry alone (:mod:`inpaintssl.data.writers`), in millimetres (:func:`_millimetre_affine`: a
+    NIfTI input's in metres or microns converted), the voxel sizes from ``geometry.zooms``, and a
     2-D input's map as a volume of one slice, ``(X, Y, 1)``, on its affine's third axis. A 2-D
     input's probability map is ``(X, Y, 1, K)`` in every format, as a volume's is ``(X, Y, Z, K)``:
     the classes after three spatial axes, never taken for slices.
@@ -321,11 +352,14 @@ def save_volume(
     array = data.astype(dtype, copy=False)
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
+    # The header's unit was checked when the input was read (NiftiVolume), so target, named in a
+    # refusal that cannot come, stands in for the input this function is not given.
+    affine = _millimetre_affine(geometry, path=target)
     with atomic_path(target) as tmp, tmp.open("wb") as stream:
         if file_format == "metaimage":
-            write_metaimage(stream, array, affine=geometry.affine, spacing=geometry.zooms)
+            write_metaimage(stream, array, affine=affine, spacing=geometry.zooms)
         else:  # nrrd
-            write_nrrd(stream, array, affine=geometry.affine)
+            write_nrrd(stream, array, affine=affine)
 
 
 def volumes_ml(
