@@ -44,3 +44,16 @@ def pretrain_stopped_after_the_first_epoch(config: dict[str, Any], monkeypatch: 
         patch.setattr(loop, "save_checkpoint", stopped_after_the_first_epoch)
         with pytest.raises(KeyboardInterrupt):
             issl.pretrain(config)
+
+
+def flip_exponent_bits(weights: Path) -> None:
+    """Damage every float32 of a safetensors file in place, its header intact (it still parses).
+
+    Each value's byte 3 (little-endian) holds the sign and the top seven exponent bits; flipping its
+    lowest bit (exponent bit 1) multiplies the value by 4 or 1/4: 1.0 (exponent 127) becomes 0.25.
+    """
+    raw = bytearray(weights.read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little")
+    for offset in range(start, len(raw), 4):
+        raw[offset + 3] ^= 0x01
+    weights.write_bytes(bytes(raw))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from checkpoint_helpers import flip_exponent_bits
 from inpaintssl.atomic import atomic_write_text
 from inpaintssl.checkpoint import (
     CheckpointError,
@@ -322,3 +323,153 @@ def test_a_malformed_complete_marker_recovers_the_twin(tmp_path: Path, marker: b
     os.replace(folder.with_name("last.old"), tmp_path / "elsewhere")
     with pytest.raises(CheckpointError, match=r"last/COMPLETE\.json is unreadable"):
         load_checkpoint(folder)
+
+
+def _reseal(folder: Path) -> None:
+    """Write ``folder``'s ``COMPLETE.json`` again for its files as they are now (a hand edit re-sealed)."""
+    import hashlib
+
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.iterdir()
+        if p.name != "COMPLETE.json"
+    }
+    atomic_write_text(folder / "COMPLETE.json", json.dumps({"files": files}))
+
+
+def test_a_checkpoints_weights_file_damaged_since_sealed_is_refused(tmp_path: Path) -> None:
+    # Given directly, a checkpoint's model.safetensors was loaded as a bare file: damage that kept
+    # its header valid went unnoticed, though the folder (and load_model on the file) refused it.
+    from safetensors.torch import load_file
+
+    from inpaintssl.checkpoint import load_state_dict
+
+    folder = tmp_path / "run" / "checkpoints" / "best"
+    save_checkpoint(folder, {"w": torch.ones(4)}, META)
+    weights = folder / "model.safetensors"
+    intact, intact_meta = load_checkpoint(weights)
+    assert intact["w"].tolist() == [1.0] * 4
+    flip_exponent_bits(weights)
+    assert load_file(str(weights))["w"].tolist() == [0.25] * 4  # still a readable safetensors file
+    for load in (load_checkpoint, load_state_dict):
+        with pytest.raises(
+            CheckpointError, match=rf"{folder}: files changed or missing since written: model"
+        ):
+            load(weights)
+    # The same bytes as a bare file (no COMPLETE.json beside it) are foreign weights, taken as given.
+    (tmp_path / "bare").mkdir()
+    bare = tmp_path / "bare" / "model.safetensors"
+    bare.write_bytes(weights.read_bytes())
+    state, meta = load_checkpoint(bare)
+    assert state["w"].tolist() == [0.25] * 4 and meta is None
+    # Intact, the file loaded as its folder does, metadata and all.
+    assert intact_meta is not None and intact_meta.class_names == ["a", "b", "c"]
+
+
+def test_a_damaged_weights_file_beside_an_intact_twin_loads_the_twin_as_the_folder_does(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "last"
+    save_checkpoint(folder.with_name("last.old"), {"w": torch.full((1,), 7.0)}, META)
+    save_checkpoint(tmp_path / "elsewhere", {"w": torch.full((1,), 8.0)}, META)
+    os.replace(tmp_path / "elsewhere", folder)
+    flip_exponent_bits(folder / "model.safetensors")
+    assert load_checkpoint(folder)[0]["w"].item() == 7.0
+    assert load_checkpoint(folder / "model.safetensors")[0]["w"].item() == 7.0
+
+
+def test_meta_json_that_is_not_utf8_is_a_checkpoint_error_naming_it(tmp_path: Path) -> None:
+    from inpaintssl.checkpoint import read_checkpoint_meta
+
+    folder = tmp_path / "best"
+    save_checkpoint(folder, {"w": torch.zeros(1)}, META)
+    meta_path = folder / "meta.json"
+    # The same JSON re-saved as UTF-16 (with its byte order mark 0xff 0xfe), as a Windows editor may.
+    meta_path.write_bytes(meta_path.read_text(encoding="utf-8").encode("utf-16"))
+    expected = rf"^{meta_path}: invalid checkpoint metadata: expected UTF-8 JSON .*0xff at offset 0"
+    with pytest.raises(CheckpointError, match=expected):
+        read_checkpoint_meta(meta_path)
+    _reseal(folder)  # so only the encoding can fail
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(folder)
+
+
+def test_a_document_that_is_not_utf8_is_a_checkpoint_error_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "last"
+    save_checkpoint(folder, {"w": torch.zeros(1)}, META, documents={"trainer": {"epoch": 3}})
+    document = folder / "trainer.json"
+    document.write_bytes(b'{"epoch": 3, "note": "caf\xe9"}')  # Latin-1 bytes, not UTF-8
+    _reseal(folder)
+    with pytest.raises(CheckpointError, match=rf"^{document}: expected UTF-8 JSON .*0xe9 at offset 25"):
+        read_checkpoint_dir(folder)
+    document.write_text('{"epoch": 3,', encoding="utf-8")  # torn JSON keeps its own wording
+    _reseal(folder)
+    with pytest.raises(CheckpointError, match=rf"^{document}: invalid JSON"):
+        read_checkpoint_dir(folder)
+
+
+def _torch_file_cut_short(tmp_path: Path, how: str) -> Path:
+    state = {"w": torch.ones(64)}
+    path = tmp_path / f"{how}.pt"
+    if how == "empty":
+        path.write_bytes(b"")
+        return path
+    torch.save(state, path, _use_new_zipfile_serialization=how.startswith("zip"))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if how.endswith("half") else raw[:-10])
+    return path
+
+
+@pytest.mark.parametrize("how", ["zip half", "zip less 10 bytes", "legacy half", "empty"])
+def test_a_truncated_torch_file_is_called_damaged_not_unsafe(tmp_path: Path, how: str) -> None:
+    # Every torch.load failure was reported as "it may carry pickled code", sending the user after
+    # a security problem for an interrupted download.
+    path = _torch_file_cut_short(tmp_path, how)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot be read as a torch file (truncated or damaged?): ")
+    assert "pickled code" not in message
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4 in the checkpoint:UserWarning")
+def test_a_pickled_payload_keeps_the_pickled_code_wording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(1), "x": _Payload()}, evil)
+    with pytest.raises(
+        CheckpointError, match=rf"^{evil}: refused to load: .*may carry pickled code.*UnpicklingError"
+    ):
+        load_checkpoint(evil)
+    assert not (tmp_path / "PWNED_MARKER").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit's own deprecation notices
+def test_a_torchscript_archive_is_named_with_what_to_pass_instead(tmp_path: Path) -> None:
+    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    archive = tmp_path / "model.pt"
+    torch.jit.save(scripted, str(archive))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(archive)
+    message = str(caught.value)
+    assert message.startswith(f"{archive}: a TorchScript archive")
+    assert "export_model(format='safetensors')" in message and "run folder" in message
+    assert "pickled code" not in message and "weights_only" not in message
+
+
+def test_a_home_relative_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # load_model, predict and a config's transfer.pretrained expand "~"; load_checkpoint took it literally.
+    from inpaintssl.checkpoint import load_state_dict
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_checkpoint(tmp_path / "pre" / "checkpoints" / "best", {"w": torch.full((2,), 3.0)}, META)
+    assert resolve_checkpoint("~/pre") == tmp_path / "pre" / "checkpoints" / "best"
+    assert load_checkpoint("~/pre")[0]["w"].tolist() == [3.0, 3.0]
+    assert load_state_dict(Path("~") / "pre" / "checkpoints" / "best" / "model.safetensors")[
+        "w"
+    ].tolist() == [
+        3.0,
+        3.0,
+    ]

@@ -10,8 +10,9 @@ A checkpoint is a folder::
 
 The folder is first written under a temporary name and then swapped in with renames, so a run
 killed at any instant leaves either the previous complete checkpoint or the new one (a
-half-swapped folder is recovered from its ``.old`` twin). Foreign ``.pt``/``.pth`` files are read
-with ``torch.load(weights_only=True)`` only, which refuses pickled code.
+half-swapped folder is recovered from its ``.old`` twin). A checkpoint's ``model.safetensors``
+given on its own is read as its folder, so its checksums are verified too. Foreign ``.pt``/``.pth``
+files are read with ``torch.load(weights_only=True)`` only, which refuses pickled code.
 
 Example:
     >>> import tempfile, pathlib, torch
@@ -28,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -461,13 +464,21 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
 
     Accepts a run folder (uses ``checkpoints/<which>``), a checkpoint folder, a
     ``.safetensors`` file, or a foreign ``.pt``/``.pth``/``.bin``/``.ckpt`` file (suffixes in any
-    letter case).
+    letter case). A leading ``~`` is expanded. A checkpoint's ``model.safetensors`` (a
+    ``COMPLETE.json`` beside it) resolves to its verified folder, as the folder itself does.
 
     Raises:
-        CheckpointError: Nothing usable at ``path``; the message says what was looked for.
+        CheckpointError: Nothing usable at ``path``, or a checkpoint whose files no longer match its
+            ``COMPLETE.json``; the message says what was looked for.
     """
-    path = Path(path)
+    # load_model, predict, export and a config's transfer.pretrained expand "~"; so does this.
+    path = Path(path).expanduser()
     if path.is_file():
+        if path.name == "model.safetensors" and (path.parent / COMPLETE_MARKER).is_file():
+            # The weights of a sealed checkpoint: taken as they are, a file damaged since it was
+            # written would load unnoticed, while the same folder (and load_model on this file) is
+            # refused. Verifying the folder also recovers its .old twin, as for the folder.
+            return _verified_folder(path.parent)
         # Suffixes in any letter case: an export copied through Windows may come back as .PTH.
         if path.suffix.lower() == ".safetensors" or path.suffix.lower() in _FOREIGN_SUFFIXES:
             return path
@@ -499,13 +510,45 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
     )
 
 
+def _is_torchscript_archive(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``, ``export_model``'s ``.pt``).
+
+    Read as a zip listing only, as ``inference.loading.is_torchscript_export`` reads it (which this
+    layer cannot import): a TorchScript archive holds ``<name>/constants.pkl`` and its program under
+    ``<name>/code/``, which no ``torch.save`` archive holds.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    inner = [name.split("/", 1)[1] for name in names if "/" in name]
+    return any(name == "constants.pkl" or name.startswith("code/") for name in inner)
+
+
 def _load_foreign(path: Path) -> dict[str, torch.Tensor]:
+    if _is_torchscript_archive(path):
+        # torch.load refuses it too, but only with its own weights_only advice, naming neither
+        # the file nor what to pass instead.
+        raise CheckpointError(
+            f"{path}: a TorchScript archive (such as an export_model(format='torchscript') export), which "
+            "runs without inpaintssl (torch.jit.load) but is not read back here, as loading it would run "
+            "its stored program; pass the run folder it came from or an export_model(format='safetensors') "
+            "file"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
+        # What torch's weights_only unpickler raises for anything but plain tensors and containers.
         raise CheckpointError(
             f"{path}: refused to load: it is not a plain tensor checkpoint loadable with "
             f"weights_only=True (it may carry pickled code): {type(exc).__name__}: {exc}"
+        ) from exc
+    except Exception as exc:
+        # A zip archive without its central directory (RuntimeError), a legacy pickle cut short
+        # (EOFError), a read failure (OSError): a damaged file, not a refused one.
+        raise CheckpointError(
+            f"{path}: cannot be read as a torch file (truncated or damaged?): {type(exc).__name__}: {exc}"
         ) from exc
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
@@ -536,21 +579,35 @@ def read_checkpoint_dir(folder: str | Path) -> tuple[dict[str, dict[str, torch.T
         elif path.suffix == ".json" and path.name != COMPLETE_MARKER:
             try:
                 documents[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as exc:
+                raise CheckpointError(f"{path}: {_not_utf8(exc)}") from exc
             except json.JSONDecodeError as exc:
                 raise CheckpointError(f"{path}: invalid JSON: {exc}") from exc
     return tensors, documents
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """What is wrong with a JSON file of a checkpoint whose bytes are not UTF-8 (e.g. re-saved as UTF-16)."""
+    return (
+        f"expected UTF-8 JSON (as save_checkpoint writes it), found a byte that is not UTF-8 "
+        f"(0x{exc.object[exc.start]:02x} at offset {exc.start}; re-saved in another encoding, such as "
+        "UTF-16?)"
+    )
 
 
 def read_checkpoint_meta(meta_path: Path) -> CheckpointMeta:
     """A checkpoint's ``meta.json``, validated.
 
     Raises:
-        CheckpointError: The file cannot be read or is not valid metadata (each problem named).
+        CheckpointError: The file cannot be read, is not UTF-8, or is not valid metadata (each
+            problem named).
     """
     try:
         return CheckpointMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{meta_path}: invalid checkpoint metadata: {_not_utf8(exc)}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']} (found {e.get('input')!r})"
@@ -563,6 +620,9 @@ def load_checkpoint(
     path: str | Path, *, which: Literal["best", "last"] = "best"
 ) -> tuple[dict[str, torch.Tensor], CheckpointMeta | None]:
     """Load weights (and metadata when present) without unpickling anything.
+
+    ``path`` is any path :func:`resolve_checkpoint` accepts; a checkpoint's ``model.safetensors``
+    loads as its folder does (checksums verified, ``meta.json`` read).
 
     Returns:
         ``(state_dict, meta)``; ``meta`` is ``None`` for bare weight files.

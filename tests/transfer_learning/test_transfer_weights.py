@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from checkpoint_helpers import flip_exponent_bits
 from inpaintssl.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from inpaintssl.registry import BACKBONES, TRANSFER_STRATEGIES
 from inpaintssl.training.outcome import TrainOutcome
@@ -522,3 +523,59 @@ def test_without_a_mode_every_kernel_that_reads_the_image_is_named_with_the_hint
         transfer(pretrained, model, weights="encoder")
     assert str(info.value).count("in_channels='repeat' or 'average'") == 2
     assert "The two networks differ" not in str(info.value)  # only the image's channels do
+
+
+def test_a_checkpoints_weights_file_damaged_since_sealed_is_refused(tmp_path: Path) -> None:
+    # Given as its model.safetensors, a checkpoint damaged after it was written (COMPLETE.json no
+    # longer matching) was copied silently, though its folder, and load_model on the file, refuse it.
+    from safetensors.torch import load_file
+
+    pretrained = pretrained_inpainter()
+    folder = tmp_path / "run" / "checkpoints" / "best"
+    save_checkpoint(
+        folder,
+        pretrained.state_dict(),
+        CheckpointMeta(kind="pretrain", backbone="unet2d", in_channels=1, out_channels=1),
+    )
+    weights = folder / "model.safetensors"
+    flip_exponent_bits(weights)
+    damaged = load_file(str(weights))
+    first = "encoder.levels.0.0.0.weight"
+    ratio = (damaged[first] / pretrained.state_dict()[first]).unique().tolist()
+    assert set(ratio) <= {0.25, 4.0}  # the damage: readable weights, each scaled by 4 or 1/4
+    model = unet()
+    before = snapshot(model)
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{re.escape(str(folder))}: files changed or missing since written: model\.safetensors",
+    ):
+        transfer(weights, model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_home_relative_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A config's transfer.pretrained and load_model expand "~"; transfer() took it literally.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pretrained = pretrained_inpainter()
+    write_sources(tmp_path, pretrained.state_dict())
+    expected, model = unet(), unet()
+    transfer(pretrained, expected, weights="encoder_decoder")
+    assert transfer("~/run", model, weights="encoder_decoder").copied
+    assert all(torch.equal(a, b) for a, b in zip(expected.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit's own deprecation notices
+def test_a_torchscript_export_is_refused_with_what_to_pass_instead(tmp_path: Path) -> None:
+    # Reported as "it may carry pickled code", as if the library's own export were an attack.
+    from inpaintssl.inference.export import export_model
+
+    meta = CheckpointMeta(
+        kind="pretrain", backbone="unet2d", backbone_params=SMALL, in_channels=1, out_channels=1
+    )
+    save_checkpoint(tmp_path / "best", pretrained_inpainter().state_dict(), meta)
+    exported = export_model(str(tmp_path / "best"), format="torchscript", output=str(tmp_path / "pre.pt"))
+    with pytest.raises(CheckpointError) as caught:
+        transfer(exported, unet())
+    message = str(caught.value)
+    assert message.startswith(f"{exported}: a TorchScript archive")
+    assert "export_model(format='safetensors')" in message and "pickled code" not in message

@@ -185,9 +185,10 @@ def _header_kind(path: Path) -> str | None:
 def _recorded_kind(target: Path) -> tuple[str, Path] | None:
     """The stage (``pretrain``/``finetune``) the resolved checkpoint ``target`` records, and where.
 
-    A checkpoint folder records it in its ``meta.json``, a checkpoint's ``model.safetensors`` in the
-    ``meta.json`` next to it, and an ``export_model`` safetensors file in its header. Plain weights
-    record nothing (``None``).
+    A checkpoint folder records it in its ``meta.json`` (a sealed checkpoint's ``model.safetensors``
+    arrives here as its verified folder: :func:`~inpaintssl.checkpoint.resolve_checkpoint`), an
+    unsealed ``model.safetensors`` in the ``meta.json`` next to it, and an ``export_model``
+    safetensors file in its header. Plain weights record nothing (``None``).
     """
     if target.is_dir():
         meta_path: Path | None = target / "meta.json"
@@ -437,7 +438,8 @@ def transfer(
     Args:
         pretrained: An ``nn.Module``, a state dict, or a path to a ``.safetensors`` file, a
             checkpoint folder or a run folder (read as
-            :func:`inpaintssl.checkpoint.load_state_dict` reads it; nothing is unpickled).
+            :func:`inpaintssl.checkpoint.load_state_dict` reads it: ``~`` expanded, a checkpoint's
+            ``model.safetensors`` verified against its ``COMPLETE.json``; nothing is unpickled).
             ``module.`` and ``_orig_mod.`` key prefixes from DDP and ``torch.compile`` are
             stripped. A source that records its kind (a checkpoint's ``meta.json``, an export's
             header, a loaded model's ``inference_meta``, the ``checkpoint_meta`` of the model a
