@@ -19,12 +19,19 @@ import pytest
 import torch
 from torch import nn
 
+from inpaintssl.corruption import ContextPrediction
 from inpaintssl.data import DataError, SliceDataset
 from inpaintssl.data.preflight import CaseCheck
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.models import UNet2d
-from inpaintssl.registry import BACKBONES, DATASETS
-from inpaintssl.testing import BackboneContract, DatasetContract, LossContract, TransferStrategyContract
+from inpaintssl.registry import BACKBONES, DATASETS, PRETEXT_TASKS
+from inpaintssl.testing import (
+    BackboneContract,
+    DatasetContract,
+    LossContract,
+    PretextTaskContract,
+    TransferStrategyContract,
+)
 
 
 class TestUNet2dContract(BackboneContract):
@@ -136,6 +143,47 @@ class TestEncoderDecoderContract(TransferStrategyContract):
     strategy = "encoder_decoder"
     in_channels = 1
     num_classes = 4
+
+
+# -- the pretext-task contract at the smallest patch sizes --------------------------------------
+# Its "image smaller than the patch" was patch_size - 2 rows high: an empty image at patch_size 2
+# (refused for its shape, in words that need not name patch_size) and torch.zeros(-1, ...) at 1.
+class TestContextPredictionOnePixelPatchContract(PretextTaskContract):
+    task = "context_prediction"
+    patch_size = 1
+
+
+class TestContextPredictionTwoPixelPatchContract(PretextTaskContract):
+    task = "context_prediction"
+    patch_size = 2
+
+
+class TestContextRestorationTwoPixelPatchContract(PretextTaskContract):
+    task = "context_restoration"
+    patch_size = 2
+
+
+class _VagueAboutSmallImages(ContextPrediction):
+    """Refuses an image smaller than the patch, but without naming patch_size."""
+
+    def corrupt(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if images.ndim == 4 and min(images.shape[-2:]) < self.patch_size:
+            raise ValueError(f"image of shape {tuple(images.shape)} is too small")
+        return super().corrupt(images, generator)
+
+
+@pytest.mark.parametrize("patch_size", [2, 8])
+def test_the_task_contract_still_asks_a_small_image_to_be_refused_naming_patch_size(patch_size: int) -> None:
+    # The image one row short of the patch is still offered from patch_size 2 on.
+    PRETEXT_TASKS.register("vague_small_images")(_VagueAboutSmallImages)
+    try:
+        contract = type(
+            "Contract", (PretextTaskContract,), {"task": "vague_small_images", "patch_size": patch_size}
+        )()
+        with pytest.raises(AssertionError, match=r"does not name patch_size"):
+            contract.test_bad_inputs_raise_clear_errors()
+    finally:
+        PRETEXT_TASKS.unregister("vague_small_images")
 
 
 # -- the dataset contract: synthetic passes, deliberately broken datasets fail their check ------------

@@ -68,6 +68,29 @@ def test_every_patch_size_skipped_still_draws_the_original(tmp_path: Path) -> No
     assert imread(out).shape[0] > 0
 
 
+def test_a_fractional_patch_size_is_skipped_not_truncated(tmp_path: Path) -> None:
+    # int(8.7) drew it as 8x8 patches, silently, where ContextPrediction(patch_size=8.7) refuses.
+    with pytest.warns(UserWarning) as caught:
+        out = render_corruption_figure(image((64, 64)), tmp_path / "frac.png", patch_sizes=(8.7, 16))  # type: ignore[arg-type]
+    messages = [str(w.message) for w in caught]
+    assert any(
+        "patch size 8.7 skipped" in m and "patch_size=8.7 must be a positive integer" in m for m in messages
+    )
+    assert not any("patch size 16" in m for m in messages)
+    # One corruption column (16x16), as wide as a figure asked for 16 alone.
+    reference = render_corruption_figure(image((64, 64)), tmp_path / "ref.png", patch_sizes=(16,))
+    assert imread(out).shape[1] == imread(reference).shape[1]
+
+
+@pytest.mark.parametrize("whole", [8.0, np.int64(8)])
+def test_a_whole_patch_size_of_another_type_draws_what_the_int_draws(tmp_path: Path, whole: object) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = render_corruption_figure(image((64, 64)), tmp_path / "whole.png", patch_sizes=(whole,))  # type: ignore[arg-type]
+    reference = render_corruption_figure(image((64, 64)), tmp_path / "int.png", patch_sizes=(8,))
+    assert out.read_bytes() == reference.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("bad", "match"),
     [

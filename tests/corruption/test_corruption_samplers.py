@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import combinations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.spatial.distance import pdist
 
-from inpaintssl.corruption import PoissonDiscSampler, RandomSampler, required_patch_count, target_pixels
+from inpaintssl.corruption import (
+    PoissonDiscSampler,
+    RandomSampler,
+    required_patch_count,
+    target_pixels,
+    validate_request,
+)
 from inpaintssl.corruption.samplers import _poisson_capacity, lattice_corners
-from inpaintssl.registry import SAMPLERS
+from inpaintssl.registry import PRETEXT_TASKS, SAMPLERS
 from sampler_requests import exact_target, requests
 
 
@@ -139,6 +147,56 @@ def test_patch_larger_than_image_raises_naming_patch_size(name: str, shape: tupl
 
 
 @pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("pairs", [False, True])
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_single_pixel_image_is_refused_as_nothing_to_corrupt(name: str, pairs: bool, k: int) -> None:
+    # One 1x1 patch covers all of a 1x1 image; context prediction then filled it with the image's
+    # mean, itself, and returned its input unchanged.
+    with pytest.raises(ValueError, match=r"1x1 image .*\(shape=\(1, 1\), .*\): nothing to corrupt"):
+        SAMPLERS.build(name).sample(
+            shape=(1, 1), patch_size=k, coverage=1.0, rng=np.random.default_rng(0), pairs=pairs
+        )
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
+@pytest.mark.parametrize("task", PRETEXT_TASKS.names())
+def test_a_pretext_task_refuses_single_pixel_images_and_corrupts_two_by_two_ones(
+    task: str, sampler: str
+) -> None:
+    built = PRETEXT_TASKS.build(task, patch_size=1, sampler=sampler, bank_size=2)
+    with pytest.raises(ValueError, match=r"1x1 image .*nothing to corrupt"):
+        built.corrupt(torch.tensor([3.7, -1.2]).reshape(2, 1, 1, 1))
+    # Four distinct pixels: one of them set to their mean (1.75, none of them), or two swapped
+    # (the Poisson-disc pair on a diagonal); either way the output differs from the input.
+    pixels = torch.tensor([[[[3.0, -1.0], [0.0, 5.0]]]])
+    assert not torch.equal(built.corrupt(pixels), pixels)
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_the_largest_patch_stated_is_the_largest_accepted(name: str) -> None:
+    # 35 % of 5x5 is 8.75 pixels, so ceil(coverage * H * W) = 9 pixels are asked for. A 3x3 patch
+    # (9 pixels) is accepted although 9 > 8.75: the rule applied is K**2 <= ceil(coverage * H * W),
+    # and the refusal of K = 4 must say so, not K**2 <= coverage * H * W (which 3 breaks).
+    shape, coverage = (5, 5), 0.35
+    asked = math.ceil(0.35 * 25)
+    assert asked == 9 and coverage * 25 < 3 * 3
+    accepted = []
+    for k in range(1, 6):
+        try:
+            validate_request(shape=shape, patch_size=k, coverage=coverage)
+            accepted.append(k)
+        except ValueError as exc:
+            told = str(exc)
+            assert f"expected patch_size <= {math.isqrt(asked)}" in told
+            assert "the largest K with K**2 <= ceil(coverage * H * W)" in told
+    assert accepted == [k for k in range(1, 6) if k * k <= asked] == [1, 2, 3]
+    corners = SAMPLERS.build(name).sample(
+        shape=shape, patch_size=3, coverage=coverage, rng=np.random.default_rng(0)
+    )
+    assert covered_fraction(corners, shape, 3) * 25 >= asked
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
 def test_pairs_that_cannot_fit_raise(name: str) -> None:
     with pytest.raises(ValueError, match="non-overlapping"):
         # coverage=1.0 so that one patch is within the coverage and only the pair is too large.
@@ -166,11 +224,58 @@ def test_rng_must_be_a_numpy_generator(name: str) -> None:
 )
 def test_poisson_unreachable_coverage_raises_quickly(shape: tuple[int, int], k: int, coverage: float) -> None:
     start = time.perf_counter()
-    with pytest.raises(ValueError, match="coverage unreachable"):
+    # "unreachable" where a packing bound proves it; "not reached" where only the draws failed.
+    with pytest.raises(ValueError, match=r"coverage unreachable|coverage not reached"):
         PoissonDiscSampler().sample(
             shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(0)
         )
     assert time.perf_counter() - start < 5.0
+
+
+# 8 corners in the 24 x 24 corner range of a 31x31 image with K = 8, pairwise at least 8*sqrt(2)
+# apart (found by an independent simulated-annealing search): the layout the request below needs.
+_EIGHT_IN_31 = np.array([[17, 13], [23, 23], [11, 23], [0, 0], [6, 10], [23, 3], [12, 0], [0, 20]])
+
+
+def test_a_feasible_tight_request_that_no_lattice_holds_is_met() -> None:
+    # 40 % of 31x31 in swapped pairs of 8x8 patches needs 8 (385 pixels / 64, rounded up to even).
+    # No staggered lattice holds 8 and the 10 regular draws placed at most 7 for 9 seeds in 10:
+    # the sampler called it "coverage unreachable", although the layout above exists.
+    shape, k, coverage = (31, 31), 8, 0.4
+    assert pdist(_EIGHT_IN_31.astype(float)).min() >= k * math.sqrt(2)
+    assert _EIGHT_IN_31.min() >= 0 and _EIGHT_IN_31.max() <= 31 - k
+    assert covered_fraction(_EIGHT_IN_31, shape, k) >= coverage
+    assert lattice_corners(shape=shape, patch_size=k, count=8, rng=np.random.default_rng(0)) is None
+    for seed in range(5):
+        corners = PoissonDiscSampler().sample(
+            shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(seed), pairs=True
+        )
+        assert len(corners) == 8
+        assert corners.min() >= 0 and (corners <= np.array(shape) - k).all()
+        assert pdist(corners.astype(float), "sqeuclidean").min() >= 2 * k**2
+        assert covered_fraction(corners, shape, k) >= coverage
+        assert round(covered_fraction(corners, shape, k) * 31 * 31) == 8 * k * k  # no two overlap
+
+
+def test_a_request_no_draw_meets_is_refused_without_claiming_that_no_layout_exists() -> None:
+    # 60 % of 3x3 with 1x1 patches needs 6 (ceil(5.4)) corners pairwise at least sqrt(2) apart, that
+    # is, no two side by side: the packing bound allows 6, but a brute force over all 84 sets of 6
+    # cells finds none (the most is the 5 of a checkerboard), so every draw must fall short.
+    shape, k, coverage = (3, 3), 1, 0.6
+    count = required_patch_count(shape=shape, patch_size=k, coverage=coverage)
+    assert count == 6 <= _poisson_capacity(3, 3, k)
+    cells = [(r, c) for r in range(3) for c in range(3)]
+    assert not any(pdist(np.array(chosen), "sqeuclidean").min() >= 2 for chosen in combinations(cells, 6))
+    with pytest.raises(ValueError, match=r"coverage not reached") as info:
+        PoissonDiscSampler(attempts=2).sample(
+            shape=shape, patch_size=k, coverage=coverage, rng=np.random.default_rng(0)
+        )
+    message = str(info.value)
+    assert "shape=(3, 3), patch_size=1, coverage=0.6" in message
+    # Two regular draws, then ten packing draws per attempt; a failed search, not a proof.
+    assert "no layout of 6 non-overlapping Poisson-disc patches was found in 22 draws" in message
+    assert "unreachable" not in message
+    assert "lower coverage or patch_size, use a larger image" in message
 
 
 def test_random_sampler_gives_up_within_max_draws() -> None:

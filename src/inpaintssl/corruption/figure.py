@@ -39,6 +39,8 @@ _TASKS: tuple[tuple[str, type[PretextTask]], ...] = (
 def _corrupt_or_reason(
     task_type: type[PretextTask], image: NDArray[np.float64], patch_size: int, sampler: str, seed: int
 ) -> NDArray[np.float64] | str:
+    # ``patch_size`` as the caller gave it: the task's own check refuses 8.7 (or "8"), which
+    # int() would have drawn as 8x8 patches.
     try:
         task = task_type(patch_size=patch_size, sampler=sampler, bank_size=1, seed=seed)
         batch = torch.from_numpy(image)[None, None]
@@ -69,8 +71,9 @@ def render_corruption_figure(
 
     Row ``t`` shows task ``t`` (context prediction, then context restoration): the original
     image, then one corruption per patch size ``K`` at 1/4 coverage, as in Figure 1 of the paper
-    (sec. 2.4). A ``K`` that does not fit the image, or whose coverage is unreachable there, is
-    skipped with a :class:`UserWarning` and a note under the figure, never an error.
+    (sec. 2.4). A ``K`` that the tasks refuse (not a positive integer, such as ``8.7``; too
+    large for the image; a coverage unreachable there) is skipped with a :class:`UserWarning` and
+    a note under the figure, never an error.
 
     Args:
         image: ``(H, W)`` real-valued image (e.g. one z-scored slice).
@@ -97,12 +100,13 @@ def render_corruption_figure(
     columns: list[tuple[int, list[NDArray[np.float64]]]] = []
     notes: list[str] = []
     for size in patch_sizes:
-        results = [_corrupt_or_reason(task_type, pixels, int(size), sampler, seed) for _, task_type in _TASKS]
+        results = [_corrupt_or_reason(task_type, pixels, size, sampler, seed) for _, task_type in _TASKS]
         reasons = [r for r in results if isinstance(r, str)]
         if reasons:
             notes.append(f"K={size} skipped: {reasons[0]}")
             warn_each_time(f"render_corruption_figure: patch size {size} skipped: {reasons[0]}", UserWarning)
         else:
+            # Both tasks took it, so it is a whole number: 8.0 is titled 8x8.
             columns.append((int(size), [r for r in results if not isinstance(r, str)]))
 
     figure = _new_figure(len(_TASKS), 1 + len(columns))

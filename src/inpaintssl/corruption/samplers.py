@@ -59,6 +59,12 @@ __all__ = [
 # Numba's Mersenne Twister takes a 32-bit seed.
 _SEED_BOUND = 2**32
 
+# Packing draws PoissonDiscSampler makes, per one of its ``attempts``, before it refuses a request
+# that neither its regular draws nor a lattice met: a tight request that some layout meets (8
+# patches of 8x8 in 31x31) is found by about 1 in 25 packing draws, so ten per attempt find it for
+# all but a few seeds in a hundred, while a refusal costs at most about ten times what it did.
+_PACKING_DRAWS_PER_ATTEMPT = 10
+
 
 @runtime_checkable
 class Sampler(Protocol):
@@ -152,11 +158,15 @@ def validate_request(
 ) -> tuple[int, int]:
     """Check a sampling request and return ``(H, W)`` as plain ints.
 
-    Besides the plain argument checks, a request is refused when one ``K x K`` patch alone
-    covers more than ``coverage`` of the image: every mask would then overshoot the coverage
-    asked by more than a patch (a 64x64 patch on a 64x64 image corrupts 100 %, not the 25 %
-    asked). So a sampler that stops as soon as the coverage is reached never exceeds it by more
-    than one patch's area (one pair's area when ``pairs``, which come two at a time).
+    Besides the plain argument checks, a request is refused when the image is a single pixel
+    (there is nothing to corrupt: context prediction's fill, the image's mean, is that pixel,
+    and context restoration has no second patch to swap it with), and when one ``K x K`` patch
+    alone covers more than the ``ceil(coverage * H * W)`` pixels the coverage asks for
+    (:func:`target_pixels`), that is, when ``K**2 > ceil(coverage * H * W)``: every mask would
+    then overshoot the coverage asked by more than a patch (a 64x64 patch on a 64x64 image
+    corrupts 100 %, not the 25 % asked). So a sampler that stops as soon as the coverage is
+    reached never exceeds it by more than one patch's area (one pair's area when ``pairs``,
+    which come two at a time).
 
     Raises:
         ValueError: Naming the argument, what was expected and what was found; an impossible
@@ -170,7 +180,7 @@ def validate_request(
         ...
         ValueError: cannot cover 25% of a 64x64 image with 64x64 patches (shape=(64, 64), \
 patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size <= 32 \
-(the largest K with K**2 <= coverage * H * W)
+(the largest K with K**2 <= ceil(coverage * H * W), the pixels the coverage asks for)
     """
     if not isinstance(shape, Sequence | np.ndarray) or len(shape) != 2 or not all(map(_is_integral, shape)):
         raise ValueError(f"shape={shape!r} must be (H, W), two integers")
@@ -179,6 +189,13 @@ patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size 
         raise ValueError(f"shape={shape!r} must have positive sides")
     check_patch_options(patch_size=patch_size, coverage=coverage)
     request = _Request(height, width, patch_size, coverage, pairs)
+    if height * width == 1:
+        # Whatever the patch, the output would equal the input: prediction fills the one pixel
+        # with the image's mean (itself) and restoration has no second patch to swap it with.
+        raise request.refuse(
+            f"nothing to corrupt: a {height}x{width} image has a single pixel, which no patch can "
+            "change while leaving context to restore it from; expected an image of at least 2 pixels"
+        )
     if patch_size > min(height, width):
         raise request.refuse(
             f"patch_size={patch_size} is larger than the image; "
@@ -188,7 +205,8 @@ patch_size=64, coverage=0.25): one patch alone covers 100%; expected patch_size 
     if patch_size**2 > target:
         raise request.refuse(
             f"one patch alone covers {_percent(patch_size**2 / (height * width))}; expected "
-            f"patch_size <= {math.isqrt(target)} (the largest K with K**2 <= coverage * H * W)"
+            f"patch_size <= {math.isqrt(target)} (the largest K with K**2 <= ceil(coverage * H * W), "
+            "the pixels the coverage asks for)"
         )
     if pairs and 2 * patch_size > max(height, width):
         raise request.refuse(
@@ -481,7 +499,8 @@ class _CheckedSampler(ABC):
 
         Raises:
             ValueError: The request is invalid, or the draws fell short of the coverage (the
-                message says "coverage unreachable", with the shape, ``K`` and what was reached).
+                message says "coverage unreachable", or for Poisson-disc draws that found no
+                layout "coverage not reached", with the shape, ``K`` and what was reached).
         """
         height, width = self.check_request(shape=shape, patch_size=patch_size, coverage=coverage, pairs=pairs)
         # Plain ints for the Numba kernels: a whole float (8.0) or a NumPy integer passes the checks
@@ -519,13 +538,19 @@ class PoissonDiscSampler(_CheckedSampler):
     more candidates per point, a tighter candidate annulus and points pushed onto the image edges
     (denser packings). After ``attempts`` short draws, a tight request (a narrow image, a large
     ``K``) takes its corners from a randomly shifted staggered lattice (:func:`lattice_corners`),
-    the zig-zag packing a random maximal set often blocks; only when no lattice holds the count
-    either, or at once when a packing bound shows it cannot fit, it raises.
+    the zig-zag packing a random maximal set often blocks. Where no lattice holds the count
+    either, up to ``10 * attempts`` packing draws follow (candidates exactly at the minimum
+    distance, from a corner of the image), which find the irregular layouts of small images that
+    neither the draws nor the lattices hit; only when none of them holds the count, or at once
+    when a packing bound shows it cannot fit, it raises. A request met before those packing draws
+    gets the same corners whether or not they exist.
 
     Args:
         candidates: Candidates per active point on the first draw (Bridson's ``k``; the authors
-            used 10). Draw ``i`` uses ``candidates * (i + 1)``.
-        attempts: Draws before declaring the coverage unreachable.
+            used 10). Draw ``i`` uses ``candidates * (i + 1)``, each packing draw
+            ``candidates * attempts``.
+        attempts: Draws before the lattices are tried; ``10 * attempts`` packing draws follow
+            before the request is refused.
 
     Example:
         >>> import numpy as np
@@ -583,7 +608,8 @@ class PoissonDiscSampler(_CheckedSampler):
         )
 
     def _draw(self, request: _Request, rng: np.random.Generator) -> NDArray[np.int64]:
-        """``N = required_patch_count(...)`` non-overlapping patches, the best of ``attempts`` draws."""
+        """``N = required_patch_count(...)`` non-overlapping patches: the first of ``attempts`` draws
+        that places them, else a lattice, else the first packing draw that does."""
         count = required_patch_count(
             shape=request.shape, patch_size=request.patch_size, coverage=request.coverage, pairs=request.pairs
         )
@@ -597,10 +623,36 @@ class PoissonDiscSampler(_CheckedSampler):
         packed = lattice_corners(shape=request.shape, patch_size=request.patch_size, count=count, rng=rng)
         if packed is not None:
             return packed
+        # Only requests that were refused before reach here (a missing lattice draws nothing from
+        # rng), so every request met above keeps its corners. Irregular layouts of small images
+        # exist that no lattice holds and that a maximal Poisson-disc set hits only by chance.
+        packing_draws = _PACKING_DRAWS_PER_ATTEMPT * self.attempts
+        for _ in range(packing_draws):
+            corners = self._packing_draw(request, rng)
+            if len(corners) >= count:
+                keep = rng.permutation(len(corners))[:count]
+                return corners[keep]
+            best = max(best, len(corners))
         raise request.refuse(
-            f"coverage unreachable: it needs {count} Poisson-disc patches, but the best of "
-            f"{self.attempts} draws placed {best} and no staggered lattice packing holds {count}; "
-            "lower coverage or patch_size, or raise attempts"
+            f"coverage not reached: no layout of {count} non-overlapping Poisson-disc patches was "
+            f"found in {self.attempts + packing_draws} draws (the best placed {best}) nor in a "
+            "staggered lattice; one may still exist, but these draws did not find it; lower coverage "
+            "or patch_size, use a larger image, or raise attempts"
+        )
+
+    def _packing_draw(self, request: _Request, rng: np.random.Generator) -> NDArray[np.int64]:
+        """One maximal set packed as densely as Bridson's algorithm can: from a domain corner, with
+        ``candidates * attempts`` candidates per point, all at the minimum distance (rounded to the
+        integer lattice, so some fall short and are rejected) and pushed onto the edges."""
+        span_rows, span_cols = request.height - request.patch_size, request.width - request.patch_size
+        return bridson_corners(
+            span_rows,
+            span_cols,
+            request.patch_size,
+            self.candidates * self.attempts,
+            1.0,
+            True,
+            _draw_seed(rng),
         )
 
     def check_request(

@@ -386,7 +386,11 @@ class PretextTaskContract(Contract):
         check(out.shape == (0, 1, 32, 32), f"{self.task}: an empty batch gave shape {tuple(out.shape)}")
 
     def test_bad_inputs_raise_clear_errors(self) -> None:
-        """Integer images, a missing batch axis, a NumPy generator, a patch larger than the image."""
+        """Integer images, a missing batch axis, a NumPy generator, a patch larger than the image.
+
+        The last needs an image smaller than the patch: at ``patch_size`` 1 there is none, so that
+        check alone is skipped.
+        """
         task = self.build()
         with _raises(TypeError, f"{self.task}: int64 images"):
             task.corrupt(torch.zeros(1, 1, 32, 32, dtype=torch.int64))
@@ -395,8 +399,15 @@ class PretextTaskContract(Contract):
         generator: Any = np.random.default_rng(0)
         with _raises(TypeError, f"{self.task}: a NumPy generator"):
             task.corrupt(torch.zeros(1, 1, 32, 32), generator)
-        with _raises(ValueError, f"{self.task}: an image smaller than patch_size") as told:
-            task.corrupt(torch.zeros(1, 1, self.patch_size - 2, 32))
+        if self.patch_size < 2:
+            return
+        # One row short of the patch: a positive size, so the task has only the patch to refuse
+        # (at patch_size 2 a height of patch_size - 2 was an empty image, refused for its shape).
+        short = self.patch_size - 1
+        with _raises(
+            ValueError, f"{self.task}: a {short}x32 image with patch_size={self.patch_size}"
+        ) as told:
+            task.corrupt(torch.zeros(1, 1, short, 32))
         check("patch_size" in told[0], f"{self.task}: the error {told[0]!r} does not name patch_size")
 
     def test_bad_options_raise_naming_them(self) -> None:
