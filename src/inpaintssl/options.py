@@ -24,6 +24,7 @@ from typing import TypeVar
 __all__ = [
     "CLOSE_MATCH_CUTOFF",
     "DEVICE_NAMES",
+    "MAX_CUDA_INDEX",
     "check_device_name",
     "check_option",
     "closest_option",
@@ -117,6 +118,10 @@ DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
 (``N`` a card's index)."""
 
 
+MAX_CUDA_INDEX = 127
+"""The largest card index torch can name (its device indices are 8-bit integers)."""
+
+
 def check_device_name(value: object, *, field: str) -> str:
     """Return ``value`` when it is one of :data:`DEVICE_NAMES` (``cuda:N`` with a card's index);
     otherwise raise naming ``field``, with a "did you mean".
@@ -133,7 +138,16 @@ def check_device_name(value: object, *, field: str) -> str:
         ValueError: device='meta' is not a valid option: expected 'auto', 'cpu', 'cuda' or 'cuda:N'
     """
     if isinstance(value, str) and value.startswith("cuda:") and value[5:].isascii() and value[5:].isdigit():
-        return value
+        index = value[5:]
+        # torch refuses a leading zero ('cuda:01') with a bare RuntimeError, and keeps an index in
+        # 8 bits: 'cuda:255' is its -1, "the current card", and 'cuda:128' a negative index.
+        if index == str(int(index)) and int(index) <= MAX_CUDA_INDEX:
+            return value
+        example = int(index) if int(index) <= MAX_CUDA_INDEX else 0
+        raise ValueError(
+            f"{field}={value!r} is not a valid option: expected 'cuda:N' with N a GPU index from 0 to "
+            f"{MAX_CUDA_INDEX} written without leading zeros, e.g. 'cuda:{example}'"
+        )
     if value == "cuda:N":  # the message's placeholder for a card's index, not a device
         raise ValueError(
             f"{field}={value!r} is not a valid option: expected {format_choices(DEVICE_NAMES)} with N a "

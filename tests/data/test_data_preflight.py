@@ -272,6 +272,39 @@ def test_plugin_dataset_without_checks_is_read_item_by_item() -> None:
         preflight({"train": Plugin()}, progress=False, what="my data")
 
 
+def test_a_plugin_item_that_cannot_be_read_is_named_with_its_set_and_cause(tmp_path: Path) -> None:
+    import gzip
+
+    import torch
+
+    # A plugin reading gzip-compressed slices, one file cut short: its EOFError stopped the check
+    # naming neither the item nor the set.
+    for index in range(3):
+        (tmp_path / f"s{index}.gz").write_bytes(gzip.compress(np.zeros((8, 8), np.float32).tobytes()))
+    cut = (tmp_path / "s2.gz").read_bytes()
+    (tmp_path / "s2.gz").write_bytes(cut[: len(cut) // 2])
+
+    class Plugin(SliceDataset):
+        def __init__(self) -> None:
+            self.volume_ids = ["v0", "v1", "v2"]  # per item
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            with gzip.open(tmp_path / f"s{index}.gz") as stream:
+                image = torch.from_numpy(np.frombuffer(stream.read(), np.float32).reshape(1, 8, 8).copy())
+            return {"image": image, "volume_id": f"v{index}", "slice_index": 0}
+
+    with pytest.raises(EOFError) as direct:  # what the plugin itself raises
+        Plugin()[2]
+    with pytest.raises(
+        DataError, match=r"^my data train set item 2 \(volume 'v2'\) cannot be read: EOFError: "
+    ) as refused:
+        preflight({"train": Plugin()}, progress=False, what="my data")
+    assert str(direct.value) in str(refused.value)
+
+
 def _item_plugin(image: Any, label: Any, *, class_names: tuple[str, ...] = ("a", "b")) -> SliceDataset:
     class Plugin(SliceDataset):
         def __init__(self) -> None:

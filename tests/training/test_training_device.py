@@ -71,6 +71,26 @@ def test_a_card_the_machine_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyPat
         resolve_device(device)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [("cuda:01", "cuda:1"), ("cuda:00", "cuda:0"), ("cuda:128", "cuda:0"), ("cuda:255", "cuda:0")],
+)
+def test_a_card_index_torch_cannot_take_as_written_is_refused_naming_the_setting(
+    name: str, example: str
+) -> None:
+    # torch.device refuses 'cuda:01' with a bare RuntimeError, and wraps 'cuda:255' to its index
+    # -1 ("the current card") and 'cuda:128' to -128: the name passed, and failed (or moved) later.
+    for index in ("0", "127"):
+        assert torch.device(f"cuda:{index}").index == int(index)  # what torch takes as written
+    assert torch.device("cuda:255").index is None and torch.device("cuda:128").index == -128
+    with pytest.raises(ValueError, match=rf"^device={name!r} .*from 0 to 127 .*e\.g\. {example!r}$"):
+        resolve_device(name)
+    for config_name in ("cuda:1", "cuda:127"):
+        assert PretrainConfig.model_validate({"run": {"device": config_name}}).run.device == config_name
+    with pytest.raises(ValueError, match=rf"run\.device\n.*device={name!r} is not a valid option"):
+        PretrainConfig.model_validate({"run": {"device": name}})
+
+
 @pytest.mark.parametrize("name", ["tpu", "cuda:x", "gpu0", ""])
 def test_a_name_that_is_no_device_is_a_clear_error(name: str) -> None:
     with pytest.raises(

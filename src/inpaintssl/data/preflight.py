@@ -349,7 +349,15 @@ def _check_item(dataset: SliceDataset, index: int, *, name: str, classes: tuple[
         classes: The class names of a labelled set the item is in (empty when none is): it must
             then carry a label, which the item contract alone does not require.
     """
-    item = dataset[index]
+    try:
+        item = dataset[index]
+    except DataError:
+        raise  # names the file and what is wrong already
+    except Exception as exc:
+        # A plugin's reader error (an EOFError of a cut gzip file) named neither the item nor the set.
+        ids = getattr(dataset, "volume_ids", None) or ()
+        volume = f" (volume {ids[index]!r})" if index < len(ids) else ""
+        raise DataError(f"{name} item {index}{volume} cannot be read: {type(exc).__name__}: {exc}") from exc
     if not isinstance(item, Mapping):
         # A (image, label) pair, as torchvision's datasets return: .get() failed on it naming nothing.
         raise DataError(
