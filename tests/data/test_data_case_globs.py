@@ -128,3 +128,75 @@ def test_globs_under_root_dot_pair_images_and_labels_by_name(
             ("case10.npy", "case10_seg.npy"),
             ("case2.npy", "case2_seg.npy"),
         ]
+
+
+@pytest.mark.parametrize("label_glob", ["seg/*_seg.npy", "seg/*.npy"])
+def test_globs_whose_names_pair_but_for_a_few_are_refused_naming_those_files(
+    tmp_path: Path, label_glob: str
+) -> None:
+    # 30 images; case17's label is missing and a stray case31_seg sits in its place. The counts
+    # agree, so everything went in sorted order: case17 to case30 each got the next case's label,
+    # with only a warning that listed the first three pairs (all correct).
+    _touch(tmp_path, *(f"img/case{n:02d}.npy" for n in range(1, 31)))
+    _touch(tmp_path, *(f"seg/case{n:02d}_seg.npy" for n in [*range(1, 17), *range(18, 32)]))
+    with pytest.raises(DataError) as caught:
+        resolve_cases(
+            {"train": {"image": "img/*.npy", "label": label_glob}}, "train", root=tmp_path, dataset="numpy"
+        )
+    message = str(caught.value)
+    assert message.startswith("numpy cases['train']: the image and label globs match 30 file(s) each")
+    assert "; 1 image(s) have no label: case17.npy; 1 label(s) have no image: case31_seg.npy;" in message
+
+
+def test_names_that_pair_but_for_a_few_are_named_whatever_the_counts(tmp_path: Path) -> None:
+    # Three images, two labels, one of them a stray: neither list pairs whole, and the message
+    # named no file; it names both sides now.
+    _touch(tmp_path, "img/a1.npy", "img/a2.npy", "img/a3.npy", "seg/a1_seg.npy", "seg/a9_seg.npy")
+    with pytest.raises(DataError) as caught:
+        resolve_cases(
+            {"train": {"image": "img/*.npy", "label": "seg/*_seg.npy"}},
+            "train",
+            root=tmp_path,
+            dataset="numpy",
+        )
+    assert str(caught.value).endswith(
+        "expected one label per image; 2 image(s) have no label: a2.npy, a3.npy; "
+        "1 label(s) have no image: a9_seg.npy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("labels", "image_glob", "label_glob"),
+    [
+        (("case1_seg.nii.gz", "case2_seg.nii.gz", "case10_seg.nii.gz"), "img/*", "seg/*"),
+        (("case1_seg.nii.gz", "case2_seg.nii.gz", "case10_seg.nii.gz"), "img/*.nii*", "seg/*_seg.nii.gz"),
+        (("case1_seg.nii.gz", "case2_seg.nii.gz", "case10_seg.nii.gz"), "img/case*", "seg/case*_seg*"),
+        # The labels mixed the other way round, with the images' own names.
+        (("case1.nii.gz", "case2.nii", "case10.NII"), "img/*", "seg/*"),
+    ],
+)
+def test_nii_beside_nii_gz_pairs_by_name(
+    tmp_path: Path, labels: tuple[str, str, str], image_glob: str, label_glob: str
+) -> None:
+    # case1.nii beside case2.nii.gz: the suffix is part of what the wildcards match, so no name
+    # paired and sorted order gave case1 the label of case10 (and case10 case1's), with a warning.
+    images = ("case1.nii", "case2.nii.gz", "case10.nii.gz")
+    _touch(tmp_path, *(f"img/{name}" for name in images), *(f"seg/{name}" for name in labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "paired in sorted order" warning
+        found = resolve_cases(
+            {"train": {"image": image_glob, "label": label_glob}}, "train", root=tmp_path, dataset="nifti"
+        )
+    expected = dict(zip(images, labels))  # written side by side: case1 with case1's label, ...
+    assert {c.image.name: c.label.name if c.label else None for c in found} == expected
+    assert sorted(c.volume_id for c in found) == ["case1", "case10", "case2"]
+
+
+def test_nii_beside_nii_gz_with_a_label_missing_names_the_image_without_one(tmp_path: Path) -> None:
+    _touch(tmp_path, "img/case1.nii", "img/case2.nii.gz", "img/case10.nii.gz")
+    _touch(tmp_path, "seg/case1_seg.nii.gz", "seg/case2_seg.nii.gz")
+    with pytest.raises(DataError) as caught:
+        resolve_cases(
+            {"train": {"image": "img/*", "label": "seg/*"}}, "train", root=tmp_path, dataset="nifti"
+        )
+    assert str(caught.value).endswith("expected one label per image; 1 image(s) have no label: case10.nii.gz")

@@ -144,10 +144,10 @@ def test_image_label_shape_mismatch(tmp_path: Path) -> None:
         ct_dataset(split="train", cases={"train": {"image": "l3.dcm", "label": "wrong.png"}}, root=tmp_path)
 
 
-def test_rgb_png_mask_has_the_wrong_rank(tmp_path: Path) -> None:
+def test_rgb_png_mask_is_refused_naming_its_mode(tmp_path: Path) -> None:
     _single_slice_case(tmp_path, np.zeros((3, 4)))
     Image.fromarray(np.zeros((3, 4, 3), np.uint8), mode="RGB").save(tmp_path / "rgb.png")
-    with pytest.raises(DataError, match=r"rgb\.png: array has rank 3"):
+    with pytest.raises(DataError, match=r"rgb\.png has mode 'RGB' \(3 bands: R, G, B\)"):
         ct_dataset(split="train", cases={"train": {"image": "l3.dcm", "label": "rgb.png"}}, root=tmp_path)
 
 

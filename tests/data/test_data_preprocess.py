@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -242,6 +243,30 @@ def test_label_mapping_equals_a_dict_lookup_per_pixel(
 def test_float_labels_must_be_integers() -> None:
     with pytest.raises(DataError, match="non-integer"):
         onehot_from_values(np.array([[0.0, 1.5]]), ((1,),), where="m")
+
+
+@pytest.mark.parametrize("check", [check_label_values, onehot_from_values])
+def test_non_integer_label_values_are_named_with_their_count(check: Callable[..., object]) -> None:
+    # A mask resampled with linear interpolation: the message said "non-integer values" and named
+    # none, though both functions' docstrings promise the offending values.
+    label = np.zeros((4, 4), np.float32)
+    label[1, 1], label[1, 2], label[2, 2], label[2, 1], label[3, 3] = 0.25, 0.5, 1.0, 0.999, 0.5
+    with pytest.raises(DataError) as caught:
+        check(label, ((1,),), where="label seg.nii.gz slice 3")
+    assert str(caught.value) == (
+        "label seg.nii.gz slice 3: label holds non-integer values [0.25, 0.5, 0.999] (3 distinct, in 4 "
+        "voxel(s)); expected integer class values (was the label map resampled with linear "
+        "interpolation? resample label maps with nearest neighbour)"
+    )
+
+
+def test_non_integer_label_values_beyond_ten_are_counted() -> None:
+    label = np.arange(0, 6, 0.25)  # 24 values; 18 of them (0.25, 0.5, 0.75, 1.25, ...) not whole
+    fractions = sorted(v for v in label.tolist() if v != int(v))
+    with pytest.raises(DataError) as caught:
+        check_label_values(label, ((1,), (2,)), where="m")
+    shown = ", ".join(str(v) for v in fractions[:10])
+    assert f"non-integer values [{shown}] and 8 more (18 distinct, in 18 voxel(s));" in str(caught.value)
 
 
 def test_class_values_checks_the_mapping() -> None:

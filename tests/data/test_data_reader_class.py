@@ -270,3 +270,66 @@ def test_a_folder_input_holds_the_volume_files_it_has_in_any_letter_case(tmp_pat
     _written(folder, ".png", spelled=str.upper)  # a slice picture, not a scan to predict on
     (folder / "notes.txt").write_text("acquired 2026-11-30")
     assert expand_inputs(folder) == sorted(taken)
+
+
+@pytest.mark.parametrize(("mode", "bands"), [("RGB", "R, G, B"), ("RGBA", "R, G, B, A"), ("LA", "L, A")])
+def test_a_png_mask_with_colour_or_alpha_bands_is_refused_naming_its_mode(
+    tmp_path: Path, mode: str, bands: str
+) -> None:
+    # Annotation tools often export masks in colour: the error said "rank 3 ... expected rank 2
+    # (H, W) or (X, Y, Z)", a rank-3 layout, and did not say what was wrong with the file.
+    path = tmp_path / "a_seg.png"
+    Image.fromarray(MASK, "L").convert(mode).save(path)
+    with Image.open(path) as image:
+        assert image.mode == mode  # the file holds the mode under test
+    expected = (
+        f"PNG file {path} has mode '{mode}' ({len(bands.split(', '))} bands: {bands}), colour or with an "
+        "alpha channel; expected a single-band mask whose pixel values are the class values: save it as "
+        "greyscale ('L') or palette ('P')"
+    )
+    for ranks in ({2, 3}, {2, 3, 4}):
+        with pytest.raises(DataError) as caught:
+            open_volume(path, ranks=ranks)
+        assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "I;16", "1"])
+def test_a_single_band_png_mask_is_read_with_its_stored_values(tmp_path: Path, mode: str) -> None:
+    # The refusal of colour bands leaves every one-band mode as it was: its stored values.
+    stored = (MASK > 2).astype(np.uint8) if mode == "1" else MASK  # mode "1" holds 0 / 1 only
+    if mode == "1":
+        image = Image.fromarray(stored * 255, "L").convert("1")
+    elif mode == "I;16":
+        image = Image.fromarray(MASK.astype(np.uint16))
+    elif mode == "P":
+        image = Image.fromarray(MASK, "P")
+        image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0])  # 5 colours: values 0-4
+    else:
+        image = Image.fromarray(MASK, "L")
+    path = tmp_path / "a_seg.png"
+    image.save(path)
+    with Image.open(path) as saved:
+        assert saved.mode == mode
+    read = open_volume(path, ranks={2, 3}).read(0)
+    np.testing.assert_array_equal(read.astype(np.int64), stored.astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    ("stored", "ranks", "expected"),
+    [
+        ((2, 3, 4), {2}, "expected rank 2 (H, W)"),
+        ((2, 3), {3}, "expected rank 3 (X, Y, Z)"),
+        ((2, 3, 4), {2, 4}, "expected rank 2 or 4 (H, W) or (X, Y, Z, C)"),
+        ((2, 3, 4, 1, 1), {2, 3}, "expected rank 2 or 3 (H, W) or (X, Y, Z)"),
+        ((2, 3, 4, 1, 1), {2, 3, 4}, "expected rank 2, 3 or 4 (H, W), (X, Y, Z) or (X, Y, Z, C)"),
+    ],
+)
+def test_the_rank_error_names_the_layouts_of_the_ranks_allowed_only(
+    tmp_path: Path, stored: tuple[int, ...], ranks: set[int], expected: str
+) -> None:
+    # "(H, W) or (X, Y, Z)" was said whenever rank 4 was not allowed, also where only rank 2 was
+    # (a PNG: "expected rank 2 (H, W) or (X, Y, Z)"). The last two are as they were.
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros(stored, np.float32))
+    with pytest.raises(DataError, match=re.escape(expected) + "$"):
+        open_volume(path, ranks=ranks)

@@ -234,26 +234,36 @@ def test_names_that_do_not_pair_are_paired_in_sorted_order_with_a_warning_naming
 
 
 @pytest.mark.parametrize(
-    ("images", "labels"),
+    ("images", "labels", "unpaired"),
     [
-        (("knee_101", "knee_102"), ("knee_101_seg", "knee_201_seg")),
-        (("knee_ab", "knee_ac"), ("knee_zb_seg", "knee_zc_seg")),
+        (("knee_101", "knee_102"), ("knee_101_seg", "knee_201_seg"), ("knee_102.npy", "knee_201_seg.npy")),
+        (("knee_ab", "knee_ac"), ("knee_zb_seg", "knee_zc_seg"), None),
     ],
 )
 def test_shared_parts_cut_through_a_number_or_word_do_not_pair_other_cases(
-    tmp_path: Path, images: tuple[str, str], labels: tuple[str, str]
+    tmp_path: Path, images: tuple[str, str], labels: tuple[str, str], unpaired: tuple[str, str] | None
 ) -> None:
     # knee_101, knee_102 less their shared "knee_10" left 1, 2; knee_101_seg, knee_201_seg less
-    # their shared "01_seg" left 1, 2 too: knee_102 got knee_201_seg, silently. The names pair no
-    # way, so they go in sorted order with the warning, as the docs promise.
+    # their shared "01_seg" left 1, 2 too: knee_102 got knee_201_seg, silently. Compared whole,
+    # 101 pairs and 102 / 201 do not: refused, naming those two (sorted order would pair them).
+    # Names that pair no way go in sorted order with the warning, as the docs promise.
     (tmp_path / "img").mkdir()
     (tmp_path / "seg").mkdir()
     for image, label in zip(images, labels):
         (tmp_path / "img" / f"{image}.npy").touch()
         (tmp_path / "seg" / f"{label}.npy").touch()
     cases = {"train": {"image": "img/*.npy", "label": "seg/*.npy"}}
-    with pytest.warns(UserWarning, match=r"paired in sorted order"):
-        resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    if unpaired is None:
+        with pytest.warns(UserWarning, match=r"paired in sorted order"):
+            resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
+    else:
+        lonely, spare = unpaired
+        with pytest.raises(
+            DataError,
+            match=rf"1 image\(s\) have no label: {re.escape(lonely)}; 1 label\(s\) have no image: "
+            rf"{re.escape(spare)};",
+        ):
+            resolve_cases(cases, "train", root=tmp_path, dataset="numpy")
     # Whole numbers still pair by value, however padded and whatever the affixes.
     for n in (7, 11, 101):
         (tmp_path / "img" / f"knee_{n:04d}.npy").touch()

@@ -256,8 +256,13 @@ Weights are read from ``safetensors`` files only, and metadata is JSON validated
 ``.pt``/``.pth``/``.bin``/``.ckpt`` files go through ``torch.load(weights_only=True)``, which
 refuses pickled code: a checkpoint carrying a malicious payload is refused and the payload never
 runs (``checkpoint-malicious-pickle``). A checkpoint whose files no longer match the hashes in
-``COMPLETE.json`` is refused, and weight transfer refuses every shape mismatch in the parts it
-copies, naming each parameter and both shapes.
+``COMPLETE.json`` is refused, whether it is given as its run folder, its checkpoint folder or its
+``model.safetensors`` file (one with a ``COMPLETE.json`` beside it is read as its folder; one
+without is foreign weights, taken as given), and weight transfer refuses every shape mismatch in
+the parts it copies, naming each parameter and both shapes. A ``.pt``/``.pth`` file that
+``torch.load`` cannot read (cut short, damaged) is reported as such, not as pickled code, and a
+TorchScript archive (``export_model(format='torchscript')``) is refused naming what to pass
+instead (its run folder or a safetensors export).
 
 Non-finite losses and gradient clipping
 ---------------------------------------

@@ -18,11 +18,15 @@ series folders). An image glob and its label glob are paired by what their wildc
 (``img/case10.nii.gz`` with ``seg/case10_seg.nii.gz``; sorted lists would pair ``case1`` with
 ``case10_seg``, since ``_`` sorts after ``0``), also where the label's wildcard takes in a prefix
 or suffix every label shares (``img/*.nii.gz`` with ``seg/*.nii.gz``: ``case10`` with
-``case10_seg``), and in sorted order only where the two globs' wildcards match unrelated names.
-A glob that matches nothing, a missing file and an image/label glob pair that match different
-counts are errors; so is a split with no entries. Where the wildcards' matches are compared less
-what every name shares, that shared part never ends within a number or a word: ``knee_101`` and
-``knee_102`` are compared as ``101`` and ``102``, not as ``1`` and ``2``.
+``case10_seg``), also with the file-type suffix set aside (``case1.nii`` beside ``case2.nii.gz``
+with ``case1_seg.nii.gz``), and in sorted order only where the two globs' wildcards match unrelated
+names. Where some names pair and others do not (a label missing and another case's in its place),
+pairing the rest in sorted order would give cases other cases' labels: that is an error naming the
+images without a label and the labels without an image. A glob that matches nothing, a missing
+file and an image/label glob pair that match different counts are errors; so is a split with no
+entries. Where the wildcards' matches are compared less what every name shares, that shared part
+never ends within a number or a word: ``knee_101`` and ``knee_102`` are compared as ``101`` and
+``102``, not as ``1`` and ``2``.
 
 A case's ``volume_id`` is its ``id`` or the image's name without its file-type suffix
 (:func:`case_stem`: ``.nii.gz`` counts as one; a DICOM series folder keeps its whole name). Where
@@ -144,9 +148,9 @@ def _expand_glob(pattern: str | Path, *, root: Path | None, what: str) -> tuple[
     return [existing_path(full, what=what, directory_ok=True)], None
 
 
-def _wildcard_parts(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] | None:
-    """What the wildcards of the glob ``query`` matched in each path (``None`` if not every path
-    can be told apart that way)."""
+def _wildcard_matches(query: str, paths: Sequence[Path]) -> list[re.Match[str]] | None:
+    """Each path matched against the glob ``query``, one regex group per wildcard (``None`` if
+    the query cannot be read as a regex or a path does not match it)."""
     sep = re.escape(os.sep)
     parts: list[str] = []
     text, i = query.rstrip("/" + os.sep), 0
@@ -180,9 +184,43 @@ def _wildcard_parts(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] 
     except re.error:
         return None
     found = [pattern.fullmatch(str(path)) for path in paths]
-    if any(m is None for m in found):
+    return None if any(m is None for m in found) else [m for m in found if m is not None]
+
+
+def _wildcard_parts(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] | None:
+    """What the wildcards of the glob ``query`` matched in each path (``None`` if not every path
+    can be told apart that way)."""
+    found = _wildcard_matches(query, paths)
+    if found is None:
         return None
-    keys = [m.groups() for m in found if m is not None]
+    keys = [m.groups() for m in found]
+    return keys if len(set(keys)) == len(keys) else None
+
+
+def _wildcard_stems(query: str, paths: Sequence[Path]) -> list[tuple[str, ...]] | None:
+    """What the wildcards of the glob ``query`` cover of each path without its file-type suffix
+    (:func:`case_stem`): the text from the first wildcard's match to the end of the last one's, cut
+    where the suffix starts, as one name (``None`` if not every path can be told apart that way).
+
+    The suffix is part of what a wildcard matches (``img/*`` on ``case1.nii``), and a folder that
+    mixes ``.nii`` and ``.nii.gz`` gives the same case different suffixes, so that no name pairs
+    as matched; cut off, it is the case's id, as :func:`case_stem` gives it. One name per path,
+    not one per wildcard: the two globs may have different numbers of wildcards
+    (``img/*.nii*`` with ``seg/*_seg.nii.gz``).
+
+    Example:
+        >>> _wildcard_stems("img/*.nii*", [Path("img/case1.nii"), Path("img/case2.nii.gz")])
+        [('case1',), ('case2',)]
+    """
+    found = _wildcard_matches(query, paths)
+    if found is None or not found[0].re.groups:
+        return None
+    keys: list[tuple[str, ...]] = []
+    for path, match in zip(paths, found):
+        text = str(path)
+        stem_end = len(text) - (len(path.name) - len(case_stem(path)))
+        start = match.start(1)
+        keys.append((text[start : max(start, min(match.end(match.re.groups), stem_end))],))
     return keys if len(set(keys)) == len(keys) else None
 
 
@@ -247,15 +285,31 @@ def _pair_labels(
     those values less what every image's, or every label's, share, never cutting a number or a
     word (``img/*.nii.gz`` with ``seg/*.nii.gz``: ``case10`` with ``case10_seg``,
     :func:`_distinct_cores`) where those agree;
-    either with numbers compared by value (``case_1`` with ``case_01``); else in sorted order, with
-    a warning naming the first pairs. Sorted order is the last resort because the two sorted lists
-    can differ (``case1_seg`` sorts after ``case10_seg``, ``case1`` before ``case10``)."""
+    either with numbers compared by value (``case_1`` with ``case_01``); then the same on the names
+    without their file-type suffix (``case1.nii`` with ``case1_seg.nii.gz``, :func:`_case_namings`);
+    else in sorted order, with a warning naming the first pairs. Sorted order is the last resort
+    because the two sorted lists can differ (``case1_seg`` sorts after ``case10_seg``, ``case1``
+    before ``case10``).
+
+    Raises:
+        DataError: Some names pair and others do not (``case17_seg`` missing, ``case31_seg`` in its
+            place): in sorted order every case after the gap would get the next case's label. The
+            message names the images without a label and the labels without an image.
+    """
     if image_query is None or label_query is None:
         return labels
     for image_names, label_names in _case_namings(images, image_query, labels, label_query):
         if set(image_names) == set(label_names):
             position = {name: i for i, name in enumerate(label_names)}
             return [labels[position[name]] for name in image_names]
+    unpaired = _unpaired_files(images, image_query, labels, label_query)
+    if unpaired:
+        raise DataError(
+            f"{where}: the image and label globs match {len(images)} file(s) each, but not every image "
+            f"pairs with a label by what their wildcards matched{unpaired}; expected each image's label "
+            "named like the image, since pairing the rest in sorted order would give cases other cases' "
+            "labels (add the missing labels and remove the strays, or name each pair as {image, label})"
+        )
     if len(images) > 1:
         pairs = ", ".join(f"{image.name} with {label.name}" for image, label in zip(images[:3], labels[:3]))
         warn_each_time(
@@ -272,13 +326,27 @@ def _case_namings(
 ) -> Iterator[tuple[list[tuple[str, ...]], list[tuple[str, ...]]]]:
     """The names the two globs' wildcards give each image and each label, in the order pairing
     tries them: as matched, then less what every file of a side shares (:func:`_distinct_cores`);
-    each as text, then with numbers compared by value (``01`` as ``1``). Only namings under which
-    no two files of one side share a name; none where the globs' wildcards do not line up.
+    each as text, then with numbers compared by value (``01`` as ``1``); then all of these again on
+    what the wildcards cover of each name without its file-type suffix (:func:`_wildcard_stems`:
+    ``case1.nii`` and ``case2.nii.gz`` in one folder). Only namings under which no two files of
+    one side share a name; none where the globs' wildcards do not line up.
     """
     image_keys = _wildcard_parts(image_query, images)
     label_keys = _wildcard_parts(label_query, labels)
-    if image_keys is None or label_keys is None or len(image_keys[0]) != len(label_keys[0]):
-        return
+    if image_keys is not None and label_keys is not None and len(image_keys[0]) == len(label_keys[0]):
+        yield from _namings(image_keys, label_keys)
+    # Last, so that every pairing the matches as they are make stays as it was.
+    image_stems = _wildcard_stems(image_query, images)
+    label_stems = _wildcard_stems(label_query, labels)
+    if image_stems is not None and label_stems is not None:
+        yield from _namings(image_stems, label_stems)
+
+
+def _namings(
+    image_keys: list[tuple[str, ...]], label_keys: list[tuple[str, ...]]
+) -> Iterator[tuple[list[tuple[str, ...]], list[tuple[str, ...]]]]:
+    """``image_keys`` and ``label_keys`` as they are, then as :func:`_distinct_cores`; each as text,
+    then with numbers by value: those under which no two files of one side share a name."""
     for cores in (False, True):
         # The cores only once the names as matched paired nothing: computed on demand.
         image_cores = _distinct_cores(image_keys) if cores else image_keys
@@ -389,7 +457,8 @@ def resolve_cases(cases: Any, split: str, *, root: str | Path | None, dataset: s
 
     Raises:
         DataError: Unknown or empty split, missing file, unmatched glob, mismatched image/label
-            counts (naming the images without a label where the globs tell), duplicate ids, one
+            counts (naming the images without a label where the globs tell), image and label globs
+            whose names pair only in part (naming the files without a partner), duplicate ids, one
             image twice in the split, or an image or explicit ``id`` in two of train, val and test.
     """
     splits = _as_split_mapping(cases)
@@ -469,12 +538,13 @@ def _check_images_once(
 def _unpaired_files(
     images: list[Path], image_query: str | None, labels: list[Path], label_query: str | None
 ) -> str:
-    """Which images lack a label (or labels an image) where the two globs match different
-    counts, as a clause for the error message (``""`` where that cannot be told).
+    """Which images lack a label and which labels an image, where the two globs' files do not all
+    pair, as a clause for the error message (``""`` where that cannot be told).
 
-    The usual cause is an image glob that matches the label files too (``train/*.nii.gz`` beside
-    ``train/*_seg.nii.gz``); else the files are told apart by what their wildcards matched, as
-    :func:`_pair_labels` pairs them.
+    The usual cause of different counts is an image glob that matches the label files too
+    (``train/*.nii.gz`` beside ``train/*_seg.nii.gz``); else the files are told apart by what their
+    wildcards matched, as :func:`_pair_labels` pairs them, under the naming that pairs the most
+    files (at least one: names that pair none tell nothing).
     """
     label_paths = {label.resolve() for label in labels}
     both = [image for image in images if image.resolve() in label_paths]
@@ -485,16 +555,21 @@ def _unpaired_files(
         )
     if image_query is None or label_query is None:
         return ""
+    best: tuple[int, list[Path], list[Path]] | None = None
     for image_names, label_names in _case_namings(images, image_query, labels, label_query):
-        # Trusted only where every file of the shorter list finds its partner.
-        if len(set(image_names) & set(label_names)) != min(len(image_names), len(label_names)):
-            continue
-        lonely = [image for image, name in zip(images, image_names) if name not in set(label_names)]
-        if lonely:
-            return f"; {len(lonely)} image(s) have no label: {_names(lonely)}"
-        spare = [label for label, name in zip(labels, label_names) if name not in set(image_names)]
-        return f"; {len(spare)} label(s) have no image: {_names(spare)}"
-    return ""
+        paired = set(image_names) & set(label_names)
+        # The first naming that pairs the most wins: where one pairs every file of the shorter
+        # list, that is the one pairing would trust.
+        if paired and (best is None or len(paired) > best[0]):
+            lonely = [image for image, name in zip(images, image_names) if name not in paired]
+            spare = [label for label, name in zip(labels, label_names) if name not in paired]
+            best = (len(paired), lonely, spare)
+    if best is None:
+        return ""
+    _, lonely, spare = best
+    clauses = [f"{len(lonely)} image(s) have no label: {_names(lonely)}"] if lonely else []
+    clauses += [f"{len(spare)} label(s) have no image: {_names(spare)}"] if spare else []
+    return "".join(f"; {clause}" for clause in clauses)
 
 
 def _names(paths: Sequence[Path]) -> str:

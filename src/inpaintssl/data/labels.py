@@ -223,8 +223,9 @@ def _class_indices(label: np.ndarray, values: Sequence[Sequence[int]], *, where:
         if not finite.all():
             count = int(finite.size - np.count_nonzero(finite))
             raise DataError(f"{where}: label holds {count} NaN/Inf value(s); expected integer class values")
-        if not np.array_equal(label, np.round(label)):
-            raise DataError(f"{where}: label holds non-integer values; expected integer class values")
+        fractional = label != np.round(label)
+        if fractional.any():
+            _refuse_fractions(label[fractional], where=where)
     kind, width = label.dtype.kind, label.dtype.itemsize
     if kind in "iu" and width <= _TABLE_DTYPE_BYTES and label.dtype.isnative:
         by_bits = _dtype_table(label.dtype, tuple(tuple(int(v) for v in group) for group in values))
@@ -263,6 +264,23 @@ def _refuse_values(bad: np.ndarray, values: Sequence[Sequence[int]], *, where: s
     raise DataError(
         f"{where}: label values {distinct[:10].tolist()} are out of range; expected 0 (background) "
         f"or one of {sorted(v for group in values for v in group)}"
+    )
+
+
+def _refuse_fractions(bad: np.ndarray, *, where: str) -> NoReturn:
+    """Raise naming the (first 10 distinct) non-integer label values and how many there are.
+
+    Such values are nearly always a label map resampled with linear interpolation (``0.5`` at a
+    boundary, ``0.999`` for ``1``): rounding them would move boundaries, so they are refused.
+    """
+    distinct = np.unique(bad)
+    # str of a NumPy scalar is the shortest text of its own precision: 0.999, not 0.9990000128746033.
+    shown = ", ".join(str(value) for value in distinct[:10])
+    more = f" and {distinct.size - 10} more" if distinct.size > 10 else ""
+    raise DataError(
+        f"{where}: label holds non-integer values [{shown}]{more} "
+        f"({distinct.size} distinct, in {bad.size} voxel(s)); expected integer class values (was the "
+        "label map resampled with linear interpolation? resample label maps with nearest neighbour)"
     )
 
 

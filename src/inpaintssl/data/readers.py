@@ -96,6 +96,22 @@ IMAGE_RANKS = frozenset({2, 3, 4})
 LABEL_RANKS = frozenset({2, 3})
 """Integer class maps: a 2D slice or a 3D volume."""
 
+_RANK_LAYOUTS = MappingProxyType({2: "(H, W)", 3: "(X, Y, Z)", 4: "(X, Y, Z, C)"})
+"""The axes an array of each rank a reader takes is read as."""
+
+
+def _layouts(ranks: Collection[int]) -> str:
+    """The layouts of ``ranks`` in words, for the rank error: only those allowed, since a PNG
+    (rank 2 only) told that ``(X, Y, Z)`` is expected contradicts its "expected rank 2".
+
+    Example:
+        >>> _layouts({2, 3, 4}), _layouts({2})
+        ('(H, W), (X, Y, Z) or (X, Y, Z, C)', '(H, W)')
+    """
+    names = [_RANK_LAYOUTS.get(rank, f"(a rank-{rank} array)") for rank in sorted(ranks)]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 READ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, zlib.error, zipfile.BadZipFile)
 """What readers raise on data they cannot decode: gzip (EOFError, zlib.error, OSError "not a gzip
 file"), nibabel/NumPy memory maps of a short file (ValueError), h5py (OSError, KeyError, RuntimeError),
@@ -157,8 +173,7 @@ class Volume(ABC):
     ) -> None:
         self.path = path
         self.shape = tuple(int(s) for s in shape)
-        layout = "(H, W), (X, Y, Z) or (X, Y, Z, C)" if 4 in ranks else "(H, W) or (X, Y, Z)"
-        check_rank(self.shape, ranks, where=f"{what} {path}", layout=layout)
+        check_rank(self.shape, ranks, where=f"{what} {path}", layout=_layouts(ranks))
         if 0 in self.shape:
             raise DataError(
                 f"{what} {path}: array has shape {self.shape}, an empty axis; expected at least one "
@@ -1018,7 +1033,8 @@ def h5_dataset_shape(handle: Any, key: str, *, path: Path) -> tuple[int, ...]:
 class PngVolume(Volume):
     """A 2D PNG mask read with Pillow (a matplotlib dependency), integer values preserved.
 
-    Palette PNGs give their palette indices; RGB images are rejected (rank 3). The image is
+    Palette PNGs give their palette indices; images with colour or alpha bands (``RGB``, ``RGBA``,
+    ``LA``) are refused, naming the mode. The image is
     decoded when the volume is opened and kept; after :meth:`~Volume.release` the next read
     decodes the file again.
     """
@@ -1035,6 +1051,15 @@ class PngVolume(Volume):
 
         try:
             with Image.open(path) as image:
+                bands = image.getbands()
+                if len(bands) > 1:
+                    # Said before the rank check, whose "rank 3 (shape (H, W, 4))" does not say
+                    # that the file is a colour picture, as annotation tools often export masks.
+                    raise DataError(
+                        f"PNG file {path} has mode {image.mode!r} ({len(bands)} bands: {', '.join(bands)}), "
+                        "colour or with an alpha channel; expected a single-band mask whose pixel "
+                        "values are the class values: save it as greyscale ('L') or palette ('P')"
+                    )
                 self._cache = np.asarray(image)
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"PNG file {path} cannot be read: {exc}") from exc
