@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import types
 from pathlib import Path
@@ -17,6 +18,7 @@ from inpaintssl.studies.merge import merge_results
 from inpaintssl.studies.resultfiles import ResultFileError, read_result_file, result_path, write_result_file
 from inpaintssl.studies.spec import ExecutorSpec
 from inpaintssl.studies.status import study_status
+from inpaintssl.studies.store import Measurement
 from study_helpers import tiny_spec
 
 
@@ -116,3 +118,46 @@ def test_a_result_file_whose_kind_contradicts_its_run_is_damaged(
     write_result_file(folder, pre.id, kind="segmentation", result={}, rows=[])
     with pytest.raises(ResultFileError, match="holds a 'segmentation' result, expected 'pretrain'"):
         read_result_file(result_path(folder, pre.id))
+
+
+def test_a_result_file_that_repeats_a_measurement_is_damaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: the merge of `experiment run` and `report` failed with a bare sqlite3.IntegrityError
+    # (UNIQUE constraint failed: measurements...) naming no file, and status did not call it damaged.
+    given = tiny_spec(tmp_path / "study")
+    spec = load_spec(given)
+    fine = expand_study(spec).finetune_jobs()[0]
+    folder = spec.results_dir()
+    dice = Measurement("v1", 3, "image", "fg", "dice", 0.5)
+    other = Measurement("v1", 3, "image", "fg", "hd95", 2.0)  # the same key but for its metric: kept
+    repeated = write_result_file(folder, fine.id, kind="finetune", result={}, rows=[dice, other, dice])
+    with pytest.raises(ResultFileError) as refused:
+        read_result_file(repeated)
+    said = str(refused.value)
+    assert f"result file {repeated} repeats a measurement at rows[0] and rows[2]" in said
+    assert "volume_id='v1', slice_index=3, level='image', class_name='fg', metric='dice'" in said
+    status = study_status(spec)
+    assert (status.unmerged, status.damaged) == (1, (repeated,))
+    with pytest.raises(ResultFileError, match=re.escape(str(repeated))):
+        merge_results(spec)  # what `experiment run` and `report` do first
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(given), encoding="utf-8")
+    assert main(["experiment", "report", str(spec_file)]) == 2
+    assert str(repeated) in capsys.readouterr().err
+    # Rows that differ in any key field are distinct measurements: the file reads.
+    rows = [dice, *(Measurement(**{**vars(dice), name: value}) for name, value in _OTHER_KEY.items())]
+    assert (
+        read_result_file(write_result_file(folder, fine.id, kind="finetune", result={}, rows=rows)).rows
+        == rows
+    )
+
+
+# One change of each key field of a measurement (the measurements table's UNIQUE key, less the run).
+_OTHER_KEY: dict[str, Any] = {
+    "volume_id": "v2",
+    "slice_index": 4,
+    "level": "volume",
+    "class_name": "bg",
+    "metric": "hd95",
+}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inpaintssl.config import (
+    ConfigError,
     ConfigWarning,
     FinetuneConfig,
     PretrainConfig,
@@ -624,3 +626,45 @@ def test_the_budget_recipes_rate_written_out_keeps_the_id_earlier_releases_compu
     # The paper recipe's rate is not the budget recipe's: written out under it, it is another run.
     paper = update_fields(FinetuneConfig(), {"optim.recipe": "paper"})
     assert run_id("finetune", update_fields(paper, {"optim.lr": 0.01})) != run_id("finetune", paper)
+
+
+def test_a_grid_near_the_recipes_values_keeps_every_point_and_its_run_ids() -> None:
+    # Values that train differently stay one run each now that values trained alike are refused
+    # ("4" and 4; null and the recipe's 0.01): null beside 0.001, "32" (read as 32) beside 16.
+    spec = StudySpec(
+        study="pretext_design",
+        label_fractions=[0.1],
+        grid={"pretrain.pretext.patch_size": [16, "32"], "finetune.optim.lr": [None, 0.001]},
+    )
+    # By hand: 2 pretraining runs, 2 x 2 SSL runs, a baseline per learning rate.
+    plan = expand_study(spec)
+    assert [len(plan.pretrain_jobs()), len(plan.finetune_jobs())] == [2, 6]
+    # The ids of the code of commit 50708ca, before the refusal: a valid study keeps its runs.
+    assert [(job.id, job.labels["strategy"]) for job in plan] == [
+        ("ft-2ab1f46b4e7602e2", "supervised lr=0.01"),
+        ("ft-c2d26aa015de4c17", "supervised lr=0.001"),
+        ("pt-717fc1ab411122c6", "context_restoration 16x16 poisson_disc"),
+        ("ft-98abdb99170c5c06", "context_restoration 16x16 poisson_disc lr=None"),
+        ("ft-ce072e14ae425ec9", "context_restoration 16x16 poisson_disc lr=0.001"),
+        ("pt-bc9c3577751c34a0", "context_restoration 32x32 poisson_disc"),
+        ("ft-0a5f6a7c1c619d6f", "context_restoration 32x32 poisson_disc lr=None"),
+        ("ft-4092a5c5b35af25d", "context_restoration 32x32 poisson_disc lr=0.001"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("grid", "alike"),
+    [
+        ({"finetune.optim.lr": [None, 0.01, 0.001]}, "null and 0.01 are one run"),  # budget's rate: 0.01
+        ({"pretrain.pretext.patch_size": ["4", 4]}, "'4' and 4 are one run"),
+    ],
+)
+def test_grid_points_that_would_be_one_run_are_refused_not_dropped(
+    tmp_path: Path, grid: dict[str, list[Any]], alike: str
+) -> None:
+    # Was: 3 learning rates gave 2 SSL runs (the strategy named lr=None, its baseline lr=0.01) and
+    # ["4", 4] gave 1: the plan kept one of each pair of grid points under one run id, silently.
+    with pytest.raises(ConfigError, match=re.escape(alike)):
+        load_spec(
+            {"study": "pretext_design", "output": str(tmp_path), "label_fractions": [0.5], "grid": grid}
+        )

@@ -690,3 +690,85 @@ def test_a_worker_reads_its_job_without_warning_again() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert task.job().config == job.config
+
+
+@pytest.mark.parametrize(
+    ("grid", "finetune", "message"),
+    [
+        # The budget recipe's rate is 0.01 (docs/training.rst): null leaves it to the recipe.
+        (
+            {"finetune.optim.lr": [None, 0.01, 0.001]},
+            {},
+            "grid key 'finetune.optim.lr' holds [null, 0.01, 0.001]: null and 0.01 are one run "
+            "(0.01 is what finetune.optim.recipe 'budget' fills in for null); expected values that train "
+            "differently",
+        ),
+        (
+            {"pretrain.pretext.patch_size": ["4", 4]},
+            {},
+            "grid key 'pretrain.pretext.patch_size' holds ['4', 4]: '4' and 4 are one run (both read as 4)",
+        ),
+        (
+            {"pretrain.optim.lr": [0.01, None]},
+            {},
+            "0.01 and null are one run (0.01 is what pretrain.optim.recipe 'budget' fills in for null)",
+        ),
+        # The paper recipe's rate is 1e-3; under the budget recipe the two values are two runs.
+        (
+            {"finetune.optim.recipe": ["budget", "paper"], "finetune.optim.lr": [None, 0.001]},
+            {},
+            "null and 0.001 are one run (0.001 is what finetune.optim.recipe 'paper' fills in for null)",
+        ),
+        (
+            {"finetune.loss.name": ["dice", None]},
+            {"optim": {"recipe": "paper"}},
+            "'dice' and null are one run",
+        ),
+        # Alike under one value of another key only: that value is named.
+        (
+            {"pretrain.pretext.patch_size": [4, "4.0"], "pretrain.pretext.task": ["context_restoration"]},
+            {},
+            "4 and '4.0' are one run (both read as 4)",
+        ),
+    ],
+)
+def test_grid_values_that_one_run_trains_with_are_refused_naming_both(
+    grid: dict[str, list[Any]], finetune: dict[str, Any], message: str
+) -> None:
+    # Was: only values equal as written were refused; these resolved to one config, so one run id,
+    # and the plan silently kept one of the two grid points (3 lr values, 2 SSL runs).
+    with pytest.raises(ConfigError) as refused:
+        load_spec(_spec(grid=grid, finetune=finetune, label_fractions=[0.5]))
+    assert message in str(refused.value)
+    assert "\n  grid: grid key" in str(refused.value)  # blamed on the grid, as a repeat as written is
+
+
+def test_grid_values_alike_under_some_values_of_another_key_name_them() -> None:
+    # null and 0.001 train alike under the paper recipe (rate 1e-3) alone: the point is named.
+    grid = {"finetune.optim": [{"recipe": "budget"}, {"recipe": "paper"}], "finetune.optim.lr": [None, 0.001]}
+    with pytest.raises(ConfigError) as refused:
+        load_spec(_spec(grid=grid, label_fractions=[0.5]))
+    assert (
+        "null and 0.001 are one run (0.001 is what finetune.optim.recipe 'paper' fills in for null with "
+        "finetune.optim={'recipe': 'paper'})"
+    ) in str(refused.value)
+    # Alike under every value of the other keys: none is named.
+    with pytest.raises(ConfigError, match=re.escape("null and 0.001 are one run (0.001 is what")) as refused:
+        load_spec(_spec(grid={**grid, "finetune.optim": [{"recipe": "paper"}]}, label_fractions=[0.5]))
+    assert "fills in for null); expected values that train differently" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("grid", "finetune", "runs"),
+    [
+        # Each value trains differently: one SSL run per value (one pretraining, label fraction 0.5).
+        ({"finetune.optim.lr": [None, 0.001]}, {}, 2),
+        ({"finetune.optim.lr": [None, 0.01]}, {"optim": {"recipe": "paper"}}, 2),  # paper's rate: 1e-3
+        ({"pretrain.pretext.patch_size": ["4", 8]}, {}, 2),
+    ],
+)
+def test_grid_values_that_train_differently_are_one_run_each(
+    grid: dict[str, list[Any]], finetune: dict[str, Any], runs: int
+) -> None:
+    spec = load_spec(_spec(grid=grid, finetune=finetune, label_fractions=[0.5], baseline=False))
+    assert len([j for j in expand_study(spec) if j.labels["arm"] == "ssl"]) == runs

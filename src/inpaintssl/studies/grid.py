@@ -11,7 +11,9 @@ cuDNN autotuning, loader workers; the CPU speed settings ``run.reuse_host_memory
 ``run.cpu_weight_gradient``, and how often ``run.checkpoint_every`` saves) leave the hash
 unchanged, and so does ``transfer.second_lr`` under the ``immediate`` schedule, which never reads it.
 A value written out at what ``optim.recipe`` fills in (``optim.lr: 0.01`` under the ``budget``
-recipe) is hashed as left to the recipe: the same run whichever way the spec says it.
+recipe) is hashed as left to the recipe: the same run whichever way the spec says it, so a grid
+key may not hold both (nor ``"4"`` and ``4``): :class:`~inpaintssl.studies.spec.StudySpec` refuses
+values of one key that would be one run, naming both.
 
 Every SSL fine-tuning job is compared with a supervised baseline trained the same way
 (sec. 2.5.3; docs/studies.rst). A baseline takes the SSL job's label fraction, subset seed and
@@ -80,10 +82,9 @@ from inpaintssl.config import (
     PretrainConfig,
     TransferConfig,
     format_validation_error,
-    recipe_filled,
     update_fields,
 )
-from inpaintssl.studies.spec import StudySpec
+from inpaintssl.studies.spec import StudySpec, field_value, trained_fields
 
 __all__ = [
     "Job",
@@ -448,10 +449,7 @@ def _folder(spec: StudySpec, job_id: str, labels: Mapping[str, Any]) -> Path:
 
 def _value_at(config: FinetuneConfig, dotted: str) -> Any:
     """The value a config trains with at a dotted field path (recipe defaults filled in)."""
-    value: Any = update_fields(config, recipe_filled(config)).model_dump(mode="json")
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+    return field_value(trained_fields(config), dotted)
 
 
 def _run_count(config: FinetuneConfig) -> int:

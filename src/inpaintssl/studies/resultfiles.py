@@ -109,12 +109,35 @@ def _expected_kinds(run_id: str) -> tuple[str, ...]:
     return (_KIND_OF_PREFIX[prefix],) if prefix in _KIND_OF_PREFIX else tuple(_KIND_OF_PREFIX.values())
 
 
+def _check_distinct_rows(path: Path, rows: list[Measurement], *, what_to_do: str) -> None:
+    """Refuse two rows of one measurement: the database holds each once per run.
+
+    The key is the ``measurements`` table's UNIQUE one less the run id
+    (:mod:`inpaintssl.studies.database`): a repeated row failed the merge with a bare
+    ``sqlite3.IntegrityError`` naming no file, and ``experiment status`` did not call it damaged.
+
+    Raises:
+        ResultFileError: Naming the file, the repeated key and both rows' positions.
+    """
+    first: dict[tuple[str, str, int, str, str], int] = {}
+    for index, m in enumerate(rows):
+        key = (m.level, m.volume_id, m.slice_index, m.class_name, m.metric)
+        if key in first:
+            raise ResultFileError(
+                f"result file {path} repeats a measurement at rows[{first[key]}] and rows[{index}] "
+                f"(volume_id={m.volume_id!r}, slice_index={m.slice_index}, level={m.level!r}, class_name="
+                f"{m.class_name!r}, metric={m.metric!r}); expected each measurement once; {what_to_do}"
+            )
+        first[key] = index
+
+
 def read_result_file(path: Path) -> ResultFile:
     """Read and check a result file.
 
     Raises:
-        ResultFileError: Not JSON, another format, a run id that does not match its file name, or
-            a kind that is not its run's (a pretraining result in a fine-tuning run's file).
+        ResultFileError: Not JSON, another format, a run id that does not match its file name, a
+            kind that is not its run's (a pretraining result in a fine-tuning run's file), or a
+            measurement given in two rows (one volume, slice, level, class and metric).
     """
     what_to_do = "delete it and run the study again (that run is trained again, resuming its checkpoint)"
     try:
@@ -133,13 +156,10 @@ def read_result_file(path: Path) -> ResultFile:
                 f"result file {path} holds a {data['kind']!r} result, expected "
                 f"{' or '.join(map(repr, expected))} for run {path.stem!r}; {what_to_do}"
             )
+        rows = [Measurement.from_values(r) for r in data["rows"]]
+        _check_distinct_rows(path, rows, what_to_do=what_to_do)
         return ResultFile(
-            path,
-            str(data["run_id"]),
-            str(data["kind"]),
-            str(data["host"]),
-            dict(data["result"]),
-            [Measurement.from_values(r) for r in data["rows"]],
+            path, str(data["run_id"]), str(data["kind"]), str(data["host"]), dict(data["result"]), rows
         )
     except ResultFileError:
         raise

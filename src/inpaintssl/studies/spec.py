@@ -49,6 +49,7 @@ from __future__ import annotations
 import difflib
 import functools
 import glob
+import itertools
 import json
 import math
 import re
@@ -70,6 +71,7 @@ from inpaintssl.config import (
     quiet_unused_settings,
     read_config_text,
     read_text_file,
+    recipe_filled,
     unused_settings,
     update_fields,
 )
@@ -89,8 +91,10 @@ __all__ = [
     "StudySpec",
     "executor_flag",
     "executor_setting",
+    "field_value",
     "format_executor_errors",
     "load_spec",
+    "trained_fields",
 ]
 
 ExecutorName = Literal["local", "slurm", "ray"]
@@ -385,6 +389,15 @@ class StudySpec(BaseModel):
                 raise ValueError(
                     f"grid key {key!r} holds {values}, repeating {repeated}; expected distinct values"
                 )
+        # Unequal as written, yet one run once read and filled in by the recipe ("4" and 4; null
+        # and 0.01 under a recipe whose rate is 0.01): the plan kept one of the two grid points.
+        for stage in GRID_STAGES:
+            base = info.data.get(stage)
+            if isinstance(base, BaseModel):
+                keys = {k: v for k, v in value.items() if k.startswith(f"{stage}.")}
+                alike = _values_trained_alike(_fields_only_copy(base), keys)
+                if alike:
+                    raise ValueError(alike)
         return value
 
     @model_validator(mode="after")
@@ -767,6 +780,101 @@ def _fields_only_copy(config: BaseModel) -> BaseModel:
     """``config`` as a :func:`_fields_only` instance: an update to it checks the updated fields alone."""
     unchecked: BaseModel = _fields_only(type(config)).model_validate(config.model_dump())
     return unchecked
+
+
+def trained_fields(config: BaseModel) -> dict[str, Any]:
+    """``config``'s fields as a run trains with them: JSON values, what ``optim.recipe`` fills in filled in.
+
+    Example:
+        >>> trained_fields(FinetuneConfig())["optim"]["lr"], FinetuneConfig().optim.lr is None
+        (0.01, True)
+    """
+    filled: dict[str, Any] = update_fields(config, recipe_filled(config)).model_dump(mode="json")
+    return filled
+
+
+def field_value(fields: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted field path of dumped config fields (``None`` where there is none)."""
+    value: Any = fields
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _spelled(value: Any) -> str:
+    """A grid value as an error names it: ``null`` as the spec writes it, others as Python shows them."""
+    return "null" if value is None else repr(value)
+
+
+def _values_trained_alike(base: BaseModel, grid: Mapping[str, list[Any]]) -> str:
+    """Why two values of one grid key are one run, or ``""`` when every value trains differently.
+
+    Two values are one run when the configs they give, the other keys' values alike, train with
+    the same fields once validated (``"4"`` is ``4``) and filled in by ``optim.recipe`` (``null``
+    is ``0.01`` under a recipe whose rate is 0.01): the run ids are equal and the plan kept one
+    of the two grid points, silently. Equal as written (``4`` and ``4.0``) is refused before.
+
+    A value that fails its own checks is skipped here (every point it is in), and named by
+    :meth:`StudySpec._consistent`.
+
+    Args:
+        base: The stage's base config, its checks across fields off (:func:`_fields_only_copy`),
+            as the grid values' own checks use it.
+        grid: The stage's grid keys (``pretrain.``/``finetune.`` kept) and their values.
+    """
+    keys = list(grid)
+
+    def point(indices: tuple[int, ...]) -> dict[str, Any]:
+        # The grid point's updates in grid order, as a run's config gets them (grid._updates).
+        return {k.split(".", 1)[1]: grid[k][n] for k, n in zip(keys, indices)}
+
+    # (key position, the other keys' value indices) -> trained fields (JSON) -> the first value's index.
+    seen: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
+    # key position -> (value index, later value index) -> the later value's grid points alike.
+    alike: dict[int, dict[tuple[int, int], list[tuple[int, ...]]]] = {}
+    for indices in itertools.product(*(range(len(grid[k])) for k in keys)):
+        try:
+            trained = trained_fields(update_fields(base, point(indices)))
+        except ConfigError:
+            continue  # keys that overlap (a section and a field of it): the runs' own checks say why
+        text = json.dumps(trained, sort_keys=True)
+        for at in range(len(keys)):
+            others = indices[:at] + indices[at + 1 :]
+            first = seen.setdefault((at, others), {}).setdefault(text, indices[at])
+            if first != indices[at]:
+                alike.setdefault(at, {}).setdefault((first, indices[at]), []).append(indices)
+    for at in sorted(alike):
+        key = keys[at]
+        stage, _, field = key.partition(".")
+        total = sum(1 for position, _ in seen if position == at)
+        said = []
+        for (i, j), points in alike[at].items():
+            a, b = grid[key][i], grid[key][j]
+            # The null value's config, if one is null: the recipe may be what makes the two alike.
+            nulled = list(points[0])
+            nulled[at] = i if a is None else j
+            config = update_fields(base, point(tuple(nulled)))
+            trained = trained_fields(config)
+            shown = _spelled(field_value(trained, field))
+            if (a is None or b is None) and any(
+                f == field or f.startswith(field + ".") for f in recipe_filled(config)
+            ):
+                recipe = field_value(trained, "optim.recipe")
+                why = f"{shown} is what {stage}.optim.recipe {recipe!r} fills in for null"
+                named = {f"{stage}.optim.recipe"}  # a grid over the recipe: named already
+            else:
+                why, named = f"both read as {shown}", set()
+            if len(points) < total:  # alike under some of the other keys' values only: name the first
+                given = [
+                    f"{k}={grid[k][n]!r}"
+                    for position, (k, n) in enumerate(zip(keys, points[0]))
+                    if position != at and k not in named
+                ]
+                why += f" with {', '.join(given)}" if given else ""
+            said.append(f"{_spelled(a)} and {_spelled(b)} are one run ({why})")
+        listed = "[" + ", ".join(map(_spelled, grid[key])) + "]"
+        return f"grid key {key!r} holds {listed}: {'; '.join(said)}; expected values that train differently"
+    return ""
 
 
 def _missing_field(config: BaseModel, dotted: str) -> str:

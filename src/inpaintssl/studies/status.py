@@ -102,9 +102,9 @@ class StudyStatus:
         unmerged: Result files of planned runs that no database records as done yet.
         unplanned: Result files of runs the spec does not plan (ignored by reports).
         failures: ``(run id, first line of its error)`` of each failed planned run.
-        damaged: The unmerged result files that cannot be read (cut short, not JSON, another
-            format): ``experiment run`` and ``report`` refuse them, naming each, until they are
-            deleted, and their runs are then trained again.
+        damaged: The unmerged result files that cannot be read (cut short, not JSON, another format,
+            a measurement in two rows): ``experiment run`` and ``report`` refuse them, naming each,
+            until they are deleted, and their runs are then trained again.
     """
 
     study: str
