@@ -70,6 +70,14 @@ def test_half_precision_is_summed_in_float32() -> None:
     [
         ((1, 1, 4, 4), (1, 1, 4, 5), r"same shape.*\(1, 1, 4, 4\).*\(1, 1, 4, 5\)"),
         ((4, 4), (4, 4), "pred must have shape"),
+        # One image without its batch axis, a batch without its channel axis: scored H times too
+        # small (rows averaged as channels), where eq. A1 sums every pixel.
+        (
+            (1, 8, 8),
+            (1, 8, 8),
+            r"pred must have shape \(N, C, H, W\) \(at least 4 dimensions\); found shape \(1, 8, 8\)",
+        ),
+        ((4, 8, 8), (4, 8, 8), r"at least 4 dimensions\); found shape \(4, 8, 8\)"),
     ],
 )
 def test_bad_shapes_are_rejected(

@@ -41,7 +41,9 @@ def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         >>> l2_loss(pred, target)  # channel sums 4 and 4, mean over C = 2 channels
         tensor(4.)
     """
-    check_same_shape(pred, target, names=("pred", "target"))
+    # At least (N, C, H, W): an (N, H, W) batch or one (C, H, W) image would average its rows as
+    # channels, an L2 H times too small.
+    check_same_shape(pred, target, names=("pred", "target"), min_ndim=4)
     diff = as_loss_dtype(pred) - as_loss_dtype(target)
     per_image_channel = diff.square().flatten(start_dim=2).sum(dim=2)
     return per_image_channel.mean()
