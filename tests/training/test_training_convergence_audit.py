@@ -343,3 +343,41 @@ def test_early_stopping_refuses_a_threshold_or_patience_no_epoch_could_meet(
 ) -> None:
     with pytest.raises(ValueError, match=rf"^{named} must be"):
         EarlyStopping(min_delta=min_delta, patience=patience)
+
+
+def test_a_patience_that_runs_out_on_the_budgets_last_epoch_ended_nothing() -> None:
+    # Falling by less than min_delta each epoch, still improving by the documented share: a
+    # patience that runs out on the 10th of 10 epochs read as "early stopping" (converged), the
+    # same curve with a patience one longer as NOT converged.
+    curve = [1.0, 0.8, 0.7, 0.65, 0.62, 0.6, 0.58, 0.56, 0.54, 0.52]
+    budget_ended = phase_convergence(
+        _rows("finetune", curve, stopped_last=False), "finetune", tolerance=0.05, max_epochs=10
+    )
+    flagged = _rows("finetune", curve, stopped_last=True)
+    assert not budget_ended.converged
+    assert phase_convergence(flagged, "finetune", tolerance=0.05, max_epochs=10) == budget_ended
+    # Before the budget's end, patience did end the phase.
+    assert phase_convergence(flagged, "finetune", tolerance=0.05, max_epochs=20).reason == "early stopping"
+
+
+def test_a_run_whose_patience_runs_out_on_its_last_epoch_did_not_stop_early(tmp_path: Path) -> None:
+    import inpaintssl as issl
+
+    def run(max_epochs: int) -> Any:
+        # min_delta no epoch can meet: the first epoch is the best, patience 1 runs out on the second.
+        return issl.finetune(
+            {
+                "data": {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "size": [16, 16]}},
+                "model": {"params": {"depth": 2, "base_width": 4}},
+                "optim": {"max_epochs": max_epochs, "batch_size": 4},
+                "early_stopping": {"patience": 1, "min_delta": 1e6},
+                "run": {"output_dir": str(tmp_path / f"e{max_epochs}"), "quiet": True, "device": "cpu"},
+            }
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stopped, budget_ended = run(3), run(2)
+    assert stopped.epochs_run == budget_ended.epochs_run == 2
+    assert stopped.stopped_early and stopped.converged
+    assert not budget_ended.stopped_early and not budget_ended.converged

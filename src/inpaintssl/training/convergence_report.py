@@ -30,12 +30,14 @@ from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.outcome import Phase, TrainOutcome
 from inpaintssl.warning_format import warn_each_time
 
-__all__ = ["phase_convergence", "report_convergence"]
+__all__ = ["ended_by_early_stopping", "phase_convergence", "report_convergence"]
 
 log = logging.getLogger("inpaintssl.training")
 
 
-def phase_convergence(history: Sequence[dict[str, Any]], phase: str, *, tolerance: float) -> Convergence:
+def phase_convergence(
+    history: Sequence[dict[str, Any]], phase: str, *, tolerance: float, max_epochs: int | None = None
+) -> Convergence:
     """The convergence verdict of one phase's rows of a run's history.
 
     Args:
@@ -43,6 +45,8 @@ def phase_convergence(history: Sequence[dict[str, Any]], phase: str, *, toleranc
             recorded, ``lr_mean``: the rate averaged over the epoch's steps).
         phase: The phase's name.
         tolerance: ``early_stopping.convergence_tolerance``.
+        max_epochs: The phase's budget (``optim.max_epochs``): a patience that ran out on its last
+            epoch ended nothing (:func:`ended_by_early_stopping`), so the curve decides.
 
     Returns:
         "too short to judge" (not converged) for a phase with no rows.
@@ -52,11 +56,28 @@ def phase_convergence(history: Sequence[dict[str, Any]], phase: str, *, toleranc
         return Convergence(False, "too short to judge", math.nan)
     return assess_convergence(
         [float(row["val_loss"]) for row in rows],
-        stopped_early=bool(rows[-1].get("stopped_early", False)),
+        stopped_early=ended_by_early_stopping(rows, max_epochs=max_epochs),
         tolerance=tolerance,
         # Rows of runs recorded before lr_mean was: the rate at the epoch's first step.
         learning_rates=[float(row.get("lr_mean") or row["lr"]) for row in rows],
     )
+
+
+def ended_by_early_stopping(rows: Sequence[dict[str, Any]], *, max_epochs: int | None) -> bool:
+    """Whether early stopping ended a phase of ``rows``: its last row says it stopped, before the
+    phase's ``max_epochs`` (``None``: unknown, the row's word alone).
+
+    A patience that runs out on the budget's last epoch ends nothing: the phase ran every epoch
+    it had, its loss possibly still falling, and a patience one epoch longer gives the same run.
+
+    Example:
+        >>> rows = [{"stopped_early": 0}, {"stopped_early": 1}]
+        >>> ended_by_early_stopping(rows, max_epochs=5), ended_by_early_stopping(rows, max_epochs=2)
+        (True, False)
+    """
+    if not rows or not rows[-1].get("stopped_early", False):
+        return False
+    return max_epochs is None or len(rows) < max_epochs
 
 
 def report_convergence(

@@ -63,7 +63,11 @@ from inpaintssl.config import ConfigError, EarlyStoppingConfig, OptimConfig, Wor
 from inpaintssl.progress import progress_bar
 from inpaintssl.training.context import FinishedRunWarning, RunContext
 from inpaintssl.training.convergence import Convergence
-from inpaintssl.training.convergence_report import phase_convergence, report_convergence
+from inpaintssl.training.convergence_report import (
+    ended_by_early_stopping,
+    phase_convergence,
+    report_convergence,
+)
 from inpaintssl.training.device import autocast_context
 from inpaintssl.training.diagnostics import plot_learning_curve
 from inpaintssl.training.distributed import (
@@ -927,7 +931,11 @@ class Trainer:
             best_val_loss=state.best_val,
             best_epoch=state.best_epoch,
             epochs_run=state.global_epoch,
-            stopped_early=state.stopped_early,
+            # Not where patience ran out on the last phase's last budgeted epoch: that ended nothing.
+            stopped_early=ended_by_early_stopping(
+                [row for row in state.history if row["phase"] == self.phases[-1].name],
+                max_epochs=self.optim.max_epochs,
+            ),
             resumed_from_epoch=state.resumed_from,
             phase_best=state.phase_best,
             convergence=[self._phase_convergence(state.history, p.name) for p in self.phases],
@@ -1071,7 +1079,12 @@ class Trainer:
             )
 
     def _phase_convergence(self, history: Sequence[dict[str, Any]], phase: str) -> Convergence:
-        return phase_convergence(history, phase, tolerance=self.stopping_config.convergence_tolerance)
+        return phase_convergence(
+            history,
+            phase,
+            tolerance=self.stopping_config.convergence_tolerance,
+            max_epochs=self.optim.max_epochs,
+        )
 
     def _run_phase(
         self, state: _FitState, restore: tuple[dict[str, torch.Tensor], dict[str, Any]] | None
