@@ -25,6 +25,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from torch.utils.data import Subset as TorchSubset
 
 from inpaintssl import _API_NAMES
+from inpaintssl.checkpoint import CheckpointMeta
 from inpaintssl.config import (
     ConfigError,
     DataConfig,
@@ -52,7 +53,13 @@ from inpaintssl.inference import PredictionReport as PredictionReport
 from inpaintssl.inference import export_model as export_model
 from inpaintssl.inference import load_model as load_model
 from inpaintssl.inference import predict as predict
-from inpaintssl.inference.loading import ModelInfo, Preprocessing, recorded_orientations, recorded_spacing
+from inpaintssl.inference.loading import (
+    ModelInfo,
+    Preprocessing,
+    recorded_orientations,
+    recorded_preprocessing,
+    recorded_spacing,
+)
 from inpaintssl.layout import RunFolder
 from inpaintssl.options import check_option
 from inpaintssl.training.components import build_pretext_task, build_segmentation_loss
@@ -71,6 +78,7 @@ from inpaintssl.training.results import FinetuneResult as FinetuneResult
 from inpaintssl.training.results import PretrainResult as PretrainResult
 from inpaintssl.transfer_learning import TransferReport as TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
+from inpaintssl.transfer_learning._modules import RUN_RECORD, RUN_SOURCE, carried_record, unwrap_model
 from inpaintssl.transfer_learning.transfer import InChannelsMode
 from inpaintssl.warning_format import warn_each_time
 
@@ -240,10 +248,45 @@ def _left_out(section: DataConfig | Mapping[str, Any], overridden: Sequence[str]
     return frozenset(name for name in _FITTING if name not in given and name not in overridden)
 
 
-def _carried_metadata(model: nn.Module) -> ModelInfo | None:
-    """The ``inference_meta`` a module from :func:`~inpaintssl.inference.loading.load_model` carries."""
-    info = getattr(model, "inference_meta", None)
-    return info if isinstance(info, ModelInfo) else None
+def _carried_metadata(model: nn.Module) -> tuple[ModelInfo, str] | None:
+    """What ``model`` records of itself, and how to name that record in a message; ``None``: nothing.
+
+    The ``inference_meta`` a module from :func:`~inpaintssl.inference.loading.load_model` carries,
+    else the ``checkpoint_meta`` that ``pretrain`` and ``finetune`` attach to the model they hand
+    back (its run's best checkpoint's ``meta.json``), read as ``load_model`` reads that file, with
+    the run's preprocessing and the checkpoint folder as its source (``checkpoint_source``, attached
+    beside it), so that the model is scored exactly as that checkpoint. Each is looked for through
+    DDP / ``DataParallel`` / ``torch.compile`` wrappers, as ``transfer`` does. Without the second, a
+    result's model was scored as a bare module: a pretraining network as a segmentation one, a
+    softmax head with a sigmoid, both refused on their channel count.
+    """
+    carried = carried_record(model)
+    if carried is None:
+        return None
+    record, attribute = carried
+    if isinstance(record, ModelInfo):
+        described = "the module's inference_meta"
+        if record.source is not None:
+            described = f"the module's inference_meta (loaded from {record.source})"
+        return record, described
+    if attribute == RUN_RECORD and isinstance(record, CheckpointMeta):
+        # As load_model builds it from the same meta.json; the size multiple is the network's own.
+        multiple = int(getattr(unwrap_model(model), "size_multiple", 1))
+        source = next(
+            (s for m in (model, unwrap_model(model)) if isinstance(s := getattr(m, RUN_SOURCE, None), Path)),
+            None,
+        )
+        # A run folder moved or deleted since: the record alone, scored as the module it describes.
+        present = source if source is not None and source.is_dir() else None
+        info = ModelInfo.from_checkpoint_meta(
+            record,
+            size_multiple=multiple,
+            preprocessing=None if present is None else recorded_preprocessing(present),
+            source=present,
+        )
+        where = "" if present is None else f", {present}"
+        return info, f"the module's {RUN_RECORD} (the record of the run that trained it{where})"
+    return None
 
 
 def _as_recorded(
@@ -652,7 +695,11 @@ def evaluate(
         split: ``train``, ``val`` or ``test`` when ``data`` is a config.
         activation: For a bare module: ``sigmoid`` (default) or ``softmax`` output. A run,
             checkpoint, exported file or module from :func:`load_model` records its own (its
-            ``inference_meta``): leave it out, or give the same one; another is refused.
+            ``inference_meta``), and so does the ``model`` of a ``pretrain`` or ``finetune``
+            result (its ``checkpoint_meta``): leave it out, or give the same one; another is
+            refused. A result's model is scored exactly as its run's best checkpoint (the
+            run's ``image_size``, spacing and orientation records included) while that folder
+            is there.
         class_names: For a bare module: class names, output channel ``k`` the ``k``-th (default
             from the dataset). A recorded model's are its record's: leave them out, or give the
             same ones in the same order; others are refused.
@@ -720,11 +767,10 @@ def evaluate(
     run_record: str | Path | None = None
     if isinstance(checkpoint_or_model, nn.Module):
         model = checkpoint_or_model
-        info = _carried_metadata(model)
-        described = "the module's inference_meta"
+        carried = _carried_metadata(model)
+        info, described = (None, "the module") if carried is None else carried
         if info is not None and info.source is not None:
             run_record = info.source
-            described = f"the module's inference_meta (loaded from {info.source})"
     else:
         # The loader every other entry point uses: a checkpoint's meta.json or an exported
         # file's header metadata tells the architecture, classes and activation.

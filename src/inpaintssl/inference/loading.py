@@ -80,6 +80,7 @@ __all__ = [
     "backbone_class",
     "load_model",
     "recorded_orientations",
+    "recorded_preprocessing",
     "recorded_spacing",
 ]
 
@@ -556,6 +557,22 @@ def _read_spacing(run: RunFolder, manifest: Mapping[str, Any]) -> SpacingRange |
         return SpacingRange.from_json(recorded)
     except ValueError as exc:
         raise CheckpointError(f"{run.manifest}: {exc}") from exc
+
+
+def recorded_preprocessing(run_or_checkpoint: str | Path) -> Preprocessing | None:
+    """How a run's slices were fitted for its network (its ``config.yaml``'s data section), as
+    :func:`load_model` records it in ``inference_meta.preprocessing``.
+
+    Args:
+        run_or_checkpoint: A run folder, or a checkpoint folder (or a file in one) inside a run.
+
+    Returns:
+        The preprocessing, or ``None`` for a path outside a run folder or a run without its config.
+
+    Raises:
+        inpaintssl.checkpoint.CheckpointError: The run's ``config.yaml`` is unreadable or damaged.
+    """
+    return _read_preprocessing(_run_of(Path(run_or_checkpoint).expanduser()))
 
 
 def recorded_spacing(run_or_checkpoint: str | Path) -> SpacingRange | None:

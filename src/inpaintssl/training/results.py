@@ -69,7 +69,7 @@ class RunResult:
             if record is not None:
                 # Without it the model escapes the checks its run folder gets: transfer refuses a
                 # fine-tuned run as pretrained weights, save_smp_encoder another backbone than smp_unet.
-                attach_run_record(model, record)
+                attach_run_record(model, record, source=RunFolder(run_dir).best)
         return result
 
     @property

@@ -7,11 +7,15 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["RUN_RECORD", "attach_run_record", "carried_record", "get_part", "unwrap_model"]
+__all__ = ["RUN_RECORD", "RUN_SOURCE", "attach_run_record", "carried_record", "get_part", "unwrap_model"]
 
 RUN_RECORD = "checkpoint_meta"
 """Attribute of the model a training run hands back (``PretrainResult.model``,
 ``FinetuneResult.model``) that holds its run's :class:`~inpaintssl.checkpoint.CheckpointMeta`."""
+
+RUN_SOURCE = "checkpoint_source"
+"""Attribute of the model a training run hands back that holds the checkpoint folder its weights
+and :data:`RUN_RECORD` come from: what ``evaluate`` reads the run's preprocessing and spacing by."""
 
 _RECORDS = ("inference_meta", RUN_RECORD)
 """Where a module carries what it is, in this order: ``inference_meta`` (the
@@ -46,13 +50,17 @@ def get_part(model: nn.Module, name: str) -> nn.Module:
     return children[name]
 
 
-def attach_run_record(model: nn.Module, record: Any) -> None:
-    """Attach a run's checkpoint metadata to the ``model`` it hands back (as :data:`RUN_RECORD`).
+def attach_run_record(model: nn.Module, record: Any, *, source: Any = None) -> None:
+    """Attach a run's checkpoint metadata to the ``model`` it hands back (as :data:`RUN_RECORD`),
+    and the checkpoint folder it comes from (as :data:`RUN_SOURCE`) where given.
 
     With it the model is refused where its run folder is: as ``pretrained`` for ``transfer`` when
-    it is a fine-tuned network, and by ``smp_encoder_state_dict`` when it is not ``smp_unet``.
+    it is a fine-tuned network, and by ``smp_encoder_state_dict`` when it is not ``smp_unet``; and
+    ``evaluate`` scores it as it scores that checkpoint.
     """
     setattr(model, RUN_RECORD, record)
+    if source is not None:
+        setattr(model, RUN_SOURCE, source)
 
 
 def carried_record(model: nn.Module) -> tuple[Any, str] | None:
