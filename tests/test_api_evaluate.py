@@ -157,6 +157,20 @@ def test_without_data_the_run_is_scored_on_the_data_it_recorded(tmp_path: Path) 
     assert len(more.column("dice_mean")) == 6 and len(given.column("dice_mean")) == 4
 
 
+def test_a_home_relative_run_and_output_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Unexpanded, "~/ft" missed its run's recorded data section: with an override of the dataset,
+    # the dataset's defaults (64 images) were scored instead of the run's 4 test images; and
+    # output "~/eval.csv" was written under a folder named "~" in the working folder.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    run = _run("finetune", tmp_path / "home" / "ft")
+    expected = issl.evaluate(run, overrides=["data.dataset=synthetic"], device="cpu")
+    found = issl.evaluate("~/ft", overrides=["data.dataset=synthetic"], device="cpu", output="~/eval.csv")
+    np.testing.assert_array_equal(found.column("dice_mean"), expected.column("dice_mean"))
+    assert len(expected.select(level="image").column("dice_mean")) == 4
+    assert (tmp_path / "home" / "eval.csv").is_file() and not (tmp_path / "~").exists()
+
+
 def test_a_label_fraction_is_ignored_however_the_data_are_given(
     recorded_runs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -459,6 +459,19 @@ def test_a_torchscript_archive_is_named_with_what_to_pass_instead(tmp_path: Path
     assert "pickled code" not in message and "weights_only" not in message
 
 
+def test_a_checkpoint_folder_given_as_the_working_folder_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "." has no name: finding its .old twin failed in pathlib ("PosixPath('.') has an empty name").
+    folder = tmp_path / "run" / "checkpoints" / "best"
+    save_checkpoint(folder, {"w": torch.full((2,), 3.0)}, META)
+    monkeypatch.chdir(folder)
+    assert resolve_checkpoint(".") == folder
+    assert load_checkpoint(".")[0]["w"].tolist() == [3.0, 3.0]
+    with pytest.raises(CheckpointError, match=r"^the checkpoint path is empty; expected a run folder"):
+        load_checkpoint("")
+
+
 def test_a_home_relative_path_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # load_model, predict and a config's transfer.pretrained expand "~"; load_checkpoint took it literally.
     from inpaintssl.checkpoint import load_state_dict

@@ -754,6 +754,12 @@ def evaluate(
             f"write [{class_names!r}]"
         )
     _check_output(output)
+    # "~" as load_model, predict, export and the command line read it: unexpanded, the run's
+    # recorded data section was missed (its config looked for under a folder named "~").
+    if not isinstance(checkpoint_or_model, nn.Module):
+        checkpoint_or_model = Path(checkpoint_or_model).expanduser()
+    if output is not None:
+        output = Path(output).expanduser()
     evaluated, from_run, recorded_axis = _evaluation_data(checkpoint_or_model, data, overrides)
     # Read as the data config says its data are read; a dataset given built is read here.
     workers, start_method = 0, None

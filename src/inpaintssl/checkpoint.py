@@ -472,7 +472,12 @@ def resolve_checkpoint(path: str | Path, *, which: Literal["best", "last"] = "be
             ``COMPLETE.json``; the message says what was looked for.
     """
     # load_model, predict, export and a config's transfer.pretrained expand "~"; so does this.
-    path = Path(path).expanduser()
+    if not str(path):
+        raise CheckpointError(
+            "the checkpoint path is empty; expected a run folder, a checkpoint folder or a file"
+        )
+    # Absolute: "." (working inside a checkpoint folder) has no name to find its .old twin by.
+    path = Path(path).expanduser().absolute()
     if path.is_file():
         if path.name == "model.safetensors" and (path.parent / COMPLETE_MARKER).is_file():
             # The weights of a sealed checkpoint: taken as they are, a file damaged since it was
