@@ -16,6 +16,7 @@ import yaml
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 import inpaintssl as issl
+from evaluation_helpers import assert_same_table
 from inpaintssl.config import ConfigError
 from inpaintssl.data.synthetic import SyntheticShapes
 from inpaintssl.data.views import ClassOrder
@@ -395,16 +396,6 @@ def _scans(folder: Path, class_names: list[str]) -> dict[str, Any]:
     }
 
 
-def _assert_same_table(found: issl.EvaluationTable, expected: issl.EvaluationTable) -> None:
-    assert found.columns == expected.columns and len(found) == len(expected)
-    for name in found.columns:
-        values = [row.get(name) for row in expected.rows]
-        if all(isinstance(v, float) for v in values):
-            np.testing.assert_array_equal(found.column(name), expected.column(name), err_msg=name)
-        else:
-            assert [row.get(name) for row in found.rows] == values, name
-
-
 @pytest.mark.parametrize("head", ["sigmoid", "softmax"])
 def test_a_loaded_segmentation_model_is_scored_as_its_run(
     recorded_runs: dict[str, Path], head: str, tmp_path: Path
@@ -420,12 +411,12 @@ def test_a_loaded_segmentation_model_is_scored_as_its_run(
     for name in ("dice_disc", "dice_square"):
         expected = [float(row[name]) for row in recorded]
         np.testing.assert_array_equal(loaded.select(level="image").column(name), expected)
-    _assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
+    assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
     # The same scans, their classes listed in either order: matched to the model's by name.
     straight = issl.evaluate(issl.load_model(run), _scans(tmp_path, ["disc", "square"]), device="cpu")
     swapped_data = _scans(tmp_path, ["square", "disc"])
     swapped = issl.evaluate(issl.load_model(run), swapped_data, device="cpu")
-    _assert_same_table(swapped, issl.evaluate(run, swapped_data, device="cpu"))
+    assert_same_table(swapped, issl.evaluate(run, swapped_data, device="cpu"))
     for name in ("dice_disc", "dice_square", "dice_mean"):
         np.testing.assert_array_equal(swapped.column(name), straight.column(name))
     assert straight.column("dice_disc").tolist() != straight.column("dice_square").tolist()
@@ -439,7 +430,7 @@ def test_a_loaded_pretraining_model_is_scored_under_its_validation_corruption(
         recorded = [float(row["l2_loss"]) for row in csv.DictReader(handle)]
     loaded = issl.evaluate(issl.load_model(run), DATA, split="val", device="cpu")
     np.testing.assert_allclose(loaded.column("l2_loss"), recorded, rtol=1e-6)
-    _assert_same_table(loaded, issl.evaluate(run, DATA, split="val", device="cpu"))
+    assert_same_table(loaded, issl.evaluate(run, DATA, split="val", device="cpu"))
 
 
 def test_an_argument_other_than_the_models_record_is_refused(recorded_runs: dict[str, Path]) -> None:
@@ -455,7 +446,7 @@ def test_an_argument_other_than_the_models_record_is_refused(recorded_runs: dict
             issl.evaluate(model, DATA, class_names=["square", "disc"], device="cpu")
         # The record's own values, given: scored as without them.
         same = issl.evaluate(model, DATA, activation="sigmoid", class_names=("disc", "square"), device="cpu")
-        _assert_same_table(same, expected)
+        assert_same_table(same, expected)
     with pytest.raises(ValueError, match=r"activation='sigmoid', but .* records activation 'none'"):
         issl.evaluate(issl.load_model(recorded_runs["pretrain"]), DATA, activation="sigmoid", device="cpu")
 
@@ -468,7 +459,7 @@ def test_a_bare_module_is_scored_with_the_arguments_given(recorded_runs: dict[st
     bare.load_state_dict(issl.load_model(run).state_dict())
     assert not hasattr(bare, "inference_meta")
     given = issl.evaluate(bare, DATA, activation="softmax", class_names=["disc", "square"], device="cpu")
-    _assert_same_table(given, issl.evaluate(run, DATA, device="cpu"))
+    assert_same_table(given, issl.evaluate(run, DATA, device="cpu"))
 
 
 def test_a_loaded_model_fits_a_data_section_as_its_run_did(
@@ -480,7 +471,7 @@ def test_a_loaded_model_fits_a_data_section_as_its_run_did(
     fitted = _fitting_seen(monkeypatch)
     loaded = issl.evaluate(issl.load_model(run), DATA, device="cpu")
     assert fitted == [((12, 12), "resize")]
-    _assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
+    assert_same_table(loaded, issl.evaluate(run, DATA, device="cpu"))
     scale = r"the data's in-plane voxel spacing as the model sees it, .* 1\.33 x 1\.33 mm of the run"
     with pytest.warns(UserWarning, match=scale):
         issl.evaluate(issl.load_model(run), {**DATA, "image_size": [8, 8]}, device="cpu")

@@ -16,6 +16,7 @@ import pytest
 from torch import nn
 
 import inpaintssl as issl
+from evaluation_helpers import assert_same_table
 from inpaintssl.checkpoint import CheckpointMeta
 
 DATA = {"dataset": "synthetic", "params": {"num_images": 8, "num_val": 4, "num_test": 4, "size": [16, 16]}}
@@ -46,16 +47,6 @@ def softmax_run(tmp_path_factory: pytest.TempPathFactory) -> issl.FinetuneResult
         return issl.finetune(_config(out, loss={"params": {"activation": "softmax"}}))
 
 
-def _assert_same_table(found: issl.EvaluationTable, expected: issl.EvaluationTable) -> None:
-    assert found.columns == expected.columns and len(found) == len(expected)
-    for name in found.columns:
-        values = [row.get(name) for row in expected.rows]
-        if all(isinstance(v, float) for v in values):
-            np.testing.assert_array_equal(found.column(name), expected.column(name), err_msg=name)
-        else:
-            assert [row.get(name) for row in found.rows] == values, name
-
-
 def _image_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return [row for row in csv.DictReader(handle) if row.get("level", "image") == "image"]
@@ -76,7 +67,7 @@ def test_a_pretrain_results_model_is_scored_under_its_validation_corruption(
     np.testing.assert_allclose(table.column("l2_loss"), recorded, rtol=1e-6)
     assert pretrained.evaluation is not None
     np.testing.assert_allclose(table.column("l2_loss"), pretrained.evaluation.column("l2_loss"), rtol=1e-6)
-    _assert_same_table(
+    assert_same_table(
         table, issl.evaluate(issl.load_model(pretrained.run_dir), DATA, split="val", device="cpu")
     )
     # An inpainting network has no segmentation head to score with: refused, naming the record.
@@ -96,8 +87,8 @@ def test_a_softmax_finetune_results_model_gives_its_runs_test_dice(softmax_run: 
     for name in ("dice_disc", "dice_square"):
         np.testing.assert_array_equal(images.column(name), [float(row[name]) for row in recorded])
     assert softmax_run.test is not None
-    _assert_same_table(table, softmax_run.test)
-    _assert_same_table(table, issl.evaluate(softmax_run.run_dir, DATA, device="cpu"))
+    assert_same_table(table, softmax_run.test)
+    assert_same_table(table, issl.evaluate(softmax_run.run_dir, DATA, device="cpu"))
     # The record's head and classes are the result's: another is refused, naming where they come from.
     with pytest.raises(ValueError, match=r"activation='sigmoid', but the module's checkpoint_meta"):
         issl.evaluate(model, DATA, activation="sigmoid", device="cpu")
@@ -126,7 +117,7 @@ def test_a_results_model_inside_a_wrapper_is_scored_by_its_record(softmax_run: i
     assert isinstance(model, nn.Module)
     wrapped = _Compiled(model)
     assert not hasattr(wrapped, "checkpoint_meta")
-    _assert_same_table(
+    assert_same_table(
         issl.evaluate(wrapped, DATA, device="cpu"), issl.evaluate(softmax_run.run_dir, DATA, device="cpu")
     )
 
@@ -145,7 +136,7 @@ def test_a_results_model_is_fitted_to_its_runs_slice_size_as_its_run_folder_is(t
         )
     expected = issl.evaluate(result.run_dir, data, device="cpu")
     assert expected.select(level="image").column("dice_disc").size == 4
-    _assert_same_table(issl.evaluate(result.model, data, device="cpu"), expected)
+    assert_same_table(issl.evaluate(result.model, data, device="cpu"), expected)
     result.run_dir.rename(tmp_path / "moved")
     whole = issl.evaluate(result.model, data, device="cpu")
     assert not np.array_equal(whole.column("dice_disc"), expected.column("dice_disc"))

@@ -378,19 +378,22 @@ def test_scan_missing_from_metadata(skmtea: SkmteaFixture) -> None:
     assert "scan_params" not in SKMTEADataset(split="val", root=skmtea.root, metadata_csv=None)[0]
 
 
+def _set_scan_parameter(csv_path: Path, scan: str, column: str, value: str) -> None:
+    """Write ``value`` into ``column`` of ``scan``'s row of an ``all_metadata.csv``."""
+    lines = csv_path.read_text().splitlines()
+    index = lines[0].split(",").index(column)
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows:
+        if row[0] == scan:
+            row[index] = value
+    csv_path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+
+
 @pytest.mark.parametrize("bad", ["nan", "inf"])
 def test_a_non_finite_scan_parameter_is_refused_naming_the_file_and_scan(
     skmtea: SkmteaFixture, bad: str
 ) -> None:
-    csv_path = skmtea.root / "all_metadata.csv"
-    lines = csv_path.read_text().splitlines()
-    header = lines[0].split(",")
-    column = header.index("RepetitionTime")
-    rows = [line.split(",") for line in lines[1:]]
-    for row in rows:
-        if row[0] == "MTR_005":
-            row[column] = bad
-    csv_path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    _set_scan_parameter(skmtea.root / "all_metadata.csv", "MTR_005", "RepetitionTime", bad)
     with pytest.raises(
         DataError, match=rf"all_metadata\.csv, MTR_ID 'MTR_005': \{{'RepetitionTime': {bad}\}} are not finite"
     ):
@@ -410,14 +413,7 @@ def test_scan_parameters_in_another_unit_are_refused_when_the_dataset_is_built(
 ) -> None:
     # Built without a word, they stopped a study at its clinical numbers, after every run had
     # trained, in an error naming neither the file nor the scan.
-    csv_path = skmtea.root / "all_metadata.csv"
-    lines = csv_path.read_text().splitlines()
-    index = lines[0].split(",").index(column)
-    rows = [line.split(",") for line in lines[1:]]
-    for row in rows:
-        if row[0] == "MTR_005":
-            row[index] = value
-    csv_path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    _set_scan_parameter(skmtea.root / "all_metadata.csv", "MTR_005", column, value)
     with pytest.raises(
         DataError,
         match=r"all_metadata\.csv, MTR_ID 'MTR_005': its scan parameters do not fit the qDESS T2 model: ",

@@ -81,6 +81,20 @@ def _echo_series(folder: Path, shape: tuple[int, int, int], seed: int) -> Path:
     return write_echo_series(folder, stored, (6.0, 34.5), slope=1.0, tags=tags)
 
 
+def _count_predicted_cases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The cases ``predict`` predicts from now on, in order (a refusal before predicting leaves it empty)."""
+    predict_module = importlib.import_module("inpaintssl.inference.predict")  # not the function it exports
+    predicted: list[str] = []
+    real = predict_module.predict_case
+
+    def counted(item: Any, **kwargs: Any) -> Any:
+        predicted.append(item.case)
+        return real(item, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_case", counted)
+    return predicted
+
+
 @pytest.mark.parametrize("dicom_seg_type", ["binary", "labelmap"])
 def test_a_root_sum_of_squares_is_segmented_on_its_first_echos_slices(
     tmp_path: Path, dicom_seg_type: str
@@ -184,16 +198,7 @@ def test_part_of_an_enhanced_files_frames_is_refused_as_a_seg_naming_the_echoes(
 def test_predict_refuses_a_seg_of_one_echo_of_an_enhanced_file_before_predicting(
     trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    predict_module = importlib.import_module("inpaintssl.inference.predict")  # not the function it exports
-
-    predicted: list[str] = []
-    real = predict_module.predict_case
-
-    def counted(item: Any, **kwargs: Any) -> Any:
-        predicted.append(item.case)
-        return real(item, **kwargs)
-
-    monkeypatch.setattr(predict_module, "predict_case", counted)
+    predicted = _count_predicted_cases(monkeypatch)
     scan = _enhanced_echoes(tmp_path / "mese.dcm", frames=SLICES, seed=5)
     with pytest.raises(PredictionError, match=rf"input {scan}: its label map is of 3 of the 6 frames"):
         predict_quietly(trained_run.run_dir, scan, tmp_path / "out", output_format="dicom_seg", echo=2)
@@ -279,16 +284,7 @@ def test_a_series_whose_slices_state_no_geometry_is_refused_before_predicting(
     output_format: str,
     missing: tuple[str, ...],
 ) -> None:
-    predict_module = importlib.import_module("inpaintssl.inference.predict")  # not the function it exports
-
-    predicted: list[str] = []
-    real = predict_module.predict_case
-
-    def counted(item: Any, **kwargs: Any) -> Any:
-        predicted.append(item.case)
-        return real(item, **kwargs)
-
-    monkeypatch.setattr(predict_module, "predict_case", counted)
+    predicted = _count_predicted_cases(monkeypatch)
     rng = np.random.default_rng(10)
     inputs = []
     for name, dropped in (("good", ()), ("bad", missing)):
@@ -510,15 +506,7 @@ def test_an_enhanced_file_whose_frames_state_different_geometry_is_refused_befor
     from inpaintssl.data.dicom import DicomVolume
     from inpaintssl.inference.dicom_seg import write_dicom_seg
 
-    predict_module = importlib.import_module("inpaintssl.inference.predict")  # not the function it exports
-    predicted: list[str] = []
-    real = predict_module.predict_case
-
-    def counted(item: Any, **kwargs: Any) -> Any:
-        predicted.append(item.case)
-        return real(item, **kwargs)
-
-    monkeypatch.setattr(predict_module, "predict_case", counted)
+    predicted = _count_predicted_cases(monkeypatch)
     scan = _per_frame_geometry_file(tmp_path / "enhanced.dcm", seed=19, where="per_frame", edit=edit)
     volume = DicomVolume(scan)  # the reader takes it, and places each frame by its own geometry
     message = rf"input {scan}: the Enhanced \(multi-frame\) file {scan} states {re.escape(stated)} per frame"
