@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--base-width", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=9)
+    parser.add_argument("--batch", type=at_least(1), default=9)
     args = parser.parse_args(argv)
     if args.reuse_host_memory:
         keep_freed_host_memory()

@@ -386,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     issue's targets both as ``targets`` (``{target: passed}``) and ``target_checks`` (with the
     measured value and threshold).
     """
+    # Imported here, not above: the tests load this file by path, without benchmarks/ on sys.path.
+    from provenance import at_least, provenance, write_record
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="shorter timing windows (a few seconds per entry)"
@@ -394,14 +397,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="device for the corruption benchmark (cpu or cuda)")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=at_least(1),
         default=None,
         help="torch CPU threads (default: torch's choice); 1 is steadier on a machine shared with other jobs",
     )
     args = parser.parse_args(argv)
-    # Imported here, not above: the tests load this file by path, without benchmarks/ on sys.path.
-    from provenance import provenance, write_record
-
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

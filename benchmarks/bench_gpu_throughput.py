@@ -58,7 +58,7 @@ from typing import Any, get_args
 import torch
 import torch.nn.functional as F
 from bench_training import monai_basicunet
-from provenance import provenance, write_record
+from provenance import at_least, provenance, write_record
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -328,14 +328,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=["float32", "autocast"],
         help="the library's U-Net's GroupNorm under autocast (model.params.norm_precision; default float32)",
     )
-    parser.add_argument("--patch-size", type=int, default=32, help="pretext patch side K (default 32)")
+    parser.add_argument(
+        "--patch-size", type=at_least(1), default=32, help="pretext patch side K (default 32)"
+    )
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument(
         "--peak-tflops",
         type=float,
         help="peak TFLOP/s for MFU, > 0; default: the datasheet table (dense BF16), none on the CPU",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--threads", type=at_least(1), help="torch CPU threads (default: torch's own)")
     parser.add_argument(
         "--output",
         "--out",
@@ -349,6 +351,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.warmup = 3 if args.quick else 10
     if min(args.size, args.batch, args.steps) < 1 or args.warmup < 0:
         parser.error("--size, --batch and --steps must be >= 1 and --warmup >= 0")
+    # Every arm runs a U-Net of depth DEPTH, which refuses a side that its poolings cannot halve evenly:
+    # refused here rather than recorded as every arm's error after the data and corruption are set up.
+    size_multiple = 2 ** (DEPTH - 1)
+    if args.size % size_multiple:
+        nearest = max(size_multiple, round(args.size / size_multiple) * size_multiple)
+        parser.error(
+            f"--size must be a multiple of {size_multiple} (2**(depth-1) for the benchmark's U-Net, "
+            f"depth {DEPTH}), got {args.size}; e.g. {nearest}"
+        )
     # Checked before any arm is timed: every MFU divides by it.
     if args.peak_tflops is not None and not (math.isfinite(args.peak_tflops) and args.peak_tflops > 0):
         parser.error(f"--peak-tflops must be a finite number > 0 TFLOP/s, got {args.peak_tflops:g}")

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from bench_gpu_throughput import library_unet
 from bench_training import monai_basicunet
-from provenance import provenance, write_record
+from provenance import at_least, provenance, write_record
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="64x64 (a smoke run)")
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=at_least(1), default=16)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--policy", choices=POLICIES, default="cuda")
     parser.add_argument("--output", "--out", type=Path)

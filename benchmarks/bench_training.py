@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from provenance import emit, provenance
+from provenance import at_least, emit, provenance
 
 from inpaintssl.config import PretrainConfig
 from inpaintssl.data.base import SliceDataset
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="128x128 and fewer steps (smoke run)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--steps", type=int, help="timed steps (default 10; 3 with --quick)")
+    parser.add_argument("--steps", type=at_least(1), help="timed steps (default 10; 3 with --quick)")
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=at_least(1),
         help="torch CPU threads of every contender (default: torch's own)",
     )
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)

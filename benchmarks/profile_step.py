@@ -16,6 +16,7 @@ import argparse
 
 import torch
 from bench_training import monai_basicunet
+from provenance import at_least
 from torch.profiler import ProfilerActivity, profile
 
 from inpaintssl.registry import BACKBONES
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--model", default="unet2d", choices=["unet2d", "monai"])
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=at_least(1), default=5)
     parser.add_argument("--rows", type=int, default=20)
     args = parser.parse_args(argv)
     device = torch.device(args.device)

@@ -4,6 +4,7 @@ unreliable measurement, not a target met; and the temporary run folders go when 
 from __future__ import annotations
 
 import importlib
+import json
 import tempfile
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -74,6 +75,56 @@ def test_predict_writes_hiding_more_than_the_writing_is_unreliable(
     verdict = _script(monkeypatch, "bench_predict_writes").writing_verdict((inline - ahead) / writing)
     assert verdict["target_met"] is met
     assert ("unreliable" in verdict) is (met is None)
+
+
+@pytest.mark.parametrize("share", [384.2, 1.0001, float("nan")])
+def test_predict_writes_hiding_more_than_the_reading_is_no_share(
+    monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    # A loaded machine's record gave share_of_reading_hidden = 384.2, recorded as if measured.
+    recorded = _script(monkeypatch, "bench_predict_writes").reading_share(share)
+    assert recorded["share_of_reading_hidden"] is None
+    why = recorded["share_of_reading_hidden_unreliable"]
+    assert why.startswith(f"unreliable measurement: share_of_reading_hidden = {share:.3g} > 1")
+    assert "reading" in why
+
+
+@pytest.mark.parametrize("share", [0.81, 1.0, -0.3])
+def test_predict_writes_reading_share_an_effect_can_give_is_recorded(
+    monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    assert _script(monkeypatch, "bench_predict_writes").reading_share(share) == {
+        "share_of_reading_hidden": share
+    }
+
+
+def test_mese_t2_peaks_are_mib_in_the_record_the_committed_one_and_the_readme(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The peaks were bytes / 2**20 under the name "peak_mb" and the header "peak MB", while the
+    # README's other MB are decimal. Each arm is given a peak of a known number of bytes.
+    bench = _script(monkeypatch, "bench_mese_t2")
+    measured = bench._measured
+    peaks = iter([5 * 2**20, 3 * 2**19, 6 * 2**20])  # read, t2_map, whole-volume fit: one repeat
+
+    def known_peak(action: Any) -> tuple[float, int, Any]:
+        seconds, _, result = measured(action)
+        return seconds, next(peaks), result
+
+    monkeypatch.setattr(bench, "_measured", known_peak)
+    record = bench.main(["--quick", "--repeats", "1"])
+    capsys.readouterr()  # the JSON record it prints
+    assert [(e["source"], e["peak_mib"]) for e in record["entries"]] == [
+        ("read", 5.0),
+        ("t2_map", 1.5),
+        ("whole_volume_fit", 6.0),
+    ]
+    assert record["memory_ratio_vs_whole_volume_fit"] == pytest.approx(0.25)
+    committed = json.loads((BENCHMARKS / "results" / "bench_mese_t2.json").read_text())
+    assert [sorted(e) for e in committed["entries"]] == [sorted(e) for e in record["entries"]]
+    readme = (BENCHMARKS / "README.md").read_text()
+    section = readme.split("<!-- section: bench_mese_t2", 1)[1].split("<!-- /section: bench_mese_t2", 1)[0]
+    assert "| arm | median s | peak MiB |" in section
 
 
 def _finetune_folders(monkeypatch: pytest.MonkeyPatch, bench: ModuleType) -> list[Path]:

@@ -231,4 +231,4 @@ def test_the_t2_benchmark_runs_and_its_map_equals_the_whole_volume_fit(
     capsys.readouterr()  # the JSON record it prints
     assert [e["source"] for e in record["entries"]] == ["read", "t2_map", "whole_volume_fit"]
     assert record["valid_voxel_share"] > 0.99 and isinstance(record["target_met"], bool)
-    assert all(e["median_s"] > 0 and e["peak_mb"] > 0 for e in record["entries"])
+    assert all(e["median_s"] > 0 and e["peak_mib"] > 0 for e in record["entries"])
