@@ -78,7 +78,7 @@ from inpaintssl.training.results import FinetuneResult as FinetuneResult
 from inpaintssl.training.results import PretrainResult as PretrainResult
 from inpaintssl.transfer_learning import TransferReport as TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
-from inpaintssl.transfer_learning._modules import RUN_RECORD, RUN_SOURCE, carried_record, unwrap_model
+from inpaintssl.transfer_learning._modules import RUN_RECORD, carried_record, carried_run_source, unwrap_model
 from inpaintssl.transfer_learning.transfer import InChannelsMode
 from inpaintssl.warning_format import warn_each_time
 
@@ -272,12 +272,9 @@ def _carried_metadata(model: nn.Module) -> tuple[ModelInfo, str] | None:
     if attribute == RUN_RECORD and isinstance(record, CheckpointMeta):
         # As load_model builds it from the same meta.json; the size multiple is the network's own.
         multiple = int(getattr(unwrap_model(model), "size_multiple", 1))
-        source = next(
-            (s for m in (model, unwrap_model(model)) if isinstance(s := getattr(m, RUN_SOURCE, None), Path)),
-            None,
-        )
+        source = carried_run_source(model)
         # A run folder moved or deleted since: the record alone, scored as the module it describes.
-        present = source if source is not None and source.is_dir() else None
+        present = source if isinstance(source, Path) and source.is_dir() else None
         info = ModelInfo.from_checkpoint_meta(
             record,
             size_multiple=multiple,

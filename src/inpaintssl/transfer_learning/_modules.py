@@ -7,7 +7,15 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["RUN_RECORD", "RUN_SOURCE", "attach_run_record", "carried_record", "get_part", "unwrap_model"]
+__all__ = [
+    "RUN_RECORD",
+    "RUN_SOURCE",
+    "attach_run_record",
+    "carried_record",
+    "carried_run_source",
+    "get_part",
+    "unwrap_model",
+]
 
 RUN_RECORD = "checkpoint_meta"
 """Attribute of the model a training run hands back (``PretrainResult.model``,
@@ -71,8 +79,23 @@ def carried_record(model: nn.Module) -> tuple[Any, str] | None:
     ``kind`` and ``backbone``.
     """
     for attribute in _RECORDS:
-        for candidate in (model, unwrap_model(model)):
-            record = getattr(candidate, attribute, None)
-            if record is not None:
-                return record, attribute
+        record = _carried(model, attribute)
+        if record is not None:
+            return record, attribute
+    return None
+
+
+def carried_run_source(model: nn.Module) -> Any:
+    """The checkpoint folder :func:`attach_run_record` noted beside the run's record (:data:`RUN_SOURCE`),
+    looked for as :func:`carried_record` looks; ``None`` where none was."""
+    return _carried(model, RUN_SOURCE)
+
+
+def _carried(model: nn.Module, attribute: str) -> Any:
+    """``attribute`` of ``model``, else of the module inside its wrappers (a DDP wrapper does not
+    forward attributes); ``None`` on neither."""
+    for candidate in (model, unwrap_model(model)):
+        value = getattr(candidate, attribute, None)
+        if value is not None:
+            return value
     return None
