@@ -141,24 +141,30 @@ def test_an_output_of_another_models_classes_is_refused_before_anything_is_predi
     assert not list(tmp_path.glob(".out.*"))
 
 
-def test_two_predicts_into_one_output_at_once_keep_each_others_rows(
-    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first predict is held inside its commit (its merge read, its files not moved) until the
-    second has reached its own and, for up to a second, merged: without the commit lock the second
-    merges then, without the first's rows, and the first moves its table, without the second's,
-    over it. With the lock the second waits for the first's files, and merges them."""
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    out = tmp_path / "out"
-    predict_quietly(trained_run.run_dir, _scan(scans / "a.nii.gz", 0), out)
+def _predicts_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    run_dir: Path,
+    out: Path,
+    first: Any,
+    second: Any,
+    *,
+    first_marker: str,
+    **options: Any,
+) -> tuple[list[BaseException], list[warnings.WarningMessage]]:
+    """Predict ``first`` and ``second`` into ``out`` on two threads, the first held inside its commit
+    (its merge read, its files not moved) until the second has reached its own commit lock and, for
+    up to a second, merged; the errors either raised, and the warnings of both.
+
+    Args:
+        first_marker: Text only the first predict's new table rows hold (how its merge is told apart).
+    """
     inside, second_at_lock, second_merged = threading.Event(), threading.Event(), threading.Event()
     errors: list[BaseException] = []
     real_merge, real_lock = writing.merged_volume_table, writing._commit_lock
 
     def held_merge(earlier: str, new: str, **where: str) -> str:
         merged = real_merge(earlier, new, **where)
-        if "\nb," in new:  # the first predict's
+        if first_marker in new:  # the first predict's
             inside.set()
             assert second_at_lock.wait(60)
             second_merged.wait(1.0)  # it cannot, holding no lock, while this one holds it
@@ -174,24 +180,40 @@ def test_two_predicts_into_one_output_at_once_keep_each_others_rows(
     monkeypatch.setattr(writing, "merged_volume_table", held_merge)
     monkeypatch.setattr(writing, "_commit_lock", noted_lock)
 
-    def run(name: str, seed: int) -> None:
+    def run(inputs: Any) -> None:
         try:
-            issl.predict(
-                trained_run.run_dir, _scan(scans / f"{name}.nii.gz", seed), output=out, progress=False
-            )
+            issl.predict(run_dir, inputs, output=out, progress=False, **options)
         except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
             errors.append(exc)
             inside.set()
 
-    first = threading.Thread(target=run, args=("b", 1), name="first")
-    second = threading.Thread(target=run, args=("c", 2), name="second")
-    with warnings.catch_warnings():  # the tiny run's spacing, from both threads: set once, here
-        warnings.simplefilter("ignore", UserWarning)
-        first.start()
+    threads = [
+        threading.Thread(target=run, args=(inputs,), name=name)
+        for name, inputs in (("first", first), ("second", second))
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads[0].start()
         assert inside.wait(120)
-        second.start()
-        first.join(120)
-        second.join(120)
+        threads[1].start()
+        for thread in threads:
+            thread.join(120)
+    return errors, caught
+
+
+def test_two_predicts_into_one_output_at_once_keep_each_others_rows(
+    trained_run: issl.FinetuneResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first predict is held inside its commit until the second has reached its own and, for up
+    to a second, merged: without the commit lock the second merges then, without the first's rows,
+    and the first moves its table, without the second's, over it. With the lock the second waits for
+    the first's files, and merges them."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    out = tmp_path / "out"
+    predict_quietly(trained_run.run_dir, _scan(scans / "a.nii.gz", 0), out)
+    first, second = _scan(scans / "b.nii.gz", 1), _scan(scans / "c.nii.gz", 2)
+    errors, _ = _predicts_at_once(monkeypatch, trained_run.run_dir, out, first, second, first_marker="\nb,")
     assert not errors
     assert [row["case"] for row in _rows((out / "volumes.csv").read_text())] == ["a", "b", "c"]
 
@@ -253,40 +275,15 @@ def test_two_predicts_at_once_of_one_case_name_from_two_inputs_warn(
     monkeypatch.chdir(tmp_path)
     out = Path("out")
     predict_quietly(trained_run.run_dir, _scan(tmp_path / "a.nii.gz", 2), out)
-    first_inside, second_at_lock = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-    real_merge, real_lock = writing.merged_volume_table, writing._commit_lock
-
-    def held_merge(earlier: str, new: str, **where: str) -> str:
-        if "site1/" in new:  # the first predict's: the second has checked the table by now
-            first_inside.set()
-            assert second_at_lock.wait(60)
-        return str(real_merge(earlier, new, **where))
-
-    def noted_lock(output: Path) -> Any:
-        if threading.current_thread().name == "second":
-            second_at_lock.set()
-        return real_lock(output)
-
-    monkeypatch.setattr(writing, "merged_volume_table", held_merge)
-    monkeypatch.setattr(writing, "_commit_lock", noted_lock)
-
-    def run(inputs: str) -> None:
-        try:
-            issl.predict(trained_run.run_dir, inputs, output=out, device="cpu", progress=False)
-        except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
-            errors.append(exc)
-            first_inside.set()
-
-    first = threading.Thread(target=run, args=("site1/sub.nii.gz",), name="first")
-    second = threading.Thread(target=run, args=("site2/sub.nii.gz",), name="second")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first.start()
-        assert first_inside.wait(120)
-        second.start()
-        first.join(120)
-        second.join(120)
+    errors, caught = _predicts_at_once(
+        monkeypatch,
+        trained_run.run_dir,
+        out,
+        "site1/sub.nii.gz",
+        "site2/sub.nii.gz",
+        first_marker="site1/",
+        device="cpu",
+    )
     assert not errors
     assert [m.split(": its label map")[0] for m in _other_input_warnings(caught)] == [
         "output out: case 'sub' was predicted from site1/sub.nii.gz (its row in out/volumes.csv), and is "
