@@ -15,6 +15,7 @@ import pytest
 
 from inpaintssl.cli import main
 from inpaintssl.config import ConfigError, DataConfig, FinetuneConfig, PretrainConfig, load_config
+from inpaintssl.studies.grid import run_id
 
 
 def test_a_file_that_its_overrides_complete_is_valid(tmp_path: Path) -> None:
@@ -90,6 +91,24 @@ def test_a_section_the_file_leaves_out_starts_from_its_default(tmp_path: Path) -
     # A field left out that is no section is still no section to descend into.
     with pytest.raises(ConfigError, match=r"'lr' is not a section \(found None\)"):
         load_config({"optim": {"max_epochs": 3}}, PretrainConfig, overrides=["optim.lr.value=1"])
+
+
+def test_a_section_the_file_gives_in_part_fills_the_rest_from_the_stages_default(tmp_path: Path) -> None:
+    # The file's "early_stopping: {patience: 8}" got the section class's min_delta (1e-3, fine-tuning's)
+    # where the override spelling keeps pretraining's (null): two configs, two run ids, for one setting.
+    path = tmp_path / "pre.yaml"
+    path.write_text("early_stopping: {patience: 8}\n")
+    by_override = load_config({}, PretrainConfig, overrides=["early_stopping.patience=8"])
+    by_file = load_config(path, PretrainConfig)
+    by_dict = PretrainConfig.model_validate({"early_stopping": {"patience": 8}})
+    for config in (by_file, by_dict):
+        assert (config.early_stopping.min_delta, config.early_stopping.patience) == (None, 8)
+        assert config == by_override
+        assert run_id("pretrain", config) == run_id("pretrain", by_override)
+    # A min_delta given is kept, and fine-tuning's section keeps its own default.
+    given = PretrainConfig.model_validate({"early_stopping": {"patience": 8, "min_delta": 0.5}})
+    assert given.early_stopping.min_delta == 0.5
+    assert FinetuneConfig.model_validate({"early_stopping": {"patience": 8}}).early_stopping.min_delta == 1e-3
 
 
 def test_an_override_changes_one_place_of_a_file_that_aliases_a_mapping(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from collections.abc import Mapping
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from inpaintssl.config.base import _given, _Strict
 from inpaintssl.config.data import DataConfig
@@ -58,6 +60,16 @@ class PretrainConfig(_StageConfig):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=_pretrain_stopping)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _stopping_keys_over_pretraining_defaults(cls, value: Any) -> Any:
+        # A mapping naming some keys (a config file's ``early_stopping: {patience: 8}``) fills the
+        # rest from pretraining's defaults, as an override does (overrides._left_out), not from
+        # the section class's, whose min_delta (1e-3) suits fine-tuning's per-pixel losses.
+        if isinstance(value, Mapping):
+            return {**_pretrain_stopping().model_dump(), **value}
+        return value
 
     @model_validator(mode="after")
     def _patches_fit_the_image(self) -> PretrainConfig:
