@@ -115,6 +115,21 @@ def test_figure_5_labels_each_fit_with_the_residual_standard_error_it_shows(tmp_
         assert shown == pytest.approx(expected, rel=0.2, abs=1e-4)
 
 
+def test_figure_5_names_each_label_fraction_as_its_axis_does(tmp_path: Path) -> None:
+    # ".0%" drew 0.125 as "12%" (Python rounds 12.5 to even) and 0.12 as "12%" too: one legend entry
+    # for two series; 0.004 drew "0%". Named as the x axis is: 100 * fraction in %g.
+    fractions = (1.0, 0.125, 0.12, 0.004)
+    rows = []
+    for fraction in fractions:
+        for pct in (100.0, 150.0, 200.0):
+            rows += dice_rows("ssl", f"+{pct}", fraction, pretrain_data_pct=pct, labelled_volumes=40)
+    out = plot_dice_vs_pretraining_data(ResultsTable(rows), tmp_path / "fig5.png")
+    (ax,) = out.figure.axes
+    points = [line.get_label() for line in ax.get_lines() if line.get_linestyle() == "None"]
+    assert sorted(points) == sorted(f"{100 * f:g}% labels" for f in fractions)
+    assert {"12.5% labels", "12% labels", "0.4% labels"} <= set(points)
+
+
 def test_figure_6_has_a_panel_per_metric_and_a_bar_group_per_fraction_and_arm(tmp_path: Path) -> None:
     results = clinical_results()
     out = plot_percent_error_bars(results, tmp_path / "fig6")

@@ -187,6 +187,32 @@ def test_data_scaling_sets_every_unlabelled_fraction(tmp_path: Path) -> None:
     assert len(plan.finetune_jobs()) == 3 * 2 + 2
 
 
+@pytest.mark.parametrize(
+    ("fractions", "names"),
+    [
+        # Whole percents while they tell the amounts apart: the names studies always had.
+        ([0.0, 0.125, 0.375], ["+0% unlabelled", "+12% unlabelled", "+38% unlabelled"]),
+        # 0.12 and 0.125 are both 12%: one strategy name averaged two arms in the Dice table.
+        ([0.0, 0.12, 0.125], ["+0.0% unlabelled", "+12.0% unlabelled", "+12.5% unlabelled"]),
+    ],
+)
+def test_data_scaling_names_every_amount_apart(tmp_path: Path, fractions: list[float], names: list[str]) -> None:
+    spec = StudySpec.model_validate(
+        {
+            "study": "data_scaling",
+            "output": str(tmp_path),
+            "pretrain": {"data": {"unlabelled": [{"dataset": "mni152"}]}},
+            "unlabelled_fractions": fractions,
+            "label_fractions": [1.0],
+        }
+    )
+    plan = expand_study(spec)
+    by_fraction = {j.labels["unlabelled_fraction"]: j.labels["strategy"] for j in plan.pretrain_jobs()}
+    assert [by_fraction[f] for f in fractions] == names
+    ssl_names = {j.labels["strategy"] for j in _ssl(plan)}
+    assert ssl_names == set(names)
+
+
 @pytest.mark.parametrize("task", PRETEXT_TASKS.names())
 @pytest.mark.parametrize("sampler", SAMPLERS.names())
 def test_every_registered_task_and_sampler_expands(tmp_path: Path, task: str, sampler: str) -> None:

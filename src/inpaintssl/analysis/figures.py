@@ -148,6 +148,11 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _percent(fraction: float) -> str:
+    # As the percent axes are labelled: 0.125 is 12.5%, where ".0%" drew 12% and 0.12 drew 12% too.
+    return f"{100 * float(fraction):g}%"
+
+
 def _percent_axis(ax: Axes, fractions: Sequence[float]) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator([100 * f for f in fractions]))
@@ -286,7 +291,7 @@ def plot_dice_vs_pretraining_data(
         for s in shown:
             color = f"C{fractions.index(s.label_fraction)}"
             ax.plot(
-                s.x, s.y, marker="o", linestyle="none", color=color, label=f"{s.label_fraction:.0%} labels"
+                s.x, s.y, marker="o", linestyle="none", color=color, label=f"{_percent(s.label_fraction)} labels"
             )
             if s.fit is not None:
                 grid = np.linspace(0.0, float(s.x.max()), 200)
@@ -339,7 +344,7 @@ def plot_percent_error_bars(results: Table, path: str | Path) -> FigureFiles:
                 width,
                 color=ARM_COLORS.get(arm, "gray"),
                 alpha=0.35 + 0.65 * (i + 1) / len(groups),
-                label=f"{arm} {fraction:.0%}",
+                label=f"{arm} {_percent(fraction)}",
             )
             for xi, height, name in zip(x, heights, classes):
                 n, left_out = (found[name][5], found[name][6]) if name in found else (0, 0)
@@ -398,7 +403,7 @@ def plot_ssl_vs_supervised(results: Table, path: str | Path) -> FigureFiles:
         ax.set_xlabel("supervised % error")
         ax.set_ylabel("SSL % error")
     # Two short lines: one panel is narrow, and a longer line ran off both its sides.
-    fractions = ", ".join(f"{f:.0%}" for f in pooled)
+    fractions = ", ".join(_percent(f) for f in pooled)
     figure.suptitle(
         f"Per-image percent error\n(mean over classes and label fractions {fractions})", fontsize="medium"
     )

@@ -373,6 +373,8 @@ def _with_unlabelled_fraction(config: PretrainConfig, fraction: float) -> Pretra
     return update_fields(config, {"data.unlabelled": sources})
 
 
+# Beyond this many decimals of a percent two planned fractions are named by their full repr.
+_FRACTION_DECIMALS = 8
 _PRETEXT_KEYS = ("pretrain.pretext.task", "pretrain.pretext.patch_size", "pretrain.pretext.sampler")
 _TRANSFER_PREFIX = "finetune.transfer."
 _TRANSFER_KEYS = (
@@ -381,6 +383,23 @@ _TRANSFER_KEYS = (
     "finetune.optim.lr",
     "finetune.transfer.second_lr",
 )
+
+
+def _fraction_name(fraction: float, planned: Sequence[float]) -> str:
+    """``fraction`` in percent with the fewest decimals that keep every ``planned`` fraction apart.
+
+    Whole percents while no two planned fractions round alike, so the names studies always had
+    stay; ``0.12`` and ``0.125`` (both ``12%``) are named ``12.0%`` and ``12.5%``.
+
+    Example:
+        >>> _fraction_name(0.125, [0, 0.125, 0.375]), _fraction_name(0.125, [0.12, 0.125])
+        ('12%', '12.5%')
+    """
+    numbers = sorted({float(f) for f in planned} | {float(fraction)})
+    for decimals in range(_FRACTION_DECIMALS):
+        if len({format(f, f".{decimals}%") for f in numbers}) == len(numbers):
+            return format(fraction, f".{decimals}%")
+    return f"{100 * fraction!r}%"
 
 
 def _strategy(spec: StudySpec, labels: Mapping[str, Any], combo: Mapping[str, Any]) -> str:
@@ -392,7 +411,7 @@ def _strategy(spec: StudySpec, labels: Mapping[str, Any], combo: Mapping[str, An
             name += f"/{labels['second_lr']:g}"
         encoded = _TRANSFER_KEYS
     elif spec.study == "data_scaling":
-        name = f"+{labels['unlabelled_fraction']:.0%} unlabelled"
+        name = f"+{_fraction_name(labels['unlabelled_fraction'], spec.unlabelled_fractions or [])} unlabelled"
     elif spec.study == "clinical" and labels["arm"] == "ssl":
         name = "ssl"
     elif spec.study == "demo" and labels["arm"] == "ssl":
