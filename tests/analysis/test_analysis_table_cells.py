@@ -75,6 +75,46 @@ def test_a_bar_or_line_break_in_a_markdown_cell_keeps_the_row_in_its_columns() -
     assert _cells(lines[3]) == ["ft-c", "line one line two line three", "2"]
 
 
+_ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def _shown(markdown: str, *, cell: bool = False) -> str:
+    """The text CommonMark shows for ``markdown`` without code spans; refuses a raw tag, entity or "|".
+
+    A backslash before ASCII punctuation shows that character (CommonMark's backslash escape); a
+    bare "<" or "&" would start an HTML tag or an entity, and in a table cell a bare "|" its end.
+    """
+    shown, index = [], 0
+    while index < len(markdown):
+        char = markdown[index]
+        if char == "\\" and index + 1 < len(markdown) and markdown[index + 1] in _ASCII_PUNCTUATION:
+            shown.append(markdown[index + 1])
+            index += 2
+            continue
+        assert char not in "<&" and not (cell and char == "|"), f"bare {char!r} in {markdown!r}"
+        shown.append(char)
+        index += 1
+    return "".join(shown)
+
+
+def test_markdown_shows_tags_entities_and_backslashes_as_written(tmp_path: Path) -> None:
+    # "<x>" was left raw: a renderer took it for an HTML tag and dropped it, as GitHub does.
+    error = "RuntimeError: boom | <x> &lt; C:\\runs\\|<lambda>() missing"
+    table = Table([("ft-b", error)], columns=("run", "why <it> failed"))
+    lines = table.to_markdown().splitlines()
+    assert [_shown(c, cell=True) for c in _cells(lines[0])] == ["run", "why <it> failed"]
+    assert [_shown(c, cell=True) for c in _cells(lines[2])] == ["ft-b", error]
+    title = 'odd, "name" | <b>x</b> \u00e9'
+    notes = [f"Study `a<b`: run ft-b failed ({error}); all data: [results.csv](results.csv)."]
+    markdown, _, _ = write_pages(ReportParts(tmp_path), title=title, notes=notes)
+    page = markdown.read_text(encoding="utf-8").splitlines()
+    assert _shown(page[0]) == f"# {title}"
+    # Code spans show as written, links stay links; the rest shows the error as it was raised.
+    before, code, after = page[2].split("`")
+    assert (_shown(before), code) == ("Study ", "a<b")
+    assert _shown(after) == f": run ft-b failed ({error}); all data: [results.csv](results.csv)."
+
+
 class _Page(HTMLParser):
     """The links and the inline code of an HTML page."""
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inpaintssl.analysis.figures import FigureFiles
-from inpaintssl.analysis.table import Table, format_value
+from inpaintssl.analysis.table import Table, format_value, markdown_text
 from inpaintssl.atomic import atomic_write_text
 
 __all__ = ["ReportParts", "render_html", "render_markdown", "write_pages"]
@@ -74,11 +74,21 @@ def _pdf(files: FigureFiles) -> Path | None:
     return next((p for p in files.paths if p.suffix == ".pdf"), None)
 
 
+def _markdown_note(note: str) -> str:
+    """A note's text escaped (:func:`markdown_text`) outside its inline code spans, which show as written.
+
+    Its links stay links: :func:`markdown_text` leaves brackets and parentheses alone.
+    """
+    # split() with one group alternates text outside code spans (even) and their contents (odd).
+    parts = _CODE.split(note)
+    return "".join(f"`{part}`" if index % 2 else markdown_text(part) for index, part in enumerate(parts))
+
+
 def render_markdown(parts: ReportParts, *, title: str, notes: Sequence[str] = ()) -> str:
     """The Markdown page: title, note paragraphs, every part, then the skipped parts."""
-    lines = [f"# {title}", ""]
+    lines = [f"# {markdown_text(title)}", ""]
     for note in notes:
-        lines += [note, ""]
+        lines += [_markdown_note(note), ""]
     for item, caption in parts.parts:
         lines += [f"## {caption}", ""]
         if isinstance(item, Table):

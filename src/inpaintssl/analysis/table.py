@@ -24,6 +24,7 @@ import io
 import json
 import math
 import numbers
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import numpy.typing as npt
 
 from inpaintssl.atomic import atomic_write_text
 
-__all__ = ["Table", "format_value"]
+__all__ = ["Table", "format_value", "markdown_text"]
 
 
 def _is_float_list(value: Any) -> bool:
@@ -116,9 +117,25 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
+# Backslash-escaped (CommonMark's escape for ASCII punctuation): "<" would open an HTML tag that a
+# renderer drops ("<lambda>() missing ..." read "() missing ..."), "&" an entity ("&lt;" shown as "<"),
+# a backslash would escape what follows it, and in a table "|" would end the cell.
+_MARKDOWN_ACTIVE = re.compile(r"([\\<&|])")
+
+
+def markdown_text(text: str) -> str:
+    r"""``text`` escaped for Markdown, so that a renderer shows it as written: no tag, entity or cell end.
+
+    Example:
+        >>> print(markdown_text("boom | <x> & y"))
+        boom \| \<x> \& y
+    """
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", text)
+
+
 def _markdown_cell(text: str) -> str:
-    # A "|" would end the cell and a line break the row (an error message quoted in a note).
-    return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    # A line break would end the row (an error message quoted in a note).
+    return markdown_text(text).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
