@@ -60,7 +60,9 @@ def _labels(seed: int) -> np.ndarray:
     return labels
 
 
-def _series(folder: Path, *, enhanced: bool = False, seed: int = 0) -> Path:
+def _series(
+    folder: Path, *, enhanced: bool = False, seed: int = 0, identity: dict[str, Any] | None = None
+) -> Path:
     if not enhanced:
         return write_series(
             folder,
@@ -68,7 +70,7 @@ def _series(folder: Path, *, enhanced: bool = False, seed: int = 0) -> Path:
             modality="CT",
             positions=POSITIONS,
             rescale=[(1.0, -1024.0)] * SLICES,
-            identity=_identity(),
+            identity=identity or _identity(),
         )
     order = [2, 0, 3, 1]  # frames stored out of position order
     path = folder.with_suffix(".dcm")
@@ -155,7 +157,9 @@ def test_frames_naming_their_single_frame_source_as_frame_1_are_placed_on_it(tmp
 
 
 def test_a_seg_of_another_series_is_refused_naming_the_frame(tmp_path: Path) -> None:
-    series = _series(tmp_path / "series")
+    # Another series of the same study and frame of reference, 50 mm further along.
+    study = _identity()
+    series = _series(tmp_path / "series", identity=study)
     shifted = tmp_path / "other"
     write_series(
         shifted,
@@ -163,7 +167,7 @@ def test_a_seg_of_another_series_is_refused_naming_the_frame(tmp_path: Path) -> 
         modality="CT",
         positions=[(x, y, z + 50.0) for x, y, z in POSITIONS],
         rescale=[(1.0, -1024.0)] * SLICES,
-        identity=_identity(),
+        identity={**study, "SeriesInstanceUID": _identity()["SeriesInstanceUID"]},
     )
     seg = _seg(shifted, _labels(4), tmp_path / "seg.dcm")
     with pytest.raises(
@@ -173,15 +177,38 @@ def test_a_seg_of_another_series_is_refused_naming_the_frame(tmp_path: Path) -> 
         DicomSegVolume(seg, reference=DicomVolume(series))
 
 
-def test_a_seg_of_another_matrix_size_is_refused(tmp_path: Path) -> None:
+def test_a_seg_of_another_patient_on_the_same_grid_is_refused_naming_both_frames_of_reference(
+    tmp_path: Path,
+) -> None:
+    # Same positions, spacing and matrix (data converted from NIfTI, one protocol): the frames
+    # matched the slices by position and another patient's labels were read without a word.
     series = _series(tmp_path / "series")
+    other = _series(tmp_path / "other", seed=4)
+    seg = _seg(other, _labels(4), tmp_path / "seg.dcm")
+    mine, theirs = DicomVolume(series).frame_of_reference_uid, DicomVolume(other).frame_of_reference_uid
+    assert mine and theirs and mine != theirs
+    with pytest.raises(
+        DataError,
+        match=rf"DICOM SEG {re.escape(str(seg))} is in frame of reference {re.escape(theirs)} but the "
+        rf"series .* is in {re.escape(mine)}",
+    ):
+        DicomSegVolume(seg, reference=DicomVolume(series))
+    # The same labels written on the series itself are read.
+    own = _seg(series, _labels(4), tmp_path / "own.dcm")
+    volume = DicomSegVolume(own, reference=DicomVolume(series))
+    assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), _labels(4))
+
+
+def test_a_seg_of_another_matrix_size_is_refused(tmp_path: Path) -> None:
+    study = _identity()
+    series = _series(tmp_path / "series", identity=study)
     small = write_series(
         tmp_path / "small",
         _hu(5)[:, :8, :8],
         modality="CT",
         positions=POSITIONS,
         rescale=[(1.0, -1024.0)] * SLICES,
-        identity=_identity(),
+        identity={**study, "SeriesInstanceUID": _identity()["SeriesInstanceUID"]},
     )
     seg = _seg(small, _labels(5)[:8, :8], tmp_path / "seg.dcm")
     with pytest.raises(DataError, match=r"has frames of 8x8 pixels but the series .* has slices of 12x10"):

@@ -100,6 +100,7 @@ class DicomSegVolume(SeriesAnnotation):
             None if planes is None or affine is None else _SliceGeometry.of(planes, np.asarray(affine, float))
         )
         self._series = str(series.path)
+        self._frame_of_reference = series.frame_of_reference_uid
         self._slice_of_source = series.slices_by_instance()
         labels, self.segment_labels = self._decode_file(path)
         super().__init__(path, labels, reference=series, what="DICOM SEG")
@@ -128,6 +129,15 @@ class DicomSegVolume(SeriesAnnotation):
         missing = [name for name in ("Rows", "Columns", "PixelData") if name not in ds]
         if missing:
             raise DataError(f"{where} has no {', '.join(missing)}; expected a SEG's frames")
+        frame_of_reference = str(getattr(ds, "FrameOfReferenceUID", "") or "")
+        if frame_of_reference and self._frame_of_reference and frame_of_reference != self._frame_of_reference:
+            # Checked before any frame is placed: another patient's SEG on the same grid (data
+            # converted from NIfTI, one MR protocol) matches the slices by position alone.
+            raise DataError(
+                f"{where} is in frame of reference {frame_of_reference} but the series {self._series} is "
+                f"in {self._frame_of_reference}; expected the SEG of that series (or of one in its frame "
+                "of reference)"
+            )
         kind = str(getattr(ds, "SegmentationType", "") or "").upper()
         if kind == "FRACTIONAL":
             raise DataError(
