@@ -314,6 +314,28 @@ def test_an_unregistered_name_in_a_base_config_is_named_by_its_field() -> None:
         spec.check_component_names()
 
 
+def test_an_unregistered_unlabelled_dataset_is_refused_before_training_naming_its_place(tmp_path: Path) -> None:
+    # data.unlabelled[i].dataset was never checked: the study wrote its database, trained the
+    # supervised runs and failed every pretraining run with a KeyError.
+    sources = [{"dataset": "mni152"}, {"dataset": "mni"}]
+    spec = load_spec(_spec(pretrain={"data": {"unlabelled": sources}}, output=str(tmp_path / "study")))
+    told = r"^pretrain\.data\.unlabelled\[1\]\.dataset: unknown datasets name 'mni'\. .*Available: "
+    with pytest.raises(ConfigError, match=told):
+        spec.check_component_names()
+    with pytest.raises(ConfigError, match=told):
+        run_study(spec, quiet=True)
+    assert not (tmp_path / "study").exists()
+    grid = {"pretrain.data.unlabelled": [[{"dataset": "mni152"}], [{"dataset": "synthetc"}]]}
+    spec = load_spec(_spec(grid=grid))
+    with pytest.raises(
+        ConfigError,
+        match=r"^grid key 'pretrain\.data\.unlabelled', value .*'synthetc'.*, pretrain\.data\.unlabelled\[0\]"
+        r"\.dataset: unknown datasets name 'synthetc'",
+    ):
+        spec.check_component_names()
+    load_spec(_spec(pretrain={"data": {"unlabelled": sources[:1]}})).check_component_names()
+
+
 def _installed(site: Path, dist: str, entry_points: str) -> None:
     """A distribution whose ``entry_points.txt`` holds ``entry_points`` (no code), first on the path."""
     info = site / f"{dist}-0.1.0.dist-info"

@@ -630,6 +630,18 @@ class StudySpec(BaseModel):
         """
         from inpaintssl.registry import REGISTRIES, PluginLoadError
 
+        def resolve(kind: str, value: object, where: str) -> None:
+            if value is None:
+                return
+            # Resolved, not only looked up in the names: an installed entry point is listed there
+            # even when it fails to import or two distributions provide the name.
+            try:
+                REGISTRIES[kind].get(str(value))
+            except KeyError as exc:
+                raise ConfigError(f"{where}: {exc.args[0]}") from None
+            except PluginLoadError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+
         for stage, base in (("pretrain", self.pretrain), ("finetune", self.finetune)):
             for field, kind in _COMPONENT_FIELDS.items():
                 section, _, name = field.partition(".")
@@ -638,16 +650,14 @@ class StudySpec(BaseModel):
                 key = f"{stage}.{field}"
                 given = [(f"grid key {key!r}, value {v!r}", v) for v in self.grid.get(key, [])]
                 for where, value in given or [(key, getattr(getattr(base, section), name))]:
-                    if value is None:
-                        continue
-                    # Resolved, not only looked up in the names: an installed entry point is listed
-                    # there even when it fails to import or two distributions provide the name.
-                    try:
-                        REGISTRIES[kind].get(str(value))
-                    except KeyError as exc:
-                        raise ConfigError(f"{where}: {exc.args[0]}") from None
-                    except PluginLoadError as exc:
-                        raise ConfigError(f"{where}: {exc}") from exc
+                    resolve(kind, value, where)
+        # Pretraining's unlabelled sources name datasets too (fine-tuning reads none of them).
+        key = "pretrain.data.unlabelled"
+        lists = [(f"grid key {key!r}, value {v!r}, ", v) for v in self.grid.get(key, [])]
+        for where, sources in lists or [("", self.pretrain.data.unlabelled)]:
+            for index, source in enumerate(sources or []):
+                dataset = source.get("dataset") if isinstance(source, Mapping) else getattr(source, "dataset", None)
+                resolve("datasets", dataset, f"{where}{key}[{index}].dataset")
 
     def seeds_at(self, fraction: float) -> list[int]:
         """The subset seeds run at a label fraction (``fraction_seeds``, else ``subset_seeds``)."""
