@@ -272,6 +272,56 @@ def test_plugin_dataset_without_checks_is_read_item_by_item() -> None:
         preflight({"train": Plugin()}, progress=False, what="my data")
 
 
+def test_a_plugin_check_that_fails_unworded_is_named_by_its_case(tmp_path: Path) -> None:
+    import torch
+
+    # docs/plugins.rst's NpySlices checks each file with np.load: a file cut short raised NumPy's
+    # ValueError through preflight, naming no case, file or dataset.
+    path = tmp_path / "s1.npy"
+    np.save(path, np.zeros((32, 48), np.float32))
+    path.write_bytes(path.read_bytes()[:-1000])
+
+    class Plugin(SliceDataset):
+        def __init__(self) -> None:
+            self.volume_ids = ["s1"]
+
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return {"image": torch.zeros(1, 8, 8), "volume_id": "s1", "slice_index": 0}
+
+        def preflight_checks(self, volume_ids: Collection[str]) -> list[CaseCheck]:
+            return [CaseCheck(f"npy case 's1' ({path})", lambda: np.load(path), files=(str(path),))]
+
+    with pytest.raises(ValueError) as direct:  # what the check itself raises
+        np.load(path)
+    assert not isinstance(direct.value, DataError)
+    with pytest.raises(DataError, match=rf"^npy case 's1' \({path}\) cannot be read: ValueError: .*") as told:
+        preflight({"train": Plugin()}, progress=False, what="my data")
+    assert str(direct.value) in str(told.value)
+
+
+def test_a_plugin_whose_volume_ids_are_a_numpy_array_is_checked() -> None:
+    import torch
+
+    # "if not source.volume_ids" raised NumPy's "truth value of an array ... is ambiguous".
+    class Plugin(SliceDataset):
+        def __init__(self) -> None:
+            self.volume_ids = np.array(["v0", "v1"])
+
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            if index == 1:
+                raise OSError("disk said no")
+            return {"image": torch.zeros(1, 8, 8), "volume_id": f"v{index}", "slice_index": 0}
+
+    with pytest.raises(DataError, match=r"my data train set item 1 \(volume 'v1'\) cannot be read: OSError"):
+        preflight({"train": Plugin()}, progress=False, what="my data")
+
+
 def test_a_plugin_item_that_cannot_be_read_is_named_with_its_set_and_cause(tmp_path: Path) -> None:
     import gzip
 

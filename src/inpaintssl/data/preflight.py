@@ -63,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -339,6 +340,17 @@ def check_threads_to_use(threads: int | None, *, argument: str = "threads") -> i
     return threads
 
 
+def _run_check(check: CaseCheck) -> None:
+    """Run a case's check; an error other than :class:`DataError` is one naming the case."""
+    try:
+        check.run()
+    except DataError:
+        raise  # names the file and what is wrong already
+    except Exception as exc:
+        # A plugin's check reading a cut file raised NumPy's ValueError, naming no file or case.
+        raise DataError(f"{check.what} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
 def _check_item(dataset: SliceDataset, index: int, *, name: str, classes: tuple[str, ...]) -> None:
     """Read item ``index`` and check it keeps the item contract.
 
@@ -355,8 +367,9 @@ def _check_item(dataset: SliceDataset, index: int, *, name: str, classes: tuple[
         raise  # names the file and what is wrong already
     except Exception as exc:
         # A plugin's reader error (an EOFError of a cut gzip file) named neither the item nor the set.
-        ids = getattr(dataset, "volume_ids", None) or ()
-        volume = f" (volume {ids[index]!r})" if index < len(ids) else ""
+        ids = getattr(dataset, "volume_ids", None)
+        ids = () if ids is None else ids
+        volume = f" (volume {str(ids[index])!r})" if index < len(ids) else ""
         raise DataError(f"{name} item {index}{volume} cannot be read: {type(exc).__name__}: {exc}") from exc
     if not isinstance(item, Mapping):
         # A (image, label) pair, as torchvision's datasets return: .get() failed on it naming nothing.
@@ -439,7 +452,7 @@ def preflight(
             for i, v in enumerate(source.volume_ids):
                 if v in ids:
                     items.append((source, i, label, next((c for c, chosen in labelled if v in chosen), ())))
-            if not source.volume_ids:
+            if len(source.volume_ids) == 0:  # a plugin's NumPy array of ids has no truth value
                 every = labelled[0][0] if labelled else ()
                 items.extend((source, i, label, every) for i in range(len(source)))
     earlier = passed or {}
@@ -456,7 +469,7 @@ def preflight(
     # Fine-grained steps: a bar on a terminal, nothing in a log file (inpaintssl.progress).
     bar = progress_bar(total=total, desc="checking data", unit="case", disable=not progress)
     try:
-        tasks = [Task(check.run, parallel=check.parallel) for check in to_run]
+        tasks = [Task(functools.partial(_run_check, check), parallel=check.parallel) for check in to_run]
         # The results first: zip then exhausts them, which shuts the threads down.
         for _, check in zip(run_in_order(tasks, threads=workers), to_run, strict=True):
             bar.set_postfix(case=check.what[-40:], refresh=False)
