@@ -203,6 +203,21 @@ def test_an_exponent_without_a_dot_is_a_float_in_files_and_overrides(text: str, 
         assert isinstance(eps, float) and eps == expected
 
 
+@pytest.mark.parametrize("text", ["-.5", "+.5", "-.5e3", "+.25E-1", "-.1_5"])
+def test_a_signed_number_with_a_leading_dot_is_a_float_in_files_and_overrides(text: str, tmp_path: Path) -> None:
+    # ".5" was a float but "-.5" text: a factory's free-form params got the string "-.5".
+    expected = float(text.replace("_", ""))
+    by_override = apply_overrides(FinetuneConfig(), [f"loss.params.offset={text}"])
+    (tmp_path / "c.yaml").write_text(f"loss: {{params: {{offset: {text}}}}}\n")
+    by_file = load_config(tmp_path / "c.yaml", FinetuneConfig)
+    for config in (by_override, by_file):
+        (offset,) = config.loss.params.values()
+        assert isinstance(offset, float) and offset == expected
+    # The text itself still round trips as text (the dumper quotes what the loader reads as a number).
+    cfg = FinetuneConfig.model_validate({"data": {"params": {"tag": text}}})
+    assert load_config(read_config_text(config_to_yaml(cfg), source="c.yaml"), FinetuneConfig) == cfg
+
+
 @pytest.mark.parametrize("text", ["1e", "e5", "1e-5x", "1.2.3", "1e-5e5", "0x1p3"])
 def test_what_only_resembles_an_exponent_stays_text(text: str) -> None:
     assert apply_overrides(FinetuneConfig(), [f"loss.params={{tag: {text}}}"]).loss.params == {"tag": text}
@@ -247,11 +262,16 @@ def test_a_date_or_a_hash_in_a_value_is_text(tmp_path: Path) -> None:
         ("2024-01-05", "2024-01-05"),
         ("runs/exp #3", "runs/exp #3"),
         ("'runs/a #b'", "runs/a #b"),
+        # A leading "#" made the whole value a comment: null, refused as "found None".
+        ("#3", "#3"),
         ("2024-01-05T10:00:00", "2024-01-05T10:00:00"),
     ):
         assert apply_overrides(PretrainConfig(), [f"run.output_dir={value}"]).run.output_dir == Path(expected)
     (tmp_path / "c.yaml").write_text("run: {output_dir: 2024-01-05}\n")
     assert load_config(tmp_path / "c.yaml", PretrainConfig).run.output_dir == Path("2024-01-05")
+    # In free-form params the null was taken silently.
+    params = apply_overrides(PretrainConfig(), ["data.params.colour=#ff0000", "data.params.tag= #3"]).data.params
+    assert params == {"colour": "#ff0000", "tag": "#3"}
 
 
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:

@@ -79,9 +79,10 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
             f"override {item!r}: expected a YAML value after '=' (quote text with \"...\"), "
             f"found {raw.strip()!r}: {problem}"
         ) from exc
-    if isinstance(value, str) and "#" in raw and "#" not in value:
-        # YAML took " #..." for a comment; on a command line it is part of the value (a folder
-        # named "exp #3"), and dropping it silently would train into another folder.
+    commented = isinstance(value, str) and "#" in raw and "#" not in value
+    if commented or (value is None and raw.strip().startswith("#")):
+        # YAML took " #..." (or a whole "#3") for a comment; on a command line it is part of the
+        # value (a folder named "exp #3"), and dropping it silently would train into another folder.
         value = raw.strip()
     return path, value
 

@@ -46,11 +46,12 @@ _INT_PATTERN = re.compile(
     |[-+]?0x[0-9a-fA-F_]+)$""",
     re.VERBOSE,
 )
-# YAML 1.1's float with the dot made optional before an exponent (YAML 1.2's core schema).
+# YAML 1.1's float with the dot made optional before an exponent and a sign allowed before a
+# leading dot (-.5), as YAML 1.2's core schema reads them.
 _FLOAT_PATTERN = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
-    |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
     re.VERBOSE,
