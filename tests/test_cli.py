@@ -690,6 +690,24 @@ def test_evaluate_refuses_its_own_settings_as_overrides_naming_the_flag(
 
 
 @pytest.mark.parametrize(
+    ("word", "advice"), [("val", "--split val"), ("test", "--split test"), ("runs/other", "found no '='")]
+)
+def test_evaluate_names_a_stray_word_as_typed(
+    word: str, advice: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `evaluate runs/ft val` warned that "val" lacked the data. prefix, then refused 'data.val',
+    # an override the user never typed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert main(["evaluate", str(tmp_path), word]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"inpaintssl evaluate: error: {word!r} after the checkpoint: expected a data.KEY=VALUE"
+    )
+    assert advice in err and "data." + word not in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
     ("argv", "missing", "optional"),
     [
         (["evaluate"], "CHECKPOINT_OR_CONFIG", "data.KEY=VALUE"),

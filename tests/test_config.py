@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -204,7 +206,9 @@ def test_an_exponent_without_a_dot_is_a_float_in_files_and_overrides(text: str, 
 
 
 @pytest.mark.parametrize("text", ["-.5", "+.5", "-.5e3", "+.25E-1", "-.1_5"])
-def test_a_signed_number_with_a_leading_dot_is_a_float_in_files_and_overrides(text: str, tmp_path: Path) -> None:
+def test_a_signed_number_with_a_leading_dot_is_a_float_in_files_and_overrides(
+    text: str, tmp_path: Path
+) -> None:
     # ".5" was a float but "-.5" text: a factory's free-form params got the string "-.5".
     expected = float(text.replace("_", ""))
     by_override = apply_overrides(FinetuneConfig(), [f"loss.params.offset={text}"])
@@ -270,8 +274,23 @@ def test_a_date_or_a_hash_in_a_value_is_text(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("run: {output_dir: 2024-01-05}\n")
     assert load_config(tmp_path / "c.yaml", PretrainConfig).run.output_dir == Path("2024-01-05")
     # In free-form params the null was taken silently.
-    params = apply_overrides(PretrainConfig(), ["data.params.colour=#ff0000", "data.params.tag= #3"]).data.params
+    params = apply_overrides(
+        PretrainConfig(), ["data.params.colour=#ff0000", "data.params.tag= #3"]
+    ).data.params
     assert params == {"colour": "#ff0000", "tag": "#3"}
+
+
+def test_a_config_file_read_from_a_pipe_is_read(tmp_path: Path) -> None:
+    # `inpaintssl config show pretrain <(...)` said "config file /dev/fd/63 does not exist":
+    # a pipe is no regular file.
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_text, args=("optim: {lr: 0.1}\n",), daemon=True)
+    writer.start()
+    try:
+        assert load_config(pipe, PretrainConfig).optim.lr == 0.1
+    finally:
+        writer.join(timeout=10)
 
 
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:

@@ -31,8 +31,13 @@ _UNITS: Mapping[str, int] = MappingProxyType(
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 
 
-def parse_byte_size(text: str) -> int:
+def parse_byte_size(text: str, *, bare_example: bool = True) -> int:
     """The bytes ``text`` says: a number and an optional unit (``B``, ``K``/``KiB``, ``KB``, ... ``P``).
+
+    Args:
+        text: The size as written.
+        bare_example: Whether the refusal offers a bare number of bytes (``'4096'``) as an
+            example: not where the caller refuses bare numbers itself (``cache prune --max-size``).
 
     Raises:
         ValueError: ``text`` is not a number with one of those units (the message quotes it).
@@ -44,9 +49,10 @@ def parse_byte_size(text: str) -> int:
     match = _SIZE.fullmatch(text)
     unit = None if match is None else _UNITS.get(match.group(2).lower())
     if match is None or unit is None:
+        examples = "'50G' or '50GiB' (powers of 1024), '50GB' (powers of 1000)"
         raise ValueError(
             f"{text!r} is not a size: expected a number of bytes with an optional unit, such as "
-            "'50G' or '50GiB' (powers of 1024), '50GB' (powers of 1000) or '4096'"
+            + (f"{examples} or '4096'" if bare_example else f"{examples} or '4096B' (bytes)")
         )
     # Decimal, not float: 295149PB is 295149 * 10**15 exactly, where a float is 32768 bytes off.
     return round(decimal.Decimal(match.group(1)) * unit)

@@ -10,6 +10,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -117,6 +118,15 @@ def test_a_prune_without_a_usable_limit_exits_2_naming_it(cache: Path, argv: lis
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert len(list(cache.glob("*.npy"))) == 3
+
+
+@pytest.mark.parametrize("text", ["1,5G", "5 gigs", "-1G", "G"])
+def test_every_size_a_refusal_offers_is_one_the_flag_takes(text: str) -> None:
+    # The refusal offered a bare '4096', which the same flag then refused as a size without its unit.
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        parse_size(text)
+    offered = re.findall(r"'([^']*)'", str(refused.value))[1:]  # the first quotes the text given
+    assert offered and all(parse_size(example) > 0 for example in offered), offered
 
 
 @pytest.mark.parametrize("text", ["0.5", "0.4", ".3", " 0.5 ", "1", "200.0"])

@@ -328,6 +328,9 @@ def _training_sections() -> set[str]:
     return (set(PretrainConfig.model_fields) | set(FinetuneConfig.model_fields)) - {"data"}
 
 
+_SPLITS = frozenset({"train", "val", "test"})
+
+
 def _data_overrides(items: Sequence[str]) -> list[str]:
     """Overrides as ``pretrain`` and ``finetune`` spell them: ``data.key=value`` or ``data={...}``.
 
@@ -339,6 +342,14 @@ def _data_overrides(items: Sequence[str]) -> list[str]:
     training = _training_sections()
     own = set(EvaluateConfig.model_fields) - {"data"}
     for item in items:
+        if "=" not in item:
+            # Checked first: prefixed, a stray word was warned about as a deprecated spelling and
+            # refused as "data.<word>", an override the user never typed.
+            split = f" (the split to score is given as --split {item})" if item in _SPLITS else ""
+            raise ConfigError(
+                f"{item!r} after the checkpoint: expected a data.KEY=VALUE override; found no '=' in "
+                f"it{split}"
+            )
         section = item.split("=", 1)[0].split(".", 1)[0]
         if section in own:
             # `config show evaluate split=val` takes them so; read as data.split=val here, they

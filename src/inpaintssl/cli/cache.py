@@ -99,7 +99,7 @@ def parse_size(text: str) -> int:
         (True, 4096, 0)
     """
     try:
-        size = parse_byte_size(text)
+        size = parse_byte_size(text, bare_example=False)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     # The text, not the rounded size, decides: "0.5" (a unit forgotten) rounds to 0 bytes, which is

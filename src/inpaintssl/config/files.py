@@ -85,7 +85,8 @@ def read_text_file(path: Path, *, what: str, expected: str) -> str:
     """
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder; expected {expected}")
-    if not path.is_file():
+    if not path.exists():
+        # exists(), not is_file(): a pipe (`<(...)`, /dev/stdin) is no regular file but reads as one.
         raise ConfigError(f"{what} {path} does not exist")
     try:
         return path.read_text(encoding="utf-8")
