@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -695,6 +696,44 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
             match=rf"{re.escape(name)} has the suffix of safetensors files; it is written as torchscript",
         ):
             export_model(model, format="torchscript", output=tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "told"),
+    [
+        ("atol", "1e-3", r"atol='1e-3' is invalid; expected a non-negative number"),
+        ("atol", True, r"atol=True is invalid"),
+        ("opset", "17", r"opset='17' is invalid; expected an ONNX opset version, a whole number >= 1"),
+        # 17.0 was passed on, and reported as an opset the exporter could not convert to.
+        ("opset", 17.0, r"opset=17\.0 is invalid"),
+        ("opset", 0, r"opset=0 is invalid"),
+    ],
+)
+def test_a_wrongly_typed_atol_or_opset_is_named(
+    model: LoadedModel, tmp_path: Path, argument: str, value: object, told: str
+) -> None:
+    # A bare TypeError ("'>=' not supported between instances of 'str' and 'int'") named nothing.
+    with pytest.raises(ValueError, match=told):
+        export_model(model, format="onnx", output=tmp_path / "m.onnx", **{argument: value})  # type: ignore[arg-type]
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_example_given_as_a_numpy_array_is_traced_as_its_tensor(
+    model: LoadedModel, tmp_path: Path
+) -> None:
+    # Real slices are a NumPy array (nibabel's): example.detach() raised AttributeError.
+    slices = np.random.default_rng(0).standard_normal((2, 1, 32, 32))
+    from_array = export_model(model, format="torchscript", output=tmp_path / "a.pt", example=slices)
+    from_tensor = export_model(
+        model, format="torchscript", output=tmp_path / "t.pt", example=torch.from_numpy(slices).float()
+    )
+    probe = torch.randn(3, 1, 48, 32, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in PyTorch 2.13
+        outputs = [torch.jit.load(path)(probe) for path in (from_array, from_tensor)]
+    assert torch.equal(outputs[0], outputs[1])
+    with pytest.raises(TypeError, match=r"example must be a tensor or an array of numbers .*found a str"):
+        export_model(model, format="torchscript", output=tmp_path / "s.pt", example="slices.npy")
 
 
 def test_onnx_from_a_small_example_at_another_opset(model: LoadedModel, tmp_path: Path) -> None:

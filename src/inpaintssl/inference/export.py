@@ -64,6 +64,7 @@ import io
 import logging
 import math
 import mmap
+import numbers
 import os
 import warnings
 import zipfile
@@ -75,6 +76,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torch.jit._trace import TracerWarning
@@ -256,12 +258,23 @@ def _plain_copy(model: LoadedModel) -> nn.Module:
     return plain.eval()
 
 
-def _samples(info: ModelInfo, example: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _samples(
+    info: ModelInfo, example: torch.Tensor | npt.ArrayLike | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The trace input and a second check input with other batch and spatial sizes."""
     multiple = info.size_multiple
     # At least 32 pixels a side and at least 2 blocks, so no dimension is 0/1-specialised by torch.export.
     blocks = max(2, math.ceil(32 / multiple))
     generator = torch.Generator().manual_seed(0)
+    if example is not None and not isinstance(example, torch.Tensor):
+        # Real slices are often a NumPy array (nibabel's): taken as the tensor it holds.
+        try:
+            example = torch.as_tensor(np.asarray(example, dtype=np.float32))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"example must be a tensor or an array of numbers (N, C, H, W); found a "
+                f"{type(example).__name__}: {exc}"
+            ) from None
     if example is None:
         example = torch.randn(2, info.in_channels, blocks * multiple, blocks * multiple, generator=generator)
     elif example.ndim != 4 or example.shape[1] != info.in_channels:
@@ -593,7 +606,7 @@ def export_model(
     output: str | Path,
     opset: int | None = None,
     which: Literal["best", "last"] | None = None,
-    example: torch.Tensor | None = None,
+    example: torch.Tensor | npt.ArrayLike | None = None,
     atol: float | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -617,7 +630,8 @@ def export_model(
         opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
         which: For a run folder: the ``best`` (default) or ``last`` checkpoint; an error for
             anything else, as in :func:`~inpaintssl.inference.loading.load_model`.
-        example: An input ``(N, C_in, H, W)`` (e.g. real slices) to trace and check with, ``H`` and
+        example: An input ``(N, C_in, H, W)`` (e.g. real slices; a tensor or a NumPy array, read
+            as float32) to trace and check with, ``H`` and
             ``W`` multiples of ``size_multiple`` (a side of a single block is tiled to two, since
             ``torch.export`` would fix it); default seeded standard-normal noise (inputs are
             z-scored) of at least 32x32 pixels.
@@ -647,6 +661,13 @@ def export_model(
         torch.Size([1, 3, 112, 112])
     """
     check_option(format, FORMATS, field="format")
+    whole = isinstance(opset, int | np.integer) and not isinstance(opset, bool)
+    if opset is not None and (not whole or opset < 1):
+        # Checked before the exporter sees it: "17" failed comparing with an int, and 17.0 was
+        # reported as an opset the exporter could not convert to.
+        raise ValueError(
+            f"opset={opset!r} is invalid; expected an ONNX opset version, a whole number >= 1 such as 18"
+        )
     if opset is not None and format != "onnx":
         raise ValueError(f"opset={opset} applies to format='onnx' only; found format={format!r}")
     destination = Path(output).expanduser()
@@ -656,8 +677,8 @@ def export_model(
             f"output={str(output)!r} is a folder; expected a file path such as "
             f"{str(destination / ('model' + FILE_SUFFIXES[format]))!r}"
         )
-    if atol is not None and not atol >= 0:
-        raise ValueError(f"atol={atol} is invalid; expected a non-negative float")
+    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not atol >= 0):
+        raise ValueError(f"atol={atol!r} is invalid; expected a non-negative number")
     if format == "onnx":
         _require_onnx()  # fail before loading or tracing anything
     if isinstance(run_or_checkpoint, LoadedModel):
