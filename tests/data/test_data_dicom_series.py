@@ -426,6 +426,82 @@ def test_a_pixel_spacing_that_is_not_two_sizes_is_refused_naming_the_file(
         DicomVolume(tmp_path)
 
 
+def _bad_position(folder: Path, tag: str) -> None:
+    """Three axial slices, the middle one's ``tag`` holding a value that is no number."""
+    _slices(folder, "s", [0.0, 7.125, 14.25])
+    path = folder / "s1.dcm"
+    if tag == "ImagePositionPatient":
+        stored, bad = b"7.125", b"n/a  "
+    else:
+        _edit_one(path, ImageOrientationPatient=["1", "0", "0", "0", "1", "0.125"])
+        stored, bad = b"0.125", b"x.777"
+    data = path.read_bytes()
+    assert data.count(stored) == 1
+    path.write_bytes(data.replace(stored, bad))
+
+
+def _edit_one(path: Path, **tags: Any) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    for tag, value in tags.items():
+        setattr(ds, tag, value)
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "told"),
+    [
+        # NumPy's "shapes (3,) and (2,) not aligned" and float()'s "could not convert", naming nothing.
+        ("ImagePositionPatient", ["0", "0"], r"ImagePositionPatient is 0\\0; expected 3 finite numbers"),
+        ("ImagePositionPatient", "text", r"ImagePositionPatient is 0\\0\\n/a; expected 3 finite numbers"),
+        ("ImageOrientationPatient", "text", r"ImageOrientationPatient is 1\\0\\0\\0\\1\\x\.777; expected 6"),
+        (
+            "ImageOrientationPatient",
+            ["1", "0", "0", "0", "1"],
+            r"ImageOrientationPatient is 1\\0\\0\\0\\1; expected 6",
+        ),
+    ],
+)
+def test_a_slice_position_or_orientation_that_is_no_numbers_is_refused_naming_the_file_and_tag(
+    tmp_path: Path, tag: str, value: Any, told: str
+) -> None:
+    if value == "text":
+        _bad_position(tmp_path, tag)
+    else:
+        _slices(tmp_path, "s", [0.0, 2.0, 4.0])
+        _edit_one(tmp_path / "s1.dcm", **{tag: value})
+    with pytest.raises(DataError, match=rf"^DICOM file {re.escape(str(tmp_path / 's1.dcm'))}: {told}"):
+        DicomVolume(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "slices"),
+    [((0, 0, 0, 0, 0, 0), 3), ((1, 0, 0, 1, 0, 0), 3), ((0, 0, 0, 0, 0, 0), 1), ((1, 0, 0, 0, 0.5, 0), 1)],
+)
+def test_an_orientation_of_no_two_perpendicular_unit_vectors_is_refused(
+    tmp_path: Path, orientation: tuple[float, ...], slices: int
+) -> None:
+    # Zeros put every slice at 0 mm along a zero normal: refused as repeated acquisitions, or, alone,
+    # read with an all-zero affine that an RTSTRUCT label then failed to invert (LinAlgError).
+    _slices(tmp_path, "s", [2.0 * k for k in range(slices)], orientation=orientation)
+    with pytest.raises(
+        DataError,
+        match=r"^DICOM file .*s0\.dcm: ImageOrientationPatient \[.*\] holds row and column cosines .*; "
+        r"expected two perpendicular unit vectors",
+    ):
+        DicomVolume(tmp_path)
+
+
+def test_an_orientation_rounded_as_scanners_write_it_is_read(tmp_path: Path) -> None:
+    # An oblique plane's cosines to 4 decimals: lengths and dot product off by ~1e-4.
+    c, s = round(np.cos(0.3), 4), round(np.sin(0.3), 4)
+    _slices(tmp_path, "s", [0.0, 2.0, 4.0], orientation=(1, 0, 0, 0, c, s))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert DicomVolume(tmp_path).shape[2] == 3
+
+
 def test_an_empty_pixel_spacing_states_no_geometry(tmp_path: Path) -> None:
     for k in range(2):
         write_mr_slice(tmp_path / f"m{k}.dcm", np.ones((2, 3)), z=2.0 * k, instance=k + 1, pixel_spacing=())  # type: ignore[arg-type]

@@ -142,6 +142,7 @@ class DicomVolume(Volume):
         echoes = _SeriesEchoes.of(headers)
         if echo is not None:
             headers = echoes.select(headers, _checked_echo(echo), path)
+        _check_plane_tags(headers)
         _check_one_orientation(headers, path)
         _check_one_ordering(headers, path)
         headers.sort(key=lambda pair: _slice_position(pair[0]))
@@ -1432,6 +1433,56 @@ def _describe_series(uid: str | None, members: Sequence[tuple[Any, Path]]) -> st
     slices = sum(files.values())
     frames = f" ({slices} frames)" if slices != len(files) else ""
     return f"{name}{shown}: {len(files)} file(s){frames}, e.g. {next(iter(files)).name}"
+
+
+_UNIT_TOLERANCE = 0.01
+"""How far ImageOrientationPatient's row and column cosines may be from unit length and from
+perpendicular: decimal strings round them by far less, while a zero, repeated or swapped-in value
+(a header a converter wrote wrongly) is off by 0.3 and more."""
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """The numbers of a multi-valued tag, or ``None`` where one is no number."""
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_plane_tags(headers: Sequence[tuple[Any, Path]]) -> None:
+    """Refuse an ImagePositionPatient or ImageOrientationPatient that places no slice, naming it.
+
+    Sorting and the affine compute with them: two values or ``n/a`` raised NumPy's error naming no
+    file, and an orientation of zeros put every slice at 0 mm (refused as repeated slices) or gave
+    a singular affine.
+    """
+    for ds, f in headers:
+        for tag, count in (("ImagePositionPatient", 3), ("ImageOrientationPatient", 6)):
+            value = getattr(ds, tag, None)
+            if value is None or value == "":
+                continue  # not stated: the series is ordered by InstanceNumber
+            numbers = _numbers(value)
+            if numbers is None or len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+                shown = "\\".join(str(v) for v in (value if isinstance(value, Sequence) else [value]))
+                raise DataError(
+                    f"DICOM file {_named(ds, f)}: {tag} is {shown}; expected {count} finite numbers "
+                    "(DICOM PS3.3 C.7.6.2)"
+                )
+            if tag == "ImageOrientationPatient":
+                row, column = np.asarray(numbers[:3]), np.asarray(numbers[3:])
+                lengths = (float(np.linalg.norm(row)), float(np.linalg.norm(column)))
+                dot = float(row @ column)
+                if (
+                    max(abs(length - 1.0) for length in lengths) > _UNIT_TOLERANCE
+                    or abs(dot) > _UNIT_TOLERANCE
+                ):
+                    raise DataError(
+                        f"DICOM file {_named(ds, f)}: {_orientation_text(np.asarray(numbers))} holds row "
+                        f"and column cosines of lengths {lengths[0]:.3g} and {lengths[1]:.3g} with dot "
+                        f"product {dot:.3g}; expected two perpendicular unit vectors (within "
+                        f"{_UNIT_TOLERANCE:g}, DICOM PS3.3 C.7.6.2.1.1)"
+                    )
 
 
 def _orientation(ds: Any) -> np.ndarray | None:
