@@ -297,6 +297,32 @@ def test_a_model_in_train_mode_is_exported_as_trained_and_left_as_it_was(
     assert _max_diff(found, expected) <= 1e-4
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_export_refuses_a_side_off_its_size_multiple_inside_the_graph(
+    batch_norm_run: Path, fmt: str, tmp_path: Path
+) -> None:
+    # A one-level monai_unet (strides [2]) has no skip join of two resolutions: traced, it ran a
+    # 31-pixel side and returned 32 pixels, offset from the input, where the module docstring says
+    # such sizes fail inside the graph.
+    model = load_model(batch_norm_run)
+    assert model.inference_meta.size_multiple == 2
+    with pytest.raises(ValueError, match="size_multiple=2"):
+        model(torch.zeros(1, 1, 31, 48))
+    output = export_model(model, format=fmt, output=tmp_path / f"m{export_module.FILE_SUFFIXES[fmt]}")
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    else:
+        run = torch.jit.load(str(output))
+    images = torch.randn(2, 1, 32, 48, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert _max_diff(run(images), _reference(model, images)) <= 1e-4
+        with pytest.raises(Exception, match=r"(?i)broadcast|size of tensor a \(31\)|31"):
+            run(images[..., :31, :])
+
+
 @pytest.mark.parametrize("precision", ["float32", "autocast"])
 def test_folding_leaves_plain_group_norms_with_the_same_parameters(precision: str) -> None:
     net = UNet2d(in_channels=1, out_channels=2, depth=2, base_width=4, seed=5, norm_precision=precision)  # type: ignore[arg-type]

@@ -250,6 +250,25 @@ def _require_onnx() -> tuple[ModuleType, ModuleType]:
     return onnx, onnxruntime
 
 
+class _SameSizeOutput(nn.Module):
+    """The network, with its output's height and width tied to the input's inside the graph.
+
+    A traced or exported graph drops the network's Python size check. A U-Net whose decoder joins
+    only maps of one resolution (MONAI's ``UNet`` with every stride after the first 1) then ran an
+    input of a side that is no multiple of ``size_multiple`` and returned an output of another
+    size, offset from it. Multiplying by ones of the input's size is exact (x * 1.0 == x) and fails
+    in any runtime where the two sizes differ.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        output: torch.Tensor = self.net(image)
+        return output * torch.ones_like(image[:, :1])
+
+
 def _plain_copy(model: LoadedModel) -> nn.Module:
     """A folded copy of a CPU model whose class is the backbone's own (what exporters and tracers see)."""
     plain: nn.Module = fold_weight_standardisation(model)
@@ -718,7 +737,7 @@ def export_model(
     if format == "safetensors":
         _export_safetensors(plain, info, destination)
     elif format == "torchscript":
-        _export_torchscript(plain, info, reference, tolerance)
+        _export_torchscript(_SameSizeOutput(plain), info, reference, tolerance)
     else:
-        _export_onnx(plain, info, reference, tolerance, opset)
+        _export_onnx(_SameSizeOutput(plain), info, reference, tolerance, opset)
     return destination
