@@ -988,6 +988,24 @@ def test_the_run_records_the_orientation_of_its_training_volumes(softmax_run: Pa
     assert recorded is not None and dict(recorded.training_orientations) == {"ALS": 40}
 
 
+@pytest.mark.parametrize("codes", ["RAS", "PSL"])
+def test_a_non_finite_voxel_of_a_reoriented_scan_is_named_by_its_place_in_the_file(
+    softmax_run: Path, brains: Path, tmp_path: Path, codes: str
+) -> None:
+    # Read in the run's orientation (ALS), the scan's slice k was named "slice k": no slice of the
+    # file as stored holds the NaN there.
+    moved = stored_as(nib.load(brains / "c.nii.gz"), codes)
+    data = np.asarray(moved.dataobj, dtype=np.float32)
+    data[3, 10, 20] = np.nan
+    nib.save(nib.Nifti1Image(data, moved.affine), tmp_path / "holed.nii.gz")
+    with pytest.raises(PredictionError, match=r"holed\.nii\.gz slice \d+ along its stored axis \d") as told:
+        predict(softmax_run, [tmp_path / "holed.nii.gz"], output=tmp_path / "p", device="cpu", progress=False)
+    found = re.search(r"slice (\d+) along its stored axis (\d) \(slice \d+ as read in ALS\)", str(told.value))
+    assert found is not None, told.value
+    index, axis = int(found.group(1)), int(found.group(2))
+    assert np.isnan(np.take(data, index, axis=axis)).sum() == 1
+
+
 @pytest.mark.parametrize("codes", ["RAS", "SPR", "ILA"])
 def test_a_scan_stored_in_another_axis_order_is_predicted_as_in_training(
     softmax_run: Path, brains: Path, tmp_path: Path, codes: str

@@ -76,12 +76,41 @@ class Case:
     label: Volume | None
 
 
+def slice_place(volume: Volume, index: int) -> str:
+    """Slice ``index`` of ``volume`` as a message names it: in the file's own axes where it was reoriented.
+
+    Read reoriented (predict's run orientation), slice 36 of the volume may be slice 20 of the
+    file along another axis: the file and that place are what a user can look up.
+
+    Example:
+        >>> import nibabel as nib, numpy as np, pathlib, tempfile
+        >>> from inpaintssl.data.readers import NiftiVolume
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "v.nii"
+        >>> nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.diag([-1.0, 1, 1, 1])), path)
+        >>> volume = NiftiVolume(path)  # stored LAS, sliced along its third axis
+        >>> slice_place(volume, 1).split("v.nii ")[1]
+        'slice 1'
+        >>> volume.reorient("SAR")  # R runs along stored axis 0, reversed
+        >>> slice_place(volume, 1).split("v.nii ")[1]
+        'slice 2 along its stored axis 0 (slice 1 as read in SAR)'
+    """
+    change = volume.reorientation
+    if change is None:
+        return f"{volume.source} slice {index}"
+    stored_axis = change.axes[volume.slice_axis]
+    stored = volume.num_slices - 1 - index if change.flips[volume.slice_axis] else index
+    return (
+        f"{volume.source} slice {stored} along its stored axis {stored_axis} (slice {index} as read in "
+        f"{change.target})"
+    )
+
+
 def _checked_slices(volume: Volume) -> Iterator[np.ndarray]:
     """Every slice of ``volume``, read, each refused unless real and finite (naming file and slice)."""
     for s in range(volume.num_slices):
         raw = volume.read(s)
-        check_real(raw, where=f"{volume.source} slice {s}")
-        check_finite(raw, where=f"{volume.source} slice {s}")
+        check_real(raw, where=slice_place(volume, s))
+        check_finite(raw, where=slice_place(volume, s))
         yield raw
 
 
@@ -288,7 +317,7 @@ class VolumeSliceDataset(SliceDataset):
         if self.labelled and case.label is not None:
             for s in range(case.label.num_slices):
                 raw = case.label.read(s)
-                check_label_values(raw, self._values, where=f"label {case.label.source} slice {s}")
+                check_label_values(raw, self._values, where=f"label {slice_place(case.label, s)}")
         # What only a read finds in the other volumes the items read; their grid is the dataset's to
         # check when it opens them (the dicom dataset refuses echoes off echo 1's grid).
         for extra in self.extra_volumes(case_index):
@@ -301,7 +330,7 @@ class VolumeSliceDataset(SliceDataset):
         c, s = (int(v) for v in self._index[index])
         case = self._cases[c]
         raw = case.image.read(s)
-        check_finite(raw, where=f"{case.image.source} slice {s}")
+        check_finite(raw, where=slice_place(case.image, s))
         image = zscore(self.to_channels(raw), self.volume_stats(c))
         item: dict[str, Any] = {
             "image": torch.from_numpy(image),
@@ -313,7 +342,7 @@ class VolumeSliceDataset(SliceDataset):
         if self.labelled:
             assert case.label is not None  # checked at construction
             label = case.label.read(s)
-            onehot = onehot_from_values(label, self._values, where=f"label {case.label.source} slice {s}")
+            onehot = onehot_from_values(label, self._values, where=f"label {slice_place(case.label, s)}")
             item["label"] = torch.from_numpy(onehot)
         return item
 
