@@ -227,6 +227,22 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path) -> None:
     assert meta is not None and meta.epoch == 0
 
 
+def test_a_non_finite_loss_before_the_first_last_checkpoint_keeps_the_best_weights_loadable(
+    tmp_path: Path,
+) -> None:
+    # checkpoint_every=2: epoch 0's best waited in best.pending, no last written yet. The stop said
+    # the last good checkpoint was kept, but load_model refused the folder and the next run removed it.
+    trainer = _trainer(tmp_path, _model(), [Phase(name="finetune", lr=1e-3)], max_epochs=3)
+    trainer.checkpoint_every = 2
+    trainer.objective = _NonFiniteFrom(first=3, factor=float("nan"))  # epoch 1, step 0
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0.*last good checkpoint is kept"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoints" / "last").exists()
+    tensors, meta = load_checkpoint(tmp_path, which="best")
+    assert meta is not None and meta.epoch == 0 and tensors
+    assert not (tmp_path / "checkpoints" / "best.pending").exists()
+
+
 def test_a_learning_curve_that_cannot_be_drawn_does_not_hide_the_non_finite_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -692,11 +692,21 @@ class Trainer:
         )
 
     def _kept_checkpoint(self) -> str:
+        """What a run stopped by a non-finite loss keeps, for its message; a lone pending best becomes best.
+
+        With ``run.checkpoint_every`` above 1 the best weights so far may wait in ``best.pending``
+        with no ``best`` beside it: nothing would move them once the run stops, ``load_model``
+        does not read that folder and the next run in the folder removes it. They are the run's
+        best weights, so they become its ``best``.
+        """
+        folder = self.run_folder.checkpoints
+        best, pending = self.run_folder.best, self.run_folder.pending_best
+        if self.dist.is_main and not checkpoint_exists(best) and checkpoint_exists(pending):
+            promote_checkpoint(pending, best)
+        if checkpoint_exists(best) or checkpoint_exists(pending):
+            return f"The last good checkpoint is kept in {folder}"
         # A run that fails in its first epoch has no checkpoint: saying one is kept would send the
         # user looking for weights that do not exist.
-        folder = self.run_folder.checkpoints
-        if checkpoint_exists(self.run_folder.best) or checkpoint_exists(self.run_folder.pending_best):
-            return f"The last good checkpoint is kept in {folder}"
         return f"No checkpoint had been written yet, so {folder} holds none"
 
     def _train_epoch(
