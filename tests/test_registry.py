@@ -329,6 +329,32 @@ def test_reloading_a_plugin_module_registers_its_definitions_again(
             importlib.reload(module)
 
 
+def test_two_classes_of_one_name_in_a_module_file_are_refused_under_one_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before Python 3.13 inspect finds a class by its name in the file: both definitions gave the
+    # first one's line, looked like one definition run twice (a reload), and the second silently
+    # replaced the first.
+    import importlib
+
+    (tmp_path / "issl_twice_holder.py").write_text(
+        "from inpaintssl.registry import Registry\nWIDGETS = Registry('widgets_twice')\n"
+    )
+    (tmp_path / "issl_twice_plugin.py").write_text(
+        "from issl_twice_holder import WIDGETS\n\n"
+        "@WIDGETS.register('mine')\nclass Mine:\n    size = 1\n\n\n"
+        "@WIDGETS.register('mine')\nclass Mine:  # noqa: F811\n    size = 2\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delattr(sys, "ps1", raising=False)
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    for name in ("issl_twice_holder", "issl_twice_plugin"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ValueError, match=r"name 'mine' is already registered to issl_twice_plugin:Mine"):
+        importlib.import_module("issl_twice_plugin")
+    assert importlib.import_module("issl_twice_holder").WIDGETS.get("mine").size == 1
+
+
 def test_build_reports_bad_parameters_with_the_component_name() -> None:
     registry: Registry[object] = Registry("widgets_test2")
 

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import difflib
@@ -31,6 +32,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -1030,6 +1032,10 @@ def _source_position(obj: object, *, check_file: bool = False) -> tuple[str, int
         return None
     if path is None:
         return None
+    if inspect.isclass(obj) and _class_definitions(path, obj.__qualname__) > 1:
+        # Before Python 3.13 inspect finds a class by its name in the file and gives the first
+        # definition's line for every one of them: two classes would look like one run twice.
+        return None
     if check_file:
         name = getattr(obj, "__name__", None)
         if not isinstance(name, str) or not re.search(
@@ -1037,6 +1043,27 @@ def _source_position(obj: object, *, check_file: bool = False) -> tuple[str, int
         ):
             return None
     return path, line
+
+
+def _class_definitions(path: str, qualname: str) -> int:
+    """How many class statements in the file ``path`` define a class of that ``__qualname__``."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return 0
+    count = 0
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                count += prefix + child.name == qualname
+                stack.append((child, f"{prefix}{child.name}."))
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                stack.append((child, f"{prefix}{child.name}.<locals>."))
+            else:
+                stack.append((child, prefix))
+    return count
 
 
 def _qualname(obj: object) -> str:
