@@ -19,6 +19,7 @@ from inpaintssl.training.context import RunContext
 from inpaintssl.training.distributed import DistInfo
 from inpaintssl.training.memory_check import (
     InsufficientMemoryError,
+    _cgroup_allowance,
     available_memory,
     check_run_memory,
     check_training_memory,
@@ -516,3 +517,33 @@ def test_torchrun_processes_share_a_card_only_when_run_device_names_one() -> Non
     _check_on(node_of_four, device="cuda:1", setting="cuda", free_per_process=1.5)
     with pytest.raises(InsufficientMemoryError, match="counted 4 processes on this node that share"):
         _check_on(node_of_four, device="cuda:0", setting="cuda:0", free_per_process=1.5)
+
+
+def _cgroup_files(folder: Path, **files: int | str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in files.items():
+        (folder / name.replace("_", ".", 1)).write_text(f"{value}\n")
+
+
+def test_the_cgroup_allowance_is_the_least_of_v1_and_every_nested_v2_cgroup(tmp_path: Path) -> None:
+    # Only the root's memory.max was read: a v1 container's limit and a Slurm step's nested v2
+    # limit were missed, and a run too large for them was killed by the kernel instead of refused.
+    mib = 2**20
+    membership = tmp_path / "self_cgroup"
+    root = tmp_path / "cgroup"
+    # v2: no limit at the root (it has no memory.max), 600 MiB with 500 used two levels up.
+    _cgroup_files(root / "job" / "step", memory_max=1024 * mib, memory_current=200 * mib)
+    _cgroup_files(root / "job", memory_max=600 * mib, memory_current=500 * mib)
+    membership.write_text("0::/job/step\n")
+    assert _cgroup_allowance(root, membership) == 100 * mib
+    # v1 only (a container on an older host), its cgroup mounted as the root; the host's path in
+    # /proc/self/cgroup does not exist under the mount.
+    v1 = tmp_path / "v1"
+    _cgroup_files(v1 / "memory", memory_limit_in_bytes=400 * mib, memory_usage_in_bytes=100 * mib)
+    membership.write_text("4:memory:/docker/abc\n0::/\n")
+    assert _cgroup_allowance(v1, membership) == 300 * mib
+    # v1's "no limit" (2**63 - 1 rounded to a page) and v2's "max" are no allowance.
+    _cgroup_files(v1 / "memory", memory_limit_in_bytes=9223372036854771712)
+    _cgroup_files(v1, memory_max="max", memory_current=5)
+    assert _cgroup_allowance(v1, membership) is None
+    assert _cgroup_allowance(tmp_path / "none", tmp_path / "missing") is None

@@ -34,8 +34,8 @@ workspaces, the allocator's fragmentation), so it is a lower bound: a refused ru
 have trained, and a run that passes may still need somewhat more.
 
 The limit is what is free now: ``torch.cuda.mem_get_info`` on CUDA; on the CPU, ``MemAvailable``
-from ``/proc/meminfo`` (``os.sysconf`` elsewhere), lowered to the cgroup's remaining allowance in
-a container.
+from ``/proc/meminfo`` (``os.sysconf`` elsewhere), lowered to the least remaining allowance of the
+process's memory cgroups, v1 or v2, its own and those above it (a container, a Slurm job step).
 
 Under ``torchrun`` every process trains its own replica, and every process checks itself, before
 any of them has allocated its training memory: each one sees the same free memory, which all of
@@ -316,14 +316,62 @@ def estimate_training_memory(
     return MemoryEstimate(activations, _parameter_bytes(model), method)
 
 
-def _cgroup_allowance() -> int | None:
-    """Bytes the process's cgroup (v2) may still allocate, or ``None`` when unlimited or unknown."""
-    root = Path("/sys/fs/cgroup")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_SELF_CGROUP = Path("/proc/self/cgroup")
+_V1_UNLIMITED = 1 << 60
+"""cgroup v1 writes "no limit" as 2**63 - 1 rounded down to a page; no machine has that much."""
+
+
+def _cgroup_allowance(root: Path = _CGROUP_ROOT, membership: Path = _SELF_CGROUP) -> int | None:
+    """Bytes the process's memory cgroups may still allocate, or ``None`` when unlimited or unknown.
+
+    The least allowance (limit minus usage) of the process's own cgroup and every one above it,
+    under cgroup v2 (``memory.max``, ``memory.current``) and v1 (``memory/memory.limit_in_bytes``,
+    ``memory.usage_in_bytes``). Only the root's v2 files were read: a v1 container (Docker or
+    Kubernetes on an older host) or a Slurm job step's nested cgroup was given the host's free
+    memory, and a run too large for its limit was killed by the kernel instead of refused.
+    ``/proc/self/cgroup`` names the process's cgroups (``0::/path`` for v2, ``N:memory:/path``
+    for v1); in a cgroup namespace that is ``/``, the mounted root itself.
+    """
     try:
-        limit = (root / "memory.max").read_text().strip()
-        if limit == "max":
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    own = {"v2": "/", "v1": "/"}
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            own["v2"] = path or "/"
+        elif "memory" in controllers.split(","):
+            own["v1"] = path or "/"
+    allowances = [
+        allowance
+        for folder in _up_from(root, own["v2"])
+        if (allowance := _allowance(folder / "memory.max", folder / "memory.current")) is not None
+    ]
+    allowances += [
+        allowance
+        for folder in _up_from(root / "memory", own["v1"])
+        if (allowance := _allowance(folder / "memory.limit_in_bytes", folder / "memory.usage_in_bytes"))
+        is not None
+    ]
+    return min(allowances) if allowances else None
+
+
+def _up_from(base: Path, path: str) -> list[Path]:
+    """``base`` joined with the cgroup ``path``, then each folder above it up to ``base``."""
+    folder = base.joinpath(*[part for part in path.split("/") if part not in ("", ".", "..")])
+    return [folder, *[parent for parent in folder.parents if parent.is_relative_to(base)]]
+
+
+def _allowance(limit_file: Path, usage_file: Path) -> int | None:
+    """A cgroup's limit minus its usage; ``None`` where either file is missing or it has no limit."""
+    try:
+        limit = limit_file.read_text().strip()
+        if limit == "max" or int(limit) >= _V1_UNLIMITED:
             return None
-        return int(limit) - int((root / "memory.current").read_text().strip())
+        return int(limit) - int(usage_file.read_text().strip())
     except (OSError, ValueError):
         return None
 
