@@ -542,6 +542,9 @@ def test_the_cgroup_allowance_is_the_least_of_v1_and_every_nested_v2_cgroup(tmp_
     _cgroup_files(v1 / "memory", memory_limit_in_bytes=400 * mib, memory_usage_in_bytes=100 * mib)
     membership.write_text("4:memory:/docker/abc\n0::/\n")
     assert _cgroup_allowance(v1, membership) == 300 * mib
+    # Inactive page cache is reclaimed before the kernel kills: not counted as used.
+    (v1 / "memory" / "memory.stat").write_text(f"cache {90 * mib}\ntotal_inactive_file {60 * mib}\n")
+    assert _cgroup_allowance(v1, membership) == 360 * mib
     # v1's "no limit" (2**63 - 1 rounded to a page) and v2's "max" are no allowance.
     _cgroup_files(v1 / "memory", memory_limit_in_bytes=9223372036854771712)
     _cgroup_files(v1, memory_max="max", memory_current=5)

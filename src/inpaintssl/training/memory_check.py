@@ -366,14 +366,31 @@ def _up_from(base: Path, path: str) -> list[Path]:
 
 
 def _allowance(limit_file: Path, usage_file: Path) -> int | None:
-    """A cgroup's limit minus its usage; ``None`` where either file is missing or it has no limit."""
+    """A cgroup's limit minus its working set; ``None`` where a file is missing or it has no limit.
+
+    The working set is the usage less the inactive page cache (``memory.stat``), as the kubelet
+    and ``docker stats`` count it: the usage counts cached file pages, which the kernel reclaims
+    before it kills, so a cgroup that has read many files would look full.
+    """
     try:
         limit = limit_file.read_text().strip()
         if limit == "max" or int(limit) >= _V1_UNLIMITED:
             return None
-        return int(limit) - int(usage_file.read_text().strip())
+        usage = int(usage_file.read_text().strip())
     except (OSError, ValueError):
         return None
+    return int(limit) - max(0, usage - _inactive_file(limit_file.parent / "memory.stat"))
+
+
+def _inactive_file(stat_file: Path) -> int:
+    """The inactive page cache a cgroup's ``memory.stat`` reports (v1: its hierarchy's), else 0."""
+    try:
+        fields = dict(
+            line.split()[:2] for line in stat_file.read_text().splitlines() if len(line.split()) >= 2
+        )
+        return int(fields.get("total_inactive_file", fields.get("inactive_file", 0)))
+    except (OSError, ValueError):
+        return 0
 
 
 def _host_available() -> int | None:
