@@ -196,7 +196,9 @@ def test_data_scaling_sets_every_unlabelled_fraction(tmp_path: Path) -> None:
         ([0.0, 0.12, 0.125], ["+0.0% unlabelled", "+12.0% unlabelled", "+12.5% unlabelled"]),
     ],
 )
-def test_data_scaling_names_every_amount_apart(tmp_path: Path, fractions: list[float], names: list[str]) -> None:
+def test_data_scaling_names_every_amount_apart(
+    tmp_path: Path, fractions: list[float], names: list[str]
+) -> None:
     spec = StudySpec.model_validate(
         {
             "study": "data_scaling",

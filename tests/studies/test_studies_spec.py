@@ -314,7 +314,9 @@ def test_an_unregistered_name_in_a_base_config_is_named_by_its_field() -> None:
         spec.check_component_names()
 
 
-def test_an_unregistered_unlabelled_dataset_is_refused_before_training_naming_its_place(tmp_path: Path) -> None:
+def test_an_unregistered_unlabelled_dataset_is_refused_before_training_naming_its_place(
+    tmp_path: Path,
+) -> None:
     # data.unlabelled[i].dataset was never checked: the study wrote its database, trained the
     # supervised runs and failed every pretraining run with a KeyError.
     sources = [{"dataset": "mni152"}, {"dataset": "mni"}]

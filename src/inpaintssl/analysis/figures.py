@@ -291,7 +291,12 @@ def plot_dice_vs_pretraining_data(
         for s in shown:
             color = f"C{fractions.index(s.label_fraction)}"
             ax.plot(
-                s.x, s.y, marker="o", linestyle="none", color=color, label=f"{_percent(s.label_fraction)} labels"
+                s.x,
+                s.y,
+                marker="o",
+                linestyle="none",
+                color=color,
+                label=f"{_percent(s.label_fraction)} labels",
             )
             if s.fit is not None:
                 grid = np.linspace(0.0, float(s.x.max()), 200)

@@ -10,9 +10,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 

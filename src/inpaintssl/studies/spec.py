@@ -656,7 +656,9 @@ class StudySpec(BaseModel):
         lists = [(f"grid key {key!r}, value {v!r}, ", v) for v in self.grid.get(key, [])]
         for where, sources in lists or [("", self.pretrain.data.unlabelled)]:
             for index, source in enumerate(sources or []):
-                dataset = source.get("dataset") if isinstance(source, Mapping) else getattr(source, "dataset", None)
+                dataset = (
+                    source.get("dataset") if isinstance(source, Mapping) else getattr(source, "dataset", None)
+                )
                 resolve("datasets", dataset, f"{where}{key}[{index}].dataset")
 
     def seeds_at(self, fraction: float) -> list[int]:
