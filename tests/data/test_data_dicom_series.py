@@ -248,16 +248,21 @@ def test_a_series_where_only_some_slices_state_their_position_is_refused(tmp_pat
 
 def _edit(folder: Path, **tags: Any) -> None:
     """Set (or, given ``None``, delete) ``tags`` in every slice of ``folder``, as a scanner writes them."""
+    for path in sorted(folder.glob("*.dcm")):
+        _edit_one(path, **tags)
+
+
+def _edit_one(path: Path, **tags: Any) -> None:
+    """Set (or, given ``None``, delete) ``tags`` in the slice ``path``."""
     import pydicom
 
-    for path in sorted(folder.glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        for tag, value in tags.items():
-            if value is None:
-                delattr(ds, tag)
-            else:
-                setattr(ds, tag, value)
-        ds.save_as(path)
+    ds = pydicom.dcmread(path)
+    for tag, value in tags.items():
+        if value is None:
+            delattr(ds, tag)
+        else:
+            setattr(ds, tag, value)
+    ds.save_as(path)
 
 
 def test_a_series_without_orientation_takes_its_slice_spacing_from_its_tags(tmp_path: Path) -> None:
@@ -438,15 +443,6 @@ def _bad_position(folder: Path, tag: str) -> None:
     data = path.read_bytes()
     assert data.count(stored) == 1
     path.write_bytes(data.replace(stored, bad))
-
-
-def _edit_one(path: Path, **tags: Any) -> None:
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    for tag, value in tags.items():
-        setattr(ds, tag, value)
-    ds.save_as(path)
 
 
 @pytest.mark.parametrize(
