@@ -142,6 +142,25 @@ def test_a_killed_predict_is_resumed_and_writes_what_an_uninterrupted_one_writes
     assert [c.probabilities for c in report.cases] == [out / f"{name}_prob.nii.gz" for name in CASES]
 
 
+def test_a_resumed_predict_gives_again_the_warnings_of_the_check_it_does_not_repeat(
+    trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
+) -> None:
+    # Case "a" holds three whole-number values: the full check asks "is it a label map?". The
+    # resumed predict takes "a" without reading it in full, and gave no warning: the log kept of
+    # a killed cohort job is the second one's.
+    image = np.random.default_rng(9).integers(0, 3, size=(32, 32, 5)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), scans / "a.nii.gz")
+    run, out = trained_run.run_dir, tmp_path / "pred"
+    with pytest.warns(UserWarning, match=r"is it a label map\?") as first:
+        _interrupted(run, scans, out, "b", calls)
+    said = [str(w.message) for w in first if "label map" in str(w.message)]
+    assert len(said) == 1 and "'a'" in said[0]
+    with pytest.warns(UserWarning, match=r"is it a label map\?") as again:
+        report = issl.predict(run, scans, output=out, progress=False)
+    assert report.resumed == ("a",) and calls.cases == ["b", "c"]
+    assert [str(w.message) for w in again if "label map" in str(w.message)] == said
+
+
 def test_an_interrupted_predict_keeps_only_finished_cases_and_the_next_removes_everything_else(
     trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
 ) -> None:

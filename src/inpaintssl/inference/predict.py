@@ -123,6 +123,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import functools
 import math
 import os
@@ -204,6 +205,12 @@ __all__ = [
     "label_map",
     "predict",
 ]
+
+
+def _warning_category(name: str) -> type[Warning]:
+    """The built-in warning class a case record names; ``UserWarning`` for any other name."""
+    found = getattr(builtins, name, None)
+    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
 def _cut_message(item: PreparedInput, prep: SlicePreprocessing, voxels: int, edge_voxels: int) -> str:
@@ -684,6 +691,10 @@ def predict(
         by_case = dict(finished)
         todo = [position for position, item in enumerate(prepared) if item.case not in finished]
         for item in prepared:
+            if item.case in finished:
+                # What its full check warned, which this predict does not read it again to find.
+                for message, category in kept[item.case].check_warnings:
+                    warn_each_time(message, _warning_category(category))
             if item.case in finished and finished[item.case].anatomy_cut_by_crop:
                 case = finished[item.case]
                 # The warning the interrupted predict gave for it, given again for this report.
@@ -770,7 +781,12 @@ def predict(
                     None
                     if identity is None
                     else functools.partial(
-                        record_case, staging, identity, case, fingerprints=item.fingerprints
+                        record_case,
+                        staging,
+                        identity,
+                        case,
+                        fingerprints=item.fingerprints,
+                        check_warnings=item.check_warnings,
                     )
                 )
                 # Compressed on the writer's thread while the next case is read and predicted.

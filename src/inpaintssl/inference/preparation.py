@@ -52,7 +52,7 @@ from inpaintssl.inference.results import PredictionError
 from inpaintssl.inference.skipping import BadInputs
 from inpaintssl.inference.trained_run import PredictionModel, SlicePreprocessing
 from inpaintssl.progress import progress_iter
-from inpaintssl.warning_format import warn_each_time
+from inpaintssl.warning_format import held_warnings, warn_each_time
 
 __all__ = ["PreparedInput", "Resample", "check_unchanged", "prepare_inputs"]
 
@@ -105,6 +105,9 @@ class PreparedInput:
     """In-plane ``(row_mm, col_mm)`` of the dataset's slices to resample to; ``None``: as read."""
     fingerprints: Fingerprints
     """``volume.files`` as they were checked (:func:`~inpaintssl.data.preflight.file_fingerprints`)."""
+    check_warnings: tuple[tuple[str, str], ...] = ()
+    """The warnings its full check gave, as ``(message, category name)``: recorded with the case,
+    so that a resumed predict, which does not read a case taken over in full, gives them again."""
 
 
 def prepare_inputs(
@@ -173,7 +176,7 @@ def prepare_inputs(
             assert bad_inputs is not None  # only a skipping check returns its error
             bad_inputs.left_out(outcome.case, outcome.path, outcome.error)
             continue
-        case, path, volume, geometry, dataset, stored, prints = outcome
+        case, path, volume, geometry, dataset, stored, prints, said = outcome
         seen = _spacing_seen(dataset, prep) if len(dataset) > 0 else None
         fits: bool | None = None
         resample_to: tuple[float, float] | None = None
@@ -192,7 +195,9 @@ def prepare_inputs(
                 )
                 warn_each_time(message, UserWarning)
         prepared.append(
-            PreparedInput(case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints)
+            PreparedInput(
+                case, path, volume, geometry, dataset, seen, fits, stored, resample_to, prints, said
+            )
         )
     return prepared
 
@@ -207,6 +212,7 @@ class _Checked(NamedTuple):
     dataset: VolumeSliceDataset
     stored: str | None
     fingerprints: Fingerprints
+    check_warnings: tuple[tuple[str, str], ...]
 
 
 def _checked(
@@ -241,14 +247,21 @@ def _checked(
         # Stat'ed before the check reads the data, as training's check stats: a file rewritten
         # while it is read here no longer matches when its case is read again to be predicted.
         prints = _fingerprints(volume)
+        said: list[tuple[str, type[Warning]]] = []
         if prints != checked_before:
             # Training's check of its images, before any case is predicted: a blank or NaN scan is
             # refused naming its file (reading() makes its DataError a PredictionError), not labelled.
-            preflight({"predict": dataset}, progress=False, what=f"input {path}", threads=1)
+            try:
+                with held_warnings() as said:
+                    preflight({"predict": dataset}, progress=False, what=f"input {path}", threads=1)
+            finally:
+                for message, category in said:
+                    warn_each_time(message, category)
     # Kept, the decompressed scan would stay in memory with every other input's until predict
     # ends; the dataset keeps the statistics its check computed, which are all it needs.
     volume.release()
-    return _Checked(case, path, volume, geometry, dataset, stored, prints)
+    warned = tuple((message, category.__name__) for message, category in said)
+    return _Checked(case, path, volume, geometry, dataset, stored, prints, warned)
 
 
 class _Failed(NamedTuple):

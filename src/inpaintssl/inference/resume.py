@@ -48,7 +48,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +123,19 @@ def _record_path(staging: Path, case: str) -> Path:
     return staging / RESUME_FOLDER / f"{case}.json"
 
 
-def record_case(staging: Path, identity: str, case: CasePrediction, *, fingerprints: Fingerprints) -> None:
+def record_case(
+    staging: Path,
+    identity: str,
+    case: CasePrediction,
+    *,
+    fingerprints: Fingerprints,
+    check_warnings: Sequence[tuple[str, str]] = (),
+) -> None:
     """Record that ``case``'s files in ``staging`` are complete; call it once they are written.
 
     The record is written atomically (and synced) after the files, so a record on disk means
-    every file it names is whole.
+    every file it names is whole. ``check_warnings`` (``(message, category name)``) are what the
+    input's full check warned, given again when a resumed predict takes the case.
     """
     fields = dataclasses.asdict(case)
     for name in _PATH_FIELDS:
@@ -137,6 +145,7 @@ def record_case(staging: Path, identity: str, case: CasePrediction, *, fingerpri
         "format": _RECORD_FORMAT,
         "identity": identity,
         "fingerprints": fingerprints,
+        "check_warnings": [list(pair) for pair in check_warnings],
         "prediction": fields,
     }
     target = _record_path(staging, case.case)
@@ -185,11 +194,14 @@ class KeptCase:
         fingerprints: Its input's files as they were when it was checked and predicted.
         prediction: What :func:`~inpaintssl.inference.predict.predict` reported of it.
         files: The names of its files in the staging folder.
+        check_warnings: What its input's full check warned, ``(message, category name)``; none
+            in a record written before they were recorded.
     """
 
     fingerprints: Fingerprints
     prediction: CasePrediction
     files: tuple[str, ...]
+    check_warnings: tuple[tuple[str, str], ...] = ()
 
 
 def kept_cases(staging: Path, identity: str, *, output: Path) -> dict[str, KeptCase]:
@@ -214,8 +226,11 @@ def kept_cases(staging: Path, identity: str, *, output: Path) -> dict[str, KeptC
         ):
             continue
         try:
-            kept[case] = KeptCase(record["fingerprints"], _prediction(fields, output), files)
-        except (TypeError, KeyError):
+            said = tuple(
+                (str(message), str(category)) for message, category in record.get("check_warnings", [])
+            )
+            kept[case] = KeptCase(record["fingerprints"], _prediction(fields, output), files, said)
+        except (TypeError, KeyError, ValueError):
             continue  # a record of another layout: the case is predicted again
     return kept
 
