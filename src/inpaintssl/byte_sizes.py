@@ -50,10 +50,14 @@ def parse_byte_size(text: str, *, bare_example: bool = True) -> int:
     unit = None if match is None else _UNITS.get(match.group(2).lower())
     if match is None or unit is None:
         examples = "'50G' or '50GiB' (powers of 1024), '50GB' (powers of 1000)"
-        raise ValueError(
-            f"{text!r} is not a size: expected a number of bytes with an optional unit, such as "
-            + (f"{examples} or '4096'" if bare_example else f"{examples} or '4096B' (bytes)")
+        # Where bare numbers are refused, the message neither calls the unit optional nor offers
+        # a bare '4096': the caller would refuse what its own message suggested.
+        expected = (
+            f"a number of bytes with an optional unit, such as {examples} or '4096'"
+            if bare_example
+            else f"a number with its unit, such as {examples} or '4096B' (bytes)"
         )
+        raise ValueError(f"{text!r} is not a size: expected {expected}")
     # Decimal, not float: 295149PB is 295149 * 10**15 exactly, where a float is 32768 bytes off.
     return round(decimal.Decimal(match.group(1)) * unit)
 

@@ -127,6 +127,7 @@ def test_every_size_a_refusal_offers_is_one_the_flag_takes(text: str) -> None:
         parse_size(text)
     offered = re.findall(r"'([^']*)'", str(refused.value))[1:]  # the first quotes the text given
     assert offered and all(parse_size(example) > 0 for example in offered), offered
+    assert "optional unit" not in str(refused.value)  # a unit is what the flag requires
 
 
 @pytest.mark.parametrize("text", ["0.5", "0.4", ".3", " 0.5 ", "1", "200.0"])

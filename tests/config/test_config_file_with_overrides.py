@@ -15,7 +15,8 @@ import pytest
 
 from inpaintssl.cli import main
 from inpaintssl.config import ConfigError, DataConfig, FinetuneConfig, PretrainConfig, load_config
-from inpaintssl.studies.grid import run_id
+from inpaintssl.studies.grid import expand_study, run_id
+from inpaintssl.studies.spec import load_spec
 
 
 def test_a_file_that_its_overrides_complete_is_valid(tmp_path: Path) -> None:
@@ -101,10 +102,19 @@ def test_a_section_the_file_gives_in_part_fills_the_rest_from_the_stages_default
     by_override = load_config({}, PretrainConfig, overrides=["early_stopping.patience=8"])
     by_file = load_config(path, PretrainConfig)
     by_dict = PretrainConfig.model_validate({"early_stopping": {"patience": 8}})
-    for config in (by_file, by_dict):
+    # A study spec's base config, and a grid value that is the whole section, are read alike.
+    by_spec = load_spec({"study": "pretext_design", "pretrain": {"early_stopping": {"patience": 8}}}).pretrain
+    plan = expand_study(
+        load_spec({"study": "pretext_design", "grid": {"pretrain.early_stopping": [{"patience": 8}]}})
+    )
+    (by_grid,) = (job for job in plan.jobs if job.kind == "pretrain")
+    for config in (by_file, by_dict, by_spec):
         assert (config.early_stopping.min_delta, config.early_stopping.patience) == (None, 8)
         assert config == by_override
         assert run_id("pretrain", config) == run_id("pretrain", by_override)
+    # The study's run differs in its folder alone, which its run id leaves out.
+    assert by_grid.config.early_stopping == by_override.early_stopping
+    assert by_grid.id == run_id("pretrain", by_override)
     # A min_delta given is kept, and fine-tuning's section keeps its own default.
     given = PretrainConfig.model_validate({"early_stopping": {"patience": 8, "min_delta": 0.5}})
     assert given.early_stopping.min_delta == 0.5
