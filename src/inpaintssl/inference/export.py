@@ -19,8 +19,10 @@ dynamic and named ``batch``, ``height`` and ``width``; because the U-Net only ac
 are multiples of ``2**(depth - 1)``, height and width are exported as that multiple times a free
 dimension (a plain free dimension fails ``torch.export``'s check that the decoder's skip
 concatenation lines up). ONNX Runtime runs any batch size and any multiple; other sizes fail
-inside the graph (the PyTorch model's readable size check cannot travel into ONNX), so crop or pad
-inputs to ``size_multiple`` (stored in the metadata) first. Right after writing, the file is run
+inside the graph (the PyTorch model's readable size check cannot travel into ONNX; the exported
+graph ends in a multiplication by ones of the input's height and width, exact, which fails in ONNX
+Runtime and in TorchScript wherever the output's differ), so crop or pad inputs to
+``size_multiple`` (stored in the metadata) first. Right after writing, the file is run
 in ONNX Runtime on two inputs of different batch and spatial sizes and compared with the PyTorch
 model; a max absolute difference above ``atol`` (default 1e-4) raises :class:`ExportError` and
 leaves no file. A loaded model is exported as it computes in eval mode (batch-norm running
@@ -646,17 +648,19 @@ def export_model(
             unless ``overwrite``. A path inside any run's checkpoints is refused whatever
             ``overwrite`` says. Temporaries that an earlier export to it left when it was killed
             (``.<name>.<random>.tmp`` beside it, unlocked) are removed before it is written.
-        opset: ONNX opset version (default: the exporter's, 20 with PyTorch 2.13); ONNX only.
+        opset: ONNX opset version, a whole number >= 1 (an ``int``; ``17.0`` or ``"17"`` is
+            refused, not converted); default the exporter's, 20 with PyTorch 2.13. ONNX only.
         which: For a run folder: the ``best`` (default) or ``last`` checkpoint; an error for
             anything else, as in :func:`~inpaintssl.inference.loading.load_model`.
-        example: An input ``(N, C_in, H, W)`` (e.g. real slices; a tensor or a NumPy array, read
-            as float32) to trace and check with, ``H`` and
-            ``W`` multiples of ``size_multiple`` (a side of a single block is tiled to two, since
+        example: An input ``(N, C_in, H, W)`` (e.g. real slices; a tensor, or a NumPy array or
+            other array-like of numbers, read as float32) to trace and check with, ``H`` and ``W``
+            multiples of ``size_multiple`` (a side of a single block is tiled to two, since
             ``torch.export`` would fix it); default seeded standard-normal noise (inputs are
             z-scored) of at least 32x32 pixels.
-        atol: Largest max-absolute difference from the PyTorch model the checks accept, that of
-            the folded network (the whole check of a safetensors export) and that of the exported
-            file (default :data:`DEFAULT_ATOL`: 1e-4 for ONNX, 1e-5 otherwise).
+        atol: A non-negative number (not a bool or a string): the largest max-absolute difference
+            from the PyTorch model the checks accept, that of the folded network (the whole check
+            of a safetensors export) and that of the exported file (default
+            :data:`DEFAULT_ATOL`: 1e-4 for ONNX, 1e-5 otherwise).
         overwrite: Replace an existing ``output`` that is not an earlier export (a file of another
             origin, such as weights without inpaintssl's metadata); it is still written atomically.
 
@@ -664,9 +668,11 @@ def export_model(
         ``output`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: Unknown ``format``, ``opset`` given for a non-ONNX format, a folder as
-            ``output``, an ``output`` inside a run's checkpoints or over the file the model is
-            loaded from, a negative ``atol``, or an ``example`` of the wrong shape.
+        ValueError: Unknown ``format``, an ``opset`` that is not a whole number >= 1 or is given
+            for a non-ONNX format, a folder as ``output``, an ``output`` inside a run's checkpoints
+            or over the file the model is loaded from, an ``atol`` that is not a non-negative
+            number, or an ``example`` of the wrong shape.
+        TypeError: An ``example`` that is neither a tensor nor an array of numbers.
         FileExistsError: ``output`` exists and is not an earlier export, and ``overwrite`` is false.
         ImportError: ``format="onnx"`` without onnx/onnxscript/onnxruntime
             (``pip install "inpaintssl[onnx]"``).
