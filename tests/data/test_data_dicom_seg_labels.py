@@ -141,6 +141,31 @@ def test_frames_without_their_sources_are_placed_by_their_positions(tmp_path: Pa
     assert np.array_equal(np.stack([volume.read(k) for k in range(SLICES)], axis=2), labels)
 
 
+@pytest.mark.parametrize(
+    ("position", "shown"),
+    [(["-30", "12.5"], r"-30\\12\.5"), (["-30", "12.5", "nan"], r"-30\\12\.5\\nan")],
+    ids=["two-values", "nan"],
+)
+def test_a_frame_position_that_is_no_point_is_refused_naming_the_frame(
+    tmp_path: Path, position: list[str], shown: str
+) -> None:
+    # A frame without its source is placed by its position: two values raised NumPy's broadcasting
+    # error, naming neither the file nor the frame.
+    series = _series(tmp_path / "series")
+    seg = _seg(series, _labels(3), tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(seg)
+    for group in ds.PerFrameFunctionalGroupsSequence:
+        del group.DerivationImageSequence
+    ds.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0].ImagePositionPatient = position
+    ds.save_as(seg)
+    with pytest.raises(
+        DataError,
+        match=rf"^DICOM SEG {re.escape(str(seg))}: frame 2 has ImagePositionPatient {shown} "
+        r"\(PlanePositionSequence\); expected 3 finite numbers",
+    ):
+        DicomSegVolume(seg, reference=DicomVolume(series))
+
+
 def test_frames_naming_their_single_frame_source_as_frame_1_are_placed_on_it(tmp_path: Path) -> None:
     # Some writers number a single-frame source's one frame (ReferencedFrameNumber 1) where DICOM
     # leaves the number out; without a position, only that reference places the frame.

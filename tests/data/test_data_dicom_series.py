@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from data_builders import write_dicom_slice
 
-from dicom_helpers import write_mr_slice
+from dicom_helpers import write_enhanced, write_mr_slice
 from inpaintssl.data.base import DataError
 from inpaintssl.data.ct import ct_dataset
 from inpaintssl.data.readers import DicomVolume
@@ -487,6 +488,61 @@ def test_an_orientation_of_no_two_perpendicular_unit_vectors_is_refused(
         r"expected two perpendicular unit vectors",
     ):
         DicomVolume(tmp_path)
+
+
+def _frame_position(frame: int, value: list[str]) -> Callable[[Any], None]:
+    """An edit of an Enhanced file: frame ``frame``'s (0-based) ImagePositionPatient set to ``value``."""
+
+    def edit(ds: Any) -> None:
+        ds.PerFrameFunctionalGroupsSequence[frame].PlanePositionSequence[0].ImagePositionPatient = value
+
+    return edit
+
+
+def _shared_orientation(value: list[str]) -> Callable[[Any], None]:
+    """An edit of an Enhanced file: the shared ImageOrientationPatient set to ``value``."""
+
+    def edit(ds: Any) -> None:
+        ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "told"),
+    [
+        # In the frame's own PlanePositionSequence: NumPy's "shapes not aligned", naming nothing.
+        pytest.param(
+            _frame_position(1, ["0", "0"]),
+            r"\(frame 2\): ImagePositionPatient is 0\\0; expected 3 finite",
+            id="two-values",
+        ),
+        # Read without a word, with NaN in the affine's slice column.
+        pytest.param(
+            _frame_position(2, ["0", "0", "nan"]),
+            r"\(frame 3\): ImagePositionPatient is 0\\0\\nan; expected 3",
+            id="nan",
+        ),
+        # In the shared PlaneOrientationSequence: zeros, which every frame reads.
+        pytest.param(
+            _shared_orientation(["0"] * 6),
+            r"\(frame 1\): ImageOrientationPatient \[0, 0, 0, 0, 0, 0\] holds row and column cosines of "
+            r"lengths 0 and 0 with dot product 0; expected two perpendicular unit vectors",
+            id="zero-orientation",
+        ),
+    ],
+)
+def test_an_enhanced_frame_s_position_or_orientation_is_checked_naming_the_frame(
+    tmp_path: Path, edit: Callable[[Any], None], told: str
+) -> None:
+    path = tmp_path / "enhanced.dcm"
+    stored = np.arange(3 * 2 * 3, dtype=np.int16).reshape(3, 2, 3)
+    positions = [(0.0, 0.0, 2.0 * k) for k in range(3)]
+    write_enhanced(path, stored, modality="MR", positions=positions, edit=edit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own warning on an invalid DS value
+        with pytest.raises(DataError, match=rf"^DICOM file {re.escape(str(path))} {told}"):
+            DicomVolume(path)
 
 
 def test_an_orientation_rounded_as_scanners_write_it_is_read(tmp_path: Path) -> None:

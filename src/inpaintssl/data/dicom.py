@@ -96,13 +96,15 @@ class DicomVolume(Volume):
     (``ImagePositionPatient`` projected on the ``ImageOrientationPatient`` normal, falling back to
     ``InstanceNumber``) and to check that the files are one series: one ``SeriesInstanceUID`` (files
     without one are taken as one series), one ``ImageOrientationPatient``, one slice per position
-    and one matrix size. An Enhanced CT/MR file's frames are slices too: each frame's position,
-    orientation, pixel spacing and rescale come from its own functional groups, else the shared
-    ones (``PerFrameFunctionalGroupsSequence``, ``SharedFunctionalGroupsSequence``), and its
-    frames are decoded together on the first read; a multi-frame file without per-frame groups
-    is refused (nothing says where its frames lie). Slices whose steps
-    differ from their median by more than 1 % (or 0.02 mm: the rounding of positions written to two
-    decimals) are read with a warning (:attr:`uneven_slices`); so are slices whose
+    and one matrix size; an ``ImagePositionPatient`` that is no 3 finite numbers, or an
+    ``ImageOrientationPatient`` that is no two perpendicular unit vectors (6 numbers, within 0.01),
+    is refused naming the file (and frame) and the tag. An Enhanced CT/MR file's frames are slices
+    too: each frame's position, orientation, pixel spacing and rescale come from its own
+    functional groups, else the shared ones (``PerFrameFunctionalGroupsSequence``,
+    ``SharedFunctionalGroupsSequence``), and its frames are decoded together on the first read; a
+    multi-frame file without per-frame groups is refused (nothing says where its frames lie).
+    Slices whose steps differ from their median by more than 1 % (or 0.02 mm: the rounding of
+    positions written to two decimals) are read with a warning (:attr:`uneven_slices`); so are slices whose
     ``ImagePositionPatient`` lies within their plane off the line the affine steps along, by more
     than a tenth of a pixel (:attr:`shifted_slices`). Pixel data is read per slice.
     Row/column spacing comes from ``PixelSpacing``; slice spacing from the positions along the
@@ -1443,11 +1445,28 @@ perpendicular: decimal strings round them by far less, while a zero, repeated or
 
 def _numbers(value: Any) -> list[float] | None:
     """The numbers of a multi-valued tag, or ``None`` where one is no number."""
-    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     try:
-        return [float(v) for v in values]
+        return [float(v) for v in _values(value)]
     except (TypeError, ValueError):
         return None
+
+
+def _values(value: Any) -> list[Any]:
+    """A tag's values as a list: pydicom gives a one-valued tag as the value itself."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
+def _finite_numbers(value: Any, count: int) -> list[float] | None:
+    """The ``count`` finite numbers of a multi-valued tag, or ``None`` where it holds anything else."""
+    numbers = _numbers(value)
+    if numbers is None or len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        return None
+    return numbers
+
+
+def _values_text(value: Any) -> str:
+    """A multi-valued tag as DICOM writes it, values split by backslashes: ``0\\0\\n/a``."""
+    return "\\".join(str(v) for v in _values(value))
 
 
 def _check_plane_tags(headers: Sequence[tuple[Any, Path]]) -> None:
@@ -1462,12 +1481,11 @@ def _check_plane_tags(headers: Sequence[tuple[Any, Path]]) -> None:
             value = getattr(ds, tag, None)
             if value is None or value == "":
                 continue  # not stated: the series is ordered by InstanceNumber
-            numbers = _numbers(value)
-            if numbers is None or len(numbers) != count or not all(math.isfinite(v) for v in numbers):
-                shown = "\\".join(str(v) for v in (value if isinstance(value, Sequence) else [value]))
+            numbers = _finite_numbers(value, count)
+            if numbers is None:
                 raise DataError(
-                    f"DICOM file {_named(ds, f)}: {tag} is {shown}; expected {count} finite numbers "
-                    "(DICOM PS3.3 C.7.6.2)"
+                    f"DICOM file {_named(ds, f)}: {tag} is {_values_text(value)}; expected {count} finite "
+                    "numbers (DICOM PS3.3 C.7.6.2)"
                 )
             if tag == "ImageOrientationPatient":
                 row, column = np.asarray(numbers[:3]), np.asarray(numbers[3:])

@@ -21,8 +21,11 @@ contours are placed (:mod:`~inpaintssl.data.dicom_rtstruct`): a slice shifted wi
 the series' one affine, and one after a gap in an unevenly spaced series, take their frames.
 
 Refused, naming the file and the frame: a ``FRACTIONAL`` SEG (it holds probabilities, not labels);
-frames of another size than the series' slices; a frame that names no slice of the series and
-lies on none; two segments on one pixel (a label map holds one class per pixel).
+a SEG in another frame of reference than the series (``FrameOfReferenceUID``, where both state
+one: another patient's SEG on the same grid would match its slices by position); frames of
+another size than the series' slices; a frame that names no slice of the series and lies on
+none, or whose ``ImagePositionPatient`` is no 3 finite numbers; two segments on one pixel (a
+label map holds one class per pixel).
 
 Example:
     >>> series = DicomVolume("ct/series-01")  # doctest: +SKIP
@@ -41,7 +44,7 @@ import numpy as np
 
 from inpaintssl.data.base import DataError
 from inpaintssl.data.checks import existing_path
-from inpaintssl.data.dicom import SeriesAnnotation, dicom_object_kind
+from inpaintssl.data.dicom import SeriesAnnotation, _finite_numbers, _values_text, dicom_object_kind
 from inpaintssl.data.dicom_pixels import missing_decoder
 from inpaintssl.data.dicom_rtstruct import _referenced_slice, _SliceGeometry
 from inpaintssl.data.readers import Volume
@@ -208,6 +211,14 @@ class DicomSegVolume(SeriesAnnotation):
                 return k
         plane = _item(group, "PlanePositionSequence") or _item(shared, "PlanePositionSequence")
         position = None if plane is None else getattr(plane, "ImagePositionPatient", None)
+        if position == "":
+            position = None  # stated empty: nothing to place the frame by
+        if position is not None and _finite_numbers(position, 3) is None:
+            # Else NumPy's broadcasting error (two values) or float()'s (n/a), naming nothing.
+            raise DataError(
+                f"{where}: frame {frame} has ImagePositionPatient {_values_text(position)} "
+                "(PlanePositionSequence); expected 3 finite numbers (DICOM PS3.3 C.7.6.16.2.3)"
+            )
         k = self._slice_at(position)
         if k is not None:
             return k
