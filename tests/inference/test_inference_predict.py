@@ -41,10 +41,12 @@ from dicom_helpers import write_mr_slice
 from inpaintssl.checkpoint import CheckpointError
 from inpaintssl.cli import main as cli_main
 from inpaintssl.config import DataConfig, FinetuneConfig, load_config
+from inpaintssl.data.base import DataError
 from inpaintssl.data.build import build_datasets
 from inpaintssl.data.cases import case_stem
 from inpaintssl.data.mni152 import load_template
 from inpaintssl.data.readers import NiftiVolume, Volume
+from inpaintssl.data.volumes import Case, VolumeSliceDataset
 from inpaintssl.inference import labelling, preparation, writing
 from inpaintssl.inference.inputs import case_names, expand_inputs
 from inpaintssl.inference.loading import load_model, recorded_spacing
@@ -1004,6 +1006,18 @@ def test_a_non_finite_voxel_of_a_reoriented_scan_is_named_by_its_place_in_the_fi
     assert found is not None, told.value
     index, axis = int(found.group(1)), int(found.group(2))
     assert np.isnan(np.take(data, index, axis=axis)).sum() == 1
+
+
+def test_a_non_finite_pixel_of_a_turned_2d_slice_is_named_by_its_file_alone(tmp_path: Path) -> None:
+    # A 2-D file has two axes: its one slice, turned within its plane, has no "stored axis 2".
+    data = np.ones((4, 5), np.float32)
+    data[1, 2] = np.nan
+    nib.save(nib.Nifti1Image(data, np.diag([-1.0, 1.0, 1.0, 1.0])), tmp_path / "flat.nii")
+    volume = NiftiVolume(tmp_path / "flat.nii")  # stored LAS
+    volume.reorient("ARS")
+    dataset = VolumeSliceDataset([Case("flat", volume, None)], name="predict")
+    with pytest.raises(DataError, match=r"flat\.nii slice 0: 1 NaN/Inf value"):
+        dataset[0]
 
 
 @pytest.mark.parametrize("codes", ["RAS", "SPR", "ILA"])

@@ -161,6 +161,38 @@ def test_a_resumed_predict_gives_again_the_warnings_of_the_check_it_does_not_rep
     assert [str(w.message) for w in again if "label map" in str(w.message)] == said
 
 
+def test_a_predict_interrupted_twice_still_gives_the_warnings_of_the_first_check(
+    trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
+) -> None:
+    # The second predict takes "a" without checking it: its record must still hold the first
+    # check's warning for the third, which takes "a" and "b".
+    image = np.random.default_rng(9).integers(0, 3, size=(32, 32, 5)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), scans / "a.nii.gz")
+    run, out = trained_run.run_dir, tmp_path / "pred"
+    with pytest.warns(UserWarning, match=r"is it a label map\?") as first:
+        _interrupted(run, scans, out, "b", calls)
+    said = [str(w.message) for w in first if "label map" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"is it a label map\?"):
+        _interrupted(run, scans, out, "c", calls)
+    with pytest.warns(UserWarning, match=r"is it a label map\?") as third:
+        report = issl.predict(run, scans, output=out, progress=False)
+    assert report.resumed == ("a", "b") and calls.cases == ["c"]
+    assert [str(w.message) for w in third if "label map" in str(w.message)] == said
+
+
+def test_a_record_written_before_check_warnings_were_kept_is_still_taken(
+    trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
+) -> None:
+    run, out = trained_run.run_dir, tmp_path / "pred"
+    kept = _interrupted(run, scans, out, "b", calls)
+    (record,) = (kept / ".predict-resume").glob("*.json")
+    fields = json.loads(record.read_text())
+    del fields["check_warnings"]  # as an interrupted predict of an earlier version wrote it
+    record.write_text(json.dumps(fields))
+    report = issl.predict(run, scans, output=out, progress=False)
+    assert report.resumed == ("a",) and calls.cases == ["b", "c"]
+
+
 def test_an_interrupted_predict_keeps_only_finished_cases_and_the_next_removes_everything_else(
     trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
 ) -> None:

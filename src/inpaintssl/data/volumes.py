@@ -93,9 +93,15 @@ def slice_place(volume: Volume, index: int) -> str:
         >>> volume.reorient("SAR")  # R runs along stored axis 0, reversed
         >>> slice_place(volume, 1).split("v.nii ")[1]
         'slice 2 along its stored axis 0 (slice 1 as read in SAR)'
+        >>> nib.save(nib.Nifti1Image(np.zeros((4, 5), np.float32), np.diag([-1.0, 1, 1, 1])), path)
+        >>> flat = NiftiVolume(path)
+        >>> flat.reorient("ARS")  # a 2-D slice, turned within its plane
+        >>> slice_place(flat, 0).split("v.nii ")[1]
+        'slice 0'
     """
     change = volume.reorientation
-    if change is None:
+    if change is None or len(volume.stored_shape) == 2:
+        # A 2-D file is its one slice, only turned within its plane: it has no third axis to name.
         return f"{volume.source} slice {index}"
     stored_axis = change.axes[volume.slice_axis]
     stored = volume.num_slices - 1 - index if change.flips[volume.slice_axis] else index
