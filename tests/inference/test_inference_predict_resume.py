@@ -145,39 +145,28 @@ def test_a_killed_predict_is_resumed_and_writes_what_an_uninterrupted_one_writes
 def test_a_resumed_predict_gives_again_the_warnings_of_the_check_it_does_not_repeat(
     trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
 ) -> None:
-    # Case "a" holds three whole-number values: the full check asks "is it a label map?". The
-    # resumed predict takes "a" without reading it in full, and gave no warning: the log kept of
-    # a killed cohort job is the second one's.
+    # Case "a" holds three whole-number values: the full check asks "is it a label map?". A resumed
+    # predict takes "a" without reading it in full, and gave no warning: the log kept of a killed
+    # cohort job is the last one's. Interrupted twice, the second predict's record of "a" must
+    # still hold the first check's warning for the third.
     image = np.random.default_rng(9).integers(0, 3, size=(32, 32, 5)).astype(np.float32)
     nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), scans / "a.nii.gz")
     run, out = trained_run.run_dir, tmp_path / "pred"
-    with pytest.warns(UserWarning, match=r"is it a label map\?") as first:
+
+    def label_map_warnings(caught: Any) -> list[str]:
+        return [str(w.message) for w in caught if "is it a label map?" in str(w.message)]
+
+    with pytest.warns(UserWarning) as first:
         _interrupted(run, scans, out, "b", calls)
-    said = [str(w.message) for w in first if "label map" in str(w.message)]
+    said = label_map_warnings(first)
     assert len(said) == 1 and "'a'" in said[0]
-    with pytest.warns(UserWarning, match=r"is it a label map\?") as again:
-        report = issl.predict(run, scans, output=out, progress=False)
-    assert report.resumed == ("a",) and calls.cases == ["b", "c"]
-    assert [str(w.message) for w in again if "label map" in str(w.message)] == said
-
-
-def test_a_predict_interrupted_twice_still_gives_the_warnings_of_the_first_check(
-    trained_run: issl.FinetuneResult, scans: Path, tmp_path: Path, calls: _ModelCalls
-) -> None:
-    # The second predict takes "a" without checking it: its record must still hold the first
-    # check's warning for the third, which takes "a" and "b".
-    image = np.random.default_rng(9).integers(0, 3, size=(32, 32, 5)).astype(np.float32)
-    nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), scans / "a.nii.gz")
-    run, out = trained_run.run_dir, tmp_path / "pred"
-    with pytest.warns(UserWarning, match=r"is it a label map\?") as first:
-        _interrupted(run, scans, out, "b", calls)
-    said = [str(w.message) for w in first if "label map" in str(w.message)]
-    with pytest.warns(UserWarning, match=r"is it a label map\?"):
+    with pytest.warns(UserWarning) as second:
         _interrupted(run, scans, out, "c", calls)
-    with pytest.warns(UserWarning, match=r"is it a label map\?") as third:
+    assert label_map_warnings(second) == said
+    with pytest.warns(UserWarning) as third:
         report = issl.predict(run, scans, output=out, progress=False)
     assert report.resumed == ("a", "b") and calls.cases == ["c"]
-    assert [str(w.message) for w in third if "label map" in str(w.message)] == said
+    assert label_map_warnings(third) == said
 
 
 def test_a_record_written_before_check_warnings_were_kept_is_still_taken(
