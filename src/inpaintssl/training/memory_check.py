@@ -325,11 +325,12 @@ _V1_UNLIMITED = 1 << 60
 def _cgroup_allowance(root: Path = _CGROUP_ROOT, membership: Path = _SELF_CGROUP) -> int | None:
     """Bytes the process's memory cgroups may still allocate, or ``None`` when unlimited or unknown.
 
-    The least allowance (limit minus usage) of the process's own cgroup and every one above it,
-    under cgroup v2 (``memory.max``, ``memory.current``) and v1 (``memory/memory.limit_in_bytes``,
-    ``memory.usage_in_bytes``). Only the root's v2 files were read: a v1 container (Docker or
-    Kubernetes on an older host) or a Slurm job step's nested cgroup was given the host's free
-    memory, and a run too large for its limit was killed by the kernel instead of refused.
+    The least allowance (limit minus working set, :func:`_allowance`) of the process's own cgroup and
+    every one above it, under cgroup v2 (``memory.max``, ``memory.current``) and v1
+    (``memory/memory.limit_in_bytes``, ``memory.usage_in_bytes``). Only the root's v2 files were read:
+    a v1 container (Docker or Kubernetes on an older host) or a Slurm job step's nested cgroup was
+    given the host's free memory, and a run too large for its limit was killed by the kernel instead
+    of refused.
     ``/proc/self/cgroup`` names the process's cgroups (``0::/path`` for v2, ``N:memory:/path``
     for v1); in a cgroup namespace that is ``/``, the mounted root itself.
     """
