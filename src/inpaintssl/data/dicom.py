@@ -1750,17 +1750,13 @@ def _pixel_spacing(ds: Any, where: Path) -> tuple[float, float]:
     if not _states_pixel_spacing(ds):
         return 1.0, 1.0
     spacing = ds.PixelSpacing
-    # pydicom gives a single value as a number (DSfloat), several as a MultiValue.
-    values = list(spacing) if isinstance(spacing, Sequence) and not isinstance(spacing, str) else [spacing]
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        numbers = []
+    numbers = _numbers(spacing) or []
     if len(numbers) != 2 or not all(math.isfinite(v) and v > 0 for v in numbers):
-        shown = "\\".join(str(v) for v in values)
+        # pydicom gives a single value as a number (DSfloat), several as a MultiValue (_values).
+        count = len(_values(spacing))
         raise DataError(
-            f"DICOM file {where}: PixelSpacing is {shown} ({len(values)} value(s)); expected two sizes "
-            "> 0 in mm, row spacing then column spacing (DICOM PS3.3 C.7.6.2.1.1)"
+            f"DICOM file {where}: PixelSpacing is {_values_text(spacing)} ({count} value(s)); expected "
+            "two sizes > 0 in mm, row spacing then column spacing (DICOM PS3.3 C.7.6.2.1.1)"
         )
     return numbers[0], numbers[1]
 
