@@ -63,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -340,15 +341,33 @@ def check_threads_to_use(threads: int | None, *, argument: str = "threads") -> i
     return threads
 
 
-def _run_check(check: CaseCheck) -> None:
-    """Run a case's check; an error other than :class:`DataError` is one naming the case."""
+@contextlib.contextmanager
+def _read_errors_named(what: Callable[[], str]) -> Iterator[None]:
+    """An error other than :class:`DataError` raised inside, as a :class:`DataError` naming ``what()``.
+
+    A plugin's reader or check errs in its own words (NumPy's ValueError of a cut ``.npy``, the
+    EOFError of a cut gzip file), naming neither the item, the case nor the set.
+    """
     try:
-        check.run()
+        yield
     except DataError:
         raise  # names the file and what is wrong already
     except Exception as exc:
-        # A plugin's check reading a cut file raised NumPy's ValueError, naming no file or case.
-        raise DataError(f"{check.what} cannot be read: {type(exc).__name__}: {exc}") from exc
+        raise DataError(f"{what()} cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _run_check(check: CaseCheck) -> None:
+    """Run a case's check; an error other than :class:`DataError` is one naming the case."""
+    with _read_errors_named(lambda: check.what):
+        check.run()
+
+
+def _item_name(dataset: SliceDataset, index: int, name: str) -> str:
+    """Item ``index`` of the set ``name`` as messages name it, with its volume where the source lists one."""
+    ids = getattr(dataset, "volume_ids", None)
+    ids = () if ids is None else ids
+    volume = f" (volume {str(ids[index])!r})" if index < len(ids) else ""
+    return f"{name} item {index}{volume}"
 
 
 def _check_item(dataset: SliceDataset, index: int, *, name: str, classes: tuple[str, ...]) -> None:
@@ -361,16 +380,8 @@ def _check_item(dataset: SliceDataset, index: int, *, name: str, classes: tuple[
         classes: The class names of a labelled set the item is in (empty when none is): it must
             then carry a label, which the item contract alone does not require.
     """
-    try:
+    with _read_errors_named(lambda: _item_name(dataset, index, name)):
         item = dataset[index]
-    except DataError:
-        raise  # names the file and what is wrong already
-    except Exception as exc:
-        # A plugin's reader error (an EOFError of a cut gzip file) named neither the item nor the set.
-        ids = getattr(dataset, "volume_ids", None)
-        ids = () if ids is None else ids
-        volume = f" (volume {str(ids[index])!r})" if index < len(ids) else ""
-        raise DataError(f"{name} item {index}{volume} cannot be read: {type(exc).__name__}: {exc}") from exc
     if not isinstance(item, Mapping):
         # A (image, label) pair, as torchvision's datasets return: .get() failed on it naming nothing.
         raise DataError(
