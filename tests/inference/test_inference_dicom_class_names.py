@@ -87,6 +87,34 @@ def test_a_class_name_that_is_no_dicom_lo_value_is_refused_by_the_writer(
     assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    ("class_names", "expected"),
+    [
+        ((), "expected one name per foreground class (at least one), found none"),
+        ("liver", "expected a sequence of class names, found the string 'liver'"),
+    ],
+    ids=["none", "one-string"],
+)
+@pytest.mark.parametrize("writer", ["dicom_seg", "rtstruct"])
+def test_no_class_names_or_one_string_is_refused_by_the_writer(
+    tmp_path: Path, writer: str, class_names: Any, expected: str
+) -> None:
+    # No names made the DICOM SEG writer fail with an IndexError and the RT writer an object of no
+    # ROIs; one string was written as one class per letter.
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.inference.dicom_seg import write_dicom_seg
+    from inpaintssl.inference.rtstruct import write_rtstruct
+
+    volume = DicomVolume(_scan(tmp_path / "scan", seed=3))
+    labels = np.zeros((SIZE, SIZE, SLICES), dtype=np.uint8)
+    labels[4:9, 5:12, :] = 1
+    target = tmp_path / "out.dcm"
+    write = write_dicom_seg if writer == "dicom_seg" else write_rtstruct
+    with pytest.raises(PredictionError, match=re.escape(f"write_{writer}: class_names: {expected}")):
+        write(labels, volume, target, class_names=class_names, **_affine(writer, volume))
+    assert not target.exists()
+
+
 @pytest.mark.parametrize("writer", ["dicom_seg", "rtstruct"])
 def test_a_class_name_of_64_characters_is_written_whole(tmp_path: Path, writer: str) -> None:
     from inpaintssl.data.dicom import DicomVolume

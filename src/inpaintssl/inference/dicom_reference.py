@@ -187,8 +187,22 @@ def check_class_names(class_names: Sequence[str], *, owner: str, what: str, fiel
         field: The attribute that holds a class name, for messages (``"SegmentLabel"``).
 
     Raises:
-        PredictionError: Naming ``owner``, the class, what is wrong with its name and the limits.
+        PredictionError: Naming ``owner`` and what was found: a single string (one class per
+            letter), no names at all (an object of no segments), or a class with what is wrong
+            with its name and the limits.
     """
+    if isinstance(class_names, (str, bytes)):
+        # enumerate("liver") wrote five segments, l, i, v, e and r, without a word.
+        raise PredictionError(
+            f"{owner}: expected a sequence of class names, found the string {class_names!r}; "
+            f"for a single class pass a one-item tuple: ({class_names!r},)"
+        )
+    if len(class_names) == 0:
+        # A DICOM SEG of no segments failed inside its writer with an IndexError.
+        raise PredictionError(
+            f"{owner}: expected one name per foreground class (at least one), found none; the {what} "
+            f"holds one {field} per class"
+        )
     for k, name in enumerate(class_names):
         problem = class_name_problem(name)
         if problem is not None:
