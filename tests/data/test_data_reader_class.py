@@ -277,15 +277,16 @@ def test_a_png_mask_with_colour_or_alpha_bands_is_refused_naming_its_mode(
     tmp_path: Path, mode: str, bands: str
 ) -> None:
     # Annotation tools often export masks in colour: the error said "rank 3 ... expected rank 2
-    # (H, W) or (X, Y, Z)", a rank-3 layout, and did not say what was wrong with the file.
+    # (H, W) or (X, Y, Z)", a rank-3 layout, and did not say what was wrong with the file. The
+    # reader does not know whether the file is a scan slice or a mask: the message names both.
     path = tmp_path / "a_seg.png"
     Image.fromarray(MASK, "L").convert(mode).save(path)
     with Image.open(path) as image:
         assert image.mode == mode  # the file holds the mode under test
     expected = (
         f"PNG file {path} has mode '{mode}' ({len(bands.split(', '))} bands: {bands}), colour or with an "
-        "alpha channel; expected a single-band mask whose pixel values are the class values: save it as "
-        "greyscale ('L') or palette ('P')"
+        "alpha channel; expected a single band: a greyscale slice, or a mask whose pixel values are the "
+        "class values; save it as greyscale ('L', or 'I;16' for 16 bits) or palette ('P')"
     )
     for ranks in ({2, 3}, {2, 3, 4}):
         with pytest.raises(DataError) as caught:

@@ -1031,7 +1031,7 @@ def h5_dataset_shape(handle: Any, key: str, *, path: Path) -> tuple[int, ...]:
 
 
 class PngVolume(Volume):
-    """A 2D PNG mask read with Pillow (a matplotlib dependency), integer values preserved.
+    """A 2D PNG mask or greyscale slice read with Pillow (a matplotlib dependency), values preserved.
 
     Palette PNGs give their palette indices; images with colour or alpha bands (``RGB``, ``RGBA``,
     ``LA``) are refused, naming the mode. The image is
@@ -1057,8 +1057,9 @@ class PngVolume(Volume):
                     # that the file is a colour picture, as annotation tools often export masks.
                     raise DataError(
                         f"PNG file {path} has mode {image.mode!r} ({len(bands)} bands: {', '.join(bands)}), "
-                        "colour or with an alpha channel; expected a single-band mask whose pixel "
-                        "values are the class values: save it as greyscale ('L') or palette ('P')"
+                        "colour or with an alpha channel; expected a single band: a greyscale slice, "
+                        "or a mask whose pixel values are the class values; save it as greyscale "
+                        "('L', or 'I;16' for 16 bits) or palette ('P')"
                     )
                 self._cache = np.asarray(image)
         except (UnidentifiedImageError, OSError) as exc:
