@@ -54,7 +54,7 @@ from inpaintssl.config import (
     load_config,
     read_config_text,
 )
-from inpaintssl.config.errors import _is_model
+from inpaintssl.config.errors import is_model_class
 from inpaintssl.registry import BACKBONES, DATASETS
 from inpaintssl.studies.spec import load_spec
 
@@ -350,14 +350,14 @@ def _command_parser(words: tuple[str, ...]) -> tuple[argparse.ArgumentParser, li
 def _field_exists(model: type[BaseModel], dotted: str) -> bool:
     current: Any = model
     for part in dotted.split("."):
-        if not _is_model(current):
+        if not is_model_class(current):
             return True  # inside a free-form mapping (params): any key
         field = current.model_fields.get(part)
         if field is None:
             return False
         # A section may be optional (EvaluateConfig.data: DataConfig | None): its model decides.
         members = typing.get_args(field.annotation) or (field.annotation,)
-        current = next((m for m in members if _is_model(m)), None)
+        current = next((m for m in members if is_model_class(m)), None)
     return True
 
 

@@ -78,7 +78,12 @@ from inpaintssl.training.results import FinetuneResult as FinetuneResult
 from inpaintssl.training.results import PretrainResult as PretrainResult
 from inpaintssl.transfer_learning import TransferReport as TransferReport
 from inpaintssl.transfer_learning import transfer as _transfer
-from inpaintssl.transfer_learning._modules import RUN_RECORD, carried_record, carried_run_source, unwrap_model
+from inpaintssl.transfer_learning.network_parts import (
+    RUN_RECORD,
+    carried_record,
+    carried_run_source,
+    unwrap_model,
+)
 from inpaintssl.transfer_learning.transfer import InChannelsMode
 from inpaintssl.warning_format import warn_each_time
 

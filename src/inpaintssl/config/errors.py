@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from inpaintssl.options import CLOSE_MATCH_CUTOFF
 
-__all__ = ["ConfigError", "ConfigWarning", "format_config_error", "format_validation_error"]
+__all__ = ["ConfigError", "ConfigWarning", "format_config_error", "format_validation_error", "is_model_class"]
 
 
 class ConfigError(ValueError):
@@ -52,12 +52,12 @@ def _is_class(member: object) -> TypeGuard[type]:
     return isinstance(member, type) and not isinstance(member, types.GenericAlias)
 
 
-def _is_model(member: object) -> TypeGuard[type[BaseModel]]:
+def is_model_class(member: object) -> TypeGuard[type[BaseModel]]:
     """Whether ``member`` is a config model class (a section), on every supported Python.
 
     Example:
         >>> from inpaintssl.config import OptimConfig
-        >>> _is_model(OptimConfig), _is_model(tuple[int, int]), _is_model(None)
+        >>> is_model_class(OptimConfig), is_model_class(tuple[int, int]), is_model_class(None)
         (True, False, False)
     """
     return _is_class(member) and issubclass(member, BaseModel)
@@ -80,7 +80,7 @@ def _members(annotation: Any) -> list[Any]:
 
 def _step(member: Any, part: int | str) -> list[Any]:
     """The types one step of an error location leads to from ``member`` (none: it leads nowhere known)."""
-    if _is_model(member):
+    if is_model_class(member):
         field = member.model_fields.get(part) if isinstance(part, str) else None
         return [] if field is None else _members(field.annotation)
     origin = typing.get_origin(member)
@@ -105,7 +105,7 @@ def _close_field(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | No
         # A union of models puts the member's class name in the location: follow that member.
         named = [m for m in members if _is_class(m) and m.__name__ == part]
         members = named or [found for m in members for found in _step(m, part)]
-    names = sorted({name for m in members if _is_model(m) for name in m.model_fields})
+    names = sorted({name for m in members if is_model_class(m) for name in m.model_fields})
     match = difflib.get_close_matches(loc[-1], names, n=1, cutoff=CLOSE_MATCH_CUTOFF)
     return match[0] if match else None
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from inpaintssl.config.errors import ConfigError, _is_model, _members, format_config_error
+from inpaintssl.config.errors import ConfigError, _members, format_config_error, is_model_class
 from inpaintssl.config.unused import quiet_unused_settings
 from inpaintssl.config.yaml_loader import ConfigYamlLoader
 
@@ -100,7 +100,7 @@ def _section_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] 
     field = None if model is None else model.model_fields.get(name)
     if field is None:
         return None
-    sections = [m for m in _members(field.annotation) if _is_model(m)]
+    sections = [m for m in _members(field.annotation) if is_model_class(m)]
     # A union of several sections has no one set of fields to merge into: the value replaces it.
     return sections[0] if len(sections) == 1 else None
 

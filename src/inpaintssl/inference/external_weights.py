@@ -35,7 +35,7 @@ from inpaintssl.inference.loading import HEADER_KEY, ModelInfo, safetensors_meta
 from inpaintssl.models.external.monai_resunet import MonaiUNet
 from inpaintssl.models.external.monai_unet import HEAD_LAYER, MonaiBasicUNet
 from inpaintssl.models.unet import UNet2d
-from inpaintssl.transfer_learning._modules import carried_record, get_part, unwrap_model
+from inpaintssl.transfer_learning.network_parts import carried_record, get_part, unwrap_model
 from inpaintssl.transfer_learning.transfer import strip_wrapper_prefixes
 
 __all__ = [

@@ -55,7 +55,7 @@ from inpaintssl.data.scan_parameter_table import SCAN_PARAM_COLUMNS, ScanParamet
 from inpaintssl.data.skmtea import echo_slices, holds_qdess_echoes
 from inpaintssl.inference.results import PredictionError
 from inpaintssl.metrics import T1_DEFAULTS_MS, T1_OTHER_MS, mean_t2, mese_t2, qdess_t2
-from inpaintssl.metrics._parameters import one_number
+from inpaintssl.metrics.fit_arguments import one_number
 from inpaintssl.metrics.mese import MESE_MIN_ECHOES
 
 __all__ = [

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy
-from inpaintssl.metrics._parameters import one_number, t2_range
+from inpaintssl.metrics.fit_arguments import one_number, t2_range
 
 __all__ = ["MESE_MIN_ECHOES", "mese_t2"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.metrics._arrays import ArrayInput, as_numpy, check_same_shape
-from inpaintssl.metrics._parameters import one_number, t2_range
+from inpaintssl.metrics.fit_arguments import one_number, t2_range
 
 __all__ = ["T1_DEFAULTS_MS", "T1_OTHER_MS", "qdess_signal_ratio", "qdess_t2"]
 

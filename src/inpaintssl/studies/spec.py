@@ -75,7 +75,7 @@ from inpaintssl.config import (
     unused_settings,
     update_fields,
 )
-from inpaintssl.config.errors import _is_model
+from inpaintssl.config.errors import is_model_class
 
 if TYPE_CHECKING:
     from inpaintssl.studies.grid import StudyPlan  # grid imports this module
@@ -768,7 +768,7 @@ def _fields_only(config: type[ModelT]) -> type[ModelT]:
     annotations: dict[str, Any] = {}
     namespace: dict[str, Any] = {"__module__": __name__, "__annotations__": annotations}
     for name, info in config.model_fields.items():
-        if _is_model(info.annotation):
+        if is_model_class(info.annotation):
             annotations[name] = _fields_only(info.annotation)
             namespace[name] = info  # the section's default (factory) and description
     for name, decorator in config.__pydantic_decorators__.model_validators.items():
@@ -782,7 +782,7 @@ def _restored(config: type[ModelT], value: BaseModel) -> ModelT:
     fields: dict[str, Any] = {}
     for name, info in config.model_fields.items():
         field = getattr(value, name)
-        if _is_model(info.annotation) and isinstance(field, BaseModel):
+        if is_model_class(info.annotation) and isinstance(field, BaseModel):
             field = _restored(info.annotation, field)
         fields[name] = field
     return config.model_construct(_fields_set=set(value.model_fields_set), **fields)

@@ -24,7 +24,7 @@ from inpaintssl.layout import RunFolder
 from inpaintssl.training.evaluation import EvaluationTable
 from inpaintssl.training.loop import TrainOutcome
 from inpaintssl.transfer_learning import TransferReport
-from inpaintssl.transfer_learning._modules import attach_run_record
+from inpaintssl.transfer_learning.network_parts import attach_run_record
 
 __all__ = ["FinetuneResult", "PretrainResult", "RunResult"]
 

@@ -45,7 +45,7 @@ from torch import nn
 
 from inpaintssl.config import TWO_RUN_SCHEDULES
 from inpaintssl.options import CLOSE_MATCH_CUTOFF
-from inpaintssl.transfer_learning._modules import get_part
+from inpaintssl.transfer_learning.network_parts import get_part
 
 __all__ = [
     "FINETUNE_SCHEDULES",

@@ -37,8 +37,8 @@ from inpaintssl.checkpoint import (
 from inpaintssl.listing import first_and_more
 from inpaintssl.options import check_option
 from inpaintssl.registry import TRANSFER_STRATEGIES
-from inpaintssl.transfer_learning._modules import carried_record, get_part, unwrap_model
 from inpaintssl.transfer_learning.channels import adapt_input_channels
+from inpaintssl.transfer_learning.network_parts import carried_record, get_part, unwrap_model
 from inpaintssl.transfer_learning.report import TransferReport
 from inpaintssl.transfer_learning.strategies import TransferStrategy
 
