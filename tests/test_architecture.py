@@ -8,6 +8,7 @@ names the edge.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -106,3 +107,39 @@ def test_a_forbidden_edge_breaks_the_check(package_copy: Path, module: str, line
     result = _lint(package_copy)
     assert result.returncode != 0
     assert broken in result.stdout, result.stdout
+
+
+def _private_imports_across_packages(package: Path) -> list[str]:
+    """``file: statement`` for each import of a private module or name of another subpackage.
+
+    A subpackage's ``_``-prefixed modules and names are its own; another package that needs one
+    reaches past the layering's public faces, and import-linter does not see it (the edge may be
+    allowed, the name is not). The root package's own private modules (``_version``, ``_lazy``) are
+    infrastructure every package shares.
+    """
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        inside = path.relative_to(package).parts
+        own = inside[0] if len(inside) > 1 else None  # the subpackage, None for the root's modules
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            target = node.module.split(".")
+            if target[0] != "inpaintssl" or len(target) < 2 or target[1] == own:
+                continue
+            private_module = any(part.startswith("_") for part in target[2:])
+            private_names = [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+            if private_module or (len(target) > 2 and private_names):
+                found.append(f"{path.relative_to(package.parent)}: from {node.module} import ...")
+    return found
+
+
+def test_no_package_imports_another_packages_private_modules_or_names(package_copy: Path) -> None:
+    assert _private_imports_across_packages(package_copy / "inpaintssl") == []
+    # The check bites: one such import planted is found and named.
+    _plant(package_copy, "inference/t2_maps.py", "from inpaintssl.metrics.qdess import _Scan")
+    _plant(package_copy, "api.py", "from inpaintssl.transfer_learning.network_parts import _RECORDS")
+    assert _private_imports_across_packages(package_copy / "inpaintssl") == [
+        "inpaintssl/api.py: from inpaintssl.transfer_learning.network_parts import ...",
+        "inpaintssl/inference/t2_maps.py: from inpaintssl.metrics.qdess import ...",
+    ]
