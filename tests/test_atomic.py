@@ -52,9 +52,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
 
 
-def test_a_target_name_near_the_limit_is_written(tmp_path: Path) -> None:
-    # 250 characters is a legal name (255); a temporary of ".<name>.<random>.tmp" would not be.
-    target = tmp_path / ("a" * 246 + ".csv")
+@pytest.mark.parametrize("stem", ["a" * 246, "é" * 125, "病" * 82], ids=["ascii", "latin", "cjk"])
+def test_a_target_name_near_the_limit_is_written(tmp_path: Path, stem: str) -> None:
+    # 250-254 bytes is a legal name (the limit counts 255 bytes, not characters); a temporary of
+    # ".<name>.<random>.tmp" would not be, nor one keeping 200 characters of a non-ASCII name.
+    target = tmp_path / (stem + ".csv")
+    assert 250 <= len(target.name.encode()) <= 255
     atomic_write_text(target, "x")
     assert target.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
 

@@ -10,6 +10,7 @@ out, bar the allow-listed ones.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import warnings
@@ -82,6 +83,19 @@ def test_a_per_call_warning_prints_in_the_command_form_each_time() -> None:
         other = warnings.formatwarning(UserWarning("careful"), UserWarning, __file__, 1)
     assert shown == ["inpaintssl predict: warning: careful\n"] * 2
     assert other.startswith(f"{__file__}:1: UserWarning: careful")
+
+
+def test_a_plugin_package_named_like_the_library_keeps_pythons_form() -> None:
+    # A plugin installed beside the package as inpaintssl_<name> (the naming docs/plugins.rst
+    # suggests) shares the package folder's path as a prefix: its warnings lost file and line.
+    package = Path(inpaintssl.__file__).parent
+    plugin = f"{package}_pixel_shuffle{os.sep}__init__.py"
+    inside = str(package / "corruption" / "masks.py")
+    with command_warnings("pretrain"):
+        shown = warnings.formatwarning(UserWarning("odd shuffle"), UserWarning, plugin, 3)
+        library = warnings.formatwarning(UserWarning("odd mask"), UserWarning, inside, 3)
+    assert shown.startswith(f"{plugin}:3: UserWarning: odd shuffle")
+    assert library == "inpaintssl pretrain: warning: odd mask\n"
 
 
 SCRIPT = """

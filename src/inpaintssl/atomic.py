@@ -111,20 +111,28 @@ def give_plain_permissions(folder: Path) -> None:
 
 
 _TEMPORARY_NAME_PREFIX = 200
-"""Characters of the target's name a temporary's name starts with."""
+"""Bytes of the target's name (in the file system's encoding) a temporary's name starts with."""
 
 
 def temporary_prefix(target: Path) -> str:
     """``.<name>.``, the start of a temporary's name beside ``target``: hidden, and traceable to it.
 
-    The temporary's name adds ~14 characters: a target name near the file system's limit (255)
-    keeps only its first 200 there, so that its own legal length is not refused.
+    The temporary's name adds ~14 bytes: a target name near the file system's limit (255 bytes)
+    keeps only its first 200 bytes there, whole characters only, so that its own legal length is
+    not refused.
 
     Example:
         >>> temporary_prefix(Path("runs/a/metrics.csv"))
         '.metrics.csv.'
+        >>> len(temporary_prefix(Path("é" * 125 + ".csv")).encode())  # 254 bytes: 100 'é' kept
+        202
     """
-    return f".{target.name[:_TEMPORARY_NAME_PREFIX]}."
+    # The limit counts bytes: 200 characters of a non-ASCII name (an accented patient name, a
+    # CJK study title) made the temporary's name too long where the target's was not.
+    name = target.name[:_TEMPORARY_NAME_PREFIX]
+    while len(os.fsencode(name)) > _TEMPORARY_NAME_PREFIX:
+        name = name[:-1]
+    return f".{name}."
 
 
 def write_error(what: str, exc: OSError) -> OSError:

@@ -177,7 +177,7 @@ def _command_form(command: str, default: _Formatter) -> _Formatter:
         message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
     ) -> str:
         if issubclass(category, (UserWarning, FutureWarning)) and (
-            filename.startswith(_PACKAGE)
+            filename.startswith(_INSIDE)
             or _library_category(category)
             or getattr(message, _RAISED_HERE, False)
         ):
