@@ -216,6 +216,19 @@ def test_a_volume_removed_while_a_reader_maps_it_stays_readable_there(tmp_path: 
     assert np.array_equal(_read(scan, cache), first) and len(list_decompressed(cache).files) == 1
 
 
+def test_a_link_named_like_a_volumes_record_stays_when_the_volume_goes(tmp_path: Path) -> None:
+    outside = tmp_path / "notes.json"
+    outside.write_text("a user's notes")
+    (tmp_path / "cache").mkdir()
+    volume = _volume_file(tmp_path / "cache", 5, size=10, last_used=time.time())
+    link = source_record_path(volume)
+    link.symlink_to(outside)
+    assert link in list_decompressed(tmp_path / "cache").other
+    report = prune_decompressed(tmp_path / "cache", max_size=0)
+    assert [entry.path for entry in report.removed] == [volume] and not volume.exists()
+    assert link.is_symlink() and outside.read_text() == "a user's notes"
+
+
 def test_a_volume_that_cannot_be_removed_is_reported_and_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,6 +320,32 @@ def test_volumes_of_rewritten_or_removed_sources_are_stale_and_go_with_stale(tmp
     assert sorted(cache.iterdir()) == sorted(
         [fresh.path, new, source_record_path(fresh.path), source_record_path(new)]
     )
+
+
+def test_a_source_that_cannot_be_examined_is_not_called_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shared cache pruned by a user who may not look into another's data folder: stat fails
+    # with EACCES on a scan that stands unchanged. Its volume is not stale; a removed one's is.
+    hidden, removed_scan = _scans(tmp_path / "data", 2)
+    cache = tmp_path / "cache"
+    for scan in (hidden, removed_scan):
+        _read(scan, cache)
+    removed_scan.unlink()
+    real_stat = os.stat
+
+    def refusing(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if not isinstance(path, int) and os.fspath(path) == os.path.abspath(hidden):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refusing)
+    by_source = {entry.source.files[0][0]: entry for entry in list_decompressed(cache).files if entry.source}
+    kept, gone = by_source[os.path.abspath(hidden)], by_source[os.path.abspath(removed_scan)]
+    assert kept.stale is False and gone.changes == (f"{os.path.abspath(removed_scan)} is gone",)
+    report = prune_decompressed(cache, stale=True)
+    assert [entry.path for entry in report.removed] == [gone.path]
+    assert [entry.path for entry in report.kept] == [kept.path] and kept.path.exists()
 
 
 @pytest.mark.parametrize("criterion", ["max_size", "unused_for", "stale"])

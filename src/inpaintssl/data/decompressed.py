@@ -132,6 +132,9 @@ def file_states(files: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
 def changed_files(states: Sequence[tuple[str, int, int]]) -> list[str]:
     """How the files of ``states`` (:func:`file_states`) differ now: each one gone or rewritten.
 
+    A file that exists but cannot be examined (its folder unreadable to this user, an I/O error
+    of a network mount) is not known to have changed, and is not listed.
+
     Example:
         >>> import tempfile, pathlib
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.raw"
@@ -147,8 +150,12 @@ def changed_files(states: Sequence[tuple[str, int, int]]) -> list[str]:
     for path, size, modified in states:
         try:
             stat = os.stat(path)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             found.append(f"{path} is gone")
+            continue
+        except OSError:
+            # Permission denied on another user's folder of a shared cache, or a mount's I/O error:
+            # called gone, the volume was pruned as stale while its scan stood unchanged.
             continue
         if (stat.st_size, stat.st_mtime_ns) != (size, modified):
             found.append(f"{path} was rewritten")

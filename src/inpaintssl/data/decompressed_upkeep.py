@@ -208,10 +208,16 @@ def _remove(entry: DecompressedFile) -> str | None:
     except OSError as exc:
         log.warning("could not remove %s from data.cache_dir: %s", entry.path, exc)
         return str(exc)
+    record = source_record_path(entry.path)
     try:
-        source_record_path(entry.path).unlink(missing_ok=True)
+        # Only a record the library wrote, a plain file: a link named like one is listed among the
+        # entries it never touches, and went with the volume.
+        if stat.S_ISREG(record.lstat().st_mode):
+            record.unlink()
+    except FileNotFoundError:
+        pass
     except OSError as exc:  # a record without its volume: the next prune removes it
-        log.warning("could not remove %s from data.cache_dir: %s", source_record_path(entry.path), exc)
+        log.warning("could not remove %s from data.cache_dir: %s", record, exc)
     return None
 
 
