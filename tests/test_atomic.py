@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inpaintssl.atomic import atomic_path, atomic_write_text
@@ -123,3 +125,34 @@ def test_a_leftover_that_cannot_be_removed_is_logged_and_the_sweep_goes_on(
         assert remove_stale_temporaries(target) == [gone]
     assert stuck.exists() and not gone.exists()
     assert f"could not remove {stuck}" in caplog.text
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["no-room-left", "room-left"])
+def test_numpys_short_write_without_a_code_is_named_a_full_disk_where_no_room_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full: bool
+) -> None:
+    # np.save into an open file (the decompressed cache's volumes) writes with tofile, whose short
+    # write is "N requested and M written" with no errno: it printed "[Errno None] ..." on a full
+    # disk. The disk is made to read as full (or not) through statvfs; the error is numpy's own.
+    real = os.statvfs
+
+    def reported(path: str | Path) -> os.statvfs_result:
+        fields = list(real(path))
+        fields[4] = 0 if full else max(fields[4], 1)  # f_bavail: blocks free to an unprivileged user
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", reported)
+    target = tmp_path / "volume.npy"
+    with pytest.raises(OSError) as caught, atomic_path(target) as tmp, tmp.open("wb") as out:
+        np.save(out, np.zeros(4))
+        raise OSError("262144 requested and 130544 written")  # what numpy's tofile raises
+    if full:
+        assert caught.value.errno == errno.ENOSPC
+        assert str(caught.value) == (
+            f"[Errno 28] could not write {target}: No space left on device "
+            "(262144 requested and 130544 written)"
+        )
+    else:
+        assert caught.value.errno is None
+        assert str(caught.value) == f"could not write {target}: 262144 requested and 130544 written"
+    assert sorted(tmp_path.iterdir()) == []

@@ -144,7 +144,27 @@ def write_error(what: str, exc: OSError) -> OSError:
         >>> str(write_error("runs/a/metrics.csv", OSError(28, "No space left on device")))
         '[Errno 28] could not write runs/a/metrics.csv: No space left on device'
     """
+    if exc.errno is None:
+        # OSError(None, text) prints as "[Errno None] text".
+        return OSError(f"could not write {what}: {exc.strerror or exc}")
     return OSError(exc.errno, f"could not write {what}: {exc.strerror or exc}")
+
+
+def _short_write_named(exc: OSError, folder: Path) -> OSError:
+    """``exc``, or ``ENOSPC`` where it is a short write without a code into a folder with no room.
+
+    NumPy's ``tofile`` (``np.save`` into an open file) reports a short write as ``OSError("N
+    requested and M written")``, with no errno, so a full disk was not named as one.
+    """
+    if exc.errno is not None or not hasattr(os, "statvfs"):
+        return exc
+    try:
+        full = os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return exc
+    if not full:
+        return exc
+    return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})")
 
 
 _OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)")
@@ -250,7 +270,7 @@ def atomic_path(target: str | Path, *, fsync: bool = True) -> Iterator[Path]:
             fsync_dir(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise write_error(str(target), exc) from exc
+        raise write_error(str(target), _short_write_named(exc, target.parent)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
