@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -226,6 +228,22 @@ def test_invalid_options_are_rejected() -> None:
         DiceLoss(eps=-1)
     with pytest.raises(ValueError, match="num_classes=0"):
         DiceLoss().out_channels(0)
+
+
+SEGMENTATION_LOSSES = [n for n in LOSSES.names() if issubclass(LOSSES.get(n), SegmentationLoss)]
+
+
+@pytest.mark.parametrize("name", SEGMENTATION_LOSSES)
+@pytest.mark.parametrize("value", ["false", "no", 0.5, 1, None])
+def test_include_background_other_than_true_or_false_is_refused(name: str, value: object) -> None:
+    # A quoted "false" in a config file is a string, and a string is true: it scored the
+    # background channel, a different objective, without a word.
+    expected = rf"include_background={re.escape(repr(value))} is invalid; expected True or False"
+    with pytest.raises(TypeError, match=expected):
+        LOSSES.build(name, activation="softmax", include_background=value)
+    assert (
+        LOSSES.build(name, activation="softmax", include_background=np.bool_(True)).include_background is True
+    )
 
 
 def test_segmentation_loss_is_the_plugin_base_class() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,22 @@ def test_elementwise_cross_entropy_is_pytorchs_in_value_and_gradient(
         grads.append(grad)
     assert values[1] == pytest.approx(values[0], rel=1e-12, abs=1e-12)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-14)
+
+
+def test_elementwise_cross_entropy_of_a_minus_infinite_logit_off_the_target() -> None:
+    # A class masked with -inf (a plugin head), or a float16 logit overflowing below -65504, adds
+    # nothing to the loss; log-softmax times a one-hot mask made it -inf * 0 = NaN, which stopped
+    # the run as non-finite. Checked by hand: -log softmax of the target's logit.
+    logits = torch.tensor([[[[2.0, 1.0]], [[-math.inf, 0.5]], [[0.0, -3.0]]]], dtype=torch.float64)
+    index = torch.tensor([[[0, 2]]])
+    first = -(2.0 - math.log(math.exp(2.0) + math.exp(0.0)))
+    second = -(-3.0 - math.log(math.exp(1.0) + math.exp(0.5) + math.exp(-3.0)))
+    for elementwise in (False, True):
+        z = logits.clone().requires_grad_(True)
+        loss = categorical_cross_entropy(z, index, elementwise=elementwise)
+        assert float(loss.detach()) == pytest.approx((first + second) / 2, rel=1e-12)
+        (grad,) = torch.autograd.grad(loss, z)
+        assert bool(torch.isfinite(grad).all()) and float(grad[0, 1, 0, 0]) == 0.0
 
 
 @pytest.mark.gpu

@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,11 +58,20 @@ class SegmentationLoss(nn.Module, abc.ABC):
 
     Raises:
         ValueError: Unknown ``activation``, or ``include_background=True`` with sigmoid.
+        TypeError: ``include_background`` is not ``True`` or ``False`` (a config file's quoted
+            ``"false"`` is a string, and a string is true).
     """
 
     def __init__(self, *, activation: Activation = "sigmoid", include_background: bool = False) -> None:
         super().__init__()
         check_option(activation, _ACTIVATIONS, field="activation")
+        if not isinstance(include_background, bool | np.bool_):
+            # Only truth was asked of it: "false", "no" or 0.5 scored the background channel.
+            raise TypeError(
+                f"include_background={include_background!r} is invalid; expected True or False "
+                f"(a YAML true/false, unquoted), found {type(include_background).__name__}"
+            )
+        include_background = bool(include_background)
         if include_background and activation != "softmax":
             raise ValueError(
                 "include_background=True needs activation='softmax'; a sigmoid head has no background channel"

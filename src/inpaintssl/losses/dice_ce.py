@@ -84,8 +84,9 @@ def categorical_cross_entropy(
     """Mean cross-entropy of ``logits`` ``(N, C, H, W)`` against class indices ``index`` ``(N, H, W)``.
 
     ``elementwise=False`` is :func:`torch.nn.functional.cross_entropy`; ``elementwise=True`` gives
-    the same value (to rounding) from element-wise operations only (log-softmax times a one-hot
-    mask built by comparison), which CUDA computes deterministically in both directions.
+    the same value (to rounding) from element-wise operations only (the target's log-softmax
+    picked by a mask built by comparison), which CUDA computes deterministically in both
+    directions.
 
     Example:
         >>> logits, index = torch.tensor([[[[2.0]], [[0.0]]]]), torch.tensor([[[1]]])
@@ -97,5 +98,7 @@ def categorical_cross_entropy(
     if not elementwise:
         return F.cross_entropy(logits, index)
     classes = torch.arange(logits.shape[1], device=logits.device).view(1, -1, *([1] * (logits.ndim - 2)))
-    onehot = (index.unsqueeze(1) == classes).to(logits.dtype)
-    return -(F.log_softmax(logits, dim=1) * onehot).sum(dim=1).mean()
+    # Picked, not multiplied by a one-hot: a -inf logit off the target (a masked class, a float16
+    # overflow) times 0 is NaN, where F.cross_entropy leaves it out.
+    picked = torch.where(index.unsqueeze(1) == classes, F.log_softmax(logits, dim=1), 0.0)
+    return -picked.sum(dim=1).mean()
