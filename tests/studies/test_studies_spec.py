@@ -14,6 +14,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from inpaintssl.config import ConfigError, ConfigWarning, PretrainConfig, quiet_unused_settings, update_fields
 from inpaintssl.data.base import SliceDataset
@@ -208,6 +209,24 @@ def test_default_paths_and_shard_placeholder(tmp_path: Path) -> None:
     for name in ("db-0-of-2.sqlite", "db-1-of-2.sqlite", "db-old.sqlite", "db-.sqlite"):
         (tmp_path / name).touch()
     assert study_databases(sharded) == [tmp_path / "db-0-of-2.sqlite", tmp_path / "db-1-of-2.sqlite"]
+
+
+def test_output_and_database_expand_home_and_variables_as_run_folders_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run folders' run.output_dir expanded them; the database and spec.json were written to a
+    # folder literally named "~" (or "$SCRATCH") under the working folder: one study, two places.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    spec = StudySpec(study="clinical", output="~/studies/knee", database="$SCRATCH/db-{shard}.sqlite")
+    assert spec.output_dir() == tmp_path / "home" / "studies" / "knee"
+    assert spec.runs_dir().parent == spec.output_dir()
+    assert spec.database_path((1, 2)) == tmp_path / "scratch" / "db-1-of-2.sqlite"
+    monkeypatch.delenv("SCRATCH")
+    with pytest.raises(
+        ValidationError, match=r"database='\$SCRATCH/db-\{shard\}.sqlite' names the environment"
+    ):
+        StudySpec(study="clinical", database="$SCRATCH/db-{shard}.sqlite")
 
 
 def test_files_named_like_a_shard_database_are_not_the_study_s(tmp_path: Path) -> None:

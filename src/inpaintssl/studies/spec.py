@@ -74,6 +74,7 @@ from inpaintssl.config import (
     recipe_filled,
     unused_settings,
     update_fields,
+    user_path,
 )
 from inpaintssl.config.errors import is_model_class
 
@@ -303,6 +304,13 @@ class StudySpec(BaseModel):
     heartbeat_s: float = Field(default=30.0, gt=0.0)
     stale_after_s: float = Field(default=900.0, gt=0.0)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    @field_validator("output", "database", mode="before")
+    @classmethod
+    def _user_paths(cls, value: Any, info: ValidationInfo) -> Any:
+        # As run.output_dir expands them: a study of output ~/studies/x kept its database in a
+        # folder named "~" under the working folder and its run folders in the home folder.
+        return user_path(value, field=info.field_name or "path")
 
     @field_validator("label_fractions")
     @classmethod
