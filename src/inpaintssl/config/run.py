@@ -25,8 +25,10 @@ class RunConfig(_Strict):
 
     Attributes:
         output_dir: Run folder (config, manifest, metrics CSV, checkpoints).
-        seed: Seed of weights, data order, corruption and workers, in ``[0, 2**32)`` (what every
-            random generator involved takes, DataLoader workers' ``seed * 1000 + worker`` included).
+        seed: Seed of weights, data order, corruption and workers, in ``[0, 2**32)``: every
+            random generator involved is seeded from it, DataLoader workers from
+            :func:`~inpaintssl.training.epoch_loader.base_worker_seed` plus their index, moved on
+            each epoch (the manifest's ``worker_seeds``).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: Mixed precision on CUDA: ``auto`` (bf16 where supported, else fp16), ``bf16``,
             ``fp16`` or ``off``. Ignored on CPU.
