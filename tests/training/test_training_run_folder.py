@@ -81,6 +81,35 @@ def test_resume_under_another_seed_is_refused(tmp_path: Path) -> None:
         record_run(tmp_path, other, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
 
 
+@pytest.mark.parametrize(
+    ("written_out", "other"),
+    [
+        (["optim.lr=0.01", "optim.betas=[0.9, 0.999]", "optim.schedule=warmup_cosine"], "optim.lr=0.001"),
+        (["loss.name=dice_ce"], "loss.name=dice"),
+    ],
+    ids=["optim", "loss"],
+)
+def test_a_resume_takes_a_value_written_out_at_what_the_recipe_fills_in(
+    tmp_path: Path, written_out: list[str], other: str
+) -> None:
+    # The same training, and in a study the same run id: the study's resume was refused on every
+    # call, with advice (a new run.output_dir) its runner, which names the folder, cannot take.
+    record_run(tmp_path, FinetuneConfig(), resume=False, splits=EmptySplitRecord(), manifest=lambda: {})
+    _checkpointed(tmp_path)
+    given = apply_overrides(FinetuneConfig(), written_out)
+    record_run(tmp_path, given, resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
+    record_run(tmp_path, FinetuneConfig(), resume=True, splits=EmptySplitRecord(), manifest=lambda: {})
+    # A value other than the recipe's is another run, as before.
+    with pytest.raises(ConfigError, match="differ from its recorded config.yaml: " + other.split("=")[0]):
+        record_run(
+            tmp_path,
+            apply_overrides(FinetuneConfig(), [other]),
+            resume=True,
+            splits=EmptySplitRecord(),
+            manifest=lambda: {},
+        )
+
+
 def test_a_resume_completes_a_record_a_kill_cut_short(tmp_path: Path) -> None:
     # Killed after config.yaml and before the rest: the resume writes splits and manifest, which
     # predict's spacing and orientation checks read.

@@ -42,6 +42,7 @@ from inpaintssl.config import (
     config_to_yaml,
     load_config,
     read_config_file,
+    recipe_filled,
 )
 from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
@@ -374,6 +375,27 @@ def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()
     ]
 
 
+def _as_trained(config: BaseModel) -> dict[str, Any]:
+    """``config`` flattened, with the values ``optim.recipe`` gives its null fields written in."""
+    flat = _flatten(config.model_dump(mode="json"))
+    for key, value in recipe_filled(config).items():
+        for given in [k for k in flat if k == key or k.startswith(key + ".")]:
+            del flat[given]
+        flat.update(_flatten(json.loads(json.dumps(value)), f"{key}."))
+    return flat
+
+
+def _trained_differently(before: BaseModel, now: BaseModel, keys: Sequence[str]) -> list[str]:
+    """``keys`` less those whose difference is a null the recipe fills and that value written out.
+
+    ``optim.lr: 0.01`` under a recipe whose rate is 0.01 trains exactly as ``optim.lr: null``, and
+    a study gives both one run id: a resume refused it, with advice (a new ``run.output_dir``) a
+    study's runner, which names the folder, cannot take.
+    """
+    recorded, current = _as_trained(before), _as_trained(now)
+    return [key for key in keys if recorded.get(key) != current.get(key)]
+
+
 def described_differences(before: BaseModel, now: BaseModel, keys: Sequence[str], *, width: int = 60) -> str:
     """``key (recorded X, now Y)`` for each of ``keys``, each value's JSON cut to ``width`` characters.
 
@@ -479,7 +501,9 @@ def record_run(
             )
         if recorded.is_file():
             before = _recorded_for_resume(folder, type(config))
-            changed = changed_fields(before, config, ignore=RESUMABLE_CHANGES)
+            changed = _trained_differently(
+                before, config, changed_fields(before, config, ignore=RESUMABLE_CHANGES)
+            )
             if changed:
                 raise ConfigError(
                     f"cannot resume {run_dir}: these settings differ from its recorded config.yaml: "
