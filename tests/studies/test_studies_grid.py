@@ -400,7 +400,6 @@ def test_a_grid_over_transfer_settings_alone_keeps_one_baseline_and_its_old_id(t
         grid={
             "finetune.transfer.weights": ["encoder", "encoder_decoder"],
             "finetune.transfer.schedule": ["immediate", "frozen"],
-            "finetune.transfer.second_lr": [1e-3, 1e-4],  # not read by one-run schedules
         },
     )
     plan = expand_study(spec)

@@ -767,6 +767,23 @@ def test_a_worker_reads_its_job_without_warning_again() -> None:
             {"optim": {"recipe": "paper"}},
             "'dice' and null are one run",
         ),
+        # SSL runs drop transfer.second_lr under a one-run schedule: with no two-run schedule in
+        # the grid its values were one run, silently (a grid that mixes schedules is what it is for).
+        (
+            {"finetune.transfer.second_lr": [0.001, 0.0001]},
+            {"transfer": {"schedule": "immediate"}},
+            "grid key 'finetune.transfer.second_lr' holds [0.001, 0.0001], but finetune.transfer.schedule "
+            "('immediate') trains once and never reads it: the values are one run; expected a two-run "
+            "schedule ('immediate_twice' or 'freeze_then_unfreeze') in the grid",
+        ),
+        (
+            {
+                "finetune.transfer.second_lr": [0.001, 0.0001],
+                "finetune.transfer.schedule": ["immediate", "frozen"],
+            },
+            {},
+            "but every finetune.transfer.schedule of the grid ('immediate', 'frozen') trains once",
+        ),
         # Alike under one value of another key only: that value is named.
         (
             {"pretrain.pretext.patch_size": [4, "4.0"], "pretrain.pretext.task": ["context_restoration"]},

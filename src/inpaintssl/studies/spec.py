@@ -63,6 +63,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
 
 from inpaintssl.config import (
+    TWO_RUN_SCHEDULES,
     ConfigError,
     FinetuneConfig,
     PretrainConfig,
@@ -406,6 +407,9 @@ class StudySpec(BaseModel):
                 alike = _values_trained_alike(_fields_only_copy(base), keys)
                 if alike:
                     raise ValueError(alike)
+        unread = _second_rate_unread(info.data.get("finetune"), value)
+        if unread:
+            raise ValueError(unread)
         return value
 
     @model_validator(mode="after")
@@ -824,6 +828,32 @@ def field_value(fields: Mapping[str, Any], dotted: str) -> Any:
 def _spelled(value: Any) -> str:
     """A grid value as an error names it: ``null`` as the spec writes it, others as Python shows them."""
     return "null" if value is None else repr(value)
+
+
+def _second_rate_unread(base: Any, grid: Mapping[str, list[Any]]) -> str:
+    """Why a grid over ``finetune.transfer.second_lr`` is one run, or ``""``.
+
+    A study's SSL runs drop ``transfer.second_lr`` under a one-run schedule, which never reads it
+    (:func:`~inpaintssl.studies.grid.expand_study`): where every schedule of the grid trains once,
+    its values were one run and the plan kept one strategy of several, silently. A grid that also
+    has two-run schedules is what the key is for, and one-run schedules there are not duplicated.
+    """
+    key = "finetune.transfer.second_lr"
+    values = grid.get(key, [])
+    if len(values) < 2 or not isinstance(base, FinetuneConfig):
+        return ""
+    schedules = grid.get("finetune.transfer.schedule", [base.transfer.schedule])
+    if any(schedule in TWO_RUN_SCHEDULES for schedule in schedules):
+        return ""
+    listed = "[" + ", ".join(map(_spelled, values)) + "]"
+    where = (
+        "every finetune.transfer.schedule of the grid" if len(schedules) > 1 else "finetune.transfer.schedule"
+    )
+    return (
+        f"grid key {key!r} holds {listed}, but {where} ({', '.join(map(repr, schedules))}) trains once "
+        f"and never reads it: the values are one run; expected a two-run schedule "
+        f"({' or '.join(map(repr, TWO_RUN_SCHEDULES))}) in the grid, or no grid over {key}"
+    )
 
 
 def _values_trained_alike(base: BaseModel, grid: Mapping[str, list[Any]]) -> str:
