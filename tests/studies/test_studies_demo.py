@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import stat
 import subprocess
@@ -30,6 +31,7 @@ from inpaintssl.studies.demo import (
 )
 from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import RunRecord
+from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.summary import WorkerReport
 
 
@@ -397,6 +399,35 @@ def test_a_demo_with_other_settings_is_refused_in_one_line_before_any_run_starts
     # What to do: another folder, a fresh start, or the options that resume the recorded demo.
     assert "give another --output" in err and f"delete {out} to start over" in err
     assert f"rerun with {options.split(',')[0].removeprefix('recorded ')} to resume it" in err
+
+
+@pytest.mark.parametrize(("lr", "refused"), [(0.001, True), (0.01, False)], ids=["other-rate", "recipe-rate"])
+def test_a_demo_spec_with_other_settings_is_refused_by_the_study_runner_too(
+    tmp_path: Path, tiny_demo: list[str], lr: float, refused: bool
+) -> None:
+    # `experiment run` on a demo spec whose settings changed: the runs found the earlier runs'
+    # folders (named by arm, fraction and seed) and each failed to resume, on every call. Written
+    # out at the budget recipe's own rate (0.01), the setting trains as null does, and resumes.
+    from inpaintssl.config import ConfigError
+    from inpaintssl.studies import run_study
+
+    out = tmp_path / "demo-report"
+    _earlier_demo(out, quick=True, seed=0)
+    tiny_demo.clear()
+    fields = json.loads((out / "runs" / "spec.json").read_text())
+    fields["finetune"]["optim"]["lr"] = lr
+    changed = StudySpec.model_validate(fields)
+    if refused:
+        expected = (
+            f"{out} holds a demo study run with other settings ({out / 'runs' / 'spec.json'}): "
+            "finetune.optim.lr (recorded null, now 0.001); a demo study names its run folders"
+        )
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            run_study(changed, quiet=True)
+        assert tiny_demo == []  # refused before any worker started
+    else:
+        run_study(changed, quiet=True)
+        assert tiny_demo == [str(out)]
 
 
 def test_a_demo_with_its_own_settings_resumes_its_folder_even_moved(

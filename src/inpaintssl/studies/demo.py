@@ -83,10 +83,15 @@ from inpaintssl.config import (
     PretrainConfig,
     RunConfig,
     TransferConfig,
-    quiet_unused_settings,
 )
 from inpaintssl.data.base import SliceDataset
 from inpaintssl.layout import RunFolder
+from inpaintssl.studies.demo_settings import (
+    NOT_SETTINGS,
+    recorded_demo_spec,
+    setting_differences,
+    shown_differences,
+)
 from inpaintssl.studies.grid import expand_study
 from inpaintssl.studies.queue import RunRecord
 from inpaintssl.studies.report import write_report
@@ -96,7 +101,7 @@ from inpaintssl.studies.spec import StudySpec
 from inpaintssl.studies.summary import StudySummary
 from inpaintssl.training.convergence import ConvergenceWarning
 from inpaintssl.training.diagnostics import plot_learning_curves_grid
-from inpaintssl.training.run_folder import RESUMABLE_CHANGES, changed_fields, described_differences
+from inpaintssl.training.run_folder import changed_fields
 from inpaintssl.training.stages import build_stage_data
 
 __all__ = [
@@ -122,29 +127,6 @@ QUICK_NOTE = (
 NOT_CONVERGED = "n/a (not converged)"
 FAILED_RUNS_FILE = "failed_runs.txt"
 """Beside the study database: every failed run's whole error (traceback included), while any has."""
-
-_NOT_SETTINGS = (
-    # Where the demo's folder is and how the runner schedules its runs: a moved folder, or another
-    # default of the runner, changes no run.
-    "name",
-    "output",
-    "database",
-    "target_dice",
-    "max_attempts",
-    "heartbeat_s",
-    "stale_after_s",
-    "executor",
-    # What a run folder lets a resume change (where and how it runs, how it reads the data), but
-    # not the budget: each demo run's schedule is laid over it, and a resume refuses a new one.
-    *(
-        f"{stage}.{name}"
-        for stage in ("pretrain", "finetune")
-        for name in RESUMABLE_CHANGES
-        if name != "optim.max_epochs"
-    ),
-)
-"""Fields of a demo's spec that two demos sharing one folder may differ in."""
-_SHOWN_DIFFERENCES = 3
 
 
 class DemoRunsError(RuntimeError):
@@ -610,48 +592,12 @@ def _flags(*, quick: bool, seed: int) -> str:
     return f"{'--quick ' if quick else ''}--seed {seed}"
 
 
-def _recorded_spec(path: Path) -> StudySpec | None:
-    """The demo spec an earlier run of the runner recorded at ``path`` (``None``: none, or unreadable).
-
-    An unreadable record (torn, from a version whose fields no longer validate) refuses nothing
-    here: each run folder still checks its own ``config.yaml`` when it resumes.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:  # none yet (a new folder), or unreadable
-        return None
-    try:
-        with quiet_unused_settings():  # judged when that demo started; once is enough
-            return StudySpec.model_validate_json(text)
-    except ValueError:  # pydantic's ValidationError is one
-        return None
-
-
-def _setting_differences(before: StudySpec, now: StudySpec) -> list[str]:
-    """``field (recorded X, now Y)`` for each setting that differs between two demo specs.
-
-    A field that differs the same way in both stages (``model.params.depth``, ``run.seed``) is named
-    once, without its stage.
-    """
-    items = [
-        described_differences(before, now, [key]) for key in changed_fields(before, now, ignore=_NOT_SETTINGS)
-    ]
-    named: list[str] = []
-    for item in items:
-        stage, _, rest = item.partition(".")
-        both = stage in ("pretrain", "finetune") and {f"pretrain.{rest}", f"finetune.{rest}"} <= set(items)
-        shown = rest if both else item
-        if shown not in named:
-            named.append(shown)
-    return named
-
-
 def _recorded_flags(recorded: StudySpec, *, output: Path) -> str | None:
     """The options (``--quick``, ``--seed``) that made the recorded demo, if this version makes it so."""
     seed = recorded.pretrain.run.seed
     for quick in (False, True):
         again = demo_spec(settings_for(quick=quick), output=output, seed=seed)
-        if not changed_fields(recorded, again, ignore=_NOT_SETTINGS):
+        if not changed_fields(recorded, again, ignore=NOT_SETTINGS):
             return _flags(quick=quick, seed=seed)
     return None
 
@@ -669,15 +615,13 @@ def _check_same_demo(spec: StudySpec, *, quick: bool, seed: int) -> None:
     """
     output = spec.output_dir()
     record = spec.database_path().parent / "spec.json"  # where the study runner records it
-    recorded = _recorded_spec(record)
+    recorded = recorded_demo_spec(record)
     if recorded is None:
         return
-    differences = _setting_differences(recorded, spec)
+    differences = setting_differences(recorded, spec)
     if not differences:
         return
-    shown = ", ".join(differences[:_SHOWN_DIFFERENCES])
-    if len(differences) > _SHOWN_DIFFERENCES:
-        shown += f" and {len(differences) - _SHOWN_DIFFERENCES} more"
+    shown = shown_differences(differences)
     then = _recorded_flags(recorded, output=output)
     if then is not None:  # made by this version's demo: its options say what differs, and how to resume
         shown = f"recorded {then}, now {_flags(quick=quick, seed=seed)}, which differ in {shown}"

@@ -92,6 +92,7 @@ from inpaintssl.config import ConfigError, quiet_unused_settings
 from inpaintssl.cores import usable_cores
 from inpaintssl.options import check_option
 from inpaintssl.signals import Terminated, handler_kept, terminate_as_exit
+from inpaintssl.studies.demo_settings import check_same_demo_settings
 from inpaintssl.studies.execute import execute_job
 from inpaintssl.studies.grid import Job, StudyPlan, expand_study
 from inpaintssl.studies.merge import merge_results, new_run
@@ -532,6 +533,8 @@ def run_study(
         warn_each_time(f"{spec.study}: {overlap}", UserWarning)
     plan = whole.shard(*shard)
     database = spec.database_path(shard)
+    if spec.study == "demo":
+        check_same_demo_settings(spec, database.parent / "spec.json")
     for folder in (spec.output_dir(), database.parent):
         folder.mkdir(parents=True, exist_ok=True)
     with StudyStore(database) as store:

@@ -66,6 +66,7 @@ __all__ = [
     "described_differences",
     "data_files_hash",
     "read_data_check",
+    "trained_differently",
     "trains_on",
     "worker_seed",
     "write_data_check",
@@ -385,7 +386,7 @@ def _as_trained(config: BaseModel) -> dict[str, Any]:
     return flat
 
 
-def _trained_differently(before: BaseModel, now: BaseModel, keys: Sequence[str]) -> list[str]:
+def trained_differently(before: BaseModel, now: BaseModel, keys: Sequence[str]) -> list[str]:
     """``keys`` less those whose difference is a null the recipe fills and that value written out.
 
     ``optim.lr: 0.01`` under a recipe whose rate is 0.01 trains exactly as ``optim.lr: null``, and
@@ -501,7 +502,7 @@ def record_run(
             )
         if recorded.is_file():
             before = _recorded_for_resume(folder, type(config))
-            changed = _trained_differently(
+            changed = trained_differently(
                 before, config, changed_fields(before, config, ignore=RESUMABLE_CHANGES)
             )
             if changed:
