@@ -244,6 +244,20 @@ def test_fold_leaves_the_original_alone(model: LoadedModel) -> None:
     assert torch.equal(folded.encoder.levels[0][0][0].weight, conv.standardized_weight())
 
 
+@pytest.mark.parametrize("fmt", sorted(export_module.FILE_SUFFIXES))
+def test_an_export_leaves_the_callers_random_stream_where_it_was(
+    model: LoadedModel, fmt: str, tmp_path: Path
+) -> None:
+    # Folding built each plain Conv2d with torch's default init, drawn from the global generator
+    # and thrown away: a notebook that seeded, exported, then split its data drew other numbers.
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    export_model(model, format=fmt, output=tmp_path / f"model{export_module.FILE_SUFFIXES[fmt]}")
+    fold_weight_standardisation(model)
+    assert torch.equal(torch.rand(3), expected)
+
+
 @pytest.fixture(scope="module")
 def batch_norm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ``monai_unet`` run with batch norm and dropout: layers whose train mode computes otherwise."""

@@ -145,15 +145,17 @@ def _plain_conv(layer: WSConv2d) -> nn.Conv2d:
         groups=layer.groups,
         bias=layer.bias is not None,
         padding_mode=layer.padding_mode,
-        device=layer.weight.device,
+        # Built without storage: a default init on the layer's device drew from the caller's
+        # global random stream, which an export must leave where it was.
+        device="meta",
         dtype=layer.weight.dtype,
     )
     with torch.no_grad():
         # Same dtype and formula as WSConv2d.forward, so the folded layer uses the very same kernel.
-        conv.weight.copy_(layer.standardized_weight())
-        if layer.bias is not None and conv.bias is not None:
-            conv.bias.copy_(layer.bias)
-    conv.weight.requires_grad_(layer.weight.requires_grad)
+        kernel = layer.standardized_weight().contiguous()
+        conv.weight = nn.Parameter(kernel, requires_grad=layer.weight.requires_grad)
+        if layer.bias is not None:
+            conv.bias = nn.Parameter(layer.bias.detach().clone())
     return conv.train(layer.training)
 
 
