@@ -261,15 +261,28 @@ def test_a_volume_that_cannot_be_removed_is_reported_and_kept(
         ({}, "give max_size, unused_for, stale or several; found none"),
         ({"max_size": -1}, "max_size must be >= 0 bytes; found -1"),
         ({"unused_for": datetime.timedelta(days=-1)}, "unused_for must be >= 0; found -1 day"),
+        # No comparison holds with NaN: every volume was chosen and the whole cache removed.
+        ({"max_size": float("nan")}, "max_size must be >= 0 bytes; found nan"),
+        ({"max_size": "12 apples"}, "12 apples"),
+        ({"max_size": True}, "max_size=True is of type bool; expected a number of bytes"),
+        ({"unused_for": 7}, "unused_for=7 is of type int; expected a datetime.timedelta"),
     ],
 )
 def test_a_prune_without_a_limit_or_with_a_negative_one_is_refused(
     tmp_path: Path, options: dict[str, object], message: str
 ) -> None:
     _volume_file(tmp_path, 1, size=1, last_used=time.time())
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         prune_decompressed(tmp_path, **options)  # type: ignore[arg-type]
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_size_limit_may_be_written_as_the_command_line_takes_it(tmp_path: Path) -> None:
+    now = time.time()
+    old = _volume_file(tmp_path, 1, size=1024, last_used=now - 2 * DAY)
+    new = _volume_file(tmp_path, 2, size=1024, last_used=now - DAY)
+    report = prune_decompressed(tmp_path, max_size="1.5K")
+    assert [e.path for e in report.removed] == [old] and [e.path for e in report.kept] == [new]
 
 
 @pytest.mark.parametrize("what", ["missing", "a file"])

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
+import numbers
 import re
 import stat
 import time
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inpaintssl.atomic import TEMPORARY_TOKEN, remove_unlocked
+from inpaintssl.byte_sizes import parse_byte_size
 from inpaintssl.data.decompressed import DecompressedSource, own_record, source_record_path
 
 __all__ = ["DecompressedFile", "DecompressedFolder", "PruneReport", "list_decompressed", "prune_decompressed"]
@@ -221,10 +224,27 @@ def _remove(entry: DecompressedFile) -> str | None:
     return None
 
 
+def _byte_limit(max_size: object) -> float | None:
+    """``max_size`` checked as a number of bytes (a size text parsed); ``None`` stays ``None``."""
+    if max_size is None:
+        return None
+    if isinstance(max_size, str):
+        return parse_byte_size(max_size)
+    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Real):
+        raise TypeError(
+            f"prune_decompressed: max_size={max_size!r} is of type {type(max_size).__name__}; "
+            "expected a number of bytes, or a size such as '200G'"
+        )
+    if not math.isfinite(max_size) or max_size < 0:
+        # No comparison holds with NaN: every volume was chosen, and the whole cache removed.
+        raise ValueError(f"prune_decompressed: max_size must be >= 0 bytes; found {max_size}")
+    return float(max_size)
+
+
 def prune_decompressed(
     folder: str | Path,
     *,
-    max_size: int | None = None,
+    max_size: int | str | None = None,
     unused_for: datetime.timedelta | None = None,
     stale: bool = False,
     dry_run: bool = False,
@@ -241,8 +261,10 @@ def prune_decompressed(
 
     Args:
         folder: A ``data.cache_dir`` folder.
-        max_size: The bytes the volumes left may add up to; ``None``: no limit.
-        unused_for: Remove every volume unused for longer than this; ``None``: none by age.
+        max_size: The bytes the volumes left may add up to, or a size as the command line takes
+            it (``"200G"``: :func:`~inpaintssl.byte_sizes.parse_byte_size`); ``None``: no limit.
+        unused_for: Remove every volume unused for longer than this (a
+            :class:`datetime.timedelta`); ``None``: none by age.
         stale: Remove every volume whose recorded source files were rewritten or removed.
         dry_run: Remove nothing; report what would be removed.
 
@@ -252,7 +274,10 @@ def prune_decompressed(
         :attr:`~DecompressedFile.changes` is ``None``.
 
     Raises:
-        ValueError: None of ``max_size``, ``unused_for`` and ``stale`` given, or a negative one.
+        ValueError: None of ``max_size``, ``unused_for`` and ``stale`` given, or a negative one,
+            or a ``max_size`` that is no finite number of bytes (NaN removed every volume).
+        TypeError: ``max_size`` is no number or size text (a bool among them), or ``unused_for``
+            is no ``timedelta`` (a number of seconds or days would be a guess).
         NotADirectoryError: ``folder`` is not a folder.
 
     Example:
@@ -270,8 +295,12 @@ def prune_decompressed(
     """
     if max_size is None and unused_for is None and not stale:
         raise ValueError("prune_decompressed: give max_size, unused_for, stale or several; found none")
-    if max_size is not None and max_size < 0:
-        raise ValueError(f"prune_decompressed: max_size must be >= 0 bytes; found {max_size}")
+    limit = _byte_limit(max_size)
+    if unused_for is not None and not isinstance(unused_for, datetime.timedelta):
+        raise TypeError(
+            f"prune_decompressed: unused_for={unused_for!r} is of type {type(unused_for).__name__}; "
+            "expected a datetime.timedelta (timedelta(days=30)), whose unit is explicit"
+        )
     if unused_for is not None and unused_for < datetime.timedelta(0):
         raise ValueError(f"prune_decompressed: unused_for must be >= 0; found {unused_for}")
     # A prune by size or age alone never asks whether a volume is stale: its sources stay unread.
@@ -281,7 +310,7 @@ def prune_decompressed(
     chosen = {e.path for e in contents.files if (stale and e.stale) or e.last_used < cutoff}
     left = contents.total_size - sum(e.size for e in contents.files if e.path in chosen)
     for entry in contents.files:
-        if max_size is None or left <= max_size:
+        if limit is None or left <= limit:
             break
         if entry.path not in chosen:
             chosen.add(entry.path)
