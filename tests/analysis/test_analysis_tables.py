@@ -449,6 +449,60 @@ def test_dice_table_averages_images_then_seeds() -> None:
     assert table.tuples() == (("s", 0.5, 2, pytest.approx(0.75), pytest.approx(0.375)),)
 
 
+def _image_level_results() -> ResultsTable:
+    rows = []
+    for arm in ("ssl", "supervised"):
+        for i in range(3):
+            value = 0.5 + 0.1 * i + (0.05 if arm == "ssl" else 0.0)
+            rows.append(result_row(arm, arm, 0.5, i, value))
+            rows.append(result_row(arm, arm, 0.5, i, value, metric="dice", class_name="gm"))
+    return ResultsTable(rows)
+
+
+@pytest.mark.parametrize(
+    ("level", "error", "message"),
+    [
+        ("Image", ValueError, "level='Image'"),
+        ("slice", ValueError, "level='slice'"),
+        (
+            "volume",
+            ValueError,
+            "level='volume': the results hold Dice per image only; expected level='image'",
+        ),
+    ],
+)
+@pytest.mark.parametrize("table", ["summary", "dice", "power_law"])
+def test_a_level_the_results_do_not_hold_is_refused_not_an_empty_table(
+    table: str, level: str, error: type[Exception], message: str
+) -> None:
+    # Each came back with no rows, without a word.
+    results = _image_level_results()
+    make = {
+        "summary": lambda: label_fraction_summary(results, class_names=["gm"], level=level),
+        "dice": lambda: dice_table(results, level=level),
+        "power_law": lambda: power_law_table(results, level=level),
+    }[table]
+    with pytest.raises(error, match=re.escape(message)):
+        make()
+    assert label_fraction_summary(results, class_names=["gm"], level="image").rows  # the level held
+
+
+@pytest.mark.parametrize(
+    ("class_names", "error", "message"),
+    [
+        (["CSF"], ValueError, "class_names: ['CSF'] not in the results, whose per-class Dice are of ['gm']"),
+        ("gm", TypeError, "class_names='gm' is a string; expected a list of class names (['gm'] for one)"),
+    ],
+)
+def test_class_names_the_results_lack_are_refused_not_a_nan_column(
+    class_names: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        label_fraction_summary(_image_level_results(), class_names=class_names)  # type: ignore[arg-type]
+    row = label_fraction_summary(_image_level_results(), class_names=["gm"]).rows[0]
+    assert row["ssl_gm"] == pytest.approx(0.65) and row["supervised_gm"] == pytest.approx(0.6)
+
+
 def test_tables_write_csv_and_markdown(tmp_path: Path) -> None:
     table = Table(
         (("a", 1.234567e-17), ("b", float("nan"))), name="t", title="A title", columns=("name", "p")

@@ -18,6 +18,7 @@ strategy was trained like is then unknown.
 
 Example:
     >>> from inpaintssl.analysis.table import Table
+from inpaintssl.options import check_option
     >>> rows = [{"arm": "supervised", "strategy": "supervised", "label_fraction": f, "subset_seed": 0,
     ...          "level": "image", "volume_id": v, "slice_index": 0, "class_name": "gm",
     ...          "metric": "dice", "value": d}
@@ -39,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inpaintssl.analysis.table import Table
+from inpaintssl.options import check_option
 from inpaintssl.stats import (
     LabelsNeededInterval,
     PowerLawFit,
@@ -196,8 +198,25 @@ def class_names(results: Table) -> list[str]:
     return list(seen)
 
 
+DICE_LEVELS = ("image", "volume")
+"""The levels results hold Dice at: per 2D image (slice), and per volume for 3D data."""
+
+
 def dice_rows(results: Table, *, class_name: str | None = None, level: str | None = None) -> Table:
-    """Dice rows of one class (``None``: the class average) at one level (``None``: :func:`dice_level`)."""
+    """Dice rows of one class (``None``: the class average) at one level (``None``: :func:`dice_level`).
+
+    Raises:
+        ValueError: ``level`` is not ``image`` or ``volume``, or the results hold Dice at other
+            levels only (every table of them came back empty, without a word).
+    """
+    if level is not None:
+        check_option(level, DICE_LEVELS, field="level")
+        held = [held for held in DICE_LEVELS if results.select(metric="dice_mean", level=held).rows]
+        if held and level not in held:
+            raise ValueError(
+                f"level={level!r}: the results hold Dice per {' and per '.join(held)} only; expected "
+                f"level={held[0]!r}, or leave level out to take it from the results"
+            )
     level = level or dice_level(results)
     if class_name is None:
         return results.select(metric="dice_mean", level=level)
@@ -1150,6 +1169,19 @@ def _converged_counts(runs: Table, *, arm: str, fraction: float) -> tuple[int, i
     return sum(flags), len(flags)
 
 
+def _check_class_names(results: Table, given: Sequence[str]) -> None:
+    """Refuse a string (one class per letter) or class names the results' per-class Dice lack."""
+    if isinstance(given, str):
+        raise TypeError(
+            f"class_names={given!r} is a string; expected a list of class names ([{given!r}] for one)"
+        )
+    held = class_names(results)
+    missing = [name for name in given if name not in held]
+    if held and missing:
+        # A misspelt class made a column of NaN in each arm, without a word.
+        raise ValueError(f"class_names: {missing} not in the results, whose per-class Dice are of {held}")
+
+
 def label_fraction_summary(
     results: Table, *, class_names: Sequence[str], level: str | None = None, runs: Table | None = None
 ) -> Table:
@@ -1199,6 +1231,7 @@ def label_fraction_summary(
         >>> row["ssl_converged"], row["supervised_converged"], row["comparison"]
         ('1 of 1', '0 of 1', 'unconverged runs')
     """
+    _check_class_names(results, class_names)
     names: list[str | None] = [*class_names, None]
     columns = ["label_fraction"]
     columns += [f"{arm}_{name or 'mean'}" for name in names for arm in ("ssl", "supervised")]
