@@ -18,7 +18,6 @@ strategy was trained like is then unknown.
 
 Example:
     >>> from inpaintssl.analysis.table import Table
-from inpaintssl.options import check_option
     >>> rows = [{"arm": "supervised", "strategy": "supervised", "label_fraction": f, "subset_seed": 0,
     ...          "level": "image", "volume_id": v, "slice_index": 0, "class_name": "gm",
     ...          "metric": "dice", "value": d}
