@@ -535,6 +535,26 @@ def test_a_module_passed_in_comes_back_as_it_came() -> None:
     _assert_as_before(module, before)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_a_module_cast_to_another_dtype_is_evaluated_as_the_float32_model_and_given_back(
+    dtype: torch.dtype,
+) -> None:
+    # The batches are float32: a float64 or half module failed inside its first convolution.
+    reference = issl.evaluate(_bare_module(), DATA, device="cpu")
+    module = _bare_module().to(dtype)
+    module(
+        torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    ).sum().backward()
+    before = _snapshot(module)
+    table = issl.evaluate(module, DATA, device="cpu")
+    _assert_as_before(module, before)
+    # Cast back to float32, the weights are the reference's exactly where the cast is exact.
+    scores = table.select(level="image").column("dice_mean")
+    expected = reference.select(level="image").column("dice_mean")
+    tolerance = 0.0 if dtype == torch.float64 else 0.05
+    assert len(scores) == 4 and list(scores) == pytest.approx(list(expected), abs=tolerance)
+
+
 @pytest.mark.parametrize("device", ["meta", "mps"])
 def test_a_device_other_than_cpu_or_cuda_is_refused_and_the_module_kept(device: str) -> None:
     # "meta" moved the caller's network to a device without values: its weights were gone.
@@ -609,6 +629,19 @@ def test_a_wrong_argument_is_named_before_anything_is_read(
     source = arguments.pop("checkpoint_or_model", _bare_module())
     with pytest.raises(error, match=message):
         issl.evaluate(source, DATA, device="cpu", **arguments)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[{"image": torch.zeros(1, 16, 16), "label": torch.zeros(1, 16, 16)}], torch.zeros(2, 1, 16, 16), 3],
+    ids=["list-of-items", "tensor", "int"],
+)
+def test_data_of_another_kind_is_named_with_the_kinds_taken(data: Any) -> None:
+    # Anything not a dataset, path or config was taken for a mapping: "'list' object has no
+    # attribute 'items'".
+    found = type(data).__name__
+    with pytest.raises(TypeError, match=rf"^evaluate: data is of type {found}; expected a torch Dataset"):
+        issl.evaluate(_bare_module(), data, device="cpu")
 
 
 def test_an_output_that_cannot_be_a_csv_file_is_refused_before_anything_is_read(

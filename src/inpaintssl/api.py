@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 from torch.utils.data import Subset as TorchSubset
@@ -368,9 +369,16 @@ def _evaluation_data(
     else:
         if isinstance(data, (str, Path)):
             data = _data_section(Path(data))
-        elif not isinstance(data, DataConfig):
+        elif isinstance(data, Mapping):
             # Left out before validation, as from a run config's file: they are not read.
             data = {key: value for key, value in data.items() if key not in _NOT_FOR_EVALUATION}
+        elif not isinstance(data, DataConfig):
+            # A list of items or a tensor failed with "'list' object has no attribute 'items'".
+            raise TypeError(
+                f"evaluate: data is of type {type(data).__name__}; expected a torch Dataset of "
+                "{'image', 'label'} items, a DataConfig, a data-section mapping, or the path of a "
+                "config file (wrap a list of items in a Dataset)"
+            )
         own = False
     recorded = not isinstance(source, nn.Module) or _carried_metadata(source) is not None
     from_run = _left_out(data, overridden) if recorded and not own else frozenset()
@@ -679,10 +687,12 @@ def evaluate(
     Args:
         checkpoint_or_model: A run folder, checkpoint folder, ``.safetensors`` file, or a module.
             A module is evaluated itself, not a copy: while ``evaluate`` runs it is moved to
-            ``device``, laid out as a run's test pass lays it out (``channels_last`` on the CPU)
-            and put in eval mode; it is given back as it came, also when ``evaluate`` raises: each
-            submodule's training flag, and each parameter's and buffer's own tensor (its device,
-            layout and values) and gradient. Do not use it from another thread meanwhile.
+            ``device``, laid out as a run's test pass lays it out (``channels_last`` on the CPU),
+            in float32 as a run's weights are (a module cast to float16 or float64 is evaluated
+            as the float32 model) and put in eval mode; it is given back as it came, also when
+            ``evaluate`` raises: each submodule's training flag, and each parameter's and buffer's
+            own tensor (its device, dtype, layout and values) and gradient. Do not use it from
+            another thread meanwhile.
         data: A data config (its ``split`` is used), a dataset, or a YAML/JSON file holding a
             data section or a whole run config (its ``data`` section). ``None``: the data the run
             recorded in its ``config.yaml``. ``label_fraction``, ``splits_file`` and
@@ -806,7 +816,9 @@ def evaluate(
         # The memory format a run's own test pass uses by default (run.channels_last: auto), so the
         # two agree to the last bit: layouts round convolutions differently.
         channels_last = use_channels_last(target_device, "auto")
-        model = to_memory_format(model.to(target_device), channels_last=channels_last)
+        # The batches are float32: a module cast to float64 or float16 failed inside its first
+        # convolution ("Input type (torch.FloatTensor) and weight type ... should be the same").
+        model = to_memory_format(model.to(target_device, dtype=torch.float32), channels_last=channels_last)
         multiple = int(getattr(model, "size_multiple", 1))
         dataset, data_classes = _dataset_for(
             evaluated, split=split, multiple=multiple, batch_size=batch_size, classes=kind != "pretrain"
