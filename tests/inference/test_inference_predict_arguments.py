@@ -68,6 +68,34 @@ def test_a_device_other_than_cpu_or_cuda_is_refused_by_predict_and_load_model(
             r"^output: expected a folder path \(str or os\.PathLike\); found NoneType$",
         ),
         ({"device": "mps"}, ValueError, r"^device='mps' is not a valid option"),
+        # "'float' object is not iterable", "could not convert string to float: '.'" and
+        # "'<=' not supported", naming no argument.
+        (
+            {"spacing": 0.8},
+            TypeError,
+            r"^spacing=0\.8: expected 2 or 3 voxel sizes in mm, a list .*; found float$",
+        ),
+        (
+            {"spacing": "0.5 0.5 2"},
+            TypeError,
+            r"^spacing='0\.5 0\.5 2': expected 2 or 3 voxel sizes .*; found str$",
+        ),
+        (
+            {"spacing": np.array([[0.5, 0.5, 2.0]])},
+            TypeError,
+            r"^spacing=array\(\[\[0\.5, 0\.5, 2\. \]\]\): expected",
+        ),
+        (
+            {"spacing": [0.5, "x", 2]},
+            TypeError,
+            r"^spacing=\[0\.5, 'x', 2\]: expected 2 or 3 voxel sizes in mm, each a number$",
+        ),
+        (
+            {"overlap": "0.5"},
+            TypeError,
+            r"^overlap='0\.5': expected a number, a share of the window in \[0, 1\); found str$",
+        ),
+        ({"overlap": None}, TypeError, r"^overlap=None: expected a number.*; found NoneType$"),
     ],
 )
 def test_a_wrong_argument_is_named_before_the_model_is_loaded(

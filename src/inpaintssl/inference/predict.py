@@ -126,6 +126,7 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -365,6 +366,22 @@ def _check_large_slices(large_slices: str, model: PredictionModel, prep: SlicePr
         )
 
 
+def _spacing_values(spacing: object) -> tuple[float, ...]:
+    """``predict``'s ``spacing`` as floats; one number, text or a 2D array is refused naming it."""
+    flat = isinstance(spacing, np.ndarray) and spacing.ndim == 1
+    if not flat and (isinstance(spacing, (str, bytes, np.ndarray)) or not isinstance(spacing, Iterable)):
+        # 0.8 failed as "'float' object is not iterable", "0.5 0.5 2" as a float of '.'.
+        raise TypeError(
+            f"spacing={spacing!r}: expected 2 or 3 voxel sizes in mm, a list such as [0.5, 0.5, 2.0]; "
+            f"found {type(spacing).__name__}"
+        )
+    given = list(spacing)  # type: ignore[call-overload]
+    try:
+        return tuple(float(v) for v in given)
+    except (TypeError, ValueError):
+        raise TypeError(f"spacing={given!r}: expected 2 or 3 voxel sizes in mm, each a number") from None
+
+
 def predict(
     run_or_checkpoint: str | os.PathLike[str],
     inputs: InputPaths,
@@ -552,8 +569,9 @@ def predict(
             a ``qdess_parameters_csv`` that is missing or no table of scan parameters.
             All three are ``ValueError`` subclasses.
         TypeError: ``inputs`` (or one of its items) or ``output`` is no path (str or
-            os.PathLike), or ``batch_size`` is no integer (``True`` included); checked before the
-            model is loaded.
+            os.PathLike), ``batch_size`` is no integer (``True`` included), ``overlap`` is no
+            number, or ``spacing`` is not a list of numbers (one number, text); checked before
+            the model is loaded.
         ValueError: ``probabilities`` with ``output_format="rtstruct"``; an unknown ``dicom_seg_type``,
             or one other than ``binary`` with a format that writes no DICOM SEG; ``qdess_parameters`` or
             ``qdess_parameters_csv`` without ``t2``, or both giving one parameter; an ``echo`` that is no
@@ -601,10 +619,16 @@ def predict(
             "ask for it, or leave them out"
         )
     qdess_table = _qdess_table(qdess_parameters_csv, qdess, t2=t2)
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Real):
+        # "0.5" or None failed as "'<=' not supported", naming no argument.
+        raise TypeError(
+            f"overlap={overlap!r}: expected a number, a share of the window in [0, 1); "
+            f"found {type(overlap).__name__}"
+        )
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap={overlap}; expected a share of the window in [0, 1)")
     if spacing is not None:
-        values = tuple(float(v) for v in spacing)
+        values = _spacing_values(spacing)
         if len(values) not in (2, 3) or not all(math.isfinite(v) and v > 0 for v in values):
             raise ValueError(f"spacing={values}; expected 2 or 3 finite voxel sizes in mm, each > 0")
     out = Path(output).expanduser()
