@@ -716,6 +716,13 @@ def test_invalid_arguments(model: LoadedModel, tmp_path: Path) -> None:
     assert not (tmp_path / "exports").exists()
     with pytest.raises(ValueError, match=r"example must have shape \(N, 1, H, W\)"):
         export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 3, 8, 8))
+    # An empty batch failed in the output check as max() of an empty tensor; output=None in pathlib.
+    with pytest.raises(
+        ValueError, match=r"example must have shape \(N, 1, H, W\) .*; found \(0, 1, 32, 32\)"
+    ):
+        export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(0, 1, 32, 32))
+    with pytest.raises(TypeError, match=r"^output: expected a file or folder path .*; found NoneType$"):
+        export_model(model, format="torchscript", output=None)  # type: ignore[arg-type]
     told = r"example has H x W = 30 x 32; expected multiples of .*=4.* 32 x 32"
     with pytest.raises(ValueError, match=told):
         export_model(model, format="torchscript", output=tmp_path / "m.pt", example=torch.zeros(1, 1, 30, 32))

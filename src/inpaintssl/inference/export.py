@@ -300,10 +300,11 @@ def _samples(
             ) from None
     if example is None:
         example = torch.randn(2, info.in_channels, blocks * multiple, blocks * multiple, generator=generator)
-    elif example.ndim != 4 or example.shape[1] != info.in_channels:
+    elif example.ndim != 4 or example.shape[1] != info.in_channels or min(example.shape) < 1:
+        # An empty batch failed in the output check, as max() of an empty tensor.
         raise ValueError(
-            f"example must have shape (N, {info.in_channels}, H, W) for this model; "
-            f"found {tuple(example.shape)}"
+            f"example must have shape (N, {info.in_channels}, H, W) for this model, N, H and W at "
+            f"least 1; found {tuple(example.shape)}"
         )
     elif example.shape[2] % multiple or example.shape[3] % multiple:
         # Caught here to name the argument: the network's own size check names neither it nor export.
@@ -674,7 +675,8 @@ def export_model(
             for a non-ONNX format, a folder as ``output``, an ``output`` inside a run's checkpoints
             or over the file the model is loaded from, an ``atol`` that is not a non-negative
             number, or an ``example`` of the wrong shape.
-        TypeError: An ``example`` that is neither a tensor nor an array of numbers.
+        TypeError: An ``example`` that is neither a tensor nor an array of numbers, or an
+            ``output`` that is no path.
         FileExistsError: ``output`` exists and is not an earlier export, and ``overwrite`` is false.
         ImportError: ``format="onnx"`` without onnx/onnxscript/onnxruntime
             (``pip install "inpaintssl[onnx]"``).
@@ -697,6 +699,11 @@ def export_model(
         )
     if opset is not None and format != "onnx":
         raise ValueError(f"opset={opset} applies to format='onnx' only; found format={format!r}")
+    if not isinstance(output, str) and not hasattr(type(output), "__fspath__"):
+        # None failed in pathlib, "expected str, bytes or os.PathLike object", naming no argument.
+        raise TypeError(
+            f"output: expected a file or folder path (str or os.PathLike); found {type(output).__name__}"
+        )
     destination = Path(output).expanduser()
     # Path() drops a trailing separator, so "exports/" would otherwise become a file named exports.
     if destination.is_dir() or str(output).endswith(("/", os.sep)):
