@@ -62,20 +62,26 @@ BAD_NAMES = [
 ]
 
 
+def _write_box(tmp_path: Path, writer: str, class_names: Any, *, label: int) -> Path:
+    """A box of class ``label`` on the tiny series, written by ``writer`` to ``out.dcm``."""
+    from inpaintssl.data.dicom import DicomVolume
+    from inpaintssl.inference.dicom_seg import write_dicom_seg
+    from inpaintssl.inference.rtstruct import write_rtstruct
+
+    volume = DicomVolume(_scan(tmp_path / "scan", seed=label))
+    labels = np.zeros((SIZE, SIZE, SLICES), dtype=np.uint8)
+    labels[4:9, 5:12, :] = label
+    target = tmp_path / "out.dcm"
+    write = write_dicom_seg if writer == "dicom_seg" else write_rtstruct
+    write(labels, volume, target, class_names=class_names, **_affine(writer, volume))
+    return target
+
+
 @pytest.mark.parametrize(("name", "problem"), BAD_NAMES, ids=["65-characters", "backslash", "tab", "blank"])
 @pytest.mark.parametrize("writer", ["dicom_seg", "rtstruct"])
 def test_a_class_name_that_is_no_dicom_lo_value_is_refused_by_the_writer(
     tmp_path: Path, writer: str, name: str, problem: str
 ) -> None:
-    from inpaintssl.data.dicom import DicomVolume
-    from inpaintssl.inference.dicom_seg import write_dicom_seg
-    from inpaintssl.inference.rtstruct import write_rtstruct
-
-    volume = DicomVolume(_scan(tmp_path / "scan", seed=1))
-    labels = np.zeros((SIZE, SIZE, SLICES), dtype=np.uint8)
-    labels[4:9, 5:12, :] = 2
-    target = tmp_path / "out.dcm"
-    write = write_dicom_seg if writer == "dicom_seg" else write_rtstruct
     field = "SegmentLabel" if writer == "dicom_seg" else "ROIName"
     expected = re.escape(
         f"write_{writer}: class_names: class 2 of 2, {name!r}, {problem}; the {WHAT[writer]} holds each "
@@ -83,8 +89,8 @@ def test_a_class_name_that_is_no_dicom_lo_value_is_refused_by_the_writer(
         "control characters and not blank"
     )
     with pytest.raises(PredictionError, match=expected):
-        write(labels, volume, target, class_names=("spleen", name), **_affine(writer, volume))
-    assert not target.exists()
+        _write_box(tmp_path, writer, ("spleen", name), label=2)
+    assert not (tmp_path / "out.dcm").exists()
 
 
 @pytest.mark.parametrize(
@@ -101,18 +107,9 @@ def test_no_class_names_or_one_string_is_refused_by_the_writer(
 ) -> None:
     # No names made the DICOM SEG writer fail with an IndexError and the RT writer an object of no
     # ROIs; one string was written as one class per letter.
-    from inpaintssl.data.dicom import DicomVolume
-    from inpaintssl.inference.dicom_seg import write_dicom_seg
-    from inpaintssl.inference.rtstruct import write_rtstruct
-
-    volume = DicomVolume(_scan(tmp_path / "scan", seed=3))
-    labels = np.zeros((SIZE, SIZE, SLICES), dtype=np.uint8)
-    labels[4:9, 5:12, :] = 1
-    target = tmp_path / "out.dcm"
-    write = write_dicom_seg if writer == "dicom_seg" else write_rtstruct
     with pytest.raises(PredictionError, match=re.escape(f"write_{writer}: class_names: {expected}")):
-        write(labels, volume, target, class_names=class_names, **_affine(writer, volume))
-    assert not target.exists()
+        _write_box(tmp_path, writer, class_names, label=1)
+    assert not (tmp_path / "out.dcm").exists()
 
 
 @pytest.mark.parametrize("writer", ["dicom_seg", "rtstruct"])
