@@ -85,3 +85,14 @@ def test_bad_shapes_are_rejected(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         l2_loss(torch.zeros(pred_shape), torch.zeros(target_shape))
+
+
+def test_arrays_that_are_no_tensors_are_named() -> None:
+    # NumPy arrays failed as "'numpy.ndarray' object has no attribute 'is_floating_point'".
+    from inpaintssl.losses import dice_loss
+
+    array = np.zeros((1, 2, 4, 4), dtype=np.float32)
+    with pytest.raises(TypeError, match=r"^pred is of type ndarray; expected a torch\.Tensor"):
+        l2_loss(array, torch.zeros(1, 2, 4, 4))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^target_onehot is of type ndarray; expected a torch\.Tensor"):
+        dice_loss(torch.zeros(1, 2, 4, 4), array)  # type: ignore[arg-type]

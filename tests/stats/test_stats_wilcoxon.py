@@ -149,8 +149,17 @@ def test_pairs_any_matching_shape() -> None:
         ([1.0, np.nan], [1.0, 2.0], r"a must be finite; found NaN or inf at flat indices \[1\]"),
         ([1.0, 2.0], [np.inf, 2.0], r"b must be finite"),
         ([], [], r"at least one pair"),
+        (["0.9", "high"], [0.5, 0.6], r"a and b must be sequences or arrays of numbers"),
     ],
 )
 def test_rejects_bad_samples(a, b, message) -> None:
     with pytest.raises(ValueError, match=message):
         wilcoxon_greater(a, b)
+
+
+def test_a_missing_sample_is_named_not_read_as_nan() -> None:
+    # None became NaN: "a must be finite; found NaN".
+    with pytest.raises(TypeError, match=r"^a is None; expected scores"):
+        wilcoxon_greater(None, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^b is None; expected scores"):
+        wilcoxon_greater([0.9], None)  # type: ignore[arg-type]

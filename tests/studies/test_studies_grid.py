@@ -288,6 +288,13 @@ def test_parse_shard_rejects_bad_values(text: str) -> None:
         parse_shard(text)
 
 
+@pytest.mark.parametrize("given", [3, (3, 8), None])
+def test_parse_shard_names_what_is_no_text(given: object) -> None:
+    # 3 failed as "'int' object has no attribute 'partition'".
+    with pytest.raises(TypeError, match=r"expected the text 'i/n', e\.g\. '0/4'$"):
+        parse_shard(given)  # type: ignore[arg-type]
+
+
 def test_shard_rejects_an_index_outside_the_count(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shard 4/4 is invalid"):
         expand_study(_pretext_spec(tmp_path)).shard(4, 4)

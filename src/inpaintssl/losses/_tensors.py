@@ -39,8 +39,17 @@ def check_non_negative(value: object, *, name: str) -> float:
 def check_same_shape(
     first: torch.Tensor, second: torch.Tensor, *, names: tuple[str, str], min_ndim: int = 3
 ) -> None:
-    """Raise ``ValueError`` unless both tensors have one shape ``(N, C, *spatial)``."""
+    """Raise ``ValueError`` unless both tensors have one shape ``(N, C, *spatial)``.
+
+    Raises:
+        TypeError: One is no torch tensor (a NumPy array failed on ``is_floating_point``).
+    """
     for name, tensor in zip(names, (first, second)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"{name} is of type {type(tensor).__name__}; expected a torch.Tensor (N, C, H, W): "
+                "convert an array with torch.from_numpy"
+            )
         if tensor.ndim < min_ndim:
             raise ValueError(
                 f"{name} must have shape (N, C, H, W) (at least {min_ndim} dimensions); "

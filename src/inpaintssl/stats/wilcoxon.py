@@ -25,10 +25,18 @@ def paired_samples(
     same one; element ``i`` of ``a`` is paired with element ``i`` of ``b``.
 
     Raises:
-        ValueError: If the shapes differ, the samples are empty, or either holds NaN/inf.
+        ValueError: If the shapes differ, the samples are empty, or either holds NaN/inf or
+            something that is no number (text).
+        TypeError: If either is ``None`` (NumPy reads it as NaN: "must be finite").
     """
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
+    for name, sample in zip(names, (a, b)):
+        if sample is None:
+            raise TypeError(f"{name} is None; expected scores, a sequence or array of numbers")
+    try:
+        x = np.asarray(a, dtype=np.float64)
+        y = np.asarray(b, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{names[0]} and {names[1]} must be sequences or arrays of numbers: {exc}") from None
     if x.shape != y.shape:
         raise ValueError(
             f"{names[0]} and {names[1]} must be paired samples of the same shape; found "

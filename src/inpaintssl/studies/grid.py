@@ -318,11 +318,18 @@ def parse_shard(text: str) -> tuple[int, int]:
 
     Raises:
         ValueError: Not two integers with ``0 <= i < n``.
+        TypeError: ``text`` is no string (a shard given as ``(3, 8)`` goes to ``run_study``'s
+            ``shard`` as it is).
 
     Example:
         >>> parse_shard("3/8")
         (3, 8)
     """
+    if not isinstance(text, str):
+        # 3 failed as "'int' object has no attribute 'partition'".
+        raise TypeError(
+            f"shard {text!r} is of type {type(text).__name__}; expected the text 'i/n', e.g. '0/4'"
+        )
     head, sep, tail = text.partition("/")
     try:
         index, count = int(head), int(tail)
