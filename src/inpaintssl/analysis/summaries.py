@@ -186,7 +186,12 @@ def named_baselines(
 
 def dice_level(results: Table) -> str:
     """``volume`` when the results hold per-volume Dice (3D data), else ``image``."""
-    return "volume" if results.select(metric="dice_mean", level="volume").rows else "image"
+    return "volume" if _holds_dice_at(results, "volume") else "image"
+
+
+def _holds_dice_at(results: Table, level: str) -> bool:
+    """Whether ``results`` hold a class-averaged Dice at ``level``: up to the first such row only."""
+    return any(row.get("metric") == "dice_mean" and row.get("level") == level for row in results.rows)
 
 
 def class_names(results: Table) -> list[str]:
@@ -210,11 +215,12 @@ def dice_rows(results: Table, *, class_name: str | None = None, level: str | Non
     """
     if level is not None:
         check_option(level, DICE_LEVELS, field="level")
-        held = [held for held in DICE_LEVELS if results.select(metric="dice_mean", level=held).rows]
-        if held and level not in held:
+        # Called per class and fraction: the scans stop at the first row of the level asked for.
+        other = next(held for held in DICE_LEVELS if held != level)
+        if not _holds_dice_at(results, level) and _holds_dice_at(results, other):
             raise ValueError(
-                f"level={level!r}: the results hold Dice per {' and per '.join(held)} only; expected "
-                f"level={held[0]!r}, or leave level out to take it from the results"
+                f"level={level!r}: the results hold Dice per {other} only; expected "
+                f"level={other!r}, or leave level out to take it from the results"
             )
     level = level or dice_level(results)
     if class_name is None:
