@@ -43,6 +43,7 @@ from inpaintssl.config import (
     load_config,
     read_config_file,
     recipe_filled,
+    update_fields,
 )
 from inpaintssl.config.yaml_loader import ConfigYamlDumper
 from inpaintssl.errors import DataError
@@ -378,12 +379,7 @@ def changed_fields(old: BaseModel, new: BaseModel, *, ignore: Sequence[str] = ()
 
 def _as_trained(config: BaseModel) -> dict[str, Any]:
     """``config`` flattened, with the values ``optim.recipe`` gives its null fields written in."""
-    flat = _flatten(config.model_dump(mode="json"))
-    for key, value in recipe_filled(config).items():
-        for given in [k for k in flat if k == key or k.startswith(key + ".")]:
-            del flat[given]
-        flat.update(_flatten(json.loads(json.dumps(value)), f"{key}."))
-    return flat
+    return _flatten(update_fields(config, recipe_filled(config)).model_dump(mode="json"))
 
 
 def trained_differently(before: BaseModel, now: BaseModel, keys: Sequence[str]) -> list[str]:
